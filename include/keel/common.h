@@ -1,0 +1,64 @@
+/*
+ * keel/common.h - build variant, export and attribute macros shared by every
+ * keel header.
+ *
+ * Every translation unit that includes a keel header must say which variant of
+ * libkeel it is built for:
+ *
+ *   -DKEEL_DEVEL=1   devel build: every runtime check compiled in; link libkeel-devel
+ *   -DKEEL_DEVEL=0   release build: checks compiled out; link libkeel
+ *
+ * `pkg-config --cflags keel-devel` and `pkg-config --cflags keel` set it, and
+ * so do the CMake targets keel::keel-devel and keel::keel.  Mixing the two
+ * (a devel object linked with the release library, or the reverse) fails at
+ * link time with an undefined symbol whose name says what to link instead.
+ */
+#ifndef KEEL_COMMON_H
+#define KEEL_COMMON_H
+
+#if !defined(KEEL_DEVEL)
+#error "keel: define KEEL_DEVEL to 1 (devel build, link libkeel-devel) or 0 (release build, link libkeel); pkg-config keel-devel / keel sets it"
+#endif
+#if KEEL_DEVEL != 0 && KEEL_DEVEL != 1
+#error "keel: KEEL_DEVEL must be 0 (release) or 1 (devel)"
+#endif
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+#define KEEL_EXTERN_C_BEGIN extern "C" {
+#define KEEL_EXTERN_C_END }
+#else
+#define KEEL_EXTERN_C_BEGIN
+#define KEEL_EXTERN_C_END
+#endif
+
+/* Only what carries KEEL_API is exported from the shared library. */
+#define KEEL_API __attribute__((visibility("default")))
+
+#define KEEL_MUST_USE __attribute__((warn_unused_result))
+#define KEEL_NORETURN __attribute__((noreturn))
+#define KEEL_COLD __attribute__((cold))
+#define KEEL_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#define KEEL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define KEEL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/*
+ * Link-time variant check.  Each object compiled against the keel headers
+ * keeps one reference to the symbol that only the matching library defines.
+ */
+KEEL_EXTERN_C_BEGIN
+#if KEEL_DEVEL
+KEEL_API extern const int keel_link_check_devel_object_needs_libkeel_devel;
+__attribute__((used)) static const int *const keel__variant_reference =
+    &keel_link_check_devel_object_needs_libkeel_devel;
+#else
+KEEL_API extern const int keel_link_check_release_object_needs_libkeel_release;
+__attribute__((used)) static const int *const keel__variant_reference =
+    &keel_link_check_release_object_needs_libkeel_release;
+#endif
+KEEL_EXTERN_C_END
+
+#endif /* KEEL_COMMON_H */

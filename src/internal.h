@@ -1,0 +1,88 @@
+/*
+ * internal.h - what libkeel's source files share with each other (keel__ names).
+ * Never installed.  Every source file of the library includes this first.
+ */
+#ifndef KEEL_INTERNAL_H
+#define KEEL_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "keel/keel.h"
+
+KEEL_EXTERN_C_BEGIN
+
+/* C and C++ spellings (the library sources also compile as C++ for stricter checks). */
+#ifdef __cplusplus
+#define KEEL__TLS thread_local
+#define KEEL__STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define KEEL__TLS _Thread_local
+#define KEEL__STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+#define KEEL__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define KEEL__UNUSED __attribute__((unused))
+
+/* ---- options (src/options.c; the table is src/options_table.h) ---------- */
+
+#include "options_table.h"
+
+#define KEEL__OPT_ENUM(id, name, type, def, lo, hi, check, help) KEEL__OPT_##id,
+typedef enum keel__opt_id { KEEL__OPTIONS(KEEL__OPT_ENUM) KEEL__OPT_COUNT } keel__opt_id;
+#undef KEEL__OPT_ENUM
+
+/* Read KEEL_OPTIONS once (cheap after the first call). */
+void keel__lazy_init(void);
+/* Current values.  Integers and booleans are read with one relaxed load. */
+long long keel__opt_int(keel__opt_id id);
+bool keel__opt_bool(keel__opt_id id);
+/* A string value; it stays valid for the life of the process. */
+const char *keel__opt_str(keel__opt_id id);
+
+/* Parse and apply (all or nothing); `origin` names the source in errors. */
+KEEL_MUST_USE keel_status keel__options_apply(const char *text, size_t len, const char *origin);
+/* Set a STR option directly (start-up: KEEL_REPORT). */
+void keel__options_set_str(keel__opt_id id, const char *value);
+/* Bumped after every change of any option: capabilities compare it to refresh cached settings. */
+extern unsigned keel__options_generation;
+
+/*
+ * Parse an option string without applying it (the fuzz target and tests use
+ * this).  `origin` names where the text came from in error messages.
+ */
+KEEL_MUST_USE keel_status keel__options_parse_only(const char *text, size_t len, const char *origin);
+
+/* ---- report channel (src/report.c) --------------------------------------- */
+
+/* Name of the calling thread ("main", "worker-3", or "tid 1234"). */
+void keel__thread_name(char *buf, size_t size);
+long keel__thread_id(void);
+/* The module the calling thread is executing in ("" when none); set by the module system. */
+extern KEEL__TLS const char *keel__tls_module;
+
+/* ---- errors (src/status.c) ----------------------------------------------- */
+
+/* Called once at exit in devel builds (lost-error sweep). */
+void keel__status_at_exit(void);
+/* Tests: make the next N allocations of error objects on this thread fail. */
+extern KEEL__TLS unsigned keel__status_fail_allocs;
+
+/* ---- small text helpers (src/text.c) ------------------------------------- */
+
+/* Append formatted text to buf at *pos, never past size; *pos counts what was needed. */
+void keel__buf_printf(char *buf, size_t size, size_t *pos, const char *fmt, ...) KEEL_PRINTF(4, 5);
+void keel__buf_vprintf(char *buf, size_t size, size_t *pos, const char *fmt, va_list ap)
+    KEEL_PRINTF(4, 0);
+/* Append s as a JSON string (with quotes and escapes). */
+void keel__buf_json_str(char *buf, size_t size, size_t *pos, const char *s);
+/* Damerau-Levenshtein distance of two short strings (capped at 64 chars). */
+size_t keel__edit_distance(const char *a, const char *b);
+
+KEEL_EXTERN_C_END
+
+#endif /* KEEL_INTERNAL_H */

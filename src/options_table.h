@@ -1,0 +1,34 @@
+/*
+ * options_table.h - the one table of keel's runtime options.
+ *
+ * X(ID, "name", TYPE, default, min, max, check, "meaning")
+ *   TYPE   BOOL | INT | STR | POLICY (abort/report/count)
+ *   check  NULL, or a function  keel_status check(const char *value)  that
+ *          validates a STR value before anything is applied (for values with
+ *          their own syntax, such as a stress spec); declare it below.
+ *
+ * A capability adds its rows here (grouped, with a comment naming it), reads
+ * values with keel__opt_int / keel__opt_bool / keel__opt_str, and documents
+ * them in docs/options.md.  Per-kind report policies (report.<kind>) come
+ * from KEEL_REPORT_KINDS and need no row.
+ */
+#ifndef KEEL_OPTIONS_TABLE_H
+#define KEEL_OPTIONS_TABLE_H
+
+#define KEEL__OPTIONS(X)                                                                              \
+    /* report channel */                                                                              \
+    X(REPORT_FILE, "report.file", STR, 0, 0, 0, NULL,                                                 \
+      "append every report as one JSON line to this file (KEEL_REPORT sets it too)")                  \
+    X(REPORT_BACKTRACE, "report.backtrace", BOOL, 1, 0, 1, NULL,                                      \
+      "capture and symbolize a backtrace for every report")                                           \
+    X(REPORT_FRAMES, "report.frames", INT, 24, 1, 64, NULL, "most backtrace frames in a report")      \
+    X(REPORT_LIMIT, "report.max-printed", INT, 100, 0, 1000000000, NULL,                                    \
+      "print at most this many reports of each kind on stderr (0: no limit); the rest are counted")  \
+    /* assertions */                                                                                  \
+    X(ASSERT_EXPENSIVE, "assert.expensive", BOOL, 0, 0, 1, NULL,                                      \
+      "evaluate KEEL_ASSERT_EXPENSIVE checks (devel builds)")                                         \
+    /* errors */                                                                                      \
+    X(ERROR_TRACK, "error.track", BOOL, 1, 0, 1, NULL,                                                \
+      "track live errors so that lost ones are reported at exit (devel builds)")
+
+#endif /* KEEL_OPTIONS_TABLE_H */
