@@ -104,5 +104,6 @@ keel_status keel_init(void)
 
 __attribute__((destructor)) static void at_exit(void)
 {
+    keel__watchdog_at_exit();
     keel__status_at_exit();
 }

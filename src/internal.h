@@ -72,6 +72,11 @@ void keel__status_at_exit(void);
 /* Tests: make the next N allocations of error objects on this thread fail. */
 extern KEEL__TLS unsigned keel__status_fail_allocs;
 
+/* ---- watchdog (src/watchdog.c) ------------------------------------------- */
+
+/* Stop the watchdog thread at exit. */
+void keel__watchdog_at_exit(void);
+
 /* ---- small text helpers (src/text.c) ------------------------------------- */
 
 /* Append formatted text to buf at *pos, never past size; *pos counts what was needed. */

@@ -29,6 +29,13 @@
       "evaluate KEEL_ASSERT_EXPENSIVE checks (devel builds)")                                         \
     /* errors */                                                                                      \
     X(ERROR_TRACK, "error.track", BOOL, 1, 0, 1, NULL,                                                \
-      "track live errors so that lost ones are reported at exit (devel builds)")
+      "track live errors so that lost ones are reported at exit (devel builds)")                             \
+    /* watchdog */                                                                                    \
+    X(WATCHDOG_ENABLED, "watchdog.enabled", BOOL, 1, 0, 1, NULL,                                      \
+      "start the watchdog thread with the first section, heartbeat or keel thread (devel builds)")   \
+    X(WATCHDOG_TICK_MS, "watchdog.tick-ms", INT, 10, 1, 1000, NULL,                                   \
+      "how often the watchdog samples sections and heartbeats, in milliseconds")                      \
+    X(WATCHDOG_SCALE, "watchdog.scale", INT, 100, 0, 100000, NULL,                                    \
+      "percent applied to every budget and heartbeat period (0: budgets off)")
 
 #endif /* KEEL_OPTIONS_TABLE_H */

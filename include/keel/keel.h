@@ -13,6 +13,7 @@
  *   keel/options.h    KEEL_OPTIONS, the one option string
  *   keel/backtrace.h  symbolized backtraces
  *   keel/version.h    header and library versions
+ *   keel/watchdog.h   time budgets for sections, heartbeats, CPU time per thread/module
  */
 #ifndef KEEL_KEEL_H
 #define KEEL_KEEL_H
@@ -24,5 +25,6 @@
 #include "keel/options.h"
 #include "keel/backtrace.h"
 #include "keel/version.h"
+#include "keel/watchdog.h"
 
 #endif /* KEEL_KEEL_H */

@@ -1,0 +1,425 @@
+/*
+ * test_watchdog.c - budgets, heartbeats, stuck-thread backtraces, CPU stats.
+ */
+#define _GNU_SOURCE 1
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "keel/keel.h"
+
+/* ---- collecting watchdog reports ------------------------------------------------- */
+
+enum { MAX_SEEN = 32 };
+typedef struct seen_report {
+    char message[256];
+    char thread[64];
+    char funcs[512]; /* symbolized function names of the backtrace, space separated */
+    char text[512];
+    int stuck_flag_at_report; /* was the thread still stuck when reported? */
+} seen_report;
+
+static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
+static seen_report seen[MAX_SEEN];
+static int nseen;
+static int stuck_flag; /* atomic: 1 while the test keeps a thread stuck */
+
+static bool collect(const keel_report_info *info, void *ctx)
+{
+    (void)ctx;
+    if (info->kind != KEEL_REPORT_WATCHDOG)
+        return false;
+    pthread_mutex_lock(&seen_lock);
+    if (nseen < MAX_SEEN) {
+        seen_report *s = &seen[nseen];
+        memset(s, 0, sizeof(*s));
+        snprintf(s->message, sizeof(s->message), "%s", info->message);
+        snprintf(s->text, sizeof(s->text), "%s", info->text);
+        for (size_t i = 0; i < info->ndetails; i++)
+            if (strcmp(info->details[i].key, "thread") == 0)
+                snprintf(s->thread, sizeof(s->thread), "%s", info->details[i].value);
+        size_t pos = 0;
+        for (int i = 0; i < info->nframes && pos < sizeof(s->funcs) - 1; i++) {
+            keel_frame f;
+            if (keel_backtrace_symbolize(info->frames[i], &f)) {
+                int n = snprintf(s->funcs + pos, sizeof(s->funcs) - pos, "%s ", f.func);
+                if (n > 0)
+                    pos += (size_t)n;
+            }
+        }
+        s->stuck_flag_at_report = __atomic_load_n(&stuck_flag, __ATOMIC_ACQUIRE);
+        nseen++;
+    }
+    pthread_mutex_unlock(&seen_lock);
+    return false;
+}
+
+#if KEEL_WATCHDOG_ON
+static int count_seen(const char *needle)
+{
+    int n = 0;
+    pthread_mutex_lock(&seen_lock);
+    for (int i = 0; i < nseen; i++)
+        if (strstr(seen[i].message, needle) != NULL)
+            n++;
+    pthread_mutex_unlock(&seen_lock);
+    return n;
+}
+
+static const seen_report *find_seen(const char *needle)
+{
+    const seen_report *r = NULL;
+    pthread_mutex_lock(&seen_lock);
+    for (int i = 0; i < nseen && r == NULL; i++)
+        if (strstr(seen[i].message, needle) != NULL)
+            r = &seen[i];
+    pthread_mutex_unlock(&seen_lock);
+    return r;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Wait up to `ms` for a report whose message contains needle. */
+static bool wait_for(const char *needle, long ms)
+{
+    for (long t = 0; t < ms; t += 5) {
+        if (count_seen(needle) > 0)
+            return true;
+        sleep_ms(5);
+    }
+    return count_seen(needle) > 0;
+}
+#endif
+
+static int setup(void **state)
+{
+    (void)state;
+    pthread_mutex_lock(&seen_lock);
+    nseen = 0;
+    pthread_mutex_unlock(&seen_lock);
+    keel_status s = keel_options_set("watchdog.scale=100;watchdog.tick-ms=5");
+    assert_true(keel_ok(s));
+    keel_report_set_handler(collect, NULL);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    keel_watchdog_stop();
+    keel_report_set_handler(NULL, NULL);
+    return 0;
+}
+
+#if KEEL_WATCHDOG_ON
+
+/* The function a stuck thread is stuck in: it must show in the report's backtrace. */
+__attribute__((noinline)) void stuck_in_section(void);
+__attribute__((noinline)) void stuck_in_section(void)
+{
+    while (__atomic_load_n(&stuck_flag, __ATOMIC_ACQUIRE))
+        usleep(1000); /* a call TSan intercepts, so the backtrace signal is delivered */
+    __asm__ volatile("" ::: "memory");
+}
+
+static void *stuck_thread(void *arg)
+{
+    (void)arg;
+    KEEL_SECTION_ENTER(sec, "flush_journal", 30);
+    stuck_in_section();
+    KEEL_SECTION_LEAVE(sec);
+    return NULL;
+}
+
+/* Start fn on a thread that stays stuck until released; wait for a report containing needle. */
+static keel_thread *start_stuck(const char *name, const char *module, void *(*fn)(void *),
+                                const char *needle)
+{
+    __atomic_store_n(&stuck_flag, 1, __ATOMIC_RELEASE);
+    keel_thread *t = NULL;
+    assert_true(keel_ok(keel_thread_create(&t, name, module, fn, NULL)));
+    assert_true(wait_for(needle, 3000));
+    return t;
+}
+
+static void release_and_join(keel_thread *t)
+{
+    __atomic_store_n(&stuck_flag, 0, __ATOMIC_RELEASE);
+    assert_true(keel_ok(keel_thread_join(t, NULL)));
+}
+
+static void test_overrun_reported_while_running(void **state)
+{
+    (void)state;
+    keel_thread *t = start_stuck("journal-writer", "storage", stuck_thread,
+                                 "section 'flush_journal' has run");
+    const seen_report *r = find_seen("section 'flush_journal' has run");
+    assert_non_null(r);
+    if (r == NULL)
+        return;
+    assert_int_equal(r->stuck_flag_at_report, 1); /* reported while still running */
+    assert_string_equal(r->thread, "journal-writer");
+    assert_non_null(strstr(r->funcs, "stuck_in_section"));
+    assert_non_null(strstr(r->funcs, "stuck_thread"));
+    release_and_join(t);
+    /* and again when it ends, with its total */
+    assert_true(wait_for("section 'flush_journal' ended after", 1000));
+    assert_int_equal(count_seen("section 'flush_journal' has run"), 1); /* once per occurrence */
+    assert_true(keel_watchdog_overruns() >= 1);
+}
+
+static void *nested_thread(void *arg)
+{
+    (void)arg;
+    KEEL_SECTION_ENTER(outer, "outer_request", 2000);
+    KEEL_SECTION_ENTER(inner, "inner_lookup", 20);
+    stuck_in_section();
+    KEEL_SECTION_LEAVE(inner);
+    KEEL_SECTION_LEAVE(outer);
+    return NULL;
+}
+
+static void test_nested_sections(void **state)
+{
+    (void)state;
+    keel_thread *t = start_stuck("nested", NULL, nested_thread, "section 'inner_lookup' has run");
+    release_and_join(t);
+    sleep_ms(50);
+    assert_int_equal(count_seen("section 'outer_request'"), 0);
+    assert_int_equal(count_seen("section 'inner_lookup' has run"), 1);
+}
+
+static pthread_mutex_t never_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t never_cond = PTHREAD_COND_INITIALIZER;
+static int release_waiter;
+
+__attribute__((noinline)) void wait_for_never(void);
+__attribute__((noinline)) void wait_for_never(void)
+{
+    pthread_mutex_lock(&never_lock);
+    while (!release_waiter)
+        pthread_cond_wait(&never_cond, &never_lock);
+    pthread_mutex_unlock(&never_lock);
+}
+
+static void *heartbeat_thread(void *arg)
+{
+    (void)arg;
+    keel_heartbeat_expect(30);
+    for (int i = 0; i < 5; i++) {
+        keel_heartbeat();
+        sleep_ms(5);
+    }
+    wait_for_never(); /* blocked on a condition nobody signals */
+    keel_heartbeat_expect(0);
+    return NULL;
+}
+
+static void test_missed_heartbeat(void **state)
+{
+    (void)state;
+    release_waiter = 0;
+    keel_thread *t = NULL;
+    assert_true(keel_ok(keel_thread_create(&t, "poller", NULL, heartbeat_thread, NULL)));
+    assert_true(wait_for("thread 'poller' missed its heartbeat", 3000));
+    const seen_report *r = find_seen("missed its heartbeat");
+    assert_non_null(r);
+    if (r == NULL)
+        return;
+    assert_non_null(strstr(r->funcs, "wait_for_never"));
+    pthread_mutex_lock(&never_lock);
+    release_waiter = 1;
+    pthread_cond_broadcast(&never_cond);
+    pthread_mutex_unlock(&never_lock);
+    assert_true(keel_ok(keel_thread_join(t, NULL)));
+}
+
+static int sanitized(void)
+{
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+    return 1;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+    return 1;
+#else
+    return 0;
+#endif
+#else
+    return 0;
+#endif
+}
+
+static long load_iterations;
+
+static void *load_thread(void *arg)
+{
+    (void)arg;
+    unsigned long sink = 0;
+    for (long i = 0; i < load_iterations; i++) {
+        KEEL_SECTION_ENTER(sec, "tiny_task", 1000);
+        sink += (unsigned long)i;
+        __asm__ volatile("" : "+r"(sink)); /* keep the work */
+        KEEL_SECTION_LEAVE(sec);
+    }
+    return NULL;
+}
+
+static void test_no_report_within_budget_under_load(void **state)
+{
+    (void)state;
+    load_iterations = sanitized() ? 20000 : 1000000;
+    keel_thread *t[8];
+    char name[16];
+    for (int i = 0; i < 8; i++) {
+        snprintf(name, sizeof(name), "load-%d", i);
+        assert_true(keel_ok(keel_thread_create(&t[i], name, NULL, load_thread, NULL)));
+    }
+    for (int i = 0; i < 8; i++)
+        assert_true(keel_ok(keel_thread_join(t[i], NULL)));
+    assert_int_equal(count_seen("tiny_task"), 0);
+    pthread_mutex_lock(&seen_lock);
+    int total = nseen;
+    pthread_mutex_unlock(&seen_lock);
+    assert_int_equal(total, 0);
+}
+
+static void test_budgets_disabled_by_option(void **state)
+{
+    (void)state;
+    assert_true(keel_ok(keel_options_set("watchdog.scale=0")));
+    __atomic_store_n(&stuck_flag, 1, __ATOMIC_RELEASE);
+    keel_thread *t = NULL;
+    assert_true(keel_ok(keel_thread_create(&t, "unwatched", NULL, stuck_thread, NULL)));
+    sleep_ms(200); /* well past the 30 ms budget */
+    __atomic_store_n(&stuck_flag, 0, __ATOMIC_RELEASE);
+    assert_true(keel_ok(keel_thread_join(t, NULL)));
+    assert_int_equal(count_seen("flush_journal"), 0);
+    assert_true(keel_ok(keel_options_set("watchdog.scale=100")));
+}
+
+static void test_clean_shutdown_and_restart(void **state)
+{
+    (void)state;
+    assert_true(keel_ok(keel_watchdog_start()));
+    keel_watchdog_stop();
+    keel_watchdog_stop(); /* twice is fine */
+    assert_true(keel_ok(keel_watchdog_start()));
+    keel_thread *t =
+        start_stuck("after-restart", NULL, stuck_thread, "section 'flush_journal' has run");
+    release_and_join(t);
+}
+
+static keel_status run_ok(void *arg)
+{
+    int *calls = (int *)arg;
+    (*calls)++;
+    return KEEL_OK;
+}
+
+static void test_section_run_callback_form(void **state)
+{
+    (void)state;
+    static const keel_section_desc d = {"callback", 1000000000ull, __FILE__, __LINE__, "test"};
+    int calls = 0;
+    assert_true(keel_ok(keel_section_run(&d, run_ok, &calls)));
+    assert_int_equal(calls, 1);
+}
+
+#endif /* KEEL_WATCHDOG_ON */
+
+static void *spin_thread(void *arg)
+{
+    (void)arg;
+    struct timespec start, now;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &start);
+    do {
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+    } while ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) < 30000000L);
+    return NULL;
+}
+
+static void test_thread_names_and_cpu_stats(void **state)
+{
+    (void)state;
+    keel_thread_unregister(); /* in case an earlier test registered this thread by itself */
+    assert_true(keel_ok(keel_thread_register("stats-main", "control")));
+    keel_thread *t = NULL;
+    assert_true(keel_ok(keel_thread_create(&t, "cpu-burner", "crypto", spin_thread, NULL)));
+    assert_true(keel_ok(keel_thread_join(t, NULL)));
+    char json[8192];
+    size_t n = keel_watchdog_stats_json(json, sizeof(json));
+    assert_true(n < sizeof(json));
+    assert_non_null(strstr(json, "\"name\":\"stats-main\""));
+    assert_non_null(strstr(json, "\"module\":\"control\""));
+    /* the exited thread's CPU is kept, under its module */
+    const char *crypto = strstr(json, "{\"name\":\"crypto\",\"cpu_ns\":");
+    assert_non_null(crypto);
+    unsigned long long cpu = strtoull(crypto + strlen("{\"name\":\"crypto\",\"cpu_ns\":"), NULL, 10);
+    assert_true(cpu >= 20000000ull); /* it burned ~30 ms */
+    /* registering twice is an error that says so */
+    keel_status s = keel_thread_register("again", NULL);
+    assert_true(KEEL_IS(s, KEEL_E_STATE));
+    keel_status_free(s);
+    keel_thread_unregister();
+}
+
+static void test_thread_create_bad_arguments(void **state)
+{
+    (void)state;
+    keel_thread *t = NULL;
+    keel_status s = keel_thread_create(&t, "", NULL, spin_thread, NULL);
+    assert_true(KEEL_IS(s, KEEL_E_INVAL));
+    keel_status_free(s);
+    s = keel_thread_join(NULL, NULL);
+    assert_true(KEEL_IS(s, KEEL_E_INVAL));
+    keel_status_free(s);
+}
+
+#if !KEEL_WATCHDOG_ON
+static void test_release_compiles_sections_out(void **state)
+{
+    (void)state;
+    int evaluated = 0;
+    KEEL_SECTION_ENTER(sec, "gone", 1);
+    evaluated++;
+    KEEL_SECTION_LEAVE(sec);
+    assert_int_equal(evaluated, 1);
+    keel_status s = keel_watchdog_start();
+    assert_true(KEEL_IS(s, KEEL_E_UNSUPPORTED));
+    keel_status_free(s);
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+#if KEEL_WATCHDOG_ON
+        cmocka_unit_test_setup_teardown(test_overrun_reported_while_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nested_sections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missed_heartbeat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_report_within_budget_under_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_budgets_disabled_by_option, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clean_shutdown_and_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_section_run_callback_form, setup, teardown),
+#else
+        cmocka_unit_test_setup_teardown(test_release_compiles_sections_out, setup, teardown),
+#endif
+        cmocka_unit_test_setup_teardown(test_thread_names_and_cpu_stats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_thread_create_bad_arguments, setup, teardown),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
