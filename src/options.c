@@ -91,13 +91,14 @@ static int find_id(const char *name, size_t len)
     return -1;
 }
 
-/* The known word nearest to `word`, or NULL when none is close. */
-static const char *nearest(const char *word, const char *const *words, size_t n)
+const char *keel_suggest(const char *word, const char *const *words, size_t n)
 {
+    if (word == NULL || (words == NULL && n > 0))
+        return NULL;
     size_t best = (size_t)-1;
     const char *best_word = NULL;
     size_t len = strlen(word);
-    size_t limit = len < 6 ? 2 : len / 3 + 1;
+    size_t limit = len < 4 ? 1 : (len < 9 ? 2 : len / 4 + 1);
     for (size_t i = 0; i < n; i++) {
         size_t d = keel__edit_distance(word, words[i]);
         if (d < best) {
@@ -116,7 +117,7 @@ static void nearest_name(const char *word, char *out, size_t size)
         id_name(id, names[id], sizeof(names[id]));
         ptrs[id] = names[id];
     }
-    const char *n = nearest(word, ptrs, (size_t)ID_COUNT);
+    const char *n = keel_suggest(word, ptrs, (size_t)ID_COUNT);
     (void)snprintf(out, size, "%s", n != NULL ? n : "");
 }
 
@@ -274,7 +275,7 @@ static keel_status take_value(parser *p, int id, const char *name, const char *v
         for (size_t i = 0; i < KEEL__ARRAY_LEN(policy_names); i++)
             if (word_is(value, policy_names[i]))
                 return stage(p, id, (long long)i, NULL);
-        const char *near = nearest(value, policy_names, KEEL__ARRAY_LEN(policy_names));
+        const char *near = keel_suggest(value, policy_names, KEEL__ARRAY_LEN(policy_names));
         return perr(p, KEEL_E_PARSE, at, vlen, near,
                     "bad value '%s' for option '%s' (use abort, report or count)", value, name);
     }

@@ -50,6 +50,13 @@ KEEL_API KEEL_MUST_USE keel_status keel_options_get(const char *name, char *buf,
 /* Print every option: name, type, default, current value, meaning. */
 KEEL_API void keel_options_print(FILE *f);
 
+/*
+ * The candidate nearest to `word` by edit distance (transpositions count as
+ * one), or NULL when none is close enough to be a likely misspelling.  For
+ * "did you mean" hints in programs' own option and config parsers.
+ */
+KEEL_API const char *keel_suggest(const char *word, const char *const *candidates, size_t n);
+
 KEEL_EXTERN_C_END
 
 #endif /* KEEL_OPTIONS_H */

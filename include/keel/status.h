@@ -173,10 +173,10 @@ KEEL_API KEEL_MUST_USE keel_status keel__status_sys(int errnum, const char *file
 
 /* A new error with one of keel's codes: KEEL_ERR(KEEL_E_INVAL, "bad size %zu", n). */
 #define KEEL_ERR(code, ...) \
-    keel__status_new(&keel_codespace_keel, (code), KEEL_OK, __FILE__, __LINE__, __func__, __VA_ARGS__)
+    keel__status_new(&keel_codespace_keel, (int)(code), KEEL_OK, __FILE__, __LINE__, __func__, __VA_ARGS__)
 /* A new error with a code of another space. */
 #define KEEL_ERR_IN(space, code, ...) \
-    keel__status_new((space), (code), KEEL_OK, __FILE__, __LINE__, __func__, __VA_ARGS__)
+    keel__status_new((space), (int)(code), KEEL_OK, __FILE__, __LINE__, __func__, __VA_ARGS__)
 /* KEEL_E_SYS with the errno value and its text as details ("errno", "errno_name"). */
 #define KEEL_ERR_SYS(errnum, ...) keel__status_sys((errnum), __FILE__, __LINE__, __func__, __VA_ARGS__)
 /*
@@ -184,9 +184,9 @@ KEEL_API KEEL_MUST_USE keel_status keel__status_sys(int errnum, const char *file
  * Wrapping success returns success and creates nothing.
  */
 #define KEEL_WRAP(cause, code, ...) \
-    keel__status_new(&keel_codespace_keel, (code), (cause), __FILE__, __LINE__, __func__, __VA_ARGS__)
+    keel__status_new(&keel_codespace_keel, (int)(code), (cause), __FILE__, __LINE__, __func__, __VA_ARGS__)
 #define KEEL_WRAP_IN(cause, space, code, ...) \
-    keel__status_new((space), (code), (cause), __FILE__, __LINE__, __func__, __VA_ARGS__)
+    keel__status_new((space), (int)(code), (cause), __FILE__, __LINE__, __func__, __VA_ARGS__)
 /* Wrap with context only: the new link keeps the code of `cause`. */
 #define KEEL_CONTEXT(cause, ...) keel__status_context((cause), __FILE__, __LINE__, __func__, __VA_ARGS__)
 
@@ -221,8 +221,8 @@ KEEL_API int keel_status_code(keel_status s);
 KEEL_API bool keel_status_is(keel_status s, const keel_codespace *space, int code);
 /* Some link of the chain has this code. */
 KEEL_API bool keel_status_has(keel_status s, const keel_codespace *space, int code);
-#define KEEL_IS(s, code) keel_status_is((s), &keel_codespace_keel, (code))
-#define KEEL_HAS(s, code) keel_status_has((s), &keel_codespace_keel, (code))
+#define KEEL_IS(s, code) keel_status_is((s), &keel_codespace_keel, (int)(code))
+#define KEEL_HAS(s, code) keel_status_has((s), &keel_codespace_keel, (int)(code))
 /* Message of the outermost link ("" on success). */
 KEEL_API const char *keel_status_message(keel_status s);
 /* Number of links in the chain (0 on success). */

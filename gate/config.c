@@ -1,0 +1,438 @@
+/*
+ * config.c - parse and validate .keel/gate.conf.
+ */
+#define _GNU_SOURCE 1
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const strategy_names[] = {"serial", "batch", "speculative", "speculative-batch",
+                                             "adaptive"};
+
+const char *gate_strategy_name(gate_strategy s)
+{
+    if ((unsigned)s >= sizeof(strategy_names) / sizeof(strategy_names[0]))
+        return "?";
+    return strategy_names[s];
+}
+
+/* ---- words ------------------------------------------------------------------ */
+
+void gate_words_free(gate_words *w)
+{
+    if (w == NULL || w->words == NULL)
+        return;
+    for (size_t i = 0; i < w->n; i++)
+        free(w->words[i]);
+    free(w->words);
+    w->words = NULL;
+    w->n = 0;
+}
+
+static keel_status push_word(gate_words *w, const char *buf, size_t len)
+{
+    char **grown = (char **)realloc(w->words, (w->n + 2) * sizeof(char *));
+    if (grown == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory splitting words");
+    w->words = grown;
+    char *word = strndup(buf, len);
+    if (word == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory splitting words");
+    w->words[w->n++] = word;
+    w->words[w->n] = NULL;
+    return KEEL_OK;
+}
+
+keel_status gate_words_split(const char *text, gate_words *out)
+{
+    KEEL_ASSERT(text != NULL && out != NULL);
+    out->words = NULL;
+    out->n = 0;
+    size_t len = strlen(text);
+    char *buf = (char *)malloc(len + 1);
+    if (buf == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory splitting words");
+    keel_status s = KEEL_OK;
+    size_t i = 0;
+    while (keel_ok(s)) {
+        while (text[i] == ' ' || text[i] == '\t')
+            i++;
+        if (text[i] == '\0')
+            break;
+        size_t n = 0;
+        char quote = '\0';
+        size_t quote_at = 0;
+        for (; text[i] != '\0'; i++) {
+            char c = text[i];
+            if (quote == '\0' && (c == ' ' || c == '\t'))
+                break;
+            if (quote == '\0' && (c == '\'' || c == '"')) {
+                quote = c;
+                quote_at = i;
+                continue;
+            }
+            if (quote != '\0' && c == quote) {
+                quote = '\0';
+                continue;
+            }
+            if (c == '\\' && quote != '\'' && text[i + 1] != '\0') {
+                buf[n++] = text[++i];
+                continue;
+            }
+            buf[n++] = c;
+        }
+        if (quote != '\0') {
+            s = keel_status_with_uint(KEEL_ERR(KEEL_E_PARSE,
+                                               "unterminated %c quote at column %zu in '%s'", quote,
+                                               quote_at + 1, text),
+                                      "column", (unsigned long long)quote_at + 1);
+            break;
+        }
+        s = push_word(out, buf, n);
+    }
+    free(buf);
+    if (!keel_ok(s))
+        gate_words_free(out);
+    return s;
+}
+
+/* ---- the parser -------------------------------------------------------------------- */
+
+typedef enum section_kind { SECTION_NONE, SECTION_GATE, SECTION_CONFIG } section_kind;
+
+static const char *const gate_keys[] = {"target", "slots", "strategy", "max-batch",
+                                        "max-depth", "retries", "notify"};
+static const char *const config_keys[] = {"build", "test", "env", "timeout", "required"};
+
+typedef struct parse_state {
+    const char *origin;
+    size_t line;
+    gate_config *cfg;
+    section_kind section;
+    bool seen_gate;
+} parse_state;
+
+static keel_status errf(const parse_state *st, keel_code code, const char *fmt, ...) KEEL_PRINTF(3, 4);
+
+static keel_status errf(const parse_state *st, keel_code code, const char *fmt, ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    (void)vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    return keel_status_with_uint(KEEL_ERR((int)code, "%s:%zu: %s", st->origin, st->line, what),
+                                 "line", (unsigned long long)st->line);
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    char *end = s + strlen(s);
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        end--;
+    *end = '\0';
+    return s;
+}
+
+/* Strip a comment: '#' outside quotes, at the start or after a blank. */
+static void strip_comment(char *s)
+{
+    char quote = '\0';
+    for (char *p = s; *p != '\0'; p++) {
+        if (quote == '\0' && (*p == '\'' || *p == '"'))
+            quote = *p;
+        else if (quote != '\0' && *p == quote)
+            quote = '\0';
+        else if (quote == '\0' && *p == '#' && (p == s || p[-1] == ' ' || p[-1] == '\t')) {
+            *p = '\0';
+            return;
+        }
+    }
+}
+
+static keel_status parse_uint(const parse_state *st, const char *key, const char *value,
+                              unsigned lo, unsigned hi, unsigned *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(value, &end, 10);
+    if (value[0] == '\0' || value[0] == '-' || *end != '\0')
+        return errf(st, KEEL_E_PARSE, "'%s' must be a whole number, not '%s'", key, value);
+    if (errno == ERANGE || v < lo || v > hi)
+        return errf(st, KEEL_E_RANGE, "'%s' = %s is out of range [%u, %u]", key, value, lo, hi);
+    *out = (unsigned)v;
+    return KEEL_OK;
+}
+
+static keel_status parse_bool(const parse_state *st, const char *key, const char *value, bool *out)
+{
+    if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 || strcmp(value, "1") == 0) {
+        *out = true;
+        return KEEL_OK;
+    }
+    if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 || strcmp(value, "0") == 0) {
+        *out = false;
+        return KEEL_OK;
+    }
+    return errf(st, KEEL_E_PARSE, "'%s' must be yes or no, not '%s'", key, value);
+}
+
+static keel_status set_words(const parse_state *st, const char *key, const char *value,
+                             gate_words *w)
+{
+    gate_words_free(w);
+    keel_status s = gate_words_split(value, w);
+    if (!keel_ok(s))
+        return KEEL_WRAP(s, KEEL_E_PARSE, "%s:%zu: bad value for '%s'", st->origin, st->line, key);
+    return KEEL_OK;
+}
+
+static keel_status unknown_key(const parse_state *st, const char *key, const char *const *keys,
+                               size_t n, const char *section)
+{
+    const char *near = keel_suggest(key, keys, n);
+    if (near != NULL)
+        return errf(st, KEEL_E_NOTFOUND, "unknown key '%s' in [%s] (did you mean '%s'?)", key,
+                    section, near);
+    return errf(st, KEEL_E_NOTFOUND, "unknown key '%s' in [%s]", key, section);
+}
+
+/* Is `name` usable as a configuration name (shown in logs, used in file names)? */
+static bool good_name(const char *name)
+{
+    if (name[0] == '\0' || strlen(name) > 64)
+        return false;
+    for (const char *p = name; *p != '\0'; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_' || *p == '.'))
+            return false;
+    return name[0] != '.' && name[0] != '-';
+}
+
+static keel_status gate_key(parse_state *st, const char *key, const char *value)
+{
+    gate_config *c = st->cfg;
+    if (strcmp(key, "target") == 0) {
+        if (value[0] == '\0' || strchr(value, ' ') != NULL || strstr(value, "..") != NULL)
+            return errf(st, KEEL_E_PARSE, "'target' must be one branch name, not '%s'", value);
+        char *copy = strdup(value);
+        if (copy == NULL)
+            return KEEL_ERR(KEEL_E_NOMEM, "out of memory");
+        free(c->target);
+        c->target = copy;
+        return KEEL_OK;
+    }
+    if (strcmp(key, "slots") == 0)
+        return parse_uint(st, key, value, 1, 256, &c->slots);
+    if (strcmp(key, "max-batch") == 0)
+        return parse_uint(st, key, value, 1, 1024, &c->max_batch);
+    if (strcmp(key, "max-depth") == 0)
+        return parse_uint(st, key, value, 1, 256, &c->max_depth);
+    if (strcmp(key, "retries") == 0)
+        return parse_uint(st, key, value, 0, 10, &c->retries);
+    if (strcmp(key, "notify") == 0)
+        return set_words(st, key, value, &c->notify);
+    if (strcmp(key, "strategy") == 0) {
+        size_t n = sizeof(strategy_names) / sizeof(strategy_names[0]);
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(value, strategy_names[i]) == 0) {
+                c->strategy = (gate_strategy)i;
+                return KEEL_OK;
+            }
+        const char *near = keel_suggest(value, strategy_names, n);
+        return errf(st, KEEL_E_PARSE,
+                    "unknown strategy '%s' (serial, batch, speculative, speculative-batch or "
+                    "adaptive)%s%s%s",
+                    value, near != NULL ? "; did you mean '" : "", near != NULL ? near : "",
+                    near != NULL ? "'?" : "");
+    }
+    return unknown_key(st, key, gate_keys, sizeof(gate_keys) / sizeof(gate_keys[0]), "gate");
+}
+
+static keel_status config_key(parse_state *st, const char *key, const char *value)
+{
+    gate_matrix_config *m = &st->cfg->configs[st->cfg->nconfigs - 1];
+    if (strcmp(key, "build") == 0)
+        return set_words(st, key, value, &m->build);
+    if (strcmp(key, "test") == 0)
+        return set_words(st, key, value, &m->test);
+    if (strcmp(key, "env") == 0) {
+        keel_status s = set_words(st, key, value, &m->env);
+        if (!keel_ok(s))
+            return s;
+        for (size_t i = 0; i < m->env.n; i++) {
+            const char *eq = strchr(m->env.words[i], '=');
+            if (eq == NULL || eq == m->env.words[i])
+                return errf(st, KEEL_E_PARSE, "'env' entries must be NAME=value, not '%s'",
+                            m->env.words[i]);
+        }
+        return KEEL_OK;
+    }
+    if (strcmp(key, "timeout") == 0)
+        return parse_uint(st, key, value, 1, 7 * 24 * 3600, &m->timeout_s);
+    if (strcmp(key, "required") == 0)
+        return parse_bool(st, key, value, &m->required);
+    return unknown_key(st, key, config_keys, sizeof(config_keys) / sizeof(config_keys[0]),
+                       "config");
+}
+
+static keel_status open_section(parse_state *st, char *head)
+{
+    size_t len = strlen(head);
+    if (len < 2 || head[len - 1] != ']')
+        return errf(st, KEEL_E_PARSE, "section header '%s' lacks its closing ']'", head);
+    head[len - 1] = '\0';
+    char *name = trim(head + 1);
+    if (strcmp(name, "gate") == 0) {
+        if (st->seen_gate)
+            return errf(st, KEEL_E_EXISTS, "a second [gate] section");
+        st->seen_gate = true;
+        st->section = SECTION_GATE;
+        return KEEL_OK;
+    }
+    if (strncmp(name, "config", 6) == 0 && (name[6] == ' ' || name[6] == '\t')) {
+        char *cname = trim(name + 6);
+        if (!good_name(cname))
+            return errf(st, KEEL_E_PARSE,
+                        "configuration name '%s' must be letters, digits, '-', '_' or '.'", cname);
+        gate_config *c = st->cfg;
+        for (size_t i = 0; i < c->nconfigs; i++)
+            if (strcmp(c->configs[i].name, cname) == 0)
+                return errf(st, KEEL_E_EXISTS, "configuration '%s' is defined twice", cname);
+        gate_matrix_config *grown =
+            (gate_matrix_config *)realloc(c->configs, (c->nconfigs + 1) * sizeof(*grown));
+        if (grown == NULL)
+            return KEEL_ERR(KEEL_E_NOMEM, "out of memory");
+        c->configs = grown;
+        gate_matrix_config *m = &c->configs[c->nconfigs];
+        memset(m, 0, sizeof(*m));
+        m->name = strdup(cname);
+        if (m->name == NULL)
+            return KEEL_ERR(KEEL_E_NOMEM, "out of memory");
+        m->timeout_s = 3600;
+        m->required = true;
+        c->nconfigs++;
+        st->section = SECTION_CONFIG;
+        return KEEL_OK;
+    }
+    static const char *const sections[] = {"gate", "config"};
+    const char *near = keel_suggest(name, sections, 2);
+    return errf(st, KEEL_E_NOTFOUND, "unknown section [%s]%s%s%s", name,
+                near != NULL ? " (did you mean [" : " (sections: [gate], [config NAME])",
+                near != NULL ? near : "", near != NULL ? "]?)" : "");
+}
+
+static keel_status parse_line(parse_state *st, char *line)
+{
+    strip_comment(line);
+    char *t = trim(line);
+    if (t[0] == '\0')
+        return KEEL_OK;
+    if (t[0] == '[')
+        return open_section(st, t);
+    char *eq = strchr(t, '=');
+    if (eq == NULL)
+        return errf(st, KEEL_E_PARSE, "expected 'key = value', found '%s'", t);
+    *eq = '\0';
+    char *key = trim(t);
+    char *value = trim(eq + 1);
+    if (key[0] == '\0')
+        return errf(st, KEEL_E_PARSE, "a value without a key");
+    switch (st->section) {
+    case SECTION_GATE:
+        return gate_key(st, key, value);
+    case SECTION_CONFIG:
+        return config_key(st, key, value);
+    case SECTION_NONE:
+        break;
+    }
+    return errf(st, KEEL_E_PARSE, "key '%s' before any section ([gate] or [config NAME])", key);
+}
+
+static keel_status validate(parse_state *st)
+{
+    gate_config *c = st->cfg;
+    st->line = 0;
+    if (c->nconfigs == 0)
+        return KEEL_ERR(KEEL_E_PARSE, "%s: no [config NAME] section: nothing to build or test",
+                        st->origin);
+    bool any_required = false;
+    for (size_t i = 0; i < c->nconfigs; i++) {
+        gate_matrix_config *m = &c->configs[i];
+        if (m->test.n == 0 && m->build.n == 0)
+            return KEEL_ERR(KEEL_E_PARSE, "%s: configuration '%s' has neither 'build' nor 'test'",
+                            st->origin, m->name);
+        any_required |= m->required;
+    }
+    if (!any_required)
+        return KEEL_ERR(KEEL_E_PARSE,
+                        "%s: no configuration is required: nothing would stop a broken change",
+                        st->origin);
+    return KEEL_OK;
+}
+
+keel_status gate_config_parse(const char *text, size_t len, const char *origin, gate_config **out)
+{
+    KEEL_ASSERT(text != NULL && out != NULL);
+    *out = NULL;
+    if (memchr(text, '\0', len) != NULL)
+        return KEEL_ERR(KEEL_E_PARSE, "%s: contains a NUL byte", origin);
+    gate_config *c = (gate_config *)calloc(1, sizeof(*c));
+    char *copy = strndup(text, len);
+    if (c == NULL || copy == NULL) {
+        free(c);
+        free(copy);
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory reading %s", origin);
+    }
+    c->target = strdup("main");
+    c->strategy = GATE_STRATEGY_ADAPTIVE;
+    c->max_batch = 8;
+    c->max_depth = 4;
+    c->retries = 1;
+    parse_state st;
+    memset(&st, 0, sizeof(st));
+    st.origin = origin != NULL ? origin : "gate.conf";
+    st.cfg = c;
+    keel_status s = c->target != NULL ? KEEL_OK : KEEL_ERR(KEEL_E_NOMEM, "out of memory");
+    char *p = copy;
+    /* strtok_r would merge empty lines and lose line numbers: split by hand */
+    while (keel_ok(s) && p != NULL) {
+        char *nl = strchr(p, '\n');
+        if (nl != NULL)
+            *nl = '\0';
+        st.line++;
+        s = parse_line(&st, p);
+        p = nl != NULL ? nl + 1 : NULL;
+    }
+    if (keel_ok(s))
+        s = validate(&st);
+    free(copy);
+    if (!keel_ok(s)) {
+        gate_config_free(c);
+        return s;
+    }
+    *out = c;
+    return KEEL_OK;
+}
+
+void gate_config_free(gate_config *c)
+{
+    if (c == NULL)
+        return;
+    free(c->target);
+    gate_words_free(&c->notify);
+    for (size_t i = 0; i < c->nconfigs; i++) {
+        free(c->configs[i].name);
+        gate_words_free(&c->configs[i].build);
+        gate_words_free(&c->configs[i].test);
+        gate_words_free(&c->configs[i].env);
+    }
+    free(c->configs);
+    free(c);
+}

@@ -1,0 +1,182 @@
+/*
+ * test_gate_config.c - keel-gate's .keel/gate.conf parser: good files, and bad
+ * ones that must fail with an error naming the line and what was wrong.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../gate/config.h"
+
+static const char good[] =
+    "# the gate of a small C project\n"
+    "[gate]\n"
+    "target = main\n"
+    "slots = 4            # executor slots\n"
+    "strategy = speculative-batch\n"
+    "max-batch = 6\n"
+    "retries = 2\n"
+    "notify = tools/notify --channel \"#ci builds\"\n"
+    "\n"
+    "[config gcc-devel]\n"
+    "build = make CC=gcc 'CFLAGS=-O1 -g'\n"
+    "test = make check\n"
+    "env = CC=gcc KEEL_OPTIONS=\"report.lock-order=abort;report.heap=abort\"\n"
+    "timeout = 900\n"
+    "\n"
+    "[config clang-release]\n"
+    "test = make check CC=clang\n"
+    "required = no\n";
+
+static void test_good_config(void **state)
+{
+    (void)state;
+    gate_config *c = NULL;
+    keel_status s = gate_config_parse(good, strlen(good), "gate.conf", &c);
+    assert_true(keel_ok(s));
+    assert_non_null(c);
+    if (c == NULL)
+        return;
+    assert_string_equal(c->target, "main");
+    assert_int_equal(c->slots, 4);
+    assert_int_equal(c->strategy, GATE_STRATEGY_SPECULATIVE_BATCH);
+    assert_int_equal(c->max_batch, 6);
+    assert_int_equal(c->max_depth, 4); /* default */
+    assert_int_equal(c->retries, 2);
+    assert_int_equal(c->notify.n, 3);
+    assert_string_equal(c->notify.words[2], "#ci builds");
+    assert_int_equal(c->nconfigs, 2);
+    assert_string_equal(c->configs[0].name, "gcc-devel");
+    assert_int_equal(c->configs[0].build.n, 3);
+    assert_string_equal(c->configs[0].build.words[2], "CFLAGS=-O1 -g");
+    assert_null(c->configs[0].build.words[3]);
+    assert_int_equal(c->configs[0].env.n, 2);
+    assert_string_equal(c->configs[0].env.words[1],
+                        "KEEL_OPTIONS=report.lock-order=abort;report.heap=abort");
+    assert_int_equal(c->configs[0].timeout_s, 900);
+    assert_true(c->configs[0].required);
+    assert_int_equal(c->configs[1].build.n, 0);
+    assert_false(c->configs[1].required);
+    assert_int_equal(c->configs[1].timeout_s, 3600); /* default */
+    assert_string_equal(gate_strategy_name(c->strategy), "speculative-batch");
+    gate_config_free(c);
+}
+
+/* Parse `text`, expect failure with `code`, and a message containing each needle. */
+static void expect_error(const char *text, keel_code code, const char *needle1, const char *needle2)
+{
+    gate_config *c = (gate_config *)(uintptr_t)1; /* must be reset to NULL */
+    keel_status s = gate_config_parse(text, strlen(text), "repo:.keel/gate.conf", &c);
+    assert_false(keel_ok(s));
+    assert_null(c);
+    char msg[1024];
+    (void)keel_status_format(s, msg, sizeof(msg));
+    if (!KEEL_HAS(s, code))
+        fail_msg("expected code %s, got: %s", keel_code_name(&keel_codespace_keel, (int)code), msg);
+    if (strstr(msg, needle1) == NULL)
+        fail_msg("'%s' not in: %s", needle1, msg);
+    if (needle2 != NULL && strstr(msg, needle2) == NULL)
+        fail_msg("'%s' not in: %s", needle2, msg);
+    keel_status_free(s);
+}
+
+static void test_unknown_key_suggests(void **state)
+{
+    (void)state;
+    expect_error("[gate]\nslot = 4\n[config a]\ntest = true\n", KEEL_E_NOTFOUND,
+                 "repo:.keel/gate.conf:2: unknown key 'slot' in [gate]", "did you mean 'slots'?");
+    expect_error("[config a]\ntset = true\n", KEEL_E_NOTFOUND, ":2: unknown key 'tset' in [config]",
+                 "did you mean 'test'?");
+}
+
+static void test_bad_values(void **state)
+{
+    (void)state;
+    expect_error("[gate]\nslots = many\n", KEEL_E_PARSE, ":2: 'slots' must be a whole number", "many");
+    expect_error("[gate]\nslots = 0\n", KEEL_E_RANGE, ":2: 'slots' = 0 is out of range [1, 256]",
+                 NULL);
+    expect_error("[gate]\nslots = -3\n", KEEL_E_PARSE, "'slots' must be a whole number", NULL);
+    expect_error("[gate]\nstrategy = adaptiv\n", KEEL_E_PARSE, "unknown strategy 'adaptiv'",
+                 "did you mean 'adaptive'?");
+    expect_error("[config a]\ntest = true\nrequired = maybe\n", KEEL_E_PARSE,
+                 ":3: 'required' must be yes or no", NULL);
+    expect_error("[config a]\ntest = make 'check\n", KEEL_E_PARSE, ":2: bad value for 'test'",
+                 "unterminated ' quote");
+    expect_error("[config a]\ntest = true\nenv = =x\n", KEEL_E_PARSE, "NAME=value", NULL);
+}
+
+static void test_hostile_names(void **state)
+{
+    (void)state;
+    expect_error("[gate]\ntarget = main; rm -rf /\n", KEEL_E_PARSE, "'target' must be one branch name",
+                 NULL);
+    expect_error("[gate]\ntarget = ../../etc\n", KEEL_E_PARSE, "'target' must be one branch name",
+                 NULL);
+    expect_error("[config a/b]\ntest = true\n", KEEL_E_PARSE, "configuration name 'a/b'", NULL);
+    expect_error("[config $(reboot)]\ntest = true\n", KEEL_E_PARSE, "configuration name", NULL);
+}
+
+static void test_structure_errors(void **state)
+{
+    (void)state;
+    expect_error("test = true\n", KEEL_E_PARSE, ":1: key 'test' before any section", NULL);
+    expect_error("[gate\n", KEEL_E_PARSE, ":1: section header", "closing ']'");
+    expect_error("[gates]\n", KEEL_E_NOTFOUND, "unknown section [gates]", "did you mean [gate]?");
+    expect_error("[gate]\n[gate]\n", KEEL_E_EXISTS, ":2: a second [gate] section", NULL);
+    expect_error("[config a]\ntest=x\n[config a]\ntest=y\n", KEEL_E_EXISTS,
+                 ":3: configuration 'a' is defined twice", NULL);
+    expect_error("[gate]\nslots = 2\n", KEEL_E_PARSE, "no [config NAME] section", NULL);
+    expect_error("[config a]\ntimeout = 5\n", KEEL_E_PARSE, "neither 'build' nor 'test'", NULL);
+    expect_error("[config a]\ntest = x\nrequired = no\n", KEEL_E_PARSE, "no configuration is required",
+                 NULL);
+    expect_error("[config a]\njust words\n", KEEL_E_PARSE, ":2: expected 'key = value'", NULL);
+    const char nul[] = "[gate]\n\0[config a]\n";
+    gate_config *c = NULL;
+    keel_status s = gate_config_parse(nul, sizeof(nul) - 1, "x", &c);
+    assert_true(KEEL_IS(s, KEEL_E_PARSE));
+    assert_null(c);
+    keel_status_free(s);
+}
+
+static void test_word_splitting(void **state)
+{
+    (void)state;
+    gate_words w;
+    assert_true(keel_ok(gate_words_split("  a  'b c'  \"d \\\" e\" f\\ g '' ", &w)));
+    assert_int_equal(w.n, 5);
+    assert_string_equal(w.words[0], "a");
+    assert_string_equal(w.words[1], "b c");
+    assert_string_equal(w.words[2], "d \" e");
+    assert_string_equal(w.words[3], "f g");
+    assert_string_equal(w.words[4], "");
+    assert_null(w.words[5]);
+    gate_words_free(&w);
+    assert_true(keel_ok(gate_words_split("   ", &w)));
+    assert_int_equal(w.n, 0);
+    gate_words_free(&w);
+    keel_status s = gate_words_split("echo \"unterminated", &w);
+    assert_true(KEEL_IS(s, KEEL_E_PARSE));
+    unsigned long long col = 0;
+    assert_true(keel_status_get_uint(s, "column", &col));
+    assert_int_equal(col, 6);
+    assert_int_equal(w.n, 0);
+    keel_status_free(s);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_config),
+        cmocka_unit_test(test_unknown_key_suggests),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_hostile_names),
+        cmocka_unit_test(test_structure_errors),
+        cmocka_unit_test(test_word_splitting),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
