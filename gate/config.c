@@ -24,48 +24,31 @@ const char *gate_strategy_name(gate_strategy s)
 
 void gate_words_free(gate_words *w)
 {
-    if (w == NULL || w->words == NULL)
+    if (w == NULL)
         return;
-    for (size_t i = 0; i < w->n; i++)
-        free(w->words[i]);
-    free(w->words);
+    free(w->words); /* the pointers and the text are one block */
     w->words = NULL;
     w->n = 0;
 }
 
-static keel_status push_word(gate_words *w, const char *buf, size_t len)
+/*
+ * One pass of the splitter.  With `text_out` NULL it only counts words and
+ * bytes; otherwise it writes the words, each NUL-terminated, into text_out and
+ * their starts into `starts`.
+ */
+static keel_status split_pass(const char *text, size_t *nwords, size_t *nbytes, char *text_out,
+                              char **starts)
 {
-    char **grown = (char **)realloc(w->words, (w->n + 2) * sizeof(char *));
-    if (grown == NULL)
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory splitting words");
-    w->words = grown;
-    char *word = strndup(buf, len);
-    if (word == NULL)
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory splitting words");
-    w->words[w->n++] = word;
-    w->words[w->n] = NULL;
-    return KEEL_OK;
-}
-
-keel_status gate_words_split(const char *text, gate_words *out)
-{
-    KEEL_ASSERT(text != NULL && out != NULL);
-    out->words = NULL;
-    out->n = 0;
-    size_t len = strlen(text);
-    char *buf = (char *)malloc(len + 1);
-    if (buf == NULL)
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory splitting words");
-    keel_status s = KEEL_OK;
-    size_t i = 0;
-    while (keel_ok(s)) {
+    size_t i = 0, words = 0, bytes = 0;
+    for (;;) {
         while (text[i] == ' ' || text[i] == '\t')
             i++;
         if (text[i] == '\0')
             break;
-        size_t n = 0;
         char quote = '\0';
         size_t quote_at = 0;
+        if (text_out != NULL)
+            starts[words] = text_out + bytes;
         for (; text[i] != '\0'; i++) {
             char c = text[i];
             if (quote == '\0' && (c == ' ' || c == '\t'))
@@ -79,25 +62,50 @@ keel_status gate_words_split(const char *text, gate_words *out)
                 quote = '\0';
                 continue;
             }
-            if (c == '\\' && quote != '\'' && text[i + 1] != '\0') {
-                buf[n++] = text[++i];
-                continue;
-            }
-            buf[n++] = c;
+            if (c == '\\' && quote != '\'' && text[i + 1] != '\0')
+                c = text[++i];
+            if (text_out != NULL)
+                text_out[bytes] = c;
+            bytes++;
         }
-        if (quote != '\0') {
-            s = keel_status_with_uint(KEEL_ERR(KEEL_E_PARSE,
-                                               "unterminated %c quote at column %zu in '%s'", quote,
-                                               quote_at + 1, text),
-                                      "column", (unsigned long long)quote_at + 1);
-            break;
-        }
-        s = push_word(out, buf, n);
+        if (quote != '\0')
+            return keel_status_with_uint(KEEL_ERR(KEEL_E_PARSE,
+                                                  "unterminated %c quote at column %zu in '%s'",
+                                                  quote, quote_at + 1, text),
+                                         "column", (unsigned long long)quote_at + 1);
+        if (text_out != NULL)
+            text_out[bytes] = '\0';
+        bytes++;
+        words++;
     }
-    free(buf);
+    *nwords = words;
+    *nbytes = bytes;
+    return KEEL_OK;
+}
+
+keel_status gate_words_split(const char *text, gate_words *out)
+{
+    KEEL_ASSERT(text != NULL && out != NULL);
+    out->words = NULL;
+    out->n = 0;
+    size_t n = 0, bytes = 0;
+    keel_status s = split_pass(text, &n, &bytes, NULL, NULL);
     if (!keel_ok(s))
-        gate_words_free(out);
-    return s;
+        return s;
+    size_t table = (n + 1) * sizeof(char *);
+    char **block = (char **)malloc(table + bytes + 1);
+    if (block == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory splitting '%s'", text);
+    char *chars = (char *)block + table;
+    s = split_pass(text, &n, &bytes, chars, block);
+    if (!keel_ok(s)) {
+        free(block);
+        return s;
+    }
+    block[n] = NULL;
+    out->words = block;
+    out->n = n;
+    return KEEL_OK;
 }
 
 /* ---- the parser -------------------------------------------------------------------- */
@@ -186,10 +194,12 @@ static keel_status parse_bool(const parse_state *st, const char *key, const char
 static keel_status set_words(const parse_state *st, const char *key, const char *value,
                              gate_words *w)
 {
-    gate_words_free(w);
-    keel_status s = gate_words_split(value, w);
+    gate_words parsed;
+    keel_status s = gate_words_split(value, &parsed);
     if (!keel_ok(s))
         return KEEL_WRAP(s, KEEL_E_PARSE, "%s:%zu: bad value for '%s'", st->origin, st->line, key);
+    gate_words_free(w); /* a key given twice: the last one wins */
+    *w = parsed;
     return KEEL_OK;
 }
 
@@ -219,13 +229,10 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
 {
     gate_config *c = st->cfg;
     if (strcmp(key, "target") == 0) {
-        if (value[0] == '\0' || strchr(value, ' ') != NULL || strstr(value, "..") != NULL)
+        if (value[0] == '\0' || strchr(value, ' ') != NULL || strstr(value, "..") != NULL ||
+            strlen(value) >= sizeof(c->target))
             return errf(st, KEEL_E_PARSE, "'target' must be one branch name, not '%s'", value);
-        char *copy = strdup(value);
-        if (copy == NULL)
-            return KEEL_ERR(KEEL_E_NOMEM, "out of memory");
-        free(c->target);
-        c->target = copy;
+        (void)snprintf(c->target, sizeof(c->target), "%s", value);
         return KEEL_OK;
     }
     if (strcmp(key, "slots") == 0)
@@ -305,16 +312,11 @@ static keel_status open_section(parse_state *st, char *head)
         for (size_t i = 0; i < c->nconfigs; i++)
             if (strcmp(c->configs[i].name, cname) == 0)
                 return errf(st, KEEL_E_EXISTS, "configuration '%s' is defined twice", cname);
-        gate_matrix_config *grown =
-            (gate_matrix_config *)realloc(c->configs, (c->nconfigs + 1) * sizeof(*grown));
-        if (grown == NULL)
-            return KEEL_ERR(KEEL_E_NOMEM, "out of memory");
-        c->configs = grown;
+        if (c->nconfigs == GATE_MAX_CONFIGS)
+            return errf(st, KEEL_E_FULL, "more than %d configurations", (int)GATE_MAX_CONFIGS);
         gate_matrix_config *m = &c->configs[c->nconfigs];
         memset(m, 0, sizeof(*m));
-        m->name = strdup(cname);
-        if (m->name == NULL)
-            return KEEL_ERR(KEEL_E_NOMEM, "out of memory");
+        (void)snprintf(m->name, sizeof(m->name), "%s", cname); /* good_name() bounds it */
         m->timeout_s = 3600;
         m->required = true;
         c->nconfigs++;
@@ -390,7 +392,7 @@ keel_status gate_config_parse(const char *text, size_t len, const char *origin, 
         free(copy);
         return KEEL_ERR(KEEL_E_NOMEM, "out of memory reading %s", origin);
     }
-    c->target = strdup("main");
+    (void)snprintf(c->target, sizeof(c->target), "main");
     c->strategy = GATE_STRATEGY_ADAPTIVE;
     c->max_batch = 8;
     c->max_depth = 4;
@@ -399,7 +401,7 @@ keel_status gate_config_parse(const char *text, size_t len, const char *origin, 
     memset(&st, 0, sizeof(st));
     st.origin = origin != NULL ? origin : "gate.conf";
     st.cfg = c;
-    keel_status s = c->target != NULL ? KEEL_OK : KEEL_ERR(KEEL_E_NOMEM, "out of memory");
+    keel_status s = KEEL_OK;
     char *p = copy;
     /* strtok_r would merge empty lines and lose line numbers: split by hand */
     while (keel_ok(s) && p != NULL) {
@@ -425,14 +427,11 @@ void gate_config_free(gate_config *c)
 {
     if (c == NULL)
         return;
-    free(c->target);
     gate_words_free(&c->notify);
     for (size_t i = 0; i < c->nconfigs; i++) {
-        free(c->configs[i].name);
         gate_words_free(&c->configs[i].build);
         gate_words_free(&c->configs[i].test);
         gate_words_free(&c->configs[i].env);
     }
-    free(c->configs);
     free(c);
 }

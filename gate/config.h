@@ -38,14 +38,18 @@ typedef enum gate_strategy {
     GATE_STRATEGY_ADAPTIVE
 } gate_strategy;
 
-/* A NULL-terminated vector of words. */
+/* A NULL-terminated vector of words (all stored in one block). */
 typedef struct gate_words {
     char **words;
     size_t n;
 } gate_words;
 
+enum { GATE_MAX_CONFIGS = 64 };
+
+enum { GATE_CONFIG_NAME_MAX = 65, GATE_BRANCH_MAX = 256 };
+
 typedef struct gate_matrix_config {
-    char *name;
+    char name[GATE_CONFIG_NAME_MAX];
     gate_words build;
     gate_words test;
     gate_words env; /* NAME=value words */
@@ -54,14 +58,14 @@ typedef struct gate_matrix_config {
 } gate_matrix_config;
 
 typedef struct gate_config {
-    char *target;
+    char target[GATE_BRANCH_MAX];
     unsigned slots; /* 0: the number of cores */
     gate_strategy strategy;
     unsigned max_batch;
     unsigned max_depth;
     unsigned retries;
     gate_words notify; /* empty: no hook */
-    gate_matrix_config *configs;
+    gate_matrix_config configs[GATE_MAX_CONFIGS];
     size_t nconfigs;
 } gate_config;
 

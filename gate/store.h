@@ -1,0 +1,109 @@
+/*
+ * gate/store.h - keel-gate's durable state in SQLite (WAL): the queue of
+ * changes, the candidates built from them, the jobs that tested them, and an
+ * event history.  Every change of state is one transaction, so a gate killed
+ * at any moment (kill -9) restarts from a consistent store: no submitted
+ * change is lost, and no job result is attributed to the wrong candidate.
+ */
+#ifndef KEEL_GATE_STORE_H
+#define KEEL_GATE_STORE_H
+
+#include "keel/keel.h"
+
+typedef struct gate_store gate_store; /* opaque */
+
+typedef enum gate_change_state {
+    GATE_CHANGE_QUEUED,    /* waiting for a candidate */
+    GATE_CHANGE_TESTING,   /* part of a candidate being tested */
+    GATE_CHANGE_LANDED,    /* the target branch contains it */
+    GATE_CHANGE_REJECTED,  /* a required configuration failed because of it */
+    GATE_CHANGE_CONFLICT,  /* it does not merge onto the target */
+    GATE_CHANGE_CANCELLED  /* withdrawn by its author */
+} gate_change_state;
+
+enum { GATE_NAME_MAX = 256, GATE_OID_HEX = 41, GATE_REASON_MAX = 512 };
+
+typedef struct gate_change {
+    long long id;
+    char branch[GATE_NAME_MAX];
+    char head[GATE_OID_HEX]; /* the commit submitted, 40 hex digits */
+    char target[GATE_NAME_MAX];
+    int priority;
+    long long submitted_at; /* seconds */
+    gate_change_state state;
+    long long candidate; /* 0 when none */
+    char reason[GATE_REASON_MAX];
+} gate_change;
+
+/* Open (creating or upgrading the schema) the store at `path`. */
+KEEL_MUST_USE keel_status gate_store_open(const char *path, gate_store **out);
+void gate_store_close(gate_store *st);
+
+const char *gate_change_state_name(gate_change_state s);
+
+/*
+ * Queue a change: the commit `head` of `branch` for `target`.  A branch may
+ * have one active (queued or testing) change at a time: submitting it again
+ * is KEEL_E_EXISTS naming the active change.
+ */
+KEEL_MUST_USE keel_status gate_store_submit(gate_store *st, const char *branch, const char *head,
+                                            const char *target, int priority, long long now,
+                                            long long *id);
+/* Withdraw a queued or testing change (KEEL_E_STATE once it has landed or was rejected). */
+KEEL_MUST_USE keel_status gate_store_cancel(gate_store *st, long long id, long long now);
+KEEL_MUST_USE keel_status gate_store_get(gate_store *st, long long id, gate_change *out);
+
+/*
+ * The queued changes for `target`, best first: priority plus one point per
+ * `aging_s` seconds waited (so nothing starves), then submission order.
+ * Fills at most `max`; *n receives how many.
+ */
+KEEL_MUST_USE keel_status gate_store_queued(gate_store *st, const char *target, long long now,
+                                            long long aging_s, gate_change *out, size_t max,
+                                            size_t *n);
+
+/* Move a change to a new state with a reason (recorded in the history). */
+KEEL_MUST_USE keel_status gate_store_set_state(gate_store *st, long long id, gate_change_state s,
+                                               const char *reason, long long now);
+
+/* ---- candidates and jobs ------------------------------------------------------ */
+
+/*
+ * Record a candidate: `changes` merged in order onto `base` of `target`.  The
+ * changes move to TESTING, atomically with the candidate's creation.
+ */
+KEEL_MUST_USE keel_status gate_store_candidate_new(gate_store *st, const char *target,
+                                                   const char *base, const long long *changes,
+                                                   size_t n, long long now, long long *id);
+/* The merge commit a candidate tests (set once it is made). */
+KEEL_MUST_USE keel_status gate_store_candidate_set_merge(gate_store *st, long long id,
+                                                         const char *merge);
+/* Finish a candidate: "passed", "failed", "conflict" or "abandoned". */
+KEEL_MUST_USE keel_status gate_store_candidate_finish(gate_store *st, long long id,
+                                                      const char *result, long long now);
+
+/* A job: one configuration of one candidate, one attempt. */
+KEEL_MUST_USE keel_status gate_store_job_start(gate_store *st, long long candidate,
+                                               const char *config, int attempt, long long now,
+                                               long long *id);
+/* Its result: "passed", "failed", "timeout"; exit code and the path of its log. */
+KEEL_MUST_USE keel_status gate_store_job_finish(gate_store *st, long long id, const char *result,
+                                                int exit_code, const char *log, long long now);
+
+/*
+ * After a crash: jobs still marked running died with the gate and are marked
+ * "lost"; candidates still open are abandoned; their changes go back to the
+ * queue unless the target already contains the candidate (`landed_merge`,
+ * the target's current commit, lets the caller say so).  *requeued receives
+ * how many changes went back to the queue.
+ */
+KEEL_MUST_USE keel_status gate_store_recover(gate_store *st, const char *landed_merge,
+                                             long long now, size_t *requeued);
+
+/* Append to the history: kind ("submit", "land", "reject", "flake", ...) and a JSON detail. */
+KEEL_MUST_USE keel_status gate_store_event(gate_store *st, long long now, const char *kind,
+                                           long long change, const char *detail_json);
+/* How many events of a kind there are (tests and status). */
+KEEL_MUST_USE keel_status gate_store_count_events(gate_store *st, const char *kind, long long *n);
+
+#endif /* KEEL_GATE_STORE_H */

@@ -1,0 +1,278 @@
+/*
+ * test_gate_store.c - keel-gate's durable store: the queue, priorities with
+ * aging, candidates and jobs, and recovery after a kill -9.
+ */
+#define _GNU_SOURCE 1
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../gate/store.h"
+
+static const char oid_a[] = "1111111111111111111111111111111111111111";
+static const char oid_b[] = "2222222222222222222222222222222222222222";
+static const char oid_c[] = "3333333333333333333333333333333333333333";
+static const char oid_m[] = "abcdefabcdefabcdefabcdefabcdefabcdefabcd";
+
+static char dir[64];
+static char db_path[128];
+
+static int setup(void **state)
+{
+    (void)state;
+    (void)snprintf(dir, sizeof(dir), "/tmp/keel-store-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    (void)snprintf(db_path, sizeof(db_path), "%s/gate.db", dir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char p[160];
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        (void)snprintf(p, sizeof(p), "%s%s", db_path, suffixes[i]);
+        (void)unlink(p);
+    }
+    (void)rmdir(dir);
+    return 0;
+}
+
+static gate_store *open_store(void)
+{
+    gate_store *st = NULL;
+    keel_status s = gate_store_open(db_path, &st);
+    if (!keel_ok(s)) {
+        keel_status_print(stderr, s);
+        keel_status_free(s);
+        fail();
+    }
+    return st;
+}
+
+static long long submit(gate_store *st, const char *branch, const char *head, int prio, long long now)
+{
+    long long id = 0;
+    keel_status s = gate_store_submit(st, branch, head, "main", prio, now, &id);
+    assert_true(keel_ok(s));
+    assert_true(id > 0);
+    return id;
+}
+
+static void test_submit_and_get(void **state)
+{
+    (void)state;
+    gate_store *st = open_store();
+    long long id = submit(st, "feature/x", oid_a, 0, 100);
+    gate_change c;
+    assert_true(keel_ok(gate_store_get(st, id, &c)));
+    assert_string_equal(c.branch, "feature/x");
+    assert_string_equal(c.head, oid_a);
+    assert_string_equal(c.target, "main");
+    assert_int_equal(c.state, GATE_CHANGE_QUEUED);
+    assert_int_equal(c.submitted_at, 100);
+    /* the same branch again while it is active: refused, naming the active change */
+    long long id2 = 0;
+    keel_status s = gate_store_submit(st, "feature/x", oid_b, "main", 0, 101, &id2);
+    assert_true(KEEL_IS(s, KEEL_E_EXISTS));
+    long long active = 0;
+    assert_true(keel_status_get_int(s, "change", &active));
+    assert_int_equal(active, id);
+    keel_status_free(s);
+    /* bad input: not a commit id, empty branch */
+    s = gate_store_submit(st, "b", "not-an-oid; rm -rf /", "main", 0, 1, &id2);
+    assert_true(KEEL_IS(s, KEEL_E_INVAL));
+    keel_status_free(s);
+    s = gate_store_submit(st, "", oid_a, "main", 0, 1, &id2);
+    assert_true(KEEL_IS(s, KEEL_E_INVAL));
+    keel_status_free(s);
+    s = gate_store_get(st, 999, &c);
+    assert_true(KEEL_IS(s, KEEL_E_NOTFOUND));
+    keel_status_free(s);
+    gate_store_close(st);
+}
+
+static void test_priority_with_aging(void **state)
+{
+    (void)state;
+    gate_store *st = open_store();
+    long long old_low = submit(st, "old-low", oid_a, 0, 0);     /* waited 1000 s */
+    long long new_high = submit(st, "new-high", oid_b, 5, 990); /* priority 5, waited 10 s */
+    long long new_low = submit(st, "new-low", oid_c, 0, 995);
+    gate_change q[8];
+    size_t n = 0;
+    /* without aging (a huge period), priority decides */
+    assert_true(keel_ok(gate_store_queued(st, "main", 1000, 0, q, 8, &n)));
+    assert_int_equal(n, 3);
+    assert_int_equal(q[0].id, new_high);
+    assert_int_equal(q[1].id, old_low);
+    assert_int_equal(q[2].id, new_low);
+    /* one point per 100 s waited: the old change (0 + 10) passes the new one (5 + 0) */
+    assert_true(keel_ok(gate_store_queued(st, "main", 1000, 100, q, 8, &n)));
+    assert_int_equal(q[0].id, old_low);
+    assert_int_equal(q[1].id, new_high);
+    /* max is respected */
+    assert_true(keel_ok(gate_store_queued(st, "main", 1000, 100, q, 1, &n)));
+    assert_int_equal(n, 1);
+    gate_store_close(st);
+}
+
+static void test_cancel_and_states(void **state)
+{
+    (void)state;
+    gate_store *st = open_store();
+    long long id = submit(st, "c", oid_a, 0, 1);
+    assert_true(keel_ok(gate_store_cancel(st, id, 2)));
+    gate_change c;
+    assert_true(keel_ok(gate_store_get(st, id, &c)));
+    assert_int_equal(c.state, GATE_CHANGE_CANCELLED);
+    keel_status s = gate_store_cancel(st, id, 3);
+    assert_true(KEEL_IS(s, KEEL_E_STATE));
+    assert_string_equal(keel_status_get_str(s, "state"), "cancelled");
+    keel_status_free(s);
+    /* once cancelled, the branch may be submitted again */
+    long long again = submit(st, "c", oid_b, 0, 4);
+    assert_true(again != id);
+    long long events = 0;
+    assert_true(keel_ok(gate_store_count_events(st, "submit", &events)));
+    assert_int_equal(events, 2);
+    assert_true(keel_ok(gate_store_count_events(st, "cancelled", &events)));
+    assert_int_equal(events, 1);
+    gate_store_close(st);
+}
+
+static void test_candidate_and_jobs(void **state)
+{
+    (void)state;
+    gate_store *st = open_store();
+    long long ids[2] = {submit(st, "a", oid_a, 0, 1), submit(st, "b", oid_b, 0, 2)};
+    long long cand = 0;
+    assert_true(keel_ok(gate_store_candidate_new(st, "main", oid_c, ids, 2, 3, &cand)));
+    gate_change c;
+    assert_true(keel_ok(gate_store_get(st, ids[1], &c)));
+    assert_int_equal(c.state, GATE_CHANGE_TESTING);
+    assert_int_equal(c.candidate, cand);
+    /* a change already in a candidate cannot join another: nothing of it is recorded */
+    long long other = 0;
+    keel_status s = gate_store_candidate_new(st, "main", oid_c, ids, 1, 4, &other);
+    assert_true(KEEL_IS(s, KEEL_E_STATE));
+    keel_status_free(s);
+    gate_change q[4];
+    size_t n = 9;
+    assert_true(keel_ok(gate_store_queued(st, "main", 5, 0, q, 4, &n)));
+    assert_int_equal(n, 0);
+    assert_true(keel_ok(gate_store_candidate_set_merge(st, cand, oid_m)));
+    long long job = 0;
+    assert_true(keel_ok(gate_store_job_start(st, cand, "gcc-devel", 1, 5, &job)));
+    assert_true(keel_ok(gate_store_job_finish(st, job, "passed", 0, "/logs/1.log", 6)));
+    /* a result recorded twice is refused, not overwritten */
+    s = gate_store_job_finish(st, job, "failed", 1, "/logs/1.log", 7);
+    assert_true(KEEL_IS(s, KEEL_E_STATE));
+    keel_status_free(s);
+    assert_true(keel_ok(gate_store_candidate_finish(st, cand, "passed", 8)));
+    gate_store_close(st);
+}
+
+/* A child queues and starts testing, then dies by SIGKILL mid-way; the parent recovers. */
+static void test_recover_after_kill(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        gate_store *st = NULL;
+        if (!keel_ok(gate_store_open(db_path, &st)))
+            _exit(3);
+        long long ids[2] = {0, 0};
+        long long cand = 0, job = 0, lone = 0;
+        if (!keel_ok(gate_store_submit(st, "a", oid_a, "main", 0, 1, &ids[0])) ||
+            !keel_ok(gate_store_submit(st, "b", oid_b, "main", 0, 1, &ids[1])) ||
+            !keel_ok(gate_store_submit(st, "lone", oid_c, "main", 0, 1, &lone)) ||
+            !keel_ok(gate_store_candidate_new(st, "main", oid_c, ids, 2, 2, &cand)) ||
+            !keel_ok(gate_store_candidate_set_merge(st, cand, oid_m)) ||
+            !keel_ok(gate_store_job_start(st, cand, "gcc-devel", 1, 3, &job)))
+            _exit(4);
+        /* killed with the job still running */
+        raise(SIGKILL);
+        _exit(5);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    gate_store *st = open_store();
+    size_t requeued = 0;
+    assert_true(keel_ok(gate_store_recover(st, NULL, 10, &requeued)));
+    assert_int_equal(requeued, 2);
+    gate_change q[8];
+    size_t n = 0;
+    assert_true(keel_ok(gate_store_queued(st, "main", 10, 0, q, 8, &n)));
+    assert_int_equal(n, 3); /* nothing lost */
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(q[i].candidate, 0);
+    long long recovers = 0;
+    assert_true(keel_ok(gate_store_count_events(st, "recover", &recovers)));
+    assert_int_equal(recovers, 1);
+    gate_store_close(st);
+}
+
+/* If the target already points at a candidate's merge, recovery lands its changes. */
+static void test_recover_landed_candidate(void **state)
+{
+    (void)state;
+    gate_store *st = open_store();
+    long long ids[1] = {submit(st, "a", oid_a, 0, 1)};
+    long long waiting = submit(st, "w", oid_b, 0, 1);
+    long long cand = 0;
+    assert_true(keel_ok(gate_store_candidate_new(st, "main", oid_c, ids, 1, 2, &cand)));
+    assert_true(keel_ok(gate_store_candidate_set_merge(st, cand, oid_m)));
+    gate_store_close(st);
+    st = open_store();
+    size_t requeued = 9;
+    assert_true(keel_ok(gate_store_recover(st, oid_m, 10, &requeued)));
+    assert_int_equal(requeued, 0);
+    gate_change c;
+    assert_true(keel_ok(gate_store_get(st, ids[0], &c)));
+    assert_int_equal(c.state, GATE_CHANGE_LANDED);
+    assert_true(keel_ok(gate_store_get(st, waiting, &c)));
+    assert_int_equal(c.state, GATE_CHANGE_QUEUED);
+    gate_store_close(st);
+}
+
+static void test_open_bad_path(void **state)
+{
+    (void)state;
+    gate_store *st = NULL;
+    keel_status s = gate_store_open("/nonexistent-dir/x/gate.db", &st);
+    assert_true(KEEL_IS(s, KEEL_E_IO));
+    assert_null(st);
+    char msg[512];
+    (void)keel_status_format(s, msg, sizeof(msg));
+    assert_non_null(strstr(msg, "store '/nonexistent-dir/x/gate.db'"));
+    keel_status_free(s);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_submit_and_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_priority_with_aging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_and_states, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_candidate_and_jobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_after_kill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_landed_candidate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_bad_path, setup, teardown),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
