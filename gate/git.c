@@ -1,0 +1,341 @@
+/*
+ * git.c - keel-gate's git operations on libgit2.
+ */
+#define _GNU_SOURCE 1
+#include "git.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <git2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+KEEL_CODESPACE_DEFINE(gate_codes, "gate", GATE_CODES)
+
+struct gate_repo {
+    git_repository *repo;
+    char *path;
+};
+
+/* libgit2's last error as a keel status. */
+static keel_status lg2_error(int rc, const char *fmt, ...) KEEL_PRINTF(2, 3);
+
+static keel_status lg2_error(int rc, const char *fmt, ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    (void)vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    const git_error *e = git_error_last();
+    return keel_status_with_int(
+        KEEL_ERR(KEEL_E_IO, "%s: %s", what, e != NULL && e->message != NULL ? e->message : "libgit2 error"),
+        "git_error", rc);
+}
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static void init_libgit2(void)
+{
+    (void)git_libgit2_init(); /* process-wide, never shut down */
+}
+
+keel_status gate_repo_open(const char *path, gate_repo **out)
+{
+    KEEL_ASSERT(path != NULL && out != NULL);
+    *out = NULL;
+    (void)pthread_once(&init_once, init_libgit2);
+    gate_repo *r = (gate_repo *)calloc(1, sizeof(*r));
+    if (r == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory opening repository '%s'", path);
+    int rc = git_repository_open_ext(&r->repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
+    if (rc != 0) {
+        free(r);
+        return keel_status_with_str(lg2_error(rc, "cannot open repository '%s'", path), "repository",
+                                    path);
+    }
+    r->path = strdup(path);
+    if (r->path == NULL) {
+        gate_repo_close(r);
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory opening repository '%s'", path);
+    }
+    *out = r;
+    return KEEL_OK;
+}
+
+void gate_repo_close(gate_repo *r)
+{
+    if (r == NULL)
+        return;
+    git_repository_free(r->repo);
+    free(r->path);
+    free(r);
+}
+
+keel_status gate_branch_check(const char *branch)
+{
+    (void)pthread_once(&init_once, init_libgit2);
+    /*
+     * Stricter than git: only characters that mean nothing to a shell, so a
+     * name can appear in logs, hooks and mail without quoting surprises.
+     */
+    for (const char *p = branch != NULL ? branch : ""; *p != '\0'; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-' || c == '+' || c == '/'))
+            return keel_status_with_str(
+                KEEL_ERR_IN(&gate_codes, GATE_E_BAD_REF,
+                            "'%s' is not a valid branch name: character '%c' is not allowed "
+                            "(letters, digits, '.', '_', '-', '+' and '/' are)",
+                            branch, c >= 0x20 && c < 0x7f ? c : '?'),
+                "branch", branch);
+    }
+    int valid = 0;
+    if (branch == NULL || git_branch_name_is_valid(&valid, branch) != 0 || !valid ||
+        strncmp(branch, "refs/", 5) == 0)
+        return keel_status_with_str(KEEL_ERR_IN(&gate_codes, GATE_E_BAD_REF,
+                                                "'%s' is not a valid branch name",
+                                                branch != NULL ? branch : "(null)"),
+                                    "branch", branch != NULL ? branch : "");
+    return KEEL_OK;
+}
+
+static keel_status parse_oid(const char *hex, git_oid *oid)
+{
+    if (hex == NULL || strlen(hex) != 40 || git_oid_fromstr(oid, hex) != 0)
+        return KEEL_ERR(KEEL_E_INVAL, "'%s' is not a commit id", hex != NULL ? hex : "(null)");
+    return KEEL_OK;
+}
+
+keel_status gate_branch_head(gate_repo *r, const char *branch, char hex[GATE_HEX])
+{
+    KEEL_ASSERT(r != NULL && hex != NULL);
+    keel_status s = gate_branch_check(branch);
+    if (!keel_ok(s))
+        return s;
+    char refname[512];
+    (void)snprintf(refname, sizeof(refname), "refs/heads/%s", branch);
+    git_oid oid;
+    int rc = git_reference_name_to_id(&oid, r->repo, refname);
+    if (rc == GIT_ENOTFOUND)
+        return keel_status_with_str(KEEL_ERR(KEEL_E_NOTFOUND, "no branch '%s' in '%s'", branch, r->path),
+                                    "branch", branch);
+    if (rc != 0)
+        return lg2_error(rc, "cannot resolve branch '%s'", branch);
+    (void)git_oid_tostr(hex, GATE_HEX, &oid);
+    return KEEL_OK;
+}
+
+/* The conflicting paths of an index, comma separated, into buf. */
+static void conflict_paths(git_index *index, char *buf, size_t size)
+{
+    size_t pos = 0;
+    buf[0] = '\0';
+    git_index_conflict_iterator *it = NULL;
+    if (git_index_conflict_iterator_new(&it, index) != 0)
+        return;
+    const git_index_entry *ancestor, *ours, *theirs;
+    while (git_index_conflict_next(&ancestor, &ours, &theirs, it) == 0) {
+        const git_index_entry *e = ours != NULL ? ours : (theirs != NULL ? theirs : ancestor);
+        if (e == NULL)
+            continue;
+        int n = snprintf(buf + pos, size > pos ? size - pos : 0, "%s%s", pos > 0 ? "," : "", e->path);
+        if (n > 0)
+            pos += (size_t)n;
+        if (pos >= size)
+            break;
+    }
+    git_index_conflict_iterator_free(it);
+}
+
+/* Merge `head` onto `onto`; the new merge commit goes to *result. */
+static keel_status merge_one(gate_repo *r, const git_oid *onto, const git_oid *head, size_t index,
+                             git_oid *result)
+{
+    git_commit *ours = NULL, *theirs = NULL;
+    git_index *merged = NULL;
+    git_tree *tree = NULL;
+    git_signature *sig = NULL;
+    keel_status s = KEEL_OK;
+    int rc = git_commit_lookup(&ours, r->repo, onto);
+    if (rc == 0)
+        rc = git_commit_lookup(&theirs, r->repo, head);
+    if (rc != 0)
+        s = lg2_error(rc, "cannot read the commits to merge");
+    if (keel_ok(s) && git_merge_commits(&merged, r->repo, ours, theirs, NULL) != 0)
+        s = lg2_error(-1, "cannot merge change %zu", index);
+    if (keel_ok(s) && git_index_has_conflicts(merged)) {
+        char paths[1024];
+        conflict_paths(merged, paths, sizeof(paths));
+        char hex[GATE_HEX];
+        (void)git_oid_tostr(hex, sizeof(hex), head);
+        s = keel_status_with_str(
+            keel_status_with_uint(KEEL_ERR_IN(&gate_codes, GATE_E_CONFLICT,
+                                              "commit %.12s does not merge: conflicts in %s", hex,
+                                              paths),
+                                  "index", (unsigned long long)index),
+            "paths", paths);
+    }
+    git_oid tree_id;
+    if (keel_ok(s) && (rc = git_index_write_tree_to(&tree_id, merged, r->repo)) != 0)
+        s = lg2_error(rc, "cannot write the merged tree");
+    if (keel_ok(s) && (rc = git_tree_lookup(&tree, r->repo, &tree_id)) != 0)
+        s = lg2_error(rc, "cannot read the merged tree");
+    if (keel_ok(s) && (rc = git_signature_now(&sig, "keel-gate", "keel-gate@localhost")) != 0)
+        s = lg2_error(rc, "cannot make a signature");
+    if (keel_ok(s)) {
+        const git_commit *parents[2] = {ours, theirs};
+        char message[128];
+        char hex[GATE_HEX];
+        (void)git_oid_tostr(hex, sizeof(hex), head);
+        (void)snprintf(message, sizeof(message), "keel-gate: merge %.12s\n", hex);
+        rc = git_commit_create(result, r->repo, NULL, sig, sig, NULL, message, tree, 2, parents);
+        if (rc != 0)
+            s = lg2_error(rc, "cannot create the merge commit");
+    }
+    git_signature_free(sig);
+    git_tree_free(tree);
+    git_index_free(merged);
+    git_commit_free(theirs);
+    git_commit_free(ours);
+    return s;
+}
+
+keel_status gate_merge(gate_repo *r, const char *base, const char *const *heads, size_t n,
+                       char merge[GATE_HEX])
+{
+    KEEL_ASSERT(r != NULL && merge != NULL && (heads != NULL || n == 0));
+    git_oid cur;
+    keel_status s = parse_oid(base, &cur);
+    for (size_t i = 0; keel_ok(s) && i < n; i++) {
+        git_oid head;
+        s = parse_oid(heads[i], &head);
+        git_oid next;
+        if (keel_ok(s))
+            s = merge_one(r, &cur, &head, i, &next);
+        if (keel_ok(s))
+            cur = next;
+    }
+    if (keel_ok(s))
+        (void)git_oid_tostr(merge, GATE_HEX, &cur);
+    return s;
+}
+
+/* The tree of the commit `hex` (to free with git_tree_free). */
+static keel_status commit_tree(gate_repo *r, const char *hex, git_tree **tree)
+{
+    *tree = NULL;
+    git_oid oid;
+    keel_status s = parse_oid(hex, &oid);
+    if (!keel_ok(s))
+        return s;
+    git_commit *c = NULL;
+    int rc = git_commit_lookup(&c, r->repo, &oid);
+    if (rc == 0)
+        rc = git_commit_tree(tree, c);
+    git_commit_free(c);
+    if (rc != 0)
+        return lg2_error(rc, "cannot read commit %s", hex);
+    return KEEL_OK;
+}
+
+keel_status gate_checkout(gate_repo *r, const char *commit, const char *dir)
+{
+    KEEL_ASSERT(r != NULL && dir != NULL);
+    git_tree *tree = NULL;
+    keel_status s = commit_tree(r, commit, &tree);
+    if (!keel_ok(s))
+        return s;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        s = KEEL_ERR_SYS(errno, "cannot create work tree '%s'", dir);
+    if (keel_ok(s)) {
+        git_checkout_options opts;
+        (void)git_checkout_options_init(&opts, GIT_CHECKOUT_OPTIONS_VERSION);
+        opts.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_DONT_UPDATE_INDEX;
+        opts.target_directory = dir;
+        int rc = git_checkout_tree(r->repo, (const git_object *)tree, &opts);
+        if (rc != 0)
+            s = lg2_error(rc, "cannot write the tree of %s into '%s'", commit, dir);
+    }
+    git_tree_free(tree);
+    return s;
+}
+
+keel_status gate_read_file(gate_repo *r, const char *commit, const char *path, char **data,
+                           size_t *len)
+{
+    KEEL_ASSERT(r != NULL && path != NULL && data != NULL && len != NULL);
+    *data = NULL;
+    *len = 0;
+    git_tree *tree = NULL;
+    git_tree_entry *entry = NULL;
+    git_blob *blob = NULL;
+    int rc = 0;
+    keel_status s = commit_tree(r, commit, &tree);
+    if (keel_ok(s)) {
+        rc = git_tree_entry_bypath(&entry, tree, path);
+        if (rc == GIT_ENOTFOUND)
+            s = keel_status_with_str(KEEL_ERR(KEEL_E_NOTFOUND, "no file '%s' in commit %.12s", path,
+                                              commit),
+                                     "path", path);
+        else if (rc != 0)
+            s = lg2_error(rc, "cannot find '%s' in %s", path, commit);
+    }
+    if (keel_ok(s) && git_tree_entry_type(entry) != GIT_OBJECT_BLOB)
+        s = KEEL_ERR(KEEL_E_INVAL, "'%s' in commit %.12s is not a file", path, commit);
+    if (keel_ok(s) && (rc = git_blob_lookup(&blob, r->repo, git_tree_entry_id(entry))) != 0)
+        s = lg2_error(rc, "cannot read '%s'", path);
+    if (keel_ok(s)) {
+        size_t size = (size_t)git_blob_rawsize(blob);
+        char *copy = (char *)malloc(size + 1);
+        if (copy == NULL) {
+            s = KEEL_ERR(KEEL_E_NOMEM, "out of memory reading '%s'", path);
+        } else {
+            memcpy(copy, git_blob_rawcontent(blob), size);
+            copy[size] = '\0';
+            *data = copy;
+            *len = size;
+        }
+    }
+    git_blob_free(blob);
+    git_tree_entry_free(entry);
+    git_tree_free(tree);
+    return s;
+}
+
+keel_status gate_branch_cas(gate_repo *r, const char *branch, const char *expected,
+                            const char *next, const char *message)
+{
+    KEEL_ASSERT(r != NULL);
+    keel_status s = gate_branch_check(branch);
+    git_oid old_oid, new_oid;
+    if (keel_ok(s))
+        s = parse_oid(expected, &old_oid);
+    if (keel_ok(s))
+        s = parse_oid(next, &new_oid);
+    if (!keel_ok(s))
+        return s;
+    char refname[512];
+    (void)snprintf(refname, sizeof(refname), "refs/heads/%s", branch);
+    git_reference *ref = NULL;
+    int rc = git_reference_create_matching(&ref, r->repo, refname, &new_oid, 1, &old_oid,
+                                           message != NULL ? message : "keel-gate: land");
+    git_reference_free(ref);
+    if (rc == GIT_EMODIFIED || rc == GIT_ENOTFOUND) {
+        char now[GATE_HEX] = "";
+        keel_status h = gate_branch_head(r, branch, now);
+        if (!keel_ok(h))
+            keel_status_ignore(h, "the head is only for the message");
+        return keel_status_with_str(
+            keel_status_with_str(KEEL_ERR_IN(&gate_codes, GATE_E_MOVED,
+                                             "branch '%s' moved from %.12s to %.12s: not updated",
+                                             branch, expected, now[0] != '\0' ? now : "(gone)"),
+                                 "expected", expected),
+            "actual", now);
+    }
+    if (rc != 0)
+        return lg2_error(rc, "cannot update branch '%s'", branch);
+    return KEEL_OK;
+}

@@ -1,0 +1,62 @@
+/*
+ * gate/git.h - the git work keel-gate does, in-process with libgit2: resolve
+ * branches, merge a candidate's changes onto the target tip, materialize a
+ * tree for a job, and move the target branch with a compare-and-swap.
+ *
+ * Nothing here runs `git` or a shell; a branch name is checked by libgit2's
+ * own rules (no "..", no control characters, no leading '-', ...) before it
+ * is used.
+ */
+#ifndef KEEL_GATE_GIT_H
+#define KEEL_GATE_GIT_H
+
+#include "keel/keel.h"
+
+typedef struct gate_repo gate_repo; /* opaque */
+
+/* Error codes of keel-gate's own, next to keel's. */
+#define GATE_CODES(X)                                                        \
+    X(CONFLICT, "the change does not merge onto the target")                \
+    X(MOVED, "the target branch moved: compare-and-swap lost")              \
+    X(BAD_REF, "not a valid branch name")
+#define GATE_CODE_ENUM(name, msg) GATE_E_##name,
+enum gate_code { GATE_E_OK = 0, GATE_CODES(GATE_CODE_ENUM) };
+extern const keel_codespace gate_codes;
+
+enum { GATE_HEX = 41 };
+
+/* Open a repository (bare or not) at `path`. */
+KEEL_MUST_USE keel_status gate_repo_open(const char *path, gate_repo **out);
+void gate_repo_close(gate_repo *r);
+
+/* Is `branch` a valid branch name?  (GATE_E_BAD_REF with the name when not.) */
+KEEL_MUST_USE keel_status gate_branch_check(const char *branch);
+
+/* The commit a branch points at, as 40 hex digits. */
+KEEL_MUST_USE keel_status gate_branch_head(gate_repo *r, const char *branch, char hex[GATE_HEX]);
+
+/*
+ * Merge `heads` (commit ids, in order) one after another onto `base`, creating
+ * merge commits in the object database only (no ref or work tree changes).
+ * On success `merge` is the last merge commit.  A change that does not merge
+ * cleanly gives GATE_E_CONFLICT with the detail "index" (its position in
+ * `heads`) and "paths" (the conflicting files).
+ */
+KEEL_MUST_USE keel_status gate_merge(gate_repo *r, const char *base, const char *const *heads,
+                                     size_t n, char merge[GATE_HEX]);
+
+/* Write the tree of `commit` into the empty or absent directory `dir`. */
+KEEL_MUST_USE keel_status gate_checkout(gate_repo *r, const char *commit, const char *dir);
+
+/* The content of `path` in the tree of `commit` (malloc'd, NUL-terminated; *len without the NUL). */
+KEEL_MUST_USE keel_status gate_read_file(gate_repo *r, const char *commit, const char *path,
+                                         char **data, size_t *len);
+
+/*
+ * Move `branch` from `expected` to `next` only if it still points at
+ * `expected` (GATE_E_MOVED otherwise: a concurrent push is never overwritten).
+ */
+KEEL_MUST_USE keel_status gate_branch_cas(gate_repo *r, const char *branch, const char *expected,
+                                          const char *next, const char *message);
+
+#endif /* KEEL_GATE_GIT_H */
