@@ -87,6 +87,7 @@ static double best(double (*fn)(void))
     return b;
 }
 
+#if KEEL_WATCHDOG_ON
 static int stop_sleepers;
 
 static void *sleeper(void *arg)
@@ -102,6 +103,7 @@ static void *sleeper(void *arg)
     keel_heartbeat_expect(0);
     return NULL;
 }
+#endif
 
 /* The bench cannot go on without it: print the error and stop. */
 static void must(keel_status s)
@@ -147,8 +149,8 @@ int main(void)
     __atomic_store_n(&stop_sleepers, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < 8; i++)
         must(keel_thread_join(t[i], NULL));
-    printf("  %-40s %6.3f%% of one core (tick %s ms, 8 watched threads)\n",
-           "watchdog thread CPU", share * 100.0, "10");
+    printf("  %-40s %6.3f%% of one core (tick %s ms, 8 watched threads)\n", "watchdog thread CPU",
+           share * 100.0, "10");
 #endif
     return 0;
 }

@@ -24,8 +24,8 @@
 #include "keel/keel.h"
 
 /* A code space of the demo's own, next to keel's. */
-#define STORE_CODES(X)                                      \
-    X(CORRUPT, "stored record is corrupt")                  \
+#define STORE_CODES(X)                     \
+    X(CORRUPT, "stored record is corrupt") \
     X(QUOTA, "store is over its quota")
 #define STORE_ENUM(name, msg) STORE_E_##name,
 enum store_code { STORE_E_OK = 0, STORE_CODES(STORE_ENUM) };
@@ -53,9 +53,9 @@ static keel_status load_account(int account_id)
     (void)snprintf(path, sizeof(path), "/nonexistent/accounts/%d.rec", account_id);
     keel_status s = read_record(path, buf, sizeof(buf));
     if (!keel_ok(s))
-        return keel_status_with_int(
-            KEEL_WRAP_IN(s, &store_codes, STORE_E_CORRUPT, "account %d cannot be loaded", account_id),
-            "account", account_id);
+        return keel_status_with_int(KEEL_WRAP_IN(s, &store_codes, STORE_E_CORRUPT,
+                                                 "account %d cannot be loaded", account_id),
+                                    "account", account_id);
     return KEEL_OK;
 }
 
@@ -115,7 +115,8 @@ int main(void)
            keel_status_is(s, &store_codes, STORE_E_CORRUPT) ? "yes" : "no",
            KEEL_HAS(s, KEEL_E_SYS) ? "yes" : "no");
     const char *errno_name = keel_status_get_str(s, "errno_name");
-    printf("   the errno detail from the bottom layer: %s\n\n", errno_name != NULL ? errno_name : "?");
+    printf("   the errno detail from the bottom layer: %s\n\n",
+           errno_name != NULL ? errno_name : "?");
     printf("   the same as JSON:\n");
     (void)keel_status_format_json(s, text, sizeof(text));
     printf("   %s\n\n", text);
@@ -136,9 +137,9 @@ int main(void)
         perror("fork");
         return 1;
     }
-    printf("\n   the child %s\n\n",
-           WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGABRT ? "was stopped by SIGABRT, as it should"
-                                                                 : "was NOT stopped: demo failed");
+    printf("\n   the child %s\n\n", WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGABRT
+                                        ? "was stopped by SIGABRT, as it should"
+                                        : "was NOT stopped: demo failed");
     if (!WIFSIGNALED(wstatus))
         return 1;
     printf("   a test (or this demo) can catch the same failure with a report handler:\n\n");
@@ -152,7 +153,8 @@ int main(void)
     (void)keel_report_set_handler(old, NULL);
     printf("\n   side effects inside the assertion ran %d time(s)\n", side_effects);
 #else
-    printf("   release build: KEEL_ASSERT is compiled out; the expression is not even evaluated:\n");
+    printf(
+        "   release build: KEEL_ASSERT is compiled out; the expression is not even evaluated:\n");
     int b = checked_balance(-5);
     printf("   checked_balance returned %d; side effects inside the assertion ran %d time(s)\n", b,
            side_effects);

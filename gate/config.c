@@ -112,7 +112,7 @@ keel_status gate_words_split(const char *text, gate_words *out)
 
 typedef enum section_kind { SECTION_NONE, SECTION_GATE, SECTION_CONFIG } section_kind;
 
-static const char *const gate_keys[] = {"target", "slots", "strategy", "max-batch",
+static const char *const gate_keys[] = {"target",    "slots",   "strategy", "max-batch",
                                         "max-depth", "retries", "notify"};
 static const char *const config_keys[] = {"build", "test", "env", "timeout", "required"};
 
@@ -124,7 +124,8 @@ typedef struct parse_state {
     bool seen_gate;
 } parse_state;
 
-static keel_status errf(const parse_state *st, keel_code code, const char *fmt, ...) KEEL_PRINTF(3, 4);
+static keel_status errf(const parse_state *st, keel_code code, const char *fmt, ...)
+    KEEL_PRINTF(3, 4);
 
 static keel_status errf(const parse_state *st, keel_code code, const char *fmt, ...)
 {

@@ -30,8 +30,8 @@ typedef struct gate_exec_spec {
 
 typedef struct gate_exec_outcome {
     gate_exec_result result;
-    int exit_code;  /* when it exited */
-    int signal;     /* when it was killed */
+    int exit_code; /* when it exited */
+    int signal;    /* when it was killed */
     unsigned long long elapsed_ms;
     bool log_truncated;
 } gate_exec_outcome;

@@ -32,7 +32,8 @@ static keel_status lg2_error(int rc, const char *fmt, ...)
     va_end(ap);
     const git_error *e = git_error_last();
     return keel_status_with_int(
-        KEEL_ERR(KEEL_E_IO, "%s: %s", what, e != NULL && e->message != NULL ? e->message : "libgit2 error"),
+        KEEL_ERR(KEEL_E_IO, "%s: %s", what,
+                 e != NULL && e->message != NULL ? e->message : "libgit2 error"),
         "git_error", rc);
 }
 
@@ -53,8 +54,8 @@ keel_status gate_repo_open(const char *path, gate_repo **out)
     int rc = git_repository_open_ext(&r->repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
     if (rc != 0) {
         free(r);
-        return keel_status_with_str(lg2_error(rc, "cannot open repository '%s'", path), "repository",
-                                    path);
+        return keel_status_with_str(lg2_error(rc, "cannot open repository '%s'", path),
+                                    "repository", path);
     }
     r->path = strdup(path);
     if (r->path == NULL) {
@@ -120,8 +121,8 @@ keel_status gate_branch_head(gate_repo *r, const char *branch, char hex[GATE_HEX
     git_oid oid;
     int rc = git_reference_name_to_id(&oid, r->repo, refname);
     if (rc == GIT_ENOTFOUND)
-        return keel_status_with_str(KEEL_ERR(KEEL_E_NOTFOUND, "no branch '%s' in '%s'", branch, r->path),
-                                    "branch", branch);
+        return keel_status_with_str(
+            KEEL_ERR(KEEL_E_NOTFOUND, "no branch '%s' in '%s'", branch, r->path), "branch", branch);
     if (rc != 0)
         return lg2_error(rc, "cannot resolve branch '%s'", branch);
     (void)git_oid_tostr(hex, GATE_HEX, &oid);
@@ -141,7 +142,8 @@ static void conflict_paths(git_index *index, char *buf, size_t size)
         const git_index_entry *e = ours != NULL ? ours : (theirs != NULL ? theirs : ancestor);
         if (e == NULL)
             continue;
-        int n = snprintf(buf + pos, size > pos ? size - pos : 0, "%s%s", pos > 0 ? "," : "", e->path);
+        int n =
+            snprintf(buf + pos, size > pos ? size - pos : 0, "%s%s", pos > 0 ? "," : "", e->path);
         if (n > 0)
             pos += (size_t)n;
         if (pos >= size)
@@ -277,9 +279,9 @@ keel_status gate_read_file(gate_repo *r, const char *commit, const char *path, c
     if (keel_ok(s)) {
         rc = git_tree_entry_bypath(&entry, tree, path);
         if (rc == GIT_ENOTFOUND)
-            s = keel_status_with_str(KEEL_ERR(KEEL_E_NOTFOUND, "no file '%s' in commit %.12s", path,
-                                              commit),
-                                     "path", path);
+            s = keel_status_with_str(
+                KEEL_ERR(KEEL_E_NOTFOUND, "no file '%s' in commit %.12s", path, commit), "path",
+                path);
         else if (rc != 0)
             s = lg2_error(rc, "cannot find '%s' in %s", path, commit);
     }

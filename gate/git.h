@@ -15,9 +15,9 @@
 typedef struct gate_repo gate_repo; /* opaque */
 
 /* Error codes of keel-gate's own, next to keel's. */
-#define GATE_CODES(X)                                                        \
-    X(CONFLICT, "the change does not merge onto the target")                \
-    X(MOVED, "the target branch moved: compare-and-swap lost")              \
+#define GATE_CODES(X)                                          \
+    X(CONFLICT, "the change does not merge onto the target")   \
+    X(MOVED, "the target branch moved: compare-and-swap lost") \
     X(BAD_REF, "not a valid branch name")
 #define GATE_CODE_ENUM(name, msg) GATE_E_##name,
 enum gate_code { GATE_E_OK = 0, GATE_CODES(GATE_CODE_ENUM) };

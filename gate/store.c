@@ -14,8 +14,8 @@ struct gate_store {
     char *path;
 };
 
-static const char *const state_names[] = {"queued", "testing", "landed", "rejected", "conflict",
-                                          "cancelled"};
+static const char *const state_names[] = {"queued",   "testing",  "landed",
+                                          "rejected", "conflict", "cancelled"};
 enum { NSTATES = sizeof(state_names) / sizeof(state_names[0]) };
 
 const char *gate_change_state_name(gate_change_state s)
@@ -86,9 +86,9 @@ keel_status gate_store_open(const char *path, gate_store **out)
         s = db_error(st, rc, "cannot open");
     if (keel_ok(s)) {
         (void)sqlite3_busy_timeout(st->db, 5000);
-        rc = sqlite3_exec(st->db,
-                          "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-                          NULL, NULL, NULL);
+        rc = sqlite3_exec(
+            st->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+            NULL, NULL, NULL);
         if (rc != SQLITE_OK)
             s = db_error(st, rc, "cannot set journal mode");
     }
@@ -178,8 +178,8 @@ static keel_status event_locked(gate_store *st, long long now, const char *kind,
                                 const char *detail)
 {
     sqlite3_stmt *stmt = NULL;
-    keel_status s = prepare(st, "INSERT INTO events(time, kind, change, detail) VALUES(?,?,?,?)",
-                            &stmt);
+    keel_status s =
+        prepare(st, "INSERT INTO events(time, kind, change, detail) VALUES(?,?,?,?)", &stmt);
     if (!keel_ok(s))
         return s;
     (void)sqlite3_bind_int64(stmt, 1, now);
@@ -214,10 +214,10 @@ keel_status gate_store_submit(gate_store *st, const char *branch, const char *he
         (void)sqlite3_bind_text(stmt, 2, target, -1, SQLITE_TRANSIENT);
         int rc = sqlite3_step(stmt);
         if (rc == SQLITE_ROW)
-            s = keel_status_with_int(KEEL_ERR(KEEL_E_EXISTS,
-                                              "branch '%s' is already queued for '%s' as change %lld",
-                                              branch, target, sqlite3_column_int64(stmt, 0)),
-                                     "change", sqlite3_column_int64(stmt, 0));
+            s = keel_status_with_int(
+                KEEL_ERR(KEEL_E_EXISTS, "branch '%s' is already queued for '%s' as change %lld",
+                         branch, target, sqlite3_column_int64(stmt, 0)),
+                "change", sqlite3_column_int64(stmt, 0));
         else if (rc != SQLITE_DONE)
             s = db_error(st, rc, "cannot look for an active change");
         (void)sqlite3_finalize(stmt);
@@ -315,8 +315,8 @@ static keel_status set_state_locked(gate_store *st, long long id, gate_change_st
                                     const char *reason, long long now)
 {
     sqlite3_stmt *stmt = NULL;
-    keel_status s = prepare(
-        st, "UPDATE changes SET state = ?, reason = ?, updated_at = ? WHERE id = ?", &stmt);
+    keel_status s =
+        prepare(st, "UPDATE changes SET state = ?, reason = ?, updated_at = ? WHERE id = ?", &stmt);
     if (!keel_ok(s))
         return s;
     (void)sqlite3_bind_text(stmt, 1, gate_change_state_name(state), -1, SQLITE_STATIC);

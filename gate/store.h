@@ -13,12 +13,12 @@
 typedef struct gate_store gate_store; /* opaque */
 
 typedef enum gate_change_state {
-    GATE_CHANGE_QUEUED,    /* waiting for a candidate */
-    GATE_CHANGE_TESTING,   /* part of a candidate being tested */
-    GATE_CHANGE_LANDED,    /* the target branch contains it */
-    GATE_CHANGE_REJECTED,  /* a required configuration failed because of it */
-    GATE_CHANGE_CONFLICT,  /* it does not merge onto the target */
-    GATE_CHANGE_CANCELLED  /* withdrawn by its author */
+    GATE_CHANGE_QUEUED,   /* waiting for a candidate */
+    GATE_CHANGE_TESTING,  /* part of a candidate being tested */
+    GATE_CHANGE_LANDED,   /* the target branch contains it */
+    GATE_CHANGE_REJECTED, /* a required configuration failed because of it */
+    GATE_CHANGE_CONFLICT, /* it does not merge onto the target */
+    GATE_CHANGE_CANCELLED /* withdrawn by its author */
 } gate_change_state;
 
 enum { GATE_NAME_MAX = 256, GATE_OID_HEX = 41, GATE_REASON_MAX = 512 };

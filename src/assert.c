@@ -19,11 +19,10 @@ void keel__assert_fail(const char *expr, const char *file, int line, const char 
         va_end(ap);
     }
     bool unreachable = expr != NULL && strcmp(expr, "not reached") == 0;
-    keel_report *r = keel_report_begin(KEEL_REPORT_ASSERT, file, line, func, "%s%s%s%s",
-                                       unreachable ? "reached code marked not reached"
-                                                   : "assertion failed: ",
-                                       unreachable ? "" : (expr != NULL ? expr : "?"),
-                                       why[0] != '\0' ? ": " : "", why);
+    keel_report *r = keel_report_begin(
+        KEEL_REPORT_ASSERT, file, line, func, "%s%s%s%s",
+        unreachable ? "reached code marked not reached" : "assertion failed: ",
+        unreachable ? "" : (expr != NULL ? expr : "?"), why[0] != '\0' ? ": " : "", why);
     keel_report_add_str(r, "expr", expr != NULL ? expr : "");
     if (why[0] != '\0')
         keel_report_add_str(r, "why", why);

@@ -75,8 +75,7 @@ bool keel_backtrace_symbolize(void *pc, keel_frame *out)
     if (mod != NULL) {
         GElf_Off offset = 0;
         GElf_Sym sym;
-        const char *name =
-            dwfl_module_addrinfo(mod, addr, &offset, &sym, NULL, NULL, NULL);
+        const char *name = dwfl_module_addrinfo(mod, addr, &offset, &sym, NULL, NULL, NULL);
         if (name != NULL) {
             (void)snprintf(out->func, sizeof(out->func), "%s", name);
             out->offset = (unsigned long)offset + 1;
@@ -93,8 +92,7 @@ bool keel_backtrace_symbolize(void *pc, keel_frame *out)
             }
         }
         const char *mainfile = NULL;
-        const char *modname =
-            dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, &mainfile, NULL);
+        const char *modname = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, &mainfile, NULL);
         base_name(out->object, sizeof(out->object), mainfile != NULL ? mainfile : modname);
     }
     KEEL_VERIFY(pthread_mutex_unlock(&dwfl_lock) == 0);

@@ -29,12 +29,11 @@ keel_status keel__version_check(unsigned header_version)
     unsigned lib = keel_version();
     if (header_version / 10000 != lib / 10000 || header_version > lib)
         return keel_status_with_uint(
-            keel_status_with_uint(KEEL_ERR(KEEL_E_VERSION,
-                                           "keel headers %u.%u.%u do not match library %u.%u.%u",
-                                           header_version / 10000, header_version / 100 % 100,
-                                           header_version % 100, lib / 10000, lib / 100 % 100,
-                                           lib % 100),
-                                  "header", header_version),
+            keel_status_with_uint(
+                KEEL_ERR(KEEL_E_VERSION, "keel headers %u.%u.%u do not match library %u.%u.%u",
+                         header_version / 10000, header_version / 100 % 100, header_version % 100,
+                         lib / 10000, lib / 100 % 100, lib % 100),
+                "header", header_version),
             "library", lib);
     return KEEL_OK;
 }
@@ -79,7 +78,8 @@ void keel__lazy_init(void)
     if (in_init)
         return;
     (void)pthread_once(&init_once, do_init);
-    if (KEEL_UNLIKELY(init_failed) && __atomic_exchange_n(&init_reported, 1, __ATOMIC_ACQ_REL) == 0) {
+    if (KEEL_UNLIKELY(init_failed) &&
+        __atomic_exchange_n(&init_reported, 1, __ATOMIC_ACQ_REL) == 0) {
         keel_status s = env_error();
         char text[1024];
         (void)keel_status_format(s, text, sizeof(text));

@@ -19,14 +19,14 @@ KEEL_EXTERN_C_BEGIN
 
 /* C and C++ spellings (the library sources also compile as C++ for stricter checks). */
 #ifdef __cplusplus
-#define KEEL__TLS thread_local
+#define KEEL__TLS                      thread_local
 #define KEEL__STATIC_ASSERT(cond, msg) static_assert(cond, msg)
 #else
-#define KEEL__TLS _Thread_local
+#define KEEL__TLS                      _Thread_local
 #define KEEL__STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #endif
 #define KEEL__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define KEEL__UNUSED __attribute__((unused))
+#define KEEL__UNUSED       __attribute__((unused))
 
 /* ---- options (src/options.c; the table is src/options_table.h) ---------- */
 
@@ -55,7 +55,8 @@ extern unsigned keel__options_generation;
  * Parse an option string without applying it (the fuzz target and tests use
  * this).  `origin` names where the text came from in error messages.
  */
-KEEL_MUST_USE keel_status keel__options_parse_only(const char *text, size_t len, const char *origin);
+KEEL_MUST_USE keel_status keel__options_parse_only(const char *text, size_t len,
+                                                   const char *origin);
 
 /* ---- report channel (src/report.c) --------------------------------------- */
 

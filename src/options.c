@@ -40,7 +40,10 @@ static retired *retired_list;
 static pthread_mutex_t options_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Ids past the table are the per-kind report policies: report.<kind>. */
-enum { POLICY_BASE = (int)KEEL__OPT_COUNT, ID_COUNT = (int)KEEL__OPT_COUNT + (int)KEEL_REPORT_KIND_COUNT };
+enum {
+    POLICY_BASE = (int)KEEL__OPT_COUNT,
+    ID_COUNT = (int)KEEL__OPT_COUNT + (int)KEEL_REPORT_KIND_COUNT
+};
 
 static const char *const policy_names[] = {"abort", "report", "count"};
 
@@ -158,11 +161,11 @@ static void where(const parser *p, size_t at, char *buf, size_t size)
     (void)snprintf(buf, size, "line %zu, column %zu", line, col);
 }
 
-static keel_status perr(const parser *p, keel_code code, size_t at, size_t toklen, const char *suggest,
-                        const char *fmt, ...) KEEL_PRINTF(6, 7);
+static keel_status perr(const parser *p, keel_code code, size_t at, size_t toklen,
+                        const char *suggest, const char *fmt, ...) KEEL_PRINTF(6, 7);
 
-static keel_status perr(const parser *p, keel_code code, size_t at, size_t toklen, const char *suggest,
-                        const char *fmt, ...)
+static keel_status perr(const parser *p, keel_code code, size_t at, size_t toklen,
+                        const char *suggest, const char *fmt, ...)
 {
     char what[512];
     va_list ap;
@@ -260,8 +263,8 @@ static keel_status take_value(parser *p, int id, const char *name, const char *v
         errno = 0;
         long long v = strtoll(value, &end, 10);
         if (value[0] == '\0' || end == NULL || *end != '\0')
-            return perr(p, KEEL_E_PARSE, at, vlen, NULL, "bad value '%s' for option '%s': expected an integer",
-                        value, name);
+            return perr(p, KEEL_E_PARSE, at, vlen, NULL,
+                        "bad value '%s' for option '%s': expected an integer", value, name);
         if (errno == ERANGE || v < d->lo || v > d->hi)
             return keel_status_with_int(
                 keel_status_with_int(perr(p, KEEL_E_RANGE, at, vlen, NULL,
@@ -285,8 +288,8 @@ static keel_status take_value(parser *p, int id, const char *name, const char *v
             if (!keel_ok(s)) {
                 char loc[64];
                 where(p, at, loc, sizeof(loc));
-                return KEEL_WRAP(s, KEEL_E_PARSE, "%s: bad value for option '%s' at %s",
-                                 p->origin, name, loc);
+                return KEEL_WRAP(s, KEEL_E_PARSE, "%s: bad value for option '%s' at %s", p->origin,
+                                 name, loc);
             }
         }
         char *copy = strdup(value);
@@ -306,8 +309,7 @@ static keel_status quoted_value(parser *p, char *out, size_t size, size_t *vlen)
     p->pos++;
     for (;;) {
         if (p->pos >= p->len)
-            return perr(p, KEEL_E_PARSE, start, p->len - start, NULL,
-                        "unterminated quoted value");
+            return perr(p, KEEL_E_PARSE, start, p->len - start, NULL, "unterminated quoted value");
         char c = p->text[p->pos++];
         if (c == '"')
             break;
@@ -388,10 +390,10 @@ static keel_status parse_item(parser *p)
                         "value of option '%s' is longer than %zu bytes", name, sizeof(value) - 1);
         memcpy(value, p->text + value_at, vlen);
         value[vlen] = '\0';
-        for (size_t i = 0; i < vlen; i++)
-            if (value[i] == '"')
-                return perr(p, KEEL_E_PARSE, value_at + i, 1, NULL,
-                            "stray '\"' in the value of option '%s' (quote the whole value)", name);
+        const char *quote = (const char *)memchr(value, '"', vlen);
+        if (quote != NULL)
+            return perr(p, KEEL_E_PARSE, value_at + (size_t)(quote - value), 1, NULL,
+                        "stray '\"' in the value of option '%s' (quote the whole value)", name);
     }
     return take_value(p, id, name, value, value_at, vlen);
 }
@@ -561,16 +563,17 @@ keel_status keel_options_get(const char *name, char *buf, size_t size)
     if (id < 0) {
         char near[96];
         nearest_name(name, near, sizeof(near));
-        keel_status s = near[0] != '\0'
-                            ? KEEL_ERR(KEEL_E_NOTFOUND, "unknown option '%s' (did you mean '%s'?)",
-                                       name, near)
-                            : KEEL_ERR(KEEL_E_NOTFOUND, "unknown option '%s'", name);
+        keel_status s =
+            near[0] != '\0'
+                ? KEEL_ERR(KEEL_E_NOTFOUND, "unknown option '%s' (did you mean '%s'?)", name, near)
+                : KEEL_ERR(KEEL_E_NOTFOUND, "unknown option '%s'", name);
         return keel_status_with_str(s, "option", name);
     }
     char text[4096];
     switch (id_type(id)) {
     case TYPE_BOOL:
-        (void)snprintf(text, sizeof(text), "%s", keel__opt_bool((keel__opt_id)id) ? "true" : "false");
+        (void)snprintf(text, sizeof(text), "%s",
+                       keel__opt_bool((keel__opt_id)id) ? "true" : "false");
         break;
     case TYPE_INT:
         (void)snprintf(text, sizeof(text), "%lld", keel__opt_int((keel__opt_id)id));
@@ -620,6 +623,7 @@ void keel_options_print(FILE *f)
             (void)snprintf(def, sizeof(def), "-");
             help = "what to do on a report of this kind: abort, report or count";
         }
-        (void)fprintf(f, "%-24s %-7s %-10s %-12s %s\n", name, type_names[id_type(id)], def, cur, help);
+        (void)fprintf(f, "%-24s %-7s %-10s %-12s %s\n", name, type_names[id_type(id)], def, cur,
+                      help);
     }
 }

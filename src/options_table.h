@@ -15,27 +15,28 @@
 #ifndef KEEL_OPTIONS_TABLE_H
 #define KEEL_OPTIONS_TABLE_H
 
-#define KEEL__OPTIONS(X)                                                                              \
-    /* report channel */                                                                              \
-    X(REPORT_FILE, "report.file", STR, 0, 0, 0, NULL,                                                 \
-      "append every report as one JSON line to this file (KEEL_REPORT sets it too)")                  \
-    X(REPORT_BACKTRACE, "report.backtrace", BOOL, 1, 0, 1, NULL,                                      \
-      "capture and symbolize a backtrace for every report")                                           \
-    X(REPORT_FRAMES, "report.frames", INT, 24, 1, 64, NULL, "most backtrace frames in a report")      \
-    X(REPORT_LIMIT, "report.max-printed", INT, 100, 0, 1000000000, NULL,                                    \
-      "print at most this many reports of each kind on stderr (0: no limit); the rest are counted")  \
-    /* assertions */                                                                                  \
-    X(ASSERT_EXPENSIVE, "assert.expensive", BOOL, 0, 0, 1, NULL,                                      \
-      "evaluate KEEL_ASSERT_EXPENSIVE checks (devel builds)")                                         \
-    /* errors */                                                                                      \
-    X(ERROR_TRACK, "error.track", BOOL, 1, 0, 1, NULL,                                                \
-      "track live errors so that lost ones are reported at exit (devel builds)")                             \
-    /* watchdog */                                                                                    \
-    X(WATCHDOG_ENABLED, "watchdog.enabled", BOOL, 1, 0, 1, NULL,                                      \
-      "start the watchdog thread with the first section, heartbeat or keel thread (devel builds)")   \
-    X(WATCHDOG_TICK_MS, "watchdog.tick-ms", INT, 10, 1, 1000, NULL,                                   \
-      "how often the watchdog samples sections and heartbeats, in milliseconds")                      \
-    X(WATCHDOG_SCALE, "watchdog.scale", INT, 100, 0, 100000, NULL,                                    \
+#define KEEL__OPTIONS(X)                                                                           \
+    /* report channel */                                                                           \
+    X(REPORT_FILE, "report.file", STR, 0, 0, 0, NULL,                                              \
+      "append every report as one JSON line to this file (KEEL_REPORT sets it too)")               \
+    X(REPORT_BACKTRACE, "report.backtrace", BOOL, 1, 0, 1, NULL,                                   \
+      "capture and symbolize a backtrace for every report")                                        \
+    X(REPORT_FRAMES, "report.frames", INT, 24, 1, 64, NULL, "most backtrace frames in a report")   \
+    X(REPORT_LIMIT, "report.max-printed", INT, 100, 0, 1000000000, NULL,                           \
+      "print at most this many reports of each kind on stderr (0: no limit); the rest are "        \
+      "counted")                                                                                   \
+    /* assertions */                                                                               \
+    X(ASSERT_EXPENSIVE, "assert.expensive", BOOL, 0, 0, 1, NULL,                                   \
+      "evaluate KEEL_ASSERT_EXPENSIVE checks (devel builds)")                                      \
+    /* errors */                                                                                   \
+    X(ERROR_TRACK, "error.track", BOOL, 1, 0, 1, NULL,                                             \
+      "track live errors so that lost ones are reported at exit (devel builds)")                   \
+    /* watchdog */                                                                                 \
+    X(WATCHDOG_ENABLED, "watchdog.enabled", BOOL, 1, 0, 1, NULL,                                   \
+      "start the watchdog thread with the first section, heartbeat or keel thread (devel builds)") \
+    X(WATCHDOG_TICK_MS, "watchdog.tick-ms", INT, 10, 1, 1000, NULL,                                \
+      "how often the watchdog samples sections and heartbeats, in milliseconds")                   \
+    X(WATCHDOG_SCALE, "watchdog.scale", INT, 100, 0, 100000, NULL,                                 \
       "percent applied to every budget and heartbeat period (0: budgets off)")
 
 #endif /* KEEL_OPTIONS_TABLE_H */

@@ -17,13 +17,14 @@
 
 /* ---- kinds and policies ------------------------------------------------------ */
 
-#define KIND_NAME(e, name, policy, what) name,
+#define KIND_NAME(e, name, policy, what)   name,
 #define KIND_POLICY(e, name, policy, what) KEEL_POLICY_##policy,
 static const char *const kind_names[] = {KEEL_REPORT_KINDS(KIND_NAME)};
 static int policies[] = {KEEL_REPORT_KINDS(KIND_POLICY)};
 #undef KIND_NAME
 #undef KIND_POLICY
-KEEL__STATIC_ASSERT(KEEL__ARRAY_LEN(kind_names) == KEEL_REPORT_KIND_COUNT, "kind table out of step");
+KEEL__STATIC_ASSERT(KEEL__ARRAY_LEN(kind_names) == KEEL_REPORT_KIND_COUNT,
+                    "kind table out of step");
 
 static unsigned long long counts[KEEL_REPORT_KIND_COUNT];
 static unsigned long long printed[KEEL_REPORT_KIND_COUNT];
@@ -108,18 +109,21 @@ void keel__thread_name(char *buf, size_t size)
 
 /* ---- the report under construction ----------------------------------------------------- */
 
-enum { MAX_DETAILS = 16, MAX_FRAMES = 64, MESSAGE_SIZE = 512, TEXT_SIZE = 2048,
-       STORAGE_SIZE = 1024, LEVELS = 2 };
+enum {
+    MAX_DETAILS = 16,
+    MAX_FRAMES = 64,
+    MESSAGE_SIZE = 512,
+    TEXT_SIZE = 2048,
+    STORAGE_SIZE = 1024,
+    LEVELS = 2
+};
 
 struct keel_report {
-    keel_report_kind kind;
+    /* set while its handler runs: the frame of keel_report_emit, so that a report made
+     * inside the handler takes the next slot, and a longjmp out of it frees this one */
+    const void *busy_frame;
     const char *file;
-    int line;
     const char *func;
-    bool plain; /* too deeply nested: print the message only */
-    bool no_backtrace;
-    bool frames_given;
-    int nframes;
     size_t ndetails;
     size_t text_len;
     size_t storage_used;
@@ -128,6 +132,12 @@ struct keel_report {
     char message[MESSAGE_SIZE];
     char text[TEXT_SIZE];
     char storage[STORAGE_SIZE];
+    keel_report_kind kind;
+    int line;
+    int nframes;
+    bool plain; /* too deeply nested: print the message only */
+    bool no_backtrace;
+    bool frames_given;
 };
 
 /* Builders: one per nesting level per thread (level LEVELS prints plainly). */
@@ -151,8 +161,14 @@ keel_report *keel_report_begin(keel_report_kind kind, const char *file, int line
     KEEL_ASSERT((unsigned)kind < (unsigned)KEEL_REPORT_KIND_COUNT);
     keel__lazy_init();
     int level = tls_depth < LEVELS ? tls_depth : LEVELS;
-    tls_depth++;
+    const char *here = (const char *)__builtin_frame_address(0);
+    /* a slot whose handler is still running below us is busy; one left by a longjmp is not */
+    while (level < LEVELS && tls_reports[level].busy_frame != NULL &&
+           here < (const char *)tls_reports[level].busy_frame)
+        level++;
+    tls_depth = level + 1;
     keel_report *r = &tls_reports[level];
+    r->busy_frame = NULL;
     r->kind = (unsigned)kind < (unsigned)KEEL_REPORT_KIND_COUNT ? kind : KEEL_REPORT_USER;
     r->file = file != NULL ? file : "?";
     r->line = line;
@@ -179,7 +195,8 @@ static char *store(keel_report *r, const char *s)
 {
     size_t len = strlen(s);
     if (r->storage_used + len + 1 > sizeof(r->storage))
-        len = sizeof(r->storage) > r->storage_used + 4 ? sizeof(r->storage) - r->storage_used - 1 : 0;
+        len =
+            sizeof(r->storage) > r->storage_used + 4 ? sizeof(r->storage) - r->storage_used - 1 : 0;
     if (len == 0 && s[0] != '\0')
         return NULL;
     char *dst = r->storage + r->storage_used;
@@ -336,9 +353,9 @@ static void render_json(const keel_report_info *in, const keel_frame *frames, ch
     (void)gettimeofday(&tv, NULL);
     keel__buf_printf(buf, size, pos, "{\"kind\":");
     keel__buf_json_str(buf, size, pos, in->kind_name);
-    keel__buf_printf(buf, size, pos, ",\"seq\":%llu,\"pid\":%ld,\"time\":%ld.%06ld,\"policy\":\"%s\"",
-                     in->seq, (long)getpid(), (long)tv.tv_sec, (long)tv.tv_usec,
-                     policy_name(in->policy));
+    keel__buf_printf(buf, size, pos,
+                     ",\"seq\":%llu,\"pid\":%ld,\"time\":%ld.%06ld,\"policy\":\"%s\"", in->seq,
+                     (long)getpid(), (long)tv.tv_sec, (long)tv.tv_usec, policy_name(in->policy));
     keel__buf_printf(buf, size, pos, ",\"message\":");
     keel__buf_json_str(buf, size, pos, in->message);
     keel__buf_printf(buf, size, pos, ",\"site\":{\"file\":");
@@ -469,7 +486,9 @@ keel_policy keel_report_emit(keel_report *r)
     if (h != NULL) {
         int depth = tls_depth;
         tls_depth = level; /* as if this report were done, should it longjmp */
+        r->busy_frame = __builtin_frame_address(0);
         suppress = h(&info, ctx);
+        r->busy_frame = NULL;
         tls_depth = depth;
     }
 
@@ -477,8 +496,8 @@ keel_policy keel_report_emit(keel_report *r)
     keel_frame *fr = emit_frames[level];
     char *human = emit_human[level];
     char *json = emit_json[level];
-    int skip = 0;
     if (policy != KEEL_POLICY_COUNT) {
+        int skip = 0;
         for (int i = 0; i < r->nframes; i++)
             if (!keel_backtrace_symbolize(r->frames[i], &fr[i])) {
                 memset(&fr[i], 0, sizeof(fr[i]));

@@ -11,7 +11,7 @@
 /* ---- keel's own code space ---------------------------------------------- */
 
 #define CODE_NAME(name, msg) #name,
-#define CODE_MSG(name, msg) msg,
+#define CODE_MSG(name, msg)  msg,
 static const char *const keel_code_names[] = {"OK", KEEL_CODES(CODE_NAME)};
 static const char *const keel_code_messages[] = {"success", KEEL_CODES(CODE_MSG)};
 #undef CODE_NAME
@@ -19,7 +19,7 @@ static const char *const keel_code_messages[] = {"success", KEEL_CODES(CODE_MSG)
 KEEL__STATIC_ASSERT(KEEL__ARRAY_LEN(keel_code_names) == KEEL_E_COUNT, "code table out of step");
 
 const keel_codespace keel_codespace_keel = {"keel", (int)KEEL_E_COUNT, keel_code_names,
-                                                      keel_code_messages};
+                                            keel_code_messages};
 
 /* ---- code space registry -------------------------------------------------- */
 
@@ -125,9 +125,20 @@ struct keel_error {
 };
 
 /* The error handed out when memory runs out while making another one. */
-static keel_error oom_error = {
-    &keel_codespace_keel,   (int)KEEL_E_NOMEM, FLAG_STATIC, __FILE__, "keel__status_new", __LINE__,
-    "out of memory while creating an error", NULL, NULL, NULL, NULL, NULL, 0, {NULL}};
+static keel_error oom_error = {&keel_codespace_keel,
+                               (int)KEEL_E_NOMEM,
+                               FLAG_STATIC,
+                               __FILE__,
+                               "keel__status_new",
+                               __LINE__,
+                               "out of memory while creating an error",
+                               NULL,
+                               NULL,
+                               NULL,
+                               NULL,
+                               NULL,
+                               0,
+                               {NULL}};
 
 KEEL__TLS unsigned keel__status_fail_allocs;
 
@@ -203,8 +214,7 @@ static keel_status make_status(keel_error *e)
 }
 
 static keel_status vnew(const keel_codespace *space, int code, keel_status cause, const char *file,
-                        int line, const char *func, const char *fmt, va_list ap)
-    KEEL_PRINTF(7, 0);
+                        int line, const char *func, const char *fmt, va_list ap) KEEL_PRINTF(7, 0);
 
 static keel_status vnew(const keel_codespace *space, int code, keel_status cause, const char *file,
                         int line, const char *func, const char *fmt, va_list ap)
@@ -249,6 +259,20 @@ keel_status keel__status_new(const keel_codespace *space, int code, keel_status 
                              const char *file, int line, const char *func, const char *fmt, ...)
 {
     KEEL_ASSERT(file != NULL && func != NULL && fmt != NULL);
+    keel_status s;
+    va_list ap;
+    va_start(ap, fmt);
+    s = vnew(space, code, cause, file, line, func, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+keel_status keel__status_wrap(const keel_codespace *space, int code, keel_status cause,
+                              const char *file, int line, const char *func, const char *fmt, ...)
+{
+    KEEL_ASSERT(file != NULL && func != NULL && fmt != NULL);
+    if (cause.err == NULL)
+        return cause; /* wrapping success is success */
     keel_status s;
     va_list ap;
     va_start(ap, fmt);
@@ -602,9 +626,9 @@ void keel_status_ignore(keel_status s, const char *why)
     if (keel_report_policy(KEEL_REPORT_IGNORED_ERROR) != KEEL_POLICY_COUNT) {
         char text[1024];
         (void)keel_status_format(s, text, sizeof(text));
-        keel_report *r = keel_report_begin(KEEL_REPORT_IGNORED_ERROR, s.err->file, s.err->line,
-                                           s.err->func, "error ignored on purpose (%s)",
-                                           why != NULL ? why : "");
+        keel_report *r =
+            keel_report_begin(KEEL_REPORT_IGNORED_ERROR, s.err->file, s.err->line, s.err->func,
+                              "error ignored on purpose (%s)", why != NULL ? why : "");
         keel_report_add_text(r, "%s", text);
         (void)keel_report_emit(r);
     } else {
@@ -652,7 +676,8 @@ size_t keel_status_check_lost(bool all)
             (void)keel_status_format(make_status(e), text, sizeof(text));
             keel_report *r = keel_report_begin(
                 seen ? KEEL_REPORT_LEAKED_ERROR : KEEL_REPORT_LOST_ERROR, e->file, e->line, e->func,
-                seen ? "error examined but never freed" : "error created and never examined or freed");
+                seen ? "error examined but never freed"
+                     : "error created and never examined or freed");
             keel_report_add_text(r, "%s", text);
             keel_report_add_str(r, "error", e->message);
             keel_report_add_str(r, "code", keel_code_name(e->space, e->code));

@@ -18,8 +18,14 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { MAX_THREADS = 512, MAX_DEPTH = 16, BT_FRAMES = 32, MAX_MODULES = 64, NAME_SIZE = 32,
-       LOCKS_SIZE = 512 };
+enum {
+    MAX_THREADS = 512,
+    MAX_DEPTH = 16,
+    BT_FRAMES = 32,
+    MAX_MODULES = 64,
+    NAME_SIZE = 32,
+    LOCKS_SIZE = 512
+};
 
 enum { ENTRY_OVERRUN = 1u };
 
@@ -111,7 +117,8 @@ static unsigned long long thread_cpu_ns(clockid_t clock)
 
 /* ---- per-module totals ------------------------------------------------------------- */
 
-static void add_module_totals(const char *module, unsigned long long cpu, unsigned long long overruns)
+static void add_module_totals(const char *module, unsigned long long cpu,
+                              unsigned long long overruns)
 {
     KEEL_VERIFY(pthread_mutex_lock(&modules_lock) == 0);
     size_t i = 0;
@@ -155,7 +162,6 @@ static void set_os_name(const char *name)
     (void)pthread_setname_np(pthread_self(), os_name);
 }
 
-
 static keel_status register_self(const char *name, const char *module)
 {
     KEEL_ASSERT(tls_rec == NULL);
@@ -184,9 +190,8 @@ static keel_status register_self(const char *name, const char *module)
         __atomic_store_n(&t->hb_misses, 0ull, __ATOMIC_RELAXED);
         __atomic_store_n(&t->bt_state, 0, __ATOMIC_RELAXED);
         unsigned high = __atomic_load_n(&threads_high, __ATOMIC_RELAXED);
-        while (high < i + 1 &&
-               !__atomic_compare_exchange_n(&threads_high, &high, i + 1, false, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_RELAXED)) {
+        while (high < i + 1 && !__atomic_compare_exchange_n(&threads_high, &high, i + 1, false,
+                                                            __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
         }
         __atomic_store_n(&t->used, 2, __ATOMIC_RELEASE);
         KEEL_VERIFY(pthread_mutex_unlock(&t->lock) == 0);
@@ -233,7 +238,8 @@ __attribute__((noinline, cold)) static thread_rec *register_unnamed(void)
 {
     keel_status s = register_self(NULL, NULL);
     if (!keel_ok(s)) {
-        keel_status_ignore(s, "sections of unregistered threads go unwatched when the table is full");
+        keel_status_ignore(s,
+                           "sections of unregistered threads go unwatched when the table is full");
         return NULL;
     }
     return tls_rec;
@@ -273,7 +279,8 @@ keel_status keel_thread_create(keel_thread **out, const char *name, const char *
                                void *(*fn)(void *), void *arg)
 {
     if (out == NULL || fn == NULL || name == NULL || name[0] == '\0')
-        return KEEL_ERR(KEEL_E_INVAL, "keel_thread_create needs an out pointer, a name and a function");
+        return KEEL_ERR(KEEL_E_INVAL,
+                        "keel_thread_create needs an out pointer, a name and a function");
     keel__lazy_init();
     keel_thread *t = (keel_thread *)calloc(1, sizeof(*t));
     if (t == NULL)
@@ -313,7 +320,7 @@ keel_status keel_thread_join(keel_thread *t, void **result)
 /* ---- sections ------------------------------------------------------------------------------- */
 
 __attribute__((noinline, cold)) static void report_end(thread_rec *t, const entry *e,
-                                                      const keel_section_desc *d)
+                                                       const keel_section_desc *d)
 {
     unsigned long long start = __atomic_load_n(&e->start_ns, __ATOMIC_ACQUIRE);
     unsigned long long total = now_ns() - start;
@@ -488,7 +495,8 @@ static unsigned long long scaled(unsigned long long budget)
     long long scale = keel__opt_int(KEEL__OPT_WATCHDOG_SCALE);
     if (scale <= 0)
         return 0;
-    return budget / 100ull * (unsigned long long)scale + budget % 100ull * (unsigned long long)scale / 100ull;
+    return budget / 100ull * (unsigned long long)scale +
+           budget % 100ull * (unsigned long long)scale / 100ull;
 }
 
 static void sample(thread_rec *t, unsigned long long now, unsigned long long prev)
@@ -700,8 +708,9 @@ size_t keel_watchdog_stats_json(char *buf, size_t size)
         keel__buf_json_str(buf, size, &pos, t->name);
         keel__buf_printf(buf, size, &pos, ",\"tid\":%ld,\"module\":", t->tid);
         keel__buf_json_str(buf, size, &pos, t->module);
-        keel__buf_printf(buf, size, &pos, ",\"cpu_ns\":%llu,\"overruns\":%llu,\"missed_heartbeats\":%llu}",
-                         cpu, __atomic_load_n(&t->overruns, __ATOMIC_RELAXED),
+        keel__buf_printf(buf, size, &pos,
+                         ",\"cpu_ns\":%llu,\"overruns\":%llu,\"missed_heartbeats\":%llu}", cpu,
+                         __atomic_load_n(&t->overruns, __ATOMIC_RELAXED),
                          __atomic_load_n(&t->hb_misses, __ATOMIC_RELAXED));
         KEEL_VERIFY(pthread_mutex_unlock(&t->lock) == 0);
         sep = ",";

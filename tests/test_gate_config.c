@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "../gate/config.h"
 
 static const char good[] =
@@ -95,7 +97,8 @@ static void test_unknown_key_suggests(void **state)
 static void test_bad_values(void **state)
 {
     (void)state;
-    expect_error("[gate]\nslots = many\n", KEEL_E_PARSE, ":2: 'slots' must be a whole number", "many");
+    expect_error("[gate]\nslots = many\n", KEEL_E_PARSE, ":2: 'slots' must be a whole number",
+                 "many");
     expect_error("[gate]\nslots = 0\n", KEEL_E_RANGE, ":2: 'slots' = 0 is out of range [1, 256]",
                  NULL);
     expect_error("[gate]\nslots = -3\n", KEEL_E_PARSE, "'slots' must be a whole number", NULL);
@@ -111,8 +114,8 @@ static void test_bad_values(void **state)
 static void test_hostile_names(void **state)
 {
     (void)state;
-    expect_error("[gate]\ntarget = main; rm -rf /\n", KEEL_E_PARSE, "'target' must be one branch name",
-                 NULL);
+    expect_error("[gate]\ntarget = main; rm -rf /\n", KEEL_E_PARSE,
+                 "'target' must be one branch name", NULL);
     expect_error("[gate]\ntarget = ../../etc\n", KEEL_E_PARSE, "'target' must be one branch name",
                  NULL);
     expect_error("[config a/b]\ntest = true\n", KEEL_E_PARSE, "configuration name 'a/b'", NULL);
@@ -130,8 +133,8 @@ static void test_structure_errors(void **state)
                  ":3: configuration 'a' is defined twice", NULL);
     expect_error("[gate]\nslots = 2\n", KEEL_E_PARSE, "no [config NAME] section", NULL);
     expect_error("[config a]\ntimeout = 5\n", KEEL_E_PARSE, "neither 'build' nor 'test'", NULL);
-    expect_error("[config a]\ntest = x\nrequired = no\n", KEEL_E_PARSE, "no configuration is required",
-                 NULL);
+    expect_error("[config a]\ntest = x\nrequired = no\n", KEEL_E_PARSE,
+                 "no configuration is required", NULL);
     expect_error("[config a]\njust words\n", KEEL_E_PARSE, ":2: expected 'key = value'", NULL);
     const char nul[] = "[gate]\n\0[config a]\n";
     gate_config *c = NULL;
@@ -169,14 +172,9 @@ static void test_word_splitting(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_config),
-        cmocka_unit_test(test_unknown_key_suggests),
-        cmocka_unit_test(test_bad_values),
-        cmocka_unit_test(test_hostile_names),
-        cmocka_unit_test(test_structure_errors),
-        cmocka_unit_test(test_word_splitting),
+        cmocka_unit_test(test_good_config),      cmocka_unit_test(test_unknown_key_suggests),
+        cmocka_unit_test(test_bad_values),       cmocka_unit_test(test_hostile_names),
+        cmocka_unit_test(test_structure_errors), cmocka_unit_test(test_word_splitting),
     };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "../gate/exec.h"
 
 static char dir[64];
@@ -170,7 +172,5 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_log_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_spec, setup, teardown),
     };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

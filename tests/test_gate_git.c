@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "../gate/git.h"
 
 static char dir[64];
@@ -40,8 +42,10 @@ static void commit_files(const git_oid *parent, const file *files, size_t n, con
     for (size_t i = 0; i < n; i++) {
         git_oid blob;
         assert_int_equal(
-            git_blob_create_from_buffer(&blob, repo, files[i].content, strlen(files[i].content)), 0);
-        assert_int_equal(git_treebuilder_insert(NULL, tb, files[i].path, &blob, GIT_FILEMODE_BLOB), 0);
+            git_blob_create_from_buffer(&blob, repo, files[i].content, strlen(files[i].content)),
+            0);
+        assert_int_equal(git_treebuilder_insert(NULL, tb, files[i].path, &blob, GIT_FILEMODE_BLOB),
+                         0);
     }
     git_oid tree_id;
     assert_int_equal(git_treebuilder_write(&tree_id, tb), 0);
@@ -96,9 +100,9 @@ static void test_branch_names(void **state)
 {
     (void)state;
     static const char *const good[] = {"main", "feature/x", "fix-1.2", "user/a_b"};
-    static const char *const bad[] = {"",      "a..b",  "-rf",       "a b",        "x;rm -rf /",
-                                      "a~1",   "a^",    "a:b",       "refs/heads/x", "x.lock",
-                                      "a/",    "$(reboot)", "a\\b"};
+    static const char *const bad[] = {"",    "a..b",      "-rf", "a b",          "x;rm -rf /",
+                                      "a~1", "a^",        "a:b", "refs/heads/x", "x.lock",
+                                      "a/",  "$(reboot)", "a\\b"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         keel_status s = gate_branch_check(good[i]);
         if (!keel_ok(s))
@@ -236,7 +240,5 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_conflict_isolated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
     };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

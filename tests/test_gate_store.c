@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "../gate/store.h"
 
 static const char oid_a[] = "1111111111111111111111111111111111111111";
@@ -59,7 +61,8 @@ static gate_store *open_store(void)
     return st;
 }
 
-static long long submit(gate_store *st, const char *branch, const char *head, int prio, long long now)
+static long long submit(gate_store *st, const char *branch, const char *head, int prio,
+                        long long now)
 {
     long long id = 0;
     keel_status s = gate_store_submit(st, branch, head, "main", prio, now, &id);
@@ -272,7 +275,5 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_recover_landed_candidate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_bad_path, setup, teardown),
     };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

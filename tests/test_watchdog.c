@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "keel/keel.h"
 
 /* ---- collecting watchdog reports ------------------------------------------------- */
@@ -163,8 +165,8 @@ static void release_and_join(keel_thread *t)
 static void test_overrun_reported_while_running(void **state)
 {
     (void)state;
-    keel_thread *t = start_stuck("journal-writer", "storage", stuck_thread,
-                                 "section 'flush_journal' has run");
+    keel_thread *t =
+        start_stuck("journal-writer", "storage", stuck_thread, "section 'flush_journal' has run");
     const seen_report *r = find_seen("section 'flush_journal' has run");
     assert_non_null(r);
     if (r == NULL)
@@ -281,7 +283,7 @@ static void test_no_report_within_budget_under_load(void **state)
     (void)state;
     load_iterations = sanitized() ? 20000 : 1000000;
     keel_thread *t[8];
-    char name[16];
+    char name[32];
     for (int i = 0; i < 8; i++) {
         snprintf(name, sizeof(name), "load-%d", i);
         assert_true(keel_ok(keel_thread_create(&t[i], name, NULL, load_thread, NULL)));
@@ -366,7 +368,8 @@ static void test_thread_names_and_cpu_stats(void **state)
     /* the exited thread's CPU is kept, under its module */
     const char *crypto = strstr(json, "{\"name\":\"crypto\",\"cpu_ns\":");
     assert_non_null(crypto);
-    unsigned long long cpu = strtoull(crypto + strlen("{\"name\":\"crypto\",\"cpu_ns\":"), NULL, 10);
+    unsigned long long cpu =
+        strtoull(crypto + strlen("{\"name\":\"crypto\",\"cpu_ns\":"), NULL, 10);
     assert_true(cpu >= 20000000ull); /* it burned ~30 ms */
     /* registering twice is an error that says so */
     keel_status s = keel_thread_register("again", NULL);
@@ -419,7 +422,5 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_thread_names_and_cpu_stats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thread_create_bad_arguments, setup, teardown),
     };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

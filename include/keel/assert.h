@@ -30,28 +30,30 @@
 
 KEEL_EXTERN_C_BEGIN
 
-KEEL_API KEEL_NORETURN KEEL_COLD void keel__assert_fail(const char *expr, const char *file, int line,
-                                                        const char *func, const char *fmt, ...)
-    KEEL_PRINTF(5, 6);
+KEEL_API KEEL_NORETURN KEEL_COLD void keel__assert_fail(const char *expr, const char *file,
+                                                        int line, const char *func, const char *fmt,
+                                                        ...) KEEL_PRINTF(5, 6);
 KEEL_API extern int keel__assert_expensive_on;
 
 #define KEEL_VERIFY(expr) \
     (KEEL_LIKELY(expr) ? (void)0 : keel__assert_fail(#expr, __FILE__, __LINE__, __func__, NULL))
-#define KEEL_VERIFYF(expr, ...) \
-    (KEEL_LIKELY(expr) ? (void)0 : keel__assert_fail(#expr, __FILE__, __LINE__, __func__, __VA_ARGS__))
+#define KEEL_VERIFYF(expr, ...)  \
+    (KEEL_LIKELY(expr) ? (void)0 \
+                       : keel__assert_fail(#expr, __FILE__, __LINE__, __func__, __VA_ARGS__))
 #define KEEL_NOT_REACHED() keel__assert_fail("not reached", __FILE__, __LINE__, __func__, NULL)
 
 #if KEEL_DEVEL
-#define KEEL_ASSERT(expr) KEEL_VERIFY(expr)
+#define KEEL_ASSERT(expr)       KEEL_VERIFY(expr)
 #define KEEL_ASSERTF(expr, ...) KEEL_VERIFYF(expr, __VA_ARGS__)
-#define KEEL_ASSERT_EXPENSIVE(expr)                                                   \
-    ((KEEL_LIKELY(!__atomic_load_n(&keel__assert_expensive_on, __ATOMIC_RELAXED)) || KEEL_LIKELY(expr))                   \
-         ? (void)0                                                                    \
+#define KEEL_ASSERT_EXPENSIVE(expr)                                                  \
+    ((KEEL_LIKELY(!__atomic_load_n(&keel__assert_expensive_on, __ATOMIC_RELAXED)) || \
+      KEEL_LIKELY(expr))                                                             \
+         ? (void)0                                                                   \
          : keel__assert_fail(#expr, __FILE__, __LINE__, __func__, "expensive check"))
 #else
 /* Not evaluated (sizeof), so no code and no side effects, yet still type-checked. */
-#define KEEL_ASSERT(expr) ((void)sizeof((expr) ? 1 : 0))
-#define KEEL_ASSERTF(expr, ...) ((void)sizeof((expr) ? 1 : 0))
+#define KEEL_ASSERT(expr)           ((void)sizeof((expr) ? 1 : 0))
+#define KEEL_ASSERTF(expr, ...)     ((void)sizeof((expr) ? 1 : 0))
 #define KEEL_ASSERT_EXPENSIVE(expr) ((void)sizeof((expr) ? 1 : 0))
 #endif
 

@@ -17,7 +17,8 @@
 #define KEEL_COMMON_H
 
 #if !defined(KEEL_DEVEL)
-#error "keel: define KEEL_DEVEL to 1 (devel build, link libkeel-devel) or 0 (release build, link libkeel); pkg-config keel-devel / keel sets it"
+#error \
+    "keel: define KEEL_DEVEL to 1 (devel build, link libkeel-devel) or 0 (release build, link libkeel); pkg-config keel-devel / keel sets it"
 #endif
 #if KEEL_DEVEL != 0 && KEEL_DEVEL != 1
 #error "keel: KEEL_DEVEL must be 0 (release) or 1 (devel)"
@@ -29,7 +30,7 @@
 
 #ifdef __cplusplus
 #define KEEL_EXTERN_C_BEGIN extern "C" {
-#define KEEL_EXTERN_C_END }
+#define KEEL_EXTERN_C_END   }
 #else
 #define KEEL_EXTERN_C_BEGIN
 #define KEEL_EXTERN_C_END
@@ -38,12 +39,12 @@
 /* Only what carries KEEL_API is exported from the shared library. */
 #define KEEL_API __attribute__((visibility("default")))
 
-#define KEEL_MUST_USE __attribute__((warn_unused_result))
-#define KEEL_NORETURN __attribute__((noreturn))
-#define KEEL_COLD __attribute__((cold))
+#define KEEL_MUST_USE          __attribute__((warn_unused_result))
+#define KEEL_NORETURN          __attribute__((noreturn))
+#define KEEL_COLD              __attribute__((cold))
 #define KEEL_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
-#define KEEL_LIKELY(x) __builtin_expect(!!(x), 1)
-#define KEEL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define KEEL_LIKELY(x)         __builtin_expect(!!(x), 1)
+#define KEEL_UNLIKELY(x)       __builtin_expect(!!(x), 0)
 
 /*
  * Link-time variant check.  Each object compiled against the keel headers

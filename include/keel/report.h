@@ -29,22 +29,22 @@
 KEEL_EXTERN_C_BEGIN
 
 /* X(ENUM, "name", default policy, what it means) */
-#define KEEL_REPORT_KINDS(X)                                                              \
-    X(ASSERT, "assert", ABORT, "an assertion failed")                                     \
+#define KEEL_REPORT_KINDS(X)                                                                \
+    X(ASSERT, "assert", ABORT, "an assertion failed")                                       \
     X(LOST_ERROR, "lost-error", REPORT, "an error was created and never examined or freed") \
-    X(LEAKED_ERROR, "leaked-error", COUNT, "an error was examined but never freed")       \
-    X(IGNORED_ERROR, "ignored-error", COUNT, "an error was dropped on purpose")           \
-    X(OPTIONS, "options", REPORT, "KEEL_OPTIONS or an option value is malformed")         \
-    X(LOCK_ORDER, "lock-order", REPORT, "locks taken against their rank or in a cycle")   \
-    X(LOCK_MISUSE, "lock-misuse", REPORT, "a lock used wrongly (not held, double unlock)") \
-    X(LOCK_BLOCKING, "lock-blocking", REPORT, "blocking while holding a spinlock")        \
-    X(LIMIT, "limit", REPORT, "a preallocated checking table is full")                    \
-    X(STRESS, "stress", COUNT, "a stress option fired")                                   \
-    X(HEAP, "heap", ABORT, "heap corruption or misuse")                                   \
-    X(LEAK, "leak", REPORT, "memory still allocated when its module stopped")             \
-    X(QUOTA, "quota", REPORT, "a module went over its memory quota")                      \
-    X(MODULE, "module", REPORT, "a module failed to start or its self test failed")       \
-    X(WATCHDOG, "watchdog", REPORT, "a section or thread ran past its budget")            \
+    X(LEAKED_ERROR, "leaked-error", COUNT, "an error was examined but never freed")         \
+    X(IGNORED_ERROR, "ignored-error", COUNT, "an error was dropped on purpose")             \
+    X(OPTIONS, "options", REPORT, "KEEL_OPTIONS or an option value is malformed")           \
+    X(LOCK_ORDER, "lock-order", REPORT, "locks taken against their rank or in a cycle")     \
+    X(LOCK_MISUSE, "lock-misuse", REPORT, "a lock used wrongly (not held, double unlock)")  \
+    X(LOCK_BLOCKING, "lock-blocking", REPORT, "blocking while holding a spinlock")          \
+    X(LIMIT, "limit", REPORT, "a preallocated checking table is full")                      \
+    X(STRESS, "stress", COUNT, "a stress option fired")                                     \
+    X(HEAP, "heap", ABORT, "heap corruption or misuse")                                     \
+    X(LEAK, "leak", REPORT, "memory still allocated when its module stopped")               \
+    X(QUOTA, "quota", REPORT, "a module went over its memory quota")                        \
+    X(MODULE, "module", REPORT, "a module failed to start or its self test failed")         \
+    X(WATCHDOG, "watchdog", REPORT, "a section or thread ran past its budget")              \
     X(USER, "user", REPORT, "reported by the program itself")
 
 #define KEEL__REPORT_ENUM(e, name, policy, what) KEEL_REPORT_##e,
@@ -91,7 +91,8 @@ KEEL_API void keel_report_set_backtrace(keel_report *r, void *const *pcs, int n)
 KEEL_API keel_policy keel_report_emit(keel_report *r);
 
 /* One-shot form for a report without details. */
-#define KEEL_REPORT(kind, ...) keel_report_emit(keel_report_begin((kind), __FILE__, __LINE__, __func__, __VA_ARGS__))
+#define KEEL_REPORT(kind, ...) \
+    keel_report_emit(keel_report_begin((kind), __FILE__, __LINE__, __func__, __VA_ARGS__))
 
 /* ---- watching reports ------------------------------------------------------ */
 
@@ -116,7 +117,7 @@ typedef struct keel_report_info {
     size_t ndetails;
     const keel_report_detail *details;
     int nframes;
-    void *const *frames; /* program counters */
+    void *const *frames;    /* program counters */
     unsigned long long seq; /* 1, 2, ... per process */
 } keel_report_info;
 

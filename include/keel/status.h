@@ -58,26 +58,26 @@ typedef struct keel_codespace {
 } keel_codespace;
 
 /* keel's own codes: X(NAME, message).  The enum, names and messages all come from here. */
-#define KEEL_CODES(X)                                                  \
-    X(NOMEM, "out of memory")                                          \
-    X(INVAL, "invalid argument")                                       \
-    X(PARSE, "malformed input")                                        \
-    X(NOTFOUND, "not found")                                           \
-    X(EXISTS, "already exists")                                        \
-    X(RANGE, "value out of range")                                     \
-    X(STATE, "operation not valid in the current state")              \
-    X(BUSY, "resource busy")                                           \
-    X(TIMEOUT, "timed out")                                            \
-    X(IO, "input/output error")                                        \
-    X(SYS, "system call failed")                                       \
-    X(UNSUPPORTED, "not supported")                                    \
-    X(CONFLICT, "conflict")                                            \
-    X(FULL, "table or quota full")                                     \
-    X(CANCELLED, "cancelled")                                          \
-    X(INJECTED, "fault injected by a stress option")                   \
-    X(POST, "power-on self test failed")                               \
-    X(DEPENDENCY, "a dependency failed")                               \
-    X(VERSION, "version mismatch")                                     \
+#define KEEL_CODES(X)                                    \
+    X(NOMEM, "out of memory")                            \
+    X(INVAL, "invalid argument")                         \
+    X(PARSE, "malformed input")                          \
+    X(NOTFOUND, "not found")                             \
+    X(EXISTS, "already exists")                          \
+    X(RANGE, "value out of range")                       \
+    X(STATE, "operation not valid in the current state") \
+    X(BUSY, "resource busy")                             \
+    X(TIMEOUT, "timed out")                              \
+    X(IO, "input/output error")                          \
+    X(SYS, "system call failed")                         \
+    X(UNSUPPORTED, "not supported")                      \
+    X(CONFLICT, "conflict")                              \
+    X(FULL, "table or quota full")                       \
+    X(CANCELLED, "cancelled")                            \
+    X(INJECTED, "fault injected by a stress option")     \
+    X(POST, "power-on self test failed")                 \
+    X(DEPENDENCY, "a dependency failed")                 \
+    X(VERSION, "version mismatch")                       \
     X(INTERNAL, "internal error")
 
 #define KEEL__CODE_ENUM(name, msg) KEEL_E_##name,
@@ -98,10 +98,10 @@ KEEL_API extern const keel_codespace keel_codespace_keel;
  *   return KEEL_ERR_IN(&mydb_codes, MYDB_E_LOCKED, "table '%s'", name);
  */
 #define KEEL__CS_NAME(name, msg) #name,
-#define KEEL__CS_MSG(name, msg) msg,
-#define KEEL_CODESPACE_DEFINE(var, space_name, TABLE)                                          \
-    static const char *const var##_names[] = {"OK", TABLE(KEEL__CS_NAME)};                     \
-    static const char *const var##_messages[] = {"success", TABLE(KEEL__CS_MSG)};              \
+#define KEEL__CS_MSG(name, msg)  msg,
+#define KEEL_CODESPACE_DEFINE(var, space_name, TABLE)                                            \
+    static const char *const var##_names[] = {"OK", TABLE(KEEL__CS_NAME)};                       \
+    static const char *const var##_messages[] = {"success", TABLE(KEEL__CS_MSG)};                \
     const keel_codespace var = {space_name, (int)(sizeof(var##_names) / sizeof(var##_names[0])), \
                                 var##_names, var##_messages};
 
@@ -164,31 +164,39 @@ KEEL_API KEEL_MUST_USE keel_status keel__status_new(const keel_codespace *space,
                                                     keel_status cause, const char *file, int line,
                                                     const char *func, const char *fmt, ...)
     KEEL_PRINTF(7, 8);
+KEEL_API KEEL_MUST_USE keel_status keel__status_wrap(const keel_codespace *space, int code,
+                                                     keel_status cause, const char *file, int line,
+                                                     const char *func, const char *fmt, ...)
+    KEEL_PRINTF(7, 8);
 KEEL_API KEEL_MUST_USE keel_status keel__status_context(keel_status cause, const char *file,
-                                                        int line, const char *func,
-                                                        const char *fmt, ...) KEEL_PRINTF(5, 6);
+                                                        int line, const char *func, const char *fmt,
+                                                        ...) KEEL_PRINTF(5, 6);
 KEEL_API KEEL_MUST_USE keel_status keel__status_sys(int errnum, const char *file, int line,
                                                     const char *func, const char *fmt, ...)
     KEEL_PRINTF(5, 6);
 
 /* A new error with one of keel's codes: KEEL_ERR(KEEL_E_INVAL, "bad size %zu", n). */
-#define KEEL_ERR(code, ...) \
-    keel__status_new(&keel_codespace_keel, (int)(code), KEEL_OK, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define KEEL_ERR(code, ...)                                                                    \
+    keel__status_new(&keel_codespace_keel, (int)(code), KEEL_OK, __FILE__, __LINE__, __func__, \
+                     __VA_ARGS__)
 /* A new error with a code of another space. */
 #define KEEL_ERR_IN(space, code, ...) \
     keel__status_new((space), (int)(code), KEEL_OK, __FILE__, __LINE__, __func__, __VA_ARGS__)
 /* KEEL_E_SYS with the errno value and its text as details ("errno", "errno_name"). */
-#define KEEL_ERR_SYS(errnum, ...) keel__status_sys((errnum), __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define KEEL_ERR_SYS(errnum, ...) \
+    keel__status_sys((errnum), __FILE__, __LINE__, __func__, __VA_ARGS__)
 /*
  * Wrap `cause` (which it takes) in a new error with its own code and message.
  * Wrapping success returns success and creates nothing.
  */
-#define KEEL_WRAP(cause, code, ...) \
-    keel__status_new(&keel_codespace_keel, (int)(code), (cause), __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define KEEL_WRAP(cause, code, ...)                                                             \
+    keel__status_wrap(&keel_codespace_keel, (int)(code), (cause), __FILE__, __LINE__, __func__, \
+                      __VA_ARGS__)
 #define KEEL_WRAP_IN(cause, space, code, ...) \
-    keel__status_new((space), (int)(code), (cause), __FILE__, __LINE__, __func__, __VA_ARGS__)
+    keel__status_wrap((space), (int)(code), (cause), __FILE__, __LINE__, __func__, __VA_ARGS__)
 /* Wrap with context only: the new link keeps the code of `cause`. */
-#define KEEL_CONTEXT(cause, ...) keel__status_context((cause), __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define KEEL_CONTEXT(cause, ...) \
+    keel__status_context((cause), __FILE__, __LINE__, __func__, __VA_ARGS__)
 
 /* ---- details ------------------------------------------------------------ */
 
@@ -197,7 +205,8 @@ KEEL_API KEEL_MUST_USE keel_status keel__status_sys(int errnum, const char *file
  * same status (so calls chain).  On success they do nothing.  Keys are copied.
  * If memory runs out the detail is dropped and the error says so when printed.
  */
-KEEL_API KEEL_MUST_USE keel_status keel_status_with_int(keel_status s, const char *key, long long v);
+KEEL_API KEEL_MUST_USE keel_status keel_status_with_int(keel_status s, const char *key,
+                                                        long long v);
 KEEL_API KEEL_MUST_USE keel_status keel_status_with_uint(keel_status s, const char *key,
                                                          unsigned long long v);
 KEEL_API KEEL_MUST_USE keel_status keel_status_with_str(keel_status s, const char *key,
@@ -221,7 +230,7 @@ KEEL_API int keel_status_code(keel_status s);
 KEEL_API bool keel_status_is(keel_status s, const keel_codespace *space, int code);
 /* Some link of the chain has this code. */
 KEEL_API bool keel_status_has(keel_status s, const keel_codespace *space, int code);
-#define KEEL_IS(s, code) keel_status_is((s), &keel_codespace_keel, (int)(code))
+#define KEEL_IS(s, code)  keel_status_is((s), &keel_codespace_keel, (int)(code))
 #define KEEL_HAS(s, code) keel_status_has((s), &keel_codespace_keel, (int)(code))
 /* Message of the outermost link ("" on success). */
 KEEL_API const char *keel_status_message(keel_status s);

@@ -9,12 +9,13 @@
 #include "keel/common.h"
 #include "keel/status.h"
 
-#define KEEL_VERSION_MAJOR 0
-#define KEEL_VERSION_MINOR 1
-#define KEEL_VERSION_PATCH 0
+#define KEEL_VERSION_MAJOR  0
+#define KEEL_VERSION_MINOR  1
+#define KEEL_VERSION_PATCH  0
 #define KEEL_VERSION_STRING "0.1.0"
 /* One number that compares: major * 10000 + minor * 100 + patch. */
-#define KEEL_VERSION_NUM (KEEL_VERSION_MAJOR * 10000 + KEEL_VERSION_MINOR * 100 + KEEL_VERSION_PATCH)
+#define KEEL_VERSION_NUM \
+    (KEEL_VERSION_MAJOR * 10000 + KEEL_VERSION_MINOR * 100 + KEEL_VERSION_PATCH)
 
 KEEL_EXTERN_C_BEGIN
 

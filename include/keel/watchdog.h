@@ -78,14 +78,14 @@ KEEL_API void keel_section_leave(const keel_section_desc *d);
 
 #if KEEL_WATCHDOG_ON
 /* Open a section named `name` with a budget in milliseconds; `var` names it for LEAVE. */
-#define KEEL_SECTION_ENTER(var, name, budget_ms)                                                   \
-    static const keel_section_desc var = {(name), (unsigned long long)(budget_ms) * 1000000ull,   \
-                                          __FILE__, __LINE__, __func__};                            \
-    keel_section_enter(&var)
-#define KEEL_SECTION_LEAVE(var) keel_section_leave(&var)
+#define KEEL_SECTION_ENTER(var, name, budget_ms)                                              \
+    static const keel_section_desc var = {(name), (unsigned long long)(budget_ms)*1000000ull, \
+                                          __FILE__, __LINE__, __func__};                      \
+    keel_section_enter(&(var))
+#define KEEL_SECTION_LEAVE(var) keel_section_leave(&(var))
 #else
 #define KEEL_SECTION_ENTER(var, name, budget_ms) ((void)0)
-#define KEEL_SECTION_LEAVE(var) ((void)0)
+#define KEEL_SECTION_LEAVE(var)                  ((void)0)
 #endif
 
 /* Run fn(arg) as a budgeted section (the callback form); returns what fn returns. */

@@ -1,0 +1,54 @@
+# keel — the two commands a newcomer types:
+#   make demo    build keel and run the demo on its built-in sample data
+#   make check   every check: gcc+clang builds with -Werror, C++ checks, static
+#                analysis, clang-format, tests under devel/release/asan/tsan, fuzz
+# Both install the Debian packages they need first (apt-get, only when missing).
+#
+# Other targets: make build | bench | fuzz | install PREFIX=/usr/local | deps | clean
+
+SHELL := /bin/bash
+PREFIX ?= /usr/local
+FUZZ_SECONDS ?= 600
+
+DEPS := cmake ninja-build make gcc g++ clang clang-tidy clang-tools clang-format cppcheck \
+        libclang-rt-14-dev pkg-config git libcmocka-dev libdw-dev libelf-dev \
+        libsqlite3-dev libgit2-dev libjemalloc-dev libfiu-dev binutils
+
+SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null && echo sudo)
+
+.PHONY: all deps build demo check bench fuzz install clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEPS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "keel: installing missing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	cmake --preset devel >/dev/null && cmake --build build/devel
+
+demo: deps
+	@tools/demo.sh
+
+check: deps
+	@tools/check.sh
+
+bench: deps
+	@tools/bench.sh
+
+fuzz: deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tools/fuzz.sh
+
+install: deps
+	cmake --preset release -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --build build/release
+	cmake --install build/release
+
+clean:
+	rm -rf build

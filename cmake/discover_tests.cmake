@@ -1,0 +1,21 @@
+# Run after a test executable is built: ask it for its test names (--list)
+# and write the ctest file that registers one entry per name.
+#   -DEXE=<path> -DCAP=<capability> -DOUT=<file> -DTIMEOUT=<s>
+execute_process(COMMAND ${EXE} --list OUTPUT_VARIABLE names RESULT_VARIABLE rc
+                ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${EXE} --list failed (${rc}): ${err}")
+endif()
+string(REPLACE "\n" ";" names "${names}")
+set(body "")
+foreach(n ${names})
+    if(n STREQUAL "")
+        continue()
+    endif()
+    string(APPEND body "add_test([=[${CAP}.${n}]=] [=[${EXE}]=] [=[${n}]=])\n")
+    string(APPEND body "set_tests_properties([=[${CAP}.${n}]=] PROPERTIES TIMEOUT ${TIMEOUT} ENVIRONMENT [=[KEEL_OPTIONS=;KEEL_REPORT=]=])\n")
+endforeach()
+if(body STREQUAL "")
+    message(FATAL_ERROR "${EXE} lists no tests")
+endif()
+file(WRITE ${OUT} "${body}")
