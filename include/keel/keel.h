@@ -25,6 +25,7 @@
 #include "keel/options.h"
 #include "keel/backtrace.h"
 #include "keel/version.h"
+#include "keel/lock.h"
 #include "keel/watchdog.h"
 
 #endif /* KEEL_KEEL_H */

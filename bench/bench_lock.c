@@ -1,0 +1,165 @@
+/*
+ * bench_lock.c - what keel's lock checking costs, against pthread in the same run.
+ *
+ *   uncontended lock+unlock of one mutex          keel / pthread
+ *   4 mutexes nested in rank order, then released keel / pthread
+ *   contended: 2 threads on one mutex             keel / pthread
+ *   (and, given by tools/bench.sh from a ThreadSanitizer build of this same
+ *    loop: pthread under TSan / keel devel)
+ *
+ * Built twice by make bench: against libkeel-devel (checks on) and libkeel
+ * (release: the keel calls are the pthread calls).  Best of 7 rounds.
+ * Goals (issue 3): devel uncontended <= 1.5x pthread, 4 nested <= 2x,
+ * contended <= 1.2x; release 1.00x (+-5%).
+ *
+ *   bench_lock                 the table
+ *   bench_lock --pthread-only  only the pthread uncontended figure (ns), for the TSan build
+ */
+#define _GNU_SOURCE 1
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "keel/keel.h"
+
+enum { ROUNDS = 7 };
+static const long N = 5000000;
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static pthread_mutex_t pm[4] = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+                                PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER};
+static keel_mutex km[4] = {
+    KEEL_MUTEX_INITIALIZER("bench0", 10), KEEL_MUTEX_INITIALIZER("bench1", 20),
+    KEEL_MUTEX_INITIALIZER("bench2", 30), KEEL_MUTEX_INITIALIZER("bench3", 40)};
+
+static double pthread_one(void)
+{
+    double t0 = now_ns();
+    for (long i = 0; i < N; i++) {
+        pthread_mutex_lock(&pm[0]);
+        pthread_mutex_unlock(&pm[0]);
+    }
+    return (now_ns() - t0) / (double)N;
+}
+
+static double keel_one(void)
+{
+    double t0 = now_ns();
+    for (long i = 0; i < N; i++) {
+        keel_mutex_lock(&km[0]);
+        keel_mutex_unlock(&km[0]);
+    }
+    return (now_ns() - t0) / (double)N;
+}
+
+static double pthread_nested(void)
+{
+    long n = N / 4;
+    double t0 = now_ns();
+    for (long i = 0; i < n; i++) {
+        for (int k = 0; k < 4; k++)
+            pthread_mutex_lock(&pm[k]);
+        for (int k = 3; k >= 0; k--)
+            pthread_mutex_unlock(&pm[k]);
+    }
+    return (now_ns() - t0) / (double)n;
+}
+
+static double keel_nested(void)
+{
+    long n = N / 4;
+    double t0 = now_ns();
+    for (long i = 0; i < n; i++) {
+        for (int k = 0; k < 4; k++)
+            keel_mutex_lock(&km[k]);
+        for (int k = 3; k >= 0; k--)
+            keel_mutex_unlock(&km[k]);
+    }
+    return (now_ns() - t0) / (double)n;
+}
+
+static int use_keel;
+static void *contender(void *arg)
+{
+    long n = *(const long *)arg;
+    for (long i = 0; i < n; i++) {
+        if (use_keel) {
+            keel_mutex_lock(&km[0]);
+            keel_mutex_unlock(&km[0]);
+        } else {
+            pthread_mutex_lock(&pm[0]);
+            pthread_mutex_unlock(&pm[0]);
+        }
+    }
+    return NULL;
+}
+
+static double contended(int keel)
+{
+    use_keel = keel;
+    long n = N / 5;
+    pthread_t t[2];
+    double t0 = now_ns();
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&t[i], NULL, contender, &n) != 0)
+            abort();
+    for (int i = 0; i < 2; i++)
+        (void)pthread_join(t[i], NULL);
+    return (now_ns() - t0) / (double)(2 * n);
+}
+
+static double contended_pthread(void)
+{
+    return contended(0);
+}
+
+static double contended_keel(void)
+{
+    return contended(1);
+}
+
+static double best(double (*fn)(void))
+{
+    double b = 1e30;
+    for (int r = 0; r < ROUNDS; r++) {
+        double t = fn();
+        if (t < b)
+            b = t;
+    }
+    return b;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--pthread-only") == 0) {
+        printf("%.2f\n", best(pthread_one));
+        return 0;
+    }
+    const char *variant = KEEL_DEVEL ? "devel" : "release";
+    /* alternate the two so that frequency drift hits both */
+    double p1 = best(pthread_one), k1 = best(keel_one);
+    double p4 = best(pthread_nested), k4 = best(keel_nested);
+    double pc = best(contended_pthread), kc = best(contended_keel);
+    printf("bench_lock (%s, best of %d rounds)\n", keel_version_string(), ROUNDS);
+    printf("  %-44s %7.2f ns  1.00x (anchor)\n", "pthread lock+unlock, uncontended", p1);
+    printf("  %-44s %7.2f ns  %.2fx pthread\n", "keel lock+unlock, uncontended", k1, k1 / p1);
+    printf("  %-44s %7.2f ns  1.00x (anchor)\n", "pthread 4 nested lock+unlock", p4);
+    printf("  %-44s %7.2f ns  %.2fx pthread\n", "keel 4 nested in rank order", k4, k4 / p4);
+    printf("  %-44s %7.2f ns  1.00x (anchor)\n", "pthread contended (2 threads), per op", pc);
+    printf("  %-44s %7.2f ns  %.2fx pthread\n", "keel contended (2 threads), per op", kc, kc / pc);
+    const char *tsan = getenv("KEEL_BENCH_TSAN_NS");
+    if (tsan != NULL && KEEL_DEVEL) {
+        double tt = strtod(tsan, NULL);
+        printf("  %-44s %7.2f ns  %.2fx pthread, %.1fx keel %s\n", "pthread under ThreadSanitizer",
+               tt, tt / p1, tt / k1, variant);
+    }
+    return 0;
+}

@@ -1,0 +1,433 @@
+/*
+ * lock.c - ranked locks: the held-lock stack, the lock-order graph, blocking
+ * and misuse checks (devel), and the thin pthread layer (both variants).
+ *
+ * Fast path (devel, lock with other locks held): one thread-local pointer, a
+ * rank compare, a 64-bit chain hash and one probe of a lock-free table of
+ * lock sequences already validated.  Only a sequence never seen before takes
+ * graph_lock and searches the graph (lockdep's chain cache).  Every table is
+ * preallocated; none of this calls malloc.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+/* ---- both variants ---------------------------------------------------------------------- */
+
+void keel_cond_init(keel_cond *c)
+{
+    KEEL_ASSERT(c != NULL);
+    pthread_condattr_t attr;
+    KEEL_VERIFY(pthread_condattr_init(&attr) == 0);
+    KEEL_VERIFY(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0);
+    KEEL_VERIFY(pthread_cond_init(&c->c, &attr) == 0);
+    (void)pthread_condattr_destroy(&attr);
+}
+
+void keel_cond_destroy(keel_cond *c)
+{
+    KEEL_ASSERT(c != NULL);
+    (void)pthread_cond_destroy(&c->c);
+}
+
+void keel_cond_signal(keel_cond *c)
+{
+    KEEL_ASSERT(c != NULL);
+    KEEL_VERIFY(pthread_cond_signal(&c->c) == 0);
+}
+
+void keel_cond_broadcast(keel_cond *c)
+{
+    KEEL_ASSERT(c != NULL);
+    KEEL_VERIFY(pthread_cond_broadcast(&c->c) == 0);
+}
+
+static struct timespec deadline_after(unsigned long long ms)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000u);
+    ts.tv_nsec += (long)(ms % 1000u) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+static void sleep_plain(unsigned long long ms)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)(ms / 1000u);
+    ts.tv_nsec = (long)(ms % 1000u) * 1000000L;
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+#if !KEEL_DEVEL
+
+bool keel__cond_timedwait(keel_cond *c, keel_mutex *m, unsigned long long ms, const char *file,
+                          int line, const char *func)
+{
+    (void)file;
+    (void)line;
+    (void)func;
+    struct timespec ts = deadline_after(ms);
+    return pthread_cond_timedwait(&c->c, &m->m, &ts) != ETIMEDOUT;
+}
+
+void keel__sleep_ms(unsigned long long ms, const char *file, int line, const char *func)
+{
+    (void)file;
+    (void)line;
+    (void)func;
+    sleep_plain(ms);
+}
+
+/* Release builds track no holders: these are only meant inside KEEL_ASSERT. */
+bool keel_mutex_held(const keel_mutex *m)
+{
+    (void)m;
+    return true;
+}
+
+bool keel_rwlock_held(const keel_rwlock *l)
+{
+    (void)l;
+    return true;
+}
+
+bool keel_rwlock_held_exclusive(const keel_rwlock *l)
+{
+    (void)l;
+    return true;
+}
+
+bool keel_spinlock_held(const keel_spinlock *s)
+{
+    (void)s;
+    return true;
+}
+
+unsigned keel_locks_held(void)
+{
+    return 0;
+}
+
+void keel_nonblocking_enter(void)
+{
+}
+
+void keel_nonblocking_leave(void)
+{
+}
+
+size_t keel_lock_graph_json(char *buf, size_t size)
+{
+    size_t pos = 0;
+    keel__buf_printf(buf, size, &pos, "{}");
+    return pos;
+}
+
+#else /* KEEL_DEVEL */
+
+#include "lockdep.h"
+
+/* ---- mutex -------------------------------------------------------------------------------- */
+
+void keel__mutex_init(keel_mutex *m, const char *name, int rank, const char *file, int line,
+                      const char *func)
+{
+    KEEL_ASSERT(m != NULL && rank >= 0);
+    (void)func;
+    KEEL_VERIFY(pthread_mutex_init(&m->m, NULL) == 0);
+    keel__dep_init(&m->dep, name, rank, file, line);
+}
+
+void keel__mutex_destroy(keel_mutex *m, const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(m != NULL);
+    if (keel__dep_destroy_check(&m->dep, m, file, line, func))
+        KEEL_VERIFY(pthread_mutex_destroy(&m->m) == 0);
+}
+
+void keel__mutex_lock(keel_mutex *m, int nest, const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(m != NULL);
+    keel__lock_thread *t = keel__lock_self();
+    keel__dep_can_block(t, "mutex lock", file, line, func);
+    if (KEEL_UNLIKELY(__atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) == t)) {
+        keel__dep_self_deadlock(t, &m->dep, m, file, line, func);
+        return; /* the real lock would never return */
+    }
+    keel__dep_before(t, &m->dep, m, KEEL__LK_MUTEX, nest, false, file, line, func);
+    KEEL_VERIFY(pthread_mutex_lock(&m->m) == 0);
+    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
+    keel__dep_push(t, &m->dep, m, KEEL__LK_MUTEX, nest, false, false, file, line);
+}
+
+bool keel__mutex_trylock(keel_mutex *m, const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(m != NULL);
+    (void)func;
+    keel__lock_thread *t = keel__lock_self();
+    if (pthread_mutex_trylock(&m->m) != 0)
+        return false;
+    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
+    keel__dep_push(t, &m->dep, m, KEEL__LK_MUTEX, 0, false, true, file, line);
+    return true;
+}
+
+void keel__mutex_unlock(keel_mutex *m, const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(m != NULL);
+    keel__lock_thread *t = keel__lock_self();
+    if (!keel__dep_pop(t, &m->dep, m, file, line, func))
+        return; /* not ours: unlocking it would be undefined behaviour */
+    __atomic_store_n(&m->dep.owner, NULL, __ATOMIC_RELAXED);
+    KEEL_VERIFY(pthread_mutex_unlock(&m->m) == 0);
+}
+
+void keel__mutex_give(keel_mutex *m, const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(m != NULL);
+    keel__lock_thread *t = keel__lock_self();
+    if (keel__dep_pop(t, &m->dep, m, file, line, func))
+        __atomic_store_n(&m->dep.owner, (void *)&keel__lock_in_transit, __ATOMIC_RELAXED);
+}
+
+void keel__mutex_take(keel_mutex *m, const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(m != NULL);
+    keel__lock_thread *t = keel__lock_self();
+    if (__atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) != &keel__lock_in_transit) {
+        keel__dep_misuse(t, &m->dep, m, file, line, func,
+                         "mutex '%s' taken over without keel_mutex_give() by its holder",
+                         keel__dep_name(&m->dep));
+        return;
+    }
+    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
+    keel__dep_push(t, &m->dep, m, KEEL__LK_MUTEX, 0, false, true, file, line);
+}
+
+bool keel_mutex_held(const keel_mutex *m)
+{
+    return m != NULL && __atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) == keel__lock_self();
+}
+
+/* ---- condition variables ------------------------------------------------------------------- */
+
+/* The caller must hold m; the wait releases and re-acquires it. */
+static bool cond_check(keel__lock_thread *t, keel_mutex *m, const char *file, int line,
+                       const char *func)
+{
+    keel__dep_can_block(t, "condition wait", file, line, func);
+    if (__atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) != t) {
+        keel__dep_misuse(t, &m->dep, m, file, line, func,
+                         "condition wait with mutex '%s' not held by this thread",
+                         keel__dep_name(&m->dep));
+        return false; /* return at once: a spurious wakeup, which callers handle */
+    }
+    return true;
+}
+
+void keel__cond_wait(keel_cond *c, keel_mutex *m, const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(c != NULL && m != NULL);
+    keel__lock_thread *t = keel__lock_self();
+    if (!cond_check(t, m, file, line, func))
+        return;
+    __atomic_store_n(&m->dep.owner, NULL, __ATOMIC_RELAXED);
+    keel__dep_mark_waiting(t, m, true);
+    KEEL_VERIFY(pthread_cond_wait(&c->c, &m->m) == 0);
+    keel__dep_mark_waiting(t, m, false);
+    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
+}
+
+bool keel__cond_timedwait(keel_cond *c, keel_mutex *m, unsigned long long ms, const char *file,
+                          int line, const char *func)
+{
+    KEEL_ASSERT(c != NULL && m != NULL);
+    keel__lock_thread *t = keel__lock_self();
+    if (!cond_check(t, m, file, line, func))
+        return true;
+    struct timespec ts = deadline_after(ms);
+    __atomic_store_n(&m->dep.owner, NULL, __ATOMIC_RELAXED);
+    keel__dep_mark_waiting(t, m, true);
+    int rc = pthread_cond_timedwait(&c->c, &m->m, &ts);
+    keel__dep_mark_waiting(t, m, false);
+    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
+    KEEL_VERIFY(rc == 0 || rc == ETIMEDOUT);
+    return rc != ETIMEDOUT;
+}
+
+/* ---- rwlock ------------------------------------------------------------------------------------ */
+
+void keel__rwlock_init(keel_rwlock *l, const char *name, int rank, const char *file, int line,
+                       const char *func)
+{
+    KEEL_ASSERT(l != NULL && rank >= 0);
+    (void)func;
+    KEEL_VERIFY(pthread_rwlock_init(&l->rw, NULL) == 0);
+    keel__dep_init(&l->dep, name, rank, file, line);
+}
+
+void keel__rwlock_destroy(keel_rwlock *l, const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(l != NULL);
+    if (keel__dep_destroy_check(&l->dep, l, file, line, func))
+        KEEL_VERIFY(pthread_rwlock_destroy(&l->rw) == 0);
+}
+
+void keel__rwlock_lock(keel_rwlock *l, bool shared, int nest, const char *file, int line,
+                       const char *func)
+{
+    KEEL_ASSERT(l != NULL);
+    keel__lock_thread *t = keel__lock_self();
+    keel__dep_can_block(t, shared ? "rwlock read lock" : "rwlock write lock", file, line, func);
+    const keel__held *h = keel__dep_find(t, l);
+    if (KEEL_UNLIKELY(h != NULL)) {
+        if (!shared || !h->shared) {
+            keel__dep_self_deadlock(t, &l->dep, l, file, line, func);
+            return;
+        }
+        /* read inside read: deadlocks as soon as a writer queues between the two */
+        keel__dep_recursive_read(t, &l->dep, l, file, line, func);
+    }
+    keel__dep_before(t, &l->dep, l, KEEL__LK_RWLOCK, nest, shared, file, line, func);
+    KEEL_VERIFY((shared ? pthread_rwlock_rdlock(&l->rw) : pthread_rwlock_wrlock(&l->rw)) == 0);
+    if (!shared)
+        __atomic_store_n(&l->dep.owner, (void *)t, __ATOMIC_RELAXED);
+    keel__dep_push(t, &l->dep, l, KEEL__LK_RWLOCK, nest, shared, false, file, line);
+}
+
+bool keel__rwlock_trylock(keel_rwlock *l, bool shared, const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(l != NULL);
+    (void)func;
+    keel__lock_thread *t = keel__lock_self();
+    if ((shared ? pthread_rwlock_tryrdlock(&l->rw) : pthread_rwlock_trywrlock(&l->rw)) != 0)
+        return false;
+    if (!shared)
+        __atomic_store_n(&l->dep.owner, (void *)t, __ATOMIC_RELAXED);
+    keel__dep_push(t, &l->dep, l, KEEL__LK_RWLOCK, 0, shared, true, file, line);
+    return true;
+}
+
+void keel__rwlock_unlock(keel_rwlock *l, const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(l != NULL);
+    keel__lock_thread *t = keel__lock_self();
+    const keel__held *h = keel__dep_find(t, l);
+    bool exclusive = h != NULL && !h->shared;
+    if (!keel__dep_pop(t, &l->dep, l, file, line, func))
+        return;
+    if (exclusive)
+        __atomic_store_n(&l->dep.owner, NULL, __ATOMIC_RELAXED);
+    KEEL_VERIFY(pthread_rwlock_unlock(&l->rw) == 0);
+}
+
+bool keel_rwlock_held(const keel_rwlock *l)
+{
+    return l != NULL && keel__dep_find(keel__lock_self(), l) != NULL;
+}
+
+bool keel_rwlock_held_exclusive(const keel_rwlock *l)
+{
+    return l != NULL && __atomic_load_n(&l->dep.owner, __ATOMIC_RELAXED) == keel__lock_self();
+}
+
+/* ---- spinlock ------------------------------------------------------------------------------------ */
+
+void keel__spin_init(keel_spinlock *s, const char *name, int rank, const char *file, int line,
+                     const char *func)
+{
+    KEEL_ASSERT(s != NULL && rank >= 0);
+    (void)func;
+    KEEL_VERIFY(pthread_spin_init(&s->s, PTHREAD_PROCESS_PRIVATE) == 0);
+    keel__dep_init(&s->dep, name, rank, file, line);
+}
+
+void keel__spin_destroy(keel_spinlock *s, const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(s != NULL);
+    if (keel__dep_destroy_check(&s->dep, s, file, line, func))
+        KEEL_VERIFY(pthread_spin_destroy(&s->s) == 0);
+}
+
+void keel__spin_lock(keel_spinlock *s, int nest, const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(s != NULL);
+    keel__lock_thread *t = keel__lock_self();
+    if (KEEL_UNLIKELY(__atomic_load_n(&s->dep.owner, __ATOMIC_RELAXED) == t)) {
+        keel__dep_self_deadlock(t, &s->dep, s, file, line, func);
+        return;
+    }
+    keel__dep_before(t, &s->dep, s, KEEL__LK_SPIN, nest, false, file, line, func);
+    KEEL_VERIFY(pthread_spin_lock(&s->s) == 0);
+    __atomic_store_n(&s->dep.owner, (void *)t, __ATOMIC_RELAXED);
+    keel__dep_push(t, &s->dep, s, KEEL__LK_SPIN, nest, false, false, file, line);
+}
+
+bool keel__spin_trylock(keel_spinlock *s, const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(s != NULL);
+    (void)func;
+    keel__lock_thread *t = keel__lock_self();
+    if (pthread_spin_trylock(&s->s) != 0)
+        return false;
+    __atomic_store_n(&s->dep.owner, (void *)t, __ATOMIC_RELAXED);
+    keel__dep_push(t, &s->dep, s, KEEL__LK_SPIN, 0, false, true, file, line);
+    return true;
+}
+
+void keel__spin_unlock(keel_spinlock *s, const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(s != NULL);
+    keel__lock_thread *t = keel__lock_self();
+    if (!keel__dep_pop(t, &s->dep, s, file, line, func))
+        return;
+    __atomic_store_n(&s->dep.owner, NULL, __ATOMIC_RELAXED);
+    KEEL_VERIFY(pthread_spin_unlock(&s->s) == 0);
+}
+
+bool keel_spinlock_held(const keel_spinlock *s)
+{
+    return s != NULL && __atomic_load_n(&s->dep.owner, __ATOMIC_RELAXED) == keel__lock_self();
+}
+
+/* ---- blocking ------------------------------------------------------------------------------------- */
+
+void keel__sleep_ms(unsigned long long ms, const char *file, int line, const char *func)
+{
+    keel__dep_can_block(keel__lock_self(), "sleep", file, line, func);
+    sleep_plain(ms);
+}
+
+void keel__assert_can_block(const char *what, const char *file, int line, const char *func)
+{
+    keel__dep_can_block(keel__lock_self(), what, file, line, func);
+}
+
+void keel_nonblocking_enter(void)
+{
+    keel__lock_self()->nonblock++;
+}
+
+void keel_nonblocking_leave(void)
+{
+    keel__lock_thread *t = keel__lock_self();
+    KEEL_ASSERTF(t->nonblock > 0, "keel_nonblocking_leave() without enter");
+    if (t->nonblock > 0)
+        t->nonblock--;
+}
+
+unsigned keel_locks_held(void)
+{
+    return keel__lock_self()->n;
+}
+
+#endif /* KEEL_DEVEL */

@@ -1,0 +1,796 @@
+/*
+ * lockdep.c - lock classes, the lock-order graph and lock reports (devel).
+ *
+ * Nodes of the graph are (class, subclass) pairs.  An edge H -> N means "N
+ * was acquired, blocking, while H was held"; it is added the first time a
+ * thread shows that order, with the sites and a backtrace of that moment.
+ * Before an acquisition would add H -> N, a breadth-first search looks for
+ * N ->* H: finding one is a potential deadlock, reported once per pair and
+ * never added (the graph stays the order that was consistent).  Rank
+ * violations are reported without searching.  A chain table remembers every
+ * sequence of held nodes already checked, so a known sequence costs one probe.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#if KEEL_DEVEL
+
+#include "lockdep.h"
+
+KEEL__TLS keel__lock_thread *keel__lock_tls __attribute__((tls_model("initial-exec")));
+char keel__lock_in_transit;
+static keel__lock_thread no_memory_state; /* shared by threads whose state could not be allocated */
+
+#define MAX_CLASSES  512u
+#define MAX_NODES    (MAX_CLASSES * KEEL__NEST_LEVELS)
+#define NODE_WORDS   (MAX_NODES / 64u)
+#define CLASS_HASH   1024u
+#define MAX_EDGES    8192u
+#define EDGE_HASH    16384u
+#define CHAIN_SLOTS  16384u
+#define CHAIN_PROBES 16u
+#define EDGE_FRAMES  12
+
+typedef struct lock_class {
+    char name[64];
+    int rank;
+    unsigned char kind;
+    const char *file; /* first initialisation site */
+    int line;
+    bool recursion_reported;
+    bool rank_conflict_reported;
+} lock_class;
+
+typedef struct edge_info {
+    unsigned from, to;            /* nodes */
+    const char *held_file, *file; /* where `from` was acquired, and `to` */
+    int held_line, line;
+    char thread[32];
+    void *pcs[EDGE_FRAMES];
+    int npcs;
+    bool from_excl; /* `from` was ever held exclusively when the edge was seen */
+    bool to_excl;   /* `to` was ever acquired exclusively */
+} edge_info;
+
+/* Everything below is guarded by graph_lock, except chains[] (lock-free). */
+static pthread_mutex_t graph_lock = PTHREAD_MUTEX_INITIALIZER;
+static lock_class classes[MAX_CLASSES];
+static unsigned nclasses;
+static unsigned class_hash[CLASS_HASH]; /* class index + 1 */
+static unsigned long long adj[MAX_NODES][NODE_WORDS];
+static edge_info edges[MAX_EDGES];
+static unsigned nedges;
+static unsigned edge_hash[EDGE_HASH]; /* edge index + 1 */
+/* pairs already reported (rank or cycle), so each is reported once */
+static unsigned long long reported_pairs[1024];
+static unsigned nreported;
+static unsigned long long chains[CHAIN_SLOTS];
+static bool classes_full_reported, edges_full_reported, chains_full_reported;
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+static const char *const kind_names[] = {"mutex", "rwlock", "spinlock"};
+
+/* ---- classes ----------------------------------------------------------------------------- */
+
+void keel__dep_init(keel_lockdep *d, const char *name, int rank, const char *file, int line)
+{
+    KEEL_ASSERT(d != NULL && rank >= 0);
+    d->name = name;
+    d->rank = rank;
+    d->cls = 0;
+    d->owner = NULL;
+    d->file = file;
+    d->line = line;
+    d->magic = 0x6b6c636bu;
+}
+
+static unsigned hash_str(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* graph_lock held.  Reports are returned through *conflict for emission after unlocking. */
+static unsigned class_lookup(const char *key, int rank, keel__lock_kind kind, const char *file,
+                             int line, int *conflict_rank)
+{
+    unsigned h = hash_str(key) & (CLASS_HASH - 1u);
+    for (unsigned i = 0; i < CLASS_HASH; i++) {
+        unsigned slot = (h + i) & (CLASS_HASH - 1u);
+        unsigned c = class_hash[slot];
+        if (c == 0) {
+            if (nclasses >= MAX_CLASSES)
+                return KEEL__CLS_NONE;
+            lock_class *lc = &classes[nclasses];
+            (void)snprintf(lc->name, sizeof(lc->name), "%s", key);
+            lc->rank = rank;
+            lc->kind = (unsigned char)kind;
+            lc->file = file;
+            lc->line = line;
+            class_hash[slot] = ++nclasses;
+            return nclasses - 1;
+        }
+        lock_class *lc = &classes[c - 1];
+        if (strcmp(lc->name, key) == 0) {
+            if (lc->rank != rank && !lc->rank_conflict_reported) {
+                lc->rank_conflict_reported = true;
+                *conflict_rank = lc->rank;
+            }
+            return c - 1;
+        }
+    }
+    return KEEL__CLS_NONE;
+}
+
+unsigned keel__dep_resolve(keel_lockdep *d, keel__lock_kind kind)
+{
+    KEEL_ASSERT(d != NULL);
+    char key[64];
+    if (d->name != NULL)
+        (void)snprintf(key, sizeof(key), "%s", d->name);
+    else
+        (void)snprintf(key, sizeof(key), "%s:%d", d->file != NULL ? d->file : "?", d->line);
+    int conflict_rank = -1;
+    bool full_now = false;
+    KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+    unsigned c = __atomic_load_n(&d->cls, __ATOMIC_ACQUIRE);
+    if (c == 0) {
+        unsigned cls = class_lookup(key, d->rank, kind, d->file, d->line, &conflict_rank);
+        if (cls == KEEL__CLS_NONE && !classes_full_reported)
+            full_now = classes_full_reported = true;
+        c = cls == KEEL__CLS_NONE ? KEEL__CLS_NONE : cls + 1;
+        __atomic_store_n(&d->cls, c, __ATOMIC_RELEASE);
+    }
+    /* d->cls: 0 unresolved, KEEL__CLS_NONE unchecked, else class + 1 */
+    KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+    if (full_now)
+        (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
+                          "more than %u lock classes: further classes are not checked",
+                          MAX_CLASSES);
+    if (conflict_rank >= 0)
+        (void)KEEL_REPORT(KEEL_REPORT_LOCK_MISUSE,
+                          "lock class '%s' has rank %d here (%s:%d) but rank %d elsewhere", key,
+                          d->rank, d->file != NULL ? d->file : "?", d->line, conflict_rank);
+    return c == KEEL__CLS_NONE ? KEEL__CLS_NONE : c - 1;
+}
+
+static const lock_class *node_class(unsigned node)
+{
+    return &classes[node / KEEL__NEST_LEVELS];
+}
+
+/* ---- reports ---------------------------------------------------------------------------- */
+
+static void add_held(keel_report *r, const keel__lock_thread *t)
+{
+    if (t->n == 0) {
+        keel_report_add_text(r, "this thread holds no keel locks");
+        return;
+    }
+    keel_report_add_text(r, "locks held by this thread (%u), oldest first:", t->n);
+    for (unsigned i = 0; i < t->n; i++) {
+        const keel__held *h = &t->h[i];
+        keel_report_add_text(r, "  #%u '%s' (%s, rank %d%s%s%s) acquired at %s:%d", i,
+                             keel__dep_name(h->dep), kind_names[h->kind], h->dep->rank,
+                             h->shared ? ", shared" : "", h->trylock ? ", trylock" : "",
+                             h->waiting ? ", released in a condition wait" : "", h->file, h->line);
+    }
+}
+
+static keel_report *begin(keel_report_kind kind, const keel_lockdep *d, const char *file, int line,
+                          const char *func, const char *msg)
+{
+    keel_report *r = keel_report_begin(kind, file, line, func, "%s", msg);
+    if (d != NULL) {
+        keel_report_add_str(r, "lock", keel__dep_name(d));
+        keel_report_add_int(r, "rank", d->rank);
+    }
+    return r;
+}
+
+void keel__dep_blocking(keel__lock_thread *t, const char *what, const char *file, int line,
+                        const char *func)
+{
+    char msg[256];
+    if (t->spins > 0)
+        (void)snprintf(msg, sizeof(msg), "%s while holding %u spinlock(s)", what, t->spins);
+    else
+        (void)snprintf(msg, sizeof(msg), "%s inside a non-blocking region", what);
+    keel_report *r = begin(KEEL_REPORT_LOCK_BLOCKING, NULL, file, line, func, msg);
+    keel_report_add_str(r, "call", what);
+    keel_report_add_uint(r, "spinlocks_held", t->spins);
+    keel_report_add_uint(r, "nonblocking_depth", t->nonblock);
+    add_held(r, t);
+    (void)keel_report_emit(r);
+}
+
+void keel__dep_self_deadlock(keel__lock_thread *t, keel_lockdep *d, const void *lock,
+                             const char *file, int line, const char *func)
+{
+    (void)lock;
+    char msg[256];
+    (void)snprintf(msg, sizeof(msg),
+                   "self-deadlock: '%s' is already held by this thread (not recursive); "
+                   "the lock call returns without locking",
+                   keel__dep_name(d));
+    keel_report *r = begin(KEEL_REPORT_LOCK_MISUSE, d, file, line, func, msg);
+    add_held(r, t);
+    (void)keel_report_emit(r);
+}
+
+void keel__dep_recursive_read(keel__lock_thread *t, keel_lockdep *d, const void *lock,
+                              const char *file, int line, const char *func)
+{
+    (void)lock;
+    char msg[256];
+    (void)snprintf(msg, sizeof(msg),
+                   "recursive read lock of rwlock '%s': deadlocks when a writer queues between the "
+                   "two read locks",
+                   keel__dep_name(d));
+    keel_report *r = begin(KEEL_REPORT_LOCK_ORDER, d, file, line, func, msg);
+    add_held(r, t);
+    (void)keel_report_emit(r);
+}
+
+void keel__dep_misuse(keel__lock_thread *t, keel_lockdep *d, const void *lock, const char *file,
+                      int line, const char *func, const char *fmt, ...)
+{
+    (void)lock;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    keel_report *r = begin(KEEL_REPORT_LOCK_MISUSE, d, file, line, func, msg);
+    add_held(r, t);
+    (void)keel_report_emit(r);
+}
+
+bool keel__dep_destroy_check(keel_lockdep *d, const void *lock, const char *file, int line,
+                             const char *func)
+{
+    keel__lock_thread *t = keel__lock_self();
+    void *owner = __atomic_load_n(&d->owner, __ATOMIC_RELAXED);
+    if (owner == NULL && keel__dep_find(t, lock) == NULL) {
+        d->magic = 0;
+        return true;
+    }
+    keel__dep_misuse(t, d, lock, file, line, func, "destroying lock '%s' while it is held%s",
+                     keel__dep_name(d), owner == t ? " by this thread" : "");
+    return false;
+}
+
+/* ---- the held stack --------------------------------------------------------------------------- */
+
+static void thread_exit_check(void *arg)
+{
+    keel__lock_thread *t = (keel__lock_thread *)arg;
+    if (t->n == 0) {
+        keel__lock_tls = NULL;
+        free(t);
+        return;
+    }
+    keel_report *r = keel_report_begin(KEEL_REPORT_LOCK_MISUSE, t->h[0].file, t->h[0].line, "?",
+                                       "thread exiting with %u keel lock(s) held", t->n);
+    keel_report_add_uint(r, "held", t->n);
+    add_held(r, t);
+    (void)keel_report_emit(r);
+    keel__lock_tls = NULL;
+    free(t);
+}
+
+static void make_exit_key(void)
+{
+    KEEL_VERIFY(pthread_key_create(&exit_key, thread_exit_check) == 0);
+}
+
+keel__lock_thread *keel__lock_thread_new(void)
+{
+    KEEL_ASSERT(keel__lock_tls == NULL);
+    KEEL_VERIFY(pthread_once(&exit_once, make_exit_key) == 0);
+    keel__lock_thread *t = (keel__lock_thread *)calloc(1, sizeof(*t));
+    if (t == NULL || pthread_setspecific(exit_key, t) != 0) {
+        free(t);
+        no_memory_state.disabled = true;
+        (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
+                          "no memory for a thread's lock state: its locks are not checked");
+        return &no_memory_state; /* not remembered: the next call tries again */
+    }
+    keel__lock_tls = t;
+    return t;
+}
+
+static void recompute_from(keel__lock_thread *t, unsigned i)
+{
+    for (; i < t->n; i++) {
+        keel__held *h = &t->h[i];
+        unsigned long long prev_chain = i > 0 ? t->h[i - 1].chain : 0;
+        h->chain = h->node == KEEL__CLS_NONE ? prev_chain
+                                             : keel__chain_mix(prev_chain, h->node, h->shared);
+    }
+}
+
+void keel__dep_push_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
+                         keel__lock_kind kind, int nest, bool shared, bool trylock,
+                         const char *file, int line)
+{
+    KEEL_ASSERT(t != NULL && d != NULL);
+    if (KEEL_UNLIKELY(t->disabled))
+        return;
+    if (kind == KEEL__LK_SPIN)
+        t->spins++;
+    if (KEEL_UNLIKELY(t->n >= KEEL_LOCK_MAX_HELD)) {
+        if (t->overflow++ == 0)
+            (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
+                              "more than %d keel locks held by one thread: '%s' and further "
+                              "locks are not checked",
+                              KEEL_LOCK_MAX_HELD, keel__dep_name(d));
+        return;
+    }
+    keel__held *h = &t->h[t->n];
+    unsigned cls = keel__dep_class(d, kind);
+    h->lock = lock;
+    h->dep = d;
+    h->node = keel__dep_node(cls, nest);
+    h->file = file;
+    h->line = line;
+    h->kind = (unsigned char)kind;
+    h->shared = shared;
+    h->trylock = trylock;
+    h->waiting = false;
+    h->seq = ++t->seq;
+    unsigned long long prev_chain = t->n > 0 ? t->h[t->n - 1].chain : 0;
+    /* a trylock adds no order into itself, but what is taken under it is ordered after it */
+    h->chain =
+        h->node == KEEL__CLS_NONE ? prev_chain : keel__chain_mix(prev_chain, h->node, shared);
+    __atomic_store_n(&t->n, t->n + 1, __ATOMIC_RELEASE);
+}
+
+const keel__held *keel__dep_find(const keel__lock_thread *t, const void *lock)
+{
+    for (unsigned i = t->n; i > 0; i--)
+        if (t->h[i - 1].lock == lock)
+            return &t->h[i - 1];
+    return NULL;
+}
+
+bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock, const char *file,
+                        int line, const char *func)
+{
+    KEEL_ASSERT(t != NULL && d != NULL);
+    if (KEEL_UNLIKELY(t->disabled))
+        return true;
+    unsigned i = t->n;
+    while (i > 0 && t->h[i - 1].lock != lock)
+        i--;
+    if (KEEL_UNLIKELY(i == 0)) {
+        if (t->overflow > 0) {
+            t->overflow--;
+            return true;
+        }
+        void *owner = __atomic_load_n(&d->owner, __ATOMIC_RELAXED);
+        keel__dep_misuse(t, d, lock, file, line, func,
+                         owner == NULL ? "unlock of '%s', which is not locked (double unlock?)"
+                                       : "unlock of '%s', which this thread does not hold",
+                         keel__dep_name(d));
+        return false;
+    }
+    i--;
+    if (t->h[i].kind == KEEL__LK_SPIN)
+        t->spins--;
+    for (unsigned j = i; j + 1 < t->n; j++)
+        t->h[j] = t->h[j + 1];
+    __atomic_store_n(&t->n, t->n - 1, __ATOMIC_RELEASE);
+    recompute_from(t, i);
+    return true;
+}
+
+void keel__dep_mark_waiting(keel__lock_thread *t, const void *lock, bool waiting)
+{
+    for (unsigned i = t->n; i > 0; i--)
+        if (t->h[i - 1].lock == lock) {
+            t->h[i - 1].waiting = waiting;
+            return;
+        }
+}
+
+/* ---- chains ------------------------------------------------------------------------------------- */
+
+bool keel__chain_known(unsigned long long key)
+{
+    unsigned base = (unsigned)key & (CHAIN_SLOTS - 1u);
+    for (unsigned i = 0; i < CHAIN_PROBES; i++) {
+        unsigned long long k =
+            __atomic_load_n(&chains[(base + i) & (CHAIN_SLOTS - 1u)], __ATOMIC_ACQUIRE);
+        if (k == key)
+            return true;
+        if (k == 0)
+            return false;
+    }
+    return false;
+}
+
+/* graph_lock held (one writer).  False when the table has no room near key. */
+static bool chain_add(unsigned long long key)
+{
+    unsigned base = (unsigned)key & (CHAIN_SLOTS - 1u);
+    for (unsigned i = 0; i < CHAIN_PROBES; i++) {
+        unsigned long long *slot = &chains[(base + i) & (CHAIN_SLOTS - 1u)];
+        unsigned long long k = __atomic_load_n(slot, __ATOMIC_RELAXED);
+        if (k == key)
+            return true;
+        if (k == 0) {
+            __atomic_store_n(slot, key, __ATOMIC_RELEASE);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- the graph ------------------------------------------------------------------------------------ */
+
+static bool has_edge(unsigned from, unsigned to)
+{
+    return (adj[from][to / 64u] >> (to % 64u) & 1u) != 0;
+}
+
+static edge_info *edge_find(unsigned from, unsigned to)
+{
+    unsigned h = (from * 2654435761u ^ to * 40503u) & (EDGE_HASH - 1u);
+    for (unsigned i = 0; i < EDGE_HASH; i++) {
+        unsigned e = edge_hash[(h + i) & (EDGE_HASH - 1u)];
+        if (e == 0)
+            return NULL;
+        if (edges[e - 1].from == from && edges[e - 1].to == to)
+            return &edges[e - 1];
+    }
+    return NULL;
+}
+
+static bool pair_reported(unsigned from, unsigned to)
+{
+    unsigned long long key = (unsigned long long)from << 32 | to;
+    for (unsigned i = 0; i < nreported; i++)
+        if (reported_pairs[i] == key)
+            return true;
+    if (nreported < KEEL__ARRAY_LEN(reported_pairs))
+        reported_pairs[nreported++] = key;
+    return false;
+}
+
+/* The backtrace of the acquisition being checked, captured once per slow path. */
+typedef struct slow_bt {
+    void *pcs[EDGE_FRAMES];
+    int n; /* -1: not captured yet */
+} slow_bt;
+
+static void edge_add(const keel__held *held, unsigned to, bool to_shared, const char *file,
+                     int line, slow_bt *bt, bool *full_now)
+{
+    adj[held->node][to / 64u] |= 1ull << (to % 64u);
+    if (nedges >= MAX_EDGES) {
+        if (!edges_full_reported)
+            *full_now = edges_full_reported = true;
+        return;
+    }
+    edge_info *e = &edges[nedges];
+    e->from = held->node;
+    e->to = to;
+    e->held_file = held->file;
+    e->held_line = held->line;
+    e->file = file;
+    e->line = line;
+    e->from_excl = !held->shared;
+    e->to_excl = !to_shared;
+    keel__thread_name(e->thread, sizeof(e->thread));
+    if (bt->n < 0)
+        bt->n = keel_backtrace(bt->pcs, EDGE_FRAMES, 0); /* keel's frames dropped when printed */
+    memcpy(e->pcs, bt->pcs, sizeof(e->pcs));
+    e->npcs = bt->n;
+    nedges++;
+    unsigned h = (held->node * 2654435761u ^ to * 40503u) & (EDGE_HASH - 1u);
+    for (unsigned i = 0; i < EDGE_HASH; i++) {
+        unsigned *slot = &edge_hash[(h + i) & (EDGE_HASH - 1u)];
+        if (*slot == 0) {
+            *slot = nedges;
+            return;
+        }
+    }
+}
+
+/* Breadth-first search for a path from -> ... -> to; fills path[] (from first).  Length or 0. */
+static unsigned find_path(unsigned from, unsigned to, unsigned *path, unsigned max)
+{
+    static unsigned queue[MAX_NODES];
+    static unsigned short parent[MAX_NODES];
+    static unsigned long long seen[NODE_WORDS];
+    memset(seen, 0, sizeof(seen));
+    unsigned head = 0, tail = 0;
+    queue[tail++] = from;
+    seen[from / 64u] |= 1ull << (from % 64u);
+    parent[from] = (unsigned short)from;
+    while (head < tail) {
+        unsigned u = queue[head++];
+        if (u == to) {
+            unsigned n = 0;
+            for (unsigned v = to;; v = parent[v]) {
+                if (n < max)
+                    path[n++] = v;
+                if (v == from)
+                    break;
+            }
+            for (unsigned i = 0; i < n / 2; i++) {
+                unsigned x = path[i];
+                path[i] = path[n - 1 - i];
+                path[n - 1 - i] = x;
+            }
+            return n;
+        }
+        for (unsigned w = 0; w < NODE_WORDS; w++) {
+            unsigned long long bits = adj[u][w] & ~seen[w];
+            while (bits != 0) {
+                unsigned b = (unsigned)__builtin_ctzll(bits);
+                bits &= bits - 1;
+                unsigned v = w * 64u + b;
+                seen[w] |= 1ull << b;
+                parent[v] = (unsigned short)u;
+                queue[tail++] = v;
+            }
+        }
+    }
+    return 0;
+}
+
+/* A cycle cannot deadlock when some lock on it is both held and waited for only shared. */
+static bool cycle_harmless(const unsigned *path, unsigned n, bool new_from_excl, bool new_to_excl)
+{
+    /* path: N = path[0] -> ... -> path[n-1] = H, then the new edge H -> N */
+    for (unsigned i = 0; i < n; i++) {
+        const edge_info *in = i > 0 ? edge_find(path[i - 1], path[i]) : NULL;
+        const edge_info *out = i + 1 < n ? edge_find(path[i], path[i + 1]) : NULL;
+        bool in_excl = i == 0 ? new_to_excl : (in == NULL || in->to_excl);
+        bool out_excl = i + 1 == n ? new_from_excl : (out == NULL || out->from_excl);
+        if (!in_excl && !out_excl)
+            return true;
+    }
+    return false;
+}
+
+static void add_edge_text(keel_report *r, const edge_info *e)
+{
+    keel_report_add_text(r,
+                         "  '%s' -> '%s': '%s' acquired at %s:%d while holding '%s' (acquired at "
+                         "%s:%d), thread '%s'",
+                         node_class(e->from)->name, node_class(e->to)->name,
+                         node_class(e->to)->name, e->file, e->line, node_class(e->from)->name,
+                         e->held_file, e->held_line, e->thread);
+    bool inside_keel = true;
+    int shown = 0;
+    for (int i = 0; i < e->npcs; i++) {
+        keel_frame f;
+        bool named = keel_backtrace_symbolize(e->pcs[i], &f) && f.func[0] != '\0';
+        if (inside_keel && named &&
+            (strncmp(f.func, "keel__", 6) == 0 || strcmp(f.func, "edge_add") == 0))
+            continue; /* the checker itself */
+        inside_keel = false;
+        if (!named)
+            keel_report_add_text(r, "      #%d %p", shown, e->pcs[i]);
+        else if (f.file[0] != '\0')
+            keel_report_add_text(r, "      #%d %s (%s:%d)", shown, f.func, f.file, f.line);
+        else
+            keel_report_add_text(r, "      #%d %s [%s]", shown, f.func, f.object);
+        shown++;
+    }
+}
+
+/* What the slow path found, reported after graph_lock is released. */
+typedef struct finding {
+    const keel__held *held;
+    int what; /* 0 none, 1 rank, 2 cycle, 3 same class */
+    unsigned npath;
+    unsigned path[16];
+} finding;
+
+void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock, unsigned node,
+                           int nest, bool shared, unsigned long long key, const char *file,
+                           int line, const char *func)
+{
+    KEEL_ASSERT(t != NULL && d != NULL && t->n > 0);
+    finding found[4];
+    unsigned nfound = 0;
+    bool edges_full = false, chains_full = false;
+    slow_bt bt;
+    bt.n = -1;
+    KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+    for (unsigned i = 0; i < t->n; i++) {
+        const keel__held *h = &t->h[i];
+        if (h->node == KEEL__CLS_NONE || h->lock == lock)
+            continue;
+        finding f;
+        f.what = 0;
+        f.held = h;
+        f.npath = 0;
+        if (h->node == node) {
+            if (nest == KEEL_NEST_BY_ADDRESS) {
+                /* checked by keel__dep_address_order on every acquisition */
+            } else if (!classes[node / KEEL__NEST_LEVELS].recursion_reported) {
+                classes[node / KEEL__NEST_LEVELS].recursion_reported = true;
+                f.what = 3;
+            }
+        } else if (h->dep->rank > 0 && d->rank > 0 && d->rank < h->dep->rank) {
+            if (!pair_reported(h->node, node))
+                f.what = 1;
+        } else if (!has_edge(h->node, node)) {
+            unsigned n = find_path(node, h->node, f.path, KEEL__ARRAY_LEN(f.path));
+            if (n > 0 && !cycle_harmless(f.path, n, !h->shared, !shared)) {
+                f.npath = n;
+                if (!pair_reported(h->node, node))
+                    f.what = 2;
+            } else {
+                edge_add(h, node, shared, file, line, &bt, &edges_full);
+            }
+        } else {
+            /* known order; a lock now held or taken exclusively where it was shared
+             * before can turn a harmless reader cycle into a deadlock: search again */
+            edge_info *e = edge_find(h->node, node);
+            bool worse = e != NULL && ((!e->from_excl && !h->shared) || (!e->to_excl && !shared));
+            if (e != NULL) {
+                e->from_excl = e->from_excl || !h->shared;
+                e->to_excl = e->to_excl || !shared;
+            }
+            if (worse) {
+                unsigned n = find_path(node, h->node, f.path, KEEL__ARRAY_LEN(f.path));
+                if (n > 0 && !cycle_harmless(f.path, n, !h->shared, !shared) &&
+                    !pair_reported(h->node, node)) {
+                    f.npath = n;
+                    f.what = 2;
+                }
+            }
+        }
+        if (f.what != 0 && nfound < KEEL__ARRAY_LEN(found))
+            found[nfound++] = f;
+    }
+    if (!chain_add(key) && !chains_full_reported)
+        chains_full = chains_full_reported = true;
+    KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+
+    if (edges_full)
+        (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
+                          "more than %u lock-order edges: sites of new edges are not recorded",
+                          MAX_EDGES);
+    if (chains_full)
+        (void)KEEL_REPORT(
+            KEEL_REPORT_LIMIT,
+            "lock chain cache full: some lock sequences are checked on every acquisition");
+    for (unsigned k = 0; k < nfound; k++) {
+        const finding *f = &found[k];
+        const keel__held *h = f->held;
+        const char *name = keel__dep_name(d);
+        const char *hname = keel__dep_name(h->dep);
+        char msg[384];
+        keel_report *r;
+        switch (f->what) {
+        case 1:
+            (void)snprintf(msg, sizeof(msg),
+                           "rank violation: '%s' (rank %d) acquired while holding '%s' (rank %d)",
+                           name, d->rank, hname, h->dep->rank);
+            r = begin(KEEL_REPORT_LOCK_ORDER, d, file, line, func, msg);
+            keel_report_add_str(r, "held", hname);
+            keel_report_add_int(r, "held_rank", h->dep->rank);
+            keel_report_add_text(
+                r, "locks must be taken in increasing rank: '%s' (%d) before '%s' (%d)", name,
+                d->rank, hname, h->dep->rank);
+            break;
+        case 2:
+            (void)snprintf(msg, sizeof(msg),
+                           "lock order cycle: '%s' acquired while holding '%s', but the reverse "
+                           "order was established earlier",
+                           name, hname);
+            r = begin(KEEL_REPORT_LOCK_ORDER, d, file, line, func, msg);
+            keel_report_add_str(r, "held", hname);
+            keel_report_add_uint(r, "cycle_length", f->npath + 1);
+            keel_report_add_text(
+                r, "the cycle (%u locks), each edge where it was first seen:", f->npath);
+            KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+            for (unsigned i = 0; i + 1 < f->npath; i++) {
+                const edge_info *e = edge_find(f->path[i], f->path[i + 1]);
+                if (e != NULL)
+                    add_edge_text(r, e);
+            }
+            KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+            keel_report_add_text(r, "  '%s' -> '%s': now, at %s:%d (holding '%s' since %s:%d)",
+                                 hname, name, file, line, hname, h->file, h->line);
+            break;
+        case 3:
+            (void)snprintf(
+                msg, sizeof(msg),
+                "two locks of class '%s' held at once ('%s' held, taking another): annotate "
+                "a documented nesting with keel_mutex_lock_nested()",
+                name, hname);
+            r = begin(KEEL_REPORT_LOCK_ORDER, d, file, line, func, msg);
+            break;
+        default:
+            r = begin(KEEL_REPORT_LOCK_ORDER, d, file, line, func, "unknown lock finding");
+            break;
+        }
+        add_held(r, t);
+        (void)keel_report_emit(r);
+    }
+}
+
+void keel__dep_address_order(keel__lock_thread *t, keel_lockdep *d, const void *lock, unsigned node,
+                             const char *file, int line, const char *func)
+{
+    for (unsigned i = 0; i < t->n; i++) {
+        const keel__held *h = &t->h[i];
+        if (h->node != node || (const char *)lock > (const char *)h->lock)
+            continue;
+        char msg[256];
+        (void)snprintf(msg, sizeof(msg),
+                       "address order violated: '%s' at %p taken while holding one at %p "
+                       "(KEEL_NEST_BY_ADDRESS needs increasing addresses)",
+                       keel__dep_name(d), lock, h->lock);
+        keel_report *r = begin(KEEL_REPORT_LOCK_ORDER, d, file, line, func, msg);
+        add_held(r, t);
+        (void)keel_report_emit(r);
+        return;
+    }
+}
+
+/* ---- watchdog hook and the graph as JSON -------------------------------------------------------------- */
+
+/* Called on the thread itself (from the watchdog's signal): no locks, no malloc. */
+void keel__lock_describe_held(char *buf, size_t size);
+void keel__lock_describe_held(char *buf, size_t size)
+{
+    const keel__lock_thread *t = keel__lock_tls; /* never allocates: a signal handler calls this */
+    size_t pos = 0;
+    unsigned n = t != NULL ? __atomic_load_n(&t->n, __ATOMIC_ACQUIRE) : 0;
+    if (n == 0) {
+        keel__buf_printf(buf, size, &pos, "no keel locks held");
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        const keel__held *h = &t->h[i];
+        keel__buf_printf(buf, size, &pos, "%s'%s' (%s, rank %d) acquired at %s:%d%s",
+                         i > 0 ? "; " : "", keel__dep_name(h->dep), kind_names[h->kind],
+                         h->dep->rank, h->file, h->line,
+                         h->waiting ? " (released: waiting on a condition)" : "");
+    }
+}
+
+size_t keel_lock_graph_json(char *buf, size_t size)
+{
+    size_t pos = 0;
+    KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+    keel__buf_printf(buf, size, &pos, "{\"classes\":[");
+    for (unsigned i = 0; i < nclasses; i++) {
+        keel__buf_printf(buf, size, &pos, "%s{\"name\":", i > 0 ? "," : "");
+        keel__buf_json_str(buf, size, &pos, classes[i].name);
+        keel__buf_printf(buf, size, &pos, ",\"rank\":%d,\"kind\":\"%s\"}", classes[i].rank,
+                         kind_names[classes[i].kind]);
+    }
+    keel__buf_printf(buf, size, &pos, "],\"edges\":[");
+    for (unsigned i = 0; i < nedges; i++) {
+        const edge_info *e = &edges[i];
+        keel__buf_printf(buf, size, &pos, "%s{\"from\":", i > 0 ? "," : "");
+        keel__buf_json_str(buf, size, &pos, node_class(e->from)->name);
+        keel__buf_printf(buf, size, &pos, ",\"to\":");
+        keel__buf_json_str(buf, size, &pos, node_class(e->to)->name);
+        keel__buf_printf(buf, size, &pos, ",\"file\":");
+        keel__buf_json_str(buf, size, &pos, e->file);
+        keel__buf_printf(buf, size, &pos, ",\"line\":%d}", e->line);
+    }
+    keel__buf_printf(buf, size, &pos, "]}");
+    KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+    return pos;
+}
+
+#endif /* KEEL_DEVEL */

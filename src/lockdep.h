@@ -1,0 +1,188 @@
+/*
+ * lockdep.h - the lock checker's state, shared by lock.c (the lock calls)
+ * and lockdep.c (classes, the order graph, reports).  Devel builds only.
+ */
+#ifndef KEEL_LOCKDEP_H
+#define KEEL_LOCKDEP_H
+
+#include "internal.h"
+
+KEEL_EXTERN_C_BEGIN
+
+typedef enum keel__lock_kind { KEEL__LK_MUTEX, KEEL__LK_RWLOCK, KEEL__LK_SPIN } keel__lock_kind;
+
+/* One lock a thread holds. */
+typedef struct keel__held {
+    const void *lock;
+    keel_lockdep *dep;
+    unsigned node;            /* class * KEEL__NEST_LEVELS + subclass */
+    unsigned long long chain; /* hash of the nodes of entries 0..this */
+    unsigned long long seq;   /* this thread's acquisition number (watchdog hold budgets) */
+    const char *file;         /* where this thread acquired it */
+    int line;
+    unsigned char kind;
+    bool shared;  /* rwlock read */
+    bool trylock; /* acquired without blocking */
+    bool waiting; /* released inside a condition wait */
+} keel__held;
+
+/* A thread's lock state: the held stack, spinlocks held, non-blocking depth. */
+typedef struct keel__lock_thread {
+    unsigned n;
+    unsigned spins;
+    unsigned nonblock;
+    unsigned overflow; /* acquisitions past KEEL_LOCK_MAX_HELD, not tracked */
+    bool disabled;     /* out of memory for this thread's state: nothing is tracked */
+    unsigned long long seq;
+    keel__held h[KEEL_LOCK_MAX_HELD];
+} keel__lock_thread;
+
+#define KEEL__NEST_LEVELS 4u
+#define KEEL__CLS_NONE    0xffffffffu /* class table full: the lock is not checked */
+
+/*
+ * Each thread's state is allocated on its first lock call and freed when it
+ * exits; the thread-local pointer uses the initial-exec model (one load, no
+ * __tls_get_addr), and is small enough for libraries loaded with dlopen.
+ */
+extern KEEL__TLS keel__lock_thread *keel__lock_tls __attribute__((tls_model("initial-exec")));
+keel__lock_thread *keel__lock_thread_new(void);
+/* Its address is the owner of a mutex handed over with keel_mutex_give(). */
+extern char keel__lock_in_transit;
+
+static inline keel__lock_thread *keel__lock_self(void)
+{
+    keel__lock_thread *t = keel__lock_tls;
+    return KEEL_LIKELY(t != NULL) ? t : keel__lock_thread_new();
+}
+
+static inline const char *keel__dep_name(const keel_lockdep *d)
+{
+    return d->name != NULL ? d->name : "(unnamed)";
+}
+
+void keel__dep_init(keel_lockdep *d, const char *name, int rank, const char *file, int line);
+/* True when the lock may be destroyed (not held); reports otherwise. */
+bool keel__dep_destroy_check(keel_lockdep *d, const void *lock, const char *file, int line,
+                             const char *func);
+void keel__dep_blocking(keel__lock_thread *t, const char *what, const char *file, int line,
+                        const char *func);
+static inline void keel__dep_can_block(keel__lock_thread *t, const char *what, const char *file,
+                                       int line, const char *func)
+{
+    if (KEEL_UNLIKELY((t->spins | t->nonblock) != 0))
+        keel__dep_blocking(t, what, file, line, func);
+}
+void keel__dep_self_deadlock(keel__lock_thread *t, keel_lockdep *d, const void *lock,
+                             const char *file, int line, const char *func);
+void keel__dep_recursive_read(keel__lock_thread *t, keel_lockdep *d, const void *lock,
+                              const char *file, int line, const char *func);
+void keel__dep_misuse(keel__lock_thread *t, keel_lockdep *d, const void *lock, const char *file,
+                      int line, const char *func, const char *fmt, ...) KEEL_PRINTF(7, 8);
+
+/* The class of a lock, resolved on first use. */
+unsigned keel__dep_resolve(keel_lockdep *d, keel__lock_kind kind);
+static inline unsigned keel__dep_class(keel_lockdep *d, keel__lock_kind kind)
+{
+    unsigned c = __atomic_load_n(&d->cls, __ATOMIC_ACQUIRE);
+    if (KEEL_UNLIKELY(c == 0))
+        return keel__dep_resolve(d, kind);
+    return c == KEEL__CLS_NONE ? KEEL__CLS_NONE : c - 1;
+}
+static inline unsigned keel__dep_node(unsigned cls, int nest)
+{
+    return cls == KEEL__CLS_NONE ? KEEL__CLS_NONE
+                                 : cls * KEEL__NEST_LEVELS + (nest > 0 ? (unsigned)nest & 3u : 0u);
+}
+static inline unsigned long long keel__chain_mix(unsigned long long prev, unsigned node,
+                                                 bool shared)
+{
+    unsigned long long z =
+        prev ^ ((unsigned long long)node * 2u + (shared ? 1u : 0u) + 1u) * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return z != 0 ? z : 1;
+}
+
+/* Lock-free: has this sequence of held nodes followed by the new one been validated? */
+bool keel__chain_known(unsigned long long key);
+void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock, unsigned node,
+                           int nest, bool shared, unsigned long long key, const char *file,
+                           int line, const char *func);
+
+void keel__dep_address_order(keel__lock_thread *t, keel_lockdep *d, const void *lock, unsigned node,
+                             const char *file, int line, const char *func);
+
+/* Check the order of a blocking acquisition before it blocks. */
+static inline void keel__dep_before(keel__lock_thread *t, keel_lockdep *d, const void *lock,
+                                    keel__lock_kind kind, int nest, bool shared, const char *file,
+                                    int line, const char *func)
+{
+    if (t->n == 0)
+        return; /* nothing held: no order to check */
+    unsigned node = keel__dep_node(keel__dep_class(d, kind), nest);
+    if (node == KEEL__CLS_NONE)
+        return;
+    if (nest == KEEL_NEST_BY_ADDRESS) /* depends on addresses: not in the chain cache */
+        keel__dep_address_order(t, d, lock, node, file, line, func);
+    unsigned long long key = keel__chain_mix(t->h[t->n - 1].chain, node, shared);
+    if (KEEL_LIKELY(keel__chain_known(key)))
+        return;
+    keel__dep_before_slow(t, d, lock, node, nest, shared, key, file, line, func);
+}
+
+void keel__dep_push_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
+                         keel__lock_kind kind, int nest, bool shared, bool trylock,
+                         const char *file, int line);
+bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock, const char *file,
+                        int line, const char *func);
+
+/* Record an acquisition on the held stack. */
+static inline void keel__dep_push(keel__lock_thread *t, keel_lockdep *d, const void *lock,
+                                  keel__lock_kind kind, int nest, bool shared, bool trylock,
+                                  const char *file, int line)
+{
+    unsigned n = t->n;
+    unsigned c = __atomic_load_n(&d->cls, __ATOMIC_ACQUIRE);
+    if (KEEL_UNLIKELY(n >= KEEL_LOCK_MAX_HELD || c == 0 || c == KEEL__CLS_NONE || t->disabled)) {
+        keel__dep_push_slow(t, d, lock, kind, nest, shared, trylock, file, line);
+        return;
+    }
+    keel__held *h = &t->h[n];
+    h->lock = lock;
+    h->dep = d;
+    h->node = keel__dep_node(c - 1, nest);
+    h->file = file;
+    h->line = line;
+    h->kind = (unsigned char)kind;
+    h->shared = shared;
+    h->trylock = trylock;
+    h->waiting = false;
+    h->seq = ++t->seq;
+    h->chain = keel__chain_mix(n > 0 ? t->h[n - 1].chain : 0, h->node, shared);
+    if (kind == KEEL__LK_SPIN)
+        t->spins++;
+    __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
+}
+
+/* Remove a release from the held stack.  False (and reported) when this thread does not hold it. */
+static inline bool keel__dep_pop(keel__lock_thread *t, keel_lockdep *d, const void *lock,
+                                 const char *file, int line, const char *func)
+{
+    unsigned n = t->n;
+    if (KEEL_LIKELY(n > 0 &&
+                    t->h[n - 1].lock == lock)) { /* the usual: last taken, first released */
+        if (t->h[n - 1].kind == KEEL__LK_SPIN)
+            t->spins--;
+        __atomic_store_n(&t->n, n - 1, __ATOMIC_RELEASE);
+        return true;
+    }
+    return keel__dep_pop_slow(t, d, lock, file, line, func);
+}
+const keel__held *keel__dep_find(const keel__lock_thread *t, const void *lock);
+void keel__dep_mark_waiting(keel__lock_thread *t, const void *lock, bool waiting);
+
+KEEL_EXTERN_C_END
+
+#endif /* KEEL_LOCKDEP_H */
