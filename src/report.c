@@ -119,8 +119,7 @@ enum {
 };
 
 struct keel_report {
-    /* set while its handler runs: the frame of keel_report_emit, so that a report made
-     * inside the handler takes the next slot, and a longjmp out of it frees this one */
+    /* in use: the frame of the keel_report_begin that took this slot (see there) */
     const void *busy_frame;
     const char *file;
     const char *func;
@@ -142,7 +141,6 @@ struct keel_report {
 
 /* Builders: one per nesting level per thread (level LEVELS prints plainly). */
 static KEEL__TLS keel_report tls_reports[LEVELS + 1];
-static KEEL__TLS int tls_depth;
 
 /*
  * Symbolizing, the handler, rendering and writing happen under one recursive
@@ -160,15 +158,20 @@ keel_report *keel_report_begin(keel_report_kind kind, const char *file, int line
 {
     KEEL_ASSERT((unsigned)kind < (unsigned)KEEL_REPORT_KIND_COUNT);
     keel__lazy_init();
-    int level = tls_depth < LEVELS ? tls_depth : LEVELS;
+    /*
+     * A slot is in use from begin to the end of emit, marked with the frame of the
+     * begin that took it.  A begin from deeper in the stack (inside a handler, or
+     * inside the reporting code) is nested and takes another slot; a begin from the
+     * same depth or shallower finds it abandoned (a handler longjmp'ed out) and
+     * reuses it.  Scanning from slot 0 means an abandoned slot never stays lost.
+     */
     const char *here = (const char *)__builtin_frame_address(0);
-    /* a slot whose handler is still running below us is busy; one left by a longjmp is not */
+    int level = 0;
     while (level < LEVELS && tls_reports[level].busy_frame != NULL &&
            here < (const char *)tls_reports[level].busy_frame)
         level++;
-    tls_depth = level + 1;
     keel_report *r = &tls_reports[level];
-    r->busy_frame = NULL;
+    r->busy_frame = level < LEVELS ? here : NULL;
     r->kind = (unsigned)kind < (unsigned)KEEL_REPORT_KIND_COUNT ? kind : KEEL_REPORT_USER;
     r->file = file != NULL ? file : "?";
     r->line = line;
@@ -432,7 +435,7 @@ static int first_user_frame(const keel_frame *frames, int n)
 
 keel_policy keel_report_emit(keel_report *r)
 {
-    KEEL_ASSERT(r != NULL && tls_depth > 0);
+    KEEL_ASSERT(r != NULL && r >= tls_reports && r <= tls_reports + LEVELS);
     keel_report_kind kind = r->kind;
     keel_policy policy = keel_report_policy(kind);
     __atomic_fetch_add(&counts[kind], 1, __ATOMIC_RELAXED);
@@ -444,7 +447,6 @@ keel_policy keel_report_emit(keel_report *r)
                          kind_names[kind], r->message, r->file, r->line);
         if (n > 0)
             write_all(2, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-        tls_depth--;
         if (policy == KEEL_POLICY_ABORT)
             abort();
         return policy;
@@ -484,12 +486,7 @@ keel_policy keel_report_emit(keel_report *r)
     void *ctx = handler_ctx;
     KEEL_VERIFY(pthread_mutex_unlock(&handler_lock) == 0);
     if (h != NULL) {
-        int depth = tls_depth;
-        tls_depth = level; /* as if this report were done, should it longjmp */
-        r->busy_frame = __builtin_frame_address(0);
-        suppress = h(&info, ctx);
-        r->busy_frame = NULL;
-        tls_depth = depth;
+        suppress = h(&info, ctx); /* may longjmp: the slot is then reused, see begin */
     }
 
     KEEL_VERIFY(pthread_mutex_lock(&emit_lock) == 0);
@@ -543,7 +540,7 @@ keel_policy keel_report_emit(keel_report *r)
         }
     }
     KEEL_VERIFY(pthread_mutex_unlock(&emit_lock) == 0);
-    tls_depth--;
+    r->busy_frame = NULL;
     if (policy == KEEL_POLICY_ABORT)
         abort();
     return policy;
