@@ -96,11 +96,11 @@ cxx() {
 
 cppcheck_stage() {
     cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
-        --inline-suppr --std=c11 -D__GNUC__ -DKEEL_DEVEL=1 -DKEEL_BUILDING_LIBRARY -D_GNU_SOURCE \
+        --inline-suppr --std=c11 -D__GNUC__ -DKEEL_DEVEL=1 -DKEEL_BUILDING_LIBRARY -D_GNU_SOURCE -D_POSIX_C_SOURCE=200809L \
         -Iinclude -Isrc -Igate --suppress=missingIncludeSystem \
         --suppress=unusedStructMember --suppress=unmatchedSuppression $LIB_SOURCES || return 1
     cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
-        --inline-suppr --std=c11 -D__GNUC__ -DKEEL_DEVEL=0 -DKEEL_BUILDING_LIBRARY -D_GNU_SOURCE \
+        --inline-suppr --std=c11 -D__GNUC__ -DKEEL_DEVEL=0 -DKEEL_BUILDING_LIBRARY -D_GNU_SOURCE -D_POSIX_C_SOURCE=200809L \
         -Iinclude -Isrc -Igate --suppress=missingIncludeSystem \
         --suppress=unusedStructMember --suppress=unmatchedSuppression $LIB_SOURCES
 }
