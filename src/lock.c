@@ -321,8 +321,8 @@ void keel__rwlock_unlock(keel_rwlock *l, const char *file, int line, const char 
 {
     KEEL_ASSERT(l != NULL);
     keel__lock_thread *t = keel__lock_self();
-    const keel__held *h = keel__dep_find(t, l);
-    bool exclusive = h != NULL && !h->shared;
+    /* only an exclusive hold by this thread makes it the owner */
+    bool exclusive = __atomic_load_n(&l->dep.owner, __ATOMIC_RELAXED) == t;
     if (!keel__dep_pop(t, &l->dep, l, file, line, func))
         return;
     if (exclusive)

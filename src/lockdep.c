@@ -309,14 +309,11 @@ keel__lock_thread *keel__lock_thread_new(void)
 
 static void recompute_from(keel__lock_thread *t, unsigned i)
 {
-    for (; i < t->n; i++) {
-        keel__held *h = &t->h[i];
-        unsigned long long prev_chain = i > 0 ? t->h[i - 1].chain : 0;
-        h->chain = h->node == KEEL__CLS_NONE ? prev_chain
-                                             : keel__chain_mix(prev_chain, h->node, h->shared);
-    }
+    for (; i < t->n; i++)
+        t->h[i].chain = keel__held_chain(i > 0 ? t->h[i - 1].chain : 0, &t->h[i]);
 }
 
+/* The uncommon pushes: state disabled, stack full, class not resolved yet or not checked. */
 void keel__dep_push_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
                          keel__lock_kind kind, int nest, bool shared, bool trylock,
                          const char *file, int line)
@@ -324,9 +321,8 @@ void keel__dep_push_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock
     KEEL_ASSERT(t != NULL && d != NULL);
     if (KEEL_UNLIKELY(t->disabled))
         return;
-    if (kind == KEEL__LK_SPIN)
-        t->spins++;
     if (KEEL_UNLIKELY(t->n >= KEEL_LOCK_MAX_HELD)) {
+        /* not tracked, so not counted as a held spinlock either: its unlock finds nothing */
         if (t->overflow++ == 0)
             (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
                               "more than %d keel locks held by one thread: '%s' and further "
@@ -334,23 +330,8 @@ void keel__dep_push_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock
                               KEEL_LOCK_MAX_HELD, keel__dep_name(d));
         return;
     }
-    keel__held *h = &t->h[t->n];
-    unsigned cls = keel__dep_class(d, kind);
-    h->lock = lock;
-    h->dep = d;
-    h->node = keel__dep_node(cls, nest);
-    h->file = file;
-    h->line = line;
-    h->kind = (unsigned char)kind;
-    h->shared = shared;
-    h->trylock = trylock;
-    h->waiting = false;
-    h->seq = ++t->seq;
-    unsigned long long prev_chain = t->n > 0 ? t->h[t->n - 1].chain : 0;
-    /* a trylock adds no order into itself, but what is taken under it is ordered after it */
-    h->chain =
-        h->node == KEEL__CLS_NONE ? prev_chain : keel__chain_mix(prev_chain, h->node, shared);
-    __atomic_store_n(&t->n, t->n + 1, __ATOMIC_RELEASE);
+    unsigned node = keel__dep_node(keel__dep_class(d, kind), nest);
+    keel__dep_record(t, d, lock, kind, node, shared, trylock, file, line);
 }
 
 const keel__held *keel__dep_find(const keel__lock_thread *t, const void *lock)
@@ -441,9 +422,15 @@ static bool has_edge(unsigned from, unsigned to)
     return (adj[from][to / 64u] >> (to % 64u) & 1u) != 0;
 }
 
+/* Where the probe for edge from -> to starts in edge_hash[]. */
+static unsigned edge_home(unsigned from, unsigned to)
+{
+    return (from * 2654435761u ^ to * 40503u) & (EDGE_HASH - 1u);
+}
+
 static edge_info *edge_find(unsigned from, unsigned to)
 {
-    unsigned h = (from * 2654435761u ^ to * 40503u) & (EDGE_HASH - 1u);
+    unsigned h = edge_home(from, to);
     for (unsigned i = 0; i < EDGE_HASH; i++) {
         unsigned e = edge_hash[(h + i) & (EDGE_HASH - 1u)];
         if (e == 0)
@@ -495,7 +482,7 @@ static void edge_add(const keel__held *held, unsigned to, bool to_shared, const 
     memcpy(e->pcs, bt->pcs, sizeof(e->pcs));
     e->npcs = bt->n;
     nedges++;
-    unsigned h = (held->node * 2654435761u ^ to * 40503u) & (EDGE_HASH - 1u);
+    unsigned h = edge_home(held->node, to);
     for (unsigned i = 0; i < EDGE_HASH; i++) {
         unsigned *slot = &edge_hash[(h + i) & (EDGE_HASH - 1u)];
         if (*slot == 0) {

@@ -138,21 +138,22 @@ void keel__dep_push_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock
 bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock, const char *file,
                         int line, const char *func);
 
-/* Record an acquisition on the held stack. */
-static inline void keel__dep_push(keel__lock_thread *t, keel_lockdep *d, const void *lock,
-                                  keel__lock_kind kind, int nest, bool shared, bool trylock,
-                                  const char *file, int line)
+/* The chain hash of entry h on top of `prev`: a lock whose class is not checked adds nothing. */
+static inline unsigned long long keel__held_chain(unsigned long long prev, const keel__held *h)
+{
+    return h->node == KEEL__CLS_NONE ? prev : keel__chain_mix(prev, h->node, h->shared);
+}
+
+/* Fill the next entry of the held stack (the caller checked there is room). */
+static inline void keel__dep_record(keel__lock_thread *t, keel_lockdep *d, const void *lock,
+                                    keel__lock_kind kind, unsigned node, bool shared, bool trylock,
+                                    const char *file, int line)
 {
     unsigned n = t->n;
-    unsigned c = __atomic_load_n(&d->cls, __ATOMIC_ACQUIRE);
-    if (KEEL_UNLIKELY(n >= KEEL_LOCK_MAX_HELD || c == 0 || c == KEEL__CLS_NONE || t->disabled)) {
-        keel__dep_push_slow(t, d, lock, kind, nest, shared, trylock, file, line);
-        return;
-    }
     keel__held *h = &t->h[n];
     h->lock = lock;
     h->dep = d;
-    h->node = keel__dep_node(c - 1, nest);
+    h->node = node;
     h->file = file;
     h->line = line;
     h->kind = (unsigned char)kind;
@@ -160,10 +161,23 @@ static inline void keel__dep_push(keel__lock_thread *t, keel_lockdep *d, const v
     h->trylock = trylock;
     h->waiting = false;
     h->seq = ++t->seq;
-    h->chain = keel__chain_mix(n > 0 ? t->h[n - 1].chain : 0, h->node, shared);
+    h->chain = keel__held_chain(n > 0 ? t->h[n - 1].chain : 0, h);
     if (kind == KEEL__LK_SPIN)
         t->spins++;
     __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
+}
+
+/* Record an acquisition on the held stack. */
+static inline void keel__dep_push(keel__lock_thread *t, keel_lockdep *d, const void *lock,
+                                  keel__lock_kind kind, int nest, bool shared, bool trylock,
+                                  const char *file, int line)
+{
+    unsigned c = __atomic_load_n(&d->cls, __ATOMIC_ACQUIRE);
+    if (KEEL_UNLIKELY(t->n >= KEEL_LOCK_MAX_HELD || c == 0 || c == KEEL__CLS_NONE || t->disabled)) {
+        keel__dep_push_slow(t, d, lock, kind, nest, shared, trylock, file, line);
+        return;
+    }
+    keel__dep_record(t, d, lock, kind, keel__dep_node(c - 1, nest), shared, trylock, file, line);
 }
 
 /* Remove a release from the held stack.  False (and reported) when this thread does not hold it. */

@@ -568,6 +568,48 @@ static void test_too_many_locks_held(void **state)
     expect_reports(KEEL_REPORT_LOCK_MISUSE, 0);
 }
 
+static void test_class_table_full(void **state)
+{
+    (void)state;
+    enum { N = 520 }; /* more than the 512 classes the checker keeps */
+    static keel_mutex locks[N];
+    static char names[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "class%d", i);
+        keel_mutex_init(&locks[i], names[i], KEEL_RANK_NONE);
+        keel_mutex_lock(&locks[i]);
+        keel_mutex_unlock(&locks[i]);
+    }
+    expect_reports(KEEL_REPORT_LIMIT, 1); /* said once, loudly */
+    /* the locks past the table still work, unchecked */
+    keel_mutex_lock(&locks[N - 1]);
+    keel_mutex_lock(&locks[N - 2]);
+    assert_int_equal(keel_locks_held(), 2);
+    keel_mutex_unlock(&locks[N - 2]);
+    keel_mutex_unlock(&locks[N - 1]);
+    assert_int_equal(keel_locks_held(), 0);
+    expect_reports(KEEL_REPORT_LIMIT, 1);
+    expect_reports(KEEL_REPORT_LOCK_ORDER, 0);
+}
+
+static void test_too_many_spinlocks_held(void **state)
+{
+    (void)state;
+    enum { N = KEEL_LOCK_MAX_HELD + 2 };
+    static keel_spinlock spins[N];
+    for (int i = 0; i < N; i++)
+        keel_spinlock_init(&spins[i], "many_spins", KEEL_RANK_NONE);
+    for (int i = 0; i < N; i++)
+        keel_spinlock_lock_nested(&spins[i], KEEL_NEST_BY_ADDRESS);
+    expect_reports(KEEL_REPORT_LIMIT, 1);
+    for (int i = N - 1; i >= 0; i--)
+        keel_spinlock_unlock(&spins[i]);
+    /* the untracked ones left no count behind: blocking is fine again */
+    keel_sleep_ms(1);
+    expect_reports(KEEL_REPORT_LOCK_BLOCKING, 0);
+    expect_reports(KEEL_REPORT_LOCK_MISUSE, 0);
+}
+
 #endif /* KEEL_DEVEL */
 
 /* Release: the same calls are the pthread calls, and they work. */
@@ -689,6 +731,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_ownership_transfer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_held_queries_and_graph, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_many_locks_held, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_too_many_spinlocks_held, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_class_table_full, setup, teardown),
 #endif
         cmocka_unit_test_setup_teardown(test_locks_work, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stress_ranked_hierarchy, setup, teardown),
