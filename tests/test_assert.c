@@ -256,42 +256,20 @@ static void test_assert_evaluates_once(void **state)
     assert_int_equal(caught.count, 0);
 }
 
+static void fail_assertion_in_child(void)
+{
+    signal(SIGABRT, SIG_DFL);
+    int child_value = five;
+    KEEL_ASSERT(child_value == 42);
+}
+
 /* With the default handler a failed assertion prints and aborts: run it in a child. */
 static void test_default_handler_aborts(void **state)
 {
     (void)state;
     (void)keel_report_set_handler(NULL, NULL);
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        signal(SIGABRT, SIG_DFL);
-        close(fds[0]);
-        if (dup2(fds[1], 2) < 0)
-            _exit(100);
-        int child_value = five;
-        KEEL_ASSERT(child_value == 42);
-        _exit(0); /* not reached */
-    }
-    close(fds[1]);
     static char out[65536];
-    size_t pos = 0;
-    for (;;) {
-        ssize_t n = read(fds[0], out + pos, sizeof(out) - 1 - pos);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        pos += (size_t)n;
-        if (pos == sizeof(out) - 1)
-            break;
-    }
-    out[pos] = '\0';
-    close(fds[0]);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    int status = keel_test_run_child(fail_assertion_in_child, out, sizeof(out));
     if (!WIFSIGNALED(status))
         fail_msg("the child was not killed by a signal (status %d); it wrote:\n%s", status, out);
     assert_int_equal(WTERMSIG(status), SIGABRT);

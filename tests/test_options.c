@@ -512,43 +512,24 @@ static void test_suggest(void **state)
 
 /*
  * Run fn in a forked child with KEEL_OPTIONS=env; fn writes what it found to
- * fd (with stderr also sent there when capture_stderr).  Returns the child's
- * wait status; out gets everything written.
+ * fd, which is the child's stderr, so out gets both that and keel's own
+ * reports.  Returns the child's wait status.
  */
-static int run_child(const char *env, bool capture_stderr, void (*fn)(int fd), char *out,
-                     size_t size)
+static const char *child_env;
+static void (*child_fn)(int fd);
+
+static void child_main(void)
 {
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(fds[0]);
-        if (capture_stderr && dup2(fds[1], 2) < 0)
-            _exit(100);
-        if (setenv("KEEL_OPTIONS", env, 1) != 0)
-            _exit(101);
-        fn(fds[1]);
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t pos = 0;
-    for (;;) {
-        ssize_t n = read(fds[0], out + pos, size - 1 - pos);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        pos += (size_t)n;
-        if (pos == size - 1)
-            break;
-    }
-    out[pos] = '\0';
-    close(fds[0]);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    return status;
+    if (setenv("KEEL_OPTIONS", child_env, 1) != 0)
+        _exit(101);
+    child_fn(2);
+}
+
+static int run_child(const char *env, void (*fn)(int fd), char *out, size_t size)
+{
+    child_env = env;
+    child_fn = fn;
+    return keel_test_run_child(child_main, out, size);
 }
 
 static void put(int fd, const char *s)
@@ -591,7 +572,7 @@ static void test_env_malformed_keel_init(void **state)
 {
     (void)state;
     char out[8192];
-    int status = run_child("report.frames=10; report.fle=x", false, child_init, out, sizeof(out));
+    int status = run_child("report.frames=10; report.fle=x", child_init, out, sizeof(out));
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     assert_contains(out, "code=NOTFOUND\n");
@@ -621,8 +602,8 @@ static void test_env_good_applied(void **state)
 {
     (void)state;
     char out[8192];
-    int status = run_child(" report.frames = 17 ;report.lock-order=abort", false, child_init_good,
-                           out, sizeof(out));
+    int status = run_child(" report.frames = 17 ;report.lock-order=abort", child_init_good, out,
+                           sizeof(out));
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     assert_contains(out, "init=ok\n");
@@ -666,8 +647,7 @@ static void test_env_malformed_lazy_report_handler(void **state)
 {
     (void)state;
     char out[8192];
-    int status =
-        run_child("report.frames=10;report.fle=x", false, child_lazy_handler, out, sizeof(out));
+    int status = run_child("report.frames=10;report.fle=x", child_lazy_handler, out, sizeof(out));
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     assert_contains(out, "kind=options\n");
@@ -691,7 +671,7 @@ static void test_env_malformed_lazy_report_stderr(void **state)
 {
     (void)state;
     char out[16384];
-    int status = run_child("report.frames=100", true, child_lazy_stderr, out, sizeof(out));
+    int status = run_child("report.frames=100", child_lazy_stderr, out, sizeof(out));
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     assert_contains(out, "keel: options: KEEL_OPTIONS is malformed; none of it was applied");

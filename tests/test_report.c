@@ -25,35 +25,6 @@
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-/* Run fn in a child with stderr captured into out; returns the wait status. */
-static int run_child(void (*fn)(void), char *out, size_t size)
-{
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct rlimit no_core = {0, 0};
-        (void)setrlimit(RLIMIT_CORE, &no_core); /* the abort test need not dump core */
-        dup2(fds[1], 2);
-        close(fds[0]);
-        close(fds[1]);
-        fn();
-        exit(0);
-    }
-    close(fds[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < size && (r = read(fds[0], out + n, size - 1 - n)) > 0)
-        n += (size_t)r;
-    out[n] = '\0';
-    close(fds[0]);
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    return st;
-}
-
 static bool starts_with(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -335,11 +306,11 @@ static void test_handler_true_suppresses_stderr(void **state)
 {
     (void)state;
     char out[16384];
-    int st = run_child(emit_suppressed, out, sizeof(out));
+    int st = keel_test_run_child(emit_suppressed, out, sizeof(out));
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0); /* the handler ran once, the report was counted */
     assert_string_equal(out, "");
-    st = run_child(emit_not_suppressed, out, sizeof(out));
+    st = keel_test_run_child(emit_not_suppressed, out, sizeof(out));
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_true(starts_with(out, "keel: user: "));
@@ -349,7 +320,7 @@ static void test_stderr_format(void **state)
 {
     (void)state;
     char out[16384];
-    int st = run_child(emit_user, out, sizeof(out));
+    int st = keel_test_run_child(emit_user, out, sizeof(out));
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_true(starts_with(out, "keel: user: something odd: 7\n"));
@@ -446,7 +417,7 @@ static void test_report_file_option_json_lines(void **state)
     snprintf(json_path, sizeof(json_path), "/tmp/keel-test-report-%d.jsonl", (int)getpid());
     unlink(json_path);
     char out[32768];
-    int st = run_child(emit_json_by_option, out, sizeof(out));
+    int st = keel_test_run_child(emit_json_by_option, out, sizeof(out));
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_int_equal(count_substr(out, "keel: user: "), 2); /* still printed on stderr too */
@@ -471,7 +442,7 @@ static void test_keel_report_env_json_lines(void **state)
     snprintf(json_path, sizeof(json_path), "/tmp/keel-test-report-env-%d.jsonl", (int)getpid());
     unlink(json_path);
     char out[32768];
-    int st = run_child(exec_self_with_keel_report, out, sizeof(out));
+    int st = keel_test_run_child(exec_self_with_keel_report, out, sizeof(out));
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     check_json_lines(json_path);
@@ -490,7 +461,7 @@ static void test_abort_policy(void **state)
 {
     (void)state;
     char out[16384];
-    int st = run_child(emit_user_abort, out, sizeof(out));
+    int st = keel_test_run_child(emit_user_abort, out, sizeof(out));
     assert_true(WIFSIGNALED(st));
     if (WIFSIGNALED(st))
         assert_int_equal(WTERMSIG(st), SIGABRT);
@@ -514,7 +485,7 @@ static void test_count_policy_is_silent(void **state)
 {
     (void)state;
     char out[16384];
-    int st = run_child(emit_user_count, out, sizeof(out));
+    int st = keel_test_run_child(emit_user_count, out, sizeof(out));
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0); /* counted twice, returned COUNT */
     assert_string_equal(out, "");
@@ -535,7 +506,7 @@ static void test_max_printed_limit(void **state)
 {
     (void)state;
     char out[32768];
-    int st = run_child(emit_over_limit, out, sizeof(out));
+    int st = keel_test_run_child(emit_over_limit, out, sizeof(out));
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_non_null(strstr(out, "keel: user: report number 0\n"));
@@ -573,7 +544,7 @@ static void test_report_inside_handler(void **state)
 {
     (void)state;
     char out[32768];
-    int st = run_child(emit_reentrant, out, sizeof(out));
+    int st = keel_test_run_child(emit_reentrant, out, sizeof(out));
     assert_true(WIFEXITED(st)); /* no deadlock: the alarm did not fire */
     assert_int_equal(WEXITSTATUS(st), 0);
     const char *inner = strstr(out, "keel: user: inner\n");
@@ -611,7 +582,7 @@ static void test_deep_nesting_printed_plainly(void **state)
 {
     (void)state;
     char out[32768];
-    int st = run_child(emit_nested, out, sizeof(out));
+    int st = keel_test_run_child(emit_nested, out, sizeof(out));
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_non_null(strstr(out, "keel: user: level 1\n"));

@@ -13,13 +13,58 @@
 #ifndef KEEL_TESTUTIL_H
 #define KEEL_TESTUTIL_H
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
+
+/*
+ * Run fn in a forked child whose stderr goes into a pipe.  The child exits 0
+ * (through exit(), so at-exit checks run) when fn returns, and dumps no core if
+ * it aborts.  What it wrote, at most size-1 bytes, is in out, NUL-terminated.
+ * Returns the child's wait status.
+ */
+static inline int keel_test_run_child(void (*fn)(void), char *out, size_t size)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit no_core = {0, 0};
+        (void)setrlimit(RLIMIT_CORE, &no_core);
+        close(fds[0]);
+        if (dup2(fds[1], 2) < 0)
+            _exit(100);
+        close(fds[1]);
+        fn();
+        exit(0);
+    }
+    close(fds[1]);
+    size_t pos = 0;
+    while (pos + 1 < size) {
+        ssize_t n = read(fds[0], out + pos, size - 1 - pos);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        pos += (size_t)n;
+    }
+    out[pos] = '\0';
+    close(fds[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
 
 static inline int keel_test_main(int argc, char **argv, const struct CMUnitTest *tests, size_t n)
 {
