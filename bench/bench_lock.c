@@ -24,15 +24,10 @@
 
 #include "keel/keel.h"
 
+#include "bench.h"
+
 enum { ROUNDS = 7 };
 static const long N = 5000000;
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 static pthread_mutex_t pm[4] = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
                                 PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER};
@@ -40,50 +35,48 @@ static keel_mutex km[4] = {
     KEEL_MUTEX_INITIALIZER("bench0", 10), KEEL_MUTEX_INITIALIZER("bench1", 20),
     KEEL_MUTEX_INITIALIZER("bench2", 30), KEEL_MUTEX_INITIALIZER("bench3", 40)};
 
-static double pthread_one(void)
+static double pthread_one(long n)
 {
-    double t0 = now_ns();
-    for (long i = 0; i < N; i++) {
+    double t0 = bench_now_ns();
+    for (long i = 0; i < n; i++) {
         pthread_mutex_lock(&pm[0]);
         pthread_mutex_unlock(&pm[0]);
     }
-    return (now_ns() - t0) / (double)N;
+    return (bench_now_ns() - t0) / (double)n;
 }
 
-static double keel_one(void)
+static double keel_one(long n)
 {
-    double t0 = now_ns();
-    for (long i = 0; i < N; i++) {
+    double t0 = bench_now_ns();
+    for (long i = 0; i < n; i++) {
         keel_mutex_lock(&km[0]);
         keel_mutex_unlock(&km[0]);
     }
-    return (now_ns() - t0) / (double)N;
+    return (bench_now_ns() - t0) / (double)n;
 }
 
-static double pthread_nested(void)
+static double pthread_nested(long n)
 {
-    long n = N / 4;
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     for (long i = 0; i < n; i++) {
         for (int k = 0; k < 4; k++)
             pthread_mutex_lock(&pm[k]);
         for (int k = 3; k >= 0; k--)
             pthread_mutex_unlock(&pm[k]);
     }
-    return (now_ns() - t0) / (double)n;
+    return (bench_now_ns() - t0) / (double)n;
 }
 
-static double keel_nested(void)
+static double keel_nested(long n)
 {
-    long n = N / 4;
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     for (long i = 0; i < n; i++) {
         for (int k = 0; k < 4; k++)
             keel_mutex_lock(&km[k]);
         for (int k = 3; k >= 0; k--)
             keel_mutex_unlock(&km[k]);
     }
-    return (now_ns() - t0) / (double)n;
+    return (bench_now_ns() - t0) / (double)n;
 }
 
 static int use_keel;
@@ -102,52 +95,42 @@ static void *contender(void *arg)
     return NULL;
 }
 
-static double contended(int keel)
+static double contended(int keel, long n)
 {
     use_keel = keel;
-    long n = N / 5;
     pthread_t t[2];
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     for (int i = 0; i < 2; i++)
         if (pthread_create(&t[i], NULL, contender, &n) != 0)
             abort();
     for (int i = 0; i < 2; i++)
         (void)pthread_join(t[i], NULL);
-    return (now_ns() - t0) / (double)(2 * n);
+    return (bench_now_ns() - t0) / (double)(2 * n);
 }
 
-static double contended_pthread(void)
+static double contended_pthread(long n)
 {
-    return contended(0);
+    return contended(0, n);
 }
 
-static double contended_keel(void)
+static double contended_keel(long n)
 {
-    return contended(1);
-}
-
-static double best(double (*fn)(void))
-{
-    double b = 1e30;
-    for (int r = 0; r < ROUNDS; r++) {
-        double t = fn();
-        if (t < b)
-            b = t;
-    }
-    return b;
+    return contended(1, n);
 }
 
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--pthread-only") == 0) {
-        printf("%.2f\n", best(pthread_one));
+        printf("%.2f\n", bench_best(pthread_one, N, ROUNDS));
         return 0;
     }
     const char *variant = KEEL_DEVEL ? "devel" : "release";
     /* alternate the two so that frequency drift hits both */
-    double p1 = best(pthread_one), k1 = best(keel_one);
-    double p4 = best(pthread_nested), k4 = best(keel_nested);
-    double pc = best(contended_pthread), kc = best(contended_keel);
+    double p1 = bench_best(pthread_one, N, ROUNDS), k1 = bench_best(keel_one, N, ROUNDS);
+    double p4 = bench_best(pthread_nested, N / 4, ROUNDS),
+           k4 = bench_best(keel_nested, N / 4, ROUNDS);
+    double pc = bench_best(contended_pthread, N / 5, ROUNDS),
+           kc = bench_best(contended_keel, N / 5, ROUNDS);
     printf("bench_lock (%s, best of %d rounds)\n", keel_version_string(), ROUNDS);
     printf("  %-44s %7.2f ns  1.00x (anchor)\n", "pthread lock+unlock, uncontended", p1);
     printf("  %-44s %7.2f ns  %.2fx pthread\n", "keel lock+unlock, uncontended", k1, k1 / p1);

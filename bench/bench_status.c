@@ -14,14 +14,9 @@
 
 #include "keel/keel.h"
 
-enum { ROUNDS = 5 };
+#include "bench.h"
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
+enum { ROUNDS = 5 };
 
 /* Kept out of line so that the call and the test are really made. */
 __attribute__((noinline)) static int int_op(volatile int *x)
@@ -43,27 +38,16 @@ __attribute__((noinline)) static keel_status failing_op(int i)
     return keel_status_with_int(KEEL_ERR(KEEL_E_IO, "disk error on block %d", i), "block", i);
 }
 
-static double best_of(double (*fn)(long), long n)
-{
-    double best = 1e30;
-    for (int r = 0; r < ROUNDS; r++) {
-        double t = fn(n);
-        if (t < best)
-            best = t;
-    }
-    return best;
-}
-
 static volatile int sink;
 
 static double run_int(long n)
 {
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     long fails = 0;
     for (long i = 0; i < n; i++)
         if (int_op(&sink) != 0)
             fails++;
-    double t = (now_ns() - t0) / (double)n;
+    double t = (bench_now_ns() - t0) / (double)n;
     if (fails != 0)
         abort();
     return t;
@@ -71,7 +55,7 @@ static double run_int(long n)
 
 static double run_status(long n)
 {
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     long fails = 0;
     for (long i = 0; i < n; i++) {
         keel_status s = status_op(&sink);
@@ -80,7 +64,7 @@ static double run_status(long n)
             keel_status_free(s);
         }
     }
-    double t = (now_ns() - t0) / (double)n;
+    double t = (bench_now_ns() - t0) / (double)n;
     if (fails != 0)
         abort();
     return t;
@@ -88,14 +72,14 @@ static double run_status(long n)
 
 static double run_error(long n)
 {
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     for (long i = 0; i < n; i++) {
         keel_status s = failing_op((int)i);
         s = KEEL_WRAP(s, KEEL_E_STATE, "while flushing");
         if (!keel_ok(s))
             keel_status_free(s);
     }
-    return (now_ns() - t0) / (double)n;
+    return (bench_now_ns() - t0) / (double)n;
 }
 
 int main(void)
@@ -107,9 +91,9 @@ int main(void)
         return 2;
     }
     const long n = 50000000;
-    double t_int = best_of(run_int, n);
-    double t_status = best_of(run_status, n);
-    double t_error = best_of(run_error, n / 100);
+    double t_int = bench_best(run_int, n, ROUNDS);
+    double t_status = bench_best(run_status, n, ROUNDS);
+    double t_error = bench_best(run_error, n / 100, ROUNDS);
     printf("bench_status (%s, best of %d rounds)\n", keel_version_string(), ROUNDS);
     printf("  %-44s %8.2f ns/op  1.00x (anchor)\n", "return int 0/-1 + test", t_int);
     printf("  %-44s %8.2f ns/op  %.2fx int\n", "return keel_status OK + keel_ok()", t_status,

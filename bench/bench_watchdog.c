@@ -23,15 +23,10 @@
 
 #include "keel/keel.h"
 
+#include "bench.h"
+
 enum { ROUNDS = 5 };
 static const long N = 50000000;
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 __attribute__((noinline)) static void bare_call(unsigned long *x)
 {
@@ -40,51 +35,39 @@ __attribute__((noinline)) static void bare_call(unsigned long *x)
 
 static const keel_section_desc section = {"bench", 1000000000ull, __FILE__, __LINE__, "bench"};
 
-static double run_bare(void)
+static double run_bare(long n)
 {
     unsigned long x = 0;
-    double t0 = now_ns();
-    for (long i = 0; i < N; i++)
+    double t0 = bench_now_ns();
+    for (long i = 0; i < n; i++)
         bare_call(&x);
-    return (now_ns() - t0) / (double)N;
+    return (bench_now_ns() - t0) / (double)n;
 }
 
-static double run_clock_pair(void)
+static double run_clock_pair(long n)
 {
     struct timespec a, b;
     unsigned long long sum = 0;
-    long n = N / 10;
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     for (long i = 0; i < n; i++) {
         (void)clock_gettime(CLOCK_MONOTONIC, &a);
         (void)clock_gettime(CLOCK_MONOTONIC, &b);
         sum += (unsigned long long)(b.tv_nsec - a.tv_nsec);
     }
-    double t = (now_ns() - t0) / (double)n;
+    double t = (bench_now_ns() - t0) / (double)n;
     if (sum == 42)
         printf(" ");
     return t;
 }
 
-static double run_section(void)
+static double run_section(long n)
 {
-    double t0 = now_ns();
-    for (long i = 0; i < N; i++) {
+    double t0 = bench_now_ns();
+    for (long i = 0; i < n; i++) {
         keel_section_enter(&section);
         keel_section_leave(&section);
     }
-    return (now_ns() - t0) / (double)N;
-}
-
-static double best(double (*fn)(void))
-{
-    double b = 1e30;
-    for (int r = 0; r < ROUNDS; r++) {
-        double t = fn();
-        if (t < b)
-            b = t;
-    }
-    return b;
+    return (bench_now_ns() - t0) / (double)n;
 }
 
 #if KEEL_WATCHDOG_ON
@@ -118,9 +101,9 @@ static void must(keel_status s)
 int main(void)
 {
     must(keel_init());
-    double t_bare = best(run_bare);
-    double t_clock = best(run_clock_pair);
-    double t_section = best(run_section);
+    double t_bare = bench_best(run_bare, N, ROUNDS);
+    double t_clock = bench_best(run_clock_pair, N / 10, ROUNDS);
+    double t_section = bench_best(run_section, N, ROUNDS);
     printf("bench_watchdog (%s, best of %d rounds)\n", keel_version_string(), ROUNDS);
     printf("  %-40s %6.2f ns  1.00x (anchor)\n", "bare function call", t_bare);
     printf("  %-40s %6.2f ns  %.2fx call\n", "clock_gettime pair", t_clock, t_clock / t_bare);
@@ -139,13 +122,13 @@ int main(void)
     (void)keel_watchdog_stats_json(json, sizeof(json));
     const char *key = "\"watchdog_cpu_ns\":";
     const char *p0 = strstr(json, key);
-    double w0 = now_ns();
+    double w0 = bench_now_ns();
     unsigned long long c0 = p0 != NULL ? strtoull(p0 + strlen(key), NULL, 10) : 0;
     usleep(2000000);
     (void)keel_watchdog_stats_json(json, sizeof(json));
     const char *p1 = strstr(json, key);
     unsigned long long c1 = p1 != NULL ? strtoull(p1 + strlen(key), NULL, 10) : 0;
-    double share = (double)(c1 - c0) / (now_ns() - w0);
+    double share = (double)(c1 - c0) / (bench_now_ns() - w0);
     __atomic_store_n(&stop_sleepers, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < 8; i++)
         must(keel_thread_join(t[i], NULL));
