@@ -573,7 +573,7 @@ static void test_class_table_full(void **state)
     (void)state;
     enum { N = 520 }; /* more than the 512 classes the checker keeps */
     static keel_mutex locks[N];
-    static char names[N][16];
+    static char names[N][24];
     for (int i = 0; i < N; i++) {
         snprintf(names[i], sizeof(names[i]), "class%d", i);
         keel_mutex_init(&locks[i], names[i], KEEL_RANK_NONE);
