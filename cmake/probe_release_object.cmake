@@ -39,3 +39,40 @@ foreach(devel 0 1)
     endif()
 endforeach()
 message(STATUS "release objects carry no assertion code or text")
+
+# A release KEEL_STRESS point is the constant 0: no call, no descriptor, no section, no name.
+file(WRITE ${BIN}/stress.c [=[
+#include "keel/keel.h"
+int probe_write(int x);
+int probe_write(int x)
+{
+    if (KEEL_STRESS(probe_stress_name))
+        return -x;
+    return x + 1;
+}
+]=])
+foreach(devel 0 1)
+    probe_run(rc out ${CC} ${PROBE_CFLAGS} -O2 -DKEEL_DEVEL=${devel} -c ${BIN}/stress.c -o ${BIN}/stress${devel}.o)
+    if(NOT rc EQUAL 0)
+        probe_fail("stress.c does not compile (KEEL_DEVEL=${devel}):\n${out}")
+    endif()
+    probe_run(rc syms nm ${BIN}/stress${devel}.o)
+    probe_run(rc sections objdump -h ${BIN}/stress${devel}.o)
+    file(READ ${BIN}/stress${devel}.o bytes HEX)
+    string(HEX "probe_stress_name" name_hex)
+    string(TOLOWER "${name_hex}" name_hex)
+    if(devel)
+        if(NOT syms MATCHES "keel__stress_eval" OR NOT sections MATCHES "keel_stress"
+           OR NOT bytes MATCHES "${name_hex}")
+            probe_fail("devel object lacks the stress point (the probe is broken):\n${syms}\n${sections}")
+        endif()
+    else()
+        if(syms MATCHES "keel__stress" OR sections MATCHES "keel_stress")
+            probe_fail("release object still has stress code or its section:\n${syms}\n${sections}")
+        endif()
+        if(bytes MATCHES "${name_hex}")
+            probe_fail("release object still contains the stress point's name")
+        endif()
+    endif()
+endforeach()
+message(STATUS "release objects carry no stress point, descriptor or name")

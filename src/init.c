@@ -80,15 +80,8 @@ void keel__lazy_init(void)
     (void)pthread_once(&init_once, do_init);
     if (KEEL_UNLIKELY(init_failed) &&
         __atomic_exchange_n(&init_reported, 1, __ATOMIC_ACQ_REL) == 0) {
-        keel_status s = env_error();
-        char text[1024];
-        (void)keel_status_format(s, text, sizeof(text));
-        keel_report *r = keel_report_begin(KEEL_REPORT_OPTIONS, __FILE__, __LINE__, __func__,
-                                           "KEEL_OPTIONS is malformed; none of it was applied");
-        keel_report_add_text(r, "%s", text);
-        keel_report_no_backtrace(r);
-        (void)keel_report_emit(r);
-        keel_status_free(s);
+        keel__report_status(KEEL_REPORT_OPTIONS, env_error(),
+                            "KEEL_OPTIONS is malformed; none of it was applied");
     }
 }
 

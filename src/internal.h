@@ -60,6 +60,13 @@ KEEL_MUST_USE keel_status keel__options_parse_only(const char *text, size_t len,
 
 /* ---- report channel (src/report.c) --------------------------------------- */
 
+/* Report an error status (which it frees) as `message`, its text below; no backtrace. */
+void keel__report_status(keel_report_kind kind, keel_status s, const char *message);
+/*
+ * A report of a kind whose policy is "count" while no handler watches: only
+ * counted, without building it (true).  False: build and emit it as usual.
+ */
+bool keel__report_count_only(keel_report_kind kind);
 /* Name of the calling thread ("main", "worker-3", or "tid 1234"). */
 void keel__thread_name(char *buf, size_t size);
 long keel__thread_id(void);
@@ -78,6 +85,13 @@ extern KEEL__TLS unsigned keel__status_fail_allocs;
 /* Stop the watchdog thread at exit. */
 void keel__watchdog_at_exit(void);
 
+/* ---- stress options (src/stress.c, src/stress_summary.c) ----------------- */
+
+/* Apply the stress.* options if they changed (called after every options change). */
+void keel__stress_options_changed(void);
+/* At exit: the summary and JSON file when asked for, and entries that matched nothing. */
+void keel__stress_at_exit(void);
+
 /* ---- small text helpers (src/text.c) ------------------------------------- */
 
 /* Append formatted text to buf at *pos, never past size; *pos counts what was needed. */
@@ -88,6 +102,12 @@ void keel__buf_vprintf(char *buf, size_t size, size_t *pos, const char *fmt, va_
 void keel__buf_json_str(char *buf, size_t size, size_t *pos, const char *s);
 /* Damerau-Levenshtein distance of two short strings (capped at 64 chars). */
 size_t keel__edit_distance(const char *a, const char *b);
+/*
+ * Read a whole text file of at most `max` bytes into a new NUL-terminated
+ * string; `what` names it in errors ("option file", "stress file").
+ */
+KEEL_MUST_USE keel_status keel__read_text_file(const char *path, size_t max, const char *what,
+                                               char **out, size_t *len);
 
 KEEL_EXTERN_C_END
 

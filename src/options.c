@@ -496,6 +496,7 @@ static keel_status parse_and_apply(const char *text, size_t len, const char *ori
         KEEL_VERIFY(pthread_mutex_lock(&options_lock) == 0);
         apply_locked(&p);
         KEEL_VERIFY(pthread_mutex_unlock(&options_lock) == 0);
+        keel__stress_options_changed();
     }
     parser_free(&p);
     return s;
@@ -528,27 +529,13 @@ keel_status keel_options_set(const char *text)
 
 keel_status keel_options_load(const char *path)
 {
-    enum { MAX_FILE = 1 << 20 };
     if (path == NULL)
         return KEEL_ERR(KEEL_E_INVAL, "keel_options_load: no path");
     keel__lazy_init();
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return KEEL_ERR_SYS(errno, "cannot open option file '%s'", path);
-    char *buf = (char *)calloc(MAX_FILE + 1, 1);
-    if (buf == NULL) {
-        (void)fclose(f);
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory reading option file '%s'", path);
-    }
-    size_t len = fread(buf, 1, MAX_FILE + 1, f);
-    bool failed = ferror(f) != 0;
-    (void)fclose(f);
-    keel_status s;
-    if (failed)
-        s = KEEL_ERR(KEEL_E_IO, "cannot read option file '%s'", path);
-    else if (len > MAX_FILE)
-        s = KEEL_ERR(KEEL_E_RANGE, "option file '%s' is larger than %d bytes", path, (int)MAX_FILE);
-    else
+    char *buf = NULL;
+    size_t len = 0;
+    keel_status s = keel__read_text_file(path, (size_t)1 << 20, "option file", &buf, &len);
+    if (keel_ok(s))
         s = parse_and_apply(buf, len, path, true);
     free(buf);
     return s;

@@ -37,6 +37,27 @@
     X(WATCHDOG_TICK_MS, "watchdog.tick-ms", INT, 10, 1, 1000, NULL,                                \
       "how often the watchdog samples sections and heartbeats, in milliseconds")                   \
     X(WATCHDOG_SCALE, "watchdog.scale", INT, 100, 0, 100000, NULL,                                 \
-      "percent applied to every budget and heartbeat period (0: budgets off)")
+      "percent applied to every budget and heartbeat period (0: budgets off)")                     \
+    /* stress options */                                                                           \
+    X(STRESS, "stress", STR, 0, 0, 0, keel__stress_check_spec,                                     \
+      "stress entries PATTERN[:TERM]..., comma-separated: disk_error:1/1000,net.*:p=0.01 "         \
+      "(terms K/N p= every= nth= first= after= max= thread= delay= off; docs/stress.md)")          \
+    X(STRESS_SEED, "stress.seed", INT, 0, 0, 1000000000000000000LL, NULL,                          \
+      "seed of every random stress trigger (0: pick one and print it)")                            \
+    X(STRESS_FILE, "stress.file", STR, 0, 0, 0, keel__stress_check_file,                           \
+      "read stress entries from this file too (before those of 'stress'; '#' comments)")           \
+    X(STRESS_COUNT, "stress.count", BOOL, 0, 0, 1, NULL,                                           \
+      "count stress point evaluations even with nothing armed (coverage of error paths)")          \
+    X(STRESS_SUMMARY, "stress.summary", BOOL, 0, 0, 1, NULL,                                       \
+      "print the stress summary on stderr at exit (counts, fired, never reached)")                 \
+    X(STRESS_JSON, "stress.json", STR, 0, 0, 0, NULL,                                              \
+      "write the stress summary as JSON to this file at exit (keel-stress reads it)")
+
+/* check functions of STR options */
+#include "keel/status.h"
+KEEL_EXTERN_C_BEGIN
+KEEL_MUST_USE keel_status keel__stress_check_spec(const char *value);
+KEEL_MUST_USE keel_status keel__stress_check_file(const char *value);
+KEEL_EXTERN_C_END
 
 #endif /* KEEL_OPTIONS_TABLE_H */

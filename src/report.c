@@ -85,10 +85,32 @@ keel_report_handler keel_report_set_handler(keel_report_handler handler, void *c
 {
     KEEL_VERIFY(pthread_mutex_lock(&handler_lock) == 0);
     keel_report_handler old = handler_fn;
-    handler_fn = handler;
+    __atomic_store_n(&handler_fn, handler, __ATOMIC_RELEASE);
     handler_ctx = ctx;
     KEEL_VERIFY(pthread_mutex_unlock(&handler_lock) == 0);
     return old;
+}
+
+void keel__report_status(keel_report_kind kind, keel_status s, const char *message)
+{
+    KEEL_ASSERT((unsigned)kind < (unsigned)KEEL_REPORT_KIND_COUNT && message != NULL);
+    char text[1024];
+    (void)keel_status_format(s, text, sizeof(text));
+    keel_report *r = keel_report_begin(kind, __FILE__, __LINE__, __func__, "%s", message);
+    keel_report_add_text(r, "%s", text);
+    keel_report_no_backtrace(r);
+    (void)keel_report_emit(r);
+    keel_status_free(s);
+}
+
+bool keel__report_count_only(keel_report_kind kind)
+{
+    KEEL_ASSERT((unsigned)kind < (unsigned)KEEL_REPORT_KIND_COUNT);
+    if (keel_report_policy(kind) != KEEL_POLICY_COUNT ||
+        __atomic_load_n(&handler_fn, __ATOMIC_ACQUIRE) != NULL)
+        return false;
+    __atomic_fetch_add(&counts[kind], 1, __ATOMIC_RELAXED);
+    return true;
 }
 
 /* ---- threads -------------------------------------------------------------------------- */

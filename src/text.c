@@ -4,6 +4,9 @@
  */
 #include "internal.h"
 
+#include <errno.h>
+#include <stdlib.h>
+
 #include <string.h>
 
 void keel__buf_vprintf(char *buf, size_t size, size_t *pos, const char *fmt, va_list ap)
@@ -94,4 +97,32 @@ size_t keel__edit_distance(const char *a, const char *b)
         }
     }
     return rows[(la + 1) % 3][lb];
+}
+
+keel_status keel__read_text_file(const char *path, size_t max, const char *what, char **out,
+                                 size_t *len)
+{
+    KEEL_ASSERT(path != NULL && what != NULL && out != NULL && len != NULL);
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return KEEL_ERR_SYS(errno, "cannot open %s '%s'", what, path);
+    char *buf = (char *)calloc(max + 1, 1);
+    if (buf == NULL) {
+        (void)fclose(f);
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory reading %s '%s'", what, path);
+    }
+    size_t n = fread(buf, 1, max + 1, f);
+    bool failed = ferror(f) != 0;
+    (void)fclose(f);
+    if (failed || n > max) {
+        free(buf);
+        if (failed)
+            return KEEL_ERR(KEEL_E_IO, "cannot read %s '%s'", what, path);
+        return KEEL_ERR(KEEL_E_RANGE, "%s '%s' is larger than %zu bytes", what, path, max);
+    }
+    *out = buf;
+    *len = n;
+    return KEEL_OK;
 }

@@ -27,5 +27,6 @@
 #include "keel/version.h"
 #include "keel/lock.h"
 #include "keel/watchdog.h"
+#include "keel/stress.h"
 
 #endif /* KEEL_KEEL_H */
