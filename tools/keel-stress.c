@@ -387,6 +387,19 @@ static void file_tail(const char *path, char *buf, size_t size)
     }
 }
 
+/* Append src to the string in dst, cut to size. */
+static void text_append(char *dst, size_t size, const char *src)
+{
+    size_t at = strnlen(dst, size);
+    size_t n = strlen(src);
+    if (at + 1 >= size)
+        return;
+    if (n > size - 1 - at)
+        n = size - 1 - at;
+    memcpy(dst + at, src, n);
+    dst[at + n] = '\0';
+}
+
 /* The last non-empty line of a file, cut to size. */
 static void last_line(const char *path, char *out, size_t size)
 {
@@ -860,10 +873,15 @@ static void run_finish(sweep *sw, run *r, int st)
         /* the report written before the crash (an assertion, say) says more than stderr's end */
         read_report(p.report, r);
         char why[sizeof(r->detail)];
-        (void)snprintf(why, sizeof(why), "%s", r->detail[0] != '\0' ? r->detail : last);
+        why[0] = '\0';
+        text_append(why, sizeof(why), r->detail[0] != '\0' ? r->detail : last);
         r->result = RESULT_CRASHED;
-        (void)snprintf(r->detail, sizeof(r->detail), "%s%s%.*s", signal_name(r->signal),
-                       why[0] != '\0' ? ": " : "", (int)(sizeof(r->detail) - 16), why);
+        r->detail[0] = '\0';
+        text_append(r->detail, sizeof(r->detail), signal_name(r->signal));
+        if (why[0] != '\0') {
+            text_append(r->detail, sizeof(r->detail), ": ");
+            text_append(r->detail, sizeof(r->detail), why);
+        }
     } else {
         read_report(p.report, r);
         if (r->result == RESULT_OK && !exit_allowed(sw->cfg, r->exit_code)) {
