@@ -25,7 +25,7 @@ typedef struct seen_report {
     char message[256];
     char thread[64];
     char funcs[512]; /* symbolized function names of the backtrace, space separated */
-    char text[512];
+    char text[1024];
     int stuck_flag_at_report; /* was the thread still stuck when reported? */
 } seen_report;
 
@@ -216,6 +216,9 @@ __attribute__((noinline)) void wait_for_never(void)
     pthread_mutex_unlock(&never_lock);
 }
 
+/* A keel lock the stuck poller holds: the heartbeat report must name it. */
+static keel_mutex poller_state = KEEL_MUTEX_INITIALIZER("poller_state", 0);
+
 static void *heartbeat_thread(void *arg)
 {
     (void)arg;
@@ -224,7 +227,9 @@ static void *heartbeat_thread(void *arg)
         keel_heartbeat();
         sleep_ms(5);
     }
-    wait_for_never(); /* blocked on a condition nobody signals */
+    keel_mutex_lock(&poller_state);
+    wait_for_never(); /* blocked on a condition nobody signals, holding poller_state */
+    keel_mutex_unlock(&poller_state);
     keel_heartbeat_expect(0);
     return NULL;
 }
@@ -241,6 +246,11 @@ static void test_missed_heartbeat(void **state)
     if (r == NULL)
         return;
     assert_non_null(strstr(r->funcs, "wait_for_never"));
+#if KEEL_DEVEL
+    /* the keel lock it holds, from the lock-ranking state */
+    assert_non_null(strstr(r->text, "locks held by 'poller'"));
+    assert_non_null(strstr(r->text, "'poller_state' (mutex, rank 0) acquired at"));
+#endif
     pthread_mutex_lock(&never_lock);
     release_waiter = 1;
     pthread_cond_broadcast(&never_cond);
