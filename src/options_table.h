@@ -37,6 +37,12 @@
     X(WATCHDOG_TICK_MS, "watchdog.tick-ms", INT, 10, 1, 1000, NULL,                                \
       "how often the watchdog samples sections and heartbeats, in milliseconds")                   \
     X(WATCHDOG_SCALE, "watchdog.scale", INT, 100, 0, 100000, NULL,                                 \
-      "percent applied to every budget and heartbeat period (0: budgets off)")
+      "percent applied to every budget and heartbeat period (0: budgets off)")                     \
+    /* locks */                                                                                    \
+    X(LOCK_BUDGET, "lock.budget", STR, 0, 0, 0, keel__lock_budget_check,                           \
+      "lock hold budgets, class:ms[,class:ms...]: a longer hold is reported (devel builds)")
+
+/* Checks of STR values (src/lock.c). */
+keel_status keel__lock_budget_check(const char *value);
 
 #endif /* KEEL_OPTIONS_TABLE_H */
