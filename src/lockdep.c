@@ -37,11 +37,11 @@ static keel__lock_thread no_memory_state; /* shared by threads whose state could
 
 typedef struct lock_class {
     char name[64];
-    int rank;
-    unsigned char kind;
-    const char *file; /* first initialisation site */
-    int line;
+    const char *file;             /* first initialisation site */
     unsigned long long budget_ns; /* atomic: hold budget (0: none), read by the watchdog */
+    int rank;
+    int line;
+    unsigned char kind;
     bool recursion_reported;
     bool rank_conflict_reported;
 } lock_class;

@@ -75,7 +75,6 @@ typedef struct thread_rec {
     unsigned long wd_hb_last;
     unsigned long long wd_hb_since;
     held_watch wd_holds[MAX_WATCHED_HOLDS];
-    unsigned wd_nholds;
     void *lock_state; /* the thread's lock-checker state (devel), under lock */
     /* statistics */
     unsigned long long overruns;  /* atomic */
@@ -86,8 +85,6 @@ typedef struct thread_rec {
     unsigned long long bt_check_seq;
     const void *bt_check_lock;
     const char *bt_check_file;
-    int bt_check_line;
-    bool bt_check_held;
     int used;             /* atomic: 0 free, 1 registering, 2 live */
     unsigned incarnation; /* bumped (under lock) each time the slot is taken */
     unsigned wd_incarnation;
@@ -95,6 +92,9 @@ typedef struct thread_rec {
     clockid_t cpu_clock;
     int bt_state; /* atomic: 0 idle, 1 requested, 2 ready */
     int bt_n;
+    int bt_check_line;
+    unsigned wd_nholds;
+    bool bt_check_held;
     bool wd_hb_reported;
     char name[NAME_SIZE];
     char module[NAME_SIZE];
