@@ -6,6 +6,9 @@
  *   anchor 2: a clock_gettime(CLOCK_MONOTONIC) pair, what a section that
  *             reads the clock on entry and exit would pay
  *   keel:     keel_section_enter + keel_section_leave (devel library)
+ *   locks:    keel_mutex lock+unlock of a class with a hold budget against one
+ *             without, on a thread the watchdog samples (devel: the ratio
+ *             shows a budget costs the lock path nothing)
  * Then the watchdog thread's CPU use at the default tick with 8 threads that
  * each keep a section open and a heartbeat promised: the watchdog thread's
  * own CPU clock over 2 s of wall time.
@@ -70,6 +73,29 @@ static double run_section(long n)
     return (bench_now_ns() - t0) / (double)n;
 }
 
+static keel_mutex plain_lock = KEEL_MUTEX_INITIALIZER("bench_unbudgeted", 0);
+static keel_mutex budgeted_lock = KEEL_MUTEX_INITIALIZER("bench_budgeted", 0);
+
+static double run_lock(keel_mutex *m, long n)
+{
+    double t0 = bench_now_ns();
+    for (long i = 0; i < n; i++) {
+        keel_mutex_lock(m);
+        keel_mutex_unlock(m);
+    }
+    return (bench_now_ns() - t0) / (double)n;
+}
+
+static double run_lock_plain(long n)
+{
+    return run_lock(&plain_lock, n);
+}
+
+static double run_lock_budgeted(long n)
+{
+    return run_lock(&budgeted_lock, n);
+}
+
 #if KEEL_WATCHDOG_ON
 static int stop_sleepers;
 
@@ -109,6 +135,15 @@ int main(void)
     printf("  %-40s %6.2f ns  %.2fx call\n", "clock_gettime pair", t_clock, t_clock / t_bare);
     printf("  %-40s %6.2f ns  %.2fx call, %.2fx clock pair\n", "keel section enter+leave",
            t_section, t_section / t_bare, t_section / t_clock);
+
+    /* the section above registered this thread: the watchdog samples its held locks */
+    must(keel_lock_class_budget("bench_budgeted", 1000));
+    double t_plain = bench_best(run_lock_plain, N / 5, ROUNDS);
+    double t_budgeted = bench_best(run_lock_budgeted, N / 5, ROUNDS);
+    printf("  %-40s %6.2f ns  1.00x (anchor)\n", "keel_mutex lock+unlock, no budget", t_plain);
+    printf("  %-40s %6.2f ns  %.2fx no budget\n", "keel_mutex lock+unlock, budgeted class",
+           t_budgeted, t_budgeted / t_plain);
+    must(keel_lock_class_budget("bench_budgeted", 0));
 
 #if KEEL_WATCHDOG_ON
     keel_thread *t[8];

@@ -85,6 +85,40 @@ extern KEEL__TLS unsigned keel__status_fail_allocs;
 /* Stop the watchdog thread at exit. */
 void keel__watchdog_at_exit(void);
 
+/* Called by lockdep when the calling thread's lock state is allocated (or NULL: freed). */
+void keel__watchdog_lock_state(void *state);
+
+/* ---- lock hold budgets (src/lock.c, src/lockdep.c; the watchdog samples) ---- */
+
+/* One held lock of another thread, as the watchdog samples it. */
+typedef struct keel__lock_sample {
+    unsigned long long seq; /* the holder's acquisition number: unique per thread */
+    const void *lock;
+    unsigned long long budget_ns; /* its class's budget (0: none) */
+    unsigned cls;
+} keel__lock_sample;
+
+#define KEEL__LOCK_BUDGET_NAME   64 /* class names, with the NUL */
+#define KEEL__LOCK_BUDGET_MAX_MS 1000000000ull
+
+/* The calling thread's lock state (NULL: none yet, or a release build). */
+void *keel__lock_state_self(void);
+/* Read another thread's held locks (atomic loads: the sample may be stale, never unsafe). */
+unsigned keel__lock_sample_held(const void *state, keel__lock_sample *out, unsigned max);
+/* On the holder (signal-safe): does it still hold acquisition `seq` of `lock`?  Where taken. */
+bool keel__lock_holds(unsigned long long seq, const void *lock, const char **file, int *line);
+/* A class's name, kind ("mutex", ...) and rank. */
+void keel__lock_class_info(unsigned cls, char *name, size_t size, const char **kind, int *rank);
+/* Re-read the lock.budget option if it changed (the watchdog calls this every tick). */
+void keel__lock_budgets_refresh(void);
+/* Is any class budgeted? */
+bool keel__lock_budgets_any(void);
+/* Parse "name:ms,name:ms"; fn (may be NULL: only check) gets each item. */
+KEEL_MUST_USE keel_status keel__lock_budget_parse(const char *spec,
+                                                  void (*fn)(const char *name, size_t len,
+                                                             unsigned long long ms, void *ctx),
+                                                  void *ctx);
+
 /* ---- stress options (src/stress.c, src/stress_summary.c) ----------------- */
 
 /* Apply the stress.* options if they changed (called after every options change). */

@@ -67,7 +67,130 @@ static void sleep_plain(unsigned long long ms)
     }
 }
 
+/* ---- lock hold budgets: the lock.budget syntax (both variants) ----------------------------- */
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+keel_status keel__lock_budget_parse(const char *spec,
+                                    void (*fn)(const char *name, size_t len, unsigned long long ms,
+                                               void *ctx),
+                                    void *ctx)
+{
+    KEEL_ASSERT(spec != NULL);
+    const char *p = spec;
+    while (*p != '\0') {
+        const char *end = strchr(p, ',');
+        if (end == NULL)
+            end = p + strlen(p);
+        const char *b = p, *e = end;
+        while (b < e && is_blank(*b))
+            b++;
+        while (e > b && is_blank(e[-1]))
+            e--;
+        if (b < e) { /* empty items are fine */
+            const char *colon = e;
+            while (colon > b && colon[-1] != ':')
+                colon--;
+            const char *name_end = colon > b ? colon - 1 : b;
+            while (name_end > b && is_blank(name_end[-1]))
+                name_end--;
+            const char *digits = colon;
+            while (digits < e && is_blank(*digits))
+                digits++;
+            unsigned long long ms = 0;
+            bool ok = colon > b && name_end > b && digits < e &&
+                      (size_t)(name_end - b) < KEEL__LOCK_BUDGET_NAME;
+            for (const char *d = digits; ok && d < e; d++) {
+                ok = *d >= '0' && *d <= '9';
+                ms = ms * 10u + (unsigned long long)(*d - '0');
+                ok = ok && ms <= KEEL__LOCK_BUDGET_MAX_MS;
+            }
+            if (!ok)
+                return keel_status_with_str(
+                    KEEL_ERR(KEEL_E_PARSE,
+                             "bad lock budget '%.*s': expected class:ms (a class name of at most "
+                             "%d characters, 0..%llu ms)",
+                             (int)(e - b), b, KEEL__LOCK_BUDGET_NAME - 1, KEEL__LOCK_BUDGET_MAX_MS),
+                    "item", spec);
+            if (fn != NULL)
+                fn(b, (size_t)(name_end - b), ms, ctx);
+        }
+        p = *end == ',' ? end + 1 : end;
+    }
+    return KEEL_OK;
+}
+
+keel_status keel__lock_budget_check(const char *value)
+{
+    return keel__lock_budget_parse(value != NULL ? value : "", NULL, NULL);
+}
+
+/* The checks of keel_lock_class_budget's arguments, in both variants. */
+static keel_status budget_args(const char *class_name, unsigned long long budget_ms)
+{
+    if (class_name == NULL || class_name[0] == '\0')
+        return KEEL_ERR(KEEL_E_INVAL, "keel_lock_class_budget: no class name");
+    if (strlen(class_name) >= KEEL__LOCK_BUDGET_NAME)
+        return KEEL_ERR(KEEL_E_INVAL, "lock class name '%.40s...' is longer than %d characters",
+                        class_name, KEEL__LOCK_BUDGET_NAME - 1);
+    if (budget_ms > KEEL__LOCK_BUDGET_MAX_MS)
+        return keel_status_with_uint(KEEL_ERR(KEEL_E_RANGE,
+                                              "budget of %llu ms for lock class '%s' is over the "
+                                              "limit of %llu ms",
+                                              budget_ms, class_name, KEEL__LOCK_BUDGET_MAX_MS),
+                                     "max_ms", KEEL__LOCK_BUDGET_MAX_MS);
+    return KEEL_OK;
+}
+
 #if !KEEL_DEVEL
+
+keel_status keel_lock_class_budget(const char *class_name, unsigned long long budget_ms)
+{
+    /* release builds track no holders: nothing to watch */
+    return budget_args(class_name, budget_ms);
+}
+
+void *keel__lock_state_self(void)
+{
+    return NULL;
+}
+
+unsigned keel__lock_sample_held(const void *state, keel__lock_sample *out, unsigned max)
+{
+    (void)state;
+    (void)out;
+    (void)max;
+    return 0;
+}
+
+bool keel__lock_holds(unsigned long long seq, const void *lock, const char **file, int *line)
+{
+    (void)seq;
+    (void)lock;
+    (void)file;
+    (void)line;
+    return false;
+}
+
+void keel__lock_class_info(unsigned cls, char *name, size_t size, const char **kind, int *rank)
+{
+    (void)cls;
+    (void)snprintf(name, size, "?");
+    *kind = "?";
+    *rank = 0;
+}
+
+void keel__lock_budgets_refresh(void)
+{
+}
+
+bool keel__lock_budgets_any(void)
+{
+    return false;
+}
 
 bool keel__cond_timedwait(keel_cond *c, keel_mutex *m, unsigned long long ms, const char *file,
                           int line, const char *func)
@@ -135,6 +258,14 @@ size_t keel_lock_graph_json(char *buf, size_t size)
 #else /* KEEL_DEVEL */
 
 #include "lockdep.h"
+
+keel_status keel_lock_class_budget(const char *class_name, unsigned long long budget_ms)
+{
+    keel_status s = budget_args(class_name, budget_ms);
+    if (!keel_ok(s))
+        return s;
+    return keel__dep_set_budget(class_name, budget_ms);
+}
 
 /* ---- mutex -------------------------------------------------------------------------------- */
 

@@ -37,13 +37,24 @@ static keel__lock_thread no_memory_state; /* shared by threads whose state could
 
 typedef struct lock_class {
     char name[64];
+    const char *file;             /* first initialisation site */
+    unsigned long long budget_ns; /* atomic: hold budget (0: none), read by the watchdog */
     int rank;
-    unsigned char kind;
-    const char *file; /* first initialisation site */
     int line;
+    unsigned char kind;
     bool recursion_reported;
     bool rank_conflict_reported;
 } lock_class;
+
+/* A hold budget named by keel_lock_class_budget or the lock.budget option. */
+typedef struct budget_rule {
+    char name[KEEL__LOCK_BUDGET_NAME];
+    unsigned long long api_ms; /* set by keel_lock_class_budget (wins when api_set) */
+    unsigned long long opt_ms; /* from lock.budget */
+    bool api_set;
+} budget_rule;
+
+#define MAX_BUDGETS 64u
 
 typedef struct edge_info {
     unsigned from, to;            /* nodes */
@@ -70,6 +81,10 @@ static unsigned long long reported_pairs[1024];
 static unsigned nreported;
 static unsigned long long chains[CHAIN_SLOTS];
 static bool classes_full_reported, edges_full_reported, chains_full_reported;
+static budget_rule budgets[MAX_BUDGETS];
+static unsigned nbudgets;
+static unsigned budgets_generation; /* keel__options_generation last read; 0: never */
+static bool budgets_active;         /* atomic: some class has a budget */
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 
@@ -97,6 +112,114 @@ static unsigned hash_str(const char *s)
     return h;
 }
 
+/* ---- hold budgets (graph_lock held) ------------------------------------------------------ */
+
+static budget_rule *rule_find(const char *name, size_t len, bool create)
+{
+    for (unsigned i = 0; i < nbudgets; i++)
+        if (strncmp(budgets[i].name, name, len) == 0 && budgets[i].name[len] == '\0')
+            return &budgets[i];
+    if (!create || nbudgets >= MAX_BUDGETS || len >= sizeof(budgets[0].name))
+        return NULL;
+    budget_rule *b = &budgets[nbudgets++];
+    memset(b, 0, sizeof(*b));
+    memcpy(b->name, name, len);
+    b->name[len] = '\0';
+    return b;
+}
+
+static unsigned long long rule_budget_ns(const char *name)
+{
+    const budget_rule *b = rule_find(name, strlen(name), false);
+    if (b == NULL)
+        return 0;
+    return (b->api_set ? b->api_ms : b->opt_ms) * 1000000ull;
+}
+
+/* Give every class the budget its rules say now. */
+static void budgets_apply(void)
+{
+    bool any = false;
+    for (unsigned i = 0; i < nclasses; i++) {
+        unsigned long long ns = rule_budget_ns(classes[i].name);
+        __atomic_store_n(&classes[i].budget_ns, ns, __ATOMIC_RELAXED);
+        any = any || ns != 0;
+    }
+    for (unsigned i = 0; i < nbudgets && !any; i++)
+        any = (budgets[i].api_set ? budgets[i].api_ms : budgets[i].opt_ms) != 0;
+    __atomic_store_n(&budgets_active, any, __ATOMIC_RELAXED);
+}
+
+static void option_rule(const char *name, size_t len, unsigned long long ms, void *ctx)
+{
+    bool *full = (bool *)ctx;
+    budget_rule *b = rule_find(name, len, ms != 0);
+    if (b != NULL)
+        b->opt_ms = ms;
+    else if (ms != 0)
+        *full = true;
+}
+
+/* Re-read lock.budget when any option changed since the last look. */
+static void budgets_refresh_locked(void)
+{
+    unsigned gen = __atomic_load_n(&keel__options_generation, __ATOMIC_ACQUIRE);
+    if (gen == budgets_generation)
+        return;
+    __atomic_store_n(&budgets_generation, gen, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < nbudgets; i++)
+        budgets[i].opt_ms = 0;
+    bool full = false;
+    keel_status s =
+        keel__lock_budget_parse(keel__opt_str(KEEL__OPT_LOCK_BUDGET), option_rule, &full);
+    keel_status_ignore(s, "lock.budget was checked when it was set");
+    budgets_apply();
+    if (full)
+        (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
+                          "more than %u lock classes with budgets: lock.budget is partly ignored",
+                          MAX_BUDGETS);
+}
+
+void keel__lock_budgets_refresh(void)
+{
+    if (__atomic_load_n(&keel__options_generation, __ATOMIC_ACQUIRE) ==
+        __atomic_load_n(&budgets_generation, __ATOMIC_RELAXED))
+        return;
+    KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+    budgets_refresh_locked();
+    KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+}
+
+bool keel__lock_budgets_any(void)
+{
+    keel__lock_budgets_refresh();
+    return __atomic_load_n(&budgets_active, __ATOMIC_RELAXED);
+}
+
+keel_status keel__dep_set_budget(const char *class_name, unsigned long long budget_ms)
+{
+    KEEL_ASSERT(class_name != NULL && budget_ms <= KEEL__LOCK_BUDGET_MAX_MS);
+    keel__lazy_init();
+    keel_status s = KEEL_OK;
+    KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+    budgets_refresh_locked();
+    budget_rule *b = rule_find(class_name, strlen(class_name), true);
+    if (b != NULL) {
+        b->api_ms = budget_ms;
+        b->api_set = true;
+        budgets_apply();
+    }
+    KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+    if (b == NULL)
+        s = keel_status_with_uint(
+            KEEL_ERR(KEEL_E_FULL, "cannot budget lock class '%s': %u classes already have budgets",
+                     class_name, MAX_BUDGETS),
+            "max_budgets", MAX_BUDGETS);
+    return s;
+}
+
+/* ---- class lookup ---------------------------------------------------------------------------- */
+
 /* graph_lock held.  Reports are returned through *conflict for emission after unlocking. */
 static unsigned class_lookup(const char *key, int rank, keel__lock_kind kind, const char *file,
                              int line, int *conflict_rank)
@@ -114,6 +237,7 @@ static unsigned class_lookup(const char *key, int rank, keel__lock_kind kind, co
             lc->kind = (unsigned char)kind;
             lc->file = file;
             lc->line = line;
+            __atomic_store_n(&lc->budget_ns, rule_budget_ns(key), __ATOMIC_RELAXED);
             class_hash[slot] = ++nclasses;
             return nclasses - 1;
         }
@@ -272,6 +396,7 @@ bool keel__dep_destroy_check(keel_lockdep *d, const void *lock, const char *file
 static void thread_exit_check(void *arg)
 {
     keel__lock_thread *t = (keel__lock_thread *)arg;
+    keel__watchdog_lock_state(NULL); /* the watchdog stops sampling it before it is freed */
     if (t->n == 0) {
         keel__lock_tls = NULL;
         free(t);
@@ -304,6 +429,7 @@ keel__lock_thread *keel__lock_thread_new(void)
         return &no_memory_state; /* not remembered: the next call tries again */
     }
     keel__lock_tls = t;
+    keel__watchdog_lock_state(t); /* watched for hold budgets */
     return t;
 }
 
@@ -342,6 +468,22 @@ const keel__held *keel__dep_find(const keel__lock_thread *t, const void *lock)
     return NULL;
 }
 
+/* Copy a held entry down the stack; the fields the watchdog samples are stored atomically. */
+static void move_entry(keel__held *dst, const keel__held *src)
+{
+    __atomic_store_n(&dst->lock, src->lock, __ATOMIC_RELAXED);
+    dst->dep = src->dep;
+    __atomic_store_n(&dst->node, src->node, __ATOMIC_RELAXED);
+    dst->chain = src->chain;
+    dst->file = src->file;
+    dst->line = src->line;
+    dst->kind = src->kind;
+    dst->shared = src->shared;
+    dst->trylock = src->trylock;
+    dst->waiting = src->waiting;
+    __atomic_store_n(&dst->seq, src->seq, __ATOMIC_RELEASE);
+}
+
 bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock, const char *file,
                         int line, const char *func)
 {
@@ -367,7 +509,7 @@ bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
     if (t->h[i].kind == KEEL__LK_SPIN)
         t->spins--;
     for (unsigned j = i; j + 1 < t->n; j++)
-        t->h[j] = t->h[j + 1];
+        move_entry(&t->h[j], &t->h[j + 1]);
     __atomic_store_n(&t->n, t->n - 1, __ATOMIC_RELEASE);
     recompute_from(t, i);
     return true;
@@ -751,6 +893,67 @@ void keel__lock_describe_held(char *buf, size_t size)
                          h->dep->rank, h->file, h->line,
                          h->waiting ? " (released: waiting on a condition)" : "");
     }
+}
+
+void *keel__lock_state_self(void)
+{
+    return keel__lock_tls;
+}
+
+unsigned keel__lock_sample_held(const void *state, keel__lock_sample *out, unsigned max)
+{
+    KEEL_ASSERT(state != NULL && out != NULL);
+    const keel__lock_thread *t = (const keel__lock_thread *)state;
+    unsigned n = __atomic_load_n(&t->n, __ATOMIC_ACQUIRE);
+    if (n > KEEL_LOCK_MAX_HELD)
+        n = KEEL_LOCK_MAX_HELD;
+    unsigned k = 0;
+    for (unsigned i = 0; i < n && k < max; i++) {
+        const keel__held *h = &t->h[i];
+        unsigned long long seq = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
+        unsigned node = __atomic_load_n(&h->node, __ATOMIC_RELAXED);
+        const void *lock = __atomic_load_n(&h->lock, __ATOMIC_RELAXED);
+        if (node == KEEL__CLS_NONE || node / KEEL__NEST_LEVELS >= MAX_CLASSES || seq == 0)
+            continue;
+        unsigned cls = node / KEEL__NEST_LEVELS;
+        out[k].seq = seq;
+        out[k].lock = lock;
+        out[k].cls = cls;
+        out[k].budget_ns = __atomic_load_n(&classes[cls].budget_ns, __ATOMIC_RELAXED);
+        k++;
+    }
+    return k;
+}
+
+/* Called on the holder from the watchdog's signal: no locks, no malloc. */
+bool keel__lock_holds(unsigned long long seq, const void *lock, const char **file, int *line)
+{
+    const keel__lock_thread *t = keel__lock_tls;
+    if (t == NULL)
+        return false;
+    for (unsigned i = 0; i < t->n && i < KEEL_LOCK_MAX_HELD; i++)
+        if (t->h[i].seq == seq && t->h[i].lock == lock) {
+            *file = t->h[i].file;
+            *line = t->h[i].line;
+            return true;
+        }
+    return false;
+}
+
+void keel__lock_class_info(unsigned cls, char *name, size_t size, const char **kind, int *rank)
+{
+    KEEL_ASSERT(name != NULL && kind != NULL && rank != NULL);
+    KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+    if (cls < nclasses) {
+        (void)snprintf(name, size, "%s", classes[cls].name);
+        *kind = kind_names[classes[cls].kind];
+        *rank = classes[cls].rank;
+    } else {
+        (void)snprintf(name, size, "?");
+        *kind = "?";
+        *rank = 0;
+    }
+    KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
 }
 
 size_t keel_lock_graph_json(char *buf, size_t size)

@@ -11,13 +11,18 @@ KEEL_EXTERN_C_BEGIN
 
 typedef enum keel__lock_kind { KEEL__LK_MUTEX, KEEL__LK_RWLOCK, KEEL__LK_SPIN } keel__lock_kind;
 
-/* One lock a thread holds. */
+/*
+ * One lock a thread holds.  The watchdog thread samples `lock`, `node` and
+ * `seq` of other threads' entries (keel__lock_sample_held), so the owner
+ * writes those three with atomic stores (plain moves on the machine); every
+ * other field is the owner's alone.
+ */
 typedef struct keel__held {
-    const void *lock;
+    const void *lock; /* atomic */
     keel_lockdep *dep;
-    unsigned node;            /* class * KEEL__NEST_LEVELS + subclass */
+    unsigned node;            /* atomic; class * KEEL__NEST_LEVELS + subclass */
     unsigned long long chain; /* hash of the nodes of entries 0..this */
-    unsigned long long seq;   /* this thread's acquisition number (watchdog hold budgets) */
+    unsigned long long seq;   /* atomic; this thread's acquisition number (hold budgets) */
     const char *file;         /* where this thread acquired it */
     int line;
     unsigned char kind;
@@ -151,16 +156,16 @@ static inline void keel__dep_record(keel__lock_thread *t, keel_lockdep *d, const
 {
     unsigned n = t->n;
     keel__held *h = &t->h[n];
-    h->lock = lock;
+    __atomic_store_n(&h->lock, lock, __ATOMIC_RELAXED);
     h->dep = d;
-    h->node = node;
+    __atomic_store_n(&h->node, node, __ATOMIC_RELAXED);
     h->file = file;
     h->line = line;
     h->kind = (unsigned char)kind;
     h->shared = shared;
     h->trylock = trylock;
     h->waiting = false;
-    h->seq = ++t->seq;
+    __atomic_store_n(&h->seq, ++t->seq, __ATOMIC_RELEASE);
     h->chain = keel__held_chain(n > 0 ? t->h[n - 1].chain : 0, h);
     if (kind == KEEL__LK_SPIN)
         t->spins++;
@@ -194,6 +199,10 @@ static inline bool keel__dep_pop(keel__lock_thread *t, keel_lockdep *d, const vo
     }
     return keel__dep_pop_slow(t, d, lock, file, line, func);
 }
+/* keel_lock_class_budget once its arguments are checked. */
+KEEL_MUST_USE keel_status keel__dep_set_budget(const char *class_name,
+                                               unsigned long long budget_ms);
+
 const keel__held *keel__dep_find(const keel__lock_thread *t, const void *lock);
 void keel__dep_mark_waiting(keel__lock_thread *t, const void *lock, bool waiting);
 

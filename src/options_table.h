@@ -51,13 +51,17 @@
     X(STRESS_SUMMARY, "stress.summary", BOOL, 0, 0, 1, NULL,                                       \
       "print the stress summary on stderr at exit (counts, fired, never reached)")                 \
     X(STRESS_JSON, "stress.json", STR, 0, 0, 0, NULL,                                              \
-      "write the stress summary as JSON to this file at exit (keel-stress reads it)")
+      "write the stress summary as JSON to this file at exit (keel-stress reads it)")              \
+    /* locks */                                                                                    \
+    X(LOCK_BUDGET, "lock.budget", STR, 0, 0, 0, keel__lock_budget_check,                           \
+      "lock hold budgets, class:ms[,class:ms...]: a longer hold is reported (devel builds)")
 
-/* check functions of STR options */
+/* check functions of STR options (src/stress_spec.c, src/lock.c) */
 #include "keel/status.h"
 KEEL_EXTERN_C_BEGIN
 KEEL_MUST_USE keel_status keel__stress_check_spec(const char *value);
 KEEL_MUST_USE keel_status keel__stress_check_file(const char *value);
+KEEL_MUST_USE keel_status keel__lock_budget_check(const char *value);
 KEEL_EXTERN_C_END
 
 #endif /* KEEL_OPTIONS_TABLE_H */

@@ -8,6 +8,10 @@
  * every tick, and for each open section compares the sequence number with the
  * one it saw last time: unchanged means the same section instance is still
  * running, and its elapsed time is measured on the watchdog's clock.
+ *
+ * Lock hold budgets work the same way on the lock checker's held stack: every
+ * held lock carries its thread's acquisition number, and the watchdog tracks
+ * (lock, number) pairs of budgeted classes from tick to tick (sample_locks).
  */
 #include "internal.h"
 
@@ -24,7 +28,8 @@ enum {
     BT_FRAMES = 32,
     MAX_MODULES = 64,
     NAME_SIZE = 32,
-    LOCKS_SIZE = 512
+    LOCKS_SIZE = 512,
+    MAX_WATCHED_HOLDS = 8 /* budgeted locks held at once by one thread that are watched */
 };
 
 enum { ENTRY_OVERRUN = 1u };
@@ -35,6 +40,21 @@ typedef struct entry {
     unsigned flags;                /* atomic; ENTRY_OVERRUN set by the watchdog */
     unsigned long long start_ns;   /* atomic; the watchdog's estimate, once overrun */
 } entry;
+
+/* A budgeted lock hold the watchdog has seen (the watchdog's own view). */
+typedef struct held_watch {
+    unsigned long long seq; /* the holder's acquisition number: unique per thread */
+    const void *lock;
+    unsigned long long since;  /* the tick before it was first seen */
+    unsigned long long last;   /* the tick it was last seen */
+    unsigned long long budget; /* scaled, once reported */
+    const char *file;          /* where it was acquired (told by the holder when reported) */
+    int line;
+    unsigned cls;
+    unsigned seen; /* consecutive samples it was in */
+    bool reported;
+    bool dismissed; /* the holder had released it when asked: never reported */
+} held_watch;
 
 typedef struct thread_rec {
     /*
@@ -54,11 +74,17 @@ typedef struct thread_rec {
     unsigned long long wd_since[MAX_DEPTH];
     unsigned long wd_hb_last;
     unsigned long long wd_hb_since;
+    held_watch wd_holds[MAX_WATCHED_HOLDS];
+    void *lock_state; /* the thread's lock-checker state (devel), under lock */
     /* statistics */
     unsigned long long overruns;  /* atomic */
     unsigned long long hb_misses; /* atomic */
     /* backtrace requested by the watchdog, taken by the thread's signal handler */
     void *bt[BT_FRAMES];
+    /* a lock hold the watchdog asks about with the backtrace signal (seq 0: none) */
+    unsigned long long bt_check_seq;
+    const void *bt_check_lock;
+    const char *bt_check_file;
     int used;             /* atomic: 0 free, 1 registering, 2 live */
     unsigned incarnation; /* bumped (under lock) each time the slot is taken */
     unsigned wd_incarnation;
@@ -66,6 +92,9 @@ typedef struct thread_rec {
     clockid_t cpu_clock;
     int bt_state; /* atomic: 0 idle, 1 requested, 2 ready */
     int bt_n;
+    int bt_check_line;
+    unsigned wd_nholds;
+    bool bt_check_held;
     bool wd_hb_reported;
     char name[NAME_SIZE];
     char module[NAME_SIZE];
@@ -151,6 +180,7 @@ static void init_table(void)
 }
 
 static void start_watchdog_lazily(void);
+static void report_hold_end(const thread_rec *t, const held_watch *w, unsigned long long now);
 
 /* The OS keeps 15 characters of a thread name. */
 static void set_os_name(const char *name)
@@ -189,6 +219,7 @@ static keel_status register_self(const char *name, const char *module)
         __atomic_store_n(&t->overruns, 0ull, __ATOMIC_RELAXED);
         __atomic_store_n(&t->hb_misses, 0ull, __ATOMIC_RELAXED);
         __atomic_store_n(&t->bt_state, 0, __ATOMIC_RELAXED);
+        t->lock_state = keel__lock_state_self();
         unsigned high = __atomic_load_n(&threads_high, __ATOMIC_RELAXED);
         while (high < i + 1 && !__atomic_compare_exchange_n(&threads_high, &high, i + 1, false,
                                                             __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
@@ -227,6 +258,12 @@ void keel_thread_unregister(void)
                       __atomic_load_n(&t->overruns, __ATOMIC_RELAXED));
     __atomic_store_n(&t->depth, 0u, __ATOMIC_RELEASE);
     __atomic_store_n(&t->hb_period_ns, 0ull, __ATOMIC_RELEASE);
+    /* budgeted holds already reported end with the thread: the watchdog stops looking */
+    for (unsigned i = 0; i < t->wd_nholds; i++)
+        if (t->wd_holds[i].reported)
+            report_hold_end(t, &t->wd_holds[i], now_ns());
+    t->wd_nholds = 0;
+    t->lock_state = NULL;
     tls_rec = NULL;
     (void)pthread_setspecific(exit_key, NULL);
     __atomic_store_n(&t->used, 0, __ATOMIC_RELEASE);
@@ -251,6 +288,20 @@ static thread_rec *self_rec(void)
     if (KEEL_LIKELY(t != NULL))
         return t;
     return register_unnamed();
+}
+
+void keel__watchdog_lock_state(void *state)
+{
+    thread_rec *t = tls_rec;
+    if (t == NULL) {
+        /* with budgets set, a thread's first keel lock gets it watched */
+        if (state != NULL && KEEL_WATCHDOG_ON && keel__lock_budgets_any())
+            (void)register_unnamed(); /* it picks the state up */
+        return;
+    }
+    KEEL_VERIFY(pthread_mutex_lock(&t->lock) == 0);
+    t->lock_state = state;
+    KEEL_VERIFY(pthread_mutex_unlock(&t->lock) == 0);
 }
 
 /* ---- keel threads ------------------------------------------------------------------------- */
@@ -412,6 +463,9 @@ static void backtrace_signal(int sig, siginfo_t *info, void *uctx)
         t->locks[0] = '\0';
         if (keel__lock_describe_held != NULL)
             keel__lock_describe_held(t->locks, sizeof(t->locks));
+        t->bt_check_held =
+            t->bt_check_seq != 0 && keel__lock_holds(t->bt_check_seq, t->bt_check_lock,
+                                                     &t->bt_check_file, &t->bt_check_line);
         __atomic_store_n(&t->bt_state, 2, __ATOMIC_RELEASE);
     }
     errno = saved;
@@ -439,23 +493,10 @@ static bool capture_backtrace(thread_rec *t)
     return __atomic_load_n(&t->bt_state, __ATOMIC_ACQUIRE) == 2;
 }
 
-static void report_stuck(thread_rec *t, const keel_section_desc *d, unsigned long long elapsed,
-                         unsigned long long budget)
+/* Thread, times, and the stuck thread's backtrace and locks (from capture_backtrace); emits r. */
+static void add_stuck_context(keel_report *r, thread_rec *t, bool have_bt,
+                              unsigned long long elapsed, unsigned long long budget)
 {
-    bool have_bt = capture_backtrace(t);
-    keel_report *r;
-    if (d != NULL) {
-        r = keel_report_begin(KEEL_REPORT_WATCHDOG, d->file, d->line, d->func,
-                              "section '%s' has run %.1f ms, over its budget of %.1f ms, and is "
-                              "still running",
-                              d->name, (double)elapsed / 1e6, (double)budget / 1e6);
-        keel_report_add_str(r, "section", d->name);
-    } else {
-        r = keel_report_begin(KEEL_REPORT_WATCHDOG, __FILE__, __LINE__, __func__,
-                              "thread '%s' missed its heartbeat: none for %.1f ms (period %.1f ms)",
-                              t->name, (double)elapsed / 1e6, (double)budget / 1e6);
-        keel_report_add_str(r, "heartbeat", "missed");
-    }
     keel_report_add_str(r, "thread", t->name);
     keel_report_add_int(r, "tid", t->tid);
     if (t->module[0] != '\0')
@@ -474,6 +515,26 @@ static void report_stuck(thread_rec *t, const keel_section_desc *d, unsigned lon
     }
     __atomic_store_n(&t->bt_state, 0, __ATOMIC_RELEASE);
     (void)keel_report_emit(r);
+}
+
+static void report_stuck(thread_rec *t, const keel_section_desc *d, unsigned long long elapsed,
+                         unsigned long long budget)
+{
+    bool have_bt = capture_backtrace(t);
+    keel_report *r;
+    if (d != NULL) {
+        r = keel_report_begin(KEEL_REPORT_WATCHDOG, d->file, d->line, d->func,
+                              "section '%s' has run %.1f ms, over its budget of %.1f ms, and is "
+                              "still running",
+                              d->name, (double)elapsed / 1e6, (double)budget / 1e6);
+        keel_report_add_str(r, "section", d->name);
+    } else {
+        r = keel_report_begin(KEEL_REPORT_WATCHDOG, __FILE__, __LINE__, __func__,
+                              "thread '%s' missed its heartbeat: none for %.1f ms (period %.1f ms)",
+                              t->name, (double)elapsed / 1e6, (double)budget / 1e6);
+        keel_report_add_str(r, "heartbeat", "missed");
+    }
+    add_stuck_context(r, t, have_bt, elapsed, budget);
 }
 
 /* Lock a record if it belongs to a live thread; false (and unlocked) otherwise. */
@@ -504,6 +565,7 @@ static void sample(thread_rec *t, unsigned long long now, unsigned long long pre
     if (t->wd_incarnation != t->incarnation) { /* a new thread in this slot */
         t->wd_incarnation = t->incarnation;
         memset(t->wd_seq, 0, sizeof(t->wd_seq));
+        t->wd_nholds = 0;
         t->wd_hb_since = 0;
         t->wd_hb_reported = false;
     }
@@ -551,6 +613,143 @@ static void sample(thread_rec *t, unsigned long long now, unsigned long long pre
     }
 }
 
+/* ---- lock hold budgets ---------------------------------------------------------------------------- */
+
+/* A budgeted hold seen in two samples and now past its budget: ask the holder, then report. */
+static void report_hold(thread_rec *t, held_watch *w, unsigned long long elapsed,
+                        unsigned long long budget)
+{
+    t->bt_check_seq = w->seq;
+    t->bt_check_lock = w->lock;
+    t->bt_check_held = false;
+    t->bt_check_file = NULL;
+    t->bt_check_line = 0;
+    bool have_bt = capture_backtrace(t);
+    t->bt_check_seq = 0;
+    bool held = have_bt && t->bt_check_held;
+    if (!have_bt) { /* no answer: a fresh sample must still show it */
+        keel__lock_sample cur[KEEL_LOCK_MAX_HELD];
+        unsigned n = keel__lock_sample_held(t->lock_state, cur, KEEL_LOCK_MAX_HELD);
+        for (unsigned i = 0; i < n && !held; i++)
+            held = cur[i].seq == w->seq && cur[i].lock == w->lock;
+    }
+    if (!held) { /* released in the meantime: within its budget after all */
+        w->dismissed = true;
+        __atomic_store_n(&t->bt_state, 0, __ATOMIC_RELEASE);
+        return;
+    }
+    w->reported = true;
+    w->budget = budget;
+    w->file = have_bt ? t->bt_check_file : NULL;
+    w->line = have_bt ? t->bt_check_line : 0;
+    __atomic_add_fetch(&t->overruns, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&total_overruns, 1, __ATOMIC_RELAXED);
+    char name[KEEL__LOCK_BUDGET_NAME];
+    const char *kind = "?";
+    int rank = 0;
+    keel__lock_class_info(w->cls, name, sizeof(name), &kind, &rank);
+    keel_report *r = keel_report_begin(
+        KEEL_REPORT_WATCHDOG, w->file != NULL ? w->file : __FILE__,
+        w->file != NULL ? w->line : __LINE__, NULL,
+        "lock '%s' has been held by thread '%s' for %.1f ms, over its budget of %.1f ms, and is "
+        "still held",
+        name, t->name, (double)elapsed / 1e6, (double)budget / 1e6);
+    keel_report_add_str(r, "lock", name);
+    keel_report_add_str(r, "lock_kind", kind);
+    keel_report_add_int(r, "rank", rank);
+    keel_report_add_text(r, "%s '%s' at %p, acquired at %s:%d", kind, name, w->lock,
+                         w->file != NULL ? w->file : "?", w->line);
+    add_stuck_context(r, t, have_bt, elapsed, budget);
+}
+
+static void report_hold_end(const thread_rec *t, const held_watch *w, unsigned long long now)
+{
+    char name[KEEL__LOCK_BUDGET_NAME];
+    const char *kind = "?";
+    int rank = 0;
+    keel__lock_class_info(w->cls, name, sizeof(name), &kind, &rank);
+    unsigned long long total = now - w->since; /* at most this long: tick resolution */
+    keel_report *r =
+        keel_report_begin(KEEL_REPORT_WATCHDOG, w->file != NULL ? w->file : __FILE__,
+                          w->file != NULL ? w->line : __LINE__, NULL,
+                          "lock '%s' released after %.1f ms (budget %.1f ms), held by thread '%s'",
+                          name, (double)total / 1e6, (double)w->budget / 1e6, t->name);
+    keel_report_add_str(r, "lock", name);
+    keel_report_add_str(r, "lock_kind", kind);
+    keel_report_add_str(r, "thread", t->name);
+    keel_report_add_uint(r, "total_ms", total / 1000000ull);
+    keel_report_add_uint(r, "budget_ms", w->budget / 1000000ull);
+    keel_report_no_backtrace(r);
+    (void)keel_report_emit(r);
+}
+
+static held_watch *find_hold(thread_rec *t, const keel__lock_sample *c)
+{
+    for (unsigned i = 0; i < t->wd_nholds; i++)
+        if (t->wd_holds[i].seq == c->seq && t->wd_holds[i].lock == c->lock &&
+            t->wd_holds[i].cls == c->cls)
+            return &t->wd_holds[i];
+    return NULL;
+}
+
+/*
+ * Track the budgeted locks thread t holds.  A hold is one (lock, acquisition
+ * number) pair; it must be in two consecutive samples before it can be
+ * reported, and the holder confirms it still holds it when asked for its
+ * backtrace, so a stale sample never reports a lock that was released.
+ */
+static void sample_locks(thread_rec *t, unsigned long long now, unsigned long long prev)
+{
+    if (t->lock_state == NULL && t->wd_nholds == 0)
+        return;
+    keel__lock_sample cur[KEEL_LOCK_MAX_HELD];
+    unsigned n =
+        t->lock_state != NULL ? keel__lock_sample_held(t->lock_state, cur, KEEL_LOCK_MAX_HELD) : 0;
+    for (unsigned i = 0; i < n; i++) {
+        held_watch *w = find_hold(t, &cur[i]);
+        if (w != NULL) {
+            if (w->last != now) { /* (an entry being moved may show twice) */
+                w->seen++;
+                w->last = now;
+            }
+            continue;
+        }
+        if (cur[i].budget_ns == 0 || t->wd_nholds >= MAX_WATCHED_HOLDS)
+            continue;
+        w = &t->wd_holds[t->wd_nholds++];
+        memset(w, 0, sizeof(*w));
+        w->seq = cur[i].seq;
+        w->lock = cur[i].lock;
+        w->cls = cur[i].cls;
+        w->since = prev; /* acquired after the previous tick */
+        w->last = now;
+        w->seen = 1;
+    }
+    /* holds not in this sample have ended */
+    unsigned kept = 0;
+    for (unsigned i = 0; i < t->wd_nholds; i++) {
+        held_watch *w = &t->wd_holds[i];
+        if (w->last != now) {
+            if (w->reported)
+                report_hold_end(t, w, now);
+            continue;
+        }
+        if (kept != i)
+            t->wd_holds[kept] = *w;
+        kept++;
+    }
+    t->wd_nholds = kept;
+    for (unsigned i = 0; i < n; i++) {
+        held_watch *w = find_hold(t, &cur[i]);
+        if (w == NULL || w->reported || w->dismissed || w->seen < 2)
+            continue;
+        unsigned long long budget = scaled(cur[i].budget_ns);
+        unsigned long long elapsed = now - w->since;
+        if (budget != 0 && elapsed > budget)
+            report_hold(t, w, elapsed, budget);
+    }
+}
+
 static void *watchdog_main(void *arg)
 {
     (void)arg;
@@ -570,13 +769,19 @@ static void *watchdog_main(void *arg)
             break;
         KEEL_VERIFY(pthread_mutex_unlock(&wd_lock) == 0);
         unsigned long long now = now_ns();
+        keel__lock_budgets_refresh();
+        /* watchdog.scale=0 switches lock budgets off too; holds already seen wait for it */
+        bool watch_locks = keel__opt_int(KEEL__OPT_WATCHDOG_SCALE) > 0;
         unsigned high = __atomic_load_n(&threads_high, __ATOMIC_ACQUIRE);
         for (unsigned i = 0; i < high; i++) {
             thread_rec *t = &threads[i];
             if (!lock_live(t))
                 continue;
-            if (!pthread_equal(t->pt, pthread_self()))
+            if (!pthread_equal(t->pt, pthread_self())) {
                 sample(t, now, prev);
+                if (watch_locks)
+                    sample_locks(t, now, prev);
+            }
             KEEL_VERIFY(pthread_mutex_unlock(&t->lock) == 0);
         }
         prev = now;

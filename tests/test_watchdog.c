@@ -25,7 +25,7 @@ typedef struct seen_report {
     char message[256];
     char thread[64];
     char funcs[512]; /* symbolized function names of the backtrace, space separated */
-    char text[512];
+    char text[1024];
     int stuck_flag_at_report; /* was the thread still stuck when reported? */
 } seen_report;
 
@@ -216,6 +216,9 @@ __attribute__((noinline)) void wait_for_never(void)
     pthread_mutex_unlock(&never_lock);
 }
 
+/* A keel lock the stuck poller holds: the heartbeat report must name it. */
+static keel_mutex poller_state = KEEL_MUTEX_INITIALIZER("poller_state", 0);
+
 static void *heartbeat_thread(void *arg)
 {
     (void)arg;
@@ -224,7 +227,9 @@ static void *heartbeat_thread(void *arg)
         keel_heartbeat();
         sleep_ms(5);
     }
-    wait_for_never(); /* blocked on a condition nobody signals */
+    keel_mutex_lock(&poller_state);
+    wait_for_never(); /* blocked on a condition nobody signals, holding poller_state */
+    keel_mutex_unlock(&poller_state);
     keel_heartbeat_expect(0);
     return NULL;
 }
@@ -241,6 +246,11 @@ static void test_missed_heartbeat(void **state)
     if (r == NULL)
         return;
     assert_non_null(strstr(r->funcs, "wait_for_never"));
+#if KEEL_DEVEL
+    /* the keel lock it holds, from the lock-ranking state */
+    assert_non_null(strstr(r->text, "locks held by 'poller'"));
+    assert_non_null(strstr(r->text, "'poller_state' (mutex, rank 0) acquired at"));
+#endif
     pthread_mutex_lock(&never_lock);
     release_waiter = 1;
     pthread_cond_broadcast(&never_cond);
@@ -339,7 +349,227 @@ static void test_section_run_callback_form(void **state)
     assert_int_equal(calls, 1);
 }
 
+#if KEEL_DEVEL
+/* ---- lock hold budgets ------------------------------------------------------------- */
+
+static keel_mutex wal_lock = KEEL_MUTEX_INITIALIZER("wal_lock", 0);
+static keel_mutex *hold_target; /* the lock holder_thread holds while stuck */
+
+/* The function holding the lock: it must show in the report's backtrace. */
+__attribute__((noinline)) void hold_budgeted_lock(void);
+__attribute__((noinline)) void hold_budgeted_lock(void)
+{
+    keel_mutex_lock(hold_target);
+    stuck_in_section();
+    keel_mutex_unlock(hold_target);
+    __asm__ volatile("" ::: "memory");
+}
+
+static void *holder_thread(void *arg)
+{
+    (void)arg;
+    hold_budgeted_lock();
+    return NULL;
+}
+
+static void set_budget(const char *cls, unsigned long long ms)
+{
+    keel_status s = keel_lock_class_budget(cls, ms);
+    assert_true(keel_ok(s));
+    keel_status_free(s);
+}
+
+/* The number after `after` in the first report containing needle (-1: none). */
+static double number_after(const char *needle, const char *after)
+{
+    const seen_report *r = find_seen(needle);
+    if (r == NULL)
+        return -1;
+    const char *p = strstr(r->message, after);
+    return p != NULL ? strtod(p + strlen(after), NULL) : -1;
+}
+
+static void test_lock_budget_overrun_reported_while_held(void **state)
+{
+    (void)state;
+    set_budget("wal_lock", 30);
+    hold_target = &wal_lock;
+    keel_thread *t = start_stuck("wal-writer", "storage", holder_thread,
+                                 "lock 'wal_lock' has been held by thread 'wal-writer'");
+    const seen_report *r = find_seen("lock 'wal_lock' has been held");
+    assert_non_null(r);
+    if (r == NULL)
+        return;
+    assert_int_equal(r->stuck_flag_at_report, 1); /* reported while still held */
+    assert_string_equal(r->thread, "wal-writer");
+    assert_non_null(strstr(r->message, "over its budget of 30.0 ms, and is still held"));
+    assert_true(number_after("lock 'wal_lock' has been held", "for ") > 30.0);
+    /* the holder's own backtrace, and the locks it holds */
+    assert_non_null(strstr(r->funcs, "hold_budgeted_lock"));
+    assert_non_null(strstr(r->funcs, "holder_thread"));
+    assert_non_null(strstr(r->text, "mutex 'wal_lock' at 0x"));
+    assert_non_null(strstr(r->text, "locks held by 'wal-writer'"));
+    assert_non_null(strstr(r->text, "'wal_lock' (mutex, rank 0) acquired at"));
+    sleep_ms(50);
+    assert_int_equal(count_seen("lock 'wal_lock' has been held"), 1); /* once per occurrence */
+    release_and_join(t);
+    /* and again when it is released, with the total */
+    assert_true(wait_for("lock 'wal_lock' released after", 1000));
+    const seen_report *end = find_seen("lock 'wal_lock' released after");
+    assert_non_null(end);
+    if (end == NULL)
+        return;
+    assert_string_equal(end->thread, "wal-writer");
+    assert_non_null(strstr(end->message, "(budget 30.0 ms)"));
+    assert_true(number_after("lock 'wal_lock' released after", "after ") >= 80.0);
+    assert_int_equal(count_seen("lock 'wal_lock'"), 2);
+    assert_true(keel_watchdog_overruns() >= 1);
+    set_budget("wal_lock", 0);
+}
+
+static long hot_iterations;
+static keel_mutex hot_shared = KEEL_MUTEX_INITIALIZER("hot_lock", 0);
+
+static void *hot_thread(void *arg)
+{
+    (void)arg;
+    keel_mutex own; /* one lock per thread, all of class "hot_lock", and one shared */
+    keel_mutex_init(&own, "hot_lock", 0);
+    for (long i = 0; i < hot_iterations; i++) {
+        keel_mutex_lock((i & 1) != 0 ? &own : &hot_shared);
+        keel_mutex_unlock((i & 1) != 0 ? &own : &hot_shared);
+    }
+    keel_mutex_destroy(&own);
+    return NULL;
+}
+
+static void test_lock_within_budget_no_report(void **state)
+{
+    (void)state;
+    set_budget("hot_lock", 200);
+    hot_iterations = sanitized() ? 20000 : 100000;
+    keel_thread *t[8];
+    char name[32];
+    for (int i = 0; i < 8; i++) {
+        snprintf(name, sizeof(name), "hot-%d", i);
+        assert_true(keel_ok(keel_thread_create(&t[i], name, NULL, hot_thread, NULL)));
+    }
+    for (int i = 0; i < 8; i++)
+        assert_true(keel_ok(keel_thread_join(t[i], NULL)));
+    sleep_ms(50);
+    pthread_mutex_lock(&seen_lock);
+    int total = nseen;
+    pthread_mutex_unlock(&seen_lock);
+    assert_int_equal(total, 0);
+    /* the same class held past its budget is caught: the watchdog was watching */
+    set_budget("hot_lock", 20);
+    hold_target = &hot_shared;
+    keel_thread *h =
+        start_stuck("hot-holder", NULL, holder_thread, "lock 'hot_lock' has been held");
+    release_and_join(h);
+    assert_int_equal(count_seen("lock 'hot_lock' has been held"), 1);
+    set_budget("hot_lock", 0);
+}
+
+static void test_lock_budget_removed_no_report(void **state)
+{
+    (void)state;
+    set_budget("wal_lock", 30);
+    set_budget("wal_lock", 0); /* removed */
+    hold_target = &wal_lock;
+    __atomic_store_n(&stuck_flag, 1, __ATOMIC_RELEASE);
+    keel_thread *t = NULL;
+    assert_true(keel_ok(keel_thread_create(&t, "unbudgeted", NULL, holder_thread, NULL)));
+    sleep_ms(200); /* well past the 30 ms budget it no longer has */
+    assert_int_equal(count_seen("wal_lock"), 0);
+    /* budgeted again while still held: now it is reported */
+    set_budget("wal_lock", 30);
+    assert_true(wait_for("lock 'wal_lock' has been held by thread 'unbudgeted'", 3000));
+    release_and_join(t);
+    set_budget("wal_lock", 0);
+}
+
+static void test_lock_budgets_disabled_by_scale(void **state)
+{
+    (void)state;
+    set_budget("wal_lock", 30);
+    assert_true(keel_ok(keel_options_set("watchdog.scale=0")));
+    hold_target = &wal_lock;
+    __atomic_store_n(&stuck_flag, 1, __ATOMIC_RELEASE);
+    keel_thread *t = NULL;
+    assert_true(keel_ok(keel_thread_create(&t, "unscaled", NULL, holder_thread, NULL)));
+    sleep_ms(200);
+    assert_int_equal(count_seen("wal_lock"), 0);
+    /* budgets back on while it is still held: reported */
+    assert_true(keel_ok(keel_options_set("watchdog.scale=100")));
+    assert_true(wait_for("lock 'wal_lock' has been held by thread 'unscaled'", 3000));
+    release_and_join(t);
+    set_budget("wal_lock", 0);
+}
+
+static keel_mutex opt_lock = KEEL_MUTEX_INITIALIZER("opt_lock", 0);
+
+static void *plain_holder(void *arg)
+{
+    (void)arg;
+    hold_budgeted_lock();
+    return NULL;
+}
+
+static void test_lock_budget_option_and_plain_thread(void **state)
+{
+    (void)state;
+    /* the option, and a thread keel did not create: its first keel lock gets it watched */
+    assert_true(keel_ok(keel_options_set("lock.budget=other:5, opt_lock:25")));
+    hold_target = &opt_lock;
+    __atomic_store_n(&stuck_flag, 1, __ATOMIC_RELEASE);
+    pthread_t pt;
+    assert_int_equal(pthread_create(&pt, NULL, plain_holder, NULL), 0);
+    assert_true(wait_for("lock 'opt_lock' has been held", 3000));
+    assert_non_null(strstr(find_seen("lock 'opt_lock'")->message, "budget of 25.0 ms"));
+    __atomic_store_n(&stuck_flag, 0, __ATOMIC_RELEASE);
+    assert_int_equal(pthread_join(pt, NULL), 0);
+    assert_true(wait_for("lock 'opt_lock' released after", 1000));
+    assert_true(keel_ok(keel_options_set("lock.budget=\"\"")));
+}
+#endif /* KEEL_DEVEL */
+
 #endif /* KEEL_WATCHDOG_ON */
+
+/* Both builds check the arguments and the option's syntax the same way. */
+static void test_lock_budget_bad_arguments(void **state)
+{
+    (void)state;
+    keel_status s = keel_lock_class_budget(NULL, 10);
+    assert_true(KEEL_IS(s, KEEL_E_INVAL));
+    keel_status_free(s);
+    s = keel_lock_class_budget("", 10);
+    assert_true(KEEL_IS(s, KEEL_E_INVAL));
+    keel_status_free(s);
+    char long_name[80];
+    memset(long_name, 'x', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    s = keel_lock_class_budget(long_name, 10);
+    assert_true(KEEL_IS(s, KEEL_E_INVAL));
+    keel_status_free(s);
+    s = keel_lock_class_budget("db", 1000000001ull);
+    assert_true(KEEL_IS(s, KEEL_E_RANGE));
+    keel_status_free(s);
+    s = keel_lock_class_budget("db", 0);
+    assert_true(keel_ok(s));
+    const char *bad[] = {"db", "db:", ":10", "db:10ms", "db:-1", "db:2000000000", "a:1,,b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char opt[64];
+        snprintf(opt, sizeof(opt), "lock.budget=\"%s\"", bad[i]);
+        s = keel_options_set(opt);
+        assert_true(KEEL_IS(s, KEEL_E_PARSE));
+        keel_status_free(s);
+    }
+    s = keel_options_set("lock.budget=\"a:1,, file.c:12 : 40 ,\"");
+    assert_true(keel_ok(s));
+    s = keel_options_set("lock.budget=\"\"");
+    assert_true(keel_ok(s));
+}
 
 static void *spin_thread(void *arg)
 {
@@ -416,11 +646,20 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_budgets_disabled_by_option, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clean_shutdown_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_section_run_callback_form, setup, teardown),
+#if KEEL_DEVEL
+        cmocka_unit_test_setup_teardown(test_lock_budget_overrun_reported_while_held, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lock_within_budget_no_report, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_budget_removed_no_report, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_budgets_disabled_by_scale, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_budget_option_and_plain_thread, setup, teardown),
+#endif
 #else
         cmocka_unit_test_setup_teardown(test_release_compiles_sections_out, setup, teardown),
 #endif
         cmocka_unit_test_setup_teardown(test_thread_names_and_cpu_stats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thread_create_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_budget_bad_arguments, setup, teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

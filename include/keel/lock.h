@@ -54,6 +54,7 @@
 #include <pthread.h>
 
 #include "keel/common.h"
+#include "keel/status.h"
 
 #if !defined(_POSIX_C_SOURCE) || _POSIX_C_SOURCE < 200112L
 #error \
@@ -184,6 +185,32 @@ KEEL_API void keel_cond_init(keel_cond *c);
 KEEL_API void keel_cond_destroy(keel_cond *c);
 KEEL_API void keel_cond_signal(keel_cond *c);
 KEEL_API void keel_cond_broadcast(keel_cond *c);
+
+/*
+ * Lock hold budgets (devel builds; the watchdog samples them, see
+ * keel/watchdog.h).  Holding a lock of class `class_name` longer than
+ * budget_ms (times watchdog.scale percent) is reported while it is still held,
+ * through the report channel (kind "watchdog", once per occurrence): the lock
+ * and its class, the holding thread, elapsed time, budget, the holder's own
+ * backtrace (captured in that thread by the watchdog's signal) and every keel
+ * lock it holds; and again when it is released, with the total (measured at
+ * watchdog tick resolution).  The lock and unlock calls read no clock and do
+ * nothing more for a budgeted class: the watchdog thread samples each watched
+ * thread's held-lock stack every tick, and a hold must be seen in two
+ * consecutive samples (and confirmed by the holder itself) to be reported.
+ *
+ * Watched threads: keel threads, registered threads, threads with sections or
+ * heartbeats, and, once any budget is set, every thread at its first keel lock.
+ *
+ * A budget belongs to the class (its name; it may be set before the class is
+ * first used) and overrides the lock.budget option ("name:ms,name:ms") for
+ * that class; 0 removes it.  Errors: KEEL_E_INVAL (class_name NULL, empty or
+ * longer than 63 characters), KEEL_E_RANGE (budget_ms over 1000000000),
+ * KEEL_E_FULL (more than 64 classes named by budgets).  Release builds check
+ * the arguments the same way, then return KEEL_OK and do nothing.
+ */
+KEEL_API KEEL_MUST_USE keel_status keel_lock_class_budget(const char *class_name,
+                                                          unsigned long long budget_ms);
 
 /*
  * Lock-order summary: classes, their ranks and the learned edges, as JSON

@@ -23,12 +23,18 @@
  * A thread that promises a heartbeat (keel_heartbeat_expect) and misses it is
  * reported with its backtrace and the keel locks it holds.
  *
+ * Lock hold budgets (keel_lock_class_budget in keel/lock.h, option
+ * lock.budget): the watchdog samples the held-lock stacks of watched threads,
+ * and a lock held past its class's budget is reported the same way, while
+ * still held and again when released.  The lock calls read no clock for it.
+ *
  * Sections, heartbeats and the watchdog thread are devel-only; define
  * KEEL_WATCHDOG_IN_RELEASE (and build libkeel with it) to keep them in release.
  * Threads (names, modules, CPU time) work in every build.
  *
  * Options: watchdog.enabled, watchdog.tick-ms, watchdog.scale (percent applied
- * to every budget; 0 switches budgets off, for valgrind or slow machines).
+ * to every budget, lock budgets too; 0 switches budgets off, for valgrind or
+ * slow machines).
  */
 #ifndef KEEL_WATCHDOG_H
 #define KEEL_WATCHDOG_H
