@@ -13,7 +13,11 @@ endfunction()
 
 file(MAKE_DIRECTORY ${BIN})
 set(PROBE_CFLAGS -std=c11 -D_GNU_SOURCE -I${SRC}/include -Wall -Wextra -Werror -pthread)
+# what a program linking the static library needs besides it
+set(PROBE_LIBS -ldw)
 if(SANITIZE)
     # the libraries were built with the sanitizer: the probes must link its runtime
     list(APPEND PROBE_CFLAGS -fsanitize=${SANITIZE})
+else()
+    list(APPEND PROBE_LIBS -ljemalloc) # module heaps (under a sanitizer they use its malloc)
 endif()

@@ -125,6 +125,13 @@ KEEL_MUST_USE keel_status keel__lock_budget_parse(const char *spec,
 void keel__stress_options_changed(void);
 /* At exit: the summary and JSON file when asked for, and entries that matched nothing. */
 void keel__stress_at_exit(void);
+/* A point made at run time (a module heap's "<module>.alloc"); NULL when out of memory. */
+void *keel__stress_dynamic_site(const char *name, const char *file, const char *func);
+
+/* ---- modules and heaps (src/module.c, src/heap*.c) ----------------------- */
+
+/* A module stopped: its heap's leak report and sweep. */
+void keel__heap_module_stopped(const keel_module *m);
 
 /* ---- small text helpers (src/text.c) ------------------------------------- */
 

@@ -54,7 +54,15 @@
       "write the stress summary as JSON to this file at exit (keel-stress reads it)")              \
     /* locks */                                                                                    \
     X(LOCK_BUDGET, "lock.budget", STR, 0, 0, 0, keel__lock_budget_check,                           \
-      "lock hold budgets, class:ms[,class:ms...]: a longer hold is reported (devel builds)")
+      "lock hold budgets, class:ms[,class:ms...]: a longer hold is reported (devel builds)")       \
+    /* modules and their heaps */                                                                  \
+    X(MODULE_POST, "module.post", STR, 0, 0, 0, keel__module_check_post,                           \
+      "which power-on self tests run when modules start: all (default), none, or a list of "       \
+      "module and module.test names")                                                              \
+    X(HEAP_QUARANTINE, "heap.quarantine", INT, 1048576, 0, 1073741824, NULL,                       \
+      "bytes of freed blocks each module heap holds back, poisoned, before reuse (devel)")         \
+    X(HEAP_GUARD_SAMPLE, "heap.guard-sample", INT, 0, 0, 1000000000, NULL,                         \
+      "place 1 in N allocations against a PROT_NONE guard page (0: off; devel)")
 
 /* check functions of STR options (src/stress_spec.c, src/lock.c) */
 #include "keel/status.h"
@@ -62,6 +70,7 @@ KEEL_EXTERN_C_BEGIN
 KEEL_MUST_USE keel_status keel__stress_check_spec(const char *value);
 KEEL_MUST_USE keel_status keel__stress_check_file(const char *value);
 KEEL_MUST_USE keel_status keel__lock_budget_check(const char *value);
+KEEL_MUST_USE keel_status keel__module_check_post(const char *value);
 KEEL_EXTERN_C_END
 
 #endif /* KEEL_OPTIONS_TABLE_H */

@@ -523,6 +523,26 @@ static void add_site_locked(keel__stress_site *site)
     __atomic_store_n(&site->state, (void *)sr, __ATOMIC_RELEASE);
 }
 
+void *keel__stress_dynamic_site(const char *name, const char *file, const char *func)
+{
+    keel__stress_site *site = (keel__stress_site *)calloc(1, sizeof(*site));
+    char *copy = strdup(name);
+    if (site == NULL || copy == NULL) {
+        free(site);
+        free(copy);
+        return NULL;
+    }
+    site->magic = KEEL__STRESS_MAGIC;
+    site->name = copy;
+    site->file = file;
+    site->func = func;
+    KEEL_VERIFY(pthread_mutex_lock(&reg_lock) == 0);
+    add_site_locked(site);
+    set_active_locked();
+    KEEL_VERIFY(pthread_mutex_unlock(&reg_lock) == 0);
+    return site;
+}
+
 /* The section is scanned for descriptors (robust against padding between them). */
 __attribute__((no_sanitize_address)) void keel__stress_register(keel__stress_site *begin,
                                                                 keel__stress_site *end)

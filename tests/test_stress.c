@@ -657,7 +657,7 @@ static void test_dlopen_points(void **state)
     keel_status_free(s);
     /* armed before the plugin is loaded: the entry applies when it registers */
     ok_or_fail(keel_stress_enable("plugin.*:every=2"));
-    void *h = dlopen(KEEL_TEST_PLUGIN, RTLD_NOW | RTLD_LOCAL);
+    void *h = dlopen(KEEL_TEST_PLUGIN_DIR "/libstress_plugin.so", RTLD_NOW | RTLD_LOCAL);
     if (h == NULL)
         fail_msg("dlopen: %s", dlerror());
     void *sym = dlsym(h, "stress_plugin_open");
@@ -688,7 +688,7 @@ static void test_dlopen_points(void **state)
     assert_non_null(strstr(buf, "plugin.open_fail"));
     free(buf);
     /* loaded again: registered again */
-    h = dlopen(KEEL_TEST_PLUGIN, RTLD_NOW | RTLD_LOCAL);
+    h = dlopen(KEEL_TEST_PLUGIN_DIR "/libstress_plugin.so", RTLD_NOW | RTLD_LOCAL);
     assert_non_null(h);
     assert_int_equal(stats_of("plugin.open_fail").sites, 1);
     assert_int_equal(dlclose(h), 0);

@@ -28,5 +28,7 @@
 #include "keel/lock.h"
 #include "keel/watchdog.h"
 #include "keel/stress.h"
+#include "keel/module.h"
+#include "keel/heap.h"
 
 #endif /* KEEL_KEEL_H */

@@ -1,0 +1,528 @@
+/*
+ * heap.c - module heaps: one jemalloc arena per module, a per-thread cache
+ * per module, accounting and quotas, and the allocation API.  The devel
+ * checks on every block are in heap_debug.c.
+ */
+#include "heap.h"
+
+#ifndef KEEL_HEAP_SYSTEM
+#define KEEL_HEAP_SYSTEM 0 /* 1: the sanitizer's malloc (set by the build under KEEL_SANITIZE) */
+#endif
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if KEEL_HEAP_SYSTEM
+#include <malloc.h>
+#else
+#include <jemalloc/jemalloc.h>
+#endif
+
+enum { MAX_CACHED_HEAPS = 64 };
+
+static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
+static keel__heap *heaps; /* atomic head; records are never freed */
+static unsigned nheaps;
+static keel__heap program_heap;
+static pthread_once_t program_once = PTHREAD_ONCE_INIT;
+
+keel__heap *keel__heap_first(void)
+{
+    return __atomic_load_n(&heaps, __ATOMIC_ACQUIRE);
+}
+
+/* ---- the backend ----------------------------------------------------------------------- */
+
+#if KEEL_HEAP_SYSTEM
+
+static void make_arena(keel__heap *h)
+{
+    h->has_arena = false;
+}
+
+void *keel__heap_raw_alloc(keel__heap *h, size_t size, size_t align)
+{
+    (void)h;
+    if (align <= 16)
+        return malloc(size);
+    void *p = NULL;
+    return posix_memalign(&p, align, size) == 0 ? p : NULL;
+}
+
+void keel__heap_raw_free(keel__heap *h, void *raw)
+{
+    (void)h;
+    free(raw);
+}
+
+KEEL__UNUSED static size_t usable_size(keel__heap *h, void *p)
+{
+    (void)h;
+    return malloc_usable_size(p);
+}
+
+KEEL__UNUSED static void *raw_realloc(keel__heap *h, void *p, size_t size)
+{
+    (void)h;
+    return realloc(p, size);
+}
+
+#else
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+/* This thread's jemalloc cache for each heap: id + 1 (0: none yet; ~0u: none available). */
+static KEEL__TLS unsigned *tls_caches __attribute__((tls_model("initial-exec")));
+
+static void destroy_caches(void *arg)
+{
+    unsigned *c = (unsigned *)arg;
+    for (unsigned i = 0; i < MAX_CACHED_HEAPS; i++)
+        if (c[i] != 0 && c[i] != ~0u) {
+            unsigned id = c[i] - 1;
+            (void)mallctl("tcache.destroy", NULL, NULL, &id, sizeof(id));
+        }
+    free(c);
+    tls_caches = NULL;
+}
+
+static void make_cache_key(void)
+{
+    KEEL_VERIFY(pthread_key_create(&cache_key, destroy_caches) == 0);
+}
+
+static void make_arena(keel__heap *h)
+{
+    unsigned arena = 0;
+    size_t len = sizeof(arena);
+    h->has_arena = mallctl("arenas.create", &arena, &len, NULL, 0) == 0;
+    h->arena = arena;
+}
+
+/* mallocx flags for heap h on this thread: its arena, and this thread's cache for it. */
+static int flags_for(keel__heap *h)
+{
+    if (!h->has_arena)
+        return MALLOCX_TCACHE_NONE;
+    int flags = (int)MALLOCX_ARENA(h->arena);
+    if (h->index >= MAX_CACHED_HEAPS)
+        return flags | MALLOCX_TCACHE_NONE;
+    unsigned *c = tls_caches;
+    if (KEEL_UNLIKELY(c == NULL)) {
+        (void)pthread_once(&cache_once, make_cache_key);
+        c = (unsigned *)calloc(MAX_CACHED_HEAPS, sizeof(unsigned));
+        if (c == NULL)
+            return flags | MALLOCX_TCACHE_NONE;
+        (void)pthread_setspecific(cache_key, c);
+        tls_caches = c;
+    }
+    if (KEEL_UNLIKELY(c[h->index] == 0)) {
+        unsigned id = 0;
+        size_t len = sizeof(id);
+        c[h->index] = mallctl("tcache.create", &id, &len, NULL, 0) == 0 ? id + 1 : ~0u;
+    }
+    if (c[h->index] == ~0u)
+        return flags | MALLOCX_TCACHE_NONE;
+    return flags | (int)MALLOCX_TCACHE(c[h->index] - 1);
+}
+
+void *keel__heap_raw_alloc(keel__heap *h, size_t size, size_t align)
+{
+    int flags = flags_for(h);
+    if (align > 16)
+        flags |= (int)MALLOCX_ALIGN(align);
+    return mallocx(size != 0 ? size : 1, flags);
+}
+
+void keel__heap_raw_free(keel__heap *h, void *raw)
+{
+    dallocx(raw, flags_for(h));
+}
+
+KEEL__UNUSED static size_t usable_size(keel__heap *h, void *p)
+{
+    (void)h;
+    return sallocx(p, 0);
+}
+
+KEEL__UNUSED static void *raw_realloc(keel__heap *h, void *p, size_t size)
+{
+    return rallocx(p, size != 0 ? size : 1, flags_for(h));
+}
+
+#endif
+
+/* ---- heaps ------------------------------------------------------------------------------- */
+
+static void heap_init(keel__heap *h, const keel_module *m)
+{
+    memset(h, 0, sizeof(*h));
+    h->mod = m;
+    h->name = m != NULL ? m->name : "program";
+    for (int i = 0; i < KEEL__HEAP_SHARDS; i++)
+        KEEL_VERIFY(pthread_mutex_init(&h->shards[i].lock, NULL) == 0);
+    make_arena(h);
+#if KEEL_DEVEL
+    char name[128];
+    (void)snprintf(name, sizeof(name), "%s.alloc", m != NULL ? m->name : "program");
+    h->stress_site = keel__stress_dynamic_site(name, __FILE__, "keel_heap_alloc");
+#endif
+}
+
+static void publish_locked(keel__heap *h)
+{
+    h->index = nheaps++;
+    h->next = heaps;
+    __atomic_store_n(&heaps, h, __ATOMIC_RELEASE);
+}
+
+static void make_program_heap(void)
+{
+    heap_init(&program_heap, NULL);
+    KEEL_VERIFY(pthread_mutex_lock(&heaps_lock) == 0);
+    publish_locked(&program_heap);
+    KEEL_VERIFY(pthread_mutex_unlock(&heaps_lock) == 0);
+}
+
+/* The heap of module m (NULL: the program's), made on first use. */
+static keel__heap *heap_of(const keel_module *m)
+{
+    if (m == NULL) {
+        (void)pthread_once(&program_once, make_program_heap);
+        return &program_heap;
+    }
+    keel__heap *h = (keel__heap *)__atomic_load_n(&m->heap, __ATOMIC_ACQUIRE);
+    if (KEEL_LIKELY(h != NULL))
+        return h;
+    KEEL_VERIFY(pthread_mutex_lock(&heaps_lock) == 0);
+    h = (keel__heap *)m->heap;
+    if (h == NULL) {
+        h = (keel__heap *)aligned_alloc(64, (sizeof(keel__heap) + 63) / 64 * 64);
+        if (h != NULL) {
+            heap_init(h, m);
+            publish_locked(h);
+            /* the record is the library's, as its `state` is */
+            __atomic_store_n(&((keel_module *)(void *)(uintptr_t)m)->heap, (void *)h,
+                             __ATOMIC_RELEASE);
+        }
+    }
+    KEEL_VERIFY(pthread_mutex_unlock(&heaps_lock) == 0);
+    return h;
+}
+
+/* ---- accounting ---------------------------------------------------------------------------- */
+
+bool keel__heap_reserve(keel__heap *h, size_t bytes)
+{
+    unsigned long long live = __atomic_add_fetch(&h->live_bytes, bytes, __ATOMIC_RELAXED);
+    unsigned long long quota = __atomic_load_n(&h->quota, __ATOMIC_RELAXED);
+    if (quota != 0 && live > quota) {
+        (void)__atomic_sub_fetch(&h->live_bytes, bytes, __ATOMIC_RELAXED);
+        return false;
+    }
+    unsigned long long peak = __atomic_load_n(&h->peak_bytes, __ATOMIC_RELAXED);
+    while (live > peak && !__atomic_compare_exchange_n(&h->peak_bytes, &peak, live, true,
+                                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+    (void)__atomic_add_fetch(&h->live_blocks, 1, __ATOMIC_RELAXED);
+    (void)__atomic_add_fetch(&h->allocations, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
+void keel__heap_release(keel__heap *h, size_t bytes)
+{
+    (void)__atomic_sub_fetch(&h->live_bytes, bytes, __ATOMIC_RELAXED);
+    (void)__atomic_sub_fetch(&h->live_blocks, 1, __ATOMIC_RELAXED);
+    (void)__atomic_add_fetch(&h->frees, 1, __ATOMIC_RELAXED);
+}
+
+void keel__heap_fail(keel__heap *h, size_t size, const char *why, const char *file, int line,
+                     const char *func)
+{
+    (void)__atomic_add_fetch(&h->failures, 1, __ATOMIC_RELAXED);
+    if (strcmp(why, "quota") != 0)
+        return;
+    keel_report *r = keel_report_begin(KEEL_REPORT_QUOTA, file, line, func,
+                                       "module '%s' is over its memory quota", h->name);
+    keel_report_add_str(r, "module", h->name);
+    keel_report_add_uint(r, "request", size);
+    keel_report_add_uint(r, "live_bytes", __atomic_load_n(&h->live_bytes, __ATOMIC_RELAXED));
+    keel_report_add_uint(r, "quota", __atomic_load_n(&h->quota, __ATOMIC_RELAXED));
+    (void)keel_report_emit(r);
+}
+
+KEEL__UNUSED static keel_status fail_status(keel__heap *h, size_t size, bool quota)
+{
+    if (quota)
+        return keel_status_with_uint(
+            keel_status_with_str(KEEL_ERR(KEEL_E_FULL,
+                                          "module '%s' is over its memory quota (%llu bytes) "
+                                          "allocating %zu bytes",
+                                          h->name, __atomic_load_n(&h->quota, __ATOMIC_RELAXED),
+                                          size),
+                                 "module", h->name),
+            "size", size);
+    return keel_status_with_uint(
+        keel_status_with_str(
+            KEEL_ERR(KEEL_E_NOMEM, "module '%s' cannot allocate %zu bytes", h->name, size),
+            "module", h->name),
+        "size", size);
+}
+
+/* ---- the API ------------------------------------------------------------------------------------ */
+
+#if !KEEL_DEVEL
+/* Release: the block as the arena gives it, accounted by its usable size. */
+static keel_status plain_alloc(keel__heap *h, size_t size, size_t align, bool zero, void **out,
+                               const char *file, int line, const char *func)
+{
+    void *p = keel__heap_raw_alloc(h, size, align);
+    if (p == NULL) {
+        keel__heap_fail(h, size, "nomem", file, line, func);
+        return fail_status(h, size, false);
+    }
+    if (!keel__heap_reserve(h, usable_size(h, p))) {
+        keel__heap_raw_free(h, p);
+        keel__heap_fail(h, size, "quota", file, line, func);
+        return fail_status(h, size, true);
+    }
+    if (zero)
+        memset(p, 0, size);
+    *out = p;
+    return KEEL_OK;
+}
+#endif
+
+keel_status keel__heap_alloc(const keel_module *m, size_t size, size_t align, bool zero, void **out,
+                             const char *file, int line, const char *func)
+{
+    if (out == NULL)
+        return KEEL_ERR(KEEL_E_INVAL, "keel_heap_alloc: no output pointer");
+    *out = NULL;
+    if (align != 0 && (align & (align - 1)) != 0)
+        return KEEL_ERR(KEEL_E_INVAL, "keel_heap_aligned: alignment %zu is not a power of two",
+                        align);
+    if (size > ((size_t)1 << 48))
+        return KEEL_ERR(KEEL_E_RANGE, "keel_heap_alloc: %zu bytes is more than any heap holds",
+                        size);
+    keel__heap *h = heap_of(m);
+    if (h == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory making the heap of module '%s'",
+                        m != NULL ? m->name : "program");
+#if KEEL_DEVEL
+    if (KEEL_UNLIKELY(__atomic_load_n(&keel__stress_active, __ATOMIC_RELAXED) != 0) &&
+        h->stress_site != NULL && keel__stress_eval((keel__stress_site *)h->stress_site)) {
+        keel__heap_fail(h, size, "injected", file, line, func);
+        return keel_status_with_str(KEEL_ERR(KEEL_E_INJECTED,
+                                             "module '%s': allocation of %zu bytes failed by "
+                                             "stress option '%s.alloc'",
+                                             h->name, size, h->name),
+                                    "module", h->name);
+    }
+    return keel__blk_alloc(h, size, align, zero, out, file, line, func);
+#else
+    return plain_alloc(h, size, align, zero, out, file, line, func);
+#endif
+}
+
+keel_status keel__heap_calloc(const keel_module *m, size_t n, size_t size, void **out,
+                              const char *file, int line, const char *func)
+{
+    if (size != 0 && n > ((size_t)-1) / size)
+        return KEEL_ERR(KEEL_E_RANGE, "keel_heap_calloc: %zu x %zu bytes overflows", n, size);
+    return keel__heap_alloc(m, n * size, 0, true, out, file, line, func);
+}
+
+void keel__heap_free(const keel_module *m, void *p, const char *file, int line, const char *func)
+{
+    if (p == NULL)
+        return;
+    keel__heap *h = heap_of(m);
+    if (h == NULL)
+        return;
+#if KEEL_DEVEL
+    keel__blk_free(h, p, file, line, func);
+#else
+    (void)file;
+    (void)line;
+    (void)func;
+    keel__heap_release(h, usable_size(h, p));
+    keel__heap_raw_free(h, p);
+#endif
+}
+
+keel_status keel__heap_realloc(const keel_module *m, void **p, size_t size, const char *file,
+                               int line, const char *func)
+{
+    if (p == NULL)
+        return KEEL_ERR(KEEL_E_INVAL, "keel_heap_realloc: no pointer to the block");
+    if (*p == NULL)
+        return keel__heap_alloc(m, size, 0, false, p, file, line, func);
+    keel__heap *h = heap_of(m);
+    if (h == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory making a module heap");
+#if KEEL_DEVEL
+    size_t old = 0;
+    keel__heap *owner = NULL;
+    if (!keel__blk_validate(h, *p, &old, &owner, "realloc", file, line, func))
+        return KEEL_ERR(KEEL_E_INVAL, "keel_heap_realloc: %p is not a live block of module '%s'",
+                        *p, h->name);
+    void *q = NULL;
+    keel_status s = keel__heap_alloc(m, size, 0, false, &q, file, line, func);
+    if (!keel_ok(s))
+        return s;
+    memcpy(q, *p, old < size ? old : size);
+    keel__blk_free(owner, *p, file, line, func);
+    *p = q;
+    return KEEL_OK;
+#else
+    size_t old = usable_size(h, *p);
+    void *q = raw_realloc(h, *p, size);
+    if (q == NULL) {
+        keel__heap_fail(h, size, "nomem", file, line, func);
+        return fail_status(h, size, false);
+    }
+    size_t now = usable_size(h, q);
+    keel__heap_release(h, old);
+    if (!keel__heap_reserve(h, now)) {
+        /* over the quota: keep the block (the data is there) but say so */
+        (void)__atomic_add_fetch(&h->live_bytes, now, __ATOMIC_RELAXED);
+        (void)__atomic_add_fetch(&h->live_blocks, 1, __ATOMIC_RELAXED);
+        *p = q;
+        keel__heap_fail(h, size, "quota", file, line, func);
+        return fail_status(h, size, true);
+    }
+    (void)__atomic_sub_fetch(&h->allocations, 1, __ATOMIC_RELAXED); /* a resize, not a new block */
+    (void)__atomic_sub_fetch(&h->frees, 1, __ATOMIC_RELAXED);
+    *p = q;
+    return KEEL_OK;
+#endif
+}
+
+keel_status keel_heap_set_quota(const keel_module *m, size_t bytes)
+{
+    keel__heap *h = heap_of(m);
+    if (h == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory making a module heap");
+    __atomic_store_n(&h->quota, (unsigned long long)bytes, __ATOMIC_RELAXED);
+    return KEEL_OK;
+}
+
+keel_status keel_heap_stats_get(const keel_module *m, keel_heap_stats *out)
+{
+    if (out == NULL)
+        return KEEL_ERR(KEEL_E_INVAL, "keel_heap_stats_get: no output");
+    keel__heap *h = heap_of(m);
+    if (h == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory making a module heap");
+    out->live_bytes = __atomic_load_n(&h->live_bytes, __ATOMIC_RELAXED);
+    out->peak_bytes = __atomic_load_n(&h->peak_bytes, __ATOMIC_RELAXED);
+    out->live_blocks = __atomic_load_n(&h->live_blocks, __ATOMIC_RELAXED);
+    out->allocations = __atomic_load_n(&h->allocations, __ATOMIC_RELAXED);
+    out->frees = __atomic_load_n(&h->frees, __ATOMIC_RELAXED);
+    out->failures = __atomic_load_n(&h->failures, __ATOMIC_RELAXED);
+    out->quota = __atomic_load_n(&h->quota, __ATOMIC_RELAXED);
+    return KEEL_OK;
+}
+
+size_t keel_heap_stats_json(char *buf, size_t size)
+{
+    size_t pos = 0;
+    keel__buf_printf(buf, size, &pos, "{\"heaps\":[");
+    for (keel__heap *h = keel__heap_first(); h != NULL; h = h->next) {
+        keel__buf_printf(buf, size, &pos, "%s{\"module\":", pos > 10 ? "," : "");
+        keel__buf_json_str(buf, size, &pos, h->name);
+        keel__buf_printf(buf, size, &pos,
+                         ",\"live_bytes\":%llu,\"peak_bytes\":%llu,\"live_blocks\":%llu,"
+                         "\"allocations\":%llu,\"frees\":%llu,\"failures\":%llu,\"quota\":%llu}",
+                         __atomic_load_n(&h->live_bytes, __ATOMIC_RELAXED),
+                         __atomic_load_n(&h->peak_bytes, __ATOMIC_RELAXED),
+                         __atomic_load_n(&h->live_blocks, __ATOMIC_RELAXED),
+                         __atomic_load_n(&h->allocations, __ATOMIC_RELAXED),
+                         __atomic_load_n(&h->frees, __ATOMIC_RELAXED),
+                         __atomic_load_n(&h->failures, __ATOMIC_RELAXED),
+                         __atomic_load_n(&h->quota, __ATOMIC_RELAXED));
+    }
+    keel__buf_printf(buf, size, &pos, "]}");
+    if (size > 0)
+        buf[pos < size ? pos : size - 1] = '\0';
+    return pos;
+}
+
+keel_status keel_heap_check(const keel_module *m)
+{
+#if KEEL_DEVEL
+    keel__heap *h = heap_of(m);
+    return h != NULL ? keel__blk_check(h) : KEEL_OK;
+#else
+    (void)m;
+    return KEEL_OK;
+#endif
+}
+
+keel_status keel_heap_check_buffer(const keel_module *m, const void *ptr, size_t len)
+{
+#if KEEL_DEVEL
+    keel__heap *h = heap_of(m);
+    if (h == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory making a module heap");
+    return keel__blk_owns(h, ptr, len);
+#else
+    (void)m;
+    (void)ptr;
+    (void)len;
+    return KEEL_OK;
+#endif
+}
+
+keel_status keel_heap_register_region(const keel_module *m, const void *ptr, size_t len)
+{
+    keel__heap *h = heap_of(m);
+    if (h == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory making a module heap");
+    if (ptr == NULL || len == 0)
+        return KEEL_ERR(KEEL_E_INVAL, "keel_heap_register_region: empty region");
+    keel_status s = KEEL_OK;
+    KEEL_VERIFY(pthread_mutex_lock(&heaps_lock) == 0);
+    if (h->nregions == KEEL__HEAP_REGIONS) {
+        s = KEEL_ERR(KEEL_E_FULL, "module '%s' already has %d I/O regions", h->name,
+                     (int)KEEL__HEAP_REGIONS);
+    } else {
+        h->region_start[h->nregions] = (const char *)ptr;
+        h->region_len[h->nregions] = len;
+        __atomic_store_n(&h->nregions, h->nregions + 1, __ATOMIC_RELEASE);
+    }
+    KEEL_VERIFY(pthread_mutex_unlock(&heaps_lock) == 0);
+    return s;
+}
+
+keel_status keel_module_protect(const keel_module *m, void *ptr, size_t len)
+{
+#if KEEL_DEVEL
+    keel__heap *h = heap_of(m);
+    if (h == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory making a module heap");
+    return keel__heap_protect(h, ptr, len);
+#else
+    (void)m;
+    (void)ptr;
+    (void)len;
+    return KEEL_OK;
+#endif
+}
+
+void keel__heap_module_stopped(const keel_module *m)
+{
+#if KEEL_DEVEL
+    keel__heap *h = m != NULL ? (keel__heap *)__atomic_load_n(&m->heap, __ATOMIC_ACQUIRE) : NULL;
+    if (h == NULL)
+        return;
+    keel__heap_unprotect(h);
+    keel__blk_leaks(h);
+    keel_status_free(keel__blk_check(h)); /* each corruption is reported */
+#else
+    (void)m;
+#endif
+}

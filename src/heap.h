@@ -1,0 +1,74 @@
+/*
+ * heap.h - what the module heap files share: the heap record (heap.c: the
+ * arenas, accounting and API) and the devel block checks (heap_debug.c).
+ */
+#ifndef KEEL_SRC_HEAP_H
+#define KEEL_SRC_HEAP_H
+
+#include "internal.h"
+
+KEEL_EXTERN_C_BEGIN
+
+enum { KEEL__HEAP_SHARDS = 8, KEEL__HEAP_REGIONS = 16 };
+
+typedef struct keel__blk keel__blk;
+
+/* One shard of a heap's devel state: its live blocks and its quarantine. */
+typedef struct keel__heap_shard {
+    pthread_mutex_t lock;
+    keel__blk *live;     /* doubly linked */
+    keel__blk *q_oldest; /* quarantine, oldest first */
+    keel__blk *q_newest;
+    size_t q_bytes;
+    char pad[24];
+} keel__heap_shard;
+
+typedef struct keel__heap {
+    const keel_module *mod; /* NULL: the program's own heap */
+    const char *name;       /* the module's name, or "program" */
+    struct keel__heap *next;
+    void *stress_site; /* keel__stress_site of "<module>.alloc" (devel) */
+    unsigned long long live_bytes;
+    unsigned long long peak_bytes;
+    unsigned long long live_blocks;
+    unsigned long long allocations;
+    unsigned long long frees;
+    unsigned long long failures;
+    unsigned long long quota;
+    unsigned index; /* 0..: per-thread cache slots */
+    unsigned arena;
+    bool has_arena;
+    unsigned nregions;
+    const char *region_start[KEEL__HEAP_REGIONS];
+    size_t region_len[KEEL__HEAP_REGIONS];
+    keel__heap_shard shards[KEEL__HEAP_SHARDS];
+} keel__heap;
+
+/* Backend (heap.c): memory of a heap's arena, with this thread's cache for it. */
+void *keel__heap_raw_alloc(keel__heap *h, size_t size, size_t align);
+void keel__heap_raw_free(keel__heap *h, void *raw);
+/* Every heap, for the JSON and the checks (the list only grows). */
+keel__heap *keel__heap_first(void);
+
+/* Devel checks (heap_debug.c). */
+KEEL_MUST_USE keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
+                                          void **out, const char *file, int line, const char *func);
+/* Validates p for heap h (reports what is wrong); its user size in *size.  False: do not touch. */
+bool keel__blk_validate(keel__heap *h, void *p, size_t *size, keel__heap **owner, const char *what,
+                        const char *file, int line, const char *func);
+void keel__blk_free(keel__heap *h, void *p, const char *file, int line, const char *func);
+KEEL_MUST_USE keel_status keel__blk_check(keel__heap *h);
+KEEL_MUST_USE keel_status keel__blk_owns(keel__heap *h, const void *ptr, size_t len);
+void keel__blk_leaks(keel__heap *h);
+KEEL_MUST_USE keel_status keel__heap_protect(keel__heap *h, void *ptr, size_t len);
+void keel__heap_unprotect(keel__heap *h);
+
+/* Accounting (heap.c): reserve `bytes` against the quota; false when over it. */
+bool keel__heap_reserve(keel__heap *h, size_t bytes);
+void keel__heap_release(keel__heap *h, size_t bytes);
+void keel__heap_fail(keel__heap *h, size_t size, const char *why, const char *file, int line,
+                     const char *func);
+
+KEEL_EXTERN_C_END
+
+#endif /* KEEL_SRC_HEAP_H */

@@ -1,0 +1,628 @@
+/*
+ * heap_debug.c - the devel checks on every module heap block: a header with
+ * the block's sites and a canary before it, a canary after it, poison fills,
+ * a quarantine of freed blocks, sampled guard pages, and read-only module
+ * data - all reporting through the report channel (kind "heap", "leak").
+ *
+ *   raw ... | header (HDR bytes, ends with the front canary) | block | tail canary (16) |
+ */
+#include "heap.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if KEEL_DEVEL
+
+enum {
+    FRESH = 0xA5,
+    FREED = 0xDD,
+    TAIL = 16,
+    HDR = 96,
+    MAX_GUARDED = 256,
+    MAX_PROTECTED = 32,
+    LEAK_SITES = 32
+};
+
+static const unsigned long long MAGIC_LIVE = 0x6b65656c4c495645ull;  /* "keelLIVE" */
+static const unsigned long long MAGIC_FREED = 0x6b65656c46524545ull; /* "keelFREE" */
+static const unsigned long long CANARY = 0xfbfbfbfbfbfbfbfbull;
+static const unsigned char tail_pattern[TAIL] = {0xfb, 0xfb, 0xfb, 0xfb, 0xfb, 0xfb, 0xfb, 0xfb,
+                                                 0xfb, 0xfb, 0xfb, 0xfb, 0xfb, 0xfb, 0xfb, 0xfb};
+
+struct keel__blk {
+    unsigned long long magic; /* MAGIC_LIVE / MAGIC_FREED, xor the header's address */
+    keel__heap *heap;
+    size_t size;
+    const char *file; /* allocation site */
+    const char *func;
+    const char *free_file; /* free site */
+    keel__blk *prev;
+    keel__blk *next;
+    int line;
+    int free_line;
+    unsigned offset; /* from the raw allocation to the header */
+    unsigned short shard;
+    unsigned short guarded; /* on a guard page: raw is the mapping */
+    unsigned long long pad;
+    unsigned long long canary; /* last: right before the block */
+};
+KEEL__STATIC_ASSERT(sizeof(struct keel__blk) == HDR, "the header is HDR bytes");
+
+static KEEL__TLS unsigned tls_shard = ~0u;
+static unsigned shard_seq;
+static KEEL__TLS unsigned long long tls_guard_count;
+
+static unsigned my_shard(void)
+{
+    if (KEEL_UNLIKELY(tls_shard == ~0u))
+        tls_shard = __atomic_fetch_add(&shard_seq, 1, __ATOMIC_RELAXED) % KEEL__HEAP_SHARDS;
+    return tls_shard;
+}
+
+static unsigned long long magic_of(unsigned long long base, const keel__blk *b)
+{
+    return base ^ (unsigned long long)(uintptr_t)b;
+}
+
+static unsigned char *user_of(keel__blk *b)
+{
+    return (unsigned char *)b + HDR;
+}
+
+/* ---- guard pages and protected data: one SIGSEGV handler ---------------------------------- */
+
+typedef struct guard_slot {
+    char *page;   /* the block's page; the guard page follows it */
+    keel__blk *b; /* NULL: free slot */
+    bool freed;
+} guard_slot;
+
+typedef struct protected_region {
+    char *start;
+    size_t len;
+    keel__heap *heap;
+} protected_region;
+
+static pthread_mutex_t special_lock = PTHREAD_MUTEX_INITIALIZER;
+static guard_slot guards[MAX_GUARDED];
+static protected_region protects[MAX_PROTECTED];
+static size_t page_size;
+static struct sigaction old_segv;
+static int handler_installed;
+
+static void segv_handler(int sig, siginfo_t *info, void *uctx);
+
+static void install_handler(void)
+{
+    if (__atomic_exchange_n(&handler_installed, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = segv_handler;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    (void)sigemptyset(&sa.sa_mask);
+    (void)sigaction(SIGSEGV, &sa, &old_segv);
+}
+
+static void segv_report(const char *msg, const keel__blk *b, long offset)
+{
+    keel_report *r =
+        keel_report_begin(KEEL_REPORT_HEAP, b != NULL ? b->file : "?", b != NULL ? b->line : 0,
+                          b != NULL ? b->func : "?", "%s", msg);
+    if (b != NULL) {
+        keel_report_add_str(r, "module", b->heap->name);
+        keel_report_add_uint(r, "size", b->size);
+        keel_report_add_int(r, "offset", offset);
+        keel_report_add_text(r, "block allocated at %s:%d in %s()", b->file, b->line, b->func);
+        if (b->free_file != NULL)
+            keel_report_add_text(r, "freed at %s:%d", b->free_file, b->free_line);
+    }
+    (void)keel_report_emit(r);
+}
+
+static void segv_handler(int sig, siginfo_t *info, void *uctx)
+{
+    (void)uctx;
+    char *addr = (char *)info->si_addr;
+    bool ours = false;
+    for (int i = 0; i < MAX_GUARDED && !ours; i++) {
+        guard_slot *g = &guards[i];
+        keel__blk *b = __atomic_load_n(&g->b, __ATOMIC_ACQUIRE);
+        if (b == NULL || addr < g->page || addr >= g->page + 2 * page_size)
+            continue;
+        ours = true;
+        long off = (long)(addr - (char *)user_of(b));
+        char msg[160];
+        if (g->freed)
+            (void)snprintf(msg, sizeof(msg),
+                           "use after free: access at offset %ld of a freed %zu-byte block of "
+                           "module '%s' (guard-page sample)",
+                           off, b->size, b->heap->name);
+        else
+            (void)snprintf(msg, sizeof(msg),
+                           "heap overflow: access %ld bytes past the end of a %zu-byte block of "
+                           "module '%s' hit its guard page",
+                           off - (long)b->size, b->size, b->heap->name);
+        segv_report(msg, b, off);
+    }
+    for (int i = 0; i < MAX_PROTECTED && !ours; i++) {
+        protected_region *p = &protects[i];
+        if (p->start == NULL || addr < p->start || addr >= p->start + p->len)
+            continue;
+        ours = true;
+        char msg[160];
+        (void)snprintf(msg, sizeof(msg),
+                       "write to data of module '%s' made read-only after its init (offset %ld)",
+                       p->heap->name, (long)(addr - p->start));
+        segv_report(msg, NULL, 0);
+    }
+    /* let the fault happen again with the previous disposition: a crash at the access */
+    (void)sigaction(SIGSEGV, &old_segv, NULL);
+    if (!ours && old_segv.sa_handler == SIG_IGN)
+        (void)signal(sig, SIG_DFL);
+}
+
+static void *guard_alloc(keel__heap *h, size_t size, keel__blk **hdr)
+{
+    if (page_size == 0)
+        page_size = (size_t)sysconf(_SC_PAGESIZE);
+    if (size + HDR + TAIL > page_size)
+        return NULL;
+    char *map = (char *)mmap(NULL, 2 * page_size, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED)
+        return NULL;
+    if (mprotect(map + page_size, page_size, PROT_NONE) != 0) {
+        (void)munmap(map, 2 * page_size);
+        return NULL;
+    }
+    KEEL_VERIFY(pthread_mutex_lock(&special_lock) == 0);
+    int slot = -1;
+    for (int i = 0; i < MAX_GUARDED && slot < 0; i++)
+        if (guards[i].b == NULL)
+            slot = i;
+    if (slot < 0) {
+        /* recycle the oldest freed sample */
+        for (int i = 0; i < MAX_GUARDED && slot < 0; i++)
+            if (guards[i].freed) {
+                (void)munmap(guards[i].page, 2 * page_size);
+                __atomic_store_n(&guards[i].b, (keel__blk *)NULL, __ATOMIC_RELEASE);
+                slot = i;
+            }
+    }
+    if (slot < 0) {
+        KEEL_VERIFY(pthread_mutex_unlock(&special_lock) == 0);
+        (void)munmap(map, 2 * page_size);
+        return NULL;
+    }
+    /* the block ends at the guard page, 16-aligned (the tail canary covers the slack) */
+    size_t user = (page_size - size) & ~(size_t)15;
+    keel__blk *b = (keel__blk *)(void *)(map + user - HDR);
+    b->guarded = 1;
+    b->offset = (unsigned)(user - HDR);
+    b->heap = h;
+    guards[slot].page = map;
+    guards[slot].freed = false;
+    __atomic_store_n(&guards[slot].b, b, __ATOMIC_RELEASE);
+    KEEL_VERIFY(pthread_mutex_unlock(&special_lock) == 0);
+    install_handler();
+    *hdr = b;
+    return map;
+}
+
+static void guard_free(keel__blk *b)
+{
+    KEEL_VERIFY(pthread_mutex_lock(&special_lock) == 0);
+    for (int i = 0; i < MAX_GUARDED; i++)
+        if (guards[i].b == b) {
+            guards[i].freed = true;
+            (void)mprotect(guards[i].page, page_size, PROT_NONE); /* later use faults */
+        }
+    KEEL_VERIFY(pthread_mutex_unlock(&special_lock) == 0);
+}
+
+keel_status keel__heap_protect(keel__heap *h, void *ptr, size_t len)
+{
+    if (page_size == 0)
+        page_size = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)ptr + page_size - 1) & ~(uintptr_t)(page_size - 1);
+    uintptr_t end = ((uintptr_t)ptr + len) & ~(uintptr_t)(page_size - 1);
+    if (ptr == NULL || end <= start)
+        return KEEL_ERR(KEEL_E_INVAL,
+                        "keel_module_protect: [%p, +%zu) holds no whole page to protect", ptr, len);
+    keel_status s = KEEL_OK;
+    KEEL_VERIFY(pthread_mutex_lock(&special_lock) == 0);
+    int slot = -1;
+    for (int i = 0; i < MAX_PROTECTED && slot < 0; i++)
+        if (protects[i].start == NULL)
+            slot = i;
+    if (slot < 0)
+        s = KEEL_ERR(KEEL_E_FULL, "more than %d protected regions", (int)MAX_PROTECTED);
+    else if (mprotect((void *)start, end - start, PROT_READ) != 0)
+        s = KEEL_ERR_SYS(errno, "cannot make data of module '%s' read-only", h->name);
+    else {
+        protects[slot].start = (char *)start;
+        protects[slot].len = end - start;
+        protects[slot].heap = h;
+    }
+    KEEL_VERIFY(pthread_mutex_unlock(&special_lock) == 0);
+    if (keel_ok(s))
+        install_handler();
+    return s;
+}
+
+void keel__heap_unprotect(keel__heap *h)
+{
+    KEEL_VERIFY(pthread_mutex_lock(&special_lock) == 0);
+    for (int i = 0; i < MAX_PROTECTED; i++)
+        if (protects[i].heap == h && protects[i].start != NULL) {
+            (void)mprotect(protects[i].start, protects[i].len, PROT_READ | PROT_WRITE);
+            protects[i].start = NULL;
+        }
+    KEEL_VERIFY(pthread_mutex_unlock(&special_lock) == 0);
+}
+
+/* ---- reports ------------------------------------------------------------------------------- */
+
+static void report_blk(const char *what, const keel__blk *b, const char *file, int line,
+                       const char *func, long offset)
+{
+    keel_report *r = keel_report_begin(KEEL_REPORT_HEAP, file, line, func, "%s", what);
+    if (b != NULL) {
+        keel_report_add_str(r, "module", b->heap->name);
+        keel_report_add_uint(r, "size", b->size);
+        if (offset >= -HDR)
+            keel_report_add_int(r, "offset", offset);
+        keel_report_add_text(r, "block of %zu bytes allocated at %s:%d in %s()", b->size, b->file,
+                             b->line, b->func);
+        if (b->free_file != NULL)
+            keel_report_add_text(r, "freed at %s:%d", b->free_file, b->free_line);
+    }
+    (void)keel_report_emit(r);
+}
+
+/* First byte of [p, p+n) that differs from `byte`, or -1. */
+static long first_not(const unsigned char *p, size_t n, unsigned char byte)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != byte)
+            return (long)i;
+    return -1;
+}
+
+/* Check both canaries; report each damaged one.  True when both are intact. */
+static bool canaries_ok(const keel__blk *b, const char *file, int line, const char *func)
+{
+    bool ok = true;
+    char msg[200];
+    if (b->canary != magic_of(CANARY, b)) {
+        (void)snprintf(msg, sizeof(msg),
+                       "heap underflow: the red zone before a %zu-byte block of module '%s' was "
+                       "overwritten",
+                       b->size, b->heap->name);
+        report_blk(msg, b, file, line, func, -1);
+        ok = false;
+    }
+    const unsigned char *tail = (const unsigned char *)b + HDR + b->size;
+    if (memcmp(tail, tail_pattern, TAIL) != 0) {
+        long at = first_not(tail, TAIL, 0xfb);
+        (void)snprintf(msg, sizeof(msg),
+                       "heap overflow: the red zone after a %zu-byte block of module '%s' was "
+                       "overwritten at offset %zu",
+                       b->size, b->heap->name, b->size + (size_t)at);
+        report_blk(msg, b, file, line, func, (long)b->size + at);
+        ok = false;
+    }
+    return ok;
+}
+
+/* ---- allocation and free -------------------------------------------------------------------- */
+
+keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero, void **out,
+                            const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(h != NULL && out != NULL);
+    if (!keel__heap_reserve(h, size)) {
+        keel__heap_fail(h, size, "quota", file, line, func);
+        return keel_status_with_str(KEEL_ERR(KEEL_E_FULL,
+                                             "module '%s' is over its memory quota (%llu bytes) "
+                                             "allocating %zu bytes",
+                                             h->name, __atomic_load_n(&h->quota, __ATOMIC_RELAXED),
+                                             size),
+                                    "module", h->name);
+    }
+    keel__blk *b = NULL;
+    long long every = keel__opt_int(KEEL__OPT_HEAP_GUARD_SAMPLE);
+    if (every > 0 && align <= 16 && ++tls_guard_count % (unsigned long long)every == 0)
+        (void)guard_alloc(h, size, &b);
+    if (b == NULL) {
+        size_t hdr = align > 16 ? (HDR + align - 1) / align * align : HDR;
+        unsigned char *raw = (unsigned char *)keel__heap_raw_alloc(h, hdr + size + TAIL, align);
+        if (raw == NULL) {
+            keel__heap_release(h, size);
+            (void)__atomic_sub_fetch(&h->frees, 1, __ATOMIC_RELAXED);
+            (void)__atomic_sub_fetch(&h->allocations, 1, __ATOMIC_RELAXED);
+            keel__heap_fail(h, size, "nomem", file, line, func);
+            return keel_status_with_str(
+                KEEL_ERR(KEEL_E_NOMEM, "module '%s' cannot allocate %zu bytes", h->name, size),
+                "module", h->name);
+        }
+        b = (keel__blk *)(void *)(raw + hdr - HDR);
+        b->guarded = 0;
+        b->offset = (unsigned)(hdr - HDR);
+    }
+    b->magic = magic_of(MAGIC_LIVE, b);
+    b->heap = h;
+    b->size = size;
+    b->file = file;
+    b->func = func;
+    b->line = line;
+    b->free_file = NULL;
+    b->free_line = 0;
+    b->canary = magic_of(CANARY, b);
+    memcpy(user_of(b) + size, tail_pattern, TAIL);
+    memset(user_of(b), zero ? 0 : FRESH, size);
+    unsigned sh = my_shard();
+    b->shard = (unsigned short)sh;
+    keel__heap_shard *s = &h->shards[sh];
+    KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
+    b->prev = NULL;
+    b->next = s->live;
+    if (s->live != NULL)
+        s->live->prev = b;
+    s->live = b;
+    KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+    *out = user_of(b);
+    return KEEL_OK;
+}
+
+bool keel__blk_validate(keel__heap *h, void *p, size_t *size, keel__heap **owner, const char *what,
+                        const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(h != NULL && p != NULL);
+    keel__blk *b = (keel__blk *)(void *)((unsigned char *)p - HDR);
+    char msg[200];
+    if ((uintptr_t)p % 16 != 0 ||
+        (b->magic != magic_of(MAGIC_LIVE, b) && b->magic != magic_of(MAGIC_FREED, b))) {
+        (void)snprintf(msg, sizeof(msg),
+                       "%s of %p through module '%s': not a block of any keel heap (or its "
+                       "header was overwritten)",
+                       what, p, h->name);
+        report_blk(msg, NULL, file, line, func, 0);
+        return false;
+    }
+    if (b->magic == magic_of(MAGIC_FREED, b)) {
+        (void)snprintf(msg, sizeof(msg),
+                       "double free: %s of a %zu-byte block of module '%s' "
+                       "that was already freed",
+                       what, b->size, b->heap->name);
+        report_blk(msg, b, file, line, func, 0);
+        return false;
+    }
+    if (b->heap != h) {
+        (void)snprintf(msg, sizeof(msg),
+                       "%s through module '%s' of a block that module '%s' allocated", what,
+                       h->name, b->heap->name);
+        report_blk(msg, b, file, line, func, 0);
+        /* under a report policy, go on with the heap that owns it */
+    }
+    (void)canaries_ok(b, file, line, func);
+    *size = b->size;
+    *owner = b->heap;
+    return true;
+}
+
+/* Give an evicted block back to the arena, after checking its poison. */
+static void release_blk(keel__blk *b)
+{
+    long at = first_not(user_of(b), b->size, FREED);
+    if (at >= 0) {
+        char msg[200];
+        (void)snprintf(msg, sizeof(msg),
+                       "write after free: a freed %zu-byte block of module '%s' was changed at "
+                       "offset %ld",
+                       b->size, b->heap->name, at);
+        report_blk(msg, b, b->free_file, b->free_line, "(quarantine)", at);
+    }
+    if (b->guarded) {
+        guard_free(b);
+        return;
+    }
+    keel__heap_raw_free(b->heap, (unsigned char *)b - b->offset);
+}
+
+void keel__blk_free(keel__heap *h, void *p, const char *file, int line, const char *func)
+{
+    size_t size = 0;
+    keel__heap *owner = NULL;
+    if (!keel__blk_validate(h, p, &size, &owner, "free", file, line, func))
+        return;
+    keel__blk *b = (keel__blk *)(void *)((unsigned char *)p - HDR);
+    keel__heap_shard *s = &owner->shards[b->shard];
+    long long qlimit = keel__opt_int(KEEL__OPT_HEAP_QUARANTINE) / KEEL__HEAP_SHARDS;
+    keel__blk *evict = NULL;
+    KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
+    if (b->prev != NULL)
+        b->prev->next = b->next;
+    else
+        s->live = b->next;
+    if (b->next != NULL)
+        b->next->prev = b->prev;
+    b->magic = magic_of(MAGIC_FREED, b);
+    b->free_file = file;
+    b->free_line = line;
+    memset(user_of(b), FREED, b->size);
+    if (b->guarded) {
+        /* its page is its quarantine: made inaccessible, a later use faults */
+        KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+        keel__heap_release(owner, size);
+        guard_free(b);
+        return;
+    }
+    /* into the quarantine (newest last); the oldest beyond the limit go back */
+    b->next = NULL;
+    b->prev = s->q_newest;
+    if (s->q_newest != NULL)
+        s->q_newest->next = b;
+    else
+        s->q_oldest = b;
+    s->q_newest = b;
+    s->q_bytes += b->size + HDR;
+    while (s->q_oldest != NULL && s->q_bytes > (size_t)qlimit) {
+        keel__blk *o = s->q_oldest;
+        s->q_oldest = o->next;
+        if (s->q_oldest != NULL)
+            s->q_oldest->prev = NULL;
+        else
+            s->q_newest = NULL;
+        s->q_bytes -= o->size + HDR;
+        o->next = evict;
+        evict = o;
+    }
+    KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+    keel__heap_release(owner, size);
+    while (evict != NULL) {
+        keel__blk *next = evict->next;
+        release_blk(evict);
+        evict = next;
+    }
+}
+
+/* ---- sweeps --------------------------------------------------------------------------------- */
+
+keel_status keel__blk_check(keel__heap *h)
+{
+    unsigned bad = 0;
+    for (int i = 0; i < KEEL__HEAP_SHARDS; i++) {
+        keel__heap_shard *s = &h->shards[i];
+        KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
+        for (const keel__blk *b = s->live; b != NULL; b = b->next)
+            bad += canaries_ok(b, b->file, b->line, b->func) ? 0u : 1u;
+        for (keel__blk *b = s->q_oldest; b != NULL; b = b->next) {
+            long at = first_not(user_of(b), b->size, FREED);
+            if (at >= 0) {
+                char msg[200];
+                (void)snprintf(msg, sizeof(msg),
+                               "write after free: a freed %zu-byte block of module '%s' was "
+                               "changed at offset %ld",
+                               b->size, h->name, at);
+                report_blk(msg, b, b->free_file, b->free_line, "(quarantine)", at);
+                memset(user_of(b), FREED, b->size); /* reported once */
+                bad++;
+            }
+        }
+        KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+    }
+    if (bad == 0)
+        return KEEL_OK;
+    return keel_status_with_uint(
+        keel_status_with_str(
+            KEEL_ERR(KEEL_E_INTERNAL, "heap of module '%s': %u corrupted blocks", h->name, bad),
+            "module", h->name),
+        "corrupted", bad);
+}
+
+keel_status keel__blk_owns(keel__heap *h, const void *ptr, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)ptr;
+    const keel__blk *partial = NULL;
+    bool inside = false;
+    for (int i = 0; i < KEEL__HEAP_SHARDS && !inside; i++) {
+        keel__heap_shard *s = &h->shards[i];
+        KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
+        for (keel__blk *b = s->live; b != NULL && !inside; b = b->next) {
+            const unsigned char *u = user_of(b);
+            if (p >= u && p < u + b->size) {
+                if (len <= b->size - (size_t)(p - u))
+                    inside = true;
+                else
+                    partial = b;
+            }
+        }
+        KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+    }
+    unsigned nreg = __atomic_load_n(&h->nregions, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; i < nreg && !inside; i++) {
+        const char *r = h->region_start[i];
+        inside = (const char *)ptr >= r && len <= h->region_len[i] &&
+                 (size_t)((const char *)ptr - r) <= h->region_len[i] - len;
+    }
+    if (inside)
+        return KEEL_OK;
+    if (partial != NULL)
+        return keel_status_with_str(
+            KEEL_ERR(KEEL_E_RANGE,
+                     "buffer [%p, +%zu) runs %zu bytes past the end of a %zu-byte block of "
+                     "module '%s' allocated at %s:%d",
+                     ptr, len,
+                     len - (partial->size - (size_t)(p - (const unsigned char *)partial - HDR)),
+                     partial->size, h->name, partial->file, partial->line),
+            "module", h->name);
+    return keel_status_with_str(KEEL_ERR(KEEL_E_RANGE,
+                                         "buffer [%p, +%zu) is not inside any live block or "
+                                         "registered region of module '%s'",
+                                         ptr, len, h->name),
+                                "module", h->name);
+}
+
+typedef struct leak_site {
+    const char *file;
+    const char *func;
+    int line;
+    unsigned long long blocks;
+    unsigned long long bytes;
+} leak_site;
+
+void keel__blk_leaks(keel__heap *h)
+{
+    leak_site sites[LEAK_SITES];
+    size_t nsites = 0;
+    unsigned long long blocks = 0;
+    unsigned long long bytes = 0;
+    for (int i = 0; i < KEEL__HEAP_SHARDS; i++) {
+        keel__heap_shard *s = &h->shards[i];
+        KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
+        for (const keel__blk *b = s->live; b != NULL; b = b->next) {
+            blocks++;
+            bytes += b->size;
+            size_t k = 0;
+            while (k < nsites && !(sites[k].line == b->line && strcmp(sites[k].file, b->file) == 0))
+                k++;
+            if (k == nsites && nsites < LEAK_SITES) {
+                sites[k].file = b->file;
+                sites[k].func = b->func;
+                sites[k].line = b->line;
+                sites[k].blocks = 0;
+                sites[k].bytes = 0;
+                nsites++;
+            }
+            if (k < nsites) {
+                sites[k].blocks++;
+                sites[k].bytes += b->size;
+            }
+        }
+        KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+    }
+    if (blocks == 0)
+        return;
+    keel_report *r =
+        keel_report_begin(KEEL_REPORT_LEAK, sites[0].file, sites[0].line, sites[0].func,
+                          "module '%s' stopped with %llu blocks (%llu bytes) still allocated",
+                          h->name, blocks, bytes);
+    keel_report_add_str(r, "module", h->name);
+    keel_report_add_uint(r, "blocks", blocks);
+    keel_report_add_uint(r, "bytes", bytes);
+    for (size_t k = 0; k < nsites; k++)
+        keel_report_add_text(r, "%llu blocks, %llu bytes allocated at %s:%d in %s()",
+                             sites[k].blocks, sites[k].bytes, sites[k].file, sites[k].line,
+                             sites[k].func);
+    keel_report_no_backtrace(r);
+    (void)keel_report_emit(r);
+}
+
+#endif

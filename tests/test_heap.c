@@ -1,0 +1,488 @@
+/*
+ * test_heap.c - module heaps: accounting and quotas (both builds); in devel
+ * builds every detection - red zones, write after free, double free,
+ * cross-module free, foreign realloc, leaks at module stop, guard pages,
+ * read-only module data, buffer ownership - and the per-module stress option.
+ */
+#define _GNU_SOURCE 1
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "testutil.h"
+
+#include "keel/keel.h"
+
+KEEL_MODULE_DECLARE(leaky);
+
+static int leaky_line; /* the line of the allocation leaky_init leaks */
+static void *leaked;
+
+static keel_status leaky_init(void)
+{
+    /* a module that allocates in its init and forgets to free in its exit */
+    leaky_line = __LINE__ + 1;
+    return keel_heap_alloc(KEEL_MODULE_REF(leaky), 300, &leaked);
+}
+
+KEEL_MODULE(alpha, "1", NULL, NULL, NULL, NULL);
+KEEL_MODULE(beta, "1", NULL, NULL, NULL, NULL);
+KEEL_MODULE(leaky, "1", leaky_init, NULL, NULL, NULL);
+
+#define ALPHA KEEL_MODULE_REF(alpha)
+#define BETA  KEEL_MODULE_REF(beta)
+
+static void ok_or_fail(keel_status s)
+{
+    if (!keel_ok(s)) {
+        char text[1024];
+        (void)keel_status_format(s, text, sizeof(text));
+        keel_status_free(s);
+        fail_msg("unexpected error: %s", text);
+    }
+}
+
+static keel_heap_stats stats(const keel_module *m)
+{
+    keel_heap_stats st;
+    ok_or_fail(keel_heap_stats_get(m, &st));
+    return st;
+}
+
+/* ---- both builds ------------------------------------------------------------------------ */
+
+static void test_alloc_free_and_accounting(void **state)
+{
+    (void)state;
+    void *a = NULL;
+    void *b = NULL;
+    void *c = NULL;
+    ok_or_fail(keel_heap_alloc(ALPHA, 100, &a));
+    ok_or_fail(keel_heap_calloc(ALPHA, 10, 20, &b));
+    ok_or_fail(keel_heap_aligned(ALPHA, 256, 64, &c));
+    assert_int_equal((uintptr_t)c % 256, 0);
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(((unsigned char *)b)[i], 0);
+    memset(a, 1, 100);
+    keel_heap_stats st = stats(ALPHA);
+    assert_int_equal(st.live_blocks, 3);
+    assert_int_equal(st.allocations, 3);
+    assert_true(st.live_bytes >= 364);
+    ok_or_fail(keel_heap_realloc(ALPHA, &a, 5000));
+    assert_int_equal(((unsigned char *)a)[99], 1); /* kept */
+    keel_heap_free(ALPHA, a);
+    keel_heap_free(ALPHA, b);
+    keel_heap_free(ALPHA, c);
+    keel_heap_free(ALPHA, NULL);
+    st = stats(ALPHA);
+    assert_int_equal(st.live_blocks, 0);
+    assert_int_equal(st.live_bytes, 0);
+    assert_true(st.peak_bytes >= 5000);
+    assert_int_equal(stats(BETA).allocations, 0); /* another module saw nothing */
+    char json[2048];
+    (void)keel_heap_stats_json(json, sizeof(json));
+    assert_non_null(strstr(json, "{\"module\":\"alpha\",\"live_bytes\":0,"));
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    void *p = NULL;
+    keel_status s = keel_heap_aligned(ALPHA, 48, 10, &p);
+    assert_int_equal(keel_status_code(s), KEEL_E_INVAL);
+    keel_status_free(s);
+    s = keel_heap_calloc(ALPHA, SIZE_MAX / 2, 4, &p);
+    assert_int_equal(keel_status_code(s), KEEL_E_RANGE);
+    keel_status_free(s);
+    assert_null(p);
+}
+
+static int quota_reports;
+static bool count_quota(const keel_report_info *info, void *ctx)
+{
+    (void)ctx;
+    quota_reports += info->kind == KEEL_REPORT_QUOTA;
+    return true;
+}
+
+static void test_quota_in_one_module_only(void **state)
+{
+    (void)state;
+    (void)keel_report_set_handler(count_quota, NULL);
+    ok_or_fail(keel_heap_set_quota(ALPHA, 16384));
+    void *blocks[64];
+    int n = 0;
+    keel_status s = KEEL_OK;
+    while (n < 64) {
+        s = keel_heap_alloc(ALPHA, 1000, &blocks[n]);
+        if (!keel_ok(s))
+            break;
+        n++;
+    }
+    assert_in_range(n, 12, 16);
+    assert_int_equal(keel_status_code(s), KEEL_E_FULL);
+    char text[512];
+    (void)keel_status_format(s, text, sizeof(text));
+    keel_status_free(s);
+    assert_non_null(strstr(text, "module 'alpha' is over its memory quota (16384 bytes)"));
+    assert_int_equal(quota_reports, 1);
+    assert_int_equal(stats(ALPHA).failures, 1);
+    /* beta keeps allocating */
+    void *big = NULL;
+    ok_or_fail(keel_heap_alloc(BETA, 1 << 20, &big));
+    keel_heap_free(BETA, big);
+    /* freeing makes room again */
+    keel_heap_free(ALPHA, blocks[--n]);
+    ok_or_fail(keel_heap_alloc(ALPHA, 1000, &blocks[n++]));
+    while (n > 0)
+        keel_heap_free(ALPHA, blocks[--n]);
+    (void)keel_report_set_handler(NULL, NULL);
+}
+
+typedef struct worker {
+    const keel_module *mine;
+    const keel_module *other;
+    unsigned seed;
+    void *handoff[256];
+} worker;
+
+static void *churn(void *arg)
+{
+    worker *w = (worker *)arg;
+    void *live[64] = {NULL};
+    for (int i = 0; i < 20000; i++) {
+        int k = (int)(rand_r(&w->seed) % 64);
+        const keel_module *m = (k % 2 == 0) ? w->mine : w->other;
+        if (live[k] != NULL)
+            keel_heap_free(m, live[k]);
+        size_t size = 16 + (size_t)(rand_r(&w->seed) % 2048);
+        if (!keel_ok(keel_heap_alloc(m, size, &live[k])))
+            return (void *)1;
+        memset(live[k], k, size);
+    }
+    for (int k = 0; k < 64; k++)
+        keel_heap_free(k % 2 == 0 ? w->mine : w->other, live[k]);
+    return NULL;
+}
+
+static void test_two_heaps_many_threads(void **state)
+{
+    (void)state;
+    worker w[4] = {{ALPHA, BETA, 1, {NULL}},
+                   {BETA, ALPHA, 2, {NULL}},
+                   {ALPHA, BETA, 3, {NULL}},
+                   {BETA, ALPHA, 4, {NULL}}};
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, churn, &w[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        void *r = NULL;
+        assert_int_equal(pthread_join(t[i], &r), 0);
+        assert_null(r);
+    }
+    assert_int_equal(stats(ALPHA).live_blocks, 0);
+    assert_int_equal(stats(BETA).live_blocks, 0);
+    assert_int_equal(stats(ALPHA).live_bytes, 0);
+    assert_int_equal(stats(ALPHA).allocations, stats(ALPHA).frees);
+    ok_or_fail(keel_heap_check(ALPHA));
+    ok_or_fail(keel_heap_check(BETA));
+}
+
+#if KEEL_DEVEL
+
+/* ---- collecting heap reports (policy: report, so the test goes on) ------------------- */
+
+static char seen[8192];
+static int nseen;
+static bool collect(const keel_report_info *info, void *ctx)
+{
+    (void)ctx;
+    if (info->kind != KEEL_REPORT_HEAP && info->kind != KEEL_REPORT_LEAK)
+        return false;
+    nseen++;
+    size_t len = strlen(seen);
+    (void)snprintf(seen + len, sizeof(seen) - len, "%s|%s|%s:%d|", info->message, info->text,
+                   info->file, info->line);
+    return true;
+}
+
+static void watch(void)
+{
+    ok_or_fail(keel_options_set("report.heap=report"));
+    seen[0] = '\0';
+    nseen = 0;
+    (void)keel_report_set_handler(collect, NULL);
+}
+
+static void test_fresh_and_freed_poison(void **state)
+{
+    (void)state;
+    unsigned char *p = NULL;
+    ok_or_fail(keel_heap_alloc(ALPHA, 64, (void **)&p));
+    for (int i = 0; i < 64; i++)
+        assert_int_equal(p[i], 0xA5);
+    keel_heap_free(ALPHA, p);
+    for (int i = 0; i < 64; i++) /* in quarantine: still mapped, poisoned */
+        assert_int_equal(p[i], 0xDD);
+}
+
+static void test_overflow_into_red_zone(void **state)
+{
+    (void)state;
+    watch();
+    unsigned char *p = NULL;
+    int line = __LINE__ + 1;
+    ok_or_fail(keel_heap_alloc(ALPHA, 40, (void **)&p));
+    p[43] = 1; /* 4 bytes past the end */
+    keel_heap_free(ALPHA, p);
+    assert_int_equal(nseen, 1);
+    assert_non_null(strstr(seen, "heap overflow: the red zone after a 40-byte block of module "
+                                 "'alpha' was overwritten at offset 43"));
+    char site[64];
+    (void)snprintf(site, sizeof(site), "test_heap.c:%d", line);
+    assert_non_null(strstr(seen, site));
+}
+
+static void test_underflow_into_red_zone(void **state)
+{
+    (void)state;
+    watch();
+    unsigned char *p = NULL;
+    ok_or_fail(keel_heap_alloc(ALPHA, 40, (void **)&p));
+    p[-2] = 0;
+    ok_or_fail(keel_heap_alloc(BETA, 8, (void **)&p) /* unrelated */);
+    keel_status s = keel_heap_check(ALPHA);
+    assert_int_equal(keel_status_code(s), KEEL_E_INTERNAL);
+    keel_status_free(s);
+    assert_non_null(strstr(seen, "heap underflow: the red zone before a 40-byte block"));
+}
+
+static void test_write_after_free_found_with_sites(void **state)
+{
+    (void)state;
+    watch();
+    unsigned char *p = NULL;
+    int alloc_line = __LINE__ + 1;
+    ok_or_fail(keel_heap_alloc(ALPHA, 100, (void **)&p));
+    int free_line = __LINE__ + 1;
+    keel_heap_free(ALPHA, p);
+    p[10] = 42; /* the bug */
+    keel_status s = keel_heap_check(ALPHA);
+    assert_false(keel_ok(s));
+    keel_status_free(s);
+    assert_int_equal(nseen, 1);
+    assert_non_null(strstr(seen, "write after free: a freed 100-byte block of module 'alpha' was "
+                                 "changed at offset 10"));
+    char site[64];
+    (void)snprintf(site, sizeof(site), "test_heap.c:%d", alloc_line);
+    assert_non_null(strstr(seen, site));
+    (void)snprintf(site, sizeof(site), "freed at %s:%d", __FILE__, free_line);
+    assert_non_null(strstr(seen, site));
+}
+
+static void test_write_after_free_found_at_reuse(void **state)
+{
+    (void)state;
+    /* 8000 bytes of quarantine: 1000 per shard */
+    ok_or_fail(keel_options_set("heap.quarantine=8000"));
+    watch();
+    unsigned char *p = NULL;
+    ok_or_fail(keel_heap_alloc(ALPHA, 100, (void **)&p));
+    keel_heap_free(ALPHA, p);
+    p[5] = 1; /* the bug, while the block waits in the quarantine */
+    assert_int_equal(nseen, 0);
+    void *q = NULL;
+    ok_or_fail(keel_heap_alloc(ALPHA, 900, &q));
+    keel_heap_free(ALPHA, q); /* pushes the first block out: its poison is checked */
+    assert_int_equal(nseen, 1);
+    assert_non_null(strstr(seen, "write after free: a freed 100-byte block of module 'alpha' was "
+                                 "changed at offset 5"));
+}
+
+static void test_double_free(void **state)
+{
+    (void)state;
+    watch();
+    void *p = NULL;
+    ok_or_fail(keel_heap_alloc(ALPHA, 24, &p));
+    keel_heap_free(ALPHA, p);
+    keel_heap_free(ALPHA, p);
+    assert_int_equal(nseen, 1);
+    assert_non_null(strstr(seen, "double free: free of a 24-byte block of module 'alpha' that "
+                                 "was already freed"));
+    assert_int_equal(stats(ALPHA).frees, 1);
+}
+
+static void test_free_through_the_wrong_module(void **state)
+{
+    (void)state;
+    watch();
+    void *p = NULL;
+    ok_or_fail(keel_heap_alloc(ALPHA, 24, &p));
+    keel_heap_free(BETA, p);
+    assert_int_equal(nseen, 1);
+    assert_non_null(strstr(seen, "free through module 'beta' of a block that module 'alpha' "
+                                 "allocated"));
+    /* under the report policy it was freed where it belongs */
+    assert_int_equal(stats(ALPHA).live_blocks, 0);
+    assert_int_equal(stats(BETA).frees, 0);
+}
+
+static void test_foreign_realloc(void **state)
+{
+    (void)state;
+    watch();
+    void *p = malloc(64);
+    assert_non_null(p);
+    memset(p, 0, 64);
+    void *q = p;
+    keel_status s = keel_heap_realloc(ALPHA, &q, 128);
+    assert_int_equal(keel_status_code(s), KEEL_E_INVAL);
+    keel_status_free(s);
+    assert_ptr_equal(q, p);
+    assert_non_null(strstr(seen, "realloc of"));
+    assert_non_null(strstr(seen, "not a block of any keel heap"));
+    free(p);
+}
+
+static void test_leak_reported_at_module_stop(void **state)
+{
+    (void)state;
+    watch();
+    ok_or_fail(keel_modules_start());
+    void *more = NULL;
+    ok_or_fail(keel_heap_alloc(KEEL_MODULE_REF(leaky), 50, &more));
+    keel_modules_stop();
+    assert_int_equal(nseen, 1);
+    assert_non_null(strstr(seen, "module 'leaky' stopped with 2 blocks (350 bytes) still "
+                                 "allocated"));
+    char site[80];
+    (void)snprintf(site, sizeof(site), "1 blocks, 300 bytes allocated at %s:%d in leaky_init()",
+                   __FILE__, leaky_line);
+    assert_non_null(strstr(seen, site));
+}
+
+static void test_buffer_ownership(void **state)
+{
+    (void)state;
+    unsigned char *p = NULL;
+    ok_or_fail(keel_heap_alloc(ALPHA, 512, (void **)&p));
+    ok_or_fail(keel_heap_check_buffer(ALPHA, p, 512));
+    ok_or_fail(keel_heap_check_buffer(ALPHA, p + 100, 412));
+    keel_status s = keel_heap_check_buffer(ALPHA, p + 100, 413);
+    assert_int_equal(keel_status_code(s), KEEL_E_RANGE);
+    char text[512];
+    (void)keel_status_format(s, text, sizeof(text));
+    keel_status_free(s);
+    assert_non_null(
+        strstr(text, "runs 1 bytes past the end of a 512-byte block of module 'alpha'"));
+    s = keel_heap_check_buffer(BETA, p, 16); /* another module's block */
+    assert_int_equal(keel_status_code(s), KEEL_E_RANGE);
+    keel_status_free(s);
+    static unsigned char dma_area[4096];
+    s = keel_heap_check_buffer(BETA, dma_area + 10, 100);
+    assert_int_equal(keel_status_code(s), KEEL_E_RANGE);
+    keel_status_free(s);
+    ok_or_fail(keel_heap_register_region(BETA, dma_area, sizeof(dma_area)));
+    ok_or_fail(keel_heap_check_buffer(BETA, dma_area + 10, 100));
+    keel_heap_free(ALPHA, p);
+    s = keel_heap_check_buffer(ALPHA, p, 16); /* freed: no longer owned */
+    assert_int_equal(keel_status_code(s), KEEL_E_RANGE);
+    keel_status_free(s);
+}
+
+static void test_stress_fails_one_modules_allocations(void **state)
+{
+    (void)state;
+    ok_or_fail(keel_stress_enable("alpha.alloc:nth=2"));
+    void *a = NULL;
+    void *b = NULL;
+    void *c = NULL;
+    ok_or_fail(keel_heap_alloc(ALPHA, 10, &a));
+    keel_status s = keel_heap_alloc(ALPHA, 10, &b);
+    assert_int_equal(keel_status_code(s), KEEL_E_INJECTED);
+    keel_status_free(s);
+    ok_or_fail(keel_heap_alloc(BETA, 10, &c));
+    keel_heap_free(ALPHA, a);
+    keel_heap_free(BETA, c);
+    keel_stress_stats st;
+    ok_or_fail(keel_stress_get("alpha.alloc", &st));
+    assert_int_equal(st.fires, 1);
+    assert_int_equal(stats(ALPHA).failures, 1);
+}
+
+static void overflow_guarded(void)
+{
+    ok_or_fail(keel_options_set("heap.guard-sample=1"));
+    unsigned char *p = NULL;
+    ok_or_fail(keel_heap_alloc(ALPHA, 100, (void **)&p));
+    for (int i = 100; i < 200; i++)
+        ((volatile unsigned char *)p)[i] = 7; /* runs into the guard page */
+}
+
+static void test_guard_page_catches_overflow_at_the_access(void **state)
+{
+    (void)state;
+    char out[8192];
+    int st = keel_test_run_child(overflow_guarded, out, sizeof(out));
+    assert_true(WIFSIGNALED(st));
+    assert_non_null(strstr(out, "heap overflow: access"));
+    assert_non_null(strstr(out, "of a 100-byte block of module 'alpha' hit its guard page"));
+    assert_non_null(strstr(out, "overflow_guarded")); /* the faulting function, in the backtrace */
+}
+
+static unsigned char tables[3 * 4096] __attribute__((aligned(4096)));
+
+static void write_protected(void)
+{
+    ok_or_fail(keel_module_protect(BETA, tables, sizeof(tables)));
+    assert_int_equal(tables[5000], 0); /* reading is fine */
+    ((volatile unsigned char *)tables)[5000] = 1;
+}
+
+static void test_module_data_read_only_after_init(void **state)
+{
+    (void)state;
+    char out[8192];
+    int st = keel_test_run_child(write_protected, out, sizeof(out));
+    assert_true(WIFSIGNALED(st));
+    assert_non_null(strstr(out, "write to data of module 'beta' made read-only after its init "
+                                "(offset 5000)"));
+}
+
+#endif
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_alloc_free_and_accounting),
+        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_quota_in_one_module_only),
+        cmocka_unit_test(test_two_heaps_many_threads),
+#if KEEL_DEVEL
+        cmocka_unit_test(test_fresh_and_freed_poison),
+        cmocka_unit_test(test_overflow_into_red_zone),
+        cmocka_unit_test(test_underflow_into_red_zone),
+        cmocka_unit_test(test_write_after_free_found_with_sites),
+        cmocka_unit_test(test_write_after_free_found_at_reuse),
+        cmocka_unit_test(test_double_free),
+        cmocka_unit_test(test_free_through_the_wrong_module),
+        cmocka_unit_test(test_foreign_realloc),
+        cmocka_unit_test(test_leak_reported_at_module_stop),
+        cmocka_unit_test(test_buffer_ownership),
+        cmocka_unit_test(test_stress_fails_one_modules_allocations),
+        cmocka_unit_test(test_guard_page_catches_overflow_at_the_access),
+        cmocka_unit_test(test_module_data_read_only_after_init),
+#endif
+    };
+    return keel_test_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
+}
