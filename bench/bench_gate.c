@@ -82,7 +82,7 @@ static void die(keel_status s, const char *what)
 {
     char msg[512];
     (void)keel_status_format(s, msg, sizeof(msg));
-    fprintf(stderr, "bench_gate: %s: %s\n", what, msg);
+    (void)fprintf(stderr, "bench_gate: %s: %s\n", what, msg);
     keel_status_free(s);
     exit(1);
 }
@@ -137,7 +137,7 @@ static outcome simulate(const strat *st, const bool *bad, double flake, unsigned
             if (!have)
                 break;
             if (b.candidate >= MAXCAND) {
-                fprintf(stderr, "bench_gate: more than %d candidates\n", MAXCAND);
+                (void)fprintf(stderr, "bench_gate: more than %d candidates\n", MAXCAND);
                 exit(1);
             }
             if (b.attempt == 1) {

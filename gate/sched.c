@@ -462,12 +462,12 @@ keel_status gate_sched_result(gate_sched *s, long long candidate, bool passed)
         i++;
     if (i == s->nplan)
         return KEEL_OK; /* dropped: its result no longer matters */
-    seg *g = &s->plan[i];
-    if (g->state != CAND_RUNNING)
+    if (s->plan[i].state != CAND_RUNNING)
         return KEEL_ERR(KEEL_E_STATE, "candidate %lld is not running", candidate);
     keel_status st = reserve(s);
     if (!keel_ok(st))
         return st;
+    seg *g = &s->plan[i]; /* after reserve(), which may move the plan */
     KEEL_ASSERT(s->running > 0);
     s->running--;
     if (passed) {
