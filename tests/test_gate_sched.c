@@ -257,7 +257,7 @@ static void all_scenarios(gate_strategy strategy)
         size_t nbad = 0;
         for (int c = 1; c <= 30; c++) {
             x = x * 6364136223846793005ull + 1442695040888963407ull;
-            if ((x >> 33) % 100 < (unsigned long long)(5 + round))
+            if ((x >> 33) % 100 < 5ull + (unsigned long long)round)
                 bad[nbad++] = c;
         }
         (void)scenario(strategy, 30, bad, nbad, round % 3 == 0);
@@ -474,7 +474,7 @@ static void test_bad_calls(void **state)
     (void)state;
     gate_sched_params p;
     gate_sched_params_default(&p);
-    gate_sched *s = (gate_sched *)(uintptr_t)1;
+    gate_sched *s = (gate_sched *)(uintptr_t)1; /* must be reset to NULL */
     p.max_batch = 0;
     keel_status st = gate_sched_new(&p, &s);
     assert_true(KEEL_HAS(st, KEEL_E_INVAL));
