@@ -1,0 +1,239 @@
+/*
+ * bench_gate.c - keel-gate's scheduler on a synthetic merge queue: a
+ * discrete-event simulation in units of T, the time of one build.
+ *
+ * 200 changes, each bad with probability p in {0.02, 0.1, 0.3} (splitmix64,
+ * fixed seeds), 4 slots, every build takes exactly T.  A candidate passes
+ * when its tree holds no bad change; in the flaky runs a build of a good
+ * candidate also fails spuriously with probability 0.05 per attempt
+ * (retries = 1).  For each strategy: the makespan in T, the builds started,
+ * whether exactly the bad changes were rejected, how many good changes were
+ * rejected, and the scheduler's CPU per landed change (process CPU time of
+ * the whole simulation divided by the changes landed).
+ *
+ * Goal (the scheduler's issue): adaptive's makespan <= the best fixed
+ * strategy's, with no more builds than that strategy; CPU < 50 ms a change.
+ * Run: build/devel/bench_gate (or make bench)
+ */
+#define _GNU_SOURCE 1
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "keel/keel.h"
+
+#include "../gate/scheduler.h"
+
+enum { NCHANGES = 200, SLOTS = 4, MAXCAND = 16384, NSTRAT = 6 };
+
+static unsigned long long splitmix64(unsigned long long *x)
+{
+    unsigned long long z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double uniform(unsigned long long *x)
+{
+    return (double)(splitmix64(x) >> 11) / 9007199254740992.0;
+}
+
+typedef struct strat {
+    const char *name;
+    gate_strategy strategy;
+    unsigned batch, depth;
+} strat;
+
+static const strat strats[NSTRAT] = {
+    {"adaptive", GATE_STRATEGY_ADAPTIVE, 8, 4},
+    {"serial", GATE_STRATEGY_SERIAL, 1, 1},
+    {"batch b=4", GATE_STRATEGY_BATCH, 4, 1},
+    {"batch b=8", GATE_STRATEGY_BATCH, 8, 1},
+    {"speculative w=4", GATE_STRATEGY_SPECULATIVE, 1, 4},
+    {"spec-batch w=4 b=4", GATE_STRATEGY_SPECULATIVE_BATCH, 4, 4},
+};
+
+typedef struct outcome {
+    long long makespan; /* in T */
+    unsigned long long builds, landed;
+    bool exact; /* exactly the bad changes rejected */
+    int good_rejected;
+    double cpu_us; /* per landed change */
+} outcome;
+
+typedef struct world {
+    bool bad[NCHANGES + 1];
+    bool cand_bad[MAXCAND];
+    long long running[MAXCAND];
+    size_t nrunning;
+    int state[NCHANGES + 1]; /* 0 active, 1 landed, 2 rejected */
+} world;
+
+static double cpu_ns(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static void die(keel_status s, const char *what)
+{
+    char msg[512];
+    (void)keel_status_format(s, msg, sizeof(msg));
+    (void)fprintf(stderr, "bench_gate: %s: %s\n", what, msg);
+    keel_status_free(s);
+    exit(1);
+}
+
+static void take(gate_sched *s, world *w)
+{
+    gate_sched_decision d;
+    while (gate_sched_poll(s, &d)) {
+        if (d.kind == GATE_SCHED_LAND) {
+            for (size_t i = 0; i < d.n; i++)
+                w->state[d.changes[i]] = 1;
+        } else if (d.kind == GATE_SCHED_REJECT) {
+            w->state[d.change] = 2;
+        } else if (d.kind == GATE_SCHED_CANCEL_BUILD) {
+            for (size_t i = 0; i < w->nrunning; i++)
+                if (w->running[i] == d.candidate) {
+                    w->running[i] = w->running[--w->nrunning];
+                    break;
+                }
+        }
+    }
+}
+
+static outcome simulate(const strat *st, const bool *bad, double flake, unsigned retries,
+                        unsigned long long seed)
+{
+    static world w;
+    memset(&w, 0, sizeof(w));
+    memcpy(w.bad, bad, sizeof(w.bad));
+    double t0 = cpu_ns();
+    gate_sched_params p;
+    gate_sched_params_default(&p);
+    p.strategy = st->strategy;
+    p.max_batch = st->batch;
+    p.max_depth = st->depth;
+    p.slots = SLOTS;
+    p.retries = retries;
+    gate_sched *s = NULL;
+    keel_status ks = gate_sched_new(&p, &s);
+    if (!keel_ok(ks))
+        die(ks, "new");
+    for (long long c = 1; c <= NCHANGES; c++)
+        if (!keel_ok(ks = gate_sched_enqueue(s, c)))
+            die(ks, "enqueue");
+    long long t = 0;
+    for (;;) {
+        for (;;) {
+            gate_sched_build b;
+            bool have = false;
+            if (!keel_ok(ks = gate_sched_next(s, &b, &have)))
+                die(ks, "next");
+            if (!have)
+                break;
+            if (b.candidate >= MAXCAND) {
+                (void)fprintf(stderr, "bench_gate: more than %d candidates\n", MAXCAND);
+                exit(1);
+            }
+            if (b.attempt == 1) {
+                bool cb = b.base != 0 && w.cand_bad[b.base];
+                for (size_t i = 0; i < b.n; i++)
+                    cb = cb || w.bad[b.changes[i]];
+                w.cand_bad[b.candidate] = cb;
+            }
+            w.running[w.nrunning++] = b.candidate;
+        }
+        if (w.nrunning == 0)
+            break;
+        t++; /* every running build ends one T later */
+        long long ending[MAXCAND];
+        size_t n = w.nrunning;
+        memcpy(ending, w.running, n * sizeof(long long));
+        for (size_t i = 0; i < n; i++) {
+            size_t k = 0;
+            while (k < w.nrunning && w.running[k] != ending[i])
+                k++;
+            if (k == w.nrunning)
+                continue; /* cancelled meanwhile */
+            w.running[k] = w.running[--w.nrunning];
+            bool passed = !w.cand_bad[ending[i]] && !(flake > 0 && uniform(&seed) < flake);
+            if (!keel_ok(ks = gate_sched_result(s, ending[i], passed)))
+                die(ks, "result");
+            take(s, &w);
+        }
+    }
+    gate_sched_stats gs;
+    gate_sched_stats_get(s, &gs);
+    double t1 = cpu_ns();
+    outcome o;
+    memset(&o, 0, sizeof(o));
+    o.makespan = t;
+    o.builds = gs.builds;
+    o.landed = gs.landed;
+    o.exact = true;
+    for (int c = 1; c <= NCHANGES; c++) {
+        if (w.state[c] == 0 || (w.state[c] == 2) != bad[c])
+            o.exact = false;
+        if (w.state[c] == 2 && !bad[c])
+            o.good_rejected++;
+    }
+    o.cpu_us = gs.landed > 0 ? (t1 - t0) / 1e3 / (double)gs.landed : 0.0;
+    gate_sched_delete(s);
+    return o;
+}
+
+int main(void)
+{
+    static const double ps[] = {0.02, 0.1, 0.3};
+    double worst_cpu = 0.0;
+    int goals_met = 0, goals = 0;
+    printf("keel-gate scheduler: %d changes, %d slots, every build takes T\n\n", NCHANGES, SLOTS);
+    for (int flaky = 0; flaky <= 1; flaky++) {
+        printf("%s\n", flaky ? "with flakes: a good build fails with probability 0.05, retries = 1"
+                             : "no flakes, retries = 0");
+        printf(
+            "| p | strategy | makespan (T) | builds | exactly the bad rejected | good rejected | "
+            "CPU per landed change |\n|---|---|---|---|---|---|---|\n");
+        for (size_t pi = 0; pi < sizeof(ps) / sizeof(ps[0]); pi++) {
+            bool bad[NCHANGES + 1];
+            unsigned long long seed = 0x5eed0000ull + pi;
+            int nbad = 0;
+            bad[0] = false;
+            for (int c = 1; c <= NCHANGES; c++) {
+                bad[c] = uniform(&seed) < ps[pi];
+                nbad += bad[c];
+            }
+            outcome o[NSTRAT];
+            for (int k = 0; k < NSTRAT; k++) {
+                o[k] = simulate(&strats[k], bad, flaky ? 0.05 : 0.0, flaky ? 1u : 0u,
+                                0xf1a4e000ull + pi);
+                printf("| %.2f (%d bad) | %s | %lld | %llu | %s | %d | %.1f us |\n", ps[pi], nbad,
+                       strats[k].name, o[k].makespan, o[k].builds, o[k].exact ? "yes" : "no",
+                       o[k].good_rejected, o[k].cpu_us);
+                if (o[k].cpu_us > worst_cpu)
+                    worst_cpu = o[k].cpu_us;
+            }
+            int best = 1;
+            for (int k = 2; k < NSTRAT; k++)
+                if (o[k].makespan < o[best].makespan ||
+                    (o[k].makespan == o[best].makespan && o[k].builds < o[best].builds))
+                    best = k;
+            bool met = o[0].makespan <= o[best].makespan && o[0].builds <= o[best].builds;
+            goals++;
+            goals_met += met;
+            printf("|  | adaptive vs best fixed (%s: %lld T, %llu builds) | %s | | | | |\n",
+                   strats[best].name, o[best].makespan, o[best].builds, met ? "met" : "NOT met");
+        }
+        printf("\n");
+    }
+    printf("adaptive <= best fixed strategy (makespan, and builds no more than it): %d of %d "
+           "workloads\n",
+           goals_met, goals);
+    printf("scheduler CPU per landed change, worst run: %.1f us (goal < 50 ms)\n", worst_cpu);
+    return 0;
+}

@@ -1,0 +1,522 @@
+/*
+ * sched.c - keel-gate's scheduler (see scheduler.h).
+ *
+ * The state is a queue of changes not yet taken, and a plan: an ordered list
+ * of segments, each a group of consecutive changes that one candidate builds.
+ * Segment i's candidate is stacked on the live candidate of the segment
+ * before it (or on the tip), so its tree is the tip plus segments 0..i.
+ *
+ * A segment is "known bad" when the tip plus everything before it plus the
+ * segment is known to fail, assuming every segment before it lands: its
+ * candidate failed for good at the front, or it is the second half of a
+ * known-bad segment whose first half was split off.  Such a segment is never
+ * built: a single known-bad change is rejected when it reaches the front (and
+ * speculation steps over it before that); a larger one is split at the front.
+ * Any final failure or cancellation of a segment forgets what was known
+ * about the segments after it, and drops their candidates.
+ *
+ * Allocation happens up front in each public call (reserve), so a decision
+ * or a split never fails half-way.
+ */
+#include "scheduler.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum cand_state {
+    CAND_NONE,    /* no candidate */
+    CAND_RUNNING, /* a build is running */
+    CAND_PASSED,  /* waiting for everything below to land */
+    CAND_FAILED,  /* waiting: for the front (then a retry or a split) or to be dropped */
+    CAND_RETRY    /* at the front, failed, a rerun is wanted */
+} cand_state;
+
+typedef struct seg {
+    long long *ids; /* the changes, in queue order */
+    size_t n;
+    bool known_bad;
+    long long blame; /* the candidate whose failure made it known bad */
+    long long cand;  /* its live candidate, 0 when none */
+    long long base;  /* that candidate's base (the tip's candidate id when built on the tip) */
+    cand_state state;
+    unsigned attempts; /* builds started of the candidate */
+    unsigned failures; /* of which failed */
+} seg;
+
+typedef struct entry {
+    gate_sched_kind kind;
+    long long candidate;
+    long long change;
+    long long *ids; /* LAND: owned */
+    size_t n;
+} entry;
+
+/* The estimator: decayed counts of recent outcomes plus a prior worth PRIOR_N changes. */
+static const double decay = 0.98;
+static const double prior_n = 10.0;
+
+struct gate_sched {
+    gate_sched_params p;
+    long long *queue; /* queue[qhead .. qhead + qlen) */
+    size_t qhead, qlen, qcap;
+    seg *plan;
+    size_t nplan, plancap;
+    entry *decs; /* decs[dhead .. dhead + dlen) */
+    size_t dhead, dlen, dcap;
+    long long *polled; /* the ids of the last decision polled */
+    long long *spare;  /* max_batch ids, for the second half of a split */
+    long long next_cand;
+    long long tip; /* the candidate whose tree the tip is, 0 at first */
+    unsigned running;
+    double bad_w, all_w;
+    gate_sched_stats st;
+};
+
+static const char *const kind_names[] = {"land", "reject", "flaky", "cancel-build"};
+
+const char *gate_sched_kind_name(gate_sched_kind k)
+{
+    return (unsigned)k < sizeof(kind_names) / sizeof(kind_names[0]) ? kind_names[k] : "?";
+}
+
+void gate_sched_params_default(gate_sched_params *p)
+{
+    KEEL_ASSERT(p != NULL);
+    memset(p, 0, sizeof(*p));
+    p->strategy = GATE_STRATEGY_ADAPTIVE;
+    p->max_batch = 8;
+    p->max_depth = 4;
+    p->slots = 4;
+    p->retries = 1;
+    p->prior_p = 0.1;
+}
+
+keel_status gate_sched_new(const gate_sched_params *p, gate_sched **out)
+{
+    KEEL_ASSERT(p != NULL && out != NULL);
+    *out = NULL;
+    if ((unsigned)p->strategy > (unsigned)GATE_STRATEGY_ADAPTIVE)
+        return KEEL_ERR(KEEL_E_INVAL, "unknown strategy %d", (int)p->strategy);
+    if (p->max_batch < 1 || p->max_batch > GATE_SCHED_MAX_BATCH)
+        return KEEL_ERR(KEEL_E_INVAL, "'max-batch' %u is not in [1, %d]", p->max_batch,
+                        GATE_SCHED_MAX_BATCH);
+    if (p->max_depth < 1 || p->max_depth > GATE_SCHED_MAX_DEPTH)
+        return KEEL_ERR(KEEL_E_INVAL, "'max-depth' %u is not in [1, %d]", p->max_depth,
+                        GATE_SCHED_MAX_DEPTH);
+    if (p->slots < 1 || p->slots > GATE_SCHED_MAX_SLOTS)
+        return KEEL_ERR(KEEL_E_INVAL, "'slots' %u is not in [1, %d]", p->slots,
+                        GATE_SCHED_MAX_SLOTS);
+    if (p->retries > GATE_SCHED_MAX_RETRIES)
+        return KEEL_ERR(KEEL_E_INVAL, "'retries' %u is not in [0, %d]", p->retries,
+                        GATE_SCHED_MAX_RETRIES);
+    if (!(p->prior_p > 0.0 && p->prior_p < 1.0))
+        return KEEL_ERR(KEEL_E_INVAL, "'prior_p' %g is not in (0, 1)", p->prior_p);
+    gate_sched *s = (gate_sched *)calloc(1, sizeof(*s));
+    if (s == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory creating a scheduler");
+    s->p = *p;
+    s->next_cand = 1;
+    *out = s;
+    return KEEL_OK;
+}
+
+void gate_sched_delete(gate_sched *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->nplan; i++)
+        free(s->plan[i].ids);
+    for (size_t i = 0; i < s->dlen; i++)
+        free(s->decs[s->dhead + i].ids);
+    free(s->plan);
+    free(s->decs);
+    free(s->queue);
+    free(s->polled);
+    free(s->spare);
+    free(s);
+}
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static double estimate(const gate_sched *s)
+{
+    return (s->bad_w + s->p.prior_p * prior_n) / (s->all_w + prior_n);
+}
+
+static void observe(gate_sched *s, size_t n, bool bad)
+{
+    for (size_t i = 0; i < n; i++) {
+        s->bad_w = s->bad_w * decay + (bad ? 1.0 : 0.0);
+        s->all_w = s->all_w * decay + 1.0;
+    }
+}
+
+static bool grow(void **buf, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return true;
+    size_t ncap = *cap < 8 ? 8 : *cap;
+    while (ncap < need)
+        ncap *= 2;
+    void *nb = realloc(*buf, ncap * elem);
+    if (nb == NULL)
+        return false;
+    *buf = nb;
+    *cap = ncap;
+    return true;
+}
+
+/*
+ * Room for whatever one event can produce: a decision per segment plus a
+ * cancel per running build, one more segment, and the spare half of a split.
+ */
+static keel_status reserve(gate_sched *s)
+{
+    KEEL_ASSERT(s != NULL);
+    if (s->dhead > 0) {
+        memmove(s->decs, s->decs + s->dhead, s->dlen * sizeof(*s->decs));
+        s->dhead = 0;
+    }
+    size_t need = s->dlen + s->nplan + s->running + 4;
+    if (!grow((void **)&s->decs, &s->dcap, need, sizeof(*s->decs)) ||
+        !grow((void **)&s->plan, &s->plancap, s->nplan + 2, sizeof(*s->plan)))
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory scheduling %zu candidates", s->nplan);
+    if (s->spare == NULL) {
+        s->spare = (long long *)malloc(s->p.max_batch * sizeof(long long));
+        if (s->spare == NULL)
+            return KEEL_ERR(KEEL_E_NOMEM, "out of memory scheduling %zu candidates", s->nplan);
+    }
+    return KEEL_OK;
+}
+
+static void push(gate_sched *s, gate_sched_kind kind, long long cand, long long change,
+                 long long *ids, size_t n)
+{
+    KEEL_ASSERT(s->dhead + s->dlen < s->dcap);
+    entry *e = &s->decs[s->dhead + s->dlen++];
+    e->kind = kind;
+    e->candidate = cand;
+    e->change = change;
+    e->ids = ids;
+    e->n = n;
+}
+
+static void remove_seg(gate_sched *s, size_t i)
+{
+    KEEL_ASSERT(i < s->nplan);
+    memmove(&s->plan[i], &s->plan[i + 1], (s->nplan - i - 1) * sizeof(*s->plan));
+    s->nplan--;
+}
+
+/* Drop segment g's candidate (its result no longer matters). */
+static void drop_candidate(gate_sched *s, seg *g)
+{
+    KEEL_ASSERT(s != NULL && g != NULL);
+    if (g->cand == 0)
+        return;
+    if (g->state == CAND_RUNNING) {
+        KEEL_ASSERT(s->running > 0);
+        push(s, GATE_SCHED_CANCEL_BUILD, g->cand, 0, NULL, 0);
+        s->running--;
+        s->st.cancelled_builds++;
+    }
+    g->cand = 0;
+    g->base = 0;
+    g->state = CAND_NONE;
+    g->attempts = 0;
+    g->failures = 0;
+}
+
+/* Forget candidates and knowledge from segment i on. */
+static void drop_from(gate_sched *s, size_t i)
+{
+    for (size_t j = i; j < s->nplan; j++) {
+        drop_candidate(s, &s->plan[j]);
+        s->plan[j].known_bad = false;
+    }
+}
+
+/* Split known-bad segment i: its first half (unknown) and the rest (known bad). */
+static void split(gate_sched *s, size_t i)
+{
+    KEEL_ASSERT(i < s->nplan && s->plan[i].n > 1 && s->plan[i].known_bad);
+    KEEL_ASSERT(s->nplan < s->plancap && s->spare != NULL);
+    seg *g = &s->plan[i];
+    size_t h = g->n / 2;
+    seg rest;
+    memset(&rest, 0, sizeof(rest));
+    rest.ids = s->spare;
+    s->spare = NULL;
+    rest.n = g->n - h;
+    memcpy(rest.ids, g->ids + h, rest.n * sizeof(long long));
+    rest.known_bad = true;
+    rest.blame = g->blame;
+    g->n = h;
+    g->known_bad = false;
+    memmove(&s->plan[i + 2], &s->plan[i + 1], (s->nplan - i - 1) * sizeof(*s->plan));
+    s->plan[i + 1] = rest;
+    s->nplan++;
+}
+
+/* Settle the front: land what passed, retry, isolate, reject. */
+static void advance(gate_sched *s)
+{
+    KEEL_ASSERT(s != NULL);
+    while (s->nplan > 0) {
+        seg *f = &s->plan[0];
+        if (f->cand != 0 && f->state == CAND_PASSED) {
+            /* everything below it landed: its base is the tip */
+            KEEL_VERIFY(f->base == s->tip);
+            push(s, GATE_SCHED_LAND, f->cand, 0, f->ids, f->n);
+            s->tip = f->cand;
+            s->st.landed += f->n;
+            observe(s, f->n, false);
+            remove_seg(s, 0);
+            continue;
+        }
+        if (f->cand != 0 && f->state == CAND_FAILED) {
+            if (f->failures <= s->p.retries) {
+                f->state = CAND_RETRY;
+                break;
+            }
+            f->known_bad = true;
+            f->blame = f->cand;
+            f->cand = 0;
+            f->state = CAND_NONE;
+            drop_from(s, 1);
+            continue;
+        }
+        if (f->cand == 0 && f->known_bad) {
+            if (f->n == 1) {
+                push(s, GATE_SCHED_REJECT, f->blame, f->ids[0], NULL, 0);
+                s->st.rejected++;
+                observe(s, 1, true);
+                free(f->ids);
+                remove_seg(s, 0);
+                continue;
+            }
+            split(s, 0);
+            continue;
+        }
+        break;
+    }
+}
+
+static keel_status start(gate_sched *s, seg *g, long long base, gate_sched_build *out)
+{
+    KEEL_ASSERT(s != NULL && g != NULL && g->cand == 0 && g->n > 0);
+    g->cand = s->next_cand++;
+    g->base = base;
+    g->state = CAND_RUNNING;
+    g->attempts = 1;
+    g->failures = 0;
+    s->running++;
+    s->st.builds++;
+    s->st.candidates++;
+    out->candidate = g->cand;
+    out->base = base == s->tip ? 0 : base;
+    out->changes = g->ids;
+    out->n = g->n;
+    out->attempt = 1;
+    return KEEL_OK;
+}
+
+/* ---- the API ------------------------------------------------------------------- */
+
+static bool active(const gate_sched *s, long long change, size_t *seg_at, size_t *pos)
+{
+    for (size_t i = 0; i < s->qlen; i++)
+        if (s->queue[s->qhead + i] == change) {
+            *seg_at = SIZE_MAX;
+            *pos = i;
+            return true;
+        }
+    for (size_t i = 0; i < s->nplan; i++)
+        for (size_t k = 0; k < s->plan[i].n; k++)
+            if (s->plan[i].ids[k] == change) {
+                *seg_at = i;
+                *pos = k;
+                return true;
+            }
+    return false;
+}
+
+keel_status gate_sched_enqueue(gate_sched *s, long long change)
+{
+    KEEL_ASSERT(s != NULL);
+    if (change <= 0)
+        return KEEL_ERR(KEEL_E_INVAL, "change id %lld is not positive", change);
+    size_t at = 0, pos = 0;
+    if (active(s, change, &at, &pos))
+        return KEEL_ERR(KEEL_E_EXISTS, "change %lld is already queued", change);
+    if (s->qhead > 0 && s->qhead + s->qlen == s->qcap) {
+        memmove(s->queue, s->queue + s->qhead, s->qlen * sizeof(long long));
+        s->qhead = 0;
+    }
+    if (!grow((void **)&s->queue, &s->qcap, s->qhead + s->qlen + 1, sizeof(long long)))
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory queueing change %lld", change);
+    s->queue[s->qhead + s->qlen++] = change;
+    return KEEL_OK;
+}
+
+keel_status gate_sched_cancel(gate_sched *s, long long change)
+{
+    KEEL_ASSERT(s != NULL);
+    size_t at = 0, pos = 0;
+    if (!active(s, change, &at, &pos))
+        return KEEL_ERR(KEEL_E_NOTFOUND, "change %lld is not queued or testing", change);
+    keel_status st = reserve(s);
+    if (!keel_ok(st))
+        return st;
+    s->st.cancelled++;
+    if (at == SIZE_MAX) {
+        long long *q = s->queue + s->qhead;
+        memmove(q + pos, q + pos + 1, (s->qlen - pos - 1) * sizeof(long long));
+        s->qlen--;
+        return KEEL_OK;
+    }
+    seg *g = &s->plan[at];
+    memmove(g->ids + pos, g->ids + pos + 1, (g->n - pos - 1) * sizeof(long long));
+    g->n--;
+    drop_from(s, at);
+    if (g->n == 0) {
+        free(g->ids);
+        remove_seg(s, at);
+    }
+    advance(s);
+    return KEEL_OK;
+}
+
+keel_status gate_sched_next(gate_sched *s, gate_sched_build *out, bool *have)
+{
+    KEEL_ASSERT(s != NULL && out != NULL && have != NULL);
+    *have = false;
+    memset(out, 0, sizeof(*out));
+    if (s->running >= s->p.slots)
+        return KEEL_OK;
+    keel_status st = reserve(s);
+    if (!keel_ok(st))
+        return st;
+    unsigned batch = 1, depth = 1;
+    gate_sched_shape(&s->p, estimate(s), s->qlen, &batch, &depth);
+    if (s->nplan > 0 && s->plan[0].state == CAND_RETRY) {
+        seg *f = &s->plan[0];
+        f->state = CAND_RUNNING;
+        f->attempts++;
+        s->running++;
+        s->st.builds++;
+        s->st.retries++;
+        out->candidate = f->cand;
+        out->base = f->base == s->tip ? 0 : f->base;
+        out->changes = f->ids;
+        out->n = f->n;
+        out->attempt = f->attempts;
+        *have = true;
+        return KEEL_OK;
+    }
+    long long base = s->tip;
+    unsigned live = 0;
+    for (size_t i = 0; i < s->nplan; i++) {
+        seg *g = &s->plan[i];
+        if (g->cand != 0) {
+            if (g->state == CAND_FAILED || g->state == CAND_RETRY)
+                return KEEL_OK; /* nothing useful stacks on a failure */
+            base = g->cand;
+            live++;
+            continue;
+        }
+        if (g->known_bad) {
+            if (g->n == 1)
+                continue; /* it will be rejected: build past it */
+            return KEEL_OK;
+        }
+        if (live >= depth)
+            return KEEL_OK;
+        *have = true;
+        return start(s, g, base, out);
+    }
+    if (s->qlen == 0 || live >= depth)
+        return KEEL_OK;
+    size_t n = s->qlen < batch ? s->qlen : batch;
+    long long *ids = (long long *)malloc(n * sizeof(long long));
+    if (ids == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory making a candidate of %zu changes", n);
+    memcpy(ids, s->queue + s->qhead, n * sizeof(long long));
+    s->qhead += n;
+    s->qlen -= n;
+    seg *g = &s->plan[s->nplan++];
+    memset(g, 0, sizeof(*g));
+    g->ids = ids;
+    g->n = n;
+    *have = true;
+    return start(s, g, base, out);
+}
+
+keel_status gate_sched_result(gate_sched *s, long long candidate, bool passed)
+{
+    KEEL_ASSERT(s != NULL);
+    if (candidate <= 0 || candidate >= s->next_cand)
+        return KEEL_ERR(KEEL_E_NOTFOUND, "no candidate %lld", candidate);
+    size_t i = 0;
+    while (i < s->nplan && s->plan[i].cand != candidate)
+        i++;
+    if (i == s->nplan)
+        return KEEL_OK; /* dropped: its result no longer matters */
+    if (s->plan[i].state != CAND_RUNNING)
+        return KEEL_ERR(KEEL_E_STATE, "candidate %lld is not running", candidate);
+    keel_status st = reserve(s);
+    if (!keel_ok(st))
+        return st;
+    seg *g = &s->plan[i]; /* after reserve(), which may move the plan */
+    KEEL_ASSERT(s->running > 0);
+    s->running--;
+    if (passed) {
+        if (g->failures > 0) {
+            push(s, GATE_SCHED_FLAKY, g->cand, 0, NULL, 0);
+            s->st.flaky++;
+        }
+        g->state = CAND_PASSED;
+    } else {
+        g->failures++;
+        g->state = CAND_FAILED;
+        if (g->failures > s->p.retries)
+            drop_from(s, i + 1); /* doomed: they contain this failure */
+    }
+    advance(s);
+    return KEEL_OK;
+}
+
+bool gate_sched_poll(gate_sched *s, gate_sched_decision *out)
+{
+    KEEL_ASSERT(s != NULL && out != NULL);
+    free(s->polled);
+    s->polled = NULL;
+    memset(out, 0, sizeof(*out));
+    if (s->dlen == 0)
+        return false;
+    entry e = s->decs[s->dhead++];
+    s->dlen--;
+    out->kind = e.kind;
+    out->candidate = e.candidate;
+    out->change = e.change;
+    out->changes = e.ids;
+    out->n = e.n;
+    s->polled = e.ids;
+    return true;
+}
+
+void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out)
+{
+    KEEL_ASSERT(s != NULL && out != NULL);
+    *out = s->st;
+    out->queued = s->qlen;
+    out->testing = 0;
+    for (size_t i = 0; i < s->nplan; i++)
+        out->testing += s->plan[i].n;
+    out->running = s->running;
+    out->p = estimate(s);
+    unsigned batch = 1, depth = 1;
+    gate_sched_shape(&s->p, out->p, s->qlen, &batch, &depth);
+    out->batch = batch;
+    out->depth = depth;
+}

@@ -1,0 +1,165 @@
+/*
+ * gate/scheduler.h - keel-gate's scheduler: pure logic (no I/O, no git, no clock,
+ * no threads) that turns the queue of changes and the results of builds into
+ * builds to start and decisions (land, reject, flaky, cancel a build).
+ *
+ *   gate_sched *s;
+ *   gate_sched_params p;
+ *   gate_sched_params_default(&p);          // adaptive, batch 8, depth 4, 4 slots, 1 retry
+ *   keel_status st = gate_sched_new(&p, &s);
+ *   st = gate_sched_enqueue(s, change_id);  // in queue order
+ *   bool have;
+ *   gate_sched_build b;
+ *   while (keel_ok(st = gate_sched_next(s, &b, &have)) && have)
+ *       start b.changes merged onto b.base (0: the target's tip) as candidate b.candidate
+ *   ... when a build ends:  st = gate_sched_result(s, b.candidate, passed);
+ *   gate_sched_decision d;
+ *   while (gate_sched_poll(s, &d))
+ *       act on d (land, reject, report a flake, kill a build)
+ *   gate_sched_delete(s);
+ *
+ * A candidate is an ordered list of changes built on a base: the target's tip
+ * or another candidate still being tested (speculation).  Its tree is the
+ * base's tree with its changes merged in order.  Every change ends landed,
+ * rejected or cancelled; a change lands only in a candidate that passed and
+ * whose base is the current tip, so the target never holds an untested state.
+ *
+ * Strategies (gate_strategy in config.h):
+ *   serial             one change per candidate, one candidate at a time
+ *   batch              up to max_batch changes per candidate, one at a time;
+ *                      a failing batch is bisected on the same base
+ *   speculative        a window of up to max_depth single-change candidates,
+ *                      each stacked on the one before it
+ *   speculative-batch  the same window, each candidate a batch
+ *   adaptive           batch size and depth from the recent failure rate p
+ *                      (an estimate with a prior), chosen by an expected
+ *                      cost model; the fixed strategies are its anchors
+ *
+ * Culprit isolation: a batch that fails at the front (its base is the tip) is
+ * split; its first half is built alone on the same base.  If that passes it
+ * lands, and the second half, now known to fail on the new tip, is split in
+ * turn; a single change known to fail is rejected.  Candidates stacked on a
+ * failed one are cancelled and rebuilt without it.
+ *
+ * Flakes: a failed build is retried (same candidate, attempt + 1) up to
+ * `retries` times once everything below it has landed, before anything is
+ * blamed.  Fail-then-pass is a FLAKY decision and never rejects a change.
+ *
+ * Pointers in a gate_sched_build or gate_sched_decision stay valid until the
+ * next call on the scheduler; copy what you keep.
+ *
+ * (The header is scheduler.h, not sched.h: gate/ is on the include path and
+ * a gate/sched.h would hide the system's <sched.h> from <pthread.h>.)
+ */
+#ifndef KEEL_GATE_SCHEDULER_H
+#define KEEL_GATE_SCHEDULER_H
+
+#include "keel/keel.h"
+
+#include "config.h"
+
+typedef struct gate_sched gate_sched; /* opaque */
+
+/* The ranges .keel/gate.conf accepts. */
+enum {
+    GATE_SCHED_MAX_BATCH = 1024,
+    GATE_SCHED_MAX_DEPTH = 256,
+    GATE_SCHED_MAX_SLOTS = 256,
+    GATE_SCHED_MAX_RETRIES = 10
+};
+
+typedef struct gate_sched_params {
+    gate_strategy strategy;
+    unsigned max_batch; /* most changes in one candidate (>= 1) */
+    unsigned max_depth; /* most candidates tested ahead of the tip (>= 1) */
+    unsigned slots;     /* builds running at once (>= 1) */
+    unsigned retries;   /* reruns of a failed build before anything is blamed */
+    double prior_p;     /* adaptive: the failure rate assumed before any outcome, (0, 1) */
+} gate_sched_params;
+
+/* A build to start: `changes` merged in order onto `base`. */
+typedef struct gate_sched_build {
+    long long candidate;      /* > 0, chosen by the scheduler */
+    long long base;           /* 0: the target's tip; else the candidate stacked on */
+    const long long *changes; /* in queue order */
+    size_t n;
+    unsigned attempt; /* 1 for the first build of a candidate, 2.. for retries */
+} gate_sched_build;
+
+typedef enum gate_sched_kind {
+    GATE_SCHED_LAND,        /* `changes` land; `candidate`'s tree becomes the tip */
+    GATE_SCHED_REJECT,      /* `change` is rejected; `candidate`'s failing logs blame it */
+    GATE_SCHED_FLAKY,       /* `candidate` failed, then passed on the same tree */
+    GATE_SCHED_CANCEL_BUILD /* `candidate`'s running build no longer matters: stop it */
+} gate_sched_kind;
+
+typedef struct gate_sched_decision {
+    gate_sched_kind kind;
+    long long candidate;
+    long long change;         /* REJECT */
+    const long long *changes; /* LAND, in queue order */
+    size_t n;
+} gate_sched_decision;
+
+typedef struct gate_sched_stats {
+    unsigned long long builds;           /* builds started, retries included */
+    unsigned long long retries;          /* of which reruns of a failed build */
+    unsigned long long cancelled_builds; /* CANCEL_BUILD decisions */
+    unsigned long long candidates;       /* distinct candidates built */
+    unsigned long long landed;           /* changes */
+    unsigned long long rejected;         /* changes */
+    unsigned long long cancelled;        /* changes withdrawn */
+    unsigned long long flaky;            /* FLAKY decisions */
+    size_t queued;                       /* changes waiting */
+    size_t testing;                      /* changes in the window */
+    unsigned running;                    /* builds running */
+    double p;                            /* estimated failure rate per change */
+    unsigned batch;                      /* batch size the strategy uses now */
+    unsigned depth;                      /* speculation depth the strategy uses now */
+} gate_sched_stats;
+
+/* Adaptive, max_batch 8, max_depth 4, 4 slots, 1 retry, prior 0.1. */
+void gate_sched_params_default(gate_sched_params *p);
+
+/* KEEL_E_INVAL when a parameter is out of range (the message names it). */
+KEEL_MUST_USE keel_status gate_sched_new(const gate_sched_params *p, gate_sched **out);
+void gate_sched_delete(gate_sched *s);
+
+/* Queue a change (ids > 0, unique among active changes: KEEL_E_EXISTS otherwise). */
+KEEL_MUST_USE keel_status gate_sched_enqueue(gate_sched *s, long long change);
+/*
+ * Withdraw a queued or testing change.  Candidates containing it, and those
+ * stacked on them, are dropped (CANCEL_BUILD for running ones) and rebuilt
+ * without it.  KEEL_E_NOTFOUND when the change is not active.
+ */
+KEEL_MUST_USE keel_status gate_sched_cancel(gate_sched *s, long long change);
+
+/*
+ * The next build to start: *have is false when no slot is free or there is
+ * nothing useful to build now.  Retries come before new candidates.
+ */
+KEEL_MUST_USE keel_status gate_sched_next(gate_sched *s, gate_sched_build *out, bool *have);
+
+/*
+ * A build of `candidate` ended.  Results of builds the scheduler cancelled
+ * are ignored; KEEL_E_NOTFOUND for an id it never gave, KEEL_E_STATE for a
+ * candidate that is not running.
+ */
+KEEL_MUST_USE keel_status gate_sched_result(gate_sched *s, long long candidate, bool passed);
+
+/* The oldest decision not yet taken: false when there is none. */
+bool gate_sched_poll(gate_sched *s, gate_sched_decision *out);
+
+void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out);
+
+const char *gate_sched_kind_name(gate_sched_kind k);
+
+/*
+ * The shape a strategy gives the window now: changes per new candidate and
+ * candidates tested ahead of the tip, given the estimated failure rate `p`
+ * and the number of changes waiting (sched_strategy.c).
+ */
+void gate_sched_shape(const gate_sched_params *params, double p, size_t queued, unsigned *batch,
+                      unsigned *depth);
+
+#endif /* KEEL_GATE_SCHEDULER_H */

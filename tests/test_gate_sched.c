@@ -1,0 +1,550 @@
+/*
+ * test_gate_sched.c - keel-gate's scheduler, driven by a tiny simulator: a
+ * change is bad when it is in a set, a candidate passes when its tree (its
+ * base's tree plus its changes) holds no bad change, and optionally the first
+ * attempt of every candidate fails (a flake).  Builds run in rounds: every
+ * build started in a round ends in that round.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "testutil.h"
+
+#include "../gate/scheduler.h"
+
+enum { MAXC = 64, MAXCAND = 4096 };
+enum { ACTIVE, LANDED, REJECTED, CANCELLED };
+
+typedef struct sim {
+    gate_sched *s;
+    gate_sched_params p;
+    int nchanges;
+    bool bad[MAXC + 1];
+    bool flaky_first; /* the first attempt of every candidate fails */
+    int state[MAXC + 1];
+    long long landed_order[MAXC];
+    int nlanded;
+    bool cand_bad[MAXCAND];
+    bool cand_passed[MAXCAND];
+    bool cand_landed[MAXCAND];
+    long long cand_base[MAXCAND]; /* the candidate it stacks on, 0: nothing landed yet */
+    long long tip;
+    long long running[MAXCAND];
+    unsigned attempt[MAXCAND];
+    size_t nrunning;
+    /* what was seen */
+    int builds, rounds, flaky, cancels, rejects_of_good;
+    size_t max_running, max_n;
+    int max_depth;
+} sim;
+
+static void sim_init(sim *m, gate_strategy strategy, int nchanges, const int *bad, size_t nbad)
+{
+    memset(m, 0, sizeof(*m));
+    gate_sched_params_default(&m->p);
+    m->p.strategy = strategy;
+    m->p.retries = 0;
+    m->nchanges = nchanges;
+    for (size_t i = 0; i < nbad; i++)
+        m->bad[bad[i]] = true;
+}
+
+static void sim_start(sim *m)
+{
+    assert_true(keel_ok(gate_sched_new(&m->p, &m->s)));
+    for (int c = 1; c <= m->nchanges; c++)
+        assert_true(keel_ok(gate_sched_enqueue(m->s, c)));
+}
+
+static void take_decisions(sim *m)
+{
+    gate_sched_decision d;
+    while (gate_sched_poll(m->s, &d)) {
+        switch (d.kind) {
+        case GATE_SCHED_LAND:
+            /* a passed candidate whose base is the tip: never an untested state */
+            assert_true(m->cand_passed[d.candidate]);
+            assert_int_equal(m->cand_base[d.candidate], m->tip);
+            m->tip = d.candidate;
+            m->cand_landed[d.candidate] = true;
+            for (size_t i = 0; i < d.n; i++) {
+                assert_int_equal(m->state[d.changes[i]], ACTIVE);
+                assert_false(m->bad[d.changes[i]]);
+                m->state[d.changes[i]] = LANDED;
+                m->landed_order[m->nlanded++] = d.changes[i];
+            }
+            break;
+        case GATE_SCHED_REJECT:
+            assert_int_equal(m->state[d.change], ACTIVE);
+            assert_true(m->cand_bad[d.candidate]); /* the blamed candidate failed for real */
+            if (!m->bad[d.change])
+                m->rejects_of_good++;
+            m->state[d.change] = REJECTED;
+            break;
+        case GATE_SCHED_FLAKY:
+            m->flaky++;
+            assert_false(m->cand_bad[d.candidate]);
+            break;
+        case GATE_SCHED_CANCEL_BUILD: {
+            size_t i = 0;
+            while (i < m->nrunning && m->running[i] != d.candidate)
+                i++;
+            assert_true(i < m->nrunning);
+            m->running[i] = m->running[--m->nrunning];
+            m->cancels++;
+            break;
+        }
+        }
+    }
+}
+
+/* Start what the scheduler offers: a round's builds. */
+static size_t start_builds(sim *m)
+{
+    size_t started = 0;
+    for (;;) {
+        gate_sched_build b;
+        bool have = false;
+        assert_true(keel_ok(gate_sched_next(m->s, &b, &have)));
+        if (!have)
+            break;
+        assert_true(b.candidate > 0 && b.candidate < MAXCAND && b.n > 0);
+        if (b.n > m->max_n)
+            m->max_n = b.n;
+        if (b.attempt == 1) {
+            long long base = b.base == 0 ? m->tip : b.base;
+            bool bad = b.base != 0 && m->cand_bad[b.base];
+            for (size_t i = 0; i < b.n; i++) {
+                assert_int_equal(m->state[b.changes[i]], ACTIVE);
+                bad = bad || m->bad[b.changes[i]];
+            }
+            m->cand_bad[b.candidate] = bad;
+            m->cand_base[b.candidate] = base;
+            int depth = 1;
+            for (long long c = b.base; c != 0 && !m->cand_landed[c]; c = m->cand_base[c])
+                depth++;
+            if (depth > m->max_depth)
+                m->max_depth = depth;
+        }
+        m->attempt[b.candidate] = b.attempt;
+        m->running[m->nrunning++] = b.candidate;
+        if (m->nrunning > m->max_running)
+            m->max_running = m->nrunning;
+        m->builds++;
+        started++;
+    }
+    return started;
+}
+
+/* End every running build, in the order they started. */
+static void finish_round(sim *m)
+{
+    long long batch[MAXCAND];
+    size_t n = m->nrunning;
+    memcpy(batch, m->running, n * sizeof(long long));
+    for (size_t i = 0; i < n; i++) {
+        long long c = batch[i];
+        size_t k = 0;
+        while (k < m->nrunning && m->running[k] != c)
+            k++;
+        if (k == m->nrunning)
+            continue; /* cancelled by an earlier result */
+        m->running[k] = m->running[--m->nrunning];
+        bool passed = !m->cand_bad[c] && !(m->flaky_first && m->attempt[c] == 1);
+        if (passed)
+            m->cand_passed[c] = true;
+        assert_true(keel_ok(gate_sched_result(m->s, c, passed)));
+        take_decisions(m);
+    }
+}
+
+static void sim_run(sim *m)
+{
+    for (;;) {
+        take_decisions(m);
+        if (start_builds(m) == 0 && m->nrunning == 0)
+            break;
+        m->rounds++;
+        assert_true(m->rounds < 10000);
+        finish_round(m);
+    }
+    gate_sched_stats st;
+    gate_sched_stats_get(m->s, &st);
+    assert_int_equal(st.builds, m->builds);
+    assert_int_equal(st.queued, 0);
+    assert_int_equal(st.testing, 0);
+    assert_int_equal(st.running, 0);
+    assert_int_equal(st.cancelled_builds, m->cancels);
+    assert_int_equal(st.flaky, m->flaky);
+}
+
+static void sim_end(sim *m)
+{
+    gate_sched_delete(m->s);
+    m->s = NULL;
+}
+
+/* Every change ended; exactly the bad ones rejected; the good ones landed in queue order. */
+static void check_outcome(const sim *m)
+{
+    long long prev = 0;
+    for (int i = 0; i < m->nlanded; i++) {
+        assert_true(m->landed_order[i] > prev);
+        prev = m->landed_order[i];
+    }
+    for (int c = 1; c <= m->nchanges; c++) {
+        if (m->state[c] == CANCELLED)
+            continue;
+        assert_int_equal(m->state[c], m->bad[c] ? REJECTED : LANDED);
+    }
+    assert_int_equal(m->rejects_of_good, 0);
+    gate_sched_stats st;
+    gate_sched_stats_get(m->s, &st);
+    int nbad = 0, ncancelled = 0;
+    for (int c = 1; c <= m->nchanges; c++) {
+        nbad += m->bad[c] && m->state[c] != CANCELLED;
+        ncancelled += m->state[c] == CANCELLED;
+    }
+    assert_int_equal(st.rejected, nbad);
+    assert_int_equal(st.landed, m->nlanded);
+    assert_int_equal(st.cancelled, ncancelled);
+    assert_int_equal(st.landed + st.rejected + st.cancelled, m->nchanges);
+}
+
+/* Run one scenario for a strategy; returns the builds it used. */
+static int scenario(gate_strategy strategy, int nchanges, const int *bad, size_t nbad, bool flaky)
+{
+    sim m;
+    sim_init(&m, strategy, nchanges, bad, nbad);
+    m.flaky_first = flaky;
+    m.p.retries = flaky ? 1 : 0;
+    sim_start(&m);
+    sim_run(&m);
+    check_outcome(&m);
+    assert_true(m.max_running <= m.p.slots);
+    assert_true(m.max_n <= m.p.max_batch);
+    assert_true(m.max_depth <= (int)m.p.max_depth);
+    if (flaky)
+        assert_true(m.flaky > 0);
+    else
+        assert_int_equal(m.flaky, 0);
+    sim_end(&m);
+    return m.builds;
+}
+
+/* The same checks for every strategy: all good, one bad, two bad, flakes, bad and flakes. */
+static void all_scenarios(gate_strategy strategy)
+{
+    static const int one[] = {3};
+    static const int two[] = {2, 7};
+    static const int three[] = {1, 2, 20};
+    static const int last[] = {24};
+    (void)scenario(strategy, 10, NULL, 0, false);
+    (void)scenario(strategy, 10, one, 1, false);
+    (void)scenario(strategy, 10, two, 2, false);
+    (void)scenario(strategy, 24, three, 3, false);
+    (void)scenario(strategy, 24, last, 1, false);
+    (void)scenario(strategy, 10, NULL, 0, true);
+    (void)scenario(strategy, 10, two, 2, true);
+    /* pseudo-random bad sets */
+    unsigned long long x = 0x9e3779b97f4a7c15ull;
+    for (int round = 0; round < 40; round++) {
+        int bad[MAXC];
+        size_t nbad = 0;
+        for (int c = 1; c <= 30; c++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            if ((x >> 33) % 100 < 5ull + (unsigned long long)round)
+                bad[nbad++] = c;
+        }
+        (void)scenario(strategy, 30, bad, nbad, round % 3 == 0);
+    }
+}
+
+static void test_serial(void **state)
+{
+    (void)state;
+    static const int one[] = {3};
+    /* one change at a time: one build per change, bad or good */
+    assert_int_equal(scenario(GATE_STRATEGY_SERIAL, 10, NULL, 0, false), 10);
+    assert_int_equal(scenario(GATE_STRATEGY_SERIAL, 10, one, 1, false), 10);
+    /* flaky first attempts: two builds per change */
+    assert_int_equal(scenario(GATE_STRATEGY_SERIAL, 10, NULL, 0, true), 20);
+    all_scenarios(GATE_STRATEGY_SERIAL);
+}
+
+static void test_batch(void **state)
+{
+    (void)state;
+    static const int one[] = {3};
+    static const int two[] = {1, 4};
+    /* batches of 8: 8 + 2 */
+    assert_int_equal(scenario(GATE_STRATEGY_BATCH, 10, NULL, 0, false), 2);
+    /*
+     * 1..8 fails; 1..4 fails; 1..2 passes and lands; 3..4 is known bad: 3 alone
+     * fails and is rejected; 4 alone passes; 5..8 and 9..10 pass: 7 builds.
+     */
+    assert_int_equal(scenario(GATE_STRATEGY_BATCH, 10, one, 1, false), 7);
+    /* 1..8 f, 1..4 f, 1..2 f, 1 f (rejected), 2 p, 3..4 f, 3 p (4 rejected), 5..8 p, 9..10 p */
+    assert_int_equal(scenario(GATE_STRATEGY_BATCH, 10, two, 2, false), 9);
+    all_scenarios(GATE_STRATEGY_BATCH);
+}
+
+static void test_speculative(void **state)
+{
+    (void)state;
+    /* one build per change when all are good, four at a time */
+    sim m;
+    sim_init(&m, GATE_STRATEGY_SPECULATIVE, 12, NULL, 0);
+    sim_start(&m);
+    sim_run(&m);
+    check_outcome(&m);
+    assert_int_equal(m.builds, 12);
+    assert_int_equal(m.rounds, 3);
+    assert_int_equal(m.max_running, 4);
+    assert_int_equal(m.max_depth, 4);
+    sim_end(&m);
+    all_scenarios(GATE_STRATEGY_SPECULATIVE);
+}
+
+static void test_speculative_batch(void **state)
+{
+    (void)state;
+    sim m;
+    sim_init(&m, GATE_STRATEGY_SPECULATIVE_BATCH, 64, NULL, 0);
+    m.p.max_batch = 4;
+    sim_start(&m);
+    sim_run(&m);
+    check_outcome(&m);
+    assert_int_equal(m.builds, 16);
+    assert_int_equal(m.rounds, 4);
+    assert_int_equal(m.max_n, 4);
+    assert_int_equal(m.max_depth, 4);
+    sim_end(&m);
+    all_scenarios(GATE_STRATEGY_SPECULATIVE_BATCH);
+}
+
+static void test_adaptive(void **state)
+{
+    (void)state;
+    /* all good: batches grow as the estimate falls; fewer builds than changes */
+    int builds = scenario(GATE_STRATEGY_ADAPTIVE, 60, NULL, 0, false);
+    assert_true(builds < 60 / 2);
+    all_scenarios(GATE_STRATEGY_ADAPTIVE);
+}
+
+/* The estimate follows the outcomes, and the shape follows the estimate. */
+static void test_adaptive_estimate(void **state)
+{
+    (void)state;
+    static const int all_bad[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    sim m;
+    sim_init(&m, GATE_STRATEGY_ADAPTIVE, 16, all_bad, 16);
+    sim_start(&m);
+    gate_sched_stats st;
+    gate_sched_stats_get(m.s, &st);
+    assert_true(st.p > 0.09 && st.p < 0.11); /* the prior */
+    /* at p = 0.1 a window of single changes is expected to be quickest */
+    assert_int_equal(st.batch, 1);
+    assert_int_equal(st.depth, 4);
+    sim_run(&m);
+    check_outcome(&m);
+    gate_sched_stats_get(m.s, &st);
+    assert_true(st.p > 0.5);
+    assert_int_equal(st.batch, 1); /* single changes; a window still saves rounds */
+    sim_end(&m);
+    /* and when everything passes, batches reach max-batch */
+    sim_init(&m, GATE_STRATEGY_ADAPTIVE, 64, NULL, 0);
+    m.p.max_batch = 6;
+    sim_start(&m);
+    sim_run(&m);
+    gate_sched_stats_get(m.s, &st);
+    assert_true(st.p < 0.05);
+    assert_int_equal(st.batch, m.p.max_batch);
+    assert_int_equal(m.max_n, m.p.max_batch);
+    sim_end(&m);
+}
+
+/* Slots, max-batch and max-depth bound what runs. */
+static void test_limits(void **state)
+{
+    (void)state;
+    sim m;
+    sim_init(&m, GATE_STRATEGY_SPECULATIVE_BATCH, 60, NULL, 0);
+    m.p.max_batch = 3;
+    m.p.max_depth = 5;
+    m.p.slots = 2;
+    sim_start(&m);
+    sim_run(&m);
+    check_outcome(&m);
+    assert_int_equal(m.max_running, 2);
+    assert_int_equal(m.max_n, 3);
+    assert_int_equal(m.builds, 20);
+    assert_int_equal(m.rounds, 10);
+    sim_end(&m);
+
+    sim_init(&m, GATE_STRATEGY_SPECULATIVE, 30, NULL, 0);
+    m.p.max_depth = 3;
+    m.p.slots = 8;
+    sim_start(&m);
+    sim_run(&m);
+    check_outcome(&m);
+    assert_int_equal(m.max_running, 3);
+    assert_int_equal(m.max_depth, 3);
+    assert_int_equal(m.rounds, 10);
+    sim_end(&m);
+}
+
+/* Candidates stacked on a failure are cancelled and rebuilt without it. */
+static void test_speculative_cancels_stacked(void **state)
+{
+    (void)state;
+    static const int bad[] = {1};
+    sim m;
+    sim_init(&m, GATE_STRATEGY_SPECULATIVE, 8, bad, 1);
+    sim_start(&m);
+    assert_int_equal(start_builds(&m), 4);
+    finish_round(&m);
+    /* 1 failed and was rejected; 2, 3, 4 were stacked on it: cancelled or dropped */
+    assert_int_equal(m.state[1], REJECTED);
+    assert_int_equal(m.state[2], ACTIVE);
+    sim_run(&m);
+    check_outcome(&m);
+    /* 4 + 7 builds: 2..8 rebuilt without 1 */
+    assert_int_equal(m.builds, 11);
+    sim_end(&m);
+}
+
+/* Withdrawn changes: queued ones vanish, testing ones take their candidates with them. */
+static void test_cancel(void **state)
+{
+    (void)state;
+    for (int strategy = 0; strategy <= (int)GATE_STRATEGY_ADAPTIVE; strategy++) {
+        sim m;
+        sim_init(&m, (gate_strategy)strategy, 12, NULL, 0);
+        m.p.max_batch = 3;
+        sim_start(&m);
+        assert_true(start_builds(&m) >= 1);
+        /* change 1 is in the first candidate, which is running */
+        assert_true(keel_ok(gate_sched_cancel(m.s, 1)));
+        m.state[1] = CANCELLED;
+        take_decisions(&m);
+        assert_true(m.cancels >= 1);
+        /* change 12 is queued or in the window */
+        assert_true(keel_ok(gate_sched_cancel(m.s, 12)));
+        m.state[12] = CANCELLED;
+        keel_status s = gate_sched_cancel(m.s, 12);
+        assert_true(KEEL_HAS(s, KEEL_E_NOTFOUND));
+        keel_status_free(s);
+        sim_run(&m);
+        check_outcome(&m);
+        assert_int_equal(m.nlanded, 10);
+        s = gate_sched_cancel(m.s, 5); /* landed: no longer active */
+        assert_true(KEEL_HAS(s, KEEL_E_NOTFOUND));
+        keel_status_free(s);
+        sim_end(&m);
+    }
+}
+
+/* A result for a build the scheduler cancelled is ignored. */
+static void test_late_result_ignored(void **state)
+{
+    (void)state;
+    sim m;
+    sim_init(&m, GATE_STRATEGY_SERIAL, 3, NULL, 0);
+    sim_start(&m);
+    assert_int_equal(start_builds(&m), 1);
+    long long c = m.running[0];
+    assert_true(keel_ok(gate_sched_cancel(m.s, 1)));
+    m.state[1] = CANCELLED;
+    take_decisions(&m);
+    assert_int_equal(m.cancels, 1);
+    assert_true(keel_ok(gate_sched_result(m.s, c, true)));
+    sim_run(&m);
+    check_outcome(&m);
+    assert_int_equal(m.nlanded, 2);
+    sim_end(&m);
+}
+
+static void test_bad_calls(void **state)
+{
+    (void)state;
+    gate_sched_params p;
+    gate_sched_params_default(&p);
+    gate_sched *s = (gate_sched *)(uintptr_t)1; /* must be reset to NULL */
+    p.max_batch = 0;
+    keel_status st = gate_sched_new(&p, &s);
+    assert_true(KEEL_HAS(st, KEEL_E_INVAL));
+    assert_null(s);
+    keel_status_free(st);
+    gate_sched_params_default(&p);
+    p.slots = 0;
+    st = gate_sched_new(&p, &s);
+    assert_true(KEEL_HAS(st, KEEL_E_INVAL));
+    keel_status_free(st);
+    gate_sched_params_default(&p);
+    p.prior_p = 1.0;
+    st = gate_sched_new(&p, &s);
+    assert_true(KEEL_HAS(st, KEEL_E_INVAL));
+    keel_status_free(st);
+
+    gate_sched_params_default(&p);
+    assert_true(keel_ok(gate_sched_new(&p, &s)));
+    assert_true(keel_ok(gate_sched_enqueue(s, 7)));
+    st = gate_sched_enqueue(s, 7);
+    assert_true(KEEL_HAS(st, KEEL_E_EXISTS));
+    keel_status_free(st);
+    st = gate_sched_enqueue(s, 0);
+    assert_true(KEEL_HAS(st, KEEL_E_INVAL));
+    keel_status_free(st);
+    st = gate_sched_result(s, 1, true); /* never given */
+    assert_true(KEEL_HAS(st, KEEL_E_NOTFOUND));
+    keel_status_free(st);
+    gate_sched_build b;
+    bool have = false;
+    assert_true(keel_ok(gate_sched_next(s, &b, &have)));
+    assert_true(have);
+    assert_int_equal(b.candidate, 1);
+    assert_int_equal(b.base, 0);
+    assert_int_equal(b.n, 1);
+    assert_int_equal(b.changes[0], 7);
+    assert_int_equal(b.attempt, 1);
+    assert_true(keel_ok(gate_sched_next(s, &b, &have)));
+    assert_false(have); /* nothing else queued */
+    assert_true(keel_ok(gate_sched_result(s, 1, false)));
+    st = gate_sched_result(s, 1, false); /* not running: waiting for its retry */
+    assert_true(KEEL_HAS(st, KEEL_E_STATE));
+    keel_status_free(st);
+    assert_true(keel_ok(gate_sched_next(s, &b, &have)));
+    assert_true(have);
+    assert_int_equal(b.candidate, 1);
+    assert_int_equal(b.attempt, 2);
+    assert_true(keel_ok(gate_sched_result(s, 1, true)));
+    gate_sched_decision d;
+    assert_true(gate_sched_poll(s, &d));
+    assert_int_equal(d.kind, GATE_SCHED_FLAKY);
+    assert_string_equal(gate_sched_kind_name(d.kind), "flaky");
+    assert_true(gate_sched_poll(s, &d));
+    assert_int_equal(d.kind, GATE_SCHED_LAND);
+    assert_int_equal(d.candidate, 1);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.changes[0], 7);
+    assert_false(gate_sched_poll(s, &d));
+    gate_sched_delete(s);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_serial),      cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_speculative), cmocka_unit_test(test_speculative_batch),
+        cmocka_unit_test(test_adaptive),    cmocka_unit_test(test_adaptive_estimate),
+        cmocka_unit_test(test_limits),      cmocka_unit_test(test_speculative_cancels_stacked),
+        cmocka_unit_test(test_cancel),      cmocka_unit_test(test_late_result_ignored),
+        cmocka_unit_test(test_bad_calls),
+    };
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}
