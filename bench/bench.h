@@ -5,6 +5,8 @@
 #ifndef KEEL_BENCH_H
 #define KEEL_BENCH_H
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <time.h>
 
 static inline double bench_now_ns(void)
@@ -24,6 +26,42 @@ static inline double bench_best(double (*fn)(long), long n, int rounds)
             best = t;
     }
     return best;
+}
+
+typedef struct bench_thread_run {
+    double (*fn)(long);
+    long n;
+    double ns;
+} bench_thread_run;
+
+static inline void *bench_thread_main(void *arg)
+{
+    bench_thread_run *r = (bench_thread_run *)arg;
+    r->ns = r->fn(r->n);
+    return NULL;
+}
+
+/* fn(n) in `threads` threads at once (at most 8): the slowest thread's ns per operation. */
+static inline double bench_in_threads(double (*fn)(long), long n, int threads)
+{
+    pthread_t t[8];
+    bench_thread_run r[8];
+    if (threads > 8)
+        threads = 8;
+    for (int i = 0; i < threads; i++) {
+        r[i].fn = fn;
+        r[i].n = n;
+        r[i].ns = 0;
+        if (pthread_create(&t[i], NULL, bench_thread_main, &r[i]) != 0)
+            abort();
+    }
+    double worst = 0;
+    for (int i = 0; i < threads; i++) {
+        (void)pthread_join(t[i], NULL);
+        if (r[i].ns > worst)
+            worst = r[i].ns;
+    }
+    return worst;
 }
 
 #endif /* KEEL_BENCH_H */

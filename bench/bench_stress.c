@@ -117,38 +117,16 @@ static double loop_armed(long n)
     return t / (double)n;
 }
 
-static void *armed_thread(void *arg)
-{
-    double *out = (double *)arg;
-    *out = loop_armed(N / 4);
-    return NULL;
-}
-
 /* Both threads' loops together: each thread's ns per evaluation, the larger. */
 static double armed_two_threads(long n)
 {
-    (void)n;
-    pthread_t t[2];
-    double ns[2] = {0, 0};
-    for (int i = 0; i < 2; i++)
-        if (pthread_create(&t[i], NULL, armed_thread, &ns[i]) != 0)
-            return 0;
-    for (int i = 0; i < 2; i++)
-        (void)pthread_join(t[i], NULL);
-    return ns[0] > ns[1] ? ns[0] : ns[1];
+    return bench_in_threads(loop_armed, n / 4, 2);
 }
 
 static double armed_one_thread(long n)
 {
-    (void)n;
-    double ns = 0;
-    pthread_t t;
-    if (pthread_create(&t, NULL, armed_thread, &ns) != 0)
-        return 0;
-    (void)pthread_join(t, NULL);
-    return ns;
+    return bench_in_threads(loop_armed, n / 4, 1);
 }
-
 #endif
 
 int main(void)
@@ -191,8 +169,8 @@ int main(void)
     double armed = bench_best(loop_armed, N, ROUNDS);
     (void)printf("%-50s %7.2f ns/iteration  +%.2f ns per evaluation  (goal <= 10 ns)\n",
                  "loop with an armed point, 1 in 1000", armed, armed - plain);
-    double one = bench_best(armed_one_thread, 0, ROUNDS);
-    double two = bench_best(armed_two_threads, 0, ROUNDS);
+    double one = bench_best(armed_one_thread, N, ROUNDS);
+    double two = bench_best(armed_two_threads, N, ROUNDS);
     (void)printf("%-50s %7.2f ns vs %.2f ns alone  %5.2fx  (goal ~1: no shared line)\n",
                  "armed point, 2 threads at once (per thread)", two, one, two / one);
     keel_stress_stats st;

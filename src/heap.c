@@ -1,5 +1,5 @@
 /*
- * heap.c - module heaps: one jemalloc arena per module, a per-thread cache
+ * heap.c - module heaps: jemalloc arenas of each module's own, a per-thread cache
  * per module, accounting and quotas, and the allocation API.  The devel
  * checks on every block are in heap_debug.c.
  */
@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #if KEEL_HEAP_SYSTEM
 #include <malloc.h>
@@ -33,13 +34,81 @@ keel__heap *keel__heap_first(void)
     return __atomic_load_n(&heaps, __ATOMIC_ACQUIRE);
 }
 
+/*
+ * Per thread and heap: the jemalloc cache, and accounting deltas folded into
+ * the heap's shared counters every FLUSH_OPS operations (and at thread exit),
+ * so that threads allocating from one heap do not share a cache line on
+ * every call.  A heap with a quota is accounted exactly instead.
+ */
+enum { FLUSH_OPS = 256 };
+
+typedef struct heap_local {
+    keel__heap *heap;
+    long long bytes;
+    long long max_bytes; /* the most `bytes` reached since the last fold (for the peak) */
+    long long blocks;
+    unsigned long long allocs;
+    unsigned long long frees;
+    unsigned tcache; /* id + 1; 0: none yet; ~0u: none available */
+    unsigned ops;
+} heap_local;
+
+static pthread_key_t local_key;
+static pthread_once_t local_once = PTHREAD_ONCE_INIT;
+static KEEL__TLS heap_local *tls_locals __attribute__((tls_model("initial-exec")));
+
+static void flush_local(heap_local *l);
+static void destroy_tcache(unsigned id);
+
+static void thread_done(void *arg)
+{
+    heap_local *v = (heap_local *)arg;
+    for (unsigned i = 0; i < MAX_CACHED_HEAPS; i++) {
+        if (v[i].heap != NULL)
+            flush_local(&v[i]);
+        if (v[i].tcache != 0 && v[i].tcache != ~0u)
+            destroy_tcache(v[i].tcache - 1);
+    }
+    free(v);
+    tls_locals = NULL;
+}
+
+static void make_local_key(void)
+{
+    KEEL_VERIFY(pthread_key_create(&local_key, thread_done) == 0);
+}
+
+/* This thread's record for heap h, or NULL (too many heaps, or out of memory). */
+static heap_local *local_of(keel__heap *h)
+{
+    if (h->index >= MAX_CACHED_HEAPS)
+        return NULL;
+    heap_local *v = tls_locals;
+    if (KEEL_UNLIKELY(v == NULL)) {
+        (void)pthread_once(&local_once, make_local_key);
+        v = (heap_local *)calloc(MAX_CACHED_HEAPS, sizeof(heap_local));
+        if (v == NULL)
+            return NULL;
+        (void)pthread_setspecific(local_key, v);
+        tls_locals = v;
+    }
+    heap_local *l = &v[h->index];
+    l->heap = h;
+    return l;
+}
+
 /* ---- the backend ----------------------------------------------------------------------- */
 
 #if KEEL_HEAP_SYSTEM
 
+static void destroy_tcache(unsigned id)
+{
+    (void)id;
+}
+
 static void make_arena(keel__heap *h)
 {
-    h->has_arena = false;
+    h->narenas = 0;
 }
 
 void *keel__heap_raw_alloc(keel__heap *h, size_t size, size_t align)
@@ -69,63 +138,59 @@ KEEL__UNUSED static void *raw_realloc(keel__heap *h, void *p, size_t size)
     return realloc(p, size);
 }
 
+/* The usable size of a block just allocated for (size, align). */
+KEEL__UNUSED static size_t alloc_size(keel__heap *h, void *p, size_t size, size_t align)
+{
+    (void)size;
+    (void)align;
+    return usable_size(h, p);
+}
+
 #else
 
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-/* This thread's jemalloc cache for each heap: id + 1 (0: none yet; ~0u: none available). */
-static KEEL__TLS unsigned *tls_caches __attribute__((tls_model("initial-exec")));
-
-static void destroy_caches(void *arg)
+static void destroy_tcache(unsigned id)
 {
-    unsigned *c = (unsigned *)arg;
-    for (unsigned i = 0; i < MAX_CACHED_HEAPS; i++)
-        if (c[i] != 0 && c[i] != ~0u) {
-            unsigned id = c[i] - 1;
-            (void)mallctl("tcache.destroy", NULL, NULL, &id, sizeof(id));
-        }
-    free(c);
-    tls_caches = NULL;
+    (void)mallctl("tcache.destroy", NULL, NULL, &id, sizeof(id));
 }
 
-static void make_cache_key(void)
-{
-    KEEL_VERIFY(pthread_key_create(&cache_key, destroy_caches) == 0);
-}
-
+/* A few arenas per module (threads spread over them, as jemalloc does for its own). */
 static void make_arena(keel__heap *h)
 {
-    unsigned arena = 0;
-    size_t len = sizeof(arena);
-    h->has_arena = mallctl("arenas.create", &arena, &len, NULL, 0) == 0;
-    h->arena = arena;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned want =
+        cpus > 1 ? (unsigned)(cpus < (long)KEEL__HEAP_ARENAS ? cpus : (long)KEEL__HEAP_ARENAS) : 1;
+    h->narenas = 0;
+    while (h->narenas < want) {
+        unsigned arena = 0;
+        size_t len = sizeof(arena);
+        if (mallctl("arenas.create", &arena, &len, NULL, 0) != 0)
+            break;
+        h->arenas[h->narenas++] = arena;
+    }
 }
 
-/* mallocx flags for heap h on this thread: its arena, and this thread's cache for it. */
+static KEEL__TLS unsigned tls_arena_slot = ~0u;
+static unsigned arena_slots;
+
+/* mallocx flags for heap h on this thread: one of its arenas, and this thread's cache for it. */
 static int flags_for(keel__heap *h)
 {
-    if (!h->has_arena)
+    if (h->narenas == 0)
         return MALLOCX_TCACHE_NONE;
-    int flags = (int)MALLOCX_ARENA(h->arena);
-    if (h->index >= MAX_CACHED_HEAPS)
+    if (KEEL_UNLIKELY(tls_arena_slot == ~0u))
+        tls_arena_slot = __atomic_fetch_add(&arena_slots, 1, __ATOMIC_RELAXED);
+    int flags = (int)MALLOCX_ARENA(h->arenas[tls_arena_slot % h->narenas]);
+    heap_local *l = local_of(h);
+    if (l == NULL)
         return flags | MALLOCX_TCACHE_NONE;
-    unsigned *c = tls_caches;
-    if (KEEL_UNLIKELY(c == NULL)) {
-        (void)pthread_once(&cache_once, make_cache_key);
-        c = (unsigned *)calloc(MAX_CACHED_HEAPS, sizeof(unsigned));
-        if (c == NULL)
-            return flags | MALLOCX_TCACHE_NONE;
-        (void)pthread_setspecific(cache_key, c);
-        tls_caches = c;
-    }
-    if (KEEL_UNLIKELY(c[h->index] == 0)) {
+    if (KEEL_UNLIKELY(l->tcache == 0)) {
         unsigned id = 0;
         size_t len = sizeof(id);
-        c[h->index] = mallctl("tcache.create", &id, &len, NULL, 0) == 0 ? id + 1 : ~0u;
+        l->tcache = mallctl("tcache.create", &id, &len, NULL, 0) == 0 ? id + 1 : ~0u;
     }
-    if (c[h->index] == ~0u)
+    if (l->tcache == ~0u)
         return flags | MALLOCX_TCACHE_NONE;
-    return flags | (int)MALLOCX_TCACHE(c[h->index] - 1);
+    return flags | (int)MALLOCX_TCACHE(l->tcache - 1);
 }
 
 void *keel__heap_raw_alloc(keel__heap *h, size_t size, size_t align)
@@ -150,6 +215,14 @@ KEEL__UNUSED static size_t usable_size(keel__heap *h, void *p)
 KEEL__UNUSED static void *raw_realloc(keel__heap *h, void *p, size_t size)
 {
     return rallocx(p, size != 0 ? size : 1, flags_for(h));
+}
+
+/* The usable size of a block just allocated for (size, align): size-class arithmetic only. */
+KEEL__UNUSED static size_t alloc_size(keel__heap *h, void *p, size_t size, size_t align)
+{
+    (void)h;
+    (void)p;
+    return nallocx(size != 0 ? size : 1, align > 16 ? (int)MALLOCX_ALIGN(align) : 0);
 }
 
 #endif
@@ -204,8 +277,9 @@ static keel__heap *heap_of(const keel_module *m)
             heap_init(h, m);
             publish_locked(h);
             /* the record is the library's, as its `state` is */
-            __atomic_store_n(&((keel_module *)(void *)(uintptr_t)m)->heap, (void *)h,
-                             __ATOMIC_RELEASE);
+            keel_module *owned = NULL;
+            memcpy(&owned, &m, sizeof(keel_module *));
+            __atomic_store_n(&owned->heap, (void *)h, __ATOMIC_RELEASE);
         }
     }
     KEEL_VERIFY(pthread_mutex_unlock(&heaps_lock) == 0);
@@ -214,18 +288,55 @@ static keel__heap *heap_of(const keel_module *m)
 
 /* ---- accounting ---------------------------------------------------------------------------- */
 
+static void note_peak(keel__heap *h, unsigned long long live)
+{
+    unsigned long long peak = __atomic_load_n(&h->peak_bytes, __ATOMIC_RELAXED);
+    while (live > peak && !__atomic_compare_exchange_n(&h->peak_bytes, &peak, live, true,
+                                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
+static void flush_local(heap_local *l)
+{
+    keel__heap *h = l->heap;
+    unsigned long long before =
+        __atomic_fetch_add(&h->live_bytes, (unsigned long long)l->bytes, __ATOMIC_RELAXED);
+    /* the peak as this thread saw it (other threads' deltas are not in it) */
+    unsigned long long live = before + (unsigned long long)l->max_bytes;
+    (void)__atomic_add_fetch(&h->live_blocks, (unsigned long long)l->blocks, __ATOMIC_RELAXED);
+    (void)__atomic_add_fetch(&h->allocations, l->allocs, __ATOMIC_RELAXED);
+    (void)__atomic_add_fetch(&h->frees, l->frees, __ATOMIC_RELAXED);
+    if (l->max_bytes > 0)
+        note_peak(h, live);
+    l->bytes = 0;
+    l->max_bytes = 0;
+    l->blocks = 0;
+    l->allocs = 0;
+    l->frees = 0;
+    l->ops = 0;
+}
+
 bool keel__heap_reserve(keel__heap *h, size_t bytes)
 {
+    heap_local *l = __atomic_load_n(&h->quota, __ATOMIC_RELAXED) == 0 ? local_of(h) : NULL;
+    if (KEEL_LIKELY(l != NULL)) {
+        l->bytes += (long long)bytes;
+        l->blocks++;
+        l->allocs++;
+        if (l->bytes > l->max_bytes)
+            l->max_bytes = l->bytes;
+        if (++l->ops >= FLUSH_OPS)
+            flush_local(l);
+        return true;
+    }
+    /* exact: a quota, or no per-thread record */
     unsigned long long live = __atomic_add_fetch(&h->live_bytes, bytes, __ATOMIC_RELAXED);
     unsigned long long quota = __atomic_load_n(&h->quota, __ATOMIC_RELAXED);
     if (quota != 0 && live > quota) {
         (void)__atomic_sub_fetch(&h->live_bytes, bytes, __ATOMIC_RELAXED);
         return false;
     }
-    unsigned long long peak = __atomic_load_n(&h->peak_bytes, __ATOMIC_RELAXED);
-    while (live > peak && !__atomic_compare_exchange_n(&h->peak_bytes, &peak, live, true,
-                                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-    }
+    note_peak(h, live);
     (void)__atomic_add_fetch(&h->live_blocks, 1, __ATOMIC_RELAXED);
     (void)__atomic_add_fetch(&h->allocations, 1, __ATOMIC_RELAXED);
     return true;
@@ -233,6 +344,15 @@ bool keel__heap_reserve(keel__heap *h, size_t bytes)
 
 void keel__heap_release(keel__heap *h, size_t bytes)
 {
+    heap_local *l = __atomic_load_n(&h->quota, __ATOMIC_RELAXED) == 0 ? local_of(h) : NULL;
+    if (KEEL_LIKELY(l != NULL)) {
+        l->bytes -= (long long)bytes;
+        l->blocks--;
+        l->frees++;
+        if (++l->ops >= FLUSH_OPS)
+            flush_local(l);
+        return;
+    }
     (void)__atomic_sub_fetch(&h->live_bytes, bytes, __ATOMIC_RELAXED);
     (void)__atomic_sub_fetch(&h->live_blocks, 1, __ATOMIC_RELAXED);
     (void)__atomic_add_fetch(&h->frees, 1, __ATOMIC_RELAXED);
@@ -283,7 +403,7 @@ static keel_status plain_alloc(keel__heap *h, size_t size, size_t align, bool ze
         keel__heap_fail(h, size, "nomem", file, line, func);
         return fail_status(h, size, false);
     }
-    if (!keel__heap_reserve(h, usable_size(h, p))) {
+    if (!keel__heap_reserve(h, alloc_size(h, p, size, align))) {
         keel__heap_raw_free(h, p);
         keel__heap_fail(h, size, "quota", file, line, func);
         return fail_status(h, size, true);
@@ -373,6 +493,8 @@ keel_status keel__heap_realloc(const keel_module *m, void **p, size_t size, cons
     keel_status s = keel__heap_alloc(m, size, 0, false, &q, file, line, func);
     if (!keel_ok(s))
         return s;
+    if (q == NULL)
+        return KEEL_ERR(KEEL_E_INTERNAL, "keel_heap_realloc: allocation gave no block");
     memcpy(q, *p, old < size ? old : size);
     keel__blk_free(owner, *p, file, line, func);
     *p = q;
@@ -406,6 +528,9 @@ keel_status keel_heap_set_quota(const keel_module *m, size_t bytes)
     keel__heap *h = heap_of(m);
     if (h == NULL)
         return KEEL_ERR(KEEL_E_NOMEM, "out of memory making a module heap");
+    heap_local *l = local_of(h);
+    if (l != NULL)
+        flush_local(l); /* from now on this heap is accounted exactly */
     __atomic_store_n(&h->quota, (unsigned long long)bytes, __ATOMIC_RELAXED);
     return KEEL_OK;
 }
@@ -417,6 +542,9 @@ keel_status keel_heap_stats_get(const keel_module *m, keel_heap_stats *out)
     keel__heap *h = heap_of(m);
     if (h == NULL)
         return KEEL_ERR(KEEL_E_NOMEM, "out of memory making a module heap");
+    heap_local *l = local_of(h);
+    if (l != NULL)
+        flush_local(l); /* exact for this thread; others' deltas lag by < FLUSH_OPS */
     out->live_bytes = __atomic_load_n(&h->live_bytes, __ATOMIC_RELAXED);
     out->peak_bytes = __atomic_load_n(&h->peak_bytes, __ATOMIC_RELAXED);
     out->live_blocks = __atomic_load_n(&h->live_blocks, __ATOMIC_RELAXED);

@@ -9,7 +9,7 @@
 
 KEEL_EXTERN_C_BEGIN
 
-enum { KEEL__HEAP_SHARDS = 8, KEEL__HEAP_REGIONS = 16 };
+enum { KEEL__HEAP_SHARDS = 8, KEEL__HEAP_REGIONS = 16, KEEL__HEAP_ARENAS = 4 };
 
 typedef struct keel__blk keel__blk;
 
@@ -23,25 +23,28 @@ typedef struct keel__heap_shard {
     char pad[24];
 } keel__heap_shard;
 
-typedef struct keel__heap {
+/* The counters start a cache line of their own: the padding is on purpose. */
+typedef struct keel__heap { // NOLINT(clang-analyzer-optin.performance.Padding)
+    /* read on every call, written rarely */
     const keel_module *mod; /* NULL: the program's own heap */
     const char *name;       /* the module's name, or "program" */
     struct keel__heap *next;
     void *stress_site; /* keel__stress_site of "<module>.alloc" (devel) */
-    unsigned long long live_bytes;
+    unsigned long long quota;
+    unsigned index;                     /* 0..: per-thread cache slots */
+    unsigned arenas[KEEL__HEAP_ARENAS]; /* the module's own arenas; a thread uses one */
+    unsigned narenas;
+    unsigned nregions;
+    const char *region_start[KEEL__HEAP_REGIONS];
+    size_t region_len[KEEL__HEAP_REGIONS];
+    /* the shared counters, on their own cache line (threads fold their deltas in) */
+    unsigned long long live_bytes __attribute__((aligned(64)));
     unsigned long long peak_bytes;
     unsigned long long live_blocks;
     unsigned long long allocations;
     unsigned long long frees;
     unsigned long long failures;
-    unsigned long long quota;
-    unsigned index; /* 0..: per-thread cache slots */
-    unsigned arena;
-    bool has_arena;
-    unsigned nregions;
-    const char *region_start[KEEL__HEAP_REGIONS];
-    size_t region_len[KEEL__HEAP_REGIONS];
-    keel__heap_shard shards[KEEL__HEAP_SHARDS];
+    keel__heap_shard shards[KEEL__HEAP_SHARDS] __attribute__((aligned(64)));
 } keel__heap;
 
 /* Backend (heap.c): memory of a heap's arena, with this thread's cache for it. */
@@ -61,7 +64,7 @@ KEEL_MUST_USE keel_status keel__blk_check(keel__heap *h);
 KEEL_MUST_USE keel_status keel__blk_owns(keel__heap *h, const void *ptr, size_t len);
 void keel__blk_leaks(keel__heap *h);
 KEEL_MUST_USE keel_status keel__heap_protect(keel__heap *h, void *ptr, size_t len);
-void keel__heap_unprotect(keel__heap *h);
+void keel__heap_unprotect(const keel__heap *h);
 
 /* Accounting (heap.c): reserve `bytes` against the quota; false when over it. */
 bool keel__heap_reserve(keel__heap *h, size_t bytes);

@@ -76,10 +76,11 @@ static unsigned char *user_of(keel__blk *b)
 
 /* ---- guard pages and protected data: one SIGSEGV handler ---------------------------------- */
 
+/* A guard-page sample: one page of a pool, the PROT_NONE page after it. */
 typedef struct guard_slot {
-    char *page;   /* the block's page; the guard page follows it */
-    keel__blk *b; /* NULL: free slot */
-    bool freed;
+    char *page;
+    keel__blk *b; /* the block in it (NULL: never used) */
+    bool freed;   /* its block was freed: poisoned, checked when the slot is reused */
 } guard_slot;
 
 typedef struct protected_region {
@@ -91,7 +92,17 @@ typedef struct protected_region {
 static pthread_mutex_t special_lock = PTHREAD_MUTEX_INITIALIZER;
 static guard_slot guards[MAX_GUARDED];
 static protected_region protects[MAX_PROTECTED];
-static size_t page_size;
+static size_t page_size; /* read through pagesz() */
+
+static size_t pagesz(void)
+{
+    size_t p = __atomic_load_n(&page_size, __ATOMIC_RELAXED);
+    if (KEEL_UNLIKELY(p == 0)) {
+        p = (size_t)sysconf(_SC_PAGESIZE);
+        __atomic_store_n(&page_size, p, __ATOMIC_RELAXED);
+    }
+    return p;
+}
 static struct sigaction old_segv;
 static int handler_installed;
 
@@ -133,21 +144,15 @@ static void segv_handler(int sig, siginfo_t *info, void *uctx)
     for (int i = 0; i < MAX_GUARDED && !ours; i++) {
         guard_slot *g = &guards[i];
         keel__blk *b = __atomic_load_n(&g->b, __ATOMIC_ACQUIRE);
-        if (b == NULL || addr < g->page || addr >= g->page + 2 * page_size)
+        if (b == NULL || addr < g->page + pagesz() || addr >= g->page + 2 * pagesz())
             continue;
         ours = true;
         long off = (long)(addr - (char *)user_of(b));
         char msg[160];
-        if (g->freed)
-            (void)snprintf(msg, sizeof(msg),
-                           "use after free: access at offset %ld of a freed %zu-byte block of "
-                           "module '%s' (guard-page sample)",
-                           off, b->size, b->heap->name);
-        else
-            (void)snprintf(msg, sizeof(msg),
-                           "heap overflow: access %ld bytes past the end of a %zu-byte block of "
-                           "module '%s' hit its guard page",
-                           off - (long)b->size, b->size, b->heap->name);
+        (void)snprintf(msg, sizeof(msg),
+                       "heap overflow: access %ld bytes past the end of a %zu-byte block of "
+                       "module '%s' hit its guard page",
+                       off - (long)b->size, b->size, b->heap->name);
         segv_report(msg, b, off);
     }
     for (int i = 0; i < MAX_PROTECTED && !ours; i++) {
@@ -167,74 +172,94 @@ static void segv_handler(int sig, siginfo_t *info, void *uctx)
         (void)signal(sig, SIG_DFL);
 }
 
+static char *guard_pool;
+static unsigned guard_cursor;
+
+/* The pool: MAX_GUARDED pairs of pages, the second of each PROT_NONE, mapped once. */
+static bool make_guard_pool(void)
+{
+    if (guard_pool != NULL)
+        return true;
+    char *pool = (char *)mmap(NULL, 2 * pagesz() * (size_t)MAX_GUARDED, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pool == MAP_FAILED)
+        return false;
+    for (unsigned i = 0; i < MAX_GUARDED; i++)
+        if (mprotect(pool + (2 * i + 1) * pagesz(), pagesz(), PROT_NONE) != 0) {
+            (void)munmap(pool, 2 * pagesz() * (size_t)MAX_GUARDED);
+            return false;
+        }
+    for (unsigned i = 0; i < MAX_GUARDED; i++)
+        guards[i].page = pool + (size_t)2 * i * pagesz();
+    guard_pool = pool;
+    return true;
+}
+
+static void release_blk(keel__blk *b);
+
+/*
+ * A block placed so that it and its tail canary end at a guard page: an
+ * overflow past the canary faults at the access.  No system call per sample:
+ * the pool is mapped once, and a freed sample is poisoned and checked when
+ * its slot is reused.
+ */
 static void *guard_alloc(keel__heap *h, size_t size, keel__blk **hdr)
 {
-    if (page_size == 0)
-        page_size = (size_t)sysconf(_SC_PAGESIZE);
-    if (size + HDR + TAIL > page_size)
+    if (size + HDR + TAIL + 16 > pagesz())
         return NULL;
-    char *map = (char *)mmap(NULL, 2 * page_size, PROT_READ | PROT_WRITE,
-                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (map == MAP_FAILED)
-        return NULL;
-    if (mprotect(map + page_size, page_size, PROT_NONE) != 0) {
-        (void)munmap(map, 2 * page_size);
-        return NULL;
-    }
     KEEL_VERIFY(pthread_mutex_lock(&special_lock) == 0);
-    int slot = -1;
-    for (int i = 0; i < MAX_GUARDED && slot < 0; i++)
-        if (guards[i].b == NULL)
-            slot = i;
-    if (slot < 0) {
-        /* recycle the oldest freed sample */
-        for (int i = 0; i < MAX_GUARDED && slot < 0; i++)
-            if (guards[i].freed) {
-                (void)munmap(guards[i].page, 2 * page_size);
-                __atomic_store_n(&guards[i].b, (keel__blk *)NULL, __ATOMIC_RELEASE);
-                slot = i;
-            }
-    }
-    if (slot < 0) {
+    if (!make_guard_pool()) {
         KEEL_VERIFY(pthread_mutex_unlock(&special_lock) == 0);
-        (void)munmap(map, 2 * page_size);
         return NULL;
     }
-    /* the block ends at the guard page, 16-aligned (the tail canary covers the slack) */
-    size_t user = (page_size - size) & ~(size_t)15;
-    keel__blk *b = (keel__blk *)(void *)(map + user - HDR);
+    guard_slot *g = NULL;
+    for (unsigned n = 0; n < MAX_GUARDED && g == NULL; n++) {
+        guard_slot *c = &guards[guard_cursor++ % MAX_GUARDED];
+        if (c->b == NULL || c->freed)
+            g = c;
+    }
+    if (g == NULL) {
+        KEEL_VERIFY(pthread_mutex_unlock(&special_lock) == 0);
+        return NULL; /* every sample is live: allocate normally */
+    }
+    keel__blk *old = g->freed ? g->b : NULL;
+    size_t user = (pagesz() - size - TAIL) & ~(size_t)15;
+    keel__blk *b = (keel__blk *)(void *)(g->page + user - HDR);
+    __atomic_store_n(&g->b, (keel__blk *)NULL, __ATOMIC_RELEASE);
+    g->freed = false;
+    if (old != NULL)
+        release_blk(old); /* its poison is checked before the page is reused */
     b->guarded = 1;
-    b->offset = (unsigned)(user - HDR);
+    b->offset = 0;
     b->heap = h;
-    guards[slot].page = map;
-    guards[slot].freed = false;
-    __atomic_store_n(&guards[slot].b, b, __ATOMIC_RELEASE);
+    __atomic_store_n(&g->b, b, __ATOMIC_RELEASE);
     KEEL_VERIFY(pthread_mutex_unlock(&special_lock) == 0);
     install_handler();
     *hdr = b;
-    return map;
+    return g->page;
 }
 
-static void guard_free(keel__blk *b)
+/* The sample's block was freed (and poisoned): its slot may be reused. */
+static void guard_free(const keel__blk *b)
 {
     KEEL_VERIFY(pthread_mutex_lock(&special_lock) == 0);
     for (int i = 0; i < MAX_GUARDED; i++)
-        if (guards[i].b == b) {
+        if (guards[i].b == b)
             guards[i].freed = true;
-            (void)mprotect(guards[i].page, page_size, PROT_NONE); /* later use faults */
-        }
     KEEL_VERIFY(pthread_mutex_unlock(&special_lock) == 0);
 }
 
 keel_status keel__heap_protect(keel__heap *h, void *ptr, size_t len)
 {
-    if (page_size == 0)
-        page_size = (size_t)sysconf(_SC_PAGESIZE);
-    uintptr_t start = ((uintptr_t)ptr + page_size - 1) & ~(uintptr_t)(page_size - 1);
-    uintptr_t end = ((uintptr_t)ptr + len) & ~(uintptr_t)(page_size - 1);
-    if (ptr == NULL || end <= start)
+    if (ptr == NULL)
+        return KEEL_ERR(KEEL_E_INVAL, "keel_module_protect: no region");
+    size_t ps = pagesz();
+    size_t lead = (ps - (uintptr_t)ptr % ps) % ps; /* to the first whole page */
+    size_t whole = len > lead ? (len - lead) / ps * ps : 0;
+    if (whole == 0)
         return KEEL_ERR(KEEL_E_INVAL,
                         "keel_module_protect: [%p, +%zu) holds no whole page to protect", ptr, len);
+    char *start = (char *)ptr + lead;
     keel_status s = KEEL_OK;
     KEEL_VERIFY(pthread_mutex_lock(&special_lock) == 0);
     int slot = -1;
@@ -243,11 +268,11 @@ keel_status keel__heap_protect(keel__heap *h, void *ptr, size_t len)
             slot = i;
     if (slot < 0)
         s = KEEL_ERR(KEEL_E_FULL, "more than %d protected regions", (int)MAX_PROTECTED);
-    else if (mprotect((void *)start, end - start, PROT_READ) != 0)
+    else if (mprotect(start, whole, PROT_READ) != 0)
         s = KEEL_ERR_SYS(errno, "cannot make data of module '%s' read-only", h->name);
     else {
-        protects[slot].start = (char *)start;
-        protects[slot].len = end - start;
+        protects[slot].start = start;
+        protects[slot].len = whole;
         protects[slot].heap = h;
     }
     KEEL_VERIFY(pthread_mutex_unlock(&special_lock) == 0);
@@ -256,7 +281,7 @@ keel_status keel__heap_protect(keel__heap *h, void *ptr, size_t len)
     return s;
 }
 
-void keel__heap_unprotect(keel__heap *h)
+void keel__heap_unprotect(const keel__heap *h)
 {
     KEEL_VERIFY(pthread_mutex_lock(&special_lock) == 0);
     for (int i = 0; i < MAX_PROTECTED; i++)
@@ -286,9 +311,37 @@ static void report_blk(const char *what, const keel__blk *b, const char *file, i
     (void)keel_report_emit(r);
 }
 
-/* First byte of [p, p+n) that differs from `byte`, or -1. */
+/* 4 KiB of each fill pattern, to compare against with memcmp (vectorised by libc). */
+enum { PATTERN = 4096 };
+static unsigned char freed_pattern[PATTERN];
+static pthread_once_t pattern_once = PTHREAD_ONCE_INIT;
+
+static void make_patterns(void)
+{
+    memset(freed_pattern, FREED, sizeof(freed_pattern));
+}
+
+/* First byte of [p, p+n) that differs from `byte` (FREED or the tail's 0xfb), or -1. */
 static long first_not(const unsigned char *p, size_t n, unsigned char byte)
 {
+    if (byte == FREED) {
+        (void)pthread_once(&pattern_once, make_patterns);
+        size_t at = 0;
+        while (at < n) {
+            size_t len = n - at < (size_t)PATTERN ? n - at : (size_t)PATTERN;
+            if (memcmp(p + at, freed_pattern, len) != 0)
+                break; /* the byte loop below finds where */
+            at += len;
+        }
+        if (at >= n)
+            return -1;
+        p += at;
+        n -= at;
+        for (size_t i = 0; i < n; i++)
+            if (p[i] != byte)
+                return (long)(at + i);
+        return -1;
+    }
     for (size_t i = 0; i < n; i++)
         if (p[i] != byte)
             return (long)i;
@@ -341,7 +394,7 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
     if (every > 0 && align <= 16 && ++tls_guard_count % (unsigned long long)every == 0)
         (void)guard_alloc(h, size, &b);
     if (b == NULL) {
-        size_t hdr = align > 16 ? (HDR + align - 1) / align * align : HDR;
+        size_t hdr = align > 16 ? ((size_t)HDR + align - 1) / align * align : (size_t)HDR;
         unsigned char *raw = (unsigned char *)keel__heap_raw_alloc(h, hdr + size + TAIL, align);
         if (raw == NULL) {
             keel__heap_release(h, size);
@@ -381,13 +434,34 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
     return KEEL_OK;
 }
 
+/*
+ * Can the header before p be read?  Within p's own page it can (p is mapped if
+ * it is a pointer at all); a header reaching into the page before is checked
+ * with mincore(), which fails for an unmapped page - a foreign pointer at the
+ * start of a mapping must not crash the check meant to catch it.
+ */
+static bool header_readable(const void *p)
+{
+    if ((uintptr_t)p < HDR)
+        return false;
+    size_t ps = pagesz();
+    size_t in_page = (uintptr_t)p % ps;
+    if (in_page >= HDR)
+        return true;
+    const char *prev_page = (const char *)p - in_page - ps;
+    void *addr = NULL;
+    memcpy(&addr, &prev_page, sizeof(void *)); /* mincore takes void *; nothing is written */
+    unsigned char vec = 0;
+    return mincore(addr, 1, &vec) == 0;
+}
+
 bool keel__blk_validate(keel__heap *h, void *p, size_t *size, keel__heap **owner, const char *what,
                         const char *file, int line, const char *func)
 {
     KEEL_ASSERT(h != NULL && p != NULL);
     keel__blk *b = (keel__blk *)(void *)((unsigned char *)p - HDR);
     char msg[200];
-    if ((uintptr_t)p % 16 != 0 ||
+    if ((uintptr_t)p % 16 != 0 || !header_readable(p) ||
         (b->magic != magic_of(MAGIC_LIVE, b) && b->magic != magic_of(MAGIC_FREED, b))) {
         (void)snprintf(msg, sizeof(msg),
                        "%s of %p through module '%s': not a block of any keel heap (or its "
@@ -429,10 +503,8 @@ static void release_blk(keel__blk *b)
                        b->size, b->heap->name, at);
         report_blk(msg, b, b->free_file, b->free_line, "(quarantine)", at);
     }
-    if (b->guarded) {
-        guard_free(b);
-        return;
-    }
+    if (b->guarded)
+        return; /* its slot in the guard pool is reused as it is */
     keel__heap_raw_free(b->heap, (unsigned char *)b - b->offset);
 }
 
@@ -458,7 +530,7 @@ void keel__blk_free(keel__heap *h, void *p, const char *file, int line, const ch
     b->free_line = line;
     memset(user_of(b), FREED, b->size);
     if (b->guarded) {
-        /* its page is its quarantine: made inaccessible, a later use faults */
+        /* its slot in the guard pool is its quarantine: checked when reused */
         KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
         keel__heap_release(owner, size);
         guard_free(b);

@@ -105,7 +105,8 @@ void keel__module_unregister(keel_module *begin, keel_module *end)
         /* a plugin unloaded while running is stopped first (not at process exit) */
         if (r->state == KEEL_MODULE_RUNNING && !at_exit)
             stop_one(r);
-        r->m->state = NULL;
+        if (r->m != NULL)
+            r->m->state = NULL;
         free(r);
     }
     KEEL_VERIFY(pthread_mutex_unlock(&start_lock) == 0);
@@ -274,7 +275,7 @@ static keel_status plan_locked(order *o)
     size_t k = 0;
     for (mod_rec *r = mods; r != NULL; r = r->next)
         sorted[k++] = r;
-    qsort(sorted, n, sizeof(*sorted), by_name);
+    qsort(sorted, n, sizeof(mod_rec *), by_name);
     keel_status s = KEEL_OK;
     for (size_t i = 0; i < n && keel_ok(s); i++) {
         char path[1024];
@@ -485,6 +486,8 @@ keel_status keel_modules_start(void)
 
 static void stop_one(mod_rec *r)
 {
+    if (r->m == NULL)
+        return;
     const keel_module *prev = keel_module_enter(r->m);
     if (r->m->exit != NULL)
         r->m->exit();

@@ -497,18 +497,10 @@ static void *take_over(void *arg)
     return NULL;
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
 static void test_ownership_transfer(void **state)
 {
     (void)state;
-#ifdef UNDER_TSAN
+#ifdef KEEL_TEST_UNDER_TSAN
     /* POSIX leaves unlocking a normal mutex from another thread undefined (glibc allows it);
      * TSan rightly flags it.  The hand-over is tested in the other builds. */
     skip();

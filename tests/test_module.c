@@ -97,22 +97,12 @@ KEEL_MODULE(storage, "1.2.0", storage_init, storage_exit, storage_deps, storage_
 KEEL_MODULE(log, "1.0.0", log_init, log_exit, NULL, NULL);
 KEEL_MODULE(net, "1.1.0", net_init, net_exit, net_deps, NULL);
 
-static void ok_or_fail(keel_status s)
-{
-    if (!keel_ok(s)) {
-        char text[1024];
-        (void)keel_status_format(s, text, sizeof(text));
-        keel_status_free(s);
-        fail_msg("unexpected error: %s", text);
-    }
-}
-
 static keel_module_info info_of(const char *name)
 {
     keel_module *m = keel_module_find(name);
     assert_non_null(m);
     keel_module_info mi;
-    ok_or_fail(keel_module_info_get(m, &mi));
+    keel_test_ok(keel_module_info_get(m, &mi));
     return mi;
 }
 
@@ -133,7 +123,7 @@ static bool collect(const keel_report_info *info, void *ctx)
 static void test_dependency_order_and_reverse_stop(void **state)
 {
     (void)state;
-    ok_or_fail(keel_modules_start());
+    keel_test_ok(keel_modules_start());
     assert_string_equal(events, "init:log init:net init:storage init:api ");
     assert_int_equal(info_of("log").start_order, 1);
     assert_int_equal(info_of("api").start_order, 4);
@@ -146,7 +136,7 @@ static void test_dependency_order_and_reverse_stop(void **state)
     assert_int_equal(info_of("log").state, KEEL_MODULE_STOPPED);
     /* started again: a second start is fine */
     events[0] = '\0';
-    ok_or_fail(keel_modules_start());
+    keel_test_ok(keel_modules_start());
     assert_string_equal(events, "init:log init:net init:storage init:api ");
     keel_modules_stop();
 }
@@ -208,9 +198,9 @@ static void test_failing_init(void **state)
 static void test_post_selection_none(void **state)
 {
     (void)state;
-    ok_or_fail(keel_options_set("module.post=none"));
+    keel_test_ok(keel_options_set("module.post=none"));
     fail_roundtrip = 1; /* would fail, but does not run */
-    ok_or_fail(keel_modules_start());
+    keel_test_ok(keel_modules_start());
     assert_int_equal(roundtrip_runs, 0);
     assert_int_equal(format_runs, 0);
     assert_int_equal(info_of("storage").posts_run, 0);
@@ -220,8 +210,8 @@ static void test_post_selection_none(void **state)
 static void test_post_selection_list(void **state)
 {
     (void)state;
-    ok_or_fail(keel_options_set("module.post=net, storage.format"));
-    ok_or_fail(keel_modules_start());
+    keel_test_ok(keel_options_set("module.post=net, storage.format"));
+    keel_test_ok(keel_modules_start());
     assert_int_equal(roundtrip_runs, 0);
     assert_int_equal(format_runs, 1);
     char json[4096];
@@ -244,7 +234,7 @@ static void test_post_selection_list(void **state)
 static void test_module_context(void **state)
 {
     (void)state;
-    ok_or_fail(keel_modules_start());
+    keel_test_ok(keel_modules_start());
     assert_string_equal(module_seen_in_init, "storage");
     assert_null(keel_module_current());
     const keel_module *prev = keel_module_enter(KEEL_MODULE_REF(net));
@@ -289,7 +279,7 @@ static void test_cycle_is_an_error_and_nothing_starts(void **state)
     assert_int_equal(info_of("log").state, KEEL_MODULE_REGISTERED);
     assert_int_equal(dlclose(h), 0);
     assert_null(keel_module_find("cyc_a"));
-    ok_or_fail(keel_modules_start()); /* without the plugin, all is well again */
+    keel_test_ok(keel_modules_start()); /* without the plugin, all is well again */
     keel_modules_stop();
 }
 
@@ -311,12 +301,12 @@ static void test_missing_dependency(void **state)
 static void test_plugin_module_starts_and_stops_with_dlclose(void **state)
 {
     (void)state;
-    ok_or_fail(keel_modules_start());
+    keel_test_ok(keel_modules_start());
     void *h = load("module_plugin");
     keel_module *m = keel_module_find("plugin_mod");
     assert_non_null(m);
     assert_int_equal(keel_module_get_state(m), KEEL_MODULE_REGISTERED);
-    ok_or_fail(keel_modules_start()); /* starts what is new */
+    keel_test_ok(keel_modules_start()); /* starts what is new */
     assert_int_equal(keel_module_get_state(m), KEEL_MODULE_RUNNING);
     assert_int_equal(info_of("plugin_mod").start_order, 5);
     assert_int_equal(dlclose(h), 0); /* a running plugin module is stopped, then forgotten */

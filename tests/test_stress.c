@@ -47,16 +47,6 @@ bool never_called(void)
     return KEEL_STRESS(never_reached_point);
 }
 
-static void ok_or_fail(keel_status s)
-{
-    if (!keel_ok(s)) {
-        char text[512];
-        (void)keel_status_format(s, text, sizeof(text));
-        keel_status_free(s);
-        fail_msg("unexpected error: %s", text);
-    }
-}
-
 /* The 1-based evaluations of fn that fired among the first n, as a bit string. */
 static void fire_pattern(bool (*fn)(void), int n, char *out)
 {
@@ -76,7 +66,7 @@ static int count_fires(bool (*fn)(void), int n)
 static keel_stress_stats stats_of(const char *name)
 {
     keel_stress_stats st;
-    ok_or_fail(keel_stress_get(name, &st));
+    keel_test_ok(keel_stress_get(name, &st));
     return st;
 }
 
@@ -126,7 +116,7 @@ static void test_disarmed_point_never_fires(void **state)
 
 static void test_bare_name_fires_always(void)
 {
-    ok_or_fail(keel_stress_enable("disk_error"));
+    keel_test_ok(keel_stress_enable("disk_error"));
     assert_int_equal(count_fires(disk_error, 50), 50);
     keel_stress_stats st = stats_of("disk_error");
     assert_true(st.armed);
@@ -143,7 +133,7 @@ static void test_always(void **state)
 static void test_one_in_n(void **state)
 {
     (void)state;
-    ok_or_fail(keel_options_set("stress=disk_error:1/100;stress.seed=7"));
+    keel_test_ok(keel_options_set("stress=disk_error:1/100;stress.seed=7"));
     int k = count_fires(disk_error, 100000);
     assert_in_range(k, 800, 1200);
 }
@@ -151,7 +141,7 @@ static void test_one_in_n(void **state)
 static void test_k_in_n(void **state)
 {
     (void)state;
-    ok_or_fail(keel_stress_enable("disk_error:3/4"));
+    keel_test_ok(keel_stress_enable("disk_error:3/4"));
     int k = count_fires(disk_error, 10000);
     assert_in_range(k, 7200, 7800);
 }
@@ -159,19 +149,19 @@ static void test_k_in_n(void **state)
 static void test_probability(void **state)
 {
     (void)state;
-    ok_or_fail(keel_stress_enable("disk_error:p=0.25"));
+    keel_test_ok(keel_stress_enable("disk_error:p=0.25"));
     int k = count_fires(disk_error, 20000);
     assert_in_range(k, 4500, 5500);
-    ok_or_fail(keel_stress_enable("disk_error:p=0"));
+    keel_test_ok(keel_stress_enable("disk_error:p=0"));
     assert_int_equal(count_fires(disk_error, 1000), 0);
-    ok_or_fail(keel_stress_enable("disk_error:p=1"));
+    keel_test_ok(keel_stress_enable("disk_error:p=1"));
     assert_int_equal(count_fires(disk_error, 1000), 1000);
 }
 
 static void test_every_nth(void **state)
 {
     (void)state;
-    ok_or_fail(keel_stress_enable("disk_error:every=3"));
+    keel_test_ok(keel_stress_enable("disk_error:every=3"));
     char got[16];
     fire_pattern(disk_error, 10, got);
     assert_string_equal(got, "0010010010");
@@ -180,7 +170,7 @@ static void test_every_nth(void **state)
 static void test_only_nth(void **state)
 {
     (void)state;
-    ok_or_fail(keel_stress_enable("disk_error:nth=4"));
+    keel_test_ok(keel_stress_enable("disk_error:nth=4"));
     char got[16];
     fire_pattern(disk_error, 10, got);
     assert_string_equal(got, "0001000000");
@@ -189,7 +179,7 @@ static void test_only_nth(void **state)
 static void test_first_n(void **state)
 {
     (void)state;
-    ok_or_fail(keel_stress_enable("disk_error:first=2"));
+    keel_test_ok(keel_stress_enable("disk_error:first=2"));
     char got[16];
     fire_pattern(disk_error, 6, got);
     assert_string_equal(got, "110000");
@@ -198,12 +188,12 @@ static void test_first_n(void **state)
 static void test_after_n(void **state)
 {
     (void)state;
-    ok_or_fail(keel_stress_enable("disk_error:after=3"));
+    keel_test_ok(keel_stress_enable("disk_error:after=3"));
     char got[16];
     fire_pattern(disk_error, 6, got);
     assert_string_equal(got, "000111");
     /* counts start after the skipped ones */
-    ok_or_fail(keel_stress_enable("disk_error:after=2:every=2"));
+    keel_test_ok(keel_stress_enable("disk_error:after=2:every=2"));
     fire_pattern(disk_error, 8, got);
     assert_string_equal(got, "00010101");
 }
@@ -211,9 +201,9 @@ static void test_after_n(void **state)
 static void test_at_most_k(void **state)
 {
     (void)state;
-    ok_or_fail(keel_stress_enable("disk_error:max=3"));
+    keel_test_ok(keel_stress_enable("disk_error:max=3"));
     assert_int_equal(count_fires(disk_error, 100), 3);
-    ok_or_fail(keel_stress_enable("disk_error:every=2:max=2"));
+    keel_test_ok(keel_stress_enable("disk_error:every=2:max=2"));
     char got[16];
     fire_pattern(disk_error, 8, got);
     assert_string_equal(got, "01010000");
@@ -222,7 +212,7 @@ static void test_at_most_k(void **state)
 static void test_sites_share_the_count(void **state)
 {
     (void)state;
-    ok_or_fail(keel_stress_enable("disk_error:nth=3"));
+    keel_test_ok(keel_stress_enable("disk_error:nth=3"));
     assert_false(disk_error());
     assert_false(disk_error_other_site());
     assert_true(disk_error_other_site());
@@ -245,7 +235,7 @@ static void test_sites_share_the_count(void **state)
 static void test_delay_action(void **state)
 {
     (void)state;
-    ok_or_fail(keel_stress_enable("disk_error:delay=20ms:max=1"));
+    keel_test_ok(keel_stress_enable("disk_error:delay=20ms:max=1"));
     struct timespec a;
     struct timespec b;
     clock_gettime(CLOCK_MONOTONIC, &a);
@@ -268,17 +258,17 @@ static void test_custom_action(void **state)
 {
     (void)state;
     int yes = 1;
-    ok_or_fail(keel_stress_set_action("net.*", count_action, &yes));
-    ok_or_fail(keel_stress_enable("net.send:every=2"));
+    keel_test_ok(keel_stress_set_action("net.*", count_action, &yes));
+    keel_test_ok(keel_stress_enable("net.send:every=2"));
     char got[16];
     fire_pattern(net_send, 4, got);
     assert_string_equal(got, "0101");
     assert_int_equal(action_calls, 2);
-    ok_or_fail(keel_stress_set_action("net.*", count_action, NULL)); /* returns false now */
+    keel_test_ok(keel_stress_set_action("net.*", count_action, NULL)); /* returns false now */
     fire_pattern(net_send, 4, got);
     assert_string_equal(got, "0000");
     assert_int_equal(action_calls, 4);
-    ok_or_fail(keel_stress_set_action("net.*", NULL, NULL)); /* removed: plain failure again */
+    keel_test_ok(keel_stress_set_action("net.*", NULL, NULL)); /* removed: plain failure again */
     fire_pattern(net_send, 2, got);
     assert_string_equal(got, "01");
     assert_int_equal(action_calls, 4);
@@ -289,15 +279,15 @@ static void test_custom_action(void **state)
 static void test_wildcards_last_entry_wins(void **state)
 {
     (void)state;
-    ok_or_fail(keel_options_set("stress=net.*"));
+    keel_test_ok(keel_options_set("stress=net.*"));
     assert_true(net_send());
     assert_true(net_recv());
     assert_false(disk_error());
-    ok_or_fail(keel_options_set("stress=*,net.recv:off"));
+    keel_test_ok(keel_options_set("stress=*,net.recv:off"));
     assert_true(net_send());
     assert_false(net_recv());
     assert_true(disk_error());
-    ok_or_fail(keel_stress_disable("net.?end"));
+    keel_test_ok(keel_stress_disable("net.?end"));
     assert_false(net_send());
     assert_true(disk_error());
     char spec[256];
@@ -312,12 +302,12 @@ static void test_misspelled_name_warns_with_nearest(void **state)
 {
     (void)state;
     watch(KEEL_REPORT_OPTIONS);
-    ok_or_fail(keel_stress_enable("disk_eror:1/2"));
+    keel_test_ok(keel_stress_enable("disk_eror:1/2"));
     assert_int_equal(seen_count, 1);
     assert_non_null(strstr(seen_text, "'disk_eror:1/2' matches no stress point"));
     assert_non_null(strstr(seen_text, "nearest: disk_error"));
     /* a far-off name (perhaps in a library loaded later) is not guessed at */
-    ok_or_fail(keel_stress_enable("completely_different"));
+    keel_test_ok(keel_stress_enable("completely_different"));
     assert_int_equal(seen_count, 1);
     (void)keel_report_set_handler(NULL, NULL);
 }
@@ -353,7 +343,7 @@ static void test_bad_specs_name_the_token(void **state)
         {"disk_error:1/2:", "empty term"},
         {"disk_error:every=99999999999999999999", "too large"},
     };
-    ok_or_fail(keel_stress_enable("net.send"));
+    keel_test_ok(keel_stress_enable("net.send"));
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         keel_status s = keel_stress_enable(cases[i].spec);
         assert_false(keel_ok(s));
@@ -394,7 +384,7 @@ static void test_spec_from_file(void **state)
     assert_int_equal(close(fd), 0);
     char opt[128];
     (void)snprintf(opt, sizeof(opt), "stress.file=%s", path);
-    ok_or_fail(keel_options_set(opt));
+    keel_test_ok(keel_options_set(opt));
     char got[16];
     fire_pattern(disk_error, 4, got);
     assert_string_equal(got, "0101");
@@ -430,17 +420,17 @@ static void test_same_seed_same_fires(void **state)
     char a[1001];
     char b[1001];
     char c[1001];
-    ok_or_fail(keel_options_set("stress=disk_error:1/5,net.send:p=0.3;stress.seed=42"));
+    keel_test_ok(keel_options_set("stress=disk_error:1/5,net.send:p=0.3;stress.seed=42"));
     assert_int_equal(keel_stress_seed(), 42);
     fire_pattern(disk_error, 500, a);
     fire_pattern(net_send, 500, a + 500);
     /* the same spec applied again re-seeds: the same sequence gives the same fires */
-    ok_or_fail(keel_options_set("stress=\"\";stress.seed=1"));
-    ok_or_fail(keel_options_set("stress=disk_error:1/5,net.send:p=0.3;stress.seed=42"));
+    keel_test_ok(keel_options_set("stress=\"\";stress.seed=1"));
+    keel_test_ok(keel_options_set("stress=disk_error:1/5,net.send:p=0.3;stress.seed=42"));
     fire_pattern(disk_error, 500, b);
     fire_pattern(net_send, 500, b + 500);
     assert_string_equal(a, b);
-    ok_or_fail(keel_options_set("stress.seed=43"));
+    keel_test_ok(keel_options_set("stress.seed=43"));
     fire_pattern(disk_error, 500, c);
     fire_pattern(net_send, 500, c + 500);
     assert_string_not_equal(a, c);
@@ -449,7 +439,7 @@ static void test_same_seed_same_fires(void **state)
 static void test_fire_report_carries_seed_and_replay(void **state)
 {
     (void)state;
-    ok_or_fail(keel_options_set("report.stress=report;stress=disk_error:nth=2;stress.seed=99"));
+    keel_test_ok(keel_options_set("report.stress=report;stress=disk_error:nth=2;stress.seed=99"));
     watch(KEEL_REPORT_STRESS);
     assert_false(disk_error());
     assert_true(disk_error());
@@ -482,7 +472,7 @@ static void *worker(void *p)
 static void test_thread_filter(void **state)
 {
     (void)state;
-    ok_or_fail(keel_stress_enable("disk_error:thread=io-*"));
+    keel_test_ok(keel_stress_enable("disk_error:thread=io-*"));
     worker_arg io = {"io-1", 100, 0};
     worker_arg other = {"cpu-1", 100, 0};
     pthread_t a;
@@ -503,7 +493,7 @@ static void test_thread_filter(void **state)
 static void test_per_thread_counters_add_up(void **state)
 {
     (void)state;
-    ok_or_fail(keel_stress_enable("disk_error:1/1000"));
+    keel_test_ok(keel_stress_enable("disk_error:1/1000"));
     worker_arg w[4] = {{"w0", 100000, 0}, {"w1", 100000, 0}, {"w2", 100000, 0}, {"w3", 100000, 0}};
     pthread_t t[4];
     for (int i = 0; i < 4; i++)
@@ -533,7 +523,7 @@ static void test_runtime_changes_while_threads_evaluate(void **state)
     (void)state;
     long fires[3] = {0, 0, 0};
     pthread_t t[3];
-    ok_or_fail(keel_stress_enable("disk_error:1/3"));
+    keel_test_ok(keel_stress_enable("disk_error:1/3"));
     for (int i = 0; i < 3; i++)
         assert_int_equal(pthread_create(&t[i], NULL, evaluator, &fires[i]), 0);
     /* every thread is evaluating before the changes start */
@@ -541,11 +531,11 @@ static void test_runtime_changes_while_threads_evaluate(void **state)
         for (int wait = 0; wait < 5000 && __atomic_load_n(&fires[i], __ATOMIC_RELAXED) == 0; wait++)
             usleep(1000);
     for (int round = 0; round < 300; round++) {
-        ok_or_fail(keel_stress_enable(round % 2 == 0 ? "disk_error:1/3" : "net.*:every=2:max=5"));
+        keel_test_ok(keel_stress_enable(round % 2 == 0 ? "disk_error:1/3" : "net.*:every=2:max=5"));
         if (round % 7 == 0)
             keel_stress_clear();
         if (round % 11 == 0)
-            ok_or_fail(keel_options_set("stress.seed=5"));
+            keel_test_ok(keel_options_set("stress.seed=5"));
     }
     keel_stress_clear();
     /* once cleared, nothing fires any more */
@@ -570,7 +560,7 @@ static void test_runtime_changes_while_threads_evaluate(void **state)
 static void test_summary_lists_fired_unfired_unreached(void **state)
 {
     (void)state;
-    ok_or_fail(keel_options_set("stress.count;stress=disk_error:every=2,nosuch_point"));
+    keel_test_ok(keel_options_set("stress.count;stress=disk_error:every=2,nosuch_point"));
     (void)count_fires(disk_error, 4);
     (void)count_fires(net_send, 3);
     char *buf = NULL;
@@ -595,7 +585,7 @@ static void test_summary_lists_fired_unfired_unreached(void **state)
 
 static void exit_with_summary(void)
 {
-    ok_or_fail(keel_options_set("stress.summary;stress=net.send:first=1;stress.seed=11"));
+    keel_test_ok(keel_options_set("stress.summary;stress=net.send:first=1;stress.seed=11"));
     (void)net_send();
     (void)net_send();
 }
@@ -617,7 +607,7 @@ static void exit_with_json(void)
 {
     char opt[128];
     (void)snprintf(opt, sizeof(opt), "stress.json=%s;stress=disk_error:nth=1", json_path);
-    ok_or_fail(keel_options_set(opt));
+    keel_test_ok(keel_options_set(opt));
     (void)disk_error();
     (void)disk_error_other_site();
 }
@@ -656,7 +646,7 @@ static void test_dlopen_points(void **state)
     assert_int_equal(keel_status_code(s), KEEL_E_NOTFOUND);
     keel_status_free(s);
     /* armed before the plugin is loaded: the entry applies when it registers */
-    ok_or_fail(keel_stress_enable("plugin.*:every=2"));
+    keel_test_ok(keel_stress_enable("plugin.*:every=2"));
     void *h = dlopen(KEEL_TEST_PLUGIN_DIR "/libstress_plugin.so", RTLD_NOW | RTLD_LOCAL);
     if (h == NULL)
         fail_msg("dlopen: %s", dlerror());

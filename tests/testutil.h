@@ -26,6 +26,28 @@
 
 #include <cmocka.h>
 
+#include "keel/keel.h"
+
+/* KEEL_TEST_UNDER_TSAN: ThreadSanitizer takes some signals (SIGSEGV) for itself. */
+#if defined(__SANITIZE_THREAD__)
+#define KEEL_TEST_UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KEEL_TEST_UNDER_TSAN 1
+#endif
+#endif
+
+/* Fail the test with the status's whole text unless it is success. */
+static inline void keel_test_ok(keel_status s)
+{
+    if (!keel_ok(s)) {
+        char text[1024];
+        (void)keel_status_format(s, text, sizeof(text));
+        keel_status_free(s);
+        fail_msg("unexpected error: %s", text);
+    }
+}
+
 /*
  * Run fn in a forked child whose stderr goes into a pipe.  The child exits 0
  * (through exit(), so at-exit checks run) when fn returns, and dumps no core if

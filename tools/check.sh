@@ -88,7 +88,7 @@ cxx() {
     for devel in 0 1; do
         lib=build/gcc-devel/libkeel.a; [ $devel = 1 ] && lib=build/gcc-devel/libkeel-devel.a
         [ -f $lib ] || { cmake --preset devel -B build/gcc-devel -DCMAKE_C_COMPILER=gcc -DCMAKE_CXX_COMPILER=g++ && cmake --build build/gcc-devel; } || return 1
-        g++ -std=c++20 -DKEEL_DEVEL=$devel -Iinclude -Wall -Wextra -Werror $tmp/use.cpp $lib -ldw -pthread -o $tmp/use \
+        g++ -std=c++20 -DKEEL_DEVEL=$devel -Iinclude -Wall -Wextra -Werror $tmp/use.cpp $lib -ldw -ljemalloc -pthread -o $tmp/use \
             && $tmp/use | grep -q "from C++ 17" || { echo "FAIL: C++ program with KEEL_DEVEL=$devel"; rc=1; }
     done
     return $rc

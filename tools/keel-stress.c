@@ -145,7 +145,7 @@ static keel_status apply_option(config *c, const char *name, const char *v)
         else
             return KEEL_ERR(KEEL_E_INVAL, "bad value '%s' for '--mode' (once, persist or both)", v);
     } else if (strcmp(name, "only") == 0) {
-        const char **grown = realloc(c->only, (c->only_count + 1) * sizeof(*grown));
+        const char **grown = (const char **)realloc(c->only, (c->only_count + 1) * sizeof(*grown));
         if (grown == NULL)
             return KEEL_ERR(KEEL_E_NOMEM, "no memory for '--only'");
         c->only = grown;
@@ -248,7 +248,7 @@ static keel_status str_printf(char **out, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return KEEL_ERR(KEEL_E_INTERNAL, "cannot format '%s'", fmt);
-    char *p = malloc((size_t)n + 1);
+    char *p = (char *)malloc((size_t)n + 1);
     if (p == NULL)
         return KEEL_ERR(KEEL_E_NOMEM, "no memory for %d bytes of text", n + 1);
     va_start(ap, fmt);
@@ -465,7 +465,8 @@ static keel_status points_read(const char *path, point_list *pl)
             break;
         }
         pt.name = strdup(name);
-        point *grown = pt.name != NULL ? realloc(pl->v, (pl->n + 1) * sizeof(*grown)) : NULL;
+        point *grown =
+            pt.name != NULL ? (point *)realloc(pl->v, (pl->n + 1) * sizeof(*grown)) : NULL;
         if (grown == NULL) {
             free(pt.name);
             s = KEEL_ERR(KEEL_E_NOMEM, "no memory reading stress file '%s'", path);
@@ -749,7 +750,7 @@ static keel_status plan(sweep *sw)
                 }
                 if (sw->planned == cap) {
                     cap = cap * 2 + 64;
-                    run *grown = realloc(sw->runs, cap * sizeof(*grown));
+                    run *grown = (run *)realloc(sw->runs, cap * sizeof(*grown));
                     if (grown == NULL)
                         return KEEL_ERR(KEEL_E_NOMEM, "no memory for %zu runs", cap);
                     sw->runs = grown;
@@ -919,7 +920,7 @@ static void progress(const sweep *sw, const run *last)
 static keel_status sweep_run(sweep *sw)
 {
     size_t jobs = (size_t)sw->cfg->jobs;
-    size_t *active = calloc(jobs, sizeof(size_t));
+    size_t *active = (size_t *)calloc(jobs, sizeof(size_t));
     if (active == NULL)
         return KEEL_ERR(KEEL_E_NOMEM, "no memory for %zu jobs", jobs);
     size_t running = 0;
