@@ -85,9 +85,19 @@ static void usage(FILE *f)
 
 static void print_error(FILE *err, keel_status s)
 {
-    char buf[2048];
+    char buf[2048], clean[2048];
     (void)keel_status_format(s, buf, sizeof(buf));
-    (void)fprintf(err, "keel-gate: error: %s\n", buf);
+    /* the chain of messages, without the source locations meant for developers */
+    size_t n = 0;
+    for (const char *p = buf; *p != '\0' && n + 1 < sizeof(clean);) {
+        if (strncmp(p, " [at ", 5) == 0 && strchr(p, ']') != NULL) {
+            p = strchr(p, ']') + 1;
+            continue;
+        }
+        clean[n++] = *p++;
+    }
+    clean[n] = '\0';
+    (void)fprintf(err, "keel-gate: error: %s\n", clean);
     keel_status_free(s);
 }
 

@@ -318,7 +318,9 @@ void gate_notify(gate *g, const char *event, long long change, const char *merge
                           merge != NULL ? merge : "");
     n = gate_json_str(json, sizeof(json), n, reason != NULL ? reason : "");
     (void)snprintf(json + n, n < sizeof(json) ? sizeof(json) - n : 0, "}\n");
-    s = gate_notify_run(&g->tip_cfg->notify, g->repo_path, json, GATE_NOTIFY_TIMEOUT_MS);
+    char log[GATE_PATH_MAX + 32];
+    gate_fmt(log, sizeof(log), "%s/logs/notify.log", g->work);
+    s = gate_notify_run(&g->tip_cfg->notify, g->repo_path, json, log, GATE_NOTIFY_TIMEOUT_MS);
     if (keel_ok(s))
         return;
     g->stats.notify_failures++;

@@ -188,9 +188,28 @@ static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
              g->target, c->base, c->conflict_paths);
     keel_status_free(err);
     c->conflict_at = (size_t)index;
-    if (strcmp(c->base, g->tip) != 0) {
-        /* its base is a candidate still under test: a failed build, not yet a verdict */
+    /*
+     * A verdict only when the change does not merge onto the target itself:
+     * alone on the tip.  Against a candidate still under test, or against the
+     * changes before it in a batch, it is a failed build, which the scheduler
+     * isolates like any other until the change is alone on the tip.
+     */
+    bool verdict = strcmp(c->base, g->tip) == 0;
+    if (verdict && c->n > 1) {
+        gate_change ch;
+        char merge[GATE_HEX];
+        keel_status s = gate_store_get(g->store, c->changes[index], &ch);
+        const char *head[1] = {ch.head};
+        if (keel_ok(s))
+            s = gate_merge(g->repo, c->base, head, 1, merge);
+        verdict = keel_status_is(s, &gate_codes, GATE_E_CONFLICT);
+        if (!keel_ok(s) && !verdict)
+            return s;
+        keel_status_free(s);
+    }
+    if (!verdict) {
         c->merge_failed = true;
+        c->ever_failed = true;
         gate_fmt(c->failures, sizeof(c->failures), "change %lld %s", c->changes[index], reason);
         return gate_sched_result(g->sched, c->sid, false);
     }
@@ -314,7 +333,7 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
             (void)snprintf(c->failures, sizeof(c->failures), "configuration: %s", msg);
         }
     } else if (c->merge_failed && strcmp(c->base, g->tip) == 0) {
-        /* its base landed: the conflict is now with the target itself */
+        /* its base landed: the conflict may now be with the target itself */
         return merge_conflict(
             g, c,
             keel_status_with_str(
@@ -512,11 +531,14 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
         gate_say(g, "gate: '%s' at %.12s, strategy %s, %u slots\n", g->target, g->tip,
                  gate_strategy_name(g->tip_cfg->strategy), gate_slots(g->tip_cfg));
     while (keel_ok(s)) {
+        unsigned gen = g->gen;
         s = sync_queue(g);
         if (keel_ok(s))
             s = pump(g);
         if (!keel_ok(s))
             break;
+        if (gen != g->gen)
+            continue; /* restarted (a lost compare-and-swap): the queue is read again */
         gate_sched_stats st;
         gate_sched_stats_get(g->sched, &st);
         unsigned outstanding = gate_pool_outstanding(g->pool);

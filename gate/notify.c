@@ -60,7 +60,7 @@ static unsigned long long now_ms(void)
 }
 
 keel_status gate_notify_run(const gate_words *cmd, const char *dir, const char *json,
-                            unsigned timeout_ms)
+                            const char *log, unsigned timeout_ms)
 {
     KEEL_ASSERT(cmd != NULL && json != NULL);
     if (cmd->n == 0)
@@ -81,6 +81,11 @@ keel_status gate_notify_run(const gate_words *cmd, const char *dir, const char *
         (void)sigemptyset(&none);
         (void)sigprocmask(SIG_SETMASK, &none, NULL);
         (void)dup2(in[0], 0);
+        int out = open(log != NULL ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (out >= 0) {
+            (void)dup2(out, 1);
+            (void)dup2(out, 2);
+        }
         if (dir != NULL && chdir(dir) != 0)
             _exit(127);
         execvp(cmd->words[0], cmd->words);

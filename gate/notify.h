@@ -14,7 +14,8 @@
 
 enum { GATE_NOTIFY_TIMEOUT_MS = 10000 };
 
+/* The hook's output (stdout and stderr) is appended to `log` (NULL: discarded). */
 KEEL_MUST_USE keel_status gate_notify_run(const gate_words *cmd, const char *dir, const char *json,
-                                          unsigned timeout_ms);
+                                          const char *log, unsigned timeout_ms);
 
 #endif /* KEEL_GATE_NOTIFY_H */
