@@ -30,8 +30,8 @@ typedef struct fx_file {
 } fx_file;
 
 /* Commit `files` on top of `parent` (NULL: a root commit) and point `branch` at it. */
-static void fx_commit(const git_oid *parent, const fx_file *files, size_t n, const char *branch,
-                      git_oid *out)
+static inline void fx_commit(const git_oid *parent, const fx_file *files, size_t n,
+                             const char *branch, git_oid *out)
 {
     git_commit *pc = NULL;
     git_tree *ptree = NULL;
@@ -85,7 +85,7 @@ static void fx_commit(const git_oid *parent, const fx_file *files, size_t n, con
 }
 
 /* A branch off main's first commit changing one file. */
-static void fx_branch(const char *branch, const char *path, const char *content)
+static inline void fx_branch(const char *branch, const char *path, const char *content)
 {
     git_oid oid;
     const fx_file f[] = {{path, content}};
@@ -97,7 +97,7 @@ static void fx_branch(const char *branch, const char *path, const char *content)
  * in [gate] and one configuration "unit" that runs `sh ci.sh` (ci.sh: fail
  * when a file named "bad" exists), MARKER in its environment.
  */
-static void fx_setup_repo(const char *gate_lines, const char *config_lines)
+static inline void fx_setup_repo(const char *gate_lines, const char *config_lines)
 {
     git_libgit2_init();
     (void)snprintf(fx_dir, sizeof(fx_dir), "/tmp/keel-gaterun-XXXXXX");
@@ -116,7 +116,7 @@ static void fx_setup_repo(const char *gate_lines, const char *config_lines)
     assert_int_equal(git_repository_set_head(fx_git, "refs/heads/main"), 0);
 }
 
-static void fx_teardown_repo(void)
+static inline void fx_teardown_repo(void)
 {
     git_repository_free(fx_git);
     fx_git = NULL;
@@ -126,7 +126,7 @@ static void fx_teardown_repo(void)
     git_libgit2_shutdown();
 }
 
-static void fx_ok(keel_status s)
+static inline void fx_ok(keel_status s)
 {
     if (!keel_ok(s)) {
         keel_status_print(stderr, s);
@@ -135,7 +135,7 @@ static void fx_ok(keel_status s)
     }
 }
 
-static gate *fx_open(void)
+static inline gate *fx_open(void)
 {
     gate_options o;
     gate_options_default(&o);
@@ -148,21 +148,21 @@ static gate *fx_open(void)
     return g;
 }
 
-static long long fx_submit(gate *g, const char *branch, int priority)
+static inline long long fx_submit(gate *g, const char *branch, int priority)
 {
     long long id = 0;
     fx_ok(gate_submit(g, branch, priority, &id));
     return id;
 }
 
-static gate_change_state fx_state_of(gate *g, long long id)
+static inline gate_change_state fx_state_of(gate *g, long long id)
 {
     gate_change c;
     fx_ok(gate_store_get(gate_get_store(g), id, &c));
     return c.state;
 }
 
-static void fx_head(const char *branch, git_oid *out)
+static inline void fx_head(const char *branch, git_oid *out)
 {
     char ref[160];
     (void)snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
@@ -173,7 +173,7 @@ static void fx_head(const char *branch, git_oid *out)
  * Walk main's first parents; fill `landed` with the second parent of each
  * merge, newest first.  Returns how many.
  */
-static size_t fx_landed_heads(git_oid *landed, size_t max)
+static inline size_t fx_landed_heads(git_oid *landed, size_t max)
 {
     git_oid cur;
     fx_head("main", &cur);
@@ -195,7 +195,7 @@ static size_t fx_landed_heads(git_oid *landed, size_t max)
 }
 
 /* How many times main's history merged the head of `branch`. */
-static size_t fx_times_landed(const char *branch)
+static inline size_t fx_times_landed(const char *branch)
 {
     git_oid heads[256], h;
     fx_head(branch, &h);
@@ -206,7 +206,7 @@ static size_t fx_times_landed(const char *branch)
 }
 
 /* One integer from the store (sqlite directly: what the tests check, not the gate's API). */
-static long long fx_sql_int(const char *sql, const char *arg)
+static inline long long fx_sql_int(const char *sql, const char *arg)
 {
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open_v2(fx_state, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
@@ -227,7 +227,7 @@ static long long fx_sql_int(const char *sql, const char *arg)
  * passed (one the store says passed, unless the gate was killed between its
  * compare-and-swap and recording it: `settled` false).
  */
-static void fx_assert_tip_tested_as(bool settled)
+static inline void fx_assert_tip_tested_as(bool settled)
 {
     git_oid tip;
     fx_head("main", &tip);
@@ -247,7 +247,7 @@ static void fx_assert_tip_tested_as(bool settled)
         fail_msg("main is at %s, not the merge of a tested, passed candidate", hex);
 }
 
-static void fx_assert_tip_tested(void)
+static inline void fx_assert_tip_tested(void)
 {
     fx_assert_tip_tested_as(true);
 }
