@@ -220,7 +220,11 @@ static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
     if (!keel_ok(s))
         return s;
     g->stats.conflicts++;
-    gate_say(g, "conflict: change %lld %s\n", change, reason);
+    gate_change ch;
+    s = gate_store_get(g->store, change, &ch);
+    if (!keel_ok(s))
+        return s;
+    gate_say(g, "conflict: change %lld '%s' %s\n", change, ch.branch, reason);
     gate_notify(g, "conflict", change, NULL, reason);
     drop_active(g, change);
     return gate_sched_cancel(g->sched, change); /* CANCEL_BUILD for this one, rebuild the rest */
@@ -300,7 +304,6 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
     c->attempt = b->attempt;
     c->failed_now = false;
     c->failures[0] = '\0';
-    g->stats.builds++;
     if (b->attempt == 1) {
         const char **heads = (const char **)calloc(c->n, sizeof(char *));
         gate_change *ch = (gate_change *)calloc(c->n, sizeof(gate_change));
@@ -347,6 +350,7 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
     }
     gate_say(g, "build: candidate %lld attempt %u, %zu change(s) on %.12s -> %.12s, %zu jobs\n",
              c->store_id, c->attempt, c->n, c->base, c->merge, c->cfg->nconfigs);
+    g->stats.builds++;
     c->pending = (unsigned)c->cfg->nconfigs;
     for (size_t i = 0; keel_ok(s) && i < c->cfg->nconfigs; i++)
         s = start_job(g, c, &c->cfg->configs[i]);
@@ -464,7 +468,13 @@ static keel_status decide(gate *g, const gate_sched_decision *d)
         if (keel_ok(s)) {
             g->stats.rejected++;
             drop_active(g, d->change);
-            gate_say(g, "rejected: change %lld: %s\n", d->change, reason);
+            gate_change ch;
+            keel_status gs = gate_store_get(g->store, d->change, &ch);
+            if (!keel_ok(gs)) {
+                keel_status_ignore(gs, "only for the message");
+                ch.branch[0] = '\0';
+            }
+            gate_say(g, "rejected: change %lld '%s': %s\n", d->change, ch.branch, reason);
             gate_notify(g, "reject", d->change, c->merge, reason);
         }
         return s;
