@@ -103,7 +103,7 @@ static void batch_with_bad(size_t n, const size_t *bad, size_t nbad)
     gate *g = fx_open();
     long long ids[8];
     for (size_t i = 0; i < n; i++) {
-        char name[16], file[16];
+        char name[32], file[32];
         (void)snprintf(name, sizeof(name), "ch%zu", i);
         bool is_bad = false;
         for (size_t k = 0; k < nbad; k++)
@@ -123,7 +123,7 @@ static void batch_with_bad(size_t n, const size_t *bad, size_t nbad)
             is_bad |= bad[k] == i;
         assert_int_equal(fx_state_of(g, ids[i]),
                          is_bad ? GATE_CHANGE_REJECTED : GATE_CHANGE_LANDED);
-        char name[16];
+        char name[32];
         (void)snprintf(name, sizeof(name), "ch%zu", i);
         assert_int_equal(fx_times_landed(name), is_bad ? 0 : 1);
     }
