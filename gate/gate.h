@@ -75,6 +75,13 @@ KEEL_MUST_USE keel_status gate_status(gate *g, FILE *f, bool json);
 /* The output of every job that touched change `id`. */
 KEEL_MUST_USE keel_status gate_log(gate *g, long long id, FILE *f);
 
+/*
+ * keel-gate's parts are keel modules with POSTs (gate/modules.c): gate_config,
+ * gate_store, gate_git, gate_exec, gate_sched.  A program calls this (it does
+ * nothing) so that the linker keeps them, then keel_modules_start().
+ */
+void gate_modules_link(void);
+
 /* The CLI (gate/cli.c): parses argv, runs a command, returns the exit code (0, 1, 2). */
 int gate_cli_main(int argc, char **argv, FILE *out, FILE *err);
 

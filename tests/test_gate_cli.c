@@ -261,6 +261,25 @@ static void test_try(void **state)
     assert_true(git_oid_equal(&tip, &fx_base));
 }
 
+static void test_modules_post(void **state)
+{
+    (void)state;
+    gate_modules_link();
+    fx_ok(keel_modules_start());
+    static const char *const parts[] = {"gate_config", "gate_store", "gate_git", "gate_exec",
+                                        "gate_sched"};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        keel_module *m = keel_module_find(parts[i]);
+        assert_non_null(m);
+        keel_module_info info;
+        fx_ok(keel_module_info_get(m, &info));
+        assert_int_equal(info.state, KEEL_MODULE_RUNNING);
+        assert_int_equal(info.posts_run, 1);
+        assert_int_equal(info.posts_failed, 0);
+    }
+    keel_modules_stop();
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +287,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_hostile_branch_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_cancel_status_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_try, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_modules_post, setup, teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
