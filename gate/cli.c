@@ -233,8 +233,8 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
 {
     parsed p;
     int rc = parse(argc, argv, &p, out, err);
-    if (rc != 0)
-        return rc < 0 ? 0 : rc;
+    if (rc != 0 || p.cmd == NULL)
+        return rc < 0 ? 0 : (rc != 0 ? rc : 2);
     long long number = 0;
     const char *prio = opt_value(&p, "priority");
     if (prio != NULL && !parse_ll(prio, INT_MIN, INT_MAX, &number))

@@ -236,9 +236,13 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
              head, g->target, tip, merge, cfg->nconfigs);
     gate_pool *pool = NULL;
     s = gate_pool_new(gate_slots(cfg), &pool);
-    gate_job_run **jobs = (gate_job_run **)calloc(cfg->nconfigs, sizeof(*jobs));
-    if (keel_ok(s) && jobs == NULL)
-        s = KEEL_ERR(KEEL_E_NOMEM, "out of memory for %zu jobs", cfg->nconfigs);
+    gate_job_run **jobs = (gate_job_run **)calloc(cfg->nconfigs, sizeof(void *));
+    if (jobs == NULL) {
+        gate_pool_delete(pool);
+        gate_config_free(cfg);
+        keel_status_ignore(s, "out of memory is the error to report");
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory for %zu jobs", cfg->nconfigs);
+    }
     for (size_t i = 0; keel_ok(s) && i < cfg->nconfigs; i++) {
         const gate_matrix_config *m = &cfg->configs[i];
         gate_job_run *j = (gate_job_run *)calloc(1, sizeof(*j));
@@ -272,6 +276,8 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
                  "seconds", "log");
         for (size_t i = 0; i < cfg->nconfigs; i++) {
             gate_job_run *j = jobs[i];
+            if (j == NULL)
+                continue;
             bool ok = j->result == GATE_EXEC_PASSED && j->error[0] == '\0';
             if (!ok && j->required)
                 all = false;

@@ -119,6 +119,8 @@ static keel_status restart(gate *g)
     s = gate_load_config(g, g->tip, &g->tip_cfg);
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "reading the configuration of '%s'", g->target);
+    if (g->tip_cfg == NULL)
+        return KEEL_ERR(KEEL_E_INTERNAL, "no configuration for '%s'", g->target);
     gate_sched_delete(g->sched);
     g->sched = NULL;
     gate_sched_params p;
@@ -235,15 +237,13 @@ static keel_status start_job(gate *g, gate_cand *c, const gate_matrix_config *m)
     long long jid = 0;
     keel_status s =
         gate_store_job_start(g->store, c->store_id, m->name, (int)c->attempt, now_s(), &jid);
-    gate_job_run *j = keel_ok(s) ? (gate_job_run *)calloc(1, sizeof(*j)) : NULL;
-    if (keel_ok(s) && j == NULL)
-        s = KEEL_ERR(KEEL_E_NOMEM, "out of memory for a job");
     if (keel_ok(s))
-        s = grow((void **)&g->inflight, &g->inflight_cap, g->ninflight + 1, sizeof(*g->inflight));
-    if (!keel_ok(s)) {
-        free(j);
+        s = grow((void **)&g->inflight, &g->inflight_cap, g->ninflight + 1, sizeof(void *));
+    if (!keel_ok(s))
         return s;
-    }
+    gate_job_run *j = (gate_job_run *)calloc(1, sizeof(*j));
+    if (j == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory for a job");
     j->job_id = jid;
     j->cand = c->sid;
     j->attempt = c->attempt;
@@ -278,7 +278,7 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
         if (c == NULL)
             return KEEL_ERR(KEEL_E_INTERNAL, "a retry of unknown candidate %lld", b->candidate);
     } else {
-        s = grow((void **)&g->cands, &g->cands_cap, g->ncands + 1, sizeof(*g->cands));
+        s = grow((void **)&g->cands, &g->cands_cap, g->ncands + 1, sizeof(void *));
         if (keel_ok(s)) {
             c = (gate_cand *)calloc(1, sizeof(*c));
             if (c != NULL)
@@ -307,8 +307,11 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
     if (b->attempt == 1) {
         const char **heads = (const char **)calloc(c->n, sizeof(char *));
         gate_change *ch = (gate_change *)calloc(c->n, sizeof(gate_change));
-        if (heads == NULL || ch == NULL)
-            s = KEEL_ERR(KEEL_E_NOMEM, "out of memory merging candidate %lld", c->sid);
+        if (heads == NULL || ch == NULL) {
+            free(heads);
+            free(ch);
+            return KEEL_ERR(KEEL_E_NOMEM, "out of memory merging candidate %lld", c->sid);
+        }
         for (size_t i = 0; keel_ok(s) && i < c->n; i++) {
             s = gate_store_get(g->store, c->changes[i], &ch[i]);
             heads[i] = ch[i].head;
@@ -454,7 +457,7 @@ static keel_status decide(gate *g, const gate_sched_decision *d)
     if (c == NULL)
         return KEEL_ERR(KEEL_E_INTERNAL, "%s decision for unknown candidate %lld",
                         gate_sched_kind_name(d->kind), d->candidate);
-    keel_status s = KEEL_OK;
+    keel_status s;
     switch (d->kind) {
     case GATE_SCHED_LAND:
         return land(g, d, c);
@@ -497,7 +500,7 @@ static keel_status decide(gate *g, const gate_sched_decision *d)
         cancel_jobs(g, c);
         return close_cand(g, c, "abandoned");
     }
-    return s;
+    return KEEL_ERR(KEEL_E_INTERNAL, "unknown decision %d", (int)d->kind);
 }
 
 /* Decisions, then new builds, until neither has anything. */

@@ -23,7 +23,7 @@ static void json_change(FILE *f, const gate_change *c, bool first)
                           "\"candidate\":%lld,\"submitted_at\":%lld,\"reason\":",
                           c->head, c->priority, gate_change_state_name(c->state), c->candidate,
                           c->submitted_at);
-    n = gate_json_str(buf, sizeof(buf), n, c->reason);
+    (void)gate_json_str(buf, sizeof(buf), n, c->reason);
     (void)fprintf(f, "%s}", buf);
 }
 
