@@ -232,6 +232,8 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
     s = gate_load_config(g, merge, &cfg);
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "trying '%s' on '%s'", branch, g->target);
+    if (cfg == NULL)
+        return KEEL_ERR(KEEL_E_INTERNAL, "no configuration for '%s'", branch);
     gate_say(g, "trying '%s' (%.12s) merged on '%s' (%.12s) as %.12s: %zu configurations\n", branch,
              head, g->target, tip, merge, cfg->nconfigs);
     gate_pool *pool = NULL;
