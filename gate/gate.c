@@ -238,21 +238,17 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
              head, g->target, tip, merge, cfg->nconfigs);
     gate_pool *pool = NULL;
     s = gate_pool_new(gate_slots(cfg), &pool);
-    gate_job_run **jobs = (gate_job_run **)calloc(cfg->nconfigs, sizeof(void *));
+    size_t njobs = cfg->nconfigs;
+    gate_job_run *jobs = (gate_job_run *)calloc(njobs, sizeof(gate_job_run));
     if (jobs == NULL) {
         gate_pool_delete(pool);
         gate_config_free(cfg);
         keel_status_ignore(s, "out of memory is the error to report");
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory for %zu jobs", cfg->nconfigs);
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory for %zu jobs", njobs);
     }
-    for (size_t i = 0; keel_ok(s) && i < cfg->nconfigs; i++) {
+    for (size_t i = 0; keel_ok(s) && i < njobs; i++) {
         const gate_matrix_config *m = &cfg->configs[i];
-        gate_job_run *j = (gate_job_run *)calloc(1, sizeof(*j));
-        if (j == NULL) {
-            s = KEEL_ERR(KEEL_E_NOMEM, "out of memory for a job");
-            break;
-        }
-        jobs[i] = j;
+        gate_job_run *j = &jobs[i];
         j->job_id = (long long)i;
         (void)snprintf(j->config, sizeof(j->config), "%s", m->name);
         j->required = m->required;
@@ -266,20 +262,18 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
         gate_rm_tree(j->dir);
         s = gate_checkout(g->repo, merge, j->dir);
     }
-    for (size_t i = 0; keel_ok(s) && i < cfg->nconfigs; i++)
-        gate_pool_submit(pool, jobs[i]);
+    for (size_t i = 0; keel_ok(s) && i < njobs; i++)
+        gate_pool_submit(pool, &jobs[i]);
     size_t done = 0;
-    while (keel_ok(s) && done < cfg->nconfigs)
+    while (keel_ok(s) && done < njobs)
         if (gate_pool_wait(pool, 1000) != NULL)
             done++;
     if (keel_ok(s)) {
         bool all = true;
         gate_say(g, "%-24s %-9s %-10s %5s %9s  %s\n", "configuration", "required", "result", "exit",
                  "seconds", "log");
-        for (size_t i = 0; i < cfg->nconfigs; i++) {
-            gate_job_run *j = jobs[i];
-            if (j == NULL)
-                continue;
+        for (size_t i = 0; i < njobs; i++) {
+            gate_job_run *j = &jobs[i];
             bool ok = j->result == GATE_EXEC_PASSED && j->error[0] == '\0';
             if (!ok && j->required)
                 all = false;
@@ -293,9 +287,7 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
                  all ? "passes every required configuration" : "fails a required configuration",
                  g->target);
     }
-    gate_pool_delete(pool); /* the jobs were all returned: it frees none of them */
-    for (size_t i = 0; jobs != NULL && i < cfg->nconfigs; i++)
-        free(jobs[i]);
+    gate_pool_delete(pool); /* every job came back: it frees none of them */
     free(jobs);
     gate_config_free(cfg);
     return s;

@@ -177,12 +177,7 @@ void gate_pool_delete(gate_pool *p)
         if (!keel_ok(s))
             keel_status_ignore(s, "stopping: nothing left to do about a worker");
     }
-    /* whatever was never returned is the pool's to free */
-    gate_job_run *j;
-    while ((j = pop(&p->waiting, &p->waiting_tail)) != NULL)
-        free(j);
-    while ((j = pop(&p->finished, &p->finished_tail)) != NULL)
-        free(j);
+    /* jobs never handed back stay their owner's: drain with gate_pool_wait first */
     keel_cond_destroy(&p->work);
     keel_cond_destroy(&p->done);
     keel_mutex_destroy(&p->lock);

@@ -40,7 +40,11 @@ typedef struct gate_job_run {
 typedef struct gate_pool gate_pool; /* opaque */
 
 KEEL_MUST_USE keel_status gate_pool_new(unsigned slots, gate_pool **out);
-/* Stop the workers (after the jobs they run); jobs still waiting come back cancelled. */
+/*
+ * Stop the workers (after the jobs they run); jobs still waiting are marked
+ * cancelled.  Jobs belong to the caller: collect them all with gate_pool_wait
+ * (gate_pool_outstanding() == 0) before, as the pool frees none.
+ */
 void gate_pool_delete(gate_pool *p);
 void gate_pool_submit(gate_pool *p, gate_job_run *j);
 /* The next finished job (oldest first), waiting at most timeout_ms; NULL when none. */
