@@ -23,7 +23,8 @@
 
 enum { GRACE_MS = 2000, CHUNK = 16384 };
 
-static const char *const result_names[] = {"passed", "failed", "crashed", "timeout", "not-found"};
+static const char *const result_names[] = {"passed",  "failed",    "crashed",
+                                           "timeout", "not-found", "cancelled"};
 
 const char *gate_exec_result_name(gate_exec_result r)
 {
@@ -129,7 +130,7 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
 
     char buf[CHUNK];
     unsigned long written = 0;
-    bool timed_out = false, term_sent = false, eof = false;
+    bool timed_out = false, cancelled = false, term_sent = false, eof = false;
     unsigned long long term_at = 0;
     int wstatus = 0;
     bool reaped = false;
@@ -137,6 +138,12 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
         unsigned long long now = now_ms();
         if (!timed_out && spec->timeout_ms > 0 && now - start >= spec->timeout_ms) {
             timed_out = true;
+            term_sent = true;
+            term_at = now;
+            kill_group(pid, SIGTERM);
+        }
+        if (!term_sent && spec->cancel != NULL && __atomic_load_n(spec->cancel, __ATOMIC_ACQUIRE)) {
+            cancelled = true;
             term_sent = true;
             term_at = now;
             kill_group(pid, SIGTERM);
@@ -188,8 +195,8 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
         out->exit_code = 127;
         return KEEL_OK;
     }
-    if (timed_out) {
-        out->result = GATE_EXEC_TIMEOUT;
+    if (timed_out || cancelled) {
+        out->result = timed_out ? GATE_EXEC_TIMEOUT : GATE_EXEC_CANCELLED;
         out->signal = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
     } else if (WIFEXITED(wstatus)) {
         out->exit_code = WEXITSTATUS(wstatus);

@@ -12,11 +12,12 @@
 #include "keel/keel.h"
 
 typedef enum gate_exec_result {
-    GATE_EXEC_PASSED,   /* exited 0 */
-    GATE_EXEC_FAILED,   /* exited non-zero */
-    GATE_EXEC_CRASHED,  /* killed by a signal it did not get from us */
-    GATE_EXEC_TIMEOUT,  /* ran past its timeout; its process group was killed */
-    GATE_EXEC_NOT_FOUND /* the program could not be started */
+    GATE_EXEC_PASSED,    /* exited 0 */
+    GATE_EXEC_FAILED,    /* exited non-zero */
+    GATE_EXEC_CRASHED,   /* killed by a signal it did not get from us */
+    GATE_EXEC_TIMEOUT,   /* ran past its timeout; its process group was killed */
+    GATE_EXEC_NOT_FOUND, /* the program could not be started */
+    GATE_EXEC_CANCELLED  /* *cancel became nonzero; its process group was killed */
 } gate_exec_result;
 
 typedef struct gate_exec_spec {
@@ -26,6 +27,7 @@ typedef struct gate_exec_spec {
     const char *log;         /* output (stdout and stderr) goes here, appended */
     unsigned timeout_ms;     /* 0: none */
     unsigned long log_limit; /* bytes; past it output is dropped and the log says so */
+    const int *cancel;       /* NULL, or a flag another thread sets to stop the job */
 } gate_exec_spec;
 
 typedef struct gate_exec_outcome {

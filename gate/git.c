@@ -341,3 +341,28 @@ keel_status gate_branch_cas(gate_repo *r, const char *branch, const char *expect
         return lg2_error(rc, "cannot update branch '%s'", branch);
     return KEEL_OK;
 }
+
+const char *gate_repo_git_dir(const gate_repo *r)
+{
+    KEEL_ASSERT(r != NULL);
+    return git_repository_path(r->repo);
+}
+
+keel_status gate_repo_head_branch(gate_repo *r, char *name, size_t size)
+{
+    KEEL_ASSERT(r != NULL && name != NULL && size > 0);
+    git_reference *head = NULL;
+    int rc = git_reference_lookup(&head, r->repo, "HEAD");
+    if (rc != 0)
+        return lg2_error(rc, "cannot read HEAD of '%s'", r->path);
+    const char *target = git_reference_symbolic_target(head);
+    keel_status s = KEEL_OK;
+    if (target == NULL || strncmp(target, "refs/heads/", 11) != 0)
+        s = KEEL_ERR(KEEL_E_NOTFOUND, "HEAD of '%s' names no branch", r->path);
+    else if (strlen(target + 11) >= size)
+        s = KEEL_ERR(KEEL_E_RANGE, "HEAD of '%s' names a branch too long", r->path);
+    else
+        (void)snprintf(name, size, "%s", target + 11);
+    git_reference_free(head);
+    return s;
+}

@@ -29,6 +29,11 @@ enum { GATE_HEX = 41 };
 KEEL_MUST_USE keel_status gate_repo_open(const char *path, gate_repo **out);
 void gate_repo_close(gate_repo *r);
 
+/* The repository's git directory (where keel-gate keeps its state by default), with a '/'. */
+const char *gate_repo_git_dir(const gate_repo *r);
+/* The branch HEAD names (the default target). */
+KEEL_MUST_USE keel_status gate_repo_head_branch(gate_repo *r, char *name, size_t size);
+
 /* Is `branch` a valid branch name?  (GATE_E_BAD_REF with the name when not.) */
 KEEL_MUST_USE keel_status gate_branch_check(const char *branch);
 

@@ -360,9 +360,9 @@ keel_status gate_store_cancel(gate_store *st, long long id, long long now)
 
 /* ---- candidates and jobs ------------------------------------------------------------- */
 
-keel_status gate_store_candidate_new(gate_store *st, const char *target, const char *base,
-                                     const long long *changes, size_t n, long long now,
-                                     long long *id)
+static keel_status candidate_new(gate_store *st, const char *target, const char *base,
+                                 const long long *changes, size_t n, long long now, bool rebuild,
+                                 long long *id)
 {
     KEEL_ASSERT(st != NULL && target != NULL && id != NULL && (changes != NULL || n == 0));
     if (!valid_oid(base))
@@ -393,8 +393,10 @@ keel_status gate_store_candidate_new(gate_store *st, const char *target, const c
         }
         if (keel_ok(s))
             s = prepare(st,
-                        "UPDATE changes SET state = 'testing', candidate = ?, updated_at = ? "
-                        "WHERE id = ? AND state = 'queued'",
+                        rebuild ? "UPDATE changes SET state = 'testing', candidate = ?, "
+                                  "updated_at = ? WHERE id = ? AND state IN ('queued','testing')"
+                                : "UPDATE changes SET state = 'testing', candidate = ?, "
+                                  "updated_at = ? WHERE id = ? AND state = 'queued'",
                         &stmt);
         if (keel_ok(s)) {
             (void)sqlite3_bind_int64(stmt, 1, cand);
@@ -411,6 +413,20 @@ keel_status gate_store_candidate_new(gate_store *st, const char *target, const c
     if (keel_ok(s))
         *id = cand;
     return finish(st, s);
+}
+
+keel_status gate_store_candidate_new(gate_store *st, const char *target, const char *base,
+                                     const long long *changes, size_t n, long long now,
+                                     long long *id)
+{
+    return candidate_new(st, target, base, changes, n, now, false, id);
+}
+
+keel_status gate_store_candidate_rebuild(gate_store *st, const char *target, const char *base,
+                                         const long long *changes, size_t n, long long now,
+                                         long long *id)
+{
+    return candidate_new(st, target, base, changes, n, now, true, id);
 }
 
 static keel_status update_one(gate_store *st, const char *sql, const char *text, long long num,
@@ -563,6 +579,119 @@ keel_status gate_store_count_events(gate_store *st, const char *kind, long long 
         *n = sqlite3_column_int64(stmt, 0);
     else
         s = db_error(st, rc, "cannot count events");
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
+keel_status gate_store_land(gate_store *st, long long candidate, long long now)
+{
+    KEEL_ASSERT(st != NULL);
+    keel_status s = begin(st);
+    if (!keel_ok(s))
+        return s;
+    char detail[64];
+    (void)snprintf(detail, sizeof(detail), "{\"candidate\":%lld}", candidate);
+    sqlite3_stmt *stmt = NULL;
+    s = prepare(st, "SELECT change FROM candidate_changes WHERE candidate = ? ORDER BY position",
+                &stmt);
+    if (keel_ok(s)) {
+        (void)sqlite3_bind_int64(stmt, 1, candidate);
+        int rc;
+        while (keel_ok(s) && (rc = sqlite3_step(stmt)) == SQLITE_ROW)
+            s = set_state_locked(st, sqlite3_column_int64(stmt, 0), GATE_CHANGE_LANDED, "landed",
+                                 now);
+        if (keel_ok(s) && rc != SQLITE_DONE)
+            s = db_error(st, rc, "cannot read a candidate's changes");
+        (void)sqlite3_finalize(stmt);
+    }
+    if (keel_ok(s))
+        s = update_one(st, "UPDATE candidates SET state = ?, finished_at = ? WHERE id = ?",
+                       "passed", now, candidate, "cannot finish a landed candidate");
+    if (keel_ok(s))
+        s = event_locked(st, now, "land", 0, detail);
+    return finish(st, s);
+}
+
+keel_status gate_store_changes(gate_store *st, int state, gate_change *out, size_t max, size_t *n)
+{
+    KEEL_ASSERT(st != NULL && n != NULL && (out != NULL || max == 0));
+    *n = 0;
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(st,
+                            state < 0 ? "SELECT " CHANGE_COLUMNS
+                                        " FROM changes ORDER BY updated_at DESC, id DESC"
+                                      : "SELECT " CHANGE_COLUMNS " FROM changes WHERE state = ? "
+                                        "ORDER BY updated_at DESC, id DESC",
+                            &stmt);
+    if (!keel_ok(s))
+        return s;
+    if (state >= 0)
+        (void)sqlite3_bind_text(stmt, 1, gate_change_state_name((gate_change_state)state), -1,
+                                SQLITE_STATIC);
+    int rc;
+    while (keel_ok(s) && *n < max && (rc = sqlite3_step(stmt)) != SQLITE_DONE) {
+        if (rc != SQLITE_ROW)
+            s = db_error(st, rc, "cannot read the changes");
+        else
+            s = read_change(stmt, &out[(*n)++]);
+    }
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
+keel_status gate_store_jobs(gate_store *st, long long change, gate_job *out, size_t max, size_t *n)
+{
+    KEEL_ASSERT(st != NULL && n != NULL && (out != NULL || max == 0));
+    *n = 0;
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(
+        st,
+        change == 0
+            ? "SELECT j.id, j.candidate, j.config, j.attempt, j.state, j.exit_code, j.log, "
+              "j.started_at, j.finished_at FROM jobs j WHERE j.state = 'running' ORDER BY j.id"
+            : "SELECT j.id, j.candidate, j.config, j.attempt, j.state, j.exit_code, j.log, "
+              "j.started_at, j.finished_at FROM jobs j WHERE j.candidate IN (SELECT candidate "
+              "FROM candidate_changes WHERE change = ?) ORDER BY j.id",
+        &stmt);
+    if (!keel_ok(s))
+        return s;
+    if (change != 0)
+        (void)sqlite3_bind_int64(stmt, 1, change);
+    int rc;
+    while (keel_ok(s) && *n < max && (rc = sqlite3_step(stmt)) != SQLITE_DONE) {
+        if (rc != SQLITE_ROW) {
+            s = db_error(st, rc, "cannot read the jobs");
+            break;
+        }
+        gate_job *j = &out[(*n)++];
+        memset(j, 0, sizeof(*j));
+        j->id = sqlite3_column_int64(stmt, 0);
+        j->candidate = sqlite3_column_int64(stmt, 1);
+        copy_text(j->config, sizeof(j->config), sqlite3_column_text(stmt, 2));
+        j->attempt = sqlite3_column_int(stmt, 3);
+        copy_text(j->state, sizeof(j->state), sqlite3_column_text(stmt, 4));
+        j->exit_code = sqlite3_column_int(stmt, 5);
+        copy_text(j->log, sizeof(j->log), sqlite3_column_text(stmt, 6));
+        j->started_at = sqlite3_column_int64(stmt, 7);
+        j->finished_at = sqlite3_column_int64(stmt, 8);
+    }
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
+keel_status gate_store_count_builds(gate_store *st, long long *n)
+{
+    KEEL_ASSERT(st != NULL && n != NULL);
+    sqlite3_stmt *stmt = NULL;
+    keel_status s =
+        prepare(st, "SELECT count(*) FROM (SELECT DISTINCT candidate, attempt FROM jobs)", &stmt);
+    if (!keel_ok(s))
+        return s;
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        *n = sqlite3_column_int64(stmt, 0);
+    else
+        s = db_error(st, rc, "cannot count builds");
     (void)sqlite3_finalize(stmt);
     return s;
 }

@@ -75,6 +75,14 @@ KEEL_MUST_USE keel_status gate_store_set_state(gate_store *st, long long id, gat
 KEEL_MUST_USE keel_status gate_store_candidate_new(gate_store *st, const char *target,
                                                    const char *base, const long long *changes,
                                                    size_t n, long long now, long long *id);
+/*
+ * The same for a candidate rebuilt from changes already testing in another
+ * (a split batch, a candidate rebuilt after a cancel): they may be queued or
+ * testing, and move to this candidate.
+ */
+KEEL_MUST_USE keel_status gate_store_candidate_rebuild(gate_store *st, const char *target,
+                                                       const char *base, const long long *changes,
+                                                       size_t n, long long now, long long *id);
 /* The merge commit a candidate tests (set once it is made). */
 KEEL_MUST_USE keel_status gate_store_candidate_set_merge(gate_store *st, long long id,
                                                          const char *merge);
@@ -99,6 +107,36 @@ KEEL_MUST_USE keel_status gate_store_job_finish(gate_store *st, long long id, co
  */
 KEEL_MUST_USE keel_status gate_store_recover(gate_store *st, const char *landed_merge,
                                              long long now, size_t *requeued);
+
+/*
+ * The target now points at `candidate`'s merge: its changes are landed and it
+ * passed, in one transaction.
+ */
+KEEL_MUST_USE keel_status gate_store_land(gate_store *st, long long candidate, long long now);
+
+/* ---- reading it back (status, log) ------------------------------------------------ */
+
+enum { GATE_JOB_CONFIG_MAX = 65, GATE_JOB_STATE_MAX = 16, GATE_LOG_PATH_MAX = 512 };
+
+typedef struct gate_job {
+    long long id;
+    long long candidate;
+    char config[GATE_JOB_CONFIG_MAX];
+    int attempt;
+    char state[GATE_JOB_STATE_MAX]; /* running, passed, failed, timeout, ..., lost */
+    int exit_code;
+    char log[GATE_LOG_PATH_MAX];
+    long long started_at, finished_at;
+} gate_job;
+
+/* Changes in state `state` (-1: all), most recently updated first; at most `max`. */
+KEEL_MUST_USE keel_status gate_store_changes(gate_store *st, int state, gate_change *out,
+                                             size_t max, size_t *n);
+/* The jobs of every candidate that held `change` (0: the jobs running now), oldest first. */
+KEEL_MUST_USE keel_status gate_store_jobs(gate_store *st, long long change, gate_job *out,
+                                          size_t max, size_t *n);
+/* Builds so far: distinct (candidate, attempt) pairs that ran jobs. */
+KEEL_MUST_USE keel_status gate_store_count_builds(gate_store *st, long long *n);
 
 /* Append to the history: kind ("submit", "land", "reject", "flake", ...) and a JSON detail. */
 KEEL_MUST_USE keel_status gate_store_event(gate_store *st, long long now, const char *kind,

@@ -368,7 +368,7 @@ static void test_leak_reported_at_module_stop(void **state)
     assert_int_equal(nseen, 1);
     assert_non_null(strstr(seen, "module 'leaky' stopped with 2 blocks (350 bytes) still "
                                  "allocated"));
-    char site[80];
+    char site[256];
     (void)snprintf(site, sizeof(site), "1 blocks, 300 bytes allocated at %s:%d in leaky_init()",
                    __FILE__, leaky_line);
     assert_non_null(strstr(seen, site));

@@ -1,0 +1,303 @@
+/*
+ * cli.c - keel-gate's command line, git style:
+ *
+ *   keel-gate [--repo DIR] [--state FILE] [--target BRANCH] <command> [options] [args]
+ *
+ * Options come from one table (name, whether it takes a value, the commands
+ * it applies to); they may appear before or after the command, as --name
+ * VALUE or --name=VALUE.  Exit 0: done; 1: it failed (or, for try and run,
+ * something was rejected); 2: usage.
+ */
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gate.h"
+#include "git.h"
+
+enum cmd_bit {
+    C_TRY = 1u << 0,
+    C_SUBMIT = 1u << 1,
+    C_CANCEL = 1u << 2,
+    C_STATUS = 1u << 3,
+    C_LOG = 1u << 4,
+    C_RUN = 1u << 5,
+    C_ALL = 0x3fu
+};
+
+typedef struct opt_def {
+    const char *name;
+    const char *value; /* NULL: a flag; else the value's name in the usage */
+    unsigned cmds;
+    const char *help;
+} opt_def;
+
+static const opt_def opt_table[] = {
+    {"repo", "DIR", C_ALL, "the guarded repository (default: .)"},
+    {"state", "FILE", C_ALL, "the gate's store (default: <git dir>/keel-gate.db)"},
+    {"target", "BRANCH", C_ALL, "the guarded branch (default: the branch HEAD names)"},
+    {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
+    {"json", NULL, C_STATUS, "machine-readable output"},
+    {"once", NULL, C_RUN, "stop when the queue is empty"},
+    {"quiet", NULL, C_RUN | C_SUBMIT | C_CANCEL, "no progress output"},
+    {"help", NULL, C_ALL, "this text"},
+};
+enum { NOPTS = sizeof(opt_table) / sizeof(opt_table[0]) };
+
+typedef struct cmd_def {
+    const char *name;
+    unsigned bit;
+    int nargs;
+    const char *args;
+    const char *help;
+} cmd_def;
+
+static const cmd_def cmd_table[] = {
+    {"try", C_TRY, 1, "<branch>", "test a branch merged on the target, without queueing"},
+    {"submit", C_SUBMIT, 1, "<branch>", "queue a branch's head for the target"},
+    {"cancel", C_CANCEL, 1, "<change-id>", "withdraw a queued or testing change"},
+    {"status", C_STATUS, 0, "", "queue, running jobs, recent landings and rejections"},
+    {"log", C_LOG, 1, "<change-id>", "the output of every job that touched a change"},
+    {"run", C_RUN, 0, "", "the gatekeeper: test and land the queue"},
+};
+enum { NCMDS = sizeof(cmd_table) / sizeof(cmd_table[0]) };
+
+static void usage(FILE *f)
+{
+    (void)fprintf(f, "usage: keel-gate [--repo DIR] [--state FILE] [--target BRANCH] <command> "
+                     "[options] [args]\n\ncommands:\n");
+    for (size_t i = 0; i < NCMDS; i++)
+        (void)fprintf(f, "  %-7s %-12s %s\n", cmd_table[i].name, cmd_table[i].args,
+                      cmd_table[i].help);
+    (void)fprintf(f, "\noptions:\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        char left[40];
+        (void)snprintf(left, sizeof(left), "--%s%s%s", opt_table[i].name,
+                       opt_table[i].value != NULL ? " " : "",
+                       opt_table[i].value != NULL ? opt_table[i].value : "");
+        (void)fprintf(f, "  %-20s %s\n", left, opt_table[i].help);
+    }
+}
+
+static void print_error(FILE *err, keel_status s)
+{
+    char buf[2048], clean[2048];
+    (void)keel_status_format(s, buf, sizeof(buf));
+    /* the chain of messages, without the source locations meant for developers */
+    size_t n = 0;
+    for (const char *p = buf; *p != '\0' && n + 1 < sizeof(clean);) {
+        if (strncmp(p, " [at ", 5) == 0 && strchr(p, ']') != NULL) {
+            p = strchr(p, ']') + 1;
+            continue;
+        }
+        clean[n++] = *p++;
+    }
+    clean[n] = '\0';
+    (void)fprintf(err, "keel-gate: error: %s\n", clean);
+    keel_status_free(s);
+}
+
+static bool parse_ll(const char *text, long long lo, long long hi, long long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (text[0] == '\0' || *end != '\0' || errno == ERANGE || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+typedef struct parsed {
+    const cmd_def *cmd;
+    const char *args[4];
+    int nargs;
+    const char *values[NOPTS]; /* a flag's value is "" when given */
+} parsed;
+
+static int usage_error(FILE *err, const char *fmt, ...) KEEL_PRINTF(2, 3);
+
+static int usage_error(FILE *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    (void)fprintf(err, "keel-gate: ");
+    (void)vfprintf(err, fmt, ap);
+    (void)fprintf(err, "\n(keel-gate --help lists commands and options)\n");
+    va_end(ap);
+    return 2;
+}
+
+/* 0: parsed; else the exit code. */
+static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
+{
+    memset(p, 0, sizeof(*p));
+    bool only_args = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!only_args && strcmp(a, "--") == 0) {
+            only_args = true;
+            continue;
+        }
+        if (!only_args && a[0] == '-' && a[1] == '-') {
+            const char *name = a + 2;
+            const char *eq = strchr(name, '=');
+            size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
+            size_t k = 0;
+            while (k < NOPTS && !(strlen(opt_table[k].name) == len &&
+                                  strncmp(opt_table[k].name, name, len) == 0))
+                k++;
+            if (k == NOPTS) {
+                const char *names[NOPTS];
+                for (size_t j = 0; j < NOPTS; j++)
+                    names[j] = opt_table[j].name;
+                char word[64];
+                (void)snprintf(word, sizeof(word), "%.*s", (int)(len < 63 ? len : 63), name);
+                const char *near = keel_suggest(word, names, NOPTS);
+                if (near != NULL) {
+                    (void)fprintf(err, "keel-gate: unknown option '--%s' (did you mean '--%s'?)\n",
+                                  word, near);
+                    return 2;
+                }
+                return usage_error(err, "unknown option '%s'", a);
+            }
+            if (strcmp(opt_table[k].name, "help") == 0) {
+                usage(out);
+                return -1;
+            }
+            if (opt_table[k].value == NULL) {
+                if (eq != NULL)
+                    return usage_error(err, "option '%s' takes no value", a);
+                p->values[k] = "";
+            } else if (eq != NULL) {
+                p->values[k] = eq + 1;
+            } else if (i + 1 < argc) {
+                p->values[k] = argv[++i];
+            } else {
+                return usage_error(err, "option '%s' needs a value", a);
+            }
+            continue;
+        }
+        if (p->cmd == NULL) {
+            for (size_t k = 0; k < NCMDS; k++)
+                if (strcmp(cmd_table[k].name, a) == 0)
+                    p->cmd = &cmd_table[k];
+            if (p->cmd == NULL) {
+                const char *names[NCMDS];
+                for (size_t j = 0; j < NCMDS; j++)
+                    names[j] = cmd_table[j].name;
+                const char *near = keel_suggest(a, names, NCMDS);
+                if (near != NULL) {
+                    (void)fprintf(err, "keel-gate: unknown command '%s' (did you mean '%s'?)\n", a,
+                                  near);
+                    return 2;
+                }
+                return usage_error(err, "unknown command '%s'", a);
+            }
+            continue;
+        }
+        if (p->nargs >= p->cmd->nargs)
+            return usage_error(err, "unexpected argument '%s'", a);
+        p->args[p->nargs++] = a;
+    }
+    if (p->cmd == NULL) {
+        usage(err);
+        return 2;
+    }
+    if (p->nargs < p->cmd->nargs) {
+        (void)fprintf(err, "keel-gate: '%s' needs %s\n", p->cmd->name, p->cmd->args);
+        return 2;
+    }
+    for (size_t k = 0; k < NOPTS; k++)
+        if (p->values[k] != NULL && (opt_table[k].cmds & p->cmd->bit) == 0) {
+            (void)fprintf(err, "keel-gate: option '--%s' does not apply to '%s'\n",
+                          opt_table[k].name, p->cmd->name);
+            return 2;
+        }
+    return 0;
+}
+
+static const char *opt_value(const parsed *p, const char *name)
+{
+    for (size_t k = 0; k < NOPTS; k++)
+        if (strcmp(opt_table[k].name, name) == 0)
+            return p->values[k];
+    return NULL;
+}
+
+int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
+{
+    parsed p;
+    int rc = parse(argc, argv, &p, out, err);
+    if (rc != 0 || p.cmd == NULL)
+        return rc < 0 ? 0 : (rc != 0 ? rc : 2);
+    long long number = 0;
+    const char *prio = opt_value(&p, "priority");
+    if (prio != NULL && !parse_ll(prio, INT_MIN, INT_MAX, &number))
+        return usage_error(err, "'--priority' needs a whole number, not '%s'", prio);
+    int priority = (int)number;
+    if ((p.cmd->bit & (C_CANCEL | C_LOG)) != 0 && !parse_ll(p.args[0], 1, LLONG_MAX, &number))
+        return usage_error(err, "'%s' is not a change id (a positive number)", p.args[0]);
+    gate_options o;
+    gate_options_default(&o);
+    if (opt_value(&p, "repo") != NULL)
+        o.repo = opt_value(&p, "repo");
+    o.state = opt_value(&p, "state");
+    o.target = opt_value(&p, "target");
+    o.out = opt_value(&p, "quiet") != NULL ? NULL : out;
+    gate *g = NULL;
+    keel_status s = gate_open(&o, &g);
+    if (!keel_ok(s)) {
+        print_error(err, s);
+        return 1;
+    }
+    rc = 0;
+    switch (p.cmd->bit) {
+    case C_TRY: {
+        bool passed = false;
+        s = gate_try(g, p.args[0], &passed);
+        rc = keel_ok(s) && passed ? 0 : 1;
+        break;
+    }
+    case C_SUBMIT: {
+        long long id = 0;
+        s = gate_submit(g, p.args[0], priority, &id);
+        break;
+    }
+    case C_CANCEL:
+        s = gate_cancel(g, number);
+        break;
+    case C_STATUS:
+        s = gate_status(g, out, opt_value(&p, "json") != NULL);
+        break;
+    case C_LOG:
+        s = gate_log(g, number, out);
+        break;
+    case C_RUN: {
+        gate_run_stats st;
+        memset(&st, 0, sizeof(st));
+        s = gate_run(g, opt_value(&p, "once") != NULL, &st);
+        if (keel_ok(s) && o.out != NULL)
+            (void)fprintf(out,
+                          "summary: %llu landed, %llu rejected, %llu conflicts, %llu flaky, "
+                          "%llu builds (%llu jobs), %llu lost compare-and-swaps, %llu hook "
+                          "failures\n",
+                          st.landed, st.rejected, st.conflicts, st.flakes, st.builds, st.jobs,
+                          st.moved, st.notify_failures);
+        rc = keel_ok(s) && st.rejected + st.conflicts == 0 ? 0 : 1;
+        break;
+    }
+    default:
+        break;
+    }
+    if (!keel_ok(s)) {
+        print_error(err, s);
+        rc = 1;
+    }
+    gate_close(g);
+    return rc;
+}

@@ -1,0 +1,91 @@
+/*
+ * gate/gate.h - keel-gate itself: the gatekeeper that drives the scheduler,
+ * merges candidates, runs their configuration matrix, lands what passed and
+ * records every step in the store; and the commands of the CLI on top of it.
+ *
+ *   gate_options o;
+ *   gate_options_default(&o);
+ *   o.repo = "/srv/repo.git";
+ *   gate *g;
+ *   keel_status s = gate_open(&o, &g);
+ *   s = gate_submit(g, "feature/x", 0, &id);
+ *   s = gate_run(g, true);                 // until the queue is empty
+ *   gate_close(g);
+ *
+ * Crash safety: every step is one store transaction, and the stress points
+ * gate.crash_after_merge, gate.crash_after_job, gate.crash_before_cas and
+ * gate.crash_after_cas end the process with _exit(99) when they fire (a
+ * simulated kill -9).  gate_run starts with gate_store_recover, given the
+ * commit the target points at, so work resumes where it stopped.
+ */
+#ifndef KEEL_GATE_GATE_H
+#define KEEL_GATE_GATE_H
+
+#include <stdio.h>
+
+#include "keel/keel.h"
+
+#include "store.h"
+
+typedef struct gate gate; /* opaque */
+
+typedef struct gate_options {
+    const char *repo;   /* the guarded repository (default ".") */
+    const char *state;  /* the store (default: <git dir>/keel-gate.db) */
+    const char *target; /* NULL: the branch HEAD names */
+    FILE *out;          /* progress and results (default stdout); NULL-able: quiet */
+    unsigned poll_ms;   /* run without --once: how often to look for new changes (1000) */
+} gate_options;
+
+void gate_options_default(gate_options *o);
+
+KEEL_MUST_USE keel_status gate_open(const gate_options *o, gate **out);
+void gate_close(gate *g);
+
+gate_store *gate_get_store(gate *g);
+const char *gate_target(const gate *g);
+
+/* Queue the current head of `branch` (GATE_E_BAD_REF for a hostile name). */
+KEEL_MUST_USE keel_status gate_submit(gate *g, const char *branch, int priority, long long *id);
+KEEL_MUST_USE keel_status gate_cancel(gate *g, long long id);
+
+typedef struct gate_run_stats {
+    unsigned long long builds;   /* builds started (retries included) */
+    unsigned long long jobs;     /* configuration jobs run */
+    unsigned long long landed;   /* changes */
+    unsigned long long rejected; /* changes whose required configuration failed */
+    unsigned long long conflicts;
+    unsigned long long flakes;
+    unsigned long long moved; /* compare-and-swaps lost to a concurrent push */
+    unsigned long long notify_failures;
+} gate_run_stats;
+
+/* The gatekeeper loop; `once`: return when the queue is empty. */
+KEEL_MUST_USE keel_status gate_run(gate *g, bool once, gate_run_stats *stats);
+
+/*
+ * Build and test `branch` merged onto the target's tip on the whole matrix,
+ * without queueing; a table per configuration goes to the output.  *passed:
+ * every required configuration passed.
+ */
+KEEL_MUST_USE keel_status gate_try(gate *g, const char *branch, bool *passed);
+
+/* The queue, running jobs, recent landings and rejections (text or JSON). */
+KEEL_MUST_USE keel_status gate_status(gate *g, FILE *f, bool json);
+/* The output of every job that touched change `id`. */
+KEEL_MUST_USE keel_status gate_log(gate *g, long long id, FILE *f);
+
+/*
+ * keel-gate's parts are keel modules with POSTs (gate/modules.c): gate_config,
+ * gate_store, gate_git, gate_exec, gate_sched.  A program calls this (it does
+ * nothing) so that the linker keeps them, then keel_modules_start().
+ */
+void gate_modules_link(void);
+
+/* The CLI (gate/cli.c): parses argv, runs a command, returns the exit code (0, 1, 2). */
+int gate_cli_main(int argc, char **argv, FILE *out, FILE *err);
+
+/* Append `s` to buf as a JSON string (quotes included); returns the new length (snprintf-like). */
+size_t gate_json_str(char *buf, size_t size, size_t len, const char *s);
+
+#endif /* KEEL_GATE_GATE_H */

@@ -1,0 +1,74 @@
+/*
+ * gate/gate_int.h - what gate.c, gate_loop.c and query.c share (not an API).
+ */
+#ifndef KEEL_GATE_GATE_INT_H
+#define KEEL_GATE_GATE_INT_H
+
+#include "config.h"
+#include "gate.h"
+#include "git.h"
+#include "pool.h"
+#include "scheduler.h"
+
+/* A candidate as the gatekeeper knows it: the scheduler's, with what it was built from. */
+typedef struct gate_cand {
+    long long sid;      /* the scheduler's id (unique within one generation) */
+    unsigned gen;       /* the generation of the scheduler that made it */
+    long long store_id; /* 0 until recorded */
+    char base[GATE_HEX];
+    char merge[GATE_HEX];
+    long long *changes;
+    size_t n;
+    unsigned attempt;
+    unsigned pending;   /* jobs of this attempt not yet back */
+    bool failed_now;    /* a required job of this attempt failed */
+    bool merge_failed;  /* does not merge onto its base (a candidate, not the tip) */
+    size_t conflict_at; /* which change, when merge_failed */
+    char conflict_paths[256];
+    bool cancelled;
+    bool closed; /* finished in the store */
+    bool ever_failed;
+    gate_config *cfg; /* from the merged tree; NULL when it has none that parses */
+    char failures[GATE_REASON_MAX];
+    char first_failures[GATE_REASON_MAX];
+} gate_cand;
+
+struct gate {
+    gate_repo *repo;
+    gate_store *store;
+    char repo_path[GATE_PATH_MAX];
+    char state[GATE_PATH_MAX];
+    char work[GATE_PATH_MAX + 8];
+    char target[GATE_BRANCH_MAX];
+    FILE *out;
+    unsigned poll_ms;
+    /* gate_run only */
+    gate_sched *sched;
+    gate_pool *pool;
+    gate_config *tip_cfg;
+    char tip[GATE_HEX];
+    unsigned gen;
+    gate_cand **cands;
+    size_t ncands, cands_cap;
+    long long *active; /* changes the scheduler holds */
+    size_t nactive, active_cap;
+    gate_job_run **inflight;
+    size_t ninflight, inflight_cap;
+    gate_run_stats stats;
+};
+
+void gate_fmt(char *buf, size_t size, const char *fmt, ...) KEEL_PRINTF(3, 4);
+void gate_say(gate *g, const char *fmt, ...) KEEL_PRINTF(2, 3);
+void gate_rm_tree(const char *dir);
+KEEL_MUST_USE keel_status gate_make_dir(const char *dir);
+KEEL_MUST_USE keel_status gate_load_config(gate *g, const char *commit, gate_config **cfg);
+unsigned gate_slots(const gate_config *cfg);
+void gate_notify(gate *g, const char *event, long long change, const char *merge,
+                 const char *reason);
+
+void gate_point_after_merge(void);
+void gate_point_after_job(void);
+void gate_point_before_cas(void);
+void gate_point_after_cas(void);
+
+#endif /* KEEL_GATE_GATE_INT_H */

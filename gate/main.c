@@ -1,0 +1,28 @@
+/*
+ * main.c - the keel-gate program (the commands are in cli.c).
+ */
+#include <stdio.h>
+
+#include "gate.h"
+
+int main(int argc, char **argv)
+{
+    keel_status s = keel_init();
+    if (!keel_ok(s)) {
+        (void)fprintf(stderr, "keel-gate: error: KEEL_OPTIONS: %s\n", keel_status_message(s));
+        keel_status_free(s);
+        return 2;
+    }
+    gate_modules_link();
+    s = keel_modules_start(); /* each part's POST, in dependency order */
+    if (!keel_ok(s)) {
+        (void)fprintf(stderr, "keel-gate: error: a part failed its self test: %s\n",
+                      keel_status_message(s));
+        keel_status_free(s);
+        keel_modules_stop();
+        return 1;
+    }
+    int rc = gate_cli_main(argc, argv, stdout, stderr);
+    keel_modules_stop();
+    return rc;
+}

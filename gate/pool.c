@@ -1,0 +1,217 @@
+/*
+ * pool.c - keel-gate's executor: worker threads running jobs.
+ */
+#define _GNU_SOURCE      1
+#define KEEL_MODULE_NAME "gate"
+#include "pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ranks.h"
+
+enum { MAX_SLOTS = 256, LOG_LIMIT = 8u << 20 };
+
+struct gate_pool {
+    keel_mutex lock;
+    keel_cond work; /* a job is waiting, or stop */
+    keel_cond done; /* a job finished */
+    gate_job_run *waiting, *waiting_tail;
+    gate_job_run *finished, *finished_tail;
+    unsigned outstanding;
+    bool stop;
+    keel_thread *threads[MAX_SLOTS];
+    unsigned nthreads;
+};
+
+static void push(gate_job_run **head, gate_job_run **tail, gate_job_run *j)
+{
+    j->next = NULL;
+    if (*tail != NULL)
+        (*tail)->next = j;
+    else
+        *head = j;
+    *tail = j;
+}
+
+static gate_job_run *pop(gate_job_run **head, gate_job_run **tail)
+{
+    gate_job_run *j = *head;
+    if (j != NULL) {
+        *head = j->next;
+        if (*head == NULL)
+            *tail = NULL;
+        j->next = NULL;
+    }
+    return j;
+}
+
+static void log_line(const char *path, const char *prefix, char *const *argv)
+{
+    FILE *f = fopen(path, "a");
+    if (f == NULL)
+        return;
+    (void)fprintf(f, "%s", prefix);
+    for (char *const *a = argv; a != NULL && *a != NULL; a++)
+        (void)fprintf(f, " %s", *a);
+    (void)fprintf(f, "\n");
+    (void)fclose(f);
+}
+
+/* One step (build or test) with what is left of the job's time. */
+static bool run_step(gate_job_run *j, char *const *argv, unsigned long long *used_ms)
+{
+    log_line(j->log, "keel-gate: $", argv);
+    gate_exec_spec spec;
+    memset(&spec, 0, sizeof(spec));
+    spec.argv = argv;
+    spec.env = j->env;
+    spec.dir = j->dir;
+    spec.log = j->log;
+    spec.log_limit = LOG_LIMIT;
+    spec.cancel = &j->cancel;
+    if (j->timeout_ms > 0)
+        spec.timeout_ms = *used_ms < j->timeout_ms ? j->timeout_ms - (unsigned)*used_ms : 1;
+    gate_exec_outcome o;
+    keel_status s = gate_exec_run(&spec, &o);
+    if (!keel_ok(s)) {
+        (void)keel_status_format(s, j->error, sizeof(j->error));
+        keel_status_free(s);
+        j->result = GATE_EXEC_FAILED;
+        j->exit_code = -1;
+        return false;
+    }
+    *used_ms += o.elapsed_ms;
+    j->elapsed_ms = *used_ms;
+    j->result = o.result;
+    j->exit_code = o.result == GATE_EXEC_PASSED || o.result == GATE_EXEC_FAILED ||
+                           o.result == GATE_EXEC_NOT_FOUND
+                       ? o.exit_code
+                       : -o.signal;
+    return o.result == GATE_EXEC_PASSED;
+}
+
+void gate_job_execute(gate_job_run *j)
+{
+    KEEL_ASSERT(j != NULL);
+    j->result = GATE_EXEC_PASSED;
+    j->exit_code = 0;
+    j->elapsed_ms = 0;
+    if (__atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE)) {
+        j->result = GATE_EXEC_CANCELLED; /* j->error may say why it never ran */
+        return;
+    }
+    j->error[0] = '\0';
+    unsigned long long used = 0;
+    bool ok = true;
+    if (j->build != NULL && j->build[0] != NULL)
+        ok = run_step(j, j->build, &used);
+    if (ok && j->test != NULL && j->test[0] != NULL)
+        (void)run_step(j, j->test, &used);
+    char note[128];
+    (void)snprintf(note, sizeof(note), "keel-gate: %s (exit %d) after %llu ms",
+                   gate_exec_result_name(j->result), j->exit_code, j->elapsed_ms);
+    log_line(j->log, note, NULL);
+}
+
+static void *worker(void *arg)
+{
+    gate_pool *p = (gate_pool *)arg;
+    keel_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->stop && p->waiting == NULL)
+            keel_cond_wait(&p->work, &p->lock);
+        if (p->stop)
+            break;
+        gate_job_run *j = pop(&p->waiting, &p->waiting_tail);
+        keel_mutex_unlock(&p->lock);
+        gate_job_execute(j);
+        keel_mutex_lock(&p->lock);
+        push(&p->finished, &p->finished_tail, j);
+        keel_cond_broadcast(&p->done);
+    }
+    keel_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+keel_status gate_pool_new(unsigned slots, gate_pool **out)
+{
+    KEEL_ASSERT(out != NULL);
+    *out = NULL;
+    if (slots == 0 || slots > MAX_SLOTS)
+        return KEEL_ERR(KEEL_E_INVAL, "executor slots %u out of range [1, %d]", slots,
+                        (int)MAX_SLOTS);
+    gate_pool *p = (gate_pool *)calloc(1, sizeof(*p));
+    if (p == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory for the executor");
+    keel_mutex_init(&p->lock, "gate.pool", GATE_RANK_POOL);
+    keel_cond_init(&p->work);
+    keel_cond_init(&p->done);
+    keel_status s = KEEL_OK;
+    for (unsigned i = 0; i < slots && keel_ok(s); i++) {
+        s = keel_thread_create(&p->threads[i], "gate-job", NULL, worker, p);
+        if (keel_ok(s))
+            p->nthreads++;
+    }
+    if (!keel_ok(s)) {
+        gate_pool_delete(p);
+        return KEEL_CONTEXT(s, "starting the executor's %u threads", slots);
+    }
+    *out = p;
+    return KEEL_OK;
+}
+
+void gate_pool_delete(gate_pool *p)
+{
+    if (p == NULL)
+        return;
+    keel_mutex_lock(&p->lock);
+    p->stop = true;
+    for (gate_job_run *j = p->waiting; j != NULL; j = j->next)
+        __atomic_store_n(&j->cancel, 1, __ATOMIC_RELEASE);
+    keel_cond_broadcast(&p->work);
+    keel_mutex_unlock(&p->lock);
+    for (unsigned i = 0; i < p->nthreads; i++) {
+        keel_status s = keel_thread_join(p->threads[i], NULL);
+        if (!keel_ok(s))
+            keel_status_ignore(s, "stopping: nothing left to do about a worker");
+    }
+    /* jobs never handed back stay their owner's: drain with gate_pool_wait first */
+    keel_cond_destroy(&p->work);
+    keel_cond_destroy(&p->done);
+    keel_mutex_destroy(&p->lock);
+    free(p);
+}
+
+void gate_pool_submit(gate_pool *p, gate_job_run *j)
+{
+    KEEL_ASSERT(p != NULL && j != NULL);
+    keel_mutex_lock(&p->lock);
+    push(&p->waiting, &p->waiting_tail, j);
+    p->outstanding++;
+    keel_cond_signal(&p->work);
+    keel_mutex_unlock(&p->lock);
+}
+
+gate_job_run *gate_pool_wait(gate_pool *p, unsigned timeout_ms)
+{
+    KEEL_ASSERT(p != NULL);
+    keel_mutex_lock(&p->lock);
+    if (p->finished == NULL && timeout_ms > 0)
+        (void)keel_cond_timedwait(&p->done, &p->lock, timeout_ms);
+    gate_job_run *j = pop(&p->finished, &p->finished_tail);
+    if (j != NULL)
+        p->outstanding--;
+    keel_mutex_unlock(&p->lock);
+    return j;
+}
+
+unsigned gate_pool_outstanding(gate_pool *p)
+{
+    KEEL_ASSERT(p != NULL);
+    keel_mutex_lock(&p->lock);
+    unsigned n = p->outstanding;
+    keel_mutex_unlock(&p->lock);
+    return n;
+}

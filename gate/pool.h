@@ -1,0 +1,58 @@
+/*
+ * gate/pool.h - keel-gate's executor: `slots` keel threads that run jobs
+ * (a configuration's build, then its test, with gate_exec_run) and hand the
+ * finished ones back to the gatekeeper.  A job may be cancelled at any time
+ * by setting its `cancel` flag (atomically): a waiting job is not started, a
+ * running one has its process group killed.
+ */
+#ifndef KEEL_GATE_POOL_H
+#define KEEL_GATE_POOL_H
+
+#include "keel/keel.h"
+
+#include "exec.h"
+
+enum { GATE_PATH_MAX = 1024 };
+
+typedef struct gate_job_run {
+    /* in: set by the gatekeeper */
+    long long job_id;
+    long long cand; /* the scheduler's candidate */
+    unsigned attempt;
+    unsigned gen; /* the gatekeeper's generation when it was started */
+    char config[65];
+    bool required;
+    char *const *build; /* NULL or empty: no build step */
+    char *const *test;
+    char *const *env;
+    char dir[GATE_PATH_MAX];
+    char log[GATE_PATH_MAX];
+    unsigned timeout_ms;
+    int cancel; /* set with __atomic_store_n by any thread */
+    /* out: set by the worker */
+    gate_exec_result result;
+    int exit_code;
+    unsigned long long elapsed_ms;
+    char error[256]; /* the job could not be run at all ("" when it could) */
+    struct gate_job_run *next;
+} gate_job_run;
+
+typedef struct gate_pool gate_pool; /* opaque */
+
+KEEL_MUST_USE keel_status gate_pool_new(unsigned slots, gate_pool **out);
+/*
+ * Stop the workers (after the jobs they run); jobs still waiting are marked
+ * cancelled.  Jobs belong to the caller: collect them all with gate_pool_wait
+ * (gate_pool_outstanding() == 0) before, as the pool frees none.
+ */
+void gate_pool_delete(gate_pool *p);
+void gate_pool_submit(gate_pool *p, gate_job_run *j);
+/* The next finished job (oldest first), waiting at most timeout_ms; NULL when none. */
+gate_job_run *gate_pool_wait(gate_pool *p, unsigned timeout_ms);
+/* Jobs submitted and not yet returned by gate_pool_wait. */
+unsigned gate_pool_outstanding(gate_pool *p);
+
+/* Run one job in the calling thread (what a worker does). */
+void gate_job_execute(gate_job_run *j);
+
+#endif /* KEEL_GATE_POOL_H */

@@ -1,0 +1,151 @@
+/*
+ * query.c - keel-gate's read-only commands: status (text or JSON) and log.
+ */
+#define _GNU_SOURCE 1
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <string.h>
+
+#include "gate_int.h"
+#include "store.h"
+
+enum { LIST_MAX = 512, RECENT = 10, JOBS_MAX = 1024 };
+
+static void json_change(FILE *f, const gate_change *c, bool first)
+{
+    char buf[2 * GATE_REASON_MAX + 2 * GATE_NAME_MAX];
+    size_t n =
+        (size_t)snprintf(buf, sizeof(buf), "%s{\"id\":%lld,\"branch\":", first ? "" : ",", c->id);
+    n = gate_json_str(buf, sizeof(buf), n, c->branch);
+    n += (size_t)snprintf(buf + n, n < sizeof(buf) ? sizeof(buf) - n : 0,
+                          ",\"head\":\"%s\",\"priority\":%d,\"state\":\"%s\","
+                          "\"candidate\":%lld,\"submitted_at\":%lld,\"reason\":",
+                          c->head, c->priority, gate_change_state_name(c->state), c->candidate,
+                          c->submitted_at);
+    (void)gate_json_str(buf, sizeof(buf), n, c->reason);
+    (void)fprintf(f, "%s}", buf);
+}
+
+static keel_status list(gate *g, int state, gate_change *out, size_t max, size_t *n)
+{
+    return gate_store_changes(g->store, state, out, max, n);
+}
+
+keel_status gate_status(gate *g, FILE *f, bool json)
+{
+    KEEL_ASSERT(g != NULL && f != NULL);
+    gate_change *buf = (gate_change *)calloc(LIST_MAX, sizeof(*buf));
+    gate_job *jobs = (gate_job *)calloc(JOBS_MAX, sizeof(*jobs));
+    if (buf == NULL || jobs == NULL) {
+        free(buf);
+        free(jobs);
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory reading the status");
+    }
+    char tip[GATE_HEX] = "";
+    keel_status s = gate_branch_head(g->repo, g->target, tip);
+    long long builds = 0;
+    if (keel_ok(s))
+        s = gate_store_count_builds(g->store, &builds);
+    size_t nq = 0, njobs = 0;
+    if (keel_ok(s))
+        s = gate_store_queued(g->store, g->target, (long long)time(NULL), 3600, buf, LIST_MAX, &nq);
+    if (keel_ok(s))
+        s = gate_store_jobs(g->store, 0, jobs, JOBS_MAX, &njobs);
+    if (!keel_ok(s)) {
+        free(buf);
+        free(jobs);
+        return s;
+    }
+    static const gate_change_state sections[] = {GATE_CHANGE_TESTING, GATE_CHANGE_LANDED,
+                                                 GATE_CHANGE_REJECTED, GATE_CHANGE_CONFLICT};
+    static const char *const names[] = {"testing", "landed", "rejected", "conflict"};
+    if (json) {
+        (void)fprintf(f, "{\"target\":");
+        char t[GATE_BRANCH_MAX + 8];
+        (void)gate_json_str(t, sizeof(t), 0, g->target);
+        (void)fprintf(f, "%s,\"tip\":\"%s\",\"builds\":%lld,\"queued\":[", t, tip, builds);
+        for (size_t i = 0; i < nq; i++)
+            json_change(f, &buf[i], i == 0);
+        (void)fprintf(f, "]");
+    } else {
+        (void)fprintf(f, "target '%s' at %.12s; %lld builds so far\n", g->target, tip, builds);
+        (void)fprintf(f, "queued (%zu):\n", nq);
+        for (size_t i = 0; i < nq; i++)
+            (void)fprintf(f, "  %6lld  %-32s %.12s  priority %d\n", buf[i].id, buf[i].branch,
+                          buf[i].head, buf[i].priority);
+    }
+    for (size_t k = 0; keel_ok(s) && k < sizeof(sections) / sizeof(sections[0]); k++) {
+        size_t n = 0;
+        s = list(g, (int)sections[k], buf, k == 0 ? LIST_MAX : RECENT, &n);
+        if (!keel_ok(s))
+            break;
+        if (json) {
+            (void)fprintf(f, ",\"%s\":[", names[k]);
+            for (size_t i = 0; i < n; i++)
+                json_change(f, &buf[i], i == 0);
+            (void)fprintf(f, "]");
+        } else {
+            (void)fprintf(f, "%s%s (%zu):\n", k == 0 ? "" : "recently ", names[k], n);
+            for (size_t i = 0; i < n; i++)
+                (void)fprintf(f, "  %6lld  %-32s %.12s  %s\n", buf[i].id, buf[i].branch,
+                              buf[i].head, buf[i].reason);
+        }
+    }
+    if (keel_ok(s)) {
+        if (json) {
+            (void)fprintf(f, ",\"running\":[");
+            for (size_t i = 0; i < njobs; i++)
+                (void)fprintf(f,
+                              "%s{\"job\":%lld,\"candidate\":%lld,\"config\":\"%s\","
+                              "\"attempt\":%d,\"started_at\":%lld}",
+                              i == 0 ? "" : ",", jobs[i].id, jobs[i].candidate, jobs[i].config,
+                              jobs[i].attempt, jobs[i].started_at);
+            (void)fprintf(f, "]}\n");
+        } else {
+            (void)fprintf(f, "running jobs (%zu):\n", njobs);
+            for (size_t i = 0; i < njobs; i++)
+                (void)fprintf(f, "  job %lld: candidate %lld '%s' attempt %d\n", jobs[i].id,
+                              jobs[i].candidate, jobs[i].config, jobs[i].attempt);
+        }
+    }
+    free(buf);
+    free(jobs);
+    return s;
+}
+
+keel_status gate_log(gate *g, long long id, FILE *f)
+{
+    KEEL_ASSERT(g != NULL && f != NULL);
+    gate_change c;
+    keel_status s = gate_store_get(g->store, id, &c);
+    if (!keel_ok(s))
+        return s;
+    gate_job *jobs = (gate_job *)calloc(JOBS_MAX, sizeof(*jobs));
+    if (jobs == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "out of memory reading the jobs of change %lld", id);
+    size_t n = 0;
+    s = gate_store_jobs(g->store, id, jobs, JOBS_MAX, &n);
+    if (keel_ok(s)) {
+        (void)fprintf(f, "change %lld '%s' at %.12s: %s%s%s; %zu jobs\n", c.id, c.branch, c.head,
+                      gate_change_state_name(c.state), c.reason[0] != '\0' ? ": " : "", c.reason,
+                      n);
+        for (size_t i = 0; i < n; i++) {
+            (void)fprintf(f, "==== job %lld: candidate %lld, '%s', attempt %d: %s (exit %d) ====\n",
+                          jobs[i].id, jobs[i].candidate, jobs[i].config, jobs[i].attempt,
+                          jobs[i].state, jobs[i].exit_code);
+            FILE *in = jobs[i].log[0] != '\0' ? fopen(jobs[i].log, "r") : NULL;
+            if (in == NULL) {
+                (void)fprintf(f, "(no log)\n");
+                continue;
+            }
+            char chunk[4096];
+            size_t got;
+            while ((got = fread(chunk, 1, sizeof(chunk), in)) > 0)
+                (void)fwrite(chunk, 1, got, f);
+            (void)fclose(in);
+        }
+    }
+    free(jobs);
+    return s;
+}

@@ -1,0 +1,255 @@
+/*
+ * tests/gate_fixture.h - real repositories for keel-gate's end-to-end tests:
+ * a bare repository in a temp dir whose `main` holds .keel/gate.conf and a
+ * check script (repository content; job commands are argv vectors), and
+ * branches made of commits on top of it with libgit2.
+ */
+#ifndef KEEL_TEST_GATE_FIXTURE_H
+#define KEEL_TEST_GATE_FIXTURE_H
+
+#include <git2.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#include "../gate/gate.h"
+#include "../gate/git.h"
+
+static char fx_dir[64];
+static char fx_repo[128];
+static char fx_state[128];
+static git_repository *fx_git;
+static git_oid fx_base;
+
+typedef struct fx_file {
+    const char *path; /* may hold directories: ".keel/gate.conf" */
+    const char *content;
+} fx_file;
+
+/* Commit `files` on top of `parent` (NULL: a root commit) and point `branch` at it. */
+static inline void fx_commit(const git_oid *parent, const fx_file *files, size_t n,
+                             const char *branch, git_oid *out)
+{
+    git_commit *pc = NULL;
+    git_tree *ptree = NULL;
+    if (parent != NULL) {
+        assert_int_equal(git_commit_lookup(&pc, fx_git, parent), 0);
+        assert_int_equal(git_commit_tree(&ptree, pc), 0);
+    }
+    git_tree_update up[8];
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++) {
+        memset(&up[i], 0, sizeof(up[i]));
+        up[i].action = GIT_TREE_UPDATE_UPSERT;
+        assert_int_equal(git_blob_create_from_buffer(&up[i].id, fx_git, files[i].content,
+                                                     strlen(files[i].content)),
+                         0);
+        up[i].filemode = GIT_FILEMODE_BLOB;
+        up[i].path = files[i].path;
+    }
+    git_oid tree_id;
+    if (ptree != NULL) {
+        assert_int_equal(git_tree_create_updated(&tree_id, fx_git, ptree, n, up), 0);
+    } else {
+        /* a root commit: start from the empty tree */
+        git_treebuilder *tb = NULL;
+        git_oid empty;
+        assert_int_equal(git_treebuilder_new(&tb, fx_git, NULL), 0);
+        assert_int_equal(git_treebuilder_write(&empty, tb), 0);
+        git_treebuilder_free(tb);
+        git_tree *et = NULL;
+        assert_int_equal(git_tree_lookup(&et, fx_git, &empty), 0);
+        assert_int_equal(git_tree_create_updated(&tree_id, fx_git, et, n, up), 0);
+        git_tree_free(et);
+    }
+    git_tree *tree = NULL;
+    assert_int_equal(git_tree_lookup(&tree, fx_git, &tree_id), 0);
+    git_signature *sig = NULL;
+    assert_int_equal(git_signature_now(&sig, "test", "test@localhost"), 0);
+    const git_commit *parents[1] = {pc};
+    assert_int_equal(git_commit_create(out, fx_git, NULL, sig, sig, NULL, branch, tree,
+                                       pc != NULL ? 1 : 0, parents),
+                     0);
+    char ref[160];
+    (void)snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
+    git_reference *r = NULL;
+    assert_int_equal(git_reference_create(&r, fx_git, ref, out, 1, "test"), 0);
+    git_reference_free(r);
+    git_signature_free(sig);
+    git_tree_free(tree);
+    git_tree_free(ptree);
+    git_commit_free(pc);
+}
+
+/* A branch off main's first commit changing one file. */
+static inline void fx_branch(const char *branch, const char *path, const char *content)
+{
+    git_oid oid;
+    const fx_file f[] = {{path, content}};
+    fx_commit(&fx_base, f, 1, branch, &oid);
+}
+
+/*
+ * A repository whose main has a configuration with `gate_section` extra lines
+ * in [gate] and one configuration "unit" that runs `sh ci.sh` (ci.sh: fail
+ * when a file named "bad" exists), MARKER in its environment.
+ */
+static inline void fx_setup_repo(const char *gate_lines, const char *config_lines)
+{
+    git_libgit2_init();
+    (void)snprintf(fx_dir, sizeof(fx_dir), "/tmp/keel-gaterun-XXXXXX");
+    assert_non_null(mkdtemp(fx_dir));
+    (void)snprintf(fx_repo, sizeof(fx_repo), "%s/repo.git", fx_dir);
+    (void)snprintf(fx_state, sizeof(fx_state), "%s/state.db", fx_dir);
+    assert_int_equal(git_repository_init(&fx_git, fx_repo, 1), 0);
+    char conf[2048];
+    (void)snprintf(conf, sizeof(conf),
+                   "[gate]\ntarget = main\nslots = 2\n%s\nnotify = tee -a %s/events.jsonl\n"
+                   "[config unit]\ntest = sh ci.sh\nenv = MARKER=%s/marker\ntimeout = 30\n%s\n",
+                   gate_lines, fx_dir, fx_dir, config_lines);
+    const fx_file f[] = {
+        {".keel/gate.conf", conf}, {"ci.sh", "test ! -e bad\n"}, {"shared.txt", "base\n"}};
+    fx_commit(NULL, f, 3, "main", &fx_base);
+    assert_int_equal(git_repository_set_head(fx_git, "refs/heads/main"), 0);
+}
+
+static inline void fx_teardown_repo(void)
+{
+    git_repository_free(fx_git);
+    fx_git = NULL;
+    char cmd[128];
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", fx_dir); /* our own mkdtemp dir */
+    assert_int_equal(system(cmd), 0);
+    git_libgit2_shutdown();
+}
+
+static inline void fx_ok(keel_status s)
+{
+    if (!keel_ok(s)) {
+        keel_status_print(stderr, s);
+        keel_status_free(s);
+        fail();
+    }
+}
+
+static inline gate *fx_open(void)
+{
+    gate_options o;
+    gate_options_default(&o);
+    o.repo = fx_repo;
+    o.state = fx_state;
+    o.out = getenv("GATE_TEST_VERBOSE") != NULL ? stderr : NULL;
+    o.poll_ms = 50;
+    gate *g = NULL;
+    fx_ok(gate_open(&o, &g));
+    return g;
+}
+
+static inline long long fx_submit(gate *g, const char *branch, int priority)
+{
+    long long id = 0;
+    fx_ok(gate_submit(g, branch, priority, &id));
+    return id;
+}
+
+static inline gate_change_state fx_state_of(gate *g, long long id)
+{
+    gate_change c;
+    fx_ok(gate_store_get(gate_get_store(g), id, &c));
+    return c.state;
+}
+
+static inline void fx_head(const char *branch, git_oid *out)
+{
+    char ref[160];
+    (void)snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
+    assert_int_equal(git_reference_name_to_id(out, fx_git, ref), 0);
+}
+
+/*
+ * Walk main's first parents; fill `landed` with the second parent of each
+ * merge, newest first.  Returns how many.
+ */
+static inline size_t fx_landed_heads(git_oid *landed, size_t max)
+{
+    git_oid cur;
+    fx_head("main", &cur);
+    size_t n = 0;
+    for (;;) {
+        git_commit *c = NULL;
+        assert_int_equal(git_commit_lookup(&c, fx_git, &cur), 0);
+        unsigned np = git_commit_parentcount(c);
+        if (np == 2 && n < max)
+            git_oid_cpy(&landed[n++], git_commit_parent_id(c, 1));
+        if (np == 0) {
+            git_commit_free(c);
+            break;
+        }
+        git_oid_cpy(&cur, git_commit_parent_id(c, 0));
+        git_commit_free(c);
+    }
+    return n;
+}
+
+/* How many times main's history merged the head of `branch`. */
+static inline size_t fx_times_landed(const char *branch)
+{
+    git_oid heads[256], h;
+    fx_head(branch, &h);
+    size_t n = fx_landed_heads(heads, 256), times = 0;
+    for (size_t i = 0; i < n; i++)
+        times += git_oid_equal(&heads[i], &h) ? 1u : 0u;
+    return times;
+}
+
+/* One integer from the store (sqlite directly: what the tests check, not the gate's API). */
+static inline long long fx_sql_int(const char *sql, const char *arg)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(fx_state, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (arg != NULL)
+        assert_int_equal(sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT), SQLITE_OK);
+    long long v = -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/*
+ * The target points at a tested state: the merge of a candidate whose jobs
+ * passed (one the store says passed, unless the gate was killed between its
+ * compare-and-swap and recording it: `settled` false).
+ */
+static inline void fx_assert_tip_tested_as(bool settled)
+{
+    git_oid tip;
+    fx_head("main", &tip);
+    char hex[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(hex, sizeof(hex), &tip);
+    if (git_oid_equal(&tip, &fx_base))
+        return; /* nothing landed: the original tip */
+    long long passed = fx_sql_int(
+        settled ? "SELECT count(*) FROM candidates WHERE merge = ?1 AND state = 'passed' AND "
+                  "EXISTS (SELECT 1 FROM jobs WHERE jobs.candidate = candidates.id AND "
+                  "jobs.state = 'passed')"
+                : "SELECT count(*) FROM candidates WHERE merge = ?1 AND state IN ('open', "
+                  "'passed') AND EXISTS (SELECT 1 FROM jobs WHERE jobs.candidate = "
+                  "candidates.id AND jobs.state = 'passed')",
+        hex);
+    if (passed < 1)
+        fail_msg("main is at %s, not the merge of a tested, passed candidate", hex);
+}
+
+static inline void fx_assert_tip_tested(void)
+{
+    fx_assert_tip_tested_as(true);
+}
+
+#endif /* KEEL_TEST_GATE_FIXTURE_H */

@@ -1,0 +1,293 @@
+/*
+ * test_gate_cli.c - keel-gate's command line: usage and exit codes, hostile
+ * branch names, submit/cancel/status/log/try, and `status --json` that parses.
+ */
+#define _GNU_SOURCE 1
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "gate_fixture.h"
+
+static char out_text[65536], err_text[8192];
+
+/* Run the CLI in this process with `args` (NULL-terminated), output captured. */
+static int cli(const char *const *args)
+{
+    /* argv is writable in main(): give it copies */
+    static char words[32][256];
+    char *argv[32];
+    int argc = 0;
+    const char *fixed[] = {"keel-gate", "--repo", fx_repo, "--state", fx_state};
+    for (size_t i = 0; i < 5; i++, argc++)
+        argv[argc] = strcpy(words[argc], fixed[i]);
+    for (const char *const *a = args; *a != NULL && argc < 31; a++, argc++)
+        argv[argc] = strcpy(words[argc], *a);
+    argv[argc] = NULL;
+    FILE *out = tmpfile(), *err = tmpfile();
+    assert_non_null(out);
+    assert_non_null(err);
+    int rc = gate_cli_main(argc, argv, out, err);
+    rewind(out);
+    rewind(err);
+    size_t n = fread(out_text, 1, sizeof(out_text) - 1, out);
+    out_text[n] = '\0';
+    n = fread(err_text, 1, sizeof(err_text) - 1, err);
+    err_text[n] = '\0';
+    fclose(out);
+    fclose(err);
+    return rc;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = serial", "");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    fx_teardown_repo();
+    return 0;
+}
+
+static void test_usage_exit_codes(void **state)
+{
+    (void)state;
+    const char *none[] = {NULL};
+    assert_int_equal(cli(none), 2);
+    const char *help[] = {"--help", NULL};
+    assert_int_equal(cli(help), 0);
+    assert_non_null(strstr(out_text, "submit"));
+    const char *typo[] = {"sumbit", "x", NULL};
+    assert_int_equal(cli(typo), 2);
+    assert_non_null(strstr(err_text, "unknown command 'sumbit' (did you mean 'submit'?)"));
+    const char *opt[] = {"status", "--jsn", NULL};
+    assert_int_equal(cli(opt), 2);
+    assert_non_null(strstr(err_text, "did you mean '--json'"));
+    const char *wrong[] = {"status", "--once", NULL};
+    assert_int_equal(cli(wrong), 2);
+    assert_non_null(strstr(err_text, "'--once' does not apply to 'status'"));
+    const char *missing[] = {"submit", NULL};
+    assert_int_equal(cli(missing), 2);
+    const char *prio[] = {"submit", "a", "--priority", "high", NULL};
+    assert_int_equal(cli(prio), 2);
+    assert_non_null(strstr(err_text, "'high'"));
+    const char *id[] = {"cancel", "x1", NULL};
+    assert_int_equal(cli(id), 2);
+    const char *extra[] = {"status", "more", NULL};
+    assert_int_equal(cli(extra), 2);
+}
+
+static void test_hostile_branch_names(void **state)
+{
+    (void)state;
+    static const char *const hostile[] = {"x;rm -rf /", "$(reboot)", "-rf",   "a b",
+                                          "`id`",       "a..b",      "a|b",   "refs/heads/x",
+                                          "x\ny",       "../../etc", "a'b\"c"};
+    for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+        const char *args[] = {"submit", "--", hostile[i], NULL};
+        assert_int_equal(cli(args), 1);
+        assert_non_null(strstr(err_text, "is not a valid branch name"));
+        const char *try_args[] = {"try", "--", hostile[i], NULL};
+        assert_int_equal(cli(try_args), 1);
+        assert_non_null(strstr(err_text, "is not a valid branch name"));
+    }
+    const char *args[] = {"submit", "x;rm", NULL};
+    assert_int_equal(cli(args), 1);
+    assert_non_null(strstr(err_text, "'x;rm' is not a valid branch name"));
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes", NULL), 0);
+    /* the API says the same */
+    gate *g = fx_open();
+    long long id = 0;
+    keel_status s = gate_submit(g, "$(reboot)", 0, &id);
+    assert_true(keel_status_is(s, &gate_codes, GATE_E_BAD_REF));
+    keel_status_free(s);
+    gate_close(g);
+}
+
+/* A minimal JSON checker: true when `p` is one well-formed value. */
+static const char *json_value(const char *p);
+
+static const char *json_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')
+        p++;
+    return p;
+}
+
+static const char *json_string(const char *p)
+{
+    if (*p != '"')
+        return NULL;
+    for (p++; *p != '"'; p++) {
+        if (*p == '\0' || (unsigned char)*p < 0x20)
+            return NULL;
+        if (*p == '\\') {
+            p++;
+            if (*p == 'u') {
+                for (int i = 1; i <= 4; i++)
+                    if (strchr("0123456789abcdefABCDEF", p[i]) == NULL || p[i] == '\0')
+                        return NULL;
+                p += 4;
+            } else if (strchr("\"\\/bfnrt", *p) == NULL || *p == '\0') {
+                return NULL;
+            }
+        }
+    }
+    return p + 1;
+}
+
+static const char *json_value(const char *p)
+{
+    p = json_ws(p);
+    if (*p == '"')
+        return json_string(p);
+    if (*p == '{' || *p == '[') {
+        char close = *p == '{' ? '}' : ']';
+        p = json_ws(p + 1);
+        if (*p == close)
+            return p + 1;
+        for (;;) {
+            if (close == '}') {
+                p = json_string(json_ws(p));
+                if (p == NULL)
+                    return NULL;
+                p = json_ws(p);
+                if (*p++ != ':')
+                    return NULL;
+            }
+            p = json_value(p);
+            if (p == NULL)
+                return NULL;
+            p = json_ws(p);
+            if (*p == close)
+                return p + 1;
+            if (*p++ != ',')
+                return NULL;
+        }
+    }
+    if (*p == '-' || (*p >= '0' && *p <= '9')) {
+        char *end = NULL;
+        (void)strtod(p, &end);
+        return end;
+    }
+    static const char *const words[] = {"true", "false", "null"};
+    for (size_t i = 0; i < 3; i++)
+        if (strncmp(p, words[i], strlen(words[i])) == 0)
+            return p + strlen(words[i]);
+    return NULL;
+}
+
+static void test_submit_cancel_status_log(void **state)
+{
+    (void)state;
+    fx_branch("good", "good.txt", "g\n");
+    fx_branch("bad", "bad", "b\n");
+    fx_branch("gone", "gone.txt", "x\n");
+    const char *s1[] = {"submit", "good", NULL};
+    assert_int_equal(cli(s1), 0);
+    assert_non_null(strstr(out_text, "queued change 1: 'good'"));
+    const char *again[] = {"submit", "good", NULL};
+    assert_int_equal(cli(again), 1);
+    assert_non_null(strstr(err_text, "already queued"));
+    const char *s2[] = {"submit", "bad", "--priority=3", NULL};
+    assert_int_equal(cli(s2), 0);
+    const char *s3[] = {"submit", "gone", NULL};
+    assert_int_equal(cli(s3), 0);
+    const char *c3[] = {"cancel", "3", NULL};
+    assert_int_equal(cli(c3), 0);
+    assert_int_equal(cli(c3), 1); /* already cancelled */
+    assert_non_null(strstr(err_text, "already cancelled"));
+    const char *nobranch[] = {"submit", "no-such-branch", NULL};
+    assert_int_equal(cli(nobranch), 1);
+    assert_non_null(strstr(err_text, "no branch 'no-such-branch'"));
+
+    const char *st[] = {"status", "--json", NULL};
+    assert_int_equal(cli(st), 0);
+    const char *end = json_value(out_text);
+    if (end == NULL || *json_ws(end) != '\0')
+        fail_msg("status --json is not one JSON value: %s", out_text);
+    assert_non_null(strstr(out_text, "\"queued\":[{\"id\":2,\"branch\":\"bad\""));
+
+    const char *run[] = {"run", "--once", NULL};
+    assert_int_equal(cli(run), 1); /* something was rejected */
+    assert_non_null(strstr(out_text, "summary: 1 landed, 1 rejected"));
+    assert_int_equal(cli(st), 0);
+    end = json_value(out_text);
+    if (end == NULL || *json_ws(end) != '\0')
+        fail_msg("status --json is not one JSON value: %s", out_text);
+    assert_non_null(strstr(out_text, "\"landed\":[{\"id\":1,\"branch\":\"good\""));
+    assert_non_null(strstr(out_text, "\"rejected\":[{\"id\":2,"));
+    assert_non_null(strstr(out_text, "\"queued\":[]"));
+    const char *text[] = {"status", NULL};
+    assert_int_equal(cli(text), 0);
+    assert_non_null(strstr(out_text, "recently rejected (1)"));
+
+    const char *log[] = {"log", "2", NULL};
+    assert_int_equal(cli(log), 0);
+    assert_non_null(strstr(out_text, "change 2 'bad'"));
+    assert_non_null(strstr(out_text, "keel-gate: $ sh ci.sh"));
+    assert_non_null(strstr(out_text, "failed (exit 1)"));
+    const char *nolog[] = {"log", "99", NULL};
+    assert_int_equal(cli(nolog), 1);
+    assert_non_null(strstr(err_text, "no change 99"));
+}
+
+static void test_try(void **state)
+{
+    (void)state;
+    fx_branch("good", "good.txt", "g\n");
+    fx_branch("bad", "bad", "b\n");
+    const char *good[] = {"try", "good", NULL};
+    assert_int_equal(cli(good), 0);
+    assert_non_null(strstr(out_text, "unit"));
+    assert_non_null(strstr(out_text, "passed"));
+    const char *bad[] = {"try", "bad", NULL};
+    assert_int_equal(cli(bad), 1);
+    assert_non_null(strstr(out_text, "failed"));
+    /* nothing was queued or landed */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes", NULL), 0);
+    git_oid tip;
+    fx_head("main", &tip);
+    assert_true(git_oid_equal(&tip, &fx_base));
+}
+
+static void test_modules_post(void **state)
+{
+    (void)state;
+    gate_modules_link();
+    fx_ok(keel_modules_start());
+    static const char *const parts[] = {"gate_config", "gate_store", "gate_git", "gate_exec",
+                                        "gate_sched"};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        keel_module *m = keel_module_find(parts[i]);
+        assert_non_null(m);
+        keel_module_info info;
+        fx_ok(keel_module_info_get(m, &info));
+        assert_int_equal(info.state, KEEL_MODULE_RUNNING);
+        assert_int_equal(info.posts_run, 1);
+        assert_int_equal(info.posts_failed, 0);
+    }
+    keel_modules_stop();
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_usage_exit_codes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_branch_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_submit_cancel_status_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_try, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_modules_post, setup, teardown),
+    };
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}

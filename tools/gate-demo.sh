@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# tools/gate-demo.sh: keel-gate guarding a small C program that uses libkeel.
+#
+# Builds keel (build/devel: keel-gate and both library variants), makes a
+# sample repository in a temp dir whose .keel/gate.conf has a gcc/clang x
+# devel/release matrix, submits a handful of branches - good ones, one that
+# breaks only the release build, one with a lock-order inversion that only a
+# devel test run catches (report.lock-order=abort), one with a flaky test and
+# two that conflict - then runs `keel-gate run --once` and shows what landed,
+# what was rejected and why, and how many builds it took.
+#
+#   tools/gate-demo.sh            (KEEP=1 keeps the temp dir; BUILD=0 skips the build)
+set -eu -o pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+if [ "${BUILD:-1}" = 1 ]; then
+    cmake --preset devel >/dev/null
+    cmake --build build/devel --target keel-gate keel_devel_static keel_static >/dev/null
+fi
+gate=$top/build/devel/keel-gate
+demo=$(mktemp -d /tmp/keel-gate-demo-XXXXXX)
+[ "${KEEP:-0}" = 1 ] || trap 'rm -rf -- "$demo"' EXIT
+repo=$demo/repo
+git init -q -b main "$repo"
+cd "$repo"
+g() { git -c user.name=demo -c user.email=demo@localhost "$@"; }
+
+# ---- the sample program: a counter guarded by two ranked locks ----------------------
+mkdir -p src tests .keel
+cat > src/counter.h <<'EOF'
+#include <keel/keel.h>
+void counter_add(int n);
+int counter_total(void);
+EOF
+cat > src/counter.c <<'EOF'
+#include "counter.h"
+
+enum { RANK_STATS = 10, RANK_LOG = 20 }; /* stats before log, never the reverse */
+static keel_mutex stats_lock = KEEL_MUTEX_INITIALIZER("stats", RANK_STATS);
+static keel_mutex log_lock = KEEL_MUTEX_INITIALIZER("log", RANK_LOG);
+static int total, logged;
+
+void counter_add(int n)
+{
+    keel_mutex_lock(&stats_lock);
+    total += n;
+    keel_mutex_lock(&log_lock);
+    logged++;
+    keel_mutex_unlock(&log_lock);
+    keel_mutex_unlock(&stats_lock);
+}
+
+int counter_total(void)
+{
+    keel_mutex_lock(&stats_lock);
+    int t = total;
+    keel_mutex_unlock(&stats_lock);
+    return t;
+}
+EOF
+cat > src/greet.c <<'EOF'
+const char *greeting(void);
+const char *greeting(void)
+{
+    return "hello";
+}
+EOF
+cat > src/main.c <<'EOF'
+#include <stdio.h>
+
+#include "counter.h"
+
+const char *greeting(void);
+
+int main(void)
+{
+    for (int i = 1; i <= 10; i++)
+        counter_add(i);
+    printf("%s %d\n", greeting(), counter_total());
+    return 0;
+}
+EOF
+cat > build.sh <<'EOF'
+# build.sh CC VARIANT: the program against libkeel-devel (devel) or libkeel (release)
+cc=$1
+if [ "$2" = devel ]; then def=1 lib=keel-devel; else def=0 lib=keel; fi
+exec "$cc" -std=gnu11 -Wall -Wextra -Werror -O2 -DKEEL_DEVEL=$def -I"$KEEL_INCLUDE" -o app \
+    src/*.c "$KEEL_LIBDIR/lib$lib.a" -pthread -ldw -ljemalloc
+EOF
+cat > test.sh <<'EOF'
+for t in tests/*.sh; do
+    sh "$t" || { echo "FAILED: $t"; exit 1; }
+done
+EOF
+cat > tests/output.sh <<'EOF'
+out=$(./app) || exit 1
+[ "$out" = "$(cat expected.txt)" ] || { echo "got '$out', expected '$(cat expected.txt)'"; exit 1; }
+EOF
+echo "hello 55" > expected.txt
+{
+    echo "[gate]"
+    echo "target   = main"
+    echo "slots    = 4"
+    echo "strategy = adaptive"
+    echo "retries  = 1"
+    echo "notify   = tee -a $demo/events.jsonl"
+    for cc in gcc clang; do
+        for v in devel release; do
+            echo
+            echo "[config $cc-$v]"
+            echo "build    = sh build.sh $cc $v"
+            echo "test     = sh test.sh"
+            echo "env      = KEEL_INCLUDE=$top/include KEEL_LIBDIR=$top/build/devel DEMO_MARK=$demo/flaky-mark KEEL_OPTIONS=report.lock-order=abort"
+            echo "timeout  = 120"
+        done
+    done
+} > .keel/gate.conf
+g add -A && g commit -qm "a counter with ranked locks"
+
+branch() { # branch NAME MESSAGE: commit what the caller changed on a new branch off main
+    g checkout -q -b "$1" main 2>/dev/null || g checkout -q "$1"
+}
+commit() { g add -A && g commit -qm "$1" && g checkout -q main; }
+
+branch version
+printf 'const char *version(void);\nconst char *version(void)\n{\n    return "1.0";\n}\n' > src/version.c
+commit "a version string"
+
+branch readme
+echo "A counter. Built and landed by keel-gate." > README
+commit "a README"
+
+branch greet-hi
+sed -i 's/"hello"/"hi"/' src/greet.c && echo "hi 55" > expected.txt
+commit "say hi"
+
+branch greet-hey
+sed -i 's/"hello"/"hey"/' src/greet.c && echo "hey 55" > expected.txt
+commit "say hey"
+
+branch release-fastpath
+cat > src/fast.c <<'EOF'
+#include <keel/keel.h>
+
+int fast_sum(int n);
+int fast_sum(int n)
+{
+#if KEEL_DEVEL
+    KEEL_ASSERT(n >= 0);
+    return n * (n + 1) / 2;
+#else
+    return n * (n + 1) / 2 + unchecked_bias; /* only the release build compiles this line */
+#endif
+}
+EOF
+commit "a fast path for sums"
+
+branch log-reset
+cat >> src/counter.c <<'EOF'
+
+void counter_log_reset(void)
+{
+    keel_mutex_lock(&log_lock);
+    keel_mutex_lock(&stats_lock); /* log before stats: the inversion */
+    logged = 0;
+    keel_mutex_unlock(&stats_lock);
+    keel_mutex_unlock(&log_lock);
+}
+EOF
+echo "void counter_log_reset(void);" >> src/counter.h
+sed -i 's/^    for (int i = 1/    counter_log_reset();\n    for (int i = 1/' src/main.c
+commit "reset the log count"
+
+branch timing-test
+cat > tests/timing.sh <<'EOF'
+# a timing-dependent test: it fails the first time it ever runs
+if [ ! -e "$DEMO_MARK" ]; then touch "$DEMO_MARK"; echo "timing: too slow"; exit 1; fi
+EOF
+commit "a timing test"
+
+branch tools
+echo "indent 4" > .editorconfig
+commit "an editor configuration"
+
+echo "################ keel-gate demo: $repo"
+echo "\$ keel-gate submit <branch>   (x8, and one hostile name)"
+for b in timing-test version release-fastpath greet-hi log-reset greet-hey readme tools; do
+    "$gate" --quiet submit "$b"
+done
+"$gate" submit 'evil;rm -rf ~' || echo "(refused, exit $?)"
+echo
+echo "\$ keel-gate run --once"
+start=$(date +%s)
+rc=0
+"$gate" run --once > "$demo/run.txt" || rc=$?
+grep -E '^(gate|landed|rejected|conflict|flaky|moved|summary)' "$demo/run.txt" | sed 's/, log [^)]*)/)/g'
+echo "(exit $rc: 1 when something was rejected)"
+end=$(date +%s)
+echo
+echo "\$ keel-gate status"
+"$gate" status | grep -v '^running jobs (0)'
+echo
+echo "main is now:"
+git log --oneline --first-parent main | sed 's/^/  /'
+echo
+echo "why log-reset was rejected (\$ keel-gate log <id>, the aborting devel test):"
+id=$("$gate" status --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print([c["id"] for c in d["rejected"] if c["branch"]=="log-reset"][0])' 2>/dev/null || echo 0)
+"$gate" log "$id" > "$demo/log-reset.txt" || true
+grep -m3 -E 'lock-order|rank' "$demo/log-reset.txt" | cut -c1-160 | sed 's/^/  /' || true
+echo
+echo "the notify hook received $(wc -l < "$demo/events.jsonl") events; gate run took $((end - start)) s"
