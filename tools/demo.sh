@@ -30,3 +30,7 @@ echo "(exit $rc: the sweep found the planted unrecovered path in store_commit())
 echo
 echo "\$ keel-stress sweep -- build/devel/storage_stress --fixed"
 build/devel/keel-stress sweep --quiet -- build/devel/storage_stress --fixed
+
+echo
+echo "################ keel-gate: a merge queue that keeps main green (tools/gate-demo.sh) ################"
+tools/gate-demo.sh
