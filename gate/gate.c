@@ -223,9 +223,10 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
         s = gate_branch_head(g->repo, branch, head);
     if (keel_ok(s))
         s = gate_branch_head(g->repo, g->target, tip);
-    const char *heads[1] = {head};
-    if (keel_ok(s))
+    if (keel_ok(s)) {
+        const char *heads[1] = {head};
         s = gate_merge(g->repo, tip, heads, 1, merge);
+    }
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "trying '%s' on '%s'", branch, g->target);
     gate_config *cfg = NULL;

@@ -199,11 +199,12 @@ static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
     bool verdict = strcmp(c->base, g->tip) == 0;
     if (verdict && c->n > 1) {
         gate_change ch;
-        char merge[GATE_HEX];
         keel_status s = gate_store_get(g->store, c->changes[index], &ch);
-        const char *head[1] = {ch.head};
-        if (keel_ok(s))
+        if (keel_ok(s)) {
+            char merge[GATE_HEX];
+            const char *head[1] = {ch.head};
             s = gate_merge(g->repo, c->base, head, 1, merge);
+        }
         verdict = keel_status_is(s, &gate_codes, GATE_E_CONFLICT);
         if (!keel_ok(s) && !verdict)
             return s;
@@ -570,13 +571,14 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     /* on the way out: stop what runs, close what is open */
     if (g->pool != NULL) {
         cancel_jobs(g, NULL);
-        gate_job_run *j;
-        while (gate_pool_outstanding(g->pool) > 0)
-            if ((j = gate_pool_wait(g->pool, 1000)) != NULL) {
+        while (gate_pool_outstanding(g->pool) > 0) {
+            gate_job_run *j = gate_pool_wait(g->pool, 1000);
+            if (j != NULL) {
                 keel_status js = job_done(g, j);
                 if (!keel_ok(js))
                     keel_status_ignore(js, "stopping; the first error is reported");
             }
+        }
     }
     for (size_t i = 0; i < g->ncands; i++) {
         gate_cand *c = g->cands[i];

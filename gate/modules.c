@@ -89,6 +89,7 @@ static keel_status post_sched_lands(void)
     if (keel_ok(s))
         s = gate_sched_enqueue(sc, 7);
     gate_sched_build b;
+    memset(&b, 0, sizeof(b));
     bool have = false;
     if (keel_ok(s))
         s = gate_sched_next(sc, &b, &have);
