@@ -9,7 +9,8 @@ SECONDS_EACH=${FUZZ_SECONDS:-60}
 out=build/fuzz
 mkdir -p $out
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DKEEL_DEVEL=1
-        -DKEEL_BUILDING_LIBRARY -D_GNU_SOURCE -Iinclude -Isrc -Igate -std=c11"
+        -DKEEL_BUILDING_LIBRARY -DKEEL_HEAP_SYSTEM=1 -D_GNU_SOURCE -Iinclude -Isrc -Igate -std=c11"
+# (KEEL_HEAP_SYSTEM: under a sanitizer, module heaps use its malloc, as the CMake build does)
 status=0
 for f in fuzz/fuzz_*.c; do
     name=$(basename "$f" .c); name=${name#fuzz_}
