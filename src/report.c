@@ -26,8 +26,9 @@ static int policies[] = {KEEL_REPORT_KINDS(KIND_POLICY)};
 KEEL__STATIC_ASSERT(KEEL__ARRAY_LEN(kind_names) == KEEL_REPORT_KIND_COUNT,
                     "kind table out of step");
 
-static unsigned long long counts[KEEL_REPORT_KIND_COUNT];
-static unsigned long long printed[KEEL_REPORT_KIND_COUNT];
+static unsigned long long counts[KEEL_REPORT_KIND_COUNT]
+    __attribute__((aligned(64))); /* own lines */
+static unsigned long long printed[KEEL_REPORT_KIND_COUNT] __attribute__((aligned(64)));
 static unsigned long long seq_counter;
 
 KEEL__TLS const char *keel__tls_module;
