@@ -20,8 +20,7 @@ typedef struct keel__heap_shard {
     keel__blk *q_oldest; /* quarantine, oldest first */
     keel__blk *q_newest;
     size_t q_bytes;
-    char pad[24];
-} keel__heap_shard;
+} __attribute__((aligned(64))) keel__heap_shard; /* one per cache line pair: no false sharing */
 
 /* The counters start a cache line of their own: the padding is on purpose. */
 typedef struct keel__heap { // NOLINT(clang-analyzer-optin.performance.Padding)
