@@ -106,7 +106,14 @@ static keel_status post_sched_lands(void)
 static const keel_post config_posts[] = {{"parse", post_config_parse}, {NULL, NULL}};
 static const keel_post store_posts[] = {{"roundtrip", post_store_roundtrip}, {NULL, NULL}};
 static const keel_post git_posts[] = {{"branch_names", post_branch_names}, {NULL, NULL}};
-static const keel_post exec_posts[] = {{"true", post_exec_true}, {NULL, NULL}};
+/* the executor's pool runs on ranked locks: the lock checker tests itself first */
+static keel_status post_lock_checker(void)
+{
+    return keel_lock_self_test();
+}
+
+static const keel_post exec_posts[] = {
+    {"true", post_exec_true}, {"lock_checker", post_lock_checker}, {NULL, NULL}};
 static const keel_post sched_posts[] = {{"lands", post_sched_lands}, {NULL, NULL}};
 static const char *const sched_deps[] = {"gate_config", NULL};
 

@@ -60,6 +60,17 @@ KEEL_MUST_USE keel_status keel__options_parse_only(const char *text, size_t len,
 
 /* ---- report channel (src/report.c) --------------------------------------- */
 
+/*
+ * Capture this thread's reports instead of emitting them (a self test provoking
+ * the checks it tests): each report is counted by kind, its first message kept,
+ * nothing printed, counted, handled or aborted.  NULL: reports go out again.
+ */
+typedef struct keel__report_capture {
+    unsigned count[KEEL_REPORT_KIND_COUNT];
+    char first[KEEL_REPORT_KIND_COUNT][160];
+} keel__report_capture;
+extern KEEL__TLS keel__report_capture *keel__tls_capture;
+
 /* Report an error status (which it frees) as `message`, its text below; no backtrace. */
 void keel__report_status(keel_report_kind kind, keel_status s, const char *message);
 /*

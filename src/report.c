@@ -32,6 +32,7 @@ static unsigned long long printed[KEEL_REPORT_KIND_COUNT] __attribute__((aligned
 static unsigned long long seq_counter;
 
 KEEL__TLS const char *keel__tls_module;
+KEEL__TLS keel__report_capture *keel__tls_capture;
 
 const char *keel_report_kind_name(keel_report_kind kind)
 {
@@ -460,6 +461,16 @@ keel_policy keel_report_emit(keel_report *r)
 {
     KEEL_ASSERT(r != NULL && r >= tls_reports && r <= tls_reports + LEVELS);
     keel_report_kind kind = r->kind;
+    keel__report_capture *cap = keel__tls_capture;
+    if (KEEL_UNLIKELY(cap != NULL)) {
+        if (cap->count[kind]++ == 0) {
+            size_t n = strnlen(r->message, sizeof(cap->first[kind]) - 1); /* cut to size */
+            memcpy(cap->first[kind], r->message, n);
+            cap->first[kind][n] = '\0';
+        }
+        r->busy_frame = NULL;
+        return KEEL_POLICY_COUNT;
+    }
     keel_policy policy = keel_report_policy(kind);
     __atomic_fetch_add(&counts[kind], 1, __ATOMIC_RELAXED);
     int level = (int)(r - tls_reports);

@@ -268,13 +268,15 @@ static void test_modules_post(void **state)
     fx_ok(keel_modules_start());
     static const char *const parts[] = {"gate_config", "gate_store", "gate_git", "gate_exec",
                                         "gate_sched"};
+    /* gate_exec also runs the lock checker's self test (devel builds; release: it passes) */
+    static const unsigned posts[] = {1, 1, 1, 2, 1};
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
         keel_module *m = keel_module_find(parts[i]);
         assert_non_null(m);
         keel_module_info info;
         fx_ok(keel_module_info_get(m, &info));
         assert_int_equal(info.state, KEEL_MODULE_RUNNING);
-        assert_int_equal(info.posts_run, 1);
+        assert_int_equal(info.posts_run, posts[i]);
         assert_int_equal(info.posts_failed, 0);
     }
     keel_modules_stop();

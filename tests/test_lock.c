@@ -700,9 +700,47 @@ static void test_stress_ranked_hierarchy(void **state)
     expect_no_reports();
 }
 
+#if KEEL_DEVEL
+static void test_self_test_passes_without_reporting(void **state)
+{
+    (void)state;
+    unsigned long long order = keel_report_count(KEEL_REPORT_LOCK_ORDER);
+    unsigned long long blocking = keel_report_count(KEEL_REPORT_LOCK_BLOCKING);
+    keel_test_ok(keel_lock_self_test());
+    keel_test_ok(keel_lock_self_test()); /* again: fresh classes, the same detections */
+    assert_int_equal(keel_report_count(KEEL_REPORT_LOCK_ORDER), order);
+    assert_int_equal(keel_report_count(KEEL_REPORT_LOCK_BLOCKING), blocking);
+    /* reports go out again afterwards */
+    keel_mutex hi = KEEL_MUTEX_INITIALIZER("after-self-test-hi", 20);
+    keel_mutex lo = KEEL_MUTEX_INITIALIZER("after-self-test-lo", 10);
+    keel_mutex_lock(&hi);
+    keel_mutex_lock(&lo);
+    keel_mutex_unlock(&lo);
+    keel_mutex_unlock(&hi);
+    assert_int_equal(keel_report_count(KEEL_REPORT_LOCK_ORDER), order + 1);
+    assert_int_equal(nseen, 1); /* through the handler, as any report */
+}
+
+static void test_self_test_refuses_while_locks_held(void **state)
+{
+    (void)state;
+    keel_mutex m = KEEL_MUTEX_INITIALIZER("held-during-self-test", 5);
+    keel_mutex_lock(&m);
+    keel_status s = keel_lock_self_test();
+    assert_int_equal(keel_status_code(s), KEEL_E_STATE);
+    assert_int_equal(nseen, 0);
+    keel_status_free(s);
+    keel_mutex_unlock(&m);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
+#if KEEL_DEVEL
+        cmocka_unit_test_setup_teardown(test_self_test_passes_without_reporting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_self_test_refuses_while_locks_held, setup, teardown),
+#endif
 #if KEEL_DEVEL
         cmocka_unit_test_setup_teardown(test_ab_ba_inversion_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_three_lock_cycle_reported, setup, teardown),

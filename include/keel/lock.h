@@ -213,6 +213,16 @@ KEEL_API KEEL_MUST_USE keel_status keel_lock_class_budget(const char *class_name
                                                           unsigned long long budget_ms);
 
 /*
+ * The lock checker's own power-on self test, for a program's POST (keel-gate
+ * runs it in its own): on private lock classes it provokes a rank violation,
+ * an AB/BA inversion, a three-lock cycle and blocking under a spinlock, and
+ * checks that each is detected exactly once.  The provoked reports are
+ * captured, not emitted.  KEEL_E_POST naming what went undetected, or
+ * KEEL_OK.  Release builds: KEEL_OK (there is no checker).
+ */
+KEEL_API KEEL_MUST_USE keel_status keel_lock_self_test(void);
+
+/*
  * Lock-order summary: classes, their ranks and the learned edges, as JSON
  * (snprintf semantics).  Devel builds; release writes "{}".
  */
