@@ -81,7 +81,6 @@ keel_status keel_lock_self_test(void)
     memset(&cap, 0, sizeof(cap));
     keel__report_capture *prev = keel__tls_capture;
     keel__tls_capture = &cap;
-    keel_status s = KEEL_OK;
     step st;
 
     /* 1. a rank violation: rank 20 held, rank 10 taken */
@@ -94,7 +93,7 @@ keel_status keel_lock_self_test(void)
     keel_mutex_lock(&lo);
     keel_mutex_unlock(&lo);
     keel_mutex_unlock(&hi);
-    s = end_step(&st, &cap);
+    keel_status s = end_step(&st, &cap);
 
     /* 2. an AB/BA inversion of unranked classes, one after the other (no deadlock) */
     keel_mutex a;
