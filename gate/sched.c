@@ -51,9 +51,14 @@ typedef struct entry {
     size_t n;
 } entry;
 
-/* The estimator: decayed counts of recent outcomes plus a prior worth PRIOR_N changes. */
+/*
+ * The estimator: decayed counts of recent outcomes plus a weak prior worth
+ * PRIOR_N changes at prior_p.  The shape is chosen over the whole posterior
+ * (gate_sched_shape), so a weak prior does not make a few passes look like
+ * certainty; it lets the first rounds move the shape at once.
+ */
 static const double decay = 0.98;
-static const double prior_n = 10.0;
+static const double prior_n = 2.0;
 
 struct gate_sched {
     gate_sched_params p;
@@ -69,6 +74,8 @@ struct gate_sched {
     long long tip; /* the candidate whose tree the tip is, 0 at first */
     unsigned running;
     double bad_w, all_w;
+    double shape_p, shape_n; /* the estimate the cached shape is for (0: none) */
+    unsigned shape_batch, shape_depth;
     gate_sched_stats st;
 };
 
@@ -141,6 +148,25 @@ void gate_sched_delete(gate_sched *s)
 static double estimate(const gate_sched *s)
 {
     return (s->bad_w + s->p.prior_p * prior_n) / (s->all_w + prior_n);
+}
+
+/* The evidence the estimate rests on, in changes. */
+static double evidence(const gate_sched *s)
+{
+    return s->all_w + prior_n;
+}
+
+/* The strategy's shape for the current estimate (cached: it changes only with it). */
+static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
+{
+    double p = estimate(s), n = evidence(s);
+    if (p != s->shape_p || n != s->shape_n) {
+        gate_sched_shape(&s->p, p, n, s->qlen, &s->shape_batch, &s->shape_depth);
+        s->shape_p = p;
+        s->shape_n = n;
+    }
+    *batch = s->shape_batch;
+    *depth = s->shape_depth;
 }
 
 static void observe(gate_sched *s, size_t n, bool bad)
@@ -398,7 +424,7 @@ keel_status gate_sched_next(gate_sched *s, gate_sched_build *out, bool *have)
     if (!keel_ok(st))
         return st;
     unsigned batch = 1, depth = 1;
-    gate_sched_shape(&s->p, estimate(s), s->qlen, &batch, &depth);
+    shape(s, &batch, &depth);
     if (s->nplan > 0 && s->plan[0].state == CAND_RETRY) {
         seg *f = &s->plan[0];
         f->state = CAND_RUNNING;
@@ -516,7 +542,7 @@ void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out)
     out->running = s->running;
     out->p = estimate(s);
     unsigned batch = 1, depth = 1;
-    gate_sched_shape(&s->p, out->p, s->qlen, &batch, &depth);
+    gate_sched_shape(&s->p, out->p, evidence(s), s->qlen, &batch, &depth);
     out->batch = batch;
     out->depth = depth;
 }

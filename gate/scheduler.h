@@ -32,8 +32,8 @@
  *                      each stacked on the one before it
  *   speculative-batch  the same window, each candidate a batch
  *   adaptive           batch size and depth from the recent failure rate p
- *                      (an estimate with a prior), chosen by an expected
- *                      cost model; the fixed strategies are its anchors
+ *                      (a posterior with a weak prior), chosen by the expected
+ *                      cost over that posterior; the fixed strategies are its anchors
  *
  * Culprit isolation: a batch that fails at the front (its base is the tip) is
  * split; its first half is built alone on the same base.  If that passes it
@@ -118,7 +118,7 @@ typedef struct gate_sched_stats {
     unsigned depth;                      /* speculation depth the strategy uses now */
 } gate_sched_stats;
 
-/* Adaptive, max_batch 8, max_depth 4, 4 slots, 1 retry, prior 0.1. */
+/* Adaptive, max_batch 8, max_depth 4, 4 slots, 1 retry, prior 0.1 (worth 2 changes). */
 void gate_sched_params_default(gate_sched_params *p);
 
 /* KEEL_E_INVAL when a parameter is out of range (the message names it). */
@@ -156,10 +156,11 @@ const char *gate_sched_kind_name(gate_sched_kind k);
 
 /*
  * The shape a strategy gives the window now: changes per new candidate and
- * candidates tested ahead of the tip, given the estimated failure rate `p`
- * and the number of changes waiting (sched_strategy.c).
+ * candidates tested ahead of the tip, given the estimated failure rate `p`,
+ * the evidence `n` it rests on (in changes, prior included: the posterior is
+ * Beta(p n, (1 - p) n)) and the number of changes waiting (sched_strategy.c).
  */
-void gate_sched_shape(const gate_sched_params *params, double p, size_t queued, unsigned *batch,
-                      unsigned *depth);
+void gate_sched_shape(const gate_sched_params *params, double p, double n, size_t queued,
+                      unsigned *batch, unsigned *depth);
 
 #endif /* KEEL_GATE_SCHEDULER_H */

@@ -347,8 +347,8 @@ static void test_adaptive_estimate(void **state)
     gate_sched_stats st;
     gate_sched_stats_get(m.s, &st);
     assert_true(st.p > 0.09 && st.p < 0.11); /* the prior */
-    /* at p = 0.1 a window of single changes is expected to be quickest */
-    assert_int_equal(st.batch, 1);
+    /* a weak prior at p = 0.1: modest batches in a full window */
+    assert_true(st.batch >= 2 && st.batch <= 4);
     assert_int_equal(st.depth, 4);
     sim_run(&m);
     check_outcome(&m);
@@ -365,6 +365,58 @@ static void test_adaptive_estimate(void **state)
     assert_true(st.p < 0.05);
     assert_int_equal(st.batch, m.p.max_batch);
     assert_int_equal(m.max_n, m.p.max_batch);
+    sim_end(&m);
+}
+
+/*
+ * The first candidates are probes: when nothing fails, batches larger than
+ * one come within the first 30 changes; after repeated failures the window
+ * goes back to single changes within a few.
+ */
+static void test_adaptive_probe(void **state)
+{
+    (void)state;
+    sim m;
+    sim_init(&m, GATE_STRATEGY_ADAPTIVE, 64, NULL, 0);
+    sim_start(&m);
+    gate_sched_stats st;
+    /* rounds until 30 changes were taken into candidates (landed or testing) */
+    for (;;) {
+        take_decisions(&m);
+        gate_sched_stats_get(m.s, &st);
+        if (st.landed + st.testing >= 30)
+            break;
+        assert_true(start_builds(&m) > 0);
+        m.rounds++;
+        finish_round(&m);
+    }
+    assert_true(m.max_n > 1);
+    sim_run(&m);
+    check_outcome(&m);
+    gate_sched_stats_get(m.s, &st);
+    assert_true(st.batch > 1);
+    sim_end(&m);
+
+    /* repeated failures: single changes again after a handful of rejects */
+    static const int bad[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    sim_init(&m, GATE_STRATEGY_ADAPTIVE, 12, bad, 12);
+    sim_start(&m);
+    int rejected_when_single = -1;
+    for (;;) {
+        take_decisions(&m);
+        gate_sched_stats_get(m.s, &st);
+        if (st.batch == 1 && rejected_when_single < 0)
+            rejected_when_single = (int)st.rejected;
+        if (start_builds(&m) == 0 && m.nrunning == 0)
+            break;
+        m.rounds++;
+        finish_round(&m);
+    }
+    check_outcome(&m);
+    assert_true(rejected_when_single >= 0 && rejected_when_single <= 4);
+    gate_sched_stats_get(m.s, &st);
+    assert_true(st.p > 0.5);
+    assert_int_equal(st.batch, 1);
     sim_end(&m);
 }
 
@@ -539,11 +591,17 @@ static void test_bad_calls(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_serial),      cmocka_unit_test(test_batch),
-        cmocka_unit_test(test_speculative), cmocka_unit_test(test_speculative_batch),
-        cmocka_unit_test(test_adaptive),    cmocka_unit_test(test_adaptive_estimate),
-        cmocka_unit_test(test_limits),      cmocka_unit_test(test_speculative_cancels_stacked),
-        cmocka_unit_test(test_cancel),      cmocka_unit_test(test_late_result_ignored),
+        cmocka_unit_test(test_serial),
+        cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_speculative),
+        cmocka_unit_test(test_speculative_batch),
+        cmocka_unit_test(test_adaptive),
+        cmocka_unit_test(test_adaptive_estimate),
+        cmocka_unit_test(test_adaptive_probe),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_speculative_cancels_stacked),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_late_result_ignored),
         cmocka_unit_test(test_bad_calls),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
