@@ -56,88 +56,6 @@ static bool starts_with(const char *s, const char *prefix)
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-/* A small JSON validator: true when [p, end) is exactly one JSON value. */
-static const char *json_value(const char *p);
-
-static const char *json_ws(const char *p)
-{
-    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')
-        p++;
-    return p;
-}
-
-static const char *json_string(const char *p)
-{
-    if (*p != '"')
-        return NULL;
-    for (p++; *p != '"'; p++) {
-        if (*p == '\0' || (unsigned char)*p < 0x20)
-            return NULL;
-        if (*p == '\\') {
-            p++;
-            if (*p == 'u') {
-                for (int i = 1; i <= 4; i++)
-                    if (strchr("0123456789abcdefABCDEF", p[i]) == NULL || p[i] == '\0')
-                        return NULL;
-                p += 4;
-            } else if (*p == '\0' || strchr("\"\\/bfnrt", *p) == NULL) {
-                return NULL;
-            }
-        }
-    }
-    return p + 1;
-}
-
-static const char *json_value(const char *p)
-{
-    p = json_ws(p);
-    if (*p == '{' || *p == '[') {
-        char close = *p == '{' ? '}' : ']';
-        bool object = *p == '{';
-        p = json_ws(p + 1);
-        if (*p == close)
-            return p + 1;
-        for (;;) {
-            if (object) {
-                p = json_string(json_ws(p));
-                if (p == NULL)
-                    return NULL;
-                p = json_ws(p);
-                if (*p != ':')
-                    return NULL;
-                p++;
-            }
-            p = json_value(p);
-            if (p == NULL)
-                return NULL;
-            p = json_ws(p);
-            if (*p == close)
-                return p + 1;
-            if (*p != ',')
-                return NULL;
-            p++;
-        }
-    }
-    if (*p == '"')
-        return json_string(p);
-    if (strncmp(p, "true", 4) == 0 || strncmp(p, "null", 4) == 0)
-        return p + 4;
-    if (strncmp(p, "false", 5) == 0)
-        return p + 5;
-    const char *start = p;
-    if (*p == '-')
-        p++;
-    while ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '+')
-        p++;
-    return p > start && p[-1] != '-' ? p : NULL;
-}
-
-static bool json_valid(const char *text)
-{
-    const char *end = json_value(text);
-    return end != NULL && *json_ws(end) == '\0';
-}
-
 /* ---- success and simple errors ----------------------------------------------------------- */
 
 static void test_success_is_null(void **state)
@@ -393,7 +311,7 @@ static void test_format_json(void **state)
     size_t n = keel_status_format_json(s, json, sizeof(json));
     assert_true(n < sizeof(json));
     assert_int_equal(n, strlen(json));
-    assert_true(json_valid(json));
+    assert_true(keel_test_json_valid(json));
     assert_true(starts_with(json, "{\"space\":\"keel\",\"code\":\"IO\",\"message\":\"loading\","));
     assert_non_null(strstr(json, ",\"cause\":{\"space\":\"keel\",\"code\":\"PARSE\""));
     assert_non_null(strstr(json, "\"message\":\"bad \\\"quote\\\" and \\\\ and\\ttab\""));
@@ -403,8 +321,8 @@ static void test_format_json(void **state)
     assert_non_null(strstr(json, "\"func\":\"test_format_json\""));
     assert_int_equal(json[n - 1], '}');
     /* the validator itself rejects broken JSON */
-    assert_false(json_valid("{\"a\":\"unescaped \" quote\"}"));
-    assert_false(json_valid("{\"a\":1"));
+    assert_false(keel_test_json_valid("{\"a\":\"unescaped \" quote\"}"));
+    assert_false(keel_test_json_valid("{\"a\":1"));
     keel_status_free(s);
 }
 
@@ -485,7 +403,7 @@ static void test_out_of_memory_still_printable(void **state)
     assert_true(starts_with(buf, "keel.NOMEM: "));
     char json[1024];
     (void)keel_status_format_json(s, json, sizeof(json));
-    assert_true(json_valid(json));
+    assert_true(keel_test_json_valid(json));
     /* a detail on the preallocated error is dropped, and it can be freed twice */
     s = keel_status_with_int(s, "n", 1);
     long long v = 0;
@@ -528,7 +446,7 @@ static void test_out_of_memory_keeps_cause_and_details(void **state)
     assert_non_null(strstr(buf, "(outer context lost: out of memory)"));
     char json[1024];
     (void)keel_status_format_json(s, json, sizeof(json));
-    assert_true(json_valid(json));
+    assert_true(keel_test_json_valid(json));
     assert_non_null(strstr(json, "\"details_dropped\":true"));
     keel_status_free(s);
     assert_int_equal(destroyed, 1);

@@ -110,4 +110,87 @@ static inline int keel_test_main(int argc, char **argv, const struct CMUnitTest 
     return _cmocka_run_group_tests(argv[0], tests, n, NULL, NULL);
 }
 
+/* A small JSON validator (tests check that what keel writes as JSON parses). */
+static inline const char *keel_test_json_value(const char *p);
+
+static inline const char *keel_test_json_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')
+        p++;
+    return p;
+}
+
+static inline const char *keel_test_json_string(const char *p)
+{
+    if (*p != '"')
+        return NULL;
+    for (p++; *p != '"'; p++) {
+        if (*p == '\0' || (unsigned char)*p < 0x20)
+            return NULL;
+        if (*p == '\\') {
+            p++;
+            if (*p == 'u') {
+                for (int i = 1; i <= 4; i++)
+                    if (strchr("0123456789abcdefABCDEF", p[i]) == NULL || p[i] == '\0')
+                        return NULL;
+                p += 4;
+            } else if (*p == '\0' || strchr("\"\\/bfnrt", *p) == NULL) {
+                return NULL;
+            }
+        }
+    }
+    return p + 1;
+}
+
+static inline const char *keel_test_json_value(const char *p)
+{
+    p = keel_test_json_ws(p);
+    if (*p == '{' || *p == '[') {
+        char close = *p == '{' ? '}' : ']';
+        bool object = *p == '{';
+        p = keel_test_json_ws(p + 1);
+        if (*p == close)
+            return p + 1;
+        for (;;) {
+            if (object) {
+                p = keel_test_json_string(keel_test_json_ws(p));
+                if (p == NULL)
+                    return NULL;
+                p = keel_test_json_ws(p);
+                if (*p != ':')
+                    return NULL;
+                p++;
+            }
+            p = keel_test_json_value(p);
+            if (p == NULL)
+                return NULL;
+            p = keel_test_json_ws(p);
+            if (*p == close)
+                return p + 1;
+            if (*p != ',')
+                return NULL;
+            p++;
+        }
+    }
+    if (*p == '"')
+        return keel_test_json_string(p);
+    if (strncmp(p, "true", 4) == 0 || strncmp(p, "null", 4) == 0)
+        return p + 4;
+    if (strncmp(p, "false", 5) == 0)
+        return p + 5;
+    const char *start = p;
+    if (*p == '-')
+        p++;
+    while ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '+')
+        p++;
+    return p > start && p[-1] != '-' ? p : NULL;
+}
+
+/* True when text is exactly one JSON value (blanks around it allowed). */
+static inline bool keel_test_json_valid(const char *text)
+{
+    const char *end = keel_test_json_value(text);
+    return end != NULL && *keel_test_json_ws(end) == '\0';
+}
+
 #endif /* KEEL_TESTUTIL_H */
