@@ -251,12 +251,7 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
         const gate_matrix_config *m = &cfg->configs[i];
         gate_job_run *j = &jobs[i];
         j->job_id = (long long)i;
-        (void)snprintf(j->config, sizeof(j->config), "%s", m->name);
-        j->required = m->required;
-        j->build = m->build.words;
-        j->test = m->test.words;
-        j->env = m->env.words;
-        j->timeout_ms = m->timeout_s * 1000u;
+        gate_job_from_config(j, m);
         gate_fmt(j->dir, sizeof(j->dir), "%s/jobs/try-%d-%zu", g->work, (int)getpid(), i);
         gate_fmt(j->log, sizeof(j->log), "%s/logs/try-%.12s-%s.log", g->work, merge, m->name);
         (void)unlink(j->log);

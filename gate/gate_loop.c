@@ -249,12 +249,7 @@ static keel_status start_job(gate *g, gate_cand *c, const gate_matrix_config *m)
     j->cand = c->sid;
     j->attempt = c->attempt;
     j->gen = g->gen;
-    (void)snprintf(j->config, sizeof(j->config), "%s", m->name);
-    j->required = m->required;
-    j->build = m->build.words;
-    j->test = m->test.words;
-    j->env = m->env.words;
-    j->timeout_ms = m->timeout_s * 1000u;
+    gate_job_from_config(j, m);
     gate_fmt(j->dir, sizeof(j->dir), "%s/jobs/%lld", g->work, jid);
     gate_fmt(j->log, sizeof(j->log), "%s/logs/job-%lld.log", g->work, jid);
     gate_rm_tree(j->dir);

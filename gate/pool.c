@@ -215,3 +215,14 @@ unsigned gate_pool_outstanding(gate_pool *p)
     keel_mutex_unlock(&p->lock);
     return n;
 }
+
+void gate_job_from_config(gate_job_run *j, const gate_matrix_config *m)
+{
+    KEEL_ASSERT(j != NULL && m != NULL);
+    (void)snprintf(j->config, sizeof(j->config), "%s", m->name);
+    j->required = m->required;
+    j->build = m->build.words;
+    j->test = m->test.words;
+    j->env = m->env.words;
+    j->timeout_ms = m->timeout_s * 1000u;
+}

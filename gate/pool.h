@@ -10,6 +10,7 @@
 
 #include "keel/keel.h"
 
+#include "config.h"
 #include "exec.h"
 
 enum { GATE_PATH_MAX = 1024 };
@@ -51,6 +52,9 @@ void gate_pool_submit(gate_pool *p, gate_job_run *j);
 gate_job_run *gate_pool_wait(gate_pool *p, unsigned timeout_ms);
 /* Jobs submitted and not yet returned by gate_pool_wait. */
 unsigned gate_pool_outstanding(gate_pool *p);
+
+/* Take a job's name, steps, environment, timeout and required flag from its configuration. */
+void gate_job_from_config(gate_job_run *j, const gate_matrix_config *m);
 
 /* Run one job in the calling thread (what a worker does). */
 void gate_job_execute(gate_job_run *j);
