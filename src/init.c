@@ -38,6 +38,24 @@ keel_status keel__version_check(unsigned header_version)
     return KEEL_OK;
 }
 
+/* ---- linker sections ------------------------------------------------------------------ */
+
+__attribute__((no_sanitize_address)) void *keel__section_next(char **at, const char *end,
+                                                              size_t size, unsigned long long magic)
+{
+    KEEL_ASSERT(at != NULL && *at != NULL && end != NULL && size >= sizeof(magic));
+    for (; *at + size <= end; *at += sizeof(unsigned long long)) {
+        unsigned long long word;
+        memcpy(&word, *at, sizeof(word));
+        if (word == magic) {
+            void *found = *at;
+            *at += size;
+            return found;
+        }
+    }
+    return NULL;
+}
+
 /* ---- lazy start-up ----------------------------------------------------------------- */
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;

@@ -130,6 +130,16 @@ KEEL_MUST_USE keel_status keel__lock_budget_parse(const char *spec,
                                                              unsigned long long ms, void *ctx),
                                                   void *ctx);
 
+/* ---- linker sections (src/init.c) ----------------------------------------- */
+
+/*
+ * The next descriptor of `size` bytes that starts with the 64-bit `magic` in
+ * the linker section [*at, end), scanning in 8-byte steps (robust against any
+ * padding between descriptors); *at moves past it.  NULL at the end.  Stress
+ * points and modules are registered this way.
+ */
+void *keel__section_next(char **at, const char *end, size_t size, unsigned long long magic);
+
 /* ---- stress options (src/stress.c, src/stress_summary.c) ----------------- */
 
 /* Apply the stress.* options if they changed (called after every options change). */

@@ -52,8 +52,7 @@ static void at_exit_mark(void)
     __atomic_store_n(&exiting, true, __ATOMIC_RELEASE);
 }
 
-__attribute__((no_sanitize_address)) void keel__module_register(keel_module *begin,
-                                                                keel_module *end)
+void keel__module_register(keel_module *begin, keel_module *end)
 {
     if (begin == NULL || end == NULL || begin >= end)
         return;
@@ -62,12 +61,10 @@ __attribute__((no_sanitize_address)) void keel__module_register(keel_module *beg
         exit_hooked = true;
         (void)atexit(at_exit_mark);
     }
-    for (char *at = (char *)begin; at + sizeof(keel_module) <= (char *)end;
-         at += sizeof(unsigned long long)) {
-        keel_module *m = (keel_module *)(void *)at;
-        if (m->magic != KEEL__MODULE_MAGIC)
-            continue;
-        at += sizeof(keel_module) - sizeof(unsigned long long);
+    char *at = (char *)begin;
+    keel_module *m;
+    while ((m = (keel_module *)keel__section_next(&at, (const char *)end, sizeof(*m),
+                                                  KEEL__MODULE_MAGIC)) != NULL) {
         if (m->state != NULL || m->name == NULL)
             continue; /* registered already (the object's sections are handed over per file) */
         mod_rec *r = (mod_rec *)calloc(1, sizeof(*r));

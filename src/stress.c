@@ -557,9 +557,7 @@ void *keel__stress_dynamic_site(const char *name, const char *file, const char *
     return site;
 }
 
-/* The section is scanned for descriptors (robust against padding between them). */
-__attribute__((no_sanitize_address)) void keel__stress_register(keel__stress_site *begin,
-                                                                keel__stress_site *end)
+void keel__stress_register(keel__stress_site *begin, keel__stress_site *end)
 {
     if (begin == NULL || end == NULL || begin >= end)
         return;
@@ -573,14 +571,11 @@ __attribute__((no_sanitize_address)) void keel__stress_register(keel__stress_sit
         r->end = end;
         r->next = ranges;
         ranges = r;
-        for (char *at = (char *)begin; at + sizeof(keel__stress_site) <= (char *)end;
-             at += sizeof(unsigned long long)) {
-            keel__stress_site *site = (keel__stress_site *)(void *)at;
-            if (site->magic == KEEL__STRESS_MAGIC) {
-                add_site_locked(site);
-                at += sizeof(keel__stress_site) - sizeof(unsigned long long);
-            }
-        }
+        char *at = (char *)begin;
+        keel__stress_site *site;
+        while ((site = (keel__stress_site *)keel__section_next(
+                    &at, (const char *)end, sizeof(*site), KEEL__STRESS_MAGIC)) != NULL)
+            add_site_locked(site);
         set_active_locked();
     }
     KEEL_VERIFY(pthread_mutex_unlock(&reg_lock) == 0);
