@@ -358,37 +358,67 @@ void keel__heap_release(keel__heap *h, size_t bytes)
     (void)__atomic_add_fetch(&h->frees, 1, __ATOMIC_RELAXED);
 }
 
-void keel__heap_fail(keel__heap *h, size_t size, const char *why, const char *file, int line,
-                     const char *func)
+void keel__heap_unreserve(keel__heap *h, size_t bytes)
 {
-    (void)__atomic_add_fetch(&h->failures, 1, __ATOMIC_RELAXED);
-    if (strcmp(why, "quota") != 0)
+    heap_local *l = __atomic_load_n(&h->quota, __ATOMIC_RELAXED) == 0 ? local_of(h) : NULL;
+    if (KEEL_LIKELY(l != NULL)) {
+        l->bytes -= (long long)bytes;
+        l->blocks--;
+        l->allocs--;
         return;
-    keel_report *r = keel_report_begin(KEEL_REPORT_QUOTA, file, line, func,
-                                       "module '%s' is over its memory quota", h->name);
-    keel_report_add_str(r, "module", h->name);
-    keel_report_add_uint(r, "request", size);
-    keel_report_add_uint(r, "live_bytes", __atomic_load_n(&h->live_bytes, __ATOMIC_RELAXED));
-    keel_report_add_uint(r, "quota", __atomic_load_n(&h->quota, __ATOMIC_RELAXED));
-    (void)keel_report_emit(r);
+    }
+    (void)__atomic_sub_fetch(&h->live_bytes, bytes, __ATOMIC_RELAXED);
+    (void)__atomic_sub_fetch(&h->live_blocks, 1, __ATOMIC_RELAXED);
+    (void)__atomic_sub_fetch(&h->allocations, 1, __ATOMIC_RELAXED);
 }
 
-KEEL__UNUSED static keel_status fail_status(keel__heap *h, size_t size, bool quota)
+/* A block of heap h went from `old` to `now` usable bytes (no quota: cannot fail). */
+KEEL__UNUSED static void resized(keel__heap *h, size_t old, size_t now)
 {
-    if (quota)
-        return keel_status_with_uint(
-            keel_status_with_str(KEEL_ERR(KEEL_E_FULL,
-                                          "module '%s' is over its memory quota (%llu bytes) "
-                                          "allocating %zu bytes",
-                                          h->name, __atomic_load_n(&h->quota, __ATOMIC_RELAXED),
-                                          size),
-                                 "module", h->name),
-            "size", size);
-    return keel_status_with_uint(
-        keel_status_with_str(
-            KEEL_ERR(KEEL_E_NOMEM, "module '%s' cannot allocate %zu bytes", h->name, size),
-            "module", h->name),
-        "size", size);
+    heap_local *l = local_of(h);
+    if (KEEL_LIKELY(l != NULL)) {
+        l->bytes += (long long)now - (long long)old;
+        if (l->bytes > l->max_bytes)
+            l->max_bytes = l->bytes;
+        return;
+    }
+    if (now >= old)
+        note_peak(h, __atomic_add_fetch(&h->live_bytes, now - old, __ATOMIC_RELAXED));
+    else
+        (void)__atomic_sub_fetch(&h->live_bytes, old - now, __ATOMIC_RELAXED);
+}
+
+keel_status keel__heap_failed(keel__heap *h, size_t size, keel__heap_failure why, const char *file,
+                              int line, const char *func)
+{
+    (void)__atomic_add_fetch(&h->failures, 1, __ATOMIC_RELAXED);
+    keel_status s;
+    switch (why) {
+    case KEEL__HEAP_QUOTA: {
+        unsigned long long quota = __atomic_load_n(&h->quota, __ATOMIC_RELAXED);
+        keel_report *r = keel_report_begin(KEEL_REPORT_QUOTA, file, line, func,
+                                           "module '%s' is over its memory quota", h->name);
+        keel_report_add_str(r, "module", h->name);
+        keel_report_add_uint(r, "request", size);
+        keel_report_add_uint(r, "live_bytes", __atomic_load_n(&h->live_bytes, __ATOMIC_RELAXED));
+        keel_report_add_uint(r, "quota", quota);
+        (void)keel_report_emit(r);
+        s = KEEL_ERR(KEEL_E_FULL,
+                     "module '%s' is over its memory quota (%llu bytes) allocating %zu bytes",
+                     h->name, quota, size);
+        break;
+    }
+    case KEEL__HEAP_INJECTED:
+        s = KEEL_ERR(KEEL_E_INJECTED,
+                     "module '%s': allocation of %zu bytes failed by stress option '%s.alloc'",
+                     h->name, size, h->name);
+        break;
+    case KEEL__HEAP_NOMEM:
+    default:
+        s = KEEL_ERR(KEEL_E_NOMEM, "module '%s' cannot allocate %zu bytes", h->name, size);
+        break;
+    }
+    return keel_status_with_uint(keel_status_with_str(s, "module", h->name), "size", size);
 }
 
 /* ---- the API ------------------------------------------------------------------------------------ */
@@ -399,14 +429,11 @@ static keel_status plain_alloc(keel__heap *h, size_t size, size_t align, bool ze
                                const char *file, int line, const char *func)
 {
     void *p = keel__heap_raw_alloc(h, size, align);
-    if (p == NULL) {
-        keel__heap_fail(h, size, "nomem", file, line, func);
-        return fail_status(h, size, false);
-    }
+    if (p == NULL)
+        return keel__heap_failed(h, size, KEEL__HEAP_NOMEM, file, line, func);
     if (!keel__heap_reserve(h, alloc_size(h, p, size, align))) {
         keel__heap_raw_free(h, p);
-        keel__heap_fail(h, size, "quota", file, line, func);
-        return fail_status(h, size, true);
+        return keel__heap_failed(h, size, KEEL__HEAP_QUOTA, file, line, func);
     }
     if (zero)
         memset(p, 0, size);
@@ -433,14 +460,8 @@ keel_status keel__heap_alloc(const keel_module *m, size_t size, size_t align, bo
                         m != NULL ? m->name : "program");
 #if KEEL_DEVEL
     if (KEEL_UNLIKELY(__atomic_load_n(&keel__stress_active, __ATOMIC_RELAXED) != 0) &&
-        h->stress_site != NULL && keel__stress_eval((keel__stress_site *)h->stress_site)) {
-        keel__heap_fail(h, size, "injected", file, line, func);
-        return keel_status_with_str(KEEL_ERR(KEEL_E_INJECTED,
-                                             "module '%s': allocation of %zu bytes failed by "
-                                             "stress option '%s.alloc'",
-                                             h->name, size, h->name),
-                                    "module", h->name);
-    }
+        h->stress_site != NULL && keel__stress_eval((keel__stress_site *)h->stress_site))
+        return keel__heap_failed(h, size, KEEL__HEAP_INJECTED, file, line, func);
     return keel__blk_alloc(h, size, align, zero, out, file, line, func);
 #else
     return plain_alloc(h, size, align, zero, out, file, line, func);
@@ -500,24 +521,23 @@ keel_status keel__heap_realloc(const keel_module *m, void **p, size_t size, cons
     *p = q;
     return KEEL_OK;
 #else
+    if (__atomic_load_n(&h->quota, __ATOMIC_RELAXED) != 0) {
+        /* under a quota: a new block first, so that going over it leaves *p as it was */
+        size_t old = usable_size(h, *p);
+        void *q = NULL;
+        keel_status s = keel__heap_alloc(m, size, 0, false, &q, file, line, func);
+        if (!keel_ok(s))
+            return s;
+        memcpy(q, *p, old < size ? old : size);
+        keel__heap_free(m, *p, file, line, func);
+        *p = q;
+        return KEEL_OK;
+    }
     size_t old = usable_size(h, *p);
     void *q = raw_realloc(h, *p, size);
-    if (q == NULL) {
-        keel__heap_fail(h, size, "nomem", file, line, func);
-        return fail_status(h, size, false);
-    }
-    size_t now = usable_size(h, q);
-    keel__heap_release(h, old);
-    if (!keel__heap_reserve(h, now)) {
-        /* over the quota: keep the block (the data is there) but say so */
-        (void)__atomic_add_fetch(&h->live_bytes, now, __ATOMIC_RELAXED);
-        (void)__atomic_add_fetch(&h->live_blocks, 1, __ATOMIC_RELAXED);
-        *p = q;
-        keel__heap_fail(h, size, "quota", file, line, func);
-        return fail_status(h, size, true);
-    }
-    (void)__atomic_sub_fetch(&h->allocations, 1, __ATOMIC_RELAXED); /* a resize, not a new block */
-    (void)__atomic_sub_fetch(&h->frees, 1, __ATOMIC_RELAXED);
+    if (q == NULL)
+        return keel__heap_failed(h, size, KEEL__HEAP_NOMEM, file, line, func);
+    resized(h, old, usable_size(h, q)); /* a resize, not a new block: only the bytes change */
     *p = q;
     return KEEL_OK;
 #endif

@@ -68,8 +68,18 @@ void keel__heap_unprotect(const keel__heap *h);
 /* Accounting (heap.c): reserve `bytes` against the quota; false when over it. */
 bool keel__heap_reserve(keel__heap *h, size_t bytes);
 void keel__heap_release(keel__heap *h, size_t bytes);
-void keel__heap_fail(keel__heap *h, size_t size, const char *why, const char *file, int line,
-                     const char *func);
+/* Undo a successful keel__heap_reserve (the block could not be made after all). */
+void keel__heap_unreserve(keel__heap *h, size_t bytes);
+
+typedef enum keel__heap_failure {
+    KEEL__HEAP_NOMEM,
+    KEEL__HEAP_QUOTA,   /* also reported, kind "quota" */
+    KEEL__HEAP_INJECTED /* by the stress option "<module>.alloc" */
+} keel__heap_failure;
+
+/* An allocation of `size` failed: counted (and reported if over the quota).  The status to return. */
+KEEL_MUST_USE keel_status keel__heap_failed(keel__heap *h, size_t size, keel__heap_failure why,
+                                            const char *file, int line, const char *func);
 
 KEEL_EXTERN_C_END
 

@@ -380,15 +380,8 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
                             const char *file, int line, const char *func)
 {
     KEEL_ASSERT(h != NULL && out != NULL);
-    if (!keel__heap_reserve(h, size)) {
-        keel__heap_fail(h, size, "quota", file, line, func);
-        return keel_status_with_str(KEEL_ERR(KEEL_E_FULL,
-                                             "module '%s' is over its memory quota (%llu bytes) "
-                                             "allocating %zu bytes",
-                                             h->name, __atomic_load_n(&h->quota, __ATOMIC_RELAXED),
-                                             size),
-                                    "module", h->name);
-    }
+    if (!keel__heap_reserve(h, size))
+        return keel__heap_failed(h, size, KEEL__HEAP_QUOTA, file, line, func);
     keel__blk *b = NULL;
     long long every = keel__opt_int(KEEL__OPT_HEAP_GUARD_SAMPLE);
     if (every > 0 && align <= 16 && ++tls_guard_count % (unsigned long long)every == 0)
@@ -397,13 +390,8 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
         size_t hdr = align > 16 ? ((size_t)HDR + align - 1) / align * align : (size_t)HDR;
         unsigned char *raw = (unsigned char *)keel__heap_raw_alloc(h, hdr + size + TAIL, align);
         if (raw == NULL) {
-            keel__heap_release(h, size);
-            (void)__atomic_sub_fetch(&h->frees, 1, __ATOMIC_RELAXED);
-            (void)__atomic_sub_fetch(&h->allocations, 1, __ATOMIC_RELAXED);
-            keel__heap_fail(h, size, "nomem", file, line, func);
-            return keel_status_with_str(
-                KEEL_ERR(KEEL_E_NOMEM, "module '%s' cannot allocate %zu bytes", h->name, size),
-                "module", h->name);
+            keel__heap_unreserve(h, size);
+            return keel__heap_failed(h, size, KEEL__HEAP_NOMEM, file, line, func);
         }
         b = (keel__blk *)(void *)(raw + hdr - HDR);
         b->guarded = 0;

@@ -138,6 +138,29 @@ static void test_quota_in_one_module_only(void **state)
     (void)keel_report_set_handler(NULL, NULL);
 }
 
+static void test_realloc_over_quota_keeps_the_block(void **state)
+{
+    (void)state;
+    (void)keel_report_set_handler(count_quota, NULL);
+    keel_test_ok(keel_heap_set_quota(ALPHA, 8192));
+    unsigned char *p = NULL;
+    keel_test_ok(keel_heap_alloc(ALPHA, 1000, (void **)&p));
+    memset(p, 7, 1000);
+    void *q = p;
+    keel_status s = keel_heap_realloc(ALPHA, &q, 100000);
+    assert_int_equal(keel_status_code(s), KEEL_E_FULL);
+    keel_status_free(s);
+    assert_ptr_equal(q, p); /* unchanged, still valid */
+    assert_int_equal(p[999], 7);
+    assert_int_equal(quota_reports, 1);
+    keel_test_ok(keel_heap_realloc(ALPHA, &q, 4000)); /* within the quota */
+    assert_int_equal(((unsigned char *)q)[999], 7);
+    assert_int_equal(stats(ALPHA).live_blocks, 1);
+    keel_heap_free(ALPHA, q);
+    assert_int_equal(stats(ALPHA).live_bytes, 0);
+    (void)keel_report_set_handler(NULL, NULL);
+}
+
 typedef struct worker {
     const keel_module *mine;
     const keel_module *other;
@@ -476,6 +499,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_alloc_free_and_accounting),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_quota_in_one_module_only),
+        cmocka_unit_test(test_realloc_over_quota_keeps_the_block),
         cmocka_unit_test(test_two_heaps_many_threads),
 #if KEEL_DEVEL
         cmocka_unit_test(test_fresh_and_freed_poison),
