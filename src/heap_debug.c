@@ -479,18 +479,29 @@ bool keel__blk_validate(keel__heap *h, void *p, size_t *size, keel__heap **owner
     return true;
 }
 
+/*
+ * Check a freed block's poison; a change is a write after free, reported (with
+ * the allocation and free sites) and the poison restored, so once.  True when intact.
+ */
+static bool poison_intact(keel__blk *b)
+{
+    long at = first_not(user_of(b), b->size, FREED);
+    if (at < 0)
+        return true;
+    char msg[200];
+    (void)snprintf(msg, sizeof(msg),
+                   "write after free: a freed %zu-byte block of module '%s' was changed at "
+                   "offset %ld",
+                   b->size, b->heap->name, at);
+    report_blk(msg, b, b->free_file, b->free_line, "(quarantine)", at);
+    memset(user_of(b), FREED, b->size);
+    return false;
+}
+
 /* Give an evicted block back to the arena, after checking its poison. */
 static void release_blk(keel__blk *b)
 {
-    long at = first_not(user_of(b), b->size, FREED);
-    if (at >= 0) {
-        char msg[200];
-        (void)snprintf(msg, sizeof(msg),
-                       "write after free: a freed %zu-byte block of module '%s' was changed at "
-                       "offset %ld",
-                       b->size, b->heap->name, at);
-        report_blk(msg, b, b->free_file, b->free_line, "(quarantine)", at);
-    }
+    (void)poison_intact(b);
     if (b->guarded)
         return; /* its slot in the guard pool is reused as it is */
     keel__heap_raw_free(b->heap, (unsigned char *)b - b->offset);
@@ -563,19 +574,8 @@ keel_status keel__blk_check(keel__heap *h)
         KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
         for (const keel__blk *b = s->live; b != NULL; b = b->next)
             bad += canaries_ok(b, b->file, b->line, b->func) ? 0u : 1u;
-        for (keel__blk *b = s->q_oldest; b != NULL; b = b->next) {
-            long at = first_not(user_of(b), b->size, FREED);
-            if (at >= 0) {
-                char msg[200];
-                (void)snprintf(msg, sizeof(msg),
-                               "write after free: a freed %zu-byte block of module '%s' was "
-                               "changed at offset %ld",
-                               b->size, h->name, at);
-                report_blk(msg, b, b->free_file, b->free_line, "(quarantine)", at);
-                memset(user_of(b), FREED, b->size); /* reported once */
-                bad++;
-            }
-        }
+        for (keel__blk *b = s->q_oldest; b != NULL; b = b->next)
+            bad += poison_intact(b) ? 0u : 1u;
         KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
     }
     if (bad == 0)
