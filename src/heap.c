@@ -528,6 +528,8 @@ keel_status keel__heap_realloc(const keel_module *m, void **p, size_t size, cons
         keel_status s = keel__heap_alloc(m, size, 0, false, &q, file, line, func);
         if (!keel_ok(s))
             return s;
+        if (q == NULL)
+            return KEEL_ERR(KEEL_E_INTERNAL, "keel_heap_realloc: allocation gave no block");
         memcpy(q, *p, old < size ? old : size);
         keel__heap_free(m, *p, file, line, func);
         *p = q;
