@@ -410,6 +410,17 @@ static void test_spec_from_file(void **state)
     (void)keel_status_format(s, msg, sizeof(msg));
     keel_status_free(s);
     assert_non_null(strstr(msg, "cannot open stress file"));
+    /* a file that is not text is refused as such */
+    FILE *bin = fopen(path, "w");
+    assert_non_null(bin);
+    assert_int_equal(fwrite("disk_error\0x", 1, 12, bin), 12);
+    assert_int_equal(fclose(bin), 0);
+    s = keel_options_set(opt);
+    assert_int_equal(keel_status_code(s), KEEL_E_PARSE);
+    (void)keel_status_format(s, msg, sizeof(msg));
+    keel_status_free(s);
+    assert_non_null(strstr(msg, "is not text (it holds a NUL byte)"));
+    assert_int_equal(unlink(path), 0);
 }
 
 /* ---- seeds ------------------------------------------------------------------------------ */
