@@ -50,6 +50,32 @@
  * Link-time variant check.  Each object compiled against the keel headers
  * keeps one reference to the symbol that only the matching library defines.
  */
+/*
+ * Registration of a linker section's descriptors (stress points, modules):
+ * every object that includes the header hands its own section's bounds -
+ * hidden and weak, so an object without descriptors passes two NULLs - to
+ * reg() when it is loaded and to unreg() when it is unloaded (dlclose).
+ * reg() and unreg() take (type *begin, type *end) and ignore ranges they know.
+ * (clang 14's analyzer crashes on the asm-labelled bounds: it does not see them.)
+ */
+#ifndef __clang_analyzer__
+#define KEEL__SECTION_HOOKS(section, type, reg, unreg)                             \
+    extern type keel__##section##_begin[] __asm__("__start_" #section)             \
+        __attribute__((weak, visibility("hidden")));                               \
+    extern type keel__##section##_end[] __asm__("__stop_" #section)                \
+        __attribute__((weak, visibility("hidden")));                               \
+    __attribute__((constructor, unused)) static void keel__##section##_load(void)  \
+    {                                                                              \
+        reg(keel__##section##_begin, keel__##section##_end);                       \
+    }                                                                              \
+    __attribute__((destructor, unused)) static void keel__##section##_unload(void) \
+    {                                                                              \
+        unreg(keel__##section##_begin, keel__##section##_end);                     \
+    }
+#else
+#define KEEL__SECTION_HOOKS(section, type, reg, unreg)
+#endif
+
 KEEL_EXTERN_C_BEGIN
 #if KEEL_DEVEL
 KEEL_API extern const int keel_link_check_devel_object_needs_libkeel_devel;

@@ -142,21 +142,7 @@ KEEL_API void keel_module_leave(const keel_module *prev);
 KEEL_API void keel__module_register(keel_module *begin, keel_module *end);
 KEEL_API void keel__module_unregister(keel_module *begin, keel_module *end);
 
-extern keel_module keel__module_section_begin[] __asm__("__start_keel_modules")
-    __attribute__((weak, visibility("hidden")));
-extern keel_module keel__module_section_end[] __asm__("__stop_keel_modules")
-    __attribute__((weak, visibility("hidden")));
-
-#ifndef __clang_analyzer__ /* clang 14's analyzer crashes on the asm-labelled bounds */
-__attribute__((constructor, unused)) static void keel__module_section_load(void)
-{
-    keel__module_register(keel__module_section_begin, keel__module_section_end);
-}
-__attribute__((destructor, unused)) static void keel__module_section_unload(void)
-{
-    keel__module_unregister(keel__module_section_begin, keel__module_section_end);
-}
-#endif
+KEEL__SECTION_HOOKS(keel_modules, keel_module, keel__module_register, keel__module_unregister)
 
 KEEL_EXTERN_C_END
 

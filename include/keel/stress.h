@@ -168,21 +168,7 @@ KEEL_API void keel__stress_unregister(keel__stress_site *begin, keel__stress_sit
  * section when it is loaded and drops it when it is unloaded.  The bounds are
  * hidden and weak: an object without points passes two NULLs.
  */
-extern keel__stress_site keel__stress_section_begin[] __asm__("__start_keel_stress")
-    __attribute__((weak, visibility("hidden")));
-extern keel__stress_site keel__stress_section_end[] __asm__("__stop_keel_stress")
-    __attribute__((weak, visibility("hidden")));
-
-#ifndef __clang_analyzer__ /* clang 14's analyzer crashes on the asm-labelled bounds */
-__attribute__((constructor, unused)) static void keel__stress_section_load(void)
-{
-    keel__stress_register(keel__stress_section_begin, keel__stress_section_end);
-}
-__attribute__((destructor, unused)) static void keel__stress_section_unload(void)
-{
-    keel__stress_unregister(keel__stress_section_begin, keel__stress_section_end);
-}
-#endif
+KEEL__SECTION_HOOKS(keel_stress, keel__stress_site, keel__stress_register, keel__stress_unregister)
 
 #else /* release: the branch and every trace of the point are gone */
 
