@@ -187,9 +187,48 @@ static outcome simulate(const strat *st, const bool *bad, double flake, unsigned
     return o;
 }
 
-int main(void)
+static const double ps[] = {0.02, 0.1, 0.3};
+enum { NP = sizeof(ps) / sizeof(ps[0]) };
+
+/*
+ * One workload (p = ps[pi], flakes or not, seed number `seed`; seed 0 is the
+ * table's) run by every strategy: the bad set, its size, and each outcome.
+ */
+static int workload(size_t pi, bool flaky, unsigned long long seed, bool *bad, outcome *o)
 {
-    static const double ps[] = {0.02, 0.1, 0.3};
+    unsigned long long x = 0x5eed0000ull + pi + (seed << 16);
+    int nbad = 0;
+    bad[0] = false;
+    for (int c = 1; c <= NCHANGES; c++) {
+        bad[c] = uniform(&x) < ps[pi];
+        nbad += bad[c];
+    }
+    for (int k = 0; k < NSTRAT; k++)
+        o[k] = simulate(&strats[k], bad, flaky ? 0.05 : 0.0, flaky ? 1u : 0u,
+                        0xf1a4e000ull + pi + (seed << 16));
+    return nbad;
+}
+
+/* The best fixed strategy: the shortest makespan, then the fewest builds. */
+static int best_fixed(const outcome *o)
+{
+    int best = 1;
+    for (int k = 2; k < NSTRAT; k++)
+        if (o[k].makespan < o[best].makespan ||
+            (o[k].makespan == o[best].makespan && o[k].builds < o[best].builds))
+            best = k;
+    return best;
+}
+
+static bool goal_met(const outcome *o, int best)
+{
+    return o[0].makespan <= o[best].makespan && o[0].builds <= o[best].builds &&
+           o[0].good_rejected == 0;
+}
+
+/* The table of seed 0, every strategy. */
+static void table(void)
+{
     double worst_cpu = 0.0;
     int goals_met = 0, goals = 0;
     printf("keel-gate scheduler: %d changes, %d slots, every build takes T\n\n", NCHANGES, SLOTS);
@@ -199,31 +238,19 @@ int main(void)
         printf(
             "| p | strategy | makespan (T) | builds | exactly the bad rejected | good rejected | "
             "CPU per landed change |\n|---|---|---|---|---|---|---|\n");
-        for (size_t pi = 0; pi < sizeof(ps) / sizeof(ps[0]); pi++) {
+        for (size_t pi = 0; pi < NP; pi++) {
             bool bad[NCHANGES + 1];
-            unsigned long long seed = 0x5eed0000ull + pi;
-            int nbad = 0;
-            bad[0] = false;
-            for (int c = 1; c <= NCHANGES; c++) {
-                bad[c] = uniform(&seed) < ps[pi];
-                nbad += bad[c];
-            }
             outcome o[NSTRAT];
+            int nbad = workload(pi, flaky != 0, 0, bad, o);
             for (int k = 0; k < NSTRAT; k++) {
-                o[k] = simulate(&strats[k], bad, flaky ? 0.05 : 0.0, flaky ? 1u : 0u,
-                                0xf1a4e000ull + pi);
                 printf("| %.2f (%d bad) | %s | %lld | %llu | %s | %d | %.1f us |\n", ps[pi], nbad,
                        strats[k].name, o[k].makespan, o[k].builds, o[k].exact ? "yes" : "no",
                        o[k].good_rejected, o[k].cpu_us);
                 if (o[k].cpu_us > worst_cpu)
                     worst_cpu = o[k].cpu_us;
             }
-            int best = 1;
-            for (int k = 2; k < NSTRAT; k++)
-                if (o[k].makespan < o[best].makespan ||
-                    (o[k].makespan == o[best].makespan && o[k].builds < o[best].builds))
-                    best = k;
-            bool met = o[0].makespan <= o[best].makespan && o[0].builds <= o[best].builds;
+            int best = best_fixed(o);
+            bool met = goal_met(o, best);
             goals++;
             goals_met += met;
             printf("|  | adaptive vs best fixed (%s: %lld T, %llu builds) | %s | | | | |\n",
@@ -235,5 +262,71 @@ int main(void)
            "workloads\n",
            goals_met, goals);
     printf("scheduler CPU per landed change, worst run: %.1f us (goal < 50 ms)\n", worst_cpu);
+}
+
+/*
+ * The same six workloads over seeds 0 .. n-1 (a new bad set and a new flake
+ * stream each): per row, how often adaptive meets the goal, and its mean
+ * makespan and builds against those of the best fixed strategy of each seed.
+ */
+static void seeds(unsigned n)
+{
+    printf("keel-gate scheduler over %u seeds: %d changes, %d slots, every build takes T\n\n", n,
+           NCHANGES, SLOTS);
+    printf("| p | flakes | goal met | adaptive makespan (T) | best fixed makespan (T) | adaptive "
+           "builds | best fixed builds | adaptive - best makespan, range | good rejected by "
+           "adaptive | best fixed was |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int flaky = 0; flaky <= 1; flaky++)
+        for (size_t pi = 0; pi < NP; pi++) {
+            unsigned met = 0, wins[NSTRAT] = {0};
+            double am = 0, bm = 0, ab = 0, bb = 0;
+            long long lo = 0, hi = 0;
+            int good_rejected = 0;
+            for (unsigned sd = 0; sd < n; sd++) {
+                bool bad[NCHANGES + 1];
+                outcome o[NSTRAT];
+                (void)workload(pi, flaky != 0, sd, bad, o);
+                int best = best_fixed(o);
+                met += goal_met(o, best);
+                wins[best]++;
+                am += (double)o[0].makespan;
+                bm += (double)o[best].makespan;
+                ab += (double)o[0].builds;
+                bb += (double)o[best].builds;
+                long long d = o[0].makespan - o[best].makespan;
+                lo = sd == 0 || d < lo ? d : lo;
+                hi = sd == 0 || d > hi ? d : hi;
+                good_rejected += o[0].good_rejected;
+            }
+            char who[256] = "";
+            size_t len = 0;
+            for (int k = 1; k < NSTRAT; k++)
+                if (wins[k] > 0 && len < sizeof(who))
+                    len += (size_t)snprintf(who + len, sizeof(who) - len, "%s%s %u",
+                                            len ? ", " : "", strats[k].name, wins[k]);
+            printf(
+                "| %.2f | %s | %u of %u | %.1f | %.1f | %.1f | %.1f | %+lld .. %+lld | %d | %s |\n",
+                ps[pi], flaky ? "5%" : "no", met, n, am / n, bm / n, ab / n, bb / n, lo, hi,
+                good_rejected, who);
+        }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--seeds") == 0) {
+        char *end = NULL;
+        unsigned long n = strtoul(argv[2], &end, 10);
+        if (*end != '\0' || n < 1 || n > 100000) {
+            (void)fprintf(stderr, "bench_gate: --seeds wants a count in [1, 100000]\n");
+            return 2;
+        }
+        seeds((unsigned)n);
+        return 0;
+    }
+    if (argc != 1) {
+        (void)fprintf(stderr, "usage: bench_gate [--seeds N]\n");
+        return 2;
+    }
+    table();
     return 0;
 }
