@@ -20,6 +20,7 @@
  */
 #include "scheduler.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,8 @@ typedef struct seg {
     cand_state state;
     unsigned attempts; /* builds started of the candidate */
     unsigned failures; /* of which failed */
+    bool presumed_bad; /* adaptive: failed, more likely bad than flaky */
+    bool skipped;      /* and the candidates behind it are built without it */
 } seg;
 
 typedef struct entry {
@@ -60,6 +63,14 @@ typedef struct entry {
 static const double decay = 0.98;
 static const double prior_n = 2.0;
 
+/*
+ * The flake rate: decayed counts of the failed and of all attempts of the
+ * candidates that passed in the end, plus a pessimistic prior (one build in
+ * ten fails spuriously) worth FLAKE_PRIOR_N builds.
+ */
+static const double flake_prior = 0.1;
+static const double flake_prior_n = 10.0;
+
 struct gate_sched {
     gate_sched_params p;
     long long *queue; /* queue[qhead .. qhead + qlen) */
@@ -74,7 +85,8 @@ struct gate_sched {
     long long tip; /* the candidate whose tree the tip is, 0 at first */
     unsigned running;
     double bad_w, all_w;
-    double shape_p, shape_n; /* the estimate the cached shape is for (0: none) */
+    double flaked_w, tried_w; /* the flake rate's counts */
+    double shape_p, shape_n;  /* the estimate the cached shape is for (0: none) */
     unsigned shape_batch, shape_depth;
     gate_sched_stats st;
 };
@@ -169,6 +181,42 @@ static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
     *depth = s->shape_depth;
 }
 
+static double flake_rate(const gate_sched *s)
+{
+    return (s->flaked_w + flake_prior * flake_prior_n) / (s->tried_w + flake_prior_n);
+}
+
+/*
+ * Adaptive: is single-change segment g, whose candidate failed, more likely
+ * bad than flaky?  A final failure is bad for good.  Otherwise, after k
+ * failures, bad against good-and-flaky-k-times: p against (1 - p) f^k.
+ * When it is, and the candidates built on it have failed too (one that
+ * passes shows it flaky), they are dropped and the window goes on without it
+ * while it is retried ("skipped"); if the retry passes, it lands and what
+ * was built without it is dropped.  Fixed strategies wait for the retry.
+ */
+static bool presume_bad(const gate_sched *s, const seg *g)
+{
+    KEEL_ASSERT(s != NULL && g != NULL);
+    if (s->p.strategy != GATE_STRATEGY_ADAPTIVE || g->n != 1 || g->failures == 0)
+        return false;
+    if (g->failures > s->p.retries)
+        return true;
+    double p = estimate(s);
+    return p > (1.0 - p) * pow(flake_rate(s), (double)g->failures);
+}
+
+/* Have all the candidates behind segment i (built on it) failed? */
+static bool behind_failed(const gate_sched *s, size_t i)
+{
+    for (size_t j = i + 1; j < s->nplan; j++) {
+        const seg *g = &s->plan[j];
+        if (g->cand != 0 && g->state != CAND_FAILED && g->state != CAND_RETRY)
+            return false;
+    }
+    return true;
+}
+
 static void observe(gate_sched *s, size_t n, bool bad)
 {
     for (size_t i = 0; i < n; i++) {
@@ -251,6 +299,8 @@ static void drop_candidate(gate_sched *s, seg *g)
     g->state = CAND_NONE;
     g->attempts = 0;
     g->failures = 0;
+    g->presumed_bad = false;
+    g->skipped = false;
 }
 
 /* Forget candidates and knowledge from segment i on. */
@@ -309,7 +359,10 @@ static void advance(gate_sched *s)
             f->blame = f->cand;
             f->cand = 0;
             f->state = CAND_NONE;
-            drop_from(s, 1);
+            if (!f->skipped)
+                drop_from(s, 1); /* those behind it contain it; not when they skip it */
+            f->presumed_bad = false;
+            f->skipped = false;
             continue;
         }
         if (f->cand == 0 && f->known_bad) {
@@ -445,6 +498,16 @@ keel_status gate_sched_next(gate_sched *s, gate_sched_build *out, bool *have)
     for (size_t i = 0; i < s->nplan; i++) {
         seg *g = &s->plan[i];
         if (g->cand != 0) {
+            if (g->presumed_bad && !g->skipped && !behind_failed(s, i))
+                return KEEL_OK; /* the candidates on it may still show it flaky */
+            if (g->presumed_bad && !g->skipped) {
+                drop_from(s, i + 1); /* they failed with it: build past it instead */
+                g->skipped = true;
+            }
+            if (g->skipped) {
+                live++;
+                continue;
+            }
             if (g->state == CAND_FAILED || g->state == CAND_RETRY)
                 return KEEL_OK; /* nothing useful stacks on a failure */
             base = g->cand;
@@ -501,12 +564,22 @@ keel_status gate_sched_result(gate_sched *s, long long candidate, bool passed)
             push(s, GATE_SCHED_FLAKY, g->cand, 0, NULL, 0);
             s->st.flaky++;
         }
+        if (g->skipped)
+            drop_from(s, i + 1); /* built without it: wrong now */
+        g->presumed_bad = false;
+        g->skipped = false;
         g->state = CAND_PASSED;
+        for (size_t k = 0; k < i; k++)
+            if (!s->plan[k].skipped)
+                s->plan[k].presumed_bad = false; /* it holds them and passed: they flaked */
+        s->flaked_w = s->flaked_w * decay + (double)g->failures;
+        s->tried_w = s->tried_w * decay + (double)g->attempts;
     } else {
         g->failures++;
         g->state = CAND_FAILED;
-        if (g->failures > s->p.retries)
+        if (!g->skipped && g->failures > s->p.retries)
             drop_from(s, i + 1); /* doomed: they contain this failure */
+        g->presumed_bad = presume_bad(s, g);
     }
     advance(s);
     return KEEL_OK;

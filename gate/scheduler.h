@@ -44,6 +44,12 @@
  * Flakes: a failed build is retried (same candidate, attempt + 1) up to
  * `retries` times once everything below it has landed, before anything is
  * blamed.  Fail-then-pass is a FLAKY decision and never rejects a change.
+ * Fixed strategies stack nothing new while a failure waits for its retry.
+ * Adaptive weighs a failed single change: when bad is likelier than flaky
+ * (the estimated p against (1 - p) f^k, f the flake rate it sees, k the
+ * failures) and the candidates built on it failed too, the window goes on
+ * without it during the retry; a retry that passes lands it and rebuilds
+ * what went on without it.
  *
  * Pointers in a gate_sched_build or gate_sched_decision stay valid until the
  * next call on the scheduler; copy what you keep.
