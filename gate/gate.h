@@ -60,7 +60,11 @@ typedef struct gate_run_stats {
     unsigned long long notify_failures;
 } gate_run_stats;
 
-/* The gatekeeper loop; `once`: return when the queue is empty. */
+/*
+ * The gatekeeper loop; `once`: return when the queue is empty.  While it
+ * runs it publishes the heap stats of every module to <state>.d/heaps.json
+ * (gate_heaps_publish, at most once a second), which `status` shows.
+ */
 KEEL_MUST_USE keel_status gate_run(gate *g, bool once, gate_run_stats *stats);
 
 /*
