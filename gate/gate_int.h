@@ -59,6 +59,8 @@ struct gate {
     gate_job_run **inflight;
     size_t ninflight, inflight_cap;
     gate_run_stats stats;
+    int stop_signal;    /* gate_request_stop's (atomic); 0: keep going */
+    bool stopping;      /* gate_run is stopping on request: results blame nothing */
     long long heaps_at; /* when the heap stats were last published (s) */
     bool heaps_warned;
 };

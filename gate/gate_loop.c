@@ -10,6 +10,11 @@
  * cancel a build.  A lost compare-and-swap (someone pushed to the target)
  * overwrites nothing: everything in flight is abandoned and rebuilt on the new
  * tip, exactly as after a restart.
+ *
+ * Stopping on request (gate_request_stop, a signal): no new work, the running
+ * jobs killed and their results kept from the candidates (a job killed by a
+ * shutdown says nothing about a change), then what was in flight goes back to
+ * the queue as a restart would put it.
  */
 #define _GNU_SOURCE      1
 #define KEEL_MODULE_NAME "gate"
@@ -41,6 +46,16 @@ static keel_status grow(void **arr, size_t *cap, size_t need, size_t elem)
         return KEEL_CONTEXT(s, "growing a table to %zu entries", ncap);
     *cap = ncap;
     return KEEL_OK;
+}
+
+void gate_request_stop(gate *g, int signo)
+{
+    __atomic_store_n(&g->stop_signal, signo != 0 ? signo : -1, __ATOMIC_RELEASE);
+}
+
+static bool stop_requested(const gate *g)
+{
+    return __atomic_load_n(&g->stop_signal, __ATOMIC_ACQUIRE) != 0;
 }
 
 /* Every module's heap stats for `status`: at most once a second unless `now`. */
@@ -390,7 +405,7 @@ static keel_status job_done(gate *g, gate_job_run *j)
             g->inflight[i] = g->inflight[--g->ninflight];
             break;
         }
-    bool stale = j->gen != g->gen;
+    bool stale = j->gen != g->gen || g->stopping;
     bool passed = j->result == GATE_EXEC_PASSED && j->error[0] == '\0';
     const char *result = j->error[0] != '\0' ? "failed" : gate_exec_result_name(j->result);
     if (j->error[0] != '\0') {
@@ -535,13 +550,13 @@ static keel_status pump(gate *g)
         progress = false;
         gate_sched_decision d;
         unsigned gen = g->gen;
-        while (keel_ok(s) && gen == g->gen && gate_sched_poll(g->sched, &d)) {
+        while (keel_ok(s) && gen == g->gen && !stop_requested(g) && gate_sched_poll(g->sched, &d)) {
             progress = true;
             s = decide(g, &d);
         }
         gate_sched_build b;
         bool have = false;
-        if (keel_ok(s))
+        if (keel_ok(s) && !stop_requested(g))
             s = gate_sched_next(g->sched, &b, &have);
         if (keel_ok(s) && have) {
             progress = true;
@@ -549,6 +564,25 @@ static keel_status pump(gate *g)
         }
     }
     return s;
+}
+
+/* Stopped on request: what was in flight goes back to the queue, as a restart would put it. */
+static keel_status requeue_in_flight(gate *g)
+{
+    keel_status s = gate_branch_head(g->repo, g->target, g->tip);
+    size_t requeued = 0;
+    if (keel_ok(s))
+        s = gate_store_recover(g->store, g->tip, now_s(), &requeued);
+    if (keel_ok(s)) {
+        char detail[64];
+        gate_fmt(detail, sizeof(detail), "{\"signal\":%d,\"requeued\":%zu}",
+                 __atomic_load_n(&g->stop_signal, __ATOMIC_ACQUIRE), requeued);
+        s = gate_store_event(g->store, now_s(), "stopped", 0, detail);
+    }
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "stopping: putting the changes in flight back in the queue");
+    gate_say(g, "stopped: %zu change(s) back in the queue; the next run resumes them\n", requeued);
+    return KEEL_OK;
 }
 
 keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
@@ -566,7 +600,7 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     if (keel_ok(s))
         gate_say(g, "gate: '%s' at %.12s, strategy %s, %u slots\n", g->target, g->tip,
                  gate_strategy_name(g->tip_cfg->strategy), gate_slots(g->tip_cfg));
-    while (keel_ok(s)) {
+    while (keel_ok(s) && !stop_requested(g)) {
         publish_heaps(g, false);
         unsigned gen = g->gen;
         s = sync_queue(g);
@@ -592,6 +626,11 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
             s = job_done(g, j);
     }
     /* on the way out: stop what runs, close what is open */
+    g->stopping = stop_requested(g);
+    if (g->stopping && g->pool != NULL)
+        gate_say(g,
+                 "stopping: no new work; %u running job(s) killed, to run again after a restart\n",
+                 gate_pool_outstanding(g->pool));
     if (g->pool != NULL) {
         cancel_jobs(g, NULL);
         while (gate_pool_outstanding(g->pool) > 0) {
@@ -605,10 +644,12 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     }
     for (size_t i = 0; i < g->ncands; i++) {
         gate_cand *c = g->cands[i];
-        if (keel_ok(s) && c->gen == g->gen)
+        if (keel_ok(s) && c->gen == g->gen && !g->stopping)
             s = close_cand(g, c, c->ever_failed ? "failed" : "abandoned");
         free_cand(c);
     }
+    if (keel_ok(s) && g->stopping)
+        s = requeue_in_flight(g);
     keel_heap_free(GATE_HEAP, g->cands);
     g->cands = NULL;
     g->ncands = g->cands_cap = 0;
@@ -624,6 +665,9 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     keel_heap_free(GATE_HEAP, g->inflight);
     g->inflight = NULL;
     g->ninflight = g->inflight_cap = 0;
+    g->stats.stop_signal = __atomic_load_n(&g->stop_signal, __ATOMIC_ACQUIRE);
+    g->stopping = false;
+    __atomic_store_n(&g->stop_signal, 0, __ATOMIC_RELEASE);
     publish_heaps(g, true);
     if (stats != NULL)
         *stats = g->stats;
