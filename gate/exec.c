@@ -8,7 +8,8 @@
  * behind in its group is killed too, so no job outlives its slot.
  *
  * The groups running are also in a table of atomics that gate_exec_kill_all
- * reads without a lock (a process exiting at once on a second signal).
+ * reads without a lock (a process exiting at once on a second signal, which
+ * first freezes every gate_exec_run so that no job it kills is reported).
  */
 #define _GNU_SOURCE 1
 #include "exec.h"
@@ -27,6 +28,12 @@
 enum { GRACE_MS = 2000, CHUNK = 16384, MAX_GROUPS = 512 };
 
 static pid_t groups[MAX_GROUPS]; /* running jobs' process groups; 0: a free slot */
+static int frozen;               /* gate_exec_freeze */
+
+void gate_exec_freeze(void)
+{
+    __atomic_store_n(&frozen, 1, __ATOMIC_SEQ_CST);
+}
 
 static void track_group(pid_t pgid)
 {
@@ -219,6 +226,8 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
     }
     (void)close(out_pipe[0]);
     untrack_group(pid); /* after the group's last kill */
+    while (__atomic_load_n(&frozen, __ATOMIC_SEQ_CST))
+        (void)pause(); /* the process is exiting: this job's end is nobody's result */
     out->elapsed_ms = now_ms() - start;
     if (out->log_truncated) {
         char note[128];

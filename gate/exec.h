@@ -54,4 +54,11 @@ const char *gate_exec_result_name(gate_exec_result r);
  */
 unsigned gate_exec_kill_all(int sig);
 
+/*
+ * For a process exiting at once: from now on gate_exec_run never returns
+ * (its caller would take a job killed on the way out for one that failed).
+ * Call it before gate_exec_kill_all.  One atomic store.
+ */
+void gate_exec_freeze(void);
+
 #endif /* KEEL_GATE_EXEC_H */

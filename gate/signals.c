@@ -78,6 +78,7 @@ static void *watch(void *arg)
             gate_request_stop(w->g, b);
             continue;
         }
+        gate_exec_freeze(); /* no job killed now may be taken for a failure */
         unsigned killed = gate_exec_kill_all(SIGKILL);
         (void)fprintf(w->err,
                       "keel-gate: %s again: exiting at once; %u job process group(s) killed; "
