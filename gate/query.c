@@ -29,6 +29,21 @@ static void json_change(FILE *f, const gate_change *c, bool first)
     (void)fprintf(f, "%s}", buf);
 }
 
+/* The number after "key": in [p, end), into *out; false when there is none. */
+static bool json_number(const char *p, const char *end, const char *key, unsigned long long *out)
+{
+    char pattern[48];
+    int n = snprintf(pattern, sizeof(pattern), "\"%s\":", key);
+    const char *at = strstr(p, pattern);
+    if (n <= 0 || at == NULL || at >= end)
+        return false;
+    const char *digits = at + n;
+    char *stop = NULL;
+    errno = 0;
+    *out = strtoull(digits, &stop, 10);
+    return stop != digits && errno == 0;
+}
+
 /*
  * The heap stats the last run published (<state>.d/heaps.json): "memory" in
  * JSON (null when none), a line per module heap in text.
@@ -45,12 +60,11 @@ static void print_memory(const gate *g, FILE *f, bool json)
         (void)fclose(in);
     }
     text[n] = '\0';
-    long pid = 0;
-    long long at = 0;
+    unsigned long long pid = 0, at = 0;
     const char *stats = strstr(text, ",\"stats\":{\"heaps\":[");
     /* whole (the run renames it into place) and ours */
     bool ok = n > 2 && n < sizeof(text) - 1 && text[n - 1] == '\n' && stats != NULL &&
-              sscanf(text, "{\"pid\":%ld,\"time\":%lld,", &pid, &at) == 2;
+              json_number(text, stats, "pid", &pid) && json_number(text, stats, "time", &at);
     bool running = ok && pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
     if (json) {
         if (!ok) {
@@ -65,20 +79,21 @@ static void print_memory(const gate *g, FILE *f, bool json)
         (void)fprintf(f, "memory: no run has published its heaps yet\n");
         return;
     }
-    (void)fprintf(f, "memory of the run (pid %ld, %s, %lld s ago), by module heap:\n", pid,
-                  running ? "running" : "ended", (long long)time(NULL) - at);
+    (void)fprintf(f, "memory of the run (pid %llu, %s, %lld s ago), by module heap:\n", pid,
+                  running ? "running" : "ended", (long long)time(NULL) - (long long)at);
     static const char entry[] = "{\"module\":\"";
     for (const char *p = strstr(stats, entry); p != NULL; p = strstr(p + 1, entry)) {
-        char name[64];
-        unsigned long long live, peak, blocks, allocs, frees, failures, quota;
-        if (sscanf(p,
-                   "{\"module\":\"%63[^\"]\",\"live_bytes\":%llu,\"peak_bytes\":%llu,"
-                   "\"live_blocks\":%llu,\"allocations\":%llu,\"frees\":%llu,\"failures\":%llu,"
-                   "\"quota\":%llu",
-                   name, &live, &peak, &blocks, &allocs, &frees, &failures, &quota) != 8)
+        const char *name = p + sizeof(entry) - 1;
+        const char *name_end = strchr(name, '"');
+        const char *end = strchr(p, '}');
+        unsigned long long live, peak, allocs, failures, quota;
+        if (name_end == NULL || end == NULL || !json_number(p, end, "live_bytes", &live) ||
+            !json_number(p, end, "peak_bytes", &peak) ||
+            !json_number(p, end, "allocations", &allocs) ||
+            !json_number(p, end, "failures", &failures) || !json_number(p, end, "quota", &quota))
             continue;
-        (void)fprintf(f, "  %-12s %11llu bytes live %11llu peak %9llu allocations %llu failures",
-                      name, live, peak, allocs, failures);
+        (void)fprintf(f, "  %-12.*s %11llu bytes live %11llu peak %9llu allocations %llu failures",
+                      (int)(name_end - name), name, live, peak, allocs, failures);
         if (quota > 0)
             (void)fprintf(f, ", quota %llu", quota);
         (void)fprintf(f, "\n");
