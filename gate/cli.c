@@ -18,6 +18,7 @@
 
 #include "gate.h"
 #include "git.h"
+#include "signals.h"
 
 enum cmd_bit {
     C_TRY = 1u << 0,
@@ -280,7 +281,11 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
     case C_RUN: {
         gate_run_stats st;
         memset(&st, 0, sizeof(st));
-        s = gate_run(g, opt_value(&p, "once") != NULL, &st);
+        gate_signals *sig = NULL; /* SIGINT, SIGTERM: stop gracefully; a second: at once */
+        s = gate_signals_start(g, err, &sig);
+        if (keel_ok(s))
+            s = gate_run(g, opt_value(&p, "once") != NULL, &st);
+        gate_signals_stop(sig);
         if (keel_ok(s) && o.out != NULL)
             (void)fprintf(out,
                           "summary: %llu landed, %llu rejected, %llu conflicts, %llu flaky, "

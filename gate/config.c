@@ -4,11 +4,15 @@
 #define _GNU_SOURCE 1
 #include "config.h"
 
+#include "heaps.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define CONFIG_HEAP KEEL_MODULE_REF(gate_config)
 
 static const char *const strategy_names[] = {"serial", "batch", "speculative", "speculative-batch",
                                              "adaptive"};
@@ -26,7 +30,7 @@ void gate_words_free(gate_words *w)
 {
     if (w == NULL)
         return;
-    free(w->words); /* the pointers and the text are one block */
+    keel_heap_free(CONFIG_HEAP, w->words); /* the pointers and the text are one block */
     w->words = NULL;
     w->n = 0;
 }
@@ -93,13 +97,15 @@ keel_status gate_words_split(const char *text, gate_words *out)
     if (!keel_ok(s))
         return s;
     size_t table = (n + 1) * sizeof(char *);
-    char **block = (char **)malloc(table + bytes + 1);
-    if (block == NULL)
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory splitting '%s'", text);
+    void *mem = NULL;
+    s = keel_heap_alloc(CONFIG_HEAP, table + bytes + 1, &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "splitting '%s'", text);
+    char **block = (char **)mem;
     char *chars = (char *)block + table;
     s = split_pass(text, &n, &bytes, chars, block);
     if (!keel_ok(s)) {
-        free(block);
+        keel_heap_free(CONFIG_HEAP, block);
         return s;
     }
     block[n] = NULL;
@@ -386,13 +392,18 @@ keel_status gate_config_parse(const char *text, size_t len, const char *origin, 
     *out = NULL;
     if (memchr(text, '\0', len) != NULL)
         return KEEL_ERR(KEEL_E_PARSE, "%s: contains a NUL byte", origin);
-    gate_config *c = (gate_config *)calloc(1, sizeof(*c));
-    char *copy = strndup(text, len);
-    if (c == NULL || copy == NULL) {
-        free(c);
-        free(copy);
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory reading %s", origin);
+    void *cmem = NULL, *tmem = NULL;
+    keel_status s = keel_heap_calloc(CONFIG_HEAP, 1, sizeof(gate_config), &cmem);
+    if (keel_ok(s))
+        s = keel_heap_alloc(CONFIG_HEAP, len + 1, &tmem);
+    if (!keel_ok(s)) {
+        keel_heap_free(CONFIG_HEAP, cmem);
+        return KEEL_CONTEXT(s, "reading %s", origin);
     }
+    gate_config *c = (gate_config *)cmem;
+    char *copy = (char *)tmem;
+    memcpy(copy, text, len);
+    copy[len] = '\0';
     (void)snprintf(c->target, sizeof(c->target), "main");
     c->strategy = GATE_STRATEGY_ADAPTIVE;
     c->max_batch = 8;
@@ -402,7 +413,6 @@ keel_status gate_config_parse(const char *text, size_t len, const char *origin, 
     memset(&st, 0, sizeof(st));
     st.origin = origin != NULL ? origin : "gate.conf";
     st.cfg = c;
-    keel_status s = KEEL_OK;
     char *p = copy;
     /* strtok_r would merge empty lines and lose line numbers: split by hand */
     while (keel_ok(s) && p != NULL) {
@@ -415,7 +425,7 @@ keel_status gate_config_parse(const char *text, size_t len, const char *origin, 
     }
     if (keel_ok(s))
         s = validate(&st);
-    free(copy);
+    keel_heap_free(CONFIG_HEAP, copy);
     if (!keel_ok(s)) {
         gate_config_free(c);
         return s;
@@ -434,5 +444,5 @@ void gate_config_free(gate_config *c)
         gate_words_free(&c->configs[i].test);
         gate_words_free(&c->configs[i].env);
     }
-    free(c);
+    keel_heap_free(CONFIG_HEAP, c);
 }

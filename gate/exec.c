@@ -6,6 +6,10 @@
  * limit, and watches the clock: at the timeout it sends SIGTERM to the group,
  * then SIGKILL after a grace period.  When the command exits, whatever it left
  * behind in its group is killed too, so no job outlives its slot.
+ *
+ * The groups running are also in a table of atomics that gate_exec_kill_all
+ * reads without a lock (a process exiting at once on a second signal, which
+ * first freezes every gate_exec_run so that no job it kills is reported).
  */
 #define _GNU_SOURCE 1
 #include "exec.h"
@@ -21,7 +25,46 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { GRACE_MS = 2000, CHUNK = 16384 };
+enum { GRACE_MS = 2000, CHUNK = 16384, MAX_GROUPS = 512 };
+
+static pid_t groups[MAX_GROUPS]; /* running jobs' process groups; 0: a free slot */
+static int frozen;               /* gate_exec_freeze */
+
+void gate_exec_freeze(void)
+{
+    __atomic_store_n(&frozen, 1, __ATOMIC_SEQ_CST);
+}
+
+static void track_group(pid_t pgid)
+{
+    for (size_t i = 0; i < MAX_GROUPS; i++) {
+        pid_t free_slot = 0;
+        if (__atomic_compare_exchange_n(&groups[i], &free_slot, pgid, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED))
+            return;
+    }
+    /* full: only gate_exec_kill_all misses this one */
+}
+
+static void untrack_group(pid_t pgid)
+{
+    for (size_t i = 0; i < MAX_GROUPS; i++)
+        if (__atomic_load_n(&groups[i], __ATOMIC_ACQUIRE) == pgid) {
+            __atomic_store_n(&groups[i], 0, __ATOMIC_RELEASE);
+            return;
+        }
+}
+
+unsigned gate_exec_kill_all(int sig)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < MAX_GROUPS; i++) {
+        pid_t pgid = __atomic_load_n(&groups[i], __ATOMIC_ACQUIRE);
+        if (pgid > 0 && kill(-pgid, sig) == 0)
+            n++;
+    }
+    return n;
+}
 
 static const char *const result_names[] = {"passed",  "failed",    "crashed",
                                            "timeout", "not-found", "cancelled"};
@@ -120,6 +163,7 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
     if (pid == 0)
         child(spec, out_pipe[1], err_pipe[1]);
     (void)setpgid(pid, pid); /* also in the parent: no race with kill(-pid) */
+    track_group(pid);
     (void)close(out_pipe[1]);
     (void)close(err_pipe[1]);
 
@@ -181,6 +225,9 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
         }
     }
     (void)close(out_pipe[0]);
+    untrack_group(pid); /* after the group's last kill */
+    while (__atomic_load_n(&frozen, __ATOMIC_SEQ_CST))
+        (void)pause(); /* the process is exiting: this job's end is nobody's result */
     out->elapsed_ms = now_ms() - start;
     if (out->log_truncated) {
         char note[128];

@@ -47,4 +47,18 @@ KEEL_MUST_USE keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_ou
 
 const char *gate_exec_result_name(gate_exec_result r);
 
+/*
+ * Send `sig` to the process group of every command gate_exec_run is running
+ * (in any thread); how many were sent.  Only atomic loads and kill(): a
+ * process may call it on its way out at once, from a signal handler even.
+ */
+unsigned gate_exec_kill_all(int sig);
+
+/*
+ * For a process exiting at once: from now on gate_exec_run never returns
+ * (its caller would take a job killed on the way out for one that failed).
+ * Call it before gate_exec_kill_all.  One atomic store.
+ */
+void gate_exec_freeze(void);
+
 #endif /* KEEL_GATE_EXEC_H */

@@ -106,13 +106,15 @@ keel_status gate_open(const gate_options *o, gate **out)
 {
     KEEL_ASSERT(o != NULL && out != NULL);
     *out = NULL;
-    gate *g = (gate *)calloc(1, sizeof(*g));
-    if (g == NULL)
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory opening the gate");
+    void *mem = NULL;
+    keel_status s = keel_heap_calloc(GATE_HEAP, 1, sizeof(gate), &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "opening the gate");
+    gate *g = (gate *)mem;
     g->out = o->out;
     g->poll_ms = o->poll_ms > 0 ? o->poll_ms : 1000;
     (void)snprintf(g->repo_path, sizeof(g->repo_path), "%s", o->repo != NULL ? o->repo : ".");
-    keel_status s = gate_repo_open(g->repo_path, &g->repo);
+    s = gate_repo_open(g->repo_path, &g->repo);
     if (keel_ok(s)) {
         if (o->target != NULL)
             (void)snprintf(g->target, sizeof(g->target), "%s", o->target);
@@ -153,7 +155,7 @@ void gate_close(gate *g)
         return;
     gate_store_close(g->store);
     gate_repo_close(g->repo);
-    free(g);
+    keel_heap_free(GATE_HEAP, g);
 }
 
 keel_status gate_submit(gate *g, const char *branch, int priority, long long *id)
@@ -199,7 +201,7 @@ keel_status gate_load_config(gate *g, const char *commit, gate_config **cfg)
         (void)snprintf(origin, sizeof(origin), "%.12s:.keel/gate.conf", commit);
         s = gate_config_parse(text, len, origin, cfg);
     }
-    free(text);
+    gate_file_free(text);
     return s;
 }
 
@@ -237,16 +239,16 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
         return KEEL_ERR(KEEL_E_INTERNAL, "no configuration for '%s'", branch);
     gate_say(g, "trying '%s' (%.12s) merged on '%s' (%.12s) as %.12s: %zu configurations\n", branch,
              head, g->target, tip, merge, cfg->nconfigs);
+    size_t njobs = cfg->nconfigs;
+    void *mem = NULL;
+    s = keel_heap_calloc(GATE_HEAP, njobs, sizeof(gate_job_run), &mem);
+    if (!keel_ok(s)) {
+        gate_config_free(cfg);
+        return KEEL_CONTEXT(s, "trying '%s': %zu jobs", branch, njobs);
+    }
+    gate_job_run *jobs = (gate_job_run *)mem;
     gate_pool *pool = NULL;
     s = gate_pool_new(gate_slots(cfg), &pool);
-    size_t njobs = cfg->nconfigs;
-    gate_job_run *jobs = (gate_job_run *)calloc(njobs, sizeof(gate_job_run));
-    if (jobs == NULL) {
-        gate_pool_delete(pool);
-        gate_config_free(cfg);
-        keel_status_ignore(s, "out of memory is the error to report");
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory for %zu jobs", njobs);
-    }
     for (size_t i = 0; keel_ok(s) && i < njobs; i++) {
         const gate_matrix_config *m = &cfg->configs[i];
         gate_job_run *j = &jobs[i];
@@ -284,7 +286,7 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
                  g->target);
     }
     gate_pool_delete(pool); /* every job came back: it frees none of them */
-    free(jobs);
+    keel_heap_free(GATE_HEAP, jobs);
     gate_config_free(cfg);
     return s;
 }

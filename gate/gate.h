@@ -58,10 +58,24 @@ typedef struct gate_run_stats {
     unsigned long long flakes;
     unsigned long long moved; /* compare-and-swaps lost to a concurrent push */
     unsigned long long notify_failures;
+    int stop_signal; /* nonzero: it stopped on gate_request_stop (the number it was given) */
 } gate_run_stats;
 
-/* The gatekeeper loop; `once`: return when the queue is empty. */
+/*
+ * The gatekeeper loop; `once`: return when the queue is empty.  While it
+ * runs it publishes the heap stats of every module to <state>.d/heaps.json
+ * (gate_heaps_publish, at most once a second), which `status` shows.
+ */
 KEEL_MUST_USE keel_status gate_run(gate *g, bool once, gate_run_stats *stats);
+
+/*
+ * Ask gate_run to stop (from any thread; one atomic store, so a signal
+ * handler may call it too): it starts no more work, kills the running jobs'
+ * process groups, records them as cancelled without blaming any change,
+ * puts every change in flight back in the queue (gate_store_recover) and
+ * returns KEEL_OK with stats->stop_signal = signo.  A later gate_run resumes.
+ */
+void gate_request_stop(gate *g, int signo);
 
 /*
  * Build and test `branch` merged onto the target's tip on the whole matrix,

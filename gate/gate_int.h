@@ -7,8 +7,12 @@
 #include "config.h"
 #include "gate.h"
 #include "git.h"
+#include "heaps.h"
 #include "pool.h"
 #include "scheduler.h"
+
+/* The gatekeeper's memory: module gate's heap (heaps.h). */
+#define GATE_HEAP KEEL_MODULE_REF(gate)
 
 /* A candidate as the gatekeeper knows it: the scheduler's, with what it was built from. */
 typedef struct gate_cand {
@@ -55,6 +59,10 @@ struct gate {
     gate_job_run **inflight;
     size_t ninflight, inflight_cap;
     gate_run_stats stats;
+    int stop_signal;    /* gate_request_stop's (atomic); 0: keep going */
+    bool stopping;      /* gate_run is stopping on request: results blame nothing */
+    long long heaps_at; /* when the heap stats were last published (s) */
+    bool heaps_warned;
 };
 
 void gate_fmt(char *buf, size_t size, const char *fmt, ...) KEEL_PRINTF(3, 4);

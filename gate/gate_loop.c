@@ -10,6 +10,11 @@
  * cancel a build.  A lost compare-and-swap (someone pushed to the target)
  * overwrites nothing: everything in flight is abandoned and rebuilt on the new
  * tip, exactly as after a restart.
+ *
+ * Stopping on request (gate_request_stop, a signal): no new work, the running
+ * jobs killed and their results kept from the candidates (a job killed by a
+ * shutdown says nothing about a change), then what was in flight goes back to
+ * the queue as a restart would put it.
  */
 #define _GNU_SOURCE      1
 #define KEEL_MODULE_NAME "gate"
@@ -36,12 +41,40 @@ static keel_status grow(void **arr, size_t *cap, size_t need, size_t elem)
     size_t ncap = *cap > 0 ? *cap * 2 : 16;
     while (ncap < need)
         ncap *= 2;
-    void *p = realloc(*arr, ncap * elem);
-    if (p == NULL)
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory growing a table to %zu entries", ncap);
-    *arr = p;
+    keel_status s = keel_heap_realloc(GATE_HEAP, arr, ncap * elem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "growing a table to %zu entries", ncap);
     *cap = ncap;
     return KEEL_OK;
+}
+
+void gate_request_stop(gate *g, int signo)
+{
+    __atomic_store_n(&g->stop_signal, signo != 0 ? signo : -1, __ATOMIC_RELEASE);
+}
+
+static bool stop_requested(const gate *g)
+{
+    return __atomic_load_n(&g->stop_signal, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* Every module's heap stats for `status`: at most once a second unless `now`. */
+static void publish_heaps(gate *g, bool now)
+{
+    long long t = now_s();
+    if (!now && t == g->heaps_at)
+        return;
+    g->heaps_at = t;
+    char path[GATE_PATH_MAX + 32];
+    gate_fmt(path, sizeof(path), "%s/heaps.json", g->work);
+    keel_status s = gate_heaps_publish(path);
+    if (keel_ok(s))
+        return;
+    if (!g->heaps_warned) {
+        g->heaps_warned = true;
+        gate_say(g, "warning: the heap stats are not published: %s\n", keel_status_message(s));
+    }
+    keel_status_free(s);
 }
 
 static gate_cand *find_cand(gate *g, long long sid)
@@ -89,8 +122,8 @@ static keel_status close_cand(gate *g, gate_cand *c, const char *result)
 static void free_cand(gate_cand *c)
 {
     gate_config_free(c->cfg);
-    free(c->changes);
-    free(c);
+    keel_heap_free(GATE_HEAP, c->changes);
+    keel_heap_free(GATE_HEAP, c);
 }
 
 /*
@@ -138,11 +171,13 @@ static keel_status restart(gate *g)
 /* New submissions go to the scheduler; changes cancelled in the store leave it. */
 static keel_status sync_queue(gate *g)
 {
-    gate_change *q = (gate_change *)malloc(QUEUE_MAX * sizeof(*q));
-    if (q == NULL)
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory reading the queue");
+    void *mem = NULL;
+    keel_status s = keel_heap_alloc(GATE_HEAP, QUEUE_MAX * sizeof(gate_change), &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "reading the queue");
+    gate_change *q = (gate_change *)mem;
     size_t n = 0;
-    keel_status s = gate_store_queued(g->store, g->target, now_s(), AGING_S, q, QUEUE_MAX, &n);
+    s = gate_store_queued(g->store, g->target, now_s(), AGING_S, q, QUEUE_MAX, &n);
     for (size_t i = 0; keel_ok(s) && i < n; i++) {
         if (is_active(g, q[i].id))
             continue;
@@ -167,7 +202,7 @@ static keel_status sync_queue(gate *g)
         }
         i++;
     }
-    free(q);
+    keel_heap_free(GATE_HEAP, q);
     return s;
 }
 
@@ -242,9 +277,11 @@ static keel_status start_job(gate *g, gate_cand *c, const gate_matrix_config *m)
         s = grow((void **)&g->inflight, &g->inflight_cap, g->ninflight + 1, sizeof(void *));
     if (!keel_ok(s))
         return s;
-    gate_job_run *j = (gate_job_run *)calloc(1, sizeof(*j));
-    if (j == NULL)
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory for a job");
+    void *mem = NULL;
+    s = keel_heap_calloc(GATE_HEAP, 1, sizeof(gate_job_run), &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "starting job %lld", jid);
+    gate_job_run *j = (gate_job_run *)mem;
     j->job_id = jid;
     j->cand = c->sid;
     j->attempt = c->attempt;
@@ -275,25 +312,27 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
             return KEEL_ERR(KEEL_E_INTERNAL, "a retry of unknown candidate %lld", b->candidate);
     } else {
         s = grow((void **)&g->cands, &g->cands_cap, g->ncands + 1, sizeof(void *));
-        if (keel_ok(s)) {
-            c = (gate_cand *)calloc(1, sizeof(*c));
-            if (c != NULL)
-                c->changes = (long long *)malloc(b->n * sizeof(long long));
-            if (c == NULL || c->changes == NULL) {
-                free(c);
-                return KEEL_ERR(KEEL_E_NOMEM, "out of memory for a candidate");
-            }
-            g->cands[g->ncands++] = c;
-            c->sid = b->candidate;
-            c->gen = g->gen;
-            c->n = b->n;
-            memcpy(c->changes, b->changes, b->n * sizeof(long long));
-            const gate_cand *base = b->base != 0 ? find_cand(g, b->base) : NULL;
-            if (b->base != 0 && base == NULL)
-                return KEEL_ERR(KEEL_E_INTERNAL, "candidate %lld stacks on unknown %lld",
-                                b->candidate, b->base);
-            (void)snprintf(c->base, sizeof(c->base), "%s", base != NULL ? base->merge : g->tip);
+        void *cmem = NULL, *chmem = NULL;
+        if (keel_ok(s))
+            s = keel_heap_calloc(GATE_HEAP, 1, sizeof(gate_cand), &cmem);
+        if (keel_ok(s))
+            s = keel_heap_calloc(GATE_HEAP, b->n, sizeof(long long), &chmem);
+        if (!keel_ok(s)) {
+            keel_heap_free(GATE_HEAP, cmem);
+            return KEEL_CONTEXT(s, "building candidate %lld", b->candidate);
         }
+        c = (gate_cand *)cmem;
+        c->changes = (long long *)chmem;
+        g->cands[g->ncands++] = c;
+        c->sid = b->candidate;
+        c->gen = g->gen;
+        c->n = b->n;
+        memcpy(c->changes, b->changes, b->n * sizeof(long long));
+        const gate_cand *base = b->base != 0 ? find_cand(g, b->base) : NULL;
+        if (b->base != 0 && base == NULL)
+            return KEEL_ERR(KEEL_E_INTERNAL, "candidate %lld stacks on unknown %lld", b->candidate,
+                            b->base);
+        (void)snprintf(c->base, sizeof(c->base), "%s", base != NULL ? base->merge : g->tip);
     }
     if (!keel_ok(s))
         return s;
@@ -301,13 +340,16 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
     c->failed_now = false;
     c->failures[0] = '\0';
     if (b->attempt == 1) {
-        const char **heads = (const char **)calloc(c->n, sizeof(char *));
-        gate_change *ch = (gate_change *)calloc(c->n, sizeof(gate_change));
-        if (heads == NULL || ch == NULL) {
-            free(heads);
-            free(ch);
-            return KEEL_ERR(KEEL_E_NOMEM, "out of memory merging candidate %lld", c->sid);
+        void *hmem = NULL, *chmem = NULL;
+        s = keel_heap_calloc(GATE_HEAP, c->n, sizeof(char *), &hmem);
+        if (keel_ok(s))
+            s = keel_heap_calloc(GATE_HEAP, c->n, sizeof(gate_change), &chmem);
+        if (!keel_ok(s)) {
+            keel_heap_free(GATE_HEAP, hmem);
+            return KEEL_CONTEXT(s, "merging candidate %lld", c->sid);
         }
+        const char **heads = (const char **)hmem;
+        gate_change *ch = (gate_change *)chmem;
         for (size_t i = 0; keel_ok(s) && i < c->n; i++) {
             s = gate_store_get(g->store, c->changes[i], &ch[i]);
             heads[i] = ch[i].head;
@@ -317,8 +359,8 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
                                              now_s(), &c->store_id);
         if (keel_ok(s))
             s = gate_merge(g->repo, c->base, heads, c->n, c->merge);
-        free(heads);
-        free(ch);
+        keel_heap_free(GATE_HEAP, heads);
+        keel_heap_free(GATE_HEAP, ch);
         if (keel_status_is(s, &gate_codes, GATE_E_CONFLICT))
             return merge_conflict(g, c, s);
         if (keel_ok(s))
@@ -363,7 +405,7 @@ static keel_status job_done(gate *g, gate_job_run *j)
             g->inflight[i] = g->inflight[--g->ninflight];
             break;
         }
-    bool stale = j->gen != g->gen;
+    bool stale = j->gen != g->gen || g->stopping;
     bool passed = j->result == GATE_EXEC_PASSED && j->error[0] == '\0';
     const char *result = j->error[0] != '\0' ? "failed" : gate_exec_result_name(j->result);
     if (j->error[0] != '\0') {
@@ -403,7 +445,7 @@ static keel_status job_done(gate *g, gate_job_run *j)
             s = gate_sched_result(g->sched, c->sid, !c->failed_now);
         }
     }
-    free(j);
+    keel_heap_free(GATE_HEAP, j);
     return s;
 }
 
@@ -508,13 +550,13 @@ static keel_status pump(gate *g)
         progress = false;
         gate_sched_decision d;
         unsigned gen = g->gen;
-        while (keel_ok(s) && gen == g->gen && gate_sched_poll(g->sched, &d)) {
+        while (keel_ok(s) && gen == g->gen && !stop_requested(g) && gate_sched_poll(g->sched, &d)) {
             progress = true;
             s = decide(g, &d);
         }
         gate_sched_build b;
         bool have = false;
-        if (keel_ok(s))
+        if (keel_ok(s) && !stop_requested(g))
             s = gate_sched_next(g->sched, &b, &have);
         if (keel_ok(s) && have) {
             progress = true;
@@ -522,6 +564,25 @@ static keel_status pump(gate *g)
         }
     }
     return s;
+}
+
+/* Stopped on request: what was in flight goes back to the queue, as a restart would put it. */
+static keel_status requeue_in_flight(gate *g)
+{
+    keel_status s = gate_branch_head(g->repo, g->target, g->tip);
+    size_t requeued = 0;
+    if (keel_ok(s))
+        s = gate_store_recover(g->store, g->tip, now_s(), &requeued);
+    if (keel_ok(s)) {
+        char detail[64];
+        gate_fmt(detail, sizeof(detail), "{\"signal\":%d,\"requeued\":%zu}",
+                 __atomic_load_n(&g->stop_signal, __ATOMIC_ACQUIRE), requeued);
+        s = gate_store_event(g->store, now_s(), "stopped", 0, detail);
+    }
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "stopping: putting the changes in flight back in the queue");
+    gate_say(g, "stopped: %zu change(s) back in the queue; the next run resumes them\n", requeued);
+    return KEEL_OK;
 }
 
 keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
@@ -539,7 +600,8 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     if (keel_ok(s))
         gate_say(g, "gate: '%s' at %.12s, strategy %s, %u slots\n", g->target, g->tip,
                  gate_strategy_name(g->tip_cfg->strategy), gate_slots(g->tip_cfg));
-    while (keel_ok(s)) {
+    while (keel_ok(s) && !stop_requested(g)) {
+        publish_heaps(g, false);
         unsigned gen = g->gen;
         s = sync_queue(g);
         if (keel_ok(s))
@@ -564,6 +626,11 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
             s = job_done(g, j);
     }
     /* on the way out: stop what runs, close what is open */
+    g->stopping = stop_requested(g);
+    if (g->stopping && g->pool != NULL)
+        gate_say(g,
+                 "stopping: no new work; %u running job(s) killed, to run again after a restart\n",
+                 gate_pool_outstanding(g->pool));
     if (g->pool != NULL) {
         cancel_jobs(g, NULL);
         while (gate_pool_outstanding(g->pool) > 0) {
@@ -577,11 +644,13 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     }
     for (size_t i = 0; i < g->ncands; i++) {
         gate_cand *c = g->cands[i];
-        if (keel_ok(s) && c->gen == g->gen)
+        if (keel_ok(s) && c->gen == g->gen && !g->stopping)
             s = close_cand(g, c, c->ever_failed ? "failed" : "abandoned");
         free_cand(c);
     }
-    free(g->cands);
+    if (keel_ok(s) && g->stopping)
+        s = requeue_in_flight(g);
+    keel_heap_free(GATE_HEAP, g->cands);
     g->cands = NULL;
     g->ncands = g->cands_cap = 0;
     gate_pool_delete(g->pool);
@@ -590,12 +659,16 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     g->sched = NULL;
     gate_config_free(g->tip_cfg);
     g->tip_cfg = NULL;
-    free(g->active);
+    keel_heap_free(GATE_HEAP, g->active);
     g->active = NULL;
     g->nactive = g->active_cap = 0;
-    free(g->inflight);
+    keel_heap_free(GATE_HEAP, g->inflight);
     g->inflight = NULL;
     g->ninflight = g->inflight_cap = 0;
+    g->stats.stop_signal = __atomic_load_n(&g->stop_signal, __ATOMIC_ACQUIRE);
+    g->stopping = false;
+    __atomic_store_n(&g->stop_signal, 0, __ATOMIC_RELEASE);
+    publish_heaps(g, true);
     if (stats != NULL)
         *stats = g->stats;
     return s;

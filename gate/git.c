@@ -1,23 +1,30 @@
 /*
  * git.c - keel-gate's git operations on libgit2.
+ *
+ * Every use of libgit2 holds a reference on it (git_libgit2_init): a
+ * repository for its lifetime, a branch-name check for its call.  So none is
+ * left when the last repository closes, and gate_git's exit can shut libgit2
+ * down and take its memory back off the module's heap (heaps.h).
  */
 #define _GNU_SOURCE 1
 #include "git.h"
 
+#include "heaps.h"
+
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <git2.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 KEEL_CODESPACE_DEFINE(gate_codes, "gate", GATE_CODES)
 
+#define GIT_HEAP KEEL_MODULE_REF(gate_git)
+
 struct gate_repo {
     git_repository *repo;
-    char *path;
+    char *path; /* in the same block */
 };
 
 /* libgit2's last error as a keel status. */
@@ -31,36 +38,52 @@ static keel_status lg2_error(int rc, const char *fmt, ...)
     (void)vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
     const git_error *e = git_error_last();
+    if (e != NULL && e->klass == GIT_ERROR_NOMEMORY) {
+        keel_status heap = gate_heaps_take_failure(); /* which heap, and why */
+        if (!keel_ok(heap))
+            return keel_status_with_int(KEEL_CONTEXT(heap, "%s", what), "git_error", rc);
+    }
     return keel_status_with_int(
         KEEL_ERR(KEEL_E_IO, "%s: %s", what,
                  e != NULL && e->message != NULL ? e->message : "libgit2 error"),
         "git_error", rc);
 }
 
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static void init_libgit2(void)
+/* A reference on libgit2 (see the top of the file). */
+static keel_status libgit2_hold(void)
 {
-    (void)git_libgit2_init(); /* process-wide, never shut down */
+    if (git_libgit2_init() < 0)
+        return KEEL_ERR(KEEL_E_IO, "cannot initialise libgit2");
+    return KEEL_OK;
+}
+
+static void libgit2_release(void)
+{
+    (void)git_libgit2_shutdown(); /* the users left: none is an error */
 }
 
 keel_status gate_repo_open(const char *path, gate_repo **out)
 {
     KEEL_ASSERT(path != NULL && out != NULL);
     *out = NULL;
-    (void)pthread_once(&init_once, init_libgit2);
-    gate_repo *r = (gate_repo *)calloc(1, sizeof(*r));
-    if (r == NULL)
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory opening repository '%s'", path);
+    void *mem = NULL;
+    char *copy = NULL;
+    keel_status s = gate_heaps_alloc_named(GIT_HEAP, sizeof(gate_repo), path, &mem, &copy);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "opening repository '%s'", path);
+    gate_repo *r = (gate_repo *)mem;
+    r->path = copy;
+    s = libgit2_hold();
+    if (!keel_ok(s)) {
+        keel_heap_free(GIT_HEAP, r);
+        return s;
+    }
     int rc = git_repository_open_ext(&r->repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
     if (rc != 0) {
-        free(r);
-        return keel_status_with_str(lg2_error(rc, "cannot open repository '%s'", path),
-                                    "repository", path);
-    }
-    r->path = strdup(path);
-    if (r->path == NULL) {
+        s = keel_status_with_str(lg2_error(rc, "cannot open repository '%s'", path), "repository",
+                                 path);
         gate_repo_close(r);
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory opening repository '%s'", path);
+        return s;
     }
     *out = r;
     return KEEL_OK;
@@ -71,13 +94,12 @@ void gate_repo_close(gate_repo *r)
     if (r == NULL)
         return;
     git_repository_free(r->repo);
-    free(r->path);
-    free(r);
+    keel_heap_free(GIT_HEAP, r); /* its path too: one block */
+    libgit2_release();
 }
 
 keel_status gate_branch_check(const char *branch)
 {
-    (void)pthread_once(&init_once, init_libgit2);
     /*
      * Stricter than git: only characters that mean nothing to a shell, so a
      * name can appear in logs, hooks and mail without quoting surprises.
@@ -94,8 +116,16 @@ keel_status gate_branch_check(const char *branch)
                 "branch", branch);
     }
     int valid = 0;
-    if (branch == NULL || git_branch_name_is_valid(&valid, branch) != 0 || !valid ||
-        strncmp(branch, "refs/", 5) == 0)
+    keel_status s = libgit2_hold();
+    if (!keel_ok(s))
+        return s;
+    int rc = branch != NULL ? git_branch_name_is_valid(&valid, branch) : 0;
+    if (rc != 0)
+        s = lg2_error(rc, "cannot check the branch name '%s'", branch);
+    libgit2_release();
+    if (!keel_ok(s))
+        return s;
+    if (branch == NULL || !valid || strncmp(branch, "refs/", 5) == 0)
         return keel_status_with_str(KEEL_ERR_IN(&gate_codes, GATE_E_BAD_REF,
                                                 "'%s' is not a valid branch name",
                                                 branch != NULL ? branch : "(null)"),
@@ -291,10 +321,12 @@ keel_status gate_read_file(gate_repo *r, const char *commit, const char *path, c
         s = lg2_error(rc, "cannot read '%s'", path);
     if (keel_ok(s)) {
         size_t size = (size_t)git_blob_rawsize(blob);
-        char *copy = (char *)malloc(size + 1);
-        if (copy == NULL) {
-            s = KEEL_ERR(KEEL_E_NOMEM, "out of memory reading '%s'", path);
+        void *mem = NULL;
+        s = keel_heap_alloc(GIT_HEAP, size + 1, &mem);
+        if (!keel_ok(s)) {
+            s = KEEL_CONTEXT(s, "reading '%s'", path);
         } else {
+            char *copy = (char *)mem;
             memcpy(copy, git_blob_rawcontent(blob), size);
             copy[size] = '\0';
             *data = copy;
@@ -305,6 +337,11 @@ keel_status gate_read_file(gate_repo *r, const char *commit, const char *path, c
     git_tree_entry_free(entry);
     git_tree_free(tree);
     return s;
+}
+
+void gate_file_free(char *data)
+{
+    keel_heap_free(GIT_HEAP, data);
 }
 
 keel_status gate_branch_cas(gate_repo *r, const char *branch, const char *expected,

@@ -53,9 +53,13 @@ KEEL_MUST_USE keel_status gate_merge(gate_repo *r, const char *base, const char 
 /* Write the tree of `commit` into the empty or absent directory `dir`. */
 KEEL_MUST_USE keel_status gate_checkout(gate_repo *r, const char *commit, const char *dir);
 
-/* The content of `path` in the tree of `commit` (malloc'd, NUL-terminated; *len without the NUL). */
+/*
+ * The content of `path` in the tree of `commit` (NUL-terminated; *len without
+ * the NUL), on module gate_git's heap: give it back with gate_file_free.
+ */
 KEEL_MUST_USE keel_status gate_read_file(gate_repo *r, const char *commit, const char *path,
                                          char **data, size_t *len);
+void gate_file_free(char *data);
 
 /*
  * Move `branch` from `expected` to `next` only if it still points at

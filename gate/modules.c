@@ -2,9 +2,11 @@
  * modules.c - keel-gate's parts as keel modules, each with a power-on self
  * test that exercises the real code on something small: the configuration
  * parser, the store (an in-memory database), the git layer's name checks, the
- * job runner (/bin/true in its own process group) and the scheduler.  main()
- * starts them with keel_modules_start(); KEEL_OPTIONS='module.post=none'
- * skips the tests.
+ * job runner (/bin/true in its own process group) and the scheduler; and the
+ * gatekeeper, `gate`, on top of them all.  main() starts them with
+ * keel_modules_start(); KEEL_OPTIONS='module.post=none' skips the tests.
+ * Each part's memory is on its module's heap (heaps.h): gate_store's init
+ * puts SQLite there, gate_git's libgit2, and their exits take them back.
  */
 #define _GNU_SOURCE      1
 #define KEEL_MODULE_NAME "gate"
@@ -14,6 +16,7 @@
 #include "exec.h"
 #include "gate.h"
 #include "git.h"
+#include "heaps.h"
 #include "scheduler.h"
 #include "store.h"
 
@@ -116,12 +119,18 @@ static const keel_post exec_posts[] = {
     {"true", post_exec_true}, {"lock_checker", post_lock_checker}, {NULL, NULL}};
 static const keel_post sched_posts[] = {{"lands", post_sched_lands}, {NULL, NULL}};
 static const char *const sched_deps[] = {"gate_config", NULL};
+static const char *const gate_deps[] = {"gate_config", "gate_store", "gate_git",
+                                        "gate_exec",   "gate_sched", NULL};
 
 KEEL_MODULE(gate_config, "1.0", NULL, NULL, NULL, config_posts);
-KEEL_MODULE(gate_store, "1.0", NULL, NULL, NULL, store_posts);
-KEEL_MODULE(gate_git, "1.0", NULL, NULL, NULL, git_posts);
+KEEL_MODULE(gate_store, "1.0", gate_heaps_sqlite_install, gate_heaps_sqlite_remove, NULL,
+            store_posts);
+KEEL_MODULE(gate_git, "1.0", gate_heaps_libgit2_install, gate_heaps_libgit2_remove, NULL,
+            git_posts);
 KEEL_MODULE(gate_exec, "1.0", NULL, NULL, NULL, exec_posts);
 KEEL_MODULE(gate_sched, "1.0", NULL, NULL, sched_deps, sched_posts);
+/* the gatekeeper: its POST is the others' (a whole run needs a repository) */
+KEEL_MODULE(gate, "1.0", NULL, NULL, gate_deps, NULL);
 
 void gate_modules_link(void)
 {

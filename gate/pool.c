@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heaps.h"
 #include "ranks.h"
 
 enum { MAX_SLOTS = 256, LOG_LIMIT = 8u << 20 };
@@ -142,13 +143,14 @@ keel_status gate_pool_new(unsigned slots, gate_pool **out)
     if (slots == 0 || slots > MAX_SLOTS)
         return KEEL_ERR(KEEL_E_INVAL, "executor slots %u out of range [1, %d]", slots,
                         (int)MAX_SLOTS);
-    gate_pool *p = (gate_pool *)calloc(1, sizeof(*p));
-    if (p == NULL)
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory for the executor");
+    void *mem = NULL;
+    keel_status s = keel_heap_calloc(KEEL_MODULE_REF(gate_exec), 1, sizeof(gate_pool), &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "starting the executor");
+    gate_pool *p = (gate_pool *)mem;
     keel_mutex_init(&p->lock, "gate.pool", GATE_RANK_POOL);
     keel_cond_init(&p->work);
     keel_cond_init(&p->done);
-    keel_status s = KEEL_OK;
     for (unsigned i = 0; i < slots && keel_ok(s); i++) {
         s = keel_thread_create(&p->threads[i], "gate-job", NULL, worker, p);
         if (keel_ok(s))
@@ -181,7 +183,7 @@ void gate_pool_delete(gate_pool *p)
     keel_cond_destroy(&p->work);
     keel_cond_destroy(&p->done);
     keel_mutex_destroy(&p->lock);
-    free(p);
+    keel_heap_free(KEEL_MODULE_REF(gate_exec), p);
 }
 
 void gate_pool_submit(gate_pool *p, gate_job_run *j)

@@ -2,10 +2,12 @@
  * query.c - keel-gate's read-only commands: status (text or JSON) and log.
  */
 #define _GNU_SOURCE 1
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <string.h>
+#include <time.h>
 
 #include "gate_int.h"
 #include "store.h"
@@ -27,6 +29,77 @@ static void json_change(FILE *f, const gate_change *c, bool first)
     (void)fprintf(f, "%s}", buf);
 }
 
+/* The number after "key": in [p, end), into *out; false when there is none. */
+static bool json_number(const char *p, const char *end, const char *key, unsigned long long *out)
+{
+    char pattern[48];
+    int n = snprintf(pattern, sizeof(pattern), "\"%s\":", key);
+    const char *at = strstr(p, pattern);
+    if (n <= 0 || at == NULL || at >= end)
+        return false;
+    const char *digits = at + n;
+    char *stop = NULL;
+    errno = 0;
+    *out = strtoull(digits, &stop, 10);
+    return stop != digits && errno == 0;
+}
+
+/*
+ * The heap stats the last run published (<state>.d/heaps.json): "memory" in
+ * JSON (null when none), a line per module heap in text.
+ */
+static void print_memory(const gate *g, FILE *f, bool json)
+{
+    char path[GATE_PATH_MAX + 32];
+    gate_fmt(path, sizeof(path), "%s/heaps.json", g->work);
+    char text[32768];
+    size_t n = 0;
+    FILE *in = fopen(path, "r");
+    if (in != NULL) {
+        n = fread(text, 1, sizeof(text) - 1, in);
+        (void)fclose(in);
+    }
+    text[n] = '\0';
+    unsigned long long pid = 0, at = 0;
+    const char *stats = strstr(text, ",\"stats\":{\"heaps\":[");
+    /* whole (the run renames it into place) and ours */
+    bool ok = n > 2 && n < sizeof(text) - 1 && text[n - 1] == '\n' && stats != NULL &&
+              json_number(text, stats, "pid", &pid) && json_number(text, stats, "time", &at);
+    bool running = ok && pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+    if (json) {
+        if (!ok) {
+            (void)fprintf(f, ",\"memory\":null");
+            return;
+        }
+        text[n - 1] = '\0';
+        (void)fprintf(f, ",\"memory\":{\"running\":%s,%s", running ? "true" : "false", text + 1);
+        return;
+    }
+    if (!ok) {
+        (void)fprintf(f, "memory: no run has published its heaps yet\n");
+        return;
+    }
+    (void)fprintf(f, "memory of the run (pid %llu, %s, %lld s ago), by module heap:\n", pid,
+                  running ? "running" : "ended", (long long)time(NULL) - (long long)at);
+    static const char entry[] = "{\"module\":\"";
+    for (const char *p = strstr(stats, entry); p != NULL; p = strstr(p + 1, entry)) {
+        const char *name = p + sizeof(entry) - 1;
+        const char *name_end = strchr(name, '"');
+        const char *end = strchr(p, '}');
+        unsigned long long live, peak, allocs, failures, quota;
+        if (name_end == NULL || end == NULL || !json_number(p, end, "live_bytes", &live) ||
+            !json_number(p, end, "peak_bytes", &peak) ||
+            !json_number(p, end, "allocations", &allocs) ||
+            !json_number(p, end, "failures", &failures) || !json_number(p, end, "quota", &quota))
+            continue;
+        (void)fprintf(f, "  %-12.*s %11llu bytes live %11llu peak %9llu allocations %llu failures",
+                      (int)(name_end - name), name, live, peak, allocs, failures);
+        if (quota > 0)
+            (void)fprintf(f, ", quota %llu", quota);
+        (void)fprintf(f, "\n");
+    }
+}
+
 static keel_status list(gate *g, int state, gate_change *out, size_t max, size_t *n)
 {
     return gate_store_changes(g->store, state, out, max, n);
@@ -35,15 +108,18 @@ static keel_status list(gate *g, int state, gate_change *out, size_t max, size_t
 keel_status gate_status(gate *g, FILE *f, bool json)
 {
     KEEL_ASSERT(g != NULL && f != NULL);
-    gate_change *buf = (gate_change *)calloc(LIST_MAX, sizeof(*buf));
-    gate_job *jobs = (gate_job *)calloc(JOBS_MAX, sizeof(*jobs));
-    if (buf == NULL || jobs == NULL) {
-        free(buf);
-        free(jobs);
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory reading the status");
+    void *bmem = NULL, *jmem = NULL;
+    keel_status s = keel_heap_calloc(GATE_HEAP, LIST_MAX, sizeof(gate_change), &bmem);
+    if (keel_ok(s))
+        s = keel_heap_calloc(GATE_HEAP, JOBS_MAX, sizeof(gate_job), &jmem);
+    if (!keel_ok(s)) {
+        keel_heap_free(GATE_HEAP, bmem);
+        return KEEL_CONTEXT(s, "reading the status");
     }
+    gate_change *buf = (gate_change *)bmem;
+    gate_job *jobs = (gate_job *)jmem;
     char tip[GATE_HEX] = "";
-    keel_status s = gate_branch_head(g->repo, g->target, tip);
+    s = gate_branch_head(g->repo, g->target, tip);
     long long builds = 0;
     if (keel_ok(s))
         s = gate_store_count_builds(g->store, &builds);
@@ -53,8 +129,8 @@ keel_status gate_status(gate *g, FILE *f, bool json)
     if (keel_ok(s))
         s = gate_store_jobs(g->store, 0, jobs, JOBS_MAX, &njobs);
     if (!keel_ok(s)) {
-        free(buf);
-        free(jobs);
+        keel_heap_free(GATE_HEAP, buf);
+        keel_heap_free(GATE_HEAP, jobs);
         return s;
     }
     static const gate_change_state sections[] = {GATE_CHANGE_TESTING, GATE_CHANGE_LANDED,
@@ -101,16 +177,19 @@ keel_status gate_status(gate *g, FILE *f, bool json)
                               "\"attempt\":%d,\"started_at\":%lld}",
                               i == 0 ? "" : ",", jobs[i].id, jobs[i].candidate, jobs[i].config,
                               jobs[i].attempt, jobs[i].started_at);
-            (void)fprintf(f, "]}\n");
+            (void)fprintf(f, "]");
+            print_memory(g, f, true);
+            (void)fprintf(f, "}\n");
         } else {
             (void)fprintf(f, "running jobs (%zu):\n", njobs);
             for (size_t i = 0; i < njobs; i++)
                 (void)fprintf(f, "  job %lld: candidate %lld '%s' attempt %d\n", jobs[i].id,
                               jobs[i].candidate, jobs[i].config, jobs[i].attempt);
+            print_memory(g, f, false);
         }
     }
-    free(buf);
-    free(jobs);
+    keel_heap_free(GATE_HEAP, buf);
+    keel_heap_free(GATE_HEAP, jobs);
     return s;
 }
 
@@ -121,9 +200,11 @@ keel_status gate_log(gate *g, long long id, FILE *f)
     keel_status s = gate_store_get(g->store, id, &c);
     if (!keel_ok(s))
         return s;
-    gate_job *jobs = (gate_job *)calloc(JOBS_MAX, sizeof(*jobs));
-    if (jobs == NULL)
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory reading the jobs of change %lld", id);
+    void *mem = NULL;
+    s = keel_heap_calloc(GATE_HEAP, JOBS_MAX, sizeof(gate_job), &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "reading the jobs of change %lld", id);
+    gate_job *jobs = (gate_job *)mem;
     size_t n = 0;
     s = gate_store_jobs(g->store, id, jobs, JOBS_MAX, &n);
     if (keel_ok(s)) {
@@ -146,6 +227,6 @@ keel_status gate_log(gate *g, long long id, FILE *f)
             (void)fclose(in);
         }
     }
-    free(jobs);
+    keel_heap_free(GATE_HEAP, jobs);
     return s;
 }

@@ -4,14 +4,18 @@
 #define _GNU_SOURCE 1
 #include "store.h"
 
+#include "heaps.h"
+
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define STORE_HEAP KEEL_MODULE_REF(gate_store)
+
 struct gate_store {
     sqlite3 *db;
-    char *path;
+    char *path; /* in the same block */
 };
 
 static const char *const state_names[] = {"queued",   "testing",  "landed",
@@ -34,6 +38,14 @@ static int state_from_name(const char *name)
 /* An error from SQLite, naming the store and what was being done. */
 static keel_status db_error(const gate_store *st, int rc, const char *what)
 {
+    if (rc == SQLITE_NOMEM) {
+        keel_status heap = gate_heaps_take_failure(); /* which heap, and why */
+        if (!keel_ok(heap))
+            return keel_status_with_int(
+                keel_status_with_str(KEEL_CONTEXT(heap, "store '%s': %s", st->path, what), "store",
+                                     st->path),
+                "sqlite_code", rc);
+    }
     return keel_status_with_int(
         keel_status_with_str(KEEL_ERR(KEEL_E_IO, "store '%s': %s: %s", st->path, what,
                                       st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc)),
@@ -72,16 +84,14 @@ keel_status gate_store_open(const char *path, gate_store **out)
 {
     KEEL_ASSERT(path != NULL && out != NULL);
     *out = NULL;
-    gate_store *st = (gate_store *)calloc(1, sizeof(*st));
-    if (st == NULL)
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory opening store '%s'", path);
-    st->path = strdup(path);
-    if (st->path == NULL) {
-        free(st);
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory opening store '%s'", path);
-    }
+    void *mem = NULL;
+    char *copy = NULL;
+    keel_status s = gate_heaps_alloc_named(STORE_HEAP, sizeof(gate_store), path, &mem, &copy);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "opening store '%s'", path);
+    gate_store *st = (gate_store *)mem;
+    st->path = copy;
     int rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-    keel_status s = KEEL_OK;
     if (rc != SQLITE_OK)
         s = db_error(st, rc, "cannot open");
     if (keel_ok(s)) {
@@ -110,8 +120,7 @@ void gate_store_close(gate_store *st)
     if (st == NULL)
         return;
     (void)sqlite3_close(st->db);
-    free(st->path);
-    free(st);
+    keel_heap_free(STORE_HEAP, st); /* its path too: one block */
 }
 
 /* ---- small statement helpers ----------------------------------------------------- */

@@ -153,9 +153,14 @@ static void test_submit_cancel_status_log(void **state)
     assert_non_null(strstr(out_text, "\"landed\":[{\"id\":1,\"branch\":\"good\""));
     assert_non_null(strstr(out_text, "\"rejected\":[{\"id\":2,"));
     assert_non_null(strstr(out_text, "\"queued\":[]"));
+    /* the run published its heaps: the gate's memory by module */
+    assert_non_null(strstr(out_text, "\"memory\":{\"running\":"));
+    assert_non_null(strstr(out_text, "{\"module\":\"gate_store\",\"live_bytes\":"));
+    assert_non_null(strstr(out_text, "{\"module\":\"gate\",\"live_bytes\":"));
     const char *text[] = {"status", NULL};
     assert_int_equal(cli(text), 0);
     assert_non_null(strstr(out_text, "recently rejected (1)"));
+    assert_non_null(strstr(out_text, "memory of the run (pid "));
 
     const char *log[] = {"log", "2", NULL};
     assert_int_equal(cli(log), 0);
@@ -186,27 +191,6 @@ static void test_try(void **state)
     assert_true(git_oid_equal(&tip, &fx_base));
 }
 
-static void test_modules_post(void **state)
-{
-    (void)state;
-    gate_modules_link();
-    fx_ok(keel_modules_start());
-    static const char *const parts[] = {"gate_config", "gate_store", "gate_git", "gate_exec",
-                                        "gate_sched"};
-    /* gate_exec also runs the lock checker's self test (devel builds; release: it passes) */
-    static const unsigned posts[] = {1, 1, 1, 2, 1};
-    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
-        keel_module *m = keel_module_find(parts[i]);
-        assert_non_null(m);
-        keel_module_info info;
-        fx_ok(keel_module_info_get(m, &info));
-        assert_int_equal(info.state, KEEL_MODULE_RUNNING);
-        assert_int_equal(info.posts_run, posts[i]);
-        assert_int_equal(info.posts_failed, 0);
-    }
-    keel_modules_stop();
-}
-
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -214,7 +198,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_hostile_branch_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_cancel_status_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_try, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_modules_post, setup, teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

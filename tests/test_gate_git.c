@@ -146,7 +146,7 @@ static void test_merge_checkout_and_cas(void **state)
     assert_true(keel_ok(gate_read_file(r, merge, "b.c", &data, &len)));
     assert_string_equal(data, "int b;\n");
     assert_int_equal(len, 7);
-    free(data);
+    gate_file_free(data);
     keel_status s = gate_read_file(r, merge, "missing.c", &data, &len);
     assert_true(KEEL_IS(s, KEEL_E_NOTFOUND));
     keel_status_free(s);

@@ -1,0 +1,29 @@
+/*
+ * gate/signals.h - SIGINT and SIGTERM for `keel-gate run`.
+ *
+ * The first one asks the gate to stop (gate_request_stop): no new work, the
+ * running jobs' process groups killed, what was in flight back in the queue,
+ * then run returns and the program exits normally.  A second one exits at
+ * once, with 128 + the signal, after a SIGKILL to every job's process group:
+ * the store is then as after a kill -9, which the next run recovers from.
+ *
+ * The handler only writes the signal's number into a pipe (a self-pipe); a
+ * keel thread reads it and does the rest.
+ */
+#ifndef KEEL_GATE_SIGNALS_H
+#define KEEL_GATE_SIGNALS_H
+
+#include <stdio.h>
+
+#include "keel/keel.h"
+
+#include "gate.h"
+
+typedef struct gate_signals gate_signals; /* opaque */
+
+/* Handle SIGINT and SIGTERM for `g` until gate_signals_stop; messages go to `err`. */
+KEEL_MUST_USE keel_status gate_signals_start(gate *g, FILE *err, gate_signals **out);
+/* Put the previous handlers back (NULL is fine). */
+void gate_signals_stop(gate_signals *w);
+
+#endif /* KEEL_GATE_SIGNALS_H */
