@@ -519,27 +519,38 @@ static void test_per_thread_counters_add_up(void **state)
 }
 
 static int stop_flag;
+static int cleared_epoch; /* bumped by the test after it clears every point */
+
+typedef struct evaluator_state {
+    long fires;
+    int epoch_done; /* the epoch at the start of this thread's last finished iteration */
+} evaluator_state;
 
 static void *evaluator(void *p)
 {
-    long *fires = (long *)p;
-    while (!__atomic_load_n(&stop_flag, __ATOMIC_ACQUIRE))
-        __atomic_store_n(fires, *fires + (disk_error() ? 1 : 0) + (net_send() ? 1 : 0),
+    evaluator_state *e = (evaluator_state *)p;
+    while (!__atomic_load_n(&stop_flag, __ATOMIC_ACQUIRE)) {
+        int epoch = __atomic_load_n(&cleared_epoch, __ATOMIC_ACQUIRE);
+        __atomic_store_n(&e->fires, e->fires + (disk_error() ? 1 : 0) + (net_send() ? 1 : 0),
                          __ATOMIC_RELAXED);
+        __atomic_store_n(&e->epoch_done, epoch, __ATOMIC_RELEASE);
+    }
     return NULL;
 }
 
 static void test_runtime_changes_while_threads_evaluate(void **state)
 {
     (void)state;
-    long fires[3] = {0, 0, 0};
+    evaluator_state e[3];
+    memset(e, 0, sizeof e);
     pthread_t t[3];
     keel_test_ok(keel_stress_enable("disk_error:1/3"));
     for (int i = 0; i < 3; i++)
-        assert_int_equal(pthread_create(&t[i], NULL, evaluator, &fires[i]), 0);
+        assert_int_equal(pthread_create(&t[i], NULL, evaluator, &e[i]), 0);
     /* every thread is evaluating before the changes start */
     for (int i = 0; i < 3; i++)
-        for (int wait = 0; wait < 5000 && __atomic_load_n(&fires[i], __ATOMIC_RELAXED) == 0; wait++)
+        for (int wait = 0; wait < 5000 && __atomic_load_n(&e[i].fires, __ATOMIC_RELAXED) == 0;
+             wait++)
             usleep(1000);
     for (int round = 0; round < 300; round++) {
         keel_test_ok(keel_stress_enable(round % 2 == 0 ? "disk_error:1/3" : "net.*:every=2:max=5"));
@@ -549,17 +560,25 @@ static void test_runtime_changes_while_threads_evaluate(void **state)
             keel_test_ok(keel_options_set("stress.seed=5"));
     }
     keel_stress_clear();
-    /* once cleared, nothing fires any more */
-    long before[3];
-    usleep(20000);
+    /*
+     * Once cleared, nothing fires any more.  An iteration that began before the
+     * clear may still count a fire however long its thread is descheduled, so
+     * the baseline is taken once every thread has finished an iteration that
+     * began after it (no sleep is long enough on a loaded machine).
+     */
+    __atomic_store_n(&cleared_epoch, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < 3; i++)
-        before[i] = __atomic_load_n(&fires[i], __ATOMIC_RELAXED);
+        while (__atomic_load_n(&e[i].epoch_done, __ATOMIC_ACQUIRE) != 1)
+            usleep(1000);
+    long before[3];
+    for (int i = 0; i < 3; i++)
+        before[i] = __atomic_load_n(&e[i].fires, __ATOMIC_RELAXED);
     usleep(50000);
     __atomic_store_n(&stop_flag, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < 3; i++)
         assert_int_equal(pthread_join(t[i], NULL), 0);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(fires[i], before[i]);
+        assert_int_equal(e[i].fires, before[i]);
     keel_stress_stats st = stats_of("disk_error");
     assert_true(st.evaluations > 0);
     assert_true(st.fires <= st.evaluations);
