@@ -136,6 +136,8 @@ keel_status gate_status(gate *g, FILE *f, bool json)
     static const gate_change_state sections[] = {GATE_CHANGE_TESTING, GATE_CHANGE_LANDED,
                                                  GATE_CHANGE_REJECTED, GATE_CHANGE_CONFLICT};
     static const char *const names[] = {"testing", "landed", "rejected", "conflict"};
+    static const char *const headings[] = {"testing", "recently landed", "recently rejected",
+                                           "recent conflicts"};
     if (json) {
         (void)fprintf(f, "{\"target\":");
         char t[GATE_BRANCH_MAX + 8];
@@ -162,7 +164,7 @@ keel_status gate_status(gate *g, FILE *f, bool json)
                 json_change(f, &buf[i], i == 0);
             (void)fprintf(f, "]");
         } else {
-            (void)fprintf(f, "%s%s (%zu):\n", k == 0 ? "" : "recently ", names[k], n);
+            (void)fprintf(f, "%s (%zu):\n", headings[k], n);
             for (size_t i = 0; i < n; i++)
                 (void)fprintf(f, "  %6lld  %-32s %.12s  %s\n", buf[i].id, buf[i].branch,
                               buf[i].head, buf[i].reason);

@@ -204,7 +204,7 @@ echo "main is now:"
 git log --oneline --first-parent main | sed 's/^/  /'
 echo
 echo "why log-reset was rejected (\$ keel-gate log <id>, the aborting devel test):"
-id=$("$gate" status --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print([c["id"] for c in d["rejected"] if c["branch"]=="log-reset"][0])' 2>/dev/null || echo 0)
+id=$("$gate" status | awk '$2 == "log-reset" { print $1; exit }')
 "$gate" log "$id" > "$demo/log-reset.txt" || true
 grep -m3 -E 'lock-order|rank' "$demo/log-reset.txt" | cut -c1-160 | sed 's/^/  /' || true
 echo
