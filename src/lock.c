@@ -285,7 +285,8 @@ __attribute__((noinline)) static void mutex_lock_general(keel_mutex *m, int nest
 {
     keel__lock_thread *t = keel__lock_self();
     keel__dep_can_block(t, "mutex lock", site);
-    if (KEEL_UNLIKELY(__atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) == t)) {
+    /* (threads without state share one: for them, owner == t says nothing) */
+    if (KEEL_UNLIKELY(__atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) == t && !t->disabled)) {
         keel__dep_self_deadlock(t, &m->dep, site);
         return; /* the real lock would never return */
     }
@@ -527,7 +528,7 @@ void keel__spin_lock(keel_spinlock *s, int nest, const keel__lock_site *site)
 {
     KEEL_ASSERT(s != NULL);
     keel__lock_thread *t = keel__lock_self();
-    if (KEEL_UNLIKELY(__atomic_load_n(&s->dep.owner, __ATOMIC_RELAXED) == t)) {
+    if (KEEL_UNLIKELY(__atomic_load_n(&s->dep.owner, __ATOMIC_RELAXED) == t && !t->disabled)) {
         keel__dep_self_deadlock(t, &s->dep, site);
         return;
     }

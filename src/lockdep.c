@@ -10,6 +10,9 @@
  * violations are reported without searching.  A chain table remembers every
  * sequence of held nodes already checked, so a known sequence costs one probe.
  */
+/* keel's own stress points are named like a module's: keel.lock_classes_full, ... */
+#define KEEL_MODULE_NAME "keel"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,8 @@
 KEEL__TLS keel__lock_thread *keel__lock_tls __attribute__((tls_model("initial-exec")));
 char keel__lock_in_transit;
 static keel__lock_thread no_memory_state; /* shared by threads whose state could not be allocated */
+static pthread_once_t no_memory_once = PTHREAD_ONCE_INIT;
+static bool no_memory_reported;
 
 #define MAX_CLASSES  512u
 #define MAX_NODES    (MAX_CLASSES * KEEL__NEST_LEVELS)
@@ -221,14 +226,14 @@ keel_status keel__dep_set_budget(const char *class_name, unsigned long long budg
 
 /* graph_lock held.  Reports are returned through *conflict for emission after unlocking. */
 static unsigned class_lookup(const char *key, int rank, keel__lock_kind kind, const char *file,
-                             int line, int *conflict_rank)
+                             int line, bool full, int *conflict_rank)
 {
     unsigned h = hash_str(key) & (CLASS_HASH - 1u);
     for (unsigned i = 0; i < CLASS_HASH; i++) {
         unsigned slot = (h + i) & (CLASS_HASH - 1u);
         unsigned c = class_hash[slot];
         if (c == 0) {
-            if (nclasses >= MAX_CLASSES)
+            if (nclasses >= MAX_CLASSES || full)
                 return KEEL__CLS_NONE;
             lock_class *lc = &classes[nclasses];
             (void)snprintf(lc->name, sizeof(lc->name), "%s", key);
@@ -262,10 +267,13 @@ unsigned keel__dep_resolve(keel_lockdep *d, keel__lock_kind kind)
         (void)snprintf(key, sizeof(key), "%s:%d", d->file != NULL ? d->file : "?", d->line);
     int conflict_rank = -1;
     bool full_now = false;
+    /* stress point (outside graph_lock: a fire is reported): a new class finds the table full */
+    bool stress_full = KEEL_STRESS(lock_classes_full);
     KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
     unsigned c = __atomic_load_n(&d->cls, __ATOMIC_ACQUIRE);
     if (c == 0) {
-        unsigned cls = class_lookup(key, d->rank, kind, d->file, d->line, &conflict_rank);
+        unsigned cls =
+            class_lookup(key, d->rank, kind, d->file, d->line, stress_full, &conflict_rank);
         if (cls == KEEL__CLS_NONE && !classes_full_reported)
             full_now = classes_full_reported = true;
         c = cls == KEEL__CLS_NONE ? KEEL__CLS_NONE : cls + 1;
@@ -405,6 +413,11 @@ static void thread_exit_check(void *arg)
     free(t);
 }
 
+static void no_memory_init(void)
+{
+    no_memory_state.disabled = true;
+}
+
 static void make_exit_key(void)
 {
     KEEL_VERIFY(pthread_key_create(&exit_key, thread_exit_check) == 0);
@@ -414,12 +427,16 @@ keel__lock_thread *keel__lock_thread_new(void)
 {
     KEEL_ASSERT(keel__lock_tls == NULL);
     KEEL_VERIFY(pthread_once(&exit_once, make_exit_key) == 0);
-    keel__lock_thread *t = (keel__lock_thread *)calloc(1, sizeof(*t));
+    /* stress point: this thread's state cannot be allocated */
+    keel__lock_thread *t =
+        KEEL_STRESS(lock_thread_nomem) ? NULL : (keel__lock_thread *)calloc(1, sizeof(*t));
     if (t == NULL || pthread_setspecific(exit_key, t) != 0) {
         free(t);
-        no_memory_state.disabled = true;
-        (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
-                          "no memory for a thread's lock state: its locks are not checked");
+        KEEL_VERIFY(pthread_once(&no_memory_once, no_memory_init) == 0);
+        if (!__atomic_exchange_n(&no_memory_reported, true, __ATOMIC_RELAXED))
+            (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
+                              "no memory for a thread's lock state: the locks of such threads are "
+                              "not checked");
         return &no_memory_state; /* not remembered: the next call tries again */
     }
     keel__lock_tls = t;
@@ -441,7 +458,8 @@ void keel__dep_push_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock
     KEEL_ASSERT(t != NULL && d != NULL);
     if (KEEL_UNLIKELY(t->disabled))
         return;
-    if (KEEL_UNLIKELY(t->n >= KEEL_LOCK_MAX_HELD)) {
+    /* stress point, on this slow push only (a lock's first acquisition, an unchecked class) */
+    if (KEEL_UNLIKELY(t->n >= KEEL_LOCK_MAX_HELD) || KEEL_STRESS(lock_held_full)) {
         /* not tracked, so not counted as a held spinlock either: its unlock finds nothing */
         if (t->overflow++ == 0)
             (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
@@ -595,10 +613,10 @@ typedef struct slow_bt {
 } slow_bt;
 
 static void edge_add(const keel__held *held, unsigned to, bool to_shared,
-                     const keel__lock_site *site, slow_bt *bt, bool *full_now)
+                     const keel__lock_site *site, bool full, slow_bt *bt, bool *full_now)
 {
     adj[held->node][to / 64u] |= 1ull << (to % 64u);
-    if (nedges >= MAX_EDGES) {
+    if (nedges >= MAX_EDGES || full) {
         if (!edges_full_reported)
             *full_now = edges_full_reported = true;
         return;
@@ -731,6 +749,10 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
     bool edges_full = false, chains_full = false;
     slow_bt bt;
     bt.n = -1;
+    /* stress points (outside graph_lock: a fire is reported): the edge table is full for the
+     * edges this check adds, the chain table for this sequence */
+    bool stress_edges = KEEL_STRESS(lock_edges_full);
+    bool stress_chains = KEEL_STRESS(lock_chains_full);
     KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
     for (unsigned i = 0; i < t->n; i++) {
         const keel__held *h = &t->h[i];
@@ -757,7 +779,7 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
                 if (!pair_reported(h->node, node))
                     f.what = 2;
             } else {
-                edge_add(h, node, shared, site, &bt, &edges_full);
+                edge_add(h, node, shared, site, stress_edges, &bt, &edges_full);
             }
         } else {
             /* known order; a lock now held or taken exclusively where it was shared
@@ -781,7 +803,8 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
         if (f.what != 0 && nfound < KEEL__ARRAY_LEN(found))
             found[nfound++] = f;
     }
-    if (!chain_add(key) && !chains_full_reported)
+    bool cached = !stress_chains && chain_add(key);
+    if (!cached && !chains_full_reported)
         chains_full = chains_full_reported = true;
     KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
 
