@@ -28,6 +28,25 @@ static inline double bench_best(double (*fn)(long), long n, int rounds)
     return best;
 }
 
+/*
+ * An anchor and what is compared with it, in alternate rounds (a, b, a, b,
+ * ...): the best of `rounds` of each.  Load from other processes or a
+ * frequency change then hits both, where best-of-a then best-of-b can put a
+ * quiet phase on one side and a busy one on the other.
+ */
+static inline void bench_best_pair(double (*fa)(long), double (*fb)(long), long n, int rounds,
+                                   double *a, double *b)
+{
+    *a = *b = 1e30;
+    for (int r = 0; r < rounds; r++) {
+        double ta = fa(n), tb = fb(n);
+        if (ta < *a)
+            *a = ta;
+        if (tb < *b)
+            *b = tb;
+    }
+}
+
 typedef struct bench_thread_run {
     double (*fn)(long);
     long n;

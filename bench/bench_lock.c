@@ -8,7 +8,8 @@
  *    loop: pthread under TSan / keel devel)
  *
  * Built twice by make bench: against libkeel-devel (checks on) and libkeel
- * (release: the keel calls are the pthread calls).  Best of 7 rounds.
+ * (release: the keel calls are the pthread calls).  Best of 7 rounds, the anchor
+ * and keel alternating round by round.
  * Goals (issue 3): devel uncontended <= 1.5x pthread, 4 nested <= 2x,
  * contended <= 1.2x; release 1.00x (+-5%).
  *
@@ -125,12 +126,11 @@ int main(int argc, char **argv)
         return 0;
     }
     const char *variant = KEEL_DEVEL ? "devel" : "release";
-    /* alternate the two so that frequency drift hits both */
-    double p1 = bench_best(pthread_one, N, ROUNDS), k1 = bench_best(keel_one, N, ROUNDS);
-    double p4 = bench_best(pthread_nested, N / 4, ROUNDS),
-           k4 = bench_best(keel_nested, N / 4, ROUNDS);
-    double pc = bench_best(contended_pthread, N / 5, ROUNDS),
-           kc = bench_best(contended_keel, N / 5, ROUNDS);
+    /* anchor and keel in alternate rounds, so that load and frequency drift hit both */
+    double p1, k1, p4, k4, pc, kc;
+    bench_best_pair(pthread_one, keel_one, N, ROUNDS, &p1, &k1);
+    bench_best_pair(pthread_nested, keel_nested, N / 4, ROUNDS, &p4, &k4);
+    bench_best_pair(contended_pthread, contended_keel, N / 5, ROUNDS, &pc, &kc);
     printf("bench_lock (%s, best of %d rounds)\n", keel_version_string(), ROUNDS);
     printf("  %-44s %7.2f ns  1.00x (anchor)\n", "pthread lock+unlock, uncontended", p1);
     printf("  %-44s %7.2f ns  %.2fx pthread\n", "keel lock+unlock, uncontended", k1, k1 / p1);

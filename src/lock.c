@@ -192,21 +192,17 @@ bool keel__lock_budgets_any(void)
     return false;
 }
 
-bool keel__cond_timedwait(keel_cond *c, keel_mutex *m, unsigned long long ms, const char *file,
-                          int line, const char *func)
+bool keel__cond_timedwait(keel_cond *c, keel_mutex *m, unsigned long long ms,
+                          const keel__lock_site *site)
 {
-    (void)file;
-    (void)line;
-    (void)func;
+    (void)site;
     struct timespec ts = deadline_after(ms);
     return pthread_cond_timedwait(&c->c, &m->m, &ts) != ETIMEDOUT;
 }
 
-void keel__sleep_ms(unsigned long long ms, const char *file, int line, const char *func)
+void keel__sleep_ms(unsigned long long ms, const keel__lock_site *site)
 {
-    (void)file;
-    (void)line;
-    (void)func;
+    (void)site;
     sleep_plain(ms);
 }
 
@@ -269,79 +265,126 @@ keel_status keel_lock_class_budget(const char *class_name, unsigned long long bu
 
 /* ---- mutex -------------------------------------------------------------------------------- */
 
-void keel__mutex_init(keel_mutex *m, const char *name, int rank, const char *file, int line,
-                      const char *func)
+void keel__mutex_init(keel_mutex *m, const char *name, int rank, const keel__lock_site *site)
 {
-    KEEL_ASSERT(m != NULL && rank >= 0);
-    (void)func;
+    KEEL_ASSERT(m != NULL && rank >= 0 && site != NULL);
     KEEL_VERIFY(pthread_mutex_init(&m->m, NULL) == 0);
-    keel__dep_init(&m->dep, name, rank, file, line);
+    keel__dep_init(&m->dep, name, rank, site);
 }
 
-void keel__mutex_destroy(keel_mutex *m, const char *file, int line, const char *func)
+void keel__mutex_destroy(keel_mutex *m, const keel__lock_site *site)
 {
     KEEL_ASSERT(m != NULL);
-    if (keel__dep_destroy_check(&m->dep, m, file, line, func))
+    if (keel__dep_destroy_check(&m->dep, m, site))
         KEEL_VERIFY(pthread_mutex_destroy(&m->m) == 0);
 }
 
-void keel__mutex_lock(keel_mutex *m, int nest, const char *file, int line, const char *func)
+/* Every check, in order, for the acquisitions the fast path leaves: see keel__mutex_lock. */
+__attribute__((noinline)) static void mutex_lock_general(keel_mutex *m, int nest,
+                                                         const keel__lock_site *site)
 {
-    KEEL_ASSERT(m != NULL);
     keel__lock_thread *t = keel__lock_self();
-    keel__dep_can_block(t, "mutex lock", file, line, func);
-    if (KEEL_UNLIKELY(__atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) == t)) {
-        keel__dep_self_deadlock(t, &m->dep, m, file, line, func);
+    keel__dep_can_block(t, "mutex lock", site);
+    /* (threads without state share one: for them, owner == t says nothing) */
+    if (KEEL_UNLIKELY(__atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) == t && !t->disabled)) {
+        keel__dep_self_deadlock(t, &m->dep, site);
         return; /* the real lock would never return */
     }
-    keel__dep_before(t, &m->dep, m, KEEL__LK_MUTEX, nest, false, file, line, func);
+    keel__dep_before(t, &m->dep, m, KEEL__LK_MUTEX, nest, false, site);
     KEEL_VERIFY(pthread_mutex_lock(&m->m) == 0);
     __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
-    keel__dep_push(t, &m->dep, m, KEEL__LK_MUTEX, nest, false, false, file, line);
+    keel__dep_push(t, &m->dep, m, KEEL__LK_MUTEX, nest, false, false, site);
 }
 
-bool keel__mutex_trylock(keel_mutex *m, const char *file, int line, const char *func)
+/*
+ * The fast path: the same checks as mutex_lock_general when the thread's
+ * state exists, nothing forbids blocking, the class is known, the lock is not
+ * annotated and the held sequence is in its home slot of the chain table.
+ * The chain hash is computed once, for the order check and for the held
+ * entry, and the entry is filled before the lock is taken, so that only the
+ * owner and the stack height are written while it is held.  Everything else
+ * (a first sequence, a report) goes the general way.
+ */
+void keel__mutex_lock(keel_mutex *m, int nest, const keel__lock_site *site)
 {
     KEEL_ASSERT(m != NULL);
-    (void)func;
+    keel__lock_thread *t = keel__lock_tls;
+    unsigned c = __atomic_load_n(&m->dep.cls, __ATOMIC_ACQUIRE);
+    if (KEEL_UNLIKELY(t == NULL || !keel__dep_fast(t, c, nest) ||
+                      __atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) == t)) {
+        mutex_lock_general(m, nest, site);
+        return;
+    }
+    unsigned n = t->n, node = (c - 1u) * KEEL__NEST_LEVELS;
+    unsigned long long chain = keel__dep_chain(t, n, node, false);
+    if (n > 0 && KEEL_UNLIKELY(!keel__chain_home(chain))) {
+        mutex_lock_general(m, nest, site);
+        return;
+    }
+    keel__dep_fill(t, &m->dep, m, KEEL__LK_MUTEX, node, false, false, chain, site);
+    KEEL_VERIFY(pthread_mutex_lock(&m->m) == 0);
+    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
+    keel__dep_publish(t, KEEL__LK_MUTEX);
+}
+
+bool keel__mutex_trylock(keel_mutex *m, const keel__lock_site *site)
+{
+    KEEL_ASSERT(m != NULL);
     keel__lock_thread *t = keel__lock_self();
     if (pthread_mutex_trylock(&m->m) != 0)
         return false;
     __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
-    keel__dep_push(t, &m->dep, m, KEEL__LK_MUTEX, 0, false, true, file, line);
+    keel__dep_push(t, &m->dep, m, KEEL__LK_MUTEX, 0, false, true, site);
     return true;
 }
 
-void keel__mutex_unlock(keel_mutex *m, const char *file, int line, const char *func)
+__attribute__((noinline)) static void mutex_unlock_general(keel_mutex *m,
+                                                           const keel__lock_site *site)
 {
-    KEEL_ASSERT(m != NULL);
     keel__lock_thread *t = keel__lock_self();
-    if (!keel__dep_pop(t, &m->dep, m, file, line, func))
+    if (!keel__dep_pop(t, &m->dep, m, site))
         return; /* not ours: unlocking it would be undefined behaviour */
     __atomic_store_n(&m->dep.owner, NULL, __ATOMIC_RELAXED);
     KEEL_VERIFY(pthread_mutex_unlock(&m->m) == 0);
 }
 
-void keel__mutex_give(keel_mutex *m, const char *file, int line, const char *func)
+void keel__mutex_unlock(keel_mutex *m, const keel__lock_site *site)
+{
+    KEEL_ASSERT(m != NULL);
+    keel__lock_thread *t = keel__lock_tls;
+    unsigned n = t != NULL ? t->n : 0;
+    if (KEEL_UNLIKELY(n == 0 || t->h[n - 1].lock != m)) {
+        mutex_unlock_general(m, site);
+        return;
+    }
+    /* the usual: the last lock taken, a mutex (no spinlock count) */
+    __atomic_store_n(&t->n, n - 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&m->dep.owner, NULL, __ATOMIC_RELAXED);
+    /* a tail call, unchecked: for a normal mutex glibc's unlock fails only on a corrupted type
+     * (EINVAL), which the KEEL_VERIFY of the next lock call reports */
+    (void)pthread_mutex_unlock(&m->m);
+}
+
+void keel__mutex_give(keel_mutex *m, const keel__lock_site *site)
 {
     KEEL_ASSERT(m != NULL);
     keel__lock_thread *t = keel__lock_self();
-    if (keel__dep_pop(t, &m->dep, m, file, line, func))
+    if (keel__dep_pop(t, &m->dep, m, site))
         __atomic_store_n(&m->dep.owner, (void *)&keel__lock_in_transit, __ATOMIC_RELAXED);
 }
 
-void keel__mutex_take(keel_mutex *m, const char *file, int line, const char *func)
+void keel__mutex_take(keel_mutex *m, const keel__lock_site *site)
 {
     KEEL_ASSERT(m != NULL);
     keel__lock_thread *t = keel__lock_self();
     if (__atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) != &keel__lock_in_transit) {
-        keel__dep_misuse(t, &m->dep, m, file, line, func,
+        keel__dep_misuse(t, &m->dep, site,
                          "mutex '%s' taken over without keel_mutex_give() by its holder",
                          keel__dep_name(&m->dep));
         return;
     }
     __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
-    keel__dep_push(t, &m->dep, m, KEEL__LK_MUTEX, 0, false, true, file, line);
+    keel__dep_push(t, &m->dep, m, KEEL__LK_MUTEX, 0, false, true, site);
 }
 
 bool keel_mutex_held(const keel_mutex *m)
@@ -352,24 +395,22 @@ bool keel_mutex_held(const keel_mutex *m)
 /* ---- condition variables ------------------------------------------------------------------- */
 
 /* The caller must hold m; the wait releases and re-acquires it. */
-static bool cond_check(keel__lock_thread *t, keel_mutex *m, const char *file, int line,
-                       const char *func)
+static bool cond_check(keel__lock_thread *t, keel_mutex *m, const keel__lock_site *site)
 {
-    keel__dep_can_block(t, "condition wait", file, line, func);
+    keel__dep_can_block(t, "condition wait", site);
     if (__atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) != t) {
-        keel__dep_misuse(t, &m->dep, m, file, line, func,
-                         "condition wait with mutex '%s' not held by this thread",
+        keel__dep_misuse(t, &m->dep, site, "condition wait with mutex '%s' not held by this thread",
                          keel__dep_name(&m->dep));
         return false; /* return at once: a spurious wakeup, which callers handle */
     }
     return true;
 }
 
-void keel__cond_wait(keel_cond *c, keel_mutex *m, const char *file, int line, const char *func)
+void keel__cond_wait(keel_cond *c, keel_mutex *m, const keel__lock_site *site)
 {
     KEEL_ASSERT(c != NULL && m != NULL);
     keel__lock_thread *t = keel__lock_self();
-    if (!cond_check(t, m, file, line, func))
+    if (!cond_check(t, m, site))
         return;
     __atomic_store_n(&m->dep.owner, NULL, __ATOMIC_RELAXED);
     keel__dep_mark_waiting(t, m, true);
@@ -378,12 +419,12 @@ void keel__cond_wait(keel_cond *c, keel_mutex *m, const char *file, int line, co
     __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
 }
 
-bool keel__cond_timedwait(keel_cond *c, keel_mutex *m, unsigned long long ms, const char *file,
-                          int line, const char *func)
+bool keel__cond_timedwait(keel_cond *c, keel_mutex *m, unsigned long long ms,
+                          const keel__lock_site *site)
 {
     KEEL_ASSERT(c != NULL && m != NULL);
     keel__lock_thread *t = keel__lock_self();
-    if (!cond_check(t, m, file, line, func))
+    if (!cond_check(t, m, site))
         return true;
     struct timespec ts = deadline_after(ms);
     __atomic_store_n(&m->dep.owner, NULL, __ATOMIC_RELAXED);
@@ -397,64 +438,60 @@ bool keel__cond_timedwait(keel_cond *c, keel_mutex *m, unsigned long long ms, co
 
 /* ---- rwlock ------------------------------------------------------------------------------------ */
 
-void keel__rwlock_init(keel_rwlock *l, const char *name, int rank, const char *file, int line,
-                       const char *func)
+void keel__rwlock_init(keel_rwlock *l, const char *name, int rank, const keel__lock_site *site)
 {
     KEEL_ASSERT(l != NULL && rank >= 0);
-    (void)func;
     KEEL_VERIFY(pthread_rwlock_init(&l->rw, NULL) == 0);
-    keel__dep_init(&l->dep, name, rank, file, line);
+    keel__dep_init(&l->dep, name, rank, site);
 }
 
-void keel__rwlock_destroy(keel_rwlock *l, const char *file, int line, const char *func)
+void keel__rwlock_destroy(keel_rwlock *l, const keel__lock_site *site)
 {
     KEEL_ASSERT(l != NULL);
-    if (keel__dep_destroy_check(&l->dep, l, file, line, func))
+    if (keel__dep_destroy_check(&l->dep, l, site))
         KEEL_VERIFY(pthread_rwlock_destroy(&l->rw) == 0);
 }
 
-void keel__rwlock_lock(keel_rwlock *l, bool shared, int nest, const char *file, int line,
-                       const char *func)
+void keel__rwlock_lock(keel_rwlock *l, bool shared, int nest, const keel__lock_site *site)
 {
     KEEL_ASSERT(l != NULL);
     keel__lock_thread *t = keel__lock_self();
-    keel__dep_can_block(t, shared ? "rwlock read lock" : "rwlock write lock", file, line, func);
+    keel__dep_can_block(t, shared ? "rwlock read lock" : "rwlock write lock", site);
     const keel__held *h = keel__dep_find(t, l);
     if (KEEL_UNLIKELY(h != NULL)) {
-        if (!shared || !h->shared) {
-            keel__dep_self_deadlock(t, &l->dep, l, file, line, func);
+        if (!shared || !h->mode.shared) {
+            keel__dep_self_deadlock(t, &l->dep, site);
             return;
         }
         /* read inside read: deadlocks as soon as a writer queues between the two */
-        keel__dep_recursive_read(t, &l->dep, l, file, line, func);
+        keel__dep_recursive_read(t, &l->dep, site);
     }
-    keel__dep_before(t, &l->dep, l, KEEL__LK_RWLOCK, nest, shared, file, line, func);
+    keel__dep_before(t, &l->dep, l, KEEL__LK_RWLOCK, nest, shared, site);
     KEEL_VERIFY((shared ? pthread_rwlock_rdlock(&l->rw) : pthread_rwlock_wrlock(&l->rw)) == 0);
     if (!shared)
         __atomic_store_n(&l->dep.owner, (void *)t, __ATOMIC_RELAXED);
-    keel__dep_push(t, &l->dep, l, KEEL__LK_RWLOCK, nest, shared, false, file, line);
+    keel__dep_push(t, &l->dep, l, KEEL__LK_RWLOCK, nest, shared, false, site);
 }
 
-bool keel__rwlock_trylock(keel_rwlock *l, bool shared, const char *file, int line, const char *func)
+bool keel__rwlock_trylock(keel_rwlock *l, bool shared, const keel__lock_site *site)
 {
     KEEL_ASSERT(l != NULL);
-    (void)func;
     keel__lock_thread *t = keel__lock_self();
     if ((shared ? pthread_rwlock_tryrdlock(&l->rw) : pthread_rwlock_trywrlock(&l->rw)) != 0)
         return false;
     if (!shared)
         __atomic_store_n(&l->dep.owner, (void *)t, __ATOMIC_RELAXED);
-    keel__dep_push(t, &l->dep, l, KEEL__LK_RWLOCK, 0, shared, true, file, line);
+    keel__dep_push(t, &l->dep, l, KEEL__LK_RWLOCK, 0, shared, true, site);
     return true;
 }
 
-void keel__rwlock_unlock(keel_rwlock *l, const char *file, int line, const char *func)
+void keel__rwlock_unlock(keel_rwlock *l, const keel__lock_site *site)
 {
     KEEL_ASSERT(l != NULL);
     keel__lock_thread *t = keel__lock_self();
     /* only an exclusive hold by this thread makes it the owner */
     bool exclusive = __atomic_load_n(&l->dep.owner, __ATOMIC_RELAXED) == t;
-    if (!keel__dep_pop(t, &l->dep, l, file, line, func))
+    if (!keel__dep_pop(t, &l->dep, l, site))
         return;
     if (exclusive)
         __atomic_store_n(&l->dep.owner, NULL, __ATOMIC_RELAXED);
@@ -473,53 +510,50 @@ bool keel_rwlock_held_exclusive(const keel_rwlock *l)
 
 /* ---- spinlock ------------------------------------------------------------------------------------ */
 
-void keel__spin_init(keel_spinlock *s, const char *name, int rank, const char *file, int line,
-                     const char *func)
+void keel__spin_init(keel_spinlock *s, const char *name, int rank, const keel__lock_site *site)
 {
     KEEL_ASSERT(s != NULL && rank >= 0);
-    (void)func;
     KEEL_VERIFY(pthread_spin_init(&s->s, PTHREAD_PROCESS_PRIVATE) == 0);
-    keel__dep_init(&s->dep, name, rank, file, line);
+    keel__dep_init(&s->dep, name, rank, site);
 }
 
-void keel__spin_destroy(keel_spinlock *s, const char *file, int line, const char *func)
+void keel__spin_destroy(keel_spinlock *s, const keel__lock_site *site)
 {
     KEEL_ASSERT(s != NULL);
-    if (keel__dep_destroy_check(&s->dep, s, file, line, func))
+    if (keel__dep_destroy_check(&s->dep, s, site))
         KEEL_VERIFY(pthread_spin_destroy(&s->s) == 0);
 }
 
-void keel__spin_lock(keel_spinlock *s, int nest, const char *file, int line, const char *func)
+void keel__spin_lock(keel_spinlock *s, int nest, const keel__lock_site *site)
 {
     KEEL_ASSERT(s != NULL);
     keel__lock_thread *t = keel__lock_self();
-    if (KEEL_UNLIKELY(__atomic_load_n(&s->dep.owner, __ATOMIC_RELAXED) == t)) {
-        keel__dep_self_deadlock(t, &s->dep, s, file, line, func);
+    if (KEEL_UNLIKELY(__atomic_load_n(&s->dep.owner, __ATOMIC_RELAXED) == t && !t->disabled)) {
+        keel__dep_self_deadlock(t, &s->dep, site);
         return;
     }
-    keel__dep_before(t, &s->dep, s, KEEL__LK_SPIN, nest, false, file, line, func);
+    keel__dep_before(t, &s->dep, s, KEEL__LK_SPIN, nest, false, site);
     KEEL_VERIFY(pthread_spin_lock(&s->s) == 0);
     __atomic_store_n(&s->dep.owner, (void *)t, __ATOMIC_RELAXED);
-    keel__dep_push(t, &s->dep, s, KEEL__LK_SPIN, nest, false, false, file, line);
+    keel__dep_push(t, &s->dep, s, KEEL__LK_SPIN, nest, false, false, site);
 }
 
-bool keel__spin_trylock(keel_spinlock *s, const char *file, int line, const char *func)
+bool keel__spin_trylock(keel_spinlock *s, const keel__lock_site *site)
 {
     KEEL_ASSERT(s != NULL);
-    (void)func;
     keel__lock_thread *t = keel__lock_self();
     if (pthread_spin_trylock(&s->s) != 0)
         return false;
     __atomic_store_n(&s->dep.owner, (void *)t, __ATOMIC_RELAXED);
-    keel__dep_push(t, &s->dep, s, KEEL__LK_SPIN, 0, false, true, file, line);
+    keel__dep_push(t, &s->dep, s, KEEL__LK_SPIN, 0, false, true, site);
     return true;
 }
 
-void keel__spin_unlock(keel_spinlock *s, const char *file, int line, const char *func)
+void keel__spin_unlock(keel_spinlock *s, const keel__lock_site *site)
 {
     KEEL_ASSERT(s != NULL);
     keel__lock_thread *t = keel__lock_self();
-    if (!keel__dep_pop(t, &s->dep, s, file, line, func))
+    if (!keel__dep_pop(t, &s->dep, s, site))
         return;
     __atomic_store_n(&s->dep.owner, NULL, __ATOMIC_RELAXED);
     KEEL_VERIFY(pthread_spin_unlock(&s->s) == 0);
@@ -532,15 +566,15 @@ bool keel_spinlock_held(const keel_spinlock *s)
 
 /* ---- blocking ------------------------------------------------------------------------------------- */
 
-void keel__sleep_ms(unsigned long long ms, const char *file, int line, const char *func)
+void keel__sleep_ms(unsigned long long ms, const keel__lock_site *site)
 {
-    keel__dep_can_block(keel__lock_self(), "sleep", file, line, func);
+    keel__dep_can_block(keel__lock_self(), "sleep", site);
     sleep_plain(ms);
 }
 
-void keel__assert_can_block(const char *what, const char *file, int line, const char *func)
+void keel__assert_can_block(const char *what, const keel__lock_site *site)
 {
-    keel__dep_can_block(keel__lock_self(), what, file, line, func);
+    keel__dep_can_block(keel__lock_self(), what, site);
 }
 
 void keel_nonblocking_enter(void)

@@ -10,6 +10,9 @@
  * violations are reported without searching.  A chain table remembers every
  * sequence of held nodes already checked, so a known sequence costs one probe.
  */
+/* keel's own stress points are named like a module's: keel.lock_classes_full, ... */
+#define KEEL_MODULE_NAME "keel"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,8 @@
 KEEL__TLS keel__lock_thread *keel__lock_tls __attribute__((tls_model("initial-exec")));
 char keel__lock_in_transit;
 static keel__lock_thread no_memory_state; /* shared by threads whose state could not be allocated */
+static pthread_once_t no_memory_once = PTHREAD_ONCE_INIT;
+static bool no_memory_reported;
 
 #define MAX_CLASSES  512u
 #define MAX_NODES    (MAX_CLASSES * KEEL__NEST_LEVELS)
@@ -31,7 +36,6 @@ static keel__lock_thread no_memory_state; /* shared by threads whose state could
 #define CLASS_HASH   1024u
 #define MAX_EDGES    8192u
 #define EDGE_HASH    16384u
-#define CHAIN_SLOTS  16384u
 #define CHAIN_PROBES 16u
 #define EDGE_FRAMES  12
 
@@ -67,7 +71,7 @@ typedef struct edge_info {
     bool to_excl;   /* `to` was ever acquired exclusively */
 } edge_info;
 
-/* Everything below is guarded by graph_lock, except chains[] (lock-free). */
+/* Everything below is guarded by graph_lock, except keel__chains[] (lock-free). */
 static pthread_mutex_t graph_lock = PTHREAD_MUTEX_INITIALIZER;
 static lock_class classes[MAX_CLASSES];
 static unsigned nclasses;
@@ -79,7 +83,7 @@ static unsigned edge_hash[EDGE_HASH]; /* edge index + 1 */
 /* pairs already reported (rank or cycle), so each is reported once */
 static unsigned long long reported_pairs[1024];
 static unsigned nreported;
-static unsigned long long chains[CHAIN_SLOTS];
+unsigned long long keel__chains[KEEL__CHAIN_SLOTS];
 static bool classes_full_reported, edges_full_reported, chains_full_reported;
 static budget_rule budgets[MAX_BUDGETS];
 static unsigned nbudgets;
@@ -92,15 +96,15 @@ static const char *const kind_names[] = {"mutex", "rwlock", "spinlock"};
 
 /* ---- classes ----------------------------------------------------------------------------- */
 
-void keel__dep_init(keel_lockdep *d, const char *name, int rank, const char *file, int line)
+void keel__dep_init(keel_lockdep *d, const char *name, int rank, const keel__lock_site *site)
 {
-    KEEL_ASSERT(d != NULL && rank >= 0);
+    KEEL_ASSERT(d != NULL && rank >= 0 && site != NULL);
     d->name = name;
     d->rank = rank;
     d->cls = 0;
     d->owner = NULL;
-    d->file = file;
-    d->line = line;
+    d->file = site->file;
+    d->line = site->line;
     d->magic = 0x6b6c636bu;
 }
 
@@ -222,14 +226,14 @@ keel_status keel__dep_set_budget(const char *class_name, unsigned long long budg
 
 /* graph_lock held.  Reports are returned through *conflict for emission after unlocking. */
 static unsigned class_lookup(const char *key, int rank, keel__lock_kind kind, const char *file,
-                             int line, int *conflict_rank)
+                             int line, bool full, int *conflict_rank)
 {
     unsigned h = hash_str(key) & (CLASS_HASH - 1u);
     for (unsigned i = 0; i < CLASS_HASH; i++) {
         unsigned slot = (h + i) & (CLASS_HASH - 1u);
         unsigned c = class_hash[slot];
         if (c == 0) {
-            if (nclasses >= MAX_CLASSES)
+            if (nclasses >= MAX_CLASSES || full)
                 return KEEL__CLS_NONE;
             lock_class *lc = &classes[nclasses];
             (void)snprintf(lc->name, sizeof(lc->name), "%s", key);
@@ -263,10 +267,13 @@ unsigned keel__dep_resolve(keel_lockdep *d, keel__lock_kind kind)
         (void)snprintf(key, sizeof(key), "%s:%d", d->file != NULL ? d->file : "?", d->line);
     int conflict_rank = -1;
     bool full_now = false;
+    /* stress point (outside graph_lock: a fire is reported): a new class finds the table full */
+    bool stress_full = KEEL_STRESS(lock_classes_full);
     KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
     unsigned c = __atomic_load_n(&d->cls, __ATOMIC_ACQUIRE);
     if (c == 0) {
-        unsigned cls = class_lookup(key, d->rank, kind, d->file, d->line, &conflict_rank);
+        unsigned cls =
+            class_lookup(key, d->rank, kind, d->file, d->line, stress_full, &conflict_rank);
         if (cls == KEEL__CLS_NONE && !classes_full_reported)
             full_now = classes_full_reported = true;
         c = cls == KEEL__CLS_NONE ? KEEL__CLS_NONE : cls + 1;
@@ -302,16 +309,17 @@ static void add_held(keel_report *r, const keel__lock_thread *t)
     for (unsigned i = 0; i < t->n; i++) {
         const keel__held *h = &t->h[i];
         keel_report_add_text(r, "  #%u '%s' (%s, rank %d%s%s%s) acquired at %s:%d", i,
-                             keel__dep_name(h->dep), kind_names[h->kind], h->dep->rank,
-                             h->shared ? ", shared" : "", h->trylock ? ", trylock" : "",
-                             h->waiting ? ", released in a condition wait" : "", h->file, h->line);
+                             keel__dep_name(h->dep), kind_names[h->mode.kind], h->dep->rank,
+                             h->mode.shared ? ", shared" : "", h->mode.trylock ? ", trylock" : "",
+                             h->mode.waiting ? ", released in a condition wait" : "", h->site->file,
+                             h->site->line);
     }
 }
 
-static keel_report *begin(keel_report_kind kind, const keel_lockdep *d, const char *file, int line,
-                          const char *func, const char *msg)
+static keel_report *begin(keel_report_kind kind, const keel_lockdep *d, const keel__lock_site *site,
+                          const char *msg)
 {
-    keel_report *r = keel_report_begin(kind, file, line, func, "%s", msg);
+    keel_report *r = keel_report_begin(kind, site->file, site->line, site->func, "%s", msg);
     if (d != NULL) {
         keel_report_add_str(r, "lock", keel__dep_name(d));
         keel_report_add_int(r, "rank", d->rank);
@@ -319,15 +327,14 @@ static keel_report *begin(keel_report_kind kind, const keel_lockdep *d, const ch
     return r;
 }
 
-void keel__dep_blocking(keel__lock_thread *t, const char *what, const char *file, int line,
-                        const char *func)
+void keel__dep_blocking(keel__lock_thread *t, const char *what, const keel__lock_site *site)
 {
     char msg[256];
     if (t->spins > 0)
         (void)snprintf(msg, sizeof(msg), "%s while holding %u spinlock(s)", what, t->spins);
     else
         (void)snprintf(msg, sizeof(msg), "%s inside a non-blocking region", what);
-    keel_report *r = begin(KEEL_REPORT_LOCK_BLOCKING, NULL, file, line, func, msg);
+    keel_report *r = begin(KEEL_REPORT_LOCK_BLOCKING, NULL, site, msg);
     keel_report_add_str(r, "call", what);
     keel_report_add_uint(r, "spinlocks_held", t->spins);
     keel_report_add_uint(r, "nonblocking_depth", t->nonblock);
@@ -335,50 +342,44 @@ void keel__dep_blocking(keel__lock_thread *t, const char *what, const char *file
     (void)keel_report_emit(r);
 }
 
-void keel__dep_self_deadlock(keel__lock_thread *t, keel_lockdep *d, const void *lock,
-                             const char *file, int line, const char *func)
+void keel__dep_self_deadlock(keel__lock_thread *t, keel_lockdep *d, const keel__lock_site *site)
 {
-    (void)lock;
     char msg[256];
     (void)snprintf(msg, sizeof(msg),
                    "self-deadlock: '%s' is already held by this thread (not recursive); "
                    "the lock call returns without locking",
                    keel__dep_name(d));
-    keel_report *r = begin(KEEL_REPORT_LOCK_MISUSE, d, file, line, func, msg);
+    keel_report *r = begin(KEEL_REPORT_LOCK_MISUSE, d, site, msg);
     add_held(r, t);
     (void)keel_report_emit(r);
 }
 
-void keel__dep_recursive_read(keel__lock_thread *t, keel_lockdep *d, const void *lock,
-                              const char *file, int line, const char *func)
+void keel__dep_recursive_read(keel__lock_thread *t, keel_lockdep *d, const keel__lock_site *site)
 {
-    (void)lock;
     char msg[256];
     (void)snprintf(msg, sizeof(msg),
                    "recursive read lock of rwlock '%s': deadlocks when a writer queues between the "
                    "two read locks",
                    keel__dep_name(d));
-    keel_report *r = begin(KEEL_REPORT_LOCK_ORDER, d, file, line, func, msg);
+    keel_report *r = begin(KEEL_REPORT_LOCK_ORDER, d, site, msg);
     add_held(r, t);
     (void)keel_report_emit(r);
 }
 
-void keel__dep_misuse(keel__lock_thread *t, keel_lockdep *d, const void *lock, const char *file,
-                      int line, const char *func, const char *fmt, ...)
+void keel__dep_misuse(keel__lock_thread *t, keel_lockdep *d, const keel__lock_site *site,
+                      const char *fmt, ...)
 {
-    (void)lock;
     char msg[256];
     va_list ap;
     va_start(ap, fmt);
     (void)vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    keel_report *r = begin(KEEL_REPORT_LOCK_MISUSE, d, file, line, func, msg);
+    keel_report *r = begin(KEEL_REPORT_LOCK_MISUSE, d, site, msg);
     add_held(r, t);
     (void)keel_report_emit(r);
 }
 
-bool keel__dep_destroy_check(keel_lockdep *d, const void *lock, const char *file, int line,
-                             const char *func)
+bool keel__dep_destroy_check(keel_lockdep *d, const void *lock, const keel__lock_site *site)
 {
     keel__lock_thread *t = keel__lock_self();
     void *owner = __atomic_load_n(&d->owner, __ATOMIC_RELAXED);
@@ -386,8 +387,8 @@ bool keel__dep_destroy_check(keel_lockdep *d, const void *lock, const char *file
         d->magic = 0;
         return true;
     }
-    keel__dep_misuse(t, d, lock, file, line, func, "destroying lock '%s' while it is held%s",
-                     keel__dep_name(d), owner == t ? " by this thread" : "");
+    keel__dep_misuse(t, d, site, "destroying lock '%s' while it is held%s", keel__dep_name(d),
+                     owner == t ? " by this thread" : "");
     return false;
 }
 
@@ -402,13 +403,19 @@ static void thread_exit_check(void *arg)
         free(t);
         return;
     }
-    keel_report *r = keel_report_begin(KEEL_REPORT_LOCK_MISUSE, t->h[0].file, t->h[0].line, "?",
-                                       "thread exiting with %u keel lock(s) held", t->n);
+    keel_report *r =
+        keel_report_begin(KEEL_REPORT_LOCK_MISUSE, t->h[0].site->file, t->h[0].site->line,
+                          t->h[0].site->func, "thread exiting with %u keel lock(s) held", t->n);
     keel_report_add_uint(r, "held", t->n);
     add_held(r, t);
     (void)keel_report_emit(r);
     keel__lock_tls = NULL;
     free(t);
+}
+
+static void no_memory_init(void)
+{
+    no_memory_state.disabled = true;
 }
 
 static void make_exit_key(void)
@@ -420,12 +427,16 @@ keel__lock_thread *keel__lock_thread_new(void)
 {
     KEEL_ASSERT(keel__lock_tls == NULL);
     KEEL_VERIFY(pthread_once(&exit_once, make_exit_key) == 0);
-    keel__lock_thread *t = (keel__lock_thread *)calloc(1, sizeof(*t));
+    /* stress point: this thread's state cannot be allocated */
+    keel__lock_thread *t =
+        KEEL_STRESS(lock_thread_nomem) ? NULL : (keel__lock_thread *)calloc(1, sizeof(*t));
     if (t == NULL || pthread_setspecific(exit_key, t) != 0) {
         free(t);
-        no_memory_state.disabled = true;
-        (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
-                          "no memory for a thread's lock state: its locks are not checked");
+        KEEL_VERIFY(pthread_once(&no_memory_once, no_memory_init) == 0);
+        if (!__atomic_exchange_n(&no_memory_reported, true, __ATOMIC_RELAXED))
+            (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
+                              "no memory for a thread's lock state: the locks of such threads are "
+                              "not checked");
         return &no_memory_state; /* not remembered: the next call tries again */
     }
     keel__lock_tls = t;
@@ -436,18 +447,19 @@ keel__lock_thread *keel__lock_thread_new(void)
 static void recompute_from(keel__lock_thread *t, unsigned i)
 {
     for (; i < t->n; i++)
-        t->h[i].chain = keel__held_chain(i > 0 ? t->h[i - 1].chain : 0, &t->h[i]);
+        t->h[i].chain = keel__dep_chain(t, i, t->h[i].node, t->h[i].mode.shared);
 }
 
 /* The uncommon pushes: state disabled, stack full, class not resolved yet or not checked. */
 void keel__dep_push_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
                          keel__lock_kind kind, int nest, bool shared, bool trylock,
-                         const char *file, int line)
+                         const keel__lock_site *site)
 {
     KEEL_ASSERT(t != NULL && d != NULL);
     if (KEEL_UNLIKELY(t->disabled))
         return;
-    if (KEEL_UNLIKELY(t->n >= KEEL_LOCK_MAX_HELD)) {
+    /* stress point, on this slow push only (a lock's first acquisition, an unchecked class) */
+    if (KEEL_UNLIKELY(t->n >= KEEL_LOCK_MAX_HELD) || KEEL_STRESS(lock_held_full)) {
         /* not tracked, so not counted as a held spinlock either: its unlock finds nothing */
         if (t->overflow++ == 0)
             (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
@@ -457,7 +469,7 @@ void keel__dep_push_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock
         return;
     }
     unsigned node = keel__dep_node(keel__dep_class(d, kind), nest);
-    keel__dep_record(t, d, lock, kind, node, shared, trylock, file, line);
+    keel__dep_record(t, d, lock, kind, node, shared, trylock, site);
 }
 
 const keel__held *keel__dep_find(const keel__lock_thread *t, const void *lock)
@@ -475,17 +487,16 @@ static void move_entry(keel__held *dst, const keel__held *src)
     dst->dep = src->dep;
     __atomic_store_n(&dst->node, src->node, __ATOMIC_RELAXED);
     dst->chain = src->chain;
-    dst->file = src->file;
-    dst->line = src->line;
-    dst->kind = src->kind;
-    dst->shared = src->shared;
-    dst->trylock = src->trylock;
-    dst->waiting = src->waiting;
+    dst->site = src->site;
+    dst->mode.kind = src->mode.kind;
+    dst->mode.shared = src->mode.shared;
+    dst->mode.trylock = src->mode.trylock;
+    dst->mode.waiting = src->mode.waiting;
     __atomic_store_n(&dst->seq, src->seq, __ATOMIC_RELEASE);
 }
 
-bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock, const char *file,
-                        int line, const char *func)
+bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
+                        const keel__lock_site *site)
 {
     KEEL_ASSERT(t != NULL && d != NULL);
     if (KEEL_UNLIKELY(t->disabled))
@@ -499,14 +510,14 @@ bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
             return true;
         }
         void *owner = __atomic_load_n(&d->owner, __ATOMIC_RELAXED);
-        keel__dep_misuse(t, d, lock, file, line, func,
+        keel__dep_misuse(t, d, site,
                          owner == NULL ? "unlock of '%s', which is not locked (double unlock?)"
                                        : "unlock of '%s', which this thread does not hold",
                          keel__dep_name(d));
         return false;
     }
     i--;
-    if (t->h[i].kind == KEEL__LK_SPIN)
+    if (t->h[i].mode.kind == KEEL__LK_SPIN)
         t->spins--;
     for (unsigned j = i; j + 1 < t->n; j++)
         move_entry(&t->h[j], &t->h[j + 1]);
@@ -519,19 +530,20 @@ void keel__dep_mark_waiting(keel__lock_thread *t, const void *lock, bool waiting
 {
     for (unsigned i = t->n; i > 0; i--)
         if (t->h[i - 1].lock == lock) {
-            t->h[i - 1].waiting = waiting;
+            t->h[i - 1].mode.waiting = waiting;
             return;
         }
 }
 
 /* ---- chains ------------------------------------------------------------------------------------- */
 
-bool keel__chain_known(unsigned long long key)
+/* The probe from a key's home slot (keel__chain_home looks at that one alone). */
+bool keel__chain_probe(unsigned long long key)
 {
-    unsigned base = (unsigned)key & (CHAIN_SLOTS - 1u);
+    unsigned base = (unsigned)key & (KEEL__CHAIN_SLOTS - 1u);
     for (unsigned i = 0; i < CHAIN_PROBES; i++) {
         unsigned long long k =
-            __atomic_load_n(&chains[(base + i) & (CHAIN_SLOTS - 1u)], __ATOMIC_ACQUIRE);
+            __atomic_load_n(&keel__chains[(base + i) & (KEEL__CHAIN_SLOTS - 1u)], __ATOMIC_ACQUIRE);
         if (k == key)
             return true;
         if (k == 0)
@@ -543,9 +555,9 @@ bool keel__chain_known(unsigned long long key)
 /* graph_lock held (one writer).  False when the table has no room near key. */
 static bool chain_add(unsigned long long key)
 {
-    unsigned base = (unsigned)key & (CHAIN_SLOTS - 1u);
+    unsigned base = (unsigned)key & (KEEL__CHAIN_SLOTS - 1u);
     for (unsigned i = 0; i < CHAIN_PROBES; i++) {
-        unsigned long long *slot = &chains[(base + i) & (CHAIN_SLOTS - 1u)];
+        unsigned long long *slot = &keel__chains[(base + i) & (KEEL__CHAIN_SLOTS - 1u)];
         unsigned long long k = __atomic_load_n(slot, __ATOMIC_RELAXED);
         if (k == key)
             return true;
@@ -600,11 +612,11 @@ typedef struct slow_bt {
     int n; /* -1: not captured yet */
 } slow_bt;
 
-static void edge_add(const keel__held *held, unsigned to, bool to_shared, const char *file,
-                     int line, slow_bt *bt, bool *full_now)
+static void edge_add(const keel__held *held, unsigned to, bool to_shared,
+                     const keel__lock_site *site, bool full, slow_bt *bt, bool *full_now)
 {
     adj[held->node][to / 64u] |= 1ull << (to % 64u);
-    if (nedges >= MAX_EDGES) {
+    if (nedges >= MAX_EDGES || full) {
         if (!edges_full_reported)
             *full_now = edges_full_reported = true;
         return;
@@ -612,11 +624,11 @@ static void edge_add(const keel__held *held, unsigned to, bool to_shared, const 
     edge_info *e = &edges[nedges];
     e->from = held->node;
     e->to = to;
-    e->held_file = held->file;
-    e->held_line = held->line;
-    e->file = file;
-    e->line = line;
-    e->from_excl = !held->shared;
+    e->held_file = held->site->file;
+    e->held_line = held->site->line;
+    e->file = site->file;
+    e->line = site->line;
+    e->from_excl = !held->mode.shared;
     e->to_excl = !to_shared;
     keel__thread_name(e->thread, sizeof(e->thread));
     if (bt->n < 0)
@@ -728,8 +740,8 @@ typedef struct finding {
 } finding;
 
 void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock, unsigned node,
-                           int nest, bool shared, unsigned long long key, const char *file,
-                           int line, const char *func)
+                           int nest, bool shared, unsigned long long key,
+                           const keel__lock_site *site)
 {
     KEEL_ASSERT(t != NULL && d != NULL && t->n > 0);
     finding found[4];
@@ -737,6 +749,10 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
     bool edges_full = false, chains_full = false;
     slow_bt bt;
     bt.n = -1;
+    /* stress points (outside graph_lock: a fire is reported): the edge table is full for the
+     * edges this check adds, the chain table for this sequence */
+    bool stress_edges = KEEL_STRESS(lock_edges_full);
+    bool stress_chains = KEEL_STRESS(lock_chains_full);
     KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
     for (unsigned i = 0; i < t->n; i++) {
         const keel__held *h = &t->h[i];
@@ -758,25 +774,26 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
                 f.what = 1;
         } else if (!has_edge(h->node, node)) {
             unsigned n = find_path(node, h->node, f.path, KEEL__ARRAY_LEN(f.path));
-            if (n > 0 && !cycle_harmless(f.path, n, !h->shared, !shared)) {
+            if (n > 0 && !cycle_harmless(f.path, n, !h->mode.shared, !shared)) {
                 f.npath = n;
                 if (!pair_reported(h->node, node))
                     f.what = 2;
             } else {
-                edge_add(h, node, shared, file, line, &bt, &edges_full);
+                edge_add(h, node, shared, site, stress_edges, &bt, &edges_full);
             }
         } else {
             /* known order; a lock now held or taken exclusively where it was shared
              * before can turn a harmless reader cycle into a deadlock: search again */
             edge_info *e = edge_find(h->node, node);
-            bool worse = e != NULL && ((!e->from_excl && !h->shared) || (!e->to_excl && !shared));
+            bool worse =
+                e != NULL && ((!e->from_excl && !h->mode.shared) || (!e->to_excl && !shared));
             if (e != NULL) {
-                e->from_excl = e->from_excl || !h->shared;
+                e->from_excl = e->from_excl || !h->mode.shared;
                 e->to_excl = e->to_excl || !shared;
             }
             if (worse) {
                 unsigned n = find_path(node, h->node, f.path, KEEL__ARRAY_LEN(f.path));
-                if (n > 0 && !cycle_harmless(f.path, n, !h->shared, !shared) &&
+                if (n > 0 && !cycle_harmless(f.path, n, !h->mode.shared, !shared) &&
                     !pair_reported(h->node, node)) {
                     f.npath = n;
                     f.what = 2;
@@ -786,7 +803,8 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
         if (f.what != 0 && nfound < KEEL__ARRAY_LEN(found))
             found[nfound++] = f;
     }
-    if (!chain_add(key) && !chains_full_reported)
+    bool cached = !stress_chains && chain_add(key);
+    if (!cached && !chains_full_reported)
         chains_full = chains_full_reported = true;
     KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
 
@@ -810,7 +828,7 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
             (void)snprintf(msg, sizeof(msg),
                            "rank violation: '%s' (rank %d) acquired while holding '%s' (rank %d)",
                            name, d->rank, hname, h->dep->rank);
-            r = begin(KEEL_REPORT_LOCK_ORDER, d, file, line, func, msg);
+            r = begin(KEEL_REPORT_LOCK_ORDER, d, site, msg);
             keel_report_add_str(r, "held", hname);
             keel_report_add_int(r, "held_rank", h->dep->rank);
             keel_report_add_text(
@@ -822,7 +840,7 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
                            "lock order cycle: '%s' acquired while holding '%s', but the reverse "
                            "order was established earlier",
                            name, hname);
-            r = begin(KEEL_REPORT_LOCK_ORDER, d, file, line, func, msg);
+            r = begin(KEEL_REPORT_LOCK_ORDER, d, site, msg);
             keel_report_add_str(r, "held", hname);
             keel_report_add_uint(r, "cycle_length", f->npath + 1);
             keel_report_add_text(
@@ -835,7 +853,8 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
             }
             KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
             keel_report_add_text(r, "  '%s' -> '%s': now, at %s:%d (holding '%s' since %s:%d)",
-                                 hname, name, file, line, hname, h->file, h->line);
+                                 hname, name, site->file, site->line, hname, h->site->file,
+                                 h->site->line);
             break;
         case 3:
             (void)snprintf(
@@ -843,10 +862,10 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
                 "two locks of class '%s' held at once ('%s' held, taking another): annotate "
                 "a documented nesting with keel_mutex_lock_nested()",
                 name, hname);
-            r = begin(KEEL_REPORT_LOCK_ORDER, d, file, line, func, msg);
+            r = begin(KEEL_REPORT_LOCK_ORDER, d, site, msg);
             break;
         default:
-            r = begin(KEEL_REPORT_LOCK_ORDER, d, file, line, func, "unknown lock finding");
+            r = begin(KEEL_REPORT_LOCK_ORDER, d, site, "unknown lock finding");
             break;
         }
         add_held(r, t);
@@ -855,7 +874,7 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
 }
 
 void keel__dep_address_order(keel__lock_thread *t, keel_lockdep *d, const void *lock, unsigned node,
-                             const char *file, int line, const char *func)
+                             const keel__lock_site *site)
 {
     for (unsigned i = 0; i < t->n; i++) {
         const keel__held *h = &t->h[i];
@@ -866,7 +885,7 @@ void keel__dep_address_order(keel__lock_thread *t, keel_lockdep *d, const void *
                        "address order violated: '%s' at %p taken while holding one at %p "
                        "(KEEL_NEST_BY_ADDRESS needs increasing addresses)",
                        keel__dep_name(d), lock, h->lock);
-        keel_report *r = begin(KEEL_REPORT_LOCK_ORDER, d, file, line, func, msg);
+        keel_report *r = begin(KEEL_REPORT_LOCK_ORDER, d, site, msg);
         add_held(r, t);
         (void)keel_report_emit(r);
         return;
@@ -889,9 +908,9 @@ void keel__lock_describe_held(char *buf, size_t size)
     for (unsigned i = 0; i < n; i++) {
         const keel__held *h = &t->h[i];
         keel__buf_printf(buf, size, &pos, "%s'%s' (%s, rank %d) acquired at %s:%d%s",
-                         i > 0 ? "; " : "", keel__dep_name(h->dep), kind_names[h->kind],
-                         h->dep->rank, h->file, h->line,
-                         h->waiting ? " (released: waiting on a condition)" : "");
+                         i > 0 ? "; " : "", keel__dep_name(h->dep), kind_names[h->mode.kind],
+                         h->dep->rank, h->site->file, h->site->line,
+                         h->mode.waiting ? " (released: waiting on a condition)" : "");
     }
 }
 
@@ -933,8 +952,8 @@ bool keel__lock_holds(unsigned long long seq, const void *lock, const char **fil
         return false;
     for (unsigned i = 0; i < t->n && i < KEEL_LOCK_MAX_HELD; i++)
         if (t->h[i].seq == seq && t->h[i].lock == lock) {
-            *file = t->h[i].file;
-            *line = t->h[i].line;
+            *file = t->h[i].site->file;
+            *line = t->h[i].site->line;
             return true;
         }
     return false;

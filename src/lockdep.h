@@ -11,6 +11,14 @@ KEEL_EXTERN_C_BEGIN
 
 typedef enum keel__lock_kind { KEEL__LK_MUTEX, KEEL__LK_RWLOCK, KEEL__LK_SPIN } keel__lock_kind;
 
+/* How a lock is held: four bytes, written as one. */
+typedef struct keel__held_mode {
+    unsigned char kind;
+    bool shared;  /* rwlock read */
+    bool trylock; /* acquired without blocking */
+    bool waiting; /* released inside a condition wait */
+} __attribute__((aligned(4))) keel__held_mode;
+
 /*
  * One lock a thread holds.  The watchdog thread samples `lock`, `node` and
  * `seq` of other threads' entries (keel__lock_sample_held), so the owner
@@ -20,15 +28,11 @@ typedef enum keel__lock_kind { KEEL__LK_MUTEX, KEEL__LK_RWLOCK, KEEL__LK_SPIN } 
 typedef struct keel__held {
     const void *lock; /* atomic */
     keel_lockdep *dep;
-    unsigned node;            /* atomic; class * KEEL__NEST_LEVELS + subclass */
-    unsigned long long chain; /* hash of the nodes of entries 0..this */
-    unsigned long long seq;   /* atomic; this thread's acquisition number (hold budgets) */
-    const char *file;         /* where this thread acquired it */
-    int line;
-    unsigned char kind;
-    bool shared;  /* rwlock read */
-    bool trylock; /* acquired without blocking */
-    bool waiting; /* released inside a condition wait */
+    unsigned node; /* atomic; class * KEEL__NEST_LEVELS + subclass */
+    keel__held_mode mode;
+    unsigned long long chain;    /* hash of the nodes of entries 0..this */
+    unsigned long long seq;      /* atomic; this thread's acquisition number (hold budgets) */
+    const keel__lock_site *site; /* where this thread acquired it */
 } keel__held;
 
 /* A thread's lock state: the held stack, spinlocks held, non-blocking depth. */
@@ -66,24 +70,20 @@ static inline const char *keel__dep_name(const keel_lockdep *d)
     return d->name != NULL ? d->name : "(unnamed)";
 }
 
-void keel__dep_init(keel_lockdep *d, const char *name, int rank, const char *file, int line);
+void keel__dep_init(keel_lockdep *d, const char *name, int rank, const keel__lock_site *site);
 /* True when the lock may be destroyed (not held); reports otherwise. */
-bool keel__dep_destroy_check(keel_lockdep *d, const void *lock, const char *file, int line,
-                             const char *func);
-void keel__dep_blocking(keel__lock_thread *t, const char *what, const char *file, int line,
-                        const char *func);
-static inline void keel__dep_can_block(keel__lock_thread *t, const char *what, const char *file,
-                                       int line, const char *func)
+bool keel__dep_destroy_check(keel_lockdep *d, const void *lock, const keel__lock_site *site);
+void keel__dep_blocking(keel__lock_thread *t, const char *what, const keel__lock_site *site);
+static inline void keel__dep_can_block(keel__lock_thread *t, const char *what,
+                                       const keel__lock_site *site)
 {
     if (KEEL_UNLIKELY((t->spins | t->nonblock) != 0))
-        keel__dep_blocking(t, what, file, line, func);
+        keel__dep_blocking(t, what, site);
 }
-void keel__dep_self_deadlock(keel__lock_thread *t, keel_lockdep *d, const void *lock,
-                             const char *file, int line, const char *func);
-void keel__dep_recursive_read(keel__lock_thread *t, keel_lockdep *d, const void *lock,
-                              const char *file, int line, const char *func);
-void keel__dep_misuse(keel__lock_thread *t, keel_lockdep *d, const void *lock, const char *file,
-                      int line, const char *func, const char *fmt, ...) KEEL_PRINTF(7, 8);
+void keel__dep_self_deadlock(keel__lock_thread *t, keel_lockdep *d, const keel__lock_site *site);
+void keel__dep_recursive_read(keel__lock_thread *t, keel_lockdep *d, const keel__lock_site *site);
+void keel__dep_misuse(keel__lock_thread *t, keel_lockdep *d, const keel__lock_site *site,
+                      const char *fmt, ...) KEEL_PRINTF(4, 5);
 
 /* The class of a lock, resolved on first use. */
 unsigned keel__dep_resolve(keel_lockdep *d, keel__lock_kind kind);
@@ -99,30 +99,64 @@ static inline unsigned keel__dep_node(unsigned cls, int nest)
     return cls == KEEL__CLS_NONE ? KEEL__CLS_NONE
                                  : cls * KEEL__NEST_LEVELS + (nest > 0 ? (unsigned)nest & 3u : 0u);
 }
+
+/*
+ * The chain hash of a held sequence followed by (node, shared); prev 0 is the
+ * empty sequence.  A sequence of one lock is its node, unmixed (no multiply
+ * for the usual single acquisition).  A longer one is B(prev ^ G(node)),
+ * where G multiplies by the golden ratio (independent of prev: computed in
+ * parallel) and B, a multiply by an odd constant then z ^= z >> 32, is a
+ * bijection: two sequences that differ only in their prefix never collide,
+ * and the latency on the held stack's dependency chain is one multiply.
+ * Never 0.
+ */
 static inline unsigned long long keel__chain_mix(unsigned long long prev, unsigned node,
                                                  bool shared)
 {
-    unsigned long long z =
-        prev ^ ((unsigned long long)node * 2u + (shared ? 1u : 0u) + 1u) * 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
+    unsigned long long v = (unsigned long long)node * 2u + (shared ? 1u : 0u) + 1u;
+    if (prev == 0)
+        return v;
+    unsigned long long z = (prev ^ v * 0x9e3779b97f4a7c15ull) * 0xbf58476d1ce4e5b9ull;
+    z ^= z >> 32;
     return z != 0 ? z : 1;
 }
 
+/* The chain hash of entry n (on top of entries 0..n-1) for (node, shared). */
+static inline unsigned long long keel__dep_chain(const keel__lock_thread *t, unsigned n,
+                                                 unsigned node, bool shared)
+{
+    unsigned long long prev = n > 0 ? t->h[n - 1].chain : 0;
+    return node == KEEL__CLS_NONE ? prev : keel__chain_mix(prev, node, shared);
+}
+
+/* The lock-free table of lock sequences already validated (lockdep's chain cache). */
+#define KEEL__CHAIN_SLOTS 16384u
+extern unsigned long long keel__chains[KEEL__CHAIN_SLOTS];
+bool keel__chain_probe(unsigned long long key);
+
+/* Is this key in its home slot of the chain table (where most keys are)? */
+static inline bool keel__chain_home(unsigned long long key)
+{
+    return __atomic_load_n(&keel__chains[key & (KEEL__CHAIN_SLOTS - 1u)], __ATOMIC_ACQUIRE) == key;
+}
+
 /* Lock-free: has this sequence of held nodes followed by the new one been validated? */
-bool keel__chain_known(unsigned long long key);
+static inline bool keel__chain_known(unsigned long long key)
+{
+    return keel__chain_home(key) || keel__chain_probe(key);
+}
+
 void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock, unsigned node,
-                           int nest, bool shared, unsigned long long key, const char *file,
-                           int line, const char *func);
+                           int nest, bool shared, unsigned long long key,
+                           const keel__lock_site *site);
 
 void keel__dep_address_order(keel__lock_thread *t, keel_lockdep *d, const void *lock, unsigned node,
-                             const char *file, int line, const char *func);
+                             const keel__lock_site *site);
 
 /* Check the order of a blocking acquisition before it blocks. */
 static inline void keel__dep_before(keel__lock_thread *t, keel_lockdep *d, const void *lock,
-                                    keel__lock_kind kind, int nest, bool shared, const char *file,
-                                    int line, const char *func)
+                                    keel__lock_kind kind, int nest, bool shared,
+                                    const keel__lock_site *site)
 {
     if (t->n == 0)
         return; /* nothing held: no order to check */
@@ -130,74 +164,97 @@ static inline void keel__dep_before(keel__lock_thread *t, keel_lockdep *d, const
     if (node == KEEL__CLS_NONE)
         return;
     if (nest == KEEL_NEST_BY_ADDRESS) /* depends on addresses: not in the chain cache */
-        keel__dep_address_order(t, d, lock, node, file, line, func);
+        keel__dep_address_order(t, d, lock, node, site);
     unsigned long long key = keel__chain_mix(t->h[t->n - 1].chain, node, shared);
     if (KEEL_LIKELY(keel__chain_known(key)))
         return;
-    keel__dep_before_slow(t, d, lock, node, nest, shared, key, file, line, func);
+    keel__dep_before_slow(t, d, lock, node, nest, shared, key, site);
 }
 
 void keel__dep_push_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
                          keel__lock_kind kind, int nest, bool shared, bool trylock,
-                         const char *file, int line);
-bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock, const char *file,
-                        int line, const char *func);
+                         const keel__lock_site *site);
+bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
+                        const keel__lock_site *site);
 
-/* The chain hash of entry h on top of `prev`: a lock whose class is not checked adds nothing. */
-static inline unsigned long long keel__held_chain(unsigned long long prev, const keel__held *h)
+/*
+ * Fill entry t->n of the held stack (the caller checked there is room).  It
+ * is not held yet: keel__dep_publish() makes it so, after the acquisition,
+ * so that a blocking lock can fill it before it waits.
+ */
+static inline void keel__dep_fill(keel__lock_thread *t, keel_lockdep *d, const void *lock,
+                                  keel__lock_kind kind, unsigned node, bool shared, bool trylock,
+                                  unsigned long long chain, const keel__lock_site *site)
 {
-    return h->node == KEEL__CLS_NONE ? prev : keel__chain_mix(prev, h->node, h->shared);
+    keel__held *h = &t->h[t->n];
+    h->mode.kind = (unsigned char)kind; /* the plain stores first: merged into one */
+    h->mode.shared = shared;
+    h->mode.trylock = trylock;
+    h->mode.waiting = false;
+    h->dep = d;
+    h->chain = chain;
+    h->site = site;
+    __atomic_store_n(&h->lock, lock, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->node, node, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->seq, ++t->seq, __ATOMIC_RELEASE);
 }
 
-/* Fill the next entry of the held stack (the caller checked there is room). */
-static inline void keel__dep_record(keel__lock_thread *t, keel_lockdep *d, const void *lock,
-                                    keel__lock_kind kind, unsigned node, bool shared, bool trylock,
-                                    const char *file, int line)
+/* The filled entry is held now. */
+static inline void keel__dep_publish(keel__lock_thread *t, keel__lock_kind kind)
 {
-    unsigned n = t->n;
-    keel__held *h = &t->h[n];
-    __atomic_store_n(&h->lock, lock, __ATOMIC_RELAXED);
-    h->dep = d;
-    __atomic_store_n(&h->node, node, __ATOMIC_RELAXED);
-    h->file = file;
-    h->line = line;
-    h->kind = (unsigned char)kind;
-    h->shared = shared;
-    h->trylock = trylock;
-    h->waiting = false;
-    __atomic_store_n(&h->seq, ++t->seq, __ATOMIC_RELEASE);
-    h->chain = keel__held_chain(n > 0 ? t->h[n - 1].chain : 0, h);
     if (kind == KEEL__LK_SPIN)
         t->spins++;
-    __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&t->n, t->n + 1, __ATOMIC_RELEASE);
+}
+
+/* Record an acquisition on the held stack (the caller checked there is room). */
+static inline void keel__dep_record(keel__lock_thread *t, keel_lockdep *d, const void *lock,
+                                    keel__lock_kind kind, unsigned node, bool shared, bool trylock,
+                                    const keel__lock_site *site)
+{
+    keel__dep_fill(t, d, lock, kind, node, shared, trylock, keel__dep_chain(t, t->n, node, shared),
+                   site);
+    keel__dep_publish(t, kind);
 }
 
 /* Record an acquisition on the held stack. */
 static inline void keel__dep_push(keel__lock_thread *t, keel_lockdep *d, const void *lock,
                                   keel__lock_kind kind, int nest, bool shared, bool trylock,
-                                  const char *file, int line)
+                                  const keel__lock_site *site)
 {
     unsigned c = __atomic_load_n(&d->cls, __ATOMIC_ACQUIRE);
     if (KEEL_UNLIKELY(t->n >= KEEL_LOCK_MAX_HELD || c == 0 || c == KEEL__CLS_NONE || t->disabled)) {
-        keel__dep_push_slow(t, d, lock, kind, nest, shared, trylock, file, line);
+        keel__dep_push_slow(t, d, lock, kind, nest, shared, trylock, site);
         return;
     }
-    keel__dep_record(t, d, lock, kind, keel__dep_node(c - 1, nest), shared, trylock, file, line);
+    keel__dep_record(t, d, lock, kind, keel__dep_node(c - 1, nest), shared, trylock, site);
+}
+
+/*
+ * Can an acquisition of a lock whose d->cls is c skip the general path?  Yes
+ * when the held stack has room, nothing forbids blocking, the class is
+ * resolved and checked, and the lock is not annotated.  t is keel__lock_tls:
+ * never the shared state of threads without memory (it is not remembered).
+ */
+static inline bool keel__dep_fast(const keel__lock_thread *t, unsigned c, int nest)
+{
+    return nest == 0 && t->n < KEEL_LOCK_MAX_HELD && (t->spins | t->nonblock) == 0 &&
+           c - 1u < KEEL__CLS_NONE - 1u;
 }
 
 /* Remove a release from the held stack.  False (and reported) when this thread does not hold it. */
 static inline bool keel__dep_pop(keel__lock_thread *t, keel_lockdep *d, const void *lock,
-                                 const char *file, int line, const char *func)
+                                 const keel__lock_site *site)
 {
     unsigned n = t->n;
     if (KEEL_LIKELY(n > 0 &&
                     t->h[n - 1].lock == lock)) { /* the usual: last taken, first released */
-        if (t->h[n - 1].kind == KEEL__LK_SPIN)
+        if (t->h[n - 1].mode.kind == KEEL__LK_SPIN)
             t->spins--;
         __atomic_store_n(&t->n, n - 1, __ATOMIC_RELEASE);
         return true;
     }
-    return keel__dep_pop_slow(t, d, lock, file, line, func);
+    return keel__dep_pop_slow(t, d, lock, site);
 }
 /* keel_lock_class_budget once its arguments are checked. */
 KEEL_MUST_USE keel_status keel__dep_set_budget(const char *class_name,

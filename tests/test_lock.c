@@ -602,6 +602,160 @@ static void test_too_many_spinlocks_held(void **state)
     expect_reports(KEEL_REPORT_LOCK_MISUSE, 0);
 }
 
+/* ---- stress points: each "table full" path without filling the table ----------------------- */
+
+/* Exactly one report of kind "limit", and it says `what`. */
+static void expect_one_limit(const char *what)
+{
+    expect_reports(KEEL_REPORT_LIMIT, 1);
+    for (int i = 0; i < nseen; i++)
+        if (seen[i].kind == KEEL_REPORT_LIMIT && strstr(seen[i].message, what) == NULL) {
+            dump_seen();
+            fail_msg("the limit report does not say '%s'", what);
+        }
+}
+
+/* Evaluations and fires of a stress point so far. */
+static keel_stress_stats point_stats(const char *name)
+{
+    keel_stress_stats st;
+    keel_test_ok(keel_stress_get(name, &st));
+    return st;
+}
+
+static void test_stress_class_table_full(void **state)
+{
+    (void)state;
+    keel_test_ok(keel_stress_enable("keel.lock_classes_full"));
+    static keel_mutex a = KEEL_MUTEX_INITIALIZER("stc_a", 20);
+    static keel_mutex b = KEEL_MUTEX_INITIALIZER("stc_b", 10);
+    for (int i = 0; i < 3; i++) {
+        keel_mutex_lock(&a);
+        keel_mutex_lock(&b); /* against the ranks, but their classes did not fit: unchecked */
+        assert_true(keel_mutex_held(&b));
+        assert_int_equal(keel_locks_held(), 2);
+        keel_mutex_unlock(&b);
+        keel_mutex_unlock(&a);
+    }
+    expect_one_limit("lock classes");
+    expect_reports(KEEL_REPORT_LOCK_ORDER, 0);
+    assert_int_equal(point_stats("keel.lock_classes_full").fires, 2); /* once per new class */
+    keel_stress_clear();
+    /* the real table has room: new classes are checked again */
+    static keel_mutex c = KEEL_MUTEX_INITIALIZER("stc_c", 20);
+    static keel_mutex d = KEEL_MUTEX_INITIALIZER("stc_d", 10);
+    keel_mutex_lock(&c);
+    keel_mutex_lock(&d);
+    keel_mutex_unlock(&d);
+    keel_mutex_unlock(&c);
+    expect_reports(KEEL_REPORT_LOCK_ORDER, 1);
+    expect_reports(KEEL_REPORT_LIMIT, 1);
+}
+
+static void test_stress_chain_cache_full(void **state)
+{
+    (void)state;
+    keel_test_ok(keel_stress_enable("keel.lock_chains_full"));
+    static keel_mutex a = KEEL_MUTEX_INITIALIZER("stch_a", KEEL_RANK_NONE);
+    static keel_mutex b = KEEL_MUTEX_INITIALIZER("stch_b", KEEL_RANK_NONE);
+    pair_job ab = {&a, &b, false}, ba = {&b, &a, false};
+    for (int i = 0; i < 3; i++)
+        run_in_thread(lock_pair, &ab);
+    expect_one_limit("chain cache full");
+    /* not cached: every a -> b went through the graph (a cached one never reaches the point) */
+    assert_int_equal(point_stats("keel.lock_chains_full").evaluations, 3);
+    run_in_thread(lock_pair, &ba); /* the inversion is still found */
+    expect_reports(KEEL_REPORT_LOCK_ORDER, 1);
+    expect_reports(KEEL_REPORT_LIMIT, 1);
+    keel_stress_clear();
+}
+
+static void test_stress_edge_table_full(void **state)
+{
+    (void)state;
+    keel_test_ok(keel_stress_enable("keel.lock_edges_full"));
+    static keel_mutex a = KEEL_MUTEX_INITIALIZER("ste_a", KEEL_RANK_NONE);
+    static keel_mutex b = KEEL_MUTEX_INITIALIZER("ste_b", KEEL_RANK_NONE);
+    pair_job ab = {&a, &b, false}, ba = {&b, &a, false};
+    run_in_thread(lock_pair, &ab);
+    run_in_thread(lock_pair, &ab);
+    expect_one_limit("lock-order edges");
+    char json[8192];
+    assert_true(keel_lock_graph_json(json, sizeof(json)) < sizeof(json));
+    assert_null(strstr(json, "{\"from\":\"ste_a\"")); /* its site was not kept */
+    run_in_thread(lock_pair, &ba);                    /* the order itself was learned */
+    expect_reports(KEEL_REPORT_LOCK_ORDER, 1);
+    expect_reports(KEEL_REPORT_LIMIT, 1);
+    keel_stress_clear();
+}
+
+static void test_stress_held_stack_full(void **state)
+{
+    (void)state;
+    keel_test_ok(keel_stress_enable("keel.lock_held_full"));
+    static keel_mutex a = KEEL_MUTEX_INITIALIZER("sth_a", 10);
+    static keel_mutex b = KEEL_MUTEX_INITIALIZER("sth_b", 20);
+    keel_mutex_lock(&a); /* first acquisitions: the slow push finds the stack "full" */
+    keel_mutex_lock(&b);
+    assert_int_equal(keel_locks_held(), 0); /* not tracked */
+    assert_true(keel_mutex_held(&a));       /* but held */
+    keel_mutex_unlock(&b);
+    keel_mutex_unlock(&a);
+    expect_one_limit("keel locks held");
+    expect_reports(KEEL_REPORT_LOCK_MISUSE, 0);
+    keel_stress_clear();
+    keel_mutex_lock(&a);
+    keel_mutex_lock(&b);
+    assert_int_equal(keel_locks_held(), 2); /* tracked again */
+    keel_mutex_unlock(&b);
+    keel_mutex_unlock(&a);
+    expect_reports(KEEL_REPORT_LIMIT, 1);
+    expect_reports(KEEL_REPORT_LOCK_MISUSE, 0);
+}
+
+static keel_mutex nomem_lock = KEEL_MUTEX_INITIALIZER("stn", 10);
+static long nomem_count;
+
+static void *nomem_worker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 10000; i++) {
+        keel_mutex_lock(&nomem_lock);
+        nomem_count++;
+        keel_mutex_unlock(&nomem_lock);
+    }
+    return NULL;
+}
+
+static void *held_while_locked(void *arg)
+{
+    keel_mutex_lock(&nomem_lock);
+    *(unsigned *)arg = keel_locks_held();
+    keel_mutex_unlock(&nomem_lock);
+    return NULL;
+}
+
+static void test_stress_thread_state_nomem(void **state)
+{
+    (void)state;
+    keel_test_ok(keel_stress_enable("keel.lock_thread_nomem"));
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) /* two threads without state, on one mutex */
+        assert_int_equal(pthread_create(&t[i], NULL, nomem_worker, NULL), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    assert_int_equal(nomem_count, 20000); /* the locking itself stayed exclusive */
+    expect_one_limit("no memory");
+    expect_reports(KEEL_REPORT_LOCK_MISUSE, 0);
+    unsigned held = 99;
+    run_in_thread(held_while_locked, &held);
+    assert_int_equal(held, 0); /* still armed: not tracked */
+    keel_stress_clear();
+    run_in_thread(held_while_locked, &held);
+    assert_int_equal(held, 1); /* state allocated: tracked */
+    expect_reports(KEEL_REPORT_LIMIT, 1);
+}
+
 #endif /* KEEL_DEVEL */
 
 /* Release: the same calls are the pthread calls, and they work. */
@@ -763,6 +917,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_too_many_locks_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_many_spinlocks_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_class_table_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stress_class_table_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stress_chain_cache_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stress_edge_table_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stress_held_stack_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stress_thread_state_nomem, setup, teardown),
 #endif
         cmocka_unit_test_setup_teardown(test_locks_work, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stress_ranked_hierarchy, setup, teardown),

@@ -68,7 +68,19 @@ KEEL_EXTERN_C_BEGIN
 /* Locks one thread may hold at once (devel); more is reported (kind "limit"). */
 #define KEEL_LOCK_MAX_HELD   32
 
-#define KEEL__LOCK_SITE __FILE__, __LINE__, __func__
+/* Where a lock call is made: one static record per call site (one argument, one
+ * pointer in the held-lock stack).  Never touch. */
+typedef struct keel__lock_site {
+    const char *file;
+    const char *func;
+    int line;
+} keel__lock_site;
+
+#define KEEL__LOCK_SITE                                                                \
+    (__extension__({                                                                   \
+        static const keel__lock_site keel__lock_here = {__FILE__, __func__, __LINE__}; \
+        &keel__lock_here;                                                              \
+    }))
 
 /* The checking state every keel lock carries in devel builds.  Never touch. */
 typedef struct keel_lockdep {
@@ -125,36 +137,30 @@ typedef struct keel_cond {
 
 /* ---- devel: checked entry points (called through the macros below) ---------------------- */
 
-KEEL_API void keel__mutex_init(keel_mutex *m, const char *name, int rank, const char *file,
-                               int line, const char *func);
-KEEL_API void keel__mutex_destroy(keel_mutex *m, const char *file, int line, const char *func);
-KEEL_API void keel__mutex_lock(keel_mutex *m, int nest, const char *file, int line,
-                               const char *func);
-KEEL_API bool keel__mutex_trylock(keel_mutex *m, const char *file, int line, const char *func);
-KEEL_API void keel__mutex_unlock(keel_mutex *m, const char *file, int line, const char *func);
-KEEL_API void keel__mutex_give(keel_mutex *m, const char *file, int line, const char *func);
-KEEL_API void keel__mutex_take(keel_mutex *m, const char *file, int line, const char *func);
-KEEL_API void keel__rwlock_init(keel_rwlock *l, const char *name, int rank, const char *file,
-                                int line, const char *func);
-KEEL_API void keel__rwlock_destroy(keel_rwlock *l, const char *file, int line, const char *func);
-KEEL_API void keel__rwlock_lock(keel_rwlock *l, bool shared, int nest, const char *file, int line,
-                                const char *func);
-KEEL_API bool keel__rwlock_trylock(keel_rwlock *l, bool shared, const char *file, int line,
-                                   const char *func);
-KEEL_API void keel__rwlock_unlock(keel_rwlock *l, const char *file, int line, const char *func);
-KEEL_API void keel__spin_init(keel_spinlock *s, const char *name, int rank, const char *file,
-                              int line, const char *func);
-KEEL_API void keel__spin_destroy(keel_spinlock *s, const char *file, int line, const char *func);
-KEEL_API void keel__spin_lock(keel_spinlock *s, int nest, const char *file, int line,
-                              const char *func);
-KEEL_API bool keel__spin_trylock(keel_spinlock *s, const char *file, int line, const char *func);
-KEEL_API void keel__spin_unlock(keel_spinlock *s, const char *file, int line, const char *func);
-KEEL_API void keel__cond_wait(keel_cond *c, keel_mutex *m, const char *file, int line,
-                              const char *func);
+KEEL_API void keel__mutex_init(keel_mutex *m, const char *name, int rank,
+                               const keel__lock_site *site);
+KEEL_API void keel__mutex_destroy(keel_mutex *m, const keel__lock_site *site);
+KEEL_API void keel__mutex_lock(keel_mutex *m, int nest, const keel__lock_site *site);
+KEEL_API bool keel__mutex_trylock(keel_mutex *m, const keel__lock_site *site);
+KEEL_API void keel__mutex_unlock(keel_mutex *m, const keel__lock_site *site);
+KEEL_API void keel__mutex_give(keel_mutex *m, const keel__lock_site *site);
+KEEL_API void keel__mutex_take(keel_mutex *m, const keel__lock_site *site);
+KEEL_API void keel__rwlock_init(keel_rwlock *l, const char *name, int rank,
+                                const keel__lock_site *site);
+KEEL_API void keel__rwlock_destroy(keel_rwlock *l, const keel__lock_site *site);
+KEEL_API void keel__rwlock_lock(keel_rwlock *l, bool shared, int nest, const keel__lock_site *site);
+KEEL_API bool keel__rwlock_trylock(keel_rwlock *l, bool shared, const keel__lock_site *site);
+KEEL_API void keel__rwlock_unlock(keel_rwlock *l, const keel__lock_site *site);
+KEEL_API void keel__spin_init(keel_spinlock *s, const char *name, int rank,
+                              const keel__lock_site *site);
+KEEL_API void keel__spin_destroy(keel_spinlock *s, const keel__lock_site *site);
+KEEL_API void keel__spin_lock(keel_spinlock *s, int nest, const keel__lock_site *site);
+KEEL_API bool keel__spin_trylock(keel_spinlock *s, const keel__lock_site *site);
+KEEL_API void keel__spin_unlock(keel_spinlock *s, const keel__lock_site *site);
+KEEL_API void keel__cond_wait(keel_cond *c, keel_mutex *m, const keel__lock_site *site);
 KEEL_API bool keel__cond_timedwait(keel_cond *c, keel_mutex *m, unsigned long long ms,
-                                   const char *file, int line, const char *func);
-KEEL_API void keel__assert_can_block(const char *what, const char *file, int line,
-                                     const char *func);
+                                   const keel__lock_site *site);
+KEEL_API void keel__assert_can_block(const char *what, const keel__lock_site *site);
 
 /*
  * Held-lock queries for assertions: KEEL_ASSERT(keel_mutex_held(&q->lock)).
@@ -177,7 +183,7 @@ KEEL_API void keel_nonblocking_enter(void);
 KEEL_API void keel_nonblocking_leave(void);
 
 /* Sleep (a blocking call: checked like a lock). */
-KEEL_API void keel__sleep_ms(unsigned long long ms, const char *file, int line, const char *func);
+KEEL_API void keel__sleep_ms(unsigned long long ms, const keel__lock_site *site);
 #define keel_sleep_ms(ms) keel__sleep_ms((ms), KEEL__LOCK_SITE)
 
 /* Condition variables (no rank: they are not locks). */
@@ -301,7 +307,7 @@ static inline void keel_spinlock_init(keel_spinlock *s, const char *name, int ra
 #define keel_spinlock_trylock(sp)          (pthread_spin_trylock(&(sp)->s) == 0)
 #define keel_spinlock_unlock(sp)           ((void)pthread_spin_unlock(&(sp)->s))
 #define keel_cond_wait(cv_, mx_)           ((void)pthread_cond_wait(&(cv_)->c, &(mx_)->m))
-#define keel_cond_timedwait(cv_, mx_, ms_) keel__cond_timedwait((cv_), (mx_), (ms_), NULL, 0, NULL)
+#define keel_cond_timedwait(cv_, mx_, ms_) keel__cond_timedwait((cv_), (mx_), (ms_), NULL)
 #define KEEL_ASSERT_CAN_BLOCK()            ((void)0)
 
 #endif /* KEEL_DEVEL */
