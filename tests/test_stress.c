@@ -610,6 +610,22 @@ static void test_summary_lists_fired_unfired_unreached(void **state)
     assert_non_null(strstr(buf, "entry 'nosuch_point' matched no stress point"));
     assert_non_null(strstr(buf, "replay: KEEL_OPTIONS='stress=disk_error:every=2,nosuch_point;"));
     assert_non_null(strstr(buf, "test_stress.c:"));
+    /* libkeel's own points are listed once reached, and only counted before */
+    keel_stress_stats all[64];
+    size_t count = 0;
+    keel_test_ok(keel_stress_list(all, 64, &count));
+    size_t own_unreached = 0;
+    for (size_t i = 0; i < count && i < 64; i++) {
+        if (strncmp(all[i].name, "keel.", 5) != 0)
+            continue;
+        bool listed = strstr(buf, all[i].name) != NULL;
+        assert_true(listed == (all[i].evaluations > 0));
+        own_unreached += all[i].evaluations == 0;
+    }
+    char own[96];
+    (void)snprintf(own, sizeof(own), "(and %zu of libkeel's own, keel.*, not reached)",
+                   own_unreached);
+    assert_true((strstr(buf, own) != NULL) == (own_unreached > 0));
     free(buf);
 }
 

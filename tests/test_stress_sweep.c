@@ -108,14 +108,20 @@ static int fake_main(const char *variant)
         fputs("fake: broken from the start\n", stderr);
         abort();
     }
-    fake_point pts[] = {{"a", 0, 0}, {"b", 0, 0}, {"never", 0, 0}};
+    /* and libkeel's own point of a program with keel locks: failing it makes a report */
+    fake_point pts[] = {
+        {"a", 0, 0}, {"b", 0, 0}, {"never", 0, 0}, {"keel.lock_classes_full", 1, 0}};
+    if (fake_fails(spec, "keel.lock_classes_full", 1)) {
+        pts[3].fires++;
+        fake_report(report, "limit", "lock class table full");
+    }
     for (int i = 1; i <= 3; i++) {
         pts[0].evaluations++;
         if (!fake_fails(spec, "a", i))
             continue;
         pts[0].fires++;
         if (strcmp(variant, "exit3") == 0 && i == 1) {
-            fake_write_json(json, spec, pts, 3);
+            fake_write_json(json, spec, pts, 4);
             return 3;
         }
         if (planted && i == 3)
@@ -134,7 +140,7 @@ static int fake_main(const char *variant)
             abort();
         }
     }
-    fake_write_json(json, spec, pts, 3);
+    fake_write_json(json, spec, pts, 4);
     return 0;
 }
 
@@ -374,6 +380,22 @@ static void test_list_never_reached(void **state)
     assert_non_null(strstr(output, "b "));
 }
 
+/* libkeel's own points are left out unless --only names them */
+static void test_keel_points_only_when_named(void **state)
+{
+    (void)state;
+    assert_int_equal(cli("list", "--timeout", "20", "--", self, "fake", NULL), 0);
+    assert_null(strstr(output, "keel.lock_"));
+    assert_int_equal(cli("list", "--only", "keel.*", "--", self, "fake", NULL), 0);
+    assert_non_null(strstr(output, "keel.lock_classes_full"));
+    assert_non_null(strstr(output, "points: 1, reached: 1, never reached: 0"));
+    /* swept when named: failing it is a violation of the (fake) program */
+    assert_int_equal(cli("sweep", "--quiet", "--only", "keel.*", "--", self, "fake", "fixed", NULL),
+                     1);
+    assert_non_null(strstr(output, "limit: lock class table full"));
+    assert_int_equal(cli("sweep", "--quiet", "--", self, "fake", "fixed", NULL), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "fake") == 0)
@@ -390,6 +412,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_bad_option, setup, teardown),
         cmocka_unit_test_setup_teardown(test_learning_run_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_never_reached, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keel_points_only_when_named, setup, teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
