@@ -565,7 +565,8 @@ static inline heap_local *ready_local(const keel_module *m)
     return KEEL_LIKELY(l->flags != 0) ? l : NULL; /* chosen: l->heap is h */
 }
 
-static __attribute__((noinline)) keel_status fast_alloc(heap_local *l, size_t size, void **out)
+static inline __attribute__((always_inline)) keel_status fast_alloc(heap_local *l, size_t size,
+                                                                    void **out)
 {
     KEEL_ASSERT(l != NULL && l->heap != NULL && out != NULL);
     void *p = backend_alloc(size, 0, l->flags);
@@ -579,7 +580,7 @@ static __attribute__((noinline)) keel_status fast_alloc(heap_local *l, size_t si
     return KEEL_OK;
 }
 
-static __attribute__((noinline)) void fast_free(heap_local *l, void *p)
+static inline __attribute__((always_inline)) void fast_free(heap_local *l, void *p)
 {
     KEEL_ASSERT(l != NULL && p != NULL);
     batch_free(l, usable_size(p));
