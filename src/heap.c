@@ -295,8 +295,6 @@ static void heap_init(keel__heap *h, const keel_module *m)
     memset(h, 0, sizeof(*h));
     h->mod = m;
     h->name = m != NULL ? m->name : "program";
-    for (int i = 0; i < KEEL__HEAP_SHARDS; i++)
-        KEEL_VERIFY(pthread_mutex_init(&h->shards[i].lock, NULL) == 0);
     make_arena(h);
 #if KEEL_DEVEL
     char name[128];

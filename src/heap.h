@@ -19,7 +19,7 @@ typedef struct keel__blk keel__blk;
  * free touches no other block's header, as unlinking from a list would.
  */
 typedef struct keel__heap_shard {
-    pthread_mutex_t lock;
+    int lock;         /* a spinlock that yields (heap_debug.c): held for a few dozen instructions */
     keel__blk **live; /* nlive of them, room for live_cap */
     size_t nlive;
     size_t live_cap;

@@ -9,6 +9,7 @@
 #include "heap.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -376,6 +377,26 @@ static bool canaries_ok(const keel__blk *b, const char *file, int line, const ch
 
 /* ---- allocation and free -------------------------------------------------------------------- */
 
+/*
+ * A shard's lock: one atomic exchange to take, a store to give back (a mutex
+ * costs two atomic operations and two calls); a waiter yields the CPU after a
+ * short spin, so a holder that was preempted is not spun against.
+ */
+static void shard_lock(keel__heap_shard *s)
+{
+    unsigned spins = 0;
+    while (__atomic_exchange_n(&s->lock, 1, __ATOMIC_ACQUIRE) != 0)
+        while (__atomic_load_n(&s->lock, __ATOMIC_RELAXED) != 0)
+            if (++spins % 64 == 0)
+                (void)sched_yield();
+}
+
+static void shard_unlock(keel__heap_shard *s)
+{
+    KEEL_ASSERT(__atomic_load_n(&s->lock, __ATOMIC_RELAXED) == 1);
+    __atomic_store_n(&s->lock, 0, __ATOMIC_RELEASE);
+}
+
 /* Add b to shard s's live blocks (s locked).  False: no memory to grow the array. */
 static bool live_add(keel__heap_shard *s, keel__blk *b)
 {
@@ -443,13 +464,12 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
     b->canary = magic_of(CANARY, b);
     b->next = NULL;
     memcpy(user_of(b) + size, tail_pattern, TAIL);
-    memset(user_of(b), zero ? 0 : FRESH, size);
     unsigned sh = my_shard();
     b->shard = (unsigned short)sh;
     keel__heap_shard *s = &h->shards[sh];
-    KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
+    shard_lock(s);
     bool listed = live_add(s, b);
-    KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+    shard_unlock(s);
     if (KEEL_UNLIKELY(!listed)) {
         /* undone as a free would, without a quarantine */
         b->magic = magic_of(MAGIC_FREED, b);
@@ -463,6 +483,12 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
         keel__heap_unreserve(h, size);
         return keel__heap_failed(h, size, KEEL__HEAP_NOMEM, file, line, func);
     }
+    /*
+     * After the lock, not before: taking it is a full barrier, which would wait
+     * for every store of the fill to reach the cache.  Listed but not yet
+     * filled is fine: no other thread reads a live block's contents.
+     */
+    memset(user_of(b), zero ? 0 : FRESH, size);
     *out = user_of(b);
     return KEEL_OK;
 }
@@ -565,20 +591,21 @@ void keel__blk_free(keel__heap *h, void *p, const char *file, int line, const ch
     keel__heap_shard *s = &owner->shards[b->shard];
     long long qlimit = keel__opt_int(KEEL__OPT_HEAP_QUARANTINE) / KEEL__HEAP_SHARDS;
     keel__blk *evict = NULL;
-    memset(user_of(b), FREED, size); /* before the lock: no other thread reads it */
-    KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
+    shard_lock(s);
     if (KEEL_UNLIKELY(!live_remove(s, b))) {
         /* another thread freed it since it was validated */
-        KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+        shard_unlock(s);
         report_blk("double free: two threads freed one block at once", b, file, line, func, 0);
         return;
     }
     b->magic = magic_of(MAGIC_FREED, b);
     b->free_file = file;
     b->free_line = line;
+    /* under the lock, whose taking would otherwise wait for all of these stores; giving it back does not */
+    memset(user_of(b), FREED, size);
     if (b->guarded) {
         /* its slot in the guard pool is its quarantine: checked when reused */
-        KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+        shard_unlock(s);
         keel__heap_release(owner, size);
         guard_free(b);
         return;
@@ -602,7 +629,7 @@ void keel__blk_free(keel__heap *h, void *p, const char *file, int line, const ch
     }
     if (s->q_oldest != NULL) /* the next to leave: its header is read then, and it is cold */
         __builtin_prefetch(s->q_oldest);
-    KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+    shard_unlock(s);
     keel__heap_release(owner, size);
     while (evict != NULL) {
         keel__blk *next = evict->next;
@@ -618,14 +645,14 @@ keel_status keel__blk_check(keel__heap *h)
     unsigned bad = 0;
     for (int i = 0; i < KEEL__HEAP_SHARDS; i++) {
         keel__heap_shard *s = &h->shards[i];
-        KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
+        shard_lock(s);
         for (size_t k = 0; k < s->nlive; k++) {
             const keel__blk *b = s->live[k];
             bad += canaries_ok(b, b->file, b->line, b->func) ? 0u : 1u;
         }
         for (keel__blk *b = s->q_oldest; b != NULL; b = b->next)
             bad += poison_intact(b) ? 0u : 1u;
-        KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+        shard_unlock(s);
     }
     if (bad == 0)
         return KEEL_OK;
@@ -643,7 +670,7 @@ keel_status keel__blk_owns(keel__heap *h, const void *ptr, size_t len)
     bool inside = false;
     for (int i = 0; i < KEEL__HEAP_SHARDS && !inside; i++) {
         keel__heap_shard *s = &h->shards[i];
-        KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
+        shard_lock(s);
         for (size_t k = 0; k < s->nlive && !inside; k++) {
             keel__blk *b = s->live[k];
             const unsigned char *u = user_of(b);
@@ -654,7 +681,7 @@ keel_status keel__blk_owns(keel__heap *h, const void *ptr, size_t len)
                     partial = b;
             }
         }
-        KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+        shard_unlock(s);
     }
     unsigned nreg = __atomic_load_n(&h->nregions, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < nreg && !inside; i++) {
@@ -696,7 +723,7 @@ void keel__blk_leaks(keel__heap *h)
     unsigned long long bytes = 0;
     for (int i = 0; i < KEEL__HEAP_SHARDS; i++) {
         keel__heap_shard *s = &h->shards[i];
-        KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
+        shard_lock(s);
         for (size_t n = 0; n < s->nlive; n++) {
             const keel__blk *b = s->live[n];
             blocks++;
@@ -717,7 +744,7 @@ void keel__blk_leaks(keel__heap *h)
                 sites[k].bytes += b->size;
             }
         }
-        KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+        shard_unlock(s);
     }
     if (blocks == 0)
         return;
