@@ -403,7 +403,7 @@ static bool live_add(keel__heap_shard *s, keel__blk *b)
     KEEL_ASSERT(s->nlive <= s->live_cap);
     if (s->nlive == s->live_cap) {
         size_t cap = s->live_cap != 0 ? 2 * s->live_cap : 256;
-        keel__blk **grown = (keel__blk **)realloc((void *)s->live, cap * sizeof(*grown));
+        keel__blk **grown = (keel__blk **)realloc((void *)s->live, cap * sizeof(keel__blk *));
         if (grown == NULL)
             return false;
         s->live = grown;
