@@ -28,6 +28,7 @@ static keel__heap *heaps; /* atomic head; records are never freed */
 static unsigned nheaps;
 static keel__heap program_heap;
 static pthread_once_t program_once = PTHREAD_ONCE_INIT;
+static bool program_made; /* program_heap is made (read by the release fast path) */
 
 keel__heap *keel__heap_first(void)
 {
@@ -46,11 +47,10 @@ typedef struct heap_local {
     keel__heap *heap;
     long long bytes;
     long long max_bytes; /* the most `bytes` reached since the last fold (for the peak) */
-    long long blocks;
-    unsigned long long allocs;
-    unsigned long long frees;
+    long long allocs;    /* blocks: allocs - frees; folded at allocs + frees = FLUSH_OPS */
+    long long frees;
     unsigned tcache; /* id + 1; 0: none yet; ~0u: none available */
-    unsigned ops;
+    int flags;       /* backend flags on this thread (arena, cache); 0: not chosen yet */
 } heap_local;
 
 static pthread_key_t local_key;
@@ -78,26 +78,42 @@ static void make_local_key(void)
     KEEL_VERIFY(pthread_key_create(&local_key, thread_done) == 0);
 }
 
-/* This thread's record for heap h, or NULL (too many heaps, or out of memory). */
-static heap_local *local_of(keel__heap *h)
+/* This thread's records, made on its first use of a heap (NULL: out of memory). */
+static __attribute__((noinline)) heap_local *make_locals(void)
 {
-    if (h->index >= MAX_CACHED_HEAPS)
+    (void)pthread_once(&local_once, make_local_key);
+    heap_local *v = (heap_local *)calloc(MAX_CACHED_HEAPS, sizeof(heap_local));
+    if (v == NULL)
+        return NULL;
+    (void)pthread_setspecific(local_key, v);
+    tls_locals = v;
+    return v;
+}
+
+/* This thread's record for heap h, or NULL (too many heaps, or out of memory). */
+static inline heap_local *local_of(keel__heap *h)
+{
+    if (KEEL_UNLIKELY(h->index >= MAX_CACHED_HEAPS))
         return NULL;
     heap_local *v = tls_locals;
-    if (KEEL_UNLIKELY(v == NULL)) {
-        (void)pthread_once(&local_once, make_local_key);
-        v = (heap_local *)calloc(MAX_CACHED_HEAPS, sizeof(heap_local));
-        if (v == NULL)
-            return NULL;
-        (void)pthread_setspecific(local_key, v);
-        tls_locals = v;
-    }
+    if (KEEL_UNLIKELY(v == NULL) && (v = make_locals()) == NULL)
+        return NULL;
     heap_local *l = &v[h->index];
     l->heap = h;
     return l;
 }
 
 /* ---- the backend ----------------------------------------------------------------------- */
+
+/* Requests up to this size take the release fast path (and class_size's table). */
+enum { CLASS_TABLE_MAX = 16384 };
+
+/*
+ * backend_alloc / backend_free take the flags this thread uses for a heap
+ * (flags_of: chosen once per thread and heap, kept in its heap_local);
+ * class_size is the usable size of a block asked for with (size, align),
+ * usable_size that of a block.
+ */
 
 #if KEEL_HEAP_SYSTEM
 
@@ -111,39 +127,44 @@ static void make_arena(keel__heap *h)
     h->narenas = 0;
 }
 
-void *keel__heap_raw_alloc(keel__heap *h, size_t size, size_t align)
+static int choose_flags(keel__heap *h, heap_local *l)
 {
     (void)h;
+    (void)l;
+    return 1; /* not used: any value but 0 ("not chosen yet") */
+}
+
+static void *backend_alloc(size_t size, size_t align, int flags)
+{
+    (void)flags;
     if (align <= 16)
         return malloc(size);
     void *p = NULL;
     return posix_memalign(&p, align, size) == 0 ? p : NULL;
 }
 
-void keel__heap_raw_free(keel__heap *h, void *raw)
+static void backend_free(void *p, int flags)
 {
-    (void)h;
-    free(raw);
+    (void)flags;
+    free(p);
 }
 
-KEEL__UNUSED static size_t usable_size(keel__heap *h, void *p)
+KEEL__UNUSED static size_t usable_size(void *p)
 {
-    (void)h;
     return malloc_usable_size(p);
 }
 
-KEEL__UNUSED static void *raw_realloc(keel__heap *h, void *p, size_t size)
+KEEL__UNUSED static void *raw_realloc(void *p, size_t size, int flags)
 {
-    (void)h;
+    (void)flags;
     return realloc(p, size);
 }
 
-/* The usable size of a block just allocated for (size, align). */
-KEEL__UNUSED static size_t alloc_size(keel__heap *h, void *p, size_t size, size_t align)
+KEEL__UNUSED static size_t class_size(void *p, size_t size, size_t align)
 {
     (void)size;
     (void)align;
-    return usable_size(h, p);
+    return usable_size(p);
 }
 
 #else
@@ -153,9 +174,30 @@ static void destroy_tcache(unsigned id)
     (void)mallctl("tcache.destroy", NULL, NULL, &id, sizeof(id));
 }
 
+/*
+ * Usable sizes of small requests, from nallocx once: class_size is then one
+ * load.  Index (size + 7) / 8: every size class is a multiple of 8, which
+ * make_classes checks (the table stays unused if not).
+ */
+static unsigned short class_table[CLASS_TABLE_MAX / 8 + 1];
+static bool class_table_ok;
+static pthread_once_t class_once = PTHREAD_ONCE_INIT;
+
+static void make_classes(void)
+{
+    for (size_t i = 0; i <= CLASS_TABLE_MAX / 8; i++) {
+        size_t usable = nallocx(i != 0 ? i * 8 : 1, 0);
+        if (usable > 0xffff || (i != 0 && nallocx(i * 8 - 7, 0) != usable))
+            return;
+        class_table[i] = (unsigned short)usable;
+    }
+    class_table_ok = true;
+}
+
 /* A few arenas per module (threads spread over them, as jemalloc does for its own). */
 static void make_arena(keel__heap *h)
 {
+    (void)pthread_once(&class_once, make_classes);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned want =
         cpus > 1 ? (unsigned)(cpus < (long)KEEL__HEAP_ARENAS ? cpus : (long)KEEL__HEAP_ARENAS) : 1;
@@ -173,14 +215,13 @@ static KEEL__TLS unsigned tls_arena_slot = ~0u;
 static unsigned arena_slots;
 
 /* mallocx flags for heap h on this thread: one of its arenas, and this thread's cache for it. */
-static int flags_for(keel__heap *h)
+static int choose_flags(keel__heap *h, heap_local *l)
 {
     if (h->narenas == 0)
         return MALLOCX_TCACHE_NONE;
     if (KEEL_UNLIKELY(tls_arena_slot == ~0u))
         tls_arena_slot = __atomic_fetch_add(&arena_slots, 1, __ATOMIC_RELAXED);
     int flags = (int)MALLOCX_ARENA(h->arenas[tls_arena_slot % h->narenas]);
-    heap_local *l = local_of(h);
     if (l == NULL)
         return flags | MALLOCX_TCACHE_NONE;
     if (KEEL_UNLIKELY(l->tcache == 0)) {
@@ -193,39 +234,59 @@ static int flags_for(keel__heap *h)
     return flags | (int)MALLOCX_TCACHE(l->tcache - 1);
 }
 
-void *keel__heap_raw_alloc(keel__heap *h, size_t size, size_t align)
+static void *backend_alloc(size_t size, size_t align, int flags)
 {
-    int flags = flags_for(h);
     if (align > 16)
         flags |= (int)MALLOCX_ALIGN(align);
     return mallocx(size != 0 ? size : 1, flags);
 }
 
-void keel__heap_raw_free(keel__heap *h, void *raw)
+static void backend_free(void *p, int flags)
 {
-    dallocx(raw, flags_for(h));
+    dallocx(p, flags); /* the arena bits are ignored; the cache's are used */
 }
 
-KEEL__UNUSED static size_t usable_size(keel__heap *h, void *p)
+KEEL__UNUSED static size_t usable_size(void *p)
 {
-    (void)h;
     return sallocx(p, 0);
 }
 
-KEEL__UNUSED static void *raw_realloc(keel__heap *h, void *p, size_t size)
+KEEL__UNUSED static void *raw_realloc(void *p, size_t size, int flags)
 {
-    return rallocx(p, size != 0 ? size : 1, flags_for(h));
+    return rallocx(p, size != 0 ? size : 1, flags);
 }
 
 /* The usable size of a block just allocated for (size, align): size-class arithmetic only. */
-KEEL__UNUSED static size_t alloc_size(keel__heap *h, void *p, size_t size, size_t align)
+KEEL__UNUSED static size_t class_size(void *p, size_t size, size_t align)
 {
-    (void)h;
     (void)p;
+    if (KEEL_LIKELY(align <= 16 && size <= CLASS_TABLE_MAX && class_table_ok))
+        return class_table[(size + 7) / 8];
     return nallocx(size != 0 ? size : 1, align > 16 ? (int)MALLOCX_ALIGN(align) : 0);
 }
 
 #endif
+
+/* This thread's flags for heap h (l: its record, or NULL). */
+static inline int flags_of(keel__heap *h, heap_local *l)
+{
+    if (KEEL_LIKELY(l != NULL && l->flags != 0))
+        return l->flags;
+    int flags = choose_flags(h, l);
+    if (l != NULL)
+        l->flags = flags;
+    return flags;
+}
+
+void *keel__heap_raw_alloc(keel__heap *h, size_t size, size_t align)
+{
+    return backend_alloc(size, align, flags_of(h, local_of(h)));
+}
+
+void keel__heap_raw_free(keel__heap *h, void *raw)
+{
+    backend_free(raw, flags_of(h, local_of(h)));
+}
 
 /* ---- heaps ------------------------------------------------------------------------------- */
 
@@ -234,8 +295,6 @@ static void heap_init(keel__heap *h, const keel_module *m)
     memset(h, 0, sizeof(*h));
     h->mod = m;
     h->name = m != NULL ? m->name : "program";
-    for (int i = 0; i < KEEL__HEAP_SHARDS; i++)
-        KEEL_VERIFY(pthread_mutex_init(&h->shards[i].lock, NULL) == 0);
     make_arena(h);
 #if KEEL_DEVEL
     char name[128];
@@ -257,20 +316,14 @@ static void make_program_heap(void)
     KEEL_VERIFY(pthread_mutex_lock(&heaps_lock) == 0);
     publish_locked(&program_heap);
     KEEL_VERIFY(pthread_mutex_unlock(&heaps_lock) == 0);
+    __atomic_store_n(&program_made, true, __ATOMIC_RELEASE);
 }
 
-/* The heap of module m (NULL: the program's), made on first use. */
-static keel__heap *heap_of(const keel_module *m)
+/* The heap of module m, made (once) on its first use; NULL: out of memory. */
+static __attribute__((noinline)) keel__heap *make_heap(const keel_module *m)
 {
-    if (m == NULL) {
-        (void)pthread_once(&program_once, make_program_heap);
-        return &program_heap;
-    }
-    keel__heap *h = (keel__heap *)__atomic_load_n(&m->heap, __ATOMIC_ACQUIRE);
-    if (KEEL_LIKELY(h != NULL))
-        return h;
     KEEL_VERIFY(pthread_mutex_lock(&heaps_lock) == 0);
-    h = (keel__heap *)m->heap;
+    keel__heap *h = (keel__heap *)m->heap;
     if (h == NULL) {
         h = (keel__heap *)aligned_alloc(64, (sizeof(keel__heap) + 63) / 64 * 64);
         if (h != NULL) {
@@ -286,6 +339,19 @@ static keel__heap *heap_of(const keel_module *m)
     return h;
 }
 
+/* The heap of module m (NULL: the program's), made on first use. */
+static inline keel__heap *heap_of(const keel_module *m)
+{
+    if (m == NULL) {
+        (void)pthread_once(&program_once, make_program_heap);
+        return &program_heap;
+    }
+    keel__heap *h = (keel__heap *)__atomic_load_n(&m->heap, __ATOMIC_ACQUIRE);
+    if (KEEL_LIKELY(h != NULL))
+        return h;
+    return make_heap(m);
+}
+
 /* ---- accounting ---------------------------------------------------------------------------- */
 
 static void note_peak(keel__heap *h, unsigned long long live)
@@ -296,40 +362,54 @@ static void note_peak(keel__heap *h, unsigned long long live)
     }
 }
 
-static void flush_local(heap_local *l)
+static __attribute__((noinline)) void flush_local(heap_local *l)
 {
     keel__heap *h = l->heap;
     unsigned long long before =
         __atomic_fetch_add(&h->live_bytes, (unsigned long long)l->bytes, __ATOMIC_RELAXED);
     /* the peak as this thread saw it (other threads' deltas are not in it) */
     unsigned long long live = before + (unsigned long long)l->max_bytes;
-    (void)__atomic_add_fetch(&h->live_blocks, (unsigned long long)l->blocks, __ATOMIC_RELAXED);
-    (void)__atomic_add_fetch(&h->allocations, l->allocs, __ATOMIC_RELAXED);
-    (void)__atomic_add_fetch(&h->frees, l->frees, __ATOMIC_RELAXED);
+    (void)__atomic_add_fetch(&h->live_blocks, (unsigned long long)(l->allocs - l->frees),
+                             __ATOMIC_RELAXED);
+    (void)__atomic_add_fetch(&h->allocations, (unsigned long long)l->allocs, __ATOMIC_RELAXED);
+    (void)__atomic_add_fetch(&h->frees, (unsigned long long)l->frees, __ATOMIC_RELAXED);
     if (l->max_bytes > 0)
         note_peak(h, live);
     l->bytes = 0;
     l->max_bytes = 0;
-    l->blocks = 0;
     l->allocs = 0;
     l->frees = 0;
-    l->ops = 0;
 }
 
-bool keel__heap_reserve(keel__heap *h, size_t bytes)
+/* Batched accounting (no quota) of a block of `bytes` made / freed on this thread. */
+static inline void batch_alloc(heap_local *l, size_t bytes)
 {
-    heap_local *l = __atomic_load_n(&h->quota, __ATOMIC_RELAXED) == 0 ? local_of(h) : NULL;
-    if (KEEL_LIKELY(l != NULL)) {
-        l->bytes += (long long)bytes;
-        l->blocks++;
-        l->allocs++;
-        if (l->bytes > l->max_bytes)
-            l->max_bytes = l->bytes;
-        if (++l->ops >= FLUSH_OPS)
-            flush_local(l);
-        return true;
-    }
-    /* exact: a quota, or no per-thread record */
+    long long now = l->bytes + (long long)bytes;
+    l->bytes = now;
+    l->allocs++;
+    /* unconditional: a conditional move, not a branch mispredicted half the time */
+    l->max_bytes = now > l->max_bytes ? now : l->max_bytes;
+    if (KEEL_UNLIKELY(l->allocs + l->frees >= FLUSH_OPS))
+        flush_local(l);
+}
+
+static inline void batch_free(heap_local *l, size_t bytes)
+{
+    l->bytes -= (long long)bytes;
+    l->frees++;
+    if (KEEL_UNLIKELY(l->allocs + l->frees >= FLUSH_OPS))
+        flush_local(l);
+}
+
+/* This thread's record for batched accounting of heap h, or NULL: exact (a quota). */
+static heap_local *batched(keel__heap *h, heap_local *l)
+{
+    return __atomic_load_n(&h->quota, __ATOMIC_RELAXED) == 0 ? l : NULL;
+}
+
+/* Exact accounting (a quota, or no per-thread record): the shared counters. */
+static __attribute__((noinline)) bool reserve_exact(keel__heap *h, size_t bytes)
+{
     unsigned long long live = __atomic_add_fetch(&h->live_bytes, bytes, __ATOMIC_RELAXED);
     unsigned long long quota = __atomic_load_n(&h->quota, __ATOMIC_RELAXED);
     if (quota != 0 && live > quota) {
@@ -342,28 +422,49 @@ bool keel__heap_reserve(keel__heap *h, size_t bytes)
     return true;
 }
 
-void keel__heap_release(keel__heap *h, size_t bytes)
+static __attribute__((noinline)) void release_exact(keel__heap *h, size_t bytes)
 {
-    heap_local *l = __atomic_load_n(&h->quota, __ATOMIC_RELAXED) == 0 ? local_of(h) : NULL;
-    if (KEEL_LIKELY(l != NULL)) {
-        l->bytes -= (long long)bytes;
-        l->blocks--;
-        l->frees++;
-        if (++l->ops >= FLUSH_OPS)
-            flush_local(l);
-        return;
-    }
     (void)__atomic_sub_fetch(&h->live_bytes, bytes, __ATOMIC_RELAXED);
     (void)__atomic_sub_fetch(&h->live_blocks, 1, __ATOMIC_RELAXED);
     (void)__atomic_add_fetch(&h->frees, 1, __ATOMIC_RELAXED);
 }
 
+/* keel__heap_reserve with this thread's record l for h (or NULL). */
+static inline bool reserve(keel__heap *h, heap_local *l, size_t bytes)
+{
+    l = batched(h, l);
+    if (KEEL_UNLIKELY(l == NULL))
+        return reserve_exact(h, bytes);
+    batch_alloc(l, bytes);
+    return true;
+}
+
+/* keel__heap_release with this thread's record l for h (or NULL). */
+static inline void release(keel__heap *h, heap_local *l, size_t bytes)
+{
+    l = batched(h, l);
+    if (KEEL_UNLIKELY(l == NULL)) {
+        release_exact(h, bytes);
+        return;
+    }
+    batch_free(l, bytes);
+}
+
+bool keel__heap_reserve(keel__heap *h, size_t bytes)
+{
+    return reserve(h, local_of(h), bytes);
+}
+
+void keel__heap_release(keel__heap *h, size_t bytes)
+{
+    release(h, local_of(h), bytes);
+}
+
 void keel__heap_unreserve(keel__heap *h, size_t bytes)
 {
-    heap_local *l = __atomic_load_n(&h->quota, __ATOMIC_RELAXED) == 0 ? local_of(h) : NULL;
+    heap_local *l = batched(h, local_of(h));
     if (KEEL_LIKELY(l != NULL)) {
         l->bytes -= (long long)bytes;
-        l->blocks--;
         l->allocs--;
         return;
     }
@@ -428,11 +529,13 @@ keel_status keel__heap_failed(keel__heap *h, size_t size, keel__heap_failure why
 static keel_status plain_alloc(keel__heap *h, size_t size, size_t align, bool zero, void **out,
                                const char *file, int line, const char *func)
 {
-    void *p = keel__heap_raw_alloc(h, size, align);
+    heap_local *l = local_of(h);
+    int flags = flags_of(h, l);
+    void *p = backend_alloc(size, align, flags);
     if (p == NULL)
         return keel__heap_failed(h, size, KEEL__HEAP_NOMEM, file, line, func);
-    if (!keel__heap_reserve(h, alloc_size(h, p, size, align))) {
-        keel__heap_raw_free(h, p);
+    if (!reserve(h, l, class_size(p, size, align))) {
+        backend_free(p, flags);
         return keel__heap_failed(h, size, KEEL__HEAP_QUOTA, file, line, func);
     }
     if (zero)
@@ -440,10 +543,69 @@ static keel_status plain_alloc(keel__heap *h, size_t size, size_t align, bool ze
     *out = p;
     return KEEL_OK;
 }
+
+/*
+ * Release fast paths, for what nearly every call is: a heap already made, no
+ * quota, this thread's cache for it already chosen - this thread's record
+ * for the heap then, else NULL (the general path, which also handles every
+ * failure).  No call before the decision: the fast path saves no registers.
+ */
+static inline heap_local *ready_local(const keel_module *m)
+{
+    keel__heap *h = m != NULL ? (keel__heap *)__atomic_load_n(&m->heap, __ATOMIC_ACQUIRE)
+                    : __atomic_load_n(&program_made, __ATOMIC_ACQUIRE) ? &program_heap
+                                                                       : NULL;
+    heap_local *v = tls_locals;
+    if (KEEL_UNLIKELY(h == NULL || v == NULL || h->index >= MAX_CACHED_HEAPS ||
+                      __atomic_load_n(&h->quota, __ATOMIC_RELAXED) != 0))
+        return NULL;
+    heap_local *l = &v[h->index];
+    return KEEL_LIKELY(l->flags != 0) ? l : NULL; /* chosen: l->heap is h */
+}
+
+static inline __attribute__((always_inline)) keel_status fast_alloc(heap_local *l, size_t size,
+                                                                    void **out)
+{
+    KEEL_ASSERT(l != NULL && l->heap != NULL && out != NULL);
+    void *p = backend_alloc(size, 0, l->flags);
+    if (KEEL_UNLIKELY(p == NULL)) {
+        *out = NULL;
+        /* no site: keel__heap_failed uses it for quota reports only, and there is no quota */
+        return keel__heap_failed(l->heap, size, KEEL__HEAP_NOMEM, "?", 0, "?");
+    }
+    batch_alloc(l, class_size(p, size, 0));
+    *out = p;
+    return KEEL_OK;
+}
+
+static inline __attribute__((always_inline)) void fast_free(heap_local *l, void *p)
+{
+    KEEL_ASSERT(l != NULL && p != NULL);
+    batch_free(l, usable_size(p));
+    backend_free(p, l->flags);
+}
 #endif
+
+static __attribute__((noinline)) keel_status alloc_general(const keel_module *m, size_t size,
+                                                           size_t align, bool zero, void **out,
+                                                           const char *file, int line,
+                                                           const char *func);
 
 keel_status keel__heap_alloc(const keel_module *m, size_t size, size_t align, bool zero, void **out,
                              const char *file, int line, const char *func)
+{
+#if !KEEL_DEVEL
+    heap_local *l = NULL;
+    if (KEEL_LIKELY(out != NULL && align == 0 && !zero && size <= CLASS_TABLE_MAX &&
+                    (l = ready_local(m)) != NULL))
+        return fast_alloc(l, size, out);
+#endif
+    return alloc_general(m, size, align, zero, out, file, line, func);
+}
+
+/* Every case: checks the arguments, makes the heap, reports failures. */
+static keel_status alloc_general(const keel_module *m, size_t size, size_t align, bool zero,
+                                 void **out, const char *file, int line, const char *func)
 {
     if (out == NULL)
         return KEEL_ERR(KEEL_E_INVAL, "keel_heap_alloc: no output pointer");
@@ -476,10 +638,10 @@ keel_status keel__heap_calloc(const keel_module *m, size_t n, size_t size, void 
     return keel__heap_alloc(m, n * size, 0, true, out, file, line, func);
 }
 
-void keel__heap_free(const keel_module *m, void *p, const char *file, int line, const char *func)
+/* Every case of keel__heap_free but the release fast path. */
+static __attribute__((noinline)) void free_general(const keel_module *m, void *p, const char *file,
+                                                   int line, const char *func)
 {
-    if (p == NULL)
-        return;
     keel__heap *h = heap_of(m);
     if (h == NULL)
         return;
@@ -489,9 +651,24 @@ void keel__heap_free(const keel_module *m, void *p, const char *file, int line, 
     (void)file;
     (void)line;
     (void)func;
-    keel__heap_release(h, usable_size(h, p));
-    keel__heap_raw_free(h, p);
+    heap_local *l = local_of(h);
+    release(h, l, usable_size(p));
+    backend_free(p, flags_of(h, l));
 #endif
+}
+
+void keel__heap_free(const keel_module *m, void *p, const char *file, int line, const char *func)
+{
+    if (p == NULL)
+        return;
+#if !KEEL_DEVEL
+    heap_local *l = ready_local(m);
+    if (KEEL_LIKELY(l != NULL)) {
+        fast_free(l, p);
+        return;
+    }
+#endif
+    free_general(m, p, file, line, func);
 }
 
 keel_status keel__heap_realloc(const keel_module *m, void **p, size_t size, const char *file,
@@ -523,7 +700,7 @@ keel_status keel__heap_realloc(const keel_module *m, void **p, size_t size, cons
 #else
     if (__atomic_load_n(&h->quota, __ATOMIC_RELAXED) != 0) {
         /* under a quota: a new block first, so that going over it leaves *p as it was */
-        size_t old = usable_size(h, *p);
+        size_t old = usable_size(*p);
         void *q = NULL;
         keel_status s = keel__heap_alloc(m, size, 0, false, &q, file, line, func);
         if (!keel_ok(s))
@@ -535,11 +712,11 @@ keel_status keel__heap_realloc(const keel_module *m, void **p, size_t size, cons
         *p = q;
         return KEEL_OK;
     }
-    size_t old = usable_size(h, *p);
-    void *q = raw_realloc(h, *p, size);
+    size_t old = usable_size(*p);
+    void *q = raw_realloc(*p, size, flags_of(h, local_of(h)));
     if (q == NULL)
         return keel__heap_failed(h, size, KEEL__HEAP_NOMEM, file, line, func);
-    resized(h, old, usable_size(h, q)); /* a resize, not a new block: only the bytes change */
+    resized(h, old, usable_size(q)); /* a resize, not a new block: only the bytes change */
     *p = q;
     return KEEL_OK;
 #endif

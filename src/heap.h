@@ -13,11 +13,17 @@ enum { KEEL__HEAP_SHARDS = 8, KEEL__HEAP_REGIONS = 16, KEEL__HEAP_ARENAS = 4 };
 
 typedef struct keel__blk keel__blk;
 
-/* One shard of a heap's devel state: its live blocks and its quarantine. */
+/*
+ * One shard of a heap's devel state: its live blocks and its quarantine.  The
+ * live blocks are an array (each block's header holds its index), so that a
+ * free touches no other block's header, as unlinking from a list would.
+ */
 typedef struct keel__heap_shard {
-    pthread_mutex_t lock;
-    keel__blk *live;     /* doubly linked */
-    keel__blk *q_oldest; /* quarantine, oldest first */
+    int lock;         /* a spinlock that yields (heap_debug.c): held for a few dozen instructions */
+    keel__blk **live; /* nlive of them, room for live_cap */
+    size_t nlive;
+    size_t live_cap;
+    keel__blk *q_oldest; /* quarantine, oldest first, linked by `next` */
     keel__blk *q_newest;
     size_t q_bytes;
 } __attribute__((aligned(64))) keel__heap_shard; /* one per cache line pair: no false sharing */

@@ -9,6 +9,7 @@
 #include "heap.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,8 +42,8 @@ struct keel__blk {
     const char *file; /* allocation site */
     const char *func;
     const char *free_file; /* free site */
-    keel__blk *prev;
-    keel__blk *next;
+    size_t live_at;        /* live: its index in its shard's live array */
+    keel__blk *next;       /* freed: the next newer block in its shard's quarantine */
     int line;
     int free_line;
     unsigned offset; /* from the raw allocation to the header */
@@ -376,6 +377,61 @@ static bool canaries_ok(const keel__blk *b, const char *file, int line, const ch
 
 /* ---- allocation and free -------------------------------------------------------------------- */
 
+/*
+ * A shard's lock: one atomic exchange to take, a store to give back (a mutex
+ * costs two atomic operations and two calls); a waiter yields the CPU after a
+ * short spin, so a holder that was preempted is not spun against.
+ */
+static void shard_lock(keel__heap_shard *s)
+{
+    unsigned spins = 0;
+    while (__atomic_exchange_n(&s->lock, 1, __ATOMIC_ACQUIRE) != 0)
+        while (__atomic_load_n(&s->lock, __ATOMIC_RELAXED) != 0)
+            if (++spins % 64 == 0)
+                (void)sched_yield();
+}
+
+static void shard_unlock(keel__heap_shard *s)
+{
+    KEEL_ASSERT(__atomic_load_n(&s->lock, __ATOMIC_RELAXED) == 1);
+    __atomic_store_n(&s->lock, 0, __ATOMIC_RELEASE);
+}
+
+/* Add b to shard s's live blocks (s locked).  False: no memory to grow the array. */
+static bool live_add(keel__heap_shard *s, keel__blk *b)
+{
+    KEEL_ASSERT(s->nlive <= s->live_cap);
+    if (s->nlive == s->live_cap) {
+        size_t cap = s->live_cap != 0 ? 2 * s->live_cap : 256;
+        keel__blk **grown = (keel__blk **)realloc((void *)s->live, cap * sizeof(keel__blk *));
+        if (grown == NULL)
+            return false;
+        s->live = grown;
+        s->live_cap = cap;
+    }
+    b->live_at = s->nlive;
+    s->live[s->nlive++] = b;
+    return true;
+}
+
+/* Take b out of shard s's live blocks (s locked): the last one takes its place.  False: not there. */
+static bool live_remove(keel__heap_shard *s, keel__blk *b)
+{
+    KEEL_ASSERT(s->nlive <= s->live_cap);
+    size_t at = b->live_at;
+    if (KEEL_UNLIKELY(at >= s->nlive || s->live[at] != b)) {
+        /* its header was overwritten (and reported), or it is no longer live: look */
+        for (at = 0; at < s->nlive && s->live[at] != b; at++) {
+        }
+        if (at == s->nlive)
+            return false;
+    }
+    keel__blk *last = s->live[--s->nlive];
+    s->live[at] = last;
+    last->live_at = at;
+    return true;
+}
+
 keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero, void **out,
                             const char *file, int line, const char *func)
 {
@@ -406,18 +462,33 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
     b->free_file = NULL;
     b->free_line = 0;
     b->canary = magic_of(CANARY, b);
+    b->next = NULL;
     memcpy(user_of(b) + size, tail_pattern, TAIL);
-    memset(user_of(b), zero ? 0 : FRESH, size);
     unsigned sh = my_shard();
     b->shard = (unsigned short)sh;
     keel__heap_shard *s = &h->shards[sh];
-    KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
-    b->prev = NULL;
-    b->next = s->live;
-    if (s->live != NULL)
-        s->live->prev = b;
-    s->live = b;
-    KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+    shard_lock(s);
+    bool listed = live_add(s, b);
+    shard_unlock(s);
+    if (KEEL_UNLIKELY(!listed)) {
+        /* undone as a free would, without a quarantine */
+        b->magic = magic_of(MAGIC_FREED, b);
+        b->free_file = file;
+        b->free_line = line;
+        memset(user_of(b), FREED, size);
+        if (b->guarded)
+            guard_free(b); /* poisoned: its slot may be reused */
+        else
+            keel__heap_raw_free(h, (unsigned char *)b - b->offset);
+        keel__heap_unreserve(h, size);
+        return keel__heap_failed(h, size, KEEL__HEAP_NOMEM, file, line, func);
+    }
+    /*
+     * After the lock, not before: taking it is a full barrier, which would wait
+     * for every store of the fill to reach the cache.  Listed but not yet
+     * filled is fine: no other thread reads a live block's contents.
+     */
+    memset(user_of(b), zero ? 0 : FRESH, size);
     *out = user_of(b);
     return KEEL_OK;
 }
@@ -433,7 +504,7 @@ static bool header_readable(const void *p)
     if ((uintptr_t)p < HDR)
         return false;
     size_t ps = pagesz();
-    size_t in_page = (uintptr_t)p % ps;
+    size_t in_page = (uintptr_t)p & (ps - 1); /* a power of two: no division */
     if (in_page >= HDR)
         return true;
     const char *prev_page = (const char *)p - in_page - ps;
@@ -448,6 +519,9 @@ bool keel__blk_validate(keel__heap *h, void *p, size_t *size, keel__heap **owner
 {
     KEEL_ASSERT(h != NULL && p != NULL);
     keel__blk *b = (keel__blk *)(void *)((unsigned char *)p - HDR);
+    /* both lines of the header at once (a prefetch never faults, even for a foreign p) */
+    __builtin_prefetch(b);
+    __builtin_prefetch((unsigned char *)p - 1);
     char msg[200];
     if ((uintptr_t)p % 16 != 0 || !header_readable(p) ||
         (b->magic != magic_of(MAGIC_LIVE, b) && b->magic != magic_of(MAGIC_FREED, b))) {
@@ -517,27 +591,27 @@ void keel__blk_free(keel__heap *h, void *p, const char *file, int line, const ch
     keel__heap_shard *s = &owner->shards[b->shard];
     long long qlimit = keel__opt_int(KEEL__OPT_HEAP_QUARANTINE) / KEEL__HEAP_SHARDS;
     keel__blk *evict = NULL;
-    KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
-    if (b->prev != NULL)
-        b->prev->next = b->next;
-    else
-        s->live = b->next;
-    if (b->next != NULL)
-        b->next->prev = b->prev;
+    shard_lock(s);
+    if (KEEL_UNLIKELY(!live_remove(s, b))) {
+        /* another thread freed it since it was validated */
+        shard_unlock(s);
+        report_blk("double free: two threads freed one block at once", b, file, line, func, 0);
+        return;
+    }
     b->magic = magic_of(MAGIC_FREED, b);
     b->free_file = file;
     b->free_line = line;
-    memset(user_of(b), FREED, b->size);
+    /* under the lock, whose taking would otherwise wait for all of these stores; giving it back does not */
+    memset(user_of(b), FREED, size);
     if (b->guarded) {
         /* its slot in the guard pool is its quarantine: checked when reused */
-        KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+        shard_unlock(s);
         keel__heap_release(owner, size);
         guard_free(b);
         return;
     }
     /* into the quarantine (newest last); the oldest beyond the limit go back */
     b->next = NULL;
-    b->prev = s->q_newest;
     if (s->q_newest != NULL)
         s->q_newest->next = b;
     else
@@ -547,15 +621,15 @@ void keel__blk_free(keel__heap *h, void *p, const char *file, int line, const ch
     while (s->q_oldest != NULL && s->q_bytes > (size_t)qlimit) {
         keel__blk *o = s->q_oldest;
         s->q_oldest = o->next;
-        if (s->q_oldest != NULL)
-            s->q_oldest->prev = NULL;
-        else
+        if (s->q_oldest == NULL)
             s->q_newest = NULL;
         s->q_bytes -= o->size + HDR;
         o->next = evict;
         evict = o;
     }
-    KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+    if (s->q_oldest != NULL) /* the next to leave: its header is read then, and it is cold */
+        __builtin_prefetch(s->q_oldest);
+    shard_unlock(s);
     keel__heap_release(owner, size);
     while (evict != NULL) {
         keel__blk *next = evict->next;
@@ -571,12 +645,14 @@ keel_status keel__blk_check(keel__heap *h)
     unsigned bad = 0;
     for (int i = 0; i < KEEL__HEAP_SHARDS; i++) {
         keel__heap_shard *s = &h->shards[i];
-        KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
-        for (const keel__blk *b = s->live; b != NULL; b = b->next)
+        shard_lock(s);
+        for (size_t k = 0; k < s->nlive; k++) {
+            const keel__blk *b = s->live[k];
             bad += canaries_ok(b, b->file, b->line, b->func) ? 0u : 1u;
+        }
         for (keel__blk *b = s->q_oldest; b != NULL; b = b->next)
             bad += poison_intact(b) ? 0u : 1u;
-        KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+        shard_unlock(s);
     }
     if (bad == 0)
         return KEEL_OK;
@@ -594,8 +670,9 @@ keel_status keel__blk_owns(keel__heap *h, const void *ptr, size_t len)
     bool inside = false;
     for (int i = 0; i < KEEL__HEAP_SHARDS && !inside; i++) {
         keel__heap_shard *s = &h->shards[i];
-        KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
-        for (keel__blk *b = s->live; b != NULL && !inside; b = b->next) {
+        shard_lock(s);
+        for (size_t k = 0; k < s->nlive && !inside; k++) {
+            keel__blk *b = s->live[k];
             const unsigned char *u = user_of(b);
             if (p >= u && p < u + b->size) {
                 if (len <= b->size - (size_t)(p - u))
@@ -604,7 +681,7 @@ keel_status keel__blk_owns(keel__heap *h, const void *ptr, size_t len)
                     partial = b;
             }
         }
-        KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+        shard_unlock(s);
     }
     unsigned nreg = __atomic_load_n(&h->nregions, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < nreg && !inside; i++) {
@@ -646,8 +723,9 @@ void keel__blk_leaks(keel__heap *h)
     unsigned long long bytes = 0;
     for (int i = 0; i < KEEL__HEAP_SHARDS; i++) {
         keel__heap_shard *s = &h->shards[i];
-        KEEL_VERIFY(pthread_mutex_lock(&s->lock) == 0);
-        for (const keel__blk *b = s->live; b != NULL; b = b->next) {
+        shard_lock(s);
+        for (size_t n = 0; n < s->nlive; n++) {
+            const keel__blk *b = s->live[n];
             blocks++;
             bytes += b->size;
             size_t k = 0;
@@ -666,7 +744,7 @@ void keel__blk_leaks(keel__heap *h)
                 sites[k].bytes += b->size;
             }
         }
-        KEEL_VERIFY(pthread_mutex_unlock(&s->lock) == 0);
+        shard_unlock(s);
     }
     if (blocks == 0)
         return;

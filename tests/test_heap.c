@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -37,6 +38,7 @@ static keel_status leaky_init(void)
 KEEL_MODULE(alpha, "1", NULL, NULL, NULL, NULL);
 KEEL_MODULE(beta, "1", NULL, NULL, NULL, NULL);
 KEEL_MODULE(leaky, "1", leaky_init, NULL, NULL, NULL);
+KEEL_MODULE(gamma, "1", NULL, NULL, NULL, NULL);
 
 #define ALPHA KEEL_MODULE_REF(alpha)
 #define BETA  KEEL_MODULE_REF(beta)
@@ -81,6 +83,50 @@ static void test_alloc_free_and_accounting(void **state)
     char json[2048];
     (void)keel_heap_stats_json(json, sizeof(json));
     assert_non_null(strstr(json, "{\"module\":\"alpha\",\"live_bytes\":0,"));
+}
+
+/* What a block counts for: its requested size (devel), its usable size (release). */
+static unsigned long long counted(void *p, size_t size)
+{
+#if KEEL_DEVEL
+    (void)p;
+    return size;
+#else
+    (void)size;
+    return malloc_usable_size(p);
+#endif
+}
+
+/* Exact to the byte for one thread, across many folds of its batched deltas and every size. */
+static void test_accounting_is_exact(void **state)
+{
+    (void)state;
+    enum { N = 700 };
+    static void *blocks[N];
+    static size_t sizes[N];
+    unsigned long long live = 0;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            sizes[i] = (size_t)i * 37 + (size_t)round; /* 0 .. 25864: past the small sizes */
+            keel_test_ok(keel_heap_alloc(KEEL_MODULE_REF(gamma), sizes[i], &blocks[i]));
+            live += counted(blocks[i], sizes[i]);
+        }
+        keel_heap_stats st = stats(KEEL_MODULE_REF(gamma));
+        assert_int_equal(st.live_bytes, live);
+        assert_int_equal(st.peak_bytes, live); /* the first round's peak is lower */
+        assert_int_equal(st.live_blocks, N);
+        assert_int_equal(st.allocations, (unsigned long long)(round + 1) * N);
+        for (int i = 0; i < N; i++) {
+            live -= counted(blocks[i], sizes[i]);
+            keel_heap_free(KEEL_MODULE_REF(gamma), blocks[i]);
+            if (i == N / 2)
+                assert_int_equal(stats(KEEL_MODULE_REF(gamma)).live_bytes, live);
+        }
+        st = stats(KEEL_MODULE_REF(gamma));
+        assert_int_equal(st.live_bytes, 0);
+        assert_int_equal(st.live_blocks, 0);
+        assert_int_equal(st.frees, (unsigned long long)(round + 1) * N);
+    }
 }
 
 static void test_bad_arguments(void **state)
@@ -497,6 +543,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alloc_free_and_accounting),
+        cmocka_unit_test(test_accounting_is_exact),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_quota_in_one_module_only),
         cmocka_unit_test(test_realloc_over_quota_keeps_the_block),
