@@ -1,6 +1,6 @@
 /*
  * bench_gate_run.c - keel-gate's own cost outside the jobs: the whole gate
- * (store, libgit2 merges and checkouts, scheduler, job processes, notify
+ * (store, libgit2 merges and work trees, scheduler, job processes, notify
  * hook off) on a real repository, per landed change.
  *
  * A bare repository in a temp dir whose main holds .keel/gate.conf with a
@@ -10,9 +10,9 @@
  * takes them to the end.  The gate process's own CPU time (getrusage
  * RUSAGE_SELF, user + system) is measured around the run and divided by the
  * changes landed; the jobs are child processes and are not in it
- * (RUSAGE_CHILDREN, printed beside it, holds them: `true` and its fork and
+ * (RUSAGE_CHILDREN, printed beside it, holds them: `true` and its spawn and
  * exec).  Goal (issue 7): < 50 ms of CPU per landed change.  Each strategy
- * runs on a fresh repository: serial (a candidate, a merge, a checkout per
+ * runs on a fresh repository: serial (a candidate, a merge, a work tree update per
  * job and a landing per change: the most work per change) and adaptive (the
  * default).
  *

@@ -1,8 +1,9 @@
 /*
  * exec.c - keel-gate's job runner.
  *
- * The child gets its own process group, a pipe for stdout and stderr, and
- * execvp()s the command.  The parent copies the pipe into the log up to the
+ * The job is started with posix_spawn (no copy of the gate's memory): its
+ * own process group, a pipe for stdout and stderr, the gate's environment
+ * with the job's added.  The parent copies the pipe into the log up to the
  * limit, and watches the clock: at the timeout it sends SIGTERM to the group,
  * then SIGKILL after a grace period.  When the command exits, whatever it left
  * behind in its group is killed too, so no job outlives its slot.
@@ -17,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <spawn.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "heaps.h"
+
+#define EXEC_HEAP KEEL_MODULE_REF(gate_exec)
 
 enum { GRACE_MS = 2000, CHUNK = 16384, MAX_GROUPS = 512 };
 
@@ -94,31 +100,116 @@ static void write_all(int fd, const char *buf, size_t len)
     }
 }
 
-/* In the child: never returns. */
-__attribute__((noreturn)) static void child(const gate_exec_spec *spec, int out_fd, int err_pipe)
+/* The value of NAME in `env` (NAME=value strings), or NULL. */
+static const char *env_value(char *const *env, const char *name)
 {
-    (void)setpgid(0, 0);
-    /* a signal mask or handlers inherited from the gate must not leak into jobs */
-    sigset_t none;
-    (void)sigemptyset(&none);
-    (void)sigprocmask(SIG_SETMASK, &none, NULL);
-    (void)signal(SIGPIPE, SIG_DFL);
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (devnull >= 0)
-        (void)dup2(devnull, 0);
-    (void)dup2(out_fd, 1);
-    (void)dup2(out_fd, 2);
-    if (spec->dir != NULL && chdir(spec->dir) != 0) {
-        int e = errno;
-        write_all(err_pipe, (const char *)&e, sizeof(e));
-        _exit(127);
-    }
+    size_t len = strlen(name);
+    for (char *const *e = env; e != NULL && *e != NULL; e++)
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+            return *e + len + 1;
+    return NULL;
+}
+
+/* Does `env` set the variable that `var` (NAME=value) sets? */
+static bool env_sets(char *const *env, const char *var)
+{
+    const char *eq = strchr(var, '=');
+    size_t len = eq != NULL ? (size_t)(eq - var) : strlen(var);
+    for (char *const *e = env; e != NULL && *e != NULL; e++)
+        if (strncmp(*e, var, len) == 0 && (*e)[len] == '=')
+            return true;
+    return false;
+}
+
+/* The job's environment: the gate's, with spec->env added or replacing (on gate_exec's heap). */
+static keel_status job_environment(const gate_exec_spec *spec, char ***out)
+{
+    size_t n = 0, extra = 0;
+    for (char **e = environ; e != NULL && *e != NULL; e++)
+        n++;
     for (char *const *e = spec->env; e != NULL && *e != NULL; e++)
-        (void)putenv(*e);
-    execvp(spec->argv[0], spec->argv);
-    int e = errno;
-    write_all(err_pipe, (const char *)&e, sizeof(e));
-    _exit(127);
+        extra++;
+    void *mem = NULL;
+    keel_status s = keel_heap_alloc(EXEC_HEAP, (n + extra + 1) * sizeof(char *), &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "the environment of '%s'", spec->argv[0]);
+    char **env = (char **)mem;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!env_sets(spec->env, environ[i]))
+            env[k++] = environ[i];
+    for (size_t i = 0; i < extra; i++)
+        env[k++] = spec->env[i];
+    env[k] = NULL;
+    *out = env;
+    return KEEL_OK;
+}
+
+/* `name` looked up in `path` (a job's PATH) into buf; NULL when it is in none of its directories. */
+static const char *look_up(const char *path, const char *name, char *buf, size_t size)
+{
+    for (const char *p = path;; p++) {
+        const char *end = strchr(p, ':');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        int n = snprintf(buf, size, "%.*s%s%s", (int)len, p, len > 0 ? "/" : "", name);
+        if (n > 0 && (size_t)n < size && access(buf, X_OK) == 0)
+            return buf;
+        if (end == NULL)
+            return NULL;
+        p = end;
+    }
+}
+
+/*
+ * Start the job with posix_spawn (vfork-like: no copy of the gate's page
+ * tables, no copy-on-write faults after): its own process group, stdin from
+ * /dev/null, stdout and stderr into `out_fd`, in spec->dir, an empty signal
+ * mask and every signal at its default.  An errno when it could not start
+ * (no such program, directory, ...).
+ */
+static int spawn(const gate_exec_spec *spec, char *const *env, int out_fd, pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&fa);
+    if (rc != 0)
+        return rc;
+    rc = posix_spawnattr_init(&attr);
+    if (rc != 0) {
+        (void)posix_spawn_file_actions_destroy(&fa);
+        return rc;
+    }
+    sigset_t none, all;
+    (void)sigemptyset(&none);
+    (void)sigfillset(&all);
+    rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                             POSIX_SPAWN_SETSIGDEF);
+    if (rc == 0)
+        rc = posix_spawnattr_setpgroup(&attr, 0);
+    if (rc == 0)
+        rc = posix_spawnattr_setsigmask(&attr, &none);
+    if (rc == 0)
+        rc = posix_spawnattr_setsigdefault(&attr, &all);
+    if (rc == 0)
+        rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (rc == 0)
+        rc = posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+    if (rc == 0)
+        rc = posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
+    if (rc == 0 && spec->dir != NULL)
+        rc = posix_spawn_file_actions_addchdir_np(&fa, spec->dir);
+    /* a PATH the job sets is where its program is looked up, as execvp in the job would */
+    const char *job_path = env_value(spec->env, "PATH");
+    if (rc == 0 && job_path != NULL && strchr(spec->argv[0], '/') == NULL) {
+        char buf[4096];
+        const char *file = look_up(job_path, spec->argv[0], buf, sizeof(buf));
+        rc = file != NULL ? posix_spawn(pid, file, &fa, &attr, spec->argv, env) : ENOENT;
+    } else if (rc == 0) {
+        rc = posix_spawnp(pid, spec->argv[0], &fa, &attr, spec->argv, env);
+    }
+    (void)posix_spawnattr_destroy(&attr);
+    (void)posix_spawn_file_actions_destroy(&fa);
+    return rc;
 }
 
 static void kill_group(pid_t pgid, int sig)
@@ -136,41 +227,41 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
     int log = open(spec->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log < 0)
         return KEEL_ERR_SYS(errno, "cannot open job log '%s'", spec->log);
-    int out_pipe[2], err_pipe[2];
+    int out_pipe[2];
     if (pipe2(out_pipe, O_CLOEXEC) != 0) {
         int e = errno;
         (void)close(log);
         return KEEL_ERR_SYS(e, "cannot make a pipe for '%s'", spec->argv[0]);
     }
-    if (pipe2(err_pipe, O_CLOEXEC) != 0) {
-        int e = errno;
+    char **env = NULL;
+    keel_status s = job_environment(spec, &env);
+    if (!keel_ok(s)) {
         (void)close(log);
         (void)close(out_pipe[0]);
         (void)close(out_pipe[1]);
-        return KEEL_ERR_SYS(e, "cannot make a pipe for '%s'", spec->argv[0]);
+        return s;
     }
     unsigned long long start = now_ms();
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        (void)close(log);
-        (void)close(out_pipe[0]);
-        (void)close(out_pipe[1]);
-        (void)close(err_pipe[0]);
-        (void)close(err_pipe[1]);
-        return KEEL_ERR_SYS(e, "cannot fork for '%s'", spec->argv[0]);
-    }
-    if (pid == 0)
-        child(spec, out_pipe[1], err_pipe[1]);
-    (void)setpgid(pid, pid); /* also in the parent: no race with kill(-pid) */
-    track_group(pid);
+    pid_t pid = 0;
+    int spawn_errno = spawn(spec, env, out_pipe[1], &pid);
+    keel_heap_free(EXEC_HEAP, env);
     (void)close(out_pipe[1]);
-    (void)close(err_pipe[1]);
-
-    /* Did exec fail?  The pipe closes on a successful exec with nothing written. */
-    int exec_errno = 0;
-    ssize_t got = read(err_pipe[0], &exec_errno, sizeof(exec_errno));
-    (void)close(err_pipe[0]);
+    if (spawn_errno != 0) {
+        /* as a job that could not be started: exit 127, the reason in its log */
+        (void)close(out_pipe[0]);
+        char note[512];
+        keel_status why = KEEL_ERR_SYS(spawn_errno, "cannot run '%s'", spec->argv[0]);
+        int n = snprintf(note, sizeof(note), "keel-gate: %s\n", keel_status_message(why));
+        keel_status_free(why);
+        if (n > 0)
+            write_all(log, note, (size_t)n < sizeof(note) ? (size_t)n : sizeof(note) - 1);
+        (void)close(log);
+        out->result = GATE_EXEC_NOT_FOUND;
+        out->exit_code = 127;
+        out->elapsed_ms = now_ms() - start;
+        return KEEL_OK;
+    }
+    track_group(pid); /* its group is its pid: set before it ran (POSIX_SPAWN_SETPGROUP) */
 
     char buf[CHUNK];
     unsigned long written = 0;
@@ -237,11 +328,6 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
             write_all(log, note, (size_t)n);
     }
     (void)close(log);
-    if (got == (ssize_t)sizeof(exec_errno)) {
-        out->result = GATE_EXEC_NOT_FOUND;
-        out->exit_code = 127;
-        return KEEL_OK;
-    }
     if (timed_out || cancelled) {
         out->result = timed_out ? GATE_EXEC_TIMEOUT : GATE_EXEC_CANCELLED;
         out->signal = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;

@@ -258,7 +258,7 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
         gate_fmt(j->log, sizeof(j->log), "%s/logs/try-%.12s-%s.log", g->work, merge, m->name);
         (void)unlink(j->log);
         gate_rm_tree(j->dir);
-        s = gate_checkout(g->repo, merge, j->dir);
+        s = gate_checkout(g->repo, merge, NULL, j->dir);
     }
     for (size_t i = 0; keel_ok(s) && i < njobs; i++)
         gate_pool_submit(pool, &jobs[i]);

@@ -10,6 +10,7 @@
 #include "heaps.h"
 #include "pool.h"
 #include "scheduler.h"
+#include "worktree.h"
 
 /* The gatekeeper's memory: module gate's heap (heaps.h). */
 #define GATE_HEAP KEEL_MODULE_REF(gate)
@@ -37,6 +38,12 @@ typedef struct gate_cand {
     char first_failures[GATE_REASON_MAX];
 } gate_cand;
 
+/* A job's work tree, reused by the jobs after it (worktree.h). */
+typedef struct gate_tree {
+    gate_worktree *w;
+    bool busy; /* a job in flight has it */
+} gate_tree;
+
 struct gate {
     gate_repo *repo;
     gate_store *store;
@@ -58,6 +65,8 @@ struct gate {
     size_t nactive, active_cap;
     gate_job_run **inflight;
     size_t ninflight, inflight_cap;
+    gate_tree *trees; /* as many as jobs were ever in flight at once */
+    size_t ntrees, trees_cap;
     gate_run_stats stats;
     int stop_signal;    /* gate_request_stop's (atomic); 0: keep going */
     bool stopping;      /* gate_run is stopping on request: results blame nothing */

@@ -5,7 +5,8 @@
  *
  * A build is a candidate (the scheduler's changes merged in order on its
  * base) and one job per configuration of the merged tree's .keel/gate.conf,
- * each in its own checkout.  Decisions: land (compare-and-swap of the target
+ * each in a work tree holding exactly the merged tree: work trees are reused
+ * by the jobs after them (worktree.h), one per job in flight.  Decisions: land (compare-and-swap of the target
  * from the tip the candidate was built on to its merge), reject, flaky,
  * cancel a build.  A lost compare-and-swap (someone pushed to the target)
  * overwrites nothing: everything in flight is abandoned and rebuilt on the new
@@ -268,29 +269,69 @@ static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
     return gate_sched_cancel(g->sched, change); /* CANCEL_BUILD for this one, rebuild the rest */
 }
 
+/* A work tree no job in flight has (a new one when all are taken). */
+static keel_status take_tree(gate *g, size_t *out)
+{
+    size_t t = 0;
+    while (t < g->ntrees && g->trees[t].busy)
+        t++;
+    if (t == g->ntrees) {
+        keel_status s = grow((void **)&g->trees, &g->trees_cap, t + 1, sizeof(*g->trees));
+        char dir[GATE_PATH_MAX];
+        gate_fmt(dir, sizeof(dir), "%s/jobs/%zu", g->work, t);
+        gate_worktree *w = NULL;
+        if (keel_ok(s))
+            s = gate_worktree_new(dir, &w);
+        if (!keel_ok(s))
+            return KEEL_CONTEXT(s, "a work tree for a job");
+        g->trees[t].w = w;
+        g->trees[t].busy = false;
+        g->ntrees++;
+    }
+    g->trees[t].busy = true;
+    *out = t;
+    return KEEL_OK;
+}
+
+static void drop_trees(gate *g)
+{
+    for (size_t i = 0; i < g->ntrees; i++) {
+        gate_rm_tree(gate_worktree_dir(g->trees[i].w));
+        gate_worktree_delete(g->trees[i].w);
+    }
+    keel_heap_free(GATE_HEAP, g->trees);
+    g->trees = NULL;
+    g->ntrees = g->trees_cap = 0;
+}
+
 static keel_status start_job(gate *g, gate_cand *c, const gate_matrix_config *m)
 {
     long long jid = 0;
+    size_t tree = 0;
     keel_status s =
         gate_store_job_start(g->store, c->store_id, m->name, (int)c->attempt, now_s(), &jid);
     if (keel_ok(s))
         s = grow((void **)&g->inflight, &g->inflight_cap, g->ninflight + 1, sizeof(void *));
+    if (keel_ok(s))
+        s = take_tree(g, &tree);
     if (!keel_ok(s))
         return s;
     void *mem = NULL;
     s = keel_heap_calloc(GATE_HEAP, 1, sizeof(gate_job_run), &mem);
-    if (!keel_ok(s))
+    if (!keel_ok(s)) {
+        g->trees[tree].busy = false;
         return KEEL_CONTEXT(s, "starting job %lld", jid);
+    }
     gate_job_run *j = (gate_job_run *)mem;
     j->job_id = jid;
     j->cand = c->sid;
     j->attempt = c->attempt;
     j->gen = g->gen;
     gate_job_from_config(j, m);
-    gate_fmt(j->dir, sizeof(j->dir), "%s/jobs/%lld", g->work, jid);
+    j->tree = tree;
+    gate_fmt(j->dir, sizeof(j->dir), "%s", gate_worktree_dir(g->trees[tree].w));
     gate_fmt(j->log, sizeof(j->log), "%s/logs/job-%lld.log", g->work, jid);
-    gate_rm_tree(j->dir);
-    s = gate_checkout(g->repo, c->merge, j->dir);
+    s = gate_worktree_checkout(g->trees[tree].w, g->repo, c->merge);
     if (!keel_ok(s)) {
         (void)keel_status_format(s, j->error, sizeof(j->error));
         keel_status_free(s);
@@ -421,7 +462,7 @@ static keel_status job_done(gate *g, gate_job_run *j)
         keel_status_free(s);
         s = KEEL_OK;
     }
-    gate_rm_tree(j->dir);
+    g->trees[j->tree].busy = false; /* the next job there finds it as the checkout left it */
     gate_cand *c = stale ? NULL : find_cand(g, j->cand);
     if (keel_ok(s) && !stale)
         gate_point_after_job();
@@ -665,6 +706,7 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     keel_heap_free(GATE_HEAP, g->inflight);
     g->inflight = NULL;
     g->ninflight = g->inflight_cap = 0;
+    drop_trees(g);
     g->stats.stop_signal = __atomic_load_n(&g->stop_signal, __ATOMIC_ACQUIRE);
     g->stopping = false;
     __atomic_store_n(&g->stop_signal, 0, __ATOMIC_RELEASE);

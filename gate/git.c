@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <git2.h>
+#include <git2/sys/repository.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -79,6 +80,17 @@ keel_status gate_repo_open(const char *path, gate_repo **out)
         return s;
     }
     int rc = git_repository_open_ext(&r->repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
+    git_index *index = NULL;
+    if (rc == 0 && (rc = git_index_new(&index)) == 0) {
+        /*
+         * An empty index in memory instead of the repository's: work trees
+         * are checked out against trees only, never against the index of a
+         * user's working copy (which could make a file left by a job look
+         * tracked), and nothing the gate does writes an index.
+         */
+        rc = git_repository_set_index(r->repo, index);
+        git_index_free(index);
+    }
     if (rc != 0) {
         s = keel_status_with_str(lg2_error(rc, "cannot open repository '%s'", path), "repository",
                                  path);
@@ -273,24 +285,43 @@ static keel_status commit_tree(gate_repo *r, const char *hex, git_tree **tree)
     return KEEL_OK;
 }
 
-keel_status gate_checkout(gate_repo *r, const char *commit, const char *dir)
+static keel_status checkout_tree(gate_repo *r, git_tree *tree, git_tree *baseline,
+                                 const char *commit, const char *dir)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return KEEL_ERR_SYS(errno, "cannot create work tree '%s'", dir);
+    git_checkout_options opts;
+    (void)git_checkout_options_init(&opts, GIT_CHECKOUT_OPTIONS_VERSION);
+    /*
+     * FORCE: whatever differs is written; REMOVE_*: files in neither tree go
+     * (the repository's index is an empty one in memory, gate_repo_open, so
+     * nothing else counts as tracked; NO_REFRESH: it has no file to be read
+     * again from).  libgit2 cannot tell a file a job modified from the
+     * baseline's here (with a target directory it hashes the repository's
+     * own work tree), nor see a `.git` or a FIFO: gate_worktree_checkout
+     * removes all that first.
+     */
+    opts.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_DONT_UPDATE_INDEX |
+                             GIT_CHECKOUT_NO_REFRESH | GIT_CHECKOUT_REMOVE_UNTRACKED |
+                             GIT_CHECKOUT_REMOVE_IGNORED;
+    opts.target_directory = dir;
+    opts.baseline = baseline;
+    int rc = git_checkout_tree(r->repo, (const git_object *)tree, &opts);
+    if (rc != 0)
+        return lg2_error(rc, "cannot write the tree of %s into '%s'", commit, dir);
+    return KEEL_OK;
+}
+
+keel_status gate_checkout(gate_repo *r, const char *commit, const char *held, const char *dir)
 {
     KEEL_ASSERT(r != NULL && dir != NULL);
-    git_tree *tree = NULL;
+    git_tree *tree = NULL, *baseline = NULL;
     keel_status s = commit_tree(r, commit, &tree);
-    if (!keel_ok(s))
-        return s;
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        s = KEEL_ERR_SYS(errno, "cannot create work tree '%s'", dir);
-    if (keel_ok(s)) {
-        git_checkout_options opts;
-        (void)git_checkout_options_init(&opts, GIT_CHECKOUT_OPTIONS_VERSION);
-        opts.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_DONT_UPDATE_INDEX;
-        opts.target_directory = dir;
-        int rc = git_checkout_tree(r->repo, (const git_object *)tree, &opts);
-        if (rc != 0)
-            s = lg2_error(rc, "cannot write the tree of %s into '%s'", commit, dir);
-    }
+    if (keel_ok(s) && held != NULL)
+        s = commit_tree(r, held, &baseline);
+    if (keel_ok(s))
+        s = checkout_tree(r, tree, baseline, commit, dir);
+    git_tree_free(baseline);
     git_tree_free(tree);
     return s;
 }

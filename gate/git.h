@@ -50,8 +50,15 @@ KEEL_MUST_USE keel_status gate_branch_head(gate_repo *r, const char *branch, cha
 KEEL_MUST_USE keel_status gate_merge(gate_repo *r, const char *base, const char *const *heads,
                                      size_t n, char merge[GATE_HEX]);
 
-/* Write the tree of `commit` into the empty or absent directory `dir`. */
-KEEL_MUST_USE keel_status gate_checkout(gate_repo *r, const char *commit, const char *dir);
+/*
+ * Write the tree of `commit` into the directory `dir` (created when absent).
+ * `held`: NULL for an empty directory; else the commit whose tree `dir`
+ * holds, unmodified but perhaps with files missing: only what differs is
+ * then written, files in neither tree removed.  gate_worktree_checkout
+ * (worktree.h) makes a reused work tree so.
+ */
+KEEL_MUST_USE keel_status gate_checkout(gate_repo *r, const char *commit, const char *held,
+                                        const char *dir);
 
 /*
  * The content of `path` in the tree of `commit` (NUL-terminated; *len without

@@ -7,9 +7,10 @@
  *                candidates, jobs in flight, the queue and status buffers
  *   gate_config  parsed configurations and their argument vectors
  *   gate_store   the store and all of SQLite's memory
- *   gate_git     repositories, file contents and all of libgit2's memory
- *   gate_exec    the executor
- *   gate_sched   (the scheduler still allocates with malloc)
+ *   gate_git     repositories, file contents, the records of the jobs'
+ *                work trees (worktree.c) and all of libgit2's memory
+ *   gate_exec    the executor and the jobs' environments
+ *   gate_sched   the scheduler (used alone too: the benchmark, its tests)
  *
  * A quota on a module (keel_heap_set_quota) bounds that part: an allocation
  * over it fails with KEEL_E_FULL naming the module, the libraries' too (they

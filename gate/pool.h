@@ -27,6 +27,7 @@ typedef struct gate_job_run {
     char *const *test;
     char *const *env;
     char dir[GATE_PATH_MAX];
+    size_t tree; /* the gatekeeper's: which of its work trees dir is (gate_loop.c) */
     char log[GATE_PATH_MAX];
     unsigned timeout_ms;
     int cancel; /* set with __atomic_store_n by any thread */

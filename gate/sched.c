@@ -16,13 +16,18 @@
  * about the segments after it, and drops their candidates.
  *
  * Allocation happens up front in each public call (reserve), so a decision
- * or a split never fails half-way.
+ * or a split never fails half-way.  Memory: module gate_sched's heap
+ * (heaps.h), whether the modules were started or not (the benchmark and the
+ * unit tests use the scheduler alone).
  */
 #include "scheduler.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "heaps.h"
+
+#define SCHED_HEAP KEEL_MODULE_REF(gate_sched)
 
 typedef enum cand_state {
     CAND_NONE,    /* no candidate */
@@ -130,9 +135,11 @@ keel_status gate_sched_new(const gate_sched_params *p, gate_sched **out)
                         GATE_SCHED_MAX_RETRIES);
     if (!(p->prior_p > 0.0 && p->prior_p < 1.0))
         return KEEL_ERR(KEEL_E_INVAL, "'prior_p' %g is not in (0, 1)", p->prior_p);
-    gate_sched *s = (gate_sched *)calloc(1, sizeof(*s));
-    if (s == NULL)
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory creating a scheduler");
+    void *mem = NULL;
+    keel_status st = keel_heap_calloc(SCHED_HEAP, 1, sizeof(gate_sched), &mem);
+    if (!keel_ok(st))
+        return KEEL_CONTEXT(st, "creating a scheduler");
+    gate_sched *s = (gate_sched *)mem;
     s->p = *p;
     s->next_cand = 1;
     *out = s;
@@ -144,15 +151,15 @@ void gate_sched_delete(gate_sched *s)
     if (s == NULL)
         return;
     for (size_t i = 0; i < s->nplan; i++)
-        free(s->plan[i].ids);
+        keel_heap_free(SCHED_HEAP, s->plan[i].ids);
     for (size_t i = 0; i < s->dlen; i++)
-        free(s->decs[s->dhead + i].ids);
-    free(s->plan);
-    free(s->decs);
-    free(s->queue);
-    free(s->polled);
-    free(s->spare);
-    free(s);
+        keel_heap_free(SCHED_HEAP, s->decs[s->dhead + i].ids);
+    keel_heap_free(SCHED_HEAP, s->plan);
+    keel_heap_free(SCHED_HEAP, s->decs);
+    keel_heap_free(SCHED_HEAP, s->queue);
+    keel_heap_free(SCHED_HEAP, s->polled);
+    keel_heap_free(SCHED_HEAP, s->spare);
+    keel_heap_free(SCHED_HEAP, s);
 }
 
 /* ---- helpers ------------------------------------------------------------------ */
@@ -225,19 +232,17 @@ static void observe(gate_sched *s, size_t n, bool bad)
     }
 }
 
-static bool grow(void **buf, size_t *cap, size_t need, size_t elem)
+static keel_status grow(void **buf, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
-        return true;
+        return KEEL_OK;
     size_t ncap = *cap < 8 ? 8 : *cap;
     while (ncap < need)
         ncap *= 2;
-    void *nb = realloc(*buf, ncap * elem);
-    if (nb == NULL)
-        return false;
-    *buf = nb;
-    *cap = ncap;
-    return true;
+    keel_status s = keel_heap_realloc(SCHED_HEAP, buf, ncap * elem);
+    if (keel_ok(s))
+        *cap = ncap;
+    return s;
 }
 
 /*
@@ -252,14 +257,13 @@ static keel_status reserve(gate_sched *s)
         s->dhead = 0;
     }
     size_t need = s->dlen + s->nplan + s->running + 4;
-    if (!grow((void **)&s->decs, &s->dcap, need, sizeof(*s->decs)) ||
-        !grow((void **)&s->plan, &s->plancap, s->nplan + 2, sizeof(*s->plan)))
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory scheduling %zu candidates", s->nplan);
-    if (s->spare == NULL) {
-        s->spare = (long long *)malloc(s->p.max_batch * sizeof(long long));
-        if (s->spare == NULL)
-            return KEEL_ERR(KEEL_E_NOMEM, "out of memory scheduling %zu candidates", s->nplan);
-    }
+    keel_status st = grow((void **)&s->decs, &s->dcap, need, sizeof(*s->decs));
+    if (keel_ok(st))
+        st = grow((void **)&s->plan, &s->plancap, s->nplan + 2, sizeof(*s->plan));
+    if (keel_ok(st) && s->spare == NULL)
+        st = keel_heap_alloc(SCHED_HEAP, s->p.max_batch * sizeof(long long), (void **)&s->spare);
+    if (!keel_ok(st))
+        return KEEL_CONTEXT(st, "scheduling %zu candidates", s->nplan);
     return KEEL_OK;
 }
 
@@ -370,7 +374,7 @@ static void advance(gate_sched *s)
                 push(s, GATE_SCHED_REJECT, f->blame, f->ids[0], NULL, 0);
                 s->st.rejected++;
                 observe(s, 1, true);
-                free(f->ids);
+                keel_heap_free(SCHED_HEAP, f->ids);
                 remove_seg(s, 0);
                 continue;
             }
@@ -432,8 +436,9 @@ keel_status gate_sched_enqueue(gate_sched *s, long long change)
         memmove(s->queue, s->queue + s->qhead, s->qlen * sizeof(long long));
         s->qhead = 0;
     }
-    if (!grow((void **)&s->queue, &s->qcap, s->qhead + s->qlen + 1, sizeof(long long)))
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory queueing change %lld", change);
+    keel_status st = grow((void **)&s->queue, &s->qcap, s->qhead + s->qlen + 1, sizeof(long long));
+    if (!keel_ok(st))
+        return KEEL_CONTEXT(st, "queueing change %lld", change);
     s->queue[s->qhead + s->qlen++] = change;
     return KEEL_OK;
 }
@@ -459,7 +464,7 @@ keel_status gate_sched_cancel(gate_sched *s, long long change)
     g->n--;
     drop_from(s, at);
     if (g->n == 0) {
-        free(g->ids);
+        keel_heap_free(SCHED_HEAP, g->ids);
         remove_seg(s, at);
     }
     advance(s);
@@ -527,9 +532,11 @@ keel_status gate_sched_next(gate_sched *s, gate_sched_build *out, bool *have)
     if (s->qlen == 0 || live >= depth)
         return KEEL_OK;
     size_t n = s->qlen < batch ? s->qlen : batch;
-    long long *ids = (long long *)malloc(n * sizeof(long long));
-    if (ids == NULL)
-        return KEEL_ERR(KEEL_E_NOMEM, "out of memory making a candidate of %zu changes", n);
+    void *mem = NULL;
+    st = keel_heap_alloc(SCHED_HEAP, n * sizeof(long long), &mem);
+    if (!keel_ok(st))
+        return KEEL_CONTEXT(st, "making a candidate of %zu changes", n);
+    long long *ids = (long long *)mem;
     memcpy(ids, s->queue + s->qhead, n * sizeof(long long));
     s->qhead += n;
     s->qlen -= n;
@@ -588,7 +595,7 @@ keel_status gate_sched_result(gate_sched *s, long long candidate, bool passed)
 bool gate_sched_poll(gate_sched *s, gate_sched_decision *out)
 {
     KEEL_ASSERT(s != NULL && out != NULL);
-    free(s->polled);
+    keel_heap_free(SCHED_HEAP, s->polled);
     s->polled = NULL;
     memset(out, 0, sizeof(*out));
     if (s->dlen == 0)

@@ -25,8 +25,8 @@ static git_repository *fx_git;
 static git_oid fx_base;
 
 typedef struct fx_file {
-    const char *path; /* may hold directories: ".keel/gate.conf" */
-    const char *content;
+    const char *path;    /* may hold directories: ".keel/gate.conf" */
+    const char *content; /* NULL: the file is removed */
 } fx_file;
 
 /* Commit `files` on top of `parent` (NULL: a root commit) and point `branch` at it. */
@@ -43,10 +43,11 @@ static inline void fx_commit(const git_oid *parent, const fx_file *files, size_t
     assert_true(n <= 8);
     for (size_t i = 0; i < n; i++) {
         memset(&up[i], 0, sizeof(up[i]));
-        up[i].action = GIT_TREE_UPDATE_UPSERT;
-        assert_int_equal(git_blob_create_from_buffer(&up[i].id, fx_git, files[i].content,
-                                                     strlen(files[i].content)),
-                         0);
+        up[i].action = files[i].content != NULL ? GIT_TREE_UPDATE_UPSERT : GIT_TREE_UPDATE_REMOVE;
+        if (files[i].content != NULL)
+            assert_int_equal(git_blob_create_from_buffer(&up[i].id, fx_git, files[i].content,
+                                                         strlen(files[i].content)),
+                             0);
         up[i].filemode = GIT_FILEMODE_BLOB;
         up[i].path = files[i].path;
     }

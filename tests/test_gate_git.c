@@ -9,65 +9,20 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
-#include "testutil.h"
+#include "gate_fixture.h"
 
 #include "../gate/git.h"
+#include "../gate/worktree.h"
 
 static char dir[64];
-static git_repository *repo;
-
-typedef struct file {
-    const char *path;
-    const char *content;
-} file;
-
-/* Commit `files` (flat paths) on top of `parent` (NULL: a root commit); set `branch` to it. */
-static void commit_files(const git_oid *parent, const file *files, size_t n, const char *branch,
-                         git_oid *out)
-{
-    git_treebuilder *tb = NULL;
-    git_tree *parent_tree = NULL;
-    git_commit *parent_commit = NULL;
-    if (parent != NULL) {
-        assert_int_equal(git_commit_lookup(&parent_commit, repo, parent), 0);
-        assert_int_equal(git_commit_tree(&parent_tree, parent_commit), 0);
-    }
-    assert_int_equal(git_treebuilder_new(&tb, repo, parent_tree), 0);
-    for (size_t i = 0; i < n; i++) {
-        git_oid blob;
-        assert_int_equal(
-            git_blob_create_from_buffer(&blob, repo, files[i].content, strlen(files[i].content)),
-            0);
-        assert_int_equal(git_treebuilder_insert(NULL, tb, files[i].path, &blob, GIT_FILEMODE_BLOB),
-                         0);
-    }
-    git_oid tree_id;
-    assert_int_equal(git_treebuilder_write(&tree_id, tb), 0);
-    git_tree *tree = NULL;
-    assert_int_equal(git_tree_lookup(&tree, repo, &tree_id), 0);
-    git_signature *sig = NULL;
-    assert_int_equal(git_signature_now(&sig, "test", "test@localhost"), 0);
-    char ref[128];
-    snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
-    const git_commit *parents[1] = {parent_commit};
-    assert_int_equal(git_commit_create(out, repo, NULL, sig, sig, NULL, "test commit", tree,
-                                       parent_commit != NULL ? 1 : 0, parents),
-                     0);
-    git_reference *r = NULL;
-    assert_int_equal(git_reference_create(&r, repo, ref, out, 1, "test"), 0);
-    git_reference_free(r);
-    git_signature_free(sig);
-    git_tree_free(tree);
-    git_treebuilder_free(tb);
-    git_tree_free(parent_tree);
-    git_commit_free(parent_commit);
-}
 
 static int setup(void **state)
 {
@@ -75,15 +30,15 @@ static int setup(void **state)
     git_libgit2_init();
     snprintf(dir, sizeof(dir), "/tmp/keel-git-XXXXXX");
     assert_non_null(mkdtemp(dir));
-    assert_int_equal(git_repository_init(&repo, dir, 1 /* bare */), 0);
+    assert_int_equal(git_repository_init(&fx_git, dir, 1 /* bare */), 0); /* fx_commit's */
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    git_repository_free(repo);
-    repo = NULL;
+    git_repository_free(fx_git);
+    fx_git = NULL;
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", dir); /* our own temp dir, made by mkdtemp */
     assert_int_equal(system(cmd), 0);
@@ -121,12 +76,12 @@ static void test_merge_checkout_and_cas(void **state)
 {
     (void)state;
     git_oid base, a, b;
-    const file base_files[] = {{"README", "hello\n"}, {"gate.conf", "[gate]\n"}};
-    commit_files(NULL, base_files, 2, "main", &base);
-    const file fa[] = {{"a.c", "int a;\n"}};
-    commit_files(&base, fa, 1, "change-a", &a);
-    const file fb[] = {{"b.c", "int b;\n"}};
-    commit_files(&base, fb, 1, "change-b", &b);
+    const fx_file base_files[] = {{"README", "hello\n"}, {"gate.conf", "[gate]\n"}};
+    fx_commit(NULL, base_files, 2, "main", &base);
+    const fx_file fa[] = {{"a.c", "int a;\n"}};
+    fx_commit(&base, fa, 1, "change-a", &a);
+    const fx_file fb[] = {{"b.c", "int b;\n"}};
+    fx_commit(&base, fb, 1, "change-b", &b);
 
     gate_repo *r = NULL;
     assert_true(keel_ok(gate_repo_open(dir, &r)));
@@ -154,7 +109,7 @@ static void test_merge_checkout_and_cas(void **state)
     /* materialize it for a job */
     char work[128];
     snprintf(work, sizeof(work), "%s/work", dir);
-    assert_true(keel_ok(gate_checkout(r, merge, work)));
+    assert_true(keel_ok(gate_checkout(r, merge, NULL, work)));
     char path[160];
     snprintf(path, sizeof(path), "%s/a.c", work);
     assert_int_equal(access(path, R_OK), 0);
@@ -180,12 +135,12 @@ static void test_conflict_isolated(void **state)
 {
     (void)state;
     git_oid base, a, b;
-    const file base_files[] = {{"shared.c", "int x = 0;\n"}};
-    commit_files(NULL, base_files, 1, "main", &base);
-    const file fa[] = {{"shared.c", "int x = 1;\n"}};
-    commit_files(&base, fa, 1, "one", &a);
-    const file fb[] = {{"shared.c", "int x = 2;\n"}};
-    commit_files(&base, fb, 1, "two", &b);
+    const fx_file base_files[] = {{"shared.c", "int x = 0;\n"}};
+    fx_commit(NULL, base_files, 1, "main", &base);
+    const fx_file fa[] = {{"shared.c", "int x = 1;\n"}};
+    fx_commit(&base, fa, 1, "one", &a);
+    const fx_file fb[] = {{"shared.c", "int x = 2;\n"}};
+    fx_commit(&base, fb, 1, "two", &b);
     gate_repo *r = NULL;
     assert_true(keel_ok(gate_repo_open(dir, &r)));
     char base_hex[GATE_HEX], a_hex[GATE_HEX], b_hex[GATE_HEX], merge[GATE_HEX];
@@ -214,8 +169,8 @@ static void test_bad_input(void **state)
     assert_null(r);
     keel_status_free(s);
     git_oid base;
-    const file f[] = {{"x", "x\n"}};
-    commit_files(NULL, f, 1, "main", &base);
+    const fx_file f[] = {{"x", "x\n"}};
+    fx_commit(NULL, f, 1, "main", &base);
     assert_true(keel_ok(gate_repo_open(dir, &r)));
     char head[GATE_HEX];
     s = gate_branch_head(r, "no-such-branch", head);
@@ -232,12 +187,174 @@ static void test_bad_input(void **state)
     gate_repo_close(r);
 }
 
+/* ---- a reused work tree holds exactly the tree it was brought to ---- */
+
+static char listing[4096];
+static size_t listing_root;
+
+static int list_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    if (strlen(path) <= listing_root)
+        return 0;
+    char entry[512];
+    if (flag == FTW_F && S_ISREG(sb->st_mode)) {
+        char content[128] = "";
+        FILE *f = fopen(path, "r");
+        size_t n = f != NULL ? fread(content, 1, sizeof(content) - 1, f) : 0;
+        if (f != NULL)
+            fclose(f);
+        content[n] = '\0';
+        if (n > 0 && content[n - 1] == '\n')
+            content[n - 1] = '\0';
+        snprintf(entry, sizeof(entry), "%s%s=%s\n", path + listing_root,
+                 (sb->st_mode & 0111) != 0 ? "*" : "", content);
+    } else {
+        snprintf(entry, sizeof(entry), "%s%s\n", path + listing_root,
+                 flag == FTW_D ? "/" : (flag == FTW_SL ? "@" : "?"));
+    }
+    strncat(listing, entry, sizeof(listing) - strlen(listing) - 1);
+    return 0;
+}
+
+static int by_line(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Every entry under `root`, one a line, sorted: "path=content", "dir/", "fifo?". */
+static const char *list_tree(const char *root)
+{
+    listing[0] = '\0';
+    listing_root = strlen(root) + 1;
+    assert_int_equal(nftw(root, list_one, 16, FTW_PHYS), 0);
+    static char sorted[4096];
+    char *lines[128];
+    size_t n = 0;
+    for (char *p = strtok(listing, "\n"); p != NULL && n < 128; p = strtok(NULL, "\n"))
+        lines[n++] = p;
+    qsort(lines, n, sizeof(lines[0]), by_line);
+    sorted[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        strncat(sorted, lines[i], sizeof(sorted) - strlen(sorted) - 2);
+        strcat(sorted, "\n");
+    }
+    return sorted;
+}
+
+static void put_file(const char *root, const char *rel, const char *content)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", root, rel);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(content, f);
+    fclose(f);
+}
+
+static void make_dir(const char *root, const char *rel)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", root, rel);
+    assert_int_equal(mkdir(path, 0755), 0);
+}
+
+/* What a careless job does to its work tree. */
+static void dirty(const char *work)
+{
+    char path[256];
+    put_file(work, "src/a.c", "int a = 666;\n");     /* a tracked file modified */
+    snprintf(path, sizeof(path), "%s/README", work); /* one deleted */
+    assert_int_equal(unlink(path), 0);
+    snprintf(path, sizeof(path), "%s/.gitignore", work); /* one made executable */
+    assert_int_equal(chmod(path, 0755), 0);
+    put_file(work, "junk.txt", "junk\n"); /* files left behind */
+    make_dir(work, "build");
+    put_file(work, "build/out.o", "object\n");
+    put_file(work, "test.log", "ignored\n"); /* one .gitignore ignores */
+    make_dir(work, ".git");                  /* a repository the job made */
+    put_file(work, ".git/HEAD", "ref: refs/heads/x\n");
+    make_dir(work, "build/.git");
+    put_file(work, "build/.git/config", "[core]\n");
+    snprintf(path, sizeof(path), "%s/src/pipe", work); /* a special file */
+    assert_int_equal(mkfifo(path, 0644), 0);
+}
+
+static void test_worktree_reused_exactly(void **state)
+{
+    (void)state;
+    git_oid a, b;
+    const fx_file fa[] = {{"README", "hello\n"},
+                          {".gitignore", "*.log\n"},
+                          {"src/a.c", "int a;\n"},
+                          {"src/sub/deep.c", "deep\n"}};
+    fx_commit(NULL, fa, 4, "main", &a);
+    const fx_file fb[] = {
+        {"src/b.c", "int b;\n"}, {"src/sub/deep.c", NULL}, {"README", "hello b\n"}};
+    fx_commit(&a, fb, 3, "b", &b);
+    char a_hex[GATE_HEX], b_hex[GATE_HEX];
+    hex_of(&a, a_hex);
+    hex_of(&b, b_hex);
+    static const char tree_a[] = ".gitignore=*.log\nREADME=hello\nsrc/\nsrc/a.c=int a;\n"
+                                 "src/sub/\nsrc/sub/deep.c=deep\n";
+    static const char tree_b[] = ".gitignore=*.log\nREADME=hello b\nsrc/\nsrc/a.c=int a;\n"
+                                 "src/b.c=int b;\n";
+    gate_repo *r = NULL;
+    assert_true(keel_ok(gate_repo_open(dir, &r)));
+    char work[128];
+    snprintf(work, sizeof(work), "%s/work", dir);
+    gate_worktree *w = NULL;
+    assert_true(keel_ok(gate_worktree_new(work, &w)));
+    assert_string_equal(gate_worktree_dir(w), work);
+
+    assert_true(keel_ok(gate_worktree_checkout(w, r, a_hex)));
+    assert_string_equal(list_tree(work), tree_a);
+    /* from A, dirtied, to B: exactly B */
+    dirty(work);
+    assert_true(keel_ok(gate_worktree_checkout(w, r, b_hex)));
+    assert_string_equal(list_tree(work), tree_b);
+    /* from B, partly dirtied, back to A; then to A again (a retry on the same tree) */
+    put_file(work, "src/b.c", "int b = 1;\n");
+    put_file(work, "junk.txt", "junk\n");
+    assert_true(keel_ok(gate_worktree_checkout(w, r, a_hex)));
+    assert_string_equal(list_tree(work), tree_a);
+    dirty(work);
+    assert_true(keel_ok(gate_worktree_checkout(w, r, a_hex)));
+    assert_string_equal(list_tree(work), tree_a);
+    /* a tracked file replaced by a directory, a directory by a file */
+    char path[256];
+    snprintf(path, sizeof(path), "%s/README", work);
+    assert_int_equal(unlink(path), 0);
+    make_dir(work, "README");
+    put_file(work, "README/x", "x\n");
+    snprintf(path, sizeof(path), "rm -rf -- '%s/src/sub'", work);
+    assert_int_equal(system(path), 0);
+    put_file(work, "src/sub", "not a directory\n");
+    assert_true(keel_ok(gate_worktree_checkout(w, r, b_hex)));
+    assert_string_equal(list_tree(work), tree_b);
+    /* what it holds forgotten: emptied and written whole */
+    dirty(work);
+    gate_worktree_forget(w);
+    assert_true(keel_ok(gate_worktree_checkout(w, r, a_hex)));
+    assert_string_equal(list_tree(work), tree_a);
+    /* a commit that is not there: an error, and what it holds is unknown */
+    keel_status s = gate_worktree_checkout(w, r, "0123456789012345678901234567890123456789");
+    assert_false(keel_ok(s));
+    keel_status_free(s);
+    put_file(work, "junk.txt", "junk\n");
+    assert_true(keel_ok(gate_worktree_checkout(w, r, b_hex)));
+    assert_string_equal(list_tree(work), tree_b);
+    gate_worktree_delete(w);
+    gate_repo_close(r);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_branch_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_checkout_and_cas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conflict_isolated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_worktree_reused_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

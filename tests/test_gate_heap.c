@@ -90,10 +90,11 @@ static void test_heaps_used_by_a_run(void **state)
 {
     (void)state;
     start_modules();
-    static const char *const parts[] = {"gate_config", "gate_store", "gate_git", "gate_exec",
-                                        "gate"};
-    keel_heap_stats before[5];
-    for (size_t i = 0; i < 5; i++)
+    static const char *const parts[] = {"gate_config", "gate_store", "gate_git",
+                                        "gate_exec",   "gate_sched", "gate"};
+    enum { NPARTS = sizeof(parts) / sizeof(parts[0]) };
+    keel_heap_stats before[NPARTS];
+    for (size_t i = 0; i < NPARTS; i++)
         before[i] = stats_of(keel_module_find(parts[i]));
     fx_setup_repo("strategy = serial", "");
     fx_branch("a", "a.txt", "a\n");
@@ -104,7 +105,7 @@ static void test_heaps_used_by_a_run(void **state)
     gate_run_stats st;
     fx_ok(gate_run(g, true, &st));
     assert_int_equal(st.landed, 2);
-    for (size_t i = 0; i < 5; i++) {
+    for (size_t i = 0; i < NPARTS; i++) {
         keel_heap_stats now = stats_of(keel_module_find(parts[i]));
         if (now.allocations <= before[i].allocations)
             fail_msg("module %s's heap was not used by the run", parts[i]);
@@ -112,6 +113,9 @@ static void test_heaps_used_by_a_run(void **state)
     /* SQLite holds its cache, libgit2 its objects: live on their modules' heaps */
     assert_true(stats_of(KEEL_MODULE_REF(gate_store)).live_bytes > 0);
     assert_true(stats_of(KEEL_MODULE_REF(gate_git)).live_bytes > 0);
+    /* the scheduler, the executor and the work trees are gone with the run */
+    assert_int_equal(stats_of(KEEL_MODULE_REF(gate_sched)).live_bytes, before[4].live_bytes);
+    assert_int_equal(stats_of(KEEL_MODULE_REF(gate_exec)).live_bytes, before[3].live_bytes);
     /* and the run published every heap for `status` */
     FILE *out = tmpfile();
     assert_non_null(out);

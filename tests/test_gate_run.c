@@ -171,6 +171,56 @@ static void test_conflict_rejected(void **state)
     gate_close(g);
 }
 
+/*
+ * Work trees are reused: a job that leaves files behind, modifies or deletes
+ * tracked ones, makes a `.git` or a FIFO must not affect the next job in its
+ * work tree (serial, one configuration: every job runs in the same one).
+ * ci.sh fails with its own exit code when it finds anything a job before it
+ * did, then does all of it; a change adding `bad` is rejected after dirtying.
+ */
+static void test_each_job_in_a_clean_tree(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = serial\nretries = 0", "");
+    static const char ci[] = "test ! -e left-behind || exit 10\n"
+                             "test ! -e out || exit 11\n"
+                             "test ! -e .git || exit 12\n"
+                             "test ! -e pipe || exit 13\n"
+                             "test \"$(cat shared.txt)\" = base || exit 14\n"
+                             "test -e keep.txt || exit 15\n"
+                             "test ! -x ci.sh || exit 16\n"
+                             "echo junk > left-behind; mkdir -p out .git/objects\n"
+                             "echo obj > out/x.o; echo x > .git/HEAD; mkfifo pipe\n"
+                             "echo changed > shared.txt; chmod +x ci.sh; rm keep.txt\n"
+                             "test ! -e bad\n";
+    const fx_file f[] = {{"ci.sh", ci}, {"keep.txt", "keep\n"}};
+    git_oid base;
+    fx_commit(&fx_base, f, 2, "main", &base);
+    fx_base = base;
+    fx_branch("a", "a.txt", "a\n");
+    fx_branch("bad", "bad", "bad\n");
+    fx_branch("b", "b.txt", "b\n");
+    fx_branch("c", "c.txt", "c\n");
+    gate *g = fx_open();
+    long long a = fx_submit(g, "a", 0), bad = fx_submit(g, "bad", 0), b = fx_submit(g, "b", 0),
+              c = fx_submit(g, "c", 0);
+    gate_close(g);
+    gate_run_stats st = run_once();
+    assert_int_equal(st.jobs, 4);
+    assert_int_equal(st.landed, 3);
+    assert_int_equal(st.rejected, 1);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, a), GATE_CHANGE_LANDED);
+    assert_int_equal(fx_state_of(g, bad), GATE_CHANGE_REJECTED);
+    assert_int_equal(fx_state_of(g, b), GATE_CHANGE_LANDED);
+    assert_int_equal(fx_state_of(g, c), GATE_CHANGE_LANDED);
+    gate_close(g);
+    /* the bad one failed on its own check, not on what a job before it left */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM jobs WHERE exit_code <> 0", NULL), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM jobs WHERE exit_code = 1", NULL), 1);
+    fx_assert_tip_tested();
+}
+
 static void test_flake_retried_and_lands(void **state)
 {
     (void)state;
@@ -398,6 +448,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_batch_one_bad, teardown),
         cmocka_unit_test_teardown(test_batch_two_bad, teardown),
         cmocka_unit_test_teardown(test_conflict_rejected, teardown),
+        cmocka_unit_test_teardown(test_each_job_in_a_clean_tree, teardown),
         cmocka_unit_test_teardown(test_flake_retried_and_lands, teardown),
         cmocka_unit_test_teardown(test_timeout_kills_group, teardown),
         cmocka_unit_test_teardown(test_cas_lost_to_push, teardown),

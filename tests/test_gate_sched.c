@@ -14,6 +14,7 @@
 
 #include "testutil.h"
 
+#include "../gate/heaps.h"
 #include "../gate/scheduler.h"
 
 enum { MAXC = 64, MAXCAND = 4096 };
@@ -677,6 +678,42 @@ static void test_bad_calls(void **state)
     gate_sched_delete(s);
 }
 
+/* The scheduler's memory is on module gate_sched's heap, all of it given back; a quota bounds it. */
+static void test_heap(void **state)
+{
+    (void)state;
+    const keel_module *heap = KEEL_MODULE_REF(gate_sched);
+    keel_heap_stats before, during, after;
+    assert_true(keel_ok(keel_heap_stats_get(heap, &before)));
+    sim m;
+    const int bad[] = {3, 9};
+    sim_init(&m, GATE_STRATEGY_ADAPTIVE, 20, bad, 2);
+    sim_start(&m);
+    sim_run(&m);
+    assert_true(keel_ok(keel_heap_stats_get(heap, &during)));
+    assert_true(during.allocations > before.allocations);
+    assert_true(during.live_bytes > before.live_bytes);
+    check_outcome(&m);
+    sim_end(&m);
+    assert_true(keel_ok(keel_heap_stats_get(heap, &after)));
+    assert_int_equal(after.live_bytes, before.live_bytes);
+    /* not a byte more than it holds: no scheduler, and the error names the module */
+    keel_report_set_policy(KEEL_REPORT_QUOTA, KEEL_POLICY_COUNT);
+    assert_true(keel_ok(keel_heap_set_quota(heap, (size_t)after.live_bytes + 1))); /* 0: none */
+    gate_sched_params p;
+    gate_sched_params_default(&p);
+    gate_sched *s = NULL;
+    keel_status st = gate_sched_new(&p, &s);
+    assert_true(KEEL_HAS(st, KEEL_E_FULL));
+    assert_null(s);
+    char msg[1024];
+    (void)keel_status_format(st, msg, sizeof(msg));
+    keel_status_free(st);
+    if (strstr(msg, "module 'gate_sched' is over its memory quota") == NULL)
+        fail_msg("the error does not name the quota: %s", msg);
+    assert_true(keel_ok(keel_heap_set_quota(heap, 0)));
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -694,6 +731,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_late_result_ignored),
         cmocka_unit_test(test_bad_calls),
+        cmocka_unit_test(test_heap),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
