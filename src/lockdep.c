@@ -24,7 +24,18 @@
 
 #include "lockdep.h"
 
-KEEL__TLS keel__lock_thread *keel__lock_tls __attribute__((tls_model("initial-exec")));
+/* Read by the inline fast path of the program's own code (keel/lock_fast.h): exported. */
+__thread keel__lock_thread *keel__lock_tls __attribute__((tls_model("initial-exec")));
+const int KEEL__LOCK_LAYOUT_SYMBOL(KEEL__LOCK_LAYOUT) = KEEL__LOCK_LAYOUT;
+/* What programs compiled against keel/lock_fast.h rely on.  Whoever changes it bumps
+ * KEEL__LOCK_LAYOUT (the symbol's name), then these figures. */
+KEEL__STATIC_ASSERT(KEEL__LOCK_LAYOUT == 1 && sizeof(keel__held) == 48 &&
+                        offsetof(keel__held, node) == 16 && offsetof(keel__held, mode) == 20 &&
+                        offsetof(keel__held, chain) == 24 && offsetof(keel__held, seq) == 32 &&
+                        offsetof(keel__lock_thread, overflow) == 12 &&
+                        offsetof(keel__lock_thread, h) == 32 && KEEL__CHAIN_SLOTS == 16384u &&
+                        KEEL_LOCK_MAX_HELD == 32 && sizeof(keel_lockdep) == 40,
+                    "the inline lock path's layout changed: bump KEEL__LOCK_LAYOUT");
 char keel__lock_in_transit;
 static keel__lock_thread no_memory_state; /* shared by threads whose state could not be allocated */
 static pthread_once_t no_memory_once = PTHREAD_ONCE_INIT;

@@ -9,52 +9,7 @@
 
 KEEL_EXTERN_C_BEGIN
 
-typedef enum keel__lock_kind { KEEL__LK_MUTEX, KEEL__LK_RWLOCK, KEEL__LK_SPIN } keel__lock_kind;
-
-/* How a lock is held: four bytes, written as one. */
-typedef struct keel__held_mode {
-    unsigned char kind;
-    bool shared;  /* rwlock read */
-    bool trylock; /* acquired without blocking */
-    bool waiting; /* released inside a condition wait */
-} __attribute__((aligned(4))) keel__held_mode;
-
-/*
- * One lock a thread holds.  The watchdog thread samples `lock`, `node` and
- * `seq` of other threads' entries (keel__lock_sample_held), so the owner
- * writes those three with atomic stores (plain moves on the machine); every
- * other field is the owner's alone.
- */
-typedef struct keel__held {
-    const void *lock; /* atomic */
-    keel_lockdep *dep;
-    unsigned node; /* atomic; class * KEEL__NEST_LEVELS + subclass */
-    keel__held_mode mode;
-    unsigned long long chain;    /* hash of the nodes of entries 0..this */
-    unsigned long long seq;      /* atomic; this thread's acquisition number (hold budgets) */
-    const keel__lock_site *site; /* where this thread acquired it */
-} keel__held;
-
-/* A thread's lock state: the held stack, spinlocks held, non-blocking depth. */
-typedef struct keel__lock_thread {
-    unsigned n;
-    unsigned spins;
-    unsigned nonblock;
-    unsigned overflow; /* acquisitions past KEEL_LOCK_MAX_HELD, not tracked */
-    bool disabled;     /* out of memory for this thread's state: nothing is tracked */
-    unsigned long long seq;
-    keel__held h[KEEL_LOCK_MAX_HELD];
-} keel__lock_thread;
-
-#define KEEL__NEST_LEVELS 4u
-#define KEEL__CLS_NONE    0xffffffffu /* class table full: the lock is not checked */
-
-/*
- * Each thread's state is allocated on its first lock call and freed when it
- * exits; the thread-local pointer uses the initial-exec model (one load, no
- * __tls_get_addr), and is small enough for libraries loaded with dlopen.
- */
-extern KEEL__TLS keel__lock_thread *keel__lock_tls __attribute__((tls_model("initial-exec")));
+/* keel__lock_tls (keel/lock_fast.h): allocated here on a thread's first lock call. */
 keel__lock_thread *keel__lock_thread_new(void);
 /* Its address is the owner of a mutex handed over with keel_mutex_give(). */
 extern char keel__lock_in_transit;
@@ -100,27 +55,6 @@ static inline unsigned keel__dep_node(unsigned cls, int nest)
                                  : cls * KEEL__NEST_LEVELS + (nest > 0 ? (unsigned)nest & 3u : 0u);
 }
 
-/*
- * The chain hash of a held sequence followed by (node, shared); prev 0 is the
- * empty sequence.  A sequence of one lock is its node, unmixed (no multiply
- * for the usual single acquisition).  A longer one is B(prev ^ G(node)),
- * where G multiplies by the golden ratio (independent of prev: computed in
- * parallel) and B, a multiply by an odd constant then z ^= z >> 32, is a
- * bijection: two sequences that differ only in their prefix never collide,
- * and the latency on the held stack's dependency chain is one multiply.
- * Never 0.
- */
-static inline unsigned long long keel__chain_mix(unsigned long long prev, unsigned node,
-                                                 bool shared)
-{
-    unsigned long long v = (unsigned long long)node * 2u + (shared ? 1u : 0u) + 1u;
-    if (prev == 0)
-        return v;
-    unsigned long long z = (prev ^ v * 0x9e3779b97f4a7c15ull) * 0xbf58476d1ce4e5b9ull;
-    z ^= z >> 32;
-    return z != 0 ? z : 1;
-}
-
 /* The chain hash of entry n (on top of entries 0..n-1) for (node, shared). */
 static inline unsigned long long keel__dep_chain(const keel__lock_thread *t, unsigned n,
                                                  unsigned node, bool shared)
@@ -129,16 +63,8 @@ static inline unsigned long long keel__dep_chain(const keel__lock_thread *t, uns
     return node == KEEL__CLS_NONE ? prev : keel__chain_mix(prev, node, shared);
 }
 
-/* The lock-free table of lock sequences already validated (lockdep's chain cache). */
-#define KEEL__CHAIN_SLOTS 16384u
-extern unsigned long long keel__chains[KEEL__CHAIN_SLOTS];
+/* The chain table keel__chains (keel/lock_fast.h): probed past the home slot. */
 bool keel__chain_probe(unsigned long long key);
-
-/* Is this key in its home slot of the chain table (where most keys are)? */
-static inline bool keel__chain_home(unsigned long long key)
-{
-    return __atomic_load_n(&keel__chains[key & (KEEL__CHAIN_SLOTS - 1u)], __ATOMIC_ACQUIRE) == key;
-}
 
 /* Lock-free: has this sequence of held nodes followed by the new one been validated? */
 static inline bool keel__chain_known(unsigned long long key)

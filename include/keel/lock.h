@@ -236,12 +236,15 @@ KEEL_API size_t keel_lock_graph_json(char *buf, size_t size);
 
 #if KEEL_DEVEL
 
+/* The fast path of keel_mutex_lock, _trylock and _unlock, inlined (not API). */
+#include "keel/lock_fast.h"
+
 #define keel_mutex_init(m, name, rank)    keel__mutex_init((m), (name), (rank), KEEL__LOCK_SITE)
 #define keel_mutex_destroy(m)             keel__mutex_destroy((m), KEEL__LOCK_SITE)
-#define keel_mutex_lock(m)                keel__mutex_lock((m), 0, KEEL__LOCK_SITE)
+#define keel_mutex_lock(m)                keel__mutex_lock_inline((m), KEEL__LOCK_SITE)
 #define keel_mutex_lock_nested(m, nest)   keel__mutex_lock((m), (nest), KEEL__LOCK_SITE)
-#define keel_mutex_trylock(m)             keel__mutex_trylock((m), KEEL__LOCK_SITE)
-#define keel_mutex_unlock(m)              keel__mutex_unlock((m), KEEL__LOCK_SITE)
+#define keel_mutex_trylock(m)             keel__mutex_trylock_inline((m), KEEL__LOCK_SITE)
+#define keel_mutex_unlock(m)              keel__mutex_unlock_inline((m), KEEL__LOCK_SITE)
 /* Hand a held mutex to another thread: give on the holder, take on the receiver. */
 #define keel_mutex_give(m)                keel__mutex_give((m), KEEL__LOCK_SITE)
 #define keel_mutex_take(m)                keel__mutex_take((m), KEEL__LOCK_SITE)

@@ -1,0 +1,235 @@
+/*
+ * keel/lock_fast.h - the devel fast path of keel_mutex_lock, keel_mutex_unlock
+ * and keel_mutex_trylock, inlined into the caller.  NOT API: included by
+ * keel/lock.h in devel builds only; never include it, never use what it
+ * declares.
+ *
+ * The layouts below (a thread's held-lock stack, the chain table) belong to
+ * the libkeel-devel built from these very headers.  An object compiled against
+ * them keeps a reference to keel__lock_layout_<N>_needs_matching_libkeel_devel,
+ * which only a library of the same layout defines: linking a devel object with
+ * a libkeel-devel of another layout fails instead of corrupting its state.
+ * Whoever changes anything here bumps KEEL__LOCK_LAYOUT (src/lockdep.c checks
+ * the sizes and offsets the inline code relies on at compile time).
+ *
+ * The inline path handles the common case only: the thread's lock state
+ * exists, nothing forbids blocking, the lock's class is resolved and checked,
+ * no nesting annotation, the stack has room and the held sequence is in its
+ * home slot of the chain table (or nothing is held).  It makes the checks and
+ * the held-stack writes the library's own fast path makes, and calls the
+ * library (keel__mutex_lock, ...) for everything else.
+ */
+#ifndef KEEL_LOCK_FAST_H
+#define KEEL_LOCK_FAST_H
+
+#include "keel/lock.h" /* (which includes this file after its declarations) */
+
+#if KEEL_DEVEL
+
+#include "keel/assert.h"
+
+KEEL_EXTERN_C_BEGIN
+
+#define KEEL__LOCK_LAYOUT 1
+
+#define KEEL__LOCK_LAYOUT_SYMBOL_(n) keel__lock_layout_##n##_needs_matching_libkeel_devel
+#define KEEL__LOCK_LAYOUT_SYMBOL(n)  KEEL__LOCK_LAYOUT_SYMBOL_(n)
+KEEL_API extern const int KEEL__LOCK_LAYOUT_SYMBOL(KEEL__LOCK_LAYOUT);
+__attribute__((used)) static const int *const keel__lock_layout_reference =
+    &KEEL__LOCK_LAYOUT_SYMBOL(KEEL__LOCK_LAYOUT);
+
+typedef enum keel__lock_kind { KEEL__LK_MUTEX, KEEL__LK_RWLOCK, KEEL__LK_SPIN } keel__lock_kind;
+
+/* How a lock is held: four bytes, written as one. */
+typedef struct keel__held_mode {
+    unsigned char kind;
+    bool shared;  /* rwlock read */
+    bool trylock; /* acquired without blocking */
+    bool waiting; /* released inside a condition wait */
+} __attribute__((aligned(4))) keel__held_mode;
+
+/*
+ * One lock a thread holds.  The watchdog thread samples `lock`, `node` and
+ * `seq` of other threads' entries (keel__lock_sample_held), so the owner
+ * writes those three with atomic stores (plain moves on the machine); every
+ * other field is the owner's alone.
+ */
+typedef struct keel__held {
+    const void *lock; /* atomic */
+    keel_lockdep *dep;
+    unsigned node; /* atomic; class * KEEL__NEST_LEVELS + subclass */
+    keel__held_mode mode;
+    unsigned long long chain;    /* hash of the nodes of entries 0..this */
+    unsigned long long seq;      /* atomic; this thread's acquisition number (hold budgets) */
+    const keel__lock_site *site; /* where this thread acquired it */
+} keel__held;
+
+/* A thread's lock state: the held stack, spinlocks held, non-blocking depth. */
+typedef struct keel__lock_thread {
+    unsigned n;
+    unsigned spins;
+    unsigned nonblock;
+    unsigned overflow; /* acquisitions past KEEL_LOCK_MAX_HELD, not tracked */
+    bool disabled;     /* out of memory for this thread's state: nothing is tracked */
+    unsigned long long seq;
+    keel__held h[KEEL_LOCK_MAX_HELD];
+} keel__lock_thread;
+
+#define KEEL__NEST_LEVELS 4u
+#define KEEL__CLS_NONE    0xffffffffu /* class table full: the lock is not checked */
+
+/*
+ * Each thread's state, allocated by the library on its first lock call and
+ * freed when it exits (NULL before); the initial-exec model: one load, no
+ * __tls_get_addr, in the program and in a plugin alike.  (__thread, not
+ * thread_local: C++ would reach a thread_local through a wrapper function.)
+ */
+KEEL_API extern __thread keel__lock_thread *keel__lock_tls
+    __attribute__((tls_model("initial-exec")));
+
+/* The lock-free table of lock sequences already validated (lockdep's chain cache). */
+#define KEEL__CHAIN_SLOTS 16384u
+KEEL_API extern unsigned long long keel__chains[KEEL__CHAIN_SLOTS];
+
+/*
+ * The chain hash of a held sequence followed by (node, shared); prev 0 is the
+ * empty sequence.  A sequence of one lock is its node, unmixed (no multiply
+ * for the usual single acquisition).  A longer one is B(prev ^ G(node)),
+ * where G multiplies by the golden ratio (independent of prev: computed in
+ * parallel) and B, a multiply by an odd constant then z ^= z >> 32, is a
+ * bijection: two sequences that differ only in their prefix never collide,
+ * and the latency on the held stack's dependency chain is one multiply.
+ * Never 0.
+ */
+static inline unsigned long long keel__chain_more(unsigned long long prev, unsigned long long v)
+{
+    unsigned long long z = (prev ^ v * 0x9e3779b97f4a7c15ull) * 0xbf58476d1ce4e5b9ull;
+    z ^= z >> 32;
+    return z != 0 ? z : 1;
+}
+
+static inline unsigned long long keel__chain_mix(unsigned long long prev, unsigned node,
+                                                 bool shared)
+{
+    unsigned long long v = (unsigned long long)node * 2u + (shared ? 1u : 0u) + 1u;
+    return prev == 0 ? v : keel__chain_more(prev, v);
+}
+
+/* The chain hash of a mutex's node on top of entries 0..n-1 of t's stack. */
+static inline unsigned long long keel__mutex_chain(const keel__lock_thread *t, unsigned n,
+                                                   unsigned node)
+{
+    unsigned long long v = (unsigned long long)node * 2u + 1u;
+    return n == 0 ? v : keel__chain_more(t->h[n - 1].chain, v); /* (never 0 above entry 0) */
+}
+
+/* Is this key in its home slot of the chain table (where most keys are)? */
+static inline bool keel__chain_home(unsigned long long key)
+{
+    return __atomic_load_n(&keel__chains[key & (KEEL__CHAIN_SLOTS - 1u)], __ATOMIC_ACQUIRE) == key;
+}
+
+/*
+ * Fill entry n of the held stack for a mutex: not held yet, the caller
+ * publishes it (t->n = n + 1) once it is acquired.
+ */
+__attribute__((always_inline)) static inline void
+keel__mutex_fill(keel__lock_thread *t, unsigned n, keel_mutex *m, unsigned node, bool trylock,
+                 unsigned long long chain, const keel__lock_site *site)
+{
+    keel__held *h = &t->h[n];
+    /* the plain stores first; the mode as one 4-byte store (bool fields: no bit tricks) */
+    const union {
+        keel__held_mode mode;
+        unsigned word;
+    } mode = {{(unsigned char)KEEL__LK_MUTEX, false, trylock, false}};
+    h->mode = mode.mode;
+    h->dep = &m->dep;
+    h->chain = chain;
+    h->site = site;
+    __atomic_store_n(&h->lock, (const void *)m, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->node, node, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->seq, ++t->seq, __ATOMIC_RELEASE);
+}
+
+/*
+ * The thread state when the inline path may take mutex m, else NULL: the
+ * state exists, the stack has room, nothing forbids blocking, m's class is
+ * resolved and checked (*node set), and this thread does not own m already.
+ * Outside an overflow every mutex the thread owns is on its stack, so with
+ * nothing held m's owner word (which a contending holder writes) is not read.
+ */
+__attribute__((always_inline)) static inline keel__lock_thread *
+keel__mutex_fast_state(keel_mutex *m, unsigned *node)
+{
+    keel__lock_thread *t = keel__lock_tls;
+    unsigned c = __atomic_load_n(&m->dep.cls, __ATOMIC_ACQUIRE);
+    if (KEEL_UNLIKELY(t == NULL || t->n >= KEEL_LOCK_MAX_HELD ||
+                      (t->spins | t->nonblock | t->overflow) != 0 ||
+                      c - 1u >= KEEL__CLS_NONE - 1u ||
+                      (t->n > 0 && __atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) == (void *)t)))
+        return NULL;
+    *node = (c - 1u) * KEEL__NEST_LEVELS;
+    return t;
+}
+
+__attribute__((always_inline)) static inline void
+keel__mutex_lock_inline(keel_mutex *m, const keel__lock_site *site)
+{
+    unsigned node = 0;
+    keel__lock_thread *t = keel__mutex_fast_state(m, &node);
+    if (KEEL_UNLIKELY(t == NULL)) {
+        keel__mutex_lock(m, 0, site);
+        return;
+    }
+    unsigned n = t->n;
+    unsigned long long chain = keel__mutex_chain(t, n, node);
+    if (n > 0 && KEEL_UNLIKELY(!keel__chain_home(chain))) {
+        keel__mutex_lock(m, 0, site); /* a sequence not validated yet, or out of its home slot */
+        return;
+    }
+    keel__mutex_fill(t, n, m, node, false, chain, site);
+    KEEL_VERIFY(pthread_mutex_lock(&m->m) == 0);
+    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
+}
+
+/* Trylock never creates an order violation: no chain table probe, only the held entry. */
+__attribute__((always_inline)) static inline bool
+keel__mutex_trylock_inline(keel_mutex *m, const keel__lock_site *site)
+{
+    unsigned node = 0;
+    keel__lock_thread *t = keel__mutex_fast_state(m, &node);
+    if (KEEL_UNLIKELY(t == NULL))
+        return keel__mutex_trylock(m, site);
+    if (pthread_mutex_trylock(&m->m) != 0)
+        return false;
+    unsigned n = t->n;
+    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
+    keel__mutex_fill(t, n, m, node, true, keel__mutex_chain(t, n, node), site);
+    __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
+    return true;
+}
+
+__attribute__((always_inline)) static inline void
+keel__mutex_unlock_inline(keel_mutex *m, const keel__lock_site *site)
+{
+    keel__lock_thread *t = keel__lock_tls;
+    unsigned n = t != NULL ? t->n : 0;
+    if (KEEL_UNLIKELY(n == 0 || t->h[n - 1].lock != (const void *)m)) {
+        keel__mutex_unlock(m, site);
+        return;
+    }
+    /* the usual: the last lock taken, a mutex (no spinlock count) */
+    __atomic_store_n(&t->n, n - 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&m->dep.owner, (void *)0, __ATOMIC_RELAXED);
+    /* unchecked, as in the library: for a normal mutex glibc's unlock fails only on a corrupted
+     * type (EINVAL), which the KEEL_VERIFY of the next lock call reports */
+    (void)pthread_mutex_unlock(&m->m);
+}
+
+KEEL_EXTERN_C_END
+
+#endif /* KEEL_DEVEL */
+
+#endif /* KEEL_LOCK_FAST_H */
