@@ -272,10 +272,43 @@ void keel__mutex_init(keel_mutex *m, const char *name, int rank, const keel__loc
     keel__dep_init(&m->dep, name, rank, site);
 }
 
+/*
+ * A mutex's owner word: the holding thread for the holds no held stack
+ * records (an overflow, a thread without state), keel__lock_in_transit once
+ * given, NULL otherwise.  So the fast paths leave it alone (a store to the
+ * line the other threads contend on, inside the locked section), and who
+ * holds a mutex is asked of the thread's own stack first.
+ */
+static bool mutex_mine(const keel__lock_thread *t, const keel_mutex *m)
+{
+    return keel__dep_find(t, m) != NULL ||
+           (__atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) == t && !t->disabled);
+}
+
+/* After t acquired m: an acquisition its stack does not record (top entry) sets the owner word. */
+static void mutex_acquired(keel__lock_thread *t, keel_mutex *m)
+{
+    unsigned n = t->n;
+    bool recorded = !t->disabled && n > 0 && t->h[n - 1].lock == m;
+    __atomic_store_n(&m->dep.owner, recorded ? NULL : (void *)t, __ATOMIC_RELAXED);
+}
+
+/* Is m locked (by any thread)?  For the reports: a trylock that succeeds is undone. */
+static bool mutex_locked(const void *lock)
+{
+    keel_mutex *m = (keel_mutex *)(uintptr_t)lock;
+    if (__atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) != NULL)
+        return true;
+    if (pthread_mutex_trylock(&m->m) != 0)
+        return true;
+    KEEL_VERIFY(pthread_mutex_unlock(&m->m) == 0);
+    return false;
+}
+
 void keel__mutex_destroy(keel_mutex *m, const keel__lock_site *site)
 {
     KEEL_ASSERT(m != NULL);
-    if (keel__dep_destroy_check(&m->dep, m, site))
+    if (keel__dep_destroy_check(&m->dep, m, mutex_locked, site))
         KEEL_VERIFY(pthread_mutex_destroy(&m->m) == 0);
 }
 
@@ -286,14 +319,14 @@ __attribute__((noinline)) static void mutex_lock_general(keel_mutex *m, int nest
     keel__lock_thread *t = keel__lock_self();
     keel__dep_can_block(t, "mutex lock", site);
     /* (threads without state share one: for them, owner == t says nothing) */
-    if (KEEL_UNLIKELY(__atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) == t && !t->disabled)) {
+    if (KEEL_UNLIKELY(mutex_mine(t, m))) {
         keel__dep_self_deadlock(t, &m->dep, site);
         return; /* the real lock would never return */
     }
     keel__dep_before(t, &m->dep, m, KEEL__LK_MUTEX, nest, false, site);
     KEEL_VERIFY(pthread_mutex_lock(&m->m) == 0);
-    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
     keel__dep_push(t, &m->dep, m, KEEL__LK_MUTEX, nest, false, false, site);
+    mutex_acquired(t, m);
 }
 
 /*
@@ -302,16 +335,17 @@ __attribute__((noinline)) static void mutex_lock_general(keel_mutex *m, int nest
  * annotated and the held sequence is in its home slot of the chain table.
  * The chain hash is computed once, for the order check and for the held
  * entry, and the entry is filled before the lock is taken, so that only the
- * owner and the stack height are written while it is held.  Everything else
- * (a first sequence, a report) goes the general way.
+ * stack height is written while it is held (not the owner word: see
+ * mutex_mine).  Everything else (a first sequence, an overflow, a report)
+ * goes the general way.
  */
 void keel__mutex_lock(keel_mutex *m, int nest, const keel__lock_site *site)
 {
     KEEL_ASSERT(m != NULL);
     keel__lock_thread *t = keel__lock_tls;
     unsigned c = __atomic_load_n(&m->dep.cls, __ATOMIC_ACQUIRE);
-    if (KEEL_UNLIKELY(t == NULL || !keel__dep_fast(t, c, nest) ||
-                      __atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) == t)) {
+    if (KEEL_UNLIKELY(t == NULL || !keel__dep_fast(t, c, nest) || t->overflow != 0 ||
+                      keel__dep_find(t, m) != NULL)) {
         mutex_lock_general(m, nest, site);
         return;
     }
@@ -323,7 +357,6 @@ void keel__mutex_lock(keel_mutex *m, int nest, const keel__lock_site *site)
     }
     keel__dep_fill(t, &m->dep, m, KEEL__LK_MUTEX, node, false, false, chain, site);
     KEEL_VERIFY(pthread_mutex_lock(&m->m) == 0);
-    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
     keel__dep_publish(t, KEEL__LK_MUTEX);
 }
 
@@ -333,8 +366,8 @@ bool keel__mutex_trylock(keel_mutex *m, const keel__lock_site *site)
     keel__lock_thread *t = keel__lock_self();
     if (pthread_mutex_trylock(&m->m) != 0)
         return false;
-    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
     keel__dep_push(t, &m->dep, m, KEEL__LK_MUTEX, 0, false, true, site);
+    mutex_acquired(t, m);
     return true;
 }
 
@@ -342,9 +375,9 @@ __attribute__((noinline)) static void mutex_unlock_general(keel_mutex *m,
                                                            const keel__lock_site *site)
 {
     keel__lock_thread *t = keel__lock_self();
-    if (!keel__dep_pop(t, &m->dep, m, site))
+    if (!keel__dep_pop(t, &m->dep, m, mutex_locked, site))
         return; /* not ours: unlocking it would be undefined behaviour */
-    __atomic_store_n(&m->dep.owner, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->dep.owner, NULL, __ATOMIC_RELAXED); /* (already NULL if it was recorded) */
     KEEL_VERIFY(pthread_mutex_unlock(&m->m) == 0);
 }
 
@@ -359,7 +392,6 @@ void keel__mutex_unlock(keel_mutex *m, const keel__lock_site *site)
     }
     /* the usual: the last lock taken, a mutex (no spinlock count) */
     __atomic_store_n(&t->n, n - 1, __ATOMIC_RELEASE);
-    __atomic_store_n(&m->dep.owner, NULL, __ATOMIC_RELAXED);
     /* a tail call, unchecked: for a normal mutex glibc's unlock fails only on a corrupted type
      * (EINVAL), which the KEEL_VERIFY of the next lock call reports */
     (void)pthread_mutex_unlock(&m->m);
@@ -369,7 +401,7 @@ void keel__mutex_give(keel_mutex *m, const keel__lock_site *site)
 {
     KEEL_ASSERT(m != NULL);
     keel__lock_thread *t = keel__lock_self();
-    if (keel__dep_pop(t, &m->dep, m, site))
+    if (keel__dep_pop(t, &m->dep, m, mutex_locked, site))
         __atomic_store_n(&m->dep.owner, (void *)&keel__lock_in_transit, __ATOMIC_RELAXED);
 }
 
@@ -383,13 +415,17 @@ void keel__mutex_take(keel_mutex *m, const keel__lock_site *site)
                          keel__dep_name(&m->dep));
         return;
     }
-    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
     keel__dep_push(t, &m->dep, m, KEEL__LK_MUTEX, 0, false, true, site);
+    mutex_acquired(t, m);
 }
 
 bool keel_mutex_held(const keel_mutex *m)
 {
-    return m != NULL && __atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) == keel__lock_self();
+    if (m == NULL)
+        return false;
+    const keel__lock_thread *t = keel__lock_self();
+    /* (a thread without state: the owner word, as before; it says nothing of the others) */
+    return keel__dep_find(t, m) != NULL || __atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) == t;
 }
 
 /* ---- condition variables ------------------------------------------------------------------- */
@@ -398,7 +434,7 @@ bool keel_mutex_held(const keel_mutex *m)
 static bool cond_check(keel__lock_thread *t, keel_mutex *m, const keel__lock_site *site)
 {
     keel__dep_can_block(t, "condition wait", site);
-    if (__atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) != t) {
+    if (keel__dep_find(t, m) == NULL && __atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) != t) {
         keel__dep_misuse(t, &m->dep, site, "condition wait with mutex '%s' not held by this thread",
                          keel__dep_name(&m->dep));
         return false; /* return at once: a spurious wakeup, which callers handle */
@@ -412,11 +448,12 @@ void keel__cond_wait(keel_cond *c, keel_mutex *m, const keel__lock_site *site)
     keel__lock_thread *t = keel__lock_self();
     if (!cond_check(t, m, site))
         return;
+    void *owner = __atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED); /* t or NULL */
     __atomic_store_n(&m->dep.owner, NULL, __ATOMIC_RELAXED);
     keel__dep_mark_waiting(t, m, true);
     KEEL_VERIFY(pthread_cond_wait(&c->c, &m->m) == 0);
     keel__dep_mark_waiting(t, m, false);
-    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->dep.owner, owner, __ATOMIC_RELAXED);
 }
 
 bool keel__cond_timedwait(keel_cond *c, keel_mutex *m, unsigned long long ms,
@@ -427,11 +464,12 @@ bool keel__cond_timedwait(keel_cond *c, keel_mutex *m, unsigned long long ms,
     if (!cond_check(t, m, site))
         return true;
     struct timespec ts = deadline_after(ms);
+    void *owner = __atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED); /* t or NULL */
     __atomic_store_n(&m->dep.owner, NULL, __ATOMIC_RELAXED);
     keel__dep_mark_waiting(t, m, true);
     int rc = pthread_cond_timedwait(&c->c, &m->m, &ts);
     keel__dep_mark_waiting(t, m, false);
-    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->dep.owner, owner, __ATOMIC_RELAXED);
     KEEL_VERIFY(rc == 0 || rc == ETIMEDOUT);
     return rc != ETIMEDOUT;
 }
@@ -448,7 +486,7 @@ void keel__rwlock_init(keel_rwlock *l, const char *name, int rank, const keel__l
 void keel__rwlock_destroy(keel_rwlock *l, const keel__lock_site *site)
 {
     KEEL_ASSERT(l != NULL);
-    if (keel__dep_destroy_check(&l->dep, l, site))
+    if (keel__dep_destroy_check(&l->dep, l, NULL, site))
         KEEL_VERIFY(pthread_rwlock_destroy(&l->rw) == 0);
 }
 
@@ -491,7 +529,7 @@ void keel__rwlock_unlock(keel_rwlock *l, const keel__lock_site *site)
     keel__lock_thread *t = keel__lock_self();
     /* only an exclusive hold by this thread makes it the owner */
     bool exclusive = __atomic_load_n(&l->dep.owner, __ATOMIC_RELAXED) == t;
-    if (!keel__dep_pop(t, &l->dep, l, site))
+    if (!keel__dep_pop(t, &l->dep, l, NULL, site))
         return;
     if (exclusive)
         __atomic_store_n(&l->dep.owner, NULL, __ATOMIC_RELAXED);
@@ -520,7 +558,7 @@ void keel__spin_init(keel_spinlock *s, const char *name, int rank, const keel__l
 void keel__spin_destroy(keel_spinlock *s, const keel__lock_site *site)
 {
     KEEL_ASSERT(s != NULL);
-    if (keel__dep_destroy_check(&s->dep, s, site))
+    if (keel__dep_destroy_check(&s->dep, s, NULL, site))
         KEEL_VERIFY(pthread_spin_destroy(&s->s) == 0);
 }
 
@@ -553,7 +591,7 @@ void keel__spin_unlock(keel_spinlock *s, const keel__lock_site *site)
 {
     KEEL_ASSERT(s != NULL);
     keel__lock_thread *t = keel__lock_self();
-    if (!keel__dep_pop(t, &s->dep, s, site))
+    if (!keel__dep_pop(t, &s->dep, s, NULL, site))
         return;
     __atomic_store_n(&s->dep.owner, NULL, __ATOMIC_RELAXED);
     KEEL_VERIFY(pthread_spin_unlock(&s->s) == 0);

@@ -29,7 +29,7 @@ __thread keel__lock_thread *keel__lock_tls __attribute__((tls_model("initial-exe
 const int KEEL__LOCK_LAYOUT_SYMBOL(KEEL__LOCK_LAYOUT) = KEEL__LOCK_LAYOUT;
 /* What programs compiled against keel/lock_fast.h rely on.  Whoever changes it bumps
  * KEEL__LOCK_LAYOUT (the symbol's name), then these figures. */
-KEEL__STATIC_ASSERT(KEEL__LOCK_LAYOUT == 1 && sizeof(keel__held) == 48 &&
+KEEL__STATIC_ASSERT(KEEL__LOCK_LAYOUT == 2 && sizeof(keel__held) == 48 &&
                         offsetof(keel__held, node) == 16 && offsetof(keel__held, mode) == 20 &&
                         offsetof(keel__held, chain) == 24 && offsetof(keel__held, seq) == 32 &&
                         offsetof(keel__lock_thread, overflow) == 12 &&
@@ -390,16 +390,18 @@ void keel__dep_misuse(keel__lock_thread *t, keel_lockdep *d, const keel__lock_si
     (void)keel_report_emit(r);
 }
 
-bool keel__dep_destroy_check(keel_lockdep *d, const void *lock, const keel__lock_site *site)
+bool keel__dep_destroy_check(keel_lockdep *d, const void *lock, keel__dep_locked_fn *locked,
+                             const keel__lock_site *site)
 {
     keel__lock_thread *t = keel__lock_self();
     void *owner = __atomic_load_n(&d->owner, __ATOMIC_RELAXED);
-    if (owner == NULL && keel__dep_find(t, lock) == NULL) {
+    bool mine = owner == t || keel__dep_find(t, lock) != NULL;
+    if (!mine && owner == NULL && (locked == NULL || !locked(lock))) {
         d->magic = 0;
         return true;
     }
     keel__dep_misuse(t, d, site, "destroying lock '%s' while it is held%s", keel__dep_name(d),
-                     owner == t ? " by this thread" : "");
+                     mine ? " by this thread" : "");
     return false;
 }
 
@@ -507,7 +509,7 @@ static void move_entry(keel__held *dst, const keel__held *src)
 }
 
 bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
-                        const keel__lock_site *site)
+                        keel__dep_locked_fn *locked, const keel__lock_site *site)
 {
     KEEL_ASSERT(t != NULL && d != NULL);
     if (KEEL_UNLIKELY(t->disabled))
@@ -520,10 +522,11 @@ bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
             t->overflow--;
             return true;
         }
-        void *owner = __atomic_load_n(&d->owner, __ATOMIC_RELAXED);
+        bool held = __atomic_load_n(&d->owner, __ATOMIC_RELAXED) != NULL ||
+                    (locked != NULL && locked(lock));
         keel__dep_misuse(t, d, site,
-                         owner == NULL ? "unlock of '%s', which is not locked (double unlock?)"
-                                       : "unlock of '%s', which this thread does not hold",
+                         held ? "unlock of '%s', which this thread does not hold"
+                              : "unlock of '%s', which is not locked (double unlock?)",
                          keel__dep_name(d));
         return false;
     }

@@ -27,7 +27,10 @@ static inline const char *keel__dep_name(const keel_lockdep *d)
 
 void keel__dep_init(keel_lockdep *d, const char *name, int rank, const keel__lock_site *site);
 /* True when the lock may be destroyed (not held); reports otherwise. */
-bool keel__dep_destroy_check(keel_lockdep *d, const void *lock, const keel__lock_site *site);
+/* locked: whether the lock is taken by any thread when its owner word does not say (NULL: it does) */
+typedef bool keel__dep_locked_fn(const void *lock);
+bool keel__dep_destroy_check(keel_lockdep *d, const void *lock, keel__dep_locked_fn *locked,
+                             const keel__lock_site *site);
 void keel__dep_blocking(keel__lock_thread *t, const char *what, const keel__lock_site *site);
 static inline void keel__dep_can_block(keel__lock_thread *t, const char *what,
                                        const keel__lock_site *site)
@@ -101,7 +104,7 @@ void keel__dep_push_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock
                          keel__lock_kind kind, int nest, bool shared, bool trylock,
                          const keel__lock_site *site);
 bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
-                        const keel__lock_site *site);
+                        keel__dep_locked_fn *locked, const keel__lock_site *site);
 
 /*
  * Fill entry t->n of the held stack (the caller checked there is room).  It
@@ -170,7 +173,7 @@ static inline bool keel__dep_fast(const keel__lock_thread *t, unsigned c, int ne
 
 /* Remove a release from the held stack.  False (and reported) when this thread does not hold it. */
 static inline bool keel__dep_pop(keel__lock_thread *t, keel_lockdep *d, const void *lock,
-                                 const keel__lock_site *site)
+                                 keel__dep_locked_fn *locked, const keel__lock_site *site)
 {
     unsigned n = t->n;
     if (KEEL_LIKELY(n > 0 &&
@@ -180,7 +183,7 @@ static inline bool keel__dep_pop(keel__lock_thread *t, keel_lockdep *d, const vo
         __atomic_store_n(&t->n, n - 1, __ATOMIC_RELEASE);
         return true;
     }
-    return keel__dep_pop_slow(t, d, lock, site);
+    return keel__dep_pop_slow(t, d, lock, locked, site);
 }
 /* keel_lock_class_budget once its arguments are checked. */
 KEEL_MUST_USE keel_status keel__dep_set_budget(const char *class_name,

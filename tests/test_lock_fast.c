@@ -81,6 +81,9 @@ static void test_inline_entries_match_the_library(void **state)
         assert_true(inl[0].seq < inl[1].seq && inl[1].seq < inl[2].seq);
         assert_true(inl[2].mode.trylock && !inl[1].mode.trylock);
         assert_true(keel__chain_known(inl[1].chain)); /* validated: known to the chain table */
+        /* recorded holds leave the owner word alone */
+        assert_null(__atomic_load_n(&a.dep.owner, __ATOMIC_RELAXED));
+        assert_null(__atomic_load_n(&c.dep.owner, __ATOMIC_RELAXED));
         keel_mutex_unlock(&c);
         keel_mutex_unlock(&b);
         keel_mutex_unlock(&a);
@@ -95,6 +98,7 @@ static void test_inline_entries_match_the_library(void **state)
             expect_same_entry(&t->h[i], &inl[i]);
         assert_ptr_equal(t->h[0].site, &here);
         assert_true(t->h[0].seq > inl[2].seq);
+        assert_null(__atomic_load_n(&b.dep.owner, __ATOMIC_RELAXED));
         keel__mutex_unlock(&c, &here);
         keel__mutex_unlock(&b, &here);
         keel__mutex_unlock(&a, &here);
@@ -117,8 +121,75 @@ static void test_inline_trylock_of_a_held_mutex_fails(void **state)
     assert_int_equal(nreports, 0);
 }
 
+/* A self-deadlock on a mutex below the top of the stack: found on the stack, by both paths. */
+static void test_relock_under_another_reported(void **state)
+{
+    (void)state;
+    static keel_mutex a = KEEL_MUTEX_INITIALIZER("lf_relock_a", 10);
+    static keel_mutex b = KEEL_MUTEX_INITIALIZER("lf_relock_b", 20);
+    static const keel__lock_site here = {__FILE__, "test", __LINE__};
+    for (int round = 0; round < 2; round++) {
+        keel_mutex_lock(&a);
+        keel_mutex_lock(&b);
+        keel_mutex_lock(&a); /* would hang forever: reported, and returns */
+        assert_int_equal(nreports, 2 * round + 1);
+        assert_non_null(strstr(last_message, "self-deadlock: 'lf_relock_a'"));
+        keel__mutex_lock(&a, 0, &here); /* the library's entry point */
+        assert_int_equal(nreports, 2 * round + 2);
+        assert_non_null(strstr(last_message, "self-deadlock: 'lf_relock_a'"));
+        assert_int_equal(keel_locks_held(), 2);
+        keel_mutex_unlock(&b);
+        keel_mutex_unlock(&a);
+    }
+    assert_int_equal(keel_locks_held(), 0);
+}
+
+typedef struct holder {
+    keel_mutex *m;
+    pthread_barrier_t locked, checked;
+} holder;
+
+static void *hold_until_checked(void *arg)
+{
+    holder *h = (holder *)arg;
+    keel_mutex_lock(h->m);
+    (void)pthread_barrier_wait(&h->locked);
+    (void)pthread_barrier_wait(&h->checked);
+    keel_mutex_unlock(h->m);
+    return NULL;
+}
+
 /*
- * With nothing held the inline path does not read the owner word: it relies
+ * A mutex another thread holds, recorded on its stack (the owner word NULL):
+ * not held by this one, and destroying it is still reported.
+ */
+static void test_mutex_held_by_another_thread(void **state)
+{
+    (void)state;
+    keel_mutex m;
+    keel_mutex_init(&m, "lf_other", KEEL_RANK_NONE);
+    holder h = {.m = &m};
+    assert_int_equal(pthread_barrier_init(&h.locked, NULL, 2), 0);
+    assert_int_equal(pthread_barrier_init(&h.checked, NULL, 2), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, hold_until_checked, &h), 0);
+    (void)pthread_barrier_wait(&h.locked);
+    assert_null(__atomic_load_n(&m.dep.owner, __ATOMIC_RELAXED));
+    assert_false(keel_mutex_held(&m));
+    keel_mutex_destroy(&m); /* held: reported, not destroyed */
+    assert_int_equal(nreports, 1);
+    assert_non_null(strstr(last_message, "destroying lock 'lf_other' while it is held"));
+    assert_null(strstr(last_message, "by this thread"));
+    (void)pthread_barrier_wait(&h.checked);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    keel_mutex_destroy(&m); /* not held: destroyed */
+    assert_int_equal(nreports, 1);
+    (void)pthread_barrier_destroy(&h.locked);
+    (void)pthread_barrier_destroy(&h.checked);
+}
+
+/*
+ * The inline path does not read the owner word: it relies
  * on every owned mutex being on the stack.  A mutex that did not fit (an
  * overflow) is the exception: re-locking it is still reported, not a hang.
  */
@@ -140,13 +211,17 @@ static void test_overflowed_mutex_relock_reported(void **state)
         keel_mutex_unlock(&many[i]);
     assert_int_equal(keel_locks_held(), 0);
     assert_true(keel_mutex_held(&a));
+    /* not on the stack: the owner word names the holder */
+    assert_ptr_equal(__atomic_load_n(&a.dep.owner, __ATOMIC_RELAXED), keel__lock_tls);
     keel_mutex_lock(&a); /* would hang forever: reported, and returns */
     assert_int_equal(nreports, 2);
     assert_non_null(strstr(last_message, "self-deadlock: 'lf_overflow'"));
     keel_mutex_unlock(&a);
     assert_false(keel_mutex_held(&a));
+    assert_null(__atomic_load_n(&a.dep.owner, __ATOMIC_RELAXED));
     keel_mutex_lock(&a); /* tracked again */
     assert_int_equal(keel_locks_held(), 1);
+    assert_null(__atomic_load_n(&a.dep.owner, __ATOMIC_RELAXED));
     keel_mutex_unlock(&a);
     assert_int_equal(nreports, 2);
 }
@@ -202,6 +277,8 @@ int main(int argc, char **argv)
 #if KEEL_DEVEL
         cmocka_unit_test_setup_teardown(test_inline_entries_match_the_library, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inline_trylock_of_a_held_mutex_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_relock_under_another_reported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mutex_held_by_another_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overflowed_mutex_relock_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inline_first_lock_of_a_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layout_symbol, setup, teardown),

@@ -30,7 +30,7 @@
 
 KEEL_EXTERN_C_BEGIN
 
-#define KEEL__LOCK_LAYOUT 1
+#define KEEL__LOCK_LAYOUT 2
 
 #define KEEL__LOCK_LAYOUT_SYMBOL_(n) keel__lock_layout_##n##_needs_matching_libkeel_devel
 #define KEEL__LOCK_LAYOUT_SYMBOL(n)  KEEL__LOCK_LAYOUT_SYMBOL_(n)
@@ -153,11 +153,25 @@ keel__mutex_fill(keel__lock_thread *t, unsigned n, keel_mutex *m, unsigned node,
 }
 
 /*
+ * Is m on t's held stack?  A mutex's owner word is written only for the holds
+ * a held stack does not record (an overflow, a thread without state, a
+ * hand-over): a thread with neither owns exactly the mutexes on its stack,
+ * and the fast path writes nothing to the mutex but the lock itself.
+ */
+__attribute__((always_inline)) static inline bool keel__mutex_on_stack(const keel__lock_thread *t,
+                                                                       const keel_mutex *m)
+{
+    for (unsigned i = t->n; i > 0; i--)
+        if (t->h[i - 1].lock == (const void *)m)
+            return true;
+    return false;
+}
+
+/*
  * The thread state when the inline path may take mutex m, else NULL: the
  * state exists, the stack has room, nothing forbids blocking, m's class is
- * resolved and checked (*node set), and this thread does not own m already.
- * Outside an overflow every mutex the thread owns is on its stack, so with
- * nothing held m's owner word (which a contending holder writes) is not read.
+ * resolved and checked (*node set), and this thread does not own m already
+ * (with no overflow, it owns what its stack holds: nothing shared is read).
  */
 __attribute__((always_inline)) static inline keel__lock_thread *
 keel__mutex_fast_state(keel_mutex *m, unsigned *node)
@@ -166,8 +180,7 @@ keel__mutex_fast_state(keel_mutex *m, unsigned *node)
     unsigned c = __atomic_load_n(&m->dep.cls, __ATOMIC_ACQUIRE);
     if (KEEL_UNLIKELY(t == NULL || t->n >= KEEL_LOCK_MAX_HELD ||
                       (t->spins | t->nonblock | t->overflow) != 0 ||
-                      c - 1u >= KEEL__CLS_NONE - 1u ||
-                      (t->n > 0 && __atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) == (void *)t)))
+                      c - 1u >= KEEL__CLS_NONE - 1u || keel__mutex_on_stack(t, m)))
         return NULL;
     *node = (c - 1u) * KEEL__NEST_LEVELS;
     return t;
@@ -190,7 +203,6 @@ keel__mutex_lock_inline(keel_mutex *m, const keel__lock_site *site)
     }
     keel__mutex_fill(t, n, m, node, false, chain, site);
     KEEL_VERIFY(pthread_mutex_lock(&m->m) == 0);
-    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
     __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
 }
 
@@ -205,7 +217,6 @@ keel__mutex_trylock_inline(keel_mutex *m, const keel__lock_site *site)
     if (pthread_mutex_trylock(&m->m) != 0)
         return false;
     unsigned n = t->n;
-    __atomic_store_n(&m->dep.owner, (void *)t, __ATOMIC_RELAXED);
     keel__mutex_fill(t, n, m, node, true, keel__mutex_chain(t, n, node), site);
     __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
     return true;
@@ -222,7 +233,6 @@ keel__mutex_unlock_inline(keel_mutex *m, const keel__lock_site *site)
     }
     /* the usual: the last lock taken, a mutex (no spinlock count) */
     __atomic_store_n(&t->n, n - 1, __ATOMIC_RELEASE);
-    __atomic_store_n(&m->dep.owner, (void *)0, __ATOMIC_RELAXED);
     /* unchecked, as in the library: for a normal mutex glibc's unlock fails only on a corrupted
      * type (EINVAL), which the KEEL_VERIFY of the next lock call reports */
     (void)pthread_mutex_unlock(&m->m);
