@@ -9,6 +9,7 @@
  * preallocated; none of this calls malloc.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -294,9 +295,9 @@ static void mutex_acquired(keel__lock_thread *t, keel_mutex *m)
 }
 
 /* Is m locked (by any thread)?  For the reports: a trylock that succeeds is undone. */
-static bool mutex_locked(const void *lock)
+static bool mutex_locked(keel_lockdep *d)
 {
-    keel_mutex *m = (keel_mutex *)(uintptr_t)lock;
+    keel_mutex *m = (keel_mutex *)(void *)((char *)d - offsetof(keel_mutex, dep));
     if (__atomic_load_n(&m->dep.owner, __ATOMIC_RELAXED) != NULL)
         return true;
     if (pthread_mutex_trylock(&m->m) != 0)

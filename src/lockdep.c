@@ -396,7 +396,7 @@ bool keel__dep_destroy_check(keel_lockdep *d, const void *lock, keel__dep_locked
     keel__lock_thread *t = keel__lock_self();
     void *owner = __atomic_load_n(&d->owner, __ATOMIC_RELAXED);
     bool mine = owner == t || keel__dep_find(t, lock) != NULL;
-    if (!mine && owner == NULL && (locked == NULL || !locked(lock))) {
+    if (!mine && owner == NULL && (locked == NULL || !locked(d))) {
         d->magic = 0;
         return true;
     }
@@ -522,8 +522,8 @@ bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
             t->overflow--;
             return true;
         }
-        bool held = __atomic_load_n(&d->owner, __ATOMIC_RELAXED) != NULL ||
-                    (locked != NULL && locked(lock));
+        bool held =
+            __atomic_load_n(&d->owner, __ATOMIC_RELAXED) != NULL || (locked != NULL && locked(d));
         keel__dep_misuse(t, d, site,
                          held ? "unlock of '%s', which this thread does not hold"
                               : "unlock of '%s', which is not locked (double unlock?)",

@@ -27,8 +27,11 @@ static inline const char *keel__dep_name(const keel_lockdep *d)
 
 void keel__dep_init(keel_lockdep *d, const char *name, int rank, const keel__lock_site *site);
 /* True when the lock may be destroyed (not held); reports otherwise. */
-/* locked: whether the lock is taken by any thread when its owner word does not say (NULL: it does) */
-typedef bool keel__dep_locked_fn(const void *lock);
+/*
+ * locked: whether the lock that embeds d is taken by any thread when its
+ * owner word does not say (NULL: it does).
+ */
+typedef bool keel__dep_locked_fn(keel_lockdep *d);
 bool keel__dep_destroy_check(keel_lockdep *d, const void *lock, keel__dep_locked_fn *locked,
                              const keel__lock_site *site);
 void keel__dep_blocking(keel__lock_thread *t, const char *what, const keel__lock_site *site);
