@@ -671,6 +671,23 @@ void keel__heap_free(const keel_module *m, void *p, const char *file, int line, 
     free_general(m, p, file, line, func);
 }
 
+/*
+ * A realloc that moves: a new block of `size` from m's heap holding the first
+ * bytes of `from` (`old` of them usable); the caller frees `from` its own way.
+ */
+static keel_status moved_copy(const keel_module *m, const void *from, size_t old, size_t size,
+                              void **out, const char *file, int line, const char *func)
+{
+    KEEL_ASSERT(from != NULL && out != NULL);
+    keel_status s = keel__heap_alloc(m, size, 0, false, out, file, line, func);
+    if (!keel_ok(s))
+        return s;
+    if (*out == NULL)
+        return KEEL_ERR(KEEL_E_INTERNAL, "keel_heap_realloc: allocation gave no block");
+    memcpy(*out, from, old < size ? old : size);
+    return KEEL_OK;
+}
+
 keel_status keel__heap_realloc(const keel_module *m, void **p, size_t size, const char *file,
                                int line, const char *func)
 {
@@ -688,26 +705,19 @@ keel_status keel__heap_realloc(const keel_module *m, void **p, size_t size, cons
         return KEEL_ERR(KEEL_E_INVAL, "keel_heap_realloc: %p is not a live block of module '%s'",
                         *p, h->name);
     void *q = NULL;
-    keel_status s = keel__heap_alloc(m, size, 0, false, &q, file, line, func);
+    keel_status s = moved_copy(m, *p, old, size, &q, file, line, func);
     if (!keel_ok(s))
         return s;
-    if (q == NULL)
-        return KEEL_ERR(KEEL_E_INTERNAL, "keel_heap_realloc: allocation gave no block");
-    memcpy(q, *p, old < size ? old : size);
     keel__blk_free(owner, *p, file, line, func);
     *p = q;
     return KEEL_OK;
 #else
     if (__atomic_load_n(&h->quota, __ATOMIC_RELAXED) != 0) {
         /* under a quota: a new block first, so that going over it leaves *p as it was */
-        size_t old = usable_size(*p);
         void *q = NULL;
-        keel_status s = keel__heap_alloc(m, size, 0, false, &q, file, line, func);
+        keel_status s = moved_copy(m, *p, usable_size(*p), size, &q, file, line, func);
         if (!keel_ok(s))
             return s;
-        if (q == NULL)
-            return KEEL_ERR(KEEL_E_INTERNAL, "keel_heap_realloc: allocation gave no block");
-        memcpy(q, *p, old < size ? old : size);
         keel__heap_free(m, *p, file, line, func);
         *p = q;
         return KEEL_OK;
