@@ -1,7 +1,8 @@
 /*
  * cli.c - keel-gate's command line, git style:
  *
- *   keel-gate [--repo DIR] [--state FILE] [--target BRANCH] <command> [options] [args]
+ *   keel-gate [--repo DIR|URL] [--mirror DIR] [--state FILE] [--target BRANCH] <command>
+ *             [options] [args]
  *
  * Options come from one table (name, whether it takes a value, the commands
  * it applies to); they may appear before or after the command, as --name
@@ -38,7 +39,8 @@ typedef struct opt_def {
 } opt_def;
 
 static const opt_def opt_table[] = {
-    {"repo", "DIR", C_ALL, "the guarded repository (default: .)"},
+    {"repo", "DIR|URL", C_ALL, "the guarded repository, local or a URL (default: .)"},
+    {"mirror", "DIR", C_ALL, "a URL's local mirror (default: under $XDG_STATE_HOME/keel-gate)"},
     {"state", "FILE", C_ALL, "the gate's store (default: <git dir>/keel-gate.db)"},
     {"target", "BRANCH", C_ALL, "the guarded branch (default: the branch HEAD names)"},
     {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
@@ -69,8 +71,8 @@ enum { NCMDS = sizeof(cmd_table) / sizeof(cmd_table[0]) };
 
 static void usage(FILE *f)
 {
-    (void)fprintf(f, "usage: keel-gate [--repo DIR] [--state FILE] [--target BRANCH] <command> "
-                     "[options] [args]\n\ncommands:\n");
+    (void)fprintf(f, "usage: keel-gate [--repo DIR|URL] [--mirror DIR] [--state FILE] "
+                     "[--target BRANCH] <command> [options] [args]\n\ncommands:\n");
     for (size_t i = 0; i < NCMDS; i++)
         (void)fprintf(f, "  %-7s %-12s %s\n", cmd_table[i].name, cmd_table[i].args,
                       cmd_table[i].help);
@@ -247,6 +249,7 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
     gate_options_default(&o);
     if (opt_value(&p, "repo") != NULL)
         o.repo = opt_value(&p, "repo");
+    o.mirror = opt_value(&p, "mirror");
     o.state = opt_value(&p, "state");
     o.target = opt_value(&p, "target");
     o.out = opt_value(&p, "quiet") != NULL ? NULL : out;

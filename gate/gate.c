@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "gate_int.h"
+#include "remote.h"
 #include "git.h"
 #include "notify.h"
 #include "pool.h"
@@ -114,7 +115,8 @@ keel_status gate_open(const gate_options *o, gate **out)
     g->out = o->out;
     g->poll_ms = o->poll_ms > 0 ? o->poll_ms : 1000;
     (void)snprintf(g->repo_path, sizeof(g->repo_path), "%s", o->repo != NULL ? o->repo : ".");
-    s = gate_repo_open(g->repo_path, &g->repo);
+    s = gate_remote_is_url(g->repo_path) ? gate_repo_open_remote(g->repo_path, o->mirror, &g->repo)
+                                         : gate_repo_open(g->repo_path, &g->repo);
     if (keel_ok(s)) {
         if (o->target != NULL)
             (void)snprintf(g->target, sizeof(g->target), "%s", o->target);
@@ -318,7 +320,8 @@ void gate_notify(gate *g, const char *event, long long change, const char *merge
     (void)snprintf(json + n, n < sizeof(json) ? sizeof(json) - n : 0, "}\n");
     char log[GATE_PATH_MAX + 32];
     gate_fmt(log, sizeof(log), "%s/logs/notify.log", g->work);
-    s = gate_notify_run(&g->tip_cfg->notify, g->repo_path, json, log, GATE_NOTIFY_TIMEOUT_MS);
+    s = gate_notify_run(&g->tip_cfg->notify, gate_repo_dir(g->repo), json, log,
+                        GATE_NOTIFY_TIMEOUT_MS);
     if (keel_ok(s))
         return;
     g->stats.notify_failures++;

@@ -30,8 +30,9 @@
 typedef struct gate gate; /* opaque */
 
 typedef struct gate_options {
-    const char *repo;   /* the guarded repository (default ".") */
-    const char *state;  /* the store (default: <git dir>/keel-gate.db) */
+    const char *repo;   /* the guarded repository (default "."): a path, or a URL (remote.h) */
+    const char *mirror; /* a URL's: where its local mirror is (NULL: the default place) */
+    const char *state;  /* the store (default: <git dir or mirror>/keel-gate.db) */
     const char *target; /* NULL: the branch HEAD names */
     FILE *out;          /* progress and results (default stdout); NULL-able: quiet */
     unsigned poll_ms;   /* run without --once: how often to look for new changes (1000) */

@@ -10,6 +10,7 @@
 #include "git.h"
 
 #include "heaps.h"
+#include "remote.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -24,14 +25,12 @@ KEEL_CODESPACE_DEFINE(gate_codes, "gate", GATE_CODES)
 #define GIT_HEAP KEEL_MODULE_REF(gate_git)
 
 struct gate_repo {
-    git_repository *repo;
-    char *path; /* in the same block */
+    git_repository *repo; /* a remote's: its mirror */
+    char *path;           /* in the same block: the repository, or a remote's mirror */
+    char *url;            /* in the same block: a remote's URL; NULL: a local repository */
 };
 
-/* libgit2's last error as a keel status. */
-static keel_status lg2_error(int rc, const char *fmt, ...) KEEL_PRINTF(2, 3);
-
-static keel_status lg2_error(int rc, const char *fmt, ...)
+keel_status gate_git_error(int rc, const char *fmt, ...)
 {
     char what[512];
     va_list ap;
@@ -45,9 +44,11 @@ static keel_status lg2_error(int rc, const char *fmt, ...)
             return keel_status_with_int(KEEL_CONTEXT(heap, "%s", what), "git_error", rc);
     }
     return keel_status_with_int(
-        KEEL_ERR(KEEL_E_IO, "%s: %s", what,
-                 e != NULL && e->message != NULL ? e->message : "libgit2 error"),
-        "git_error", rc);
+        keel_status_with_int(
+            KEEL_ERR(KEEL_E_IO, "%s: %s", what,
+                     e != NULL && e->message != NULL ? e->message : "libgit2 error"),
+            "git_error", rc),
+        "git_class", e != NULL ? e->klass : 0);
 }
 
 /* A reference on libgit2 (see the top of the file). */
@@ -63,37 +64,61 @@ static void libgit2_release(void)
     (void)git_libgit2_shutdown(); /* the users left: none is an error */
 }
 
-keel_status gate_repo_open(const char *path, gate_repo **out)
+/* A record holding copies of `path` and `url` (NULL: local), with a reference on libgit2. */
+static keel_status repo_new(const char *path, const char *url, gate_repo **out)
 {
-    KEEL_ASSERT(path != NULL && out != NULL);
-    *out = NULL;
+    size_t plen = strlen(path) + 1, ulen = url != NULL ? strlen(url) + 1 : 0;
     void *mem = NULL;
-    char *copy = NULL;
-    keel_status s = gate_heaps_alloc_named(GIT_HEAP, sizeof(gate_repo), path, &mem, &copy);
+    keel_status s = keel_heap_alloc(GIT_HEAP, sizeof(gate_repo) + plen + ulen, &mem);
     if (!keel_ok(s))
-        return KEEL_CONTEXT(s, "opening repository '%s'", path);
+        return s;
     gate_repo *r = (gate_repo *)mem;
-    r->path = copy;
+    memset(r, 0, sizeof(*r));
+    r->path = (char *)(r + 1);
+    memcpy(r->path, path, plen);
+    if (url != NULL) {
+        r->url = r->path + plen;
+        memcpy(r->url, url, ulen);
+    }
     s = libgit2_hold();
     if (!keel_ok(s)) {
         keel_heap_free(GIT_HEAP, r);
         return s;
     }
-    int rc = git_repository_open_ext(&r->repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
+    *out = r;
+    return KEEL_OK;
+}
+
+/*
+ * An empty index in memory instead of the repository's: work trees are
+ * checked out against trees only, never against the index of a user's
+ * working copy (which could make a file left by a job look tracked), and
+ * nothing the gate does writes an index.
+ */
+static int use_empty_index(git_repository *repo)
+{
     git_index *index = NULL;
-    if (rc == 0 && (rc = git_index_new(&index)) == 0) {
-        /*
-         * An empty index in memory instead of the repository's: work trees
-         * are checked out against trees only, never against the index of a
-         * user's working copy (which could make a file left by a job look
-         * tracked), and nothing the gate does writes an index.
-         */
-        rc = git_repository_set_index(r->repo, index);
-        git_index_free(index);
-    }
+    int rc = git_index_new(&index);
+    if (rc == 0)
+        rc = git_repository_set_index(repo, index);
+    git_index_free(index);
+    return rc;
+}
+
+keel_status gate_repo_open(const char *path, gate_repo **out)
+{
+    KEEL_ASSERT(path != NULL && out != NULL);
+    *out = NULL;
+    gate_repo *r = NULL;
+    keel_status s = repo_new(path, NULL, &r);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "opening repository '%s'", path);
+    int rc = git_repository_open_ext(&r->repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
+    if (rc == 0)
+        rc = use_empty_index(r->repo);
     if (rc != 0) {
-        s = keel_status_with_str(lg2_error(rc, "cannot open repository '%s'", path), "repository",
-                                 path);
+        s = keel_status_with_str(gate_git_error(rc, "cannot open repository '%s'", path),
+                                 "repository", path);
         gate_repo_close(r);
         return s;
     }
@@ -101,12 +126,53 @@ keel_status gate_repo_open(const char *path, gate_repo **out)
     return KEEL_OK;
 }
 
+keel_status gate_repo_open_remote(const char *url, const char *mirror, gate_repo **out)
+{
+    KEEL_ASSERT(url != NULL && out != NULL);
+    *out = NULL;
+    char shown[512], place[1024];
+    gate_remote_redact(url, shown, sizeof(shown));
+    keel_status s = gate_remote_check_url(url);
+    if (keel_ok(s) && mirror == NULL) {
+        s = gate_remote_default_mirror(url, place, sizeof(place));
+        mirror = place;
+    }
+    gate_repo *r = NULL;
+    if (keel_ok(s))
+        s = repo_new(mirror, url, &r);
+    if (keel_ok(s))
+        s = gate_remote_open_mirror(url, mirror, &r->repo);
+    if (keel_ok(s)) {
+        int rc = use_empty_index(r->repo);
+        if (rc != 0)
+            s = gate_git_error(rc, "cannot open the mirror '%s'", mirror);
+    }
+    if (!keel_ok(s)) {
+        gate_repo_close(r);
+        return KEEL_CONTEXT(s, "opening remote repository '%s'", shown);
+    }
+    *out = r;
+    return KEEL_OK;
+}
+
+bool gate_repo_is_remote(const gate_repo *r)
+{
+    KEEL_ASSERT(r != NULL);
+    return r->url != NULL;
+}
+
+const char *gate_repo_dir(const gate_repo *r)
+{
+    KEEL_ASSERT(r != NULL);
+    return r->path;
+}
+
 void gate_repo_close(gate_repo *r)
 {
     if (r == NULL)
         return;
     git_repository_free(r->repo);
-    keel_heap_free(GIT_HEAP, r); /* its path too: one block */
+    keel_heap_free(GIT_HEAP, r); /* its path and URL too: one block */
     libgit2_release();
 }
 
@@ -133,7 +199,7 @@ keel_status gate_branch_check(const char *branch)
         return s;
     int rc = branch != NULL ? git_branch_name_is_valid(&valid, branch) : 0;
     if (rc != 0)
-        s = lg2_error(rc, "cannot check the branch name '%s'", branch);
+        s = gate_git_error(rc, "cannot check the branch name '%s'", branch);
     libgit2_release();
     if (!keel_ok(s))
         return s;
@@ -158,15 +224,21 @@ keel_status gate_branch_head(gate_repo *r, const char *branch, char hex[GATE_HEX
     keel_status s = gate_branch_check(branch);
     if (!keel_ok(s))
         return s;
+    git_oid oid;
+    if (r->url != NULL) {
+        s = gate_remote_fetch_branch(r->repo, r->url, branch, &oid);
+        if (keel_ok(s))
+            (void)git_oid_tostr(hex, GATE_HEX, &oid);
+        return s;
+    }
     char refname[512];
     (void)snprintf(refname, sizeof(refname), "refs/heads/%s", branch);
-    git_oid oid;
     int rc = git_reference_name_to_id(&oid, r->repo, refname);
     if (rc == GIT_ENOTFOUND)
         return keel_status_with_str(
             KEEL_ERR(KEEL_E_NOTFOUND, "no branch '%s' in '%s'", branch, r->path), "branch", branch);
     if (rc != 0)
-        return lg2_error(rc, "cannot resolve branch '%s'", branch);
+        return gate_git_error(rc, "cannot resolve branch '%s'", branch);
     (void)git_oid_tostr(hex, GATE_HEX, &oid);
     return KEEL_OK;
 }
@@ -207,9 +279,9 @@ static keel_status merge_one(gate_repo *r, const git_oid *onto, const git_oid *h
     if (rc == 0)
         rc = git_commit_lookup(&theirs, r->repo, head);
     if (rc != 0)
-        s = lg2_error(rc, "cannot read the commits to merge");
+        s = gate_git_error(rc, "cannot read the commits to merge");
     if (keel_ok(s) && git_merge_commits(&merged, r->repo, ours, theirs, NULL) != 0)
-        s = lg2_error(-1, "cannot merge change %zu", index);
+        s = gate_git_error(-1, "cannot merge change %zu", index);
     if (keel_ok(s) && git_index_has_conflicts(merged)) {
         char paths[1024];
         conflict_paths(merged, paths, sizeof(paths));
@@ -224,11 +296,11 @@ static keel_status merge_one(gate_repo *r, const git_oid *onto, const git_oid *h
     }
     git_oid tree_id;
     if (keel_ok(s) && (rc = git_index_write_tree_to(&tree_id, merged, r->repo)) != 0)
-        s = lg2_error(rc, "cannot write the merged tree");
+        s = gate_git_error(rc, "cannot write the merged tree");
     if (keel_ok(s) && (rc = git_tree_lookup(&tree, r->repo, &tree_id)) != 0)
-        s = lg2_error(rc, "cannot read the merged tree");
+        s = gate_git_error(rc, "cannot read the merged tree");
     if (keel_ok(s) && (rc = git_signature_now(&sig, "keel-gate", "keel-gate@localhost")) != 0)
-        s = lg2_error(rc, "cannot make a signature");
+        s = gate_git_error(rc, "cannot make a signature");
     if (keel_ok(s)) {
         const git_commit *parents[2] = {ours, theirs};
         char message[128];
@@ -237,7 +309,7 @@ static keel_status merge_one(gate_repo *r, const git_oid *onto, const git_oid *h
         (void)snprintf(message, sizeof(message), "keel-gate: merge %.12s\n", hex);
         rc = git_commit_create(result, r->repo, NULL, sig, sig, NULL, message, tree, 2, parents);
         if (rc != 0)
-            s = lg2_error(rc, "cannot create the merge commit");
+            s = gate_git_error(rc, "cannot create the merge commit");
     }
     git_signature_free(sig);
     git_tree_free(tree);
@@ -281,7 +353,7 @@ static keel_status commit_tree(gate_repo *r, const char *hex, git_tree **tree)
         rc = git_commit_tree(tree, c);
     git_commit_free(c);
     if (rc != 0)
-        return lg2_error(rc, "cannot read commit %s", hex);
+        return gate_git_error(rc, "cannot read commit %s", hex);
     return KEEL_OK;
 }
 
@@ -308,7 +380,7 @@ static keel_status checkout_tree(gate_repo *r, git_tree *tree, git_tree *baselin
     opts.baseline = baseline;
     int rc = git_checkout_tree(r->repo, (const git_object *)tree, &opts);
     if (rc != 0)
-        return lg2_error(rc, "cannot write the tree of %s into '%s'", commit, dir);
+        return gate_git_error(rc, "cannot write the tree of %s into '%s'", commit, dir);
     return KEEL_OK;
 }
 
@@ -344,12 +416,12 @@ keel_status gate_read_file(gate_repo *r, const char *commit, const char *path, c
                 KEEL_ERR(KEEL_E_NOTFOUND, "no file '%s' in commit %.12s", path, commit), "path",
                 path);
         else if (rc != 0)
-            s = lg2_error(rc, "cannot find '%s' in %s", path, commit);
+            s = gate_git_error(rc, "cannot find '%s' in %s", path, commit);
     }
     if (keel_ok(s) && git_tree_entry_type(entry) != GIT_OBJECT_BLOB)
         s = KEEL_ERR(KEEL_E_INVAL, "'%s' in commit %.12s is not a file", path, commit);
     if (keel_ok(s) && (rc = git_blob_lookup(&blob, r->repo, git_tree_entry_id(entry))) != 0)
-        s = lg2_error(rc, "cannot read '%s'", path);
+        s = gate_git_error(rc, "cannot read '%s'", path);
     if (keel_ok(s)) {
         size_t size = (size_t)git_blob_rawsize(blob);
         void *mem = NULL;
@@ -387,6 +459,8 @@ keel_status gate_branch_cas(gate_repo *r, const char *branch, const char *expect
         s = parse_oid(next, &new_oid);
     if (!keel_ok(s))
         return s;
+    if (r->url != NULL)
+        return gate_remote_push_cas(r->repo, r->url, branch, &old_oid, &new_oid);
     char refname[512];
     (void)snprintf(refname, sizeof(refname), "refs/heads/%s", branch);
     git_reference *ref = NULL;
@@ -406,7 +480,7 @@ keel_status gate_branch_cas(gate_repo *r, const char *branch, const char *expect
             "actual", now);
     }
     if (rc != 0)
-        return lg2_error(rc, "cannot update branch '%s'", branch);
+        return gate_git_error(rc, "cannot update branch '%s'", branch);
     return KEEL_OK;
 }
 
@@ -419,10 +493,12 @@ const char *gate_repo_git_dir(const gate_repo *r)
 keel_status gate_repo_head_branch(gate_repo *r, char *name, size_t size)
 {
     KEEL_ASSERT(r != NULL && name != NULL && size > 0);
+    if (r->url != NULL)
+        return gate_remote_head_branch(r->repo, r->url, name, size);
     git_reference *head = NULL;
     int rc = git_reference_lookup(&head, r->repo, "HEAD");
     if (rc != 0)
-        return lg2_error(rc, "cannot read HEAD of '%s'", r->path);
+        return gate_git_error(rc, "cannot read HEAD of '%s'", r->path);
     const char *target = git_reference_symbolic_target(head);
     keel_status s = KEEL_OK;
     if (target == NULL || strncmp(target, "refs/heads/", 11) != 0)

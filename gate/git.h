@@ -27,7 +27,18 @@ enum { GATE_HEX = 41 };
 
 /* Open a repository (bare or not) at `path`. */
 KEEL_MUST_USE keel_status gate_repo_open(const char *path, gate_repo **out);
+/*
+ * A repository reached through git's transports (remote.h): `url`, its
+ * objects in the bare mirror at `mirror` (NULL: the default place), made
+ * when absent.  Branch heads are then the remote's, fetched when asked
+ * for; gate_branch_cas pushes.
+ */
+KEEL_MUST_USE keel_status gate_repo_open_remote(const char *url, const char *mirror,
+                                                gate_repo **out);
 void gate_repo_close(gate_repo *r);
+bool gate_repo_is_remote(const gate_repo *r);
+/* Where the repository (or a remote's mirror) is on disk. */
+const char *gate_repo_dir(const gate_repo *r);
 
 /* The repository's git directory (where keel-gate keeps its state by default), with a '/'. */
 const char *gate_repo_git_dir(const gate_repo *r);
@@ -37,7 +48,7 @@ KEEL_MUST_USE keel_status gate_repo_head_branch(gate_repo *r, char *name, size_t
 /* Is `branch` a valid branch name?  (GATE_E_BAD_REF with the name when not.) */
 KEEL_MUST_USE keel_status gate_branch_check(const char *branch);
 
-/* The commit a branch points at, as 40 hex digits. */
+/* The commit a branch points at, as 40 hex digits (a remote's: as it is now, fetched). */
 KEEL_MUST_USE keel_status gate_branch_head(gate_repo *r, const char *branch, char hex[GATE_HEX]);
 
 /*
@@ -70,7 +81,8 @@ void gate_file_free(char *data);
 
 /*
  * Move `branch` from `expected` to `next` only if it still points at
- * `expected` (GATE_E_MOVED otherwise: a concurrent push is never overwritten).
+ * `expected` (GATE_E_MOVED otherwise: a concurrent push is never
+ * overwritten).  A remote's: a push (remote.h).
  */
 KEEL_MUST_USE keel_status gate_branch_cas(gate_repo *r, const char *branch, const char *expected,
                                           const char *next, const char *message);

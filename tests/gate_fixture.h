@@ -12,15 +12,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
 #include "../gate/gate.h"
 #include "../gate/git.h"
 
+/*
+ * GATE_TEST_REMOTE 1: the gate reaches the repository through a file:// URL
+ * with a mirror of its own (gate/remote.h); the tests look at the repository
+ * itself, as before.  fx_where may name another URL for the same repository
+ * (a git daemon's).
+ */
+#ifndef GATE_TEST_REMOTE
+#define GATE_TEST_REMOTE 0
+#endif
+
 static char fx_dir[64];
 static char fx_repo[128];
 static char fx_state[128];
+static char fx_url[160];
+static char fx_mirror[128];
+static const char *fx_where; /* what the gate is given: fx_repo, or a URL */
 static git_repository *fx_git;
 static git_oid fx_base;
 
@@ -105,6 +120,9 @@ static inline void fx_setup_repo(const char *gate_lines, const char *config_line
     assert_non_null(mkdtemp(fx_dir));
     (void)snprintf(fx_repo, sizeof(fx_repo), "%s/repo.git", fx_dir);
     (void)snprintf(fx_state, sizeof(fx_state), "%s/state.db", fx_dir);
+    (void)snprintf(fx_url, sizeof(fx_url), "file://%s", fx_repo);
+    (void)snprintf(fx_mirror, sizeof(fx_mirror), "%s/mirror.git", fx_dir);
+    fx_where = GATE_TEST_REMOTE ? fx_url : fx_repo;
     assert_int_equal(git_repository_init(&fx_git, fx_repo, 1), 0);
     char conf[2048];
     (void)snprintf(conf, sizeof(conf),
@@ -140,12 +158,15 @@ static inline gate *fx_open(void)
 {
     gate_options o;
     gate_options_default(&o);
-    o.repo = fx_repo;
+    o.repo = fx_where;
+    o.mirror = fx_mirror; /* used when fx_where is a URL */
     o.state = fx_state;
     o.out = getenv("GATE_TEST_VERBOSE") != NULL ? stderr : NULL;
     o.poll_ms = 50;
     gate *g = NULL;
     fx_ok(gate_open(&o, &g));
+    struct stat st; /* the mirror is made by the first open, for a URL only */
+    assert_int_equal(stat(fx_mirror, &st) == 0, fx_where != fx_repo);
     return g;
 }
 
@@ -252,5 +273,34 @@ static inline void fx_assert_tip_tested(void)
 {
     fx_assert_tip_tested_as(true);
 }
+
+#if KEEL_DEVEL
+/* A stress action: someone pushes to main (a commit adding pushed.txt), then the gate goes on. */
+static inline bool fx_push_to_main(const char *name, void *ctx)
+{
+    (void)name;
+    (void)ctx;
+    git_oid tip, pushed;
+    fx_head("main", &tip);
+    const fx_file f[] = {{"pushed.txt", "a direct push\n"}};
+    fx_commit(&tip, f, 1, "main", &pushed);
+    return false; /* the gate goes on to its compare-and-swap, and loses it */
+}
+
+static const char *fx_crash_spec; /* the stress spec fx_crashing_run enables */
+
+/* A child's body (keel_test_run_child): run the gate until fx_crash_spec kills it (exit 99). */
+static inline void fx_crashing_run(void)
+{
+    keel_status s = keel_stress_enable(fx_crash_spec);
+    if (!keel_ok(s))
+        _exit(3);
+    gate *g = fx_open();
+    gate_run_stats st;
+    s = gate_run(g, true, &st);
+    keel_status_ignore(s, "the child is to die before it returns");
+    _exit(4); /* the stress point never fired */
+}
+#endif
 
 #endif /* KEEL_TEST_GATE_FIXTURE_H */

@@ -24,8 +24,10 @@ static int cli(const char *const *args)
     static char words[32][256];
     char *argv[32];
     int argc = 0;
-    const char *fixed[] = {"keel-gate", "--repo", fx_repo, "--state", fx_state};
-    for (size_t i = 0; i < 5; i++, argc++)
+    const char *fixed[] = {"keel-gate", "--repo",   fx_where, "--state",
+                           fx_state,    "--mirror", fx_mirror};
+    size_t nfixed = fx_where != fx_repo ? 7 : 5; /* a URL's mirror */
+    for (size_t i = 0; i < nfixed; i++, argc++)
         argv[argc] = strcpy(words[argc], fixed[i]);
     for (const char *const *a = args; *a != NULL && argc < 31; a++, argc++)
         argv[argc] = strcpy(words[argc], *a);
@@ -191,6 +193,45 @@ static void test_try(void **state)
     assert_true(git_oid_equal(&tip, &fx_base));
 }
 
+/* The same commands on a repository reached by URL, its mirror given. */
+static void test_remote_repository(void **state)
+{
+    (void)state;
+    fx_where = fx_url;
+    fx_branch("good", "good.txt", "g\n");
+    fx_branch("bad", "bad", "b\n");
+    const char *help[] = {"--help", NULL};
+    assert_int_equal(cli(help), 0);
+    assert_non_null(strstr(out_text, "--mirror DIR"));
+    const char *try_good[] = {"try", "good", NULL};
+    assert_int_equal(cli(try_good), 0);
+    const char *sub_good[] = {"submit", "good", NULL};
+    assert_int_equal(cli(sub_good), 0);
+    const char *sub_bad[] = {"submit", "bad", NULL};
+    assert_int_equal(cli(sub_bad), 0);
+    const char *missing[] = {"submit", "gone", NULL};
+    assert_int_equal(cli(missing), 1);
+    assert_non_null(strstr(err_text, "no branch 'gone' in 'file://"));
+    const char *run[] = {"run", "--once", "--quiet", NULL};
+    assert_int_equal(cli(run), 1);                /* something was rejected */
+    assert_int_equal(fx_times_landed("good"), 1); /* on the remote */
+    assert_int_equal(fx_times_landed("bad"), 0);
+    fx_assert_tip_tested();
+    const char *st[] = {"status", "--json", NULL};
+    assert_int_equal(cli(st), 0);
+    git_oid tip;
+    char hex[GIT_OID_HEXSZ + 1], want[80];
+    fx_head("main", &tip);
+    git_oid_tostr(hex, sizeof(hex), &tip);
+    (void)snprintf(want, sizeof(want), "\"tip\":\"%s\"", hex);
+    assert_non_null(strstr(out_text, want)); /* the remote's tip */
+    /* another remote with the same mirror: refused, naming both */
+    const char *other[] = {"--repo", "file:///nowhere/else.git", "status", NULL};
+    assert_int_equal(cli(other), 1);
+    assert_non_null(strstr(err_text, "is the mirror of 'file://"));
+    assert_non_null(strstr(err_text, "not of 'file:///nowhere/else.git'"));
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +239,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_hostile_branch_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_cancel_status_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_try, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remote_repository, setup, teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

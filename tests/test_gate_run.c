@@ -289,20 +289,6 @@ static void test_timeout_kills_group(void **state)
     }
 }
 
-#if KEEL_DEVEL
-/* The stress action: someone pushes to main just before the gate's compare-and-swap. */
-static bool push_to_main(const char *name, void *ctx)
-{
-    (void)name;
-    (void)ctx;
-    git_oid tip, pushed;
-    fx_head("main", &tip);
-    const fx_file f[] = {{"pushed.txt", "a direct push\n"}};
-    fx_commit(&tip, f, 1, "main", &pushed);
-    return false; /* the gate goes on to its compare-and-swap, and loses it */
-}
-#endif
-
 static void test_cas_lost_to_push(void **state)
 {
     (void)state;
@@ -313,7 +299,7 @@ static void test_cas_lost_to_push(void **state)
     gate *g = fx_open();
     long long a = fx_submit(g, "a", 0), b = fx_submit(g, "b", 0);
     gate_close(g);
-    fx_ok(keel_stress_set_action("gate.crash_before_cas", push_to_main, NULL));
+    fx_ok(keel_stress_set_action("gate.crash_before_cas", fx_push_to_main, NULL));
     fx_ok(keel_stress_enable("gate.crash_before_cas:nth=1"));
     gate_run_stats st = run_once();
     keel_stress_clear();
@@ -346,22 +332,6 @@ static void test_cas_lost_to_push(void **state)
 #endif
 }
 
-#if KEEL_DEVEL
-static const char *crash_spec;
-
-static void crashing_run(void)
-{
-    keel_status s = keel_stress_enable(crash_spec);
-    if (!keel_ok(s))
-        _exit(3);
-    gate *g = fx_open();
-    gate_run_stats st;
-    s = gate_run(g, true, &st);
-    keel_status_ignore(s, "the child is to die before it returns");
-    _exit(4); /* the stress point never fired */
-}
-#endif
-
 static void test_crash_at_every_point(void **state)
 {
     (void)state;
@@ -382,9 +352,9 @@ static void test_crash_at_every_point(void **state)
             gate_close(g);
             char spec[96];
             (void)snprintf(spec, sizeof(spec), "gate.%s:nth=%d", points[p], nth);
-            crash_spec = spec;
+            fx_crash_spec = spec;
             char err[4096];
-            int status = keel_test_run_child(crashing_run, err, sizeof(err));
+            int status = keel_test_run_child(fx_crashing_run, err, sizeof(err));
             if (!WIFEXITED(status) || WEXITSTATUS(status) != 99)
                 fail_msg("%s: the gate should have died at the point (status %d): %s", spec, status,
                          err);

@@ -1,0 +1,562 @@
+/*
+ * remote.c - a guarded repository reached through git's transports: the
+ * local mirror, fetching a branch's head, and landing by a push that cannot
+ * overwrite a concurrent one (remote.h).
+ */
+#define _GNU_SOURCE 1
+#include "remote.h"
+
+#include "git.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+enum { REF_MAX = 512, CONFIG_KEY_MAX = 64 };
+
+static const char url_key[] = "keel-gate.url"; /* in the mirror's config: whose mirror it is */
+static const char land_ref[] = "refs/keel-gate/land"; /* what a landing push sends */
+
+/* ---- URLs ------------------------------------------------------------------------------ */
+
+/* The length of a scheme at the start of `s` (letters, digits, '+', '-', '.'), 0 if none. */
+static size_t scheme_len(const char *s)
+{
+    size_t n = 0;
+    while ((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z') ||
+           (n > 0 && ((s[n] >= '0' && s[n] <= '9') || s[n] == '+' || s[n] == '-' || s[n] == '.')))
+        n++;
+    return strncmp(s + n, "://", 3) == 0 ? n : 0;
+}
+
+/* scp-like [user@]host:path: a ':' before any '/', after at least two characters. */
+static bool scp_like(const char *s)
+{
+    const char *colon = strchr(s, ':');
+    const char *slash = strchr(s, '/');
+    return colon != NULL && colon - s >= 2 && (slash == NULL || slash > colon);
+}
+
+bool gate_remote_is_url(const char *where)
+{
+    if (where == NULL)
+        return false;
+    if (scheme_len(where) > 0)
+        return true;
+    struct stat st;
+    return scp_like(where) && stat(where, &st) != 0; /* an existing "a:b" is a local path */
+}
+
+keel_status gate_remote_check_url(const char *url)
+{
+    char shown[512];
+    gate_remote_redact(url != NULL ? url : "", shown, sizeof(shown));
+    if (url == NULL || url[0] == '\0')
+        return KEEL_ERR(KEEL_E_INVAL, "an empty repository URL");
+    for (const char *p = url; *p != '\0'; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return keel_status_with_str(
+                KEEL_ERR(KEEL_E_INVAL,
+                         "'%s' is not a repository URL: spaces and control or non-ASCII "
+                         "characters are not allowed (percent-encode them)",
+                         shown),
+                "url", shown);
+    size_t n = scheme_len(url);
+    const char *host = url;
+    if (n > 0) {
+        static const char *const known[] = {"ssh",  "git",     "http",   "https",
+                                            "file", "git+ssh", "ssh+git"};
+        bool ok = false;
+        for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+            ok |= strlen(known[i]) == n && strncasecmp(url, known[i], n) == 0;
+        if (!ok)
+            return keel_status_with_str(
+                KEEL_ERR(KEEL_E_INVAL,
+                         "'%s': unknown transport '%.*s' (ssh, https, http, git and file are "
+                         "known)",
+                         shown, (int)n, url),
+                "url", shown);
+        host = url + n + 3;
+        const char *at = strchr(host, '@');
+        const char *slash = strchr(host, '/');
+        if (at != NULL && (slash == NULL || at < slash))
+            host = at + 1;
+    } else if (!scp_like(url)) {
+        return keel_status_with_str(KEEL_ERR(KEEL_E_INVAL, "'%s' is not a repository URL", shown),
+                                    "url", shown);
+    } else {
+        const char *at = strchr(url, '@');
+        if (at != NULL && at < strchr(url, ':'))
+            host = at + 1;
+    }
+    if (host[0] == '-')
+        return keel_status_with_str(
+            KEEL_ERR(KEEL_E_INVAL, "'%s': a host name may not start with '-'", shown), "url",
+            shown);
+    return KEEL_OK;
+}
+
+void gate_remote_redact(const char *url, char *buf, size_t size)
+{
+    size_t n = scheme_len(url);
+    const char *auth = url + (n > 0 ? n + 3 : 0);
+    const char *at = strchr(auth, '@');
+    const char *slash = strchr(auth, '/');
+    const char *colon = strchr(auth, ':');
+    if (n > 0 && at != NULL && (slash == NULL || at < slash) && colon != NULL && colon < at)
+        (void)snprintf(buf, size, "%.*s:***%s", (int)(colon - url), url, at);
+    else
+        (void)snprintf(buf, size, "%s", url);
+}
+
+static keel_status make_dirs(char *path)
+{
+    for (char *p = path + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int rc = mkdir(path, 0700);
+        int err = errno;
+        *p = '/';
+        if (rc != 0 && err != EEXIST)
+            return KEEL_ERR_SYS(err, "cannot create directory '%.*s'", (int)(p - path), path);
+    }
+    return KEEL_OK;
+}
+
+keel_status gate_remote_default_mirror(const char *url, char *buf, size_t size)
+{
+    KEEL_ASSERT(url != NULL && buf != NULL && size > 0);
+    unsigned long long h = 1469598103934665603ull; /* FNV-1a: which URL */
+    for (const char *p = url; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    /* the last path component, without ".git", in characters that need no quoting */
+    size_t end = strlen(url);
+    while (end > 0 && url[end - 1] == '/')
+        end--;
+    size_t start = end;
+    while (start > 0 && url[start - 1] != '/' && url[start - 1] != ':')
+        start--;
+    if (end - start > 4 && strncmp(url + end - 4, ".git", 4) == 0)
+        end -= 4;
+    char name[48];
+    size_t k = 0;
+    for (size_t i = start; i < end && k + 1 < sizeof(name); i++) {
+        char c = url[i];
+        bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '.' || c == '_' || c == '-';
+        name[k] = '_';
+        if (plain && !(k == 0 && c == '.'))
+            name[k] = c;
+        k++;
+    }
+    name[k] = '\0';
+    const char *state = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+    int len;
+    if (state != NULL && state[0] == '/')
+        len = snprintf(buf, size, "%s/keel-gate/%s-%08llx.git", state, k > 0 ? name : "repo",
+                       h & 0xffffffffull);
+    else if (home != NULL && home[0] == '/')
+        len = snprintf(buf, size, "%s/.local/state/keel-gate/%s-%08llx.git", home,
+                       k > 0 ? name : "repo", h & 0xffffffffull);
+    else
+        return KEEL_ERR(KEEL_E_INVAL,
+                        "no place for the mirror of a remote repository: neither "
+                        "XDG_STATE_HOME nor HOME is an absolute path (give --mirror)");
+    if (len < 0 || (size_t)len >= size)
+        return KEEL_ERR(KEEL_E_RANGE, "the mirror's path is too long");
+    return make_dirs(buf);
+}
+
+/* ---- the mirror ------------------------------------------------------------------------- */
+
+static keel_status probe(const char *url);
+
+keel_status gate_remote_open_mirror(const char *url, const char *dir, git_repository **out)
+{
+    KEEL_ASSERT(url != NULL && dir != NULL && out != NULL);
+    *out = NULL;
+    char shown[512];
+    gate_remote_redact(url, shown, sizeof(shown));
+    keel_status s = gate_remote_check_url(url);
+    if (!keel_ok(s))
+        return s;
+    git_repository *repo = NULL;
+    struct stat st;
+    bool fresh = stat(dir, &st) != 0;
+    if (fresh && !keel_ok(s = probe(url)))
+        return s; /* no mirror made for a remote that cannot be reached */
+    int rc = fresh ? git_repository_init(&repo, dir, 1)
+                   : git_repository_open_ext(&repo, dir, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
+    if (rc != 0)
+        return keel_status_with_str(
+            gate_git_error(rc,
+                           fresh ? "cannot create the mirror '%s' of '%s'"
+                                 : "'%s' is not a mirror of '%s' (not a git repository)",
+                           dir, shown),
+            "mirror", dir);
+    git_config *cfg = NULL;
+    rc = git_repository_config(&cfg, repo);
+    if (rc != 0) {
+        s = gate_git_error(rc, "cannot read the configuration of the mirror '%s'", dir);
+    } else if (fresh) {
+        if ((rc = git_config_set_string(cfg, url_key, url)) != 0)
+            s = gate_git_error(rc, "cannot write the configuration of the mirror '%s'", dir);
+    } else {
+        git_buf have = GIT_BUF_INIT;
+        rc = git_config_get_string_buf(&have, cfg, url_key);
+        if (rc == GIT_ENOTFOUND || (rc == 0 && strcmp(have.ptr, url) != 0)) {
+            char was[512] = "(no keel-gate mirror)";
+            if (rc == 0)
+                gate_remote_redact(have.ptr, was, sizeof(was));
+            s = keel_status_with_str(
+                KEEL_ERR(KEEL_E_INVAL,
+                         "'%s' is the mirror of '%s', not of '%s': give another --mirror", dir, was,
+                         shown),
+                "mirror", dir);
+        } else if (rc != 0) {
+            s = gate_git_error(rc, "cannot read the configuration of the mirror '%s'", dir);
+        }
+        git_buf_dispose(&have);
+    }
+    git_config_free(cfg);
+    if (!keel_ok(s)) {
+        git_repository_free(repo);
+        return s;
+    }
+    *out = repo;
+    return KEEL_OK;
+}
+
+/* ---- connections -------------------------------------------------------------------------- */
+
+typedef struct remote_call {
+    unsigned credential_tries;
+    char refused[256]; /* a ref the remote did not update, with its reason */
+} remote_call;
+
+static int credentials(git_credential **out, const char *url, const char *user_from_url,
+                       unsigned int allowed, void *payload)
+{
+    (void)url;
+    remote_call *call = (remote_call *)payload;
+    if (++call->credential_tries > 2)
+        return GIT_PASSTHROUGH; /* what there is was refused: no loop */
+    const char *user = getenv("KEEL_GATE_USER");
+    if (user == NULL || user[0] == '\0')
+        user = user_from_url;
+    if ((allowed & GIT_CREDENTIAL_SSH_KEY) != 0)
+        return git_credential_ssh_key_from_agent(out, user != NULL ? user : "git");
+    const char *password = getenv("KEEL_GATE_PASSWORD");
+    if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) != 0 && user != NULL && password != NULL)
+        return git_credential_userpass_plaintext_new(out, user, password);
+    if ((allowed & GIT_CREDENTIAL_DEFAULT) != 0)
+        return git_credential_default_new(out);
+    return GIT_PASSTHROUGH;
+}
+
+static int push_status(const char *refname, const char *status, void *payload)
+{
+    remote_call *call = (remote_call *)payload;
+    if (status != NULL && call->refused[0] == '\0')
+        (void)snprintf(call->refused, sizeof(call->refused), "%s: %s", refname, status);
+    return 0;
+}
+
+static void callbacks_init(git_remote_callbacks *cb, remote_call *call)
+{
+    (void)git_remote_init_callbacks(cb, GIT_REMOTE_CALLBACKS_VERSION);
+    cb->credentials = credentials;
+    cb->push_update_reference = push_status;
+    cb->payload = call;
+}
+
+/* Connected to url for `dir`ection, on an anonymous remote of the mirror (NULL: of none). */
+static keel_status connect_remote(git_repository *mirror, const char *url, git_direction dir,
+                                  remote_call *call, git_remote **out)
+{
+    char shown[512];
+    gate_remote_redact(url, shown, sizeof(shown));
+    *out = NULL;
+    git_remote *remote = NULL;
+    int rc = mirror != NULL ? git_remote_create_anonymous(&remote, mirror, url)
+                            : git_remote_create_detached(&remote, url);
+    if (rc != 0)
+        return keel_status_with_str(gate_git_error(rc, "'%s' is not a remote", shown), "url",
+                                    shown);
+    git_remote_connect_options co;
+    (void)git_remote_connect_options_init(&co, GIT_REMOTE_CONNECT_OPTIONS_VERSION);
+    callbacks_init(&co.callbacks, call);
+    rc = git_remote_connect_ext(remote, dir, &co);
+    if (rc != 0) {
+        keel_status s =
+            keel_status_with_str(gate_git_error(rc, "cannot reach '%s'", shown), "url", shown);
+        git_remote_free(remote);
+        return s;
+    }
+    *out = remote;
+    return KEEL_OK;
+}
+
+static void disconnect_remote(git_remote *remote)
+{
+    if (remote == NULL)
+        return;
+    (void)git_remote_disconnect(remote);
+    git_remote_free(remote);
+}
+
+/* What the connected remote advertises for `ref` (found false: nothing). */
+static keel_status advertised(git_remote *remote, const char *ref, git_oid *oid, bool *found)
+{
+    const git_remote_head **heads = NULL;
+    size_t n = 0;
+    *found = false;
+    int rc = git_remote_ls(&heads, &n, remote);
+    if (rc != 0)
+        return gate_git_error(rc, "cannot list the refs of the remote");
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(heads[i]->name, ref) == 0) {
+            git_oid_cpy(oid, &heads[i]->oid);
+            *found = true;
+        }
+    return KEEL_OK;
+}
+
+/* Worth trying again: the network, not the request. */
+static bool transient(keel_status s)
+{
+    if (keel_ok(s) || keel_status_is(s, &gate_codes, GATE_E_MOVED) ||
+        keel_status_code(s) != KEEL_E_IO)
+        return false;
+    long long klass = 0;
+    return keel_status_get_int(s, "git_class", &klass) &&
+           (klass == GIT_ERROR_NET || klass == GIT_ERROR_SSH || klass == GIT_ERROR_HTTP ||
+            klass == GIT_ERROR_SSL);
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static keel_status probe_once(const char *url)
+{
+    remote_call call;
+    memset(&call, 0, sizeof(call));
+    git_remote *remote = NULL;
+    keel_status s = connect_remote(NULL, url, GIT_DIRECTION_FETCH, &call, &remote);
+    disconnect_remote(remote);
+    return s;
+}
+
+/* ---- fetch ------------------------------------------------------------------------------ */
+
+static keel_status fetch_once(git_repository *mirror, const char *url, const char *ref,
+                              git_oid *out)
+{
+    remote_call call;
+    memset(&call, 0, sizeof(call));
+    git_remote *remote = NULL;
+    keel_status s = connect_remote(mirror, url, GIT_DIRECTION_FETCH, &call, &remote);
+    bool found = false;
+    if (keel_ok(s))
+        s = advertised(remote, ref, out, &found);
+    if (keel_ok(s) && !found) {
+        char shown[512];
+        gate_remote_redact(url, shown, sizeof(shown));
+        s = keel_status_with_str(
+            KEEL_ERR(KEEL_E_NOTFOUND, "no branch '%s' in '%s'", ref + strlen("refs/heads/"), shown),
+            "branch", ref + strlen("refs/heads/"));
+    }
+    git_odb *odb = NULL;
+    int rc = keel_ok(s) ? git_repository_odb(&odb, mirror) : 0;
+    if (rc != 0)
+        s = gate_git_error(rc, "cannot open the mirror's objects");
+    if (keel_ok(s) && !git_odb_exists(odb, out)) {
+        char spec[2 * REF_MAX + 4];
+        (void)snprintf(spec, sizeof(spec), "+%s:%s", ref, ref);
+        char *specs[1] = {spec};
+        git_strarray arr = {specs, 1};
+        git_fetch_options fo;
+        (void)git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
+        callbacks_init(&fo.callbacks, &call);
+        fo.update_fetchhead = 0;
+        fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+        fo.prune = GIT_FETCH_NO_PRUNE;
+        rc = git_remote_download(remote, &arr, &fo);
+        if (rc != 0)
+            s = gate_git_error(rc, "cannot fetch '%s'", ref);
+        else if (git_odb_refresh(odb) != 0 || !git_odb_exists(odb, out))
+            s = KEEL_ERR(KEEL_E_IO, "fetched '%s' but its commit is not in the mirror", ref);
+    }
+    git_odb_free(odb);
+    if (keel_ok(s)) {
+        git_reference *r = NULL;
+        rc = git_reference_create(&r, mirror, ref, out, 1, "keel-gate: fetch");
+        git_reference_free(r);
+        if (rc != 0)
+            s = gate_git_error(rc, "cannot record '%s' in the mirror", ref);
+    }
+    disconnect_remote(remote);
+    return s;
+}
+
+static const long backoff_ms[] = {200, 1000};
+enum { RETRIES = sizeof(backoff_ms) / sizeof(backoff_ms[0]) };
+
+static keel_status probe(const char *url)
+{
+    keel_status s = probe_once(url);
+    for (size_t i = 0; transient(s) && i < RETRIES; i++) {
+        keel_status_free(s);
+        pause_ms(backoff_ms[i]);
+        s = probe_once(url);
+    }
+    return s;
+}
+
+keel_status gate_remote_fetch_branch(git_repository *mirror, const char *url, const char *branch,
+                                     git_oid *out)
+{
+    KEEL_ASSERT(mirror != NULL && url != NULL && branch != NULL && out != NULL);
+    char ref[REF_MAX];
+    (void)snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
+    keel_status s = fetch_once(mirror, url, ref, out);
+    for (size_t i = 0; transient(s) && i < RETRIES; i++) {
+        keel_status_free(s);
+        pause_ms(backoff_ms[i]);
+        s = fetch_once(mirror, url, ref, out);
+    }
+    return s;
+}
+
+keel_status gate_remote_head_branch(git_repository *mirror, const char *url, char *name,
+                                    size_t size)
+{
+    KEEL_ASSERT(mirror != NULL && url != NULL && name != NULL && size > 0);
+    char shown[512];
+    gate_remote_redact(url, shown, sizeof(shown));
+    remote_call call;
+    memset(&call, 0, sizeof(call));
+    git_remote *remote = NULL;
+    keel_status s = connect_remote(mirror, url, GIT_DIRECTION_FETCH, &call, &remote);
+    git_buf head = GIT_BUF_INIT;
+    if (keel_ok(s)) {
+        int rc = git_remote_default_branch(&head, remote);
+        if (rc == GIT_ENOTFOUND)
+            s = KEEL_ERR(KEEL_E_NOTFOUND, "HEAD of '%s' names no branch (give --target)", shown);
+        else if (rc != 0)
+            s = gate_git_error(rc, "cannot read HEAD of '%s'", shown);
+        else if (strncmp(head.ptr, "refs/heads/", 11) != 0 || strlen(head.ptr + 11) >= size)
+            s = KEEL_ERR(KEEL_E_NOTFOUND, "HEAD of '%s' names no usable branch (give --target)",
+                         shown);
+        else
+            (void)snprintf(name, size, "%s", head.ptr + 11);
+    }
+    git_buf_dispose(&head);
+    disconnect_remote(remote);
+    return s;
+}
+
+/* ---- landing ---------------------------------------------------------------------------- */
+
+static keel_status moved(const char *branch, const char *shown, const git_oid *expected,
+                         const git_oid *now, bool gone, const char *why)
+{
+    char want[GATE_HEX], have[GATE_HEX] = "";
+    (void)git_oid_tostr(want, sizeof(want), expected);
+    if (!gone)
+        (void)git_oid_tostr(have, sizeof(have), now);
+    return keel_status_with_str(
+        keel_status_with_str(
+            KEEL_ERR_IN(&gate_codes, GATE_E_MOVED,
+                        "branch '%s' of '%s' moved from %.12s to %.12s%s%s: not updated", branch,
+                        shown, want, gone ? "(gone)" : have, why[0] != '\0' ? ": " : "", why),
+            "expected", want),
+        "actual", have);
+}
+
+static keel_status push_once(git_repository *mirror, const char *url, const char *branch,
+                             const git_oid *expected, const git_oid *next)
+{
+    char shown[512], ref[REF_MAX];
+    gate_remote_redact(url, shown, sizeof(shown));
+    (void)snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
+    remote_call call;
+    memset(&call, 0, sizeof(call));
+    git_remote *remote = NULL;
+    keel_status s = connect_remote(mirror, url, GIT_DIRECTION_PUSH, &call, &remote);
+    git_oid now;
+    bool found = false;
+    if (keel_ok(s))
+        s = advertised(remote, ref, &now, &found);
+    if (keel_ok(s) && (!found || !git_oid_equal(&now, expected)))
+        s = moved(branch, shown, expected, &now, !found, "");
+    if (keel_ok(s)) {
+        /* this connection's advertisement is the old value the update carries */
+        git_reference *r = NULL;
+        int rc = git_reference_create(&r, mirror, land_ref, next, 1, "keel-gate: land");
+        git_reference_free(r);
+        if (rc != 0)
+            s = gate_git_error(rc, "cannot prepare the push of '%s'", branch);
+    }
+    if (keel_ok(s)) {
+        char spec[2 * REF_MAX];
+        (void)snprintf(spec, sizeof(spec), "%s:%s", land_ref, ref); /* no '+': not forced */
+        char *specs[1] = {spec};
+        git_strarray arr = {specs, 1};
+        git_push_options po;
+        (void)git_push_options_init(&po, GIT_PUSH_OPTIONS_VERSION);
+        callbacks_init(&po.callbacks, &call);
+        int rc = git_remote_upload(remote, &arr, &po);
+        if (rc != 0)
+            s = keel_status_with_str(gate_git_error(rc, "cannot push to '%s'", shown), "url",
+                                     shown);
+    }
+    disconnect_remote(remote);
+    if (keel_ok(s) && call.refused[0] != '\0') {
+        /* moved under us, or refused for a reason of its own (a hook, a protected branch)? */
+        memset(&call, 0, sizeof(call));
+        s = connect_remote(mirror, url, GIT_DIRECTION_FETCH, &call, &remote);
+        if (keel_ok(s))
+            s = advertised(remote, ref, &now, &found);
+        disconnect_remote(remote);
+        if (keel_ok(s) && (!found || !git_oid_equal(&now, expected)))
+            s = moved(branch, shown, expected, &now, !found, call.refused);
+        else if (keel_ok(s))
+            s = keel_status_with_str(KEEL_ERR(KEEL_E_IO, "'%s' refused the update of '%s': %s",
+                                              shown, branch, call.refused),
+                                     "url", shown);
+    }
+    if (keel_ok(s)) {
+        git_reference *r = NULL;
+        int rc = git_reference_create(&r, mirror, ref, next, 1, "keel-gate: landed");
+        git_reference_free(r);
+        if (rc != 0)
+            keel_status_ignore(gate_git_error(rc, "cannot record '%s' in the mirror", ref),
+                               "landed; the next fetch records it");
+    }
+    return s;
+}
+
+keel_status gate_remote_push_cas(git_repository *mirror, const char *url, const char *branch,
+                                 const git_oid *expected, const git_oid *next)
+{
+    KEEL_ASSERT(mirror != NULL && url != NULL && branch != NULL && expected != NULL &&
+                next != NULL);
+    keel_status s = push_once(mirror, url, branch, expected, next);
+    /* again only when it failed before the update: a lost reply shows as moved (to next) */
+    for (size_t i = 0; transient(s) && i < RETRIES; i++) {
+        keel_status_free(s);
+        pause_ms(backoff_ms[i]);
+        s = push_once(mirror, url, branch, expected, next);
+    }
+    return s;
+}

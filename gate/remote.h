@@ -1,0 +1,80 @@
+/*
+ * gate/remote.h - a repository keel-gate reaches through git's transports
+ * (ssh, https, git://, file://), with libgit2 in-process.
+ *
+ * The gate keeps a bare mirror of the remote on local disk: merges,
+ * checkouts and configuration reads work on the mirror's objects; what the
+ * remote holds is asked for when it matters.
+ *
+ *   - a branch's head is what the remote advertises at that moment, its
+ *     objects fetched into the mirror (gate_remote_fetch_branch);
+ *   - landing is a push, non-forced, of the tested merge, made only after the
+ *     remote was seen to still hold the expected commit on the same
+ *     connection: receive-pack then updates the ref only if it still holds
+ *     that commit (the old value travels with the update), so a concurrent
+ *     push is never overwritten (gate_remote_push_cas).  libgit2's file://
+ *     transport writes the ref without that last check: a window of
+ *     milliseconds; guard a local repository by its path for an atomic
+ *     compare-and-swap (git.h).
+ *
+ * Credentials: ssh through ssh-agent; https user and password from
+ * KEEL_GATE_USER and KEEL_GATE_PASSWORD (the user may be in the URL).  A
+ * URL's password never appears in a message (gate_remote_redact).
+ * Transient network errors are retried twice (after 0.2 s and 1 s).
+ */
+#ifndef KEEL_GATE_REMOTE_H
+#define KEEL_GATE_REMOTE_H
+
+#include <git2.h>
+
+#include "keel/keel.h"
+
+/* Is `where` a URL (scheme://..., or scp-like [user@]host:path) rather than a local path? */
+bool gate_remote_is_url(const char *where);
+
+/* A URL fit to use: printable, no spaces, a transport libgit2 has (KEEL_E_INVAL naming it). */
+KEEL_MUST_USE keel_status gate_remote_check_url(const char *url);
+
+/* `url` with its password (if any) replaced by "***", for messages. */
+void gate_remote_redact(const char *url, char *buf, size_t size);
+
+/*
+ * Where the mirror of `url` lives when none is given:
+ * $XDG_STATE_HOME/keel-gate/<name>-<hash>.git ($HOME/.local/state when unset),
+ * its parent directories created.
+ */
+KEEL_MUST_USE keel_status gate_remote_default_mirror(const char *url, char *buf, size_t size);
+
+/*
+ * Open the mirror of `url` at `dir`, creating it (bare) when absent.  A
+ * mirror made for another URL is refused (KEEL_E_INVAL naming both).
+ */
+KEEL_MUST_USE keel_status gate_remote_open_mirror(const char *url, const char *dir,
+                                                  git_repository **out);
+
+/*
+ * The commit the remote's refs/heads/<branch> points at (KEEL_E_NOTFOUND
+ * naming branch and URL when it has none), its objects fetched into the
+ * mirror and the mirror's refs/heads/<branch> set to it.
+ */
+KEEL_MUST_USE keel_status gate_remote_fetch_branch(git_repository *mirror, const char *url,
+                                                   const char *branch, git_oid *out);
+
+/* The branch the remote's HEAD names. */
+KEEL_MUST_USE keel_status gate_remote_head_branch(git_repository *mirror, const char *url,
+                                                  char *name, size_t size);
+
+/*
+ * Move the remote's `branch` from `expected` to `next` (a descendant, in the
+ * mirror): GATE_E_MOVED (git.h) naming what the remote holds when it holds
+ * something else, or refused the update because it had moved.  Any other
+ * refusal (a hook, a protected branch) is KEEL_E_IO with the remote's reason.
+ */
+KEEL_MUST_USE keel_status gate_remote_push_cas(git_repository *mirror, const char *url,
+                                               const char *branch, const git_oid *expected,
+                                               const git_oid *next);
+
+/* libgit2's last error (rc its return code) as a keel status; git.c. */
+KEEL_MUST_USE keel_status gate_git_error(int rc, const char *fmt, ...) KEEL_PRINTF(2, 3);
+
+#endif /* KEEL_GATE_REMOTE_H */
