@@ -283,8 +283,16 @@ static keel_status connect_remote(git_repository *mirror, const char *url, git_d
     gate_remote_redact(url, shown, sizeof(shown));
     *out = NULL;
     git_remote *remote = NULL;
-    int rc = mirror != NULL ? git_remote_create_anonymous(&remote, mirror, url)
-                            : git_remote_create_detached(&remote, url);
+    git_remote_create_options ro;
+    (void)git_remote_create_options_init(&ro, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+    ro.repository = mirror; /* NULL: detached */
+    /*
+     * The URL as given: no url.<base>.insteadOf rewriting from the user's
+     * configuration (libgit2 1.5 also leaks a PCRE2 match block for every
+     * configuration key it tests against that pattern).
+     */
+    ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+    int rc = git_remote_create_with_opts(&remote, url, &ro);
     if (rc != 0)
         return keel_status_with_str(gate_git_error(rc, "'%s' is not a remote", shown), "url",
                                     shown);
