@@ -224,13 +224,23 @@ keel_status gate_branch_head(gate_repo *r, const char *branch, char hex[GATE_HEX
     keel_status s = gate_branch_check(branch);
     if (!keel_ok(s))
         return s;
-    git_oid oid;
     if (r->url != NULL) {
+        git_oid oid;
         s = gate_remote_fetch_branch(r->repo, r->url, branch, &oid);
         if (keel_ok(s))
             (void)git_oid_tostr(hex, GATE_HEX, &oid);
         return s;
     }
+    return gate_branch_known(r, branch, hex);
+}
+
+keel_status gate_branch_known(gate_repo *r, const char *branch, char hex[GATE_HEX])
+{
+    KEEL_ASSERT(r != NULL && hex != NULL);
+    keel_status s = gate_branch_check(branch);
+    if (!keel_ok(s))
+        return s;
+    git_oid oid;
     char refname[512];
     (void)snprintf(refname, sizeof(refname), "refs/heads/%s", branch);
     int rc = git_reference_name_to_id(&oid, r->repo, refname);
@@ -490,11 +500,44 @@ const char *gate_repo_git_dir(const gate_repo *r)
     return git_repository_path(r->repo);
 }
 
+static keel_status local_head_branch(gate_repo *r, char *name, size_t size);
+
 keel_status gate_repo_head_branch(gate_repo *r, char *name, size_t size)
 {
     KEEL_ASSERT(r != NULL && name != NULL && size > 0);
-    if (r->url != NULL)
-        return gate_remote_head_branch(r->repo, r->url, name, size);
+    if (r->url != NULL) {
+        keel_status s = gate_remote_head_branch(r->repo, r->url, name, size);
+        if (keel_ok(s)) {
+            /* the mirror's HEAD follows, for when the remote cannot be reached */
+            char ref[512];
+            (void)snprintf(ref, sizeof(ref), "refs/heads/%s", name);
+            int rc = git_reference_symbolic_create(NULL, r->repo, "HEAD", ref, 1,
+                                                   "keel-gate: the remote's HEAD");
+            if (rc != 0)
+                keel_status_ignore(gate_git_error(rc, "cannot set HEAD of '%s'", r->path),
+                                   "only the fallback for an unreachable remote");
+            return s;
+        }
+        if (!KEEL_IS(s, KEEL_E_IO))
+            return s;
+        /* unreachable: the branch the remote's HEAD named when last reached, if it was */
+        keel_status m = local_head_branch(r, name, size);
+        if (keel_ok(m)) {
+            char known[GATE_HEX];
+            m = gate_branch_known(r, name, known);
+        }
+        if (!keel_ok(m)) {
+            keel_status_ignore(m, "the remote's own error says more");
+            return s;
+        }
+        keel_status_ignore(s, "the mirror remembers the remote's HEAD");
+        return KEEL_OK;
+    }
+    return local_head_branch(r, name, size);
+}
+
+static keel_status local_head_branch(gate_repo *r, char *name, size_t size)
+{
     git_reference *head = NULL;
     int rc = git_reference_lookup(&head, r->repo, "HEAD");
     if (rc != 0)

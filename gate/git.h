@@ -42,7 +42,10 @@ const char *gate_repo_dir(const gate_repo *r);
 
 /* The repository's git directory (where keel-gate keeps its state by default), with a '/'. */
 const char *gate_repo_git_dir(const gate_repo *r);
-/* The branch HEAD names (the default target). */
+/*
+ * The branch HEAD names (the default target).  A remote's: when it cannot
+ * be reached, the one it named when last reached (kept as the mirror's HEAD).
+ */
 KEEL_MUST_USE keel_status gate_repo_head_branch(gate_repo *r, char *name, size_t size);
 
 /* Is `branch` a valid branch name?  (GATE_E_BAD_REF with the name when not.) */
@@ -50,6 +53,8 @@ KEEL_MUST_USE keel_status gate_branch_check(const char *branch);
 
 /* The commit a branch points at, as 40 hex digits (a remote's: as it is now, fetched). */
 KEEL_MUST_USE keel_status gate_branch_head(gate_repo *r, const char *branch, char hex[GATE_HEX]);
+/* The same without the network: a remote's as its mirror last saw it. */
+KEEL_MUST_USE keel_status gate_branch_known(gate_repo *r, const char *branch, char hex[GATE_HEX]);
 
 /*
  * Merge `heads` (commit ids, in order) one after another onto `base`, creating

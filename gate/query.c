@@ -118,8 +118,14 @@ keel_status gate_status(gate *g, FILE *f, bool json)
     }
     gate_change *buf = (gate_change *)bmem;
     gate_job *jobs = (gate_job *)jmem;
-    char tip[GATE_HEX] = "";
+    char tip[GATE_HEX] = "", unreachable[512] = "";
     s = gate_branch_head(g->repo, g->target, tip);
+    if (!keel_ok(s) && gate_repo_is_remote(g->repo) && KEEL_IS(s, KEEL_E_IO)) {
+        /* the queue is local: shown all the same, the tip as the mirror last saw it */
+        (void)snprintf(unreachable, sizeof(unreachable), "%s", keel_status_message(s));
+        keel_status_free(s);
+        s = gate_branch_known(g->repo, g->target, tip);
+    }
     long long builds = 0;
     if (keel_ok(s))
         s = gate_store_count_builds(g->store, &builds);
@@ -142,12 +148,21 @@ keel_status gate_status(gate *g, FILE *f, bool json)
         (void)fprintf(f, "{\"target\":");
         char t[GATE_BRANCH_MAX + 8];
         (void)gate_json_str(t, sizeof(t), 0, g->target);
-        (void)fprintf(f, "%s,\"tip\":\"%s\",\"builds\":%lld,\"queued\":[", t, tip, builds);
+        (void)fprintf(f, "%s,\"tip\":\"%s\",\"builds\":%lld,", t, tip, builds);
+        if (unreachable[0] != '\0') {
+            char e[sizeof(unreachable) * 2 + 8];
+            (void)gate_json_str(e, sizeof(e), 0, unreachable);
+            (void)fprintf(f, "\"remote_error\":%s,", e);
+        }
+        (void)fprintf(f, "\"queued\":[");
         for (size_t i = 0; i < nq; i++)
             json_change(f, &buf[i], i == 0);
         (void)fprintf(f, "]");
     } else {
-        (void)fprintf(f, "target '%s' at %.12s; %lld builds so far\n", g->target, tip, builds);
+        (void)fprintf(f, "target '%s' at %.12s%s; %lld builds so far\n", g->target, tip,
+                      unreachable[0] != '\0' ? " (last known)" : "", builds);
+        if (unreachable[0] != '\0')
+            (void)fprintf(f, "warning: %s\n", unreachable);
         (void)fprintf(f, "queued (%zu):\n", nq);
         for (size_t i = 0; i < nq; i++)
             (void)fprintf(f, "  %6lld  %-32s %.12s  priority %d\n", buf[i].id, buf[i].branch,

@@ -359,6 +359,60 @@ static void test_remote_disappears_mid_run(void **state)
 #endif
 }
 
+/* The queue is local: status shows it while the remote is away, with the tip last seen. */
+static void test_status_while_remote_unreachable(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = serial", "");
+    fx_where = fx_url;
+    fx_branch("a", "a.txt", "a\n");
+    fx_branch("b", "b.txt", "b\n");
+    gate *g = fx_open();
+    (void)fx_submit(g, "a", 0);
+    gate_close(g);
+    (void)run_once();
+    g = fx_open();
+    (void)fx_submit(g, "b", 0);
+    gate_close(g);
+    git_oid tip;
+    char hex[GIT_OID_HEXSZ + 1], gone[160];
+    fx_head("main", &tip);
+    git_oid_tostr(hex, sizeof(hex), &tip);
+    (void)snprintf(gone, sizeof(gone), "%s.gone", fx_repo);
+    assert_int_equal(rename(fx_repo, gone), 0);
+    g = fx_open(); /* the target: the branch the remote's HEAD named when last reached */
+    assert_string_equal(gate_target(g), "main");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    fx_ok(gate_status(g, f, false));
+    assert_int_equal(fclose(f), 0);
+    char want[96];
+    (void)snprintf(want, sizeof(want), "target 'main' at %.12s (last known)", hex);
+    if (strstr(text, want) == NULL || strstr(text, "warning: cannot reach 'file://") == NULL ||
+        strstr(text, "queued (1):") == NULL)
+        fail_msg("%s", text);
+    free(text);
+    f = open_memstream(&text, &len);
+    assert_non_null(f);
+    fx_ok(gate_status(g, f, true));
+    assert_int_equal(fclose(f), 0);
+    if (!keel_test_json_valid(text) || strstr(text, "\"remote_error\":\"cannot reach") == NULL)
+        fail_msg("%s", text);
+    free(text);
+    /* what needs the remote says so */
+    long long id = 0;
+    keel_status s = gate_submit(g, "b", 0, &id);
+    assert_true(KEEL_IS(s, KEEL_E_IO) || KEEL_HAS(s, KEEL_E_IO));
+    keel_status_free(s);
+    gate_close(g);
+    assert_int_equal(rename(gone, fx_repo), 0);
+    (void)run_once(); /* and once it is back, the queue goes on */
+    assert_int_equal(fx_times_landed("b"), 1);
+    fx_assert_tip_tested();
+}
+
 /* gate_open's error for `where` (must fail), formatted. */
 static void open_error(const char *where, const char *mirror, char *msg, size_t size)
 {
@@ -484,6 +538,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_git_daemon_kill_around_the_push, teardown),
         cmocka_unit_test_teardown(test_git_daemon_refusal_is_not_a_move, teardown),
         cmocka_unit_test_teardown(test_remote_disappears_mid_run, teardown),
+        cmocka_unit_test_teardown(test_status_while_remote_unreachable, teardown),
         cmocka_unit_test_teardown(test_unreachable_and_missing, teardown),
         cmocka_unit_test_teardown(test_mirror_belongs_to_one_remote, teardown),
         cmocka_unit_test_teardown(test_urls, teardown),
