@@ -357,3 +357,7 @@ void gate_point_after_cas(void)
 {
     CRASH_POINT(crash_after_cas);
 }
+void gate_point_after_take(void)
+{
+    CRASH_POINT(crash_after_take);
+}

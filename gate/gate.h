@@ -13,8 +13,8 @@
  *   gate_close(g);
  *
  * Crash safety: every step is one store transaction, and the stress points
- * gate.crash_after_merge, gate.crash_after_job, gate.crash_before_cas and
- * gate.crash_after_cas end the process with _exit(99) when they fire (a
+ * gate.crash_after_merge, gate.crash_after_job, gate.crash_before_cas,
+ * gate.crash_after_cas and gate.crash_after_take end the process with _exit(99) when they fire (a
  * simulated kill -9).  gate_run starts with gate_store_recover, given the
  * commit the target points at, so work resumes where it stopped.
  */
@@ -45,6 +45,18 @@ void gate_close(gate *g);
 
 gate_store *gate_get_store(gate *g);
 const char *gate_target(const gate *g);
+
+/*
+ * Queue what was submitted by a push (git.h, GATE_SUBMIT_PREFIX): each
+ * refs/keel-gate/submit/<branch> becomes a change of priority 0 and its ref
+ * is removed (only if not pushed again meanwhile).  A hostile or reserved
+ * name is refused: its ref removed, a "refused" event recorded.  A push for
+ * a branch that already has an active change waits until that change ends
+ * (the same commit again: already queued, the ref is removed).  gate_run
+ * calls it at start and then every poll (a remote's: every tenth).
+ * *queued: how many changes it queued.
+ */
+KEEL_MUST_USE keel_status gate_take_pushed(gate *g, size_t *queued);
 
 /* Queue the current head of `branch` (GATE_E_BAD_REF for a hostile name). */
 KEEL_MUST_USE keel_status gate_submit(gate *g, const char *branch, int priority, long long *id);

@@ -72,6 +72,8 @@ struct gate {
     bool stopping;      /* gate_run is stopping on request: results blame nothing */
     long long heaps_at; /* when the heap stats were last published (s) */
     bool heaps_warned;
+    long long pushed_at_ms; /* when refs/keel-gate/submit/ was last looked at (monotonic) */
+    bool pushed_warned;
 };
 
 void gate_fmt(char *buf, size_t size, const char *fmt, ...) KEEL_PRINTF(3, 4);
@@ -87,5 +89,6 @@ void gate_point_after_merge(void);
 void gate_point_after_job(void);
 void gate_point_before_cas(void);
 void gate_point_after_cas(void);
+void gate_point_after_take(void);
 
 #endif /* KEEL_GATE_GATE_INT_H */

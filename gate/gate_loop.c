@@ -78,6 +78,38 @@ static void publish_heaps(gate *g, bool now)
     keel_status_free(s);
 }
 
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Changes submitted by a push, every poll (a remote's every tenth: a
+ * connection each time).  A failure is a warning: the queue goes on.
+ */
+static void take_pushed(gate *g)
+{
+    long long t = mono_ms();
+    if (t < g->pushed_at_ms)
+        return;
+    g->pushed_at_ms = t + (long long)g->poll_ms * (gate_repo_is_remote(g->repo) ? 10 : 1);
+    size_t queued = 0;
+    keel_status s = gate_take_pushed(g, &queued);
+    if (keel_ok(s)) {
+        g->pushed_warned = false;
+        return;
+    }
+    if (!g->pushed_warned) { /* once until it works again */
+        char msg[1024];
+        (void)keel_status_format(s, msg, sizeof(msg));
+        gate_say(g, "warning: %s\n", msg);
+        g->pushed_warned = true;
+    }
+    keel_status_free(s);
+}
+
 static gate_cand *find_cand(gate *g, long long sid)
 {
     for (size_t i = g->ncands; i-- > 0;)
@@ -641,8 +673,10 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     if (keel_ok(s))
         gate_say(g, "gate: '%s' at %.12s, strategy %s, %u slots\n", g->target, g->tip,
                  gate_strategy_name(g->tip_cfg->strategy), gate_slots(g->tip_cfg));
+    g->pushed_at_ms = 0;
     while (keel_ok(s) && !stop_requested(g)) {
         publish_heaps(g, false);
+        take_pushed(g);
         unsigned gen = g->gen;
         s = sync_queue(g);
         if (keel_ok(s))

@@ -553,3 +553,92 @@ static keel_status local_head_branch(gate_repo *r, char *name, size_t size)
     git_reference_free(head);
     return s;
 }
+
+/* ---- changes submitted by a push ---------------------------------------------------------- */
+
+typedef struct pushed_call {
+    gate_pushed_fn fn;
+    void *ctx;
+} pushed_call;
+
+static keel_status pushed_one(const char *ref, const git_oid *oid, void *ctx)
+{
+    const pushed_call *call = (const pushed_call *)ctx;
+    char hex[GATE_HEX];
+    (void)git_oid_tostr(hex, sizeof(hex), oid);
+    return call->fn(ref + strlen(GATE_SUBMIT_PREFIX), hex, call->ctx);
+}
+
+typedef struct pushed_ref {
+    char ref[512];
+    git_oid oid;
+} pushed_ref;
+
+keel_status gate_pushed_each(gate_repo *r, gate_pushed_fn fn, void *ctx)
+{
+    KEEL_ASSERT(r != NULL && fn != NULL);
+    pushed_call call = {fn, ctx};
+    if (r->url != NULL)
+        return gate_remote_each_ref(r->repo, r->url, GATE_SUBMIT_PREFIX, pushed_one, &call);
+    /* a local repository's: listed first, since fn removes refs */
+    git_reference_iterator *it = NULL;
+    int rc = git_reference_iterator_glob_new(&it, r->repo, GATE_SUBMIT_PREFIX "*");
+    if (rc != 0)
+        return gate_git_error(rc, "cannot list the refs of '%s'", r->path);
+    pushed_ref *refs = NULL;
+    size_t n = 0, cap = 0;
+    keel_status s = KEEL_OK;
+    git_reference *ref = NULL;
+    while (keel_ok(s) && (rc = git_reference_next(&ref, it)) == 0) {
+        if (git_reference_type(ref) == GIT_REFERENCE_DIRECT) {
+            if (n == cap) {
+                void *mem = refs;
+                cap = cap > 0 ? 2 * cap : 8;
+                s = keel_heap_realloc(GIT_HEAP, &mem, cap * sizeof(pushed_ref));
+                refs = (pushed_ref *)mem;
+            }
+            if (keel_ok(s)) {
+                (void)snprintf(refs[n].ref, sizeof(refs[n].ref), "%s", git_reference_name(ref));
+                git_oid_cpy(&refs[n].oid, git_reference_target(ref));
+                n++;
+            }
+        }
+        git_reference_free(ref);
+    }
+    git_reference_iterator_free(it);
+    if (keel_ok(s) && rc != GIT_ITEROVER)
+        s = gate_git_error(rc, "cannot list the refs of '%s'", r->path);
+    for (size_t i = 0; keel_ok(s) && i < n; i++)
+        s = pushed_one(refs[i].ref, &refs[i].oid, &call);
+    keel_heap_free(GIT_HEAP, refs);
+    return s;
+}
+
+keel_status gate_pushed_remove(gate_repo *r, const char *branch, const char *hex, bool *removed)
+{
+    KEEL_ASSERT(r != NULL && branch != NULL && removed != NULL);
+    *removed = false;
+    git_oid oid;
+    keel_status s = parse_oid(hex, &oid);
+    if (!keel_ok(s))
+        return s;
+    char refname[600];
+    (void)snprintf(refname, sizeof(refname), "%s%s", GATE_SUBMIT_PREFIX, branch);
+    if (r->url != NULL)
+        return gate_remote_delete_ref(r->repo, r->url, refname, &oid, removed);
+    git_reference *ref = NULL;
+    int rc = git_reference_lookup(&ref, r->repo, refname);
+    if (rc == GIT_ENOTFOUND)
+        return KEEL_OK;
+    if (rc == 0 && git_reference_type(ref) == GIT_REFERENCE_DIRECT &&
+        git_oid_equal(git_reference_target(ref), &oid)) {
+        rc = git_reference_delete(ref); /* refused if it moved since the lookup */
+        *removed = rc == 0;
+        if (rc == GIT_EMODIFIED)
+            rc = 0;
+    }
+    git_reference_free(ref);
+    if (rc != 0)
+        return gate_git_error(rc, "cannot remove '%s' from '%s'", refname, r->path);
+    return KEEL_OK;
+}

@@ -92,4 +92,18 @@ void gate_file_free(char *data);
 KEEL_MUST_USE keel_status gate_branch_cas(gate_repo *r, const char *branch, const char *expected,
                                           const char *next, const char *message);
 
+/*
+ * Changes submitted by a push: a ref refs/keel-gate/submit/<branch> in the
+ * guarded repository (`git push origin topic:refs/keel-gate/submit/topic`).
+ * gate_pushed_each gives each one's name (<branch>, not checked: the caller
+ * refuses a hostile one) and commit to fn, a remote's fetched first;
+ * gate_pushed_remove deletes one once it is queued, only if it still points
+ * at that commit (*removed false when it was pushed again meanwhile).
+ */
+#define GATE_SUBMIT_PREFIX "refs/keel-gate/submit/"
+typedef keel_status (*gate_pushed_fn)(const char *branch, const char *hex, void *ctx);
+KEEL_MUST_USE keel_status gate_pushed_each(gate_repo *r, gate_pushed_fn fn, void *ctx);
+KEEL_MUST_USE keel_status gate_pushed_remove(gate_repo *r, const char *branch, const char *hex,
+                                             bool *removed);
+
 #endif /* KEEL_GATE_GIT_H */

@@ -335,6 +335,37 @@ static keel_status advertised(git_remote *remote, const char *ref, git_oid *oid,
     return KEEL_OK;
 }
 
+/*
+ * Connected to url for `dir`ection, and what it advertises for `ref` (*found
+ * false: nothing); the remote to disconnect_remote, whatever the status.
+ */
+static keel_status connect_at(git_repository *mirror, const char *url, git_direction dir,
+                              const char *ref, remote_call *call, git_remote **remote, git_oid *now,
+                              bool *found)
+{
+    memset(call, 0, sizeof(*call));
+    *found = false;
+    keel_status s = connect_remote(mirror, url, dir, call, remote);
+    if (keel_ok(s))
+        s = advertised(*remote, ref, now, found);
+    return s;
+}
+
+/* Push one refspec on the connected remote (a refusal is left in call->refused). */
+static keel_status upload(git_remote *remote, remote_call *call, char *spec, const char *shown)
+{
+    char *specs[1] = {spec}; /* git_strarray holds char *: spec is the caller's buffer */
+    git_strarray arr = {specs, 1};
+    git_push_options po;
+    (void)git_push_options_init(&po, GIT_PUSH_OPTIONS_VERSION);
+    callbacks_init(&po.callbacks, call);
+    int rc = git_remote_upload(remote, &arr, &po);
+    if (rc != 0)
+        return keel_status_with_str(gate_git_error(rc, "cannot push '%s' to '%s'", spec, shown),
+                                    "url", shown);
+    return KEEL_OK;
+}
+
 /* Worth trying again: the network, not the request. */
 static bool transient(keel_status s)
 {
@@ -366,6 +397,30 @@ static keel_status probe_once(const char *url)
 
 /* ---- fetch ------------------------------------------------------------------------------ */
 
+/*
+ * Download what the connected remote's refs matching `src` (a ref, or a
+ * pattern with '*') need into the mirror's objects; refs are the caller's.
+ */
+static keel_status download(git_remote *remote, remote_call *call, git_odb *odb, const char *src)
+{
+    char spec[2 * REF_MAX + 4];
+    (void)snprintf(spec, sizeof(spec), "+%s:%s", src, src);
+    char *specs[1] = {spec};
+    git_strarray arr = {specs, 1};
+    git_fetch_options fo;
+    (void)git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
+    callbacks_init(&fo.callbacks, call);
+    fo.update_fetchhead = 0;
+    fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+    fo.prune = GIT_FETCH_NO_PRUNE;
+    int rc = git_remote_download(remote, &arr, &fo);
+    if (rc != 0)
+        return gate_git_error(rc, "cannot fetch '%s'", src);
+    if (git_odb_refresh(odb) != 0)
+        return gate_git_error(-1, "cannot read the mirror's objects again");
+    return KEEL_OK;
+}
+
 static keel_status fetch_once(git_repository *mirror, const char *url, const char *ref,
                               git_oid *out)
 {
@@ -388,20 +443,8 @@ static keel_status fetch_once(git_repository *mirror, const char *url, const cha
     if (rc != 0)
         s = gate_git_error(rc, "cannot open the mirror's objects");
     if (keel_ok(s) && !git_odb_exists(odb, out)) {
-        char spec[2 * REF_MAX + 4];
-        (void)snprintf(spec, sizeof(spec), "+%s:%s", ref, ref);
-        char *specs[1] = {spec};
-        git_strarray arr = {specs, 1};
-        git_fetch_options fo;
-        (void)git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
-        callbacks_init(&fo.callbacks, &call);
-        fo.update_fetchhead = 0;
-        fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
-        fo.prune = GIT_FETCH_NO_PRUNE;
-        rc = git_remote_download(remote, &arr, &fo);
-        if (rc != 0)
-            s = gate_git_error(rc, "cannot fetch '%s'", ref);
-        else if (git_odb_refresh(odb) != 0 || !git_odb_exists(odb, out))
+        s = download(remote, &call, odb, ref);
+        if (keel_ok(s) && !git_odb_exists(odb, out))
             s = KEEL_ERR(KEEL_E_IO, "fetched '%s' but its commit is not in the mirror", ref);
     }
     git_odb_free(odb);
@@ -498,13 +541,10 @@ static keel_status push_once(git_repository *mirror, const char *url, const char
     gate_remote_redact(url, shown, sizeof(shown));
     (void)snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
     remote_call call;
-    memset(&call, 0, sizeof(call));
     git_remote *remote = NULL;
-    keel_status s = connect_remote(mirror, url, GIT_DIRECTION_PUSH, &call, &remote);
     git_oid now;
     bool found = false;
-    if (keel_ok(s))
-        s = advertised(remote, ref, &now, &found);
+    keel_status s = connect_at(mirror, url, GIT_DIRECTION_PUSH, ref, &call, &remote, &now, &found);
     if (keel_ok(s) && (!found || !git_oid_equal(&now, expected)))
         s = moved(branch, shown, expected, &now, !found, "");
     if (keel_ok(s)) {
@@ -518,24 +558,16 @@ static keel_status push_once(git_repository *mirror, const char *url, const char
     if (keel_ok(s)) {
         char spec[2 * REF_MAX];
         (void)snprintf(spec, sizeof(spec), "%s:%s", land_ref, ref); /* no '+': not forced */
-        char *specs[1] = {spec};
-        git_strarray arr = {specs, 1};
-        git_push_options po;
-        (void)git_push_options_init(&po, GIT_PUSH_OPTIONS_VERSION);
-        callbacks_init(&po.callbacks, &call);
-        int rc = git_remote_upload(remote, &arr, &po);
-        if (rc != 0)
-            s = keel_status_with_str(gate_git_error(rc, "cannot push to '%s'", shown), "url",
-                                     shown);
+        s = upload(remote, &call, spec, shown);
     }
     disconnect_remote(remote);
     if (keel_ok(s) && call.refused[0] != '\0') {
         /* moved under us, or refused for a reason of its own (a hook, a protected branch)? */
-        memset(&call, 0, sizeof(call));
-        s = connect_remote(mirror, url, GIT_DIRECTION_FETCH, &call, &remote);
-        if (keel_ok(s))
-            s = advertised(remote, ref, &now, &found);
+        char why[sizeof(call.refused)];
+        (void)snprintf(why, sizeof(why), "%s", call.refused);
+        s = connect_at(mirror, url, GIT_DIRECTION_FETCH, ref, &call, &remote, &now, &found);
         disconnect_remote(remote);
+        (void)snprintf(call.refused, sizeof(call.refused), "%s", why);
         if (keel_ok(s) && (!found || !git_oid_equal(&now, expected)))
             s = moved(branch, shown, expected, &now, !found, call.refused);
         else if (keel_ok(s))
@@ -565,6 +597,93 @@ keel_status gate_remote_push_cas(git_repository *mirror, const char *url, const 
         keel_status_free(s);
         pause_ms(backoff_ms[i]);
         s = push_once(mirror, url, branch, expected, next);
+    }
+    return s;
+}
+
+/* ---- refs pushed for the gate ----------------------------------------------------------- */
+
+static keel_status each_ref_once(git_repository *mirror, const char *url, const char *prefix,
+                                 gate_remote_ref_fn fn, void *ctx)
+{
+    remote_call call;
+    memset(&call, 0, sizeof(call));
+    git_remote *remote = NULL;
+    keel_status s = connect_remote(mirror, url, GIT_DIRECTION_FETCH, &call, &remote);
+    const git_remote_head **heads = NULL;
+    size_t n = 0, plen = strlen(prefix);
+    int rc = keel_ok(s) ? git_remote_ls(&heads, &n, remote) : 0;
+    if (rc != 0)
+        s = gate_git_error(rc, "cannot list the refs of the remote");
+    git_odb *odb = NULL;
+    if (keel_ok(s) && (rc = git_repository_odb(&odb, mirror)) != 0)
+        s = gate_git_error(rc, "cannot open the mirror's objects");
+    bool missing = false;
+    for (size_t i = 0; keel_ok(s) && i < n; i++)
+        missing |=
+            strncmp(heads[i]->name, prefix, plen) == 0 && !git_odb_exists(odb, &heads[i]->oid);
+    if (keel_ok(s) && missing) {
+        char pattern[REF_MAX + 2];
+        (void)snprintf(pattern, sizeof(pattern), "%s*", prefix);
+        s = download(remote, &call, odb, pattern);
+    }
+    git_odb_free(odb);
+    for (size_t i = 0; keel_ok(s) && i < n; i++) {
+        if (strncmp(heads[i]->name, prefix, plen) != 0)
+            continue;
+        git_reference *r = NULL;
+        /* a name git itself refuses is passed on for the caller to refuse; not recorded */
+        rc =
+            git_reference_create(&r, mirror, heads[i]->name, &heads[i]->oid, 1, "keel-gate: fetch");
+        git_reference_free(r);
+        if (rc != 0 && rc != GIT_EINVALIDSPEC)
+            s = gate_git_error(rc, "cannot record '%s' in the mirror", heads[i]->name);
+        if (keel_ok(s))
+            s = fn(heads[i]->name, &heads[i]->oid, ctx);
+    }
+    disconnect_remote(remote);
+    return s;
+}
+
+keel_status gate_remote_each_ref(git_repository *mirror, const char *url, const char *prefix,
+                                 gate_remote_ref_fn fn, void *ctx)
+{
+    KEEL_ASSERT(mirror != NULL && url != NULL && prefix != NULL && fn != NULL);
+    keel_status s = each_ref_once(mirror, url, prefix, fn, ctx);
+    for (size_t i = 0; transient(s) && i < RETRIES; i++) {
+        keel_status_free(s);
+        pause_ms(backoff_ms[i]);
+        s = each_ref_once(mirror, url, prefix, fn, ctx);
+    }
+    return s;
+}
+
+keel_status gate_remote_delete_ref(git_repository *mirror, const char *url, const char *ref,
+                                   const git_oid *expected, bool *deleted)
+{
+    KEEL_ASSERT(mirror != NULL && url != NULL && ref != NULL && expected != NULL &&
+                deleted != NULL);
+    *deleted = false;
+    char shown[512];
+    gate_remote_redact(url, shown, sizeof(shown));
+    remote_call call;
+    git_remote *remote = NULL;
+    git_oid now;
+    bool found = false;
+    keel_status s = connect_at(mirror, url, GIT_DIRECTION_PUSH, ref, &call, &remote, &now, &found);
+    if (keel_ok(s) && found && git_oid_equal(&now, expected)) {
+        char spec[REF_MAX + 2];
+        (void)snprintf(spec, sizeof(spec), ":%s", ref); /* deletes, carrying the old value */
+        s = upload(remote, &call, spec, shown);
+        *deleted = keel_ok(s) && call.refused[0] == '\0';
+    }
+    disconnect_remote(remote);
+    git_reference *mine = NULL;
+    if (keel_ok(s) && git_reference_lookup(&mine, mirror, ref) == 0) {
+        if (git_oid_equal(git_reference_target(mine), expected) && git_reference_delete(mine) != 0)
+            keel_status_ignore(gate_git_error(-1, "cannot delete '%s' in the mirror", ref),
+                               "the next listing sets the mirror's copy again");
+        git_reference_free(mine);
     }
     return s;
 }

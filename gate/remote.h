@@ -74,6 +74,26 @@ KEEL_MUST_USE keel_status gate_remote_push_cas(git_repository *mirror, const cha
                                                const char *branch, const git_oid *expected,
                                                const git_oid *next);
 
+/* Called for each ref found: its name (full) and commit. */
+typedef keel_status (*gate_remote_ref_fn)(const char *ref, const git_oid *oid, void *ctx);
+
+/*
+ * Every ref of the remote under `prefix` (e.g. "refs/keel-gate/submit/"),
+ * its objects fetched into the mirror and the mirror's ref of the same name
+ * set to it, then given to fn (in the remote's order; fn's error stops).
+ */
+KEEL_MUST_USE keel_status gate_remote_each_ref(git_repository *mirror, const char *url,
+                                               const char *prefix, gate_remote_ref_fn fn,
+                                               void *ctx);
+
+/*
+ * Delete the remote's `ref` if it still points at `expected` (*deleted
+ * false, KEEL_OK, when it points elsewhere or is gone), and the mirror's.
+ */
+KEEL_MUST_USE keel_status gate_remote_delete_ref(git_repository *mirror, const char *url,
+                                                 const char *ref, const git_oid *expected,
+                                                 bool *deleted);
+
 /* libgit2's last error (rc its return code) as a keel status; git.c. */
 KEEL_MUST_USE keel_status gate_git_error(int rc, const char *fmt, ...) KEEL_PRINTF(2, 3);
 

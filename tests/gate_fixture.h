@@ -170,6 +170,24 @@ static inline gate *fx_open(void)
     return g;
 }
 
+/* One gate_run(once) on a gate of its own: what `keel-gate run --once` does. */
+static inline gate_run_stats fx_run_once(void)
+{
+    gate *g = fx_open();
+    gate_run_stats st;
+    fx_ok(gate_run(g, true, &st));
+    gate_close(g);
+    return st;
+}
+
+/* A cmocka teardown for tests that set up a repository. */
+static inline int fx_teardown(void **state)
+{
+    (void)state;
+    fx_teardown_repo();
+    return 0;
+}
+
 static inline long long fx_submit(gate *g, const char *branch, int priority)
 {
     long long id = 0;

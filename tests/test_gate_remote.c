@@ -133,15 +133,6 @@ static bool daemon_start(void)
     return false;
 }
 
-static gate_run_stats run_once(void)
-{
-    gate *g = fx_open();
-    gate_run_stats st;
-    fx_ok(gate_run(g, true, &st));
-    gate_close(g);
-    return st;
-}
-
 static void test_git_daemon_lands_in_order(void **state)
 {
     (void)state;
@@ -154,7 +145,7 @@ static void test_git_daemon_lands_in_order(void **state)
     gate *g = fx_open();
     long long a = fx_submit(g, "a", 0), bad = fx_submit(g, "bad", 0), b = fx_submit(g, "b", 0);
     gate_close(g);
-    gate_run_stats st = run_once();
+    gate_run_stats st = fx_run_once();
     assert_int_equal(st.landed, 2);
     assert_int_equal(st.rejected, 1);
     g = fx_open();
@@ -193,7 +184,7 @@ static void test_git_daemon_push_lost_to_concurrent_push(void **state)
     gate_close(g);
     fx_ok(keel_stress_set_action("gate.crash_before_cas", fx_push_to_main, NULL));
     fx_ok(keel_stress_enable("gate.crash_before_cas:nth=1"));
-    gate_run_stats st = run_once();
+    gate_run_stats st = fx_run_once();
     keel_stress_clear();
     fx_ok(keel_stress_set_action("gate.crash_before_cas", NULL, NULL));
     assert_int_equal(st.moved, 1);
@@ -245,7 +236,7 @@ static void test_git_daemon_kill_around_the_push(void **state)
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 99)
             fail_msg("%s: the gate should have died there (status %d): %s", points[p], status, err);
         fx_assert_tip_tested_as(false);
-        (void)run_once();
+        (void)fx_run_once();
         g = fx_open();
         for (size_t i = 0; i < 3; i++)
             if (fx_state_of(g, ids[i]) != GATE_CHANGE_LANDED)
@@ -296,11 +287,38 @@ static void test_git_daemon_refusal_is_not_a_move(void **state)
     gate_close(g);
     /* nothing lost: the change waits, and lands once the remote accepts */
     assert_int_equal(unlink(hook), 0);
-    (void)run_once();
+    (void)fx_run_once();
     g = fx_open();
     assert_int_equal(fx_state_of(g, a), GATE_CHANGE_LANDED);
     gate_close(g);
     assert_int_equal(fx_times_landed("a"), 1);
+    fx_assert_tip_tested();
+}
+
+/* Submitted by a push to refs/keel-gate/submit/<branch>: queued, landed, the ref deleted over git://. */
+static void test_git_daemon_submit_by_push(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = serial", "");
+    if (!daemon_start())
+        skip();
+    fx_branch("a", "a.txt", "a\n");
+    git_oid head;
+    fx_head("a", &head);
+    git_reference *r = NULL;
+    assert_int_equal(
+        git_reference_create(&r, fx_git, "refs/keel-gate/submit/topic", &head, 1, "push"), 0);
+    git_reference_free(r);
+    gate_run_stats st = fx_run_once();
+    assert_int_equal(st.landed, 1);
+    assert_int_equal(fx_times_landed("a"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE branch = 'topic' AND state = "
+                                "'landed'",
+                                NULL),
+                     1);
+    git_oid oid;
+    assert_int_equal(git_reference_name_to_id(&oid, fx_git, "refs/keel-gate/submit/topic"),
+                     GIT_ENOTFOUND);
     fx_assert_tip_tested();
 }
 
@@ -345,7 +363,7 @@ static void test_remote_disappears_mid_run(void **state)
     gate_close(g);
     /* the repository comes back: nothing was lost, each change lands once */
     assert_int_equal(rename(gone_path, fx_repo), 0);
-    (void)run_once();
+    (void)fx_run_once();
     g = fx_open();
     assert_int_equal(fx_state_of(g, a), GATE_CHANGE_LANDED);
     assert_int_equal(fx_state_of(g, b), GATE_CHANGE_LANDED);
@@ -370,7 +388,7 @@ static void test_status_while_remote_unreachable(void **state)
     gate *g = fx_open();
     (void)fx_submit(g, "a", 0);
     gate_close(g);
-    (void)run_once();
+    (void)fx_run_once();
     g = fx_open();
     (void)fx_submit(g, "b", 0);
     gate_close(g);
@@ -408,7 +426,7 @@ static void test_status_while_remote_unreachable(void **state)
     keel_status_free(s);
     gate_close(g);
     assert_int_equal(rename(gone, fx_repo), 0);
-    (void)run_once(); /* and once it is back, the queue goes on */
+    (void)fx_run_once(); /* and once it is back, the queue goes on */
     assert_int_equal(fx_times_landed("b"), 1);
     fx_assert_tip_tested();
 }
@@ -537,6 +555,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_git_daemon_push_lost_to_concurrent_push, teardown),
         cmocka_unit_test_teardown(test_git_daemon_kill_around_the_push, teardown),
         cmocka_unit_test_teardown(test_git_daemon_refusal_is_not_a_move, teardown),
+        cmocka_unit_test_teardown(test_git_daemon_submit_by_push, teardown),
         cmocka_unit_test_teardown(test_remote_disappears_mid_run, teardown),
         cmocka_unit_test_teardown(test_status_while_remote_unreachable, teardown),
         cmocka_unit_test_teardown(test_unreachable_and_missing, teardown),

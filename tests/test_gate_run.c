@@ -21,22 +21,6 @@
 
 #include "gate_fixture.h"
 
-static gate_run_stats run_once(void)
-{
-    gate *g = fx_open();
-    gate_run_stats st;
-    fx_ok(gate_run(g, true, &st));
-    gate_close(g);
-    return st;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    fx_teardown_repo();
-    return 0;
-}
-
 static void test_landing_order(void **state)
 {
     (void)state;
@@ -47,7 +31,7 @@ static void test_landing_order(void **state)
     gate *g = fx_open();
     long long ids[3] = {fx_submit(g, "a", 0), fx_submit(g, "b", 0), fx_submit(g, "c", 0)};
     gate_close(g);
-    gate_run_stats st = run_once();
+    gate_run_stats st = fx_run_once();
     assert_int_equal(st.landed, 3);
     assert_int_equal(st.rejected, 0);
     assert_int_equal(st.builds, 3);
@@ -86,7 +70,7 @@ static void test_priority(void **state)
     (void)fx_submit(g, "low", 0);
     (void)fx_submit(g, "high", 5);
     gate_close(g);
-    gate_run_stats st = run_once();
+    gate_run_stats st = fx_run_once();
     assert_int_equal(st.landed, 2);
     git_oid landed[4], h;
     assert_int_equal(fx_landed_heads(landed, 4), 2);
@@ -113,7 +97,7 @@ static void batch_with_bad(size_t n, const size_t *bad, size_t nbad)
         ids[i] = fx_submit(g, name, 0);
     }
     gate_close(g);
-    gate_run_stats st = run_once();
+    gate_run_stats st = fx_run_once();
     assert_int_equal(st.landed, n - nbad);
     assert_int_equal(st.rejected, nbad);
     g = fx_open();
@@ -157,7 +141,7 @@ static void test_conflict_rejected(void **state)
     gate *g = fx_open();
     long long a = fx_submit(g, "one", 0), b = fx_submit(g, "two", 0), c = fx_submit(g, "three", 0);
     gate_close(g);
-    gate_run_stats st = run_once();
+    gate_run_stats st = fx_run_once();
     assert_int_equal(st.landed, 2);
     assert_int_equal(st.conflicts, 1);
     assert_int_equal(st.rejected, 0);
@@ -205,7 +189,7 @@ static void test_each_job_in_a_clean_tree(void **state)
     long long a = fx_submit(g, "a", 0), bad = fx_submit(g, "bad", 0), b = fx_submit(g, "b", 0),
               c = fx_submit(g, "c", 0);
     gate_close(g);
-    gate_run_stats st = run_once();
+    gate_run_stats st = fx_run_once();
     assert_int_equal(st.jobs, 4);
     assert_int_equal(st.landed, 3);
     assert_int_equal(st.rejected, 1);
@@ -231,7 +215,7 @@ static void test_flake_retried_and_lands(void **state)
     gate *g = fx_open();
     long long id = fx_submit(g, "flaky", 0);
     gate_close(g);
-    gate_run_stats st = run_once();
+    gate_run_stats st = fx_run_once();
     assert_int_equal(st.landed, 1);
     assert_int_equal(st.flakes, 1);
     assert_int_equal(st.builds, 2);
@@ -262,7 +246,7 @@ static void test_timeout_kills_group(void **state)
     long long id = fx_submit(g, "hang", 0);
     gate_close(g);
     unsigned long long t0 = (unsigned long long)time(NULL);
-    gate_run_stats st = run_once();
+    gate_run_stats st = fx_run_once();
     assert_true((unsigned long long)time(NULL) - t0 < 15);
     assert_int_equal(st.rejected, 1);
     g = fx_open();
@@ -301,7 +285,7 @@ static void test_cas_lost_to_push(void **state)
     gate_close(g);
     fx_ok(keel_stress_set_action("gate.crash_before_cas", fx_push_to_main, NULL));
     fx_ok(keel_stress_enable("gate.crash_before_cas:nth=1"));
-    gate_run_stats st = run_once();
+    gate_run_stats st = fx_run_once();
     keel_stress_clear();
     fx_ok(keel_stress_set_action("gate.crash_before_cas", NULL, NULL));
     assert_int_equal(st.moved, 1);
@@ -359,7 +343,7 @@ static void test_crash_at_every_point(void **state)
                 fail_msg("%s: the gate should have died at the point (status %d): %s", spec, status,
                          err);
             fx_assert_tip_tested_as(false); /* even right after the kill */
-            gate_run_stats st = run_once();
+            gate_run_stats st = fx_run_once();
             (void)st;
             g = fx_open();
             for (size_t i = 0; i < 4; i++)
@@ -403,7 +387,7 @@ static void test_notify_failure_never_blocks(void **state)
     gate *g = fx_open();
     (void)fx_submit(g, "a", 0);
     gate_close(g);
-    gate_run_stats st = run_once();
+    gate_run_stats st = fx_run_once();
     assert_int_equal(st.landed, 1);
     assert_int_equal(st.notify_failures, 1);
     assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'notify-failed'", NULL),
@@ -413,17 +397,17 @@ static void test_notify_failure_never_blocks(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_landing_order, teardown),
-        cmocka_unit_test_teardown(test_priority, teardown),
-        cmocka_unit_test_teardown(test_batch_one_bad, teardown),
-        cmocka_unit_test_teardown(test_batch_two_bad, teardown),
-        cmocka_unit_test_teardown(test_conflict_rejected, teardown),
-        cmocka_unit_test_teardown(test_each_job_in_a_clean_tree, teardown),
-        cmocka_unit_test_teardown(test_flake_retried_and_lands, teardown),
-        cmocka_unit_test_teardown(test_timeout_kills_group, teardown),
-        cmocka_unit_test_teardown(test_cas_lost_to_push, teardown),
-        cmocka_unit_test_teardown(test_crash_at_every_point, teardown),
-        cmocka_unit_test_teardown(test_notify_failure_never_blocks, teardown),
+        cmocka_unit_test_teardown(test_landing_order, fx_teardown),
+        cmocka_unit_test_teardown(test_priority, fx_teardown),
+        cmocka_unit_test_teardown(test_batch_one_bad, fx_teardown),
+        cmocka_unit_test_teardown(test_batch_two_bad, fx_teardown),
+        cmocka_unit_test_teardown(test_conflict_rejected, fx_teardown),
+        cmocka_unit_test_teardown(test_each_job_in_a_clean_tree, fx_teardown),
+        cmocka_unit_test_teardown(test_flake_retried_and_lands, fx_teardown),
+        cmocka_unit_test_teardown(test_timeout_kills_group, fx_teardown),
+        cmocka_unit_test_teardown(test_cas_lost_to_push, fx_teardown),
+        cmocka_unit_test_teardown(test_crash_at_every_point, fx_teardown),
+        cmocka_unit_test_teardown(test_notify_failure_never_blocks, fx_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

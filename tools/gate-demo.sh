@@ -183,17 +183,19 @@ echo "indent 4" > .editorconfig
 commit "an editor configuration"
 
 echo "################ keel-gate demo: $repo"
-echo "\$ keel-gate submit <branch>   (x8, and one hostile name)"
-for b in timing-test version release-fastpath greet-hi log-reset greet-hey readme tools; do
+echo "\$ keel-gate submit <branch>   (x7, and one hostile name)"
+for b in timing-test version release-fastpath greet-hi log-reset greet-hey readme; do
     "$gate" --quiet submit "$b"
 done
 "$gate" submit 'evil;rm -rf ~' || echo "(refused, exit $?)"
+echo "\$ git push origin tools:refs/keel-gate/submit/tools   (a submit by push: the gate takes it)"
+git -C "$repo" push -q . tools:refs/keel-gate/submit/tools
 echo
 echo "\$ keel-gate run --once"
 start=$(date +%s)
 rc=0
 "$gate" run --once > "$demo/run.txt" || rc=$?
-grep -E '^(gate|landed|rejected|conflict|flaky|moved|summary)' "$demo/run.txt" | sed 's/, log [^)]*)/)/g'
+grep -E '^(gate|queued|landed|rejected|conflict|flaky|moved|summary)' "$demo/run.txt" | sed 's/, log [^)]*)/)/g'
 echo "(exit $rc: 1 when something was rejected)"
 end=$(date +%s)
 echo
