@@ -306,6 +306,7 @@ static void heap_init(keel__heap *h, const keel_module *m)
 static void publish_locked(keel__heap *h)
 {
     h->index = nheaps++;
+    h->fast_index = h->index < MAX_CACHED_HEAPS ? h->index : ~0u; /* no quota yet */
     h->next = heaps;
     __atomic_store_n(&heaps, h, __ATOMIC_RELEASE);
 }
@@ -556,10 +557,12 @@ static inline heap_local *ready_local(const keel_module *m)
                     : __atomic_load_n(&program_made, __ATOMIC_ACQUIRE) ? &program_heap
                                                                        : NULL;
     heap_local *v = tls_locals;
-    if (KEEL_UNLIKELY(h == NULL || v == NULL || h->index >= MAX_CACHED_HEAPS ||
-                      __atomic_load_n(&h->quota, __ATOMIC_RELAXED) != 0))
+    if (KEEL_UNLIKELY(h == NULL || v == NULL))
         return NULL;
-    heap_local *l = &v[h->index];
+    unsigned i = __atomic_load_n(&h->fast_index, __ATOMIC_RELAXED); /* one test: no quota, cached */
+    if (KEEL_UNLIKELY(i >= MAX_CACHED_HEAPS))
+        return NULL;
+    heap_local *l = &v[i];
     return KEEL_LIKELY(l->flags != 0) ? l : NULL; /* chosen: l->heap is h */
 }
 
@@ -781,6 +784,9 @@ keel_status keel_heap_set_quota(const keel_module *m, size_t bytes)
     if (l != NULL)
         flush_local(l); /* from now on this heap is accounted exactly */
     __atomic_store_n(&h->quota, (unsigned long long)bytes, __ATOMIC_RELAXED);
+    /* a quota is accounted exactly, off the fast paths */
+    __atomic_store_n(&h->fast_index, bytes == 0 && h->index < MAX_CACHED_HEAPS ? h->index : ~0u,
+                     __ATOMIC_RELAXED);
     return KEEL_OK;
 }
 
