@@ -12,9 +12,10 @@
  * so a noisy phase of the machine hits every row alike.
  *
  * Rows besides the anchors: jemalloc's sized free (sdallocx), jemalloc with
- * an arena and an explicit thread cache of its own (what a module heap is
- * built on), and the module heap freed with keel_heap_free and with
- * keel_heap_free_sized.
+ * arenas and explicit thread caches of its own (what a module heap is built
+ * on), freed with dallocx and with sdallocx (which in jemalloc 5.3 takes its
+ * fast path only with flags 0, so not with a cache of one's own), and the
+ * module heap freed with keel_heap_free and with keel_heap_free_sized.
  *
  * Goals (issue 5): release module heap >= 1.0x glibc and >= 0.9x jemalloc;
  * devel (all checks but guard pages) >= 0.4x glibc; guard-page sampling at
@@ -111,6 +112,11 @@ static void je_own_free(void *p, size_t n)
     if (p != NULL)
         dallocx(p, je_own_flags());
 }
+static void je_own_free_sized(void *p, size_t n)
+{
+    if (p != NULL)
+        sdallocx(p, n, je_own_flags());
+}
 
 static void *(*mi_malloc_fn)(size_t);
 static void (*mi_free_fn)(void *);
@@ -184,7 +190,7 @@ static double run_two_threads(long n)
     return bench_in_threads(run_ops, n / 2, THREADS_MAX);
 }
 
-enum { ROWS_MAX = 8 };
+enum { ROWS_MAX = 9 };
 
 typedef struct row {
     const allocator *a;
@@ -267,14 +273,16 @@ int main(void)
     const allocator je_sized = {"jemalloc mallocx/sdallocx (default arena)", je_alloc,
                                 je_free_sized};
     const allocator je_own = {"jemalloc, own arenas + thread caches", je_own_alloc, je_own_free};
+    const allocator je_own_sized = {"  ... freed with sdallocx", je_own_alloc, je_own_free_sized};
     const allocator mimalloc = {"mimalloc mi_malloc", mi_alloc, mi_release};
     const allocator keel = {KEEL_DEVEL ? "keel module heap, devel checks" : "keel module heap",
                             keel_alloc, keel_release};
     const allocator keel_sized = {KEEL_DEVEL ? "keel module heap, devel, sized free"
                                              : "keel module heap, sized free",
                                   keel_alloc, keel_release_sized};
-    row rows[ROWS_MAX] = {{&glibc, 0, 0}, {&je, 0, 0}, {&je_sized, 0, 0}, {&je_own, 0, 0}};
-    int nrows = 4;
+    row rows[ROWS_MAX] = {
+        {&glibc, 0, 0}, {&je, 0, 0}, {&je_sized, 0, 0}, {&je_own, 0, 0}, {&je_own_sized, 0, 0}};
+    int nrows = 5;
     if (mi_malloc_fn != NULL && mi_free_fn != NULL)
         rows[nrows++].a = &mimalloc;
     else
