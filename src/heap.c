@@ -105,7 +105,7 @@ static inline heap_local *local_of(keel__heap *h)
 
 /* ---- the backend ----------------------------------------------------------------------- */
 
-/* Requests up to this size take the release fast path (and class_size's table). */
+/* Requests up to this size take the release fast paths (and class_size's table; see fast_max). */
 enum { CLASS_TABLE_MAX = 16384 };
 
 /*
@@ -167,6 +167,19 @@ KEEL__UNUSED static size_t class_size(void *p, size_t size, size_t align)
     return usable_size(p);
 }
 
+/* Requests up to this size take the release fast paths. */
+KEEL__UNUSED static inline size_t fast_max(void)
+{
+    return CLASS_TABLE_MAX;
+}
+
+/* class_size of a request the fast paths take. */
+KEEL__UNUSED static inline size_t fast_class(void *p, size_t size)
+{
+    (void)size;
+    return usable_size(p);
+}
+
 #else
 
 static void destroy_tcache(unsigned id)
@@ -180,7 +193,7 @@ static void destroy_tcache(unsigned id)
  * make_classes checks (the table stays unused if not).
  */
 static unsigned short class_table[CLASS_TABLE_MAX / 8 + 1];
-static bool class_table_ok;
+static size_t class_table_max; /* CLASS_TABLE_MAX once the table is made and checked, else 0 */
 static pthread_once_t class_once = PTHREAD_ONCE_INIT;
 
 static void make_classes(void)
@@ -191,7 +204,7 @@ static void make_classes(void)
             return;
         class_table[i] = (unsigned short)usable;
     }
-    class_table_ok = true;
+    class_table_max = CLASS_TABLE_MAX;
 }
 
 /* A few arenas per module (threads spread over them, as jemalloc does for its own). */
@@ -260,9 +273,27 @@ KEEL__UNUSED static void *raw_realloc(void *p, size_t size, int flags)
 KEEL__UNUSED static size_t class_size(void *p, size_t size, size_t align)
 {
     (void)p;
-    if (KEEL_LIKELY(align <= 16 && size <= CLASS_TABLE_MAX && class_table_ok))
+    if (KEEL_LIKELY(align <= 16 && size <= class_table_max))
         return class_table[(size + 7) / 8];
     return nallocx(size != 0 ? size : 1, align > 16 ? (int)MALLOCX_ALIGN(align) : 0);
+}
+
+/*
+ * Requests up to this size take the release fast paths: those the table
+ * answers (0 if it could not be made), so that a fast path makes no call
+ * but jemalloc's.
+ */
+KEEL__UNUSED static inline size_t fast_max(void)
+{
+    return class_table_max;
+}
+
+/* class_size of a request the fast paths take (size <= fast_max()): one load, no call. */
+KEEL__UNUSED static inline size_t fast_class(void *p, size_t size)
+{
+    (void)p;
+    KEEL_ASSERT(size <= class_table_max);
+    return class_table[(size + 7) / 8];
 }
 
 #endif
@@ -382,23 +413,36 @@ static __attribute__((noinline)) void flush_local(heap_local *l)
     l->frees = 0;
 }
 
-/* Batched accounting (no quota) of a block of `bytes` made / freed on this thread. */
-static inline void batch_alloc(heap_local *l, size_t bytes)
+/*
+ * Batched accounting (no quota) of a block of `bytes` made / freed on this
+ * thread; true when the deltas are due to be folded in (flush_local).
+ */
+static inline bool count_alloc(heap_local *l, size_t bytes)
 {
     long long now = l->bytes + (long long)bytes;
     l->bytes = now;
     l->allocs++;
     /* unconditional: a conditional move, not a branch mispredicted half the time */
     l->max_bytes = now > l->max_bytes ? now : l->max_bytes;
-    if (KEEL_UNLIKELY(l->allocs + l->frees >= FLUSH_OPS))
+    return l->allocs + l->frees >= FLUSH_OPS;
+}
+
+static inline bool count_free(heap_local *l, size_t bytes)
+{
+    l->bytes -= (long long)bytes;
+    l->frees++;
+    return l->allocs + l->frees >= FLUSH_OPS;
+}
+
+static inline void batch_alloc(heap_local *l, size_t bytes)
+{
+    if (KEEL_UNLIKELY(count_alloc(l, bytes)))
         flush_local(l);
 }
 
 static inline void batch_free(heap_local *l, size_t bytes)
 {
-    l->bytes -= (long long)bytes;
-    l->frees++;
-    if (KEEL_UNLIKELY(l->allocs + l->frees >= FLUSH_OPS))
+    if (KEEL_UNLIKELY(count_free(l, bytes)))
         flush_local(l);
 }
 
@@ -576,16 +620,26 @@ static inline __attribute__((always_inline)) keel_status fast_alloc(heap_local *
         /* no site: keel__heap_failed uses it for quota reports only, and there is no quota */
         return keel__heap_failed(l->heap, size, KEEL__HEAP_NOMEM, "?", 0, "?");
     }
-    batch_alloc(l, class_size(p, size, 0));
-    *out = p;
+    *out = p; /* first: nothing is kept across the rare call to fold the deltas in */
+    if (KEEL_UNLIKELY(count_alloc(l, fast_class(p, size))))
+        flush_local(l);
     return KEEL_OK;
+}
+
+/* The deltas are due: fold them in, then give p back (out of line: the fast paths keep no frame). */
+static __attribute__((noinline)) void flush_and_free(heap_local *l, void *p)
+{
+    flush_local(l);
+    backend_free(p, l->flags);
 }
 
 static inline __attribute__((always_inline)) void fast_free(heap_local *l, void *p)
 {
     KEEL_ASSERT(l != NULL && p != NULL);
-    batch_free(l, usable_size(p));
-    backend_free(p, l->flags);
+    if (KEEL_UNLIKELY(count_free(l, usable_size(p))))
+        flush_and_free(l, p);
+    else
+        backend_free(p, l->flags);
 }
 
 /*
@@ -600,8 +654,10 @@ static inline __attribute__((always_inline)) void fast_free_sized(heap_local *l,
                                                                   size_t size)
 {
     KEEL_ASSERT(l != NULL && p != NULL);
-    batch_free(l, class_size(p, size, 0));
-    backend_free(p, l->flags);
+    if (KEEL_UNLIKELY(count_free(l, fast_class(p, size))))
+        flush_and_free(l, p);
+    else
+        backend_free(p, l->flags);
 }
 #endif
 
@@ -615,7 +671,7 @@ keel_status keel__heap_alloc(const keel_module *m, size_t size, size_t align, bo
 {
 #if !KEEL_DEVEL
     heap_local *l = NULL;
-    if (KEEL_LIKELY(out != NULL && align == 0 && !zero && size <= CLASS_TABLE_MAX &&
+    if (KEEL_LIKELY(out != NULL && align == 0 && !zero && size <= fast_max() &&
                     (l = ready_local(m)) != NULL))
         return fast_alloc(l, size, out);
 #endif
@@ -706,7 +762,7 @@ void keel__heap_free_sized(const keel_module *m, void *p, size_t size, const cha
         return;
 #if !KEEL_DEVEL
     heap_local *l = NULL;
-    if (KEEL_LIKELY(size <= CLASS_TABLE_MAX && (l = ready_local(m)) != NULL)) {
+    if (KEEL_LIKELY(size <= fast_max() && (l = ready_local(m)) != NULL)) {
         fast_free_sized(l, p, size);
         return;
     }
