@@ -143,6 +143,13 @@ static void *backend_alloc(size_t size, size_t align, int flags)
     return posix_memalign(&p, align, size) == 0 ? p : NULL;
 }
 
+/* backend_alloc of a request the fast path takes (size >= 1, no alignment). */
+KEEL__UNUSED static inline void *fast_backend_alloc(size_t size, int flags)
+{
+    (void)flags;
+    return malloc(size);
+}
+
 static void backend_free(void *p, int flags)
 {
     (void)flags;
@@ -252,6 +259,12 @@ static void *backend_alloc(size_t size, size_t align, int flags)
     if (align > 16)
         flags |= (int)MALLOCX_ALIGN(align);
     return mallocx(size != 0 ? size : 1, flags);
+}
+
+/* backend_alloc of a request the fast path takes (size >= 1: mallocx's 0 is undefined). */
+KEEL__UNUSED static inline void *fast_backend_alloc(size_t size, int flags)
+{
+    return mallocx(size, flags);
 }
 
 static void backend_free(void *p, int flags)
@@ -597,11 +610,16 @@ static keel_status plain_alloc(keel__heap *h, size_t size, size_t align, bool ze
  */
 static inline heap_local *ready_local(const keel_module *m)
 {
-    keel__heap *h = m != NULL ? (keel__heap *)__atomic_load_n(&m->heap, __ATOMIC_ACQUIRE)
-                    : __atomic_load_n(&program_made, __ATOMIC_ACQUIRE) ? &program_heap
-                                                                       : NULL;
+    keel__heap *h = &program_heap;
+    if (KEEL_LIKELY(m != NULL)) {
+        h = (keel__heap *)__atomic_load_n(&m->heap, __ATOMIC_ACQUIRE);
+        if (KEEL_UNLIKELY(h == NULL))
+            return NULL;
+    } else if (!__atomic_load_n(&program_made, __ATOMIC_ACQUIRE)) {
+        return NULL;
+    }
     heap_local *v = tls_locals;
-    if (KEEL_UNLIKELY(h == NULL || v == NULL))
+    if (KEEL_UNLIKELY(v == NULL))
         return NULL;
     unsigned i = __atomic_load_n(&h->fast_index, __ATOMIC_RELAXED); /* one test: no quota, cached */
     if (KEEL_UNLIKELY(i >= MAX_CACHED_HEAPS))
@@ -613,8 +631,8 @@ static inline heap_local *ready_local(const keel_module *m)
 static inline __attribute__((always_inline)) keel_status fast_alloc(heap_local *l, size_t size,
                                                                     void **out)
 {
-    KEEL_ASSERT(l != NULL && l->heap != NULL && out != NULL);
-    void *p = backend_alloc(size, 0, l->flags);
+    KEEL_ASSERT(l != NULL && l->heap != NULL && out != NULL && size != 0);
+    void *p = fast_backend_alloc(size, l->flags);
     if (KEEL_UNLIKELY(p == NULL)) {
         *out = NULL;
         /* no site: keel__heap_failed uses it for quota reports only, and there is no quota */
@@ -671,7 +689,8 @@ keel_status keel__heap_alloc(const keel_module *m, size_t size, size_t align, bo
 {
 #if !KEEL_DEVEL
     heap_local *l = NULL;
-    if (KEEL_LIKELY(out != NULL && align == 0 && !zero && size <= fast_max() &&
+    /* size - 1: sizes 1..fast_max() in one test (0 wraps around: the general path) */
+    if (KEEL_LIKELY(out != NULL && align == 0 && !zero && size - 1 < fast_max() &&
                     (l = ready_local(m)) != NULL))
         return fast_alloc(l, size, out);
 #endif
