@@ -105,7 +105,7 @@ static inline heap_local *local_of(keel__heap *h)
 
 /* ---- the backend ----------------------------------------------------------------------- */
 
-/* Requests up to this size take the release fast path (and class_size's table). */
+/* Requests up to this size take the release fast paths (and class_size's table; see fast_max). */
 enum { CLASS_TABLE_MAX = 16384 };
 
 /*
@@ -143,6 +143,13 @@ static void *backend_alloc(size_t size, size_t align, int flags)
     return posix_memalign(&p, align, size) == 0 ? p : NULL;
 }
 
+/* backend_alloc of a request the fast path takes (size >= 1, no alignment). */
+KEEL__UNUSED static inline void *fast_backend_alloc(size_t size, int flags)
+{
+    (void)flags;
+    return malloc(size);
+}
+
 static void backend_free(void *p, int flags)
 {
     (void)flags;
@@ -167,6 +174,19 @@ KEEL__UNUSED static size_t class_size(void *p, size_t size, size_t align)
     return usable_size(p);
 }
 
+/* Requests up to this size take the release fast paths. */
+KEEL__UNUSED static inline size_t fast_max(void)
+{
+    return CLASS_TABLE_MAX;
+}
+
+/* class_size of a request the fast paths take. */
+KEEL__UNUSED static inline size_t fast_class(void *p, size_t size)
+{
+    (void)size;
+    return usable_size(p);
+}
+
 #else
 
 static void destroy_tcache(unsigned id)
@@ -180,7 +200,7 @@ static void destroy_tcache(unsigned id)
  * make_classes checks (the table stays unused if not).
  */
 static unsigned short class_table[CLASS_TABLE_MAX / 8 + 1];
-static bool class_table_ok;
+static size_t class_table_max; /* CLASS_TABLE_MAX once the table is made and checked, else 0 */
 static pthread_once_t class_once = PTHREAD_ONCE_INIT;
 
 static void make_classes(void)
@@ -191,7 +211,7 @@ static void make_classes(void)
             return;
         class_table[i] = (unsigned short)usable;
     }
-    class_table_ok = true;
+    class_table_max = CLASS_TABLE_MAX;
 }
 
 /* A few arenas per module (threads spread over them, as jemalloc does for its own). */
@@ -241,6 +261,12 @@ static void *backend_alloc(size_t size, size_t align, int flags)
     return mallocx(size != 0 ? size : 1, flags);
 }
 
+/* backend_alloc of a request the fast path takes (size >= 1: mallocx's 0 is undefined). */
+KEEL__UNUSED static inline void *fast_backend_alloc(size_t size, int flags)
+{
+    return mallocx(size, flags);
+}
+
 static void backend_free(void *p, int flags)
 {
     dallocx(p, flags); /* the arena bits are ignored; the cache's are used */
@@ -260,9 +286,27 @@ KEEL__UNUSED static void *raw_realloc(void *p, size_t size, int flags)
 KEEL__UNUSED static size_t class_size(void *p, size_t size, size_t align)
 {
     (void)p;
-    if (KEEL_LIKELY(align <= 16 && size <= CLASS_TABLE_MAX && class_table_ok))
+    if (KEEL_LIKELY(align <= 16 && size <= class_table_max))
         return class_table[(size + 7) / 8];
     return nallocx(size != 0 ? size : 1, align > 16 ? (int)MALLOCX_ALIGN(align) : 0);
+}
+
+/*
+ * Requests up to this size take the release fast paths: those the table
+ * answers (0 if it could not be made), so that a fast path makes no call
+ * but jemalloc's.
+ */
+KEEL__UNUSED static inline size_t fast_max(void)
+{
+    return class_table_max;
+}
+
+/* class_size of a request the fast paths take (size <= fast_max()): one load, no call. */
+KEEL__UNUSED static inline size_t fast_class(void *p, size_t size)
+{
+    (void)p;
+    KEEL_ASSERT(size <= class_table_max);
+    return class_table[(size + 7) / 8];
 }
 
 #endif
@@ -306,6 +350,7 @@ static void heap_init(keel__heap *h, const keel_module *m)
 static void publish_locked(keel__heap *h)
 {
     h->index = nheaps++;
+    h->fast_index = h->index < MAX_CACHED_HEAPS ? h->index : ~0u; /* no quota yet */
     h->next = heaps;
     __atomic_store_n(&heaps, h, __ATOMIC_RELEASE);
 }
@@ -381,23 +426,36 @@ static __attribute__((noinline)) void flush_local(heap_local *l)
     l->frees = 0;
 }
 
-/* Batched accounting (no quota) of a block of `bytes` made / freed on this thread. */
-static inline void batch_alloc(heap_local *l, size_t bytes)
+/*
+ * Batched accounting (no quota) of a block of `bytes` made / freed on this
+ * thread; true when the deltas are due to be folded in (flush_local).
+ */
+static inline bool count_alloc(heap_local *l, size_t bytes)
 {
     long long now = l->bytes + (long long)bytes;
     l->bytes = now;
     l->allocs++;
     /* unconditional: a conditional move, not a branch mispredicted half the time */
     l->max_bytes = now > l->max_bytes ? now : l->max_bytes;
-    if (KEEL_UNLIKELY(l->allocs + l->frees >= FLUSH_OPS))
+    return l->allocs + l->frees >= FLUSH_OPS;
+}
+
+static inline bool count_free(heap_local *l, size_t bytes)
+{
+    l->bytes -= (long long)bytes;
+    l->frees++;
+    return l->allocs + l->frees >= FLUSH_OPS;
+}
+
+static inline void batch_alloc(heap_local *l, size_t bytes)
+{
+    if (KEEL_UNLIKELY(count_alloc(l, bytes)))
         flush_local(l);
 }
 
 static inline void batch_free(heap_local *l, size_t bytes)
 {
-    l->bytes -= (long long)bytes;
-    l->frees++;
-    if (KEEL_UNLIKELY(l->allocs + l->frees >= FLUSH_OPS))
+    if (KEEL_UNLIKELY(count_free(l, bytes)))
         flush_local(l);
 }
 
@@ -552,37 +610,72 @@ static keel_status plain_alloc(keel__heap *h, size_t size, size_t align, bool ze
  */
 static inline heap_local *ready_local(const keel_module *m)
 {
-    keel__heap *h = m != NULL ? (keel__heap *)__atomic_load_n(&m->heap, __ATOMIC_ACQUIRE)
-                    : __atomic_load_n(&program_made, __ATOMIC_ACQUIRE) ? &program_heap
-                                                                       : NULL;
-    heap_local *v = tls_locals;
-    if (KEEL_UNLIKELY(h == NULL || v == NULL || h->index >= MAX_CACHED_HEAPS ||
-                      __atomic_load_n(&h->quota, __ATOMIC_RELAXED) != 0))
+    keel__heap *h = &program_heap;
+    if (KEEL_LIKELY(m != NULL)) {
+        h = (keel__heap *)__atomic_load_n(&m->heap, __ATOMIC_ACQUIRE);
+        if (KEEL_UNLIKELY(h == NULL))
+            return NULL;
+    } else if (!__atomic_load_n(&program_made, __ATOMIC_ACQUIRE)) {
         return NULL;
-    heap_local *l = &v[h->index];
+    }
+    heap_local *v = tls_locals;
+    if (KEEL_UNLIKELY(v == NULL))
+        return NULL;
+    unsigned i = __atomic_load_n(&h->fast_index, __ATOMIC_RELAXED); /* one test: no quota, cached */
+    if (KEEL_UNLIKELY(i >= MAX_CACHED_HEAPS))
+        return NULL;
+    heap_local *l = &v[i];
     return KEEL_LIKELY(l->flags != 0) ? l : NULL; /* chosen: l->heap is h */
 }
 
 static inline __attribute__((always_inline)) keel_status fast_alloc(heap_local *l, size_t size,
                                                                     void **out)
 {
-    KEEL_ASSERT(l != NULL && l->heap != NULL && out != NULL);
-    void *p = backend_alloc(size, 0, l->flags);
+    KEEL_ASSERT(l != NULL && l->heap != NULL && out != NULL && size != 0);
+    void *p = fast_backend_alloc(size, l->flags);
     if (KEEL_UNLIKELY(p == NULL)) {
         *out = NULL;
         /* no site: keel__heap_failed uses it for quota reports only, and there is no quota */
         return keel__heap_failed(l->heap, size, KEEL__HEAP_NOMEM, "?", 0, "?");
     }
-    batch_alloc(l, class_size(p, size, 0));
-    *out = p;
+    *out = p; /* first: nothing is kept across the rare call to fold the deltas in */
+    if (KEEL_UNLIKELY(count_alloc(l, fast_class(p, size))))
+        flush_local(l);
     return KEEL_OK;
+}
+
+/* The deltas are due: fold them in, then give p back (out of line: the fast paths keep no frame). */
+static __attribute__((noinline)) void flush_and_free(heap_local *l, void *p)
+{
+    flush_local(l);
+    backend_free(p, l->flags);
 }
 
 static inline __attribute__((always_inline)) void fast_free(heap_local *l, void *p)
 {
     KEEL_ASSERT(l != NULL && p != NULL);
-    batch_free(l, usable_size(p));
-    backend_free(p, l->flags);
+    if (KEEL_UNLIKELY(count_free(l, usable_size(p))))
+        flush_and_free(l, p);
+    else
+        backend_free(p, l->flags);
+}
+
+/*
+ * A sized free: the usable size from the size-class table, as at allocation.
+ * The block goes back with dallocx all the same: jemalloc 5.3's sdallocx takes
+ * its inlined fast path only with flags 0 (the thread's own cache, not the
+ * module's) and is otherwise an out-of-line call measured 2-3 ns slower than
+ * dallocx, which finds the size class in its own per-thread cache.  It also
+ * means a wrong size can skew the accounting but never the arena.
+ */
+static inline __attribute__((always_inline)) void fast_free_sized(heap_local *l, void *p,
+                                                                  size_t size)
+{
+    KEEL_ASSERT(l != NULL && p != NULL);
+    if (KEEL_UNLIKELY(count_free(l, fast_class(p, size))))
+        flush_and_free(l, p);
+    else
+        backend_free(p, l->flags);
 }
 #endif
 
@@ -596,7 +689,8 @@ keel_status keel__heap_alloc(const keel_module *m, size_t size, size_t align, bo
 {
 #if !KEEL_DEVEL
     heap_local *l = NULL;
-    if (KEEL_LIKELY(out != NULL && align == 0 && !zero && size <= CLASS_TABLE_MAX &&
+    /* size - 1: sizes 1..fast_max() in one test (0 wraps around: the general path) */
+    if (KEEL_LIKELY(out != NULL && align == 0 && !zero && size - 1 < fast_max() &&
                     (l = ready_local(m)) != NULL))
         return fast_alloc(l, size, out);
 #endif
@@ -638,21 +732,22 @@ keel_status keel__heap_calloc(const keel_module *m, size_t n, size_t size, void 
     return keel__heap_alloc(m, n * size, 0, true, out, file, line, func);
 }
 
-/* Every case of keel__heap_free but the release fast path. */
-static __attribute__((noinline)) void free_general(const keel_module *m, void *p, const char *file,
-                                                   int line, const char *func)
+/* Every case of keel__heap_free (sized: the size given, or NULL) but the release fast paths. */
+static __attribute__((noinline)) void free_general(const keel_module *m, void *p,
+                                                   const size_t *sized, const char *file, int line,
+                                                   const char *func)
 {
     keel__heap *h = heap_of(m);
     if (h == NULL)
         return;
 #if KEEL_DEVEL
-    keel__blk_free(h, p, file, line, func);
+    keel__blk_free(h, p, sized, file, line, func);
 #else
     (void)file;
     (void)line;
     (void)func;
     heap_local *l = local_of(h);
-    release(h, l, usable_size(p));
+    release(h, l, sized != NULL ? class_size(p, *sized, 0) : usable_size(p));
     backend_free(p, flags_of(h, l));
 #endif
 }
@@ -668,7 +763,30 @@ void keel__heap_free(const keel_module *m, void *p, const char *file, int line, 
         return;
     }
 #endif
-    free_general(m, p, file, line, func);
+    free_general(m, p, NULL, file, line, func);
+}
+
+/* keel__heap_free_sized but its release fast path (out of line: the fast path keeps no frame). */
+static __attribute__((noinline)) void free_sized_general(const keel_module *m, void *p, size_t size,
+                                                         const char *file, int line,
+                                                         const char *func)
+{
+    free_general(m, p, &size, file, line, func);
+}
+
+void keel__heap_free_sized(const keel_module *m, void *p, size_t size, const char *file, int line,
+                           const char *func)
+{
+    if (p == NULL)
+        return;
+#if !KEEL_DEVEL
+    heap_local *l = NULL;
+    if (KEEL_LIKELY(size <= fast_max() && (l = ready_local(m)) != NULL)) {
+        fast_free_sized(l, p, size);
+        return;
+    }
+#endif
+    free_sized_general(m, p, size, file, line, func);
 }
 
 /*
@@ -708,7 +826,7 @@ keel_status keel__heap_realloc(const keel_module *m, void **p, size_t size, cons
     keel_status s = moved_copy(m, *p, old, size, &q, file, line, func);
     if (!keel_ok(s))
         return s;
-    keel__blk_free(owner, *p, file, line, func);
+    keel__blk_free(owner, *p, NULL, file, line, func);
     *p = q;
     return KEEL_OK;
 #else
@@ -741,6 +859,9 @@ keel_status keel_heap_set_quota(const keel_module *m, size_t bytes)
     if (l != NULL)
         flush_local(l); /* from now on this heap is accounted exactly */
     __atomic_store_n(&h->quota, (unsigned long long)bytes, __ATOMIC_RELAXED);
+    /* a quota is accounted exactly, off the fast paths */
+    __atomic_store_n(&h->fast_index, bytes == 0 && h->index < MAX_CACHED_HEAPS ? h->index : ~0u,
+                     __ATOMIC_RELAXED);
     return KEEL_OK;
 }
 

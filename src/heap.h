@@ -37,6 +37,7 @@ typedef struct keel__heap { // NOLINT(clang-analyzer-optin.performance.Padding)
     void *stress_site; /* keel__stress_site of "<module>.alloc" (devel) */
     unsigned long long quota;
     unsigned index;                     /* 0..: per-thread cache slots */
+    unsigned fast_index;                /* index, or ~0u: no release fast path (a quota) */
     unsigned arenas[KEEL__HEAP_ARENAS]; /* the module's own arenas; a thread uses one */
     unsigned narenas;
     unsigned nregions;
@@ -64,7 +65,9 @@ KEEL_MUST_USE keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t ali
 /* Validates p for heap h (reports what is wrong); its user size in *size.  False: do not touch. */
 bool keel__blk_validate(keel__heap *h, void *p, size_t *size, keel__heap **owner, const char *what,
                         const char *file, int line, const char *func);
-void keel__blk_free(keel__heap *h, void *p, const char *file, int line, const char *func);
+/* Free p; `sized`: the size a sized free gave (checked against the block's), NULL for an unsized one. */
+void keel__blk_free(keel__heap *h, void *p, const size_t *sized, const char *file, int line,
+                    const char *func);
 KEEL_MUST_USE keel_status keel__blk_check(keel__heap *h);
 KEEL_MUST_USE keel_status keel__blk_owns(keel__heap *h, const void *ptr, size_t len);
 void keel__blk_leaks(keel__heap *h);

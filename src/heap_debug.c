@@ -48,8 +48,8 @@ struct keel__blk {
     int free_line;
     unsigned offset; /* from the raw allocation to the header */
     unsigned short shard;
-    unsigned short guarded; /* on a guard page: raw is the mapping */
-    unsigned long long pad;
+    unsigned short guarded;    /* on a guard page: raw is the mapping */
+    unsigned long long align;  /* as keel_heap_aligned asked (0: not aligned) */
     unsigned long long canary; /* last: right before the block */
 };
 KEEL__STATIC_ASSERT(sizeof(struct keel__blk) == HDR, "the header is HDR bytes");
@@ -456,6 +456,7 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
     b->magic = magic_of(MAGIC_LIVE, b);
     b->heap = h;
     b->size = size;
+    b->align = align;
     b->file = file;
     b->func = func;
     b->line = line;
@@ -581,13 +582,39 @@ static void release_blk(keel__blk *b)
     keel__heap_raw_free(b->heap, (unsigned char *)b - b->offset);
 }
 
-void keel__blk_free(keel__heap *h, void *p, const char *file, int line, const char *func)
+/*
+ * A sized free of b said `sized` bytes: report it unless that is b's size and
+ * b is not over-aligned (release would account such a block by the wrong size class).
+ */
+static void check_sized(const keel__blk *b, size_t sized, const char *file, int line,
+                        const char *func)
+{
+    char msg[200];
+    if (b->align > 16)
+        (void)snprintf(msg, sizeof(msg),
+                       "sized free of a %zu-byte block of module '%s' aligned to %llu: free "
+                       "blocks of keel_heap_aligned with keel_heap_free",
+                       b->size, b->heap->name, b->align);
+    else if (sized != b->size)
+        (void)snprintf(msg, sizeof(msg),
+                       "sized free of a %zu-byte block of module '%s' gave %zu bytes as its size",
+                       b->size, b->heap->name, sized);
+    else
+        return;
+    report_blk(msg, b, file, line, func, 0);
+}
+
+void keel__blk_free(keel__heap *h, void *p, const size_t *sized, const char *file, int line,
+                    const char *func)
 {
     size_t size = 0;
     keel__heap *owner = NULL;
-    if (!keel__blk_validate(h, p, &size, &owner, "free", file, line, func))
+    if (!keel__blk_validate(h, p, &size, &owner, sized != NULL ? "sized free" : "free", file, line,
+                            func))
         return;
     keel__blk *b = (keel__blk *)(void *)((unsigned char *)p - HDR);
+    if (sized != NULL)
+        check_sized(b, *sized, file, line, func); /* then freed as it is */
     keel__heap_shard *s = &owner->shards[b->shard];
     long long qlimit = keel__opt_int(KEEL__OPT_HEAP_QUARANTINE) / KEEL__HEAP_SHARDS;
     keel__blk *evict = NULL;

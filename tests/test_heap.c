@@ -39,6 +39,7 @@ KEEL_MODULE(alpha, "1", NULL, NULL, NULL, NULL);
 KEEL_MODULE(beta, "1", NULL, NULL, NULL, NULL);
 KEEL_MODULE(leaky, "1", leaky_init, NULL, NULL, NULL);
 KEEL_MODULE(gamma, "1", NULL, NULL, NULL, NULL);
+KEEL_MODULE(delta, "1", NULL, NULL, NULL, NULL);
 
 #define ALPHA KEEL_MODULE_REF(alpha)
 #define BETA  KEEL_MODULE_REF(beta)
@@ -97,10 +98,13 @@ static unsigned long long counted(void *p, size_t size)
 #endif
 }
 
-/* Exact to the byte for one thread, across many folds of its batched deltas and every size. */
-static void test_accounting_is_exact(void **state)
+/*
+ * Exact to the byte for one thread, across many folds of its batched deltas
+ * and every size; sized: freed with keel_heap_free_sized, the last round's
+ * blocks after a realloc that shrinks or grows them.
+ */
+static void accounting_round_trip(const keel_module *m, bool sized)
 {
-    (void)state;
     enum { N = 700 };
     static void *blocks[N];
     static size_t sizes[N];
@@ -108,25 +112,51 @@ static void test_accounting_is_exact(void **state)
     for (int round = 0; round < 2; round++) {
         for (int i = 0; i < N; i++) {
             sizes[i] = (size_t)i * 37 + (size_t)round; /* 0 .. 25864: past the small sizes */
-            keel_test_ok(keel_heap_alloc(KEEL_MODULE_REF(gamma), sizes[i], &blocks[i]));
+            keel_test_ok(keel_heap_alloc(m, sizes[i], &blocks[i]));
             live += counted(blocks[i], sizes[i]);
         }
-        keel_heap_stats st = stats(KEEL_MODULE_REF(gamma));
+        keel_heap_stats st = stats(m);
         assert_int_equal(st.live_bytes, live);
         assert_int_equal(st.peak_bytes, live); /* the first round's peak is lower */
         assert_int_equal(st.live_blocks, N);
         assert_int_equal(st.allocations, (unsigned long long)(round + 1) * N);
+        for (int i = 0; sized && round == 1 && i < N; i += 3) {
+            live -= counted(blocks[i], sizes[i]);
+            sizes[i] = i % 2 == 0 ? sizes[i] / 2 : sizes[i] + 3000;
+            keel_test_ok(keel_heap_realloc(m, &blocks[i], sizes[i]));
+            live += counted(blocks[i], sizes[i]);
+        }
+        unsigned long long frees = stats(m).frees; /* devel: a realloc frees the old block */
+        assert_int_equal(stats(m).live_bytes, live);
         for (int i = 0; i < N; i++) {
             live -= counted(blocks[i], sizes[i]);
-            keel_heap_free(KEEL_MODULE_REF(gamma), blocks[i]);
+            if (sized)
+                keel_heap_free_sized(m, blocks[i], sizes[i]);
+            else
+                keel_heap_free(m, blocks[i]);
             if (i == N / 2)
-                assert_int_equal(stats(KEEL_MODULE_REF(gamma)).live_bytes, live);
+                assert_int_equal(stats(m).live_bytes, live);
         }
-        st = stats(KEEL_MODULE_REF(gamma));
+        st = stats(m);
         assert_int_equal(st.live_bytes, 0);
         assert_int_equal(st.live_blocks, 0);
-        assert_int_equal(st.frees, (unsigned long long)(round + 1) * N);
+        assert_int_equal(st.frees, frees + N);
     }
+}
+
+static void test_accounting_is_exact(void **state)
+{
+    (void)state;
+    accounting_round_trip(KEEL_MODULE_REF(gamma), false);
+}
+
+static void test_sized_free_accounting_is_exact(void **state)
+{
+    (void)state;
+    accounting_round_trip(KEEL_MODULE_REF(delta), true);
+    unsigned long long frees = stats(KEEL_MODULE_REF(delta)).frees;
+    keel_heap_free_sized(KEEL_MODULE_REF(delta), NULL, 100); /* like free(NULL) */
+    assert_int_equal(stats(KEEL_MODULE_REF(delta)).frees, frees);
 }
 
 static void test_bad_arguments(void **state)
@@ -396,6 +426,59 @@ static void test_free_through_the_wrong_module(void **state)
     assert_int_equal(stats(BETA).frees, 0);
 }
 
+static void test_sized_free_of_the_wrong_size(void **state)
+{
+    (void)state;
+    watch();
+    unsigned long long frees = stats(ALPHA).frees;
+    void *p = NULL;
+    int line = __LINE__ + 1;
+    keel_test_ok(keel_heap_alloc(ALPHA, 100, &p));
+    int free_line = __LINE__ + 1;
+    keel_heap_free_sized(ALPHA, p, 99);
+    assert_int_equal(nseen, 1);
+    assert_non_null(strstr(seen, "sized free of a 100-byte block of module 'alpha' gave 99 bytes "
+                                 "as its size"));
+    char site[160];
+    (void)snprintf(site, sizeof(site), "block of 100 bytes allocated at %s:%d in %s()", __FILE__,
+                   line, __func__);
+    assert_non_null(strstr(seen, site));
+    (void)snprintf(site, sizeof(site), "test_heap.c:%d|", free_line); /* the report's own site */
+    assert_non_null(strstr(seen, site));
+    /* freed all the same */
+    keel_heap_stats st = stats(ALPHA);
+    assert_int_equal(st.live_blocks, 0);
+    assert_int_equal(st.live_bytes, 0);
+    assert_int_equal(st.frees, frees + 1);
+    /* the right size says nothing */
+    keel_test_ok(keel_heap_calloc(ALPHA, 3, 50, &p));
+    keel_heap_free_sized(ALPHA, p, 150);
+    assert_int_equal(nseen, 1);
+    /* an aligned block: its size class is not its size's */
+    keel_test_ok(keel_heap_aligned(ALPHA, 64, 80, &p));
+    keel_heap_free_sized(ALPHA, p, 80);
+    assert_int_equal(nseen, 2);
+    assert_non_null(strstr(seen, "sized free of a 80-byte block of module 'alpha' aligned to 64"));
+    assert_int_equal(stats(ALPHA).live_blocks, 0);
+}
+
+static void test_sized_free_through_the_wrong_module_and_twice(void **state)
+{
+    (void)state;
+    watch();
+    void *p = NULL;
+    keel_test_ok(keel_heap_alloc(ALPHA, 24, &p));
+    keel_heap_free_sized(BETA, p, 24);
+    assert_int_equal(nseen, 1);
+    assert_non_null(strstr(seen, "sized free through module 'beta' of a block that module "
+                                 "'alpha' allocated"));
+    assert_int_equal(stats(ALPHA).live_blocks, 0); /* freed where it belongs */
+    assert_int_equal(stats(BETA).frees, 0);
+    keel_heap_free_sized(ALPHA, p, 24);
+    assert_int_equal(nseen, 2);
+    assert_non_null(strstr(seen, "double free: sized free of a 24-byte block of module 'alpha'"));
+}
+
 static void realloc_foreign(void *p)
 {
     void *q = p;
@@ -544,6 +627,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alloc_free_and_accounting),
         cmocka_unit_test(test_accounting_is_exact),
+        cmocka_unit_test(test_sized_free_accounting_is_exact),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_quota_in_one_module_only),
         cmocka_unit_test(test_realloc_over_quota_keeps_the_block),
@@ -556,6 +640,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_write_after_free_found_at_reuse),
         cmocka_unit_test(test_double_free),
         cmocka_unit_test(test_free_through_the_wrong_module),
+        cmocka_unit_test(test_sized_free_of_the_wrong_size),
+        cmocka_unit_test(test_sized_free_through_the_wrong_module_and_twice),
         cmocka_unit_test(test_foreign_realloc),
         cmocka_unit_test(test_leak_reported_at_module_stop),
         cmocka_unit_test(test_buffer_ownership),

@@ -35,11 +35,12 @@
  * on free and by keel_heap_check(); a quarantine of freed blocks (option
  * heap.quarantine, bytes) whose poison is checked before reuse, so a write
  * after free is found with the block's allocation and free sites; double
- * free, free through the wrong module, and free or realloc of a pointer no
- * keel heap allocated; a leak report when the module stops, per allocation
- * site; and heap.guard-sample=N, which places 1 in N blocks against a
- * PROT_NONE page so an overflow faults at the instruction that made it
- * (KFENCE / GWP-ASan style) and is reported with the block's site.
+ * free, free through the wrong module, free or realloc of a pointer no
+ * keel heap allocated, and a sized free whose size is not the block's; a
+ * leak report when the module stops, per allocation site; and
+ * heap.guard-sample=N, which places 1 in N blocks against a PROT_NONE page
+ * so an overflow faults at the instruction that made it (KFENCE / GWP-ASan
+ * style) and is reported with the block's site.
  * Heap problems are reports of kind "heap" (policy abort by default).
  *
  * Release builds keep the separate arenas, accounting and quotas, and drop
@@ -66,6 +67,8 @@ KEEL_API KEEL_MUST_USE keel_status keel__heap_realloc(const keel_module *m, void
                                                       const char *file, int line, const char *func);
 KEEL_API void keel__heap_free(const keel_module *m, void *p, const char *file, int line,
                               const char *func);
+KEEL_API void keel__heap_free_sized(const keel_module *m, void *p, size_t size, const char *file,
+                                    int line, const char *func);
 
 /* Allocate size bytes (uninitialised) from module m's heap into *out. */
 #define keel_heap_alloc(m, size, out) \
@@ -80,6 +83,22 @@ KEEL_API void keel__heap_free(const keel_module *m, void *p, const char *file, i
 #define keel_heap_realloc(m, p, size) keel__heap_realloc((m), (p), (size), KEEL__HEAP_SITE)
 /* Free p (NULL is fine) back to module m's heap. */
 #define keel_heap_free(m, p)          keel__heap_free((m), (p), KEEL__HEAP_SITE)
+
+/*
+ * Free p (NULL is fine), a block of `size` bytes: the size it was allocated
+ * with (n * size for calloc, the last size given to realloc), as C23's
+ * free_sized.  For blocks of keel_heap_alloc, _calloc and _realloc, not of
+ * keel_heap_aligned (free those with keel_heap_free).
+ *
+ * Why: a free that knows the size skips the lookup of the block's size that
+ * accounting needs at free (release counts usable bytes; the size class of
+ * `size` is a table lookup instead).  Use it where the size is at hand.
+ * Release trusts the size (a wrong one skews only the accounting: the block
+ * itself is given back by its address, never by the size); devel checks it
+ * against the block's and reports a mismatch (kind "heap", with the block's
+ * allocation site), then frees the block as keel_heap_free would.
+ */
+#define keel_heap_free_sized(m, p, size) keel__heap_free_sized((m), (p), (size), KEEL__HEAP_SITE)
 
 KEEL_API KEEL_MUST_USE keel_status keel__heap_calloc(const keel_module *m, size_t n, size_t size,
                                                      void **out, const char *file, int line,
