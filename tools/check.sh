@@ -47,7 +47,7 @@ gcc_devel()     { preset devel gcc g++; }
 gcc_release()   { preset release gcc g++; }
 clang_devel()   { preset devel clang clang++; }
 clang_release() { preset release clang clang++; }
-gcc_asan()      { ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 preset asan gcc g++; }
+gcc_asan()      { ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 preset asan gcc g++; }
 # TSan's own deadlock detector is off: test_lock makes lock-order inversions on purpose to
 # show that keel reports them.  Data races still fail the run.
 # die_after_fork=0: the gate crash test forks a child that starts threads while the parent has
