@@ -28,7 +28,7 @@ static keel__heap *heaps; /* atomic head; records are never freed */
 static unsigned nheaps;
 static keel__heap program_heap;
 static pthread_once_t program_once = PTHREAD_ONCE_INIT;
-static bool program_made; /* program_heap is made (read by the release fast path) */
+static unsigned program_slot; /* program_heap's heap_slot, as a module's (keel/module.h) */
 
 keel__heap *keel__heap_first(void)
 {
@@ -347,10 +347,26 @@ static void heap_init(keel__heap *h, const keel_module *m)
 #endif
 }
 
+/*
+ * Whether the release fast paths may serve heap h (of module m, NULL: the
+ * program's): its cache slot when it has no quota, kept in the module's
+ * heap_slot (slot + 1; 0: no) so the fast paths find it with one load.
+ */
+static void set_fast(keel__heap *h, const keel_module *m, bool no_quota)
+{
+    unsigned i = no_quota && h->index < MAX_CACHED_HEAPS ? h->index : ~0u;
+    unsigned *slot = &program_slot;
+    if (m != NULL) {
+        keel_module *owned = NULL; /* the field is the library's, as `heap` is */
+        memcpy(&owned, &m, sizeof(keel_module *));
+        slot = &owned->heap_slot;
+    }
+    __atomic_store_n(slot, i != ~0u ? i + 1 : 0, __ATOMIC_RELEASE);
+}
+
 static void publish_locked(keel__heap *h)
 {
     h->index = nheaps++;
-    h->fast_index = h->index < MAX_CACHED_HEAPS ? h->index : ~0u; /* no quota yet */
     h->next = heaps;
     __atomic_store_n(&heaps, h, __ATOMIC_RELEASE);
 }
@@ -361,7 +377,7 @@ static void make_program_heap(void)
     KEEL_VERIFY(pthread_mutex_lock(&heaps_lock) == 0);
     publish_locked(&program_heap);
     KEEL_VERIFY(pthread_mutex_unlock(&heaps_lock) == 0);
-    __atomic_store_n(&program_made, true, __ATOMIC_RELEASE);
+    set_fast(&program_heap, NULL, true);
 }
 
 /* The heap of module m, made (once) on its first use; NULL: out of memory. */
@@ -378,6 +394,7 @@ static __attribute__((noinline)) keel__heap *make_heap(const keel_module *m)
             keel_module *owned = NULL;
             memcpy(&owned, &m, sizeof(keel_module *));
             __atomic_store_n(&owned->heap, (void *)h, __ATOMIC_RELEASE);
+            set_fast(h, m, true);
         }
     }
     KEEL_VERIFY(pthread_mutex_unlock(&heaps_lock) == 0);
@@ -610,22 +627,14 @@ static keel_status plain_alloc(keel__heap *h, size_t size, size_t align, bool ze
  */
 static inline heap_local *ready_local(const keel_module *m)
 {
-    keel__heap *h = &program_heap;
-    if (KEEL_LIKELY(m != NULL)) {
-        h = (keel__heap *)__atomic_load_n(&m->heap, __ATOMIC_ACQUIRE);
-        if (KEEL_UNLIKELY(h == NULL))
-            return NULL;
-    } else if (!__atomic_load_n(&program_made, __ATOMIC_ACQUIRE)) {
-        return NULL;
-    }
+    /* one load says: heap made, no quota, its cache slot (set_fast) */
+    unsigned slot =
+        __atomic_load_n(KEEL_LIKELY(m != NULL) ? &m->heap_slot : &program_slot, __ATOMIC_ACQUIRE);
     heap_local *v = tls_locals;
-    if (KEEL_UNLIKELY(v == NULL))
+    if (KEEL_UNLIKELY(slot == 0 || v == NULL))
         return NULL;
-    unsigned i = __atomic_load_n(&h->fast_index, __ATOMIC_RELAXED); /* one test: no quota, cached */
-    if (KEEL_UNLIKELY(i >= MAX_CACHED_HEAPS))
-        return NULL;
-    heap_local *l = &v[i];
-    return KEEL_LIKELY(l->flags != 0) ? l : NULL; /* chosen: l->heap is h */
+    heap_local *l = &v[slot - 1];
+    return KEEL_LIKELY(l->flags != 0) ? l : NULL; /* chosen: l->heap is the module's */
 }
 
 static inline __attribute__((always_inline)) keel_status fast_alloc(heap_local *l, size_t size,
@@ -695,6 +704,17 @@ keel_status keel__heap_alloc(const keel_module *m, size_t size, size_t align, bo
         return fast_alloc(l, size, out);
 #endif
     return alloc_general(m, size, align, zero, out, file, line, func);
+}
+
+keel_status keel__heap_alloc_plain(const keel_module *m, size_t size, void **out, const char *file,
+                                   int line, const char *func)
+{
+#if !KEEL_DEVEL
+    heap_local *l = NULL;
+    if (KEEL_LIKELY(out != NULL && size - 1 < fast_max() && (l = ready_local(m)) != NULL))
+        return fast_alloc(l, size, out);
+#endif
+    return alloc_general(m, size, 0, false, out, file, line, func);
 }
 
 /* Every case: checks the arguments, makes the heap, reports failures. */
@@ -860,8 +880,7 @@ keel_status keel_heap_set_quota(const keel_module *m, size_t bytes)
         flush_local(l); /* from now on this heap is accounted exactly */
     __atomic_store_n(&h->quota, (unsigned long long)bytes, __ATOMIC_RELAXED);
     /* a quota is accounted exactly, off the fast paths */
-    __atomic_store_n(&h->fast_index, bytes == 0 && h->index < MAX_CACHED_HEAPS ? h->index : ~0u,
-                     __ATOMIC_RELAXED);
+    set_fast(h, m, bytes == 0);
     return KEEL_OK;
 }
 

@@ -37,7 +37,6 @@ typedef struct keel__heap { // NOLINT(clang-analyzer-optin.performance.Padding)
     void *stress_site; /* keel__stress_site of "<module>.alloc" (devel) */
     unsigned long long quota;
     unsigned index;                     /* 0..: per-thread cache slots */
-    unsigned fast_index;                /* index, or ~0u: no release fast path (a quota) */
     unsigned arenas[KEEL__HEAP_ARENAS]; /* the module's own arenas; a thread uses one */
     unsigned narenas;
     unsigned nregions;

@@ -63,6 +63,10 @@ KEEL_EXTERN_C_BEGIN
 KEEL_API KEEL_MUST_USE keel_status keel__heap_alloc(const keel_module *m, size_t size, size_t align,
                                                     bool zero, void **out, const char *file,
                                                     int line, const char *func);
+/* keel__heap_alloc with no alignment and no zeroing: six arguments, all in registers. */
+KEEL_API KEEL_MUST_USE keel_status keel__heap_alloc_plain(const keel_module *m, size_t size,
+                                                          void **out, const char *file, int line,
+                                                          const char *func);
 KEEL_API KEEL_MUST_USE keel_status keel__heap_realloc(const keel_module *m, void **p, size_t size,
                                                       const char *file, int line, const char *func);
 KEEL_API void keel__heap_free(const keel_module *m, void *p, const char *file, int line,
@@ -71,8 +75,7 @@ KEEL_API void keel__heap_free_sized(const keel_module *m, void *p, size_t size, 
                                     int line, const char *func);
 
 /* Allocate size bytes (uninitialised) from module m's heap into *out. */
-#define keel_heap_alloc(m, size, out) \
-    keel__heap_alloc((m), (size), 0, false, (out), KEEL__HEAP_SITE)
+#define keel_heap_alloc(m, size, out) keel__heap_alloc_plain((m), (size), (out), KEEL__HEAP_SITE)
 /* n * size bytes, zeroed; the product is checked for overflow. */
 #define keel_heap_calloc(m, n, size, out) \
     keel__heap_calloc((m), (n), (size), (out), KEEL__HEAP_SITE)

@@ -69,6 +69,7 @@ typedef struct keel_module {
     const keel_post *posts;    /* {NULL, NULL}-terminated; NULL: none */
     void *state;               /* the library's record */
     void *heap;                /* the module's heap, made on first use */
+    unsigned heap_slot;        /* the library's: its heap's release fast path (0: none) */
 } keel_module;
 
 #define KEEL__MODULE_MAGIC 0x6b65656c4d4f4455ull /* "keelMODU" */
@@ -80,7 +81,7 @@ typedef struct keel_module {
 #define KEEL_MODULE(ident, version, init, exit, deps, posts)           \
     KEEL_API keel_module keel_module_##ident                           \
         __attribute__((section("keel_modules"), used, aligned(8))) = { \
-            KEEL__MODULE_MAGIC, #ident, (version), (init), (exit), (deps), (posts), NULL, NULL}
+            KEEL__MODULE_MAGIC, #ident, (version), (init), (exit), (deps), (posts), NULL, NULL, 0}
 #define KEEL_MODULE_DECLARE(ident) extern keel_module keel_module_##ident
 #define KEEL_MODULE_REF(ident)     (&keel_module_##ident)
 
