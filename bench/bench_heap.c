@@ -233,7 +233,7 @@ static int guard_row(const row *rows, const row *plain)
     }
     row guarded = {plain->a, 0, 0};
     measure(&guarded, 1);
-    (void)printf("%-44s %8.1f %8.1f   %.2fx / %.2fx   (+%.1f%% / +%.1f%% over devel)\n",
+    (void)printf("%-44s %8.1f %8.1f   %.2fx / %.2fx   (%+.1f%% / %+.1f%% over devel)\n",
                  "  ... with guard pages for 1 in 1000", guarded.one, guarded.two,
                  rows[0].one / guarded.one, rows[0].two / guarded.two,
                  100.0 * (guarded.one - plain->one) / plain->one,
