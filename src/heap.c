@@ -41,21 +41,16 @@ keel__heap *keel__heap_first(void)
  * so that threads allocating from one heap do not share a cache line on
  * every call.  A heap with a quota is accounted exactly instead.
  */
-enum { FLUSH_OPS = 256 };
+enum { FLUSH_OPS = KEEL__HEAP_FOLD };
 
-typedef struct heap_local {
-    keel__heap *heap;
-    long long bytes;
-    long long max_bytes; /* the most `bytes` reached since the last fold (for the peak) */
-    long long allocs;    /* blocks: allocs - frees; folded at allocs + frees = FLUSH_OPS */
-    long long frees;
-    unsigned tcache; /* id + 1; 0: none yet; ~0u: none available */
-    int flags;       /* backend flags on this thread (arena, cache); 0: not chosen yet */
-} heap_local;
+/* The record is keel/heap_fast.h's: release programs update it inline. */
+typedef keel__heap_local heap_local;
+
+const int KEEL__HEAP_LAYOUT_SYMBOL(KEEL__HEAP_LAYOUT) = KEEL__HEAP_LAYOUT;
 
 static pthread_key_t local_key;
 static pthread_once_t local_once = PTHREAD_ONCE_INIT;
-static KEEL__TLS heap_local *tls_locals __attribute__((tls_model("initial-exec")));
+__thread heap_local *keel__heap_tls __attribute__((tls_model("initial-exec")));
 
 static void flush_local(heap_local *l);
 static void destroy_tcache(unsigned id);
@@ -70,7 +65,7 @@ static void thread_done(void *arg)
             destroy_tcache(v[i].tcache - 1);
     }
     free(v);
-    tls_locals = NULL;
+    keel__heap_tls = NULL;
 }
 
 static void make_local_key(void)
@@ -86,7 +81,7 @@ static __attribute__((noinline)) heap_local *make_locals(void)
     if (v == NULL)
         return NULL;
     (void)pthread_setspecific(local_key, v);
-    tls_locals = v;
+    keel__heap_tls = v;
     return v;
 }
 
@@ -95,7 +90,7 @@ static inline heap_local *local_of(keel__heap *h)
 {
     if (KEEL_UNLIKELY(h->index >= MAX_CACHED_HEAPS))
         return NULL;
-    heap_local *v = tls_locals;
+    heap_local *v = keel__heap_tls;
     if (KEEL_UNLIKELY(v == NULL) && (v = make_locals()) == NULL)
         return NULL;
     heap_local *l = &v[h->index];
@@ -107,6 +102,13 @@ static inline heap_local *local_of(keel__heap *h)
 
 /* Requests up to this size take the release fast paths (and class_size's table; see fast_max). */
 enum { CLASS_TABLE_MAX = 16384 };
+
+/*
+ * What keel/heap_fast.h's inlined paths read: the size-class table, how far
+ * it goes (0: no inlined path), the backend's calls.
+ */
+unsigned short keel__heap_classes[CLASS_TABLE_MAX / 8 + 1];
+size_t keel__heap_inline_max;
 
 /*
  * backend_alloc / backend_free take the flags this thread uses for a heap
@@ -156,6 +158,10 @@ static void backend_free(void *p, int flags)
     free(p);
 }
 
+/* Never called: keel__heap_inline_max stays 0 with this backend. */
+void *(*const keel__heap_backend_alloc)(size_t size, int flags) = fast_backend_alloc;
+void (*const keel__heap_backend_free)(void *p, int flags) = backend_free;
+
 KEEL__UNUSED static size_t usable_size(void *p)
 {
     return malloc_usable_size(p);
@@ -199,7 +205,6 @@ static void destroy_tcache(unsigned id)
  * load.  Index (size + 7) / 8: every size class is a multiple of 8, which
  * make_classes checks (the table stays unused if not).
  */
-static unsigned short class_table[CLASS_TABLE_MAX / 8 + 1];
 static size_t class_table_max; /* CLASS_TABLE_MAX once the table is made and checked, else 0 */
 static pthread_once_t class_once = PTHREAD_ONCE_INIT;
 
@@ -209,9 +214,10 @@ static void make_classes(void)
         size_t usable = nallocx(i != 0 ? i * 8 : 1, 0);
         if (usable > 0xffff || (i != 0 && nallocx(i * 8 - 7, 0) != usable))
             return;
-        class_table[i] = (unsigned short)usable;
+        keel__heap_classes[i] = (unsigned short)usable;
     }
     class_table_max = CLASS_TABLE_MAX;
+    __atomic_store_n(&keel__heap_inline_max, (size_t)CLASS_TABLE_MAX, __ATOMIC_RELEASE);
 }
 
 /* A few arenas per module (threads spread over them, as jemalloc does for its own). */
@@ -272,6 +278,9 @@ static void backend_free(void *p, int flags)
     dallocx(p, flags); /* the arena bits are ignored; the cache's are used */
 }
 
+void *(*const keel__heap_backend_alloc)(size_t size, int flags) = mallocx;
+void (*const keel__heap_backend_free)(void *p, int flags) = dallocx;
+
 KEEL__UNUSED static size_t usable_size(void *p)
 {
     return sallocx(p, 0);
@@ -287,7 +296,7 @@ KEEL__UNUSED static size_t class_size(void *p, size_t size, size_t align)
 {
     (void)p;
     if (KEEL_LIKELY(align <= 16 && size <= class_table_max))
-        return class_table[(size + 7) / 8];
+        return keel__heap_classes[(size + 7) / 8];
     return nallocx(size != 0 ? size : 1, align > 16 ? (int)MALLOCX_ALIGN(align) : 0);
 }
 
@@ -306,7 +315,7 @@ KEEL__UNUSED static inline size_t fast_class(void *p, size_t size)
 {
     (void)p;
     KEEL_ASSERT(size <= class_table_max);
-    return class_table[(size + 7) / 8];
+    return keel__heap_classes[(size + 7) / 8];
 }
 
 #endif
@@ -426,7 +435,7 @@ static void note_peak(keel__heap *h, unsigned long long live)
 
 static __attribute__((noinline)) void flush_local(heap_local *l)
 {
-    keel__heap *h = l->heap;
+    keel__heap *h = (keel__heap *)l->heap;
     unsigned long long before =
         __atomic_fetch_add(&h->live_bytes, (unsigned long long)l->bytes, __ATOMIC_RELAXED);
     /* the peak as this thread saw it (other threads' deltas are not in it) */
@@ -441,6 +450,12 @@ static __attribute__((noinline)) void flush_local(heap_local *l)
     l->max_bytes = 0;
     l->allocs = 0;
     l->frees = 0;
+}
+
+void keel__heap_fold(keel__heap_local *l)
+{
+    KEEL_ASSERT(l != NULL && l->heap != NULL);
+    flush_local(l);
 }
 
 /*
@@ -630,7 +645,7 @@ static inline heap_local *ready_local(const keel_module *m)
     /* one load says: heap made, no quota, its cache slot (set_fast) */
     unsigned slot =
         __atomic_load_n(KEEL_LIKELY(m != NULL) ? &m->heap_slot : &program_slot, __ATOMIC_ACQUIRE);
-    heap_local *v = tls_locals;
+    heap_local *v = keel__heap_tls;
     if (KEEL_UNLIKELY(slot == 0 || v == NULL))
         return NULL;
     heap_local *l = &v[slot - 1];
@@ -645,7 +660,7 @@ static inline __attribute__((always_inline)) keel_status fast_alloc(heap_local *
     if (KEEL_UNLIKELY(p == NULL)) {
         *out = NULL;
         /* no site: keel__heap_failed uses it for quota reports only, and there is no quota */
-        return keel__heap_failed(l->heap, size, KEEL__HEAP_NOMEM, "?", 0, "?");
+        return keel__heap_failed((keel__heap *)l->heap, size, KEEL__HEAP_NOMEM, "?", 0, "?");
     }
     *out = p; /* first: nothing is kept across the rare call to fold the deltas in */
     if (KEEL_UNLIKELY(count_alloc(l, fast_class(p, size))))

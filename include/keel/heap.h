@@ -75,7 +75,11 @@ KEEL_API void keel__heap_free_sized(const keel_module *m, void *p, size_t size, 
                                     int line, const char *func);
 
 /* Allocate size bytes (uninitialised) from module m's heap into *out. */
+#if KEEL_DEVEL
 #define keel_heap_alloc(m, size, out) keel__heap_alloc_plain((m), (size), (out), KEEL__HEAP_SITE)
+#else /* the common case inlined: keel/heap_fast.h */
+#define keel_heap_alloc(m, size, out) keel__heap_alloc_inline((m), (size), (out), KEEL__HEAP_SITE)
+#endif
 /* n * size bytes, zeroed; the product is checked for overflow. */
 #define keel_heap_calloc(m, n, size, out) \
     keel__heap_calloc((m), (n), (size), (out), KEEL__HEAP_SITE)
@@ -101,7 +105,12 @@ KEEL_API void keel__heap_free_sized(const keel_module *m, void *p, size_t size, 
  * against the block's and reports a mismatch (kind "heap", with the block's
  * allocation site), then frees the block as keel_heap_free would.
  */
+#if KEEL_DEVEL
 #define keel_heap_free_sized(m, p, size) keel__heap_free_sized((m), (p), (size), KEEL__HEAP_SITE)
+#else
+#define keel_heap_free_sized(m, p, size) \
+    keel__heap_free_sized_inline((m), (p), (size), KEEL__HEAP_SITE)
+#endif
 
 KEEL_API KEEL_MUST_USE keel_status keel__heap_calloc(const keel_module *m, size_t n, size_t size,
                                                      void **out, const char *file, int line,
@@ -150,5 +159,7 @@ KEEL_API KEEL_MUST_USE keel_status keel_heap_register_region(const keel_module *
 KEEL_API KEEL_MUST_USE keel_status keel_module_protect(const keel_module *m, void *ptr, size_t len);
 
 KEEL_EXTERN_C_END
+
+#include "keel/heap_fast.h" /* release: the inlined fast paths (not API) */
 
 #endif /* KEEL_HEAP_H */
