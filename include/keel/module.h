@@ -72,7 +72,11 @@ typedef struct keel_module {
     unsigned heap_slot;        /* the library's: its heap's release fast path (0: none) */
 } keel_module;
 
-#define KEEL__MODULE_MAGIC 0x6b65656c4d4f4455ull /* "keelMODU" */
+/*
+ * Changes with the record's layout ("keelMOD2": heap_slot added), so that a
+ * module compiled against another layout is not taken for one of this.
+ */
+#define KEEL__MODULE_MAGIC 0x6b65656c4d4f4432ull /* "keelMOD2" */
 
 /*
  * Define module `ident` (a C identifier; its name is "ident").  Other files
