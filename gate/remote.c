@@ -385,6 +385,24 @@ static void pause_ms(long ms)
     }
 }
 
+static const long backoff_ms[] = {200, 1000};
+enum { RETRIES = sizeof(backoff_ms) / sizeof(backoff_ms[0]) };
+
+/*
+ * After an attempt of a remote operation: true when *s is a network error
+ * (transient) and a try is left; *s is then dropped and the pause before try
+ * *tries + 1 taken.  do s = op(...); while (again(&s, &tries));
+ */
+static bool again(keel_status *s, size_t *tries)
+{
+    if (!transient(*s) || *tries >= RETRIES)
+        return false;
+    keel_status_free(*s);
+    *s = KEEL_OK;
+    pause_ms(backoff_ms[(*tries)++]);
+    return true;
+}
+
 static keel_status probe_once(const char *url)
 {
     remote_call call;
@@ -459,17 +477,13 @@ static keel_status fetch_once(git_repository *mirror, const char *url, const cha
     return s;
 }
 
-static const long backoff_ms[] = {200, 1000};
-enum { RETRIES = sizeof(backoff_ms) / sizeof(backoff_ms[0]) };
-
 static keel_status probe(const char *url)
 {
-    keel_status s = probe_once(url);
-    for (size_t i = 0; transient(s) && i < RETRIES; i++) {
-        keel_status_free(s);
-        pause_ms(backoff_ms[i]);
+    keel_status s;
+    size_t tries = 0;
+    do
         s = probe_once(url);
-    }
+    while (again(&s, &tries));
     return s;
 }
 
@@ -479,12 +493,11 @@ keel_status gate_remote_fetch_branch(git_repository *mirror, const char *url, co
     KEEL_ASSERT(mirror != NULL && url != NULL && branch != NULL && out != NULL);
     char ref[REF_MAX];
     (void)snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
-    keel_status s = fetch_once(mirror, url, ref, out);
-    for (size_t i = 0; transient(s) && i < RETRIES; i++) {
-        keel_status_free(s);
-        pause_ms(backoff_ms[i]);
+    keel_status s;
+    size_t tries = 0;
+    do
         s = fetch_once(mirror, url, ref, out);
-    }
+    while (again(&s, &tries));
     return s;
 }
 
@@ -563,11 +576,9 @@ static keel_status push_once(git_repository *mirror, const char *url, const char
     disconnect_remote(remote);
     if (keel_ok(s) && call.refused[0] != '\0') {
         /* moved under us, or refused for a reason of its own (a hook, a protected branch)? */
-        char why[sizeof(call.refused)];
-        (void)snprintf(why, sizeof(why), "%s", call.refused);
-        s = connect_at(mirror, url, GIT_DIRECTION_FETCH, ref, &call, &remote, &now, &found);
+        remote_call reread;
+        s = connect_at(mirror, url, GIT_DIRECTION_FETCH, ref, &reread, &remote, &now, &found);
         disconnect_remote(remote);
-        (void)snprintf(call.refused, sizeof(call.refused), "%s", why);
         if (keel_ok(s) && (!found || !git_oid_equal(&now, expected)))
             s = moved(branch, shown, expected, &now, !found, call.refused);
         else if (keel_ok(s))
@@ -591,13 +602,12 @@ keel_status gate_remote_push_cas(git_repository *mirror, const char *url, const 
 {
     KEEL_ASSERT(mirror != NULL && url != NULL && branch != NULL && expected != NULL &&
                 next != NULL);
-    keel_status s = push_once(mirror, url, branch, expected, next);
+    keel_status s;
+    size_t tries = 0;
     /* again only when it failed before the update: a lost reply shows as moved (to next) */
-    for (size_t i = 0; transient(s) && i < RETRIES; i++) {
-        keel_status_free(s);
-        pause_ms(backoff_ms[i]);
+    do
         s = push_once(mirror, url, branch, expected, next);
-    }
+    while (again(&s, &tries));
     return s;
 }
 
@@ -649,12 +659,11 @@ keel_status gate_remote_each_ref(git_repository *mirror, const char *url, const 
                                  gate_remote_ref_fn fn, void *ctx)
 {
     KEEL_ASSERT(mirror != NULL && url != NULL && prefix != NULL && fn != NULL);
-    keel_status s = each_ref_once(mirror, url, prefix, fn, ctx);
-    for (size_t i = 0; transient(s) && i < RETRIES; i++) {
-        keel_status_free(s);
-        pause_ms(backoff_ms[i]);
+    keel_status s;
+    size_t tries = 0;
+    do
         s = each_ref_once(mirror, url, prefix, fn, ctx);
-    }
+    while (again(&s, &tries));
     return s;
 }
 
