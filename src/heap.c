@@ -458,36 +458,15 @@ void keel__heap_fold(keel__heap_local *l)
     flush_local(l);
 }
 
-/*
- * Batched accounting (no quota) of a block of `bytes` made / freed on this
- * thread; true when the deltas are due to be folded in (flush_local).
- */
-static inline bool count_alloc(heap_local *l, size_t bytes)
-{
-    long long now = l->bytes + (long long)bytes;
-    l->bytes = now;
-    l->allocs++;
-    /* unconditional: a conditional move, not a branch mispredicted half the time */
-    l->max_bytes = now > l->max_bytes ? now : l->max_bytes;
-    return l->allocs + l->frees >= FLUSH_OPS;
-}
-
-static inline bool count_free(heap_local *l, size_t bytes)
-{
-    l->bytes -= (long long)bytes;
-    l->frees++;
-    return l->allocs + l->frees >= FLUSH_OPS;
-}
-
 static inline void batch_alloc(heap_local *l, size_t bytes)
 {
-    if (KEEL_UNLIKELY(count_alloc(l, bytes)))
+    if (KEEL_UNLIKELY(keel__heap_count_alloc(l, bytes)))
         flush_local(l);
 }
 
 static inline void batch_free(heap_local *l, size_t bytes)
 {
-    if (KEEL_UNLIKELY(count_free(l, bytes)))
+    if (KEEL_UNLIKELY(keel__heap_count_free(l, bytes)))
         flush_local(l);
 }
 
@@ -643,13 +622,8 @@ static keel_status plain_alloc(keel__heap *h, size_t size, size_t align, bool ze
 static inline heap_local *ready_local(const keel_module *m)
 {
     /* one load says: heap made, no quota, its cache slot (set_fast) */
-    unsigned slot =
-        __atomic_load_n(KEEL_LIKELY(m != NULL) ? &m->heap_slot : &program_slot, __ATOMIC_ACQUIRE);
-    heap_local *v = keel__heap_tls;
-    if (KEEL_UNLIKELY(slot == 0 || v == NULL))
-        return NULL;
-    heap_local *l = &v[slot - 1];
-    return KEEL_LIKELY(l->flags != 0) ? l : NULL; /* chosen: l->heap is the module's */
+    return keel__heap_at(
+        __atomic_load_n(KEEL_LIKELY(m != NULL) ? &m->heap_slot : &program_slot, __ATOMIC_ACQUIRE));
 }
 
 static inline __attribute__((always_inline)) keel_status fast_alloc(heap_local *l, size_t size,
@@ -663,7 +637,7 @@ static inline __attribute__((always_inline)) keel_status fast_alloc(heap_local *
         return keel__heap_failed((keel__heap *)l->heap, size, KEEL__HEAP_NOMEM, "?", 0, "?");
     }
     *out = p; /* first: nothing is kept across the rare call to fold the deltas in */
-    if (KEEL_UNLIKELY(count_alloc(l, fast_class(p, size))))
+    if (KEEL_UNLIKELY(keel__heap_count_alloc(l, fast_class(p, size))))
         flush_local(l);
     return KEEL_OK;
 }
@@ -678,7 +652,7 @@ static __attribute__((noinline)) void flush_and_free(heap_local *l, void *p)
 static inline __attribute__((always_inline)) void fast_free(heap_local *l, void *p)
 {
     KEEL_ASSERT(l != NULL && p != NULL);
-    if (KEEL_UNLIKELY(count_free(l, usable_size(p))))
+    if (KEEL_UNLIKELY(keel__heap_count_free(l, usable_size(p))))
         flush_and_free(l, p);
     else
         backend_free(p, l->flags);
@@ -696,7 +670,7 @@ static inline __attribute__((always_inline)) void fast_free_sized(heap_local *l,
                                                                   size_t size)
 {
     KEEL_ASSERT(l != NULL && p != NULL);
-    if (KEEL_UNLIKELY(count_free(l, fast_class(p, size))))
+    if (KEEL_UNLIKELY(keel__heap_count_free(l, fast_class(p, size))))
         flush_and_free(l, p);
     else
         backend_free(p, l->flags);
@@ -711,13 +685,8 @@ static __attribute__((noinline)) keel_status alloc_general(const keel_module *m,
 keel_status keel__heap_alloc(const keel_module *m, size_t size, size_t align, bool zero, void **out,
                              const char *file, int line, const char *func)
 {
-#if !KEEL_DEVEL
-    heap_local *l = NULL;
-    /* size - 1: sizes 1..fast_max() in one test (0 wraps around: the general path) */
-    if (KEEL_LIKELY(out != NULL && align == 0 && !zero && size - 1 < fast_max() &&
-                    (l = ready_local(m)) != NULL))
-        return fast_alloc(l, size, out);
-#endif
+    if (align == 0 && !zero) /* its fast path */
+        return keel__heap_alloc_plain(m, size, out, file, line, func);
     return alloc_general(m, size, align, zero, out, file, line, func);
 }
 
@@ -726,6 +695,7 @@ keel_status keel__heap_alloc_plain(const keel_module *m, size_t size, void **out
 {
 #if !KEEL_DEVEL
     heap_local *l = NULL;
+    /* size - 1: sizes 1..fast_max() in one test (0 wraps around: the general path) */
     if (KEEL_LIKELY(out != NULL && size - 1 < fast_max() && (l = ready_local(m)) != NULL))
         return fast_alloc(l, size, out);
 #endif

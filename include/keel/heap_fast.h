@@ -52,6 +52,42 @@ KEEL_API extern void (*const keel__heap_backend_free)(void *p, int flags);
 /* Fold a record's deltas into its heap. */
 KEEL_API void keel__heap_fold(keel__heap_local *l);
 
+/*
+ * The record's accounting (the library's and the inlined paths'): a block of
+ * `bytes` usable bytes made / freed; true when the deltas are due to be
+ * folded in (keel__heap_fold).
+ */
+static inline bool keel__heap_count_alloc(keel__heap_local *l, size_t bytes)
+{
+    long long now = l->bytes + (long long)bytes;
+    l->bytes = now;
+    l->allocs++;
+    /* unconditional: a conditional move, not a branch mispredicted half the time */
+    l->max_bytes = now > l->max_bytes ? now : l->max_bytes;
+    return l->allocs + l->frees >= KEEL__HEAP_FOLD;
+}
+
+static inline bool keel__heap_count_free(keel__heap_local *l, size_t bytes)
+{
+    l->bytes -= (long long)bytes;
+    l->frees++;
+    return l->allocs + l->frees >= KEEL__HEAP_FOLD;
+}
+
+/*
+ * This thread's record for the heap whose slot (a module's heap_slot) is
+ * `slot`, when the fast paths may serve it: heap made, no quota, this
+ * thread's cache for it chosen.  Else NULL.
+ */
+static inline keel__heap_local *keel__heap_at(unsigned slot)
+{
+    keel__heap_local *v = keel__heap_tls;
+    if (__builtin_expect(slot == 0 || v == NULL, 0))
+        return NULL;
+    keel__heap_local *l = &v[slot - 1];
+    return __builtin_expect(l->flags != 0, 1) ? l : NULL;
+}
+
 #if !KEEL_DEVEL
 
 __attribute__((used)) static const int *const keel__heap_layout_reference =
@@ -62,12 +98,7 @@ static inline keel__heap_local *keel__heap_ready(const keel_module *m)
 {
     if (m == NULL)
         return NULL; /* the program's heap: the library's path */
-    unsigned slot = __atomic_load_n(&m->heap_slot, __ATOMIC_ACQUIRE);
-    keel__heap_local *v = keel__heap_tls;
-    if (__builtin_expect(slot == 0 || v == NULL, 0))
-        return NULL;
-    keel__heap_local *l = &v[slot - 1];
-    return __builtin_expect(l->flags != 0, 1) ? l : NULL;
+    return keel__heap_at(__atomic_load_n(&m->heap_slot, __ATOMIC_ACQUIRE));
 }
 
 static inline __attribute__((always_inline)) keel_status
@@ -82,11 +113,7 @@ keel__heap_alloc_inline(const keel_module *m, size_t size, void **out, const cha
         void *p = keel__heap_backend_alloc(size, l->flags);
         if (__builtin_expect(p != NULL, 1)) {
             *out = p;
-            long long now = l->bytes + (long long)keel__heap_classes[(size + 7) / 8];
-            l->bytes = now;
-            l->allocs++;
-            l->max_bytes = now > l->max_bytes ? now : l->max_bytes;
-            if (__builtin_expect(l->allocs + l->frees >= KEEL__HEAP_FOLD, 0))
+            if (__builtin_expect(keel__heap_count_alloc(l, keel__heap_classes[(size + 7) / 8]), 0))
                 keel__heap_fold(l);
             return KEEL_OK;
         }
@@ -102,9 +129,7 @@ keel__heap_free_sized_inline(const keel_module *m, void *p, size_t size, const c
     if (__builtin_expect(
             p != NULL && size - 1 < __atomic_load_n(&keel__heap_inline_max, __ATOMIC_RELAXED), 1) &&
         (l = keel__heap_ready(m)) != NULL) {
-        l->bytes -= (long long)keel__heap_classes[(size + 7) / 8];
-        l->frees++;
-        if (__builtin_expect(l->allocs + l->frees >= KEEL__HEAP_FOLD, 0))
+        if (__builtin_expect(keel__heap_count_free(l, keel__heap_classes[(size + 7) / 8]), 0))
             keel__heap_fold(l);
         keel__heap_backend_free(p, l->flags);
         return;
