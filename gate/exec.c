@@ -80,7 +80,7 @@ const char *gate_exec_result_name(gate_exec_result r)
     return (unsigned)r < sizeof(result_names) / sizeof(result_names[0]) ? result_names[r] : "?";
 }
 
-static unsigned long long now_ms(void)
+unsigned long long gate_now_ms(void)
 {
     struct timespec ts;
     (void)clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -241,7 +241,7 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
         (void)close(out_pipe[1]);
         return s;
     }
-    unsigned long long start = now_ms();
+    unsigned long long start = gate_now_ms();
     pid_t pid = 0;
     int spawn_errno = spawn(spec, env, out_pipe[1], &pid);
     keel_heap_free(EXEC_HEAP, env);
@@ -258,7 +258,7 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
         (void)close(log);
         out->result = GATE_EXEC_NOT_FOUND;
         out->exit_code = 127;
-        out->elapsed_ms = now_ms() - start;
+        out->elapsed_ms = gate_now_ms() - start;
         return KEEL_OK;
     }
     track_group(pid); /* its group is its pid: set before it ran (POSIX_SPAWN_SETPGROUP) */
@@ -270,7 +270,7 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
     int wstatus = 0;
     bool reaped = false;
     while (!eof || !reaped) {
-        unsigned long long now = now_ms();
+        unsigned long long now = gate_now_ms();
         if (!timed_out && spec->timeout_ms > 0 && now - start >= spec->timeout_ms) {
             timed_out = true;
             term_sent = true;
@@ -319,7 +319,7 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
     untrack_group(pid); /* after the group's last kill */
     while (__atomic_load_n(&frozen, __ATOMIC_SEQ_CST))
         (void)pause(); /* the process is exiting: this job's end is nobody's result */
-    out->elapsed_ms = now_ms() - start;
+    out->elapsed_ms = gate_now_ms() - start;
     if (out->log_truncated) {
         char note[128];
         int n = snprintf(note, sizeof(note), "\nkeel-gate: log truncated at %lu bytes\n",

@@ -47,6 +47,9 @@ KEEL_MUST_USE keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_ou
 
 const char *gate_exec_result_name(gate_exec_result r);
 
+/* Milliseconds on the monotonic clock (for timeouts and intervals). */
+unsigned long long gate_now_ms(void);
+
 /*
  * Send `sig` to the process group of every command gate_exec_run is running
  * (in any thread); how many were sent.  Only atomic loads and kill(): a

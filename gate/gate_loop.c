@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "exec.h"
 #include "gate_int.h"
 #include "store.h"
 
@@ -78,20 +79,13 @@ static void publish_heaps(gate *g, bool now)
     keel_status_free(s);
 }
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * Changes submitted by a push, every poll (a remote's every tenth: a
  * connection each time).  A failure is a warning: the queue goes on.
  */
 static void take_pushed(gate *g)
 {
-    long long t = mono_ms();
+    long long t = (long long)gate_now_ms();
     if (t < g->pushed_at_ms)
         return;
     g->pushed_at_ms = t + (long long)g->poll_ms * (gate_repo_is_remote(g->repo) ? 10 : 1);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "exec.h"
 #include "gate.h"
 
 size_t gate_json_str(char *buf, size_t size, size_t len, const char *s)
@@ -50,13 +51,6 @@ size_t gate_json_str(char *buf, size_t size, size_t len, const char *s)
     if (size > 0)
         buf[len < size ? len : size - 1] = '\0';
     return len;
-}
-
-static unsigned long long now_ms(void)
-{
-    struct timespec ts;
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000ull + (unsigned long long)ts.tv_nsec / 1000000ull;
 }
 
 keel_status gate_notify_run(const gate_words *cmd, const char *dir, const char *json,
@@ -106,14 +100,14 @@ keel_status gate_notify_run(const gate_words *cmd, const char *dir, const char *
     }
     (void)close(in[1]);
     (void)signal(SIGPIPE, old);
-    unsigned long long start = now_ms();
+    unsigned long long start = gate_now_ms();
     int status = 0;
     bool killed = false;
     for (;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
         if (w == pid || (w < 0 && errno != EINTR))
             break;
-        if (!killed && now_ms() - start > timeout_ms) {
+        if (!killed && gate_now_ms() - start > timeout_ms) {
             (void)kill(-pid, SIGKILL);
             killed = true;
         }
