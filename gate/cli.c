@@ -42,7 +42,10 @@ static const opt_def opt_table[] = {
     {"repo", "DIR|URL", C_ALL, "the guarded repository, local or a URL (default: .)"},
     {"mirror", "DIR", C_ALL, "a URL's local mirror (default: under $XDG_STATE_HOME/keel-gate)"},
     {"state", "FILE", C_ALL, "the gate's store (default: <git dir>/keel-gate.db)"},
-    {"target", "BRANCH", C_ALL, "the guarded branch (default: the branch HEAD names)"},
+    {"target", "BRANCH", C_ALL,
+     "the guarded branch (default: the one HEAD names, or its [gate] target)"},
+    {"work", "DIR", C_RUN | C_TRY,
+     "where jobs' work trees go, outside the repository (default: <state>.d/work)"},
     {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
     {"json", NULL, C_STATUS, "machine-readable output"},
     {"once", NULL, C_RUN, "stop when the queue is empty"},
@@ -252,6 +255,7 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
     o.mirror = opt_value(&p, "mirror");
     o.state = opt_value(&p, "state");
     o.target = opt_value(&p, "target");
+    o.work = opt_value(&p, "work");
     o.out = opt_value(&p, "quiet") != NULL ? NULL : out;
     gate *g = NULL;
     keel_status s = gate_open(&o, &g);
@@ -288,7 +292,6 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         s = gate_signals_start(g, err, &sig);
         if (keel_ok(s))
             s = gate_run(g, opt_value(&p, "once") != NULL, &st);
-        gate_signals_stop(sig);
         if (keel_ok(s) && o.out != NULL)
             (void)fprintf(out,
                           "summary: %llu landed, %llu rejected, %llu conflicts, %llu flaky, "
@@ -296,6 +299,7 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
                           "failures\n",
                           st.landed, st.rejected, st.conflicts, st.flakes, st.builds, st.jobs,
                           st.moved, st.notify_failures);
+        gate_signals_stop(sig); /* after the last line: SIGPIPE is ignored until then */
         rc = keel_ok(s) && st.rejected + st.conflicts == 0 ? 0 : 1;
         break;
     }

@@ -119,7 +119,7 @@ keel_status gate_words_split(const char *text, gate_words *out)
 typedef enum section_kind { SECTION_NONE, SECTION_GATE, SECTION_CONFIG } section_kind;
 
 static const char *const gate_keys[] = {"target",    "slots",   "strategy", "max-batch",
-                                        "max-depth", "retries", "notify"};
+                                        "max-depth", "retries", "notify",   "crash-limit"};
 static const char *const config_keys[] = {"build", "test", "env", "timeout", "required"};
 
 typedef struct parse_state {
@@ -240,6 +240,7 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
             strlen(value) >= sizeof(c->target))
             return errf(st, KEEL_E_PARSE, "'target' must be one branch name, not '%s'", value);
         (void)snprintf(c->target, sizeof(c->target), "%s", value);
+        c->target_set = true;
         return KEEL_OK;
     }
     if (strcmp(key, "slots") == 0)
@@ -252,6 +253,8 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
         return parse_uint(st, key, value, 0, 10, &c->retries);
     if (strcmp(key, "notify") == 0)
         return set_words(st, key, value, &c->notify);
+    if (strcmp(key, "crash-limit") == 0)
+        return parse_uint(st, key, value, 0, 1000, &c->crash_limit);
     if (strcmp(key, "strategy") == 0) {
         size_t n = sizeof(strategy_names) / sizeof(strategy_names[0]);
         for (size_t i = 0; i < n; i++)
@@ -409,6 +412,7 @@ keel_status gate_config_parse(const char *text, size_t len, const char *origin, 
     c->max_batch = 8;
     c->max_depth = 4;
     c->retries = 1;
+    c->crash_limit = 3;
     parse_state st;
     memset(&st, 0, sizeof(st));
     st.origin = origin != NULL ? origin : "gate.conf";

@@ -11,6 +11,8 @@
  *   max-batch  = 8             # most changes tested together
  *   max-depth  = 4             # most candidates tested ahead speculatively
  *   retries    = 1             # reruns of a failed job before anything is blamed
+ *   crash-limit = 3            # the gate died this many times in a row testing a change:
+ *                              # it is quarantined (rejected); 0: never
  *   notify     = tools/notify --channel ci    # run with a JSON event on stdin
  *
  *   [config gcc-devel]
@@ -59,12 +61,14 @@ typedef struct gate_matrix_config {
 
 typedef struct gate_config {
     char target[GATE_BRANCH_MAX];
-    unsigned slots; /* 0: the number of cores */
+    bool target_set; /* [gate] target was given (else target is "main", unused) */
+    unsigned slots;  /* 0: the number of cores */
     gate_strategy strategy;
     unsigned max_batch;
     unsigned max_depth;
     unsigned retries;
-    gate_words notify; /* empty: no hook */
+    unsigned crash_limit; /* quarantine a change after this many gate deaths (0: never) */
+    gate_words notify;    /* empty: no hook */
     gate_matrix_config configs[GATE_MAX_CONFIGS];
     size_t nconfigs;
 } gate_config;

@@ -11,6 +11,7 @@
 #include "gate.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -65,6 +66,165 @@ keel_status gate_make_dir(const char *dir)
     return KEEL_OK;
 }
 
+keel_status gate_make_dirs(const char *dir)
+{
+    char buf[GATE_DIR_MAX];
+    if (strlen(dir) >= sizeof(buf))
+        return KEEL_ERR(KEEL_E_RANGE, "directory '%s' is too long", dir);
+    (void)snprintf(buf, sizeof(buf), "%s", dir);
+    for (char *p = buf + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        keel_status s = gate_make_dir(buf);
+        *p = '/';
+        if (!keel_ok(s))
+            return s;
+    }
+    return gate_make_dir(buf);
+}
+
+/*
+ * A branch name as one directory name: letters, digits, '.', '_' and '-' as
+ * they are, every other byte as +XX (so "a/b" and "a+b" stay apart, and no
+ * name is "." or "..").
+ */
+static void dir_name(const char *name, char *buf, size_t size)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p != '\0' && n + 4 < size; p++) {
+        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' ||
+                     (*p == '.' && p != (const unsigned char *)name);
+        if (plain) {
+            buf[n++] = (char)*p;
+        } else {
+            buf[n++] = '+';
+            buf[n++] = hex[*p >> 4];
+            buf[n++] = hex[*p & 15];
+        }
+    }
+    buf[n] = '\0';
+}
+
+/* Is `path` the directory `dir` or under it (both resolved)? */
+static bool inside(const char *path, const char *dir)
+{
+    if (dir == NULL)
+        return false;
+    char a[PATH_MAX], b[PATH_MAX];
+    if (realpath(path, a) == NULL || realpath(dir, b) == NULL)
+        return false;
+    size_t n = strlen(b);
+    return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/' || (n == 1 && b[0] == '/'));
+}
+
+/*
+ * Where this target's jobs get their work trees: never inside the
+ * repository (its git directory or its working directory), or `git` in a
+ * job would find the gate's repository instead of the candidate it tests.
+ * Given (--work): refused when inside.  By default <state>.d/work, or, when
+ * that is inside (the default store is in the git directory), a directory
+ * of the user's cache named after the store.
+ */
+static keel_status trees_dir(gate *g, const char *given, const char *target_dir)
+{
+    const char *git_dir = gate_repo_git_dir(g->repo), *work_dir = gate_repo_workdir(g->repo);
+    char base[GATE_DIR_MAX];
+    if (given != NULL) {
+        keel_status s = gate_make_dirs(given);
+        if (!keel_ok(s))
+            return KEEL_CONTEXT(s, "the work trees' directory");
+        if (inside(given, git_dir) || inside(given, work_dir))
+            return keel_status_with_str(
+                KEEL_ERR(KEEL_E_INVAL,
+                         "work trees' directory '%s' is inside the repository '%s': git in a job "
+                         "would find the gate's repository there; give a directory outside it",
+                         given, work_dir != NULL ? work_dir : git_dir),
+                "work", given);
+        gate_fmt(g->tree_root, sizeof(g->tree_root), "%s/%s", given, target_dir);
+        return KEEL_OK;
+    }
+    gate_fmt(base, sizeof(base), "%s/work", g->work);
+    if (!inside(g->work, git_dir) && !inside(g->work, work_dir)) {
+        gate_fmt(g->tree_root, sizeof(g->tree_root), "%s/%s", base, target_dir);
+        return KEEL_OK;
+    }
+    char real[PATH_MAX];
+    if (realpath(g->work, real) == NULL)
+        return KEEL_ERR_SYS(errno, "cannot resolve '%s'", g->work);
+    unsigned long long h = 1469598103934665603ull; /* FNV-1a of the store's directory */
+    for (const unsigned char *p = (const unsigned char *)real; *p != '\0'; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    const char *cache = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (cache != NULL && cache[0] == '/')
+        gate_fmt(g->tree_root, sizeof(g->tree_root), "%s/keel-gate/work-%016llx/%s", cache, h,
+                 target_dir);
+    else if (home != NULL && home[0] == '/')
+        gate_fmt(g->tree_root, sizeof(g->tree_root), "%s/.cache/keel-gate/work-%016llx/%s", home, h,
+                 target_dir);
+    else
+        return KEEL_ERR(KEEL_E_NOTFOUND,
+                        "no place for the work trees outside the repository: set HOME or "
+                        "XDG_CACHE_HOME, or give --work DIR");
+    return KEEL_OK;
+}
+
+/*
+ * The target: --target, else the branch HEAD names; and what the branch's
+ * own configuration says ([gate] target): by default the gate guards that
+ * branch, given one it must be the same (run checks it again on the tip).
+ */
+static keel_status resolve_target(gate *g, const char *given)
+{
+    keel_status s = KEEL_OK;
+    if (given != NULL)
+        (void)snprintf(g->target, sizeof(g->target), "%s", given);
+    else
+        s = gate_repo_head_branch(g->repo, g->target, sizeof(g->target));
+    if (keel_ok(s))
+        s = gate_branch_check(g->target);
+    char tip[GATE_HEX];
+    if (keel_ok(s)) {
+        s = gate_branch_known(g->repo, g->target, tip); /* no network: a remote's as last seen */
+        if (!keel_ok(s)) {
+            keel_status_ignore(s, "a branch without commits names no other target");
+            return KEEL_OK;
+        }
+    }
+    gate_config *cfg = NULL;
+    if (keel_ok(s)) {
+        s = gate_load_config(g, tip, &cfg);
+        if (!keel_ok(s)) {
+            keel_status_ignore(s, "run reports a configuration that does not parse");
+            return KEEL_OK;
+        }
+    }
+    if (keel_ok(s) && cfg->target_set && strcmp(cfg->target, g->target) != 0) {
+        if (given != NULL)
+            s = gate_target_mismatch(g->target, tip, cfg->target);
+        else
+            (void)snprintf(g->target, sizeof(g->target), "%s", cfg->target);
+    }
+    gate_config_free(cfg);
+    if (keel_ok(s) && given == NULL)
+        s = gate_branch_check(g->target);
+    return s;
+}
+
+keel_status gate_target_mismatch(const char *target, const char *tip, const char *named)
+{
+    return keel_status_with_str(
+        keel_status_with_str(
+            KEEL_ERR(KEEL_E_INVAL,
+                     "the configuration of '%s' (%.12s:.keel/gate.conf) says target = '%s': this "
+                     "gate guards '%s'; run it with --target '%s', or change target in [gate]",
+                     target, tip, named, target, named),
+            "target", target),
+        "configured", named);
+}
+
 void gate_options_default(gate_options *o)
 {
     KEEL_ASSERT(o != NULL);
@@ -114,17 +274,14 @@ keel_status gate_open(const gate_options *o, gate **out)
     gate *g = (gate *)mem;
     g->out = o->out;
     g->poll_ms = o->poll_ms > 0 ? o->poll_ms : 1000;
+    g->pause_ms = o->pause_ms > 0 ? o->pause_ms : 1000;
     (void)snprintf(g->repo_path, sizeof(g->repo_path), "%s", o->repo != NULL ? o->repo : ".");
     s = gate_remote_is_url(g->repo_path) ? gate_repo_open_remote(g->repo_path, o->mirror, &g->repo)
                                          : gate_repo_open(g->repo_path, &g->repo);
-    if (keel_ok(s)) {
-        if (o->target != NULL)
-            (void)snprintf(g->target, sizeof(g->target), "%s", o->target);
-        else
-            s = gate_repo_head_branch(g->repo, g->target, sizeof(g->target));
-    }
     if (keel_ok(s))
-        s = gate_branch_check(g->target);
+        s = resolve_target(g, o->target);
+    char target_dir[3 * GATE_BRANCH_MAX + 1];
+    dir_name(g->target, target_dir, sizeof(target_dir));
     if (keel_ok(s)) {
         if (o->state != NULL)
             (void)snprintf(g->state, sizeof(g->state), "%s", o->state);
@@ -137,10 +294,12 @@ keel_status gate_open(const gate_options *o, gate **out)
         (void)snprintf(sub, sizeof(sub), "%s/logs", g->work);
         if (keel_ok(s))
             s = gate_make_dir(sub);
-        (void)snprintf(sub, sizeof(sub), "%s/jobs", g->work);
+        gate_fmt(g->tdir, sizeof(g->tdir), "%s/targets/%s", g->work, target_dir);
         if (keel_ok(s))
-            s = gate_make_dir(sub);
+            s = gate_make_dirs(g->tdir);
     }
+    if (keel_ok(s))
+        s = trees_dir(g, o->work, target_dir);
     if (keel_ok(s))
         s = gate_store_open(g->state, &g->store);
     if (!keel_ok(s)) {
@@ -250,13 +409,15 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
     }
     gate_job_run *jobs = (gate_job_run *)mem;
     gate_pool *pool = NULL;
-    s = gate_pool_new(gate_slots(cfg), &pool);
+    s = gate_make_dirs(g->tree_root);
+    if (keel_ok(s))
+        s = gate_pool_new(gate_slots(cfg), &pool);
     for (size_t i = 0; keel_ok(s) && i < njobs; i++) {
         const gate_matrix_config *m = &cfg->configs[i];
         gate_job_run *j = &jobs[i];
         j->job_id = (long long)i;
         gate_job_from_config(j, m);
-        gate_fmt(j->dir, sizeof(j->dir), "%s/jobs/try-%d-%zu", g->work, (int)getpid(), i);
+        gate_fmt(j->dir, sizeof(j->dir), "%s/try-%d-%zu", g->tree_root, (int)getpid(), i);
         gate_fmt(j->log, sizeof(j->log), "%s/logs/try-%.12s-%s.log", g->work, merge, m->name);
         (void)unlink(j->log);
         gate_rm_tree(j->dir);

@@ -33,9 +33,13 @@ typedef struct gate_options {
     const char *repo;   /* the guarded repository (default "."): a path, or a URL (remote.h) */
     const char *mirror; /* a URL's: where its local mirror is (NULL: the default place) */
     const char *state;  /* the store (default: <git dir or mirror>/keel-gate.db) */
-    const char *target; /* NULL: the branch HEAD names */
+    const char *target; /* NULL: the branch HEAD names, or the one its [gate] target names */
+    const char *work;   /* where jobs' work trees go (NULL: <state>.d/work, or a cache
+                           directory when that is inside the repository) */
     FILE *out;          /* progress and results (default stdout); NULL-able: quiet */
     unsigned poll_ms;   /* run without --once: how often to look for new changes (1000) */
+    unsigned pause_ms;  /* after the gate's own failure: the first pause before it tries
+                           again, doubled each time (1000) */
 } gate_options;
 
 void gate_options_default(gate_options *o);

@@ -9,6 +9,7 @@
 #include "git.h"
 #include "heaps.h"
 #include "pool.h"
+#include "qlock.h"
 #include "scheduler.h"
 #include "worktree.h"
 
@@ -44,15 +45,23 @@ typedef struct gate_tree {
     bool busy; /* a job in flight has it */
 } gate_tree;
 
+enum { GATE_DIR_MAX = GATE_PATH_MAX + 3 * GATE_BRANCH_MAX + 64 };
+
+/* The gate's own failures in a row before run stops (each after a pause, doubled each time). */
+enum { GATE_ERRORS_MAX = 5 };
+
 struct gate {
     gate_repo *repo;
     gate_store *store;
     char repo_path[GATE_PATH_MAX];
     char state[GATE_PATH_MAX];
-    char work[GATE_PATH_MAX + 8];
+    char work[GATE_PATH_MAX + 8]; /* <state>.d: logs, targets/ */
+    char tdir[GATE_DIR_MAX];      /* <state>.d/targets/<target>: this queue's lock, heaps.json */
+    char tree_root[GATE_DIR_MAX]; /* this target's jobs' work trees */
     char target[GATE_BRANCH_MAX];
     FILE *out;
     unsigned poll_ms;
+    unsigned pause_ms;
     /* gate_run only */
     gate_sched *sched;
     gate_pool *pool;
@@ -74,14 +83,25 @@ struct gate {
     bool heaps_warned;
     long long pushed_at_ms; /* when refs/keel-gate/submit/ was last looked at (monotonic) */
     bool pushed_warned;
+    gate_qlock *qlock;    /* held by gate_run: one gatekeeper per queue */
+    bool recovered;       /* the run's first recovery (the one after a crash) is done */
+    unsigned gate_errors; /* the gate's own failures in a row (GATE_ERRORS_MAX) */
+    gate_job_run **again; /* jobs the gate failed to run, to run again after a pause */
+    size_t nagain, again_cap;
+    unsigned long long again_at_ms; /* when they run again (monotonic) */
 };
 
 void gate_fmt(char *buf, size_t size, const char *fmt, ...) KEEL_PRINTF(3, 4);
 void gate_say(gate *g, const char *fmt, ...) KEEL_PRINTF(2, 3);
 void gate_rm_tree(const char *dir);
 KEEL_MUST_USE keel_status gate_make_dir(const char *dir);
+/* mkdir -p */
+KEEL_MUST_USE keel_status gate_make_dirs(const char *dir);
 KEEL_MUST_USE keel_status gate_load_config(gate *g, const char *commit, gate_config **cfg);
 unsigned gate_slots(const gate_config *cfg);
+/* KEEL_E_INVAL: the configuration at `tip` of `target` names another target. */
+KEEL_MUST_USE keel_status gate_target_mismatch(const char *target, const char *tip,
+                                               const char *named);
 void gate_notify(gate *g, const char *event, long long change, const char *merge,
                  const char *reason);
 

@@ -67,8 +67,8 @@ static void publish_heaps(gate *g, bool now)
     if (!now && t == g->heaps_at)
         return;
     g->heaps_at = t;
-    char path[GATE_PATH_MAX + 32];
-    gate_fmt(path, sizeof(path), "%s/heaps.json", g->work);
+    char path[GATE_DIR_MAX + 32];
+    gate_fmt(path, sizeof(path), "%s/heaps.json", g->tdir);
     keel_status s = gate_heaps_publish(path);
     if (keel_ok(s))
         return;
@@ -153,24 +153,72 @@ static void free_cand(gate_cand *c)
     keel_heap_free(GATE_HEAP, c);
 }
 
+/* gate_store_recover's question: does the target's tip hold this merge? */
+static keel_status tip_holds(const char *merge, void *ctx, bool *landed)
+{
+    gate *g = (gate *)ctx;
+    return gate_is_ancestor(g->repo, merge, g->tip, landed);
+}
+
+/*
+ * A change the gate died testing crash-limit times in a row: rejected, so
+ * that one change cannot crash-loop the gate.
+ */
+static keel_status quarantine(gate *g, const gate_change *c)
+{
+    char reason[GATE_REASON_MAX];
+    gate_fmt(reason, sizeof(reason),
+             "quarantined: the gate died %u times in a row while this change was being tested "
+             "(crash-limit %u): it is not tested again; look at what its jobs do to the gate's "
+             "host, then submit it again",
+             c->crashes, g->tip_cfg->crash_limit);
+    keel_status s = gate_store_set_state(g->store, c->id, GATE_CHANGE_REJECTED, reason, now_s());
+    if (KEEL_IS(s, KEEL_E_STATE)) { /* cancelled meanwhile */
+        keel_status_free(s);
+        return KEEL_OK;
+    }
+    if (keel_ok(s))
+        s = gate_store_event(g->store, now_s(), "quarantine", c->id, "{}");
+    if (!keel_ok(s))
+        return s;
+    g->stats.rejected++;
+    gate_say(g, "rejected: change %lld '%s': %s\n", c->id, c->branch, reason);
+    gate_notify(g, "reject", c->id, NULL, reason);
+    return KEEL_OK;
+}
+
+/* Jobs waiting to run again after the gate's own failure: dropped with their generation. */
+static void drop_again(gate *g)
+{
+    for (size_t i = 0; i < g->nagain; i++)
+        keel_heap_free(GATE_HEAP, g->again[i]);
+    g->nagain = 0;
+}
+
 /*
  * Start (again) from what the store and the repository say: recover, then a
- * new scheduler holding the queue.  At start-up, and after a lost
- * compare-and-swap (everything in flight belongs to the old generation and
- * its results are only recorded).
+ * new scheduler holding the queue.  At start-up, after a lost
+ * compare-and-swap and after the gate's own failure (everything in flight
+ * belongs to the old generation and its results are only recorded).
  */
 static keel_status restart(gate *g)
 {
     keel_status s = gate_branch_head(g->repo, g->target, g->tip);
-    size_t requeued = 0;
+    gate_recovery rec;
+    memset(&rec, 0, sizeof(rec));
     if (keel_ok(s))
-        s = gate_store_recover(g->store, g->tip, now_s(), &requeued);
+        s = gate_store_recover(g->store, g->target, tip_holds, g, !g->recovered, now_s(), &rec);
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "recovering the queue of '%s'", g->target);
-    if (requeued > 0)
-        gate_say(g, "recovered: %zu change(s) back in the queue, target '%s' at %.12s\n", requeued,
+    g->recovered = true;
+    if (rec.landed > 0)
+        gate_say(g, "recovered: %zu change(s) found landed in '%s' at %.12s\n", rec.landed,
                  g->target, g->tip);
+    if (rec.requeued > 0)
+        gate_say(g, "recovered: %zu change(s) back in the queue, target '%s' at %.12s\n",
+                 rec.requeued, g->target, g->tip);
     cancel_jobs(g, NULL);
+    drop_again(g);
     for (size_t i = 0; i < g->ncands; i++)
         g->cands[i]->closed = true; /* recover abandoned what was open */
     g->gen++;
@@ -181,6 +229,8 @@ static keel_status restart(gate *g)
         return KEEL_CONTEXT(s, "reading the configuration of '%s'", g->target);
     if (g->tip_cfg == NULL)
         return KEEL_ERR(KEEL_E_INTERNAL, "no configuration for '%s'", g->target);
+    if (g->tip_cfg->target_set && strcmp(g->tip_cfg->target, g->target) != 0)
+        return gate_target_mismatch(g->target, g->tip, g->tip_cfg->target);
     gate_sched_delete(g->sched);
     g->sched = NULL;
     gate_sched_params p;
@@ -195,6 +245,19 @@ static keel_status restart(gate *g)
     return s;
 }
 
+/* A change cancelled in the store leaves the scheduler (its candidates are rebuilt without it). */
+static keel_status withdraw(gate *g, long long change)
+{
+    gate_say(g, "change %lld was cancelled\n", change);
+    keel_status s = gate_sched_cancel(g->sched, change);
+    if (KEEL_IS(s, KEEL_E_NOTFOUND)) {
+        keel_status_free(s);
+        s = KEEL_OK;
+    }
+    drop_active(g, change);
+    return s;
+}
+
 /* New submissions go to the scheduler; changes cancelled in the store leave it. */
 static keel_status sync_queue(gate *g)
 {
@@ -205,12 +268,18 @@ static keel_status sync_queue(gate *g)
     gate_change *q = (gate_change *)mem;
     size_t n = 0;
     s = gate_store_queued(g->store, g->target, now_s(), AGING_S, q, QUEUE_MAX, &n);
+    unsigned limit = g->tip_cfg->crash_limit;
     for (size_t i = 0; keel_ok(s) && i < n; i++) {
         if (is_active(g, q[i].id))
             continue;
+        if (limit > 0 && q[i].crashes >= limit) {
+            s = quarantine(g, &q[i]);
+            continue;
+        }
         s = grow((void **)&g->active, &g->active_cap, g->nactive + 1, sizeof(*g->active));
         if (keel_ok(s))
-            s = gate_sched_enqueue(g->sched, q[i].id);
+            s = q[i].crashes > 0 ? gate_sched_enqueue_alone(g->sched, q[i].id)
+                                 : gate_sched_enqueue(g->sched, q[i].id);
         if (keel_ok(s))
             g->active[g->nactive++] = q[i].id;
     }
@@ -218,13 +287,7 @@ static keel_status sync_queue(gate *g)
         gate_change c;
         s = gate_store_get(g->store, g->active[i], &c);
         if (keel_ok(s) && c.state == GATE_CHANGE_CANCELLED) {
-            gate_say(g, "change %lld ('%s') was cancelled\n", c.id, c.branch);
-            s = gate_sched_cancel(g->sched, c.id);
-            if (KEEL_IS(s, KEEL_E_NOTFOUND)) {
-                keel_status_free(s);
-                s = KEEL_OK;
-            }
-            drop_active(g, c.id);
+            s = withdraw(g, c.id);
             continue;
         }
         i++;
@@ -280,6 +343,11 @@ static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
     }
     long long change = c->changes[index];
     keel_status s = gate_store_set_state(g->store, change, GATE_CHANGE_CONFLICT, reason, now_s());
+    if (KEEL_IS(s, KEEL_E_STATE)) { /* cancelled meanwhile: it stays so */
+        keel_status_free(s);
+        s = close_cand(g, c, "abandoned");
+        return keel_ok(s) ? withdraw(g, change) : s;
+    }
     if (keel_ok(s))
         s = close_cand(g, c, "conflict");
     if (!keel_ok(s))
@@ -303,8 +371,8 @@ static keel_status take_tree(gate *g, size_t *out)
         t++;
     if (t == g->ntrees) {
         keel_status s = grow((void **)&g->trees, &g->trees_cap, t + 1, sizeof(*g->trees));
-        char dir[GATE_PATH_MAX];
-        gate_fmt(dir, sizeof(dir), "%s/jobs/%zu", g->work, t);
+        char dir[GATE_DIR_MAX + 32];
+        gate_fmt(dir, sizeof(dir), "%s/%zu", g->tree_root, t);
         gate_worktree *w = NULL;
         if (keel_ok(s))
             s = gate_worktree_new(dir, &w);
@@ -424,6 +492,14 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
         if (keel_ok(s))
             s = gate_store_candidate_rebuild(g->store, g->target, c->base, c->changes, c->n,
                                              now_s(), &c->store_id);
+        long long gone = 0;
+        if (KEEL_IS(s, KEEL_E_STATE) && keel_status_get_int(s, "change", &gone)) {
+            /* cancelled since the queue was read: built again without it */
+            keel_heap_free(GATE_HEAP, heads);
+            keel_heap_free(GATE_HEAP, ch);
+            keel_status_free(s);
+            return withdraw(g, gone);
+        }
         if (keel_ok(s))
             s = gate_merge(g->repo, c->base, heads, c->n, c->merge);
         keel_heap_free(GATE_HEAP, heads);
@@ -465,6 +541,94 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
     return s;
 }
 
+/* Is `s` a failure of the gate's environment, worth a pause and another try? */
+static bool passing(keel_status s)
+{
+    static const keel_code codes[] = {KEEL_E_NOMEM, KEEL_E_FULL, KEEL_E_IO,
+                                      KEEL_E_SYS,   KEEL_E_BUSY, KEEL_E_TIMEOUT};
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+        if (KEEL_IS(s, codes[i]))
+            return true;
+    return false;
+}
+
+/*
+ * The gate's own failure `why` (owned): said and recorded as a gate-error
+ * event, blaming no change.  KEEL_OK: go on after a pause
+ * (g->pause_ms, doubled for each failure in a row); after GATE_ERRORS_MAX in
+ * a row, the error that stops run.
+ */
+static keel_status gate_failed(gate *g, keel_status why, const char *what)
+{
+    char msg[1024];
+    (void)keel_status_format(why, msg, sizeof(msg));
+    g->gate_errors++;
+    char detail[1400];
+    size_t n = (size_t)snprintf(detail, sizeof(detail), "{\"what\":");
+    n = gate_json_str(detail, sizeof(detail), n, what);
+    n += (size_t)snprintf(detail + n, n < sizeof(detail) ? sizeof(detail) - n : 0,
+                          ",\"in_a_row\":%u,\"error\":", g->gate_errors);
+    n = gate_json_str(detail, sizeof(detail), n, msg);
+    (void)snprintf(detail + n, n < sizeof(detail) ? sizeof(detail) - n : 0, "}");
+    keel_status e = gate_store_event(g->store, now_s(), "gate-error", 0, detail);
+    if (!keel_ok(e))
+        keel_status_ignore(e, "the gate's failure is said all the same");
+    if (g->gate_errors > GATE_ERRORS_MAX)
+        return KEEL_CONTEXT(why,
+                            "the gate's own failure, %u times in a row (%s): no change was blamed, "
+                            "what was in flight goes back to the queue",
+                            g->gate_errors, what);
+    unsigned long long pause = (unsigned long long)g->pause_ms << (g->gate_errors - 1);
+    gate_say(g, "gate error (the gate's own, no change blamed): %s: %s; trying again in %.1f s\n",
+             what, msg, (double)pause / 1000.0);
+    keel_status_free(why);
+    g->again_at_ms = gate_now_ms() + pause;
+    return KEEL_OK;
+}
+
+/* A job the gate could not run: it runs again, in a tree written whole, after a pause. */
+static keel_status run_again(gate *g, gate_job_run *j)
+{
+    gate_worktree_forget(g->trees[j->tree].w); /* whatever it holds: written whole next time */
+    char what[128];
+    gate_fmt(what, sizeof(what), "job %lld ('%s') could not run", j->job_id, j->config);
+    keel_status s = gate_failed(g, KEEL_ERR(KEEL_E_IO, "%s", j->error), what);
+    if (keel_ok(s))
+        s = grow((void **)&g->again, &g->again_cap, g->nagain + 1, sizeof(*g->again));
+    if (!keel_ok(s))
+        return s;
+    g->again[g->nagain++] = j;
+    return KEEL_OK;
+}
+
+/* The jobs to run again, once their pause is over: each a new job of the same build. */
+static keel_status start_again(gate *g)
+{
+    if (g->nagain == 0 || gate_now_ms() < g->again_at_ms || stop_requested(g))
+        return KEEL_OK;
+    keel_status s = KEEL_OK;
+    while (keel_ok(s) && g->nagain > 0) {
+        gate_job_run *j = g->again[--g->nagain];
+        gate_cand *c = find_cand(g, j->cand);
+        if (c == NULL || c->cancelled || j->attempt != c->attempt) {
+            keel_heap_free(GATE_HEAP, j);
+            continue;
+        }
+        const gate_matrix_config *m = NULL;
+        for (size_t i = 0; c->cfg != NULL && i < c->cfg->nconfigs; i++)
+            if (strcmp(c->cfg->configs[i].name, j->config) == 0)
+                m = &c->cfg->configs[i];
+        keel_heap_free(GATE_HEAP, j);
+        if (m == NULL)
+            return KEEL_ERR(KEEL_E_INTERNAL,
+                            "a job of candidate %lld to run again has no "
+                            "configuration",
+                            c->store_id);
+        s = start_job(g, c, m);
+    }
+    return s;
+}
+
 static keel_status job_done(gate *g, gate_job_run *j)
 {
     for (size_t i = 0; i < g->ninflight; i++)
@@ -473,12 +637,16 @@ static keel_status job_done(gate *g, gate_job_run *j)
             break;
         }
     bool stale = j->gen != g->gen || g->stopping;
-    bool passed = j->result == GATE_EXEC_PASSED && j->error[0] == '\0';
-    const char *result = j->error[0] != '\0' ? "failed" : gate_exec_result_name(j->result);
-    if (j->error[0] != '\0') {
+    bool gate_error = j->error[0] != '\0'; /* the gate could not run it: says nothing of a change */
+    bool passed = j->result == GATE_EXEC_PASSED && !gate_error;
+    const char *result = gate_error ? "gate-error" : gate_exec_result_name(j->result);
+    if (gate_error) {
         FILE *f = fopen(j->log, "a");
         if (f != NULL) {
-            (void)fprintf(f, "keel-gate: the job could not run: %s\n", j->error);
+            (void)fprintf(f,
+                          "keel-gate: the gate could not run the job (its own failure, no "
+                          "verdict on the change): %s\n",
+                          j->error);
             (void)fclose(f);
         }
     }
@@ -492,7 +660,12 @@ static keel_status job_done(gate *g, gate_job_run *j)
     gate_cand *c = stale ? NULL : find_cand(g, j->cand);
     if (keel_ok(s) && !stale)
         gate_point_after_job();
-    if (keel_ok(s) && c != NULL && !c->cancelled && j->attempt == c->attempt) {
+    bool current = c != NULL && !c->cancelled && j->attempt == c->attempt;
+    if (keel_ok(s) && current && gate_error)
+        return run_again(g, j); /* keeps j */
+    if (keel_ok(s) && current && j->result != GATE_EXEC_CANCELLED)
+        g->gate_errors = 0; /* a job ran to a result */
+    if (keel_ok(s) && current) {
         gate_say(g, "  job %lld: candidate %lld '%s' %s (exit %d, %.1f s)%s\n", j->job_id,
                  c->store_id, j->config, result, j->exit_code, (double)j->elapsed_ms / 1000.0,
                  !passed && !j->required ? " - not required" : "");
@@ -521,6 +694,20 @@ static keel_status land(gate *g, const gate_sched_decision *d, gate_cand *c)
     if (strcmp(c->base, g->tip) != 0)
         return KEEL_ERR(KEEL_E_INTERNAL, "candidate %lld was built on %.12s, the tip is %.12s",
                         c->store_id, c->base, g->tip);
+    for (size_t i = 0; i < d->n; i++) {
+        gate_change ch;
+        keel_status s = gate_store_get(g->store, d->changes[i], &ch);
+        if (!keel_ok(s))
+            return s;
+        if (ch.state == GATE_CHANGE_CANCELLED) {
+            /* withdrawn after it was tested: it must not land; the rest is built again */
+            gate_say(g,
+                     "change %lld ('%s') was cancelled before its candidate %lld landed: "
+                     "building the others again without it\n",
+                     ch.id, ch.branch, c->store_id);
+            return restart(g);
+        }
+    }
     char message[128];
     (void)snprintf(message, sizeof(message), "keel-gate: land candidate %lld", c->store_id);
     gate_point_before_cas();
@@ -571,9 +758,16 @@ static keel_status decide(gate *g, const gate_sched_decision *d)
         (void)snprintf(reason, sizeof(reason), "%s",
                        c->failures[0] != '\0' ? c->failures : "a required configuration failed");
         s = gate_store_set_state(g->store, d->change, GATE_CHANGE_REJECTED, reason, now_s());
+        bool ended = KEEL_IS(s, KEEL_E_STATE); /* cancelled meanwhile: it stays so */
+        if (ended) {
+            keel_status_free(s);
+            s = KEEL_OK;
+        }
         if (keel_ok(s))
             s = close_cand(g, c, "failed");
-        if (keel_ok(s)) {
+        if (keel_ok(s) && ended)
+            drop_active(g, d->change);
+        if (keel_ok(s) && !ended) {
             g->stats.rejected++;
             drop_active(g, d->change);
             gate_change ch;
@@ -637,29 +831,102 @@ static keel_status pump(gate *g)
 static keel_status requeue_in_flight(gate *g)
 {
     keel_status s = gate_branch_head(g->repo, g->target, g->tip);
-    size_t requeued = 0;
+    gate_recovery rec;
+    memset(&rec, 0, sizeof(rec));
     if (keel_ok(s))
-        s = gate_store_recover(g->store, g->tip, now_s(), &requeued);
+        s = gate_store_recover(g->store, g->target, tip_holds, g, false, now_s(), &rec);
     if (keel_ok(s)) {
         char detail[64];
         gate_fmt(detail, sizeof(detail), "{\"signal\":%d,\"requeued\":%zu}",
-                 __atomic_load_n(&g->stop_signal, __ATOMIC_ACQUIRE), requeued);
+                 __atomic_load_n(&g->stop_signal, __ATOMIC_ACQUIRE), rec.requeued);
         s = gate_store_event(g->store, now_s(), "stopped", 0, detail);
     }
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "stopping: putting the changes in flight back in the queue");
-    gate_say(g, "stopped: %zu change(s) back in the queue; the next run resumes them\n", requeued);
+    gate_say(g, "stopped: %zu change(s) back in the queue; the next run resumes them\n",
+             rec.requeued);
     return KEEL_OK;
+}
+
+/*
+ * What run needs before anything else: the queue's lock (one gatekeeper per
+ * queue), a target it may move, its own work trees' directory (what a
+ * killed gate left there is removed).
+ */
+static keel_status begin_run(gate *g)
+{
+    bool checked_out = false;
+    keel_status s = gate_branch_checked_out(g->repo, g->target, &checked_out);
+    if (keel_ok(s) && checked_out)
+        s = keel_status_with_str(
+            KEEL_ERR(KEEL_E_INVAL,
+                     "'%s' is checked out in '%s': landing would move it under that working "
+                     "tree, whose next commit would undo what landed; guard a bare clone of it "
+                     "(git clone --bare), or the repository as a URL (--repo file://...), or check "
+                     "out another branch there",
+                     g->target, gate_repo_workdir(g->repo)),
+            "target", g->target);
+    if (keel_ok(s) && gate_store_readonly(g->store))
+        s = KEEL_ERR(KEEL_E_STATE,
+                     "store '%s' is read-only for this process: run needs to write it", g->state);
+    char lock[GATE_DIR_MAX + 16];
+    gate_fmt(lock, sizeof(lock), "%s/run.lock", g->tdir);
+    if (keel_ok(s))
+        s = gate_qlock_take(lock, &g->qlock);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "running the queue of '%s'", g->target);
+    gate_rm_tree(g->tree_root); /* checkouts a killed gate left behind */
+    return gate_make_dirs(g->tree_root);
+}
+
+/* Sleep `ms`, waking for a stop request. */
+static void pause_for(gate *g, unsigned long long ms)
+{
+    unsigned long long until = gate_now_ms() + ms;
+    while (!stop_requested(g) && gate_now_ms() < until) {
+        struct timespec t = {0, 20 * 1000000};
+        (void)nanosleep(&t, NULL);
+    }
+}
+
+/*
+ * One turn: submissions in, decisions and builds out, then wait for a job.
+ * *done: the queue is empty and `once` says to return.
+ */
+static keel_status turn(gate *g, bool once, bool *done)
+{
+    publish_heaps(g, false);
+    take_pushed(g);
+    unsigned gen = g->gen;
+    keel_status s = sync_queue(g);
+    if (keel_ok(s))
+        s = start_again(g);
+    if (keel_ok(s))
+        s = pump(g);
+    if (!keel_ok(s) || gen != g->gen)
+        return s; /* restarted (a lost compare-and-swap): the queue is read again */
+    gate_sched_stats st;
+    gate_sched_stats_get(g->sched, &st);
+    unsigned outstanding = gate_pool_outstanding(g->pool);
+    if (st.queued == 0 && st.testing == 0 && outstanding == 0 && g->nagain == 0) {
+        *done = once;
+    } else if (outstanding == 0 && st.running == 0 && g->nagain == 0) {
+        return KEEL_ERR(KEEL_E_INTERNAL, "the scheduler holds %zu changes but starts nothing",
+                        st.queued + st.testing);
+    }
+    if (*done)
+        return KEEL_OK;
+    gate_job_run *j = gate_pool_wait(g->pool, g->poll_ms);
+    return j != NULL ? job_done(g, j) : KEEL_OK;
 }
 
 keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
 {
     KEEL_ASSERT(g != NULL);
     memset(&g->stats, 0, sizeof(g->stats));
-    char jobs_dir[GATE_PATH_MAX + 16];
-    (void)snprintf(jobs_dir, sizeof(jobs_dir), "%s/jobs", g->work);
-    gate_rm_tree(jobs_dir); /* checkouts a killed gate left behind */
-    keel_status s = gate_make_dir(jobs_dir);
+    g->recovered = false;
+    g->gate_errors = 0;
+    keel_status s = begin_run(g);
     if (keel_ok(s))
         s = restart(g);
     if (keel_ok(s))
@@ -668,31 +935,20 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
         gate_say(g, "gate: '%s' at %.12s, strategy %s, %u slots\n", g->target, g->tip,
                  gate_strategy_name(g->tip_cfg->strategy), gate_slots(g->tip_cfg));
     g->pushed_at_ms = 0;
-    while (keel_ok(s) && !stop_requested(g)) {
-        publish_heaps(g, false);
-        take_pushed(g);
-        unsigned gen = g->gen;
-        s = sync_queue(g);
-        if (keel_ok(s))
-            s = pump(g);
+    bool done = false;
+    while (!done && !stop_requested(g) && g->pool != NULL) {
+        if (keel_ok(s)) {
+            s = turn(g, once, &done);
+            continue;
+        }
+        /* the gate's own failure (a full disk, no memory, ...): a pause, then from the store */
+        if (!passing(s))
+            break;
+        s = gate_failed(g, s, "a turn of the gate");
         if (!keel_ok(s))
             break;
-        if (gen != g->gen)
-            continue; /* restarted (a lost compare-and-swap): the queue is read again */
-        gate_sched_stats st;
-        gate_sched_stats_get(g->sched, &st);
-        unsigned outstanding = gate_pool_outstanding(g->pool);
-        if (st.queued == 0 && st.testing == 0 && outstanding == 0) {
-            if (once)
-                break;
-        } else if (outstanding == 0 && st.running == 0) {
-            s = KEEL_ERR(KEEL_E_INTERNAL, "the scheduler holds %zu changes but starts nothing",
-                         st.queued + st.testing);
-            break;
-        }
-        gate_job_run *j = gate_pool_wait(g->pool, g->poll_ms);
-        if (j != NULL)
-            s = job_done(g, j);
+        pause_for(g, g->again_at_ms > gate_now_ms() ? g->again_at_ms - gate_now_ms() : 0);
+        s = restart(g);
     }
     /* on the way out: stop what runs, close what is open */
     g->stopping = stop_requested(g);
@@ -711,6 +967,7 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
             }
         }
     }
+    drop_again(g);
     for (size_t i = 0; i < g->ncands; i++) {
         gate_cand *c = g->cands[i];
         if (keel_ok(s) && c->gen == g->gen && !g->stopping)
@@ -734,11 +991,17 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     keel_heap_free(GATE_HEAP, g->inflight);
     g->inflight = NULL;
     g->ninflight = g->inflight_cap = 0;
+    keel_heap_free(GATE_HEAP, g->again);
+    g->again = NULL;
+    g->again_cap = 0;
     drop_trees(g);
     g->stats.stop_signal = __atomic_load_n(&g->stop_signal, __ATOMIC_ACQUIRE);
     g->stopping = false;
     __atomic_store_n(&g->stop_signal, 0, __ATOMIC_RELEASE);
-    publish_heaps(g, true);
+    if (g->qlock != NULL)
+        publish_heaps(g, true);
+    gate_qlock_release(g->qlock); /* last: the next gate may start */
+    g->qlock = NULL;
     if (stats != NULL)
         *stats = g->stats;
     return s;

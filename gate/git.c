@@ -500,6 +500,12 @@ const char *gate_repo_git_dir(const gate_repo *r)
     return git_repository_path(r->repo);
 }
 
+const char *gate_repo_workdir(const gate_repo *r)
+{
+    KEEL_ASSERT(r != NULL);
+    return r->url != NULL ? NULL : git_repository_workdir(r->repo);
+}
+
 static keel_status local_head_branch(gate_repo *r, char *name, size_t size);
 
 keel_status gate_repo_head_branch(gate_repo *r, char *name, size_t size)
@@ -640,5 +646,53 @@ keel_status gate_pushed_remove(gate_repo *r, const char *branch, const char *hex
     git_reference_free(ref);
     if (rc != 0)
         return gate_git_error(rc, "cannot remove '%s' from '%s'", refname, r->path);
+    return KEEL_OK;
+}
+
+/* ---- recovery and the guarded branch ------------------------------------------------------- */
+
+keel_status gate_is_ancestor(gate_repo *r, const char *ancestor, const char *descendant, bool *out)
+{
+    KEEL_ASSERT(r != NULL && out != NULL);
+    *out = false;
+    git_oid a, d;
+    keel_status s = parse_oid(ancestor, &a);
+    if (keel_ok(s))
+        s = parse_oid(descendant, &d);
+    if (!keel_ok(s))
+        return s;
+    if (git_oid_equal(&a, &d)) {
+        *out = true;
+        return KEEL_OK;
+    }
+    int rc = git_graph_descendant_of(r->repo, &d, &a);
+    if (rc < 0)
+        return gate_git_error(rc, "cannot tell whether %.12s holds %.12s", descendant, ancestor);
+    *out = rc == 1;
+    return KEEL_OK;
+}
+
+keel_status gate_branch_checked_out(gate_repo *r, const char *branch, bool *out)
+{
+    KEEL_ASSERT(r != NULL && out != NULL);
+    *out = false;
+    if (r->url != NULL || git_repository_is_bare(r->repo))
+        return KEEL_OK;
+    keel_status s = gate_branch_check(branch);
+    if (!keel_ok(s))
+        return s;
+    char refname[512];
+    (void)snprintf(refname, sizeof(refname), "refs/heads/%s", branch);
+    git_reference *ref = NULL;
+    int rc = git_reference_lookup(&ref, r->repo, refname);
+    if (rc == GIT_ENOTFOUND)
+        return KEEL_OK;
+    if (rc == 0) {
+        rc = git_branch_is_checked_out(ref);
+        *out = rc == 1;
+    }
+    git_reference_free(ref);
+    if (rc < 0)
+        return gate_git_error(rc, "cannot tell whether '%s' is checked out", branch);
     return KEEL_OK;
 }

@@ -42,6 +42,8 @@ const char *gate_repo_dir(const gate_repo *r);
 
 /* The repository's git directory (where keel-gate keeps its state by default), with a '/'. */
 const char *gate_repo_git_dir(const gate_repo *r);
+/* A non-bare repository's working directory (with a '/'); NULL for a bare one or a mirror. */
+const char *gate_repo_workdir(const gate_repo *r);
 /*
  * The branch HEAD names (the default target).  A remote's: when it cannot
  * be reached, the one it named when last reached (kept as the mirror's HEAD).
@@ -105,5 +107,22 @@ typedef keel_status (*gate_pushed_fn)(const char *branch, const char *hex, void 
 KEEL_MUST_USE keel_status gate_pushed_each(gate_repo *r, gate_pushed_fn fn, void *ctx);
 KEEL_MUST_USE keel_status gate_pushed_remove(gate_repo *r, const char *branch, const char *hex,
                                              bool *removed);
+
+/*
+ * Does the history of `descendant` hold `ancestor` (or are they the same
+ * commit)?  Recovery asks it of each open candidate's merge and the target's
+ * tip: a candidate landed before a kill when the tip descends from it, even
+ * after the target moved on past it.
+ */
+KEEL_MUST_USE keel_status gate_is_ancestor(gate_repo *r, const char *ancestor,
+                                           const char *descendant, bool *out);
+
+/*
+ * Is `branch` checked out in a work tree of the repository (a non-bare
+ * repository's own, or a linked one)?  Landing on such a branch would move
+ * it under that work tree, whose next commit would undo what landed.  False
+ * for a bare repository and for a remote's mirror.
+ */
+KEEL_MUST_USE keel_status gate_branch_checked_out(gate_repo *r, const char *branch, bool *out);
 
 #endif /* KEEL_GATE_GIT_H */

@@ -50,8 +50,8 @@ static bool json_number(const char *p, const char *end, const char *key, unsigne
  */
 static void print_memory(const gate *g, FILE *f, bool json)
 {
-    char path[GATE_PATH_MAX + 32];
-    gate_fmt(path, sizeof(path), "%s/heaps.json", g->work);
+    char path[GATE_DIR_MAX + 32];
+    gate_fmt(path, sizeof(path), "%s/heaps.json", g->tdir);
     char text[32768];
     size_t n = 0;
     FILE *in = fopen(path, "r");
@@ -102,7 +102,7 @@ static void print_memory(const gate *g, FILE *f, bool json)
 
 static keel_status list(gate *g, int state, gate_change *out, size_t max, size_t *n)
 {
-    return gate_store_changes(g->store, state, out, max, n);
+    return gate_store_changes(g->store, g->target, state, out, max, n);
 }
 
 keel_status gate_status(gate *g, FILE *f, bool json)
@@ -133,7 +133,7 @@ keel_status gate_status(gate *g, FILE *f, bool json)
     if (keel_ok(s))
         s = gate_store_queued(g->store, g->target, (long long)time(NULL), 3600, buf, LIST_MAX, &nq);
     if (keel_ok(s))
-        s = gate_store_jobs(g->store, 0, jobs, JOBS_MAX, &njobs);
+        s = gate_store_jobs(g->store, g->target, 0, jobs, JOBS_MAX, &njobs);
     if (!keel_ok(s)) {
         keel_heap_free(GATE_HEAP, buf);
         keel_heap_free(GATE_HEAP, jobs);
@@ -223,7 +223,7 @@ keel_status gate_log(gate *g, long long id, FILE *f)
         return KEEL_CONTEXT(s, "reading the jobs of change %lld", id);
     gate_job *jobs = (gate_job *)mem;
     size_t n = 0;
-    s = gate_store_jobs(g->store, id, jobs, JOBS_MAX, &n);
+    s = gate_store_jobs(g->store, NULL, id, jobs, JOBS_MAX, &n);
     if (keel_ok(s)) {
         (void)fprintf(f, "change %lld '%s' at %.12s: %s%s%s; %zu jobs\n", c.id, c.branch, c.head,
                       gate_change_state_name(c.state), c.reason[0] != '\0' ? ": " : "", c.reason,

@@ -582,7 +582,8 @@ static keel_status push_once(git_repository *mirror, const char *url, const char
         if (keel_ok(s) && (!found || !git_oid_equal(&now, expected)))
             s = moved(branch, shown, expected, &now, !found, call.refused);
         else if (keel_ok(s))
-            s = keel_status_with_str(KEEL_ERR(KEEL_E_IO, "'%s' refused the update of '%s': %s",
+            /* the remote's own rule (a hook, a protected branch): no pause makes it pass */
+            s = keel_status_with_str(KEEL_ERR(KEEL_E_STATE, "'%s' refused the update of '%s': %s",
                                               shown, branch, call.refused),
                                      "url", shown);
     }

@@ -80,6 +80,8 @@ struct gate_sched {
     gate_sched_params p;
     long long *queue; /* queue[qhead .. qhead + qlen) */
     size_t qhead, qlen, qcap;
+    long long *alone; /* changes built alone (gate_sched_enqueue_alone) */
+    size_t nalone, alonecap;
     seg *plan;
     size_t nplan, plancap;
     entry *decs; /* decs[dhead .. dhead + dlen) */
@@ -157,6 +159,7 @@ void gate_sched_delete(gate_sched *s)
     keel_heap_free(SCHED_HEAP, s->plan);
     keel_heap_free(SCHED_HEAP, s->decs);
     keel_heap_free(SCHED_HEAP, s->queue);
+    keel_heap_free(SCHED_HEAP, s->alone);
     keel_heap_free(SCHED_HEAP, s->polled);
     keel_heap_free(SCHED_HEAP, s->spare);
     keel_heap_free(SCHED_HEAP, s);
@@ -443,6 +446,26 @@ keel_status gate_sched_enqueue(gate_sched *s, long long change)
     return KEEL_OK;
 }
 
+static bool is_alone(const gate_sched *s, long long change)
+{
+    for (size_t i = 0; i < s->nalone; i++)
+        if (s->alone[i] == change)
+            return true;
+    return false;
+}
+
+keel_status gate_sched_enqueue_alone(gate_sched *s, long long change)
+{
+    KEEL_ASSERT(s != NULL);
+    keel_status st = grow((void **)&s->alone, &s->alonecap, s->nalone + 1, sizeof(long long));
+    if (keel_ok(st))
+        st = gate_sched_enqueue(s, change);
+    if (!keel_ok(st))
+        return st;
+    s->alone[s->nalone++] = change;
+    return KEEL_OK;
+}
+
 keel_status gate_sched_cancel(gate_sched *s, long long change)
 {
     KEEL_ASSERT(s != NULL);
@@ -532,6 +555,11 @@ keel_status gate_sched_next(gate_sched *s, gate_sched_build *out, bool *have)
     if (s->qlen == 0 || live >= depth)
         return KEEL_OK;
     size_t n = s->qlen < batch ? s->qlen : batch;
+    for (size_t k = 0; k < n && s->nalone > 0; k++)
+        if (is_alone(s, s->queue[s->qhead + k])) {
+            n = k > 0 ? k : 1; /* a batch ends before it; it is a candidate of its own */
+            break;
+        }
     void *mem = NULL;
     st = keel_heap_alloc(SCHED_HEAP, n * sizeof(long long), &mem);
     if (!keel_ok(st))

@@ -134,6 +134,13 @@ void gate_sched_delete(gate_sched *s);
 /* Queue a change (ids > 0, unique among active changes: KEEL_E_EXISTS otherwise). */
 KEEL_MUST_USE keel_status gate_sched_enqueue(gate_sched *s, long long change);
 /*
+ * Queue a change that is built alone, never in a batch with others (a
+ * suspect: the gate died while testing it, so that a crash it causes again
+ * is its own and no other change shares the blame).  Speculation may still
+ * stack other candidates on it.
+ */
+KEEL_MUST_USE keel_status gate_sched_enqueue_alone(gate_sched *s, long long change);
+/*
  * Withdraw a queued or testing change.  Candidates containing it, and those
  * stacked on them, are dropped (CANCEL_BUILD for running ones) and rebuilt
  * without it.  KEEL_E_NOTFOUND when the change is not active.

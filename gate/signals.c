@@ -1,5 +1,6 @@
 /*
- * signals.c - the daemon's SIGINT and SIGTERM: a self-pipe and a keel thread.
+ * signals.c - the daemon's SIGINT, SIGTERM and SIGHUP: a self-pipe and a keel
+ * thread; SIGPIPE ignored.
  */
 #define _GNU_SOURCE      1
 #define KEEL_MODULE_NAME "gate"
@@ -19,7 +20,7 @@ struct gate_signals {
     gate *g;
     FILE *err;
     keel_thread *thread;
-    struct sigaction old_int, old_term;
+    struct sigaction old_int, old_term, old_hup, old_pipe;
 };
 
 /*
@@ -54,7 +55,10 @@ static void on_signal(int signo)
 
 static const char *signal_name(int signo)
 {
-    return signo == SIGINT ? "SIGINT" : signo == SIGTERM ? "SIGTERM" : "a signal";
+    return signo == SIGINT    ? "SIGINT"
+           : signo == SIGTERM ? "SIGTERM"
+           : signo == SIGHUP  ? "SIGHUP"
+                              : "a signal";
 }
 
 static void *watch(void *arg)
@@ -121,10 +125,17 @@ keel_status gate_signals_start(gate *g, FILE *err, gate_signals **out)
     (void)sigemptyset(&sa.sa_mask);
     (void)sigaddset(&sa.sa_mask, SIGINT);
     (void)sigaddset(&sa.sa_mask, SIGTERM);
-    if (sigaction(SIGINT, &sa, &w->old_int) != 0 || sigaction(SIGTERM, &sa, &w->old_term) != 0) {
+    (void)sigaddset(&sa.sa_mask, SIGHUP);
+    struct sigaction ignore;
+    memset(&ignore, 0, sizeof(ignore));
+    ignore.sa_handler = SIG_IGN;
+    (void)sigemptyset(&ignore.sa_mask);
+    if (sigaction(SIGINT, &sa, &w->old_int) != 0 || sigaction(SIGTERM, &sa, &w->old_term) != 0 ||
+        sigaction(SIGHUP, &sa, &w->old_hup) != 0 ||
+        sigaction(SIGPIPE, &ignore, &w->old_pipe) != 0) {
         int e = errno;
         gate_signals_stop(w);
-        return KEEL_ERR_SYS(e, "cannot handle SIGINT and SIGTERM");
+        return KEEL_ERR_SYS(e, "cannot handle SIGINT, SIGTERM and SIGHUP");
     }
     *out = w;
     return KEEL_OK;
@@ -137,6 +148,8 @@ void gate_signals_stop(gate_signals *w)
     /* (sigaction only fails for a bad signal number: these are good) */
     (void)sigaction(SIGINT, &w->old_int, NULL);
     (void)sigaction(SIGTERM, &w->old_term, NULL);
+    (void)sigaction(SIGHUP, &w->old_hup, NULL);
+    (void)sigaction(SIGPIPE, &w->old_pipe, NULL);
     unsigned char quit = 0;
     ssize_t n;
     do

@@ -1,21 +1,28 @@
 /*
  * store.c - keel-gate's SQLite store.
  */
-#define _GNU_SOURCE 1
+#define _GNU_SOURCE      1
+#define KEEL_MODULE_NAME "gate_store"
 #include "store.h"
 
 #include "heaps.h"
 
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define STORE_HEAP KEEL_MODULE_REF(gate_store)
 
+enum { GATE_STORE_PATH_MAX = 4096 };
+
 struct gate_store {
     sqlite3 *db;
-    char *path; /* in the same block */
+    char *path;    /* in the same block */
+    bool readonly; /* this process may not write it */
 };
 
 static const char *const state_names[] = {"queued",   "testing",  "landed",
@@ -47,38 +54,161 @@ static keel_status db_error(const gate_store *st, int rc, const char *what)
                 "sqlite_code", rc);
     }
     return keel_status_with_int(
-        keel_status_with_str(KEEL_ERR(KEEL_E_IO, "store '%s': %s: %s", st->path, what,
+        keel_status_with_str(KEEL_ERR(rc == SQLITE_FULL ? KEEL_E_FULL : KEEL_E_IO,
+                                      "store '%s': %s: %s", st->path, what,
                                       st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc)),
                              "store", st->path),
         "sqlite_code", rc);
 }
 
-static const char schema[] =
-    "CREATE TABLE IF NOT EXISTS changes ("
+/*
+ * The schema, as the steps that made it: step i brings a store from
+ * user_version i to i + 1, in one transaction.  A new store runs them all.
+ * A store is known by its application_id; stores made before it existed
+ * (user_version 1, no id) are recognised by their tables and upgraded.
+ */
+enum { STORE_APP_ID = 0x6b676174 /* "kgat" */ };
+
+static const char *const migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE changes ("
     "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  branch TEXT NOT NULL, head TEXT NOT NULL, target TEXT NOT NULL,"
     "  priority INTEGER NOT NULL DEFAULT 0, submitted_at INTEGER NOT NULL,"
     "  state TEXT NOT NULL DEFAULT 'queued', candidate INTEGER NOT NULL DEFAULT 0,"
     "  reason TEXT NOT NULL DEFAULT '', updated_at INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS changes_by_state ON changes(target, state);"
-    "CREATE TABLE IF NOT EXISTS candidates ("
+    "CREATE INDEX changes_by_state ON changes(target, state);"
+    "CREATE TABLE candidates ("
     "  id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, base TEXT NOT NULL,"
     "  merge TEXT NOT NULL DEFAULT '', state TEXT NOT NULL DEFAULT 'open',"
     "  created_at INTEGER NOT NULL, finished_at INTEGER NOT NULL DEFAULT 0);"
-    "CREATE TABLE IF NOT EXISTS candidate_changes ("
+    "CREATE TABLE candidate_changes ("
     "  candidate INTEGER NOT NULL REFERENCES candidates(id),"
     "  change INTEGER NOT NULL REFERENCES changes(id), position INTEGER NOT NULL,"
     "  PRIMARY KEY (candidate, position));"
-    "CREATE TABLE IF NOT EXISTS jobs ("
+    "CREATE TABLE jobs ("
     "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  candidate INTEGER NOT NULL REFERENCES candidates(id), config TEXT NOT NULL,"
     "  attempt INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'running',"
     "  exit_code INTEGER NOT NULL DEFAULT 0, log TEXT NOT NULL DEFAULT '',"
     "  started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL DEFAULT 0);"
-    "CREATE TABLE IF NOT EXISTS events ("
+    "CREATE TABLE events ("
     "  id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, kind TEXT NOT NULL,"
-    "  change INTEGER NOT NULL DEFAULT 0, detail TEXT NOT NULL DEFAULT '{}');"
-    "PRAGMA user_version = 1;";
+    "  change INTEGER NOT NULL DEFAULT 0, detail TEXT NOT NULL DEFAULT '{}');",
+    /* 1 -> 2: crash counts (quarantine), candidates and jobs found by target */
+    "ALTER TABLE changes ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX IF NOT EXISTS candidates_by_state ON candidates(target, state);"
+    "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);"
+    "CREATE INDEX IF NOT EXISTS candidate_changes_by_change ON candidate_changes(change);",
+};
+enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
+
+static int pragma_int(sqlite3 *db, const char *sql, int *out)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW) {
+            *out = sqlite3_column_int(stmt, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    (void)sqlite3_finalize(stmt);
+    return rc;
+}
+
+/* Upgrade the open store from `version` to STORE_VERSION, a transaction per step. */
+static keel_status migrate(gate_store *st, int version)
+{
+    for (int v = version; v < (int)STORE_VERSION; v++) {
+        char set[96];
+        (void)snprintf(set, sizeof(set), "PRAGMA user_version = %d; PRAGMA application_id = %d;",
+                       v + 1, (int)STORE_APP_ID);
+        int rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(st->db, migrations[v], NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(st->db, set, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            keel_status s = keel_status_with_int(db_error(st, rc, "cannot upgrade the schema"),
+                                                 "version", v + 1);
+            (void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+            return s;
+        }
+    }
+    return KEEL_OK;
+}
+
+/* Is the open database a keel-gate store we can use?  *version: its schema version. */
+static keel_status identify(gate_store *st, int *version)
+{
+    int app = 0, tables = 0;
+    int rc = pragma_int(st->db, "PRAGMA application_id", &app);
+    if (rc == SQLITE_OK)
+        rc = pragma_int(st->db, "PRAGMA user_version", version);
+    if (rc == SQLITE_OK)
+        rc = pragma_int(st->db,
+                        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+                        "('changes','candidates','candidate_changes','jobs','events')",
+                        &tables);
+    if (rc == SQLITE_NOTADB)
+        return keel_status_with_str(
+            KEEL_ERR(KEEL_E_PARSE,
+                     "store '%s' is not a keel-gate store: it is not an SQLite database", st->path),
+            "store", st->path);
+    if (rc != SQLITE_OK)
+        return db_error(st, rc, "cannot read the store's header");
+    bool old = app == 0 && *version == 1 && tables == 5; /* made before the id existed */
+    if (app != (int)STORE_APP_ID && !old)
+        return keel_status_with_str(
+            KEEL_ERR(KEEL_E_PARSE,
+                     "store '%s' is not a keel-gate store (an SQLite database of application "
+                     "id %d, %d of keel-gate's tables): give keel-gate a store of its own",
+                     st->path, app, tables),
+            "store", st->path);
+    if (*version > (int)STORE_VERSION)
+        return keel_status_with_str(
+            KEEL_ERR(KEEL_E_VERSION,
+                     "store '%s' has schema version %d, this keel-gate knows up to %d: it was "
+                     "written by a newer keel-gate",
+                     st->path, *version, (int)STORE_VERSION),
+            "store", st->path);
+    if (app == (int)STORE_APP_ID && (*version < 1 || tables != 5))
+        return keel_status_with_str(
+            KEEL_ERR(KEEL_E_PARSE,
+                     "store '%s' is damaged: schema version %d with %d of keel-gate's 5 tables",
+                     st->path, *version, tables),
+            "store", st->path);
+    return KEEL_OK;
+}
+
+/*
+ * A new store: made whole at a temporary name, then linked to `path` (which
+ * fails if something appeared there meanwhile: then that one is opened).
+ * *made: it was this call that put the store at `path`.
+ */
+static keel_status create_store(gate_store *st, const char *path)
+{
+    char tmp[GATE_STORE_PATH_MAX];
+    int n = snprintf(tmp, sizeof(tmp), "%s.new-%ld", path, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return KEEL_ERR(KEEL_E_RANGE, "store path '%s' is too long", path);
+    (void)unlink(tmp);
+    int rc = sqlite3_open_v2(tmp, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    keel_status s = rc == SQLITE_OK ? KEEL_OK : db_error(st, rc, "cannot create");
+    if (keel_ok(s))
+        s = migrate(st, 0);
+    if (st->db != NULL)
+        (void)sqlite3_close(st->db);
+    st->db = NULL;
+    if (keel_ok(s) && link(tmp, path) != 0 && errno != EEXIST)
+        s = KEEL_ERR_SYS(errno, "cannot put the new store at '%s'", path);
+    (void)unlink(tmp);
+    return s;
+}
 
 keel_status gate_store_open(const char *path, gate_store **out)
 {
@@ -91,21 +221,63 @@ keel_status gate_store_open(const char *path, gate_store **out)
         return KEEL_CONTEXT(s, "opening store '%s'", path);
     gate_store *st = (gate_store *)mem;
     st->path = copy;
-    int rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-    if (rc != SQLITE_OK)
-        s = db_error(st, rc, "cannot open");
+    bool memory = strcmp(path, ":memory:") == 0;
+    struct stat sb;
+    if (!memory && stat(path, &sb) != 0) {
+        if (errno == ENOENT)
+            s = create_store(st, path);
+        else
+            s = KEEL_ERR_SYS(errno, "cannot open store '%s'", path);
+    } else if (!memory && !S_ISREG(sb.st_mode)) {
+        s = KEEL_ERR(KEEL_E_INVAL, "store '%s' is not a file", path);
+    } else if (!memory && sb.st_size == 0) {
+        s = keel_status_with_str(
+            KEEL_ERR(KEEL_E_PARSE,
+                     "store '%s' is empty (0 bytes): it is not the store it was (truncated?), "
+                     "and keel-gate never takes an empty file for an empty queue: restore it "
+                     "from a backup, or remove it to start with an empty queue",
+                     path),
+            "store", path);
+    }
+    int rc = SQLITE_OK;
+    if (keel_ok(s)) {
+        rc = sqlite3_open_v2(path, &st->db,
+                             SQLITE_OPEN_READWRITE | (memory ? SQLITE_OPEN_CREATE : 0), NULL);
+        if (rc != SQLITE_OK)
+            s = db_error(st, rc, "cannot open");
+    }
+    int version = 0;
     if (keel_ok(s)) {
         (void)sqlite3_busy_timeout(st->db, 5000);
+        st->readonly = sqlite3_db_readonly(st->db, "main") == 1;
+        if (!memory)
+            s = identify(st, &version);
+        if (!keel_ok(s) && st->readonly && KEEL_IS(s, KEEL_E_IO)) {
+            /* a read-only WAL store whose -shm cannot be made: read it as it is */
+            keel_status_ignore(s, "opened again, immutable");
+            (void)sqlite3_close(st->db);
+            st->db = NULL;
+            char uri[GATE_STORE_PATH_MAX + 32];
+            (void)snprintf(uri, sizeof(uri), "file:%s?immutable=1", path);
+            rc = sqlite3_open_v2(uri, &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+            s = rc == SQLITE_OK ? identify(st, &version) : db_error(st, rc, "cannot open");
+        }
+    }
+    if (keel_ok(s) && !st->readonly) {
         rc = sqlite3_exec(
             st->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
             NULL, NULL, NULL);
         if (rc != SQLITE_OK)
             s = db_error(st, rc, "cannot set journal mode");
-    }
-    if (keel_ok(s)) {
-        rc = sqlite3_exec(st->db, schema, NULL, NULL, NULL);
-        if (rc != SQLITE_OK)
-            s = db_error(st, rc, "cannot create the schema");
+        if (keel_ok(s))
+            s = migrate(st, memory ? 0 : version);
+    } else if (keel_ok(s) && version < (int)STORE_VERSION) {
+        s = keel_status_with_str(
+            KEEL_ERR(KEEL_E_VERSION,
+                     "store '%s' is read-only and has schema version %d: a keel-gate that may "
+                     "write it must upgrade it to version %d first",
+                     path, version, (int)STORE_VERSION),
+            "store", path);
     }
     if (!keel_ok(s)) {
         gate_store_close(st);
@@ -121,6 +293,12 @@ void gate_store_close(gate_store *st)
         return;
     (void)sqlite3_close(st->db);
     keel_heap_free(STORE_HEAP, st); /* its path too: one block */
+}
+
+bool gate_store_readonly(const gate_store *st)
+{
+    KEEL_ASSERT(st != NULL);
+    return st->readonly;
 }
 
 /* ---- small statement helpers ----------------------------------------------------- */
@@ -143,6 +321,18 @@ static keel_status exec(gate_store *st, const char *sql, const char *what)
 
 static keel_status begin(gate_store *st)
 {
+    if (st->readonly)
+        return keel_status_with_str(
+            KEEL_ERR(KEEL_E_STATE,
+                     "store '%s' is read-only for this process: nothing can be "
+                     "changed in it",
+                     st->path),
+            "store", st->path);
+    if (KEEL_STRESS(disk_full)) /* as SQLite says it when the disk under the store is full */
+        return keel_status_with_str(
+            KEEL_ERR(KEEL_E_FULL, "store '%s': cannot begin a transaction: %s (stress point)",
+                     st->path, sqlite3_errstr(SQLITE_FULL)),
+            "store", st->path);
     return exec(st, "BEGIN IMMEDIATE", "cannot begin a transaction");
 }
 
@@ -163,6 +353,24 @@ static keel_status step_done(gate_store *st, sqlite3_stmt *stmt, const char *wha
     int rc = sqlite3_step(stmt);
     keel_status s = rc == SQLITE_DONE ? KEEL_OK : db_error(st, rc, what);
     (void)sqlite3_finalize(stmt);
+    return s;
+}
+
+/* Run an UPDATE whose parameters are (now, text[, id]); *changed receives the rows changed. */
+static keel_status update_for(gate_store *st, const char *sql, long long now, const char *text,
+                              long long id, const char *what, size_t *changed)
+{
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(st, sql, &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_int64(stmt, 1, now);
+    (void)sqlite3_bind_text(stmt, 2, text, -1, SQLITE_TRANSIENT);
+    if (id != 0)
+        (void)sqlite3_bind_int64(stmt, 3, id);
+    s = step_done(st, stmt, what);
+    if (keel_ok(s) && changed != NULL)
+        *changed += (size_t)sqlite3_changes(st->db);
     return s;
 }
 
@@ -265,6 +473,7 @@ static keel_status read_change(sqlite3_stmt *stmt, gate_change *out)
     int si = state_from_name(state != NULL ? (const char *)state : "");
     out->candidate = sqlite3_column_int64(stmt, 7);
     copy_text(out->reason, sizeof(out->reason), sqlite3_column_text(stmt, 8));
+    out->crashes = (unsigned)sqlite3_column_int(stmt, 9);
     if (si < 0)
         return KEEL_ERR(KEEL_E_INTERNAL, "change %lld has an unknown state '%s'", out->id,
                         state != NULL ? (const char *)state : "");
@@ -272,7 +481,8 @@ static keel_status read_change(sqlite3_stmt *stmt, gate_change *out)
     return KEEL_OK;
 }
 
-#define CHANGE_COLUMNS "id, branch, head, target, priority, submitted_at, state, candidate, reason"
+#define CHANGE_COLUMNS \
+    "id, branch, head, target, priority, submitted_at, state, candidate, reason, crashes"
 
 keel_status gate_store_get(gate_store *st, long long id, gate_change *out)
 {
@@ -324,8 +534,13 @@ static keel_status set_state_locked(gate_store *st, long long id, gate_change_st
                                     const char *reason, long long now)
 {
     sqlite3_stmt *stmt = NULL;
-    keel_status s =
-        prepare(st, "UPDATE changes SET state = ?, reason = ?, updated_at = ? WHERE id = ?", &stmt);
+    keel_status s = prepare(st,
+                            state == GATE_CHANGE_LANDED
+                                ? "UPDATE changes SET state = ?, reason = ?, updated_at = ? "
+                                  "WHERE id = ?"
+                                : "UPDATE changes SET state = ?, reason = ?, updated_at = ? "
+                                  "WHERE id = ? AND state IN ('queued','testing')",
+                            &stmt);
     if (!keel_ok(s))
         return s;
     (void)sqlite3_bind_text(stmt, 1, gate_change_state_name(state), -1, SQLITE_STATIC);
@@ -333,8 +548,17 @@ static keel_status set_state_locked(gate_store *st, long long id, gate_change_st
     (void)sqlite3_bind_int64(stmt, 3, now);
     (void)sqlite3_bind_int64(stmt, 4, id);
     s = step_done(st, stmt, "cannot update a change");
-    if (keel_ok(s) && sqlite3_changes(st->db) != 1)
-        s = keel_status_with_int(KEEL_ERR(KEEL_E_NOTFOUND, "no change %lld", id), "change", id);
+    if (keel_ok(s) && sqlite3_changes(st->db) != 1) {
+        /* landing records what the target holds, whatever the change was left in */
+        gate_change c;
+        s = gate_store_get(st, id, &c);
+        if (keel_ok(s))
+            s = keel_status_with_str(
+                keel_status_with_int(KEEL_ERR(KEEL_E_STATE, "change %lld ('%s') is already %s", id,
+                                              c.branch, gate_change_state_name(c.state)),
+                                     "change", id),
+                "state", gate_change_state_name(c.state));
+    }
     if (keel_ok(s)) {
         char detail[64];
         (void)snprintf(detail, sizeof(detail), "{\"state\":\"%s\"}", gate_change_state_name(state));
@@ -356,14 +580,6 @@ keel_status gate_store_set_state(gate_store *st, long long id, gate_change_state
 keel_status gate_store_cancel(gate_store *st, long long id, long long now)
 {
     KEEL_ASSERT(st != NULL);
-    gate_change c;
-    keel_status s = gate_store_get(st, id, &c);
-    if (!keel_ok(s))
-        return s;
-    if (c.state != GATE_CHANGE_QUEUED && c.state != GATE_CHANGE_TESTING)
-        return keel_status_with_str(KEEL_ERR(KEEL_E_STATE, "change %lld ('%s') is already %s", id,
-                                             c.branch, gate_change_state_name(c.state)),
-                                    "state", gate_change_state_name(c.state));
     return gate_store_set_state(st, id, GATE_CHANGE_CANCELLED, "cancelled by request", now);
 }
 
@@ -494,77 +710,160 @@ keel_status gate_store_job_finish(gate_store *st, long long id, const char *resu
                                   const char *log, long long now)
 {
     KEEL_ASSERT(st != NULL && result != NULL);
-    sqlite3_stmt *stmt = NULL;
-    keel_status s = prepare(st,
-                            "UPDATE jobs SET state = ?, exit_code = ?, log = ?, finished_at = ? "
-                            "WHERE id = ? AND state = 'running'",
-                            &stmt);
+    keel_status s = begin(st);
     if (!keel_ok(s))
         return s;
-    (void)sqlite3_bind_text(stmt, 1, result, -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_int(stmt, 2, exit_code);
-    (void)sqlite3_bind_text(stmt, 3, log != NULL ? log : "", -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_int64(stmt, 4, now);
-    (void)sqlite3_bind_int64(stmt, 5, id);
-    s = step_done(st, stmt, "cannot record a job's result");
+    sqlite3_stmt *stmt = NULL;
+    s = prepare(st,
+                "UPDATE jobs SET state = ?, exit_code = ?, log = ?, finished_at = ? "
+                "WHERE id = ? AND state = 'running'",
+                &stmt);
+    if (keel_ok(s)) {
+        (void)sqlite3_bind_text(stmt, 1, result, -1, SQLITE_TRANSIENT);
+        (void)sqlite3_bind_int(stmt, 2, exit_code);
+        (void)sqlite3_bind_text(stmt, 3, log != NULL ? log : "", -1, SQLITE_TRANSIENT);
+        (void)sqlite3_bind_int64(stmt, 4, now);
+        (void)sqlite3_bind_int64(stmt, 5, id);
+        s = step_done(st, stmt, "cannot record a job's result");
+    }
     if (keel_ok(s) && sqlite3_changes(st->db) != 1)
         s = keel_status_with_int(
             KEEL_ERR(KEEL_E_STATE, "job %lld is not running: its result is not recorded", id),
             "job", id);
-    return s;
+    /* a job of theirs came back: whatever killed the gate before, it was not these changes */
+    if (keel_ok(s))
+        s = update_for(st,
+                       "UPDATE changes SET crashes = 0, updated_at = ?1 WHERE crashes > 0 AND "
+                       "?2 IS NOT NULL AND id IN (SELECT change FROM candidate_changes WHERE "
+                       "candidate = (SELECT candidate FROM jobs WHERE id = ?3))",
+                       now, result, id, "cannot reset a crash count", NULL);
+    return finish(st, s);
 }
 
-/* Run an UPDATE whose parameters are (now) or (now, text); *changed receives the rows changed. */
-static keel_status update_at(gate_store *st, const char *sql, long long now, const char *text,
-                             const char *what, size_t *changed)
+/* The open candidates of `target` that have a merge, into a list on the store's heap. */
+static keel_status open_candidates(gate_store *st, const char *target, long long **ids,
+                                   char (**merges)[GATE_OID_HEX], size_t *n)
 {
+    *ids = NULL;
+    *merges = NULL;
+    *n = 0;
     sqlite3_stmt *stmt = NULL;
-    keel_status s = prepare(st, sql, &stmt);
+    keel_status s = prepare(st,
+                            "SELECT id, merge FROM candidates WHERE target = ? AND state = 'open' "
+                            "AND merge != '' ORDER BY id",
+                            &stmt);
     if (!keel_ok(s))
         return s;
-    (void)sqlite3_bind_int64(stmt, 1, now);
-    if (text != NULL)
-        (void)sqlite3_bind_text(stmt, 2, text, -1, SQLITE_TRANSIENT);
-    s = step_done(st, stmt, what);
-    if (keel_ok(s) && changed != NULL)
-        *changed = (size_t)sqlite3_changes(st->db);
+    (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
+    size_t cap = 0;
+    int rc;
+    while (keel_ok(s) && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap > 0 ? 2 * cap : 16;
+            void *im = *ids, *mm = *merges;
+            s = keel_heap_realloc(STORE_HEAP, &im, cap * sizeof(long long));
+            *ids = (long long *)im;
+            if (keel_ok(s))
+                s = keel_heap_realloc(STORE_HEAP, &mm, cap * GATE_OID_HEX);
+            *merges = (char(*)[GATE_OID_HEX])mm;
+            if (!keel_ok(s))
+                break;
+        }
+        (*ids)[*n] = sqlite3_column_int64(stmt, 0);
+        copy_text((*merges)[*n], GATE_OID_HEX, sqlite3_column_text(stmt, 1));
+        (*n)++;
+    }
+    if (keel_ok(s) && rc != SQLITE_DONE)
+        s = db_error(st, rc, "cannot read the open candidates");
+    (void)sqlite3_finalize(stmt);
     return s;
 }
 
-keel_status gate_store_recover(gate_store *st, const char *landed_merge, long long now,
-                               size_t *requeued)
+/* One open candidate found in the target: it landed, and its changes with it. */
+static keel_status recover_landed(gate_store *st, long long cand, const char *target, long long now,
+                                  size_t *landed)
 {
-    KEEL_ASSERT(st != NULL && requeued != NULL);
-    *requeued = 0;
+    keel_status s = update_for(st,
+                               "UPDATE changes SET state = 'landed', reason = 'landed (found in "
+                               "the target after a restart)', updated_at = ?1 WHERE target = ?2 "
+                               "AND state != 'landed' AND id IN (SELECT change FROM "
+                               "candidate_changes WHERE candidate = ?3)",
+                               now, target, cand, "cannot record a landed candidate", landed);
+    if (keel_ok(s))
+        s = update_for(st,
+                       "UPDATE candidates SET state = 'passed', finished_at = ?1 "
+                       "WHERE target = ?2 AND id = ?3",
+                       now, target, cand, "cannot record a landed candidate", NULL);
+    char detail[96];
+    (void)snprintf(detail, sizeof(detail), "{\"candidate\":%lld,\"recovered\":true}", cand);
+    if (keel_ok(s))
+        s = event_locked(st, now, "land", 0, detail);
+    return s;
+}
+
+keel_status gate_store_recover(gate_store *st, const char *target, gate_landed_fn landed, void *ctx,
+                               bool after_crash, long long now, gate_recovery *out)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && out != NULL);
+    memset(out, 0, sizeof(*out));
     keel_status s = begin(st);
     if (!keel_ok(s))
         return s;
-    s = exec(st, "UPDATE jobs SET state = 'lost' WHERE state = 'running'", "cannot mark lost jobs");
-    /* A candidate whose merge the target already points at did land: finish it. */
-    if (keel_ok(s) && landed_merge != NULL && landed_merge[0] != '\0') {
-        s = update_at(st,
-                      "UPDATE changes SET state = 'landed', reason = 'landed before a restart', "
-                      "updated_at = ?1 WHERE state = 'testing' AND candidate IN "
-                      "(SELECT id FROM candidates WHERE state = 'open' AND merge = ?2)",
-                      now, landed_merge, "cannot finish a landed candidate", NULL);
-        if (keel_ok(s))
-            s = update_at(st,
-                          "UPDATE candidates SET state = 'passed', finished_at = ?1 "
-                          "WHERE state = 'open' AND merge = ?2",
-                          now, landed_merge, "cannot finish a landed candidate", NULL);
+    /* the changes whose jobs were running when the gate died: one crash more each */
+    if (after_crash)
+        s = update_for(
+            st,
+            "UPDATE changes SET crashes = crashes + 1, updated_at = ?1 WHERE target = ?2 "
+            "AND state = 'testing' AND id IN (SELECT cc.change FROM candidate_changes "
+            "cc JOIN candidates c ON c.id = cc.candidate WHERE c.target = ?2 AND "
+            "c.state = 'open' AND EXISTS (SELECT 1 FROM jobs j WHERE j.candidate = "
+            "c.id AND j.state = 'running'))",
+            now, target, 0, "cannot count crashes", &out->crashed);
+    if (keel_ok(s))
+        s = update_for(st,
+                       "UPDATE jobs SET state = 'lost', finished_at = ?1 WHERE state = 'running' "
+                       "AND candidate IN (SELECT id FROM candidates WHERE target = ?2)",
+                       now, target, 0, "cannot mark lost jobs", &out->lost_jobs);
+    /* a candidate whose merge the target contains did land (a kill after the swap) */
+    long long *ids = NULL;
+    char(*merges)[GATE_OID_HEX] = NULL;
+    size_t n = 0;
+    if (keel_ok(s) && landed != NULL)
+        s = open_candidates(st, target, &ids, &merges, &n);
+    for (size_t i = 0; keel_ok(s) && i < n; i++) {
+        bool in = false;
+        s = landed(merges[i], ctx, &in);
+        if (keel_ok(s) && in)
+            s = recover_landed(st, ids[i], target, now, &out->landed);
     }
+    keel_heap_free(STORE_HEAP, ids);
+    keel_heap_free(STORE_HEAP, merges);
     if (keel_ok(s))
-        s = update_at(st,
-                      "UPDATE changes SET state = 'queued', candidate = 0, updated_at = ?1 "
-                      "WHERE state = 'testing'",
-                      now, NULL, "cannot requeue changes", requeued);
+        s = update_for(st,
+                       "UPDATE changes SET state = 'queued', candidate = 0, updated_at = ?1 "
+                       "WHERE target = ?2 AND state = 'testing'",
+                       now, target, 0, "cannot requeue changes", &out->requeued);
     if (keel_ok(s))
-        s = update_at(st,
-                      "UPDATE candidates SET state = 'abandoned', finished_at = ?1 "
-                      "WHERE state = 'open'",
-                      now, NULL, "cannot abandon open candidates", NULL);
+        s = update_for(st,
+                       "UPDATE candidates SET state = 'abandoned', finished_at = ?1 "
+                       "WHERE target = ?2 AND state = 'open'",
+                       now, target, 0, "cannot abandon open candidates", NULL);
+    sqlite3_stmt *stmt = NULL;
     if (keel_ok(s))
-        s = event_locked(st, now, "recover", 0, NULL);
+        s = prepare(st,
+                    "INSERT INTO events(time, kind, change, detail) VALUES(?1, 'recover', 0, "
+                    "json_object('target', ?2, 'requeued', ?3, 'landed', ?4, 'lost_jobs', ?5, "
+                    "'crashed', ?6))",
+                    &stmt);
+    if (keel_ok(s)) {
+        (void)sqlite3_bind_int64(stmt, 1, now);
+        (void)sqlite3_bind_text(stmt, 2, target, -1, SQLITE_TRANSIENT);
+        (void)sqlite3_bind_int64(stmt, 3, (long long)out->requeued);
+        (void)sqlite3_bind_int64(stmt, 4, (long long)out->landed);
+        (void)sqlite3_bind_int64(stmt, 5, (long long)out->lost_jobs);
+        (void)sqlite3_bind_int64(stmt, 6, (long long)out->crashed);
+        s = step_done(st, stmt, "cannot record the recovery");
+    }
     return finish(st, s);
 }
 
@@ -621,21 +920,22 @@ keel_status gate_store_land(gate_store *st, long long candidate, long long now)
     return finish(st, s);
 }
 
-keel_status gate_store_changes(gate_store *st, int state, gate_change *out, size_t max, size_t *n)
+keel_status gate_store_changes(gate_store *st, const char *target, int state, gate_change *out,
+                               size_t max, size_t *n)
 {
     KEEL_ASSERT(st != NULL && n != NULL && (out != NULL || max == 0));
     *n = 0;
     sqlite3_stmt *stmt = NULL;
     keel_status s = prepare(st,
-                            state < 0 ? "SELECT " CHANGE_COLUMNS
-                                        " FROM changes ORDER BY updated_at DESC, id DESC"
-                                      : "SELECT " CHANGE_COLUMNS " FROM changes WHERE state = ? "
-                                        "ORDER BY updated_at DESC, id DESC",
+                            "SELECT " CHANGE_COLUMNS " FROM changes WHERE (?1 IS NULL OR target = "
+                            "?1) AND (?2 IS NULL OR state = ?2) ORDER BY updated_at DESC, id DESC",
                             &stmt);
     if (!keel_ok(s))
         return s;
+    if (target != NULL)
+        (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
     if (state >= 0)
-        (void)sqlite3_bind_text(stmt, 1, gate_change_state_name((gate_change_state)state), -1,
+        (void)sqlite3_bind_text(stmt, 2, gate_change_state_name((gate_change_state)state), -1,
                                 SQLITE_STATIC);
     int rc;
     while (keel_ok(s) && *n < max && (rc = sqlite3_step(stmt)) != SQLITE_DONE) {
@@ -648,24 +948,30 @@ keel_status gate_store_changes(gate_store *st, int state, gate_change *out, size
     return s;
 }
 
-keel_status gate_store_jobs(gate_store *st, long long change, gate_job *out, size_t max, size_t *n)
+#define JOB_COLUMNS                                                                       \
+    "j.id, j.candidate, j.config, j.attempt, j.state, j.exit_code, j.log, j.started_at, " \
+    "j.finished_at"
+
+keel_status gate_store_jobs(gate_store *st, const char *target, long long change, gate_job *out,
+                            size_t max, size_t *n)
 {
     KEEL_ASSERT(st != NULL && n != NULL && (out != NULL || max == 0));
     *n = 0;
     sqlite3_stmt *stmt = NULL;
-    keel_status s = prepare(
-        st,
-        change == 0
-            ? "SELECT j.id, j.candidate, j.config, j.attempt, j.state, j.exit_code, j.log, "
-              "j.started_at, j.finished_at FROM jobs j WHERE j.state = 'running' ORDER BY j.id"
-            : "SELECT j.id, j.candidate, j.config, j.attempt, j.state, j.exit_code, j.log, "
-              "j.started_at, j.finished_at FROM jobs j WHERE j.candidate IN (SELECT candidate "
-              "FROM candidate_changes WHERE change = ?) ORDER BY j.id",
-        &stmt);
+    keel_status s =
+        prepare(st,
+                change == 0 ? "SELECT " JOB_COLUMNS " FROM jobs j JOIN candidates c ON c.id = "
+                              "j.candidate WHERE j.state = 'running' AND (?1 IS NULL OR c.target = "
+                              "?1) ORDER BY j.id"
+                            : "SELECT " JOB_COLUMNS " FROM jobs j WHERE j.candidate IN (SELECT "
+                              "candidate FROM candidate_changes WHERE change = ?2) ORDER BY j.id",
+                &stmt);
     if (!keel_ok(s))
         return s;
+    if (change == 0 && target != NULL)
+        (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
     if (change != 0)
-        (void)sqlite3_bind_int64(stmt, 1, change);
+        (void)sqlite3_bind_int64(stmt, 2, change);
     int rc;
     while (keel_ok(s) && *n < max && (rc = sqlite3_step(stmt)) != SQLITE_DONE) {
         if (rc != SQLITE_ROW) {

@@ -32,12 +32,22 @@ typedef struct gate_change {
     long long submitted_at; /* seconds */
     gate_change_state state;
     long long candidate; /* 0 when none */
+    unsigned crashes;    /* the gate died this many times in a row while testing it */
     char reason[GATE_REASON_MAX];
 } gate_change;
 
-/* Open (creating or upgrading the schema) the store at `path`. */
+/*
+ * Open the store at `path`: a new one when there is no file (made whole under
+ * another name, then linked into place, so a store file is never a half-made
+ * one), else the one there, its schema upgraded.  A file that is not a
+ * keel-gate store (empty, not SQLite, another program's database, a newer
+ * keel-gate's) is KEEL_E_VERSION or KEEL_E_PARSE naming it, never an empty
+ * queue.  A store this process may not write is opened read-only (reading
+ * works; the first write is KEEL_E_STATE): gate_store_readonly tells.
+ */
 KEEL_MUST_USE keel_status gate_store_open(const char *path, gate_store **out);
 void gate_store_close(gate_store *st);
+bool gate_store_readonly(const gate_store *st);
 
 const char *gate_change_state_name(gate_change_state s);
 
@@ -62,7 +72,12 @@ KEEL_MUST_USE keel_status gate_store_queued(gate_store *st, const char *target, 
                                             long long aging_s, gate_change *out, size_t max,
                                             size_t *n);
 
-/* Move a change to a new state with a reason (recorded in the history). */
+/*
+ * Move a queued or testing change to a new state with a reason (recorded in
+ * the history).  A change that has already ended (landed, rejected,
+ * conflict, cancelled: a cancel may come at any moment) is KEEL_E_STATE with
+ * the detail "state", and stays as it is.
+ */
 KEEL_MUST_USE keel_status gate_store_set_state(gate_store *st, long long id, gate_change_state s,
                                                const char *reason, long long now);
 
@@ -99,14 +114,33 @@ KEEL_MUST_USE keel_status gate_store_job_finish(gate_store *st, long long id, co
                                                 int exit_code, const char *log, long long now);
 
 /*
- * After a crash: jobs still marked running died with the gate and are marked
- * "lost"; candidates still open are abandoned; their changes go back to the
- * queue unless the target already contains the candidate (`landed_merge`,
- * the target's current commit, lets the caller say so).  *requeued receives
- * how many changes went back to the queue.
+ * Does the target contain `merge` (a candidate's merge commit)?  The store
+ * knows no git: the caller answers (the gate: the target's tip is `merge` or
+ * descends from it).
  */
-KEEL_MUST_USE keel_status gate_store_recover(gate_store *st, const char *landed_merge,
-                                             long long now, size_t *requeued);
+typedef keel_status (*gate_landed_fn)(const char *merge, void *ctx, bool *landed);
+
+typedef struct gate_recovery {
+    size_t requeued;  /* changes back in the queue */
+    size_t landed;    /* changes found in the target (a kill after the compare-and-swap) */
+    size_t lost_jobs; /* jobs that were running */
+    size_t crashed;   /* changes whose jobs were running when the gate died */
+} gate_recovery;
+
+/*
+ * Put the queue of `target` back in order, touching no other target's:
+ * jobs still marked running are marked "lost"; each open candidate whose
+ * merge `landed` says the target contains has landed (its changes too,
+ * whatever state they were left in); the other open candidates are
+ * abandoned and their changes go back to the queue.  `after_crash`: the
+ * gate died (this is the recovery of a new run, not a restart within one):
+ * each change of a candidate whose jobs were running counts one more crash
+ * (gate_change.crashes; a job of it that ends resets the count).
+ * `landed` may be NULL (nothing landed).
+ */
+KEEL_MUST_USE keel_status gate_store_recover(gate_store *st, const char *target,
+                                             gate_landed_fn landed, void *ctx, bool after_crash,
+                                             long long now, gate_recovery *out);
 
 /*
  * The target now points at `candidate`'s merge: its changes are landed and it
@@ -129,12 +163,18 @@ typedef struct gate_job {
     long long started_at, finished_at;
 } gate_job;
 
-/* Changes in state `state` (-1: all), most recently updated first; at most `max`. */
-KEEL_MUST_USE keel_status gate_store_changes(gate_store *st, int state, gate_change *out,
-                                             size_t max, size_t *n);
-/* The jobs of every candidate that held `change` (0: the jobs running now), oldest first. */
-KEEL_MUST_USE keel_status gate_store_jobs(gate_store *st, long long change, gate_job *out,
-                                          size_t max, size_t *n);
+/*
+ * Changes of `target` (NULL: every target) in state `state` (-1: all), most
+ * recently updated first; at most `max`.
+ */
+KEEL_MUST_USE keel_status gate_store_changes(gate_store *st, const char *target, int state,
+                                             gate_change *out, size_t max, size_t *n);
+/*
+ * The jobs of every candidate that held `change`, oldest first; `change` 0:
+ * the jobs running now for `target` (NULL: every target).
+ */
+KEEL_MUST_USE keel_status gate_store_jobs(gate_store *st, const char *target, long long change,
+                                          gate_job *out, size_t max, size_t *n);
 /* Builds so far: distinct (candidate, attempt) pairs that ran jobs. */
 KEEL_MUST_USE keel_status gate_store_count_builds(gate_store *st, long long *n);
 

@@ -7,7 +7,8 @@
  * ctime, size and mode (a directory: same inode and mode; what is in it is
  * judged entry by entry), and removes the rest.
  */
-#define _GNU_SOURCE 1
+#define _GNU_SOURCE      1
+#define KEEL_MODULE_NAME "gate_git"
 #include "worktree.h"
 
 #include "heaps.h"
@@ -205,9 +206,19 @@ static keel_status walk(gate_worktree *w, walk_what what)
 keel_status gate_worktree_checkout(gate_worktree *w, gate_repo *r, const char *commit)
 {
     KEEL_ASSERT(w != NULL && r != NULL && commit != NULL);
+    if (KEEL_STRESS(tree_full)) /* as a full disk under the work trees would */
+        return KEEL_ERR_SYS(ENOSPC, "cannot write work tree '%s' (stress point)", w->dir);
     char held[GATE_HEX];
     memcpy(held, w->held, sizeof(held));
     w->held[0] = '\0'; /* until this checkout is through; the record stays for the clean-up */
+    struct stat sb;
+    if (lstat(w->dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+        /* a job replaced its work tree (a symlink, a file): never written through */
+        if (unlink(w->dir) != 0)
+            return KEEL_ERR_SYS(
+                errno, "cannot remove '%s', which a job put where its work tree was", w->dir);
+        held[0] = '\0';
+    }
     bool done = false;
     keel_status s = KEEL_OK;
     if (held[0] != '\0') {

@@ -163,6 +163,7 @@ static inline gate *fx_open(void)
     o.state = fx_state;
     o.out = getenv("GATE_TEST_VERBOSE") != NULL ? stderr : NULL;
     o.poll_ms = 50;
+    o.pause_ms = 20; /* after the gate's own failure: a short pause before it tries again */
     gate *g = NULL;
     fx_ok(gate_open(&o, &g));
     struct stat st; /* the mirror is made by the first open, for a URL only */

@@ -213,9 +213,11 @@ static void test_recover_after_kill(void **state)
     assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 
     gate_store *st = open_store();
-    size_t requeued = 0;
-    assert_true(keel_ok(gate_store_recover(st, NULL, 10, &requeued)));
-    assert_int_equal(requeued, 2);
+    gate_recovery rec;
+    assert_true(keel_ok(gate_store_recover(st, "main", NULL, NULL, true, 10, &rec)));
+    assert_int_equal(rec.requeued, 2);
+    assert_int_equal(rec.lost_jobs, 1);
+    assert_int_equal(rec.crashed, 2); /* its job was running: one crash each */
     gate_change q[8];
     size_t n = 0;
     assert_true(keel_ok(gate_store_queued(st, "main", 10, 0, q, 8, &n)));
@@ -228,7 +230,15 @@ static void test_recover_after_kill(void **state)
     gate_store_close(st);
 }
 
-/* If the target already points at a candidate's merge, recovery lands its changes. */
+/* The recovery's question, answered for one merge: the target holds oid_m. */
+static keel_status holds_m(const char *merge, void *ctx, bool *landed)
+{
+    (void)ctx;
+    *landed = strcmp(merge, oid_m) == 0;
+    return KEEL_OK;
+}
+
+/* If the target already holds a candidate's merge, recovery lands its changes. */
 static void test_recover_landed_candidate(void **state)
 {
     (void)state;
@@ -240,9 +250,10 @@ static void test_recover_landed_candidate(void **state)
     assert_true(keel_ok(gate_store_candidate_set_merge(st, cand, oid_m)));
     gate_store_close(st);
     st = open_store();
-    size_t requeued = 9;
-    assert_true(keel_ok(gate_store_recover(st, oid_m, 10, &requeued)));
-    assert_int_equal(requeued, 0);
+    gate_recovery rec;
+    assert_true(keel_ok(gate_store_recover(st, "main", holds_m, NULL, true, 10, &rec)));
+    assert_int_equal(rec.requeued, 0);
+    assert_int_equal(rec.landed, 1);
     gate_change c;
     assert_true(keel_ok(gate_store_get(st, ids[0], &c)));
     assert_int_equal(c.state, GATE_CHANGE_LANDED);

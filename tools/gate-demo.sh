@@ -182,14 +182,19 @@ branch tools
 echo "indent 4" > .editorconfig
 commit "an editor configuration"
 
-echo "################ keel-gate demo: $repo"
+# The gate guards a bare repository, as a team's shared one is (a branch checked out in a
+# working tree is refused: landing would move it under that working tree).
+origin=$demo/origin.git
+git clone -q --bare "$repo" "$origin"
+cd "$origin"
+echo "################ keel-gate demo: $origin (the branches were made in $repo)"
 echo "\$ keel-gate submit <branch>   (x7, and one hostile name)"
 for b in timing-test version release-fastpath greet-hi log-reset greet-hey readme; do
     "$gate" --quiet submit "$b"
 done
 "$gate" submit 'evil;rm -rf ~' || echo "(refused, exit $?)"
 echo "\$ git push origin tools:refs/keel-gate/submit/tools   (a submit by push: the gate takes it)"
-git -C "$repo" push -q . tools:refs/keel-gate/submit/tools
+git -C "$repo" push -q "$origin" tools:refs/keel-gate/submit/tools
 echo
 echo "\$ keel-gate run --once"
 start=$(date +%s)
