@@ -694,11 +694,14 @@ static keel_status land(gate *g, const gate_sched_decision *d, gate_cand *c)
     if (strcmp(c->base, g->tip) != 0)
         return KEEL_ERR(KEEL_E_INTERNAL, "candidate %lld was built on %.12s, the tip is %.12s",
                         c->store_id, c->base, g->tip);
+    char message[128];
+    (void)snprintf(message, sizeof(message), "keel-gate: land candidate %lld", c->store_id);
+    gate_point_before_cas();
     for (size_t i = 0; i < d->n; i++) {
         gate_change ch;
-        keel_status s = gate_store_get(g->store, d->changes[i], &ch);
-        if (!keel_ok(s))
-            return s;
+        keel_status gs = gate_store_get(g->store, d->changes[i], &ch);
+        if (!keel_ok(gs))
+            return gs;
         if (ch.state == GATE_CHANGE_CANCELLED) {
             /* withdrawn after it was tested: it must not land; the rest is built again */
             gate_say(g,
@@ -708,9 +711,6 @@ static keel_status land(gate *g, const gate_sched_decision *d, gate_cand *c)
             return restart(g);
         }
     }
-    char message[128];
-    (void)snprintf(message, sizeof(message), "keel-gate: land candidate %lld", c->store_id);
-    gate_point_before_cas();
     keel_status s = gate_branch_cas(g->repo, g->target, g->tip, c->merge, message);
     if (keel_status_is(s, &gate_codes, GATE_E_MOVED)) {
         g->stats.moved++;

@@ -7,12 +7,16 @@
 #ifndef KEEL_TEST_GATE_FIXTURE_H
 #define KEEL_TEST_GATE_FIXTURE_H
 
+#include <errno.h>
 #include <git2.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -291,6 +295,161 @@ static inline void fx_assert_tip_tested_as(bool settled)
 static inline void fx_assert_tip_tested(void)
 {
     fx_assert_tip_tested_as(true);
+}
+
+/* ---- a gate daemon in a child process, and a job that waits ------------------------------ */
+
+/*
+ * The job: passes at once when $MARKER.fast exists; otherwise starts a long
+ * sleep in its process group, says which (pid in $MARKER.sleep) and waits.
+ * `stubborn`: the job ignores SIGTERM, so a graceful stop has to wait for
+ * the executor's SIGKILL after its grace period.
+ */
+static inline void fx_slow_branch(const char *branch, bool stubborn)
+{
+    char script[512];
+    (void)snprintf(script, sizeof(script),
+                   "if [ -e \"$MARKER.fast\" ]; then exit 0; fi\n"
+                   "%s"
+                   "sleep 60 &\n"
+                   "echo $! > \"$MARKER.tmp\" && mv \"$MARKER.tmp\" \"$MARKER.sleep\"\n"
+                   "wait\n",
+                   stubborn ? "trap '' TERM\n" : "");
+    fx_branch(branch, "ci.sh", script);
+}
+
+static inline long long fx_now_ms(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline void fx_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static char fx_log_path[160];
+
+/* `keel-gate run` (--target `target` unless NULL) in a child process; its output goes to fx_log_path. */
+static inline pid_t fx_start_daemon_for(const char *target)
+{
+    (void)snprintf(fx_log_path, sizeof(fx_log_path), "%s/daemon.log", fx_dir);
+    (void)fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        FILE *log = fopen(fx_log_path, "w");
+        if (log == NULL)
+            _exit(101);
+        char *argv[] = {(char *)"keel-gate",
+                        (char *)"--repo",
+                        fx_repo,
+                        (char *)"--state",
+                        fx_state,
+                        (char *)"run",
+                        NULL,
+                        NULL,
+                        NULL};
+        int argc = 6;
+        char target_copy[GATE_NAME_MAX];
+        if (target != NULL) {
+            (void)snprintf(target_copy, sizeof(target_copy), "%s", target);
+            argv[argc++] = (char *)"--target";
+            argv[argc++] = target_copy;
+        }
+        int rc = gate_cli_main(argc, argv, log, log);
+        (void)fclose(log);
+        _exit(rc);
+    }
+    return pid;
+}
+
+static inline pid_t fx_start_daemon(void)
+{
+    return fx_start_daemon_for(NULL);
+}
+
+static inline void fx_read_log(char *buf, size_t size)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(fx_log_path, "r");
+    if (f == NULL)
+        return;
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = '\0';
+    (void)fclose(f);
+}
+
+/* The pid the job wrote to $MARKER.sleep, once it has; fails if the daemon ends first. */
+static inline pid_t fx_wait_for_job(pid_t daemon)
+{
+    char path[160];
+    (void)snprintf(path, sizeof(path), "%s/marker.sleep", fx_dir);
+    for (long long until = fx_now_ms() + 60000; fx_now_ms() < until; fx_sleep_ms(20)) {
+        int status = 0;
+        if (waitpid(daemon, &status, WNOHANG) == daemon) {
+            char log[8192];
+            fx_read_log(log, sizeof(log));
+            fail_msg("the daemon ended (status %d) before its job started: %s", status, log);
+        }
+        FILE *f = fopen(path, "r");
+        long pid = 0;
+        if (f != NULL) {
+            int got = fscanf(f, "%ld", &pid);
+            (void)fclose(f);
+            if (got == 1 && pid > 0)
+                return (pid_t)pid;
+        }
+    }
+    fail_msg("the job did not start in 60 s");
+    return -1;
+}
+
+/* The daemon's wait status; fails after timeout_ms. */
+static inline int fx_wait_exit(pid_t pid, long long timeout_ms)
+{
+    for (long long until = fx_now_ms() + timeout_ms; fx_now_ms() < until; fx_sleep_ms(10)) {
+        int status = 0;
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        assert_true(w >= 0);
+        if (w == pid)
+            return status;
+    }
+    (void)kill(pid, SIGKILL);
+    (void)waitpid(pid, NULL, 0);
+    fail_msg("the daemon did not exit within %lld ms", timeout_ms);
+    return -1;
+}
+
+/* Is `pid` a live process (not gone, not a zombie)?  Waits up to 5 s for it to go. */
+static inline bool fx_still_alive(pid_t pid)
+{
+    char path[64];
+    (void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    for (long long until = fx_now_ms() + 5000; fx_now_ms() < until; fx_sleep_ms(20)) {
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            return false;
+        char state = '?';
+        int got = fscanf(f, "%*d (%*[^)]) %c", &state);
+        (void)fclose(f);
+        if (got == 1 && (state == 'Z' || state == 'X'))
+            return false;
+    }
+    return true;
+}
+
+static inline void fx_make_fast(void)
+{
+    char path[160];
+    (void)snprintf(path, sizeof(path), "%s/marker.fast", fx_dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    (void)fclose(f);
 }
 
 #if KEEL_DEVEL
