@@ -289,19 +289,20 @@ keel_status gate_open(const gate_options *o, gate **out)
             (void)snprintf(g->state, sizeof(g->state), "%skeel-gate.db",
                            gate_repo_git_dir(g->repo));
         (void)snprintf(g->work, sizeof(g->work), "%s.d", g->state);
+        gate_fmt(g->tdir, sizeof(g->tdir), "%s/targets/%s", g->work, target_dir);
+        s = gate_store_open(g->state, &g->store);
+    }
+    if (keel_ok(s) && !gate_store_readonly(g->store)) { /* a reader (status, log) makes nothing */
         char sub[GATE_PATH_MAX + 16];
         s = gate_make_dir(g->work);
         (void)snprintf(sub, sizeof(sub), "%s/logs", g->work);
         if (keel_ok(s))
             s = gate_make_dir(sub);
-        gate_fmt(g->tdir, sizeof(g->tdir), "%s/targets/%s", g->work, target_dir);
         if (keel_ok(s))
             s = gate_make_dirs(g->tdir);
+        if (keel_ok(s))
+            s = trees_dir(g, o->work, target_dir);
     }
-    if (keel_ok(s))
-        s = trees_dir(g, o->work, target_dir);
-    if (keel_ok(s))
-        s = gate_store_open(g->state, &g->store);
     if (!keel_ok(s)) {
         gate_close(g);
         return s;

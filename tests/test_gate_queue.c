@@ -386,6 +386,62 @@ static void test_checked_out_target_refused(void **state)
     gate_close(g);
 }
 
+/*
+ * `status` on a store this user may not write (the gate runs as another
+ * user): it shows the queue (the old code failed, trying to write the
+ * schema).  Needs root to become another user; skipped otherwise.
+ */
+static void test_status_on_readonly_store(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    fx_setup_repo("strategy = serial", "");
+    fx_branch("a", "a.txt", "a\n");
+    gate *g = fx_open();
+    (void)fx_submit(g, "a", 0);
+    gate_close(g);
+    assert_int_equal(chmod(fx_dir, 0755), 0);
+    char cmd[256]; /* the repository is the reader's (git refuses another user's); the store not */
+    (void)snprintf(cmd, sizeof(cmd), "chown -R 65534:65534 '%s'", fx_repo);
+    assert_int_equal(system(cmd), 0);
+    (void)fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(10);
+        /* as a user of its own: libgit2 looked for root's ~/.gitconfig when it started */
+        if (git_libgit2_opts(GIT_OPT_SET_SEARCH_PATH, GIT_CONFIG_LEVEL_GLOBAL, "/nonexistent") != 0)
+            _exit(13);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        gate_options o;
+        gate_options_default(&o);
+        o.repo = fx_repo;
+        o.state = fx_state;
+        o.out = NULL;
+        gate *ro = NULL;
+        keel_status s = gate_open(&o, &ro);
+        if (keel_ok(s))
+            s = gate_status(ro, f, false);
+        (void)fclose(f);
+        if (!keel_ok(s)) {
+            keel_status_print(stderr, s);
+            _exit(11);
+        }
+        bool shown = strstr(text, "queued (1):") != NULL && strstr(text, " a ") != NULL;
+        free(text);
+        gate_close(ro);
+        _exit(shown ? 0 : 12);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 #if KEEL_DEVEL
 static long long cancel_id; /* what the stress action below cancels */
 
@@ -478,6 +534,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_crash_count_reset_by_a_job, teardown),
         cmocka_unit_test_teardown(test_configured_target, teardown),
         cmocka_unit_test_teardown(test_checked_out_target_refused, teardown),
+        cmocka_unit_test_teardown(test_status_on_readonly_store, teardown),
 #if KEEL_DEVEL
         cmocka_unit_test_teardown(test_cancel_while_landing_itself, teardown),
         cmocka_unit_test_teardown(test_cancel_next_while_landing, teardown),

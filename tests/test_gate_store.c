@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -275,6 +277,147 @@ static void test_open_bad_path(void **state)
     keel_status_free(s);
 }
 
+/* Open must fail with `code`, the message holding `want`, and leave the file as it was. */
+static void assert_refused(keel_code code, const char *want)
+{
+    struct stat before, after;
+    assert_int_equal(stat(db_path, &before), 0);
+    gate_store *st = NULL;
+    keel_status s = gate_store_open(db_path, &st);
+    assert_null(st);
+    char msg[1024];
+    (void)keel_status_format(s, msg, sizeof(msg));
+    if (!KEEL_IS(s, code) || strstr(msg, want) == NULL)
+        fail_msg("expected code %d and '%s': %s", (int)code, want, msg);
+    keel_status_free(s);
+    assert_int_equal(stat(db_path, &after), 0);
+    assert_int_equal(before.st_size, after.st_size); /* never made into an empty store */
+}
+
+static void write_file(const char *text, size_t len)
+{
+    FILE *f = fopen(db_path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void sql(const char *text)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    char *err = NULL;
+    if (sqlite3_exec(db, text, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("%s: %s", text, err);
+    sqlite3_close(db);
+}
+
+/* A store truncated to 0 bytes is not an empty queue (the old code opened it as one). */
+static void test_open_truncated_store(void **state)
+{
+    (void)state;
+    gate_store *st = open_store();
+    (void)submit(st, "a", oid_a, 0, 1);
+    gate_store_close(st);
+    assert_int_equal(truncate(db_path, 0), 0);
+    assert_refused(KEEL_E_PARSE, "is empty (0 bytes): it is not the store it was");
+}
+
+/* Not a store: a text file, another program's SQLite database, a newer keel-gate's store. */
+static void test_open_not_a_store(void **state)
+{
+    (void)state;
+    write_file("hello, I am a text file and much longer than a header ought to be\n", 68);
+    assert_refused(KEEL_E_PARSE, "not an SQLite database");
+    assert_int_equal(unlink(db_path), 0);
+    sql("CREATE TABLE photos(id INTEGER PRIMARY KEY, path TEXT);");
+    assert_refused(KEEL_E_PARSE, "is not a keel-gate store");
+    assert_int_equal(unlink(db_path), 0);
+    gate_store *st = open_store();
+    gate_store_close(st);
+    sql("PRAGMA user_version = 99;");
+    assert_refused(KEEL_E_VERSION, "written by a newer keel-gate");
+}
+
+/* A store made by the previous keel-gate (schema 1, no application id) is upgraded, kept. */
+static void test_old_store_upgraded(void **state)
+{
+    (void)state;
+    sql("CREATE TABLE changes (id INTEGER PRIMARY KEY AUTOINCREMENT, branch TEXT NOT NULL, head "
+        "TEXT NOT NULL, target TEXT NOT NULL, priority INTEGER NOT NULL DEFAULT 0, submitted_at "
+        "INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'queued', candidate INTEGER NOT NULL "
+        "DEFAULT 0, reason TEXT NOT NULL DEFAULT '', updated_at INTEGER NOT NULL);"
+        "CREATE TABLE candidates (id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, "
+        "base TEXT NOT NULL, merge TEXT NOT NULL DEFAULT '', state TEXT NOT NULL DEFAULT 'open', "
+        "created_at INTEGER NOT NULL, finished_at INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE candidate_changes (candidate INTEGER NOT NULL, change INTEGER NOT NULL, "
+        "position INTEGER NOT NULL, PRIMARY KEY (candidate, position));"
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, candidate INTEGER NOT NULL, "
+        "config TEXT NOT NULL, attempt INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'running', "
+        "exit_code INTEGER NOT NULL DEFAULT 0, log TEXT NOT NULL DEFAULT '', started_at INTEGER "
+        "NOT NULL, finished_at INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, kind "
+        "TEXT NOT NULL, change INTEGER NOT NULL DEFAULT 0, detail TEXT NOT NULL DEFAULT '{}');"
+        "INSERT INTO changes(branch, head, target, submitted_at, updated_at) VALUES('old', "
+        "'1111111111111111111111111111111111111111', 'main', 1, 1);"
+        "PRAGMA user_version = 1;");
+    gate_store *st = open_store();
+    gate_change q[4];
+    size_t n = 0;
+    assert_true(keel_ok(gate_store_queued(st, "main", 10, 0, q, 4, &n)));
+    assert_int_equal(n, 1);
+    assert_string_equal(q[0].branch, "old");
+    assert_int_equal(q[0].crashes, 0);
+    gate_store_close(st);
+    st = open_store(); /* and it is now a store of this version */
+    gate_store_close(st);
+}
+
+/*
+ * A store this user may not write (another user's, a read-only copy): opened
+ * read-only, read as it is, a write refused by name.  Needs root to become
+ * another user; skipped otherwise.
+ */
+static void test_readonly_store(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    gate_store *st = open_store();
+    long long id = submit(st, "a", oid_a, 0, 1);
+    gate_store_close(st);
+    assert_int_equal(chmod(dir, 0755), 0);
+    assert_int_equal(chmod(db_path, 0644), 0);
+    (void)fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(10);
+        gate_store *ro = NULL;
+        keel_status s = gate_store_open(db_path, &ro);
+        if (!keel_ok(s)) {
+            keel_status_print(stderr, s);
+            _exit(11);
+        }
+        if (!gate_store_readonly(ro))
+            _exit(12);
+        gate_change c;
+        if (!keel_ok(gate_store_get(ro, id, &c)) || strcmp(c.branch, "a") != 0)
+            _exit(13);
+        long long other = 0;
+        s = gate_store_submit(ro, "b", oid_b, "main", 0, 2, &other);
+        bool refused = KEEL_IS(s, KEEL_E_STATE);
+        keel_status_free(s);
+        gate_store_close(ro);
+        _exit(refused ? 0 : 14);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +428,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_recover_after_kill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_landed_candidate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_bad_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_truncated_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_not_a_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_store_upgraded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_store, setup, teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
