@@ -252,6 +252,36 @@ void gate_fmt(char *buf, size_t size, const char *fmt, ...)
     va_end(ap);
 }
 
+void gate_status_line(keel_status s, char *buf, size_t size)
+{
+    KEEL_ASSERT(buf != NULL && size > 0);
+    char text[4096];
+    (void)keel_status_format(s, text, sizeof(text));
+    size_t n = 0;
+    buf[0] = '\0';
+    for (char *line = text; line != NULL && *line != '\0';) {
+        char *next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = '\0';
+        if (strncmp(line, "  caused by: ", 13) == 0)
+            line += 13;
+        char *colon = strstr(line, ": "), *space = strchr(line, ' ');
+        if (colon != NULL && strchr(line, '.') < colon && (space == NULL || space > colon))
+            line = colon + 2; /* the code's name */
+        char *at = strstr(line, " [at ");
+        if (at != NULL)
+            *at = '\0';
+        size_t len = strlen(line);
+        if (len > 0 && line[len - 1] == '}' && strstr(line, " {") != NULL)
+            *strstr(line, " {") = '\0'; /* the details */
+        if (line[0] != '\0' && n + 1 < size) {
+            int w = snprintf(buf + n, size - n, "%s%s", n > 0 ? ": " : "", line);
+            n = w < 0 ? n : (size_t)w + n < size ? (size_t)w + n : size - 1;
+        }
+        line = next;
+    }
+}
+
 void gate_say(gate *g, const char *fmt, ...)
 {
     if (g->out == NULL)

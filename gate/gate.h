@@ -116,6 +116,13 @@ void gate_modules_link(void);
 /* The CLI (gate/cli.c): parses argv, runs a command, returns the exit code (0, 1, 2). */
 int gate_cli_main(int argc, char **argv, FILE *out, FILE *err);
 
+/*
+ * `s` as one line for a log or a reason: each message of its chain, the
+ * outermost first, joined by ": ", without code names, source locations
+ * and details.
+ */
+void gate_status_line(keel_status s, char *buf, size_t size);
+
 /* Append `s` to buf as a JSON string (quotes included); returns the new length (snprintf-like). */
 size_t gate_json_str(char *buf, size_t size, size_t len, const char *s);
 

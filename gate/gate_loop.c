@@ -427,7 +427,7 @@ static keel_status start_job(gate *g, gate_cand *c, const gate_matrix_config *m)
     gate_fmt(j->log, sizeof(j->log), "%s/logs/job-%lld.log", g->work, jid);
     s = gate_worktree_checkout(g->trees[tree].w, g->repo, c->merge);
     if (!keel_ok(s)) {
-        (void)keel_status_format(s, j->error, sizeof(j->error));
+        gate_status_line(s, j->error, sizeof(j->error));
         keel_status_free(s);
         __atomic_store_n(&j->cancel, 1, __ATOMIC_RELEASE); /* the worker hands it straight back */
     }
@@ -561,7 +561,7 @@ static bool passing(keel_status s)
 static keel_status gate_failed(gate *g, keel_status why, const char *what)
 {
     char msg[1024];
-    (void)keel_status_format(why, msg, sizeof(msg));
+    gate_status_line(why, msg, sizeof(msg));
     g->gate_errors++;
     char detail[1400];
     size_t n = (size_t)snprintf(detail, sizeof(detail), "{\"what\":");
@@ -916,7 +916,13 @@ static keel_status turn(gate *g, bool once, bool *done)
     }
     if (*done)
         return KEEL_OK;
-    gate_job_run *j = gate_pool_wait(g->pool, g->poll_ms);
+    unsigned wait_ms = g->poll_ms;
+    if (g->nagain > 0) { /* no longer than until the jobs to run again are due */
+        unsigned long long now = gate_now_ms();
+        unsigned long long due = g->again_at_ms > now ? g->again_at_ms - now : 0;
+        wait_ms = due < wait_ms ? (unsigned)due : wait_ms;
+    }
+    gate_job_run *j = gate_pool_wait(g->pool, wait_ms);
     return j != NULL ? job_done(g, j) : KEEL_OK;
 }
 
@@ -942,7 +948,7 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
             continue;
         }
         /* the gate's own failure (a full disk, no memory, ...): a pause, then from the store */
-        if (!passing(s))
+        if (!passing(s) || g->gate_errors > GATE_ERRORS_MAX)
             break;
         s = gate_failed(g, s, "a turn of the gate");
         if (!keel_ok(s))
@@ -976,6 +982,13 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     }
     if (keel_ok(s) && g->stopping)
         s = requeue_in_flight(g);
+    if (!keel_ok(s) && g->qlock != NULL && g->tip_cfg != NULL) {
+        /* stopped by an error: what was in flight goes back to the queue, if the store lets it */
+        gate_recovery rec;
+        keel_status r = gate_store_recover(g->store, g->target, tip_holds, g, false, now_s(), &rec);
+        if (!keel_ok(r))
+            keel_status_ignore(r, "the next run recovers it; the first error is reported");
+    }
     keel_heap_free(GATE_HEAP, g->cands);
     g->cands = NULL;
     g->ncands = g->cands_cap = 0;

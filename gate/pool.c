@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gate.h"
 #include "heaps.h"
 #include "ranks.h"
 
@@ -77,7 +78,7 @@ static bool run_step(gate_job_run *j, char *const *argv, unsigned long long *use
     gate_exec_outcome o;
     keel_status s = gate_exec_run(&spec, &o);
     if (!keel_ok(s)) {
-        (void)keel_status_format(s, j->error, sizeof(j->error));
+        gate_status_line(s, j->error, sizeof(j->error));
         keel_status_free(s);
         j->result = GATE_EXEC_FAILED;
         j->exit_code = -1;

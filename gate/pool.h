@@ -35,7 +35,7 @@ typedef struct gate_job_run {
     gate_exec_result result;
     int exit_code;
     unsigned long long elapsed_ms;
-    char error[256]; /* the job could not be run at all ("" when it could) */
+    char error[1024]; /* the gate could not run it (its own failure; "" when it could) */
     struct gate_job_run *next;
 } gate_job_run;
 

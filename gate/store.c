@@ -53,10 +53,12 @@ static keel_status db_error(const gate_store *st, int rc, const char *what)
                                      st->path),
                 "sqlite_code", rc);
     }
+    int sys = st->db != NULL ? sqlite3_system_errno(st->db) : 0; /* why the OS said no */
     return keel_status_with_int(
-        keel_status_with_str(KEEL_ERR(rc == SQLITE_FULL ? KEEL_E_FULL : KEEL_E_IO,
-                                      "store '%s': %s: %s", st->path, what,
-                                      st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc)),
+        keel_status_with_str(KEEL_ERR(rc == SQLITE_FULL || sys == ENOSPC ? KEEL_E_FULL : KEEL_E_IO,
+                                      "store '%s': %s: %s%s%s", st->path, what,
+                                      st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc),
+                                      sys != 0 ? ": " : "", sys != 0 ? strerror(sys) : ""),
                              "store", st->path),
         "sqlite_code", rc);
 }
