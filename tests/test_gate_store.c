@@ -294,8 +294,9 @@ static void assert_refused(keel_code code, const char *want)
     assert_int_equal(before.st_size, after.st_size); /* never made into an empty store */
 }
 
-static void write_file(const char *text, size_t len)
+static void write_file(const char *text)
 {
+    size_t len = strlen(text);
     FILE *f = fopen(db_path, "w");
     assert_non_null(f);
     assert_int_equal(fwrite(text, 1, len, f), len);
@@ -327,7 +328,7 @@ static void test_open_truncated_store(void **state)
 static void test_open_not_a_store(void **state)
 {
     (void)state;
-    write_file("hello, I am a text file and much longer than a header ought to be\n", 68);
+    write_file("hello, I am a text file and much longer than a header ought to be\n");
     assert_refused(KEEL_E_PARSE, "not an SQLite database");
     assert_int_equal(unlink(db_path), 0);
     sql("CREATE TABLE photos(id INTEGER PRIMARY KEY, path TEXT);");
