@@ -743,6 +743,58 @@ static keel_status land(gate *g, const gate_sched_decision *d, gate_cand *c)
     return KEEL_OK;
 }
 
+/*
+ * The scheduler rejects a change whose candidate failed to merge: it was never
+ * built.  Merged alone onto today's tip, it either does not merge (the
+ * verdict: a conflict) or does (it conflicted only with changes before it
+ * that did not land): then it goes back to the scheduler, to be built.
+ * *done: it was one of those (nothing is left to do).
+ */
+static keel_status reject_unbuilt(gate *g, gate_cand *c, long long change, bool *done)
+{
+    *done = false;
+    if (!c->merge_failed)
+        return KEEL_OK;
+    gate_change ch;
+    keel_status s = gate_store_get(g->store, change, &ch);
+    char merge[GATE_HEX];
+    const char *head[1] = {ch.head};
+    if (keel_ok(s))
+        s = gate_merge(g->repo, g->tip, head, 1, merge);
+    if (keel_ok(s)) {
+        *done = true;
+        gate_say(g,
+                 "change %lld '%s' merges onto '%s' at %.12s: it conflicted only with changes "
+                 "before it, which did not land; queued again\n",
+                 change, ch.branch, g->target, g->tip);
+        s = close_cand(g, c, "failed");
+        return keel_ok(s) ? gate_sched_enqueue(g->sched, change) : s;
+    }
+    if (!keel_status_is(s, &gate_codes, GATE_E_CONFLICT))
+        return s;
+    *done = true;
+    const char *paths = keel_status_get_str(s, "paths");
+    char reason[GATE_REASON_MAX];
+    gate_fmt(reason, sizeof(reason), "does not merge onto '%s' at %.12s: conflicts in %s",
+             g->target, g->tip, paths != NULL ? paths : "?");
+    keel_status_free(s);
+    s = gate_store_set_state(g->store, change, GATE_CHANGE_CONFLICT, reason, now_s());
+    bool ended = KEEL_IS(s, KEEL_E_STATE); /* cancelled meanwhile: it stays so */
+    if (ended) {
+        keel_status_free(s);
+        s = KEEL_OK;
+    }
+    if (keel_ok(s))
+        s = close_cand(g, c, "failed");
+    drop_active(g, change);
+    if (keel_ok(s) && !ended) {
+        g->stats.conflicts++;
+        gate_say(g, "conflict: change %lld '%s' %s\n", change, ch.branch, reason);
+        gate_notify(g, "conflict", change, NULL, reason);
+    }
+    return s;
+}
+
 static keel_status decide(gate *g, const gate_sched_decision *d)
 {
     gate_cand *c = find_cand(g, d->candidate);
@@ -754,6 +806,10 @@ static keel_status decide(gate *g, const gate_sched_decision *d)
     case GATE_SCHED_LAND:
         return land(g, d, c);
     case GATE_SCHED_REJECT: {
+        bool unbuilt = false;
+        s = reject_unbuilt(g, c, d->change, &unbuilt);
+        if (!keel_ok(s) || unbuilt)
+            return s;
         char reason[GATE_REASON_MAX];
         (void)snprintf(reason, sizeof(reason), "%s",
                        c->failures[0] != '\0' ? c->failures : "a required configuration failed");

@@ -489,6 +489,15 @@ keel_status gate_branch_cas(gate_repo *r, const char *branch, const char *expect
                                  "expected", expected),
             "actual", now);
     }
+    if (rc == GIT_ELOCKED)
+        /* a lock file of git's beside the ref: a push under way, or one killed while it ran */
+        return keel_status_with_str(
+            KEEL_ERR(KEEL_E_BUSY,
+                     "branch '%s' of '%s' is locked ('%s.lock' exists): another git process is "
+                     "updating it, or one was killed while it did; if no git process runs there, "
+                     "remove that file",
+                     branch, r->path, refname),
+            "branch", branch);
     if (rc != 0)
         return gate_git_error(rc, "cannot update branch '%s'", branch);
     return KEEL_OK;
@@ -517,8 +526,14 @@ keel_status gate_repo_head_branch(gate_repo *r, char *name, size_t size)
             /* the mirror's HEAD follows, for when the remote cannot be reached */
             char ref[512];
             (void)snprintf(ref, sizeof(ref), "refs/heads/%s", name);
-            int rc = git_reference_symbolic_create(NULL, r->repo, "HEAD", ref, 1,
-                                                   "keel-gate: the remote's HEAD");
+            int lock = -1;
+            keel_status l = gate_remote_mirror_lock(r->repo, &lock);
+            int rc = keel_ok(l) ? git_reference_symbolic_create(NULL, r->repo, "HEAD", ref, 1,
+                                                                "keel-gate: the remote's HEAD")
+                                : 0;
+            gate_remote_mirror_unlock(lock);
+            if (!keel_ok(l))
+                keel_status_ignore(l, "only the fallback for an unreachable remote");
             if (rc != 0)
                 keel_status_ignore(gate_git_error(rc, "cannot set HEAD of '%s'", r->path),
                                    "only the fallback for an unreachable remote");

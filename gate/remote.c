@@ -7,15 +7,21 @@
 #include "remote.h"
 
 #include "git.h"
+#include "heaps.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 enum { REF_MAX = 512, CONFIG_KEY_MAX = 64 };
+
+#define GIT_HEAP KEEL_MODULE_REF(gate_git)
 
 static const char url_key[] = "keel-gate.url"; /* in the mirror's config: whose mirror it is */
 static const char land_ref[] = "refs/keel-gate/land"; /* what a landing push sends */
@@ -176,6 +182,53 @@ keel_status gate_remote_default_mirror(const char *url, char *buf, size_t size)
 
 static keel_status probe(const char *url);
 
+/* Is `dir` absent, or an empty directory (as good as absent)? */
+static bool no_mirror_yet(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return errno == ENOENT;
+    return S_ISDIR(st.st_mode) && rmdir(dir) == 0; /* only an empty one goes */
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    (void)remove(path);
+    return 0;
+}
+
+/*
+ * A new mirror: made whole (a bare repository bound to `url`) at a name of
+ * its own next to `dir`, then renamed into place, so that no process, killed
+ * or not, ever finds a half-made mirror at `dir`.  When another keel-gate put
+ * one there first, that one is used (opened and checked by the caller).
+ */
+static keel_status create_mirror(const char *url, const char *dir, const char *shown)
+{
+    char tmp[REF_MAX * 2];
+    int n = snprintf(tmp, sizeof(tmp), "%s.new-%ld-%lld", dir, (long)getpid(), (long long)clock());
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return KEEL_ERR(KEEL_E_RANGE, "the mirror's path '%s' is too long", dir);
+    git_repository *repo = NULL;
+    int rc = git_repository_init(&repo, tmp, 1);
+    git_config *cfg = NULL;
+    if (rc == 0)
+        rc = git_repository_config(&cfg, repo);
+    if (rc == 0)
+        rc = git_config_set_string(cfg, url_key, url);
+    keel_status s =
+        rc == 0 ? KEEL_OK : gate_git_error(rc, "cannot create the mirror '%s' of '%s'", dir, shown);
+    git_config_free(cfg);
+    git_repository_free(repo);
+    if (keel_ok(s) && rename(tmp, dir) != 0 && errno != EEXIST && errno != ENOTEMPTY)
+        s = KEEL_ERR_SYS(errno, "cannot put the mirror of '%s' at '%s'", shown, dir);
+    (void)nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS); /* left when another was first */
+    return s;
+}
+
 keel_status gate_remote_open_mirror(const char *url, const char *dir, git_repository **out)
 {
     KEEL_ASSERT(url != NULL && dir != NULL && out != NULL);
@@ -185,27 +238,23 @@ keel_status gate_remote_open_mirror(const char *url, const char *dir, git_reposi
     keel_status s = gate_remote_check_url(url);
     if (!keel_ok(s))
         return s;
+    if (no_mirror_yet(dir)) {
+        s = probe(url); /* no mirror made for a remote that cannot be reached */
+        if (keel_ok(s))
+            s = create_mirror(url, dir, shown);
+        if (!keel_ok(s))
+            return s;
+    }
     git_repository *repo = NULL;
-    struct stat st;
-    bool fresh = stat(dir, &st) != 0;
-    if (fresh && !keel_ok(s = probe(url)))
-        return s; /* no mirror made for a remote that cannot be reached */
-    int rc = fresh ? git_repository_init(&repo, dir, 1)
-                   : git_repository_open_ext(&repo, dir, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
+    int rc = git_repository_open_ext(&repo, dir, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL);
     if (rc != 0)
         return keel_status_with_str(
-            gate_git_error(rc,
-                           fresh ? "cannot create the mirror '%s' of '%s'"
-                                 : "'%s' is not a mirror of '%s' (not a git repository)",
-                           dir, shown),
+            gate_git_error(rc, "'%s' is not a mirror of '%s' (not a git repository)", dir, shown),
             "mirror", dir);
     git_config *cfg = NULL;
     rc = git_repository_config(&cfg, repo);
     if (rc != 0) {
         s = gate_git_error(rc, "cannot read the configuration of the mirror '%s'", dir);
-    } else if (fresh) {
-        if ((rc = git_config_set_string(cfg, url_key, url)) != 0)
-            s = gate_git_error(rc, "cannot write the configuration of the mirror '%s'", dir);
     } else {
         git_buf have = GIT_BUF_INIT;
         rc = git_config_get_string_buf(&have, cfg, url_key);
@@ -230,6 +279,70 @@ keel_status gate_remote_open_mirror(const char *url, const char *dir, git_reposi
     }
     *out = repo;
     return KEEL_OK;
+}
+
+/* ---- the mirror's lock ------------------------------------------------------------------ */
+
+enum { MIRROR_LOCK_WAIT_MS = 60000 };
+
+/* A git lock file in the mirror (its name ends in ".lock"): removed. */
+static int rm_lock(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    size_t n = strlen(path);
+    if (flag == FTW_F && n > 5 && strcmp(path + n - 5, ".lock") == 0)
+        (void)unlink(path);
+    return 0;
+}
+
+keel_status gate_remote_mirror_lock(git_repository *mirror, int *fd)
+{
+    KEEL_ASSERT(mirror != NULL && fd != NULL);
+    const char *dir = git_repository_path(mirror); /* ends in '/' */
+    char path[REF_MAX * 2];
+    (void)snprintf(path, sizeof(path), "%skeel-gate.lock", dir);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (*fd < 0)
+        return KEEL_ERR_SYS(errno, "cannot open the mirror's lock '%s'", path);
+    struct flock fl;
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    struct timespec step = {0, 20 * 1000000};
+    for (long waited = 0; fcntl(*fd, F_OFD_SETLK, &fl) != 0; waited += 20) {
+        int e = errno;
+        if ((e != EAGAIN && e != EACCES) || waited >= MIRROR_LOCK_WAIT_MS) {
+            (void)close(*fd);
+            *fd = -1;
+            return e == EAGAIN || e == EACCES
+                       ? KEEL_ERR(KEEL_E_BUSY,
+                                  "the mirror '%s' is busy: another keel-gate has held its lock "
+                                  "for more than %d s",
+                                  dir, MIRROR_LOCK_WAIT_MS / 1000)
+                       : KEEL_ERR_SYS(e, "cannot lock the mirror's lock '%s'", path);
+        }
+        (void)nanosleep(&step, NULL);
+    }
+    /*
+     * Every keel-gate writes to its mirror holding this lock: a git lock file
+     * there now was left by one that was killed while it wrote (else every
+     * later update of that ref would fail for ever).
+     */
+    static const char *const files[] = {"HEAD.lock", "config.lock", "packed-refs.lock"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        (void)snprintf(path, sizeof(path), "%s%s", dir, files[i]);
+        (void)unlink(path);
+    }
+    (void)snprintf(path, sizeof(path), "%srefs", dir);
+    (void)nftw(path, rm_lock, 16, FTW_PHYS);
+    return KEEL_OK;
+}
+
+void gate_remote_mirror_unlock(int fd)
+{
+    if (fd >= 0)
+        (void)close(fd); /* drops the lock */
 }
 
 /* ---- connections -------------------------------------------------------------------------- */
@@ -493,11 +606,15 @@ keel_status gate_remote_fetch_branch(git_repository *mirror, const char *url, co
     KEEL_ASSERT(mirror != NULL && url != NULL && branch != NULL && out != NULL);
     char ref[REF_MAX];
     (void)snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
-    keel_status s;
+    int lock = -1;
+    keel_status s = gate_remote_mirror_lock(mirror, &lock);
     size_t tries = 0;
-    do
-        s = fetch_once(mirror, url, ref, out);
-    while (again(&s, &tries));
+    if (keel_ok(s)) {
+        do
+            s = fetch_once(mirror, url, ref, out);
+        while (again(&s, &tries));
+    }
+    gate_remote_mirror_unlock(lock);
     return s;
 }
 
@@ -581,6 +698,14 @@ static keel_status push_once(git_repository *mirror, const char *url, const char
         disconnect_remote(remote);
         if (keel_ok(s) && (!found || !git_oid_equal(&now, expected)))
             s = moved(branch, shown, expected, &now, !found, call.refused);
+        else if (keel_ok(s) && strstr(call.refused, "lock") != NULL)
+            /* a lock file of git's beside the remote's ref: a push under way, or a killed one */
+            s = keel_status_with_str(
+                KEEL_ERR(KEEL_E_BUSY,
+                         "'%s' could not update '%s': %s (a lock file beside the branch: another "
+                         "push is under way, or one was killed while it ran)",
+                         shown, branch, call.refused),
+                "url", shown);
         else if (keel_ok(s))
             /* the remote's own rule (a hook, a protected branch): no pause makes it pass */
             s = keel_status_with_str(KEEL_ERR(KEEL_E_STATE, "'%s' refused the update of '%s': %s",
@@ -603,19 +728,37 @@ keel_status gate_remote_push_cas(git_repository *mirror, const char *url, const 
 {
     KEEL_ASSERT(mirror != NULL && url != NULL && branch != NULL && expected != NULL &&
                 next != NULL);
-    keel_status s;
+    int lock = -1;
+    keel_status s = gate_remote_mirror_lock(mirror, &lock);
     size_t tries = 0;
     /* again only when it failed before the update: a lost reply shows as moved (to next) */
-    do
-        s = push_once(mirror, url, branch, expected, next);
-    while (again(&s, &tries));
+    if (keel_ok(s)) {
+        do
+            s = push_once(mirror, url, branch, expected, next);
+        while (again(&s, &tries));
+    }
+    gate_remote_mirror_unlock(lock);
     return s;
 }
 
 /* ---- refs pushed for the gate ----------------------------------------------------------- */
 
-static keel_status each_ref_once(git_repository *mirror, const char *url, const char *prefix,
-                                 gate_remote_ref_fn fn, void *ctx)
+/* The refs listed, with their ids, to give to the caller's function once the mirror is let go. */
+typedef struct listed_ref {
+    git_oid oid;
+    char *name; /* on gate_git's heap */
+} listed_ref;
+
+static void free_listed(listed_ref *refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        keel_heap_free(GIT_HEAP, refs[i].name);
+    keel_heap_free(GIT_HEAP, refs);
+}
+
+/* The remote's refs under `prefix`, their objects fetched and their refs set in the mirror. */
+static keel_status list_once(git_repository *mirror, const char *url, const char *prefix,
+                             listed_ref **out, size_t *nout)
 {
     remote_call call;
     memset(&call, 0, sizeof(call));
@@ -630,15 +773,23 @@ static keel_status each_ref_once(git_repository *mirror, const char *url, const 
     if (keel_ok(s) && (rc = git_repository_odb(&odb, mirror)) != 0)
         s = gate_git_error(rc, "cannot open the mirror's objects");
     bool missing = false;
+    size_t matching = 0;
     for (size_t i = 0; keel_ok(s) && i < n; i++)
-        missing |=
-            strncmp(heads[i]->name, prefix, plen) == 0 && !git_odb_exists(odb, &heads[i]->oid);
+        if (strncmp(heads[i]->name, prefix, plen) == 0) {
+            matching++;
+            missing |= !git_odb_exists(odb, &heads[i]->oid);
+        }
     if (keel_ok(s) && missing) {
         char pattern[REF_MAX + 2];
         (void)snprintf(pattern, sizeof(pattern), "%s*", prefix);
         s = download(remote, &call, odb, pattern);
     }
     git_odb_free(odb);
+    void *mem = NULL;
+    if (keel_ok(s) && matching > 0)
+        s = keel_heap_calloc(GIT_HEAP, matching, sizeof(listed_ref), &mem);
+    listed_ref *refs = (listed_ref *)mem;
+    size_t k = 0;
     for (size_t i = 0; keel_ok(s) && i < n; i++) {
         if (strncmp(heads[i]->name, prefix, plen) != 0)
             continue;
@@ -649,22 +800,44 @@ static keel_status each_ref_once(git_repository *mirror, const char *url, const 
         git_reference_free(r);
         if (rc != 0 && rc != GIT_EINVALIDSPEC)
             s = gate_git_error(rc, "cannot record '%s' in the mirror", heads[i]->name);
+        size_t len = strlen(heads[i]->name) + 1;
+        void *name = NULL;
         if (keel_ok(s))
-            s = fn(heads[i]->name, &heads[i]->oid, ctx);
+            s = keel_heap_alloc(GIT_HEAP, len, &name);
+        if (keel_ok(s)) {
+            memcpy(name, heads[i]->name, len);
+            refs[k].name = (char *)name;
+            git_oid_cpy(&refs[k].oid, &heads[i]->oid);
+            k++;
+        }
     }
     disconnect_remote(remote);
-    return s;
+    if (!keel_ok(s)) {
+        free_listed(refs, k);
+        return s;
+    }
+    *out = refs;
+    *nout = k;
+    return KEEL_OK;
 }
 
 keel_status gate_remote_each_ref(git_repository *mirror, const char *url, const char *prefix,
                                  gate_remote_ref_fn fn, void *ctx)
 {
     KEEL_ASSERT(mirror != NULL && url != NULL && prefix != NULL && fn != NULL);
-    keel_status s;
-    size_t tries = 0;
-    do
-        s = each_ref_once(mirror, url, prefix, fn, ctx);
-    while (again(&s, &tries));
+    int lock = -1;
+    keel_status s = gate_remote_mirror_lock(mirror, &lock);
+    listed_ref *refs = NULL;
+    size_t n = 0, tries = 0;
+    if (keel_ok(s)) {
+        do
+            s = list_once(mirror, url, prefix, &refs, &n);
+        while (again(&s, &tries));
+    }
+    gate_remote_mirror_unlock(lock); /* fn may write to the mirror (a pushed ref removed) */
+    for (size_t i = 0; keel_ok(s) && i < n; i++)
+        s = fn(refs[i].name, &refs[i].oid, ctx);
+    free_listed(refs, n);
     return s;
 }
 
@@ -680,7 +853,10 @@ keel_status gate_remote_delete_ref(git_repository *mirror, const char *url, cons
     git_remote *remote = NULL;
     git_oid now;
     bool found = false;
-    keel_status s = connect_at(mirror, url, GIT_DIRECTION_PUSH, ref, &call, &remote, &now, &found);
+    int lock = -1;
+    keel_status s = gate_remote_mirror_lock(mirror, &lock);
+    if (keel_ok(s))
+        s = connect_at(mirror, url, GIT_DIRECTION_PUSH, ref, &call, &remote, &now, &found);
     if (keel_ok(s) && found && git_oid_equal(&now, expected)) {
         char spec[REF_MAX + 2];
         (void)snprintf(spec, sizeof(spec), ":%s", ref); /* deletes, carrying the old value */
@@ -695,5 +871,6 @@ keel_status gate_remote_delete_ref(git_repository *mirror, const char *url, cons
                                "the next listing sets the mirror's copy again");
         git_reference_free(mine);
     }
+    gate_remote_mirror_unlock(lock);
     return s;
 }

@@ -97,4 +97,16 @@ KEEL_MUST_USE keel_status gate_remote_delete_ref(git_repository *mirror, const c
 /* libgit2's last error (rc its return code) as a keel status; git.c. */
 KEEL_MUST_USE keel_status gate_git_error(int rc, const char *fmt, ...) KEEL_PRINTF(2, 3);
 
+/*
+ * The mirror is keel-gate's own: every keel-gate process writes to it holding
+ * its lock (an open-file-description lock on <mirror>/keel-gate.lock, waited
+ * for up to 60 s: KEEL_E_BUSY after).  So a git lock file found there once it
+ * is held (a ref's .lock, HEAD.lock, config.lock, packed-refs.lock) was left
+ * by a keel-gate killed while it wrote, and is removed: a kill never blocks
+ * the refs it was writing for ever.  *fd: give it back with
+ * gate_remote_mirror_unlock.  The remote functions above take it themselves.
+ */
+KEEL_MUST_USE keel_status gate_remote_mirror_lock(git_repository *mirror, int *fd);
+void gate_remote_mirror_unlock(int fd);
+
 #endif /* KEEL_GATE_REMOTE_H */

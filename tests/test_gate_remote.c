@@ -493,13 +493,24 @@ static void test_mirror_belongs_to_one_remote(void **state)
     open_error(url, fx_mirror, msg, sizeof(msg));
     if (strstr(msg, "is the mirror of 'file://") == NULL || strstr(msg, "other.git") == NULL)
         fail_msg("%s", msg);
-    /* a directory that is not a repository is not taken for a mirror */
-    char plain[128];
+    /* a directory that is not a repository is not taken for a mirror ... */
+    char plain[128], file[160];
     (void)snprintf(plain, sizeof(plain), "%s/plain", fx_dir);
     assert_int_equal(mkdir(plain, 0755), 0);
+    (void)snprintf(file, sizeof(file), "%s/notes.txt", plain);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    assert_int_equal(fclose(f), 0);
     open_error(fx_url, plain, msg, sizeof(msg));
     if (strstr(msg, "not a mirror") == NULL)
         fail_msg("%s", msg);
+    /* ... but an empty one is the place for a new mirror, as for git clone */
+    char empty[128];
+    (void)snprintf(empty, sizeof(empty), "%s/empty.git", fx_dir);
+    assert_int_equal(mkdir(empty, 0755), 0);
+    fx_where = fx_url;
+    (void)snprintf(fx_mirror, sizeof(fx_mirror), "%s", empty);
+    gate_close(fx_open());
 }
 
 static void test_urls(void **state)
