@@ -18,7 +18,8 @@ typedef struct gate_repo gate_repo; /* opaque */
 #define GATE_CODES(X)                                          \
     X(CONFLICT, "the change does not merge onto the target")   \
     X(MOVED, "the target branch moved: compare-and-swap lost") \
-    X(BAD_REF, "not a valid branch name")
+    X(BAD_REF, "not a valid branch name")                      \
+    X(BAD_CHANGE, "the change itself is bad")
 #define GATE_CODE_ENUM(name, msg) GATE_E_##name,
 enum gate_code { GATE_E_OK = 0, GATE_CODES(GATE_CODE_ENUM) };
 extern const keel_codespace gate_codes;
@@ -55,6 +56,20 @@ KEEL_MUST_USE keel_status gate_branch_check(const char *branch);
 KEEL_MUST_USE keel_status gate_branch_head(gate_repo *r, const char *branch, char hex[GATE_HEX]);
 /* The same without the network: a remote's as its mirror last saw it. */
 KEEL_MUST_USE keel_status gate_branch_known(gate_repo *r, const char *branch, char hex[GATE_HEX]);
+
+/*
+ * May a tree entry be called `name` (`len` bytes, not NUL-terminated) with
+ * file mode `mode`?  git's rules for a path component (verify_path) with its
+ * NTFS and HFS+ protections on, whatever the host (tree_names.c): not
+ * empty, no '/' or NUL, not "." or "..", not ".git" in any case nor what
+ * NTFS or HFS+ read as ".git" ("git~1", ".git.", ".git ",
+ * ".git::$INDEX_ALLOCATION", "x\\.git", ".g<U+200C>it"), and no symbolic link
+ * named like .gitmodules, .gitattributes or .gitignore.  GATE_E_BAD_CHANGE
+ * says which rule.
+ */
+KEEL_MUST_USE keel_status gate_tree_name_check(const char *name, size_t len, unsigned mode);
+/* `name` (`len` bytes) for a message: bytes outside printable ASCII as \xNN. */
+void gate_tree_name_show(const char *name, size_t len, char *buf, size_t size);
 
 /*
  * Merge `heads` (commit ids, in order) one after another onto `base`, creating
