@@ -239,6 +239,55 @@ static void add_failure(char *buf, const char *what)
     (void)snprintf(buf + len, GATE_REASON_MAX - len, "%s%s", len > 0 ? "; " : "", what);
 }
 
+/*
+ * A verdict on `change` of candidate c made without building it: a conflict
+ * with the target, or a change bad in itself.  The change ends in `state`
+ * with `reason`, the candidate closes, and the rest of it is rebuilt without
+ * the change (CANCEL_BUILD for this one).
+ */
+static keel_status decide_unbuilt(gate *g, gate_cand *c, long long change, gate_change_state state,
+                                  const char *reason)
+{
+    bool conflict = state == GATE_CHANGE_CONFLICT;
+    keel_status s = gate_store_set_state(g->store, change, state, reason, now_s());
+    if (keel_ok(s))
+        s = close_cand(g, c, conflict ? "conflict" : "failed");
+    if (!keel_ok(s))
+        return s;
+    if (conflict)
+        g->stats.conflicts++;
+    else
+        g->stats.rejected++;
+    gate_change ch;
+    s = gate_store_get(g->store, change, &ch);
+    if (!keel_ok(s))
+        return s;
+    gate_say(g, "%s: change %lld '%s'%s%s\n", conflict ? "conflict" : "rejected", change, ch.branch,
+             conflict ? " " : ": ", reason);
+    gate_notify(g, conflict ? "conflict" : "reject", change, NULL, reason);
+    drop_active(g, change);
+    return gate_sched_cancel(g->sched, change);
+}
+
+/*
+ * A change of candidate c is bad in itself (GATE_E_BAD_CHANGE from
+ * gate_merge: its head not a commit, a tree entry git refuses, its own
+ * objects missing): rejected at once with the reason, whatever it was merged
+ * onto and whatever `retries` is (a retry would fail the same way), and the
+ * rest of its candidate rebuilt without it, as after a conflict.
+ */
+static keel_status reject_bad_change(gate *g, gate_cand *c, keel_status err)
+{
+    unsigned long long index = 0;
+    if (!keel_status_get_uint(err, "index", &index) || index >= c->n)
+        return KEEL_CONTEXT(err, "a bad change of candidate %lld that is none of its %zu", c->sid,
+                            c->n);
+    char reason[GATE_REASON_MAX];
+    gate_fmt(reason, sizeof(reason), "%s", keel_status_message(err));
+    keel_status_free(err);
+    return decide_unbuilt(g, c, c->changes[index], GATE_CHANGE_REJECTED, reason);
+}
+
 /* A change does not merge onto the candidate's base. */
 static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
 {
@@ -267,6 +316,10 @@ static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
             const char *head[1] = {ch.head};
             s = gate_merge(g->repo, c->base, head, 1, merge);
         }
+        if (keel_status_is(s, &gate_codes, GATE_E_BAD_CHANGE)) {
+            s = keel_status_with_uint(s, "index", index); /* its index in c, not in the retry */
+            return reject_bad_change(g, c, s);
+        }
         verdict = keel_status_is(s, &gate_codes, GATE_E_CONFLICT);
         if (!keel_ok(s) && !verdict)
             return s;
@@ -278,21 +331,7 @@ static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
         gate_fmt(c->failures, sizeof(c->failures), "change %lld %s", c->changes[index], reason);
         return gate_sched_result(g->sched, c->sid, false);
     }
-    long long change = c->changes[index];
-    keel_status s = gate_store_set_state(g->store, change, GATE_CHANGE_CONFLICT, reason, now_s());
-    if (keel_ok(s))
-        s = close_cand(g, c, "conflict");
-    if (!keel_ok(s))
-        return s;
-    g->stats.conflicts++;
-    gate_change ch;
-    s = gate_store_get(g->store, change, &ch);
-    if (!keel_ok(s))
-        return s;
-    gate_say(g, "conflict: change %lld '%s' %s\n", change, ch.branch, reason);
-    gate_notify(g, "conflict", change, NULL, reason);
-    drop_active(g, change);
-    return gate_sched_cancel(g->sched, change); /* CANCEL_BUILD for this one, rebuild the rest */
+    return decide_unbuilt(g, c, c->changes[index], GATE_CHANGE_CONFLICT, reason);
 }
 
 /* A work tree no job in flight has (a new one when all are taken). */
@@ -430,6 +469,8 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
         keel_heap_free(GATE_HEAP, ch);
         if (keel_status_is(s, &gate_codes, GATE_E_CONFLICT))
             return merge_conflict(g, c, s);
+        if (keel_status_is(s, &gate_codes, GATE_E_BAD_CHANGE))
+            return reject_bad_change(g, c, s);
         if (keel_ok(s))
             s = gate_store_candidate_set_merge(g->store, c->store_id, c->merge);
         if (!keel_ok(s))
