@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE      1
 #define KEEL_MODULE_NAME "gate"
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -288,6 +289,55 @@ static keel_status reject_bad_change(gate *g, gate_cand *c, keel_status err)
     return decide_unbuilt(g, c, c->changes[index], GATE_CHANGE_REJECTED, reason);
 }
 
+/*
+ * A configuration that does not load because of the gate's own trouble
+ * (memory, I/O, reading the repository), not because of what the tree holds.
+ */
+static bool config_fault_is_gates(keel_status s)
+{
+    static const keel_code gates[] = {KEEL_E_NOMEM, KEEL_E_INJECTED, KEEL_E_IO,
+                                      KEEL_E_SYS,   KEEL_E_INTERNAL, KEEL_E_BUSY,
+                                      KEEL_E_STATE, KEEL_E_TIMEOUT,  KEEL_E_CANCELLED};
+    for (size_t i = 0; i < sizeof(gates) / sizeof(gates[0]); i++)
+        if (KEEL_HAS(s, gates[i]))
+            return true;
+    return KEEL_HAS(s, KEEL_E_FULL) && keel_status_get_str(s, "module") != NULL; /* a quota */
+}
+
+/*
+ * The merged tree's .keel/gate.conf does not load because of what it holds
+ * (the parser's message names the file, line and key; or there is none):
+ * the candidate fails with that message as its reason, kept (the same tree
+ * fails the same way: no retry), and `log` shows it as the output of a job
+ * "gate.conf" that failed.
+ */
+static keel_status config_failed(gate *g, gate_cand *c, keel_status err)
+{
+    gate_fmt(c->failures, sizeof(c->failures), "configuration: %s", keel_status_message(err));
+    long long jid = 0;
+    char log[GATE_PATH_MAX + 64];
+    keel_status s =
+        gate_store_job_start(g->store, c->store_id, "gate.conf", (int)c->attempt, now_s(), &jid);
+    if (keel_ok(s)) {
+        gate_fmt(log, sizeof(log), "%s/logs/job-%lld.log", g->work, jid);
+        char chain[4096];
+        (void)keel_status_format(err, chain, sizeof(chain));
+        FILE *f = fopen(log, "w");
+        if (f == NULL)
+            s = KEEL_ERR_SYS(errno, "cannot write the log '%s'", log);
+        else if (fprintf(f, "keel-gate: .keel/gate.conf of %s does not load: %s\n%s\n", c->merge,
+                         keel_status_message(err), chain) < 0 ||
+                 fclose(f) != 0)
+            s = KEEL_ERR_SYS(errno, "cannot write the log '%s'", log);
+    }
+    if (keel_ok(s))
+        s = gate_store_job_finish(g->store, jid, "failed", -1, log, now_s());
+    keel_status_free(err);
+    if (keel_ok(s))
+        gate_say(g, "build: candidate %lld: %s\n", c->store_id, c->failures);
+    return s;
+}
+
 /* A change does not merge onto the candidate's base. */
 static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
 {
@@ -444,7 +494,6 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
         return s;
     c->attempt = b->attempt;
     c->failed_now = false;
-    c->failures[0] = '\0';
     if (b->attempt == 1) {
         void *hmem = NULL, *chmem = NULL;
         s = keel_heap_calloc(GATE_HEAP, c->n, sizeof(char *), &hmem);
@@ -477,12 +526,14 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
             return KEEL_CONTEXT(s, "building candidate %lld", c->sid);
         gate_point_after_merge();
         s = gate_load_config(g, c->merge, &c->cfg);
+        if (!keel_ok(s) && config_fault_is_gates(s))
+            return KEEL_CONTEXT(s, "reading the configuration of candidate %lld", c->sid);
         if (!keel_ok(s)) {
-            char msg[GATE_REASON_MAX - 32];
-            (void)keel_status_format(s, msg, sizeof(msg));
-            keel_status_free(s);
-            s = KEEL_OK;
-            (void)snprintf(c->failures, sizeof(c->failures), "configuration: %s", msg);
+            s = config_failed(g, c, s);
+            if (!keel_ok(s))
+                return KEEL_CONTEXT(s, "building candidate %lld", c->sid);
+            c->ever_failed = true;
+            return gate_sched_result_final(g->sched, c->sid);
         }
     } else if (c->merge_failed && strcmp(c->base, g->tip) == 0) {
         /* its base landed: the conflict may now be with the target itself */
@@ -497,6 +548,7 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
         c->ever_failed = true;
         return gate_sched_result(g->sched, c->sid, false);
     }
+    c->failures[0] = '\0'; /* this attempt's jobs say */
     gate_say(g, "build: candidate %lld attempt %u, %zu change(s) on %.12s -> %.12s, %zu jobs\n",
              c->store_id, c->attempt, c->n, c->base, c->merge, c->cfg->nconfigs);
     g->stats.builds++;

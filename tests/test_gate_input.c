@@ -17,6 +17,8 @@
  *     path can be long, and one unit test per rule of gate_tree_name_check;
  *   - a change whose own objects are missing (rejected), a target whose
  *     history is damaged (the gate's error, nobody rejected);
+ *   - a broken or missing .keel/gate.conf: rejected with the parser's
+ *     message in the reason and in `log`, whatever `retries` is;
  *   - libgit2 running out of memory in a merge is the gate's error, never a
  *     change's fault (devel: every allocation of the merge failed in turn).
  */
@@ -960,6 +962,40 @@ static void test_damaged_target_blames_nobody(void **state)
     nothing_stuck();
 }
 
+/* ---- a broken or missing .keel/gate.conf ------------------------------------------------ */
+
+static void test_broken_config_rejected_with_message(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = batch\nretries = 2", "");
+    fx_branch("broken", ".keel/gate.conf",
+              "[gate]\nslots = 2\nbogus = 1\n[config unit]\ntest = sh ci.sh\n");
+    git_oid oid;
+    const fx_file gone[] = {{".keel/gate.conf", NULL}};
+    fx_commit(&fx_base, gone, 1, "no-config", &oid);
+    static const char *const branches[] = {"broken", "no-config"};
+    long long ids[2];
+    queue_between_good(branches, 2, ids);
+    run_expect(2, 2);
+    gate *g = fx_open();
+    assert_reason_has(g, ids[0], GATE_CHANGE_REJECTED, ".keel/gate.conf:3: unknown key 'bogus'");
+    assert_reason_has(g, ids[1], GATE_CHANGE_REJECTED, "no file '.keel/gate.conf'");
+    /* `log` shows the message as a job's output */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    fx_ok(gate_log(g, ids[0], f));
+    assert_int_equal(fclose(f), 0);
+    if (strstr(text, "'gate.conf'") == NULL ||
+        strstr(text, ".keel/gate.conf:3: unknown key 'bogus'") == NULL)
+        fail_msg("log does not show the configuration's error:\n%s", text);
+    free(text);
+    gate_close(g);
+    /* deterministic: never retried, whatever `retries` is */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM jobs WHERE attempt > 1", NULL), 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -985,6 +1021,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_merge_out_of_memory_is_the_gates),
         cmocka_unit_test_teardown(test_missing_objects_of_a_change, fx_teardown),
         cmocka_unit_test_teardown(test_damaged_target_blames_nobody, fx_teardown),
+        cmocka_unit_test_teardown(test_broken_config_rejected_with_message, fx_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
