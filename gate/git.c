@@ -9,6 +9,7 @@
 #define _GNU_SOURCE 1
 #include "git.h"
 
+#include "git_int.h"
 #include "heaps.h"
 #include "remote.h"
 
@@ -23,12 +24,6 @@
 KEEL_CODESPACE_DEFINE(gate_codes, "gate", GATE_CODES)
 
 #define GIT_HEAP KEEL_MODULE_REF(gate_git)
-
-struct gate_repo {
-    git_repository *repo; /* a remote's: its mirror */
-    char *path;           /* in the same block: the repository, or a remote's mirror */
-    char *url;            /* in the same block: a remote's URL; NULL: a local repository */
-};
 
 keel_status gate_git_error(int rc, const char *fmt, ...)
 {
@@ -221,7 +216,7 @@ keel_status gate_branch_check(const char *branch)
     return KEEL_OK;
 }
 
-static keel_status parse_oid(const char *hex, git_oid *oid)
+keel_status gate_oid_parse(const char *hex, git_oid *oid)
 {
     if (hex == NULL || strlen(hex) != 40 || git_oid_fromstr(oid, hex) != 0)
         return KEEL_ERR(KEEL_E_INVAL, "'%s' is not a commit id", hex != NULL ? hex : "(null)");
@@ -263,323 +258,6 @@ keel_status gate_branch_known(gate_repo *r, const char *branch, char hex[GATE_HE
     return KEEL_OK;
 }
 
-/* ---- what a change brings: its objects, its tree's names -------------------------------- */
-
-enum {
-    TREE_PATH_MAX = 4096,                   /* as Linux takes a path: longer ones fail */
-    TREE_SHOWN_MAX = TREE_PATH_MAX * 4 + 8, /* a path for a message (\xNN: 4 bytes a byte) */
-    TREE_WHAT_MAX = TREE_SHOWN_MAX + 256    /* an object for a message */
-};
-
-/*
- * Is libgit2's last error the gate's trouble (memory, the disk, the system,
- * a damaged object file) rather than what an object of the repository holds?
- * Unknown: the gate's, so that nobody is blamed for it.
- */
-static bool git_fault_is_gates(void)
-{
-    const git_error *e = git_error_last();
-    if (e == NULL)
-        return true;
-    switch (e->klass) {
-    case GIT_ERROR_NONE: /* libgit2 could not say why: short of memory */
-    case GIT_ERROR_NOMEMORY:
-    case GIT_ERROR_OS:
-    case GIT_ERROR_ZLIB:
-    case GIT_ERROR_THREAD:
-    case GIT_ERROR_INTERNAL:
-    case GIT_ERROR_FILESYSTEM:
-    case GIT_ERROR_NET:
-    case GIT_ERROR_SSL:
-    case GIT_ERROR_SSH:
-    case GIT_ERROR_HTTP:
-        return true;
-    default:
-        return false;
-    }
-}
-
-/* GATE_E_BAD_CHANGE for change `index`, "path" when a tree entry is the cause. */
-static keel_status bad_change(size_t index, const char *path, const char *fmt, ...)
-    KEEL_PRINTF(3, 4);
-static keel_status bad_change(size_t index, const char *path, const char *fmt, ...)
-{
-    char what[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    (void)vsnprintf(what, sizeof(what), fmt, ap);
-    va_end(ap);
-    keel_status s = keel_status_with_uint(KEEL_ERR_IN(&gate_codes, GATE_E_BAD_CHANGE, "%s", what),
-                                          "index", (unsigned long long)index);
-    return path != NULL ? keel_status_with_str(s, "path", path) : s;
-}
-
-/*
- * An allocation of libgit2's failed on this thread since the last look (the
- * gate's error, naming the heap, for the call that failed with rc), or
- * KEEL_OK.  libgit2 may report such a failure as something else: "not
- * found" of an object it had no memory to read.
- */
-static keel_status heap_failed(int rc, const char *doing, const char *what)
-{
-    keel_status heap = gate_heaps_take_failure();
-    if (keel_ok(heap))
-        return KEEL_OK;
-    return keel_status_with_int(KEEL_CONTEXT(heap, "cannot %s%s", doing, what), "git_error", rc);
-}
-
-/* Forget a failed allocation libgit2 got over, before a call whose failure heap_failed explains. */
-static void heap_forget(void)
-{
-    keel_status_free(gate_heaps_take_failure());
-}
-
-/*
- * libgit2 failed (rc) reading an object that only change `index` brings:
- * the change's fault (BAD_CHANGE: missing, malformed), unless the failure is
- * the gate's own (git_fault_is_gates).
- */
-static keel_status change_object_error(int rc, size_t index, const char *path, const char *what)
-{
-    keel_status heap = heap_failed(rc, "read ", what);
-    if (!keel_ok(heap))
-        return heap;
-    if (rc != GIT_ENOTFOUND && git_fault_is_gates())
-        return gate_git_error(rc, "cannot read %s", what);
-    const git_error *e = git_error_last();
-    if (rc == GIT_ENOTFOUND)
-        return bad_change(index, path, "%s is missing from the repository", what);
-    return bad_change(index, path, "%s cannot be read: %s", what,
-                      e != NULL && e->message != NULL ? e->message : "libgit2 error");
-}
-
-/*
- * Peel `obj` (taken; `what` names it: "the head of branch 'x'") to a commit:
- * *out, the first tag's id in *tag (zero: no tag), or BAD_CHANGE naming the
- * type it ends at.
- */
-static keel_status peel_to_commit(gate_repo *r, git_object *obj, const char *what, size_t index,
-                                  git_commit **out, git_oid *tag)
-{
-    *out = NULL;
-    memset(tag, 0, sizeof(*tag));
-    char hex[GATE_HEX];
-    keel_status s = KEEL_OK;
-    /* a chain of tags ends: an object cannot name one made after it */
-    while (keel_ok(s) && git_object_type(obj) == GIT_OBJECT_TAG) {
-        if (git_oid_is_zero(tag))
-            git_oid_cpy(tag, git_object_id(obj));
-        git_oid next;
-        git_oid_cpy(&next, git_tag_target_id((const git_tag *)obj));
-        git_object_free(obj);
-        obj = NULL;
-        char target[GATE_HEX * 2 + 512];
-        (void)git_oid_tostr(hex, sizeof(hex), tag);
-        (void)snprintf(target, sizeof(target), "%s, the target of annotated tag %.12s (object ",
-                       what, hex);
-        (void)git_oid_tostr(hex, sizeof(hex), &next);
-        (void)snprintf(target + strlen(target), sizeof(target) - strlen(target), "%s)", hex);
-        int rc = git_object_lookup(&obj, r->repo, &next, GIT_OBJECT_ANY);
-        if (rc != 0)
-            s = change_object_error(rc, index, NULL, target);
-    }
-    if (keel_ok(s) && git_object_type(obj) != GIT_OBJECT_COMMIT) {
-        char tag_hex[GATE_HEX];
-        (void)git_oid_tostr(hex, sizeof(hex), git_object_id(obj));
-        (void)git_oid_tostr(tag_hex, sizeof(tag_hex), tag);
-        const char *type = git_object_type2string(git_object_type(obj));
-        s = git_oid_is_zero(tag)
-                ? bad_change(index, NULL, "%s is a %s, not a commit (object %s)", what, type, hex)
-                : bad_change(index, NULL,
-                             "%s is an annotated tag (%.12s) of a %s, not of a commit (object %s)",
-                             what, tag_hex, type, hex);
-    }
-    if (!keel_ok(s)) {
-        git_object_free(obj);
-        return s;
-    }
-    *out = (git_commit *)obj;
-    return KEEL_OK;
-}
-
-/* The commit of change `index` (`head`): its head object, peeled (gate_commit_of). */
-static keel_status change_commit(gate_repo *r, const git_oid *head, const char *what, size_t index,
-                                 git_commit **out, git_oid *tag)
-{
-    *out = NULL;
-    git_object *obj = NULL;
-    char hex[GATE_HEX], object[GATE_HEX + 512];
-    (void)git_oid_tostr(hex, sizeof(hex), head);
-    (void)snprintf(object, sizeof(object), "%s (object %s)", what, hex);
-    int rc = git_object_lookup(&obj, r->repo, head, GIT_OBJECT_ANY);
-    if (rc != 0)
-        return change_object_error(rc, index, NULL, object);
-    return peel_to_commit(r, obj, what, index, out, tag);
-}
-
-keel_status gate_commit_of(gate_repo *r, const char *what, const char *hex, char commit[GATE_HEX],
-                           char tag[GATE_HEX])
-{
-    KEEL_ASSERT(r != NULL && what != NULL && commit != NULL && tag != NULL);
-    commit[0] = tag[0] = '\0';
-    heap_forget();
-    git_oid oid, tag_id;
-    keel_status s = parse_oid(hex, &oid);
-    git_commit *c = NULL;
-    if (keel_ok(s))
-        s = change_commit(r, &oid, what, 0, &c, &tag_id);
-    if (!keel_ok(s))
-        return s;
-    (void)git_oid_tostr(commit, GATE_HEX, git_commit_id(c));
-    if (!git_oid_is_zero(&tag_id))
-        (void)git_oid_tostr(tag, GATE_HEX, &tag_id);
-    git_commit_free(c);
-    return KEEL_OK;
-}
-
-keel_status gate_branch_commit(gate_repo *r, const char *branch, char commit[GATE_HEX],
-                               char tag[GATE_HEX])
-{
-    KEEL_ASSERT(r != NULL && commit != NULL && tag != NULL);
-    char head[GATE_HEX], what[GATE_BRANCH_LEN_MAX + 32];
-    keel_status s = gate_branch_head(r, branch, head);
-    if (!keel_ok(s))
-        return s;
-    (void)snprintf(what, sizeof(what), "the head of branch '%s'", branch);
-    s = gate_commit_of(r, what, head, commit, tag);
-    if (!keel_ok(s))
-        return keel_status_with_str(s, "branch", branch);
-    return KEEL_OK;
-}
-
-/*
- * Walking the tree of change `index` where it differs from the tree it is
- * merged onto.  On the heap, messages' buffers included: the walk recurses
- * once per directory level, so its frames stay small.
- */
-typedef struct tree_walk {
-    gate_repo *r;
-    git_odb *odb;
-    size_t index;
-    const char *head; /* hex, for messages */
-    char path[TREE_PATH_MAX];
-    size_t len;
-    char shown[TREE_SHOWN_MAX];
-    char what[TREE_WHAT_MAX];
-} tree_walk;
-
-/* The path being walked, for a message (in w->shown): a long one by its last part. */
-static const char *walk_path(tree_walk *w)
-{
-    enum { SHOWN = 160 };
-    gate_tree_name_show(w->path, w->len, w->shown, sizeof(w->shown));
-    size_t len = strlen(w->shown);
-    if (len > SHOWN) {
-        memmove(w->shown + 3, w->shown + len - (SHOWN - 3), SHOWN - 3 + 1);
-        memcpy(w->shown, "...", 3);
-    }
-    return w->shown;
-}
-
-/* A failure at the entry being walked: the path, the commit and the change say where. */
-static keel_status walk_refused(tree_walk *w, keel_status why)
-{
-    const char *shown = walk_path(w);
-    keel_status s = bad_change(w->index, shown, "commit %.12s brings '%s': %s", w->head,
-                               w->len > 0 ? shown : "(an empty name)", keel_status_message(why));
-    keel_status_free(why);
-    return s;
-}
-
-static keel_status walk_tree(tree_walk *w, const git_tree *before, const git_tree *tree);
-
-/* One entry of the change's tree that is not as it was before the change. */
-static keel_status walk_entry(tree_walk *w, const git_tree_entry *old, const git_tree_entry *e)
-{
-    const git_oid *id = git_tree_entry_id(e);
-    char hex[GATE_HEX];
-    (void)git_oid_tostr(hex, sizeof(hex), id);
-    switch (git_tree_entry_type(e)) {
-    case GIT_OBJECT_TREE: {
-        git_tree *sub = NULL, *old_sub = NULL;
-        int rc = git_tree_lookup(&sub, w->r->repo, id);
-        keel_status s = KEEL_OK;
-        if (rc != 0) {
-            (void)snprintf(w->what, sizeof(w->what), "commit %.12s: the tree %s of '%s'", w->head,
-                           hex, walk_path(w));
-            s = change_object_error(rc, w->index, w->shown, w->what);
-        }
-        if (keel_ok(s) && old != NULL && git_tree_entry_type(old) == GIT_OBJECT_TREE &&
-            (rc = git_tree_lookup(&old_sub, w->r->repo, git_tree_entry_id(old))) != 0)
-            s = gate_git_error(rc, "cannot read the tree of '%s' it is merged onto", walk_path(w));
-        if (keel_ok(s))
-            s = walk_tree(w, old_sub, sub);
-        git_tree_free(old_sub);
-        git_tree_free(sub);
-        return s;
-    }
-    case GIT_OBJECT_BLOB: {
-        if (git_odb_exists(w->odb, id))
-            return KEEL_OK;
-        /* "no" also when it could not look (memory): asked again, the answer says which */
-        size_t size = 0;
-        git_object_t type = GIT_OBJECT_INVALID;
-        int rc = git_odb_read_header(&size, &type, w->odb, id);
-        if (rc == 0)
-            return KEEL_OK;
-        (void)snprintf(w->what, sizeof(w->what), "commit %.12s: the file '%s' (blob %s)", w->head,
-                       walk_path(w), hex);
-        return change_object_error(rc, w->index, w->shown, w->what);
-    }
-    case GIT_OBJECT_COMMIT: /* a submodule: its commit is not this repository's */
-        return KEEL_OK;
-    default:
-        return bad_change(w->index, walk_path(w), "commit %.12s: '%s' is an entry of type %s",
-                          w->head, w->shown, git_object_type2string(git_tree_entry_type(e)));
-    }
-}
-
-/*
- * Every entry of `tree` that is not in `before` (NULL: none) with the same
- * id and mode: its name checked, a subtree walked the same way against the
- * one it replaces, a file's object there.  Unchanged subtrees are not read.
- */
-static keel_status walk_tree(tree_walk *w, const git_tree *before, const git_tree *tree)
-{
-    size_t n = git_tree_entrycount(tree), at = w->len;
-    keel_status s = KEEL_OK;
-    for (size_t i = 0; keel_ok(s) && i < n; i++) {
-        const git_tree_entry *e = git_tree_entry_byindex(tree, i);
-        const char *name = git_tree_entry_name(e);
-        const git_tree_entry *old = before != NULL ? git_tree_entry_byname(before, name) : NULL;
-        if (old != NULL && git_oid_equal(git_tree_entry_id(old), git_tree_entry_id(e)) &&
-            git_tree_entry_filemode_raw(old) == git_tree_entry_filemode_raw(e))
-            continue; /* as it was: not the change's */
-        size_t len = strlen(name), sep = at > 0 ? 1 : 0;
-        if (at + sep + len >= sizeof(w->path)) {
-            memcpy(w->path + at, "/...", 5);
-            w->len = at + 4;
-            s = walk_refused(w,
-                             KEEL_ERR_IN(&gate_codes, GATE_E_BAD_CHANGE,
-                                         "a path longer than %d bytes", (int)sizeof(w->path) - 1));
-            break;
-        }
-        if (sep > 0)
-            w->path[at] = '/';
-        memcpy(w->path + at + sep, name, len);
-        w->len = at + sep + len;
-        w->path[w->len] = '\0';
-        s = gate_tree_name_check(name, len, (unsigned)git_tree_entry_filemode_raw(e));
-        if (!keel_ok(s))
-            s = walk_refused(w, s);
-        else
-            s = walk_entry(w, old, e);
-    }
-    w->len = at;
-    w->path[at] = '\0';
-    return s;
-}
-
 /* The conflicting paths of an index, comma separated, into buf. */
 static void conflict_paths(git_index *index, char *buf, size_t size)
 {
@@ -603,50 +281,9 @@ static void conflict_paths(git_index *index, char *buf, size_t size)
     git_index_conflict_iterator_free(it);
 }
 
-/* Can the whole history of `tip` be read (its commits)?  KEEL_E_IO naming the target if not. */
-static keel_status history_readable(gate_repo *r, const git_oid *tip)
-{
-    git_revwalk *walk = NULL;
-    int rc = git_revwalk_new(&walk, r->repo);
-    if (rc == 0)
-        rc = git_revwalk_push(walk, tip);
-    git_oid oid;
-    while (rc == 0)
-        rc = git_revwalk_next(&oid, walk);
-    git_revwalk_free(walk);
-    if (rc == GIT_ITEROVER)
-        return KEEL_OK;
-    char hex[GATE_HEX];
-    (void)git_oid_tostr(hex, sizeof(hex), tip);
-    return gate_git_error(rc, "the history of the target (at %.12s) is damaged", hex);
-}
-
-/*
- * A step of merging change `index` failed (libgit2 said rc), and its own
- * objects were read: the gate's trouble, the target's damaged history (the
- * gate's too), or else the change's history (missing commits, say).
- */
-static keel_status merge_error(gate_repo *r, int rc, const git_oid *onto, size_t index,
-                               const char *head, const char *step)
-{
-    keel_status heap = heap_failed(rc, step, "");
-    if (!keel_ok(heap))
-        return heap;
-    if (git_fault_is_gates())
-        return gate_git_error(rc, "cannot %s for change %zu", step, index);
-    const git_error *e = git_error_last();
-    char why[512];
-    (void)snprintf(why, sizeof(why), "%s",
-                   e != NULL && e->message != NULL ? e->message : "libgit2 error");
-    keel_status target = history_readable(r, onto);
-    if (!keel_ok(target))
-        return KEEL_CONTEXT(target, "cannot %s for change %zu: %s", step, index, why);
-    return bad_change(index, NULL, "commit %.12s cannot be merged (%s): %s", head, step, why);
-}
-
 /* Merge change `index`, `theirs`, onto `ours`; the new merge commit goes to *result. */
-static keel_status merge_one(gate_repo *r, git_commit *ours, git_commit *theirs, size_t index,
-                             git_oid *result)
+static keel_status merge_one(gate_repo *r, git_odb *odb, git_commit *ours, git_commit *theirs,
+                             size_t index, git_oid *result)
 {
     git_index *merged = NULL;
     git_tree *tree = NULL;
@@ -656,7 +293,7 @@ static keel_status merge_one(gate_repo *r, git_commit *ours, git_commit *theirs,
     (void)git_oid_tostr(hex, sizeof(hex), git_commit_id(theirs));
     int rc = git_merge_commits(&merged, r->repo, ours, theirs, NULL);
     if (rc != 0)
-        s = merge_error(r, rc, git_commit_id(ours), index, hex, "merge");
+        s = gate_change_merge_error(r, odb, rc, git_commit_id(ours), index, hex, "merge");
     if (keel_ok(s) && git_index_has_conflicts(merged)) {
         char paths[1024];
         conflict_paths(merged, paths, sizeof(paths));
@@ -669,7 +306,8 @@ static keel_status merge_one(gate_repo *r, git_commit *ours, git_commit *theirs,
     }
     git_oid tree_id;
     if (keel_ok(s) && (rc = git_index_write_tree_to(&tree_id, merged, r->repo)) != 0)
-        s = merge_error(r, rc, git_commit_id(ours), index, hex, "write the merged tree");
+        s = gate_change_merge_error(r, odb, rc, git_commit_id(ours), index, hex,
+                                    "write the merged tree");
     if (keel_ok(s) && (rc = git_tree_lookup(&tree, r->repo, &tree_id)) != 0)
         s = gate_git_error(rc, "cannot read the merged tree");
     if (keel_ok(s) && (rc = git_signature_now(&sig, "keel-gate", "keel-gate@localhost")) != 0)
@@ -696,42 +334,27 @@ static keel_status merge_change(gate_repo *r, git_odb *odb, const git_oid *onto,
                                 size_t index, git_oid *result)
 {
     git_commit *ours = NULL, *theirs = NULL;
-    git_tree *before = NULL, *tree = NULL;
+    git_tree *before = NULL;
     git_oid head, tag;
-    keel_status s = parse_oid(hex, &head);
+    keel_status s = gate_oid_parse(hex, &head);
     int rc = 0;
     if (keel_ok(s) && ((rc = git_commit_lookup(&ours, r->repo, onto)) != 0 ||
                        (rc = git_commit_tree(&before, ours)) != 0))
         s = gate_git_error(rc, "cannot read the commit to merge change %zu onto", index);
     if (keel_ok(s))
-        s = change_commit(r, &head, "the head of the change", index, &theirs, &tag);
-    if (keel_ok(s) && !git_oid_is_zero(&tag))
-        s = bad_change(index, NULL,
-                       "the head of the change is an annotated tag, not a commit (object %s)", hex);
-    if (keel_ok(s) && (rc = git_commit_tree(&tree, theirs)) != 0) {
-        char object[GATE_HEX + 64], tree_hex[GATE_HEX];
-        (void)git_oid_tostr(tree_hex, sizeof(tree_hex), git_commit_tree_id(theirs));
-        (void)snprintf(object, sizeof(object), "the tree %s of commit %.12s", tree_hex, hex);
-        s = change_object_error(rc, index, NULL, object);
-    }
-    if (keel_ok(s)) {
-        void *mem = NULL;
-        s = keel_heap_alloc(GIT_HEAP, sizeof(tree_walk), &mem);
-        if (keel_ok(s)) {
-            tree_walk *w = (tree_walk *)mem;
-            w->r = r;
-            w->odb = odb;
-            w->index = index;
-            w->head = hex;
-            w->len = 0;
-            w->path[0] = '\0';
-            s = walk_tree(w, before, tree);
-            keel_heap_free(GIT_HEAP, w);
-        }
-    }
+        s = gate_change_commit(r, &head, "the head of the change", index, &theirs, &tag);
+    if (keel_ok(s) && !git_oid_is_zero(&tag)) /* queued before tags were peeled at submission */
+        s = keel_status_with_uint(
+            KEEL_ERR_IN(&gate_codes, GATE_E_BAD_CHANGE,
+                        "the head of the change is an annotated tag, not a commit (object %s)",
+                        hex),
+            "index", (unsigned long long)index);
     if (keel_ok(s))
-        s = merge_one(r, ours, theirs, index, result);
-    git_tree_free(tree);
+        s = gate_change_tree(r, odb, before, theirs, index, hex);
+    if (keel_ok(s))
+        s = gate_change_history(r, odb, onto, git_commit_id(theirs), index, hex);
+    if (keel_ok(s))
+        s = merge_one(r, odb, ours, theirs, index, result);
     git_tree_free(before);
     git_commit_free(theirs);
     git_commit_free(ours);
@@ -742,9 +365,9 @@ keel_status gate_merge(gate_repo *r, const char *base, const char *const *heads,
                        char merge[GATE_HEX])
 {
     KEEL_ASSERT(r != NULL && merge != NULL && (heads != NULL || n == 0));
-    heap_forget();
+    gate_change_forget_heap();
     git_oid cur;
-    keel_status s = parse_oid(base, &cur);
+    keel_status s = gate_oid_parse(base, &cur);
     git_odb *odb = NULL;
     int rc = keel_ok(s) ? git_repository_odb(&odb, r->repo) : 0;
     if (rc != 0)
@@ -766,7 +389,7 @@ static keel_status commit_tree(gate_repo *r, const char *hex, git_tree **tree)
 {
     *tree = NULL;
     git_oid oid;
-    keel_status s = parse_oid(hex, &oid);
+    keel_status s = gate_oid_parse(hex, &oid);
     if (!keel_ok(s))
         return s;
     git_commit *c = NULL;
@@ -876,9 +499,9 @@ keel_status gate_branch_cas(gate_repo *r, const char *branch, const char *expect
     keel_status s = gate_branch_check(branch);
     git_oid old_oid, new_oid;
     if (keel_ok(s))
-        s = parse_oid(expected, &old_oid);
+        s = gate_oid_parse(expected, &old_oid);
     if (keel_ok(s))
-        s = parse_oid(next, &new_oid);
+        s = gate_oid_parse(next, &new_oid);
     if (!keel_ok(s))
         return s;
     if (r->url != NULL)
@@ -1052,7 +675,7 @@ keel_status gate_pushed_remove(gate_repo *r, const char *branch, const char *hex
     KEEL_ASSERT(r != NULL && branch != NULL && removed != NULL);
     *removed = false;
     git_oid oid;
-    keel_status s = parse_oid(hex, &oid);
+    keel_status s = gate_oid_parse(hex, &oid);
     if (!keel_ok(s))
         return s;
     /* the whole name, however long: a cut one could be another ref */
