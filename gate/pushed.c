@@ -23,46 +23,24 @@ typedef struct take {
     size_t queued;
 } take;
 
-/* Append `s` to a JSON text in `buf` (grown on the heap as needed: nothing is ever cut). */
-static keel_status json_add(char **buf, size_t *len, size_t *cap, const char *raw, const char *str)
-{
-    size_t more = raw != NULL ? strlen(raw) : gate_json_str(NULL, 0, 0, str);
-    if (*len + more + 1 > *cap) {
-        void *mem = *buf;
-        size_t ncap = *len + more + 256;
-        keel_status s = keel_heap_realloc(GATE_HEAP, &mem, ncap);
-        if (!keel_ok(s))
-            return s;
-        *buf = (char *)mem;
-        *cap = ncap;
-    }
-    if (raw != NULL)
-        memcpy(*buf + *len, raw, more + 1);
-    else
-        (void)gate_json_str(*buf, *cap, *len, str);
-    *len += more;
-    return KEEL_OK;
-}
-
-/* An event whose detail is {"<k1>":"<v1>","<k2>":"<v2>"}, the values whole. */
+/* An event whose detail is {"<k1>":"<v1>","<k2>":"<v2>"}, the values whole (on the heap). */
 static keel_status event2(gate *g, const char *kind, long long change, const char *k1,
                           const char *v1, const char *k2, const char *v2)
 {
-    char *buf = NULL, key[32];
-    size_t len = 0, cap = 0;
-    (void)snprintf(key, sizeof(key), "{\"%s\":", k1);
-    keel_status s = json_add(&buf, &len, &cap, key, NULL);
-    if (keel_ok(s))
-        s = json_add(&buf, &len, &cap, NULL, v1);
-    (void)snprintf(key, sizeof(key), ",\"%s\":", k2);
-    if (keel_ok(s))
-        s = json_add(&buf, &len, &cap, key, NULL);
-    if (keel_ok(s))
-        s = json_add(&buf, &len, &cap, NULL, v2);
-    if (keel_ok(s))
-        s = json_add(&buf, &len, &cap, "}", NULL);
-    if (keel_ok(s))
-        s = gate_store_event(g->store, (long long)time(NULL), kind, change, buf);
+    size_t size = strlen(k1) + strlen(k2) + gate_json_str(NULL, 0, 0, v1) +
+                  gate_json_str(NULL, 0, 0, v2) + 16;
+    void *mem = NULL;
+    keel_status s = keel_heap_alloc(GATE_HEAP, size, &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "recording a '%s' event", kind);
+    char *buf = (char *)mem;
+    size_t n = (size_t)snprintf(buf, size, "{\"%s\":", k1);
+    n = gate_json_str(buf, size, n, v1);
+    n += (size_t)snprintf(buf + n, n < size ? size - n : 0, ",\"%s\":", k2);
+    n = gate_json_str(buf, size, n, v2);
+    (void)snprintf(buf + n, n < size ? size - n : 0, "}");
+    KEEL_ASSERT(n + 1 < size); /* nothing cut */
+    s = gate_store_event(g->store, (long long)time(NULL), kind, change, buf);
     keel_heap_free(GATE_HEAP, buf);
     return s;
 }
