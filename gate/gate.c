@@ -179,10 +179,13 @@ static keel_status trees_dir(gate *g, const char *given, const char *target_dir)
 static keel_status resolve_target(gate *g, const char *given)
 {
     keel_status s = KEEL_OK;
-    if (given != NULL)
-        (void)snprintf(g->target, sizeof(g->target), "%s", given);
-    else
+    if (given != NULL) {
+        s = gate_branch_check(given); /* whole: a name cut to fit could be another branch */
+        if (keel_ok(s))
+            (void)snprintf(g->target, sizeof(g->target), "%s", given);
+    } else {
         s = gate_repo_head_branch(g->repo, g->target, sizeof(g->target));
+    }
     if (keel_ok(s))
         s = gate_branch_check(g->target);
     char tip[GATE_HEX];
@@ -361,12 +364,23 @@ keel_status gate_submit(gate *g, const char *branch, int priority, long long *id
             KEEL_ERR(KEEL_E_INVAL, "'%s' is the target: submit a branch with changes for it",
                      branch),
             "branch", branch);
-    char head[GATE_HEX];
-    s = gate_branch_head(g->repo, branch, head);
+    /* a commit; an annotated tag is peeled to its commit, a blob or a tree refused */
+    char head[GATE_HEX], tag[GATE_HEX], peeled[2 * GATE_HEX + 64] = "";
+    s = gate_branch_commit(g->repo, branch, head, tag);
     if (keel_ok(s))
         s = gate_store_submit(g->store, branch, head, g->target, priority, now_s(), id);
+    if (keel_ok(s) && tag[0] != '\0') {
+        gate_fmt(peeled, sizeof(peeled), "peeled annotated tag %s to commit %s", tag, head);
+        char detail[sizeof(peeled) + (size_t)GATE_BRANCH_LEN_MAX * 6 + 64];
+        size_t n = (size_t)snprintf(detail, sizeof(detail), "{\"branch\":");
+        n = gate_json_str(detail, sizeof(detail), n, branch);
+        (void)snprintf(detail + n, sizeof(detail) - n, ",\"what\":\"%s\"}", peeled);
+        s = gate_store_event(g->store, now_s(), "peeled", *id, detail);
+    }
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "submitting '%s'", branch);
+    if (peeled[0] != '\0')
+        gate_say(g, "%s (branch '%s')\n", peeled, branch);
     gate_say(g, "queued change %lld: '%s' at %.12s for '%s' (priority %d)\n", *id, branch, head,
              g->target, priority);
     return KEEL_OK;
@@ -413,8 +427,10 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
     *passed = false;
     char head[GATE_HEX], tip[GATE_HEX], merge[GATE_HEX];
     keel_status s = gate_branch_check(branch);
-    if (keel_ok(s))
-        s = gate_branch_head(g->repo, branch, head);
+    if (keel_ok(s)) {
+        char tag[GATE_HEX]; /* an annotated tag is tried as its commit, as it would be queued */
+        s = gate_branch_commit(g->repo, branch, head, tag);
+    }
     if (keel_ok(s))
         s = gate_branch_head(g->repo, g->target, tip);
     if (keel_ok(s)) {

@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE      1
 #define KEEL_MODULE_NAME "gate"
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,6 +303,114 @@ static void add_failure(char *buf, const char *what)
     (void)snprintf(buf + len, GATE_REASON_MAX - len, "%s%s", len > 0 ? "; " : "", what);
 }
 
+/*
+ * A verdict on `change` of candidate c made without building it: a conflict
+ * with the target, or a change bad in itself.  The change ends in `state`
+ * with `reason`, the candidate closes, and the rest of it is rebuilt without
+ * the change (CANCEL_BUILD for this one).
+ */
+static keel_status decide_unbuilt(gate *g, gate_cand *c, long long change, gate_change_state state,
+                                  const char *reason)
+{
+    bool conflict = state == GATE_CHANGE_CONFLICT;
+    keel_status s = gate_store_set_state(g->store, change, state, reason, now_s());
+    if (KEEL_IS(s, KEEL_E_STATE)) { /* cancelled meanwhile: it stays so */
+        keel_status_free(s);
+        s = close_cand(g, c, "abandoned");
+        return keel_ok(s) ? withdraw(g, change) : s;
+    }
+    if (keel_ok(s))
+        s = close_cand(g, c, conflict ? "conflict" : "failed");
+    if (!keel_ok(s))
+        return s;
+    if (conflict)
+        g->stats.conflicts++;
+    else
+        g->stats.rejected++;
+    gate_change ch;
+    s = gate_store_get(g->store, change, &ch);
+    if (!keel_ok(s))
+        return s;
+    gate_say(g, "%s: change %lld '%s'%s%s\n", conflict ? "conflict" : "rejected", change, ch.branch,
+             conflict ? " " : ": ", reason);
+    gate_notify(g, conflict ? "conflict" : "reject", change, NULL, reason);
+    drop_active(g, change);
+    s = gate_sched_cancel(g->sched, change); /* CANCEL_BUILD for this one, rebuild the rest */
+    if (KEEL_IS(s, KEEL_E_NOTFOUND)) {       /* the scheduler had already let it go */
+        keel_status_free(s);
+        s = KEEL_OK;
+    }
+    return s;
+}
+
+/*
+ * A change of candidate c is bad in itself (GATE_E_BAD_CHANGE from
+ * gate_merge: its head not a commit, a tree entry git refuses, its own
+ * objects missing): rejected at once with the reason, whatever it was merged
+ * onto and whatever `retries` is (a retry would fail the same way), and the
+ * rest of its candidate rebuilt without it, as after a conflict.
+ */
+static keel_status reject_bad_change(gate *g, gate_cand *c, keel_status err)
+{
+    unsigned long long index = 0;
+    if (!keel_status_get_uint(err, "index", &index) || index >= c->n)
+        return KEEL_CONTEXT(err, "a bad change of candidate %lld that is none of its %zu", c->sid,
+                            c->n);
+    char reason[GATE_REASON_MAX];
+    gate_fmt(reason, sizeof(reason), "%s", keel_status_message(err));
+    keel_status_free(err);
+    return decide_unbuilt(g, c, c->changes[index], GATE_CHANGE_REJECTED, reason);
+}
+
+/*
+ * A configuration that does not load because of the gate's own trouble
+ * (memory, I/O, reading the repository), not because of what the tree holds.
+ */
+static bool config_fault_is_gates(keel_status s)
+{
+    static const keel_code gates[] = {KEEL_E_NOMEM, KEEL_E_INJECTED, KEEL_E_IO,
+                                      KEEL_E_SYS,   KEEL_E_INTERNAL, KEEL_E_BUSY,
+                                      KEEL_E_STATE, KEEL_E_TIMEOUT,  KEEL_E_CANCELLED};
+    for (size_t i = 0; i < sizeof(gates) / sizeof(gates[0]); i++)
+        if (KEEL_HAS(s, gates[i]))
+            return true;
+    return KEEL_HAS(s, KEEL_E_FULL) && keel_status_get_str(s, "module") != NULL; /* a quota */
+}
+
+/*
+ * The merged tree's .keel/gate.conf does not load because of what it holds
+ * (the parser's message names the file, line and key; or there is none):
+ * the candidate fails with that message as its reason, kept (the same tree
+ * fails the same way: no retry), and `log` shows it as the output of a job
+ * "gate.conf" that failed.
+ */
+static keel_status config_failed(gate *g, gate_cand *c, keel_status err)
+{
+    gate_fmt(c->failures, sizeof(c->failures), "configuration: %s", keel_status_message(err));
+    long long jid = 0;
+    char log[GATE_PATH_MAX + 64];
+    keel_status s =
+        gate_store_job_start(g->store, c->store_id, "gate.conf", (int)c->attempt, now_s(), &jid);
+    if (keel_ok(s)) {
+        gate_fmt(log, sizeof(log), "%s/logs/job-%lld.log", g->work, jid);
+        char chain[4096];
+        (void)keel_status_format(err, chain, sizeof(chain));
+        FILE *f = fopen(log, "w");
+        if (f == NULL)
+            s = KEEL_ERR_SYS(errno, "cannot write the log '%s'", log);
+        else if (fprintf(f, "keel-gate: .keel/gate.conf of %s does not load: %s\n%s\n", c->merge,
+                         keel_status_message(err), chain) < 0 ||
+                 fclose(f) != 0)
+            s = KEEL_ERR_SYS(errno, "cannot write the log '%s'", log);
+    }
+    if (keel_ok(s))
+        s = gate_store_job_finish(g->store, jid, "failed", -1, log, now_s());
+    keel_status_free(err);
+    if (keel_ok(s))
+        gate_say(g, "build: candidate %lld: %s\n", c->store_id, c->failures);
+    return s;
+}
+
 /* A change does not merge onto the candidate's base. */
 static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
 {
@@ -330,6 +439,10 @@ static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
             const char *head[1] = {ch.head};
             s = gate_merge(g->repo, c->base, head, 1, merge);
         }
+        if (keel_status_is(s, &gate_codes, GATE_E_BAD_CHANGE)) {
+            s = keel_status_with_uint(s, "index", index); /* its index in c, not in the retry */
+            return reject_bad_change(g, c, s);
+        }
         verdict = keel_status_is(s, &gate_codes, GATE_E_CONFLICT);
         if (!keel_ok(s) && !verdict)
             return s;
@@ -341,26 +454,7 @@ static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
         gate_fmt(c->failures, sizeof(c->failures), "change %lld %s", c->changes[index], reason);
         return gate_sched_result(g->sched, c->sid, false);
     }
-    long long change = c->changes[index];
-    keel_status s = gate_store_set_state(g->store, change, GATE_CHANGE_CONFLICT, reason, now_s());
-    if (KEEL_IS(s, KEEL_E_STATE)) { /* cancelled meanwhile: it stays so */
-        keel_status_free(s);
-        s = close_cand(g, c, "abandoned");
-        return keel_ok(s) ? withdraw(g, change) : s;
-    }
-    if (keel_ok(s))
-        s = close_cand(g, c, "conflict");
-    if (!keel_ok(s))
-        return s;
-    g->stats.conflicts++;
-    gate_change ch;
-    s = gate_store_get(g->store, change, &ch);
-    if (!keel_ok(s))
-        return s;
-    gate_say(g, "conflict: change %lld '%s' %s\n", change, ch.branch, reason);
-    gate_notify(g, "conflict", change, NULL, reason);
-    drop_active(g, change);
-    return gate_sched_cancel(g->sched, change); /* CANCEL_BUILD for this one, rebuild the rest */
+    return decide_unbuilt(g, c, c->changes[index], GATE_CHANGE_CONFLICT, reason);
 }
 
 /* A work tree no job in flight has (a new one when all are taken). */
@@ -473,7 +567,6 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
         return s;
     c->attempt = b->attempt;
     c->failed_now = false;
-    c->failures[0] = '\0';
     if (b->attempt == 1) {
         void *hmem = NULL, *chmem = NULL;
         s = keel_heap_calloc(GATE_HEAP, c->n, sizeof(char *), &hmem);
@@ -506,18 +599,22 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
         keel_heap_free(GATE_HEAP, ch);
         if (keel_status_is(s, &gate_codes, GATE_E_CONFLICT))
             return merge_conflict(g, c, s);
+        if (keel_status_is(s, &gate_codes, GATE_E_BAD_CHANGE))
+            return reject_bad_change(g, c, s);
         if (keel_ok(s))
             s = gate_store_candidate_set_merge(g->store, c->store_id, c->merge);
         if (!keel_ok(s))
             return KEEL_CONTEXT(s, "building candidate %lld", c->sid);
         gate_point_after_merge();
         s = gate_load_config(g, c->merge, &c->cfg);
+        if (!keel_ok(s) && config_fault_is_gates(s))
+            return KEEL_CONTEXT(s, "reading the configuration of candidate %lld", c->sid);
         if (!keel_ok(s)) {
-            char msg[GATE_REASON_MAX - 32];
-            (void)keel_status_format(s, msg, sizeof(msg));
-            keel_status_free(s);
-            s = KEEL_OK;
-            (void)snprintf(c->failures, sizeof(c->failures), "configuration: %s", msg);
+            s = config_failed(g, c, s);
+            if (!keel_ok(s))
+                return KEEL_CONTEXT(s, "building candidate %lld", c->sid);
+            c->ever_failed = true;
+            return gate_sched_result_final(g->sched, c->sid);
         }
     } else if (c->merge_failed && strcmp(c->base, g->tip) == 0) {
         /* its base landed: the conflict may now be with the target itself */
@@ -532,6 +629,7 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
         c->ever_failed = true;
         return gate_sched_result(g->sched, c->sid, false);
     }
+    c->failures[0] = '\0'; /* this attempt's jobs say */
     gate_say(g, "build: candidate %lld attempt %u, %zu change(s) on %.12s -> %.12s, %zu jobs\n",
              c->store_id, c->attempt, c->n, c->base, c->merge, c->cfg->nconfigs);
     g->stats.builds++;
@@ -778,21 +876,7 @@ static keel_status reject_unbuilt(gate *g, gate_cand *c, long long change, bool 
     gate_fmt(reason, sizeof(reason), "does not merge onto '%s' at %.12s: conflicts in %s",
              g->target, g->tip, paths != NULL ? paths : "?");
     keel_status_free(s);
-    s = gate_store_set_state(g->store, change, GATE_CHANGE_CONFLICT, reason, now_s());
-    bool ended = KEEL_IS(s, KEEL_E_STATE); /* cancelled meanwhile: it stays so */
-    if (ended) {
-        keel_status_free(s);
-        s = KEEL_OK;
-    }
-    if (keel_ok(s))
-        s = close_cand(g, c, "failed");
-    drop_active(g, change);
-    if (keel_ok(s) && !ended) {
-        g->stats.conflicts++;
-        gate_say(g, "conflict: change %lld '%s' %s\n", change, ch.branch, reason);
-        gate_notify(g, "conflict", change, NULL, reason);
-    }
-    return s;
+    return decide_unbuilt(g, c, change, GATE_CHANGE_CONFLICT, reason);
 }
 
 static keel_status decide(gate *g, const gate_sched_decision *d)

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE 1
 #include "git.h"
 
+#include "git_int.h"
 #include "heaps.h"
 #include "remote.h"
 
@@ -24,12 +25,6 @@ KEEL_CODESPACE_DEFINE(gate_codes, "gate", GATE_CODES)
 
 #define GIT_HEAP KEEL_MODULE_REF(gate_git)
 
-struct gate_repo {
-    git_repository *repo; /* a remote's: its mirror */
-    char *path;           /* in the same block: the repository, or a remote's mirror */
-    char *url;            /* in the same block: a remote's URL; NULL: a local repository */
-};
-
 keel_status gate_git_error(int rc, const char *fmt, ...)
 {
     char what[512];
@@ -38,11 +33,13 @@ keel_status gate_git_error(int rc, const char *fmt, ...)
     (void)vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
     const git_error *e = git_error_last();
-    if (e != NULL && e->klass == GIT_ERROR_NOMEMORY) {
-        keel_status heap = gate_heaps_take_failure(); /* which heap, and why */
-        if (!keel_ok(heap))
-            return keel_status_with_int(KEEL_CONTEXT(heap, "%s", what), "git_error", rc);
-    }
+    /*
+     * An allocation libgit2 asked for failed: that is the cause, whatever it
+     * says (it may say "not found" of an object it had no memory to read).
+     */
+    keel_status heap = gate_heaps_take_failure(); /* which heap, and why */
+    if (!keel_ok(heap))
+        return keel_status_with_int(KEEL_CONTEXT(heap, "%s", what), "git_error", rc);
     return keel_status_with_int(
         keel_status_with_int(
             KEEL_ERR(KEEL_E_IO, "%s: %s", what,
@@ -178,6 +175,14 @@ void gate_repo_close(gate_repo *r)
 
 keel_status gate_branch_check(const char *branch)
 {
+    size_t len = branch != NULL ? strlen(branch) : 0;
+    if (len > GATE_BRANCH_LEN_MAX)
+        return keel_status_with_str(
+            KEEL_ERR_IN(&gate_codes, GATE_E_BAD_REF,
+                        "'%.64s...' is not a valid branch name: too long (%zu bytes; keel-gate "
+                        "takes at most %d)",
+                        branch, len, (int)GATE_BRANCH_LEN_MAX),
+            "branch", branch);
     /*
      * Stricter than git: only characters that mean nothing to a shell, so a
      * name can appear in logs, hooks and mail without quoting surprises.
@@ -211,7 +216,7 @@ keel_status gate_branch_check(const char *branch)
     return KEEL_OK;
 }
 
-static keel_status parse_oid(const char *hex, git_oid *oid)
+keel_status gate_oid_parse(const char *hex, git_oid *oid)
 {
     if (hex == NULL || strlen(hex) != 40 || git_oid_fromstr(oid, hex) != 0)
         return KEEL_ERR(KEEL_E_INVAL, "'%s' is not a commit id", hex != NULL ? hex : "(null)");
@@ -276,27 +281,22 @@ static void conflict_paths(git_index *index, char *buf, size_t size)
     git_index_conflict_iterator_free(it);
 }
 
-/* Merge `head` onto `onto`; the new merge commit goes to *result. */
-static keel_status merge_one(gate_repo *r, const git_oid *onto, const git_oid *head, size_t index,
-                             git_oid *result)
+/* Merge change `index`, `theirs`, onto `ours`; the new merge commit goes to *result. */
+static keel_status merge_one(gate_repo *r, git_odb *odb, git_commit *ours, git_commit *theirs,
+                             size_t index, git_oid *result)
 {
-    git_commit *ours = NULL, *theirs = NULL;
     git_index *merged = NULL;
     git_tree *tree = NULL;
     git_signature *sig = NULL;
     keel_status s = KEEL_OK;
-    int rc = git_commit_lookup(&ours, r->repo, onto);
-    if (rc == 0)
-        rc = git_commit_lookup(&theirs, r->repo, head);
+    char hex[GATE_HEX];
+    (void)git_oid_tostr(hex, sizeof(hex), git_commit_id(theirs));
+    int rc = git_merge_commits(&merged, r->repo, ours, theirs, NULL);
     if (rc != 0)
-        s = gate_git_error(rc, "cannot read the commits to merge");
-    if (keel_ok(s) && git_merge_commits(&merged, r->repo, ours, theirs, NULL) != 0)
-        s = gate_git_error(-1, "cannot merge change %zu", index);
+        s = gate_change_merge_error(r, odb, rc, git_commit_id(ours), index, hex, "merge");
     if (keel_ok(s) && git_index_has_conflicts(merged)) {
         char paths[1024];
         conflict_paths(merged, paths, sizeof(paths));
-        char hex[GATE_HEX];
-        (void)git_oid_tostr(hex, sizeof(hex), head);
         s = keel_status_with_str(
             keel_status_with_uint(KEEL_ERR_IN(&gate_codes, GATE_E_CONFLICT,
                                               "commit %.12s does not merge: conflicts in %s", hex,
@@ -306,7 +306,8 @@ static keel_status merge_one(gate_repo *r, const git_oid *onto, const git_oid *h
     }
     git_oid tree_id;
     if (keel_ok(s) && (rc = git_index_write_tree_to(&tree_id, merged, r->repo)) != 0)
-        s = gate_git_error(rc, "cannot write the merged tree");
+        s = gate_change_merge_error(r, odb, rc, git_commit_id(ours), index, hex,
+                                    "write the merged tree");
     if (keel_ok(s) && (rc = git_tree_lookup(&tree, r->repo, &tree_id)) != 0)
         s = gate_git_error(rc, "cannot read the merged tree");
     if (keel_ok(s) && (rc = git_signature_now(&sig, "keel-gate", "keel-gate@localhost")) != 0)
@@ -314,8 +315,6 @@ static keel_status merge_one(gate_repo *r, const git_oid *onto, const git_oid *h
     if (keel_ok(s)) {
         const git_commit *parents[2] = {ours, theirs};
         char message[128];
-        char hex[GATE_HEX];
-        (void)git_oid_tostr(hex, sizeof(hex), head);
         (void)snprintf(message, sizeof(message), "keel-gate: merge %.12s\n", hex);
         rc = git_commit_create(result, r->repo, NULL, sig, sig, NULL, message, tree, 2, parents);
         if (rc != 0)
@@ -324,6 +323,39 @@ static keel_status merge_one(gate_repo *r, const git_oid *onto, const git_oid *h
     git_signature_free(sig);
     git_tree_free(tree);
     git_index_free(merged);
+    return s;
+}
+
+/*
+ * Change `index` (its head `hex`) onto the commit `onto`: its commit and
+ * what its tree brings checked, then merged (*result).
+ */
+static keel_status merge_change(gate_repo *r, git_odb *odb, const git_oid *onto, const char *hex,
+                                size_t index, git_oid *result)
+{
+    git_commit *ours = NULL, *theirs = NULL;
+    git_tree *before = NULL;
+    git_oid head, tag;
+    keel_status s = gate_oid_parse(hex, &head);
+    int rc = 0;
+    if (keel_ok(s) && ((rc = git_commit_lookup(&ours, r->repo, onto)) != 0 ||
+                       (rc = git_commit_tree(&before, ours)) != 0))
+        s = gate_git_error(rc, "cannot read the commit to merge change %zu onto", index);
+    if (keel_ok(s))
+        s = gate_change_commit(r, &head, "the head of the change", index, &theirs, &tag);
+    if (keel_ok(s) && !git_oid_is_zero(&tag)) /* queued before tags were peeled at submission */
+        s = keel_status_with_uint(
+            KEEL_ERR_IN(&gate_codes, GATE_E_BAD_CHANGE,
+                        "the head of the change is an annotated tag, not a commit (object %s)",
+                        hex),
+            "index", (unsigned long long)index);
+    if (keel_ok(s))
+        s = gate_change_tree(r, odb, before, theirs, index, hex);
+    if (keel_ok(s))
+        s = gate_change_history(r, odb, onto, git_commit_id(theirs), index, hex);
+    if (keel_ok(s))
+        s = merge_one(r, odb, ours, theirs, index, result);
+    git_tree_free(before);
     git_commit_free(theirs);
     git_commit_free(ours);
     return s;
@@ -333,17 +365,20 @@ keel_status gate_merge(gate_repo *r, const char *base, const char *const *heads,
                        char merge[GATE_HEX])
 {
     KEEL_ASSERT(r != NULL && merge != NULL && (heads != NULL || n == 0));
+    gate_change_forget_heap();
     git_oid cur;
-    keel_status s = parse_oid(base, &cur);
+    keel_status s = gate_oid_parse(base, &cur);
+    git_odb *odb = NULL;
+    int rc = keel_ok(s) ? git_repository_odb(&odb, r->repo) : 0;
+    if (rc != 0)
+        s = gate_git_error(rc, "cannot open the objects of '%s'", r->path);
     for (size_t i = 0; keel_ok(s) && i < n; i++) {
-        git_oid head;
-        s = parse_oid(heads[i], &head);
         git_oid next;
-        if (keel_ok(s))
-            s = merge_one(r, &cur, &head, i, &next);
+        s = merge_change(r, odb, &cur, heads[i], i, &next);
         if (keel_ok(s))
             cur = next;
     }
+    git_odb_free(odb);
     if (keel_ok(s))
         (void)git_oid_tostr(merge, GATE_HEX, &cur);
     return s;
@@ -354,7 +389,7 @@ static keel_status commit_tree(gate_repo *r, const char *hex, git_tree **tree)
 {
     *tree = NULL;
     git_oid oid;
-    keel_status s = parse_oid(hex, &oid);
+    keel_status s = gate_oid_parse(hex, &oid);
     if (!keel_ok(s))
         return s;
     git_commit *c = NULL;
@@ -464,9 +499,9 @@ keel_status gate_branch_cas(gate_repo *r, const char *branch, const char *expect
     keel_status s = gate_branch_check(branch);
     git_oid old_oid, new_oid;
     if (keel_ok(s))
-        s = parse_oid(expected, &old_oid);
+        s = gate_oid_parse(expected, &old_oid);
     if (keel_ok(s))
-        s = parse_oid(next, &new_oid);
+        s = gate_oid_parse(next, &new_oid);
     if (!keel_ok(s))
         return s;
     if (r->url != NULL)
@@ -591,9 +626,41 @@ static keel_status pushed_one(const char *ref, const git_oid *oid, void *ctx)
 }
 
 typedef struct pushed_ref {
-    char ref[512];
+    char *ref; /* whole, on GIT_HEAP: a name is never cut to fit a buffer */
     git_oid oid;
 } pushed_ref;
+
+static void pushed_refs_free(pushed_ref *refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        keel_heap_free(GIT_HEAP, refs[i].ref);
+    keel_heap_free(GIT_HEAP, refs);
+}
+
+/* Append `ref` at `oid` to the list (its name copied). */
+static keel_status pushed_add(pushed_ref **refs, size_t *n, size_t *cap, const char *ref,
+                              const git_oid *oid)
+{
+    if (*n == *cap) {
+        void *mem = *refs;
+        size_t ncap = *cap > 0 ? 2 * *cap : 8;
+        keel_status s = keel_heap_realloc(GIT_HEAP, &mem, ncap * sizeof(pushed_ref));
+        if (!keel_ok(s))
+            return s;
+        *refs = (pushed_ref *)mem;
+        *cap = ncap;
+    }
+    size_t len = strlen(ref) + 1;
+    void *name = NULL;
+    keel_status s = keel_heap_alloc(GIT_HEAP, len, &name);
+    if (!keel_ok(s))
+        return s;
+    memcpy(name, ref, len);
+    (*refs)[*n].ref = (char *)name;
+    git_oid_cpy(&(*refs)[*n].oid, oid);
+    (*n)++;
+    return KEEL_OK;
+}
 
 keel_status gate_pushed_each(gate_repo *r, gate_pushed_fn fn, void *ctx)
 {
@@ -611,19 +678,8 @@ keel_status gate_pushed_each(gate_repo *r, gate_pushed_fn fn, void *ctx)
     keel_status s = KEEL_OK;
     git_reference *ref = NULL;
     while (keel_ok(s) && (rc = git_reference_next(&ref, it)) == 0) {
-        if (git_reference_type(ref) == GIT_REFERENCE_DIRECT) {
-            if (n == cap) {
-                void *mem = refs;
-                cap = cap > 0 ? 2 * cap : 8;
-                s = keel_heap_realloc(GIT_HEAP, &mem, cap * sizeof(pushed_ref));
-                refs = (pushed_ref *)mem;
-            }
-            if (keel_ok(s)) {
-                (void)snprintf(refs[n].ref, sizeof(refs[n].ref), "%s", git_reference_name(ref));
-                git_oid_cpy(&refs[n].oid, git_reference_target(ref));
-                n++;
-            }
-        }
+        if (git_reference_type(ref) == GIT_REFERENCE_DIRECT)
+            s = pushed_add(&refs, &n, &cap, git_reference_name(ref), git_reference_target(ref));
         git_reference_free(ref);
     }
     git_reference_iterator_free(it);
@@ -631,7 +687,7 @@ keel_status gate_pushed_each(gate_repo *r, gate_pushed_fn fn, void *ctx)
         s = gate_git_error(rc, "cannot list the refs of '%s'", r->path);
     for (size_t i = 0; keel_ok(s) && i < n; i++)
         s = pushed_one(refs[i].ref, &refs[i].oid, &call);
-    keel_heap_free(GIT_HEAP, refs);
+    pushed_refs_free(refs, n);
     return s;
 }
 
@@ -640,19 +696,28 @@ keel_status gate_pushed_remove(gate_repo *r, const char *branch, const char *hex
     KEEL_ASSERT(r != NULL && branch != NULL && removed != NULL);
     *removed = false;
     git_oid oid;
-    keel_status s = parse_oid(hex, &oid);
+    keel_status s = gate_oid_parse(hex, &oid);
     if (!keel_ok(s))
         return s;
-    char refname[600];
-    (void)snprintf(refname, sizeof(refname), "%s%s", GATE_SUBMIT_PREFIX, branch);
-    if (r->url != NULL)
-        return gate_remote_delete_ref(r->repo, r->url, refname, &oid, removed);
+    /* the whole name, however long: a cut one could be another ref */
+    size_t len = strlen(GATE_SUBMIT_PREFIX) + strlen(branch) + 1;
+    void *mem = NULL;
+    s = keel_heap_alloc(GIT_HEAP, len, &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "removing the push to '%s%s'", GATE_SUBMIT_PREFIX, branch);
+    char *refname = (char *)mem;
+    (void)snprintf(refname, len, "%s%s", GATE_SUBMIT_PREFIX, branch);
+    if (r->url != NULL) {
+        s = gate_remote_delete_ref(r->repo, r->url, refname, &oid, removed);
+        keel_heap_free(GIT_HEAP, refname);
+        return s;
+    }
     git_reference *ref = NULL;
     int rc = git_reference_lookup(&ref, r->repo, refname);
     if (rc == GIT_ENOTFOUND)
-        return KEEL_OK;
-    if (rc == 0 && git_reference_type(ref) == GIT_REFERENCE_DIRECT &&
-        git_oid_equal(git_reference_target(ref), &oid)) {
+        rc = 0;
+    else if (rc == 0 && git_reference_type(ref) == GIT_REFERENCE_DIRECT &&
+             git_oid_equal(git_reference_target(ref), &oid)) {
         rc = git_reference_delete(ref); /* refused if it moved since the lookup */
         *removed = rc == 0;
         if (rc == GIT_EMODIFIED)
@@ -660,8 +725,9 @@ keel_status gate_pushed_remove(gate_repo *r, const char *branch, const char *hex
     }
     git_reference_free(ref);
     if (rc != 0)
-        return gate_git_error(rc, "cannot remove '%s' from '%s'", refname, r->path);
-    return KEEL_OK;
+        s = gate_git_error(rc, "cannot remove '%s' from '%s'", refname, r->path);
+    keel_heap_free(GIT_HEAP, refname);
+    return s;
 }
 
 /* ---- recovery and the guarded branch ------------------------------------------------------- */
@@ -671,9 +737,9 @@ keel_status gate_is_ancestor(gate_repo *r, const char *ancestor, const char *des
     KEEL_ASSERT(r != NULL && out != NULL);
     *out = false;
     git_oid a, d;
-    keel_status s = parse_oid(ancestor, &a);
+    keel_status s = gate_oid_parse(ancestor, &a);
     if (keel_ok(s))
-        s = parse_oid(descendant, &d);
+        s = gate_oid_parse(descendant, &d);
     if (!keel_ok(s))
         return s;
     if (git_oid_equal(&a, &d)) {

@@ -18,12 +18,20 @@ typedef struct gate_repo gate_repo; /* opaque */
 #define GATE_CODES(X)                                          \
     X(CONFLICT, "the change does not merge onto the target")   \
     X(MOVED, "the target branch moved: compare-and-swap lost") \
-    X(BAD_REF, "not a valid branch name")
+    X(BAD_REF, "not a valid branch name")                      \
+    X(BAD_CHANGE, "the change itself is bad")
 #define GATE_CODE_ENUM(name, msg) GATE_E_##name,
 enum gate_code { GATE_E_OK = 0, GATE_CODES(GATE_CODE_ENUM) };
 extern const keel_codespace gate_codes;
 
 enum { GATE_HEX = 41 };
+
+/*
+ * The longest branch name keel-gate takes, in bytes: the store and the
+ * configuration hold one more (the NUL); every ref name it builds from a
+ * branch fits its buffers whole, so no name is ever truncated into another.
+ */
+enum { GATE_BRANCH_LEN_MAX = 255 };
 
 /* Open a repository (bare or not) at `path`. */
 KEEL_MUST_USE keel_status gate_repo_open(const char *path, gate_repo **out);
@@ -50,7 +58,10 @@ const char *gate_repo_workdir(const gate_repo *r);
  */
 KEEL_MUST_USE keel_status gate_repo_head_branch(gate_repo *r, char *name, size_t size);
 
-/* Is `branch` a valid branch name?  (GATE_E_BAD_REF with the name when not.) */
+/*
+ * Is `branch` a valid branch name?  git's rules, no shell metacharacters, at
+ * most GATE_BRANCH_LEN_MAX bytes (GATE_E_BAD_REF with the name when not).
+ */
 KEEL_MUST_USE keel_status gate_branch_check(const char *branch);
 
 /* The commit a branch points at, as 40 hex digits (a remote's: as it is now, fetched). */
@@ -59,11 +70,49 @@ KEEL_MUST_USE keel_status gate_branch_head(gate_repo *r, const char *branch, cha
 KEEL_MUST_USE keel_status gate_branch_known(gate_repo *r, const char *branch, char hex[GATE_HEX]);
 
 /*
+ * The commit the object `hex` names, for a change (`what` names it in
+ * messages: "branch 'x'"): the object itself when it is a commit; the commit
+ * an annotated tag peels to, as `git merge <tag>` takes it (tags of tags
+ * too), its id in `tag` ("" when `hex` is no tag).  A blob, a tree, a tag of
+ * one, or an object that is missing is GATE_E_BAD_CHANGE naming `what` and
+ * the type; a failure to read (memory, I/O) is the gate's own error.
+ */
+KEEL_MUST_USE keel_status gate_commit_of(gate_repo *r, const char *what, const char *hex,
+                                         char commit[GATE_HEX], char tag[GATE_HEX]);
+/* gate_branch_head, then gate_commit_of: the commit to queue for `branch`. */
+KEEL_MUST_USE keel_status gate_branch_commit(gate_repo *r, const char *branch,
+                                             char commit[GATE_HEX], char tag[GATE_HEX]);
+
+/*
+ * May a tree entry be called `name` (`len` bytes, not NUL-terminated) with
+ * file mode `mode`?  git's rules for a path component (verify_path) with its
+ * NTFS and HFS+ protections on, whatever the host (tree_names.c): not
+ * empty, no '/' or NUL, not "." or "..", not ".git" in any case nor what
+ * NTFS or HFS+ read as ".git" ("git~1", ".git.", ".git ",
+ * ".git::$INDEX_ALLOCATION", "x\\.git", ".g<U+200C>it"), and no symbolic link
+ * named like .gitmodules, .gitattributes or .gitignore.  GATE_E_BAD_CHANGE
+ * says which rule.
+ */
+KEEL_MUST_USE keel_status gate_tree_name_check(const char *name, size_t len, unsigned mode);
+/* `name` (`len` bytes) for a message: bytes outside printable ASCII as \xNN. */
+void gate_tree_name_show(const char *name, size_t len, char *buf, size_t size);
+
+/*
  * Merge `heads` (commit ids, in order) one after another onto `base`, creating
  * merge commits in the object database only (no ref or work tree changes).
  * On success `merge` is the last merge commit.  A change that does not merge
  * cleanly gives GATE_E_CONFLICT with the detail "index" (its position in
  * `heads`) and "paths" (the conflicting files).
+ *
+ * Before it is merged, each change's tree is checked where it differs from
+ * the tree it is merged onto (only the subtrees whose ids differ are read):
+ * every entry name by gate_tree_name_check, every object present.  A change
+ * that is bad in itself, whatever it is merged onto, gives
+ * GATE_E_BAD_CHANGE with "index" and, when a tree entry is the cause,
+ * "path": its head missing or not a commit, a name git refuses, an object
+ * of its tree missing or unreadable, a history that cannot be merged.  Any
+ * other error is the gate's own (memory, I/O, the target's objects: a
+ * damaged target history is named as such), never a verdict on a change.
  */
 KEEL_MUST_USE keel_status gate_merge(gate_repo *r, const char *base, const char *const *heads,
                                      size_t n, char merge[GATE_HEX]);

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE 1
 #include "gate.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -12,25 +13,48 @@
 #include "gate_int.h"
 #include "git.h"
 
+/* Every branch name the gate takes fits the store's and the configuration's buffers whole. */
+static_assert((int)GATE_BRANCH_LEN_MAX < (int)GATE_NAME_MAX &&
+                  (int)GATE_BRANCH_LEN_MAX < (int)GATE_BRANCH_MAX,
+              "a branch name keel-gate takes must fit its buffers");
+
 typedef struct take {
     gate *g;
     size_t queued;
 } take;
 
-/* A pushed ref the gate will not queue: recorded, said, and removed. */
-static keel_status refuse(gate *g, const char *branch, const char *hex, keel_status why)
+/* An event whose detail is {"<k1>":"<v1>","<k2>":"<v2>"}, the values whole (on the heap). */
+static keel_status event2(gate *g, const char *kind, long long change, const char *k1,
+                          const char *v1, const char *k2, const char *v2)
 {
-    char detail[1024];
-    size_t n = (size_t)snprintf(detail, sizeof(detail), "{\"ref\":");
-    char ref[600];
-    (void)snprintf(ref, sizeof(ref), "%s%s", GATE_SUBMIT_PREFIX, branch);
-    n = gate_json_str(detail, sizeof(detail), n, ref);
-    n += (size_t)snprintf(detail + n, n < sizeof(detail) ? sizeof(detail) - n : 0, ",\"error\":");
-    n = gate_json_str(detail, sizeof(detail), n, keel_status_message(why));
-    (void)snprintf(detail + n, n < sizeof(detail) ? sizeof(detail) - n : 0, "}");
+    size_t size = strlen(k1) + strlen(k2) + gate_json_str(NULL, 0, 0, v1) +
+                  gate_json_str(NULL, 0, 0, v2) + 16;
+    void *mem = NULL;
+    keel_status s = keel_heap_alloc(GATE_HEAP, size, &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "recording a '%s' event", kind);
+    char *buf = (char *)mem;
+    size_t n = (size_t)snprintf(buf, size, "{\"%s\":", k1);
+    n = gate_json_str(buf, size, n, v1);
+    n += (size_t)snprintf(buf + n, n < size ? size - n : 0, ",\"%s\":", k2);
+    n = gate_json_str(buf, size, n, v2);
+    (void)snprintf(buf + n, n < size ? size - n : 0, "}");
+    KEEL_ASSERT(n + 1 < size); /* nothing cut */
+    s = gate_store_event(g->store, (long long)time(NULL), kind, change, buf);
+    keel_heap_free(GATE_HEAP, buf);
+    return s;
+}
+
+/*
+ * A pushed ref the gate will not queue (`why`, taken: the pusher's doing):
+ * recorded, said, and removed; the next refs are taken all the same.
+ */
+static keel_status refuse(gate *g, const char *ref, const char *hex, keel_status why)
+{
+    const char *branch = ref + strlen(GATE_SUBMIT_PREFIX);
     gate_say(g, "refused: the push to '%s': %s\n", ref, keel_status_message(why));
+    keel_status s = event2(g, "refused", 0, "ref", ref, "error", keel_status_message(why));
     keel_status_free(why);
-    keel_status s = gate_store_event(g->store, (long long)time(NULL), "refused", 0, detail);
     bool removed = false;
     if (keel_ok(s))
         s = gate_pushed_remove(g->repo, branch, hex, &removed);
@@ -41,35 +65,70 @@ static keel_status take_one(const char *branch, const char *hex, void *ctx)
 {
     take *t = (take *)ctx;
     gate *g = t->g;
-    keel_status s = gate_branch_check(branch);
+    size_t len = strlen(GATE_SUBMIT_PREFIX) + strlen(branch) + 1;
+    void *mem = NULL;
+    keel_status s = keel_heap_alloc(GATE_HEAP, len, &mem);
     if (!keel_ok(s))
-        return refuse(g, branch, hex, s);
-    if (strcmp(branch, g->target) == 0)
-        return refuse(g, branch, hex,
-                      KEEL_ERR(KEEL_E_INVAL,
-                               "'%s' is the target: push a branch with changes for it", branch));
+        return s;
+    char *ref = (char *)mem; /* the whole name, for messages and events */
+    (void)snprintf(ref, len, "%s%s", GATE_SUBMIT_PREFIX, branch);
+    char commit[GATE_HEX], tag[GATE_HEX];
+    /* the pusher's doing: a name refused, the target, not a commit; anything else is the gate's */
+    keel_status why = gate_branch_check(branch);
+    if (keel_ok(why) && strcmp(branch, g->target) == 0)
+        why =
+            KEEL_ERR(KEEL_E_INVAL, "'%s' is the target: push a branch with changes for it", branch);
+    if (keel_ok(why)) {
+        s = gate_commit_of(g->repo, "the pushed object", hex, commit, tag);
+        if (keel_status_is(s, &gate_codes, GATE_E_BAD_CHANGE)) {
+            why = s;
+            s = KEEL_OK;
+        }
+    }
+    if (!keel_ok(why)) {
+        s = refuse(g, ref, hex, why);
+        keel_heap_free(GATE_HEAP, ref);
+        return s;
+    }
     long long id = 0;
     bool removed = false;
-    s = gate_store_submit(g->store, branch, hex, g->target, 0, (long long)time(NULL), &id);
+    if (keel_ok(s))
+        s = gate_store_submit(g->store, branch, commit, g->target, 0, (long long)time(NULL), &id);
     if (KEEL_IS(s, KEEL_E_EXISTS)) {
         long long active = 0;
         bool known = keel_status_get_int(s, "change", &active);
         keel_status_free(s);
-        if (!known)
-            return KEEL_ERR(KEEL_E_INTERNAL, "an active change of '%s' without its id", branch);
         gate_change c;
-        s = gate_store_get(g->store, active, &c);
-        if (!keel_ok(s) || strcmp(c.head, hex) != 0)
-            return s; /* a newer commit: taken once the active change has ended */
-        return gate_pushed_remove(g->repo, branch, hex, &removed); /* queued before a crash */
+        if (!known)
+            s = KEEL_ERR(KEEL_E_INTERNAL, "an active change of '%s' without its id", branch);
+        else
+            s = gate_store_get(g->store, active, &c);
+        /* the same commit: queued before a crash; a newer one: taken once the active one ended */
+        if (keel_ok(s) && strcmp(c.head, commit) == 0)
+            s = gate_pushed_remove(g->repo, branch, hex, &removed);
+        keel_heap_free(GATE_HEAP, ref);
+        return s;
     }
-    if (!keel_ok(s))
-        return KEEL_CONTEXT(s, "queueing the push to '%s%s'", GATE_SUBMIT_PREFIX, branch);
+    if (!keel_ok(s)) {
+        s = KEEL_CONTEXT(s, "queueing the push to '%s'", ref);
+        keel_heap_free(GATE_HEAP, ref);
+        return s;
+    }
     t->queued++;
-    gate_say(g, "queued change %lld: '%s' at %.12s for '%s' (pushed)\n", id, branch, hex,
-             g->target);
-    gate_point_after_take();
-    return gate_pushed_remove(g->repo, branch, hex, &removed);
+    if (tag[0] != '\0') {
+        char peeled[2 * GATE_HEX + 64];
+        (void)snprintf(peeled, sizeof(peeled), "peeled annotated tag %s to commit %s", tag, commit);
+        gate_say(g, "%s (the push to '%s')\n", peeled, ref);
+        s = event2(g, "peeled", id, "ref", ref, "what", peeled);
+    }
+    if (keel_ok(s)) {
+        gate_say(g, "queued change %lld: '%s' at %.12s for '%s' (pushed)\n", id, branch, commit,
+                 g->target);
+        gate_point_after_take();
+        s = gate_pushed_remove(g->repo, branch, hex, &removed);
+    }
+    keel_heap_free(GATE_HEAP, ref);
+    return s;
 }
 
 keel_status gate_take_pushed(gate *g, size_t *queued)

@@ -791,22 +791,28 @@ static keel_status list_once(git_repository *mirror, const char *url, const char
     listed_ref *refs = (listed_ref *)mem;
     size_t k = 0;
     for (size_t i = 0; keel_ok(s) && i < n; i++) {
-        if (strncmp(heads[i]->name, prefix, plen) != 0)
+        const char *name = heads[i]->name;
+        size_t len = strlen(name);
+        /* "<ref>^{}": what an annotated tag peels to, advertised next to it: not a ref */
+        if (strncmp(name, prefix, plen) != 0 || (len >= 3 && strcmp(name + len - 3, "^{}") == 0))
             continue;
+        /*
+         * The mirror's copy of the ref: a name git or the file system refuses
+         * (too long for a file, say) is not recorded and passed on all the
+         * same, for the caller to refuse: one ref never stops the others.
+         */
         git_reference *r = NULL;
-        /* a name git itself refuses is passed on for the caller to refuse; not recorded */
-        rc =
-            git_reference_create(&r, mirror, heads[i]->name, &heads[i]->oid, 1, "keel-gate: fetch");
+        rc = git_reference_create(&r, mirror, name, &heads[i]->oid, 1, "keel-gate: fetch");
         git_reference_free(r);
         if (rc != 0 && rc != GIT_EINVALIDSPEC)
-            s = gate_git_error(rc, "cannot record '%s' in the mirror", heads[i]->name);
-        size_t len = strlen(heads[i]->name) + 1;
-        void *name = NULL;
-        if (keel_ok(s))
-            s = keel_heap_alloc(GIT_HEAP, len, &name);
+            keel_status_ignore(gate_git_error(rc, "cannot record '%s' in the mirror", name),
+                               "the mirror's copy only; the remote's ref is the submission");
+        size_t nlen = len + 1;
+        void *copy = NULL;
+        s = keel_heap_alloc(GIT_HEAP, nlen, &copy);
         if (keel_ok(s)) {
-            memcpy(name, heads[i]->name, len);
-            refs[k].name = (char *)name;
+            memcpy(copy, name, nlen);
+            refs[k].name = (char *)copy;
             git_oid_cpy(&refs[k].oid, &heads[i]->oid);
             k++;
         }
@@ -858,10 +864,17 @@ keel_status gate_remote_delete_ref(git_repository *mirror, const char *url, cons
     if (keel_ok(s))
         s = connect_at(mirror, url, GIT_DIRECTION_PUSH, ref, &call, &remote, &now, &found);
     if (keel_ok(s) && found && git_oid_equal(&now, expected)) {
-        char spec[REF_MAX + 2];
-        (void)snprintf(spec, sizeof(spec), ":%s", ref); /* deletes, carrying the old value */
-        s = upload(remote, &call, spec, shown);
-        *deleted = keel_ok(s) && call.refused[0] == '\0';
+        /* ":<ref>" deletes, carrying the old value; the whole name, however long */
+        size_t len = strlen(ref) + 2;
+        void *mem = NULL;
+        s = keel_heap_alloc(KEEL_MODULE_REF(gate_git), len, &mem);
+        if (keel_ok(s)) {
+            char *spec = (char *)mem;
+            (void)snprintf(spec, len, ":%s", ref);
+            s = upload(remote, &call, spec, shown);
+            *deleted = keel_ok(s) && call.refused[0] == '\0';
+            keel_heap_free(KEEL_MODULE_REF(gate_git), spec);
+        }
     }
     disconnect_remote(remote);
     git_reference *mine = NULL;

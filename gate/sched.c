@@ -576,9 +576,10 @@ keel_status gate_sched_next(gate_sched *s, gate_sched_build *out, bool *have)
     return start(s, g, base, out);
 }
 
-keel_status gate_sched_result(gate_sched *s, long long candidate, bool passed)
+/* A build of `candidate` ended; `final`: failed so that a retry would fail the same way. */
+static keel_status build_ended(gate_sched *s, long long candidate, bool passed, bool final)
 {
-    KEEL_ASSERT(s != NULL);
+    KEEL_ASSERT(s != NULL && !(passed && final));
     if (candidate <= 0 || candidate >= s->next_cand)
         return KEEL_ERR(KEEL_E_NOTFOUND, "no candidate %lld", candidate);
     size_t i = 0;
@@ -611,6 +612,8 @@ keel_status gate_sched_result(gate_sched *s, long long candidate, bool passed)
         s->tried_w = s->tried_w * decay + (double)g->attempts;
     } else {
         g->failures++;
+        if (final && g->failures <= s->p.retries)
+            g->failures = s->p.retries + 1; /* as if every retry had failed */
         g->state = CAND_FAILED;
         if (!g->skipped && g->failures > s->p.retries)
             drop_from(s, i + 1); /* doomed: they contain this failure */
@@ -618,6 +621,16 @@ keel_status gate_sched_result(gate_sched *s, long long candidate, bool passed)
     }
     advance(s);
     return KEEL_OK;
+}
+
+keel_status gate_sched_result(gate_sched *s, long long candidate, bool passed)
+{
+    return build_ended(s, candidate, passed, false);
+}
+
+keel_status gate_sched_result_final(gate_sched *s, long long candidate)
+{
+    return build_ended(s, candidate, false, true);
 }
 
 bool gate_sched_poll(gate_sched *s, gate_sched_decision *out)

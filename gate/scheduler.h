@@ -13,6 +13,7 @@
  *   while (keel_ok(st = gate_sched_next(s, &b, &have)) && have)
  *       start b.changes merged onto b.base (0: the target's tip) as candidate b.candidate
  *   ... when a build ends:  st = gate_sched_result(s, b.candidate, passed);
+ *       (or gate_sched_result_final(s, b.candidate): failed, and a retry would too)
  *   gate_sched_decision d;
  *   while (gate_sched_poll(s, &d))
  *       act on d (land, reject, report a flake, kill a build)
@@ -159,6 +160,15 @@ KEEL_MUST_USE keel_status gate_sched_next(gate_sched *s, gate_sched_build *out, 
  * candidate that is not running.
  */
 KEEL_MUST_USE keel_status gate_sched_result(gate_sched *s, long long candidate, bool passed);
+
+/*
+ * A build of `candidate` failed in a way a retry would repeat (the same tree
+ * gives the same failure: its configuration does not parse): as
+ * gate_sched_result(s, candidate, false), and no retry, as if every retry
+ * had failed.  A candidate at the front is then known bad at once (split, or
+ * its single change rejected).
+ */
+KEEL_MUST_USE keel_status gate_sched_result_final(gate_sched *s, long long candidate);
 
 /* The oldest decision not yet taken: false when there is none. */
 bool gate_sched_poll(gate_sched *s, gate_sched_decision *out);

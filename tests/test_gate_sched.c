@@ -27,6 +27,7 @@ typedef struct sim {
     bool bad[MAXC + 1];
     bool flaky_first; /* the first attempt of every candidate fails */
     int flaky_single; /* the first attempt of the candidate of this change alone fails */
+    bool final;       /* a bad candidate's failure is final (gate_sched_result_final) */
     int state[MAXC + 1];
     long long landed_order[MAXC];
     int nlanded;
@@ -164,7 +165,10 @@ static void finish_round(sim *m)
         bool passed = !m->cand_bad[c] && !flaked;
         if (passed)
             m->cand_passed[c] = true;
-        assert_true(keel_ok(gate_sched_result(m->s, c, passed)));
+        if (!passed && m->final && m->cand_bad[c])
+            assert_true(keel_ok(gate_sched_result_final(m->s, c)));
+        else
+            assert_true(keel_ok(gate_sched_result(m->s, c, passed)));
         take_decisions(m);
     }
 }
@@ -591,6 +595,51 @@ static void test_cancel(void **state)
     }
 }
 
+/* One scenario with `retries`, bad candidates' failures final or not: builds used, retries seen. */
+static int final_scenario(gate_strategy strategy, const int *bad, size_t nbad, unsigned retries,
+                          bool final, unsigned long long *nretries)
+{
+    sim m;
+    sim_init(&m, strategy, 16, bad, nbad);
+    m.p.retries = retries;
+    m.final = final;
+    sim_start(&m);
+    sim_run(&m);
+    check_outcome(&m);
+    gate_sched_stats st;
+    gate_sched_stats_get(m.s, &st);
+    *nretries = st.retries;
+    sim_end(&m);
+    return m.builds;
+}
+
+/*
+ * A failure a retry would repeat (gate_sched_result_final: the merged
+ * tree's configuration does not parse) is never retried, whatever `retries`
+ * is: the same changes are rejected and landed, with the builds of
+ * retries = 0 (fixed strategies; adaptive's shape depends on `retries`).
+ */
+static void test_final_failure_not_retried(void **state)
+{
+    (void)state;
+    static const int one[] = {3};
+    static const int two[] = {2, 7};
+    static const int three[] = {1, 5, 16};
+    static const int *const sets[] = {one, two, three};
+    static const size_t sizes[] = {1, 2, 3};
+    for (int strategy = 0; strategy <= (int)GATE_STRATEGY_ADAPTIVE; strategy++)
+        for (size_t k = 0; k < 3; k++) {
+            unsigned long long r0 = 0, rf = 0, rr = 0;
+            int b0 = final_scenario((gate_strategy)strategy, sets[k], sizes[k], 0, false, &r0);
+            int bf = final_scenario((gate_strategy)strategy, sets[k], sizes[k], 2, true, &rf);
+            (void)final_scenario((gate_strategy)strategy, sets[k], sizes[k], 2, false, &rr);
+            assert_int_equal(rf, 0);
+            assert_true(rr > 0); /* the same failures, not final: retried */
+            if (strategy != (int)GATE_STRATEGY_ADAPTIVE)
+                assert_int_equal(bf, b0);
+        }
+}
+
 /* A result for a build the scheduler cancelled is ignored. */
 static void test_late_result_ignored(void **state)
 {
@@ -729,6 +778,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_speculative_cancels_stacked),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_final_failure_not_retried),
         cmocka_unit_test(test_late_result_ignored),
         cmocka_unit_test(test_bad_calls),
         cmocka_unit_test(test_heap),
