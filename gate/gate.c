@@ -27,6 +27,7 @@
 #include "notify.h"
 #include "pool.h"
 #include "scheduler.h"
+#include "text.h"
 
 static long long now_s(void)
 {
@@ -98,7 +99,7 @@ void gate_say(gate *g, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    (void)vfprintf(g->out, fmt, ap);
+    gate_text_vprintf(g->out, fmt, ap); /* names in it are anyone's: escaped (text.h) */
     va_end(ap);
     (void)fflush(g->out);
 }

@@ -16,43 +16,6 @@
 #include "exec.h"
 #include "gate.h"
 
-size_t gate_json_str(char *buf, size_t size, size_t len, const char *s)
-{
-    KEEL_ASSERT(buf != NULL || size == 0);
-#define PUT(c)              \
-    do {                    \
-        if (len + 1 < size) \
-            buf[len] = (c); \
-        len++;              \
-    } while (0)
-    PUT('"');
-    for (const unsigned char *p = (const unsigned char *)(s != NULL ? s : ""); *p != '\0'; p++) {
-        unsigned char c = *p;
-        if (c == '"' || c == '\\') {
-            PUT('\\');
-            PUT((char)c);
-        } else if (c == '\n') {
-            PUT('\\');
-            PUT('n');
-        } else if (c < 0x20) {
-            static const char hex[] = "0123456789abcdef";
-            PUT('\\');
-            PUT('u');
-            PUT('0');
-            PUT('0');
-            PUT(hex[c >> 4]);
-            PUT(hex[c & 15]);
-        } else {
-            PUT((char)c);
-        }
-    }
-    PUT('"');
-#undef PUT
-    if (size > 0)
-        buf[len < size ? len : size - 1] = '\0';
-    return len;
-}
-
 keel_status gate_notify_run(const gate_words *cmd, const char *dir, const char *json,
                             const char *log, unsigned timeout_ms)
 {

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "gate_fixture.h"
+#include "gate_text.h"
 
 static char out_text[65536], err_text[8192];
 
@@ -193,6 +194,72 @@ static void test_try(void **state)
     assert_true(git_oid_equal(&tip, &fx_base));
 }
 
+/*
+ * Names anyone can push (file names in a conflict, a job's output, a branch
+ * name on the command line) never reach a terminal as control sequences:
+ * OSC 52 (sets the clipboard), C1 CSI, a run of ESCs long enough to overflow
+ * an escaping buffer, invalid UTF-8; and `status --json` stays one valid JSON
+ * value for a strict parser.
+ */
+static void test_hostile_text_escaped(void **state)
+{
+    (void)state;
+    static const char osc52[] = "a\x1b]52;c;ZWNobyBvd25lZA==\x07"
+                                "b.txt";
+    static const char c1_utf8[] = "c\xff\xfe\xc2\x9b"
+                                  "31md.txt";
+    char escs[160];
+    memset(escs, '\x1b', 150);
+    (void)snprintf(escs + 150, sizeof(escs) - 150, ".txt");
+    git_oid p, q, n;
+    const fx_file pf[] = {{osc52, "p\n"}, {c1_utf8, "p\n"}, {escs, "p\n"}};
+    const fx_file qf[] = {{osc52, "q\n"}, {c1_utf8, "q\n"}, {escs, "q\n"}};
+    fx_commit(&fx_base, pf, 3, "p", &p);
+    fx_commit(&fx_base, qf, 3, "q", &q);
+    const fx_file nf[] = {
+        {"ci.sh",
+         "printf 'x\\033]52;c;ZWNobyBvd25lZA==\\007y\\377\\302\\233\\033[2J\\r\\n'; exit 1\n"}};
+    fx_commit(&fx_base, nf, 1, "noisy", &n);
+    const char *sp[] = {"submit", "p", NULL}, *sq[] = {"submit", "q", NULL},
+               *sn[] = {"submit", "noisy", NULL};
+    assert_int_equal(cli(sp), 0);
+    assert_int_equal(cli(sq), 0);
+    assert_int_equal(cli(sn), 0);
+    const char *run[] = {"run", "--once", NULL};
+    assert_int_equal(cli(run), 1); /* a conflict and a rejection */
+    gate_assert_text_safe("run's output", out_text, false);
+    assert_non_null(strstr(out_text, "conflict: change 2 'q'"));
+    assert_non_null(strstr(out_text, "a\\x1b]52;c;ZWNobyBvd25lZA==\\x07b.txt"));
+
+    const char *st[] = {"status", NULL};
+    assert_int_equal(cli(st), 0);
+    gate_assert_text_safe("status", out_text, false);
+    assert_non_null(strstr(out_text, "recent conflicts (1)"));
+    assert_non_null(strstr(out_text, "c\\xff\\xfe\\u{9b}31md.txt"));
+
+    const char *js[] = {"status", "--json", NULL};
+    assert_int_equal(cli(js), 0);
+    gate_assert_text_safe("status --json", out_text, false);
+    gate_assert_json("status --json", out_text);
+
+    const char *log_q[] = {"log", "2", NULL};
+    assert_int_equal(cli(log_q), 0);
+    gate_assert_text_safe("log of the conflict", out_text, false);
+    const char *log_n[] = {"log", "3", NULL};
+    assert_int_equal(cli(log_n), 0);
+    gate_assert_text_safe("log of the noisy job", out_text, true);
+    assert_non_null(
+        strstr(out_text, "x\\x1b]52;c;ZWNobyBvd25lZA==\\x07y\\xff\\u{9b}\\x1b[2J\\x0d\n"));
+    const char *raw[] = {"log", "3", "--raw", NULL};
+    assert_int_equal(cli(raw), 0);
+    assert_non_null(strstr(out_text, "x\x1b]52;c;ZWNobyBvd25lZA==\x07y\xff\xc2\x9b\x1b[2J\r\n"));
+
+    const char *hostile[] = {"submit", "--", "x\x1b[2Jy\xff", NULL};
+    assert_int_equal(cli(hostile), 1);
+    gate_assert_text_safe("the error line", err_text, false);
+    assert_non_null(strstr(err_text, "'x\\x1b[2Jy\\xff' is not a valid branch name"));
+}
+
 /* The same commands on a repository reached by URL, its mirror given. */
 static void test_remote_repository(void **state)
 {
@@ -240,6 +307,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_submit_cancel_status_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_try, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_repository, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_text_escaped, setup, teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
