@@ -84,7 +84,7 @@ static inline void gate_assert_json(const char *what, const char *text)
 {
 #if KEEL_TEST_HAVE_JANSSON
     json_error_t e;
-    json_t *v = json_loads(text, 0, &e);
+    json_t *v = json_loads(text, JSON_DECODE_ANY, &e);
     if (v == NULL)
         fail_msg("%s is not valid JSON: %s (line %d, column %d, position %d) in:\n%s", what, e.text,
                  e.line, e.column, e.position, gate_text_shown(text));
