@@ -74,6 +74,7 @@ struct gate {
     bool heaps_warned;
     long long pushed_at_ms; /* when refs/keel-gate/submit/ was last looked at (monotonic) */
     bool pushed_warned;
+    struct gate_notifier *notifier; /* gate_run's (notify.h) */
 };
 
 void gate_fmt(char *buf, size_t size, const char *fmt, ...) KEEL_PRINTF(3, 4);
@@ -82,8 +83,15 @@ void gate_rm_tree(const char *dir);
 KEEL_MUST_USE keel_status gate_make_dir(const char *dir);
 KEEL_MUST_USE keel_status gate_load_config(gate *g, const char *commit, gate_config **cfg);
 unsigned gate_slots(const gate_config *cfg);
-void gate_notify(gate *g, const char *event, long long change, const char *merge,
-                 const char *reason);
+/*
+ * The notify hook (notify.h): gate_run starts its notifier first thing and
+ * stops it last; gate_notify, at the start of the run and after each
+ * decision, gives it the tip's hook and wakes it (the events are in the store
+ * already).
+ */
+KEEL_MUST_USE keel_status gate_notify_start(gate *g);
+void gate_notify(gate *g);
+void gate_notify_stop(gate *g);
 
 void gate_point_after_merge(void);
 void gate_point_after_job(void);

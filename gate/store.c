@@ -15,7 +15,8 @@
 
 struct gate_store {
     sqlite3 *db;
-    char *path; /* in the same block */
+    char *path;                 /* in the same block */
+    char target[GATE_NAME_MAX]; /* gate_store_set_target: an event's when it has no change */
 };
 
 static const char *const state_names[] = {"queued",   "testing",  "landed",
@@ -53,7 +54,8 @@ static keel_status db_error(const gate_store *st, int rc, const char *what)
         "sqlite_code", rc);
 }
 
-static const char schema[] =
+/* Version 1: the tables as keel-gate first made them. */
+static const char schema_v1[] =
     "CREATE TABLE IF NOT EXISTS changes ("
     "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  branch TEXT NOT NULL, head TEXT NOT NULL, target TEXT NOT NULL,"
@@ -77,8 +79,74 @@ static const char schema[] =
     "  started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS events ("
     "  id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, kind TEXT NOT NULL,"
-    "  change INTEGER NOT NULL DEFAULT 0, detail TEXT NOT NULL DEFAULT '{}');"
-    "PRAGMA user_version = 1;";
+    "  change INTEGER NOT NULL DEFAULT 0, detail TEXT NOT NULL DEFAULT '{}');";
+
+/*
+ * Version 2: each event names its target (so that two gates on one store
+ * notify their own: '' for the events of version 1), and the notify hook's
+ * cursor per target (the last event the hook took, and how often it failed
+ * on the next one).
+ */
+static const char schema_v2[] =
+    "ALTER TABLE events ADD COLUMN target TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX IF NOT EXISTS events_by_target ON events(target, id);"
+    "CREATE TABLE IF NOT EXISTS notify_cursor ("
+    "  target TEXT PRIMARY KEY, event INTEGER NOT NULL, failures INTEGER NOT NULL DEFAULT 0);";
+
+/* The schema's steps: a store at user_version N runs the steps after N, in order, in one transaction. */
+static const struct {
+    int version;
+    const char *sql;
+} migrations[] = {{1, schema_v1}, {2, schema_v2}};
+enum { SCHEMA_VERSION = 2 };
+
+static keel_status user_version(gate_store *st, int *version)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &stmt, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW)
+        *version = sqlite3_column_int(stmt, 0);
+    (void)sqlite3_finalize(stmt);
+    return rc == SQLITE_ROW ? KEEL_OK : db_error(st, rc, "cannot read the schema version");
+}
+
+/* Bring the schema to SCHEMA_VERSION (nothing is written when it is there already). */
+static keel_status migrate(gate_store *st)
+{
+    int version = 0;
+    keel_status s = user_version(st, &version);
+    if (!keel_ok(s) || version == SCHEMA_VERSION)
+        return s;
+    int rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return db_error(st, rc, "cannot begin the schema's upgrade");
+    s = user_version(st, &version); /* another process may have done it meanwhile */
+    if (keel_ok(s) && version > SCHEMA_VERSION)
+        s = keel_status_with_int(KEEL_ERR(KEEL_E_STATE,
+                                          "store '%s' has schema version %d: this keel-gate "
+                                          "knows versions up to %d",
+                                          st->path, version, (int)SCHEMA_VERSION),
+                                 "version", version);
+    for (size_t i = 0; keel_ok(s) && i < sizeof(migrations) / sizeof(migrations[0]); i++) {
+        if (migrations[i].version <= version)
+            continue;
+        rc = sqlite3_exec(st->db, migrations[i].sql, NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            s = keel_status_with_int(db_error(st, rc, "cannot upgrade the schema"), "to_version",
+                                     migrations[i].version);
+    }
+    if (keel_ok(s)) {
+        char sql[48];
+        (void)snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", (int)SCHEMA_VERSION);
+        rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            s = db_error(st, rc, "cannot record the schema version");
+    }
+    rc = sqlite3_exec(st->db, keel_ok(s) ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+    if (keel_ok(s) && rc != SQLITE_OK)
+        s = db_error(st, rc, "cannot commit the schema's upgrade");
+    return s;
+}
 
 keel_status gate_store_open(const char *path, gate_store **out)
 {
@@ -102,11 +170,8 @@ keel_status gate_store_open(const char *path, gate_store **out)
         if (rc != SQLITE_OK)
             s = db_error(st, rc, "cannot set journal mode");
     }
-    if (keel_ok(s)) {
-        rc = sqlite3_exec(st->db, schema, NULL, NULL, NULL);
-        if (rc != SQLITE_OK)
-            s = db_error(st, rc, "cannot create the schema");
-    }
+    if (keel_ok(s))
+        s = migrate(st);
     if (!keel_ok(s)) {
         gate_store_close(st);
         return s;
@@ -183,19 +248,34 @@ static bool valid_oid(const char *oid)
 
 /* ---- changes ------------------------------------------------------------------------ */
 
+/*
+ * An event of the history: its target is its change's, else the store's
+ * (gate_store_set_target).  A detail that is not valid JSON (a caller's
+ * buffer cut it) is replaced, so that every reader of the history can parse it.
+ */
 static keel_status event_locked(gate_store *st, long long now, const char *kind, long long change,
                                 const char *detail)
 {
     sqlite3_stmt *stmt = NULL;
-    keel_status s =
-        prepare(st, "INSERT INTO events(time, kind, change, detail) VALUES(?,?,?,?)", &stmt);
+    keel_status s = prepare(st,
+                            "INSERT INTO events(time, kind, change, detail, target) VALUES(?1, ?2, "
+                            "?3, CASE WHEN json_valid(?4) THEN ?4 ELSE '{\"detail_invalid\":true}' "
+                            "END, coalesce((SELECT target FROM changes WHERE id = ?3), ?5))",
+                            &stmt);
     if (!keel_ok(s))
         return s;
     (void)sqlite3_bind_int64(stmt, 1, now);
     (void)sqlite3_bind_text(stmt, 2, kind, -1, SQLITE_TRANSIENT);
     (void)sqlite3_bind_int64(stmt, 3, change);
     (void)sqlite3_bind_text(stmt, 4, detail != NULL ? detail : "{}", -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_text(stmt, 5, st->target, -1, SQLITE_STATIC);
     return step_done(st, stmt, "cannot record an event");
+}
+
+void gate_store_set_target(gate_store *st, const char *target)
+{
+    KEEL_ASSERT(st != NULL && target != NULL);
+    (void)snprintf(st->target, sizeof(st->target), "%s", target);
 }
 
 keel_status gate_store_submit(gate_store *st, const char *branch, const char *head,
@@ -531,6 +611,24 @@ static keel_status update_at(gate_store *st, const char *sql, long long now, con
     return s;
 }
 
+/*
+ * The "landed" events of the changes of open candidates whose merge is
+ * `merge` (they landed before a restart), in the candidates' order: what the
+ * notify hook delivers (gate_store_notify_next), as for a landing recorded
+ * by gate_store_land.
+ */
+static keel_status landed_events_locked(gate_store *st, long long now, const char *merge)
+{
+    return update_at(st,
+                     "INSERT INTO events(time, kind, change, detail, target) "
+                     "SELECT ?1, 'landed', c.id, '{\"state\":\"landed\"}', c.target "
+                     "FROM changes c JOIN candidate_changes cc ON cc.candidate = c.candidate "
+                     "AND cc.change = c.id WHERE c.state = 'testing' AND c.candidate IN "
+                     "(SELECT id FROM candidates WHERE state = 'open' AND merge = ?2) "
+                     "ORDER BY c.candidate, cc.position",
+                     now, merge, "cannot record the events of a landed candidate", NULL);
+}
+
 keel_status gate_store_recover(gate_store *st, const char *landed_merge, long long now,
                                size_t *requeued)
 {
@@ -540,6 +638,8 @@ keel_status gate_store_recover(gate_store *st, const char *landed_merge, long lo
     if (!keel_ok(s))
         return s;
     s = exec(st, "UPDATE jobs SET state = 'lost' WHERE state = 'running'", "cannot mark lost jobs");
+    if (keel_ok(s) && landed_merge != NULL && landed_merge[0] != '\0')
+        s = landed_events_locked(st, now, landed_merge);
     /* A candidate whose merge the target already points at did land: finish it. */
     if (keel_ok(s) && landed_merge != NULL && landed_merge[0] != '\0') {
         s = update_at(st,
@@ -703,4 +803,127 @@ keel_status gate_store_count_builds(gate_store *st, long long *n)
         s = db_error(st, rc, "cannot count builds");
     (void)sqlite3_finalize(stmt);
     return s;
+}
+
+/* ---- the notify hook's feed (gate/notify.c) ---------------------------------------------- */
+
+keel_status gate_store_notify_start(gate_store *st, const char *target)
+{
+    KEEL_ASSERT(st != NULL && target != NULL);
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(st,
+                            "INSERT OR IGNORE INTO notify_cursor(target, event) "
+                            "VALUES(?1, (SELECT coalesce(max(id), 0) FROM events))",
+                            &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
+    return step_done(st, stmt, "cannot start the notify hook's cursor");
+}
+
+/* The events the hook hears of, by their names in the store and to the hook. */
+static const char *const notice_kinds[][2] = {
+    {"landed", "land"}, {"rejected", "reject"}, {"conflict", "conflict"}, {"flake", "flake"}};
+
+keel_status gate_store_notify_next(gate_store *st, const char *target, gate_notice *out, size_t max,
+                                   size_t *n)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && out != NULL && n != NULL);
+    *n = 0;
+    sqlite3_stmt *stmt = NULL;
+    /* a flake's merge and reason are in its detail; a conflict has no merge */
+    keel_status s =
+        prepare(st,
+                "SELECT e.id, e.kind, e.change, coalesce(c.branch, ''), coalesce(c.head, ''), "
+                "CASE e.kind WHEN 'conflict' THEN '' WHEN 'flake' THEN coalesce((SELECT merge "
+                "FROM candidates WHERE id = CASE WHEN json_valid(e.detail) THEN "
+                "json_extract(e.detail, '$.candidate') END), '') ELSE coalesce((SELECT merge "
+                "FROM candidates WHERE id = c.candidate), '') END, "
+                "CASE e.kind WHEN 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
+                "json_extract(e.detail, '$.failed') END, '') ELSE coalesce(c.reason, '') END "
+                "FROM events e LEFT JOIN changes c ON c.id = e.change WHERE e.target = ?1 AND "
+                "e.id > coalesce((SELECT event FROM notify_cursor WHERE target = ?1), 0) AND "
+                "e.kind IN ('landed', 'rejected', 'conflict', 'flake') ORDER BY e.id LIMIT ?2",
+                &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_int64(stmt, 2, (long long)max);
+    int rc;
+    while (keel_ok(s) && *n < max && (rc = sqlite3_step(stmt)) != SQLITE_DONE) {
+        if (rc != SQLITE_ROW) {
+            s = db_error(st, rc, "cannot read the events for the notify hook");
+            break;
+        }
+        gate_notice *e = &out[(*n)++];
+        memset(e, 0, sizeof(*e));
+        e->id = sqlite3_column_int64(stmt, 0);
+        const unsigned char *kind = sqlite3_column_text(stmt, 1);
+        for (size_t k = 0; k < sizeof(notice_kinds) / sizeof(notice_kinds[0]); k++)
+            if (kind != NULL && strcmp((const char *)kind, notice_kinds[k][0]) == 0)
+                (void)snprintf(e->event, sizeof(e->event), "%s", notice_kinds[k][1]);
+        e->change = sqlite3_column_int64(stmt, 2);
+        copy_text(e->branch, sizeof(e->branch), sqlite3_column_text(stmt, 3));
+        copy_text(e->head, sizeof(e->head), sqlite3_column_text(stmt, 4));
+        copy_text(e->merge, sizeof(e->merge), sqlite3_column_text(stmt, 5));
+        copy_text(e->reason, sizeof(e->reason), sqlite3_column_text(stmt, 6));
+    }
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
+/* Move target's cursor to `event` (never back), its failures forgotten. */
+static keel_status cursor_to(gate_store *st, const char *target, long long event)
+{
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(st,
+                            "UPDATE notify_cursor SET event = ?2, failures = 0 "
+                            "WHERE target = ?1 AND event < ?2",
+                            &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_int64(stmt, 2, event);
+    return step_done(st, stmt, "cannot move the notify hook's cursor");
+}
+
+keel_status gate_store_notify_done(gate_store *st, const char *target, long long event)
+{
+    KEEL_ASSERT(st != NULL && target != NULL);
+    return cursor_to(st, target, event);
+}
+
+keel_status gate_store_notify_failed(gate_store *st, const char *target, unsigned *failures)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && failures != NULL);
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(st,
+                            "UPDATE notify_cursor SET failures = failures + 1 WHERE target = ?1 "
+                            "RETURNING failures",
+                            &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        *failures = (unsigned)sqlite3_column_int(stmt, 0);
+    else
+        s = db_error(st, rc, "cannot count a failure of the notify hook");
+    while (rc == SQLITE_ROW)
+        rc = sqlite3_step(stmt);
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
+keel_status gate_store_notify_skip(gate_store *st, const char *target, long long event,
+                                   long long now, long long change, const char *detail_json)
+{
+    KEEL_ASSERT(st != NULL && target != NULL);
+    keel_status s = begin(st);
+    if (!keel_ok(s))
+        return s;
+    s = event_locked(st, now, "notify-failed", change, detail_json);
+    if (keel_ok(s))
+        s = cursor_to(st, target, event);
+    return finish(st, s);
 }
