@@ -259,6 +259,10 @@ static void test_hostile_text_escaped(void **state)
     assert_int_equal(cli(hostile), 1);
     gate_assert_text_safe("the error line", err_text, false);
     assert_non_null(strstr(err_text, "'x\\x1b[2Jy\\xff' is not a valid branch name"));
+    const char *unknown[] = {"\x1b]52;c;eA==\x07", NULL};
+    assert_int_equal(cli(unknown), 2);
+    gate_assert_text_safe("the usage error", err_text, false);
+    assert_non_null(strstr(err_text, "unknown command '\\x1b]52;c;eA==\\x07'"));
 }
 
 /* text.h escaped for a terminal through a memory stream: the result, NUL-terminated. */
