@@ -144,16 +144,14 @@ static void test_submit_cancel_status_log(void **state)
 
     const char *st[] = {"status", "--json", NULL};
     assert_int_equal(cli(st), 0);
-    if (!keel_test_json_valid(out_text))
-        fail_msg("status --json is not one JSON value: %s", out_text);
+    gate_assert_json("status --json", out_text);
     assert_non_null(strstr(out_text, "\"queued\":[{\"id\":2,\"branch\":\"bad\""));
 
     const char *run[] = {"run", "--once", NULL};
     assert_int_equal(cli(run), 1); /* something was rejected */
     assert_non_null(strstr(out_text, "summary: 1 landed, 1 rejected"));
     assert_int_equal(cli(st), 0);
-    if (!keel_test_json_valid(out_text))
-        fail_msg("status --json is not one JSON value: %s", out_text);
+    gate_assert_json("status --json", out_text);
     assert_non_null(strstr(out_text, "\"landed\":[{\"id\":1,\"branch\":\"good\""));
     assert_non_null(strstr(out_text, "\"rejected\":[{\"id\":2,"));
     assert_non_null(strstr(out_text, "\"queued\":[]"));

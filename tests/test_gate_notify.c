@@ -114,6 +114,9 @@ static size_t read_events(const char *name, delivered *out, size_t max)
             (void)snprintf(fields[k], sizes[k], "%s", s);
         }
         json_decref(v);
+#else
+        (void)out;
+        skip(); /* libjansson-dev is not installed (make deps): the events cannot be read */
 #endif
     }
     return n;
