@@ -28,7 +28,7 @@
 
 #define NOTIFY_HEAP KEEL_MODULE_REF(gate)
 
-enum { POLL_MS = 1000, STORE_RETRY_MS = 1000 };
+enum { POLL_MS = 1000, STORE_RETRY_MS = 1000, KILLED_WAIT_MS = 2000 };
 
 /* A hook's argv in one block: the pointers, then the words. */
 typedef struct hook_cmd {
@@ -205,15 +205,20 @@ static keel_status run_hook(gate_notifier *n, const char *json, bool *by_stop)
     unsigned long long start = gate_now_ms();
     int status = 0;
     bool killed = false;
+    unsigned long long killed_at = 0;
     for (;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
         if (w == pid || (w < 0 && errno != EINTR))
             break;
-        if (!killed && (gate_now_ms() - start > GATE_NOTIFY_TIMEOUT_MS || past_deadline(n))) {
+        unsigned long long now = gate_now_ms();
+        if (!killed && (now - start > GATE_NOTIFY_TIMEOUT_MS || past_deadline(n))) {
             *by_stop = past_deadline(n);
             (void)kill(-pid, SIGKILL);
             killed = true;
+            killed_at = now;
         }
+        if (killed && now - killed_at > KILLED_WAIT_MS)
+            break; /* stuck where SIGKILL does not reach (a dead NFS server): left behind */
         struct timespec ms = {0, 5000000};
         (void)nanosleep(&ms, NULL);
     }
