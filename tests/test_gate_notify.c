@@ -122,14 +122,6 @@ static size_t read_events(const char *name, delivered *out, size_t max)
     return n;
 }
 
-static size_t count_id(const delivered *d, size_t n, long long id)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        k += d[i].id == id;
-    return k;
-}
-
 /* The id of the store's event of `kind` for `change` (-1: none). */
 static long long event_id(const char *kind, long long change)
 {
@@ -273,6 +265,14 @@ static void test_backlog_in_batches(void **state)
     assert_int_equal(distinct, N);
 }
 #if KEEL_DEVEL
+static size_t count_id(const delivered *d, size_t n, long long id)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += d[i].id == id;
+    return k;
+}
+
 static void crash_then_restart(const char *spec)
 {
     fx_crash_spec = spec;
