@@ -17,6 +17,8 @@ struct gate_store {
     sqlite3 *db;
     char *path;                 /* in the same block */
     char target[GATE_NAME_MAX]; /* gate_store_set_target: an event's when it has no change */
+    sqlite3_stmt *notify_next;  /* prepared once: the notifier runs it at every wake-up */
+    sqlite3_stmt *event_insert; /* prepared once: every change of state records an event */
 };
 
 static const char *const state_names[] = {"queued",   "testing",  "landed",
@@ -184,6 +186,8 @@ void gate_store_close(gate_store *st)
 {
     if (st == NULL)
         return;
+    (void)sqlite3_finalize(st->notify_next);
+    (void)sqlite3_finalize(st->event_insert);
     (void)sqlite3_close(st->db);
     keel_heap_free(STORE_HEAP, st); /* its path too: one block */
 }
@@ -256,20 +260,26 @@ static bool valid_oid(const char *oid)
 static keel_status event_locked(gate_store *st, long long now, const char *kind, long long change,
                                 const char *detail)
 {
-    sqlite3_stmt *stmt = NULL;
-    keel_status s = prepare(st,
-                            "INSERT INTO events(time, kind, change, detail, target) VALUES(?1, ?2, "
-                            "?3, CASE WHEN json_valid(?4) THEN ?4 ELSE '{\"detail_invalid\":true}' "
-                            "END, coalesce((SELECT target FROM changes WHERE id = ?3), ?5))",
-                            &stmt);
+    keel_status s = KEEL_OK;
+    if (st->event_insert == NULL)
+        s = prepare(st,
+                    "INSERT INTO events(time, kind, change, detail, target) VALUES(?1, ?2, ?3, "
+                    "CASE WHEN json_valid(?4) THEN ?4 ELSE '{\"detail_invalid\":true}' END, "
+                    "coalesce((SELECT target FROM changes WHERE id = ?3), ?5))",
+                    &st->event_insert);
     if (!keel_ok(s))
         return s;
+    sqlite3_stmt *stmt = st->event_insert;
     (void)sqlite3_bind_int64(stmt, 1, now);
     (void)sqlite3_bind_text(stmt, 2, kind, -1, SQLITE_TRANSIENT);
     (void)sqlite3_bind_int64(stmt, 3, change);
     (void)sqlite3_bind_text(stmt, 4, detail != NULL ? detail : "{}", -1, SQLITE_TRANSIENT);
     (void)sqlite3_bind_text(stmt, 5, st->target, -1, SQLITE_STATIC);
-    return step_done(st, stmt, "cannot record an event");
+    int rc = sqlite3_step(stmt);
+    s = rc == SQLITE_DONE ? KEEL_OK : db_error(st, rc, "cannot record an event");
+    (void)sqlite3_reset(stmt); /* kept for the next event */
+    (void)sqlite3_clear_bindings(stmt);
+    return s;
 }
 
 void gate_store_set_target(gate_store *st, const char *target)
@@ -830,23 +840,24 @@ keel_status gate_store_notify_next(gate_store *st, const char *target, gate_noti
 {
     KEEL_ASSERT(st != NULL && target != NULL && out != NULL && n != NULL);
     *n = 0;
-    sqlite3_stmt *stmt = NULL;
+    keel_status s = KEEL_OK;
     /* a flake's merge and reason are in its detail; a conflict has no merge */
-    keel_status s =
-        prepare(st,
-                "SELECT e.id, e.kind, e.change, coalesce(c.branch, ''), coalesce(c.head, ''), "
-                "CASE e.kind WHEN 'conflict' THEN '' WHEN 'flake' THEN coalesce((SELECT merge "
-                "FROM candidates WHERE id = CASE WHEN json_valid(e.detail) THEN "
-                "json_extract(e.detail, '$.candidate') END), '') ELSE coalesce((SELECT merge "
-                "FROM candidates WHERE id = c.candidate), '') END, "
-                "CASE e.kind WHEN 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
-                "json_extract(e.detail, '$.failed') END, '') ELSE coalesce(c.reason, '') END "
-                "FROM events e LEFT JOIN changes c ON c.id = e.change WHERE e.target = ?1 AND "
-                "e.id > coalesce((SELECT event FROM notify_cursor WHERE target = ?1), 0) AND "
-                "e.kind IN ('landed', 'rejected', 'conflict', 'flake') ORDER BY e.id LIMIT ?2",
-                &stmt);
+    if (st->notify_next == NULL)
+        s = prepare(st,
+                    "SELECT e.id, e.kind, e.change, coalesce(c.branch, ''), coalesce(c.head, ''), "
+                    "CASE e.kind WHEN 'conflict' THEN '' WHEN 'flake' THEN coalesce((SELECT merge "
+                    "FROM candidates WHERE id = CASE WHEN json_valid(e.detail) THEN "
+                    "json_extract(e.detail, '$.candidate') END), '') ELSE coalesce((SELECT merge "
+                    "FROM candidates WHERE id = c.candidate), '') END, "
+                    "CASE e.kind WHEN 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
+                    "json_extract(e.detail, '$.failed') END, '') ELSE coalesce(c.reason, '') END "
+                    "FROM events e LEFT JOIN changes c ON c.id = e.change WHERE e.target = ?1 AND "
+                    "e.id > coalesce((SELECT event FROM notify_cursor WHERE target = ?1), 0) AND "
+                    "e.kind IN ('landed', 'rejected', 'conflict', 'flake') ORDER BY e.id LIMIT ?2",
+                    &st->notify_next);
     if (!keel_ok(s))
         return s;
+    sqlite3_stmt *stmt = st->notify_next;
     (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
     (void)sqlite3_bind_int64(stmt, 2, (long long)max);
     int rc;
@@ -868,7 +879,8 @@ keel_status gate_store_notify_next(gate_store *st, const char *target, gate_noti
         copy_text(e->merge, sizeof(e->merge), sqlite3_column_text(stmt, 5));
         copy_text(e->reason, sizeof(e->reason), sqlite3_column_text(stmt, 6));
     }
-    (void)sqlite3_finalize(stmt);
+    (void)sqlite3_reset(stmt); /* kept for the next call: no read transaction held */
+    (void)sqlite3_clear_bindings(stmt);
     return s;
 }
 
