@@ -223,8 +223,10 @@ static keel_status run_hook(gate_notifier *n, const char *json, bool *by_stop)
         (void)nanosleep(&ms, NULL);
     }
     if (killed)
-        return KEEL_ERR(KEEL_E_TIMEOUT, "hook '%s' ran past %s: killed", name,
-                        *by_stop ? "the stop's deadline" : "its 10 s");
+        return *by_stop ? KEEL_ERR(KEEL_E_TIMEOUT, "hook '%s' ran past the stop's deadline: killed",
+                                   name)
+                        : KEEL_ERR(KEEL_E_TIMEOUT, "hook '%s' ran past %u ms: killed", name,
+                                   (unsigned)GATE_NOTIFY_TIMEOUT_MS);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return KEEL_OK;
     if (WIFEXITED(status))
