@@ -20,6 +20,7 @@
 #include "gate.h"
 #include "git.h"
 #include "signals.h"
+#include "text.h"
 
 enum cmd_bit {
     C_TRY = 1u << 0,
@@ -49,6 +50,7 @@ static const opt_def opt_table[] = {
     {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
     {"json", NULL, C_STATUS, "machine-readable output"},
     {"once", NULL, C_RUN, "stop when the queue is empty"},
+    {"raw", NULL, C_LOG, "the jobs' output as they wrote it (control characters too)"},
     {"quiet", NULL, C_RUN | C_SUBMIT | C_CANCEL, "no progress output"},
     {"help", NULL, C_ALL, "this text"},
 };
@@ -89,11 +91,16 @@ static void usage(FILE *f)
     }
 }
 
+/*
+ * The chain of messages, without the source locations meant for developers,
+ * escaped for a terminal (names in it are anyone's: gate/text.h), one link a
+ * line.
+ */
 static void print_error(FILE *err, keel_status s)
 {
-    char buf[2048], clean[2048];
+    static const char link[] = "\n  caused by: ";
+    char buf[8192], clean[8192];
     (void)keel_status_format(s, buf, sizeof(buf));
-    /* the chain of messages, without the source locations meant for developers */
     size_t n = 0;
     for (const char *p = buf; *p != '\0' && n + 1 < sizeof(clean);) {
         if (strncmp(p, " [at ", 5) == 0 && strchr(p, ']') != NULL) {
@@ -103,7 +110,19 @@ static void print_error(FILE *err, keel_status s)
         clean[n++] = *p++;
     }
     clean[n] = '\0';
-    (void)fprintf(err, "keel-gate: error: %s\n", clean);
+    flockfile(err);
+    (void)fputs("keel-gate: error: ", err);
+    for (const char *p = clean;;) {
+        const char *next = strstr(p, link);
+        size_t len = next != NULL ? (size_t)(next - p) : strlen(p);
+        (void)gate_text_fput(err, p, len, GATE_TEXT_LINE);
+        if (next == NULL)
+            break;
+        (void)fputs(link, err);
+        p = next + sizeof(link) - 1;
+    }
+    (void)fputc('\n', err);
+    funlockfile(err);
     keel_status_free(s);
 }
 
@@ -131,9 +150,10 @@ static int usage_error(FILE *err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    (void)fprintf(err, "keel-gate: ");
-    (void)vfprintf(err, fmt, ap);
-    (void)fprintf(err, "\n(keel-gate --help lists commands and options)\n");
+    char what[1024];
+    (void)vsnprintf(what, sizeof(what), fmt, ap); /* it quotes the command line */
+    gate_text_printf(err, "keel-gate: %s\n", what);
+    (void)fputs("(keel-gate --help lists commands and options)\n", err);
     va_end(ap);
     return 2;
 }
@@ -165,8 +185,9 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
                 (void)snprintf(word, sizeof(word), "%.*s", (int)(len < 63 ? len : 63), name);
                 const char *near = keel_suggest(word, names, NOPTS);
                 if (near != NULL) {
-                    (void)fprintf(err, "keel-gate: unknown option '--%s' (did you mean '--%s'?)\n",
-                                  word, near);
+                    gate_text_printf(err,
+                                     "keel-gate: unknown option '--%s' (did you mean '--%s'?)\n",
+                                     word, near);
                     return 2;
                 }
                 return usage_error(err, "unknown option '%s'", a);
@@ -198,8 +219,8 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
                     names[j] = cmd_table[j].name;
                 const char *near = keel_suggest(a, names, NCMDS);
                 if (near != NULL) {
-                    (void)fprintf(err, "keel-gate: unknown command '%s' (did you mean '%s'?)\n", a,
-                                  near);
+                    gate_text_printf(err, "keel-gate: unknown command '%s' (did you mean '%s'?)\n",
+                                     a, near);
                     return 2;
                 }
                 return usage_error(err, "unknown command '%s'", a);
@@ -283,7 +304,7 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         s = gate_status(g, out, opt_value(&p, "json") != NULL);
         break;
     case C_LOG:
-        s = gate_log(g, number, out);
+        s = gate_log(g, number, out, opt_value(&p, "raw") != NULL);
         break;
     case C_RUN: {
         gate_run_stats st;

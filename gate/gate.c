@@ -28,6 +28,7 @@
 #include "notify.h"
 #include "pool.h"
 #include "scheduler.h"
+#include "text.h"
 
 static long long now_s(void)
 {
@@ -291,7 +292,7 @@ void gate_say(gate *g, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    (void)vfprintf(g->out, fmt, ap);
+    gate_text_vprintf(g->out, fmt, ap); /* names in it are anyone's: escaped (text.h) */
     va_end(ap);
     (void)fflush(g->out);
 }
@@ -324,6 +325,8 @@ keel_status gate_open(const gate_options *o, gate **out)
         (void)snprintf(g->work, sizeof(g->work), "%s.d", g->state);
         gate_fmt(g->tdir, sizeof(g->tdir), "%s/targets/%s", g->work, target_dir);
         s = gate_store_open(g->state, &g->store);
+        if (keel_ok(s))
+            gate_store_set_target(g->store, g->target);
     }
     if (keel_ok(s) && !gate_store_readonly(g->store)) { /* a reader (status, log) makes nothing */
         char sub[GATE_PATH_MAX + 16];
@@ -501,50 +504,38 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
     return s;
 }
 
-/* ---- notifications --------------------------------------------------------------------- */
+/* ---- notifications (notify.h) -------------------------------------------------------- */
 
-void gate_notify(gate *g, const char *event, long long change, const char *merge,
-                 const char *reason)
+keel_status gate_notify_start(gate *g)
 {
-    if (g->tip_cfg == NULL || g->tip_cfg->notify.n == 0)
-        return;
-    gate_change c;
-    memset(&c, 0, sizeof(c));
-    keel_status s = gate_store_get(g->store, change, &c);
-    if (!keel_ok(s))
-        keel_status_ignore(s, "the event then has no branch");
-    char json[2048];
-    size_t n = (size_t)snprintf(json, sizeof(json), "{\"event\":");
-    n = gate_json_str(json, sizeof(json), n, event);
-    n += (size_t)snprintf(json + n, n < sizeof(json) ? sizeof(json) - n : 0,
-                          ",\"change\":%lld,\"target\":", change);
-    n = gate_json_str(json, sizeof(json), n, g->target);
-    n += (size_t)snprintf(json + n, n < sizeof(json) ? sizeof(json) - n : 0, ",\"branch\":");
-    n = gate_json_str(json, sizeof(json), n, c.branch);
-    n += (size_t)snprintf(json + n, n < sizeof(json) ? sizeof(json) - n : 0,
-                          ",\"head\":\"%s\",\"merge\":\"%s\",\"reason\":", c.head,
-                          merge != NULL ? merge : "");
-    n = gate_json_str(json, sizeof(json), n, reason != NULL ? reason : "");
-    (void)snprintf(json + n, n < sizeof(json) ? sizeof(json) - n : 0, "}\n");
+    KEEL_ASSERT(g->notifier == NULL);
     char log[GATE_PATH_MAX + 32];
     gate_fmt(log, sizeof(log), "%s/logs/notify.log", g->work);
-    s = gate_notify_run(&g->tip_cfg->notify, gate_repo_dir(g->repo), json, log,
-                        GATE_NOTIFY_TIMEOUT_MS);
-    if (keel_ok(s))
+    keel_status s =
+        gate_notifier_start(g->state, g->target, gate_repo_dir(g->repo), log, g->out, &g->notifier);
+    return keel_ok(s) ? KEEL_OK : KEEL_CONTEXT(s, "starting the notify hook of '%s'", g->target);
+}
+
+void gate_notify(gate *g)
+{
+    if (g->notifier == NULL)
         return;
-    g->stats.notify_failures++;
-    char msg[512], detail[1024];
-    (void)keel_status_format(s, msg, sizeof(msg));
-    keel_status_free(s);
-    gate_say(g, "warning: notify hook failed for %s of change %lld: %s\n", event, change, msg);
-    n = (size_t)snprintf(detail, sizeof(detail), "{\"event\":");
-    n = gate_json_str(detail, sizeof(detail), n, event);
-    n += (size_t)snprintf(detail + n, n < sizeof(detail) ? sizeof(detail) - n : 0, ",\"error\":");
-    n = gate_json_str(detail, sizeof(detail), n, msg);
-    (void)snprintf(detail + n, n < sizeof(detail) ? sizeof(detail) - n : 0, "}");
-    s = gate_store_event(g->store, now_s(), "notify-failed", change, detail);
-    if (!keel_ok(s))
-        keel_status_ignore(s, "a hook's failure is only recorded, never fatal");
+    if (g->tip_cfg != NULL) {
+        keel_status s = gate_notifier_set_hook(g->notifier, &g->tip_cfg->notify);
+        if (!keel_ok(s)) {
+            gate_say(g, "warning: the notify hook is not updated: %s\n", keel_status_message(s));
+            keel_status_free(s); /* the one it had goes on */
+        }
+    }
+    gate_notifier_wake(g->notifier);
+}
+
+void gate_notify_stop(gate *g)
+{
+    unsigned long long given_up = 0;
+    gate_notifier_stop(g->notifier, GATE_NOTIFY_STOP_MS, &given_up);
+    g->notifier = NULL;
+    g->stats.notify_failures += given_up;
 }
 
 /* ---- the crash points the loop passes (gate_loop.c calls these) ---------------------------- */

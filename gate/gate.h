@@ -103,8 +103,13 @@ KEEL_MUST_USE keel_status gate_try(gate *g, const char *branch, bool *passed);
 
 /* The queue, running jobs, recent landings and rejections (text or JSON). */
 KEEL_MUST_USE keel_status gate_status(gate *g, FILE *f, bool json);
-/* The output of every job that touched change `id`. */
-KEEL_MUST_USE keel_status gate_log(gate *g, long long id, FILE *f);
+/*
+ * The output of every job that touched change `id`: escaped for a terminal
+ * (gate/text.h: a job's output is the change's, and an escape sequence in it
+ * could set the reader's clipboard or rewrite the screen), or as the job
+ * wrote it (`raw`).
+ */
+KEEL_MUST_USE keel_status gate_log(gate *g, long long id, FILE *f, bool raw);
 
 /*
  * keel-gate's parts are keel modules with POSTs (gate/modules.c): gate_config,
@@ -123,7 +128,12 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err);
  */
 void gate_status_line(keel_status s, char *buf, size_t size);
 
-/* Append `s` to buf as a JSON string (quotes included); returns the new length (snprintf-like). */
+/*
+ * Append `s` to buf at `len` as a JSON string (quotes included): valid JSON
+ * for any bytes (gate/text.h).  Returns the length the whole text needs
+ * (snprintf-like); what does not fit is left out whole, never cut inside an
+ * escape or a character: room for GATE_JSON_ROOM(strlen(s)) always fits.
+ */
 size_t gate_json_str(char *buf, size_t size, size_t len, const char *s);
 
 #endif /* KEEL_GATE_GATE_H */

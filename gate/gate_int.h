@@ -89,6 +89,7 @@ struct gate {
     gate_job_run **again; /* jobs the gate failed to run, to run again after a pause */
     size_t nagain, again_cap;
     unsigned long long again_at_ms; /* when they run again (monotonic) */
+    struct gate_notifier *notifier; /* gate_run's (notify.h) */
 };
 
 void gate_fmt(char *buf, size_t size, const char *fmt, ...) KEEL_PRINTF(3, 4);
@@ -102,8 +103,15 @@ unsigned gate_slots(const gate_config *cfg);
 /* KEEL_E_INVAL: the configuration at `tip` of `target` names another target. */
 KEEL_MUST_USE keel_status gate_target_mismatch(const char *target, const char *tip,
                                                const char *named);
-void gate_notify(gate *g, const char *event, long long change, const char *merge,
-                 const char *reason);
+/*
+ * The notify hook (notify.h): gate_run starts its notifier first thing and
+ * stops it last; gate_notify, at the start of the run and after each
+ * decision, gives it the tip's hook and wakes it (the events are in the store
+ * already).
+ */
+KEEL_MUST_USE keel_status gate_notify_start(gate *g);
+void gate_notify(gate *g);
+void gate_notify_stop(gate *g);
 
 void gate_point_after_merge(void);
 void gate_point_after_job(void);

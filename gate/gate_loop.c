@@ -29,6 +29,7 @@
 #include "exec.h"
 #include "gate_int.h"
 #include "store.h"
+#include "text.h"
 
 enum { QUEUE_MAX = 4096, AGING_S = 3600 };
 
@@ -184,7 +185,7 @@ static keel_status quarantine(gate *g, const gate_change *c)
         return s;
     g->stats.rejected++;
     gate_say(g, "rejected: change %lld '%s': %s\n", c->id, c->branch, reason);
-    gate_notify(g, "reject", c->id, NULL, reason);
+    gate_notify(g);
     return KEEL_OK;
 }
 
@@ -333,7 +334,7 @@ static keel_status decide_unbuilt(gate *g, gate_cand *c, long long change, gate_
         return s;
     gate_say(g, "%s: change %lld '%s'%s%s\n", conflict ? "conflict" : "rejected", change, ch.branch,
              conflict ? " " : ": ", reason);
-    gate_notify(g, conflict ? "conflict" : "reject", change, NULL, reason);
+    gate_notify(g);
     drop_active(g, change);
     s = gate_sched_cancel(g->sched, change); /* CANCEL_BUILD for this one, rebuild the rest */
     if (KEEL_IS(s, KEEL_E_NOTFOUND)) {       /* the scheduler had already let it go */
@@ -836,7 +837,7 @@ static keel_status land(gate *g, const gate_sched_decision *d, gate_cand *c)
         drop_active(g, id);
         gate_say(g, "landed: change %lld '%s' (%.12s) in %.12s\n", id, ch.branch, ch.head,
                  c->merge);
-        gate_notify(g, "land", id, c->merge, "landed");
+        gate_notify(g);
     }
     return KEEL_OK;
 }
@@ -917,12 +918,12 @@ static keel_status decide(gate *g, const gate_sched_decision *d)
                 ch.branch[0] = '\0';
             }
             gate_say(g, "rejected: change %lld '%s': %s\n", d->change, ch.branch, reason);
-            gate_notify(g, "reject", d->change, c->merge, reason);
+            gate_notify(g);
         }
         return s;
     }
     case GATE_SCHED_FLAKY: {
-        char detail[GATE_REASON_MAX + 64];
+        char detail[GATE_JSON_ROOM(GATE_REASON_MAX) + 64];
         size_t n = (size_t)snprintf(detail, sizeof(detail),
                                     "{\"candidate\":%lld,\"failed\":", c->store_id);
         n = gate_json_str(detail, sizeof(detail), n, c->first_failures);
@@ -931,7 +932,7 @@ static keel_status decide(gate *g, const gate_sched_decision *d)
         s = gate_store_event(g->store, now_s(), "flake", c->changes[0], detail);
         gate_say(g, "flaky: candidate %lld failed, then passed: %s\n", c->store_id,
                  c->first_failures);
-        gate_notify(g, "flake", c->changes[0], c->merge, c->first_failures);
+        gate_notify(g);
         return s;
     }
     case GATE_SCHED_CANCEL_BUILD:
@@ -1074,12 +1075,15 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     g->gate_errors = 0;
     keel_status s = begin_run(g);
     if (keel_ok(s))
+        s = gate_notify_start(g); /* before recovery: it may record landings to notify */
+    if (keel_ok(s))
         s = restart(g);
     if (keel_ok(s))
         s = gate_pool_new(gate_slots(g->tip_cfg), &g->pool);
     if (keel_ok(s))
         gate_say(g, "gate: '%s' at %.12s, strategy %s, %u slots\n", g->target, g->tip,
                  gate_strategy_name(g->tip_cfg->strategy), gate_slots(g->tip_cfg));
+    gate_notify(g); /* the tip's hook: events left by the last run go first */
     g->pushed_at_ms = 0;
     bool done = false;
     while (!done && !stop_requested(g) && g->pool != NULL) {
@@ -1148,6 +1152,7 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     g->again = NULL;
     g->again_cap = 0;
     drop_trees(g);
+    gate_notify_stop(g); /* what is pending gets GATE_NOTIFY_STOP_MS, the rest the next run */
     g->stats.stop_signal = __atomic_load_n(&g->stop_signal, __ATOMIC_ACQUIRE);
     g->stopping = false;
     __atomic_store_n(&g->stop_signal, 0, __ATOMIC_RELEASE);

@@ -11,22 +11,22 @@
 
 #include "gate_int.h"
 #include "store.h"
+#include "text.h"
 
 enum { LIST_MAX = 512, RECENT = 10, JOBS_MAX = 1024 };
 
 static void json_change(FILE *f, const gate_change *c, bool first)
 {
-    char buf[2 * GATE_REASON_MAX + 2 * GATE_NAME_MAX];
-    size_t n =
-        (size_t)snprintf(buf, sizeof(buf), "%s{\"id\":%lld,\"branch\":", first ? "" : ",", c->id);
-    n = gate_json_str(buf, sizeof(buf), n, c->branch);
-    n += (size_t)snprintf(buf + n, n < sizeof(buf) ? sizeof(buf) - n : 0,
-                          ",\"head\":\"%s\",\"priority\":%d,\"state\":\"%s\","
-                          "\"candidate\":%lld,\"submitted_at\":%lld,\"reason\":",
-                          c->head, c->priority, gate_change_state_name(c->state), c->candidate,
-                          c->submitted_at);
-    (void)gate_json_str(buf, sizeof(buf), n, c->reason);
-    (void)fprintf(f, "%s}", buf);
+    (void)fprintf(f, "%s{\"id\":%lld,\"branch\":", first ? "" : ",", c->id);
+    gate_json_fput(f, c->branch);
+    (void)fprintf(f, ",\"head\":");
+    gate_json_fput(f, c->head);
+    (void)fprintf(f,
+                  ",\"priority\":%d,\"state\":\"%s\",\"candidate\":%lld,\"submitted_at\":%lld,"
+                  "\"reason\":",
+                  c->priority, gate_change_state_name(c->state), c->candidate, c->submitted_at);
+    gate_json_fput(f, c->reason);
+    (void)fputc('}', f);
 }
 
 /* The number after "key": in [p, end), into *out; false when there is none. */
@@ -76,11 +76,11 @@ static void print_memory(const gate *g, FILE *f, bool json)
         return;
     }
     if (!ok) {
-        (void)fprintf(f, "memory: no run has published its heaps yet\n");
+        gate_text_printf(f, "memory: no run has published its heaps yet\n");
         return;
     }
-    (void)fprintf(f, "memory of the run (pid %llu, %s, %lld s ago), by module heap:\n", pid,
-                  running ? "running" : "ended", (long long)time(NULL) - (long long)at);
+    gate_text_printf(f, "memory of the run (pid %llu, %s, %lld s ago), by module heap:\n", pid,
+                     running ? "running" : "ended", (long long)time(NULL) - (long long)at);
     static const char entry[] = "{\"module\":\"";
     for (const char *p = strstr(stats, entry); p != NULL; p = strstr(p + 1, entry)) {
         const char *name = p + sizeof(entry) - 1;
@@ -92,11 +92,12 @@ static void print_memory(const gate *g, FILE *f, bool json)
             !json_number(p, end, "allocations", &allocs) ||
             !json_number(p, end, "failures", &failures) || !json_number(p, end, "quota", &quota))
             continue;
-        (void)fprintf(f, "  %-12.*s %11llu bytes live %11llu peak %9llu allocations %llu failures",
-                      (int)(name_end - name), name, live, peak, allocs, failures);
+        char q[48] = "";
         if (quota > 0)
-            (void)fprintf(f, ", quota %llu", quota);
-        (void)fprintf(f, "\n");
+            gate_fmt(q, sizeof(q), ", quota %llu", quota);
+        gate_text_printf(
+            f, "  %-12.*s %11llu bytes live %11llu peak %9llu allocations %llu failures%s\n",
+            (int)(name_end - name), name, live, peak, allocs, failures, q);
     }
 }
 
@@ -146,27 +147,28 @@ keel_status gate_status(gate *g, FILE *f, bool json)
                                            "recent conflicts"};
     if (json) {
         (void)fprintf(f, "{\"target\":");
-        char t[GATE_BRANCH_MAX + 8];
-        (void)gate_json_str(t, sizeof(t), 0, g->target);
-        (void)fprintf(f, "%s,\"tip\":\"%s\",\"builds\":%lld,", t, tip, builds);
+        gate_json_fput(f, g->target);
+        (void)fprintf(f, ",\"tip\":");
+        gate_json_fput(f, tip);
+        (void)fprintf(f, ",\"builds\":%lld,", builds);
         if (unreachable[0] != '\0') {
-            char e[sizeof(unreachable) * 2 + 8];
-            (void)gate_json_str(e, sizeof(e), 0, unreachable);
-            (void)fprintf(f, "\"remote_error\":%s,", e);
+            (void)fprintf(f, "\"remote_error\":");
+            gate_json_fput(f, unreachable);
+            (void)fprintf(f, ",");
         }
         (void)fprintf(f, "\"queued\":[");
         for (size_t i = 0; i < nq; i++)
             json_change(f, &buf[i], i == 0);
         (void)fprintf(f, "]");
     } else {
-        (void)fprintf(f, "target '%s' at %.12s%s; %lld builds so far\n", g->target, tip,
-                      unreachable[0] != '\0' ? " (last known)" : "", builds);
+        gate_text_printf(f, "target '%s' at %.12s%s; %lld builds so far\n", g->target, tip,
+                         unreachable[0] != '\0' ? " (last known)" : "", builds);
         if (unreachable[0] != '\0')
-            (void)fprintf(f, "warning: %s\n", unreachable);
-        (void)fprintf(f, "queued (%zu):\n", nq);
+            gate_text_printf(f, "warning: %s\n", unreachable);
+        gate_text_printf(f, "queued (%zu):\n", nq);
         for (size_t i = 0; i < nq; i++)
-            (void)fprintf(f, "  %6lld  %-32s %.12s  priority %d\n", buf[i].id, buf[i].branch,
-                          buf[i].head, buf[i].priority);
+            gate_text_printf(f, "  %6lld  %-32s %.12s  priority %d\n", buf[i].id, buf[i].branch,
+                             buf[i].head, buf[i].priority);
     }
     for (size_t k = 0; keel_ok(s) && k < sizeof(sections) / sizeof(sections[0]); k++) {
         size_t n = 0;
@@ -179,29 +181,31 @@ keel_status gate_status(gate *g, FILE *f, bool json)
                 json_change(f, &buf[i], i == 0);
             (void)fprintf(f, "]");
         } else {
-            (void)fprintf(f, "%s (%zu):\n", headings[k], n);
+            gate_text_printf(f, "%s (%zu):\n", headings[k], n);
             for (size_t i = 0; i < n; i++)
-                (void)fprintf(f, "  %6lld  %-32s %.12s  %s\n", buf[i].id, buf[i].branch,
-                              buf[i].head, buf[i].reason);
+                gate_text_printf(f, "  %6lld  %-32s %.12s  %s\n", buf[i].id, buf[i].branch,
+                                 buf[i].head, buf[i].reason);
         }
     }
     if (keel_ok(s)) {
         if (json) {
             (void)fprintf(f, ",\"running\":[");
-            for (size_t i = 0; i < njobs; i++)
+            for (size_t i = 0; i < njobs; i++) {
                 (void)fprintf(f,
-                              "%s{\"job\":%lld,\"candidate\":%lld,\"config\":\"%s\","
-                              "\"attempt\":%d,\"started_at\":%lld}",
-                              i == 0 ? "" : ",", jobs[i].id, jobs[i].candidate, jobs[i].config,
-                              jobs[i].attempt, jobs[i].started_at);
+                              "%s{\"job\":%lld,\"candidate\":%lld,\"config\":", i == 0 ? "" : ",",
+                              jobs[i].id, jobs[i].candidate);
+                gate_json_fput(f, jobs[i].config);
+                (void)fprintf(f, ",\"attempt\":%d,\"started_at\":%lld}", jobs[i].attempt,
+                              jobs[i].started_at);
+            }
             (void)fprintf(f, "]");
             print_memory(g, f, true);
             (void)fprintf(f, "}\n");
         } else {
-            (void)fprintf(f, "running jobs (%zu):\n", njobs);
+            gate_text_printf(f, "running jobs (%zu):\n", njobs);
             for (size_t i = 0; i < njobs; i++)
-                (void)fprintf(f, "  job %lld: candidate %lld '%s' attempt %d\n", jobs[i].id,
-                              jobs[i].candidate, jobs[i].config, jobs[i].attempt);
+                gate_text_printf(f, "  job %lld: candidate %lld '%s' attempt %d\n", jobs[i].id,
+                                 jobs[i].candidate, jobs[i].config, jobs[i].attempt);
             print_memory(g, f, false);
         }
     }
@@ -210,7 +214,25 @@ keel_status gate_status(gate *g, FILE *f, bool json)
     return s;
 }
 
-keel_status gate_log(gate *g, long long id, FILE *f)
+/* A job's log to f: escaped for a terminal (its lines and tabs kept), or as it is (`raw`). */
+static void print_log(FILE *in, FILE *f, bool raw)
+{
+    char chunk[4096];
+    size_t have = 0, got;
+    while ((got = fread(chunk + have, 1, sizeof(chunk) - have, in)) > 0) {
+        have += got;
+        size_t took = raw ? (size_t)fwrite(chunk, 1, have, f)
+                          : gate_text_fput(f, chunk, have, GATE_TEXT_BLOCK | GATE_TEXT_MORE);
+        if (took == 0 && raw)
+            return;                                /* the output is gone */
+        memmove(chunk, chunk + took, have - took); /* the start of a character cut by the read */
+        have -= took;
+    }
+    if (have > 0 && !raw)
+        (void)gate_text_fput(f, chunk, have, GATE_TEXT_BLOCK);
+}
+
+keel_status gate_log(gate *g, long long id, FILE *f, bool raw)
 {
     KEEL_ASSERT(g != NULL && f != NULL);
     gate_change c;
@@ -225,22 +247,20 @@ keel_status gate_log(gate *g, long long id, FILE *f)
     size_t n = 0;
     s = gate_store_jobs(g->store, NULL, id, jobs, JOBS_MAX, &n);
     if (keel_ok(s)) {
-        (void)fprintf(f, "change %lld '%s' at %.12s: %s%s%s; %zu jobs\n", c.id, c.branch, c.head,
-                      gate_change_state_name(c.state), c.reason[0] != '\0' ? ": " : "", c.reason,
-                      n);
+        gate_text_printf(f, "change %lld '%s' at %.12s: %s%s%s; %zu jobs\n", c.id, c.branch, c.head,
+                         gate_change_state_name(c.state), c.reason[0] != '\0' ? ": " : "", c.reason,
+                         n);
         for (size_t i = 0; i < n; i++) {
-            (void)fprintf(f, "==== job %lld: candidate %lld, '%s', attempt %d: %s (exit %d) ====\n",
-                          jobs[i].id, jobs[i].candidate, jobs[i].config, jobs[i].attempt,
-                          jobs[i].state, jobs[i].exit_code);
+            gate_text_printf(f,
+                             "==== job %lld: candidate %lld, '%s', attempt %d: %s (exit %d) ====\n",
+                             jobs[i].id, jobs[i].candidate, jobs[i].config, jobs[i].attempt,
+                             jobs[i].state, jobs[i].exit_code);
             FILE *in = jobs[i].log[0] != '\0' ? fopen(jobs[i].log, "r") : NULL;
             if (in == NULL) {
-                (void)fprintf(f, "(no log)\n");
+                gate_text_printf(f, "(no log)\n");
                 continue;
             }
-            char chunk[4096];
-            size_t got;
-            while ((got = fread(chunk, 1, sizeof(chunk), in)) > 0)
-                (void)fwrite(chunk, 1, got, f);
+            print_log(in, f, raw);
             (void)fclose(in);
         }
     }

@@ -21,8 +21,11 @@ enum { GATE_STORE_PATH_MAX = 4096 };
 
 struct gate_store {
     sqlite3 *db;
-    char *path;    /* in the same block */
-    bool readonly; /* this process may not write it */
+    char *path;                 /* in the same block */
+    bool readonly;              /* this process may not write it */
+    char target[GATE_NAME_MAX]; /* gate_store_set_target: an event's when it has no change */
+    sqlite3_stmt *notify_next;  /* prepared once: the notifier runs it at every wake-up */
+    sqlite3_stmt *event_insert; /* prepared once: every change of state records an event */
 };
 
 static const char *const state_names[] = {"queued",   "testing",  "landed",
@@ -97,7 +100,17 @@ static const char *const migrations[] = {
     "CREATE TABLE events ("
     "  id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, kind TEXT NOT NULL,"
     "  change INTEGER NOT NULL DEFAULT 0, detail TEXT NOT NULL DEFAULT '{}');",
-    /* 1 -> 2: crash counts (quarantine), candidates and jobs found by target */
+    /*
+     * 1 -> 2: each event names its target (so that two gates on one store
+     * notify their own: '' for the events of version 1), and the notify
+     * hook's cursor per target (the last event the hook took, and how often
+     * it failed on the next one).
+     */
+    "ALTER TABLE events ADD COLUMN target TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX IF NOT EXISTS events_by_target ON events(target, id);"
+    "CREATE TABLE IF NOT EXISTS notify_cursor ("
+    "  target TEXT PRIMARY KEY, event INTEGER NOT NULL, failures INTEGER NOT NULL DEFAULT 0);",
+    /* 2 -> 3: crash counts (quarantine), candidates and jobs found by target */
     "ALTER TABLE changes ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX IF NOT EXISTS candidates_by_state ON candidates(target, state);"
     "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);"
@@ -293,6 +306,8 @@ void gate_store_close(gate_store *st)
 {
     if (st == NULL)
         return;
+    (void)sqlite3_finalize(st->notify_next);
+    (void)sqlite3_finalize(st->event_insert);
     (void)sqlite3_close(st->db);
     keel_heap_free(STORE_HEAP, st); /* its path too: one block */
 }
@@ -393,19 +408,40 @@ static bool valid_oid(const char *oid)
 
 /* ---- changes ------------------------------------------------------------------------ */
 
+/*
+ * An event of the history: its target is its change's, else the store's
+ * (gate_store_set_target).  A detail that is not valid JSON (a caller's
+ * buffer cut it) is replaced, so that every reader of the history can parse it.
+ */
 static keel_status event_locked(gate_store *st, long long now, const char *kind, long long change,
                                 const char *detail)
 {
-    sqlite3_stmt *stmt = NULL;
-    keel_status s =
-        prepare(st, "INSERT INTO events(time, kind, change, detail) VALUES(?,?,?,?)", &stmt);
+    keel_status s = KEEL_OK;
+    if (st->event_insert == NULL)
+        s = prepare(st,
+                    "INSERT INTO events(time, kind, change, detail, target) VALUES(?1, ?2, ?3, "
+                    "CASE WHEN json_valid(?4) THEN ?4 ELSE '{\"detail_invalid\":true}' END, "
+                    "coalesce((SELECT target FROM changes WHERE id = ?3), ?5))",
+                    &st->event_insert);
     if (!keel_ok(s))
         return s;
+    sqlite3_stmt *stmt = st->event_insert;
     (void)sqlite3_bind_int64(stmt, 1, now);
     (void)sqlite3_bind_text(stmt, 2, kind, -1, SQLITE_TRANSIENT);
     (void)sqlite3_bind_int64(stmt, 3, change);
     (void)sqlite3_bind_text(stmt, 4, detail != NULL ? detail : "{}", -1, SQLITE_TRANSIENT);
-    return step_done(st, stmt, "cannot record an event");
+    (void)sqlite3_bind_text(stmt, 5, st->target, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    s = rc == SQLITE_DONE ? KEEL_OK : db_error(st, rc, "cannot record an event");
+    (void)sqlite3_reset(stmt); /* kept for the next event */
+    (void)sqlite3_clear_bindings(stmt);
+    return s;
+}
+
+void gate_store_set_target(gate_store *st, const char *target)
+{
+    KEEL_ASSERT(st != NULL && target != NULL);
+    (void)snprintf(st->target, sizeof(st->target), "%s", target);
 }
 
 keel_status gate_store_submit(gate_store *st, const char *branch, const char *head,
@@ -781,16 +817,28 @@ static keel_status open_candidates(gate_store *st, const char *target, long long
     return s;
 }
 
-/* One open candidate found in the target: it landed, and its changes with it. */
+/*
+ * One open candidate found in the target: it landed, and its changes with it;
+ * their "landed" events first, in the candidate's order (what the notify hook
+ * delivers, as for a landing recorded by gate_store_land).
+ */
 static keel_status recover_landed(gate_store *st, long long cand, const char *target, long long now,
                                   size_t *landed)
 {
-    keel_status s = update_for(st,
-                               "UPDATE changes SET state = 'landed', reason = 'landed (found in "
-                               "the target after a restart)', updated_at = ?1 WHERE target = ?2 "
-                               "AND state != 'landed' AND id IN (SELECT change FROM "
-                               "candidate_changes WHERE candidate = ?3)",
-                               now, target, cand, "cannot record a landed candidate", landed);
+    keel_status s =
+        update_for(st,
+                   "INSERT INTO events(time, kind, change, detail, target) SELECT ?1, "
+                   "'landed', c.id, '{\"state\":\"landed\"}', ?2 FROM changes c JOIN "
+                   "candidate_changes cc ON cc.change = c.id WHERE cc.candidate = ?3 "
+                   "AND c.target = ?2 AND c.state != 'landed' ORDER BY cc.position",
+                   now, target, cand, "cannot record the events of a landed candidate", NULL);
+    if (keel_ok(s))
+        s = update_for(st,
+                       "UPDATE changes SET state = 'landed', reason = 'landed before a restart', "
+                       "updated_at = ?1 WHERE target = ?2 "
+                       "AND state != 'landed' AND id IN (SELECT change FROM "
+                       "candidate_changes WHERE candidate = ?3)",
+                       now, target, cand, "cannot record a landed candidate", landed);
     if (keel_ok(s))
         s = update_for(st,
                        "UPDATE candidates SET state = 'passed', finished_at = ?1 "
@@ -1011,4 +1059,129 @@ keel_status gate_store_count_builds(gate_store *st, long long *n)
         s = db_error(st, rc, "cannot count builds");
     (void)sqlite3_finalize(stmt);
     return s;
+}
+
+/* ---- the notify hook's feed (gate/notify.c) ---------------------------------------------- */
+
+keel_status gate_store_notify_start(gate_store *st, const char *target)
+{
+    KEEL_ASSERT(st != NULL && target != NULL);
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(st,
+                            "INSERT OR IGNORE INTO notify_cursor(target, event) "
+                            "VALUES(?1, (SELECT coalesce(max(id), 0) FROM events))",
+                            &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
+    return step_done(st, stmt, "cannot start the notify hook's cursor");
+}
+
+/* The events the hook hears of, by their names in the store and to the hook. */
+static const char *const notice_kinds[][2] = {
+    {"landed", "land"}, {"rejected", "reject"}, {"conflict", "conflict"}, {"flake", "flake"}};
+
+keel_status gate_store_notify_next(gate_store *st, const char *target, gate_notice *out, size_t max,
+                                   size_t *n)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && out != NULL && n != NULL);
+    *n = 0;
+    keel_status s = KEEL_OK;
+    /* a flake's merge and reason are in its detail; a conflict has no merge */
+    if (st->notify_next == NULL)
+        s = prepare(st,
+                    "SELECT e.id, e.kind, e.change, coalesce(c.branch, ''), coalesce(c.head, ''), "
+                    "CASE e.kind WHEN 'conflict' THEN '' WHEN 'flake' THEN coalesce((SELECT merge "
+                    "FROM candidates WHERE id = CASE WHEN json_valid(e.detail) THEN "
+                    "json_extract(e.detail, '$.candidate') END), '') ELSE coalesce((SELECT merge "
+                    "FROM candidates WHERE id = c.candidate), '') END, "
+                    "CASE e.kind WHEN 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
+                    "json_extract(e.detail, '$.failed') END, '') ELSE coalesce(c.reason, '') END "
+                    "FROM events e LEFT JOIN changes c ON c.id = e.change WHERE e.target = ?1 AND "
+                    "e.id > coalesce((SELECT event FROM notify_cursor WHERE target = ?1), 0) AND "
+                    "e.kind IN ('landed', 'rejected', 'conflict', 'flake') ORDER BY e.id LIMIT ?2",
+                    &st->notify_next);
+    if (!keel_ok(s))
+        return s;
+    sqlite3_stmt *stmt = st->notify_next;
+    (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_int64(stmt, 2, (long long)max);
+    int rc;
+    while (keel_ok(s) && *n < max && (rc = sqlite3_step(stmt)) != SQLITE_DONE) {
+        if (rc != SQLITE_ROW) {
+            s = db_error(st, rc, "cannot read the events for the notify hook");
+            break;
+        }
+        gate_notice *e = &out[(*n)++];
+        memset(e, 0, sizeof(*e));
+        e->id = sqlite3_column_int64(stmt, 0);
+        const unsigned char *kind = sqlite3_column_text(stmt, 1);
+        for (size_t k = 0; k < sizeof(notice_kinds) / sizeof(notice_kinds[0]); k++)
+            if (kind != NULL && strcmp((const char *)kind, notice_kinds[k][0]) == 0)
+                (void)snprintf(e->event, sizeof(e->event), "%s", notice_kinds[k][1]);
+        e->change = sqlite3_column_int64(stmt, 2);
+        copy_text(e->branch, sizeof(e->branch), sqlite3_column_text(stmt, 3));
+        copy_text(e->head, sizeof(e->head), sqlite3_column_text(stmt, 4));
+        copy_text(e->merge, sizeof(e->merge), sqlite3_column_text(stmt, 5));
+        copy_text(e->reason, sizeof(e->reason), sqlite3_column_text(stmt, 6));
+    }
+    (void)sqlite3_reset(stmt); /* kept for the next call: no read transaction held */
+    (void)sqlite3_clear_bindings(stmt);
+    return s;
+}
+
+/* Move target's cursor to `event` (never back), its failures forgotten. */
+static keel_status cursor_to(gate_store *st, const char *target, long long event)
+{
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(st,
+                            "UPDATE notify_cursor SET event = ?2, failures = 0 "
+                            "WHERE target = ?1 AND event < ?2",
+                            &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_int64(stmt, 2, event);
+    return step_done(st, stmt, "cannot move the notify hook's cursor");
+}
+
+keel_status gate_store_notify_done(gate_store *st, const char *target, long long event)
+{
+    KEEL_ASSERT(st != NULL && target != NULL);
+    return cursor_to(st, target, event);
+}
+
+keel_status gate_store_notify_failed(gate_store *st, const char *target, unsigned *failures)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && failures != NULL);
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(st,
+                            "UPDATE notify_cursor SET failures = failures + 1 WHERE target = ?1 "
+                            "RETURNING failures",
+                            &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        *failures = (unsigned)sqlite3_column_int(stmt, 0);
+    else
+        s = db_error(st, rc, "cannot count a failure of the notify hook");
+    while (rc == SQLITE_ROW)
+        rc = sqlite3_step(stmt);
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
+keel_status gate_store_notify_skip(gate_store *st, const char *target, long long event,
+                                   long long now, long long change, const char *detail_json)
+{
+    KEEL_ASSERT(st != NULL && target != NULL);
+    keel_status s = begin(st);
+    if (!keel_ok(s))
+        return s;
+    s = event_locked(st, now, "notify-failed", change, detail_json);
+    if (keel_ok(s))
+        s = cursor_to(st, target, event);
+    return finish(st, s);
 }

@@ -178,10 +178,57 @@ KEEL_MUST_USE keel_status gate_store_jobs(gate_store *st, const char *target, lo
 /* Builds so far: distinct (candidate, attempt) pairs that ran jobs. */
 KEEL_MUST_USE keel_status gate_store_count_builds(gate_store *st, long long *n);
 
-/* Append to the history: kind ("submit", "land", "reject", "flake", ...) and a JSON detail. */
+/*
+ * The target of the events that name no change ("land", "moved", "stopped",
+ * ...): the gate's (an event about a change is its change's target).
+ */
+void gate_store_set_target(gate_store *st, const char *target);
+
+/*
+ * Append to the history: kind ("submit", "land", "reject", "flake", ...) and a
+ * JSON detail (one that does not parse is recorded as {"detail_invalid":true}).
+ */
 KEEL_MUST_USE keel_status gate_store_event(gate_store *st, long long now, const char *kind,
                                            long long change, const char *detail_json);
 /* How many events of a kind there are (tests and status). */
 KEEL_MUST_USE keel_status gate_store_count_events(gate_store *st, const char *kind, long long *n);
+
+/*
+ * ---- the notify hook's feed (gate/notify.c) ----------------------------------------
+ *
+ * The hook hears of a target's events of kind "landed", "rejected",
+ * "conflict" and "flake" (written in the same transaction as the state change
+ * they record) in the store's order, after a cursor per target that moves
+ * only once the hook took an event: at least once across restarts, each with
+ * the event's id so that a consumer can drop a duplicate.
+ */
+typedef struct gate_notice {
+    long long id;     /* the event's: stable */
+    char event[16];   /* to the hook: "land", "reject", "conflict", "flake" */
+    long long change; /* a flake's: the first change of its candidate */
+    char branch[GATE_NAME_MAX];
+    char head[GATE_OID_HEX];
+    char merge[GATE_OID_HEX]; /* the landed / rejected / flaky candidate's merge; a conflict: "" */
+    char reason[GATE_REASON_MAX];
+} gate_notice;
+
+/* Start target's cursor at the newest event unless it has one (what came before is no news). */
+KEEL_MUST_USE keel_status gate_store_notify_start(gate_store *st, const char *target);
+/* The next events for target's hook after its cursor, oldest first: at most `max`. */
+KEEL_MUST_USE keel_status gate_store_notify_next(gate_store *st, const char *target,
+                                                 gate_notice *out, size_t max, size_t *n);
+/* The hook took `event`: the cursor moves to it. */
+KEEL_MUST_USE keel_status gate_store_notify_done(gate_store *st, const char *target,
+                                                 long long event);
+/* The hook failed on the next event: *failures, how often now (the cursor's move forgets it). */
+KEEL_MUST_USE keel_status gate_store_notify_failed(gate_store *st, const char *target,
+                                                   unsigned *failures);
+/*
+ * Give up on `event`: a "notify-failed" event (about `change`, with
+ * `detail_json`) and the cursor moved to it, in one transaction.
+ */
+KEEL_MUST_USE keel_status gate_store_notify_skip(gate_store *st, const char *target,
+                                                 long long event, long long now, long long change,
+                                                 const char *detail_json);
 
 #endif /* KEEL_GATE_STORE_H */

@@ -14,6 +14,8 @@
 #include <cmocka.h>
 
 #include "gate_fixture.h"
+#include "gate_text.h"
+#include "../gate/text.h"
 
 static char out_text[65536], err_text[8192];
 
@@ -142,16 +144,14 @@ static void test_submit_cancel_status_log(void **state)
 
     const char *st[] = {"status", "--json", NULL};
     assert_int_equal(cli(st), 0);
-    if (!keel_test_json_valid(out_text))
-        fail_msg("status --json is not one JSON value: %s", out_text);
+    gate_assert_json("status --json", out_text);
     assert_non_null(strstr(out_text, "\"queued\":[{\"id\":2,\"branch\":\"bad\""));
 
     const char *run[] = {"run", "--once", NULL};
     assert_int_equal(cli(run), 1); /* something was rejected */
     assert_non_null(strstr(out_text, "summary: 1 landed, 1 rejected"));
     assert_int_equal(cli(st), 0);
-    if (!keel_test_json_valid(out_text))
-        fail_msg("status --json is not one JSON value: %s", out_text);
+    gate_assert_json("status --json", out_text);
     assert_non_null(strstr(out_text, "\"landed\":[{\"id\":1,\"branch\":\"good\""));
     assert_non_null(strstr(out_text, "\"rejected\":[{\"id\":2,"));
     assert_non_null(strstr(out_text, "\"queued\":[]"));
@@ -191,6 +191,169 @@ static void test_try(void **state)
     git_oid tip;
     fx_head("main", &tip);
     assert_true(git_oid_equal(&tip, &fx_base));
+}
+
+/*
+ * Names anyone can push (file names in a conflict, a job's output, a branch
+ * name on the command line) never reach a terminal as control sequences:
+ * OSC 52 (sets the clipboard), C1 CSI, a run of ESCs long enough to overflow
+ * an escaping buffer, invalid UTF-8; and `status --json` stays one valid JSON
+ * value for a strict parser.
+ */
+static void test_hostile_text_escaped(void **state)
+{
+    (void)state;
+    static const char osc52[] = "a\x1b]52;c;ZWNobyBvd25lZA==\x07"
+                                "b.txt";
+    static const char c1_utf8[] = "c\xff\xfe\xc2\x9b"
+                                  "31md.txt";
+    char escs[160];
+    memset(escs, '\x1b', 150);
+    (void)snprintf(escs + 150, sizeof(escs) - 150, ".txt");
+    git_oid p, q, n;
+    const fx_file pf[] = {{osc52, "p\n"}, {c1_utf8, "p\n"}, {escs, "p\n"}};
+    const fx_file qf[] = {{osc52, "q\n"}, {c1_utf8, "q\n"}, {escs, "q\n"}};
+    fx_commit(&fx_base, pf, 3, "p", &p);
+    fx_commit(&fx_base, qf, 3, "q", &q);
+    const fx_file nf[] = {
+        {"ci.sh",
+         "printf 'x\\033]52;c;ZWNobyBvd25lZA==\\007y\\377\\302\\233\\033[2J\\r\\n'; exit 1\n"}};
+    fx_commit(&fx_base, nf, 1, "noisy", &n);
+    const char *sp[] = {"submit", "p", NULL}, *sq[] = {"submit", "q", NULL},
+               *sn[] = {"submit", "noisy", NULL};
+    assert_int_equal(cli(sp), 0);
+    assert_int_equal(cli(sq), 0);
+    assert_int_equal(cli(sn), 0);
+    const char *run[] = {"run", "--once", NULL};
+    assert_int_equal(cli(run), 1); /* a conflict and a rejection */
+    gate_assert_text_safe("run's output", out_text, false);
+    assert_non_null(strstr(out_text, "conflict: change 2 'q'"));
+    assert_non_null(strstr(out_text, "a\\x1b]52;c;ZWNobyBvd25lZA==\\x07b.txt"));
+
+    const char *st[] = {"status", NULL};
+    assert_int_equal(cli(st), 0);
+    gate_assert_text_safe("status", out_text, false);
+    assert_non_null(strstr(out_text, "recent conflicts (1)"));
+    assert_non_null(strstr(out_text, "c\\xff\\xfe\\u{9b}31md.txt"));
+
+    const char *js[] = {"status", "--json", NULL};
+    assert_int_equal(cli(js), 0);
+    gate_assert_text_safe("status --json", out_text, false);
+    gate_assert_json("status --json", out_text);
+
+    const char *log_q[] = {"log", "2", NULL};
+    assert_int_equal(cli(log_q), 0);
+    gate_assert_text_safe("log of the conflict", out_text, false);
+    const char *log_n[] = {"log", "3", NULL};
+    assert_int_equal(cli(log_n), 0);
+    gate_assert_text_safe("log of the noisy job", out_text, true);
+    assert_non_null(
+        strstr(out_text, "x\\x1b]52;c;ZWNobyBvd25lZA==\\x07y\\xff\\u{9b}\\x1b[2J\\x0d\n"));
+    const char *raw[] = {"log", "3", "--raw", NULL};
+    assert_int_equal(cli(raw), 0);
+    assert_non_null(strstr(out_text, "x\x1b]52;c;ZWNobyBvd25lZA==\x07y\xff\xc2\x9b\x1b[2J\r\n"));
+
+    const char *hostile[] = {"submit", "--", "x\x1b[2Jy\xff", NULL};
+    assert_int_equal(cli(hostile), 1);
+    gate_assert_text_safe("the error line", err_text, false);
+    assert_non_null(strstr(err_text, "'x\\x1b[2Jy\\xff' is not a valid branch name"));
+    const char *unknown[] = {"\x1b]52;c;eA==\x07", NULL};
+    assert_int_equal(cli(unknown), 2);
+    gate_assert_text_safe("the usage error", err_text, false);
+    assert_non_null(strstr(err_text, "unknown command '\\x1b]52;c;eA==\\x07'"));
+}
+
+/* text.h escaped for a terminal through a memory stream: the result, NUL-terminated. */
+static const char *term(const char *s, size_t len, unsigned flags)
+{
+    static char *text;
+    size_t size = 0;
+    free(text);
+    FILE *f = open_memstream(&text, &size);
+    assert_non_null(f);
+    assert_int_equal(gate_text_fput(f, s, len, flags), len);
+    assert_int_equal(fclose(f), 0);
+    return text;
+}
+
+static const char *json(const char *s)
+{
+    static char buf[256];
+    size_t n = gate_json_str(buf, sizeof(buf), 0, s);
+    assert_true(n < sizeof(buf));
+    return buf;
+}
+
+/* The escaping itself, one rule at a time (Unicode table 3-7 for what is valid UTF-8). */
+static void test_text_escaping(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *terminal, *json;
+    } cases[] = {
+        {"plain ascii", "plain ascii", "\"plain ascii\""},
+        {"caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80",
+         "\"caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80\""},
+        {"a\x1b[2Jb", "a\\x1b[2Jb", "\"a\\u001b[2Jb\""},
+        {"bel\x07 del\x7f nl\n tab\t cr\r", "bel\\x07 del\\x7f nl\\x0a tab\\x09 cr\\x0d",
+         "\"bel\\u0007 del\\u007f nl\\n tab\\t cr\\u000d\""},
+        {"c1 \xc2\x9b"
+         "31m \xc2\x85",
+         "c1 \\u{9b}31m \\u{85}", "\"c1 \\u009b31m \\u0085\""},
+        {"bidi \xe2\x80\xae"
+         "cba \xe2\x81\xa6 \xd8\x9c",
+         "bidi \\u{202e}cba \\u{2066} \\u{61c}", "\"bidi \\u202ecba \\u2066 \\u061c\""},
+        {"ls \xe2\x80\xa8", "ls \\u{2028}", "\"ls \\u2028\""},
+        {"bad \xff\xfe", "bad \\xff\\xfe", "\"bad \\ufffd\\ufffd\""},
+        {"overlong \xc0\xaf \xe0\x80\xaf", "overlong \\xc0\\xaf \\xe0\\x80\\xaf",
+         "\"overlong \\ufffd\\ufffd \\ufffd\\ufffd\\ufffd\""},
+        {"surrogate \xed\xa0\x80", "surrogate \\xed\\xa0\\x80",
+         "\"surrogate \\ufffd\\ufffd\\ufffd\""},
+        {"past max \xf4\x90\x80\x80", "past max \\xf4\\x90\\x80\\x80",
+         "\"past max \\ufffd\\ufffd\\ufffd\\ufffd\""},
+        {"cut \xe6\x97", "cut \\xe6\\x97", "\"cut \\ufffd\\ufffd\""},
+        {"quote \" back \\", "quote \" back \\", "\"quote \\\" back \\\\\""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *t = term(cases[i].in, strlen(cases[i].in), GATE_TEXT_LINE);
+        if (strcmp(t, cases[i].terminal) != 0)
+            fail_msg("case %zu: terminal '%s', want '%s'", i, gate_text_shown(t),
+                     gate_text_shown(cases[i].terminal));
+        const char *j = json(cases[i].in);
+        if (strcmp(j, cases[i].json) != 0)
+            fail_msg("case %zu: JSON '%s', want '%s'", i, gate_text_shown(j),
+                     gate_text_shown(cases[i].json));
+        gate_assert_json("a JSON string", j);
+    }
+    /* a block keeps its lines and tabs, nothing else */
+    assert_string_equal(term("a\tb\nc\rd", 7, GATE_TEXT_BLOCK), "a\tb\nc\\x0dd");
+    /* a NUL inside a log is a control character like any */
+    assert_string_equal(term("a\0b", 3, GATE_TEXT_BLOCK), "a\\x00b");
+    /* a character cut by a read: left for the next piece with GATE_TEXT_MORE, not escaped */
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    assert_int_equal(gate_text_fput(f, "x\xe6\x97", 3, GATE_TEXT_MORE), 1);
+    assert_int_equal(gate_text_fput(f, "\xe6\x97\xa5y", 4, GATE_TEXT_MORE), 4);
+    assert_int_equal(gate_text_fput(f, "\xff", 1, GATE_TEXT_MORE), 1); /* never valid: now */
+    assert_int_equal(fclose(f), 0);
+    assert_string_equal(text, "x\xe6\x97\xa5y\\xff");
+    free(text);
+    /* a buffer too short takes whole escapes or nothing, and says what it needed */
+    char small[12];
+    size_t need = gate_json_str(small, sizeof(small), 0, "ab\x1b\x1b");
+    assert_int_equal(need, strlen("\"ab\\u001b\\u001b\""));
+    assert_string_equal(small, "\"ab\\u001b");
+    need =
+        gate_json_str(small, sizeof(small), 0, "\xe6\x97\xa5\xe6\x97\xa5\xe6\x97\xa5\xe6\x97\xa5");
+    assert_int_equal(need, 14);
+    assert_string_equal(small, "\"\xe6\x97\xa5\xe6\x97\xa5\xe6\x97\xa5");
+    /* printf for a terminal: the format's final newline is kept, the rest escaped */
+    f = open_memstream(&text, &size);
+    gate_text_printf(f, "name '%s'\n", "a\nb\x1b");
+    assert_int_equal(fclose(f), 0);
+    assert_string_equal(text, "name 'a\\x0ab\\x1b'\n");
+    free(text);
 }
 
 /* The same commands on a repository reached by URL, its mirror given. */
@@ -240,6 +403,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_submit_cancel_status_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_try, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_repository, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_text_escaped, setup, teardown),
+        cmocka_unit_test(test_text_escaping),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

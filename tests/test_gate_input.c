@@ -985,7 +985,7 @@ static void test_broken_config_rejected_with_message(void **state)
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     assert_non_null(f);
-    fx_ok(gate_log(g, ids[0], f));
+    fx_ok(gate_log(g, ids[0], f, false));
     assert_int_equal(fclose(f), 0);
     if (strstr(text, "'gate.conf'") == NULL ||
         strstr(text, ".keel/gate.conf:3: unknown key 'bogus'") == NULL)

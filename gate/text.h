@@ -1,0 +1,64 @@
+/*
+ * gate/text.h - text that anyone who can push may have written (branch and
+ * file names, commit subjects, job logs, a remote's or a hook's messages,
+ * a configuration's offending line), made safe for where keel-gate prints it.
+ *
+ * For a terminal (gate_text_*): valid UTF-8 is copied as it is, except
+ *   - C0 controls (U+0000..U+001F) and DEL as \xHH (ESC is \x1b), but newline
+ *     and tab in GATE_TEXT_BLOCK mode (a job's log printed whole);
+ *   - C1 controls (U+0080..U+009F, a CSI on terminals that take 8-bit
+ *     controls) and the bidirectional formatting characters (U+061C,
+ *     U+200E, U+200F, U+202A..U+202E, U+2066..U+2069: they reorder what
+ *     follows on the screen) and U+2028, U+2029 as \u{HHHH};
+ *   - each byte that is not part of valid UTF-8 (overlong forms, surrogates,
+ *     beyond U+10FFFF, a truncated sequence) as \xHH.
+ * A backslash is not escaped: the result is for reading, not for parsing.
+ *
+ * For JSON (gate_json_*): always a valid JSON string: '"' and '\' escaped,
+ * newline as \n, tab as \t, every other character the terminal escaping
+ * would escape as \u00XX / \uHHHH (so a JSON document is safe to print
+ * too), and each invalid byte as U+FFFD (\ufffd).
+ */
+#ifndef KEEL_GATE_TEXT_H
+#define KEEL_GATE_TEXT_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "keel/keel.h"
+
+enum gate_text_flags {
+    GATE_TEXT_LINE = 0,  /* escape every control character */
+    GATE_TEXT_BLOCK = 1, /* a block of text: newline and tab kept */
+    GATE_TEXT_MORE = 2   /* gate_text_fput: more input follows this piece */
+};
+
+/*
+ * Write s[0..len) escaped for a terminal to f.  Returns how many bytes it
+ * took: all of them, unless GATE_TEXT_MORE is given and s ends inside a UTF-8
+ * sequence that the next piece may complete (at most 3 bytes left: pass them
+ * again in front of the next piece).
+ */
+size_t gate_text_fput(FILE *f, const char *s, size_t len, unsigned flags);
+
+/*
+ * printf to a terminal: the formatted text escaped whole (GATE_TEXT_LINE)
+ * but for one final newline, written under the stream's lock (one line is
+ * never interleaved with another thread's).  Text past 8 KiB is cut, "..."
+ * marks it.
+ */
+void gate_text_printf(FILE *f, const char *fmt, ...) KEEL_PRINTF(2, 3);
+void gate_text_vprintf(FILE *f, const char *fmt, va_list ap) KEEL_PRINTF(2, 0);
+
+/* Write s as a JSON string (quotes included) to f. */
+void gate_json_fput(FILE *f, const char *s);
+
+/*
+ * The room gate_json_str needs for n bytes of text: every byte may become six
+ * (\u00XX), plus the quotes and the NUL.
+ */
+#define GATE_JSON_ROOM(n) (6 * (size_t)(n) + 3)
+
+#endif /* KEEL_GATE_TEXT_H */
