@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <stdarg.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,20 +43,6 @@ static void crash_if(bool fire, const char *name)
 }
 #define CRASH_POINT(name) crash_if(KEEL_STRESS(name), #name)
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    (void)remove(path);
-    return 0;
-}
-
-void gate_rm_tree(const char *dir)
-{
-    (void)nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 keel_status gate_make_dir(const char *dir)
 {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
@@ -82,14 +67,6 @@ gate_store *gate_get_store(gate *g)
 const char *gate_target(const gate *g)
 {
     return g->target;
-}
-
-void gate_fmt(char *buf, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    (void)vsnprintf(buf, size, fmt, ap); /* truncation is fine: a message or a bounded path */
-    va_end(ap);
 }
 
 void gate_say(gate *g, const char *fmt, ...)

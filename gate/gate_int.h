@@ -76,9 +76,7 @@ struct gate {
     bool pushed_warned;
 };
 
-void gate_fmt(char *buf, size_t size, const char *fmt, ...) KEEL_PRINTF(3, 4);
 void gate_say(gate *g, const char *fmt, ...) KEEL_PRINTF(2, 3);
-void gate_rm_tree(const char *dir);
 KEEL_MUST_USE keel_status gate_make_dir(const char *dir);
 KEEL_MUST_USE keel_status gate_load_config(gate *g, const char *commit, gate_config **cfg);
 unsigned gate_slots(const gate_config *cfg);

@@ -12,8 +12,7 @@
 
 #include "config.h"
 #include "exec.h"
-
-enum { GATE_PATH_MAX = 1024 };
+#include "sandbox.h"
 
 typedef struct gate_job_run {
     /* in: set by the gatekeeper */

@@ -1,0 +1,393 @@
+/*
+ * test_gate_sandbox.c - keel-gate's job sandbox: the policy a job runs under
+ * (the target's configuration, never the change's), bwrap's arguments, the
+ * environment allow-list, what a sandboxed job sees; then hostile changes
+ * through gate_run on real repositories (tests/gate_fixture.h).
+ */
+#define _GNU_SOURCE 1
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "gate_fixture.h"
+
+#include "../gate/config.h"
+#include "../gate/exec.h"
+#include "../gate/heaps.h"
+#include "../gate/sandbox.h"
+
+/* ---- the pure parts ----------------------------------------------------------------- */
+
+/* Index of the first `a` `b` ... (n words in a row) in v, or -1. */
+static int find_seq(char **v, const char *a, const char *b, const char *c)
+{
+    for (int i = 0; v[i] != NULL; i++)
+        if (strcmp(v[i], a) == 0 && (b == NULL || (v[i + 1] != NULL && strcmp(v[i + 1], b) == 0)) &&
+            (c == NULL || (v[i + 1] != NULL && v[i + 2] != NULL && strcmp(v[i + 2], c) == 0)))
+            return i;
+    return -1;
+}
+
+static bool mentions(char **v, const char *what)
+{
+    for (int i = 0; v[i] != NULL; i++)
+        if (strstr(v[i], what) != NULL)
+            return true;
+    return false;
+}
+
+/* The default policy with these writable paths (packed), and an empty hidden list. */
+static void policy_with(gate_job_policy *p, const char *writable, size_t size, gate_hidden *h)
+{
+    gate_job_policy_default(p);
+    memcpy(p->writable, writable, size);
+    memset(h, 0, sizeof(*h));
+}
+
+static void test_bwrap_argv(void **state)
+{
+    (void)state;
+    gate_job_policy p;
+    gate_hidden h;
+    const char wr[] = "/var/cache/ccache\0/root/.ccache\0";
+    policy_with(&p, wr, sizeof(wr), &h);
+    static const char *const paths[] = {"/var/lib/keel/state.db",   "/var/lib/keel/state.db-wal",
+                                        "/var/lib/keel/state.db.d", "/root",
+                                        "/tmp/x/state.db",          "/srv/repo.git"};
+    const unsigned char kinds[] = {GATE_HIDE_FILE, GATE_HIDE_SKIP, GATE_HIDE_DIR,
+                                   GATE_HIDE_DIR,  GATE_HIDE_FILE, GATE_HIDE_DIR};
+    for (size_t i = 0; i < 6; i++) { /* none exists here: as given */
+        (void)snprintf(h.e[i].path, sizeof(h.e[i].path), "%s", paths[i]);
+        h.e[i].gate_owned = i != 3;
+    }
+    h.n = 6;
+    char *cmd[] = {"make", "-j2", "check", NULL};
+    gate_bwrap_spec b;
+    memset(&b, 0, sizeof(b));
+    b.bwrap = "/usr/bin/bwrap";
+    b.dir = "/var/lib/keel/state.db.d/jobs/0";
+    b.policy = &p;
+    b.hidden = &h;
+    b.kinds = kinds;
+    b.home = "/tmp/home";
+    b.status_fd = 3;
+    b.block_fd = 4;
+    b.argv = cmd;
+    char **v = NULL;
+    fx_ok(gate_bwrap_argv(&b, &v));
+    assert_string_equal(v[0], "/usr/bin/bwrap");
+    assert_true(find_seq(v, "--die-with-parent", NULL, NULL) > 0);
+    assert_true(find_seq(v, "--unshare-all", NULL, NULL) > 0);
+    assert_true(find_seq(v, "--new-session", NULL, NULL) > 0);
+    assert_true(find_seq(v, "--cap-drop", "ALL", NULL) > 0);
+    assert_int_equal(find_seq(v, "--share-net", NULL, NULL), -1);
+    int root = find_seq(v, "--ro-bind", "/", "/");
+    int proc = find_seq(v, "--proc", "/proc", NULL);
+    int sys = find_seq(v, "--ro-bind", "/proc/sys", "/proc/sys");
+    assert_true(root > 0 && proc > root && sys > proc);
+    char size[32];
+    (void)snprintf(size, sizeof(size), "%llu", (unsigned long long)GATE_DEFAULT_TMP);
+    int tmp = find_seq(v, "--tmpfs", "/tmp", NULL);
+    assert_true(tmp > 0 && strcmp(v[tmp - 2], "--size") == 0 && strcmp(v[tmp - 1], size) == 0);
+    assert_true(find_seq(v, "--dir", "/tmp/home", NULL) > tmp);
+    assert_true(find_seq(v, "--tmpfs", "/dev/shm", NULL) > 0);
+    assert_true(find_seq(v, "--remount-ro", "/dev", NULL) >
+                find_seq(v, "--tmpfs", "/dev/shm", NULL));
+    /* the store hidden by /dev/null, its directory by an empty read-only tmpfs */
+    int store = find_seq(v, "--ro-bind", "/dev/null", "/var/lib/keel/state.db");
+    int dotd = find_seq(v, "--tmpfs", "/var/lib/keel/state.db.d", NULL);
+    int job = find_seq(v, "--bind", b.dir, b.dir);
+    int dotd_ro = find_seq(v, "--remount-ro", "/var/lib/keel/state.db.d", NULL);
+    assert_true(store > tmp && dotd > tmp && job > dotd && dotd_ro > job);
+    assert_false(mentions(v, "state.db-wal")); /* not there now: nothing to hide */
+    assert_false(mentions(v, "/tmp/x"));       /* the private /tmp hides it already */
+    assert_true(find_seq(v, "--tmpfs", "/srv/repo.git", NULL) > 0);
+    /* $HOME hidden, a writable path inside it bound after; one outside anywhere */
+    int home = find_seq(v, "--tmpfs", "/root", NULL);
+    int cc = find_seq(v, "--bind", "/root/.ccache", "/root/.ccache");
+    assert_true(home > tmp && cc > home);
+    assert_true(find_seq(v, "--bind", "/var/cache/ccache", "/var/cache/ccache") > tmp);
+    assert_true(find_seq(v, "--chdir", b.dir, NULL) > 0);
+    assert_true(find_seq(v, "--json-status-fd", "3", NULL) > 0);
+    assert_true(find_seq(v, "--block-fd", "4", NULL) > 0);
+    int dash = find_seq(v, "--", NULL, NULL);
+    assert_true(dash > 0);
+    assert_string_equal(v[dash + 1], "make");
+    assert_string_equal(v[dash + 3], "check");
+    assert_null(v[dash + 4]);
+    keel_heap_free(KEEL_MODULE_REF(gate_exec), v);
+    /* network = yes; no limits: no --size; no block fd */
+    p.network = true;
+    memset(&p.limits, 0, sizeof(p.limits));
+    b.block_fd = -1;
+    fx_ok(gate_bwrap_argv(&b, &v));
+    assert_true(find_seq(v, "--share-net", NULL, NULL) > 0);
+    assert_int_equal(find_seq(v, "--size", NULL, NULL), -1);
+    assert_int_equal(find_seq(v, "--block-fd", NULL, NULL), -1);
+    keel_heap_free(KEEL_MODULE_REF(gate_exec), v);
+}
+
+static bool has_var(char **env, const char *var)
+{
+    for (char **e = env; *e != NULL; e++)
+        if (strcmp(*e, var) == 0)
+            return true;
+    return false;
+}
+
+static bool has_name(char **env, const char *name)
+{
+    size_t n = strlen(name);
+    for (char **e = env; *e != NULL; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+            return true;
+    return false;
+}
+
+static void test_env_allow_list(void **state)
+{
+    (void)state;
+    char *gate_env[] = {"PATH=/usr/bin:/bin",
+                        "LANG=C.UTF-8",
+                        "LC_ALL=C",
+                        "TERM=xterm",
+                        "HOME=/root",
+                        "TMPDIR=/var/tmp",
+                        "KEEL_GATE_PASSWORD=hunter2",
+                        "KEEL_GATE_USER=gate",
+                        "SSH_AUTH_SOCK=/run/user/0/agent",
+                        "GIT_DIR=/srv/repo.git",
+                        "KEEL_OPTIONS=stress=*",
+                        "AWS_SECRET_ACCESS_KEY=abc",
+                        "CCACHE_DIR=/var/cache/ccache",
+                        NULL};
+    const char pass[] = "CCACHE_DIR\0";
+    char *config_env[] = {"KEEL_OPTIONS=report.lock-order=abort", "CC=gcc", "LANG=en_US.UTF-8",
+                          NULL};
+    char **env = NULL;
+    fx_ok(gate_sandbox_env(gate_env, pass, config_env, "/tmp/home", &env));
+    assert_true(has_var(env, "PATH=/usr/bin:/bin"));
+    assert_true(has_var(env, "LC_ALL=C"));
+    assert_true(has_var(env, "TERM=xterm"));
+    assert_true(has_var(env, "CCACHE_DIR=/var/cache/ccache")); /* pass-env */
+    assert_true(has_var(env, "HOME=/tmp/home"));
+    assert_true(has_var(env, "TMPDIR=/tmp"));
+    assert_true(has_var(env, "KEEL_OPTIONS=report.lock-order=abort")); /* the job's own */
+    assert_true(has_var(env, "CC=gcc"));
+    assert_true(has_var(env, "LANG=en_US.UTF-8")); /* the configuration's replaces */
+    assert_false(has_var(env, "LANG=C.UTF-8"));
+    assert_false(has_name(env, "KEEL_GATE_PASSWORD"));
+    assert_false(has_name(env, "KEEL_GATE_USER"));
+    assert_false(has_name(env, "SSH_AUTH_SOCK"));
+    assert_false(has_name(env, "GIT_DIR"));
+    assert_false(has_var(env, "KEEL_OPTIONS=stress=*"));
+    assert_false(has_name(env, "AWS_SECRET_ACCESS_KEY"));
+    size_t n = 0;
+    for (char **e = env; *e != NULL; e++)
+        n++;
+    assert_int_equal(n, 9); /* PATH LANG LC_ALL TERM CCACHE_DIR HOME TMPDIR KEEL_OPTIONS CC */
+    keel_heap_free(KEEL_MODULE_REF(gate_exec), env);
+    /* no PATH from the gate: a default one */
+    char *bare[] = {"USER=gate", NULL};
+    fx_ok(gate_sandbox_env(bare, NULL, NULL, "/tmp/home", &env));
+    assert_true(has_var(env, "PATH=/usr/local/bin:/usr/bin:/bin"));
+    assert_true(has_var(env, "USER=gate"));
+    keel_heap_free(KEEL_MODULE_REF(gate_exec), env);
+}
+
+static gate_config *parse(const char *text)
+{
+    gate_config *c = NULL;
+    fx_ok(gate_config_parse(text, strlen(text), "gate.conf", &c));
+    return c;
+}
+
+/* The parser's message for `text`, which must fail. */
+static void parse_fails(const char *text, const char *what)
+{
+    gate_config *c = NULL;
+    keel_status s = gate_config_parse(text, strlen(text), "gate.conf", &c);
+    assert_false(keel_ok(s));
+    assert_null(c);
+    char msg[1024];
+    (void)keel_status_format(s, msg, sizeof(msg));
+    keel_status_free(s);
+    if (strstr(msg, what) == NULL)
+        fail_msg("'%s' in: %s", what, msg);
+}
+
+static void test_config_keys(void **state)
+{
+    (void)state;
+    gate_config *c = parse("[gate]\nsandbox = none\nmemory = 2G\nprocesses = 256\ncpu = 600\n"
+                           "output = 512K\ndisk = 10G\ntmp = 64M\nlog-days = 7\nlog-max = 100M\n"
+                           "pass-env = CCACHE_DIR http_proxy\n"
+                           "[config a]\ntest = true\nnetwork = yes\nmemory = 8G\n"
+                           "writable = /var/cache/ccache '/srv/a b'\n"
+                           "[config b]\ntest = true\n");
+    assert_true(c->sandbox_none);
+    assert_int_equal(c->limits.memory, 2ull << 30);
+    assert_int_equal(c->limits.processes, 256);
+    assert_int_equal(c->limits.cpu, 600);
+    assert_int_equal(c->limits.output, 512ull << 10);
+    assert_int_equal(c->limits.disk, 10ull << 30);
+    assert_int_equal(c->limits.tmp, 64ull << 20);
+    assert_int_equal(c->log_days, 7);
+    assert_int_equal(c->log_max, 100ull << 20);
+    assert_int_equal(c->pass_env.n, 2);
+    const gate_matrix_config *a = &c->configs[0], *b = &c->configs[1];
+    assert_true(a->network);
+    assert_int_equal(a->limits.memory, 8ull << 30); /* its own */
+    assert_int_equal(a->limits.processes, 256);     /* [gate]'s */
+    assert_int_equal(a->writable.n, 2);
+    assert_string_equal(a->writable.words[1], "/srv/a b");
+    assert_false(b->network);
+    assert_int_equal(b->limits.memory, 2ull << 30);
+    gate_config_free(c);
+    /* [gate] after the configurations still gives them its defaults; and the defaults */
+    c = parse("[config a]\ntest = true\ndisk = 0\n[gate]\nmemory = 1G\n");
+    assert_int_equal(c->configs[0].limits.memory, 1ull << 30);
+    assert_int_equal(c->configs[0].limits.disk, 0);
+    assert_int_equal(c->configs[0].limits.processes, GATE_DEFAULT_PROCESSES);
+    assert_int_equal(c->configs[0].limits.output, GATE_DEFAULT_OUTPUT);
+    assert_false(c->sandbox_none);
+    assert_int_equal(c->log_days, GATE_DEFAULT_LOG_DAYS);
+    gate_config_free(c);
+    parse_fails("[gate]\nsandbox = firejail\n[config a]\ntest = true\n",
+                "gate.conf:2: 'sandbox' must be bwrap or none, not 'firejail'");
+    parse_fails("[gate]\nmemory = lots\n[config a]\ntest = true\n",
+                "gate.conf:2: 'memory' must be a size such as 512K, 64M or 4G");
+    parse_fails("[gate]\nmemory = 4Q\n[config a]\ntest = true\n", "'memory' must be a size");
+    parse_fails("[gate]\npass-env = SSH_AUTH_SOCK\n[config a]\ntest = true\n",
+                "'pass-env': 'SSH_AUTH_SOCK' never reaches a job");
+    parse_fails("[gate]\npass-env = KEEL_GATE_PASSWORD\n[config a]\ntest = true\n",
+                "'KEEL_GATE_PASSWORD' never reaches a job");
+    parse_fails("[gate]\npass-env = GIT_DIR\n[config a]\ntest = true\n",
+                "'GIT_DIR' never reaches a job");
+    parse_fails("[gate]\npass-env = 'A-B'\n[config a]\ntest = true\n",
+                "'A-B' is not a variable name");
+    parse_fails("[config a]\ntest = true\nwritable = cache\n",
+                "gate.conf:3: 'writable': 'cache' must be an absolute path");
+    parse_fails("[config a]\ntest = true\nwritable = /srv/../etc\n", "without '..'");
+    parse_fails("[config a]\ntest = true\nwritable = /\n", "'/' cannot be made writable");
+    parse_fails("[config a]\ntest = true\nwritable = /proc/sys\n",
+                "'/proc/sys' cannot be made writable");
+    parse_fails("[config a]\ntest = true\nnetwork = maybe\n", "'network' must be yes or no");
+    parse_fails("[config a]\ntest = true\nmemroy = 1G\n", "did you mean 'memory'");
+    unsigned long long v = 0;
+    fx_ok(gate_size_parse("4GiB", &v));
+    assert_int_equal(v, 4ull << 30);
+    fx_ok(gate_size_parse("0", &v));
+    assert_int_equal(v, 0);
+    keel_status s = gate_size_parse("99999999999T", &v);
+    assert_true(KEEL_IS(s, KEEL_E_RANGE));
+    keel_status_free(s);
+    char text[32];
+    gate_size_text(8ull << 20, text, sizeof(text));
+    assert_string_equal(text, "8 MiB");
+    gate_size_text(1536, text, sizeof(text));
+    assert_string_equal(text, "1.5 KiB");
+    gate_size_text(1000, text, sizeof(text));
+    assert_string_equal(text, "1000 bytes");
+}
+
+/* A job's security settings come from the target's configuration, by name. */
+static void test_policy_from_target(void **state)
+{
+    (void)state;
+    gate_config *tip = parse("[gate]\nprocesses = 77\npass-env = CCACHE_DIR\n"
+                             "[config unit]\ntest = true\nnetwork = yes\nwritable = /var/cache/x\n"
+                             "memory = 3G\n");
+    gate_job_policy p;
+    fx_ok(gate_job_policy_from(&p, tip, "unit"));
+    assert_true(p.sandbox);
+    assert_true(p.network);
+    assert_string_equal(p.writable, "/var/cache/x");
+    assert_string_equal(p.pass_env, "CCACHE_DIR");
+    assert_int_equal(p.limits.memory, 3ull << 30);
+    assert_int_equal(p.limits.processes, 77);
+    /* a configuration the target does not have (new in the change): [gate]'s defaults */
+    fx_ok(gate_job_policy_from(&p, tip, "new-one"));
+    assert_false(p.network);
+    assert_string_equal(p.writable, "");
+    assert_int_equal(p.limits.memory, GATE_DEFAULT_MEMORY);
+    assert_int_equal(p.limits.processes, 77);
+    gate_config_free(tip);
+    /* no target configuration: the strictest defaults */
+    fx_ok(gate_job_policy_from(&p, NULL, "unit"));
+    assert_true(p.sandbox);
+    assert_false(p.network);
+    assert_int_equal(p.limits.processes, GATE_DEFAULT_PROCESSES);
+}
+
+static void test_what_a_job_sees(void **state)
+{
+    (void)state;
+    gate_job_policy p;
+    gate_hidden h;
+    const char wr[] = "/root/.ccache\0";
+    policy_with(&p, wr, sizeof(wr), &h);
+    fx_ok(gate_hidden_add(&h, "/nonexistent-keel/state.db.d", true));
+    fx_ok(gate_hidden_add(&h, "/nonexistent-keel/home", false));
+    fx_ok(gate_hidden_add(&h, "/", true));                      /* never the whole system */
+    fx_ok(gate_hidden_add(&h, "/nonexistent-keel/home", true)); /* once, now owned */
+    assert_int_equal(h.n, 2);
+    assert_true(h.e[1].gate_owned);
+    const char *dir = "/nonexistent-keel/state.db.d/jobs/1";
+    assert_true(gate_sandbox_sees(&p, &h, dir, "/usr/bin/cc"));
+    assert_true(gate_sandbox_sees(&p, &h, dir, "/nonexistent-keel/state.db.d/jobs/1/ci.sh"));
+    assert_false(gate_sandbox_sees(&p, &h, dir, "/nonexistent-keel/state.db.d/jobs/2/ci.sh"));
+    assert_false(gate_sandbox_sees(&p, &h, dir, "/nonexistent-keel/state.db.d/logs/job-1.log"));
+    assert_false(gate_sandbox_sees(&p, &h, dir, "/nonexistent-keel/home/bin/tool"));
+    assert_false(gate_sandbox_sees(&p, &h, dir, "/tmp/tool"));
+    assert_true(gate_sandbox_sees(&p, &h, dir, "/root/.ccache/x"));
+    assert_true(gate_sandbox_sees(&p, &h, dir, "/nonexistent-keel/homework")); /* not under it */
+    p.sandbox = false; /* sandbox = none: everything */
+    assert_true(gate_sandbox_sees(&p, &h, dir, "/nonexistent-keel/home/bin/tool"));
+    /* writable paths: never the gate's files, nor anything that holds a hidden path */
+    gate_hidden g;
+    memset(&g, 0, sizeof(g));
+    fx_ok(gate_hidden_add(&g, "/nonexistent-keel/srv/state.db", true));
+    fx_ok(gate_hidden_add(&g, "/nonexistent-keel/srv/repo.git", true));
+    fx_ok(gate_hidden_add(&g, "/nonexistent-keel/home", false));
+    static const char *const refused[] = {"/nonexistent-keel/srv",
+                                          "/nonexistent-keel/srv/repo.git",
+                                          "/nonexistent-keel/srv/repo.git/refs/heads",
+                                          "/nonexistent-keel/srv/state.db",
+                                          "/nonexistent-keel",
+                                          "/nonexistent-keel/home"};
+    for (size_t i = 0; i < 6; i++) {
+        keel_status s = gate_sandbox_check_writable(&g, refused[i]);
+        if (!KEEL_IS(s, KEEL_E_INVAL))
+            fail_msg("'%s' should be refused", refused[i]);
+        keel_status_free(s);
+    }
+    fx_ok(gate_sandbox_check_writable(&g, "/nonexistent-keel/home/.ccache"));
+    fx_ok(gate_sandbox_check_writable(&g, "/nonexistent-keel/cache"));
+    gate_config *cfg =
+        parse("[config a]\ntest = true\nwritable = /nonexistent-keel/cache\n"
+              "[config b]\ntest = true\nwritable = /nonexistent-keel/srv/repo.git\n");
+    keel_status s = gate_sandbox_check_config(&g, cfg);
+    char msg[512];
+    (void)keel_status_format(s, msg, sizeof(msg));
+    keel_status_free(s);
+    assert_non_null(strstr(msg, "configuration 'b'"));
+    assert_non_null(strstr(msg, "writable path '/nonexistent-keel/srv/repo.git' is "
+                                "'/nonexistent-keel/srv/repo.git'"));
+    gate_config_free(cfg);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bwrap_argv),      cmocka_unit_test(test_env_allow_list),
+        cmocka_unit_test(test_config_keys),     cmocka_unit_test(test_policy_from_target),
+        cmocka_unit_test(test_what_a_job_sees),
+    };
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}
