@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -19,6 +21,7 @@
 #include "../gate/config.h"
 #include "../gate/exec.h"
 #include "../gate/heaps.h"
+#include "../gate/resources.h"
 #include "../gate/sandbox.h"
 
 /* ---- the pure parts ----------------------------------------------------------------- */
@@ -382,12 +385,64 @@ static void test_what_a_job_sees(void **state)
     gate_config_free(cfg);
 }
 
+/* A job's cgroup: made with its limits, holding what is moved in, killed and removed. */
+static void test_job_cgroup(void **state)
+{
+    (void)state;
+    gate_limits l;
+    gate_limits_default(&l);
+    l.memory = 64ull << 20;
+    l.processes = 33;
+    l.cpu = 5;
+    gate_cgroup cg;
+    fx_ok(gate_cgroup_make(&l, &cg));
+    if (cg.version == 0)
+        skip(); /* no cgroup this process may use: the limits are rlimits (test_hostile_*) */
+    char text[1024];
+    gate_limits_describe(&l, &cg, text, sizeof(text));
+    char want[64];
+    (void)snprintf(want, sizeof(want), "memory 64 MiB (cgroup v%d)", cg.version);
+    assert_non_null(strstr(text, want));
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        (void)setsid(); /* out of our group: only the cgroup knows it */
+        execlp("sleep", "sleep", "60", (char *)NULL);
+        _exit(127);
+    }
+    fx_ok(gate_cgroup_attach(&cg, pid));
+    char path[GATE_PATH_MAX + 32], buf[64] = "";
+    const char *pids_dir = cg.version == 2 ? cg.dir[0] : cg.dir[GATE_CG_PIDS];
+    if (pids_dir[0] != '\0') {
+        (void)snprintf(path, sizeof(path), "%s/pids.max", pids_dir);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        assert_non_null(fgets(buf, sizeof(buf), f));
+        fclose(f);
+        assert_string_equal(buf, "33\n");
+    }
+    char dirs[GATE_CG_N][GATE_PATH_MAX];
+    memcpy(dirs, cg.dir, sizeof(dirs));
+    assert_true(gate_cgroup_kill(&cg) >= 1);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_true(gate_cgroup_remove(&cg));
+    for (int c = 0; c < GATE_CG_N; c++)
+        if (dirs[c][0] != '\0')
+            assert_int_equal(access(dirs[c], F_OK), -1);
+    assert_true(gate_cgroup_path_ok(dirs[cg.version == 2 ? 0 : GATE_CG_MEMORY]) ||
+                dirs[GATE_CG_MEMORY][0] == '\0');
+    assert_false(gate_cgroup_path_ok("/etc/keel-gate-1"));
+    assert_false(gate_cgroup_path_ok("/sys/fs/cgroup/memory/../../etc/keel-gate-1"));
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bwrap_argv),      cmocka_unit_test(test_env_allow_list),
         cmocka_unit_test(test_config_keys),     cmocka_unit_test(test_policy_from_target),
-        cmocka_unit_test(test_what_a_job_sees),
+        cmocka_unit_test(test_what_a_job_sees), cmocka_unit_test(test_job_cgroup),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
