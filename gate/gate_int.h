@@ -74,12 +74,16 @@ struct gate {
     bool heaps_warned;
     long long pushed_at_ms; /* when refs/keel-gate/submit/ was last looked at (monotonic) */
     bool pushed_warned;
+    gate_hidden hidden;               /* what no job sees (gate_hidden_paths) */
+    char records[GATE_PATH_MAX + 16]; /* <state>.d/running: records of running jobs */
+    long long logs_pruned_at;         /* when old job logs were last removed (s) */
 };
 
 void gate_say(gate *g, const char *fmt, ...) KEEL_PRINTF(2, 3);
 KEEL_MUST_USE keel_status gate_make_dir(const char *dir);
 KEEL_MUST_USE keel_status gate_load_config(gate *g, const char *commit, gate_config **cfg);
 unsigned gate_slots(const gate_config *cfg);
+KEEL_MUST_USE keel_status gate_hidden_paths(gate *g, gate_hidden *h);
 void gate_notify(gate *g, const char *event, long long change, const char *merge,
                  const char *reason);
 

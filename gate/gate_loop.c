@@ -181,6 +181,9 @@ static keel_status restart(gate *g)
         return KEEL_CONTEXT(s, "reading the configuration of '%s'", g->target);
     if (g->tip_cfg == NULL)
         return KEEL_ERR(KEEL_E_INTERNAL, "no configuration for '%s'", g->target);
+    s = gate_sandbox_ready(g->tip_cfg);
+    if (!keel_ok(s))
+        return s;
     gate_sched_delete(g->sched);
     g->sched = NULL;
     gate_sched_params p;
@@ -354,10 +357,14 @@ static keel_status start_job(gate *g, gate_cand *c, const gate_matrix_config *m)
     j->attempt = c->attempt;
     j->gen = g->gen;
     gate_job_from_config(j, m);
+    s = gate_job_policy_from(&j->policy, g->tip_cfg, m->name); /* the target's, not the change's */
+    j->hidden = &g->hidden;
+    j->records = g->records;
     j->tree = tree;
     gate_fmt(j->dir, sizeof(j->dir), "%s", gate_worktree_dir(g->trees[tree].w));
     gate_fmt(j->log, sizeof(j->log), "%s/logs/job-%lld.log", g->work, jid);
-    s = gate_worktree_checkout(g->trees[tree].w, g->repo, c->merge);
+    if (keel_ok(s))
+        s = gate_worktree_checkout(g->trees[tree].w, g->repo, c->merge);
     if (!keel_ok(s)) {
         (void)keel_status_format(s, j->error, sizeof(j->error));
         keel_status_free(s);
@@ -498,8 +505,8 @@ static keel_status job_done(gate *g, gate_job_run *j)
                  !passed && !j->required ? " - not required" : "");
         if (!passed && j->required) {
             char what[GATE_REASON_MAX];
-            gate_fmt(what, sizeof(what), "configuration '%s' %s (exit %d, log %s)", j->config,
-                     result, j->exit_code, j->log);
+            gate_fmt(what, sizeof(what), "configuration '%s' %s (exit %d, log %s)%s%s", j->config,
+                     result, j->exit_code, j->log, j->reason[0] != '\0' ? ": " : "", j->reason);
             add_failure(c->failures, what);
             c->failed_now = true;
         }
@@ -633,6 +640,25 @@ static keel_status pump(gate *g)
     return s;
 }
 
+/* Job logs past the target's log-days and log-max go: at the start of run, then hourly. */
+static void prune_logs(gate *g)
+{
+    long long t = now_s();
+    if (g->tip_cfg == NULL || t - g->logs_pruned_at < 3600)
+        return;
+    g->logs_pruned_at = t;
+    const char *keep[64];
+    size_t nkeep = 0;
+    for (size_t i = 0; i < g->ninflight && nkeep < 64; i++)
+        keep[nkeep++] = g->inflight[i]->log;
+    char dir[GATE_PATH_MAX + 16];
+    gate_fmt(dir, sizeof(dir), "%s/logs", g->work);
+    size_t n = gate_logs_prune(dir, g->tip_cfg->log_days, g->tip_cfg->log_max, keep, nkeep);
+    if (n > 0)
+        gate_say(g, "removed %zu old job log(s) (log-days %u, log-max %llu bytes)\n", n,
+                 g->tip_cfg->log_days, g->tip_cfg->log_max);
+}
+
 /* Stopped on request: what was in flight goes back to the queue, as a restart would put it. */
 static keel_status requeue_in_flight(gate *g)
 {
@@ -658,8 +684,13 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     memset(&g->stats, 0, sizeof(g->stats));
     char jobs_dir[GATE_PATH_MAX + 16];
     (void)snprintf(jobs_dir, sizeof(jobs_dir), "%s/jobs", g->work);
+    size_t orphans = 0; /* jobs a killed gate left running go first: none runs alongside them */
+    keel_status s = gate_exec_reap_orphans(g->records, &orphans);
+    if (keel_ok(s) && orphans > 0)
+        gate_say(g, "killed what was left of %zu job(s) of a killed keel-gate\n", orphans);
     gate_rm_tree(jobs_dir); /* checkouts a killed gate left behind */
-    keel_status s = gate_make_dir(jobs_dir);
+    if (keel_ok(s))
+        s = gate_make_dir(jobs_dir);
     if (keel_ok(s))
         s = restart(g);
     if (keel_ok(s))
@@ -668,8 +699,10 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
         gate_say(g, "gate: '%s' at %.12s, strategy %s, %u slots\n", g->target, g->tip,
                  gate_strategy_name(g->tip_cfg->strategy), gate_slots(g->tip_cfg));
     g->pushed_at_ms = 0;
+    g->logs_pruned_at = 0;
     while (keel_ok(s) && !stop_requested(g)) {
         publish_heaps(g, false);
+        prune_logs(g);
         take_pushed(g);
         unsigned gen = g->gen;
         s = sync_queue(g);

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -446,12 +447,13 @@ bool gate_cgroup_path_ok(const char *dir)
 static keel_status set_limit(pid_t pid, int res, const char *name, unsigned long long value,
                              unsigned long long hard)
 {
-    struct rlimit old, lim;
-    if (prlimit(pid, (__rlimit_resource_t)res, NULL, &old) != 0)
-        return KEEL_ERR_SYS(errno, "cannot read %s of process %d", name, (int)pid);
+    struct rlimit old, lim; /* prlimit(2) itself: glibc's resource type differs in C and C++ */
+    if (syscall(SYS_prlimit64, pid, res, NULL, &old) != 0)
+        return errno == ESRCH ? KEEL_OK /* gone already: its end says how */
+                              : KEEL_ERR_SYS(errno, "cannot read %s of process %d", name, (int)pid);
     lim.rlim_max = old.rlim_max != RLIM_INFINITY && old.rlim_max < hard ? old.rlim_max : hard;
     lim.rlim_cur = value < lim.rlim_max ? value : lim.rlim_max;
-    if (prlimit(pid, (__rlimit_resource_t)res, &lim, NULL) != 0 && errno != ESRCH)
+    if (syscall(SYS_prlimit64, pid, res, &lim, NULL) != 0 && errno != ESRCH)
         return KEEL_ERR_SYS(errno, "cannot set %s of process %d", name, (int)pid);
     return KEEL_OK;
 }
@@ -485,31 +487,28 @@ void gate_limits_describe(const gate_limits *l, const gate_cgroup *cg, char *buf
     bool mem_cg = cg->version == 2 || cg->dir[GATE_CG_MEMORY][0] != '\0';
     bool pids_cg = cg->version == 2 || cg->dir[GATE_CG_PIDS][0] != '\0';
     bool cpu_cg = gate_cgroup_cpu_ms(cg) != ~0ull;
-    (void)snprintf(
-        buf, size,
-        "memory %s (%s), processes and threads %llu (%s), cpu %llu s (%s), output %s per job, "
-        "disk %s (its work tree; RLIMIT_FSIZE per file), /tmp %s",
-        l->memory > 0 ? mem : "none",
-        l->memory == 0 ? "-"
-        : mem_cg       ? how
-                       : "RLIMIT_AS per process",
-        l->processes,
-        l->processes == 0 ? "none"
-        : pids_cg         ? how
-        : geteuid() == 0  ? "NOT enforced: no pids cgroup, and RLIMIT_NPROC "
-                            "does not hold root"
-                          : "RLIMIT_NPROC, per user",
-        l->cpu,
-        l->cpu == 0 ? "none"
-        : cpu_cg    ? how
-                    : "RLIMIT_CPU per process",
-        l->output > 0 ? out : "none", l->disk > 0 ? disk : "none", l->tmp > 0 ? tmp : "no cap");
+    char cpu[64], memory[64];
+    gate_fmt(memory, sizeof(memory), "%s (%s)", mem, mem_cg ? how : "RLIMIT_AS per process");
+    if (l->cpu > 0)
+        gate_fmt(cpu, sizeof(cpu), "%llu s (%s)", l->cpu, cpu_cg ? how : "RLIMIT_CPU per process");
+    gate_fmt(buf, size,
+             "memory %s, processes and threads %llu (%s), cpu %s, output %s per job, "
+             "disk %s (its work tree; RLIMIT_FSIZE per file), /tmp %s",
+             l->memory > 0 ? memory : "none", l->processes,
+             l->processes == 0 ? "none"
+             : pids_cg         ? how
+             : geteuid() == 0  ? "NOT enforced: no pids cgroup, and RLIMIT_NPROC does not hold root"
+                               : "RLIMIT_NPROC, per user",
+             l->cpu > 0 ? cpu : "none", l->output > 0 ? out : "none", l->disk > 0 ? disk : "none",
+             l->tmp > 0 ? tmp : "no cap");
 }
 
-static unsigned long long walk(int dirfd, int level)
+static unsigned long long walk(int dirfd, int level, unsigned long long *largest)
 {
-    if (level > 256)
+    if (level > 256) {
+        (void)close(dirfd);
         return 0;
+    }
     DIR *d = fdopendir(dirfd);
     if (d == NULL) {
         (void)close(dirfd);
@@ -525,18 +524,22 @@ static unsigned long long walk(int dirfd, int level)
         if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
             continue;
         total += (unsigned long long)st.st_blocks * 512ull;
+        if (S_ISREG(st.st_mode) && (unsigned long long)st.st_size > *largest)
+            *largest = (unsigned long long)st.st_size;
         if (S_ISDIR(st.st_mode) && st.st_dev == dev) {
             int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub >= 0)
-                total += walk(sub, level + 1);
+                total += walk(sub, level + 1, largest);
         }
     }
     (void)closedir(d);
     return total;
 }
 
-unsigned long long gate_tree_bytes(const char *dir)
+void gate_tree_usage(const char *dir, unsigned long long *bytes, unsigned long long *largest)
 {
+    KEEL_ASSERT(dir != NULL && bytes != NULL && largest != NULL);
+    *largest = 0;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    return fd >= 0 ? walk(fd, 0) : 0;
+    *bytes = fd >= 0 ? walk(fd, 0, largest) : 0;
 }

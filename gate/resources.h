@@ -87,7 +87,10 @@ KEEL_MUST_USE keel_status gate_rlimits_apply(pid_t pid, const gate_limits *l,
 /* "memory 4 GiB (cgroup v1), processes 1024 (cgroup v1), ...": what enforces each limit. */
 void gate_limits_describe(const gate_limits *l, const gate_cgroup *cg, char *buf, size_t size);
 
-/* Bytes the files under `dir` take on disk (st_blocks), not following links or mounts. */
-unsigned long long gate_tree_bytes(const char *dir);
+/*
+ * Bytes the files under `dir` take on disk (st_blocks), and the size of the
+ * largest file, not following links or mounts.
+ */
+void gate_tree_usage(const char *dir, unsigned long long *bytes, unsigned long long *largest);
 
 #endif /* KEEL_GATE_RESOURCES_H */

@@ -382,7 +382,7 @@ keel_status gate_bwrap_argv(const gate_bwrap_spec *s, char ***out)
     }
     for (size_t i = 0; s->hidden != NULL && i < s->hidden->n && nops < MAX_OPS - 1; i++) {
         const char *hp = s->hidden->e[i].path;
-        int kind = s->kinds != NULL ? s->kinds[i] : GATE_HIDE_SKIP;
+        int kind = s->kinds != NULL ? (int)s->kinds[i] : (int)GATE_HIDE_SKIP;
         /* the private /tmp hides what is under it already (unless made writable again) */
         bool in_tmp = under(hp, "/tmp") && gate_sandbox_sees(s->policy, NULL, s->dir, hp) == false;
         if (kind == GATE_HIDE_SKIP || in_tmp || under("/tmp", hp))

@@ -7,6 +7,7 @@
 #ifndef KEEL_TEST_GATE_FIXTURE_H
 #define KEEL_TEST_GATE_FIXTURE_H
 
+#include <dirent.h>
 #include <git2.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -31,6 +32,8 @@
 #endif
 
 static char fx_dir[64];
+static char fx_shared[96]; /* where jobs may write (the configuration's `writable`): MARKER */
+static const char *fx_where_dir = "/tmp"; /* where fx_dir is made */
 static char fx_repo[128];
 static char fx_state[128];
 static char fx_url[160];
@@ -109,15 +112,40 @@ static inline void fx_branch(const char *branch, const char *path, const char *c
 }
 
 /*
+ * Can bubblewrap make a sandbox here (jobs run in one: sandbox.h)?  NULL
+ * when it can, else why not (the tests that run jobs are then skipped).
+ */
+static inline const char *fx_sandbox_missing(void)
+{
+    static int usable = -1;
+    if (usable < 0)
+        usable = system("bwrap --die-with-parent --unshare-all --cap-drop ALL --ro-bind / / "
+                        "--dev /dev --proc /proc --tmpfs /tmp true >/dev/null 2>&1") == 0;
+    return usable ? NULL
+                  : "bubblewrap ('bwrap') cannot make a sandbox on this machine: install it "
+                    "(make deps), or allow user namespaces; every job runs in one";
+}
+
+/*
  * A repository whose main has a configuration with `gate_section` extra lines
  * in [gate] and one configuration "unit" that runs `sh ci.sh` (ci.sh: fail
- * when a file named "bad" exists), MARKER in its environment.
+ * when a file named "bad" exists), MARKER=<fx_shared>/marker in its
+ * environment and fx_shared writable (a job sees only its own tree, a private
+ * /tmp and its `writable` paths).  Skips the test when bwrap cannot run here.
  */
 static inline void fx_setup_repo(const char *gate_lines, const char *config_lines)
 {
+    fx_dir[0] = '\0';
+    const char *missing = fx_sandbox_missing();
+    if (missing != NULL) {
+        (void)fprintf(stderr, "skipped: %s\n", missing);
+        skip();
+    }
     git_libgit2_init();
-    (void)snprintf(fx_dir, sizeof(fx_dir), "/tmp/keel-gaterun-XXXXXX");
+    (void)snprintf(fx_dir, sizeof(fx_dir), "%s/keel-gaterun-XXXXXX", fx_where_dir);
     assert_non_null(mkdtemp(fx_dir));
+    (void)snprintf(fx_shared, sizeof(fx_shared), "%s/shared", fx_dir);
+    assert_int_equal(mkdir(fx_shared, 0755), 0);
     (void)snprintf(fx_repo, sizeof(fx_repo), "%s/repo.git", fx_dir);
     (void)snprintf(fx_state, sizeof(fx_state), "%s/state.db", fx_dir);
     (void)snprintf(fx_url, sizeof(fx_url), "file://%s", fx_repo);
@@ -127,8 +155,9 @@ static inline void fx_setup_repo(const char *gate_lines, const char *config_line
     char conf[2048];
     (void)snprintf(conf, sizeof(conf),
                    "[gate]\ntarget = main\nslots = 2\n%s\nnotify = tee -a %s/events.jsonl\n"
-                   "[config unit]\ntest = sh ci.sh\nenv = MARKER=%s/marker\ntimeout = 30\n%s\n",
-                   gate_lines, fx_dir, fx_dir, config_lines);
+                   "[config unit]\ntest = sh ci.sh\nenv = MARKER=%s/marker\ntimeout = 30\n"
+                   "writable = %s\n%s\n",
+                   gate_lines, fx_dir, fx_shared, fx_shared, config_lines);
     const fx_file f[] = {
         {".keel/gate.conf", conf}, {"ci.sh", "test ! -e bad\n"}, {"shared.txt", "base\n"}};
     fx_commit(NULL, f, 3, "main", &fx_base);
@@ -137,12 +166,69 @@ static inline void fx_setup_repo(const char *gate_lines, const char *config_line
 
 static inline void fx_teardown_repo(void)
 {
+    if (fx_dir[0] == '\0')
+        return; /* skipped before it was set up */
     git_repository_free(fx_git);
     fx_git = NULL;
     char cmd[128];
     (void)snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", fx_dir); /* our own mkdtemp dir */
     assert_int_equal(system(cmd), 0);
+    fx_dir[0] = '\0';
     git_libgit2_shutdown();
+}
+
+/* <fx_shared>/marker<suffix>: what the job's $MARKER<suffix> names. */
+static inline void fx_marker(char *buf, size_t size, const char *suffix)
+{
+    (void)snprintf(buf, size, "%s/marker%s", fx_shared, suffix);
+}
+
+/* Live processes (not zombies) with `var` (NAME=value, or a prefix of one) in their environment. */
+static inline int fx_processes_with(const char *var)
+{
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char path[300], stat[512], env[8192];
+        (void)snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t got = fread(stat, 1, sizeof(stat) - 1, f);
+        fclose(f);
+        stat[got] = '\0';
+        const char *rp = strrchr(stat, ')');
+        if (rp == NULL || rp[2] == 'Z' || rp[2] == 'X')
+            continue;
+        (void)snprintf(path, sizeof(path), "/proc/%s/environ", e->d_name);
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        got = fread(env, 1, sizeof(env) - 1, f);
+        fclose(f);
+        env[got] = '\0';
+        for (size_t i = 0; i < got; i += strlen(env + i) + 1)
+            if (strncmp(env + i, var, strlen(var)) == 0) {
+                n++;
+                break;
+            }
+    }
+    closedir(d);
+    return n;
+}
+
+/*
+ * Live processes of this test's jobs: those whose environment holds its
+ * MARKER.  Pid namespaces make a job's own pids meaningless here.
+ */
+static inline int fx_job_processes(void)
+{
+    char want[160];
+    (void)snprintf(want, sizeof(want), "MARKER=%s/marker", fx_shared);
+    return fx_processes_with(want);
 }
 
 static inline void fx_ok(keel_status s)

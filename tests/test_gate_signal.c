@@ -94,11 +94,11 @@ static void read_log(char *buf, size_t size)
     (void)fclose(f);
 }
 
-/* The pid the job wrote to $MARKER.sleep, once it has; fails if the daemon ends first. */
+/* The pid the job wrote to $MARKER.sleep (its sandbox's), once it has; fails if the daemon ends first. */
 static pid_t wait_for_job(pid_t daemon)
 {
     char path[160];
-    (void)snprintf(path, sizeof(path), "%s/marker.sleep", fx_dir);
+    fx_marker(path, sizeof(path), ".sleep");
     for (long long until = now_ms() + 60000; now_ms() < until; sleep_ms(20)) {
         int status = 0;
         if (waitpid(daemon, &status, WNOHANG) == daemon) {
@@ -135,28 +135,23 @@ static int wait_exit(pid_t pid, long long timeout_ms)
     return -1;
 }
 
-/* Is `pid` a live process (not gone, not a zombie)?  Waits up to 5 s for it to go. */
+/*
+ * Is a process of the job still alive (its sandbox's pids mean nothing here:
+ * its processes are found by their MARKER)?  Waits up to 5 s for them to go.
+ */
 static bool still_alive(pid_t pid)
 {
-    char path[64];
-    (void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    for (long long until = now_ms() + 5000; now_ms() < until; sleep_ms(20)) {
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
+    (void)pid;
+    for (long long until = now_ms() + 5000; now_ms() < until; sleep_ms(20))
+        if (fx_job_processes() == 0)
             return false;
-        char state = '?';
-        int got = fscanf(f, "%*d (%*[^)]) %c", &state);
-        (void)fclose(f);
-        if (got == 1 && (state == 'Z' || state == 'X'))
-            return false;
-    }
     return true;
 }
 
 static void make_fast(void)
 {
     char path[160];
-    (void)snprintf(path, sizeof(path), "%s/marker.fast", fx_dir);
+    fx_marker(path, sizeof(path), ".fast");
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     (void)fclose(f);
