@@ -11,7 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -437,12 +443,468 @@ static void test_job_cgroup(void **state)
     assert_false(gate_cgroup_path_ok("/sys/fs/cgroup/memory/../../etc/keel-gate-1"));
 }
 
+/* ---- hostile changes through gate_run ------------------------------------------------- */
+
+/*
+ * Each test: a repository outside /tmp (the private /tmp would hide it all by
+ * itself; hiding is what is tested), main's configuration from the fixture
+ * plus `config_lines` (the target's: the security settings), a hostile change
+ * `evil` whose ci.sh is `script`, and a good change queued behind it; one
+ * `run --once`.  Then: main holds only merges of passed candidates, the
+ * store is intact, the good change landed, and no secret is in any log.
+ */
+static const char *const secrets[] = {"pw-SECRET-1", "user-SECRET-2", "agent-SECRET-3",
+                                      "cred-SECRET-4", "key-SECRET-5"};
+static char fake_home[160], sock_dir[160];
+
+static void put_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The gate's credentials where a job would look for them, in the gate's environment. */
+static void plant_credentials(void)
+{
+    (void)snprintf(fake_home, sizeof(fake_home), "%s/home", fx_dir);
+    (void)snprintf(sock_dir, sizeof(sock_dir), "%s/agent", fx_dir);
+    char path[256];
+    assert_int_equal(mkdir(fake_home, 0700), 0);
+    (void)snprintf(path, sizeof(path), "%s/.ssh", fake_home);
+    assert_int_equal(mkdir(path, 0700), 0);
+    (void)snprintf(path, sizeof(path), "%s/.ssh/id_ed25519", fake_home);
+    put_file(path, secrets[4]);
+    (void)snprintf(path, sizeof(path), "%s/.git-credentials", fake_home);
+    put_file(path, secrets[3]);
+    assert_int_equal(mkdir(sock_dir, 0700), 0);
+    (void)snprintf(path, sizeof(path), "%s/agent.sock", sock_dir);
+    put_file(path, secrets[2]);
+    assert_int_equal(setenv("HOME", fake_home, 1), 0);
+    assert_int_equal(setenv("SSH_AUTH_SOCK", path, 1), 0);
+    assert_int_equal(setenv("KEEL_GATE_PASSWORD", secrets[0], 1), 0);
+    assert_int_equal(setenv("KEEL_GATE_USER", secrets[1], 1), 0);
+    assert_int_equal(setenv("KEEL_OPTIONS", "stress.seed=4242", 1), 0);
+}
+
+static int hostile_teardown(void **state)
+{
+    unsetenv("SSH_AUTH_SOCK");
+    unsetenv("KEEL_GATE_PASSWORD");
+    unsetenv("KEEL_GATE_USER");
+    unsetenv("KEEL_OPTIONS");
+    assert_int_equal(setenv("HOME", "/root", 1) == 0 || true, 1);
+    fx_where_dir = "/tmp";
+    return fx_teardown(state);
+}
+
+/* One text value from the store (sqlite directly). */
+static void sql_text(const char *sql, char *out, size_t size)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(fx_state, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    out[0] = '\0';
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
+        (void)snprintf(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* Every commit on main's first-parent line after the base is the merge of a passed candidate. */
+static void assert_main_only_tested(void)
+{
+    git_oid cur;
+    fx_head("main", &cur);
+    while (!git_oid_equal(&cur, &fx_base)) {
+        char hex[GIT_OID_HEXSZ + 1];
+        git_oid_tostr(hex, sizeof(hex), &cur);
+        if (fx_sql_int("SELECT count(*) FROM candidates WHERE merge = ?1 AND state = 'passed'",
+                       hex) < 1)
+            fail_msg("main holds %s, not the merge of a passed candidate", hex);
+        git_commit *c = NULL;
+        assert_int_equal(git_commit_lookup(&c, fx_git, &cur), 0);
+        assert_true(git_commit_parentcount(c) >= 1);
+        git_oid_cpy(&cur, git_commit_parent_id(c, 0));
+        git_commit_free(c);
+    }
+}
+
+static void assert_no_secret_in_logs(void)
+{
+    char dir[200];
+    (void)snprintf(dir, sizeof(dir), "%s.d/logs", fx_state);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[512];
+        (void)snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        static char text[1 << 20];
+        size_t n = fread(text, 1, sizeof(text) - 1, f);
+        fclose(f);
+        text[n] = '\0';
+        for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+            if (strstr(text, secrets[i]) != NULL)
+                fail_msg("'%s' is in the log %s:\n%s", secrets[i], path, text);
+    }
+    closedir(d);
+}
+
+/* The outcome: what happened to `evil`, the rest checked. */
+typedef struct hostile_result {
+    gate_change_state state;
+    char reason[GATE_REASON_MAX];
+    unsigned long long elapsed_ms;
+    char log[4096]; /* the hostile job's log (the first job: serial, it is first) */
+} hostile_result;
+
+/* Set up (outside /tmp, credentials planted), main + `config_lines`, evil with `files`, good behind it. */
+static void hostile_repo(const char *config_lines)
+{
+    fx_where_dir = "/var/tmp";
+    fx_setup_repo("strategy = serial\nretries = 0", config_lines);
+    plant_credentials();
+}
+
+static hostile_result hostile_run(const fx_file *files, size_t n)
+{
+    git_oid evil_oid;
+    fx_commit(&fx_base, files, n, "evil", &evil_oid);
+    fx_branch("good", "good.txt", "good\n");
+    gate *g = fx_open();
+    long long evil = fx_submit(g, "evil", 0), good = fx_submit(g, "good", 0);
+    gate_close(g);
+    unsigned long long t0 = gate_now_ms();
+    (void)fx_run_once();
+    hostile_result r;
+    r.elapsed_ms = gate_now_ms() - t0;
+    g = fx_open();
+    gate_change c;
+    fx_ok(gate_store_get(gate_get_store(g), evil, &c));
+    r.state = c.state;
+    (void)snprintf(r.reason, sizeof(r.reason), "%s", c.reason);
+    assert_int_equal(fx_state_of(g, good), GATE_CHANGE_LANDED); /* the queue went on */
+    gate_close(g);
+    assert_int_equal(fx_times_landed("good"), 1);
+    assert_main_only_tested();
+    fx_assert_tip_tested();
+    char ok[64];
+    sql_text("PRAGMA integrity_check", ok, sizeof(ok));
+    assert_string_equal(ok, "ok");
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes", NULL), 2);
+    assert_true(fx_sql_int("SELECT count(*) FROM events", NULL) >= 4);
+    assert_no_secret_in_logs();
+    char log[512];
+    sql_text("SELECT log FROM jobs ORDER BY id LIMIT 1", log, sizeof(log));
+    FILE *f = fopen(log, "r");
+    r.log[0] = '\0';
+    if (f != NULL) {
+        size_t got = fread(r.log, 1, sizeof(r.log) - 1, f);
+        r.log[got] = '\0';
+        fclose(f);
+    }
+    return r;
+}
+
+static hostile_result hostile_script(const char *script)
+{
+    const fx_file f[] = {{"ci.sh", script}};
+    return hostile_run(f, 1);
+}
+
+static void rejected_for(const hostile_result *r, const char *why)
+{
+    if (r->state != GATE_CHANGE_REJECTED)
+        fail_msg("the hostile change ended %s (%s), not rejected; its log:\n%s",
+                 gate_change_state_name(r->state), r->reason, r->log);
+    if (strstr(r->reason, why) == NULL)
+        fail_msg("'%s' not in the reason: %s; its log:\n%s", why, r->reason, r->log);
+}
+
+/* It writes main's ref in the repository by its path: nothing there to write. */
+static void test_hostile_moves_main(void **state)
+{
+    (void)state;
+    hostile_repo("");
+    git_oid untested;
+    const fx_file u[] = {{"untested.txt", "never tested\n"}};
+    fx_commit(&fx_base, u, 1, "untested", &untested);
+    char hex[GIT_OID_HEXSZ + 1], script[1024];
+    git_oid_tostr(hex, sizeof(hex), &untested);
+    (void)snprintf(script, sizeof(script),
+                   "echo %s > %s/refs/heads/main && exit 0\n"
+                   "git --git-dir=%s update-ref refs/heads/main %s && exit 0\n"
+                   "exit 1\n",
+                   hex, fx_repo, fx_repo, hex);
+    hostile_result r = hostile_script(script);
+    rejected_for(&r, "configuration 'unit' failed (exit 1");
+    assert_int_equal(fx_times_landed("untested"), 0);
+}
+
+/* It deletes or overwrites the store and the gate's logs: they are not there for it. */
+static void test_hostile_store(void **state)
+{
+    (void)state;
+    hostile_repo("");
+    char script[1024];
+    (void)snprintf(script, sizeof(script),
+                   "rm -f %s && exit 0\n"
+                   "echo garbage > %s && exit 0\n"
+                   "test -d %s.d/logs && rm -rf %s.d/logs && exit 0\n"
+                   "exit 1\n",
+                   fx_state, fx_state, fx_state, fx_state);
+    hostile_result r = hostile_script(script);
+    rejected_for(&r, "configuration 'unit' failed (exit 1");
+}
+
+/* It looks for the gate's credentials: environment, home, ssh-agent, the store. */
+static void test_hostile_credentials(void **state)
+{
+    (void)state;
+    hostile_repo("");
+    char script[2048];
+    (void)snprintf(script, sizeof(script),
+                   "env\n"
+                   "env | grep -q 'SECRE[T]-' && exit 0\n"
+                   "cat %s/.git-credentials %s/.ssh/id_ed25519 %s/agent.sock 2>/dev/null | "
+                   "grep -q 'SECRE[T]-' && exit 0\n"
+                   "cat $HOME/.git-credentials 2>/dev/null | grep -q 'SECRE[T]-' && exit 0\n"
+                   "grep -rqs 'SECRE[T]-' %s %s %s.d /proc/1/environ && exit 0\n"
+                   "exit 1\n",
+                   fake_home, fake_home, sock_dir, fx_state, fx_repo, fx_state);
+    hostile_result r = hostile_script(script);
+    rejected_for(&r, "configuration 'unit' failed (exit 1");
+}
+
+/* A listener on 127.0.0.1 that counts connections. */
+typedef struct listener {
+    int fd;
+    int port;
+    int connections;
+    volatile int stop;
+    pthread_t thread;
+} listener;
+
+static void *listen_main(void *arg)
+{
+    listener *l = (listener *)arg;
+    while (!l->stop) {
+        struct pollfd pfd;
+        memset(&pfd, 0, sizeof(pfd));
+        pfd.fd = l->fd;
+        pfd.events = POLLIN;
+        if (poll(&pfd, 1, 50) > 0) {
+            int c = accept(l->fd, NULL, NULL);
+            if (c >= 0) {
+                __atomic_add_fetch(&l->connections, 1, __ATOMIC_SEQ_CST);
+                close(c);
+            }
+        }
+    }
+    return NULL;
+}
+
+static void listen_start(listener *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(l->fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(l->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    assert_int_equal(getsockname(l->fd, (struct sockaddr *)&a, &len), 0);
+    l->port = ntohs(a.sin_port);
+    assert_int_equal(listen(l->fd, 16), 0);
+    assert_int_equal(pthread_create(&l->thread, NULL, listen_main, l), 0);
+}
+
+static int listen_stop(listener *l)
+{
+    l->stop = 1;
+    assert_int_equal(pthread_join(l->thread, NULL), 0);
+    close(l->fd);
+    return __atomic_load_n(&l->connections, __ATOMIC_SEQ_CST);
+}
+
+static void connect_script(char *buf, size_t size, int port)
+{
+    (void)snprintf(buf, size,
+                   "bash -c 'echo hello > /dev/tcp/127.0.0.1/%d' && exit 0\n"
+                   "bash -c 'echo hello > /dev/tcp/localhost/%d' && exit 0\n"
+                   "exit 1\n",
+                   port, port);
+}
+
+/* It reaches a local TCP port: no network in its sandbox. */
+static void test_hostile_network(void **state)
+{
+    (void)state;
+    hostile_repo("");
+    listener l;
+    listen_start(&l);
+    char script[512];
+    connect_script(script, sizeof(script), l.port);
+    hostile_result r = hostile_script(script);
+    assert_int_equal(listen_stop(&l), 0);
+    rejected_for(&r, "configuration 'unit' failed (exit 1");
+}
+
+/* The control: `network = yes` in the target's configuration lets the same job through. */
+static void test_network_yes_from_the_target(void **state)
+{
+    (void)state;
+    hostile_repo("network = yes");
+    listener l;
+    listen_start(&l);
+    char script[512];
+    connect_script(script, sizeof(script), l.port);
+    hostile_result r = hostile_script(script);
+    assert_true(listen_stop(&l) >= 1);
+    assert_int_equal(r.state, GATE_CHANGE_LANDED);
+}
+
+/*
+ * It loosens its own sandbox in its gate.conf (sandbox = none, network = yes,
+ * no limits): the target's settings apply, so it is still sandboxed; and a
+ * `writable` path holding the store is refused outright.
+ */
+static void test_hostile_loosens_its_config(void **state)
+{
+    (void)state;
+    hostile_repo("");
+    listener l;
+    listen_start(&l);
+    char conf[1024], script[1024];
+    (void)snprintf(conf, sizeof(conf),
+                   "[gate]\nsandbox = none\nstrategy = serial\nretries = 0\nmemory = 0\n"
+                   "[config unit]\ntest = sh ci.sh\nnetwork = yes\ntimeout = 30\n");
+    (void)snprintf(script, sizeof(script),
+                   "bash -c 'echo hello > /dev/tcp/127.0.0.1/%d' && exit 0\n"
+                   "env | grep -q 'SECRE[T]-' && exit 0\n"
+                   "grep -qs 'SECRE[T]-' %s/.git-credentials && exit 0\n"
+                   "exit 1\n",
+                   l.port, fake_home);
+    const fx_file f[] = {{".keel/gate.conf", conf}, {"ci.sh", script}};
+    hostile_result r = hostile_run(f, 2);
+    assert_int_equal(listen_stop(&l), 0);
+    rejected_for(&r, "configuration 'unit' failed (exit 1");
+    fx_teardown_repo();
+    /* writable = the directory that holds the store: its configuration is refused */
+    hostile_repo("");
+    (void)snprintf(conf, sizeof(conf),
+                   "[gate]\nstrategy = serial\nretries = 0\n"
+                   "[config unit]\ntest = sh ci.sh\nwritable = %s\ntimeout = 30\n",
+                   fx_dir);
+    const fx_file w[] = {{".keel/gate.conf", conf}, {"ci.sh", "rm -f \"$0\"; exit 0\n"}};
+    r = hostile_run(w, 2);
+    rejected_for(&r, "configuration: ");
+    char want[256];
+    (void)snprintf(want, sizeof(want), "writable path '%s' contains", fx_dir);
+    rejected_for(&r, want);
+}
+
+/* A fork bomb: its process limit stops it, the reason says so. */
+static void test_hostile_fork_bomb(void **state)
+{
+    (void)state;
+    hostile_repo("processes = 64\ntimeout = 10");
+    hostile_result r = hostile_script("f() { f | f & }; f; sleep 100\n");
+    rejected_for(&r, "process limit 64 reached");
+    assert_true(r.elapsed_ms < 20000);
+}
+
+/* It fills the disk: its work tree past `disk`, then one file past it. */
+static void test_hostile_fills_the_disk(void **state)
+{
+    (void)state;
+    hostile_repo("disk = 32M");
+    hostile_result r =
+        hostile_script("i=0; while [ $i -lt 64 ]; do dd if=/dev/zero of=f$i bs=1M count=4 "
+                       "2>/dev/null || exit 1; sync; i=$((i+1)); done; exit 0\n");
+    rejected_for(&r, "disk limit 32 MiB reached (its work tree holds");
+    fx_teardown_repo();
+    hostile_repo("disk = 32M");
+    r = hostile_script("dd if=/dev/zero of=big bs=1M count=256 && exit 0; exit 1\n");
+    rejected_for(&r, "disk limit 32 MiB reached (a file grew past it");
+}
+
+/* It exhausts memory past `memory`: the OOM killer of its cgroup (or RLIMIT_AS). */
+static void test_hostile_memory(void **state)
+{
+    (void)state;
+    hostile_repo("memory = 64M");
+    hostile_result r = hostile_script("dd if=/dev/zero of=/dev/null bs=512M count=1 && exit 0\n"
+                                      "exit 1\n");
+    gate_cgroup cg;
+    gate_limits l;
+    gate_limits_default(&l);
+    fx_ok(gate_cgroup_make(&l, &cg));
+    bool memcg = cg.version == 2 || cg.dir[GATE_CG_MEMORY][0] != '\0';
+    (void)gate_cgroup_remove(&cg);
+    rejected_for(&r, memcg ? "memory limit 64 MiB reached (killed by the OOM killer of its cgroup)"
+                           : "configuration 'unit' failed (exit 1");
+}
+
+/* It sleeps forever: its timeout ends it, and everything it started. */
+static void test_hostile_sleeps_forever(void **state)
+{
+    (void)state;
+    hostile_repo("timeout = 2");
+    hostile_result r = hostile_script("sleep 100000 & sleep 100000\n");
+    rejected_for(&r, "timeout 2 s reached");
+    assert_true(r.elapsed_ms < 15000);
+    assert_int_equal(fx_job_processes(), 0);
+}
+
+/*
+ * It leaves a setsid daemon holding its output: the job ends with its
+ * command (it passes and lands), the daemon is killed with it.
+ */
+static void test_hostile_setsid_daemon(void **state)
+{
+    (void)state;
+    hostile_repo("");
+    hostile_result r = hostile_script("setsid sh -c 'sleep 3; touch \"$MARKER.daemon\"' &\n"
+                                      "echo started; exit 0\n");
+    assert_int_equal(r.state, GATE_CHANGE_LANDED);
+    assert_true(r.elapsed_ms < 2900);
+    assert_int_equal(fx_job_processes(), 0);
+    struct timespec wait = {4, 0};
+    nanosleep(&wait, NULL);
+    char path[160];
+    fx_marker(path, sizeof(path), ".daemon");
+    assert_int_equal(access(path, F_OK), -1);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bwrap_argv),      cmocka_unit_test(test_env_allow_list),
-        cmocka_unit_test(test_config_keys),     cmocka_unit_test(test_policy_from_target),
-        cmocka_unit_test(test_what_a_job_sees), cmocka_unit_test(test_job_cgroup),
+        cmocka_unit_test(test_bwrap_argv),
+        cmocka_unit_test(test_env_allow_list),
+        cmocka_unit_test(test_config_keys),
+        cmocka_unit_test(test_policy_from_target),
+        cmocka_unit_test(test_what_a_job_sees),
+        cmocka_unit_test(test_job_cgroup),
+        cmocka_unit_test_teardown(test_hostile_moves_main, hostile_teardown),
+        cmocka_unit_test_teardown(test_hostile_store, hostile_teardown),
+        cmocka_unit_test_teardown(test_hostile_credentials, hostile_teardown),
+        cmocka_unit_test_teardown(test_hostile_network, hostile_teardown),
+        cmocka_unit_test_teardown(test_network_yes_from_the_target, hostile_teardown),
+        cmocka_unit_test_teardown(test_hostile_loosens_its_config, hostile_teardown),
+        cmocka_unit_test_teardown(test_hostile_fork_bomb, hostile_teardown),
+        cmocka_unit_test_teardown(test_hostile_fills_the_disk, hostile_teardown),
+        cmocka_unit_test_teardown(test_hostile_memory, hostile_teardown),
+        cmocka_unit_test_teardown(test_hostile_sleeps_forever, hostile_teardown),
+        cmocka_unit_test_teardown(test_hostile_setsid_daemon, hostile_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
