@@ -885,6 +885,74 @@ static void test_hostile_setsid_daemon(void **state)
     assert_int_equal(access(path, F_OK), -1);
 }
 
+/* A gate in a child process, to be killed -9 while its job runs. */
+static void run_to_be_killed(void)
+{
+    gate *g = fx_open();
+    gate_run_stats st;
+    keel_status s = gate_run(g, true, &st);
+    keel_status_ignore(s, "the parent kills this process first");
+    _exit(3);
+}
+
+/*
+ * kill -9 of the gate: with the sandbox its job dies with it; with
+ * `sandbox = none` what it left (a setsid daemon holding a lock included) is
+ * killed by the next run before it starts any job: that job takes the lock.
+ */
+static void test_killed_gate_leaves_no_job(void **state)
+{
+    (void)state;
+    for (int sandbox = 1; sandbox >= 0; sandbox--) {
+        fx_setup_repo(sandbox ? "strategy = serial\nretries = 0"
+                              : "strategy = serial\nretries = 0\nsandbox = none",
+                      "");
+        /* the first run: hold a lock in a daemon and wait; later runs: take the lock at once */
+        const fx_file f[] = {{"ci.sh", "if [ -e \"$MARKER.started\" ]; then\n"
+                                       "  exec flock -n \"$MARKER.lock\" true\n"
+                                       "fi\n"
+                                       "setsid flock \"$MARKER.lock\" sleep 60 &\n"
+                                       "sleep 0.3; touch \"$MARKER.started\"; sleep 60\n"}};
+        git_oid oid;
+        fx_commit(&fx_base, f, 1, "slow", &oid);
+        gate *g = fx_open();
+        long long id = fx_submit(g, "slow", 0);
+        gate_close(g);
+        (void)fflush(NULL);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0)
+            run_to_be_killed();
+        char started[160];
+        fx_marker(started, sizeof(started), ".started");
+        for (int i = 0; i < 1000 && access(started, F_OK) != 0; i++) {
+            struct timespec ms = {0, 10000000};
+            nanosleep(&ms, NULL);
+        }
+        assert_int_equal(access(started, F_OK), 0);
+        assert_true(fx_job_processes() >= 2);
+        assert_int_equal(kill(child, SIGKILL), 0);
+        assert_int_equal(waitpid(child, NULL, 0), child);
+        if (sandbox) { /* die-with-parent: gone without anyone's help */
+            for (int i = 0; i < 200 && fx_job_processes() > 0; i++) {
+                struct timespec ms = {0, 10000000};
+                nanosleep(&ms, NULL);
+            }
+            assert_int_equal(fx_job_processes(), 0);
+        } else {
+            assert_true(fx_job_processes() >= 1); /* the daemon, until the next run */
+        }
+        gate_run_stats st = fx_run_once();
+        assert_int_equal(st.landed, 1); /* its job took the lock: no orphan held it */
+        g = fx_open();
+        assert_int_equal(fx_state_of(g, id), GATE_CHANGE_LANDED);
+        gate_close(g);
+        assert_int_equal(fx_job_processes(), 0);
+        fx_teardown_repo();
+    }
+    fx_dir[0] = '\0';
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -905,6 +973,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_hostile_memory, hostile_teardown),
         cmocka_unit_test_teardown(test_hostile_sleeps_forever, hostile_teardown),
         cmocka_unit_test_teardown(test_hostile_setsid_daemon, hostile_teardown),
+        cmocka_unit_test_teardown(test_killed_gate_leaves_no_job, fx_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
