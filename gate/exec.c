@@ -150,15 +150,19 @@ static unsigned long long start_time(pid_t pid, char *state)
         return 0;
     buf[n] = '\0';
     const char *p = strrchr(buf, ')'); /* the name may hold anything but ends before this */
-    unsigned long long t = 0;
-    char st = '?';
-    if (p == NULL || sscanf(p + 1,
-                            " %c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
-                            "%*s %*s %*s %*s %llu",
-                            &st, &t) != 2)
+    if (p == NULL || p[1] != ' ' || p[2] == '\0')
         return 0;
     if (state != NULL)
-        *state = st;
+        *state = p[2];
+    /* fields after the name: 3 state, 4 ppid, ... 22 starttime */
+    for (int field = 3; field < 22 && p != NULL; field++)
+        p = strchr(p + 2, ' ');
+    if (p == NULL)
+        return 0;
+    char *end = NULL;
+    unsigned long long t = strtoull(p + 1, &end, 10);
+    if (end == p + 1)
+        return 0;
     return t;
 }
 
@@ -360,7 +364,8 @@ static void hidden_kinds(const gate_hidden *h, unsigned char *kinds)
 static keel_status make_argv(step *st)
 {
     const gate_exec_spec *spec = st->spec;
-    if (st->sandbox) {
+    KEEL_ASSERT(!st->sandbox || st->policy != NULL);
+    if (st->sandbox && st->policy != NULL) {
         for (const char *w = st->policy->writable; *w != '\0'; w += strlen(w) + 1) {
             struct stat sb;
             if (stat(w, &sb) != 0)
@@ -637,11 +642,10 @@ static keel_status prepare(step *st, bool *cannot)
         return KEEL_ERR_SYS(spec->dir == NULL ? EINVAL : errno,
                             "the work tree '%s' of the job is not there",
                             spec->dir != NULL ? spec->dir : "");
-    keel_status s = KEEL_OK;
     if (st->sandbox) {
-        s = gate_bwrap_find(st->bwrap, sizeof(st->bwrap));
-        if (!keel_ok(s))
-            return s;
+        keel_status found = gate_bwrap_find(st->bwrap, sizeof(st->bwrap));
+        if (!keel_ok(found))
+            return found;
     } else {
         (void)snprintf(st->home, sizeof(st->home), "/tmp/keel-gate-home-XXXXXX");
         if (mkdtemp(st->home) == NULL) {
@@ -650,8 +654,8 @@ static keel_status prepare(step *st, bool *cannot)
             return KEEL_ERR_SYS(e, "cannot make a home directory for a job in /tmp");
         }
     }
-    s = gate_sandbox_env(environ, st->policy != NULL ? st->policy->pass_env : NULL, spec->env,
-                         st->sandbox ? "/tmp/home" : st->home, &st->env);
+    keel_status s = gate_sandbox_env(environ, st->policy != NULL ? st->policy->pass_env : NULL,
+                                     spec->env, st->sandbox ? "/tmp/home" : st->home, &st->env);
     if (!keel_ok(s))
         return s;
     if (!find_program(st)) {
@@ -1010,9 +1014,15 @@ static keel_status reap_one(const char *path, bool *reaped)
         char *nl = strchr(line, '\n');
         if (nl != NULL)
             *nl = '\0';
-        if (sscanf(line, "gate %ld %llu", &gate_pid, &gate_t) == 2 ||
-            sscanf(line, "job %ld %llu", &job_pid, &job_t) == 2)
+        bool is_gate = strncmp(line, "gate ", 5) == 0, is_job = strncmp(line, "job ", 4) == 0;
+        if (is_gate || is_job) { /* "gate|job <pid> <start time>" */
+            char *end = NULL;
+            long pid = strtol(line + (is_gate ? 5 : 4), &end, 10);
+            unsigned long long t = end != NULL && *end == ' ' ? strtoull(end + 1, NULL, 10) : 0;
+            *(is_gate ? &gate_pid : &job_pid) = pid;
+            *(is_gate ? &gate_t : &job_t) = t;
             continue;
+        }
         if (strncmp(line, "cgroup ", 7) == 0 && ncg < GATE_CG_N && gate_cgroup_path_ok(line + 7)) {
             gate_fmt(cg.dir[ncg++], GATE_PATH_MAX, "%s", line + 7);
             cg.version = strstr(line, "/job-") != NULL ? 1 : 2;

@@ -365,16 +365,17 @@ static void pause_ms(long ms)
 /* SIGKILL every pid listed in dir/cgroup.procs: how many were listed. */
 static unsigned kill_listed(const char *dir)
 {
-    char path[GATE_PATH_MAX + 32];
+    char path[GATE_PATH_MAX + 32], line[32];
     (void)snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
     FILE *f = fopen(path, "re");
     if (f == NULL)
         return 0;
     unsigned n = 0;
-    long pid = 0;
-    while (fscanf(f, "%ld", &pid) == 1)
+    while (fgets(line, sizeof(line), f) != NULL) {
+        long pid = strtol(line, NULL, 10);
         if (pid > 0 && pid != (long)getpid() && kill((pid_t)pid, SIGKILL) == 0)
             n++;
+    }
     (void)fclose(f);
     return n;
 }

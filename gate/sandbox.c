@@ -475,24 +475,21 @@ void gate_rm_tree(const char *dir)
 
 void gate_size_text(unsigned long long bytes, char *buf, size_t size)
 {
-    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB"};
-    int u = -1;
+    static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+    size_t u = 0;
     unsigned long long v = bytes;
-    while (u < 3 && v >= 1024 && v % 1024 == 0) {
+    while (u < 4 && v >= 1024 && v % 1024 == 0) {
         v /= 1024;
         u++;
     }
-    if (u < 0 && bytes >= 1024) { /* not a whole number of KiB: one decimal of the largest unit */
-        double d = (double)bytes;
-        while (u < 3 && d >= 1024.0) {
-            d /= 1024.0;
-            u++;
-        }
-        (void)snprintf(buf, size, "%.1f %s", d, units[u]);
+    if (u > 0 || bytes < 1024) {
+        (void)snprintf(buf, size, "%llu %s", v, units[u]);
         return;
     }
-    if (u < 0)
-        (void)snprintf(buf, size, "%llu bytes", bytes);
-    else
-        (void)snprintf(buf, size, "%llu %s", v, units[u]);
+    double d = (double)bytes; /* not a whole number of KiB: one decimal of the largest unit */
+    while (u < 4 && d >= 1024.0) {
+        d /= 1024.0;
+        u++;
+    }
+    (void)snprintf(buf, size, "%.1f %s", d, units[u]);
 }

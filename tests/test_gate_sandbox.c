@@ -417,9 +417,9 @@ static void test_job_cgroup(void **state)
         _exit(127);
     }
     fx_ok(gate_cgroup_attach(&cg, pid));
-    char path[GATE_PATH_MAX + 32], buf[64] = "";
     const char *pids_dir = cg.version == 2 ? cg.dir[0] : cg.dir[GATE_CG_PIDS];
     if (pids_dir[0] != '\0') {
+        char path[GATE_PATH_MAX + 32], buf[64] = "";
         (void)snprintf(path, sizeof(path), "%s/pids.max", pids_dir);
         FILE *f = fopen(path, "r");
         assert_non_null(f);
