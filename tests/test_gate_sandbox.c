@@ -687,14 +687,14 @@ typedef struct listener {
     int fd;
     int port;
     int connections;
-    volatile int stop;
+    int stop; /* atomic */
     pthread_t thread;
 } listener;
 
 static void *listen_main(void *arg)
 {
     listener *l = (listener *)arg;
-    while (!l->stop) {
+    while (!__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE)) {
         struct pollfd pfd;
         memset(&pfd, 0, sizeof(pfd));
         pfd.fd = l->fd;
@@ -729,7 +729,7 @@ static void listen_start(listener *l)
 
 static int listen_stop(listener *l)
 {
-    l->stop = 1;
+    __atomic_store_n(&l->stop, 1, __ATOMIC_RELEASE);
     assert_int_equal(pthread_join(l->thread, NULL), 0);
     close(l->fd);
     return __atomic_load_n(&l->connections, __ATOMIC_SEQ_CST);
