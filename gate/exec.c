@@ -68,7 +68,6 @@ enum {
 
 static pid_t groups[MAX_GROUPS]; /* running jobs' process groups; 0: a free slot */
 static int frozen;               /* gate_exec_freeze */
-static unsigned long long record_seq;
 
 void gate_exec_freeze(void)
 {
@@ -580,7 +579,12 @@ static keel_status release(step *st)
     return KEEL_OK;
 }
 
-/* A record of the running job for gate_exec_reap_orphans: the gate, the job, its cgroups. */
+/*
+ * A record of the running job for gate_exec_reap_orphans: the gate, the job,
+ * its cgroups, its HOME.  One file per executor thread, rewritten for each
+ * step and emptied at its end (a file made and removed per step costs the
+ * filesystem more than the rest of the record).
+ */
 static keel_status write_record(step *st)
 {
     const char *dir = st->spec->records;
@@ -594,9 +598,9 @@ static keel_status write_record(step *st)
             n += snprintf(text + n, sizeof(text) - (size_t)n, "cgroup %s\n", st->cg.dir[c]);
     if (st->home[0] != '\0' && n > 0 && (size_t)n < sizeof(text))
         n += snprintf(text + n, sizeof(text) - (size_t)n, "home %s\n", st->home);
-    (void)snprintf(st->record, sizeof(st->record), "%s/%d-%llu", dir, (int)getpid(),
-                   __atomic_add_fetch(&record_seq, 1, __ATOMIC_RELAXED));
-    int fd = open(st->record, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    gate_fmt(st->record, sizeof(st->record), "%s/%d-%ld", dir, (int)getpid(),
+             (long)syscall(SYS_gettid));
+    int fd = open(st->record, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int e = fd < 0 ? errno : 0;
     if (fd >= 0 && n > 0)
         e = write_all(fd, text, strnlen(text, sizeof(text)));
@@ -604,7 +608,7 @@ static keel_status write_record(step *st)
         (void)close(fd);
     if (e != 0) {
         if (fd >= 0)
-            (void)unlink(st->record);
+            (void)truncate(st->record, 0);
         st->record[0] = '\0';
         return KEEL_ERR_SYS(e, "cannot write the record of a running job in '%s'", dir);
     }
@@ -617,7 +621,7 @@ static void step_end(step *st)
     if (st->cg.version != 0)
         (void)gate_cgroup_remove(&st->cg);
     if (st->record[0] != '\0')
-        (void)unlink(st->record);
+        (void)truncate(st->record, 0); /* the thread's next step writes it again */
     if (st->home[0] != '\0')
         gate_rm_tree(st->home); /* sandbox = none: the step's private HOME */
     keel_heap_free(EXEC_HEAP, st->argv);
@@ -719,6 +723,11 @@ static keel_status classify(step *st, int wstatus, bool timed_out, bool cancelle
     bool passed = !timed_out && !cancelled && limit_hit == NULL && sig == 0 && code == 0 &&
                   (!st->sandbox || ran == 0);
     char size[32];
+    if (cancelled) { /* the gate stopped it: nothing about it is a verdict */
+        out->result = GATE_EXEC_CANCELLED;
+        out->signal = sig;
+        return KEEL_OK;
+    }
     if (limit_hit == NULL && !passed && l != NULL) {
         if (rep.oom_kills > 0) {
             gate_size_text(l->memory, size, sizeof(size));
@@ -750,8 +759,8 @@ static keel_status classify(step *st, int wstatus, bool timed_out, bool cancelle
         out->signal = sig;
         out->exit_code = code;
         note(st, "keel-gate: %s", out->reason);
-    } else if (timed_out || cancelled) {
-        out->result = timed_out ? GATE_EXEC_TIMEOUT : GATE_EXEC_CANCELLED;
+    } else if (timed_out) {
+        out->result = GATE_EXEC_TIMEOUT;
         out->signal = sig;
     } else if (st->sandbox && ran < 0) {
         /* the command never ran: all the output is bwrap's */
@@ -1032,7 +1041,11 @@ static keel_status reap_one(const char *path, bool *reaped)
     }
     (void)fclose(f);
     if (alive((pid_t)gate_pid, gate_t))
-        return KEEL_OK; /* a running gate's job */
+        return KEEL_OK;  /* a running gate's job */
+    if (gate_pid == 0) { /* empty: no job ran from that thread when its gate was killed */
+        (void)unlink(path);
+        return KEEL_OK;
+    }
     bool job = alive((pid_t)job_pid, job_t);
     if (job) {
         (void)kill(-(pid_t)job_pid, SIGKILL);
