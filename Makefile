@@ -12,7 +12,7 @@ FUZZ_SECONDS ?= 600
 
 DEPS := cmake ninja-build make gcc g++ clang clang-tidy clang-tools clang-format cppcheck \
         libclang-rt-14-dev pkg-config git libcmocka-dev libdw-dev libelf-dev \
-        libsqlite3-dev libgit2-dev libjemalloc-dev libfiu-dev binutils
+        libsqlite3-dev libgit2-dev libjemalloc-dev libfiu-dev binutils bubblewrap
 
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null && echo sudo)
 
