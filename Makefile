@@ -13,7 +13,6 @@ FUZZ_SECONDS ?= 600
 DEPS := cmake ninja-build make gcc g++ clang clang-tidy clang-tools clang-format cppcheck \
         libclang-rt-14-dev pkg-config git libcmocka-dev libdw-dev libelf-dev \
         libsqlite3-dev libgit2-dev libjemalloc-dev libfiu-dev binutils bubblewrap
-        libsqlite3-dev libgit2-dev libjemalloc-dev libfiu-dev binutils
 # a strict JSON parser for the tests of keel-gate's --json output
 DEPS += libjansson-dev
 

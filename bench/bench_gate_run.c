@@ -19,7 +19,12 @@
  * libgit2's file:// transport runs both ends in this process, so its CPU
  * holds the remote's side too).
  *
- * Run: flock /tmp/keel-bench.lock build/release/bench_gate_run [N] [rounds]
+ * Every job runs in its bubblewrap sandbox with the default limits (a cgroup
+ * per job where the machine offers one), as keel-gate runs it; a third
+ * argument `none` runs the same with `sandbox = none` (the trampoline and the
+ * cgroup, no bwrap), to see what the sandbox costs the gate itself.
+ *
+ * Run: flock /tmp/keel-bench.lock build/release/bench_gate_run [N] [rounds] [none]
  */
 #define _GNU_SOURCE 1
 #include <git2.h>
@@ -102,6 +107,8 @@ static void commit(git_repository *r, const git_oid *parent, const char *const f
 }
 
 /* A fresh repository in `dir` with n branches c1..cn, each adding its own file. */
+static bool no_sandbox; /* `none`: sandbox = none */
+
 static void make_repo(const char *dir, const char *strategy, int n)
 {
     char path[256], conf[1024];
@@ -109,10 +116,10 @@ static void make_repo(const char *dir, const char *strategy, int n)
     git_repository *r = NULL;
     git_ok(git_repository_init(&r, path, 1), "init");
     (void)snprintf(conf, sizeof(conf),
-                   "[gate]\ntarget = main\nslots = 4\nstrategy = %s\n"
+                   "[gate]\ntarget = main\nslots = 4\nstrategy = %s\n%s"
                    "[config unit]\ntest = true\ntimeout = 30\n"
                    "[config lint]\ntest = true\ntimeout = 30\n",
-                   strategy);
+                   strategy, no_sandbox ? "sandbox = none\n" : "");
     const char *const root[][2] = {
         {".keel/gate.conf", conf}, {"README", "bench\n"}, {"src/main.c", "int main(void);\n"}};
     git_oid base;
@@ -211,18 +218,20 @@ int main(int argc, char **argv)
 {
     int n = argc > 1 ? atoi(argv[1]) : 100;
     int rounds = argc > 2 ? atoi(argv[2]) : 3;
-    if (n < 1 || n > MAXN || rounds < 1 || rounds > 100 || argc > 3) {
-        (void)fprintf(stderr, "usage: bench_gate_run [changes 1..%d] [rounds 1..100]\n", MAXN);
+    no_sandbox = argc > 3 && strcmp(argv[3], "none") == 0;
+    if (n < 1 || n > MAXN || rounds < 1 || rounds > 100 || argc > 4 || (argc > 3 && !no_sandbox)) {
+        (void)fprintf(stderr, "usage: bench_gate_run [changes 1..%d] [rounds 1..100] [none]\n",
+                      MAXN);
         return 2;
     }
     check(keel_init(), "keel_init");
     gate_modules_link();
     check(keel_modules_start(), "modules"); /* as keel-gate does */
     git_libgit2_init();
-    printf("keel-gate run --once: %d changes, 2 configurations (`true`), 4 slots, %d rounds\n"
+    printf("keel-gate run --once: %d changes, 2 configurations (`true`), 4 slots, %d rounds, %s\n"
            "CPU of the gate process (RUSAGE_SELF), per landed change; the jobs are child\n"
            "processes, outside it (RUSAGE_CHILDREN, for reference).  Goal: < 50 ms.\n\n",
-           n, rounds);
+           n, rounds, no_sandbox ? "sandbox = none" : "jobs in their bubblewrap sandbox");
     printf("| strategy | builds | jobs | gate CPU per change, run (min .. max) | submit | jobs' "
            "CPU | wall per change |\n|---|---|---|---|---|---|---|\n");
     /* then the same through a file:// URL: fetches, a push per landing (both ends in-process) */

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,9 +119,71 @@ keel_status gate_words_split(const char *text, gate_words *out)
 
 typedef enum section_kind { SECTION_NONE, SECTION_GATE, SECTION_CONFIG } section_kind;
 
-static const char *const gate_keys[] = {"target",    "slots",   "strategy", "max-batch",
-                                        "max-depth", "retries", "notify",   "crash-limit"};
-static const char *const config_keys[] = {"build", "test", "env", "timeout", "required"};
+static const char *const gate_keys[] = {
+    "crash-limit", "target", "slots",   "strategy", "max-batch", "max-depth",
+    "retries",     "notify", "sandbox", "memory",   "processes", "cpu",
+    "output",      "disk",   "tmp",     "log-days", "log-max",   "pass-env"};
+static const char *const config_keys[] = {"build",   "test",     "env",    "timeout",   "required",
+                                          "network", "writable", "memory", "processes", "cpu",
+                                          "output",  "disk",     "tmp"};
+
+/* The limit keys, in [gate] (defaults) and [config NAME] (its own). */
+typedef struct limit_key {
+    const char *name;
+    size_t offset; /* in gate_limits */
+    unsigned bit;  /* GATE_LIMIT_* */
+    bool size;     /* a size (512K, 4G); else a whole number */
+} limit_key;
+
+static const limit_key limit_keys[] = {
+    {"memory", offsetof(gate_limits, memory), GATE_LIMIT_MEMORY, true},
+    {"processes", offsetof(gate_limits, processes), GATE_LIMIT_PROCESSES, false},
+    {"cpu", offsetof(gate_limits, cpu), GATE_LIMIT_CPU, false},
+    {"output", offsetof(gate_limits, output), GATE_LIMIT_OUTPUT, true},
+    {"disk", offsetof(gate_limits, disk), GATE_LIMIT_DISK, true},
+    {"tmp", offsetof(gate_limits, tmp), GATE_LIMIT_TMP, true}};
+
+void gate_limits_default(gate_limits *l)
+{
+    KEEL_ASSERT(l != NULL);
+    l->memory = GATE_DEFAULT_MEMORY;
+    l->processes = GATE_DEFAULT_PROCESSES;
+    l->cpu = GATE_DEFAULT_CPU;
+    l->output = GATE_DEFAULT_OUTPUT;
+    l->disk = GATE_DEFAULT_DISK;
+    l->tmp = GATE_DEFAULT_TMP;
+}
+
+keel_status gate_size_parse(const char *text, unsigned long long *out)
+{
+    KEEL_ASSERT(text != NULL && out != NULL);
+    static const char units[] = "KMGT";
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    unsigned shift = 0;
+    const char *u = *end != '\0' ? strchr(units, *end & ~0x20) : NULL;
+    if (u != NULL && *u != '\0') {
+        shift = 10u * (unsigned)(u - units + 1);
+        end++;
+        if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)
+            end += strlen(end);
+    }
+    if (text[0] < '0' || text[0] > '9' || *end != '\0')
+        return KEEL_ERR(KEEL_E_PARSE, "'%s' is not a size (512K, 64M, 4G, or bytes)", text);
+    if (errno == ERANGE || (shift > 0 && v > (~0ull >> shift)))
+        return KEEL_ERR(KEEL_E_RANGE, "size '%s' is too large", text);
+    *out = v << shift;
+    return KEEL_OK;
+}
+
+bool gate_env_forbidden(const char *name, size_t len)
+{
+    return (len >= 10 && strncmp(name, "KEEL_GATE_", 10) == 0) ||
+           (len >= 4 && strncmp(name, "GIT_", 4) == 0) ||
+           (len == 13 && strncmp(name, "SSH_AUTH_SOCK", 13) == 0) ||
+           (len == 12 && strncmp(name, "KEEL_OPTIONS", 12) == 0);
+}
 
 typedef struct parse_state {
     const char *origin;
@@ -232,6 +295,82 @@ static bool good_name(const char *name)
     return name[0] != '.' && name[0] != '-';
 }
 
+/* A limit key (memory, processes, ...) into `l`; *bit set to its GATE_LIMIT_* bit.  NOTFOUND: not one. */
+static keel_status limit_key_parse(const parse_state *st, const char *key, const char *value,
+                                   gate_limits *l, unsigned *bit)
+{
+    for (size_t i = 0; i < sizeof(limit_keys) / sizeof(limit_keys[0]); i++) {
+        const limit_key *k = &limit_keys[i];
+        if (strcmp(key, k->name) != 0)
+            continue;
+        unsigned long long v = 0;
+        if (k->size) {
+            keel_status s = gate_size_parse(value, &v);
+            if (!keel_ok(s)) {
+                keel_status_free(s);
+                return errf(st, KEEL_E_PARSE,
+                            "'%s' must be a size such as 512K, 64M or 4G (0: no limit), not '%s'",
+                            key, value);
+            }
+        } else {
+            unsigned n = 0;
+            keel_status s = parse_uint(st, key, value, 0, 1000000000u, &n);
+            if (!keel_ok(s))
+                return s;
+            v = n;
+        }
+        memcpy((char *)l + k->offset, &v, sizeof(v));
+        *bit = k->bit;
+        return KEEL_OK;
+    }
+    return KEEL_ERR(KEEL_E_NOTFOUND, "not a limit");
+}
+
+/* `pass-env`: variable names, none of those a job must never get. */
+static keel_status set_pass_env(const parse_state *st, const char *value, gate_words *w)
+{
+    keel_status s = set_words(st, "pass-env", value, w);
+    for (size_t i = 0; keel_ok(s) && i < w->n; i++) {
+        const char *name = w->words[i];
+        size_t len = strlen(name);
+        bool ok = len > 0 && !(name[0] >= '0' && name[0] <= '9');
+        for (const char *p = name; ok && *p != '\0'; p++)
+            ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                 *p == '_';
+        if (!ok)
+            s = errf(st, KEEL_E_PARSE, "'pass-env': '%s' is not a variable name", name);
+        else if (gate_env_forbidden(name, len))
+            s = errf(st, KEEL_E_INVAL,
+                     "'pass-env': '%s' never reaches a job (the gate's credentials, git's "
+                     "variables and KEEL_OPTIONS stay the gate's; set a job's own in 'env')",
+                     name);
+    }
+    return s;
+}
+
+/* `writable`: absolute paths, none of /, /proc, /sys or /dev, without '..'. */
+static keel_status set_writable(const parse_state *st, const char *value, gate_words *w)
+{
+    keel_status s = set_words(st, "writable", value, w);
+    for (size_t i = 0; keel_ok(s) && i < w->n; i++) {
+        const char *p = w->words[i];
+        bool under_system = false;
+        static const char *const system[] = {"/proc", "/sys", "/dev"};
+        for (size_t k = 0; k < 3; k++) {
+            size_t n = strlen(system[k]);
+            under_system |= strncmp(p, system[k], n) == 0 && (p[n] == '\0' || p[n] == '/');
+        }
+        if (p[0] != '/' || strstr(p, "/../") != NULL || strstr(p, "/./") != NULL ||
+            (strlen(p) >= 3 && strcmp(p + strlen(p) - 3, "/..") == 0))
+            s = errf(st, KEEL_E_PARSE, "'writable': '%s' must be an absolute path without '..'", p);
+        else if (strspn(p, "/") == strlen(p) || under_system)
+            s = errf(st, KEEL_E_INVAL, "'writable': '%s' cannot be made writable for a job", p);
+        else if (strlen(p) >= 1024)
+            s = errf(st, KEEL_E_RANGE, "'writable': a path longer than 1023 bytes");
+    }
+    return s;
+}
+
 static keel_status gate_key(parse_state *st, const char *key, const char *value)
 {
     gate_config *c = st->cfg;
@@ -255,6 +394,29 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
         return set_words(st, key, value, &c->notify);
     if (strcmp(key, "crash-limit") == 0)
         return parse_uint(st, key, value, 0, 1000, &c->crash_limit);
+    if (strcmp(key, "sandbox") == 0) {
+        if (strcmp(value, "bwrap") != 0 && strcmp(value, "none") != 0)
+            return errf(st, KEEL_E_PARSE, "'sandbox' must be bwrap or none, not '%s'", value);
+        c->sandbox_none = strcmp(value, "none") == 0;
+        return KEEL_OK;
+    }
+    if (strcmp(key, "log-days") == 0)
+        return parse_uint(st, key, value, 0, 100000, &c->log_days);
+    if (strcmp(key, "log-max") == 0) {
+        keel_status s = gate_size_parse(value, &c->log_max);
+        if (keel_ok(s))
+            return KEEL_OK;
+        keel_status_free(s);
+        return errf(st, KEEL_E_PARSE, "'log-max' must be a size such as 512M or 2G, not '%s'",
+                    value);
+    }
+    if (strcmp(key, "pass-env") == 0)
+        return set_pass_env(st, value, &c->pass_env);
+    unsigned bit = 0;
+    keel_status ls = limit_key_parse(st, key, value, &c->limits, &bit);
+    if (!KEEL_IS(ls, KEEL_E_NOTFOUND))
+        return ls;
+    keel_status_free(ls);
     if (strcmp(key, "strategy") == 0) {
         size_t n = sizeof(strategy_names) / sizeof(strategy_names[0]);
         for (size_t i = 0; i < n; i++)
@@ -295,6 +457,17 @@ static keel_status config_key(parse_state *st, const char *key, const char *valu
         return parse_uint(st, key, value, 1, 7 * 24 * 3600, &m->timeout_s);
     if (strcmp(key, "required") == 0)
         return parse_bool(st, key, value, &m->required);
+    if (strcmp(key, "network") == 0)
+        return parse_bool(st, key, value, &m->network);
+    if (strcmp(key, "writable") == 0)
+        return set_writable(st, value, &m->writable);
+    unsigned bit = 0;
+    keel_status ls = limit_key_parse(st, key, value, &m->limits, &bit);
+    if (keel_ok(ls))
+        m->limits_set |= bit;
+    if (!KEEL_IS(ls, KEEL_E_NOTFOUND))
+        return ls;
+    keel_status_free(ls);
     return unknown_key(st, key, config_keys, sizeof(config_keys) / sizeof(config_keys[0]),
                        "config");
 }
@@ -377,6 +550,10 @@ static keel_status validate(parse_state *st)
     bool any_required = false;
     for (size_t i = 0; i < c->nconfigs; i++) {
         gate_matrix_config *m = &c->configs[i];
+        for (size_t k = 0; k < sizeof(limit_keys) / sizeof(limit_keys[0]); k++)
+            if ((m->limits_set & limit_keys[k].bit) == 0)
+                memcpy((char *)&m->limits + limit_keys[k].offset,
+                       (const char *)&c->limits + limit_keys[k].offset, sizeof(unsigned long long));
         if (m->test.n == 0 && m->build.n == 0)
             return KEEL_ERR(KEEL_E_PARSE, "%s: configuration '%s' has neither 'build' nor 'test'",
                             st->origin, m->name);
@@ -413,6 +590,9 @@ keel_status gate_config_parse(const char *text, size_t len, const char *origin, 
     c->max_depth = 4;
     c->retries = 1;
     c->crash_limit = 3;
+    gate_limits_default(&c->limits);
+    c->log_days = GATE_DEFAULT_LOG_DAYS;
+    c->log_max = GATE_DEFAULT_LOG_MAX;
     parse_state st;
     memset(&st, 0, sizeof(st));
     st.origin = origin != NULL ? origin : "gate.conf";
@@ -443,7 +623,9 @@ void gate_config_free(gate_config *c)
     if (c == NULL)
         return;
     gate_words_free(&c->notify);
+    gate_words_free(&c->pass_env);
     for (size_t i = 0; i < c->nconfigs; i++) {
+        gate_words_free(&c->configs[i].writable);
         gate_words_free(&c->configs[i].build);
         gate_words_free(&c->configs[i].test);
         gate_words_free(&c->configs[i].env);

@@ -14,6 +14,16 @@
  *   crash-limit = 3            # the gate died this many times in a row testing a change:
  *                              # it is quarantined (rejected); 0: never
  *   notify     = tools/notify --channel ci    # run with a JSON event on stdin
+ *   sandbox    = bwrap         # bwrap | none: how jobs are isolated (sandbox.h)
+ *   memory     = 4G            # defaults of every configuration's limits:
+ *   processes  = 1024          #   memory, processes and threads, CPU seconds,
+ *   cpu        = 0             #   output per job, disk (its work tree), its
+ *   output     = 8M            #   private /tmp; sizes as 512K, 64M, 4G; 0: none
+ *   disk       = 16G
+ *   tmp        = 1G
+ *   log-days   = 30            # job logs older than this are removed ...
+ *   log-max    = 1G            # ... and the oldest beyond this total
+ *   pass-env   = CCACHE_DIR    # more variables a job gets from the gate
  *
  *   [config gcc-devel]
  *   build    = cmake --preset devel -DCMAKE_C_COMPILER=gcc
@@ -21,6 +31,14 @@
  *   env      = CC=gcc KEEL_OPTIONS="report.lock-order=abort"
  *   timeout  = 900             # seconds, build and test together
  *   required = yes             # must pass to land (default yes)
+ *   network  = no              # yes: the job shares the host's network
+ *   writable = /var/cache/ccache   # absolute paths the job may write
+ *   memory   = 8G              # and any of the limits above for this one
+ *
+ * `sandbox`, `network`, `writable`, `pass-env` and the limits are security
+ * settings: the gate takes them from the TARGET's configuration (for the
+ * configuration of the same name), never from the change under test, so a
+ * change cannot loosen its own sandbox (sandbox.h, gate_job_policy_from).
  *
  * Commands and env are split into words like a shell would split them
  * (blanks separate, '...' and "..." quote, \ escapes) but no shell ever runs
@@ -50,6 +68,37 @@ enum { GATE_MAX_CONFIGS = 64 };
 
 enum { GATE_CONFIG_NAME_MAX = 65, GATE_BRANCH_MAX = 256 };
 
+/* A job's resource limits; 0: none.  Defaults: GATE_DEFAULT_* below. */
+typedef struct gate_limits {
+    unsigned long long memory;    /* bytes, every process of the job together */
+    unsigned long long processes; /* processes and threads at once */
+    unsigned long long cpu;       /* CPU seconds */
+    unsigned long long output;    /* bytes of output, all its steps together */
+    unsigned long long disk;      /* bytes its work tree may hold; one file at most this */
+    unsigned long long tmp;       /* bytes: the size of its private /tmp */
+} gate_limits;
+
+#define GATE_DEFAULT_MEMORY    (4ull << 30)
+#define GATE_DEFAULT_PROCESSES 1024ull
+#define GATE_DEFAULT_CPU       0ull
+#define GATE_DEFAULT_OUTPUT    (8ull << 20)
+#define GATE_DEFAULT_DISK      (16ull << 30)
+#define GATE_DEFAULT_TMP       (1ull << 30)
+#define GATE_DEFAULT_LOG_DAYS  30u
+#define GATE_DEFAULT_LOG_MAX   (1ull << 30)
+
+void gate_limits_default(gate_limits *l);
+
+/* gate_matrix_config.limits_set: the limits a [config NAME] section gave itself. */
+enum {
+    GATE_LIMIT_MEMORY = 1u << 0,
+    GATE_LIMIT_PROCESSES = 1u << 1,
+    GATE_LIMIT_CPU = 1u << 2,
+    GATE_LIMIT_OUTPUT = 1u << 3,
+    GATE_LIMIT_DISK = 1u << 4,
+    GATE_LIMIT_TMP = 1u << 5
+};
+
 typedef struct gate_matrix_config {
     char name[GATE_CONFIG_NAME_MAX];
     gate_words build;
@@ -57,6 +106,10 @@ typedef struct gate_matrix_config {
     gate_words env; /* NAME=value words */
     unsigned timeout_s;
     bool required;
+    bool network;        /* network = yes */
+    gate_words writable; /* absolute paths bound read-write */
+    gate_limits limits;  /* its own, or [gate]'s where it sets none */
+    unsigned limits_set; /* which of its limits it set (GATE_LIMIT_* bits) */
 } gate_matrix_config;
 
 typedef struct gate_config {
@@ -67,8 +120,13 @@ typedef struct gate_config {
     unsigned max_batch;
     unsigned max_depth;
     unsigned retries;
-    unsigned crash_limit; /* quarantine a change after this many gate deaths (0: never) */
-    gate_words notify;    /* empty: no hook */
+    unsigned crash_limit;       /* quarantine a change after this many gate deaths (0: never) */
+    gate_words notify;          /* empty: no hook */
+    bool sandbox_none;          /* sandbox = none: jobs run without bubblewrap */
+    gate_limits limits;         /* the defaults of every configuration */
+    unsigned log_days;          /* job logs older than this are removed (0: never) */
+    unsigned long long log_max; /* bytes: the oldest logs beyond this are removed (0: no cap) */
+    gate_words pass_env;        /* variable names jobs get from the gate's environment */
     gate_matrix_config configs[GATE_MAX_CONFIGS];
     size_t nconfigs;
 } gate_config;
@@ -79,6 +137,15 @@ KEEL_MUST_USE keel_status gate_config_parse(const char *text, size_t len, const 
 void gate_config_free(gate_config *c);
 
 const char *gate_strategy_name(gate_strategy s);
+
+/*
+ * A size as `512K`, `64M`, `4G`, `1T` (powers of 1024; a plain number is
+ * bytes); `0` is 0.  KEEL_E_PARSE / KEEL_E_RANGE naming `text` otherwise.
+ */
+KEEL_MUST_USE keel_status gate_size_parse(const char *text, unsigned long long *out);
+
+/* A variable a job must never get from the gate (its credentials, git's, KEEL_OPTIONS)? */
+bool gate_env_forbidden(const char *name, size_t len);
 
 /* Split a command line into words (no shell): quotes and backslashes as above. */
 KEEL_MUST_USE keel_status gate_words_split(const char *text, gate_words *out);

@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,20 +44,6 @@ static void crash_if(bool fire, const char *name)
     }
 }
 #define CRASH_POINT(name) crash_if(KEEL_STRESS(name), #name)
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    (void)remove(path);
-    return 0;
-}
-
-void gate_rm_tree(const char *dir)
-{
-    (void)nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 keel_status gate_make_dir(const char *dir)
 {
@@ -248,14 +233,6 @@ const char *gate_target(const gate *g)
     return g->target;
 }
 
-void gate_fmt(char *buf, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    (void)vsnprintf(buf, size, fmt, ap); /* truncation is fine: a message or a bounded path */
-    va_end(ap);
-}
-
 void gate_status_line(keel_status s, char *buf, size_t size)
 {
     KEEL_ASSERT(buf != NULL && size > 0);
@@ -338,6 +315,11 @@ keel_status gate_open(const gate_options *o, gate **out)
             s = gate_make_dirs(g->tdir);
         if (keel_ok(s))
             s = trees_dir(g, o->work, target_dir);
+        gate_fmt(g->records, sizeof(g->records), "%s/running", g->work);
+        if (keel_ok(s))
+            s = gate_make_dir(g->records);
+        if (keel_ok(s))
+            s = gate_hidden_paths(g, &g->hidden);
     }
     if (!keel_ok(s)) {
         gate_close(g);
@@ -398,6 +380,51 @@ keel_status gate_cancel(gate *g, long long id)
     return s;
 }
 
+/*
+ * What no job may see (sandbox.h): the store and its -wal, -shm and -journal,
+ * <state>.d (logs, records, every job's tree), the repository's git dir or the
+ * mirror (and a file:// remote), the default mirrors' directory, and the
+ * gate's credentials: $HOME (~/.ssh, ~/.git-credentials, ...) and the
+ * directory of SSH_AUTH_SOCK.
+ */
+keel_status gate_hidden_paths(gate *g, gate_hidden *h)
+{
+    static const char *const store_files[] = {"", "-wal", "-shm", "-journal"};
+    memset(h, 0, sizeof(*h));
+    char p[GATE_PATH_MAX + 16];
+    keel_status s = KEEL_OK;
+    for (size_t i = 0; keel_ok(s) && i < 4; i++) {
+        gate_fmt(p, sizeof(p), "%s%s", g->state, store_files[i]);
+        s = gate_hidden_add(h, p, true);
+    }
+    if (keel_ok(s))
+        s = gate_hidden_add(h, g->work, true);
+    /* every target's work trees (a job's own is bound again over it) */
+    const char *slash_t = strrchr(g->tree_root, '/');
+    if (keel_ok(s) && slash_t != NULL && slash_t != g->tree_root) {
+        gate_fmt(p, sizeof(p), "%.*s", (int)(slash_t - g->tree_root), g->tree_root);
+        s = gate_hidden_add(h, p, true);
+    }
+    if (keel_ok(s))
+        s = gate_hidden_add(h, gate_repo_git_dir(g->repo), true);
+    if (keel_ok(s) && strncmp(g->repo_path, "file://", 7) == 0)
+        s = gate_hidden_add(h, g->repo_path + 7, true);
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    const char *sock = getenv("SSH_AUTH_SOCK");
+    if (keel_ok(s) && xdg != NULL && xdg[0] == '/') {
+        gate_fmt(p, sizeof(p), "%s/keel-gate", xdg);
+        s = gate_hidden_add(h, p, true);
+    }
+    if (keel_ok(s) && home != NULL && home[0] == '/')
+        s = gate_hidden_add(h, home, false);
+    const char *slash = sock != NULL && sock[0] == '/' ? strrchr(sock, '/') : NULL;
+    if (keel_ok(s) && slash != NULL && slash != sock) {
+        gate_fmt(p, sizeof(p), "%.*s", (int)(slash - sock), sock);
+        s = gate_hidden_add(h, p, false);
+    }
+    return KEEL_CONTEXT(s, "listing what jobs may not see");
+}
+
 /* The configuration of `commit` (.keel/gate.conf in its tree). */
 keel_status gate_load_config(gate *g, const char *commit, gate_config **cfg)
 {
@@ -411,6 +438,13 @@ keel_status gate_load_config(gate *g, const char *commit, gate_config **cfg)
         s = gate_config_parse(text, len, origin, cfg);
     }
     gate_file_free(text);
+    if (keel_ok(s)) { /* a `writable` path that would expose the gate never lands either */
+        s = gate_sandbox_check_config(&g->hidden, *cfg);
+        if (!keel_ok(s)) {
+            gate_config_free(*cfg);
+            *cfg = NULL;
+        }
+    }
     return s;
 }
 
@@ -448,6 +482,16 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
         return KEEL_CONTEXT(s, "trying '%s' on '%s'", branch, g->target);
     if (cfg == NULL)
         return KEEL_ERR(KEEL_E_INTERNAL, "no configuration for '%s'", branch);
+    gate_config *tip_cfg = NULL; /* the security settings are the target's (sandbox.h) */
+    s = gate_load_config(g, tip, &tip_cfg);
+    if (!keel_ok(s))
+        keel_status_ignore(s, "a target without a configuration: the strictest defaults");
+    s = gate_sandbox_ready(tip_cfg);
+    if (!keel_ok(s)) {
+        gate_config_free(tip_cfg);
+        gate_config_free(cfg);
+        return KEEL_CONTEXT(s, "trying '%s' on '%s'", branch, g->target);
+    }
     gate_say(g, "trying '%s' (%.12s) merged on '%s' (%.12s) as %.12s: %zu configurations\n", branch,
              head, g->target, tip, merge, cfg->nconfigs);
     size_t njobs = cfg->nconfigs;
@@ -467,6 +511,11 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
         gate_job_run *j = &jobs[i];
         j->job_id = (long long)i;
         gate_job_from_config(j, m);
+        s = gate_job_policy_from(&j->policy, tip_cfg, m->name);
+        j->hidden = &g->hidden;
+        j->records = g->records;
+        if (!keel_ok(s))
+            break;
         gate_fmt(j->dir, sizeof(j->dir), "%s/try-%d-%zu", g->tree_root, (int)getpid(), i);
         gate_fmt(j->log, sizeof(j->log), "%s/logs/try-%.12s-%s.log", g->work, merge, m->name);
         (void)unlink(j->log);
@@ -489,8 +538,11 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
             if (!ok && j->required)
                 all = false;
             gate_say(g, "%-24s %-9s %-10s %5d %9.1f  %s\n", j->config, j->required ? "yes" : "no",
-                     gate_exec_result_name(j->result), j->exit_code, (double)j->elapsed_ms / 1000.0,
-                     j->log);
+                     j->error[0] != '\0' ? "error" : gate_exec_result_name(j->result), j->exit_code,
+                     (double)j->elapsed_ms / 1000.0, j->log);
+            if (j->error[0] != '\0' || j->reason[0] != '\0')
+                gate_say(g, "  %s: %s\n", j->error[0] != '\0' ? "the gate could not run it" : "why",
+                         j->error[0] != '\0' ? j->error : j->reason);
             gate_rm_tree(j->dir);
         }
         *passed = all;
@@ -500,6 +552,7 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
     }
     gate_pool_delete(pool); /* every job came back: it frees none of them */
     keel_heap_free(GATE_HEAP, jobs);
+    gate_config_free(tip_cfg);
     gate_config_free(cfg);
     return s;
 }

@@ -88,13 +88,14 @@ struct gate {
     unsigned gate_errors; /* the gate's own failures in a row (GATE_ERRORS_MAX) */
     gate_job_run **again; /* jobs the gate failed to run, to run again after a pause */
     size_t nagain, again_cap;
-    unsigned long long again_at_ms; /* when they run again (monotonic) */
-    struct gate_notifier *notifier; /* gate_run's (notify.h) */
+    unsigned long long again_at_ms;   /* when they run again (monotonic) */
+    struct gate_notifier *notifier;   /* gate_run's (notify.h) */
+    gate_hidden hidden;               /* what no job sees (gate_hidden_paths) */
+    char records[GATE_PATH_MAX + 16]; /* <state>.d/running: records of running jobs */
+    long long logs_pruned_at;         /* when old job logs were last removed (s) */
 };
 
-void gate_fmt(char *buf, size_t size, const char *fmt, ...) KEEL_PRINTF(3, 4);
 void gate_say(gate *g, const char *fmt, ...) KEEL_PRINTF(2, 3);
-void gate_rm_tree(const char *dir);
 KEEL_MUST_USE keel_status gate_make_dir(const char *dir);
 /* mkdir -p */
 KEEL_MUST_USE keel_status gate_make_dirs(const char *dir);
@@ -112,6 +113,7 @@ KEEL_MUST_USE keel_status gate_target_mismatch(const char *target, const char *t
 KEEL_MUST_USE keel_status gate_notify_start(gate *g);
 void gate_notify(gate *g);
 void gate_notify_stop(gate *g);
+KEEL_MUST_USE keel_status gate_hidden_paths(gate *g, gate_hidden *h);
 
 void gate_point_after_merge(void);
 void gate_point_after_job(void);

@@ -233,6 +233,9 @@ static keel_status restart(gate *g)
         return KEEL_ERR(KEEL_E_INTERNAL, "no configuration for '%s'", g->target);
     if (g->tip_cfg->target_set && strcmp(g->tip_cfg->target, g->target) != 0)
         return gate_target_mismatch(g->target, g->tip, g->tip_cfg->target);
+    s = gate_sandbox_ready(g->tip_cfg);
+    if (!keel_ok(s))
+        return s;
     gate_sched_delete(g->sched);
     g->sched = NULL;
     gate_sched_params p;
@@ -387,7 +390,9 @@ static bool config_fault_is_gates(keel_status s)
  */
 static keel_status config_failed(gate *g, gate_cand *c, keel_status err)
 {
-    gate_fmt(c->failures, sizeof(c->failures), "configuration: %s", keel_status_message(err));
+    char why[GATE_REASON_MAX];
+    gate_status_line(err, why, sizeof(why)); /* the whole chain: file, line, key and cause */
+    gate_fmt(c->failures, sizeof(c->failures), "configuration: %s", why);
     long long jid = 0;
     char log[GATE_PATH_MAX + 64];
     keel_status s =
@@ -400,7 +405,7 @@ static keel_status config_failed(gate *g, gate_cand *c, keel_status err)
         if (f == NULL)
             s = KEEL_ERR_SYS(errno, "cannot write the log '%s'", log);
         else if (fprintf(f, "keel-gate: .keel/gate.conf of %s does not load: %s\n%s\n", c->merge,
-                         keel_status_message(err), chain) < 0 ||
+                         why, chain) < 0 ||
                  fclose(f) != 0)
             s = KEEL_ERR_SYS(errno, "cannot write the log '%s'", log);
     }
@@ -517,10 +522,14 @@ static keel_status start_job(gate *g, gate_cand *c, const gate_matrix_config *m)
     j->attempt = c->attempt;
     j->gen = g->gen;
     gate_job_from_config(j, m);
+    s = gate_job_policy_from(&j->policy, g->tip_cfg, m->name); /* the target's, not the change's */
+    j->hidden = &g->hidden;
+    j->records = g->records;
     j->tree = tree;
     gate_fmt(j->dir, sizeof(j->dir), "%s", gate_worktree_dir(g->trees[tree].w));
     gate_fmt(j->log, sizeof(j->log), "%s/logs/job-%lld.log", g->work, jid);
-    s = gate_worktree_checkout(g->trees[tree].w, g->repo, c->merge);
+    if (keel_ok(s))
+        s = gate_worktree_checkout(g->trees[tree].w, g->repo, c->merge);
     if (!keel_ok(s)) {
         gate_status_line(s, j->error, sizeof(j->error));
         keel_status_free(s);
@@ -770,8 +779,8 @@ static keel_status job_done(gate *g, gate_job_run *j)
                  !passed && !j->required ? " - not required" : "");
         if (!passed && j->required) {
             char what[GATE_REASON_MAX];
-            gate_fmt(what, sizeof(what), "configuration '%s' %s (exit %d, log %s)", j->config,
-                     result, j->exit_code, j->log);
+            gate_fmt(what, sizeof(what), "configuration '%s' %s (exit %d, log %s)%s%s", j->config,
+                     result, j->exit_code, j->log, j->reason[0] != '\0' ? ": " : "", j->reason);
             add_failure(c->failures, what);
             c->failed_now = true;
         }
@@ -968,6 +977,25 @@ static keel_status pump(gate *g)
     return s;
 }
 
+/* Job logs past the target's log-days and log-max go: at the start of run, then hourly. */
+static void prune_logs(gate *g)
+{
+    long long t = now_s();
+    if (g->tip_cfg == NULL || t - g->logs_pruned_at < 3600)
+        return;
+    g->logs_pruned_at = t;
+    const char *keep[64];
+    size_t nkeep = 0;
+    for (size_t i = 0; i < g->ninflight && nkeep < 64; i++)
+        keep[nkeep++] = g->inflight[i]->log;
+    char dir[GATE_PATH_MAX + 16];
+    gate_fmt(dir, sizeof(dir), "%s/logs", g->work);
+    size_t n = gate_logs_prune(dir, g->tip_cfg->log_days, g->tip_cfg->log_max, keep, nkeep);
+    if (n > 0)
+        gate_say(g, "removed %zu old job log(s) (log-days %u, log-max %llu bytes)\n", n,
+                 g->tip_cfg->log_days, g->tip_cfg->log_max);
+}
+
 /* Stopped on request: what was in flight goes back to the queue, as a restart would put it. */
 static keel_status requeue_in_flight(gate *g)
 {
@@ -1037,6 +1065,7 @@ static void pause_for(gate *g, unsigned long long ms)
 static keel_status turn(gate *g, bool once, bool *done)
 {
     publish_heaps(g, false);
+    prune_logs(g);
     take_pushed(g);
     unsigned gen = g->gen;
     keel_status s = sync_queue(g);
@@ -1074,6 +1103,11 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     g->recovered = false;
     g->gate_errors = 0;
     keel_status s = begin_run(g);
+    size_t orphans = 0; /* jobs a killed gate left running go first: none runs alongside them */
+    if (keel_ok(s))
+        s = gate_exec_reap_orphans(g->records, &orphans);
+    if (keel_ok(s) && orphans > 0)
+        gate_say(g, "killed what was left of %zu job(s) of a killed keel-gate\n", orphans);
     if (keel_ok(s))
         s = gate_notify_start(g); /* before recovery: it may record landings to notify */
     if (keel_ok(s))
@@ -1085,6 +1119,7 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
                  gate_strategy_name(g->tip_cfg->strategy), gate_slots(g->tip_cfg));
     gate_notify(g); /* the tip's hook: events left by the last run go first */
     g->pushed_at_ms = 0;
+    g->logs_pruned_at = 0;
     bool done = false;
     while (!done && !stop_requested(g) && g->pool != NULL) {
         if (keel_ok(s)) {

@@ -5,15 +5,20 @@
 #define KEEL_MODULE_NAME "gate"
 #include "pool.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "gate.h"
 #include "heaps.h"
 #include "ranks.h"
 
-enum { MAX_SLOTS = 256, LOG_LIMIT = 8u << 20 };
+enum { MAX_SLOTS = 256 };
 
 struct gate_pool {
     keel_mutex lock;
@@ -49,48 +54,75 @@ static gate_job_run *pop(gate_job_run **head, gate_job_run **tail)
     return j;
 }
 
-static void log_line(const char *path, const char *prefix, char *const *argv)
+/* A line of the gate's into the job's log; an errno when it could not be written. */
+static int log_line(const char *path, const char *prefix, char *const *argv)
 {
-    FILE *f = fopen(path, "a");
+    FILE *f = fopen(path, "ae");
     if (f == NULL)
-        return;
+        return errno;
     (void)fprintf(f, "%s", prefix);
     for (char *const *a = argv; a != NULL && *a != NULL; a++)
         (void)fprintf(f, " %s", *a);
     (void)fprintf(f, "\n");
-    (void)fclose(f);
+    int e = ferror(f) ? (errno != 0 ? errno : EIO) : 0;
+    if (fclose(f) != 0 && e == 0)
+        e = errno != 0 ? errno : EIO;
+    return e;
 }
 
-/* One step (build or test) with what is left of the job's time. */
+/* The gate could not run the job: `error` set, never a result on the change. */
+static void job_error(gate_job_run *j, keel_status s)
+{
+    gate_status_line(s, j->error, sizeof(j->error));
+    keel_status_free(s);
+    j->result = GATE_EXEC_FAILED;
+    j->exit_code = -1;
+}
+
+/* One step (build or test) with what is left of the job's time and output. */
 static bool run_step(gate_job_run *j, char *const *argv, unsigned long long *used_ms)
 {
-    log_line(j->log, "keel-gate: $", argv);
+    int e = log_line(j->log, "keel-gate: $", argv);
+    if (e != 0) {
+        job_error(j, KEEL_ERR_SYS(e, "cannot write job log '%s'", j->log));
+        return false;
+    }
     gate_exec_spec spec;
     memset(&spec, 0, sizeof(spec));
     spec.argv = argv;
     spec.env = j->env;
     spec.dir = j->dir;
     spec.log = j->log;
-    spec.log_limit = LOG_LIMIT;
     spec.cancel = &j->cancel;
+    spec.policy = &j->policy;
+    spec.hidden = j->hidden;
+    spec.records = j->records;
+    unsigned long long cap = j->policy.limits.output;
+    spec.log_limit = cap == 0          ? 0
+                     : j->output < cap ? cap - j->output
+                                       : 1; /* the job's, all steps */
     if (j->timeout_ms > 0)
         spec.timeout_ms = *used_ms < j->timeout_ms ? j->timeout_ms - (unsigned)*used_ms : 1;
     gate_exec_outcome o;
     keel_status s = gate_exec_run(&spec, &o);
     if (!keel_ok(s)) {
-        gate_status_line(s, j->error, sizeof(j->error));
-        keel_status_free(s);
-        j->result = GATE_EXEC_FAILED;
-        j->exit_code = -1;
+        job_error(j, s);
         return false;
     }
     *used_ms += o.elapsed_ms;
     j->elapsed_ms = *used_ms;
+    j->output += o.log_bytes;
     j->result = o.result;
     j->exit_code = o.result == GATE_EXEC_PASSED || o.result == GATE_EXEC_FAILED ||
                            o.result == GATE_EXEC_NOT_FOUND
                        ? o.exit_code
                        : -o.signal;
+    if (o.result == GATE_EXEC_LIMIT)
+        (void)snprintf(j->reason, sizeof(j->reason), "%s", o.reason);
+    else if (o.result == GATE_EXEC_TIMEOUT)
+        (void)snprintf(j->reason, sizeof(j->reason),
+                       "timeout %u s reached (everything it started was killed)",
+                       j->timeout_ms / 1000u);
     return o.result == GATE_EXEC_PASSED;
 }
 
@@ -100,6 +132,8 @@ void gate_job_execute(gate_job_run *j)
     j->result = GATE_EXEC_PASSED;
     j->exit_code = 0;
     j->elapsed_ms = 0;
+    j->output = 0;
+    j->reason[0] = '\0';
     if (__atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE)) {
         j->result = GATE_EXEC_CANCELLED; /* j->error may say why it never ran */
         return;
@@ -111,10 +145,15 @@ void gate_job_execute(gate_job_run *j)
         ok = run_step(j, j->build, &used);
     if (ok && j->test != NULL && j->test[0] != NULL)
         (void)run_step(j, j->test, &used);
-    char note[128];
-    (void)snprintf(note, sizeof(note), "keel-gate: %s (exit %d) after %llu ms",
-                   gate_exec_result_name(j->result), j->exit_code, j->elapsed_ms);
-    log_line(j->log, note, NULL);
+    if (j->error[0] != '\0')
+        return; /* the loop writes why into the log, if it can */
+    char note[GATE_REASON_TEXT + 128];
+    (void)snprintf(note, sizeof(note), "keel-gate: %s (exit %d) after %llu ms%s%s",
+                   gate_exec_result_name(j->result), j->exit_code, j->elapsed_ms,
+                   j->reason[0] != '\0' ? ": " : "", j->reason);
+    int e = log_line(j->log, note, NULL);
+    if (e != 0)
+        job_error(j, KEEL_ERR_SYS(e, "cannot write job log '%s'", j->log));
 }
 
 static void *worker(void *arg)
@@ -228,4 +267,85 @@ void gate_job_from_config(gate_job_run *j, const gate_matrix_config *m)
     j->test = m->test.words;
     j->env = m->env.words;
     j->timeout_ms = m->timeout_s * 1000u;
+}
+
+/* ---- log retention ------------------------------------------------------------------ */
+
+typedef struct log_file {
+    char name[256];
+    long long mtime;
+    unsigned long long bytes;
+} log_file;
+
+static int by_age(const void *a, const void *b)
+{
+    const log_file *x = (const log_file *)a, *y = (const log_file *)b;
+    return x->mtime < y->mtime ? -1 : x->mtime > y->mtime ? 1 : strcmp(x->name, y->name);
+}
+
+static bool is_job_log(const char *name)
+{
+    size_t n = strlen(name);
+    return (strncmp(name, "job-", 4) == 0 || strncmp(name, "try-", 4) == 0) && n > 8 &&
+           strcmp(name + n - 4, ".log") == 0;
+}
+
+size_t gate_logs_prune(const char *dir, unsigned days, unsigned long long max_bytes,
+                       const char *const *keep, size_t nkeep)
+{
+    KEEL_ASSERT(dir != NULL);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    log_file *files = NULL;
+    size_t n = 0, cap = 0, removed = 0;
+    long long now = (long long)time(NULL);
+    unsigned long long total = 0;
+    char path[1536];
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        struct stat sb;
+        (void)snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (!is_job_log(e->d_name) || strlen(e->d_name) >= sizeof(files->name) ||
+            lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+            continue;
+        bool kept = false;
+        for (size_t k = 0; k < nkeep; k++)
+            kept |= keep[k] != NULL && strcmp(keep[k], path) == 0;
+        if (kept)
+            continue;
+        if (days > 0 && (long long)sb.st_mtime < now - (long long)days * 86400) {
+            removed += unlink(path) == 0 ? 1u : 0u;
+            continue;
+        }
+        if (n == cap) {
+            size_t ncap = cap > 0 ? cap * 2 : 64;
+            void *mem = files;
+            keel_status s =
+                keel_heap_realloc(KEEL_MODULE_REF(gate_exec), &mem, ncap * sizeof(*files));
+            if (!keel_ok(s)) {
+                keel_status_ignore(s, "the size cap waits for the next pruning");
+                break;
+            }
+            files = (log_file *)mem;
+            cap = ncap;
+        }
+        (void)snprintf(files[n].name, sizeof(files[n].name), "%s", e->d_name);
+        files[n].mtime = (long long)sb.st_mtime;
+        files[n].bytes = (unsigned long long)sb.st_size;
+        total += files[n].bytes;
+        n++;
+    }
+    (void)closedir(d);
+    if (max_bytes > 0 && total > max_bytes && n > 0) {
+        qsort(files, n, sizeof(*files), by_age);
+        for (size_t i = 0; i < n && total > max_bytes; i++) {
+            (void)snprintf(path, sizeof(path), "%s/%s", dir, files[i].name);
+            if (unlink(path) == 0) {
+                removed++;
+                total -= files[i].bytes;
+            }
+        }
+    }
+    keel_heap_free(KEEL_MODULE_REF(gate_exec), files);
+    return removed;
 }

@@ -12,8 +12,7 @@
 
 #include "config.h"
 #include "exec.h"
-
-enum { GATE_PATH_MAX = 1024 };
+#include "sandbox.h"
 
 typedef struct gate_job_run {
     /* in: set by the gatekeeper */
@@ -30,12 +29,17 @@ typedef struct gate_job_run {
     size_t tree; /* the gatekeeper's: which of its work trees dir is (gate_loop.c) */
     char log[GATE_PATH_MAX];
     unsigned timeout_ms;
-    int cancel; /* set with __atomic_store_n by any thread */
+    gate_job_policy policy;    /* sandbox, network, writable, limits: the target's (sandbox.h) */
+    const gate_hidden *hidden; /* the gate's: what no job sees */
+    const char *records;       /* the gate's: where running jobs leave a record, or NULL */
+    int cancel;                /* set with __atomic_store_n by any thread */
     /* out: set by the worker */
     gate_exec_result result;
     int exit_code;
     unsigned long long elapsed_ms;
-    char error[1024]; /* the gate could not run it (its own failure; "" when it could) */
+    unsigned long long output;     /* bytes of output it wrote, all steps */
+    char reason[GATE_REASON_TEXT]; /* GATE_EXEC_LIMIT and GATE_EXEC_TIMEOUT: which limit */
+    char error[1024]; /* the gate could not run it ("" when it could): never the change's fault */
     struct gate_job_run *next;
 } gate_job_run;
 
@@ -56,6 +60,14 @@ unsigned gate_pool_outstanding(gate_pool *p);
 
 /* Take a job's name, steps, environment, timeout and required flag from its configuration. */
 void gate_job_from_config(gate_job_run *j, const gate_matrix_config *m);
+
+/*
+ * Remove job logs (job-*.log, try-*.log) in `dir` older than `days` (0: any
+ * age), then the oldest beyond `max_bytes` in all (0: no cap), never one of
+ * `keep` (the logs of running jobs).  How many were removed.
+ */
+size_t gate_logs_prune(const char *dir, unsigned days, unsigned long long max_bytes,
+                       const char *const *keep, size_t nkeep);
 
 /* Run one job in the calling thread (what a worker does). */
 void gate_job_execute(gate_job_run *j);

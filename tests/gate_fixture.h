@@ -8,6 +8,7 @@
 #define KEEL_TEST_GATE_FIXTURE_H
 
 #include <errno.h>
+#include <dirent.h>
 #include <git2.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -35,6 +36,8 @@
 #endif
 
 static char fx_dir[64];
+static char fx_shared[96]; /* where jobs may write (the configuration's `writable`): MARKER */
+static const char *fx_where_dir = "/tmp"; /* where fx_dir is made */
 static char fx_repo[128];
 static char fx_state[128];
 static char fx_url[160];
@@ -113,15 +116,40 @@ static inline void fx_branch(const char *branch, const char *path, const char *c
 }
 
 /*
+ * Can bubblewrap make a sandbox here (jobs run in one: sandbox.h)?  NULL
+ * when it can, else why not (the tests that run jobs are then skipped).
+ */
+static inline const char *fx_sandbox_missing(void)
+{
+    static int usable = -1;
+    if (usable < 0)
+        usable = system("bwrap --die-with-parent --unshare-all --cap-drop ALL --ro-bind / / "
+                        "--dev /dev --proc /proc --tmpfs /tmp true >/dev/null 2>&1") == 0;
+    return usable ? NULL
+                  : "bubblewrap ('bwrap') cannot make a sandbox on this machine: install it "
+                    "(make deps), or allow user namespaces; every job runs in one";
+}
+
+/*
  * A repository whose main has a configuration with `gate_section` extra lines
  * in [gate] and one configuration "unit" that runs `sh ci.sh` (ci.sh: fail
- * when a file named "bad" exists), MARKER in its environment.
+ * when a file named "bad" exists), MARKER=<fx_shared>/marker in its
+ * environment and fx_shared writable (a job sees only its own tree, a private
+ * /tmp and its `writable` paths).  Skips the test when bwrap cannot run here.
  */
 static inline void fx_setup_repo(const char *gate_lines, const char *config_lines)
 {
+    fx_dir[0] = '\0';
+    const char *missing = fx_sandbox_missing();
+    if (missing != NULL) {
+        (void)fprintf(stderr, "skipped: %s\n", missing);
+        skip();
+    }
     git_libgit2_init();
-    (void)snprintf(fx_dir, sizeof(fx_dir), "/tmp/keel-gaterun-XXXXXX");
+    (void)snprintf(fx_dir, sizeof(fx_dir), "%s/keel-gaterun-XXXXXX", fx_where_dir);
     assert_non_null(mkdtemp(fx_dir));
+    (void)snprintf(fx_shared, sizeof(fx_shared), "%s/shared", fx_dir);
+    assert_int_equal(mkdir(fx_shared, 0755), 0);
     (void)snprintf(fx_repo, sizeof(fx_repo), "%s/repo.git", fx_dir);
     (void)snprintf(fx_state, sizeof(fx_state), "%s/state.db", fx_dir);
     (void)snprintf(fx_url, sizeof(fx_url), "file://%s", fx_repo);
@@ -131,8 +159,9 @@ static inline void fx_setup_repo(const char *gate_lines, const char *config_line
     char conf[2048];
     (void)snprintf(conf, sizeof(conf),
                    "[gate]\ntarget = main\nslots = 2\n%s\nnotify = tee -a %s/events.jsonl\n"
-                   "[config unit]\ntest = sh ci.sh\nenv = MARKER=%s/marker\ntimeout = 30\n%s\n",
-                   gate_lines, fx_dir, fx_dir, config_lines);
+                   "[config unit]\ntest = sh ci.sh\nenv = MARKER=%s/marker\ntimeout = 30\n"
+                   "writable = %s\n%s\n",
+                   gate_lines, fx_dir, fx_shared, fx_shared, config_lines);
     const fx_file f[] = {
         {".keel/gate.conf", conf}, {"ci.sh", "test ! -e bad\n"}, {"shared.txt", "base\n"}};
     fx_commit(NULL, f, 3, "main", &fx_base);
@@ -141,12 +170,69 @@ static inline void fx_setup_repo(const char *gate_lines, const char *config_line
 
 static inline void fx_teardown_repo(void)
 {
+    if (fx_dir[0] == '\0')
+        return; /* skipped before it was set up */
     git_repository_free(fx_git);
     fx_git = NULL;
     char cmd[128];
     (void)snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", fx_dir); /* our own mkdtemp dir */
     assert_int_equal(system(cmd), 0);
+    fx_dir[0] = '\0';
     git_libgit2_shutdown();
+}
+
+/* <fx_shared>/marker<suffix>: what the job's $MARKER<suffix> names. */
+static inline void fx_marker(char *buf, size_t size, const char *suffix)
+{
+    (void)snprintf(buf, size, "%s/marker%s", fx_shared, suffix);
+}
+
+/* Live processes (not zombies) with `var` (NAME=value, or a prefix of one) in their environment. */
+static inline int fx_processes_with(const char *var)
+{
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char path[300], stat[512], env[8192];
+        (void)snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t got = fread(stat, 1, sizeof(stat) - 1, f);
+        fclose(f);
+        stat[got] = '\0';
+        const char *rp = strrchr(stat, ')');
+        if (rp == NULL || rp[2] == 'Z' || rp[2] == 'X')
+            continue;
+        (void)snprintf(path, sizeof(path), "/proc/%s/environ", e->d_name);
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        got = fread(env, 1, sizeof(env) - 1, f);
+        fclose(f);
+        env[got] = '\0';
+        for (size_t i = 0; i < got; i += strlen(env + i) + 1)
+            if (strncmp(env + i, var, strlen(var)) == 0) {
+                n++;
+                break;
+            }
+    }
+    closedir(d);
+    return n;
+}
+
+/*
+ * Live processes of this test's jobs: those whose environment holds its
+ * MARKER.  Pid namespaces make a job's own pids meaningless here.
+ */
+static inline int fx_job_processes(void)
+{
+    char want[160];
+    (void)snprintf(want, sizeof(want), "MARKER=%s/marker", fx_shared);
+    return fx_processes_with(want);
 }
 
 static inline void fx_ok(keel_status s)
@@ -388,7 +474,7 @@ static inline void fx_read_log(char *buf, size_t size)
 static inline pid_t fx_wait_for_job(pid_t daemon)
 {
     char path[160];
-    (void)snprintf(path, sizeof(path), "%s/marker.sleep", fx_dir);
+    fx_marker(path, sizeof(path), ".sleep");
     for (long long until = fx_now_ms() + 60000; fx_now_ms() < until; fx_sleep_ms(20)) {
         int status = 0;
         if (waitpid(daemon, &status, WNOHANG) == daemon) {
@@ -425,28 +511,20 @@ static inline int fx_wait_exit(pid_t pid, long long timeout_ms)
     return -1;
 }
 
-/* Is `pid` a live process (not gone, not a zombie)?  Waits up to 5 s for it to go. */
+/* Is a process of the test's jobs still alive?  Waits up to 5 s for them to go. */
 static inline bool fx_still_alive(pid_t pid)
 {
-    char path[64];
-    (void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    for (long long until = fx_now_ms() + 5000; fx_now_ms() < until; fx_sleep_ms(20)) {
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
+    (void)pid; /* its sandbox's pid means nothing here: its processes are found by MARKER */
+    for (long long until = fx_now_ms() + 5000; fx_now_ms() < until; fx_sleep_ms(20))
+        if (fx_job_processes() == 0)
             return false;
-        char state = '?';
-        int got = fscanf(f, "%*d (%*[^)]) %c", &state);
-        (void)fclose(f);
-        if (got == 1 && (state == 'Z' || state == 'X'))
-            return false;
-    }
     return true;
 }
 
 static inline void fx_make_fast(void)
 {
     char path[160];
-    (void)snprintf(path, sizeof(path), "%s/marker.fast", fx_dir);
+    fx_marker(path, sizeof(path), ".fast");
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     (void)fclose(f);

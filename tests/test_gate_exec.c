@@ -1,6 +1,8 @@
 /*
  * test_gate_exec.c - keel-gate's job runner: outcomes, timeouts that kill the
- * whole process group, jobs that leave children behind, capped logs.
+ * whole process group, jobs that leave children behind, capped logs; then
+ * jobs in their sandbox: what they see, their limits, a setsid daemon, the
+ * gate's own failures (errors, never outcomes), orphans of a killed gate.
  */
 #define _GNU_SOURCE 1
 #include <pthread.h>
@@ -11,14 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
-#include "testutil.h"
+#include "gate_fixture.h"
 
 #include "../gate/exec.h"
+#include "../gate/resources.h"
 
 static char dir[64];
 static char log_path[128];
@@ -136,18 +142,31 @@ static void test_crash(void **state)
     assert_int_equal(o.signal, 11);
 }
 
+/* Output past the limit stops the job: a limit reached, named, the log capped. */
 static void test_log_limit(void **state)
 {
     (void)state;
-    char *argv[] = {"sh", "-c", "yes 'a line of output' | head -c 1000000", NULL};
+    char *argv[] = {"sh", "-c", "yes 'a line of output' | head -c 1000000; echo not reached >&2",
+                    NULL};
     gate_exec_outcome o = run(argv, NULL, 30000, 4096);
-    assert_int_equal(o.result, GATE_EXEC_PASSED);
+    assert_int_equal(o.result, GATE_EXEC_LIMIT);
+    assert_string_equal(o.reason, "output limit 4 KiB reached");
     assert_true(o.log_truncated);
+    assert_int_equal(o.log_bytes, 4096);
     struct stat st;
     assert_int_equal(stat(log_path, &st), 0);
     assert_true(st.st_size >= 4096);
     assert_true(st.st_size < 4096 + 200);
-    assert_non_null(strstr(read_log(), "keel-gate: log truncated at 4096 bytes"));
+    const char *log = read_log();
+    assert_non_null(strstr(log, "keel-gate: log truncated at 4096 bytes"));
+    assert_non_null(strstr(log, "keel-gate: output limit 4 KiB reached"));
+    assert_null(strstr(log, "not reached"));
+    /* within the limit: passes, nothing cut */
+    char *small[] = {"sh", "-c", "echo small", NULL};
+    o = run(small, NULL, 30000, 4096);
+    assert_int_equal(o.result, GATE_EXEC_PASSED);
+    assert_false(o.log_truncated);
+    assert_int_equal(o.log_bytes, 6);
 }
 
 static void test_bad_spec(void **state)
@@ -226,7 +245,7 @@ static void test_job_signals_default(void **state)
     assert_int_equal(mask & ~((1ull << 31) | (1ull << 32)), 0);
 }
 
-/* A work tree that is not there: the job cannot start. */
+/* A work tree that is not there: the gate's failure (an error), not the job's. */
 static void test_missing_dir(void **state)
 {
     (void)state;
@@ -237,9 +256,472 @@ static void test_missing_dir(void **state)
     spec.dir = "/nonexistent/work-tree";
     spec.log = log_path;
     gate_exec_outcome o;
-    assert_true(keel_ok(gate_exec_run(&spec, &o)));
+    keel_status s = gate_exec_run(&spec, &o);
+    assert_true(KEEL_HAS(s, KEEL_E_SYS));
+    char text[1024];
+    (void)keel_status_format(s, text, sizeof(text));
+    keel_status_free(s);
+    assert_non_null(strstr(text, "the work tree '/nonexistent/work-tree' of the job is not there"));
+}
+
+/* ---- in the sandbox ----------------------------------------------------------------- */
+
+/*
+ * A gate's layout outside /tmp (so that hiding, not the private /tmp, is
+ * what keeps its files from a job): <sb>/work (the job's tree), <sb>/gate
+ * (hidden: the log, the records), <sb>/secret (hidden: a credential).
+ */
+static char sb[64], sb_work[96], sb_gate[96], sb_log[128], sb_records[128], sb_secret[96];
+static gate_hidden sb_hidden;
+static gate_job_policy sb_policy;
+
+static int sb_setup(void **state)
+{
+    (void)state;
+    sb[0] = '\0';
+    const char *missing = fx_sandbox_missing();
+    if (missing != NULL) {
+        (void)fprintf(stderr, "skipped: %s\n", missing);
+        return 0; /* each test skips */
+    }
+    (void)snprintf(sb, sizeof(sb), "/var/tmp/keel-sbx-XXXXXX");
+    assert_non_null(mkdtemp(sb));
+    (void)snprintf(sb_work, sizeof(sb_work), "%s/work", sb);
+    (void)snprintf(sb_gate, sizeof(sb_gate), "%s/gate", sb);
+    (void)snprintf(sb_log, sizeof(sb_log), "%s/job.log", sb_gate);
+    (void)snprintf(sb_records, sizeof(sb_records), "%s/running", sb_gate);
+    (void)snprintf(sb_secret, sizeof(sb_secret), "%s/secret", sb);
+    assert_int_equal(mkdir(sb_work, 0755), 0);
+    assert_int_equal(mkdir(sb_gate, 0755), 0);
+    assert_int_equal(mkdir(sb_records, 0755), 0);
+    FILE *f = fopen(sb_secret, "w");
+    assert_non_null(f);
+    fputs("s3cr3t-token\n", f);
+    fclose(f);
+    memset(&sb_hidden, 0, sizeof(sb_hidden));
+    fx_ok(gate_hidden_add(&sb_hidden, sb_gate, true));
+    fx_ok(gate_hidden_add(&sb_hidden, sb_secret, false));
+    gate_job_policy_default(&sb_policy);
+    return 0;
+}
+
+static int sb_teardown(void **state)
+{
+    (void)state;
+    if (sb[0] == '\0')
+        return 0;
+    char cmd[128];
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", sb); /* our own mkdtemp dir */
+    assert_int_equal(system(cmd), 0);
+    return 0;
+}
+
+static void sb_need(void)
+{
+    if (sb[0] == '\0')
+        skip();
+}
+
+/* Run `script` with sh in the sandbox's work tree under sb_policy: the status, the outcome. */
+static keel_status sb_try(const char *script, char *const *env, unsigned timeout_ms,
+                          gate_exec_outcome *o)
+{
+    static char text[4096];
+    (void)snprintf(text, sizeof(text), "%s", script);
+    char *argv[] = {"sh", "-c", text, NULL};
+    gate_exec_spec spec;
+    memset(&spec, 0, sizeof(spec));
+    spec.argv = argv;
+    spec.env = env;
+    spec.dir = sb_work;
+    spec.log = sb_log;
+    spec.timeout_ms = timeout_ms;
+    spec.log_limit = sb_policy.limits.output;
+    spec.policy = &sb_policy;
+    spec.hidden = &sb_hidden;
+    spec.records = sb_records;
+    (void)truncate(sb_log, 0);
+    return gate_exec_run(&spec, o);
+}
+
+static gate_exec_outcome sb_run(const char *script, char *const *env, unsigned timeout_ms)
+{
+    gate_exec_outcome o;
+    fx_ok(sb_try(script, env, timeout_ms, &o));
+    return o;
+}
+
+static char *sb_read_log(void)
+{
+    static char buf[65536];
+    FILE *f = fopen(sb_log, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void log_has(const char *what)
+{
+    const char *log = sb_read_log();
+    if (strstr(log, what) == NULL)
+        fail_msg("'%s' not in the job's log:\n%s", what, log);
+}
+
+static void log_lacks(const char *what)
+{
+    const char *log = sb_read_log();
+    if (strstr(log, what) != NULL)
+        fail_msg("'%s' in the job's log:\n%s", what, log);
+}
+
+/* What a job in the sandbox sees and can do, as root too. */
+static void test_sandbox_view(void **state)
+{
+    (void)state;
+    sb_need();
+    char probe[256];
+    (void)snprintf(probe, sizeof(probe), "%s/keel-exec-host-probe-%d", "/tmp", (int)getpid());
+    FILE *f = fopen(probe, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(setenv("KEEL_GATE_PASSWORD", "pw-do-not-leak", 1), 0);
+    assert_int_equal(setenv("SSH_AUTH_SOCK", "/run/agent-do-not-leak", 1), 0);
+    char script[2048];
+    (void)snprintf(
+        script, sizeof(script),
+        "echo work > mine && echo WORK-WRITABLE\n"
+        "touch /usr/keel-x 2>/dev/null && echo SYSTEM-WRITABLE\n"
+        "mount -o remount,rw / 2>/dev/null && echo REMOUNTED\n"
+        "v=$(cat /proc/sys/kernel/core_pattern); echo \"$v\" > /proc/sys/kernel/core_pattern "
+        "2>/dev/null && echo SYSCTL-WRITABLE\n"
+        "test -e %s && echo HOST-TMP-VISIBLE\n"
+        "cat %s 2>/dev/null\n"
+        "ls %s 2>/dev/null | grep -q . && echo GATE-DIR-VISIBLE\n"
+        "echo tmp > /tmp/t && echo TMP-WRITABLE\n"
+        "kill -0 %d 2>/dev/null && echo GATE-PID-VISIBLE\n"
+        "echo \"pid=$$ home=$HOME tmpdir=$TMPDIR\"\n"
+        "env | grep -E 'do-not-leak' && echo ENV-LEAK\n"
+        "exit 0\n",
+        probe, sb_secret, sb_gate, (int)getpid());
+    gate_exec_outcome o = sb_run(script, NULL, 20000);
+    (void)unlink(probe);
+    unsetenv("KEEL_GATE_PASSWORD");
+    unsetenv("SSH_AUTH_SOCK");
+    assert_int_equal(o.result, GATE_EXEC_PASSED);
+    log_has("keel-gate: sandbox: bubblewrap, no network; limits: memory 4 GiB");
+    log_has("WORK-WRITABLE");
+    log_has("TMP-WRITABLE");
+    log_has("home=/tmp/home tmpdir=/tmp");
+    static const char *const never[] = {"SYSTEM-WRITABLE",  "REMOUNTED", "SYSCTL-WRITABLE",
+                                        "HOST-TMP-VISIBLE", "s3cr3t",    "GATE-DIR-VISIBLE",
+                                        "GATE-PID-VISIBLE", "ENV-LEAK",  "do-not-leak"};
+    for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++)
+        log_lacks(never[i]);
+    /* its PID namespace: it is not the gate's child's pid in there */
+    const char *pid = strstr(sb_read_log(), "pid=");
+    assert_non_null(pid);
+    assert_true(atoi(pid + 4) < 10);
+    char mine[128];
+    (void)snprintf(mine, sizeof(mine), "%s/mine", sb_work);
+    assert_int_equal(access(mine, F_OK), 0);
+}
+
+/* The program is looked for as the sandbox sees it: hidden, missing or unrunnable is the job's. */
+static void test_sandbox_program_not_found(void **state)
+{
+    (void)state;
+    sb_need();
+    char tool[128];
+    (void)snprintf(tool, sizeof(tool), "%s/tool", sb_gate); /* in the hidden gate dir */
+    FILE *f = fopen(tool, "w");
+    assert_non_null(f);
+    fputs("#!/bin/sh\necho ran\n", f);
+    fclose(f);
+    assert_int_equal(chmod(tool, 0755), 0);
+    char *argv[] = {tool, NULL};
+    gate_exec_spec spec;
+    memset(&spec, 0, sizeof(spec));
+    spec.argv = argv;
+    spec.dir = sb_work;
+    spec.log = sb_log;
+    spec.policy = &sb_policy;
+    spec.hidden = &sb_hidden;
+    gate_exec_outcome o;
+    fx_ok(gate_exec_run(&spec, &o));
     assert_int_equal(o.result, GATE_EXEC_NOT_FOUND);
-    assert_non_null(strstr(read_log(), "No such file or directory"));
+    assert_int_equal(o.exit_code, 127);
+    log_has("is hidden from jobs");
+    /* a script without #!, and one whose interpreter does not exist: its own tree */
+    static const char *const bad[] = {"echo no shebang\n", "#!/nonexistent/interp\necho x\n"};
+    for (size_t i = 0; i < 2; i++) {
+        char path[128];
+        (void)snprintf(path, sizeof(path), "%s/bad%zu", sb_work, i);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(bad[i], f);
+        fclose(f);
+        assert_int_equal(chmod(path, 0755), 0);
+        char rel[16];
+        (void)snprintf(rel, sizeof(rel), "./bad%zu", i);
+        char *rargv[] = {rel, NULL};
+        spec.argv = rargv;
+        fx_ok(gate_exec_run(&spec, &o));
+        assert_int_equal(o.result, GATE_EXEC_NOT_FOUND);
+    }
+    log_has("/nonexistent/interp");
+}
+
+/* A job that leaves a setsid daemon holding its output ends with its command; the daemon too. */
+static void test_setsid_daemon(void **state)
+{
+    (void)state;
+    sb_need();
+    static const char daemon[] = "setsid sh -c 'sleep 30; echo late' & echo started";
+    char marker[160];
+    (void)snprintf(marker, sizeof(marker), "KEEL_EXEC_DAEMON=%s", sb);
+    char *env[] = {marker, NULL};
+    for (int sandbox = 1; sandbox >= 0; sandbox--) {
+        sb_policy.sandbox = sandbox != 0;
+        unsigned long long t0 = gate_now_ms();
+        gate_exec_outcome o = sb_run(daemon, env, 20000);
+        assert_int_equal(o.result, GATE_EXEC_PASSED);
+        assert_true(gate_now_ms() - t0 < 5000);
+        log_has("started");
+        log_lacks("was left running");
+    }
+    /* no process of either is left */
+    assert_int_equal(fx_processes_with(marker), 0);
+}
+
+/* Without a cgroup or a sandbox, the runner stops waiting soon after the command ends. */
+static void test_daemon_without_cgroup(void **state)
+{
+    (void)state;
+    char *argv[] = {"sh", "-c", "setsid sleep 3 & sleep 0.5; echo started", NULL};
+    unsigned long long t0 = gate_now_ms();
+    gate_exec_outcome o = run(argv, NULL, 20000, 0);
+    assert_int_equal(o.result, GATE_EXEC_PASSED);
+    assert_true(gate_now_ms() - t0 < 2900);
+    assert_non_null(strstr(read_log(), "kept its output open and was left running"));
+}
+
+/* Each limit reached fails the job with a reason naming it. */
+static void test_sandbox_limits(void **state)
+{
+    (void)state;
+    sb_need();
+    gate_cgroup probe;
+    fx_ok(gate_cgroup_make(&sb_policy.limits, &probe));
+    bool cgroups = probe.version != 0;
+    (void)gate_cgroup_remove(&probe);
+    gate_exec_outcome o;
+    /* memory: the OOM killer of its cgroup, or RLIMIT_AS */
+    sb_policy.limits.memory = 64ull << 20;
+    o = sb_run("dd if=/dev/zero of=/dev/null bs=256M count=1", NULL, 20000);
+    assert_int_equal(o.result, cgroups ? GATE_EXEC_LIMIT : GATE_EXEC_FAILED);
+    if (cgroups) {
+        assert_string_equal(o.reason,
+                            "memory limit 64 MiB reached (killed by the OOM killer of its cgroup)");
+        log_has("keel-gate: memory limit 64 MiB reached");
+    }
+    /* a file past `disk`: SIGXFSZ */
+    sb_policy.limits.disk = 4ull << 20;
+    o = sb_run("dd if=/dev/zero of=big bs=1M count=16", NULL, 20000);
+    assert_int_equal(o.result, GATE_EXEC_LIMIT);
+    assert_string_equal(o.reason, "disk limit 4 MiB reached (a file grew past it: SIGXFSZ)");
+    /* many files each below it: its work tree measured */
+    o = sb_run("for i in 1 2 3 4 5 6 7 8 9 10 11 12; do dd if=/dev/urandom of=f$i bs=1M count=1 "
+               "2>/dev/null; done; sync; sleep 5",
+               NULL, 20000);
+    assert_int_equal(o.result, GATE_EXEC_LIMIT);
+    assert_non_null(strstr(o.reason, "disk limit 4 MiB reached (its work tree holds"));
+    assert_true(o.elapsed_ms < 4500);
+    sb_policy.limits.disk = 0;
+    /* the private /tmp: its own size, ENOSPC for the job */
+    sb_policy.limits.tmp = 1ull << 20;
+    o = sb_run("dd if=/dev/zero of=/tmp/big bs=1M count=4", NULL, 20000);
+    assert_int_equal(o.result, GATE_EXEC_FAILED);
+    log_has("No space left on device");
+    if (!cgroups) {
+        (void)fprintf(stderr, "no usable cgroup here: processes and cpu limits not tested\n");
+        return;
+    }
+    /* processes */
+    sb_policy.limits.processes = 16;
+    o = sb_run("for i in $(seq 40); do sleep 5 & done; wait", NULL, 20000);
+    assert_int_equal(o.result, GATE_EXEC_LIMIT);
+    assert_non_null(strstr(o.reason, "process limit 16 reached"));
+    /* cpu, all its processes together */
+    sb_policy.limits.cpu = 1;
+    o = sb_run("while :; do :; done", NULL, 20000);
+    assert_int_equal(o.result, GATE_EXEC_LIMIT);
+    assert_string_equal(o.reason, "cpu limit 1 s reached");
+    assert_true(o.elapsed_ms < 5000);
+}
+
+/* The gate's own failures are errors of gate_exec_run, never an outcome on the job. */
+static void test_gate_failures_are_errors(void **state)
+{
+    (void)state;
+    sb_need();
+    /* bwrap missing */
+    const char *path = getenv("PATH");
+    char saved[4096];
+    (void)snprintf(saved, sizeof(saved), "%s", path != NULL ? path : "");
+    assert_int_equal(setenv("PATH", "/nonexistent-keel", 1), 0);
+    gate_exec_outcome o;
+    keel_status s = sb_try("true", NULL, 10000, &o);
+    assert_int_equal(setenv("PATH", saved, 1), 0);
+    assert_true(KEEL_HAS(s, KEEL_E_NOTFOUND));
+    char text[1024];
+    (void)keel_status_format(s, text, sizeof(text));
+    keel_status_free(s);
+    assert_non_null(strstr(text, "bubblewrap ('bwrap') is not installed"));
+    assert_non_null(strstr(text, "sandbox = none"));
+#if KEEL_DEVEL
+    static const char *const points[] = {"gate_exec.log_fail", "gate_exec.pipe_fail",
+                                         "gate_exec.spawn_fail", "gate_exec.cgroup_fail",
+                                         "gate_exec.sandbox_fail"};
+    static const char *const says[] = {"No space left on device", "Too many open files",
+                                       "Resource temporarily unavailable", "Permission denied",
+                                       "could not be set up"};
+    for (size_t i = 0; i < 5; i++) {
+        char spec[64];
+        (void)snprintf(spec, sizeof(spec), "%s:nth=1", points[i]);
+        fx_ok(keel_stress_enable(spec));
+        s = sb_try("echo ran", NULL, 10000, &o);
+        keel_stress_clear();
+        if (keel_ok(s))
+            fail_msg("%s: the job ended '%s', not an error", points[i],
+                     gate_exec_result_name(o.result));
+        (void)keel_status_format(s, text, sizeof(text));
+        keel_status_free(s);
+        if (strstr(text, says[i]) == NULL)
+            fail_msg("%s: '%s' not in: %s", points[i], says[i], text);
+    }
+    /* and no job is left behind by any of them: their records are empty */
+    DIR *d = opendir(sb_records);
+    assert_non_null(d);
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        if (e->d_name[0] == '.')
+            continue;
+        char rec[512];
+        struct stat sbuf;
+        (void)snprintf(rec, sizeof(rec), "%s/%s", sb_records, e->d_name);
+        assert_int_equal(stat(rec, &sbuf), 0);
+        assert_int_equal(sbuf.st_size, 0);
+    }
+    closedir(d);
+#endif
+}
+
+/* The job, in a child process that plays a gate and is killed -9 once the job runs. */
+static void killed_gate(void)
+{
+    char script[256];
+    (void)snprintf(script, sizeof(script), "setsid sleep 60 & sleep 60 & touch %s/started; wait",
+                   sb_work);
+    char marker[160];
+    (void)snprintf(marker, sizeof(marker), "KEEL_ORPHAN=%s", sb);
+    char *env[] = {marker, NULL};
+    gate_exec_outcome o;
+    keel_status s = sb_try(script, env, 120000, &o);
+    keel_status_ignore(s, "the parent kills this process first");
+    _exit(3);
+}
+
+/*
+ * kill -9 of the gate: a sandboxed job dies with it (die-with-parent); one
+ * without a sandbox is killed by the next gate's gate_exec_reap_orphans
+ * (its process group and its cgroup: the setsid'd one too), which leaves a
+ * live gate's jobs and a reused pid alone.
+ */
+static void test_orphans_of_a_killed_gate(void **state)
+{
+    (void)state;
+    sb_need();
+    FILE *f = NULL;
+    for (int sandbox = 1; sandbox >= 0; sandbox--) {
+        sb_policy.sandbox = sandbox != 0;
+        char started[128];
+        (void)snprintf(started, sizeof(started), "%s/started", sb_work);
+        (void)unlink(started);
+        (void)fflush(NULL);
+        pid_t gate_pid = fork();
+        assert_true(gate_pid >= 0);
+        if (gate_pid == 0)
+            killed_gate();
+        for (int i = 0; i < 500 && access(started, F_OK) != 0; i++) {
+            struct timespec ms = {0, 20000000};
+            nanosleep(&ms, NULL);
+        }
+        assert_int_equal(access(started, F_OK), 0);
+        /* its record names the job and the cgroup */
+        DIR *d = opendir(sb_records);
+        assert_non_null(d);
+        char record[512] = ""; /* the one that is not empty: the killed gate's */
+        for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+            char path[512];
+            struct stat sbuf;
+            (void)snprintf(path, sizeof(path), "%s/%s", sb_records, e->d_name);
+            if (e->d_name[0] != '.' && stat(path, &sbuf) == 0 && sbuf.st_size > 0)
+                (void)snprintf(record, sizeof(record), "%s", path);
+        }
+        closedir(d);
+        assert_true(record[0] != '\0');
+        char home[256] = "", line[512];
+        f = fopen(record, "r");
+        assert_non_null(f);
+        while (fgets(line, sizeof(line), f) != NULL)
+            if (sscanf(line, "home %255s", home) == 1)
+                break;
+        fclose(f);
+        assert_true(sandbox ? home[0] == '\0' : access(home, F_OK) == 0); /* its private HOME */
+        /* a live gate's records are left alone */
+        size_t reaped = 9;
+        fx_ok(gate_exec_reap_orphans(sb_records, &reaped));
+        assert_int_equal(reaped, 0);
+        assert_int_equal(access(record, F_OK), 0);
+        assert_int_equal(kill(gate_pid, SIGKILL), 0);
+        assert_int_equal(waitpid(gate_pid, NULL, 0), gate_pid);
+        char want[160];
+        (void)snprintf(want, sizeof(want), "KEEL_ORPHAN=%s", sb);
+        if (sandbox) {
+            for (int i = 0; i < 100 && fx_processes_with(want) > 0; i++) {
+                struct timespec ms = {0, 20000000};
+                nanosleep(&ms, NULL);
+            }
+            assert_int_equal(fx_processes_with(want), 0); /* died with the gate */
+        } else {
+            assert_true(fx_processes_with(want) >= 2); /* both sleeps: nothing killed them yet */
+        }
+        fx_ok(gate_exec_reap_orphans(sb_records, &reaped));
+        assert_int_equal(reaped, 1);
+        assert_int_equal(access(record, F_OK), -1);
+        assert_int_equal(fx_processes_with(want), 0);
+        assert_true(home[0] == '\0' || access(home, F_OK) == -1);
+    }
+    /* a record whose pid now belongs to another process (its start time differs) */
+    pid_t other = fork();
+    assert_true(other >= 0);
+    if (other == 0) {
+        execlp("sleep", "sleep", "30", (char *)NULL);
+        _exit(127);
+    }
+    char fake[300];
+    (void)snprintf(fake, sizeof(fake), "%s/1-1", sb_records);
+    f = fopen(fake, "w");
+    assert_non_null(f);
+    fprintf(f, "gate 999999999 1\njob %d 1\n", (int)other);
+    fclose(f);
+    size_t reaped = 0;
+    fx_ok(gate_exec_reap_orphans(sb_records, &reaped));
+    assert_int_equal(reaped, 1);
+    assert_int_equal(kill(other, 0), 0); /* not killed: not the job it names */
+    assert_int_equal(kill(other, SIGKILL), 0);
+    assert_int_equal(waitpid(other, NULL, 0), other);
 }
 
 int main(int argc, char **argv)
@@ -255,6 +737,13 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_job_path_and_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_signals_default, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_daemon_without_cgroup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sandbox_view, sb_setup, sb_teardown),
+        cmocka_unit_test_setup_teardown(test_sandbox_program_not_found, sb_setup, sb_teardown),
+        cmocka_unit_test_setup_teardown(test_setsid_daemon, sb_setup, sb_teardown),
+        cmocka_unit_test_setup_teardown(test_sandbox_limits, sb_setup, sb_teardown),
+        cmocka_unit_test_setup_teardown(test_gate_failures_are_errors, sb_setup, sb_teardown),
+        cmocka_unit_test_setup_teardown(test_orphans_of_a_killed_gate, sb_setup, sb_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -225,7 +225,7 @@ static void test_full_disk_under_store(void **state)
 static void test_tree_replaced_by_a_link(void **state)
 {
     (void)state;
-    fx_setup_repo("strategy = serial\nslots = 1", "");
+    fx_setup_repo("strategy = serial\nslots = 1\nsandbox = none", "");
     char elsewhere[160], script[512];
     (void)snprintf(elsewhere, sizeof(elsewhere), "%s/elsewhere", fx_dir);
     assert_int_equal(mkdir(elsewhere, 0755), 0);

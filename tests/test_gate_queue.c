@@ -170,7 +170,7 @@ static void test_recovery_per_target(void **state)
     pid_t job = fx_wait_for_job(daemon);
     assert_int_equal(kill(daemon, SIGKILL), 0);
     (void)fx_wait_exit(daemon, 10000);
-    (void)kill(job, SIGKILL);
+    assert_false(fx_still_alive(job)); /* its job died with it */
     g = open_target("release");
     long long rel = submit_for(g, "release", "fix", "fix.txt");
     gate_run_stats st;
@@ -249,7 +249,7 @@ static void crashed_by_job(void)
 static void test_crash_loop_quarantined(void **state)
 {
     (void)state;
-    fx_setup_repo("strategy = batch\ncrash-limit = 2", "");
+    fx_setup_repo("strategy = batch\ncrash-limit = 2\nsandbox = none", "");
     fx_branch("killer", "ci.sh", "kill -KILL $PPID; sleep 5\n");
     fx_branch("good", "good.txt", "good\n");
     gate *g = fx_open();
@@ -292,11 +292,10 @@ static void test_crash_count_reset_by_a_job(void **state)
     for (int i = 0; i < 2; i++) {
         pid_t daemon = fx_start_daemon();
         char sleeper[160];
-        (void)snprintf(sleeper, sizeof(sleeper), "%s/marker.sleep", fx_dir);
-        pid_t job = fx_wait_for_job(daemon);
+        fx_marker(sleeper, sizeof(sleeper), ".sleep");
+        (void)fx_wait_for_job(daemon);
         assert_int_equal(kill(daemon, SIGKILL), 0);
         (void)fx_wait_exit(daemon, 10000);
-        (void)kill(job, SIGKILL);
         (void)unlink(sleeper);
     }
     assert_int_equal(fx_sql_int("SELECT crashes FROM changes", NULL), 1); /* counted at restart */

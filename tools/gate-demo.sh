@@ -21,6 +21,7 @@ gate=$top/build/devel/keel-gate
 demo=$(mktemp -d /tmp/keel-gate-demo-XXXXXX)
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf -- "$demo"' EXIT
 repo=$demo/repo
+mkdir -p "$demo/shared" # what jobs may write besides their tree: they run in a sandbox
 git init -q -b main "$repo"
 cd "$repo"
 g() { git -c user.name=demo -c user.email=demo@localhost "$@"; }
@@ -110,7 +111,8 @@ echo "hello 55" > expected.txt
             echo "[config $cc-$v]"
             echo "build    = sh build.sh $cc $v"
             echo "test     = sh test.sh"
-            echo "env      = KEEL_INCLUDE=$top/include KEEL_LIBDIR=$top/build/devel DEMO_MARK=$demo/flaky-mark KEEL_OPTIONS=report.lock-order=abort"
+            echo "env      = KEEL_INCLUDE=$top/include KEEL_LIBDIR=$top/build/devel DEMO_MARK=$demo/shared/flaky-mark KEEL_OPTIONS=report.lock-order=abort"
+            echo "writable = $demo/shared"
             echo "timeout  = 120"
         done
     done

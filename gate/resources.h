@@ -1,0 +1,96 @@
+/*
+ * gate/resources.h - a job's resource limits, by the best mechanism the machine
+ * offers:
+ *
+ *   cgroup v2     when the gate's own cgroup is delegated to it (writable,
+ *                 with the memory and pids controllers, and the gate alone
+ *                 in it: it moves itself into a leaf `gate` and puts each
+ *                 job in a sibling);
+ *   cgroup v1     the `memory`, `pids` and `cpuacct` hierarchies, each
+ *                 where it is writable (as root on a cgroup v1 or hybrid
+ *                 machine), a cgroup per job under the gate's own;
+ *   rlimits       for what no cgroup covers: RLIMIT_AS for memory (per
+ *                 process; ASan's shadow memory needs terabytes of address
+ *                 space, so an ASan build under a memory limit fails to
+ *                 start), RLIMIT_NPROC for processes (per user, and not for
+ *                 root), RLIMIT_CPU for CPU (per process).
+ *
+ * RLIMIT_FSIZE (the largest file a job may write) is the `disk` limit
+ * always; the work tree's whole size is watched by the executor (exec.c).
+ * A job's cgroup is also how every process it started is killed at its end
+ * (a `setsid` daemon included), and what the records of running jobs name
+ * for a restarted gate to clean up after a killed one.
+ */
+#ifndef KEEL_GATE_RESOURCES_H
+#define KEEL_GATE_RESOURCES_H
+
+#include <sys/types.h>
+
+#include "keel/keel.h"
+
+#include "sandbox.h"
+
+enum { GATE_CG_MEMORY = 0, GATE_CG_PIDS = 1, GATE_CG_CPU = 2, GATE_CG_N = 3 };
+
+/* One job's cgroup(s): per controller for v1, one directory for v2. */
+typedef struct gate_cgroup {
+    int version;                        /* 0: none, 1, 2 */
+    char dir[GATE_CG_N][GATE_PATH_MAX]; /* "" when that controller is not used */
+} gate_cgroup;
+
+/* What a job's cgroup saw, at its end. */
+typedef struct gate_cgroup_report {
+    unsigned long long oom_kills;   /* processes its memory limit's OOM killer killed */
+    unsigned long long pids_max;    /* forks refused by its process limit */
+    unsigned long long peak_memory; /* bytes (0: unknown) */
+    unsigned long long cpu_ms;      /* CPU used */
+} gate_cgroup_report;
+
+/*
+ * A cgroup for one job with `l`'s memory and process limits, the controllers
+ * this machine lets the gate use (cg->version 0 and KEEL_OK when none).
+ * KEEL_E_SYS when a controller that is there cannot take one more job.
+ */
+KEEL_MUST_USE keel_status gate_cgroup_make(const gate_limits *l, gate_cgroup *cg);
+
+/* Move process `pid` into the job's cgroup(s). */
+KEEL_MUST_USE keel_status gate_cgroup_attach(const gate_cgroup *cg, pid_t pid);
+
+/* CPU the job's processes used so far (ms), or ~0ull when not accounted. */
+unsigned long long gate_cgroup_cpu_ms(const gate_cgroup *cg);
+
+void gate_cgroup_read(const gate_cgroup *cg, gate_cgroup_report *r);
+
+/*
+ * SIGKILL every process in the cgroup until none is left (at most ~2 s):
+ * how many were killed.  cg->dir may name a leftover of a killed gate.
+ */
+unsigned gate_cgroup_kill(const gate_cgroup *cg);
+
+/*
+ * Kill what is left, then remove the cgroup(s) (and the gate's parent when
+ * it is empty); false when one could not be removed (processes left in it).
+ */
+bool gate_cgroup_remove(gate_cgroup *cg);
+
+/* Is `dir` a cgroup directory of this machine's (a record names only these)? */
+bool gate_cgroup_path_ok(const char *dir);
+
+/*
+ * The rlimits of `l` that `cg` does not enforce, on process `pid` (prlimit):
+ * RLIMIT_FSIZE = disk always, RLIMIT_AS = memory, RLIMIT_NPROC = processes
+ * (not as root), RLIMIT_CPU = cpu.
+ */
+KEEL_MUST_USE keel_status gate_rlimits_apply(pid_t pid, const gate_limits *l,
+                                             const gate_cgroup *cg);
+
+/* "memory 4 GiB (cgroup v1), processes 1024 (cgroup v1), ...": what enforces each limit. */
+void gate_limits_describe(const gate_limits *l, const gate_cgroup *cg, char *buf, size_t size);
+
+/*
+ * Bytes the files under `dir` take on disk (st_blocks), and the size of the
+ * largest file, not following links or mounts.
+ */
+void gate_tree_usage(const char *dir, unsigned long long *bytes, unsigned long long *largest);
+
+#endif /* KEEL_GATE_RESOURCES_H */
