@@ -3,10 +3,11 @@
  *
  * A step (one command) is started with posix_spawn (no copy of the gate's
  * memory): bwrap with the job's sandbox (sandbox.h), or with `sandbox = none`
- * the command itself behind a small /bin/sh trampoline; its own process
- * group; stdin /dev/null, stdout and stderr into a pipe; the environment
- * from the allow-list.  Before the command runs, it waits (bwrap's
- * --block-fd, the trampoline's `read`) while the gate puts its processes
+ * the command itself; behind a small /bin/sh trampoline either way; its own
+ * process group; stdin /dev/null, stdout and stderr into a pipe; the
+ * environment from the allow-list.  Before the command runs, it waits (the
+ * trampoline's `read`; a gate that died meanwhile never lets it run) while
+ * the gate puts its processes
  * into the job's cgroup and sets the rlimits no cgroup covers (resources.h), so
  * nothing the job starts escapes either; a record of it goes into the
  * records directory for a restarted gate to clean up after a killed one.
@@ -62,7 +63,8 @@ enum {
     CHECK_MS = 250,   /* the CPU and disk checks */
     CHILD_FD = 10,    /* the pipes' ends are moved to fds from here (clear of 3 and 4) */
     STATUS_FD = 3,    /* bwrap's --json-status-fd in the child */
-    RELEASE_FD = 4,   /* bwrap's --block-fd, the trampoline's read */
+    RELEASE_FD = 4,   /* bwrap's --block-fd; the trampoline's read without a sandbox */
+    GUARD_FD = 5,     /* in the sandbox, the trampoline's read (bwrap closes RELEASE_FD) */
     HEAD = 1024       /* the first output kept: bwrap's message when it fails */
 };
 
@@ -173,15 +175,18 @@ typedef struct step {
     bool sandbox;                  /* bwrap */
     gate_exec_outcome *out;
     int log;
-    int out_r, out_w;  /* the output pipe */
-    int st_r, st_w;    /* bwrap's status */
-    int rel_r, rel_w;  /* the release: the job waits on rel_r until the gate writes */
-    pid_t pid;         /* what posix_spawn started (bwrap, the trampoline, the command) */
-    pid_t sandbox_pid; /* bwrap's sandbox (its PID 1) */
+    int out_r, out_w;     /* the output pipe */
+    int st_r, st_w;       /* bwrap's status */
+    int rel_r, rel_w;     /* the release: the job waits on rel_r until the gate writes */
+    int guard_r, guard_w; /* the sandbox's: its trampoline waits on guard_r (after bwrap's block) */
+    pid_t pid;            /* what posix_spawn started (bwrap, the trampoline, the command) */
+    pid_t sandbox_pid;    /* bwrap's sandbox (its PID 1) */
     gate_cgroup cg;
     char dir[GATE_PATH_MAX];    /* the work tree, canonical */
     char home[GATE_PATH_MAX];   /* sandbox none: a private HOME made for the step */
     char record[GATE_PATH_MAX]; /* "" until written */
+    char marker[96];            /* KEEL_GATE_JOB=...: every process of the job carries it */
+    char **env_base;            /* what gate_sandbox_env made (its strings), when env is a copy */
     char prog[GATE_PATH_MAX];   /* the program, as found */
     char bwrap[GATE_PATH_MAX];
     char why[512]; /* the program cannot be run: why */
@@ -207,6 +212,7 @@ static void step_init(step *st, const gate_exec_spec *spec, gate_exec_outcome *o
     st->policy = spec->policy;
     st->sandbox = spec->policy != NULL && spec->policy->sandbox;
     st->log = st->out_r = st->out_w = st->st_r = st->st_w = st->rel_r = st->rel_w = -1;
+    st->guard_r = st->guard_w = -1;
 }
 
 static void close_fd(int *fd)
@@ -359,48 +365,67 @@ static void hidden_kinds(const gate_hidden *h, unsigned char *kinds)
     }
 }
 
-/* The vector to spawn: bwrap's (sandbox), the trampoline's (limits without a sandbox), or NULL. */
-static keel_status make_argv(step *st)
+/* The job marker's value for the gate of `records`: "<dir hash>:<gate pid>:<its start time>". */
+static unsigned long long records_hash(const char *records)
+{
+    unsigned long long h = 1469598103934665603ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)records; *p != '\0'; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h;
+}
+
+/*
+ * Every process of a job carries KEEL_GATE_JOB=<hash of the records
+ * directory>:<gate pid>:<gate start time> in its environment (bwrap's own
+ * processes too, before the sandbox exists): after a kill, the next gate of
+ * the same records finds whatever is left of the dead one's jobs by it, even
+ * a job started in the instant before its record was written.
+ */
+static keel_status add_marker(step *st, const char *records)
+{
+    (void)snprintf(st->marker, sizeof(st->marker), "KEEL_GATE_JOB=%016llx:%d:%llu",
+                   records_hash(records), (int)getpid(), start_time(getpid(), NULL));
+    size_t n = 0;
+    while (st->env[n] != NULL)
+        n++;
+    void *mem = NULL;
+    keel_status s = keel_heap_alloc(EXEC_HEAP, (n + 2) * sizeof(char *), &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "a job's environment");
+    char **v = (char **)mem;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(st->env[i], "KEEL_GATE_JOB=", 14) != 0)
+            v[k++] = st->env[i];
+    v[k++] = st->marker;
+    v[k] = NULL;
+    st->env_base = st->env; /* its block holds strings the copy points at */
+    st->env = v;
+    return KEEL_OK;
+}
+
+/*
+ * The trampoline: sh -c 'read ... <&4 || exit 125; exec 4<&-; exec "$@"'
+ * keel-gate-job PROG ARGS...  It waits until the gate lets the job go, after
+ * it put the job into its cgroup and set its limits; when the gate died
+ * before (the read finds the end of the pipe), the command never runs.  In
+ * the sandbox too: bwrap's own --block-fd would start the command at that
+ * end, and a bwrap whose parent died before it set PR_SET_PDEATHSIG would
+ * run it as an orphan next to the next gate's jobs.
+ */
+static keel_status trampoline(const step *st, char ***out)
 {
     const gate_exec_spec *spec = st->spec;
-    KEEL_ASSERT(!st->sandbox || st->policy != NULL);
-    if (st->sandbox && st->policy != NULL) {
-        for (const char *w = st->policy->writable; *w != '\0'; w += strlen(w) + 1) {
-            struct stat sb;
-            if (stat(w, &sb) != 0)
-                return keel_status_with_str(
-                    KEEL_ERR_SYS(errno,
-                                 "writable path '%s' of the job's configuration cannot be bound "
-                                 "into its sandbox",
-                                 w),
-                    "path", w);
-        }
-        unsigned char kinds[GATE_HIDDEN_MAX];
-        hidden_kinds(spec->hidden, kinds);
-        gate_bwrap_spec b;
-        memset(&b, 0, sizeof(b));
-        b.bwrap = st->bwrap;
-        b.dir = st->dir;
-        b.policy = st->policy;
-        b.hidden = spec->hidden;
-        b.kinds = kinds;
-        b.home = "/tmp/home";
-        b.status_fd = STATUS_FD;
-        b.block_fd = RELEASE_FD;
-        b.fail = KEEL_STRESS(sandbox_fail) ? "/nonexistent/keel-gate-stress" : NULL;
-        b.argv = spec->argv;
-        return gate_bwrap_argv(&b, &st->argv);
-    }
-    if (st->policy == NULL)
-        return KEEL_OK;
     /* sh -c 'read ... <&4 || exit 125; exec 4<&-; exec "$@"' keel-gate-job PROG ARGS... */
-    static const char script[] = "read -r go <&4 || exit 125; exec 4<&-; exec \"$@\"";
+    static const char plain[] = "read -r go <&4 || exit 125; exec 4<&-; exec \"$@\"";
+    static const char sandboxed[] = "read -r go <&5 || exit 125; exec 5<&-; exec \"$@\"";
+    const char *script = st->sandbox ? sandboxed : plain;
     size_t n = 0, bytes = 0;
     for (char *const *a = spec->argv; *a != NULL; a++, n++)
         bytes += strlen(*a) + 1;
     void *mem = NULL;
     keel_status s = keel_heap_alloc(
-        EXEC_HEAP, (n + 5) * sizeof(char *) + bytes + 64 + strlen(st->prog) + sizeof(script), &mem);
+        EXEC_HEAP, (n + 5) * sizeof(char *) + bytes + 64 + strlen(st->prog) + sizeof(plain), &mem);
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "starting '%s'", spec->argv[0]);
     char **v = (char **)mem;
@@ -418,8 +443,52 @@ static keel_status make_argv(step *st)
         t = stpcpy(t, spec->argv[i]) + 1;
     }
     v[k] = NULL;
-    st->argv = v;
+    *out = v;
     return KEEL_OK;
+}
+
+/* The vector to spawn: bwrap's (sandbox), the trampoline's (limits without a sandbox), or NULL. */
+static keel_status make_argv(step *st)
+{
+    const gate_exec_spec *spec = st->spec;
+    KEEL_ASSERT(!st->sandbox || st->policy != NULL);
+    if (st->policy == NULL)
+        return KEEL_OK;
+    char **tv = NULL;
+    keel_status s = trampoline(st, &tv);
+    if (!keel_ok(s) || !st->sandbox) {
+        st->argv = tv;
+        return s;
+    }
+    for (const char *w = st->policy->writable; keel_ok(s) && *w != '\0'; w += strlen(w) + 1) {
+        struct stat sb;
+        if (stat(w, &sb) != 0)
+            s = keel_status_with_str(
+                KEEL_ERR_SYS(errno,
+                             "writable path '%s' of the job's configuration cannot be bound "
+                             "into its sandbox",
+                             w),
+                "path", w);
+    }
+    if (keel_ok(s)) {
+        unsigned char kinds[GATE_HIDDEN_MAX];
+        hidden_kinds(spec->hidden, kinds);
+        gate_bwrap_spec b;
+        memset(&b, 0, sizeof(b));
+        b.bwrap = st->bwrap;
+        b.dir = st->dir;
+        b.policy = st->policy;
+        b.hidden = spec->hidden;
+        b.kinds = kinds;
+        b.home = "/tmp/home";
+        b.status_fd = STATUS_FD;
+        b.block_fd = RELEASE_FD; /* bwrap waits, and then its trampoline at GUARD_FD */
+        b.fail = KEEL_STRESS(sandbox_fail) ? "/nonexistent/keel-gate-stress" : NULL;
+        b.argv = tv;
+        s = gate_bwrap_argv(&b, &st->argv);
+    }
+    keel_heap_free(EXEC_HEAP, tv); /* bwrap's vector holds copies */
+    return s;
 }
 
 /*
@@ -464,6 +533,8 @@ static int spawn(step *st, const char *file, char *const *argv)
         rc = posix_spawn_file_actions_adddup2(&fa, st->st_w, STATUS_FD);
     if (rc == 0 && st->rel_r >= 0)
         rc = posix_spawn_file_actions_adddup2(&fa, st->rel_r, RELEASE_FD);
+    if (rc == 0 && st->guard_r >= 0)
+        rc = posix_spawn_file_actions_adddup2(&fa, st->guard_r, GUARD_FD);
     if (rc == 0)
         rc = posix_spawn_file_actions_addchdir_np(&fa, st->dir);
     if (rc == 0)
@@ -574,6 +645,9 @@ static keel_status release(step *st)
         return KEEL_CONTEXT(s, "putting '%s' under its limits", st->spec->argv[0]);
     int e = send(st->rel_w, "\n", 1, MSG_NOSIGNAL) == 1 ? 0 : errno;
     close_fd(&st->rel_w);
+    if (e == 0 && st->guard_w >= 0) /* the sandbox's trampoline, once bwrap's block is let go */
+        e = send(st->guard_w, "\n", 1, MSG_NOSIGNAL) == 1 ? 0 : errno;
+    close_fd(&st->guard_w);
     if (e != 0 && e != EPIPE)
         return KEEL_ERR_SYS(e, "cannot let '%s' start", st->spec->argv[0]);
     return KEEL_OK;
@@ -626,12 +700,15 @@ static void step_end(step *st)
         gate_rm_tree(st->home); /* sandbox = none: the step's private HOME */
     keel_heap_free(EXEC_HEAP, st->argv);
     keel_heap_free(EXEC_HEAP, st->env);
+    keel_heap_free(EXEC_HEAP, st->env_base);
     close_fd(&st->out_r);
     close_fd(&st->out_w);
     close_fd(&st->st_r);
     close_fd(&st->st_w);
     close_fd(&st->rel_r);
     close_fd(&st->rel_w);
+    close_fd(&st->guard_r);
+    close_fd(&st->guard_w);
     close_fd(&st->log);
 }
 
@@ -660,6 +737,8 @@ static keel_status prepare(step *st, bool *cannot)
     }
     keel_status s = gate_sandbox_env(environ, st->policy != NULL ? st->policy->pass_env : NULL,
                                      spec->env, st->sandbox ? "/tmp/home" : st->home, &st->env);
+    if (keel_ok(s) && spec->records != NULL)
+        s = add_marker(st, spec->records);
     if (!keel_ok(s))
         return s;
     if (!find_program(st)) {
@@ -689,6 +768,8 @@ static keel_status prepare(step *st, bool *cannot)
         e = make_pipe(&st->st_r, &st->st_w, false);
     if (e == 0 && st->policy != NULL)
         e = make_pipe(&st->rel_r, &st->rel_w, true);
+    if (e == 0 && st->sandbox)
+        e = make_pipe(&st->guard_r, &st->guard_w, true);
     if (e != 0)
         return KEEL_ERR_SYS(e, "cannot make a pipe for '%s'", spec->argv[0]);
     return KEEL_OK;
@@ -950,6 +1031,7 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
         close_fd(&st.out_w);
         close_fd(&st.st_w);
         close_fd(&st.rel_r);
+        close_fd(&st.guard_r);
     }
     if (keel_ok(s) && spawn_errno != 0) {
         s = KEEL_ERR_SYS(spawn_errno, "cannot start '%s'", st.sandbox ? st.bwrap : spec->argv[0]);
@@ -1004,6 +1086,63 @@ static bool alive(pid_t pid, unsigned long long t)
 {
     char state = '?';
     return pid > 0 && t > 0 && start_time(pid, &state) == t && state != 'Z' && state != 'X';
+}
+
+/*
+ * Processes carrying the marker of a gate of `records` that is no longer
+ * alive: killed (SIGKILL), and waited for (up to 5 s).  *found: how many.
+ */
+static keel_status sweep_marked(const char *records, size_t *found)
+{
+    char want[48];
+    int wn = snprintf(want, sizeof(want), "KEEL_GATE_JOB=%016llx:", records_hash(records));
+    *found = 0;
+    for (int round = 0; round < 250; round++) {
+        DIR *d = opendir("/proc");
+        if (d == NULL)
+            return KEEL_ERR_SYS(errno, "cannot read /proc");
+        size_t live = 0;
+        for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+            if (e->d_name[0] < '1' || e->d_name[0] > '9')
+                continue;
+            pid_t pid = (pid_t)strtol(e->d_name, NULL, 10);
+            char path[64], env[16384];
+            (void)snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                continue; /* gone, or another user's: not ours */
+            ssize_t got = read(fd, env, sizeof(env) - 1);
+            (void)close(fd);
+            if (got <= 0)
+                continue;
+            env[got] = '\0';
+            for (ssize_t i = 0; i < got; i += (ssize_t)strlen(env + i) + 1) {
+                if (strncmp(env + i, want, (size_t)wn) != 0)
+                    continue;
+                char *end = NULL;
+                long gpid = strtol(env + i + wn, &end, 10);
+                unsigned long long gt =
+                    end != NULL && *end == ':' ? strtoull(end + 1, NULL, 10) : 0;
+                char state = '?';
+                if (!alive((pid_t)gpid, gt) && start_time(pid, &state) > 0 && state != 'Z' &&
+                    state != 'X') {
+                    (void)kill(pid, SIGKILL);
+                    live++;
+                }
+                break;
+            }
+        }
+        (void)closedir(d);
+        if (live == 0)
+            return KEEL_OK;
+        if (round == 0)
+            *found = live;
+        struct timespec ms = {0, 20000000};
+        (void)nanosleep(&ms, NULL);
+    }
+    return KEEL_ERR(KEEL_E_BUSY,
+                    "processes of a killed keel-gate's jobs survived SIGKILL for 5 s: no job may "
+                    "run alongside them");
 }
 
 static keel_status reap_one(const char *path, bool *reaped)
@@ -1095,5 +1234,10 @@ keel_status gate_exec_reap_orphans(const char *dir, size_t *reaped)
         *reaped += one ? 1u : 0u;
     }
     (void)closedir(d);
+    size_t marked = 0;
+    if (keel_ok(s))
+        s = sweep_marked(dir, &marked); /* what no record names (killed before it was written) */
+    if (keel_ok(s) && *reaped == 0 && marked > 0)
+        *reaped = 1;
     return s;
 }
