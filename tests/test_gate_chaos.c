@@ -28,7 +28,8 @@
  * a final `run --once`.  test_crash_points_every_evaluation*: every
  * gate.crash_* point keel-gate has (its stress.json lists them) armed at its
  * 1st, 2nd, ... evaluation until a run goes through without it firing, each
- * followed by a clean `run --once`.
+ * followed by a clean `run --once`.  The tests after them are the smallest
+ * reproductions of what the random kills found.
  *
  * KEEL_CHAOS_SEED picks the random choices (default: from the clock; printed),
  * KEEL_CHAOS_KILLS the kills over the two random-kill tests (each does half;
@@ -1345,6 +1346,101 @@ static void test_crash_points_every_evaluation_file_url(void **state)
     crash_sweep(true);
 }
 
+/* ---- minimal reproductions of what the random kills found ----------------------------- */
+
+/*
+ * Two changes adding the same file, in one batch: one lands, the other must
+ * end a conflict (merged alone onto the new tip, it does not merge).
+ */
+static void test_conflict_in_a_batch_is_a_conflict(void **state)
+{
+    (void)state;
+    chaos_start(false);
+    chaos_repo(false, "batch", 2, ":");
+    size_t a = new_change(CONFLICT, true, cx.n + 1);
+    submit(a);
+    submit(new_change(CONFLICT, true, a));
+    (void)run_once("", "run --once");
+    check(true);
+    chaos_verdict("two conflicting changes in one batch");
+}
+
+/*
+ * A job that runs for a while, the gate killed while it runs, the gate
+ * started again: the killed gate's job must not run alongside the new one's.
+ */
+static void test_no_job_of_a_killed_gate_runs_on(void **state)
+{
+    (void)state;
+    chaos_start(false);
+    chaos_repo(false, "serial", 1, "sleep 2");
+    submit(new_change(GOOD, true, 0));
+    cx.life++;
+    log_header("run, killed while its job runs");
+    pid_t pid = start_gate(false, "");
+    proc_id procs[MAX_PROCS];
+    for (long long until = now_ms() + 20000LL * SLOW; job_procs(procs, MAX_PROCS) == 0; sleep_ms(5))
+        if (now_ms() > until)
+            fail_msg("the job did not start within %d s", 20 * SLOW);
+    kill_gate(pid);
+    orphans_snapshot();
+    (void)fprintf(stderr, "chaos: the kill left %zu job process(es) running\n", cx.norphans);
+    (void)run_once("", "run --once after the kill");
+    check(true);
+    chaos_verdict("a job of a killed gate");
+}
+
+/*
+ * keel-gate killed while it makes the mirror of a URL (its first use), at
+ * each millisecond of the first 60 (module POSTs off, so that the mirror is
+ * made early): the next command must work, not find a half-made mirror.
+ */
+static void test_kill_while_making_the_mirror(void **state)
+{
+    (void)state;
+    chaos_start(true);
+    chaos_repo(true, "serial", 1, ":");
+    size_t c = new_change(GOOD, false, 0);
+    char out[200], work[160];
+    (void)snprintf(out, sizeof(out), "%s/mirror-kill.log", fx_dir);
+    (void)snprintf(work, sizeof(work), "%s.d", fx_state);
+    unsigned made = 0;
+    for (unsigned ms = 0; ms < 60 && cx.violations == 0; ms++) {
+        gate_rm_tree(fx_mirror); /* as it was before its first use */
+        gate_rm_tree(work);
+        static const char *const store_files[] = {"", "-wal", "-shm"};
+        for (size_t i = 0; i < 3; i++) {
+            char path[200];
+            (void)snprintf(path, sizeof(path), "%s%s", fx_state, store_files[i]);
+            (void)unlink(path);
+        }
+        const char *argv[16];
+        size_t n = gate_args(argv, "submit");
+        argv[n++] = cx.ch[c].name;
+        argv[n] = NULL;
+        pid_t pid = spawn(argv, "module.post=none", out);
+        sleep_ms((long)ms * SLOW);
+        (void)kill(-pid, SIGKILL);
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+        struct stat st;
+        made += stat(fx_mirror, &st) == 0 ? 1u : 0u;
+        n = gate_args(argv, "status");
+        argv[n] = NULL;
+        long from = file_size(out);
+        int status = 0;
+        assert_true(wait_for(spawn(argv, "module.post=none", out), 30000, &status));
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            char tail[768];
+            file_tail(out, from, tail, sizeof(tail));
+            violation(
+                "killed %u ms into its first submit through '%s', the next `status` fails: %s",
+                ms * SLOW, fx_url, tail);
+        }
+    }
+    (void)fprintf(stderr, "chaos: %u of the kills left a mirror directory\n", made);
+    chaos_verdict("kill -9 while the mirror is made");
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1352,6 +1448,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_random_kills_file_url, chaos_teardown),
         cmocka_unit_test_teardown(test_crash_points_every_evaluation, chaos_teardown),
         cmocka_unit_test_teardown(test_crash_points_every_evaluation_file_url, chaos_teardown),
+        cmocka_unit_test_teardown(test_conflict_in_a_batch_is_a_conflict, chaos_teardown),
+        cmocka_unit_test_teardown(test_no_job_of_a_killed_gate_runs_on, chaos_teardown),
+        cmocka_unit_test_teardown(test_kill_while_making_the_mirror, chaos_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
