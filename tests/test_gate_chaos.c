@@ -27,8 +27,9 @@
  * changes submitted and pushed while it runs, restarted, killed again..., then
  * a final `run --once`.  test_crash_points_every_evaluation*: every
  * gate.crash_* point keel-gate has (its stress.json lists them) armed at its
- * 1st, 2nd, ... evaluation until a run goes through without it firing, each
- * followed by a clean `run --once`.  The tests after them are the smallest
+ * 1st, 2nd, ... evaluation until a run goes through without it firing (under
+ * sanitizers, several times slower: the 1st and 2nd), each followed by a clean
+ * `run --once`.  The tests after them are the smallest
  * reproductions of what the random kills found.
  *
  * KEEL_CHAOS_SEED picks the random choices (default: from the clock; printed),
@@ -1134,9 +1135,12 @@ static void random_kills(bool remote)
     const char *strategy = strategies[rnd_below(5)];
     unsigned slots = 1 + rnd_below(2);
     long long t0 = now_ms();
-    /* a job takes 0.1 s, one in four 0.5 s (to outlive a restart when a kill leaves it) */
-    chaos_repo(remote, strategy, slots,
-               "case $(( $$ % 4 )) in 0) sleep 0.5 ;; *) sleep 0.1 ;; esac");
+    /* a job takes 0.1 s, one in four 0.5 s (times SLOW: to outlive a restart when a kill
+       leaves it) */
+    char job[96];
+    (void)snprintf(job, sizeof(job), "case $(( $$ %% 4 )) in 0) sleep %d.5 ;; *) sleep 0.1 ;; esac",
+                   (SLOW - 1) / 2);
+    chaos_repo(remote, strategy, slots, job);
     (void)fprintf(stderr,
                   "chaos: seed %llu (KEEL_CHAOS_SEED to replay), %s repository, strategy %s, "
                   "%u slot(s), %u kills, lives of up to %d ms\n",
@@ -1288,6 +1292,8 @@ static void crash_sweep(bool remote)
     long long t0 = now_ms();
     chaos_start(remote);
     chaos_repo(remote, "adaptive", 2, ":");
+    /* under sanitizers (several times slower) the first two evaluations of each point */
+    unsigned max_nth = KEEL_CHAOS_SANITIZED ? 2 : MAX_NTH;
     char names[MAX_POINTS][64];
     size_t npoints = binary_points(names, MAX_POINTS);
     fx_teardown_repo();
@@ -1313,7 +1319,7 @@ static void crash_sweep(bool remote)
         else if (remote && !kp->remote_differs)
             continue;
         unsigned nth = 1;
-        while (nth <= MAX_NTH && crash_trial(remote, names[i], nth))
+        while (nth <= max_nth && crash_trial(remote, names[i], nth))
             nth++;
         trials += nth;
         if (nth == 1)
@@ -1328,7 +1334,7 @@ static void crash_sweep(bool remote)
     chaos_repo(remote, "adaptive", 2, ":"); /* for the teardown */
     (void)fprintf(
         stderr,
-        "chaos: %s: keel-gate has %zu points; fired at every evaluation: %s; %u runs with a point "
+        "chaos: %s: keel-gate has %zu points; fired at evaluations 1..n: %s; %u runs with a point "
         "armed, %u kills left jobs running, %u times alongside the next gate's jobs; "
         "%.1f s\n",
         remote ? "file://" : "local", npoints, line, trials, cx.kills_with_orphans, cx.overlaps,
