@@ -1454,13 +1454,14 @@ static void test_kill_while_making_the_mirror(void **state)
 }
 
 /*
- * What a kill while keel-gate updates a ref of its mirror leaves (the
- * random kills over file:// found it, at start-up, where the mirror records
- * the remote's target): an empty refs/heads/main.lock in the mirror, an hour
+ * What a kill while keel-gate updates a ref of its mirror leaves (the random
+ * kills over file:// found both, seeds 104 and 105: at start-up, where the
+ * mirror records the remote's target, and before a push, where the mirror's
+ * refs/keel-gate/land is set): an empty lock file next to each ref, an hour
  * old.  The mirror is keel-gate's own: the next run must still land the
  * change, not fail at every start with "failed to lock file".
  */
-static void test_stale_lock_in_the_mirror(void **state)
+static void test_stale_locks_in_the_mirror(void **state)
 {
     (void)state;
     chaos_start(true);
@@ -1469,20 +1470,26 @@ static void test_stale_lock_in_the_mirror(void **state)
     size_t n = gate_args(argv, "status");
     argv[n] = NULL;
     int status = 0;
-    char out[200], lock[200];
+    char out[200];
     (void)snprintf(out, sizeof(out), "%s/status.log", fx_dir);
     assert_true(wait_for(spawn(argv, "", out), 30000, &status)); /* makes the mirror */
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    (void)snprintf(lock, sizeof(lock), "%s/refs/heads/main.lock", fx_mirror);
-    int fd = open(lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    assert_true(fd >= 0);
-    const struct timespec hour_ago[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
-    assert_int_equal(futimens(fd, hour_ago), 0);
-    (void)close(fd);
+    static const char *const locks[] = {"refs/heads/main.lock", "refs/keel-gate/land.lock"};
+    for (size_t i = 0; i < 2; i++) {
+        char lock[200];
+        (void)snprintf(lock, sizeof(lock), "%s/refs/keel-gate", fx_mirror);
+        (void)mkdir(lock, 0755);
+        (void)snprintf(lock, sizeof(lock), "%s/%s", fx_mirror, locks[i]);
+        int fd = open(lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        const struct timespec hour_ago[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+        assert_int_equal(futimens(fd, hour_ago), 0);
+        (void)close(fd);
+    }
     submit(new_change(GOOD, true, 0));
-    (void)run_once("", "run --once with a stale lock in the mirror");
+    (void)run_once("", "run --once with stale locks in the mirror");
     check(true);
-    chaos_verdict("a stale lock in the mirror");
+    chaos_verdict("stale locks in the mirror");
 }
 
 int main(int argc, char **argv)
@@ -1495,7 +1502,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_conflict_in_a_batch_is_a_conflict, chaos_teardown),
         cmocka_unit_test_teardown(test_no_job_of_a_killed_gate_runs_on, chaos_teardown),
         cmocka_unit_test_teardown(test_kill_while_making_the_mirror, chaos_teardown),
-        cmocka_unit_test_teardown(test_stale_lock_in_the_mirror, chaos_teardown),
+        cmocka_unit_test_teardown(test_stale_locks_in_the_mirror, chaos_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
