@@ -106,7 +106,8 @@ static struct chaos {
     git_oid last_tip;
     chg ch[MAX_CHANGES];
     size_t n;
-    pid_t gate; /* the running keel-gate, 0 when none */
+    pid_t gate;              /* the running keel-gate, 0 when none */
+    const char *cli_options; /* KEEL_OPTIONS of `submit` (NULL: none) */
     unsigned life;
     /* processes of jobs alive when the last gate was killed */
     proc_id orphans[MAX_PROCS];
@@ -557,7 +558,7 @@ static inline void submit(size_t i)
     argv[n] = NULL;
     char out[200];
     (void)snprintf(out, sizeof(out), "%s/submit-%zu.log", fx_dir, i);
-    c->submitter = spawn(argv, "", out);
+    c->submitter = spawn(argv, cx.cli_options != NULL ? cx.cli_options : "", out);
 }
 
 /* A submit that ended: its status; `wait`: wait for it (up to SUBMIT_MS). */

@@ -9,10 +9,12 @@
  * changes submitted and pushed while it runs, restarted, killed again..., then
  * a final `run --once`; KEEL_CHAOS_KILLS is the number of kills over the two
  * tests (each does half; default 100, 30 under sanitizers).
- * test_crash_points_every_evaluation*: every gate.crash_* point keel-gate has
- * (its stress.json lists them) armed at its 1st, 2nd, ... evaluation until a
- * run goes through without it firing (under sanitizers, several times slower:
- * the 1st and 2nd), each followed by a clean `run --once`.
+ * test_crash_points_*: every gate.crash_* point keel-gate has (its stress.json
+ * lists them) armed at its 1st, 2nd, ... evaluation until a run goes through
+ * without it firing (under sanitizers, several times slower: the 1st and
+ * 2nd), each followed by a clean `run --once`: those while building over a
+ * local repository, those while landing (and taking pushes) over a local one
+ * and over file://.
  * test_gate_chaos_found.c holds the smallest reproductions of what they found.
  */
 #define _GNU_SOURCE 1
@@ -175,12 +177,13 @@ static void test_random_kills_file_url(void **state)
 
 /*
  * The points this test knows, what of its scenario reaches them, and whether
- * a URL makes a difference there (the file:// sweep runs those, and any point
- * this table does not know yet; the local sweep runs every point).
+ * they are about landing (and taking pushes), where a URL makes a
+ * difference: those are swept over a local repository and over file://, the
+ * others (and any point this table does not know yet) over a local one.
  */
 typedef struct known_point {
     const char *name, *reached_by;
-    bool remote_differs;
+    bool landing;
 } known_point;
 
 static const known_point known_points[] = {
@@ -230,14 +233,15 @@ static size_t binary_points(char names[][64], size_t max)
 
 /*
  * One trial: a new repository with a good change submitted with the CLI, and
- * pushed ones: a bad, a flaky, a good, and a conflicting pair; `run --once` with the point armed at its nth evaluation, then a
- * clean `run --once`.  False when the point did not fire (the run went
+ * pushed ones: a bad, a flaky, a good, and a conflicting pair; `run --once`
+ * with the point armed at its nth evaluation, then a clean `run --once`.  False when the point did not fire (the run went
  * through, checked as the end).
  */
 static bool crash_trial(bool remote, const char *point, unsigned nth)
 {
     chaos_repo(remote, "adaptive", 2, ":");
-    submit(new_change(GOOD, false, 0)); /* the CLI's submit runs while the rest is pushed */
+    cx.cli_options = "module.post=none"; /* the modules' self tests: the same every time */
+    submit(new_change(GOOD, false, 0));  /* the CLI's submit runs while the rest is pushed */
     submit(new_change(BAD, true, 0));
     submit(new_change(FLAKY, true, 0));
     submit(new_change(GOOD, true, 0));
@@ -246,7 +250,6 @@ static bool crash_trial(bool remote, const char *point, unsigned nth)
     submit(new_change(CONFLICT, true, a));
     submits_reap(true);
     char opts[160], what[192];
-    /* the modules' self tests are the same every time: off, to spend the time on the points */
     (void)snprintf(opts, sizeof(opts), "module.post=none;stress=%.64s:nth=%u", point, nth);
     (void)snprintf(what, sizeof(what), "run --once with %s", opts);
     int status = run_once(opts, what);
@@ -269,7 +272,8 @@ static bool crash_trial(bool remote, const char *point, unsigned nth)
     return fired;
 }
 
-static void crash_sweep(bool remote)
+/* The landing points (over a local repository or file://), or the others (local only). */
+static void crash_sweep(bool remote, bool landing_points)
 {
 #if KEEL_DEVEL
     long long t0 = now_ms();
@@ -299,7 +303,7 @@ static void crash_sweep(bool remote)
             violation("keel-gate has a point %s that this test does not know: add it to "
                       "known_points (and make the scenario reach it)",
                       names[i]);
-        else if (remote && !kp->remote_differs)
+        if (kp != NULL ? kp->landing != landing_points : landing_points)
             continue;
         unsigned nth = 1;
         while (nth <= max_nth && crash_trial(remote, names[i], nth))
@@ -315,30 +319,38 @@ static void crash_sweep(bool remote)
             len += (size_t)n;
     }
     chaos_repo(remote, "adaptive", 2, ":"); /* for the teardown */
-    (void)fprintf(
-        stderr,
-        "chaos: %s: keel-gate has %zu points; fired at evaluations 1..n: %s; %u runs with a point "
-        "armed, %u kills left jobs running, %u times alongside the next gate's jobs; "
-        "%.1f s\n",
-        remote ? "file://" : "local", npoints, line, trials, cx.kills_with_orphans, cx.overlaps,
-        (double)(now_ms() - t0) / 1000.0);
-    chaos_verdict(remote ? "every crash point over file://" : "every crash point");
+    (void)fprintf(stderr,
+                  "chaos: %s, %s: keel-gate has %zu points; fired at evaluations 1..n: %s; %u runs "
+                  "with a point "
+                  "armed, %u kills left jobs running, %u times alongside the next gate's jobs; "
+                  "%.1f s\n",
+                  remote ? "file://" : "local", landing_points ? "landing" : "building", npoints,
+                  line, trials, cx.kills_with_orphans, cx.overlaps,
+                  (double)(now_ms() - t0) / 1000.0);
+    chaos_verdict(landing_points ? "the landing crash points" : "the building crash points");
 #else
     (void)remote;
+    (void)landing_points;
     skip(); /* release: no stress points */
 #endif
 }
 
-static void test_crash_points_every_evaluation(void **state)
+static void test_crash_points_while_building(void **state)
 {
     (void)state;
-    crash_sweep(false);
+    crash_sweep(false, false);
 }
 
-static void test_crash_points_every_evaluation_file_url(void **state)
+static void test_crash_points_while_landing(void **state)
 {
     (void)state;
-    crash_sweep(true);
+    crash_sweep(false, true);
+}
+
+static void test_crash_points_while_landing_file_url(void **state)
+{
+    (void)state;
+    crash_sweep(true, true);
 }
 
 int main(int argc, char **argv)
@@ -346,8 +358,9 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_random_kills_local, chaos_teardown),
         cmocka_unit_test_teardown(test_random_kills_file_url, chaos_teardown),
-        cmocka_unit_test_teardown(test_crash_points_every_evaluation, chaos_teardown),
-        cmocka_unit_test_teardown(test_crash_points_every_evaluation_file_url, chaos_teardown),
+        cmocka_unit_test_teardown(test_crash_points_while_building, chaos_teardown),
+        cmocka_unit_test_teardown(test_crash_points_while_landing, chaos_teardown),
+        cmocka_unit_test_teardown(test_crash_points_while_landing_file_url, chaos_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
