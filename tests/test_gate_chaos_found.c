@@ -1,0 +1,194 @@
+/*
+ * test_gate_chaos_found.c - the smallest reproductions of what the random
+ * kills of test_gate_chaos.c found in keel-gate (each names the seeds that
+ * found it), with the same binary, repositories and checks (gate_chaos.h).
+ */
+#define _GNU_SOURCE 1
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "gate_chaos.h"
+
+/*
+ * Two changes adding the same file, in one batch: one lands, the other must
+ * end a conflict (merged alone onto the new tip, it does not merge).
+ */
+static void test_conflict_in_a_batch_is_a_conflict(void **state)
+{
+    (void)state;
+    chaos_start(false);
+    chaos_repo(false, "batch", 2, ":");
+    size_t a = new_change(CONFLICT, true, cx.n + 1);
+    submit(a);
+    submit(new_change(CONFLICT, true, a));
+    (void)run_once("", "run --once");
+    check(true);
+    chaos_verdict("two conflicting changes in one batch");
+}
+
+/*
+ * A job that runs for a while, the gate killed while it runs, the gate
+ * started again: the killed gate's job must not run alongside the new one's.
+ */
+static void test_no_job_of_a_killed_gate_runs_on(void **state)
+{
+    (void)state;
+    chaos_start(false);
+    chaos_repo(false, "serial", 1, "sleep 2");
+    submit(new_change(GOOD, true, 0));
+    cx.life++;
+    log_header("run, killed while its job runs");
+    pid_t pid = start_gate(false, "");
+    proc_id procs[MAX_PROCS];
+    for (long long until = now_ms() + 20000LL * SLOW; job_procs(procs, MAX_PROCS) == 0; sleep_ms(5))
+        if (now_ms() > until)
+            fail_msg("the job did not start within %d s", 20 * SLOW);
+    kill_gate(pid);
+    orphans_snapshot();
+    (void)fprintf(stderr, "chaos: the kill left %zu job process(es) running\n", cx.norphans);
+    (void)run_once("", "run --once after the kill");
+    check(true);
+    chaos_verdict("a job of a killed gate");
+}
+
+/* The mirror and the store removed: the URL as before its first use. */
+static void forget_mirror(void)
+{
+    char path[200];
+    gate_rm_tree(fx_mirror);
+    (void)snprintf(path, sizeof(path), "%s.d", fx_state);
+    gate_rm_tree(path);
+    static const char *const store_files[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        (void)snprintf(path, sizeof(path), "%s%s", fx_state, store_files[i]);
+        (void)unlink(path);
+    }
+}
+
+/*
+ * keel-gate killed while it makes the mirror of a URL (its first use), at
+ * each millisecond of the first 60 (module POSTs off, so that the mirror is
+ * made early): the next command must work, not find a half-made mirror.
+ */
+static void test_kill_while_making_the_mirror(void **state)
+{
+    (void)state;
+    chaos_start(true);
+    chaos_repo(true, "serial", 1, ":");
+    size_t c = new_change(GOOD, false, 0);
+    char out[200];
+    (void)snprintf(out, sizeof(out), "%s/mirror-kill.log", fx_dir);
+    unsigned made = 0;
+    for (unsigned ms = 0; ms < 60 && cx.violations == 0; ms++) {
+        forget_mirror();
+        const char *argv[16];
+        size_t n = gate_args(argv, "submit");
+        argv[n++] = cx.ch[c].name;
+        argv[n] = NULL;
+        pid_t pid = spawn(argv, "module.post=none", out);
+        sleep_ms((long)ms * SLOW);
+        (void)kill(-pid, SIGKILL);
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+        struct stat st;
+        made += stat(fx_mirror, &st) == 0 ? 1u : 0u;
+        n = gate_args(argv, "status");
+        argv[n] = NULL;
+        long from = file_size(out);
+        int status = 0;
+        assert_true(wait_for(spawn(argv, "module.post=none", out), 30000, &status));
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            char tail[768];
+            file_tail(out, from, tail, sizeof(tail));
+            violation(
+                "killed %u ms into its first submit through '%s', the next `status` fails: %s",
+                ms * SLOW, fx_url, tail);
+        }
+    }
+    (void)fprintf(stderr, "chaos: %u of the kills left a mirror directory\n", made);
+    chaos_verdict("kill -9 while the mirror is made");
+}
+
+/*
+ * Four `keel-gate submit` at once through a URL whose mirror is not made yet
+ * (the random kills' first submissions over file:// found it: 11 of 20
+ * seeds), ten times: each one must queue its change, none may find a
+ * half-made mirror ("not a git repository", "failed to lock file
+ * '.../config.lock'").
+ */
+static void test_first_submits_at_once_through_a_url(void **state)
+{
+    (void)state;
+    chaos_start(true);
+    chaos_repo(true, "serial", 1, ":");
+    for (unsigned round = 0; round < 10 && cx.violations == 0; round++) {
+        forget_mirror();
+        size_t first = cx.n;
+        for (int i = 0; i < 4; i++)
+            submit(new_change(GOOD, false, 0));
+        for (size_t i = first; i < cx.n; i++)
+            submit_reap(i, true);
+    }
+    chaos_verdict("the first submits at once through a URL");
+}
+
+/*
+ * What a kill while keel-gate updates a ref of its mirror leaves (the random
+ * kills over file:// found both, seeds 104 and 105: at start-up, where the
+ * mirror records the remote's target, and before a push, where the mirror's
+ * refs/keel-gate/land is set): an empty lock file next to each ref, an hour
+ * old.  The mirror is keel-gate's own: the next run must still land the
+ * change, not fail at every start with "failed to lock file".
+ */
+static void test_stale_locks_in_the_mirror(void **state)
+{
+    (void)state;
+    chaos_start(true);
+    chaos_repo(true, "serial", 1, ":");
+    const char *argv[16];
+    size_t n = gate_args(argv, "status");
+    argv[n] = NULL;
+    int status = 0;
+    char out[200];
+    (void)snprintf(out, sizeof(out), "%s/status.log", fx_dir);
+    assert_true(wait_for(spawn(argv, "", out), 30000, &status)); /* makes the mirror */
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    static const char *const locks[] = {"refs/heads/main.lock", "refs/keel-gate/land.lock"};
+    for (size_t i = 0; i < 2; i++) {
+        char lock[200];
+        (void)snprintf(lock, sizeof(lock), "%s/refs/keel-gate", fx_mirror);
+        (void)mkdir(lock, 0755);
+        (void)snprintf(lock, sizeof(lock), "%s/%s", fx_mirror, locks[i]);
+        int fd = open(lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        const struct timespec hour_ago[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+        assert_int_equal(futimens(fd, hour_ago), 0);
+        (void)close(fd);
+    }
+    submit(new_change(GOOD, true, 0));
+    (void)run_once("", "run --once with stale locks in the mirror");
+    check(true);
+    chaos_verdict("stale locks in the mirror");
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_conflict_in_a_batch_is_a_conflict, chaos_teardown),
+        cmocka_unit_test_teardown(test_no_job_of_a_killed_gate_runs_on, chaos_teardown),
+        cmocka_unit_test_teardown(test_kill_while_making_the_mirror, chaos_teardown),
+        cmocka_unit_test_teardown(test_first_submits_at_once_through_a_url, chaos_teardown),
+        cmocka_unit_test_teardown(test_stale_locks_in_the_mirror, chaos_teardown),
+    };
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}
