@@ -66,6 +66,7 @@ struct gate {
     gate_sched *sched;
     gate_pool *pool;
     gate_config *tip_cfg;
+    unsigned long long tip_cfg_id; /* which text tip_cfg was read from (a hash) */
     char tip[GATE_HEX];
     unsigned gen;
     gate_cand **cands;

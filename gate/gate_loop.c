@@ -155,6 +155,25 @@ static void free_cand(gate_cand *c)
     keel_heap_free(GATE_HEAP, c);
 }
 
+/* Which .keel/gate.conf `commit` has (a hash of its text; 0: none). */
+static keel_status config_id(gate *g, const char *commit, unsigned long long *id)
+{
+    char *text = NULL;
+    size_t len = 0;
+    *id = 0;
+    keel_status s = gate_read_file(g->repo, commit, ".keel/gate.conf", &text, &len);
+    if (KEEL_IS(s, KEEL_E_NOTFOUND)) {
+        keel_status_free(s);
+        return KEEL_OK;
+    }
+    unsigned long long h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; keel_ok(s) && i < len; i++)
+        h = (h ^ (unsigned char)text[i]) * 1099511628211ull;
+    gate_file_free(text);
+    *id = keel_ok(s) ? h | 1 : 0;
+    return s;
+}
+
 /* gate_store_recover's question: does the target's tip hold this merge? */
 static keel_status tip_holds(const char *merge, void *ctx, bool *landed)
 {
@@ -227,6 +246,8 @@ static keel_status restart(gate *g)
     gate_config_free(g->tip_cfg);
     g->tip_cfg = NULL;
     s = gate_load_config(g, g->tip, &g->tip_cfg);
+    if (keel_ok(s))
+        s = config_id(g, g->tip, &g->tip_cfg_id);
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "reading the configuration of '%s'", g->target);
     if (g->tip_cfg == NULL)
@@ -848,7 +869,19 @@ static keel_status land(gate *g, const gate_sched_decision *d, gate_cand *c)
                  c->merge);
         gate_notify(g);
     }
-    return KEEL_OK;
+    /*
+     * A landing that changed the target's configuration: its settings (the
+     * sandbox, limits, strategy, slots, the hook) hold from now on, for what
+     * is in flight too: everything after it is built again under them.
+     */
+    unsigned long long id = 0;
+    s = config_id(g, g->tip, &id);
+    if (!keel_ok(s) || id == g->tip_cfg_id)
+        return s;
+    gate_say(g, "the configuration of '%s' changed with this landing: what is in flight is built "
+                "again under it\n",
+             g->target);
+    return restart(g);
 }
 
 /*

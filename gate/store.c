@@ -141,9 +141,12 @@ static keel_status migrate(gate_store *st, int version)
         (void)snprintf(set, sizeof(set), "PRAGMA user_version = %d; PRAGMA application_id = %d;",
                        v + 1, (int)STORE_APP_ID);
         int rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
+        int now = v;
+        if (rc == SQLITE_OK) /* another process may have made this step while this one waited */
+            rc = pragma_int(st->db, "PRAGMA user_version", &now);
+        if (rc == SQLITE_OK && now <= v)
             rc = sqlite3_exec(st->db, migrations[v], NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
+        if (rc == SQLITE_OK && now <= v)
             rc = sqlite3_exec(st->db, set, NULL, NULL, NULL);
         if (rc == SQLITE_OK)
             rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
@@ -214,6 +217,9 @@ static keel_status create_store(gate_store *st, const char *path)
     (void)unlink(tmp);
     int rc = sqlite3_open_v2(tmp, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     keel_status s = rc == SQLITE_OK ? KEEL_OK : db_error(st, rc, "cannot create");
+    if (keel_ok(s) &&
+        (rc = sqlite3_exec(st->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL)) != SQLITE_OK)
+        s = db_error(st, rc, "cannot set journal mode");
     if (keel_ok(s))
         s = migrate(st, 0);
     if (st->db != NULL)
@@ -279,9 +285,23 @@ keel_status gate_store_open(const char *path, gate_store **out)
         }
     }
     if (keel_ok(s) && !st->readonly) {
-        rc = sqlite3_exec(
-            st->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-            NULL, NULL, NULL);
+        /*
+         * WAL is the file's (a new store is made in WAL mode): set only when a
+         * store is not yet, since the change needs the file to itself and
+         * SQLite does not wait for it (several first opens at once failed).
+         */
+        int wal = memory ? 1 : 0;
+        sqlite3_stmt *jm = NULL;
+        if (!memory &&
+            sqlite3_prepare_v2(st->db, "PRAGMA journal_mode", -1, &jm, NULL) == SQLITE_OK &&
+            sqlite3_step(jm) == SQLITE_ROW)
+            wal = sqlite3_stricmp((const char *)sqlite3_column_text(jm, 0), "wal") == 0;
+        (void)sqlite3_finalize(jm);
+        rc = sqlite3_exec(st->db,
+                          wal ? "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                              : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                                "PRAGMA foreign_keys=ON;",
+                          NULL, NULL, NULL);
         if (rc != SQLITE_OK)
             s = db_error(st, rc, "cannot set journal mode");
         if (keel_ok(s))

@@ -292,6 +292,75 @@ static void test_store_fault_tried_again(void **state)
 }
 
 /*
+ * Each way the gate can fail to start a job, injected once (no file
+ * descriptors for its pipe, a full disk for its log, fork refused, its
+ * cgroup refused, its sandbox that cannot be set up): the job runs again
+ * after a pause and the change lands; nothing is rejected.
+ */
+static void test_start_faults_tried_again(void **state)
+{
+    (void)state;
+    static const char *const points[] = {"gate_exec.pipe_fail", "gate_exec.log_fail",
+                                         "gate_exec.spawn_fail", "gate_exec.cgroup_fail",
+                                         "gate_exec.sandbox_fail"};
+    for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+        fx_setup_repo("strategy = serial", "");
+        fx_branch("a", "a.txt", "a\n");
+        gate *g = fx_open();
+        long long id = fx_submit(g, "a", 0);
+        char spec[96];
+        (void)snprintf(spec, sizeof(spec), "%s:nth=1", points[i]);
+        fx_ok(keel_stress_enable(spec));
+        gate_run_stats st;
+        keel_status s = gate_run(g, true, &st);
+        unsigned long long fired = 0;
+        keel_stress_stats stats;
+        keel_status gs = keel_stress_get(points[i], &stats);
+        if (keel_ok(gs))
+            fired = stats.fires;
+        else
+            keel_status_free(gs);
+        keel_stress_clear();
+        fx_ok(s);
+        gate_close(g);
+        if (fired != 1)
+            fail_msg("%s fired %llu times", points[i], fired);
+        assert_not_blamed(id, GATE_CHANGE_LANDED);
+        if (fx_sql_int("SELECT count(*) FROM events WHERE kind = 'gate-error'", NULL) != 1)
+            fail_msg("%s: no gate-error event", points[i]);
+        assert_int_equal(fx_times_landed("a"), 1);
+        fx_teardown_repo();
+    }
+    fx_setup_repo("", ""); /* for the teardown */
+}
+
+/* No file descriptors for any job's pipe, for good: run stops saying it was the gate. */
+static void test_start_fault_persisting_stops(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = serial", "");
+    fx_branch("a", "a.txt", "a\n");
+    gate *g = fx_open();
+    long long id = fx_submit(g, "a", 0);
+    fx_ok(keel_stress_enable("gate_exec.pipe_fail"));
+    gate_run_stats st;
+    keel_status s = gate_run(g, true, &st);
+    keel_stress_clear();
+    char msg[4096];
+    assert_false(keel_ok(s));
+    (void)keel_status_format(s, msg, sizeof(msg));
+    keel_status_free(s);
+    if (strstr(msg, "the gate's own failure, 6 times in a row") == NULL ||
+        strstr(msg, "Too many open files") == NULL)
+        fail_msg("the error should say it was the gate, and why: %s", msg);
+    gate_close(g);
+    assert_int_equal(st.rejected, 0);
+    assert_not_blamed(id, GATE_CHANGE_QUEUED);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM jobs WHERE state = 'gate-error'", NULL), 6);
+    then_lands(id, "a");
+}
+
+/*
  * No memory on gate_exec's heap for a job's environment (its module heap's
  * allocations fail): the gate's failure, never the change's; when it
  * persists run stops saying so, and the change lands once memory is back.
@@ -331,6 +400,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_tree_fault_tried_again, teardown),
         cmocka_unit_test_teardown(test_store_fault_tried_again, teardown),
         cmocka_unit_test_teardown(test_exec_heap_full, teardown),
+        cmocka_unit_test_teardown(test_start_faults_tried_again, teardown),
+        cmocka_unit_test_teardown(test_start_fault_persisting_stops, teardown),
 #endif
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

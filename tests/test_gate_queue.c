@@ -308,6 +308,61 @@ static void test_crash_count_reset_by_a_job(void **state)
     assert_int_equal(fx_sql_int("SELECT crashes FROM changes", NULL), 0);
 }
 
+/* The text of `path` in main's tip (malloc'd). */
+static char *main_file(const char *path)
+{
+    git_oid tip;
+    fx_head("main", &tip);
+    git_commit *c = NULL;
+    git_tree *t = NULL;
+    git_tree_entry *e = NULL;
+    git_blob *b = NULL;
+    assert_int_equal(git_commit_lookup(&c, fx_git, &tip), 0);
+    assert_int_equal(git_commit_tree(&t, c), 0);
+    assert_int_equal(git_tree_entry_bypath(&e, t, path), 0);
+    assert_int_equal(git_blob_lookup(&b, fx_git, git_tree_entry_id(e)), 0);
+    size_t n = (size_t)git_blob_rawsize(b);
+    char *text = malloc(n + 1);
+    assert_non_null(text);
+    memcpy(text, git_blob_rawcontent(b), n);
+    text[n] = '\0';
+    git_blob_free(b);
+    git_tree_entry_free(e);
+    git_tree_free(t);
+    git_commit_free(c);
+    return text;
+}
+
+/*
+ * A landed change that tightens the target's configuration (an output limit
+ * of 2 KiB) holds for the changes after it in the same run: the next change,
+ * whose job writes 8 KiB, is rejected for the limit.  (Before, run kept the
+ * configuration it started with until a restart, and landed it.)
+ */
+static void test_landed_configuration_holds_at_once(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = serial", "");
+    char *conf = main_file(".keel/gate.conf");
+    char *tight = malloc(strlen(conf) + 32);
+    assert_non_null(tight);
+    (void)sprintf(tight, "%soutput = 2K\n", conf);
+    free(conf);
+    fx_branch("tighten", ".keel/gate.conf", tight);
+    free(tight);
+    fx_branch("chatty", "ci.sh", "head -c 8192 /dev/zero | tr '\\0' x; echo; exit 0\n");
+    gate *g = fx_open();
+    long long a = fx_submit(g, "tighten", 0), b = fx_submit(g, "chatty", 0);
+    gate_run_stats st;
+    fx_ok(gate_run(g, true, &st));
+    assert_int_equal(fx_state_of(g, a), GATE_CHANGE_LANDED);
+    gate_change c;
+    fx_ok(gate_store_get(gate_get_store(g), b, &c));
+    gate_close(g);
+    assert_int_equal(c.state, GATE_CHANGE_REJECTED);
+    assert_has(c.reason, "output limit 2 KiB");
+}
+
 /* [gate] target: the default target follows it; a --target it does not name is refused. */
 static void test_configured_target(void **state)
 {
@@ -532,6 +587,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_crash_loop_quarantined, teardown),
         cmocka_unit_test_teardown(test_crash_count_reset_by_a_job, teardown),
         cmocka_unit_test_teardown(test_configured_target, teardown),
+        cmocka_unit_test_teardown(test_landed_configuration_holds_at_once, teardown),
         cmocka_unit_test_teardown(test_checked_out_target_refused, teardown),
         cmocka_unit_test_teardown(test_status_on_readonly_store, teardown),
 #if KEEL_DEVEL
