@@ -26,7 +26,7 @@
 
 #include "keel/keel.h"
 
-#include "../gate/exec.h"
+#include "exec.h"
 #include "bench.h"
 
 enum { WAYS = 4, MAXJOBS = 5000 };

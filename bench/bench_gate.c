@@ -26,7 +26,7 @@
 
 #include "keel/keel.h"
 
-#include "../gate/scheduler.h"
+#include "scheduler.h"
 
 enum { NCHANGES = 200, SLOTS = 4, MAXCAND = 16384, NSTRAT = 6 };
 

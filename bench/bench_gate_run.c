@@ -36,7 +36,7 @@
 
 #include "keel/keel.h"
 
-#include "../gate/gate.h"
+#include "gate.h"
 
 enum { MAXN = 2000 };
 

@@ -105,7 +105,7 @@ KEEL_MUST_USE keel_status gate_try(gate *g, const char *branch, bool *passed);
 KEEL_MUST_USE keel_status gate_status(gate *g, FILE *f, bool json);
 /*
  * The output of every job that touched change `id`: escaped for a terminal
- * (gate/text.h: a job's output is the change's, and an escape sequence in it
+ * (gate/cli/text.h: a job's output is the change's, and an escape sequence in it
  * could set the reader's clipboard or rewrite the screen), or as the job
  * wrote it (`raw`).
  */
@@ -118,7 +118,7 @@ KEEL_MUST_USE keel_status gate_log(gate *g, long long id, FILE *f, bool raw);
  */
 void gate_modules_link(void);
 
-/* The CLI (gate/cli.c): parses argv, runs a command, returns the exit code (0, 1, 2). */
+/* The CLI (gate/cli/cli.c): parses argv, runs a command, returns the exit code (0, 1, 2). */
 int gate_cli_main(int argc, char **argv, FILE *out, FILE *err);
 
 /*
@@ -130,7 +130,7 @@ void gate_status_line(keel_status s, char *buf, size_t size);
 
 /*
  * Append `s` to buf at `len` as a JSON string (quotes included): valid JSON
- * for any bytes (gate/text.h).  Returns the length the whole text needs
+ * for any bytes (gate/cli/text.h).  Returns the length the whole text needs
  * (snprintf-like); what does not fit is left out whole, never cut inside an
  * escape or a character: room for GATE_JSON_ROOM(strlen(s)) always fits.
  */

@@ -878,8 +878,9 @@ static keel_status land(gate *g, const gate_sched_decision *d, gate_cand *c)
     s = config_id(g, g->tip, &id);
     if (!keel_ok(s) || id == g->tip_cfg_id)
         return s;
-    gate_say(g, "the configuration of '%s' changed with this landing: what is in flight is built "
-                "again under it\n",
+    gate_say(g,
+             "the configuration of '%s' changed with this landing: what is in flight is built "
+             "again under it\n",
              g->target);
     return restart(g);
 }

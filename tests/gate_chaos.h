@@ -57,8 +57,8 @@
 
 #include "gate_fixture.h"
 
-#include "../gate/exec.h"
-#include "../gate/gate_int.h"
+#include "exec.h"
+#include "gate_int.h"
 
 #ifndef KEEL_GATE_CLI
 #define KEEL_GATE_CLI "" /* no keel-gate built: the tests skip */

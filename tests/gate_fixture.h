@@ -22,12 +22,12 @@
 
 #include "testutil.h"
 
-#include "../gate/gate.h"
-#include "../gate/git.h"
+#include "gate.h"
+#include "git.h"
 
 /*
  * GATE_TEST_REMOTE 1: the gate reaches the repository through a file:// URL
- * with a mirror of its own (gate/remote.h); the tests look at the repository
+ * with a mirror of its own (gate/git/remote.h); the tests look at the repository
  * itself, as before.  fx_where may name another URL for the same repository
  * (a git daemon's).
  */

@@ -15,7 +15,7 @@
 
 #include "gate_fixture.h"
 #include "gate_text.h"
-#include "../gate/text.h"
+#include "text.h"
 
 static char out_text[65536], err_text[8192];
 

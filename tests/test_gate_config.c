@@ -11,7 +11,7 @@
 
 #include "testutil.h"
 
-#include "../gate/config.h"
+#include "config.h"
 
 static const char good[] =
     "# the gate of a small C project\n"

@@ -23,8 +23,8 @@
 
 #include "gate_fixture.h"
 
-#include "../gate/exec.h"
-#include "../gate/resources.h"
+#include "exec.h"
+#include "resources.h"
 
 static char dir[64];
 static char log_path[128];

@@ -19,8 +19,8 @@
 
 #include "gate_fixture.h"
 
-#include "../gate/git.h"
-#include "../gate/worktree.h"
+#include "git.h"
+#include "worktree.h"
 
 static char dir[64];
 

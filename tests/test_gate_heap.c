@@ -21,7 +21,7 @@
 
 #include "gate_fixture.h"
 
-#include "../gate/heaps.h"
+#include "heaps.h"
 
 static void start_modules(void)
 {

@@ -37,7 +37,7 @@
 
 #include "gate_fixture.h"
 
-#include "../gate/heaps.h"
+#include "heaps.h"
 
 /* ---- objects the tests make -------------------------------------------------------------- */
 

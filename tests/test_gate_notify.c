@@ -23,7 +23,7 @@
 
 #include "gate_fixture.h"
 #include "gate_text.h"
-#include "../gate/notify.h"
+#include "notify.h"
 
 static double now_s(void)
 {

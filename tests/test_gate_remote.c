@@ -28,7 +28,7 @@
 
 #include "gate_fixture.h"
 
-#include "../gate/remote.h"
+#include "remote.h"
 
 extern char **environ;
 

@@ -24,11 +24,11 @@
 
 #include "gate_fixture.h"
 
-#include "../gate/config.h"
-#include "../gate/exec.h"
-#include "../gate/heaps.h"
-#include "../gate/resources.h"
-#include "../gate/sandbox.h"
+#include "config.h"
+#include "exec.h"
+#include "heaps.h"
+#include "resources.h"
+#include "sandbox.h"
 
 /* ---- the pure parts ----------------------------------------------------------------- */
 

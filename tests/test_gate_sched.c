@@ -14,8 +14,8 @@
 
 #include "testutil.h"
 
-#include "../gate/heaps.h"
-#include "../gate/scheduler.h"
+#include "heaps.h"
+#include "scheduler.h"
 
 enum { MAXC = 64, MAXCAND = 4096 };
 enum { ACTIVE, LANDED, REJECTED, CANCELLED };

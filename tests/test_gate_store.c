@@ -19,7 +19,7 @@
 
 #include "testutil.h"
 
-#include "../gate/store.h"
+#include "store.h"
 
 static const char oid_a[] = "1111111111111111111111111111111111111111";
 static const char oid_b[] = "2222222222222222222222222222222222222222";

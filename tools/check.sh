@@ -13,7 +13,8 @@ JOBS=${JOBS:-$(nproc)}
 FUZZ_CHECK_SECONDS=${FUZZ_CHECK_SECONDS:-30}
 
 # What the static analysers and the C++ checks look at: the library, the gate and tools.
-LIB_SOURCES=$(ls src/*.c gate/*.c tools/*.c 2>/dev/null)
+LIB_SOURCES=$(ls src/*.c gate/*.c gate/*/*.c tools/*.c 2>/dev/null)
+GATE_INC="-Igate -Igate/queue -Igate/exec -Igate/git -Igate/cli"
 ALL_C=$(git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null || find src gate tools tests bench examples fuzz include -name '*.[ch]')
 
 passed=()
@@ -77,7 +78,7 @@ cxx() {
             [[ " $CXX_EXCEPTIONS " == *" $f "* ]] && continue
             for devel in 0 1; do
                 $cxx -x c++ -std=c++20 -fsyntax-only -DKEEL_DEVEL=$devel -DKEEL_BUILDING_LIBRARY \
-                    -D_GNU_SOURCE -Iinclude -Isrc -Igate -Wall -Wextra -Werror "$f" \
+                    -D_GNU_SOURCE -Iinclude -Isrc $GATE_INC -Wall -Wextra -Werror "$f" \
                     || { echo "FAIL: $cxx as C++20 KEEL_DEVEL=$devel $f"; rc=1; }
             done
         done
@@ -99,11 +100,11 @@ cxx() {
 cppcheck_stage() {
     cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
         --inline-suppr --std=c11 -D__GNUC__ -DKEEL_DEVEL=1 -DKEEL_BUILDING_LIBRARY -D_GNU_SOURCE -D_POSIX_C_SOURCE=200809L \
-        -Iinclude -Isrc -Igate --suppress=missingIncludeSystem \
+        -Iinclude -Isrc $GATE_INC --suppress=missingIncludeSystem \
         --suppress=unusedStructMember --suppress=unmatchedSuppression $LIB_SOURCES || return 1
     cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
         --inline-suppr --std=c11 -D__GNUC__ -DKEEL_DEVEL=0 -DKEEL_BUILDING_LIBRARY -D_GNU_SOURCE -D_POSIX_C_SOURCE=200809L \
-        -Iinclude -Isrc -Igate --suppress=missingIncludeSystem \
+        -Iinclude -Isrc $GATE_INC --suppress=missingIncludeSystem \
         --suppress=unusedStructMember --suppress=unmatchedSuppression $LIB_SOURCES
 }
 

@@ -1,5 +1,5 @@
 /*
- * gate/git_int.h - what git.c and change.c share (not an API): the
+ * gate/git/git_int.h - what git.c and change.c share (not an API): the
  * repository record, and change.c's checks of what a change brings, which
  * gate_merge runs before it merges a change.
  *

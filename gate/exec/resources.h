@@ -1,5 +1,5 @@
 /*
- * gate/resources.h - a job's resource limits, by the best mechanism the machine
+ * gate/exec/resources.h - a job's resource limits, by the best mechanism the machine
  * offers:
  *
  *   cgroup v2     when the gate's own cgroup is delegated to it (writable,

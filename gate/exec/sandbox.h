@@ -1,5 +1,5 @@
 /*
- * gate/sandbox.h - what a job may see, reach and use.
+ * gate/exec/sandbox.h - what a job may see, reach and use.
  *
  * Every job runs in a bubblewrap sandbox (`bwrap`, Debian's `bubblewrap`):
  * the system read-only, its own work tree writable, a private size-capped

@@ -1,5 +1,5 @@
 /*
- * gate/scheduler.h - keel-gate's scheduler: pure logic (no I/O, no git, no clock,
+ * gate/queue/scheduler.h - keel-gate's scheduler: pure logic (no I/O, no git, no clock,
  * no threads) that turns the queue of changes and the results of builds into
  * builds to start and decisions (land, reject, flaky, cancel a build).
  *

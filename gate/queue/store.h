@@ -1,5 +1,5 @@
 /*
- * gate/store.h - keel-gate's durable state in SQLite (WAL): the queue of
+ * gate/queue/store.h - keel-gate's durable state in SQLite (WAL): the queue of
  * changes, the candidates built from them, the jobs that tested them, and an
  * event history.  Every change of state is one transaction, so a gate killed
  * at any moment (kill -9) restarts from a consistent store: no submitted

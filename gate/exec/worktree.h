@@ -1,5 +1,5 @@
 /*
- * gate/worktree.h - a job's work tree, reused from one job to the next.
+ * gate/exec/worktree.h - a job's work tree, reused from one job to the next.
  *
  * Writing a whole checkout per job costs a file creation per file of the
  * repository; a reused work tree costs only what differs between the tree it

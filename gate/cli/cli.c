@@ -93,7 +93,7 @@ static void usage(FILE *f)
 
 /*
  * The chain of messages, without the source locations meant for developers,
- * escaped for a terminal (names in it are anyone's: gate/text.h), one link a
+ * escaped for a terminal (names in it are anyone's: gate/cli/text.h), one link a
  * line.
  */
 static void print_error(FILE *err, keel_status s)

@@ -1,5 +1,5 @@
 /*
- * gate/qlock.h - one gatekeeper per queue: an advisory lock on a file, held
+ * gate/queue/qlock.h - one gatekeeper per queue: an advisory lock on a file, held
  * by `keel-gate run` for as long as it runs.
  *
  *   gate_qlock *lk;

@@ -1,5 +1,5 @@
 /*
- * gate/signals.h - SIGINT, SIGTERM and SIGHUP for `keel-gate run`; SIGPIPE
+ * gate/cli/signals.h - SIGINT, SIGTERM and SIGHUP for `keel-gate run`; SIGPIPE
  * ignored.
  *
  * SIGHUP (the terminal or the ssh session that started run went away) is

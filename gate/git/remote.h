@@ -1,5 +1,5 @@
 /*
- * gate/remote.h - a repository keel-gate reaches through git's transports
+ * gate/git/remote.h - a repository keel-gate reaches through git's transports
  * (ssh, https, git://, file://), with libgit2 in-process.
  *
  * The gate keeps a bare mirror of the remote on local disk: merges,

@@ -1,5 +1,5 @@
 /*
- * gate/exec.h - run one build or test command for keel-gate: in a bubblewrap
+ * gate/exec/exec.h - run one build or test command for keel-gate: in a bubblewrap
  * sandbox (sandbox.h) or, with `sandbox = none`, in its own process group;
  * in its work tree, with an environment built from an allow-list, resource
  * limits (resources.h), a timeout that kills everything it started, and its

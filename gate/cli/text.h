@@ -1,5 +1,5 @@
 /*
- * gate/text.h - text that anyone who can push may have written (branch and
+ * gate/cli/text.h - text that anyone who can push may have written (branch and
  * file names, commit subjects, job logs, a remote's or a hook's messages,
  * a configuration's offending line), made safe for where keel-gate prints it.
  *

@@ -1,5 +1,5 @@
 /*
- * gate/git.h - the git work keel-gate does, in-process with libgit2: resolve
+ * gate/git/git.h - the git work keel-gate does, in-process with libgit2: resolve
  * branches, merge a candidate's changes onto the target tip, materialize a
  * tree for a job, and move the target branch with a compare-and-swap.
  *

@@ -1,5 +1,5 @@
 /*
- * gate/pool.h - keel-gate's executor: `slots` keel threads that run jobs
+ * gate/exec/pool.h - keel-gate's executor: `slots` keel threads that run jobs
  * (a configuration's build, then its test, with gate_exec_run) and hand the
  * finished ones back to the gatekeeper.  A job may be cancelled at any time
  * by setting its `cancel` flag (atomically): a waiting job is not started, a
