@@ -61,11 +61,12 @@ enum {
     SETUP_MS = 10000, /* bwrap reports its sandbox's pid within this */
     LEFT_MS = 500,    /* after the command and its group are gone: the pipe's EOF within this */
     CHECK_MS = 250,   /* the CPU and disk checks */
-    CHILD_FD = 10,    /* the pipes' ends are moved to fds from here (clear of 3 and 4) */
-    STATUS_FD = 3,    /* bwrap's --json-status-fd in the child */
-    RELEASE_FD = 4,   /* bwrap's --block-fd; the trampoline's read without a sandbox */
-    GUARD_FD = 5,     /* in the sandbox, the trampoline's read (bwrap closes RELEASE_FD) */
-    HEAD = 1024       /* the first output kept: bwrap's message when it fails */
+    FORKS_REFUSED_MAX = 100, /* forks refused by the process limit before the job is stopped */
+    CHILD_FD = 10,           /* the pipes' ends are moved to fds from here (clear of 3 and 4) */
+    STATUS_FD = 3,           /* bwrap's --json-status-fd in the child */
+    RELEASE_FD = 4,          /* bwrap's --block-fd; the trampoline's read without a sandbox */
+    GUARD_FD = 5,            /* in the sandbox, the trampoline's read (bwrap closes RELEASE_FD) */
+    HEAD = 1024              /* the first output kept: bwrap's message when it fails */
 };
 
 static pid_t groups[MAX_GROUPS]; /* running jobs' process groups; 0: a free slot */
@@ -895,6 +896,16 @@ static void check_limits(step *st, const struct statvfs *fs0, unsigned long long
     if (cpu != ~0ull && cpu >= lim->cpu * 1000ull) {
         hit(st, "cpu limit %llu s reached", lim->cpu);
         return;
+    }
+    if (lim->processes > 0 && st->cg.dir[GATE_CG_PIDS][0] != '\0') {
+        /* a job that keeps forking at its limit (a fork bomb) is stopped, not left to spin */
+        gate_cgroup_report rep;
+        gate_cgroup_read(&st->cg, &rep);
+        if (rep.pids_max >= FORKS_REFUSED_MAX) {
+            hit(st, "process limit %llu reached (%llu forks refused)", lim->processes,
+                rep.pids_max);
+            return;
+        }
     }
     struct statvfs fs;
     if (fs0 == NULL || now - *walked_at < 2000 || statvfs(st->dir, &fs) != 0 ||
