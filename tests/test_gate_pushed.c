@@ -189,6 +189,51 @@ static void test_kill_between_queue_and_removal(void **state)
 #endif
 }
 
+/*
+ * The ref of a change already taken could not be removed (a git lock file
+ * beside it: a failure of the moment), and the change lands in that run.
+ * Once the ref can go, the next look removes it and queues nothing: the
+ * same commit never lands twice.  (The old code checked only for a change
+ * still queued, and queued the landed one again: found by the random kills.)
+ */
+/* How many merges on main's first-parent line bring `head`. */
+static size_t times_landed(const git_oid *head)
+{
+    git_oid heads[64];
+    size_t n = fx_landed_heads(heads, 64), times = 0;
+    for (size_t i = 0; i < n; i++)
+        times += git_oid_equal(&heads[i], head) ? 1u : 0u;
+    return times;
+}
+
+static void test_ref_left_after_its_change_landed(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = serial", "");
+    pushed_change("topic", "t.txt", "t\n");
+    git_oid head;
+    assert_int_equal(git_reference_name_to_id(&head, fx_git, "refs/keel-gate/submit/topic"), 0);
+    char lock[256];
+    (void)snprintf(lock, sizeof(lock), "%s/refs/keel-gate/submit/topic.lock", fx_repo);
+    FILE *f = fopen(lock, "w");
+    assert_non_null(f);
+    assert_int_equal(fclose(f), 0);
+    (void)fx_run_once();
+    assert_int_equal(times_landed(&head), 1);
+    assert_true(submit_ref_exists("topic")); /* the lock kept it */
+    assert_int_equal(unlink(lock), 0);
+    gate_run_stats st = fx_run_once();
+    assert_int_equal(st.builds, 0);
+    assert_false(submit_ref_exists("topic"));
+    assert_int_equal(changes_of("topic"), 1);
+    assert_int_equal(times_landed(&head), 1);
+    /* pushed again later, on purpose: a new submission of the same commit */
+    push_submit("topic", &head);
+    (void)fx_run_once();
+    assert_int_equal(changes_of("topic"), 2);
+    assert_false(submit_ref_exists("topic"));
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -197,6 +242,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_hostile_and_target_refused, fx_teardown),
         cmocka_unit_test_teardown(test_pushed_again_while_active, fx_teardown),
         cmocka_unit_test_teardown(test_kill_between_queue_and_removal, fx_teardown),
+        cmocka_unit_test_teardown(test_ref_left_after_its_change_landed, fx_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

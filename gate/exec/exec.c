@@ -924,6 +924,25 @@ static void check_limits(step *st, const struct statvfs *fs0, unsigned long long
 }
 
 /*
+ * Its work tree measured once more when it has ended: while it ran, the
+ * tree is walked only when the filesystem lost half the limit, which other
+ * work on the same filesystem can hide (files it removed meanwhile).
+ */
+static void over_disk_at_end(step *st)
+{
+    unsigned long long used = 0, largest = 0;
+    gate_tree_usage(st->dir, &used, &largest);
+    if (largest >= st->policy->limits.disk)
+        return; /* one file stopped at the limit (SIGXFSZ): classify names that */
+    if (used > st->policy->limits.disk) {
+        char size[32], have[32];
+        gate_size_text(st->policy->limits.disk, size, sizeof(size));
+        gate_size_text(used, have, sizeof(have));
+        hit(st, "disk limit %s reached (its work tree holds %s)", size, have);
+    }
+}
+
+/*
  * Until the command has ended and everything it started with it: its output
  * into the log, bwrap's status, the timeout, the cancel flag and the limits.
  * A pidfd wakes it when the command exits.
@@ -1083,6 +1102,8 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
     out->elapsed_ms = gate_now_ms() - start;
     if (out->log_truncated)
         note(&st, "\nkeel-gate: log truncated at %llu bytes", spec->log_limit);
+    if (st.policy != NULL && st.policy->limits.disk > 0 && st.limit_hit == NULL && !st.cancelled)
+        over_disk_at_end(&st); /* what the checks while it ran could not tell apart */
     s = classify(&st, st.wstatus, st.timed_out, st.cancelled, st.limit_hit);
     if (keel_ok(s) && st.log_errno != 0)
         s = KEEL_ERR_SYS(st.log_errno, "cannot write job log '%s'", spec->log);

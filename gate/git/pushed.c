@@ -92,8 +92,18 @@ static keel_status take_one(const char *branch, const char *hex, void *ctx)
     }
     long long id = 0;
     bool removed = false;
+    if (keel_ok(s)) /* taken before a kill that came before its ref's removal: remove it now */
+        s = gate_store_pushed_pending(g->store, branch, commit, g->target, &id);
+    if (keel_ok(s) && id > 0) {
+        s = gate_pushed_remove(g->repo, branch, hex, &removed);
+        if (keel_ok(s))
+            s = gate_store_pushed_taken(g->store, id);
+        keel_heap_free(GATE_HEAP, ref);
+        return s;
+    }
     if (keel_ok(s))
-        s = gate_store_submit(g->store, branch, commit, g->target, 0, (long long)time(NULL), &id);
+        s = gate_store_submit_pushed(g->store, branch, commit, g->target, (long long)time(NULL),
+                                     &id);
     if (KEEL_IS(s, KEEL_E_EXISTS)) {
         long long active = 0;
         bool known = keel_status_get_int(s, "change", &active);
@@ -127,6 +137,8 @@ static keel_status take_one(const char *branch, const char *hex, void *ctx)
         gate_point_after_take();
         s = gate_pushed_remove(g->repo, branch, hex, &removed);
     }
+    if (keel_ok(s)) /* removed, or pushed again meanwhile: a new submission either way */
+        s = gate_store_pushed_taken(g->store, id);
     keel_heap_free(GATE_HEAP, ref);
     return s;
 }

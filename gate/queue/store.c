@@ -115,6 +115,8 @@ static const char *const migrations[] = {
     "CREATE INDEX IF NOT EXISTS candidates_by_state ON candidates(target, state);"
     "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);"
     "CREATE INDEX IF NOT EXISTS candidate_changes_by_change ON candidate_changes(change);",
+    /* 3 -> 4: a change queued from a pushed ref whose removal is not yet done */
+    "ALTER TABLE changes ADD COLUMN pushed INTEGER NOT NULL DEFAULT 0;",
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 
@@ -464,8 +466,58 @@ void gate_store_set_target(gate_store *st, const char *target)
     (void)snprintf(st->target, sizeof(st->target), "%s", target);
 }
 
+static keel_status submit(gate_store *st, const char *branch, const char *head, const char *target,
+                          int priority, bool pushed, long long now, long long *id);
+
 keel_status gate_store_submit(gate_store *st, const char *branch, const char *head,
                               const char *target, int priority, long long now, long long *id)
+{
+    return submit(st, branch, head, target, priority, false, now, id);
+}
+
+keel_status gate_store_submit_pushed(gate_store *st, const char *branch, const char *head,
+                                     const char *target, long long now, long long *id)
+{
+    return submit(st, branch, head, target, 0, true, now, id);
+}
+
+keel_status gate_store_pushed_pending(gate_store *st, const char *branch, const char *head,
+                                      const char *target, long long *id)
+{
+    KEEL_ASSERT(st != NULL && branch != NULL && head != NULL && target != NULL && id != NULL);
+    *id = 0;
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(st,
+                            "SELECT id FROM changes WHERE branch = ? AND head = ? AND target = ? "
+                            "AND pushed = 1 ORDER BY id DESC LIMIT 1",
+                            &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_text(stmt, 1, branch, -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_text(stmt, 2, head, -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_text(stmt, 3, target, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        *id = sqlite3_column_int64(stmt, 0);
+    else if (rc != SQLITE_DONE)
+        s = db_error(st, rc, "cannot look for a pushed change");
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
+keel_status gate_store_pushed_taken(gate_store *st, long long id)
+{
+    KEEL_ASSERT(st != NULL);
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(st, "UPDATE changes SET pushed = 0 WHERE id = ? AND pushed = 1", &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_int64(stmt, 1, id);
+    return step_done(st, stmt, "cannot record a pushed ref's removal");
+}
+
+static keel_status submit(gate_store *st, const char *branch, const char *head, const char *target,
+                          int priority, bool pushed, long long now, long long *id)
 {
     KEEL_ASSERT(st != NULL && id != NULL);
     if (branch == NULL || branch[0] == '\0' || strlen(branch) >= GATE_NAME_MAX)
@@ -499,8 +551,8 @@ keel_status gate_store_submit(gate_store *st, const char *branch, const char *he
     }
     if (keel_ok(s))
         s = prepare(st,
-                    "INSERT INTO changes(branch, head, target, priority, submitted_at, updated_at) "
-                    "VALUES(?,?,?,?,?,?)",
+                    "INSERT INTO changes(branch, head, target, priority, submitted_at, updated_at, "
+                    "pushed) VALUES(?,?,?,?,?,?,?)",
                     &stmt);
     if (keel_ok(s)) {
         (void)sqlite3_bind_text(stmt, 1, branch, -1, SQLITE_TRANSIENT);
@@ -509,6 +561,7 @@ keel_status gate_store_submit(gate_store *st, const char *branch, const char *he
         (void)sqlite3_bind_int(stmt, 4, priority);
         (void)sqlite3_bind_int64(stmt, 5, now);
         (void)sqlite3_bind_int64(stmt, 6, now);
+        (void)sqlite3_bind_int(stmt, 7, pushed ? 1 : 0);
         s = step_done(st, stmt, "cannot queue the change");
     }
     if (keel_ok(s)) {

@@ -59,6 +59,23 @@ const char *gate_change_state_name(gate_change_state s);
 KEEL_MUST_USE keel_status gate_store_submit(gate_store *st, const char *branch, const char *head,
                                             const char *target, int priority, long long now,
                                             long long *id);
+/*
+ * Queued from a ref pushed to refs/keel-gate/submit/ (gate/git/pushed.c): the
+ * change remembers its ref is still to be removed, until
+ * gate_store_pushed_taken.  A kill between the two leaves the ref: the next
+ * look at the refs finds the change by gate_store_pushed_pending (whatever
+ * became of it meanwhile, landed even) and removes the ref instead of
+ * queueing the same commit a second time.
+ */
+KEEL_MUST_USE keel_status gate_store_submit_pushed(gate_store *st, const char *branch,
+                                                   const char *head, const char *target,
+                                                   long long now, long long *id);
+/* The latest change queued from a push of `head` to `branch` whose ref is not removed (0: none). */
+KEEL_MUST_USE keel_status gate_store_pushed_pending(gate_store *st, const char *branch,
+                                                    const char *head, const char *target,
+                                                    long long *id);
+KEEL_MUST_USE keel_status gate_store_pushed_taken(gate_store *st, long long id);
+
 /* Withdraw a queued or testing change (KEEL_E_STATE once it has landed or was rejected). */
 KEEL_MUST_USE keel_status gate_store_cancel(gate_store *st, long long id, long long now);
 KEEL_MUST_USE keel_status gate_store_get(gate_store *st, long long id, gate_change *out);
