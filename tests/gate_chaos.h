@@ -697,6 +697,7 @@ static inline bool tested_candidate(sqlite3 *db, const char *merge, bool may_be_
             "c.state IN ('passed', 'open') AND "
             "EXISTS (SELECT 1 FROM jobs j WHERE j.candidate = c.id AND j.state = 'passed') AND "
             "NOT EXISTS (SELECT 1 FROM jobs j WHERE j.candidate = c.id AND j.state <> 'passed' "
+            "AND j.state <> 'gate-error' " /* the gate's own failure: the job ran again */
             "AND j.attempt = (SELECT max(attempt) FROM jobs k WHERE k.candidate = c.id)) "
             "ORDER BY c.state = 'passed' DESC, c.id DESC");
     (void)sqlite3_bind_text(st, 1, merge, -1, SQLITE_TRANSIENT);

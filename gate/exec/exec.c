@@ -1129,6 +1129,10 @@ static keel_status sweep_marked(const char *records, size_t *found)
     char want[48];
     int wn = snprintf(want, sizeof(want), "KEEL_GATE_JOB=%016llx:", records_hash(records));
     *found = 0;
+    enum { KILLED_MAX = 4096 };
+    static pid_t killed[KILLED_MAX]; /* run's start only, one thread: waited for below */
+    static unsigned long long killed_at[KILLED_MAX];
+    size_t nkilled = 0;
     for (int round = 0; round < 250; round++) {
         DIR *d = opendir("/proc");
         if (d == NULL)
@@ -1146,7 +1150,7 @@ static keel_status sweep_marked(const char *records, size_t *found)
             ssize_t got = read(fd, env, sizeof(env) - 1);
             (void)close(fd);
             if (got <= 0)
-                continue;
+                continue; /* exiting (its memory gone), or a kernel thread */
             env[got] = '\0';
             for (ssize_t i = 0; i < got; i += (ssize_t)strlen(env + i) + 1) {
                 if (strncmp(env + i, want, (size_t)wn) != 0)
@@ -1156,15 +1160,23 @@ static keel_status sweep_marked(const char *records, size_t *found)
                 unsigned long long gt =
                     end != NULL && *end == ':' ? strtoull(end + 1, NULL, 10) : 0;
                 char state = '?';
-                if (!alive((pid_t)gpid, gt) && start_time(pid, &state) > 0 && state != 'Z' &&
-                    state != 'X') {
+                unsigned long long t = start_time(pid, &state);
+                if (!alive((pid_t)gpid, gt) && t > 0 && state != 'Z' && state != 'X') {
                     (void)kill(pid, SIGKILL);
                     live++;
+                    if (nkilled < KILLED_MAX) {
+                        killed[nkilled] = pid;
+                        killed_at[nkilled++] = t;
+                    }
                 }
                 break;
             }
         }
         (void)closedir(d);
+        /* and until what was killed is gone (an exiting process no longer shows its marker) */
+        for (size_t i = 0; i < nkilled; i++)
+            if (alive(killed[i], killed_at[i]))
+                live++;
         if (live == 0)
             return KEEL_OK;
         if (round == 0)
