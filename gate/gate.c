@@ -164,14 +164,11 @@ static keel_status trees_dir(gate *g, const char *given, const char *target_dir)
  */
 static keel_status resolve_target(gate *g, const char *given)
 {
-    keel_status s = KEEL_OK;
-    if (given != NULL) {
-        s = gate_branch_check(given); /* whole: a name cut to fit could be another branch */
-        if (keel_ok(s))
-            (void)snprintf(g->target, sizeof(g->target), "%s", given);
-    } else {
-        s = gate_repo_head_branch(g->repo, g->target, sizeof(g->target));
-    }
+    /* a given one checked whole: a name cut to fit could be another branch */
+    keel_status s = given != NULL ? gate_branch_check(given)
+                                  : gate_repo_head_branch(g->repo, g->target, sizeof(g->target));
+    if (keel_ok(s) && given != NULL)
+        (void)snprintf(g->target, sizeof(g->target), "%s", given);
     if (keel_ok(s))
         s = gate_branch_check(g->target);
     char tip[GATE_HEX];

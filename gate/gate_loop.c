@@ -723,7 +723,7 @@ static keel_status run_again(gate *g, gate_job_run *j)
     gate_fmt(what, sizeof(what), "job %lld ('%s') could not run", j->job_id, j->config);
     keel_status s = gate_failed(g, KEEL_ERR(KEEL_E_IO, "%s", j->error), what);
     if (keel_ok(s))
-        s = grow((void **)&g->again, &g->again_cap, g->nagain + 1, sizeof(*g->again));
+        s = grow((void **)&g->again, &g->again_cap, g->nagain + 1, sizeof(gate_job_run *));
     if (!keel_ok(s))
         return s;
     g->again[g->nagain++] = j;
@@ -899,10 +899,11 @@ static keel_status reject_unbuilt(gate *g, gate_cand *c, long long change, bool 
         return KEEL_OK;
     gate_change ch;
     keel_status s = gate_store_get(g->store, change, &ch);
-    char merge[GATE_HEX];
-    const char *head[1] = {ch.head};
-    if (keel_ok(s))
+    if (keel_ok(s)) {
+        char merge[GATE_HEX];
+        const char *head[1] = {ch.head};
         s = gate_merge(g->repo, g->tip, head, 1, merge);
+    }
     if (keel_ok(s)) {
         *done = true;
         gate_say(g,
@@ -1087,7 +1088,7 @@ static void pause_for(gate *g, unsigned long long ms)
 {
     unsigned long long until = gate_now_ms() + ms;
     while (!stop_requested(g) && gate_now_ms() < until) {
-        struct timespec t = {0, 20 * 1000000};
+        struct timespec t = {0, 20000000L};
         (void)nanosleep(&t, NULL);
     }
 }

@@ -309,7 +309,7 @@ keel_status gate_remote_mirror_lock(git_repository *mirror, int *fd)
     memset(&fl, 0, sizeof(fl));
     fl.l_type = F_WRLCK;
     fl.l_whence = SEEK_SET;
-    struct timespec step = {0, 20 * 1000000};
+    struct timespec step = {0, 20000000L};
     for (long waited = 0; fcntl(*fd, F_OFD_SETLK, &fl) != 0; waited += 20) {
         int e = errno;
         if ((e != EAGAIN && e != EACCES) || waited >= MIRROR_LOCK_WAIT_MS) {
@@ -807,6 +807,8 @@ static keel_status list_once(git_repository *mirror, const char *url, const char
         if (rc != 0 && rc != GIT_EINVALIDSPEC)
             keel_status_ignore(gate_git_error(rc, "cannot record '%s' in the mirror", name),
                                "the mirror's copy only; the remote's ref is the submission");
+        if (refs == NULL || k >= matching)
+            break; /* (matching counted these: never) */
         size_t nlen = len + 1;
         void *copy = NULL;
         s = keel_heap_alloc(GIT_HEAP, nlen, &copy);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,15 +22,46 @@ struct gate_qlock {
     int fd;
 };
 
-/* The holder's line ("pid host since") read back into a status's message and details. */
-static keel_status held_by(int fd, const char *path)
+/* The holder's line "pid host since" (false when it is not one). */
+static bool read_holder(int fd, long long *pid, char *host, size_t size, long long *since)
 {
     char line[512];
     ssize_t n = pread(fd, line, sizeof(line) - 1, 0);
     line[n > 0 ? n : 0] = '\0';
+    char *end = NULL;
+    *pid = strtoll(line, &end, 10);
+    if (end == line || *end != ' ' || *pid <= 0)
+        return false;
+    const char *h = end + 1, *sp = strchr(h, ' ');
+    if (sp == NULL || sp == h || (size_t)(sp - h) >= size)
+        return false;
+    (void)snprintf(host, size, "%.*s", (int)(sp - h), h);
+    *since = strtoll(sp + 1, &end, 10);
+    return end != sp + 1;
+}
+
+/*
+ * Does the holder it names still run here?  A gate killed while it was
+ * starting a job leaves the lock with that job's process for the instant
+ * before it executes (its descriptors are a copy of the gate's until then).
+ */
+static bool holder_gone(int fd)
+{
+    long long pid = 0, since = 0;
+    char host[256], here[256] = "";
+    if (!read_holder(fd, &pid, host, sizeof(host), &since))
+        return false;
+    if (gethostname(here, sizeof(here) - 1) != 0 || strncmp(here, host, strlen(host)) != 0)
+        return false; /* another host's (a shared file system): it cannot be asked */
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+/* The holder's line ("pid host since") read back into a status's message and details. */
+static keel_status held_by(int fd, const char *path)
+{
     long long pid = 0, since = 0;
     char host[256] = "";
-    if (sscanf(line, "%lld %255s %lld", &pid, host, &since) != 3 || pid <= 0)
+    if (!read_holder(fd, &pid, host, sizeof(host), &since))
         return keel_status_with_str(
             KEEL_ERR(KEEL_E_BUSY,
                      "another keel-gate is running this queue (lock '%s'; it is starting and has "
@@ -62,6 +94,12 @@ keel_status gate_qlock_take(const char *path, gate_qlock **out)
     memset(&fl, 0, sizeof(fl));
     fl.l_type = F_WRLCK;
     fl.l_whence = SEEK_SET; /* the whole file */
+    int tries = 0;
+    while (fcntl(fd, F_OFD_SETLK, &fl) != 0 && (errno == EAGAIN || errno == EACCES) &&
+           tries++ < 100 && holder_gone(fd)) {
+        struct timespec step = {0, 50000000L}; /* up to 5 s for a dead holder's lock to go */
+        (void)nanosleep(&step, NULL);
+    }
     if (fcntl(fd, F_OFD_SETLK, &fl) != 0) {
         int e = errno;
         keel_status s = e == EAGAIN || e == EACCES

@@ -262,7 +262,7 @@ keel_status gate_store_open(const char *path, gate_store **out)
                      path),
             "store", path);
     }
-    int rc = SQLITE_OK;
+    int rc;
     if (keel_ok(s)) {
         rc = sqlite3_open_v2(path, &st->db,
                              SQLITE_OPEN_READWRITE | (memory ? SQLITE_OPEN_CREATE : 0), NULL);
