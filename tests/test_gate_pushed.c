@@ -206,10 +206,11 @@ static size_t times_landed(const git_oid *head)
     return times;
 }
 
-static void test_ref_left_after_its_change_landed(void **state)
+static void ref_left_after_its_change_landed(bool url)
 {
-    (void)state;
     fx_setup_repo("strategy = serial", "");
+    if (url)
+        fx_where = fx_url; /* the removal is a push the remote refuses (its lock) */
     pushed_change("topic", "t.txt", "t\n");
     git_oid head;
     assert_int_equal(git_reference_name_to_id(&head, fx_git, "refs/keel-gate/submit/topic"), 0);
@@ -234,6 +235,18 @@ static void test_ref_left_after_its_change_landed(void **state)
     assert_false(submit_ref_exists("topic"));
 }
 
+static void test_ref_left_after_its_change_landed(void **state)
+{
+    (void)state;
+    ref_left_after_its_change_landed(false);
+}
+
+static void test_ref_left_after_its_change_landed_url(void **state)
+{
+    (void)state;
+    ref_left_after_its_change_landed(true);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +256,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_pushed_again_while_active, fx_teardown),
         cmocka_unit_test_teardown(test_kill_between_queue_and_removal, fx_teardown),
         cmocka_unit_test_teardown(test_ref_left_after_its_change_landed, fx_teardown),
+        cmocka_unit_test_teardown(test_ref_left_after_its_change_landed_url, fx_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

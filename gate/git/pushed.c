@@ -92,11 +92,14 @@ static keel_status take_one(const char *branch, const char *hex, void *ctx)
     }
     long long id = 0;
     bool removed = false;
-    if (keel_ok(s)) /* taken before a kill that came before its ref's removal: remove it now */
+    /* a ref of this name now at another commit: what was pushed before is no longer here */
+    if (keel_ok(s))
+        s = gate_store_pushed_moved(g->store, branch, commit, g->target);
+    if (keel_ok(s)) /* taken before, its ref not removed (a kill, a refusal): remove it now */
         s = gate_store_pushed_pending(g->store, branch, commit, g->target, &id);
     if (keel_ok(s) && id > 0) {
         s = gate_pushed_remove(g->repo, branch, hex, &removed);
-        if (keel_ok(s))
+        if (keel_ok(s) && removed)
             s = gate_store_pushed_taken(g->store, id);
         keel_heap_free(GATE_HEAP, ref);
         return s;
@@ -137,7 +140,7 @@ static keel_status take_one(const char *branch, const char *hex, void *ctx)
         gate_point_after_take();
         s = gate_pushed_remove(g->repo, branch, hex, &removed);
     }
-    if (keel_ok(s)) /* removed, or pushed again meanwhile: a new submission either way */
+    if (keel_ok(s) && removed) /* not removed (pushed again, or refused): seen again later */
         s = gate_store_pushed_taken(g->store, id);
     keel_heap_free(GATE_HEAP, ref);
     return s;

@@ -505,6 +505,23 @@ keel_status gate_store_pushed_pending(gate_store *st, const char *branch, const 
     return s;
 }
 
+keel_status gate_store_pushed_moved(gate_store *st, const char *branch, const char *head,
+                                    const char *target)
+{
+    KEEL_ASSERT(st != NULL && branch != NULL && head != NULL && target != NULL);
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(st,
+                            "UPDATE changes SET pushed = 0 WHERE pushed = 1 AND branch = ? AND "
+                            "target = ? AND head != ?",
+                            &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_text(stmt, 1, branch, -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_text(stmt, 2, target, -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_text(stmt, 3, head, -1, SQLITE_TRANSIENT);
+    return step_done(st, stmt, "cannot record a pushed ref's move");
+}
+
 keel_status gate_store_pushed_taken(gate_store *st, long long id)
 {
     KEEL_ASSERT(st != NULL);

@@ -75,6 +75,9 @@ KEEL_MUST_USE keel_status gate_store_pushed_pending(gate_store *st, const char *
                                                     const char *head, const char *target,
                                                     long long *id);
 KEEL_MUST_USE keel_status gate_store_pushed_taken(gate_store *st, long long id);
+/* The ref of `branch` is now at `head`: changes pushed there at other commits are past. */
+KEEL_MUST_USE keel_status gate_store_pushed_moved(gate_store *st, const char *branch,
+                                                  const char *head, const char *target);
 
 /* Withdraw a queued or testing change (KEEL_E_STATE once it has landed or was rejected). */
 KEEL_MUST_USE keel_status gate_store_cancel(gate_store *st, long long id, long long now);
