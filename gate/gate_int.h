@@ -86,7 +86,8 @@ struct gate {
     bool pushed_warned;
     gate_qlock *qlock;    /* held by gate_run: one gatekeeper per queue */
     bool recovered;       /* the run's first recovery (the one after a crash) is done */
-    unsigned gate_errors; /* the gate's own failures in a row (GATE_ERRORS_MAX) */
+    unsigned gate_errors; /* jobs the gate could not start, in a row (GATE_ERRORS_MAX) */
+    unsigned turn_errors; /* turns that failed for the environment, in a row */
     gate_job_run **again; /* jobs the gate failed to run, to run again after a pause */
     size_t nagain, again_cap;
     unsigned long long again_at_ms;   /* when they run again (monotonic) */

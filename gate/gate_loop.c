@@ -685,29 +685,31 @@ static bool passing(keel_status s)
  * The gate's own failure `why` (owned): said and recorded as a gate-error
  * event, blaming no change.  KEEL_OK: go on after a pause
  * (g->pause_ms, doubled for each failure in a row); after GATE_ERRORS_MAX in
- * a row, the error that stops run.
+ * a row, the error that stops run.  `in_a_row`: the count it adds to (jobs
+ * the gate could not start: until a job runs to a result; turns: until a
+ * decision is carried out, since a turn can fail after jobs that passed).
  */
-static keel_status gate_failed(gate *g, keel_status why, const char *what)
+static keel_status gate_failed(gate *g, unsigned *in_a_row, keel_status why, const char *what)
 {
     char msg[1024];
     gate_status_line(why, msg, sizeof(msg));
-    g->gate_errors++;
+    unsigned n_row = ++*in_a_row;
     char detail[1400];
     size_t n = (size_t)snprintf(detail, sizeof(detail), "{\"what\":");
     n = gate_json_str(detail, sizeof(detail), n, what);
     n += (size_t)snprintf(detail + n, n < sizeof(detail) ? sizeof(detail) - n : 0,
-                          ",\"in_a_row\":%u,\"error\":", g->gate_errors);
+                          ",\"in_a_row\":%u,\"error\":", n_row);
     n = gate_json_str(detail, sizeof(detail), n, msg);
     (void)snprintf(detail + n, n < sizeof(detail) ? sizeof(detail) - n : 0, "}");
     keel_status e = gate_store_event(g->store, now_s(), "gate-error", 0, detail);
     if (!keel_ok(e))
         keel_status_ignore(e, "the gate's failure is said all the same");
-    if (g->gate_errors > GATE_ERRORS_MAX)
+    if (n_row > GATE_ERRORS_MAX)
         return KEEL_CONTEXT(why,
                             "the gate's own failure, %u times in a row (%s): no change was blamed, "
                             "what was in flight goes back to the queue",
-                            g->gate_errors, what);
-    unsigned long long pause = (unsigned long long)g->pause_ms << (g->gate_errors - 1);
+                            n_row, what);
+    unsigned long long pause = (unsigned long long)g->pause_ms << (n_row - 1);
     gate_say(g, "gate error (the gate's own, no change blamed): %s: %s; trying again in %.1f s\n",
              what, msg, (double)pause / 1000.0);
     keel_status_free(why);
@@ -721,7 +723,7 @@ static keel_status run_again(gate *g, gate_job_run *j)
     gate_worktree_forget(g->trees[j->tree].w); /* whatever it holds: written whole next time */
     char what[128];
     gate_fmt(what, sizeof(what), "job %lld ('%s') could not run", j->job_id, j->config);
-    keel_status s = gate_failed(g, KEEL_ERR(KEEL_E_IO, "%s", j->error), what);
+    keel_status s = gate_failed(g, &g->gate_errors, KEEL_ERR(KEEL_E_IO, "%s", j->error), what);
     if (keel_ok(s))
         s = grow((void **)&g->again, &g->again_cap, g->nagain + 1, sizeof(gate_job_run *));
     if (!keel_ok(s))
@@ -999,6 +1001,8 @@ static keel_status pump(gate *g)
         while (keel_ok(s) && gen == g->gen && !stop_requested(g) && gate_sched_poll(g->sched, &d)) {
             progress = true;
             s = decide(g, &d);
+            if (keel_ok(s) && d.kind != GATE_SCHED_CANCEL_BUILD)
+                g->turn_errors = 0; /* a decision carried out: the turns work */
         }
         gate_sched_build b;
         bool have = false;
@@ -1137,6 +1141,7 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     memset(&g->stats, 0, sizeof(g->stats));
     g->recovered = false;
     g->gate_errors = 0;
+    g->turn_errors = 0;
     keel_status s = begin_run(g);
     size_t orphans = 0; /* jobs a killed gate left running go first: none runs alongside them */
     if (keel_ok(s))
@@ -1162,9 +1167,9 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
             continue;
         }
         /* the gate's own failure (a full disk, no memory, ...): a pause, then from the store */
-        if (!passing(s) || g->gate_errors > GATE_ERRORS_MAX)
+        if (!passing(s) || g->gate_errors > GATE_ERRORS_MAX || g->turn_errors > GATE_ERRORS_MAX)
             break;
-        s = gate_failed(g, s, "a turn of the gate");
+        s = gate_failed(g, &g->turn_errors, s, "a turn of the gate");
         if (!keel_ok(s))
             break;
         pause_for(g, g->again_at_ms > gate_now_ms() ? g->again_at_ms - gate_now_ms() : 0);

@@ -10,6 +10,8 @@
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
+#include <fcntl.h>
+#include <time.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -250,6 +252,74 @@ static void test_tree_replaced_by_a_link(void **state)
     assert_int_equal(stat(through, &sb), -1); /* nothing was checked out through the link */
 }
 
+/* A git lock file beside main in the guarded repository, `age_s` seconds old. */
+static void lock_main(const char *repo, long age_s)
+{
+    char lock[256];
+    (void)snprintf(lock, sizeof(lock), "%s/refs/heads/main.lock", repo);
+    FILE *f = fopen(lock, "w");
+    assert_non_null(f);
+    assert_int_equal(fclose(f), 0);
+    struct timespec t[2];
+    (void)clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= age_s;
+    t[1] = t[0];
+    assert_int_equal(utimensat(AT_FDCWD, lock, t, 0), 0);
+}
+
+static bool main_locked(void)
+{
+    char lock[256];
+    (void)snprintf(lock, sizeof(lock), "%s/refs/heads/main.lock", fx_repo);
+    struct stat sb;
+    return stat(lock, &sb) == 0;
+}
+
+/*
+ * A gate killed in its own update of main leaves git's lock file beside it
+ * (locally, and in a file:// remote, which its own process writes): an old
+ * one is removed and the change lands; a young one is someone's update at
+ * work: left alone, the gate waits, and stops naming it, blaming nobody.
+ */
+static void stale_lock(bool url)
+{
+    fx_setup_repo("strategy = serial", "");
+    if (url)
+        fx_where = fx_url;
+    fx_branch("a", "a.txt", "a\n");
+    gate *g = fx_open();
+    long long id = fx_submit(g, "a", 0);
+    gate_close(g);
+    lock_main(fx_repo, -3600); /* young for as long as the test runs: a writer at work */
+    g = fx_open();
+    gate_run_stats st;
+    keel_status s = gate_run(g, true, &st);
+    char msg[4096];
+    assert_false(keel_ok(s));
+    (void)keel_status_format(s, msg, sizeof(msg));
+    keel_status_free(s);
+    gate_close(g);
+    if (strstr(msg, "main.lock") == NULL)
+        fail_msg("the error should name the lock: %s", msg);
+    assert_true(main_locked());
+    assert_not_blamed(id, GATE_CHANGE_QUEUED);
+    lock_main(fx_repo, 3600);
+    then_lands(id, "a");
+    assert_false(main_locked());
+}
+
+static void test_stale_lock_of_main(void **state)
+{
+    (void)state;
+    stale_lock(false);
+}
+
+static void test_stale_lock_of_main_url(void **state)
+{
+    (void)state;
+    stale_lock(true);
+}
+
 #if KEEL_DEVEL
 /* One injected failure to write a work tree: tried again after a pause, the change lands. */
 static void test_tree_fault_tried_again(void **state)
@@ -399,6 +469,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_full_disk_under_work_trees, teardown),
         cmocka_unit_test_teardown(test_full_disk_under_store, teardown),
         cmocka_unit_test_teardown(test_tree_replaced_by_a_link, teardown),
+        cmocka_unit_test_teardown(test_stale_lock_of_main, teardown),
+        cmocka_unit_test_teardown(test_stale_lock_of_main_url, teardown),
 #if KEEL_DEVEL
         cmocka_unit_test_teardown(test_tree_fault_tried_again, teardown),
         cmocka_unit_test_teardown(test_store_fault_tried_again, teardown),

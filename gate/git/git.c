@@ -512,6 +512,19 @@ keel_status gate_branch_cas(gate_repo *r, const char *branch, const char *expect
     int rc = git_reference_create_matching(&ref, r->repo, refname, &new_oid, 1, &old_oid,
                                            message != NULL ? message : "keel-gate: land");
     git_reference_free(ref);
+    ref = NULL;
+    bool cleared = false;
+    if (rc == GIT_ELOCKED) { /* left by a gate killed in its own update here? */
+        char lock[1200];
+        (void)snprintf(lock, sizeof(lock), "%s%s.lock", git_repository_path(r->repo), refname);
+        s = gate_stale_lock_clear(lock, &cleared);
+        if (!keel_ok(s))
+            return s;
+    }
+    if (cleared)
+        rc = git_reference_create_matching(&ref, r->repo, refname, &new_oid, 1, &old_oid,
+                                           message != NULL ? message : "keel-gate: land");
+    git_reference_free(ref);
     if (rc == GIT_EMODIFIED || rc == GIT_ENOTFOUND) {
         char now[GATE_HEX] = "";
         keel_status h = gate_branch_head(r, branch, now);
@@ -529,8 +542,8 @@ keel_status gate_branch_cas(gate_repo *r, const char *branch, const char *expect
         return keel_status_with_str(
             KEEL_ERR(KEEL_E_BUSY,
                      "branch '%s' of '%s' is locked ('%s.lock' exists): another git process is "
-                     "updating it, or one was killed while it did; if no git process runs there, "
-                     "remove that file",
+                     "updating it, or one was killed while it did (keel-gate removes it once it "
+                     "is 10 s old)",
                      branch, r->path, refname),
             "branch", branch);
     if (rc != 0)

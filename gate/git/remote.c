@@ -339,6 +339,21 @@ keel_status gate_remote_mirror_lock(git_repository *mirror, int *fd)
     return KEEL_OK;
 }
 
+keel_status gate_stale_lock_clear(const char *lock, bool *removed)
+{
+    KEEL_ASSERT(lock != NULL && removed != NULL);
+    *removed = false;
+    struct stat sb;
+    if (lstat(lock, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return KEEL_OK;
+    if (time(NULL) - sb.st_mtime < GATE_STALE_LOCK_S)
+        return KEEL_OK;
+    if (unlink(lock) != 0 && errno != ENOENT)
+        return KEEL_ERR_SYS(errno, "cannot remove the stale lock file '%s'", lock);
+    *removed = true;
+    return KEEL_OK;
+}
+
 void gate_remote_mirror_unlock(int fd)
 {
     if (fd >= 0)
@@ -723,6 +738,29 @@ static keel_status push_once(git_repository *mirror, const char *url, const char
     return s;
 }
 
+/*
+ * A file:// remote is written by this very process (libgit2's local
+ * transport): a stale lock file beside `ref` there (a keel-gate killed in
+ * its own update) is cleared as in gate_stale_lock_clear.  True when one was.
+ */
+static bool clear_remote_lock(const char *url, const char *ref)
+{
+    if (strncmp(url, "file://", 7) != 0)
+        return false;
+    static const char *const dirs[] = {"", ".git/"};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        char lock[REF_MAX * 3];
+        (void)snprintf(lock, sizeof(lock), "%s/%s%s.lock", url + 7, dirs[i], ref);
+        bool removed = false;
+        keel_status s = gate_stale_lock_clear(lock, &removed);
+        if (!keel_ok(s))
+            keel_status_ignore(s, "the refusal is reported as it is");
+        if (removed)
+            return true;
+    }
+    return false;
+}
+
 keel_status gate_remote_push_cas(git_repository *mirror, const char *url, const char *branch,
                                  const git_oid *expected, const git_oid *next)
 {
@@ -732,10 +770,16 @@ keel_status gate_remote_push_cas(git_repository *mirror, const char *url, const 
     keel_status s = gate_remote_mirror_lock(mirror, &lock);
     size_t tries = 0;
     /* again only when it failed before the update: a lost reply shows as moved (to next) */
-    if (keel_ok(s)) {
+    char ref[REF_MAX];
+    (void)snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
+    for (int pass = 0; keel_ok(s) && pass < 2; pass++) {
         do
             s = push_once(mirror, url, branch, expected, next);
         while (again(&s, &tries));
+        if (!KEEL_IS(s, KEEL_E_BUSY) || !clear_remote_lock(url, ref))
+            break;
+        keel_status_free(s); /* a stale lock of a killed keel-gate's, gone: once more */
+        s = KEEL_OK;
     }
     gate_remote_mirror_unlock(lock);
     return s;
@@ -875,6 +919,12 @@ keel_status gate_remote_delete_ref(git_repository *mirror, const char *url, cons
             (void)snprintf(spec, len, ":%s", ref);
             s = upload(remote, &call, spec, shown);
             *deleted = keel_ok(s) && call.refused[0] == '\0';
+            if (keel_ok(s) && !*deleted && strstr(call.refused, "lock") != NULL &&
+                clear_remote_lock(url, ref)) {
+                call.refused[0] = '\0'; /* a killed keel-gate's stale lock, gone: once more */
+                s = upload(remote, &call, spec, shown);
+                *deleted = keel_ok(s) && call.refused[0] == '\0';
+            }
             keel_heap_free(KEEL_MODULE_REF(gate_git), spec);
         }
     }

@@ -107,6 +107,16 @@ KEEL_MUST_USE keel_status gate_git_error(int rc, const char *fmt, ...) KEEL_PRIN
  * gate_remote_mirror_unlock.  The remote functions above take it themselves.
  */
 KEEL_MUST_USE keel_status gate_remote_mirror_lock(git_repository *mirror, int *fd);
+
+/*
+ * A git lock file `lock` (a ref's) older than GATE_STALE_LOCK_S: left by a
+ * writer killed while it wrote (git holds a ref's lock for the moment of its
+ * update), so it is removed (*removed; false when there is none, or a young
+ * one: a writer at work).  keel-gate is the writer of the branch it guards;
+ * a kill during its own update would otherwise stop every later landing.
+ */
+enum { GATE_STALE_LOCK_S = 10 };
+KEEL_MUST_USE keel_status gate_stale_lock_clear(const char *lock, bool *removed);
 void gate_remote_mirror_unlock(int fd);
 
 #endif /* KEEL_GATE_REMOTE_H */
