@@ -812,16 +812,50 @@ static void test_hostile_loosens_its_config(void **state)
     rejected_for(&r, want);
 }
 
+/* Refused forks are counted: the job has a pids cgroup here. */
+static void need_process_limit(void)
+{
+    gate_cgroup cg;
+    gate_limits l;
+    gate_limits_default(&l);
+    fx_ok(gate_cgroup_make(&l, &cg));
+    bool pids = cg.version == 2 || cg.dir[GATE_CG_PIDS][0] != '\0';
+    (void)gate_cgroup_remove(&cg);
+    if (!pids) {
+        (void)fprintf(stderr, "skipped: no pids cgroup here, so no refused fork to count\n");
+        skip();
+    }
+}
+
 /* A fork bomb: its process limit stops it, the reason says so. */
 static void test_hostile_fork_bomb(void **state)
 {
     (void)state;
+    need_process_limit();
     hostile_repo("processes = 64\ntimeout = 60");
     hostile_result r = hostile_script("f() { f | f & }; f; sleep 100\n");
     rejected_for(&r, "process limit 64 reached");
     /* stopped once it kept forking at its limit, long before its timeout */
     if (r.elapsed_ms >= 15000)
         fail_msg("the fork bomb ran %llu ms", (unsigned long long)r.elapsed_ms);
+}
+
+/*
+ * It forks past its limit a few times, then waits with what it has: fewer
+ * refused forks than a bomb's, and still stopped, long before its timeout
+ * (a bomb whose shells die when their fork fails ends like this).
+ */
+static void test_hostile_forks_then_waits(void **state)
+{
+    (void)state;
+    need_process_limit();
+    hostile_repo("processes = 32\ntimeout = 60");
+    hostile_result r = hostile_script(
+        "exec perl -e 'for (1..48) { my $p = fork; if (defined $p && $p == 0) { sleep 100; "
+        "exit 0 } } sleep 100'\n");
+    rejected_for(&r, "process limit 32 reached");
+    if (r.elapsed_ms >= 15000)
+        fail_msg("the job at its process limit ran %llu ms", (unsigned long long)r.elapsed_ms);
 }
 
 /* It fills the disk: its work tree past `disk`, then one file past it. */
@@ -971,6 +1005,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_network_yes_from_the_target, hostile_teardown),
         cmocka_unit_test_teardown(test_hostile_loosens_its_config, hostile_teardown),
         cmocka_unit_test_teardown(test_hostile_fork_bomb, hostile_teardown),
+        cmocka_unit_test_teardown(test_hostile_forks_then_waits, hostile_teardown),
         cmocka_unit_test_teardown(test_hostile_fills_the_disk, hostile_teardown),
         cmocka_unit_test_teardown(test_hostile_memory, hostile_teardown),
         cmocka_unit_test_teardown(test_hostile_sleeps_forever, hostile_teardown),

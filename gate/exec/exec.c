@@ -62,6 +62,7 @@ enum {
     LEFT_MS = 500,    /* after the command and its group are gone: the pipe's EOF within this */
     CHECK_MS = 250,   /* the CPU and disk checks */
     FORKS_REFUSED_MAX = 100, /* forks refused by the process limit before the job is stopped */
+    REFUSED_FOR_MS = 2000,   /* ... or this long after its first refused fork */
     CHILD_FD = 10,           /* the pipes' ends are moved to fds from here (clear of 3 and 4) */
     STATUS_FD = 3,           /* bwrap's --json-status-fd in the child */
     RELEASE_FD = 4,          /* bwrap's --block-fd; the trampoline's read without a sandbox */
@@ -203,6 +204,7 @@ typedef struct step {
     bool timed_out, cancelled;
     const char *limit_hit; /* NULL, or limit_text */
     char limit_text[GATE_REASON_TEXT];
+    unsigned long long refused_at; /* when a refused fork was first seen (check_limits), or 0 */
 } step;
 
 static void step_init(step *st, const gate_exec_spec *spec, gate_exec_outcome *out)
@@ -901,7 +903,14 @@ static void check_limits(step *st, const struct statvfs *fs0, unsigned long long
         /* a job that keeps forking at its limit (a fork bomb) is stopped, not left to spin */
         gate_cgroup_report rep;
         gate_cgroup_read(&st->cg, &rep);
-        if (rep.pids_max >= FORKS_REFUSED_MAX) {
+        if (rep.pids_max > 0 && st->refused_at == 0)
+            st->refused_at = now;
+        /*
+         * a bomb that dies out at its limit (its shells exit when their fork
+         * fails) leaves the rest waiting: stopped too, not left to its timeout
+         */
+        if (rep.pids_max >= FORKS_REFUSED_MAX ||
+            (rep.pids_max > 0 && now - st->refused_at >= REFUSED_FOR_MS)) {
             hit(st, "process limit %llu reached (%llu forks refused)", lim->processes,
                 rep.pids_max);
             return;
