@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -405,7 +406,7 @@ static void test_job_cgroup(void **state)
     if (cg.version == 0)
         skip(); /* no cgroup this process may use: the limits are rlimits (test_hostile_*) */
     char text[1024];
-    gate_limits_describe(&l, &cg, text, sizeof(text));
+    gate_limits_describe(&l, &cg, false, text, sizeof(text));
     char want[64];
     (void)snprintf(want, sizeof(want), "memory 64 MiB (cgroup v%d)", cg.version);
     assert_non_null(strstr(text, want));
@@ -840,6 +841,174 @@ static void test_hostile_fork_bomb(void **state)
         fail_msg("the fork bomb ran %llu ms", (unsigned long long)r.elapsed_ms);
 }
 
+/* The pids cgroup this test process is in. */
+static char own_pids[GATE_PATH_MAX];
+
+static bool write_text(const char *dir, const char *file, const char *text)
+{
+    char path[2 * GATE_PATH_MAX];
+    (void)snprintf(path, sizeof(path), "%.1200s/%.64s", dir, file);
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return false;
+    bool ok = fputs(text, f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
+/* own_pids: this process's pids cgroup v1 (false where there is none). */
+static bool find_own_pids(void)
+{
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    char line[GATE_PATH_MAX];
+    own_pids[0] = '\0';
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        char *p = strstr(line, ":pids:");
+        if (p == NULL)
+            continue;
+        p[strcspn(p, "\n")] = '\0';
+        (void)snprintf(own_pids, sizeof(own_pids), "/sys/fs/cgroup/pids%s", p + 6);
+    }
+    if (f != NULL)
+        (void)fclose(f);
+    return own_pids[0] != '\0' && access(own_pids, W_OK) == 0;
+}
+
+/* A process that has ended (its pid free). */
+static pid_t dead_pid(void)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(0);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    return pid;
+}
+
+/*
+ * The cgroups a killed gate left (its records read by no gate again): the
+ * next gate removes those empty whose gate is gone, and leaves the one that
+ * still holds a process and the one of a live pid.
+ */
+static void test_left_cgroups_removed(void **state)
+{
+    (void)state;
+    if (!find_own_pids()) {
+        (void)fprintf(stderr, "skipped: no writable pids cgroup v1 here\n");
+        skip();
+    }
+    pid_t sleeper = fork();
+    assert_true(sleeper >= 0);
+    if (sleeper == 0) {
+        execlp("sleep", "sleep", "30", (char *)NULL);
+        _exit(127);
+    }
+    char gone[GATE_PATH_MAX + 64], job[GATE_PATH_MAX + 96], held[GATE_PATH_MAX + 64],
+        live[GATE_PATH_MAX + 64], pid[32];
+    (void)snprintf(gone, sizeof(gone), "%s/keel-gate-%d", own_pids, (int)dead_pid());
+    (void)snprintf(job, sizeof(job), "%s/job-3", gone);
+    (void)snprintf(held, sizeof(held), "%s/keel-gate-%d", own_pids, (int)dead_pid());
+    (void)snprintf(live, sizeof(live), "%s/keel-gate-%d", own_pids, (int)sleeper);
+    (void)snprintf(pid, sizeof(pid), "%d\n", (int)sleeper);
+    assert_int_equal(mkdir(gone, 0755), 0);
+    assert_int_equal(mkdir(job, 0755), 0);
+    assert_int_equal(mkdir(held, 0755), 0);
+    assert_int_equal(mkdir(live, 0755), 0);
+    assert_true(write_text(held, "cgroup.procs", pid));
+    gate_limits l;
+    gate_limits_default(&l);
+    gate_cgroup cg;
+    fx_ok(gate_cgroup_make(&l, &cg)); /* this process's first: it looks for what was left */
+    (void)gate_cgroup_remove(&cg);
+    bool gone_removed = access(gone, F_OK) != 0, held_kept = access(held, F_OK) == 0,
+         live_kept = access(live, F_OK) == 0;
+    (void)kill(sleeper, SIGKILL);
+    (void)waitpid(sleeper, NULL, 0);
+    for (int i = 0; i < 100 && rmdir(held) != 0; i++) {
+        struct timespec pause = {0, 20000000};
+        nanosleep(&pause, NULL);
+    }
+    (void)rmdir(live);
+    (void)rmdir(job);
+    (void)rmdir(gone);
+    assert_true(gone_removed);
+    assert_true(held_kept);
+    assert_true(live_kept);
+}
+
+#if KEEL_DEVEL
+static char capped_pids[GATE_PATH_MAX]; /* a capped child of own_pids (fork bombs) */
+
+/*
+ * This process (and all it starts) in a pids cgroup of its own capped at
+ * `max`: a fork bomb that nothing else bounds stops there, not at the
+ * machine's pid_max.  False where no pids cgroup v1 is writable.
+ */
+static bool cap_own_processes(unsigned max)
+{
+    if (!find_own_pids())
+        return false;
+    (void)snprintf(capped_pids, sizeof(capped_pids), "%.990s/keel-test-%d", own_pids,
+                   (int)getpid());
+    char text[32], self[32];
+    (void)snprintf(text, sizeof(text), "%u\n", max);
+    (void)snprintf(self, sizeof(self), "%d\n", (int)getpid());
+    if (mkdir(capped_pids, 0755) != 0) {
+        capped_pids[0] = '\0';
+        return false;
+    }
+    if (!write_text(capped_pids, "pids.max", text) ||
+        !write_text(capped_pids, "cgroup.procs", self)) {
+        (void)rmdir(capped_pids);
+        capped_pids[0] = '\0';
+        return false;
+    }
+    return true;
+}
+
+/* Back where it was, the capped cgroup removed once what the test started is gone. */
+static int uncap_teardown(void **state)
+{
+    if (capped_pids[0] != '\0') {
+        char self[32];
+        (void)snprintf(self, sizeof(self), "%d\n", (int)getpid());
+        bool moved = write_text(own_pids, "cgroup.procs", self);
+        for (int i = 0; moved && i < 100 && rmdir(capped_pids) != 0; i++) {
+            struct timespec pause = {0, 20000000};
+            nanosleep(&pause, NULL);
+        }
+        capped_pids[0] = '\0';
+    }
+    return hostile_teardown(state);
+}
+
+/*
+ * A fork bomb where no cgroup is there to use (a container whose cgroups are
+ * read-only, as root: RLIMIT_NPROC does not hold root): its processes are
+ * counted in its PID namespace, and the namespace killed past the limit.
+ */
+static void test_hostile_fork_bomb_without_cgroup(void **state)
+{
+    (void)state;
+    hostile_repo("processes = 64\ntimeout = 60");
+    if (!cap_own_processes(2000)) { /* the machine's pid_max is no place to try it */
+        (void)fprintf(stderr, "skipped: no pids cgroup here to bound this test's fork bomb\n");
+        skip();
+    }
+    fx_ok(keel_stress_enable("gate_exec.cgroup_none"));
+    hostile_result r = hostile_script("f() { f | f & }; f; sleep 100\n");
+    keel_stress_clear();
+    rejected_for(&r, "process limit 64 reached (");
+    if (strstr(r.reason, "processes and threads counted") == NULL)
+        fail_msg("not counted: %s", r.reason);
+    if (strstr(r.log, "processes and threads 64 (counted in its PID namespace") == NULL &&
+        strstr(r.log, "processes and threads 64 (RLIMIT_NPROC per user, and counted") == NULL)
+        fail_msg("its log does not say how the limit is held:\n%s", r.log);
+    if (r.elapsed_ms >= 15000)
+        fail_msg("the fork bomb ran %llu ms", (unsigned long long)r.elapsed_ms);
+    assert_int_equal(fx_job_processes(), 0);
+}
+#endif
+
 /*
  * It forks past its limit a few times, then waits with what it has: fewer
  * refused forks than a bomb's, and still stopped, long before its timeout
@@ -1006,6 +1175,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_hostile_loosens_its_config, hostile_teardown),
         cmocka_unit_test_teardown(test_hostile_fork_bomb, hostile_teardown),
         cmocka_unit_test_teardown(test_hostile_forks_then_waits, hostile_teardown),
+#if KEEL_DEVEL
+        cmocka_unit_test_teardown(test_hostile_fork_bomb_without_cgroup, uncap_teardown),
+#endif
+        cmocka_unit_test(test_left_cgroups_removed),
         cmocka_unit_test_teardown(test_hostile_fills_the_disk, hostile_teardown),
         cmocka_unit_test_teardown(test_hostile_memory, hostile_teardown),
         cmocka_unit_test_teardown(test_hostile_sleeps_forever, hostile_teardown),

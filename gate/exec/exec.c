@@ -61,6 +61,7 @@ enum {
     SETUP_MS = 10000, /* bwrap reports its sandbox's pid within this */
     LEFT_MS = 500,    /* after the command and its group are gone: the pipe's EOF within this */
     CHECK_MS = 250,   /* the CPU and disk checks */
+    COUNT_MS = 50,    /* a sandbox's processes counted, where no pids cgroup holds its limit */
     FORKS_REFUSED_MAX = 100, /* forks refused by the process limit before the job is stopped */
     REFUSED_FOR_MS = 2000,   /* ... or this long after its first refused fork */
     CHILD_FD = 10,           /* the pipes' ends are moved to fds from here (clear of 3 and 4) */
@@ -142,31 +143,7 @@ static int write_all(int fd, const char *buf, size_t len)
 /* The start time of process `pid` (clock ticks since boot, /proc/<pid>/stat), or 0 when gone. */
 static unsigned long long start_time(pid_t pid, char *state)
 {
-    char path[64], buf[1024];
-    (void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    (void)close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the name may hold anything but ends before this */
-    if (p == NULL || p[1] != ' ' || p[2] == '\0')
-        return 0;
-    if (state != NULL)
-        *state = p[2];
-    /* fields after the name: 3 state, 4 ppid, ... 22 starttime */
-    for (int field = 3; field < 22 && p != NULL; field++)
-        p = strchr(p + 2, ' ');
-    if (p == NULL)
-        return 0;
-    char *end = NULL;
-    unsigned long long t = strtoull(p + 1, &end, 10);
-    if (end == p + 1)
-        return 0;
-    return t;
+    return gate_proc_stat(pid, 22, state);
 }
 
 /* ---- one step ------------------------------------------------------------------------ */
@@ -751,10 +728,14 @@ static keel_status prepare(step *st, bool *cannot)
     if (st->policy != NULL) {
         s = KEEL_STRESS(cgroup_fail) ? KEEL_ERR_SYS(EACCES, "cannot make a cgroup for a job")
                                      : gate_cgroup_make(&st->policy->limits, &st->cg);
+        if (KEEL_STRESS(cgroup_none) && keel_ok(s)) { /* as a machine with no cgroup to use */
+            (void)gate_cgroup_remove(&st->cg);
+            memset(&st->cg, 0, sizeof(st->cg));
+        }
         if (!keel_ok(s))
             return s;
         char limits[768];
-        gate_limits_describe(&st->policy->limits, &st->cg, limits, sizeof(limits));
+        gate_limits_describe(&st->policy->limits, &st->cg, st->sandbox, limits, sizeof(limits));
         if (st->sandbox)
             note(st, "keel-gate: sandbox: bubblewrap, %s%s%s; limits: %s",
                  st->policy->network ? "the host's network" : "no network",
@@ -933,6 +914,21 @@ static void check_limits(step *st, const struct statvfs *fs0, unsigned long long
 }
 
 /*
+ * Its processes and threads counted in its PID namespace, where no pids cgroup
+ * holds its limit: past it, the namespace's init is killed at once (the kernel
+ * then kills every process in it), since nothing stops its forks meanwhile.
+ */
+static void count_tasks(step *st)
+{
+    unsigned long long limit = st->policy->limits.processes;
+    unsigned long long tasks = gate_pidns_tasks(st->sandbox_pid);
+    if (tasks <= limit)
+        return;
+    hit(st, "process limit %llu reached (%llu processes and threads counted)", limit, tasks);
+    (void)kill(st->sandbox_pid, SIGKILL);
+}
+
+/*
  * Its work tree measured once more when it has ended: while it ran, the
  * tree is walked only when the filesystem lost half the limit, which other
  * work on the same filesystem can hide (files it removed meanwhile).
@@ -965,6 +961,9 @@ static void watch(step *st, unsigned long long start)
     struct statvfs fs0;
     bool disk = st->policy != NULL && st->policy->limits.disk > 0 && statvfs(st->dir, &fs0) == 0;
     int pidfd = (int)syscall(SYS_pidfd_open, st->pid, 0); /* -1 (old kernel): poll's timeout */
+    bool count = st->policy != NULL && st->policy->limits.processes > 0 && st->sandbox_pid > 0 &&
+                 !gate_cgroup_has_pids(&st->cg);
+    unsigned long long next_count = start;
     while (!eof || !reaped || st->st_r >= 0) {
         unsigned long long now = gate_now_ms();
         if (!term_sent && !reaped) {
@@ -974,6 +973,10 @@ static void watch(step *st, unsigned long long start)
             if (st->policy != NULL && now >= next_check) {
                 next_check = now + CHECK_MS;
                 check_limits(st, disk ? &fs0 : NULL, now, &walked_at);
+            }
+            if (count && now >= next_count) {
+                next_count = now + COUNT_MS;
+                count_tasks(st);
             }
             if (st->timed_out || st->cancelled || st->limit_hit != NULL || st->log_errno != 0) {
                 term_sent = true;

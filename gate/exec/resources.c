@@ -188,6 +188,59 @@ static void try_v2(const char *mount, const char *own)
     (void)snprintf(sys_cg.base[0], sizeof(sys_cg.base[0]), "%s", dir);
 }
 
+/* Does the cgroup `dir` hold a process? */
+static bool holds_processes(const char *dir)
+{
+    char path[2 * GATE_PATH_MAX + 32], buf[16];
+    (void)snprintf(path, sizeof(path), "%.2047s/cgroup.procs", dir);
+    return !read_file(path, buf, sizeof(buf)) || buf[0] != '\0';
+}
+
+/* An empty cgroup and its empty children removed (one that holds a process is left). */
+static void remove_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char child[2 * GATE_PATH_MAX];
+        if (e->d_type != DT_DIR || e->d_name[0] == '.')
+            continue;
+        (void)snprintf(child, sizeof(child), "%.1300s/%.255s", dir, e->d_name);
+        if (!holds_processes(child))
+            (void)rmdir(child);
+    }
+    (void)closedir(d);
+    if (!holds_processes(dir))
+        (void)rmdir(dir);
+}
+
+/*
+ * The empty cgroups that gates no longer running left in `parent`
+ * (keel-gate-<pid>[-<job>]: a gate killed before it removed them, whose
+ * records no gate read again).  One that holds a process is left to the
+ * records' sweep; a live pid may be a gate of another PID namespace.
+ */
+static void sweep_left(const char *parent)
+{
+    DIR *d = opendir(parent);
+    if (d == NULL)
+        return;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_type != DT_DIR || strncmp(e->d_name, "keel-gate-", 10) != 0)
+            continue;
+        long pid = strtol(e->d_name + 10, NULL, 10);
+        if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char dir[GATE_PATH_MAX + 300];
+        (void)snprintf(dir, sizeof(dir), "%.1023s/%.255s", parent, e->d_name);
+        remove_empty(dir);
+    }
+    (void)closedir(d);
+}
+
 static void detect(void)
 {
     static char cgroups[4096], info[65536];
@@ -220,13 +273,17 @@ static void detect(void)
     char own[GATE_PATH_MAX];
     if (v2_mount[0] != '\0' && own_cgroup(cgroups, NULL, own, sizeof(own))) {
         try_v2(v2_mount, own);
-        if (sys_cg.version == 2)
+        if (sys_cg.version == 2) {
+            sweep_left(sys_cg.base[0]);
             return;
+        }
     }
     for (int c = 0; c < GATE_CG_N; c++) {
         if (v1_mount[c][0] == '\0' || !own_cgroup(cgroups, v1_names[c], own, sizeof(own)))
             continue;
-        char base[GATE_PATH_MAX];
+        char base[GATE_PATH_MAX], parent[GATE_PATH_MAX];
+        gate_fmt(parent, sizeof(parent), "%s%s", v1_mount[c], own);
+        sweep_left(parent);
         gate_fmt(base, sizeof(base), "%s%s/keel-gate-%d", v1_mount[c], own, (int)getpid());
         if (mkdir(base, 0755) == 0 || errno == EEXIST) {
             (void)rmdir(base); /* made again with each job (and removed when the last goes) */
@@ -464,7 +521,7 @@ keel_status gate_rlimits_apply(pid_t pid, const gate_limits *l, const gate_cgrou
     KEEL_ASSERT(l != NULL && cg != NULL);
     keel_status s = KEEL_OK;
     bool mem_cg = cg->version == 2 || cg->dir[GATE_CG_MEMORY][0] != '\0';
-    bool pids_cg = cg->version == 2 || cg->dir[GATE_CG_PIDS][0] != '\0';
+    bool pids_cg = gate_cgroup_has_pids(cg);
     if (l->disk > 0)
         s = set_limit(pid, RLIMIT_FSIZE, "RLIMIT_FSIZE", l->disk, l->disk);
     if (keel_ok(s) && l->memory > 0 && !mem_cg)
@@ -476,7 +533,66 @@ keel_status gate_rlimits_apply(pid_t pid, const gate_limits *l, const gate_cgrou
     return s;
 }
 
-void gate_limits_describe(const gate_limits *l, const gate_cgroup *cg, char *buf, size_t size)
+bool gate_cgroup_has_pids(const gate_cgroup *cg)
+{
+    KEEL_ASSERT(cg != NULL);
+    return cg->version == 2 || cg->dir[GATE_CG_PIDS][0] != '\0';
+}
+
+unsigned long long gate_proc_stat(pid_t pid, int field, char *state)
+{
+    KEEL_ASSERT(field >= 3);
+    char path[64], buf[1024];
+    (void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    (void)close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the name may hold anything but ends before this */
+    if (p == NULL || p[1] != ' ' || p[2] == '\0')
+        return 0;
+    if (state != NULL)
+        *state = p[2];
+    p++; /* the blank before field 3 (the state) */
+    for (int f = 3; f < field && p != NULL; f++)
+        p = strchr(p + 1, ' ');
+    if (p == NULL)
+        return 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(p + 1, &end, 10);
+    return end == p + 1 ? 0 : v;
+}
+
+unsigned long long gate_pidns_tasks(pid_t init)
+{
+    char path[64];
+    struct stat ns;
+    (void)snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)init);
+    if (init <= 0 || stat(path, &ns) != 0)
+        return 0;
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return 0;
+    unsigned long long tasks = 0;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        struct stat other;
+        (void)snprintf(path, sizeof(path), "/proc/%.20s/ns/pid", e->d_name);
+        if (stat(path, &other) == 0 && other.st_ino == ns.st_ino && other.st_dev == ns.st_dev)
+            tasks += gate_proc_stat((pid_t)strtol(e->d_name, NULL, 10), 20, NULL); /* threads */
+    }
+    (void)closedir(d);
+    return tasks;
+}
+
+void gate_limits_describe(const gate_limits *l, const gate_cgroup *cg, bool counted, char *buf,
+                          size_t size)
 {
     KEEL_ASSERT(l != NULL && cg != NULL && buf != NULL);
     char mem[32], out[32], disk[32], tmp[32], how[16];
@@ -486,22 +602,26 @@ void gate_limits_describe(const gate_limits *l, const gate_cgroup *cg, char *buf
     gate_size_text(l->tmp, tmp, sizeof(tmp));
     (void)snprintf(how, sizeof(how), "cgroup v%d", cg->version);
     bool mem_cg = cg->version == 2 || cg->dir[GATE_CG_MEMORY][0] != '\0';
-    bool pids_cg = cg->version == 2 || cg->dir[GATE_CG_PIDS][0] != '\0';
+    bool pids_cg = gate_cgroup_has_pids(cg);
     bool cpu_cg = gate_cgroup_cpu_ms(cg) != ~0ull;
     char cpu[64], memory[64];
     gate_fmt(memory, sizeof(memory), "%s (%s)", mem, mem_cg ? how : "RLIMIT_AS per process");
     if (l->cpu > 0)
         gate_fmt(cpu, sizeof(cpu), "%llu s (%s)", l->cpu, cpu_cg ? how : "RLIMIT_CPU per process");
-    gate_fmt(buf, size,
-             "memory %s, processes and threads %llu (%s), cpu %s, output %s per job, "
-             "disk %s (its work tree; RLIMIT_FSIZE per file), /tmp %s",
-             l->memory > 0 ? memory : "none", l->processes,
-             l->processes == 0 ? "none"
-             : pids_cg         ? how
-             : geteuid() == 0  ? "NOT enforced: no pids cgroup, and RLIMIT_NPROC does not hold root"
-                               : "RLIMIT_NPROC, per user",
-             l->cpu > 0 ? cpu : "none", l->output > 0 ? out : "none", l->disk > 0 ? disk : "none",
-             l->tmp > 0 ? tmp : "no cap");
+    gate_fmt(
+        buf, size,
+        "memory %s, processes and threads %llu (%s), cpu %s, output %s per job, "
+        "disk %s (its work tree; RLIMIT_FSIZE per file), /tmp %s",
+        l->memory > 0 ? memory : "none", l->processes,
+        l->processes == 0 ? "none"
+        : pids_cg         ? how
+        : counted && geteuid() == 0
+            ? "counted in its PID namespace: no pids cgroup, and RLIMIT_NPROC does not hold root"
+        : counted        ? "RLIMIT_NPROC per user, and counted in its PID namespace"
+        : geteuid() == 0 ? "NOT enforced: no pids cgroup, and RLIMIT_NPROC does not hold root"
+                         : "RLIMIT_NPROC, per user",
+        l->cpu > 0 ? cpu : "none", l->output > 0 ? out : "none", l->disk > 0 ? disk : "none",
+        l->tmp > 0 ? tmp : "no cap");
 }
 
 static unsigned long long walk(int dirfd, int level, unsigned long long *largest)

@@ -24,6 +24,7 @@
 #ifndef KEEL_GATE_RESOURCES_H
 #define KEEL_GATE_RESOURCES_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "keel/keel.h"
@@ -84,8 +85,30 @@ bool gate_cgroup_path_ok(const char *dir);
 KEEL_MUST_USE keel_status gate_rlimits_apply(pid_t pid, const gate_limits *l,
                                              const gate_cgroup *cg);
 
-/* "memory 4 GiB (cgroup v1), processes 1024 (cgroup v1), ...": what enforces each limit. */
-void gate_limits_describe(const gate_limits *l, const gate_cgroup *cg, char *buf, size_t size);
+/* Does `cg` hold the process limit (a pids cgroup)? */
+bool gate_cgroup_has_pids(const gate_cgroup *cg);
+
+/*
+ * "memory 4 GiB (cgroup v1), processes 1024 (cgroup v1), ...": what enforces
+ * each limit.  `counted`: the job has a PID namespace of its own, whose
+ * processes the executor counts where no pids cgroup holds the limit.
+ */
+void gate_limits_describe(const gate_limits *l, const gate_cgroup *cg, bool counted, char *buf,
+                          size_t size);
+
+/*
+ * Field `field` (3 or more, as proc(5) numbers them: 20 its threads, 22 its
+ * start time) of /proc/<pid>/stat as a number, and its state (field 3) in
+ * `*state` when not NULL; 0 when the process is gone.
+ */
+unsigned long long gate_proc_stat(pid_t pid, int field, char *state);
+
+/*
+ * The processes and threads of the PID namespace whose init is `init` (its
+ * pid here), counted from /proc: a sandboxed job's process limit where no
+ * pids cgroup holds it (root ignores RLIMIT_NPROC).  0 when `init` is gone.
+ */
+unsigned long long gate_pidns_tasks(pid_t init);
 
 /*
  * Bytes the files under `dir` take on disk (st_blocks), and the size of the
