@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -247,6 +250,61 @@ static void test_ref_left_after_its_change_landed_url(void **state)
     ref_left_after_its_change_landed(true);
 }
 
+/* A git lock file beside the submit ref `name`, `age` seconds old. */
+static void lock_beside(const char *name, long age)
+{
+    char lock[256];
+    (void)snprintf(lock, sizeof(lock), "%s/refs/keel-gate/submit/%s.lock", fx_repo, name);
+    FILE *f = fopen(lock, "w");
+    assert_non_null(f);
+    assert_int_equal(fclose(f), 0);
+    struct timespec t[2];
+    assert_int_equal(clock_gettime(CLOCK_REALTIME, &t[0]), 0);
+    t[0].tv_sec -= age;
+    t[1] = t[0];
+    assert_int_equal(utimensat(AT_FDCWD, lock, t, 0), 0);
+}
+
+/*
+ * A ref that cannot be removed for a moment (a young git lock beside it: a
+ * writer at work) stops none of the refs after it; one whose lock is old (a
+ * gate killed while it removed it) is removed.  (The old code stopped at the
+ * first ref it could not remove, every poll: the random kills left 13
+ * pushes untaken.)
+ */
+static void locked_ref_stops_no_other(bool url)
+{
+    fx_setup_repo("strategy = serial", "");
+    if (url)
+        fx_where = fx_url;
+    pushed_change("a-young", "a.txt", "a\n");
+    pushed_change("b-old", "b.txt", "b\n");
+    pushed_change("c-next", "c.txt", "c\n");
+    lock_beside("a-young", 0);
+    lock_beside("b-old", 3600);
+    gate_run_stats st = fx_run_once();
+    assert_int_equal(st.landed, 3);
+    assert_int_equal(changes_of("a-young"), 1);
+    assert_int_equal(changes_of("b-old"), 1);
+    assert_int_equal(changes_of("c-next"), 1);
+    assert_true(submit_ref_exists("a-young")); /* kept by its lock, removed once it goes */
+    assert_false(submit_ref_exists("b-old"));
+    assert_false(submit_ref_exists("c-next"));
+    fx_assert_tip_tested();
+}
+
+static void test_locked_ref_stops_no_other(void **state)
+{
+    (void)state;
+    locked_ref_stops_no_other(false);
+}
+
+static void test_locked_ref_stops_no_other_url(void **state)
+{
+    (void)state;
+    locked_ref_stops_no_other(true);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +315,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_kill_between_queue_and_removal, fx_teardown),
         cmocka_unit_test_teardown(test_ref_left_after_its_change_landed, fx_teardown),
         cmocka_unit_test_teardown(test_ref_left_after_its_change_landed_url, fx_teardown),
+        cmocka_unit_test_teardown(test_locked_ref_stops_no_other, fx_teardown),
+        cmocka_unit_test_teardown(test_locked_ref_stops_no_other_url, fx_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

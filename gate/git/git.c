@@ -698,8 +698,15 @@ keel_status gate_pushed_each(gate_repo *r, gate_pushed_fn fn, void *ctx)
     git_reference_iterator_free(it);
     if (keel_ok(s) && rc != GIT_ITEROVER)
         s = gate_git_error(rc, "cannot list the refs of '%s'", r->path);
-    for (size_t i = 0; keel_ok(s) && i < n; i++)
-        s = pushed_one(refs[i].ref, &refs[i].oid, &call);
+    size_t listed = keel_ok(s) ? n : 0;
+    for (size_t i = 0; i < listed; i++) {
+        /* one ref's failure stops none after it: the first is what is returned */
+        keel_status one = pushed_one(refs[i].ref, &refs[i].oid, &call);
+        if (keel_ok(s))
+            s = one;
+        else
+            keel_status_free(one);
+    }
     pushed_refs_free(refs, n);
     return s;
 }
@@ -732,8 +739,19 @@ keel_status gate_pushed_remove(gate_repo *r, const char *branch, const char *hex
     else if (rc == 0 && git_reference_type(ref) == GIT_REFERENCE_DIRECT &&
              git_oid_equal(git_reference_target(ref), &oid)) {
         rc = git_reference_delete(ref); /* refused if it moved since the lookup */
+        bool cleared = false;
+        if (rc == GIT_ELOCKED) { /* its lock left by a gate killed while it removed it? */
+            char lock[1200];
+            (void)snprintf(lock, sizeof(lock), "%s%s.lock", git_repository_path(r->repo), refname);
+            s = gate_stale_lock_clear(lock, &cleared);
+            if (!keel_ok(s))
+                keel_status_ignore(s, "a ref not removed now is removed when seen again");
+            s = KEEL_OK;
+        }
+        if (cleared)
+            rc = git_reference_delete(ref);
         *removed = rc == 0;
-        if (rc == GIT_EMODIFIED)
+        if (rc == GIT_EMODIFIED || rc == GIT_ELOCKED) /* a writer at work: seen again later */
             rc = 0;
     }
     git_reference_free(ref);

@@ -887,8 +887,15 @@ keel_status gate_remote_each_ref(git_repository *mirror, const char *url, const 
         while (again(&s, &tries));
     }
     gate_remote_mirror_unlock(lock); /* fn may write to the mirror (a pushed ref removed) */
-    for (size_t i = 0; keel_ok(s) && i < n; i++)
-        s = fn(refs[i].name, &refs[i].oid, ctx);
+    size_t listed = keel_ok(s) ? n : 0;
+    for (size_t i = 0; i < listed; i++) {
+        /* one ref's failure stops none after it: the first is what is returned */
+        keel_status one = fn(refs[i].name, &refs[i].oid, ctx);
+        if (keel_ok(s))
+            s = one;
+        else
+            keel_status_free(one);
+    }
     free_listed(refs, n);
     return s;
 }
