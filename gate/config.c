@@ -191,6 +191,7 @@ typedef struct parse_state {
     gate_config *cfg;
     section_kind section;
     bool seen_gate;
+    size_t config_line[GATE_MAX_CONFIGS]; /* where each [config NAME] starts, for validate() */
 } parse_state;
 
 static keel_status errf(const parse_state *st, keel_code code, const char *fmt, ...)
@@ -502,6 +503,7 @@ static keel_status open_section(parse_state *st, char *head)
         (void)snprintf(m->name, sizeof(m->name), "%s", cname); /* good_name() bounds it */
         m->timeout_s = 3600;
         m->required = true;
+        st->config_line[c->nconfigs] = st->line;
         c->nconfigs++;
         st->section = SECTION_CONFIG;
         return KEEL_OK;
@@ -554,9 +556,11 @@ static keel_status validate(parse_state *st)
             if ((m->limits_set & limit_keys[k].bit) == 0)
                 memcpy((char *)&m->limits + limit_keys[k].offset,
                        (const char *)&c->limits + limit_keys[k].offset, sizeof(unsigned long long));
-        if (m->test.n == 0 && m->build.n == 0)
-            return KEEL_ERR(KEEL_E_PARSE, "%s: configuration '%s' has neither 'build' nor 'test'",
-                            st->origin, m->name);
+        if (m->test.n == 0 && m->build.n == 0) {
+            st->line = st->config_line[i]; /* the error names its section's line */
+            return errf(st, KEEL_E_PARSE, "configuration '%s' has neither 'build' nor 'test'",
+                        m->name);
+        }
         any_required |= m->required;
     }
     if (!any_required)
@@ -570,8 +574,16 @@ keel_status gate_config_parse(const char *text, size_t len, const char *origin, 
 {
     KEEL_ASSERT(text != NULL && out != NULL);
     *out = NULL;
-    if (memchr(text, '\0', len) != NULL)
-        return KEEL_ERR(KEEL_E_PARSE, "%s: contains a NUL byte", origin);
+    const char *nul = (const char *)memchr(text, '\0', len);
+    if (nul != NULL) {
+        parse_state at; /* the error names the line that holds it */
+        memset(&at, 0, sizeof(at));
+        at.origin = origin != NULL ? origin : "gate.conf";
+        at.line = 1;
+        for (const char *p = text; p < nul; p++)
+            at.line += *p == '\n';
+        return errf(&at, KEEL_E_PARSE, "contains a NUL byte");
+    }
     void *cmem = NULL, *tmem = NULL;
     keel_status s = keel_heap_calloc(CONFIG_HEAP, 1, sizeof(gate_config), &cmem);
     if (keel_ok(s))

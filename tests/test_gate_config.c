@@ -132,7 +132,8 @@ static void test_structure_errors(void **state)
     expect_error("[config a]\ntest=x\n[config a]\ntest=y\n", KEEL_E_EXISTS,
                  ":3: configuration 'a' is defined twice", NULL);
     expect_error("[gate]\nslots = 2\n", KEEL_E_PARSE, "no [config NAME] section", NULL);
-    expect_error("[config a]\ntimeout = 5\n", KEEL_E_PARSE, "neither 'build' nor 'test'", NULL);
+    expect_error("[config a]\ntest = x\n\n[config b]\ntimeout = 5\n", KEEL_E_PARSE,
+                 ":4: configuration 'b' has neither 'build' nor 'test'", NULL);
     expect_error("[config a]\ntest = x\nrequired = no\n", KEEL_E_PARSE,
                  "no configuration is required", NULL);
     expect_error("[config a]\njust words\n", KEEL_E_PARSE, ":2: expected 'key = value'", NULL);
@@ -141,6 +142,10 @@ static void test_structure_errors(void **state)
     keel_status s = gate_config_parse(nul, sizeof(nul) - 1, "x", &c);
     assert_true(KEEL_IS(s, KEEL_E_PARSE));
     assert_null(c);
+    assert_string_equal(keel_status_message(s), "x:2: contains a NUL byte");
+    unsigned long long line = 0;
+    assert_true(keel_status_get_uint(s, "line", &line));
+    assert_int_equal(line, 2);
     keel_status_free(s);
 }
 
