@@ -208,30 +208,48 @@ static keel_status errf(const parse_state *st, keel_code code, const char *fmt, 
                                  "line", (unsigned long long)st->line);
 }
 
+/* Blanks off both ends (and a CR off the end), but a blank a backslash escapes: it is a word's. */
 static char *trim(char *s)
 {
     while (*s == ' ' || *s == '\t')
         s++;
     char *end = s + strlen(s);
-    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r')) {
+        size_t backslashes = 0;
+        while (end - 1 - backslashes > s && end[-2 - (ptrdiff_t)backslashes] == '\\')
+            backslashes++;
+        if (end[-1] != '\r' && backslashes % 2 == 1)
+            break;
         end--;
+    }
     *end = '\0';
     return s;
 }
 
-/* Strip a comment: '#' outside quotes, at the start or after a blank. */
+/*
+ * Strip a comment: '#' at the start of a word (the line's start, or after a
+ * blank), outside quotes, read as the splitter reads words (split_pass): a
+ * backslash outside '...' escapes the next character, so neither an escaped
+ * quote nor an escaped blank changes where a comment starts.
+ */
 static void strip_comment(char *s)
 {
     char quote = '\0';
+    bool word_start = true;
     for (char *p = s; *p != '\0'; p++) {
-        if (quote == '\0' && (*p == '\'' || *p == '"'))
+        bool blank = false;
+        if (*p == '\\' && quote != '\'' && p[1] != '\0')
+            p++;
+        else if (quote == '\0' && (*p == '\'' || *p == '"'))
             quote = *p;
         else if (quote != '\0' && *p == quote)
             quote = '\0';
-        else if (quote == '\0' && *p == '#' && (p == s || p[-1] == ' ' || p[-1] == '\t')) {
+        else if (quote == '\0' && *p == '#' && word_start) {
             *p = '\0';
             return;
-        }
+        } else
+            blank = quote == '\0' && (*p == ' ' || *p == '\t');
+        word_start = blank;
     }
 }
 

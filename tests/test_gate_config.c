@@ -174,12 +174,49 @@ static void test_word_splitting(void **state)
     keel_status_free(s);
 }
 
+/* The configuration `text` gives its first [config], which must have these test and build words. */
+static void expect_words(const char *text, const char *const *test, const char *const *build)
+{
+    gate_config *c = NULL;
+    keel_status s = gate_config_parse(text, strlen(text), "gate.conf", &c);
+    assert_true(keel_ok(s));
+    if (c == NULL)
+        return;
+    const gate_words *got[2] = {&c->configs[0].test, &c->configs[0].build};
+    const char *const *want[2] = {test, build};
+    for (size_t k = 0; k < 2; k++) {
+        size_t n = 0;
+        for (; want[k][n] != NULL; n++)
+            if (n < got[k]->n)
+                assert_string_equal(got[k]->words[n], want[k][n]);
+        assert_int_equal(got[k]->n, n);
+    }
+    gate_config_free(c);
+}
+
+/* A comment starts at a word's start, outside quotes, as in a shell: escapes and quotes hide '#'. */
+static void test_comments_and_escapes(void **state)
+{
+    (void)state;
+    static const char *const test1[] = {"a\"b", NULL};
+    static const char *const build1[] = {"x #y", "z # w", "# v", "u#t", NULL};
+    expect_words("[config a]\n"
+                 "test = a\\\"b # an escaped quote opens nothing\n"
+                 "build = x\\ #y 'z # w' \"# v\" u#t # comment\n",
+                 test1, build1);
+    /* an escaped blank at the end of a value is the word's, a CR at the end of a line is not */
+    static const char *const test2[] = {"a ", NULL};
+    static const char *const build2[] = {"b\t", NULL};
+    expect_words("[config a]\r\ntest = a\\ \r\nbuild = b\\\t  # c\n", test2, build2);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_config),      cmocka_unit_test(test_unknown_key_suggests),
-        cmocka_unit_test(test_bad_values),       cmocka_unit_test(test_hostile_names),
-        cmocka_unit_test(test_structure_errors), cmocka_unit_test(test_word_splitting),
+        cmocka_unit_test(test_good_config),          cmocka_unit_test(test_unknown_key_suggests),
+        cmocka_unit_test(test_bad_values),           cmocka_unit_test(test_hostile_names),
+        cmocka_unit_test(test_structure_errors),     cmocka_unit_test(test_word_splitting),
+        cmocka_unit_test(test_comments_and_escapes),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
