@@ -367,22 +367,30 @@ static keel_status set_pass_env(const parse_state *st, const char *value, gate_w
     return s;
 }
 
-/* `writable`: absolute paths, none of /, /proc, /sys or /dev, without '..'. */
+/*
+ * `writable`: absolute paths without '.' or '..' components, none of them /
+ * nor under /proc, /sys or /dev, however spelled ("//proc", "/proc/", "//"):
+ * judged by their components, not their text.
+ */
 static keel_status set_writable(const parse_state *st, const char *value, gate_words *w)
 {
     keel_status s = set_words(st, "writable", value, w);
     for (size_t i = 0; keel_ok(s) && i < w->n; i++) {
         const char *p = w->words[i];
-        bool under_system = false;
-        static const char *const system[] = {"/proc", "/sys", "/dev"};
-        for (size_t k = 0; k < 3; k++) {
-            size_t n = strlen(system[k]);
-            under_system |= strncmp(p, system[k], n) == 0 && (p[n] == '\0' || p[n] == '/');
+        bool dots = false, under_system = false;
+        size_t depth = 0;
+        for (const char *c = p + strspn(p, "/"); *c != '\0'; c += strspn(c, "/")) {
+            size_t n = strcspn(c, "/");
+            dots |= (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.');
+            if (depth++ == 0)
+                under_system = (n == 4 && strncmp(c, "proc", 4) == 0) ||
+                               (n == 3 && (strncmp(c, "sys", 3) == 0 || strncmp(c, "dev", 3) == 0));
+            c += n;
         }
-        if (p[0] != '/' || strstr(p, "/../") != NULL || strstr(p, "/./") != NULL ||
-            (strlen(p) >= 3 && strcmp(p + strlen(p) - 3, "/..") == 0))
-            s = errf(st, KEEL_E_PARSE, "'writable': '%s' must be an absolute path without '..'", p);
-        else if (strspn(p, "/") == strlen(p) || under_system)
+        if (p[0] != '/' || dots)
+            s = errf(st, KEEL_E_PARSE,
+                     "'writable': '%s' must be an absolute path without '..' or '.'", p);
+        else if (depth == 0 || under_system)
             s = errf(st, KEEL_E_INVAL, "'writable': '%s' cannot be made writable for a job", p);
         else if (strlen(p) >= 1024)
             s = errf(st, KEEL_E_RANGE, "'writable': a path longer than 1023 bytes");

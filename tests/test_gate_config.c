@@ -210,13 +210,38 @@ static void test_comments_and_escapes(void **state)
     expect_words("[config a]\r\ntest = a\\ \r\nbuild = b\\\t  # c\n", test2, build2);
 }
 
+/* `writable`: what a path names, however it is spelled (slashes doubled, '.' components). */
+static void test_writable_paths(void **state)
+{
+    (void)state;
+    static const char *const system[] = {"//proc", "//dev/sda", "///sys/kernel", "//", "/proc//"};
+    for (size_t i = 0; i < sizeof(system) / sizeof(system[0]); i++) {
+        char text[128], want[64];
+        (void)snprintf(text, sizeof(text), "[config a]\ntest = true\nwritable = %s\n", system[i]);
+        (void)snprintf(want, sizeof(want), ":3: 'writable': '%s' cannot be made writable",
+                       system[i]);
+        expect_error(text, KEEL_E_INVAL, want, NULL);
+    }
+    expect_error("[config a]\ntest = true\nwritable = /.\n", KEEL_E_PARSE,
+                 "'/.' must be an absolute path without '..' or '.'", NULL);
+    expect_error("[config a]\ntest = true\nwritable = /var/cache/.\n", KEEL_E_PARSE,
+                 "'/var/cache/.' must be an absolute path without '..' or '.'", NULL);
+    gate_config *c = NULL;
+    static const char ok[] = "[config a]\ntest = true\nwritable = //var//cache/ /procs /devices\n";
+    keel_status s = gate_config_parse(ok, strlen(ok), "gate.conf", &c);
+    assert_true(keel_ok(s));
+    if (c != NULL)
+        assert_int_equal(c->configs[0].writable.n, 3);
+    gate_config_free(c);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_config),          cmocka_unit_test(test_unknown_key_suggests),
         cmocka_unit_test(test_bad_values),           cmocka_unit_test(test_hostile_names),
         cmocka_unit_test(test_structure_errors),     cmocka_unit_test(test_word_splitting),
-        cmocka_unit_test(test_comments_and_escapes),
+        cmocka_unit_test(test_comments_and_escapes), cmocka_unit_test(test_writable_paths),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
