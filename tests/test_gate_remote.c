@@ -523,12 +523,13 @@ static void test_urls(void **state)
     assert_false(gate_remote_is_url("/srv/r.git"));
     assert_false(gate_remote_is_url("r.git"));
     assert_false(gate_remote_is_url("./a:b"));
-    /* a host or user that would be an option to ssh, after any '@' (the userinfo ends at the last) */
+    /* a host or user that would be an option to ssh, after any '@' of the authority */
     static const char *const bad[] = {
         "ftp://example.com/r.git",     "ssh://-oProxyCommand=x/r.git",
         "-oProxyCommand=x:r.git",      "file:///a b.git",
         "https://example.com/r\n.git", "ssh://u@h@-oProxyCommand=x/r.git",
-        "u@h@-oProxyCommand=x:r.git",  "ssh://-oProxyCommand=x@example.com/r.git"};
+        "u@h@-oProxyCommand=x:r.git",  "ssh://-oProxyCommand=x@example.com/r.git",
+        "https://tok@?@-x@h"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         keel_status s = gate_remote_check_url(bad[i]);
         if (!KEEL_IS(s, KEEL_E_INVAL))

@@ -87,7 +87,7 @@ keel_status gate_remote_check_url(const char *url)
                          shown),
                 "url", shown);
     size_t n = scheme_len(url);
-    const char *host = url, *user = url;
+    const char *auth = url, *end = NULL; /* where a user and a host may be: [auth, end) */
     if (n > 0) {
         static const char *const known[] = {"ssh",  "git",     "http",   "https",
                                             "file", "git+ssh", "ssh+git"};
@@ -101,17 +101,23 @@ keel_status gate_remote_check_url(const char *url)
                          "known)",
                          shown, (int)n, url),
                 "url", shown);
-        user = url + n + 3;
-        const char *at = userinfo_end(user, user + strcspn(user, "/"));
-        host = at != NULL ? at + 1 : user;
+        auth = url + n + 3;
+        end = auth + strcspn(auth, "/");
     } else if (!scp_like(url)) {
         return keel_status_with_str(KEEL_ERR(KEEL_E_INVAL, "'%s' is not a repository URL", shown),
                                     "url", shown);
     } else {
-        const char *at = userinfo_end(url, strchr(url, ':'));
-        host = at != NULL ? at + 1 : url;
+        end = strchr(url, ':');
     }
-    if (host[0] == '-' || user[0] == '-') /* ssh would take either for an option */
+    /*
+     * ssh would take a user or host starting with '-' for an option: refused
+     * wherever a reader may find one (the start, after any '@': readers
+     * differ on which '@' ends the userinfo).
+     */
+    bool option = auth[0] == '-';
+    for (const char *p = auth; p < end; p++)
+        option |= p[0] == '@' && p[1] == '-';
+    if (option)
         return keel_status_with_str(
             KEEL_ERR(KEEL_E_INVAL, "'%s': a host or user name may not start with '-'", shown),
             "url", shown);
