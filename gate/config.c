@@ -4,6 +4,7 @@
 #define _GNU_SOURCE 1
 #include "config.h"
 
+#include "git.h"
 #include "heaps.h"
 
 #include <errno.h>
@@ -402,8 +403,12 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
 {
     gate_config *c = st->cfg;
     if (strcmp(key, "target") == 0) {
-        if (value[0] == '\0' || strchr(value, ' ') != NULL || strstr(value, "..") != NULL ||
-            strlen(value) >= sizeof(c->target))
+        keel_status b = gate_branch_check(value); /* the gate's own rule for a branch name */
+        if (!keel_ok(b) && !keel_status_is(b, &gate_codes, GATE_E_BAD_REF))
+            return KEEL_CONTEXT(b, "%s:%zu: checking 'target'", st->origin, st->line);
+        bool refused = !keel_ok(b);
+        keel_status_free(b);
+        if (refused || strlen(value) >= sizeof(c->target))
             return errf(st, KEEL_E_PARSE, "'target' must be one branch name, not '%s'", value);
         (void)snprintf(c->target, sizeof(c->target), "%s", value);
         c->target_set = true;

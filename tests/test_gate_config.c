@@ -118,6 +118,13 @@ static void test_hostile_names(void **state)
                  "'target' must be one branch name", NULL);
     expect_error("[gate]\ntarget = ../../etc\n", KEEL_E_PARSE, "'target' must be one branch name",
                  NULL);
+    /* what gate_branch_check refuses: no branch keel-gate guards could ever have that name */
+    static const char *const targets[] = {"=#main", "= ma\tin", "= -rf", "= x.lock", "= a\x1b[31m"};
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        char text[128];
+        (void)snprintf(text, sizeof(text), "[gate]\ntarget %s\n[config a]\ntest = x\n", targets[i]);
+        expect_error(text, KEEL_E_PARSE, ":2: 'target' must be one branch name, not '", NULL);
+    }
     expect_error("[config a/b]\ntest = true\n", KEEL_E_PARSE, "configuration name 'a/b'", NULL);
     expect_error("[config $(reboot)]\ntest = true\n", KEEL_E_PARSE, "configuration name", NULL);
 }
