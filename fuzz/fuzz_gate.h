@@ -21,6 +21,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const void *fuzz_input;
 static size_t fuzz_input_len;
 
+/* The input under test from now on. */
+static inline void fuzz_begin(const uint8_t *data, size_t size)
+{
+    fuzz_input = data;
+    fuzz_input_len = size;
+}
+
 /* A property does not hold: say which, with the input (escaped), and abort (libFuzzer keeps it). */
 static inline void fuzz_fail(int line, const char *what, const void *input, size_t len)
 {
@@ -37,6 +44,29 @@ static inline void fuzz_fail(int line, const char *what, const void *input, size
 /* Check a property of the input under test. */
 #define FUZZ_CHECK(cond, what) \
     ((cond) ? (void)0 : fuzz_fail(__LINE__, (what), fuzz_input, fuzz_input_len))
+
+/* A copy of exactly data[0..len) on the heap, so ASan sees any read past it (free it). */
+static inline char *fuzz_copy(const uint8_t *data, size_t len)
+{
+    char *p = (char *)malloc(len != 0 ? len : 1);
+    if (p == NULL)
+        abort();
+    if (len != 0)
+        memcpy(p, data, len);
+    return p;
+}
+
+/* data[0..len) up to its first NUL as a C string on the heap (free it). */
+static inline char *fuzz_cstring(const uint8_t *data, size_t len)
+{
+    size_t n = strnlen((const char *)data, len);
+    char *p = (char *)malloc(n + 1);
+    if (p == NULL)
+        abort();
+    memcpy(p, data, n);
+    p[n] = '\0';
+    return p;
+}
 
 /* A growable string of bytes (NUL-terminated; may hold NULs). */
 typedef struct fuzz_str {

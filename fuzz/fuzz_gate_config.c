@@ -11,8 +11,9 @@
  *     configurations, each with a build or a test, names of letters, digits,
  *     '-', '_' and '.' and none twice, at least one required, env entries
  *     NAME=value, pass-env variable names none of them forbidden, writable
- *     paths absolute and outside /proc, /sys and /dev, every number in the
- *     range config.c documents, unset limits the [gate] defaults;
+ *     paths absolute and outside /, /proc, /sys and /dev however spelled, a
+ *     target of a branch name's characters, every number in the range
+ *     config.c documents, unset limits the [gate] defaults;
  *   - written out again (every word escaped, a comment after it) it parses
  *     to the same configuration: quoting, escapes and comments agree;
  *   - an error names the origin, and the line (within the text) where a
@@ -27,12 +28,25 @@
  */
 #include "fuzz_gate.h"
 
+#include <git2.h>
 #include <limits.h>
 
 #include "config.h"
 #include "gate.h"
 
 static const char origin[] = "fuzz.conf";
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    /* one reference for the whole run: a target's check then costs no init and shutdown */
+    if (git_libgit2_init() < 0)
+        abort();
+    return 0;
+}
 
 /* ---- writing a configuration out ------------------------------------------------- */
 
@@ -219,8 +233,11 @@ static void check_accepted(const gate_config *c)
     FUZZ_CHECK(c->nconfigs >= 1 && c->nconfigs <= GATE_MAX_CONFIGS, "1 to 64 configurations");
     size_t tlen = strnlen(c->target, sizeof(c->target));
     FUZZ_CHECK(tlen > 0 && tlen < sizeof(c->target), "a target of 1 to 255 bytes");
-    FUZZ_CHECK(strchr(c->target, ' ') == NULL && strstr(c->target, "..") == NULL,
-               "a target without blanks or '..'");
+    FUZZ_CHECK(
+        strspn(c->target, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+/-") ==
+                tlen &&
+            strstr(c->target, "..") == NULL && c->target[0] != '-',
+        "a target of a branch name's characters, without '..' or a leading '-'");
     FUZZ_CHECK(c->target_set || strcmp(c->target, "main") == 0, "the default target is main");
     FUZZ_CHECK(c->slots <= 256 && c->max_batch >= 1 && c->max_batch <= 1024 && c->max_depth >= 1 &&
                    c->max_depth <= 256 && c->retries <= 10 && c->crash_limit <= 1000 &&
@@ -300,11 +317,7 @@ static void check_refused(keel_status s, const char *text, size_t len)
 /* Parse text[0..len) (a copy of exactly that size, so ASan sees any read past it). */
 static keel_status parse_copy(const uint8_t *data, size_t len, gate_config **out)
 {
-    char *text = (char *)malloc(len != 0 ? len : 1);
-    if (text == NULL)
-        abort();
-    if (len != 0)
-        memcpy(text, data, len);
+    char *text = fuzz_copy(data, len);
     gate_config *c = (gate_config *)(uintptr_t)1; /* must be reset */
     keel_status s = gate_config_parse(text, len, origin, &c);
     FUZZ_CHECK(keel_ok(s) ? c != NULL : c == NULL, "*out is the configuration, NULL on error");
@@ -433,18 +446,13 @@ static void fuzz_size(const char *text)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    fuzz_input = data;
-    fuzz_input_len = size;
+    fuzz_begin(data, size);
     fuzz_config(data, size);
     /* the text up to its first newline (or NUL), as one value */
     size_t n = 0;
-    while (n < size && data[n] != '\n' && data[n] != '\0')
+    while (n < size && data[n] != '\n')
         n++;
-    char *line = (char *)malloc(n + 1);
-    if (line == NULL)
-        abort();
-    memcpy(line, data, n);
-    line[n] = '\0';
+    char *line = fuzz_cstring(data, n);
     fuzz_words(line);
     fuzz_size(line);
     free(line);

@@ -65,7 +65,8 @@ for name in "${targets[@]}"; do
             -print_final_stats=1 -artifact_prefix="$name-" "${dict[@]}" "corpus-$name" \
             "../../fuzz/corpus/$name" >"$name.log" 2>&1); then
         status=1
-        grep -A 2 '^property failed' "$out/$name.log" || true
+        grep -E -A 2 '^property failed|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error' \
+            "$out/$name.log" | head -n 12 || true
     fi
     tail -n 25 "$out/$name.log"
     if ls "$out/$name"-crash-* "$out/$name"-leak-* "$out/$name"-timeout-* >/dev/null 2>&1; then
