@@ -5,8 +5,9 @@
  * gate_json_str).
  *
  * The first byte chooses: bit 0 GATE_TEXT_BLOCK, bits 1-7 how the text is
- * cut into pieces and which buffer sizes JSON is written into; the rest is
- * the text.  Properties, for any bytes:
+ * cut into pieces and which buffer sizes JSON is written into (bit 7 also a
+ * long text for printf, bits 1-3 its length); the rest is the text.
+ * Properties, for any bytes:
  *   - for a terminal: valid UTF-8 with no C0 control (newline and tab in a
  *     block only), no DEL, no C1 control, no bidirectional formatting
  *     character, no line or paragraph separator; exactly the text where it
@@ -17,7 +18,9 @@
  *     at most 3 bytes, passed again in front of the next) is escaped exactly
  *     as the whole text;
  *   - gate_text_printf: the same escaping, the format's final newline kept,
- *     text past 8 KiB cut and marked "...";
+ *     text past 8 KiB cut and marked "..." (bit 7: the text repeated to
+ *     8186..8193 bytes: a line that fits, fits but for its newline, or is
+ *     cut, at any place in a character);
  *   - for JSON: a string libjansson parses (strictly: UTF-8, no raw
  *     control) whose value is the text with each invalid byte U+FFFD; raw
  *     it holds no character a terminal would act on;
@@ -179,15 +182,22 @@ static void check_terminal(const unsigned char *s, size_t len, unsigned flags, u
     fuzz_str_free(&want);
 }
 
-/* gate_text_printf("%s%s%s\n", s, s, s): thrice, so the 8 KiB cut is reached too. */
-static void check_printf(const char *s)
+/*
+ * gate_text_printf("[%s]\n", t): t is s; or, when `long_text`, s repeated to 8186..8193
+ * bytes (as `size` says), so that the line is about text.c's 8 KiB buffer: it fits, fits
+ * but for its newline, or is cut (at any place in a character, as s's length puts it).
+ */
+static void check_printf(const char *s, bool long_text, unsigned size)
 {
-    size_t len = strlen(s), all = 3 * len;
+    size_t len = strlen(s), tlen = long_text && len > 0 ? 8186 + (size & 7) : len;
+    size_t all = tlen + 2; /* "[" t "]" */
     char *content = (char *)malloc(all + 1);
     if (content == NULL)
         abort();
-    for (size_t i = 0; i < 3; i++)
-        memcpy(content + i * len, s, len);
+    content[0] = '[';
+    for (size_t i = 0; i < tlen; i++)
+        content[1 + i] = s[i % len];
+    content[all - 1] = ']';
     content[all] = '\0';
     enum { SHOWN = 8191 }; /* text.c's buffer, less its NUL */
     fuzz_str want = {NULL, 0, 0};
@@ -197,7 +207,8 @@ static void check_printf(const char *s)
 
     memfile m;
     mem_open(&m);
-    gate_text_printf(m.f, "%s%s%s\n", s, s, s);
+    content[all - 1] = '\0';
+    gate_text_printf(m.f, "[%s]\n", content + 1);
     mem_close(&m);
     FUZZ_CHECK(m.len == want.len && memcmp(m.text, want.p, want.len) == 0,
                "gate_text_printf: escaped, the final newline kept, past 8 KiB cut with '...'");
@@ -339,7 +350,7 @@ static void check_all(unsigned choice, const uint8_t *rest, size_t len)
     check_terminal(text, len, choice & GATE_TEXT_BLOCK, choice >> 1);
     free(text);
     char *cs = fuzz_cstring(rest, len); /* up to its first NUL, for printf and JSON */
-    check_printf(cs);
+    check_printf(cs, (choice & 0x80) != 0, choice >> 1);
     check_json(cs, choice);
     free(cs);
 }
