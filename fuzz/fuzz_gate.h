@@ -1,8 +1,9 @@
 /*
- * fuzz/fuzz_gate.h - what keel-gate's fuzz targets (fuzz_gate_*.c) share: a
- * failed property aborts with the input shown, a growable string, and a
- * UTF-8 decoder written apart from gate/cli/text.c's (so the escaping is
- * checked against a second reading of the standard, not against itself).
+ * fuzz/fuzz_gate.h - what keel-gate's fuzz targets (fuzz_gate_*.c) share:
+ * libgit2 initialised once (LLVMFuzzerInitialize), a failed property aborts
+ * with the input shown, a growable string, and a UTF-8 decoder written apart
+ * from gate/cli/text.c's (so the escaping is checked against a second reading
+ * of the standard, not against itself).
  */
 #ifndef KEEL_FUZZ_GATE_H
 #define KEEL_FUZZ_GATE_H
@@ -15,7 +16,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <git2.h>
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+/*
+ * Run once before the first input: one libgit2 reference for the whole run, so
+ * that what the gate's code initialises and shuts down costs nothing per input.
+ */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    if (git_libgit2_init() < 0)
+        abort();
+    return 0;
+}
 
 /* The input under test, shown when a property fails (each target sets it first). */
 static const void *fuzz_input;

@@ -28,25 +28,12 @@
  */
 #include "fuzz_gate.h"
 
-#include <git2.h>
 #include <limits.h>
 
 #include "config.h"
 #include "gate.h"
 
 static const char origin[] = "fuzz.conf";
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    /* one reference for the whole run: a target's check then costs no init and shutdown */
-    if (git_libgit2_init() < 0)
-        abort();
-    return 0;
-}
 
 /* ---- writing a configuration out ------------------------------------------------- */
 

@@ -31,22 +31,8 @@
  */
 #include "fuzz_gate.h"
 
-#include <git2.h>
-
 #include "git.h"
 #include "remote.h"
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    /* one reference for the whole run: each check's own then costs no init and shutdown */
-    if (git_libgit2_init() < 0)
-        abort();
-    return 0;
-}
 
 /* ---- branches -------------------------------------------------------------------------- */
 
