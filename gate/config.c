@@ -4,6 +4,7 @@
 #define _GNU_SOURCE 1
 #include "config.h"
 
+#include "git.h"
 #include "heaps.h"
 
 #include <errno.h>
@@ -191,6 +192,7 @@ typedef struct parse_state {
     gate_config *cfg;
     section_kind section;
     bool seen_gate;
+    size_t config_line[GATE_MAX_CONFIGS]; /* where each [config NAME] starts, for validate() */
 } parse_state;
 
 static keel_status errf(const parse_state *st, keel_code code, const char *fmt, ...)
@@ -207,30 +209,48 @@ static keel_status errf(const parse_state *st, keel_code code, const char *fmt, 
                                  "line", (unsigned long long)st->line);
 }
 
+/* Blanks off both ends (and a CR off the end), but a blank a backslash escapes: it is a word's. */
 static char *trim(char *s)
 {
     while (*s == ' ' || *s == '\t')
         s++;
     char *end = s + strlen(s);
-    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r')) {
+        size_t backslashes = 0;
+        while (end - 1 - backslashes > s && end[-2 - (ptrdiff_t)backslashes] == '\\')
+            backslashes++;
+        if (end[-1] != '\r' && backslashes % 2 == 1)
+            break;
         end--;
+    }
     *end = '\0';
     return s;
 }
 
-/* Strip a comment: '#' outside quotes, at the start or after a blank. */
+/*
+ * Strip a comment: '#' at the start of a word (the line's start, or after a
+ * blank), outside quotes, read as the splitter reads words (split_pass): a
+ * backslash outside '...' escapes the next character, so neither an escaped
+ * quote nor an escaped blank changes where a comment starts.
+ */
 static void strip_comment(char *s)
 {
     char quote = '\0';
+    bool word_start = true;
     for (char *p = s; *p != '\0'; p++) {
-        if (quote == '\0' && (*p == '\'' || *p == '"'))
+        bool blank = false;
+        if (*p == '\\' && quote != '\'' && p[1] != '\0')
+            p++;
+        else if (quote == '\0' && (*p == '\'' || *p == '"'))
             quote = *p;
         else if (quote != '\0' && *p == quote)
             quote = '\0';
-        else if (quote == '\0' && *p == '#' && (p == s || p[-1] == ' ' || p[-1] == '\t')) {
+        else if (quote == '\0' && *p == '#' && word_start) {
             *p = '\0';
             return;
-        }
+        } else
+            blank = quote == '\0' && (*p == ' ' || *p == '\t');
+        word_start = blank;
     }
 }
 
@@ -348,22 +368,30 @@ static keel_status set_pass_env(const parse_state *st, const char *value, gate_w
     return s;
 }
 
-/* `writable`: absolute paths, none of /, /proc, /sys or /dev, without '..'. */
+/*
+ * `writable`: absolute paths without '.' or '..' components, none of them /
+ * nor under /proc, /sys or /dev, however spelled ("//proc", "/proc/", "//"):
+ * judged by their components, not their text.
+ */
 static keel_status set_writable(const parse_state *st, const char *value, gate_words *w)
 {
     keel_status s = set_words(st, "writable", value, w);
     for (size_t i = 0; keel_ok(s) && i < w->n; i++) {
         const char *p = w->words[i];
-        bool under_system = false;
-        static const char *const system[] = {"/proc", "/sys", "/dev"};
-        for (size_t k = 0; k < 3; k++) {
-            size_t n = strlen(system[k]);
-            under_system |= strncmp(p, system[k], n) == 0 && (p[n] == '\0' || p[n] == '/');
+        bool dots = false, under_system = false;
+        size_t depth = 0;
+        for (const char *c = p + strspn(p, "/"); *c != '\0'; c += strspn(c, "/")) {
+            size_t n = strcspn(c, "/");
+            dots |= (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.');
+            if (depth++ == 0)
+                under_system = (n == 4 && strncmp(c, "proc", 4) == 0) ||
+                               (n == 3 && (strncmp(c, "sys", 3) == 0 || strncmp(c, "dev", 3) == 0));
+            c += n;
         }
-        if (p[0] != '/' || strstr(p, "/../") != NULL || strstr(p, "/./") != NULL ||
-            (strlen(p) >= 3 && strcmp(p + strlen(p) - 3, "/..") == 0))
-            s = errf(st, KEEL_E_PARSE, "'writable': '%s' must be an absolute path without '..'", p);
-        else if (strspn(p, "/") == strlen(p) || under_system)
+        if (p[0] != '/' || dots)
+            s = errf(st, KEEL_E_PARSE,
+                     "'writable': '%s' must be an absolute path without '..' or '.'", p);
+        else if (depth == 0 || under_system)
             s = errf(st, KEEL_E_INVAL, "'writable': '%s' cannot be made writable for a job", p);
         else if (strlen(p) >= 1024)
             s = errf(st, KEEL_E_RANGE, "'writable': a path longer than 1023 bytes");
@@ -375,8 +403,12 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
 {
     gate_config *c = st->cfg;
     if (strcmp(key, "target") == 0) {
-        if (value[0] == '\0' || strchr(value, ' ') != NULL || strstr(value, "..") != NULL ||
-            strlen(value) >= sizeof(c->target))
+        keel_status b = gate_branch_check(value); /* the gate's own rule for a branch name */
+        if (!keel_ok(b) && !keel_status_is(b, &gate_codes, GATE_E_BAD_REF))
+            return KEEL_CONTEXT(b, "%s:%zu: checking 'target'", st->origin, st->line);
+        bool refused = !keel_ok(b);
+        keel_status_free(b);
+        if (refused || strlen(value) >= sizeof(c->target))
             return errf(st, KEEL_E_PARSE, "'target' must be one branch name, not '%s'", value);
         (void)snprintf(c->target, sizeof(c->target), "%s", value);
         c->target_set = true;
@@ -502,6 +534,7 @@ static keel_status open_section(parse_state *st, char *head)
         (void)snprintf(m->name, sizeof(m->name), "%s", cname); /* good_name() bounds it */
         m->timeout_s = 3600;
         m->required = true;
+        st->config_line[c->nconfigs] = st->line;
         c->nconfigs++;
         st->section = SECTION_CONFIG;
         return KEEL_OK;
@@ -554,9 +587,11 @@ static keel_status validate(parse_state *st)
             if ((m->limits_set & limit_keys[k].bit) == 0)
                 memcpy((char *)&m->limits + limit_keys[k].offset,
                        (const char *)&c->limits + limit_keys[k].offset, sizeof(unsigned long long));
-        if (m->test.n == 0 && m->build.n == 0)
-            return KEEL_ERR(KEEL_E_PARSE, "%s: configuration '%s' has neither 'build' nor 'test'",
-                            st->origin, m->name);
+        if (m->test.n == 0 && m->build.n == 0) {
+            st->line = st->config_line[i]; /* the error names its section's line */
+            return errf(st, KEEL_E_PARSE, "configuration '%s' has neither 'build' nor 'test'",
+                        m->name);
+        }
         any_required |= m->required;
     }
     if (!any_required)
@@ -570,8 +605,16 @@ keel_status gate_config_parse(const char *text, size_t len, const char *origin, 
 {
     KEEL_ASSERT(text != NULL && out != NULL);
     *out = NULL;
-    if (memchr(text, '\0', len) != NULL)
-        return KEEL_ERR(KEEL_E_PARSE, "%s: contains a NUL byte", origin);
+    const char *nul = (const char *)memchr(text, '\0', len);
+    if (nul != NULL) {
+        parse_state at; /* the error names the line that holds it */
+        memset(&at, 0, sizeof(at));
+        at.origin = origin != NULL ? origin : "gate.conf";
+        at.line = 1;
+        for (const char *p = text; p < nul; p++)
+            at.line += *p == '\n';
+        return errf(&at, KEEL_E_PARSE, "contains a NUL byte");
+    }
     void *cmem = NULL, *tmem = NULL;
     keel_status s = keel_heap_calloc(CONFIG_HEAP, 1, sizeof(gate_config), &cmem);
     if (keel_ok(s))

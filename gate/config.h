@@ -41,9 +41,11 @@
  * change cannot loosen its own sandbox (sandbox.h, gate_job_policy_from).
  *
  * Commands and env are split into words like a shell would split them
- * (blanks separate, '...' and "..." quote, \ escapes) but no shell ever runs
- * them: they are executed directly.  Errors name the file, the line and the
- * key, with the nearest known key when a key is misspelled.
+ * (blanks separate, '...' and "..." quote, \ escapes; a '#' that starts a
+ * word outside quotes starts a comment) but no shell ever runs them: they
+ * are executed directly.  Errors name the file and the line (a
+ * configuration's own: the line of its [config NAME]) and the key, with the
+ * nearest known key when a key is misspelled.
  */
 #ifndef KEEL_GATE_CONFIG_H
 #define KEEL_GATE_CONFIG_H

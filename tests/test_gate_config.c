@@ -118,6 +118,13 @@ static void test_hostile_names(void **state)
                  "'target' must be one branch name", NULL);
     expect_error("[gate]\ntarget = ../../etc\n", KEEL_E_PARSE, "'target' must be one branch name",
                  NULL);
+    /* what gate_branch_check refuses: no branch keel-gate guards could ever have that name */
+    static const char *const targets[] = {"=#main", "= ma\tin", "= -rf", "= x.lock", "= a\x1b[31m"};
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        char text[128];
+        (void)snprintf(text, sizeof(text), "[gate]\ntarget %s\n[config a]\ntest = x\n", targets[i]);
+        expect_error(text, KEEL_E_PARSE, ":2: 'target' must be one branch name, not '", NULL);
+    }
     expect_error("[config a/b]\ntest = true\n", KEEL_E_PARSE, "configuration name 'a/b'", NULL);
     expect_error("[config $(reboot)]\ntest = true\n", KEEL_E_PARSE, "configuration name", NULL);
 }
@@ -132,7 +139,8 @@ static void test_structure_errors(void **state)
     expect_error("[config a]\ntest=x\n[config a]\ntest=y\n", KEEL_E_EXISTS,
                  ":3: configuration 'a' is defined twice", NULL);
     expect_error("[gate]\nslots = 2\n", KEEL_E_PARSE, "no [config NAME] section", NULL);
-    expect_error("[config a]\ntimeout = 5\n", KEEL_E_PARSE, "neither 'build' nor 'test'", NULL);
+    expect_error("[config a]\ntest = x\n\n[config b]\ntimeout = 5\n", KEEL_E_PARSE,
+                 ":4: configuration 'b' has neither 'build' nor 'test'", NULL);
     expect_error("[config a]\ntest = x\nrequired = no\n", KEEL_E_PARSE,
                  "no configuration is required", NULL);
     expect_error("[config a]\njust words\n", KEEL_E_PARSE, ":2: expected 'key = value'", NULL);
@@ -141,6 +149,10 @@ static void test_structure_errors(void **state)
     keel_status s = gate_config_parse(nul, sizeof(nul) - 1, "x", &c);
     assert_true(KEEL_IS(s, KEEL_E_PARSE));
     assert_null(c);
+    assert_string_equal(keel_status_message(s), "x:2: contains a NUL byte");
+    unsigned long long line = 0;
+    assert_true(keel_status_get_uint(s, "line", &line));
+    assert_int_equal(line, 2);
     keel_status_free(s);
 }
 
@@ -169,12 +181,74 @@ static void test_word_splitting(void **state)
     keel_status_free(s);
 }
 
+/* The configuration `text` gives its first [config], which must have these test and build words. */
+static void expect_words(const char *text, const char *const *test, const char *const *build)
+{
+    gate_config *c = NULL;
+    keel_status s = gate_config_parse(text, strlen(text), "gate.conf", &c);
+    assert_true(keel_ok(s));
+    if (c == NULL)
+        return;
+    const gate_words *got[2] = {&c->configs[0].test, &c->configs[0].build};
+    const char *const *want[2] = {test, build};
+    for (size_t k = 0; k < 2; k++) {
+        size_t n = 0;
+        for (; want[k][n] != NULL; n++)
+            if (n < got[k]->n)
+                assert_string_equal(got[k]->words[n], want[k][n]);
+        assert_int_equal(got[k]->n, n);
+    }
+    gate_config_free(c);
+}
+
+/* A comment starts at a word's start, outside quotes, as in a shell: escapes and quotes hide '#'. */
+static void test_comments_and_escapes(void **state)
+{
+    (void)state;
+    static const char *const test1[] = {"a\"b", NULL};
+    static const char *const build1[] = {"x #y", "z # w", "# v", "u#t", NULL};
+    expect_words("[config a]\n"
+                 "test = a\\\"b # an escaped quote opens nothing\n"
+                 "build = x\\ #y 'z # w' \"# v\" u#t # comment\n",
+                 test1, build1);
+    /* an escaped blank at the end of a value is the word's, a CR at the end of a line is not */
+    static const char *const test2[] = {"a ", NULL};
+    static const char *const build2[] = {"b\t", NULL};
+    expect_words("[config a]\r\ntest = a\\ \r\nbuild = b\\\t  # c\n", test2, build2);
+}
+
+/* `writable`: what a path names, however it is spelled (slashes doubled, '.' components). */
+static void test_writable_paths(void **state)
+{
+    (void)state;
+    static const char *const system[] = {"//proc", "//dev/sda", "///sys/kernel", "//", "/proc//"};
+    for (size_t i = 0; i < sizeof(system) / sizeof(system[0]); i++) {
+        char text[128], want[64];
+        (void)snprintf(text, sizeof(text), "[config a]\ntest = true\nwritable = %s\n", system[i]);
+        (void)snprintf(want, sizeof(want), ":3: 'writable': '%s' cannot be made writable",
+                       system[i]);
+        expect_error(text, KEEL_E_INVAL, want, NULL);
+    }
+    expect_error("[config a]\ntest = true\nwritable = /.\n", KEEL_E_PARSE,
+                 "'/.' must be an absolute path without '..' or '.'", NULL);
+    expect_error("[config a]\ntest = true\nwritable = /var/cache/.\n", KEEL_E_PARSE,
+                 "'/var/cache/.' must be an absolute path without '..' or '.'", NULL);
+    gate_config *c = NULL;
+    static const char ok[] = "[config a]\ntest = true\nwritable = //var//cache/ /procs /devices\n";
+    keel_status s = gate_config_parse(ok, strlen(ok), "gate.conf", &c);
+    assert_true(keel_ok(s));
+    if (c != NULL)
+        assert_int_equal(c->configs[0].writable.n, 3);
+    gate_config_free(c);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_config),      cmocka_unit_test(test_unknown_key_suggests),
-        cmocka_unit_test(test_bad_values),       cmocka_unit_test(test_hostile_names),
-        cmocka_unit_test(test_structure_errors), cmocka_unit_test(test_word_splitting),
+        cmocka_unit_test(test_good_config),          cmocka_unit_test(test_unknown_key_suggests),
+        cmocka_unit_test(test_bad_values),           cmocka_unit_test(test_hostile_names),
+        cmocka_unit_test(test_structure_errors),     cmocka_unit_test(test_word_splitting),
+        cmocka_unit_test(test_comments_and_escapes), cmocka_unit_test(test_writable_paths),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

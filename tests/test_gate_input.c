@@ -761,6 +761,13 @@ static void test_name_hfs_ignorable_code_points(void **state)
         {".git\xe2\x80\x8d\xe2\x80\x8c", 0, MODE_BLOB, "to HFS+"},
         /* as git: malformed UTF-8 right after ".git" is taken as its end */
         {".git\xff", 0, MODE_TREE, "to HFS+"},
+        /* ... and so is what git's decoder refuses: a surrogate, an overlong form, U+FFFE */
+        {".git\xed\xa0\x80", 0, MODE_TREE, "to HFS+"},
+        {".git\xc0\xae", 0, MODE_TREE, "to HFS+"},
+        {".git\xef\xbf\xbe", 0, MODE_BLOB, "to HFS+"},
+        {".git\xf4\x90\x80\x80", 0, MODE_BLOB, "to HFS+"},
+        /* an overlong '.' is no '.' to git: the name is not ".git" (nor valid UTF-8) */
+        {"\xc0\xaegit", 0, MODE_TREE, NULL},
         /* code points HFS+ keeps */
         {".g\xe2\x80\x8bit", 0, MODE_TREE, NULL}, /* U+200B */
         {".g\xe2\x80\x80it", 0, MODE_TREE, NULL}, /* U+2000 */
@@ -789,6 +796,10 @@ static void test_name_symlinked_git_files(void **state)
         {"gitmodules", 0, MODE_LINK, NULL},
         {".gitmodulesx", 0, MODE_LINK, NULL},
         {"link", 0, MODE_LINK, NULL},
+        /* the name is its len bytes, whatever follows them */
+        {".gitmodulesx", 11, MODE_LINK, link},
+        {"GITMOD~1x", 8, MODE_LINK, link},
+        {".gitignorez", 10, MODE_LINK, link},
     };
     CHECK_NAMES(cases);
 }
@@ -815,7 +826,9 @@ static void test_merge_out_of_memory_is_the_gates(void **state)
      */
     keel_report_set_policy(KEEL_REPORT_LEAK, KEEL_POLICY_COUNT);
     fx_setup_repo("strategy = serial", "");
-    fx_branch("good", "good.txt", "1\n");
+    /* a good change with a symbolic link: its name is checked on gate_git's heap too */
+    static const hostile good = {"good", "link", 4, MODE_LINK, false, NULL};
+    hostile_branch(&good);
     hostile_branch(&hostiles[11]); /* sub/.git */
     char base[GIT_OID_HEXSZ + 1], heads[2][GIT_OID_HEXSZ + 1];
     git_oid oid;

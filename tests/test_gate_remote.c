@@ -523,9 +523,13 @@ static void test_urls(void **state)
     assert_false(gate_remote_is_url("/srv/r.git"));
     assert_false(gate_remote_is_url("r.git"));
     assert_false(gate_remote_is_url("./a:b"));
-    static const char *const bad[] = {"ftp://example.com/r.git", "ssh://-oProxyCommand=x/r.git",
-                                      "-oProxyCommand=x:r.git", "file:///a b.git",
-                                      "https://example.com/r\n.git"};
+    /* a host or user that would be an option to ssh, after any '@' of the authority */
+    static const char *const bad[] = {
+        "ftp://example.com/r.git",     "ssh://-oProxyCommand=x/r.git",
+        "-oProxyCommand=x:r.git",      "file:///a b.git",
+        "https://example.com/r\n.git", "ssh://u@h@-oProxyCommand=x/r.git",
+        "u@h@-oProxyCommand=x:r.git",  "ssh://-oProxyCommand=x@example.com/r.git",
+        "https://tok@?@-x@h"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         keel_status s = gate_remote_check_url(bad[i]);
         if (!KEEL_IS(s, KEEL_E_INVAL))
@@ -539,6 +543,11 @@ static void test_urls(void **state)
     assert_string_equal(shown, "https://alice:***@example.com/r.git");
     gate_remote_redact("ssh://git@example.com/r.git", shown, sizeof(shown));
     assert_string_equal(shown, "ssh://git@example.com/r.git");
+    /* an '@' in a password not percent-encoded: the password runs to the last '@' */
+    gate_remote_redact("https://ci:p@ss:w0rd@example.com/r.git", shown, sizeof(shown));
+    assert_string_equal(shown, "https://ci:***@example.com/r.git");
+    gate_remote_redact("https://ci@corp:s3cret@example.com/a@b", shown, sizeof(shown));
+    assert_string_equal(shown, "https://ci@corp:***@example.com/a@b");
     /* the password never reaches a message */
     char msg[2048];
     open_error("https://alice:s3cret@127.0.0.1:1/r.git", fx_mirror, msg, sizeof(msg));

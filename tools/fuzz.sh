@@ -1,29 +1,77 @@
 #!/usr/bin/env bash
 # Fuzz keel's parsers with libFuzzer (clang, ASan+UBSan).
 #   FUZZ_SECONDS=600 tools/fuzz.sh     (make fuzz; make check runs 30 s)
-# Each fuzz/fuzz_<name>.c is one target with its seed corpus in fuzz/corpus/<name>/.
-# A crash leaves its input in build/fuzz/ and fails this script.
+#   tools/fuzz.sh gate_config          (only the named targets)
+# Each fuzz/fuzz_<name>.c is one target with its seed corpus in fuzz/corpus/<name>/ (and its
+# dictionary in fuzz/<name>.dict when there is one).
+# fuzz_options is built from src/*.c; the gate's (fuzz_gate_*) also from gate/**/*.c but
+# main.c, with libgit2, SQLite and jansson.
+# A failing input is left in build/fuzz/<name>-crash-* (or -leak-, -timeout-) and fails this
+# script; build/fuzz/<name>.log has the whole run.
 set -eu -o pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 out=build/fuzz
 mkdir -p $out
+GATE_INC="-Igate -Igate/queue -Igate/exec -Igate/git -Igate/cli"
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DKEEL_DEVEL=1
-        -DKEEL_BUILDING_LIBRARY -DKEEL_HEAP_SYSTEM=1 -D_GNU_SOURCE -Iinclude -Isrc -Igate -std=c11"
+        -DKEEL_BUILDING_LIBRARY -DKEEL_HEAP_SYSTEM=1 -D_GNU_SOURCE -Iinclude -Isrc $GATE_INC -std=c11"
 # (KEEL_HEAP_SYSTEM: under a sanitizer, module heaps use its malloc, as the CMake build does)
-status=0
-for f in fuzz/fuzz_*.c; do
-    name=$(basename "$f" .c); name=${name#fuzz_}
+GATE_LIBS="-lgit2 -lsqlite3 -ljansson -lm"
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    for f in fuzz/fuzz_*.c; do name=$(basename "$f" .c); targets+=("${name#fuzz_}"); done
+fi
+
+# The library and the gate as objects, once, for the gate's targets (instrumented for
+# coverage like the targets: -fsanitize=fuzzer-no-link).
+# shellcheck disable=SC2317 # (run by xargs)
+compile_object() { # compile_object <source>: into $out/obj/<path with '_'>.o
+    local o
+    o=$out/obj/$(echo "${1%.c}" | tr / _).o
     # shellcheck disable=SC2086
-    clang $CFLAGS "$f" src/*.c -ldw -pthread -o $out/fuzz_$name
-    mkdir -p $out/corpus-$name
-    echo "fuzz: $name for ${SECONDS_EACH}s"
-    if ! (cd $out && ASAN_OPTIONS=detect_leaks=1 ./fuzz_$name -max_total_time="$SECONDS_EACH" \
-            -print_final_stats=1 corpus-$name "../../fuzz/corpus/$name" 2>&1 | tail -n 25); then
-        status=1
+    clang ${CFLAGS/-fsanitize=fuzzer,/-fsanitize=fuzzer-no-link,} -c "$1" -o "$o"
+}
+gate_objects() {
+    rm -rf $out/obj && mkdir -p $out/obj
+    export out CFLAGS
+    export -f compile_object
+    local src
+    # shellcheck disable=SC2016 # ($0: the source, expanded by the bash that xargs runs)
+    for src in src/*.c gate/*.c gate/*/*.c; do
+        [ "${src##*/}" = main.c ] || echo "$src"
+    done | xargs -P "$(nproc)" -n 1 bash -c 'compile_object "$0"' || return 1
+    ls $out/obj/*.o
+}
+
+status=0
+objects=""
+for name in "${targets[@]}"; do
+    f=fuzz/fuzz_$name.c
+    [ -f "$f" ] || { echo "fuzz: no target $f"; exit 2; }
+    # shellcheck disable=SC2086
+    if [[ $name == gate_* ]]; then
+        [ -n "$objects" ] || objects=$(gate_objects | tr '\n' ' ') || exit 1
+        clang $CFLAGS "$f" $objects $GATE_LIBS -ldw -pthread -o $out/fuzz_$name
+    else
+        clang $CFLAGS "$f" src/*.c -ldw -pthread -o $out/fuzz_$name
     fi
-    if ls $out/crash-* $out/leak-* $out/timeout-* >/dev/null 2>&1; then
-        echo "fuzz: $name found a failing input:"; ls $out/crash-* $out/leak-* $out/timeout-* 2>/dev/null
+    mkdir -p "$out/corpus-$name"
+    echo "fuzz: $name for ${SECONDS_EACH}s"
+    dict=()
+    [ -f "fuzz/$name.dict" ] && dict=("-dict=../../fuzz/$name.dict")
+    # the whole output in build/fuzz/<name>.log; here a failed property's message and the end
+    if ! (cd $out && ASAN_OPTIONS=detect_leaks=1 "./fuzz_$name" -max_total_time="$SECONDS_EACH" \
+            -print_final_stats=1 -artifact_prefix="$name-" "${dict[@]}" "corpus-$name" \
+            "../../fuzz/corpus/$name" >"$name.log" 2>&1); then
+        status=1
+        grep -E -A 2 '^property failed|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error' \
+            "$out/$name.log" | head -n 12 || true
+    fi
+    tail -n 25 "$out/$name.log"
+    if ls "$out/$name"-crash-* "$out/$name"-leak-* "$out/$name"-timeout-* >/dev/null 2>&1; then
+        echo "fuzz: $name found a failing input:"
+        ls "$out/$name"-crash-* "$out/$name"-leak-* "$out/$name"-timeout-* 2>/dev/null
         status=1
     fi
 done

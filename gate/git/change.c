@@ -333,10 +333,11 @@ static keel_status walk_tree(tree_walk *w, const git_tree *before, const git_tre
         w->len = at + sep + len;
         w->path[w->len] = '\0';
         s = gate_tree_name_check(name, len, (unsigned)git_tree_entry_filemode_raw(e));
-        if (!keel_ok(s))
+        if (keel_status_is(s, &gate_codes, GATE_E_BAD_CHANGE))
             s = walk_refused(w, s);
-        else
+        else if (keel_ok(s))
             s = walk_entry(w, old, e);
+        /* else the gate's own failure (memory): no verdict on the change */
     }
     w->len = at;
     w->path[at] = '\0';

@@ -91,7 +91,9 @@ KEEL_MUST_USE keel_status gate_branch_commit(gate_repo *r, const char *branch,
  * NTFS or HFS+ read as ".git" ("git~1", ".git.", ".git ",
  * ".git::$INDEX_ALLOCATION", "x\\.git", ".g<U+200C>it"), and no symbolic link
  * named like .gitmodules, .gitattributes or .gitignore.  GATE_E_BAD_CHANGE
- * says which rule.
+ * says which rule; any other error is the gate's own (memory).  UTF-8 is
+ * read as git reads it for HFS+: where its decoder finds no character
+ * (overlong, surrogate, U+FFFE, U+FFFF, ...) the name ends.
  */
 KEEL_MUST_USE keel_status gate_tree_name_check(const char *name, size_t len, unsigned mode);
 /* `name` (`len` bytes) for a message: bytes outside printable ASCII as \xNN. */

@@ -46,6 +46,22 @@ static bool scp_like(const char *s)
     return colon != NULL && colon - s >= 2 && (slash == NULL || slash > colon);
 }
 
+/*
+ * Where the userinfo of the authority [auth, end) ends: its LAST '@' (an '@'
+ * in a password is not always percent-encoded, and a user may be an e-mail
+ * address), NULL when it has none.  Redaction and the host's check both
+ * read a URL so: what is before that '@' is never shown, what is after it
+ * is the host.
+ */
+static const char *userinfo_end(const char *auth, const char *end)
+{
+    const char *at = NULL;
+    for (const char *p = auth; p < end; p++)
+        if (*p == '@')
+            at = p;
+    return at;
+}
+
 bool gate_remote_is_url(const char *where)
 {
     if (where == NULL)
@@ -71,7 +87,7 @@ keel_status gate_remote_check_url(const char *url)
                          shown),
                 "url", shown);
     size_t n = scheme_len(url);
-    const char *host = url;
+    const char *auth = url, *end = NULL; /* where a user and a host may be: [auth, end) */
     if (n > 0) {
         static const char *const known[] = {"ssh",  "git",     "http",   "https",
                                             "file", "git+ssh", "ssh+git"};
@@ -85,23 +101,26 @@ keel_status gate_remote_check_url(const char *url)
                          "known)",
                          shown, (int)n, url),
                 "url", shown);
-        host = url + n + 3;
-        const char *at = strchr(host, '@');
-        const char *slash = strchr(host, '/');
-        if (at != NULL && (slash == NULL || at < slash))
-            host = at + 1;
+        auth = url + n + 3;
+        end = auth + strcspn(auth, "/");
     } else if (!scp_like(url)) {
         return keel_status_with_str(KEEL_ERR(KEEL_E_INVAL, "'%s' is not a repository URL", shown),
                                     "url", shown);
     } else {
-        const char *at = strchr(url, '@');
-        if (at != NULL && at < strchr(url, ':'))
-            host = at + 1;
+        end = strchr(url, ':');
     }
-    if (host[0] == '-')
+    /*
+     * ssh would take a user or host starting with '-' for an option: refused
+     * wherever a reader may find one (the start, after any '@': readers
+     * differ on which '@' ends the userinfo).
+     */
+    bool option = auth[0] == '-';
+    for (const char *p = auth; p < end; p++)
+        option |= p[0] == '@' && p[1] == '-';
+    if (option)
         return keel_status_with_str(
-            KEEL_ERR(KEEL_E_INVAL, "'%s': a host name may not start with '-'", shown), "url",
-            shown);
+            KEEL_ERR(KEEL_E_INVAL, "'%s': a host or user name may not start with '-'", shown),
+            "url", shown);
     return KEEL_OK;
 }
 
@@ -109,10 +128,9 @@ void gate_remote_redact(const char *url, char *buf, size_t size)
 {
     size_t n = scheme_len(url);
     const char *auth = url + (n > 0 ? n + 3 : 0);
-    const char *at = strchr(auth, '@');
-    const char *slash = strchr(auth, '/');
-    const char *colon = strchr(auth, ':');
-    if (n > 0 && at != NULL && (slash == NULL || at < slash) && colon != NULL && colon < at)
+    const char *at = n > 0 ? userinfo_end(auth, auth + strcspn(auth, "/")) : NULL;
+    const char *colon = at != NULL ? (const char *)memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon != NULL) /* the password: from the userinfo's first ':' to its end */
         (void)snprintf(buf, size, "%.*s:***%s", (int)(colon - url), url, at);
     else
         (void)snprintf(buf, size, "%s", url);

@@ -32,10 +32,17 @@
 /* Is `where` a URL (scheme://..., or scp-like [user@]host:path) rather than a local path? */
 bool gate_remote_is_url(const char *where);
 
-/* A URL fit to use: printable, no spaces, a transport libgit2 has (KEEL_E_INVAL naming it). */
+/*
+ * A URL fit to use: printable, no spaces, a transport libgit2 has, no user or
+ * host (after the userinfo's last '@') starting with '-' (KEEL_E_INVAL naming it).
+ */
 KEEL_MUST_USE keel_status gate_remote_check_url(const char *url);
 
-/* `url` with its password (if any) replaced by "***", for messages. */
+/*
+ * `url` with its password (if any) replaced by "***", for messages: the
+ * userinfo after its first ':', up to the authority's LAST '@' (an '@' in a
+ * password is not always percent-encoded).  Cut as snprintf cuts.
+ */
 void gate_remote_redact(const char *url, char *buf, size_t size);
 
 /*

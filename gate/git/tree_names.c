@@ -14,11 +14,15 @@
 
 #include <git2.h>
 #include <git2/sys/path.h>
+
+#include "heaps.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 enum { MODE_LINK = 0120000, MODE_TYPE = 0170000, SHOWN_MAX = 200 };
+
+#define GIT_HEAP KEEL_MODULE_REF(gate_git)
 
 void gate_tree_name_show(const char *name, size_t len, char *buf, size_t size)
 {
@@ -71,32 +75,45 @@ static bool ntfs_dotgit(const char *p, size_t n)
 }
 
 /*
+ * The character at p[*at..n) as git's pick_one_utf8_char reads it: 0 when
+ * the bytes there are not one (a truncated or overlong sequence, a
+ * surrogate, beyond U+10FFFF, and U+FFFE and U+FFFF, which git refuses too).
+ */
+static uint32_t git_utf8_at(const unsigned char *p, size_t n, size_t *at)
+{
+    static const uint32_t least[4] = {0, 0x80, 0x800, 0x10000};
+    unsigned char c = p[*at];
+    size_t more = c < 0x80             ? 0
+                  : (c & 0xe0) == 0xc0 ? 1
+                  : (c & 0xf0) == 0xe0 ? 2
+                  : (c & 0xf8) == 0xf0 ? 3
+                                       : 4;
+    if (more == 4 || more >= n - *at)
+        return 0;
+    uint32_t cp = more == 0 ? c : (uint32_t)(c & (0x3f >> more));
+    for (size_t k = 1; k <= more; k++) {
+        if ((p[*at + k] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[*at + k] & 0x3f);
+    }
+    if (cp < least[more] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || cp == 0xfffe ||
+        cp == 0xffff)
+        return 0;
+    *at += more + 1;
+    return cp;
+}
+
+/*
  * The next code point of p[*at..n) that HFS+ does not ignore (git's
- * next_hfs_char): 0 at the end and on malformed UTF-8 (git's too: such a
- * name is taken as ending there).
+ * next_hfs_char): 0 at the end and where git's decoder finds no character
+ * (git's too: such a name is taken as ending there).
  */
 static uint32_t next_hfs(const unsigned char *p, size_t n, size_t *at)
 {
     while (*at < n) {
-        unsigned char c = p[*at];
-        size_t more = 4; /* continuation bytes: 4 is no lead byte at all */
-        if (c < 0x80)
-            more = 0;
-        else if ((c & 0xe0) == 0xc0)
-            more = 1;
-        else if ((c & 0xf0) == 0xe0)
-            more = 2;
-        else if ((c & 0xf8) == 0xf0)
-            more = 3;
-        if (more == 4 || more >= n - *at)
+        uint32_t cp = git_utf8_at(p, n, at);
+        if (cp == 0)
             return 0;
-        uint32_t cp = more == 0 ? c : (uint32_t)(c & (0x3f >> more));
-        for (size_t k = 1; k <= more; k++) {
-            if ((p[*at + k] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (p[*at + k] & 0x3f);
-        }
-        *at += more + 1;
         bool ignored = (cp >= 0x200c && cp <= 0x200f) || (cp >= 0x202a && cp <= 0x202e) ||
                        (cp >= 0x206a && cp <= 0x206f) || cp == 0xfeff;
         if (!ignored)
@@ -153,14 +170,26 @@ keel_status gate_tree_name_check(const char *name, size_t len, unsigned mode)
     if (hfs_dotgit(name, len))
         return refuse(name, len, "is '.git' to HFS+ (it holds characters HFS+ ignores)");
     if ((mode & MODE_TYPE) == MODE_LINK) {
+        /* libgit2 reads the name up to a NUL whatever len says: it gets a copy that ends */
+        void *mem = NULL;
+        keel_status s = keel_heap_alloc(GIT_HEAP, len + 1, &mem);
+        if (!keel_ok(s))
+            return KEEL_CONTEXT(s,
+                                "checking a tree entry's name"); /* the gate's, not the change's */
+        char *z = (char *)mem;
+        memcpy(z, name, len);
+        z[len] = '\0';
         static const git_path_gitfile special[] = {GIT_PATH_GITFILE_GITMODULES,
                                                    GIT_PATH_GITFILE_GITATTRIBUTES,
                                                    GIT_PATH_GITFILE_GITIGNORE};
-        for (size_t i = 0; i < sizeof(special) / sizeof(special[0]); i++)
-            if (git_path_is_gitfile(name, len, special[i], GIT_PATH_FS_GENERIC) > 0)
-                return refuse(name, len,
-                              "is a symbolic link named like '.gitmodules', '.gitattributes' or "
-                              "'.gitignore' (git refuses to follow those)");
+        bool gitfile = false;
+        for (size_t i = 0; i < sizeof(special) / sizeof(special[0]) && !gitfile; i++)
+            gitfile = git_path_is_gitfile(z, len, special[i], GIT_PATH_FS_GENERIC) > 0;
+        keel_heap_free(GIT_HEAP, z);
+        if (gitfile)
+            return refuse(name, len,
+                          "is a symbolic link named like '.gitmodules', '.gitattributes' or "
+                          "'.gitignore' (git refuses to follow those)");
     }
     return KEEL_OK;
 }
