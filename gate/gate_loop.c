@@ -1009,7 +1009,8 @@ static void reject_reason(gate *g, const gate_cand *c, const gate_sched_decision
 {
     const gate_sched_verdict *v = &d->decided;
     size_t k = 0;
-    while (c->cfg != NULL && k < c->cfg->nconfigs && strcmp(c->cfg->configs[k].name, v->config))
+    while (c->cfg != NULL && k < c->cfg->nconfigs &&
+           strcmp(c->cfg->configs[k].name, v->config) != 0)
         k++;
     const gate_cand_fail *f =
         c->fails != NULL && c->cfg != NULL && k < c->cfg->nconfigs ? &c->fails[k] : NULL;

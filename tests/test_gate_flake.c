@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -59,11 +60,13 @@ static int runs_of(const char *config)
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return 0;
-    int n = 0;
-    if (fscanf(f, "%d", &n) != 1)
-        n = -1;
-    fclose(f);
-    return n;
+    char line[32] = "";
+    if (fgets(line, sizeof(line), f) == NULL)
+        line[0] = '\0';
+    (void)fclose(f);
+    char *end = NULL;
+    long n = strtol(line, &end, 10);
+    return end != line ? (int)n : -1;
 }
 
 /* Candidates that built change `id` alone (and ran a job). */

@@ -92,7 +92,7 @@ unsigned long long gate_signature_of(const char *text, size_t len)
     }
     unsigned long long h = 1469598103934665603ull;
     for (p = start; p < end;) {
-        const char *le = memchr(p, '\n', (size_t)(end - p));
+        const char *le = (const char *)memchr(p, '\n', (size_t)(end - p));
         if (le == NULL)
             le = end;
         bool empty = true;
@@ -133,7 +133,7 @@ keel_status gate_log_signature(const char *path, unsigned long long *sig)
         return s;
     const char *text = buf;
     if (from > 0) { /* a partial first line: skip it */
-        const char *nl = memchr(buf, '\n', got);
+        const char *nl = (const char *)memchr(buf, '\n', got);
         got = nl != NULL ? got - (size_t)(nl + 1 - buf) : 0;
         text = nl != NULL ? nl + 1 : buf;
     }
