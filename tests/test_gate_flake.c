@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "gate_fixture.h"
+#include "signature.h"
 
 /*
  * main gets a configuration of two required configurations, unit and b, each
@@ -212,9 +213,45 @@ static void test_different_failures_run_again(void **state)
     fx_assert_tip_tested();
 }
 
+/*
+ * Signatures: what changes from run to run of one failure (paths, numbers,
+ * times, addresses) does not count; another ending does; only the last
+ * lines count; never 0.
+ */
+static void test_signature_normalised(void **state)
+{
+    (void)state;
+    static const char a[] = "keel-gate: $ sh ci.sh unit\nbuilding 12 files\n"
+                            "/tmp/keel-gaterun-Ab12/trees/0/t.c:41: assertion failed at 0x7ffd12\n"
+                            "keel-gate: peak memory 900 KiB, cpu 3 ms\n"
+                            "keel-gate: failed (exit 1) after 34 ms\n";
+    static const char b[] =
+        "keel-gate: $ sh ci.sh unit\nbuilding 13 files\n\n"
+        "/var/tmp/keel-gaterun-Zz99/trees/3/t.c:41: assertion failed at 0x5a01\n"
+        "keel-gate: peak memory 1024 KiB, cpu 0 ms\n"
+        "keel-gate:   failed (exit 1) after 2 ms\n";
+    static const char c[] = "keel-gate: $ sh ci.sh unit\nbuilding 12 files\n"
+                            "/tmp/keel-gaterun-Ab12/trees/0/t.c:41: connection refused\n"
+                            "keel-gate: peak memory 900 KiB, cpu 3 ms\n"
+                            "keel-gate: failed (exit 1) after 34 ms\n";
+    unsigned long long sa = gate_signature_of(a, strlen(a));
+    assert_true(sa != 0);
+    assert_true(sa == gate_signature_of(b, strlen(b)));
+    assert_true(sa != gate_signature_of(c, strlen(c)));
+    /* lines before the last GATE_SIGNATURE_LINES do not count */
+    char longer[1024];
+    (void)snprintf(longer, sizeof(longer), "x\ny\nz\nw\nv\nu\nt\ns\nr\n%s", a);
+    char other[1024];
+    (void)snprintf(other, sizeof(other), "q\ny\nz\nw\nv\nu\nt\ns\nr\n%s", a);
+    assert_true(gate_signature_of(longer, strlen(longer)) ==
+                gate_signature_of(other, strlen(other)));
+    assert_true(gate_signature_of("", 0) != 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_signature_normalised),
         cmocka_unit_test_teardown(test_flakes_on_two_configurations, fx_teardown),
         cmocka_unit_test_teardown(test_bisection_blames_only_after_alone, fx_teardown),
         cmocka_unit_test_teardown(test_same_failure_not_retried, fx_teardown),
