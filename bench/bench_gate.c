@@ -3,10 +3,12 @@
  * discrete-event simulation in units of T, the time of one build.
  *
  * 200 changes, each bad with probability p in {0.02, 0.1, 0.3} (splitmix64,
- * fixed seeds), 4 slots, every build takes exactly T.  A candidate passes
- * when its tree holds no bad change; in the flaky runs a build of a good
- * candidate also fails spuriously with probability 0.05 per attempt
- * (retries = 1).  For each strategy: the makespan in T, the builds started,
+ * fixed seeds), 4 slots, every build takes exactly T.  Every build runs two
+ * configurations, a and b (a retry only those that failed): bad change c
+ * fails configuration c % 2 (both when c % 3 == 0) with a failure signature
+ * of its own, every time; in the flaky runs every job also fails spuriously
+ * with probability 0.05, with a random signature (retries = 1).  For each
+ * strategy: the makespan in T, the builds started,
  * whether exactly the bad changes were rejected, how many good changes were
  * rejected, and the scheduler's CPU per landed change (process CPU time of
  * the whole simulation divided by the changes landed).
@@ -17,6 +19,13 @@
  * build/release/bench_gate --seeds N: the six workloads over seeds 0 .. N-1,
  * per row how often adaptive meets the goal (a good change rejected misses
  * it) and its means against the best fixed strategy of each seed.
+ * build/release/bench_gate --trials N: N trials (a new bad set at p = 0.1
+ * and a new flake stream each) per strategy with 5% flakes per job and
+ * retries = 1: good changes rejected (the goal: none), bad ones landed.
+ *
+ * Compiled with -DBENCH_OLD_API (against a scheduler before per-configuration
+ * verdicts) a build reports one result, failed when a job failed, and a
+ * retry runs every configuration: the gate before them.
  */
 #define _GNU_SOURCE 1
 #include <stdio.h>
@@ -60,7 +69,8 @@ static const strat strats[NSTRAT] = {
 
 typedef struct outcome {
     long long makespan; /* in T */
-    unsigned long long builds, landed;
+    unsigned long long builds, landed, jobs;
+    int bad_landed;
     bool exact; /* exactly the bad changes rejected */
     int good_rejected;
     double cpu_us; /* per landed change */
@@ -69,6 +79,10 @@ typedef struct outcome {
 typedef struct world {
     bool bad[NCHANGES + 1];
     bool cand_bad[MAXCAND];
+    unsigned long long cand_sig[MAXCAND]
+                               [2]; /* the signature its tree fails a, b with (0: passes) */
+    unsigned mask[MAXCAND];         /* the configurations its running build runs */
+    unsigned long long jobs;
     long long running[MAXCAND];
     size_t nrunning;
     int state[NCHANGES + 1]; /* 0 active, 1 landed, 2 rejected */
@@ -148,7 +162,23 @@ static outcome simulate(const strat *st, const bool *bad, double flake, unsigned
                 for (size_t i = 0; i < b.n; i++)
                     cb = cb || w.bad[b.changes[i]];
                 w.cand_bad[b.candidate] = cb;
+                for (unsigned k = 0; k < 2; k++) {
+                    unsigned long long sig = b.base != 0 ? w.cand_sig[b.base][k] : 0;
+                    for (size_t i = 0; i < b.n && sig == 0; i++) {
+                        long long c = b.changes[i];
+                        if (w.bad[c] && ((unsigned long long)c % 2 == k || c % 3 == 0))
+                            sig = 1000ull + 2ull * (unsigned long long)c + k;
+                    }
+                    w.cand_sig[b.candidate][k] = sig;
+                }
             }
+            w.mask[b.candidate] = 3u;
+#ifndef BENCH_OLD_API
+            if (b.nconfigs > 0)
+                w.mask[b.candidate] = 0;
+            for (size_t i = 0; i < b.nconfigs; i++)
+                w.mask[b.candidate] |= strcmp(b.configs[i], "a") == 0 ? 1u : 2u;
+#endif
             w.running[w.nrunning++] = b.candidate;
         }
         if (w.nrunning == 0)
@@ -164,8 +194,33 @@ static outcome simulate(const strat *st, const bool *bad, double flake, unsigned
             if (k == w.nrunning)
                 continue; /* cancelled meanwhile */
             w.running[k] = w.running[--w.nrunning];
-            bool passed = !w.cand_bad[ending[i]] && !(flake > 0 && uniform(&seed) < flake);
-            if (!keel_ok(ks = gate_sched_result(s, ending[i], passed)))
+            long long c = ending[i];
+            bool passed = true;
+#ifndef BENCH_OLD_API
+            gate_sched_run runs[2];
+            size_t nr = 0;
+#endif
+            for (unsigned q = 0; q < 2; q++) {
+                if ((w.mask[c] & (1u << q)) == 0)
+                    continue;
+                w.jobs++;
+                unsigned long long sig = w.cand_sig[c][q];
+                if (sig == 0 && flake > 0 && uniform(&seed) < flake)
+                    sig = splitmix64(&seed) | 1; /* a flake: its log ends any way */
+                passed = passed && sig == 0;
+#ifndef BENCH_OLD_API
+                memset(&runs[nr], 0, sizeof(runs[nr]));
+                runs[nr].config = q == 0 ? "a" : "b";
+                runs[nr].passed = sig == 0;
+                runs[nr++].signature = sig;
+#endif
+            }
+#ifndef BENCH_OLD_API
+            ks = gate_sched_results(s, c, runs, nr);
+#else
+            ks = gate_sched_result(s, c, passed);
+#endif
+            if (!keel_ok(ks))
                 die(ks, "result");
             take(s, &w);
         }
@@ -178,12 +233,15 @@ static outcome simulate(const strat *st, const bool *bad, double flake, unsigned
     o.makespan = t;
     o.builds = gs.builds;
     o.landed = gs.landed;
+    o.jobs = w.jobs;
     o.exact = true;
     for (int c = 1; c <= NCHANGES; c++) {
         if (w.state[c] == 0 || (w.state[c] == 2) != bad[c])
             o.exact = false;
         if (w.state[c] == 2 && !bad[c])
             o.good_rejected++;
+        if (w.state[c] == 1 && bad[c])
+            o.bad_landed++;
     }
     o.cpu_us = gs.landed > 0 ? (t1 - t0) / 1e3 / (double)gs.landed : 0.0;
     gate_sched_delete(s);
@@ -236,8 +294,10 @@ static void table(void)
     int goals_met = 0, goals = 0;
     printf("keel-gate scheduler: %d changes, %d slots, every build takes T\n\n", NCHANGES, SLOTS);
     for (int flaky = 0; flaky <= 1; flaky++) {
-        printf("%s\n", flaky ? "with flakes: a good build fails with probability 0.05, retries = 1"
-                             : "no flakes, retries = 0");
+        printf("%s\n", flaky
+                           ? "with flakes: every job (2 a build) fails spuriously with probability "
+                             "0.05, retries = 1"
+                           : "no flakes, retries = 0");
         printf(
             "| p | strategy | makespan (T) | builds | exactly the bad rejected | good rejected | "
             "CPU per landed change |\n|---|---|---|---|---|---|---|\n");
@@ -314,8 +374,62 @@ static void seeds(unsigned n)
         }
 }
 
+/*
+ * N trials per strategy, each a new bad set at p = 0.1 and a new flake
+ * stream, 5% flakes per job, retries = 1: good changes rejected (the goal:
+ * none), in how many trials, bad changes landed, and the mean cost.
+ */
+static void trials(unsigned n)
+{
+    printf("keel-gate scheduler, %u trials per strategy: %d changes (p = 0.10), 2 "
+           "configurations, 5%% flakes per job, retries = 1, %d slots%s\n\n",
+           n, NCHANGES, SLOTS,
+#ifdef BENCH_OLD_API
+           " (one result per build, retries of every configuration)"
+#else
+           ""
+#endif
+    );
+    printf("| strategy | good rejected | trials with one | bad landed | makespan (T) | builds | "
+           "jobs |\n|---|---|---|---|---|---|---|\n");
+    int total = 0;
+    for (int k = 0; k < NSTRAT; k++) {
+        int good = 0, hit = 0, bad_landed = 0;
+        double mk = 0, bu = 0, jb = 0;
+        for (unsigned t = 0; t < n; t++) {
+            bool bad[NCHANGES + 1];
+            unsigned long long x = 0x7e1a1000ull + ((unsigned long long)t << 20);
+            bad[0] = false;
+            for (int c = 1; c <= NCHANGES; c++)
+                bad[c] = uniform(&x) < 0.1;
+            outcome o = simulate(&strats[k], bad, 0.05, 1,
+                                 0xf1a4e000ull + t * 7919ull + (unsigned long long)k);
+            good += o.good_rejected;
+            hit += o.good_rejected > 0;
+            bad_landed += o.bad_landed;
+            mk += (double)o.makespan;
+            bu += (double)o.builds;
+            jb += (double)o.jobs;
+        }
+        total += good;
+        printf("| %s | %d | %d | %d | %.1f | %.1f | %.1f |\n", strats[k].name, good, hit,
+               bad_landed, mk / n, bu / n, jb / n);
+    }
+    printf("\ngood changes rejected in %u trials, all strategies: %d\n", n, total);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--trials") == 0) {
+        char *end = NULL;
+        unsigned long n = strtoul(argv[2], &end, 10);
+        if (*end != '\0' || n < 1 || n > 100000) {
+            (void)fprintf(stderr, "bench_gate: --trials wants a count in [1, 100000]\n");
+            return 2;
+        }
+        trials((unsigned)n);
+        return 0;
+    }
     if (argc == 3 && strcmp(argv[1], "--seeds") == 0) {
         char *end = NULL;
         unsigned long n = strtoul(argv[2], &end, 10);
@@ -327,7 +441,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc != 1) {
-        (void)fprintf(stderr, "usage: bench_gate [--seeds N]\n");
+        (void)fprintf(stderr, "usage: bench_gate [--seeds N | --trials N]\n");
         return 2;
     }
     table();

@@ -37,7 +37,17 @@ typedef struct gate_cand {
     gate_config *cfg; /* from the merged tree; NULL when it has none that parses */
     char failures[GATE_REASON_MAX];
     char first_failures[GATE_REASON_MAX];
+    gate_sched_run *runs; /* this attempt's required jobs, for gate_sched_results */
+    size_t nruns;
+    struct gate_cand_fail *fails; /* per configuration of cfg: its last failure (NULL: none yet) */
 } gate_cand;
+
+/* A configuration's last failure on a candidate: what a rejection's reason quotes. */
+typedef struct gate_cand_fail {
+    char result[32];
+    int exit_code;
+    char reason[256];
+} gate_cand_fail;
 
 /* A job's work tree, reused by the jobs after it (worktree.h). */
 typedef struct gate_tree {

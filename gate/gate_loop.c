@@ -28,6 +28,7 @@
 
 #include "exec.h"
 #include "gate_int.h"
+#include "signature.h"
 #include "store.h"
 #include "text.h"
 
@@ -151,6 +152,8 @@ static keel_status close_cand(gate *g, gate_cand *c, const char *result)
 static void free_cand(gate_cand *c)
 {
     gate_config_free(c->cfg);
+    keel_heap_free(GATE_HEAP, c->runs);
+    keel_heap_free(GATE_HEAP, c->fails);
     keel_heap_free(GATE_HEAP, c->changes);
     keel_heap_free(GATE_HEAP, c);
 }
@@ -562,6 +565,15 @@ static keel_status start_job(gate *g, gate_cand *c, const gate_matrix_config *m)
     return KEEL_OK;
 }
 
+/* Does retry `b` run configuration `name` again? */
+static bool rerun(const gate_sched_build *b, const char *name)
+{
+    for (size_t i = 0; i < b->nconfigs; i++)
+        if (strcmp(b->configs[i], name) == 0)
+            return true;
+    return false;
+}
+
 static keel_status start_build(gate *g, const gate_sched_build *b)
 {
     gate_cand *c = NULL;
@@ -660,13 +672,27 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
         c->ever_failed = true;
         return gate_sched_result(g->sched, c->sid, false);
     }
+    if (c->runs == NULL) {
+        void *mem = NULL;
+        s = keel_heap_calloc(GATE_HEAP, c->cfg->nconfigs + 1, sizeof(gate_sched_run), &mem);
+        if (!keel_ok(s))
+            return KEEL_CONTEXT(s, "building candidate %lld", c->sid);
+        c->runs = (gate_sched_run *)mem;
+    }
+    c->nruns = 0;
+    memset(c->runs, 0, c->cfg->nconfigs * sizeof(gate_sched_run));
     c->failures[0] = '\0'; /* this attempt's jobs say */
-    gate_say(g, "build: candidate %lld attempt %u, %zu change(s) on %.12s -> %.12s, %zu jobs\n",
-             c->store_id, c->attempt, c->n, c->base, c->merge, c->cfg->nconfigs);
+    /* a retry runs only the configurations that failed (the scheduler names them) */
+    size_t wanted = 0;
+    for (size_t i = 0; i < c->cfg->nconfigs; i++)
+        wanted += rerun(b, c->cfg->configs[i].name);
+    c->pending = (unsigned)(wanted > 0 ? wanted : c->cfg->nconfigs);
+    gate_say(g, "build: candidate %lld attempt %u, %zu change(s) on %.12s -> %.12s, %u jobs\n",
+             c->store_id, c->attempt, c->n, c->base, c->merge, c->pending);
     g->stats.builds++;
-    c->pending = (unsigned)c->cfg->nconfigs;
     for (size_t i = 0; keel_ok(s) && i < c->cfg->nconfigs; i++)
-        s = start_job(g, c, &c->cfg->configs[i]);
+        if (wanted == 0 || rerun(b, c->cfg->configs[i].name))
+            s = start_job(g, c, &c->cfg->configs[i]);
     return s;
 }
 
@@ -760,6 +786,44 @@ static keel_status start_again(gate *g)
     return s;
 }
 
+/*
+ * A required job's result for the scheduler: its configuration, passed or
+ * not, its failure signature (how its log ends: signature.h; 0, unknown,
+ * when the log cannot be read) and its id (the evidence names its log); a
+ * failure is kept per configuration for the reason of a rejection.
+ */
+static keel_status add_run(gate_cand *c, const gate_job_run *j, bool passed)
+{
+    size_t k = 0;
+    while (k < c->cfg->nconfigs && strcmp(c->cfg->configs[k].name, j->config) != 0)
+        k++;
+    if (k == c->cfg->nconfigs || c->runs[k].config != NULL)
+        return KEEL_ERR(KEEL_E_INTERNAL, "job %lld of candidate %lld: no configuration '%s'",
+                        j->job_id, c->store_id, j->config);
+    gate_sched_run *r = &c->runs[k]; /* in the configuration's order: the evidence's order */
+    c->nruns++;
+    r->config = c->cfg->configs[k].name;
+    r->passed = passed;
+    r->job = j->job_id;
+    if (passed)
+        return KEEL_OK;
+    keel_status s = gate_log_signature(j->log, &r->signature);
+    if (!keel_ok(s))
+        keel_status_ignore(s, "an unknown signature: the failure counts as a retry would");
+    if (c->fails == NULL) {
+        void *mem = NULL;
+        s = keel_heap_calloc(GATE_HEAP, c->cfg->nconfigs, sizeof(gate_cand_fail), &mem);
+        if (!keel_ok(s))
+            return KEEL_CONTEXT(s, "the result of job %lld", j->job_id);
+        c->fails = (gate_cand_fail *)mem;
+    }
+    gate_cand_fail *f = &c->fails[k];
+    gate_fmt(f->result, sizeof(f->result), "%s", gate_exec_result_name(j->result));
+    f->exit_code = j->exit_code;
+    gate_fmt(f->reason, sizeof(f->reason), "%s", j->reason);
+    return KEEL_OK;
+}
+
 static keel_status job_done(gate *g, gate_job_run *j)
 {
     for (size_t i = 0; i < g->ninflight; i++)
@@ -807,13 +871,20 @@ static keel_status job_done(gate *g, gate_job_run *j)
             add_failure(c->failures, what);
             c->failed_now = true;
         }
-        if (--c->pending == 0) {
+        if (j->required)
+            s = add_run(c, j, passed);
+        if (keel_ok(s) && --c->pending == 0) {
             if (c->failed_now) {
                 c->ever_failed = true;
                 if (c->attempt == 1)
                     (void)snprintf(c->first_failures, sizeof(c->first_failures), "%s", c->failures);
             }
-            s = gate_sched_result(g->sched, c->sid, !c->failed_now);
+            size_t n = 0;
+            for (size_t k = 0; k < c->cfg->nconfigs; k++)
+                if (c->runs[k].config != NULL)
+                    c->runs[n++] = c->runs[k];
+            KEEL_ASSERT(n == c->nruns);
+            s = gate_sched_results(g->sched, c->sid, c->runs, n);
         }
     }
     keel_heap_free(GATE_HEAP, j);
@@ -926,6 +997,48 @@ static keel_status reject_unbuilt(gate *g, gate_cand *c, long long change, bool 
     return decide_unbuilt(g, c, change, GATE_CHANGE_CONFLICT, reason);
 }
 
+/*
+ * A rejection's reason, from the scheduler's evidence: the configuration that
+ * failed the change alone on the tip for good (its runs, why no more, its
+ * last failure's log), after the batch it was isolated from when bisection
+ * blamed it.  A failure without a configuration (the merged tree's
+ * .keel/gate.conf does not parse; a merge) keeps the candidate's own text.
+ */
+static void reject_reason(gate *g, const gate_cand *c, const gate_sched_decision *d, char *out,
+                          size_t size)
+{
+    const gate_sched_verdict *v = &d->decided;
+    size_t k = 0;
+    while (c->cfg != NULL && k < c->cfg->nconfigs &&
+           strcmp(c->cfg->configs[k].name, v->config) != 0)
+        k++;
+    const gate_cand_fail *f =
+        c->fails != NULL && c->cfg != NULL && k < c->cfg->nconfigs ? &c->fails[k] : NULL;
+    if (v->config[0] == '\0' || f == NULL) {
+        gate_fmt(out, size, "%s",
+                 c->failures[0] != '\0' ? c->failures : "a required configuration failed");
+        return;
+    }
+    char batch[GATE_SCHED_NAME_MAX + 128] = "";
+    if (d->batch_n > 1 && d->batch.config[0] != '\0')
+        gate_fmt(batch, sizeof(batch),
+                 "isolated by bisection from a batch of %zu (which failed on '%s', %u of %u runs), "
+                 "then ",
+                 d->batch_n, d->batch.config, d->batch.failures, d->batch.runs);
+    else if (d->batch_n > 1)
+        gate_fmt(batch, sizeof(batch), "isolated by bisection from a batch of %zu, then ",
+                 d->batch_n);
+    static const char *const why[] = {"", "", ", the same way twice (not a flake: not run again)",
+                                      ", each time differently (suspect flakes, run again)", ""};
+    gate_fmt(out, size,
+             "%sconfiguration '%s' %s (exit %d, log %s/logs/job-%lld.log), alone on the tip in %u "
+             "of %u run%s%s%s%s",
+             batch, v->config, f->result, f->exit_code, g->work, v->job, v->failures, v->runs,
+             v->runs == 1 ? "" : "s",
+             (unsigned)v->why < sizeof(why) / sizeof(why[0]) ? why[v->why] : "",
+             f->reason[0] != '\0' ? ": " : "", f->reason);
+}
+
 static keel_status decide(gate *g, const gate_sched_decision *d)
 {
     gate_cand *c = find_cand(g, d->candidate);
@@ -942,8 +1055,7 @@ static keel_status decide(gate *g, const gate_sched_decision *d)
         if (!keel_ok(s) || unbuilt)
             return s;
         char reason[GATE_REASON_MAX];
-        (void)snprintf(reason, sizeof(reason), "%s",
-                       c->failures[0] != '\0' ? c->failures : "a required configuration failed");
+        reject_reason(g, c, d, reason, sizeof(reason));
         s = gate_store_set_state(g->store, d->change, GATE_CHANGE_REJECTED, reason, now_s());
         bool ended = KEEL_IS(s, KEEL_E_STATE); /* cancelled meanwhile: it stays so */
         if (ended) {
@@ -976,7 +1088,10 @@ static keel_status decide(gate *g, const gate_sched_decision *d)
         (void)snprintf(detail + n, n < sizeof(detail) ? sizeof(detail) - n : 0, "}");
         g->stats.flakes++;
         s = gate_store_event(g->store, now_s(), "flake", c->changes[0], detail);
-        gate_say(g, "flaky: candidate %lld failed, then passed: %s\n", c->store_id,
+        gate_say(g,
+                 "flaky: candidate %lld failed, then passed: configuration '%s' failed %u of %u "
+                 "runs: %s\n",
+                 c->store_id, d->decided.config, d->decided.failures, d->decided.runs,
                  c->first_failures);
         gate_notify(g);
         return s;

@@ -9,11 +9,16 @@
  * A segment is "known bad" when the tip plus everything before it plus the
  * segment is known to fail, assuming every segment before it lands: its
  * candidate failed for good at the front, or it is the second half of a
- * known-bad segment whose first half was split off.  Such a segment is never
- * built: a single known-bad change is rejected when it reaches the front (and
- * speculation steps over it before that); a larger one is split at the front.
- * Any final failure or cancellation of a segment forgets what was known
- * about the segments after it, and drops their candidates.
+ * known-bad segment whose first half was split off.  A larger one is split
+ * at the front, never built; a single known-bad change is built alone once
+ * more (a confirmation, which speculation builds past), since only a failure
+ * of that change alone on the tip rejects it.  Any final failure or
+ * cancellation of a segment forgets what was known about the segments after
+ * it, and drops their candidates.
+ *
+ * Each candidate keeps a verdict per configuration (cfg_ev): its runs, its
+ * failures and their signatures; the candidate fails for good when one of
+ * them does (record()), passes when every one that failed has also passed.
  *
  * Allocation happens up front in each public call (reserve), so a decision
  * or a split never fails half-way.  Memory: module gate_sched's heap
@@ -23,6 +28,7 @@
 #include "scheduler.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "heaps.h"
@@ -37,18 +43,35 @@ typedef enum cand_state {
     CAND_RETRY    /* at the front, failed, a rerun is wanted */
 } cand_state;
 
+/* The most failures of one configuration on one tree (record() ends it there). */
+enum { SIG_KEEP = GATE_SCHED_MAX_RETRIES + 1 + GATE_SCHED_SUSPECT_EXTRA };
+
+/* A configuration's runs on one candidate's tree. */
+typedef struct cfg_ev {
+    char name[GATE_SCHED_NAME_MAX];
+    unsigned runs, fails;
+    unsigned long long sig[SIG_KEEP]; /* its failures' signatures, in order */
+    long long job;                    /* the caller's id of its last failing run */
+    bool passed;                      /* it passed once: the tree passes it */
+    gate_sched_why why;               /* NONE until it failed for good */
+} cfg_ev;
+
 typedef struct seg {
     long long *ids; /* the changes, in queue order */
     size_t n;
     bool known_bad;
-    long long blame; /* the candidate whose failure made it known bad */
-    long long cand;  /* its live candidate, 0 when none */
-    long long base;  /* that candidate's base (the tip's candidate id when built on the tip) */
+    size_t from_n;           /* known bad or being confirmed: the batch whose failure blamed it */
+    gate_sched_verdict from; /* and that batch's verdict */
+    long long cand;          /* its live candidate, 0 when none */
+    long long base; /* that candidate's base (the tip's candidate id when built on the tip) */
     cand_state state;
     unsigned attempts; /* builds started of the candidate */
     unsigned failures; /* of which failed */
     bool presumed_bad; /* adaptive: failed, more likely bad than flaky */
     bool skipped;      /* and the candidates behind it are built without it */
+    bool final;        /* a configuration failed its candidate for good */
+    cfg_ev *cfg;       /* its candidate's configurations */
+    size_t ncfg, cfgcap;
 } seg;
 
 typedef struct entry {
@@ -57,6 +80,8 @@ typedef struct entry {
     long long change;
     long long *ids; /* LAND: owned */
     size_t n;
+    gate_sched_verdict decided, batch;
+    size_t batch_n;
 } entry;
 
 /*
@@ -86,8 +111,10 @@ struct gate_sched {
     size_t nplan, plancap;
     entry *decs; /* decs[dhead .. dhead + dlen) */
     size_t dhead, dlen, dcap;
-    long long *polled; /* the ids of the last decision polled */
-    long long *spare;  /* max_batch ids, for the second half of a split */
+    long long *polled;  /* the ids of the last decision polled */
+    long long *spare;   /* max_batch ids, for the second half of a split */
+    const char **names; /* a retry's configurations */
+    size_t namescap;
     long long next_cand;
     long long tip; /* the candidate whose tree the tip is, 0 at first */
     unsigned running;
@@ -103,6 +130,13 @@ static const char *const kind_names[] = {"land", "reject", "flaky", "cancel-buil
 const char *gate_sched_kind_name(gate_sched_kind k)
 {
     return (unsigned)k < sizeof(kind_names) / sizeof(kind_names[0]) ? kind_names[k] : "?";
+}
+
+static const char *const why_names[] = {"none", "runs", "same", "different", "final"};
+
+const char *gate_sched_why_name(gate_sched_why w)
+{
+    return (unsigned)w < sizeof(why_names) / sizeof(why_names[0]) ? why_names[w] : "?";
 }
 
 void gate_sched_params_default(gate_sched_params *p)
@@ -152,8 +186,10 @@ void gate_sched_delete(gate_sched *s)
 {
     if (s == NULL)
         return;
-    for (size_t i = 0; i < s->nplan; i++)
+    for (size_t i = 0; i < s->nplan; i++) {
         keel_heap_free(SCHED_HEAP, s->plan[i].ids);
+        keel_heap_free(SCHED_HEAP, s->plan[i].cfg);
+    }
     for (size_t i = 0; i < s->dlen; i++)
         keel_heap_free(SCHED_HEAP, s->decs[s->dhead + i].ids);
     keel_heap_free(SCHED_HEAP, s->plan);
@@ -162,6 +198,7 @@ void gate_sched_delete(gate_sched *s)
     keel_heap_free(SCHED_HEAP, s->alone);
     keel_heap_free(SCHED_HEAP, s->polled);
     keel_heap_free(SCHED_HEAP, s->spare);
+    keel_heap_free(SCHED_HEAP, s->names);
     keel_heap_free(SCHED_HEAP, s);
 }
 
@@ -210,7 +247,7 @@ static bool presume_bad(const gate_sched *s, const seg *g)
     KEEL_ASSERT(s != NULL && g != NULL);
     if (s->p.strategy != GATE_STRATEGY_ADAPTIVE || g->n != 1 || g->failures == 0)
         return false;
-    if (g->failures > s->p.retries)
+    if (g->final)
         return true;
     double p = estimate(s);
     return p > (1.0 - p) * pow(flake_rate(s), (double)g->failures);
@@ -270,21 +307,54 @@ static keel_status reserve(gate_sched *s)
     return KEEL_OK;
 }
 
-static void push(gate_sched *s, gate_sched_kind kind, long long cand, long long change,
-                 long long *ids, size_t n)
+static entry *push(gate_sched *s, gate_sched_kind kind, long long cand, long long change,
+                   long long *ids, size_t n)
 {
     KEEL_ASSERT(s->dhead + s->dlen < s->dcap);
     entry *e = &s->decs[s->dhead + s->dlen++];
+    memset(e, 0, sizeof(*e));
     e->kind = kind;
     e->candidate = cand;
     e->change = change;
     e->ids = ids;
     e->n = n;
+    return e;
 }
 
+/* Segment i's evidence for a decision: `which` (cfg_failed or cfg_flaked) first true. */
+static void verdict_of(const seg *g, bool (*which)(const cfg_ev *), gate_sched_verdict *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->candidate = g->cand;
+    for (size_t k = 0; k < g->ncfg; k++) {
+        const cfg_ev *c = &g->cfg[k];
+        if (!which(c))
+            continue;
+        (void)snprintf(v->config, sizeof(v->config), "%s", c->name);
+        v->runs = c->runs;
+        v->failures = c->fails;
+        v->job = c->job;
+        v->why = c->why;
+        return;
+    }
+}
+
+static bool cfg_failed(const cfg_ev *c)
+{
+    return c->why != GATE_SCHED_WHY_NONE;
+}
+
+static bool cfg_flaked(const cfg_ev *c)
+{
+    return c->passed && c->fails > 0;
+}
+
+/* Segment i leaves the plan (its changes decided). */
 static void remove_seg(gate_sched *s, size_t i)
 {
     KEEL_ASSERT(i < s->nplan);
+    keel_heap_free(SCHED_HEAP, s->plan[i].ids);
+    keel_heap_free(SCHED_HEAP, s->plan[i].cfg);
     memmove(&s->plan[i], &s->plan[i + 1], (s->nplan - i - 1) * sizeof(*s->plan));
     s->nplan--;
 }
@@ -308,6 +378,8 @@ static void drop_candidate(gate_sched *s, seg *g)
     g->failures = 0;
     g->presumed_bad = false;
     g->skipped = false;
+    g->final = false;
+    g->ncfg = 0;
 }
 
 /* Forget candidates and knowledge from segment i on. */
@@ -316,6 +388,7 @@ static void drop_from(gate_sched *s, size_t i)
     for (size_t j = i; j < s->nplan; j++) {
         drop_candidate(s, &s->plan[j]);
         s->plan[j].known_bad = false;
+        s->plan[j].from_n = 0;
     }
 }
 
@@ -333,9 +406,11 @@ static void split(gate_sched *s, size_t i)
     rest.n = g->n - h;
     memcpy(rest.ids, g->ids + h, rest.n * sizeof(long long));
     rest.known_bad = true;
-    rest.blame = g->blame;
+    rest.from_n = g->from_n;
+    rest.from = g->from;
     g->n = h;
     g->known_bad = false;
+    g->from_n = 0;
     memmove(&s->plan[i + 2], &s->plan[i + 1], (s->nplan - i - 1) * sizeof(*s->plan));
     s->plan[i + 1] = rest;
     s->nplan++;
@@ -354,33 +429,39 @@ static void advance(gate_sched *s)
             s->tip = f->cand;
             s->st.landed += f->n;
             observe(s, f->n, false);
+            f->ids = NULL; /* the decision owns them */
             remove_seg(s, 0);
             continue;
         }
         if (f->cand != 0 && f->state == CAND_FAILED) {
-            if (f->failures <= s->p.retries) {
+            if (!f->final) {
                 f->state = CAND_RETRY;
                 break;
             }
-            f->known_bad = true;
-            f->blame = f->cand;
-            f->cand = 0;
-            f->state = CAND_NONE;
+            gate_sched_verdict v;
+            verdict_of(f, cfg_failed, &v);
             if (!f->skipped)
                 drop_from(s, 1); /* those behind it contain it; not when they skip it */
-            f->presumed_bad = false;
-            f->skipped = false;
-            continue;
-        }
-        if (f->cand == 0 && f->known_bad) {
             if (f->n == 1) {
-                push(s, GATE_SCHED_REJECT, f->blame, f->ids[0], NULL, 0);
+                /* the change alone on the tip failed for good: its own evidence */
+                entry *e = push(s, GATE_SCHED_REJECT, f->cand, f->ids[0], NULL, 0);
+                e->decided = v;
+                e->batch_n = f->from_n;
+                e->batch = f->from;
                 s->st.rejected++;
                 observe(s, 1, true);
-                keel_heap_free(SCHED_HEAP, f->ids);
                 remove_seg(s, 0);
                 continue;
             }
+            drop_candidate(s, f);
+            f->known_bad = true;
+            f->from_n = f->n;
+            f->from = v;
+            continue;
+        }
+        if (f->cand == 0 && f->known_bad) {
+            if (f->n == 1)
+                break; /* gate_sched_next builds it alone: only that failure rejects it */
             split(s, 0);
             continue;
         }
@@ -396,6 +477,8 @@ static keel_status start(gate_sched *s, seg *g, long long base, gate_sched_build
     g->state = CAND_RUNNING;
     g->attempts = 1;
     g->failures = 0;
+    g->final = false;
+    g->ncfg = 0;
     s->running++;
     s->st.builds++;
     s->st.candidates++;
@@ -486,10 +569,8 @@ keel_status gate_sched_cancel(gate_sched *s, long long change)
     memmove(g->ids + pos, g->ids + pos + 1, (g->n - pos - 1) * sizeof(long long));
     g->n--;
     drop_from(s, at);
-    if (g->n == 0) {
-        keel_heap_free(SCHED_HEAP, g->ids);
+    if (g->n == 0)
         remove_seg(s, at);
-    }
     advance(s);
     return KEEL_OK;
 }
@@ -508,6 +589,15 @@ keel_status gate_sched_next(gate_sched *s, gate_sched_build *out, bool *have)
     shape(s, &batch, &depth);
     if (s->nplan > 0 && s->plan[0].state == CAND_RETRY) {
         seg *f = &s->plan[0];
+        st = grow((void **)&s->names, &s->namescap, f->ncfg, sizeof(const char *));
+        if (!keel_ok(st))
+            return KEEL_CONTEXT(st, "retrying candidate %lld", f->cand);
+        size_t nnames = 0;
+        for (size_t k = 0; k < f->ncfg; k++)
+            if (f->cfg[k].fails > 0 && !f->cfg[k].passed)
+                s->names[nnames++] = f->cfg[k].name; /* only what failed runs again */
+        out->configs = s->names;
+        out->nconfigs = nnames;
         f->state = CAND_RUNNING;
         f->attempts++;
         s->running++;
@@ -542,13 +632,18 @@ keel_status gate_sched_next(gate_sched *s, gate_sched_build *out, bool *have)
             live++;
             continue;
         }
-        if (g->known_bad) {
-            if (g->n == 1)
-                continue; /* it will be rejected: build past it */
-            return KEEL_OK;
-        }
+        if (g->known_bad && g->n > 1)
+            return KEEL_OK; /* split when it reaches the front */
         if (live >= depth)
             return KEEL_OK;
+        if (g->known_bad) {
+            /* a single change blamed by bisection: built alone once more, and past it meanwhile */
+            g->known_bad = false;
+            *have = true;
+            st = start(s, g, base, out);
+            g->skipped = true;
+            return st;
+        }
         *have = true;
         return start(s, g, base, out);
     }
@@ -576,12 +671,78 @@ keel_status gate_sched_next(gate_sched *s, gate_sched_build *out, bool *have)
     return start(s, g, base, out);
 }
 
-/* A build of `candidate` ended; `final`: failed so that a retry would fail the same way. */
-static keel_status build_ended(gate_sched *s, long long candidate, bool passed, bool final)
+/* Configuration `name` of segment g (added when new: room reserved by the caller). */
+static cfg_ev *cfg_of(seg *g, const char *name)
 {
-    KEEL_ASSERT(s != NULL && !(passed && final));
+    for (size_t k = 0; k < g->ncfg; k++)
+        if (strcmp(g->cfg[k].name, name) == 0)
+            return &g->cfg[k];
+    KEEL_ASSERT(g->ncfg < g->cfgcap);
+    cfg_ev *c = &g->cfg[g->ncfg++];
+    memset(c, 0, sizeof(*c));
+    (void)snprintf(c->name, sizeof(c->name), "%s", name);
+    return c;
+}
+
+/*
+ * One run of a configuration on segment g's tree.  A pass settles it (the
+ * tree passes it, flaky when it failed before).  A failure ends it for good
+ * when it is `final`, when its signature is one an earlier failure there had
+ * (deterministic: a retry would repeat it), or when its runs are spent:
+ * 1 + retries, and GATE_SCHED_SUSPECT_EXTRA more while every failure had a
+ * known signature, each different (suspect flakes).
+ */
+static void record(const gate_sched *s, seg *g, const gate_sched_run *r, bool final)
+{
+    cfg_ev *c = cfg_of(g, r->config);
+    if (c->passed || c->why != GATE_SCHED_WHY_NONE)
+        return; /* settled: a run it did not need says nothing more */
+    c->runs++;
+    if (r->passed) {
+        c->passed = true;
+        return;
+    }
+    c->job = r->job;
+    KEEL_ASSERT(c->fails < SIG_KEEP);
+    c->sig[c->fails++] = r->signature;
+    if (final) {
+        c->why = GATE_SCHED_WHY_FINAL;
+        g->final = true;
+        return;
+    }
+    bool known = true;
+    for (unsigned k = 0; k < c->fails; k++) {
+        known = known && c->sig[k] != 0;
+        if (k + 1 < c->fails && r->signature != 0 && c->sig[k] == r->signature) {
+            c->why = GATE_SCHED_WHY_SAME;
+            g->final = true;
+            return;
+        }
+    }
+    bool suspect = known && c->fails >= 2; /* every failure different so far */
+    unsigned limit = s->p.retries + 1 + (suspect ? (unsigned)GATE_SCHED_SUSPECT_EXTRA : 0u);
+    if (c->fails >= limit) {
+        c->why = suspect ? GATE_SCHED_WHY_DIFFERENT : GATE_SCHED_WHY_RUNS;
+        g->final = true;
+    }
+}
+
+/*
+ * A build of `candidate` ended with `runs`; `final`: its failures are such
+ * that a retry would fail the same way.
+ */
+static keel_status build_ended(gate_sched *s, long long candidate, const gate_sched_run *runs,
+                               size_t n, bool final)
+{
+    KEEL_ASSERT(s != NULL && (runs != NULL || n == 0));
     if (candidate <= 0 || candidate >= s->next_cand)
         return KEEL_ERR(KEEL_E_NOTFOUND, "no candidate %lld", candidate);
+    for (size_t k = 0; k < n; k++)
+        if (runs[k].config == NULL || strlen(runs[k].config) >= GATE_SCHED_NAME_MAX)
+            return KEEL_ERR(KEEL_E_INVAL,
+                            "candidate %lld: configuration %zu has no name or one "
+                            "of %d bytes or more",
+                            candidate, k, GATE_SCHED_NAME_MAX);
     size_t i = 0;
     while (i < s->nplan && s->plan[i].cand != candidate)
         i++;
@@ -590,20 +751,32 @@ static keel_status build_ended(gate_sched *s, long long candidate, bool passed, 
     if (s->plan[i].state != CAND_RUNNING)
         return KEEL_ERR(KEEL_E_STATE, "candidate %lld is not running", candidate);
     keel_status st = reserve(s);
+    if (keel_ok(st))
+        st =
+            grow((void **)&s->plan[i].cfg, &s->plan[i].cfgcap, s->plan[i].ncfg + n, sizeof(cfg_ev));
     if (!keel_ok(st))
-        return st;
+        return KEEL_CONTEXT(st, "the result of candidate %lld", candidate);
     seg *g = &s->plan[i]; /* after reserve(), which may move the plan */
     KEEL_ASSERT(s->running > 0);
     s->running--;
-    if (passed) {
-        if (g->failures > 0) {
-            push(s, GATE_SCHED_FLAKY, g->cand, 0, NULL, 0);
+    for (size_t k = 0; k < n; k++)
+        record(s, g, &runs[k], final);
+    bool open = false, flaked = false;
+    for (size_t k = 0; k < g->ncfg; k++) {
+        open = open || (g->cfg[k].fails > 0 && !g->cfg[k].passed);
+        flaked = flaked || cfg_flaked(&g->cfg[k]);
+    }
+    if (!open) {
+        if (flaked) {
+            entry *e = push(s, GATE_SCHED_FLAKY, g->cand, 0, NULL, 0);
+            verdict_of(g, cfg_flaked, &e->decided);
             s->st.flaky++;
         }
         if (g->skipped)
             drop_from(s, i + 1); /* built without it: wrong now */
         g->presumed_bad = false;
         g->skipped = false;
+        g->from_n = 0;
         g->state = CAND_PASSED;
         for (size_t k = 0; k < i; k++)
             if (!s->plan[k].skipped)
@@ -612,10 +785,8 @@ static keel_status build_ended(gate_sched *s, long long candidate, bool passed, 
         s->tried_w = s->tried_w * decay + (double)g->attempts;
     } else {
         g->failures++;
-        if (final && g->failures <= s->p.retries)
-            g->failures = s->p.retries + 1; /* as if every retry had failed */
         g->state = CAND_FAILED;
-        if (!g->skipped && g->failures > s->p.retries)
+        if (!g->skipped && g->final)
             drop_from(s, i + 1); /* doomed: they contain this failure */
         g->presumed_bad = presume_bad(s, g);
     }
@@ -623,14 +794,27 @@ static keel_status build_ended(gate_sched *s, long long candidate, bool passed, 
     return KEEL_OK;
 }
 
+keel_status gate_sched_results(gate_sched *s, long long candidate, const gate_sched_run *runs,
+                               size_t n)
+{
+    return build_ended(s, candidate, runs, n, false);
+}
+
 keel_status gate_sched_result(gate_sched *s, long long candidate, bool passed)
 {
-    return build_ended(s, candidate, passed, false);
+    gate_sched_run r;
+    memset(&r, 0, sizeof(r));
+    r.config = "";
+    r.passed = passed;
+    return build_ended(s, candidate, &r, 1, false);
 }
 
 keel_status gate_sched_result_final(gate_sched *s, long long candidate)
 {
-    return build_ended(s, candidate, false, true);
+    gate_sched_run r;
+    memset(&r, 0, sizeof(r));
+    r.config = "";
+    return build_ended(s, candidate, &r, 1, true);
 }
 
 bool gate_sched_poll(gate_sched *s, gate_sched_decision *out)
@@ -648,6 +832,9 @@ bool gate_sched_poll(gate_sched *s, gate_sched_decision *out)
     out->change = e.change;
     out->changes = e.ids;
     out->n = e.n;
+    out->decided = e.decided;
+    out->batch = e.batch;
+    out->batch_n = e.batch_n;
     s->polled = e.ids;
     return true;
 }

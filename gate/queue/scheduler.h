@@ -12,8 +12,11 @@
  *   gate_sched_build b;
  *   while (keel_ok(st = gate_sched_next(s, &b, &have)) && have)
  *       start b.changes merged onto b.base (0: the target's tip) as candidate b.candidate
- *   ... when a build ends:  st = gate_sched_result(s, b.candidate, passed);
- *       (or gate_sched_result_final(s, b.candidate): failed, and a retry would too)
+ *   ... when a build ends:  st = gate_sched_results(s, b.candidate, runs, n);
+ *       a gate_sched_run per configuration that ran: its name, passed or not,
+ *       its failure signature, the caller's id of the run (its log)
+ *       (or gate_sched_result(s, b.candidate, passed): one anonymous configuration;
+ *       gate_sched_result_final(s, b.candidate): failed, and a retry would too)
  *   gate_sched_decision d;
  *   while (gate_sched_poll(s, &d))
  *       act on d (land, reject, report a flake, kill a build)
@@ -42,9 +45,23 @@
  * turn; a single change known to fail is rejected.  Candidates stacked on a
  * failed one are cancelled and rebuilt without it.
  *
- * Flakes: a failed build is retried (same candidate, attempt + 1) up to
- * `retries` times once everything below it has landed, before anything is
- * blamed.  Fail-then-pass is a FLAKY decision and never rejects a change.
+ * Flakes: verdicts are per configuration, on one tree (one candidate): a
+ * configuration that failed and then passed there is flaky (the tree passes
+ * it); a candidate fails only by a configuration that failed on every run it
+ * had there.  A retry (same candidate, attempt + 1, once everything below it
+ * has landed) runs only the configurations that failed (the build's
+ * `configs`).  A configuration has `retries` reruns on a tree, except that
+ * two failures with the same signature end it at once (not a flake: a retry
+ * would repeat it), and failures that all end differently (suspect flakes)
+ * earn up to GATE_SCHED_SUSPECT_EXTRA more runs, until two agree.
+ * Fail-then-pass is a FLAKY decision and never rejects a change.
+ *
+ * A change is rejected only when a candidate of that change alone, at the
+ * front (on the target's tip), failed for good: a change that bisection
+ * isolates from a failed batch is built alone once more (its failure must
+ * repeat there), and the decision carries both verdicts.  A verdict names
+ * the configuration that decided (never a flake on the way), its runs and
+ * failures there, why it ended, and the caller's id of its last failing run.
  * Fixed strategies stack nothing new while a failure waits for its retry.
  * Adaptive weighs a failed single change: when bad is likelier than flaky
  * (the estimated p against (1 - p) f^k, f the flake rate it sees, k the
@@ -84,6 +101,12 @@ typedef struct gate_sched_params {
     double prior_p;     /* adaptive: the failure rate assumed before any outcome, (0, 1) */
 } gate_sched_params;
 
+/*
+ * A configuration's name, as config.h's GATE_CONFIG_NAME_MAX; the extra runs
+ * a configuration whose failures on one tree all end differently earns.
+ */
+enum { GATE_SCHED_NAME_MAX = 65, GATE_SCHED_SUSPECT_EXTRA = 5 };
+
 /* A build to start: `changes` merged in order onto `base`. */
 typedef struct gate_sched_build {
     long long candidate;      /* > 0, chosen by the scheduler */
@@ -91,7 +114,37 @@ typedef struct gate_sched_build {
     const long long *changes; /* in queue order */
     size_t n;
     unsigned attempt; /* 1 for the first build of a candidate, 2.. for retries */
+    /* a retry: only these configurations run again (nconfigs 0: all of them) */
+    const char *const *configs;
+    size_t nconfigs;
 } gate_sched_build;
+
+/* One configuration's run in a build (gate_sched_results). */
+typedef struct gate_sched_run {
+    const char *config; /* its name (copied; "" for gate_sched_result's) */
+    bool passed;
+    /* a failure's signature (gate_log_signature: its log's last lines, normalised); 0: unknown */
+    unsigned long long signature;
+    long long job; /* the caller's id of this run (its log), kept as evidence */
+} gate_sched_run;
+
+/* Why a configuration failed a tree for good. */
+typedef enum gate_sched_why {
+    GATE_SCHED_WHY_NONE,
+    GATE_SCHED_WHY_RUNS, /* failed on every run it had (`retries` spent; a signature unknown) */
+    GATE_SCHED_WHY_SAME, /* failed twice with the same signature: not a flake, no more runs */
+    GATE_SCHED_WHY_DIFFERENT, /* failed on every run, each differently, its extra runs spent too */
+    GATE_SCHED_WHY_FINAL      /* failed in a way a retry repeats (gate_sched_result_final) */
+} gate_sched_why;
+
+/* A configuration's verdict on one candidate's tree: the evidence of a decision. */
+typedef struct gate_sched_verdict {
+    char config[GATE_SCHED_NAME_MAX]; /* "" when none (or gate_sched_result's) */
+    long long candidate;              /* the tree */
+    unsigned runs, failures;          /* its runs there, and how many failed */
+    long long job;                    /* the caller's id of its last failing run (0: none) */
+    gate_sched_why why;               /* REJECT: why it failed for good */
+} gate_sched_verdict;
 
 typedef enum gate_sched_kind {
     GATE_SCHED_LAND,        /* `changes` land; `candidate`'s tree becomes the tip */
@@ -106,6 +159,19 @@ typedef struct gate_sched_decision {
     long long change;         /* REJECT */
     const long long *changes; /* LAND, in queue order */
     size_t n;
+    /*
+     * REJECT: the configuration that failed `candidate` (the change alone on
+     * the tip) for good.  FLAKY: the first configuration that failed, then
+     * passed, on `candidate`.
+     */
+    gate_sched_verdict decided;
+    /*
+     * REJECT of a change that bisection isolated: the size of the batch whose
+     * failure blamed it (0: it was built alone from the start) and that
+     * batch's verdict.
+     */
+    size_t batch_n;
+    gate_sched_verdict batch;
 } gate_sched_decision;
 
 typedef struct gate_sched_stats {
@@ -155,10 +221,16 @@ KEEL_MUST_USE keel_status gate_sched_cancel(gate_sched *s, long long change);
 KEEL_MUST_USE keel_status gate_sched_next(gate_sched *s, gate_sched_build *out, bool *have);
 
 /*
- * A build of `candidate` ended.  Results of builds the scheduler cancelled
- * are ignored; KEEL_E_NOTFOUND for an id it never gave, KEEL_E_STATE for a
- * candidate that is not running.
+ * A build of `candidate` ended: `runs` holds a result per configuration that
+ * ran (those the build named; n 0: nothing required ran, it passed).
+ * Results of builds the scheduler cancelled are ignored; KEEL_E_NOTFOUND for
+ * an id it never gave, KEEL_E_STATE for a candidate that is not running,
+ * KEEL_E_INVAL for a name of GATE_SCHED_NAME_MAX bytes or more.
  */
+KEEL_MUST_USE keel_status gate_sched_results(gate_sched *s, long long candidate,
+                                             const gate_sched_run *runs, size_t n);
+
+/* gate_sched_results with one configuration "" whose signature is unknown. */
 KEEL_MUST_USE keel_status gate_sched_result(gate_sched *s, long long candidate, bool passed);
 
 /*
@@ -176,6 +248,7 @@ bool gate_sched_poll(gate_sched *s, gate_sched_decision *out);
 void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out);
 
 const char *gate_sched_kind_name(gate_sched_kind k);
+const char *gate_sched_why_name(gate_sched_why w);
 
 /*
  * The shape a strategy gives the window now: changes per new candidate and

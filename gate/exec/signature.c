@@ -1,0 +1,142 @@
+/*
+ * signature.c - a failed job's failure signature (signature.h).
+ */
+#define _GNU_SOURCE      1
+#define KEEL_MODULE_NAME "gate_exec"
+#include "signature.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static unsigned long long fnv(unsigned long long h, char c)
+{
+    return (h ^ (unsigned char)c) * 1099511628211ull;
+}
+
+/* Hash one line [p, end) normalised (signature.h) into h. */
+static unsigned long long line_hash(unsigned long long h, const char *p, const char *end)
+{
+    bool blank = false;
+    while (p < end) {
+        if (is_blank(*p)) {
+            blank = true;
+            p++;
+            continue;
+        }
+        if (blank)
+            h = fnv(h, ' ');
+        blank = false;
+        const char *tok = p; /* a token: up to the next blank */
+        while (p < end && !is_blank(*p))
+            p++;
+        const char *slash = NULL;
+        for (const char *q = tok; q < p; q++)
+            if (*q == '/')
+                slash = q;
+        if (slash != NULL)
+            tok = slash + 1; /* a path: what its last '/' leaves */
+        for (const char *q = tok; q < p;) {
+            if (is_hex(*q)) {
+                const char *r = q;
+                bool digit = false;
+                while (r < p && is_hex(*r)) {
+                    digit = digit || (*r >= '0' && *r <= '9');
+                    r++;
+                }
+                if (digit) {
+                    h = fnv(h, '#');
+                    q = r;
+                    continue;
+                }
+                for (; q < r; q++)
+                    h = fnv(h, *q);
+                continue;
+            }
+            h = fnv(h, *q++);
+        }
+    }
+    return fnv(h, '\n');
+}
+
+unsigned long long gate_signature_of(const char *text, size_t len)
+{
+    KEEL_ASSERT(text != NULL || len == 0);
+    /* back from the end: the start of the last GATE_SIGNATURE_LINES non-empty lines */
+    const char *end = text + len, *start = end;
+    unsigned lines = 0;
+    const char *p = end;
+    while (p > text && lines < GATE_SIGNATURE_LINES) {
+        const char *le = p;
+        while (p > text && p[-1] != '\n')
+            p--;
+        bool empty = true;
+        for (const char *q = p; q < le && empty; q++)
+            empty = is_blank(*q) || *q == '\n';
+        if (!empty) {
+            lines++;
+            start = p;
+        }
+        if (p > text)
+            p--; /* the '\n' before it */
+    }
+    unsigned long long h = 1469598103934665603ull;
+    for (p = start; p < end;) {
+        const char *le = (const char *)memchr(p, '\n', (size_t)(end - p));
+        if (le == NULL)
+            le = end;
+        bool empty = true;
+        for (const char *q = p; q < le && empty; q++)
+            empty = is_blank(*q);
+        if (!empty)
+            h = line_hash(h, p, le);
+        p = le < end ? le + 1 : end;
+    }
+    return h | 1;
+}
+
+keel_status gate_log_signature(const char *path, unsigned long long *sig)
+{
+    KEEL_ASSERT(path != NULL && sig != NULL);
+    *sig = 0;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return KEEL_ERR_SYS(errno, "cannot read the log '%s'", path);
+    char buf[GATE_SIGNATURE_TAIL];
+    size_t got = 0;
+    keel_status s = KEEL_OK;
+    if (fseek(f, 0, SEEK_END) != 0)
+        s = KEEL_ERR_SYS(errno, "cannot read the log '%s'", path);
+    long size = keel_ok(s) ? ftell(f) : -1;
+    if (keel_ok(s) && size < 0)
+        s = KEEL_ERR_SYS(errno, "cannot read the log '%s'", path);
+    long from = size > (long)sizeof(buf) ? size - (long)sizeof(buf) : 0;
+    if (keel_ok(s) && fseek(f, from, SEEK_SET) != 0)
+        s = KEEL_ERR_SYS(errno, "cannot read the log '%s'", path);
+    if (keel_ok(s)) {
+        got = fread(buf, 1, sizeof(buf), f);
+        if (ferror(f))
+            s = KEEL_ERR(KEEL_E_IO, "cannot read the log '%s'", path);
+    }
+    (void)fclose(f);
+    if (!keel_ok(s))
+        return s;
+    const char *text = buf;
+    if (from > 0) { /* a partial first line: skip it */
+        const char *nl = (const char *)memchr(buf, '\n', got);
+        got = nl != NULL ? got - (size_t)(nl + 1 - buf) : 0;
+        text = nl != NULL ? nl + 1 : buf;
+    }
+    *sig = gate_signature_of(text, got);
+    return KEEL_OK;
+}

@@ -1,0 +1,261 @@
+/*
+ * test_gate_flake.c - keel-gate's flake verdicts end to end, on real
+ * repositories, processes and stores: verdicts per configuration (a retry
+ * runs only what failed), a change rejected only on its own failure alone on
+ * the tip, a failure that ends the same way twice not run again, failures
+ * that end differently run again.
+ *
+ * The jobs flake deterministically: ci.sh counts its runs per configuration
+ * in the shared writable directory and fails the runs a pattern names
+ * ("unit:1|b:2": unit's first run, b's second), whatever tree it runs on.
+ */
+#define _GNU_SOURCE 1
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "gate_fixture.h"
+#include "signature.h"
+
+/*
+ * main gets a configuration of two required configurations, unit and b, each
+ * running `sh ci.sh <name>`, with `gate_lines` in [gate]; ci.sh fails the
+ * runs `flakes` names (a case pattern of <config>:<run>), printing `why`
+ * (a shell word; $n is the run), and fails where a file "bad" exists.
+ */
+static void setup_two_configs(const char *gate_lines, const char *flakes, const char *why)
+{
+    fx_setup_repo("", "");
+    char conf[2048], ci[1024];
+    (void)snprintf(conf, sizeof(conf),
+                   "[gate]\ntarget = main\nslots = 2\n%s\n"
+                   "[config unit]\ntest = sh ci.sh unit\nenv = MARKER=%s/marker\ntimeout = 30\n"
+                   "writable = %s\n"
+                   "[config b]\ntest = sh ci.sh b\nenv = MARKER=%s/marker\ntimeout = 30\n"
+                   "writable = %s\n",
+                   gate_lines, fx_shared, fx_shared, fx_shared, fx_shared);
+    (void)snprintf(ci, sizeof(ci),
+                   "n=$(cat \"$MARKER.$1\" 2>/dev/null || echo 0)\n"
+                   "n=$((n + 1))\n"
+                   "echo $n > \"$MARKER.$1\"\n"
+                   "case \"$1:$n\" in %s) echo \"%s\"; exit 1;; esac\n"
+                   "if [ -e bad ]; then echo 'the check failed: bad'; exit 1; fi\n",
+                   flakes, why);
+    const fx_file f[] = {{".keel/gate.conf", conf}, {"ci.sh", ci}};
+    git_oid oid;
+    fx_commit(&fx_base, f, 2, "main", &oid);
+    fx_base = oid; /* branches start here */
+}
+
+/* Runs of configuration `config` (its counter in the shared directory). */
+static int runs_of(const char *config)
+{
+    char path[256], suffix[16];
+    (void)snprintf(suffix, sizeof(suffix), ".%s", config);
+    fx_marker(path, sizeof(path), suffix);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    char line[32] = "";
+    if (fgets(line, sizeof(line), f) == NULL)
+        line[0] = '\0';
+    (void)fclose(f);
+    char *end = NULL;
+    long n = strtol(line, &end, 10);
+    return end != line ? (int)n : -1;
+}
+
+/* Candidates that built change `id` alone (and ran a job). */
+static long long built_alone(long long id)
+{
+    char sql[512];
+    (void)snprintf(sql, sizeof(sql),
+                   "SELECT count(*) FROM candidates c WHERE (SELECT count(*) FROM "
+                   "candidate_changes WHERE candidate = c.id) = 1 AND EXISTS (SELECT 1 FROM "
+                   "candidate_changes WHERE candidate = c.id AND change = %lld) AND EXISTS "
+                   "(SELECT 1 FROM jobs WHERE jobs.candidate = c.id)",
+                   id);
+    return fx_sql_int(sql, NULL);
+}
+
+static void assert_reason_has(gate *g, long long id, const char *what)
+{
+    gate_change c;
+    fx_ok(gate_store_get(gate_get_store(g), id, &c));
+    if (strstr(c.reason, what) == NULL)
+        fail_msg("change %lld is %s, '%s' is not in its reason: %s", id,
+                 gate_change_state_name(c.state), what, c.reason);
+}
+
+/*
+ * The user's case: retries = 1, a batch of two good changes; unit fails its
+ * first run, b its second (each a one-time flake).  The retry runs unit
+ * alone, which passes: both land in that candidate, nothing is bisected.
+ * (Before, the retry ran the whole matrix, b failed there, the batch was
+ * bisected and the second change rejected without ever being built alone.)
+ */
+static void test_flakes_on_two_configurations(void **state)
+{
+    (void)state;
+    setup_two_configs("strategy = batch\nmax-batch = 2\nretries = 1", "unit:1|b:2", "flake $n");
+    fx_branch("one", "one.txt", "1\n");
+    fx_branch("two", "two.txt", "2\n");
+    gate *g = fx_open();
+    long long one = fx_submit(g, "one", 0), two = fx_submit(g, "two", 0);
+    gate_close(g);
+    gate_run_stats st = fx_run_once();
+    g = fx_open();
+    gate_change c;
+    fx_ok(gate_store_get(gate_get_store(g), two, &c));
+    if (c.state != GATE_CHANGE_LANDED)
+        fail_msg("change 'two' is %s: %s", gate_change_state_name(c.state), c.reason);
+    assert_int_equal(fx_state_of(g, one), GATE_CHANGE_LANDED);
+    gate_close(g);
+    assert_int_equal(st.landed, 2);
+    assert_int_equal(st.rejected, 0);
+    assert_int_equal(st.flakes, 1);
+    assert_int_equal(st.builds, 2);
+    /* the retry ran only the configuration that failed */
+    assert_int_equal(runs_of("unit"), 2);
+    assert_int_equal(runs_of("b"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM jobs", NULL), 3);
+    assert_int_equal(fx_times_landed("one"), 1);
+    assert_int_equal(fx_times_landed("two"), 1);
+    fx_assert_tip_tested();
+}
+
+/*
+ * A bad change in a batch: bisection lands the good one, then builds the bad
+ * one alone on the tip, where its failure repeats; the reason gives both.
+ */
+static void test_bisection_blames_only_after_alone(void **state)
+{
+    (void)state;
+    setup_two_configs("strategy = batch\nmax-batch = 2\nretries = 1", "none", "-");
+    fx_branch("good", "good.txt", "good\n");
+    fx_branch("broken", "bad", "bad\n");
+    gate *g = fx_open();
+    long long good = fx_submit(g, "good", 0), broken = fx_submit(g, "broken", 0);
+    gate_close(g);
+    gate_run_stats st = fx_run_once();
+    assert_int_equal(st.landed, 1);
+    assert_int_equal(st.rejected, 1);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, good), GATE_CHANGE_LANDED);
+    assert_int_equal(fx_state_of(g, broken), GATE_CHANGE_REJECTED);
+    assert_reason_has(g, broken,
+                      "isolated by bisection from a batch of 2 (which failed on 'unit', "
+                      "2 of 2 runs), then configuration 'unit' failed (exit 1, log ");
+    assert_reason_has(g, broken, "/logs/job-");
+    assert_reason_has(g, broken,
+                      "), alone on the tip in 2 of 2 runs, the same way twice (not a "
+                      "flake: not run again)");
+    gate_close(g);
+    assert_true(built_alone(broken) >= 1);
+    fx_assert_tip_tested();
+}
+
+/*
+ * retries = 3, a change that fails the same way every time: the second
+ * failure ends with the same lines as the first, so it is not a flake and is
+ * not run again (2 runs, not 4), and the reason says so.
+ */
+static void test_same_failure_not_retried(void **state)
+{
+    (void)state;
+    setup_two_configs("strategy = serial\nretries = 3", "none", "-");
+    fx_branch("broken", "bad", "bad\n");
+    gate *g = fx_open();
+    long long broken = fx_submit(g, "broken", 0);
+    gate_close(g);
+    gate_run_stats st = fx_run_once();
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(st.builds, 2);
+    assert_int_equal(runs_of("unit"), 2);
+    assert_int_equal(runs_of("b"), 2);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, broken), GATE_CHANGE_REJECTED);
+    assert_reason_has(g, broken, "configuration 'unit' failed (exit 1, log ");
+    assert_reason_has(g, broken,
+                      "), alone on the tip in 2 of 2 runs, the same way twice (not a "
+                      "flake: not run again)");
+    gate_close(g);
+}
+
+/*
+ * retries = 1, a change whose configuration fails twice, each time
+ * differently (suspect flakes): it earns another run, passes there and lands.
+ */
+static void test_different_failures_run_again(void **state)
+{
+    (void)state;
+    setup_two_configs("strategy = serial\nretries = 1", "unit:1|unit:2",
+                      "$(if [ $n = 1 ]; then echo lost connection; else echo disk quota; fi)");
+    fx_branch("topic", "topic.txt", "t\n");
+    gate *g = fx_open();
+    long long topic = fx_submit(g, "topic", 0);
+    gate_close(g);
+    gate_run_stats st = fx_run_once();
+    g = fx_open();
+    gate_change c;
+    fx_ok(gate_store_get(gate_get_store(g), topic, &c));
+    if (c.state != GATE_CHANGE_LANDED)
+        fail_msg("change 'topic' is %s: %s", gate_change_state_name(c.state), c.reason);
+    gate_close(g);
+    assert_int_equal(st.flakes, 1);
+    assert_int_equal(runs_of("unit"), 3);
+    assert_int_equal(runs_of("b"), 1);
+    fx_assert_tip_tested();
+}
+
+/*
+ * Signatures: what changes from run to run of one failure (paths, numbers,
+ * times, addresses) does not count; another ending does; only the last
+ * lines count; never 0.
+ */
+static void test_signature_normalised(void **state)
+{
+    (void)state;
+    static const char a[] = "keel-gate: $ sh ci.sh unit\nbuilding 12 files\n"
+                            "/tmp/keel-gaterun-Ab12/trees/0/t.c:41: assertion failed at 0x7ffd12\n"
+                            "keel-gate: peak memory 900 KiB, cpu 3 ms\n"
+                            "keel-gate: failed (exit 1) after 34 ms\n";
+    static const char b[] =
+        "keel-gate: $ sh ci.sh unit\nbuilding 13 files\n\n"
+        "/var/tmp/keel-gaterun-Zz99/trees/3/t.c:41: assertion failed at 0x5a01\n"
+        "keel-gate: peak memory 1024 KiB, cpu 0 ms\n"
+        "keel-gate:   failed (exit 1) after 2 ms\n";
+    static const char c[] = "keel-gate: $ sh ci.sh unit\nbuilding 12 files\n"
+                            "/tmp/keel-gaterun-Ab12/trees/0/t.c:41: connection refused\n"
+                            "keel-gate: peak memory 900 KiB, cpu 3 ms\n"
+                            "keel-gate: failed (exit 1) after 34 ms\n";
+    unsigned long long sa = gate_signature_of(a, strlen(a));
+    assert_true(sa != 0);
+    assert_true(sa == gate_signature_of(b, strlen(b)));
+    assert_true(sa != gate_signature_of(c, strlen(c)));
+    /* lines before the last GATE_SIGNATURE_LINES do not count */
+    char longer[1024];
+    (void)snprintf(longer, sizeof(longer), "x\ny\nz\nw\nv\nu\nt\ns\nr\n%s", a);
+    char other[1024];
+    (void)snprintf(other, sizeof(other), "q\ny\nz\nw\nv\nu\nt\ns\nr\n%s", a);
+    assert_true(gate_signature_of(longer, strlen(longer)) ==
+                gate_signature_of(other, strlen(other)));
+    assert_true(gate_signature_of("", 0) != 0);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_signature_normalised),
+        cmocka_unit_test_teardown(test_flakes_on_two_configurations, fx_teardown),
+        cmocka_unit_test_teardown(test_bisection_blames_only_after_alone, fx_teardown),
+        cmocka_unit_test_teardown(test_same_failure_not_retried, fx_teardown),
+        cmocka_unit_test_teardown(test_different_failures_run_again, fx_teardown),
+    };
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}
