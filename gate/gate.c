@@ -171,6 +171,7 @@ static keel_status resolve_target(gate *g, const char *given)
         (void)snprintf(g->target, sizeof(g->target), "%s", given);
     if (keel_ok(s))
         s = gate_branch_check(g->target);
+    g->target_of_head = keel_ok(s) && given == NULL;
     char tip[GATE_HEX];
     if (keel_ok(s)) {
         s = gate_branch_known(g->repo, g->target, tip); /* no network: a remote's as last seen */
@@ -187,6 +188,8 @@ static keel_status resolve_target(gate *g, const char *given)
             return KEEL_OK;
         }
     }
+    if (keel_ok(s) && cfg->target_set)
+        g->target_of_head = false;
     if (keel_ok(s) && cfg->target_set && strcmp(cfg->target, g->target) != 0) {
         if (given != NULL)
             s = gate_target_mismatch(g->target, tip, cfg->target);
@@ -197,6 +200,21 @@ static keel_status resolve_target(gate *g, const char *given)
     if (keel_ok(s) && given == NULL)
         s = gate_branch_check(g->target);
     return s;
+}
+
+/* A branch given as the change is the target itself: what to do instead. */
+static keel_status branch_is_target(const gate *g, const char *branch, const char *verb)
+{
+    return keel_status_with_str(
+        g->target_of_head
+            ? KEEL_ERR(KEEL_E_INVAL,
+                       "'%s' is the target: with no --target and no target in [gate], the gate "
+                       "guards the branch HEAD names; give --target BRANCH (the branch '%s' is "
+                       "for), or set target in [gate] of .keel/gate.conf",
+                       branch, branch)
+            : KEEL_ERR(KEEL_E_INVAL, "'%s' is the target: %s a branch with changes for it", branch,
+                       verb),
+        "branch", branch);
 }
 
 keel_status gate_target_mismatch(const char *target, const char *tip, const char *named)
@@ -342,10 +360,7 @@ keel_status gate_submit(gate *g, const char *branch, int priority, long long *id
     if (!keel_ok(s))
         return s;
     if (strcmp(branch, g->target) == 0)
-        return keel_status_with_str(
-            KEEL_ERR(KEEL_E_INVAL, "'%s' is the target: submit a branch with changes for it",
-                     branch),
-            "branch", branch);
+        return branch_is_target(g, branch, "submit");
     /* a commit; an annotated tag is peeled to its commit, a blob or a tree refused */
     char head[GATE_HEX], tag[GATE_HEX], peeled[2 * GATE_HEX + 64] = "";
     s = gate_branch_commit(g->repo, branch, head, tag);
@@ -461,6 +476,8 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
     *passed = false;
     char head[GATE_HEX], tip[GATE_HEX], merge[GATE_HEX];
     keel_status s = gate_branch_check(branch);
+    if (keel_ok(s) && strcmp(branch, g->target) == 0)
+        return branch_is_target(g, branch, "try");
     if (keel_ok(s)) {
         char tag[GATE_HEX]; /* an annotated tag is tried as its commit, as it would be queued */
         s = gate_branch_commit(g->repo, branch, head, tag);
@@ -489,8 +506,8 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
         gate_config_free(cfg);
         return KEEL_CONTEXT(s, "trying '%s' on '%s'", branch, g->target);
     }
-    gate_say(g, "trying '%s' (%.12s) merged on '%s' (%.12s) as %.12s: %zu configurations\n", branch,
-             head, g->target, tip, merge, cfg->nconfigs);
+    gate_say(g, "trying '%s' (%.12s) merged on '%s' (%.12s) as %.12s: %zu configuration%s\n",
+             branch, head, g->target, tip, merge, cfg->nconfigs, cfg->nconfigs == 1 ? "" : "s");
     size_t njobs = cfg->nconfigs;
     void *mem = NULL;
     s = keel_heap_calloc(GATE_HEAP, njobs, sizeof(gate_job_run), &mem);

@@ -69,6 +69,7 @@ struct gate {
     char tdir[GATE_DIR_MAX];      /* <state>.d/targets/<target>: this queue's lock, heaps.json */
     char tree_root[GATE_DIR_MAX]; /* this target's jobs' work trees */
     char target[GATE_BRANCH_MAX];
+    bool target_of_head; /* no --target, no [gate] target: the branch HEAD names */
     FILE *out;
     unsigned poll_ms;
     unsigned pause_ms;

@@ -191,6 +191,27 @@ static void test_try(void **state)
     git_oid tip;
     fx_head("main", &tip);
     assert_true(git_oid_equal(&tip, &fx_base));
+    /*
+     * HEAD on the branch tried (a newcomer's clone, on the branch just made):
+     * the default target is that branch, so trying or submitting it says
+     * what to do, instead of merging it on itself and passing
+     */
+    git_oid plain, topic;
+    const fx_file conf[] = {{".keel/gate.conf", "[config unit]\ntest = sh ci.sh\n"}};
+    fx_commit(&fx_base, conf, 1, "plain", &plain); /* no [gate] target */
+    const fx_file change[] = {{"topic.txt", "t\n"}};
+    fx_commit(&plain, change, 1, "topic", &topic);
+    assert_int_equal(git_repository_set_head(fx_git, "refs/heads/topic"), 0);
+    const char *self[] = {"try", "topic", NULL};
+    assert_int_not_equal(cli(self), 0);
+    assert_non_null(strstr(err_text, "'topic' is the target"));
+    assert_non_null(strstr(err_text, "give --target BRANCH"));
+    const char *submit[] = {"submit", "topic", NULL};
+    assert_int_not_equal(cli(submit), 0);
+    assert_non_null(strstr(err_text, "give --target BRANCH"));
+    const char *onto[] = {"--target", "plain", "try", "topic", NULL};
+    assert_int_equal(cli(onto), 0);
+    assert_int_equal(git_repository_set_head(fx_git, "refs/heads/main"), 0);
 }
 
 /*
