@@ -37,13 +37,64 @@ void gate_words_free(gate_words *w)
     w->n = 0;
 }
 
+static bool name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/*
+ * Is there shell syntax at text[i] (outside quotes, not escaped)?  Into `sh`:
+ * what it is, as written, and where.
+ */
+static void shell_at(const char *text, size_t i, gate_shell *sh)
+{
+    static const struct {
+        const char *op;
+        const char *what;
+    } ops[] = {{"&&", "run the next command if this one passed"},
+               {"||", "run the next command if this one failed"},
+               {"$(", "a command's output in its place"},
+               {"${", "a variable's value in its place"},
+               {">>", "a redirection"},
+               {"|", "a pipe"},
+               {";", "a second command"},
+               {"&", "a command in the background"},
+               {">", "a redirection"},
+               {"<", "a redirection"},
+               {"`", "a command's output in its place"}};
+    const char *p = text + i;
+    size_t len = 0;
+    const char *what = NULL;
+    for (size_t k = 0; what == NULL && k < sizeof(ops) / sizeof(ops[0]); k++)
+        if (strncmp(p, ops[k].op, strlen(ops[k].op)) == 0) {
+            len = strlen(ops[k].op);
+            what = ops[k].what;
+        }
+    bool expansion = what != NULL && (p[0] == '$' || p[0] == '`');
+    if (what == NULL && p[0] == '$' && p[1] != '\0' &&
+        (name_char(p[1]) || strchr("?#@*!$-", p[1]) != NULL)) {
+        len = 2; /* $1, $?: one character; $NAME: the whole name */
+        while (!(p[1] >= '0' && p[1] <= '9') && name_char(p[1]) && name_char(p[len]) &&
+               len + 1 < sizeof(sh->found))
+            len++;
+        what = "a variable's value in its place";
+        expansion = true;
+    }
+    if (what == NULL || (sh->expansions_only && !expansion))
+        return;
+    (void)snprintf(sh->found, sizeof(sh->found), "%.*s", (int)len, p);
+    sh->what = what;
+    sh->column = i + 1;
+}
+
 /*
  * One pass of the splitter.  With `text_out` NULL it only counts words and
  * bytes; otherwise it writes the words, each NUL-terminated, into text_out and
- * their starts into `starts`.
+ * their starts into `starts`.  `sh` (NULL-able): the first shell syntax outside
+ * quotes and escapes (shell_at).
  */
 static keel_status split_pass(const char *text, size_t *nwords, size_t *nbytes, char *text_out,
-                              char **starts)
+                              char **starts, gate_shell *sh)
 {
     size_t i = 0, words = 0, bytes = 0;
     for (;;) {
@@ -68,6 +119,9 @@ static keel_status split_pass(const char *text, size_t *nwords, size_t *nbytes, 
                 quote = '\0';
                 continue;
             }
+            if (sh != NULL && sh->column == 0 && c != '\\' &&
+                (quote == '\0' || (quote == '"' && sh->expansions_only)))
+                shell_at(text, i, sh); /* a shell expands "$x" too, but not '$x' */
             if (c == '\\' && quote != '\'' && text[i + 1] != '\0')
                 c = text[++i];
             if (text_out != NULL)
@@ -95,7 +149,7 @@ keel_status gate_words_split(const char *text, gate_words *out)
     out->words = NULL;
     out->n = 0;
     size_t n = 0, bytes = 0;
-    keel_status s = split_pass(text, &n, &bytes, NULL, NULL);
+    keel_status s = split_pass(text, &n, &bytes, NULL, NULL, NULL);
     if (!keel_ok(s))
         return s;
     size_t table = (n + 1) * sizeof(char *);
@@ -105,7 +159,7 @@ keel_status gate_words_split(const char *text, gate_words *out)
         return KEEL_CONTEXT(s, "splitting '%s'", text);
     char **block = (char **)mem;
     char *chars = (char *)block + table;
-    s = split_pass(text, &n, &bytes, chars, block);
+    s = split_pass(text, &n, &bytes, chars, block, NULL);
     if (!keel_ok(s)) {
         keel_heap_free(CONFIG_HEAP, block);
         return s;
@@ -114,6 +168,18 @@ keel_status gate_words_split(const char *text, gate_words *out)
     out->words = block;
     out->n = n;
     return KEEL_OK;
+}
+
+bool gate_words_shell(const char *text, gate_shell *sh)
+{
+    KEEL_ASSERT(text != NULL && sh != NULL);
+    sh->found[0] = '\0';
+    sh->what = NULL;
+    sh->column = 0;
+    size_t n = 0, bytes = 0;
+    keel_status s = split_pass(text, &n, &bytes, NULL, NULL, sh);
+    keel_status_free(s); /* an unterminated quote: gate_words_split reports it */
+    return sh->column > 0;
 }
 
 /* ---- the parser -------------------------------------------------------------------- */
@@ -189,6 +255,7 @@ bool gate_env_forbidden(const char *name, size_t len)
 typedef struct parse_state {
     const char *origin;
     size_t line;
+    const char *line_text; /* the line being read (columns are counted from it) */
     gate_config *cfg;
     section_kind section;
     bool seen_gate;
@@ -291,6 +358,45 @@ static keel_status set_words(const parse_state *st, const char *key, const char 
     gate_words_free(w); /* a key given twice: the last one wins */
     *w = parsed;
     return KEEL_OK;
+}
+
+/*
+ * A command (build, test, notify): its words, refused when it holds shell
+ * syntax (gate_words_shell) or starts with a variable's assignment
+ * (NAME=value), which only a shell would understand: no shell runs it.
+ */
+static keel_status set_command(const parse_state *st, const char *key, const char *value,
+                               gate_words *w)
+{
+    gate_shell sh;
+    memset(&sh, 0, sizeof(sh));
+    size_t at =
+        st->line_text != NULL && value >= st->line_text ? (size_t)(value - st->line_text) : 0;
+    char fix[200];
+    if (strchr(value, '\'') == NULL && strlen(value) < 120)
+        (void)snprintf(fix, sizeof(fix), "%s = sh -c '%s'", key, value);
+    else
+        (void)snprintf(fix, sizeof(fix), "%s = sh -c '...'", key);
+    if (gate_words_shell(value, &sh))
+        return errf(st, KEEL_E_PARSE,
+                    "'%s': '%s' at column %zu is shell syntax (%s), but commands are not run by "
+                    "a shell: they are split into words and run directly; put the commands in a "
+                    "script in the repository and run that (%s = sh ci/%s.sh), or ask for a "
+                    "shell (%s)",
+                    key, sh.found, at + sh.column, sh.what, key, key, fix);
+    keel_status s = set_words(st, key, value, w);
+    const char *first = keel_ok(s) && w->n > 0 ? w->words[0] : "";
+    size_t name = 0;
+    while (name_char(first[name]) && !(name == 0 && first[0] >= '0' && first[0] <= '9'))
+        name++;
+    if (name > 0 && first[name] == '=')
+        s = errf(st, KEEL_E_PARSE,
+                 "'%s': '%s' sets a variable in a shell, but commands are not run by a shell: "
+                 "the program would be '%s'; %s",
+                 key, first, first,
+                 strcmp(key, "notify") == 0 ? "run the hook through a script, or 'sh -c'"
+                                            : "set the variable in 'env' of this configuration");
+    return s;
 }
 
 static keel_status unknown_key(const parse_state *st, const char *key, const char *const *keys,
@@ -423,7 +529,7 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
     if (strcmp(key, "retries") == 0)
         return parse_uint(st, key, value, 0, 10, &c->retries);
     if (strcmp(key, "notify") == 0)
-        return set_words(st, key, value, &c->notify);
+        return set_command(st, key, value, &c->notify);
     if (strcmp(key, "crash-limit") == 0)
         return parse_uint(st, key, value, 0, 1000, &c->crash_limit);
     if (strcmp(key, "sandbox") == 0) {
@@ -470,10 +576,18 @@ static keel_status config_key(parse_state *st, const char *key, const char *valu
 {
     gate_matrix_config *m = &st->cfg->configs[st->cfg->nconfigs - 1];
     if (strcmp(key, "build") == 0)
-        return set_words(st, key, value, &m->build);
+        return set_command(st, key, value, &m->build);
     if (strcmp(key, "test") == 0)
-        return set_words(st, key, value, &m->test);
+        return set_command(st, key, value, &m->test);
     if (strcmp(key, "env") == 0) {
+        gate_shell sh;
+        memset(&sh, 0, sizeof(sh));
+        sh.expansions_only = true;
+        if (gate_words_shell(value, &sh))
+            return errf(st, KEEL_E_PARSE,
+                        "'env': '%s' at column %zu is shell syntax (%s), but no shell reads "
+                        "'env': values are taken as written; write the value out in full",
+                        sh.found, (size_t)(value - st->line_text) + sh.column, sh.what);
         keel_status s = set_words(st, key, value, &m->env);
         if (!keel_ok(s))
             return s;
@@ -548,6 +662,7 @@ static keel_status open_section(parse_state *st, char *head)
 
 static keel_status parse_line(parse_state *st, char *line)
 {
+    st->line_text = line;
     strip_comment(line);
     char *t = trim(line);
     if (t[0] == '\0')

@@ -242,6 +242,83 @@ static void test_writable_paths(void **state)
     gate_config_free(c);
 }
 
+/*
+ * Shell syntax in a command is refused where the configuration is read, with
+ * the file, the line, the key, the column, and what to write instead: no
+ * shell runs the commands.
+ */
+static void test_shell_syntax_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *command;
+        const char *found;
+        size_t at; /* its column in the command */
+    } bad[] = {
+        {"cmake -B b && cmake --build b", "&&", 12},
+        {"make || true", "||", 6},
+        {"make; make check", ";", 5},
+        {"make | tee log", "|", 6},
+        {"make>log", ">", 5},
+        {"make 2>&1", ">", 7},
+        {"make >> log", ">>", 6},
+        {"sort < in", "<", 6},
+        {"sleep 9 &", "&", 9},
+        {"echo $(date)", "$(", 6},
+        {"echo `date`", "`", 6},
+        {"echo ${X}", "${", 6},
+        {"echo $HOME/bin", "$HOME", 6},
+        {"echo $1", "$1", 6},
+        {"echo \"$?\" \"a\"$?", "$?", 14},
+    };
+    static const char *const keys[] = {"build", "test"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        for (size_t k = 0; k < 2; k++) {
+            char text[256], line[96];
+            (void)snprintf(text, sizeof(text), "[config a]\ntest = true\n%s = %s\n", keys[k],
+                           bad[i].command);
+            (void)snprintf(line, sizeof(line), ":3: '%s': '%s' at column %zu is shell syntax",
+                           keys[k], bad[i].found, strlen(keys[k]) + 3 + bad[i].at);
+            expect_error(text, KEEL_E_PARSE, line, "commands are not run by a shell");
+        }
+    /* what to write instead: a script, or the same line given to sh -c */
+    expect_error("[config a]\nbuild = cmake -B b && cmake --build b\n", KEEL_E_PARSE,
+                 "a script in the repository and run that (build = sh ci/build.sh)",
+                 "(build = sh -c 'cmake -B b && cmake --build b')");
+    expect_error("[gate]\nnotify = tools/notify | logger\n[config a]\ntest = true\n", KEEL_E_PARSE,
+                 ":2: 'notify': '|' at column 23 is shell syntax", NULL);
+    /* an assignment before the program: a shell's; the variable goes to env */
+    expect_error("[config a]\ntest = CC=gcc make check\n", KEEL_E_PARSE,
+                 ":2: 'test': 'CC=gcc' sets a variable in a shell", "in 'env'");
+    /* env: a shell would expand $x there, unquoted or in "...": values are taken as written */
+    expect_error("[config a]\ntest = true\nenv = PATH=$PATH:/opt/bin\n", KEEL_E_PARSE,
+                 ":3: 'env': '$PATH' at column 12 is shell syntax", "taken as written");
+    expect_error("[config a]\ntest = true\nenv = A=\"x$(id)\"\n", KEEL_E_PARSE,
+                 ":3: 'env': '$(' at column 11", NULL);
+    /* quoted or escaped, an operator is a word's text: these are what they say */
+    static const char *const test1[] = {"grep", "a|b", "x;y", "$HOME", "&&", "`", NULL};
+    static const char *const build1[] = {"find", ".", "-exec", "rm", "{}", ";", "a$", "*.c", NULL};
+    expect_words("[config a]\n"
+                 "test = grep 'a|b' \"x;y\" '$HOME' \\&\\& \\`\n"
+                 "build = find . -exec rm {} \\; a$ *.c\n",
+                 test1, build1);
+    static const char *const test2[] = {"sh", "-c", "cmake -B b && cmake --build b", NULL};
+    static const char *const build2[] = {"sh", "-c", "echo $HOME > x", NULL};
+    expect_words("[config a]\n"
+                 "test = sh -c 'cmake -B b && cmake --build b'\n"
+                 "build = sh -c \"echo $HOME > x\"\n",
+                 test2, build2);
+    gate_config *c = NULL; /* env: ';' and '|' are a value's text, '$x' in '...' too */
+    static const char ok[] = "[config a]\ntest = true\nenv = A=x;y B=a|b C='$HOME'\n";
+    keel_status s = gate_config_parse(ok, strlen(ok), "gate.conf", &c);
+    assert_true(keel_ok(s));
+    if (c != NULL) {
+        assert_string_equal(c->configs[0].env.words[0], "A=x;y");
+        assert_string_equal(c->configs[0].env.words[2], "C=$HOME");
+    }
+    gate_config_free(c);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +326,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_values),           cmocka_unit_test(test_hostile_names),
         cmocka_unit_test(test_structure_errors),     cmocka_unit_test(test_word_splitting),
         cmocka_unit_test(test_comments_and_escapes), cmocka_unit_test(test_writable_paths),
+        cmocka_unit_test(test_shell_syntax_refused),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
