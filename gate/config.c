@@ -184,7 +184,8 @@ bool gate_words_shell(const char *text, gate_shell *sh)
 
 /* ---- the parser -------------------------------------------------------------------- */
 
-typedef enum section_kind { SECTION_NONE, SECTION_GATE, SECTION_CONFIG } section_kind;
+/* SECTION_SKIP: a section whose header was refused (gate_config_check reads none of its keys). */
+typedef enum section_kind { SECTION_NONE, SECTION_GATE, SECTION_CONFIG, SECTION_SKIP } section_kind;
 
 static const char *const gate_keys[] = {
     "crash-limit", "target", "slots",   "strategy", "max-batch", "max-depth",
@@ -260,6 +261,10 @@ typedef struct parse_state {
     section_kind section;
     bool seen_gate;
     size_t config_line[GATE_MAX_CONFIGS]; /* where each [config NAME] starts, for validate() */
+    bool has_command[GATE_MAX_CONFIGS];   /* a build or test key was given, right or wrong */
+    gate_config_error_fn report;          /* gate_config_check's: every error, not the first */
+    void *report_ctx;
+    size_t errors; /* how many were reported */
 } parse_state;
 
 static keel_status errf(const parse_state *st, keel_code code, const char *fmt, ...)
@@ -354,7 +359,9 @@ static keel_status set_words(const parse_state *st, const char *key, const char 
     gate_words parsed;
     keel_status s = gate_words_split(value, &parsed);
     if (!keel_ok(s))
-        return KEEL_WRAP(s, KEEL_E_PARSE, "%s:%zu: bad value for '%s'", st->origin, st->line, key);
+        return keel_status_with_uint(
+            KEEL_WRAP(s, KEEL_E_PARSE, "%s:%zu: bad value for '%s'", st->origin, st->line, key),
+            "line", (unsigned long long)st->line);
     gate_words_free(w); /* a key given twice: the last one wins */
     *w = parsed;
     return KEEL_OK;
@@ -575,6 +582,8 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
 static keel_status config_key(parse_state *st, const char *key, const char *value)
 {
     gate_matrix_config *m = &st->cfg->configs[st->cfg->nconfigs - 1];
+    if (strcmp(key, "build") == 0 || strcmp(key, "test") == 0)
+        st->has_command[st->cfg->nconfigs - 1] = true;
     if (strcmp(key, "build") == 0)
         return set_command(st, key, value, &m->build);
     if (strcmp(key, "test") == 0)
@@ -654,10 +663,14 @@ static keel_status open_section(parse_state *st, char *head)
         return KEEL_OK;
     }
     static const char *const sections[] = {"gate", "config"};
-    const char *near = keel_suggest(name, sections, 2);
-    return errf(st, KEEL_E_NOTFOUND, "unknown section [%s]%s%s%s", name,
+    size_t first = strcspn(name, " \t"); /* [confg x]: did you mean [config x]? */
+    char word[16];
+    (void)snprintf(word, sizeof(word), "%.*s", (int)(first < 15 ? first : 15), name);
+    const char *near = first < 15 ? keel_suggest(word, sections, 2) : NULL;
+    return errf(st, KEEL_E_NOTFOUND, "unknown section [%s]%s%s%s%s", name,
                 near != NULL ? " (did you mean [" : " (sections: [gate], [config NAME])",
-                near != NULL ? near : "", near != NULL ? "]?)" : "");
+                near != NULL ? near : "", near != NULL ? name + first : "",
+                near != NULL ? "]?)" : "");
 }
 
 static keel_status parse_line(parse_state *st, char *line)
@@ -667,8 +680,12 @@ static keel_status parse_line(parse_state *st, char *line)
     char *t = trim(line);
     if (t[0] == '\0')
         return KEEL_OK;
-    if (t[0] == '[')
-        return open_section(st, t);
+    if (t[0] == '[') {
+        keel_status s = open_section(st, t);
+        if (!keel_ok(s))
+            st->section = SECTION_SKIP; /* its keys would be taken for another section's */
+        return s;
+    }
     char *eq = strchr(t, '=');
     if (eq == NULL)
         return errf(st, KEEL_E_PARSE, "expected 'key = value', found '%s'", t);
@@ -682,10 +699,28 @@ static keel_status parse_line(parse_state *st, char *line)
         return gate_key(st, key, value);
     case SECTION_CONFIG:
         return config_key(st, key, value);
+    case SECTION_SKIP:
+        return KEEL_OK;
     case SECTION_NONE:
         break;
     }
     return errf(st, KEEL_E_PARSE, "key '%s' before any section ([gate] or [config NAME])", key);
+}
+
+/*
+ * An error of the configuration's (`s`, taken): gate_config_parse's result;
+ * gate_config_check reports it and goes on (KEEL_OK).  The gate's own
+ * failures (memory) end both.
+ */
+static keel_status found(parse_state *st, keel_status s)
+{
+    if (keel_ok(s) || st->report == NULL || KEEL_HAS(s, KEEL_E_NOMEM) ||
+        KEEL_HAS(s, KEEL_E_INJECTED))
+        return s;
+    st->errors++;
+    st->report(s, st->report_ctx);
+    keel_status_free(s);
+    return KEEL_OK;
 }
 
 static keel_status validate(parse_state *st)
@@ -693,42 +728,51 @@ static keel_status validate(parse_state *st)
     gate_config *c = st->cfg;
     st->line = 0;
     if (c->nconfigs == 0)
-        return KEEL_ERR(KEEL_E_PARSE, "%s: no [config NAME] section: nothing to build or test",
-                        st->origin);
+        return found(st, KEEL_ERR(KEEL_E_PARSE,
+                                  "%s: no [config NAME] section: nothing to build or test",
+                                  st->origin));
     bool any_required = false;
-    for (size_t i = 0; i < c->nconfigs; i++) {
+    keel_status s = KEEL_OK;
+    for (size_t i = 0; keel_ok(s) && i < c->nconfigs; i++) {
         gate_matrix_config *m = &c->configs[i];
         for (size_t k = 0; k < sizeof(limit_keys) / sizeof(limit_keys[0]); k++)
             if ((m->limits_set & limit_keys[k].bit) == 0)
                 memcpy((char *)&m->limits + limit_keys[k].offset,
                        (const char *)&c->limits + limit_keys[k].offset, sizeof(unsigned long long));
-        if (m->test.n == 0 && m->build.n == 0) {
+        if (m->test.n == 0 && m->build.n == 0 && !st->has_command[i]) {
             st->line = st->config_line[i]; /* the error names its section's line */
-            return errf(st, KEEL_E_PARSE, "configuration '%s' has neither 'build' nor 'test'",
-                        m->name);
+            s = found(st, errf(st, KEEL_E_PARSE,
+                               "configuration '%s' has neither 'build' nor 'test'", m->name));
         }
         any_required |= m->required;
     }
-    if (!any_required)
-        return KEEL_ERR(KEEL_E_PARSE,
-                        "%s: no configuration is required: nothing would stop a broken change",
-                        st->origin);
-    return KEEL_OK;
+    if (keel_ok(s) && !any_required)
+        s = found(st,
+                  KEEL_ERR(KEEL_E_PARSE,
+                           "%s: no configuration is required: nothing would stop a broken change",
+                           st->origin));
+    return s;
 }
 
-keel_status gate_config_parse(const char *text, size_t len, const char *origin, gate_config **out)
+/* gate_config_parse, or with `report` gate_config_check (*out: NULL when it found any). */
+static keel_status parse(const char *text, size_t len, const char *origin,
+                         gate_config_error_fn report, void *ctx, size_t *errors, gate_config **out)
 {
-    KEEL_ASSERT(text != NULL && out != NULL);
     *out = NULL;
+    *errors = 0;
     const char *nul = (const char *)memchr(text, '\0', len);
     if (nul != NULL) {
         parse_state at; /* the error names the line that holds it */
         memset(&at, 0, sizeof(at));
         at.origin = origin != NULL ? origin : "gate.conf";
         at.line = 1;
+        at.report = report;
+        at.report_ctx = ctx;
         for (const char *p = text; p < nul; p++)
             at.line += *p == '\n';
-        return errf(&at, KEEL_E_PARSE, "contains a NUL byte");
+        keel_status s = found(&at, errf(&at, KEEL_E_PARSE, "contains a NUL byte"));
+        *errors = at.errors; /* what follows a NUL byte is nobody's text: not read */
+        return s;
     }
     void *cmem = NULL, *tmem = NULL;
     keel_status s = keel_heap_calloc(CONFIG_HEAP, 1, sizeof(gate_config), &cmem);
@@ -755,6 +799,8 @@ keel_status gate_config_parse(const char *text, size_t len, const char *origin, 
     memset(&st, 0, sizeof(st));
     st.origin = origin != NULL ? origin : "gate.conf";
     st.cfg = c;
+    st.report = report;
+    st.report_ctx = ctx;
     char *p = copy;
     /* strtok_r would merge empty lines and lose line numbers: split by hand */
     while (keel_ok(s) && p != NULL) {
@@ -762,18 +808,34 @@ keel_status gate_config_parse(const char *text, size_t len, const char *origin, 
         if (nl != NULL)
             *nl = '\0';
         st.line++;
-        s = parse_line(&st, p);
+        s = found(&st, parse_line(&st, p));
         p = nl != NULL ? nl + 1 : NULL;
     }
     if (keel_ok(s))
         s = validate(&st);
     keel_heap_free(CONFIG_HEAP, copy);
-    if (!keel_ok(s)) {
+    *errors = st.errors;
+    if (!keel_ok(s) || st.errors > 0) {
         gate_config_free(c);
         return s;
     }
     *out = c;
     return KEEL_OK;
+}
+
+keel_status gate_config_parse(const char *text, size_t len, const char *origin, gate_config **out)
+{
+    KEEL_ASSERT(text != NULL && out != NULL);
+    size_t errors = 0;
+    return parse(text, len, origin, NULL, NULL, &errors, out);
+}
+
+keel_status gate_config_check(const char *text, size_t len, const char *origin,
+                              gate_config_error_fn report, void *ctx, size_t *errors,
+                              gate_config **out)
+{
+    KEEL_ASSERT(text != NULL && report != NULL && errors != NULL && out != NULL);
+    return parse(text, len, origin, report, ctx, errors, out);
 }
 
 void gate_config_free(gate_config *c)

@@ -140,6 +140,22 @@ KEEL_MUST_USE keel_status gate_config_parse(const char *text, size_t len, const 
                                             gate_config **out);
 void gate_config_free(gate_config *c);
 
+/*
+ * Check a configuration as gate_config_parse reads it, but every error, not
+ * only the first (`keel-gate check`, for editors and pre-commit hooks): each
+ * goes to `report` (borrowed for the call; its message names the file, the
+ * line and the key, its detail "line" the line) and the check reads on.  The
+ * keys of a section whose header is refused are not read (they would be
+ * taken for another section's), nor what follows a NUL byte.  *errors: how
+ * many; *out: the configuration when there were none (else NULL).  KEEL_OK
+ * unless the check itself failed (memory).  gate_config_parse, which run
+ * uses, still stops at the first.
+ */
+typedef void (*gate_config_error_fn)(keel_status err, void *ctx);
+KEEL_MUST_USE keel_status gate_config_check(const char *text, size_t len, const char *origin,
+                                            gate_config_error_fn report, void *ctx, size_t *errors,
+                                            gate_config **out);
+
 const char *gate_strategy_name(gate_strategy s);
 
 /*

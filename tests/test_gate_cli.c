@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -18,6 +19,7 @@
 #include "text.h"
 
 static char out_text[65536], err_text[8192];
+static bool cli_no_state; /* cli() gives --repo only (check opens no store) */
 
 /* Run the CLI in this process with `args` (NULL-terminated), output captured. */
 static int cli(const char *const *args)
@@ -28,7 +30,7 @@ static int cli(const char *const *args)
     int argc = 0;
     const char *fixed[] = {"keel-gate", "--repo",   fx_where, "--state",
                            fx_state,    "--mirror", fx_mirror};
-    size_t nfixed = fx_where != fx_repo ? 7 : 5; /* a URL's mirror */
+    size_t nfixed = cli_no_state ? 3 : fx_where != fx_repo ? 7 : 5; /* a URL's mirror */
     for (size_t i = 0; i < nfixed; i++, argc++)
         argv[argc] = strcpy(words[argc], fixed[i]);
     for (const char *const *a = args; *a != NULL && argc < 31; a++, argc++)
@@ -356,6 +358,78 @@ static void test_text_escaping(void **state)
     free(text);
 }
 
+/*
+ * `keel-gate check`: every error of a configuration at once, in the order of
+ * its lines, each naming the file and line; exit 1 with errors, 0 without; a
+ * file, standard input, a branch (read from git), the target; no store made.
+ */
+static void test_check(void **state)
+{
+    (void)state;
+    static const char bad[] = "[gate]\n"
+                              "slot = 2\n"
+                              "[config a]\n"
+                              "build = cmake -B b && cmake --build b\n"
+                              "[config b]\n"
+                              "test = make check > log\n"
+                              "required = maybe\n";
+    char path[160];
+    (void)snprintf(path, sizeof(path), "%s/edited.conf", fx_dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(bad, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+    cli_no_state = true;
+    const char *file[] = {"check", path, NULL};
+    assert_int_equal(cli(file), 1);
+    char want[4][256];
+    (void)snprintf(want[0], sizeof(want[0]), "%s:2: unknown key 'slot' in [gate]", path);
+    (void)snprintf(want[1], sizeof(want[1]), "%s:4: 'build': '&&' at column 20", path);
+    (void)snprintf(want[2], sizeof(want[2]), "%s:6: 'test': '>' at column 19", path);
+    (void)snprintf(want[3], sizeof(want[3]), "%s:7: 'required' must be yes or no", path);
+    const char *at = out_text;
+    for (size_t i = 0; i < 4; i++) { /* all of them, in the order of their lines */
+        const char *next = strstr(at, want[i]);
+        if (next == NULL)
+            fail_msg("'%s' not after the errors before it in: %s", want[i], out_text);
+        at = next;
+    }
+    assert_non_null(strstr(out_text, ": 4 errors\n"));
+    /* standard input (a pre-commit hook: git show :.keel/gate.conf | keel-gate check -) */
+    int saved = dup(0);
+    assert_true(saved >= 0);
+    int in = open(path, O_RDONLY);
+    assert_true(in >= 0);
+    assert_int_equal(dup2(in, 0), 0);
+    (void)close(in);
+    clearerr(stdin);
+    const char *dash[] = {"check", "-", NULL};
+    int rc = cli(dash);
+    assert_int_equal(dup2(saved, 0), 0);
+    (void)close(saved);
+    clearerr(stdin);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out_text, "<stdin>:4: 'build': '&&'"));
+    assert_non_null(strstr(out_text, "<stdin>: 4 errors"));
+    /* a branch's, read from git without a checkout */
+    fx_branch("broken", ".keel/gate.conf", bad);
+    const char *branch[] = {"check", "broken", NULL};
+    assert_int_equal(cli(branch), 1);
+    assert_non_null(strstr(out_text, "broken:.keel/gate.conf:7: 'required' must be yes or no"));
+    /* the target's: fine */
+    const char *target[] = {"check", NULL};
+    assert_int_equal(cli(target), 0);
+    assert_non_null(strstr(out_text, "main:.keel/gate.conf: ok: 1 configuration: unit\n"));
+    const char *neither[] = {"check", "nosuch", NULL};
+    assert_int_equal(cli(neither), 1);
+    assert_non_null(strstr(err_text, "'nosuch' is neither a file nor a branch"));
+    const char *two[] = {"check", "a", "b", NULL};
+    assert_int_equal(cli(two), 2);
+    cli_no_state = false;
+    struct stat st; /* no store was made */
+    assert_int_equal(stat(fx_state, &st), -1);
+}
+
 /* The same commands on a repository reached by URL, its mirror given. */
 static void test_remote_repository(void **state)
 {
@@ -402,6 +476,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_hostile_branch_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_cancel_status_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_try, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_repository, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_text_escaped, setup, teardown),
         cmocka_unit_test(test_text_escaping),
