@@ -335,6 +335,46 @@ void gate_close(gate *g)
     keel_heap_free(GATE_HEAP, g);
 }
 
+keel_status gate_already_in(gate *g, const char *branch, const char *head, const char *tip)
+{
+    bool in = false;
+    keel_status s = gate_is_ancestor(g->repo, head, tip, &in);
+    if (!keel_ok(s)) { /* a history that cannot be read: the merge tells whose fault */
+        keel_status_ignore(s, "the change is merged and judged as before");
+        return KEEL_OK;
+    }
+    if (!in)
+        return KEEL_OK;
+    return keel_status_with_str(
+        keel_status_with_str(
+            KEEL_ERR(KEEL_E_EXISTS,
+                     "'%s' (%.12s) is already in '%s' at %.12s: its head is in the target's "
+                     "history, there is nothing to test or land",
+                     branch, head, g->target, tip),
+            "branch", branch),
+        "tip", tip);
+}
+
+/* An "already-in" event: `why` (borrowed) about `branch` at `head`. */
+keel_status gate_already_in_event(gate *g, const char *branch, const char *head, keel_status why)
+{
+    const char *reason = keel_status_message(why);
+    size_t size = gate_json_str(NULL, 0, 0, branch) + gate_json_str(NULL, 0, 0, reason) + 96;
+    void *mem = NULL;
+    keel_status s = keel_heap_alloc(GATE_HEAP, size, &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "recording an 'already-in' event");
+    char *detail = (char *)mem;
+    size_t n = (size_t)snprintf(detail, size, "{\"branch\":");
+    n = gate_json_str(detail, size, n, branch);
+    n += (size_t)snprintf(detail + n, size - n, ",\"head\":\"%s\",\"reason\":", head);
+    n = gate_json_str(detail, size, n, reason);
+    (void)snprintf(detail + n, size - n, "}");
+    s = gate_store_event(g->store, now_s(), "already-in", 0, detail);
+    keel_heap_free(GATE_HEAP, detail);
+    return s;
+}
+
 keel_status gate_submit(gate *g, const char *branch, int priority, long long *id)
 {
     KEEL_ASSERT(g != NULL && id != NULL);
@@ -347,8 +387,24 @@ keel_status gate_submit(gate *g, const char *branch, int priority, long long *id
                      branch),
             "branch", branch);
     /* a commit; an annotated tag is peeled to its commit, a blob or a tree refused */
-    char head[GATE_HEX], tag[GATE_HEX], peeled[2 * GATE_HEX + 64] = "";
+    char head[GATE_HEX], tag[GATE_HEX], peeled[2 * GATE_HEX + 64] = "", tip[GATE_HEX];
     s = gate_branch_commit(g->repo, branch, head, tag);
+    keel_status t = keel_ok(s) ? gate_branch_head(g->repo, g->target, tip) : KEEL_OK;
+    if (KEEL_IS(t, KEEL_E_NOTFOUND)) { /* a target without commits holds nothing yet */
+        keel_status_free(t);
+        tip[0] = '\0';
+    } else if (!keel_ok(t)) {
+        s = t;
+    }
+    if (keel_ok(s) && tip[0] != '\0') {
+        s = gate_already_in(g, branch, head, tip);
+        if (!keel_ok(s)) {
+            keel_status e = gate_already_in_event(g, branch, head, s);
+            if (!keel_ok(e))
+                keel_status_ignore(e, "the refusal is said all the same");
+            return s;
+        }
+    }
     if (keel_ok(s))
         s = gate_store_submit(g->store, branch, head, g->target, priority, now_s(), id);
     if (keel_ok(s) && tag[0] != '\0') {
@@ -467,6 +523,8 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
     }
     if (keel_ok(s))
         s = gate_branch_head(g->repo, g->target, tip);
+    if (keel_ok(s))
+        s = gate_already_in(g, branch, head, tip);
     if (keel_ok(s)) {
         const char *heads[1] = {head};
         s = gate_merge(g->repo, tip, heads, 1, merge);

@@ -116,6 +116,15 @@ KEEL_MUST_USE keel_status gate_notify_start(gate *g);
 void gate_notify(gate *g);
 void gate_notify_stop(gate *g);
 KEEL_MUST_USE keel_status gate_hidden_paths(gate *g, gate_hidden *h);
+/*
+ * A change whose `head` the target's `tip` already holds (submit, try, a
+ * pushed ref): KEEL_E_EXISTS "'<branch>' (<head>) is already in '<target>'
+ * at <tip>: ...", else KEEL_OK; gate_already_in_event records it.
+ */
+KEEL_MUST_USE keel_status gate_already_in(gate *g, const char *branch, const char *head,
+                                          const char *tip);
+KEEL_MUST_USE keel_status gate_already_in_event(gate *g, const char *branch, const char *head,
+                                                keel_status why);
 
 void gate_point_after_merge(void);
 void gate_point_after_job(void);

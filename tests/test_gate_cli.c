@@ -430,6 +430,59 @@ static void test_check(void **state)
     assert_int_equal(stat(fx_state, &st), -1);
 }
 
+/*
+ * A branch the target already holds, submitted again (submit, try, a push to
+ * refs/keel-gate/submit/): refused with "already in 'main' at <tip>" and an
+ * event; nothing queued, built or landed as an empty merge.
+ */
+static void test_already_in_target(void **state)
+{
+    (void)state;
+    fx_branch("good", "good.txt", "g\n");
+    const char *sub[] = {"submit", "good", NULL};
+    assert_int_equal(cli(sub), 0);
+    const char *run[] = {"run", "--once", "--quiet", NULL};
+    assert_int_equal(cli(run), 0);
+    assert_int_equal(fx_times_landed("good"), 1);
+    git_oid tip, good;
+    fx_head("main", &tip);
+    fx_head("good", &good);
+    char want[128], tip_hex[GIT_OID_HEXSZ + 1], good_hex[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(tip_hex, sizeof(tip_hex), &tip);
+    git_oid_tostr(good_hex, sizeof(good_hex), &good);
+    (void)snprintf(want, sizeof(want), "'good' (%.12s) is already in 'main' at %.12s", good_hex,
+                   tip_hex);
+    assert_int_equal(cli(sub), 1);
+    if (strstr(err_text, want) == NULL)
+        fail_msg("'%s' not in: %s", want, err_text);
+    const char *try_good[] = {"try", "good", NULL};
+    assert_int_equal(cli(try_good), 1);
+    assert_non_null(strstr(err_text, want));
+    /* a branch at the target's tip itself */
+    git_reference *r = NULL;
+    assert_int_equal(git_reference_create(&r, fx_git, "refs/heads/same", &tip, 1, "test"), 0);
+    git_reference_free(r);
+    const char *same[] = {"submit", "same", NULL};
+    assert_int_equal(cli(same), 1);
+    assert_non_null(strstr(err_text, "'same'"));
+    assert_non_null(strstr(err_text, "is already in 'main' at"));
+    /* pushed: refused, its ref removed, nothing queued */
+    assert_int_equal(
+        git_reference_create(&r, fx_git, "refs/keel-gate/submit/good", &good, 1, "test"), 0);
+    git_reference_free(r);
+    assert_int_equal(cli(run), 0);
+    assert_int_equal(git_reference_lookup(&r, fx_git, "refs/keel-gate/submit/good"), GIT_ENOTFOUND);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes", NULL), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'already-in' AND "
+                                "detail LIKE '%already in ''main''%'",
+                                NULL),
+                     3);
+    git_oid now; /* no empty merge landed */
+    fx_head("main", &now);
+    assert_true(git_oid_equal(&now, &tip));
+    assert_int_equal(fx_times_landed("good"), 1);
+}
+
 /* The same commands on a repository reached by URL, its mirror given. */
 static void test_remote_repository(void **state)
 {
@@ -477,6 +530,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_submit_cancel_status_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_try, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_already_in_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_repository, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_text_escaped, setup, teardown),
         cmocka_unit_test(test_text_escaping),
