@@ -40,6 +40,8 @@ typedef struct gate_options {
     unsigned poll_ms;   /* run without --once: how often to look for new changes (1000) */
     unsigned pause_ms;  /* after the gate's own failure: the first pause before it tries
                            again, doubled each time (1000) */
+    const char *config; /* run --config FILE: the configuration used while the target's own
+                           does not load (NULL: none; run then stops saying how to recover) */
 } gate_options;
 
 void gate_options_default(gate_options *o);

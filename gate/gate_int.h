@@ -95,12 +95,39 @@ struct gate {
     gate_hidden hidden;               /* what no job sees (gate_hidden_paths) */
     char records[GATE_PATH_MAX + 16]; /* <state>.d/running: records of running jobs */
     long long logs_pruned_at;         /* when old job logs were last removed (s) */
+    /* run --config FILE: used while the target's own configuration does not load */
+    char *config_text; /* NULL: none given */
+    size_t config_len;
+    char config_origin[GATE_PATH_MAX]; /* FILE, as given */
+    bool config_used;                  /* the tip's configuration is FILE's now */
 };
 
 void gate_say(gate *g, const char *fmt, ...) KEEL_PRINTF(2, 3);
+/*
+ * The whole text of a stream or a file, NUL-terminated, on module gate's
+ * heap (*text: free it with keel_heap_free(GATE_HEAP, ...), after an error
+ * too); at most GATE_TEXT_FILE_MAX bytes.
+ */
+enum { GATE_TEXT_FILE_MAX = 16 << 20 };
+KEEL_MUST_USE keel_status gate_read_stream(FILE *f, const char *name, char **text, size_t *len);
+KEEL_MUST_USE keel_status gate_read_path(const char *path, char **text, size_t *len);
+/* Which .keel/gate.conf text this is (a hash, never 0; 0 stands for none). */
+unsigned long long gate_config_text_id(const char *text, size_t len);
+/*
+ * The configuration of the tip does not load (`why`, taken; not the gate's
+ * own failure): with run --config FILE, FILE's becomes g->tip_cfg (said and
+ * recorded as a config-override event); without, the error that stops run,
+ * saying how to recover.
+ */
+KEEL_MUST_USE keel_status gate_tip_config_broken(gate *g, keel_status why);
 KEEL_MUST_USE keel_status gate_make_dir(const char *dir);
 /* mkdir -p */
 KEEL_MUST_USE keel_status gate_make_dirs(const char *dir);
+/*
+ * The configuration of `commit` (.keel/gate.conf in its tree), with the
+ * sandbox's checks; while run uses --config FILE (config_used), FILE's for
+ * a commit whose .keel/gate.conf is the tip's (a change that leaves it be).
+ */
 KEEL_MUST_USE keel_status gate_load_config(gate *g, const char *commit, gate_config **cfg);
 unsigned gate_slots(const gate_config *cfg);
 /* KEEL_E_INVAL: the configuration at `tip` of `target` names another target. */

@@ -166,11 +166,8 @@ static keel_status config_id(gate *g, const char *commit, unsigned long long *id
         keel_status_free(s);
         return KEEL_OK;
     }
-    unsigned long long h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; keel_ok(s) && i < len; i++)
-        h = (h ^ (unsigned char)text[i]) * 1099511628211ull;
+    *id = keel_ok(s) ? gate_config_text_id(text, len) : 0;
     gate_file_free(text);
-    *id = keel_ok(s) ? h | 1 : 0;
     return s;
 }
 
@@ -222,8 +219,11 @@ static void drop_again(gate *g)
  * compare-and-swap and after the gate's own failure (everything in flight
  * belongs to the old generation and its results are only recorded).
  */
+static bool config_fault_is_gates(keel_status s);
+
 static keel_status restart(gate *g)
 {
+    bool first = !g->recovered;
     keel_status s = gate_branch_head(g->repo, g->target, g->tip);
     gate_recovery rec;
     memset(&rec, 0, sizeof(rec));
@@ -245,11 +245,18 @@ static keel_status restart(gate *g)
     g->gen++;
     gate_config_free(g->tip_cfg);
     g->tip_cfg = NULL;
-    s = gate_load_config(g, g->tip, &g->tip_cfg);
+    bool was_used = g->config_used; /* run --config FILE: FILE's while the tip's does not load */
+    g->config_used = false;
+    s = config_id(g, g->tip, &g->tip_cfg_id);
     if (keel_ok(s))
-        s = config_id(g, g->tip, &g->tip_cfg_id);
+        s = gate_load_config(g, g->tip, &g->tip_cfg);
+    if (!keel_ok(s) && !config_fault_is_gates(s))
+        s = gate_tip_config_broken(g, s);
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "reading the configuration of '%s'", g->target);
+    if (g->config_text != NULL && !g->config_used && (was_used || first))
+        gate_say(g, "the configuration of '%s' at %.12s loads: --config '%s' is %s\n", g->target,
+                 g->tip, g->config_origin, was_used ? "no longer used" : "not used");
     if (g->tip_cfg == NULL)
         return KEEL_ERR(KEEL_E_INTERNAL, "no configuration for '%s'", g->target);
     if (g->tip_cfg->target_set && strcmp(g->tip_cfg->target, g->target) != 0)

@@ -483,6 +483,67 @@ static void test_already_in_target(void **state)
     assert_int_equal(fx_times_landed("good"), 1);
 }
 
+/*
+ * A configuration on the target that does not load stops run with what to do
+ * (a fix cannot go through the gate); run --config FILE uses FILE's instead,
+ * said and recorded, for the target and for the changes that leave the file
+ * as it is, until the fix lands: then the target's own again.
+ */
+static void test_broken_target_config(void **state)
+{
+    (void)state;
+    char good[2048], path[160];
+    fx_read_at(&fx_base, ".keel/gate.conf", good, sizeof(good)); /* the fixture's */
+    git_oid broken;
+    const fx_file bad[] = {{".keel/gate.conf", "[gate]\nslot = 2\n[config unit]\ntest = true\n"}};
+    fx_commit(&fx_base, bad, 1, "main", &broken); /* pushed around the gate */
+    git_oid off_broken;
+    const fx_file other[] = {{"other.txt", "o\n"}};
+    fx_commit(&broken, other, 1, "other", &off_broken);
+    const fx_file fixed[] = {{".keel/gate.conf", good}};
+    git_oid fix;
+    fx_commit(&broken, fixed, 1, "fix", &fix);
+    const char *sub_other[] = {"submit", "other", NULL};
+    assert_int_equal(cli(sub_other), 0);
+    const char *sub_fix[] = {"submit", "fix", NULL};
+    assert_int_equal(cli(sub_fix), 0);
+    const char *run[] = {"run", "--once", NULL};
+    assert_int_equal(cli(run), 1);
+    assert_non_null(strstr(err_text, "the configuration of 'main' at"));
+    assert_non_null(strstr(err_text, "a fix cannot go through the gate; push the fix to 'main' "
+                                     "directly"));
+    assert_non_null(strstr(err_text, "keel-gate run --config FILE"));
+    assert_non_null(strstr(err_text, ":2: unknown key 'slot' in [gate]"));
+    assert_int_equal(fx_times_landed("fix"), 0);
+    /* --config: FILE's, said loudly and recorded, until the fix lands */
+    (void)snprintf(path, sizeof(path), "%s/fallback.conf", fx_dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_true(fputs(good, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+    const char *run_with[] = {"run", "--once", "--config", path, NULL};
+    assert_int_equal(cli(run_with), 0);
+    char want[256];
+    (void)snprintf(want, sizeof(want), "warning: using '%s' instead (--config)", path);
+    if (strstr(out_text, want) == NULL)
+        fail_msg("'%s' not in: %s", want, out_text);
+    assert_non_null(strstr(out_text, "warning: the configuration of 'main' at"));
+    assert_non_null(strstr(out_text, "--config '"));
+    assert_non_null(strstr(out_text, "is no longer used"));
+    assert_int_equal(fx_times_landed("other"), 1); /* built with FILE's */
+    assert_int_equal(fx_times_landed("fix"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'config-override' AND "
+                                "detail LIKE '%fallback.conf%'",
+                                NULL),
+                     1);
+    fx_assert_tip_tested();
+    /* a FILE that does not load itself is refused at once */
+    const char *bad_file[] = {"run", "--once", "--config", "/nonexistent/x.conf", NULL};
+    assert_int_equal(cli(bad_file), 1);
+    assert_non_null(strstr(err_text, "the configuration given with --config "
+                                     "'/nonexistent/x.conf' does not load"));
+}
+
 /* The same commands on a repository reached by URL, its mirror given. */
 static void test_remote_repository(void **state)
 {
@@ -531,6 +592,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_try, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_already_in_target, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_broken_target_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_repository, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_text_escaped, setup, teardown),
         cmocka_unit_test(test_text_escaping),

@@ -17,8 +17,6 @@
 #include "remote.h"
 #include "text.h"
 
-enum { CHECK_FILE_MAX = 16 << 20 }; /* a configuration is a few lines: more is not one */
-
 /* The errors found, to be said in the order of their lines (the file's own checks come last). */
 typedef struct check_error {
     unsigned long long line; /* ~0: about the whole file */
@@ -76,43 +74,6 @@ static void say_errors(check_errors *c, FILE *out)
     c->n = c->cap = 0;
 }
 
-/* The whole of `f` on module gate's heap (NUL-terminated). */
-static keel_status read_stream(FILE *f, const char *name, char **text, size_t *len)
-{
-    *text = NULL;
-    *len = 0;
-    size_t cap = 0;
-    for (;;) {
-        if (*len + 4096 + 1 > cap) {
-            cap = cap > 0 ? cap * 2 : 8192;
-            keel_status s = keel_heap_realloc(GATE_HEAP, (void **)text, cap);
-            if (!keel_ok(s))
-                return KEEL_CONTEXT(s, "reading '%s'", name);
-        }
-        size_t got = fread(*text + *len, 1, cap - *len - 1, f);
-        *len += got;
-        (*text)[*len] = '\0';
-        if (*len > CHECK_FILE_MAX)
-            return KEEL_ERR(KEEL_E_RANGE, "'%s' is larger than %d MiB: not a configuration", name,
-                            CHECK_FILE_MAX >> 20);
-        if (got == 0)
-            break;
-    }
-    if (ferror(f))
-        return KEEL_ERR_SYS(errno, "cannot read '%s'", name);
-    return KEEL_OK;
-}
-
-static keel_status read_path(const char *path, char **text, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return KEEL_ERR_SYS(errno, "cannot open '%s'", path);
-    keel_status s = read_stream(f, path, text, len);
-    (void)fclose(f);
-    return s;
-}
-
 /* `.keel/gate.conf` of `branch` (the target's when NULL) in the guarded repository. */
 static keel_status read_branch(const gate_options *o, const char *branch, char *origin,
                                size_t origin_size, char **text, size_t *len)
@@ -156,10 +117,10 @@ keel_status gate_check(const gate_options *o, const char *what, size_t *errors)
     keel_status s = KEEL_OK;
     if (what != NULL && strcmp(what, "-") == 0) {
         gate_fmt(origin, sizeof(origin), "<stdin>");
-        s = read_stream(stdin, origin, &text, &len);
+        s = gate_read_stream(stdin, origin, &text, &len);
     } else if (what != NULL && stat(what, &st) == 0 && !S_ISDIR(st.st_mode)) {
         gate_fmt(origin, sizeof(origin), "%s", what);
-        s = read_path(what, &text, &len);
+        s = gate_read_path(what, &text, &len);
     } else {
         /* not a file: a branch (a name a file could not be is refused as a branch) */
         s = what != NULL ? gate_branch_check(what) : KEEL_OK;

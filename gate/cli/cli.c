@@ -51,6 +51,8 @@ static const opt_def opt_table[] = {
     {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
     {"json", NULL, C_STATUS, "machine-readable output"},
     {"once", NULL, C_RUN, "stop when the queue is empty"},
+    {"config", "FILE", C_RUN,
+     "while the target's .keel/gate.conf does not load, use FILE's (said, recorded)"},
     {"raw", NULL, C_LOG, "the jobs' output as they wrote it (control characters too)"},
     {"quiet", NULL, C_RUN | C_SUBMIT | C_CANCEL, "no progress output"},
     {"help", NULL, C_ALL, "this text"},
@@ -281,6 +283,7 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
     o.state = opt_value(&p, "state");
     o.target = opt_value(&p, "target");
     o.work = opt_value(&p, "work");
+    o.config = opt_value(&p, "config");
     o.out = opt_value(&p, "quiet") != NULL ? NULL : out;
     if (p.cmd->bit == C_CHECK) { /* no store, no lock: a configuration alone */
         size_t errors = 0;
