@@ -68,6 +68,8 @@ struct gate {
     gate_config *tip_cfg;
     unsigned long long tip_cfg_id; /* which text tip_cfg was read from (a hash) */
     char tip[GATE_HEX];
+    char tip_built[GATE_HEX]; /* the merge the tip was built as, before it landed relabelled
+                                 (gate_land_relabel): candidates stacked on it stack on the tip */
     unsigned gen;
     gate_cand **cands;
     size_t ncands, cands_cap;
@@ -86,6 +88,7 @@ struct gate {
     bool pushed_warned;
     gate_qlock *qlock;    /* held by gate_run: one gatekeeper per queue */
     bool recovered;       /* the run's first recovery (the one after a crash) is done */
+    bool config_used;     /* run --config FILE: the tip's configuration is FILE's now */
     unsigned gate_errors; /* jobs the gate could not start, in a row (GATE_ERRORS_MAX) */
     unsigned turn_errors; /* turns that failed for the environment, in a row */
     gate_job_run **again; /* jobs the gate failed to run, to run again after a pause */
@@ -98,8 +101,7 @@ struct gate {
     /* run --config FILE: used while the target's own configuration does not load */
     char *config_text; /* NULL: none given */
     size_t config_len;
-    char config_origin[GATE_PATH_MAX]; /* FILE, as given */
-    bool config_used;                  /* the tip's configuration is FILE's now */
+    char config_origin[GATE_PATH_MAX]; /* FILE, as given (config_used: above) */
 };
 
 void gate_say(gate *g, const char *fmt, ...) KEEL_PRINTF(2, 3);
@@ -120,6 +122,15 @@ unsigned long long gate_config_text_id(const char *text, size_t len);
  * saying how to recover.
  */
 KEEL_MUST_USE keel_status gate_tip_config_broken(gate *g, keel_status why);
+/*
+ * What lands says what it is (landing.c): candidate c's merges made again
+ * onto the tip with the messages of its changes (branch, id, subject, the
+ * configurations that passed, the batch), recorded as its merge; *out: the
+ * last, the one to land.
+ */
+KEEL_MUST_USE keel_status gate_land_relabel(gate *g, const gate_cand *c, char out[GATE_HEX]);
+/* Is `base` the tip, or the merge the tip was built as before it landed relabelled? */
+bool gate_on_tip(const gate *g, const char *base);
 KEEL_MUST_USE keel_status gate_make_dir(const char *dir);
 /* mkdir -p */
 KEEL_MUST_USE keel_status gate_make_dirs(const char *dir);

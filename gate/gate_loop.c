@@ -225,6 +225,7 @@ static keel_status restart(gate *g)
 {
     bool first = !g->recovered;
     keel_status s = gate_branch_head(g->repo, g->target, g->tip);
+    g->tip_built[0] = '\0';
     gate_recovery rec;
     memset(&rec, 0, sizeof(rec));
     if (keel_ok(s))
@@ -464,7 +465,7 @@ static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
      * changes before it in a batch, it is a failed build, which the scheduler
      * isolates like any other until the change is alone on the tip.
      */
-    bool verdict = strcmp(c->base, g->tip) == 0;
+    bool verdict = gate_on_tip(g, c->base);
     if (verdict && c->n > 1) {
         gate_change ch;
         keel_status s = gate_store_get(g->store, c->changes[index], &ch);
@@ -654,7 +655,7 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
             c->ever_failed = true;
             return gate_sched_result_final(g->sched, c->sid);
         }
-    } else if (c->merge_failed && strcmp(c->base, g->tip) == 0) {
+    } else if (c->merge_failed && gate_on_tip(g, c->base)) {
         /* its base landed: the conflict may now be with the target itself */
         return merge_conflict(
             g, c,
@@ -829,7 +830,7 @@ static keel_status job_done(gate *g, gate_job_run *j)
 
 static keel_status land(gate *g, const gate_sched_decision *d, gate_cand *c)
 {
-    if (strcmp(c->base, g->tip) != 0)
+    if (!gate_on_tip(g, c->base))
         return KEEL_ERR(KEEL_E_INTERNAL, "candidate %lld was built on %.12s, the tip is %.12s",
                         c->store_id, c->base, g->tip);
     char message[128];
@@ -849,7 +850,10 @@ static keel_status land(gate *g, const gate_sched_decision *d, gate_cand *c)
             return restart(g);
         }
     }
-    keel_status s = gate_branch_cas(g->repo, g->target, g->tip, c->merge, message);
+    char landing[GATE_HEX]; /* its merges again, saying what they are (landing.c) */
+    keel_status s = gate_land_relabel(g, c, landing);
+    if (keel_ok(s))
+        s = gate_branch_cas(g->repo, g->target, g->tip, landing, message);
     if (keel_status_is(s, &gate_codes, GATE_E_MOVED)) {
         g->stats.moved++;
         gate_say(g, "moved: %s; nothing overwritten, rebuilding on the new tip\n",
@@ -865,6 +869,8 @@ static keel_status land(gate *g, const gate_sched_decision *d, gate_cand *c)
     if (!keel_ok(s))
         return s;
     c->closed = true;
+    (void)snprintf(g->tip_built, sizeof(g->tip_built), "%s", c->merge); /* what stacks on it */
+    (void)snprintf(c->merge, sizeof(c->merge), "%s", landing);
     (void)snprintf(g->tip, sizeof(g->tip), "%s", c->merge);
     for (size_t i = 0; i < d->n; i++) {
         long long id = d->changes[i];
@@ -976,9 +982,10 @@ static keel_status decide(gate *g, const gate_sched_decision *d)
         return s;
     }
     case GATE_SCHED_FLAKY: {
-        char detail[GATE_JSON_ROOM(GATE_REASON_MAX) + 64];
+        char detail[GATE_JSON_ROOM(GATE_REASON_MAX) + 64 + GATE_HEX];
         size_t n = (size_t)snprintf(detail, sizeof(detail),
-                                    "{\"candidate\":%lld,\"failed\":", c->store_id);
+                                    "{\"candidate\":%lld,\"merge\":\"%s\",\"failed\":", c->store_id,
+                                    c->merge); /* the tested merge: a landing relabels */
         n = gate_json_str(detail, sizeof(detail), n, c->first_failures);
         (void)snprintf(detail + n, n < sizeof(detail) ? sizeof(detail) - n : 0, "}");
         g->stats.flakes++;

@@ -114,7 +114,7 @@ keel_status gate_check(const gate_options *o, const char *what, size_t *errors)
     char *text = NULL;
     size_t len = 0;
     struct stat st;
-    keel_status s = KEEL_OK;
+    keel_status s;
     if (what != NULL && strcmp(what, "-") == 0) {
         gate_fmt(origin, sizeof(origin), "<stdin>");
         s = gate_read_stream(stdin, origin, &text, &len);

@@ -106,8 +106,8 @@ static keel_status take_one(const char *branch, const char *hex, void *ctx)
         keel_heap_free(GATE_HEAP, ref);
         return s;
     }
-    char tip[GATE_HEX];
     if (keel_ok(s)) { /* the target as last fetched (run fetches it each round) */
+        char tip[GATE_HEX];
         keel_status known = gate_branch_known(g->repo, g->target, tip);
         if (keel_ok(known))
             why = gate_already_in(g, branch, commit, tip);
