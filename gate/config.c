@@ -260,9 +260,9 @@ typedef struct parse_state {
     gate_config *cfg;
     section_kind section;
     bool seen_gate;
-    size_t config_line[GATE_MAX_CONFIGS]; /* where each [config NAME] starts, for validate() */
-    bool has_command[GATE_MAX_CONFIGS];   /* a build or test key was given, right or wrong */
-    gate_config_error_fn report;          /* gate_config_check's: every error, not the first */
+    size_t config_line[GATE_MAX_CONFIGS];   /* where each [config NAME] starts, for validate() */
+    bool command_refused[GATE_MAX_CONFIGS]; /* its build or test was refused (an error said) */
+    gate_config_error_fn report;            /* gate_config_check's: every error, not the first */
     void *report_ctx;
     size_t errors; /* how many were reported */
 } parse_state;
@@ -582,12 +582,12 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
 static keel_status config_key(parse_state *st, const char *key, const char *value)
 {
     gate_matrix_config *m = &st->cfg->configs[st->cfg->nconfigs - 1];
-    if (strcmp(key, "build") == 0 || strcmp(key, "test") == 0)
-        st->has_command[st->cfg->nconfigs - 1] = true;
-    if (strcmp(key, "build") == 0)
-        return set_command(st, key, value, &m->build);
-    if (strcmp(key, "test") == 0)
-        return set_command(st, key, value, &m->test);
+    if (strcmp(key, "build") == 0 || strcmp(key, "test") == 0) {
+        keel_status s = set_command(st, key, value, key[0] == 'b' ? &m->build : &m->test);
+        if (!keel_ok(s)) /* reported: "has neither" would only say it again */
+            st->command_refused[st->cfg->nconfigs - 1] = true;
+        return s;
+    }
     if (strcmp(key, "env") == 0) {
         gate_shell sh;
         memset(&sh, 0, sizeof(sh));
@@ -739,7 +739,7 @@ static keel_status validate(parse_state *st)
             if ((m->limits_set & limit_keys[k].bit) == 0)
                 memcpy((char *)&m->limits + limit_keys[k].offset,
                        (const char *)&c->limits + limit_keys[k].offset, sizeof(unsigned long long));
-        if (m->test.n == 0 && m->build.n == 0 && !st->has_command[i]) {
+        if (m->test.n == 0 && m->build.n == 0 && !st->command_refused[i]) {
             st->line = st->config_line[i]; /* the error names its section's line */
             s = found(st, errf(st, KEEL_E_PARSE,
                                "configuration '%s' has neither 'build' nor 'test'", m->name));

@@ -380,6 +380,8 @@ static void test_check_every_error(void **state)
         if (strstr(e.text[i], what[i]) == NULL)
             fail_msg("error %zu: '%s' not in '%s'", i, what[i], e.text[i]);
     }
+    /* a command given empty is no command (the fuzzer found it let through once) */
+    expect_error("[config a]\ntest =\n", KEEL_E_PARSE, ":1: configuration 'a' has neither", NULL);
     /* run's parser: the first error only */
     expect_error(text, KEEL_E_NOTFOUND, "repo:.keel/gate.conf:2: unknown key 'slot'", NULL);
     /* a good one: no error, the configuration */
