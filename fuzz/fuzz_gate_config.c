@@ -15,7 +15,8 @@
  *     target of a branch name's characters, every number in the range
  *     config.c documents, unset limits the [gate] defaults;
  *   - written out again (every word escaped, a comment after it) it parses
- *     to the same configuration: quoting, escapes and comments agree;
+ *     to the same configuration: quoting, escapes, comments and the refusal
+ *     of shell syntax outside quotes (gate_words_shell) agree;
  *   - an error names the origin, and the line (within the text) where a
  *     line is at fault; the one-line reason a change is rejected with
  *     (gate_status_line) keeps them;
@@ -47,7 +48,7 @@ static void put_word(fuzz_str *o, const char *w)
             fuzz_adds(o, "'\r'");
             continue;
         }
-        if (strchr(" \t'\"\\#", *w) != NULL)
+        if (strchr(" \t'\"\\#;&|<>$`", *w) != NULL) /* shell syntax refused unless escaped */
             fuzz_add(o, "\\", 1);
         fuzz_add(o, w, 1);
     }

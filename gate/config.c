@@ -37,13 +37,64 @@ void gate_words_free(gate_words *w)
     w->n = 0;
 }
 
+static bool name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/*
+ * Is there shell syntax at text[i] (outside quotes, not escaped)?  Into `sh`:
+ * what it is, as written, and where.
+ */
+static void shell_at(const char *text, size_t i, gate_shell *sh)
+{
+    static const struct {
+        const char *op;
+        const char *what;
+    } ops[] = {{"&&", "run the next command if this one passed"},
+               {"||", "run the next command if this one failed"},
+               {"$(", "a command's output in its place"},
+               {"${", "a variable's value in its place"},
+               {">>", "a redirection"},
+               {"|", "a pipe"},
+               {";", "a second command"},
+               {"&", "a command in the background"},
+               {">", "a redirection"},
+               {"<", "a redirection"},
+               {"`", "a command's output in its place"}};
+    const char *p = text + i;
+    size_t len = 0;
+    const char *what = NULL;
+    for (size_t k = 0; what == NULL && k < sizeof(ops) / sizeof(ops[0]); k++)
+        if (strncmp(p, ops[k].op, strlen(ops[k].op)) == 0) {
+            len = strlen(ops[k].op);
+            what = ops[k].what;
+        }
+    bool expansion = what != NULL && (p[0] == '$' || p[0] == '`');
+    if (what == NULL && p[0] == '$' && p[1] != '\0' &&
+        (name_char(p[1]) || strchr("?#@*!$-", p[1]) != NULL)) {
+        len = 2; /* $1, $?: one character; $NAME: the whole name */
+        while (!(p[1] >= '0' && p[1] <= '9') && name_char(p[1]) && name_char(p[len]) &&
+               len + 1 < sizeof(sh->found))
+            len++;
+        what = "a variable's value in its place";
+        expansion = true;
+    }
+    if (what == NULL || (sh->expansions_only && !expansion))
+        return;
+    (void)snprintf(sh->found, sizeof(sh->found), "%.*s", (int)len, p);
+    sh->what = what;
+    sh->column = i + 1;
+}
+
 /*
  * One pass of the splitter.  With `text_out` NULL it only counts words and
  * bytes; otherwise it writes the words, each NUL-terminated, into text_out and
- * their starts into `starts`.
+ * their starts into `starts`.  `sh` (NULL-able): the first shell syntax outside
+ * quotes and escapes (shell_at).
  */
 static keel_status split_pass(const char *text, size_t *nwords, size_t *nbytes, char *text_out,
-                              char **starts)
+                              char **starts, gate_shell *sh)
 {
     size_t i = 0, words = 0, bytes = 0;
     for (;;) {
@@ -68,6 +119,9 @@ static keel_status split_pass(const char *text, size_t *nwords, size_t *nbytes, 
                 quote = '\0';
                 continue;
             }
+            if (sh != NULL && sh->column == 0 && c != '\\' &&
+                (quote == '\0' || (quote == '"' && sh->expansions_only)))
+                shell_at(text, i, sh); /* a shell expands "$x" too, but not '$x' */
             if (c == '\\' && quote != '\'' && text[i + 1] != '\0')
                 c = text[++i];
             if (text_out != NULL)
@@ -95,7 +149,7 @@ keel_status gate_words_split(const char *text, gate_words *out)
     out->words = NULL;
     out->n = 0;
     size_t n = 0, bytes = 0;
-    keel_status s = split_pass(text, &n, &bytes, NULL, NULL);
+    keel_status s = split_pass(text, &n, &bytes, NULL, NULL, NULL);
     if (!keel_ok(s))
         return s;
     size_t table = (n + 1) * sizeof(char *);
@@ -105,7 +159,7 @@ keel_status gate_words_split(const char *text, gate_words *out)
         return KEEL_CONTEXT(s, "splitting '%s'", text);
     char **block = (char **)mem;
     char *chars = (char *)block + table;
-    s = split_pass(text, &n, &bytes, chars, block);
+    s = split_pass(text, &n, &bytes, chars, block, NULL);
     if (!keel_ok(s)) {
         keel_heap_free(CONFIG_HEAP, block);
         return s;
@@ -116,9 +170,22 @@ keel_status gate_words_split(const char *text, gate_words *out)
     return KEEL_OK;
 }
 
+bool gate_words_shell(const char *text, gate_shell *sh)
+{
+    KEEL_ASSERT(text != NULL && sh != NULL);
+    sh->found[0] = '\0';
+    sh->what = NULL;
+    sh->column = 0;
+    size_t n = 0, bytes = 0;
+    keel_status s = split_pass(text, &n, &bytes, NULL, NULL, sh);
+    keel_status_free(s); /* an unterminated quote: gate_words_split reports it */
+    return sh->column > 0;
+}
+
 /* ---- the parser -------------------------------------------------------------------- */
 
-typedef enum section_kind { SECTION_NONE, SECTION_GATE, SECTION_CONFIG } section_kind;
+/* SECTION_SKIP: a section whose header was refused (gate_config_check reads none of its keys). */
+typedef enum section_kind { SECTION_NONE, SECTION_GATE, SECTION_CONFIG, SECTION_SKIP } section_kind;
 
 static const char *const gate_keys[] = {
     "crash-limit", "target", "slots",   "strategy", "max-batch", "max-depth",
@@ -189,10 +256,15 @@ bool gate_env_forbidden(const char *name, size_t len)
 typedef struct parse_state {
     const char *origin;
     size_t line;
+    const char *line_text; /* the line being read (columns are counted from it) */
     gate_config *cfg;
     section_kind section;
     bool seen_gate;
-    size_t config_line[GATE_MAX_CONFIGS]; /* where each [config NAME] starts, for validate() */
+    size_t config_line[GATE_MAX_CONFIGS];   /* where each [config NAME] starts, for validate() */
+    bool command_refused[GATE_MAX_CONFIGS]; /* its build or test was refused (an error said) */
+    gate_config_error_fn report;            /* gate_config_check's: every error, not the first */
+    void *report_ctx;
+    size_t errors; /* how many were reported */
 } parse_state;
 
 static keel_status errf(const parse_state *st, keel_code code, const char *fmt, ...)
@@ -287,10 +359,51 @@ static keel_status set_words(const parse_state *st, const char *key, const char 
     gate_words parsed;
     keel_status s = gate_words_split(value, &parsed);
     if (!keel_ok(s))
-        return KEEL_WRAP(s, KEEL_E_PARSE, "%s:%zu: bad value for '%s'", st->origin, st->line, key);
+        return keel_status_with_uint(
+            KEEL_WRAP(s, KEEL_E_PARSE, "%s:%zu: bad value for '%s'", st->origin, st->line, key),
+            "line", (unsigned long long)st->line);
     gate_words_free(w); /* a key given twice: the last one wins */
     *w = parsed;
     return KEEL_OK;
+}
+
+/*
+ * A command (build, test, notify): its words, refused when it holds shell
+ * syntax (gate_words_shell) or starts with a variable's assignment
+ * (NAME=value), which only a shell would understand: no shell runs it.
+ */
+static keel_status set_command(const parse_state *st, const char *key, const char *value,
+                               gate_words *w)
+{
+    gate_shell sh;
+    memset(&sh, 0, sizeof(sh));
+    size_t at =
+        st->line_text != NULL && value >= st->line_text ? (size_t)(value - st->line_text) : 0;
+    char fix[200];
+    if (strchr(value, '\'') == NULL && strlen(value) < 120)
+        (void)snprintf(fix, sizeof(fix), "%s = sh -c '%s'", key, value);
+    else
+        (void)snprintf(fix, sizeof(fix), "%s = sh -c '...'", key);
+    if (gate_words_shell(value, &sh))
+        return errf(st, KEEL_E_PARSE,
+                    "'%s': '%s' at column %zu is shell syntax (%s), but commands are not run by "
+                    "a shell: they are split into words and run directly; put the commands in a "
+                    "script in the repository and run that (%s = sh ci/%s.sh), or ask for a "
+                    "shell (%s)",
+                    key, sh.found, at + sh.column, sh.what, key, key, fix);
+    keel_status s = set_words(st, key, value, w);
+    const char *first = keel_ok(s) && w->n > 0 ? w->words[0] : "";
+    size_t name = 0;
+    while (name_char(first[name]) && !(name == 0 && first[0] >= '0' && first[0] <= '9'))
+        name++;
+    if (name > 0 && first[name] == '=')
+        s = errf(st, KEEL_E_PARSE,
+                 "'%s': '%s' sets a variable in a shell, but commands are not run by a shell: "
+                 "the program would be '%s'; %s",
+                 key, first, first,
+                 strcmp(key, "notify") == 0 ? "run the hook through a script, or 'sh -c'"
+                                            : "set the variable in 'env' of this configuration");
+    return s;
 }
 
 static keel_status unknown_key(const parse_state *st, const char *key, const char *const *keys,
@@ -423,7 +536,7 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
     if (strcmp(key, "retries") == 0)
         return parse_uint(st, key, value, 0, 10, &c->retries);
     if (strcmp(key, "notify") == 0)
-        return set_words(st, key, value, &c->notify);
+        return set_command(st, key, value, &c->notify);
     if (strcmp(key, "crash-limit") == 0)
         return parse_uint(st, key, value, 0, 1000, &c->crash_limit);
     if (strcmp(key, "sandbox") == 0) {
@@ -469,11 +582,21 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
 static keel_status config_key(parse_state *st, const char *key, const char *value)
 {
     gate_matrix_config *m = &st->cfg->configs[st->cfg->nconfigs - 1];
-    if (strcmp(key, "build") == 0)
-        return set_words(st, key, value, &m->build);
-    if (strcmp(key, "test") == 0)
-        return set_words(st, key, value, &m->test);
+    if (strcmp(key, "build") == 0 || strcmp(key, "test") == 0) {
+        keel_status s = set_command(st, key, value, key[0] == 'b' ? &m->build : &m->test);
+        if (!keel_ok(s)) /* reported: "has neither" would only say it again */
+            st->command_refused[st->cfg->nconfigs - 1] = true;
+        return s;
+    }
     if (strcmp(key, "env") == 0) {
+        gate_shell sh;
+        memset(&sh, 0, sizeof(sh));
+        sh.expansions_only = true;
+        if (gate_words_shell(value, &sh))
+            return errf(st, KEEL_E_PARSE,
+                        "'env': '%s' at column %zu is shell syntax (%s), but no shell reads "
+                        "'env': values are taken as written; write the value out in full",
+                        sh.found, (size_t)(value - st->line_text) + sh.column, sh.what);
         keel_status s = set_words(st, key, value, &m->env);
         if (!keel_ok(s))
             return s;
@@ -540,20 +663,29 @@ static keel_status open_section(parse_state *st, char *head)
         return KEEL_OK;
     }
     static const char *const sections[] = {"gate", "config"};
-    const char *near = keel_suggest(name, sections, 2);
-    return errf(st, KEEL_E_NOTFOUND, "unknown section [%s]%s%s%s", name,
+    size_t first = strcspn(name, " \t"); /* [confg x]: did you mean [config x]? */
+    char word[16];
+    (void)snprintf(word, sizeof(word), "%.*s", (int)(first < 15 ? first : 15), name);
+    const char *near = first < 15 ? keel_suggest(word, sections, 2) : NULL;
+    return errf(st, KEEL_E_NOTFOUND, "unknown section [%s]%s%s%s%s", name,
                 near != NULL ? " (did you mean [" : " (sections: [gate], [config NAME])",
-                near != NULL ? near : "", near != NULL ? "]?)" : "");
+                near != NULL ? near : "", near != NULL ? name + first : "",
+                near != NULL ? "]?)" : "");
 }
 
 static keel_status parse_line(parse_state *st, char *line)
 {
+    st->line_text = line;
     strip_comment(line);
     char *t = trim(line);
     if (t[0] == '\0')
         return KEEL_OK;
-    if (t[0] == '[')
-        return open_section(st, t);
+    if (t[0] == '[') {
+        keel_status s = open_section(st, t);
+        if (!keel_ok(s))
+            st->section = SECTION_SKIP; /* its keys would be taken for another section's */
+        return s;
+    }
     char *eq = strchr(t, '=');
     if (eq == NULL)
         return errf(st, KEEL_E_PARSE, "expected 'key = value', found '%s'", t);
@@ -567,10 +699,28 @@ static keel_status parse_line(parse_state *st, char *line)
         return gate_key(st, key, value);
     case SECTION_CONFIG:
         return config_key(st, key, value);
+    case SECTION_SKIP:
+        return KEEL_OK;
     case SECTION_NONE:
         break;
     }
     return errf(st, KEEL_E_PARSE, "key '%s' before any section ([gate] or [config NAME])", key);
+}
+
+/*
+ * An error of the configuration's (`s`, taken): gate_config_parse's result;
+ * gate_config_check reports it and goes on (KEEL_OK).  The gate's own
+ * failures (memory) end both.
+ */
+static keel_status found(parse_state *st, keel_status s)
+{
+    if (keel_ok(s) || st->report == NULL || KEEL_HAS(s, KEEL_E_NOMEM) ||
+        KEEL_HAS(s, KEEL_E_INJECTED))
+        return s;
+    st->errors++;
+    st->report(s, st->report_ctx);
+    keel_status_free(s);
+    return KEEL_OK;
 }
 
 static keel_status validate(parse_state *st)
@@ -578,42 +728,51 @@ static keel_status validate(parse_state *st)
     gate_config *c = st->cfg;
     st->line = 0;
     if (c->nconfigs == 0)
-        return KEEL_ERR(KEEL_E_PARSE, "%s: no [config NAME] section: nothing to build or test",
-                        st->origin);
+        return found(st, KEEL_ERR(KEEL_E_PARSE,
+                                  "%s: no [config NAME] section: nothing to build or test",
+                                  st->origin));
     bool any_required = false;
-    for (size_t i = 0; i < c->nconfigs; i++) {
+    keel_status s = KEEL_OK;
+    for (size_t i = 0; keel_ok(s) && i < c->nconfigs; i++) {
         gate_matrix_config *m = &c->configs[i];
         for (size_t k = 0; k < sizeof(limit_keys) / sizeof(limit_keys[0]); k++)
             if ((m->limits_set & limit_keys[k].bit) == 0)
                 memcpy((char *)&m->limits + limit_keys[k].offset,
                        (const char *)&c->limits + limit_keys[k].offset, sizeof(unsigned long long));
-        if (m->test.n == 0 && m->build.n == 0) {
+        if (m->test.n == 0 && m->build.n == 0 && !st->command_refused[i]) {
             st->line = st->config_line[i]; /* the error names its section's line */
-            return errf(st, KEEL_E_PARSE, "configuration '%s' has neither 'build' nor 'test'",
-                        m->name);
+            s = found(st, errf(st, KEEL_E_PARSE,
+                               "configuration '%s' has neither 'build' nor 'test'", m->name));
         }
         any_required |= m->required;
     }
-    if (!any_required)
-        return KEEL_ERR(KEEL_E_PARSE,
-                        "%s: no configuration is required: nothing would stop a broken change",
-                        st->origin);
-    return KEEL_OK;
+    if (keel_ok(s) && !any_required)
+        s = found(st,
+                  KEEL_ERR(KEEL_E_PARSE,
+                           "%s: no configuration is required: nothing would stop a broken change",
+                           st->origin));
+    return s;
 }
 
-keel_status gate_config_parse(const char *text, size_t len, const char *origin, gate_config **out)
+/* gate_config_parse, or with `report` gate_config_check (*out: NULL when it found any). */
+static keel_status parse(const char *text, size_t len, const char *origin,
+                         gate_config_error_fn report, void *ctx, size_t *errors, gate_config **out)
 {
-    KEEL_ASSERT(text != NULL && out != NULL);
     *out = NULL;
+    *errors = 0;
     const char *nul = (const char *)memchr(text, '\0', len);
     if (nul != NULL) {
         parse_state at; /* the error names the line that holds it */
         memset(&at, 0, sizeof(at));
         at.origin = origin != NULL ? origin : "gate.conf";
         at.line = 1;
+        at.report = report;
+        at.report_ctx = ctx;
         for (const char *p = text; p < nul; p++)
             at.line += *p == '\n';
-        return errf(&at, KEEL_E_PARSE, "contains a NUL byte");
+        keel_status s = found(&at, errf(&at, KEEL_E_PARSE, "contains a NUL byte"));
+        *errors = at.errors; /* what follows a NUL byte is nobody's text: not read */
+        return s;
     }
     void *cmem = NULL, *tmem = NULL;
     keel_status s = keel_heap_calloc(CONFIG_HEAP, 1, sizeof(gate_config), &cmem);
@@ -640,6 +799,8 @@ keel_status gate_config_parse(const char *text, size_t len, const char *origin, 
     memset(&st, 0, sizeof(st));
     st.origin = origin != NULL ? origin : "gate.conf";
     st.cfg = c;
+    st.report = report;
+    st.report_ctx = ctx;
     char *p = copy;
     /* strtok_r would merge empty lines and lose line numbers: split by hand */
     while (keel_ok(s) && p != NULL) {
@@ -647,18 +808,34 @@ keel_status gate_config_parse(const char *text, size_t len, const char *origin, 
         if (nl != NULL)
             *nl = '\0';
         st.line++;
-        s = parse_line(&st, p);
+        s = found(&st, parse_line(&st, p));
         p = nl != NULL ? nl + 1 : NULL;
     }
     if (keel_ok(s))
         s = validate(&st);
     keel_heap_free(CONFIG_HEAP, copy);
-    if (!keel_ok(s)) {
+    *errors = st.errors;
+    if (!keel_ok(s) || st.errors > 0) {
         gate_config_free(c);
         return s;
     }
     *out = c;
     return KEEL_OK;
+}
+
+keel_status gate_config_parse(const char *text, size_t len, const char *origin, gate_config **out)
+{
+    KEEL_ASSERT(text != NULL && out != NULL);
+    size_t errors = 0;
+    return parse(text, len, origin, NULL, NULL, &errors, out);
+}
+
+keel_status gate_config_check(const char *text, size_t len, const char *origin,
+                              gate_config_error_fn report, void *ctx, size_t *errors,
+                              gate_config **out)
+{
+    KEEL_ASSERT(text != NULL && report != NULL && errors != NULL && out != NULL);
+    return parse(text, len, origin, report, ctx, errors, out);
 }
 
 void gate_config_free(gate_config *c)

@@ -43,7 +43,9 @@
  * Commands and env are split into words like a shell would split them
  * (blanks separate, '...' and "..." quote, \ escapes; a '#' that starts a
  * word outside quotes starts a comment) but no shell ever runs them: they
- * are executed directly.  Errors name the file and the line (a
+ * are executed directly, so a command holding shell syntax outside quotes
+ * (`&&`, `|`, `>`, `$(`, ...: gate_words_shell) or starting with NAME=value
+ * is refused, saying what to write instead.  Errors name the file and the line (a
  * configuration's own: the line of its [config NAME]) and the key, with the
  * nearest known key when a key is misspelled.
  */
@@ -138,6 +140,22 @@ KEEL_MUST_USE keel_status gate_config_parse(const char *text, size_t len, const 
                                             gate_config **out);
 void gate_config_free(gate_config *c);
 
+/*
+ * Check a configuration as gate_config_parse reads it, but every error, not
+ * only the first (`keel-gate check`, for editors and pre-commit hooks): each
+ * goes to `report` (borrowed for the call; its message names the file, the
+ * line and the key, its detail "line" the line) and the check reads on.  The
+ * keys of a section whose header is refused are not read (they would be
+ * taken for another section's), nor what follows a NUL byte.  *errors: how
+ * many; *out: the configuration when there were none (else NULL).  KEEL_OK
+ * unless the check itself failed (memory).  gate_config_parse, which run
+ * uses, still stops at the first.
+ */
+typedef void (*gate_config_error_fn)(keel_status err, void *ctx);
+KEEL_MUST_USE keel_status gate_config_check(const char *text, size_t len, const char *origin,
+                                            gate_config_error_fn report, void *ctx, size_t *errors,
+                                            gate_config **out);
+
 const char *gate_strategy_name(gate_strategy s);
 
 /*
@@ -151,6 +169,27 @@ bool gate_env_forbidden(const char *name, size_t len);
 
 /* Split a command line into words (no shell): quotes and backslashes as above. */
 KEEL_MUST_USE keel_status gate_words_split(const char *text, gate_words *out);
+
+/*
+ * Shell syntax in a command line, which the splitter would pass on as text
+ * since no shell runs the command: outside quotes and not escaped, `&&`,
+ * `||`, `;`, `&`, `|`, `<`, `>` (so `>>`, `2>&1`, `<(...)` too), `$(`, `${`,
+ * `$NAME`, `$1`, `$?` (and `$#`, `$@`, `$*`, `$!`, `$$`, `$-`) and a
+ * backquote; with `expansions_only` (what `env` holds), the expansions
+ * alone (`$...` and the backquote), outside quotes and inside "...", where a
+ * shell expands them too.  Not looked for (a shell passes them on as written when
+ * nothing matches): `*`, `?`, `[...]`, `{a,b}`, `~`.  A quoted operator
+ * (`'a|b'`, "x;y") or an escaped one (`\;`) is a word's text.
+ */
+typedef struct gate_shell {
+    bool expansions_only; /* in: look for `$...` and backquotes only */
+    char found[24];       /* out: the syntax as written ("&&", "$HOME"), cut at 23 bytes */
+    const char *what;     /* out: what a shell would do with it */
+    size_t column;        /* out: where it starts in the text (1-based); 0: none */
+} gate_shell;
+
+/* Is there shell syntax in `text` (gate_shell)?  The first is described in *sh. */
+bool gate_words_shell(const char *text, gate_shell *sh);
 void gate_words_free(gate_words *w);
 
 #endif /* KEEL_GATE_CONFIG_H */

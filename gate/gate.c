@@ -217,6 +217,52 @@ static keel_status branch_is_target(const gate *g, const char *branch, const cha
         "branch", branch);
 }
 
+keel_status gate_tip_config_broken(gate *g, keel_status why)
+{
+    char line[GATE_REASON_MAX];
+    gate_status_line(why, line, sizeof(line));
+    if (g->config_text == NULL)
+        return KEEL_CONTEXT(
+            why,
+            "the configuration of '%s' at %.12s does not load, and run reads the target's "
+            "configuration before anything else: a fix cannot go through the gate; push the fix "
+            "to '%s' directly (git push origin <fix>:%s), or run keel-gate run --config FILE "
+            "with a configuration that loads until the fix has landed (keel-gate check FILE "
+            "checks one)",
+            g->target, g->tip, g->target, g->target);
+    keel_status_free(why);
+    keel_status s = gate_config_parse(g->config_text, g->config_len, g->config_origin, &g->tip_cfg);
+    if (keel_ok(s))
+        s = gate_sandbox_check_config(&g->hidden, g->tip_cfg);
+    if (!keel_ok(s)) {
+        gate_config_free(g->tip_cfg);
+        g->tip_cfg = NULL;
+        return KEEL_CONTEXT(s, "the configuration given with --config '%s'", g->config_origin);
+    }
+    g->config_used = true;
+    gate_say(g, "warning: the configuration of '%s' at %.12s does not load: %s\n", g->target,
+             g->tip, line);
+    gate_say(g,
+             "warning: using '%s' instead (--config): for '%s' and for every change that leaves "
+             "its .keel/gate.conf as it is, until a configuration that loads has landed\n",
+             g->config_origin, g->target);
+    size_t size = gate_json_str(NULL, 0, 0, g->config_origin) + gate_json_str(NULL, 0, 0, line) +
+                  GATE_HEX + 64;
+    void *mem = NULL;
+    s = keel_heap_alloc(GATE_HEAP, size, &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "recording a 'config-override' event");
+    char *detail = (char *)mem;
+    size_t n = (size_t)snprintf(detail, size, "{\"file\":");
+    n = gate_json_str(detail, size, n, g->config_origin);
+    n += (size_t)snprintf(detail + n, size - n, ",\"tip\":\"%s\",\"error\":", g->tip);
+    n = gate_json_str(detail, size, n, line);
+    (void)snprintf(detail + n, size - n, "}");
+    s = gate_store_event(g->store, now_s(), "config-override", 0, detail);
+    keel_heap_free(GATE_HEAP, detail);
+    return s;
+}
+
 keel_status gate_target_mismatch(const char *target, const char *tip, const char *named)
 {
     return keel_status_with_str(
@@ -336,6 +382,19 @@ keel_status gate_open(const gate_options *o, gate **out)
         if (keel_ok(s))
             s = gate_hidden_paths(g, &g->hidden);
     }
+    if (keel_ok(s) && o->config != NULL) { /* checked now: it is what run falls back on */
+        gate_fmt(g->config_origin, sizeof(g->config_origin), "%s", o->config);
+        s = gate_read_path(o->config, &g->config_text, &g->config_len);
+        gate_config *cfg = NULL;
+        if (keel_ok(s))
+            s = gate_config_parse(g->config_text, g->config_len, g->config_origin, &cfg);
+        if (keel_ok(s))
+            s = gate_sandbox_check_config(&g->hidden, cfg);
+        gate_config_free(cfg);
+        if (!keel_ok(s))
+            s = KEEL_CONTEXT(s, "the configuration given with --config '%s' does not load",
+                             o->config);
+    }
     if (!keel_ok(s)) {
         gate_close(g);
         return s;
@@ -350,7 +409,48 @@ void gate_close(gate *g)
         return;
     gate_store_close(g->store);
     gate_repo_close(g->repo);
+    keel_heap_free(GATE_HEAP, g->config_text);
     keel_heap_free(GATE_HEAP, g);
+}
+
+keel_status gate_already_in(gate *g, const char *branch, const char *head, const char *tip)
+{
+    bool in = false;
+    keel_status s = gate_is_ancestor(g->repo, head, tip, &in);
+    if (!keel_ok(s)) { /* a history that cannot be read: the merge tells whose fault */
+        keel_status_ignore(s, "the change is merged and judged as before");
+        return KEEL_OK;
+    }
+    if (!in)
+        return KEEL_OK;
+    return keel_status_with_str(
+        keel_status_with_str(
+            KEEL_ERR(KEEL_E_EXISTS,
+                     "'%s' (%.12s) is already in '%s' at %.12s: its head is in the target's "
+                     "history, there is nothing to test or land",
+                     branch, head, g->target, tip),
+            "branch", branch),
+        "tip", tip);
+}
+
+/* An "already-in" event: `why` (borrowed) about `branch` at `head`. */
+keel_status gate_already_in_event(gate *g, const char *branch, const char *head, keel_status why)
+{
+    const char *reason = keel_status_message(why);
+    size_t size = gate_json_str(NULL, 0, 0, branch) + gate_json_str(NULL, 0, 0, reason) + 96;
+    void *mem = NULL;
+    keel_status s = keel_heap_alloc(GATE_HEAP, size, &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "recording an 'already-in' event");
+    char *detail = (char *)mem;
+    size_t n = (size_t)snprintf(detail, size, "{\"branch\":");
+    n = gate_json_str(detail, size, n, branch);
+    n += (size_t)snprintf(detail + n, size - n, ",\"head\":\"%s\",\"reason\":", head);
+    n = gate_json_str(detail, size, n, reason);
+    (void)snprintf(detail + n, size - n, "}");
+    s = gate_store_event(g->store, now_s(), "already-in", 0, detail);
+    keel_heap_free(GATE_HEAP, detail);
+    return s;
 }
 
 keel_status gate_submit(gate *g, const char *branch, int priority, long long *id)
@@ -362,8 +462,24 @@ keel_status gate_submit(gate *g, const char *branch, int priority, long long *id
     if (strcmp(branch, g->target) == 0)
         return branch_is_target(g, branch, "submit");
     /* a commit; an annotated tag is peeled to its commit, a blob or a tree refused */
-    char head[GATE_HEX], tag[GATE_HEX], peeled[2 * GATE_HEX + 64] = "";
+    char head[GATE_HEX], tag[GATE_HEX], peeled[2 * GATE_HEX + 64] = "", tip[GATE_HEX];
     s = gate_branch_commit(g->repo, branch, head, tag);
+    keel_status t = keel_ok(s) ? gate_branch_head(g->repo, g->target, tip) : KEEL_OK;
+    if (KEEL_IS(t, KEEL_E_NOTFOUND)) { /* a target without commits holds nothing yet */
+        keel_status_free(t);
+        tip[0] = '\0';
+    } else if (!keel_ok(t)) {
+        s = t;
+    }
+    if (keel_ok(s) && tip[0] != '\0') {
+        s = gate_already_in(g, branch, head, tip);
+        if (!keel_ok(s)) {
+            keel_status e = gate_already_in_event(g, branch, head, s);
+            if (!keel_ok(e))
+                keel_status_ignore(e, "the refusal is said all the same");
+            return s;
+        }
+    }
     if (keel_ok(s))
         s = gate_store_submit(g->store, branch, head, g->target, priority, now_s(), id);
     if (keel_ok(s) && tag[0] != '\0') {
@@ -437,14 +553,67 @@ keel_status gate_hidden_paths(gate *g, gate_hidden *h)
     return KEEL_CONTEXT(s, "listing what jobs may not see");
 }
 
-/* The configuration of `commit` (.keel/gate.conf in its tree). */
+/* The whole of `f` on module gate's heap (NUL-terminated). */
+keel_status gate_read_stream(FILE *f, const char *name, char **text, size_t *len)
+{
+    *text = NULL;
+    *len = 0;
+    size_t cap = 0;
+    for (;;) {
+        if (*len + 4096 + 1 > cap) {
+            cap = cap > 0 ? cap * 2 : 8192;
+            keel_status s = keel_heap_realloc(GATE_HEAP, (void **)text, cap);
+            if (!keel_ok(s))
+                return KEEL_CONTEXT(s, "reading '%s'", name);
+        }
+        size_t got = fread(*text + *len, 1, cap - *len - 1, f);
+        *len += got;
+        (*text)[*len] = '\0';
+        if (*len > GATE_TEXT_FILE_MAX)
+            return KEEL_ERR(KEEL_E_RANGE, "'%s' is larger than %d MiB: not a configuration", name,
+                            GATE_TEXT_FILE_MAX >> 20);
+        if (got == 0)
+            break;
+    }
+    if (ferror(f))
+        return KEEL_ERR_SYS(errno, "cannot read '%s'", name);
+    return KEEL_OK;
+}
+
+keel_status gate_read_path(const char *path, char **text, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return KEEL_ERR_SYS(errno, "cannot open '%s'", path);
+    keel_status s = gate_read_stream(f, path, text, len);
+    (void)fclose(f);
+    return s;
+}
+
+unsigned long long gate_config_text_id(const char *text, size_t len)
+{
+    unsigned long long h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)text[i]) * 1099511628211ull;
+    return h | 1;
+}
+
 keel_status gate_load_config(gate *g, const char *commit, gate_config **cfg)
 {
     char *text = NULL;
     size_t len = 0;
     *cfg = NULL;
     keel_status s = gate_read_file(g->repo, commit, ".keel/gate.conf", &text, &len);
-    if (keel_ok(s)) {
+    bool as_tip =
+        g->config_used && (keel_ok(s) ? gate_config_text_id(text, len) == g->tip_cfg_id
+                                      : KEEL_IS(s, KEEL_E_NOTFOUND) && g->tip_cfg_id == 0);
+    if (as_tip) {
+        /* the tip's, which does not load: --config FILE's instead */
+        keel_status_free(s);
+        gate_file_free(text);
+        text = NULL;
+        s = gate_config_parse(g->config_text, g->config_len, g->config_origin, cfg);
+    } else if (keel_ok(s)) {
         char origin[64];
         (void)snprintf(origin, sizeof(origin), "%.12s:.keel/gate.conf", commit);
         s = gate_config_parse(text, len, origin, cfg);
@@ -484,6 +653,8 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
     }
     if (keel_ok(s))
         s = gate_branch_head(g->repo, g->target, tip);
+    if (keel_ok(s))
+        s = gate_already_in(g, branch, head, tip);
     if (keel_ok(s)) {
         const char *heads[1] = {head};
         s = gate_merge(g->repo, tip, heads, 1, merge);

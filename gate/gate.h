@@ -40,6 +40,8 @@ typedef struct gate_options {
     unsigned poll_ms;   /* run without --once: how often to look for new changes (1000) */
     unsigned pause_ms;  /* after the gate's own failure: the first pause before it tries
                            again, doubled each time (1000) */
+    const char *config; /* run --config FILE: the configuration used while the target's own
+                           does not load (NULL: none; run then stops saying how to recover) */
 } gate_options;
 
 void gate_options_default(gate_options *o);
@@ -117,6 +119,16 @@ KEEL_MUST_USE keel_status gate_log(gate *g, long long id, FILE *f, bool raw);
  * nothing) so that the linker keeps them, then keel_modules_start().
  */
 void gate_modules_link(void);
+
+/*
+ * `keel-gate check` (gate/cli/check.c): the configuration `what` checked,
+ * every error at once (gate_config_check), each a line "<origin>:<line>:
+ * ..." on o->out, then a summary line.  `what`: a file ("-": standard
+ * input); else a branch, whose .keel/gate.conf is read from git (no
+ * checkout); NULL: the target's (o->target, else the branch HEAD names).
+ * No store is opened.  *errors: how many; an error: it could not be read.
+ */
+KEEL_MUST_USE keel_status gate_check(const gate_options *o, const char *what, size_t *errors);
 
 /* The CLI (gate/cli/cli.c): parses argv, runs a command, returns the exit code (0, 1, 2). */
 int gate_cli_main(int argc, char **argv, FILE *out, FILE *err);

@@ -79,6 +79,8 @@ struct gate {
     gate_config *tip_cfg;
     unsigned long long tip_cfg_id; /* which text tip_cfg was read from (a hash) */
     char tip[GATE_HEX];
+    char tip_built[GATE_HEX]; /* the merge the tip was built as, before it landed relabelled
+                                 (gate_land_relabel): candidates stacked on it stack on the tip */
     unsigned gen;
     gate_cand **cands;
     size_t ncands, cands_cap;
@@ -97,6 +99,7 @@ struct gate {
     bool pushed_warned;
     gate_qlock *qlock;    /* held by gate_run: one gatekeeper per queue */
     bool recovered;       /* the run's first recovery (the one after a crash) is done */
+    bool config_used;     /* run --config FILE: the tip's configuration is FILE's now */
     unsigned gate_errors; /* jobs the gate could not start, in a row (GATE_ERRORS_MAX) */
     unsigned turn_errors; /* turns that failed for the environment, in a row */
     gate_job_run **again; /* jobs the gate failed to run, to run again after a pause */
@@ -106,12 +109,47 @@ struct gate {
     gate_hidden hidden;               /* what no job sees (gate_hidden_paths) */
     char records[GATE_PATH_MAX + 16]; /* <state>.d/running: records of running jobs */
     long long logs_pruned_at;         /* when old job logs were last removed (s) */
+    /* run --config FILE: used while the target's own configuration does not load */
+    char *config_text; /* NULL: none given */
+    size_t config_len;
+    char config_origin[GATE_PATH_MAX]; /* FILE, as given (config_used: above) */
 };
 
 void gate_say(gate *g, const char *fmt, ...) KEEL_PRINTF(2, 3);
+/*
+ * The whole text of a stream or a file, NUL-terminated, on module gate's
+ * heap (*text: free it with keel_heap_free(GATE_HEAP, ...), after an error
+ * too); at most GATE_TEXT_FILE_MAX bytes.
+ */
+enum { GATE_TEXT_FILE_MAX = 16 << 20 };
+KEEL_MUST_USE keel_status gate_read_stream(FILE *f, const char *name, char **text, size_t *len);
+KEEL_MUST_USE keel_status gate_read_path(const char *path, char **text, size_t *len);
+/* Which .keel/gate.conf text this is (a hash, never 0; 0 stands for none). */
+unsigned long long gate_config_text_id(const char *text, size_t len);
+/*
+ * The configuration of the tip does not load (`why`, taken; not the gate's
+ * own failure): with run --config FILE, FILE's becomes g->tip_cfg (said and
+ * recorded as a config-override event); without, the error that stops run,
+ * saying how to recover.
+ */
+KEEL_MUST_USE keel_status gate_tip_config_broken(gate *g, keel_status why);
+/*
+ * What lands says what it is (landing.c): candidate c's merges made again
+ * onto the tip with the messages of its changes (branch, id, subject, the
+ * configurations that passed, the batch), recorded as its merge; *out: the
+ * last, the one to land.
+ */
+KEEL_MUST_USE keel_status gate_land_relabel(gate *g, const gate_cand *c, char out[GATE_HEX]);
+/* Is `base` the tip, or the merge the tip was built as before it landed relabelled? */
+bool gate_on_tip(const gate *g, const char *base);
 KEEL_MUST_USE keel_status gate_make_dir(const char *dir);
 /* mkdir -p */
 KEEL_MUST_USE keel_status gate_make_dirs(const char *dir);
+/*
+ * The configuration of `commit` (.keel/gate.conf in its tree), with the
+ * sandbox's checks; while run uses --config FILE (config_used), FILE's for
+ * a commit whose .keel/gate.conf is the tip's (a change that leaves it be).
+ */
 KEEL_MUST_USE keel_status gate_load_config(gate *g, const char *commit, gate_config **cfg);
 unsigned gate_slots(const gate_config *cfg);
 /* KEEL_E_INVAL: the configuration at `tip` of `target` names another target. */
@@ -127,6 +165,15 @@ KEEL_MUST_USE keel_status gate_notify_start(gate *g);
 void gate_notify(gate *g);
 void gate_notify_stop(gate *g);
 KEEL_MUST_USE keel_status gate_hidden_paths(gate *g, gate_hidden *h);
+/*
+ * A change whose `head` the target's `tip` already holds (submit, try, a
+ * pushed ref): KEEL_E_EXISTS "'<branch>' (<head>) is already in '<target>'
+ * at <tip>: ...", else KEEL_OK; gate_already_in_event records it.
+ */
+KEEL_MUST_USE keel_status gate_already_in(gate *g, const char *branch, const char *head,
+                                          const char *tip);
+KEEL_MUST_USE keel_status gate_already_in_event(gate *g, const char *branch, const char *head,
+                                                keel_status why);
 
 void gate_point_after_merge(void);
 void gate_point_after_job(void);

@@ -169,11 +169,8 @@ static keel_status config_id(gate *g, const char *commit, unsigned long long *id
         keel_status_free(s);
         return KEEL_OK;
     }
-    unsigned long long h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; keel_ok(s) && i < len; i++)
-        h = (h ^ (unsigned char)text[i]) * 1099511628211ull;
+    *id = keel_ok(s) ? gate_config_text_id(text, len) : 0;
     gate_file_free(text);
-    *id = keel_ok(s) ? h | 1 : 0;
     return s;
 }
 
@@ -225,9 +222,13 @@ static void drop_again(gate *g)
  * compare-and-swap and after the gate's own failure (everything in flight
  * belongs to the old generation and its results are only recorded).
  */
+static bool config_fault_is_gates(keel_status s);
+
 static keel_status restart(gate *g)
 {
+    bool first = !g->recovered;
     keel_status s = gate_branch_head(g->repo, g->target, g->tip);
+    g->tip_built[0] = '\0';
     gate_recovery rec;
     memset(&rec, 0, sizeof(rec));
     if (keel_ok(s))
@@ -248,11 +249,18 @@ static keel_status restart(gate *g)
     g->gen++;
     gate_config_free(g->tip_cfg);
     g->tip_cfg = NULL;
-    s = gate_load_config(g, g->tip, &g->tip_cfg);
+    bool was_used = g->config_used; /* run --config FILE: FILE's while the tip's does not load */
+    g->config_used = false;
+    s = config_id(g, g->tip, &g->tip_cfg_id);
     if (keel_ok(s))
-        s = config_id(g, g->tip, &g->tip_cfg_id);
+        s = gate_load_config(g, g->tip, &g->tip_cfg);
+    if (!keel_ok(s) && !config_fault_is_gates(s))
+        s = gate_tip_config_broken(g, s);
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "reading the configuration of '%s'", g->target);
+    if (g->config_text != NULL && !g->config_used && (was_used || first))
+        gate_say(g, "the configuration of '%s' at %.12s loads: --config '%s' is %s\n", g->target,
+                 g->tip, g->config_origin, was_used ? "no longer used" : "not used");
     if (g->tip_cfg == NULL)
         return KEEL_ERR(KEEL_E_INTERNAL, "no configuration for '%s'", g->target);
     if (g->tip_cfg->target_set && strcmp(g->tip_cfg->target, g->target) != 0)
@@ -460,7 +468,7 @@ static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
      * changes before it in a batch, it is a failed build, which the scheduler
      * isolates like any other until the change is alone on the tip.
      */
-    bool verdict = strcmp(c->base, g->tip) == 0;
+    bool verdict = gate_on_tip(g, c->base);
     if (verdict && c->n > 1) {
         gate_change ch;
         keel_status s = gate_store_get(g->store, c->changes[index], &ch);
@@ -659,7 +667,7 @@ static keel_status start_build(gate *g, const gate_sched_build *b)
             c->ever_failed = true;
             return gate_sched_result_final(g->sched, c->sid);
         }
-    } else if (c->merge_failed && strcmp(c->base, g->tip) == 0) {
+    } else if (c->merge_failed && gate_on_tip(g, c->base)) {
         /* its base landed: the conflict may now be with the target itself */
         return merge_conflict(
             g, c,
@@ -893,7 +901,7 @@ static keel_status job_done(gate *g, gate_job_run *j)
 
 static keel_status land(gate *g, const gate_sched_decision *d, gate_cand *c)
 {
-    if (strcmp(c->base, g->tip) != 0)
+    if (!gate_on_tip(g, c->base))
         return KEEL_ERR(KEEL_E_INTERNAL, "candidate %lld was built on %.12s, the tip is %.12s",
                         c->store_id, c->base, g->tip);
     char message[128];
@@ -913,7 +921,10 @@ static keel_status land(gate *g, const gate_sched_decision *d, gate_cand *c)
             return restart(g);
         }
     }
-    keel_status s = gate_branch_cas(g->repo, g->target, g->tip, c->merge, message);
+    char landing[GATE_HEX]; /* its merges again, saying what they are (landing.c) */
+    keel_status s = gate_land_relabel(g, c, landing);
+    if (keel_ok(s))
+        s = gate_branch_cas(g->repo, g->target, g->tip, landing, message);
     if (keel_status_is(s, &gate_codes, GATE_E_MOVED)) {
         g->stats.moved++;
         gate_say(g, "moved: %s; nothing overwritten, rebuilding on the new tip\n",
@@ -929,6 +940,8 @@ static keel_status land(gate *g, const gate_sched_decision *d, gate_cand *c)
     if (!keel_ok(s))
         return s;
     c->closed = true;
+    (void)snprintf(g->tip_built, sizeof(g->tip_built), "%s", c->merge); /* what stacks on it */
+    (void)snprintf(c->merge, sizeof(c->merge), "%s", landing);
     (void)snprintf(g->tip, sizeof(g->tip), "%s", c->merge);
     for (size_t i = 0; i < d->n; i++) {
         long long id = d->changes[i];
@@ -1081,9 +1094,10 @@ static keel_status decide(gate *g, const gate_sched_decision *d)
         return s;
     }
     case GATE_SCHED_FLAKY: {
-        char detail[GATE_JSON_ROOM(GATE_REASON_MAX) + 64];
+        char detail[GATE_JSON_ROOM(GATE_REASON_MAX) + 64 + GATE_HEX];
         size_t n = (size_t)snprintf(detail, sizeof(detail),
-                                    "{\"candidate\":%lld,\"failed\":", c->store_id);
+                                    "{\"candidate\":%lld,\"merge\":\"%s\",\"failed\":", c->store_id,
+                                    c->merge); /* the tested merge: a landing relabels */
         n = gate_json_str(detail, sizeof(detail), n, c->first_failures);
         (void)snprintf(detail + n, n < sizeof(detail) ? sizeof(detail) - n : 0, "}");
         g->stats.flakes++;

@@ -107,6 +107,25 @@ static inline void fx_commit(const git_oid *parent, const fx_file *files, size_t
     git_commit_free(pc);
 }
 
+/* The content of `path` in the tree of `commit`, into buf (cut to fit). */
+static inline void fx_read_at(const git_oid *commit, const char *path, char *buf, size_t size)
+{
+    git_commit *c = NULL;
+    git_tree *t = NULL;
+    git_tree_entry *e = NULL;
+    git_blob *b = NULL;
+    assert_int_equal(git_commit_lookup(&c, fx_git, commit), 0);
+    assert_int_equal(git_commit_tree(&t, c), 0);
+    assert_int_equal(git_tree_entry_bypath(&e, t, path), 0);
+    assert_int_equal(git_blob_lookup(&b, fx_git, git_tree_entry_id(e)), 0);
+    (void)snprintf(buf, size, "%.*s", (int)git_blob_rawsize(b),
+                   (const char *)git_blob_rawcontent(b));
+    git_blob_free(b);
+    git_tree_entry_free(e);
+    git_tree_free(t);
+    git_commit_free(c);
+}
+
 /* A branch off main's first commit changing one file. */
 static inline void fx_branch(const char *branch, const char *path, const char *content)
 {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -18,6 +19,7 @@
 #include "text.h"
 
 static char out_text[65536], err_text[8192];
+static bool cli_no_state; /* cli() gives --repo only (check opens no store) */
 
 /* Run the CLI in this process with `args` (NULL-terminated), output captured. */
 static int cli(const char *const *args)
@@ -28,7 +30,7 @@ static int cli(const char *const *args)
     int argc = 0;
     const char *fixed[] = {"keel-gate", "--repo",   fx_where, "--state",
                            fx_state,    "--mirror", fx_mirror};
-    size_t nfixed = fx_where != fx_repo ? 7 : 5; /* a URL's mirror */
+    size_t nfixed = cli_no_state ? 3 : fx_where != fx_repo ? 7 : 5; /* a URL's mirror */
     for (size_t i = 0; i < nfixed; i++, argc++)
         argv[argc] = strcpy(words[argc], fixed[i]);
     for (const char *const *a = args; *a != NULL && argc < 31; a++, argc++)
@@ -377,6 +379,192 @@ static void test_text_escaping(void **state)
     free(text);
 }
 
+/*
+ * `keel-gate check`: every error of a configuration at once, in the order of
+ * its lines, each naming the file and line; exit 1 with errors, 0 without; a
+ * file, standard input, a branch (read from git), the target; no store made.
+ */
+static void test_check(void **state)
+{
+    (void)state;
+    static const char bad[] = "[gate]\n"
+                              "slot = 2\n"
+                              "[config a]\n"
+                              "build = cmake -B b && cmake --build b\n"
+                              "[config b]\n"
+                              "test = make check > log\n"
+                              "required = maybe\n";
+    char path[160];
+    (void)snprintf(path, sizeof(path), "%s/edited.conf", fx_dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(bad, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+    cli_no_state = true;
+    const char *file[] = {"check", path, NULL};
+    assert_int_equal(cli(file), 1);
+    char want[4][256];
+    (void)snprintf(want[0], sizeof(want[0]), "%s:2: unknown key 'slot' in [gate]", path);
+    (void)snprintf(want[1], sizeof(want[1]), "%s:4: 'build': '&&' at column 20", path);
+    (void)snprintf(want[2], sizeof(want[2]), "%s:6: 'test': '>' at column 19", path);
+    (void)snprintf(want[3], sizeof(want[3]), "%s:7: 'required' must be yes or no", path);
+    const char *at = out_text;
+    for (size_t i = 0; i < 4; i++) { /* all of them, in the order of their lines */
+        const char *next = strstr(at, want[i]);
+        if (next == NULL)
+            fail_msg("'%s' not after the errors before it in: %s", want[i], out_text);
+        at = next;
+    }
+    assert_non_null(strstr(out_text, ": 4 errors\n"));
+    /* standard input (a pre-commit hook: git show :.keel/gate.conf | keel-gate check -) */
+    int saved = dup(0);
+    assert_true(saved >= 0);
+    int in = open(path, O_RDONLY);
+    assert_true(in >= 0);
+    assert_int_equal(dup2(in, 0), 0);
+    (void)close(in);
+    clearerr(stdin);
+    const char *dash[] = {"check", "-", NULL};
+    int rc = cli(dash);
+    assert_int_equal(dup2(saved, 0), 0);
+    (void)close(saved);
+    clearerr(stdin);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out_text, "<stdin>:4: 'build': '&&'"));
+    assert_non_null(strstr(out_text, "<stdin>: 4 errors"));
+    /* a branch's, read from git without a checkout */
+    fx_branch("broken", ".keel/gate.conf", bad);
+    const char *branch[] = {"check", "broken", NULL};
+    assert_int_equal(cli(branch), 1);
+    assert_non_null(strstr(out_text, "broken:.keel/gate.conf:7: 'required' must be yes or no"));
+    /* the target's: fine */
+    const char *target[] = {"check", NULL};
+    assert_int_equal(cli(target), 0);
+    assert_non_null(strstr(out_text, "main:.keel/gate.conf: ok: 1 configuration: unit\n"));
+    const char *neither[] = {"check", "nosuch", NULL};
+    assert_int_equal(cli(neither), 1);
+    assert_non_null(strstr(err_text, "'nosuch' is neither a file nor a branch"));
+    const char *two[] = {"check", "a", "b", NULL};
+    assert_int_equal(cli(two), 2);
+    cli_no_state = false;
+    struct stat st; /* no store was made */
+    assert_int_equal(stat(fx_state, &st), -1);
+}
+
+/*
+ * A branch the target already holds, submitted again (submit, try, a push to
+ * refs/keel-gate/submit/): refused with "already in 'main' at <tip>" and an
+ * event; nothing queued, built or landed as an empty merge.
+ */
+static void test_already_in_target(void **state)
+{
+    (void)state;
+    fx_branch("good", "good.txt", "g\n");
+    const char *sub[] = {"submit", "good", NULL};
+    assert_int_equal(cli(sub), 0);
+    const char *run[] = {"run", "--once", "--quiet", NULL};
+    assert_int_equal(cli(run), 0);
+    assert_int_equal(fx_times_landed("good"), 1);
+    git_oid tip, good;
+    fx_head("main", &tip);
+    fx_head("good", &good);
+    char want[128], tip_hex[GIT_OID_HEXSZ + 1], good_hex[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(tip_hex, sizeof(tip_hex), &tip);
+    git_oid_tostr(good_hex, sizeof(good_hex), &good);
+    (void)snprintf(want, sizeof(want), "'good' (%.12s) is already in 'main' at %.12s", good_hex,
+                   tip_hex);
+    assert_int_equal(cli(sub), 1);
+    if (strstr(err_text, want) == NULL)
+        fail_msg("'%s' not in: %s", want, err_text);
+    const char *try_good[] = {"try", "good", NULL};
+    assert_int_equal(cli(try_good), 1);
+    assert_non_null(strstr(err_text, want));
+    /* a branch at the target's tip itself */
+    git_reference *r = NULL;
+    assert_int_equal(git_reference_create(&r, fx_git, "refs/heads/same", &tip, 1, "test"), 0);
+    git_reference_free(r);
+    const char *same[] = {"submit", "same", NULL};
+    assert_int_equal(cli(same), 1);
+    assert_non_null(strstr(err_text, "'same'"));
+    assert_non_null(strstr(err_text, "is already in 'main' at"));
+    /* pushed: refused, its ref removed, nothing queued */
+    assert_int_equal(
+        git_reference_create(&r, fx_git, "refs/keel-gate/submit/good", &good, 1, "test"), 0);
+    git_reference_free(r);
+    assert_int_equal(cli(run), 0);
+    assert_int_equal(git_reference_lookup(&r, fx_git, "refs/keel-gate/submit/good"), GIT_ENOTFOUND);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes", NULL), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'already-in' AND "
+                                "detail LIKE '%already in ''main''%'",
+                                NULL),
+                     3);
+    git_oid now; /* no empty merge landed */
+    fx_head("main", &now);
+    assert_true(git_oid_equal(&now, &tip));
+    assert_int_equal(fx_times_landed("good"), 1);
+}
+
+/*
+ * A configuration on the target that does not load stops run with what to do
+ * (a fix cannot go through the gate); run --config FILE uses FILE's instead,
+ * said and recorded, for the target and for the changes that leave the file
+ * as it is, until the fix lands: then the target's own again.
+ */
+static void test_broken_target_config(void **state)
+{
+    (void)state;
+    char good[2048], path[160];
+    fx_read_at(&fx_base, ".keel/gate.conf", good, sizeof(good)); /* the fixture's */
+    git_oid broken;
+    const fx_file bad[] = {{".keel/gate.conf", "[gate]\nslot = 2\n[config unit]\ntest = true\n"}};
+    fx_commit(&fx_base, bad, 1, "main", &broken); /* pushed around the gate */
+    git_oid off_broken;
+    const fx_file other[] = {{"other.txt", "o\n"}};
+    fx_commit(&broken, other, 1, "other", &off_broken);
+    const fx_file fixed[] = {{".keel/gate.conf", good}};
+    git_oid fix;
+    fx_commit(&broken, fixed, 1, "fix", &fix);
+    const char *sub_other[] = {"submit", "other", NULL};
+    assert_int_equal(cli(sub_other), 0);
+    const char *sub_fix[] = {"submit", "fix", NULL};
+    assert_int_equal(cli(sub_fix), 0);
+    const char *run[] = {"run", "--once", NULL};
+    assert_int_equal(cli(run), 1);
+    assert_non_null(strstr(err_text, "the configuration of 'main' at"));
+    assert_non_null(strstr(err_text, "a fix cannot go through the gate; push the fix to 'main' "
+                                     "directly"));
+    assert_non_null(strstr(err_text, "keel-gate run --config FILE"));
+    assert_non_null(strstr(err_text, ":2: unknown key 'slot' in [gate]"));
+    assert_int_equal(fx_times_landed("fix"), 0);
+    /* --config: FILE's, said loudly and recorded, until the fix lands */
+    (void)snprintf(path, sizeof(path), "%s/fallback.conf", fx_dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_true(fputs(good, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+    const char *run_with[] = {"run", "--once", "--config", path, NULL};
+    assert_int_equal(cli(run_with), 0);
+    char want[256];
+    (void)snprintf(want, sizeof(want), "warning: using '%s' instead (--config)", path);
+    if (strstr(out_text, want) == NULL)
+        fail_msg("'%s' not in: %s", want, out_text);
+    assert_non_null(strstr(out_text, "warning: the configuration of 'main' at"));
+    assert_non_null(strstr(out_text, "--config '"));
+    assert_non_null(strstr(out_text, "is no longer used"));
+    assert_int_equal(fx_times_landed("other"), 1); /* built with FILE's */
+    assert_int_equal(fx_times_landed("fix"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'config-override' AND "
+                                "detail LIKE '%fallback.conf%'",
+                                NULL),
+                     1);
+    fx_assert_tip_tested();
+    /* a FILE that does not load itself is refused at once */
+    const char *bad_file[] = {"run", "--once", "--config", "/nonexistent/x.conf", NULL};
+    assert_int_equal(cli(bad_file), 1);
+    assert_non_null(strstr(err_text, "the configuration given with --config "
+                                     "'/nonexistent/x.conf' does not load"));
+}
+
 /* The same commands on a repository reached by URL, its mirror given. */
 static void test_remote_repository(void **state)
 {
@@ -423,6 +611,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_hostile_branch_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_cancel_status_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_try, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_already_in_target, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_broken_target_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_repository, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_text_escaped, setup, teardown),
         cmocka_unit_test(test_text_escaping),

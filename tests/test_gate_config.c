@@ -242,6 +242,167 @@ static void test_writable_paths(void **state)
     gate_config_free(c);
 }
 
+/*
+ * Shell syntax in a command is refused where the configuration is read, with
+ * the file, the line, the key, the column, and what to write instead: no
+ * shell runs the commands.
+ */
+static void test_shell_syntax_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *command;
+        const char *found;
+        size_t at; /* its column in the command */
+    } bad[] = {
+        {"cmake -B b && cmake --build b", "&&", 12},
+        {"make || true", "||", 6},
+        {"make; make check", ";", 5},
+        {"make | tee log", "|", 6},
+        {"make>log", ">", 5},
+        {"make 2>&1", ">", 7},
+        {"make >> log", ">>", 6},
+        {"sort < in", "<", 6},
+        {"sleep 9 &", "&", 9},
+        {"echo $(date)", "$(", 6},
+        {"echo `date`", "`", 6},
+        {"echo ${X}", "${", 6},
+        {"echo $HOME/bin", "$HOME", 6},
+        {"echo $1", "$1", 6},
+        {"echo \"$?\" \"a\"$?", "$?", 14},
+    };
+    static const char *const keys[] = {"build", "test"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        for (size_t k = 0; k < 2; k++) {
+            char text[256], line[96];
+            (void)snprintf(text, sizeof(text), "[config a]\ntest = true\n%s = %s\n", keys[k],
+                           bad[i].command);
+            (void)snprintf(line, sizeof(line), ":3: '%s': '%s' at column %zu is shell syntax",
+                           keys[k], bad[i].found, strlen(keys[k]) + 3 + bad[i].at);
+            expect_error(text, KEEL_E_PARSE, line, "commands are not run by a shell");
+        }
+    /* what to write instead: a script, or the same line given to sh -c */
+    expect_error("[config a]\nbuild = cmake -B b && cmake --build b\n", KEEL_E_PARSE,
+                 "a script in the repository and run that (build = sh ci/build.sh)",
+                 "(build = sh -c 'cmake -B b && cmake --build b')");
+    expect_error("[gate]\nnotify = tools/notify | logger\n[config a]\ntest = true\n", KEEL_E_PARSE,
+                 ":2: 'notify': '|' at column 23 is shell syntax", NULL);
+    /* an assignment before the program: a shell's; the variable goes to env */
+    expect_error("[config a]\ntest = CC=gcc make check\n", KEEL_E_PARSE,
+                 ":2: 'test': 'CC=gcc' sets a variable in a shell", "in 'env'");
+    /* env: a shell would expand $x there, unquoted or in "...": values are taken as written */
+    expect_error("[config a]\ntest = true\nenv = PATH=$PATH:/opt/bin\n", KEEL_E_PARSE,
+                 ":3: 'env': '$PATH' at column 12 is shell syntax", "taken as written");
+    expect_error("[config a]\ntest = true\nenv = A=\"x$(id)\"\n", KEEL_E_PARSE,
+                 ":3: 'env': '$(' at column 11", NULL);
+    /* quoted or escaped, an operator is a word's text: these are what they say */
+    static const char *const test1[] = {"grep", "a|b", "x;y", "$HOME", "&&", "`", NULL};
+    static const char *const build1[] = {"find", ".", "-exec", "rm", "{}", ";", "a$", "*.c", NULL};
+    expect_words("[config a]\n"
+                 "test = grep 'a|b' \"x;y\" '$HOME' \\&\\& \\`\n"
+                 "build = find . -exec rm {} \\; a$ *.c\n",
+                 test1, build1);
+    static const char *const test2[] = {"sh", "-c", "cmake -B b && cmake --build b", NULL};
+    static const char *const build2[] = {"sh", "-c", "echo $HOME > x", NULL};
+    expect_words("[config a]\n"
+                 "test = sh -c 'cmake -B b && cmake --build b'\n"
+                 "build = sh -c \"echo $HOME > x\"\n",
+                 test2, build2);
+    gate_config *c = NULL; /* env: ';' and '|' are a value's text, '$x' in '...' too */
+    static const char ok[] = "[config a]\ntest = true\nenv = A=x;y B=a|b C='$HOME'\n";
+    keel_status s = gate_config_parse(ok, strlen(ok), "gate.conf", &c);
+    assert_true(keel_ok(s));
+    if (c != NULL) {
+        assert_string_equal(c->configs[0].env.words[0], "A=x;y");
+        assert_string_equal(c->configs[0].env.words[2], "C=$HOME");
+    }
+    gate_config_free(c);
+}
+
+typedef struct seen_errors {
+    size_t n;
+    unsigned long long lines[16];
+    char text[16][600];
+} seen_errors;
+
+static void keep_error(keel_status err, void *ctx)
+{
+    seen_errors *e = (seen_errors *)ctx;
+    assert_true(e->n < 16);
+    e->lines[e->n] = 0;
+    (void)keel_status_get_uint(err, "line", &e->lines[e->n]);
+    (void)snprintf(e->text[e->n], sizeof(e->text[0]), "%s", keel_status_message(err));
+    e->n++;
+}
+
+/*
+ * gate_config_check: every error at once, each with its file, line and key,
+ * in the order of the file; gate_config_parse (what run uses) still stops
+ * at the first.
+ */
+static void test_check_every_error(void **state)
+{
+    (void)state;
+    static const char text[] = "[gate]\n"                     /* 1 */
+                               "slot = 4\n"                   /* 2: unknown key */
+                               "[config a]\n"                 /* 3 */
+                               "build = make && make check\n" /* 4: shell syntax */
+                               "test = 'unterminated\n"       /* 5: a quote */
+                               "timeout = soon\n"             /* 6: not a number */
+                               "[confg b]\n"                  /* 7: unknown section */
+                               "bogus = 1\n"                  /* 8: not read */
+                               "[config c]\n"                 /* 9: neither */
+                               "required = maybe\n"           /* 10: not yes or no */
+                               "[config d]\n"                 /* 11 */
+                               "test = true\n"                /* 12 */
+                               "env = PATH=$PATH\n";          /* 13: an expansion */
+    seen_errors e;
+    memset(&e, 0, sizeof(e));
+    size_t errors = 0;
+    gate_config *c = (gate_config *)(uintptr_t)1;
+    keel_status s = gate_config_check(text, strlen(text), "x.conf", keep_error, &e, &errors, &c);
+    assert_true(keel_ok(s));
+    assert_null(c);
+    static const unsigned long long lines[] = {2, 4, 5, 6, 7, 10, 13, 9};
+    static const char *const what[] = {
+        "x.conf:2: unknown key 'slot' in [gate]",
+        "x.conf:4: 'build': '&&' at column 14",
+        "x.conf:5: bad value for 'test'",
+        "x.conf:6: 'timeout' must be a whole number",
+        "x.conf:7: unknown section [confg b] (did you mean [config b]?)",
+        "x.conf:10: 'required' must be yes or no",
+        "x.conf:13: 'env': '$PATH'",
+        "x.conf:9: configuration 'c' has neither 'build' nor 'test'"};
+    assert_int_equal(errors, 8);
+    assert_int_equal(e.n, 8);
+    for (size_t i = 0; i < e.n && i < 8; i++) {
+        assert_int_equal(e.lines[i], lines[i]);
+        if (strstr(e.text[i], what[i]) == NULL)
+            fail_msg("error %zu: '%s' not in '%s'", i, what[i], e.text[i]);
+    }
+    /* a command given empty is no command (the fuzzer found it let through once) */
+    expect_error("[config a]\ntest =\n", KEEL_E_PARSE, ":1: configuration 'a' has neither", NULL);
+    /* run's parser: the first error only */
+    expect_error(text, KEEL_E_NOTFOUND, "repo:.keel/gate.conf:2: unknown key 'slot'", NULL);
+    /* a good one: no error, the configuration */
+    memset(&e, 0, sizeof(e));
+    s = gate_config_check(good, strlen(good), "good.conf", keep_error, &e, &errors, &c);
+    assert_true(keel_ok(s));
+    assert_int_equal(errors, 0);
+    assert_int_equal(e.n, 0);
+    assert_non_null(c);
+    if (c != NULL)
+        assert_int_equal(c->nconfigs, 2);
+    gate_config_free(c);
+    /* a NUL byte: its line, and nothing after it is read */
+    static const char nul[] = "[gate]\nslot = 1\n\0[config a]\n";
+    s = gate_config_check(nul, sizeof(nul) - 1, "n.conf", keep_error, &e, &errors, &c);
+    assert_true(keel_ok(s));
+    assert_int_equal(errors, 1);
+    assert_string_equal(e.text[0], "n.conf:3: contains a NUL byte");
+    assert_null(c);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +410,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_values),           cmocka_unit_test(test_hostile_names),
         cmocka_unit_test(test_structure_errors),     cmocka_unit_test(test_word_splitting),
         cmocka_unit_test(test_comments_and_escapes), cmocka_unit_test(test_writable_paths),
+        cmocka_unit_test(test_shell_syntax_refused), cmocka_unit_test(test_check_every_error),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

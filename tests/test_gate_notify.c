@@ -206,13 +206,25 @@ static void test_events_in_order_with_ids(void **state)
         assert_string_equal(d[i].branch, names[changes[i] - 1]);
         assert_int_equal(strlen(d[i].head), 40);
     }
-    /* merges: a land's is a commit main went through; the flake's is the same merge */
+    /*
+     * merges: a land's is a commit main went through; the flake's the merge
+     * tested, which landed relabelled (the same tree, its message written)
+     */
     git_oid tip;
     fx_head("main", &tip);
     char hex[GIT_OID_HEXSZ + 1];
     git_oid_tostr(hex, sizeof(hex), &tip);
     assert_string_equal(d[5].merge, hex);
-    assert_string_equal(d[3].merge, d[4].merge);
+    git_oid tested, landed;
+    git_commit *ct = NULL, *cl = NULL;
+    assert_int_equal(git_oid_fromstr(&tested, d[3].merge), 0);
+    assert_int_equal(git_oid_fromstr(&landed, d[4].merge), 0);
+    assert_int_equal(git_commit_lookup(&ct, fx_git, &tested), 0);
+    assert_int_equal(git_commit_lookup(&cl, fx_git, &landed), 0);
+    assert_true(git_oid_equal(git_commit_tree_id(ct), git_commit_tree_id(cl)));
+    assert_true(git_oid_equal(git_commit_parent_id(ct, 1), git_commit_parent_id(cl, 1)));
+    git_commit_free(ct);
+    git_commit_free(cl);
     assert_string_equal(d[2].merge, "");
     assert_non_null(strstr(d[1].reason, "configuration 'unit' failed"));
     assert_non_null(strstr(d[2].reason, "conflicts in x.txt"));

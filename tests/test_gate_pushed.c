@@ -231,11 +231,13 @@ static void ref_left_after_its_change_landed(bool url)
     assert_false(submit_ref_exists("topic"));
     assert_int_equal(changes_of("topic"), 1);
     assert_int_equal(times_landed(&head), 1);
-    /* pushed again later, on purpose: a new submission of the same commit */
+    /* pushed again later: main holds it already, so it is refused (no empty merge lands) */
     push_submit("topic", &head);
     (void)fx_run_once();
-    assert_int_equal(changes_of("topic"), 2);
+    assert_int_equal(changes_of("topic"), 1);
     assert_false(submit_ref_exists("topic"));
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'already-in'", NULL), 1);
+    assert_int_equal(times_landed(&head), 1);
 }
 
 static void test_ref_left_after_its_change_landed(void **state)

@@ -401,6 +401,7 @@ static void test_checked_out_target_refused(void **state)
 {
     (void)state;
     fx_setup_repo("strategy = serial", "");
+    fx_branch("topic", "t.txt", "t\n"); /* a change main does not hold yet */
     char work[160];
     (void)snprintf(work, sizeof(work), "%s/work", fx_dir);
     git_repository *clone = NULL;
@@ -408,9 +409,9 @@ static void test_checked_out_target_refused(void **state)
     assert_int_equal(git_clone_options_init(&co, GIT_CLONE_OPTIONS_VERSION), 0);
     co.checkout_branch = "main";
     assert_int_equal(git_clone(&clone, fx_repo, work, &co), 0);
-    git_reference *r = NULL; /* the branch itself, not only origin/main */
+    git_reference *r = NULL; /* the branch itself, not only origin/topic */
     git_oid head;
-    assert_int_equal(git_reference_name_to_id(&head, clone, "HEAD"), 0);
+    assert_int_equal(git_reference_name_to_id(&head, clone, "refs/remotes/origin/topic"), 0);
     assert_int_equal(git_reference_create(&r, clone, "refs/heads/topic", &head, 1, "t"), 0);
     git_reference_free(r);
     git_repository_free(clone);

@@ -29,7 +29,8 @@ enum cmd_bit {
     C_STATUS = 1u << 3,
     C_LOG = 1u << 4,
     C_RUN = 1u << 5,
-    C_ALL = 0x3fu
+    C_CHECK = 1u << 6,
+    C_ALL = 0x7fu
 };
 
 typedef struct opt_def {
@@ -42,7 +43,7 @@ typedef struct opt_def {
 static const opt_def opt_table[] = {
     {"repo", "DIR|URL", C_ALL, "the guarded repository, local or a URL (default: .)"},
     {"mirror", "DIR", C_ALL, "a URL's local mirror (default: under $XDG_STATE_HOME/keel-gate)"},
-    {"state", "FILE", C_ALL, "the gate's store (default: <git dir>/keel-gate.db)"},
+    {"state", "FILE", C_ALL & ~C_CHECK, "the gate's store (default: <git dir>/keel-gate.db)"},
     {"target", "BRANCH", C_ALL,
      "the guarded branch (default: the one HEAD names, or its [gate] target)"},
     {"work", "DIR", C_RUN | C_TRY,
@@ -50,6 +51,8 @@ static const opt_def opt_table[] = {
     {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
     {"json", NULL, C_STATUS, "machine-readable output"},
     {"once", NULL, C_RUN, "stop when the queue is empty"},
+    {"config", "FILE", C_RUN,
+     "while the target's .keel/gate.conf does not load, use FILE's (said, recorded)"},
     {"raw", NULL, C_LOG, "the jobs' output as they wrote it (control characters too)"},
     {"quiet", NULL, C_RUN | C_SUBMIT | C_CANCEL, "no progress output"},
     {"help", NULL, C_ALL, "this text"},
@@ -59,18 +62,21 @@ enum { NOPTS = sizeof(opt_table) / sizeof(opt_table[0]) };
 typedef struct cmd_def {
     const char *name;
     unsigned bit;
-    int nargs;
+    int nargs;    /* the arguments it needs */
+    int optional; /* and the ones it may take besides */
     const char *args;
     const char *help;
 } cmd_def;
 
 static const cmd_def cmd_table[] = {
-    {"try", C_TRY, 1, "<branch>", "test a branch merged on the target, without queueing"},
-    {"submit", C_SUBMIT, 1, "<branch>", "queue a branch's head for the target"},
-    {"cancel", C_CANCEL, 1, "<change-id>", "withdraw a queued or testing change"},
-    {"status", C_STATUS, 0, "", "queue, running jobs, recent landings and rejections"},
-    {"log", C_LOG, 1, "<change-id>", "the output of every job that touched a change"},
-    {"run", C_RUN, 0, "", "the gatekeeper: test and land the queue"},
+    {"try", C_TRY, 1, 0, "<branch>", "test a branch merged on the target, without queueing"},
+    {"submit", C_SUBMIT, 1, 0, "<branch>", "queue a branch's head for the target"},
+    {"cancel", C_CANCEL, 1, 0, "<change-id>", "withdraw a queued or testing change"},
+    {"status", C_STATUS, 0, 0, "", "queue, running jobs, recent landings and rejections"},
+    {"log", C_LOG, 1, 0, "<change-id>", "the output of every job that touched a change"},
+    {"run", C_RUN, 0, 0, "", "the gatekeeper: test and land the queue"},
+    {"check", C_CHECK, 0, 1, "[FILE|BRANCH]",
+     "every error of a .keel/gate.conf (a file, '-', a branch's; the target's)"},
 };
 enum { NCMDS = sizeof(cmd_table) / sizeof(cmd_table[0]) };
 
@@ -79,7 +85,7 @@ static void usage(FILE *f)
     (void)fprintf(f, "usage: keel-gate [--repo DIR|URL] [--mirror DIR] [--state FILE] "
                      "[--target BRANCH] <command> [options] [args]\n\ncommands:\n");
     for (size_t i = 0; i < NCMDS; i++)
-        (void)fprintf(f, "  %-7s %-12s %s\n", cmd_table[i].name, cmd_table[i].args,
+        (void)fprintf(f, "  %-7s %-14s %s\n", cmd_table[i].name, cmd_table[i].args,
                       cmd_table[i].help);
     (void)fprintf(f, "\noptions:\n");
     for (size_t i = 0; i < NOPTS; i++) {
@@ -227,7 +233,7 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
             }
             continue;
         }
-        if (p->nargs >= p->cmd->nargs)
+        if (p->nargs >= p->cmd->nargs + p->cmd->optional)
             return usage_error(err, "unexpected argument '%s'", a);
         p->args[p->nargs++] = a;
     }
@@ -277,7 +283,17 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
     o.state = opt_value(&p, "state");
     o.target = opt_value(&p, "target");
     o.work = opt_value(&p, "work");
+    o.config = opt_value(&p, "config");
     o.out = opt_value(&p, "quiet") != NULL ? NULL : out;
+    if (p.cmd->bit == C_CHECK) { /* no store, no lock: a configuration alone */
+        size_t errors = 0;
+        keel_status s = gate_check(&o, p.nargs > 0 ? p.args[0] : NULL, &errors);
+        if (!keel_ok(s)) {
+            print_error(err, s);
+            return 1;
+        }
+        return errors > 0 ? 1 : 0;
+    }
     gate *g = NULL;
     keel_status s = gate_open(&o, &g);
     if (!keel_ok(s)) {

@@ -384,6 +384,80 @@ keel_status gate_merge(gate_repo *r, const char *base, const char *const *heads,
     return s;
 }
 
+keel_status gate_merge_relabel(gate_repo *r, const char *base, const char *onto, const char *merge,
+                               const char *const *messages, size_t n, char out[GATE_HEX])
+{
+    KEEL_ASSERT(r != NULL && messages != NULL && out != NULL && n > 0);
+    void *mem = NULL;
+    keel_status s = keel_heap_calloc(GIT_HEAP, n, sizeof(git_commit *), &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "writing the messages of %zu merges", n);
+    git_commit **chain = (git_commit **)mem; /* newest first */
+    git_oid at, want, prev;
+    s = gate_oid_parse(merge, &at);
+    if (keel_ok(s))
+        s = gate_oid_parse(base, &want);
+    if (keel_ok(s))
+        s = gate_oid_parse(onto, &prev);
+    for (size_t i = 0; keel_ok(s) && i < n; i++) {
+        int rc = git_commit_lookup(&chain[i], r->repo, &at);
+        if (rc != 0)
+            s = gate_git_error(rc, "cannot read merge %zu of %.12s", i, merge);
+        else if (git_commit_parentcount(chain[i]) != 2)
+            s = KEEL_ERR(KEEL_E_INTERNAL, "%.12s is not one of %zu merges on %.12s", merge, n,
+                         base);
+        else
+            git_oid_cpy(&at, git_commit_parent_id(chain[i], 0));
+    }
+    if (keel_ok(s) && !git_oid_equal(&at, &want))
+        s = KEEL_ERR(KEEL_E_INTERNAL, "the %zu merges of %.12s do not start at %.12s", n, merge,
+                     base);
+    for (size_t i = n; keel_ok(s) && i-- > 0;) { /* oldest first, each onto the one before */
+        git_commit *first = NULL, *second = NULL;
+        git_tree *tree = NULL;
+        int rc = git_commit_lookup(&first, r->repo, &prev);
+        if (rc == 0)
+            rc = git_commit_parent(&second, chain[i], 1);
+        if (rc == 0)
+            rc = git_commit_tree(&tree, chain[i]);
+        if (rc == 0) {
+            const git_commit *parents[2] = {first, second};
+            rc = git_commit_create(&prev, r->repo, NULL, git_commit_author(chain[i]),
+                                   git_commit_committer(chain[i]), NULL, messages[n - 1 - i], tree,
+                                   2, parents);
+        }
+        if (rc != 0)
+            s = gate_git_error(rc, "cannot write the message of merge %zu of %.12s", n - 1 - i,
+                               merge);
+        git_tree_free(tree);
+        git_commit_free(second);
+        git_commit_free(first);
+    }
+    for (size_t i = 0; i < n; i++)
+        git_commit_free(chain[i]);
+    keel_heap_free(GIT_HEAP, chain);
+    if (keel_ok(s))
+        (void)git_oid_tostr(out, GATE_HEX, &prev);
+    return s;
+}
+
+keel_status gate_commit_subject(gate_repo *r, const char *hex, char *buf, size_t size)
+{
+    KEEL_ASSERT(r != NULL && buf != NULL && size > 0);
+    buf[0] = '\0';
+    git_oid oid;
+    keel_status s = gate_oid_parse(hex, &oid);
+    git_commit *c = NULL;
+    int rc = keel_ok(s) ? git_commit_lookup(&c, r->repo, &oid) : 0;
+    if (rc != 0)
+        s = gate_git_error(rc, "cannot read commit %.12s", hex);
+    const char *summary = keel_ok(s) ? git_commit_summary(c) : NULL;
+    if (keel_ok(s))
+        (void)snprintf(buf, size, "%s", summary != NULL ? summary : "");
+    git_commit_free(c);
+    return s;
+}
+
 /* The tree of the commit `hex` (to free with git_tree_free). */
 static keel_status commit_tree(gate_repo *r, const char *hex, git_tree **tree)
 {

@@ -120,6 +120,21 @@ KEEL_MUST_USE keel_status gate_merge(gate_repo *r, const char *base, const char 
                                      size_t n, char merge[GATE_HEX]);
 
 /*
+ * The `n` merges gate_merge made from `base` to `merge` (a chain of first
+ * parents), made again onto `onto` with messages[i] for the i-th (oldest
+ * first): the same trees, second parents, author and committer.  So what
+ * lands says what it is, and a candidate built on `base` lands on `onto`
+ * when `onto` holds the same tree (its base, relabelled as it landed).
+ * *out: the last.  KEEL_E_INTERNAL when `merge` is not such a chain.
+ */
+KEEL_MUST_USE keel_status gate_merge_relabel(gate_repo *r, const char *base, const char *onto,
+                                             const char *merge, const char *const *messages,
+                                             size_t n, char out[GATE_HEX]);
+/* The first line of commit `hex`'s message (git_commit_summary), cut to fit. */
+KEEL_MUST_USE keel_status gate_commit_subject(gate_repo *r, const char *hex, char *buf,
+                                              size_t size);
+
+/*
  * Write the tree of `commit` into the directory `dir` (created when absent).
  * `held`: NULL for an empty directory; else the commit whose tree `dir`
  * holds, unmodified but perhaps with files missing: only what differs is

@@ -53,7 +53,9 @@ static keel_status refuse(gate *g, const char *ref, const char *hex, keel_status
 {
     const char *branch = ref + strlen(GATE_SUBMIT_PREFIX);
     gate_say(g, "refused: the push to '%s': %s\n", ref, keel_status_message(why));
-    keel_status s = event2(g, "refused", 0, "ref", ref, "error", keel_status_message(why));
+    keel_status s = KEEL_IS(why, KEEL_E_EXISTS) /* already in the target */
+                        ? gate_already_in_event(g, branch, hex, why)
+                        : event2(g, "refused", 0, "ref", ref, "error", keel_status_message(why));
     keel_status_free(why);
     bool removed = false;
     if (keel_ok(s))
@@ -101,6 +103,21 @@ static keel_status take_one(const char *branch, const char *hex, void *ctx)
         s = gate_pushed_remove(g->repo, branch, hex, &removed);
         if (keel_ok(s) && removed)
             s = gate_store_pushed_taken(g->store, id);
+        keel_heap_free(GATE_HEAP, ref);
+        return s;
+    }
+    if (keel_ok(s)) { /* the target as last fetched (run fetches it each round) */
+        char tip[GATE_HEX];
+        keel_status known = gate_branch_known(g->repo, g->target, tip);
+        if (keel_ok(known))
+            why = gate_already_in(g, branch, commit, tip);
+        else if (KEEL_IS(known, KEEL_E_NOTFOUND)) /* a target without commits holds nothing */
+            keel_status_free(known);
+        else
+            s = known;
+    }
+    if (keel_ok(s) && !keel_ok(why)) {
+        s = refuse(g, ref, hex, why);
         keel_heap_free(GATE_HEAP, ref);
         return s;
     }

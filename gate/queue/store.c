@@ -807,6 +807,26 @@ keel_status gate_store_candidate_set_merge(gate_store *st, long long id, const c
                       id, "cannot record a candidate's merge");
 }
 
+keel_status gate_store_candidate_relabel(gate_store *st, long long id, const char *base,
+                                         const char *merge)
+{
+    KEEL_ASSERT(st != NULL);
+    if (!valid_oid(merge) || !valid_oid(base))
+        return KEEL_ERR(KEEL_E_INVAL, "'%s' onto '%s' is not a merge onto a commit",
+                        merge != NULL ? merge : "", base != NULL ? base : "");
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(st, "UPDATE candidates SET base = ?1, merge = ?2 WHERE id = ?3", &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_text(stmt, 1, base, -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_text(stmt, 2, merge, -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_int64(stmt, 3, id);
+    s = step_done(st, stmt, "cannot record what a candidate lands");
+    if (keel_ok(s) && sqlite3_changes(st->db) != 1)
+        s = keel_status_with_int(KEEL_ERR(KEEL_E_NOTFOUND, "no candidate %lld", id), "id", id);
+    return s;
+}
+
 keel_status gate_store_candidate_finish(gate_store *st, long long id, const char *result,
                                         long long now)
 {
@@ -1151,6 +1171,33 @@ keel_status gate_store_count_builds(gate_store *st, long long *n)
     return s;
 }
 
+keel_status gate_store_candidate_passed(gate_store *st, long long candidate, char *buf, size_t size)
+{
+    KEEL_ASSERT(st != NULL && buf != NULL && size > 0);
+    buf[0] = '\0';
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(st,
+                            "SELECT config FROM jobs WHERE candidate = ?1 AND state = 'passed' "
+                            "GROUP BY config ORDER BY min(id)",
+                            &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_int64(stmt, 1, candidate);
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(stmt, 0);
+        int w = snprintf(buf + n, size - n, "%s%s", n > 0 ? ", " : "", name != NULL ? name : "");
+        n = w < 0 || (size_t)w >= size - n ? n
+                                           : n + (size_t)w; /* a name that does not fit: left out */
+        buf[n] = '\0';
+    }
+    if (rc != SQLITE_DONE)
+        s = db_error(st, rc, "cannot read a candidate's jobs");
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
 /* ---- the notify hook's feed (gate/notify.c) ---------------------------------------------- */
 
 keel_status gate_store_notify_start(gate_store *st, const char *target)
@@ -1177,20 +1224,25 @@ keel_status gate_store_notify_next(gate_store *st, const char *target, gate_noti
     KEEL_ASSERT(st != NULL && target != NULL && out != NULL && n != NULL);
     *n = 0;
     keel_status s = KEEL_OK;
-    /* a flake's merge and reason are in its detail; a conflict has no merge */
+    /*
+     * a flake's merge (the one tested: a landing relabels the candidate's) and
+     * reason are in its detail (older ones: its candidate's); a conflict has no merge
+     */
     if (st->notify_next == NULL)
-        s = prepare(st,
-                    "SELECT e.id, e.kind, e.change, coalesce(c.branch, ''), coalesce(c.head, ''), "
-                    "CASE e.kind WHEN 'conflict' THEN '' WHEN 'flake' THEN coalesce((SELECT merge "
-                    "FROM candidates WHERE id = CASE WHEN json_valid(e.detail) THEN "
-                    "json_extract(e.detail, '$.candidate') END), '') ELSE coalesce((SELECT merge "
-                    "FROM candidates WHERE id = c.candidate), '') END, "
-                    "CASE e.kind WHEN 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
-                    "json_extract(e.detail, '$.failed') END, '') ELSE coalesce(c.reason, '') END "
-                    "FROM events e LEFT JOIN changes c ON c.id = e.change WHERE e.target = ?1 AND "
-                    "e.id > coalesce((SELECT event FROM notify_cursor WHERE target = ?1), 0) AND "
-                    "e.kind IN ('landed', 'rejected', 'conflict', 'flake') ORDER BY e.id LIMIT ?2",
-                    &st->notify_next);
+        s = prepare(
+            st,
+            "SELECT e.id, e.kind, e.change, coalesce(c.branch, ''), coalesce(c.head, ''), "
+            "CASE e.kind WHEN 'conflict' THEN '' WHEN 'flake' THEN coalesce(CASE WHEN "
+            "json_valid(e.detail) THEN json_extract(e.detail, '$.merge') END, (SELECT merge "
+            "FROM candidates WHERE id = CASE WHEN json_valid(e.detail) THEN "
+            "json_extract(e.detail, '$.candidate') END), '') ELSE coalesce((SELECT merge "
+            "FROM candidates WHERE id = c.candidate), '') END, "
+            "CASE e.kind WHEN 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
+            "json_extract(e.detail, '$.failed') END, '') ELSE coalesce(c.reason, '') END "
+            "FROM events e LEFT JOIN changes c ON c.id = e.change WHERE e.target = ?1 AND "
+            "e.id > coalesce((SELECT event FROM notify_cursor WHERE target = ?1), 0) AND "
+            "e.kind IN ('landed', 'rejected', 'conflict', 'flake') ORDER BY e.id LIMIT ?2",
+            &st->notify_next);
     if (!keel_ok(s))
         return s;
     sqlite3_stmt *stmt = st->notify_next;

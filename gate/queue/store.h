@@ -121,6 +121,13 @@ KEEL_MUST_USE keel_status gate_store_candidate_rebuild(gate_store *st, const cha
 /* The merge commit a candidate tests (set once it is made). */
 KEEL_MUST_USE keel_status gate_store_candidate_set_merge(gate_store *st, long long id,
                                                          const char *merge);
+/*
+ * What a candidate lands, recorded before its compare-and-swap: its merges
+ * made again onto `base` (the tip) with their messages, the last `merge`
+ * (gate_land_relabel), in one statement.
+ */
+KEEL_MUST_USE keel_status gate_store_candidate_relabel(gate_store *st, long long id,
+                                                       const char *base, const char *merge);
 /* Finish a candidate: "passed", "failed", "conflict" or "abandoned". */
 KEEL_MUST_USE keel_status gate_store_candidate_finish(gate_store *st, long long id,
                                                       const char *result, long long now);
@@ -195,6 +202,13 @@ KEEL_MUST_USE keel_status gate_store_changes(gate_store *st, const char *target,
  */
 KEEL_MUST_USE keel_status gate_store_jobs(gate_store *st, const char *target, long long change,
                                           gate_job *out, size_t max, size_t *n);
+/*
+ * The configurations of which a job of `candidate` passed (any attempt), in
+ * the order their first jobs started, ", " between them, into buf (a name
+ * that does not fit is left out whole).
+ */
+KEEL_MUST_USE keel_status gate_store_candidate_passed(gate_store *st, long long candidate,
+                                                      char *buf, size_t size);
 /* Builds so far: distinct (candidate, attempt) pairs that ran jobs. */
 KEEL_MUST_USE keel_status gate_store_count_builds(gate_store *st, long long *n);
 
