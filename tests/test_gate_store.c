@@ -178,9 +178,9 @@ static void test_candidate_and_jobs(void **state)
     assert_true(keel_ok(gate_store_candidate_set_merge(st, cand, oid_m)));
     long long job = 0;
     assert_true(keel_ok(gate_store_job_start(st, cand, "gcc-devel", 1, 5, &job)));
-    assert_true(keel_ok(gate_store_job_finish(st, job, "passed", 0, "/logs/1.log", 6)));
+    assert_true(keel_ok(gate_store_job_finish(st, job, "passed", 0, "/logs/1.log", 1200, 6)));
     /* a result recorded twice is refused, not overwritten */
-    s = gate_store_job_finish(st, job, "failed", 1, "/logs/1.log", 7);
+    s = gate_store_job_finish(st, job, "failed", 1, "/logs/1.log", 5, 7);
     assert_true(KEEL_IS(s, KEEL_E_STATE));
     keel_status_free(s);
     assert_true(keel_ok(gate_store_candidate_finish(st, cand, "passed", 8)));

@@ -48,9 +48,11 @@ static const opt_def opt_table[] = {
     {"work", "DIR", C_RUN | C_TRY,
      "where jobs' work trees go, outside the repository (default: <state>.d/work)"},
     {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
-    {"json", NULL, C_STATUS, "machine-readable output"},
+    {"json", NULL, C_STATUS | C_LOG, "machine-readable output"},
     {"once", NULL, C_RUN, "stop when the queue is empty"},
     {"raw", NULL, C_LOG, "the jobs' output as they wrote it (control characters too)"},
+    {"full", NULL, C_LOG, "every job's whole log, not only the end of the one that decided"},
+    {"memory", NULL, C_STATUS, "the last run's memory, by module heap"},
     {"quiet", NULL, C_RUN | C_SUBMIT | C_CANCEL, "no progress output"},
     {"help", NULL, C_ALL, "this text"},
 };
@@ -67,9 +69,9 @@ typedef struct cmd_def {
 static const cmd_def cmd_table[] = {
     {"try", C_TRY, 1, "<branch>", "test a branch merged on the target, without queueing"},
     {"submit", C_SUBMIT, 1, "<branch>", "queue a branch's head for the target"},
-    {"cancel", C_CANCEL, 1, "<change-id>", "withdraw a queued or testing change"},
-    {"status", C_STATUS, 0, "", "queue, running jobs, recent landings and rejections"},
-    {"log", C_LOG, 1, "<change-id>", "the output of every job that touched a change"},
+    {"cancel", C_CANCEL, 1, "<change-id|branch>", "withdraw a queued or testing change"},
+    {"status", C_STATUS, 0, "", "progress, running jobs, queue, recent landings and rejections"},
+    {"log", C_LOG, 1, "<change-id|branch>", "a change's builds, and why it was rejected"},
     {"run", C_RUN, 0, "", "the gatekeeper: test and land the queue"},
 };
 enum { NCMDS = sizeof(cmd_table) / sizeof(cmd_table[0]) };
@@ -79,7 +81,7 @@ static void usage(FILE *f)
     (void)fprintf(f, "usage: keel-gate [--repo DIR|URL] [--mirror DIR] [--state FILE] "
                      "[--target BRANCH] <command> [options] [args]\n\ncommands:\n");
     for (size_t i = 0; i < NCMDS; i++)
-        (void)fprintf(f, "  %-7s %-12s %s\n", cmd_table[i].name, cmd_table[i].args,
+        (void)fprintf(f, "  %-7s %-19s %s\n", cmd_table[i].name, cmd_table[i].args,
                       cmd_table[i].help);
     (void)fprintf(f, "\noptions:\n");
     for (size_t i = 0; i < NOPTS; i++) {
@@ -267,8 +269,16 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
     if (prio != NULL && !parse_ll(prio, INT_MIN, INT_MAX, &number))
         return usage_error(err, "'--priority' needs a whole number, not '%s'", prio);
     int priority = (int)number;
-    if ((p.cmd->bit & (C_CANCEL | C_LOG)) != 0 && !parse_ll(p.args[0], 1, LLONG_MAX, &number))
-        return usage_error(err, "'%s' is not a change id (a positive number)", p.args[0]);
+    if ((p.cmd->bit & (C_CANCEL | C_LOG)) != 0 && !parse_ll(p.args[0], 1, LLONG_MAX, &number)) {
+        keel_status bad = gate_branch_check(p.args[0]); /* a branch: its change, once open */
+        if (!keel_ok(bad)) {
+            keel_status_free(bad);
+            return usage_error(err, "'%s' is neither a change id (a positive number) nor a branch",
+                               p.args[0]);
+        }
+    }
+    if (opt_value(&p, "full") != NULL && opt_value(&p, "json") != NULL)
+        return usage_error(err, "'--full' is for reading: '--json' names each job's log file");
     gate_options o;
     gate_options_default(&o);
     if (opt_value(&p, "repo") != NULL)
@@ -298,13 +308,22 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         break;
     }
     case C_CANCEL:
-        s = gate_cancel(g, number);
+        s = gate_find_change(g, p.args[0], &number);
+        if (keel_ok(s))
+            s = gate_cancel(g, number);
         break;
     case C_STATUS:
-        s = gate_status(g, out, opt_value(&p, "json") != NULL);
+        s = gate_status(g, out,
+                        (opt_value(&p, "json") != NULL ? GATE_STATUS_JSON : 0u) |
+                            (opt_value(&p, "memory") != NULL ? GATE_STATUS_MEMORY : 0u));
         break;
     case C_LOG:
-        s = gate_log(g, number, out, opt_value(&p, "raw") != NULL);
+        s = gate_find_change(g, p.args[0], &number);
+        if (keel_ok(s))
+            s = gate_log(g, number, out,
+                         (opt_value(&p, "raw") != NULL ? GATE_LOG_RAW : 0u) |
+                             (opt_value(&p, "full") != NULL ? GATE_LOG_FULL : 0u) |
+                             (opt_value(&p, "json") != NULL ? GATE_LOG_JSON : 0u));
         break;
     case C_RUN: {
         gate_run_stats st;
