@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "clidoc_check.h"
 #include "gate_fixture.h"
 #include "gate_text.h"
 #include "text.h"
@@ -580,6 +581,46 @@ static void test_status_progress(void **state)
     assert_has(out_text, "gate_store ");
 }
 
+/*
+ * The manual page and bash completion, as keel-gate writes them from its
+ * tables (--help-man, --completion: what the build installs), hold every
+ * command and option --help lists; man renders the page without a warning;
+ * bash completes every command, each option, and a branch for log.
+ */
+static void test_manual_and_completion(void **state)
+{
+    (void)state;
+    fx_branch("topic", "topic.txt", "t\n");
+    const char *help[] = {"--help", NULL};
+    assert_int_equal(cli(help), 0);
+    static char names[64][32];
+    const char *cmds[32], *opts[32];
+    size_t ncmds = 0, nopts = 0, k = 0;
+    const char *at = strstr(out_text, "commands:\n");
+    assert_non_null(at);
+    for (const char *line = strchr(at, '\n') + 1; strncmp(line, "  ", 2) == 0 && k < 64;
+         line = strchr(line, '\n') + 1, k++) {
+        assert_int_equal(sscanf(line, " %31s", names[k]), 1);
+        cmds[ncmds++] = names[k];
+    }
+    at = strstr(out_text, "options:\n");
+    assert_non_null(at);
+    for (const char *line = strchr(at, '\n') + 1; strncmp(line, "  --", 4) == 0 && k < 64;
+         line = strchr(line, '\n') + 1, k++) {
+        assert_int_equal(sscanf(line + 4, "%31s", names[k]), 1);
+        opts[nopts++] = names[k];
+    }
+    assert_true(ncmds >= 6 && nopts >= 11);
+    const char *man[] = {"--help-man", NULL};
+    assert_int_equal(cli(man), 0);
+    static char page[sizeof(out_text)];
+    (void)snprintf(page, sizeof(page), "%s", out_text);
+    const char *bash[] = {"--completion", NULL};
+    assert_int_equal(cli(bash), 0);
+    clidoc_check(fx_dir, "keel-gate", page, out_text, cmds, ncmds, opts, nopts, fx_repo, "log",
+                 "topic");
+}
+
 /* The same commands on a repository reached by URL, its mirror given. */
 static void test_remote_repository(void **state)
 {
@@ -629,6 +670,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_log_cancel_by_branch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_summary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_progress, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manual_and_completion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_repository, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_text_escaped, setup, teardown),
         cmocka_unit_test(test_text_escaping),

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clidoc.h"
 #include "gate.h"
 #include "git.h"
 #include "signals.h"
@@ -91,6 +92,74 @@ static void usage(FILE *f)
                        opt_table[i].value != NULL ? opt_table[i].value : "");
         (void)fprintf(f, "  %-20s %s\n", left, opt_table[i].help);
     }
+}
+
+/*
+ * The manual page (`--help-man`) or bash completion (`--completion`), from the
+ * tables above (clidoc.h): hidden options, for the build, which installs them.
+ */
+static void print_doc(FILE *f, bool man)
+{
+    gate_clidoc_item cmds[NCMDS], opts[NOPTS];
+    char where[NOPTS][128];
+    for (size_t i = 0; i < NCMDS; i++) {
+        cmds[i].name = cmd_table[i].name;
+        cmds[i].value = cmd_table[i].args;
+        cmds[i].help = cmd_table[i].help;
+        cmds[i].where = NULL;
+    }
+    for (size_t i = 0; i < NOPTS; i++) {
+        size_t len = 0;
+        where[i][0] = '\0';
+        for (size_t k = 0; k < NCMDS && len < sizeof(where[i]); k++)
+            if ((opt_table[i].cmds & cmd_table[k].bit) != 0) {
+                int w = snprintf(where[i] + len, sizeof(where[i]) - len, "%s%s",
+                                 len == 0 ? "" : " ", cmd_table[k].name);
+                len += w > 0 ? (size_t)w : 0;
+            }
+        opts[i].name = opt_table[i].name;
+        opts[i].value = opt_table[i].value;
+        opts[i].help = opt_table[i].help;
+        opts[i].where = (opt_table[i].cmds & C_ALL) == C_ALL ? NULL : where[i];
+    }
+    gate_clidoc d;
+    memset(&d, 0, sizeof(d));
+    d.prog = "keel-gate";
+    d.title = "keep a branch green: test changes and land them in order";
+    d.synopsis = "keel-gate [--repo DIR|URL] [--mirror DIR] [--state FILE] [--target BRANCH]\n"
+                 "          <command> [options] [args]";
+    d.description =
+        "keel-gate guards a branch of a git repository (the target): a change (a branch) is "
+        "submitted, merged onto the target with the changes queued before it, built and tested "
+        "on every configuration of the merged tree's .keel/gate.conf, each job in a sandbox, and "
+        "the target moves to the tested merge only when every required configuration passed.  "
+        "A failing change is isolated from the others and rejected with the reason; a test that "
+        "fails then passes on the same tree is a flake and rejects nothing.\n\n"
+        "Options may come before or after the command, as --name VALUE or --name=VALUE; -- ends "
+        "them.  A change is named by its id or by its branch (the branch's active change for the "
+        "target, else its newest).\n\n"
+        "  keel-gate submit topic\n  keel-gate run --once\n  keel-gate status\n"
+        "  keel-gate log topic";
+    d.cmds = cmds;
+    d.ncmds = NCMDS;
+    d.opts = opts;
+    d.nopts = NOPTS;
+    d.exit_status = "0: done.  1: it failed; for try, a required configuration failed; for run, "
+                    "a change was rejected or conflicted.  2: usage (an unknown command or "
+                    "option is named, with the nearest known one).";
+    d.environment = "XDG_STATE_HOME, XDG_CACHE_HOME: where a URL's mirror and the work trees "
+                    "go by default.  KEEL_GATE_USER, KEEL_GATE_PASSWORD: https credentials; "
+                    "ssh goes through ssh-agent.  KEEL_OPTIONS: libkeel's options "
+                    "(module.post=none skips the self tests).";
+    d.files = "<git dir>/keel-gate.db: the store (the queue, candidates, jobs, events); "
+              "<state>.d/logs/: the jobs' logs; <state>.d/targets/<target>/run.lock: the lock "
+              "of the gate running the queue.  .keel/gate.conf in the repository: the "
+              "configuration.";
+    d.see_also = "git(1), bwrap(1), keel-stress(1); docs/gate.md in keel's sources";
+    if (man)
+        gate_clidoc_man(f, &d);
+    else
+        gate_clidoc_bash(f, &d);
 }
 
 /*
@@ -170,6 +239,10 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
         if (!only_args && strcmp(a, "--") == 0) {
             only_args = true;
             continue;
+        }
+        if (!only_args && (strcmp(a, "--help-man") == 0 || strcmp(a, "--completion") == 0)) {
+            print_doc(out, strcmp(a, "--help-man") == 0);
+            return -1;
         }
         if (!only_args && a[0] == '-' && a[1] == '-') {
             const char *name = a + 2;
