@@ -387,16 +387,16 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         break;
     case C_STATUS:
         s = gate_status(g, out,
-                        (opt_value(&p, "json") != NULL ? GATE_STATUS_JSON : 0u) |
-                            (opt_value(&p, "memory") != NULL ? GATE_STATUS_MEMORY : 0u));
+                        (opt_value(&p, "json") != NULL ? (unsigned)GATE_STATUS_JSON : 0u) |
+                            (opt_value(&p, "memory") != NULL ? (unsigned)GATE_STATUS_MEMORY : 0u));
         break;
     case C_LOG:
         s = gate_find_change(g, p.args[0], &number);
         if (keel_ok(s))
             s = gate_log(g, number, out,
-                         (opt_value(&p, "raw") != NULL ? GATE_LOG_RAW : 0u) |
-                             (opt_value(&p, "full") != NULL ? GATE_LOG_FULL : 0u) |
-                             (opt_value(&p, "json") != NULL ? GATE_LOG_JSON : 0u));
+                         (opt_value(&p, "raw") != NULL ? (unsigned)GATE_LOG_RAW : 0u) |
+                             (opt_value(&p, "full") != NULL ? (unsigned)GATE_LOG_FULL : 0u) |
+                             (opt_value(&p, "json") != NULL ? (unsigned)GATE_LOG_JSON : 0u));
         break;
     case C_RUN: {
         gate_run_stats st;

@@ -4,6 +4,7 @@
  */
 #include "clidoc.h"
 
+#include <ctype.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -68,10 +69,10 @@ static bool has_value(const gate_clidoc_item *it)
 
 void gate_clidoc_man(FILE *f, const gate_clidoc *d)
 {
-    char upper[64];
+    char upper[64] = "";
     size_t n = 0;
     for (const char *p = d->prog; *p != '\0' && n + 1 < sizeof(upper); p++, n++)
-        upper[n] = *p >= 'a' && *p <= 'z' ? (char)(*p - 'a' + 'A') : *p;
+        upper[n] = (char)toupper((unsigned char)*p);
     upper[n] = '\0';
     (void)fprintf(f, ".\\\" %s(1), written by '%s --help-man' from its own tables\n", d->prog,
                   d->prog);
@@ -143,10 +144,10 @@ static unsigned kind_of(const char *v)
     if (v == NULL || v[0] == '\0')
         return K_NONE;
     unsigned k = 0;
-    k |= strstr(v, "BRANCH") != NULL || strstr(v, "branch") != NULL ? K_BRANCH : 0u;
-    k |= strstr(v, "FILE") != NULL ? K_FILE : 0u;
-    k |= strstr(v, "DIR") != NULL ? K_DIR : 0u;
-    k |= strstr(v, "PROG") != NULL ? K_PROG : 0u;
+    k |= strstr(v, "BRANCH") != NULL || strstr(v, "branch") != NULL ? (unsigned)K_BRANCH : 0u;
+    k |= strstr(v, "FILE") != NULL ? (unsigned)K_FILE : 0u;
+    k |= strstr(v, "DIR") != NULL ? (unsigned)K_DIR : 0u;
+    k |= strstr(v, "PROG") != NULL ? (unsigned)K_PROG : 0u;
     if (k == 0 && strchr(v, '|') != NULL && strspn(v, "abcdefghijklmnopqrstuvwxyz-|") == strlen(v))
         k = K_WORDS;
     return k;
@@ -195,11 +196,14 @@ static void option_words(FILE *f, const gate_clidoc *d, const char *cmd)
 
 void gate_clidoc_bash(FILE *f, const gate_clidoc *d)
 {
-    char fn[64];
+    char fn[64] = "";
     size_t n = 0;
     fn[n++] = '_';
-    for (const char *p = d->prog; *p != '\0' && n + 1 < sizeof(fn); p++)
-        fn[n++] = *p == '-' ? '_' : *p;
+    for (const char *p = d->prog; *p != '\0' && n + 1 < sizeof(fn); p++, n++) {
+        fn[n] = *p;
+        if (*p == '-')
+            fn[n] = '_';
+    }
     fn[n] = '\0';
     bool branches = false;
     for (size_t i = 0; i < d->nopts; i++)

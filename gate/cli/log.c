@@ -142,44 +142,44 @@ static long decisive(const gate_change *c, const gate_job *jobs, size_t n)
 }
 
 /*
- * The last TAIL_LINES lines of the log at `path` into buf (NUL-terminated):
- * *lines, how many; *whole, whether that is the whole log.  false: no log.
+ * The last TAIL_LINES lines of the log at `path` into buf (NUL-terminated,
+ * ending in a newline unless empty), read from its last size - 2 bytes (a
+ * first line that this cuts is left out); *whole: that is the whole log.
+ * false: no log.
  */
-static bool read_tail(const char *path, char *buf, size_t size, unsigned *lines, bool *whole)
+static bool read_tail(const char *path, char *buf, size_t size, bool *whole)
 {
-    KEEL_ASSERT(size > 1);
-    *lines = 0;
+    KEEL_ASSERT(size > 2);
     *whole = true;
     buf[0] = '\0';
     FILE *in = path[0] != '\0' ? fopen(path, "r") : NULL;
     if (in == NULL)
         return false;
-    long at = 0;
-    if (fseek(in, 0, SEEK_END) == 0 && (at = ftell(in)) > (long)size - 1)
-        *whole = false;
-    if (fseek(in, *whole ? 0 : at - (long)(size - 1), SEEK_SET) != 0)
-        *whole = true;
-    size_t got = fread(buf, 1, size - 1, in);
+    long room = (long)(size - 2), end = 0;
+    bool cut = fseek(in, 0, SEEK_END) == 0 && (end = ftell(in)) > room &&
+               fseek(in, end - room, SEEK_SET) == 0;
+    if (!cut)
+        rewind(in);
+    size_t got = fread(buf, 1, size - 2, in);
     (void)fclose(in);
-    buf[got] = '\0';
     while (got > 0 && buf[got - 1] == '\n')
-        buf[--got] = '\0';
+        got--;
     size_t from = got;
-    while (from > 0 && *lines < TAIL_LINES) {
+    for (unsigned lines = 0; from > 0 && lines < TAIL_LINES; lines++) {
         from--;
         while (from > 0 && buf[from - 1] != '\n')
             from--;
-        (*lines)++;
     }
-    if (from > 0 || (!*whole && *lines < TAIL_LINES))
-        *whole = false;
-    if (from == 0 && !*whole) { /* the first line read may be cut: drop it */
-        char *nl = strchr(buf, '\n');
+    if (from == 0 && cut) { /* the first line read is most likely cut */
+        const char *nl = (const char *)memchr(buf, '\n', got);
         from = nl != NULL ? (size_t)(nl + 1 - buf) : got;
-        *lines -= *lines > 0 ? 1 : 0;
     }
-    memmove(buf, buf + from, got - from + 1);
-    (void)strcat(buf, got > from ? "\n" : "");
+    *whole = from == 0 && !cut;
+    size_t len = got - from;
+    memmove(buf, buf + from, len);
+    if (len > 0)
+        buf[len++] = '\n';
+    buf[len] = '\0';
     return true;
 }
 
@@ -278,7 +278,8 @@ static void summary(gate *g, FILE *f, const gate_change *c, const gate_job *jobs
             gate_fmt(which, sizeof(which), "change %lld alone", c->id);
         } else {
             char list[160];
-            gate_ids_fmt(list, sizeof(list), ids, total < CAND_SHOWN ? total : CAND_SHOWN, total);
+            gate_ids_fmt(list, sizeof(list), ids,
+                         total < (size_t)CAND_SHOWN ? total : (size_t)CAND_SHOWN, total);
             gate_fmt(which, sizeof(which), "a batch of %zu: changes %s", total, list);
         }
         gate_text_printf(f, "  candidate %lld, %s:\n", jobs[i].candidate, which);
@@ -317,7 +318,7 @@ keel_status gate_log(gate *g, long long id, FILE *f, unsigned flags)
     void *mem = NULL, *tmem = NULL;
     s = keel_heap_calloc(GATE_HEAP, JOBS_MAX, sizeof(gate_job), &mem);
     if (keel_ok(s))
-        s = keel_heap_alloc(GATE_HEAP, TAIL_BYTES + 1, &tmem);
+        s = keel_heap_alloc(GATE_HEAP, TAIL_BYTES + 2, &tmem);
     if (!keel_ok(s)) {
         keel_heap_free(GATE_HEAP, mem);
         return KEEL_CONTEXT(s, "reading the jobs of change %lld", id);
@@ -327,9 +328,7 @@ keel_status gate_log(gate *g, long long id, FILE *f, unsigned flags)
     size_t n = 0;
     s = gate_store_jobs(g->store, NULL, id, jobs, JOBS_MAX, &n);
     long d = keel_ok(s) ? decisive(&c, jobs, n) : -1;
-    unsigned lines = 0;
-    bool whole = true,
-         have = d >= 0 && read_tail(jobs[d].log, tail, TAIL_BYTES + 1, &lines, &whole);
+    bool whole = true, have = d >= 0 && read_tail(jobs[d].log, tail, TAIL_BYTES + 2, &whole);
     if (!have)
         tail[0] = '\0';
     if (keel_ok(s) && (flags & GATE_LOG_JSON) != 0) {

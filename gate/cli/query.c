@@ -143,7 +143,7 @@ static keel_status run_holder(const gate *g, gate_qlock_holder *h)
 static keel_status job_changes(gate *g, const gate_job *j, long long *ids, size_t *n, size_t *total)
 {
     keel_status s = gate_store_candidate_changes(g->store, j->candidate, ids, CAND_SHOWN, total);
-    *n = *total < CAND_SHOWN ? *total : CAND_SHOWN;
+    *n = *total < (size_t)CAND_SHOWN ? *total : (size_t)CAND_SHOWN;
     return s;
 }
 
