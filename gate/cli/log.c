@@ -334,9 +334,10 @@ keel_status gate_log(gate *g, long long id, FILE *f, unsigned flags)
     if (keel_ok(s) && (flags & GATE_LOG_JSON) != 0) {
         json_log(g, f, &c, jobs, n, d, tail);
     } else if (keel_ok(s)) {
+        const char *state = gate_change_state_name(c.state);
+        bool said = c.reason[0] == '\0' || strcmp(c.reason, state) == 0; /* "landed: landed" */
         gate_text_printf(f, "change %lld '%s' at %.12s for '%s': %s%s%s\n", c.id, c.branch, c.head,
-                         c.target, gate_change_state_name(c.state), c.reason[0] != '\0' ? ": " : "",
-                         c.reason);
+                         c.target, state, said ? "" : ": ", said ? "" : c.reason);
         summary(g, f, &c, jobs, n);
         if ((flags & GATE_LOG_FULL) != 0) {
             for (size_t i = 0; i < n; i++) {
