@@ -15,6 +15,8 @@ DEPS := cmake ninja-build make gcc g++ clang clang-tidy clang-tools clang-format
         libsqlite3-dev libgit2-dev libjemalloc-dev libfiu-dev binutils bubblewrap
 # a strict JSON parser for the tests of keel-gate's --json output
 DEPS += libjansson-dev
+# man: the tests render the manual pages the programs write (man -l, groff's warnings)
+DEPS += man-db
 
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null && echo sudo)
 

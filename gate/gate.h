@@ -103,15 +103,34 @@ void gate_request_stop(gate *g, int signo);
  */
 KEEL_MUST_USE keel_status gate_try(gate *g, const char *branch, bool *passed);
 
-/* The queue, running jobs, recent landings and rejections (text or JSON). */
-KEEL_MUST_USE keel_status gate_status(gate *g, FILE *f, bool json);
 /*
- * The output of every job that touched change `id`: escaped for a terminal
- * (gate/cli/text.h: a job's output is the change's, and an escape sequence in it
- * could set the reader's clipboard or rewrite the screen), or as the job
- * wrote it (`raw`).
+ * The gate (running, since when), how many changes are decided out of how
+ * many, the running jobs with their elapsed time, the queue, recent
+ * landings, rejections and conflicts; text, or JSON (GATE_STATUS_JSON: all of
+ * it and the memory of the last run), the memory by module heap in text with
+ * GATE_STATUS_MEMORY.
  */
-KEEL_MUST_USE keel_status gate_log(gate *g, long long id, FILE *f, bool raw);
+enum gate_status_flags { GATE_STATUS_JSON = 1, GATE_STATUS_MEMORY = 2 };
+KEEL_MUST_USE keel_status gate_status(gate *g, FILE *f, unsigned flags);
+/*
+ * Change `id`: its state and reason, a summary of its builds (each job of
+ * each candidate that held it: configuration, attempt, result, duration and
+ * the verdict on that tree: passed, failed N of N, flaky), then the last
+ * lines of the log of the job that decided a rejection (GATE_LOG_FULL:
+ * every job's whole log instead; GATE_LOG_JSON: the summary as JSON).
+ * Escaped for a terminal (gate/cli/text.h: a job's output is the change's,
+ * and an escape sequence in it could set the reader's clipboard or rewrite
+ * the screen), or as the jobs wrote it (GATE_LOG_RAW).
+ */
+enum gate_log_flags { GATE_LOG_RAW = 1, GATE_LOG_FULL = 2, GATE_LOG_JSON = 4 };
+KEEL_MUST_USE keel_status gate_log(gate *g, long long id, FILE *f, unsigned flags);
+/*
+ * The change `what` names: a change id (digits), or a branch: its change
+ * for the gate's target (the active one, else the newest), else its only
+ * active change, or the newest of the only target it has changes for.
+ * KEEL_E_NOTFOUND: none; KEEL_E_INVAL: several targets, the ids listed.
+ */
+KEEL_MUST_USE keel_status gate_find_change(gate *g, const char *what, long long *id);
 
 /*
  * keel-gate's parts are keel modules with POSTs (gate/modules.c): gate_config,

@@ -442,7 +442,7 @@ static keel_status config_failed(gate *g, gate_cand *c, keel_status err)
             s = KEEL_ERR_SYS(errno, "cannot write the log '%s'", log);
     }
     if (keel_ok(s))
-        s = gate_store_job_finish(g->store, jid, "failed", -1, log, now_s());
+        s = gate_store_job_finish(g->store, jid, "failed", -1, log, 0, now_s());
     keel_status_free(err);
     if (keel_ok(s))
         gate_say(g, "build: candidate %lld: %s\n", c->store_id, c->failures);
@@ -853,8 +853,8 @@ static keel_status job_done(gate *g, gate_job_run *j)
             (void)fclose(f);
         }
     }
-    keel_status s =
-        gate_store_job_finish(g->store, j->job_id, result, j->exit_code, j->log, now_s());
+    keel_status s = gate_store_job_finish(g->store, j->job_id, result, j->exit_code, j->log,
+                                          (long long)j->elapsed_ms, now_s());
     if (stale && KEEL_IS(s, KEEL_E_STATE)) { /* recovery marked it lost */
         keel_status_free(s);
         s = KEEL_OK;

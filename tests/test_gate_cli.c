@@ -10,10 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "clidoc_check.h"
 #include "gate_fixture.h"
 #include "gate_text.h"
 #include "text.h"
@@ -87,8 +90,10 @@ static void test_usage_exit_codes(void **state)
     const char *prio[] = {"submit", "a", "--priority", "high", NULL};
     assert_int_equal(cli(prio), 2);
     assert_non_null(strstr(err_text, "'high'"));
-    const char *id[] = {"cancel", "x1", NULL};
+    const char *id[] = {"cancel", "x 1", NULL};
     assert_int_equal(cli(id), 2);
+    assert_non_null(strstr(err_text, "'x 1' is neither a change id (a positive number) nor a "
+                                     "branch"));
     const char *extra[] = {"status", "more", NULL};
     assert_int_equal(cli(extra), 2);
 }
@@ -161,7 +166,7 @@ static void test_submit_cancel_status_log(void **state)
     assert_non_null(strstr(out_text, "\"memory\":{\"running\":"));
     assert_non_null(strstr(out_text, "{\"module\":\"gate_store\",\"live_bytes\":"));
     assert_non_null(strstr(out_text, "{\"module\":\"gate\",\"live_bytes\":"));
-    const char *text[] = {"status", NULL};
+    const char *text[] = {"status", "--memory", NULL};
     assert_int_equal(cli(text), 0);
     assert_non_null(strstr(out_text, "recently rejected (1)"));
     assert_non_null(strstr(out_text, "memory of the run (pid "));
@@ -565,6 +570,266 @@ static void test_broken_target_config(void **state)
                                      "'/nonexistent/x.conf' does not load"));
 }
 
+/* The text from `from` on (which must be there), for asserts about it alone. */
+static const char *section_of(const char *text, const char *from)
+{
+    static char part[16384];
+    const char *p = strstr(text, from);
+    if (p == NULL)
+        fail_msg("no '%s' in:\n%s", from, text);
+    (void)snprintf(part, sizeof(part), "%s", p);
+    return part;
+}
+
+static void assert_has(const char *text, const char *what)
+{
+    if (strstr(text, what) == NULL)
+        fail_msg("no '%s' in:\n%s", what, text);
+}
+
+static void assert_lacks(const char *text, const char *what)
+{
+    if (strstr(text, what) != NULL)
+        fail_msg("'%s' should not be in:\n%s", what, text);
+}
+
+/* A branch whose main has a configuration of its own, guarding `target`. */
+static void target_branch(const char *target)
+{
+    char conf[256];
+    (void)snprintf(conf, sizeof(conf), "[gate]\ntarget = %s\n[config unit]\ntest = sh ci.sh\n",
+                   target);
+    const fx_file f[] = {{".keel/gate.conf", conf}};
+    git_oid oid;
+    fx_commit(&fx_base, f, 1, target, &oid);
+}
+
+/*
+ * log and cancel take a branch as well as an id: its active change, else its
+ * newest; a branch with changes only for other targets, several of them, is
+ * an error that lists the ids.
+ */
+static void test_log_cancel_by_branch(void **state)
+{
+    (void)state;
+    fx_branch("topic", "topic.txt", "t\n");
+    const char *sub[] = {"submit", "topic", NULL};
+    assert_int_equal(cli(sub), 0);
+    const char *cancel[] = {"cancel", "topic", NULL};
+    assert_int_equal(cli(cancel), 0);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE state = 'cancelled'", NULL), 1);
+    assert_int_equal(cli(sub), 0); /* change 2, active: it is the one the branch names now */
+    const char *log[] = {"log", "topic", NULL};
+    assert_int_equal(cli(log), 0);
+    assert_has(out_text, "change 2 'topic'");
+    assert_has(out_text, ": queued");
+    assert_int_equal(cli(cancel), 0);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE state = 'cancelled'", NULL), 2);
+    assert_int_equal(cli(log), 0); /* none active: the newest */
+    assert_has(out_text, "change 2 'topic'");
+    assert_has(out_text, ": cancelled");
+    assert_int_equal(cli(cancel), 1);
+    assert_has(err_text, "already cancelled");
+
+    const char *none[] = {"log", "nosuch", NULL};
+    assert_int_equal(cli(none), 1);
+    assert_has(err_text, "no change of branch 'nosuch'");
+    const char *bad[] = {"log", "x;y", NULL};
+    assert_int_equal(cli(bad), 2);
+    assert_has(err_text, "'x;y' is neither a change id");
+    const char *id[] = {"log", "2", NULL};
+    assert_int_equal(cli(id), 0);
+    assert_has(out_text, "change 2 'topic'");
+
+    /* changes of 'other' for two targets, none for main: which one is meant? */
+    fx_branch("other", "other.txt", "o\n");
+    target_branch("dev");
+    target_branch("rel");
+    const char *dev[] = {"--target", "dev", "submit", "other", NULL};
+    const char *rel[] = {"--target", "rel", "submit", "other", NULL};
+    assert_int_equal(cli(dev), 0);
+    assert_int_equal(cli(rel), 0);
+    const char *which[] = {"log", "other", NULL};
+    assert_int_equal(cli(which), 1);
+    assert_has(err_text, "branch 'other' has no change for 'main'");
+    assert_has(err_text, "change 4 for 'rel' (queued)");
+    assert_has(err_text, "change 3 for 'dev' (queued)");
+    const char *cancel_which[] = {"cancel", "other", NULL};
+    assert_int_equal(cli(cancel_which), 1);
+    assert_has(err_text, "give the change's id, or --target");
+    const char *on_dev[] = {"--target", "dev", "log", "other", NULL};
+    assert_int_equal(cli(on_dev), 0);
+    assert_has(out_text, "change 3 'other'");
+    const char *cancel_dev[] = {"--target", "dev", "cancel", "other", NULL};
+    assert_int_equal(cli(cancel_dev), 0);
+    /* one active change left, for 'rel': that is the one */
+    assert_int_equal(cli(which), 0);
+    assert_has(out_text, "change 4 'other'");
+}
+
+/*
+ * log: a summary of every build (configuration, attempt, result, duration,
+ * verdict on the tree), then the end of the log of the job that decided a
+ * rejection; --full every log; --json the summary as data.
+ */
+static void test_log_summary(void **state)
+{
+    (void)state;
+    fx_branch("flaky", "ci.sh",
+              "if [ -e \"$MARKER.flaked\" ]; then exit 0; fi\n"
+              "touch \"$MARKER.flaked\"; echo 'one-time trouble'; exit 1\n");
+    fx_branch("noisy", "ci.sh",
+              "i=0\nwhile [ $i -lt 30 ]; do i=$((i+1)); echo \"line $i of the test\"; done\n"
+              "exit 3\n");
+    const char *s1[] = {"submit", "flaky", NULL}, *s2[] = {"submit", "noisy", NULL};
+    assert_int_equal(cli(s2), 0); /* first: both change ci.sh, flaky merges once it is out */
+    assert_int_equal(cli(s1), 0);
+    const char *run[] = {"run", "--once", NULL};
+    assert_int_equal(cli(run), 1);
+    /* every job's duration is recorded (store version 5) */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM jobs WHERE elapsed_ms < 0", NULL), 0);
+    if (fx_sql_int("SELECT count(*) FROM jobs", NULL) < 4)
+        fail_msg("fewer jobs than two runs of each change:\n%s", out_text);
+
+    const char *lf[] = {"log", "flaky", NULL};
+    assert_int_equal(cli(lf), 0);
+    assert_has(out_text, "change 2 'flaky'");
+    assert_has(out_text, ": landed");
+    assert_has(out_text, "builds (2 jobs, oldest first):");
+    assert_has(out_text, "candidate 2, change 2 alone:");
+    assert_has(out_text, "attempt 1  failed (exit 1)");
+    assert_has(out_text, "attempt 2  passed");
+    assert_has(out_text, " s  flaky: failed 1 of 2 runs");
+    assert_lacks(out_text, "decisive failure"); /* it landed */
+    assert_lacks(out_text, "one-time trouble"); /* the logs are for --full */
+
+    const char *ln[] = {"log", "noisy", NULL};
+    assert_int_equal(cli(ln), 0);
+    assert_has(out_text, ": rejected: configuration 'unit' failed (exit 3");
+    assert_has(out_text, "failed 2 of 2 runs");
+    const char *tail = section_of(out_text, "decisive failure: job ");
+    assert_has(tail, "'unit' attempt 2 of candidate 1, failed (exit 3); its last lines (log ");
+    assert_has(tail, "line 30 of the test\n");
+    assert_has(tail, "line 13 of the test\n"); /* 20 lines: the gate's own two last */
+    assert_has(tail, "keel-gate: failed (exit 3) after ");
+    assert_lacks(tail, "line 12 of the test\n");
+    assert_has(out_text, "('keel-gate log --full 1' prints every job's whole log)");
+
+    const char *full[] = {"log", "--full", "1", NULL};
+    assert_int_equal(cli(full), 0);
+    assert_has(out_text, "builds (2 jobs");
+    assert_has(out_text, "==== job ");
+    assert_has(out_text, "line 1 of the test\n");
+    assert_has(out_text, "keel-gate: $ sh ci.sh");
+    assert_lacks(out_text, "decisive failure");
+
+    const char *js[] = {"log", "--json", "flaky", NULL};
+    assert_int_equal(cli(js), 0);
+    gate_assert_json("log --json", out_text);
+    assert_has(out_text, "\"change\":{\"id\":2,\"branch\":\"flaky\"");
+    assert_has(out_text, "\"config\":\"unit\",\"attempt\":2,\"result\":\"passed\"");
+    assert_has(out_text, "\"verdict\":\"flaky\",\"runs\":2,\"failures\":1");
+    assert_has(out_text, "\"decisive\":null");
+    const char *jn[] = {"log", "--json", "1", NULL};
+    assert_int_equal(cli(jn), 0);
+    gate_assert_json("log --json", out_text);
+    assert_has(out_text, "\"decisive\":{\"job\":");
+    assert_has(out_text, "line 30 of the test\\n");
+    const char *both[] = {"log", "--json", "--full", "1", NULL};
+    assert_int_equal(cli(both), 2);
+}
+
+/*
+ * status: whether a gate runs the queue and for how long, how many changes
+ * are decided out of how many, each running job with its configuration and
+ * elapsed time; the memory table only with --memory.
+ */
+static void test_status_progress(void **state)
+{
+    (void)state;
+    fx_branch("good", "good.txt", "g\n");
+    fx_slow_branch("slow", false);
+    const char *s1[] = {"submit", "good", NULL}, *s2[] = {"submit", "slow", NULL};
+    assert_int_equal(cli(s1), 0);
+    assert_int_equal(cli(s2), 0);
+    const char *st[] = {"status", NULL};
+    assert_int_equal(cli(st), 0);
+    assert_has(out_text, "gate: not running ('keel-gate run' runs the queue)");
+    assert_has(out_text, "changes: 0 of 2 decided (0 landed, 0 rejected, 0 conflicts, 0 "
+                         "cancelled); 2 queued, 0 testing");
+
+    pid_t daemon = fx_start_daemon();
+    (void)fx_wait_for_job(daemon);
+    sleep(1); /* a second of the job's and of the run's */
+    assert_int_equal(cli(st), 0);
+    assert_has(out_text, "gate: running for ");
+    assert_has(out_text, "(pid ");
+    assert_has(out_text, "changes: 1 of 2 decided since the run started (1 landed, 0 rejected");
+    assert_has(out_text, "running jobs (1):\n  job ");
+    assert_has(out_text, ": 'unit' for ");
+    assert_has(out_text, ", attempt 1, candidate 2 (change 2)\n");
+    const char *js[] = {"status", "--json", NULL};
+    assert_int_equal(cli(js), 0);
+    gate_assert_json("status --json", out_text);
+    assert_has(out_text, "\"gate\":{\"running\":true,\"pid\":");
+    assert_has(out_text, "\"changes\":{\"since\":");
+    assert_has(out_text, "\"decided\":1,\"total\":2,\"queued\":0,\"testing\":1,\"landed\":1");
+    assert_has(out_text, "\"config\":\"unit\",\"attempt\":1,\"started_at\":");
+    assert_has(out_text, ",\"elapsed_s\":");
+    assert_has(out_text, ",\"changes\":[2]}]");
+
+    assert_int_equal(kill(daemon, SIGTERM), 0);
+    (void)fx_wait_exit(daemon, 30000);
+    assert_int_equal(cli(st), 0);
+    assert_has(out_text, "gate: not running");
+    assert_has(out_text, "changes: 1 of 2 decided (1 landed");
+    assert_lacks(out_text, "memory of the run");
+    const char *mem[] = {"status", "--memory", NULL};
+    assert_int_equal(cli(mem), 0);
+    assert_has(out_text, "memory of the run (pid ");
+    assert_has(out_text, "gate_store ");
+}
+
+/*
+ * The manual page and bash completion, as keel-gate writes them from its
+ * tables (--help-man, --completion: what the build installs), hold every
+ * command and option --help lists; man renders the page without a warning;
+ * bash completes every command, each option, and a branch for log.
+ */
+static void test_manual_and_completion(void **state)
+{
+    (void)state;
+    fx_branch("topic", "topic.txt", "t\n");
+    const char *help[] = {"--help", NULL};
+    assert_int_equal(cli(help), 0);
+    static char names[64][32];
+    const char *cmds[32], *opts[32];
+    size_t ncmds = 0, nopts = 0, k = 0;
+    const char *at = strstr(out_text, "commands:\n");
+    assert_non_null(at);
+    for (const char *line = strchr(at, '\n') + 1; strncmp(line, "  ", 2) == 0 && k < 64;
+         line = strchr(line, '\n') + 1, k++) {
+        assert_int_equal(sscanf(line, " %31s", names[k]), 1);
+        cmds[ncmds++] = names[k];
+    }
+    at = strstr(out_text, "options:\n");
+    assert_non_null(at);
+    for (const char *line = strchr(at, '\n') + 1; strncmp(line, "  --", 4) == 0 && k < 64;
+         line = strchr(line, '\n') + 1, k++) {
+        assert_int_equal(sscanf(line + 4, "%31s", names[k]), 1);
+        opts[nopts++] = names[k];
+    }
+    assert_true(ncmds >= 6 && nopts >= 11);
+    const char *man[] = {"--help-man", NULL};
+    assert_int_equal(cli(man), 0);
+    static char page[sizeof(out_text)];
+    (void)snprintf(page, sizeof(page), "%s", out_text);
+    const char *bash[] = {"--completion", NULL};
+    assert_int_equal(cli(bash), 0);
+    clidoc_check(fx_dir, "keel-gate", page, out_text, cmds, ncmds, opts, nopts, fx_repo, "log",
+                 "topic");
+}
+
 /* The same commands on a repository reached by URL, its mirror given. */
 static void test_remote_repository(void **state)
 {
@@ -614,6 +879,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_already_in_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_target_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_cancel_by_branch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_summary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_progress, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manual_and_completion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_repository, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_text_escaped, setup, teardown),
         cmocka_unit_test(test_text_escaping),

@@ -528,7 +528,7 @@ static void test_store_upgrade_from_version_1(void **state)
     gate_close(fx_open()); /* a store of today's version, made version 1 again */
     sql_exec("DROP INDEX events_by_target; ALTER TABLE events DROP COLUMN target; "
              "DROP TABLE notify_cursor; ALTER TABLE changes DROP COLUMN crashes; "
-             "ALTER TABLE changes DROP COLUMN pushed; "
+             "ALTER TABLE changes DROP COLUMN pushed; ALTER TABLE jobs DROP COLUMN elapsed_ms; "
              "PRAGMA user_version = 1;");
     assert_int_equal(fx_sql_int("SELECT count(*) FROM pragma_table_info('events') WHERE "
                                 "name = 'target'",
@@ -540,7 +540,7 @@ static void test_store_upgrade_from_version_1(void **state)
     gate *g = fx_open();
     (void)fx_submit(g, "a", 0);
     gate_close(g);
-    assert_int_equal(fx_sql_int("PRAGMA user_version", NULL), 4);
+    assert_int_equal(fx_sql_int("PRAGMA user_version", NULL), 5);
     assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE target = ''", NULL), 1);
     gate_run_stats st = fx_run_once();
     assert_int_equal(st.landed, 1);

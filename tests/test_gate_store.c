@@ -178,9 +178,9 @@ static void test_candidate_and_jobs(void **state)
     assert_true(keel_ok(gate_store_candidate_set_merge(st, cand, oid_m)));
     long long job = 0;
     assert_true(keel_ok(gate_store_job_start(st, cand, "gcc-devel", 1, 5, &job)));
-    assert_true(keel_ok(gate_store_job_finish(st, job, "passed", 0, "/logs/1.log", 6)));
+    assert_true(keel_ok(gate_store_job_finish(st, job, "passed", 0, "/logs/1.log", 1200, 6)));
     /* a result recorded twice is refused, not overwritten */
-    s = gate_store_job_finish(st, job, "failed", 1, "/logs/1.log", 7);
+    s = gate_store_job_finish(st, job, "failed", 1, "/logs/1.log", 5, 7);
     assert_true(KEEL_IS(s, KEEL_E_STATE));
     keel_status_free(s);
     assert_true(keel_ok(gate_store_candidate_finish(st, cand, "passed", 8)));
@@ -361,6 +361,10 @@ static void test_old_store_upgraded(void **state)
         "TEXT NOT NULL, change INTEGER NOT NULL DEFAULT 0, detail TEXT NOT NULL DEFAULT '{}');"
         "INSERT INTO changes(branch, head, target, submitted_at, updated_at) VALUES('old', "
         "'1111111111111111111111111111111111111111', 'main', 1, 1);"
+        "INSERT INTO candidates(target, base, created_at) VALUES('main', 'x', 1);"
+        "INSERT INTO candidate_changes VALUES(1, 1, 0);"
+        "INSERT INTO jobs(candidate, config, attempt, state, started_at, finished_at) "
+        "VALUES(1, 'unit', 1, 'failed', 5, 8);"
         "PRAGMA user_version = 1;");
     gate_store *st = open_store();
     gate_change q[4];
@@ -369,6 +373,12 @@ static void test_old_store_upgraded(void **state)
     assert_int_equal(n, 1);
     assert_string_equal(q[0].branch, "old");
     assert_int_equal(q[0].crashes, 0);
+    /* its job: how long it ran is unknown (-1), its seconds are kept */
+    gate_job j[2];
+    assert_true(keel_ok(gate_store_jobs(st, NULL, 1, j, 2, &n)));
+    assert_int_equal(n, 1);
+    assert_int_equal(j[0].elapsed_ms, -1);
+    assert_int_equal(j[0].finished_at - j[0].started_at, 3);
     gate_store_close(st);
     st = open_store(); /* and it is now a store of this version */
     gate_store_close(st);

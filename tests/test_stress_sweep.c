@@ -28,6 +28,7 @@
 
 #include <cmocka.h>
 
+#include "clidoc_check.h"
 #include "testutil.h"
 
 /* cli("sweep", "--quiet", ...): keel-stress with these arguments. */
@@ -396,6 +397,40 @@ static void test_keel_points_only_when_named(void **state)
     assert_int_equal(cli("sweep", "--quiet", "--", self, "fake", "fixed", NULL), 0);
 }
 
+/*
+ * The manual page and bash completion keel-stress writes from its tables
+ * (--help-man, --completion: what the build installs) hold every command and
+ * option `help` lists; man renders the page without a warning; bash
+ * completes every command and each option.
+ */
+static void test_manual_and_completion(void **state)
+{
+    (void)state;
+    const char *help[] = {"help", NULL};
+    assert_int_equal(run_cli(help), 0);
+    static char names[64][32];
+    const char *cmds[16], *opts[32];
+    size_t ncmds = 0, nopts = 0, k = 0;
+    for (const char *p = output; (p = strstr(p, "keel-stress ")) != NULL && k < 64; k++) {
+        p += strlen("keel-stress ");
+        assert_int_equal(sscanf(p, "%31[a-z]", names[k]), 1);
+        cmds[ncmds++] = names[k];
+    }
+    for (const char *p = output; (p = strstr(p, "\n  --")) != NULL && k < 64; k++) {
+        p += strlen("\n  --");
+        assert_int_equal(sscanf(p, "%31s", names[k]), 1);
+        opts[nopts++] = names[k];
+    }
+    assert_true(ncmds == 3 && nopts >= 11);
+    const char *man[] = {"--help-man", NULL};
+    assert_int_equal(run_cli(man), 0);
+    static char page[sizeof(output)];
+    (void)snprintf(page, sizeof(page), "%s", output);
+    const char *bash[] = {"--completion", NULL};
+    assert_int_equal(run_cli(bash), 0);
+    clidoc_check(dir, "keel-stress", page, output, cmds, ncmds, opts, nopts, NULL, NULL, NULL);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "fake") == 0)
@@ -413,6 +448,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_learning_run_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_never_reached, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keel_points_only_when_named, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manual_and_completion, setup, teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -212,9 +212,8 @@ echo
 echo "main is now:"
 git log --oneline --first-parent main | sed 's/^/  /'
 echo
-echo "why log-reset was rejected (\$ keel-gate log <id>, the aborting devel test):"
-id=$("$gate" status | awk '$2 == "log-reset" { print $1; exit }')
-"$gate" log "$id" > "$demo/log-reset.txt" || true
+echo "why log-reset was rejected (\$ keel-gate log --full log-reset, the aborting devel test):"
+"$gate" log --full log-reset > "$demo/log-reset.txt" || true
 grep -m3 -E 'lock-order|rank' "$demo/log-reset.txt" | cut -c1-160 | sed 's/^/  /' || true
 echo
 echo "the notify hook received $(wc -l < "$demo/events.jsonl") events; gate run took $((end - start)) s"

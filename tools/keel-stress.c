@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clidoc.h"
 #include "keel/keel.h"
 
 enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
@@ -56,6 +57,22 @@ static const option_def option_table[] = {
     {"quiet", NULL, false, "no progress line"},
 };
 enum { OPTION_COUNT = (int)(sizeof(option_table) / sizeof(option_table[0])) };
+
+typedef struct command_def {
+    const char *name;
+    const char *args;
+    const char *help;
+} command_def;
+
+static const command_def command_table[] = {
+    {"sweep", "[options] -- PROG [ARGS...]",
+     "learn PROG's stress points, then run PROG once per point and evaluation with that "
+     "evaluation failing; list failed runs and how to replay them"},
+    {"list", "[--timeout S] [--only GLOB] -- PROG [ARGS...]",
+     "the learning run only: points, evaluations, points never reached"},
+    {"help", "", "the usage, the commands and the options"},
+};
+enum { COMMAND_COUNT = (int)(sizeof(command_table) / sizeof(command_table[0])) };
 
 typedef struct config {
     bool list;
@@ -214,14 +231,14 @@ static keel_status parse_args(config *c, int argc, char **argv)
 
 static void print_help(FILE *f)
 {
-    (void)fprintf(
-        f, "usage: keel-stress sweep [options] -- PROG [ARGS...]\n"
-           "       keel-stress list [--timeout S] -- PROG [ARGS...]\n"
-           "       keel-stress help\n\n"
-           "sweep: learn PROG's stress points, then run PROG once per point and\n"
-           "evaluation with that evaluation failing; list failed runs and how to replay them.\n"
-           "list: the learning run only: points, evaluations, points never reached.\n\n"
-           "options:\n");
+    for (int k = 0; k < COMMAND_COUNT; k++)
+        (void)fprintf(f, "%s keel-stress %s%s%s\n", k == 0 ? "usage:" : "      ",
+                      command_table[k].name, command_table[k].args[0] != '\0' ? " " : "",
+                      command_table[k].args);
+    (void)fputc('\n', f);
+    for (int k = 0; k < COMMAND_COUNT; k++)
+        (void)fprintf(f, "%s: %s.\n", command_table[k].name, command_table[k].help);
+    (void)fprintf(f, "\noptions:\n");
     for (int k = 0; k < OPTION_COUNT; k++) {
         char left[64];
         (void)snprintf(left, sizeof(left), "--%s%s%s", option_table[k].name,
@@ -230,6 +247,57 @@ static void print_help(FILE *f)
         (void)fprintf(f, "  %-28s %s\n", left, option_table[k].help);
     }
     (void)fprintf(f, "\nexit status: 0 no run failed, 1 some did, 2 usage or learning error\n");
+}
+
+/*
+ * The manual page (`--help-man`) or bash completion (`--completion`) from the
+ * tables above (gate/cli/clidoc.h): hidden options, for the build, which
+ * installs them.
+ */
+static void print_doc(FILE *f, bool man)
+{
+    gate_clidoc_item cmds[COMMAND_COUNT], opts[OPTION_COUNT];
+    for (int k = 0; k < COMMAND_COUNT; k++) {
+        cmds[k].name = command_table[k].name;
+        cmds[k].value = command_table[k].args;
+        cmds[k].help = command_table[k].help;
+        cmds[k].where = NULL;
+    }
+    for (int k = 0; k < OPTION_COUNT; k++) {
+        opts[k].name = option_table[k].name;
+        opts[k].value = option_table[k].arg;
+        opts[k].help = option_table[k].help;
+        opts[k].where = option_table[k].in_list ? "sweep list" : "sweep";
+    }
+    gate_clidoc d;
+    memset(&d, 0, sizeof(d));
+    d.prog = "keel-stress";
+    d.title = "the fault-injection sweep: fail each stress point of a program in turn";
+    d.synopsis = "keel-stress sweep [options] -- PROG [ARGS...]\n"
+                 "keel-stress list [--timeout S] [--only GLOB] -- PROG [ARGS...]";
+    d.description =
+        "keel-stress runs a program built with keel's stress points many times, each time making "
+        "one evaluation of one point fail, and tells which of those failures the program does "
+        "not survive: a crash, a hang, a leak, a keel report, or an unexpected exit status.  "
+        "Every failed run comes with the command line that replays it.\n\n"
+        "A learning run (KEEL_OPTIONS stress.count;stress.json=FILE added to yours) tells which "
+        "points PROG has and how often each is evaluated; the sweep then runs PROG once per "
+        "point P and evaluation k with stress=P:nth=k (or P:after=k-1 in persist mode), --jobs "
+        "at a time, each in its own process group with a timeout.\n\n"
+        "  keel-stress sweep -- ./myserver --self-test\n"
+        "  keel-stress list -- ./myserver --self-test";
+    d.cmds = cmds;
+    d.ncmds = COMMAND_COUNT;
+    d.opts = opts;
+    d.nopts = OPTION_COUNT;
+    d.rest = "PROG";
+    d.exit_status = "0: no run failed.  1: some did.  2: usage, or the learning run failed.";
+    d.environment = "KEEL_OPTIONS: kept in every run, the stress options added to it.";
+    d.see_also = "keel-gate(1); docs/keel-stress.md and docs/stress.md in keel's sources";
+    if (man)
+        gate_clidoc_man(f, &d);
+    else
+        gate_clidoc_bash(f, &d);
 }
 
 static double now_seconds(void)
@@ -1199,6 +1267,10 @@ static int cmd_sweep(const config *c, const char *dir)
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && (strcmp(argv[1], "--help-man") == 0 || strcmp(argv[1], "--completion") == 0)) {
+        print_doc(stdout, strcmp(argv[1], "--help-man") == 0);
+        return 0;
+    }
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "-h") == 0) {
         print_help(argc < 2 ? stderr : stdout);

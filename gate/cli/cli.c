@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clidoc.h"
 #include "gate.h"
 #include "git.h"
 #include "signals.h"
@@ -49,11 +50,13 @@ static const opt_def opt_table[] = {
     {"work", "DIR", C_RUN | C_TRY,
      "where jobs' work trees go, outside the repository (default: <state>.d/work)"},
     {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
-    {"json", NULL, C_STATUS, "machine-readable output"},
+    {"json", NULL, C_STATUS | C_LOG, "machine-readable output"},
     {"once", NULL, C_RUN, "stop when the queue is empty"},
     {"config", "FILE", C_RUN,
      "while the target's .keel/gate.conf does not load, use FILE's (said, recorded)"},
     {"raw", NULL, C_LOG, "the jobs' output as they wrote it (control characters too)"},
+    {"full", NULL, C_LOG, "every job's whole log, not only the end of the one that decided"},
+    {"memory", NULL, C_STATUS, "the last run's memory, by module heap"},
     {"quiet", NULL, C_RUN | C_SUBMIT | C_CANCEL, "no progress output"},
     {"help", NULL, C_ALL, "this text"},
 };
@@ -71,11 +74,11 @@ typedef struct cmd_def {
 static const cmd_def cmd_table[] = {
     {"try", C_TRY, 1, 0, "<branch>", "test a branch merged on the target, without queueing"},
     {"submit", C_SUBMIT, 1, 0, "<branch>", "queue a branch's head for the target"},
-    {"cancel", C_CANCEL, 1, 0, "<change-id>", "withdraw a queued or testing change"},
-    {"status", C_STATUS, 0, 0, "", "queue, running jobs, recent landings and rejections"},
-    {"log", C_LOG, 1, 0, "<change-id>", "the output of every job that touched a change"},
+    {"cancel", C_CANCEL, 1, 0, "<change-id|branch>", "withdraw a queued or testing change"},
+    {"status", C_STATUS, 0, 0, "", "progress, running jobs, queue, recent landings and rejections"},
+    {"log", C_LOG, 1, 0, "<change-id|branch>", "a change's builds, and why it was rejected"},
     {"run", C_RUN, 0, 0, "", "the gatekeeper: test and land the queue"},
-    {"check", C_CHECK, 0, 1, "[FILE|BRANCH]",
+    {"check", C_CHECK, 0, 1, "[FILE|BRANCH|-]",
      "every error of a .keel/gate.conf (a file, '-', a branch's; the target's)"},
 };
 enum { NCMDS = sizeof(cmd_table) / sizeof(cmd_table[0]) };
@@ -85,7 +88,7 @@ static void usage(FILE *f)
     (void)fprintf(f, "usage: keel-gate [--repo DIR|URL] [--mirror DIR] [--state FILE] "
                      "[--target BRANCH] <command> [options] [args]\n\ncommands:\n");
     for (size_t i = 0; i < NCMDS; i++)
-        (void)fprintf(f, "  %-7s %-14s %s\n", cmd_table[i].name, cmd_table[i].args,
+        (void)fprintf(f, "  %-7s %-19s %s\n", cmd_table[i].name, cmd_table[i].args,
                       cmd_table[i].help);
     (void)fprintf(f, "\noptions:\n");
     for (size_t i = 0; i < NOPTS; i++) {
@@ -95,6 +98,74 @@ static void usage(FILE *f)
                        opt_table[i].value != NULL ? opt_table[i].value : "");
         (void)fprintf(f, "  %-20s %s\n", left, opt_table[i].help);
     }
+}
+
+/*
+ * The manual page (`--help-man`) or bash completion (`--completion`), from the
+ * tables above (clidoc.h): hidden options, for the build, which installs them.
+ */
+static void print_doc(FILE *f, bool man)
+{
+    gate_clidoc_item cmds[NCMDS], opts[NOPTS];
+    char where[NOPTS][128];
+    for (size_t i = 0; i < NCMDS; i++) {
+        cmds[i].name = cmd_table[i].name;
+        cmds[i].value = cmd_table[i].args;
+        cmds[i].help = cmd_table[i].help;
+        cmds[i].where = NULL;
+    }
+    for (size_t i = 0; i < NOPTS; i++) {
+        size_t len = 0;
+        where[i][0] = '\0';
+        for (size_t k = 0; k < NCMDS && len < sizeof(where[i]); k++)
+            if ((opt_table[i].cmds & cmd_table[k].bit) != 0) {
+                int w = snprintf(where[i] + len, sizeof(where[i]) - len, "%s%s",
+                                 len == 0 ? "" : " ", cmd_table[k].name);
+                len += w > 0 ? (size_t)w : 0;
+            }
+        opts[i].name = opt_table[i].name;
+        opts[i].value = opt_table[i].value;
+        opts[i].help = opt_table[i].help;
+        opts[i].where = (opt_table[i].cmds & C_ALL) == C_ALL ? NULL : where[i];
+    }
+    gate_clidoc d;
+    memset(&d, 0, sizeof(d));
+    d.prog = "keel-gate";
+    d.title = "keep a branch green: test changes and land them in order";
+    d.synopsis = "keel-gate [--repo DIR|URL] [--mirror DIR] [--state FILE] [--target BRANCH]\n"
+                 "          <command> [options] [args]";
+    d.description =
+        "keel-gate guards a branch of a git repository (the target): a change (a branch) is "
+        "submitted, merged onto the target with the changes queued before it, built and tested "
+        "on every configuration of the merged tree's .keel/gate.conf, each job in a sandbox, and "
+        "the target moves to the tested merge only when every required configuration passed.  "
+        "A failing change is isolated from the others and rejected with the reason; a test that "
+        "fails then passes on the same tree is a flake and rejects nothing.\n\n"
+        "Options may come before or after the command, as --name VALUE or --name=VALUE; -- ends "
+        "them.  A change is named by its id or by its branch (the branch's active change for the "
+        "target, else its newest).\n\n"
+        "  keel-gate submit topic\n  keel-gate run --once\n  keel-gate status\n"
+        "  keel-gate log topic";
+    d.cmds = cmds;
+    d.ncmds = NCMDS;
+    d.opts = opts;
+    d.nopts = NOPTS;
+    d.exit_status = "0: done.  1: it failed; for try, a required configuration failed; for run, "
+                    "a change was rejected or conflicted.  2: usage (an unknown command or "
+                    "option is named, with the nearest known one).";
+    d.environment = "XDG_STATE_HOME, XDG_CACHE_HOME: where a URL's mirror and the work trees "
+                    "go by default.  KEEL_GATE_USER, KEEL_GATE_PASSWORD: https credentials; "
+                    "ssh goes through ssh-agent.  KEEL_OPTIONS: libkeel's options "
+                    "(module.post=none skips the self tests).";
+    d.files = "<git dir>/keel-gate.db: the store (the queue, candidates, jobs, events); "
+              "<state>.d/logs/: the jobs' logs; <state>.d/targets/<target>/run.lock: the lock "
+              "of the gate running the queue.  .keel/gate.conf in the repository: the "
+              "configuration.";
+    d.see_also = "git(1), bwrap(1), keel-stress(1); docs/gate.md in keel's sources";
+    if (man)
+        gate_clidoc_man(f, &d);
+    else
+        gate_clidoc_bash(f, &d);
 }
 
 /*
@@ -174,6 +245,10 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
         if (!only_args && strcmp(a, "--") == 0) {
             only_args = true;
             continue;
+        }
+        if (!only_args && (strcmp(a, "--help-man") == 0 || strcmp(a, "--completion") == 0)) {
+            print_doc(out, strcmp(a, "--help-man") == 0);
+            return -1;
         }
         if (!only_args && a[0] == '-' && a[1] == '-') {
             const char *name = a + 2;
@@ -273,8 +348,16 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
     if (prio != NULL && !parse_ll(prio, INT_MIN, INT_MAX, &number))
         return usage_error(err, "'--priority' needs a whole number, not '%s'", prio);
     int priority = (int)number;
-    if ((p.cmd->bit & (C_CANCEL | C_LOG)) != 0 && !parse_ll(p.args[0], 1, LLONG_MAX, &number))
-        return usage_error(err, "'%s' is not a change id (a positive number)", p.args[0]);
+    if ((p.cmd->bit & (C_CANCEL | C_LOG)) != 0 && !parse_ll(p.args[0], 1, LLONG_MAX, &number)) {
+        keel_status bad = gate_branch_check(p.args[0]); /* a branch: its change, once open */
+        if (!keel_ok(bad)) {
+            keel_status_free(bad);
+            return usage_error(err, "'%s' is neither a change id (a positive number) nor a branch",
+                               p.args[0]);
+        }
+    }
+    if (opt_value(&p, "full") != NULL && opt_value(&p, "json") != NULL)
+        return usage_error(err, "'--full' is for reading: '--json' names each job's log file");
     gate_options o;
     gate_options_default(&o);
     if (opt_value(&p, "repo") != NULL)
@@ -314,13 +397,22 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         break;
     }
     case C_CANCEL:
-        s = gate_cancel(g, number);
+        s = gate_find_change(g, p.args[0], &number);
+        if (keel_ok(s))
+            s = gate_cancel(g, number);
         break;
     case C_STATUS:
-        s = gate_status(g, out, opt_value(&p, "json") != NULL);
+        s = gate_status(g, out,
+                        (opt_value(&p, "json") != NULL ? (unsigned)GATE_STATUS_JSON : 0u) |
+                            (opt_value(&p, "memory") != NULL ? (unsigned)GATE_STATUS_MEMORY : 0u));
         break;
     case C_LOG:
-        s = gate_log(g, number, out, opt_value(&p, "raw") != NULL);
+        s = gate_find_change(g, p.args[0], &number);
+        if (keel_ok(s))
+            s = gate_log(g, number, out,
+                         (opt_value(&p, "raw") != NULL ? (unsigned)GATE_LOG_RAW : 0u) |
+                             (opt_value(&p, "full") != NULL ? (unsigned)GATE_LOG_FULL : 0u) |
+                             (opt_value(&p, "json") != NULL ? (unsigned)GATE_LOG_JSON : 0u));
         break;
     case C_RUN: {
         gate_run_stats st;

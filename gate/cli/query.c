@@ -1,5 +1,5 @@
 /*
- * query.c - keel-gate's read-only commands: status (text or JSON) and log.
+ * query.c - keel-gate's status (text or JSON); log is in log.c.
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
@@ -10,12 +10,13 @@
 #include <time.h>
 
 #include "gate_int.h"
+#include "query.h"
 #include "store.h"
 #include "text.h"
 
-enum { LIST_MAX = 512, RECENT = 10, JOBS_MAX = 1024 };
+enum { LIST_MAX = 512, RECENT = 10, JOBS_MAX = 1024, CAND_SHOWN = 8 };
 
-static void json_change(FILE *f, const gate_change *c, bool first)
+void gate_json_change(FILE *f, const gate_change *c, bool first)
 {
     (void)fprintf(f, "%s{\"id\":%lld,\"branch\":", first ? "" : ",", c->id);
     gate_json_fput(f, c->branch);
@@ -106,9 +107,138 @@ static keel_status list(gate *g, int state, gate_change *out, size_t max, size_t
     return gate_store_changes(g->store, g->target, state, out, max, n);
 }
 
-keel_status gate_status(gate *g, FILE *f, bool json)
+void gate_duration_fmt(char *buf, size_t size, long long ms)
+{
+    if (ms < 0)
+        gate_fmt(buf, size, "?");
+    else if (ms < 60000)
+        gate_fmt(buf, size, "%.1f s", (double)ms / 1000.0);
+    else if (ms < 3600000)
+        gate_fmt(buf, size, "%lld min %lld s", ms / 60000, ms / 1000 % 60);
+    else
+        gate_fmt(buf, size, "%lld h %lld min", ms / 3600000, ms / 60000 % 60);
+}
+
+void gate_ids_fmt(char *buf, size_t size, const long long *ids, size_t n, size_t total)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && len < size; i++) {
+        int w = snprintf(buf + len, size - len, "%s%lld", i == 0 ? "" : ", ", ids[i]);
+        len += w > 0 ? (size_t)w : 0;
+    }
+    if (total > n && len < size)
+        (void)snprintf(buf + len, size - len, ", ... (%zu in all)", total);
+}
+
+/* Who runs the queue: the holder of its lock (qlock.h), if any. */
+static keel_status run_holder(const gate *g, gate_qlock_holder *h)
+{
+    char lock[GATE_DIR_MAX + 16];
+    gate_fmt(lock, sizeof(lock), "%s/run.lock", g->tdir);
+    return gate_qlock_probe(lock, h);
+}
+
+/* The changes of a running job's candidate, into buf (text) and ids. */
+static keel_status job_changes(gate *g, const gate_job *j, long long *ids, size_t *n, size_t *total)
+{
+    keel_status s = gate_store_candidate_changes(g->store, j->candidate, ids, CAND_SHOWN, total);
+    *n = *total < (size_t)CAND_SHOWN ? *total : (size_t)CAND_SHOWN;
+    return s;
+}
+
+/*
+ * The gate, how far the queue is (decided out of all since the run started,
+ * or ever when none runs) and the running jobs, with their elapsed time.
+ */
+static keel_status print_progress(gate *g, FILE *f, bool json, const gate_job *jobs, size_t njobs)
+{
+    gate_qlock_holder h;
+    keel_status s = run_holder(g, &h);
+    long long counts[GATE_CHANGE_STATES];
+    long long now = (long long)time(NULL);
+    long long since = h.held ? h.since : 0;
+    if (keel_ok(s))
+        s = gate_store_count_changes(g->store, g->target, since, counts);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "reading the queue's progress");
+    long long active = counts[GATE_CHANGE_QUEUED] + counts[GATE_CHANGE_TESTING];
+    long long decided = counts[GATE_CHANGE_LANDED] + counts[GATE_CHANGE_REJECTED] +
+                        counts[GATE_CHANGE_CONFLICT] + counts[GATE_CHANGE_CANCELLED];
+    long long running_s = h.held && h.since > 0 && now > h.since ? now - h.since : 0;
+    char took[48];
+    if (json) {
+        (void)fprintf(f, ",\"gate\":{\"running\":%s", h.held ? "true" : "false");
+        if (h.held) {
+            (void)fprintf(f, ",\"pid\":%lld,\"host\":", h.pid);
+            gate_json_fput(f, h.host);
+            (void)fprintf(f, ",\"since\":%lld,\"running_s\":%lld", h.since, running_s);
+        }
+        (void)fprintf(f, "},\"changes\":{\"since\":%lld,\"decided\":%lld,\"total\":%lld", since,
+                      decided, decided + active);
+        for (int k = 0; k < (int)GATE_CHANGE_STATES; k++)
+            (void)fprintf(f, ",\"%s\":%lld", gate_change_state_name((gate_change_state)k),
+                          counts[k]);
+        (void)fprintf(f, "},\"running\":[");
+    } else {
+        if (h.held && h.since > 0) {
+            char when[64] = "?";
+            time_t t = (time_t)h.since;
+            struct tm tm;
+            if (gmtime_r(&t, &tm) != NULL)
+                (void)strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+            gate_duration_fmt(took, sizeof(took), running_s * 1000);
+            gate_text_printf(f, "gate: running for %s (pid %lld on host '%s', since %s)\n", took,
+                             h.pid, h.host, when);
+        } else if (h.held) {
+            gate_text_printf(f, "gate: starting\n");
+        } else {
+            gate_text_printf(f, "gate: not running ('keel-gate run' runs the queue)\n");
+        }
+        gate_text_printf(f,
+                         "changes: %lld of %lld decided%s (%lld landed, %lld rejected, %lld "
+                         "conflicts, %lld cancelled); %lld queued, %lld testing\n",
+                         decided, decided + active, h.held ? " since the run started" : "",
+                         counts[GATE_CHANGE_LANDED], counts[GATE_CHANGE_REJECTED],
+                         counts[GATE_CHANGE_CONFLICT], counts[GATE_CHANGE_CANCELLED],
+                         counts[GATE_CHANGE_QUEUED], counts[GATE_CHANGE_TESTING]);
+        gate_text_printf(f, "running jobs (%zu):\n", njobs);
+    }
+    for (size_t i = 0; keel_ok(s) && i < njobs; i++) {
+        const gate_job *j = &jobs[i];
+        long long ids[CAND_SHOWN];
+        size_t n = 0, total = 0;
+        s = job_changes(g, j, ids, &n, &total);
+        if (!keel_ok(s))
+            break;
+        long long elapsed = now > j->started_at ? now - j->started_at : 0;
+        if (json) {
+            (void)fprintf(f, "%s{\"job\":%lld,\"candidate\":%lld,\"config\":", i == 0 ? "" : ",",
+                          j->id, j->candidate);
+            gate_json_fput(f, j->config);
+            (void)fprintf(f, ",\"attempt\":%d,\"started_at\":%lld,\"elapsed_s\":%lld,\"changes\":[",
+                          j->attempt, j->started_at, elapsed);
+            for (size_t k = 0; k < n; k++)
+                (void)fprintf(f, "%s%lld", k == 0 ? "" : ",", ids[k]);
+            (void)fprintf(f, "]}");
+            continue;
+        }
+        char which[160];
+        gate_ids_fmt(which, sizeof(which), ids, n, total);
+        gate_duration_fmt(took, sizeof(took), elapsed * 1000);
+        gate_text_printf(f, "  job %lld: '%s' for %s, attempt %d, candidate %lld (change%s %s)\n",
+                         j->id, j->config, took, j->attempt, j->candidate, total == 1 ? "" : "s",
+                         which);
+    }
+    if (json)
+        (void)fprintf(f, "]");
+    return s;
+}
+
+keel_status gate_status(gate *g, FILE *f, unsigned flags)
 {
     KEEL_ASSERT(g != NULL && f != NULL);
+    bool json = (flags & GATE_STATUS_JSON) != 0;
     void *bmem = NULL, *jmem = NULL;
     keel_status s = keel_heap_calloc(GATE_HEAP, LIST_MAX, sizeof(gate_change), &bmem);
     if (keel_ok(s))
@@ -150,21 +280,24 @@ keel_status gate_status(gate *g, FILE *f, bool json)
         gate_json_fput(f, g->target);
         (void)fprintf(f, ",\"tip\":");
         gate_json_fput(f, tip);
-        (void)fprintf(f, ",\"builds\":%lld,", builds);
+        (void)fprintf(f, ",\"builds\":%lld", builds);
         if (unreachable[0] != '\0') {
-            (void)fprintf(f, "\"remote_error\":");
+            (void)fprintf(f, ",\"remote_error\":");
             gate_json_fput(f, unreachable);
-            (void)fprintf(f, ",");
         }
-        (void)fprintf(f, "\"queued\":[");
-        for (size_t i = 0; i < nq; i++)
-            json_change(f, &buf[i], i == 0);
-        (void)fprintf(f, "]");
     } else {
         gate_text_printf(f, "target '%s' at %.12s%s; %lld builds so far\n", g->target, tip,
                          unreachable[0] != '\0' ? " (last known)" : "", builds);
         if (unreachable[0] != '\0')
             gate_text_printf(f, "warning: %s\n", unreachable);
+    }
+    s = print_progress(g, f, json, jobs, njobs);
+    if (keel_ok(s) && json) {
+        (void)fprintf(f, ",\"queued\":[");
+        for (size_t i = 0; i < nq; i++)
+            gate_json_change(f, &buf[i], i == 0);
+        (void)fprintf(f, "]");
+    } else if (keel_ok(s)) {
         gate_text_printf(f, "queued (%zu):\n", nq);
         for (size_t i = 0; i < nq; i++)
             gate_text_printf(f, "  %6lld  %-32s %.12s  priority %d\n", buf[i].id, buf[i].branch,
@@ -178,7 +311,7 @@ keel_status gate_status(gate *g, FILE *f, bool json)
         if (json) {
             (void)fprintf(f, ",\"%s\":[", names[k]);
             for (size_t i = 0; i < n; i++)
-                json_change(f, &buf[i], i == 0);
+                gate_json_change(f, &buf[i], i == 0);
             (void)fprintf(f, "]");
         } else {
             gate_text_printf(f, "%s (%zu):\n", headings[k], n);
@@ -187,83 +320,13 @@ keel_status gate_status(gate *g, FILE *f, bool json)
                                  buf[i].head, buf[i].reason);
         }
     }
-    if (keel_ok(s)) {
-        if (json) {
-            (void)fprintf(f, ",\"running\":[");
-            for (size_t i = 0; i < njobs; i++) {
-                (void)fprintf(f,
-                              "%s{\"job\":%lld,\"candidate\":%lld,\"config\":", i == 0 ? "" : ",",
-                              jobs[i].id, jobs[i].candidate);
-                gate_json_fput(f, jobs[i].config);
-                (void)fprintf(f, ",\"attempt\":%d,\"started_at\":%lld}", jobs[i].attempt,
-                              jobs[i].started_at);
-            }
-            (void)fprintf(f, "]");
-            print_memory(g, f, true);
-            (void)fprintf(f, "}\n");
-        } else {
-            gate_text_printf(f, "running jobs (%zu):\n", njobs);
-            for (size_t i = 0; i < njobs; i++)
-                gate_text_printf(f, "  job %lld: candidate %lld '%s' attempt %d\n", jobs[i].id,
-                                 jobs[i].candidate, jobs[i].config, jobs[i].attempt);
-            print_memory(g, f, false);
-        }
+    if (keel_ok(s) && json) {
+        print_memory(g, f, true);
+        (void)fprintf(f, "}\n");
+    } else if (keel_ok(s) && (flags & GATE_STATUS_MEMORY) != 0) {
+        print_memory(g, f, false);
     }
     keel_heap_free(GATE_HEAP, buf);
-    keel_heap_free(GATE_HEAP, jobs);
-    return s;
-}
-
-/* A job's log to f: escaped for a terminal (its lines and tabs kept), or as it is (`raw`). */
-static void print_log(FILE *in, FILE *f, bool raw)
-{
-    char chunk[4096];
-    size_t have = 0, got;
-    while ((got = fread(chunk + have, 1, sizeof(chunk) - have, in)) > 0) {
-        have += got;
-        size_t took = raw ? (size_t)fwrite(chunk, 1, have, f)
-                          : gate_text_fput(f, chunk, have, GATE_TEXT_BLOCK | GATE_TEXT_MORE);
-        if (took == 0 && raw)
-            return;                                /* the output is gone */
-        memmove(chunk, chunk + took, have - took); /* the start of a character cut by the read */
-        have -= took;
-    }
-    if (have > 0 && !raw)
-        (void)gate_text_fput(f, chunk, have, GATE_TEXT_BLOCK);
-}
-
-keel_status gate_log(gate *g, long long id, FILE *f, bool raw)
-{
-    KEEL_ASSERT(g != NULL && f != NULL);
-    gate_change c;
-    keel_status s = gate_store_get(g->store, id, &c);
-    if (!keel_ok(s))
-        return s;
-    void *mem = NULL;
-    s = keel_heap_calloc(GATE_HEAP, JOBS_MAX, sizeof(gate_job), &mem);
-    if (!keel_ok(s))
-        return KEEL_CONTEXT(s, "reading the jobs of change %lld", id);
-    gate_job *jobs = (gate_job *)mem;
-    size_t n = 0;
-    s = gate_store_jobs(g->store, NULL, id, jobs, JOBS_MAX, &n);
-    if (keel_ok(s)) {
-        gate_text_printf(f, "change %lld '%s' at %.12s: %s%s%s; %zu jobs\n", c.id, c.branch, c.head,
-                         gate_change_state_name(c.state), c.reason[0] != '\0' ? ": " : "", c.reason,
-                         n);
-        for (size_t i = 0; i < n; i++) {
-            gate_text_printf(f,
-                             "==== job %lld: candidate %lld, '%s', attempt %d: %s (exit %d) ====\n",
-                             jobs[i].id, jobs[i].candidate, jobs[i].config, jobs[i].attempt,
-                             jobs[i].state, jobs[i].exit_code);
-            FILE *in = jobs[i].log[0] != '\0' ? fopen(jobs[i].log, "r") : NULL;
-            if (in == NULL) {
-                gate_text_printf(f, "(no log)\n");
-                continue;
-            }
-            print_log(in, f, raw);
-            (void)fclose(in);
-        }
-    }
     keel_heap_free(GATE_HEAP, jobs);
     return s;
 }

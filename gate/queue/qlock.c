@@ -135,6 +135,32 @@ keel_status gate_qlock_take(const char *path, gate_qlock **out)
     return KEEL_OK;
 }
 
+keel_status gate_qlock_probe(const char *path, gate_qlock_holder *out)
+{
+    KEEL_ASSERT(path != NULL && out != NULL);
+    memset(out, 0, sizeof(*out));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? KEEL_OK
+                               : KEEL_ERR_SYS(errno, "cannot open the queue's lock '%s'", path);
+    struct flock fl;
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    keel_status s = KEEL_OK;
+    if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
+        s = KEEL_ERR_SYS(errno, "cannot look at the queue's lock '%s'", path);
+    else if (fl.l_type != F_UNLCK) {
+        out->held = true;
+        if (!read_holder(fd, &out->pid, out->host, sizeof(out->host), &out->since)) {
+            out->pid = out->since = 0;
+            out->host[0] = '\0';
+        }
+    }
+    (void)close(fd);
+    return s;
+}
+
 void gate_qlock_release(gate_qlock *lk)
 {
     if (lk == NULL)

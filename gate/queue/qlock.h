@@ -27,6 +27,19 @@ typedef struct gate_qlock gate_qlock; /* opaque */
  * "host" and "since" (seconds since the epoch) when the holder wrote them.
  */
 KEEL_MUST_USE keel_status gate_qlock_take(const char *path, gate_qlock **out);
+/*
+ * Who holds the lock on `path`, without taking it or writing anything (for
+ * `status`): out->held, and the holder's pid, host and start (seconds since
+ * the epoch; 0 when it has not written them yet).  No file: not held.
+ */
+typedef struct gate_qlock_holder {
+    bool held;
+    long long pid;
+    char host[256];
+    long long since;
+} gate_qlock_holder;
+KEEL_MUST_USE keel_status gate_qlock_probe(const char *path, gate_qlock_holder *out);
+
 /* Let it go (NULL: nothing). */
 void gate_qlock_release(gate_qlock *lk);
 

@@ -30,7 +30,7 @@ struct gate_store {
 
 static const char *const state_names[] = {"queued",   "testing",  "landed",
                                           "rejected", "conflict", "cancelled"};
-enum { NSTATES = sizeof(state_names) / sizeof(state_names[0]) };
+enum { NSTATES = sizeof(state_names) / sizeof(state_names[0]) }; /* GATE_CHANGE_STATES */
 
 const char *gate_change_state_name(gate_change_state s)
 {
@@ -117,6 +117,11 @@ static const char *const migrations[] = {
     "CREATE INDEX IF NOT EXISTS candidate_changes_by_change ON candidate_changes(change);",
     /* 3 -> 4: a change queued from a pushed ref whose removal is not yet done */
     "ALTER TABLE changes ADD COLUMN pushed INTEGER NOT NULL DEFAULT 0;",
+    /*
+     * 4 -> 5: how long each job ran, in milliseconds (its steps, without the
+     * wait for a slot; -1: unknown, a job of an older store), for `log`
+     */
+    "ALTER TABLE jobs ADD COLUMN elapsed_ms INTEGER NOT NULL DEFAULT -1;",
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 
@@ -612,6 +617,22 @@ static keel_status read_change(sqlite3_stmt *stmt, gate_change *out)
 #define CHANGE_COLUMNS \
     "id, branch, head, target, priority, submitted_at, state, candidate, reason, crashes"
 
+/* The rows of stmt (CHANGE_COLUMNS) into out, at most max; finalizes stmt. */
+static keel_status read_changes(gate_store *st, sqlite3_stmt *stmt, gate_change *out, size_t max,
+                                size_t *n, const char *what)
+{
+    keel_status s = KEEL_OK;
+    int rc;
+    while (keel_ok(s) && *n < max && (rc = sqlite3_step(stmt)) != SQLITE_DONE) {
+        if (rc != SQLITE_ROW)
+            s = db_error(st, rc, what);
+        else
+            s = read_change(stmt, &out[(*n)++]);
+    }
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
 keel_status gate_store_get(gate_store *st, long long id, gate_change *out)
 {
     KEEL_ASSERT(st != NULL && out != NULL);
@@ -647,15 +668,7 @@ keel_status gate_store_queued(gate_store *st, const char *target, long long now,
     (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
     (void)sqlite3_bind_int64(stmt, 2, now);
     (void)sqlite3_bind_int64(stmt, 3, aging_s > 0 ? aging_s : 1000000000LL);
-    int rc;
-    while (keel_ok(s) && *n < max && (rc = sqlite3_step(stmt)) != SQLITE_DONE) {
-        if (rc != SQLITE_ROW)
-            s = db_error(st, rc, "cannot read the queue");
-        else
-            s = read_change(stmt, &out[(*n)++]);
-    }
-    (void)sqlite3_finalize(stmt);
-    return s;
+    return read_changes(st, stmt, out, max, n, "cannot read the queue");
 }
 
 static keel_status set_state_locked(gate_store *st, long long id, gate_change_state state,
@@ -855,7 +868,7 @@ keel_status gate_store_job_start(gate_store *st, long long candidate, const char
 }
 
 keel_status gate_store_job_finish(gate_store *st, long long id, const char *result, int exit_code,
-                                  const char *log, long long now)
+                                  const char *log, long long elapsed_ms, long long now)
 {
     KEEL_ASSERT(st != NULL && result != NULL);
     keel_status s = begin(st);
@@ -863,15 +876,16 @@ keel_status gate_store_job_finish(gate_store *st, long long id, const char *resu
         return s;
     sqlite3_stmt *stmt = NULL;
     s = prepare(st,
-                "UPDATE jobs SET state = ?, exit_code = ?, log = ?, finished_at = ? "
-                "WHERE id = ? AND state = 'running'",
+                "UPDATE jobs SET state = ?, exit_code = ?, log = ?, finished_at = ?, "
+                "elapsed_ms = ? WHERE id = ? AND state = 'running'",
                 &stmt);
     if (keel_ok(s)) {
         (void)sqlite3_bind_text(stmt, 1, result, -1, SQLITE_TRANSIENT);
         (void)sqlite3_bind_int(stmt, 2, exit_code);
         (void)sqlite3_bind_text(stmt, 3, log != NULL ? log : "", -1, SQLITE_TRANSIENT);
         (void)sqlite3_bind_int64(stmt, 4, now);
-        (void)sqlite3_bind_int64(stmt, 5, id);
+        (void)sqlite3_bind_int64(stmt, 5, elapsed_ms >= 0 ? elapsed_ms : -1);
+        (void)sqlite3_bind_int64(stmt, 6, id);
         s = step_done(st, stmt, "cannot record a job's result");
     }
     if (keel_ok(s) && sqlite3_changes(st->db) != 1)
@@ -1097,20 +1111,12 @@ keel_status gate_store_changes(gate_store *st, const char *target, int state, ga
     if (state >= 0)
         (void)sqlite3_bind_text(stmt, 2, gate_change_state_name((gate_change_state)state), -1,
                                 SQLITE_STATIC);
-    int rc;
-    while (keel_ok(s) && *n < max && (rc = sqlite3_step(stmt)) != SQLITE_DONE) {
-        if (rc != SQLITE_ROW)
-            s = db_error(st, rc, "cannot read the changes");
-        else
-            s = read_change(stmt, &out[(*n)++]);
-    }
-    (void)sqlite3_finalize(stmt);
-    return s;
+    return read_changes(st, stmt, out, max, n, "cannot read the changes");
 }
 
 #define JOB_COLUMNS                                                                       \
     "j.id, j.candidate, j.config, j.attempt, j.state, j.exit_code, j.log, j.started_at, " \
-    "j.finished_at"
+    "j.finished_at, j.elapsed_ms"
 
 keel_status gate_store_jobs(gate_store *st, const char *target, long long change, gate_job *out,
                             size_t max, size_t *n)
@@ -1149,6 +1155,7 @@ keel_status gate_store_jobs(gate_store *st, const char *target, long long change
         copy_text(j->log, sizeof(j->log), sqlite3_column_text(stmt, 6));
         j->started_at = sqlite3_column_int64(stmt, 7);
         j->finished_at = sqlite3_column_int64(stmt, 8);
+        j->elapsed_ms = sqlite3_column_int64(stmt, 9);
     }
     (void)sqlite3_finalize(stmt);
     return s;
@@ -1194,6 +1201,75 @@ keel_status gate_store_candidate_passed(gate_store *st, long long candidate, cha
     }
     if (rc != SQLITE_DONE)
         s = db_error(st, rc, "cannot read a candidate's jobs");
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
+keel_status gate_store_branch_changes(gate_store *st, const char *branch, const char *target,
+                                      gate_change *out, size_t max, size_t *n)
+{
+    KEEL_ASSERT(st != NULL && branch != NULL && n != NULL && (out != NULL || max == 0));
+    *n = 0;
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(st,
+                            "SELECT " CHANGE_COLUMNS " FROM changes WHERE branch = ?1 ORDER BY "
+                            "target = ?2 DESC, state IN ('queued','testing') DESC, id DESC",
+                            &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_text(stmt, 1, branch, -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_text(stmt, 2, target != NULL ? target : "", -1, SQLITE_TRANSIENT);
+    return read_changes(st, stmt, out, max, n, "cannot read the changes of a branch");
+}
+
+keel_status gate_store_candidate_changes(gate_store *st, long long candidate, long long *out,
+                                         size_t max, size_t *n)
+{
+    KEEL_ASSERT(st != NULL && n != NULL && (out != NULL || max == 0));
+    *n = 0;
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(
+        st, "SELECT change FROM candidate_changes WHERE candidate = ? ORDER BY position", &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_int64(stmt, 1, candidate);
+    int rc;
+    size_t total = 0;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (total < max)
+            out[total] = sqlite3_column_int64(stmt, 0);
+        total++;
+    }
+    if (rc != SQLITE_DONE)
+        s = db_error(st, rc, "cannot read a candidate's changes");
+    *n = total;
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
+keel_status gate_store_count_changes(gate_store *st, const char *target, long long since,
+                                     long long counts[GATE_CHANGE_STATES])
+{
+    KEEL_ASSERT(st != NULL && target != NULL && counts != NULL);
+    memset(counts, 0, GATE_CHANGE_STATES * sizeof(counts[0]));
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prepare(st,
+                            "SELECT state, count(*) FROM changes WHERE target = ? AND (state IN "
+                            "('queued','testing') OR updated_at >= ?) GROUP BY state",
+                            &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_int64(stmt, 2, since);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const unsigned char *name = sqlite3_column_text(stmt, 0);
+        int k = state_from_name(name != NULL ? (const char *)name : "");
+        if (k >= 0)
+            counts[k] = sqlite3_column_int64(stmt, 1);
+    }
+    if (rc != SQLITE_DONE)
+        s = db_error(st, rc, "cannot count the changes");
     (void)sqlite3_finalize(stmt);
     return s;
 }

@@ -13,12 +13,13 @@
 typedef struct gate_store gate_store; /* opaque */
 
 typedef enum gate_change_state {
-    GATE_CHANGE_QUEUED,   /* waiting for a candidate */
-    GATE_CHANGE_TESTING,  /* part of a candidate being tested */
-    GATE_CHANGE_LANDED,   /* the target branch contains it */
-    GATE_CHANGE_REJECTED, /* a required configuration failed because of it */
-    GATE_CHANGE_CONFLICT, /* it does not merge onto the target */
-    GATE_CHANGE_CANCELLED /* withdrawn by its author */
+    GATE_CHANGE_QUEUED,    /* waiting for a candidate */
+    GATE_CHANGE_TESTING,   /* part of a candidate being tested */
+    GATE_CHANGE_LANDED,    /* the target branch contains it */
+    GATE_CHANGE_REJECTED,  /* a required configuration failed because of it */
+    GATE_CHANGE_CONFLICT,  /* it does not merge onto the target */
+    GATE_CHANGE_CANCELLED, /* withdrawn by its author */
+    GATE_CHANGE_STATES     /* how many there are */
 } gate_change_state;
 
 enum { GATE_NAME_MAX = 256, GATE_OID_HEX = 41, GATE_REASON_MAX = 512 };
@@ -136,9 +137,13 @@ KEEL_MUST_USE keel_status gate_store_candidate_finish(gate_store *st, long long 
 KEEL_MUST_USE keel_status gate_store_job_start(gate_store *st, long long candidate,
                                                const char *config, int attempt, long long now,
                                                long long *id);
-/* Its result: "passed", "failed", "timeout"; exit code and the path of its log. */
+/*
+ * Its result: "passed", "failed", "timeout"; exit code, the path of its log
+ * and how long its steps ran (milliseconds; -1: unknown).
+ */
 KEEL_MUST_USE keel_status gate_store_job_finish(gate_store *st, long long id, const char *result,
-                                                int exit_code, const char *log, long long now);
+                                                int exit_code, const char *log,
+                                                long long elapsed_ms, long long now);
 
 /*
  * Does the target contain `merge` (a candidate's merge commit)?  The store
@@ -187,7 +192,8 @@ typedef struct gate_job {
     char state[GATE_JOB_STATE_MAX]; /* running, passed, failed, timeout, ..., lost */
     int exit_code;
     char log[GATE_LOG_PATH_MAX];
-    long long started_at, finished_at;
+    long long started_at, finished_at; /* seconds */
+    long long elapsed_ms;              /* how long its steps ran; -1: unknown (running, old) */
 } gate_job;
 
 /*
@@ -209,6 +215,25 @@ KEEL_MUST_USE keel_status gate_store_jobs(gate_store *st, const char *target, lo
  */
 KEEL_MUST_USE keel_status gate_store_candidate_passed(gate_store *st, long long candidate,
                                                       char *buf, size_t size);
+/*
+ * The changes of `branch` (any target), for finding a change by its branch:
+ * those of `target` first, then the active (queued, testing) ones, then the
+ * newest.  At most `max`.
+ */
+KEEL_MUST_USE keel_status gate_store_branch_changes(gate_store *st, const char *branch,
+                                                    const char *target, gate_change *out,
+                                                    size_t max, size_t *n);
+/* The changes a candidate holds, in merge order: the first `max` of *n. */
+KEEL_MUST_USE keel_status gate_store_candidate_changes(gate_store *st, long long candidate,
+                                                       long long *out, size_t max, size_t *n);
+/*
+ * How many changes of `target` are in each state (indexed by
+ * gate_change_state): the queued and testing ones, and the others last
+ * updated (decided) at `since` (seconds) or later; since 0: all.
+ */
+KEEL_MUST_USE keel_status gate_store_count_changes(gate_store *st, const char *target,
+                                                   long long since,
+                                                   long long counts[GATE_CHANGE_STATES]);
 /* Builds so far: distinct (candidate, attempt) pairs that ran jobs. */
 KEEL_MUST_USE keel_status gate_store_count_builds(gate_store *st, long long *n);
 
