@@ -195,6 +195,7 @@ static void set_os_name(const char *name)
 static keel_status register_self(const char *name, const char *module)
 {
     KEEL_ASSERT(tls_rec == NULL);
+    keel__lazy_init(); /* before watchdog.enabled decides whether the watchdog starts */
     (void)pthread_once(&table_once, init_table);
     for (unsigned i = 0; i < MAX_THREADS; i++) {
         int expected = 0;
@@ -889,6 +890,7 @@ unsigned long long keel_watchdog_overruns(void)
 
 size_t keel_watchdog_stats_json(char *buf, size_t size)
 {
+    keel__lazy_init(); /* tick_ms */
     KEEL_ASSERT(buf != NULL || size == 0);
     size_t pos = 0;
     if (size > 0)
