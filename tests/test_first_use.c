@@ -57,7 +57,7 @@ static const char *report_file_state(void)
     while (fgets(line, sizeof(line), f) != NULL)
         if (strstr(line, "{\"kind\":\"options\"") == line)
             state = "options";
-    fclose(f);
+    (void)fclose(f);
     return state;
 }
 
@@ -118,12 +118,12 @@ static int first_use(const char *kind)
         known = false;
     }
     if (!known) {
-        fprintf(stderr, "no first use named '%s'\n", kind);
+        (void)fprintf(stderr, "no first use named '%s'\n", kind);
         return 2;
     }
-    fprintf(stderr, "after-entry tick-ms=%lld new-threads=%d file=%s\n",
-            keel__opt_int(KEEL__OPT_WATCHDOG_TICK_MS), count_threads() - threads_before,
-            report_file_state());
+    (void)fprintf(stderr, "after-entry tick-ms=%lld new-threads=%d file=%s\n",
+                  keel__opt_int(KEEL__OPT_WATCHDOG_TICK_MS), count_threads() - threads_before,
+                  report_file_state());
     return 0;
 }
 
@@ -170,18 +170,22 @@ static void report_path(const char *kind, const char *which, char *buf, size_t s
 static void check_entry(const char *kind, const char *bad, const char *bad_says)
 {
     static char out[65536];
-    char path[PATH_MAX];
+    static char path[PATH_MAX]; /* (the child's KEEL_REPORT: child_report points here) */
 
     report_path(kind, "bad", path, sizeof(path));
     int st = run_entry(kind, bad, path, out, sizeof(out));
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
         fail_msg("child (%s, bad options) ended with status %#x:\n%s", kind, st, out);
     const char *after = strstr(out, "after-entry ");
-    if (after == NULL)
+    if (after == NULL) {
         fail_msg("child (%s) wrote no after-entry line:\n%s", kind, out);
+        return;
+    }
     const char *malformed = strstr(out, "KEEL_OPTIONS is malformed; none of it was applied");
-    if (malformed == NULL || malformed > after)
+    if (malformed == NULL || malformed > after) {
         fail_msg("first use '%s' made no options report before it returned:\n%s", kind, out);
+        return;
+    }
     const char *why = strstr(out, bad_says);
     if (why == NULL || why > after)
         fail_msg("the options report of '%s' does not say '%s':\n%s", kind, bad_says, out);
@@ -198,8 +202,10 @@ static void check_entry(const char *kind, const char *bad, const char *bad_says)
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
         fail_msg("child (%s, good options) ended with status %#x:\n%s", kind, st, out);
     after = strstr(out, "after-entry ");
-    if (after == NULL)
+    if (after == NULL) {
         fail_msg("child (%s) wrote no after-entry line:\n%s", kind, out);
+        return;
+    }
     if (strncmp(after, "after-entry tick-ms=7 new-threads=0 file=none", 45) != 0)
         fail_msg("first use '%s' did not apply KEEL_OPTIONS before it acted (want tick-ms=7, "
                  "new-threads=0: no watchdog thread, no report):\n%s",
