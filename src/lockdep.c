@@ -440,6 +440,8 @@ keel__lock_thread *keel__lock_thread_new(void)
 {
     KEEL_ASSERT(keel__lock_tls == NULL);
     keel__lazy_init(); /* a first lock of any kind sees the options (lock.budget) */
+    if (KEEL_UNLIKELY(keel__lock_tls != NULL))
+        return keel__lock_tls; /* a report handler of the options report took a lock */
     KEEL_VERIFY(pthread_once(&exit_once, make_exit_key) == 0);
     /* stress point: this thread's state cannot be allocated */
     keel__lock_thread *t =

@@ -195,7 +195,6 @@ static void set_os_name(const char *name)
 static keel_status register_self(const char *name, const char *module)
 {
     KEEL_ASSERT(tls_rec == NULL);
-    keel__lazy_init(); /* before watchdog.enabled decides whether the watchdog starts */
     (void)pthread_once(&table_once, init_table);
     for (unsigned i = 0; i < MAX_THREADS; i++) {
         int expected = 0;
@@ -274,6 +273,9 @@ void keel_thread_unregister(void)
 /* The first section or heartbeat of a thread keel did not create. */
 __attribute__((noinline, cold)) static thread_rec *register_unnamed(void)
 {
+    keel__lazy_init(); /* before watchdog.enabled decides whether the watchdog starts */
+    if (tls_rec != NULL)
+        return tls_rec; /* a report handler of the options report opened a section */
     keel_status s = register_self(NULL, NULL);
     if (!keel_ok(s)) {
         keel_status_ignore(s,
