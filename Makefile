@@ -4,7 +4,7 @@
 #                analysis, clang-format, tests under devel/release/asan/tsan, fuzz
 # Both install the Debian packages they need first (apt-get, only when missing).
 #
-# Other targets: make build | bench | fuzz | install PREFIX=/usr/local | deps | clean
+# Other targets: make build | bench | fuzz | install PREFIX=/usr/local | deps | bench-deps | clean
 
 SHELL := /bin/bash
 PREFIX ?= /usr/local
@@ -18,14 +18,19 @@ DEPS += libjansson-dev
 # man: the tests render the manual pages the programs write (man -l, groff's warnings)
 DEPS += man-db
 
+# what the benchmarks compare against, for make bench only: bench_heap loads mimalloc with
+# dlopen("libmimalloc.so.2") (its anchor row is missing without it)
+BENCH_DEPS := libmimalloc2.0
+
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null && echo sudo)
 
-.PHONY: all deps build demo check bench fuzz install clean
+.PHONY: all deps bench-deps build demo check bench fuzz install clean
 
 all: build
 
-deps:
-	@missing=""; for p in $(DEPS); do \
+# $(call install_missing,<Debian packages>): apt-get install those not installed yet
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -33,6 +38,13 @@ deps:
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEPS))
+
+bench-deps:
+	$(call install_missing,$(BENCH_DEPS))
 
 build: deps
 	cmake --preset devel >/dev/null && cmake --build build/devel
@@ -43,7 +55,7 @@ demo: deps
 check: deps
 	@tools/check.sh
 
-bench: deps
+bench: deps bench-deps
 	@tools/bench.sh
 
 fuzz: deps

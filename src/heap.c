@@ -28,6 +28,7 @@ static keel__heap *heaps; /* atomic head; records are never freed */
 static unsigned nheaps;
 static keel__heap program_heap;
 static pthread_once_t program_once = PTHREAD_ONCE_INIT;
+static bool program_made;     /* atomic: program_heap is made (make_program_heap ran) */
 static unsigned program_slot; /* program_heap's heap_slot, as a module's (keel/module.h) */
 
 keel__heap *keel__heap_first(void)
@@ -387,11 +388,20 @@ static void make_program_heap(void)
     publish_locked(&program_heap);
     KEEL_VERIFY(pthread_mutex_unlock(&heaps_lock) == 0);
     set_fast(&program_heap, NULL, true);
+    __atomic_store_n(&program_made, true, __ATOMIC_RELEASE);
+}
+
+/* The program's heap, on its first use: the options first (heap.*), outside the once. */
+static __attribute__((noinline)) void first_program_heap(void)
+{
+    keel__lazy_init();
+    (void)pthread_once(&program_once, make_program_heap);
 }
 
 /* The heap of module m, made (once) on its first use; NULL: out of memory. */
 static __attribute__((noinline)) keel__heap *make_heap(const keel_module *m)
 {
+    keel__lazy_init(); /* a heap is made with the options in force (heap.*) */
     KEEL_VERIFY(pthread_mutex_lock(&heaps_lock) == 0);
     keel__heap *h = (keel__heap *)m->heap;
     if (h == NULL) {
@@ -414,7 +424,8 @@ static __attribute__((noinline)) keel__heap *make_heap(const keel_module *m)
 static inline keel__heap *heap_of(const keel_module *m)
 {
     if (m == NULL) {
-        (void)pthread_once(&program_once, make_program_heap);
+        if (KEEL_UNLIKELY(!__atomic_load_n(&program_made, __ATOMIC_ACQUIRE)))
+            first_program_heap();
         return &program_heap;
     }
     keel__heap *h = (keel__heap *)__atomic_load_n(&m->heap, __ATOMIC_ACQUIRE);
@@ -891,6 +902,7 @@ keel_status keel_heap_stats_get(const keel_module *m, keel_heap_stats *out)
 
 size_t keel_heap_stats_json(char *buf, size_t size)
 {
+    keel__lazy_init();
     size_t pos = 0;
     keel__buf_printf(buf, size, &pos, "{\"heaps\":[");
     for (keel__heap *h = keel__heap_first(); h != NULL; h = h->next) {

@@ -91,16 +91,19 @@ static keel_status env_error(void)
     return keel__options_parse_only(bad_env, strlen(bad_env), "KEEL_OPTIONS");
 }
 
-void keel__lazy_init(void)
+int keel__init_done;
+
+void keel__lazy_init_slow(void)
 {
     if (in_init)
-        return;
+        return; /* a use of keel by the start-up itself */
     (void)pthread_once(&init_once, do_init);
     if (KEEL_UNLIKELY(init_failed) &&
         __atomic_exchange_n(&init_reported, 1, __ATOMIC_ACQ_REL) == 0) {
         keel__report_status(KEEL_REPORT_OPTIONS, env_error(),
                             "KEEL_OPTIONS is malformed; none of it was applied");
     }
+    __atomic_store_n(&keel__init_done, 1, __ATOMIC_RELEASE);
 }
 
 keel_status keel_init(void)
@@ -108,6 +111,7 @@ keel_status keel_init(void)
     /* The caller gets the error as a status: no report for it. */
     (void)__atomic_exchange_n(&init_reported, 1, __ATOMIC_ACQ_REL);
     (void)pthread_once(&init_once, do_init);
+    __atomic_store_n(&keel__init_done, 1, __ATOMIC_RELEASE);
     if (init_failed)
         return env_error();
     return KEEL_OK;

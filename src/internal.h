@@ -36,8 +36,21 @@ KEEL_EXTERN_C_BEGIN
 typedef enum keel__opt_id { KEEL__OPTIONS(KEEL__OPT_ENUM) KEEL__OPT_COUNT } keel__opt_id;
 #undef KEEL__OPT_ENUM
 
-/* Read KEEL_OPTIONS once (cheap after the first call). */
-void keel__lazy_init(void);
+/*
+ * Read KEEL_REPORT and KEEL_OPTIONS once, at the first use of keel, and report
+ * a malformed KEEL_OPTIONS then.  Every public entry point calls it before it
+ * acts, or sits behind a slow path that does (a thread's first lock, a heap's
+ * creation, a thread's first section): after the first call it is one load and
+ * one predictable branch.  Never from a constructor (a program may set the
+ * environment in main).
+ */
+extern int keel__init_done;
+void keel__lazy_init_slow(void);
+static inline void keel__lazy_init(void)
+{
+    if (KEEL_UNLIKELY(!__atomic_load_n(&keel__init_done, __ATOMIC_ACQUIRE)))
+        keel__lazy_init_slow();
+}
 /* Current values.  Integers and booleans are read with one relaxed load. */
 long long keel__opt_int(keel__opt_id id);
 bool keel__opt_bool(keel__opt_id id);

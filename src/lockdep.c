@@ -439,6 +439,9 @@ static void make_exit_key(void)
 keel__lock_thread *keel__lock_thread_new(void)
 {
     KEEL_ASSERT(keel__lock_tls == NULL);
+    keel__lazy_init(); /* a first lock of any kind sees the options (lock.budget) */
+    if (KEEL_UNLIKELY(keel__lock_tls != NULL))
+        return keel__lock_tls; /* a report handler of the options report took a lock */
     KEEL_VERIFY(pthread_once(&exit_once, make_exit_key) == 0);
     /* stress point: this thread's state cannot be allocated */
     keel__lock_thread *t =
@@ -991,6 +994,7 @@ void keel__lock_class_info(unsigned cls, char *name, size_t size, const char **k
 
 size_t keel_lock_graph_json(char *buf, size_t size)
 {
+    keel__lazy_init();
     size_t pos = 0;
     KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
     keel__buf_printf(buf, size, &pos, "{\"classes\":[");

@@ -121,6 +121,7 @@ static mod_rec *find_locked(const char *name)
 
 keel_module *keel_module_find(const char *name)
 {
+    keel__lazy_init();
     if (name == NULL)
         return NULL;
     KEEL_VERIFY(pthread_mutex_lock(&reg_lock) == 0);
@@ -132,6 +133,7 @@ keel_module *keel_module_find(const char *name)
 
 keel_module_state keel_module_get_state(const keel_module *m)
 {
+    keel__lazy_init();
     if (m == NULL || m->state == NULL)
         return KEEL_MODULE_REGISTERED;
     KEEL_VERIFY(pthread_mutex_lock(&reg_lock) == 0);
@@ -159,6 +161,7 @@ const char *keel_module_state_name(keel_module_state s)
 
 keel_status keel_module_info_get(const keel_module *m, keel_module_info *out)
 {
+    keel__lazy_init();
     if (m == NULL || out == NULL)
         return KEEL_ERR(KEEL_E_INVAL, "keel_module_info_get: no module or output");
     if (m->state == NULL)
@@ -182,11 +185,13 @@ keel_status keel_module_info_get(const keel_module *m, keel_module_info *out)
 
 const keel_module *keel_module_current(void)
 {
+    keel__lazy_init();
     return tls_current;
 }
 
 const keel_module *keel_module_enter(const keel_module *m)
 {
+    keel__lazy_init();
     const keel_module *prev = tls_current;
     tls_current = m;
     keel__tls_module = m != NULL ? m->name : NULL;
@@ -498,6 +503,7 @@ static void stop_one(mod_rec *r)
 
 void keel_modules_stop(void)
 {
+    keel__lazy_init();
     KEEL_VERIFY(pthread_mutex_lock(&start_lock) == 0);
     for (;;) {
         /* the running module started last */
@@ -516,6 +522,7 @@ void keel_modules_stop(void)
 
 size_t keel_modules_json(char *buf, size_t size)
 {
+    keel__lazy_init();
     size_t pos = 0;
     KEEL_VERIFY(pthread_mutex_lock(&reg_lock) == 0);
     keel__buf_printf(buf, size, &pos, "{\"modules\":[");

@@ -237,6 +237,30 @@ static bool word_is(const char *v, const char *w)
     return strcmp(v, w) == 0;
 }
 
+/*
+ * A value its option's check refused: one line that says where and why (the
+ * check's message, with the errno name of a file that could not be read), the
+ * origin named once, and the details of both.  Takes `why`.
+ */
+static keel_status bad_checked_value(const parser *p, const char *name, const char *value,
+                                     size_t at, keel_status why)
+{
+    char loc[64];
+    where(p, at, loc, sizeof(loc));
+    keel_status s = KEEL_ERR(KEEL_E_PARSE, "%s: bad value for option '%s' at %s: %s", p->origin,
+                             name, loc, keel_status_message(why));
+    s = keel_status_with_str(s, "token", value);
+    s = keel_status_with_uint(s, "position", (unsigned long long)at + 1);
+    long long err = 0;
+    if (keel_status_get_int(why, "errno", &err)) {
+        const char *ename = keel_status_get_str(why, "errno_name");
+        s = keel_status_with_str(keel_status_with_int(s, "errno", err), "errno_name",
+                                 ename != NULL ? ename : "?");
+    }
+    keel_status_free(why);
+    return s;
+}
+
 /* Convert and check one value; stages it on success. */
 static keel_status take_value(parser *p, int id, const char *name, const char *value, size_t at,
                               size_t vlen)
@@ -285,12 +309,8 @@ static keel_status take_value(parser *p, int id, const char *name, const char *v
     case TYPE_STR: {
         if (id < POLICY_BASE && table[id].check != NULL) {
             keel_status s = table[id].check(value);
-            if (!keel_ok(s)) {
-                char loc[64];
-                where(p, at, loc, sizeof(loc));
-                return KEEL_WRAP(s, KEEL_E_PARSE, "%s: bad value for option '%s' at %s", p->origin,
-                                 name, loc);
-            }
+            if (!keel_ok(s))
+                return bad_checked_value(p, name, value, at, s);
         }
         char *copy = strdup(value);
         if (copy == NULL)

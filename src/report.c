@@ -43,6 +43,7 @@ const char *keel_report_kind_name(keel_report_kind kind)
 
 keel_policy keel_report_policy(keel_report_kind kind)
 {
+    keel__lazy_init(); /* report.<kind> in KEEL_OPTIONS */
     if ((unsigned)kind >= (unsigned)KEEL_REPORT_KIND_COUNT)
         return KEEL_POLICY_REPORT;
     return (keel_policy)__atomic_load_n(&policies[kind], __ATOMIC_RELAXED);
@@ -50,6 +51,7 @@ keel_policy keel_report_policy(keel_report_kind kind)
 
 void keel_report_set_policy(keel_report_kind kind, keel_policy policy)
 {
+    keel__lazy_init(); /* KEEL_OPTIONS first: the program's setting is the later one */
     KEEL_ASSERT((unsigned)kind < (unsigned)KEEL_REPORT_KIND_COUNT);
     KEEL_ASSERT(policy == KEEL_POLICY_ABORT || policy == KEEL_POLICY_REPORT ||
                 policy == KEEL_POLICY_COUNT);
@@ -59,6 +61,7 @@ void keel_report_set_policy(keel_report_kind kind, keel_policy policy)
 
 unsigned long long keel_report_count(keel_report_kind kind)
 {
+    keel__lazy_init(); /* (a malformed KEEL_OPTIONS is a report of kind options) */
     if ((unsigned)kind >= (unsigned)KEEL_REPORT_KIND_COUNT)
         return 0;
     return __atomic_load_n(&counts[kind], __ATOMIC_RELAXED);
@@ -85,6 +88,7 @@ static void *handler_ctx;
 
 keel_report_handler keel_report_set_handler(keel_report_handler handler, void *ctx)
 {
+    /* not a first use: a handler installed first gets a malformed KEEL_OPTIONS' report */
     KEEL_VERIFY(pthread_mutex_lock(&handler_lock) == 0);
     keel_report_handler old = handler_fn;
     __atomic_store_n(&handler_fn, handler, __ATOMIC_RELEASE);

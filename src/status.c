@@ -30,6 +30,7 @@ static size_t registry_len = 1;
 
 keel_status keel_codespace_register(const keel_codespace *space)
 {
+    keel__lazy_init();
     if (space == NULL || space->name == NULL || space->name[0] == '\0' || space->count < 1 ||
         space->names == NULL || space->messages == NULL)
         return KEEL_ERR(KEEL_E_INVAL, "code space is incomplete (needs a name and code tables)");

@@ -233,7 +233,8 @@ static void arm_point_locked(point *p)
 
 static void set_active_locked(void)
 {
-    int on = ready && (narmed > 0 || counting) ? 1 : 0;
+    /* before the options were read, every point calls the library (which reads them) */
+    int on = !ready || narmed > 0 || counting ? 1 : 0;
     __atomic_store_n(&keel__stress_active, on, __ATOMIC_RELAXED);
 }
 

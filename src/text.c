@@ -1,13 +1,16 @@
 /*
  * text.c - bounded text building shared by the status printer, the report
- * channel and the option parser.  Nothing here allocates.
+ * channel and the option parser (nothing there allocates), and reading an
+ * option file.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
-
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 void keel__buf_vprintf(char *buf, size_t size, size_t *pos, const char *fmt, va_list ap)
 {
@@ -99,29 +102,90 @@ size_t keel__edit_distance(const char *a, const char *b)
     return rows[(la + 1) % 3][lb];
 }
 
+static const char *file_type_name(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    return "not a regular file";
+}
+
+/* "cannot open option file 'x' (ENOENT): No such file or directory", errno details */
+static keel_status file_error(int e, const char *verb, const char *what, const char *path)
+{
+    const char *name = strerrorname_np(e);
+    return keel_status_with_str(
+        KEEL_ERR_SYS(e, "cannot %s %s '%s' (%s)", verb, what, path, name != NULL ? name : "?"),
+        "path", path);
+}
+
+/*
+ * An option or stress file: a regular file only (opened without blocking, so
+ * that a FIFO with no writer is an error and not a hang), of at most max bytes.
+ * Every failure says why, with the errno name where there is one.
+ */
 keel_status keel__read_text_file(const char *path, size_t max, const char *what, char **out,
                                  size_t *len)
 {
     KEEL_ASSERT(path != NULL && what != NULL && out != NULL && len != NULL);
     *out = NULL;
     *len = 0;
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return KEEL_ERR_SYS(errno, "cannot open %s '%s'", what, path);
-    char *buf = (char *)calloc(max + 1, 1);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return file_error(errno, "open", what, path);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        (void)close(fd);
+        return file_error(e, "stat", what, path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        (void)close(fd);
+        return keel_status_with_str(KEEL_ERR(KEEL_E_INVAL,
+                                             "%s '%s' is %s: it must be a regular file", what, path,
+                                             file_type_name(st.st_mode)),
+                                    "path", path);
+    }
+    if ((unsigned long long)st.st_size > (unsigned long long)max) {
+        (void)close(fd);
+        return keel_status_with_uint(KEEL_ERR(KEEL_E_RANGE,
+                                              "%s '%s' is larger than %zu bytes (%lld bytes)", what,
+                                              path, max, (long long)st.st_size),
+                                     "max", (unsigned long long)max);
+    }
+    char *buf = (char *)malloc(max + 1);
     if (buf == NULL) {
-        (void)fclose(f);
+        (void)close(fd);
         return KEEL_ERR(KEEL_E_NOMEM, "out of memory reading %s '%s'", what, path);
     }
-    size_t n = fread(buf, 1, max + 1, f);
-    bool failed = ferror(f) != 0;
-    (void)fclose(f);
-    if (failed || n > max) {
+    size_t n = 0;
+    while (n <= max) { /* one byte past max tells a file that grew since fstat */
+        ssize_t got = read(fd, buf + n, max + 1 - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            int e = errno;
+            free(buf);
+            (void)close(fd);
+            return file_error(e, "read", what, path);
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    (void)close(fd);
+    if (n > max) {
         free(buf);
-        if (failed)
-            return KEEL_ERR(KEEL_E_IO, "cannot read %s '%s'", what, path);
         return KEEL_ERR(KEEL_E_RANGE, "%s '%s' is larger than %zu bytes", what, path, max);
     }
+    buf[n] = '\0';
     *out = buf;
     *len = n;
     return KEEL_OK;

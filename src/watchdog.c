@@ -273,6 +273,9 @@ void keel_thread_unregister(void)
 /* The first section or heartbeat of a thread keel did not create. */
 __attribute__((noinline, cold)) static thread_rec *register_unnamed(void)
 {
+    keel__lazy_init(); /* before watchdog.enabled decides whether the watchdog starts */
+    if (tls_rec != NULL)
+        return tls_rec; /* a report handler of the options report opened a section */
     keel_status s = register_self(NULL, NULL);
     if (!keel_ok(s)) {
         keel_status_ignore(s,
@@ -889,6 +892,7 @@ unsigned long long keel_watchdog_overruns(void)
 
 size_t keel_watchdog_stats_json(char *buf, size_t size)
 {
+    keel__lazy_init(); /* tick_ms */
     KEEL_ASSERT(buf != NULL || size == 0);
     size_t pos = 0;
     if (size > 0)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -467,6 +468,78 @@ static void test_load_missing_file(void **state)
     keel_status_free(s);
 }
 
+/*
+ * An option file or stress file must be a regular file: a FIFO with no writer is an
+ * error at once (not a program that hangs at start), a directory says it is one.
+ * SIGALRM ends the test if the open blocks.
+ */
+static void test_load_not_regular_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/keel-test-opts-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char fifo[sizeof(dir) + 16];
+    (void)snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    (void)alarm(10);
+    char msg[2048];
+    keel_status s = keel_options_load(fifo);
+    assert_true(KEEL_IS(s, KEEL_E_INVAL));
+    assert_string_equal(keel_status_get_str(s, "path"), fifo);
+    (void)keel_status_format(s, msg, sizeof(msg));
+    keel_status_free(s);
+    assert_contains(msg, "is a FIFO: it must be a regular file");
+    char text[256];
+    (void)snprintf(text, sizeof(text), "report.frames=5; stress.file=%s", fifo);
+    s = keel_options_set(text);
+    assert_true(KEEL_IS(s, KEEL_E_PARSE));
+    assert_contains(keel_status_message(s), "is a FIFO: it must be a regular file");
+    keel_status_free(s);
+    (void)alarm(0);
+    assert_string_equal(get("report.frames"), "24"); /* nothing applied */
+    s = keel_options_load(dir);
+    (void)keel_status_format(s, msg, sizeof(msg));
+    keel_status_free(s);
+    assert_contains(msg, "is a directory: it must be a regular file");
+    assert_int_equal(unlink(fifo), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/*
+ * A value its option's check refuses (a stress file that cannot be read) says why in
+ * the error's own message, with the errno name, and names its origin once.
+ */
+static void test_checked_value_says_why_once(void **state)
+{
+    (void)state;
+    keel_status s = keel_options_set("stress.file=/tmp/keel-test-no-such-dir/stress.txt");
+    assert_true(KEEL_IS(s, KEEL_E_PARSE));
+    const char *m = keel_status_message(s);
+    assert_contains(m, "options: bad value for option 'stress.file' at position 13: cannot open "
+                       "stress file '/tmp/keel-test-no-such-dir/stress.txt' (ENOENT)");
+    assert_string_equal(keel_status_get_str(s, "errno_name"), "ENOENT");
+    char msg[2048];
+    (void)keel_status_format(s, msg, sizeof(msg));
+    keel_status_free(s);
+    assert_null(strstr(strstr(msg, "options:") + 1, "options:"));
+}
+
+/* An option file over the limit (1 MiB) is refused before it is read. */
+static void test_load_file_size_limit(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/keel-test-opts-big-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)3 << 20), 0);
+    assert_int_equal(close(fd), 0);
+    keel_status s = keel_options_load(path);
+    assert_true(KEEL_IS(s, KEEL_E_RANGE));
+    assert_contains(keel_status_message(s), "is larger than 1048576 bytes (3145728 bytes)");
+    keel_status_free(s);
+    assert_int_equal(unlink(path), 0);
+}
+
 /* ---- keel_suggest ------------------------------------------------------------------ */
 
 static void test_suggest(void **state)
@@ -747,6 +820,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_load_file_error_names_file_and_line),
         cmocka_unit_test(test_load_missing_file),
+        cmocka_unit_test(test_load_not_regular_files),
+        cmocka_unit_test(test_checked_value_says_why_once),
+        cmocka_unit_test(test_load_file_size_limit),
         cmocka_unit_test(test_suggest),
         cmocka_unit_test(test_env_malformed_keel_init),
         cmocka_unit_test(test_env_good_applied),

@@ -52,28 +52,37 @@
  */
 /*
  * Registration of a linker section's descriptors (stress points, modules):
- * every object that includes the header hands its own section's bounds -
- * hidden and weak, so an object without descriptors passes two NULLs - to
- * reg() when it is loaded and to unreg() when it is unloaded (dlclose).
- * reg() and unreg() take (type *begin, type *end) and ignore ranges they know.
+ * every object that includes the header hands its own section's bounds
+ * (hidden) to reg() when it is loaded and to unreg() when it is unloaded
+ * (dlclose).  reg() and unreg() take (type *begin, type *end), ignore ranges
+ * they know, and find the descriptors by their magic word.
+ *
+ * Each object also puts one zero word (no descriptor) in the section, so that
+ * the section and its bounds exist in every object that includes the header:
+ * the linker never looks the bounds up in a shared library (GNU ld then
+ * warns "type and size of dynamic symbol '__start_keel_stress' are not
+ * defined", fatal under -Wl,--fatal-warnings, for every program built against
+ * libkeel-devel.so with no stress point of its own).
  * (clang 14's analyzer crashes on the asm-labelled bounds: it does not see them.)
  */
 #ifndef __clang_analyzer__
-#define KEEL__SECTION_HOOKS(section, type, reg, unreg)                             \
-    extern type keel__##section##_begin[] __asm__("__start_" #section)             \
-        __attribute__((weak, visibility("hidden")));                               \
-    extern type keel__##section##_end[] __asm__("__stop_" #section)                \
-        __attribute__((weak, visibility("hidden")));                               \
-    __attribute__((constructor, unused)) static void keel__##section##_load(void)  \
-    {                                                                              \
-        reg(keel__##section##_begin, keel__##section##_end);                       \
-    }                                                                              \
-    __attribute__((destructor, unused)) static void keel__##section##_unload(void) \
-    {                                                                              \
-        unreg(keel__##section##_begin, keel__##section##_end);                     \
+#define KEEL__SECTION_HOOKS(sect, type, reg, unreg)                                  \
+    __attribute__((section(#sect), used,                                             \
+                   aligned(8))) static unsigned long long keel__##sect##_anchor = 0; \
+    extern type keel__##sect##_begin[] __asm__("__start_" #sect)                     \
+        __attribute__((weak, visibility("hidden")));                                 \
+    extern type keel__##sect##_end[] __asm__("__stop_" #sect)                        \
+        __attribute__((weak, visibility("hidden")));                                 \
+    __attribute__((constructor, unused)) static void keel__##sect##_load(void)       \
+    {                                                                                \
+        reg(keel__##sect##_begin, keel__##sect##_end);                               \
+    }                                                                                \
+    __attribute__((destructor, unused)) static void keel__##sect##_unload(void)      \
+    {                                                                                \
+        unreg(keel__##sect##_begin, keel__##sect##_end);                             \
     }
 #else
-#define KEEL__SECTION_HOOKS(section, type, reg, unreg)
+#define KEEL__SECTION_HOOKS(sect, type, reg, unreg)
 #endif
 
 KEEL_EXTERN_C_BEGIN

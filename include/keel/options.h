@@ -40,7 +40,9 @@ KEEL_API KEEL_MUST_USE keel_status keel_options_set(const char *text);
 
 /*
  * Read an option file: the same items, one or more per line, '#' starts a
- * comment.  Errors name the file and line.  All or nothing.
+ * comment.  Errors name the file and line.  All or nothing.  A regular file
+ * of at most 1 MiB (a FIFO, a device or a directory is refused at once,
+ * KEEL_E_INVAL); a file that cannot be read is KEEL_E_SYS naming errno.
  */
 KEEL_API KEEL_MUST_USE keel_status keel_options_load(const char *path);
 
