@@ -9,7 +9,7 @@ int main(int argc, char **argv)
 {
     keel_status s = keel_init();
     if (!keel_ok(s)) {
-        (void)fprintf(stderr, "keel-gate: error: KEEL_OPTIONS: %s\n", keel_status_message(s));
+        (void)fprintf(stderr, "keel-gate: error: %s\n", keel_status_message(s));
         keel_status_free(s);
         return 2;
     }
