@@ -22,12 +22,15 @@
 
 #include "config.h"
 #include "gate_int.h"
+#include "signature.h"
 #include "remote.h"
 #include "git.h"
 #include "notify.h"
 #include "pool.h"
 #include "scheduler.h"
 #include "text.h"
+
+enum { TRY_TAIL_LINES = 10, TRY_TAIL_BYTES = 4096 }; /* try: a failed job's last lines */
 
 static long long now_s(void)
 {
@@ -729,6 +732,18 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
                 gate_say(g, "  %s: %s\n", j->error[0] != '\0' ? "the gate could not run it" : "why",
                          j->error[0] != '\0' ? j->error : j->reason);
             gate_rm_tree(j->dir);
+        }
+        for (size_t i = 0; i < njobs; i++) { /* why each failed, before anyone opens a log */
+            const gate_job_run *j = &jobs[i];
+            char tail[TRY_TAIL_BYTES + 2];
+            bool whole = true;
+            if (j->result == GATE_EXEC_PASSED || j->error[0] != '\0' ||
+                !gate_log_tail(j->log, TRY_TAIL_LINES, tail, sizeof(tail), &whole))
+                continue;
+            gate_say(g, "---- '%s': %s of %s ----\n", j->config,
+                     whole ? "the whole log" : "the last lines", j->log);
+            if (g->out != NULL)
+                (void)gate_text_fput(g->out, tail, strlen(tail), GATE_TEXT_BLOCK);
         }
         *passed = all;
         gate_say(g, "%s: '%s' %s on '%s'\n", all ? "passed" : "failed", branch,

@@ -69,10 +69,7 @@ struct gate {
     char tdir[GATE_DIR_MAX];      /* <state>.d/targets/<target>: this queue's lock, heaps.json */
     char tree_root[GATE_DIR_MAX]; /* this target's jobs' work trees */
     char target[GATE_BRANCH_MAX];
-    bool target_of_head; /* no --target, no [gate] target: the branch HEAD names */
     FILE *out;
-    unsigned poll_ms;
-    unsigned pause_ms;
     /* gate_run only */
     gate_sched *sched;
     gate_pool *pool;
@@ -81,7 +78,6 @@ struct gate {
     char tip[GATE_HEX];
     char tip_built[GATE_HEX]; /* the merge the tip was built as, before it landed relabelled
                                  (gate_land_relabel): candidates stacked on it stack on the tip */
-    unsigned gen;
     gate_cand **cands;
     size_t ncands, cands_cap;
     long long *active; /* changes the scheduler holds */
@@ -91,18 +87,10 @@ struct gate {
     gate_tree *trees; /* as many as jobs were ever in flight at once */
     size_t ntrees, trees_cap;
     gate_run_stats stats;
-    int stop_signal;    /* gate_request_stop's (atomic); 0: keep going */
-    bool stopping;      /* gate_run is stopping on request: results blame nothing */
-    long long heaps_at; /* when the heap stats were last published (s) */
-    bool heaps_warned;
+    long long heaps_at;     /* when the heap stats were last published (s) */
     long long pushed_at_ms; /* when refs/keel-gate/submit/ was last looked at (monotonic) */
-    bool pushed_warned;
-    gate_qlock *qlock;    /* held by gate_run: one gatekeeper per queue */
-    bool recovered;       /* the run's first recovery (the one after a crash) is done */
-    bool config_used;     /* run --config FILE: the tip's configuration is FILE's now */
-    unsigned gate_errors; /* jobs the gate could not start, in a row (GATE_ERRORS_MAX) */
-    unsigned turn_errors; /* turns that failed for the environment, in a row */
-    gate_job_run **again; /* jobs the gate failed to run, to run again after a pause */
+    gate_qlock *qlock;      /* held by gate_run: one gatekeeper per queue */
+    gate_job_run **again;   /* jobs the gate failed to run, to run again after a pause */
     size_t nagain, again_cap;
     unsigned long long again_at_ms;   /* when they run again (monotonic) */
     struct gate_notifier *notifier;   /* gate_run's (notify.h) */
@@ -112,7 +100,20 @@ struct gate {
     /* run --config FILE: used while the target's own configuration does not load */
     char *config_text; /* NULL: none given */
     size_t config_len;
-    char config_origin[GATE_PATH_MAX]; /* FILE, as given (config_used: above) */
+    char config_origin[GATE_PATH_MAX]; /* FILE, as given (config_used: below) */
+    /* the small ones together (no padding between them) */
+    unsigned poll_ms;
+    unsigned pause_ms;
+    unsigned gen;
+    int stop_signal;      /* gate_request_stop's (atomic); 0: keep going */
+    unsigned gate_errors; /* jobs the gate could not start, in a row (GATE_ERRORS_MAX) */
+    unsigned turn_errors; /* turns that failed for the environment, in a row */
+    bool target_of_head;  /* no --target, no [gate] target: the branch HEAD names */
+    bool stopping;        /* gate_run is stopping on request: results blame nothing */
+    bool heaps_warned;
+    bool pushed_warned;
+    bool recovered;   /* the run's first recovery (the one after a crash) is done */
+    bool config_used; /* run --config FILE: the tip's configuration is FILE's now */
 };
 
 void gate_say(gate *g, const char *fmt, ...) KEEL_PRINTF(2, 3);

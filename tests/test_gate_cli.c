@@ -190,9 +190,14 @@ static void test_try(void **state)
     assert_int_equal(cli(good), 0);
     assert_non_null(strstr(out_text, "unit"));
     assert_non_null(strstr(out_text, "passed"));
+    assert_null(strstr(out_text, "---- ")); /* no log's end when it passed */
     const char *bad[] = {"try", "bad", NULL};
     assert_int_equal(cli(bad), 1);
     assert_non_null(strstr(out_text, "failed"));
+    /* why, without opening the log: its end follows the table */
+    const char *end = strstr(out_text, "---- 'unit': the whole log of ");
+    assert_non_null(end);
+    assert_non_null(strstr(end, "keel-gate: failed (exit 1)"));
     /* nothing was queued or landed */
     assert_int_equal(fx_sql_int("SELECT count(*) FROM changes", NULL), 0);
     git_oid tip;

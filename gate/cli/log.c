@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "gate_int.h"
+#include "signature.h"
 #include "query.h"
 #include "store.h"
 #include "text.h"
@@ -139,48 +140,6 @@ static long decisive(const gate_change *c, const gate_job *jobs, size_t n)
             last = (long)i;
     }
     return last;
-}
-
-/*
- * The last TAIL_LINES lines of the log at `path` into buf (NUL-terminated,
- * ending in a newline unless empty), read from its last size - 2 bytes (a
- * first line that this cuts is left out); *whole: that is the whole log.
- * false: no log.
- */
-static bool read_tail(const char *path, char *buf, size_t size, bool *whole)
-{
-    KEEL_ASSERT(size > 2);
-    *whole = true;
-    buf[0] = '\0';
-    FILE *in = path[0] != '\0' ? fopen(path, "r") : NULL;
-    if (in == NULL)
-        return false;
-    long room = (long)(size - 2), end = 0;
-    bool cut = fseek(in, 0, SEEK_END) == 0 && (end = ftell(in)) > room &&
-               fseek(in, end - room, SEEK_SET) == 0;
-    if (!cut)
-        rewind(in);
-    size_t got = fread(buf, 1, size - 2, in);
-    (void)fclose(in);
-    while (got > 0 && buf[got - 1] == '\n')
-        got--;
-    size_t from = got;
-    for (unsigned lines = 0; from > 0 && lines < TAIL_LINES; lines++) {
-        from--;
-        while (from > 0 && buf[from - 1] != '\n')
-            from--;
-    }
-    if (from == 0 && cut) { /* the first line read is most likely cut */
-        const char *nl = (const char *)memchr(buf, '\n', got);
-        from = nl != NULL ? (size_t)(nl + 1 - buf) : got;
-    }
-    *whole = from == 0 && !cut;
-    size_t len = got - from;
-    memmove(buf, buf + from, len);
-    if (len > 0)
-        buf[len++] = '\n';
-    buf[len] = '\0';
-    return true;
 }
 
 /* A job's log to f: escaped for a terminal (its lines and tabs kept), or as it is (`raw`). */
@@ -328,7 +287,8 @@ keel_status gate_log(gate *g, long long id, FILE *f, unsigned flags)
     size_t n = 0;
     s = gate_store_jobs(g->store, NULL, id, jobs, JOBS_MAX, &n);
     long d = keel_ok(s) ? decisive(&c, jobs, n) : -1;
-    bool whole = true, have = d >= 0 && read_tail(jobs[d].log, tail, TAIL_BYTES + 2, &whole);
+    bool whole = true,
+         have = d >= 0 && gate_log_tail(jobs[d].log, TAIL_LINES, tail, TAIL_BYTES + 2, &whole);
     if (!have)
         tail[0] = '\0';
     if (keel_ok(s) && (flags & GATE_LOG_JSON) != 0) {

@@ -140,3 +140,40 @@ keel_status gate_log_signature(const char *path, unsigned long long *sig)
     *sig = gate_signature_of(text, got);
     return KEEL_OK;
 }
+
+/* A log's last lines (signature.h). */
+bool gate_log_tail(const char *path, unsigned nlines, char *buf, size_t size, bool *whole)
+{
+    KEEL_ASSERT(path != NULL && buf != NULL && whole != NULL && size > 2);
+    *whole = true;
+    buf[0] = '\0';
+    FILE *in = path[0] != '\0' ? fopen(path, "r") : NULL;
+    if (in == NULL)
+        return false;
+    long room = (long)(size - 2), end = 0;
+    bool cut = fseek(in, 0, SEEK_END) == 0 && (end = ftell(in)) > room &&
+               fseek(in, end - room, SEEK_SET) == 0;
+    if (!cut)
+        rewind(in);
+    size_t got = fread(buf, 1, size - 2, in);
+    (void)fclose(in);
+    while (got > 0 && buf[got - 1] == '\n')
+        got--;
+    size_t from = got;
+    for (unsigned lines = 0; from > 0 && lines < nlines; lines++) {
+        from--;
+        while (from > 0 && buf[from - 1] != '\n')
+            from--;
+    }
+    if (from == 0 && cut) { /* the first line read is most likely cut */
+        const char *nl = (const char *)memchr(buf, '\n', got);
+        from = nl != NULL ? (size_t)(nl + 1 - buf) : got;
+    }
+    *whole = from == 0 && !cut;
+    size_t len = got - from;
+    memmove(buf, buf + from, len);
+    if (len > 0)
+        buf[len++] = '\n';
+    buf[len] = '\0';
+    return true;
+}

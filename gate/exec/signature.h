@@ -29,4 +29,12 @@ unsigned long long gate_signature_of(const char *text, size_t len);
  */
 KEEL_MUST_USE keel_status gate_log_signature(const char *path, unsigned long long *sig);
 
+/*
+ * The last `nlines` lines of the log at `path` into buf (NUL-terminated,
+ * ending in a newline unless empty), read from its last size - 2 bytes (a
+ * first line that this cuts is left out); *whole: that is the whole log.
+ * false: no log.  (log's decisive failure, try's failed configurations.)
+ */
+bool gate_log_tail(const char *path, unsigned nlines, char *buf, size_t size, bool *whole);
+
 #endif /* KEEL_GATE_SIGNATURE_H */
