@@ -141,6 +141,14 @@ KEEL_MUST_USE keel_status gate_tip_config_broken(gate *g, keel_status why);
  * last, the one to land.
  */
 KEEL_MUST_USE keel_status gate_land_relabel(gate *g, const gate_cand *c, char out[GATE_HEX]);
+/*
+ * What `head` conflicts with when merged onto `onto` (conflict.c), into
+ * out: "conflicts with change 7 ('b', landed at <commit>) in x.c; with
+ * commit <commit> ('subject', pushed to 'main' directly) in y.c", a change
+ * ahead of it in flight named as such; cut to `size`.
+ */
+KEEL_MUST_USE keel_status gate_conflict_with(gate *g, const char *onto, const char *head, char *out,
+                                             size_t size);
 /* Is `base` the tip, or the merge the tip was built as before it landed relabelled? */
 bool gate_on_tip(const gate *g, const char *base);
 KEEL_MUST_USE keel_status gate_make_dir(const char *dir);

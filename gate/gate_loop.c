@@ -449,7 +449,11 @@ static keel_status config_failed(gate *g, gate_cand *c, keel_status err)
     return s;
 }
 
-/* A change does not merge onto the candidate's base. */
+/*
+ * A change does not merge onto the candidate's base.  The reason names what
+ * it conflicts with (gate_conflict_with): on the tip, the landed change or
+ * the commit pushed directly; in a build, a change ahead of it too.
+ */
 static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
 {
     unsigned long long index = 0;
@@ -457,11 +461,15 @@ static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
     const char *paths = keel_status_get_str(err, "paths");
     if (paths != NULL && paths != c->conflict_paths)
         (void)snprintf(c->conflict_paths, sizeof(c->conflict_paths), "%s", paths);
-    char reason[GATE_REASON_MAX];
-    gate_fmt(reason, sizeof(reason), "does not merge onto '%s' at %.12s: conflicts in %s",
-             g->target, c->base, c->conflict_paths);
+    char onto[GATE_HEX];
+    const char *at = keel_status_get_str(err, "onto");
+    gate_fmt(onto, sizeof(onto), "%s", at != NULL ? at : c->base);
     keel_status_free(err);
     c->conflict_at = (size_t)index;
+    gate_change ch;
+    keel_status s = gate_store_get(g->store, c->changes[index], &ch);
+    if (!keel_ok(s))
+        return s;
     /*
      * A verdict only when the change does not merge onto the target itself:
      * alone on the tip.  Against a candidate still under test, or against the
@@ -470,13 +478,9 @@ static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
      */
     bool verdict = gate_on_tip(g, c->base);
     if (verdict && c->n > 1) {
-        gate_change ch;
-        keel_status s = gate_store_get(g->store, c->changes[index], &ch);
-        if (keel_ok(s)) {
-            char merge[GATE_HEX];
-            const char *head[1] = {ch.head};
-            s = gate_merge(g->repo, c->base, head, 1, merge);
-        }
+        char merge[GATE_HEX];
+        const char *head[1] = {ch.head};
+        s = gate_merge(g->repo, c->base, head, 1, merge);
         if (keel_status_is(s, &gate_codes, GATE_E_BAD_CHANGE)) {
             s = keel_status_with_uint(s, "index", index); /* its index in c, not in the retry */
             return reject_bad_change(g, c, s);
@@ -486,12 +490,22 @@ static keel_status merge_conflict(gate *g, gate_cand *c, keel_status err)
             return s;
         keel_status_free(s);
     }
+    char with[GATE_REASON_MAX];
+    s = gate_conflict_with(g, verdict ? g->tip : onto, ch.head, with, sizeof(with));
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "building candidate %lld", c->sid);
+    char reason[GATE_REASON_MAX];
     if (!verdict) {
         c->merge_failed = true;
         c->ever_failed = true;
-        gate_fmt(c->failures, sizeof(c->failures), "change %lld %s", c->changes[index], reason);
+        gate_fmt(c->failures, sizeof(c->failures), "change %lld does not merge onto %.12s: %s",
+                 c->changes[index], onto, with);
+        gate_say(g, "build: candidate %lld: change %lld '%s' %s: isolated like a failure\n", c->sid,
+                 c->changes[index], ch.branch, with);
         return gate_sched_result(g->sched, c->sid, false);
     }
+    gate_fmt(reason, sizeof(reason), "does not merge onto '%s' at %.12s: %s", g->target, g->tip,
+             with);
     return decide_unbuilt(g, c, c->changes[index], GATE_CHANGE_CONFLICT, reason);
 }
 
@@ -1002,11 +1016,13 @@ static keel_status reject_unbuilt(gate *g, gate_cand *c, long long change, bool 
     if (!keel_status_is(s, &gate_codes, GATE_E_CONFLICT))
         return s;
     *done = true;
-    const char *paths = keel_status_get_str(s, "paths");
-    char reason[GATE_REASON_MAX];
-    gate_fmt(reason, sizeof(reason), "does not merge onto '%s' at %.12s: conflicts in %s",
-             g->target, g->tip, paths != NULL ? paths : "?");
     keel_status_free(s);
+    char with[GATE_REASON_MAX], reason[GATE_REASON_MAX];
+    s = gate_conflict_with(g, g->tip, ch.head, with, sizeof(with));
+    if (!keel_ok(s))
+        return s;
+    gate_fmt(reason, sizeof(reason), "does not merge onto '%s' at %.12s: %s", g->target, g->tip,
+             with);
     return decide_unbuilt(g, c, change, GATE_CHANGE_CONFLICT, reason);
 }
 

@@ -227,7 +227,8 @@ static void test_events_in_order_with_ids(void **state)
     git_commit_free(cl);
     assert_string_equal(d[2].merge, "");
     assert_non_null(strstr(d[1].reason, "configuration 'unit' failed"));
-    assert_non_null(strstr(d[2].reason, "conflicts in x.txt"));
+    assert_non_null(strstr(d[2].reason, "conflicts with change 1 ('a', landed at "));
+    assert_non_null(strstr(d[2].reason, ") in x.txt"));
     assert_non_null(strstr(d[3].reason, "configuration 'unit' failed"));
     assert_string_equal(d[0].reason, "landed");
     /* delivered once: a run with nothing to do sends nothing again */

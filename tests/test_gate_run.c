@@ -155,6 +155,129 @@ static void test_conflict_rejected(void **state)
     gate_close(g);
 }
 
+/* The first 12 hex digits of the commit main points at, into hex. */
+static void main_at(char hex[13])
+{
+    git_oid tip;
+    fx_head("main", &tip);
+    char full[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(full, sizeof(full), &tip);
+    memcpy(hex, full, 12);
+    hex[12] = '\0';
+}
+
+/* Change `id`'s reason, which must hold `want`. */
+static void assert_reason_has(long long id, const char *want)
+{
+    gate *g = fx_open();
+    gate_change ch;
+    fx_ok(gate_store_get(gate_get_store(g), id, &ch));
+    gate_close(g);
+    if (strstr(ch.reason, want) == NULL)
+        fail_msg("the reason of change %lld is \"%s\", without \"%s\"", id, ch.reason, want);
+}
+
+/* Submit branches "one" and "two" (*a, *b), run: one lands, two conflicts. */
+static void one_lands_two_conflicts(long long *a, long long *b)
+{
+    gate *g = fx_open();
+    *a = fx_submit(g, "one", 0);
+    *b = fx_submit(g, "two", 0);
+    gate_close(g);
+    gate_run_stats st = fx_run_once();
+    assert_int_equal(st.landed, 1);
+    assert_int_equal(st.conflicts, 1);
+}
+
+/* A conflict names the landed change it conflicts with, and where it landed. */
+static void test_conflict_names_landed_change(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = serial", "");
+    fx_branch("one", "shared.txt", "one\n");
+    fx_branch("two", "shared.txt", "two\n");
+    long long a = 0, b = 0;
+    one_lands_two_conflicts(&a, &b);
+    char tip[13], want[160];
+    main_at(tip);
+    (void)snprintf(want, sizeof(want),
+                   "does not merge onto 'main' at %s: conflicts with change %lld ('one', landed "
+                   "at %s) in shared.txt",
+                   tip, a, tip);
+    assert_reason_has(b, want);
+}
+
+/*
+ * A conflict with a commit pushed to the target directly names it by its id
+ * and subject; paths from different commits are each named with theirs.
+ */
+static void test_conflict_names_direct_push(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = serial", "");
+    git_oid pushed, two;
+    const fx_file p[] = {{"shared.txt", "pushed\n"}};
+    fx_commit(&fx_base, p, 1, "main", &pushed); /* its subject: "main" */
+    fx_branch("one", "other.txt", "one\n");
+    const fx_file t[] = {{"shared.txt", "two\n"}, {"other.txt", "two\n"}};
+    fx_commit(&fx_base, t, 2, "two", &two);
+    long long a = 0, b = 0;
+    one_lands_two_conflicts(&a, &b);
+    char tip[13], hex[GIT_OID_HEXSZ + 1], want[320];
+    main_at(tip);
+    git_oid_tostr(hex, sizeof(hex), &pushed);
+    (void)snprintf(want, sizeof(want),
+                   "conflicts with change %lld ('one', landed at %s) in other.txt; with commit "
+                   "%.12s ('main', pushed to 'main' directly) in shared.txt",
+                   a, tip, hex);
+    assert_reason_has(b, want);
+}
+
+/*
+ * In a batch, a change that conflicts with one ahead of it (not landed) is
+ * told so, naming that change; once that one is rejected, it lands.
+ */
+static void test_conflict_names_change_ahead(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = batch\nmax-batch = 4\nretries = 0", "");
+    git_oid bad;
+    const fx_file f[] = {{"shared.txt", "a\n"}, {"bad", "a\n"}};
+    fx_commit(&fx_base, f, 2, "a", &bad);
+    fx_branch("b", "shared.txt", "b\n");
+    gate *g = fx_open();
+    long long a = fx_submit(g, "a", 0), b = fx_submit(g, "b", 0);
+    gate_close(g);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    gate_options o;
+    gate_options_default(&o);
+    o.repo = fx_where;
+    o.mirror = fx_mirror;
+    o.state = fx_state;
+    o.out = out;
+    o.poll_ms = 50;
+    g = NULL;
+    fx_ok(gate_open(&o, &g));
+    gate_run_stats st;
+    fx_ok(gate_run(g, true, &st));
+    gate_close(g);
+    assert_int_equal(fclose(out), 0);
+    char want[160];
+    (void)snprintf(want, sizeof(want),
+                   "change %lld 'b' conflicts with change %lld ('a', ahead of it, not landed) in "
+                   "shared.txt",
+                   b, a);
+    if (strstr(text, want) == NULL)
+        fail_msg("the run's output does not say \"%s\":\n%s", want, text);
+    free(text);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(st.landed, 1);
+    assert_int_equal(st.conflicts, 0);
+}
+
 /*
  * Work trees are reused: a job that leaves files behind, modifies or deletes
  * tracked ones, makes a `.git` or a FIFO must not affect the next job in its
@@ -389,6 +512,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_batch_one_bad, fx_teardown),
         cmocka_unit_test_teardown(test_batch_two_bad, fx_teardown),
         cmocka_unit_test_teardown(test_conflict_rejected, fx_teardown),
+        cmocka_unit_test_teardown(test_conflict_names_landed_change, fx_teardown),
+        cmocka_unit_test_teardown(test_conflict_names_direct_push, fx_teardown),
+        cmocka_unit_test_teardown(test_conflict_names_change_ahead, fx_teardown),
         cmocka_unit_test_teardown(test_each_job_in_a_clean_tree, fx_teardown),
         cmocka_unit_test_teardown(test_flake_retried_and_lands, fx_teardown),
         cmocka_unit_test_teardown(test_timeout_kills_group, fx_teardown),

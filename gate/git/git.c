@@ -297,12 +297,16 @@ static keel_status merge_one(gate_repo *r, git_odb *odb, git_commit *ours, git_c
     if (keel_ok(s) && git_index_has_conflicts(merged)) {
         char paths[1024];
         conflict_paths(merged, paths, sizeof(paths));
+        char onto[GATE_HEX];
+        (void)git_oid_tostr(onto, sizeof(onto), git_commit_id(ours));
         s = keel_status_with_str(
-            keel_status_with_uint(KEEL_ERR_IN(&gate_codes, GATE_E_CONFLICT,
-                                              "commit %.12s does not merge: conflicts in %s", hex,
-                                              paths),
-                                  "index", (unsigned long long)index),
-            "paths", paths);
+            keel_status_with_str(
+                keel_status_with_uint(KEEL_ERR_IN(&gate_codes, GATE_E_CONFLICT,
+                                                  "commit %.12s does not merge: conflicts in %s",
+                                                  hex, paths),
+                                      "index", (unsigned long long)index),
+                "paths", paths),
+            "onto", onto);
     }
     git_oid tree_id;
     if (keel_ok(s) && (rc = git_index_write_tree_to(&tree_id, merged, r->repo)) != 0)

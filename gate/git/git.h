@@ -104,7 +104,8 @@ void gate_tree_name_show(const char *name, size_t len, char *buf, size_t size);
  * merge commits in the object database only (no ref or work tree changes).
  * On success `merge` is the last merge commit.  A change that does not merge
  * cleanly gives GATE_E_CONFLICT with the detail "index" (its position in
- * `heads`) and "paths" (the conflicting files).
+ * `heads`), "paths" (the conflicting files) and "onto" (the commit it was
+ * merged onto: `base` or the merge of the change before it).
  *
  * Before it is merged, each change's tree is checked where it differs from
  * the tree it is merged onto (only the subtrees whose ids differ are read):
@@ -118,6 +119,29 @@ void gate_tree_name_show(const char *name, size_t len, char *buf, size_t size);
  */
 KEEL_MUST_USE keel_status gate_merge(gate_repo *r, const char *base, const char *const *heads,
                                      size_t n, char merge[GATE_HEX]);
+
+/*
+ * What a conflict is with: the paths where `head` does not merge onto `onto`
+ * (out[0..*n), at most `max` of the *total), each with the last commit on the
+ * first-parent history of `onto` that changed it (its tree entry there
+ * differs from the first parent's), looked for in the last GATE_ORIGIN_WALK
+ * commits.  A commit the gate landed names its change (its
+ * `Keel-Gate-Change` trailer); a merge of the gate's not relabelled yet (a
+ * candidate ahead) has its second parent, the change's head.  Errors are
+ * the gate's (reading the repository, memory).
+ */
+enum { GATE_ORIGIN_WALK = 1000, GATE_ORIGIN_MAX = 8, GATE_ORIGIN_PATH = 1024 };
+typedef struct gate_conflict_origin {
+    char path[GATE_ORIGIN_PATH]; /* the conflicting path */
+    bool cut;                    /* it did not fit in `path` (not looked for) */
+    char commit[GATE_HEX];       /* "": not found in the last GATE_ORIGIN_WALK commits */
+    char second[GATE_HEX];       /* its second parent when a merge, else "" */
+    long long change;            /* its Keel-Gate-Change trailer; 0: none */
+    char subject[96];            /* its first line, cut to fit */
+} gate_conflict_origin;
+KEEL_MUST_USE keel_status gate_conflict_origins(gate_repo *r, const char *onto, const char *head,
+                                                gate_conflict_origin *out, size_t max, size_t *n,
+                                                size_t *total);
 
 /*
  * The `n` merges gate_merge made from `base` to `merge` (a chain of first
