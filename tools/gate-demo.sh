@@ -98,6 +98,11 @@ out=$(./app) || exit 1
 [ "$out" = "$(cat expected.txt)" ] || { echo "got '$out', expected '$(cat expected.txt)'"; exit 1; }
 EOF
 echo "hello 55" > expected.txt
+# keel's headers and libraries for the jobs, in the shared directory they may see: a job's /tmp
+# is its own, so a keel checkout under /tmp (a clean clone) would be out of their sight
+mkdir -p "$demo/shared/keel/lib"
+cp -R "$top/include" "$demo/shared/keel/include"
+cp "$top"/build/devel/libkeel-devel.a "$top"/build/devel/libkeel.a "$demo/shared/keel/lib/"
 {
     echo "[gate]"
     echo "target   = main"
@@ -111,7 +116,7 @@ echo "hello 55" > expected.txt
             echo "[config $cc-$v]"
             echo "build    = sh build.sh $cc $v"
             echo "test     = sh test.sh"
-            echo "env      = KEEL_INCLUDE=$top/include KEEL_LIBDIR=$top/build/devel DEMO_MARK=$demo/shared/flaky-mark KEEL_OPTIONS=report.lock-order=abort"
+            echo "env      = KEEL_INCLUDE=$demo/shared/keel/include KEEL_LIBDIR=$demo/shared/keel/lib DEMO_MARK=$demo/shared/flaky-mark KEEL_OPTIONS=report.lock-order=abort"
             echo "writable = $demo/shared"
             echo "timeout  = 120"
         done
