@@ -192,13 +192,21 @@ static void test_kill_between_queue_and_removal(void **state)
 #endif
 }
 
-/*
- * The ref of a change already taken could not be removed (a git lock file
- * beside it: a failure of the moment), and the change lands in that run.
- * Once the ref can go, the next look removes it and queues nothing: the
- * same commit never lands twice.  (The old code checked only for a change
- * still queued, and queued the landed one again: found by the random kills.)
- */
+/* A git lock file beside the submit ref `name`, `age` seconds old. */
+static void lock_beside(const char *name, long age)
+{
+    char lock[256];
+    (void)snprintf(lock, sizeof(lock), "%s/refs/keel-gate/submit/%s.lock", fx_repo, name);
+    FILE *f = fopen(lock, "w");
+    assert_non_null(f);
+    assert_int_equal(fclose(f), 0);
+    struct timespec t[2];
+    assert_int_equal(clock_gettime(CLOCK_REALTIME, &t[0]), 0);
+    t[0].tv_sec -= age;
+    t[1] = t[0];
+    assert_int_equal(utimensat(AT_FDCWD, lock, t, 0), 0);
+}
+
 /* How many merges on main's first-parent line bring `head`. */
 static size_t times_landed(const git_oid *head)
 {
@@ -209,6 +217,13 @@ static size_t times_landed(const git_oid *head)
     return times;
 }
 
+/*
+ * The ref of a change already taken could not be removed (a git lock file
+ * beside it: a failure of the moment), and the change lands in that run.
+ * Once the ref can go, the next look removes it and queues nothing: the
+ * same commit never lands twice.  (The old code checked only for a change
+ * still queued, and queued the landed one again: found by the random kills.)
+ */
 static void ref_left_after_its_change_landed(bool url)
 {
     fx_setup_repo("strategy = serial", "");
@@ -217,14 +232,12 @@ static void ref_left_after_its_change_landed(bool url)
     pushed_change("topic", "t.txt", "t\n");
     git_oid head;
     assert_int_equal(git_reference_name_to_id(&head, fx_git, "refs/keel-gate/submit/topic"), 0);
-    char lock[256];
-    (void)snprintf(lock, sizeof(lock), "%s/refs/keel-gate/submit/topic.lock", fx_repo);
-    FILE *f = fopen(lock, "w");
-    assert_non_null(f);
-    assert_int_equal(fclose(f), 0);
+    lock_beside("topic", 0);
     (void)fx_run_once();
     assert_int_equal(times_landed(&head), 1);
     assert_true(submit_ref_exists("topic")); /* the lock kept it */
+    char lock[256];
+    (void)snprintf(lock, sizeof(lock), "%s/refs/keel-gate/submit/topic.lock", fx_repo);
     assert_int_equal(unlink(lock), 0);
     gate_run_stats st = fx_run_once();
     assert_int_equal(st.builds, 0);
@@ -250,21 +263,6 @@ static void test_ref_left_after_its_change_landed_url(void **state)
 {
     (void)state;
     ref_left_after_its_change_landed(true);
-}
-
-/* A git lock file beside the submit ref `name`, `age` seconds old. */
-static void lock_beside(const char *name, long age)
-{
-    char lock[256];
-    (void)snprintf(lock, sizeof(lock), "%s/refs/keel-gate/submit/%s.lock", fx_repo, name);
-    FILE *f = fopen(lock, "w");
-    assert_non_null(f);
-    assert_int_equal(fclose(f), 0);
-    struct timespec t[2];
-    assert_int_equal(clock_gettime(CLOCK_REALTIME, &t[0]), 0);
-    t[0].tv_sec -= age;
-    t[1] = t[0];
-    assert_int_equal(utimensat(AT_FDCWD, lock, t, 0), 0);
 }
 
 /*
