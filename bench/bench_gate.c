@@ -1,33 +1,45 @@
 /*
- * bench_gate.c - keel-gate's scheduler on a synthetic merge queue: a
- * discrete-event simulation in units of T, the time of one build.
+ * bench_gate.c - keel-gate's scheduler on a synthetic merge queue: an
+ * event-driven simulation in units of T, the time of a build's slowest job
+ * alone.
  *
  * 200 changes, each bad with probability p in {0.02, 0.1, 0.3} (splitmix64,
- * fixed seeds), 4 slots, every build takes exactly T.  Every build runs two
- * configurations, a and b (a retry only those that failed): bad change c
- * fails configuration c % 2 (both when c % 3 == 0) with a failure signature
- * of its own, every time; in the flaky runs every job also fails spuriously
- * with probability 0.05, with a random signature (retries = 1).  For each
- * strategy: the makespan in T, the builds started,
- * whether exactly the bad changes were rejected, how many good changes were
- * rejected, and the scheduler's CPU per landed change (process CPU time of
- * the whole simulation divided by the changes landed).
+ * fixed seeds), 4 slots.  Every build runs two configurations, a and b, as
+ * two jobs (a retry only those that failed): a takes 1 T alone, b 0.8 T.
+ * Bad change c fails configuration c % 2 (both when c % 3 == 0) with a
+ * failure signature of its own, every time; in the flaky runs every job also
+ * fails spuriously with probability 0.05, with a random signature
+ * (retries = 1).
  *
- * Goal (the scheduler's issue): adaptive's makespan <= the best fixed
- * strategy's, with no more builds than that strategy; CPU < 50 ms a change.
+ * Executors (the capacity issue): "free" is the old model, every build takes
+ * its time however many run (no limit on jobs at once); "2 cores" runs the
+ * jobs in a pool of 4 threads (the gate's: one per slot) on 2 cores shared
+ * evenly (k jobs at once each run at min(1, 2/k) of their speed); "8 cores"
+ * a pool of 8 on 8 cores, each job using 2 of them (k jobs at once run at
+ * min(1, 8/2k)).  The scheduler is told the executor's parallelism as the
+ * gate tells it (free: not limited; else the cores, at most the pool: 2, 8,
+ * though the second really runs 4 jobs at once) and fed every job's wall
+ * time and mean load, as the gate feeds it, and learns the rest.
+ *
+ * For each strategy: the makespan in T, the builds started, whether exactly
+ * the bad changes were rejected, how many good changes were rejected, and
+ * the scheduler's CPU per landed change (process CPU time of the whole
+ * simulation divided by the changes landed).
+ *
+ * Goal (the capacity issue): adaptive's makespan <= 1.05x the best fixed
+ * strategy's with no more than 1.1x its builds, on every executor; CPU
+ * < 50 ms a change.
  * Run: build/release/bench_gate (or make bench): the table of seed 0;
- * build/release/bench_gate --seeds N: the six workloads over seeds 0 .. N-1,
- * per row how often adaptive meets the goal (a good change rejected misses
- * it) and its means against the best fixed strategy of each seed.
+ * build/release/bench_gate --seeds N: every workload over seeds 0 .. N-1,
+ * adaptive against the fixed strategy best on average for that workload
+ * (the one a team would choose): the mean ratios and the worst decile;
  * build/release/bench_gate --trials N: N trials (a new bad set at p = 0.1
  * and a new flake stream each) per strategy with 5% flakes per job and
- * retries = 1: good changes rejected (the goal: none), bad ones landed.
- *
- * Compiled with -DBENCH_OLD_API (against a scheduler before per-configuration
- * verdicts) a build reports one result, failed when a job failed, and a
- * retry runs every configuration: the gate before them.
+ * retries = 1 on the free executor: good changes rejected (the goal: none),
+ * bad ones landed.
  */
 #define _GNU_SOURCE 1
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +49,10 @@
 
 #include "scheduler.h"
 
-enum { NCHANGES = 200, SLOTS = 4, MAXCAND = 16384, NSTRAT = 6 };
+enum { NCHANGES = 200, SLOTS = 4, MAXCAND = 16384, MAXJOBS = 65536, NSTRAT = 6, NCFG = 2 };
+
+static const char *const cfg_name[NCFG] = {"a", "b"};
+static const double cfg_work[NCFG] = {1.0, 0.8}; /* in T, alone */
 
 static unsigned long long splitmix64(unsigned long long *x)
 {
@@ -67,24 +82,57 @@ static const strat strats[NSTRAT] = {
     {"spec-batch w=4 b=4", GATE_STRATEGY_SPECULATIVE_BATCH, 4, 4},
 };
 
+/*
+ * An executor: cores shared evenly by the jobs running (0: each job at full
+ * speed), each job wanting `threads` of them (its make -j), in a pool of
+ * `pool` threads (0: any number).
+ */
+typedef struct executor {
+    const char *name;
+    double cores;
+    unsigned pool;
+    double threads;
+} executor;
+
+static const executor execs[] = {
+    {"free", 0.0, 0, 1.0},
+    {"2 cores", 2.0, 4, 1.0},
+    {"8 cores, jobs of 2 threads", 8.0, 8, 2.0},
+};
+enum { NEXEC = sizeof(execs) / sizeof(execs[0]) };
+
 typedef struct outcome {
-    long long makespan; /* in T */
+    double makespan; /* in T */
     unsigned long long builds, landed, jobs;
     int bad_landed;
     bool exact; /* exactly the bad changes rejected */
     int good_rejected;
-    double cpu_us; /* per landed change */
+    double cpu_us;   /* per landed change */
+    double parallel; /* the scheduler's estimate at the end */
 } outcome;
+
+typedef enum job_state { JOB_WAITING, JOB_RUNNING, JOB_OVER } job_state;
+
+typedef struct job {
+    long long cand;
+    unsigned cfg;
+    job_state state;
+    double left;         /* work left, in T alone */
+    double start, area0; /* when it started, and the load's area then */
+} job;
 
 typedef struct world {
     bool bad[NCHANGES + 1];
     bool cand_bad[MAXCAND];
     unsigned long long cand_sig[MAXCAND]
-                               [2]; /* the signature its tree fails a, b with (0: passes) */
-    unsigned mask[MAXCAND];         /* the configurations its running build runs */
-    unsigned long long jobs;
-    long long running[MAXCAND];
-    size_t nrunning;
+                               [NCFG];  /* the signature its tree fails a, b with (0: passes) */
+    unsigned pending[MAXCAND];          /* jobs of its build not yet over */
+    gate_sched_run runs[MAXCAND][NCFG]; /* their results */
+    unsigned nruns[MAXCAND];
+    job jobs[MAXJOBS];
+    size_t njobs, first_open; /* jobs before first_open are all over */
+    unsigned running;
+    unsigned long long jobs_run;
     int state[NCHANGES + 1]; /* 0 active, 1 landed, 2 rejected */
 } world;
 
@@ -114,17 +162,99 @@ static void take(gate_sched *s, world *w)
         } else if (d.kind == GATE_SCHED_REJECT) {
             w->state[d.change] = 2;
         } else if (d.kind == GATE_SCHED_CANCEL_BUILD) {
-            for (size_t i = 0; i < w->nrunning; i++)
-                if (w->running[i] == d.candidate) {
-                    w->running[i] = w->running[--w->nrunning];
-                    break;
-                }
+            for (size_t i = w->first_open; i < w->njobs; i++) {
+                job *j = &w->jobs[i];
+                if (j->cand != d.candidate || j->state == JOB_OVER)
+                    continue;
+                if (j->state == JOB_RUNNING)
+                    w->running--;
+                j->state = JOB_OVER;
+            }
         }
     }
 }
 
-static outcome simulate(const strat *st, const bool *bad, double flake, unsigned retries,
-                        unsigned long long seed)
+/* Start the builds the scheduler wants now: their jobs join the pool's queue. */
+static void start_builds(gate_sched *s, world *w)
+{
+    for (;;) {
+        gate_sched_build b;
+        bool have = false;
+        keel_status ks = gate_sched_next(s, &b, &have);
+        if (!keel_ok(ks))
+            die(ks, "next");
+        if (!have)
+            return;
+        if (b.candidate >= MAXCAND) {
+            (void)fprintf(stderr, "bench_gate: more than %d candidates\n", MAXCAND);
+            exit(1);
+        }
+        if (b.attempt == 1) {
+            bool cb = b.base != 0 && w->cand_bad[b.base];
+            for (size_t i = 0; i < b.n; i++)
+                cb = cb || w->bad[b.changes[i]];
+            w->cand_bad[b.candidate] = cb;
+            for (unsigned k = 0; k < NCFG; k++) {
+                unsigned long long sig = b.base != 0 ? w->cand_sig[b.base][k] : 0;
+                for (size_t i = 0; i < b.n && sig == 0; i++) {
+                    long long c = b.changes[i];
+                    if (w->bad[c] && ((unsigned long long)c % 2 == k || c % 3 == 0))
+                        sig = 1000ull + 2ull * (unsigned long long)c + k;
+                }
+                w->cand_sig[b.candidate][k] = sig;
+            }
+        }
+        unsigned mask = b.nconfigs > 0 ? 0u : (1u << NCFG) - 1u;
+        for (size_t i = 0; i < b.nconfigs; i++)
+            mask |= strcmp(b.configs[i], "a") == 0 ? 1u : 2u;
+        w->pending[b.candidate] = 0;
+        w->nruns[b.candidate] = 0;
+        for (unsigned k = 0; k < NCFG; k++) {
+            if ((mask & (1u << k)) == 0)
+                continue;
+            if (w->njobs == MAXJOBS) {
+                (void)fprintf(stderr, "bench_gate: more than %d jobs\n", MAXJOBS);
+                exit(1);
+            }
+            job *j = &w->jobs[w->njobs++];
+            memset(j, 0, sizeof(*j));
+            j->cand = b.candidate;
+            j->cfg = k;
+            j->state = JOB_WAITING;
+            j->left = cfg_work[k];
+            w->pending[b.candidate]++;
+        }
+    }
+}
+
+/* A job's run ended at `now`: its result, and the build's when it was the last. */
+static void job_over(gate_sched *s, world *w, job *j, double now, double area, double flake,
+                     unsigned long long *seed)
+{
+    j->state = JOB_OVER;
+    w->running--;
+    w->jobs_run++;
+    double elapsed = now - j->start;
+    gate_sched_timed(s, cfg_name[j->cfg], elapsed * 1000.0, (area - j->area0) / elapsed);
+    long long c = j->cand;
+    unsigned long long sig = w->cand_sig[c][j->cfg];
+    if (sig == 0 && flake > 0 && uniform(seed) < flake)
+        sig = splitmix64(seed) | 1; /* a flake: its log ends any way */
+    gate_sched_run *r = &w->runs[c][w->nruns[c]++];
+    memset(r, 0, sizeof(*r));
+    r->config = cfg_name[j->cfg];
+    r->passed = sig == 0;
+    r->signature = sig;
+    if (--w->pending[c] > 0)
+        return;
+    keel_status ks = gate_sched_results(s, c, w->runs[c], w->nruns[c]);
+    if (!keel_ok(ks))
+        die(ks, "result");
+    take(s, w);
+}
+
+static outcome simulate(const strat *st, const executor *ex, const bool *bad, double flake,
+                        unsigned retries, unsigned long long seed)
 {
     static world w;
     memset(&w, 0, sizeof(w));
@@ -137,6 +267,9 @@ static outcome simulate(const strat *st, const bool *bad, double flake, unsigned
     p.max_depth = st->depth;
     p.slots = SLOTS;
     p.retries = retries;
+    p.parallel = ex->cores == 0.0                       ? 0.0
+                 : ex->pool > 0 && ex->pool < ex->cores ? (double)ex->pool
+                                                        : ex->cores;
     gate_sched *s = NULL;
     keel_status ks = gate_sched_new(&p, &s);
     if (!keel_ok(ks))
@@ -144,86 +277,35 @@ static outcome simulate(const strat *st, const bool *bad, double flake, unsigned
     for (long long c = 1; c <= NCHANGES; c++)
         if (!keel_ok(ks = gate_sched_enqueue(s, c)))
             die(ks, "enqueue");
-    long long t = 0;
+    double t = 0.0, area = 0.0;
     for (;;) {
-        for (;;) {
-            gate_sched_build b;
-            bool have = false;
-            if (!keel_ok(ks = gate_sched_next(s, &b, &have)))
-                die(ks, "next");
-            if (!have)
-                break;
-            if (b.candidate >= MAXCAND) {
-                (void)fprintf(stderr, "bench_gate: more than %d candidates\n", MAXCAND);
-                exit(1);
+        start_builds(s, &w);
+        while (w.first_open < w.njobs && w.jobs[w.first_open].state == JOB_OVER)
+            w.first_open++;
+        for (size_t i = w.first_open; i < w.njobs && (ex->pool == 0 || w.running < ex->pool); i++)
+            if (w.jobs[i].state == JOB_WAITING) {
+                w.jobs[i].state = JOB_RUNNING;
+                w.jobs[i].start = t;
+                w.jobs[i].area0 = area;
+                w.running++;
             }
-            if (b.attempt == 1) {
-                bool cb = b.base != 0 && w.cand_bad[b.base];
-                for (size_t i = 0; i < b.n; i++)
-                    cb = cb || w.bad[b.changes[i]];
-                w.cand_bad[b.candidate] = cb;
-                for (unsigned k = 0; k < 2; k++) {
-                    unsigned long long sig = b.base != 0 ? w.cand_sig[b.base][k] : 0;
-                    for (size_t i = 0; i < b.n && sig == 0; i++) {
-                        long long c = b.changes[i];
-                        if (w.bad[c] && ((unsigned long long)c % 2 == k || c % 3 == 0))
-                            sig = 1000ull + 2ull * (unsigned long long)c + k;
-                    }
-                    w.cand_sig[b.candidate][k] = sig;
-                }
-            }
-            w.mask[b.candidate] = 3u;
-#ifndef BENCH_OLD_API
-            if (b.nconfigs > 0)
-                w.mask[b.candidate] = 0;
-            for (size_t i = 0; i < b.nconfigs; i++)
-                w.mask[b.candidate] |= strcmp(b.configs[i], "a") == 0 ? 1u : 2u;
-#endif
-            w.running[w.nrunning++] = b.candidate;
-        }
-        if (w.nrunning == 0)
+        if (w.running == 0)
             break;
-        t++; /* every running build ends one T later */
-        long long ending[MAXCAND];
-        size_t n = w.nrunning;
-        memcpy(ending, w.running, n * sizeof(long long));
-        for (size_t i = 0; i < n; i++) {
-            size_t k = 0;
-            while (k < w.nrunning && w.running[k] != ending[i])
-                k++;
-            if (k == w.nrunning)
-                continue; /* cancelled meanwhile */
-            w.running[k] = w.running[--w.nrunning];
-            long long c = ending[i];
-            bool passed = true;
-#ifndef BENCH_OLD_API
-            gate_sched_run runs[2];
-            size_t nr = 0;
-#endif
-            for (unsigned q = 0; q < 2; q++) {
-                if ((w.mask[c] & (1u << q)) == 0)
-                    continue;
-                w.jobs++;
-                unsigned long long sig = w.cand_sig[c][q];
-                if (sig == 0 && flake > 0 && uniform(&seed) < flake)
-                    sig = splitmix64(&seed) | 1; /* a flake: its log ends any way */
-                passed = passed && sig == 0;
-#ifndef BENCH_OLD_API
-                memset(&runs[nr], 0, sizeof(runs[nr]));
-                runs[nr].config = q == 0 ? "a" : "b";
-                runs[nr].passed = sig == 0;
-                runs[nr++].signature = sig;
-#endif
-            }
-#ifndef BENCH_OLD_API
-            ks = gate_sched_results(s, c, runs, nr);
-#else
-            ks = gate_sched_result(s, c, passed);
-#endif
-            if (!keel_ok(ks))
-                die(ks, "result");
-            take(s, &w);
-        }
+        double want = (double)w.running * ex->threads;
+        double rate = ex->cores == 0.0 || want <= ex->cores ? 1.0 : ex->cores / want;
+        double dt = INFINITY;
+        for (size_t i = w.first_open; i < w.njobs; i++)
+            if (w.jobs[i].state == JOB_RUNNING && w.jobs[i].left / rate < dt)
+                dt = w.jobs[i].left / rate;
+        t += dt;
+        area += (double)w.running * dt;
+        size_t hi = w.njobs; /* jobs started later are not running now */
+        for (size_t i = w.first_open; i < hi; i++)
+            if (w.jobs[i].state == JOB_RUNNING)
+                w.jobs[i].left -= rate * dt;
+        for (size_t i = w.first_open; i < hi; i++)
+            if (w.jobs[i].state == JOB_RUNNING && w.jobs[i].left <= 1e-9)
+                job_over(s, &w, &w.jobs[i], t, area, flake, &seed); /* may cancel others */
     }
     gate_sched_stats gs;
     gate_sched_stats_get(s, &gs);
@@ -233,7 +315,8 @@ static outcome simulate(const strat *st, const bool *bad, double flake, unsigned
     o.makespan = t;
     o.builds = gs.builds;
     o.landed = gs.landed;
-    o.jobs = w.jobs;
+    o.jobs = w.jobs_run;
+    o.parallel = gs.parallel;
     o.exact = true;
     for (int c = 1; c <= NCHANGES; c++) {
         if (w.state[c] == 0 || (w.state[c] == 2) != bad[c])
@@ -252,10 +335,12 @@ static const double ps[] = {0.02, 0.1, 0.3};
 enum { NP = sizeof(ps) / sizeof(ps[0]) };
 
 /*
- * One workload (p = ps[pi], flakes or not, seed number `seed`; seed 0 is the
- * table's) run by every strategy: the bad set, its size, and each outcome.
+ * One workload (executor ex, p = ps[pi], flakes or not, seed number `seed`;
+ * seed 0 is the table's) run by every strategy: the bad set, its size, and
+ * each outcome.
  */
-static int workload(size_t pi, bool flaky, unsigned long long seed, bool *bad, outcome *o)
+static int workload(const executor *ex, size_t pi, bool flaky, unsigned long long seed, bool *bad,
+                    outcome *o)
 {
     unsigned long long x = 0x5eed0000ull + pi + (seed << 16);
     int nbad = 0;
@@ -265,131 +350,166 @@ static int workload(size_t pi, bool flaky, unsigned long long seed, bool *bad, o
         nbad += bad[c];
     }
     for (int k = 0; k < NSTRAT; k++)
-        o[k] = simulate(&strats[k], bad, flaky ? 0.05 : 0.0, flaky ? 1u : 0u,
+        o[k] = simulate(&strats[k], ex, bad, flaky ? 0.05 : 0.0, flaky ? 1u : 0u,
                         0xf1a4e000ull + pi + (seed << 16));
     return nbad;
 }
 
-/* The best fixed strategy: the shortest makespan, then the fewest builds. */
+/* The best fixed strategy of one run: the shortest makespan, then the fewest builds. */
 static int best_fixed(const outcome *o)
 {
     int best = 1;
     for (int k = 2; k < NSTRAT; k++)
-        if (o[k].makespan < o[best].makespan ||
-            (o[k].makespan == o[best].makespan && o[k].builds < o[best].builds))
+        if (o[k].makespan < o[best].makespan - 1e-9 ||
+            (o[k].makespan <= o[best].makespan + 1e-9 && o[k].builds < o[best].builds))
             best = k;
     return best;
 }
 
-static bool goal_met(const outcome *o, int best)
+/* The bound: adaptive within 5% of `best`'s makespan, 10% of its builds, no good change rejected. */
+static bool bound_met(double makespan, double builds, double best_makespan, double best_builds,
+                      int good_rejected)
 {
-    return o[0].makespan <= o[best].makespan && o[0].builds <= o[best].builds &&
-           o[0].good_rejected == 0;
+    return makespan <= 1.05 * best_makespan + 1e-9 && builds <= 1.1 * best_builds + 1e-9 &&
+           good_rejected == 0;
 }
 
-/* The table of seed 0, every strategy. */
+/* The table of seed 0, every executor and strategy. */
 static void table(void)
 {
     double worst_cpu = 0.0;
-    int goals_met = 0, goals = 0;
-    printf("keel-gate scheduler: %d changes, %d slots, every build takes T\n\n", NCHANGES, SLOTS);
-    for (int flaky = 0; flaky <= 1; flaky++) {
-        printf("%s\n", flaky
-                           ? "with flakes: every job (2 a build) fails spuriously with probability "
-                             "0.05, retries = 1"
-                           : "no flakes, retries = 0");
-        printf(
-            "| p | strategy | makespan (T) | builds | exactly the bad rejected | good rejected | "
-            "CPU per landed change |\n|---|---|---|---|---|---|---|\n");
-        for (size_t pi = 0; pi < NP; pi++) {
-            bool bad[NCHANGES + 1];
-            outcome o[NSTRAT];
-            int nbad = workload(pi, flaky != 0, 0, bad, o);
-            for (int k = 0; k < NSTRAT; k++) {
-                printf("| %.2f (%d bad) | %s | %lld | %llu | %s | %d | %.1f us |\n", ps[pi], nbad,
-                       strats[k].name, o[k].makespan, o[k].builds, o[k].exact ? "yes" : "no",
-                       o[k].good_rejected, o[k].cpu_us);
-                if (o[k].cpu_us > worst_cpu)
-                    worst_cpu = o[k].cpu_us;
+    int met_n = 0, n = 0;
+    printf(
+        "keel-gate scheduler: %d changes, %d slots, 2 configurations (a: 1 T alone, b: 0.8 T)\n\n",
+        NCHANGES, SLOTS);
+    for (size_t e = 0; e < NEXEC; e++)
+        for (int flaky = 0; flaky <= 1; flaky++) {
+            printf("executor %s, %s\n", execs[e].name,
+                   flaky ? "with flakes: every job fails spuriously with probability 0.05, "
+                           "retries = 1"
+                         : "no flakes, retries = 0");
+            printf("| p | strategy | makespan (T) | builds | exactly the bad rejected | good "
+                   "rejected | capacity learned | CPU per landed change |\n"
+                   "|---|---|---|---|---|---|---|---|\n");
+            for (size_t pi = 0; pi < NP; pi++) {
+                bool bad[NCHANGES + 1];
+                outcome o[NSTRAT];
+                int nbad = workload(&execs[e], pi, flaky != 0, 0, bad, o);
+                for (int k = 0; k < NSTRAT; k++) {
+                    printf("| %.2f (%d bad) | %s | %.1f | %llu | %s | %d | %.1f | %.1f us |\n",
+                           ps[pi], nbad, strats[k].name, o[k].makespan, o[k].builds,
+                           o[k].exact ? "yes" : "no", o[k].good_rejected, o[k].parallel,
+                           o[k].cpu_us);
+                    if (o[k].cpu_us > worst_cpu)
+                        worst_cpu = o[k].cpu_us;
+                }
+                int best = best_fixed(o);
+                bool met = bound_met(o[0].makespan, (double)o[0].builds, o[best].makespan,
+                                     (double)o[best].builds, o[0].good_rejected);
+                n++;
+                met_n += met;
+                printf("|  | adaptive / best fixed (%s: %.1f T, %llu builds) | %.3f | %.3f | %s "
+                       "| | | |\n",
+                       strats[best].name, o[best].makespan, o[best].builds,
+                       o[0].makespan / o[best].makespan,
+                       (double)o[0].builds / (double)o[best].builds, met ? "met" : "NOT met");
             }
-            int best = best_fixed(o);
-            bool met = goal_met(o, best);
-            goals++;
-            goals_met += met;
-            printf("|  | adaptive vs best fixed (%s: %lld T, %llu builds) | %s | | | | |\n",
-                   strats[best].name, o[best].makespan, o[best].builds, met ? "met" : "NOT met");
+            printf("\n");
         }
-        printf("\n");
-    }
-    printf("adaptive <= best fixed strategy (makespan, and builds no more than it): %d of %d "
-           "workloads\n",
-           goals_met, goals);
+    printf("adaptive <= 1.05x the best fixed strategy's makespan with <= 1.1x its builds: %d of "
+           "%d workloads of seed 0\n",
+           met_n, n);
     printf("scheduler CPU per landed change, worst run: %.1f us (goal < 50 ms)\n", worst_cpu);
 }
 
-/*
- * The same six workloads over seeds 0 .. n-1 (a new bad set and a new flake
- * stream each): per row, how often adaptive meets the goal, and its mean
- * makespan and builds against those of the best fixed strategy of each seed.
- */
-static void seeds(unsigned n)
+static int cmp_double(const void *a, const void *b)
 {
-    printf("keel-gate scheduler over %u seeds: %d changes, %d slots, every build takes T\n\n", n,
-           NCHANGES, SLOTS);
-    printf("| p | flakes | goal met | adaptive makespan (T) | best fixed makespan (T) | adaptive "
-           "builds | best fixed builds | adaptive - best makespan, range | good rejected by "
-           "adaptive | best fixed was |\n|---|---|---|---|---|---|---|---|---|---|\n");
-    for (int flaky = 0; flaky <= 1; flaky++)
-        for (size_t pi = 0; pi < NP; pi++) {
-            unsigned met = 0, wins[NSTRAT] = {0};
-            double am = 0, bm = 0, ab = 0, bb = 0;
-            long long lo = 0, hi = 0;
-            int good_rejected = 0;
-            for (unsigned sd = 0; sd < n; sd++) {
-                bool bad[NCHANGES + 1];
-                outcome o[NSTRAT];
-                (void)workload(pi, flaky != 0, sd, bad, o);
-                int best = best_fixed(o);
-                met += goal_met(o, best);
-                wins[best]++;
-                am += (double)o[0].makespan;
-                bm += (double)o[best].makespan;
-                ab += (double)o[0].builds;
-                bb += (double)o[best].builds;
-                long long d = o[0].makespan - o[best].makespan;
-                lo = sd == 0 || d < lo ? d : lo;
-                hi = sd == 0 || d > hi ? d : hi;
-                good_rejected += o[0].good_rejected;
-            }
-            char who[256] = "";
-            size_t len = 0;
-            for (int k = 1; k < NSTRAT; k++)
-                if (wins[k] > 0 && len < sizeof(who))
-                    len += (size_t)snprintf(who + len, sizeof(who) - len, "%s%s %u",
-                                            len ? ", " : "", strats[k].name, wins[k]);
-            printf(
-                "| %.2f | %s | %u of %u | %.1f | %.1f | %.1f | %.1f | %+lld .. %+lld | %d | %s |\n",
-                ps[pi], flaky ? "5%" : "no", met, n, am / n, bm / n, ab / n, bb / n, lo, hi,
-                good_rejected, who);
-        }
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y ? 1 : 0;
 }
 
 /*
- * N trials per strategy, each a new bad set at p = 0.1 and a new flake
- * stream, 5% flakes per job, retries = 1: good changes rejected (the goal:
- * none), in how many trials, bad changes landed, and the mean cost.
+ * Every workload over seeds 0 .. n-1 (a new bad set and a new flake stream
+ * each).  Per row, the fixed strategy best on average (mean makespan) is the
+ * anchor: adaptive's mean makespan and builds as ratios to it, the worst
+ * decile of the per-seed makespan ratio (its 90th percentile), and whether
+ * the bound holds on the means; also how often adaptive is within the bound
+ * of the best fixed strategy of each seed (an oracle no fixed choice has).
+ */
+static int seeds(unsigned n)
+{
+    printf("keel-gate scheduler over %u seeds: %d changes, %d slots, 2 configurations\n\n", n,
+           NCHANGES, SLOTS);
+    printf("| executor | p | flakes | best fixed (mean) | adaptive / it: makespan | builds | "
+           "worst decile (makespan) | bound | within it of each seed's best | good rejected by "
+           "adaptive |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    int missed = 0;
+    double *ratio = (double *)calloc(n, sizeof(double));
+    double(*mk)[NSTRAT] = (double(*)[NSTRAT])calloc(n, sizeof(*mk));
+    double(*bu)[NSTRAT] = (double(*)[NSTRAT])calloc(n, sizeof(*bu));
+    if (ratio == NULL || mk == NULL || bu == NULL) {
+        (void)fprintf(stderr, "bench_gate: out of memory\n");
+        exit(1);
+    }
+    for (size_t e = 0; e < NEXEC; e++)
+        for (int flaky = 0; flaky <= 1; flaky++)
+            for (size_t pi = 0; pi < NP; pi++) {
+                unsigned oracle = 0;
+                int good_rejected = 0;
+                double mean_mk[NSTRAT] = {0}, mean_bu[NSTRAT] = {0};
+                for (unsigned sd = 0; sd < n; sd++) {
+                    bool bad[NCHANGES + 1];
+                    outcome o[NSTRAT];
+                    (void)workload(&execs[e], pi, flaky != 0, sd, bad, o);
+                    int best = best_fixed(o);
+                    oracle += bound_met(o[0].makespan, (double)o[0].builds, o[best].makespan,
+                                        (double)o[best].builds, o[0].good_rejected);
+                    good_rejected += o[0].good_rejected;
+                    for (int k = 0; k < NSTRAT; k++) {
+                        mk[sd][k] = o[k].makespan;
+                        bu[sd][k] = (double)o[k].builds;
+                        mean_mk[k] += o[k].makespan / n;
+                        mean_bu[k] += (double)o[k].builds / n;
+                    }
+                }
+                int best = 1;
+                for (int k = 2; k < NSTRAT; k++)
+                    if (mean_mk[k] < mean_mk[best])
+                        best = k;
+                for (unsigned sd = 0; sd < n; sd++)
+                    ratio[sd] = mk[sd][0] / mk[sd][best];
+                qsort(ratio, n, sizeof(double), cmp_double);
+                double decile = ratio[(size_t)((double)(n - 1) * 0.9)];
+                bool met =
+                    bound_met(mean_mk[0], mean_bu[0], mean_mk[best], mean_bu[best], good_rejected);
+                missed += !met;
+                printf("| %s | %.2f | %s | %s: %.1f T, %.1f builds | %.3f | %.3f | %.3f | %s | "
+                       "%u of %u | %d |\n",
+                       execs[e].name, ps[pi], flaky ? "5%" : "no", strats[best].name, mean_mk[best],
+                       mean_bu[best], mean_mk[0] / mean_mk[best], mean_bu[0] / mean_bu[best],
+                       decile, met ? "met" : "NOT met", oracle, n, good_rejected);
+                (void)fflush(stdout);
+            }
+    free(ratio);
+    free(mk);
+    free(bu);
+    printf("\nworkloads where adaptive misses the bound (mean makespan <= 1.05x, builds <= 1.1x "
+           "the best fixed strategy's, no good change rejected): %d of %d\n",
+           missed, (int)(NEXEC * 2 * NP));
+    return missed;
+}
+
+/*
+ * N trials per strategy on the free executor, each a new bad set at p = 0.1
+ * and a new flake stream, 5% flakes per job, retries = 1: good changes
+ * rejected (the goal: none), in how many trials, bad changes landed, and
+ * the mean cost.
  */
 static void trials(unsigned n)
 {
     printf("keel-gate scheduler, %u trials per strategy: %d changes (p = 0.10), 2 "
-           "configurations, 5%% flakes per job, retries = 1, %d slots%s\n\n",
-           n, NCHANGES, SLOTS,
-#ifdef BENCH_OLD_API
-           " (one result per build, retries of every configuration)"
-#else
-           ""
-#endif
-    );
+           "configurations, 5%% flakes per job, retries = 1, %d slots\n\n",
+           n, NCHANGES, SLOTS);
     printf("| strategy | good rejected | trials with one | bad landed | makespan (T) | builds | "
            "jobs |\n|---|---|---|---|---|---|---|\n");
     int total = 0;
@@ -402,12 +522,12 @@ static void trials(unsigned n)
             bad[0] = false;
             for (int c = 1; c <= NCHANGES; c++)
                 bad[c] = uniform(&x) < 0.1;
-            outcome o = simulate(&strats[k], bad, 0.05, 1,
+            outcome o = simulate(&strats[k], &execs[0], bad, 0.05, 1,
                                  0xf1a4e000ull + t * 7919ull + (unsigned long long)k);
             good += o.good_rejected;
             hit += o.good_rejected > 0;
             bad_landed += o.bad_landed;
-            mk += (double)o.makespan;
+            mk += o.makespan;
             bu += (double)o.builds;
             jb += (double)o.jobs;
         }
@@ -418,28 +538,25 @@ static void trials(unsigned n)
     printf("\ngood changes rejected in %u trials, all strategies: %d\n", n, total);
 }
 
+static unsigned count_arg(const char *opt, const char *arg)
+{
+    char *end = NULL;
+    unsigned long n = strtoul(arg, &end, 10);
+    if (*end != '\0' || n < 1 || n > 100000) {
+        (void)fprintf(stderr, "bench_gate: %s wants a count in [1, 100000], not '%s'\n", opt, arg);
+        exit(2);
+    }
+    return (unsigned)n;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--trials") == 0) {
-        char *end = NULL;
-        unsigned long n = strtoul(argv[2], &end, 10);
-        if (*end != '\0' || n < 1 || n > 100000) {
-            (void)fprintf(stderr, "bench_gate: --trials wants a count in [1, 100000]\n");
-            return 2;
-        }
-        trials((unsigned)n);
+        trials(count_arg(argv[1], argv[2]));
         return 0;
     }
-    if (argc == 3 && strcmp(argv[1], "--seeds") == 0) {
-        char *end = NULL;
-        unsigned long n = strtoul(argv[2], &end, 10);
-        if (*end != '\0' || n < 1 || n > 100000) {
-            (void)fprintf(stderr, "bench_gate: --seeds wants a count in [1, 100000]\n");
-            return 2;
-        }
-        seeds((unsigned)n);
-        return 0;
-    }
+    if (argc == 3 && strcmp(argv[1], "--seeds") == 0)
+        return seeds(count_arg(argv[1], argv[2])) == 0 ? 0 : 1;
     if (argc != 1) {
         (void)fprintf(stderr, "usage: bench_gate [--seeds N | --trials N]\n");
         return 2;

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -632,12 +633,29 @@ keel_status gate_load_config(gate *g, const char *commit, gate_config **cfg)
     return s;
 }
 
+/* The CPUs this process may run on (its affinity: a container's or taskset's share). */
+static unsigned cpus(void)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return (unsigned)CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
 unsigned gate_slots(const gate_config *cfg)
 {
     if (cfg->slots > 0)
         return cfg->slots;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 && n < 64 ? (unsigned)n : 4;
+    unsigned n = cpus();
+    return n < 64 ? n : 4;
+}
+
+double gate_parallel(const gate_config *cfg)
+{
+    unsigned n = cpus(), slots = gate_slots(cfg);
+    return (double)(n < slots ? n : slots);
 }
 
 /* ---- try --------------------------------------------------------------------------- */

@@ -78,6 +78,10 @@ typedef struct gate_run_stats {
     unsigned long long moved; /* compare-and-swaps lost to a concurrent push */
     unsigned long long notify_failures;
     int stop_signal; /* nonzero: it stopped on gate_request_stop (the number it was given) */
+    /* what the scheduler learned: jobs the executor runs at once, from how many timings */
+    double parallel;
+    unsigned timed;
+    unsigned batch, depth; /* the window's shape at the end */
 } gate_run_stats;
 
 /*

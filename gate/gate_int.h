@@ -161,6 +161,11 @@ KEEL_MUST_USE keel_status gate_make_dirs(const char *dir);
  */
 KEEL_MUST_USE keel_status gate_load_config(gate *g, const char *commit, gate_config **cfg);
 unsigned gate_slots(const gate_config *cfg);
+/*
+ * The local executor's parallelism in jobs, the capacity estimate's prior:
+ * the CPUs this process may use, at most the slots (its threads).
+ */
+double gate_parallel(const gate_config *cfg);
 /* KEEL_E_INVAL: the configuration at `tip` of `target` names another target. */
 KEEL_MUST_USE keel_status gate_target_mismatch(const char *target, const char *tip,
                                                const char *named);

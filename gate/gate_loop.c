@@ -268,7 +268,7 @@ static keel_status restart(gate *g)
     s = gate_sandbox_ready(g->tip_cfg);
     if (!keel_ok(s))
         return s;
-    gate_sched_delete(g->sched);
+    gate_sched *old = g->sched;
     g->sched = NULL;
     gate_sched_params p;
     gate_sched_params_default(&p);
@@ -277,7 +277,11 @@ static keel_status restart(gate *g)
     p.max_depth = g->tip_cfg->max_depth;
     p.retries = g->tip_cfg->retries;
     p.slots = gate_slots(g->tip_cfg);
+    p.parallel = gate_parallel(g->tip_cfg);
     s = gate_sched_new(&p, &g->sched);
+    if (keel_ok(s) && old != NULL)
+        gate_sched_inherit(g->sched, old); /* what it learned of the executor */
+    gate_sched_delete(old);
     g->nactive = 0;
     return s;
 }
@@ -874,6 +878,9 @@ static keel_status job_done(gate *g, gate_job_run *j)
         s = KEEL_OK;
     }
     g->trees[j->tree].busy = false; /* the next job there finds it as the checkout left it */
+    if (g->sched != NULL && !gate_error &&
+        (j->result == GATE_EXEC_PASSED || j->result == GATE_EXEC_FAILED))
+        gate_sched_timed(g->sched, j->config, (double)j->elapsed_ms, j->load); /* ran its course */
     gate_cand *c = stale ? NULL : find_cand(g, j->cand);
     if (keel_ok(s) && !stale)
         gate_point_after_job();
@@ -1358,6 +1365,14 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
     g->ncands = g->cands_cap = 0;
     gate_pool_delete(g->pool);
     g->pool = NULL;
+    if (g->sched != NULL) {
+        gate_sched_stats ss;
+        gate_sched_stats_get(g->sched, &ss);
+        g->stats.parallel = ss.parallel;
+        g->stats.timed = ss.timed;
+        g->stats.batch = ss.batch;
+        g->stats.depth = ss.depth;
+    }
     gate_sched_delete(g->sched);
     g->sched = NULL;
     gate_config_free(g->tip_cfg);

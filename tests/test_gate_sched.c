@@ -35,6 +35,12 @@ typedef struct sim {
      */
     bool two;
     double flake;
+    /*
+     * > 0: every run is timed (gate_sched_timed) as on an executor that runs
+     * that many jobs at once: 1000 ms alone, slower by k / timed_par when a
+     * round runs k jobs
+     */
+    double timed_par;
     unsigned long long rng;
     unsigned long long cand_sig[MAXCAND][2]; /* the signature its tree fails with, 0: passes */
     unsigned cand_mask[MAXCAND];             /* the configurations this attempt runs */
@@ -187,6 +193,9 @@ static void finish_round(sim *m)
     long long batch[MAXCAND];
     size_t n = m->nrunning;
     memcpy(batch, m->running, n * sizeof(long long));
+    double jobs = 0.0; /* this round's, all at once */
+    for (size_t i = 0; i < n; i++)
+        jobs += (double)__builtin_popcount(m->cand_mask[batch[i]]);
     for (size_t i = 0; i < n; i++) {
         long long c = batch[i];
         size_t k = 0;
@@ -209,6 +218,10 @@ static void finish_round(sim *m)
                     r[nr].signature = next_rand(&m->rng) | 1; /* a flake: any ending */
                 r[nr].passed = r[nr].signature == 0;
                 all = all && r[nr].passed;
+                if (m->timed_par > 0.0)
+                    gate_sched_timed(m->s, r[nr].config,
+                                     1000.0 * (jobs > m->timed_par ? jobs / m->timed_par : 1.0),
+                                     jobs);
                 r[nr++].job = c;
             }
             if (all && !m->cand_bad[c])
@@ -419,8 +432,12 @@ static void test_adaptive_estimate(void **state)
     gate_sched_stats st;
     gate_sched_stats_get(m.s, &st);
     assert_true(st.p > 0.09 && st.p < 0.11); /* the prior */
-    /* a weak prior at p = 0.1: modest batches in a full window */
-    assert_true(st.batch >= 2 && st.batch <= 4);
+    /*
+     * a weak prior at p = 0.1 on an executor not limited: a full window (its
+     * batches are what the model makes of the prior: with no retries,
+     * isolations are cheap and they are large)
+     */
+    assert_true(st.batch >= 1 && st.batch <= 8);
     assert_int_equal(st.depth, 4);
     sim_run(&m);
     check_outcome(&m);
@@ -437,6 +454,137 @@ static void test_adaptive_estimate(void **state)
     assert_true(st.p < 0.05);
     assert_int_equal(st.batch, m.p.max_batch);
     assert_int_equal(m.max_n, m.p.max_batch);
+    sim_end(&m);
+}
+
+/*
+ * Capacity: on an executor told to run 2 jobs at once, builds of two
+ * configurations (2 jobs each) gain nothing from a window: adaptive builds
+ * one candidate at a time (after the first round, which shows a build's jobs),
+ * with no more builds than the free executor's window, and the same outcome.
+ */
+static void test_adaptive_capacity(void **state)
+{
+    (void)state;
+    static const int bad[] = {7, 19, 30};
+    sim m;
+    size_t running[2];
+    int builds[2];
+    for (int told = 0; told < 2; told++) {
+        sim_init(&m, GATE_STRATEGY_ADAPTIVE, 40, bad, 3);
+        m.two = true;
+        m.p.parallel = told ? 2.0 : 0.0;
+        sim_start(&m);
+        take_decisions(&m);
+        (void)start_builds(&m);
+        m.rounds++;
+        finish_round(&m); /* the first round: a build's jobs are not known yet */
+        m.max_running = 0;
+        sim_run(&m);
+        check_outcome(&m);
+        gate_sched_stats st;
+        gate_sched_stats_get(m.s, &st);
+        assert_int_equal(st.jobs, 2);
+        print_message("told %g: depth %u, at most %zu running, %d builds\n", m.p.parallel, st.depth,
+                      m.max_running, m.builds);
+        running[told] = m.max_running;
+        builds[told] = m.builds;
+        sim_end(&m);
+    }
+    assert_true(running[0] > 1);
+    assert_int_equal(running[1], 1);
+    assert_true(builds[1] <= builds[0]);
+}
+
+/*
+ * Told 8, while the jobs' times show an executor of 2 (each uses two cores,
+ * say): adaptive learns it from the timings and stops speculating.
+ */
+static void test_adaptive_learns_capacity(void **state)
+{
+    (void)state;
+    static const int bad[] = {5, 17, 33, 50};
+    sim m;
+    unsigned depth[2];
+    size_t running[2];
+    for (int timed = 0; timed < 2; timed++) {
+        sim_init(&m, GATE_STRATEGY_ADAPTIVE, 60, bad, 4);
+        m.two = true;
+        m.p.parallel = 8.0;
+        m.timed_par = timed ? 2.0 : 0.0;
+        sim_start(&m);
+        gate_sched_stats st;
+        gate_sched_stats_get(m.s, &st);
+        assert_true(st.parallel > 7.9 && st.parallel < 8.1);
+        for (int r = 0; r < 4; r++) { /* the first rounds teach it */
+            take_decisions(&m);
+            (void)start_builds(&m);
+            m.rounds++;
+            finish_round(&m);
+        }
+        m.max_running = 0;
+        sim_run(&m);
+        check_outcome(&m);
+        gate_sched_stats_get(m.s, &st);
+        print_message("timed %d: %.2f jobs at once from %u timings; depth %u, then at most %zu "
+                      "running\n",
+                      timed, st.parallel, st.timed, st.depth, m.max_running);
+        if (timed) {
+            assert_true(st.timed > 0);
+            assert_true(st.parallel > 1.5 && st.parallel < 2.7);
+        }
+        depth[timed] = st.depth;
+        running[timed] = m.max_running;
+        sim_end(&m);
+    }
+    assert_int_equal(depth[0], 4); /* 8 jobs at once: a full window of 2-job builds */
+    assert_int_equal(running[0], 4);
+    assert_true(depth[1] <= 2);
+    assert_true(running[1] <= 2);
+}
+
+/*
+ * Adaptive cuts again what it cut when its estimate was lower: a window of
+ * large batches, the first of which is all bad; once its changes are
+ * rejected the estimate is high, and the batches behind it (dropped with
+ * it, never built whole again) go out as small candidates.
+ */
+static void test_adaptive_recut(void **state)
+{
+    (void)state;
+    static const int bad[] = {1, 2, 3, 4, 5, 6, 7, 8};
+    sim m;
+    sim_init(&m, GATE_STRATEGY_ADAPTIVE, 40, bad, 8);
+    m.p.prior_p = 0.001;
+    m.p.max_batch = 8;
+    sim_start(&m);
+    take_decisions(&m);
+    assert_int_equal(start_builds(&m), 4);
+    assert_int_equal(m.max_n, 8); /* four batches of eight */
+    m.rounds++;
+    finish_round(&m);
+    size_t after = 0; /* the largest candidate once the bad batch's changes are all rejected */
+    for (;;) {
+        take_decisions(&m);
+        gate_sched_stats st;
+        gate_sched_stats_get(m.s, &st);
+        size_t before = m.max_n;
+        if (st.rejected == 8)
+            m.max_n = 0;
+        if (start_builds(&m) == 0 && m.nrunning == 0)
+            break;
+        if (st.rejected == 8) {
+            after = m.max_n > after ? m.max_n : after;
+            assert_true(m.max_n <= st.batch);
+        } else {
+            m.max_n = before > m.max_n ? before : m.max_n;
+        }
+        m.rounds++;
+        finish_round(&m);
+    }
+    check_outcome(&m);
+    print_message("largest candidate once 8 were rejected: %zu\n", after);
+    assert_true(after > 0 && after < 8);
     sim_end(&m);
 }
 
@@ -1126,6 +1274,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_adaptive_probe),
         cmocka_unit_test(test_adaptive_builds_past_failure),
         cmocka_unit_test(test_adaptive_presumption_flaky),
+        cmocka_unit_test(test_adaptive_capacity),
+        cmocka_unit_test(test_adaptive_learns_capacity),
+        cmocka_unit_test(test_adaptive_recut),
         cmocka_unit_test(test_verdict_per_configuration),
         cmocka_unit_test(test_verdict_names_decisive_configuration),
         cmocka_unit_test(test_bisection_confirms_alone),

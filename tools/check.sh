@@ -3,7 +3,7 @@
 # summary at the end.  Stage logs are in build/check/<stage>.log.
 #
 #   tools/check.sh              all stages
-#   tools/check.sh tidy format  only the named stages
+#   tools/check.sh tidy clang-format   only the named stages (or ONLY="tidy clang-format")
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -11,6 +11,7 @@ LOGS=$ROOT/build/check
 mkdir -p "$LOGS"
 JOBS=${JOBS:-$(nproc)}
 FUZZ_CHECK_SECONDS=${FUZZ_CHECK_SECONDS:-30}
+ONLY=${ONLY:-$*} # the stages named on the command line, or in $ONLY; none: all
 
 # What the static analysers and the C++ checks look at: the library, the gate and tools.
 LIB_SOURCES=$(ls src/*.c gate/*.c gate/*/*.c tools/*.c 2>/dev/null)

@@ -428,6 +428,11 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
                           "failures\n",
                           st.landed, st.rejected, st.conflicts, st.flakes, st.builds, st.jobs,
                           st.moved, st.notify_failures);
+        if (keel_ok(s) && o.out != NULL && st.parallel > 0.0)
+            (void)fprintf(out,
+                          "executor: %.1f jobs at once (learned from %u job timings); window: "
+                          "batches of %u, %u deep\n",
+                          st.parallel, st.timed, st.batch, st.depth);
         gate_signals_stop(sig); /* after the last line: SIGPIPE is ignored until then */
         rc = keel_ok(s) && st.rejected + st.conflicts == 0 ? 0 : 1;
         break;

@@ -27,6 +27,10 @@ struct gate_pool {
     gate_job_run *waiting, *waiting_tail;
     gate_job_run *finished, *finished_tail;
     unsigned outstanding;
+    /* the jobs executing, and their count integrated over time (job-ms) up to load_at */
+    unsigned executing;
+    double load_area;
+    unsigned long long load_at;
     bool stop;
     keel_thread *threads[MAX_SLOTS];
     unsigned nthreads;
@@ -156,6 +160,24 @@ void gate_job_execute(gate_job_run *j)
         job_error(j, KEEL_ERR_SYS(e, "cannot write job log '%s'", j->log));
 }
 
+/*
+ * The jobs executing change by `delta` at `now`: the area (jobs x ms) up to
+ * now, before the change.  A job's mean load is the area over its run
+ * divided by its length.
+ */
+static double load_step(gate_pool *p, unsigned long long now, int delta)
+{
+    KEEL_ASSERT(keel_mutex_held(&p->lock));
+    if (now > p->load_at) {
+        p->load_area += (double)p->executing * (double)(now - p->load_at);
+        p->load_at = now;
+    }
+    double area = p->load_area;
+    KEEL_ASSERT(delta > 0 || p->executing > 0);
+    p->executing = (unsigned)((int)p->executing + delta);
+    return area;
+}
+
 static void *worker(void *arg)
 {
     gate_pool *p = (gate_pool *)arg;
@@ -166,9 +188,14 @@ static void *worker(void *arg)
         if (p->stop)
             break;
         gate_job_run *j = pop(&p->waiting, &p->waiting_tail);
+        unsigned long long t0 = gate_now_ms();
+        double area0 = load_step(p, t0, 1);
         keel_mutex_unlock(&p->lock);
         gate_job_execute(j);
         keel_mutex_lock(&p->lock);
+        unsigned long long t1 = gate_now_ms();
+        double area1 = load_step(p, t1, -1);
+        j->load = t1 > t0 ? (area1 - area0) / (double)(t1 - t0) : (double)p->executing + 1.0;
         push(&p->finished, &p->finished_tail, j);
         keel_cond_broadcast(&p->done);
     }

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "capacity.h"
 #include "heaps.h"
 
 #define SCHED_HEAP KEEL_MODULE_REF(gate_sched)
@@ -119,8 +120,10 @@ struct gate_sched {
     long long tip; /* the candidate whose tree the tip is, 0 at first */
     unsigned running;
     double bad_w, all_w;
-    double flaked_w, tried_w; /* the flake rate's counts */
-    double shape_p, shape_n;  /* the estimate the cached shape is for (0: none) */
+    double flaked_w, tried_w;     /* the flake rate's counts */
+    gate_cap cap;                 /* what the executor runs at once (capacity.h) */
+    unsigned jobs;                /* jobs in a build: the configurations a first build ran */
+    gate_sched_outlook shape_for; /* what the cached shape is for (p 0: none) */
     unsigned shape_batch, shape_depth;
     gate_sched_stats st;
 };
@@ -149,6 +152,7 @@ void gate_sched_params_default(gate_sched_params *p)
     p->slots = 4;
     p->retries = 1;
     p->prior_p = 0.1;
+    p->parallel = 0.0;
 }
 
 keel_status gate_sched_new(const gate_sched_params *p, gate_sched **out)
@@ -171,6 +175,9 @@ keel_status gate_sched_new(const gate_sched_params *p, gate_sched **out)
                         GATE_SCHED_MAX_RETRIES);
     if (!(p->prior_p > 0.0 && p->prior_p < 1.0))
         return KEEL_ERR(KEEL_E_INVAL, "'prior_p' %g is not in (0, 1)", p->prior_p);
+    if (!(p->parallel >= 0.0 && p->parallel <= GATE_CAP_UNLIMITED))
+        return KEEL_ERR(KEEL_E_INVAL, "'parallel' %g is not in [0, %g]", p->parallel,
+                        GATE_CAP_UNLIMITED);
     void *mem = NULL;
     keel_status st = keel_heap_calloc(SCHED_HEAP, 1, sizeof(gate_sched), &mem);
     if (!keel_ok(st))
@@ -178,6 +185,8 @@ keel_status gate_sched_new(const gate_sched_params *p, gate_sched **out)
     gate_sched *s = (gate_sched *)mem;
     s->p = *p;
     s->next_cand = 1;
+    s->jobs = 1;
+    gate_cap_init(&s->cap, p->parallel);
     *out = s;
     return KEEL_OK;
 }
@@ -215,14 +224,29 @@ static double evidence(const gate_sched *s)
     return s->all_w + prior_n;
 }
 
-/* The strategy's shape for the current estimate (cached: it changes only with it). */
+static void outlook(gate_sched *s, gate_sched_outlook *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->p = estimate(s);
+    o->n = evidence(s);
+    o->parallel = gate_cap_parallel(&s->cap);
+    o->jobs = s->jobs;
+    o->batch = s->shape_batch;
+    o->depth = s->shape_depth;
+}
+
+/*
+ * The strategy's shape for the current estimates (cached: it changes only
+ * with them; the queue's length is not among its inputs).
+ */
 static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
 {
-    double p = estimate(s), n = evidence(s);
-    if (p != s->shape_p || n != s->shape_n) {
-        gate_sched_shape(&s->p, p, n, s->qlen, &s->shape_batch, &s->shape_depth);
-        s->shape_p = p;
-        s->shape_n = n;
+    gate_sched_outlook o;
+    outlook(s, &o);
+    const gate_sched_outlook *c = &s->shape_for;
+    if (o.p != c->p || o.n != c->n || o.parallel != c->parallel || o.jobs != c->jobs) {
+        gate_sched_shape(&s->p, &o, &s->shape_batch, &s->shape_depth);
+        s->shape_for = o;
     }
     *batch = s->shape_batch;
     *depth = s->shape_depth;
@@ -490,6 +514,41 @@ static keel_status start(gate_sched *s, seg *g, long long base, gate_sched_build
     return KEEL_OK;
 }
 
+/*
+ * Adaptive: segments i.. (none built, none known bad) go back to the front of
+ * the queue, to be cut again to the shape of now (a batch cut when the
+ * estimate was lower would otherwise be rebuilt whole after every drop).
+ * False when one of them may not go back (the queue is unchanged).
+ */
+static bool unplan_from(gate_sched *s, size_t i)
+{
+    size_t total = 0;
+    for (size_t j = i; j < s->nplan; j++) {
+        const seg *g = &s->plan[j];
+        if (g->cand != 0 || g->known_bad)
+            return false;
+        total += g->n;
+    }
+    keel_status st =
+        grow((void **)&s->queue, &s->qcap, s->qhead + s->qlen + total, sizeof(long long));
+    if (!keel_ok(st)) {
+        keel_status_ignore(st, "no room to cut it again: it is built as it was cut");
+        return false;
+    }
+    memmove(s->queue + total, s->queue + s->qhead, s->qlen * sizeof(long long));
+    s->qhead = 0;
+    size_t at = 0;
+    for (size_t j = i; j < s->nplan; j++) {
+        memcpy(s->queue + at, s->plan[j].ids, s->plan[j].n * sizeof(long long));
+        at += s->plan[j].n;
+        keel_heap_free(SCHED_HEAP, s->plan[j].ids);
+        keel_heap_free(SCHED_HEAP, s->plan[j].cfg);
+    }
+    s->qlen += total;
+    s->nplan = i;
+    return true;
+}
+
 /* ---- the API ------------------------------------------------------------------- */
 
 static bool active(const gate_sched *s, long long change, size_t *seg_at, size_t *pos)
@@ -644,6 +703,8 @@ keel_status gate_sched_next(gate_sched *s, gate_sched_build *out, bool *have)
             g->skipped = true;
             return st;
         }
+        if (s->p.strategy == GATE_STRATEGY_ADAPTIVE && g->n > batch && unplan_from(s, i))
+            break; /* cut again below */
         *have = true;
         return start(s, g, base, out);
     }
@@ -759,6 +820,8 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
     seg *g = &s->plan[i]; /* after reserve(), which may move the plan */
     KEEL_ASSERT(s->running > 0);
     s->running--;
+    if (g->attempts == 1 && n > 0)
+        s->jobs = (unsigned)n; /* a first build runs every configuration */
     for (size_t k = 0; k < n; k++)
         record(s, g, &runs[k], final);
     bool open = false, flaked = false;
@@ -839,6 +902,27 @@ bool gate_sched_poll(gate_sched *s, gate_sched_decision *out)
     return true;
 }
 
+void gate_sched_capacity(gate_sched *s, double parallel)
+{
+    KEEL_ASSERT(s != NULL);
+    gate_cap_tell(&s->cap, parallel);
+}
+
+void gate_sched_timed(gate_sched *s, const char *config, double elapsed_ms, double load)
+{
+    KEEL_ASSERT(s != NULL && config != NULL);
+    gate_cap_observe(&s->cap, config, elapsed_ms, load);
+}
+
+void gate_sched_inherit(gate_sched *to, const gate_sched *from)
+{
+    KEEL_ASSERT(to != NULL && from != NULL);
+    double told = to->cap.told;
+    to->cap = from->cap;
+    gate_cap_tell(&to->cap, told); /* what the new one was told holds */
+    to->jobs = from->jobs;
+}
+
 void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out)
 {
     KEEL_ASSERT(s != NULL && out != NULL);
@@ -848,9 +932,22 @@ void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out)
     for (size_t i = 0; i < s->nplan; i++)
         out->testing += s->plan[i].n;
     out->running = s->running;
-    out->p = estimate(s);
+    gate_cap cap = s->cap; /* the fit is cached in it: a copy, s is const here */
+    gate_sched_outlook o;
+    memset(&o, 0, sizeof(o));
+    o.p = estimate(s);
+    o.n = evidence(s);
+    o.queued = s->qlen;
+    o.parallel = gate_cap_parallel(&cap);
+    o.jobs = s->jobs;
+    o.batch = s->shape_batch;
+    o.depth = s->shape_depth;
     unsigned batch = 1, depth = 1;
-    gate_sched_shape(&s->p, out->p, evidence(s), s->qlen, &batch, &depth);
+    gate_sched_shape(&s->p, &o, &batch, &depth);
+    out->p = o.p;
     out->batch = batch;
     out->depth = depth;
+    out->parallel = o.parallel;
+    out->jobs = s->jobs;
+    out->timed = s->cap.nobs;
 }

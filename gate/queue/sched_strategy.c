@@ -7,6 +7,8 @@
 
 #include <math.h>
 
+#include "capacity.h"
+
 /* round(1 / sqrt(p)) clamped to [1, hi]: the largest b with (b - 1/2)^2 p <= 1. */
 static unsigned inv_sqrt_round(double p, unsigned hi)
 {
@@ -16,27 +18,69 @@ static unsigned inv_sqrt_round(double p, unsigned hi)
     return b;
 }
 
+/* The probability that n changes hold a bad one. */
+static double any_bad(double p, unsigned n)
+{
+    return 1.0 - pow(1.0 - p, (double)n);
+}
+
 /*
- * Expected rounds and builds per change decided for a window of d candidates
- * of b changes each, every change bad with probability p, r retries.  A round
- * builds the window; segments land in order up to the first failing one
- * (probability 1 - q each, q = (1-p)^b), which is first retried r times and
- * whose changes are then isolated by bisection: about log2(b) sequential
- * builds per bad change it holds (a known-bad single is rejected without a
- * build), a part of which fail and are retried too (counted as a third).
+ * Expected builds to decide n >= 2 changes known to hold a bad one (each
+ * bad with probability p, given that one is), as the scheduler isolates it
+ * (sched.c: split): the first half h is built alone; if it fails (each
+ * failure costs r retries) it is isolated in turn (a single one is then
+ * rejected as it is) and the second half m goes back to be built as an
+ * unknown segment; if it passes, the second half is known bad: isolated, or,
+ * a single change, built alone once more to confirm it.  *unknown_m: the
+ * expected builds of that unknown second half (U(m)).
  */
-static void model(double p, unsigned b, unsigned d, unsigned r, double *rounds, double *builds)
+static double isolate(double p, unsigned n, unsigned r);
+
+static double isolate(double p, unsigned n, unsigned r)
+{
+    KEEL_ASSERT(n >= 2);
+    unsigned h = n / 2, m = n - h;
+    double a = any_bad(p, h) / any_bad(p, n); /* the first half holds one */
+    double km = m >= 2 ? isolate(p, m, r) : 1.0 + (double)r;
+    double um = m >= 2 ? 1.0 + any_bad(p, m) * ((double)r + km) : 1.0 + p * (double)r;
+    double kh = h >= 2 ? isolate(p, h, r) : 0.0;
+    return 1.0 + a * ((double)r + kh + um) + (1.0 - a) * km;
+}
+
+/*
+ * The part of an isolation on the critical path when the window is deeper
+ * than one: measured with bench_gate (spec-batch w=4 b=4 against the model
+ * at p = 0.1 and 0.3: 0.57 and 0.64).
+ */
+static const double overlap = 0.6;
+
+/*
+ * Expected time and builds per change decided for a window of d candidates
+ * of b changes each, every change bad with probability p, r retries, each
+ * build `jobs` jobs on an executor that runs `par` jobs at once.  A round
+ * builds the window; segments land in order up to the first failing one
+ * (probability 1 - q each, q = (1-p)^b), which is retried r times and
+ * isolated (kb builds: isolate(), 0 for b = 1, a single change that fails at
+ * the front being rejected as it is); the candidates behind it are built
+ * again in a later round.  Time, in units of a job alone, is the longer of
+ * the round's critical path (the window at once, max(1, d jobs / par), then
+ * the isolation, each build max(1, jobs / par): all of it one build after
+ * another at depth 1; deeper, OVERLAP of it, the window going on beside
+ * confirmations and the halves sent back) and its work (every job of every
+ * build, par at a time).
+ */
+static void model(double p, unsigned b, unsigned d, unsigned r, double kb, double par, double jobs,
+                  double *time, double *builds)
 {
     double q = pow(1.0 - p, (double)b);
-    double fail = 1.0 - pow(q, (double)d); /* some segment fails */
-    double decided = 1.0 - q > 1e-12 ? (double)b * fail / (1.0 - q) : (double)(b * d);
-    double log2b = 0.0;
-    for (unsigned x = 1; x < b; x *= 2)
-        log2b += 1.0;
-    double bad_in = 1.0 - q > 1e-12 ? (double)b * p / (1.0 - q) : 1.0; /* given one fails */
-    double iso = bad_in * log2b * (1.0 + (double)r / 3.0) + (double)r;
-    *rounds = (1.0 + fail * iso) / decided;
-    *builds = ((double)d + fail * iso) / decided;
+    double fail = 1.0 - pow(q, (double)d);                        /* some segment fails */
+    double segs = 1.0 - q > 1e-12 ? fail / (1.0 - q) : (double)d; /* decided in a round */
+    double decided = (double)b * segs;
+    double iso = (double)r + kb, seq = d == 1 ? iso : overlap * iso;
+    double path = gate_cap_span(par, (double)d * jobs) + fail * seq * gate_cap_span(par, jobs);
+    double n = (double)d + fail * iso, work = n * jobs / par;
+    *time = (path > work ? path : work) / decided;
+    *builds = n / decided;
 }
 
 /*
@@ -46,6 +90,9 @@ static void model(double p, unsigned b, unsigned d, unsigned r, double *rounds, 
  */
 enum { NGRID = 48 };
 static const double plo = 1e-4, phi = 0.95, point_n = 1e4;
+
+/* Adaptive: shapes this much slower than the fastest count as fast when they build less. */
+static const double band = 0.02;
 
 static size_t posterior(double p, double n, double *pts, double *w)
 {
@@ -73,12 +120,12 @@ static size_t posterior(double p, double n, double *pts, double *w)
     return NGRID;
 }
 
-void gate_sched_shape(const gate_sched_params *params, double p, double n, size_t queued,
-                      unsigned *batch, unsigned *depth)
+void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook *o, unsigned *batch,
+                      unsigned *depth)
 {
-    KEEL_ASSERT(params != NULL && batch != NULL && depth != NULL);
-    KEEL_ASSERT(p > 0.0 && p < 1.0 && n > 0.0);
-    (void)queued;
+    KEEL_ASSERT(params != NULL && o != NULL && batch != NULL && depth != NULL);
+    KEEL_ASSERT(o->p > 0.0 && o->p < 1.0 && o->n > 0.0 && o->parallel > 0.0 && o->jobs >= 1);
+    double p = o->p;
     unsigned maxd = params->max_depth;
     switch (params->strategy) {
     case GATE_STRATEGY_SERIAL:
@@ -102,36 +149,59 @@ void gate_sched_shape(const gate_sched_params *params, double p, double n, size_
         break;
     }
     /*
-     * Adaptive: the shape with the fewest expected rounds (of T) per change,
-     * the expectation taken over the posterior of p rather than at its mean
-     * (an uncertain estimate is not a low one: large batches are costly at
-     * the high rates it still allows); among shapes within 2% of the best,
-     * the fewest expected builds.  Batches are searched up to about 4/sqrt(p)
-     * (the classic 1/sqrt(p) is the optimum of a single batch), depths up to
-     * min(slots, max-depth).
+     * Adaptive: the shape with the least expected time per change on this
+     * executor (a deeper window costs time once its jobs exceed what the
+     * executor runs at once), the expectation taken over the posterior of p
+     * rather than at its mean (an uncertain estimate is not a low one: large
+     * batches are costly at the high rates it still allows); among shapes
+     * within 2% of the best, the fewest expected builds.  Batches are searched
+     * up to about 4/sqrt(p) (the classic 1/sqrt(p) is the optimum of a single
+     * batch), depths up to min(slots, max-depth).
      */
     double pts[NGRID], w[NGRID];
-    size_t np = posterior(p, n, pts, w);
+    size_t np = posterior(p, o->n, pts, w);
+    double jobs = (double)o->jobs;
     unsigned lim = maxd < params->slots ? maxd : params->slots;
     unsigned bmax = inv_sqrt_round(p / 16.0, params->max_batch);
-    double best_r = 1e300, best_b = 1e300;
     *batch = 1;
     *depth = 1;
-    for (unsigned d = 1; d <= lim; d++)
+    /*
+     * Two passes over the shapes: the least expected time, then, among the
+     * shapes within `band` of it, the one in use now (o->batch, o->depth: a
+     * shape that flips with every small move of the estimate cuts the queue
+     * into ever new candidates), else the fewest expected builds (the least
+     * time among equals).
+     */
+    bool kept = false;
+    double best_t = INFINITY, pick_b = INFINITY, pick_t = INFINITY;
+    for (int pass = 0; pass < 2; pass++)
         for (unsigned b = 1; b <= bmax; b++) {
-            double r = 0.0, bu = 0.0;
-            for (size_t k = 0; k < np; k++) {
-                double rk = 0.0, bk = 0.0;
-                model(pts[k], b, d, params->retries, &rk, &bk);
-                r += w[k] * rk;
-                bu += w[k] * bk;
-            }
-            if (r < best_r * 0.98 || (r <= best_r * 1.02 && bu < best_b)) {
-                if (r < best_r)
-                    best_r = r;
-                best_b = bu;
-                *batch = b;
-                *depth = d;
+            double kb[NGRID];
+            for (size_t k = 0; k < np; k++)
+                kb[k] = b >= 2 ? isolate(pts[k], b, params->retries) : 0.0;
+            for (unsigned d = 1; d <= lim; d++) {
+                double t = 0.0, bu = 0.0;
+                for (size_t k = 0; k < np; k++) {
+                    double tk = 0.0, bk = 0.0;
+                    model(pts[k], b, d, params->retries, kb[k], o->parallel, jobs, &tk, &bk);
+                    t += w[k] * tk;
+                    bu += w[k] * bk;
+                }
+                if (pass == 0) {
+                    best_t = t < best_t ? t : best_t;
+                } else if (kept || t > best_t * (1.0 + band)) {
+                    continue;
+                } else if (b == o->batch && d == o->depth) {
+                    kept = true;
+                    *batch = b;
+                    *depth = d;
+                } else if (bu < pick_b * (1.0 - 1e-9) ||
+                           (bu <= pick_b * (1.0 + 1e-9) && t < pick_t)) {
+                    pick_b = bu;
+                    pick_t = t;
+                    *batch = b;
+                    *depth = d;
+                }
             }
         }
 }

@@ -28,6 +28,13 @@
  * rejected or cancelled; a change lands only in a candidate that passed and
  * whose base is the current tip, so the target never holds an untested state.
  *
+ * Capacity: builds that run at once share the executor.  The scheduler
+ * learns how many jobs it runs at once without slowing them (capacity.h)
+ * from job timings the gate feeds it (gate_sched_timed), starting from the
+ * parallelism it is told (gate_sched_params.parallel, gate_sched_capacity);
+ * adaptive speculates only as far as that capacity makes it pay, and `slots`
+ * is an upper bound, not a promise of free parallelism.
+ *
  * Strategies (gate_strategy in config.h):
  *   serial             one change per candidate, one candidate at a time
  *   batch              up to max_batch changes per candidate, one at a time;
@@ -36,8 +43,9 @@
  *                      each stacked on the one before it
  *   speculative-batch  the same window, each candidate a batch
  *   adaptive           batch size and depth from the recent failure rate p
- *                      (a posterior with a weak prior), chosen by the expected
- *                      cost over that posterior; the fixed strategies are its anchors
+ *                      (a posterior with a weak prior) and the executor's
+ *                      capacity, chosen by the expected time over that
+ *                      posterior; the fixed strategies are its anchors
  *
  * Culprit isolation: a batch that fails at the front (its base is the tip) is
  * split; its first half is built alone on the same base.  If that passes it
@@ -99,6 +107,14 @@ typedef struct gate_sched_params {
     unsigned slots;     /* builds running at once (>= 1) */
     unsigned retries;   /* reruns of a failed build before anything is blamed */
     double prior_p;     /* adaptive: the failure rate assumed before any outcome, (0, 1) */
+    /*
+     * The executor's parallelism, in jobs (a configuration's run is a job):
+     * how many run at once without slowing each other (local: the cores, at
+     * most the slots; a cluster: its free slots).  0: not limited (every
+     * build takes its time however many run).  A prior: the scheduler learns
+     * the real figure from gate_sched_timed.
+     */
+    double parallel;
 } gate_sched_params;
 
 /*
@@ -189,9 +205,12 @@ typedef struct gate_sched_stats {
     double p;                            /* estimated failure rate per change */
     unsigned batch;                      /* batch size the strategy uses now */
     unsigned depth;                      /* speculation depth the strategy uses now */
+    double parallel; /* jobs the executor runs at once without slowing them (learned) */
+    unsigned jobs;   /* jobs in a build (configurations; learned from results) */
+    unsigned timed;  /* job timings in the estimate's window */
 } gate_sched_stats;
 
-/* Adaptive, max_batch 8, max_depth 4, 4 slots, 1 retry, prior 0.1 (worth 2 changes). */
+/* Adaptive, max_batch 8, max_depth 4, 4 slots, 1 retry, prior 0.1 (worth 2 changes), not limited. */
 void gate_sched_params_default(gate_sched_params *p);
 
 /* KEEL_E_INVAL when a parameter is out of range (the message names it). */
@@ -242,6 +261,23 @@ KEEL_MUST_USE keel_status gate_sched_result(gate_sched *s, long long candidate, 
  */
 KEEL_MUST_USE keel_status gate_sched_result_final(gate_sched *s, long long candidate);
 
+/*
+ * The executor's parallelism changed (as gate_sched_params.parallel; a
+ * cluster's free slots, say): the new prior of the capacity estimate.
+ */
+void gate_sched_capacity(gate_sched *s, double parallel);
+
+/*
+ * A job ran to a result (not cancelled): its configuration, its wall time and
+ * the mean number of jobs the executor ran meanwhile, itself included (the
+ * gate measures both; the scheduler keeps no clock).  The capacity estimate
+ * (capacity.h) learns from the last GATE_CAP_OBS of them.
+ */
+void gate_sched_timed(gate_sched *s, const char *config, double elapsed_ms, double load);
+
+/* What `from` learned of the executor (its capacity, a build's jobs) goes to `to`. */
+void gate_sched_inherit(gate_sched *to, const gate_sched *from);
+
 /* The oldest decision not yet taken: false when there is none. */
 bool gate_sched_poll(gate_sched *s, gate_sched_decision *out);
 
@@ -250,13 +286,24 @@ void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out);
 const char *gate_sched_kind_name(gate_sched_kind k);
 const char *gate_sched_why_name(gate_sched_why w);
 
+/* What the shape of the window depends on besides the parameters. */
+typedef struct gate_sched_outlook {
+    double p;              /* the estimated failure rate per change, (0, 1) */
+    double n;              /* the evidence it rests on, in changes, prior included (> 0) */
+    size_t queued;         /* changes waiting */
+    double parallel;       /* jobs the executor runs at once without slowing them (> 0) */
+    unsigned jobs;         /* jobs in a build (>= 1) */
+    unsigned batch, depth; /* adaptive: the shape in use (0: none), kept while near the best */
+} gate_sched_outlook;
+
 /*
  * The shape a strategy gives the window now: changes per new candidate and
- * candidates tested ahead of the tip, given the estimated failure rate `p`,
- * the evidence `n` it rests on (in changes, prior included: the posterior is
- * Beta(p n, (1 - p) n)) and the number of changes waiting (sched_strategy.c).
+ * candidates tested ahead of the tip (sched_strategy.c).  Adaptive minimises
+ * the expected time per change decided over the posterior Beta(p n,
+ * (1 - p) n) of the failure rate, a round of d candidates of `jobs` jobs
+ * each taking max(1, d jobs / parallel) times a build alone (capacity.h).
  */
-void gate_sched_shape(const gate_sched_params *params, double p, double n, size_t queued,
-                      unsigned *batch, unsigned *depth);
+void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook *o, unsigned *batch,
+                      unsigned *depth);
 
 #endif /* KEEL_GATE_SCHEDULER_H */

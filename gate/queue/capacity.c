@@ -1,0 +1,145 @@
+/*
+ * capacity.c - what the executor really runs at once (see capacity.h).
+ */
+#include "capacity.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "keel/keel.h"
+
+/*
+ * The fit's noise and the prior's width, in log time: a job's time varies
+ * by about 15% on a shared machine; the told parallelism is trusted to a
+ * factor of about 1.6 (a job may use more than one core, or wait on I/O).
+ */
+static const double sigma = 0.15, tau = 0.5;
+static const double grid_lo = 0.5, grid_step = 1.08;
+
+static double clamp_told(double told)
+{
+    return told <= 0.0 || told >= GATE_CAP_UNLIMITED ? GATE_CAP_UNLIMITED
+           : told < grid_lo                          ? grid_lo
+                                                     : told;
+}
+
+void gate_cap_init(gate_cap *c, double told)
+{
+    KEEL_ASSERT(c != NULL);
+    memset(c, 0, sizeof(*c));
+    c->told = clamp_told(told);
+    c->parallel = c->told;
+}
+
+void gate_cap_tell(gate_cap *c, double told)
+{
+    KEEL_ASSERT(c != NULL);
+    c->told = clamp_told(told);
+    c->dirty = true;
+}
+
+static unsigned cfg_index(gate_cap *c, const char *config)
+{
+    for (unsigned k = 0; k < c->ncfg; k++)
+        if (strcmp(c->names[k], config) == 0)
+            return k;
+    if (c->ncfg == GATE_CAP_CONFIGS)
+        return GATE_CAP_CONFIGS - 1; /* the rest share the last */
+    (void)snprintf(c->names[c->ncfg], sizeof(c->names[0]), "%s", config);
+    return c->ncfg++;
+}
+
+void gate_cap_observe(gate_cap *c, const char *config, double ms, double load)
+{
+    KEEL_ASSERT(c != NULL && config != NULL);
+    if (!(ms > 0.0) || !isfinite(ms) || !isfinite(load))
+        return; /* says nothing */
+    gate_cap_obs *o = &c->obs[c->next];
+    o->cfg = cfg_index(c, config);
+    o->log_ms = log(ms);
+    o->log_load = load > 1.0 ? log(load) : 0.0;
+    c->next = (c->next + 1) % GATE_CAP_OBS;
+    if (c->nobs < GATE_CAP_OBS)
+        c->nobs++;
+    c->dirty = true;
+}
+
+/*
+ * The squared error of P (log p) over the window, each configuration's
+ * log W_c at its closed-form optimum (the mean of log ms - log max(1, k/P)),
+ * written to lw when not NULL.
+ */
+static double misfit(const gate_cap *c, double lp, double *lw)
+{
+    double sum[GATE_CAP_CONFIGS] = {0}, sq[GATE_CAP_CONFIGS] = {0};
+    unsigned n[GATE_CAP_CONFIGS] = {0};
+    for (unsigned i = 0; i < c->nobs; i++) {
+        const gate_cap_obs *o = &c->obs[i];
+        double slow = o->log_load > lp ? o->log_load - lp : 0.0;
+        double y = o->log_ms - slow;
+        sum[o->cfg] += y;
+        sq[o->cfg] += y * y;
+        n[o->cfg]++;
+    }
+    double e = 0.0;
+    for (unsigned k = 0; k < c->ncfg; k++) {
+        if (n[k] == 0) {
+            if (lw != NULL)
+                lw[k] = -INFINITY;
+            continue;
+        }
+        double mean = sum[k] / n[k];
+        e += sq[k] - (double)n[k] * mean * mean; /* the sum of (y - mean)^2 */
+        if (lw != NULL)
+            lw[k] = mean;
+    }
+    double prior = lp - log(c->told);
+    return e / (sigma * sigma) + prior * prior / (tau * tau);
+}
+
+static void fit(gate_cap *c)
+{
+    if (!c->dirty)
+        return;
+    c->dirty = false;
+    double best = INFINITY, best_lp = log(c->told);
+    double top = log(GATE_CAP_UNLIMITED) + 1e-9;
+    for (double lp = log(grid_lo); lp <= top; lp += log(grid_step)) {
+        double e = misfit(c, lp, NULL);
+        if (e < best) {
+            best = e;
+            best_lp = lp;
+        }
+    }
+    if (log(c->told) <= top && misfit(c, log(c->told), NULL) <= best)
+        best_lp = log(c->told); /* the grid's points are 8% apart: the told value itself */
+    double lw[GATE_CAP_CONFIGS];
+    (void)misfit(c, best_lp, lw);
+    c->parallel = exp(best_lp);
+    for (unsigned k = 0; k < c->ncfg; k++)
+        c->alone_ms[k] = isfinite(lw[k]) ? exp(lw[k]) : 0.0;
+}
+
+double gate_cap_parallel(gate_cap *c)
+{
+    KEEL_ASSERT(c != NULL);
+    fit(c);
+    return c->parallel;
+}
+
+double gate_cap_alone_ms(gate_cap *c, const char *config)
+{
+    KEEL_ASSERT(c != NULL && config != NULL);
+    fit(c);
+    for (unsigned k = 0; k < c->ncfg; k++)
+        if (strcmp(c->names[k], config) == 0)
+            return c->alone_ms[k];
+    return 0.0;
+}
+
+double gate_cap_span(double parallel, double jobs)
+{
+    KEEL_ASSERT(parallel > 0.0);
+    return jobs > parallel ? jobs / parallel : 1.0;
+}

@@ -1,0 +1,64 @@
+/*
+ * gate/queue/capacity.h - what the executor really runs at once, learned from
+ * the gate's own jobs: pure logic (no clock, no I/O), fed with what the gate
+ * measured.  Part of the scheduler (scheduler.h: gate_sched_capacity,
+ * gate_sched_timed); its own file so the benchmark and the tests can drive it.
+ *
+ * The model: a job of configuration c takes W_c alone; while k jobs run at
+ * once on an executor that runs P of them without slowing them down (its
+ * cores, its free slots; a job that uses two cores halves P), each takes
+ *
+ *     W_c * max(1, k / P)
+ *
+ * P = infinity is free parallelism (every build takes its time however many
+ * run).  Every observation is a job's wall time and the mean number of the
+ * gate's jobs running during it (itself included).  The estimate is the P
+ * of a grid (0.5 .. GATE_CAP_UNLIMITED, 8% apart) that best explains the
+ * last GATE_CAP_OBS observations (least squares in log time, each
+ * configuration's W_c fitted in closed form), pulled towards the parallelism
+ * the executor was told to have (a prior worth a few observations): where the
+ * data cannot tell (every job ran with fewer jobs than P), the prior decides.
+ */
+#ifndef KEEL_GATE_CAPACITY_H
+#define KEEL_GATE_CAPACITY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The configurations it tells apart (more share the last one), its memory in jobs. */
+enum { GATE_CAP_OBS = 64, GATE_CAP_CONFIGS = 16, GATE_CAP_NAME = 65 };
+
+/* "Not limited": free parallelism (the grid's top). */
+#define GATE_CAP_UNLIMITED 4096.0
+
+typedef struct gate_cap_obs {
+    unsigned cfg;    /* index in names */
+    double log_ms;   /* its wall time */
+    double log_load; /* the mean jobs running meanwhile, >= 1 */
+} gate_cap_obs;
+
+typedef struct gate_cap {
+    double told; /* the executor's parallelism as told, in jobs (GATE_CAP_UNLIMITED: none) */
+    gate_cap_obs obs[GATE_CAP_OBS];
+    unsigned nobs, next; /* a ring: the newest at next - 1 */
+    char names[GATE_CAP_CONFIGS][GATE_CAP_NAME];
+    unsigned ncfg;
+    bool dirty;                        /* observations since the last fit */
+    double parallel;                   /* the fit: P */
+    double alone_ms[GATE_CAP_CONFIGS]; /* and W_c (0: no observation in the window) */
+} gate_cap;
+
+/* told <= 0 or >= GATE_CAP_UNLIMITED: not limited. */
+void gate_cap_init(gate_cap *c, double told);
+/* The executor's parallelism changed (a cluster's free slots, say). */
+void gate_cap_tell(gate_cap *c, double told);
+/* A job of `config` ran `ms` of wall time while `load` jobs ran on average (ms > 0). */
+void gate_cap_observe(gate_cap *c, const char *config, double ms, double load);
+/* P: what the executor runs at once without slowing jobs down (fits when needed). */
+double gate_cap_parallel(gate_cap *c);
+/* W_c in ms, 0 when `config` has no observation in the window. */
+double gate_cap_alone_ms(gate_cap *c, const char *config);
+/* How long `jobs` jobs take at once, in units of one job's time alone: max(1, jobs / P). */
+double gate_cap_span(double parallel, double jobs);
+
+#endif /* KEEL_GATE_CAPACITY_H */

@@ -1,0 +1,162 @@
+/*
+ * test_gate_capacity.c - what the executor runs at once, learned from job
+ * timings (gate/queue/capacity.h): the prior alone, a slowdown it was not
+ * told of, free parallelism it was told was scarce, bad observations, many
+ * configurations, and the local executor's own measure of a job's load.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "testutil.h"
+
+#include "capacity.h"
+#include "heaps.h"
+#include "pool.h"
+
+/* Jobs of two configurations (a: 1000 ms alone, b: 800 ms) at loads 1..4 on an executor of `par`. */
+static void feed(gate_cap *c, double par, int rounds)
+{
+    for (int r = 0; r < rounds; r++)
+        for (int k = 1; k <= 4; k++) {
+            double slow = (double)k > par ? (double)k / par : 1.0;
+            double noise = 1.0 + 0.04 * (double)((r * 7 + k * 3) % 5 - 2); /* +-8% */
+            gate_cap_observe(c, "a", 1000.0 * slow * noise, (double)k);
+            gate_cap_observe(c, "b", 800.0 * slow / noise, (double)k);
+        }
+}
+
+static void test_prior_alone(void **state)
+{
+    (void)state;
+    gate_cap c;
+    gate_cap_init(&c, 2.0);
+    assert_true(fabs(gate_cap_parallel(&c) - 2.0) < 1e-9);
+    assert_true(gate_cap_alone_ms(&c, "a") == 0.0);
+    gate_cap_init(&c, 0.0); /* not limited */
+    assert_true(gate_cap_parallel(&c) >= GATE_CAP_UNLIMITED);
+    gate_cap_tell(&c, 3.0);
+    assert_true(fabs(gate_cap_parallel(&c) - 3.0) < 1e-9);
+    assert_true(fabs(gate_cap_span(2.0, 4.0) - 2.0) < 1e-12);
+    assert_true(fabs(gate_cap_span(2.0, 1.0) - 1.0) < 1e-12);
+}
+
+/* Told 8 (the machine's CPUs), while jobs that use two cores each really run 2 at once (say). */
+static void test_learns_slowdown(void **state)
+{
+    (void)state;
+    gate_cap c;
+    gate_cap_init(&c, 8.0);
+    feed(&c, 2.0, 4);
+    double par = gate_cap_parallel(&c);
+    print_message("told 8, runs 2: estimate %.2f\n", par);
+    assert_true(par > 1.6 && par < 2.5);
+    assert_true(fabs(gate_cap_alone_ms(&c, "a") - 1000.0) < 100.0);
+    assert_true(fabs(gate_cap_alone_ms(&c, "b") - 800.0) < 80.0);
+    /* and from there on, told again, the data still win */
+    gate_cap_tell(&c, 16.0);
+    par = gate_cap_parallel(&c);
+    assert_true(par > 1.6 && par < 2.5);
+}
+
+/* Told 2, while the jobs wait on I/O and 4 run at once without slowing down. */
+static void test_learns_free(void **state)
+{
+    (void)state;
+    gate_cap c;
+    gate_cap_init(&c, 2.0);
+    feed(&c, 64.0, 4);
+    double par = gate_cap_parallel(&c);
+    print_message("told 2, no slowdown at 4: estimate %.2f\n", par);
+    assert_true(par >= 3.8);
+}
+
+/* The window: the last GATE_CAP_OBS jobs; what the executor did long ago is forgotten. */
+static void test_window(void **state)
+{
+    (void)state;
+    gate_cap c;
+    gate_cap_init(&c, 4.0);
+    feed(&c, 1.0, 8); /* 64 jobs of one at a time */
+    assert_true(gate_cap_parallel(&c) < 1.3);
+    feed(&c, 4.0, 8); /* then the executor grew */
+    assert_true(gate_cap_parallel(&c) > 3.0);
+}
+
+static void test_bad_observations(void **state)
+{
+    (void)state;
+    gate_cap c;
+    gate_cap_init(&c, 2.0);
+    gate_cap_observe(&c, "a", 0.0, 1.0);
+    gate_cap_observe(&c, "a", -5.0, 1.0);
+    gate_cap_observe(&c, "a", NAN, 1.0);
+    gate_cap_observe(&c, "a", 100.0, INFINITY);
+    assert_int_equal(c.nobs, 0);
+    gate_cap_observe(&c, "a", 100.0, 0.0); /* a load below one counts as one */
+    assert_int_equal(c.nobs, 1);
+    assert_true(fabs(gate_cap_alone_ms(&c, "a") - 100.0) < 1e-6);
+    /* more configurations than it tells apart share the last slot */
+    char name[16];
+    for (int k = 0; k < GATE_CAP_CONFIGS + 4; k++) {
+        (void)snprintf(name, sizeof(name), "cfg-%d", k);
+        gate_cap_observe(&c, name, 50.0, 1.0);
+    }
+    assert_int_equal(c.ncfg, GATE_CAP_CONFIGS);
+    assert_true(gate_cap_parallel(&c) > 0.0);
+}
+
+/*
+ * The pool measures a job's load: two jobs of 300 ms in a pool of two run
+ * side by side (load about 2), one alone has load 1.
+ */
+static void test_pool_measures_load(void **state)
+{
+    (void)state;
+    gate_pool *p = NULL;
+    assert_true(keel_ok(gate_pool_new(2, &p)));
+    static char *const sleep_argv[] = {"/bin/sleep", "0.3", NULL};
+    gate_job_run jobs[3];
+    for (int i = 0; i < 3; i++) {
+        memset(&jobs[i], 0, sizeof(jobs[i]));
+        jobs[i].job_id = i + 1;
+        (void)snprintf(jobs[i].dir, sizeof(jobs[i].dir), "/tmp");
+        (void)snprintf(jobs[i].log, sizeof(jobs[i].log), "/tmp/keel-test-capacity-%d-%d.log",
+                       (int)getpid(), i);
+        jobs[i].test = sleep_argv;
+        jobs[i].timeout_ms = 10000;
+        gate_job_policy_default(&jobs[i].policy);
+        jobs[i].policy.sandbox = false; /* the load is the pool's measure, not bubblewrap's */
+    }
+    gate_pool_submit(p, &jobs[0]);
+    gate_pool_submit(p, &jobs[1]);
+    for (int i = 0; i < 2; i++)
+        assert_non_null(gate_pool_wait(p, 10000));
+    gate_pool_submit(p, &jobs[2]);
+    assert_non_null(gate_pool_wait(p, 10000));
+    for (int i = 0; i < 3; i++) {
+        print_message("job %d: %s, %llu ms, load %.2f\n", i, gate_exec_result_name(jobs[i].result),
+                      jobs[i].elapsed_ms, jobs[i].load);
+        assert_int_equal(jobs[i].result, GATE_EXEC_PASSED);
+        (void)unlink(jobs[i].log);
+    }
+    assert_true(jobs[0].load > 1.6 && jobs[0].load <= 2.0 + 1e-9);
+    assert_true(jobs[1].load > 1.6 && jobs[1].load <= 2.0 + 1e-9);
+    assert_true(jobs[2].load >= 1.0 - 1e-9 && jobs[2].load < 1.1);
+    gate_pool_delete(p);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_prior_alone),      cmocka_unit_test(test_learns_slowdown),
+        cmocka_unit_test(test_learns_free),      cmocka_unit_test(test_window),
+        cmocka_unit_test(test_bad_observations), cmocka_unit_test(test_pool_measures_load),
+    };
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}
