@@ -105,7 +105,10 @@ static void fit(gate_cap *c)
     c->dirty = false;
     double best = INFINITY, best_lp = log(c->told);
     double top = log(GATE_CAP_UNLIMITED) + 1e-9;
-    for (double lp = log(grid_lo); lp <= top; lp += log(grid_step)) {
+    for (unsigned g = 0;; g++) {
+        double lp = log(grid_lo) + (double)g * log(grid_step);
+        if (lp > top)
+            break;
         double e = misfit(c, lp, NULL);
         if (e < best) {
             best = e;
