@@ -10,10 +10,9 @@
  * writes its frames on a pipe.  While the thread is still stopped the watchdog
  * reads what it needs of the thread's state (its held locks), then lets it go.
  *
- * What the program could notice is kept small: the helper is started by a
- * go-between (clone(CLONE_VM | CLONE_VFORK), no exit signal, reaped at once
- * with __WALL), so it is not the program's child: no SIGCHLD, nothing for the
- * program's wait() to find, no zombie.  It inherits none of the program's file
+ * What the program could notice is kept small: the helper is the child of a
+ * go-between (a clone sharing the program's memory, with no exit signal), so
+ * no SIGCHLD, nothing for the program's wait() to find, no zombie left.  It inherits none of the program's file
  * descriptors; the program holds one socket to it.  The watchdog waits for an
  * answer for a bounded time (else it closes the socket and starts a new helper
  * next time); the helper lets the thread go when the socket closes, gives up
@@ -48,7 +47,7 @@
 enum {
     STACK_TIMEOUT_MS = 1000, /* the helper's answer; then it is left (it gives up by itself) */
     OUT_SIZE = 4096,
-    SPAWN_STACK = 64 * 1024
+    SPAWN_STACK = 16 * 1024
 };
 
 keel_status keel__watchdog_check_stacks(const char *value)
@@ -122,16 +121,35 @@ static keel_status find_helper(char *out, size_t size)
 typedef struct spawn_args {
     const char *path;
     char *const *argv;
-    int fd;     /* the helper's stdin, stdout and stderr */
-    long child; /* set by the go-between: the helper's pid, or -errno */
+    int fd;      /* the helper's stdin, stdout and stderr */
+    long helper; /* atomic: set by the go-between: the helper's pid, or -1 */
 } spawn_args;
 
-static char spawn_stacks[2][SPAWN_STACK] __attribute__((aligned(16))); /* the watchdog's only */
+/* Shared with the go-between (CLONE_VM); the watchdog thread's only otherwise. */
+static spawn_args spawn_shared;
+static char spawn_stacks[2][SPAWN_STACK] __attribute__((aligned(16)));
+static pid_t go_between_pid; /* 0: none to reap */
+
+/* glibc's clone under its other name: a sanitizer's interceptor of clone() assumes a fork. */
+KEEL_EXTERN_C_BEGIN
+extern int __clone(int (*fn)(void *), void *stack, int flags, void *arg, ...);
+KEEL_EXTERN_C_END
+
+/* Close every descriptor from `first` on, with raw system calls. */
+__attribute__((no_sanitize("address", "thread", "undefined"))) static void
+close_from(unsigned first)
+{
+    long closed = -1;
+#ifdef SYS_close_range
+    closed = syscall(SYS_close_range, first, ~0u, 0u);
+#endif
+    for (unsigned fd = first; closed != 0 && fd < 65536; fd++) /* kernels before 5.9 */
+        (void)syscall(SYS_close, fd);
+}
 
 /*
- * The helper, until execve, and the go-between that starts it: both share the watchdog's
- * memory (CLONE_VM) with every signal blocked, so raw system calls only (no interceptor, no
- * errno, no sanitizer).
+ * The helper until execve, and the go-between: both share the program's memory (CLONE_VM),
+ * with every signal blocked; raw system calls only (no libc state, no sanitizer).
  */
 __attribute__((no_sanitize("address", "thread", "undefined"))) static int exec_child(void *p)
 {
@@ -140,50 +158,91 @@ __attribute__((no_sanitize("address", "thread", "undefined"))) static int exec_c
     if (syscall(SYS_dup3, a->fd, 0, 0) < 0 || syscall(SYS_dup3, a->fd, 1, 0) < 0 ||
         syscall(SYS_dup3, a->fd, 2, 0) < 0)
         syscall(SYS_exit, 127);
-#ifdef SYS_close_range
-    /* none of the program's descriptors: the helper must not keep a pipe or socket open */
-    (void)syscall(SYS_close_range, 3u, ~0u, 0u);
-#endif
+    close_from(3); /* none of the program's: the helper must not keep a pipe or socket open */
     (void)syscall(SYS_execve, a->path, a->argv, no_env);
     syscall(SYS_exit, 127);
     return 127;
 }
 
 /*
- * execve makes any child's exit signal SIGCHLD: the helper is the go-between's child, and
- * the go-between exits at once (with no exit signal) so that the helper's exit is reported
- * to init (or a subreaper), never to the program.
+ * execve makes any child's exit signal SIGCHLD, so the helper is not the program's child but
+ * the go-between's: a process with no exit signal that shares the program's memory and
+ * descriptors (no copy of either), starts the helper, lets go of the descriptors, waits for the
+ * helper and exits after it.  The program gets no SIGCHLD, its wait()
+ * never sees either (only __WALL does), and the watchdog reaps the go-between.
  */
 __attribute__((no_sanitize("address", "thread", "undefined"))) static int go_between(void *p)
 {
     spawn_args *a = (spawn_args *)p;
-    int rc = clone(exec_child, spawn_stacks[1] + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, a);
-    a->child = rc >= 0 ? rc : -1;
+    (void)syscall(SYS_prctl, PR_SET_NAME, "keel-stack-wait", 0ul, 0ul, 0ul);
+    int helper =
+        __clone(exec_child, spawn_stacks[1] + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, a);
+    /*
+     * Hold none of the program's files from now on: were the program to end without closing
+     * the socket (_exit, a crash), keel-stack must still see its end and exit.
+     */
+    if (syscall(SYS_unshare, CLONE_FILES) == 0)
+        close_from(0);
+    __atomic_store_n(&a->helper, helper > 0 ? (long)helper : -1l, __ATOMIC_RELEASE);
+    if (helper > 0) {
+        int status;
+        (void)syscall(SYS_wait4, helper, &status, __WALL, 0ul);
+    }
     syscall(SYS_exit, 0);
     return 0;
 }
 
-/* Start the helper, not as the program's child; its pid, or a status. */
-static keel_status spawn_helper(const char *path, char *const *argv, int fd, pid_t *pid)
+/* Reap the go-between if it has exited (its helper gone); wait up to ms for it. */
+static void reap_go_between(int ms)
 {
-    spawn_args a = {path, argv, fd, -1};
-    sigset_t all, old;
-    (void)sigfillset(&all);
-    KEEL_VERIFY(pthread_sigmask(SIG_SETMASK, &all, &old) == 0);
-    /* back here once the go-between has exited (CLONE_VFORK), the helper having called execve */
-    int mid = clone(go_between, spawn_stacks[0] + SPAWN_STACK, CLONE_VM | CLONE_VFORK, &a);
-    int err = errno;
-    if (mid > 0) {
-        int status;
-        while (waitpid(mid, &status, __WALL) < 0 && errno == EINTR) {
+    for (int i = 0; go_between_pid != 0; i++) {
+        pid_t rc = waitpid(go_between_pid, NULL, __WALL | WNOHANG);
+        if (rc == go_between_pid || (rc < 0 && errno != EINTR))
+            go_between_pid = 0;
+        else if (i >= ms)
+            return; /* still waiting for its helper: tried again next time */
+        else {
+            struct timespec one = {0, 1000000};
+            (void)nanosleep(&one, NULL);
         }
     }
+}
+
+/* Start the helper; its pid, or a status. */
+static keel_status spawn_helper(const char *path, char *const *argv, int fd, pid_t *pid)
+{
+    reap_go_between(0);
+    if (go_between_pid != 0)
+        return KEEL_ERR(KEEL_E_BUSY, "the last keel-stack has not exited yet");
+    spawn_shared.path = path;
+    spawn_shared.argv = argv;
+    spawn_shared.fd = fd;
+    __atomic_store_n(&spawn_shared.helper, 0l, __ATOMIC_RELEASE);
+    sigset_t all, old;
+    (void)sigfillset(&all);
+    KEEL_VERIFY(pthread_sigmask(SIG_SETMASK, &all, &old) == 0); /* the go-between keeps it */
+    /* sharing the descriptor table too: the go-between holds no copy of the program's files */
+    int mid =
+        __clone(go_between, spawn_stacks[0] + SPAWN_STACK, CLONE_VM | CLONE_FILES, &spawn_shared);
+    int err = errno;
     KEEL_VERIFY(pthread_sigmask(SIG_SETMASK, &old, NULL) == 0);
     if (mid < 0)
         return KEEL_ERR_SYS(err, "cannot start keel-stack '%s'", path);
-    if (__atomic_load_n(&a.child, __ATOMIC_ACQUIRE) <= 0)
+    go_between_pid = (pid_t)mid;
+    /* path and argv must live until the helper has called execve */
+    long helper = 0;
+    for (int i = 0; i < STACK_TIMEOUT_MS && helper == 0; i++) {
+        helper = __atomic_load_n(&spawn_shared.helper, __ATOMIC_ACQUIRE);
+        if (helper == 0) {
+            struct timespec one = {0, 1000000};
+            (void)nanosleep(&one, NULL);
+        }
+    }
+    if (helper <= 0) {
+        reap_go_between(STACK_TIMEOUT_MS);
         return KEEL_ERR(KEEL_E_SYS, "cannot start keel-stack '%s'", path);
-    *pid = (pid_t)a.child;
+    }
+    *pid = (pid_t)helper;
     return KEEL_OK;
 }
 
@@ -286,8 +345,9 @@ void keel__stack_close(void)
 {
     if (helper_fd < 0)
         return;
-    (void)close(helper_fd); /* it sees the end of the socket and exits */
+    (void)close(helper_fd); /* it sees the end of the socket and exits, then the go-between */
     helper_fd = -1;
+    reap_go_between(200);
     if (helper_yama)
         (void)prctl(PR_SET_PTRACER, 0ul, 0ul, 0ul, 0ul);
     helper_yama = false;
@@ -305,7 +365,7 @@ static keel_status helper_ready(const char *path)
     int sv[2]; /* a socket, not pipes: a helper gone means EPIPE here, never SIGPIPE */
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         return KEEL_ERR_SYS(errno, "cannot make a socket to keel-stack");
-    pid_t pid = -1;
+    pid_t pid = 0;
     keel_status s = spawn_helper(path, argv, sv[1], &pid);
     (void)close(sv[1]);
     if (!keel_ok(s)) {
