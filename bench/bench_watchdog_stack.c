@@ -96,5 +96,6 @@ int main(int argc, char **argv)
     printf("  the thread was stopped %llu us mean, %llu us worst; %ld sleeps of 20 ms: %ld "
            "failed, %ld short\n",
            stop_sum / (unsigned long long)(n - 1), stop_worst, sleeps, failed, short_sleeps);
-    return ok == n && failed == 0 && short_sleeps == 0 ? 0 : 1;
+    /* a capture refused here (no ptrace) is printed above; a sleep cut short is a failure */
+    return failed == 0 && short_sleeps == 0 ? 0 : 1;
 }
