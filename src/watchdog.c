@@ -86,8 +86,6 @@ typedef struct thread_rec {
     unsigned long long hb_misses; /* atomic */
     /* the stuck thread's backtrace: taken by keel-stack (ptrace) or the thread's signal handler */
     void *bt[BT_FRAMES];
-    char bt_why[192]; /* no backtrace: why (the watchdog's) */
-    bool bt_stale;    /* ptrace: the section reported had ended when the thread was stopped */
     unsigned long long bt_stopped_us; /* ptrace: how long the thread was stopped */
     /*
      * The section instance whose "still running" report the watchdog is making (0: none); the
@@ -96,7 +94,7 @@ typedef struct thread_rec {
      */
     unsigned long rep_seq;         /* atomic */
     unsigned long long rep_end_ns; /* atomic */
-    /* a lock hold the watchdog asks about with the backtrace signal (seq 0: none) */
+    /* a lock hold the watchdog asks about with the backtrace (seq 0: none) */
     unsigned long long bt_check_seq;
     const void *bt_check_lock;
     const char *bt_check_file;
@@ -111,6 +109,8 @@ typedef struct thread_rec {
     unsigned wd_nholds;
     bool bt_check_held;
     bool wd_hb_reported;
+    bool bt_stale;    /* ptrace: the section reported had ended when the thread was stopped */
+    char bt_why[192]; /* no backtrace: why (the watchdog's) */
     char name[NAME_SIZE];
     char module[NAME_SIZE];
     char locks[LOCKS_SIZE];

@@ -139,11 +139,11 @@ KEEL_EXTERN_C_END
 __attribute__((no_sanitize("address", "thread", "undefined"))) static void
 close_from(unsigned first)
 {
-    long closed = -1;
 #ifdef SYS_close_range
-    closed = syscall(SYS_close_range, first, ~0u, 0u);
+    if (syscall(SYS_close_range, first, ~0u, 0u) == 0)
+        return;
 #endif
-    for (unsigned fd = first; closed != 0 && fd < 65536; fd++) /* kernels before 5.9 */
+    for (unsigned fd = first; fd < 65536; fd++) /* kernels before 5.9 */
         (void)syscall(SYS_close, fd);
 }
 
@@ -183,7 +183,7 @@ __attribute__((no_sanitize("address", "thread", "undefined"))) static int go_bet
      */
     if (syscall(SYS_unshare, CLONE_FILES) == 0)
         close_from(0);
-    __atomic_store_n(&a->helper, helper > 0 ? (long)helper : -1l, __ATOMIC_RELEASE);
+    __atomic_store_n(&a->helper, helper > 0 ? (long)helper : -1L, __ATOMIC_RELEASE);
     if (helper > 0) {
         int status;
         (void)syscall(SYS_wait4, helper, &status, __WALL, 0ul);
@@ -217,7 +217,7 @@ static keel_status spawn_helper(const char *path, char *const *argv, int fd, pid
     spawn_shared.path = path;
     spawn_shared.argv = argv;
     spawn_shared.fd = fd;
-    __atomic_store_n(&spawn_shared.helper, 0l, __ATOMIC_RELEASE);
+    __atomic_store_n(&spawn_shared.helper, 0L, __ATOMIC_RELEASE);
     sigset_t all, old;
     (void)sigfillset(&all);
     KEEL_VERIFY(pthread_sigmask(SIG_SETMASK, &all, &old) == 0); /* the go-between keeps it */
@@ -282,9 +282,11 @@ static void parse_lines(conversation *c)
             return;
         *nl = '\0';
         c->parsed = (size_t)(nl - c->buf) + 1;
-        if (strncmp(line, "pc ", 3) == 0 && c->n < c->max)
-            c->frames[c->n++] = (void *)(uintptr_t)strtoull(line + 3, NULL, 16);
-        else if (strncmp(line, "stopped", 7) == 0) {
+        if (strncmp(line, "pc ", 3) == 0 && c->n < c->max) {
+            /* a program counter of the stuck thread, symbolized, never dereferenced */
+            uintptr_t pc = (uintptr_t)strtoull(line + 3, NULL, 16);
+            memcpy(&c->frames[c->n++], &pc, sizeof(pc));
+        } else if (strncmp(line, "stopped", 7) == 0) {
             c->stopped = true;
             c->stopped_us = strtoull(line + 7, NULL, 10);
         } else if (strncmp(line, "error ", 6) == 0) {
