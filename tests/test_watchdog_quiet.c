@@ -429,6 +429,71 @@ static void test_no_child_or_fd_left(void **state)
         fail_msg("%d descriptors before the captures, %d after", before, after);
 }
 
+/* ---- a forked child takes its own backtraces; the parent's helper goes on -------------------- */
+
+/* Is a keel-stack serving process `pid` running (its command line: keel-stack PID)? */
+static bool helper_serves(pid_t pid)
+{
+    char want[64];
+    int wlen = snprintf(want, sizeof(want), "keel-stack%c%ld", '\0', (long)pid);
+    DIR *d = opendir("/proc");
+    bool found = false;
+    struct dirent *e;
+    while (d != NULL && !found && (e = readdir(d)) != NULL) {
+        char path[300], cmd[64];
+        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t n = fread(cmd, 1, sizeof(cmd), f);
+        fclose(f);
+        found = n >= (size_t)wlen + 1 && memcmp(cmd, want, (size_t)wlen + 1) == 0;
+    }
+    if (d != NULL)
+        closedir(d);
+    return found;
+}
+
+static void forked_capture(void)
+{
+    pthread_mutex_lock(&seen_lock);
+    nseen = 0;
+    pthread_mutex_unlock(&seen_lock);
+    quiet_case c;
+    keel_test_ok(keel_thread_join(start_case(&c, "quiet_forked", quiet_sleeps_150ms), NULL));
+    int i = wait_for("section 'quiet_forked' has run", 2000)
+                ? index_of("section 'quiet_forked' has run")
+                : -1;
+    if (c.res.rc != 0 || i < 0) {
+        fprintf(stderr, "child: nanosleep %ld, report %d\n", c.res.rc, i);
+        _exit(3);
+    }
+    const seen_report *r = &seen[i];
+    bool traced = strcmp(r->stack, "ptrace") == 0 && strstr(r->funcs, "quiet_sleeps_150ms");
+    /* on a loaded machine the child's first capture (a new keel-stack) may come after the end */
+    bool late = strstr(r->text, "the section ended before keel-stack stopped the thread") != NULL;
+    fprintf(stderr, "child: %s\n", traced ? "traced" : r->text);
+    if (!helper_serves(getpid())) { /* its own, not the parent's */
+        fprintf(stderr, "child: no keel-stack of its own\n");
+        _exit(5);
+    }
+    _exit(traced || late ? 0 : 4);
+}
+
+static void test_forked_child_own_helper(void **state)
+{
+    (void)state;
+    char out[4096];
+    int status = keel_test_run_child(forked_capture, out, sizeof(out));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("the child failed (status %d):\n%s", status, out);
+    printf("%s", strstr(out, "child: ") != NULL ? strstr(out, "child: ") : out);
+    assert_true(helper_serves(getpid()));
+    quiet_case c; /* and the parent's keel-stack still answers */
+    keel_test_ok(keel_thread_join(start_case(&c, "quiet_nanosleep", quiet_sleeps_150ms), NULL));
+    check_case(&c, 0, 150.0, "quiet_sleeps_150ms");
+}
+
 /* ---- the other modes say which capture was used, or that none was --------------------------- */
 
 static void test_stacks_none_and_missing_helper(void **state)
@@ -503,6 +568,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_reports_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_program_signal_left_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_child_or_fd_left, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forked_child_own_helper, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stacks_none_and_missing_helper, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stacks_signal_says_so, setup, teardown),
 #endif
