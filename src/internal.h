@@ -112,6 +112,17 @@ void keel__watchdog_at_exit(void);
 /* Called by lockdep when the calling thread's lock state is allocated (or NULL: freed). */
 void keel__watchdog_lock_state(void *state);
 
+/*
+ * Thread tid's backtrace (return addresses, innermost first) taken by keel-stack with ptrace,
+ * unseen by the thread (src/watchdog_stack.c).  while_stopped(arg) runs while the thread is
+ * stopped: it must not allocate or lock.  *stopped_us: how long the thread was stopped.
+ */
+KEEL_MUST_USE keel_status keel__stack_ptrace(long tid, void **frames, int max, int *n,
+                                             void (*while_stopped)(void *), void *arg,
+                                             unsigned long long *stopped_us);
+/* Close the socket to keel-stack (it exits): at exit, and in a forked child (not its helper). */
+void keel__stack_close(void);
+
 /* ---- lock hold budgets (src/lock.c, src/lockdep.c; the watchdog samples) ---- */
 
 /* One held lock of another thread, as the watchdog samples it. */
@@ -129,8 +140,12 @@ typedef struct keel__lock_sample {
 void *keel__lock_state_self(void);
 /* Read another thread's held locks (atomic loads: the sample may be stale, never unsafe). */
 unsigned keel__lock_sample_held(const void *state, keel__lock_sample *out, unsigned max);
-/* On the holder (signal-safe): does it still hold acquisition `seq` of `lock`?  Where taken. */
-bool keel__lock_holds(unsigned long long seq, const void *lock, const char **file, int *line);
+/*
+ * Does the thread whose state this is still hold acquisition `seq` of `lock`?  Where taken.
+ * Called on the holder (signal-safe) or while the holder is stopped (ptrace).
+ */
+bool keel__lock_holds(const void *state, unsigned long long seq, const void *lock,
+                      const char **file, int *line);
 /* A class's name, kind ("mutex", ...) and rank. */
 void keel__lock_class_info(unsigned cls, char *name, size_t size, const char **kind, int *rank);
 /* Re-read the lock.budget option if it changed (the watchdog calls this every tick). */

@@ -167,8 +167,10 @@ unsigned keel__lock_sample_held(const void *state, keel__lock_sample *out, unsig
     return 0;
 }
 
-bool keel__lock_holds(unsigned long long seq, const void *lock, const char **file, int *line)
+bool keel__lock_holds(const void *state, unsigned long long seq, const void *lock,
+                      const char **file, int *line)
 {
+    (void)state;
     (void)seq;
     (void)lock;
     (void)file;

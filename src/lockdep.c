@@ -911,11 +911,14 @@ void keel__dep_address_order(keel__lock_thread *t, keel_lockdep *d, const void *
 
 /* ---- watchdog hook and the graph as JSON -------------------------------------------------------------- */
 
-/* Called on the thread itself (from the watchdog's signal): no locks, no malloc. */
-void keel__lock_describe_held(char *buf, size_t size);
-void keel__lock_describe_held(char *buf, size_t size)
+/*
+ * A thread's held locks, described for the watchdog: called on the thread itself (the backtrace
+ * signal) or while the thread is stopped (ptrace).  No locks, no malloc.
+ */
+void keel__lock_describe_held(const void *state, char *buf, size_t size);
+void keel__lock_describe_held(const void *state, char *buf, size_t size)
 {
-    const keel__lock_thread *t = keel__lock_tls; /* never allocates: a signal handler calls this */
+    const keel__lock_thread *t = (const keel__lock_thread *)state;
     size_t pos = 0;
     unsigned n = t != NULL ? __atomic_load_n(&t->n, __ATOMIC_ACQUIRE) : 0;
     if (n == 0) {
@@ -961,10 +964,11 @@ unsigned keel__lock_sample_held(const void *state, keel__lock_sample *out, unsig
     return k;
 }
 
-/* Called on the holder from the watchdog's signal: no locks, no malloc. */
-bool keel__lock_holds(unsigned long long seq, const void *lock, const char **file, int *line)
+/* On the holder (the watchdog's signal) or while it is stopped (ptrace): no locks, no malloc. */
+bool keel__lock_holds(const void *state, unsigned long long seq, const void *lock,
+                      const char **file, int *line)
 {
-    const keel__lock_thread *t = keel__lock_tls;
+    const keel__lock_thread *t = (const keel__lock_thread *)state;
     if (t == NULL)
         return false;
     for (unsigned i = 0; i < t->n && i < KEEL_LOCK_MAX_HELD; i++)

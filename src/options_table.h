@@ -38,6 +38,11 @@
       "how often the watchdog samples sections and heartbeats, in milliseconds")                   \
     X(WATCHDOG_SCALE, "watchdog.scale", INT, 100, 0, 100000, NULL,                                 \
       "percent applied to every budget and heartbeat period (0: budgets off)")                     \
+    X(WATCHDOG_STACKS, "watchdog.stacks", STR, 0, 0, 0, keel__watchdog_check_stacks,               \
+      "how a stuck thread's backtrace is taken: ptrace (the default, \"\": keel-stack stops the "  \
+      "thread unseen), signal (SIGRTMIN+7: interrupts its sleeps and blocking calls), none")       \
+    X(WATCHDOG_STACK_HELPER, "watchdog.stack-helper", STR, 0, 0, 0, NULL,                          \
+      "path of keel-stack (default: beside libkeel, in its ../libexec/keel, or where installed)")  \
     /* stress options */                                                                           \
     X(STRESS, "stress", STR, 0, 0, 0, keel__stress_check_spec,                                     \
       "stress entries PATTERN[:TERM]..., comma-separated: disk_error:1/1000,net.*:p=0.01 "         \
@@ -64,13 +69,14 @@
     X(HEAP_GUARD_SAMPLE, "heap.guard-sample", INT, 0, 0, 1000000000, NULL,                         \
       "place 1 in N allocations against a PROT_NONE guard page (0: off; devel)")
 
-/* check functions of STR options (src/stress_spec.c, src/lock.c) */
+/* check functions of STR options (src/stress_spec.c, src/lock.c, src/watchdog_stack.c, ...) */
 #include "keel/status.h"
 KEEL_EXTERN_C_BEGIN
 KEEL_MUST_USE keel_status keel__stress_check_spec(const char *value);
 KEEL_MUST_USE keel_status keel__stress_check_file(const char *value);
 KEEL_MUST_USE keel_status keel__lock_budget_check(const char *value);
 KEEL_MUST_USE keel_status keel__module_check_post(const char *value);
+KEEL_MUST_USE keel_status keel__watchdog_check_stacks(const char *value);
 KEEL_EXTERN_C_END
 
 #endif /* KEEL_OPTIONS_TABLE_H */

@@ -33,6 +33,11 @@ enum {
 };
 
 enum { ENTRY_OVERRUN = 1u };
+#define REP_ENDED (1ul << (sizeof(unsigned long) * 8 - 1))
+
+/* How the backtrace of a stuck thread is taken (watchdog.stacks). */
+typedef enum stack_mode { STACKS_PTRACE, STACKS_SIGNAL, STACKS_NONE } stack_mode;
+static const char *const stack_mode_names[] = {"ptrace", "signal", "none"};
 
 typedef struct entry {
     const keel_section_desc *desc; /* atomic */
@@ -79,9 +84,17 @@ typedef struct thread_rec {
     /* statistics */
     unsigned long long overruns;  /* atomic */
     unsigned long long hb_misses; /* atomic */
-    /* backtrace requested by the watchdog, taken by the thread's signal handler */
+    /* the stuck thread's backtrace: taken by keel-stack (ptrace) or the thread's signal handler */
     void *bt[BT_FRAMES];
-    /* a lock hold the watchdog asks about with the backtrace signal (seq 0: none) */
+    unsigned long long bt_stopped_us; /* ptrace: how long the thread was stopped */
+    /*
+     * The section instance whose "still running" report the watchdog is making (0: none); the
+     * thread ORs REP_ENDED in when that instance ends meanwhile, and leaves the "ended" report,
+     * with its end time in rep_end_ns, to the watchdog: reports come in order.
+     */
+    unsigned long rep_seq;         /* atomic */
+    unsigned long long rep_end_ns; /* atomic */
+    /* a lock hold the watchdog asks about with the backtrace (seq 0: none) */
     unsigned long long bt_check_seq;
     const void *bt_check_lock;
     const char *bt_check_file;
@@ -96,6 +109,8 @@ typedef struct thread_rec {
     unsigned wd_nholds;
     bool bt_check_held;
     bool wd_hb_reported;
+    bool bt_stale;    /* ptrace: the section reported had ended when the thread was stopped */
+    char bt_why[192]; /* no backtrace: why (the watchdog's) */
     char name[NAME_SIZE];
     char module[NAME_SIZE];
     char locks[LOCKS_SIZE];
@@ -123,11 +138,13 @@ static pthread_cond_t wd_cond = PTHREAD_COND_INITIALIZER;
 static bool wd_running;
 static bool wd_stopping;
 static pthread_t wd_thread;
+static unsigned long long wd_asked_ns; /* when the watchdog was started: no section began before */
 static unsigned long long total_overruns;
-static int wd_signal;
+static int wd_signal; /* installed by the watchdog thread the first time watchdog.stacks=signal */
 
 /* Lock ranking (issue 3) may describe the locks a thread holds; optional. */
-extern void keel__lock_describe_held(char *buf, size_t size) __attribute__((weak));
+extern void keel__lock_describe_held(const void *state, char *buf, size_t size)
+    __attribute__((weak));
 
 static unsigned long long now_ns(void)
 {
@@ -373,11 +390,14 @@ keel_status keel_thread_join(keel_thread *t, void **result)
 
 /* ---- sections ------------------------------------------------------------------------------- */
 
-__attribute__((noinline, cold)) static void report_end(thread_rec *t, const entry *e,
-                                                       const keel_section_desc *d)
+/*
+ * The section instance that overran has ended at `end`.  Its start is the watchdog's estimate
+ * (the tick before the instance was first seen): the total is at least the real duration.
+ */
+static void report_end(const thread_rec *t, const keel_section_desc *d, unsigned long long start,
+                       unsigned long long end)
 {
-    unsigned long long start = __atomic_load_n(&e->start_ns, __ATOMIC_ACQUIRE);
-    unsigned long long total = now_ns() - start;
+    unsigned long long total = end - start;
     keel_report *r = keel_report_begin(KEEL_REPORT_WATCHDOG, d->file, d->line, d->func,
                                        "section '%s' ended after %.1f ms (budget %.1f ms)", d->name,
                                        (double)total / 1e6, (double)d->budget_ns / 1e6);
@@ -387,6 +407,20 @@ __attribute__((noinline, cold)) static void report_end(thread_rec *t, const entr
     keel_report_add_uint(r, "budget_ms", d->budget_ns / 1000000ull);
     keel_report_no_backtrace(r);
     (void)keel_report_emit(r);
+}
+
+/* Leaving a section that overran: report its end, or leave that to the watchdog (rep_seq). */
+__attribute__((noinline, cold)) static void section_overran(thread_rec *t, const entry *e,
+                                                            const keel_section_desc *d)
+{
+    unsigned long long end = now_ns();
+    unsigned long seq = __atomic_load_n(&e->seq, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->rep_end_ns, end, __ATOMIC_RELAXED);
+    unsigned long expected = seq;
+    if (__atomic_compare_exchange_n(&t->rep_seq, &expected, seq | REP_ENDED, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return; /* the watchdog is still reporting it running: it reports the end after */
+    report_end(t, d, __atomic_load_n(&e->start_ns, __ATOMIC_ACQUIRE), end);
 }
 
 void keel_section_enter(const keel_section_desc *d)
@@ -419,7 +453,7 @@ void keel_section_leave(const keel_section_desc *d)
                      "leaving section '%s' but the innermost open section is '%s'",
                      d != NULL ? d->name : "?", e->desc != NULL ? e->desc->name : "?");
         if (KEEL_UNLIKELY(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & ENTRY_OVERRUN))
-            report_end(t, e, __atomic_load_n(&e->desc, __ATOMIC_RELAXED));
+            section_overran(t, e, __atomic_load_n(&e->desc, __ATOMIC_RELAXED));
         /* nothing else: the entry is dead once depth drops below it */
     }
     __atomic_store_n(&t->depth, depth - 1, __ATOMIC_RELEASE);
@@ -465,21 +499,35 @@ static void backtrace_signal(int sig, siginfo_t *info, void *uctx)
         t->bt_n = keel_backtrace(t->bt, BT_FRAMES, 2);
         t->locks[0] = '\0';
         if (keel__lock_describe_held != NULL)
-            keel__lock_describe_held(t->locks, sizeof(t->locks));
-        t->bt_check_held =
-            t->bt_check_seq != 0 && keel__lock_holds(t->bt_check_seq, t->bt_check_lock,
-                                                     &t->bt_check_file, &t->bt_check_line);
+            keel__lock_describe_held(t->lock_state, t->locks, sizeof(t->locks));
+        t->bt_check_held = t->bt_check_seq != 0 &&
+                           keel__lock_holds(t->lock_state, t->bt_check_seq, t->bt_check_lock,
+                                            &t->bt_check_file, &t->bt_check_line);
         __atomic_store_n(&t->bt_state, 2, __ATOMIC_RELEASE);
     }
     errno = saved;
 }
 
-/* Ask thread t for its backtrace; wait up to 200 ms.  True when it answered. */
-static bool capture_backtrace(thread_rec *t)
+/* Ask thread t for its backtrace with the signal; wait up to 200 ms.  True when it answered. */
+static bool capture_by_signal(thread_rec *t)
 {
+    if (wd_signal == 0) { /* only now: without this mode the program's SIGRTMIN+7 is its own */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_sigaction = backtrace_signal;
+        sa.sa_flags = SA_SIGINFO | SA_RESTART;
+        (void)sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGRTMIN + 7, &sa, NULL) != 0) {
+            (void)snprintf(t->bt_why, sizeof(t->bt_why),
+                           "cannot install the backtrace signal handler: %s", strerror(errno));
+            return false;
+        }
+        wd_signal = SIGRTMIN + 7;
+    }
     __atomic_store_n(&t->bt_state, 1, __ATOMIC_RELEASE);
     if (pthread_kill(t->pt, wd_signal) != 0) {
         __atomic_store_n(&t->bt_state, 0, __ATOMIC_RELEASE);
+        (void)snprintf(t->bt_why, sizeof(t->bt_why), "the backtrace signal could not be sent");
         return false;
     }
     for (int i = 0; i < 200; i++) {
@@ -491,13 +539,70 @@ static bool capture_backtrace(thread_rec *t)
     /* no answer: a handler that comes late finds nothing requested */
     int expected = 1;
     if (__atomic_compare_exchange_n(&t->bt_state, &expected, 0, false, __ATOMIC_ACQ_REL,
-                                    __ATOMIC_ACQUIRE))
+                                    __ATOMIC_ACQUIRE)) {
+        (void)snprintf(t->bt_why, sizeof(t->bt_why),
+                       "the stuck thread did not answer the backtrace signal");
         return false;
+    }
     return __atomic_load_n(&t->bt_state, __ATOMIC_ACQUIRE) == 2;
 }
 
+/* While keel-stack holds thread t stopped: what its signal handler would have read. */
+static void read_stopped(void *arg)
+{
+    thread_rec *t = (thread_rec *)arg;
+    t->locks[0] = '\0';
+    if (keel__lock_describe_held != NULL)
+        keel__lock_describe_held(t->lock_state, t->locks, sizeof(t->locks));
+    t->bt_check_held =
+        t->bt_check_seq != 0 && keel__lock_holds(t->lock_state, t->bt_check_seq, t->bt_check_lock,
+                                                 &t->bt_check_file, &t->bt_check_line);
+    /* the section being reported ended before the thread was stopped: its stack is elsewhere */
+    t->bt_stale = (__atomic_load_n(&t->rep_seq, __ATOMIC_ACQUIRE) & REP_ENDED) != 0;
+}
+
+static bool capture_by_ptrace(thread_rec *t)
+{
+    t->bt_stopped_us = 0;
+    keel_status s =
+        keel__stack_ptrace(t->tid, t->bt, BT_FRAMES, &t->bt_n, read_stopped, t, &t->bt_stopped_us);
+    if (keel_ok(s))
+        return true;
+    (void)snprintf(t->bt_why, sizeof(t->bt_why), "%s", keel_status_message(s));
+    keel_status_free(s);
+    return false;
+}
+
+static stack_mode current_stack_mode(void)
+{
+    const char *v = keel__opt_str(KEEL__OPT_WATCHDOG_STACKS);
+    if (strcmp(v, "signal") == 0)
+        return STACKS_SIGNAL;
+    if (strcmp(v, "none") == 0)
+        return STACKS_NONE;
+    return STACKS_PTRACE;
+}
+
+/* Take thread t's backtrace (and its locks) the way watchdog.stacks says.  True when taken. */
+static bool capture_backtrace(thread_rec *t, stack_mode mode)
+{
+    t->bt_why[0] = '\0';
+    t->bt_n = 0;
+    t->bt_stale = false;
+    switch (mode) {
+    case STACKS_PTRACE:
+        return capture_by_ptrace(t);
+    case STACKS_SIGNAL:
+        return capture_by_signal(t);
+    case STACKS_NONE:
+        (void)snprintf(t->bt_why, sizeof(t->bt_why), "backtraces are off (watchdog.stacks=none)");
+        return false;
+    }
+    return false;
+}
+
 /* Thread, times, and the stuck thread's backtrace and locks (from capture_backtrace); emits r. */
-static void add_stuck_context(keel_report *r, thread_rec *t, bool have_bt,
+static void add_stuck_context(keel_report *r, thread_rec *t, stack_mode mode, bool have_bt,
                               unsigned long long elapsed, unsigned long long budget)
 {
     keel_report_add_str(r, "thread", t->name);
@@ -506,14 +611,26 @@ static void add_stuck_context(keel_report *r, thread_rec *t, bool have_bt,
         keel_report_add_str(r, "module", t->module);
     keel_report_add_uint(r, "elapsed_ms", elapsed / 1000000ull);
     keel_report_add_uint(r, "budget_ms", budget / 1000000ull);
+    keel_report_add_str(r, "stack", have_bt ? stack_mode_names[mode] : "none");
+    if (have_bt && mode == STACKS_PTRACE) {
+        keel_report_add_uint(r, "stopped_us", t->bt_stopped_us);
+        keel_report_add_text(r,
+                             "backtrace of the stuck thread '%s' (tid %ld) below, taken by "
+                             "keel-stack with ptrace (the thread was stopped for %llu us)",
+                             t->name, t->tid, t->bt_stopped_us);
+    } else if (have_bt) {
+        keel_report_add_text(r,
+                             "backtrace of the stuck thread '%s' (tid %ld) below, taken with the "
+                             "signal SIGRTMIN+7 (watchdog.stacks=signal)",
+                             t->name, t->tid);
+    }
     if (have_bt) {
-        keel_report_add_text(r, "backtrace of the stuck thread '%s' (tid %ld) below", t->name,
-                             t->tid);
         if (t->locks[0] != '\0')
             keel_report_add_text(r, "locks held by '%s':\n%s", t->name, t->locks);
         keel_report_set_backtrace(r, t->bt, t->bt_n);
     } else {
-        keel_report_add_text(r, "the stuck thread did not answer the backtrace signal");
+        keel_report_add_text(r, "no backtrace of the stuck thread '%s' (tid %ld): %s", t->name,
+                             t->tid, t->bt_why);
         keel_report_no_backtrace(r);
     }
     __atomic_store_n(&t->bt_state, 0, __ATOMIC_RELEASE);
@@ -523,7 +640,13 @@ static void add_stuck_context(keel_report *r, thread_rec *t, bool have_bt,
 static void report_stuck(thread_rec *t, const keel_section_desc *d, unsigned long long elapsed,
                          unsigned long long budget)
 {
-    bool have_bt = capture_backtrace(t);
+    stack_mode mode = current_stack_mode();
+    bool have_bt = capture_backtrace(t, mode);
+    if (have_bt && t->bt_stale) {
+        have_bt = false;
+        (void)snprintf(t->bt_why, sizeof(t->bt_why),
+                       "the section ended before keel-stack stopped the thread");
+    }
     keel_report *r;
     if (d != NULL) {
         r = keel_report_begin(KEEL_REPORT_WATCHDOG, d->file, d->line, d->func,
@@ -537,7 +660,7 @@ static void report_stuck(thread_rec *t, const keel_section_desc *d, unsigned lon
                               t->name, (double)elapsed / 1e6, (double)budget / 1e6);
         keel_report_add_str(r, "heartbeat", "missed");
     }
-    add_stuck_context(r, t, have_bt, elapsed, budget);
+    add_stuck_context(r, t, mode, have_bt, elapsed, budget);
 }
 
 /* Lock a record if it belongs to a live thread; false (and unlocked) otherwise. */
@@ -592,13 +715,19 @@ static void sample(thread_rec *t, unsigned long long now, unsigned long long pre
         if (budget == 0 || elapsed <= budget)
             continue;
         __atomic_store_n(&e->start_ns, t->wd_since[i], __ATOMIC_RELAXED);
+        /* an end while this report is made is left to us (section_overran): before the flag */
+        __atomic_store_n(&t->rep_seq, seq, __ATOMIC_RELEASE);
         /* only if the same instance is still open */
-        if (__atomic_load_n(&e->seq, __ATOMIC_ACQUIRE) != seq)
+        if (__atomic_load_n(&e->seq, __ATOMIC_ACQUIRE) != seq) {
+            __atomic_store_n(&t->rep_seq, 0ul, __ATOMIC_RELEASE);
             continue;
+        }
         __atomic_fetch_or(&e->flags, ENTRY_OVERRUN, __ATOMIC_ACQ_REL);
         __atomic_add_fetch(&t->overruns, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&total_overruns, 1, __ATOMIC_RELAXED);
         report_stuck(t, d, elapsed, budget);
+        if (__atomic_exchange_n(&t->rep_seq, 0ul, __ATOMIC_ACQ_REL) == (seq | REP_ENDED))
+            report_end(t, d, t->wd_since[i], __atomic_load_n(&t->rep_end_ns, __ATOMIC_RELAXED));
     }
     unsigned long long period = scaled(__atomic_load_n(&t->hb_period_ns, __ATOMIC_ACQUIRE));
     if (period == 0)
@@ -627,10 +756,11 @@ static void report_hold(thread_rec *t, held_watch *w, unsigned long long elapsed
     t->bt_check_held = false;
     t->bt_check_file = NULL;
     t->bt_check_line = 0;
-    bool have_bt = capture_backtrace(t);
+    stack_mode mode = current_stack_mode();
+    bool have_bt = capture_backtrace(t, mode);
     t->bt_check_seq = 0;
     bool held = have_bt && t->bt_check_held;
-    if (!have_bt) { /* no answer: a fresh sample must still show it */
+    if (!have_bt) { /* no answer (or no capture): a fresh sample must still show it */
         keel__lock_sample cur[KEEL_LOCK_MAX_HELD];
         unsigned n = keel__lock_sample_held(t->lock_state, cur, KEEL_LOCK_MAX_HELD);
         for (unsigned i = 0; i < n && !held; i++)
@@ -662,7 +792,7 @@ static void report_hold(thread_rec *t, held_watch *w, unsigned long long elapsed
     keel_report_add_int(r, "rank", rank);
     keel_report_add_text(r, "%s '%s' at %p, acquired at %s:%d", kind, name, w->lock,
                          w->file != NULL ? w->file : "?", w->line);
-    add_stuck_context(r, t, have_bt, elapsed, budget);
+    add_stuck_context(r, t, mode, have_bt, elapsed, budget);
 }
 
 static void report_hold_end(const thread_rec *t, const held_watch *w, unsigned long long now)
@@ -757,8 +887,9 @@ static void *watchdog_main(void *arg)
 {
     (void)arg;
     (void)pthread_setname_np(pthread_self(), "keel-watchdog");
-    unsigned long long prev = now_ns();
     KEEL_VERIFY(pthread_mutex_lock(&wd_lock) == 0);
+    /* not the thread's first moment: a section entered while it was being started began later */
+    unsigned long long prev = wd_asked_ns;
     while (!wd_stopping) {
         long long tick_ms = keel__opt_int(KEEL__OPT_WATCHDOG_TICK_MS);
         struct timespec until;
@@ -808,6 +939,7 @@ static void after_fork_child(void)
     }
     KEEL_VERIFY(pthread_mutex_init(&wd_lock, NULL) == 0);
     KEEL_VERIFY(pthread_cond_init(&wd_cond, NULL) == 0);
+    keel__stack_close(); /* the parent's helper: this process starts its own */
 }
 
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
@@ -827,22 +959,13 @@ keel_status keel_watchdog_start(void)
     keel_status s = KEEL_OK;
     KEEL_VERIFY(pthread_mutex_lock(&wd_lock) == 0);
     if (!wd_running) {
-        wd_signal = SIGRTMIN + 7;
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_sigaction = backtrace_signal;
-        sa.sa_flags = SA_SIGINFO | SA_RESTART;
-        (void)sigemptyset(&sa.sa_mask);
-        if (sigaction(wd_signal, &sa, NULL) != 0) {
-            s = KEEL_ERR_SYS(errno, "cannot install the watchdog's backtrace signal handler");
-        } else {
-            wd_stopping = false;
-            int rc = pthread_create(&wd_thread, NULL, watchdog_main, NULL);
-            if (rc != 0)
-                s = KEEL_ERR_SYS(rc, "cannot start the watchdog thread");
-            else
-                __atomic_store_n(&wd_running, true, __ATOMIC_RELEASE);
-        }
+        wd_stopping = false;
+        wd_asked_ns = now_ns();
+        int rc = pthread_create(&wd_thread, NULL, watchdog_main, NULL);
+        if (rc != 0)
+            s = KEEL_ERR_SYS(rc, "cannot start the watchdog thread");
+        else
+            __atomic_store_n(&wd_running, true, __ATOMIC_RELEASE);
     }
     KEEL_VERIFY(pthread_mutex_unlock(&wd_lock) == 0);
     return s;
@@ -883,6 +1006,7 @@ void keel_watchdog_stop(void)
 void keel__watchdog_at_exit(void)
 {
     keel_watchdog_stop();
+    keel__stack_close();
 }
 
 unsigned long long keel_watchdog_overruns(void)

@@ -45,18 +45,8 @@ static bool collect(const keel_report_info *info, void *ctx)
         memset(s, 0, sizeof(*s));
         snprintf(s->message, sizeof(s->message), "%s", info->message);
         snprintf(s->text, sizeof(s->text), "%s", info->text);
-        for (size_t i = 0; i < info->ndetails; i++)
-            if (strcmp(info->details[i].key, "thread") == 0)
-                snprintf(s->thread, sizeof(s->thread), "%s", info->details[i].value);
-        size_t pos = 0;
-        for (int i = 0; i < info->nframes && pos < sizeof(s->funcs) - 1; i++) {
-            keel_frame f;
-            if (keel_backtrace_symbolize(info->frames[i], &f)) {
-                int n = snprintf(s->funcs + pos, sizeof(s->funcs) - pos, "%s ", f.func);
-                if (n > 0)
-                    pos += (size_t)n;
-            }
-        }
+        snprintf(s->thread, sizeof(s->thread), "%s", keel_test_detail(info, "thread"));
+        keel_test_frame_funcs(info, s->funcs, sizeof(s->funcs));
         s->stuck_flag_at_report = __atomic_load_n(&stuck_flag, __ATOMIC_ACQUIRE);
         nseen++;
     }

@@ -48,6 +48,31 @@ static inline void keel_test_ok(keel_status s)
     }
 }
 
+/* The value of a report's detail `key` ("" when it has none). */
+static inline const char *keel_test_detail(const keel_report_info *info, const char *key)
+{
+    for (size_t i = 0; i < info->ndetails; i++)
+        if (strcmp(info->details[i].key, key) == 0)
+            return info->details[i].value;
+    return "";
+}
+
+/* The symbolized function names of a report's backtrace, space separated, into out. */
+static inline void keel_test_frame_funcs(const keel_report_info *info, char *out, size_t size)
+{
+    size_t pos = 0;
+    if (size > 0)
+        out[0] = '\0';
+    for (int i = 0; i < info->nframes && pos + 1 < size; i++) {
+        keel_frame f;
+        if (keel_backtrace_symbolize(info->frames[i], &f)) {
+            int n = snprintf(out + pos, size - pos, "%s ", f.func);
+            if (n > 0)
+                pos += (size_t)n;
+        }
+    }
+}
+
 /*
  * Run fn in a forked child whose stderr goes into a pipe.  The child exits 0
  * (through exit(), so at-exit checks run) when fn returns, and dumps no core if

@@ -17,8 +17,10 @@
  * (watchdog.tick-ms, default 10).  A section still running past its budget is
  * reported at once, through the report channel (kind "watchdog"), with the
  * section, module, thread, elapsed time, budget and the stuck thread's own
- * backtrace (captured in that thread by a signal, SIGRTMIN+7); when it finally
- * ends it is reported again with its total.
+ * backtrace, taken without the thread noticing: the helper keel-stack stops
+ * it for a moment with ptrace (watchdog.stacks; docs/watchdog.md says what a
+ * program can observe); when it finally ends it is reported again, after,
+ * with its total.
  *
  * A thread that promises a heartbeat (keel_heartbeat_expect) and misses it is
  * reported with its backtrace and the keel locks it holds.
