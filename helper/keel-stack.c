@@ -23,8 +23,10 @@
 #define _GNU_SOURCE 1
 #include <elfutils/libdwfl.h>
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +37,9 @@
 
 enum { RELEASE_WAIT_MS = 1000, GIVE_UP_S = 3 };
 
-static const Dwfl_Callbacks callbacks = {
-    .find_elf = dwfl_linux_proc_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
-};
+static char *debuginfo_path;
+static const Dwfl_Callbacks callbacks = {dwfl_linux_proc_find_elf, dwfl_standard_find_debuginfo,
+                                         NULL, &debuginfo_path};
 
 typedef struct walk {
     int nframes;
@@ -93,7 +94,7 @@ static int next_byte(int ms)
 {
     if (in_pos < in_len)
         return (unsigned char)in_buf[in_pos++];
-    struct pollfd p = {.fd = 0, .events = POLLIN};
+    struct pollfd p = {0, POLLIN, 0};
     int rc;
     do
         rc = poll(&p, 1, ms);
@@ -164,6 +165,15 @@ static bool report_modules(Dwfl *dwfl, pid_t pid, bool *attached)
 }
 
 /* One request: stop tid, write its frames, wait for the release, let it go. */
+/* Let the thread go, with the signal that stopped it when it was not ours (0: none). */
+static void detach(pid_t tid, int sig)
+{
+    uintptr_t data = (uintptr_t)sig; /* ptrace takes the signal in its data argument */
+    void *arg = NULL;
+    memcpy(&arg, &data, sizeof(arg)); /* a pointer and uintptr_t: one size on Linux */
+    (void)ptrace(PTRACE_DETACH, tid, NULL, arg);
+}
+
 static void serve(Dwfl *dwfl, pid_t tid, int max)
 {
     unsigned long long seized = now_us();
@@ -186,23 +196,38 @@ static void serve(Dwfl *dwfl, pid_t tid, int max)
     walk w = {0, max};
     (void)dwfl_getthread_frames(dwfl, tid, on_frame, &w);
     if (w.nframes == 0) {
-        (void)ptrace(PTRACE_DETACH, tid, NULL, (void *)(long)sig);
+        detach(tid, sig);
         (void)fail(dwfl_errmsg(-1), 0);
         return;
     }
     (void)printf("stopped %llu\n", now_us() - seized);
     (void)fflush(stdout);
     (void)next_byte(RELEASE_WAIT_MS);
-    (void)ptrace(PTRACE_DETACH, tid, NULL, (void *)(long)sig);
+    detach(tid, sig);
+}
+
+/* A positive decimal number at the start of `s`, ended by its end or a blank; *rest: what follows. */
+static bool parse_pos(const char *s, long *out, const char **rest)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || v <= 0 || (*end != '\0' && *end != ' ' && *end != '\n'))
+        return false;
+    *out = v;
+    if (rest != NULL)
+        *rest = end;
+    return true;
 }
 
 int main(int argc, char **argv)
 {
     if (argc != 2)
         return fail("usage: keel-stack PID", 0);
-    pid_t pid = (pid_t)atol(argv[1]);
-    if (pid <= 0)
+    long pid_l = 0;
+    if (!parse_pos(argv[1], &pid_l, NULL) || pid_l > INT_MAX)
         return fail("bad arguments", 0);
+    pid_t pid = (pid_t)pid_l;
     /* started with every signal blocked (and maybe SIGALRM ignored): undo both */
     sigset_t none;
     (void)sigemptyset(&none);
@@ -214,12 +239,14 @@ int main(int argc, char **argv)
     bool attached = false;
     char line[64];
     while (next_request(line, sizeof(line))) {
-        long tid = 0;
-        int max = 0;
-        if (sscanf(line, "%ld %d", &tid, &max) != 2 || tid <= 0 || max <= 0) {
+        long tid = 0, max_l = 0;
+        const char *rest = NULL;
+        if (!parse_pos(line, &tid, &rest) || *rest != ' ' || !parse_pos(rest + 1, &max_l, NULL) ||
+            tid > INT_MAX || max_l > INT_MAX) {
             (void)fail("bad request", 0);
             continue;
         }
+        int max = (int)max_l;
         (void)alarm(GIVE_UP_S); /* a request never hangs: a stopped thread goes on when we die */
         if (!report_modules(dwfl, pid, &attached))
             (void)fail(dwfl_errmsg(-1), 0);

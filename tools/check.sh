@@ -14,7 +14,7 @@ FUZZ_CHECK_SECONDS=${FUZZ_CHECK_SECONDS:-30}
 ONLY=${ONLY:-$*} # the stages named on the command line, or in $ONLY; none: all
 
 # What the static analysers and the C++ checks look at: the library, the gate and tools.
-LIB_SOURCES=$(ls src/*.c gate/*.c gate/*/*.c tools/*.c 2>/dev/null)
+LIB_SOURCES=$(ls src/*.c gate/*.c gate/*/*.c tools/*.c helper/*.c 2>/dev/null)
 GATE_INC="-Igate -Igate/queue -Igate/exec -Igate/git -Igate/cli"
 ALL_C=$(git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null || find src gate tools tests bench examples fuzz include -name '*.[ch]')
 
@@ -58,7 +58,7 @@ clang_tsan()    { TSAN_OPTIONS="halt_on_error=1 detect_deadlocks=0 die_after_for
 
 # Every public header on its own, as C++17 and C++20, with g++ and clang++, in
 # both variants; then the library sources themselves as C++20 (stricter type
-# checks).  Exceptions: none today — every file of src/, gate/ and tools/
+# checks).  Exceptions: none today — every file of src/, gate/, tools/ and helper/
 # compiles as C++.  A file that cannot would be listed here with the reason.
 CXX_EXCEPTIONS=""
 cxx() {
