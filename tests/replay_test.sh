@@ -3,10 +3,11 @@
 # so 6 changes after its base), in a temporary directory:
 #   - make-fixture.sh is deterministic: the same seed twice gives the same manifest and the
 #     same branches (commit ids, so trees and history too);
-#   - the manifest has what was asked: 1 broken change, 1 conflicting pair, and a broken
+#   - the manifest has what was asked: 1 broken change, 2 conflicting pairs, and a broken
 #     change's next one holds its real commit but not the break;
 #   - the flaky test fails reproducibly: the same runs fail for the same seed;
-#   - run.sh with `serial` lands, rejects and finds the conflict as made, and exits 1 naming
+#   - run.sh with `serial` lands, rejects and finds the conflicts as made (the two pairs' first
+#     changes both land: each pair has a file of its own), and exits 1 naming
 #     the change whose outcome is not the manifest's (here edited to call the broken one good).
 # Registered with ctest as replay.fixture (tests/CMakeLists.txt).
 set -eu -o pipefail
@@ -58,7 +59,7 @@ mk() { # mk DIR SEED [options]
     local dir=$1 seed=$2
     shift 2
     "$top/bench/replay/make-fixture.sh" "$src" "$dir" --recipe "$tmp/recipe.sh" --seed "$seed" \
-        --conflict-pairs 1 "$@" >/dev/null
+        --conflict-pairs 2 "$@" >/dev/null
 }
 refs() { git --git-dir="$1/origin.git" for-each-ref --format='%(refname) %(objectname) %(tree)'; }
 
@@ -73,8 +74,9 @@ cmp -s "$tmp/a/manifest.txt" "$tmp/b/manifest.txt" || fail "seed 1 twice: manife
 m=$tmp/a/manifest.txt
 grep -v '^#' "$m" >"$tmp/changes"
 [ "$(awk '$4 == "bad"' "$tmp/changes" | wc -l)" = 1 ] || fail "not 1 broken change: $(cat "$m")"
-[ "$(awk '$4 == "conflict"' "$tmp/changes" | wc -l)" = 1 ] || fail "not 1 conflict: $(cat "$m")"
-[ "$(awk '$5 == "pair1"' "$tmp/changes" | wc -l)" = 2 ] || fail "not 1 pair: $(cat "$m")"
+[ "$(awk '$4 == "conflict"' "$tmp/changes" | wc -l)" = 2 ] || fail "not 2 conflicts: $(cat "$m")"
+[ "$(awk '$5 == "pair1"' "$tmp/changes" | wc -l)" = 2 ] || fail "not 2 of pair 1: $(cat "$m")"
+[ "$(awk '$5 == "pair2"' "$tmp/changes" | wc -l)" = 2 ] || fail "not 2 of pair 2: $(cat "$m")"
 og() { git --git-dir="$tmp/a/origin.git" "$@"; }
 while read -r branch real head expected injected; do
     # each head's tree is its real commit's, with the fixture's files (and one extra commit
@@ -119,7 +121,7 @@ sed -i "s/^\($bad .*\) bad /\1 good /" "$m"
 rc=0
 KEEL_GATE=$gate "$top/bench/replay/run.sh" "$tmp/a" --strategies serial >"$tmp/out.txt" 2>&1 || rc=$?
 [ "$rc" = 1 ] || fail "run.sh: exit $rc, not 1: $(cat "$tmp/out.txt")"
-grep -q '^| serial (best fixed) | .* | 4/1/1 | 1 | 0 | 1.00 | 1.00 |$' "$tmp/out.txt" ||
-    fail "run.sh serial: not 4 landed, 1 rejected, 1 conflict: $(cat "$tmp/out.txt")"
+grep -q '^| serial (best fixed) | .* | 3/1/2 | 1 | 0 | 1.00 | 1.00 |$' "$tmp/out.txt" ||
+    fail "run.sh serial: not 3 landed, 1 rejected, 2 conflicts: $(cat "$tmp/out.txt")"
 grep -q "wrongly rejected: $bad (rejected)" "$tmp/out.txt" || fail "run.sh did not name $bad: $(cat "$tmp/out.txt")"
 echo "replay_test: ok"

@@ -29,7 +29,7 @@ while read -r branch _ head expected injected; do
             got=fail
         fi
         want=pass
-        case $injected in bad-both) want=fail ;; bad-gcc) [ "$cfg" = gcc-debug ] && want=fail ;;
+        case $injected in bad-both | real) want=fail ;; bad-gcc) [ "$cfg" = gcc-debug ] && want=fail ;;
         bad-clang) [ "$cfg" = clang-release ] && want=fail ;; esac
         line="$line $cfg $got"
         if [ "$got" != "$want" ]; then

@@ -9,7 +9,7 @@
 #   origin.git    a bare repository: `main` is the base commit plus one commit adding
 #                 .keel/gate.conf (configurations gcc-debug, gcc -O0 -g, and clang-release,
 #                 clang -O2, each building and running the project's own tests) and .replay/
-#                 (the build and test scripts, the flaky test, the conflict lines);
+#                 (the build and test scripts, the flaky test, a file per conflicting pair);
 #                 `change-NN` (NN = 01..N) is the next N commits of the project's first-parent
 #                 history taken as a stack: change i's head holds the real commits 1..i, each
 #                 recreated with its real tree (plus .keel and .replay), author, date and message,
@@ -19,15 +19,16 @@
 #                 (good: lands; bad: rejected; conflict: a merge conflict), what was injected.
 #
 # Injected from the seed (sha256 of "seed:what:i", so the same seed gives the same fixture,
-# commit ids included): about P% (10) of the changes broken (an extra commit that breaks the build
-# of both configurations, of gcc-debug only or of clang-release only: an #error appended to the
-# recipe's C file), K (2) conflicting pairs (two good changes each with an extra commit setting
-# the same line of .replay/conflicts.txt differently: the later one conflicts), and a flaky test
+# commit ids included): about P% (10) of the changes broken (the recipe's real broken commits,
+# and others by an extra commit that breaks the build of both configurations, of gcc-debug
+# only or of clang-release only: an #error appended to the recipe's C file), K (2) conflicting pairs (two good changes each with an extra commit setting
+# the line of .replay/conflict-P.txt differently: the later one conflicts), and a flaky test
 # (.replay/flaky.sh, run after the project's tests by every job: fails F (50) in 1000 runs; see
 # the file for how its randomness is reproducible).
 #
-# A recipe (bench/replay/projects/NAME.sh) sets base, count, break_file and prints the build and
-# test scripts: see bench/replay/projects/parson.sh.
+# A recipe (bench/replay/projects/NAME.sh) sets base, count, break_file, real_bad (real commits
+# whose own tests fail: bad as they are, counted in P%) and prints the build and test scripts:
+# see bench/replay/projects/parson.sh.
 set -eu -o pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -91,10 +92,21 @@ sg rev-list --objects "$base" "${real[@]}" | cut -d' ' -f1 | sg pack-objects -q 
 rnd() { printf '%s:%s:%s' "$seed" "$1" "$2" | sha256sum | cut -c1-8 | { read -r h && echo $((16#$h % 2147483648)); }; }
 
 # ---- what is injected where --------------------------------------------------------------
-declare -A kind=() # change index (1-based) -> bad-both | bad-gcc | bad-clang | conflict-first | conflict
-nbroken=$(((count * broken_percent + 50) / 100))
-# the order of the changes by their draw: the first nbroken are broken
-mapfile -t order < <(for i in $(seq 1 "$count"); do echo "$(rnd order "$i") $i"; done | sort -n | cut -d' ' -f2)
+declare -A kind=() # change index (1-based) -> real | bad-both | bad-gcc | bad-clang | conflict-first | conflict
+# the recipe's real commits whose own tests fail (the project broke them itself): bad as they are
+nreal=0
+for ((i = 1; i <= count; i++)); do
+    for r in ${recipe_real_bad:-}; do
+        case ${real[i - 1]} in "$r"*) kind[$i]=real nreal=$((nreal + 1)) ;; esac
+    done
+done
+# P% of the changes broken, those real ones included
+nbroken=$(((count * broken_percent + 50) / 100 - nreal))
+[ "$nbroken" -ge 0 ] || nbroken=0
+# the order of the other changes by their draw: the first nbroken are broken
+mapfile -t order < <(for i in $(seq 1 "$count"); do
+    [ -n "${kind[$i]:-}" ] || echo "$(rnd order "$i") $i"
+done | sort -n | cut -d' ' -f2)
 for ((n = 0; n < nbroken; n++)); do
     i=${order[n]}
     case $(($(rnd break "$i") % 3)) in
@@ -182,7 +194,8 @@ recipe_build_script | add_file .replay/build.sh 100644
 recipe_test_script | add_file .replay/project-test.sh 100644
 printf '%s\n' '# .replay/test.sh CC FLAGS...: the project'"'"'s tests, then the flaky one' \
     'sh .replay/project-test.sh "$@" || exit 1' 'exec sh .replay/flaky.sh' | add_file .replay/test.sh 100644
-for ((p = 1; p <= conflict_pairs; p++)); do echo "pair $p: base"; done | add_file .replay/conflicts.txt 100644
+# one file per pair: git takes changes to adjacent lines of one file for a conflict
+for ((p = 1; p <= conflict_pairs; p++)); do echo "pair $p: base" | add_file ".replay/conflict-$p.txt" 100644; done
 overlay=$(og write-tree)
 # the fixture's own files as index lines, put into the index after a read-tree of a real tree
 fixture_index=$(og ls-tree -r "$overlay" .keel .replay)
@@ -223,6 +236,7 @@ for ((i = 1; i <= count; i++)); do
     branch=$(printf 'change-%02d' "$i")
     expected=good injected=-
     case ${kind[$i]:-} in
+    real) expected=bad injected=real ;;
     bad-both | bad-gcc | bad-clang)
         expected=bad injected=${kind[$i]}
         case ${kind[$i]} in
@@ -239,12 +253,12 @@ for ((i = 1; i <= count; i++)); do
         p=${pair_of[$i]}
         [ "${kind[$i]}" = conflict ] && expected=conflict
         injected=pair$p
-        head=$(og show "$head:.replay/conflicts.txt" | sed "s/^pair $p: .*/pair $p: set by $branch/" |
-            extra "$head" .replay/conflicts.txt "replay: conflicting pair $p, set by $branch")
+        head=$(echo "pair $p: set by $branch" |
+            extra "$head" ".replay/conflict-$p.txt" "replay: conflicting pair $p, set by $branch")
         ;;
     esac
     og update-ref "refs/heads/$branch" "$head"
     echo "$branch $r $head $expected $injected" >>"$manifest"
 done
 og gc -q --prune=now
-echo "make-fixture.sh: $fixture: $count changes ($nbroken broken, $conflict_pairs conflicting pairs), main $main"
+echo "make-fixture.sh: $fixture: $count changes ($nbroken broken, $nreal broken by the project itself, $conflict_pairs conflicting pairs), main $main"
