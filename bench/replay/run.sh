@@ -163,7 +163,8 @@ function median(list,    n, a, i, j, t) {
     s = $2; wall[s] = wall[s] " " $4; builds[s] = builds[s] " " $5; jobs[s] = jobs[s] " " $6
     if (!(s in lo) || $4 < lo[s]) lo[s] = $4
     if (!(s in hi) || $4 > hi[s]) hi[s] = $4
-    out[s] = out[s] (out[s] == "" ? "" : ", ") $7 "/" $8 "/" $9
+    o = $7 "/" $8 "/" $9  # each different outcome once
+    if (index(", " out[s] ", ", ", " o ", ") == 0) out[s] = out[s] (out[s] == "" ? "" : ", ") o
     wrong[s] += $10; bad[s] += $11; unexp[s] += $12
 }
 END {
