@@ -16,7 +16,9 @@
 #                 so the stack is linear even where the project merged; a broken or conflicting
 #                 change has one extra commit on its own branch only.
 #   manifest.txt  one line per change: branch, real commit, head, expected outcome
-#                 (good: lands; bad: rejected; conflict: a merge conflict), what was injected.
+#                 (good: lands; bad: rejected; conflict: a merge conflict; bad-alone: a real
+#                 broken commit, rejected alone, or landed with the later change that fixes it
+#                 in one candidate), what was injected.
 #
 # Injected from the seed (sha256 of "seed:what:i", so the same seed gives the same fixture,
 # commit ids included): about P% (10) of the changes broken (the recipe's real broken commits,
@@ -27,7 +29,7 @@
 # the file for how its randomness is reproducible).
 #
 # A recipe (bench/replay/projects/NAME.sh) sets base, count, break_file, real_bad (real commits
-# whose own tests fail: bad as they are, counted in P%) and prints the build and test scripts:
+# whose own tests fail, bad-alone, counted in P%) and prints the build and test scripts:
 # see bench/replay/projects/parson.sh.
 set -eu -o pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -236,7 +238,7 @@ for ((i = 1; i <= count; i++)); do
     branch=$(printf 'change-%02d' "$i")
     expected=good injected=-
     case ${kind[$i]:-} in
-    real) expected=bad injected=real ;;
+    real) expected=bad-alone injected=real ;;
     bad-both | bad-gcc | bad-clang)
         expected=bad injected=${kind[$i]}
         case ${kind[$i]} in

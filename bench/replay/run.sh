@@ -11,7 +11,8 @@
 # `keel-gate run --once` until the queue is empty, timed.  Then from the gate's store: builds
 # (what `keel-gate status` counts: a candidate's attempt), jobs (a configuration's run), each
 # change's state against the manifest (a good change not landed is "wrongly rejected", a bad one
-# landed is "bad landed"), flakes; and main's final tree must be the last good change's (the
+# landed is "bad landed"; a bad-alone one, a project's own broken commit, may land with the later
+# change that fixes it), flakes; and main's final tree must be the last good change's (the
 # fixture's own files aside).  Prints one line per run, then per strategy the median and range.
 #
 # The keel-gate binary: KEEL_GATE=path, else build/release/keel-gate, else build/devel/keel-gate.
@@ -118,6 +119,8 @@ run_one() {
         conflict) conflicts=$((conflicts + 1)) ;; *) other=$((other + 1)) ;; esac
         case $e:$state in
         good:landed | bad:rejected | conflict:conflict) ;;
+        # a real broken commit: rejected alone, or landed in one candidate with its fix
+        bad-alone:rejected | bad-alone:landed) ;;
         good:*) wrong=$((wrong + 1)) && echo "  wrongly rejected: $b ($state)" >&2 ;;
         bad:landed | conflict:landed) badlanded=$((badlanded + 1)) && echo "  bad landed: $b ($e)" >&2 ;;
         *) unexpected=$((unexpected + 1)) && echo "  unexpected: $b $e -> $state" >&2 ;;
