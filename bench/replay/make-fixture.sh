@@ -61,6 +61,7 @@ if [ -z "$recipe" ]; then
     [ -n "$project" ] || project=$(basename "$(cd "$src" && pwd)")
     recipe=$here/projects/$project.sh
 fi
+[ -n "$project" ] || project=$(basename "$recipe" .sh)
 [ -f "$recipe" ] || { echo "make-fixture.sh: no recipe '$recipe' (--project NAME or --recipe FILE)" >&2 && exit 2; }
 # shellcheck source=projects/parson.sh
 . "$recipe"
