@@ -4,7 +4,7 @@
 #                analysis, clang-format, tests under devel/release/asan/tsan, fuzz
 # Both install the Debian packages they need first (apt-get, only when missing).
 #
-# Other targets: make build | bench | fuzz | install PREFIX=/usr/local | deps | bench-deps | clean
+# Other targets: make build | bench | bench-replay | fuzz | install PREFIX=/usr/local | deps | bench-deps | clean
 
 SHELL := /bin/bash
 PREFIX ?= /usr/local
@@ -21,10 +21,13 @@ DEPS += man-db
 # what the benchmarks compare against, for make bench only: bench_heap loads mimalloc with
 # dlopen("libmimalloc.so.2") (its anchor row is missing without it)
 BENCH_DEPS := libmimalloc2.0
+# what bench/replay/run.sh reads the gate's results with, for make bench-replay (and the
+# replay.fixture test, skipped without them)
+REPLAY_DEPS := jq sqlite3
 
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null && echo sudo)
 
-.PHONY: all deps bench-deps build demo check bench fuzz install clean
+.PHONY: all deps bench-deps build demo check bench bench-replay fuzz install clean
 
 all: build
 
@@ -57,6 +60,13 @@ check: deps
 
 bench: deps bench-deps
 	@tools/bench.sh
+
+# keel-gate replaying two real projects' histories (docs/benchmarks.md "Real-history replay";
+# bench/replay/replay.sh's REPLAY_* variables: reps, strategies, where the clones are)
+bench-replay: deps
+	$(call install_missing,$(REPLAY_DEPS))
+	cmake --preset release >/dev/null && cmake --build build/release --target keel-gate
+	@bench/replay/replay.sh
 
 fuzz: deps
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) tools/fuzz.sh
