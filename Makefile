@@ -17,12 +17,14 @@ DEPS := cmake ninja-build make gcc g++ clang clang-tidy clang-tools clang-format
 DEPS += libjansson-dev
 # man: the tests render the manual pages the programs write (man -l, groff's warnings)
 DEPS += man-db
+# the replay.fixture test reads the gate's results as bench/replay/run.sh does
+DEPS += jq sqlite3
 
 # what the benchmarks compare against, for make bench only: bench_heap loads mimalloc with
 # dlopen("libmimalloc.so.2") (its anchor row is missing without it)
 BENCH_DEPS := libmimalloc2.0
-# what bench/replay/run.sh reads the gate's results with, for make bench-replay (and the
-# replay.fixture test, skipped without them)
+# what bench/replay/run.sh reads the gate's results with, for make bench-replay (DEPS has them
+# too, for the replay.fixture test)
 REPLAY_DEPS := jq sqlite3
 
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null && echo sudo)
