@@ -172,7 +172,7 @@ extern const char keel__text_end[] __asm__("__stop_keel_text")
     __attribute__((weak, visibility("hidden")));
 
 /* A return address: the call is the byte before it. */
-static bool in_keel(const void *pc)
+bool keel__frame_in_keel(const void *pc)
 {
     const char *call = (const char *)pc - 1;
     return keel__text_begin != NULL && call >= keel__text_begin && call < keel__text_end;
@@ -210,7 +210,7 @@ int keel__first_user_frame(void *const *pcs, int n)
 {
     KEEL_ASSERT(pcs != NULL || n == 0);
     int i = 0;
-    while (i < n - 1 && in_keel(pcs[i]))
+    while (i < n - 1 && keel__frame_in_keel(pcs[i]))
         i++;
     /* keel's signal handler: the trampoline, then libc's frames the signal came in (a
      * memcpy that ran into a guard page, a sleep the watchdog interrupted) */

@@ -89,7 +89,8 @@ extern KEEL__TLS keel__report_capture *keel__tls_capture;
  * then, below a keel signal handler, the signal trampoline and libc's frames.  n - 1 at most.
  */
 int keel__first_user_frame(void *const *pcs, int n);
-/* Is pc in libc (or the vDSO)? */
+/* Is the return address pc in libkeel's code (keel_text)?  In libc (or the vDSO)? */
+bool keel__frame_in_keel(const void *pc);
 bool keel__frame_in_libc(const void *pc);
 
 /* KEEL_REPORT for keel's own code: the site is the program's first frame (keel_report_begin). */

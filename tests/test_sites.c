@@ -396,6 +396,28 @@ static void test_quota_status_site(void **state)
     keel_test_ok(keel_heap_set_quota(KEEL_MODULE_REF(sites), 0));
 }
 
+/* An error keel makes where no macro passes a site names the program's call (its first frame). */
+static void expect_here(keel_status s, int line)
+{
+    assert_false(keel_ok(s));
+    assert_string_equal(keel_status_file(s), __FILE__);
+    assert_int_equal(keel_status_line(s), line);
+    keel_status_free(s);
+}
+
+static void test_status_site(void **state)
+{
+    (void)state;
+    keel_status s = keel_lock_class_budget(NULL, 10);
+    expect_here(s, __LINE__ - 1);
+    s = keel_options_set("sites.no-such-option=1");
+    expect_here(s, __LINE__ - 1);
+    post_should_fail = true;
+    s = keel_modules_start();
+    expect_here(s, __LINE__ - 1);
+    post_should_fail = false;
+}
+
 #if KEEL_DEVEL
 
 static void heap_overflow(void)
@@ -548,6 +570,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_module),
         cmocka_unit_test(test_quota),
         cmocka_unit_test(test_quota_status_site),
+        cmocka_unit_test(test_status_site),
         cmocka_unit_test(test_options),
 #if KEEL_DEVEL
         cmocka_unit_test(test_assert),
