@@ -61,16 +61,43 @@ static void base_name(char *dst, size_t size, const char *path)
 }
 
 /*
- * When addr is in code inlined into its function (a keel lock or heap fast path, or any
- * inline function), the line of the function named: where the outermost inlined call is.
- * False when addr is not inlined (or nothing is known).
+ * The compilation unit of addr: by .debug_aranges, or, when there are none (clang emits none
+ * unless -gdwarf-aranges, and libdw 0.188 then finds nothing), by each unit's address ranges.
  */
-static bool call_site(Dwfl_Module *mod, Dwarf_Addr addr, keel_frame *out)
+static Dwarf_Die *unit_of(Dwfl_Module *mod, Dwarf_Addr addr, Dwarf_Addr *bias)
 {
-    Dwarf_Addr bias = 0;
-    Dwarf_Die *cu = dwfl_module_addrdie(mod, addr, &bias);
+    Dwarf_Die *cu = dwfl_module_addrdie(mod, addr, bias);
+    if (cu != NULL)
+        return cu;
+    for (cu = dwfl_module_nextcu(mod, NULL, bias); cu != NULL;
+         cu = dwfl_module_nextcu(mod, cu, bias))
+        if (dwarf_haspc(cu, addr - *bias) > 0)
+            return cu;
+    return NULL;
+}
+
+/* The source line of addr (bias-adjusted) in unit cu. */
+static bool unit_line(Dwarf_Die *cu, Dwarf_Addr addr, keel_frame *out)
+{
+    Dwarf_Line *line = dwarf_getsrc_die(cu, addr);
+    const char *file = line != NULL ? dwarf_linesrc(line, NULL, NULL) : NULL;
+    int lineno = 0;
+    if (file == NULL || dwarf_lineno(line, &lineno) != 0)
+        return false;
+    (void)snprintf(out->file, sizeof(out->file), "%s", file);
+    out->line = lineno;
+    return true;
+}
+
+/*
+ * When addr (bias-adjusted) is in code inlined into its function (a keel lock or heap fast
+ * path, or any inline function), the line of the function named: where the outermost inlined
+ * call is.  False when addr is not inlined (or nothing is known).
+ */
+static bool call_site(Dwarf_Die *cu, Dwarf_Addr addr, keel_frame *out)
+{
     Dwarf_Die *scopes = NULL;
-    int n = cu != NULL ? dwarf_getscopes(cu, addr - bias, &scopes) : 0;
+    int n = dwarf_getscopes(cu, addr, &scopes);
     int outer = -1; /* scopes[0] is the innermost */
     for (int i = 0; i < n; i++)
         if (dwarf_tag(&scopes[i]) == DW_TAG_inlined_subroutine)
@@ -121,18 +148,10 @@ bool keel_backtrace_symbolize(void *pc, keel_frame *out)
             out->offset = (unsigned long)offset + 1;
             found = true;
         }
-        Dwfl_Line *line = dwfl_module_getsrc(mod, addr);
-        if (call_site(mod, addr, out)) {
+        Dwarf_Addr bias = 0;
+        Dwarf_Die *cu = unit_of(mod, addr, &bias);
+        if (cu != NULL && (call_site(cu, addr - bias, out) || unit_line(cu, addr - bias, out)))
             found = true;
-        } else if (line != NULL) {
-            int lineno = 0;
-            const char *file = dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL);
-            if (file != NULL) {
-                (void)snprintf(out->file, sizeof(out->file), "%s", file);
-                out->line = lineno;
-                found = true;
-            }
-        }
         const char *mainfile = NULL;
         const char *modname = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, &mainfile, NULL);
         base_name(out->object, sizeof(out->object), mainfile != NULL ? mainfile : modname);

@@ -732,15 +732,11 @@ static void add_edge_text(keel_report *r, const edge_info *e)
                          node_class(e->from)->name, node_class(e->to)->name,
                          node_class(e->to)->name, e->file, e->line, node_class(e->from)->name,
                          e->held_file, e->held_line, e->thread);
-    bool inside_keel = true;
     int shown = 0;
-    for (int i = 0; i < e->npcs; i++) {
+    /* the checker's own frames first: dropped (by address, as for a report's backtrace) */
+    for (int i = keel__first_user_frame(e->pcs, e->npcs); i < e->npcs; i++) {
         keel_frame f;
         bool named = keel_backtrace_symbolize(e->pcs[i], &f) && f.func[0] != '\0';
-        if (inside_keel && named &&
-            (strncmp(f.func, "keel__", 6) == 0 || strcmp(f.func, "edge_add") == 0))
-            continue; /* the checker itself */
-        inside_keel = false;
         if (!named)
             keel_report_add_text(r, "      #%d %p", shown, e->pcs[i]);
         else if (f.file[0] != '\0')

@@ -266,6 +266,40 @@ static void test_lock_order(void **state)
     check_kind(lock_order, "lock-order");
 }
 
+static void lock_cycle(void)
+{
+    use_json_file();
+    static keel_mutex a = KEEL_MUTEX_INITIALIZER("sites_a", 0);
+    static keel_mutex b = KEEL_MUTEX_INITIALIZER("sites_b", 0);
+    keel_mutex_lock(&a);
+    keel_mutex_lock(&b); /* learns a -> b */
+    keel_mutex_unlock(&b);
+    keel_mutex_unlock(&a);
+    keel_mutex_lock(&b);
+    keel_mutex_lock(&a); /* closes the cycle */
+    keel_mutex_unlock(&a);
+    keel_mutex_unlock(&b);
+}
+
+/* A cycle's report also shows where each edge was learned: from the program's frame on. */
+static void test_lock_cycle(void **state)
+{
+    (void)state;
+    char out[65536];
+    (void)snprintf(json_path, sizeof(json_path), "/tmp/keel-test-sites-%d.jsonl", (int)getpid());
+    (void)unlink(json_path);
+    (void)keel_test_run_child(lock_cycle, out, sizeof(out));
+    (void)unlink(json_path);
+    check_human(out, "lock-order", NULL);
+    const char *edge = strstr(out, "  'sites_a' -> 'sites_b': ");
+    assert_non_null(edge);
+    const char *first = strstr(edge, "      #0 ");
+    if (first == NULL)
+        fail_msg("the edge has no backtrace:\n%s", edge);
+    if (!names_this_file(first, line_len(first)))
+        fail_msg("the edge's first frame is not in %s:\n%s", this_file, edge);
+}
+
 static void lock_misuse(void)
 {
     use_json_file();
@@ -577,6 +611,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_lost_error),
         cmocka_unit_test(test_leaked_error),
         cmocka_unit_test(test_lock_order),
+        cmocka_unit_test(test_lock_cycle),
         cmocka_unit_test(test_lock_misuse),
         cmocka_unit_test(test_lock_blocking),
         cmocka_unit_test(test_limit),
