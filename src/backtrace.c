@@ -231,11 +231,13 @@ int keel__first_user_frame(void *const *pcs, int n)
     int i = 0;
     while (i < n - 1 && keel__frame_in_keel(pcs[i]))
         i++;
-    /* keel's signal handler: the trampoline, then libc's frames the signal came in (a
-     * memcpy that ran into a guard page, a sleep the watchdog interrupted) */
-    if (i > 0 && i < n - 1 && is_trampoline(pcs[i])) {
+    /* below a signal handler: the trampoline; below keel's own handler (a report made in it),
+     * also libc's frames the signal came in through (a memcpy that ran into a guard page).  A
+     * stack captured in a handler without it (the watchdog's) shows where the thread is. */
+    bool in_handler = i > 0;
+    if (i < n - 1 && is_trampoline(pcs[i])) {
         i++;
-        while (i < n - 1 && keel__frame_in_libc(pcs[i]))
+        while (in_handler && i < n - 1 && keel__frame_in_libc(pcs[i]))
             i++;
     }
     return i;

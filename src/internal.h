@@ -86,7 +86,7 @@ extern KEEL__TLS keel__report_capture *keel__tls_capture;
 
 /*
  * The first of n frames (innermost first) that is not keel's own: libkeel's code (by address),
- * then, below a keel signal handler, the signal trampoline and libc's frames.  n - 1 at most.
+ * then a signal trampoline, and below keel's own handler libc's frames.  n - 1 at most.
  */
 int keel__first_user_frame(void *const *pcs, int n);
 /* Is the return address pc in libkeel's code (keel_text)?  In libc (or the vDSO)? */

@@ -509,14 +509,12 @@ keel_policy keel_report_emit(keel_report *r)
     bool show = policy != KEEL_POLICY_COUNT && !r->no_backtrace &&
                 (r->frames_given || keel__opt_bool(KEEL__OPT_REPORT_BACKTRACE));
     bool site_from_frames = r->file == NULL && !r->no_backtrace;
-    if (!r->frames_given && (show || site_from_frames)) {
-        long long want = keel__opt_int(KEEL__OPT_REPORT_FRAMES);
-        if (!show || want < 1)
-            want = MAX_FRAMES; /* (only for the site) */
-        r->nframes = keel_backtrace(r->frames, (int)want < MAX_FRAMES ? (int)want : MAX_FRAMES, 1);
-    }
+    /* all of them: report.frames counts the program's, after keel's are dropped */
+    if (!r->frames_given && (show || site_from_frames))
+        r->nframes = keel_backtrace(r->frames, MAX_FRAMES, 1);
     drop_keel_frames(r);
-    info.nframes = show ? r->nframes : 0;
+    long long want = keel__opt_int(KEEL__OPT_REPORT_FRAMES);
+    info.nframes = !show ? 0 : r->frames_given || r->nframes <= want ? r->nframes : (int)want;
     info.frames = r->frames;
     /* a report made by keel for the program without a site of its own: the program's frame */
     keel_frame site;

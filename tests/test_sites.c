@@ -313,6 +313,31 @@ static void test_lock_misuse(void **state)
     check_kind(lock_misuse, "lock-misuse");
 }
 
+static void misuse_two_frames(void)
+{
+    keel_test_ok(keel_options_set("report.frames=2"));
+    lock_misuse();
+}
+
+/* report.frames counts the program's frames: keel's are dropped first. */
+static void test_report_frames_option(void **state)
+{
+    (void)state;
+    check_kind(misuse_two_frames, "lock-misuse");
+    static char out[65536];
+    (void)keel_test_run_child(misuse_two_frames, out, sizeof(out));
+    (void)unlink(json_path);
+    const char *bt = strstr(out, "\n  backtrace:\n");
+    assert_non_null(bt);
+    bt += strlen("\n  backtrace:\n");
+    int n = 0;
+    while (strncmp(bt, "    #", 5) == 0) {
+        n++;
+        bt += line_len(bt) + 1;
+    }
+    assert_int_equal(n, 2);
+}
+
 static void lock_blocking(void)
 {
     use_json_file();
@@ -336,7 +361,7 @@ static void lock_limit(void)
 {
     use_json_file();
     static keel_mutex m[TOO_MANY];
-    static char names[TOO_MANY][16];
+    static char names[TOO_MANY][24];
     for (int i = 0; i < TOO_MANY; i++) {
         (void)snprintf(names[i], sizeof(names[i]), "sites_many%d", i);
         keel_mutex_init(&m[i], names[i], 0);
@@ -613,6 +638,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_lock_order),
         cmocka_unit_test(test_lock_cycle),
         cmocka_unit_test(test_lock_misuse),
+        cmocka_unit_test(test_report_frames_option),
         cmocka_unit_test(test_lock_blocking),
         cmocka_unit_test(test_limit),
         cmocka_unit_test(test_stress),
