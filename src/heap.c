@@ -584,19 +584,22 @@ keel_status keel__heap_failed(keel__heap *h, size_t size, keel__heap_failure why
         keel_report_add_uint(r, "live_bytes", __atomic_load_n(&h->live_bytes, __ATOMIC_RELAXED));
         keel_report_add_uint(r, "quota", quota);
         (void)keel_report_emit(r);
-        s = KEEL_ERR(KEEL_E_FULL,
-                     "module '%s' is over its memory quota (%llu bytes) allocating %zu bytes",
-                     h->name, quota, size);
+        s = keel__status_new(
+            &keel_codespace_keel, (int)KEEL_E_FULL, KEEL_OK, file, line, func,
+            "module '%s' is over its memory quota (%llu bytes) allocating %zu bytes", h->name,
+            quota, size);
         break;
     }
     case KEEL__HEAP_INJECTED:
-        s = KEEL_ERR(KEEL_E_INJECTED,
-                     "module '%s': allocation of %zu bytes failed by stress option '%s.alloc'",
-                     h->name, size, h->name);
+        s = keel__status_new(
+            &keel_codespace_keel, (int)KEEL_E_INJECTED, KEEL_OK, file, line, func,
+            "module '%s': allocation of %zu bytes failed by stress option '%s.alloc'", h->name,
+            size, h->name);
         break;
     case KEEL__HEAP_NOMEM:
     default:
-        s = KEEL_ERR(KEEL_E_NOMEM, "module '%s' cannot allocate %zu bytes", h->name, size);
+        s = keel__status_new(&keel_codespace_keel, (int)KEEL_E_NOMEM, KEEL_OK, file, line, func,
+                             "module '%s' cannot allocate %zu bytes", h->name, size);
         break;
     }
     return keel_status_with_uint(keel_status_with_str(s, "module", h->name), "size", size);

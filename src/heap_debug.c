@@ -123,9 +123,8 @@ static void install_handler(void)
 
 static void segv_report(const char *msg, const keel__blk *b, long offset)
 {
-    keel_report *r =
-        keel_report_begin(KEEL_REPORT_HEAP, b != NULL ? b->file : "?", b != NULL ? b->line : 0,
-                          b != NULL ? b->func : "?", "%s", msg);
+    /* at the faulting access: the first frame below the handler (the block's site follows) */
+    keel_report *r = keel_report_begin(KEEL_REPORT_HEAP, NULL, 0, NULL, "%s", msg);
     if (b != NULL) {
         keel_report_add_str(r, "module", b->heap->name);
         keel_report_add_uint(r, "size", b->size);
@@ -786,8 +785,7 @@ void keel__blk_leaks(keel__heap *h)
         keel_report_add_text(r, "%llu blocks, %llu bytes allocated at %s:%d in %s()",
                              sites[k].blocks, sites[k].bytes, sites[k].file, sites[k].line,
                              sites[k].func);
-    keel_report_no_backtrace(r);
-    (void)keel_report_emit(r);
+    (void)keel_report_emit(r); /* its backtrace: the program's call that stopped the module */
 }
 
 #endif

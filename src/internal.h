@@ -84,7 +84,20 @@ typedef struct keel__report_capture {
 } keel__report_capture;
 extern KEEL__TLS keel__report_capture *keel__tls_capture;
 
-/* Report an error status (which it frees) as `message`, its text below; no backtrace. */
+/*
+ * The first of n frames (innermost first) that is not keel's own: libkeel's code (by address),
+ * then a signal trampoline, and below keel's own handler libc's frames.  n - 1 at most.
+ */
+int keel__first_user_frame(void *const *pcs, int n);
+/* Is the return address pc in libkeel's code (keel_text)?  In libc (or the vDSO)? */
+bool keel__frame_in_keel(const void *pc);
+bool keel__frame_in_libc(const void *pc);
+
+/* KEEL_REPORT for keel's own code: the site is the program's first frame (keel_report_begin). */
+#define KEEL__REPORT_AT_CALLER(kind, ...) \
+    keel_report_emit(keel_report_begin((kind), NULL, 0, NULL, __VA_ARGS__))
+
+/* Report an error status (which it frees) as `message`, its text below; at the program's call. */
 void keel__report_status(keel_report_kind kind, keel_status s, const char *message);
 /*
  * A report of a kind whose policy is "count" while no handler watches: only

@@ -190,9 +190,9 @@ static void budgets_refresh_locked(void)
     keel_status_ignore(s, "lock.budget was checked when it was set");
     budgets_apply();
     if (full)
-        (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
-                          "more than %u lock classes with budgets: lock.budget is partly ignored",
-                          MAX_BUDGETS);
+        (void)KEEL__REPORT_AT_CALLER(
+            KEEL_REPORT_LIMIT,
+            "more than %u lock classes with budgets: lock.budget is partly ignored", MAX_BUDGETS);
 }
 
 void keel__lock_budgets_refresh(void)
@@ -293,13 +293,14 @@ unsigned keel__dep_resolve(keel_lockdep *d, keel__lock_kind kind)
     /* d->cls: 0 unresolved, KEEL__CLS_NONE unchecked, else class + 1 */
     KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
     if (full_now)
-        (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
-                          "more than %u lock classes: further classes are not checked",
-                          MAX_CLASSES);
+        (void)KEEL__REPORT_AT_CALLER(KEEL_REPORT_LIMIT,
+                                     "more than %u lock classes: further classes are not checked",
+                                     MAX_CLASSES);
     if (conflict_rank >= 0)
-        (void)KEEL_REPORT(KEEL_REPORT_LOCK_MISUSE,
-                          "lock class '%s' has rank %d here (%s:%d) but rank %d elsewhere", key,
-                          d->rank, d->file != NULL ? d->file : "?", d->line, conflict_rank);
+        (void)KEEL__REPORT_AT_CALLER(
+            KEEL_REPORT_LOCK_MISUSE,
+            "lock class '%s' has rank %d here (%s:%d) but rank %d elsewhere", key, d->rank,
+            d->file != NULL ? d->file : "?", d->line, conflict_rank);
     return c == KEEL__CLS_NONE ? KEEL__CLS_NONE : c - 1;
 }
 
@@ -450,9 +451,10 @@ keel__lock_thread *keel__lock_thread_new(void)
         free(t);
         KEEL_VERIFY(pthread_once(&no_memory_once, no_memory_init) == 0);
         if (!__atomic_exchange_n(&no_memory_reported, true, __ATOMIC_RELAXED))
-            (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
-                              "no memory for a thread's lock state: the locks of such threads are "
-                              "not checked");
+            (void)KEEL__REPORT_AT_CALLER(
+                KEEL_REPORT_LIMIT,
+                "no memory for a thread's lock state: the locks of such threads are "
+                "not checked");
         return &no_memory_state; /* not remembered: the next call tries again */
     }
     keel__lock_tls = t;
@@ -478,10 +480,11 @@ void keel__dep_push_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock
     if (KEEL_UNLIKELY(t->n >= KEEL_LOCK_MAX_HELD) || KEEL_STRESS(lock_held_full)) {
         /* not tracked, so not counted as a held spinlock either: its unlock finds nothing */
         if (t->overflow++ == 0)
-            (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
-                              "more than %d keel locks held by one thread: '%s' and further "
-                              "locks are not checked",
-                              KEEL_LOCK_MAX_HELD, keel__dep_name(d));
+            (void)keel_report_emit(keel_report_begin(
+                KEEL_REPORT_LIMIT, site->file, site->line, site->func,
+                "more than %d keel locks held by one thread: '%s' and further locks are not "
+                "checked",
+                KEEL_LOCK_MAX_HELD, keel__dep_name(d)));
         return;
     }
     unsigned node = keel__dep_node(keel__dep_class(d, kind), nest);
@@ -729,15 +732,11 @@ static void add_edge_text(keel_report *r, const edge_info *e)
                          node_class(e->from)->name, node_class(e->to)->name,
                          node_class(e->to)->name, e->file, e->line, node_class(e->from)->name,
                          e->held_file, e->held_line, e->thread);
-    bool inside_keel = true;
     int shown = 0;
-    for (int i = 0; i < e->npcs; i++) {
+    /* the checker's own frames first: dropped (by address, as for a report's backtrace) */
+    for (int i = keel__first_user_frame(e->pcs, e->npcs); i < e->npcs; i++) {
         keel_frame f;
         bool named = keel_backtrace_symbolize(e->pcs[i], &f) && f.func[0] != '\0';
-        if (inside_keel && named &&
-            (strncmp(f.func, "keel__", 6) == 0 || strcmp(f.func, "edge_add") == 0))
-            continue; /* the checker itself */
-        inside_keel = false;
         if (!named)
             keel_report_add_text(r, "      #%d %p", shown, e->pcs[i]);
         else if (f.file[0] != '\0')
@@ -826,11 +825,11 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
     KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
 
     if (edges_full)
-        (void)KEEL_REPORT(KEEL_REPORT_LIMIT,
-                          "more than %u lock-order edges: sites of new edges are not recorded",
-                          MAX_EDGES);
+        (void)KEEL__REPORT_AT_CALLER(
+            KEEL_REPORT_LIMIT, "more than %u lock-order edges: sites of new edges are not recorded",
+            MAX_EDGES);
     if (chains_full)
-        (void)KEEL_REPORT(
+        (void)KEEL__REPORT_AT_CALLER(
             KEEL_REPORT_LIMIT,
             "lock chain cache full: some lock sequences are checked on every acquisition");
     for (unsigned k = 0; k < nfound; k++) {

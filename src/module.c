@@ -351,14 +351,14 @@ static void report_module(const mod_rec *r, const char *what, keel_status cause)
     text[0] = '\0';
     if (!keel_ok(cause))
         (void)keel_status_format(cause, text, sizeof(text));
-    keel_report *rep = keel_report_begin(KEEL_REPORT_MODULE, __FILE__, __LINE__, __func__,
+    /* at the program's call of keel_modules_start (the cause says where the module failed) */
+    keel_report *rep = keel_report_begin(KEEL_REPORT_MODULE, NULL, 0, NULL,
                                          "module '%s' did not start: %s", r->m->name, what);
     keel_report_add_str(rep, "module", r->m->name);
     if (r->failed_test[0] != '\0')
         keel_report_add_str(rep, "test", r->failed_test);
     if (text[0] != '\0')
         keel_report_add_text(rep, "%s", text);
-    keel_report_no_backtrace(rep);
     (void)keel_report_emit(rep);
 }
 

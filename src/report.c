@@ -102,9 +102,8 @@ void keel__report_status(keel_report_kind kind, keel_status s, const char *messa
     KEEL_ASSERT((unsigned)kind < (unsigned)KEEL_REPORT_KIND_COUNT && message != NULL);
     char text[1024];
     (void)keel_status_format(s, text, sizeof(text));
-    keel_report *r = keel_report_begin(kind, __FILE__, __LINE__, __func__, "%s", message);
+    keel_report *r = keel_report_begin(kind, NULL, 0, NULL, "%s", message);
     keel_report_add_text(r, "%s", text);
-    keel_report_no_backtrace(r);
     (void)keel_report_emit(r);
     keel_status_free(s);
 }
@@ -201,7 +200,7 @@ keel_report *keel_report_begin(keel_report_kind kind, const char *file, int line
     keel_report *r = &tls_reports[level];
     r->busy_frame = level < LEVELS ? here : NULL;
     r->kind = (unsigned)kind < (unsigned)KEEL_REPORT_KIND_COUNT ? kind : KEEL_REPORT_USER;
-    r->file = file != NULL ? file : "?";
+    r->file = file; /* NULL: the first frame of the program's (emit) */
     r->line = line;
     r->func = func != NULL ? func : "?";
     r->plain = level == LEVELS;
@@ -452,13 +451,14 @@ static int report_fd(void)
     return fd;
 }
 
-/* Drop the innermost frames that belong to keel itself, so the caller heads the trace. */
-static int first_user_frame(const keel_frame *frames, int n)
+/* Drop the innermost frames that are keel's own (keel__first_user_frame): the caller heads. */
+static void drop_keel_frames(keel_report *r)
 {
-    int i = 0;
-    while (i < n - 1 && strncmp(frames[i].func, "keel_", 5) == 0)
-        i++;
-    return i;
+    int first = keel__first_user_frame(r->frames, r->nframes);
+    if (first > 0) {
+        memmove(r->frames, r->frames + first, (size_t)(r->nframes - first) * sizeof(r->frames[0]));
+        r->nframes -= first;
+    }
 }
 
 keel_policy keel_report_emit(keel_report *r)
@@ -482,7 +482,7 @@ keel_policy keel_report_emit(keel_report *r)
     if (r->plain) {
         char line[MESSAGE_SIZE + 128];
         int n = snprintf(line, sizeof(line), "keel: %s: %s [at %s:%d; reported while reporting]\n",
-                         kind_names[kind], r->message, r->file, r->line);
+                         kind_names[kind], r->message, r->file != NULL ? r->file : "?", r->line);
         if (n > 0)
             write_all(2, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
         if (policy == KEEL_POLICY_ABORT)
@@ -499,9 +499,6 @@ keel_policy keel_report_emit(keel_report *r)
     info.policy = policy;
     info.message = r->message;
     info.text = r->text;
-    info.file = r->file;
-    info.line = r->line;
-    info.func = r->func;
     info.thread = thread;
     info.tid = keel__thread_id();
     info.module = keel__tls_module != NULL ? keel__tls_module : "";
@@ -509,13 +506,28 @@ keel_policy keel_report_emit(keel_report *r)
     info.details = r->details;
     info.seq = __atomic_add_fetch(&seq_counter, 1, __ATOMIC_RELAXED);
 
-    if (policy != KEEL_POLICY_COUNT && !r->frames_given && !r->no_backtrace &&
-        keel__opt_bool(KEEL__OPT_REPORT_BACKTRACE)) {
-        long long want = keel__opt_int(KEEL__OPT_REPORT_FRAMES);
-        r->nframes = keel_backtrace(r->frames, (int)want < MAX_FRAMES ? (int)want : MAX_FRAMES, 1);
-    }
-    info.nframes = policy != KEEL_POLICY_COUNT ? r->nframes : 0;
+    bool show = policy != KEEL_POLICY_COUNT && !r->no_backtrace &&
+                (r->frames_given || keel__opt_bool(KEEL__OPT_REPORT_BACKTRACE));
+    bool site_from_frames = r->file == NULL && !r->no_backtrace;
+    /* all of them: report.frames counts the program's, after keel's are dropped */
+    if (!r->frames_given && (show || site_from_frames))
+        r->nframes = keel_backtrace(r->frames, MAX_FRAMES, 1);
+    drop_keel_frames(r);
+    long long want = keel__opt_int(KEEL__OPT_REPORT_FRAMES);
+    info.nframes = !show ? 0 : r->frames_given || r->nframes <= want ? r->nframes : (int)want;
     info.frames = r->frames;
+    /* a report made by keel for the program without a site of its own: the program's frame */
+    keel_frame site;
+    for (int i = 0; r->file == NULL && i < r->nframes; i++)
+        if (!keel__frame_in_libc(r->frames[i]) && keel_backtrace_symbolize(r->frames[i], &site) &&
+            site.file[0] != '\0') {
+            r->file = site.file;
+            r->line = site.line;
+            r->func = site.func[0] != '\0' ? site.func : "?";
+        }
+    info.file = r->file != NULL ? r->file : "?";
+    info.line = r->line;
+    info.func = r->func;
 
     /* The handler runs first, without keel's locks: it may longjmp away. */
     bool suppress = false;
@@ -532,15 +544,11 @@ keel_policy keel_report_emit(keel_report *r)
     char *human = emit_human[level];
     char *json = emit_json[level];
     if (policy != KEEL_POLICY_COUNT) {
-        int skip = 0;
-        for (int i = 0; i < r->nframes; i++)
+        for (int i = 0; i < info.nframes; i++)
             if (!keel_backtrace_symbolize(r->frames[i], &fr[i])) {
                 memset(&fr[i], 0, sizeof(fr[i]));
                 fr[i].pc = r->frames[i];
             }
-        if (!r->frames_given)
-            skip = first_user_frame(fr, r->nframes);
-        info.nframes = r->nframes - skip;
 
         long long limit = keel__opt_int(KEEL__OPT_REPORT_LIMIT);
         unsigned long long nth = __atomic_add_fetch(&printed[kind], 1, __ATOMIC_RELAXED);
@@ -550,13 +558,13 @@ keel_policy keel_report_emit(keel_report *r)
         if (!over) {
             size_t pos = 0;
             if (!suppress) {
-                render_human(&info, fr + skip, human, hsize, &pos);
+                render_human(&info, fr, human, hsize, &pos);
                 write_all(2, human, pos < hsize ? pos : hsize - 1);
             }
             int fd = report_fd();
             if (fd >= 0) {
                 pos = 0;
-                render_json(&info, fr + skip, json, jsize, &pos);
+                render_json(&info, fr, json, jsize, &pos);
                 if (pos >= jsize) {
                     /* keep the line valid JSON: drop the backtrace and text */
                     info.nframes = 0;

@@ -123,6 +123,7 @@ struct keel_error {
     keel_error *live_next;
     int nframes;
     void *frames[CREATION_FRAMES];
+    char *site; /* an error keel made for the program: its file and func (user_site) */
 };
 
 /* The error handed out when memory runs out while making another one. */
@@ -139,7 +140,8 @@ static keel_error oom_error = {&keel_codespace_keel,
                                NULL,
                                NULL,
                                0,
-                               {NULL}};
+                               {NULL},
+                               NULL};
 
 KEEL__TLS unsigned keel__status_fail_allocs;
 
@@ -207,6 +209,43 @@ void keel__status_seen(keel_error *err)
 
 /* ---- creating ------------------------------------------------------------------- */
 
+/* Is file one of libkeel's own sources (where KEEL_ERR inside keel puts its errors)? */
+static bool keel_source(const char *file)
+{
+    static const char here[] = __FILE__; /* <keel>/src/status.c */
+    const size_t dir = sizeof(here) - sizeof("status.c");
+    return strncmp(file, here, dir) == 0 && strchr(file + dir, '/') == NULL;
+}
+
+/*
+ * An error keel makes for the program names the program's call: the first frame outside keel
+ * and libc, when there is one (a keel thread's errors keep keel's site), and memory for it.
+ */
+static void user_site(keel_error *e)
+{
+    void *pcs[32];
+    int n = keel_backtrace(pcs, (int)KEEL__ARRAY_LEN(pcs), 1);
+    for (int i = 0; i < n; i++) {
+        if (keel__frame_in_keel(pcs[i]) || keel__frame_in_libc(pcs[i]))
+            continue;
+        keel_frame f;
+        if (!keel_backtrace_symbolize(pcs[i], &f) || f.file[0] == '\0')
+            return;
+        size_t flen = strlen(f.file) + 1;
+        size_t nlen = strlen(f.func) + 1;
+        char *site = (char *)error_alloc(flen + nlen);
+        if (site == NULL)
+            return;
+        memcpy(site, f.file, flen);
+        memcpy(site + flen, f.func, nlen);
+        e->site = site;
+        e->file = site;
+        e->func = site[flen] != '\0' ? site + flen : "?";
+        e->line = f.line;
+        return;
+    }
+}
+
 static keel_status make_status(keel_error *e)
 {
     keel_status s;
@@ -252,6 +291,8 @@ static keel_status vnew(const keel_codespace *space, int code, keel_status cause
     e->cause = cause.err;
     if (cause.err != NULL)
         untrack(cause.err); /* now owned by e */
+    if (keel_source(file))
+        user_site(e);
     track(e);
     return make_status(e);
 }
@@ -612,6 +653,7 @@ void keel_status_free(keel_status s)
                 free(d);
                 d = next;
             }
+            free(e->site);
             free(e);
         }
         e = cause;

@@ -655,7 +655,7 @@ static void report_stuck(thread_rec *t, const keel_section_desc *d, unsigned lon
                               d->name, (double)elapsed / 1e6, (double)budget / 1e6);
         keel_report_add_str(r, "section", d->name);
     } else {
-        r = keel_report_begin(KEEL_REPORT_WATCHDOG, __FILE__, __LINE__, __func__,
+        r = keel_report_begin(KEEL_REPORT_WATCHDOG, NULL, 0, NULL, /* where the thread is */
                               "thread '%s' missed its heartbeat: none for %.1f ms (period %.1f ms)",
                               t->name, (double)elapsed / 1e6, (double)budget / 1e6);
         keel_report_add_str(r, "heartbeat", "missed");
@@ -980,7 +980,8 @@ static void start_watchdog_lazily(void)
     if (!keel_ok(s)) {
         char text[512];
         (void)keel_status_format(s, text, sizeof(text));
-        KEEL_REPORT(KEEL_REPORT_WATCHDOG, "the watchdog could not start: %s", text);
+        (void)KEEL__REPORT_AT_CALLER(KEEL_REPORT_WATCHDOG, "the watchdog could not start: %s",
+                                     text);
         keel_status_free(s);
     }
 }

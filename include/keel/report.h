@@ -75,6 +75,10 @@ KEEL_API unsigned long long keel_report_count(keel_report_kind kind);
  */
 typedef struct keel_report keel_report;
 
+/*
+ * file, line, func: the site, normally __FILE__, __LINE__, __func__.  A NULL file takes the
+ * site from the backtrace instead: its first frame outside keel and libc (docs/reports.md).
+ */
 KEEL_API keel_report *keel_report_begin(keel_report_kind kind, const char *file, int line,
                                         const char *func, const char *fmt, ...) KEEL_PRINTF(5, 6);
 KEEL_API void keel_report_add_int(keel_report *r, const char *key, long long v);
@@ -85,7 +89,8 @@ KEEL_API void keel_report_add_ptr(keel_report *r, const char *key, const void *v
 KEEL_API void keel_report_add_text(keel_report *r, const char *fmt, ...) KEEL_PRINTF(2, 3);
 /* Skip the backtrace of the reporting thread (when the report is about another thread). */
 KEEL_API void keel_report_no_backtrace(keel_report *r);
-/* Use these program counters as the backtrace (one captured elsewhere). */
+/* Use these program counters as the backtrace (one captured elsewhere; keel's own leading
+ * frames are dropped from it as from any other). */
 KEEL_API void keel_report_set_backtrace(keel_report *r, void *const *pcs, int n);
 /* Print / log / act.  Returns the policy applied (never returns under ABORT). */
 KEEL_API keel_policy keel_report_emit(keel_report *r);

@@ -9,6 +9,13 @@
 #include "keel/common.h"
 #include "keel/status.h"
 
+/*
+ * What changed without a new number (the binary interface is the same: no exported function,
+ * public type or inline layout - KEEL__LOCK_LAYOUT, KEEL__HEAP_LAYOUT, KEEL__MODULE_MAGIC - moved):
+ *   - reports point at the program's code (docs/reports.md): keel's frames dropped by address,
+ *     a NULL file to keel_report_begin means "the program's first frame" (a library from before
+ *     prints "?"), and errors keel returns name the program's call (docs/status.md).
+ */
 #define KEEL_VERSION_MAJOR  0
 #define KEEL_VERSION_MINOR  1
 #define KEEL_VERSION_PATCH  0
