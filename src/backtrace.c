@@ -194,6 +194,8 @@ extern const char keel__text_end[] __asm__("__stop_keel_text")
 bool keel__frame_in_keel(const void *pc)
 {
     const char *call = (const char *)pc - 1;
+    /* weak: NULL when the section is absent (cppcheck takes the array for never NULL) */
+    // cppcheck-suppress knownConditionTrueFalse
     return keel__text_begin != NULL && call >= keel__text_begin && call < keel__text_end;
 }
 
@@ -225,6 +227,23 @@ bool keel__frame_in_libc(const void *pc)
            strncmp(name, "linux-vdso.so", 13) == 0; /* clock_gettime's own frames */
 }
 
+/*
+ * A sanitizer's runtime (ThreadSanitizer's __tsan_read4 that instrumented code calls, an
+ * interceptor): not the program's code, though it is linked into the program.
+ */
+static bool is_sanitizer(const void *pc)
+{
+    Dl_info info;
+    if (dladdr(pc, &info) == 0 || info.dli_sname == NULL)
+        return false;
+    static const char *const prefixes[] = {"__tsan_", "__asan_",      "__ubsan_",
+                                           "__msan_", "__sanitizer_", "__interceptor_"};
+    for (size_t k = 0; k < sizeof(prefixes) / sizeof(prefixes[0]); k++)
+        if (strncmp(info.dli_sname, prefixes[k], strlen(prefixes[k])) == 0)
+            return true;
+    return false;
+}
+
 int keel__first_user_frame(void *const *pcs, int n)
 {
     KEEL_ASSERT(pcs != NULL || n == 0);
@@ -240,5 +259,7 @@ int keel__first_user_frame(void *const *pcs, int n)
         while (in_handler && i < n - 1 && keel__frame_in_libc(pcs[i]))
             i++;
     }
+    while (i < n - 1 && is_sanitizer(pcs[i])) /* a thread stopped inside the instrumentation */
+        i++;
     return i;
 }
