@@ -228,19 +228,34 @@ bool keel__frame_in_libc(const void *pc)
 }
 
 /*
- * A sanitizer's runtime (ThreadSanitizer's __tsan_read4 that instrumented code calls, an
- * interceptor): not the program's code, though it is linked into the program.
+ * A sanitizer's runtime (ThreadSanitizer's __tsan_read4 that instrumented code calls, its
+ * internals a thread the watchdog stopped may be in): not the program's code, though it is
+ * linked into the program.  Only in a build under a sanitizer; its internals are not dynamic
+ * symbols, so the name comes from the symbol table (libdw).
  */
-static bool is_sanitizer(const void *pc)
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define KEEL_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define KEEL_SANITIZED 1
+#endif
+#endif
+static bool is_sanitizer(void *pc)
 {
-    Dl_info info;
-    if (dladdr(pc, &info) == 0 || info.dli_sname == NULL)
-        return false;
-    static const char *const prefixes[] = {"__tsan_", "__asan_",      "__ubsan_",
-                                           "__msan_", "__sanitizer_", "__interceptor_"};
+#ifdef KEEL_SANITIZED
+    keel_frame f;
+    if (!keel_backtrace_symbolize(pc, &f) || f.func[0] == '\0')
+        return true; /* nameless: the runtime's (a program's code has its symbols here) */
+    static const char *const prefixes[] = {
+        "__tsan_",      "__asan_",        "__ubsan_",        "__msan_",    "__lsan_",
+        "__sanitizer_", "__interceptor_", "_ZN6__tsan",      "_ZN6__asan", "_ZN7__ubsan",
+        "_ZN6__msan",   "_ZN6__lsan",     "_ZN11__sanitizer"}; /* and their C++ namespaces */
     for (size_t k = 0; k < sizeof(prefixes) / sizeof(prefixes[0]); k++)
-        if (strncmp(info.dli_sname, prefixes[k], strlen(prefixes[k])) == 0)
+        if (strncmp(f.func, prefixes[k], strlen(prefixes[k])) == 0)
             return true;
+#else
+    (void)pc;
+#endif
     return false;
 }
 

@@ -17,7 +17,7 @@
 static char json_path[128];
 
 static bool names_this_file(const char *text, size_t len);
-static volatile int spinning;
+static int spinning; /* atomic: the watchdog's thread ends the spin */
 
 /*
  * The third view of a report: a handler's.  The first report's site and first frame are in this file too
@@ -27,7 +27,7 @@ static bool check_handler(const keel_report_info *info, void *ctx)
 {
     (void)ctx;
     if (info->kind == KEEL_REPORT_WATCHDOG)
-        spinning = 0;
+        __atomic_store_n(&spinning, 0, __ATOMIC_RELEASE);
     static bool checked; /* the first report: the one the parent checks */
     if (checked)
         return false;
@@ -544,9 +544,9 @@ static volatile unsigned long long spun;
  * stack starts here (a thread stuck in libc is shown there: that is where it is). */
 __attribute__((noinline)) static void spin_until_reported(void)
 {
-    spinning = 1; /* (until check_handler sees the report) */
+    __atomic_store_n(&spinning, 1, __ATOMIC_RELEASE); /* (until check_handler sees the report) */
     unsigned long long end = now_ms() + 5000;
-    while (spinning)
+    while (__atomic_load_n(&spinning, __ATOMIC_ACQUIRE))
         if ((++spun & 0xffffffu) == 0 && now_ms() > end)
             break;
 }
