@@ -224,12 +224,14 @@ static double evidence(const gate_sched *s)
     return s->all_w + prior_n;
 }
 
-static void outlook(gate_sched *s, gate_sched_outlook *o)
+/* What the shape depends on now; `cap`: s's capacity estimate, or a copy of it (fitted here). */
+static void outlook(const gate_sched *s, gate_cap *cap, gate_sched_outlook *o)
 {
     memset(o, 0, sizeof(*o));
     o->p = estimate(s);
     o->n = evidence(s);
-    o->parallel = gate_cap_parallel(&s->cap);
+    o->queued = s->qlen;
+    o->parallel = gate_cap_parallel(cap);
     o->jobs = s->jobs;
     o->batch = s->shape_batch;
     o->depth = s->shape_depth;
@@ -242,7 +244,7 @@ static void outlook(gate_sched *s, gate_sched_outlook *o)
 static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
 {
     gate_sched_outlook o;
-    outlook(s, &o);
+    outlook(s, &s->cap, &o);
     const gate_sched_outlook *c = &s->shape_for;
     if (o.p != c->p || o.n != c->n || o.parallel != c->parallel || o.jobs != c->jobs) {
         gate_sched_shape(&s->p, &o, &s->shape_batch, &s->shape_depth);
@@ -934,14 +936,7 @@ void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out)
     out->running = s->running;
     gate_cap cap = s->cap; /* the fit is cached in it: a copy, s is const here */
     gate_sched_outlook o;
-    memset(&o, 0, sizeof(o));
-    o.p = estimate(s);
-    o.n = evidence(s);
-    o.queued = s->qlen;
-    o.parallel = gate_cap_parallel(&cap);
-    o.jobs = s->jobs;
-    o.batch = s->shape_batch;
-    o.depth = s->shape_depth;
+    outlook(s, &cap, &o);
     unsigned batch = 1, depth = 1;
     gate_sched_shape(&s->p, &o, &batch, &depth);
     out->p = o.p;
