@@ -601,6 +601,21 @@ static bool capture_backtrace(thread_rec *t, stack_mode mode)
     return false;
 }
 
+/*
+ * An overrun's figures as shown: the elapsed time rounded up and the budget rounded down (to 0.1
+ * ms in the text, 1 ms in the JSON fields), so an elapsed time just past its budget never shows
+ * as equal to it ("30.0 ms, over its budget of 30.0 ms").
+ */
+static double tenths_up(unsigned long long ns)
+{
+    return (double)((ns + 99999ull) / 100000ull) / 10.0;
+}
+
+static double tenths_down(unsigned long long ns)
+{
+    return (double)(ns / 100000ull) / 10.0;
+}
+
 /* Thread, times, and the stuck thread's backtrace and locks (from capture_backtrace); emits r. */
 static void add_stuck_context(keel_report *r, thread_rec *t, stack_mode mode, bool have_bt,
                               unsigned long long elapsed, unsigned long long budget)
@@ -609,7 +624,7 @@ static void add_stuck_context(keel_report *r, thread_rec *t, stack_mode mode, bo
     keel_report_add_int(r, "tid", t->tid);
     if (t->module[0] != '\0')
         keel_report_add_str(r, "module", t->module);
-    keel_report_add_uint(r, "elapsed_ms", elapsed / 1000000ull);
+    keel_report_add_uint(r, "elapsed_ms", (elapsed + 999999ull) / 1000000ull);
     keel_report_add_uint(r, "budget_ms", budget / 1000000ull);
     keel_report_add_str(r, "stack", have_bt ? stack_mode_names[mode] : "none");
     if (have_bt && mode == STACKS_PTRACE) {
@@ -652,12 +667,12 @@ static void report_stuck(thread_rec *t, const keel_section_desc *d, unsigned lon
         r = keel_report_begin(KEEL_REPORT_WATCHDOG, d->file, d->line, d->func,
                               "section '%s' has run %.1f ms, over its budget of %.1f ms, and is "
                               "still running",
-                              d->name, (double)elapsed / 1e6, (double)budget / 1e6);
+                              d->name, tenths_up(elapsed), tenths_down(budget));
         keel_report_add_str(r, "section", d->name);
     } else {
         r = keel_report_begin(KEEL_REPORT_WATCHDOG, NULL, 0, NULL, /* where the thread is */
                               "thread '%s' missed its heartbeat: none for %.1f ms (period %.1f ms)",
-                              t->name, (double)elapsed / 1e6, (double)budget / 1e6);
+                              t->name, tenths_up(elapsed), tenths_down(budget));
         keel_report_add_str(r, "heartbeat", "missed");
     }
     add_stuck_context(r, t, mode, have_bt, elapsed, budget);
@@ -786,7 +801,7 @@ static void report_hold(thread_rec *t, held_watch *w, unsigned long long elapsed
         w->file != NULL ? w->line : __LINE__, NULL,
         "lock '%s' has been held by thread '%s' for %.1f ms, over its budget of %.1f ms, and is "
         "still held",
-        name, t->name, (double)elapsed / 1e6, (double)budget / 1e6);
+        name, t->name, tenths_up(elapsed), tenths_down(budget));
     keel_report_add_str(r, "lock", name);
     keel_report_add_str(r, "lock_kind", kind);
     keel_report_add_int(r, "rank", rank);

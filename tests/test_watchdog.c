@@ -32,7 +32,36 @@ typedef struct seen_report {
 static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
 static seen_report seen[MAX_SEEN];
 static int nseen;
-static int stuck_flag; /* atomic: 1 while the test keeps a thread stuck */
+static int stuck_flag;     /* atomic: 1 while the test keeps a thread stuck */
+static int shown_not_over; /* overrun reports whose figures did not show the time over budget */
+
+/*
+ * An overrun report shows its elapsed time over its budget, in the text ("for 30.1 ms, over its
+ * budget of 30.0 ms") and in the fields (elapsed_ms > budget_ms): an elapsed time a few
+ * microseconds past the budget once printed as "30.0 ms, over its budget of 30.0 ms".
+ */
+static void check_shown_over(const keel_report_info *info)
+{
+    const char *over = strstr(info->message, " ms, over its budget of ");
+    const char *period = strstr(info->message, " ms (period ");
+    if (over == NULL && period == NULL)
+        return;
+    const char *num_end = over != NULL ? over : period;
+    const char *num = num_end;
+    while (num > info->message && (num[-1] == '.' || (num[-1] >= '0' && num[-1] <= '9')))
+        num--;
+    double elapsed = strtod(num, NULL);
+    double budget = strtod(
+        num_end + (over != NULL ? strlen(" ms, over its budget of ") : strlen(" ms (period ")),
+        NULL);
+    double elapsed_ms = strtod(keel_test_detail(info, "elapsed_ms"), NULL);
+    double budget_ms = strtod(keel_test_detail(info, "budget_ms"), NULL);
+    if (!(elapsed > budget) || !(elapsed_ms > budget_ms)) {
+        fprintf(stderr, "overrun not shown as over: '%s' (elapsed_ms=%g budget_ms=%g)\n",
+                info->message, elapsed_ms, budget_ms);
+        shown_not_over++;
+    }
+}
 
 static bool collect(const keel_report_info *info, void *ctx)
 {
@@ -50,6 +79,7 @@ static bool collect(const keel_report_info *info, void *ctx)
         s->stuck_flag_at_report = __atomic_load_n(&stuck_flag, __ATOMIC_ACQUIRE);
         nseen++;
     }
+    check_shown_over(info); /* seen_lock held: shown_not_over */
     pthread_mutex_unlock(&seen_lock);
     return false;
 }
@@ -112,6 +142,11 @@ static int teardown(void **state)
     (void)state;
     keel_watchdog_stop();
     keel_report_set_handler(NULL, NULL);
+    pthread_mutex_lock(&seen_lock);
+    int not_over = shown_not_over;
+    shown_not_over = 0;
+    pthread_mutex_unlock(&seen_lock);
+    assert_int_equal(not_over, 0);
     return 0;
 }
 
