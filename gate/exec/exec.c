@@ -905,12 +905,15 @@ static void check_limits(step *st, const struct statvfs *fs0, unsigned long long
     *walked_at = now; /* the filesystem lost half the limit since the start: measure the tree */
     unsigned long long used = 0, largest = 0;
     gate_tree_usage(st->dir, &used, &largest);
-    if (used > lim->disk) {
-        char size[32], have[32];
-        gate_size_text(lim->disk, size, sizeof(size));
-        gate_size_text(used, have, sizeof(have));
+    if (used <= lim->disk)
+        return;
+    char size[32], have[32];
+    gate_size_text(lim->disk, size, sizeof(size));
+    gate_size_text(used, have, sizeof(have));
+    if (largest >= lim->disk) /* one file at the limit: its writer may be getting SIGXFSZ now */
+        hit(st, "disk limit %s reached (a file grew to it; its work tree holds %s)", size, have);
+    else
         hit(st, "disk limit %s reached (its work tree holds %s)", size, have);
-    }
 }
 
 /*
