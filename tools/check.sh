@@ -10,7 +10,7 @@ ROOT=$PWD
 LOGS=$ROOT/build/check
 mkdir -p "$LOGS"
 JOBS=${JOBS:-$(nproc)}
-FUZZ_CHECK_SECONDS=${FUZZ_CHECK_SECONDS:-30}
+FUZZ_CHECK_SECONDS=${FUZZ_CHECK_SECONDS:-20}
 ONLY=${ONLY:-$*} # the stages named on the command line, or in $ONLY; none: all
 
 # What the static analysers and the C++ checks look at: the library, the gate and tools.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzz keel's parsers with libFuzzer (clang, ASan+UBSan).
-#   FUZZ_SECONDS=600 tools/fuzz.sh     (make fuzz; make check runs 30 s)
+#   FUZZ_SECONDS=600 tools/fuzz.sh     (make fuzz; make check runs 20 s)
 #   tools/fuzz.sh gate_config          (only the named targets)
 # Each fuzz/fuzz_<name>.c is one target with its seed corpus in fuzz/corpus/<name>/ (and its
 # dictionary in fuzz/<name>.dict when there is one).
