@@ -73,6 +73,7 @@ typedef struct thread_rec {
     unsigned long seq_counter;
     unsigned long long hb_period_ns; /* atomic */
     unsigned long hb_count;          /* atomic */
+    void *hb_pc; /* atomic: the return address of its last heartbeat (or promise of one) */
     entry stack[MAX_DEPTH];
     /* the watchdog's own view (watchdog thread only, under lock) */
     unsigned long wd_seq[MAX_DEPTH];
@@ -473,6 +474,7 @@ void keel_heartbeat_expect(unsigned long long period_ms)
     thread_rec *t = self_rec();
     if (t == NULL)
         return;
+    __atomic_store_n(&t->hb_pc, __builtin_return_address(0), __ATOMIC_RELAXED);
     __atomic_add_fetch(&t->hb_count, 1, __ATOMIC_RELEASE);
     __atomic_store_n(&t->hb_period_ns, period_ms * 1000000ull, __ATOMIC_RELEASE);
 }
@@ -480,9 +482,12 @@ void keel_heartbeat_expect(unsigned long long period_ms)
 void keel_heartbeat(void)
 {
     thread_rec *t = tls_rec;
-    if (KEEL_LIKELY(t != NULL))
+    if (KEEL_LIKELY(t != NULL)) {
+        /* where it was: the report's site when the thread's backtrace cannot be taken */
+        __atomic_store_n(&t->hb_pc, __builtin_return_address(0), __ATOMIC_RELAXED);
         __atomic_store_n(&t->hb_count, __atomic_load_n(&t->hb_count, __ATOMIC_RELAXED) + 1,
                          __ATOMIC_RELEASE);
+    }
 }
 
 /* ---- capturing another thread's backtrace -------------------------------------------------- */
@@ -670,10 +675,25 @@ static void report_stuck(thread_rec *t, const keel_section_desc *d, unsigned lon
                               d->name, tenths_up(elapsed), tenths_down(budget));
         keel_report_add_str(r, "section", d->name);
     } else {
-        r = keel_report_begin(KEEL_REPORT_WATCHDOG, NULL, 0, NULL, /* where the thread is */
+        /*
+         * The site: where the thread is (its backtrace's first frame of the
+         * program); without a backtrace, where its last heartbeat was made.
+         */
+        keel_frame last; /* lives until the report is emitted, below */
+        void *pc = __atomic_load_n(&t->hb_pc, __ATOMIC_RELAXED);
+        bool at_last =
+            !have_bt && pc != NULL && keel_backtrace_symbolize(pc, &last) && last.file[0] != '\0';
+        r = keel_report_begin(KEEL_REPORT_WATCHDOG, at_last ? last.file : NULL,
+                              at_last ? last.line : 0,
+                              at_last && last.func[0] != '\0' ? last.func : NULL,
                               "thread '%s' missed its heartbeat: none for %.1f ms (period %.1f ms)",
                               t->name, tenths_up(elapsed), tenths_down(budget));
         keel_report_add_str(r, "heartbeat", "missed");
+        if (at_last)
+            keel_report_add_text(r, "its last heartbeat was at %s:%d in %s", last.file, last.line,
+                                 last.func[0] != '\0' ? last.func : "?");
+        add_stuck_context(r, t, mode, have_bt, elapsed, budget);
+        return;
     }
     add_stuck_context(r, t, mode, have_bt, elapsed, budget);
 }

@@ -26,6 +26,7 @@ typedef struct seen_report {
     char thread[64];
     char funcs[512]; /* symbolized function names of the backtrace, space separated */
     char text[1024];
+    char site[256];           /* "func file:line" */
     int stuck_flag_at_report; /* was the thread still stuck when reported? */
 } seen_report;
 
@@ -76,6 +77,8 @@ static bool collect(const keel_report_info *info, void *ctx)
         snprintf(s->text, sizeof(s->text), "%s", info->text);
         snprintf(s->thread, sizeof(s->thread), "%s", keel_test_detail(info, "thread"));
         keel_test_frame_funcs(info, s->funcs, sizeof(s->funcs));
+        snprintf(s->site, sizeof(s->site), "%s %s:%d", info->func != NULL ? info->func : "(none)",
+                 info->file, info->line);
         s->stuck_flag_at_report = __atomic_load_n(&stuck_flag, __ATOMIC_ACQUIRE);
         nseen++;
     }
@@ -259,28 +262,63 @@ static void *heartbeat_thread(void *arg)
     return NULL;
 }
 
-static void test_missed_heartbeat(void **state)
+/* The poller started, stuck without heartbeats, and its report; NULL: none came. */
+static const seen_report *poller_missed(keel_thread **t)
 {
-    (void)state;
     release_waiter = 0;
-    keel_thread *t = NULL;
-    assert_true(keel_ok(keel_thread_create(&t, "poller", NULL, heartbeat_thread, NULL)));
+    *t = NULL;
+    assert_true(keel_ok(keel_thread_create(t, "poller", NULL, heartbeat_thread, NULL)));
     assert_true(wait_for("thread 'poller' missed its heartbeat", 3000));
     const seen_report *r = find_seen("missed its heartbeat");
     assert_non_null(r);
-    if (r == NULL)
-        return;
-    assert_non_null(strstr(r->funcs, "wait_for_never"));
-#if KEEL_DEVEL
-    /* the keel lock it holds, from the lock-ranking state */
-    assert_non_null(strstr(r->text, "locks held by 'poller'"));
-    assert_non_null(strstr(r->text, "'poller_state' (mutex, rank 0) acquired at"));
-#endif
+    return r;
+}
+
+static void poller_release(keel_thread *t)
+{
     pthread_mutex_lock(&never_lock);
     release_waiter = 1;
     pthread_cond_broadcast(&never_cond);
     pthread_mutex_unlock(&never_lock);
     assert_true(keel_ok(keel_thread_join(t, NULL)));
+}
+
+static void test_missed_heartbeat(void **state)
+{
+    (void)state;
+    keel_thread *t = NULL;
+    const seen_report *r = poller_missed(&t);
+    if (r != NULL) {
+        assert_non_null(strstr(r->funcs, "wait_for_never"));
+#if KEEL_DEVEL
+        /* the keel lock it holds, from the lock-ranking state */
+        assert_non_null(strstr(r->text, "locks held by 'poller'"));
+        assert_non_null(strstr(r->text, "'poller_state' (mutex, rank 0) acquired at"));
+#endif
+    }
+    poller_release(t);
+}
+
+/*
+ * Without a backtrace (watchdog.stacks=none here; ptrace refused, or a
+ * thread that does not answer, elsewhere) a missed heartbeat's site is where
+ * the thread made its last heartbeat, not "?".
+ */
+static void test_missed_heartbeat_site_without_backtrace(void **state)
+{
+    (void)state;
+    assert_true(keel_ok(keel_options_set("watchdog.stacks=none")));
+    keel_thread *t = NULL;
+    const seen_report *r = poller_missed(&t);
+    if (r != NULL) {
+        print_message("site: %s\n", r->site);
+        assert_non_null(strstr(r->site, "heartbeat_thread "));
+        assert_non_null(strstr(r->site, "test_watchdog.c:"));
+        assert_non_null(strstr(r->text, "its last heartbeat was at "));
+        assert_non_null(strstr(r->text, "no backtrace of the stuck thread 'poller'"));
+    }
+    poller_release(t);
+    assert_true(keel_ok(keel_options_set("watchdog.stacks=ptrace")));
 }
 
 static int sanitized(void)
@@ -667,6 +705,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_overrun_reported_while_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nested_sections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missed_heartbeat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missed_heartbeat_site_without_backtrace, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_no_report_within_budget_under_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budgets_disabled_by_option, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clean_shutdown_and_restart, setup, teardown),
