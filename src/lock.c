@@ -168,12 +168,13 @@ unsigned keel__lock_sample_held(const void *state, keel__lock_sample *out, unsig
 }
 
 bool keel__lock_holds(const void *state, unsigned long long seq, const void *lock,
-                      const char **file, int *line)
+                      const char **file, const char **func, int *line)
 {
     (void)state;
     (void)seq;
     (void)lock;
     (void)file;
+    (void)func;
     (void)line;
     return false;
 }

@@ -965,7 +965,7 @@ unsigned keel__lock_sample_held(const void *state, keel__lock_sample *out, unsig
 
 /* On the holder (the watchdog's signal) or while it is stopped (ptrace): no locks, no malloc. */
 bool keel__lock_holds(const void *state, unsigned long long seq, const void *lock,
-                      const char **file, int *line)
+                      const char **file, const char **func, int *line)
 {
     const keel__lock_thread *t = (const keel__lock_thread *)state;
     if (t == NULL)
@@ -973,6 +973,7 @@ bool keel__lock_holds(const void *state, unsigned long long seq, const void *loc
     for (unsigned i = 0; i < t->n && i < KEEL_LOCK_MAX_HELD; i++)
         if (t->h[i].seq == seq && t->h[i].lock == lock) {
             *file = t->h[i].site->file;
+            *func = t->h[i].site->func;
             *line = t->h[i].site->line;
             return true;
         }

@@ -54,6 +54,7 @@ typedef struct held_watch {
     unsigned long long last;   /* the tick it was last seen */
     unsigned long long budget; /* scaled, once reported */
     const char *file;          /* where it was acquired (told by the holder when reported) */
+    const char *func;
     int line;
     unsigned cls;
     unsigned seen; /* consecutive samples it was in */
@@ -99,6 +100,7 @@ typedef struct thread_rec {
     unsigned long long bt_check_seq;
     const void *bt_check_lock;
     const char *bt_check_file;
+    const char *bt_check_func;
     int used;             /* atomic: 0 free, 1 registering, 2 live */
     unsigned incarnation; /* bumped (under lock) each time the slot is taken */
     unsigned wd_incarnation;
@@ -505,9 +507,10 @@ static void backtrace_signal(int sig, siginfo_t *info, void *uctx)
         t->locks[0] = '\0';
         if (keel__lock_describe_held != NULL)
             keel__lock_describe_held(t->lock_state, t->locks, sizeof(t->locks));
-        t->bt_check_held = t->bt_check_seq != 0 &&
-                           keel__lock_holds(t->lock_state, t->bt_check_seq, t->bt_check_lock,
-                                            &t->bt_check_file, &t->bt_check_line);
+        t->bt_check_held =
+            t->bt_check_seq != 0 &&
+            keel__lock_holds(t->lock_state, t->bt_check_seq, t->bt_check_lock, &t->bt_check_file,
+                             &t->bt_check_func, &t->bt_check_line);
         __atomic_store_n(&t->bt_state, 2, __ATOMIC_RELEASE);
     }
     errno = saved;
@@ -559,9 +562,9 @@ static void read_stopped(void *arg)
     t->locks[0] = '\0';
     if (keel__lock_describe_held != NULL)
         keel__lock_describe_held(t->lock_state, t->locks, sizeof(t->locks));
-    t->bt_check_held =
-        t->bt_check_seq != 0 && keel__lock_holds(t->lock_state, t->bt_check_seq, t->bt_check_lock,
-                                                 &t->bt_check_file, &t->bt_check_line);
+    t->bt_check_held = t->bt_check_seq != 0 &&
+                       keel__lock_holds(t->lock_state, t->bt_check_seq, t->bt_check_lock,
+                                        &t->bt_check_file, &t->bt_check_func, &t->bt_check_line);
     /* the section being reported ended before the thread was stopped: its stack is elsewhere */
     t->bt_stale = (__atomic_load_n(&t->rep_seq, __ATOMIC_ACQUIRE) & REP_ENDED) != 0;
 }
@@ -790,6 +793,7 @@ static void report_hold(thread_rec *t, held_watch *w, unsigned long long elapsed
     t->bt_check_lock = w->lock;
     t->bt_check_held = false;
     t->bt_check_file = NULL;
+    t->bt_check_func = NULL;
     t->bt_check_line = 0;
     stack_mode mode = current_stack_mode();
     bool have_bt = capture_backtrace(t, mode);
@@ -809,6 +813,7 @@ static void report_hold(thread_rec *t, held_watch *w, unsigned long long elapsed
     w->reported = true;
     w->budget = budget;
     w->file = have_bt ? t->bt_check_file : NULL;
+    w->func = have_bt ? t->bt_check_func : NULL;
     w->line = have_bt ? t->bt_check_line : 0;
     __atomic_add_fetch(&t->overruns, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&total_overruns, 1, __ATOMIC_RELAXED);
@@ -818,7 +823,7 @@ static void report_hold(thread_rec *t, held_watch *w, unsigned long long elapsed
     keel__lock_class_info(w->cls, name, sizeof(name), &kind, &rank);
     keel_report *r = keel_report_begin(
         KEEL_REPORT_WATCHDOG, w->file != NULL ? w->file : __FILE__,
-        w->file != NULL ? w->line : __LINE__, NULL,
+        w->file != NULL ? w->line : __LINE__, w->file != NULL ? w->func : __func__,
         "lock '%s' has been held by thread '%s' for %.1f ms, over its budget of %.1f ms, and is "
         "still held",
         name, t->name, tenths_up(elapsed), tenths_down(budget));
@@ -837,11 +842,11 @@ static void report_hold_end(const thread_rec *t, const held_watch *w, unsigned l
     int rank = 0;
     keel__lock_class_info(w->cls, name, sizeof(name), &kind, &rank);
     unsigned long long total = now - w->since; /* at most this long: tick resolution */
-    keel_report *r =
-        keel_report_begin(KEEL_REPORT_WATCHDOG, w->file != NULL ? w->file : __FILE__,
-                          w->file != NULL ? w->line : __LINE__, NULL,
-                          "lock '%s' released after %.1f ms (budget %.1f ms), held by thread '%s'",
-                          name, (double)total / 1e6, (double)w->budget / 1e6, t->name);
+    keel_report *r = keel_report_begin(
+        KEEL_REPORT_WATCHDOG, w->file != NULL ? w->file : __FILE__,
+        w->file != NULL ? w->line : __LINE__, w->file != NULL ? w->func : __func__,
+        "lock '%s' released after %.1f ms (budget %.1f ms), held by thread '%s'", name,
+        (double)total / 1e6, (double)w->budget / 1e6, t->name);
     keel_report_add_str(r, "lock", name);
     keel_report_add_str(r, "lock_kind", kind);
     keel_report_add_str(r, "thread", t->name);

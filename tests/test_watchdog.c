@@ -465,6 +465,9 @@ static void test_lock_budget_overrun_reported_while_held(void **state)
         return;
     assert_int_equal(r->stuck_flag_at_report, 1); /* reported while still held */
     assert_string_equal(r->thread, "wal-writer");
+    /* at the acquisition: its function too (once "in ?") */
+    assert_non_null(strstr(r->site, "hold_budgeted_lock "));
+    assert_non_null(strstr(r->site, "test_watchdog.c:"));
     assert_non_null(strstr(r->message, "over its budget of 30.0 ms, and is still held"));
     assert_true(number_after("lock 'wal_lock' has been held", "for ") > 30.0);
     /* the holder's own backtrace, and the locks it holds */
@@ -483,6 +486,7 @@ static void test_lock_budget_overrun_reported_while_held(void **state)
     if (end == NULL)
         return;
     assert_string_equal(end->thread, "wal-writer");
+    assert_non_null(strstr(end->site, "hold_budgeted_lock "));
     assert_non_null(strstr(end->message, "(budget 30.0 ms)"));
     assert_true(number_after("lock 'wal_lock' released after", "after ") >= 80.0);
     assert_int_equal(count_seen("lock 'wal_lock'"), 2);
