@@ -5,7 +5,9 @@
  *
  * 200 changes, each bad with probability p in {0.02, 0.1, 0.3} (splitmix64,
  * fixed seeds), 4 slots.  Every build runs two configurations, a and b, as
- * two jobs (a retry only those that failed): a takes 1 T alone, b 0.8 T.
+ * two jobs (a retry only those that failed): a takes 1 T alone, b 0.8 T
+ * (--b-length X: X T; the parson replay measured 0.52, gcc -O0 next to
+ * clang -O2, which leaves a core idle for half of a build at depth 1).
  * Bad change c fails configuration c % 2 (both when c % 3 == 0) with a
  * failure signature of its own, every time; in the flaky runs every job also
  * fails spuriously with probability 0.05, with a random signature
@@ -52,7 +54,7 @@
 enum { NCHANGES = 200, SLOTS = 4, MAXCAND = 16384, MAXJOBS = 65536, NSTRAT = 6, NCFG = 2 };
 
 static const char *const cfg_name[NCFG] = {"a", "b"};
-static const double cfg_work[NCFG] = {1.0, 0.8}; /* in T, alone */
+static double cfg_work[NCFG] = {1.0, 0.8}; /* in T, alone (b: --b-length) */
 
 static unsigned long long splitmix64(unsigned long long *x)
 {
@@ -380,8 +382,8 @@ static void table(void)
     double worst_cpu = 0.0;
     int met_n = 0, n = 0;
     printf(
-        "keel-gate scheduler: %d changes, %d slots, 2 configurations (a: 1 T alone, b: 0.8 T)\n\n",
-        NCHANGES, SLOTS);
+        "keel-gate scheduler: %d changes, %d slots, 2 configurations (a: 1 T alone, b: %.2f T)\n\n",
+        NCHANGES, SLOTS, cfg_work[1]);
     for (size_t e = 0; e < NEXEC; e++)
         for (int flaky = 0; flaky <= 1; flaky++) {
             printf("executor %s, %s\n", execs[e].name,
@@ -438,8 +440,9 @@ static int cmp_double(const void *a, const void *b)
  */
 static int seeds(unsigned n)
 {
-    printf("keel-gate scheduler over %u seeds: %d changes, %d slots, 2 configurations\n\n", n,
-           NCHANGES, SLOTS);
+    printf(
+        "keel-gate scheduler over %u seeds: %d changes, %d slots, 2 configurations (b: %.2f T)\n\n",
+        n, NCHANGES, SLOTS, cfg_work[1]);
     printf("| executor | p | flakes | best fixed (mean) | adaptive / it: makespan | builds | "
            "worst decile (makespan) | bound | within it of each seed's best | good rejected by "
            "adaptive |\n|---|---|---|---|---|---|---|---|---|---|\n");
@@ -551,6 +554,17 @@ static unsigned count_arg(const char *opt, const char *arg)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 3 && strcmp(argv[argc - 2], "--b-length") == 0) {
+        char *end = NULL;
+        double b = strtod(argv[argc - 1], &end);
+        if (*end != '\0' || !(b > 0.0 && b <= 1.0)) {
+            (void)fprintf(stderr, "bench_gate: --b-length wants a length in (0, 1] T, not '%s'\n",
+                          argv[argc - 1]);
+            return 2;
+        }
+        cfg_work[1] = b;
+        argc -= 2;
+    }
     if (argc == 3 && strcmp(argv[1], "--trials") == 0) {
         trials(count_arg(argv[1], argv[2]));
         return 0;
@@ -558,7 +572,7 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "--seeds") == 0)
         return seeds(count_arg(argv[1], argv[2])) == 0 ? 0 : 1;
     if (argc != 1) {
-        (void)fprintf(stderr, "usage: bench_gate [--seeds N | --trials N]\n");
+        (void)fprintf(stderr, "usage: bench_gate [--seeds N | --trials N] [--b-length X]\n");
         return 2;
     }
     table();
