@@ -71,17 +71,25 @@ static void run_search(gate_culprit *c, history *h, size_t flight, gate_culprit_
     assert_int_equal(v->running, 0);
 }
 
-static gate_culprit *make(unsigned n, double flake, unsigned budget)
+/* A search; suspicion 0: the default. */
+static gate_culprit *make_suspicious(unsigned n, double flake, unsigned budget, double suspicion)
 {
     gate_culprit_params p;
     gate_culprit_params_default(&p);
     p.n = n;
     p.flake = flake;
     p.budget = budget;
+    if (suspicion > 0.0)
+        p.suspicion = suspicion;
     gate_culprit *c = NULL;
     assert_true(keel_ok(gate_culprit_new(&p, &c)));
     assert_non_null(c);
     return c;
+}
+
+static gate_culprit *make(unsigned n, double flake, unsigned budget)
+{
+    return make_suspicious(n, flake, budget, 0.0);
 }
 
 /* No flakes, commit k the first bad of n: verified in at most max_builds builds. */
@@ -107,7 +115,10 @@ static void test_every_position(void **state)
         expect_found(16, k, 1, 4 + 1);
 }
 
-/* 20% flakes: 100 seeded trials (culprit anywhere, or none), never a wrong verified culprit. */
+/*
+ * 20% flakes: 100 seeded trials (culprit anywhere, or none), never a wrong
+ * verified culprit; every third suspects only at the confidence.
+ */
 static void test_flaky_trials(void **state)
 {
     (void)state;
@@ -115,12 +126,12 @@ static void test_flaky_trials(void **state)
     for (unsigned seed = 0; seed < 100; seed++) {
         unsigned long long pos = seed * 7919ull;
         history h = {1 + (unsigned)(uniform(&pos) * 17.0), 0.2, seed}; /* 17: no culprit */
-        gate_culprit *c = make(16, 0.2, 200);
+        gate_culprit *c = make_suspicious(16, 0.2, 200, seed % 3 == 0 ? 0.999 : 0.0);
         gate_culprit_verdict v;
         run_search(c, &h, 1 + seed % 4, &v);
         if (v.state == GATE_CULPRIT_VERIFIED) {
             assert_int_equal(v.commit, h.first_bad);
-            assert_true(v.fails >= 5 && v.fails == v.runs && v.parent_passes >= 1);
+            assert_true(v.fresh_fails >= 5 && v.fails == v.runs && v.parent_passes >= 1);
             verified++;
         }
         if (v.state == GATE_CULPRIT_NO_CULPRIT) {
@@ -225,13 +236,17 @@ static void test_gave_up(void **state)
 static void test_one_commit(void **state)
 {
     (void)state;
-    /* no flakes: its failure and its parent's pass are the verdict, no build */
+    /* no flakes: suspected at once, and verified by one more failure */
     gate_culprit *c = make(1, 0.0, 4);
     gate_culprit_verdict v;
     gate_culprit_verdict_get(c, &v);
-    assert_int_equal(v.state, GATE_CULPRIT_VERIFIED);
+    assert_int_equal(v.state, GATE_CULPRIT_SUSPECTED);
     assert_int_equal(v.commit, 1);
-    assert_int_equal(v.builds, 0);
+    history one = {1, 0.0, 1};
+    run_search(c, &one, 2, &v);
+    assert_int_equal(v.state, GATE_CULPRIT_VERIFIED);
+    assert_int_equal(v.builds, 1);
+    assert_int_equal(v.fresh_fails, 1);
     gate_culprit_delete(c);
     /* 20% flakes: rebuilt until it failed 5 times */
     c = make(1, 0.2, 20);
@@ -239,7 +254,7 @@ static void test_one_commit(void **state)
     run_search(c, &h, 3, &v);
     assert_int_equal(v.state, GATE_CULPRIT_VERIFIED);
     assert_int_equal(v.commit, 1);
-    assert_true(v.fails >= 5);
+    assert_int_equal(v.fresh_fails, 5);
     gate_culprit_delete(c);
     /* 20% flakes and it was one: a pass ends it */
     c = make(1, 0.2, 20);
@@ -296,7 +311,8 @@ static void test_verification(void **state)
         gate_culprit_verdict_get(c, &v);
     }
     assert_int_equal(v.state, GATE_CULPRIT_VERIFIED);
-    assert_true(v.fails >= 5);
+    assert_int_equal(v.fresh_fails, 5);
+    assert_true(v.fails > v.fresh_fails); /* and at least one raised the suspicion */
     assert_int_equal(v.parent_passes, 2);
     gate_culprit_delete(c);
 }
@@ -372,6 +388,12 @@ static void test_bad_arguments(void **state)
         expect_inval(&p, "'confidence'");
     }
     p.confidence = 0.99;
+    const double suspicions[] = {0.4, 0.995, NAN};
+    for (size_t i = 0; i < sizeof suspicions / sizeof suspicions[0]; i++) {
+        p.suspicion = suspicions[i];
+        expect_inval(&p, "'suspicion'");
+    }
+    p.suspicion = 0.99;
     p.budget = 0;
     expect_inval(&p, "'budget' 0");
     p.budget = GATE_CULPRIT_MAX_BUDGET + 1;

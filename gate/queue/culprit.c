@@ -34,6 +34,7 @@ struct gate_culprit {
     unsigned builds;
     gate_culprit_state state;
     unsigned suspect; /* SUSPECTED, VERIFIED */
+    unsigned before;  /* the suspect's failures when it was suspected */
     gate_culprit_event *log;
     size_t nlog, caplog;
 };
@@ -44,6 +45,7 @@ void gate_culprit_params_default(gate_culprit_params *p)
     memset(p, 0, sizeof(*p));
     p->flake = 0.0;
     p->confidence = 0.999;
+    p->suspicion = 0.5;
     p->budget = 64;
     p->parent_runs = 1;
 }
@@ -200,11 +202,26 @@ static unsigned best(const gate_culprit *c)
     return b;
 }
 
-/* Commit k failed fail_need times and never passed; its parent passed parent_runs times. */
+static unsigned passes(const gate_culprit *c, unsigned i)
+{
+    return c->runs[i] - c->fails[i];
+}
+
+/* The suspect k still needs a fresh failure (its first: a pass ends the suspicion). */
+static bool needs_failure(const gate_culprit *c, unsigned k)
+{
+    return c->fails[k] - c->before < c->fail_need;
+}
+
+/*
+ * The suspect k failed fail_need times since it was suspected (fresh runs:
+ * none of them raised the suspicion) and never passed; its parent passed
+ * parent_runs times.
+ */
 static bool verified(const gate_culprit *c, unsigned k)
 {
-    return c->fails[k] >= c->fail_need && c->fails[k] == c->runs[k] &&
-           c->runs[k - 1] - c->fails[k - 1] >= c->p.parent_runs;
+    return !needs_failure(c, k) && c->fails[k] == c->runs[k] &&
+           passes(c, k - 1) >= c->p.parent_runs;
 }
 
 /* Where the evidence stands now: at most 2 log entries (room reserved). */
@@ -214,16 +231,17 @@ static void decide(gate_culprit *c)
         return;
     char what[96];
     unsigned b = best(c), n = c->p.n;
-    bool sure = c->w[b] >= c->p.confidence;
-    if (c->state == GATE_CULPRIT_SUSPECTED && (!sure || b != c->suspect)) {
+    bool sure = c->w[b] >= c->p.confidence, likely = b <= n && c->w[b] >= c->p.suspicion;
+    if (c->state == GATE_CULPRIT_SUSPECTED && (!likely || b != c->suspect)) {
         (void)snprintf(what, sizeof(what), "c%u is suspected no more", c->suspect);
         c->state = GATE_CULPRIT_SEARCHING;
         note(c, GATE_CULPRIT_EV_CLEARED, c->suspect, false, what);
         c->suspect = 0;
     }
-    if (sure && b <= n && c->state == GATE_CULPRIT_SEARCHING) {
+    if (likely && c->state == GATE_CULPRIT_SEARCHING) {
         c->state = GATE_CULPRIT_SUSPECTED;
         c->suspect = b;
+        c->before = c->fails[b];
         (void)snprintf(what, sizeof(what),
                        "c%u suspected: verifying (c%u to fail %u times, c%u to pass %u)", b, b,
                        c->fail_need, b - 1, c->p.parent_runs);
@@ -231,10 +249,11 @@ static void decide(gate_culprit *c)
     }
     if (c->nflight > 0)
         return; /* a late result could change it */
-    if (c->state == GATE_CULPRIT_SUSPECTED && verified(c, b)) {
+    if (c->state == GATE_CULPRIT_SUSPECTED && sure && verified(c, b)) {
         c->state = GATE_CULPRIT_VERIFIED;
-        (void)snprintf(what, sizeof(what), "c%u verified: failed %u of %u, c%u passed %u of %u", b,
-                       c->fails[b], c->runs[b], b - 1, c->runs[b - 1] - c->fails[b - 1],
+        (void)snprintf(what, sizeof(what),
+                       "c%u verified: failed %u of %u (%u since suspected), c%u passed %u of %u", b,
+                       c->fails[b], c->runs[b], c->fails[b] - c->before, b - 1, passes(c, b - 1),
                        c->runs[b - 1]);
         note(c, GATE_CULPRIT_EV_VERIFIED, b, true, what);
     } else if (sure && b == n + 1) {
@@ -357,13 +376,15 @@ keel_status gate_culprit_next(gate_culprit *c, size_t max, unsigned *out, size_t
         room = c->p.budget - c->builds;
     if (room > max)
         room = max;
-    if (c->state == GATE_CULPRIT_SUSPECTED) {
-        unsigned k = c->suspect;
-        if (*n < room && !c->flying[k] && c->fails[k] < c->fail_need) {
+    unsigned k = c->suspect;
+    bool parent = k > 0 && passes(c, k - 1) < c->p.parent_runs;
+    if (c->state == GATE_CULPRIT_SUSPECTED && (needs_failure(c, k) || parent)) {
+        /* verification first; the search goes on only if its runs leave k below the confidence */
+        if (*n < room && !c->flying[k] && needs_failure(c, k)) {
             start(c, k, "verify: it fails");
             out[(*n)++] = k;
         }
-        if (*n < room && !c->flying[k - 1] && c->runs[k - 1] - c->fails[k - 1] < c->p.parent_runs) {
+        if (*n < room && !c->flying[k - 1] && parent) {
             start(c, k - 1, "verify: its parent passes");
             out[(*n)++] = k - 1;
         }
@@ -372,11 +393,16 @@ keel_status gate_culprit_next(gate_culprit *c, size_t max, unsigned *out, size_t
     if (c->w[c->p.n + 1] >= c->p.confidence)
         return KEEL_OK; /* no culprit, once the builds in flight are in */
     while (*n < room) {
-        unsigned k = most_informative(c);
-        if (k == 0)
+        unsigned pick = most_informative(c);
+        if (pick == 0)
             break;
-        start(c, k, "most informative");
-        out[(*n)++] = k;
+        start(c, pick, "most informative");
+        out[(*n)++] = pick;
+    }
+    if (*n == 0 && c->nflight == 0 && room > 0) {
+        /* no build tells anything any more: the model's limit, not the budget */
+        c->state = GATE_CULPRIT_GAVE_UP;
+        note(c, GATE_CULPRIT_EV_GAVE_UP, 0, false, "gave up: no build would tell more");
     }
     return KEEL_OK;
 }
@@ -445,7 +471,8 @@ void gate_culprit_verdict_get(const gate_culprit *c, gate_culprit_verdict *out)
         out->p = c->w[k];
         out->runs = c->runs[k];
         out->fails = c->fails[k];
-        out->parent_passes = c->runs[k - 1] - c->fails[k - 1];
+        out->fresh_fails = c->fails[k] - c->before;
+        out->parent_passes = passes(c, k - 1);
     } else if (c->state == GATE_CULPRIT_NO_CULPRIT) {
         out->p = c->w[c->p.n + 1];
     }
@@ -461,6 +488,9 @@ static keel_status check(const gate_culprit_params *p)
         return KEEL_ERR(KEEL_E_INVAL, "'flake' %g is not in [0, 0.5)", p->flake);
     if (!(p->confidence >= 0.5 && p->confidence < 1.0))
         return KEEL_ERR(KEEL_E_INVAL, "'confidence' %g is not in [0.5, 1)", p->confidence);
+    if (!(p->suspicion >= 0.5 && p->suspicion <= p->confidence))
+        return KEEL_ERR(KEEL_E_INVAL, "'suspicion' %g is not in [0.5, confidence %g]", p->suspicion,
+                        p->confidence);
     if (p->budget < 1 || p->budget > GATE_CULPRIT_MAX_BUDGET)
         return KEEL_ERR(KEEL_E_INVAL, "'budget' %u is not in [1, %d]", p->budget,
                         GATE_CULPRIT_MAX_BUDGET);

@@ -53,14 +53,26 @@
  * A commit is never returned while a build of it is running.
  *
  * Verdicts (gate_culprit_state): SUSPECTED when a commit's posterior reaches
- * `confidence`; then verification, separate and stricter: commit k must
- * have failed at least fail_runs times with no pass, where fail_runs is the
- * least m with f^m <= 1 - confidence (the chance that a good commit looked
- * broken that often), and its parent at least parent_runs passes (1 by the
- * model: a bad commit never passes; a caller may ask for more).  Only then
- * VERIFIED, and only a verified culprit may be reverted.  NO_CULPRIT when
+ * `suspicion` (0.5 by default: the most likely commit, more likely than all
+ * the others together; set it to `confidence` to suspect only a commit the
+ * posterior is sure of).  Then verification, separate and stricter: commit
+ * k must fail fail_runs more times, in builds that end after the suspicion
+ * (none of the runs that raised it count), and never pass, where fail_runs
+ * is the least m with f^m <= 1 - confidence (the chance that a good commit
+ * looked broken that often); its parent must have passed parent_runs times
+ * in all (1 by the model: a bad commit never passes, so a pass is no flake;
+ * a caller may ask for more); and k's posterior must reach `confidence`
+ * (when the runs of verification leave it below, the search goes on with
+ * k still suspected).  Only then VERIFIED, and only a verified culprit may
+ * be reverted.  A wrong verified culprit needs both a posterior that erred
+ * (at most 1 - confidence when the model holds) and fail_runs fresh flakes
+ * in a row (f^fail_runs).  The suspicion drops when another hypothesis
+ * becomes the most likely or k falls below `suspicion` (k passing does
+ * that), and a new suspicion counts its fresh runs from then.  NO_CULPRIT when
  * the posterior of H_{n+1} reaches `confidence`.  GAVE_UP when the budget of
- * builds is spent without either: the posterior's top 3 are the report.  A
+ * builds is spent without either (or no build would tell anything more,
+ * which only a posterior at its numerical limits can reach): the
+ * posterior's top 3 are the report.  A
  * verdict waits for every build in flight (a late result could change it;
  * meanwhile no new build starts), and is final: no build starts after it.
  *
@@ -96,13 +108,14 @@ typedef struct gate_culprit_params {
     unsigned n;           /* commits 1..n in the range, n the first seen failing (1..MAX_N) */
     double flake;         /* f: a good commit's build fails spuriously, in [0, 0.5) */
     double confidence;    /* of a verdict, in [0.5, 1): 0.999 */
+    double suspicion;     /* the posterior at which verification starts, [0.5, confidence] */
     unsigned budget;      /* builds at most, in [1, MAX_BUDGET] */
     unsigned parent_runs; /* passes of the culprit's parent verification needs, 1..20 */
 } gate_culprit_params;
 
 typedef enum gate_culprit_state {
     GATE_CULPRIT_SEARCHING,
-    GATE_CULPRIT_SUSPECTED,  /* `commit` passed the confidence, being verified */
+    GATE_CULPRIT_SUSPECTED,  /* `commit` passed the suspicion, being verified */
     GATE_CULPRIT_VERIFIED,   /* final: `commit` is the culprit */
     GATE_CULPRIT_NO_CULPRIT, /* final: the failure was a flake */
     GATE_CULPRIT_GAVE_UP     /* final: the budget is spent; `top` are the suspects */
@@ -122,8 +135,9 @@ typedef struct gate_culprit_verdict {
     unsigned running;                           /* builds in flight */
     unsigned fail_runs;   /* failures of the culprit verification needs (from f) */
     unsigned parent_runs; /* passes of its parent it needs */
-    /* SUSPECTED, VERIFIED: the runs of the commit and its parent so far */
-    unsigned runs, fails, parent_passes;
+    /* SUSPECTED, VERIFIED: the commit's runs and failures, those since it was suspected */
+    unsigned runs, fails, fresh_fails;
+    unsigned parent_passes; /* and its parent's passes */
 } gate_culprit_verdict;
 
 typedef enum gate_culprit_event_kind {
@@ -131,7 +145,7 @@ typedef enum gate_culprit_event_kind {
     GATE_CULPRIT_EV_BUILD,     /* a build of `commit` started */
     GATE_CULPRIT_EV_RESULT,    /* a build of `commit` ended: `failed`, its `run`th there */
     GATE_CULPRIT_EV_ABANDONED, /* a build of `commit` ended without a result */
-    GATE_CULPRIT_EV_SUSPECTED, /* `commit` passed the confidence */
+    GATE_CULPRIT_EV_SUSPECTED, /* `commit` passed the suspicion */
     GATE_CULPRIT_EV_CLEARED,   /* `commit` is suspected no more */
     GATE_CULPRIT_EV_VERIFIED,
     GATE_CULPRIT_EV_NO_CULPRIT,
@@ -148,7 +162,7 @@ typedef struct gate_culprit_event {
     char text[GATE_CULPRIT_TEXT]; /* "c5 failed (run 3); posterior c5 0.62 c6 0.31 none 0.05" */
 } gate_culprit_event;
 
-/* budget 64, flake 0, confidence 0.999, parent_runs 1; n 0 (the caller's to set). */
+/* budget 64, flake 0, confidence 0.999, suspicion 0.5, parent_runs 1; n 0 (the caller's). */
 void gate_culprit_params_default(gate_culprit_params *p);
 
 /* KEEL_E_INVAL when a parameter is out of range (the message names it). */
