@@ -390,8 +390,9 @@ keel_status gate_culprit_next(gate_culprit *c, size_t max, unsigned *out, size_t
         }
         return KEEL_OK;
     }
-    if (c->w[c->p.n + 1] >= c->p.confidence)
-        return KEEL_OK; /* no culprit, once the builds in flight are in */
+    unsigned b = best(c);
+    if (c->w[b] >= c->p.confidence && (b == c->p.n + 1 || (b == k && verified(c, k))))
+        return KEEL_OK; /* a verdict, once the builds in flight are in */
     while (*n < room) {
         unsigned pick = most_informative(c);
         if (pick == 0)
