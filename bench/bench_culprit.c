@@ -7,9 +7,10 @@
  * bad commit is the earlier, and every commit from it on fails); a good
  * commit's build fails spuriously with probability f in {0, 5%, 20%}, a bad
  * one's always (splitmix64, the trial's own seed).  Every method is told
- * the true f and confidence 0.999, has a budget of 200 builds and the same
- * verification rule: the suspect fails fail_runs more times (the least m
- * with f^m <= 0.001: 1, 3, 5) and never passes, its parent passed once.
+ * the true f and the default confidence, 0.9999 (--confidence P), has a
+ * budget of 200 builds and the same verification rule: the suspect fails
+ * fail_runs more times (the least m with f^m <= 1 - confidence: 1, 4, 6 at
+ * 0.9999; 1, 3, 5 at 0.999) and never passes, its parent passed once.
  *
  *   keel       the search of culprit.h, one build at a time
  *   keel x4    the same with 4 builds in flight, in rounds (take up to 4,
@@ -24,10 +25,12 @@
  * percentile), wrong verified culprits, trials without a verdict (budget
  * spent, or no-culprit where there was one), keel's mean builds over
  * bisection's in the same run, and the issue's goal 2 log2(n) + 4.
- * Goal (issue 17): at 5% flakes no wrong culprit in 1,000 trials, mean
+ * Goal (issue 17): at 5% flakes no wrong culprit in 1,000 trials, keel's mean
  * builds <= 2 log2(n) + 4.
  *
- * Run: build/release/bench_culprit [--trials N] (1000 by default; or make bench).
+ * Run: build/release/bench_culprit [--trials N] [--confidence P] [--show-wrong]
+ * (1000 trials by default; or make bench); --show-wrong prints the log of
+ * every wrong verified culprit of keel's.
  */
 #include <math.h>
 #include <stdio.h>
@@ -42,6 +45,10 @@
 #include "culprit.h"
 
 enum { MAXN = 256, BUDGET = 200, METHODS = 4, WIDE = 4 };
+
+/* --confidence (0: gate_culprit_params_default's), --show-wrong */
+static double confidence;
+static bool show_wrong;
 
 static const char *const method_name[METHODS] = {"keel", "keel x4", "linear", "bisection"};
 
@@ -75,6 +82,7 @@ static outcome keel_search(world *w, size_t wide)
     p.n = w->n;
     p.flake = w->f;
     p.budget = BUDGET;
+    p.confidence = confidence;
     gate_culprit *c = NULL;
     keel_status st = gate_culprit_new(&p, &c);
     KEEL_ASSERT(keel_ok(st));
@@ -94,6 +102,12 @@ static outcome keel_search(world *w, size_t wide)
     }
     gate_culprit_verdict v;
     gate_culprit_verdict_get(c, &v);
+    if (show_wrong && v.state == GATE_CULPRIT_VERIFIED && v.commit != w->first_bad) {
+        printf("wrong culprit c%u (the first bad is c%u), %zu at once:\n", v.commit, w->first_bad,
+               wide);
+        for (size_t i = 0; i < gate_culprit_log_count(c); i++)
+            printf("    %s\n", gate_culprit_log(c, i)->text);
+    }
     gate_culprit_delete(c);
     o.culprit = v.state == GATE_CULPRIT_VERIFIED ? v.commit : 0;
     o.builds = w->builds;
@@ -204,7 +218,7 @@ static bool row(unsigned n, double f, unsigned culprits, unsigned trials, unsign
             exit(1);
         }
     }
-    unsigned need = gate_culprit_fail_runs(f, 0.999);
+    unsigned need = gate_culprit_fail_runs(f, confidence);
     for (unsigned i = 0; i < trials; i++) {
         unsigned long long pos = 0x5eedull * (seed_base + i) + n;
         unsigned first = 1 + (unsigned)(bench_uniform(&pos) * n);
@@ -264,15 +278,31 @@ static unsigned count_arg(const char *opt, const char *s)
 int main(int argc, char **argv)
 {
     unsigned trials = 1000;
-    if (argc == 3 && strcmp(argv[1], "--trials") == 0)
-        trials = count_arg(argv[1], argv[2]);
-    else if (argc != 1) {
-        (void)fprintf(stderr, "usage: bench_culprit [--trials N]\n");
-        return 2;
+    gate_culprit_params defaults;
+    gate_culprit_params_default(&defaults);
+    confidence = defaults.confidence;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--trials") == 0 && i + 1 < argc) {
+            trials = count_arg(argv[i], argv[i + 1]);
+            i++;
+        } else if (strcmp(argv[i], "--confidence") == 0 && i + 1 < argc) {
+            char *end = NULL;
+            confidence = strtod(argv[++i], &end);
+            if (*end != '\0' || !(confidence >= 0.5 && confidence < 1.0)) {
+                (void)fprintf(stderr, "bench_culprit: '--confidence' needs a value in [0.5, 1)\n");
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--show-wrong") == 0) {
+            show_wrong = true;
+        } else {
+            (void)fprintf(stderr,
+                          "usage: bench_culprit [--trials N] [--confidence P] [--show-wrong]\n");
+            return 2;
+        }
     }
-    printf("culprit search, %u trials a row, confidence 0.999, budget %d builds; builds: mean "
+    printf("culprit search, %u trials a row, confidence %g, budget %d builds; builds: mean "
            "(90th percentile)\n\n",
-           trials, BUDGET);
+           trials, confidence, BUDGET);
     printf("| n | flakes | culprits | %s | %s | %s | %s | wrong k/k4/l/b | no verdict k/k4/l/b | "
            "keel / bisection | goal |\n",
            method_name[0], method_name[1], method_name[2], method_name[3]);

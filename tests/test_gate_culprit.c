@@ -18,6 +18,9 @@
 
 #include "culprit.h"
 
+/* gate_culprit_params_default's confidence */
+#define CONF 0.9999
+
 /* A history: commit i is bad when i >= first_bad (n + 1: none is); good builds fail with `flake`. */
 typedef struct history {
     unsigned first_bad;
@@ -53,7 +56,7 @@ static void run_search(gate_culprit *c, history *h, size_t flight, gate_culprit_
         size_t n = 0;
         gate_culprit_verdict_get(c, v);
         bool waiting = v->state == GATE_CULPRIT_SUSPECTED && v->fresh_fails >= v->fail_runs &&
-                       v->parent_passes >= v->parent_runs && v->p >= 0.999;
+                       v->parent_passes >= v->parent_runs && v->p >= CONF;
         assert_true(keel_ok(gate_culprit_next(c, flight - nrun, got, &n)));
         assert_true(nrun + n <= flight);
         if (waiting) /* verified but for the builds in flight: nothing more starts */
@@ -106,7 +109,7 @@ static void expect_found(unsigned n, unsigned k, size_t flight, unsigned max_bui
     run_search(c, &h, flight, &v);
     assert_int_equal(v.state, GATE_CULPRIT_VERIFIED);
     assert_int_equal(v.commit, k);
-    assert_true(v.p >= 0.999);
+    assert_true(v.p >= CONF);
     print_message("n %u, c%u, %zu at once: %u builds\n", n, k, flight, v.builds);
     assert_true(v.builds <= max_builds);
     gate_culprit_delete(c);
@@ -131,12 +134,12 @@ static void test_flaky_trials(void **state)
     for (unsigned seed = 0; seed < 100; seed++) {
         unsigned long long pos = seed * 7919ull;
         history h = {1 + (unsigned)(uniform(&pos) * 17.0), 0.2, seed}; /* 17: no culprit */
-        gate_culprit *c = make_suspicious(16, 0.2, 200, seed % 3 == 0 ? 0.999 : 0.0);
+        gate_culprit *c = make_suspicious(16, 0.2, 200, seed % 3 == 0 ? CONF : 0.0);
         gate_culprit_verdict v;
         run_search(c, &h, 1 + seed % 4, &v);
         if (v.state == GATE_CULPRIT_VERIFIED) {
             assert_int_equal(v.commit, h.first_bad);
-            assert_true(v.fresh_fails >= 5 && v.fails == v.runs && v.parent_passes >= 1);
+            assert_true(v.fresh_fails >= 6 && v.fails == v.runs && v.parent_passes >= 1);
             verified++;
         }
         if (v.state == GATE_CULPRIT_NO_CULPRIT) {
@@ -162,8 +165,8 @@ static void test_all_flakes(void **state)
         run_search(c, &h, 1 + seed % 3, &v);
         assert_int_equal(v.state, GATE_CULPRIT_NO_CULPRIT);
         assert_int_equal(v.commit, 0);
-        assert_true(v.p >= 0.999);
-        assert_true(gate_culprit_posterior(c, 17) >= 0.999);
+        assert_true(v.p >= CONF);
+        assert_true(gate_culprit_posterior(c, 17) >= CONF);
         gate_culprit_delete(c);
     }
 }
@@ -253,13 +256,13 @@ static void test_one_commit(void **state)
     assert_int_equal(v.builds, 1);
     assert_int_equal(v.fresh_fails, 1);
     gate_culprit_delete(c);
-    /* 20% flakes: rebuilt until it failed 5 times */
+    /* 20% flakes: rebuilt until it failed 6 more times */
     c = make(1, 0.2, 20);
     history h = {1, 0.2, 9};
     run_search(c, &h, 3, &v);
     assert_int_equal(v.state, GATE_CULPRIT_VERIFIED);
     assert_int_equal(v.commit, 1);
-    assert_int_equal(v.fresh_fails, 5);
+    assert_int_equal(v.fresh_fails, 6);
     gate_culprit_delete(c);
     /* 20% flakes and it was one: a pass ends it */
     c = make(1, 0.2, 20);
@@ -277,6 +280,8 @@ static void test_verification(void **state)
     assert_int_equal(gate_culprit_fail_runs(0.05, 0.999), 3); /* 1.25e-4 */
     assert_int_equal(gate_culprit_fail_runs(0.1, 0.999), 3);  /* 1e-3 exactly */
     assert_int_equal(gate_culprit_fail_runs(0.2, 0.999), 5);  /* 3.2e-4 */
+    assert_int_equal(gate_culprit_fail_runs(0.05, CONF), 4);  /* 6.25e-6 */
+    assert_int_equal(gate_culprit_fail_runs(0.2, CONF), 6);   /* 6.4e-5 */
     assert_int_equal(gate_culprit_fail_runs(0.2, 0.99), 3);
 
     gate_culprit_params p;
@@ -316,7 +321,7 @@ static void test_verification(void **state)
         gate_culprit_verdict_get(c, &v);
     }
     assert_int_equal(v.state, GATE_CULPRIT_VERIFIED);
-    assert_int_equal(v.fresh_fails, 5);
+    assert_int_equal(v.fresh_fails, 6);
     assert_true(v.fails > v.fresh_fails); /* and at least one raised the suspicion */
     assert_int_equal(v.parent_passes, 2);
     gate_culprit_delete(c);

@@ -44,7 +44,7 @@ void gate_culprit_params_default(gate_culprit_params *p)
     KEEL_ASSERT(p != NULL);
     memset(p, 0, sizeof(*p));
     p->flake = 0.0;
-    p->confidence = 0.999;
+    p->confidence = 0.9999;
     p->suspicion = 0.5;
     p->budget = 64;
     p->parent_runs = 1;

@@ -162,7 +162,7 @@ typedef struct gate_culprit_event {
     char text[GATE_CULPRIT_TEXT]; /* "c5 failed (run 3); posterior c5 0.62 c6 0.31 none 0.05" */
 } gate_culprit_event;
 
-/* budget 64, flake 0, confidence 0.999, suspicion 0.5, parent_runs 1; n 0 (the caller's). */
+/* budget 64, flake 0, confidence 0.9999, suspicion 0.5, parent_runs 1; n 0 (the caller's). */
 void gate_culprit_params_default(gate_culprit_params *p);
 
 /* KEEL_E_INVAL when a parameter is out of range (the message names it). */
