@@ -299,13 +299,12 @@ static double joint_info(const gate_culprit *c, const unsigned *q, unsigned m)
         gpow[j] = gpow[j - 1] * (1.0 - f);
     }
     double outcome = 0.0; /* H(Y) */
-    double choose = 1.0;  /* C(t - 1, z - 1) */
     double p0 = 0.0;
     for (unsigned j = 0; j <= m; j++)
         p0 += wseg[j] * fpow[j];
     outcome -= plogp(p0);
     for (unsigned t = 1; t <= m; t++) {
-        choose = 1.0;
+        double choose = 1.0; /* C(t - 1, z - 1) */
         for (unsigned z = 1; z <= t; z++) {
             if (z > 1)
                 choose = choose * (double)(t - z + 1) / (double)(z - 1);
@@ -518,9 +517,10 @@ keel_status gate_culprit_new(const gate_culprit_params *p, gate_culprit **out)
         return KEEL_CONTEXT(st, "creating a culprit search of %zu commits", n);
     gate_culprit *c = (gate_culprit *)mem;
     c->p = *p;
-    c->w = (double *)(c + 1);
+    char *arrays = (char *)(c + 1);
+    c->w = (double *)(void *)arrays;
     c->cum = c->w + n + 2;
-    c->runs = (unsigned *)(c->cum + n + 2);
+    c->runs = (unsigned *)(void *)(arrays + 2 * (n + 2) * sizeof(double));
     c->fails = c->runs + n + 1;
     c->flying = (bool *)(c->fails + n + 1);
     c->f = p->flake > flake_min ? p->flake : flake_min;
