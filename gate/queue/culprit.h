@@ -31,14 +31,13 @@
  * rules out every hypothesis up to it, and the search then ends no-culprit,
  * which reverts nothing, or blames a later commit, which verification lets
  * through only if that commit failed fail_runs times and its parent passed.)
- * Hypotheses: H_k "commit k is the
- * first bad one" for k = 1..n, and H_{n+1} "no culprit: every failure was a
- * flake".  The prior is uniform over the n + 1 hypotheses before the first
- * failure; under H_k a build of commit i fails with probability 1 when
- * i >= k and f when i < k, so a pass at i rules out every k <= i, and a
- * failure at i multiplies the hypotheses k > i by f.  f = 0 is taken as
- * 1e-9 (a failure contradicting every hypothesis still leaves the posterior
- * defined).
+ * Hypotheses: H_k "commit k is the first bad one" for k = 1..n, and H_{n+1}
+ * "no culprit: every failure was a flake".  The prior is uniform over the
+ * n + 1 hypotheses before the first failure; under H_k a build of commit i
+ * fails with probability 1 when i >= k and f when i < k, so a pass at i
+ * rules out every k <= i, and a failure at i multiplies the hypotheses
+ * k > i by f.  f = 0 is taken as 1e-9 (a failure contradicting every
+ * hypothesis still leaves the posterior defined).
  *
  * Choosing builds: by expected information gain.  Given the builds in flight
  * (their results still to come), the next commit is the one whose result,
@@ -48,9 +47,10 @@
  * posterior median because it also weighs the flake hypothesis and the
  * value of a rerun: with f = 0 it is bisection, with flakes it rebuilds a
  * commit whose failure may have been spurious when that tells more than a
- * new commit does, and with builds in flight it spreads the next ones
- * across the range where a median would pick the running one's neighbour.
- * A commit is never returned while a build of it is running.
+ * new commit does, and with builds in flight it chooses knowing that their
+ * results are still to come (a median ignores them: it would name the
+ * running commit again, or its neighbour).  A commit is never returned
+ * while a build of it is running; at most GATE_CULPRIT_MAX_FLIGHT are.
  *
  * Verdicts (gate_culprit_state): SUSPECTED when a commit's posterior reaches
  * `suspicion` (0.5 by default: the most likely commit, more likely than all
@@ -68,13 +68,13 @@
  * (at most 1 - confidence when the model holds) and fail_runs fresh flakes
  * in a row (f^fail_runs).  The suspicion drops when another hypothesis
  * becomes the most likely or k falls below `suspicion` (k passing does
- * that), and a new suspicion counts its fresh runs from then.  NO_CULPRIT when
- * the posterior of H_{n+1} reaches `confidence`.  GAVE_UP when the budget of
- * builds is spent without either (or no build would tell anything more,
- * which only a posterior at its numerical limits can reach): the
- * posterior's top 3 are the report.  A
- * verdict waits for every build in flight (a late result could change it;
- * meanwhile no new build starts), and is final: no build starts after it.
+ * that), and a new suspicion counts its fresh runs from then.
+ * NO_CULPRIT when the posterior of H_{n+1} reaches `confidence`.  GAVE_UP
+ * when the budget of builds is spent without either (or no build would
+ * tell anything more, which only a posterior at its numerical limits can
+ * reach): the posterior's top 3 are the report.  A verdict waits for every
+ * build in flight (a late result could change it), no new build starts
+ * while it waits, and it is final: no build starts after it.
  *
  * Two culprits in one range: the search finds the FIRST bad commit (under
  * the model every commit after it fails whatever the later ones did).  If
