@@ -90,6 +90,7 @@ static outcome keel_search(world *w, size_t wide)
     p.flake = w->f;
     p.budget = BUDGET;
     p.confidence = confidence;
+    p.intermittent = intermittent; /* keel is told; the baselines know nothing of it */
     gate_culprit *c = NULL;
     keel_status st = gate_culprit_new(&p, &c);
     KEEL_ASSERT(keel_ok(st));

@@ -21,11 +21,15 @@
 /* gate_culprit_params_default's confidence */
 #define CONF 0.9999
 
-/* A history: commit i is bad when i >= first_bad (n + 1: none is); good builds fail with `flake`. */
+/*
+ * A history: commit i is bad when i >= first_bad (n + 1: none is); good
+ * builds fail with `flake`, bad ones pass with `intermittent`.
+ */
 typedef struct history {
     unsigned first_bad;
     double flake;
     unsigned long long rng;
+    double intermittent;
 } history;
 
 static double uniform(unsigned long long *x)
@@ -39,7 +43,9 @@ static double uniform(unsigned long long *x)
 
 static bool build_fails(history *h, unsigned commit)
 {
-    return commit >= h->first_bad || uniform(&h->rng) < h->flake;
+    if (commit >= h->first_bad)
+        return !(h->intermittent > 0.0 && uniform(&h->rng) < h->intermittent);
+    return uniform(&h->rng) < h->flake;
 }
 
 /*
@@ -104,7 +110,7 @@ static gate_culprit *make(unsigned n, double flake, unsigned budget)
 static void expect_found(unsigned n, unsigned k, size_t flight, unsigned max_builds)
 {
     gate_culprit *c = make(n, 0.0, 64);
-    history h = {k, 0.0, k};
+    history h = {k, 0.0, k, 0.0};
     gate_culprit_verdict v;
     run_search(c, &h, flight, &v);
     assert_int_equal(v.state, GATE_CULPRIT_VERIFIED);
@@ -133,7 +139,7 @@ static void test_flaky_trials(void **state)
     unsigned verified = 0, none = 0, builds = 0;
     for (unsigned seed = 0; seed < 100; seed++) {
         unsigned long long pos = seed * 7919ull;
-        history h = {1 + (unsigned)(uniform(&pos) * 17.0), 0.2, seed}; /* 17: no culprit */
+        history h = {1 + (unsigned)(uniform(&pos) * 17.0), 0.2, seed, 0.0}; /* 17: no culprit */
         gate_culprit *c = make_suspicious(16, 0.2, 200, seed % 3 == 0 ? CONF : 0.0);
         gate_culprit_verdict v;
         run_search(c, &h, 1 + seed % 4, &v);
@@ -154,13 +160,49 @@ static void test_flaky_trials(void **state)
     assert_true(verified + none >= 95);
 }
 
+/*
+ * A break that shows in 90% of its builds, told to the search: 100 seeded
+ * trials at 5% flakes, no wrong verified culprit (the parent's one pass is
+ * no proof any more: 4 fresh ones are asked for).
+ */
+static void test_intermittent(void **state)
+{
+    (void)state;
+    unsigned verified = 0, builds = 0;
+    for (unsigned seed = 0; seed < 100; seed++) {
+        unsigned long long pos = seed * 104729ull;
+        history h = {1 + (unsigned)(uniform(&pos) * 16.0), 0.05, seed, 0.1};
+        gate_culprit_params p;
+        gate_culprit_params_default(&p);
+        p.n = 16;
+        p.flake = 0.05;
+        p.intermittent = 0.1;
+        p.budget = 200;
+        gate_culprit *c = NULL;
+        assert_true(keel_ok(gate_culprit_new(&p, &c)));
+        gate_culprit_verdict v;
+        run_search(c, &h, 1 + seed % 3, &v);
+        if (v.state == GATE_CULPRIT_VERIFIED) {
+            assert_int_equal(v.commit, h.first_bad);
+            assert_int_equal(v.parent_runs, 4); /* 0.1^4 <= 1e-4 */
+            assert_true(v.parent_passes >= 4);
+            verified++;
+        }
+        builds += v.builds;
+        gate_culprit_delete(c);
+    }
+    print_message("100 trials, breaks passing 10%%: %u verified, %.1f builds each\n", verified,
+                  builds / 100.0);
+    assert_true(verified >= 95);
+}
+
 /* Every failure was a flake (no commit is bad): no-culprit, never a culprit. */
 static void test_all_flakes(void **state)
 {
     (void)state;
     for (unsigned seed = 0; seed < 20; seed++) {
         gate_culprit *c = make(16, 0.2, 64);
-        history h = {17, 0.2, 1000 + seed};
+        history h = {17, 0.2, 1000 + seed, 0.0};
         gate_culprit_verdict v;
         run_search(c, &h, 1 + seed % 3, &v);
         assert_int_equal(v.state, GATE_CULPRIT_NO_CULPRIT);
@@ -217,7 +259,7 @@ static void test_gave_up(void **state)
 {
     (void)state;
     gate_culprit *c = make(32, 0.2, 3);
-    history h = {20, 0.2, 5};
+    history h = {20, 0.2, 5, 0.0};
     gate_culprit_verdict v;
     run_search(c, &h, 2, &v);
     assert_int_equal(v.state, GATE_CULPRIT_GAVE_UP);
@@ -250,7 +292,7 @@ static void test_one_commit(void **state)
     gate_culprit_verdict_get(c, &v);
     assert_int_equal(v.state, GATE_CULPRIT_SUSPECTED);
     assert_int_equal(v.commit, 1);
-    history one = {1, 0.0, 1};
+    history one = {1, 0.0, 1, 0.0};
     run_search(c, &one, 2, &v);
     assert_int_equal(v.state, GATE_CULPRIT_VERIFIED);
     assert_int_equal(v.builds, 1);
@@ -258,7 +300,7 @@ static void test_one_commit(void **state)
     gate_culprit_delete(c);
     /* 20% flakes: rebuilt until it failed 6 more times */
     c = make(1, 0.2, 20);
-    history h = {1, 0.2, 9};
+    history h = {1, 0.2, 9, 0.0};
     run_search(c, &h, 3, &v);
     assert_int_equal(v.state, GATE_CULPRIT_VERIFIED);
     assert_int_equal(v.commit, 1);
@@ -266,7 +308,7 @@ static void test_one_commit(void **state)
     gate_culprit_delete(c);
     /* 20% flakes and it was one: a pass ends it */
     c = make(1, 0.2, 20);
-    history flake = {2, 0.2, 4};
+    history flake = {2, 0.2, 4, 0.0};
     run_search(c, &flake, 1, &v);
     assert_int_equal(v.state, GATE_CULPRIT_NO_CULPRIT);
     gate_culprit_delete(c);
@@ -290,7 +332,7 @@ static void test_verification(void **state)
     p.parent_runs = 3;
     gate_culprit *c = NULL;
     assert_true(keel_ok(gate_culprit_new(&p, &c)));
-    history h = {1, 0.0, 1};
+    history h = {1, 0.0, 1, 0.0};
     gate_culprit_verdict v;
     run_search(c, &h, 1, &v);
     assert_int_equal(v.state, GATE_CULPRIT_VERIFIED);
@@ -332,7 +374,7 @@ static void test_log(void **state)
 {
     (void)state;
     gate_culprit *c = make(8, 0.05, 64);
-    history h = {5, 0.05, 3};
+    history h = {5, 0.05, 3, 0.0};
     gate_culprit_verdict v;
     run_search(c, &h, 1, &v);
     assert_int_equal(v.state, GATE_CULPRIT_VERIFIED);
@@ -392,6 +434,11 @@ static void test_bad_arguments(void **state)
         expect_inval(&p, "'flake'");
     }
     p.flake = 0.1;
+    p.intermittent = 0.5;
+    expect_inval(&p, "'intermittent'");
+    p.intermittent = -0.01;
+    expect_inval(&p, "'intermittent'");
+    p.intermittent = 0.0;
     const double confidences[] = {0.4, 1.0, NAN};
     for (size_t i = 0; i < sizeof confidences / sizeof confidences[0]; i++) {
         p.confidence = confidences[i];
@@ -431,10 +478,15 @@ static void test_bad_arguments(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_position), cmocka_unit_test(test_flaky_trials),
-        cmocka_unit_test(test_all_flakes),     cmocka_unit_test(test_in_flight),
-        cmocka_unit_test(test_gave_up),        cmocka_unit_test(test_one_commit),
-        cmocka_unit_test(test_verification),   cmocka_unit_test(test_log),
+        cmocka_unit_test(test_every_position),
+        cmocka_unit_test(test_flaky_trials),
+        cmocka_unit_test(test_intermittent),
+        cmocka_unit_test(test_all_flakes),
+        cmocka_unit_test(test_in_flight),
+        cmocka_unit_test(test_gave_up),
+        cmocka_unit_test(test_one_commit),
+        cmocka_unit_test(test_verification),
+        cmocka_unit_test(test_log),
         cmocka_unit_test(test_bad_arguments),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

@@ -23,7 +23,9 @@ static const double flake_min = 1e-9, gain_min = 1e-9;
 struct gate_culprit {
     gate_culprit_params p;
     double f;           /* the flake rate used, >= flake_min */
-    unsigned fail_need; /* gate_culprit_fail_runs */
+    double g;           /* a bad commit's build passes (`intermittent`), 0: never */
+    unsigned fail_need; /* gate_culprit_fail_runs(f) */
+    unsigned pass_need; /* the parent's passes verification needs */
     double *w;          /* [n + 2]: w[1..n+1] */
     double *cum;        /* [n + 2]: cum[0] = 0 */
     unsigned *runs;     /* [n + 1]: builds of commit i with a result (the given ones included) */
@@ -33,8 +35,10 @@ struct gate_culprit {
     unsigned nflight;
     unsigned builds;
     gate_culprit_state state;
-    unsigned suspect; /* SUSPECTED, VERIFIED */
-    unsigned before;  /* the suspect's failures when it was suspected */
+    unsigned suspect;       /* SUSPECTED, VERIFIED */
+    unsigned before;        /* the suspect's failures when it was suspected (or last passed) */
+    unsigned before_runs;   /* and its runs */
+    unsigned parent_before; /* the parent's passes then (intermittent > 0: fresh ones count) */
     gate_culprit_event *log;
     size_t nlog, caplog;
 };
@@ -101,7 +105,7 @@ static void update(gate_culprit *c, unsigned i, bool failed)
 {
     for (unsigned k = 1; k <= c->p.n + 1; k++) {
         bool bad = i >= k;
-        c->w[k] *= failed ? (bad ? 1.0 : c->f) : (bad ? 0.0 : 1.0 - c->f);
+        c->w[k] *= failed ? (bad ? 1.0 - c->g : c->f) : (bad ? c->g : 1.0 - c->f);
     }
     normalise(c);
     c->runs[i]++;
@@ -207,21 +211,40 @@ static unsigned passes(const gate_culprit *c, unsigned i)
     return c->runs[i] - c->fails[i];
 }
 
-/* The suspect k still needs a fresh failure (its first: a pass ends the suspicion). */
+/* The suspect k still needs a fresh failure (a pass starts its count again). */
 static bool needs_failure(const gate_culprit *c, unsigned k)
 {
     return c->fails[k] - c->before < c->fail_need;
 }
 
+/* The passes of the suspect's parent that count: all of them, or with intermittent > 0 fresh ones. */
+static unsigned parent_passes(const gate_culprit *c, unsigned k)
+{
+    return passes(c, k - 1) - c->parent_before;
+}
+
+static bool needs_pass(const gate_culprit *c, unsigned k)
+{
+    return parent_passes(c, k) < c->pass_need;
+}
+
 /*
  * The suspect k failed fail_need times since it was suspected (fresh runs:
- * none of them raised the suspicion) and never passed; its parent passed
- * parent_runs times.
+ * none of them raised the suspicion) and has not passed since; its parent
+ * passed pass_need times.
  */
 static bool verified(const gate_culprit *c, unsigned k)
 {
-    return !needs_failure(c, k) && c->fails[k] == c->runs[k] &&
-           passes(c, k - 1) >= c->p.parent_runs;
+    return !needs_failure(c, k) && c->fails[k] - c->before == c->runs[k] - c->before_runs &&
+           !needs_pass(c, k);
+}
+
+/* The suspect's verification counts from now (suspected, or it passed). */
+static void window(gate_culprit *c, unsigned k)
+{
+    c->before = c->fails[k];
+    c->before_runs = c->runs[k];
+    c->parent_before = c->g > 0.0 ? passes(c, k - 1) : 0;
 }
 
 /* Where the evidence stands now: at most 2 log entries (room reserved). */
@@ -241,10 +264,10 @@ static void decide(gate_culprit *c)
     if (likely && c->state == GATE_CULPRIT_SEARCHING) {
         c->state = GATE_CULPRIT_SUSPECTED;
         c->suspect = b;
-        c->before = c->fails[b];
+        window(c, b);
         (void)snprintf(what, sizeof(what),
                        "c%u suspected: verifying (c%u to fail %u times, c%u to pass %u)", b, b,
-                       c->fail_need, b - 1, c->p.parent_runs);
+                       c->fail_need, b - 1, c->pass_need);
         note(c, GATE_CULPRIT_EV_SUSPECTED, b, false, what);
     }
     if (c->nflight > 0)
@@ -274,6 +297,29 @@ static double plogp(double p)
 }
 
 /*
+ * H(Y) of the joint outcome of m builds when a bad build may pass too
+ * (intermittent > 0): every one of the 2^m outcomes, each the sum over the
+ * segments of W_j times its builds' chances (j good ones first, then bad).
+ */
+static double every_outcome(const gate_culprit *c, const double *wseg, unsigned m)
+{
+    double f = c->f, g = c->g, h = 0.0;
+    for (unsigned y = 0; y < 1u << m; y++) { /* bit i set: build i failed */
+        double p = 0.0;
+        for (unsigned j = 0; j <= m; j++) {
+            double l = wseg[j];
+            for (unsigned i = 0; i < m && l > 0.0; i++) {
+                bool failed = ((y >> i) & 1u) != 0;
+                l *= i < j ? (failed ? f : 1.0 - f) : (failed ? 1.0 - g : g);
+            }
+            p += l;
+        }
+        h -= plogp(p);
+    }
+    return h;
+}
+
+/*
  * The mutual information (nats) of the hypothesis and the joint outcome of
  * builds of q[0..m-1] (distinct commits in 1..n, ascending).  Segment j
  * (hypotheses k in (q[j-1], q[j]], q[-1] = 0, q[m] = n + 1) makes builds
@@ -285,13 +331,15 @@ static double plogp(double p)
 static double joint_info(const gate_culprit *c, const unsigned *q, unsigned m)
 {
     double wseg[GATE_CULPRIT_MAX_FLIGHT + 1];
-    double f = c->f, hf = -(plogp(f) + plogp(1.0 - f));
+    double f = c->f, hf = -(plogp(f) + plogp(1.0 - f)), hg = -(plogp(c->g) + plogp(1.0 - c->g));
     double given = 0.0; /* H(Y | H) */
     for (unsigned j = 0; j <= m; j++) {
         unsigned lo = j == 0 ? 0 : q[j - 1], hi = j == m ? c->p.n + 1 : q[j];
         wseg[j] = c->cum[hi] - c->cum[lo];
-        given += wseg[j] * (double)j * hf;
+        given += wseg[j] * ((double)j * hf + (double)(m - j) * hg);
     }
+    if (c->g > 0.0)
+        return every_outcome(c, wseg, m) - given;
     double fpow[GATE_CULPRIT_MAX_FLIGHT + 1], gpow[GATE_CULPRIT_MAX_FLIGHT + 1];
     fpow[0] = gpow[0] = 1.0;
     for (unsigned j = 1; j <= m; j++) {
@@ -376,7 +424,7 @@ keel_status gate_culprit_next(gate_culprit *c, size_t max, unsigned *out, size_t
     if (room > max)
         room = max;
     unsigned k = c->suspect;
-    bool parent = k > 0 && passes(c, k - 1) < c->p.parent_runs;
+    bool parent = k > 0 && needs_pass(c, k);
     if (c->state == GATE_CULPRIT_SUSPECTED && (needs_failure(c, k) || parent)) {
         /* verification first; the search goes on only if its runs leave k below the confidence */
         if (*n < room && !c->flying[k] && needs_failure(c, k)) {
@@ -434,6 +482,10 @@ keel_status gate_culprit_result(gate_culprit *c, unsigned commit, bool failed)
     if (!keel_ok(st))
         return st;
     update(c, commit, failed);
+    if (c->state == GATE_CULPRIT_SUSPECTED && commit == c->suspect && !failed) {
+        c->before = c->fails[commit]; /* intermittent > 0: its fresh failures count again */
+        c->before_runs = c->runs[commit];
+    }
     char what[64];
     (void)snprintf(what, sizeof(what), "c%u %s (run %u)", commit, failed ? "failed" : "passed",
                    c->runs[commit]);
@@ -464,7 +516,7 @@ void gate_culprit_verdict_get(const gate_culprit *c, gate_culprit_verdict *out)
     out->builds = c->builds;
     out->running = c->nflight;
     out->fail_runs = c->fail_need;
-    out->parent_runs = c->p.parent_runs;
+    out->parent_runs = c->pass_need;
     if (c->state == GATE_CULPRIT_SUSPECTED || c->state == GATE_CULPRIT_VERIFIED) {
         unsigned k = c->suspect;
         out->commit = k;
@@ -472,7 +524,7 @@ void gate_culprit_verdict_get(const gate_culprit *c, gate_culprit_verdict *out)
         out->runs = c->runs[k];
         out->fails = c->fails[k];
         out->fresh_fails = c->fails[k] - c->before;
-        out->parent_passes = passes(c, k - 1);
+        out->parent_passes = parent_passes(c, k);
     } else if (c->state == GATE_CULPRIT_NO_CULPRIT) {
         out->p = c->w[c->p.n + 1];
     }
@@ -486,6 +538,8 @@ static keel_status check(const gate_culprit_params *p)
         return KEEL_ERR(KEEL_E_INVAL, "'n' %u is not in [1, %d]", p->n, GATE_CULPRIT_MAX_N);
     if (!(p->flake >= 0.0 && p->flake < 0.5))
         return KEEL_ERR(KEEL_E_INVAL, "'flake' %g is not in [0, 0.5)", p->flake);
+    if (!(p->intermittent >= 0.0 && p->intermittent < 0.5))
+        return KEEL_ERR(KEEL_E_INVAL, "'intermittent' %g is not in [0, 0.5)", p->intermittent);
     if (!(p->confidence >= 0.5 && p->confidence < 1.0))
         return KEEL_ERR(KEEL_E_INVAL, "'confidence' %g is not in [0.5, 1)", p->confidence);
     if (!(p->suspicion >= 0.5 && p->suspicion <= p->confidence))
@@ -524,7 +578,11 @@ keel_status gate_culprit_new(const gate_culprit_params *p, gate_culprit **out)
     c->fails = c->runs + n + 1;
     c->flying = (bool *)(c->fails + n + 1);
     c->f = p->flake > flake_min ? p->flake : flake_min;
+    c->g = p->intermittent;
     c->fail_need = gate_culprit_fail_runs(p->flake, p->confidence);
+    c->pass_need = p->parent_runs;
+    if (c->g > 0.0 && gate_culprit_fail_runs(c->g, p->confidence) > c->pass_need)
+        c->pass_need = gate_culprit_fail_runs(c->g, p->confidence);
     st = reserve(c, 4);
     if (!keel_ok(st)) {
         gate_culprit_delete(c);

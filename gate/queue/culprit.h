@@ -26,18 +26,23 @@
  * The model: a commit is good or bad; once a commit is bad every later one in
  * the range is (the break stays until it is backed out).  A good commit's
  * build fails spuriously with probability f (`flake`, the configuration's
- * measured flake rate); a bad commit's build ALWAYS fails.  (A break that
- * only sometimes shows is outside the model: one pass of a broken commit
- * rules out every hypothesis up to it, and the search then ends no-culprit,
- * which reverts nothing, or blames a later commit, which verification lets
- * through only if that commit failed fail_runs times and its parent passed.)
- * Hypotheses: H_k "commit k is the first bad one" for k = 1..n, and H_{n+1}
- * "no culprit: every failure was a flake".  The prior is uniform over the
- * n + 1 hypotheses before the first failure; under H_k a build of commit i
- * fails with probability 1 when i >= k and f when i < k, so a pass at i
- * rules out every k <= i, and a failure at i multiplies the hypotheses
- * k > i by f.  f = 0 is taken as 1e-9 (a failure contradicting every
- * hypothesis still leaves the posterior defined).
+ * measured flake rate); a bad commit's build passes with probability g
+ * (`intermittent`, a break that only sometimes shows), 0 by default: a bad
+ * commit's build always fails.  With g = 0 one pass of a broken commit
+ * rules out every hypothesis up to it: if the break really shows only
+ * sometimes, the search blames a later commit whose parent's one pass was
+ * the broken commit's (bench_culprit --intermittent: with breaks passing
+ * 5% of the time, 20-40% of the verified culprits of every method told
+ * g = 0 are wrong; told g, 1 in 72,000 searches, within 1 - confidence).
+ * Set g whenever a break
+ * may hide.  Hypotheses: H_k "commit k is the first bad one" for k = 1..n,
+ * and H_{n+1} "no culprit: every failure was a flake".  The prior is
+ * uniform over the n + 1 hypotheses before the first failure; under H_k a
+ * build of commit i fails with probability 1 - g when i >= k and f when
+ * i < k, so with g = 0 a pass at i rules out every k <= i, and a failure
+ * at i multiplies the hypotheses k > i by f.  f = 0 is taken as 1e-9 (a
+ * failure contradicting every hypothesis still leaves the posterior
+ * defined).
  *
  * Choosing builds: by expected information gain.  Given the builds in flight
  * (their results still to come), the next commit is the one whose result,
@@ -49,7 +54,8 @@
  * commit whose failure may have been spurious when that tells more than a
  * new commit does, and with builds in flight it chooses knowing that their
  * results are still to come (a median ignores them: it would name the
- * running commit again, or its neighbour).  A commit is never returned
+ * running commit again, or its neighbour).  The cost per candidate grows
+ * with the builds in flight m: m^3 with g = 0, 2^m m^2 with g > 0.  A commit is never returned
  * while a build of it is running; at most GATE_CULPRIT_MAX_FLIGHT are.
  *
  * Verdicts (gate_culprit_state): SUSPECTED when a commit's posterior reaches
@@ -57,11 +63,15 @@
  * the others together; set it to `confidence` to suspect only a commit the
  * posterior is sure of).  Then verification, separate and stricter: commit
  * k must fail fail_runs more times, in builds that end after the suspicion
- * (none of the runs that raised it count), and never pass, where fail_runs
- * is the least m with f^m <= 1 - confidence (the chance that a good commit
- * looked broken that often); its parent must have passed parent_runs times
- * in all (1 by the model: a bad commit never passes, so a pass is no flake;
- * a caller may ask for more); and k's posterior must reach `confidence`
+ * (none of the runs that raised it count), and not pass since (a pass,
+ * which only g > 0 survives, starts the count again), where fail_runs is
+ * the least m with f^m <= 1 - confidence (the chance that a good commit
+ * looked broken that often); its parent must pass: with g = 0, parent_runs
+ * times in all (1 by default: a bad commit never passes, so a pass is no
+ * flake; a caller may ask for more); with g > 0, max(parent_runs, the
+ * least m with g^m <= 1 - confidence) times since the suspicion (the
+ * chance that a broken parent looked good that often); and k's posterior
+ * must reach `confidence`
  * (when the runs of verification leave it below, the search goes on with
  * k still suspected).  Only then VERIFIED, and only a verified culprit may
  * be reverted.  A wrong verified culprit needs both a posterior that erred
@@ -107,6 +117,7 @@ enum {
 typedef struct gate_culprit_params {
     unsigned n;           /* commits 1..n in the range, n the first seen failing (1..MAX_N) */
     double flake;         /* f: a good commit's build fails spuriously, in [0, 0.5) */
+    double intermittent;  /* g: a bad commit's build passes, in [0, 0.5) (0: never) */
     double confidence;    /* of a verdict, in [0.5, 1): 0.999 */
     double suspicion;     /* the posterior at which verification starts, [0.5, confidence] */
     unsigned budget;      /* builds at most, in [1, MAX_BUDGET] */
@@ -162,7 +173,10 @@ typedef struct gate_culprit_event {
     char text[GATE_CULPRIT_TEXT]; /* "c5 failed (run 3); posterior c5 0.62 c6 0.31 none 0.05" */
 } gate_culprit_event;
 
-/* budget 64, flake 0, confidence 0.9999, suspicion 0.5, parent_runs 1; n 0 (the caller's). */
+/*
+ * budget 64, flake 0, intermittent 0, confidence 0.9999, suspicion 0.5,
+ * parent_runs 1; n 0 (the caller's).
+ */
 void gate_culprit_params_default(gate_culprit_params *p);
 
 /* KEEL_E_INVAL when a parameter is out of range (the message names it). */
