@@ -32,7 +32,7 @@
  * rules out every hypothesis up to it: if the break really shows only
  * sometimes, the search blames a later commit whose parent's one pass was
  * the broken commit's (bench_culprit --intermittent: with breaks passing
- * 5% of the time, 20-40% of the verified culprits of every method told
+ * 5% of the time, 21-42% of the verified culprits of every method told
  * g = 0 are wrong; told g, 1 in 72,000 searches, within 1 - confidence).
  * Set g whenever a break
  * may hide.  Hypotheses: H_k "commit k is the first bad one" for k = 1..n,
