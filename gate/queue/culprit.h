@@ -32,11 +32,12 @@
  * rules out every hypothesis up to it: if the break really shows only
  * sometimes, the search blames a later commit whose parent's one pass was
  * the broken commit's (bench_culprit --intermittent: with breaks passing
- * 5% of the time, 21-42% of the verified culprits of every method told
- * g = 0 are wrong; told g, 1 in 72,000 searches, within 1 - confidence).
- * Set g whenever a break
- * may hide.  Hypotheses: H_k "commit k is the first bad one" for k = 1..n,
- * and H_{n+1} "no culprit: every failure was a flake".  The prior is
+ * 5% of the time and 5% flakes, 21-42% of its verified culprits are wrong
+ * when it is told g = 0; told g, 1 in 72,000 searches, within 1 -
+ * confidence).  Set g whenever a break may hide.
+ *
+ * Hypotheses: H_k "commit k is the first bad one" for k = 1..n, and
+ * H_{n+1} "no culprit: every failure was a flake".  The prior is
  * uniform over the n + 1 hypotheses before the first failure; under H_k a
  * build of commit i fails with probability 1 - g when i >= k and f when
  * i < k, so with g = 0 a pass at i rules out every k <= i, and a failure
