@@ -9,6 +9,21 @@
 #include <stdlib.h>
 #include <time.h>
 
+/* splitmix64: a seeded stream for simulated workloads (reproducible from the seed). */
+static inline unsigned long long bench_splitmix64(unsigned long long *x)
+{
+    unsigned long long z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1), from the stream. */
+static inline double bench_uniform(unsigned long long *x)
+{
+    return (double)(bench_splitmix64(x) >> 11) / 9007199254740992.0;
+}
+
 static inline double bench_now_ns(void)
 {
     struct timespec ts;

@@ -49,25 +49,14 @@
 
 #include "keel/keel.h"
 
+#include "bench.h"
+
 #include "scheduler.h"
 
 enum { NCHANGES = 200, SLOTS = 4, MAXCAND = 16384, MAXJOBS = 65536, NSTRAT = 6, NCFG = 2 };
 
 static const char *const cfg_name[NCFG] = {"a", "b"};
 static double cfg_work[NCFG] = {1.0, 0.8}; /* in T, alone (b: --b-length) */
-
-static unsigned long long splitmix64(unsigned long long *x)
-{
-    unsigned long long z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double uniform(unsigned long long *x)
-{
-    return (double)(splitmix64(x) >> 11) / 9007199254740992.0;
-}
 
 typedef struct strat {
     const char *name;
@@ -240,8 +229,8 @@ static void job_over(gate_sched *s, world *w, job *j, double now, double area, d
     gate_sched_timed(s, cfg_name[j->cfg], elapsed * 1000.0, (area - j->area0) / elapsed);
     long long c = j->cand;
     unsigned long long sig = w->cand_sig[c][j->cfg];
-    if (sig == 0 && flake > 0 && uniform(seed) < flake)
-        sig = splitmix64(seed) | 1; /* a flake: its log ends any way */
+    if (sig == 0 && flake > 0 && bench_uniform(seed) < flake)
+        sig = bench_splitmix64(seed) | 1; /* a flake: its log ends any way */
     gate_sched_run *r = &w->runs[c][w->nruns[c]++];
     memset(r, 0, sizeof(*r));
     r->config = cfg_name[j->cfg];
@@ -348,7 +337,7 @@ static int workload(const executor *ex, size_t pi, bool flaky, unsigned long lon
     int nbad = 0;
     bad[0] = false;
     for (int c = 1; c <= NCHANGES; c++) {
-        bad[c] = uniform(&x) < ps[pi];
+        bad[c] = bench_uniform(&x) < ps[pi];
         nbad += bad[c];
     }
     for (int k = 0; k < NSTRAT; k++)
@@ -524,7 +513,7 @@ static void trials(unsigned n)
             unsigned long long x = 0x7e1a1000ull + ((unsigned long long)t << 20);
             bad[0] = false;
             for (int c = 1; c <= NCHANGES; c++)
-                bad[c] = uniform(&x) < 0.1;
+                bad[c] = bench_uniform(&x) < 0.1;
             outcome o = simulate(&strats[k], &execs[0], bad, 0.05, 1,
                                  0xf1a4e000ull + t * 7919ull + (unsigned long long)k);
             good += o.good_rejected;
