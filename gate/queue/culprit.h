@@ -119,7 +119,7 @@ typedef struct gate_culprit_params {
     unsigned n;           /* commits 1..n in the range, n the first seen failing (1..MAX_N) */
     double flake;         /* f: a good commit's build fails spuriously, in [0, 0.5) */
     double intermittent;  /* g: a bad commit's build passes, in [0, 0.5) (0: never) */
-    double confidence;    /* of a verdict, in [0.5, 1): 0.999 */
+    double confidence;    /* of a verdict, in [0.5, 1): 0.9999 by default */
     double suspicion;     /* the posterior at which verification starts, [0.5, confidence] */
     unsigned budget;      /* builds at most, in [1, MAX_BUDGET] */
     unsigned parent_runs; /* passes of the culprit's parent verification needs, 1..20 */
