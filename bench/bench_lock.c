@@ -132,12 +132,16 @@ int main(int argc, char **argv)
     bench_best_pair(pthread_nested, keel_nested, N / 4, ROUNDS, &p4, &k4);
     bench_best_pair(contended_pthread, contended_keel, N / 5, ROUNDS, &pc, &kc);
     printf("bench_lock (%s, best of %d rounds)\n", keel_version_string(), ROUNDS);
+    /* each keel row repeats its anchor's time: the ratio and both figures of one run */
     printf("  %-44s %7.2f ns  1.00x (anchor)\n", "pthread lock+unlock, uncontended", p1);
-    printf("  %-44s %7.2f ns  %.2fx pthread\n", "keel lock+unlock, uncontended", k1, k1 / p1);
+    printf("  %-44s %7.2f ns  %.2fx pthread (%.2f ns)\n", "keel lock+unlock, uncontended", k1,
+           k1 / p1, p1);
     printf("  %-44s %7.2f ns  1.00x (anchor)\n", "pthread 4 nested lock+unlock", p4);
-    printf("  %-44s %7.2f ns  %.2fx pthread\n", "keel 4 nested in rank order", k4, k4 / p4);
+    printf("  %-44s %7.2f ns  %.2fx pthread (%.2f ns)\n", "keel 4 nested in rank order", k4,
+           k4 / p4, p4);
     printf("  %-44s %7.2f ns  1.00x (anchor)\n", "pthread contended (2 threads), per op", pc);
-    printf("  %-44s %7.2f ns  %.2fx pthread\n", "keel contended (2 threads), per op", kc, kc / pc);
+    printf("  %-44s %7.2f ns  %.2fx pthread (%.2f ns)\n", "keel contended (2 threads), per op", kc,
+           kc / pc, pc);
     const char *tsan = getenv("KEEL_BENCH_TSAN_NS");
     if (tsan != NULL && KEEL_DEVEL) {
         double tt = strtod(tsan, NULL);
