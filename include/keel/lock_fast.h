@@ -153,10 +153,10 @@ static inline unsigned long long keel__held_nm(unsigned node, keel__held_mode mo
  */
 static inline unsigned long long keel__held_chain(const keel__lock_thread *t, unsigned i)
 {
-    if (i > 0)
-        return t->h[i].chain;
-    unsigned node = t->h[0].node;
-    return node == KEEL__CLS_NONE ? 0 : keel__chain_mix(0, node, t->h[0].mode.shared);
+    const keel__held *h = t->h + i; /* (i < t->n: the caller's) */
+    if (i != 0)
+        return h->chain;
+    return h->node == KEEL__CLS_NONE ? 0 : keel__chain_mix(0, h->node, h->mode.shared);
 }
 
 /* Is this key in its home slot of the chain table (where most keys are)? */
