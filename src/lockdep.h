@@ -28,7 +28,11 @@ static inline const char *keel__dep_name(const keel_lockdep *d)
 /* The checking state of a held lock: its own (an entry does not store it). */
 static inline keel_lockdep *keel__held_dep(const keel__held *h)
 {
-    void *lock = (void *)(uintptr_t)h->lock;
+    union {
+        const void *held;
+        void *lock;
+    } u = {h->lock}; /* (the lock is the program's, not const) */
+    void *lock = u.lock;
     switch ((keel__lock_kind)h->mode.kind) {
     case KEEL__LK_RWLOCK:
         return &((keel_rwlock *)lock)->dep;
