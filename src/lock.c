@@ -348,8 +348,7 @@ void keel__mutex_lock(keel_mutex *m, int nest, const keel__lock_site *site)
     KEEL_ASSERT(m != NULL);
     keel__lock_thread *t = keel__lock_tls;
     unsigned c = __atomic_load_n(&m->dep.cls, __ATOMIC_ACQUIRE);
-    if (KEEL_UNLIKELY(t == NULL || !keel__dep_fast(t, c, nest) || t->overflow != 0 ||
-                      keel__dep_find(t, m) != NULL)) {
+    if (KEEL_UNLIKELY(t == NULL || !keel__dep_fast(t, c, nest) || keel__dep_find(t, m) != NULL)) {
         mutex_lock_general(m, nest, site);
         return;
     }
@@ -621,15 +620,19 @@ void keel__assert_can_block(const char *what, const keel__lock_site *site)
 
 void keel_nonblocking_enter(void)
 {
-    keel__lock_self()->nonblock++;
+    keel__lock_thread *t = keel__lock_self();
+    t->nonblock++;
+    keel__dep_slow_update(t);
 }
 
 void keel_nonblocking_leave(void)
 {
     keel__lock_thread *t = keel__lock_self();
     KEEL_ASSERTF(t->nonblock > 0, "keel_nonblocking_leave() without enter");
-    if (t->nonblock > 0)
+    if (t->nonblock > 0) {
         t->nonblock--;
+        keel__dep_slow_update(t);
+    }
 }
 
 unsigned keel_locks_held(void)

@@ -29,10 +29,11 @@ __thread keel__lock_thread *keel__lock_tls __attribute__((tls_model("initial-exe
 const int KEEL__LOCK_LAYOUT_SYMBOL(KEEL__LOCK_LAYOUT) = KEEL__LOCK_LAYOUT;
 /* What programs compiled against keel/lock_fast.h rely on.  Whoever changes it bumps
  * KEEL__LOCK_LAYOUT (the symbol's name), then these figures. */
-KEEL__STATIC_ASSERT(KEEL__LOCK_LAYOUT == 2 && sizeof(keel__held) == 48 &&
-                        offsetof(keel__held, node) == 16 && offsetof(keel__held, mode) == 20 &&
-                        offsetof(keel__held, chain) == 24 && offsetof(keel__held, seq) == 32 &&
-                        offsetof(keel__lock_thread, overflow) == 12 &&
+KEEL__STATIC_ASSERT(KEEL__LOCK_LAYOUT == 3 && sizeof(keel__held) == 40 &&
+                        offsetof(keel__held, node) == 8 && offsetof(keel__held, mode) == 12 &&
+                        offsetof(keel__held, nm) == 8 && offsetof(keel__held, chain) == 16 &&
+                        offsetof(keel__held, seq) == 24 && offsetof(keel__held, site) == 32 &&
+                        offsetof(keel__lock_thread, slow) == 4 &&
                         offsetof(keel__lock_thread, h) == 32 && KEEL__CHAIN_SLOTS == 16384u &&
                         KEEL_LOCK_MAX_HELD == 32 && sizeof(keel_lockdep) == 40,
                     "the inline lock path's layout changed: bump KEEL__LOCK_LAYOUT");
@@ -320,11 +321,11 @@ static void add_held(keel_report *r, const keel__lock_thread *t)
     keel_report_add_text(r, "locks held by this thread (%u), oldest first:", t->n);
     for (unsigned i = 0; i < t->n; i++) {
         const keel__held *h = &t->h[i];
-        keel_report_add_text(r, "  #%u '%s' (%s, rank %d%s%s%s) acquired at %s:%d", i,
-                             keel__dep_name(h->dep), kind_names[h->mode.kind], h->dep->rank,
-                             h->mode.shared ? ", shared" : "", h->mode.trylock ? ", trylock" : "",
-                             h->mode.waiting ? ", released in a condition wait" : "", h->site->file,
-                             h->site->line);
+        keel_report_add_text(
+            r, "  #%u '%s' (%s, rank %d%s%s%s) acquired at %s:%d", i,
+            keel__dep_name(keel__held_dep(h)), kind_names[h->mode.kind], keel__held_dep(h)->rank,
+            h->mode.shared ? ", shared" : "", h->mode.trylock ? ", trylock" : "",
+            h->mode.waiting ? ", released in a condition wait" : "", h->site->file, h->site->line);
     }
 }
 
@@ -479,7 +480,9 @@ void keel__dep_push_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock
     /* stress point, on this slow push only (a lock's first acquisition, an unchecked class) */
     if (KEEL_UNLIKELY(t->n >= KEEL_LOCK_MAX_HELD) || KEEL_STRESS(lock_held_full)) {
         /* not tracked, so not counted as a held spinlock either: its unlock finds nothing */
-        if (t->overflow++ == 0)
+        t->overflow++;
+        keel__dep_slow_update(t);
+        if (t->overflow == 1)
             (void)keel_report_emit(keel_report_begin(
                 KEEL_REPORT_LIMIT, site->file, site->line, site->func,
                 "more than %d keel locks held by one thread: '%s' and further locks are not "
@@ -503,14 +506,9 @@ const keel__held *keel__dep_find(const keel__lock_thread *t, const void *lock)
 static void move_entry(keel__held *dst, const keel__held *src)
 {
     __atomic_store_n(&dst->lock, src->lock, __ATOMIC_RELAXED);
-    dst->dep = src->dep;
-    __atomic_store_n(&dst->node, src->node, __ATOMIC_RELAXED);
-    dst->chain = src->chain;
+    keel__held_set_nm(dst, src->node, src->mode);
+    dst->chain = src->chain; /* (recomputed by the caller) */
     dst->site = src->site;
-    dst->mode.kind = src->mode.kind;
-    dst->mode.shared = src->mode.shared;
-    dst->mode.trylock = src->mode.trylock;
-    dst->mode.waiting = src->mode.waiting;
     __atomic_store_n(&dst->seq, src->seq, __ATOMIC_RELEASE);
 }
 
@@ -526,6 +524,7 @@ bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
     if (KEEL_UNLIKELY(i == 0)) {
         if (t->overflow > 0) {
             t->overflow--;
+            keel__dep_slow_update(t);
             return true;
         }
         bool held =
@@ -537,8 +536,10 @@ bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
         return false;
     }
     i--;
-    if (t->h[i].mode.kind == KEEL__LK_SPIN)
+    if (t->h[i].mode.kind == KEEL__LK_SPIN) {
         t->spins--;
+        keel__dep_slow_update(t);
+    }
     for (unsigned j = i; j + 1 < t->n; j++)
         move_entry(&t->h[j], &t->h[j + 1]);
     __atomic_store_n(&t->n, t->n - 1, __ATOMIC_RELEASE);
@@ -550,7 +551,9 @@ void keel__dep_mark_waiting(keel__lock_thread *t, const void *lock, bool waiting
 {
     for (unsigned i = t->n; i > 0; i--)
         if (t->h[i - 1].lock == lock) {
-            t->h[i - 1].mode.waiting = waiting;
+            keel__held_mode mode = t->h[i - 1].mode;
+            mode.waiting = waiting;
+            keel__held_set_nm(&t->h[i - 1], t->h[i - 1].node, mode);
             return;
         }
 }
@@ -785,7 +788,8 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
                 classes[node / KEEL__NEST_LEVELS].recursion_reported = true;
                 f.what = 3;
             }
-        } else if (h->dep->rank > 0 && d->rank > 0 && d->rank < h->dep->rank) {
+        } else if (keel__held_dep(h)->rank > 0 && d->rank > 0 &&
+                   d->rank < keel__held_dep(h)->rank) {
             if (!pair_reported(h->node, node))
                 f.what = 1;
         } else if (!has_edge(h->node, node)) {
@@ -836,20 +840,20 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
         const finding *f = &found[k];
         const keel__held *h = f->held;
         const char *name = keel__dep_name(d);
-        const char *hname = keel__dep_name(h->dep);
+        const char *hname = keel__dep_name(keel__held_dep(h));
         char msg[384];
         keel_report *r;
         switch (f->what) {
         case 1:
             (void)snprintf(msg, sizeof(msg),
                            "rank violation: '%s' (rank %d) acquired while holding '%s' (rank %d)",
-                           name, d->rank, hname, h->dep->rank);
+                           name, d->rank, hname, keel__held_dep(h)->rank);
             r = begin(KEEL_REPORT_LOCK_ORDER, d, site, msg);
             keel_report_add_str(r, "held", hname);
-            keel_report_add_int(r, "held_rank", h->dep->rank);
+            keel_report_add_int(r, "held_rank", keel__held_dep(h)->rank);
             keel_report_add_text(
                 r, "locks must be taken in increasing rank: '%s' (%d) before '%s' (%d)", name,
-                d->rank, hname, h->dep->rank);
+                d->rank, hname, keel__held_dep(h)->rank);
             break;
         case 2:
             (void)snprintf(msg, sizeof(msg),
@@ -927,8 +931,9 @@ void keel__lock_describe_held(const void *state, char *buf, size_t size)
     for (unsigned i = 0; i < n; i++) {
         const keel__held *h = &t->h[i];
         keel__buf_printf(buf, size, &pos, "%s'%s' (%s, rank %d) acquired at %s:%d%s",
-                         i > 0 ? "; " : "", keel__dep_name(h->dep), kind_names[h->mode.kind],
-                         h->dep->rank, h->site->file, h->site->line,
+                         i > 0 ? "; " : "", keel__dep_name(keel__held_dep(h)),
+                         kind_names[h->mode.kind], keel__held_dep(h)->rank, h->site->file,
+                         h->site->line,
                          h->mode.waiting ? " (released: waiting on a condition)" : "");
     }
 }
@@ -949,7 +954,9 @@ unsigned keel__lock_sample_held(const void *state, keel__lock_sample *out, unsig
     for (unsigned i = 0; i < n && k < max; i++) {
         const keel__held *h = &t->h[i];
         unsigned long long seq = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
-        unsigned node = __atomic_load_n(&h->node, __ATOMIC_RELAXED);
+        keel__held nm;
+        nm.nm = __atomic_load_n(&h->nm, __ATOMIC_RELAXED);
+        unsigned node = nm.node;
         const void *lock = __atomic_load_n(&h->lock, __ATOMIC_RELAXED);
         if (node == KEEL__CLS_NONE || node / KEEL__NEST_LEVELS >= MAX_CLASSES || seq == 0)
             continue;

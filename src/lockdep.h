@@ -25,6 +25,37 @@ static inline const char *keel__dep_name(const keel_lockdep *d)
     return d->name != NULL ? d->name : "(unnamed)";
 }
 
+/* The checking state of a held lock: its own (an entry does not store it). */
+static inline keel_lockdep *keel__held_dep(const keel__held *h)
+{
+    union {
+        const void *held;
+        void *lock;
+    } u = {h->lock}; /* (the lock is the program's, not const) */
+    void *lock = u.lock;
+    switch ((keel__lock_kind)h->mode.kind) {
+    case KEEL__LK_RWLOCK:
+        return &((keel_rwlock *)lock)->dep;
+    case KEEL__LK_SPIN:
+        return &((keel_spinlock *)lock)->dep;
+    case KEEL__LK_MUTEX:
+    default:
+        return &((keel_mutex *)lock)->dep;
+    }
+}
+
+/* After a change of spins, nonblock or overflow: the inline path's one test of them. */
+static inline void keel__dep_slow_update(keel__lock_thread *t)
+{
+    t->slow = (t->spins | t->nonblock | t->overflow) != 0 ? KEEL__LOCK_SLOW : 0u;
+}
+
+/* Store a held entry's node and mode (the word the watchdog samples). */
+static inline void keel__held_set_nm(keel__held *h, unsigned node, keel__held_mode mode)
+{
+    __atomic_store_n(&h->nm, keel__held_nm(node, mode), __ATOMIC_RELAXED);
+}
+
 void keel__dep_init(keel_lockdep *d, const char *name, int rank, const keel__lock_site *site);
 /* True when the lock may be destroyed (not held); reports otherwise. */
 /*
@@ -65,7 +96,7 @@ static inline unsigned keel__dep_node(unsigned cls, int nest)
 static inline unsigned long long keel__dep_chain(const keel__lock_thread *t, unsigned n,
                                                  unsigned node, bool shared)
 {
-    unsigned long long prev = n > 0 ? t->h[n - 1].chain : 0;
+    unsigned long long prev = n > 0 ? keel__held_chain(t, n - 1) : 0;
     return node == KEEL__CLS_NONE ? prev : keel__chain_mix(prev, node, shared);
 }
 
@@ -97,7 +128,7 @@ static inline void keel__dep_before(keel__lock_thread *t, keel_lockdep *d, const
         return;
     if (nest == KEEL_NEST_BY_ADDRESS) /* depends on addresses: not in the chain cache */
         keel__dep_address_order(t, d, lock, node, site);
-    unsigned long long key = keel__chain_mix(t->h[t->n - 1].chain, node, shared);
+    unsigned long long key = keel__chain_mix(keel__held_chain(t, t->n - 1), node, shared);
     if (KEEL_LIKELY(keel__chain_known(key)))
         return;
     keel__dep_before_slow(t, d, lock, node, nest, shared, key, site);
@@ -118,24 +149,24 @@ static inline void keel__dep_fill(keel__lock_thread *t, keel_lockdep *d, const v
                                   keel__lock_kind kind, unsigned node, bool shared, bool trylock,
                                   unsigned long long chain, const keel__lock_site *site)
 {
+    KEEL_ASSERT(d == &((const keel_mutex *)lock)->dep || kind != KEEL__LK_MUTEX);
+    (void)d; /* (the entry's is the lock's own: keel__held_dep) */
     keel__held *h = &t->h[t->n];
-    h->mode.kind = (unsigned char)kind; /* the plain stores first: merged into one */
-    h->mode.shared = shared;
-    h->mode.trylock = trylock;
-    h->mode.waiting = false;
-    h->dep = d;
-    h->chain = chain;
+    const keel__held_mode mode = {(unsigned char)kind, shared, trylock, false};
+    h->chain = chain; /* (not read for entry 0: keel__held_chain) */
     h->site = site;
     __atomic_store_n(&h->lock, lock, __ATOMIC_RELAXED);
-    __atomic_store_n(&h->node, node, __ATOMIC_RELAXED);
+    keel__held_set_nm(h, node, mode);
     __atomic_store_n(&h->seq, ++t->seq, __ATOMIC_RELEASE);
 }
 
 /* The filled entry is held now. */
 static inline void keel__dep_publish(keel__lock_thread *t, keel__lock_kind kind)
 {
-    if (kind == KEEL__LK_SPIN)
+    if (kind == KEEL__LK_SPIN) {
         t->spins++;
+        keel__dep_slow_update(t);
+    }
     __atomic_store_n(&t->n, t->n + 1, __ATOMIC_RELEASE);
 }
 
@@ -164,14 +195,13 @@ static inline void keel__dep_push(keel__lock_thread *t, keel_lockdep *d, const v
 
 /*
  * Can an acquisition of a lock whose d->cls is c skip the general path?  Yes
- * when the held stack has room, nothing forbids blocking, the class is
- * resolved and checked, and the lock is not annotated.  t is keel__lock_tls:
+ * when the held stack has room, nothing forbids blocking, there is no
+ * overflow, the class is resolved and checked, and the lock is not annotated.  t is keel__lock_tls:
  * never the shared state of threads without memory (it is not remembered).
  */
 static inline bool keel__dep_fast(const keel__lock_thread *t, unsigned c, int nest)
 {
-    return nest == 0 && t->n < KEEL_LOCK_MAX_HELD && (t->spins | t->nonblock) == 0 &&
-           c - 1u < KEEL__CLS_NONE - 1u;
+    return nest == 0 && (t->n | t->slow) < KEEL_LOCK_MAX_HELD && c - 1u < KEEL__CLS_NONE - 1u;
 }
 
 /* Remove a release from the held stack.  False (and reported) when this thread does not hold it. */
@@ -181,8 +211,10 @@ static inline bool keel__dep_pop(keel__lock_thread *t, keel_lockdep *d, const vo
     unsigned n = t->n;
     if (KEEL_LIKELY(n > 0 &&
                     t->h[n - 1].lock == lock)) { /* the usual: last taken, first released */
-        if (t->h[n - 1].mode.kind == KEEL__LK_SPIN)
+        if (t->h[n - 1].mode.kind == KEEL__LK_SPIN) {
             t->spins--;
+            keel__dep_slow_update(t);
+        }
         __atomic_store_n(&t->n, n - 1, __ATOMIC_RELEASE);
         return true;
     }

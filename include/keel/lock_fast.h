@@ -30,7 +30,7 @@
 
 KEEL_EXTERN_C_BEGIN
 
-#define KEEL__LOCK_LAYOUT 2
+#define KEEL__LOCK_LAYOUT 3
 
 #define KEEL__LOCK_LAYOUT_SYMBOL_(n) keel__lock_layout_##n##_needs_matching_libkeel_devel
 #define KEEL__LOCK_LAYOUT_SYMBOL(n)  KEEL__LOCK_LAYOUT_SYMBOL_(n)
@@ -49,24 +49,38 @@ typedef struct keel__held_mode {
 } __attribute__((aligned(4))) keel__held_mode;
 
 /*
- * One lock a thread holds.  The watchdog thread samples `lock`, `node` and
- * `seq` of other threads' entries (keel__lock_sample_held), so the owner
- * writes those three with atomic stores (plain moves on the machine); every
- * other field is the owner's alone.
+ * One lock a thread holds: five words, five stores.  The watchdog thread
+ * samples `lock`, `node` (through `nm`) and `seq` of other threads' entries
+ * (keel__lock_sample_held), so the owner writes those with atomic stores
+ * (plain moves on the machine), node and mode together as the one word `nm`;
+ * the other fields are the owner's alone.  The lock's keel_lockdep is not
+ * stored: it is the lock's own (keel__held_dep in the library).  Entry 0's
+ * `chain` is not stored either: a sequence of one lock is its node
+ * (keel__held_chain).
  */
 typedef struct keel__held {
     const void *lock; /* atomic */
-    keel_lockdep *dep;
-    unsigned node; /* atomic; class * KEEL__NEST_LEVELS + subclass */
-    keel__held_mode mode;
-    unsigned long long chain;    /* hash of the nodes of entries 0..this */
+    __extension__ union {
+        __extension__ struct {
+            unsigned node; /* class * KEEL__NEST_LEVELS + subclass */
+            keel__held_mode mode;
+        };
+        unsigned long long nm; /* atomic: node, then mode (keel__held_nm) */
+    };
+    unsigned long long chain;    /* hash of the nodes of entries 0..this (not kept for entry 0) */
     unsigned long long seq;      /* atomic; this thread's acquisition number (hold budgets) */
     const keel__lock_site *site; /* where this thread acquired it */
 } keel__held;
 
+/* Set in keel__lock_thread.slow while anything sends a lock to the library's general path. */
+#define KEEL__LOCK_SLOW 0x80000000u
+
 /* A thread's lock state: the held stack, spinlocks held, non-blocking depth. */
 typedef struct keel__lock_thread {
     unsigned n;
+    /* KEEL__LOCK_SLOW while spins, nonblock or overflow is not 0, else 0: the inline path's one
+     * test of them, (n | slow) < KEEL_LOCK_MAX_HELD (kept by keel__dep_slow_update) */
+    unsigned slow;
     unsigned spins;
     unsigned nonblock;
     unsigned overflow; /* acquisitions past KEEL_LOCK_MAX_HELD, not tracked */
@@ -115,12 +129,34 @@ static inline unsigned long long keel__chain_mix(unsigned long long prev, unsign
     return prev == 0 ? v : keel__chain_more(prev, v);
 }
 
-/* The chain hash of a mutex's node on top of entries 0..n-1 of t's stack. */
-static inline unsigned long long keel__mutex_chain(const keel__lock_thread *t, unsigned n,
-                                                   unsigned node)
+/*
+ * The word nm of a held entry: node, then mode, computed in registers (a
+ * union through memory would cost two stores and a load that cannot forward
+ * from them).  tests/test_lock_fast.c checks it against the fields.
+ */
+static inline unsigned long long keel__held_nm(unsigned node, keel__held_mode mode)
 {
-    unsigned long long v = (unsigned long long)node * 2u + 1u;
-    return n == 0 ? v : keel__chain_more(t->h[n - 1].chain, v); /* (never 0 above entry 0) */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    unsigned m = (unsigned)mode.kind | (unsigned)mode.shared << 8 | (unsigned)mode.trylock << 16 |
+                 (unsigned)mode.waiting << 24;
+    return (unsigned long long)node | (unsigned long long)m << 32;
+#else
+    unsigned m = (unsigned)mode.kind << 24 | (unsigned)mode.shared << 16 |
+                 (unsigned)mode.trylock << 8 | (unsigned)mode.waiting;
+    return (unsigned long long)node << 32 | m;
+#endif
+}
+
+/*
+ * The chain hash of entries 0..i of t's stack: entry 0's is its node (its
+ * `chain` field is not kept), 0 for an unchecked class as for any entry.
+ */
+static inline unsigned long long keel__held_chain(const keel__lock_thread *t, unsigned i)
+{
+    const keel__held *h = t->h + i; /* (i < t->n: the caller's) */
+    if (i != 0)
+        return h->chain;
+    return h->node == KEEL__CLS_NONE ? 0 : keel__chain_mix(0, h->node, h->mode.shared);
 }
 
 /* Is this key in its home slot of the chain table (where most keys are)? */
@@ -130,60 +166,80 @@ static inline bool keel__chain_home(unsigned long long key)
 }
 
 /*
- * Fill entry n of the held stack for a mutex: not held yet, the caller
- * publishes it (t->n = n + 1) once it is acquired.
+ * Is m on t's held stack (n > 0 entries)?  A mutex's owner word is written
+ * only for the holds a held stack does not record (an overflow, a thread
+ * without state, a hand-over): a thread with neither owns exactly the
+ * mutexes on its stack, and the fast path writes nothing to the mutex but
+ * the lock itself.
  */
-__attribute__((always_inline)) static inline void
-keel__mutex_fill(keel__lock_thread *t, unsigned n, keel_mutex *m, unsigned node, bool trylock,
-                 unsigned long long chain, const keel__lock_site *site)
+__attribute__((always_inline)) static inline bool
+keel__mutex_on_stack(const keel__lock_thread *t, unsigned n, const keel_mutex *m)
 {
-    keel__held *h = &t->h[n];
-    /* the plain stores first; the mode as one 4-byte store (bool fields: no bit tricks) */
-    const union {
-        keel__held_mode mode;
-        unsigned word;
-    } mode = {{(unsigned char)KEEL__LK_MUTEX, false, trylock, false}};
-    h->mode = mode.mode;
-    h->dep = &m->dep;
-    h->chain = chain;
-    h->site = site;
-    __atomic_store_n(&h->lock, (const void *)m, __ATOMIC_RELAXED);
-    __atomic_store_n(&h->node, node, __ATOMIC_RELAXED);
-    __atomic_store_n(&h->seq, ++t->seq, __ATOMIC_RELEASE);
-}
-
-/*
- * Is m on t's held stack?  A mutex's owner word is written only for the holds
- * a held stack does not record (an overflow, a thread without state, a
- * hand-over): a thread with neither owns exactly the mutexes on its stack,
- * and the fast path writes nothing to the mutex but the lock itself.
- */
-__attribute__((always_inline)) static inline bool keel__mutex_on_stack(const keel__lock_thread *t,
-                                                                       const keel_mutex *m)
-{
-    for (unsigned i = t->n; i > 0; i--)
-        if (t->h[i - 1].lock == (const void *)m)
+    for (const keel__held *h = &t->h[n]; h != t->h;)
+        if ((--h)->lock == (const void *)m)
             return true;
     return false;
 }
 
 /*
  * The thread state when the inline path may take mutex m, else NULL: the
- * state exists, the stack has room, nothing forbids blocking, m's class is
- * resolved and checked (*node set), and this thread does not own m already
- * (with no overflow, it owns what its stack holds: nothing shared is read).
+ * state exists, the stack has room, nothing forbids blocking (no spinlock, no
+ * non-blocking region) and there is no overflow (t->slow says both: one
+ * test), and m's class is resolved and checked (*node set).  Whether this
+ * thread owns m already is the caller's to ask (keel__mutex_entry), with
+ * something held.
  */
 __attribute__((always_inline)) static inline keel__lock_thread *
 keel__mutex_fast_state(keel_mutex *m, unsigned *node)
 {
     keel__lock_thread *t = keel__lock_tls;
     unsigned c = __atomic_load_n(&m->dep.cls, __ATOMIC_ACQUIRE);
-    if (KEEL_UNLIKELY(t == NULL || t->n >= KEEL_LOCK_MAX_HELD ||
-                      (t->spins | t->nonblock | t->overflow) != 0 ||
-                      c - 1u >= KEEL__CLS_NONE - 1u || keel__mutex_on_stack(t, m)))
+    if (KEEL_UNLIKELY(t == NULL || (t->n | t->slow) >= KEEL_LOCK_MAX_HELD ||
+                      c - 1u >= KEEL__CLS_NONE - 1u))
         return NULL;
     *node = (c - 1u) * KEEL__NEST_LEVELS;
     return t;
+}
+
+/*
+ * The entry the inline path fills for m on top of t's n entries, with its
+ * chain stored when n > 0 (entry 0 keeps none: keel__held_chain), or NULL for
+ * the library: m is on the stack (a self-deadlock, or a failing trylock), or,
+ * when probe is set (a blocking lock), the sequence is not in its home slot
+ * of the chain table (not validated yet, or further along its probe).
+ * Nothing held: no search, no hash, no probe, one test.
+ */
+__attribute__((always_inline)) static inline keel__held *
+keel__mutex_entry(keel__lock_thread *t, unsigned n, const keel_mutex *m, unsigned node, bool probe)
+{
+    keel__held *h = &t->h[n];
+    if (n == 0)
+        return h;
+    if (KEEL_UNLIKELY(keel__mutex_on_stack(t, n, m)))
+        return NULL;
+    unsigned long long chain =
+        keel__chain_more(keel__held_chain(t, n - 1), (unsigned long long)node * 2u + 1u);
+    if (probe && KEEL_UNLIKELY(!keel__chain_home(chain)))
+        return NULL;
+    h->chain = chain;
+    return h;
+}
+
+/*
+ * Fill a held entry for a mutex (its chain is keel__mutex_entry's): not held
+ * yet, the caller publishes it (t->n = n + 1) once it is acquired.  Four
+ * stores and the thread's acquisition number.
+ */
+__attribute__((always_inline)) static inline void keel__mutex_fill(keel__lock_thread *t,
+                                                                   keel__held *h, keel_mutex *m,
+                                                                   unsigned node, bool trylock,
+                                                                   const keel__lock_site *site)
+{
+    const keel__held_mode mode = {(unsigned char)KEEL__LK_MUTEX, false, trylock, false};
+    h->site = site;
+    __atomic_store_n(&h->lock, (const void *)m, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->nm, keel__held_nm(node, mode), __ATOMIC_RELAXED);
+    __atomic_store_n(&h->seq, ++t->seq, __ATOMIC_RELEASE);
 }
 
 __attribute__((always_inline)) static inline void
@@ -196,12 +252,16 @@ keel__mutex_lock_inline(keel_mutex *m, const keel__lock_site *site)
         return;
     }
     unsigned n = t->n;
-    unsigned long long chain = keel__mutex_chain(t, n, node);
-    if (n > 0 && KEEL_UNLIKELY(!keel__chain_home(chain))) {
-        keel__mutex_lock(m, 0, site); /* a sequence not validated yet, or out of its home slot */
-        return;
+    if (n == 0) { /* the usual: nothing held (the entry's place is known, nothing to check) */
+        keel__mutex_fill(t, &t->h[0], m, node, false, site);
+    } else {
+        keel__held *h = keel__mutex_entry(t, n, m, node, true);
+        if (KEEL_UNLIKELY(h == NULL)) {
+            keel__mutex_lock(m, 0, site);
+            return;
+        }
+        keel__mutex_fill(t, h, m, node, false, site);
     }
-    keel__mutex_fill(t, n, m, node, false, chain, site);
     KEEL_VERIFY(pthread_mutex_lock(&m->m) == 0);
     __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
 }
@@ -212,12 +272,17 @@ keel__mutex_trylock_inline(keel_mutex *m, const keel__lock_site *site)
 {
     unsigned node = 0;
     keel__lock_thread *t = keel__mutex_fast_state(m, &node);
-    if (KEEL_UNLIKELY(t == NULL))
+    keel__held *h = NULL;
+    unsigned n = 0;
+    if (KEEL_LIKELY(t != NULL)) {
+        n = t->n;
+        h = keel__mutex_entry(t, n, m, node, false);
+    }
+    if (KEEL_UNLIKELY(h == NULL))
         return keel__mutex_trylock(m, site);
     if (pthread_mutex_trylock(&m->m) != 0)
         return false;
-    unsigned n = t->n;
-    keel__mutex_fill(t, n, m, node, true, keel__mutex_chain(t, n, node), site);
+    keel__mutex_fill(t, h, m, node, true, site);
     __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
     return true;
 }
