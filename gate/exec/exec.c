@@ -911,7 +911,8 @@ static void check_limits(step *st, const struct statvfs *fs0, unsigned long long
     gate_size_text(lim->disk, size, sizeof(size));
     gate_size_text(used, have, sizeof(have));
     if (largest >= lim->disk) /* one file at the limit: its writer may be getting SIGXFSZ now */
-        hit(st, "disk limit %s reached (a file grew to it; its work tree holds %s)", size, have);
+        hit(st, "disk limit %s reached (its work tree holds %s; a file grew to the limit)", size,
+            have);
     else
         hit(st, "disk limit %s reached (its work tree holds %s)", size, have);
 }
