@@ -616,12 +616,14 @@ static bool capture_backtrace(thread_rec *t, stack_mode mode)
  */
 static double tenths_up(unsigned long long ns)
 {
-    return (double)((ns + 99999ull) / 100000ull) / 10.0;
+    unsigned long long tenths = (ns + 99999ull) / 100000ull; /* rounded up, on purpose */
+    return (double)tenths / 10.0;
 }
 
 static double tenths_down(unsigned long long ns)
 {
-    return (double)(ns / 100000ull) / 10.0;
+    unsigned long long tenths = ns / 100000ull; /* rounded down, on purpose */
+    return (double)tenths / 10.0;
 }
 
 /* Thread, times, and the stuck thread's backtrace and locks (from capture_backtrace); emits r. */
