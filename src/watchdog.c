@@ -673,6 +673,7 @@ static void report_stuck(thread_rec *t, const keel_section_desc *d, unsigned lon
                        "the section ended before keel-stack stopped the thread");
     }
     keel_report *r;
+    keel_frame last; /* a heartbeat's site: lives until the report is emitted, below */
     if (d != NULL) {
         r = keel_report_begin(KEEL_REPORT_WATCHDOG, d->file, d->line, d->func,
                               "section '%s' has run %.1f ms, over its budget of %.1f ms, and is "
@@ -684,7 +685,6 @@ static void report_stuck(thread_rec *t, const keel_section_desc *d, unsigned lon
          * The site: where the thread is (its backtrace's first frame of the
          * program); without a backtrace, where its last heartbeat was made.
          */
-        keel_frame last; /* lives until the report is emitted, below */
         void *pc = __atomic_load_n(&t->hb_pc, __ATOMIC_RELAXED);
         bool at_last =
             !have_bt && pc != NULL && keel_backtrace_symbolize(pc, &last) && last.file[0] != '\0';
@@ -697,8 +697,6 @@ static void report_stuck(thread_rec *t, const keel_section_desc *d, unsigned lon
         if (at_last)
             keel_report_add_text(r, "its last heartbeat was at %s:%d in %s", last.file, last.line,
                                  last.func[0] != '\0' ? last.func : "?");
-        add_stuck_context(r, t, mode, have_bt, elapsed, budget);
-        return;
     }
     add_stuck_context(r, t, mode, have_bt, elapsed, budget);
 }
