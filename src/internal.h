@@ -158,7 +158,7 @@ unsigned keel__lock_sample_held(const void *state, keel__lock_sample *out, unsig
  * Called on the holder (signal-safe) or while the holder is stopped (ptrace).
  */
 bool keel__lock_holds(const void *state, unsigned long long seq, const void *lock,
-                      const char **file, const char **func, int *line);
+                      const keel__lock_site **site);
 /* A class's name, kind ("mutex", ...) and rank. */
 void keel__lock_class_info(unsigned cls, char *name, size_t size, const char **kind, int *rank);
 /* Re-read the lock.budget option if it changed (the watchdog calls this every tick). */

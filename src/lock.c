@@ -168,14 +168,12 @@ unsigned keel__lock_sample_held(const void *state, keel__lock_sample *out, unsig
 }
 
 bool keel__lock_holds(const void *state, unsigned long long seq, const void *lock,
-                      const char **file, const char **func, int *line)
+                      const keel__lock_site **site)
 {
     (void)state;
     (void)seq;
     (void)lock;
-    (void)file;
-    (void)func;
-    (void)line;
+    (void)site;
     return false;
 }
 

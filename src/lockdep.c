@@ -972,16 +972,14 @@ unsigned keel__lock_sample_held(const void *state, keel__lock_sample *out, unsig
 
 /* On the holder (the watchdog's signal) or while it is stopped (ptrace): no locks, no malloc. */
 bool keel__lock_holds(const void *state, unsigned long long seq, const void *lock,
-                      const char **file, const char **func, int *line)
+                      const keel__lock_site **site)
 {
     const keel__lock_thread *t = (const keel__lock_thread *)state;
     if (t == NULL)
         return false;
     for (unsigned i = 0; i < t->n && i < KEEL_LOCK_MAX_HELD; i++)
         if (t->h[i].seq == seq && t->h[i].lock == lock) {
-            *file = t->h[i].site->file;
-            *func = t->h[i].site->func;
-            *line = t->h[i].site->line;
+            *site = t->h[i].site;
             return true;
         }
     return false;

@@ -50,12 +50,10 @@ typedef struct entry {
 typedef struct held_watch {
     unsigned long long seq; /* the holder's acquisition number: unique per thread */
     const void *lock;
-    unsigned long long since;  /* the tick before it was first seen */
-    unsigned long long last;   /* the tick it was last seen */
-    unsigned long long budget; /* scaled, once reported */
-    const char *file;          /* where it was acquired (told by the holder when reported) */
-    const char *func;
-    int line;
+    unsigned long long since;    /* the tick before it was first seen */
+    unsigned long long last;     /* the tick it was last seen */
+    unsigned long long budget;   /* scaled, once reported */
+    const keel__lock_site *site; /* where it was acquired (told by the holder when reported) */
     unsigned cls;
     unsigned seen; /* consecutive samples it was in */
     bool reported;
@@ -99,8 +97,7 @@ typedef struct thread_rec {
     /* a lock hold the watchdog asks about with the backtrace (seq 0: none) */
     unsigned long long bt_check_seq;
     const void *bt_check_lock;
-    const char *bt_check_file;
-    const char *bt_check_func;
+    const keel__lock_site *bt_check_site;
     int used;             /* atomic: 0 free, 1 registering, 2 live */
     unsigned incarnation; /* bumped (under lock) each time the slot is taken */
     unsigned wd_incarnation;
@@ -108,7 +105,6 @@ typedef struct thread_rec {
     clockid_t cpu_clock;
     int bt_state; /* atomic: 0 idle, 1 requested, 2 ready */
     int bt_n;
-    int bt_check_line;
     unsigned wd_nholds;
     bool bt_check_held;
     bool wd_hb_reported;
@@ -509,8 +505,7 @@ static void backtrace_signal(int sig, siginfo_t *info, void *uctx)
             keel__lock_describe_held(t->lock_state, t->locks, sizeof(t->locks));
         t->bt_check_held =
             t->bt_check_seq != 0 &&
-            keel__lock_holds(t->lock_state, t->bt_check_seq, t->bt_check_lock, &t->bt_check_file,
-                             &t->bt_check_func, &t->bt_check_line);
+            keel__lock_holds(t->lock_state, t->bt_check_seq, t->bt_check_lock, &t->bt_check_site);
         __atomic_store_n(&t->bt_state, 2, __ATOMIC_RELEASE);
     }
     errno = saved;
@@ -562,9 +557,9 @@ static void read_stopped(void *arg)
     t->locks[0] = '\0';
     if (keel__lock_describe_held != NULL)
         keel__lock_describe_held(t->lock_state, t->locks, sizeof(t->locks));
-    t->bt_check_held = t->bt_check_seq != 0 &&
-                       keel__lock_holds(t->lock_state, t->bt_check_seq, t->bt_check_lock,
-                                        &t->bt_check_file, &t->bt_check_func, &t->bt_check_line);
+    t->bt_check_held =
+        t->bt_check_seq != 0 &&
+        keel__lock_holds(t->lock_state, t->bt_check_seq, t->bt_check_lock, &t->bt_check_site);
     /* the section being reported ended before the thread was stopped: its stack is elsewhere */
     t->bt_stale = (__atomic_load_n(&t->rep_seq, __ATOMIC_ACQUIRE) & REP_ENDED) != 0;
 }
@@ -792,9 +787,7 @@ static void report_hold(thread_rec *t, held_watch *w, unsigned long long elapsed
     t->bt_check_seq = w->seq;
     t->bt_check_lock = w->lock;
     t->bt_check_held = false;
-    t->bt_check_file = NULL;
-    t->bt_check_func = NULL;
-    t->bt_check_line = 0;
+    t->bt_check_site = NULL;
     stack_mode mode = current_stack_mode();
     bool have_bt = capture_backtrace(t, mode);
     t->bt_check_seq = 0;
@@ -812,9 +805,7 @@ static void report_hold(thread_rec *t, held_watch *w, unsigned long long elapsed
     }
     w->reported = true;
     w->budget = budget;
-    w->file = have_bt ? t->bt_check_file : NULL;
-    w->func = have_bt ? t->bt_check_func : NULL;
-    w->line = have_bt ? t->bt_check_line : 0;
+    w->site = have_bt ? t->bt_check_site : NULL;
     __atomic_add_fetch(&t->overruns, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&total_overruns, 1, __ATOMIC_RELAXED);
     char name[KEEL__LOCK_BUDGET_NAME];
@@ -822,8 +813,8 @@ static void report_hold(thread_rec *t, held_watch *w, unsigned long long elapsed
     int rank = 0;
     keel__lock_class_info(w->cls, name, sizeof(name), &kind, &rank);
     keel_report *r = keel_report_begin(
-        KEEL_REPORT_WATCHDOG, w->file != NULL ? w->file : __FILE__,
-        w->file != NULL ? w->line : __LINE__, w->file != NULL ? w->func : __func__,
+        KEEL_REPORT_WATCHDOG, w->site != NULL ? w->site->file : __FILE__,
+        w->site != NULL ? w->site->line : __LINE__, w->site != NULL ? w->site->func : __func__,
         "lock '%s' has been held by thread '%s' for %.1f ms, over its budget of %.1f ms, and is "
         "still held",
         name, t->name, tenths_up(elapsed), tenths_down(budget));
@@ -831,7 +822,8 @@ static void report_hold(thread_rec *t, held_watch *w, unsigned long long elapsed
     keel_report_add_str(r, "lock_kind", kind);
     keel_report_add_int(r, "rank", rank);
     keel_report_add_text(r, "%s '%s' at %p, acquired at %s:%d", kind, name, w->lock,
-                         w->file != NULL ? w->file : "?", w->line);
+                         w->site != NULL ? w->site->file : "?",
+                         w->site != NULL ? w->site->line : 0);
     add_stuck_context(r, t, mode, have_bt, elapsed, budget);
 }
 
@@ -843,8 +835,8 @@ static void report_hold_end(const thread_rec *t, const held_watch *w, unsigned l
     keel__lock_class_info(w->cls, name, sizeof(name), &kind, &rank);
     unsigned long long total = now - w->since; /* at most this long: tick resolution */
     keel_report *r = keel_report_begin(
-        KEEL_REPORT_WATCHDOG, w->file != NULL ? w->file : __FILE__,
-        w->file != NULL ? w->line : __LINE__, w->file != NULL ? w->func : __func__,
+        KEEL_REPORT_WATCHDOG, w->site != NULL ? w->site->file : __FILE__,
+        w->site != NULL ? w->site->line : __LINE__, w->site != NULL ? w->site->func : __func__,
         "lock '%s' released after %.1f ms (budget %.1f ms), held by thread '%s'", name,
         (double)total / 1e6, (double)w->budget / 1e6, t->name);
     keel_report_add_str(r, "lock", name);
