@@ -21,7 +21,8 @@
  * min(1, 8/2k)).  The scheduler is told the executor's parallelism as the
  * gate tells it (free: not limited; else the cores, at most the pool: 2, 8,
  * though the second really runs 4 jobs at once) and fed every job's wall
- * time and mean load, as the gate feeds it, and learns the rest.
+ * time and load (the harmonic mean of the jobs running meanwhile), as the
+ * gate feeds it, and learns the rest.
  *
  * For each strategy: the makespan in T, the builds started, whether exactly
  * the bad changes were rejected, how many good changes were rejected, and
@@ -109,8 +110,8 @@ typedef struct job {
     long long cand;
     unsigned cfg;
     job_state state;
-    double left;         /* work left, in T alone */
-    double start, area0; /* when it started, and the load's area then */
+    double left;        /* work left, in T alone */
+    double start, inv0; /* when it started, and the integral of 1 / load then */
 } job;
 
 typedef struct world {
@@ -220,14 +221,14 @@ static void start_builds(gate_sched *s, world *w)
 }
 
 /* A job's run ended at `now`: its result, and the build's when it was the last. */
-static void job_over(gate_sched *s, world *w, job *j, double now, double area, double flake,
+static void job_over(gate_sched *s, world *w, job *j, double now, double inv, double flake,
                      unsigned long long *seed)
 {
     j->state = JOB_OVER;
     w->running--;
     w->jobs_run++;
     double elapsed = now - j->start;
-    gate_sched_timed(s, cfg_name[j->cfg], elapsed * 1000.0, (area - j->area0) / elapsed);
+    gate_sched_timed(s, cfg_name[j->cfg], elapsed * 1000.0, elapsed / (inv - j->inv0));
     long long c = j->cand;
     unsigned long long sig = w->cand_sig[c][j->cfg];
     if (sig == 0 && flake > 0 && bench_uniform(seed) < flake)
@@ -269,7 +270,7 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
     for (long long c = 1; c <= NCHANGES; c++)
         if (!keel_ok(ks = gate_sched_enqueue(s, c)))
             die(ks, "enqueue");
-    double t = 0.0, area = 0.0;
+    double t = 0.0, inv = 0.0; /* the integral of 1 / (jobs running) over time */
     for (;;) {
         start_builds(s, &w);
         while (w.first_open < w.njobs && w.jobs[w.first_open].state == JOB_OVER)
@@ -278,7 +279,7 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
             if (w.jobs[i].state == JOB_WAITING) {
                 w.jobs[i].state = JOB_RUNNING;
                 w.jobs[i].start = t;
-                w.jobs[i].area0 = area;
+                w.jobs[i].inv0 = inv;
                 w.running++;
             }
         if (w.running == 0)
@@ -290,14 +291,14 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
             if (w.jobs[i].state == JOB_RUNNING && w.jobs[i].left / rate < dt)
                 dt = w.jobs[i].left / rate;
         t += dt;
-        area += (double)w.running * dt;
+        inv += dt / (double)w.running;
         size_t hi = w.njobs; /* jobs started later are not running now */
         for (size_t i = w.first_open; i < hi; i++)
             if (w.jobs[i].state == JOB_RUNNING)
                 w.jobs[i].left -= rate * dt;
         for (size_t i = w.first_open; i < hi; i++)
             if (w.jobs[i].state == JOB_RUNNING && w.jobs[i].left <= 1e-9)
-                job_over(s, &w, &w.jobs[i], t, area, flake, &seed); /* may cancel others */
+                job_over(s, &w, &w.jobs[i], t, inv, flake, &seed); /* may cancel others */
     }
     gate_sched_stats gs;
     gate_sched_stats_get(s, &gs);
