@@ -151,12 +151,60 @@ static void test_pool_measures_load(void **state)
     gate_pool_delete(p);
 }
 
+/*
+ * The pool's load is the harmonic mean of the jobs executing: a job of
+ * 1200 ms beside three of 400 ms in a pool of four runs about 400 ms at 4
+ * jobs, then 800 ms alone: 1200 / (400/4 + 800) = 1.33, where the arithmetic
+ * mean, the jobs' time over its own (2.0), would tell the capacity estimate
+ * that it ran slower than it did.  The machine may be loaded: the bound is
+ * that arithmetic mean of the times measured.
+ */
+static void test_pool_harmonic_load(void **state)
+{
+    (void)state;
+    enum { N = 4 };
+    gate_pool *p = NULL;
+    assert_true(keel_ok(gate_pool_new(N, &p)));
+    static char *const long_argv[] = {"/bin/sleep", "1.2", NULL};
+    static char *const short_argv[] = {"/bin/sleep", "0.4", NULL};
+    gate_job_run jobs[N];
+    for (int i = 0; i < N; i++) {
+        memset(&jobs[i], 0, sizeof(jobs[i]));
+        jobs[i].job_id = i + 1;
+        (void)snprintf(jobs[i].dir, sizeof(jobs[i].dir), "/tmp");
+        (void)snprintf(jobs[i].log, sizeof(jobs[i].log), "/tmp/keel-test-harmonic-%d-%d.log",
+                       (int)getpid(), i);
+        jobs[i].test = i == 0 ? long_argv : short_argv;
+        jobs[i].timeout_ms = 10000;
+        gate_job_policy_default(&jobs[i].policy);
+        jobs[i].policy.sandbox = false;
+    }
+    for (int i = 0; i < N; i++)
+        gate_pool_submit(p, &jobs[i]);
+    for (int i = 0; i < N; i++)
+        assert_non_null(gate_pool_wait(p, 10000));
+    double arith = 0.0;
+    for (int i = 0; i < N; i++) {
+        print_message("job %d: %s, %llu ms, load %.2f\n", i, gate_exec_result_name(jobs[i].result),
+                      jobs[i].elapsed_ms, jobs[i].load);
+        assert_int_equal(jobs[i].result, GATE_EXEC_PASSED);
+        (void)unlink(jobs[i].log);
+        arith += (double)jobs[i].elapsed_ms / (double)jobs[0].elapsed_ms;
+    }
+    print_message("the long one's arithmetic mean: %.2f\n", arith);
+    for (int i = 1; i < N; i++)
+        assert_true(jobs[i].load > 2.0 && jobs[i].load <= N + 1e-9); /* beside the others */
+    assert_true(jobs[0].load >= 1.0 - 1e-9 && jobs[0].load < arith - 0.3);
+    gate_pool_delete(p);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_prior_alone),      cmocka_unit_test(test_learns_slowdown),
-        cmocka_unit_test(test_learns_free),      cmocka_unit_test(test_window),
-        cmocka_unit_test(test_bad_observations), cmocka_unit_test(test_pool_measures_load),
+        cmocka_unit_test(test_prior_alone),        cmocka_unit_test(test_learns_slowdown),
+        cmocka_unit_test(test_learns_free),        cmocka_unit_test(test_window),
+        cmocka_unit_test(test_bad_observations),   cmocka_unit_test(test_pool_measures_load),
+        cmocka_unit_test(test_pool_harmonic_load),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -27,9 +27,9 @@ struct gate_pool {
     gate_job_run *waiting, *waiting_tail;
     gate_job_run *finished, *finished_tail;
     unsigned outstanding;
-    /* the jobs executing, and their count integrated over time (job-ms) up to load_at */
+    /* the jobs executing, and the integral of 1 / executing over time (ms) up to load_at */
     unsigned executing;
-    double load_area;
+    double load_inv;
     unsigned long long load_at;
     bool stop;
     keel_thread *threads[MAX_SLOTS];
@@ -161,18 +161,23 @@ void gate_job_execute(gate_job_run *j)
 }
 
 /*
- * The jobs executing change by `delta` at `now`: the area (jobs x ms) up to
- * now, before the change.  A job's mean load is the area over its run
- * divided by its length.
+ * The jobs executing change by `delta` at `now`: the integral of 1 /
+ * executing up to now, before the change.  A job's load is the harmonic mean
+ * of the jobs executing while it ran: its length over that integral's growth
+ * meanwhile.  The harmonic mean, not the arithmetic one: a job sharing the
+ * executor among k jobs progresses at a rate proportional to 1 / k, so its
+ * time is its time alone times that mean over what the executor runs at
+ * once, however the load changed during it (capacity.h).
  */
 static double load_step(gate_pool *p, unsigned long long now, int delta)
 {
     KEEL_ASSERT(keel_mutex_held(&p->lock));
     if (now > p->load_at) {
-        p->load_area += (double)p->executing * (double)(now - p->load_at);
+        if (p->executing > 0)
+            p->load_inv += (double)(now - p->load_at) / (double)p->executing;
         p->load_at = now;
     }
-    double area = p->load_area;
+    double area = p->load_inv;
     KEEL_ASSERT(delta > 0 || p->executing > 0);
     p->executing = (unsigned)((int)p->executing + delta);
     return area;
@@ -195,7 +200,7 @@ static void *worker(void *arg)
         keel_mutex_lock(&p->lock);
         unsigned long long t1 = gate_now_ms();
         double area1 = load_step(p, t1, -1);
-        j->load = t1 > t0 ? (area1 - area0) / (double)(t1 - t0) : (double)p->executing + 1.0;
+        j->load = area1 > area0 ? (double)(t1 - t0) / (area1 - area0) : (double)p->executing + 1.0;
         push(&p->finished, &p->finished_tail, j);
         keel_cond_broadcast(&p->done);
     }

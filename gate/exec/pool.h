@@ -37,7 +37,7 @@ typedef struct gate_job_run {
     gate_exec_result result;
     int exit_code;
     unsigned long long elapsed_ms;
-    double load; /* the mean number of the pool's jobs executing while it ran, itself included */
+    double load; /* the pool's jobs executing while it ran, itself included: their harmonic mean */
     unsigned long long output;     /* bytes of output it wrote, all steps */
     char reason[GATE_REASON_TEXT]; /* GATE_EXEC_LIMIT and GATE_EXEC_TIMEOUT: which limit */
     char error[1024]; /* the gate could not run it ("" when it could): never the change's fault */

@@ -11,8 +11,10 @@
  *     W_c * max(1, k / P)
  *
  * P = infinity is free parallelism (every build takes its time however many
- * run).  Every observation is a job's wall time and the mean number of the
- * gate's jobs running during it (itself included).  The estimate is the P
+ * run).  Every observation is a job's wall time and the harmonic mean of
+ * the number of the gate's jobs running during it (itself included: a job
+ * progresses at a rate proportional to 1/k, so with that mean the model holds
+ * however the load changed during the job).  The estimate is the P
  * of a grid (0.5 .. GATE_CAP_UNLIMITED, 8% apart) that best explains the
  * last GATE_CAP_OBS observations (least squares in log time, each
  * configuration's W_c fitted in closed form), pulled towards the parallelism
@@ -34,7 +36,7 @@ enum { GATE_CAP_OBS = 64, GATE_CAP_CONFIGS = 16, GATE_CAP_NAME = 65 };
 typedef struct gate_cap_obs {
     unsigned cfg;    /* index in names */
     double log_ms;   /* its wall time */
-    double log_load; /* the mean jobs running meanwhile, >= 1 */
+    double log_load; /* the jobs running meanwhile (their harmonic mean), >= 1 */
 } gate_cap_obs;
 
 typedef struct gate_cap {

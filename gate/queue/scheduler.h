@@ -269,9 +269,9 @@ void gate_sched_capacity(gate_sched *s, double parallel);
 
 /*
  * A job ran to a result (not cancelled): its configuration, its wall time and
- * the mean number of jobs the executor ran meanwhile, itself included (the
- * gate measures both; the scheduler keeps no clock).  The capacity estimate
- * (capacity.h) learns from the last GATE_CAP_OBS of them.
+ * the harmonic mean of the number of jobs the executor ran meanwhile, itself
+ * included (the gate measures both; the scheduler keeps no clock).  The
+ * capacity estimate (capacity.h) learns from the last GATE_CAP_OBS of them.
  */
 void gate_sched_timed(gate_sched *s, const char *config, double elapsed_ms, double load);
 
