@@ -227,6 +227,11 @@ KEEL_MUST_USE keel_status keel__dep_set_budget(const char *class_name,
 const keel__held *keel__dep_find(const keel__lock_thread *t, const void *lock);
 void keel__dep_mark_waiting(keel__lock_thread *t, const void *lock, bool waiting);
 
+/* The learned order as DOT (snprintf semantics): keel-run's --lock-graph. */
+size_t keel__lock_graph_dot(char *buf, size_t size);
+/* fork: 0 before (takes the graph's lock), 1 after in the parent, 2 in the child. */
+void keel__lock_fork(int phase);
+
 KEEL_EXTERN_C_END
 
 #endif /* KEEL_LOCKDEP_H */
