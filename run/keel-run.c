@@ -210,7 +210,7 @@ int main(int argc, char **argv)
             (void)fprintf(stderr, "keel-run: unknown option '%s' (see keel-run --help)\n", a);
             return EXIT_USAGE;
         }
-        const char *value = NULL;
+        const char *value = ""; /* (a flag has none) */
         if (o->arg != NULL) {
             if (eq != NULL)
                 value = eq + 1;
@@ -274,11 +274,14 @@ int main(int argc, char **argv)
     int rc = set_env("LD_PRELOAD", preload);
     if (rc == 0)
         rc = set_env("KEEL_RUN_LOCKS", locks);
-    char graph_abs[2 * PATH_MAX], report_abs[2 * PATH_MAX];
-    if (rc == 0 && graph != NULL)
-        rc = set_env("KEEL_RUN_LOCK_GRAPH", absolute(graph, graph_abs, sizeof(graph_abs)));
-    if (rc == 0 && report != NULL)
-        rc = set_env("KEEL_REPORT", absolute(report, report_abs, sizeof(report_abs)));
+    if (rc == 0 && graph != NULL) {
+        char abs[2 * PATH_MAX];
+        rc = set_env("KEEL_RUN_LOCK_GRAPH", absolute(graph, abs, sizeof(abs)));
+    }
+    if (rc == 0 && report != NULL) {
+        char abs[2 * PATH_MAX];
+        rc = set_env("KEEL_REPORT", absolute(report, abs, sizeof(abs)));
+    }
     if (rc == 0 && opts != NULL)
         rc = set_env("KEEL_OPTIONS", opts);
     if (rc != 0)

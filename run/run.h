@@ -87,6 +87,16 @@ static inline bool keel__run_check(void)
            KEEL_LIKELY(keel__run_inside == 0);
 }
 
+/* A pointer without its qualifiers (the C library's prototypes want them off). */
+static inline void *run_unqualified(const volatile void *p)
+{
+    union {
+        const volatile void *in;
+        void *out;
+    } u = {p};
+    return u.out;
+}
+
 /* ---- the side table (run_table.c) -------------------------------------------------------------- */
 
 /* What a program's object is, as the table remembers it. */

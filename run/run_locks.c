@@ -118,7 +118,7 @@ static void report_guard(int delta)
 __attribute__((constructor(101))) static void run_start(void)
 {
     keel__run_resolve();
-    __atomic_store_n(&keel__report_guard, report_guard, __ATOMIC_RELEASE);
+    __atomic_store_n(&keel__report_guard, &report_guard, __ATOMIC_RELEASE);
     const char *locks = getenv("KEEL_RUN_LOCKS");
     if (locks != NULL && strcmp(locks, "off") == 0)
         return;
@@ -492,9 +492,9 @@ KEEL_RUN_EXPORT int pthread_rwlock_destroy(pthread_rwlock_t *rw)
     return destroyed(rw, l, RUN_REAL(rwlock_destroy)(rw));
 }
 
-static int rwlock_real(pthread_rwlock_t *rw, bool shared, bool try, const struct timespec *abs)
+static int rwlock_real(pthread_rwlock_t *rw, bool shared, bool attempt, const struct timespec *abs)
 {
-    if (try)
+    if (attempt)
         return shared ? RUN_REAL(rwlock_tryrdlock)(rw) : RUN_REAL(rwlock_trywrlock)(rw);
     if (abs != NULL)
         return shared ? RUN_REAL(rwlock_timedrdlock)(rw, abs)
@@ -502,22 +502,22 @@ static int rwlock_real(pthread_rwlock_t *rw, bool shared, bool try, const struct
     return shared ? RUN_REAL(rwlock_rdlock)(rw) : RUN_REAL(rwlock_wrlock)(rw);
 }
 
-static int rwlock_acquire(pthread_rwlock_t *rw, bool shared, bool try, const struct timespec *abs,
-                          const void *ra)
+static int rwlock_acquire(pthread_rwlock_t *rw, bool shared, bool attempt,
+                          const struct timespec *abs, const void *ra)
 {
     if (!keel__run_check())
-        return rwlock_real(rw, shared, try, abs);
+        return rwlock_real(rw, shared, attempt, abs);
     keel__run_inside++;
     const keel__lock_site *site = keel__run_site(ra);
     keel__lock_thread *t = keel__lock_self();
     run_lock *l = shadow(rw, RUN_RWLOCK, site);
     if (l == NULL) {
         keel__run_inside--;
-        return rwlock_real(rw, shared, try, abs);
+        return rwlock_real(rw, shared, attempt, abs);
     }
     keel_lockdep *d = run_dep(l);
     int nest = 0;
-    if (!try) {
+    if (!attempt) {
         keel__dep_can_block(t, shared ? "pthread_rwlock_rdlock" : "pthread_rwlock_wrlock", site);
         const keel__held *h = keel__dep_find(t, l);
         bool writer_me = __atomic_load_n(&rw->__data.__cur_writer, __ATOMIC_RELAXED) == my_tid();
@@ -535,10 +535,10 @@ static int rwlock_acquire(pthread_rwlock_t *rw, bool shared, bool try, const str
         keel__dep_before(t, d, l, KEEL__LK_RWLOCK, nest, shared, site);
     }
     keel__run_inside--;
-    int rc = rwlock_real(rw, shared, try, abs);
+    int rc = rwlock_real(rw, shared, attempt, abs);
     if (rc == 0) {
         keel__run_inside++;
-        keel__dep_push(t, d, l, KEEL__LK_RWLOCK, nest, shared, try, site);
+        keel__dep_push(t, d, l, KEEL__LK_RWLOCK, nest, shared, attempt, site);
         keel__run_inside--;
     }
     return rc;
@@ -599,7 +599,7 @@ KEEL_RUN_EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *rw)
 /* (a spinlock is a volatile int: its address as the table's key) */
 static const void *spin_key(pthread_spinlock_t *s)
 {
-    return (const void *)(uintptr_t)s;
+    return run_unqualified(s);
 }
 
 KEEL_RUN_EXPORT int pthread_spin_init(pthread_spinlock_t *s, int pshared)
@@ -620,21 +620,21 @@ KEEL_RUN_EXPORT int pthread_spin_destroy(pthread_spinlock_t *s)
     return destroyed(spin_key(s), l, RUN_REAL(spin_destroy)(s));
 }
 
-static int spin_acquire(pthread_spinlock_t *s, bool try, const void *ra)
+static int spin_acquire(pthread_spinlock_t *s, bool attempt, const void *ra)
 {
     if (!keel__run_check())
-        return try ? RUN_REAL(spin_trylock)(s) : RUN_REAL(spin_lock)(s);
+        return attempt ? RUN_REAL(spin_trylock)(s) : RUN_REAL(spin_lock)(s);
     keel__run_inside++;
     const keel__lock_site *site = keel__run_site(ra);
     keel__lock_thread *t = keel__lock_self();
     run_lock *l = shadow(spin_key(s), RUN_SPIN, site);
     if (l == NULL) {
         keel__run_inside--;
-        return try ? RUN_REAL(spin_trylock)(s) : RUN_REAL(spin_lock)(s);
+        return attempt ? RUN_REAL(spin_trylock)(s) : RUN_REAL(spin_lock)(s);
     }
     keel_lockdep *d = run_dep(l);
     int nest = 0;
-    if (!try) {
+    if (!attempt) {
         if (keel__dep_find(t, l) != NULL)
             keel__dep_misuse(t, d, site,
                              "self-deadlock: spinlock '%s' locked again by the thread that holds "
@@ -644,11 +644,11 @@ static int spin_acquire(pthread_spinlock_t *s, bool try, const void *ra)
         keel__dep_before(t, d, l, KEEL__LK_SPIN, nest, false, site);
     }
     keel__run_inside--;
-    int rc = try ? RUN_REAL(spin_trylock)(s) : RUN_REAL(spin_lock)(s);
+    int rc = attempt ? RUN_REAL(spin_trylock)(s) : RUN_REAL(spin_lock)(s);
     if (rc == 0) {
         keel__run_inside++;
         __atomic_store_n(&d->owner, (void *)t, __ATOMIC_RELAXED);
-        keel__dep_push(t, d, l, KEEL__LK_SPIN, nest, false, try, site);
+        keel__dep_push(t, d, l, KEEL__LK_SPIN, nest, false, attempt, site);
         keel__run_inside--;
     }
     return rc;

@@ -145,7 +145,7 @@ const keel__lock_site *keel__run_site_find(const void *ra)
 static void describe(const void *ra, keel_frame *f, char *file, size_t fsize, char *func,
                      size_t nsize, int *line)
 {
-    bool known = keel_backtrace_symbolize((void *)(uintptr_t)ra, f);
+    bool known = keel_backtrace_symbolize(run_unqualified(ra), f);
     if (known && f->file[0] != '\0') {
         const char *base = strrchr(f->file, '/');
         (void)snprintf(file, fsize, "%.120s", base != NULL ? base + 1 : f->file);
@@ -215,11 +215,12 @@ run_lock *keel__run_of_dep(keel_lockdep *d)
     static const size_t offsets[] = {offsetof(run_lock, as.m.dep), offsetof(run_lock, as.rw.dep),
                                      offsetof(run_lock, as.s.dep)};
     for (size_t i = 0; i < KEEL__ARRAY_LEN(offsets); i++) {
-        uintptr_t at = (uintptr_t)d - offsets[i];
-        if (locks == NULL || at < (uintptr_t)locks || at >= (uintptr_t)(locks + MAX_LOCKS) ||
-            (at - (uintptr_t)locks) % sizeof(run_lock) != 0)
+        const char *at = (const char *)d - offsets[i];
+        const char *first = (const char *)locks;
+        if (locks == NULL || at < first || at >= (const char *)(locks + MAX_LOCKS) ||
+            (size_t)(at - first) % sizeof(run_lock) != 0)
             continue;
-        run_lock *l = (run_lock *)at;
+        run_lock *l = &locks[(size_t)(at - first) / sizeof(run_lock)];
         if (run_dep(l) == d)
             return l;
     }
@@ -285,7 +286,7 @@ static void name_uninitialised(const void *obj, const keel__lock_site *site, cha
     if (dladdr(obj, &info) != 0 && info.dli_fbase != NULL) {
         keel_frame f;
         /* (symbolize looks up the byte before: a return address) */
-        if (keel_backtrace_symbolize((char *)(uintptr_t)obj + 1, &f) && f.func[0] != '\0') {
+        if (keel_backtrace_symbolize((char *)run_unqualified(obj) + 1, &f) && f.func[0] != '\0') {
             if (f.offset - 1u == 0)
                 (void)snprintf(name, size, "&%s", f.func);
             else

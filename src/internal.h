@@ -107,7 +107,7 @@ static inline void keel__fork_mutex(pthread_mutex_t *m, int phase)
     else if (phase == 1)
         KEEL_VERIFY(pthread_mutex_unlock(m) == 0);
     else
-        *m = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+        KEEL_VERIFY(pthread_mutex_init(m, NULL) == 0);
 }
 /* Set by a preload library (keel-run): called with 1 before a report is emitted and -1 after, so
  * that the locks and C library calls of the emission are known to be keel's own. */

@@ -461,8 +461,13 @@ void keel__report_fork(int phase)
     keel__fork_mutex(&file_lock, phase);
     if (phase == 1)
         KEEL_VERIFY(pthread_mutex_unlock(&emit_lock) == 0);
-    else if (phase == 2) /* the child: its thread is not the owner the recursive lock recorded */
-        emit_lock = (pthread_mutex_t)PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+    else if (phase == 2) { /* the child: its thread is not the owner the lock recorded */
+        pthread_mutexattr_t attr;
+        KEEL_VERIFY(pthread_mutexattr_init(&attr) == 0);
+        KEEL_VERIFY(pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE) == 0);
+        KEEL_VERIFY(pthread_mutex_init(&emit_lock, &attr) == 0);
+        (void)pthread_mutexattr_destroy(&attr);
+    }
 }
 
 /* Drop the innermost frames that are keel's own (keel__first_user_frame): the caller heads. */
