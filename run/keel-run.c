@@ -25,6 +25,9 @@
 #ifndef KEEL_RUN_VERSION
 #define KEEL_RUN_VERSION "?"
 #endif
+#ifndef KEEL_RUN_LIB_RELATIVE
+#define KEEL_RUN_LIB_RELATIVE "../lib/keel/libkeel-run.so"
+#endif
 #ifndef KEEL_RUN_LIB_INSTALLED
 #define KEEL_RUN_LIB_INSTALLED "/usr/local/lib/keel/libkeel-run.so"
 #endif
@@ -147,7 +150,8 @@ static const char *why_unreachable(const char *path)
     return why;
 }
 
-/* libkeel-run.so: $KEEL_RUN_LIB, beside this program (the build tree), or where it was installed. */
+/* libkeel-run.so: $KEEL_RUN_LIB, beside this program (the build tree), in the library directory
+ * next to this program's (an installed tree, wherever it was moved), or where it was installed. */
 static bool find_library(char *out, size_t size)
 {
     const char *env = getenv("KEEL_RUN_LIB");
@@ -162,9 +166,12 @@ static bool find_library(char *out, size_t size)
         char *slash = strrchr(self, '/');
         if (slash != NULL) {
             *slash = '\0';
-            int len = snprintf(out, size, "%s/libkeel-run.so", self);
-            if (len > 0 && (size_t)len < size && access(out, R_OK) == 0)
-                return true;
+            static const char *const beside[] = {"libkeel-run.so", KEEL_RUN_LIB_RELATIVE};
+            for (size_t i = 0; i < sizeof(beside) / sizeof(beside[0]); i++) {
+                int len = snprintf(out, size, "%s/%s", self, beside[i]);
+                if (len > 0 && (size_t)len < size && access(out, R_OK) == 0)
+                    return true;
+            }
         }
     }
     (void)snprintf(out, size, "%s", KEEL_RUN_LIB_INSTALLED);

@@ -97,6 +97,12 @@ static inline void *run_unqualified(const volatile void *p)
     return u.out;
 }
 
+/* A call site of the program: a return address and what it is, made once, never freed. */
+typedef struct run_site {
+    const void *ra;
+    keel__lock_site site;
+} run_site;
+
 /* ---- the side table (run_table.c) -------------------------------------------------------------- */
 
 /* What a program's object is, as the table remembers it. */
@@ -118,8 +124,9 @@ typedef struct run_lock {
     } as;
     const void *obj; /* the program's object */
     struct run_lock *next_free;
-    unsigned type;  /* run_type */
-    unsigned depth; /* recursive mutex: acquisitions past the first (the holder's) */
+    unsigned type;        /* run_type */
+    unsigned depth;       /* recursive mutex: acquisitions past the first (the holder's) */
+    const run_site *last; /* atomic: the site of its last lock call (the fast path's cache) */
 } run_lock;
 
 static inline keel_lockdep *run_dep(run_lock *l)
@@ -160,7 +167,7 @@ run_lock *keel__run_init(const void *obj, run_type type, const keel__lock_site *
 void keel__run_forget(const void *obj);
 
 /* The program's call site for a return address: cached, resolved once (guard set on a miss). */
-const keel__lock_site *keel__run_site_find(const void *ra);
+const run_site *keel__run_site_find(const void *ra);
 const keel__lock_site *keel__run_site(const void *ra);
 
 /* fork: the table's lock around it */

@@ -333,8 +333,16 @@ KEEL_RUN_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
         return RUN_REAL(mutex_lock)(m);
     keel__lock_thread *t = keel__lock_tls;
     run_lock *l = keel__run_find(m);
-    const keel__lock_site *site = keel__run_site_find(RA());
-    if (KEEL_LIKELY(t != NULL && l != NULL && site != NULL && l->type == RUN_MUTEX_NORMAL)) {
+    if (KEEL_LIKELY(t != NULL && l != NULL && l->type == RUN_MUTEX_NORMAL)) {
+        /* the call site: the lock's last one (one compare), else the site cache */
+        const run_site *rs = __atomic_load_n(&l->last, __ATOMIC_RELAXED);
+        if (KEEL_UNLIKELY(rs == NULL || rs->ra != RA())) {
+            rs = keel__run_site_find(RA());
+            if (KEEL_UNLIKELY(rs == NULL))
+                return mutex_lock_general(m, NULL, RA());
+            __atomic_store_n(&l->last, rs, __ATOMIC_RELAXED);
+        }
+        const keel__lock_site *site = &rs->site;
         unsigned c = __atomic_load_n(&l->as.m.dep.cls, __ATOMIC_ACQUIRE);
         unsigned node = (c - 1u) * KEEL__NEST_LEVELS;
         if (KEEL_LIKELY(keel__dep_fast(t, c, 0) && !held_node(t, l, node))) {
@@ -409,8 +417,9 @@ KEEL_RUN_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
     keel__lock_thread *t = keel__lock_tls;
     unsigned n = t != NULL ? t->n : 0;
     if (KEEL_LIKELY(n > 0)) {
-        run_lock *l = keel__run_find(m);
-        if (KEEL_LIKELY(l != NULL && t->h[n - 1].lock == l && l->type == RUN_MUTEX_NORMAL)) {
+        /* the usual: the last lock taken (every held entry is a shadow: no table lookup) */
+        const run_lock *l = (const run_lock *)t->h[n - 1].lock;
+        if (KEEL_LIKELY(l->obj == m && l->type == RUN_MUTEX_NORMAL)) {
             __atomic_store_n(&t->n, n - 1, __ATOMIC_RELEASE);
             return keel__run_real.mutex_unlock(m);
         }

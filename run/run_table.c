@@ -136,9 +136,9 @@ static void *lookup(slot *const *table, unsigned mask, uintptr_t key)
     return NULL;
 }
 
-const keel__lock_site *keel__run_site_find(const void *ra)
+const run_site *keel__run_site_find(const void *ra)
 {
-    return (const keel__lock_site *)lookup(&sites, SITE_SLOTS - 1u, (uintptr_t)ra);
+    return (const run_site *)lookup(&sites, SITE_SLOTS - 1u, (uintptr_t)ra);
 }
 
 /* "file:line" with line information; "function+0xoff [object]" or "object+0xoff" without. */
@@ -168,9 +168,9 @@ static void describe(const void *ra, keel_frame *f, char *file, size_t fsize, ch
 
 const keel__lock_site *keel__run_site(const void *ra)
 {
-    const keel__lock_site *known = keel__run_site_find(ra);
+    const run_site *known = keel__run_site_find(ra);
     if (KEEL_LIKELY(known != NULL))
-        return known;
+        return &known->site;
     keel_frame f;
     char file[160], func[128];
     int line = 0;
@@ -182,19 +182,20 @@ const keel__lock_site *keel__run_site(const void *ra)
         for (unsigned p = 0; p < PROBES; p++, i = (i + 1u) & (SITE_SLOTS - 1u)) {
             uintptr_t k = sites[i].key;
             if (k == (uintptr_t)ra) {
-                site = (const keel__lock_site *)sites[i].value;
+                site = &((const run_site *)sites[i].value)->site;
                 break;
             }
             if (k != 0)
                 continue;
-            keel__lock_site *made = (keel__lock_site *)arena_alloc(sizeof(*made));
+            run_site *made = (run_site *)arena_alloc(sizeof(*made));
             if (made != NULL) {
-                made->file = intern(file);
-                made->func = intern(func);
-                made->line = line;
+                made->ra = ra;
+                made->site.file = intern(file);
+                made->site.func = intern(func);
+                made->site.line = line;
                 __atomic_store_n(&sites[i].value, (void *)made, __ATOMIC_RELEASE);
                 __atomic_store_n(&sites[i].key, (uintptr_t)ra, __ATOMIC_RELEASE);
-                site = made;
+                site = &made->site;
             }
             break;
         }
