@@ -31,7 +31,7 @@
 
 /* What one run left: its exit status, the report file's JSON lines, its stderr. */
 typedef struct run_result {
-    int status; /* exit status, or 128 + signal */
+    int status;            /* exit status, or 128 + signal */
     char reports[8 << 20]; /* (test_fork writes many) */
     char err[65536];
     char dir[64];
@@ -240,6 +240,16 @@ static void test_static_initializers(void **state)
     cleanup(&r);
 }
 
+static void test_before_main_and_unseen_locks(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_early", NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 0);
+    cleanup(&r);
+}
+
 static void test_fork(void **state)
 {
     (void)state;
@@ -357,6 +367,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_destroy_while_held),
         cmocka_unit_test(test_misuse),
         cmocka_unit_test(test_static_initializers),
+        cmocka_unit_test(test_before_main_and_unseen_locks),
         cmocka_unit_test(test_fork),
         cmocka_unit_test(test_correct_program_no_reports),
         cmocka_unit_test(test_read_read_cycle_not_reported),
