@@ -109,6 +109,12 @@ static void fork_child(void)
     fork_after(2);
 }
 
+/* Locks of one class are ordered by the program's objects' addresses, not their shadows'. */
+static const void *order_key(const void *lock)
+{
+    return ((const run_lock *)lock)->obj;
+}
+
 /* keel's report channel, when it runs outside an interposed call (a thread's exit check). */
 static void report_guard(int delta)
 {
@@ -119,6 +125,7 @@ __attribute__((constructor(101))) static void run_start(void)
 {
     keel__run_resolve();
     __atomic_store_n(&keel__report_guard, &report_guard, __ATOMIC_RELEASE);
+    keel__dep_order_key = order_key;
     const char *locks = getenv("KEEL_RUN_LOCKS");
     if (locks != NULL && strcmp(locks, "off") == 0)
         return;

@@ -893,18 +893,28 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
     }
 }
 
+const void *(*keel__dep_order_key)(const void *lock);
+
+/* The address KEEL_NEST_BY_ADDRESS orders a lock by. */
+static const char *order_key(const void *lock)
+{
+    const void *(*key)(const void *) = keel__dep_order_key;
+    return (const char *)(key != NULL ? key(lock) : lock);
+}
+
 void keel__dep_address_order(keel__lock_thread *t, keel_lockdep *d, const void *lock, unsigned node,
                              const keel__lock_site *site)
 {
     for (unsigned i = 0; i < t->n; i++) {
         const keel__held *h = &t->h[i];
-        if (h->node != node || (const char *)lock > (const char *)h->lock)
+        if (h->node != node || order_key(lock) > order_key(h->lock))
             continue;
         char msg[256];
         (void)snprintf(msg, sizeof(msg),
                        "address order violated: '%s' at %p taken while holding one at %p "
-                       "(KEEL_NEST_BY_ADDRESS needs increasing addresses)",
-                       keel__dep_name(d), lock, h->lock);
+                       "(locks of one class must be taken in increasing addresses)",
+                       keel__dep_name(d), (const void *)order_key(lock),
+                       (const void *)order_key(h->lock));
         keel_report *r = begin(KEEL_REPORT_LOCK_ORDER, d, site, msg);
         add_held(r, t);
         (void)keel_report_emit(r);

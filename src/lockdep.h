@@ -115,6 +115,8 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
 
 void keel__dep_address_order(keel__lock_thread *t, keel_lockdep *d, const void *lock, unsigned node,
                              const keel__lock_site *site);
+/* What that order compares: NULL, the lock's address; a preload's shadows, their objects'. */
+extern const void *(*keel__dep_order_key)(const void *lock);
 
 /* Check the order of a blocking acquisition before it blocks. */
 static inline void keel__dep_before(keel__lock_thread *t, keel_lockdep *d, const void *lock,

@@ -68,7 +68,9 @@ static void *consumer(void *arg)
 
 int main(void)
 {
-    for (int i = 0; i < NLOCKS; i++) /* one init site: one class, taken nested... */
+    /* one init site: one class, taken nested in increasing addresses; made in the reverse
+     * order (their shadows' addresses decrease: the order is the objects') */
+    for (int i = NLOCKS - 1; i >= 0; i--)
         pthread_mutex_init(&table[i], NULL);
     pthread_spin_init(&counter_lock, PTHREAD_PROCESS_PRIVATE);
     pthread_t c, w[NTHREADS];
