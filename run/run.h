@@ -35,6 +35,7 @@ typedef struct run_real {
     int (*mutex_lock)(pthread_mutex_t *);
     int (*mutex_trylock)(pthread_mutex_t *);
     int (*mutex_timedlock)(pthread_mutex_t *, const struct timespec *);
+    int (*mutex_clocklock)(pthread_mutex_t *, clockid_t, const struct timespec *);
     int (*mutex_unlock)(pthread_mutex_t *);
     int (*rwlock_init)(pthread_rwlock_t *, const pthread_rwlockattr_t *);
     int (*rwlock_destroy)(pthread_rwlock_t *);
@@ -44,6 +45,8 @@ typedef struct run_real {
     int (*rwlock_trywrlock)(pthread_rwlock_t *);
     int (*rwlock_timedrdlock)(pthread_rwlock_t *, const struct timespec *);
     int (*rwlock_timedwrlock)(pthread_rwlock_t *, const struct timespec *);
+    int (*rwlock_clockrdlock)(pthread_rwlock_t *, clockid_t, const struct timespec *);
+    int (*rwlock_clockwrlock)(pthread_rwlock_t *, clockid_t, const struct timespec *);
     int (*rwlock_unlock)(pthread_rwlock_t *);
     int (*spin_init)(pthread_spinlock_t *, int);
     int (*spin_destroy)(pthread_spinlock_t *);
@@ -52,6 +55,7 @@ typedef struct run_real {
     int (*spin_unlock)(pthread_spinlock_t *);
     int (*cond_wait)(pthread_cond_t *, pthread_mutex_t *);
     int (*cond_timedwait)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
+    int (*cond_clockwait)(pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *);
     int (*nanosleep)(const struct timespec *, struct timespec *);
     int (*clock_nanosleep)(clockid_t, int, const struct timespec *, struct timespec *);
     int (*usleep)(useconds_t);

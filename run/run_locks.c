@@ -50,6 +50,7 @@ void keel__run_resolve(void)
     RESOLVE(mutex_lock, "pthread_mutex_lock");
     RESOLVE(mutex_trylock, "pthread_mutex_trylock");
     RESOLVE(mutex_timedlock, "pthread_mutex_timedlock");
+    RESOLVE(mutex_clocklock, "pthread_mutex_clocklock");
     RESOLVE(mutex_unlock, "pthread_mutex_unlock");
     RESOLVE(rwlock_init, "pthread_rwlock_init");
     RESOLVE(rwlock_destroy, "pthread_rwlock_destroy");
@@ -59,6 +60,8 @@ void keel__run_resolve(void)
     RESOLVE(rwlock_trywrlock, "pthread_rwlock_trywrlock");
     RESOLVE(rwlock_timedrdlock, "pthread_rwlock_timedrdlock");
     RESOLVE(rwlock_timedwrlock, "pthread_rwlock_timedwrlock");
+    RESOLVE(rwlock_clockrdlock, "pthread_rwlock_clockrdlock");
+    RESOLVE(rwlock_clockwrlock, "pthread_rwlock_clockwrlock");
     RESOLVE(rwlock_unlock, "pthread_rwlock_unlock");
     RESOLVE(spin_init, "pthread_spin_init");
     RESOLVE(spin_destroy, "pthread_spin_destroy");
@@ -67,6 +70,7 @@ void keel__run_resolve(void)
     RESOLVE(spin_unlock, "pthread_spin_unlock");
     RESOLVE(cond_wait, "pthread_cond_wait");
     RESOLVE(cond_timedwait, "pthread_cond_timedwait");
+    RESOLVE(cond_clockwait, "pthread_cond_clockwait");
     RESOLVE(nanosleep, "nanosleep");
     RESOLVE(clock_nanosleep, "clock_nanosleep");
     RESOLVE(usleep, "usleep");
@@ -280,31 +284,47 @@ KEEL_RUN_EXPORT int pthread_mutex_destroy(pthread_mutex_t *m)
     return destroyed(m, l, RUN_REAL(mutex_destroy)(m));
 }
 
+/* How a blocking call waits: until abs, on clock for the clock* calls (NULL: untimed). */
+typedef struct run_wait {
+    const struct timespec *abs;
+    clockid_t clock;
+    bool clocked;
+} run_wait;
+
+static int mutex_real(pthread_mutex_t *m, const run_wait *w)
+{
+    if (w == NULL)
+        return RUN_REAL(mutex_lock)(m);
+    if (w->clocked)
+        return RUN_REAL(mutex_clocklock)(m, w->clock, w->abs);
+    return RUN_REAL(mutex_timedlock)(m, w->abs);
+}
+
 /* A lock call of the mutex's holder: reported, then what the real call does. */
-static int mutex_relock(run_lock *l, pthread_mutex_t *m, const struct timespec *abs,
-                        keel__lock_thread *t, const keel__lock_site *site)
+static int mutex_relock(run_lock *l, pthread_mutex_t *m, const run_wait *w, keel__lock_thread *t,
+                        const keel__lock_site *site)
 {
     if (l->type == RUN_MUTEX_RECURSIVE) {
         keel__run_inside--;
-        int rc = abs != NULL ? RUN_REAL(mutex_timedlock)(m, abs) : RUN_REAL(mutex_lock)(m);
+        int rc = mutex_real(m, w);
         if (rc == 0)
             l->depth++;
         return rc;
     }
     const char *outcome = l->type == RUN_MUTEX_ERRORCHECK ? "the call fails with EDEADLK"
-                          : abs != NULL                   ? "the call waits until its timeout"
+                          : w != NULL                     ? "the call waits until its timeout"
                                                           : "the call never returns";
     keel__dep_misuse(t, run_dep(l), site,
                      "self-deadlock: mutex '%s' locked again by the thread that holds it (not "
                      "recursive): %s",
                      keel__dep_name(run_dep(l)), outcome);
     keel__run_inside--;
-    return abs != NULL ? RUN_REAL(mutex_timedlock)(m, abs) : RUN_REAL(mutex_lock)(m);
+    return mutex_real(m, w);
 }
 
-/* Every check of a blocking mutex acquisition (abs: timed), then the real call. */
-__attribute__((noinline)) static int mutex_lock_general(pthread_mutex_t *m,
-                                                        const struct timespec *abs, const void *ra)
+/* Every check of a blocking mutex acquisition (w: timed), then the real call. */
+__attribute__((noinline)) static int mutex_lock_general(pthread_mutex_t *m, const run_wait *w,
+                                                        const void *ra)
 {
     keel__run_inside++;
     const keel__lock_site *site = keel__run_site(ra);
@@ -312,16 +332,16 @@ __attribute__((noinline)) static int mutex_lock_general(pthread_mutex_t *m,
     run_lock *l = shadow(m, mutex_type(m), site);
     if (l == NULL) {
         keel__run_inside--;
-        return abs != NULL ? RUN_REAL(mutex_timedlock)(m, abs) : RUN_REAL(mutex_lock)(m);
+        return mutex_real(m, w);
     }
     keel_lockdep *d = run_dep(l);
-    keel__dep_can_block(t, abs != NULL ? "pthread_mutex_timedlock" : "pthread_mutex_lock", site);
+    keel__dep_can_block(t, w != NULL ? "pthread_mutex_timedlock" : "pthread_mutex_lock", site);
     if (keel__dep_find(t, l) != NULL || mutex_owner_is_me(m))
-        return mutex_relock(l, m, abs, t, site); /* (leaves the guard) */
+        return mutex_relock(l, m, w, t, site); /* (leaves the guard) */
     int nest = nest_of(t, l);
     keel__dep_before(t, d, l, KEEL__LK_MUTEX, nest, false, site);
     keel__run_inside--;
-    int rc = abs != NULL ? RUN_REAL(mutex_timedlock)(m, abs) : RUN_REAL(mutex_lock)(m);
+    int rc = mutex_real(m, w);
     if (rc == 0) {
         keel__run_inside++;
         keel__dep_push(t, d, l, KEEL__LK_MUTEX, nest, false, false, site);
@@ -371,7 +391,17 @@ KEEL_RUN_EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct tim
 {
     if (!keel__run_check())
         return RUN_REAL(mutex_timedlock)(m, abs);
-    return mutex_lock_general(m, abs, RA());
+    const run_wait w = {abs, CLOCK_REALTIME, false};
+    return mutex_lock_general(m, &w, RA());
+}
+
+KEEL_RUN_EXPORT int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clock,
+                                            const struct timespec *abs)
+{
+    if (!keel__run_check())
+        return RUN_REAL(mutex_clocklock)(m, clock, abs);
+    const run_wait w = {abs, clock, true};
+    return mutex_lock_general(m, &w, RA());
 }
 
 KEEL_RUN_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
@@ -488,6 +518,18 @@ KEEL_RUN_EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m
     return rc;
 }
 
+KEEL_RUN_EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clock,
+                                           const struct timespec *abs)
+{
+    if (!keel__run_check())
+        return RUN_REAL(cond_clockwait)(c, m, clock, abs);
+    keel__lock_thread *t = NULL;
+    run_lock *l = cond_before(m, RA(), &t);
+    int rc = RUN_REAL(cond_clockwait)(c, m, clock, abs);
+    cond_after(l, t);
+    return rc;
+}
+
 /* ---- rwlock -------------------------------------------------------------------------------------- */
 
 KEEL_RUN_EXPORT int pthread_rwlock_init(pthread_rwlock_t *rw, const pthread_rwlockattr_t *attr)
@@ -508,28 +550,31 @@ KEEL_RUN_EXPORT int pthread_rwlock_destroy(pthread_rwlock_t *rw)
     return destroyed(rw, l, RUN_REAL(rwlock_destroy)(rw));
 }
 
-static int rwlock_real(pthread_rwlock_t *rw, bool shared, bool attempt, const struct timespec *abs)
+static int rwlock_real(pthread_rwlock_t *rw, bool shared, bool attempt, const run_wait *w)
 {
     if (attempt)
         return shared ? RUN_REAL(rwlock_tryrdlock)(rw) : RUN_REAL(rwlock_trywrlock)(rw);
-    if (abs != NULL)
-        return shared ? RUN_REAL(rwlock_timedrdlock)(rw, abs)
-                      : RUN_REAL(rwlock_timedwrlock)(rw, abs);
+    if (w != NULL && w->clocked)
+        return shared ? RUN_REAL(rwlock_clockrdlock)(rw, w->clock, w->abs)
+                      : RUN_REAL(rwlock_clockwrlock)(rw, w->clock, w->abs);
+    if (w != NULL)
+        return shared ? RUN_REAL(rwlock_timedrdlock)(rw, w->abs)
+                      : RUN_REAL(rwlock_timedwrlock)(rw, w->abs);
     return shared ? RUN_REAL(rwlock_rdlock)(rw) : RUN_REAL(rwlock_wrlock)(rw);
 }
 
-static int rwlock_acquire(pthread_rwlock_t *rw, bool shared, bool attempt,
-                          const struct timespec *abs, const void *ra)
+static int rwlock_acquire(pthread_rwlock_t *rw, bool shared, bool attempt, const run_wait *w,
+                          const void *ra)
 {
     if (!keel__run_check())
-        return rwlock_real(rw, shared, attempt, abs);
+        return rwlock_real(rw, shared, attempt, w);
     keel__run_inside++;
     const keel__lock_site *site = keel__run_site(ra);
     keel__lock_thread *t = keel__lock_self();
     run_lock *l = shadow(rw, RUN_RWLOCK, site);
     if (l == NULL) {
         keel__run_inside--;
-        return rwlock_real(rw, shared, attempt, abs);
+        return rwlock_real(rw, shared, attempt, w);
     }
     keel_lockdep *d = run_dep(l);
     int nest = 0;
@@ -551,7 +596,7 @@ static int rwlock_acquire(pthread_rwlock_t *rw, bool shared, bool attempt,
         keel__dep_before(t, d, l, KEEL__LK_RWLOCK, nest, shared, site);
     }
     keel__run_inside--;
-    int rc = rwlock_real(rw, shared, attempt, abs);
+    int rc = rwlock_real(rw, shared, attempt, w);
     if (rc == 0) {
         keel__run_inside++;
         keel__dep_push(t, d, l, KEEL__LK_RWLOCK, nest, shared, attempt, site);
@@ -582,12 +627,28 @@ KEEL_RUN_EXPORT int pthread_rwlock_trywrlock(pthread_rwlock_t *rw)
 
 KEEL_RUN_EXPORT int pthread_rwlock_timedrdlock(pthread_rwlock_t *rw, const struct timespec *abs)
 {
-    return rwlock_acquire(rw, true, false, abs, RA());
+    const run_wait w = {abs, CLOCK_REALTIME, false};
+    return rwlock_acquire(rw, true, false, &w, RA());
 }
 
 KEEL_RUN_EXPORT int pthread_rwlock_timedwrlock(pthread_rwlock_t *rw, const struct timespec *abs)
 {
-    return rwlock_acquire(rw, false, false, abs, RA());
+    const run_wait w = {abs, CLOCK_REALTIME, false};
+    return rwlock_acquire(rw, false, false, &w, RA());
+}
+
+KEEL_RUN_EXPORT int pthread_rwlock_clockrdlock(pthread_rwlock_t *rw, clockid_t clock,
+                                               const struct timespec *abs)
+{
+    const run_wait w = {abs, clock, true};
+    return rwlock_acquire(rw, true, false, &w, RA());
+}
+
+KEEL_RUN_EXPORT int pthread_rwlock_clockwrlock(pthread_rwlock_t *rw, clockid_t clock,
+                                               const struct timespec *abs)
+{
+    const run_wait w = {abs, clock, true};
+    return rwlock_acquire(rw, false, false, &w, RA());
 }
 
 KEEL_RUN_EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *rw)

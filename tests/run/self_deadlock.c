@@ -1,6 +1,10 @@
-/* keel-run planted bug: a thread locks a mutex it holds, twice over in ways that return: an
- * error-checking mutex (EDEADLK) and a normal one with a timed lock (ETIMEDOUT).  Exit status 0
- * when the real calls behaved as without keel-run (tests/test_run.c). */
+/* keel-run planted bug: a thread locks a mutex it holds, in three ways that return: an
+ * error-checking mutex (EDEADLK), and a normal one with a timed lock and with a clock lock
+ * (ETIMEDOUT).  Exit status 0 when the real calls behaved as without keel-run
+ * (tests/test_run.c). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* pthread_mutex_clocklock */
+#endif
 #include <errno.h>
 #include <pthread.h>
 #include <time.h>
@@ -28,6 +32,14 @@ int main(void)
     }
     if (pthread_mutex_timedlock(&normal, &ts) != ETIMEDOUT) /* self-deadlock until the timeout */
         status = 2;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += 20 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    if (pthread_mutex_clocklock(&normal, CLOCK_MONOTONIC, &ts) != ETIMEDOUT) /* the same */
+        status = 3;
     pthread_mutex_unlock(&normal);
     return status;
 }
