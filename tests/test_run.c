@@ -174,6 +174,18 @@ static void test_blocking_under_spinlock(void **state)
     cleanup(&r);
 }
 
+static void test_one_class_against_address_order(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_array_order", NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "lock-order", "address order violated: 'array_order.c:10'"), 1);
+    assert_int_equal(count(&r, "lock-order", "\"file\":\"array_order.c\",\"line\":16"), 1);
+    cleanup(&r);
+}
+
 static void test_self_deadlock(void **state)
 {
     (void)state;
@@ -363,6 +375,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_inversion_never_deadlocked),
         cmocka_unit_test(test_three_lock_cycle),
         cmocka_unit_test(test_blocking_under_spinlock),
+        cmocka_unit_test(test_one_class_against_address_order),
         cmocka_unit_test(test_self_deadlock),
         cmocka_unit_test(test_unlock_by_non_holder),
         cmocka_unit_test(test_destroy_while_held),
