@@ -254,13 +254,14 @@ KEEL_RUN_EXPORT int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexat
     return RUN_REAL(mutex_init)(m, attr);
 }
 
-/* Before a destroy call: checked (held: reported).  Its shadow, or NULL. */
+/* Before a destroy call: checked (held: reported).  Its shadow when it may be dropped after. */
 static run_lock *destroy_check(const void *obj, const void *ra)
 {
     keel__run_inside++;
     run_lock *l = checked(obj);
-    if (l != NULL)
-        (void)keel__dep_destroy_check(run_dep(l), l, run_locked, keel__run_site(ra));
+    /* held: kept (a held stack still names it, and glibc destroys a held rwlock or spinlock) */
+    if (l != NULL && !keel__dep_destroy_check(run_dep(l), l, run_locked, keel__run_site(ra)))
+        l = NULL;
     keel__run_inside--;
     return l;
 }
