@@ -46,8 +46,11 @@ static int table_lock;
 static void table_acquire(void)
 {
     while (__atomic_exchange_n(&table_lock, 1, __ATOMIC_ACQUIRE) != 0)
-        while (__atomic_load_n(&table_lock, __ATOMIC_RELAXED) != 0)
+        while (__atomic_load_n(&table_lock, __ATOMIC_RELAXED) != 0) {
+#if defined(__x86_64__) || defined(__i386__)
             __builtin_ia32_pause();
+#endif
+        }
 }
 
 static void table_release(void)

@@ -294,6 +294,16 @@ static void test_correct_program_no_reports(void **state)
     cleanup(&r);
 }
 
+static void test_heap_locks_churn(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_churn", NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 0);
+    cleanup(&r);
+}
+
 static void test_read_read_cycle_not_reported(void **state)
 {
     (void)state;
@@ -384,6 +394,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_before_main_and_unseen_locks),
         cmocka_unit_test(test_fork),
         cmocka_unit_test(test_correct_program_no_reports),
+        cmocka_unit_test(test_heap_locks_churn),
         cmocka_unit_test(test_read_read_cycle_not_reported),
         cmocka_unit_test(test_static_binary_refused),
         cmocka_unit_test(test_setuid_refused),
