@@ -64,6 +64,8 @@ typedef struct run_real {
     int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
     int (*epoll_wait)(int, struct epoll_event *, int, int);
     int (*pthread_join)(pthread_t, void **);
+    ssize_t (*read)(int, void *, size_t);
+    ssize_t (*write)(int, const void *, size_t);
 } run_real;
 
 extern run_real keel__run_real;

@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -79,6 +80,8 @@ void keel__run_resolve(void)
     RESOLVE(select, "select");
     RESOLVE(epoll_wait, "epoll_wait");
     RESOLVE(pthread_join, "pthread_join");
+    RESOLVE(read, "read");
+    RESOLVE(write, "write");
     keel__run_inside--;
 }
 
@@ -824,4 +827,34 @@ KEEL_RUN_EXPORT int pthread_join(pthread_t thread, void **ret)
 {
     can_block("pthread_join", RA());
     return RUN_REAL(pthread_join)(thread, ret);
+}
+
+/*
+ * read and write: blocking calls when the descriptor is (a pipe, a socket, a terminal without
+ * O_NONBLOCK; a regular file or a block device is not).  Asked of the descriptor only while the
+ * thread holds a spinlock: otherwise one thread-local load.
+ */
+static void can_block_fd(const char *what, int fd, const void *ra)
+{
+    keel__lock_thread *t = keel__lock_tls;
+    if (KEEL_LIKELY(t == NULL || (t->spins | t->nonblock) == 0) || !keel__run_check())
+        return;
+    struct stat st;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || (flags & O_NONBLOCK) != 0 || fstat(fd, &st) != 0 || S_ISREG(st.st_mode) ||
+        S_ISBLK(st.st_mode))
+        return;
+    can_block(what, ra);
+}
+
+KEEL_RUN_EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+    can_block_fd("read on a blocking descriptor", fd, RA());
+    return RUN_REAL(read)(fd, buf, n);
+}
+
+KEEL_RUN_EXPORT ssize_t write(int fd, const void *buf, size_t n)
+{
+    can_block_fd("write on a blocking descriptor", fd, RA());
+    return RUN_REAL(write)(fd, buf, n);
 }
