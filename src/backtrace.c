@@ -177,6 +177,12 @@ void keel_backtrace_print(FILE *f, void *const *pcs, int n)
     }
 }
 
+/* Around fork (a preload's handlers): libdw's lock is never left held in the child. */
+void keel__backtrace_fork(int phase)
+{
+    keel__fork_mutex(&dwfl_lock, phase);
+}
+
 /* ---- whose frame is it ------------------------------------------------------------------- */
 
 /*

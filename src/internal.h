@@ -93,6 +93,27 @@ int keel__first_user_frame(void *const *pcs, int n);
 bool keel__frame_in_keel(const void *pc);
 bool keel__frame_in_libc(const void *pc);
 
+/*
+ * fork, for a preload library's handlers (keel-run): phase 0 before (takes the lock), 1 after in
+ * the parent, 2 in the child.  Taken in this order: the report channel's, libdw's, then the lock
+ * checker's (keel__lock_fork, src/lockdep.h).
+ */
+void keel__report_fork(int phase);
+/* One of keel's plain mutexes around fork: taken (0), released (1), made anew in the child (2). */
+static inline void keel__fork_mutex(pthread_mutex_t *m, int phase)
+{
+    if (phase == 0)
+        KEEL_VERIFY(pthread_mutex_lock(m) == 0);
+    else if (phase == 1)
+        KEEL_VERIFY(pthread_mutex_unlock(m) == 0);
+    else
+        KEEL_VERIFY(pthread_mutex_init(m, NULL) == 0);
+}
+/* Set by a preload library (keel-run): called with 1 before a report is emitted and -1 after, so
+ * that the locks and C library calls of the emission are known to be keel's own. */
+extern void (*keel__report_guard)(int delta);
+void keel__backtrace_fork(int phase);
+
 /* KEEL_REPORT for keel's own code: the site is the program's first frame (keel_report_begin). */
 #define KEEL__REPORT_AT_CALLER(kind, ...) \
     keel_report_emit(keel_report_begin((kind), NULL, 0, NULL, __VA_ARGS__))

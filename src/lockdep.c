@@ -893,18 +893,28 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
     }
 }
 
+const void *(*keel__dep_order_key)(const void *lock);
+
+/* The address KEEL_NEST_BY_ADDRESS orders a lock by. */
+static const char *order_key(const void *lock)
+{
+    const void *(*key)(const void *) = keel__dep_order_key;
+    return (const char *)(key != NULL ? key(lock) : lock);
+}
+
 void keel__dep_address_order(keel__lock_thread *t, keel_lockdep *d, const void *lock, unsigned node,
                              const keel__lock_site *site)
 {
     for (unsigned i = 0; i < t->n; i++) {
         const keel__held *h = &t->h[i];
-        if (h->node != node || (const char *)lock > (const char *)h->lock)
+        if (h->node != node || order_key(lock) > order_key(h->lock))
             continue;
         char msg[256];
         (void)snprintf(msg, sizeof(msg),
                        "address order violated: '%s' at %p taken while holding one at %p "
-                       "(KEEL_NEST_BY_ADDRESS needs increasing addresses)",
-                       keel__dep_name(d), lock, h->lock);
+                       "(locks of one class must be taken in increasing addresses)",
+                       keel__dep_name(d), (const void *)order_key(lock),
+                       (const void *)order_key(h->lock));
         keel_report *r = begin(KEEL_REPORT_LOCK_ORDER, d, site, msg);
         add_held(r, t);
         (void)keel_report_emit(r);
@@ -999,6 +1009,45 @@ void keel__lock_class_info(unsigned cls, char *name, size_t size, const char **k
         *rank = 0;
     }
     KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+}
+
+/* The graph as DOT (snprintf semantics): a node per class, an edge per learned order. */
+size_t keel__lock_graph_dot(char *buf, size_t size)
+{
+    size_t pos = 0;
+    KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+    keel__buf_printf(buf, size, &pos, "digraph keel_lock_order {\n    node [shape=box];\n");
+    for (unsigned i = 0; i < nclasses; i++) {
+        keel__buf_printf(buf, size, &pos, "    ");
+        keel__buf_json_str(buf, size, &pos, classes[i].name);
+        keel__buf_printf(buf, size, &pos, " [label=");
+        char label[160];
+        (void)snprintf(label, sizeof(label), "%.63s\n%s", classes[i].name,
+                       kind_names[classes[i].kind]);
+        keel__buf_json_str(buf, size, &pos, label);
+        keel__buf_printf(buf, size, &pos, "];\n");
+    }
+    for (unsigned i = 0; i < nedges; i++) {
+        const edge_info *e = &edges[i];
+        char label[320];
+        (void)snprintf(label, sizeof(label), "%s:%d", e->file, e->line);
+        keel__buf_printf(buf, size, &pos, "    ");
+        keel__buf_json_str(buf, size, &pos, node_class(e->from)->name);
+        keel__buf_printf(buf, size, &pos, " -> ");
+        keel__buf_json_str(buf, size, &pos, node_class(e->to)->name);
+        keel__buf_printf(buf, size, &pos, " [label=");
+        keel__buf_json_str(buf, size, &pos, label);
+        keel__buf_printf(buf, size, &pos, "];\n");
+    }
+    keel__buf_printf(buf, size, &pos, "}\n");
+    KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+    return pos;
+}
+
+/* Around fork (a preload's handlers): the graph is never left locked in the child. */
+void keel__lock_fork(int phase)
+{
+    keel__fork_mutex(&graph_lock, phase);
 }
 
 size_t keel_lock_graph_json(char *buf, size_t size)

@@ -115,6 +115,8 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
 
 void keel__dep_address_order(keel__lock_thread *t, keel_lockdep *d, const void *lock, unsigned node,
                              const keel__lock_site *site);
+/* What that order compares: NULL, the lock's address; a preload's shadows, their objects'. */
+extern const void *(*keel__dep_order_key)(const void *lock);
 
 /* Check the order of a blocking acquisition before it blocks. */
 static inline void keel__dep_before(keel__lock_thread *t, keel_lockdep *d, const void *lock,
@@ -226,6 +228,11 @@ KEEL_MUST_USE keel_status keel__dep_set_budget(const char *class_name,
 
 const keel__held *keel__dep_find(const keel__lock_thread *t, const void *lock);
 void keel__dep_mark_waiting(keel__lock_thread *t, const void *lock, bool waiting);
+
+/* The learned order as DOT (snprintf semantics): keel-run's --lock-graph. */
+size_t keel__lock_graph_dot(char *buf, size_t size);
+/* fork: 0 before (takes the graph's lock), 1 after in the parent, 2 in the child. */
+void keel__lock_fork(int phase);
 
 KEEL_EXTERN_C_END
 

@@ -451,6 +451,25 @@ static int report_fd(void)
     return fd;
 }
 
+/* Around fork (a preload's handlers): no report lock is left held in the child.  The emission
+ * lock first: it is held while the others are taken. */
+void keel__report_fork(int phase)
+{
+    if (phase == 0)
+        KEEL_VERIFY(pthread_mutex_lock(&emit_lock) == 0);
+    keel__fork_mutex(&handler_lock, phase);
+    keel__fork_mutex(&file_lock, phase);
+    if (phase == 1)
+        KEEL_VERIFY(pthread_mutex_unlock(&emit_lock) == 0);
+    else if (phase == 2) { /* the child: its thread is not the owner the lock recorded */
+        pthread_mutexattr_t attr;
+        KEEL_VERIFY(pthread_mutexattr_init(&attr) == 0);
+        KEEL_VERIFY(pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE) == 0);
+        KEEL_VERIFY(pthread_mutex_init(&emit_lock, &attr) == 0);
+        (void)pthread_mutexattr_destroy(&attr);
+    }
+}
+
 /* Drop the innermost frames that are keel's own (keel__first_user_frame): the caller heads. */
 static void drop_keel_frames(keel_report *r)
 {
@@ -461,7 +480,22 @@ static void drop_keel_frames(keel_report *r)
     }
 }
 
+static keel_policy report_emit(keel_report *r);
+
+void (*keel__report_guard)(int delta);
+
 keel_policy keel_report_emit(keel_report *r)
+{
+    void (*guard)(int) = __atomic_load_n(&keel__report_guard, __ATOMIC_ACQUIRE);
+    if (guard != NULL)
+        guard(1);
+    keel_policy policy = report_emit(r);
+    if (guard != NULL)
+        guard(-1);
+    return policy;
+}
+
+static keel_policy report_emit(keel_report *r)
 {
     KEEL_ASSERT(r != NULL && r >= tls_reports && r <= tls_reports + LEVELS);
     keel_report_kind kind = r->kind;

@@ -12,24 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testutil.h"
+
 static inline void clidoc_write(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     assert_int_equal(fputs(text, f) >= 0, 1);
     assert_int_equal(fclose(f), 0);
-}
-
-/* The file at path, NUL-terminated, into buf. */
-static inline void clidoc_read(const char *path, char *buf, size_t size)
-{
-    buf[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return;
-    size_t n = fread(buf, 1, size - 1, f);
-    buf[n] = '\0';
-    (void)fclose(f);
 }
 
 /* A name as roff writes it in the page: '-' as "\-". */
@@ -78,10 +68,10 @@ static inline void clidoc_check(const char *dir, const char *prog, const char *p
                    err);
     int rc = system(cmd);
     static char text[65536];
-    clidoc_read(err, text, sizeof(text));
+    keel_test_read_file(err, text, sizeof(text));
     if (rc != 0 || text[0] != '\0')
         fail_msg("man -l %s: status %d, warnings:\n%s", path, rc, text);
-    clidoc_read(out, text, sizeof(text));
+    keel_test_read_file(out, text, sizeof(text));
     for (size_t i = 0; i < ncmds; i++)
         if (strstr(text, cmds[i]) == NULL)
             fail_msg("the page as man shows it has no '%s':\n%s", cmds[i], text);
@@ -109,10 +99,10 @@ static inline void clidoc_check(const char *dir, const char *prog, const char *p
         (void)snprintf(cmd + len, sizeof(cmd) - len, "' '%s' >'%s' 2>'%s'", cpath, out, err);
     assert_true(len < sizeof(cmd) - 64);
     rc = system(cmd);
-    clidoc_read(err, text, sizeof(text));
+    keel_test_read_file(err, text, sizeof(text));
     if (rc != 0 || text[0] != '\0')
         fail_msg("bash completion of %s: status %d:\n%s", prog, rc, text);
-    clidoc_read(out, text, sizeof(text));
+    keel_test_read_file(out, text, sizeof(text));
     const char *first_end = strchr(text, '\n');
     assert_non_null(first_end);
     for (size_t i = 0; i < ncmds; i++) {

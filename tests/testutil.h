@@ -37,6 +37,18 @@
 #endif
 #endif
 
+/* The file at path, NUL-terminated, into buf ("" when it cannot be read). */
+static inline void keel_test_read_file(const char *path, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = '\0';
+    (void)fclose(f);
+}
+
 /* Fail the test with the status's whole text unless it is success. */
 static inline void keel_test_ok(keel_status s)
 {

@@ -15,6 +15,8 @@ ONLY=${ONLY:-$*} # the stages named on the command line, or in $ONLY; none: all
 
 # What the static analysers and the C++ checks look at: the library, the gate and tools.
 LIB_SOURCES=$(ls src/*.c gate/*.c gate/*/*.c tools/*.c helper/*.c 2>/dev/null)
+# keel-run's launcher and preload (run/): devel only (the preload is built from devel code)
+RUN_SOURCES=$(ls run/*.c 2>/dev/null)
 GATE_INC="-Igate -Igate/queue -Igate/exec -Igate/git -Igate/cli"
 ALL_C=$(git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null || find src gate tools tests bench examples fuzz include -name '*.[ch]')
 
@@ -79,11 +81,12 @@ cxx() {
                 done
             done
         done
-        for f in $LIB_SOURCES; do
+        for f in $LIB_SOURCES $RUN_SOURCES; do
             [[ " $CXX_EXCEPTIONS " == *" $f "* ]] && continue
             for devel in 0 1; do
+                [[ $f == run/* && $devel == 0 ]] && continue
                 $cxx -x c++ -std=c++20 -fsyntax-only -DKEEL_DEVEL=$devel -DKEEL_BUILDING_LIBRARY \
-                    -D_GNU_SOURCE -Iinclude -Isrc $GATE_INC -Wall -Wextra -Werror "$f" \
+                    -D_GNU_SOURCE -Iinclude -Isrc -Irun $GATE_INC -Wall -Wextra -Werror "$f" \
                     || { echo "FAIL: $cxx as C++20 KEEL_DEVEL=$devel $f"; rc=1; }
             done
         done
@@ -105,8 +108,8 @@ cxx() {
 cppcheck_stage() {
     cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
         --inline-suppr --std=c11 -D__GNUC__ -DKEEL_DEVEL=1 -DKEEL_BUILDING_LIBRARY -D_GNU_SOURCE -D_POSIX_C_SOURCE=200809L \
-        -Iinclude -Isrc $GATE_INC --suppress=missingIncludeSystem \
-        --suppress=unusedStructMember --suppress=unmatchedSuppression $LIB_SOURCES || return 1
+        -Iinclude -Isrc -Irun $GATE_INC --suppress=missingIncludeSystem \
+        --suppress=unusedStructMember --suppress=unmatchedSuppression $LIB_SOURCES $RUN_SOURCES || return 1
     cppcheck --quiet --error-exitcode=1 --enable=warning,style,performance,portability \
         --inline-suppr --std=c11 -D__GNUC__ -DKEEL_DEVEL=0 -DKEEL_BUILDING_LIBRARY -D_GNU_SOURCE -D_POSIX_C_SOURCE=200809L \
         -Iinclude -Isrc $GATE_INC --suppress=missingIncludeSystem \
@@ -116,7 +119,7 @@ cppcheck_stage() {
 tidy() {
     [ -f build/clang-devel/compile_commands.json ] || clang_devel || return 1
     # -p: the devel build's flags; the checks are in .clang-tidy
-    printf '%s\n' $LIB_SOURCES | xargs -P "$JOBS" -n 4 clang-tidy -p build/clang-devel --quiet \
+    printf '%s\n' $LIB_SOURCES $RUN_SOURCES | xargs -P "$JOBS" -n 4 clang-tidy -p build/clang-devel --quiet \
         --warnings-as-errors='*'
 }
 

@@ -1,0 +1,299 @@
+/*
+ * keel-run - run an unmodified, dynamically linked program with keel's lock checks
+ * (docs/keel-run.md).
+ *
+ *   keel-run [options] -- PROGRAM ARGS...
+ *
+ * Sets LD_PRELOAD to libkeel-run.so (the interposer, run/run_locks.c) and the keel variables
+ * the options name, then execs the program.  A program the preload cannot reach (statically
+ * linked: no program interpreter; setuid or setgid: the dynamic loader ignores LD_PRELOAD for
+ * it) is refused with exit status 126, never run without its checks.
+ *
+ * Exit status: the program's own; 126 refused or not executable, 127 not found, 2 usage.
+ */
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef KEEL_RUN_VERSION
+#define KEEL_RUN_VERSION "?"
+#endif
+#ifndef KEEL_RUN_LIB_RELATIVE
+#define KEEL_RUN_LIB_RELATIVE "../lib/keel/libkeel-run.so"
+#endif
+#ifndef KEEL_RUN_LIB_INSTALLED
+#define KEEL_RUN_LIB_INSTALLED "/usr/local/lib/keel/libkeel-run.so"
+#endif
+
+#define EXIT_USAGE   2
+#define EXIT_REFUSED 126
+#define EXIT_MISSING 127
+
+/* The option table (git style): name, argument, what it does. */
+typedef struct run_option {
+    const char *name;
+    const char *arg; /* NULL: a flag */
+    const char *help;
+} run_option;
+
+static const run_option options[] = {
+    {"lock-graph", "FILE",
+     "write the learned lock-order graph to FILE as DOT when the program exits"},
+    {"locks", "on|off", "the lock checks (default on; off: the program runs unchecked)"},
+    {"report", "FILE", "append every report to FILE as one JSON line (sets KEEL_REPORT)"},
+    {"options", "STR", "keel options for the program, as KEEL_OPTIONS (docs/options.md)"},
+    {"help", NULL, "print this help and exit"},
+    {"version", NULL, "print keel-run's version and exit"},
+};
+
+static void usage(FILE *f)
+{
+    (void)fprintf(f, "usage: keel-run [options] -- PROGRAM [ARGS...]\n\n"
+                     "Run an unmodified, dynamically linked program with keel's lock checks.\n\n");
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+        char left[64];
+        if (options[i].arg != NULL)
+            (void)snprintf(left, sizeof(left), "--%s %s", options[i].name, options[i].arg);
+        else
+            (void)snprintf(left, sizeof(left), "--%s", options[i].name);
+        (void)fprintf(f, "  %-22s %s\n", left, options[i].help);
+    }
+    (void)fprintf(f, "\nExit status: the program's; 126 when it cannot be run with the checks "
+                     "(static, setuid), 127 not found, 2 usage.\n");
+}
+
+static const run_option *option_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+        if (strlen(options[i].name) == len && strncmp(options[i].name, name, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+/* The program's path: as given when it has a slash, else the first executable on PATH. */
+static bool find_program(const char *name, char *out, size_t size)
+{
+    if (strchr(name, '/') != NULL) {
+        (void)snprintf(out, size, "%s", name);
+        return access(out, F_OK) == 0;
+    }
+    const char *path = getenv("PATH");
+    if (path == NULL)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    while (*path != '\0') {
+        const char *end = strchr(path, ':');
+        size_t len = end != NULL ? (size_t)(end - path) : strlen(path);
+        (void)snprintf(out, size, "%.*s/%s", (int)len, len > 0 ? path : ".", name);
+        if (access(out, X_OK) == 0)
+            return true;
+        path += len;
+        if (*path == ':')
+            path++;
+    }
+    return false;
+}
+
+/* NULL when the preload can reach the program, else why not. */
+static const char *why_unreachable(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return strerror(errno);
+    if ((st.st_mode & S_ISUID) != 0)
+        return "it is setuid (the dynamic loader ignores LD_PRELOAD for it)";
+    if ((st.st_mode & S_ISGID) != 0 && (st.st_mode & S_IXGRP) != 0)
+        return "it is setgid (the dynamic loader ignores LD_PRELOAD for it)";
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return strerror(errno);
+    unsigned char ident[EI_NIDENT];
+    const char *why = NULL;
+    if (read(fd, ident, sizeof(ident)) != (ssize_t)sizeof(ident) ||
+        memcmp(ident, ELFMAG, SELFMAG) != 0) {
+        (void)close(fd);
+        return NULL; /* a script: its interpreter is checked when it runs */
+    }
+    bool interp = false, dynamic = false;
+    /* the program headers of an ELF file of either class: their types */
+#define SCAN_PHDRS(Ehdr, Phdr)                                         \
+    do {                                                               \
+        Ehdr eh;                                                       \
+        Phdr ph;                                                       \
+        if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh))      \
+            why = "its ELF header cannot be read";                     \
+        for (unsigned i = 0; why == NULL && i < eh.e_phnum; i++) {     \
+            off_t at = (off_t)eh.e_phoff + (off_t)i * eh.e_phentsize;  \
+            if (pread(fd, &ph, sizeof(ph), at) != (ssize_t)sizeof(ph)) \
+                why = "its program headers cannot be read";            \
+            interp = interp || ph.p_type == PT_INTERP;                 \
+            dynamic = dynamic || ph.p_type == PT_DYNAMIC;              \
+        }                                                              \
+    } while (0)
+    if (ident[EI_CLASS] == ELFCLASS64)
+        SCAN_PHDRS(Elf64_Ehdr, Elf64_Phdr);
+    else if (ident[EI_CLASS] == ELFCLASS32)
+        SCAN_PHDRS(Elf32_Ehdr, Elf32_Phdr);
+    else
+        why = "its ELF class is unknown";
+#undef SCAN_PHDRS
+    (void)close(fd);
+    if (why == NULL && !interp)
+        why = dynamic ? "it is statically linked (static-pie: no dynamic loader to preload with)"
+                      : "it is statically linked (no dynamic section, no program interpreter)";
+    return why;
+}
+
+/* libkeel-run.so: $KEEL_RUN_LIB, beside this program (the build tree), in the library directory
+ * next to this program's (an installed tree, wherever it was moved), or where it was installed. */
+static bool find_library(char *out, size_t size)
+{
+    const char *env = getenv("KEEL_RUN_LIB");
+    if (env != NULL && env[0] != '\0') {
+        (void)snprintf(out, size, "%s", env);
+        return access(out, R_OK) == 0;
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            static const char *const beside[] = {"libkeel-run.so", KEEL_RUN_LIB_RELATIVE};
+            for (size_t i = 0; i < sizeof(beside) / sizeof(beside[0]); i++) {
+                int len = snprintf(out, size, "%s/%s", self, beside[i]);
+                if (len > 0 && (size_t)len < size && access(out, R_OK) == 0)
+                    return true;
+            }
+        }
+    }
+    (void)snprintf(out, size, "%s", KEEL_RUN_LIB_INSTALLED);
+    return access(out, R_OK) == 0;
+}
+
+/* A file the program writes, named from here: absolute, so that the program may chdir. */
+static const char *absolute(const char *file, char *buf, size_t size)
+{
+    char cwd[PATH_MAX];
+    if (file[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+        return file;
+    (void)snprintf(buf, size, "%s/%s", cwd, file);
+    return buf;
+}
+
+static int set_env(const char *name, const char *value)
+{
+    if (setenv(name, value, 1) != 0) {
+        (void)fprintf(stderr, "keel-run: cannot set '%s': %s\n", name, strerror(errno));
+        return EXIT_REFUSED;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *graph = NULL, *locks = "on", *report = NULL, *opts = NULL;
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (strncmp(a, "--", 2) != 0)
+            break; /* the program */
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
+        const run_option *o = option_find(name, len);
+        if (o == NULL) {
+            (void)fprintf(stderr, "keel-run: unknown option '%s' (see keel-run --help)\n", a);
+            return EXIT_USAGE;
+        }
+        const char *value = ""; /* (a flag has none) */
+        if (o->arg != NULL) {
+            if (eq != NULL)
+                value = eq + 1;
+            else if (i + 1 < argc)
+                value = argv[++i];
+            else {
+                (void)fprintf(stderr, "keel-run: option '--%s' needs %s\n", o->name, o->arg);
+                return EXIT_USAGE;
+            }
+        } else if (eq != NULL) {
+            (void)fprintf(stderr, "keel-run: option '--%s' takes no value\n", o->name);
+            return EXIT_USAGE;
+        }
+        if (strcmp(o->name, "help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(o->name, "version") == 0) {
+            (void)printf("keel-run %s\n", KEEL_RUN_VERSION);
+            return 0;
+        }
+        if (strcmp(o->name, "lock-graph") == 0)
+            graph = value;
+        else if (strcmp(o->name, "report") == 0)
+            report = value;
+        else if (strcmp(o->name, "options") == 0)
+            opts = value;
+        else if (strcmp(o->name, "locks") == 0) {
+            if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
+                (void)fprintf(stderr, "keel-run: bad value '%s' for '--locks': on or off\n", value);
+                return EXIT_USAGE;
+            }
+            locks = value;
+        }
+    }
+    if (i >= argc) {
+        (void)fprintf(stderr, "keel-run: no program to run (keel-run [options] -- PROGRAM)\n");
+        return EXIT_USAGE;
+    }
+    char path[PATH_MAX];
+    if (!find_program(argv[i], path, sizeof(path))) {
+        (void)fprintf(stderr, "keel-run: program '%s' not found\n", argv[i]);
+        return EXIT_MISSING;
+    }
+    const char *why = why_unreachable(path);
+    if (why != NULL) {
+        (void)fprintf(stderr, "keel-run: cannot check '%s': %s\n", path, why);
+        return EXIT_REFUSED;
+    }
+    char lib[PATH_MAX];
+    if (!find_library(lib, sizeof(lib))) {
+        (void)fprintf(stderr, "keel-run: preload library '%s' not found\n", lib);
+        return EXIT_REFUSED;
+    }
+    const char *old = getenv("LD_PRELOAD");
+    char preload[2 * PATH_MAX];
+    if (old != NULL && old[0] != '\0')
+        (void)snprintf(preload, sizeof(preload), "%s:%s", lib, old);
+    else
+        (void)snprintf(preload, sizeof(preload), "%s", lib);
+    int rc = set_env("LD_PRELOAD", preload);
+    if (rc == 0)
+        rc = set_env("KEEL_RUN_LOCKS", locks);
+    if (rc == 0 && graph != NULL) {
+        char abs[2 * PATH_MAX];
+        rc = set_env("KEEL_RUN_LOCK_GRAPH", absolute(graph, abs, sizeof(abs)));
+    }
+    if (rc == 0 && report != NULL) {
+        char abs[2 * PATH_MAX];
+        rc = set_env("KEEL_REPORT", absolute(report, abs, sizeof(abs)));
+    }
+    if (rc == 0 && opts != NULL)
+        rc = set_env("KEEL_OPTIONS", opts);
+    if (rc != 0)
+        return rc;
+    execv(path, argv + i);
+    (void)fprintf(stderr, "keel-run: cannot run '%s': %s\n", path, strerror(errno));
+    return errno == ENOENT ? EXIT_MISSING : EXIT_REFUSED;
+}

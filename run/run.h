@@ -1,0 +1,184 @@
+/*
+ * run/run.h - what the files of libkeel-run.so (the preload library keel-run loads into an
+ * unmodified program) share: the real C library functions, the recursion guard, the side
+ * table of the program's pthread objects and the call-site cache.
+ *
+ * The program's pthread objects keep their ABI size, so keel's checking state cannot live in
+ * them: each object the program locks gets a run_lock in a side table keyed by its address,
+ * shaped like a keel_mutex / keel_rwlock / keel_spinlock (its `as` member) so that libkeel's
+ * own lock checker (src/lockdep.c) takes it for one of keel's locks.  Only the checking state
+ * of that shadow is used; the lock itself is always the program's, taken with the real call.
+ */
+#ifndef KEEL_RUN_H
+#define KEEL_RUN_H
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <time.h>
+
+#include "internal.h"
+#include "lockdep.h"
+
+KEEL_EXTERN_C_BEGIN
+
+/* Every interposed symbol: the only default-visibility names of libkeel-run.so. */
+#define KEEL_RUN_EXPORT __attribute__((visibility("default")))
+
+/* ---- the real functions (run_locks.c) ----------------------------------------------------- */
+
+typedef struct run_real {
+    int (*mutex_init)(pthread_mutex_t *, const pthread_mutexattr_t *);
+    int (*mutex_destroy)(pthread_mutex_t *);
+    int (*mutex_lock)(pthread_mutex_t *);
+    int (*mutex_trylock)(pthread_mutex_t *);
+    int (*mutex_timedlock)(pthread_mutex_t *, const struct timespec *);
+    int (*mutex_clocklock)(pthread_mutex_t *, clockid_t, const struct timespec *);
+    int (*mutex_unlock)(pthread_mutex_t *);
+    int (*rwlock_init)(pthread_rwlock_t *, const pthread_rwlockattr_t *);
+    int (*rwlock_destroy)(pthread_rwlock_t *);
+    int (*rwlock_rdlock)(pthread_rwlock_t *);
+    int (*rwlock_wrlock)(pthread_rwlock_t *);
+    int (*rwlock_tryrdlock)(pthread_rwlock_t *);
+    int (*rwlock_trywrlock)(pthread_rwlock_t *);
+    int (*rwlock_timedrdlock)(pthread_rwlock_t *, const struct timespec *);
+    int (*rwlock_timedwrlock)(pthread_rwlock_t *, const struct timespec *);
+    int (*rwlock_clockrdlock)(pthread_rwlock_t *, clockid_t, const struct timespec *);
+    int (*rwlock_clockwrlock)(pthread_rwlock_t *, clockid_t, const struct timespec *);
+    int (*rwlock_unlock)(pthread_rwlock_t *);
+    int (*spin_init)(pthread_spinlock_t *, int);
+    int (*spin_destroy)(pthread_spinlock_t *);
+    int (*spin_lock)(pthread_spinlock_t *);
+    int (*spin_trylock)(pthread_spinlock_t *);
+    int (*spin_unlock)(pthread_spinlock_t *);
+    int (*cond_wait)(pthread_cond_t *, pthread_mutex_t *);
+    int (*cond_timedwait)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
+    int (*cond_clockwait)(pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *);
+    int (*nanosleep)(const struct timespec *, struct timespec *);
+    int (*clock_nanosleep)(clockid_t, int, const struct timespec *, struct timespec *);
+    int (*usleep)(useconds_t);
+    unsigned (*sleep)(unsigned);
+    int (*poll)(struct pollfd *, nfds_t, int);
+    int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+    int (*epoll_wait)(int, struct epoll_event *, int, int);
+    int (*pthread_join)(pthread_t, void **);
+    ssize_t (*read)(int, void *, size_t);
+    ssize_t (*write)(int, const void *, size_t);
+} run_real;
+
+extern run_real keel__run_real;
+/* Resolve every real function (dlsym RTLD_NEXT); idempotent, safe before the constructor. */
+void keel__run_resolve(void);
+
+/* The real function `fn`, resolved on first use when a call comes before the constructor. */
+#define RUN_REAL(fn) \
+    (KEEL_UNLIKELY(keel__run_real.fn == NULL) ? (keel__run_resolve(), 0) : 0, keel__run_real.fn)
+
+/* ---- the recursion guard and readiness ------------------------------------------------------ */
+
+/*
+ * Set while keel's own code runs inside an interposed call: keel's locks (the graph, the report
+ * channel, libdw's) and the C library's calls from there go straight to the real functions.
+ */
+extern __thread int keel__run_inside __attribute__((tls_model("initial-exec")));
+/* 1 once the lock checks are on (after the constructor, unless --locks=off). */
+extern int keel__run_locks_on;
+
+/* Check this call?  Not inside keel, and only once ready. */
+static inline bool keel__run_check(void)
+{
+    return KEEL_LIKELY(__atomic_load_n(&keel__run_locks_on, __ATOMIC_RELAXED) != 0) &&
+           KEEL_LIKELY(keel__run_inside == 0);
+}
+
+/* A pointer without its qualifiers (the C library's prototypes want them off). */
+static inline void *run_unqualified(const volatile void *p)
+{
+    union {
+        const volatile void *in;
+        void *out;
+    } u = {p};
+    return u.out;
+}
+
+/* A call site of the program: a return address and what it is, made once, never freed. */
+typedef struct run_site {
+    const void *ra;
+    keel__lock_site site;
+} run_site;
+
+/* ---- the side table (run_table.c) -------------------------------------------------------------- */
+
+/* What a program's object is, as the table remembers it. */
+typedef enum run_type {
+    RUN_MUTEX_NORMAL,
+    RUN_MUTEX_RECURSIVE,
+    RUN_MUTEX_ERRORCHECK,
+    RUN_RWLOCK,
+    RUN_SPIN,
+    RUN_IGNORED, /* keel's own (an object inside libkeel-run.so): never checked */
+} run_type;
+
+typedef struct run_lock {
+    /* keel's checker sees one of these (lockdep.h keel__held_dep): first, aligned as they are */
+    union {
+        keel_mutex m;
+        keel_rwlock rw;
+        keel_spinlock s;
+    } as;
+    const void *obj; /* the program's object */
+    struct run_lock *next_free;
+    unsigned type;        /* run_type */
+    unsigned depth;       /* recursive mutex: acquisitions past the first (the holder's) */
+    const run_site *last; /* atomic: the site of its last lock call (the fast path's cache) */
+} run_lock;
+
+static inline keel_lockdep *run_dep(run_lock *l)
+{
+    switch ((run_type)l->type) {
+    case RUN_RWLOCK:
+        return &l->as.rw.dep;
+    case RUN_SPIN:
+        return &l->as.s.dep;
+    default:
+        return &l->as.m.dep;
+    }
+}
+
+static inline keel__lock_kind run_kind(const run_lock *l)
+{
+    return l->type == RUN_RWLOCK ? KEEL__LK_RWLOCK
+           : l->type == RUN_SPIN ? KEEL__LK_SPIN
+                                 : KEEL__LK_MUTEX;
+}
+
+/* Is the program's object locked by any thread (its real state)? */
+bool keel__run_obj_locked(const run_lock *l);
+/* The run_lock whose checking state d is. */
+run_lock *keel__run_of_dep(keel_lockdep *d);
+
+/* Lock-free: the object's shadow, or NULL (never seen, or destroyed since). */
+run_lock *keel__run_find(const void *obj);
+/*
+ * The object's shadow, made now when it has none (guard set): a lock seen without its init
+ * call (a static initializer) gets a class of its own (per static object, or per first lock
+ * site for one in the heap or on a stack).  NULL when the table is full (not checked).
+ */
+run_lock *keel__run_get(const void *obj, run_type type, const keel__lock_site *site);
+/* An init call: a fresh shadow whose class is the init site (the old one, if any, dropped). */
+run_lock *keel__run_init(const void *obj, run_type type, const keel__lock_site *site);
+/* A destroy call that succeeded: the object has no shadow any more (its memory may be reused). */
+void keel__run_forget(const void *obj);
+
+/* The program's call site for a return address: cached, resolved once (guard set on a miss). */
+const run_site *keel__run_site_find(const void *ra);
+const keel__lock_site *keel__run_site(const void *ra);
+
+/* fork: the table's lock around it */
+void keel__run_table_fork(int phase);
+
+KEEL_EXTERN_C_END
+
+#endif /* KEEL_RUN_H */

@@ -1,0 +1,5 @@
+/* keel-run refuses a statically linked program (built with -static; tests/test_run.c). */
+int main(void)
+{
+    return 0;
+}

@@ -1,0 +1,406 @@
+/*
+ * test_run.c - keel-run on small planted-bug programs compiled without keel (the .c files of
+ * tests/run, plain executables): each runs under keel-run with --report, and the test reads the JSON reports.
+ *
+ * Not built under the sanitizer presets (keel-run and its preload are not: CMakeLists.txt).
+ */
+#define _GNU_SOURCE 1
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "testutil.h"
+
+#ifndef KEEL_RUN_CLI
+#error "KEEL_RUN_CLI: the keel-run under test (tests/CMakeLists.txt)"
+#endif
+#ifndef KEEL_RUN_PROGS
+#error "KEEL_RUN_PROGS: the directory of the planted programs (tests/CMakeLists.txt)"
+#endif
+
+/* What one run left: its exit status, the report file's JSON lines, its stderr. */
+typedef struct run_result {
+    int status;            /* exit status, or 128 + signal */
+    char reports[8 << 20]; /* (test_fork writes many) */
+    char err[65536];
+    char dir[64];
+} run_result;
+
+/* keel-run [extra options] --report DIR/reports.json -- PROGRAM [arg]; NULL-terminated extras. */
+static void run_with(run_result *r, const char *program, const char *arg, ...)
+{
+    memset(r, 0, sizeof(*r));
+    (void)snprintf(r->dir, sizeof(r->dir), "/tmp/keel_test_run.XXXXXX");
+    assert_non_null(mkdtemp(r->dir));
+    char report[PATH_MAX], errfile[PATH_MAX], prog[PATH_MAX];
+    (void)snprintf(report, sizeof(report), "%s/reports.json", r->dir);
+    (void)snprintf(errfile, sizeof(errfile), "%s/stderr", r->dir);
+    if (strchr(program, '/') != NULL)
+        (void)snprintf(prog, sizeof(prog), "%s", program);
+    else
+        (void)snprintf(prog, sizeof(prog), "%s/%s", KEEL_RUN_PROGS, program);
+    const char *argv[16];
+    int n = 0;
+    argv[n++] = "keel-run";
+    va_list ap;
+    va_start(ap, arg);
+    for (const char *o = va_arg(ap, const char *); o != NULL && n < 10;
+         o = va_arg(ap, const char *))
+        argv[n++] = o;
+    va_end(ap);
+    argv[n++] = "--report";
+    argv[n++] = report;
+    argv[n++] = "--";
+    argv[n++] = prog;
+    if (arg != NULL)
+        argv[n++] = arg;
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int null = open("/dev/null", O_WRONLY);
+        if (fd < 0 || null < 0 || dup2(fd, 2) < 0 || dup2(null, 1) < 0)
+            _exit(125);
+        (void)unsetenv("KEEL_OPTIONS");
+        (void)unsetenv("KEEL_REPORT");
+        execv(KEEL_RUN_CLI, (char *const *)(void *)argv);
+        _exit(124);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    keel_test_read_file(report, r->reports, sizeof(r->reports));
+    keel_test_read_file(errfile, r->err, sizeof(r->err));
+}
+
+static void run_prog(run_result *r, const char *program, const char *arg)
+{
+    run_with(r, program, arg, (const char *)NULL);
+}
+
+static void cleanup(run_result *r)
+{
+    char cmd[128];
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", r->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Reports (JSON lines) in r, of `kind` ("" any) whose line contains `text` ("" any). */
+static int count(const run_result *r, const char *kind, const char *text)
+{
+    char want[64];
+    (void)snprintf(want, sizeof(want), "{\"kind\":\"%s\"", kind);
+    int n = 0;
+    for (const char *line = r->reports; *line != '\0';) {
+        const char *end = strchr(line, '\n');
+        size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
+        char *copy = strndup(line, len);
+        assert_non_null(copy);
+        if ((kind[0] == '\0' || strncmp(copy, want, strlen(want)) == 0) && strstr(copy, text))
+            n++;
+        free(copy);
+        line += len + (end != NULL ? 1 : 0);
+    }
+    return n;
+}
+
+static void show_on_failure(const run_result *r, int reports, int want)
+{
+    if (reports != want)
+        print_message("reports:\n%s\nstderr:\n%s\n", r->reports, r->err);
+}
+
+#define EXPECT_REPORTS(r, want)             \
+    do {                                    \
+        int got_ = count((r), "", "");      \
+        show_on_failure((r), got_, (want)); \
+        assert_int_equal(got_, (want));     \
+    } while (0)
+
+/* A program that must run as without keel-run and report nothing. */
+static void expect_no_reports(const char *program, const char *arg)
+{
+    static run_result r;
+    run_prog(&r, program, arg);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 0);
+    cleanup(&r);
+}
+
+/* ---- planted bugs ------------------------------------------------------------------------ */
+
+static void test_inversion_never_deadlocked(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_inversion", NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 1);
+    /* the classes are the init sites; the report names the program's call site */
+    assert_int_equal(count(&r, "lock-order",
+                           "lock order cycle: 'inversion.c:18' acquired while holding "
+                           "'inversion.c:19'"),
+                     1);
+    assert_int_equal(count(&r, "lock-order", "\"site\":{\"file\":\"inversion.c\",\"line\":24"), 1);
+    assert_non_null(strstr(r.err, "keel: lock-order:"));
+    cleanup(&r);
+}
+
+static void test_three_lock_cycle(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_cycle3", NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "lock-order", "the cycle (3 locks)"), 1);
+    assert_int_equal(count(&r, "lock-order", "\"site\":{\"file\":\"cycle3.c\",\"line\":11"), 1);
+    cleanup(&r);
+}
+
+static void test_blocking_under_spinlock(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_spin_block", NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 3);
+    /* a pipe blocks; a regular file and a non-blocking descriptor do not */
+    assert_int_equal(count(&r, "lock-blocking", "write on a blocking descriptor while holding"), 1);
+    assert_int_equal(count(&r, "lock-blocking", "usleep while holding 1 spinlock(s)"), 1);
+    assert_int_equal(count(&r, "lock-blocking", "pthread_mutex_lock while holding 1 spinlock(s)"),
+                     1);
+    assert_int_equal(count(&r, "lock-blocking", "\"file\":\"spin_block.c\",\"line\":15"), 1);
+    cleanup(&r);
+}
+
+static void test_one_class_against_address_order(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_array_order", NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "lock-order", "address order violated: 'array_order.c:10'"), 1);
+    assert_int_equal(count(&r, "lock-order", "\"file\":\"array_order.c\",\"line\":16"), 1);
+    cleanup(&r);
+}
+
+static void test_self_deadlock(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_self_deadlock", NULL);
+    assert_int_equal(r.status, 0); /* EDEADLK and ETIMEDOUT, as without keel-run */
+    EXPECT_REPORTS(&r, 3);
+    assert_int_equal(count(&r, "lock-misuse", "self-deadlock: mutex 'self_deadlock.c:18'"), 1);
+    assert_int_equal(count(&r, "lock-misuse", "the call fails with EDEADLK"), 1);
+    /* pthread_mutex_timedlock and pthread_mutex_clocklock */
+    assert_int_equal(count(&r, "lock-misuse", "the call waits until its timeout"), 2);
+    cleanup(&r);
+}
+
+static void test_unlock_by_non_holder(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_nonholder", NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "lock-misuse", "unlock of '&m', which this thread does not hold"),
+                     1);
+    assert_int_equal(count(&r, "lock-misuse", "\"func\":\"stranger\""), 1);
+    cleanup(&r);
+}
+
+static void test_destroy_while_held(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_destroy_held", NULL);
+    assert_int_equal(r.status, 0); /* EBUSY, as without keel-run */
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(
+        count(&r, "lock-misuse", "destroying lock 'destroy_held.c:7' while it is held"), 1);
+    cleanup(&r);
+}
+
+static void test_misuse(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_misuse", NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 3);
+    assert_int_equal(count(&r, "lock-blocking", "pthread_join while holding 1 spinlock(s)"), 1);
+    assert_int_equal(count(&r, "lock-misuse", "thread exiting with 1 keel lock(s) held"), 1);
+    assert_int_equal(count(&r, "lock-misuse", "condition wait with mutex '&m' not held"), 1);
+    cleanup(&r);
+}
+
+/* ---- what it must survive ----------------------------------------------------------------- */
+
+static void test_static_initializers(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_static_init", NULL);
+    assert_int_equal(r.status, 0); /* every type behaved as without keel-run */
+    EXPECT_REPORTS(&r, 2);
+    /* a class per static object, named by its symbol */
+    assert_int_equal(count(&r, "lock-order", "'&normal_a' acquired while holding '&normal_b'"), 1);
+    assert_int_equal(count(&r, "lock-misuse", "unlock of '&errorcheck', which is not locked"), 1);
+    cleanup(&r);
+}
+
+static void test_before_main_and_unseen_locks(void **state)
+{
+    (void)state;
+    expect_no_reports("run_early", NULL);
+}
+
+static void test_fork(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_fork", NULL);
+    assert_int_equal(r.status, 0); /* every child ended as planned: no hang, no crash */
+    /* each child's inversion, against the order learned before the fork */
+    assert_int_equal(count(&r, "lock-order", "'&lock_a' acquired while holding '&lock_b'"), 10);
+    assert_true(count(&r, "lock-blocking", "usleep while holding 1 spinlock(s)") > 0);
+    assert_int_equal(count(&r, "", ""), 10 + count(&r, "lock-blocking", ""));
+    cleanup(&r);
+}
+
+static void test_correct_program_no_reports(void **state)
+{
+    (void)state;
+    static run_result r;
+    char graph[PATH_MAX];
+    (void)snprintf(graph, sizeof(graph), "/tmp/keel_test_run_graph.%d.dot", (int)getpid());
+    run_with(&r, "run_clean", NULL, "--lock-graph", graph, (const char *)NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 0);
+    static char dot[65536];
+    keel_test_read_file(graph, dot, sizeof(dot));
+    (void)unlink(graph);
+    assert_non_null(strstr(dot, "digraph keel_lock_order {"));
+    /* the learned order: the configuration rwlock before the table's locks (one init site) */
+    assert_non_null(strstr(dot, "\"&config\" -> \"clean.c:"));
+    cleanup(&r);
+}
+
+static void test_heap_locks_churn(void **state)
+{
+    (void)state;
+    expect_no_reports("run_churn", NULL);
+}
+
+static void test_read_read_cycle_not_reported(void **state)
+{
+    (void)state;
+    expect_no_reports("run_rwlock_rr", NULL);
+    static run_result r;
+    run_prog(&r, "run_rwlock_rr", "writer"); /* one side exclusive: a real cycle */
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "lock-order", "lock order cycle"), 1);
+    cleanup(&r);
+}
+
+/* ---- the launcher --------------------------------------------------------------------------- */
+
+static void test_static_binary_refused(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_static_prog", NULL);
+    assert_int_equal(r.status, 126);
+    assert_non_null(strstr(r.err, "keel-run: cannot check '"));
+    assert_non_null(strstr(r.err, "it is statically linked"));
+    cleanup(&r);
+}
+
+static void test_setuid_refused(void **state)
+{
+    (void)state;
+    static run_result r;
+    char copy[128], cmd[PATH_MAX + 512];
+    (void)snprintf(copy, sizeof(copy), "/tmp/keel_test_run_suid.%d", (int)getpid());
+    (void)snprintf(cmd, sizeof(cmd), "cp '%s/run_inversion' '%s' && chmod 4755 '%s'",
+                   KEEL_RUN_PROGS, copy, copy);
+    assert_int_equal(system(cmd), 0);
+    run_prog(&r, copy, NULL);
+    (void)unlink(copy);
+    assert_int_equal(r.status, 126);
+    assert_non_null(strstr(r.err, "it is setuid"));
+    EXPECT_REPORTS(&r, 0);
+    cleanup(&r);
+}
+
+static void test_locks_off(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_with(&r, "run_inversion", NULL, "--locks=off", (const char *)NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 0);
+    cleanup(&r);
+}
+
+static void test_cli_errors(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_with(&r, "run_inversion", NULL, "--bogus", (const char *)NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "keel-run: unknown option '--bogus'"));
+    cleanup(&r);
+    run_with(&r, "run_inversion", NULL, "--locks", "maybe", (const char *)NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "bad value 'maybe' for '--locks'"));
+    cleanup(&r);
+    run_prog(&r, "/nonexistent/program", NULL);
+    assert_int_equal(r.status, 127);
+    assert_non_null(strstr(r.err, "keel-run: program '/nonexistent/program' not found"));
+    cleanup(&r);
+    int rc = system(KEEL_RUN_CLI " --help | grep -q -- '--lock-graph FILE'");
+    assert_int_equal(rc, 0);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_inversion_never_deadlocked),
+        cmocka_unit_test(test_three_lock_cycle),
+        cmocka_unit_test(test_blocking_under_spinlock),
+        cmocka_unit_test(test_one_class_against_address_order),
+        cmocka_unit_test(test_self_deadlock),
+        cmocka_unit_test(test_unlock_by_non_holder),
+        cmocka_unit_test(test_destroy_while_held),
+        cmocka_unit_test(test_misuse),
+        cmocka_unit_test(test_static_initializers),
+        cmocka_unit_test(test_before_main_and_unseen_locks),
+        cmocka_unit_test(test_fork),
+        cmocka_unit_test(test_correct_program_no_reports),
+        cmocka_unit_test(test_heap_locks_churn),
+        cmocka_unit_test(test_read_read_cycle_not_reported),
+        cmocka_unit_test(test_static_binary_refused),
+        cmocka_unit_test(test_setuid_refused),
+        cmocka_unit_test(test_locks_off),
+        cmocka_unit_test(test_cli_errors),
+    };
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}
