@@ -2,8 +2,10 @@
  * main.c - the keel-gate program (the commands are in cli.c).
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "gate.h"
+#include "slurm.h"
 
 int main(int argc, char **argv)
 {
@@ -22,7 +24,10 @@ int main(int argc, char **argv)
         keel_modules_stop();
         return 1;
     }
-    int rc = gate_cli_main(argc, argv, stdout, stderr);
+    /* a Slurm node's side of a job (gate/exec/slurm.h), not a command of people's */
+    int rc = argc > 1 && strcmp(argv[1], GATE_SLURM_STEP_COMMAND) == 0
+                 ? gate_slurm_step_main(argc, argv)
+                 : gate_cli_main(argc, argv, stdout, stderr);
     keel_modules_stop();
     return rc;
 }

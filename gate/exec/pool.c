@@ -17,6 +17,7 @@
 #include "gate.h"
 #include "heaps.h"
 #include "ranks.h"
+#include "slurm.h"
 
 enum { MAX_SLOTS = 256 };
 
@@ -108,7 +109,13 @@ static bool run_step(gate_job_run *j, char *const *argv, unsigned long long *use
     if (j->timeout_ms > 0)
         spec.timeout_ms = *used_ms < j->timeout_ms ? j->timeout_ms - (unsigned)*used_ms : 1;
     gate_exec_outcome o;
-    keel_status s = gate_exec_run(&spec, &o);
+    keel_status s;
+    if (j->policy.executor == GATE_EXECUTOR_SLURM) {
+        gate_slurm_step step = {&j->slurm, j->job_id, NULL};
+        s = gate_slurm_run(&spec, &step, &o);
+    } else {
+        s = gate_exec_run(&spec, &o);
+    }
     if (!keel_ok(s)) {
         job_error(j, s);
         return false;
@@ -294,6 +301,7 @@ void gate_job_from_config(gate_job_run *j, const gate_matrix_config *m)
     j->test = m->test.words;
     j->env = m->env.words;
     j->timeout_ms = m->timeout_s * 1000u;
+    j->slurm = m->slurm;
 }
 
 /* ---- log retention ------------------------------------------------------------------ */

@@ -1,0 +1,674 @@
+/*
+ * slurm.c - keel-gate's Slurm executor: a step as one srun job running
+ * keel-gate's own job runner on the node (slurm.h).
+ *
+ * The spec and the result are text files of `key<TAB>value` lines, the
+ * value with `\\`, `\n` and `\t` escaped; a key may repeat (argv, env, the
+ * lists of the policy).  Both are written to a temporary name and renamed, so
+ * each is whole or absent.
+ */
+#define _GNU_SOURCE      1
+#define KEEL_MODULE_NAME "gate"
+#include "slurm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gate.h"
+#include "heaps.h"
+
+extern char **environ;
+
+#define SLURM_HEAP KEEL_MODULE_REF(gate_exec)
+
+enum { SPEC_MAX = 1 << 20, SPEC_WORDS = 4096 };
+
+/* ---- the files -------------------------------------------------------------------- */
+
+static void put(FILE *f, const char *key, const char *value)
+{
+    (void)fprintf(f, "%s\t", key);
+    for (const char *p = value; *p != '\0'; p++) {
+        if (*p == '\\')
+            (void)fputs("\\\\", f);
+        else if (*p == '\n')
+            (void)fputs("\\n", f);
+        else if (*p == '\t')
+            (void)fputs("\\t", f);
+        else
+            (void)fputc(*p, f);
+    }
+    (void)fputc('\n', f);
+}
+
+static void put_ull(FILE *f, const char *key, unsigned long long v)
+{
+    char buf[32];
+    (void)snprintf(buf, sizeof(buf), "%llu", v);
+    put(f, key, buf);
+}
+
+/* Each string of a packed list (strings one after the other, an empty one ends). */
+static void put_packed(FILE *f, const char *key, const char *list)
+{
+    for (const char *p = list; *p != '\0'; p += strlen(p) + 1)
+        put(f, key, p);
+}
+
+/* Write `path` whole or not at all: `fill` into path.tmp, then renamed. */
+static keel_status write_file(const char *path, void (*fill)(FILE *, const void *), const void *arg)
+{
+    char tmp[GATE_PATH_MAX + 16];
+    gate_fmt(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "we");
+    if (f == NULL)
+        return KEEL_ERR_SYS(errno, "cannot write '%s'", tmp);
+    fill(f, arg);
+    int e = ferror(f) ? EIO : 0;
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+        e = errno != 0 ? errno : EIO;
+    if (fclose(f) != 0 && e == 0)
+        e = errno != 0 ? errno : EIO;
+    if (e == 0 && rename(tmp, path) != 0)
+        e = errno;
+    if (e != 0) {
+        (void)unlink(tmp);
+        return KEEL_ERR_SYS(e, "cannot write '%s'", path);
+    }
+    return KEEL_OK;
+}
+
+/* A file read whole into a NUL-terminated heap block; KEEL_E_NOTFOUND when absent. */
+static keel_status read_file(const char *path, char **out)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? KEEL_ERR(KEEL_E_NOTFOUND, "no file '%s'", path)
+                               : KEEL_ERR_SYS(errno, "cannot read '%s'", path);
+    void *mem = NULL;
+    keel_status s = keel_heap_calloc(SLURM_HEAP, 1, SPEC_MAX + 1, &mem);
+    size_t n = 0;
+    while (keel_ok(s) && n < SPEC_MAX) {
+        ssize_t got = read(fd, (char *)mem + n, SPEC_MAX - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            s = KEEL_ERR_SYS(errno, "cannot read '%s'", path);
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+    }
+    (void)close(fd);
+    if (keel_ok(s) && n == SPEC_MAX)
+        s = KEEL_ERR(KEEL_E_RANGE, "'%s' is larger than %d bytes", path, (int)SPEC_MAX);
+    if (!keel_ok(s)) {
+        keel_heap_free(SLURM_HEAP, mem);
+        return s;
+    }
+    *out = (char *)mem;
+    return KEEL_OK;
+}
+
+/*
+ * The next `key<TAB>value` line of *at, split and unescaped in place;
+ * false at the end or at a line without a tab.
+ */
+static bool next_line(char **at, char **key, char **value)
+{
+    char *p = *at;
+    if (*p == '\0')
+        return false;
+    char *nl = strchr(p, '\n');
+    if (nl == NULL)
+        return false; /* a line cut short: the file was not written whole */
+    *nl = '\0';
+    *at = nl + 1;
+    char *tab = strchr(p, '\t');
+    if (tab == NULL)
+        return false;
+    *tab = '\0';
+    *key = p;
+    *value = tab + 1;
+    char *w = tab + 1;
+    for (char *r = tab + 1; *r != '\0'; r++) {
+        if (*r == '\\' && r[1] != '\0') {
+            r++;
+            *w++ = *r == 'n' ? '\n' : *r == 't' ? '\t' : *r;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return true;
+}
+
+static unsigned long long to_ull(const char *v)
+{
+    return strtoull(v, NULL, 10);
+}
+
+/* ---- the spec ----------------------------------------------------------------------- */
+
+/* The spec's limits: where each goes in the policy. */
+static const struct {
+    const char *key;
+    size_t offset; /* in gate_limits */
+} limit_fields[] = {
+    {"memory", offsetof(gate_limits, memory)}, {"processes", offsetof(gate_limits, processes)},
+    {"cpu", offsetof(gate_limits, cpu)},       {"output", offsetof(gate_limits, output)},
+    {"disk", offsetof(gate_limits, disk)},     {"tmp", offsetof(gate_limits, tmp)}};
+
+static void fill_spec(FILE *f, const void *arg)
+{
+    const gate_exec_spec *sp = (const gate_exec_spec *)arg;
+    put(f, "version", "1");
+    for (char *const *a = sp->argv; *a != NULL; a++)
+        put(f, "argv", *a);
+    for (char *const *e = sp->env; e != NULL && *e != NULL; e++)
+        put(f, "env", *e);
+    put(f, "dir", sp->dir);
+    put(f, "log", sp->log);
+    put_ull(f, "timeout_ms", sp->timeout_ms);
+    put_ull(f, "log_limit", sp->log_limit);
+    if (sp->policy != NULL) {
+        const gate_job_policy *p = sp->policy;
+        put_ull(f, "sandbox", p->sandbox);
+        put_ull(f, "network", p->network);
+        for (size_t i = 0; i < sizeof(limit_fields) / sizeof(limit_fields[0]); i++) {
+            unsigned long long v = 0;
+            memcpy(&v, (const char *)&p->limits + limit_fields[i].offset, sizeof(v));
+            put_ull(f, limit_fields[i].key, v);
+        }
+        put_packed(f, "writable", p->writable);
+        put_packed(f, "pass_env", p->pass_env);
+    }
+    for (size_t i = 0; sp->hidden != NULL && i < sp->hidden->n; i++)
+        put(f, sp->hidden->e[i].gate_owned ? "hidden_owned" : "hidden", sp->hidden->e[i].path);
+    put(f, "end", "");
+}
+
+/* Append `v` to a packed list; false when it does not fit. */
+static bool pack_add(char *list, size_t size, const char *v)
+{
+    size_t at = 0;
+    while (list[at] != '\0')
+        at += strlen(list + at) + 1;
+    size_t len = strlen(v) + 1;
+    if (len == 1 || at + len + 1 > size)
+        return false;
+    memcpy(list + at, v, len);
+    list[at + len] = '\0';
+    return true;
+}
+
+typedef struct node_spec {
+    gate_exec_spec spec;
+    gate_job_policy policy;
+    gate_hidden hidden;
+    char *argv[SPEC_WORDS + 1];
+    char *env[SPEC_WORDS + 1];
+} node_spec;
+
+/* A number or flag of the spec; false when `k` is none. */
+static bool spec_number(node_spec *ns, const char *k, const char *v, bool *policy)
+{
+    unsigned long long n = to_ull(v);
+    if (strcmp(k, "timeout_ms") == 0)
+        ns->spec.timeout_ms = (unsigned)n;
+    else if (strcmp(k, "log_limit") == 0)
+        ns->spec.log_limit = n;
+    else if (strcmp(k, "sandbox") == 0)
+        ns->policy.sandbox = n != 0;
+    else if (strcmp(k, "network") == 0)
+        ns->policy.network = n != 0;
+    else {
+        for (size_t i = 0; i < sizeof(limit_fields) / sizeof(limit_fields[0]); i++)
+            if (strcmp(k, limit_fields[i].key) == 0) {
+                memcpy((char *)&ns->policy.limits + limit_fields[i].offset, &n, sizeof(n));
+                return true;
+            }
+        return false;
+    }
+    *policy |= strcmp(k, "sandbox") == 0; /* the gate wrote a policy */
+    return true;
+}
+
+/* A list entry of the spec (argv, env, writable, pass_env, hidden); false when it does not fit. */
+static bool spec_list(node_spec *ns, const char *k, char *v, size_t *nargv, size_t *nenv)
+{
+    if (strcmp(k, "argv") == 0) {
+        if (*nargv >= SPEC_WORDS)
+            return false;
+        ns->argv[(*nargv)++] = v;
+    } else if (strcmp(k, "env") == 0) {
+        if (*nenv >= SPEC_WORDS)
+            return false;
+        ns->env[(*nenv)++] = v;
+    } else if (strcmp(k, "writable") == 0) {
+        return pack_add(ns->policy.writable, sizeof(ns->policy.writable), v);
+    } else if (strcmp(k, "pass_env") == 0) {
+        return pack_add(ns->policy.pass_env, sizeof(ns->policy.pass_env), v);
+    } else if (strcmp(k, "hidden") == 0 || strcmp(k, "hidden_owned") == 0) {
+        if (ns->hidden.n >= GATE_HIDDEN_MAX || strlen(v) >= GATE_PATH_MAX)
+            return false;
+        gate_fmt(ns->hidden.e[ns->hidden.n].path, GATE_PATH_MAX, "%s", v);
+        ns->hidden.e[ns->hidden.n++].gate_owned = k[6] != '\0';
+    }
+    return true;
+}
+
+static keel_status parse_spec(char *text, node_spec *ns)
+{
+    size_t nargv = 0, nenv = 0;
+    bool policy = false, end = false;
+    gate_job_policy_default(&ns->policy);
+    ns->policy.writable[0] = ns->policy.pass_env[0] = '\0';
+    char *at = text, *k = NULL, *v = NULL;
+    while (!end && next_line(&at, &k, &v)) {
+        if (strcmp(k, "dir") == 0)
+            ns->spec.dir = v;
+        else if (strcmp(k, "log") == 0)
+            ns->spec.log = v;
+        else if (strcmp(k, "end") == 0)
+            end = true;
+        else if (!spec_number(ns, k, v, &policy) && !spec_list(ns, k, v, &nargv, &nenv))
+            return KEEL_ERR(KEEL_E_RANGE, "the spec's '%s' entries do not fit", k);
+    }
+    if (!end || nargv == 0 || ns->spec.dir == NULL || ns->spec.log == NULL)
+        return KEEL_ERR(KEEL_E_PARSE, "the spec is incomplete");
+    ns->argv[nargv] = NULL;
+    ns->env[nenv] = NULL;
+    ns->spec.argv = ns->argv;
+    ns->spec.env = ns->env;
+    ns->spec.policy = policy ? &ns->policy : NULL;
+    ns->spec.hidden = &ns->hidden;
+    ns->spec.records = NULL; /* Slurm ends whatever the step started */
+    return KEEL_OK;
+}
+
+/* ---- the result --------------------------------------------------------------------- */
+
+typedef struct node_result {
+    const gate_exec_outcome *o; /* NULL: the runner's error */
+    const char *error;
+} node_result;
+
+static void fill_result(FILE *f, const void *arg)
+{
+    const node_result *r = (const node_result *)arg;
+    if (r->o == NULL) {
+        put(f, "error", r->error);
+    } else {
+        put_ull(f, "result", (unsigned long long)r->o->result);
+        char code[32];
+        (void)snprintf(code, sizeof(code), "%d", r->o->exit_code);
+        put(f, "exit_code", code);
+        put_ull(f, "signal", (unsigned long long)r->o->signal);
+        put_ull(f, "elapsed_ms", r->o->elapsed_ms);
+        put_ull(f, "log_bytes", r->o->log_bytes);
+        put_ull(f, "log_truncated", r->o->log_truncated);
+        put(f, "reason", r->o->reason);
+    }
+    put(f, "end", "");
+}
+
+/* The outcome in a result file's text; KEEL_E_IO with the runner's error, KEEL_E_PARSE when cut. */
+static keel_status parse_result(char *text, gate_exec_outcome *o)
+{
+    memset(o, 0, sizeof(*o));
+    bool end = false, result = false;
+    char *at = text, *k = NULL, *v = NULL;
+    while (!end && next_line(&at, &k, &v)) {
+        if (strcmp(k, "error") == 0)
+            return KEEL_ERR(KEEL_E_IO, "on the node: %s", v);
+        if (strcmp(k, "result") == 0) {
+            unsigned long long r = to_ull(v);
+            if (r > (unsigned long long)GATE_EXEC_LIMIT)
+                return KEEL_ERR(KEEL_E_PARSE, "an unknown result %llu", r);
+            o->result = (gate_exec_result)r;
+            result = true;
+        } else if (strcmp(k, "exit_code") == 0)
+            o->exit_code = atoi(v);
+        else if (strcmp(k, "signal") == 0)
+            o->signal = (int)to_ull(v);
+        else if (strcmp(k, "elapsed_ms") == 0)
+            o->elapsed_ms = to_ull(v);
+        else if (strcmp(k, "log_bytes") == 0)
+            o->log_bytes = to_ull(v);
+        else if (strcmp(k, "log_truncated") == 0)
+            o->log_truncated = to_ull(v) != 0;
+        else if (strcmp(k, "reason") == 0)
+            gate_fmt(o->reason, sizeof(o->reason), "%s", v);
+        else if (strcmp(k, "end") == 0)
+            end = true;
+    }
+    if (!end || !result)
+        return KEEL_ERR(KEEL_E_PARSE, "the result is incomplete");
+    return KEEL_OK;
+}
+
+/* ---- the node's side ---------------------------------------------------------------- */
+
+int gate_slurm_step_main(int argc, char **argv)
+{
+    if (argc != 3 || strcmp(argv[1], GATE_SLURM_STEP_COMMAND) != 0) {
+        (void)fprintf(stderr, "usage: %s %s <spec>\n", argc > 0 ? argv[0] : "keel-gate",
+                      GATE_SLURM_STEP_COMMAND);
+        return 2;
+    }
+    const char *path = argv[2];
+    char result[GATE_PATH_MAX + 16];
+    gate_fmt(result, sizeof(result), "%s.result", path);
+    char *text = NULL;
+    void *mem = NULL;
+    keel_status s = read_file(path, &text);
+    if (keel_ok(s))
+        s = keel_heap_calloc(SLURM_HEAP, 1, sizeof(node_spec), &mem);
+    node_spec *ns = (node_spec *)mem;
+    if (keel_ok(s))
+        s = parse_spec(text, ns);
+    gate_exec_outcome o;
+    if (keel_ok(s))
+        s = gate_exec_run(&ns->spec, &o);
+    node_result r = {keel_ok(s) ? &o : NULL, ""};
+    char msg[1024];
+    if (!keel_ok(s)) {
+        gate_status_line(s, msg, sizeof(msg));
+        keel_status_free(s);
+        r.error = msg;
+    }
+    keel_heap_free(SLURM_HEAP, mem);
+    keel_heap_free(SLURM_HEAP, text);
+    s = write_file(result, fill_result, &r);
+    if (!keel_ok(s)) {
+        gate_status_line(s, msg, sizeof(msg));
+        keel_status_free(s);
+        (void)fprintf(stderr, "keel-gate %s: error: %s\n", GATE_SLURM_STEP_COMMAND, msg);
+        return 3;
+    }
+    return 0;
+}
+
+/* ---- the gate's side ---------------------------------------------------------------- */
+
+/* Start `argv` (a Slurm client) with the gate's environment, its output into `out`. */
+static keel_status spawn(char *const *argv, const char *out, pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    if (posix_spawn_file_actions_init(&fa) != 0)
+        return KEEL_ERR_SYS(ENOMEM, "cannot start '%s'", argv[0]);
+    int rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (rc == 0)
+        rc = posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (rc == 0)
+        rc = posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    if (rc == 0)
+        rc = posix_spawnp(pid, argv[0], &fa, NULL, argv, environ);
+    (void)posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        return KEEL_ERR_SYS(rc, "cannot start '%s' (is Slurm's client installed?)", argv[0]);
+    return KEEL_OK;
+}
+
+static void nap_ms(unsigned ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000u), (long)(ms % 1000u) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Wait for `pid`: its wait status; polls *cancel (then on_cancel once) when given. */
+static int wait_for(pid_t pid, const int *cancel, void (*on_cancel)(void *), void *arg)
+{
+    unsigned ms = 1;
+    bool cancelled = false;
+    for (;;) {
+        int status = 0;
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == pid)
+            return status;
+        if (got < 0 && errno != EINTR)
+            return -1;
+        if (!cancelled && cancel != NULL && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)) {
+            cancelled = true;
+            on_cancel(arg);
+        }
+        nap_ms(ms);
+        ms = ms < 20 ? ms * 2 : 20;
+    }
+}
+
+/* Run a Slurm client to its end: its exit code (-1: it did not run), its output into `out`. */
+static int run_client(char *const *argv, const char *out)
+{
+    pid_t pid = 0;
+    keel_status s = spawn(argv, out, &pid);
+    if (!keel_ok(s)) {
+        keel_status_free(s);
+        return -1;
+    }
+    int st = wait_for(pid, NULL, NULL, NULL);
+    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The last non-empty line of `path` (what a Slurm client said last), or "". */
+static void last_line(const char *path, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return;
+    char line[512];
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] != '\0')
+            gate_fmt(buf, size, "%s", line);
+    }
+    (void)fclose(f);
+}
+
+/* Does `path` hold `needle`? */
+static bool file_says(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return false;
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f) != NULL)
+        found = strstr(line, needle) != NULL;
+    (void)fclose(f);
+    return found;
+}
+
+typedef struct cancel_ctx {
+    pid_t srun;
+    const char *name; /* the Slurm job's */
+    const char *out;  /* scancel's output */
+} cancel_ctx;
+
+/* The step is cancelled: srun told twice (it aborts the job), and scancel by name. */
+static void cancel_job(void *arg)
+{
+    const cancel_ctx *c = (const cancel_ctx *)arg;
+    (void)kill(c->srun, SIGINT);
+    nap_ms(50);
+    (void)kill(c->srun, SIGINT);
+    char name_arg[128];
+    gate_fmt(name_arg, sizeof(name_arg), "--name=%s", c->name);
+    char *const argv[] = {"scancel", "--quiet", name_arg, NULL};
+    (void)run_client(argv, c->out);
+}
+
+keel_status gate_slurm_run(const gate_exec_spec *spec, const gate_slurm_step *step,
+                           gate_exec_outcome *out)
+{
+    KEEL_ASSERT(spec != NULL && step != NULL && out != NULL && step->request != NULL);
+    memset(out, 0, sizeof(*out));
+    const gate_slurm_request *rq = step->request;
+    char path[GATE_PATH_MAX + 16], result[GATE_PATH_MAX + 32], srun_out[GATE_PATH_MAX + 16];
+    gate_fmt(path, sizeof(path), "%s.spec", spec->log);
+    gate_fmt(result, sizeof(result), "%s.result", path);
+    gate_fmt(srun_out, sizeof(srun_out), "%s.srun", spec->log);
+    (void)unlink(result); /* a result is only ever this run's */
+    keel_status s = write_file(path, fill_spec, spec);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "the spec of job %lld for Slurm", step->job_id);
+    char runner[GATE_PATH_MAX];
+    if (step->runner != NULL) {
+        gate_fmt(runner, sizeof(runner), "%s", step->runner);
+    } else {
+        ssize_t n = readlink("/proc/self/exe", runner, sizeof(runner) - 1);
+        if (n <= 0)
+            return KEEL_ERR_SYS(errno, "cannot find keel-gate's own path for the Slurm nodes");
+        runner[n] = '\0';
+    }
+    char name[64], comment[GATE_PATH_MAX + 64], part[96], cons[300], cpus[32], mem[48], time[32];
+    gate_fmt(name, sizeof(name), "--job-name=keel-%lld", step->job_id);
+    const char *slash = strrchr(spec->log, '/');
+    gate_fmt(comment, sizeof(comment), "--comment=keel:job=%lld,logs=%.*s", step->job_id,
+             slash != NULL ? (int)(slash - spec->log) : 0, spec->log);
+    unsigned minutes = rq->time_min;
+    if (minutes == 0)
+        minutes = spec->timeout_ms > 0 ? (spec->timeout_ms + 59999u) / 60000u + 1u : 0;
+    char *argv[16];
+    size_t n = 0;
+    argv[n++] = "srun";
+    argv[n++] = name;
+    argv[n++] = comment;
+    argv[n++] = "--nodes=1";
+    argv[n++] = "--ntasks=1";
+    argv[n++] = "--kill-on-bad-exit=1";
+    if (rq->partition[0] != '\0') {
+        gate_fmt(part, sizeof(part), "--partition=%s", rq->partition);
+        argv[n++] = part;
+    }
+    if (rq->constraint[0] != '\0') {
+        gate_fmt(cons, sizeof(cons), "--constraint=%s", rq->constraint);
+        argv[n++] = cons;
+    }
+    if (rq->cpus > 0) {
+        gate_fmt(cpus, sizeof(cpus), "--cpus-per-task=%u", rq->cpus);
+        argv[n++] = cpus;
+    }
+    if (rq->memory > 0) {
+        gate_fmt(mem, sizeof(mem), "--mem=%lluM", (rq->memory + (1ull << 20) - 1) >> 20);
+        argv[n++] = mem;
+    }
+    if (minutes > 0) {
+        gate_fmt(time, sizeof(time), "--time=%u", minutes);
+        argv[n++] = time;
+    }
+    argv[n++] = runner;
+    argv[n++] = GATE_SLURM_STEP_COMMAND;
+    argv[n++] = path;
+    argv[n] = NULL;
+    unsigned long long t0 = gate_now_ms();
+    pid_t pid = 0;
+    s = spawn(argv, srun_out, &pid);
+    if (!keel_ok(s)) {
+        (void)unlink(path);
+        return s;
+    }
+    cancel_ctx cc = {pid, name + strlen("--job-name="), srun_out};
+    int st = wait_for(pid, spec->cancel, cancel_job, &cc);
+    bool cancelled = spec->cancel != NULL && __atomic_load_n(spec->cancel, __ATOMIC_ACQUIRE);
+    char *text = NULL;
+    s = read_file(result, &text);
+    if (keel_ok(s))
+        s = parse_result(text, out); /* read once: both files go */
+    keel_heap_free(SLURM_HEAP, text);
+    (void)unlink(result);
+    (void)unlink(path);
+    if (keel_ok(s)) {
+        (void)unlink(srun_out);
+        return KEEL_OK;
+    }
+    if (cancelled) {
+        keel_status_free(s);
+        (void)unlink(srun_out);
+        out->result = GATE_EXEC_CANCELLED;
+        out->elapsed_ms = gate_now_ms() - t0;
+        return KEEL_OK;
+    }
+    if (file_says(srun_out, "DUE TO TIME LIMIT")) { /* Slurm's limit, before the gate's */
+        keel_status_free(s);
+        (void)unlink(srun_out);
+        out->result = GATE_EXEC_TIMEOUT;
+        out->elapsed_ms = gate_now_ms() - t0;
+        gate_fmt(out->reason, sizeof(out->reason), "Slurm time limit %u min reached", minutes);
+        return KEEL_OK;
+    }
+    char said[512];
+    last_line(srun_out, said, sizeof(said));
+    (void)unlink(srun_out);
+    int code = st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (KEEL_IS(s, KEEL_E_NOTFOUND)) {
+        keel_status_free(s);
+        return KEEL_ERR(KEEL_E_IO, "slurm: job keel-%lld gave no result (srun exited %d%s%s)",
+                        step->job_id, code, said[0] != '\0' ? ": " : "", said);
+    }
+    return KEEL_CONTEXT(s, "slurm: the result of job keel-%lld (srun exited %d%s%s)", step->job_id,
+                        code, said[0] != '\0' ? ": " : "", said);
+}
+
+keel_status gate_slurm_reconcile(const char *logs, size_t *cancelled)
+{
+    KEEL_ASSERT(logs != NULL && cancelled != NULL);
+    *cancelled = 0;
+    char out[GATE_PATH_MAX + 32], mine[GATE_PATH_MAX + 16];
+    gate_fmt(out, sizeof(out), "%s/squeue.out", logs);
+    gate_fmt(mine, sizeof(mine), ",logs=%s", logs);
+    char *const q[] = {"squeue", "--noheader", "--format=%A|%k", NULL};
+    int rc = run_client(q, out);
+    if (rc != 0) {
+        char said[512];
+        last_line(out, said, sizeof(said));
+        (void)unlink(out);
+        return KEEL_ERR(KEEL_E_IO, "slurm: squeue exited %d%s%s", rc, said[0] != '\0' ? ": " : "",
+                        said);
+    }
+    FILE *f = fopen(out, "re");
+    char line[GATE_PATH_MAX + 128];
+    enum { MAX_IDS = 64 };
+    char ids[MAX_IDS][24];
+    char *c[MAX_IDS + 3] = {"scancel", "--quiet"};
+    size_t n = 0;
+    while (f != NULL && n < MAX_IDS && fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        char *bar = strchr(line, '|');
+        if (bar == NULL || strncmp(bar + 1, "keel:", 5) != 0)
+            continue;
+        const char *l = strstr(bar, mine);
+        if (l == NULL || l[strlen(mine)] != '\0' || bar - line >= (ptrdiff_t)sizeof(ids[0]))
+            continue;
+        *bar = '\0';
+        gate_fmt(ids[n], sizeof(ids[n]), "%s", line);
+        c[2 + n] = ids[n];
+        n++; /* more than MAX_IDS: the rest at the next start */
+    }
+    if (f != NULL)
+        (void)fclose(f);
+    c[2 + n] = NULL;
+    if (n > 0) {
+        rc = run_client(c, out);
+        if (rc != 0) {
+            (void)unlink(out);
+            return KEEL_ERR(KEEL_E_IO, "slurm: scancel of %zu job(s) exited %d", n, rc);
+        }
+    }
+    *cancelled = n;
+    (void)unlink(out);
+    return KEEL_OK;
+}

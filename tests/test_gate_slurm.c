@@ -1,0 +1,320 @@
+/*
+ * test_gate_slurm.c - keel-gate's Slurm executor (executor = slurm) on a real
+ * Slurm cluster on localhost that each test starts and tears down
+ * (slurm_cluster.h): a queue landing through Slurm, a matrix routed by node
+ * features, a timeout, cancel, and kill -9 of slurmctld, of a slurmd and of
+ * the gate itself during jobs: every change decided once, none blamed for
+ * the cluster's fault.  Skipped, saying why, where Slurm cannot start.
+ *
+ * The nodes run this test program as keel-gate's job runner
+ * (`test_gate_slurm slurm-step <spec>`, as `keel-gate slurm-step` would).
+ */
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "gate_fixture.h"
+#include "slurm.h"
+#include "slurm_cluster.h"
+
+static int cluster_setup(void **state)
+{
+    (void)state;
+    fx_dir[0] = '\0';
+    return 0;
+}
+
+static int cluster_teardown(void **state)
+{
+    sc_stop();
+    return fx_teardown(state);
+}
+
+/* The cluster, or the test skips saying why. */
+static void need_cluster(void)
+{
+    const char *why = sc_start();
+    if (why != NULL) {
+        sc_stop();
+        (void)fprintf(stderr, "skipped: %s\n", why);
+        skip();
+    }
+}
+
+/* Jobs of keel's still queued or running on the cluster. */
+static int keel_jobs_in_queue(void)
+{
+    return sc_sh("test -z \"$(squeue -h -o %%j | grep '^keel-')\"") == 0 ? 0 : 1;
+}
+
+/* With GATE_TEST_VERBOSE: the job logs, to see what the nodes did. */
+static void dump_logs(void)
+{
+    if (getenv("GATE_TEST_VERBOSE") != NULL)
+        (void)sc_sh("tail -n +1 %s.d/logs/job-*.log >&2", fx_state);
+}
+
+static void test_queue_lands_through_slurm(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("strategy = serial\nexecutor = slurm\nretries = 0", "");
+    gate *g = fx_open();
+    long long ids[3]; /* bad's test fails on the node: rejected, as locally */
+    fx_queue_with_bad(g, ids);
+    gate_close(g);
+    gate_run_stats st = fx_run_once();
+    assert_int_equal(st.landed, 2);
+    assert_int_equal(st.rejected, 1);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, ids[0]), GATE_CHANGE_LANDED);
+    assert_int_equal(fx_state_of(g, ids[1]), GATE_CHANGE_REJECTED);
+    assert_int_equal(fx_state_of(g, ids[2]), GATE_CHANGE_LANDED);
+    gate_close(g);
+    fx_assert_tip_tested();
+    /* each job ran as a Slurm job named by keel's id, and left no file behind */
+    long long jobs = fx_sql_int("SELECT count(*) FROM jobs", NULL);
+    assert_true(jobs >= 3);
+    assert_int_equal(sc_jobcomp_count("Name=keel-"), (int)jobs);
+    assert_int_equal(sc_sh("ls %s.d/logs | grep -q -e '\\.spec' -e '\\.srun'", fx_state), 1);
+    assert_int_equal(keel_jobs_in_queue(), 0);
+}
+
+static void test_matrix_routed_by_features(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("", "");
+    char conf[1400];
+    (void)snprintf(conf, sizeof(conf),
+                   "[gate]\nstrategy = serial\nexecutor = slurm\npass-env = SLURMD_NODENAME\n"
+                   "[config gcc]\ntest = sh -c 'echo \"$SLURMD_NODENAME\" > \"$MARKER\"'\n"
+                   "env = MARKER=%s/gcc\nwritable = %s\nconstraint = gcc\ntimeout = 30\n"
+                   "[config clang]\ntest = sh -c 'echo \"$SLURMD_NODENAME\" > \"$MARKER\"'\n"
+                   "env = MARKER=%s/clang\nwritable = %s\nconstraint = clang&release\n"
+                   "cpus = 1\nslurm-memory = 100M\ntimeout = 30\n",
+                   fx_shared, fx_shared, fx_shared, fx_shared);
+    const fx_file cf[] = {{".keel/gate.conf", conf}};
+    fx_commit(&fx_base, cf, 1, "main", &fx_base); /* the target's: writable is a security setting */
+    fx_branch("a", "a.txt", "a\n");
+    gate *g = fx_open();
+    long long a = fx_submit(g, "a", 0);
+    gate_close(g);
+    gate_run_stats st = fx_run_once();
+    dump_logs();
+    assert_int_equal(st.landed, 1);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, a), GATE_CHANGE_LANDED);
+    gate_close(g);
+    char path[160], node[16];
+    static const char *const want[][2] = {{"gcc", "n1"}, {"clang", "n2"}};
+    for (int i = 0; i < 2; i++) {
+        (void)snprintf(path, sizeof(path), "%s/%s", fx_shared, want[i][0]);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        assert_non_null(fgets(node, sizeof(node), f));
+        (void)fclose(f);
+        node[strcspn(node, "\n")] = '\0';
+        assert_string_equal(node, want[i][1]);
+    }
+}
+
+static void test_timeout_on_the_node(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("strategy = serial\nexecutor = slurm\nretries = 0", "");
+    fx_hang_branch("hang", "slots = 1\nstrategy = serial\nretries = 0\nexecutor = slurm",
+                   "sleep 60\n");
+    gate *g = fx_open();
+    long long id = fx_submit(g, "hang", 0);
+    gate_close(g);
+    unsigned long long t0 = (unsigned long long)time(NULL);
+    gate_run_stats st = fx_run_once();
+    assert_true((unsigned long long)time(NULL) - t0 < 20);
+    assert_int_equal(st.rejected, 1);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, id), GATE_CHANGE_REJECTED);
+    gate_close(g);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM jobs WHERE state = 'timeout'", NULL), 1);
+    assert_int_equal(keel_jobs_in_queue(), 0);
+}
+
+static void test_outage_blames_no_change(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("strategy = serial\nexecutor = slurm", "");
+    fx_branch("a", "a.txt", "a\n");
+    gate *g = fx_open();
+    long long a = fx_submit(g, "a", 0);
+    gate_close(g);
+    sc_kill9("slurmctld.pid"); /* the controller is down: no job can start */
+    g = fx_open();
+    gate_run_stats st;
+    keel_status s = gate_run(g, true, &st);
+    gate_close(g);
+    assert_false(keel_ok(s)); /* the gate's own failure, again and again: it stops */
+    keel_status_free(s);
+    assert_int_equal(st.landed, 0);
+    assert_int_equal(st.rejected, 0);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, a), GATE_CHANGE_QUEUED); /* blamed for nothing */
+    gate_close(g);
+    assert_true(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'gate-error'", NULL) > 0);
+    /* the controller is back: the same change lands */
+    assert_int_equal(sc_start_ctld(), 0);
+    assert_true(sc_wait_idle(20000));
+    st = fx_run_once();
+    assert_int_equal(st.landed, 1);
+    assert_int_equal(fx_times_landed("a"), 1);
+}
+
+/* ---- faults during a job ---------------------------------------------------------------- */
+
+typedef enum fault { FAULT_CTLD, FAULT_SLURMD, FAULT_CANCEL } fault;
+
+typedef struct fault_ctx {
+    fault what;
+    unsigned delay_ms; /* after the job started */
+    long long change;
+    bool started; /* the job was seen running */
+    keel_status result;
+} fault_ctx;
+
+static void *inject(void *arg)
+{
+    fault_ctx *fc = (fault_ctx *)arg;
+    char path[192];
+    fx_marker(path, sizeof(path), ".started");
+    for (int i = 0; i < 3000 && access(path, F_OK) != 0; i++)
+        (void)usleep(5000);
+    fc->started = access(path, F_OK) == 0;
+    (void)usleep(fc->delay_ms * 1000u);
+    if (fc->what == FAULT_CTLD) {
+        sc_kill9("slurmctld.pid");
+        (void)usleep(1000000);
+        (void)sc_start_ctld();
+    } else if (fc->what == FAULT_SLURMD) {
+        sc_kill9("slurmd-n1.pid");
+        sc_kill9("slurmd-n2.pid");
+        (void)usleep(1000000);
+        (void)sc_start_slurmd("n1");
+        (void)sc_start_slurmd("n2");
+    } else {
+        gate *g = fx_open();
+        fc->result = gate_cancel(g, fc->change);
+        gate_close(g);
+    }
+    return NULL;
+}
+
+/* A change whose test runs for `seconds`, saying when it started and ended. */
+static void slow_branch(const char *branch, unsigned seconds)
+{
+    char ci[256];
+    (void)snprintf(ci, sizeof(ci),
+                   "test ! -e bad\ntouch \"$MARKER.started\"\nsleep %u\ntouch \"$MARKER.done\"\n",
+                   seconds);
+    fx_branch(branch, "ci.sh", ci);
+}
+
+static void run_with_fault(fault what, unsigned delay_ms)
+{
+    need_cluster();
+    fx_setup_repo("strategy = serial\nexecutor = slurm\nretries = 0", "");
+    slow_branch("a", 3);
+    gate *g = fx_open();
+    fault_ctx fc = {what, delay_ms, fx_submit(g, "a", 0), false, KEEL_OK};
+    gate_close(g);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, inject, &fc), 0);
+    g = fx_open();
+    gate_run_stats st;
+    keel_status s = gate_run(g, true, &st);
+    gate_close(g);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(fc.started);
+    fx_ok(s);
+    g = fx_open();
+    gate_change_state want = what == FAULT_CANCEL ? GATE_CHANGE_CANCELLED : GATE_CHANGE_LANDED;
+    assert_int_equal(fx_state_of(g, fc.change), want);
+    gate_close(g);
+    assert_int_equal(st.rejected, 0); /* none blamed for the cluster's fault */
+    assert_int_equal(fx_times_landed("a"), what == FAULT_CANCEL ? 0 : 1);
+    if (what == FAULT_CANCEL) {
+        fx_ok(fc.result);
+        char path[192];
+        fx_marker(path, sizeof(path), ".done");
+        assert_int_not_equal(access(path, F_OK), 0); /* the job was stopped, not waited for */
+    }
+    for (int i = 0; i < 100 && keel_jobs_in_queue() != 0; i++)
+        (void)usleep(50000);
+    assert_int_equal(keel_jobs_in_queue(), 0);
+}
+
+/* slurmctld killed within a second of the job's submission, and started again. */
+static void test_ctld_killed_during_job(void **state)
+{
+    (void)state;
+    run_with_fault(FAULT_CTLD, 0);
+}
+
+static void test_slurmd_killed_during_job(void **state)
+{
+    (void)state;
+    run_with_fault(FAULT_SLURMD, 200);
+}
+
+static void test_cancel_during_job(void **state)
+{
+    (void)state;
+    run_with_fault(FAULT_CANCEL, 200);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], GATE_SLURM_STEP_COMMAND) == 0) {
+        /* a node runs a step: what `keel-gate slurm-step` does */
+        keel_status s = keel_init();
+        if (keel_ok(s)) {
+            gate_modules_link();
+            s = keel_modules_start();
+        }
+        if (!keel_ok(s)) {
+            (void)fprintf(stderr, "%s: %s\n", argv[0], keel_status_message(s));
+            keel_status_free(s);
+            return 2;
+        }
+        int rc = gate_slurm_step_main(argc, argv);
+        keel_modules_stop();
+        return rc;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_queue_lands_through_slurm, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_matrix_routed_by_features, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_on_the_node, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_outage_blames_no_change, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_ctld_killed_during_job, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_slurmd_killed_during_job, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_during_job, cluster_setup, cluster_teardown),
+    };
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}
