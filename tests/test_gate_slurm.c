@@ -286,22 +286,8 @@ static void test_cancel_during_job(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], GATE_SLURM_STEP_COMMAND) == 0) {
-        /* a node runs a step: what `keel-gate slurm-step` does */
-        keel_status s = keel_init();
-        if (keel_ok(s)) {
-            gate_modules_link();
-            s = keel_modules_start();
-        }
-        if (!keel_ok(s)) {
-            (void)fprintf(stderr, "%s: %s\n", argv[0], keel_status_message(s));
-            keel_status_free(s);
-            return 2;
-        }
-        int rc = gate_slurm_step_main(argc, argv);
-        keel_modules_stop();
-        return rc;
-    }
+    if (argc > 1 && strcmp(argv[1], GATE_SLURM_STEP_COMMAND) == 0)
+        return gate_slurm_step_main(argc, argv); /* a node runs a step, as keel-gate would */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_queue_lands_through_slurm, cluster_setup,
                                         cluster_teardown),

@@ -9,6 +9,9 @@
 
 int main(int argc, char **argv)
 {
+    /* a Slurm node's side of a job (gate/exec/slurm.h), not a command of people's */
+    if (argc > 1 && strcmp(argv[1], GATE_SLURM_STEP_COMMAND) == 0)
+        return gate_slurm_step_main(argc, argv);
     keel_status s = keel_init();
     if (!keel_ok(s)) {
         (void)fprintf(stderr, "keel-gate: error: %s\n", keel_status_message(s));
@@ -24,10 +27,7 @@ int main(int argc, char **argv)
         keel_modules_stop();
         return 1;
     }
-    /* a Slurm node's side of a job (gate/exec/slurm.h), not a command of people's */
-    int rc = argc > 1 && strcmp(argv[1], GATE_SLURM_STEP_COMMAND) == 0
-                 ? gate_slurm_step_main(argc, argv)
-                 : gate_cli_main(argc, argv, stdout, stderr);
+    int rc = gate_cli_main(argc, argv, stdout, stderr);
     keel_modules_stop();
     return rc;
 }

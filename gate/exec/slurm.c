@@ -11,6 +11,7 @@
 #define KEEL_MODULE_NAME "gate"
 #include "slurm.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -360,6 +361,21 @@ static keel_status parse_result(char *text, gate_exec_outcome *o)
 
 /* ---- the node's side ---------------------------------------------------------------- */
 
+/* keel and the gate's modules, without their self tests: the gate ran them, a step is short. */
+static keel_status step_start(void)
+{
+    keel_status s = keel_init();
+    if (keel_ok(s))
+        s = keel_options_set("module.post=none");
+    if (keel_ok(s)) {
+        gate_modules_link();
+        s = keel_modules_start();
+    }
+    return s;
+}
+
+static int step_run(const char *path);
+
 int gate_slurm_step_main(int argc, char **argv)
 {
     if (argc != 3 || strcmp(argv[1], GATE_SLURM_STEP_COMMAND) != 0) {
@@ -367,7 +383,22 @@ int gate_slurm_step_main(int argc, char **argv)
                       GATE_SLURM_STEP_COMMAND);
         return 2;
     }
-    const char *path = argv[2];
+    keel_status s = step_start();
+    if (!keel_ok(s)) {
+        char msg[1024];
+        gate_status_line(s, msg, sizeof(msg));
+        keel_status_free(s);
+        (void)fprintf(stderr, "keel-gate %s: error: %s\n", GATE_SLURM_STEP_COMMAND, msg);
+        keel_modules_stop();
+        return 3;
+    }
+    int rc = step_run(argv[2]);
+    keel_modules_stop();
+    return rc;
+}
+
+static int step_run(const char *path)
+{
     char result[GATE_PATH_MAX + 16];
     gate_fmt(result, sizeof(result), "%s.result", path);
     char *text = NULL;
@@ -623,6 +654,29 @@ keel_status gate_slurm_run(const gate_exec_spec *spec, const gate_slurm_step *st
                         code, said[0] != '\0' ? ": " : "", said);
 }
 
+/* The files of steps whose gate is gone (*.log.spec, *.log.spec.result, *.log.srun) in `logs`. */
+static void remove_leftovers(const char *logs)
+{
+    DIR *d = opendir(logs);
+    if (d == NULL)
+        return;
+    static const char *const ends[] = {".log.spec", ".log.spec.result", ".log.spec.tmp",
+                                       ".log.spec.result.tmp", ".log.srun"};
+    char path[GATE_PATH_MAX + 300];
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        size_t n = strlen(e->d_name);
+        for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+            size_t m = strlen(ends[i]);
+            if (strncmp(e->d_name, "job-", 4) == 0 && n > m &&
+                strcmp(e->d_name + n - m, ends[i]) == 0) {
+                gate_fmt(path, sizeof(path), "%s/%s", logs, e->d_name);
+                (void)unlink(path);
+            }
+        }
+    }
+    (void)closedir(d);
+}
+
 keel_status gate_slurm_reconcile(const char *logs, size_t *cancelled)
 {
     KEEL_ASSERT(logs != NULL && cancelled != NULL);
@@ -669,6 +723,7 @@ keel_status gate_slurm_reconcile(const char *logs, size_t *cancelled)
         }
     }
     *cancelled = n;
+    remove_leftovers(logs);
     (void)unlink(out);
     return KEEL_OK;
 }

@@ -51,12 +51,17 @@ KEEL_MUST_USE keel_status gate_slurm_run(const gate_exec_spec *spec, const gate_
 /*
  * After a gate start: cancel every Slurm job of this gate still queued or
  * running (comment keel:...,logs=`logs`), which no one waits for any more;
- * their jobs are run again as the store says.  `*cancelled`: how many.  An
+ * their jobs are run again as the store says; then the spec, result and
+ * srun files such jobs left in `logs` are removed.  `*cancelled`: how many.  An
  * error (KEEL_E_IO) when squeue cannot be asked: the cluster is unreachable.
  */
 KEEL_MUST_USE keel_status gate_slurm_reconcile(const char *logs, size_t *cancelled);
 
-/* The node's side: `<program> slurm-step <spec>`.  The exit code of the process. */
+/*
+ * The node's side: `<program> slurm-step <spec>`, called first thing in main() (it starts keel
+ * and the gate's modules itself, without their self tests: the gate ran them, and a step is
+ * short).  The exit code of the process: 0 when the result file was written.
+ */
 int gate_slurm_step_main(int argc, char **argv);
 
 #endif /* KEEL_GATE_SLURM_H */
