@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -459,25 +461,35 @@ static void nap_ms(unsigned ms)
     }
 }
 
-/* Wait for `pid`: its wait status; polls *cancel (then on_cancel once) when given. */
+/*
+ * Wait for `pid`: its wait status; polls *cancel (then on_cancel once) when given.  A pidfd
+ * wakes it when the process exits (-1 on an old kernel: a poll every few ms).
+ */
 static int wait_for(pid_t pid, const int *cancel, void (*on_cancel)(void *), void *arg)
 {
-    unsigned ms = 1;
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     bool cancelled = false;
+    int status = -1;
     for (;;) {
-        int status = 0;
-        pid_t got = waitpid(pid, &status, WNOHANG);
-        if (got == pid)
-            return status;
+        int st = 0;
+        pid_t got = waitpid(pid, &st, WNOHANG);
+        if (got == pid) {
+            status = st;
+            break;
+        }
         if (got < 0 && errno != EINTR)
-            return -1;
+            break;
         if (!cancelled && cancel != NULL && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)) {
             cancelled = true;
             on_cancel(arg);
         }
-        nap_ms(ms);
-        ms = ms < 20 ? ms * 2 : 20;
+        struct pollfd pf = {pidfd, POLLIN, 0};
+        if (pidfd < 0 || poll(&pf, 1, 50) < 0)
+            nap_ms(5);
     }
+    if (pidfd >= 0)
+        (void)close(pidfd);
+    return status;
 }
 
 /* Run a Slurm client to its end: its exit code (-1: it did not run), its output into `out`. */
