@@ -109,13 +109,7 @@ static bool run_step(gate_job_run *j, char *const *argv, unsigned long long *use
     if (j->timeout_ms > 0)
         spec.timeout_ms = *used_ms < j->timeout_ms ? j->timeout_ms - (unsigned)*used_ms : 1;
     gate_exec_outcome o;
-    keel_status s;
-    if (j->policy.executor == GATE_EXECUTOR_SLURM) {
-        gate_slurm_step step = {&j->slurm, j->job_id, NULL};
-        s = gate_slurm_run(&spec, &step, &o);
-    } else {
-        s = gate_exec_run(&spec, &o);
-    }
+    keel_status s = gate_exec_run(&spec, &o);
     if (!keel_ok(s)) {
         job_error(j, s);
         return false;
@@ -150,6 +144,12 @@ void gate_job_execute(gate_job_run *j)
         return;
     }
     j->error[0] = '\0';
+    if (j->policy.executor == GATE_EXECUTOR_SLURM) { /* the whole job on a node, as here */
+        keel_status s = gate_slurm_run_job(j);
+        if (!keel_ok(s))
+            job_error(j, s);
+        return;
+    }
     unsigned long long used = 0;
     bool ok = true;
     if (j->build != NULL && j->build[0] != NULL)

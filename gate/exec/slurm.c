@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 
 #include "gate.h"
 #include "heaps.h"
+#include "pool.h"
 
 extern char **environ;
 
@@ -172,32 +174,35 @@ static const struct {
     {"cpu", offsetof(gate_limits, cpu)},       {"output", offsetof(gate_limits, output)},
     {"disk", offsetof(gate_limits, disk)},     {"tmp", offsetof(gate_limits, tmp)}};
 
+static void put_words(FILE *f, const char *key, char *const *words)
+{
+    for (char *const *w = words; w != NULL && *w != NULL; w++)
+        put(f, key, *w);
+}
+
 static void fill_spec(FILE *f, const void *arg)
 {
-    const gate_exec_spec *sp = (const gate_exec_spec *)arg;
-    put(f, "version", "1");
-    for (char *const *a = sp->argv; *a != NULL; a++)
-        put(f, "argv", *a);
-    for (char *const *e = sp->env; e != NULL && *e != NULL; e++)
-        put(f, "env", *e);
-    put(f, "dir", sp->dir);
-    put(f, "log", sp->log);
-    put_ull(f, "timeout_ms", sp->timeout_ms);
-    put_ull(f, "log_limit", sp->log_limit);
-    if (sp->policy != NULL) {
-        const gate_job_policy *p = sp->policy;
-        put_ull(f, "sandbox", p->sandbox);
-        put_ull(f, "network", p->network);
-        for (size_t i = 0; i < sizeof(limit_fields) / sizeof(limit_fields[0]); i++) {
-            unsigned long long v = 0;
-            memcpy(&v, (const char *)&p->limits + limit_fields[i].offset, sizeof(v));
-            put_ull(f, limit_fields[i].key, v);
-        }
-        put_packed(f, "writable", p->writable);
-        put_packed(f, "pass_env", p->pass_env);
+    const gate_job_run *j = (const gate_job_run *)arg;
+    put(f, "version", "2");
+    put(f, "config", j->config);
+    put_words(f, "build", j->build);
+    put_words(f, "test", j->test);
+    put_words(f, "env", j->env);
+    put(f, "dir", j->dir);
+    put(f, "log", j->log);
+    put_ull(f, "timeout_ms", j->timeout_ms);
+    const gate_job_policy *p = &j->policy;
+    put_ull(f, "sandbox", p->sandbox);
+    put_ull(f, "network", p->network);
+    for (size_t i = 0; i < sizeof(limit_fields) / sizeof(limit_fields[0]); i++) {
+        unsigned long long v = 0;
+        memcpy(&v, (const char *)&p->limits + limit_fields[i].offset, sizeof(v));
+        put_ull(f, limit_fields[i].key, v);
     }
-    for (size_t i = 0; sp->hidden != NULL && i < sp->hidden->n; i++)
-        put(f, sp->hidden->e[i].gate_owned ? "hidden_owned" : "hidden", sp->hidden->e[i].path);
+    put_packed(f, "writable", p->writable);
+    put_packed(f, "pass_env", p->pass_env);
+    for (size_t i = 0; j->hidden != NULL && i < j->hidden->n; i++)
+        put(f, j->hidden->e[i].gate_owned ? "hidden_owned" : "hidden", j->hidden->e[i].path);
     put(f, "end", "");
 }
 
@@ -215,54 +220,71 @@ static bool pack_add(char *list, size_t size, const char *v)
     return true;
 }
 
+/* A word list of the spec: its words point into the spec's text. */
+typedef struct spec_words {
+    char *w[SPEC_WORDS + 1];
+    size_t n;
+} spec_words;
+
 typedef struct node_spec {
-    gate_exec_spec spec;
-    gate_job_policy policy;
+    gate_job_run job;
     gate_hidden hidden;
-    char *argv[SPEC_WORDS + 1];
-    char *env[SPEC_WORDS + 1];
+    spec_words build, test, env;
 } node_spec;
 
 /* A number or flag of the spec; false when `k` is none. */
-static bool spec_number(node_spec *ns, const char *k, const char *v, bool *policy)
+static bool spec_number(node_spec *ns, const char *k, const char *v)
 {
     unsigned long long n = to_ull(v);
+    gate_job_policy *p = &ns->job.policy;
     if (strcmp(k, "timeout_ms") == 0)
-        ns->spec.timeout_ms = (unsigned)n;
-    else if (strcmp(k, "log_limit") == 0)
-        ns->spec.log_limit = n;
+        ns->job.timeout_ms = (unsigned)n;
     else if (strcmp(k, "sandbox") == 0)
-        ns->policy.sandbox = n != 0;
+        p->sandbox = n != 0;
     else if (strcmp(k, "network") == 0)
-        ns->policy.network = n != 0;
+        p->network = n != 0;
     else {
         for (size_t i = 0; i < sizeof(limit_fields) / sizeof(limit_fields[0]); i++)
             if (strcmp(k, limit_fields[i].key) == 0) {
-                memcpy((char *)&ns->policy.limits + limit_fields[i].offset, &n, sizeof(n));
+                memcpy((char *)&p->limits + limit_fields[i].offset, &n, sizeof(n));
                 return true;
             }
         return false;
     }
-    *policy |= strcmp(k, "sandbox") == 0; /* the gate wrote a policy */
     return true;
 }
 
-/* A list entry of the spec (argv, env, writable, pass_env, hidden); false when it does not fit. */
-static bool spec_list(node_spec *ns, const char *k, char *v, size_t *nargv, size_t *nenv)
+/* A list entry or a path of the spec; false when it does not fit (an unknown key is skipped). */
+static bool spec_entry(node_spec *ns, const char *k, char *v)
 {
-    if (strcmp(k, "argv") == 0) {
-        if (*nargv >= SPEC_WORDS)
+    spec_words *w = strcmp(k, "build") == 0  ? &ns->build
+                    : strcmp(k, "test") == 0 ? &ns->test
+                    : strcmp(k, "env") == 0  ? &ns->env
+                                             : NULL;
+    if (w != NULL) {
+        if (w->n >= SPEC_WORDS)
             return false;
-        ns->argv[(*nargv)++] = v;
-    } else if (strcmp(k, "env") == 0) {
-        if (*nenv >= SPEC_WORDS)
+        w->w[w->n++] = v;
+        return true;
+    }
+    gate_job_run *j = &ns->job;
+    char *field = strcmp(k, "dir") == 0 ? j->dir : strcmp(k, "log") == 0 ? j->log : NULL;
+    if (field != NULL) {
+        size_t size = strcmp(k, "dir") == 0 ? sizeof(j->dir) : sizeof(j->log);
+        if (strlen(v) >= size)
             return false;
-        ns->env[(*nenv)++] = v;
-    } else if (strcmp(k, "writable") == 0) {
-        return pack_add(ns->policy.writable, sizeof(ns->policy.writable), v);
-    } else if (strcmp(k, "pass_env") == 0) {
-        return pack_add(ns->policy.pass_env, sizeof(ns->policy.pass_env), v);
-    } else if (strcmp(k, "hidden") == 0 || strcmp(k, "hidden_owned") == 0) {
+        gate_fmt(field, size, "%s", v);
+        return true;
+    }
+    if (strcmp(k, "config") == 0) {
+        gate_fmt(j->config, sizeof(j->config), "%s", v);
+        return true;
+    }
+    if (strcmp(k, "writable") == 0)
+        return pack_add(j->policy.writable, sizeof(j->policy.writable), v);
+    if (strcmp(k, "pass_env") == 0)
+        return pack_add(j->policy.pass_env, sizeof(j->policy.pass_env), v);
+    if (strcmp(k, "hidden") == 0 || strcmp(k, "hidden_owned") == 0) {
         if (ns->hidden.n >= GATE_HIDDEN_MAX || strlen(v) >= GATE_PATH_MAX)
             return false;
         gate_fmt(ns->hidden.e[ns->hidden.n].path, GATE_PATH_MAX, "%s", v);
@@ -271,65 +293,58 @@ static bool spec_list(node_spec *ns, const char *k, char *v, size_t *nargv, size
     return true;
 }
 
+/* The job a spec describes, to run on this node as locally. */
 static keel_status parse_spec(char *text, node_spec *ns)
 {
-    size_t nargv = 0, nenv = 0;
-    bool policy = false, end = false;
-    gate_job_policy_default(&ns->policy);
-    ns->policy.writable[0] = ns->policy.pass_env[0] = '\0';
+    bool end = false;
+    gate_job_policy_default(&ns->job.policy);
     char *at = text, *k = NULL, *v = NULL;
     while (!end && next_line(&at, &k, &v)) {
-        if (strcmp(k, "dir") == 0)
-            ns->spec.dir = v;
-        else if (strcmp(k, "log") == 0)
-            ns->spec.log = v;
-        else if (strcmp(k, "end") == 0)
+        if (strcmp(k, "end") == 0)
             end = true;
-        else if (!spec_number(ns, k, v, &policy) && !spec_list(ns, k, v, &nargv, &nenv))
+        else if (!spec_number(ns, k, v) && !spec_entry(ns, k, v))
             return KEEL_ERR(KEEL_E_RANGE, "the spec's '%s' entries do not fit", k);
     }
-    if (!end || nargv == 0 || ns->spec.dir == NULL || ns->spec.log == NULL)
+    gate_job_run *j = &ns->job;
+    if (!end || (ns->build.n == 0 && ns->test.n == 0) || j->dir[0] == '\0' || j->log[0] == '\0')
         return KEEL_ERR(KEEL_E_PARSE, "the spec is incomplete");
-    ns->argv[nargv] = NULL;
-    ns->env[nenv] = NULL;
-    ns->spec.argv = ns->argv;
-    ns->spec.env = ns->env;
-    ns->spec.policy = policy ? &ns->policy : NULL;
-    ns->spec.hidden = &ns->hidden;
-    ns->spec.records = NULL; /* Slurm ends whatever the step started */
+    j->build = ns->build.w;
+    j->test = ns->test.w;
+    j->env = ns->env.w;
+    j->hidden = &ns->hidden;
+    j->records = NULL;                        /* Slurm ends whatever the job started */
+    j->policy.executor = GATE_EXECUTOR_LOCAL; /* here, on the node */
     return KEEL_OK;
 }
 
 /* ---- the result --------------------------------------------------------------------- */
 
 typedef struct node_result {
-    const gate_exec_outcome *o; /* NULL: the runner's error */
+    const gate_job_run *job; /* NULL: the runner's error */
     const char *error;
 } node_result;
 
 static void fill_result(FILE *f, const void *arg)
 {
     const node_result *r = (const node_result *)arg;
-    if (r->o == NULL) {
-        put(f, "error", r->error);
+    const gate_job_run *j = r->job;
+    if (j == NULL || j->error[0] != '\0') {
+        put(f, "error", j == NULL ? r->error : j->error);
     } else {
-        put_ull(f, "result", (unsigned long long)r->o->result);
+        put_ull(f, "result", (unsigned long long)j->result);
         char code[32];
-        (void)snprintf(code, sizeof(code), "%d", r->o->exit_code);
+        (void)snprintf(code, sizeof(code), "%d", j->exit_code);
         put(f, "exit_code", code);
-        put_ull(f, "signal", (unsigned long long)r->o->signal);
-        put_ull(f, "elapsed_ms", r->o->elapsed_ms);
-        put_ull(f, "log_bytes", r->o->log_bytes);
-        put_ull(f, "log_truncated", r->o->log_truncated);
-        put(f, "reason", r->o->reason);
+        put_ull(f, "elapsed_ms", j->elapsed_ms);
+        put_ull(f, "output", j->output);
+        put(f, "reason", j->reason);
     }
     put(f, "end", "");
 }
 
-/* The outcome in a result file's text; KEEL_E_IO with the runner's error, KEEL_E_PARSE when cut. */
-static keel_status parse_result(char *text, gate_exec_outcome *o)
+/* A result file's text into `j`; KEEL_E_IO with the node's error, KEEL_E_PARSE when cut. */
+static keel_status parse_result(char *text, gate_job_run *j)
 {
-    memset(o, 0, sizeof(*o));
     bool end = false, result = false;
     char *at = text, *k = NULL, *v = NULL;
     while (!end && next_line(&at, &k, &v)) {
@@ -339,20 +354,16 @@ static keel_status parse_result(char *text, gate_exec_outcome *o)
             unsigned long long r = to_ull(v);
             if (r > (unsigned long long)GATE_EXEC_LIMIT)
                 return KEEL_ERR(KEEL_E_PARSE, "an unknown result %llu", r);
-            o->result = (gate_exec_result)r;
+            j->result = (gate_exec_result)r;
             result = true;
         } else if (strcmp(k, "exit_code") == 0)
-            o->exit_code = atoi(v);
-        else if (strcmp(k, "signal") == 0)
-            o->signal = (int)to_ull(v);
+            j->exit_code = atoi(v);
         else if (strcmp(k, "elapsed_ms") == 0)
-            o->elapsed_ms = to_ull(v);
-        else if (strcmp(k, "log_bytes") == 0)
-            o->log_bytes = to_ull(v);
-        else if (strcmp(k, "log_truncated") == 0)
-            o->log_truncated = to_ull(v) != 0;
+            j->elapsed_ms = to_ull(v);
+        else if (strcmp(k, "output") == 0)
+            j->output = to_ull(v);
         else if (strcmp(k, "reason") == 0)
-            gate_fmt(o->reason, sizeof(o->reason), "%s", v);
+            gate_fmt(j->reason, sizeof(j->reason), "%s", v);
         else if (strcmp(k, "end") == 0)
             end = true;
     }
@@ -363,7 +374,7 @@ static keel_status parse_result(char *text, gate_exec_outcome *o)
 
 /* ---- the node's side ---------------------------------------------------------------- */
 
-/* keel and the gate's modules, without their self tests: the gate ran them, a step is short. */
+/* keel and the gate's modules, without their self tests: the gate ran them, a job is short. */
 static keel_status step_start(void)
 {
     keel_status s = keel_init();
@@ -411,19 +422,18 @@ static int step_run(const char *path)
     node_spec *ns = (node_spec *)mem;
     if (keel_ok(s))
         s = parse_spec(text, ns);
-    gate_exec_outcome o;
     if (keel_ok(s))
-        s = gate_exec_run(&ns->spec, &o);
-    node_result r = {keel_ok(s) ? &o : NULL, ""};
+        gate_job_execute(&ns->job); /* as the local executor runs it */
+    node_result r = {keel_ok(s) ? &ns->job : NULL, ""};
     char msg[1024];
     if (!keel_ok(s)) {
         gate_status_line(s, msg, sizeof(msg));
         keel_status_free(s);
         r.error = msg;
     }
+    s = write_file(result, fill_result, &r);
     keel_heap_free(SLURM_HEAP, mem);
     keel_heap_free(SLURM_HEAP, text);
-    s = write_file(result, fill_result, &r);
     if (!keel_ok(s)) {
         gate_status_line(s, msg, sizeof(msg));
         keel_status_free(s);
@@ -554,115 +564,132 @@ static void cancel_job(void *arg)
     (void)run_client(argv, c->out);
 }
 
-keel_status gate_slurm_run(const gate_exec_spec *spec, const gate_slurm_step *step,
-                           gate_exec_outcome *out)
-{
-    KEEL_ASSERT(spec != NULL && step != NULL && out != NULL && step->request != NULL);
-    memset(out, 0, sizeof(*out));
-    const gate_slurm_request *rq = step->request;
-    char path[GATE_PATH_MAX + 16], result[GATE_PATH_MAX + 32], srun_out[GATE_PATH_MAX + 16];
-    gate_fmt(path, sizeof(path), "%s.spec", spec->log);
-    gate_fmt(result, sizeof(result), "%s.result", path);
-    gate_fmt(srun_out, sizeof(srun_out), "%s.srun", spec->log);
-    (void)unlink(result); /* a result is only ever this run's */
-    keel_status s = write_file(path, fill_spec, spec);
-    if (!keel_ok(s))
-        return KEEL_CONTEXT(s, "the spec of job %lld for Slurm", step->job_id);
-    char runner[GATE_PATH_MAX];
-    if (step->runner != NULL) {
-        gate_fmt(runner, sizeof(runner), "%s", step->runner);
-    } else {
-        ssize_t n = readlink("/proc/self/exe", runner, sizeof(runner) - 1);
-        if (n <= 0)
-            return KEEL_ERR_SYS(errno, "cannot find keel-gate's own path for the Slurm nodes");
-        runner[n] = '\0';
-    }
+/* srun's argument vector for job `j` into `buf` (its strings in `text`); the time limit asked. */
+typedef struct srun_args {
+    char *argv[20];
     char name[64], comment[GATE_PATH_MAX + 64], part[96], cons[300], cpus[32], mem[48], time[32];
-    gate_fmt(name, sizeof(name), "--job-name=keel-%lld", step->job_id);
-    const char *slash = strrchr(spec->log, '/');
-    gate_fmt(comment, sizeof(comment), "--comment=keel:job=%lld,logs=%.*s", step->job_id,
-             slash != NULL ? (int)(slash - spec->log) : 0, spec->log);
-    unsigned minutes = rq->time_min;
-    if (minutes == 0)
-        minutes = spec->timeout_ms > 0 ? (spec->timeout_ms + 59999u) / 60000u + 1u : 0;
-    char *argv[16];
+    char runner[GATE_PATH_MAX];
+    unsigned minutes;
+} srun_args;
+
+static keel_status srun_argv(const gate_job_run *j, const char *spec, srun_args *a)
+{
+    ssize_t len = readlink("/proc/self/exe", a->runner, sizeof(a->runner) - 1);
+    if (len <= 0)
+        return KEEL_ERR_SYS(errno, "cannot find keel-gate's own path for the Slurm nodes");
+    a->runner[len] = '\0';
+    const gate_slurm_request *rq = &j->slurm;
+    gate_fmt(a->name, sizeof(a->name), "--job-name=keel-%lld", j->job_id);
+    const char *slash = strrchr(j->log, '/');
+    gate_fmt(a->comment, sizeof(a->comment), "--comment=keel:job=%lld,pid=%d,logs=%.*s", j->job_id,
+             (int)getpid(), slash != NULL ? (int)(slash - j->log) : 0, j->log);
+    a->minutes = rq->time_min;
+    if (a->minutes == 0)
+        a->minutes = j->timeout_ms > 0 ? (j->timeout_ms + 59999u) / 60000u + 1u : 0;
     size_t n = 0;
-    argv[n++] = "srun";
-    argv[n++] = name;
-    argv[n++] = comment;
-    argv[n++] = "--nodes=1";
-    argv[n++] = "--ntasks=1";
-    argv[n++] = "--kill-on-bad-exit=1";
+    a->argv[n++] = "srun";
+    a->argv[n++] = a->name;
+    a->argv[n++] = a->comment;
+    a->argv[n++] = "--nodes=1";
+    a->argv[n++] = "--ntasks=1";
+    a->argv[n++] = "--kill-on-bad-exit=1";
     if (rq->partition[0] != '\0') {
-        gate_fmt(part, sizeof(part), "--partition=%s", rq->partition);
-        argv[n++] = part;
+        gate_fmt(a->part, sizeof(a->part), "--partition=%s", rq->partition);
+        a->argv[n++] = a->part;
     }
     if (rq->constraint[0] != '\0') {
-        gate_fmt(cons, sizeof(cons), "--constraint=%s", rq->constraint);
-        argv[n++] = cons;
+        gate_fmt(a->cons, sizeof(a->cons), "--constraint=%s", rq->constraint);
+        a->argv[n++] = a->cons;
     }
     if (rq->cpus > 0) {
-        gate_fmt(cpus, sizeof(cpus), "--cpus-per-task=%u", rq->cpus);
-        argv[n++] = cpus;
+        gate_fmt(a->cpus, sizeof(a->cpus), "--cpus-per-task=%u", rq->cpus);
+        a->argv[n++] = a->cpus;
     }
     if (rq->memory > 0) {
-        gate_fmt(mem, sizeof(mem), "--mem=%lluM", (rq->memory + (1ull << 20) - 1) >> 20);
-        argv[n++] = mem;
+        gate_fmt(a->mem, sizeof(a->mem), "--mem=%lluM", (rq->memory + (1ull << 20) - 1) >> 20);
+        a->argv[n++] = a->mem;
     }
-    if (minutes > 0) {
-        gate_fmt(time, sizeof(time), "--time=%u", minutes);
-        argv[n++] = time;
+    if (a->minutes > 0) {
+        gate_fmt(a->time, sizeof(a->time), "--time=%u", a->minutes);
+        a->argv[n++] = a->time;
     }
-    argv[n++] = runner;
-    argv[n++] = GATE_SLURM_STEP_COMMAND;
-    argv[n++] = path;
-    argv[n] = NULL;
+    a->argv[n++] = a->runner;
+    a->argv[n++] = GATE_SLURM_STEP_COMMAND;
+    a->argv[n++] = (char *)(uintptr_t)spec;
+    a->argv[n] = NULL;
+    return KEEL_OK;
+}
+
+/* A line of the gate's at the end of the job's log (what Slurm did to it). */
+static void log_note(const char *log, const char *note)
+{
+    FILE *f = fopen(log, "ae");
+    if (f == NULL)
+        return;
+    (void)fprintf(f, "keel-gate: %s\n", note);
+    (void)fclose(f);
+}
+
+keel_status gate_slurm_run_job(gate_job_run *j)
+{
+    KEEL_ASSERT(j != NULL);
+    char path[GATE_PATH_MAX + 16], result[GATE_PATH_MAX + 32], srun_out[GATE_PATH_MAX + 16];
+    gate_fmt(path, sizeof(path), "%s.spec", j->log);
+    gate_fmt(result, sizeof(result), "%s.result", path);
+    gate_fmt(srun_out, sizeof(srun_out), "%s.srun", j->log);
+    (void)unlink(result); /* a result is only ever this run's */
+    void *mem = NULL;
+    keel_status s = keel_heap_calloc(SLURM_HEAP, 1, sizeof(srun_args), &mem);
+    srun_args *a = (srun_args *)mem;
+    if (keel_ok(s))
+        s = srun_argv(j, path, a);
+    if (keel_ok(s))
+        s = write_file(path, fill_spec, j);
     unsigned long long t0 = gate_now_ms();
     pid_t pid = 0;
-    s = spawn(argv, srun_out, &pid);
+    if (keel_ok(s))
+        s = spawn(a->argv, srun_out, &pid);
     if (!keel_ok(s)) {
+        keel_heap_free(SLURM_HEAP, mem);
         (void)unlink(path);
-        return s;
+        return KEEL_CONTEXT(s, "job %lld on Slurm", j->job_id);
     }
-    cancel_ctx cc = {pid, name + strlen("--job-name="), srun_out};
-    int st = wait_for(pid, spec->cancel, cancel_job, &cc);
-    bool cancelled = spec->cancel != NULL && __atomic_load_n(spec->cancel, __ATOMIC_ACQUIRE);
+    cancel_ctx cc = {pid, a->name + strlen("--job-name="), srun_out};
+    int st = wait_for(pid, &j->cancel, cancel_job, &cc);
+    unsigned minutes = a->minutes;
+    keel_heap_free(SLURM_HEAP, mem);
+    bool cancelled = __atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE) != 0;
     char *text = NULL;
     s = read_file(result, &text);
     if (keel_ok(s))
-        s = parse_result(text, out); /* read once: both files go */
+        s = parse_result(text, j); /* read once: both files go */
     keel_heap_free(SLURM_HEAP, text);
     (void)unlink(result);
     (void)unlink(path);
-    if (keel_ok(s)) {
-        (void)unlink(srun_out);
-        return KEEL_OK;
-    }
-    if (cancelled) {
-        keel_status_free(s);
-        (void)unlink(srun_out);
-        out->result = GATE_EXEC_CANCELLED;
-        out->elapsed_ms = gate_now_ms() - t0;
-        return KEEL_OK;
-    }
-    if (file_says(srun_out, "DUE TO TIME LIMIT")) { /* Slurm's limit, before the gate's */
-        keel_status_free(s);
-        (void)unlink(srun_out);
-        out->result = GATE_EXEC_TIMEOUT;
-        out->elapsed_ms = gate_now_ms() - t0;
-        gate_fmt(out->reason, sizeof(out->reason), "Slurm time limit %u min reached", minutes);
-        return KEEL_OK;
-    }
     char said[512];
     last_line(srun_out, said, sizeof(said));
+    bool time_limit = file_says(srun_out, "DUE TO TIME LIMIT");
     (void)unlink(srun_out);
+    if (keel_ok(s))
+        return KEEL_OK;
+    if (cancelled || time_limit) { /* Slurm's limit came before the gate's timeout */
+        keel_status_free(s);
+        j->result = cancelled ? GATE_EXEC_CANCELLED : GATE_EXEC_TIMEOUT;
+        j->exit_code = -1;
+        j->elapsed_ms = gate_now_ms() - t0;
+        if (time_limit) {
+            gate_fmt(j->reason, sizeof(j->reason), "Slurm time limit %u min reached", minutes);
+            log_note(j->log, j->reason);
+        }
+        return KEEL_OK;
+    }
     int code = st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     if (KEEL_IS(s, KEEL_E_NOTFOUND)) {
         keel_status_free(s);
         return KEEL_ERR(KEEL_E_IO, "slurm: job keel-%lld gave no result (srun exited %d%s%s)",
-                        step->job_id, code, said[0] != '\0' ? ": " : "", said);
+                        j->job_id, code, said[0] != '\0' ? ": " : "", said);
     }
-    return KEEL_CONTEXT(s, "slurm: the result of job keel-%lld (srun exited %d%s%s)", step->job_id,
+    return KEEL_CONTEXT(s, "slurm: the result of job keel-%lld (srun exited %d%s%s)", j->job_id,
                         code, said[0] != '\0' ? ": " : "", said);
 }
 
@@ -716,9 +743,12 @@ keel_status gate_slurm_reconcile(const char *logs, size_t *cancelled)
         char *bar = strchr(line, '|');
         if (bar == NULL || strncmp(bar + 1, "keel:", 5) != 0)
             continue;
-        const char *l = strstr(bar, mine);
+        const char *l = strstr(bar, mine), *pid = strstr(bar, ",pid=");
         if (l == NULL || l[strlen(mine)] != '\0' || bar - line >= (ptrdiff_t)sizeof(ids[0]))
             continue;
+        long owner = pid != NULL ? strtol(pid + 5, NULL, 10) : 0;
+        if (owner > 0 && (kill((pid_t)owner, 0) == 0 || errno != ESRCH))
+            continue; /* its gate (a run, a try) is alive and waits for it */
         *bar = '\0';
         gate_fmt(ids[n], sizeof(ids[n]), "%s", line);
         c[2 + n] = ids[n];
@@ -737,5 +767,22 @@ keel_status gate_slurm_reconcile(const char *logs, size_t *cancelled)
     *cancelled = n;
     remove_leftovers(logs);
     (void)unlink(out);
+    return KEEL_OK;
+}
+
+keel_status gate_slurm_start(const gate_config *target, const char *work, size_t *cancelled)
+{
+    KEEL_ASSERT(work != NULL && cancelled != NULL);
+    *cancelled = 0;
+    if (target == NULL || target->executor != GATE_EXECUTOR_SLURM)
+        return KEEL_OK;
+    char logs[GATE_PATH_MAX];
+    gate_fmt(logs, sizeof(logs), "%s/logs", work);
+    keel_status s = gate_slurm_reconcile(logs, cancelled);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s,
+                            "cancelling the Slurm jobs a killed keel-gate left (no job may "
+                            "start before: is slurmctld reachable? SLURM_CONF='%s')",
+                            getenv("SLURM_CONF") != NULL ? getenv("SLURM_CONF") : "");
     return KEEL_OK;
 }
