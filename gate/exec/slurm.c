@@ -18,7 +18,6 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,7 +131,7 @@ static keel_status read_file(const char *path, char **out)
 static bool next_line(char **at, char **key, char **value)
 {
     char *p = *at;
-    if (*p == '\0')
+    if (p == NULL || *p == '\0')
         return false;
     char *nl = strchr(p, '\n');
     if (nl == NULL)
@@ -149,7 +148,12 @@ static bool next_line(char **at, char **key, char **value)
     for (char *r = tab + 1; *r != '\0'; r++) {
         if (*r == '\\' && r[1] != '\0') {
             r++;
-            *w++ = *r == 'n' ? '\n' : *r == 't' ? '\t' : *r;
+            char c = *r;
+            if (c == 'n')
+                c = '\n';
+            else if (c == 't')
+                c = '\t';
+            *w++ = c;
         } else {
             *w++ = *r;
         }
@@ -357,7 +361,7 @@ static keel_status parse_result(char *text, gate_job_run *j)
             j->result = (gate_exec_result)r;
             result = true;
         } else if (strcmp(k, "exit_code") == 0)
-            j->exit_code = atoi(v);
+            j->exit_code = (int)strtol(v, NULL, 10);
         else if (strcmp(k, "elapsed_ms") == 0)
             j->elapsed_ms = to_ull(v);
         else if (strcmp(k, "output") == 0)
@@ -419,12 +423,12 @@ static int step_run(const char *path)
     keel_status s = read_file(path, &text);
     if (keel_ok(s))
         s = keel_heap_calloc(SLURM_HEAP, 1, sizeof(node_spec), &mem);
-    node_spec *ns = (node_spec *)mem;
-    if (keel_ok(s))
+    node_spec *ns = keel_ok(s) ? (node_spec *)mem : NULL;
+    if (ns != NULL)
         s = parse_spec(text, ns);
-    if (keel_ok(s))
+    if (keel_ok(s) && ns != NULL)
         gate_job_execute(&ns->job); /* as the local executor runs it */
-    node_result r = {keel_ok(s) ? &ns->job : NULL, ""};
+    node_result r = {keel_ok(s) && ns != NULL ? &ns->job : NULL, ""};
     char msg[1024];
     if (!keel_ok(s)) {
         gate_status_line(s, msg, sizeof(msg));
@@ -564,7 +568,7 @@ static void cancel_job(void *arg)
     (void)run_client(argv, c->out);
 }
 
-/* srun's argument vector for job `j` into `buf` (its strings in `text`); the time limit asked. */
+/* srun's argument vector for job `j` (its strings in *a too) and the time limit asked. */
 typedef struct srun_args {
     char *argv[20];
     char name[64], comment[GATE_PATH_MAX + 64], part[96], cons[300], cpus[32], mem[48], time[32];
@@ -572,7 +576,7 @@ typedef struct srun_args {
     unsigned minutes;
 } srun_args;
 
-static keel_status srun_argv(const gate_job_run *j, const char *spec, srun_args *a)
+static keel_status srun_argv(const gate_job_run *j, char *spec, srun_args *a)
 {
     ssize_t len = readlink("/proc/self/exe", a->runner, sizeof(a->runner) - 1);
     if (len <= 0)
@@ -615,7 +619,7 @@ static keel_status srun_argv(const gate_job_run *j, const char *spec, srun_args 
     }
     a->argv[n++] = a->runner;
     a->argv[n++] = GATE_SLURM_STEP_COMMAND;
-    a->argv[n++] = (char *)(uintptr_t)spec;
+    a->argv[n++] = spec;
     a->argv[n] = NULL;
     return KEEL_OK;
 }
