@@ -284,6 +284,64 @@ static void test_cancel_during_job(void **state)
     run_with_fault(FAULT_CANCEL, 200);
 }
 
+/*
+ * Reconciling cancels this state directory's jobs whose gate is gone, and only those (not a
+ * live gate's, not another directory's), and removes the files such jobs left.
+ */
+static void test_reconcile_cancels_orphans(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("", "");
+    char logs[160], other[160];
+    (void)snprintf(logs, sizeof(logs), "%s/logs", fx_dir);
+    (void)snprintf(other, sizeof(other), "%s/other", fx_dir);
+    assert_int_equal(mkdir(logs, 0755), 0);
+    pid_t dead = fork(); /* a pid no process has once it is reaped */
+    assert_true(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    const struct {
+        const char *name, *dir;
+        long pid;
+    } jobs[] = {{"keel-1", logs, (long)dead},
+                {"keel-2", logs, (long)getpid()},
+                {"keel-3", other, (long)dead}};
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(
+            sc_sh("sbatch -Q --no-requeue -J %s --comment=keel:job=%zu,pid=%ld,logs=%s "
+                  "-o /dev/null --wrap 'sleep 60'",
+                  jobs[i].name, i + 1, jobs[i].pid, jobs[i].dir),
+            0);
+    static const char *const left[] = {"job-1.log.spec", "job-1.log.spec.result", "job-1.log.srun"};
+    char path[256];
+    for (size_t i = 0; i < 3; i++) {
+        (void)snprintf(path, sizeof(path), "%s/%s", logs, left[i]);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        (void)fclose(f);
+    }
+    size_t cancelled = 0;
+    fx_ok(gate_slurm_reconcile(logs, &cancelled));
+    assert_int_equal(cancelled, 1);
+    for (int i = 0; i < 100 && sc_sh("squeue -h -n keel-1 -o %%i | grep -q .") == 0; i++)
+        (void)usleep(50000);
+    assert_int_not_equal(sc_sh("squeue -h -n keel-1 -o %%i | grep -q ."), 0); /* cancelled */
+    assert_int_equal(sc_sh("squeue -h -n keel-2 -o %%i | grep -q ."), 0);     /* its gate lives */
+    assert_int_equal(sc_sh("squeue -h -n keel-3 -o %%i | grep -q ."), 0); /* another directory's */
+    for (size_t i = 0; i < 3; i++) {
+        (void)snprintf(path, sizeof(path), "%s/%s", logs, left[i]);
+        assert_int_not_equal(access(path, F_OK), 0);
+    }
+    (void)sc_sh("scancel -n keel-2,keel-3");
+    /* the cluster unreachable: an error, nothing decided */
+    sc_kill9("slurmctld.pid");
+    keel_status s = gate_slurm_reconcile(logs, &cancelled);
+    assert_true(KEEL_IS(s, KEEL_E_IO));
+    keel_status_free(s);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], GATE_SLURM_STEP_COMMAND) == 0)
@@ -301,6 +359,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_slurmd_killed_during_job, cluster_setup,
                                         cluster_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_during_job, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_reconcile_cancels_orphans, cluster_setup,
+                                        cluster_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
