@@ -83,6 +83,20 @@ static inline bool sc_wait_idle(unsigned ms)
     return false;
 }
 
+/*
+ * Wait until some node is idle (at most `ms`): after slurmctld was down while a job ended, its
+ * node stays allocated in the controller's eyes until its slurmd registers again.
+ */
+static inline bool sc_wait_any_idle(unsigned ms)
+{
+    for (unsigned waited = 0; waited < ms; waited += 50) {
+        if (sc_sh("sinfo -h -t idle -o %%n 2>/dev/null | grep -q .") == 0)
+            return true;
+        (void)usleep(50000);
+    }
+    return false;
+}
+
 static inline int sc_start_ctld(void)
 {
     return sc_sh("slurmctld -f '%s' >>'%s/log/start.log' 2>&1", sc.conf, sc.dir);

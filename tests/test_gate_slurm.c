@@ -152,36 +152,6 @@ static void test_timeout_on_the_node(void **state)
     assert_int_equal(keel_jobs_in_queue(), 0);
 }
 
-static void test_outage_blames_no_change(void **state)
-{
-    (void)state;
-    need_cluster();
-    fx_setup_repo("strategy = serial\nexecutor = slurm", "");
-    fx_branch("a", "a.txt", "a\n");
-    gate *g = fx_open();
-    long long a = fx_submit(g, "a", 0);
-    gate_close(g);
-    sc_kill9("slurmctld.pid"); /* the controller is down: no job can start */
-    g = fx_open();
-    gate_run_stats st;
-    keel_status s = gate_run(g, true, &st);
-    gate_close(g);
-    assert_false(keel_ok(s)); /* the gate's own failure, again and again: it stops */
-    keel_status_free(s);
-    assert_int_equal(st.landed, 0);
-    assert_int_equal(st.rejected, 0);
-    g = fx_open();
-    assert_int_equal(fx_state_of(g, a), GATE_CHANGE_QUEUED); /* blamed for nothing */
-    gate_close(g);
-    assert_true(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'gate-error'", NULL) > 0);
-    /* the controller is back: the same change lands */
-    assert_int_equal(sc_start_ctld(), 0);
-    assert_true(sc_wait_idle(20000));
-    st = fx_run_once();
-    assert_int_equal(st.landed, 1);
-    assert_int_equal(fx_times_landed("a"), 1);
-}
-
 /* ---- faults during a job ---------------------------------------------------------------- */
 
 typedef enum fault { FAULT_CTLD, FAULT_SLURMD, FAULT_CANCEL } fault;
@@ -263,6 +233,63 @@ static void run_with_fault(fault what, unsigned delay_ms)
     for (int i = 0; i < 100 && keel_jobs_in_queue() != 0; i++)
         (void)usleep(50000);
     assert_int_equal(keel_jobs_in_queue(), 0);
+}
+
+static void *kill_ctld_when_started(void *arg)
+{
+    (void)arg;
+    char path[192];
+    fx_marker(path, sizeof(path), ".started");
+    for (int i = 0; i < 3000 && access(path, F_OK) != 0; i++)
+        (void)usleep(5000);
+    sc_kill9("slurmctld.pid");
+    return NULL;
+}
+
+/*
+ * slurmctld killed for good during a's job: a's job outlives it and lands; b's cannot start,
+ * the gate pauses and stops, b queued and blamed for nothing; a gate started meanwhile stops
+ * too; with the controller back, b lands.
+ */
+static void test_outage_blames_no_change(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("strategy = serial\nexecutor = slurm\nretries = 0", "");
+    slow_branch("a", 2);
+    fx_branch("b", "b.txt", "b\n");
+    gate *g = fx_open();
+    long long a = fx_submit(g, "a", 0), b = fx_submit(g, "b", 0);
+    gate_close(g);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, kill_ctld_when_started, NULL), 0);
+    g = fx_open();
+    gate_run_stats st;
+    keel_status s = gate_run(g, true, &st);
+    gate_close(g);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_false(keel_ok(s)); /* the gate's own failure, again and again: it stops */
+    keel_status_free(s);
+    assert_int_equal(st.rejected, 0);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, a), GATE_CHANGE_LANDED);
+    assert_int_equal(fx_state_of(g, b), GATE_CHANGE_QUEUED); /* blamed for nothing */
+    gate_close(g);
+    assert_true(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'gate-error'", NULL) > 0);
+    /* started while the controller is down: it stops, deciding nothing */
+    g = fx_open();
+    s = gate_run(g, true, &st);
+    gate_close(g);
+    assert_false(keel_ok(s));
+    keel_status_free(s);
+    assert_int_equal(st.landed + st.rejected, 0);
+    /* the controller is back: b lands, a is not landed again */
+    assert_int_equal(sc_start_ctld(), 0);
+    assert_true(sc_wait_any_idle(20000));
+    st = fx_run_once();
+    assert_int_equal(st.landed, 1);
+    assert_int_equal(fx_times_landed("a"), 1);
+    assert_int_equal(fx_times_landed("b"), 1);
 }
 
 /* slurmctld killed within a second of the job's submission, and started again. */
