@@ -72,29 +72,30 @@ static inline bool sc_have(const char *prog)
     return sc_sh("command -v %s >/dev/null 2>&1", prog) == 0;
 }
 
-/* Wait until every node is idle (at most `ms`); true when they are. */
-static inline bool sc_wait_idle(unsigned ms)
+/* Wait until the shell command `cmd` succeeds (at most `ms`); true when it did. */
+static inline bool sc_wait_for(const char *cmd, unsigned ms)
 {
     for (unsigned waited = 0; waited < ms; waited += 50) {
-        if (sc_sh("test \"$(sinfo -h -o %%T 2>/dev/null | sort -u)\" = idle") == 0)
+        if (sc_sh("%s", cmd) == 0)
             return true;
         (void)usleep(50000);
     }
     return false;
 }
 
+/* Every node idle, within `ms`. */
+static inline bool sc_wait_idle(unsigned ms)
+{
+    return sc_wait_for("test \"$(sinfo -h -o %T 2>/dev/null | sort -u)\" = idle", ms);
+}
+
 /*
- * Wait until some node is idle (at most `ms`): after slurmctld was down while a job ended, its
- * node stays allocated in the controller's eyes until its slurmd registers again.
+ * Some node idle, within `ms`: after slurmctld was down while a job ended, its node stays
+ * allocated in the controller's eyes until its slurmd registers again.
  */
 static inline bool sc_wait_any_idle(unsigned ms)
 {
-    for (unsigned waited = 0; waited < ms; waited += 50) {
-        if (sc_sh("sinfo -h -t idle -o %%n 2>/dev/null | grep -q .") == 0)
-            return true;
-        (void)usleep(50000);
-    }
-    return false;
+    return sc_wait_for("sinfo -h -t idle -o %n 2>/dev/null | grep -q .", ms);
 }
 
 static inline int sc_start_ctld(void)
