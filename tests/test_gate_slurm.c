@@ -312,6 +312,63 @@ static void test_cancel_during_job(void **state)
 }
 
 /*
+ * keel-gate killed (kill -9) while its job runs on Slurm: the next run cancels that job (no
+ * one would read its result), runs the change again and lands it once.
+ */
+static void test_gate_killed_during_job(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("strategy = serial\nexecutor = slurm\nretries = 0", "");
+    fx_branch("a", "ci.sh",
+              "echo start >> \"$MARKER.runs\"\ntouch \"$MARKER.started\"\nsleep 3\n"
+              "echo done >> \"$MARKER.runs\"\n");
+    gate *g = fx_open();
+    long long a = fx_submit(g, "a", 0);
+    gate_close(g);
+    (void)fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        g = fx_open();
+        gate_run_stats st;
+        keel_status s = gate_run(g, true, &st);
+        _exit(keel_ok(s) ? 0 : 1);
+    }
+    char path[192];
+    fx_marker(path, sizeof(path), ".started");
+    for (int i = 0; i < 3000 && access(path, F_OK) != 0; i++)
+        (void)usleep(5000);
+    assert_int_equal(access(path, F_OK), 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_int_equal(keel_jobs_in_queue(), 1); /* its srun lives on, and so does the job */
+    gate_run_stats st = fx_run_once();
+    assert_int_equal(st.landed, 1);
+    assert_int_equal(st.rejected, 0);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, a), GATE_CHANGE_LANDED);
+    gate_close(g);
+    assert_int_equal(fx_times_landed("a"), 1);
+    /* two starts, one end: the killed gate's job was cancelled, not run to its end */
+    fx_marker(path, sizeof(path), ".runs");
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[32];
+    int starts = 0, ends = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        starts += strcmp(line, "start\n") == 0;
+        ends += strcmp(line, "done\n") == 0;
+    }
+    (void)fclose(f);
+    assert_int_equal(starts, 2);
+    assert_int_equal(ends, 1);
+    assert_int_equal(keel_jobs_in_queue(), 0);
+    assert_int_equal(sc_sh("ls %s.d/logs | grep -q -e '\\.spec' -e '\\.srun'", fx_state), 1);
+}
+
+/*
  * Reconciling cancels this state directory's jobs whose gate is gone, and only those (not a
  * live gate's, not another directory's), and removes the files such jobs left.
  */
@@ -387,6 +444,8 @@ int main(int argc, char **argv)
                                         cluster_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_during_job, cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_reconcile_cancels_orphans, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_gate_killed_during_job, cluster_setup,
                                         cluster_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
