@@ -13,6 +13,7 @@
 #define KEEL_TEST_SLURM_CLUSTER_H
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
@@ -183,10 +184,48 @@ static inline const char *sc_start(void)
     return NULL;
 }
 
+/*
+ * kill -9 of this cluster's slurmstepd processes (those whose environment names its
+ * slurm.conf): one whose job ended while slurmctld was down waits for it forever.
+ */
+static inline void sc_kill_stepds(void)
+{
+    char want[160];
+    (void)snprintf(want, sizeof(want), "SLURM_CONF=%s", sc.conf);
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return;
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char path[300], comm[32] = "", env[16384];
+        (void)snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        bool stepd = fgets(comm, sizeof(comm), f) != NULL && strncmp(comm, "slurmstepd", 10) == 0;
+        (void)fclose(f);
+        (void)snprintf(path, sizeof(path), "/proc/%s/environ", e->d_name);
+        f = stepd ? fopen(path, "r") : NULL;
+        if (f == NULL)
+            continue;
+        size_t n = fread(env, 1, sizeof(env) - 1, f);
+        (void)fclose(f);
+        env[n] = '\0';
+        bool ours = false;
+        for (size_t at = 0; at < n && !ours; at += strlen(env + at) + 1)
+            ours = strcmp(env + at, want) == 0;
+        if (ours)
+            (void)kill((pid_t)atoi(e->d_name), SIGKILL);
+    }
+    (void)closedir(d);
+}
+
 static inline void sc_stop(void)
 {
     if (!sc.up)
         return;
+    sc_kill_stepds();
     sc_kill9("slurmctld.pid");
     sc_kill9("slurmd-n1.pid");
     sc_kill9("slurmd-n2.pid");
