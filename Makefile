@@ -19,6 +19,8 @@ DEPS += libjansson-dev
 DEPS += man-db
 # the replay.fixture test reads the gate's results as bench/replay/run.sh does
 DEPS += jq sqlite3
+# the Slurm executor's tests start a cluster on localhost (tests/slurm_cluster.h)
+DEPS += slurm-wlm slurmctld slurmd slurm-client munge
 
 # what the benchmarks compare against, for make bench only: bench_heap loads mimalloc with
 # dlopen("libmimalloc.so.2") (its anchor row is missing without it)

@@ -26,6 +26,11 @@ const char *gate_strategy_name(gate_strategy s)
     return strategy_names[s];
 }
 
+const char *gate_executor_name(gate_executor e)
+{
+    return e == GATE_EXECUTOR_SLURM ? "slurm" : "local";
+}
+
 /* ---- words ------------------------------------------------------------------ */
 
 void gate_words_free(gate_words *w)
@@ -188,12 +193,13 @@ bool gate_words_shell(const char *text, gate_shell *sh)
 typedef enum section_kind { SECTION_NONE, SECTION_GATE, SECTION_CONFIG, SECTION_SKIP } section_kind;
 
 static const char *const gate_keys[] = {
-    "crash-limit", "target", "slots",   "strategy", "max-batch", "max-depth",
-    "retries",     "notify", "sandbox", "memory",   "processes", "cpu",
-    "output",      "disk",   "tmp",     "log-days", "log-max",   "pass-env"};
-static const char *const config_keys[] = {"build",   "test",     "env",    "timeout",   "required",
-                                          "network", "writable", "memory", "processes", "cpu",
-                                          "output",  "disk",     "tmp"};
+    "crash-limit", "target",   "slots",   "strategy",  "max-batch", "max-depth", "retries",
+    "notify",      "sandbox",  "memory",  "processes", "cpu",       "output",    "disk",
+    "tmp",         "log-days", "log-max", "pass-env",  "executor"};
+static const char *const config_keys[] = {
+    "build",    "test",      "env",        "timeout", "required",     "network",
+    "writable", "memory",    "processes",  "cpu",     "output",       "disk",
+    "tmp",      "partition", "constraint", "cpus",    "slurm-memory", "time-limit"};
 
 /* The limit keys, in [gate] (defaults) and [config NAME] (its own). */
 typedef struct limit_key {
@@ -512,6 +518,57 @@ static keel_status set_writable(const parse_state *st, const char *value, gate_w
     return s;
 }
 
+/*
+ * A Slurm partition or constraint: the characters Slurm's own syntax uses
+ * (names, and for a constraint `&`, `|`, `!`, `*`, counts and brackets), no
+ * blanks and not starting with '-' (the value is one argument of sbatch).
+ */
+static keel_status set_slurm_name(const parse_state *st, const char *key, const char *value,
+                                  const char *extra, char *out, size_t size)
+{
+    size_t len = strlen(value);
+    if (len == 0 || len >= size)
+        return errf(st, KEEL_E_RANGE, "'%s' must be 1 to %zu bytes long", key, size - 1);
+    if (value[0] == '-')
+        return errf(st, KEEL_E_PARSE, "'%s' cannot start with '-', not '%s'", key, value);
+    for (const char *p = value; *p != '\0'; p++) {
+        bool ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+                  (*p >= '0' && *p <= '9') || strchr("_.-", *p) != NULL ||
+                  strchr(extra, *p) != NULL;
+        if (!ok)
+            return errf(st, KEEL_E_PARSE, "'%s': '%c' is not allowed in '%s'", key, *p, value);
+    }
+    (void)snprintf(out, size, "%s", value);
+    return KEEL_OK;
+}
+
+/* The Slurm request keys of [config NAME]; KEEL_E_NOTFOUND when `key` is none of them. */
+static keel_status slurm_key(const parse_state *st, const char *key, const char *value,
+                             gate_slurm_request *r)
+{
+    if (strcmp(key, "partition") == 0)
+        return set_slurm_name(st, key, value, ",", r->partition, sizeof(r->partition));
+    if (strcmp(key, "constraint") == 0)
+        return set_slurm_name(st, key, value, "&|!*,:[]()", r->constraint, sizeof(r->constraint));
+    if (strcmp(key, "cpus") == 0)
+        return parse_uint(st, key, value, 1, 4096, &r->cpus);
+    if (strcmp(key, "time-limit") == 0)
+        return parse_uint(st, key, value, 0, 7 * 24 * 60, &r->time_min);
+    if (strcmp(key, "slurm-memory") == 0) {
+        keel_status s = gate_size_parse(value, &r->memory);
+        if (keel_ok(s) && r->memory != 0 && r->memory < (1ull << 20))
+            s = KEEL_ERR(KEEL_E_RANGE, "below 1M");
+        if (keel_ok(s))
+            return KEEL_OK;
+        keel_status_free(s);
+        return errf(st, KEEL_E_PARSE,
+                    "'slurm-memory' must be a size of at least 1M such as 512M or 4G (0: not "
+                    "asked), not '%s'",
+                    value);
+    }
+    return KEEL_ERR(KEEL_E_NOTFOUND, "not a slurm key");
+}
+
 static keel_status gate_key(parse_state *st, const char *key, const char *value)
 {
     gate_config *c = st->cfg;
@@ -557,6 +614,12 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
     }
     if (strcmp(key, "pass-env") == 0)
         return set_pass_env(st, value, &c->pass_env);
+    if (strcmp(key, "executor") == 0) {
+        if (strcmp(value, "local") != 0 && strcmp(value, "slurm") != 0)
+            return errf(st, KEEL_E_PARSE, "'executor' must be local or slurm, not '%s'", value);
+        c->executor = strcmp(value, "slurm") == 0 ? GATE_EXECUTOR_SLURM : GATE_EXECUTOR_LOCAL;
+        return KEEL_OK;
+    }
     unsigned bit = 0;
     keel_status ls = limit_key_parse(st, key, value, &c->limits, &bit);
     if (!KEEL_IS(ls, KEEL_E_NOTFOUND))
@@ -623,6 +686,10 @@ static keel_status config_key(parse_state *st, const char *key, const char *valu
     if (!KEEL_IS(ls, KEEL_E_NOTFOUND))
         return ls;
     keel_status_free(ls);
+    keel_status ss = slurm_key(st, key, value, &m->slurm);
+    if (!KEEL_IS(ss, KEEL_E_NOTFOUND))
+        return ss;
+    keel_status_free(ss);
     return unknown_key(st, key, config_keys, sizeof(config_keys) / sizeof(config_keys[0]),
                        "config");
 }

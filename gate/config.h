@@ -24,6 +24,7 @@
  *   log-days   = 30            # job logs older than this are removed ...
  *   log-max    = 1G            # ... and the oldest beyond this total
  *   pass-env   = CCACHE_DIR    # more variables a job gets from the gate
+ *   executor   = local         # local | slurm: where jobs run (gate/exec/slurm.h)
  *
  *   [config gcc-devel]
  *   build    = cmake --preset devel -DCMAKE_C_COMPILER=gcc
@@ -34,6 +35,11 @@
  *   network  = no              # yes: the job shares the host's network
  *   writable = /var/cache/ccache   # absolute paths the job may write
  *   memory   = 8G              # and any of the limits above for this one
+ *   partition    = ci          # with executor = slurm, the job's Slurm request:
+ *   constraint   = clang&x86_64   #   node features (sbatch -C), CPUs per job,
+ *   cpus         = 2           #   memory asked of Slurm (a size; 0: not asked),
+ *   slurm-memory = 4G          #   time limit in minutes (0: the timeout's, rounded
+ *   time-limit   = 20          #   up, plus one)
  *
  * `sandbox`, `network`, `writable`, `pass-env` and the limits are security
  * settings: the gate takes them from the TARGET's configuration (for the
@@ -103,6 +109,17 @@ enum {
     GATE_LIMIT_TMP = 1u << 5
 };
 
+typedef enum gate_executor { GATE_EXECUTOR_LOCAL, GATE_EXECUTOR_SLURM } gate_executor;
+
+/* What a configuration's job asks of Slurm (executor = slurm); "" and 0: not asked. */
+typedef struct gate_slurm_request {
+    char partition[64];
+    char constraint[256];
+    unsigned cpus;
+    unsigned long long memory; /* bytes */
+    unsigned time_min;         /* 0: the timeout's, rounded up to minutes, plus one */
+} gate_slurm_request;
+
 typedef struct gate_matrix_config {
     char name[GATE_CONFIG_NAME_MAX];
     gate_words build;
@@ -114,6 +131,7 @@ typedef struct gate_matrix_config {
     gate_words writable; /* absolute paths bound read-write */
     gate_limits limits;  /* its own, or [gate]'s where it sets none */
     unsigned limits_set; /* which of its limits it set (GATE_LIMIT_* bits) */
+    gate_slurm_request slurm;
 } gate_matrix_config;
 
 typedef struct gate_config {
@@ -131,6 +149,7 @@ typedef struct gate_config {
     unsigned log_days;          /* job logs older than this are removed (0: never) */
     unsigned long long log_max; /* bytes: the oldest logs beyond this are removed (0: no cap) */
     gate_words pass_env;        /* variable names jobs get from the gate's environment */
+    gate_executor executor;     /* where jobs run */
     gate_matrix_config configs[GATE_MAX_CONFIGS];
     size_t nconfigs;
 } gate_config;
@@ -157,6 +176,7 @@ KEEL_MUST_USE keel_status gate_config_check(const char *text, size_t len, const 
                                             gate_config **out);
 
 const char *gate_strategy_name(gate_strategy s);
+const char *gate_executor_name(gate_executor e);
 
 /*
  * A size as `512K`, `64M`, `4G`, `1T` (powers of 1024; a plain number is

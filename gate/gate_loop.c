@@ -29,6 +29,7 @@
 #include "exec.h"
 #include "gate_loop.h"
 #include "signature.h"
+#include "slurm.h"
 #include "store.h"
 #include "text.h"
 
@@ -548,6 +549,11 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
         s = gate_notify_start(g); /* before recovery: it may record landings to notify */
     if (keel_ok(s))
         s = gate_restart(g);
+    size_t lost = 0; /* Slurm jobs a killed keel-gate left (the target's executor is known now) */
+    if (keel_ok(s))
+        s = gate_slurm_start(g->tip_cfg, g->work, &lost);
+    if (keel_ok(s) && lost > 0)
+        gate_say(g, "cancelled %zu Slurm job(s) of a killed keel-gate\n", lost);
     if (keel_ok(s))
         s = gate_pool_new(gate_slots(g->tip_cfg), &g->pool);
     if (keel_ok(s))

@@ -305,6 +305,37 @@ static inline long long fx_submit(gate *g, const char *branch, int priority)
     return id;
 }
 
+/*
+ * Branches a, bad (its test fails: it holds a file named bad) and b, queued
+ * in that order: ids[0..2].
+ */
+static inline void fx_queue_with_bad(gate *g, long long ids[3])
+{
+    static const char *const names[] = {"a", "bad", "b"};
+    static const char *const paths[] = {"a.txt", "bad", "b.txt"};
+    static const char *const texts[] = {"a\n", "x\n", "b\n"};
+    for (int i = 0; i < 3; i++) {
+        fx_branch(names[i], paths[i], texts[i]);
+        ids[i] = fx_submit(g, names[i], 0);
+    }
+}
+
+/*
+ * A branch `branch` whose configuration (`gate_lines` in [gate], one job
+ * "unit" with timeout = 1) runs ci.sh = `ci`: a job that times out.
+ */
+static inline void fx_hang_branch(const char *branch, const char *gate_lines, const char *ci)
+{
+    char conf[512];
+    (void)snprintf(conf, sizeof(conf),
+                   "[gate]\n%s\n[config unit]\ntest = sh ci.sh\nenv = MARKER=%s/marker\n"
+                   "timeout = 1\n",
+                   gate_lines, fx_shared);
+    const fx_file f[] = {{"ci.sh", ci}, {".keel/gate.conf", conf}};
+    git_oid oid;
+    fx_commit(&fx_base, f, 2, branch, &oid);
+}
+
 static inline gate_change_state fx_state_of(gate *g, long long id)
 {
     gate_change c;

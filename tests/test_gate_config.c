@@ -111,6 +111,63 @@ static void test_bad_values(void **state)
     expect_error("[config a]\ntest = true\nenv = =x\n", KEEL_E_PARSE, "NAME=value", NULL);
 }
 
+/* executor = slurm and each configuration's Slurm request; errors name the key and value. */
+static void test_slurm_request(void **state)
+{
+    (void)state;
+    static const char text[] = "[gate]\nexecutor = slurm\n"
+                               "[config a]\ntest = true\npartition = ci\n"
+                               "constraint = clang&x86_64\ncpus = 2\nslurm-memory = 512M\n"
+                               "time-limit = 20\ntimeout = 60\n"
+                               "[config b]\ntest = true\n";
+    gate_config *c = NULL;
+    keel_status s = gate_config_parse(text, strlen(text), "gate.conf", &c);
+    assert_true(keel_ok(s));
+    assert_non_null(c);
+    if (c == NULL)
+        return;
+    assert_int_equal(c->executor, GATE_EXECUTOR_SLURM);
+    assert_string_equal(gate_executor_name(c->executor), "slurm");
+    const gate_slurm_request *r = &c->configs[0].slurm;
+    assert_string_equal(r->partition, "ci");
+    assert_string_equal(r->constraint, "clang&x86_64");
+    assert_int_equal(r->cpus, 2);
+    assert_int_equal(r->memory, 512ull << 20);
+    assert_int_equal(r->time_min, 20);
+    r = &c->configs[1].slurm; /* nothing asked */
+    assert_string_equal(r->partition, "");
+    assert_string_equal(r->constraint, "");
+    assert_int_equal(r->cpus, 0);
+    assert_int_equal(r->memory, 0);
+    assert_int_equal(r->time_min, 0);
+    gate_config_free(c);
+    static const char local[] = "[config a]\ntest = true\n";
+    s = gate_config_parse(local, strlen(local), "gate.conf", &c);
+    assert_true(keel_ok(s));
+    assert_int_equal(c->executor, GATE_EXECUTOR_LOCAL); /* the default */
+    gate_config_free(c);
+    expect_error("[gate]\nexecutor = pbs\n[config a]\ntest = true\n", KEEL_E_PARSE,
+                 ":2: 'executor' must be local or slurm, not 'pbs'", NULL);
+    expect_error("[config a]\ntest = true\npartition = ci main\n", KEEL_E_PARSE,
+                 ":3: 'partition': ' ' is not allowed in 'ci main'", NULL);
+    expect_error("[config a]\ntest = true\npartition = --uid=0\n", KEEL_E_PARSE,
+                 "'partition' cannot start with '-'", NULL);
+    expect_error("[config a]\ntest = true\nconstraint = gcc;reboot\n", KEEL_E_PARSE,
+                 "'constraint': ';' is not allowed in 'gcc;reboot'", NULL);
+    expect_error("[config a]\ntest = true\ncpus = 0\n", KEEL_E_RANGE,
+                 "'cpus' = 0 is out of range [1, 4096]", NULL);
+    expect_error("[config a]\ntest = true\nslurm-memory = lots\n", KEEL_E_PARSE,
+                 "'slurm-memory' must be a size", "not 'lots'");
+    expect_error("[config a]\ntest = true\nslurm-memory = 512\n", KEEL_E_PARSE,
+                 "'slurm-memory' must be a size of at least 1M", NULL);
+    expect_error("[config a]\ntest = true\ntime-limit = 99999999\n", KEEL_E_RANGE,
+                 "'time-limit' = 99999999 is out of range", NULL);
+    expect_error("[config a]\ntest = true\nconstrain = gcc\n", KEEL_E_NOTFOUND,
+                 "unknown key 'constrain'", "did you mean 'constraint'?");
+    expect_error("[gate]\npartition = ci\n[config a]\ntest = true\n", KEEL_E_NOTFOUND,
+                 "unknown key 'partition' in [gate]", NULL);
+}
+
 static void test_hostile_names(void **state)
 {
     (void)state;
@@ -410,7 +467,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_values),           cmocka_unit_test(test_hostile_names),
         cmocka_unit_test(test_structure_errors),     cmocka_unit_test(test_word_splitting),
         cmocka_unit_test(test_comments_and_escapes), cmocka_unit_test(test_writable_paths),
-        cmocka_unit_test(test_shell_syntax_refused), cmocka_unit_test(test_check_every_error),
+        cmocka_unit_test(test_slurm_request),        cmocka_unit_test(test_shell_syntax_refused),
+        cmocka_unit_test(test_check_every_error),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -139,12 +139,11 @@ static void test_git_daemon_lands_in_order(void **state)
     fx_setup_repo("strategy = serial\nretries = 0", "");
     if (!daemon_start())
         skip();
-    fx_branch("a", "a.txt", "a\n");
-    fx_branch("bad", "bad", "x\n");
-    fx_branch("b", "b.txt", "b\n");
     gate *g = fx_open();
-    long long a = fx_submit(g, "a", 0), bad = fx_submit(g, "bad", 0), b = fx_submit(g, "b", 0);
+    long long ids[3];
+    fx_queue_with_bad(g, ids);
     gate_close(g);
+    long long a = ids[0], bad = ids[1], b = ids[2];
     gate_run_stats st = fx_run_once();
     assert_int_equal(st.landed, 2);
     assert_int_equal(st.rejected, 1);

@@ -356,15 +356,8 @@ static void test_timeout_kills_group(void **state)
     (void)state;
     fx_setup_repo("strategy = serial\nretries = 0", "");
     /* a test that hangs and leaves a child behind; its config allows 1 s */
-    char conf[512];
-    (void)snprintf(conf, sizeof(conf),
-                   "[gate]\nslots = 1\nstrategy = serial\nretries = 0\n[config unit]\ntest = sh "
-                   "ci.sh\nenv = MARKER=%s/marker\ntimeout = 1\n",
-                   fx_shared);
-    const fx_file f[] = {{"ci.sh", "sleep 60 &\necho $! > \"$MARKER.pid\"\nsleep 60\n"},
-                         {".keel/gate.conf", conf}};
-    git_oid oid;
-    fx_commit(&fx_base, f, 2, "hang", &oid);
+    fx_hang_branch("hang", "slots = 1\nstrategy = serial\nretries = 0",
+                   "sleep 60 &\necho $! > \"$MARKER.pid\"\nsleep 60\n");
     gate *g = fx_open();
     long long id = fx_submit(g, "hang", 0);
     gate_close(g);

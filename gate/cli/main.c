@@ -2,11 +2,16 @@
  * main.c - the keel-gate program (the commands are in cli.c).
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "gate.h"
+#include "slurm.h"
 
 int main(int argc, char **argv)
 {
+    /* a Slurm node's side of a job (gate/exec/slurm.h), not a command of people's */
+    if (argc > 1 && strcmp(argv[1], GATE_SLURM_STEP_COMMAND) == 0)
+        return gate_slurm_step_main(argc, argv);
     keel_status s = keel_init();
     if (!keel_ok(s)) {
         (void)fprintf(stderr, "keel-gate: error: %s\n", keel_status_message(s));

@@ -17,6 +17,7 @@
 #include "gate.h"
 #include "heaps.h"
 #include "ranks.h"
+#include "slurm.h"
 
 enum { MAX_SLOTS = 256 };
 
@@ -143,6 +144,12 @@ void gate_job_execute(gate_job_run *j)
         return;
     }
     j->error[0] = '\0';
+    if (j->policy.executor == GATE_EXECUTOR_SLURM) { /* the whole job on a node, as here */
+        keel_status s = gate_slurm_run_job(j);
+        if (!keel_ok(s))
+            job_error(j, s);
+        return;
+    }
     unsigned long long used = 0;
     bool ok = true;
     if (j->build != NULL && j->build[0] != NULL)
@@ -299,6 +306,7 @@ void gate_job_from_config(gate_job_run *j, const gate_matrix_config *m)
     j->test = m->test.words;
     j->env = m->env.words;
     j->timeout_ms = m->timeout_s * 1000u;
+    j->slurm = m->slurm;
 }
 
 /* ---- log retention ------------------------------------------------------------------ */

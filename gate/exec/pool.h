@@ -29,6 +29,7 @@ typedef struct gate_job_run {
     size_t tree; /* the gatekeeper's: which of its work trees dir is (gate_loop.c) */
     char log[GATE_PATH_MAX];
     unsigned timeout_ms;
+    gate_slurm_request slurm;  /* its configuration's, for executor = slurm (policy.executor) */
     gate_job_policy policy;    /* sandbox, network, writable, limits: the target's (sandbox.h) */
     const gate_hidden *hidden; /* the gate's: what no job sees */
     const char *records;       /* the gate's: where running jobs leave a record, or NULL */

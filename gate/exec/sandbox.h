@@ -46,8 +46,9 @@ KEEL_MUST_USE keel_status gate_hidden_add(gate_hidden *h, const char *path, bool
  * each NUL-terminated, an empty one ends the list.
  */
 typedef struct gate_job_policy {
-    bool sandbox; /* bubblewrap; false: sandbox = none */
-    bool network; /* the host's network (network = yes) */
+    bool sandbox;           /* bubblewrap; false: sandbox = none */
+    bool network;           /* the host's network (network = yes) */
+    gate_executor executor; /* where it runs: [gate] executor of the target */
     gate_limits limits;
     char writable[GATE_POLICY_LIST]; /* absolute paths bound read-write */
     char pass_env[512];              /* names the job gets from the gate's environment */

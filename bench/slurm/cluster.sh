@@ -1,0 +1,58 @@
+# bench/slurm/cluster.sh: sourced; cluster_start starts a Slurm cluster on localhost under a temp
+# dir $D (private munged, slurmctld, slurmd n1 (feature gcc) and n2 (clang) of one CPU each, free
+# ports; SLURM_CONF exported; root needed), cluster_stop kills its daemons and removes $D.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+cluster_start() {
+    D=$(mktemp -d /tmp/keel-slurm-bench-XXXXXX)
+    chmod 755 "$D"
+    mkdir -p "$D/munge" "$D/state" "$D/spool" "$D/log"
+    chown munge:munge "$D/munge" && chmod 711 "$D/munge"
+    head -c 1024 /dev/urandom >"$D/munge/munge.key"
+    chown munge:munge "$D/munge/munge.key" && chmod 400 "$D/munge/munge.key"
+    runuser -u munge -- /usr/sbin/munged --socket="$D/munge/munge.socket" \
+        --key-file="$D/munge/munge.key" --pid-file="$D/munge/munged.pid" \
+        --log-file="$D/munge/munged.log" --seed-file="$D/munge/munged.seed"
+    export SLURM_CONF=$D/slurm.conf
+    cat >"$SLURM_CONF" <<CONF
+ClusterName=keel
+SlurmctldHost=localhost(127.0.0.1)
+SlurmctldPort=$(free_port)
+SlurmdPort=$(free_port)
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$D/munge/munge.socket
+SlurmUser=root
+SlurmdUser=root
+StateSaveLocation=$D/state
+SlurmdSpoolDir=$D/spool/%n
+SlurmctldPidFile=$D/slurmctld.pid
+SlurmdPidFile=$D/slurmd-%n.pid
+SlurmctldLogFile=$D/log/slurmctld.log
+SlurmdLogFile=$D/log/slurmd-%n.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+ReturnToService=2
+KillWait=2
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+NodeName=n1 NodeAddr=127.0.0.1 Port=$(free_port) CPUs=1 RealMemory=1000 Features=gcc State=UNKNOWN
+NodeName=n2 NodeAddr=127.0.0.1 Port=$(free_port) CPUs=1 RealMemory=1000 Features=clang State=UNKNOWN
+PartitionName=ci Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP
+CONF
+    slurmctld && slurmd -N n1 && slurmd -N n2
+    for _ in $(seq 200); do [ "$(sinfo -h -o %T | sort -u)" = idle ] && return 0; sleep 0.05; done
+    echo "cluster.sh: the nodes did not become idle (logs in $D/log)" >&2
+    return 1
+}
+
+cluster_stop() {
+    for f in slurmctld.pid slurmd-n1.pid slurmd-n2.pid munge/munged.pid; do
+        [ -s "$D/$f" ] && kill -9 "$(cat "$D/$f")" 2>/dev/null
+    done
+    rm -rf "$D"
+}

@@ -1,0 +1,253 @@
+/*
+ * tests/slurm_cluster.h - a real Slurm cluster on localhost for keel-gate's
+ * Slurm tests, started and torn down by the test itself, without systemd:
+ * munged with a private key and socket, slurmctld and two slurmd (n1:
+ * features gcc,debug; n2: clang,release; one CPU each) on free ports, a
+ * private slurm.conf, all under a temp dir; SLURM_CONF points at it.
+ *
+ * sc_start returns NULL when the cluster is up, else why it cannot start
+ * here (not root, Slurm or munge not installed, a daemon that would not
+ * start): the test skips, saying so.
+ */
+#ifndef KEEL_TEST_SLURM_CLUSTER_H
+#define KEEL_TEST_SLURM_CLUSTER_H
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct sc_cluster {
+    char dir[64];
+    char conf[128];
+    unsigned ports[4]; /* slurmctld, slurmd (default), n1, n2 */
+    bool up;
+} sc_cluster;
+
+static sc_cluster sc;
+
+/* A TCP port on 127.0.0.1 no one listens on now. */
+static inline unsigned sc_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return 0;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    unsigned port = 0;
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    (void)close(fd);
+    return port;
+}
+
+static inline int sc_sh(const char *fmt, ...) KEEL_PRINTF(1, 2);
+static inline int sc_sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    (void)vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    return rc == -1 ? -1 : WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+static inline bool sc_have(const char *prog)
+{
+    return sc_sh("command -v %s >/dev/null 2>&1", prog) == 0;
+}
+
+/* Wait until the shell command `cmd` succeeds (at most `ms`); true when it did. */
+static inline bool sc_wait_for(const char *cmd, unsigned ms)
+{
+    for (unsigned waited = 0; waited < ms; waited += 50) {
+        if (sc_sh("%s", cmd) == 0)
+            return true;
+        (void)usleep(50000);
+    }
+    return false;
+}
+
+/* Every node idle, within `ms`. */
+static inline bool sc_wait_idle(unsigned ms)
+{
+    return sc_wait_for("test \"$(sinfo -h -o %T 2>/dev/null | sort -u)\" = idle", ms);
+}
+
+/*
+ * Some node idle, within `ms`: after slurmctld was down while a job ended, its node stays
+ * allocated in the controller's eyes until its slurmd registers again.
+ */
+static inline bool sc_wait_any_idle(unsigned ms)
+{
+    return sc_wait_for("sinfo -h -t idle -o %n 2>/dev/null | grep -q .", ms);
+}
+
+static inline int sc_start_ctld(void)
+{
+    return sc_sh("slurmctld -f '%s' >>'%s/log/start.log' 2>&1", sc.conf, sc.dir);
+}
+
+static inline int sc_start_slurmd(const char *node)
+{
+    return sc_sh("slurmd -f '%s' -N %s >>'%s/log/start.log' 2>&1", sc.conf, node, sc.dir);
+}
+
+/* kill -9 of a daemon by its pid file (slurmctld.pid, slurmd-n1.pid). */
+static inline void sc_kill9(const char *pidfile)
+{
+    (void)sc_sh("test -s '%s/%s' && kill -9 $(cat '%s/%s') 2>/dev/null; rm -f '%s/%s'", sc.dir,
+                pidfile, sc.dir, pidfile, sc.dir, pidfile);
+}
+
+static inline const char *sc_start(void)
+{
+    memset(&sc, 0, sizeof(sc));
+    if (geteuid() != 0)
+        return "the Slurm tests start slurmctld, slurmd and munged: they need root";
+    static const char *const progs[] = {"slurmctld", "slurmd",  "srun",  "sbatch",
+                                        "squeue",    "scancel", "sinfo", "runuser"};
+    for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++)
+        if (!sc_have(progs[i]))
+            return "Slurm is not installed (make deps installs slurm-wlm, slurmctld, slurmd, "
+                   "slurm-client and munge)";
+    if (access("/usr/sbin/munged", X_OK) != 0 || getpwnam("munge") == NULL)
+        return "munge is not installed (make deps installs it)";
+    (void)snprintf(sc.dir, sizeof(sc.dir), "/tmp/keel-slurm-XXXXXX");
+    if (mkdtemp(sc.dir) == NULL)
+        return "no temp dir for the cluster";
+    (void)chmod(sc.dir, 0755);
+    (void)snprintf(sc.conf, sizeof(sc.conf), "%s/slurm.conf", sc.dir);
+    for (int i = 0; i < 4; i++)
+        for (int tries = 0; sc.ports[i] == 0 && tries < 10; tries++) {
+            unsigned p = sc_free_port();
+            bool dup = false;
+            for (int k = 0; k < i; k++)
+                dup |= sc.ports[k] == p;
+            sc.ports[i] = dup ? 0 : p;
+        }
+    if (sc_sh("set -e; cd '%s'; mkdir -p munge state spool log; chown munge:munge munge; "
+              "chmod 711 munge; head -c 1024 /dev/urandom >munge/munge.key; "
+              "chown munge:munge munge/munge.key; chmod 400 munge/munge.key; "
+              "runuser -u munge -- /usr/sbin/munged --socket=%s/munge/munge.socket "
+              "--key-file=%s/munge/munge.key --pid-file=%s/munge/munged.pid "
+              "--log-file=%s/munge/munged.log --seed-file=%s/munge/munged.seed",
+              sc.dir, sc.dir, sc.dir, sc.dir, sc.dir, sc.dir) != 0)
+        return "munged would not start (see its log in the cluster's temp dir)";
+    FILE *f = fopen(sc.conf, "w");
+    if (f == NULL)
+        return "cannot write slurm.conf";
+    (void)fprintf(
+        f,
+        "ClusterName=keel\nSlurmctldHost=localhost(127.0.0.1)\nSlurmctldPort=%u\n"
+        "SlurmdPort=%u\nAuthType=auth/munge\nCredType=cred/munge\n"
+        "AuthInfo=socket=%s/munge/munge.socket\nSlurmUser=root\nSlurmdUser=root\n"
+        "StateSaveLocation=%s/state\nSlurmdSpoolDir=%s/spool/%%n\n"
+        "SlurmctldPidFile=%s/slurmctld.pid\nSlurmdPidFile=%s/slurmd-%%n.pid\n"
+        "SlurmctldLogFile=%s/log/slurmctld.log\nSlurmdLogFile=%s/log/slurmd-%%n.log\n"
+        "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\n"
+        "JobAcctGatherType=jobacct_gather/none\nAccountingStorageType=accounting_storage/none\n"
+        "JobCompType=jobcomp/filetxt\nJobCompLoc=%s/log/jobcomp.txt\n"
+        "SelectType=select/cons_tres\nSelectTypeParameters=CR_Core\nMpiDefault=none\n"
+        "ReturnToService=2\nKillWait=2\nMessageTimeout=2\nMinJobAge=30\n"
+        "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0\n"
+        "NodeName=n1 NodeAddr=127.0.0.1 Port=%u CPUs=1 RealMemory=1000 Features=gcc,debug "
+        "State=UNKNOWN\n"
+        "NodeName=n2 NodeAddr=127.0.0.1 Port=%u CPUs=1 RealMemory=1000 Features=clang,release "
+        "State=UNKNOWN\n"
+        "PartitionName=ci Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP\n",
+        sc.ports[0], sc.ports[1], sc.dir, sc.dir, sc.dir, sc.dir, sc.dir, sc.dir, sc.dir, sc.dir,
+        sc.ports[2], sc.ports[3]);
+    (void)fclose(f);
+    (void)setenv("SLURM_CONF", sc.conf, 1);
+    sc.up = true; /* from here sc_stop tears down what started */
+    if (sc_start_ctld() != 0 || sc_start_slurmd("n1") != 0 || sc_start_slurmd("n2") != 0)
+        return "slurmctld or slurmd would not start (see the logs in the cluster's temp dir)";
+    if (!sc_wait_idle(20000))
+        return "the Slurm nodes did not become idle within 20 s";
+    return NULL;
+}
+
+/*
+ * kill -9 of this cluster's slurmstepd processes (those whose environment names its
+ * slurm.conf): one whose job ended while slurmctld was down waits for it forever.
+ */
+static inline void sc_kill_stepds(void)
+{
+    char want[160];
+    (void)snprintf(want, sizeof(want), "SLURM_CONF=%s", sc.conf);
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return;
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char path[300], comm[32] = "", env[16384];
+        (void)snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        bool stepd = fgets(comm, sizeof(comm), f) != NULL && strncmp(comm, "slurmstepd", 10) == 0;
+        (void)fclose(f);
+        (void)snprintf(path, sizeof(path), "/proc/%s/environ", e->d_name);
+        f = stepd ? fopen(path, "r") : NULL;
+        if (f == NULL)
+            continue;
+        size_t n = fread(env, 1, sizeof(env) - 1, f);
+        (void)fclose(f);
+        env[n] = '\0';
+        bool ours = false;
+        for (size_t at = 0; at < n && !ours; at += strlen(env + at) + 1)
+            ours = strcmp(env + at, want) == 0;
+        if (ours)
+            (void)kill((pid_t)atoi(e->d_name), SIGKILL);
+    }
+    (void)closedir(d);
+}
+
+static inline void sc_stop(void)
+{
+    if (!sc.up)
+        return;
+    sc_kill_stepds();
+    sc_kill9("slurmctld.pid");
+    sc_kill9("slurmd-n1.pid");
+    sc_kill9("slurmd-n2.pid");
+    sc_kill9("munge/munged.pid");
+    if (getenv("KEEL_TEST_KEEP_CLUSTER") == NULL)
+        (void)sc_sh("rm -rf -- '%s'", sc.dir);
+    sc.up = false;
+}
+
+/* Lines of the cluster's job completion log holding `needle`. */
+static inline int sc_jobcomp_count(const char *needle)
+{
+    char path[160], line[4096];
+    (void)snprintf(path, sizeof(path), "%s/log/jobcomp.txt", sc.dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    int n = 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, needle) != NULL;
+    (void)fclose(f);
+    return n;
+}
+
+#endif /* KEEL_TEST_SLURM_CLUSTER_H */

@@ -1,0 +1,452 @@
+/*
+ * test_gate_slurm.c - keel-gate's Slurm executor (executor = slurm) on a real
+ * Slurm cluster on localhost that each test starts and tears down
+ * (slurm_cluster.h): a queue landing through Slurm, a matrix routed by node
+ * features, a timeout, cancel, and kill -9 of slurmctld, of a slurmd and of
+ * the gate itself during jobs: every change decided once, none blamed for
+ * the cluster's fault.  Skipped, saying why, where Slurm cannot start.
+ *
+ * The nodes run this test program as keel-gate's job runner
+ * (`test_gate_slurm slurm-step <spec>`, as `keel-gate slurm-step` would).
+ */
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "gate_fixture.h"
+#include "slurm.h"
+#include "slurm_cluster.h"
+
+static int cluster_setup(void **state)
+{
+    (void)state;
+    fx_dir[0] = '\0';
+    return 0;
+}
+
+static int cluster_teardown(void **state)
+{
+    sc_stop();
+    return fx_teardown(state);
+}
+
+/* The cluster, or the test skips saying why. */
+static void need_cluster(void)
+{
+    const char *why = sc_start();
+    if (why != NULL) {
+        sc_stop();
+        (void)fprintf(stderr, "skipped: %s\n", why);
+        skip();
+    }
+}
+
+/* Jobs of keel's still queued or running on the cluster. */
+static int keel_jobs_in_queue(void)
+{
+    return sc_sh("test -z \"$(squeue -h -o %%j | grep '^keel-')\"") == 0 ? 0 : 1;
+}
+
+/* With GATE_TEST_VERBOSE: the job logs, to see what the nodes did. */
+static void dump_logs(void)
+{
+    if (getenv("GATE_TEST_VERBOSE") != NULL)
+        (void)sc_sh("tail -n +1 %s.d/logs/job-*.log >&2", fx_state);
+}
+
+static void test_queue_lands_through_slurm(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("strategy = serial\nexecutor = slurm\nretries = 0", "");
+    gate *g = fx_open();
+    long long ids[3]; /* bad's test fails on the node: rejected, as locally */
+    fx_queue_with_bad(g, ids);
+    gate_close(g);
+    gate_run_stats st = fx_run_once();
+    assert_int_equal(st.landed, 2);
+    assert_int_equal(st.rejected, 1);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, ids[0]), GATE_CHANGE_LANDED);
+    assert_int_equal(fx_state_of(g, ids[1]), GATE_CHANGE_REJECTED);
+    assert_int_equal(fx_state_of(g, ids[2]), GATE_CHANGE_LANDED);
+    gate_close(g);
+    fx_assert_tip_tested();
+    /* each job ran as a Slurm job named by keel's id, and left no file behind */
+    long long jobs = fx_sql_int("SELECT count(*) FROM jobs", NULL);
+    assert_true(jobs >= 3);
+    assert_int_equal(sc_jobcomp_count("Name=keel-"), (int)jobs);
+    assert_int_equal(sc_sh("ls %s.d/logs | grep -q -e '\\.spec' -e '\\.srun'", fx_state), 1);
+    assert_int_equal(keel_jobs_in_queue(), 0);
+}
+
+static void test_matrix_routed_by_features(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("", "");
+    char conf[1400];
+    (void)snprintf(conf, sizeof(conf),
+                   "[gate]\nstrategy = serial\nexecutor = slurm\npass-env = SLURMD_NODENAME\n"
+                   "[config gcc]\ntest = sh -c 'echo \"$SLURMD_NODENAME\" > \"$MARKER\"'\n"
+                   "env = MARKER=%s/gcc\nwritable = %s\nconstraint = gcc\ntimeout = 30\n"
+                   "[config clang]\ntest = sh -c 'echo \"$SLURMD_NODENAME\" > \"$MARKER\"'\n"
+                   "env = MARKER=%s/clang\nwritable = %s\nconstraint = clang&release\n"
+                   "cpus = 1\nslurm-memory = 100M\ntimeout = 30\n",
+                   fx_shared, fx_shared, fx_shared, fx_shared);
+    const fx_file cf[] = {{".keel/gate.conf", conf}};
+    fx_commit(&fx_base, cf, 1, "main", &fx_base); /* the target's: writable is a security setting */
+    fx_branch("a", "a.txt", "a\n");
+    gate *g = fx_open();
+    long long a = fx_submit(g, "a", 0);
+    gate_close(g);
+    gate_run_stats st = fx_run_once();
+    dump_logs();
+    assert_int_equal(st.landed, 1);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, a), GATE_CHANGE_LANDED);
+    gate_close(g);
+    char path[160], node[16];
+    static const char *const want[][2] = {{"gcc", "n1"}, {"clang", "n2"}};
+    for (int i = 0; i < 2; i++) {
+        (void)snprintf(path, sizeof(path), "%s/%s", fx_shared, want[i][0]);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        assert_non_null(fgets(node, sizeof(node), f));
+        (void)fclose(f);
+        node[strcspn(node, "\n")] = '\0';
+        assert_string_equal(node, want[i][1]);
+    }
+}
+
+static void test_timeout_on_the_node(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("strategy = serial\nexecutor = slurm\nretries = 0", "");
+    fx_hang_branch("hang", "slots = 1\nstrategy = serial\nretries = 0\nexecutor = slurm",
+                   "sleep 60\n");
+    gate *g = fx_open();
+    long long id = fx_submit(g, "hang", 0);
+    gate_close(g);
+    unsigned long long t0 = (unsigned long long)time(NULL);
+    gate_run_stats st = fx_run_once();
+    assert_true((unsigned long long)time(NULL) - t0 < 20);
+    assert_int_equal(st.rejected, 1);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, id), GATE_CHANGE_REJECTED);
+    gate_close(g);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM jobs WHERE state = 'timeout'", NULL), 1);
+    assert_int_equal(keel_jobs_in_queue(), 0);
+}
+
+/* ---- faults during a job ---------------------------------------------------------------- */
+
+typedef enum fault { FAULT_CTLD, FAULT_SLURMD, FAULT_CANCEL } fault;
+
+typedef struct fault_ctx {
+    fault what;
+    unsigned delay_ms; /* after the job started */
+    long long change;
+    bool started; /* the job was seen running */
+    keel_status result;
+} fault_ctx;
+
+static void *inject(void *arg)
+{
+    fault_ctx *fc = (fault_ctx *)arg;
+    char path[192];
+    fx_marker(path, sizeof(path), ".started");
+    for (int i = 0; i < 3000 && access(path, F_OK) != 0; i++)
+        (void)usleep(5000);
+    fc->started = access(path, F_OK) == 0;
+    (void)usleep(fc->delay_ms * 1000u);
+    if (fc->what == FAULT_CTLD) {
+        sc_kill9("slurmctld.pid");
+        (void)usleep(1000000);
+        (void)sc_start_ctld();
+    } else if (fc->what == FAULT_SLURMD) {
+        sc_kill9("slurmd-n1.pid");
+        sc_kill9("slurmd-n2.pid");
+        (void)usleep(1000000);
+        (void)sc_start_slurmd("n1");
+        (void)sc_start_slurmd("n2");
+    } else {
+        gate *g = fx_open();
+        fc->result = gate_cancel(g, fc->change);
+        gate_close(g);
+    }
+    return NULL;
+}
+
+/* A change whose test runs for `seconds`, saying when it started and ended. */
+static void slow_branch(const char *branch, unsigned seconds)
+{
+    char ci[256];
+    (void)snprintf(ci, sizeof(ci),
+                   "test ! -e bad\ntouch \"$MARKER.started\"\nsleep %u\ntouch \"$MARKER.done\"\n",
+                   seconds);
+    fx_branch(branch, "ci.sh", ci);
+}
+
+static void run_with_fault(fault what, unsigned delay_ms)
+{
+    need_cluster();
+    fx_setup_repo("strategy = serial\nexecutor = slurm\nretries = 0", "");
+    slow_branch("a", 3);
+    gate *g = fx_open();
+    fault_ctx fc = {what, delay_ms, fx_submit(g, "a", 0), false, KEEL_OK};
+    gate_close(g);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, inject, &fc), 0);
+    g = fx_open();
+    gate_run_stats st;
+    keel_status s = gate_run(g, true, &st);
+    gate_close(g);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(fc.started);
+    fx_ok(s);
+    g = fx_open();
+    gate_change_state want = what == FAULT_CANCEL ? GATE_CHANGE_CANCELLED : GATE_CHANGE_LANDED;
+    assert_int_equal(fx_state_of(g, fc.change), want);
+    gate_close(g);
+    assert_int_equal(st.rejected, 0); /* none blamed for the cluster's fault */
+    assert_int_equal(fx_times_landed("a"), what == FAULT_CANCEL ? 0 : 1);
+    if (what == FAULT_CANCEL) {
+        fx_ok(fc.result);
+        char path[192];
+        fx_marker(path, sizeof(path), ".done");
+        assert_int_not_equal(access(path, F_OK), 0); /* the job was stopped, not waited for */
+    }
+    for (int i = 0; i < 100 && keel_jobs_in_queue() != 0; i++)
+        (void)usleep(50000);
+    assert_int_equal(keel_jobs_in_queue(), 0);
+}
+
+static void *kill_ctld_when_started(void *arg)
+{
+    (void)arg;
+    char path[192];
+    fx_marker(path, sizeof(path), ".started");
+    for (int i = 0; i < 3000 && access(path, F_OK) != 0; i++)
+        (void)usleep(5000);
+    sc_kill9("slurmctld.pid");
+    return NULL;
+}
+
+/*
+ * slurmctld killed for good during a's job: a's job outlives it and lands; b's cannot start,
+ * the gate pauses and stops, b queued and blamed for nothing; a gate started meanwhile stops
+ * too; with the controller back, b lands.
+ */
+static void test_outage_blames_no_change(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("strategy = serial\nexecutor = slurm\nretries = 0", "");
+    slow_branch("a", 2);
+    fx_branch("b", "b.txt", "b\n");
+    gate *g = fx_open();
+    long long a = fx_submit(g, "a", 0), b = fx_submit(g, "b", 0);
+    gate_close(g);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, kill_ctld_when_started, NULL), 0);
+    g = fx_open();
+    gate_run_stats st;
+    keel_status s = gate_run(g, true, &st);
+    gate_close(g);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_false(keel_ok(s)); /* the gate's own failure, again and again: it stops */
+    keel_status_free(s);
+    assert_int_equal(st.rejected, 0);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, a), GATE_CHANGE_LANDED);
+    assert_int_equal(fx_state_of(g, b), GATE_CHANGE_QUEUED); /* blamed for nothing */
+    gate_close(g);
+    assert_true(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'gate-error'", NULL) > 0);
+    /* started while the controller is down: it stops, deciding nothing */
+    g = fx_open();
+    s = gate_run(g, true, &st);
+    gate_close(g);
+    assert_false(keel_ok(s));
+    keel_status_free(s);
+    assert_int_equal(st.landed + st.rejected, 0);
+    /* the controller is back: b lands, a is not landed again */
+    assert_int_equal(sc_start_ctld(), 0);
+    assert_true(sc_wait_any_idle(20000));
+    st = fx_run_once();
+    assert_int_equal(st.landed, 1);
+    assert_int_equal(fx_times_landed("a"), 1);
+    assert_int_equal(fx_times_landed("b"), 1);
+}
+
+/* slurmctld killed within a second of the job's submission, and started again. */
+static void test_ctld_killed_during_job(void **state)
+{
+    (void)state;
+    run_with_fault(FAULT_CTLD, 0);
+}
+
+static void test_slurmd_killed_during_job(void **state)
+{
+    (void)state;
+    run_with_fault(FAULT_SLURMD, 200);
+}
+
+static void test_cancel_during_job(void **state)
+{
+    (void)state;
+    run_with_fault(FAULT_CANCEL, 200);
+}
+
+/*
+ * keel-gate killed (kill -9) while its job runs on Slurm: the next run cancels that job (no
+ * one would read its result), runs the change again and lands it once.
+ */
+static void test_gate_killed_during_job(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("strategy = serial\nexecutor = slurm\nretries = 0", "");
+    fx_branch("a", "ci.sh",
+              "echo start >> \"$MARKER.runs\"\ntouch \"$MARKER.started\"\nsleep 3\n"
+              "echo done >> \"$MARKER.runs\"\n");
+    gate *g = fx_open();
+    long long a = fx_submit(g, "a", 0);
+    gate_close(g);
+    (void)fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        g = fx_open();
+        gate_run_stats st;
+        keel_status s = gate_run(g, true, &st);
+        _exit(keel_ok(s) ? 0 : 1);
+    }
+    char path[192];
+    fx_marker(path, sizeof(path), ".started");
+    for (int i = 0; i < 3000 && access(path, F_OK) != 0; i++)
+        (void)usleep(5000);
+    assert_int_equal(access(path, F_OK), 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_int_equal(keel_jobs_in_queue(), 1); /* its srun lives on, and so does the job */
+    gate_run_stats st = fx_run_once();
+    assert_int_equal(st.landed, 1);
+    assert_int_equal(st.rejected, 0);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, a), GATE_CHANGE_LANDED);
+    gate_close(g);
+    assert_int_equal(fx_times_landed("a"), 1);
+    /* two starts, one end: the killed gate's job was cancelled, not run to its end */
+    fx_marker(path, sizeof(path), ".runs");
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[32];
+    int starts = 0, ends = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        starts += strcmp(line, "start\n") == 0;
+        ends += strcmp(line, "done\n") == 0;
+    }
+    (void)fclose(f);
+    assert_int_equal(starts, 2);
+    assert_int_equal(ends, 1);
+    assert_int_equal(keel_jobs_in_queue(), 0);
+    assert_int_equal(sc_sh("ls %s.d/logs | grep -q -e '\\.spec' -e '\\.srun'", fx_state), 1);
+}
+
+/*
+ * Reconciling cancels this state directory's jobs whose gate is gone, and only those (not a
+ * live gate's, not another directory's), and removes the files such jobs left.
+ */
+static void test_reconcile_cancels_orphans(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("", "");
+    char logs[160], other[160];
+    (void)snprintf(logs, sizeof(logs), "%s/logs", fx_dir);
+    (void)snprintf(other, sizeof(other), "%s/other", fx_dir);
+    assert_int_equal(mkdir(logs, 0755), 0);
+    pid_t dead = fork(); /* a pid no process has once it is reaped */
+    assert_true(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    const struct {
+        const char *name, *dir;
+        long pid;
+    } jobs[] = {{"keel-1", logs, (long)dead},
+                {"keel-2", logs, (long)getpid()},
+                {"keel-3", other, (long)dead}};
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(
+            sc_sh("sbatch -Q --no-requeue -J %s --comment=keel:job=%zu,pid=%ld,logs=%s "
+                  "-o /dev/null --wrap 'sleep 60'",
+                  jobs[i].name, i + 1, jobs[i].pid, jobs[i].dir),
+            0);
+    static const char *const left[] = {"job-1.log.spec", "job-1.log.spec.result", "job-1.log.srun"};
+    char path[256];
+    for (size_t i = 0; i < 3; i++) {
+        (void)snprintf(path, sizeof(path), "%s/%s", logs, left[i]);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        (void)fclose(f);
+    }
+    size_t cancelled = 0;
+    fx_ok(gate_slurm_reconcile(logs, &cancelled));
+    assert_int_equal(cancelled, 1);
+    for (int i = 0; i < 100 && sc_sh("squeue -h -n keel-1 -o %%i | grep -q .") == 0; i++)
+        (void)usleep(50000);
+    assert_int_not_equal(sc_sh("squeue -h -n keel-1 -o %%i | grep -q ."), 0); /* cancelled */
+    assert_int_equal(sc_sh("squeue -h -n keel-2 -o %%i | grep -q ."), 0);     /* its gate lives */
+    assert_int_equal(sc_sh("squeue -h -n keel-3 -o %%i | grep -q ."), 0); /* another directory's */
+    for (size_t i = 0; i < 3; i++) {
+        (void)snprintf(path, sizeof(path), "%s/%s", logs, left[i]);
+        assert_int_not_equal(access(path, F_OK), 0);
+    }
+    (void)sc_sh("scancel -n keel-2,keel-3");
+    /* the cluster unreachable: an error, nothing decided */
+    sc_kill9("slurmctld.pid");
+    keel_status s = gate_slurm_reconcile(logs, &cancelled);
+    assert_true(KEEL_IS(s, KEEL_E_IO));
+    keel_status_free(s);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], GATE_SLURM_STEP_COMMAND) == 0)
+        return gate_slurm_step_main(argc, argv); /* a node runs a step, as keel-gate would */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_queue_lands_through_slurm, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_matrix_routed_by_features, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_on_the_node, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_outage_blames_no_change, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_ctld_killed_during_job, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_slurmd_killed_during_job, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_during_job, cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_reconcile_cancels_orphans, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_gate_killed_during_job, cluster_setup,
+                                        cluster_teardown),
+    };
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}
