@@ -28,6 +28,7 @@
 
 #include "exec.h"
 #include "gate_int.h"
+#include "store_web.h"
 #include "signature.h"
 #include "store.h"
 #include "text.h"
@@ -1141,8 +1142,11 @@ static keel_status decide(gate *g, const gate_sched_decision *d)
     return KEEL_ERR(KEEL_E_INTERNAL, "unknown decision %d", (int)d->kind);
 }
 
-/* Decisions, then new builds, until neither has anything. */
-static keel_status pump(gate *g)
+/*
+ * Decisions, then new builds, until neither has anything.  `paused` (the
+ * queue paused through the API, store_web.h): decisions only, no new build.
+ */
+static keel_status pump(gate *g, bool paused)
 {
     keel_status s = KEEL_OK;
     bool progress = true;
@@ -1158,7 +1162,7 @@ static keel_status pump(gate *g)
         }
         gate_sched_build b;
         bool have = false;
-        if (keel_ok(s) && !stop_requested(g))
+        if (keel_ok(s) && !stop_requested(g) && !paused)
             s = gate_sched_next(g->sched, &b, &have);
         if (keel_ok(s) && have) {
             progress = true;
@@ -1259,11 +1263,14 @@ static keel_status turn(gate *g, bool once, bool *done)
     prune_logs(g);
     take_pushed(g);
     unsigned gen = g->gen;
-    keel_status s = sync_queue(g);
+    bool paused = false; /* paused: what runs finishes and is decided, nothing new starts */
+    keel_status s = gate_store_paused(g->store, g->target, &paused, NULL, 0, NULL);
+    if (keel_ok(s))
+        s = sync_queue(g);
     if (keel_ok(s))
         s = start_again(g);
     if (keel_ok(s))
-        s = pump(g);
+        s = pump(g, paused);
     if (!keel_ok(s) || gen != g->gen)
         return s; /* restarted (a lost compare-and-swap): the queue is read again */
     gate_sched_stats st;
@@ -1271,6 +1278,8 @@ static keel_status turn(gate *g, bool once, bool *done)
     unsigned outstanding = gate_pool_outstanding(g->pool);
     if (st.queued == 0 && st.testing == 0 && outstanding == 0 && g->nagain == 0) {
         *done = once;
+    } else if (outstanding == 0 && st.running == 0 && g->nagain == 0 && paused) {
+        *done = once; /* the rest waits for the queue to resume */
     } else if (outstanding == 0 && st.running == 0 && g->nagain == 0) {
         return KEEL_ERR(KEEL_E_INTERNAL, "the scheduler holds %zu changes but starts nothing",
                         st.queued + st.testing);
