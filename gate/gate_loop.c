@@ -1276,11 +1276,11 @@ static keel_status turn(gate *g, bool once, bool *done)
     gate_sched_stats st;
     gate_sched_stats_get(g->sched, &st);
     unsigned outstanding = gate_pool_outstanding(g->pool);
-    if (st.queued == 0 && st.testing == 0 && outstanding == 0 && g->nagain == 0) {
+    bool idle = outstanding == 0 && st.running == 0 && g->nagain == 0;
+    if ((st.queued == 0 && st.testing == 0 && outstanding == 0 && g->nagain == 0) ||
+        (idle && paused)) { /* paused: the rest waits for the queue to resume */
         *done = once;
-    } else if (outstanding == 0 && st.running == 0 && g->nagain == 0 && paused) {
-        *done = once; /* the rest waits for the queue to resume */
-    } else if (outstanding == 0 && st.running == 0 && g->nagain == 0) {
+    } else if (idle) {
         return KEEL_ERR(KEEL_E_INTERNAL, "the scheduler holds %zu changes but starts nothing",
                         st.queued + st.testing);
     }
