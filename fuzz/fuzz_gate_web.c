@@ -20,23 +20,40 @@
  */
 #include "fuzz_gate.h"
 
+#include <ftw.h>
 #include <jansson.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "web.h"
 
 static gate *fz_gate;
+static char fz_dir[] = "/tmp/keel-fuzz-web-XXXXXX";
+
+static int fz_remove(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* At exit: the gate closed, its repository removed. */
+static void fz_close(void)
+{
+    gate_close(fz_gate);
+    (void)nftw(fz_dir, fz_remove, 16, FTW_DEPTH | FTW_PHYS);
+}
 static char fz_admin[GATE_TOKEN_MAX + 16], fz_read[GATE_TOKEN_MAX + 16];
 
 /* A gate over a new empty repository, its store in memory (once, for the whole run). */
 static void fz_open(void)
 {
-    char dir[] = "/tmp/keel-fuzz-web-XXXXXX";
-    if (mkdtemp(dir) == NULL)
+    if (mkdtemp(fz_dir) == NULL)
         abort();
     char repo[64];
-    (void)snprintf(repo, sizeof(repo), "%s/repo.git", dir);
+    (void)snprintf(repo, sizeof(repo), "%s/repo.git", fz_dir);
     git_repository *r = NULL;
     if (git_repository_init(&r, repo, 1) != 0)
         abort();
@@ -50,6 +67,7 @@ static void fz_open(void)
     keel_status s = gate_open(&o, &fz_gate);
     if (!keel_ok(s))
         abort();
+    (void)atexit(fz_close);
     char token[GATE_TOKEN_MAX], hash[GATE_TOKEN_HASH_HEX];
     gate_role roles[] = {GATE_ROLE_ADMIN, GATE_ROLE_READ};
     char *outs[] = {fz_admin, fz_read};
