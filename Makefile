@@ -13,8 +13,11 @@ FUZZ_SECONDS ?= 600
 DEPS := cmake ninja-build make gcc g++ clang clang-tidy clang-tools clang-format cppcheck \
         libclang-rt-14-dev pkg-config git libcmocka-dev libdw-dev libelf-dev \
         libsqlite3-dev libgit2-dev libjemalloc-dev libfiu-dev binutils bubblewrap
-# a strict JSON parser for the tests of keel-gate's --json output
+# a strict JSON parser for the tests of keel-gate's --json output, and keel-gate serve's JSON
 DEPS += libjansson-dev
+# keel-gate serve: the HTTP server, and SHA-256 for its tokens (nettle, which gnutls under MHD
+# links too)
+DEPS += libmicrohttpd-dev nettle-dev
 # man: the tests render the manual pages the programs write (man -l, groff's warnings)
 DEPS += man-db
 # the replay.fixture test reads the gate's results as bench/replay/run.sh does
@@ -25,6 +28,8 @@ DEPS += slurm-wlm slurmctld slurmd slurm-client munge
 # what the benchmarks compare against, for make bench only: bench_heap loads mimalloc with
 # dlopen("libmimalloc.so.2") (its anchor row is missing without it)
 BENCH_DEPS := libmimalloc2.0
+# keel-gate serve's load benchmark (bench/web_load.sh)
+BENCH_DEPS += wrk
 # what bench/replay/run.sh reads the gate's results with, for make bench-replay (DEPS has them
 # too, for the replay.fixture test)
 REPLAY_DEPS := jq sqlite3

@@ -298,6 +298,12 @@ const char *gate_target(const gate *g)
     return g->target;
 }
 
+const char *gate_state_dir(const gate *g)
+{
+    KEEL_ASSERT(g != NULL);
+    return g->work;
+}
+
 void gate_status_line(keel_status s, char *buf, size_t size)
 {
     KEEL_ASSERT(buf != NULL && size > 0);
@@ -459,6 +465,12 @@ keel_status gate_already_in_event(gate *g, const char *branch, const char *head,
 
 keel_status gate_submit(gate *g, const char *branch, int priority, long long *id)
 {
+    return gate_submit_at(g, branch, NULL, priority, id);
+}
+
+keel_status gate_submit_at(gate *g, const char *branch, const char *expected_head, int priority,
+                           long long *id)
+{
     KEEL_ASSERT(g != NULL && id != NULL);
     keel_status s = gate_branch_check(branch);
     if (!keel_ok(s))
@@ -468,6 +480,13 @@ keel_status gate_submit(gate *g, const char *branch, int priority, long long *id
     /* a commit; an annotated tag is peeled to its commit, a blob or a tree refused */
     char head[GATE_HEX], tag[GATE_HEX], peeled[2 * GATE_HEX + 64] = "", tip[GATE_HEX];
     s = gate_branch_commit(g->repo, branch, head, tag);
+    if (keel_ok(s) && expected_head != NULL && strcmp(head, expected_head) != 0)
+        return keel_status_with_str(
+            KEEL_ERR(KEEL_E_CONFLICT,
+                     "branch '%s' is at %s, not at the expected head '%s': it moved (or the "
+                     "expected head is not its commit)",
+                     branch, head, expected_head),
+            "head", head);
     keel_status t = keel_ok(s) ? gate_branch_head(g->repo, g->target, tip) : KEEL_OK;
     if (KEEL_IS(t, KEEL_E_NOTFOUND)) { /* a target without commits holds nothing yet */
         keel_status_free(t);

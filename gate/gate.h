@@ -51,6 +51,8 @@ void gate_close(gate *g);
 
 gate_store *gate_get_store(gate *g);
 const char *gate_target(const gate *g);
+/* <state>.d: the jobs' logs (logs/), the targets' locks and records */
+const char *gate_state_dir(const gate *g);
 
 /*
  * Queue what was submitted by a push (git.h, GATE_SUBMIT_PREFIX): each
@@ -66,6 +68,12 @@ KEEL_MUST_USE keel_status gate_take_pushed(gate *g, size_t *queued);
 
 /* Queue the current head of `branch` (GATE_E_BAD_REF for a hostile name). */
 KEEL_MUST_USE keel_status gate_submit(gate *g, const char *branch, int priority, long long *id);
+/*
+ * The same, refused (KEEL_E_CONFLICT) unless the branch's commit is
+ * `expected_head` (40 hex digits; NULL: any): what the caller means is what is queued.
+ */
+KEEL_MUST_USE keel_status gate_submit_at(gate *g, const char *branch, const char *expected_head,
+                                         int priority, long long *id);
 KEEL_MUST_USE keel_status gate_cancel(gate *g, long long id);
 
 typedef struct gate_run_stats {

@@ -31,6 +31,7 @@
 #include "signature.h"
 #include "slurm.h"
 #include "store.h"
+#include "store_web.h"
 #include "text.h"
 
 enum { QUEUE_MAX = 4096, AGING_S = 3600 };
@@ -385,8 +386,11 @@ keel_status gate_failed(gate *g, unsigned *in_a_row, keel_status why, const char
     return KEEL_OK;
 }
 
-/* Decisions, then new builds, until neither has anything. */
-static keel_status pump(gate *g)
+/*
+ * Decisions, then new builds, until neither has anything.  `paused` (the
+ * queue paused through the API, store_web.h): decisions only, no new build.
+ */
+static keel_status pump(gate *g, bool paused)
 {
     keel_status s = KEEL_OK;
     bool progress = true;
@@ -403,7 +407,7 @@ static keel_status pump(gate *g)
         }
         gate_sched_build b;
         bool have = false;
-        if (keel_ok(s) && !gate_stop_requested(g))
+        if (keel_ok(s) && !gate_stop_requested(g) && !paused)
             s = gate_sched_next(g->sched, &b, &have);
         if (keel_ok(s) && have) {
             progress = true;
@@ -504,19 +508,24 @@ static keel_status turn(gate *g, bool once, bool *done)
     prune_logs(g);
     take_pushed(g);
     unsigned gen = g->gen;
-    keel_status s = sync_queue(g);
+    bool paused = false; /* paused: what runs finishes and is decided, nothing new starts */
+    keel_status s = gate_store_paused(g->store, g->target, &paused, NULL, 0, NULL);
+    if (keel_ok(s))
+        s = sync_queue(g);
     if (keel_ok(s))
         s = gate_start_again(g);
     if (keel_ok(s))
-        s = pump(g);
+        s = pump(g, paused);
     if (!keel_ok(s) || gen != g->gen)
         return s; /* restarted (a lost compare-and-swap): the queue is read again */
     gate_sched_stats st;
     gate_sched_stats_get(g->sched, &st);
     unsigned outstanding = gate_pool_outstanding(g->pool);
-    if (st.queued == 0 && st.testing == 0 && outstanding == 0 && g->nagain == 0) {
+    bool idle = outstanding == 0 && st.running == 0 && g->nagain == 0;
+    if ((st.queued == 0 && st.testing == 0 && outstanding == 0 && g->nagain == 0) ||
+        (idle && paused)) { /* paused: the rest waits for the queue to resume */
         *done = once;
-    } else if (outstanding == 0 && st.running == 0 && g->nagain == 0) {
+    } else if (idle) {
         return KEEL_ERR(KEEL_E_INTERNAL, "the scheduler holds %zu changes but starts nothing",
                         st.queued + st.testing);
     }

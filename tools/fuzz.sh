@@ -5,7 +5,7 @@
 # Each fuzz/fuzz_<name>.c is one target with its seed corpus in fuzz/corpus/<name>/ (and its
 # dictionary in fuzz/<name>.dict when there is one).
 # fuzz_options is built from src/*.c; the gate's (fuzz_gate_*) also from gate/**/*.c but
-# main.c, with libgit2, SQLite and jansson.
+# main.c, with libgit2, SQLite, jansson, libmicrohttpd and nettle.
 # A failing input is left in build/fuzz/<name>-crash-* (or -leak-, -timeout-) and fails this
 # script; build/fuzz/<name>.log has the whole run.
 set -eu -o pipefail
@@ -13,11 +13,11 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 out=build/fuzz
 mkdir -p $out
-GATE_INC="-Igate -Igate/queue -Igate/exec -Igate/git -Igate/cli"
+GATE_INC="-Igate -Igate/queue -Igate/exec -Igate/git -Igate/cli -Igate/web"
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DKEEL_DEVEL=1
         -DKEEL_BUILDING_LIBRARY -DKEEL_HEAP_SYSTEM=1 -D_GNU_SOURCE -Iinclude -Isrc $GATE_INC -std=c11"
 # (KEEL_HEAP_SYSTEM: under a sanitizer, module heaps use its malloc, as the CMake build does)
-GATE_LIBS="-lgit2 -lsqlite3 -ljansson -lm"
+GATE_LIBS="-lgit2 -lsqlite3 -ljansson -lmicrohttpd -lnettle -lm"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     for f in fuzz/fuzz_*.c; do name=$(basename "$f" .c); targets+=("${name#fuzz_}"); done

@@ -20,6 +20,7 @@
 #include "clidoc.h"
 #include "gate.h"
 #include "git.h"
+#include "serve.h"
 #include "signals.h"
 #include "text.h"
 
@@ -31,7 +32,9 @@ enum cmd_bit {
     C_LOG = 1u << 4,
     C_RUN = 1u << 5,
     C_CHECK = 1u << 6,
-    C_ALL = 0x7fu
+    C_SERVE = 1u << 7,
+    C_TOKEN = 1u << 8,
+    C_ALL = 0x1ffu
 };
 
 typedef struct opt_def {
@@ -58,6 +61,12 @@ static const opt_def opt_table[] = {
     {"full", NULL, C_LOG, "every job's whole log, not only the end of the one that decided"},
     {"memory", NULL, C_STATUS, "the last run's memory, by module heap"},
     {"quiet", NULL, C_RUN | C_SUBMIT | C_CANCEL, "no progress output"},
+    {"listen", "HOST:PORT", C_SERVE,
+     "where the API listens (default 127.0.0.1:8080; port 0: a free one, printed)"},
+    {"serve", "HOST:PORT", C_RUN, "serve the API (as keel-gate serve) while running"},
+    {"reads", "public|token", C_SERVE | C_RUN,
+     "whether the API's reads need a token of role read (default public)"},
+    {"role", "ROLE", C_TOKEN, "a new token's role: read, submit or admin (default read)"},
     {"help", NULL, C_ALL, "this text"},
 };
 enum { NOPTS = sizeof(opt_table) / sizeof(opt_table[0]) };
@@ -80,6 +89,9 @@ static const cmd_def cmd_table[] = {
     {"run", C_RUN, 0, 0, "", "the gatekeeper: test and land the queue"},
     {"check", C_CHECK, 0, 1, "[FILE|BRANCH|-]",
      "every error of a .keel/gate.conf (a file, '-', a branch's; the target's)"},
+    {"serve", C_SERVE, 0, 0, "", "the HTTP API (docs/gate-api.md) over the store"},
+    {"token", C_TOKEN, 1, 1, "VERB [NAME]",
+     "the API's tokens: add NAME (printed once, kept hashed), list, revoke NAME"},
 };
 enum { NCMDS = sizeof(cmd_table) / sizeof(cmd_table[0]) };
 
@@ -377,6 +389,14 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         }
         return errors > 0 ? 1 : 0;
     }
+    const char *reads = opt_value(&p, "reads");
+    if (reads != NULL && strcmp(reads, "public") != 0 && strcmp(reads, "token") != 0)
+        return usage_error(err, "'--reads' is 'public' or 'token', not '%s'", reads);
+    gate_web_options wo;
+    gate_web_options_default(&wo);
+    wo.token_reads = reads != NULL && strcmp(reads, "token") == 0;
+    if (opt_value(&p, "listen") != NULL)
+        wo.listen = opt_value(&p, "listen");
     gate *g = NULL;
     keel_status s = gate_open(&o, &g);
     if (!keel_ok(s)) {
@@ -414,11 +434,32 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
                              (opt_value(&p, "full") != NULL ? (unsigned)GATE_LOG_FULL : 0u) |
                              (opt_value(&p, "json") != NULL ? (unsigned)GATE_LOG_JSON : 0u));
         break;
+    case C_SERVE:
+        s = gate_serve(g, &wo, out);
+        break;
+    case C_TOKEN:
+        s = gate_token_cmd(g, p.args[0], p.nargs > 1 ? p.args[1] : NULL, opt_value(&p, "role"),
+                           out);
+        break;
     case C_RUN: {
         gate_run_stats st;
         memset(&st, 0, sizeof(st));
+        /* run --serve: the API on a gate of its own (its own store connection, one thread) */
+        gate *served = NULL;
+        gate_web *web = NULL;
+        if (opt_value(&p, "serve") != NULL) {
+            wo.listen = opt_value(&p, "serve");
+            gate_options so = o;
+            so.out = NULL;
+            s = gate_open(&so, &served);
+            if (keel_ok(s))
+                s = gate_web_start(served, &wo, &web);
+            if (keel_ok(s) && o.out != NULL)
+                (void)fprintf(out, "serving http://%s/\n", gate_web_address(web));
+        }
         gate_signals *sig = NULL; /* SIGINT, SIGTERM: stop gracefully; a second: at once */
-        s = gate_signals_start(g, err, &sig);
+        if (keel_ok(s))
+            s = gate_signals_start(g, err, &sig);
         if (keel_ok(s))
             s = gate_run(g, opt_value(&p, "once") != NULL, &st);
         if (keel_ok(s) && o.out != NULL)
@@ -434,6 +475,8 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
                           "batches of %u, %u deep\n",
                           st.parallel, st.timed, st.batch, st.depth);
         gate_signals_stop(sig); /* after the last line: SIGPIPE is ignored until then */
+        gate_web_stop(web);
+        gate_close(served);
         rc = keel_ok(s) && st.rejected + st.conflicts == 0 ? 0 : 1;
         break;
     }

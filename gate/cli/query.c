@@ -11,6 +11,7 @@
 
 #include "gate_int.h"
 #include "query.h"
+#include "store_web.h"
 #include "store.h"
 #include "text.h"
 
@@ -147,6 +148,16 @@ static keel_status job_changes(gate *g, const gate_job *j, long long *ids, size_
     return s;
 }
 
+/* Unix seconds as "2026-12-02 22:03:49 UTC" ("?" when it cannot be). */
+static void utc_fmt(char *buf, size_t size, long long t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    (void)snprintf(buf, size, "?");
+    if (gmtime_r(&tt, &tm) != NULL)
+        (void)strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
 /*
  * The gate, how far the queue is (decided out of all since the run started,
  * or ever when none runs) and the running jobs, with their elapsed time.
@@ -182,11 +193,8 @@ static keel_status print_progress(gate *g, FILE *f, bool json, const gate_job *j
         (void)fprintf(f, "},\"running\":[");
     } else {
         if (h.held && h.since > 0) {
-            char when[64] = "?";
-            time_t t = (time_t)h.since;
-            struct tm tm;
-            if (gmtime_r(&t, &tm) != NULL)
-                (void)strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+            char when[64];
+            utc_fmt(when, sizeof(when), h.since);
             gate_duration_fmt(took, sizeof(took), running_s * 1000);
             gate_text_printf(f, "gate: running for %s (pid %lld on host '%s', since %s)\n", took,
                              h.pid, h.host, when);
@@ -261,6 +269,12 @@ keel_status gate_status(gate *g, FILE *f, unsigned flags)
     if (keel_ok(s))
         s = gate_store_count_builds(g->store, &builds);
     size_t nq = 0, njobs = 0;
+    bool paused = false;
+    char pause_reason[GATE_REASON_MAX];
+    long long paused_since = 0;
+    if (keel_ok(s))
+        s = gate_store_paused(g->store, g->target, &paused, pause_reason, sizeof(pause_reason),
+                              &paused_since);
     if (keel_ok(s))
         s = gate_store_queued(g->store, g->target, (long long)time(NULL), 3600, buf, LIST_MAX, &nq);
     if (keel_ok(s))
@@ -280,7 +294,14 @@ keel_status gate_status(gate *g, FILE *f, unsigned flags)
         gate_json_fput(f, g->target);
         (void)fprintf(f, ",\"tip\":");
         gate_json_fput(f, tip);
-        (void)fprintf(f, ",\"builds\":%lld", builds);
+        (void)fprintf(f, ",\"builds\":%lld,\"paused\":", builds);
+        if (paused) {
+            (void)fprintf(f, "{\"reason\":");
+            gate_json_fput(f, pause_reason);
+            (void)fprintf(f, ",\"since\":%lld}", paused_since);
+        } else {
+            (void)fprintf(f, "null");
+        }
         if (unreachable[0] != '\0') {
             (void)fprintf(f, ",\"remote_error\":");
             gate_json_fput(f, unreachable);
@@ -290,6 +311,14 @@ keel_status gate_status(gate *g, FILE *f, unsigned flags)
                          unreachable[0] != '\0' ? " (last known)" : "", builds);
         if (unreachable[0] != '\0')
             gate_text_printf(f, "warning: %s\n", unreachable);
+        if (paused) {
+            char when[64];
+            utc_fmt(when, sizeof(when), paused_since);
+            gate_text_printf(f,
+                             "queue: PAUSED since %s: %s (no new candidate is built until it "
+                             "resumes: POST /api/v1/queue/resume)\n",
+                             when, pause_reason);
+        }
     }
     s = print_progress(g, f, json, jobs, njobs);
     if (keel_ok(s) && json) {

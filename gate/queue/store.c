@@ -6,6 +6,7 @@
 #include "store.h"
 
 #include "heaps.h"
+#include "store_web_int.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -122,6 +123,20 @@ static const char *const migrations[] = {
      * wait for a slot; -1: unknown, a job of an older store), for `log`
      */
     "ALTER TABLE jobs ADD COLUMN elapsed_ms INTEGER NOT NULL DEFAULT -1;",
+    /*
+     * 5 -> 6: keel-gate serve's (store_web.c): API tokens by their SHA-256
+     * (never in clear), writes' idempotency keys with the response they got,
+     * and paused queues
+     */
+    "CREATE TABLE IF NOT EXISTS tokens ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, role TEXT NOT NULL,"
+    "  hash TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER NOT NULL DEFAULT 0);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS tokens_by_name ON tokens(name) WHERE revoked_at = 0;"
+    "CREATE TABLE IF NOT EXISTS idempotency ("
+    "  key TEXT PRIMARY KEY, request TEXT NOT NULL, status INTEGER NOT NULL,"
+    "  response TEXT NOT NULL, created_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS pauses ("
+    "  target TEXT PRIMARY KEY, reason TEXT NOT NULL, by TEXT NOT NULL, since INTEGER NOT NULL);",
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 
@@ -1402,4 +1417,32 @@ keel_status gate_store_notify_skip(gate_store *st, const char *target, long long
     if (keel_ok(s))
         s = cursor_to(st, target, event);
     return finish(st, s);
+}
+
+/* ---- for store_web.c (store_web_int.h) ------------------------------------------------ */
+
+sqlite3 *gate__store_db(gate_store *st)
+{
+    return st->db;
+}
+
+keel_status gate__store_error(const gate_store *st, int rc, const char *what)
+{
+    return db_error(st, rc, what);
+}
+
+keel_status gate__store_begin(gate_store *st)
+{
+    return begin(st);
+}
+
+keel_status gate__store_finish(gate_store *st, keel_status s)
+{
+    return finish(st, s);
+}
+
+keel_status gate__store_event_locked(gate_store *st, long long now, const char *kind,
+                                     long long change, const char *detail)
+{
+    return event_locked(st, now, kind, change, detail);
 }

@@ -1,0 +1,402 @@
+/*
+ * server.c - keel-gate serve on libmicrohttpd: one epoll thread answers
+ * every connection (so the gate's store is used by one thread), a request's
+ * body is read whole up to a limit, idle connections are closed after a
+ * timeout, and past a number of connections a new one is answered 503.
+ * Server-sent events: a stream with nothing to send is suspended, and a
+ * ticker thread resumes the suspended ones every EVENTS_TICK_MS to look again.
+ */
+#define _GNU_SOURCE 1
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "web.h"
+
+enum {
+    EVENTS_TICK_MS = 250,   /* how often a waiting event stream looks for new events */
+    EVENTS_BATCH = 64,      /* events formatted at a time */
+    KEEPALIVE_MS = 5000,    /* a comment on an idle event stream, under the timeout */
+    CONNECTIONS_SPARE = 64, /* MHD's own limit: ours plus these, to answer 503 */
+    ADDRESS_MAX = 64
+};
+
+typedef struct web_stream web_stream;
+
+struct gate_web {
+    struct MHD_Daemon *daemon;
+    gate_web_ctx ctx;
+    gate_web_options o;
+    char address[ADDRESS_MAX];
+    atomic_uint connections;
+    atomic_bool quitting;
+    pthread_t ticker;
+    bool ticking;
+    pthread_mutex_t lock; /* suspended */
+    web_stream *suspended;
+};
+
+struct web_stream {
+    gate_web *w;
+    struct MHD_Connection *conn;
+    long long cursor;
+    char *pending;
+    size_t plen, ppos;
+    long long sent_ms;
+    web_stream *next; /* in w->suspended */
+};
+
+typedef struct web_request {
+    char *body;
+    size_t len, cap;
+    bool too_big;
+} web_request;
+
+void gate_web_options_default(gate_web_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->listen = "127.0.0.1:8080";
+    o->max_connections = 1536;
+    o->timeout_s = 15;
+    o->max_body = (size_t)64 * 1024;
+}
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- server-sent events ------------------------------------------------------------------ */
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    web_stream *e = cls;
+    gate_web *w = e->w;
+    if (atomic_load(&w->quitting))
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (e->ppos == e->plen) {
+        free(e->pending);
+        e->pending = NULL;
+        e->plen = e->ppos = 0;
+        keel_status s = gate_web_events_text(w->ctx.g, e->cursor, EVENTS_BATCH, &e->pending,
+                                             &e->plen, &e->cursor);
+        if (!keel_ok(s)) {
+            keel_status_ignore(s, "the stream ends: the client reconnects with Last-Event-ID");
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        if (e->plen == 0 && mono_ms() - e->sent_ms >= KEEPALIVE_MS) {
+            e->pending = strdup(": keep-alive\n\n");
+            e->plen = e->pending != NULL ? strlen(e->pending) : 0;
+        }
+        if (e->plen == 0) { /* nothing yet: the ticker resumes it */
+            MHD_suspend_connection(e->conn);
+            (void)pthread_mutex_lock(&w->lock);
+            e->next = w->suspended;
+            w->suspended = e;
+            (void)pthread_mutex_unlock(&w->lock);
+            return 0;
+        }
+    }
+    size_t n = e->plen - e->ppos < max ? e->plen - e->ppos : max;
+    memcpy(buf, e->pending + e->ppos, n);
+    e->ppos += n;
+    e->sent_ms = mono_ms();
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    web_stream *e = cls;
+    free(e->pending);
+    free(e);
+}
+
+/* Resume every suspended stream (each looks for events again). */
+static void resume_all(gate_web *w)
+{
+    (void)pthread_mutex_lock(&w->lock);
+    web_stream *list = w->suspended;
+    w->suspended = NULL;
+    (void)pthread_mutex_unlock(&w->lock);
+    for (web_stream *e = list; e != NULL;) {
+        web_stream *next = e->next; /* e may be gone once resumed */
+        MHD_resume_connection(e->conn);
+        e = next;
+    }
+}
+
+static void *ticker_main(void *arg)
+{
+    gate_web *w = arg;
+    while (!atomic_load(&w->quitting)) {
+        struct timespec ts = {0, EVENTS_TICK_MS * 1000000L};
+        (void)nanosleep(&ts, NULL);
+        resume_all(w);
+    }
+    resume_all(w);
+    return NULL;
+}
+
+/* ---- requests ----------------------------------------------------------------------------- */
+
+static void add_common_headers(struct MHD_Response *r)
+{
+    (void)MHD_add_response_header(r, "Cache-Control", "no-store");
+    (void)MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+}
+
+static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web_resp *resp)
+{
+    struct MHD_Response *r = NULL;
+    if (resp->kind == GATE_WEB_EVENTS) {
+        web_stream *e = calloc(1, sizeof(*e));
+        if (e == NULL) {
+            gate_web_error(resp, 500, "no memory for an event stream");
+        } else {
+            e->w = w;
+            e->conn = c;
+            e->cursor = resp->after;
+            e->pending = strdup("retry: 2000\n\n");
+            e->plen = e->pending != NULL ? strlen(e->pending) : 0;
+            e->sent_ms = mono_ms();
+            r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, (size_t)16 * 1024, stream_read,
+                                                  e, stream_free);
+            if (r == NULL)
+                stream_free(e);
+            else
+                (void)MHD_add_response_header(r, "Content-Type", "text/event-stream");
+        }
+    }
+    if (r == NULL) {
+        r = MHD_create_response_from_buffer(resp->len, resp->body, MHD_RESPMEM_MUST_FREE);
+        if (r == NULL)
+            return MHD_NO;
+        resp->body = NULL; /* the response's now */
+        (void)MHD_add_response_header(r, "Content-Type",
+                                      resp->kind == GATE_WEB_BYTES ? "text/plain; charset=utf-8"
+                                                                   : "application/json");
+        if (resp->kind == GATE_WEB_BYTES)
+            (void)MHD_add_response_header(r, "Accept-Ranges", "bytes");
+        if (resp->content_range[0] != '\0')
+            (void)MHD_add_response_header(r, "Content-Range", resp->content_range);
+        if (resp->allow != NULL)
+            (void)MHD_add_response_header(r, "Allow", resp->allow);
+        if (resp->status == 413 || resp->status == 503)
+            (void)MHD_add_response_header(r, "Connection", "close");
+    }
+    add_common_headers(r);
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)resp->status, r);
+    MHD_destroy_response(r);
+    free(resp->body);
+    resp->body = NULL;
+    return ret;
+}
+
+static enum MHD_Result error_now(struct MHD_Connection *c, gate_web *w, int status, const char *msg)
+{
+    gate_web_resp resp;
+    memset(&resp, 0, sizeof(resp));
+    gate_web_error(&resp, status, "%s", msg);
+    return send_resp(c, w, &resp);
+}
+
+static const char *header(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+static const char *query(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    gate_web *w = cls;
+    web_request *rq = *con_cls;
+    if (rq == NULL) { /* the headers: the body, if any, comes next */
+        if (atomic_load(&w->connections) > w->o.max_connections)
+            return error_now(c, w, 503, "too many connections: try again later");
+        const char *cl = header(c, "Content-Length");
+        if (cl != NULL && strtoull(cl, NULL, 10) > w->o.max_body) {
+            char msg[96];
+            (void)snprintf(msg, sizeof(msg), "the body is larger than %zu bytes", w->o.max_body);
+            return error_now(c, w, 413, msg);
+        }
+        rq = calloc(1, sizeof(*rq));
+        if (rq == NULL)
+            return MHD_NO;
+        *con_cls = rq;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (rq->too_big || rq->len + n > w->o.max_body) {
+            rq->too_big = true;
+            return MHD_YES;
+        }
+        if (rq->len + n + 1 > rq->cap) {
+            size_t cap = rq->cap == 0 ? 1024 : rq->cap;
+            while (cap < rq->len + n + 1)
+                cap *= 2;
+            char *grown = realloc(rq->body, cap);
+            if (grown == NULL)
+                return MHD_NO;
+            rq->body = grown;
+            rq->cap = cap;
+        }
+        memcpy(rq->body + rq->len, upload_data, n);
+        rq->len += n;
+        return MHD_YES;
+    }
+    if (rq->too_big) {
+        char msg[96];
+        (void)snprintf(msg, sizeof(msg), "the body is larger than %zu bytes", w->o.max_body);
+        return error_now(c, w, 413, msg);
+    }
+    gate_web_req req;
+    memset(&req, 0, sizeof(req));
+    req.method = method;
+    req.path = url;
+    req.authorization = header(c, "Authorization");
+    req.idempotency_key = header(c, "Idempotency-Key");
+    req.last_event_id = header(c, "Last-Event-ID");
+    req.range = header(c, "Range");
+    req.q_offset = query(c, "offset");
+    req.q_limit = query(c, "limit");
+    req.q_after = query(c, "after");
+    req.body = rq->body != NULL ? rq->body : "";
+    req.body_len = rq->len;
+    gate_web_resp resp;
+    gate_web_route(&w->ctx, &req, &resp);
+    return send_resp(c, w, &resp);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    web_request *rq = *con_cls;
+    if (rq != NULL) {
+        free(rq->body);
+        free(rq);
+        *con_cls = NULL;
+    }
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)c;
+    (void)socket_context;
+    gate_web *w = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add(&w->connections, 1);
+    else
+        atomic_fetch_sub(&w->connections, 1);
+}
+
+/* "HOST:PORT" into addr */
+static keel_status parse_listen(const char *listen, struct sockaddr_in *addr)
+{
+    memset(addr, 0, sizeof(*addr));
+    addr->sin_family = AF_INET;
+    const char *colon = listen != NULL ? strrchr(listen, ':') : NULL;
+    char host[64];
+    char *end = NULL;
+    unsigned long port = colon != NULL ? strtoul(colon + 1, &end, 10) : 0;
+    if (colon == NULL || (size_t)(colon - listen) >= sizeof(host) || colon[1] == '\0' ||
+        *end != '\0' || port > 65535)
+        return KEEL_ERR(KEEL_E_INVAL, "listen address '%s' is not HOST:PORT (an IPv4 address)",
+                        listen != NULL ? listen : "");
+    (void)snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
+    if (inet_pton(AF_INET, host, &addr->sin_addr) != 1)
+        return KEEL_ERR(KEEL_E_INVAL, "listen address '%s': '%s' is not an IPv4 address", listen,
+                        host);
+    addr->sin_port = htons((uint16_t)port);
+    return KEEL_OK;
+}
+
+keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
+{
+    *out = NULL;
+    struct sockaddr_in addr;
+    keel_status s = parse_listen(o->listen, &addr);
+    if (!keel_ok(s))
+        return s;
+    gate_web *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "no memory for the server");
+    w->ctx.g = g;
+    w->ctx.token_reads = o->token_reads;
+    w->o = *o;
+    atomic_init(&w->connections, 0);
+    atomic_init(&w->quitting, false);
+    (void)pthread_mutex_init(&w->lock, NULL);
+    w->daemon = MHD_start_daemon(
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request, w,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)o->timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(o->max_connections + CONNECTIONS_SPARE), MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+    if (w->daemon == NULL) {
+        int e = errno;
+        (void)pthread_mutex_destroy(&w->lock);
+        free(w);
+        return KEEL_ERR_SYS(e != 0 ? e : EADDRINUSE, "cannot listen on '%s'", o->listen);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    char host[INET_ADDRSTRLEN] = "?";
+    (void)inet_ntop(AF_INET, &addr.sin_addr, host, sizeof(host));
+    (void)snprintf(w->address, sizeof(w->address), "%s:%u", host,
+                   info != NULL ? (unsigned)info->port : (unsigned)ntohs(addr.sin_port));
+    if (pthread_create(&w->ticker, NULL, ticker_main, w) != 0) {
+        gate_web_stop(w);
+        return KEEL_ERR(KEEL_E_SYS, "cannot start the event streams' thread");
+    }
+    w->ticking = true;
+    *out = w;
+    return KEEL_OK;
+}
+
+const char *gate_web_address(const gate_web *w)
+{
+    return w->address;
+}
+
+void gate_web_stop(gate_web *w)
+{
+    if (w == NULL)
+        return;
+    atomic_store(&w->quitting, true);
+    if (w->ticking)
+        (void)pthread_join(w->ticker, NULL);
+    /* a stream that suspended as the ticker stopped: resumed, it sees quitting and ends */
+    for (int i = 0; i < 20; i++) {
+        resume_all(w);
+        struct timespec ts = {0, 5 * 1000000L};
+        (void)nanosleep(&ts, NULL);
+    }
+    MHD_stop_daemon(w->daemon);
+    (void)pthread_mutex_destroy(&w->lock);
+    free(w);
+}

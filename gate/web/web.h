@@ -1,0 +1,96 @@
+/*
+ * gate/web/web.h - keel-gate serve: the HTTP API (docs/gate-api.md) over the
+ * gate's store, with bearer tokens (auth.c), on libmicrohttpd (server.c);
+ * the routes (routes.c) take a request already read whole, so that the
+ * fuzzer (fuzz/fuzz_gate_web.c) drives them without a socket.
+ */
+#ifndef KEEL_GATE_WEB_H
+#define KEEL_GATE_WEB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "gate.h"
+#include "store_web.h"
+
+/* ---- tokens (auth.c) ------------------------------------------------------------------ */
+
+enum { GATE_TOKEN_LEN = 3 + 64, GATE_TOKEN_MAX = GATE_TOKEN_LEN + 1 }; /* "kg_" + 64 hex */
+
+/* A new random token (getrandom), "kg_" and 64 hex digits. */
+KEEL_MUST_USE keel_status gate_token_new(char token[GATE_TOKEN_MAX]);
+/* SHA-256 of `len` bytes of `data`, in hex. */
+void gate_sha256_hex(const void *data, size_t len, char hex[GATE_TOKEN_HASH_HEX]);
+/*
+ * The token an Authorization header names ("Bearer <token>"): its name and
+ * role into *out (role GATE_ROLE_NONE: no header, or no such token).
+ */
+KEEL_MUST_USE keel_status gate_token_check(gate_store *st, const char *authorization,
+                                           gate_token *out);
+
+/* ---- the server (server.c) ------------------------------------------------------------- */
+
+typedef struct gate_web_options {
+    const char *listen;       /* "HOST:PORT" (IPv4), port 0: a free one (default 127.0.0.1:8080) */
+    bool token_reads;         /* reads need a token of role read or more (default: public) */
+    unsigned max_connections; /* beyond: 503 with a JSON error (default 1536) */
+    unsigned timeout_s;       /* an idle connection is closed after this (default 15) */
+    size_t max_body;          /* a larger request body: 413 (default 64 KiB) */
+} gate_web_options;
+
+void gate_web_options_default(gate_web_options *o);
+
+typedef struct gate_web gate_web;
+
+/*
+ * Serve `g`'s store (the gate stays the caller's, and is used by the
+ * server's one thread only until gate_web_stop).
+ */
+KEEL_MUST_USE keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out);
+/* "HOST:PORT" it listens on (the port chosen when 0 was asked). */
+const char *gate_web_address(const gate_web *w);
+void gate_web_stop(gate_web *w);
+
+/* ---- a request, read whole, and its response (routes.c) -------------------------------- */
+
+typedef struct gate_web_req {
+    const char *method, *path; /* path without the query */
+    const char *authorization; /* headers; NULL: absent */
+    const char *idempotency_key;
+    const char *last_event_id;
+    const char *range;
+    const char *q_offset, *q_limit, *q_after; /* query arguments; NULL: absent */
+    const char *body;
+    size_t body_len;
+} gate_web_req;
+
+typedef enum gate_web_kind {
+    GATE_WEB_JSON,  /* body: JSON */
+    GATE_WEB_BYTES, /* body: a log's bytes (text/plain), content_range set for 206 */
+    GATE_WEB_EVENTS /* a server-sent event stream after event `after` */
+} gate_web_kind;
+
+typedef struct gate_web_resp {
+    int status;
+    gate_web_kind kind;
+    char *body; /* malloc'd */
+    size_t len;
+    char content_range[96];
+    const char *allow; /* 405: the methods the path takes */
+    long long after;   /* GATE_WEB_EVENTS */
+} gate_web_resp;
+
+typedef struct gate_web_ctx {
+    gate *g;
+    bool token_reads;
+} gate_web_ctx;
+
+/* Answer `req` into *resp (its body malloc'd, the caller frees): never fails, says the error. */
+void gate_web_route(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp);
+/* resp as {"error": msg} with `status` */
+void gate_web_error(gate_web_resp *resp, int status, const char *fmt, ...) KEEL_PRINTF(3, 4);
+/* The events after `after` as text/event-stream records, at most `max` of them (*last: the id). */
+KEEL_MUST_USE keel_status gate_web_events_text(gate *g, long long after, size_t max, char **text,
+                                               size_t *len, long long *last);
+
+#endif /* KEEL_GATE_WEB_H */

@@ -1,0 +1,690 @@
+/*
+ * test_gate_api.c - keel-gate serve's API (gate/web, docs/gate-api.md)
+ * against a real server on a free localhost port, started in this process
+ * on a gate of its own: every endpoint, every error, the tokens' roles,
+ * idempotency keys and expected_head.  Requests are written by hand on a
+ * socket, so that what is sent is exactly what the test says (a '..' path
+ * segment, a body past the limit, a connection that never finishes).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "gate_fixture.h"
+#include "web.h"
+
+static gate *srv_gate; /* the server's (its thread's alone) */
+static gate_web *srv;
+static unsigned short srv_port;
+static char tok_read[GATE_TOKEN_MAX], tok_submit[GATE_TOKEN_MAX], tok_admin[GATE_TOKEN_MAX];
+
+static void add_token(gate *g, const char *name, gate_role role, char *token)
+{
+    char hash[GATE_TOKEN_HASH_HEX];
+    fx_ok(gate_token_new(token));
+    gate_sha256_hex(token, strlen(token), hash);
+    fx_ok(gate_store_token_add(gate_get_store(g), name, role, hash, 1000));
+}
+
+/* A repository with branches, three tokens, and the server on a free port. */
+static void start(const gate_web_options *given)
+{
+    fx_setup_repo("strategy = serial", "");
+    fx_branch("topic", "topic.txt", "topic\n");
+    fx_branch("other", "other.txt", "other\n");
+    fx_branch("third", "third.txt", "third\n");
+    srv_gate = fx_open();
+    add_token(srv_gate, "reader", GATE_ROLE_READ, tok_read);
+    add_token(srv_gate, "dev", GATE_ROLE_SUBMIT, tok_submit);
+    add_token(srv_gate, "ops", GATE_ROLE_ADMIN, tok_admin);
+    gate_web_options o;
+    gate_web_options_default(&o);
+    if (given != NULL)
+        o = *given;
+    o.listen = "127.0.0.1:0";
+    fx_ok(gate_web_start(srv_gate, &o, &srv));
+    const char *colon = strrchr(gate_web_address(srv), ':');
+    assert_non_null(colon);
+    srv_port = (unsigned short)atoi(colon + 1);
+    assert_true(srv_port > 0);
+}
+
+static int stop(void **state)
+{
+    gate_web_stop(srv);
+    srv = NULL;
+    gate_close(srv_gate);
+    srv_gate = NULL;
+    return fx_teardown(state);
+}
+
+static int connect_srv(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons(srv_port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    struct timeval tv = {10, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+static void send_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return; /* the server may answer (413) and close before it all went */
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+typedef struct reply {
+    int status;
+    char head[4096];
+    char *body; /* NUL-ended */
+    size_t len;
+    json_t *json; /* the body parsed, when it is JSON */
+} reply;
+
+static void reply_free(reply *r)
+{
+    free(r->body);
+    json_decref(r->json);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Read a whole response (the connection closes after it) from fd into *r. */
+static void read_reply(int fd, reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    assert_non_null(buf);
+    for (;;) {
+        if (len == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+            assert_non_null(buf);
+        }
+        ssize_t n = recv(fd, buf + len, cap - len, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    (void)close(fd);
+    buf[len] = '\0';
+    char *end = strstr(buf, "\r\n\r\n");
+    assert_non_null(end);
+    assert_int_equal(sscanf(buf, "HTTP/1.1 %d", &r->status), 1);
+    size_t hl = (size_t)(end - buf);
+    (void)snprintf(r->head, sizeof(r->head), "%.*s", (int)(hl < sizeof(r->head) ? hl : 4095), buf);
+    r->len = len - hl - 4;
+    r->body = malloc(r->len + 1);
+    memcpy(r->body, end + 4, r->len);
+    r->body[r->len] = '\0';
+    free(buf);
+    r->json = json_loads(r->body, 0, NULL);
+}
+
+/* A request: `headers` ("Name: value\r\n" lines, NULL: none), `body` (NULL: none). */
+static void http(reply *r, const char *method, const char *path, const char *headers,
+                 const char *body)
+{
+    int fd = connect_srv();
+    char req[8192];
+    int n = snprintf(req, sizeof(req),
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s"
+                     "Content-Length: %zu\r\n\r\n",
+                     method, path, headers != NULL ? headers : "", body != NULL ? strlen(body) : 0);
+    assert_true(n > 0 && (size_t)n < sizeof(req));
+    send_all(fd, req, (size_t)n);
+    if (body != NULL)
+        send_all(fd, body, strlen(body));
+    read_reply(fd, r);
+}
+
+static const char *auth(const char *token)
+{
+    static char h[GATE_TOKEN_MAX + 64];
+    (void)snprintf(h, sizeof(h), "Authorization: Bearer %s\r\n", token);
+    return h;
+}
+
+/* The response's error message (it must be {"error": "..."}), for strstr. */
+static const char *error_of(const reply *r)
+{
+    assert_non_null(r->json);
+    assert_int_equal(json_object_size(r->json), 1);
+    const char *e = json_string_value(json_object_get(r->json, "error"));
+    assert_non_null(e);
+    return e;
+}
+
+static void expect_error(const char *method, const char *path, const char *headers,
+                         const char *body, int status, const char *says)
+{
+    reply r;
+    http(&r, method, path, headers, body);
+    if (r.status != status || strstr(error_of(&r), says) == NULL)
+        print_error("%s %s: %d %s (wanted %d saying '%s')\n", method, path, r.status, r.body,
+                    status, says);
+    assert_int_equal(r.status, status);
+    assert_non_null(strstr(error_of(&r), says));
+    reply_free(&r);
+}
+
+static char *head_of(const char *branch)
+{
+    static char hex[GATE_OID_HEX];
+    git_oid oid;
+    fx_head(branch, &oid);
+    git_oid_tostr(hex, sizeof(hex), &oid);
+    return hex;
+}
+
+/* A submit's body: `branch` expected at the head of branch `at`. */
+static const char *submit_body(const char *branch, const char *at)
+{
+    static char body[256];
+    (void)snprintf(body, sizeof(body), "{\"branch\":\"%s\",\"expected_head\":\"%s\"}", branch,
+                   head_of(at));
+    return body;
+}
+
+/* POST /api/v1/changes for branch at its head; returns the change's id (201 wanted). */
+static long long submit(const char *branch, const char *extra_headers)
+{
+    char headers[512];
+    const char *body = submit_body(branch, branch);
+    (void)snprintf(headers, sizeof(headers), "%s%s", auth(tok_submit),
+                   extra_headers != NULL ? extra_headers : "");
+    reply r;
+    http(&r, "POST", "/api/v1/changes", headers, body);
+    if (r.status != 201)
+        print_error("submit %s: %d %s\n", branch, r.status, r.body);
+    assert_int_equal(r.status, 201);
+    long long id = json_integer_value(json_object_get(json_object_get(r.json, "change"), "id"));
+    reply_free(&r);
+    return id;
+}
+
+static long long count_changes(void)
+{
+    return fx_sql_int("SELECT count(*) FROM changes WHERE ?1 IS NOT NULL", "x");
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+static void test_queue_and_history(void **state)
+{
+    (void)state;
+    start(NULL);
+    reply r;
+    http(&r, "GET", "/api/v1/queue", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.head, "Content-Type: application/json"));
+    assert_string_equal(json_string_value(json_object_get(r.json, "target")), "main");
+    assert_int_equal(json_array_size(json_object_get(r.json, "changes")), 0);
+    assert_true(json_is_null(json_object_get(r.json, "paused")));
+    reply_free(&r);
+
+    long long a = submit("topic", NULL);
+    long long b = submit("other", NULL);
+    http(&r, "GET", "/api/v1/queue", NULL, NULL);
+    json_t *changes = json_object_get(r.json, "changes");
+    assert_int_equal(json_array_size(changes), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(changes, 0), "id")), a);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(changes, 1), "position")),
+                     2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(changes, 1), "state")),
+                        "queued");
+    assert_true(json_is_null(json_object_get(json_array_get(changes, 0), "eta_seconds")));
+    reply_free(&r);
+
+    /* the gate lands them: the history, the commits, the logs */
+    gate_run_stats st = fx_run_once();
+    assert_int_equal(st.landed, 2);
+    char path[64];
+    (void)snprintf(path, sizeof(path), "/api/v1/changes/%lld", b);
+    http(&r, "GET", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *change = json_object_get(r.json, "change");
+    assert_string_equal(json_string_value(json_object_get(change, "state")), "landed");
+    json_t *builds = json_object_get(r.json, "builds");
+    assert_true(json_array_size(builds) >= 1);
+    json_t *job = json_array_get(json_object_get(json_array_get(builds, 0), "jobs"), 0);
+    assert_string_equal(json_string_value(json_object_get(job, "config")), "unit");
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "passed");
+    char log[128];
+    (void)snprintf(log, sizeof(log), "%s", json_string_value(json_object_get(job, "log")));
+    assert_true(json_array_size(json_object_get(r.json, "events")) >= 2); /* submit, landed */
+    reply_free(&r);
+
+    http(&r, "GET", log, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.head, "text/plain"));
+    size_t whole = r.len;
+    char *text = strdup(r.body);
+    reply_free(&r);
+    assert_true(whole > 4);
+    http(&r, "GET", log, "Range: bytes=1-3\r\n", NULL);
+    assert_int_equal(r.status, 206);
+    assert_int_equal(r.len, 3);
+    assert_memory_equal(r.body, text + 1, 3);
+    char range[96];
+    (void)snprintf(range, sizeof(range), "Content-Range: bytes 1-3/%zu", whole);
+    assert_non_null(strstr(r.head, range));
+    reply_free(&r);
+    http(&r, "GET", log, "Range: bytes=-2\r\n", NULL);
+    assert_int_equal(r.status, 206);
+    assert_memory_equal(r.body, text + whole - 2, 2);
+    reply_free(&r);
+    char q[160];
+    (void)snprintf(q, sizeof(q), "%s?offset=2&limit=2", log);
+    http(&r, "GET", q, NULL, NULL);
+    assert_int_equal(r.status, 206);
+    assert_memory_equal(r.body, text + 2, 2);
+    reply_free(&r);
+    free(text);
+    (void)snprintf(range, sizeof(range), "Range: bytes=%zu-\r\n", whole + 10);
+    expect_error("GET", log, range, NULL, 416, "outside the log");
+    expect_error("GET", log, "Range: bytes=0-1,4-5\r\n", NULL, 416, "not one");
+    expect_error("GET", "/api/v1/jobs/999/log", NULL, NULL, 404, "no job 999");
+
+    http(&r, "GET", "/api/v1/commits", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *commits = json_object_get(r.json, "commits");
+    assert_int_equal(json_array_size(commits), 2);
+    json_t *unit = json_object_get(json_object_get(json_array_get(commits, 0), "configs"), "unit");
+    assert_string_equal(json_string_value(json_object_get(unit, "state")), "passed");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(r.json, "configs"), 0)),
+                        "unit");
+    reply_free(&r);
+    expect_error("GET", "/api/v1/commits?limit=x", NULL, NULL, 400, "limit");
+
+    http(&r, "GET", "/api/v1/changes", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "changes")), 2);
+    reply_free(&r);
+    expect_error("GET", "/api/v1/changes/12345", NULL, NULL, 404, "no change 12345");
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    start(NULL);
+    long long before = count_changes();
+    expect_error("GET", "/api/v1/nothing", NULL, NULL, 404, "no endpoint /api/v1/nothing");
+    expect_error("GET", "/", NULL, NULL, 404, "the API is under /api/v1/");
+    expect_error("GET", "/api/v1/changes/abc", NULL, NULL, 404, "no endpoint");
+    expect_error("DELETE", "/api/v1/queue", NULL, NULL, 405, "does not take DELETE");
+    reply r;
+    http(&r, "POST", "/api/v1/queue", auth(tok_admin), "{}");
+    assert_int_equal(r.status, 405);
+    assert_non_null(strstr(r.head, "Allow: GET, HEAD"));
+    reply_free(&r);
+    expect_error("GET", "/api/v1/jobs/1/../../../etc/passwd", NULL, NULL, 400, "'..'");
+    expect_error("GET", "/api/v1/%2e%2e/%2e%2e/etc/passwd", NULL, NULL, 400, "'..'");
+    const char *sub = auth(tok_submit);
+    expect_error("POST", "/api/v1/changes", sub, "{\"branch\": ", 400, "malformed JSON");
+    expect_error("POST", "/api/v1/changes", sub, "[1,2]", 400, "must be a JSON object");
+    expect_error("POST", "/api/v1/changes", sub,
+                 "{\"branch\":\"topic\",\"expected_head\":\"00\",\"colour\":\"red\"}", 400,
+                 "unknown field 'colour'");
+    expect_error("POST", "/api/v1/changes", sub, "{\"branch\":\"topic\"}", 400,
+                 "field 'expected_head' is missing");
+    expect_error("POST", "/api/v1/changes", sub, "{\"branch\":7,\"expected_head\":\"0\"}", 400,
+                 "field 'branch' must be a non-empty string");
+    expect_error("POST", "/api/v1/changes", sub,
+                 "{\"branch\":\"a\",\"branch\":\"b\",\"expected_head\":\"0\"}", 400,
+                 "malformed JSON");
+    char *big = malloc(200 * 1024);
+    memset(big, ' ', 200 * 1024 - 1);
+    big[200 * 1024 - 1] = '\0';
+    expect_error("POST", "/api/v1/changes", sub, big, 413, "larger than 65536 bytes");
+    free(big);
+    /* the same without a Content-Length: chunks past the limit */
+    int fd = connect_srv();
+    char req[512];
+    int n = snprintf(req, sizeof(req),
+                     "POST /api/v1/changes HTTP/1.1\r\nHost: x\r\n%s"
+                     "Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+                     sub);
+    send_all(fd, req, (size_t)n);
+    char chunk[8192 + 16];
+    n = snprintf(chunk, sizeof(chunk), "2000\r\n");
+    memset(chunk + n, 'x', 8192);
+    memcpy(chunk + n + 8192, "\r\n", 2);
+    for (int i = 0; i < 10; i++)
+        send_all(fd, chunk, (size_t)n + 8192 + 2);
+    send_all(fd, "0\r\n\r\n", 5);
+    read_reply(fd, &r);
+    assert_int_equal(r.status, 413);
+    reply_free(&r);
+    assert_int_equal(count_changes(), before); /* nothing changed */
+}
+
+static void test_roles(void **state)
+{
+    (void)state;
+    start(NULL);
+    const char *body = submit_body("topic", "topic");
+    expect_error("POST", "/api/v1/changes", NULL, body, 401, "needs a token of role 'submit'");
+    expect_error("POST", "/api/v1/changes", "Authorization: Bearer kg_nothing\r\n", body, 401,
+                 "the token sent is not known");
+    expect_error("POST", "/api/v1/changes", auth(tok_read), body, 403,
+                 "token 'reader' has role 'read'");
+    assert_int_equal(count_changes(), 0);
+    long long id = submit("topic", NULL);
+    char path[96];
+    (void)snprintf(path, sizeof(path), "/api/v1/changes/%lld/priority", id);
+    expect_error("POST", path, auth(tok_submit), "{\"priority\":5}", 403, "role 'admin'");
+    reply r;
+    http(&r, "POST", path, auth(tok_admin), "{\"priority\":5}");
+    assert_int_equal(r.status, 200);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(r.json, "change"), "priority")), 5);
+    reply_free(&r);
+    expect_error("POST", path, auth(tok_admin), "{\"priority\":\"high\"}", 400,
+                 "must be a whole number");
+    expect_error("POST", "/api/v1/queue/pause", auth(tok_submit), "{\"reason\":\"x\"}", 403,
+                 "role 'admin'");
+    (void)snprintf(path, sizeof(path), "/api/v1/changes/%lld/cancel", id);
+    http(&r, "POST", path, auth(tok_submit), NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(r.json, "change"), "state")),
+        "cancelled");
+    reply_free(&r);
+    expect_error("POST", path, auth(tok_submit), NULL, 409, "");
+    (void)snprintf(path, sizeof(path), "/api/v1/changes/%lld/priority", id);
+    expect_error("POST", path, auth(tok_admin), "{\"priority\":1}", 409, "is not queued");
+
+    /* revoked: no longer known; the store holds hashes only */
+    gate *g = fx_open(); /* the server's gate is its thread's */
+    fx_ok(gate_store_token_revoke(gate_get_store(g), "dev", 2000));
+    gate_close(g);
+    expect_error("POST", "/api/v1/changes", auth(tok_submit), body, 401, "not known");
+    assert_int_equal(
+        fx_sql_int("SELECT count(*) FROM tokens WHERE hash = ?1 OR name = ?1", tok_admin), 0);
+    char hash[GATE_TOKEN_HASH_HEX];
+    gate_sha256_hex(tok_admin, strlen(tok_admin), hash);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM tokens WHERE hash = ?1", hash), 1);
+}
+
+static void test_token_reads(void **state)
+{
+    (void)state;
+    gate_web_options o;
+    gate_web_options_default(&o);
+    o.token_reads = true;
+    start(&o);
+    expect_error("GET", "/api/v1/queue", NULL, NULL, 401, "role 'read'");
+    reply r;
+    http(&r, "GET", "/api/v1/queue", auth(tok_read), NULL);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    http(&r, "GET", "/api/v1/queue", auth(tok_admin), NULL);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.head, "Set-Cookie"));
+    reply_free(&r);
+}
+
+static void test_idempotency_and_expected_head(void **state)
+{
+    (void)state;
+    start(NULL);
+    /* expected_head: the branch moved (or it never was there): refused, nothing queued */
+    const char *body = submit_body("topic", "other");
+    expect_error("POST", "/api/v1/changes", auth(tok_submit), body, 409, "it moved");
+    assert_int_equal(count_changes(), 0);
+
+    long long id = submit("topic", "Idempotency-Key: k-1\r\n");
+    long long again = submit("topic", "Idempotency-Key: k-1\r\n"); /* the first response */
+    assert_int_equal(id, again);
+    assert_int_equal(count_changes(), 1);
+    body = submit_body("other", "other");
+    char headers[512];
+    (void)snprintf(headers, sizeof(headers), "%sIdempotency-Key: k-1\r\n", auth(tok_submit));
+    expect_error("POST", "/api/v1/changes", headers, body, 422, "was used for another request");
+    assert_int_equal(count_changes(), 1);
+    (void)snprintf(headers, sizeof(headers), "%sIdempotency-Key: bad key\r\n", auth(tok_submit));
+    expect_error("POST", "/api/v1/changes", headers, body, 400, "Idempotency-Key must be");
+    /* without a key, the same submit again is the store's refusal */
+    body = submit_body("topic", "topic");
+    expect_error("POST", "/api/v1/changes", auth(tok_submit), body, 409, "");
+    assert_int_equal(count_changes(), 1);
+}
+
+static void test_pause_resume(void **state)
+{
+    (void)state;
+    start(NULL);
+    reply r;
+    http(&r, "POST", "/api/v1/queue/pause", auth(tok_admin), "{\"reason\":\"release freeze\"}");
+    assert_int_equal(r.status, 200);
+    json_t *p = json_object_get(r.json, "paused");
+    assert_string_equal(json_string_value(json_object_get(p, "reason")), "release freeze");
+    reply_free(&r);
+    expect_error("POST", "/api/v1/queue/pause", auth(tok_admin), "{}", 400,
+                 "field 'reason' is missing");
+    http(&r, "POST", "/api/v1/queue/resume", auth(tok_admin), NULL);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_null(json_object_get(r.json, "paused")));
+    reply_free(&r);
+    expect_error("POST", "/api/v1/queue/resume", auth(tok_admin), NULL, 409, "is not paused");
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind IN ('pause', 'resume') "
+                                "AND ?1 IS NOT NULL",
+                                "x"),
+                     2);
+}
+
+/* A change's state, read on a gate of its own (the server's is its thread's). */
+static gate_change_state state_of(long long id)
+{
+    gate *g = fx_open();
+    gate_change_state st = fx_state_of(g, id);
+    gate_close(g);
+    return st;
+}
+
+/* `keel-gate status` (text, or --json) into a malloc'd string. */
+static char *status_text(bool json)
+{
+    gate *g = fx_open();
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    fx_ok(gate_status(g, f, json ? (unsigned)GATE_STATUS_JSON : 0u));
+    assert_int_equal(fclose(f), 0);
+    gate_close(g);
+    return text;
+}
+
+static void test_pause_holds_the_queue(void **state)
+{
+    (void)state;
+    start(NULL);
+    reply r;
+    http(&r, "POST", "/api/v1/queue/pause", auth(tok_admin), "{\"reason\":\"release freeze\"}");
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    long long id = submit("topic", NULL); /* submissions are still taken */
+    gate_run_stats st = fx_run_once();    /* returns: nothing may start, nothing runs */
+    assert_int_equal(st.landed, 0);
+    assert_int_equal(st.builds, 0);
+    assert_int_equal(state_of(id), GATE_CHANGE_QUEUED);
+    char *text = status_text(false);
+    assert_non_null(strstr(text, "queue: PAUSED since "));
+    assert_non_null(strstr(text, ": release freeze"));
+    free(text);
+    text = status_text(true);
+    json_t *j = json_loads(text, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "paused"), "reason")),
+                        "release freeze");
+    json_decref(j);
+    free(text);
+    http(&r, "POST", "/api/v1/queue/resume", auth(tok_admin), NULL);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    st = fx_run_once();
+    assert_int_equal(st.landed, 1);
+    assert_int_equal(state_of(id), GATE_CHANGE_LANDED);
+    text = status_text(false);
+    assert_null(strstr(text, "PAUSED"));
+    free(text);
+}
+
+/* Read from fd until `want` appears (or 10 s): the text so far into buf. */
+static bool read_until(int fd, char *buf, size_t size, size_t *len, const char *want)
+{
+    long long end = fx_now_ms() + 10000;
+    while (fx_now_ms() < end) {
+        buf[*len] = '\0';
+        if (strstr(buf, want) != NULL)
+            return true;
+        ssize_t n = recv(fd, buf + *len, size - 1 - *len, 0);
+        if (n <= 0)
+            return false;
+        *len += (size_t)n;
+    }
+    return false;
+}
+
+static void test_events_stream(void **state)
+{
+    (void)state;
+    start(NULL);
+    long long first = submit("topic", NULL);
+    int fd = connect_srv();
+    const char *req = "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 0\r\n\r\n";
+    send_all(fd, req, strlen(req));
+    char buf[16384];
+    size_t len = 0;
+    assert_true(read_until(fd, buf, sizeof(buf), &len, "event: submit"));
+    assert_non_null(strstr(buf, "text/event-stream"));
+    char want[64];
+    (void)snprintf(want, sizeof(want), "\"change\":%lld", first);
+    assert_non_null(strstr(buf, want));
+    /* live: a change submitted now comes down the open stream */
+    long long second = submit("other", NULL);
+    (void)snprintf(want, sizeof(want), "\"change\":%lld", second);
+    assert_true(read_until(fd, buf, sizeof(buf), &len, want));
+    (void)close(fd);
+    /* resumed after the last id seen: only what came after */
+    long long last = fx_sql_int("SELECT max(id) FROM events WHERE ?1 IS NOT NULL", "x");
+    fd = connect_srv();
+    char resume[160];
+    (void)snprintf(resume, sizeof(resume),
+                   "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: %lld\r\n\r\n",
+                   last - 1);
+    send_all(fd, resume, strlen(resume));
+    len = 0;
+    char id_line[48];
+    (void)snprintf(id_line, sizeof(id_line), "id: %lld\n", last);
+    assert_true(read_until(fd, buf, sizeof(buf), &len, id_line));
+    (void)snprintf(id_line, sizeof(id_line), "id: %lld\n", last - 1);
+    assert_null(strstr(buf, id_line));
+    (void)close(fd);
+    expect_error("GET", "/api/v1/events?after=x", NULL, NULL, 400, "Last-Event-ID or after");
+}
+
+static void test_slow_and_many_connections(void **state)
+{
+    (void)state;
+    gate_web_options o;
+    gate_web_options_default(&o);
+    o.max_connections = 40;
+    o.timeout_s = 1;
+    start(&o);
+    /* 30 clients that send half a request and nothing more: the server answers others */
+    int slow[30];
+    for (int i = 0; i < 30; i++) {
+        slow[i] = connect_srv();
+        send_all(slow[i], "GET /api/v1/qu", 14);
+    }
+    reply r;
+    http(&r, "GET", "/api/v1/queue", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    /* past the limit: 503, a JSON error */
+    int more[20];
+    for (int i = 0; i < 20; i++)
+        more[i] = connect_srv();
+    fx_sleep_ms(100);
+    http(&r, "GET", "/api/v1/queue", NULL, NULL);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(error_of(&r), "too many connections"));
+    reply_free(&r);
+    for (int i = 0; i < 20; i++)
+        (void)close(more[i]);
+    /* the slow ones are closed after the timeout */
+    fx_sleep_ms(2500);
+    char c;
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(recv(slow[i], &c, 1, 0), 0);
+        (void)close(slow[i]);
+    }
+    http(&r, "GET", "/api/v1/queue", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
+/* run --serve: the API from within run, on a gate of its own (here: run --once, then it stops) */
+static void test_run_serves(void **state)
+{
+    (void)state;
+    start(NULL);
+    (void)submit("topic", NULL);
+    char *out = NULL, *err = NULL;
+    size_t olen = 0, elen = 0;
+    FILE *fo = open_memstream(&out, &olen), *fe = open_memstream(&err, &elen);
+    assert_true(fo != NULL && fe != NULL);
+    char *argv[] = {"keel-gate", "--repo", fx_repo,   "--state",     fx_state,
+                    "run",       "--once", "--serve", "127.0.0.1:0", NULL};
+    int rc = gate_cli_main(9, argv, fo, fe);
+    assert_int_equal(fclose(fo), 0);
+    assert_int_equal(fclose(fe), 0);
+    if (rc != 0)
+        print_error("%s%s", out, err);
+    assert_int_equal(rc, 0);
+    assert_true(strncmp(out, "serving http://127.0.0.1:", 25) == 0);
+    assert_non_null(strstr(out, "1 landed"));
+    free(out);
+    free(err);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_queue_and_history, stop),
+        cmocka_unit_test_teardown(test_bad_input, stop),
+        cmocka_unit_test_teardown(test_roles, stop),
+        cmocka_unit_test_teardown(test_token_reads, stop),
+        cmocka_unit_test_teardown(test_idempotency_and_expected_head, stop),
+        cmocka_unit_test_teardown(test_pause_resume, stop),
+        cmocka_unit_test_teardown(test_pause_holds_the_queue, stop),
+        cmocka_unit_test_teardown(test_events_stream, stop),
+        cmocka_unit_test_teardown(test_slow_and_many_connections, stop),
+        cmocka_unit_test_teardown(test_run_serves, stop),
+    };
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}
