@@ -319,6 +319,18 @@ static inline unsigned long long proc_start(pid_t pid, pid_t *parent)
     return field[22];
 }
 
+/*
+ * Does `pid` still have its memory?  A process whose exit has released it
+ * (its /proc statm reads 0 pages) can no longer run a line of the job: it
+ * is only the kernel finishing its exit (a PID namespace's init waits there
+ * for the namespace's other processes to be reaped).
+ */
+static inline bool proc_has_memory(pid_t pid)
+{
+    char statm[128];
+    return proc_read(pid, "statm", statm, sizeof(statm)) > 0 && strtoull(statm, NULL, 10) > 0;
+}
+
 static inline bool proc_has_token(pid_t pid)
 {
     static char buf[65536];
@@ -397,7 +409,8 @@ static inline void orphans_watch(void)
         return;
     size_t alive = 0;
     for (size_t i = 0; i < cx.norphans; i++)
-        if (proc_start(cx.orphans[i].pid, NULL) == cx.orphans[i].start)
+        if (proc_start(cx.orphans[i].pid, NULL) == cx.orphans[i].start &&
+            proc_has_memory(cx.orphans[i].pid)) /* exiting: runs nothing of the job */
             cx.orphans[alive++] = cx.orphans[i];
     cx.norphans = alive;
     if (alive == 0)
