@@ -116,10 +116,13 @@ keel_status gate_config_failed(gate *g, gate_cand *c, keel_status err)
         FILE *f = fopen(log, "w");
         if (f == NULL)
             s = KEEL_ERR_SYS(errno, "cannot write the log '%s'", log);
-        else if (fprintf(f, "keel-gate: .keel/gate.conf of %s does not load: %s\n%s\n", c->merge,
-                         why, chain) < 0 ||
-                 fclose(f) != 0)
-            s = KEEL_ERR_SYS(errno, "cannot write the log '%s'", log);
+        else {
+            bool wrote = fprintf(f, "keel-gate: .keel/gate.conf of %s does not load: %s\n%s\n",
+                                 c->merge, why, chain) >= 0;
+            int e = errno;
+            if (fclose(f) != 0 || !wrote) /* closed whatever the write did */
+                s = KEEL_ERR_SYS(wrote ? errno : e, "cannot write the log '%s'", log);
+        }
     }
     if (keel_ok(s))
         s = gate_store_job_finish(g->store, jid, "failed", -1, log, 0, gate_now_s());

@@ -159,9 +159,13 @@ static void test_pool_measures_load(void **state)
  * that it ran slower than it did.  The machine may be loaded: the bound is
  * that arithmetic mean of the times measured.
  */
-static void test_pool_harmonic_load(void **state)
+#ifndef KEEL_TEST_SANITIZED
+#define KEEL_TEST_SANITIZED 0
+#endif
+
+/* One run of the four jobs: true when the long one's load is the harmonic mean's, not the arithmetic's. */
+static bool harmonic_once(void)
 {
-    (void)state;
     enum { N = 4 };
     gate_pool *p = NULL;
     assert_true(keel_ok(gate_pool_new(N, &p)));
@@ -192,10 +196,30 @@ static void test_pool_harmonic_load(void **state)
         arith += (double)jobs[i].elapsed_ms / (double)jobs[0].elapsed_ms;
     }
     print_message("the long one's arithmetic mean: %.2f\n", arith);
-    for (int i = 1; i < N; i++)
-        assert_true(jobs[i].load > 2.0 && jobs[i].load <= N + 1e-9); /* beside the others */
-    assert_true(jobs[0].load >= 1.0 - 1e-9 && jobs[0].load < arith - 0.3);
     gate_pool_delete(p);
+    for (int i = 0; i < N; i++)
+        assert_true(jobs[i].load >= 1.0 - 1e-9 && jobs[i].load <= N + 1e-9);
+    bool beside =
+        true; /* the short ones ran beside the others (a loaded machine may stagger them) */
+    for (int i = 1; i < N; i++)
+        beside = beside && jobs[i].load > 2.0;
+    return beside && jobs[0].load < arith - 0.3;
+}
+
+/*
+ * A loaded machine can stagger the jobs' starts so that no run shows the
+ * difference: three tries.  The arithmetic mean (the old load) fails all
+ * three whatever the timing.
+ */
+static void test_pool_harmonic_load(void **state)
+{
+    (void)state;
+    if (KEEL_TEST_SANITIZED)
+        skip(); /* wall times under sanitizers are not the jobs' */
+    bool ok = false;
+    for (int attempt = 0; attempt < 3 && !ok; attempt++)
+        ok = harmonic_once();
+    assert_true(ok);
 }
 
 int main(int argc, char **argv)

@@ -25,11 +25,21 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "gate.h"
 #include "heaps.h"
 #include "pool.h"
+
+/*
+ * A literal as an element of an argument vector: posix_spawn and execv take
+ * `char *const[]` for C's history, and never write through it.
+ */
+static char *arg(const char *literal)
+{
+    return (char *)(uintptr_t)literal;
+}
 
 extern char **environ;
 
@@ -564,7 +574,8 @@ static void cancel_job(void *arg)
     (void)kill(c->srun, SIGINT);
     char name_arg[128];
     gate_fmt(name_arg, sizeof(name_arg), "--name=%s", c->name);
-    char *const argv[] = {"scancel", "--quiet", name_arg, NULL};
+    char scancel[] = "scancel", quiet[] = "--quiet";
+    char *const argv[] = {scancel, quiet, name_arg, NULL};
     (void)run_client(argv, c->out);
 }
 
@@ -591,12 +602,12 @@ static keel_status srun_argv(const gate_job_run *j, char *spec, srun_args *a)
     if (a->minutes == 0)
         a->minutes = j->timeout_ms > 0 ? (j->timeout_ms + 59999u) / 60000u + 1u : 0;
     size_t n = 0;
-    a->argv[n++] = "srun";
+    a->argv[n++] = arg("srun");
     a->argv[n++] = a->name;
     a->argv[n++] = a->comment;
-    a->argv[n++] = "--nodes=1";
-    a->argv[n++] = "--ntasks=1";
-    a->argv[n++] = "--kill-on-bad-exit=1";
+    a->argv[n++] = arg("--nodes=1");
+    a->argv[n++] = arg("--ntasks=1");
+    a->argv[n++] = arg("--kill-on-bad-exit=1");
     if (rq->partition[0] != '\0') {
         gate_fmt(a->part, sizeof(a->part), "--partition=%s", rq->partition);
         a->argv[n++] = a->part;
@@ -618,7 +629,7 @@ static keel_status srun_argv(const gate_job_run *j, char *spec, srun_args *a)
         a->argv[n++] = a->time;
     }
     a->argv[n++] = a->runner;
-    a->argv[n++] = GATE_SLURM_STEP_COMMAND;
+    a->argv[n++] = arg(GATE_SLURM_STEP_COMMAND);
     a->argv[n++] = spec;
     a->argv[n] = NULL;
     return KEEL_OK;
@@ -727,7 +738,8 @@ keel_status gate_slurm_reconcile(const char *logs, size_t *cancelled)
     char out[GATE_PATH_MAX + 32], mine[GATE_PATH_MAX + 16];
     gate_fmt(out, sizeof(out), "%s/squeue.out", logs);
     gate_fmt(mine, sizeof(mine), ",logs=%s", logs);
-    char *const q[] = {"squeue", "--noheader", "--format=%A|%k", NULL};
+    char squeue[] = "squeue", noheader[] = "--noheader", format[] = "--format=%A|%k";
+    char *const q[] = {squeue, noheader, format, NULL};
     int rc = run_client(q, out);
     if (rc != 0) {
         char said[512];
@@ -740,7 +752,8 @@ keel_status gate_slurm_reconcile(const char *logs, size_t *cancelled)
     char line[GATE_PATH_MAX + 128];
     enum { MAX_IDS = 64 };
     char ids[MAX_IDS][24];
-    char *c[MAX_IDS + 3] = {"scancel", "--quiet"};
+    char scancel[] = "scancel", quiet[] = "--quiet";
+    char *c[MAX_IDS + 3] = {scancel, quiet};
     size_t n = 0;
     while (f != NULL && n < MAX_IDS && fgets(line, sizeof(line), f) != NULL) {
         line[strcspn(line, "\n")] = '\0';

@@ -413,7 +413,7 @@ keel_status gate_store_set_priority(gate_store *st, long long id, int priority, 
 /* A row (id, time, change, kind, detail) as an event. */
 static void read_event(sqlite3_stmt *stmt, void *out)
 {
-    gate_event *e = out;
+    gate_event *e = (gate_event *)out;
     e->id = sqlite3_column_int64(stmt, 0);
     e->time = sqlite3_column_int64(stmt, 1);
     e->change = sqlite3_column_int64(stmt, 2);
@@ -480,7 +480,7 @@ keel_status gate_store_last_event(gate_store *st, long long *id)
 
 static void read_candidate(sqlite3_stmt *stmt, void *out)
 {
-    gate_candidate_info *c = out;
+    gate_candidate_info *c = (gate_candidate_info *)out;
     memset(c, 0, sizeof(*c));
     c->id = sqlite3_column_int64(stmt, 0);
     copy_col(c->base, sizeof(c->base), stmt, 1);
@@ -520,7 +520,7 @@ keel_status gate_store_landed(gate_store *st, const char *target, gate_candidate
 
 static void read_job(sqlite3_stmt *stmt, void *out)
 {
-    gate_job *j = out;
+    gate_job *j = (gate_job *)out;
     memset(j, 0, sizeof(*j));
     j->id = sqlite3_column_int64(stmt, 0);
     j->candidate = sqlite3_column_int64(stmt, 1);

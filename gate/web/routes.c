@@ -163,8 +163,8 @@ static void get_queue(const gate_web_ctx *ctx, gate_web_resp *resp)
         return;
     }
     long long want = counts[GATE_CHANGE_TESTING] + counts[GATE_CHANGE_QUEUED] + 1;
-    size_t cap = want < QUEUE_MAX ? (size_t)want : QUEUE_MAX;
-    gate_change *list = web_calloc(cap, sizeof(*list));
+    size_t cap = want < QUEUE_MAX ? (size_t)want : (size_t)QUEUE_MAX;
+    gate_change *list = (gate_change *)web_calloc(cap, sizeof(*list));
     if (list == NULL) {
         gate_web_error(resp, 500, "no memory for the queue");
         return;
@@ -231,7 +231,7 @@ static void get_queue(const gate_web_ctx *ctx, gate_web_resp *resp)
 static void get_changes(const gate_web_ctx *ctx, gate_web_resp *resp)
 {
     enum { RECENT = 100 };
-    gate_change *list = web_calloc(RECENT, sizeof(*list));
+    gate_change *list = (gate_change *)web_calloc(RECENT, sizeof(*list));
     if (list == NULL) {
         gate_web_error(resp, 500, "no memory for the changes");
         return;
@@ -292,8 +292,8 @@ static void get_change(const gate_web_ctx *ctx, long long id, gate_web_resp *res
         status_resp(resp, s);
         return;
     }
-    gate_job *jobs = web_calloc(JOBS_MAX, sizeof(*jobs));
-    gate_event *events = web_calloc(EVENTS_MAX, sizeof(*events));
+    gate_job *jobs = (gate_job *)web_calloc(JOBS_MAX, sizeof(*jobs));
+    gate_event *events = (gate_event *)web_calloc(EVENTS_MAX, sizeof(*events));
     size_t nj = 0, ne = 0;
     if (jobs == NULL || events == NULL)
         s = KEEL_ERR(KEEL_E_NOMEM, "no memory for change %lld's history", id);
@@ -380,7 +380,7 @@ static bool log_range(const gate_web_req *req, long long size, long long *from, 
                       bool *partial, gate_web_resp *resp)
 {
     *from = 0;
-    *to = size < LOG_MAX ? size : LOG_MAX;
+    *to = size < LOG_MAX ? size : (long long)LOG_MAX;
     *partial = size > LOG_MAX;
     long long a = 0, b = 0;
     if (req->range != NULL) {
@@ -470,7 +470,7 @@ static void get_log(const gate_web_ctx *ctx, const gate_web_req *req, long long 
         (void)close(fd);
         return;
     }
-    char *buf = malloc((size_t)(to - from) + 1);
+    char *buf = (char *)malloc((size_t)(to - from) + 1);
     ssize_t got = buf != NULL ? pread(fd, buf, (size_t)(to - from), (off_t)from) : -1;
     (void)close(fd);
     if (got < 0) {
@@ -495,10 +495,10 @@ static void get_commits(const gate_web_ctx *ctx, const gate_web_req *req, gate_w
         gate_web_error(resp, 400, "limit must be a whole number from 1 to %d", COMMITS_MAX);
         return;
     }
-    limit = limit > COMMITS_MAX ? COMMITS_MAX : limit;
+    limit = limit > COMMITS_MAX ? (long long)COMMITS_MAX : limit;
     gate_store *st = gate_get_store(ctx->g);
-    gate_candidate_info *cands = web_calloc((size_t)limit, sizeof(*cands));
-    gate_job *jobs = web_calloc(JOBS_MAX, sizeof(*jobs));
+    gate_candidate_info *cands = (gate_candidate_info *)web_calloc((size_t)limit, sizeof(*cands));
+    gate_job *jobs = (gate_job *)web_calloc(JOBS_MAX, sizeof(*jobs));
     size_t n = 0;
     keel_status s = cands != NULL && jobs != NULL
                         ? gate_store_landed(st, gate_target(ctx->g), cands, (size_t)limit, &n)
@@ -553,7 +553,7 @@ keel_status gate_web_events_text(gate *g, long long after, size_t max, char **te
     *text = NULL;
     *len = 0;
     *last = after;
-    gate_event *ev = web_calloc(max, sizeof(*ev));
+    gate_event *ev = (gate_event *)web_calloc(max, sizeof(*ev));
     if (ev == NULL)
         return KEEL_ERR(KEEL_E_NOMEM, "no memory for events");
     size_t n = 0;
@@ -811,7 +811,7 @@ static bool split(const char *path, char segs[SEG_MAX][80], size_t *n)
     if (total > 0 && path[total - 1] == '/')
         total--;
     for (size_t i = 0; i < total;) {
-        const char *slash = memchr(path + i, '/', total - i);
+        const char *slash = (const char *)memchr(path + i, '/', total - i);
         size_t len = slash != NULL ? (size_t)(slash - (path + i)) : total - i;
         if (*n == SEG_MAX || len == 0 || len >= 80)
             return false;
@@ -947,7 +947,7 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
     }
     /* the request: method, path and body, hashed */
     size_t need = strlen(req->method) + strlen(req->path) + req->body_len + 2;
-    char *text = malloc(need);
+    char *text = (char *)malloc(need);
     if (text == NULL) {
         gate_web_error(resp, 500, "no memory for the request");
         return;

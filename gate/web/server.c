@@ -12,7 +12,6 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +36,8 @@ struct gate_web {
     gate_web_ctx ctx;
     gate_web_options o;
     char address[ADDRESS_MAX];
-    atomic_uint connections;
-    atomic_bool quitting;
+    unsigned connections; /* __atomic_ */
+    bool quitting;        /* __atomic_ */
     pthread_t ticker;
     bool ticking;
     pthread_mutex_t lock; /* suspended */
@@ -82,9 +81,9 @@ static long long mono_ms(void)
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
-    web_stream *e = cls;
+    web_stream *e = (web_stream *)cls;
     gate_web *w = e->w;
-    if (atomic_load(&w->quitting))
+    if (__atomic_load_n(&w->quitting, __ATOMIC_ACQUIRE))
         return MHD_CONTENT_READER_END_OF_STREAM;
     if (e->ppos == e->plen) {
         free(e->pending);
@@ -118,7 +117,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 
 static void stream_free(void *cls)
 {
-    web_stream *e = cls;
+    web_stream *e = (web_stream *)cls;
     free(e->pending);
     free(e);
 }
@@ -139,8 +138,8 @@ static void resume_all(gate_web *w)
 
 static void *ticker_main(void *arg)
 {
-    gate_web *w = arg;
-    while (!atomic_load(&w->quitting)) {
+    gate_web *w = (gate_web *)arg;
+    while (!__atomic_load_n(&w->quitting, __ATOMIC_ACQUIRE)) {
         struct timespec ts = {0, EVENTS_TICK_MS * 1000000L};
         (void)nanosleep(&ts, NULL);
         resume_all(w);
@@ -161,7 +160,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web
 {
     struct MHD_Response *r = NULL;
     if (resp->kind == GATE_WEB_EVENTS) {
-        web_stream *e = calloc(1, sizeof(*e));
+        web_stream *e = (web_stream *)calloc(1, sizeof(*e));
         if (e == NULL) {
             gate_web_error(resp, 500, "no memory for an event stream");
         } else {
@@ -227,10 +226,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   size_t *upload_data_size, void **con_cls)
 {
     (void)version;
-    gate_web *w = cls;
-    web_request *rq = *con_cls;
+    gate_web *w = (gate_web *)cls;
+    web_request *rq = (web_request *)*con_cls;
     if (rq == NULL) { /* the headers: the body, if any, comes next */
-        if (atomic_load(&w->connections) > w->o.max_connections)
+        if (__atomic_load_n(&w->connections, __ATOMIC_ACQUIRE) > w->o.max_connections)
             return error_now(c, w, 503, "too many connections: try again later");
         const char *cl = header(c, "Content-Length");
         if (cl != NULL && strtoull(cl, NULL, 10) > w->o.max_body) {
@@ -238,7 +237,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             (void)snprintf(msg, sizeof(msg), "the body is larger than %zu bytes", w->o.max_body);
             return error_now(c, w, 413, msg);
         }
-        rq = calloc(1, sizeof(*rq));
+        rq = (web_request *)calloc(1, sizeof(*rq));
         if (rq == NULL)
             return MHD_NO;
         *con_cls = rq;
@@ -255,7 +254,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             size_t cap = rq->cap == 0 ? 1024 : rq->cap;
             while (cap < rq->len + n + 1)
                 cap *= 2;
-            char *grown = realloc(rq->body, cap);
+            char *grown = (char *)realloc(rq->body, cap);
             if (grown == NULL)
                 return MHD_NO;
             rq->body = grown;
@@ -294,7 +293,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)cls;
     (void)c;
     (void)toe;
-    web_request *rq = *con_cls;
+    web_request *rq = (web_request *)*con_cls;
     if (rq != NULL) {
         free(rq->body);
         free(rq);
@@ -307,11 +306,11 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 {
     (void)c;
     (void)socket_context;
-    gate_web *w = cls;
+    gate_web *w = (gate_web *)cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED)
-        atomic_fetch_add(&w->connections, 1);
+        __atomic_fetch_add(&w->connections, 1, __ATOMIC_ACQ_REL);
     else
-        atomic_fetch_sub(&w->connections, 1);
+        __atomic_fetch_sub(&w->connections, 1, __ATOMIC_ACQ_REL);
 }
 
 /* "HOST:PORT" into addr */
@@ -342,14 +341,14 @@ keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
     keel_status s = parse_listen(o->listen, &addr);
     if (!keel_ok(s))
         return s;
-    gate_web *w = calloc(1, sizeof(*w));
+    gate_web *w = (gate_web *)calloc(1, sizeof(*w));
     if (w == NULL)
         return KEEL_ERR(KEEL_E_NOMEM, "no memory for the server");
     w->ctx.g = g;
     w->ctx.token_reads = o->token_reads;
     w->o = *o;
-    atomic_init(&w->connections, 0);
-    atomic_init(&w->quitting, false);
+    __atomic_store_n(&w->connections, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&w->quitting, false, __ATOMIC_RELAXED);
     (void)pthread_mutex_init(&w->lock, NULL);
     w->daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request, w,
@@ -387,7 +386,7 @@ void gate_web_stop(gate_web *w)
 {
     if (w == NULL)
         return;
-    atomic_store(&w->quitting, true);
+    __atomic_store_n(&w->quitting, true, __ATOMIC_RELEASE);
     if (w->ticking)
         (void)pthread_join(w->ticker, NULL);
     /* a stream that suspended as the ticker stopped: resumed, it sees quitting and ends */
