@@ -511,13 +511,7 @@ static inline pid_t fx_start_daemon(void)
 
 static inline void fx_read_log(char *buf, size_t size)
 {
-    buf[0] = '\0';
-    FILE *f = fopen(fx_log_path, "r");
-    if (f == NULL)
-        return;
-    size_t n = fread(buf, 1, size - 1, f);
-    buf[n] = '\0';
-    (void)fclose(f);
+    keel_test_read_file(fx_log_path, buf, size);
 }
 
 /* The pid the job wrote to $MARKER.sleep, once it has; fails if the daemon ends first. */
