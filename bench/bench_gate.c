@@ -55,7 +55,7 @@
 
 #include "scheduler.h"
 
-enum { NCHANGES = 200, SLOTS = 4, MAXCAND = 16384, MAXJOBS = 65536, NSTRAT = 6, NCFG = 2 };
+enum { NCHANGES = 200, SLOTS = 4, MAXCAND = 16384, MAXJOBS = 65536, NSTRAT = 7, NCFG = 2 };
 
 static const char *const cfg_name[NCFG] = {"a", "b"};
 static double cfg_work[NCFG] = {1.0, 0.8}; /* in T, alone (b: --b-length) */
@@ -73,6 +73,7 @@ static const strat strats[NSTRAT] = {
     {"batch b=8", GATE_STRATEGY_BATCH, 8, 1},
     {"speculative w=4", GATE_STRATEGY_SPECULATIVE, 1, 4},
     {"spec-batch w=4 b=4", GATE_STRATEGY_SPECULATIVE_BATCH, 4, 4},
+    {"spec-batch w=4 b=8", GATE_STRATEGY_SPECULATIVE_BATCH, 8, 4},
 };
 
 /*
@@ -102,6 +103,7 @@ typedef struct outcome {
     int good_rejected;
     double cpu_us;         /* per landed change */
     double parallel;       /* the scheduler's estimate at the end */
+    double width;          /* a build's work in its longest job, as estimated at the end */
     unsigned batch, depth; /* the shape at the end */
 } outcome;
 
@@ -311,6 +313,7 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
     o.landed = gs.landed;
     o.jobs = w.jobs_run;
     o.parallel = gs.parallel;
+    o.width = gs.width;
     o.batch = gs.batch;
     o.depth = gs.depth;
     o.exact = true;
@@ -385,7 +388,8 @@ static void table(void)
                            "retries = 1"
                          : "no flakes, retries = 0");
             printf("| p | strategy | makespan (T) | builds | exactly the bad rejected | good "
-                   "rejected | capacity learned: jobs at once, shape at the end | CPU per "
+                   "rejected | capacity learned: jobs at once, build width, shape at the end | CPU "
+                   "per "
                    "landed change |\n"
                    "|---|---|---|---|---|---|---|---|\n");
             for (size_t pi = 0; pi < NP; pi++) {
@@ -393,11 +397,11 @@ static void table(void)
                 outcome o[NSTRAT];
                 int nbad = workload(&execs[e], pi, flaky != 0, 0, bad, o);
                 for (int k = 0; k < NSTRAT; k++) {
-                    printf("| %.2f (%d bad) | %s | %.1f | %llu | %s | %d | %.1f, %ux%u | "
+                    printf("| %.2f (%d bad) | %s | %.1f | %llu | %s | %d | %.1f, %.2f, %ux%u | "
                            "%.1f us |\n",
                            ps[pi], nbad, strats[k].name, o[k].makespan, o[k].builds,
-                           o[k].exact ? "yes" : "no", o[k].good_rejected, o[k].parallel, o[k].batch,
-                           o[k].depth, o[k].cpu_us);
+                           o[k].exact ? "yes" : "no", o[k].good_rejected, o[k].parallel, o[k].width,
+                           o[k].batch, o[k].depth, o[k].cpu_us);
                     if (o[k].cpu_us > worst_cpu)
                         worst_cpu = o[k].cpu_us;
                 }

@@ -89,6 +89,7 @@ typedef struct gate_run_stats {
     /* what the scheduler learned: jobs the executor runs at once, from how many timings */
     double parallel;
     unsigned timed;
+    double width;          /* a build's work in units of its longest job */
     unsigned batch, depth; /* the window's shape at the end */
 } gate_run_stats;
 

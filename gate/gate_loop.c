@@ -630,6 +630,7 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
         gate_sched_stats_get(g->sched, &ss);
         g->stats.parallel = ss.parallel;
         g->stats.timed = ss.timed;
+        g->stats.width = ss.width;
         g->stats.batch = ss.batch;
         g->stats.depth = ss.depth;
     }

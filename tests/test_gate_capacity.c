@@ -77,6 +77,27 @@ static void test_learns_free(void **state)
 }
 
 /* The window: the last GATE_CAP_OBS jobs; what the executor did long ago is forgotten. */
+/*
+ * A build's width: its work over its longest job.  Nothing known: every job
+ * counts as long as the longest; a 1 s and a 0.5 s configuration make 1.5;
+ * one not yet observed counts as long as the longest.
+ */
+static void test_width(void **state)
+{
+    (void)state;
+    gate_cap c;
+    gate_cap_init(&c, 2.0);
+    assert_true(fabs(gate_cap_width(&c, 2) - 2.0) < 1e-9);
+    assert_true(fabs(gate_cap_width(&c, 1) - 1.0) < 1e-9);
+    for (int r = 0; r < 8; r++) {
+        gate_cap_observe(&c, "a", 1000.0, 1.0);
+        gate_cap_observe(&c, "b", 500.0, 1.0);
+    }
+    assert_true(fabs(gate_cap_width(&c, 2) - 1.5) < 1e-6);
+    assert_true(fabs(gate_cap_width(&c, 3) - 2.5) < 1e-6); /* a third, not yet timed */
+    assert_true(fabs(gate_cap_width(&c, 1) - 1.0) < 1e-6); /* one job: itself */
+}
+
 static void test_window(void **state)
 {
     (void)state;
@@ -228,7 +249,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_prior_alone),        cmocka_unit_test(test_learns_slowdown),
         cmocka_unit_test(test_learns_free),        cmocka_unit_test(test_window),
         cmocka_unit_test(test_bad_observations),   cmocka_unit_test(test_pool_measures_load),
-        cmocka_unit_test(test_pool_harmonic_load),
+        cmocka_unit_test(test_pool_harmonic_load), cmocka_unit_test(test_width),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

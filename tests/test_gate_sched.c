@@ -5,6 +5,7 @@
  * attempt of every candidate fails (a flake).  Builds run in rounds: every
  * build started in a round ends in that round.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -41,6 +42,7 @@ typedef struct sim {
      * round runs k jobs
      */
     double timed_par;
+    double b_len; /* b's time alone as a part of a's (0: the same) */
     unsigned long long rng;
     unsigned long long cand_sig[MAXCAND][2]; /* the signature its tree fails with, 0: passes */
     unsigned cand_mask[MAXCAND];             /* the configurations this attempt runs */
@@ -220,7 +222,8 @@ static void finish_round(sim *m)
                 all = all && r[nr].passed;
                 if (m->timed_par > 0.0)
                     gate_sched_timed(m->s, r[nr].config,
-                                     1000.0 * (jobs > m->timed_par ? jobs / m->timed_par : 1.0),
+                                     (q == 1 && m->b_len > 0.0 ? m->b_len : 1.0) * 1000.0 *
+                                         (jobs > m->timed_par ? jobs / m->timed_par : 1.0),
                                      jobs);
                 r[nr++].job = c;
             }
@@ -500,6 +503,20 @@ static void test_adaptive_capacity(void **state)
  * Told 8, while the jobs' times show an executor of 2 (each uses two cores,
  * say): adaptive learns it from the timings and stops speculating.
  */
+/* `rounds` rounds to learn from, then the rest of the queue, counting what runs at once. */
+static void run_after_lessons(sim *m, int rounds)
+{
+    for (int r = 0; r < rounds; r++) {
+        take_decisions(m);
+        (void)start_builds(m);
+        m->rounds++;
+        finish_round(m);
+    }
+    m->max_running = 0;
+    sim_run(m);
+    check_outcome(m);
+}
+
 static void test_adaptive_learns_capacity(void **state)
 {
     (void)state;
@@ -516,15 +533,7 @@ static void test_adaptive_learns_capacity(void **state)
         gate_sched_stats st;
         gate_sched_stats_get(m.s, &st);
         assert_true(st.parallel > 7.9 && st.parallel < 8.1);
-        for (int r = 0; r < 4; r++) { /* the first rounds teach it */
-            take_decisions(&m);
-            (void)start_builds(&m);
-            m.rounds++;
-            finish_round(&m);
-        }
-        m.max_running = 0;
-        sim_run(&m);
-        check_outcome(&m);
+        run_after_lessons(&m, 4);
         gate_sched_stats_get(m.s, &st);
         print_message("timed %d: %.2f jobs at once from %u timings; depth %u, then at most %zu "
                       "running\n",
@@ -541,6 +550,41 @@ static void test_adaptive_learns_capacity(void **state)
     assert_int_equal(running[0], 4);
     assert_true(depth[1] <= 2);
     assert_true(running[1] <= 2);
+}
+
+/*
+ * Two cores, told and timed, and a build of two jobs: when both take as
+ * long, one build fills the cores and adaptive runs one at a time; when b
+ * takes half of a's time, a build alone leaves a core idle for half of it
+ * (width 1.5), and adaptive runs a second build beside it.
+ */
+static void test_adaptive_fills_idle_cores(void **state)
+{
+    (void)state;
+    static const int bad[] = {31};
+    sim m;
+    size_t running[2];
+    double width[2];
+    for (int unequal = 0; unequal < 2; unequal++) {
+        sim_init(&m, GATE_STRATEGY_ADAPTIVE, 64, bad, 1);
+        m.two = true;
+        m.p.parallel = 2.0;
+        m.timed_par = 2.0;
+        m.b_len = unequal ? 0.5 : 1.0;
+        sim_start(&m);
+        run_after_lessons(&m, 3);
+        gate_sched_stats st;
+        gate_sched_stats_get(m.s, &st);
+        print_message("b %.1f of a: width %.2f, depth %u, at most %zu running, %d builds\n",
+                      m.b_len, st.width, st.depth, m.max_running, m.builds);
+        running[unequal] = m.max_running;
+        width[unequal] = st.width;
+        sim_end(&m);
+    }
+    assert_true(fabs(width[0] - 2.0) < 0.05);
+    assert_true(fabs(width[1] - 1.5) < 0.05);
+    assert_int_equal(running[0], 1);
+    assert_true(running[1] >= 2);
 }
 
 /*
@@ -1276,6 +1320,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_adaptive_presumption_flaky),
         cmocka_unit_test(test_adaptive_capacity),
         cmocka_unit_test(test_adaptive_learns_capacity),
+        cmocka_unit_test(test_adaptive_fills_idle_cores),
         cmocka_unit_test(test_adaptive_recut),
         cmocka_unit_test(test_verdict_per_configuration),
         cmocka_unit_test(test_verdict_names_decisive_configuration),

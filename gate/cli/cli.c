@@ -471,9 +471,10 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
                           st.moved, st.notify_failures);
         if (keel_ok(s) && o.out != NULL && st.parallel > 0.0)
             (void)fprintf(out,
-                          "executor: %.1f jobs at once (learned from %u job timings); window: "
-                          "batches of %u, %u deep\n",
-                          st.parallel, st.timed, st.batch, st.depth);
+                          "executor: %.1f jobs at once (learned from %u job timings), a "
+                          "build %.2f of its longest job in work; window: batches of %u, %u "
+                          "deep\n",
+                          st.parallel, st.timed, st.width, st.batch, st.depth);
         gate_signals_stop(sig); /* after the last line: SIGPIPE is ignored until then */
         gate_web_stop(web);
         gate_close(served);

@@ -141,6 +141,24 @@ double gate_cap_alone_ms(gate_cap *c, const char *config)
     return 0.0;
 }
 
+double gate_cap_width(gate_cap *c, unsigned jobs)
+{
+    KEEL_ASSERT(c != NULL && jobs >= 1);
+    fit(c);
+    double sum = 0.0, top = 0.0;
+    unsigned seen = 0;
+    for (unsigned k = 0; k < c->ncfg && seen < jobs; k++) {
+        if (!(c->alone_ms[k] > 0.0))
+            continue;
+        sum += c->alone_ms[k];
+        top = c->alone_ms[k] > top ? c->alone_ms[k] : top;
+        seen++;
+    }
+    if (seen == 0)
+        return (double)jobs;
+    return sum / top + (double)(jobs - seen);
+}
+
 double gate_cap_span(double parallel, double jobs)
 {
     KEEL_ASSERT(parallel > 0.0);

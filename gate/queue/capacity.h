@@ -60,6 +60,15 @@ void gate_cap_observe(gate_cap *c, const char *config, double ms, double load);
 double gate_cap_parallel(gate_cap *c);
 /* W_c in ms, 0 when `config` has no observation in the window. */
 double gate_cap_alone_ms(gate_cap *c, const char *config);
+/*
+ * A build of `jobs` jobs as work, in units of its longest job: the sum of the
+ * configurations' W_c over the largest (1 .. jobs; jobs when nothing is
+ * known).  Configurations not yet observed count as long as the longest, so
+ * an estimate made on part of the matrix never understates the work.  On
+ * two cores a build of a 1 s and a 2 s job is 1.5 wide: alone it leaves a
+ * core idle for half its time, which a second build beside it fills.
+ */
+double gate_cap_width(gate_cap *c, unsigned jobs);
 /* How long `jobs` jobs take at once, in units of one job's time alone: max(1, jobs / P). */
 double gate_cap_span(double parallel, double jobs);
 

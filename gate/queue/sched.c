@@ -233,6 +233,7 @@ static void outlook(const gate_sched *s, gate_cap *cap, gate_sched_outlook *o)
     o->queued = s->qlen;
     o->parallel = gate_cap_parallel(cap);
     o->jobs = s->jobs;
+    o->width = gate_cap_width(cap, s->jobs);
     o->batch = s->shape_batch;
     o->depth = s->shape_depth;
 }
@@ -246,7 +247,8 @@ static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
     gate_sched_outlook o;
     outlook(s, &s->cap, &o);
     const gate_sched_outlook *c = &s->shape_for;
-    if (o.p != c->p || o.n != c->n || o.parallel != c->parallel || o.jobs != c->jobs) {
+    if (o.p != c->p || o.n != c->n || o.parallel != c->parallel || o.jobs != c->jobs ||
+        o.width != c->width) {
         gate_sched_shape(&s->p, &o, &s->shape_batch, &s->shape_depth);
         s->shape_for = o;
     }
@@ -944,5 +946,6 @@ void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out)
     out->depth = depth;
     out->parallel = o.parallel;
     out->jobs = s->jobs;
+    out->width = o.width;
     out->timed = s->cap.nobs;
 }

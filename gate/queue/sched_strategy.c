@@ -62,12 +62,13 @@ static const double overlap = 0.6;
  * (probability 1 - q each, q = (1-p)^b), which is retried r times and
  * isolated (kb builds: isolate(), 0 for b = 1, a single change that fails at
  * the front being rejected as it is); the candidates behind it are built
- * again in a later round.  Time, in units of a job alone, is the longer of
- * the round's critical path (the window at once, max(1, d jobs / par), then
- * the isolation, each build max(1, jobs / par): all of it one build after
- * another at depth 1; deeper, OVERLAP of it, the window going on beside
- * confirmations and the halves sent back) and its work (every job of every
- * build, par at a time).
+ * again in a later round.  `jobs` is a build's width (gate_cap_width: its
+ * work in units of its longest job).  Time, in units of that job alone, is
+ * the longer of the round's critical path (the window at once, max(1, d jobs
+ * / par), then the isolation: all of it one build after another at depth 1;
+ * deeper, OVERLAP of it, the window going on beside confirmations and the
+ * halves sent back; each build max(1, jobs / par)) and its work (every
+ * build's `jobs`, par at a time).
  */
 static void model(double p, unsigned b, unsigned d, unsigned r, double kb, double par, double jobs,
                   double *time, double *builds)
@@ -125,6 +126,7 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
 {
     KEEL_ASSERT(params != NULL && o != NULL && batch != NULL && depth != NULL);
     KEEL_ASSERT(o->p > 0.0 && o->p < 1.0 && o->n > 0.0 && o->parallel > 0.0 && o->jobs >= 1);
+    KEEL_ASSERT(o->width >= 1.0 && o->width <= (double)o->jobs + 1e-9);
     double p = o->p;
     unsigned maxd = params->max_depth;
     switch (params->strategy) {
@@ -160,7 +162,7 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
      */
     double pts[NGRID], w[NGRID];
     size_t np = posterior(p, o->n, pts, w);
-    double jobs = (double)o->jobs;
+    double jobs = o->width; /* the work of a build, in its longest job */
     unsigned lim = maxd < params->slots ? maxd : params->slots;
     unsigned bmax = inv_sqrt_round(p / 16.0, params->max_batch);
     *batch = 1;

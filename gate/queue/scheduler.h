@@ -207,6 +207,7 @@ typedef struct gate_sched_stats {
     unsigned depth;                      /* speculation depth the strategy uses now */
     double parallel; /* jobs the executor runs at once without slowing them (learned) */
     unsigned jobs;   /* jobs in a build (configurations; learned from results) */
+    double width;    /* a build's work in units of its longest job (gate_cap_width) */
     unsigned timed;  /* job timings in the estimate's window */
 } gate_sched_stats;
 
@@ -293,6 +294,7 @@ typedef struct gate_sched_outlook {
     size_t queued;         /* changes waiting */
     double parallel;       /* jobs the executor runs at once without slowing them (> 0) */
     unsigned jobs;         /* jobs in a build (>= 1) */
+    double width;          /* its work in units of its longest job (1 .. jobs: gate_cap_width) */
     unsigned batch, depth; /* adaptive: the shape in use (0: none), kept while near the best */
 } gate_sched_outlook;
 
@@ -300,8 +302,9 @@ typedef struct gate_sched_outlook {
  * The shape a strategy gives the window now: changes per new candidate and
  * candidates tested ahead of the tip (sched_strategy.c).  Adaptive minimises
  * the expected time per change decided over the posterior Beta(p n,
- * (1 - p) n) of the failure rate, a round of d candidates of `jobs` jobs
- * each taking max(1, d jobs / parallel) times a build alone (capacity.h).
+ * (1 - p) n) of the failure rate, a round of d candidates, each `width`
+ * of its longest job in work, taking max(1, d width / parallel) times that
+ * job alone (capacity.h).
  */
 void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook *o, unsigned *batch,
                       unsigned *depth);
