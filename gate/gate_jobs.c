@@ -189,6 +189,8 @@ keel_status gate_start_build(gate *g, const gate_sched_build *b)
             return KEEL_CONTEXT(s, "building candidate %lld", c->sid);
         gate_point_after_merge();
         s = gate_load_config(g, c->merge, &c->cfg);
+        if (keel_ok(s)) /* the queue runs the configurations of level gate (at least one) */
+            gate_config_keep_level(c->cfg, GATE_LEVEL_GATE);
         if (!keel_ok(s) && gate_config_fault_is_gates(s))
             return KEEL_CONTEXT(s, "reading the configuration of candidate %lld", c->sid);
         if (!keel_ok(s)) {
