@@ -109,6 +109,8 @@ static const char *const migrations[] = {
     "  response TEXT NOT NULL, created_at INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS pauses ("
     "  target TEXT PRIMARY KEY, reason TEXT NOT NULL, by TEXT NOT NULL, since INTEGER NOT NULL);",
+    /* 6 -> 7: the post level's commits and results (store_post.c) */
+    gate__store_post_schema,
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 
