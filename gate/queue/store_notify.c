@@ -24,8 +24,13 @@ keel_status gate_store_notify_start(gate_store *st, const char *target)
 }
 
 /* The events the hook hears of, by their names in the store and to the hook. */
-static const char *const notice_kinds[][2] = {
-    {"landed", "land"}, {"rejected", "reject"}, {"conflict", "conflict"}, {"flake", "flake"}};
+static const char *const notice_kinds[][2] = {{"landed", "land"},
+                                              {"rejected", "reject"},
+                                              {"conflict", "conflict"},
+                                              {"flake", "flake"},
+                                              {"post-failed", "post-failed"},
+                                              {"target-red", "target-red"},
+                                              {"target-green", "target-green"}};
 
 keel_status gate_store_notify_next(gate_store *st, const char *target, gate_notice *out, size_t max,
                                    size_t *n)
@@ -40,17 +45,23 @@ keel_status gate_store_notify_next(gate_store *st, const char *target, gate_noti
     if (st->notify_next == NULL)
         s = gate__store_prepare(
             st,
-            "SELECT e.id, e.kind, e.change, coalesce(c.branch, ''), coalesce(c.head, ''), "
+            "SELECT e.id, e.kind, e.change, coalesce(c.branch, ''), CASE WHEN e.kind IN "
+            "('post-failed', 'target-red', 'target-green') THEN coalesce(CASE WHEN "
+            "json_valid(e.detail) THEN json_extract(e.detail, '$.commit') END, '') ELSE "
+            "coalesce(c.head, '') END, "
             "CASE e.kind WHEN 'conflict' THEN '' WHEN 'flake' THEN coalesce(CASE WHEN "
             "json_valid(e.detail) THEN json_extract(e.detail, '$.merge') END, (SELECT merge "
             "FROM candidates WHERE id = CASE WHEN json_valid(e.detail) THEN "
             "json_extract(e.detail, '$.candidate') END), '') ELSE coalesce((SELECT merge "
             "FROM candidates WHERE id = c.candidate), '') END, "
-            "CASE e.kind WHEN 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
-            "json_extract(e.detail, '$.failed') END, '') ELSE coalesce(c.reason, '') END "
+            "CASE WHEN e.kind = 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
+            "json_extract(e.detail, '$.failed') END, '') WHEN e.kind IN ('post-failed', "
+            "'target-red', 'target-green') THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
+            "json_extract(e.detail, '$.reason') END, '') ELSE coalesce(c.reason, '') END "
             "FROM events e LEFT JOIN changes c ON c.id = e.change WHERE e.target = ?1 AND "
             "e.id > coalesce((SELECT event FROM notify_cursor WHERE target = ?1), 0) AND "
-            "e.kind IN ('landed', 'rejected', 'conflict', 'flake') ORDER BY e.id LIMIT ?2",
+            "e.kind IN ('landed', 'rejected', 'conflict', 'flake', 'post-failed', 'target-red', "
+            "'target-green') ORDER BY e.id LIMIT ?2",
             &st->notify_next);
     if (!keel_ok(s))
         return s;

@@ -246,6 +246,31 @@ keel_status gate_store_post_finish(gate_store *st, const char *target, const cha
     return gate__store_finish(st, s);
 }
 
+keel_status gate_store_post_red(gate_store *st, const char *target, const char *except, size_t *n)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && except != NULL && n != NULL);
+    *n = 0;
+    sqlite3_stmt *stmt = NULL;
+    /* SQLite: with max(), the bare columns are the row's that holds it */
+    keel_status s = gate__store_prepare(st,
+                                        "SELECT count(*) FROM (SELECT r.fails AS f, r.runs AS n, "
+                                        "max(c.seq) FROM " ROW_FROM
+                                        " WHERE r.target = ?1 AND r.config != ?2 AND r.state = "
+                                        "'done' AND r.runs > 0 GROUP BY r.config) WHERE f = n",
+                                        &stmt);
+    if (!keel_ok(s))
+        return s;
+    bind_text(stmt, 1, target);
+    bind_text(stmt, 2, except);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        *n = (size_t)sqlite3_column_int64(stmt, 0);
+    else
+        s = gate__store_error(st, rc, "cannot count the red configurations");
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
 keel_status gate_store_post_recover(gate_store *st, const char *target, size_t *n)
 {
     KEEL_ASSERT(st != NULL && target != NULL && n != NULL);

@@ -68,6 +68,12 @@ KEEL_MUST_USE keel_status gate_store_post_finish(gate_store *st, const char *tar
                                                  const char *commit, const char *config,
                                                  bool failed, const char *log, long long now,
                                                  char was[GATE_POST_STATE_MAX]);
+/*
+ * How many configurations of `target` other than `except` are red: their
+ * newest done row failed every run.
+ */
+KEEL_MUST_USE keel_status gate_store_post_red(gate_store *st, const char *target,
+                                              const char *except, size_t *n);
 /* Running rows of `target` back to pending (a new run after a kill). *n: how many. */
 KEEL_MUST_USE keel_status gate_store_post_recover(gate_store *st, const char *target, size_t *n);
 /*
