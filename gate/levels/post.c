@@ -52,15 +52,15 @@ bool gate_post_job(const gate_job_run *j)
 static keel_status record_commit(gate *g, const char *commit, size_t *builds)
 {
     gate_config *cfg = NULL;
-    keel_status s = gate_load_config(g, commit, &cfg);
-    if (!keel_ok(s)) {
+    keel_status loaded = gate_load_config(g, commit, &cfg);
+    if (!keel_ok(loaded) && gate_config_fault_is_gates(loaded)) /* memory, I/O: not the commit's */
+        return KEEL_CONTEXT(loaded, "reading the configuration of %.12s", commit);
+    if (!keel_ok(loaded)) {
         char line[GATE_REASON_MAX];
-        gate_status_line(s, line, sizeof(line));
-        keel_status_free(s);
-        s = KEEL_OK;
-        if (g->tip_cfg != NULL && g->tip_cfg->nconfigs > 0) /* said once per commit */
-            gate_say(g, "post: %.12s: no configuration that loads, nothing to build: %s\n", commit,
-                     line);
+        gate_status_line(loaded, line, sizeof(line));
+        keel_status_free(loaded);
+        gate_say(g, "post: %.12s: no configuration that loads, nothing to build: %s\n", commit,
+                 line);
     }
     const char *names[GATE_MAX_CONFIGS];
     size_t n = 0;
@@ -71,7 +71,7 @@ static keel_status record_commit(gate *g, const char *commit, size_t *builds)
     }
     *builds += n;
     char subject[GATE_POST_SUBJECT_MAX];
-    s = gate_commit_subject(g->repo, commit, subject, sizeof(subject));
+    keel_status s = gate_commit_subject(g->repo, commit, subject, sizeof(subject));
     if (keel_ok(s))
         s = gate_store_post_add(g->store, g->target, commit, subject, names, n, gate_now_s());
     gate_config_free(cfg);
