@@ -77,7 +77,7 @@ static void print_text(FILE *f, const char *target, const gate_post_row *rows, s
                          target);
         return;
     }
-    const char *names[HISTORY_CONFIGS];
+    const char *names[HISTORY_CONFIGS] = {NULL}; /* columns() sets the first k */
     size_t k = columns(rows, n, names, HISTORY_CONFIGS);
     int width[HISTORY_CONFIGS];
     char line[2048];
