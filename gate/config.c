@@ -26,6 +26,22 @@ const char *gate_strategy_name(gate_strategy s)
     return strategy_names[s];
 }
 
+static const char *const level_names[] = {"try", "gate", "post", "nightly", "pre-merge"};
+enum { NLEVELS = sizeof(level_names) / sizeof(level_names[0]) };
+
+const char *gate_level_name(gate_level l)
+{
+    for (unsigned i = 0; i < NLEVELS; i++)
+        if ((unsigned)l == 1u << i)
+            return level_names[i];
+    return "?";
+}
+
+bool gate_config_at(const gate_matrix_config *m, gate_level l)
+{
+    return (m->levels & (unsigned)l) != 0;
+}
+
 const char *gate_executor_name(gate_executor e)
 {
     return e == GATE_EXECUTOR_SLURM ? "slurm" : "local";
@@ -197,9 +213,9 @@ static const char *const gate_keys[] = {
     "notify",      "sandbox",  "memory",  "processes", "cpu",       "output",    "disk",
     "tmp",         "log-days", "log-max", "pass-env",  "executor"};
 static const char *const config_keys[] = {
-    "build",    "test",      "env",        "timeout", "required",     "network",
-    "writable", "memory",    "processes",  "cpu",     "output",       "disk",
-    "tmp",      "partition", "constraint", "cpus",    "slurm-memory", "time-limit"};
+    "build",      "test",      "env",          "timeout",    "required", "network", "writable",
+    "memory",     "processes", "cpu",          "output",     "disk",     "tmp",     "partition",
+    "constraint", "cpus",      "slurm-memory", "time-limit", "levels",   "tier"};
 
 /* The limit keys, in [gate] (defaults) and [config NAME] (its own). */
 typedef struct limit_key {
@@ -569,6 +585,41 @@ static keel_status slurm_key(const parse_state *st, const char *key, const char 
     return KEEL_ERR(KEEL_E_NOTFOUND, "not a slurm key");
 }
 
+/* `levels = gate post ...`: one or more level names, each once. */
+static keel_status set_levels(const parse_state *st, const char *value, unsigned *out)
+{
+    gate_words w;
+    keel_status s = gate_words_split(value, &w);
+    if (!keel_ok(s))
+        return keel_status_with_uint(
+            KEEL_WRAP(s, KEEL_E_PARSE, "%s:%zu: bad value for 'levels'", st->origin, st->line),
+            "line", (unsigned long long)st->line);
+    unsigned levels = 0;
+    for (size_t i = 0; keel_ok(s) && i < w.n; i++) {
+        unsigned k = 0;
+        while (k < NLEVELS && strcmp(w.words[i], level_names[k]) != 0)
+            k++;
+        if (k == NLEVELS) {
+            const char *near = keel_suggest(w.words[i], level_names, NLEVELS);
+            s = errf(st, KEEL_E_PARSE,
+                     "'levels': unknown level '%s' (try, gate, post, nightly or pre-merge)%s%s%s",
+                     w.words[i], near != NULL ? "; did you mean '" : "", near != NULL ? near : "",
+                     near != NULL ? "'?" : "");
+        } else if ((levels & (1u << k)) != 0) {
+            s = errf(st, KEEL_E_PARSE, "'levels': level '%s' is named twice in '%s'", w.words[i],
+                     value);
+        }
+        levels |= 1u << k;
+    }
+    if (keel_ok(s) && w.n == 0)
+        s = errf(st, KEEL_E_PARSE,
+                 "'levels' needs at least one level (try, gate, post, nightly or pre-merge)");
+    gate_words_free(&w);
+    if (keel_ok(s))
+        *out = levels;
+    return s;
+}
+
 static keel_status gate_key(parse_state *st, const char *key, const char *value)
 {
     gate_config *c = st->cfg;
@@ -679,6 +730,10 @@ static keel_status config_key(parse_state *st, const char *key, const char *valu
         return parse_bool(st, key, value, &m->network);
     if (strcmp(key, "writable") == 0)
         return set_writable(st, value, &m->writable);
+    if (strcmp(key, "levels") == 0)
+        return set_levels(st, value, &m->levels);
+    if (strcmp(key, "tier") == 0)
+        return parse_uint(st, key, value, 1, 3, &m->tier);
     unsigned bit = 0;
     keel_status ls = limit_key_parse(st, key, value, &m->limits, &bit);
     if (keel_ok(ls))
@@ -724,6 +779,8 @@ static keel_status open_section(parse_state *st, char *head)
         (void)snprintf(m->name, sizeof(m->name), "%s", cname); /* good_name() bounds it */
         m->timeout_s = 3600;
         m->required = true;
+        m->levels = GATE_LEVELS_DEFAULT;
+        m->tier = GATE_TIER_DEFAULT;
         st->config_line[c->nconfigs] = st->line;
         c->nconfigs++;
         st->section = SECTION_CONFIG;
@@ -811,13 +868,13 @@ static keel_status validate(parse_state *st)
             s = found(st, errf(st, KEEL_E_PARSE,
                                "configuration '%s' has neither 'build' nor 'test'", m->name));
         }
-        any_required |= m->required;
+        any_required |= m->required && gate_config_at(m, GATE_LEVEL_GATE);
     }
     if (keel_ok(s) && !any_required)
-        s = found(st,
-                  KEEL_ERR(KEEL_E_PARSE,
-                           "%s: no configuration is required: nothing would stop a broken change",
-                           st->origin));
+        s = found(st, KEEL_ERR(KEEL_E_PARSE,
+                               "%s: no configuration at level 'gate' is required: nothing would "
+                               "stop a broken change",
+                               st->origin));
     return s;
 }
 
@@ -905,17 +962,39 @@ keel_status gate_config_check(const char *text, size_t len, const char *origin,
     return parse(text, len, origin, report, ctx, errors, out);
 }
 
+static void matrix_config_free(gate_matrix_config *m)
+{
+    gate_words_free(&m->writable);
+    gate_words_free(&m->build);
+    gate_words_free(&m->test);
+    gate_words_free(&m->env);
+}
+
+void gate_config_keep_level(gate_config *c, gate_level l)
+{
+    KEEL_ASSERT(c != NULL);
+    size_t kept = 0;
+    for (size_t i = 0; i < c->nconfigs; i++) {
+        if (!gate_config_at(&c->configs[i], l)) {
+            matrix_config_free(&c->configs[i]);
+            continue;
+        }
+        if (kept != i)
+            c->configs[kept] = c->configs[i]; /* its words move with it */
+        kept++;
+    }
+    for (size_t i = kept; i < c->nconfigs; i++)
+        memset(&c->configs[i], 0, sizeof(c->configs[i]));
+    c->nconfigs = kept;
+}
+
 void gate_config_free(gate_config *c)
 {
     if (c == NULL)
         return;
     gate_words_free(&c->notify);
     gate_words_free(&c->pass_env);
-    for (size_t i = 0; i < c->nconfigs; i++) {
-        gate_words_free(&c->configs[i].writable);
-        gate_words_free(&c->configs[i].build);
-        gate_words_free(&c->configs[i].test);
-        gate_words_free(&c->configs[i].env);
-    }
+    for (size_t i = 0; i < c->nconfigs; i++)
+        matrix_config_free(&c->configs[i]);
     keel_heap_free(CONFIG_HEAP, c);
 }

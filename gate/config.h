@@ -40,7 +40,20 @@
  *   cpus         = 2           #   memory asked of Slurm (a size; 0: not asked),
  *   slurm-memory = 4G          #   time limit in minutes (0: the timeout's, rounded
  *   time-limit   = 20          #   up, plus one)
+ *   levels   = gate try        # where it runs: try (keel-gate try), gate (the
+ *                              # queue), post (every commit that reaches the
+ *                              # target), nightly, pre-merge; default: gate try
+ *   tier     = 2               # 1 | 2 | 3: what a post failure brings (default 2)
  *
+ * Levels and tiers (issue 17): a configuration runs at the levels it names;
+ * one without `levels` runs at `gate` and `try`, as every configuration did
+ * before levels existed.  The gate's queue runs the `gate` ones, `try` the
+ * `try` ones, the post level (gate/levels/post.c) the `post` ones; `nightly`
+ * and `pre-merge` are accepted and kept, but nothing runs them yet.  The tier
+ * says what a failure at post brings: 1 and 2, a culprit search; 3, the
+ * result in the history only.  The default is 2 (searched and reported):
+ * automatic backout (tier 1's) must be asked for.  `required` is the gate's:
+ * at least one configuration at level gate must be required.
  * `sandbox`, `network`, `writable`, `pass-env` and the limits are security
  * settings: the gate takes them from the TARGET's configuration (for the
  * configuration of the same name), never from the change under test, so a
@@ -120,6 +133,20 @@ typedef struct gate_slurm_request {
     unsigned time_min;         /* 0: the timeout's, rounded up to minutes, plus one */
 } gate_slurm_request;
 
+/* The levels a configuration runs at (gate_matrix_config.levels): bits. */
+typedef enum gate_level {
+    GATE_LEVEL_TRY = 1u << 0,
+    GATE_LEVEL_GATE = 1u << 1,
+    GATE_LEVEL_POST = 1u << 2,
+    GATE_LEVEL_NIGHTLY = 1u << 3,
+    GATE_LEVEL_PRE_MERGE = 1u << 4
+} gate_level;
+
+enum {
+    GATE_LEVELS_DEFAULT = GATE_LEVEL_GATE | GATE_LEVEL_TRY, /* what a config without `levels` has */
+    GATE_TIER_DEFAULT = 2 /* searched and reported, not reverted */
+};
+
 typedef struct gate_matrix_config {
     char name[GATE_CONFIG_NAME_MAX];
     gate_words build;
@@ -132,6 +159,8 @@ typedef struct gate_matrix_config {
     gate_limits limits;  /* its own, or [gate]'s where it sets none */
     unsigned limits_set; /* which of its limits it set (GATE_LIMIT_* bits) */
     gate_slurm_request slurm;
+    unsigned levels; /* GATE_LEVEL_* bits; GATE_LEVELS_DEFAULT when not given */
+    unsigned tier;   /* 1..3; GATE_TIER_DEFAULT when not given */
 } gate_matrix_config;
 
 typedef struct gate_config {
@@ -176,6 +205,16 @@ KEEL_MUST_USE keel_status gate_config_check(const char *text, size_t len, const 
                                             gate_config **out);
 
 const char *gate_strategy_name(gate_strategy s);
+/* "try", "gate", "post", "nightly", "pre-merge" for one GATE_LEVEL_* bit; "?" otherwise. */
+const char *gate_level_name(gate_level l);
+/* Does configuration m run at level l? */
+bool gate_config_at(const gate_matrix_config *m, gate_level l);
+/*
+ * Keep only the configurations that run at level l (in their order): the
+ * queue keeps the gate's, try the try's, the post level the post's.  How many
+ * are left in c->nconfigs (0 possible: the caller says what that means).
+ */
+void gate_config_keep_level(gate_config *c, gate_level l);
 const char *gate_executor_name(gate_executor e);
 
 /*

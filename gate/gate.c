@@ -707,6 +707,16 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
         return KEEL_CONTEXT(s, "trying '%s' on '%s'", branch, g->target);
     if (cfg == NULL)
         return KEEL_ERR(KEEL_E_INTERNAL, "no configuration for '%s'", branch);
+    gate_config_keep_level(cfg, GATE_LEVEL_TRY);
+    if (cfg->nconfigs == 0) {
+        gate_config_free(cfg);
+        return keel_status_with_str(
+            KEEL_ERR(KEEL_E_NOTFOUND,
+                     "trying '%s' on '%s': no configuration of its .keel/gate.conf runs at level "
+                     "'try' (levels = ... try)",
+                     branch, g->target),
+            "branch", branch);
+    }
     gate_config *tip_cfg = NULL; /* the security settings are the target's (sandbox.h) */
     s = gate_load_config(g, tip, &tip_cfg);
     if (!keel_ok(s))

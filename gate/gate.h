@@ -138,6 +138,15 @@ KEEL_MUST_USE keel_status gate_status(gate *g, FILE *f, unsigned flags);
 enum gate_log_flags { GATE_LOG_RAW = 1, GATE_LOG_FULL = 2, GATE_LOG_JSON = 4 };
 KEEL_MUST_USE keel_status gate_log(gate *g, long long id, FILE *f, unsigned flags);
 /*
+ * The post level's results (gate/levels/post.h): each commit that reached the
+ * target, newest first, by each configuration at level post (only `config`
+ * unless NULL): passed, failed, flaky (failed N of M), not run (superseded
+ * or not built yet), running; "-" where a commit has no such configuration.
+ * A table, or JSON (GATE_HISTORY_JSON).
+ */
+enum gate_history_flags { GATE_HISTORY_JSON = 1 };
+KEEL_MUST_USE keel_status gate_history(gate *g, const char *config, FILE *f, unsigned flags);
+/*
  * The change `what` names: a change id (digits), or a branch: its change
  * for the gate's target (the active one, else the newest), else its only
  * active change, or the newest of the only target it has changes for.

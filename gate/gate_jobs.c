@@ -16,6 +16,7 @@
 
 #include "exec.h"
 #include "gate_loop.h"
+#include "post.h"
 #include "signature.h"
 #include "store.h"
 #include "text.h"
@@ -26,8 +27,7 @@ static void add_failure(char *buf, const char *what)
     (void)snprintf(buf + len, GATE_REASON_MAX - len, "%s%s", len > 0 ? "; " : "", what);
 }
 
-/* A work tree no job in flight has (a new one when all are taken). */
-static keel_status take_tree(gate *g, size_t *out)
+keel_status gate_take_tree(gate *g, size_t *out)
 {
     size_t t = 0;
     while (t < g->ntrees && g->trees[t].busy)
@@ -70,7 +70,7 @@ static keel_status start_job(gate *g, gate_cand *c, const gate_matrix_config *m)
     if (keel_ok(s))
         s = gate_grow((void **)&g->inflight, &g->inflight_cap, g->ninflight + 1, sizeof(void *));
     if (keel_ok(s))
-        s = take_tree(g, &tree);
+        s = gate_take_tree(g, &tree);
     if (!keel_ok(s))
         return s;
     void *mem = NULL;
@@ -189,6 +189,8 @@ keel_status gate_start_build(gate *g, const gate_sched_build *b)
             return KEEL_CONTEXT(s, "building candidate %lld", c->sid);
         gate_point_after_merge();
         s = gate_load_config(g, c->merge, &c->cfg);
+        if (keel_ok(s)) /* the queue runs the configurations of level gate (at least one) */
+            gate_config_keep_level(c->cfg, GATE_LEVEL_GATE);
         if (!keel_ok(s) && gate_config_fault_is_gates(s))
             return KEEL_CONTEXT(s, "reading the configuration of candidate %lld", c->sid);
         if (!keel_ok(s)) {
@@ -323,6 +325,8 @@ keel_status gate_job_done(gate *g, gate_job_run *j)
             g->inflight[i] = g->inflight[--g->ninflight];
             break;
         }
+    if (gate_post_job(j))
+        return gate_post_job_done(g, j); /* the post level's (gate/levels/post.c) */
     bool stale = j->gen != g->gen || g->stopping;
     bool gate_error = j->error[0] != '\0'; /* the gate could not run it: says nothing of a change */
     bool passed = j->result == GATE_EXEC_PASSED && !gate_error;

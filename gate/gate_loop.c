@@ -28,6 +28,7 @@
 
 #include "exec.h"
 #include "gate_loop.h"
+#include "post.h"
 #include "signature.h"
 #include "slurm.h"
 #include "store.h"
@@ -520,12 +521,17 @@ static keel_status turn(gate *g, bool once, bool *done)
         return s; /* restarted (a lost compare-and-swap): the queue is read again */
     gate_sched_stats st;
     gate_sched_stats_get(g->sched, &st);
+    bool post_busy = false; /* the post level: the slots the queue leaves free */
+    s = gate_post_turn(g, st.queued > 0 || st.testing > 0 || g->nagain > 0, paused, &post_busy);
+    if (!keel_ok(s))
+        return s;
     unsigned outstanding = gate_pool_outstanding(g->pool);
-    bool idle = outstanding == 0 && st.running == 0 && g->nagain == 0;
-    if ((st.queued == 0 && st.testing == 0 && outstanding == 0 && g->nagain == 0) ||
-        (idle && paused)) { /* paused: the rest waits for the queue to resume */
+    unsigned queue_jobs = outstanding - gate_post_running(g);
+    bool idle = queue_jobs == 0 && st.running == 0 && g->nagain == 0;
+    if ((st.queued == 0 && st.testing == 0 && outstanding == 0 && g->nagain == 0 && !post_busy) ||
+        (idle && paused && outstanding == 0)) { /* paused: the rest waits for the queue to resume */
         *done = once;
-    } else if (idle) {
+    } else if (idle && (st.queued > 0 || st.testing > 0)) {
         return KEEL_ERR(KEEL_E_INTERNAL, "the scheduler holds %zu changes but starts nothing",
                         st.queued + st.testing);
     }
@@ -558,6 +564,8 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
         s = gate_notify_start(g); /* before recovery: it may record landings to notify */
     if (keel_ok(s))
         s = gate_restart(g);
+    if (keel_ok(s))
+        s = gate_post_start(g); /* post builds a killed gate left running: pending again */
     size_t lost = 0; /* Slurm jobs a killed keel-gate left (the target's executor is known now) */
     if (keel_ok(s))
         s = gate_slurm_start(g->tip_cfg, g->work, &lost);

@@ -39,6 +39,8 @@ KEEL_MUST_USE keel_status gate_failed(gate *g, unsigned *in_a_row, keel_status w
 
 /* gate_jobs.c */
 
+/* A work tree no job in flight has (a new one when all are taken): g->trees[*out], busy. */
+KEEL_MUST_USE keel_status gate_take_tree(gate *g, size_t *out);
 /* Start the scheduler's build b: its candidate's merges, then its jobs. */
 KEEL_MUST_USE keel_status gate_start_build(gate *g, const gate_sched_build *b);
 /* Start the jobs the gate failed to run, once their pause is over. */

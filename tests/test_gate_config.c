@@ -111,6 +111,67 @@ static void test_bad_values(void **state)
     expect_error("[config a]\ntest = true\nenv = =x\n", KEEL_E_PARSE, "NAME=value", NULL);
 }
 
+/*
+ * levels and tier: defaults keep an old configuration's meaning (gate and
+ * try, tier 2); the queue's and try's views keep their own; errors name the
+ * key and the value.
+ */
+static void test_levels_and_tiers(void **state)
+{
+    (void)state;
+    static const char text[] = "[config quick]\ntest = true\n"
+                               "[config long]\ntest = true\nlevels = post nightly\ntier = 1\n"
+                               "[config lint]\ntest = true\nlevels = try\nrequired = no\n"
+                               "[config all]\ntest = true\nlevels = try gate post pre-merge\n"
+                               "tier = 3\n";
+    gate_config *c = NULL;
+    keel_status s = gate_config_parse(text, strlen(text), "gate.conf", &c);
+    assert_true(keel_ok(s));
+    assert_non_null(c);
+    if (c == NULL)
+        return;
+    assert_int_equal(c->configs[0].levels, GATE_LEVEL_GATE | GATE_LEVEL_TRY); /* the default */
+    assert_int_equal(c->configs[0].tier, 2);
+    assert_int_equal(c->configs[1].levels, GATE_LEVEL_POST | GATE_LEVEL_NIGHTLY);
+    assert_int_equal(c->configs[1].tier, 1);
+    assert_true(gate_config_at(&c->configs[2], GATE_LEVEL_TRY));
+    assert_false(gate_config_at(&c->configs[2], GATE_LEVEL_GATE));
+    assert_int_equal(c->configs[3].tier, 3);
+    assert_string_equal(gate_level_name(GATE_LEVEL_PRE_MERGE), "pre-merge");
+    assert_string_equal(gate_level_name((gate_level)3), "?");
+    gate_config_keep_level(c, GATE_LEVEL_GATE);
+    assert_int_equal(c->nconfigs, 2);
+    assert_string_equal(c->configs[0].name, "quick");
+    assert_string_equal(c->configs[1].name, "all");
+    assert_string_equal(c->configs[1].test.words[0], "true"); /* its words moved with it */
+    gate_config_free(c);
+    s = gate_config_parse(text, strlen(text), "gate.conf", &c);
+    assert_true(keel_ok(s));
+    gate_config_keep_level(c, GATE_LEVEL_POST);
+    assert_int_equal(c->nconfigs, 2);
+    assert_string_equal(c->configs[0].name, "long");
+    gate_config_keep_level(c, GATE_LEVEL_TRY);
+    assert_int_equal(c->nconfigs, 1);
+    assert_string_equal(c->configs[0].name, "all");
+    gate_config_keep_level(c, GATE_LEVEL_NIGHTLY); /* none of them: an empty view */
+    assert_int_equal(c->nconfigs, 0);
+    gate_config_free(c);
+    expect_error("[config a]\ntest = true\nlevels = gate pst\n", KEEL_E_PARSE,
+                 ":3: 'levels': unknown level 'pst'", "did you mean 'post'?");
+    expect_error("[config a]\ntest = true\nlevels = gate gate\n", KEEL_E_PARSE,
+                 "'levels': level 'gate' is named twice in 'gate gate'", NULL);
+    expect_error("[config a]\ntest = true\nlevels =\n", KEEL_E_PARSE,
+                 ":3: 'levels' needs at least one level", NULL);
+    expect_error("[config a]\ntest = true\ntier = 4\n", KEEL_E_RANGE,
+                 ":3: 'tier' = 4 is out of range [1, 3]", NULL);
+    expect_error("[config a]\ntest = true\ntier = one\n", KEEL_E_PARSE,
+                 "'tier' must be a whole number, not 'one'", NULL);
+    /* a required configuration that is not at the gate stops nothing */
+    expect_error("[config a]\ntest = true\nlevels = post\n[config b]\ntest = true\n"
+                 "required = no\n",
+                 KEEL_E_PARSE, "no configuration at level 'gate' is required", NULL);
+}
+
 /* executor = slurm and each configuration's Slurm request; errors name the key and value. */
 static void test_slurm_request(void **state)
 {
@@ -199,7 +260,7 @@ static void test_structure_errors(void **state)
     expect_error("[config a]\ntest = x\n\n[config b]\ntimeout = 5\n", KEEL_E_PARSE,
                  ":4: configuration 'b' has neither 'build' nor 'test'", NULL);
     expect_error("[config a]\ntest = x\nrequired = no\n", KEEL_E_PARSE,
-                 "no configuration is required", NULL);
+                 "no configuration at level 'gate' is required", NULL);
     expect_error("[config a]\njust words\n", KEEL_E_PARSE, ":2: expected 'key = value'", NULL);
     const char nul[] = "[gate]\n\0[config a]\n";
     gate_config *c = NULL;
@@ -468,7 +529,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_structure_errors),     cmocka_unit_test(test_word_splitting),
         cmocka_unit_test(test_comments_and_escapes), cmocka_unit_test(test_writable_paths),
         cmocka_unit_test(test_slurm_request),        cmocka_unit_test(test_shell_syntax_refused),
-        cmocka_unit_test(test_check_every_error),
+        cmocka_unit_test(test_check_every_error),    cmocka_unit_test(test_levels_and_tiers),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -20,6 +20,7 @@
 #include "testutil.h"
 
 #include "store.h"
+#include "store_post.h"
 
 static const char oid_a[] = "1111111111111111111111111111111111111111";
 static const char oid_b[] = "2222222222222222222222222222222222222222";
@@ -385,6 +386,84 @@ static void test_old_store_upgraded(void **state)
 }
 
 /*
+ * The post level's records: commits in the order they reached the target,
+ * the newest pending build first (superseding), a pass skipping the older
+ * pending builds of its configuration and a failure not, a running build
+ * pending again after a kill, the outcome of each row.
+ */
+static void test_post_records(void **state)
+{
+    (void)state;
+    gate_store *st = open_store();
+    static const char *const both[] = {"long", "slow"};
+    static const char *const one[] = {"long"};
+    char newest[GATE_OID_HEX];
+    assert_true(keel_ok(gate_store_post_newest(st, "main", newest)));
+    assert_string_equal(newest, "");
+    assert_true(keel_ok(gate_store_post_add(st, "main", oid_a, "first", both, 2, 10)));
+    assert_true(keel_ok(gate_store_post_add(st, "main", oid_b, "second", one, 1, 11)));
+    assert_true(keel_ok(gate_store_post_add(st, "main", oid_c, "third", both, 2, 12)));
+    assert_true(keel_ok(gate_store_post_add(st, "main", oid_b, "again", both, 2, 13))); /* kept */
+    assert_true(keel_ok(gate_store_post_newest(st, "main", newest)));
+    assert_string_equal(newest, oid_c);
+    gate_post_row r;
+    bool found = false;
+    assert_true(keel_ok(gate_store_post_next(st, "main", &r, &found)));
+    assert_true(found);
+    assert_string_equal(r.commit, oid_c); /* newest first */
+    assert_string_equal(r.config, "long");
+    assert_string_equal(gate_post_outcome(&r), "not run");
+    assert_true(keel_ok(gate_store_post_start(st, "main", oid_c, "long", 20)));
+    keel_status s = gate_store_post_start(st, "main", oid_c, "long", 20);
+    assert_true(KEEL_IS(s, KEEL_E_STATE));
+    keel_status_free(s);
+    char was[GATE_POST_STATE_MAX];
+    assert_true(keel_ok(gate_store_post_finish(st, "main", oid_c, "long", false, "l1", 21, was)));
+    assert_string_equal(was, "");
+    /* c passed "long": a and b's "long" are superseded; "slow" of c, then of a, remain */
+    assert_true(keel_ok(gate_store_post_next(st, "main", &r, &found)));
+    assert_string_equal(r.commit, oid_c);
+    assert_string_equal(r.config, "slow");
+    assert_true(keel_ok(gate_store_post_start(st, "main", oid_c, "slow", 22)));
+    assert_true(keel_ok(gate_store_post_finish(st, "main", oid_c, "slow", true, "l2", 23, was)));
+    assert_true(keel_ok(gate_store_post_next(st, "main", &r, &found)));
+    assert_true(found);
+    assert_string_equal(r.commit, oid_a); /* a failure supersedes nothing */
+    assert_string_equal(r.config, "slow");
+    assert_true(keel_ok(gate_store_post_start(st, "main", oid_a, "slow", 24)));
+    gate_store_close(st); /* killed while it runs */
+    st = open_store();
+    size_t n = 0;
+    assert_true(keel_ok(gate_store_post_recover(st, "main", &n)));
+    assert_int_equal(n, 1);
+    assert_true(keel_ok(gate_store_post_next(st, "main", &r, &found)));
+    assert_string_equal(r.commit, oid_a);
+    assert_true(keel_ok(gate_store_post_start(st, "main", oid_a, "slow", 25)));
+    assert_true(keel_ok(gate_store_post_unstart(st, "main", oid_a, "slow")));
+    assert_true(keel_ok(gate_store_post_start(st, "main", oid_a, "slow", 26)));
+    assert_true(keel_ok(gate_store_post_finish(st, "main", oid_a, "slow", false, "l3", 27, was)));
+    assert_string_equal(was, "failed"); /* the newest done row of "slow" before: c's */
+    assert_true(keel_ok(gate_store_post_next(st, "main", &r, &found)));
+    assert_false(found);
+    gate_post_row h[8];
+    assert_true(keel_ok(gate_store_post_history(st, "main", NULL, h, 8, &n)));
+    assert_int_equal(n, 5);
+    assert_string_equal(h[0].commit, oid_c);
+    assert_string_equal(gate_post_outcome(&h[0]), "passed"); /* long */
+    assert_string_equal(gate_post_outcome(&h[1]), "failed"); /* slow */
+    assert_string_equal(h[2].commit, oid_b);
+    assert_string_equal(gate_post_outcome(&h[2]), "not run");
+    assert_string_equal(h[2].subject, "second");
+    assert_string_equal(gate_post_outcome(&h[4]), "passed"); /* a slow */
+    assert_string_equal(h[4].log, "l3");
+    assert_true(keel_ok(gate_store_post_history(st, "main", "slow", h, 8, &n)));
+    assert_int_equal(n, 2);
+    assert_true(keel_ok(gate_store_post_history(st, "other", NULL, h, 8, &n)));
+    assert_int_equal(n, 0);
+    gate_store_close(st);
+}
+
+/*
  * A store this user may not write (another user's, a read-only copy): opened
  * read-only, read as it is, a write refused by name.  Needs root to become
  * another user; skipped otherwise.
@@ -443,6 +522,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_open_not_a_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_store_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_post_records, setup, teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -34,7 +34,8 @@ enum cmd_bit {
     C_CHECK = 1u << 6,
     C_SERVE = 1u << 7,
     C_TOKEN = 1u << 8,
-    C_ALL = 0x1ffu
+    C_HISTORY = 1u << 9,
+    C_ALL = 0x3ffu
 };
 
 typedef struct opt_def {
@@ -53,10 +54,11 @@ static const opt_def opt_table[] = {
     {"work", "DIR", C_RUN | C_TRY,
      "where jobs' work trees go, outside the repository (default: <state>.d/work)"},
     {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
-    {"json", NULL, C_STATUS | C_LOG, "machine-readable output"},
+    {"json", NULL, C_STATUS | C_LOG | C_HISTORY, "machine-readable output"},
     {"once", NULL, C_RUN, "stop when the queue is empty"},
-    {"config", "FILE", C_RUN,
-     "while the target's .keel/gate.conf does not load, use FILE's (said, recorded)"},
+    {"config", "FILE|NAME", C_RUN | C_HISTORY,
+     "run: while the target's .keel/gate.conf does not load, use FILE's (said, recorded); "
+     "history: only configuration NAME"},
     {"raw", NULL, C_LOG, "the jobs' output as they wrote it (control characters too)"},
     {"full", NULL, C_LOG, "every job's whole log, not only the end of the one that decided"},
     {"memory", NULL, C_STATUS, "the last run's memory, by module heap"},
@@ -92,6 +94,8 @@ static const cmd_def cmd_table[] = {
     {"serve", C_SERVE, 0, 0, "", "the HTTP API (docs/gate-api.md) over the store"},
     {"token", C_TOKEN, 1, 1, "VERB [NAME]",
      "the API's tokens: add NAME (printed once, kept hashed), list, revoke NAME"},
+    {"history", C_HISTORY, 0, 0, "",
+     "the post level: each commit of the target by each configuration at level post"},
 };
 enum { NCMDS = sizeof(cmd_table) / sizeof(cmd_table[0]) };
 
@@ -378,7 +382,7 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
     o.state = opt_value(&p, "state");
     o.target = opt_value(&p, "target");
     o.work = opt_value(&p, "work");
-    o.config = opt_value(&p, "config");
+    o.config = p.cmd->bit == C_RUN ? opt_value(&p, "config") : NULL;
     o.out = opt_value(&p, "quiet") != NULL ? NULL : out;
     if (p.cmd->bit == C_CHECK) { /* no store, no lock: a configuration alone */
         size_t errors = 0;
@@ -436,6 +440,10 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         break;
     case C_SERVE:
         s = gate_serve(g, &wo, out);
+        break;
+    case C_HISTORY:
+        s = gate_history(g, opt_value(&p, "config"), out,
+                         opt_value(&p, "json") != NULL ? (unsigned)GATE_HISTORY_JSON : 0u);
         break;
     case C_TOKEN:
         s = gate_token_cmd(g, p.args[0], p.nargs > 1 ? p.args[1] : NULL, opt_value(&p, "role"),

@@ -21,6 +21,7 @@ typedef struct gate_job_run {
     unsigned attempt;
     unsigned gen; /* the gatekeeper's generation when it was started */
     char config[65];
+    char post_commit[41]; /* a post-level build's commit (gate/levels/post.c); "": a candidate's */
     bool required;
     char *const *build; /* NULL or empty: no build step */
     char *const *test;

@@ -144,6 +144,16 @@ KEEL_MUST_USE keel_status gate_conflict_origins(gate_repo *r, const char *onto, 
                                                 size_t *total);
 
 /*
+ * The first-parent history of `tip` (history.c), newest first, into
+ * out[0..*n-1]: back to `stop` (not included; NULL or "": to the root) or
+ * `max` commits.  *reached: `stop` was met (false: the root or `max` came
+ * first; a `stop` that is not a first-parent ancestor of `tip` is never met).
+ */
+KEEL_MUST_USE keel_status gate_first_parents(gate_repo *r, const char *tip, const char *stop,
+                                             char (*out)[GATE_HEX], size_t max, size_t *n,
+                                             bool *reached);
+
+/*
  * The `n` merges gate_merge made from `base` to `merge` (a chain of first
  * parents), made again onto `onto` with messages[i] for the i-th (oldest
  * first): the same trees, second parents, author and committer.  So what

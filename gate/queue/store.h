@@ -256,14 +256,16 @@ KEEL_MUST_USE keel_status gate_store_count_events(gate_store *st, const char *ki
  * ---- the notify hook's feed (gate/notify.c) ----------------------------------------
  *
  * The hook hears of a target's events of kind "landed", "rejected",
- * "conflict" and "flake" (written in the same transaction as the state change
+ * "conflict" and "flake", and of the post level's "post-failed",
+ * "target-red" and "target-green" (head: the commit; reason: the
+ * configuration, exit and log) (written in the same transaction as the state change
  * they record) in the store's order, after a cursor per target that moves
  * only once the hook took an event: at least once across restarts, each with
  * the event's id so that a consumer can drop a duplicate.
  */
 typedef struct gate_notice {
     long long id;     /* the event's: stable */
-    char event[16];   /* to the hook: "land", "reject", "conflict", "flake" */
+    char event[16];   /* to the hook: "land", "reject", "conflict", "flake", "post-failed", ... */
     long long change; /* a flake's: the first change of its candidate */
     char branch[GATE_NAME_MAX];
     char head[GATE_OID_HEX];

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "gate.h"
-#include "store_web_int.h"
+#include "store_int.h"
 
 static const char *const role_names[] = {"none", "read", "submit", "admin"};
 

@@ -1,0 +1,132 @@
+/*
+ * history.c - keel-gate history: the post level's results, each commit of
+ * the target (newest first) by each configuration at level post.
+ */
+#define _GNU_SOURCE 1
+#include <stdio.h>
+#include <string.h>
+
+#include "gate_int.h"
+#include "store_post.h"
+#include "text.h"
+
+enum {
+    HISTORY_ROWS = 1024, /* (commit, configuration) rows read: the newest */
+    HISTORY_CONFIGS = 16 /* columns of the table; more are in --json */
+};
+
+/* The configurations of the rows, each once, in name order (the rows' order within a commit). */
+static size_t columns(const gate_post_row *rows, size_t n, const char **names, size_t max)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < k && strcmp(names[j], rows[i].config) != 0)
+            j++;
+        if (j == k && k < max)
+            names[k++] = rows[i].config;
+    }
+    for (size_t i = 1; i < k; i++) /* insertion sort: a handful */
+        for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+            const char *t = names[j];
+            names[j] = names[j - 1];
+            names[j - 1] = t;
+        }
+    return k;
+}
+
+static void cell(char *buf, size_t size, const gate_post_row *r)
+{
+    const char *o = gate_post_outcome(r);
+    if (r->runs > 1 && strcmp(o, "running") != 0)
+        (void)snprintf(buf, size, "%s %u/%u", o, r->fails, r->runs);
+    else
+        (void)snprintf(buf, size, "%s", o);
+}
+
+static void print_json(FILE *f, const char *target, const gate_post_row *rows, size_t n)
+{
+    (void)fprintf(f, "{\"target\":");
+    gate_json_fput(f, target);
+    (void)fprintf(f, ",\"commits\":[");
+    for (size_t i = 0; i < n; i++) {
+        bool first = i == 0 || strcmp(rows[i - 1].commit, rows[i].commit) != 0;
+        bool last = i + 1 == n || strcmp(rows[i + 1].commit, rows[i].commit) != 0;
+        if (first) {
+            (void)fprintf(f, "%s{\"commit\":\"%s\",\"seq\":%lld,\"subject\":", i > 0 ? "," : "",
+                          rows[i].commit, rows[i].seq);
+            gate_json_fput(f, rows[i].subject);
+            (void)fprintf(f, ",\"results\":[");
+        }
+        (void)fprintf(f, "%s{\"config\":", first ? "" : ",");
+        gate_json_fput(f, rows[i].config);
+        (void)fprintf(f, ",\"result\":\"%s\",\"runs\":%u,\"fails\":%u,\"log\":",
+                      gate_post_outcome(&rows[i]), rows[i].runs, rows[i].fails);
+        gate_json_fput(f, rows[i].log);
+        (void)fprintf(f, "}%s", last ? "]}" : "");
+    }
+    (void)fprintf(f, "]}\n");
+}
+
+static void print_text(FILE *f, const char *target, const gate_post_row *rows, size_t n)
+{
+    if (n == 0) {
+        gate_text_printf(f,
+                         "no post builds for '%s' (no configuration at level post, or no commit "
+                         "reached it since)\n",
+                         target);
+        return;
+    }
+    const char *names[HISTORY_CONFIGS] = {NULL}; /* columns() sets the first k */
+    size_t k = columns(rows, n, names, HISTORY_CONFIGS);
+    int width[HISTORY_CONFIGS];
+    char line[2048];
+    size_t len = (size_t)snprintf(line, sizeof(line), "%-12s", "commit");
+    for (size_t c = 0; c < k; c++) {
+        width[c] = (int)strlen(names[c]) > 13 ? (int)strlen(names[c]) : 13;
+        len += (size_t)snprintf(line + len, sizeof(line) - len, "  %-*.*s", width[c], 64, names[c]);
+        if (len >= sizeof(line))
+            len = sizeof(line) - 1;
+    }
+    gate_text_printf(f, "%s  subject\n", line);
+    for (size_t i = 0; i < n;) {
+        size_t end = i;
+        while (end < n && strcmp(rows[end].commit, rows[i].commit) == 0)
+            end++;
+        len = (size_t)snprintf(line, sizeof(line), "%.12s", rows[i].commit);
+        for (size_t c = 0; c < k; c++) {
+            char text[40] = "-"; /* not at level post for this commit */
+            for (size_t r = i; r < end; r++)
+                if (strcmp(rows[r].config, names[c]) == 0)
+                    cell(text, sizeof(text), &rows[r]);
+            len += (size_t)snprintf(line + len, sizeof(line) - len, "  %-*s", width[c], text);
+            if (len >= sizeof(line))
+                len = sizeof(line) - 1;
+        }
+        gate_text_printf(f, "%s  %s\n", line, rows[i].subject);
+        i = end;
+    }
+}
+
+keel_status gate_history(gate *g, const char *config, FILE *f, unsigned flags)
+{
+    KEEL_ASSERT(g != NULL && f != NULL);
+    void *mem = NULL;
+    keel_status s = keel_heap_calloc(GATE_HEAP, HISTORY_ROWS, sizeof(gate_post_row), &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "reading the history");
+    gate_post_row *rows = (gate_post_row *)mem;
+    size_t n = 0;
+    s = gate_store_post_history(g->store, g->target, config, rows, HISTORY_ROWS, &n);
+    if (keel_ok(s) && n == HISTORY_ROWS) /* the oldest commit may be cut: leave it out whole */
+        while (n > 1 && strcmp(rows[n - 1].commit, rows[n - 2].commit) == 0)
+            n--;
+    if (keel_ok(s) && n == HISTORY_ROWS)
+        n--;
+    if (keel_ok(s) && (flags & GATE_HISTORY_JSON) != 0)
+        print_json(f, g->target, rows, n);
+    else if (keel_ok(s))
+        print_text(f, g->target, rows, n);
+    keel_heap_free(GATE_HEAP, rows);
+    return s;
+}

@@ -1,0 +1,265 @@
+/*
+ * post.c - the post level (post.h): the target's new commits recorded, their
+ * post builds started on the slots the queue leaves free, their results in
+ * the store.
+ */
+#define _GNU_SOURCE      1
+#define KEEL_MODULE_NAME "gate"
+#include "post.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "exec.h"
+#include "store_post.h"
+#include "worktree.h"
+
+enum {
+    POST_WALK_MAX = 64 /* commits recorded per turn: a longer push records its newest 64 */
+};
+
+/* A post build's job, and the configuration its steps point into (freed with it). */
+typedef struct post_job {
+    gate_job_run run; /* first: the pool's pointer is the post_job's */
+    gate_config *cfg;
+} post_job;
+
+/* A post build's job id: negative (a candidate's are the store's, positive), never reused. */
+static long long next_job_id(void)
+{
+    static long long last;
+    return -__atomic_add_fetch(&last, 1, __ATOMIC_RELAXED);
+}
+
+keel_status gate_post_start(gate *g)
+{
+    size_t n = 0;
+    keel_status s = gate_store_post_recover(g->store, g->target, &n);
+    if (keel_ok(s) && n > 0)
+        gate_say(g, "post: %zu build(s) a killed keel-gate left running to build again\n", n);
+    return s;
+}
+
+bool gate_post_job(const gate_job_run *j)
+{
+    return j->post_commit[0] != '\0';
+}
+
+/*
+ * `commit` reached the target: recorded with the configurations at level
+ * post of its .keel/gate.conf (none when it does not load); *builds counts them.
+ */
+static keel_status record_commit(gate *g, const char *commit, size_t *builds)
+{
+    gate_config *cfg = NULL;
+    keel_status loaded = gate_load_config(g, commit, &cfg);
+    if (!keel_ok(loaded) && gate_config_fault_is_gates(loaded)) /* memory, I/O: not the commit's */
+        return KEEL_CONTEXT(loaded, "reading the configuration of %.12s", commit);
+    if (!keel_ok(loaded)) {
+        char line[GATE_REASON_MAX];
+        gate_status_line(loaded, line, sizeof(line));
+        keel_status_free(loaded);
+        gate_say(g, "post: %.12s: no configuration that loads, nothing to build: %s\n", commit,
+                 line);
+    }
+    const char *names[GATE_MAX_CONFIGS];
+    size_t n = 0;
+    if (cfg != NULL) {
+        gate_config_keep_level(cfg, GATE_LEVEL_POST);
+        for (size_t i = 0; i < cfg->nconfigs; i++)
+            names[n++] = cfg->configs[i].name;
+    }
+    *builds += n;
+    char subject[GATE_POST_SUBJECT_MAX];
+    keel_status s = gate_commit_subject(g->repo, commit, subject, sizeof(subject));
+    if (keel_ok(s))
+        s = gate_store_post_add(g->store, g->target, commit, subject, names, n, gate_now_s());
+    gate_config_free(cfg);
+    return s;
+}
+
+/* The commits that reached the target since the newest recorded, oldest first. */
+static keel_status record_new(gate *g)
+{
+    char newest[GATE_OID_HEX];
+    keel_status s = gate_store_post_newest(g->store, g->target, newest);
+    if (!keel_ok(s) || strcmp(newest, g->tip) == 0)
+        return s;
+    char(*walk)[GATE_HEX] = NULL;
+    void *mem = NULL;
+    s = keel_heap_alloc(GATE_HEAP, POST_WALK_MAX * sizeof(*walk), &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "reading the target's new commits");
+    walk = (char(*)[GATE_HEX])mem;
+    size_t n = 0;
+    bool reached = false;
+    /* the first time: the tip alone (the history before is not the post level's) */
+    s = gate_first_parents(g->repo, g->tip, newest, walk, newest[0] != '\0' ? POST_WALK_MAX : 1, &n,
+                           &reached);
+    size_t builds = 0;
+    for (size_t i = n; keel_ok(s) && i > 0; i--)
+        s = record_commit(g, walk[i - 1], &builds);
+    if (keel_ok(s) && builds > 0)
+        gate_say(g, "post: %zu new commit(s) on '%s' up to %.12s%s\n", n, g->target, g->tip,
+                 newest[0] != '\0' && !reached ? " (the newest recorded is not among them)" : "");
+    keel_heap_free(GATE_HEAP, mem);
+    return s;
+}
+
+unsigned gate_post_running(const gate *g)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < g->ninflight; i++)
+        n += gate_post_job(g->inflight[i]);
+    return n;
+}
+
+/* Start the build of row r: its commit checked out in a free work tree, its configuration's job. */
+static keel_status start_one(gate *g, const gate_post_row *r)
+{
+    gate_config *cfg = NULL;
+    keel_status s = gate_load_config(g, r->commit, &cfg);
+    const gate_matrix_config *m = NULL;
+    if (keel_ok(s)) {
+        gate_config_keep_level(cfg, GATE_LEVEL_POST);
+        for (size_t i = 0; i < cfg->nconfigs && m == NULL; i++)
+            if (strcmp(cfg->configs[i].name, r->config) == 0)
+                m = &cfg->configs[i];
+        if (m == NULL)
+            s = KEEL_ERR(KEEL_E_NOTFOUND, "commit %.12s has no configuration '%s' at level post",
+                         r->commit, r->config);
+    }
+    if (keel_ok(s))
+        s = gate_store_post_start(g->store, g->target, r->commit, r->config, gate_now_s());
+    if (keel_ok(s))
+        s = gate_grow((void **)&g->inflight, &g->inflight_cap, g->ninflight + 1, sizeof(void *));
+    size_t tree = 0;
+    if (keel_ok(s))
+        s = gate_take_tree(g, &tree);
+    void *mem = NULL;
+    if (keel_ok(s)) {
+        s = keel_heap_calloc(GATE_HEAP, 1, sizeof(post_job), &mem);
+        if (!keel_ok(s))
+            g->trees[tree].busy = false;
+    }
+    if (!keel_ok(s)) {
+        gate_config_free(cfg);
+        return KEEL_CONTEXT(s, "starting the post build of %.12s with '%s'", r->commit, r->config);
+    }
+    post_job *pj = (post_job *)mem;
+    pj->cfg = cfg;
+    gate_job_run *j = &pj->run;
+    j->job_id = next_job_id();
+    j->gen = g->gen;
+    gate_job_from_config(j, m);
+    gate_fmt(j->post_commit, sizeof(j->post_commit), "%s", r->commit);
+    s = gate_job_policy_from(&j->policy, g->tip_cfg, m->name); /* the target's, as the queue's */
+    j->hidden = &g->hidden;
+    j->records = g->records;
+    j->tree = tree;
+    gate_fmt(j->dir, sizeof(j->dir), "%s", gate_worktree_dir(g->trees[tree].w));
+    gate_fmt(j->log, sizeof(j->log), "%s/logs/post-%.12s-%s-%u.log", g->work, r->commit, r->config,
+             r->runs + 1);
+    if (keel_ok(s))
+        s = gate_worktree_checkout(g->trees[tree].w, g->repo, r->commit);
+    if (!keel_ok(s)) {
+        gate_status_line(s, j->error, sizeof(j->error));
+        keel_status_free(s);
+        __atomic_store_n(&j->cancel, 1, __ATOMIC_RELEASE); /* the worker hands it straight back */
+    }
+    g->inflight[g->ninflight++] = j;
+    gate_say(g, "post: building %.12s with '%s'\n", r->commit, r->config);
+    gate_pool_submit(g->pool, j);
+    return KEEL_OK;
+}
+
+keel_status gate_post_turn(gate *g, bool queue_busy, bool paused, bool *busy)
+{
+    *busy = false;
+    keel_status s = record_new(g);
+    unsigned running = gate_post_running(g);
+    if (queue_busy && running > 0) { /* the queue first: they are built again later */
+        for (size_t i = 0; i < g->ninflight; i++)
+            if (gate_post_job(g->inflight[i]))
+                __atomic_store_n(&g->inflight[i]->cancel, 1, __ATOMIC_RELEASE);
+    }
+    unsigned slots = gate_slots(g->tip_cfg);
+    bool found = false;
+    gate_post_row r;
+    while (keel_ok(s) && !queue_busy && !paused && !gate_stop_requested(g) &&
+           gate_pool_outstanding(g->pool) < slots) {
+        s = gate_store_post_next(g->store, g->target, &r, &found);
+        if (!keel_ok(s) || !found)
+            break;
+        s = start_one(g, &r);
+        running++;
+    }
+    if (keel_ok(s) && !found && !queue_busy && !paused)
+        s = gate_store_post_next(g->store, g->target, &r, &found); /* waiting for a slot? */
+    *busy = running > 0 || (found && !paused);
+    return s;
+}
+
+/*
+ * Events, once per failure (not per failing build): post-failed when a
+ * configuration whose newest result was not a failure fails, target-red when
+ * no other configuration was red then; target-green when a red one passes
+ * and no other is red.  A failing build of a failure already told adds only
+ * to the history.
+ */
+static keel_status record_events(gate *g, const gate_job_run *j, bool failed, const char *was)
+{
+    bool red_before = strcmp(was, "failed") == 0;
+    if (failed == red_before)
+        return KEEL_OK;
+    size_t others = 0;
+    keel_status s = gate_store_post_red(g->store, g->target, j->config, &others);
+    if (!keel_ok(s))
+        return s;
+    char reason[GATE_REASON_MAX];
+    gate_fmt(reason, sizeof(reason), "configuration '%s' %s at %.12s (exit %d, log %s)", j->config,
+             failed ? "failed" : "passed", j->post_commit, j->exit_code, j->log);
+    char detail[3 * GATE_REASON_MAX];
+    gate_fmt(detail, sizeof(detail),
+             "{\"commit\":\"%s\",\"config\":\"%s\",\"exit\":%d,\"reason\":", j->post_commit,
+             j->config, j->exit_code);
+    size_t len = gate_json_str(detail, sizeof(detail), strlen(detail), reason);
+    if (len + 2 <= sizeof(detail)) /* else not JSON: the store records it as invalid */
+        gate_fmt(detail + len, sizeof(detail) - len, "}");
+    long long now = gate_now_s();
+    if (failed)
+        s = gate_store_event(g->store, now, "post-failed", 0, detail);
+    if (keel_ok(s) && others == 0)
+        s = gate_store_event(g->store, now, failed ? "target-red" : "target-green", 0, detail);
+    if (keel_ok(s))
+        gate_notify(g); /* the hook hears of them */
+    return s;
+}
+
+keel_status gate_post_job_done(gate *g, gate_job_run *j)
+{
+    post_job *pj = (post_job *)j;
+    g->trees[j->tree].busy = false;
+    bool no_result = j->error[0] != '\0' || j->result == GATE_EXEC_CANCELLED || g->stopping;
+    bool failed = j->result != GATE_EXEC_PASSED;
+    keel_status s;
+    if (no_result) {
+        s = gate_store_post_unstart(g->store, g->target, j->post_commit, j->config);
+        if (keel_ok(s))
+            gate_say(g, "post: %.12s '%s' %s: to build again\n", j->post_commit, j->config,
+                     j->error[0] != '\0' ? j->error : "cancelled");
+    } else {
+        char was[GATE_POST_STATE_MAX];
+        s = gate_store_post_finish(g->store, g->target, j->post_commit, j->config, failed, j->log,
+                                   gate_now_s(), was);
+        if (keel_ok(s))
+            s = record_events(g, j, failed, was);
+        if (keel_ok(s))
+            gate_say(g, "post: %.12s '%s' %s (exit %d, %.1f s)\n", j->post_commit, j->config,
+                     gate_exec_result_name(j->result), j->exit_code,
+                     (double)j->elapsed_ms / 1000.0);
+    }
+    gate_config_free(pj->cfg);
+    keel_heap_free(GATE_HEAP, pj);
+    return s;
+}

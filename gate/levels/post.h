@@ -1,0 +1,41 @@
+/*
+ * gate/levels/post.h - the post level (issue 17): every commit that reaches
+ * the target, through the gate or pushed around it, is built with the
+ * configurations of its .keel/gate.conf at level `post`, on the job slots the
+ * queue is not using.  The I/O edge only (git, store, jobs): what to build
+ * is the store's order (store_post.h: newest first, a pass superseding the
+ * older commits not built yet).
+ *
+ * Never starving the queue: a post build starts only while the queue has
+ * nothing queued or testing and a slot is free, and a post build still
+ * running when the queue has work again is cancelled (its row pending
+ * again, built later).
+ *
+ * Not an API: gate_loop.c and gate_jobs.c call it.
+ */
+#ifndef KEEL_GATE_POST_H
+#define KEEL_GATE_POST_H
+
+#include "gate_loop.h"
+
+/* A new run: the post builds a killed gate left running are pending again. */
+KEEL_MUST_USE keel_status gate_post_start(gate *g);
+
+/*
+ * One turn of the loop: the commits that reached the target since the last
+ * turn are recorded; with `queue_busy` the post builds in flight are
+ * cancelled, else post builds start on the free slots.  *busy: post builds
+ * are pending or running (run --once waits for them).
+ */
+KEEL_MUST_USE keel_status gate_post_turn(gate *g, bool queue_busy, bool paused, bool *busy);
+
+/* Post builds in flight. */
+unsigned gate_post_running(const gate *g);
+
+/* Is j a post build? */
+bool gate_post_job(const gate_job_run *j);
+
+/* Post build j is back (taken; out of g->inflight already): its result in the store. */
+KEEL_MUST_USE keel_status gate_post_job_done(gate *g, gate_job_run *j);
+
+#endif /* KEEL_GATE_POST_H */

@@ -1,0 +1,56 @@
+/*
+ * gate/queue/store_int.h - the store's internals, shared by its files:
+ * store.c (open, schema, transactions, the history), store_changes.c,
+ * store_jobs.c, store_notify.c, store_web.c and store_post.c.  Not an API:
+ * only store files include it.
+ */
+#ifndef KEEL_GATE_STORE_INT_H
+#define KEEL_GATE_STORE_INT_H
+
+#include <sqlite3.h>
+
+#include "heaps.h"
+#include "store.h"
+
+#define STORE_HEAP KEEL_MODULE_REF(gate_store)
+
+struct gate_store {
+    sqlite3 *db;
+    char *path;                 /* in the same block */
+    bool readonly;              /* this process may not write it */
+    char target[GATE_NAME_MAX]; /* gate_store_set_target: an event's when it has no change */
+    sqlite3_stmt *notify_next;  /* prepared once: the notifier runs it at every wake-up */
+    sqlite3_stmt *event_insert; /* prepared once: every change of state records an event */
+};
+
+sqlite3 *gate__store_db(gate_store *st);
+/* An error from SQLite, naming the store and what was being done. */
+KEEL_MUST_USE keel_status gate__store_error(const gate_store *st, int rc, const char *what);
+KEEL_MUST_USE keel_status gate__store_prepare(gate_store *st, const char *sql, sqlite3_stmt **stmt);
+/* BEGIN IMMEDIATE (KEEL_E_STATE for a store this process may not write). */
+KEEL_MUST_USE keel_status gate__store_begin(gate_store *st);
+/* Commit when s is OK, roll back otherwise; returns s (or the commit's error). */
+KEEL_MUST_USE keel_status gate__store_finish(gate_store *st, keel_status s);
+/* Run a prepared statement to completion (no rows expected); finalizes it. */
+KEEL_MUST_USE keel_status gate__store_step_done(gate_store *st, sqlite3_stmt *stmt,
+                                                const char *what);
+/* A column's text into dst ('' for NULL), cut to size. */
+void gate__store_copy_text(char *dst, size_t size, const unsigned char *src);
+/* 40 lower-case hex digits. */
+bool gate__store_valid_oid(const char *oid);
+/*
+ * An event of the history, inside the caller's transaction: its target is its
+ * change's, else the store's (gate_store_set_target).  A detail that is not
+ * valid JSON is replaced, so that every reader of the history can parse it.
+ */
+KEEL_MUST_USE keel_status gate__store_event_locked(gate_store *st, long long now, const char *kind,
+                                                   long long change, const char *detail);
+/* A change's new state, inside the caller's transaction, with its event (store_changes.c). */
+KEEL_MUST_USE keel_status gate__store_set_state_locked(gate_store *st, long long id,
+                                                       gate_change_state state, const char *reason,
+                                                       long long now);
+
+/* The schema step of store_post.c's tables (store.c's migrations). */
+extern const char gate__store_post_schema[];
+
+#endif /* KEEL_GATE_STORE_INT_H */
