@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "page.h"
 #include "web.h"
 
 enum {
@@ -154,6 +155,9 @@ static void add_common_headers(struct MHD_Response *r)
 {
     (void)MHD_add_response_header(r, "Cache-Control", "no-store");
     (void)MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    /* the dashboard's own files only, nothing inline, never in a frame; on every response */
+    (void)MHD_add_response_header(r, "Content-Security-Policy", GATE_PAGE_CSP);
+    (void)MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
 }
 
 static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web_resp *resp)
@@ -184,8 +188,9 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web
             return MHD_NO;
         resp->body = NULL; /* the response's now */
         (void)MHD_add_response_header(r, "Content-Type",
-                                      resp->kind == GATE_WEB_BYTES ? "text/plain; charset=utf-8"
-                                                                   : "application/json");
+                                      resp->kind == GATE_WEB_PAGE    ? resp->content_type
+                                      : resp->kind == GATE_WEB_BYTES ? "text/plain; charset=utf-8"
+                                                                     : "application/json");
         if (resp->kind == GATE_WEB_BYTES)
             (void)MHD_add_response_header(r, "Accept-Ranges", "bytes");
         if (resp->content_range[0] != '\0')
@@ -280,6 +285,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     req.q_offset = query(c, "offset");
     req.q_limit = query(c, "limit");
     req.q_after = query(c, "after");
+    req.q_hours = query(c, "hours");
     req.body = rq->body != NULL ? rq->body : "";
     req.body_len = rq->len;
     gate_web_resp resp;

@@ -59,15 +59,16 @@ typedef struct gate_web_req {
     const char *idempotency_key;
     const char *last_event_id;
     const char *range;
-    const char *q_offset, *q_limit, *q_after; /* query arguments; NULL: absent */
+    const char *q_offset, *q_limit, *q_after, *q_hours; /* query arguments; NULL: absent */
     const char *body;
     size_t body_len;
 } gate_web_req;
 
 typedef enum gate_web_kind {
-    GATE_WEB_JSON,  /* body: JSON */
-    GATE_WEB_BYTES, /* body: a log's bytes (text/plain), content_range set for 206 */
-    GATE_WEB_EVENTS /* a server-sent event stream after event `after` */
+    GATE_WEB_JSON,   /* body: JSON */
+    GATE_WEB_BYTES,  /* body: a log's bytes (text/plain), content_range set for 206 */
+    GATE_WEB_EVENTS, /* a server-sent event stream after event `after` */
+    GATE_WEB_PAGE    /* body: a file of the dashboard (gate/web/page), of type content_type */
 } gate_web_kind;
 
 typedef struct gate_web_resp {
@@ -76,8 +77,9 @@ typedef struct gate_web_resp {
     char *body; /* malloc'd */
     size_t len;
     char content_range[96];
-    const char *allow; /* 405: the methods the path takes */
-    long long after;   /* GATE_WEB_EVENTS */
+    const char *allow;        /* 405: the methods the path takes */
+    long long after;          /* GATE_WEB_EVENTS */
+    const char *content_type; /* GATE_WEB_PAGE */
 } gate_web_resp;
 
 typedef struct gate_web_ctx {
