@@ -569,14 +569,24 @@ static bool read_until(int fd, char *buf, size_t size, size_t *len, const char *
     return false;
 }
 
+/* GET /api/v1/events on a connection left open (`last`: its Last-Event-ID, NULL: none). */
+static int open_events(const char *last)
+{
+    int fd = connect_srv();
+    char req[160];
+    int n = snprintf(req, sizeof(req), "GET /api/v1/events HTTP/1.1\r\nHost: x\r\n%s%s%s\r\n",
+                     last != NULL ? "Last-Event-ID: " : "", last != NULL ? last : "",
+                     last != NULL ? "\r\n" : "");
+    send_all(fd, req, (size_t)n);
+    return fd;
+}
+
 static void test_events_stream(void **state)
 {
     (void)state;
     start(NULL);
     long long first = submit("topic", NULL);
-    int fd = connect_srv();
-    const char *req = "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 0\r\n\r\n";
-    send_all(fd, req, strlen(req));
+    int fd = open_events("0");
     char buf[16384];
     size_t len = 0;
     assert_true(read_until(fd, buf, sizeof(buf), &len, "event: submit"));
@@ -682,6 +692,24 @@ static void sql_exec(const char *sql)
     sqlite3_close(db);
 }
 
+/* A write with no event of its own (a gate in another process building, say): "changed". */
+static void test_events_changed(void **state)
+{
+    (void)state;
+    start(NULL);
+    (void)submit("topic", NULL);
+    int fd = open_events(NULL);
+    char buf[16384];
+    size_t len = 0;
+    assert_true(read_until(fd, buf, sizeof(buf), &len, "retry: 2000\n\n"));
+    fx_sleep_ms(300); /* the stream has looked once: nothing changed */
+    assert_null(strstr(buf, "event: changed"));
+    sql_exec("UPDATE changes SET updated_at = updated_at + 1");
+    assert_true(read_until(fd, buf, sizeof(buf), &len, "event: changed\ndata: {}\n\n"));
+    /* a notice, not an event: no id (Last-Event-ID stays the last event's) */
+    assert_null(strstr(buf, "id: "));
+    (void)close(fd);
+}
 static void test_series(void **state)
 {
     (void)state;
@@ -793,6 +821,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_run_serves, stop),
         cmocka_unit_test_teardown(test_series, stop),
         cmocka_unit_test_teardown(test_dashboard_files, stop),
+        cmocka_unit_test_teardown(test_events_changed, stop),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -615,3 +615,20 @@ keel_status gate_store_change_spans(gate_store *st, const char *target, long lon
     (void)sqlite3_bind_int64(stmt, 4, (long long)max);
     return read_rows(st, stmt, read_span, out, sizeof(*out), max, n, "cannot read the changes");
 }
+
+keel_status gate_store_data_version(gate_store *st, long long *version)
+{
+    KEEL_ASSERT(st != NULL && version != NULL);
+    *version = 0;
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prep(st, "PRAGMA data_version", &stmt);
+    if (!keel_ok(s))
+        return s;
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        *version = sqlite3_column_int64(stmt, 0);
+    else
+        s = gate__store_error(st, rc, "cannot read the store's data version");
+    (void)sqlite3_finalize(stmt);
+    return s;
+}

@@ -12,7 +12,8 @@ const gate_page_file *gate_page_find(const char *path, const char **type)
         const char *ext, *type;
     } types[] = {{".html", "text/html; charset=utf-8"},
                  {".js", "text/javascript; charset=utf-8"},
-                 {".css", "text/css; charset=utf-8"}};
+                 {".css", "text/css; charset=utf-8"},
+                 {".svg", "image/svg+xml"}};
     if (path == NULL || path[0] != '/')
         return NULL;
     const char *name = strcmp(path, "/") == 0 ? "index.html" : path + 1;

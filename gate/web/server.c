@@ -26,6 +26,7 @@ enum {
     EVENTS_TICK_MS = 250,   /* how often a waiting event stream looks for new events */
     EVENTS_BATCH = 64,      /* events formatted at a time */
     KEEPALIVE_MS = 5000,    /* a comment on an idle event stream, under the timeout */
+    CHANGED_MS = 1000,      /* at most one 'changed' notice a second on a stream */
     CONNECTIONS_SPARE = 64, /* MHD's own limit: ours plus these, to answer 503 */
     ADDRESS_MAX = 64
 };
@@ -52,7 +53,8 @@ struct web_stream {
     char *pending;
     size_t plen, ppos;
     long long sent_ms;
-    web_stream *next; /* in w->suspended */
+    long long version, changed_ms; /* the store's data version, when 'changed' was last sent */
+    web_stream *next;              /* in w->suspended */
 };
 
 typedef struct web_request {
@@ -79,6 +81,33 @@ static long long mono_ms(void)
 
 /* ---- server-sent events ------------------------------------------------------------------ */
 
+/*
+ * A store written with no event of its own (a candidate built, a job started
+ * or ended, by a gate in another process): a notice without an id,
+ * "event: changed", at most every CHANGED_MS, for a client to read the
+ * state again.  Events make one needless.
+ */
+static void changed(web_stream *e)
+{
+    long long v = 0;
+    keel_status s = gate_store_data_version(gate_get_store(e->w->ctx.g), &v);
+    if (!keel_ok(s)) {
+        keel_status_ignore(s, "no notice: the events still come");
+        return;
+    }
+    long long now = mono_ms();
+    if (e->plen > 0 || v == e->version) {
+        e->version = v;
+        return;
+    }
+    if (now - e->changed_ms < CHANGED_MS)
+        return; /* said later, as the ticker resumes the stream */
+    e->pending = strdup("event: changed\ndata: {}\n\n");
+    e->plen = e->pending != NULL ? strlen(e->pending) : 0;
+    e->version = v;
+    e->changed_ms = now;
+}
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
@@ -96,6 +125,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             keel_status_ignore(s, "the stream ends: the client reconnects with Last-Event-ID");
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
+        changed(e);
         if (e->plen == 0 && mono_ms() - e->sent_ms >= KEEPALIVE_MS) {
             e->pending = strdup(": keep-alive\n\n");
             e->plen = e->pending != NULL ? strlen(e->pending) : 0;
@@ -174,6 +204,10 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web
             e->pending = strdup("retry: 2000\n\n");
             e->plen = e->pending != NULL ? strlen(e->pending) : 0;
             e->sent_ms = mono_ms();
+            keel_status v = gate_store_data_version(gate_get_store(w->ctx.g), &e->version);
+            if (!keel_ok(v))
+                keel_status_ignore(v,
+                                   "the first look finds the store changed: one needless notice");
             r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, (size_t)16 * 1024, stream_read,
                                                   e, stream_free);
             if (r == NULL)

@@ -249,7 +249,9 @@
         for (let k = 0; k <= 4; k++) {
             const y = y0 - (y0 - y1) * k / 4;
             g.append(svg('line', {x1: x0, x2: x1, y1: y, y2: y, class: 'grid'}));
-            g.append(svg('text', {x: x0 - 4, y: y + 4, 'text-anchor': 'end'}, ylabel(ymax * k / 4)));
+            const label = ylabel(ymax * k / 4);
+            if (label !== null)
+                g.append(svg('text', {x: x0 - 4, y: y + 4, 'text-anchor': 'end'}, label));
         }
         g.append(svg('line', {x1: x0, x2: x0, y1: y0, y2: y1, class: 'axis'}));
         g.append(svg('line', {x1: x0, x2: x1, y1: y0, y2: y0, class: 'axis'}));
@@ -279,7 +281,7 @@
         const q = $('plot-queue');
         q.replaceChildren(svg('title', {}, 'Queue length over the last ' + Math.round((s.to - s.from) / 3600) + ' h'));
         const qmax = niceMax(Math.max(1, ...s.queue_length.map((p) => p.length)));
-        const qa = axes(q, s, qmax, (v) => String(Math.round(v)));
+        const qa = axes(q, s, qmax, (v) => (Number.isInteger(v) ? String(v) : null));
         let d = '';
         s.queue_length.forEach((p, i) => {
             const x = qa.x(p.time), y = qa.y(p.length);
@@ -466,10 +468,10 @@
             else if (line.startsWith('event:'))
                 kind = line.slice(6).trim();
         }
-        if (id !== null) {
+        if (id !== null)
             state.lastEventId = id;
+        if (id !== null || kind === 'changed') /* changed: a write with no event (a build, a job) */
             onEvent(kind);
-        }
     }
 
     async function stream() {
