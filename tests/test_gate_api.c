@@ -760,6 +760,18 @@ static void test_series(void **state)
     assert_false(json_is_true(json_object_get(r.json, "truncated")));
     reply_free(&r);
 
+    /* ten seconds in the queue, between two of the plot's times: the step says so */
+    sql_exec("UPDATE changes SET submitted_at = strftime('%s','now') - 3300, updated_at = "
+             "strftime('%s','now') - 3290 WHERE state = 'landed'");
+    http(&r, "GET", "/api/v1/series", NULL, NULL);
+    q = json_object_get(r.json, "queue_length");
+    long long most = 0;
+    for (size_t i = 136; i <= 142; i++) {
+        long long len = json_integer_value(json_object_get(json_array_get(q, i), "length"));
+        most = len > most ? len : most;
+    }
+    assert_int_equal(most, 2);
+    reply_free(&r);
     /* the last two hours: steps of 50 s, the landings still in */
     http(&r, "GET", "/api/v1/series?hours=2", NULL, NULL);
     assert_int_equal(r.status, 200);

@@ -384,8 +384,9 @@ static int cmp_ll(const void *a, const void *b)
 }
 
 /*
- * The queue's length at SERIES_POINTS + 1 times over the last ?hours, and
- * how long each change that landed then took from its submission to landing.
+ * The queue's length over the last ?hours in SERIES_POINTS steps (the most at
+ * any moment of each), and how long each change that landed then took from its
+ * submission to landing.
  */
 static void get_series(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp)
 {
@@ -399,7 +400,8 @@ static void get_series(const gate_web_ctx *ctx, const gate_web_req *req, gate_we
     long long to = (long long)time(NULL), step = hours * 3600 / SERIES_POINTS;
     long long from = to - step * SERIES_POINTS;
     gate_change_span *spans = (gate_change_span *)web_calloc(SERIES_SPANS, sizeof(*spans));
-    long long *took = (long long *)web_calloc(SERIES_SPANS, sizeof(*took));
+    /* the landings' times to land, then the submissions and the ends, sorted */
+    long long *took = (long long *)web_calloc((size_t)3 * SERIES_SPANS, sizeof(*took));
     size_t n = 0, nl = 0;
     keel_status s = spans != NULL && took != NULL
                         ? gate_store_change_spans(gate_get_store(ctx->g), gate_target(ctx->g), from,
@@ -411,14 +413,44 @@ static void get_series(const gate_web_ctx *ctx, const gate_web_req *req, gate_we
         status_resp(resp, s);
         return;
     }
+    /*
+     * the most changes in the queue at any moment of each step [t - step, t]: a
+     * sweep over the submissions and ends, sorted (a change is in the queue
+     * from its submission to its end, the end's second not counted)
+     */
+    long long *starts = took + SERIES_SPANS, *ends = took + 2 * SERIES_SPANS;
+    size_t ne = 0;
+    for (size_t i = 0; i < n; i++) {
+        starts[i] = spans[i].submitted_at;
+        if (spans[i].ended_at != 0)
+            ends[ne++] = spans[i].ended_at;
+    }
+    qsort(starts, n, sizeof(*starts), cmp_ll);
+    qsort(ends, ne, sizeof(*ends), cmp_ll);
+    size_t si = 0, ei = 0;
     json_t *queue = json_array();
     for (long long t = from; t <= to; t += step) {
-        long long len = 0;
-        for (size_t i = 0; i < n; i++)
-            len += spans[i].submitted_at <= t && (spans[i].ended_at == 0 || spans[i].ended_at > t);
+        /* at the step's start, then at each submission or end within it */
+        long long at = t - step, most = -1;
+        for (;;) {
+            while (si < n && starts[si] <= at)
+                si++;
+            while (ei < ne && ends[ei] <= at)
+                ei++;
+            long long len = (long long)si - (long long)ei;
+            most = len > most ? len : most;
+            long long next = t + 1;
+            if (si < n && starts[si] < next)
+                next = starts[si];
+            if (ei < ne && ends[ei] < next)
+                next = ends[ei];
+            if (next > t)
+                break;
+            at = next;
+        }
         json_t *p = json_object();
         (void)json_object_set_new(p, "time", json_integer(t));
-        (void)json_object_set_new(p, "length", json_integer(len));
+        (void)json_object_set_new(p, "length", json_integer(most));
         (void)json_array_append_new(queue, p);
     }
     json_t *landed = json_array();

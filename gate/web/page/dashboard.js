@@ -271,7 +271,7 @@
         if (v <= 1)
             return 1;
         const p = Math.pow(10, Math.floor(Math.log10(v)));
-        for (const m of [1, 2, 2.5, 5, 10])
+        for (const m of [1, 2, 4, 8, 10]) /* a quarter of each: the grid's lines */
             if (m * p >= v)
                 return m * p;
         return 10 * p;
@@ -292,8 +292,10 @@
         const l = $('plot-land');
         l.replaceChildren(svg('title', {}, s.landed.length + ' change(s) landed; median time to land ' +
                                            duration(s.land_seconds_median)));
-        const lmax = niceMax(Math.max(60, ...s.landed.map((p) => p.seconds)));
-        const la = axes(l, s, lmax, (v) => duration(v));
+        const longest = Math.max(60, ...s.landed.map((p) => p.seconds));
+        const unit = longest <= 120 ? [1, ' s'] : longest <= 7200 ? [60, ' min'] : [3600, ' h'];
+        const lmax = niceMax(longest / unit[0]) * unit[0];
+        const la = axes(l, s, lmax, (v) => +(v / unit[0]).toFixed(2) + unit[1]);
         for (const p of s.landed) {
             const c = svg('circle', {cx: la.x(p.landed_at), cy: la.y(p.seconds), r: 3, class: 'dot'});
             c.append(svg('title', {}, 'change #' + p.change + ': ' + duration(p.seconds)));
