@@ -1,8 +1,4 @@
-    # the dashboard's files as C (cmake/embed_page.cmake, as the CMake build makes them)
-    cmake -DOUT=$out/gate_page.c -DDIR=gate/web/page -P cmake/embed_page.cmake >&2 || return 1
-    for src in src/*.c gate/*.c gate/*/*.c $out/gate_page.c; do
-        [ "${src##*/}" = main.c ] || echo "$src"
-    done#!/usr/bin/env bash
+#!/usr/bin/env bash
 # Fuzz keel's parsers with libFuzzer (clang, ASan+UBSan).
 #   FUZZ_SECONDS=600 tools/fuzz.sh     (make fuzz; make check runs 20 s)
 #   tools/fuzz.sh gate_config          (only the named targets)
