@@ -658,6 +658,32 @@ static void test_slow_and_many_connections(void **state)
     reply_free(&r);
 }
 
+/* --per-address: one client's connections past the limit are answered 429, others go on */
+static void test_per_address(void **state)
+{
+    (void)state;
+    gate_web_options o;
+    gate_web_options_default(&o);
+    o.max_per_address = 3;
+    start(&o);
+    int held[3];
+    for (int i = 0; i < 3; i++) {
+        held[i] = connect_srv();
+        send_all(held[i], "GET /api/v1/qu", 14);
+    }
+    fx_sleep_ms(100);
+    expect_error("GET", "/api/v1/queue", NULL, NULL, 429,
+                 "too many connections from '127.0.0.1' (at most 3 at once)");
+    (void)close(held[0]);
+    fx_sleep_ms(200);
+    reply r;
+    http(&r, "GET", "/api/v1/queue", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    for (int i = 1; i < 3; i++)
+        (void)close(held[i]);
+}
+
 /* run --serve: the API from within run, on a gate of its own (here: run --once, then it stops) */
 static void test_run_serves(void **state)
 {
@@ -834,6 +860,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_series, stop),
         cmocka_unit_test_teardown(test_dashboard_files, stop),
         cmocka_unit_test_teardown(test_events_changed, stop),
+        cmocka_unit_test_teardown(test_per_address, stop),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -33,6 +33,11 @@ enum {
 
 typedef struct web_stream web_stream;
 
+typedef struct web_addr {
+    uint32_t ip; /* IPv4, network order */
+    unsigned count;
+} web_addr;
+
 struct gate_web {
     struct MHD_Daemon *daemon;
     gate_web_ctx ctx;
@@ -44,6 +49,8 @@ struct gate_web {
     bool ticking;
     pthread_mutex_t lock; /* suspended */
     web_stream *suspended;
+    web_addr *addrs; /* the client addresses with connections, when max_per_address is set */
+    size_t naddrs, addrs_cap;
 };
 
 struct web_stream {
@@ -231,7 +238,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web
             (void)MHD_add_response_header(r, "Content-Range", resp->content_range);
         if (resp->allow != NULL)
             (void)MHD_add_response_header(r, "Allow", resp->allow);
-        if (resp->status == 413 || resp->status == 503)
+        if (resp->status == 413 || resp->status == 429 || resp->status == 503)
             (void)MHD_add_response_header(r, "Connection", "close");
     }
     add_common_headers(r);
@@ -260,6 +267,51 @@ static const char *query(struct MHD_Connection *c, const char *name)
     return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
 }
 
+/* The client's IPv4 address (false: another family, or unknown). */
+static bool client_ip(struct MHD_Connection *c, uint32_t *ip)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL || ci->client_addr->sa_family != AF_INET)
+        return false;
+    struct sockaddr_in sin;
+    memcpy(&sin, ci->client_addr, sizeof(sin));
+    *ip = sin.sin_addr.s_addr;
+    return true;
+}
+
+/*
+ * Count a connection from c's address in (delta 1), out (-1) or neither (0):
+ * how many that address has afterwards (0: not counted, no limit).
+ */
+static unsigned count_address(gate_web *w, struct MHD_Connection *c, int delta)
+{
+    uint32_t ip = 0;
+    if (w->addrs == NULL || !client_ip(c, &ip))
+        return 0;
+    unsigned n = 0;
+    (void)pthread_mutex_lock(&w->lock);
+    size_t i = 0;
+    while (i < w->naddrs && w->addrs[i].ip != ip)
+        i++;
+    if (i == w->naddrs && delta > 0 && w->naddrs < w->addrs_cap) {
+        w->addrs[i].ip = ip;
+        w->addrs[i].count = 0;
+        w->naddrs++;
+    }
+    if (i < w->naddrs) {
+        if (delta > 0)
+            w->addrs[i].count++;
+        else if (delta < 0 && w->addrs[i].count > 0)
+            w->addrs[i].count--;
+        n = w->addrs[i].count;
+        if (n == 0)
+            w->addrs[i] = w->addrs[--w->naddrs];
+    }
+    (void)pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -270,6 +322,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (rq == NULL) { /* the headers: the body, if any, comes next */
         if (__atomic_load_n(&w->connections, __ATOMIC_ACQUIRE) > w->o.max_connections)
             return error_now(c, w, 503, "too many connections: try again later");
+        if (w->o.max_per_address > 0 && count_address(w, c, 0) > w->o.max_per_address) {
+            char msg[128];
+            uint32_t ip = 0;
+            char host[INET_ADDRSTRLEN] = "?";
+            if (client_ip(c, &ip))
+                (void)inet_ntop(AF_INET, &ip, host, sizeof(host));
+            (void)snprintf(msg, sizeof(msg),
+                           "too many connections from '%s' (at most %u at once): try again later",
+                           host, w->o.max_per_address);
+            return error_now(c, w, 429, msg);
+        }
         const char *cl = header(c, "Content-Length");
         if (cl != NULL && strtoull(cl, NULL, 10) > w->o.max_body) {
             char msg[96];
@@ -351,6 +414,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         __atomic_fetch_add(&w->connections, 1, __ATOMIC_ACQ_REL);
     else
         __atomic_fetch_sub(&w->connections, 1, __ATOMIC_ACQ_REL);
+    (void)count_address(w, c, toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
 }
 
 /* "HOST:PORT" into addr */
@@ -390,6 +454,15 @@ keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
     __atomic_store_n(&w->connections, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&w->quitting, false, __ATOMIC_RELAXED);
     (void)pthread_mutex_init(&w->lock, NULL);
+    if (o->max_per_address > 0) {
+        w->addrs_cap = (size_t)o->max_connections + CONNECTIONS_SPARE;
+        w->addrs = (web_addr *)calloc(w->addrs_cap, sizeof(*w->addrs));
+        if (w->addrs == NULL) {
+            (void)pthread_mutex_destroy(&w->lock);
+            free(w);
+            return KEEL_ERR(KEEL_E_NOMEM, "no memory for the server's client addresses");
+        }
+    }
     w->daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request, w,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -400,6 +473,7 @@ keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
     if (w->daemon == NULL) {
         int e = errno;
         (void)pthread_mutex_destroy(&w->lock);
+        free(w->addrs);
         free(w);
         return KEEL_ERR_SYS(e != 0 ? e : EADDRINUSE, "cannot listen on '%s'", o->listen);
     }
@@ -437,5 +511,6 @@ void gate_web_stop(gate_web *w)
     }
     MHD_stop_daemon(w->daemon);
     (void)pthread_mutex_destroy(&w->lock);
+    free(w->addrs);
     free(w);
 }

@@ -34,6 +34,8 @@ typedef struct gate_web_options {
     const char *listen;       /* "HOST:PORT" (IPv4), port 0: a free one (default 127.0.0.1:8080) */
     bool token_reads;         /* reads need a token of role read or more (default: public) */
     unsigned max_connections; /* beyond: 503 with a JSON error (default 1536) */
+    unsigned max_per_address; /* connections from one client address at once; beyond: 429 (0: no
+                                 limit, the default: behind a reverse proxy all are the proxy's) */
     unsigned timeout_s;       /* an idle connection is closed after this (default 15) */
     size_t max_body;          /* a larger request body: 413 (default 64 KiB) */
 } gate_web_options;
