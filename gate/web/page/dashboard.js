@@ -24,6 +24,8 @@
         backoff: 1000,
         stream: null,
         refreshTimer: 0,
+        refreshing: false,
+        again: false,
         seriesDue: true,
         consoleDue: true,
         view: 'queue',
@@ -422,6 +424,11 @@
 
     async function refresh() {
         state.refreshTimer = 0;
+        if (state.refreshing) { /* one at a time: the events during one make one more after it */
+            state.again = true;
+            return;
+        }
+        state.refreshing = true;
         try {
             const q = await api('queue');
             renderQueue(q);
@@ -440,6 +447,11 @@
             document.body.dataset.refreshed = String(Date.now());
         } catch (e) {
             showError(e.status === 401 ? e.message + ' — enter a token above' : e.message);
+        }
+        state.refreshing = false;
+        if (state.again) {
+            state.again = false;
+            scheduleRefresh();
         }
     }
 
