@@ -81,6 +81,7 @@ test = sh ci.sh lint
 timeout = 60
 writable = $tmp/shared
 EOF
+# shellcheck disable=SC2016 # ($1: the job's, in the script written)
 printf 'echo "ci: $1"\nsleep 2\ntest ! -e bad\n' >"$work/ci.sh"
 echo base >"$work/README"
 g add -A && g commit -qm base
