@@ -781,6 +781,7 @@ static void test_series(void **state)
         assert_true(json_integer_value(json_object_get(json_array_get(landed, i), "change")) !=
                     third);
     }
+    assert_int_equal(json_integer_value(json_object_get(r.json, "landed_count")), 2);
     long long median = json_integer_value(json_object_get(r.json, "land_seconds_median"));
     assert_true(median >= 3600 && median < 3660);
     assert_false(json_is_true(json_object_get(r.json, "truncated")));

@@ -37,8 +37,9 @@ enum {
     IDEM_KEY_MAX = 128,
     SERIES_HOURS = 24, /* /series without ?hours */
     SERIES_HOURS_MAX = 168,
-    SERIES_POINTS = 144, /* the queue's length at this many steps, and now */
-    SERIES_SPANS = 10000 /* changes read for it, the newest */
+    SERIES_POINTS = 144,  /* the queue's length at this many steps, and now */
+    SERIES_SPANS = 10000, /* changes read for it, the newest */
+    SERIES_LANDED = 1000  /* landings listed by it, the newest (the median: of all) */
 };
 
 /* n zeroed elements of `size` on the server's heap (NULL: no memory) */
@@ -453,17 +454,22 @@ static void get_series(const gate_web_ctx *ctx, const gate_web_req *req, gate_we
         (void)json_object_set_new(p, "length", json_integer(most));
         (void)json_array_append_new(queue, p);
     }
+    size_t nlanded = 0; /* in the window; the newest SERIES_LANDED of them are listed */
+    for (size_t i = 0; i < n; i++)
+        nlanded += spans[i].landed && spans[i].ended_at >= from;
     json_t *landed = json_array();
     for (size_t i = n; i-- > 0;) { /* oldest first */
         const gate_change_span *c = &spans[i];
         if (!c->landed || c->ended_at < from)
+            continue;
+        took[nl++] = c->ended_at - c->submitted_at;
+        if (nlanded - (nl - 1) > SERIES_LANDED)
             continue;
         json_t *p = json_object();
         (void)json_object_set_new(p, "change", json_integer(c->id));
         (void)json_object_set_new(p, "landed_at", json_integer(c->ended_at));
         (void)json_object_set_new(p, "seconds", json_integer(c->ended_at - c->submitted_at));
         (void)json_array_append_new(landed, p);
-        took[nl++] = c->ended_at - c->submitted_at;
     }
     qsort(took, nl, sizeof(*took), cmp_ll);
     json_t *o = json_object();
@@ -473,6 +479,7 @@ static void get_series(const gate_web_ctx *ctx, const gate_web_req *req, gate_we
     (void)json_object_set_new(o, "step", json_integer(step));
     (void)json_object_set_new(o, "queue_length", queue);
     (void)json_object_set_new(o, "landed", landed);
+    (void)json_object_set_new(o, "landed_count", json_integer((json_int_t)nlanded));
     (void)json_object_set_new(o, "land_seconds_median",
                               nl > 0 ? json_integer(took[nl / 2]) : json_null());
     (void)json_object_set_new(o, "truncated", json_boolean(n == SERIES_SPANS));
