@@ -404,10 +404,14 @@ static void get_series(const gate_web_ctx *ctx, const gate_web_req *req, gate_we
     /* the landings' times to land, then the submissions and the ends, sorted */
     long long *took = (long long *)web_calloc((size_t)3 * SERIES_SPANS, sizeof(*took));
     size_t n = 0, nl = 0;
-    keel_status s = spans != NULL && took != NULL
-                        ? gate_store_change_spans(gate_get_store(ctx->g), gate_target(ctx->g), from,
-                                                  to, spans, SERIES_SPANS, &n)
-                        : KEEL_ERR(KEEL_E_NOMEM, "no memory for the series");
+    if (spans == NULL || took == NULL) {
+        keel_heap_free(WEB_HEAP, spans);
+        keel_heap_free(WEB_HEAP, took);
+        gate_web_error(resp, 500, "no memory for the series");
+        return;
+    }
+    keel_status s = gate_store_change_spans(gate_get_store(ctx->g), gate_target(ctx->g), from, to,
+                                            spans, SERIES_SPANS, &n);
     if (!keel_ok(s)) {
         keel_heap_free(WEB_HEAP, spans);
         keel_heap_free(WEB_HEAP, took);
@@ -419,7 +423,7 @@ static void get_series(const gate_web_ctx *ctx, const gate_web_req *req, gate_we
      * sweep over the submissions and ends, sorted (a change is in the queue
      * from its submission to its end, the end's second not counted)
      */
-    long long *starts = took + SERIES_SPANS, *ends = took + 2 * SERIES_SPANS;
+    long long *starts = took + SERIES_SPANS, *ends = took + (size_t)2 * SERIES_SPANS;
     size_t ne = 0;
     for (size_t i = 0; i < n; i++) {
         starts[i] = spans[i].submitted_at;
