@@ -18,6 +18,10 @@ DEPS += libjansson-dev
 # keel-gate serve: the HTTP server, and SHA-256 for its tokens (nettle, which gnutls under MHD
 # links too)
 DEPS += libmicrohttpd-dev nettle-dev
+# keel-gate serve's dashboard test (tests/browser): headless Chromium driven by playwright-core,
+# which npm installs into the build tree (npm: the nodejs package here has it; on a Debian whose
+# nodejs does not, tests/browser/run.sh installs Debian's npm)
+DEPS += chromium nodejs
 # man: the tests render the manual pages the programs write (man -l, groff's warnings)
 DEPS += man-db
 # the replay.fixture test reads the gate's results as bench/replay/run.sh does

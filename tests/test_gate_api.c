@@ -331,7 +331,7 @@ static void test_bad_input(void **state)
     start(NULL);
     long long before = count_changes();
     expect_error("GET", "/api/v1/nothing", NULL, NULL, 404, "no endpoint /api/v1/nothing");
-    expect_error("GET", "/", NULL, NULL, 404, "the API is under /api/v1/");
+    expect_error("GET", "/status", NULL, NULL, 404, "the API is under /api/v1/");
     expect_error("GET", "/api/v1/changes/abc", NULL, NULL, 404, "no endpoint");
     expect_error("DELETE", "/api/v1/queue", NULL, NULL, 405, "does not take DELETE");
     reply r;
@@ -569,14 +569,24 @@ static bool read_until(int fd, char *buf, size_t size, size_t *len, const char *
     return false;
 }
 
+/* GET /api/v1/events on a connection left open (`last`: its Last-Event-ID, NULL: none). */
+static int open_events(const char *last)
+{
+    int fd = connect_srv();
+    char req[160];
+    int n = snprintf(req, sizeof(req), "GET /api/v1/events HTTP/1.1\r\nHost: x\r\n%s%s%s\r\n",
+                     last != NULL ? "Last-Event-ID: " : "", last != NULL ? last : "",
+                     last != NULL ? "\r\n" : "");
+    send_all(fd, req, (size_t)n);
+    return fd;
+}
+
 static void test_events_stream(void **state)
 {
     (void)state;
     start(NULL);
     long long first = submit("topic", NULL);
-    int fd = connect_srv();
-    const char *req = "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 0\r\n\r\n";
-    send_all(fd, req, strlen(req));
+    int fd = open_events("0");
     char buf[16384];
     size_t len = 0;
     assert_true(read_until(fd, buf, sizeof(buf), &len, "event: submit"));
@@ -648,6 +658,32 @@ static void test_slow_and_many_connections(void **state)
     reply_free(&r);
 }
 
+/* --per-address: one client's connections past the limit are answered 429, others go on */
+static void test_per_address(void **state)
+{
+    (void)state;
+    gate_web_options o;
+    gate_web_options_default(&o);
+    o.max_per_address = 3;
+    start(&o);
+    int held[3];
+    for (int i = 0; i < 3; i++) {
+        held[i] = connect_srv();
+        send_all(held[i], "GET /api/v1/qu", 14);
+    }
+    fx_sleep_ms(100);
+    expect_error("GET", "/api/v1/queue", NULL, NULL, 429,
+                 "too many connections from '127.0.0.1' (at most 3 at once)");
+    (void)close(held[0]);
+    fx_sleep_ms(200);
+    reply r;
+    http(&r, "GET", "/api/v1/queue", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    for (int i = 1; i < 3; i++)
+        (void)close(held[i]);
+}
+
 /* run --serve: the API from within run, on a gate of its own (here: run --once, then it stops) */
 static void test_run_serves(void **state)
 {
@@ -672,6 +708,143 @@ static void test_run_serves(void **state)
     free(err);
 }
 
+/* Change the store behind the gate's back (sqlite directly), to place changes in the past. */
+static void sql_exec(const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(fx_state, &db), SQLITE_OK);
+    (void)sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* A write with no event of its own (a gate in another process building, say): "changed". */
+static void test_events_changed(void **state)
+{
+    (void)state;
+    start(NULL);
+    (void)submit("topic", NULL);
+    int fd = open_events(NULL);
+    char buf[16384];
+    size_t len = 0;
+    assert_true(read_until(fd, buf, sizeof(buf), &len, "retry: 2000\n\n"));
+    fx_sleep_ms(300); /* the stream has looked once: nothing changed */
+    assert_null(strstr(buf, "event: changed"));
+    sql_exec("UPDATE changes SET updated_at = updated_at + 1");
+    assert_true(read_until(fd, buf, sizeof(buf), &len, "event: changed\ndata: {}\n\n"));
+    /* a notice, not an event: no id (Last-Event-ID stays the last event's) */
+    assert_null(strstr(buf, "id: "));
+    (void)close(fd);
+}
+static void test_series(void **state)
+{
+    (void)state;
+    start(NULL);
+    reply r;
+    http(&r, "GET", "/api/v1/series", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "step")), 600);
+    json_t *q = json_object_get(r.json, "queue_length");
+    assert_int_equal(json_array_size(q), 145);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(q, 144), "length")), 0);
+    assert_int_equal(json_array_size(json_object_get(r.json, "landed")), 0);
+    assert_true(json_is_null(json_object_get(r.json, "land_seconds_median")));
+    reply_free(&r);
+
+    /* two land, submitted two hours ago and landed one hour ago; a third waits */
+    (void)submit("topic", NULL);
+    (void)submit("other", NULL);
+    assert_int_equal(fx_run_once().landed, 2);
+    long long third = submit("third", NULL);
+    sql_exec(
+        "UPDATE changes SET submitted_at = submitted_at - 7200, updated_at = updated_at - 3600 "
+        "WHERE state = 'landed'");
+    http(&r, "GET", "/api/v1/series", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    long long to = json_integer_value(json_object_get(r.json, "to"));
+    assert_int_equal(json_integer_value(json_object_get(r.json, "from")), to - 144 * 600);
+    q = json_object_get(r.json, "queue_length");
+    assert_int_equal(json_array_size(q), 145);
+    json_t *last = json_array_get(q, 144);
+    assert_int_equal(json_integer_value(json_object_get(last, "time")), to);
+    assert_int_equal(json_integer_value(json_object_get(last, "length")), 1); /* third */
+    /* an hour and a half ago: both were queued */
+    json_t *then = json_array_get(q, 144 - 9);
+    assert_int_equal(json_integer_value(json_object_get(then, "time")), to - 9 * 600);
+    assert_int_equal(json_integer_value(json_object_get(then, "length")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(q, 144 - 13), "length")), 0);
+    json_t *landed = json_object_get(r.json, "landed");
+    assert_int_equal(json_array_size(landed), 2);
+    for (size_t i = 0; i < 2; i++) {
+        long long took = json_integer_value(json_object_get(json_array_get(landed, i), "seconds"));
+        assert_true(took >= 3600 && took < 3660);
+        assert_true(json_integer_value(json_object_get(json_array_get(landed, i), "change")) !=
+                    third);
+    }
+    assert_int_equal(json_integer_value(json_object_get(r.json, "landed_count")), 2);
+    long long median = json_integer_value(json_object_get(r.json, "land_seconds_median"));
+    assert_true(median >= 3600 && median < 3660);
+    assert_false(json_is_true(json_object_get(r.json, "truncated")));
+    reply_free(&r);
+
+    /* ten seconds in the queue, between two of the plot's times: the step says so */
+    sql_exec("UPDATE changes SET submitted_at = strftime('%s','now') - 3300, updated_at = "
+             "strftime('%s','now') - 3290 WHERE state = 'landed'");
+    http(&r, "GET", "/api/v1/series", NULL, NULL);
+    q = json_object_get(r.json, "queue_length");
+    long long most = 0;
+    for (size_t i = 136; i <= 142; i++) {
+        long long len = json_integer_value(json_object_get(json_array_get(q, i), "length"));
+        most = len > most ? len : most;
+    }
+    assert_int_equal(most, 2);
+    reply_free(&r);
+    /* the last two hours: steps of 50 s, the landings still in */
+    http(&r, "GET", "/api/v1/series?hours=2", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "step")), 50);
+    assert_int_equal(json_array_size(json_object_get(r.json, "landed")), 2);
+    reply_free(&r);
+    expect_error("GET", "/api/v1/series?hours=0", NULL, NULL, 400, "hours must be");
+    expect_error("GET", "/api/v1/series?hours=169", NULL, NULL, 400, "hours must be");
+    expect_error("GET", "/api/v1/series?hours=x", NULL, NULL, 400, "hours must be");
+    expect_error("POST", "/api/v1/series", auth(tok_admin), NULL, 405, "takes GET");
+}
+
+/* The dashboard's files, from the binary, each with its type and the strict policy. */
+static void test_dashboard_files(void **state)
+{
+    (void)state;
+    start(NULL);
+    static const char *const files[][2] = {
+        {"/", "text/html"}, {"/dashboard.js", "text/javascript"}, {"/dashboard.css", "text/css"}};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        reply r;
+        http(&r, "GET", files[i][0], NULL, NULL);
+        if (r.status != 200)
+            print_error("GET %s: %d %s\n", files[i][0], r.status, r.body);
+        assert_int_equal(r.status, 200);
+        char type[64];
+        (void)snprintf(type, sizeof(type), "Content-Type: %s", files[i][1]);
+        assert_non_null(strstr(r.head, type));
+        assert_non_null(strstr(r.head, "Content-Security-Policy: default-src 'none'; "
+                                       "script-src 'self'; style-src 'self'"));
+        assert_true(r.len > 100);
+        /* nothing from elsewhere: no address of another site (but SVG's namespace name) */
+        for (const char *p = r.body; (p = strstr(p, "http")) != NULL; p++)
+            if (strncmp(p, "https://", 8) == 0 || strncmp(p, "http://", 7) == 0)
+                assert_int_equal(strncmp(p, "http://www.w3.org/2000/svg'", 27), 0);
+        reply_free(&r);
+    }
+    reply r;
+    http(&r, "GET", "/", NULL, NULL);
+    assert_non_null(strstr(r.body, "<script src=\"dashboard.js\""));
+    reply_free(&r);
+    expect_error("POST", "/", auth(tok_admin), NULL, 405, "takes GET, HEAD");
+    expect_error("GET", "/dashboard.jsx", NULL, NULL, 404, "no endpoint");
+    expect_error("GET", "/../dashboard.js", NULL, NULL, 400, "'..' segment");
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -685,6 +858,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_events_stream, stop),
         cmocka_unit_test_teardown(test_slow_and_many_connections, stop),
         cmocka_unit_test_teardown(test_run_serves, stop),
+        cmocka_unit_test_teardown(test_series, stop),
+        cmocka_unit_test_teardown(test_dashboard_files, stop),
+        cmocka_unit_test_teardown(test_events_changed, stop),
+        cmocka_unit_test_teardown(test_per_address, stop),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

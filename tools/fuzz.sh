@@ -4,8 +4,9 @@
 #   tools/fuzz.sh gate_config          (only the named targets)
 # Each fuzz/fuzz_<name>.c is one target with its seed corpus in fuzz/corpus/<name>/ (and its
 # dictionary in fuzz/<name>.dict when there is one).
-# fuzz_options and fuzz_supp are built from src/*.c; the gate's (fuzz_gate_*) also from gate/**/*.c but
-# main.c, with libgit2, SQLite, jansson, libmicrohttpd and nettle.
+# fuzz_options and fuzz_supp are built from src/*.c; the gate's (fuzz_gate_*) also from
+# gate/**/*.c but main.c (and the dashboard's files, made C by cmake/embed_page.cmake), with
+# libgit2, SQLite, jansson, libmicrohttpd and nettle.
 # A failing input is left in build/fuzz/<name>-crash-* (or -leak-, -timeout-) and fails this
 # script; build/fuzz/<name>.log has the whole run.
 set -eu -o pipefail
@@ -37,8 +38,10 @@ gate_objects() {
     export out CFLAGS
     export -f compile_object
     local src
+    # the dashboard's files as C (cmake/embed_page.cmake, as the CMake build makes them)
+    cmake -DOUT=$out/gate_page.c -DDIR=gate/web/page -P cmake/embed_page.cmake >&2 || return 1
     # shellcheck disable=SC2016 # ($0: the source, expanded by the bash that xargs runs)
-    for src in src/*.c gate/*.c gate/*/*.c; do
+    for src in src/*.c gate/*.c gate/*/*.c $out/gate_page.c; do
         [ "${src##*/}" = main.c ] || echo "$src"
     done | xargs -P "$(nproc)" -n 1 bash -c 'compile_object "$0"' || return 1
     ls $out/obj/*.o

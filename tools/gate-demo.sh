@@ -222,3 +222,54 @@ echo "why log-reset was rejected (\$ keel-gate log --full log-reset, the abortin
 grep -m3 -E 'lock-order|rank' "$demo/log-reset.txt" | cut -c1-160 | sed 's/^/  /' || true
 echo
 echo "the notify hook received $(wc -l < "$demo/events.jsonl") events; gate run took $((end - start)) s"
+
+# ---- the dashboard (keel-gate serve, docs/gate-api.md "Dashboard") -----------------------------
+# Served on 127.0.0.1:8080 (or a free port when that is taken), photographed with headless
+# Chromium when there is one.  In a terminal it keeps serving until Ctrl-C; otherwise (CI, a
+# pipe) it stops, and the demo ends by itself.
+echo
+echo "################ the dashboard: keel-gate serve ################"
+shot=$top/build/demo-dashboard.png
+serve_out=$demo/serve.out
+serve_pid=
+for listen in 127.0.0.1:8080 127.0.0.1:0; do
+    "$gate" serve --listen "$listen" >"$serve_out" 2>"$demo/serve.err" &
+    serve_pid=$!
+    for _ in $(seq 50); do
+        [ -s "$serve_out" ] || ! kill -0 "$serve_pid" 2>/dev/null && break
+        sleep 0.1
+    done
+    [ -s "$serve_out" ] && break
+    wait "$serve_pid" 2>/dev/null || true
+    serve_pid=
+done
+url=$(head -n1 "$serve_out" 2>/dev/null || true)
+if [ -z "$serve_pid" ] || [ -z "$url" ]; then
+    echo "(keel-gate serve did not start: $(cat "$demo/serve.err" 2>/dev/null))"
+    exit 0
+fi
+trap 'kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null; [ "${KEEP:-0}" = 1 ] || rm -rf -- "$demo"' EXIT
+echo "\$ keel-gate serve --listen $listen"
+echo "$url"
+chromium=$(command -v chromium || true)
+if [ -n "$chromium" ]; then
+    # the page draws itself from the API after it loads: virtual time lets its requests finish
+    timeout 60 "$chromium" --headless --no-sandbox --disable-gpu --no-first-run \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --hide-scrollbars --window-size=1280,1100 --virtual-time-budget=5000 \
+        --screenshot="$shot" "$url" >/dev/null 2>&1 || true
+fi
+echo
+if [ -s "$shot" ]; then
+    echo "screenshot of the dashboard: $shot"
+else
+    echo "(no screenshot: headless Chromium is not installed; make deps installs it)"
+fi
+if [ -t 0 ] && [ -t 1 ]; then
+    echo "dashboard of the demo's gate: $url  (open it in a browser; Ctrl-C stops it)"
+    wait "$serve_pid" || true
+else
+    echo "dashboard of the demo's gate: $url  (served while the demo ran; in a terminal, make demo"
+    echo "keeps it open until Ctrl-C; or KEEP=1 tools/gate-demo.sh, then"
+    echo "keel-gate --repo $origin serve)"
+fi

@@ -68,6 +68,8 @@ static const opt_def opt_table[] = {
     {"serve", "HOST:PORT", C_RUN, "serve the API (as keel-gate serve) while running"},
     {"reads", "public|token", C_SERVE | C_RUN,
      "whether the API's reads need a token of role read (default public)"},
+    {"per-address", "N", C_SERVE | C_RUN,
+     "connections one client address may hold at once; past them 429 (default 0: no limit)"},
     {"role", "ROLE", C_TOKEN, "a new token's role: read, submit or admin (default read)"},
     {"help", NULL, C_ALL, "this text"},
 };
@@ -399,6 +401,11 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
     gate_web_options wo;
     gate_web_options_default(&wo);
     wo.token_reads = reads != NULL && strcmp(reads, "token") == 0;
+    const char *per = opt_value(&p, "per-address");
+    if (per != NULL && !parse_ll(per, 0, UINT_MAX, &number))
+        return usage_error(err, "'--per-address' needs a whole number of connections, not '%s'",
+                           per);
+    wo.max_per_address = per != NULL ? (unsigned)number : 0;
     if (opt_value(&p, "listen") != NULL)
         wo.listen = opt_value(&p, "listen");
     gate *g = NULL;

@@ -584,3 +584,51 @@ keel_status gate_store_build_seconds(gate_store *st, const char *target, size_t 
         *median_s = *n % 2 == 1 ? d[*n / 2] : (d[*n / 2 - 1] + d[*n / 2]) / 2;
     return s;
 }
+
+static void read_span(sqlite3_stmt *stmt, void *out)
+{
+    gate_change_span *c = (gate_change_span *)out;
+    c->id = sqlite3_column_int64(stmt, 0);
+    c->submitted_at = sqlite3_column_int64(stmt, 1);
+    c->ended_at = sqlite3_column_int64(stmt, 2);
+    c->landed = sqlite3_column_int(stmt, 3) != 0;
+}
+
+keel_status gate_store_change_spans(gate_store *st, const char *target, long long from,
+                                    long long to, gate_change_span *out, size_t max, size_t *n)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && n != NULL && (out != NULL || max == 0));
+    *n = 0;
+    sqlite3_stmt *stmt = NULL;
+    keel_status s =
+        prep(st,
+             "SELECT id, submitted_at, CASE WHEN state IN ('queued','testing') THEN 0 ELSE "
+             "max(updated_at, submitted_at) END, state = 'landed' FROM changes WHERE target = ?1 "
+             "AND submitted_at <= ?3 AND (state IN ('queued','testing') OR updated_at >= ?2) "
+             "ORDER BY id DESC LIMIT ?4",
+             &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_int64(stmt, 2, from);
+    (void)sqlite3_bind_int64(stmt, 3, to);
+    (void)sqlite3_bind_int64(stmt, 4, (long long)max);
+    return read_rows(st, stmt, read_span, out, sizeof(*out), max, n, "cannot read the changes");
+}
+
+keel_status gate_store_data_version(gate_store *st, long long *version)
+{
+    KEEL_ASSERT(st != NULL && version != NULL);
+    *version = 0;
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prep(st, "PRAGMA data_version", &stmt);
+    if (!keel_ok(s))
+        return s;
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        *version = sqlite3_column_int64(stmt, 0);
+    else
+        s = gate__store_error(st, rc, "cannot read the store's data version");
+    (void)sqlite3_finalize(stmt);
+    return s;
+}

@@ -124,4 +124,26 @@ KEEL_MUST_USE keel_status gate_store_job_get(gate_store *st, long long id, gate_
 KEEL_MUST_USE keel_status gate_store_build_seconds(gate_store *st, const char *target, size_t last,
                                                    long long *median_s, size_t *n);
 
+/*
+ * A number that changes whenever another connection (a running gate, the CLI)
+ * has written the store since this one last looked (SQLite's data_version).
+ */
+KEEL_MUST_USE keel_status gate_store_data_version(gate_store *st, long long *version);
+
+/* A change's time in the queue, for the dashboard's plots (GET /api/v1/series). */
+typedef struct gate_change_span {
+    long long id, submitted_at;
+    long long
+        ended_at; /* its last update once ended (landed, rejected, ...); 0: queued or testing */
+    bool landed;
+} gate_change_span;
+
+/*
+ * The changes of `target` that were in its queue at some time in [from, to]
+ * (submitted by `to`, not ended before `from`), newest first: at most `max`.
+ */
+KEEL_MUST_USE keel_status gate_store_change_spans(gate_store *st, const char *target,
+                                                  long long from, long long to,
+                                                  gate_change_span *out, size_t max, size_t *n);
+
 #endif /* KEEL_GATE_STORE_WEB_H */

@@ -19,6 +19,7 @@
 
 #include "git.h"
 #include "heaps.h"
+#include "page.h"
 #include "web.h"
 
 /* the server's memory: the gate module's heap (its arrays are large and made per request) */
@@ -33,7 +34,12 @@ enum {
     AGING_S = 3600,       /* the queue's order, as status shows it */
     COMMITS_DEFAULT = 20, /* /commits without ?limit */
     COMMITS_MAX = 100,
-    IDEM_KEY_MAX = 128
+    IDEM_KEY_MAX = 128,
+    SERIES_HOURS = 24, /* /series without ?hours */
+    SERIES_HOURS_MAX = 168,
+    SERIES_POINTS = 144,  /* the queue's length at this many steps, and now */
+    SERIES_SPANS = 10000, /* changes read for it, the newest */
+    SERIES_LANDED = 1000  /* landings listed by it, the newest (the median: of all) */
 };
 
 /* n zeroed elements of `size` on the server's heap (NULL: no memory) */
@@ -370,6 +376,120 @@ static bool parse_count(const char *text, long long *out)
         return false;
     *out = v;
     return true;
+}
+
+static int cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+/*
+ * The queue's length over the last ?hours in SERIES_POINTS steps (the most at
+ * any moment of each), and how long each change that landed then took from its
+ * submission to landing.
+ */
+static void get_series(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp)
+{
+    long long hours = SERIES_HOURS;
+    if (req->q_hours != NULL &&
+        (!parse_count(req->q_hours, &hours) || hours < 1 || hours > SERIES_HOURS_MAX)) {
+        gate_web_error(resp, 400, "hours must be a whole number from 1 to %d, not '%s'",
+                       SERIES_HOURS_MAX, req->q_hours);
+        return;
+    }
+    long long to = (long long)time(NULL), step = hours * 3600 / SERIES_POINTS;
+    long long from = to - step * SERIES_POINTS;
+    gate_change_span *spans = (gate_change_span *)web_calloc(SERIES_SPANS, sizeof(*spans));
+    /* the landings' times to land, then the submissions and the ends, sorted */
+    long long *took = (long long *)web_calloc((size_t)3 * SERIES_SPANS, sizeof(*took));
+    size_t n = 0, nl = 0;
+    if (spans == NULL || took == NULL) {
+        keel_heap_free(WEB_HEAP, spans);
+        keel_heap_free(WEB_HEAP, took);
+        gate_web_error(resp, 500, "no memory for the series");
+        return;
+    }
+    keel_status s = gate_store_change_spans(gate_get_store(ctx->g), gate_target(ctx->g), from, to,
+                                            spans, SERIES_SPANS, &n);
+    if (!keel_ok(s)) {
+        keel_heap_free(WEB_HEAP, spans);
+        keel_heap_free(WEB_HEAP, took);
+        status_resp(resp, s);
+        return;
+    }
+    /*
+     * the most changes in the queue at any moment of each step [t - step, t]: a
+     * sweep over the submissions and ends, sorted (a change is in the queue
+     * from its submission to its end, the end's second not counted)
+     */
+    long long *starts = took + SERIES_SPANS, *ends = took + (size_t)2 * SERIES_SPANS;
+    size_t ne = 0;
+    for (size_t i = 0; i < n; i++) {
+        starts[i] = spans[i].submitted_at;
+        if (spans[i].ended_at != 0)
+            ends[ne++] = spans[i].ended_at;
+    }
+    qsort(starts, n, sizeof(*starts), cmp_ll);
+    qsort(ends, ne, sizeof(*ends), cmp_ll);
+    size_t si = 0, ei = 0;
+    json_t *queue = json_array();
+    for (long long t = from; t <= to; t += step) {
+        /* at the step's start, then at each submission or end within it */
+        long long at = t - step, most = -1;
+        for (;;) {
+            while (si < n && starts[si] <= at)
+                si++;
+            while (ei < ne && ends[ei] <= at)
+                ei++;
+            long long len = (long long)si - (long long)ei;
+            most = len > most ? len : most;
+            long long next = t + 1;
+            if (si < n && starts[si] < next)
+                next = starts[si];
+            if (ei < ne && ends[ei] < next)
+                next = ends[ei];
+            if (next > t)
+                break;
+            at = next;
+        }
+        json_t *p = json_object();
+        (void)json_object_set_new(p, "time", json_integer(t));
+        (void)json_object_set_new(p, "length", json_integer(most));
+        (void)json_array_append_new(queue, p);
+    }
+    size_t nlanded = 0; /* in the window; the newest SERIES_LANDED of them are listed */
+    for (size_t i = 0; i < n; i++)
+        nlanded += spans[i].landed && spans[i].ended_at >= from;
+    json_t *landed = json_array();
+    for (size_t i = n; i-- > 0;) { /* oldest first */
+        const gate_change_span *c = &spans[i];
+        if (!c->landed || c->ended_at < from)
+            continue;
+        took[nl++] = c->ended_at - c->submitted_at;
+        if (nlanded - (nl - 1) > SERIES_LANDED)
+            continue;
+        json_t *p = json_object();
+        (void)json_object_set_new(p, "change", json_integer(c->id));
+        (void)json_object_set_new(p, "landed_at", json_integer(c->ended_at));
+        (void)json_object_set_new(p, "seconds", json_integer(c->ended_at - c->submitted_at));
+        (void)json_array_append_new(landed, p);
+    }
+    qsort(took, nl, sizeof(*took), cmp_ll);
+    json_t *o = json_object();
+    (void)json_object_set_new(o, "target", jstr(gate_target(ctx->g)));
+    (void)json_object_set_new(o, "from", json_integer(from));
+    (void)json_object_set_new(o, "to", json_integer(to));
+    (void)json_object_set_new(o, "step", json_integer(step));
+    (void)json_object_set_new(o, "queue_length", queue);
+    (void)json_object_set_new(o, "landed", landed);
+    (void)json_object_set_new(o, "landed_count", json_integer((json_int_t)nlanded));
+    (void)json_object_set_new(o, "land_seconds_median",
+                              nl > 0 ? json_integer(took[nl / 2]) : json_null());
+    (void)json_object_set_new(o, "truncated", json_boolean(n == SERIES_SPANS));
+    keel_heap_free(WEB_HEAP, spans);
+    keel_heap_free(WEB_HEAP, took);
+    json_resp(resp, 200, o);
 }
 
 /*
@@ -765,6 +885,32 @@ static void post_pause(const gate_web_ctx *ctx, const gate_web_req *req, bool pa
     json_decref(o);
 }
 
+/* A file of the dashboard: true when the path names one (resp: it, or 405 for another method). */
+static bool page(const gate_web_req *req, gate_web_resp *resp)
+{
+    const char *type = NULL;
+    const gate_page_file *f = gate_page_find(req->path, &type);
+    if (f == NULL)
+        return false;
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        resp->allow = "GET, HEAD";
+        gate_web_error(resp, 405, "%s does not take %s (it takes GET, HEAD)", req->path,
+                       req->method);
+        return true;
+    }
+    resp->body = (char *)malloc(f->len + 1);
+    if (resp->body == NULL) {
+        gate_web_error(resp, 500, "no memory for the page");
+        return true;
+    }
+    memcpy(resp->body, f->data, f->len);
+    resp->len = f->len;
+    resp->status = 200;
+    resp->kind = GATE_WEB_PAGE;
+    resp->content_type = type;
+    return true;
+}
+
 /* ---- routing ---------------------------------------------------------------------------- */
 
 enum { SEG_MAX = 6 };
@@ -780,6 +926,7 @@ typedef enum route_id {
     R_LOG,
     R_COMMITS,
     R_EVENTS,
+    R_SERIES,
     R_NONE
 } route_id;
 
@@ -800,6 +947,7 @@ static const route routes[] = {
     {R_LOG, {"jobs", "#", "log"}, "", NULL},
     {R_COMMITS, {"commits"}, "", NULL},
     {R_EVENTS, {"events"}, "", NULL},
+    {R_SERIES, {"series"}, "", NULL},
 };
 enum { NROUTES = sizeof(routes) / sizeof(routes[0]) };
 
@@ -906,6 +1054,9 @@ static void dispatch(const gate_web_ctx *ctx, const gate_web_req *req, const rou
     case R_COMMITS:
         get_commits(ctx, req, resp);
         break;
+    case R_SERIES:
+        get_series(ctx, req, resp);
+        break;
     case R_EVENTS: {
         long long after = 0;
         const char *from = req->last_event_id != NULL ? req->last_event_id : req->q_after;
@@ -995,6 +1146,8 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
 void gate_web_route(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp)
 {
     memset(resp, 0, sizeof(*resp));
+    if (page(req, resp))
+        return;
     static const char prefix[] = "/api/v1/";
     if (has_dot_segment(req->path)) {
         gate_web_error(resp, 400, "path '%s' has a '.' or '..' segment", req->path);

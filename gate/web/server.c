@@ -19,17 +19,24 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "page.h"
 #include "web.h"
 
 enum {
     EVENTS_TICK_MS = 250,   /* how often a waiting event stream looks for new events */
     EVENTS_BATCH = 64,      /* events formatted at a time */
     KEEPALIVE_MS = 5000,    /* a comment on an idle event stream, under the timeout */
+    CHANGED_MS = 1000,      /* at most one 'changed' notice a second on a stream */
     CONNECTIONS_SPARE = 64, /* MHD's own limit: ours plus these, to answer 503 */
     ADDRESS_MAX = 64
 };
 
 typedef struct web_stream web_stream;
+
+typedef struct web_addr {
+    uint32_t ip; /* IPv4, network order */
+    unsigned count;
+} web_addr;
 
 struct gate_web {
     struct MHD_Daemon *daemon;
@@ -42,6 +49,8 @@ struct gate_web {
     bool ticking;
     pthread_mutex_t lock; /* suspended */
     web_stream *suspended;
+    web_addr *addrs; /* the client addresses with connections, when max_per_address is set */
+    size_t naddrs, addrs_cap;
 };
 
 struct web_stream {
@@ -51,7 +60,8 @@ struct web_stream {
     char *pending;
     size_t plen, ppos;
     long long sent_ms;
-    web_stream *next; /* in w->suspended */
+    long long version, changed_ms; /* the store's data version, when 'changed' was last sent */
+    web_stream *next;              /* in w->suspended */
 };
 
 typedef struct web_request {
@@ -78,6 +88,33 @@ static long long mono_ms(void)
 
 /* ---- server-sent events ------------------------------------------------------------------ */
 
+/*
+ * A store written with no event of its own (a candidate built, a job started
+ * or ended, by a gate in another process): a notice without an id,
+ * "event: changed", at most every CHANGED_MS, for a client to read the
+ * state again.  Events make one needless.
+ */
+static void changed(web_stream *e)
+{
+    long long v = 0;
+    keel_status s = gate_store_data_version(gate_get_store(e->w->ctx.g), &v);
+    if (!keel_ok(s)) {
+        keel_status_ignore(s, "no notice: the events still come");
+        return;
+    }
+    long long now = mono_ms();
+    if (e->plen > 0 || v == e->version) {
+        e->version = v;
+        return;
+    }
+    if (now - e->changed_ms < CHANGED_MS)
+        return; /* said later, as the ticker resumes the stream */
+    e->pending = strdup("event: changed\ndata: {}\n\n");
+    e->plen = e->pending != NULL ? strlen(e->pending) : 0;
+    e->version = v;
+    e->changed_ms = now;
+}
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
@@ -95,6 +132,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             keel_status_ignore(s, "the stream ends: the client reconnects with Last-Event-ID");
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
+        changed(e);
         if (e->plen == 0 && mono_ms() - e->sent_ms >= KEEPALIVE_MS) {
             e->pending = strdup(": keep-alive\n\n");
             e->plen = e->pending != NULL ? strlen(e->pending) : 0;
@@ -154,6 +192,9 @@ static void add_common_headers(struct MHD_Response *r)
 {
     (void)MHD_add_response_header(r, "Cache-Control", "no-store");
     (void)MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    /* the dashboard's own files only, nothing inline, never in a frame; on every response */
+    (void)MHD_add_response_header(r, "Content-Security-Policy", GATE_PAGE_CSP);
+    (void)MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
 }
 
 static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web_resp *resp)
@@ -170,6 +211,10 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web
             e->pending = strdup("retry: 2000\n\n");
             e->plen = e->pending != NULL ? strlen(e->pending) : 0;
             e->sent_ms = mono_ms();
+            keel_status v = gate_store_data_version(gate_get_store(w->ctx.g), &e->version);
+            if (!keel_ok(v))
+                keel_status_ignore(v,
+                                   "the first look finds the store changed: one needless notice");
             r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, (size_t)16 * 1024, stream_read,
                                                   e, stream_free);
             if (r == NULL)
@@ -184,15 +229,16 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web
             return MHD_NO;
         resp->body = NULL; /* the response's now */
         (void)MHD_add_response_header(r, "Content-Type",
-                                      resp->kind == GATE_WEB_BYTES ? "text/plain; charset=utf-8"
-                                                                   : "application/json");
+                                      resp->kind == GATE_WEB_PAGE    ? resp->content_type
+                                      : resp->kind == GATE_WEB_BYTES ? "text/plain; charset=utf-8"
+                                                                     : "application/json");
         if (resp->kind == GATE_WEB_BYTES)
             (void)MHD_add_response_header(r, "Accept-Ranges", "bytes");
         if (resp->content_range[0] != '\0')
             (void)MHD_add_response_header(r, "Content-Range", resp->content_range);
         if (resp->allow != NULL)
             (void)MHD_add_response_header(r, "Allow", resp->allow);
-        if (resp->status == 413 || resp->status == 503)
+        if (resp->status == 413 || resp->status == 429 || resp->status == 503)
             (void)MHD_add_response_header(r, "Connection", "close");
     }
     add_common_headers(r);
@@ -221,6 +267,51 @@ static const char *query(struct MHD_Connection *c, const char *name)
     return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
 }
 
+/* The client's IPv4 address (false: another family, or unknown). */
+static bool client_ip(struct MHD_Connection *c, uint32_t *ip)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL || ci->client_addr->sa_family != AF_INET)
+        return false;
+    struct sockaddr_in sin;
+    memcpy(&sin, ci->client_addr, sizeof(sin));
+    *ip = sin.sin_addr.s_addr;
+    return true;
+}
+
+/*
+ * Count a connection from c's address in (delta 1), out (-1) or neither (0):
+ * how many that address has afterwards (0: not counted, no limit).
+ */
+static unsigned count_address(gate_web *w, struct MHD_Connection *c, int delta)
+{
+    uint32_t ip = 0;
+    if (w->addrs == NULL || !client_ip(c, &ip))
+        return 0;
+    unsigned n = 0;
+    (void)pthread_mutex_lock(&w->lock);
+    size_t i = 0;
+    while (i < w->naddrs && w->addrs[i].ip != ip)
+        i++;
+    if (i == w->naddrs && delta > 0 && w->naddrs < w->addrs_cap) {
+        w->addrs[i].ip = ip;
+        w->addrs[i].count = 0;
+        w->naddrs++;
+    }
+    if (i < w->naddrs) {
+        if (delta > 0)
+            w->addrs[i].count++;
+        else if (delta < 0 && w->addrs[i].count > 0)
+            w->addrs[i].count--;
+        n = w->addrs[i].count;
+        if (n == 0)
+            w->addrs[i] = w->addrs[--w->naddrs];
+    }
+    (void)pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -231,6 +322,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (rq == NULL) { /* the headers: the body, if any, comes next */
         if (__atomic_load_n(&w->connections, __ATOMIC_ACQUIRE) > w->o.max_connections)
             return error_now(c, w, 503, "too many connections: try again later");
+        if (w->o.max_per_address > 0 && count_address(w, c, 0) > w->o.max_per_address) {
+            char msg[128];
+            uint32_t ip = 0;
+            char host[INET_ADDRSTRLEN] = "?";
+            if (client_ip(c, &ip))
+                (void)inet_ntop(AF_INET, &ip, host, sizeof(host));
+            (void)snprintf(msg, sizeof(msg),
+                           "too many connections from '%s' (at most %u at once): try again later",
+                           host, w->o.max_per_address);
+            return error_now(c, w, 429, msg);
+        }
         const char *cl = header(c, "Content-Length");
         if (cl != NULL && strtoull(cl, NULL, 10) > w->o.max_body) {
             char msg[96];
@@ -280,6 +382,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     req.q_offset = query(c, "offset");
     req.q_limit = query(c, "limit");
     req.q_after = query(c, "after");
+    req.q_hours = query(c, "hours");
     req.body = rq->body != NULL ? rq->body : "";
     req.body_len = rq->len;
     gate_web_resp resp;
@@ -311,6 +414,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         __atomic_fetch_add(&w->connections, 1, __ATOMIC_ACQ_REL);
     else
         __atomic_fetch_sub(&w->connections, 1, __ATOMIC_ACQ_REL);
+    (void)count_address(w, c, toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
 }
 
 /* "HOST:PORT" into addr */
@@ -350,6 +454,15 @@ keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
     __atomic_store_n(&w->connections, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&w->quitting, false, __ATOMIC_RELAXED);
     (void)pthread_mutex_init(&w->lock, NULL);
+    if (o->max_per_address > 0) {
+        w->addrs_cap = (size_t)o->max_connections + CONNECTIONS_SPARE;
+        w->addrs = (web_addr *)calloc(w->addrs_cap, sizeof(*w->addrs));
+        if (w->addrs == NULL) {
+            (void)pthread_mutex_destroy(&w->lock);
+            free(w);
+            return KEEL_ERR(KEEL_E_NOMEM, "no memory for the server's client addresses");
+        }
+    }
     w->daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request, w,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -360,6 +473,7 @@ keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
     if (w->daemon == NULL) {
         int e = errno;
         (void)pthread_mutex_destroy(&w->lock);
+        free(w->addrs);
         free(w);
         return KEEL_ERR_SYS(e != 0 ? e : EADDRINUSE, "cannot listen on '%s'", o->listen);
     }
@@ -397,5 +511,6 @@ void gate_web_stop(gate_web *w)
     }
     MHD_stop_daemon(w->daemon);
     (void)pthread_mutex_destroy(&w->lock);
+    free(w->addrs);
     free(w);
 }

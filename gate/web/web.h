@@ -34,6 +34,8 @@ typedef struct gate_web_options {
     const char *listen;       /* "HOST:PORT" (IPv4), port 0: a free one (default 127.0.0.1:8080) */
     bool token_reads;         /* reads need a token of role read or more (default: public) */
     unsigned max_connections; /* beyond: 503 with a JSON error (default 1536) */
+    unsigned max_per_address; /* connections from one client address at once; beyond: 429 (0: no
+                                 limit, the default: behind a reverse proxy all are the proxy's) */
     unsigned timeout_s;       /* an idle connection is closed after this (default 15) */
     size_t max_body;          /* a larger request body: 413 (default 64 KiB) */
 } gate_web_options;
@@ -59,15 +61,16 @@ typedef struct gate_web_req {
     const char *idempotency_key;
     const char *last_event_id;
     const char *range;
-    const char *q_offset, *q_limit, *q_after; /* query arguments; NULL: absent */
+    const char *q_offset, *q_limit, *q_after, *q_hours; /* query arguments; NULL: absent */
     const char *body;
     size_t body_len;
 } gate_web_req;
 
 typedef enum gate_web_kind {
-    GATE_WEB_JSON,  /* body: JSON */
-    GATE_WEB_BYTES, /* body: a log's bytes (text/plain), content_range set for 206 */
-    GATE_WEB_EVENTS /* a server-sent event stream after event `after` */
+    GATE_WEB_JSON,   /* body: JSON */
+    GATE_WEB_BYTES,  /* body: a log's bytes (text/plain), content_range set for 206 */
+    GATE_WEB_EVENTS, /* a server-sent event stream after event `after` */
+    GATE_WEB_PAGE    /* body: a file of the dashboard (gate/web/page), of type content_type */
 } gate_web_kind;
 
 typedef struct gate_web_resp {
@@ -76,8 +79,9 @@ typedef struct gate_web_resp {
     char *body; /* malloc'd */
     size_t len;
     char content_range[96];
-    const char *allow; /* 405: the methods the path takes */
-    long long after;   /* GATE_WEB_EVENTS */
+    const char *allow;        /* 405: the methods the path takes */
+    long long after;          /* GATE_WEB_EVENTS */
+    const char *content_type; /* GATE_WEB_PAGE */
 } gate_web_resp;
 
 typedef struct gate_web_ctx {

@@ -1,0 +1,190 @@
+/*
+ * dashboard.test.js - keel-gate serve's dashboard in headless Chromium (run by tests/browser/run.sh,
+ * which makes the gate, starts the server and passes where they are in the environment).
+ */
+'use strict';
+const { chromium } = require('playwright-core');
+const { execFile, execFileSync } = require('child_process');
+
+const env = process.env;
+const results = { passed: 0, failed: 0 };
+
+function kg(...args) {
+    return execFileSync(env.KEEL_GATE, ['--repo', env.KEEL_REPO, '--quiet', ...args], { encoding: 'utf8' });
+}
+
+function kgAsync(...args) {
+    return new Promise((resolve) => {
+        execFile(env.KEEL_GATE, ['--repo', env.KEEL_REPO, '--quiet', ...args], (err, stdout, stderr) =>
+            resolve({ code: err ? err.code : 0, stdout, stderr }));
+    });
+}
+
+function head(branch) {
+    return execFileSync('git', ['-C', env.KEEL_REPO, 'rev-parse', branch], { encoding: 'utf8' }).trim();
+}
+
+function assert(cond, msg) {
+    if (!cond)
+        throw new Error(msg);
+}
+
+async function check(name, fn) {
+    try {
+        await fn();
+        results.passed++;
+        console.log('ok: ' + name);
+        return true;
+    } catch (e) {
+        results.failed++;
+        console.log('FAIL: ' + name + ': ' + (e && e.message ? e.message.split('\n')[0] : e));
+        return false;
+    }
+}
+
+async function main() {
+    kg('submit', 'alpha');
+    const browser = await chromium.launch({
+        executablePath: env.KEEL_CHROMIUM,
+        args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+               '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+    });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+    page.setDefaultTimeout(20000);
+    /* every console error and uncaught exception; a refused request's "Failed to load resource" is
+     * Chromium's own line about a 4xx the test asked for, kept apart */
+    const errors = [], refused = [];
+    page.on('console', (m) => {
+        if (m.type() !== 'error')
+            return;
+        (/^Failed to load resource: the server responded with a status of 40[13]/.test(m.text()) ? refused : errors)
+            .push(m.text());
+    });
+    page.on('pageerror', (e) => errors.push('uncaught: ' + e.message));
+    const rows = page.locator('#queue tbody tr[data-change]');
+
+    await check('the page loads and shows the queue', async () => {
+        const r = await page.goto(env.KEEL_URL);
+        assert(r.status() === 200, 'status ' + r.status());
+        assert((r.headers()['content-security-policy'] || '').includes("default-src 'none'"), 'no strict CSP');
+        await rows.first().waitFor();
+        assert(await rows.count() === 1, (await rows.count()) + ' rows');
+        const text = await rows.first().innerText();
+        assert(text.includes('alpha') && text.includes('queued'), 'row: ' + text);
+        await page.locator('#live.on').waitFor();
+        await page.locator('#plot-queue path.series').waitFor({ state: 'attached' });
+        await page.evaluate(() => { window.keelLoaded = 'once'; });
+    });
+    await check('no console errors on load', async () => {
+        assert(errors.length === 0, errors.join(' | '));
+    });
+
+    await check('a landing shows live, without a reload', async () => {
+        const run = kgAsync('run', '--once');
+        await page.locator('#queue tbody tr[data-change] td.state-testing').waitFor();
+        await page.locator('#testing table').waitFor();
+        const land = await run;
+        assert(land.code === 0, 'run --once: exit ' + land.code + ' ' + land.stderr);
+        await rows.first().waitFor({ state: 'detached' });
+        await page.locator('#plot-land circle.dot').first().waitFor({ state: 'attached' });
+        assert(await page.evaluate(() => window.keelLoaded) === 'once', 'the page was reloaded');
+    });
+
+    await check('a submit without a token is refused, the error shown', async () => {
+        await page.fill('#submit-branch', 'beta');
+        await page.fill('#submit-head', head('beta'));
+        await page.click('#submit-form button[type=submit]');
+        await page.locator('#error').waitFor();
+        const text = await page.locator('#error-text').innerText();
+        assert(text.includes('401') && text.includes('token'), 'error: ' + text);
+        const q = await page.evaluate(() => fetch('/api/v1/queue').then((r) => r.json()));
+        assert(q.changes.length === 0, 'queued anyway');
+    });
+
+    await check('a submit with a read token is refused (403)', async () => {
+        await page.fill('#token', env.KEEL_READ_TOKEN);
+        await page.click('#token-form button[type=submit]');
+        await page.fill('#submit-branch', 'beta');
+        await page.fill('#submit-head', head('beta'));
+        await page.click('#submit-form button[type=submit]');
+        await page.locator('#error-text', { hasText: '403' }).waitFor();
+    });
+
+    await check('a submit with a token works', async () => {
+        await page.fill('#token', env.KEEL_ADMIN_TOKEN);
+        await page.click('#token-form button[type=submit]');
+        assert((await page.locator('#token-state').innerText()).includes('token set'), 'token not set');
+        assert(await page.evaluate(() => sessionStorage.getItem('keel-gate-token')) === env.KEEL_ADMIN_TOKEN,
+               'not in sessionStorage');
+        assert((await page.context().cookies()).length === 0, 'a cookie');
+        await page.fill('#submit-branch', 'beta');
+        await page.fill('#submit-head', head('beta'));
+        await page.click('#submit-form button[type=submit]');
+        await page.locator('#queue tbody tr[data-change]', { hasText: 'beta' }).waitFor();
+        assert(await page.locator('#error').isHidden(), 'an error: ' + await page.locator('#error-text').innerText());
+    });
+
+    await check('the paused banner appears on pause', async () => {
+        await page.fill('#pause-reason', 'release 2.1 freeze');
+        await page.click('#pause-form button[type=submit]');
+        await page.locator('#paused', { hasText: 'release 2.1 freeze' }).waitFor();
+    });
+
+    await check('the paused banner follows a pause made elsewhere (another API client)', async () => {
+        await page.click('#resume');
+        await page.locator('#paused').waitFor({ state: 'hidden' });
+        const r = await fetch(env.KEEL_URL + 'api/v1/queue/pause', {
+            method: 'POST', headers: { Authorization: 'Bearer ' + env.KEEL_ADMIN_TOKEN },
+            body: JSON.stringify({ reason: 'lab power cut' }) });
+        assert(r.status === 200, 'pause by the API: ' + r.status);
+        await page.locator('#paused', { hasText: 'lab power cut' }).waitFor();
+    });
+
+    await check('a screenshot is saved', async () => {
+        await page.screenshot({ path: env.KEEL_SCREENSHOT, fullPage: true });
+        console.log('screenshot: ' + env.KEEL_SCREENSHOT);
+    });
+
+    await check('a change\'s page: builds and a log range', async () => {
+        await page.goto(env.KEEL_URL + '#/change/1');
+        await page.locator('#change-builds table').first().waitFor();
+        const caption = await page.locator('#change-builds caption').first().innerText();
+        assert(caption.includes('passed'), 'build: ' + caption);
+        await page.locator('#change-builds button', { hasText: 'Show log' }).first().click();
+        await page.locator('#log-text', { hasText: 'ci: ' }).waitFor();
+        assert((await page.locator('#log-range').innerText()).startsWith('bytes 0–'), 'range');
+        await page.screenshot({ path: env.KEEL_SCREENSHOT.replace(/\.png$/, '-change.png'), fullPage: true });
+    });
+
+    await check('the console: commits × configurations, filtered', async () => {
+        await page.goto(env.KEEL_URL + '#/console');
+        await page.locator('#console tbody th code').first().waitFor();
+        assert(await page.locator('#console thead th').count() === 5, 'columns');
+        await page.selectOption('#console-filter', 'lint');
+        assert(await page.locator('#console thead th').count() === 4, 'filtered columns');
+        assert((await page.locator('#console tbody td.state-passed').innerText()).includes('passed'), 'cell');
+    });
+
+    await check('keyboard: the token field and the forms are labelled and reachable', async () => {
+        for (const id of ['token', 'submit-branch', 'submit-head', 'submit-priority', 'pause-reason'])
+            assert(await page.locator('label[for="' + id + '"]').count() === 1, 'no label for ' + id);
+        await page.goto(env.KEEL_URL + '#/');
+        await page.locator('#token').focus();
+        await page.keyboard.press('Tab');
+        assert(await page.evaluate(() => document.activeElement.textContent) === 'Use', 'tab order');
+    });
+
+    await check('no console errors at all (but the refusals asked for)', async () => {
+        assert(errors.length === 0, errors.join(' | '));
+    });
+    await browser.close();
+}
+
+main().then(() => {
+    console.log(results.passed + ' passed, ' + results.failed + ' failed');
+    process.exit(results.failed ? 1 : 0);
+}, (e) => {
+    console.log('FAIL: ' + e.stack);
+    console.log(results.passed + ' passed, ' + (results.failed + 1) + ' failed');
+    process.exit(1);
+});

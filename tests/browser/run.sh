@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# tests/browser/run.sh KEEL_GATE BUILD_DIR: keel-gate serve's dashboard in a real headless
+# Chromium (ctest browser.dashboard; docs/gate-api.md "Dashboard").
+#
+# Makes a real repository with a gate (.keel/gate.conf, one configuration whose job takes about
+# a second), adds two tokens, starts `keel-gate serve` on a free port of 127.0.0.1 and runs
+# dashboard.test.js (node, playwright-core pinned in package.json, on Debian's chromium) against
+# it: the page loads with no console error, shows the queue, follows a landing live (no
+# reload), refuses a submit without a token and shows the error, takes one with a token, shows
+# the paused banner, and leaves a screenshot in BUILD_DIR/dashboard.png.
+#
+# It installs what it needs: Debian's chromium and nodejs/npm (apt-get, only when root and
+# missing) and playwright-core (npm ci into BUILD_DIR/browser-test/).  Where it cannot, it exits
+# 77 (ctest: skipped) saying why.
+set -u -o pipefail
+gate_bin=$1
+build=$(cd "$2" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+
+skip() {
+    echo "skipped: $*"
+    exit 77
+}
+
+apt_install() { # apt_install PACKAGE...: as root, when apt-get is there
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 1
+    echo "browser test: installing $* (apt-get)"
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; } >"$build/browser-apt.log" 2>&1
+}
+
+chromium=${KEEL_CHROMIUM:-/usr/bin/chromium}
+if [ ! -x "$chromium" ]; then
+    apt_install chromium || skip "no Chromium at $chromium, and it cannot be installed here (apt-get as root: see $build/browser-apt.log)"
+fi
+[ -x "$chromium" ] || skip "no Chromium at $chromium"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_install nodejs npm || skip "no node/npm, and they cannot be installed here (apt-get as root)"
+fi
+major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+[ "$major" -ge 20 ] || skip "node $(node --version 2>/dev/null) is older than playwright-core's 20"
+
+# playwright-core, as package-lock.json pins it, into the build tree (never into the sources)
+mods=$build/browser-test
+want=$(sed -n 's/.*"playwright-core": "\(.*\)".*/\1/p' "$here/package.json")
+have=$(node -p "require('$mods/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+if [ "$have" != "$want" ]; then
+    mkdir -p "$mods"
+    cp "$here/package.json" "$here/package-lock.json" "$mods/"
+    (cd "$mods" && npm ci --no-audit --no-fund --loglevel=error) >"$build/browser-npm.log" 2>&1 ||
+        skip "npm ci of playwright-core $want failed (no registry here?): see $build/browser-npm.log"
+fi
+
+# ---- a gate on a real repository ---------------------------------------------------------
+tmp=$(mktemp -d /tmp/keel-browser-XXXXXX)
+serve_pid=
+cleanup() {
+    [ -z "$serve_pid" ] || kill "$serve_pid" 2>/dev/null
+    [ -z "$serve_pid" ] || wait "$serve_pid" 2>/dev/null
+    rm -rf -- "$tmp"
+}
+trap cleanup EXIT
+repo=$tmp/repo.git
+work=$tmp/work
+mkdir -p "$tmp/shared"
+git init -q -b main "$work"
+g() { git -C "$work" -c user.name=test -c user.email=test@localhost "$@"; }
+mkdir -p "$work/.keel"
+cat >"$work/.keel/gate.conf" <<EOF
+[gate]
+target = main
+slots = 2
+strategy = serial
+
+[config unit]
+test = sh ci.sh unit
+timeout = 60
+writable = $tmp/shared
+
+[config lint]
+test = sh ci.sh lint
+timeout = 60
+writable = $tmp/shared
+EOF
+# shellcheck disable=SC2016 # ($1: the job's, in the script written)
+printf 'echo "ci: $1"\nsleep 2\ntest ! -e bad\n' >"$work/ci.sh"
+echo base >"$work/README"
+g add -A && g commit -qm base
+for b in alpha beta gamma; do
+    g checkout -q -b "$b" main && echo "$b" >"$work/$b.txt" && g add -A && g commit -qm "$b" && g checkout -q main
+done
+git clone -q --bare "$work" "$repo"
+kg() { "$gate_bin" --repo "$repo" --quiet "$@"; }
+admin=$("$gate_bin" --repo "$repo" token add ops --role admin) || { echo "FAIL: token add"; exit 1; }
+reader=$("$gate_bin" --repo "$repo" token add viewer --role read) || { echo "FAIL: token add"; exit 1; }
+
+"$gate_bin" --repo "$repo" serve --listen 127.0.0.1:0 >"$tmp/serve.out" 2>"$tmp/serve.err" &
+serve_pid=$!
+for _ in $(seq 100); do
+    [ -s "$tmp/serve.out" ] && break
+    sleep 0.1
+done
+url=$(head -n1 "$tmp/serve.out")
+case $url in
+http://127.0.0.1:*) ;;
+*) echo "FAIL: keel-gate serve printed no address: $(cat "$tmp/serve.err")"; exit 1 ;;
+esac
+
+NODE_PATH=$mods/node_modules KEEL_URL=$url KEEL_GATE=$gate_bin KEEL_REPO=$repo KEEL_WORK=$work \
+    KEEL_ADMIN_TOKEN=$admin KEEL_READ_TOKEN=$reader KEEL_CHROMIUM=$chromium \
+    KEEL_SCREENSHOT=$build/dashboard.png node "$here/dashboard.test.js"
