@@ -375,6 +375,71 @@ static void test_gate_killed_during_job(void **state)
     assert_int_equal(sc_sh("ls %s.d/logs | grep -q -e '\\.spec' -e '\\.srun'", fx_state), 1);
 }
 
+/* Lines of $MARKER<suffix> that say `word`. */
+static int marker_lines(const char *suffix, const char *word)
+{
+    char path[192], line[64];
+    fx_marker(path, sizeof(path), suffix);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    int n = 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        n += strncmp(line, word, strlen(word)) == 0 && line[strlen(word)] == '\n';
+    (void)fclose(f);
+    return n;
+}
+
+/* When b's job has started: scancel of the slots' allocations (keel-<pid>-slot<N>). */
+static void *end_allocations_under_b(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3000 && marker_lines(".b", "start") == 0; i++)
+        (void)usleep(5000);
+    (void)sc_sh("squeue -h -o '%%i %%j' | awk '$2 ~ /^keel-.*-slot/ { print $1 }' | "
+                "xargs -r scancel");
+    return NULL;
+}
+
+/*
+ * The slot's allocation ends under a job (its time limit, an administrator's scancel, a
+ * slurmctld that forgot it): the slot asks for a new allocation and runs the job again in it
+ * at once, without the gate's failure and pause; none blamed, each change landed once.
+ */
+static void test_allocation_replaced_under_a_job(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("slots = 1\nstrategy = serial\nexecutor = slurm\nretries = 0", "");
+    fx_branch("a", "a.txt", "a\n");
+    fx_branch("b", "ci.sh", "echo start >> \"$MARKER.b\"\nsleep 2\necho done >> \"$MARKER.b\"\n");
+    gate *g = fx_open();
+    long long a = fx_submit(g, "a", 0), b = fx_submit(g, "b", 0);
+    gate_close(g);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, end_allocations_under_b, NULL), 0);
+    gate_run_stats st = fx_run_once();
+    assert_int_equal(pthread_join(t, NULL), 0);
+    dump_logs();
+    assert_int_equal(st.landed, 2);
+    assert_int_equal(st.rejected, 0);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, a), GATE_CHANGE_LANDED);
+    assert_int_equal(fx_state_of(g, b), GATE_CHANGE_LANDED);
+    gate_close(g);
+    assert_int_equal(fx_times_landed("a"), 1);
+    assert_int_equal(fx_times_landed("b"), 1);
+    assert_int_equal(marker_lines(".b", "start"), 2); /* cut by the allocation's end, run again */
+    assert_int_equal(marker_lines(".b", "done"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'gate-error'", NULL), 0);
+    for (int i = 0; i < 100 && sc_jobcomp_count("-slot") < 2; i++)
+        (void)usleep(50000);
+    assert_int_equal(sc_jobcomp_count("-slot"), 2); /* the one cancelled, its replacement */
+    for (int i = 0; i < 400 && keel_jobs_in_queue() != 0; i++)
+        (void)usleep(50000);
+    assert_int_equal(keel_jobs_in_queue(), 0);
+}
+
 /*
  * Reconciling cancels this state directory's jobs whose gate is gone, and only those (not a
  * live gate's, not another directory's), and removes the files such jobs left.
@@ -453,6 +518,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_reconcile_cancels_orphans, cluster_setup,
                                         cluster_teardown),
         cmocka_unit_test_setup_teardown(test_gate_killed_during_job, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_allocation_replaced_under_a_job, cluster_setup,
                                         cluster_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
