@@ -67,7 +67,7 @@ for _ in $(seq "$jobs"); do
     until batch_done "$id"; do sleep 0.01; done
     d=$((${EPOCHREALTIME/./} - t)) && echo "$d" >>"$D/sbatch.us"
     # the next srun must not queue behind a batch job still completing
-    while [ -n "$(squeue -h -o %i | grep -vx "$alloc")" ]; do sleep 0.01; done
+    while squeue -h -o %i | grep -qvx "$alloc"; do sleep 0.01; done
 done
 scancel "$alloc"
 while [ -n "$(squeue -h -o %i)" ]; do sleep 0.01; done
