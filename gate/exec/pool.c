@@ -21,6 +21,13 @@
 
 enum { MAX_SLOTS = 256 };
 
+/* A worker thread: its slot and, with executor = slurm, its allocation. */
+typedef struct pool_worker {
+    gate_pool *pool;
+    unsigned index;
+    gate_slurm_slot *slurm; /* its allocation, kept from job to job (slurm.h) */
+} pool_worker;
+
 struct gate_pool {
     keel_mutex lock;
     keel_cond work; /* a job is waiting, or stop */
@@ -33,11 +40,7 @@ struct gate_pool {
     double load_inv;
     unsigned long long load_at;
     bool stop;
-    struct pool_worker {
-        gate_pool *pool;
-        unsigned index;
-        struct gate_slurm_slot *slurm; /* its allocation, kept from job to job (slurm.h) */
-    } workers[MAX_SLOTS];
+    pool_worker workers[MAX_SLOTS];
     keel_thread *threads[MAX_SLOTS];
     unsigned nthreads;
 };
@@ -197,7 +200,7 @@ static double load_step(gate_pool *p, unsigned long long now, int delta)
 
 static void *worker(void *arg)
 {
-    struct pool_worker *w = (struct pool_worker *)arg;
+    pool_worker *w = (pool_worker *)arg;
     gate_pool *p = w->pool;
     keel_mutex_lock(&p->lock);
     for (;;) {

@@ -119,7 +119,7 @@ static keel_status read_file(const char *path, char **out)
     struct stat sb;
     size_t cap = fstat(fd, &sb) == 0 && sb.st_size >= 0 && sb.st_size < SPEC_MAX
                      ? (size_t)sb.st_size + 1
-                     : SPEC_MAX;
+                     : (size_t)SPEC_MAX;
     void *mem = NULL;
     keel_status s = keel_heap_calloc(SLURM_HEAP, 1, cap + 1, &mem);
     size_t n = 0;
@@ -922,8 +922,9 @@ static void launch_in_slot(gate_job_run *j, char *spec, const char *srun_out, la
             break;
         launch_once(j, spec, slot_alloc(sl), srun_out, l);
         bool cancelled = __atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE) != 0;
-        /* a time limit before the job's own: the allocation's, not the change's */
-        if (l->time_limit && !cancelled && l->ms + 5000 < (unsigned long long)l->minutes * 60000u)
+        /* a time limit before the job's own (or with none): the allocation's, not the change's */
+        if (l->time_limit && !cancelled &&
+            (l->minutes == 0 || l->ms + 5000 < (unsigned long long)l->minutes * 60000u))
             l->time_limit = false;
         if (keel_ok(l->s) || l->time_limit)
             return;

@@ -28,7 +28,8 @@
  * otherwise (slurmctld unreachable, the node gone) an error of
  * gate_slurm_run_job, the gate's failure, never the change's: the job runs
  * again after a pause.  Slurm's time limit on a step is the change's timeout
- * only when the step ran for its own limit (else the allocation's ended).
+ * only when the step ran for its own limit, less 5 s (else the allocation's
+ * ended).
  * Allocations are interactive jobs, which Slurm never requeues (srun and
  * salloc 22.05 have no --no-requeue; sbatch has).
  */
