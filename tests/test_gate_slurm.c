@@ -84,10 +84,16 @@ static void test_queue_lands_through_slurm(void **state)
     assert_int_equal(fx_state_of(g, ids[2]), GATE_CHANGE_LANDED);
     gate_close(g);
     fx_assert_tip_tested();
-    /* each job ran as a Slurm job named by keel's id, and left no file behind */
+    /*
+     * the jobs ran as steps of the slots' allocations (one Slurm job per slot that ran a job,
+     * not one per keel job), which ended with the run, and left no file behind
+     */
     long long jobs = fx_sql_int("SELECT count(*) FROM jobs", NULL);
     assert_true(jobs >= 3);
-    assert_int_equal(sc_jobcomp_count("Name=keel-"), (int)jobs);
+    int allocations = sc_jobcomp_count("Name=keel-");
+    assert_true(allocations >= 1);
+    assert_true(allocations < (int)jobs);
+    assert_int_equal(sc_jobcomp_count("Name=keel-") - sc_jobcomp_count("-slot"), 0);
     assert_int_equal(sc_sh("ls %s.d/logs | grep -q -e '\\.spec' -e '\\.srun'", fx_state), 1);
     assert_int_equal(keel_jobs_in_queue(), 0);
 }
@@ -154,7 +160,7 @@ static void test_timeout_on_the_node(void **state)
 
 /* ---- faults during a job ---------------------------------------------------------------- */
 
-typedef enum fault { FAULT_CTLD, FAULT_SLURMD, FAULT_CANCEL } fault;
+typedef enum fault { FAULT_CTLD, FAULT_CTLD_FORGETS, FAULT_SLURMD, FAULT_CANCEL } fault;
 
 typedef struct fault_ctx {
     fault what;
@@ -177,6 +183,14 @@ static void *inject(void *arg)
         sc_kill9("slurmctld.pid");
         (void)usleep(1000000);
         (void)sc_start_ctld();
+    } else if (fc->what == FAULT_CTLD_FORGETS) {
+        /*
+         * The reference's recipe (a controller killed before its state save forgets the jobs
+         * it acknowledged and issues their ids again), made certain: its job state removed.
+         */
+        sc_kill9("slurmctld.pid");
+        (void)sc_sh("rm -f '%s'/state/job_state*", sc.dir);
+        (void)sc_start_ctld();
     } else if (fc->what == FAULT_SLURMD) {
         sc_kill9("slurmd-n1.pid");
         sc_kill9("slurmd-n2.pid");
@@ -191,12 +205,28 @@ static void *inject(void *arg)
     return NULL;
 }
 
+/* Lines of $MARKER<suffix> that say `word`. */
+static int marker_lines(const char *suffix, const char *word)
+{
+    char path[192], line[64];
+    fx_marker(path, sizeof(path), suffix);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    int n = 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        n += strncmp(line, word, strlen(word)) == 0 && line[strlen(word)] == '\n';
+    (void)fclose(f);
+    return n;
+}
+
 /* A change whose test runs for `seconds`, saying when it started and ended. */
 static void slow_branch(const char *branch, unsigned seconds)
 {
     char ci[256];
     (void)snprintf(ci, sizeof(ci),
-                   "test ! -e bad\ntouch \"$MARKER.started\"\nsleep %u\ntouch \"$MARKER.done\"\n",
+                   "test ! -e bad\necho start >> \"$MARKER.runs\"\ntouch \"$MARKER.started\"\n"
+                   "sleep %u\ntouch \"$MARKER.done\"\n",
                    seconds);
     fx_branch(branch, "ci.sh", ci);
 }
@@ -300,6 +330,54 @@ static void test_ctld_killed_during_job(void **state)
     run_with_fault(FAULT_CTLD, 0);
 }
 
+/*
+ * slurmctld killed under a's job and started again without its job state (the reference's
+ * recipe, a controller killed before its state save, made certain): it forgets the slot's
+ * allocation and issues its id anew.  a's step runs on and its result is read once (or, killed
+ * as an orphan, the job runs again); b's job finds the allocation unknown, and the slot asks
+ * for a new one, granted the same id, and runs b in it at once.  Each change lands once, none
+ * blamed.
+ */
+static void test_ctld_forgets_the_allocation(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("slots = 1\nstrategy = serial\nexecutor = slurm\nretries = 0", "");
+    slow_branch("a", 3);
+    fx_branch("b", "b.txt", "b\n");
+    gate *g = fx_open();
+    fault_ctx fc = {FAULT_CTLD_FORGETS, 0, fx_submit(g, "a", 0), false, KEEL_OK};
+    long long b = fx_submit(g, "b", 0);
+    gate_close(g);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, inject, &fc), 0);
+    gate_run_stats st = fx_run_once();
+    assert_int_equal(pthread_join(t, NULL), 0);
+    dump_logs();
+    assert_true(fc.started);
+    assert_int_equal(st.landed, 2);
+    assert_int_equal(st.rejected, 0);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, fc.change), GATE_CHANGE_LANDED);
+    assert_int_equal(fx_state_of(g, b), GATE_CHANGE_LANDED);
+    gate_close(g);
+    assert_int_equal(fx_times_landed("a"), 1);
+    assert_int_equal(fx_times_landed("b"), 1);
+    int runs = marker_lines(".runs", "start"); /* a's ci.sh, and b's (merged on a) */
+    assert_true(runs == 2 || runs == 3);
+    if (runs == 2) /* a's step ran on, b's allocation replaced at once: no gate failure */
+        assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'gate-error'", NULL),
+                         0);
+    /* the forgotten allocation never completes; its id went to the replacement */
+    for (int i = 0; i < 100 && sc_jobcomp_count("-slot") < 1; i++)
+        (void)usleep(50000);
+    assert_int_equal(sc_jobcomp_count("JobId=1 "), 1);
+    assert_int_equal(sc_jobcomp_count("-slot"), 1);
+    for (int i = 0; i < 400 && keel_jobs_in_queue() != 0; i++)
+        (void)usleep(50000);
+    assert_int_equal(keel_jobs_in_queue(), 0);
+}
+
 static void test_slurmd_killed_during_job(void **state)
 {
     (void)state;
@@ -367,6 +445,56 @@ static void test_gate_killed_during_job(void **state)
     assert_int_equal(ends, 1);
     assert_int_equal(keel_jobs_in_queue(), 0);
     assert_int_equal(sc_sh("ls %s.d/logs | grep -q -e '\\.spec' -e '\\.srun'", fx_state), 1);
+}
+
+/* When b's job has started: scancel of the slots' allocations (keel-<pid>-slot<N>). */
+static void *end_allocations_under_b(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3000 && marker_lines(".b", "start") == 0; i++)
+        (void)usleep(5000);
+    (void)sc_sh("squeue -h -o '%%i %%j' | awk '$2 ~ /^keel-.*-slot/ { print $1 }' | "
+                "xargs -r scancel");
+    return NULL;
+}
+
+/*
+ * The slot's allocation ends under a job (its time limit, an administrator's scancel, a
+ * slurmctld that forgot it): the slot asks for a new allocation and runs the job again in it
+ * at once, without the gate's failure and pause; none blamed, each change landed once.
+ */
+static void test_allocation_replaced_under_a_job(void **state)
+{
+    (void)state;
+    need_cluster();
+    fx_setup_repo("slots = 1\nstrategy = serial\nexecutor = slurm\nretries = 0", "");
+    fx_branch("a", "a.txt", "a\n");
+    fx_branch("b", "ci.sh", "echo start >> \"$MARKER.b\"\nsleep 2\necho done >> \"$MARKER.b\"\n");
+    gate *g = fx_open();
+    long long a = fx_submit(g, "a", 0), b = fx_submit(g, "b", 0);
+    gate_close(g);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, end_allocations_under_b, NULL), 0);
+    gate_run_stats st = fx_run_once();
+    assert_int_equal(pthread_join(t, NULL), 0);
+    dump_logs();
+    assert_int_equal(st.landed, 2);
+    assert_int_equal(st.rejected, 0);
+    g = fx_open();
+    assert_int_equal(fx_state_of(g, a), GATE_CHANGE_LANDED);
+    assert_int_equal(fx_state_of(g, b), GATE_CHANGE_LANDED);
+    gate_close(g);
+    assert_int_equal(fx_times_landed("a"), 1);
+    assert_int_equal(fx_times_landed("b"), 1);
+    assert_int_equal(marker_lines(".b", "start"), 2); /* cut by the allocation's end, run again */
+    assert_true(marker_lines(".b", "done") >= 1); /* the cut run's shell may outlive its sleep */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'gate-error'", NULL), 0);
+    for (int i = 0; i < 100 && sc_jobcomp_count("-slot") < 2; i++)
+        (void)usleep(50000);
+    assert_int_equal(sc_jobcomp_count("-slot"), 2); /* the one cancelled, its replacement */
+    for (int i = 0; i < 400 && keel_jobs_in_queue() != 0; i++)
+        (void)usleep(50000);
+    assert_int_equal(keel_jobs_in_queue(), 0);
 }
 
 /*
@@ -441,12 +569,16 @@ int main(int argc, char **argv)
                                         cluster_teardown),
         cmocka_unit_test_setup_teardown(test_ctld_killed_during_job, cluster_setup,
                                         cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_ctld_forgets_the_allocation, cluster_setup,
+                                        cluster_teardown),
         cmocka_unit_test_setup_teardown(test_slurmd_killed_during_job, cluster_setup,
                                         cluster_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_during_job, cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_reconcile_cancels_orphans, cluster_setup,
                                         cluster_teardown),
         cmocka_unit_test_setup_teardown(test_gate_killed_during_job, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_allocation_replaced_under_a_job, cluster_setup,
                                         cluster_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

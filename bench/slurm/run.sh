@@ -7,9 +7,12 @@
 #
 # 1. Per-job latency of a trivial job (/bin/true), --jobs sequential runs of each way, the ways
 #    alternating run by run (the machine is shared: its load drifts alike for all): fork+exec
-#    (`local`), `srun` (what keel-gate uses), `sbatch` then polling `scontrol show job` every
-#    10 ms until the job has ended (what a gate using sbatch would see); the queue empty before
-#    the next run.
+#    (`local`), `srun` (a job of its own), `step` (`srun --jobid --overlap` in an allocation held
+#    by `salloc --no-shell`, what keel-gate uses), `sbatch` then polling `scontrol show job`
+#    every 10 ms until the job has ended (what a gate using sbatch would see); `runner`
+#    (`keel-gate slurm-step` of a spec whose job is /bin/true without sandbox, on this machine)
+#    and `step+runner` (the same runner as a step of the allocation: what a keel job costs on
+#    Slurm beyond its own commands); the queue empty before the next run but for the allocation.
 # 2. keel-gate's makespan: a queue of --changes good changes (each job: `sleep` --sleep seconds
 #    in its sandbox), strategy speculative, max-depth 2, slots 2, through executor = local and
 #    executor = slurm alternately, --reps times; `keel-gate run --once` timed.
@@ -48,17 +51,27 @@ stats() { sort -n "$1" | awk -v d="${2:-1}" '{ v[NR] = $1 / d } END { m = NR % 2
 echo "== per-job latency of /bin/true, $jobs runs each, alternating (ms)"
 # a batch job's end: its state in scontrol (squeue can show nothing for a job just submitted)
 batch_done() { scontrol show job -o "$1" 2>/dev/null | grep -qE 'JobState=(COMPLETED|FAILED|CANCELLED|TIMEOUT)'; }
-: >"$D/local.us" && : >"$D/srun.us" && : >"$D/sbatch.us"
+: >"$D/local.us" && : >"$D/srun.us" && : >"$D/step.us" && : >"$D/sbatch.us"
+: >"$D/runner.us" && : >"$D/step+runner.us"
+spec=$D/true.log.spec
+printf 'version\t2\ntest\t/bin/true\ndir\t%s\nlog\t%s/true.log\ntimeout_ms\t60000\nsandbox\t0\nend\t\n' "$D" "$D" >"$spec"
+alloc=$(salloc --no-shell -N1 -n1 -J bench-alloc 2>&1 | sed -n 's/.*Granted job allocation \([0-9]*\).*/\1/p')
 for _ in $(seq "$jobs"); do
     t=${EPOCHREALTIME/./} && /bin/true && d=$((${EPOCHREALTIME/./} - t)) && echo "$d" >>"$D/local.us"
     t=${EPOCHREALTIME/./} && srun -Q /bin/true && d=$((${EPOCHREALTIME/./} - t)) && echo "$d" >>"$D/srun.us"
+    t=${EPOCHREALTIME/./} && srun -Q --jobid="$alloc" --overlap -N1 -n1 /bin/true && d=$((${EPOCHREALTIME/./} - t)) && echo "$d" >>"$D/step.us"
+    t=${EPOCHREALTIME/./} && "$gate" slurm-step "$spec" && d=$((${EPOCHREALTIME/./} - t)) && echo "$d" >>"$D/runner.us"
+    grep -q '^result' "$spec.result" || { echo "run.sh: the runner gave no result" >&2 && exit 1; }
+    t=${EPOCHREALTIME/./} && srun -Q --jobid="$alloc" --overlap -N1 -n1 "$gate" slurm-step "$spec" && d=$((${EPOCHREALTIME/./} - t)) && echo "$d" >>"$D/step+runner.us"
     t=${EPOCHREALTIME/./} && id=$(sbatch --parsable --no-requeue -Q -o /dev/null --wrap /bin/true)
     until batch_done "$id"; do sleep 0.01; done
     d=$((${EPOCHREALTIME/./} - t)) && echo "$d" >>"$D/sbatch.us"
     # the next srun must not queue behind a batch job still completing
-    while [ -n "$(squeue -h -o %i)" ]; do sleep 0.01; done
+    while squeue -h -o %i | grep -qvx "$alloc"; do sleep 0.01; done
 done
-for w in local srun sbatch; do echo "$w: $(stats "$D/$w.us" 1000)"; done
+scancel "$alloc"
+while [ -n "$(squeue -h -o %i)" ]; do sleep 0.01; done
+for w in local srun step sbatch runner step+runner; do echo "$w: $(stats "$D/$w.us" 1000)"; done
 
 echo "== keel-gate: $changes changes, each job sleep $sleep_s s, speculative, max-depth 2, slots 2 (s)"
 repo=$D/origin.git

@@ -21,6 +21,13 @@
 
 enum { MAX_SLOTS = 256 };
 
+/* A worker thread: its slot and, with executor = slurm, its allocation. */
+typedef struct pool_worker {
+    gate_pool *pool;
+    unsigned index;
+    gate_slurm_slot *slurm; /* its allocation, kept from job to job (slurm.h) */
+} pool_worker;
+
 struct gate_pool {
     keel_mutex lock;
     keel_cond work; /* a job is waiting, or stop */
@@ -33,6 +40,7 @@ struct gate_pool {
     double load_inv;
     unsigned long long load_at;
     bool stop;
+    pool_worker workers[MAX_SLOTS];
     keel_thread *threads[MAX_SLOTS];
     unsigned nthreads;
 };
@@ -192,7 +200,8 @@ static double load_step(gate_pool *p, unsigned long long now, int delta)
 
 static void *worker(void *arg)
 {
-    gate_pool *p = (gate_pool *)arg;
+    pool_worker *w = (pool_worker *)arg;
+    gate_pool *p = w->pool;
     keel_mutex_lock(&p->lock);
     for (;;) {
         while (!p->stop && p->waiting == NULL)
@@ -203,6 +212,8 @@ static void *worker(void *arg)
         unsigned long long t0 = gate_now_ms();
         double area0 = load_step(p, t0, 1);
         keel_mutex_unlock(&p->lock);
+        j->slurm_slot = &w->slurm;
+        j->slot_index = w->index;
         gate_job_execute(j);
         keel_mutex_lock(&p->lock);
         unsigned long long t1 = gate_now_ms();
@@ -212,6 +223,7 @@ static void *worker(void *arg)
         keel_cond_broadcast(&p->done);
     }
     keel_mutex_unlock(&p->lock);
+    gate_slurm_slot_release(&w->slurm); /* its allocation ends with the pool */
     return NULL;
 }
 
@@ -231,7 +243,9 @@ keel_status gate_pool_new(unsigned slots, gate_pool **out)
     keel_cond_init(&p->work);
     keel_cond_init(&p->done);
     for (unsigned i = 0; i < slots && keel_ok(s); i++) {
-        s = keel_thread_create(&p->threads[i], "gate-job", NULL, worker, p);
+        p->workers[i].pool = p;
+        p->workers[i].index = i;
+        s = keel_thread_create(&p->threads[i], "gate-job", NULL, worker, &p->workers[i]);
         if (keel_ok(s))
             p->nthreads++;
     }

@@ -34,7 +34,10 @@ typedef struct gate_job_run {
     gate_job_policy policy;    /* sandbox, network, writable, limits: the target's (sandbox.h) */
     const gate_hidden *hidden; /* the gate's: what no job sees */
     const char *records;       /* the gate's: where running jobs leave a record, or NULL */
-    int cancel;                /* set with __atomic_store_n by any thread */
+    /* the worker's: its Slurm allocation (executor = slurm; slurm.h), NULL: one srun job each */
+    struct gate_slurm_slot **slurm_slot;
+    unsigned slot_index; /* the worker's: which of the pool's slots runs it */
+    int cancel;          /* set with __atomic_store_n by any thread */
     /* out: set by the worker */
     gate_exec_result result;
     int exit_code;

@@ -80,7 +80,7 @@ static void put_packed(FILE *f, const char *key, const char *list)
         put(f, key, p);
 }
 
-/* Write `path` whole or not at all: `fill` into path.tmp, then renamed. */
+/* Write `path` whole or not at all for its readers: `fill` into path.tmp, then renamed. */
 static keel_status write_file(const char *path, void (*fill)(FILE *, const void *), const void *arg)
 {
     char tmp[GATE_PATH_MAX + 16];
@@ -90,7 +90,11 @@ static keel_status write_file(const char *path, void (*fill)(FILE *, const void 
         return KEEL_ERR_SYS(errno, "cannot write '%s'", tmp);
     fill(f, arg);
     int e = ferror(f) ? EIO : 0;
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+    /*
+     * No fsync: the rename makes it whole or absent for readers; after a crash of its host
+     * the job runs again anyway (the store is the truth), and an fsync cost a job 10-15 ms.
+     */
+    if (fflush(f) != 0)
         e = errno != 0 ? errno : EIO;
     if (fclose(f) != 0 && e == 0)
         e = errno != 0 ? errno : EIO;
@@ -111,11 +115,16 @@ static keel_status read_file(const char *path, char **out)
     if (fd < 0)
         return errno == ENOENT ? KEEL_ERR(KEEL_E_NOTFOUND, "no file '%s'", path)
                                : KEEL_ERR_SYS(errno, "cannot read '%s'", path);
+    /* its size now, plus one byte to see it grew (a block of SPEC_MAX costs a job its faults) */
+    struct stat sb;
+    size_t cap = fstat(fd, &sb) == 0 && sb.st_size >= 0 && sb.st_size < SPEC_MAX
+                     ? (size_t)sb.st_size + 1
+                     : (size_t)SPEC_MAX;
     void *mem = NULL;
-    keel_status s = keel_heap_calloc(SLURM_HEAP, 1, SPEC_MAX + 1, &mem);
+    keel_status s = keel_heap_calloc(SLURM_HEAP, 1, cap + 1, &mem);
     size_t n = 0;
-    while (keel_ok(s) && n < SPEC_MAX) {
-        ssize_t got = read(fd, (char *)mem + n, SPEC_MAX - n);
+    while (keel_ok(s) && n < cap) {
+        ssize_t got = read(fd, (char *)mem + n, cap - n);
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0)
@@ -125,8 +134,10 @@ static keel_status read_file(const char *path, char **out)
         n += (size_t)got;
     }
     (void)close(fd);
-    if (keel_ok(s) && n == SPEC_MAX)
-        s = KEEL_ERR(KEEL_E_RANGE, "'%s' is larger than %d bytes", path, (int)SPEC_MAX);
+    if (keel_ok(s) && n == cap)
+        s = n == SPEC_MAX
+                ? KEEL_ERR(KEEL_E_RANGE, "'%s' is larger than %d bytes", path, (int)SPEC_MAX)
+                : KEEL_ERR(KEEL_E_STATE, "'%s' grew while it was read", path);
     if (!keel_ok(s)) {
         keel_heap_free(SLURM_HEAP, mem);
         return s;
@@ -560,79 +571,270 @@ static bool file_says(const char *path, const char *needle)
     return found;
 }
 
+/* ---- the slots' allocations ------------------------------------------------------------ */
+
+/*
+ * The allocation of each slot of this process that has one, by its entry: 0 none, > 0 its
+ * Slurm job id, < 0 the id was granted again to another of this process's allocations (a
+ * slurmctld killed within seconds of granting it forgets it and issues its id anew): the slot
+ * forgets it, cancelling nothing.  Atomics: a slot writes its own entry, any slot's grant may
+ * negate another's.
+ */
+enum { MAX_ALLOCS = 256 };
+static long long alloc_ids[MAX_ALLOCS];
+static int alloc_taken[MAX_ALLOCS];
+
+struct gate_slurm_slot {
+    unsigned index;        /* the pool's slot */
+    size_t entry;          /* in alloc_ids; MAX_ALLOCS: none free, so no reuse check */
+    long long alloc;       /* when alloc_ids has no entry for it */
+    gate_slurm_request rq; /* what its allocation was asked with */
+};
+
+static long long slot_alloc(const gate_slurm_slot *sl)
+{
+    return sl->entry < MAX_ALLOCS ? __atomic_load_n(&alloc_ids[sl->entry], __ATOMIC_ACQUIRE)
+                                  : sl->alloc;
+}
+
+static keel_status slot_new(unsigned index, gate_slurm_slot **out)
+{
+    void *mem = NULL;
+    keel_status s = keel_heap_calloc(SLURM_HEAP, 1, sizeof(gate_slurm_slot), &mem);
+    if (!keel_ok(s))
+        return s;
+    gate_slurm_slot *sl = (gate_slurm_slot *)mem;
+    sl->index = index;
+    sl->entry = MAX_ALLOCS;
+    for (size_t i = 0; i < MAX_ALLOCS && sl->entry == MAX_ALLOCS; i++) {
+        int free_entry = 0;
+        if (__atomic_compare_exchange_n(&alloc_taken[i], &free_entry, 1, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            __atomic_store_n(&alloc_ids[i], 0, __ATOMIC_RELEASE);
+            sl->entry = i;
+        }
+    }
+    *out = sl;
+    return KEEL_OK;
+}
+
+/* `id` is the slot's allocation now; another slot holding the same id lost its own. */
+static void slot_set(gate_slurm_slot *sl, long long id)
+{
+    if (sl->entry == MAX_ALLOCS) {
+        sl->alloc = id;
+        return;
+    }
+    for (size_t i = 0; id > 0 && i < MAX_ALLOCS; i++) {
+        long long same = id;
+        if (i != sl->entry)
+            (void)__atomic_compare_exchange_n(&alloc_ids[i], &same, -id, false, __ATOMIC_ACQ_REL,
+                                              __ATOMIC_ACQUIRE);
+    }
+    __atomic_store_n(&alloc_ids[sl->entry], id, __ATOMIC_RELEASE);
+}
+
+/* End the slot's allocation (scancel; `out` takes what it said) and forget it. */
+static void slot_drop(gate_slurm_slot *sl, const char *out)
+{
+    long long id = slot_alloc(sl);
+    slot_set(sl, 0);
+    if (id <= 0)
+        return; /* none, or its id is another allocation's now */
+    char idbuf[32];
+    (void)snprintf(idbuf, sizeof(idbuf), "%lld", id);
+    char scancel[] = "scancel", quiet[] = "--quiet";
+    char *const argv[] = {scancel, quiet, idbuf, NULL};
+    (void)run_client(argv, out);
+}
+
+void gate_slurm_slot_release(gate_slurm_slot **slot)
+{
+    KEEL_ASSERT(slot != NULL);
+    gate_slurm_slot *sl = *slot;
+    if (sl == NULL)
+        return;
+    *slot = NULL;
+    slot_drop(sl, "/dev/null");
+    if (sl->entry < MAX_ALLOCS)
+        __atomic_store_n(&alloc_taken[sl->entry], 0, __ATOMIC_RELEASE);
+    keel_heap_free(SLURM_HEAP, sl);
+}
+
+static bool same_request(const gate_slurm_request *a, const gate_slurm_request *b)
+{
+    return strcmp(a->partition, b->partition) == 0 && strcmp(a->constraint, b->constraint) == 0 &&
+           a->cpus == b->cpus && a->memory == b->memory;
+}
+
+/* ---- the Slurm clients' arguments --------------------------------------------------------- */
+
 typedef struct cancel_ctx {
-    pid_t srun;
-    const char *name; /* the Slurm job's */
+    pid_t client;     /* srun or salloc */
+    const char *name; /* the Slurm job's (one srun job each), or NULL */
+    long long alloc;  /* the allocation the step runs in, or 0 */
     const char *out;  /* scancel's output */
 } cancel_ctx;
 
-/* The step is cancelled: srun told twice (it aborts the job), and scancel by name. */
+/* The job is cancelled: the client told twice (srun aborts the step), then scancel of the job. */
 static void cancel_job(void *arg)
 {
     const cancel_ctx *c = (const cancel_ctx *)arg;
-    (void)kill(c->srun, SIGINT);
+    (void)kill(c->client, SIGINT);
     nap_ms(50);
-    (void)kill(c->srun, SIGINT);
-    char name_arg[128];
-    gate_fmt(name_arg, sizeof(name_arg), "--name=%s", c->name);
+    (void)kill(c->client, SIGINT);
+    char target[128] = "";
+    if (c->name != NULL)
+        gate_fmt(target, sizeof(target), "--name=%s", c->name);
+    else if (c->alloc > 0)
+        gate_fmt(target, sizeof(target), "%lld", c->alloc);
+    if (target[0] == '\0')
+        return;
     char scancel[] = "scancel", quiet[] = "--quiet";
-    char *const argv[] = {scancel, quiet, name_arg, NULL};
+    char *const argv[] = {scancel, quiet, target, NULL};
     (void)run_client(argv, c->out);
 }
 
-/* srun's argument vector for job `j` (its strings in *a too) and the time limit asked. */
+/* A Slurm client's argument vector for job `j` (its strings in *a too) and the time limit. */
 typedef struct srun_args {
-    char *argv[20];
+    char *argv[24];
     char name[64], comment[GATE_PATH_MAX + 64], part[96], cons[300], cpus[32], mem[48], time[32];
+    char jobid[40];
     char runner[GATE_PATH_MAX];
     unsigned minutes;
+    size_t n;
 } srun_args;
 
-static keel_status srun_argv(const gate_job_run *j, char *spec, srun_args *a)
+static void add(srun_args *a, char *word)
+{
+    KEEL_ASSERT(a->n + 1 < sizeof(a->argv) / sizeof(a->argv[0]));
+    a->argv[a->n++] = word;
+    a->argv[a->n] = NULL;
+}
+
+/* --comment naming the gate (its pid) and its logs directory, which reconciling reads. */
+static void comment_arg(srun_args *a, const gate_job_run *j, const char *what, long long id)
+{
+    const char *slash = strrchr(j->log, '/');
+    gate_fmt(a->comment, sizeof(a->comment), "--comment=keel:%s=%lld,pid=%d,logs=%.*s", what, id,
+             (int)getpid(), slash != NULL ? (int)(slash - j->log) : 0, j->log);
+    add(a, a->comment);
+}
+
+/* What the job's configuration asks of the nodes: partition, features, CPUs, memory. */
+static void request_args(srun_args *a, const gate_slurm_request *rq, bool where)
+{
+    if (where && rq->partition[0] != '\0') {
+        gate_fmt(a->part, sizeof(a->part), "--partition=%s", rq->partition);
+        add(a, a->part);
+    }
+    if (where && rq->constraint[0] != '\0') {
+        gate_fmt(a->cons, sizeof(a->cons), "--constraint=%s", rq->constraint);
+        add(a, a->cons);
+    }
+    if (rq->cpus > 0) {
+        gate_fmt(a->cpus, sizeof(a->cpus), "--cpus-per-task=%u", rq->cpus);
+        add(a, a->cpus);
+    }
+    if (where && rq->memory > 0) {
+        gate_fmt(a->mem, sizeof(a->mem), "--mem=%lluM", (rq->memory + (1ull << 20) - 1) >> 20);
+        add(a, a->mem);
+    }
+}
+
+/*
+ * srun's arguments: the job as one srun job (alloc 0), or as a step named keel-<job> of the
+ * slot's allocation `alloc`.
+ */
+static keel_status srun_argv(const gate_job_run *j, char *spec, long long alloc, srun_args *a)
 {
     ssize_t len = readlink("/proc/self/exe", a->runner, sizeof(a->runner) - 1);
     if (len <= 0)
         return KEEL_ERR_SYS(errno, "cannot find keel-gate's own path for the Slurm nodes");
     a->runner[len] = '\0';
-    const gate_slurm_request *rq = &j->slurm;
-    gate_fmt(a->name, sizeof(a->name), "--job-name=keel-%lld", j->job_id);
-    const char *slash = strrchr(j->log, '/');
-    gate_fmt(a->comment, sizeof(a->comment), "--comment=keel:job=%lld,pid=%d,logs=%.*s", j->job_id,
-             (int)getpid(), slash != NULL ? (int)(slash - j->log) : 0, j->log);
-    a->minutes = rq->time_min;
+    a->n = 0;
+    a->minutes = j->slurm.time_min;
     if (a->minutes == 0)
         a->minutes = j->timeout_ms > 0 ? (j->timeout_ms + 59999u) / 60000u + 1u : 0;
-    size_t n = 0;
-    a->argv[n++] = arg("srun");
-    a->argv[n++] = a->name;
-    a->argv[n++] = a->comment;
-    a->argv[n++] = arg("--nodes=1");
-    a->argv[n++] = arg("--ntasks=1");
-    a->argv[n++] = arg("--kill-on-bad-exit=1");
-    if (rq->partition[0] != '\0') {
-        gate_fmt(a->part, sizeof(a->part), "--partition=%s", rq->partition);
-        a->argv[n++] = a->part;
+    add(a, arg("srun"));
+    if (alloc > 0) {
+        gate_fmt(a->jobid, sizeof(a->jobid), "--jobid=%lld", alloc);
+        add(a, a->jobid);
+        add(a, arg("--overlap")); /* the last step's CPU may not be released yet: no retry loop */
     }
-    if (rq->constraint[0] != '\0') {
-        gate_fmt(a->cons, sizeof(a->cons), "--constraint=%s", rq->constraint);
-        a->argv[n++] = a->cons;
-    }
-    if (rq->cpus > 0) {
-        gate_fmt(a->cpus, sizeof(a->cpus), "--cpus-per-task=%u", rq->cpus);
-        a->argv[n++] = a->cpus;
-    }
-    if (rq->memory > 0) {
-        gate_fmt(a->mem, sizeof(a->mem), "--mem=%lluM", (rq->memory + (1ull << 20) - 1) >> 20);
-        a->argv[n++] = a->mem;
-    }
+    gate_fmt(a->name, sizeof(a->name), "--job-name=keel-%lld", j->job_id);
+    add(a, a->name);
+    if (alloc <= 0)
+        comment_arg(a, j, "job", j->job_id);
+    add(a, arg("--nodes=1"));
+    add(a, arg("--ntasks=1"));
+    add(a, arg("--kill-on-bad-exit=1"));
+    request_args(a, &j->slurm, alloc <= 0);
     if (a->minutes > 0) {
         gate_fmt(a->time, sizeof(a->time), "--time=%u", a->minutes);
-        a->argv[n++] = a->time;
+        add(a, a->time);
     }
-    a->argv[n++] = a->runner;
-    a->argv[n++] = arg(GATE_SLURM_STEP_COMMAND);
-    a->argv[n++] = spec;
-    a->argv[n] = NULL;
+    add(a, a->runner);
+    add(a, arg(GATE_SLURM_STEP_COMMAND));
+    add(a, spec);
+    return KEEL_OK;
+}
+
+/*
+ * A new allocation for the slot (salloc --no-shell: granted, then salloc exits; the
+ * allocation lasts until scancel or its partition's time limit): one node, one task, what the
+ * job's configuration asks, named keel-<gate pid>-slot<N>.  KEEL_E_IO when Slurm did not
+ * grant it; KEEL_E_CANCELLED when the job was cancelled meanwhile.
+ */
+static keel_status slot_allocate(gate_slurm_slot *sl, gate_job_run *j, const char *out)
+{
+    void *mem = NULL;
+    keel_status s = keel_heap_calloc(SLURM_HEAP, 1, sizeof(srun_args), &mem);
+    if (!keel_ok(s))
+        return s;
+    srun_args *a = (srun_args *)mem;
+    add(a, arg("salloc"));
+    add(a, arg("--no-shell"));
+    gate_fmt(a->name, sizeof(a->name), "--job-name=keel-%d-slot%u", (int)getpid(), sl->index);
+    add(a, a->name);
+    comment_arg(a, j, "slot", (long long)sl->index);
+    add(a, arg("--nodes=1"));
+    add(a, arg("--ntasks=1"));
+    request_args(a, &j->slurm, true);
+    pid_t pid = 0;
+    s = spawn(a->argv, out, &pid);
+    keel_heap_free(SLURM_HEAP, mem);
+    if (!keel_ok(s))
+        return s;
+    cancel_ctx cc = {pid, NULL, 0, "/dev/null"};
+    int st = wait_for(pid, &j->cancel, cancel_job, &cc);
+    char said[512];
+    last_line(out, said, sizeof(said));
+    long long id = 0;
+    FILE *f = fopen(out, "re");
+    char line[512];
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        const char *g = strstr(line, "Granted job allocation ");
+        if (g != NULL)
+            id = strtoll(g + strlen("Granted job allocation "), NULL, 10);
+    }
+    if (f != NULL)
+        (void)fclose(f);
+    bool ok = st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && id > 0;
+    if (__atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE)) {
+        if (id > 0) {
+            slot_set(sl, id);
+            slot_drop(sl, "/dev/null");
+        }
+        return KEEL_ERR(KEEL_E_CANCELLED, "cancelled while waiting for a Slurm allocation");
+    }
+    if (!ok) {
+        int code = st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        return KEEL_ERR(KEEL_E_IO, "slurm: salloc for slot %u exited %d%s%s", sl->index, code,
+                        said[0] != '\0' ? ": " : "", said);
+    }
+    slot_set(sl, id);
+    sl->rq = j->slurm;
     return KEEL_OK;
 }
 
@@ -646,67 +848,137 @@ static void log_note(const char *log, const char *note)
     (void)fclose(f);
 }
 
+/* What one srun of a job came to. */
+typedef struct launch {
+    keel_status s;         /* reading its result: KEEL_OK, KEEL_E_NOTFOUND none, ... */
+    int code;              /* srun's exit code, -1 when killed */
+    bool time_limit;       /* Slurm said DUE TO TIME LIMIT */
+    unsigned minutes;      /* the time limit asked for the job */
+    unsigned long long ms; /* from srun's start to its end */
+    char said[512];        /* srun's last line */
+} launch;
+
+/* One srun of job `j` (its spec at `spec`), in allocation `alloc` (0: a job of its own). */
+static void launch_once(gate_job_run *j, char *spec, long long alloc, const char *srun_out,
+                        launch *l)
+{
+    char result[GATE_PATH_MAX + 32];
+    gate_fmt(result, sizeof(result), "%s.result", spec);
+    (void)unlink(result); /* a result is only ever this run's */
+    memset(l, 0, sizeof(*l));
+    l->code = -1;
+    void *mem = NULL;
+    l->s = keel_heap_calloc(SLURM_HEAP, 1, sizeof(srun_args), &mem);
+    srun_args *a = (srun_args *)mem;
+    if (keel_ok(l->s))
+        l->s = srun_argv(j, spec, alloc, a);
+    unsigned long long t0 = gate_now_ms();
+    pid_t pid = 0;
+    if (keel_ok(l->s))
+        l->s = spawn(a->argv, srun_out, &pid);
+    if (!keel_ok(l->s)) {
+        keel_heap_free(SLURM_HEAP, mem);
+        return;
+    }
+    cancel_ctx cc = {pid, alloc > 0 ? NULL : a->name + strlen("--job-name="), alloc, srun_out};
+    int st = wait_for(pid, &j->cancel, cancel_job, &cc);
+    l->minutes = a->minutes;
+    keel_heap_free(SLURM_HEAP, mem);
+    l->ms = gate_now_ms() - t0;
+    char *text = NULL;
+    l->s = read_file(result, &text);
+    if (keel_ok(l->s))
+        l->s = parse_result(text, j); /* read once: the file goes */
+    keel_heap_free(SLURM_HEAP, text);
+    (void)unlink(result);
+    last_line(srun_out, l->said, sizeof(l->said));
+    l->time_limit = file_says(srun_out, "DUE TO TIME LIMIT");
+    (void)unlink(srun_out);
+    l->code = st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/*
+ * Run the job in the slot's allocation, allocating one first when the slot has none for its
+ * configuration's request.  An allocation that ended under a job (gone, expired, its node
+ * lost: no result) is replaced and the job run again once at once.
+ */
+static void launch_in_slot(gate_job_run *j, char *spec, const char *srun_out, launch *l)
+{
+    gate_slurm_slot *sl = *j->slurm_slot;
+    keel_status s = KEEL_OK;
+    if (sl == NULL) {
+        s = slot_new(j->slot_index, &sl);
+        if (keel_ok(s))
+            *j->slurm_slot = sl;
+    }
+    for (int attempt = 0; keel_ok(s) && attempt < 2; attempt++) {
+        bool fresh = false;
+        if (slot_alloc(sl) <= 0 || !same_request(&sl->rq, &j->slurm)) {
+            slot_drop(sl, srun_out); /* another configuration's: nodes for this one */
+            s = slot_allocate(sl, j, srun_out);
+            fresh = true;
+        }
+        if (!keel_ok(s))
+            break;
+        launch_once(j, spec, slot_alloc(sl), srun_out, l);
+        bool cancelled = __atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE) != 0;
+        /* a time limit before the job's own (or with none): the allocation's, not the change's */
+        if (l->time_limit && !cancelled &&
+            (l->minutes == 0 || l->ms + 5000 < (unsigned long long)l->minutes * 60000u))
+            l->time_limit = false;
+        if (keel_ok(l->s) || l->time_limit)
+            return;
+        slot_drop(sl, srun_out);
+        if (cancelled || fresh || !KEEL_IS(l->s, KEEL_E_NOTFOUND))
+            return;
+        keel_status_free(l->s); /* an allocation kept from an earlier job ended: a new one */
+        l->s = KEEL_OK;
+    }
+    if (!keel_ok(s)) {
+        memset(l, 0, sizeof(*l));
+        l->code = -1;
+        l->s = s;
+    }
+}
+
 keel_status gate_slurm_run_job(gate_job_run *j)
 {
     KEEL_ASSERT(j != NULL);
-    char path[GATE_PATH_MAX + 16], result[GATE_PATH_MAX + 32], srun_out[GATE_PATH_MAX + 16];
-    gate_fmt(path, sizeof(path), "%s.spec", j->log);
-    gate_fmt(result, sizeof(result), "%s.result", path);
+    char spec[GATE_PATH_MAX + 16], srun_out[GATE_PATH_MAX + 16];
+    gate_fmt(spec, sizeof(spec), "%s.spec", j->log);
     gate_fmt(srun_out, sizeof(srun_out), "%s.srun", j->log);
-    (void)unlink(result); /* a result is only ever this run's */
-    void *mem = NULL;
-    keel_status s = keel_heap_calloc(SLURM_HEAP, 1, sizeof(srun_args), &mem);
-    srun_args *a = (srun_args *)mem;
-    if (keel_ok(s))
-        s = srun_argv(j, path, a);
-    if (keel_ok(s))
-        s = write_file(path, fill_spec, j);
-    unsigned long long t0 = gate_now_ms();
-    pid_t pid = 0;
-    if (keel_ok(s))
-        s = spawn(a->argv, srun_out, &pid);
-    if (!keel_ok(s)) {
-        keel_heap_free(SLURM_HEAP, mem);
-        (void)unlink(path);
+    keel_status s = write_file(spec, fill_spec, j);
+    if (!keel_ok(s))
         return KEEL_CONTEXT(s, "job %lld on Slurm", j->job_id);
-    }
-    cancel_ctx cc = {pid, a->name + strlen("--job-name="), srun_out};
-    int st = wait_for(pid, &j->cancel, cancel_job, &cc);
-    unsigned minutes = a->minutes;
-    keel_heap_free(SLURM_HEAP, mem);
-    bool cancelled = __atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE) != 0;
-    char *text = NULL;
-    s = read_file(result, &text);
-    if (keel_ok(s))
-        s = parse_result(text, j); /* read once: both files go */
-    keel_heap_free(SLURM_HEAP, text);
-    (void)unlink(result);
-    (void)unlink(path);
-    char said[512];
-    last_line(srun_out, said, sizeof(said));
-    bool time_limit = file_says(srun_out, "DUE TO TIME LIMIT");
+    unsigned long long t0 = gate_now_ms();
+    launch l;
+    if (j->slurm_slot != NULL)
+        launch_in_slot(j, spec, srun_out, &l);
+    else
+        launch_once(j, spec, 0, srun_out, &l);
+    (void)unlink(spec);
     (void)unlink(srun_out);
-    if (keel_ok(s))
+    if (keel_ok(l.s))
         return KEEL_OK;
-    if (cancelled || time_limit) { /* Slurm's limit came before the gate's timeout */
-        keel_status_free(s);
+    bool cancelled = __atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE) != 0;
+    if (cancelled || l.time_limit) { /* Slurm's limit came before the gate's timeout */
+        keel_status_free(l.s);
         j->result = cancelled ? GATE_EXEC_CANCELLED : GATE_EXEC_TIMEOUT;
         j->exit_code = -1;
         j->elapsed_ms = gate_now_ms() - t0;
-        if (time_limit) {
-            gate_fmt(j->reason, sizeof(j->reason), "Slurm time limit %u min reached", minutes);
+        if (!cancelled) {
+            gate_fmt(j->reason, sizeof(j->reason), "Slurm time limit %u min reached", l.minutes);
             log_note(j->log, j->reason);
         }
         return KEEL_OK;
     }
-    int code = st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    if (KEEL_IS(s, KEEL_E_NOTFOUND)) {
-        keel_status_free(s);
+    if (KEEL_IS(l.s, KEEL_E_NOTFOUND)) {
+        keel_status_free(l.s);
         return KEEL_ERR(KEEL_E_IO, "slurm: job keel-%lld gave no result (srun exited %d%s%s)",
-                        j->job_id, code, said[0] != '\0' ? ": " : "", said);
+                        j->job_id, l.code, l.said[0] != '\0' ? ": " : "", l.said);
     }
-    return KEEL_CONTEXT(s, "slurm: the result of job keel-%lld (srun exited %d%s%s)", j->job_id,
-                        code, said[0] != '\0' ? ": " : "", said);
+    return KEEL_CONTEXT(l.s, "slurm: job keel-%lld (srun exited %d%s%s)", j->job_id, l.code,
+                        l.said[0] != '\0' ? ": " : "", l.said);
 }
 
 /* The files of steps whose gate is gone (*.log.spec, *.log.spec.result, *.log.srun) in `logs`. */
