@@ -21,6 +21,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -48,6 +49,8 @@ static range system_code[4];
 static unsigned nsystem;
 static range linker_code[2]; /* ld.so's alone */
 static unsigned nlinker;
+static range symbolizer_code[4]; /* libdw's and libelf's */
+static unsigned nsymbolizer;
 
 /* The preload's own writable data: not a root of the leak scan (keel's structures). */
 static range own_data[4];
@@ -82,6 +85,9 @@ static int note_object(struct dl_phdr_info *info, size_t size, void *ctx)
             system_code[nsystem++] = r;
         if (base[0] == 'l' && base[1] == 'd' && (ph->p_flags & PF_X) != 0 && nlinker < 2)
             linker_code[nlinker++] = r;
+        if ((strncmp(base, "libdw", 5) == 0 || strncmp(base, "libelf", 6) == 0) &&
+            (ph->p_flags & PF_X) != 0 && nsymbolizer < 4)
+            symbolizer_code[nsymbolizer++] = r;
         if (own && (ph->p_flags & PF_W) != 0 && nown < 4)
             own_data[nown++] = r;
     }
@@ -160,6 +166,95 @@ static size_t glibc_usable(void *p)
     return (hdr[1] & ~(size_t)7) - ((hdr[1] & 2) != 0 ? 16 : 8);
 }
 
+/*
+ * glibc blocks that may hold the program's pointers: those made while keel's code runs by
+ * another library than keel's symbolizer - the constructors of the libraries libdw loads
+ * (libdebuginfod, libcurl, GnuTLS, p11-kit), whose structures the program's blocks join (the
+ * text-domain bindings of bindtextdomain).  Roots of the leak scan; open addressing, 0 empty,
+ * 1 removed; when full, no more are kept (then such a block's program blocks may be reported).
+ */
+#define ROOT_SLOTS 4096u
+static uintptr_t roots[ROOT_SLOTS];
+static unsigned nroots; /* slots ever used */
+static int roots_lock;
+
+static void roots_acquire(void)
+{
+    while (__atomic_exchange_n(&roots_lock, 1, __ATOMIC_ACQUIRE) != 0)
+        while (__atomic_load_n(&roots_lock, __ATOMIC_RELAXED) != 0) {
+        }
+}
+
+static void roots_release(void)
+{
+    __atomic_store_n(&roots_lock, 0, __ATOMIC_RELEASE);
+}
+
+static unsigned root_hash(uintptr_t p)
+{
+    return (unsigned)(((unsigned long long)p * 0x9e3779b97f4a7c15ull) >> 40) & (ROOT_SLOTS - 1u);
+}
+
+static void root_add(const void *p)
+{
+    roots_acquire();
+    unsigned i = root_hash((uintptr_t)p);
+    for (unsigned n = 0; n < ROOT_SLOTS / 2; n++, i = (i + 1u) & (ROOT_SLOTS - 1u))
+        if (roots[i] <= 1) {
+            nroots += roots[i] == 0 ? 1u : 0u;
+            roots[i] = (uintptr_t)p;
+            break;
+        }
+    roots_release();
+}
+
+static void root_remove(const void *p)
+{
+    if (__atomic_load_n(&nroots, __ATOMIC_RELAXED) == 0)
+        return;
+    roots_acquire();
+    unsigned i = root_hash((uintptr_t)p);
+    for (unsigned n = 0; n < ROOT_SLOTS / 2 && roots[i] != 0; n++, i = (i + 1u) & (ROOT_SLOTS - 1u))
+        if (roots[i] == (uintptr_t)p) {
+            roots[i] = 1;
+            break;
+        }
+    roots_release();
+}
+
+static __thread int unwinding __attribute__((tls_model("initial-exec")));
+
+/* A glibc allocation at ra while keel's code runs: is it another library's (a root)? */
+static bool third_party(const void *ra)
+{
+    if (nsystem == 0 || keel__frame_in_keel(ra) ||
+        in_ranges(symbolizer_code, nsymbolizer, (uintptr_t)ra))
+        return false;
+    if (!in_ranges(system_code, nsystem, (uintptr_t)ra))
+        return true;
+    if (unwinding != 0) /* an allocation of the unwinder's own (glibc loading libgcc_s) */
+        return false;
+    void *pcs[24];
+    unwinding++;
+    int n = keel_backtrace(pcs, 24, 0);
+    unwinding--;
+    int i = 0;
+    while (i < n && keel__frame_in_keel(pcs[i])) /* the interposer's frames */
+        i++;
+    while (i < n && in_ranges(system_code, nsystem, (uintptr_t)pcs[i]))
+        i++;
+    return i < n && !keel__frame_in_keel(pcs[i]) &&
+           !in_ranges(symbolizer_code, nsymbolizer, (uintptr_t)pcs[i]);
+}
+
+/* glibc's block p, made at ra (not served by keel's heap): kept as a root when it is a library's. */
+static void *glibc_made(void *p, const void *ra)
+{
+    if (p != NULL && keel__run_inside > 0 && third_party(ra))
+        root_add(p);
+    return p;
+}
+
 /* Serve this call from keel's heap?  Ready, and not inside keel's own code. */
 static inline bool serve(void)
 {
@@ -223,6 +318,7 @@ static void heap_free(void *p, const void *ra)
         return;
     }
     if (glibc_chunk(p)) {
+        root_remove(p);
         __libc_free(p);
         return;
     }
@@ -236,14 +332,14 @@ static void heap_free(void *p, const void *ra)
 KEEL_RUN_EXPORT void *malloc(size_t size)
 {
     if (!serve())
-        return __libc_malloc(size);
+        return glibc_made(__libc_malloc(size), RA());
     return heap_alloc(size, 0, false, RA());
 }
 
 KEEL_RUN_EXPORT void *calloc(size_t n, size_t size)
 {
     if (!serve())
-        return __libc_calloc(n, size);
+        return glibc_made(__libc_calloc(n, size), RA());
     if (size != 0 && n > SIZE_MAX / size) {
         errno = ENOMEM;
         return NULL;
@@ -281,6 +377,7 @@ static void *heap_realloc(void *p, size_t size, const void *ra)
         void *q = heap_alloc(size, 0, false, ra);
         if (q != NULL) {
             memcpy(q, p, old < size ? old : size);
+            root_remove(p);
             __libc_free(p);
         }
         return q;
@@ -297,7 +394,8 @@ KEEL_RUN_EXPORT void *realloc(void *p, size_t size)
     if (!serve()) {
         if (p != NULL && __atomic_load_n(&heap_on, __ATOMIC_RELAXED) && keel__blk_is(p))
             return heap_realloc(p, size, RA()); /* keel's block, from a signal handler in keel */
-        return __libc_realloc(p, size);
+        root_remove(p);
+        return glibc_made(__libc_realloc(p, size), RA());
     }
     return heap_realloc(p, size, RA());
 }
@@ -541,6 +639,11 @@ static void report_leaks(void)
                     set.stack[set.depth++] = i;
             flood(&set);
             (void)dl_iterate_phdr(scan_object, &set);
+            for (unsigned i = 0; i < ROOT_SLOTS; i++)
+                if (roots[i] > 1) {
+                    scan_words(&set, roots[i], roots[i] + glibc_usable((void *)roots[i]));
+                    flood(&set);
+                }
             scan_thread(&set);
             keel__blk_leaks_if(program, unmarked, &set);
         }
@@ -563,6 +666,19 @@ void keel__run_heap_start(void)
     void *usable = dlsym(RTLD_NEXT, "malloc_usable_size");
     __builtin_memcpy(&real_usable_size, &usable, sizeof(usable));
     program = keel__heap_program();
+    /*
+     * The unwinder (libgcc_s, loaded by glibc's backtrace) and the symbolizer on the program's
+     * own code made now, not in a malloc called from inside the C library with one of its locks
+     * held: libdw loads libdebuginfod on its first search for debug information, and with it
+     * libcurl, GnuTLS and p11-kit, whose constructors take the C library's locale lock (seen:
+     * xz's setlocale, then every later newlocale, deadlocked).
+     */
+    void *pcs[4];
+    if (keel_backtrace(pcs, 4, 0) > 0)
+        (void)keel__run_site(pcs[0]);
+    unsigned long entry = getauxval(AT_ENTRY);
+    if (entry != 0)
+        (void)keel__run_site((const void *)(entry + 1));
     keel__run_inside--;
     if (program != NULL)
         __atomic_store_n(&heap_on, 1, __ATOMIC_RELEASE);
