@@ -351,8 +351,9 @@ KEEL_RUN_EXPORT void free(void *p)
 {
     if (p == NULL)
         return;
-    if (!__atomic_load_n(&heap_on, __ATOMIC_RELAXED)) {
-        __libc_free(p); /* --heap=off, or not yet: every block is glibc's */
+    if (!__atomic_load_n(&heap_on, __ATOMIC_RELAXED) ||
+        (keel__run_inside > 0 && keel__frame_in_keel(RA()))) {
+        __libc_free(p); /* --heap=off, or not yet, or keel's own (its raw blocks): glibc's */
         return;
     }
     heap_free(p, RA());
