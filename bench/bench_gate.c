@@ -100,8 +100,9 @@ typedef struct outcome {
     int bad_landed;
     bool exact; /* exactly the bad changes rejected */
     int good_rejected;
-    double cpu_us;   /* per landed change */
-    double parallel; /* the scheduler's estimate at the end */
+    double cpu_us;         /* per landed change */
+    double parallel;       /* the scheduler's estimate at the end */
+    unsigned batch, depth; /* the shape at the end */
 } outcome;
 
 typedef enum job_state { JOB_WAITING, JOB_RUNNING, JOB_OVER } job_state;
@@ -310,6 +311,8 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
     o.landed = gs.landed;
     o.jobs = w.jobs_run;
     o.parallel = gs.parallel;
+    o.batch = gs.batch;
+    o.depth = gs.depth;
     o.exact = true;
     for (int c = 1; c <= NCHANGES; c++) {
         if (w.state[c] == 0 || (w.state[c] == 2) != bad[c])
@@ -382,17 +385,19 @@ static void table(void)
                            "retries = 1"
                          : "no flakes, retries = 0");
             printf("| p | strategy | makespan (T) | builds | exactly the bad rejected | good "
-                   "rejected | capacity learned | CPU per landed change |\n"
+                   "rejected | capacity learned: jobs at once, shape at the end | CPU per "
+                   "landed change |\n"
                    "|---|---|---|---|---|---|---|---|\n");
             for (size_t pi = 0; pi < NP; pi++) {
                 bool bad[NCHANGES + 1];
                 outcome o[NSTRAT];
                 int nbad = workload(&execs[e], pi, flaky != 0, 0, bad, o);
                 for (int k = 0; k < NSTRAT; k++) {
-                    printf("| %.2f (%d bad) | %s | %.1f | %llu | %s | %d | %.1f | %.1f us |\n",
+                    printf("| %.2f (%d bad) | %s | %.1f | %llu | %s | %d | %.1f, %ux%u | "
+                           "%.1f us |\n",
                            ps[pi], nbad, strats[k].name, o[k].makespan, o[k].builds,
-                           o[k].exact ? "yes" : "no", o[k].good_rejected, o[k].parallel,
-                           o[k].cpu_us);
+                           o[k].exact ? "yes" : "no", o[k].good_rejected, o[k].parallel, o[k].batch,
+                           o[k].depth, o[k].cpu_us);
                     if (o[k].cpu_us > worst_cpu)
                         worst_cpu = o[k].cpu_us;
                 }

@@ -16,6 +16,9 @@
 # fixture's own files aside).  Prints one line per run, then per strategy the median and range.
 #
 # The keel-gate binary: KEEL_GATE=path, else build/release/keel-gate, else build/devel/keel-gate.
+# A strategy written STRATEGY@PATH runs with the keel-gate at PATH instead, and is named so in
+# the results: two builds of keel-gate compared in one alternating run (adaptive@/tmp/old-gate);
+# one whose strategy is adaptive is never the best fixed one.
 # Runs go to --work DIR (default FIXTURE_DIR/runs), each removed after unless --keep; the
 # results of every run are appended to DIR/results.tsv.  Exit 1 when a good change was not
 # landed, a bad one landed, or a conflict was not one; 2 on usage or set-up errors.
@@ -72,7 +75,10 @@ last_good=$(awk '!/^#/ && $4 == "good" { b = $1 } END { print b }' "$manifest")
 
 # one run: run_one STRATEGY REP -> a line of results.tsv
 run_one() {
-    local strategy=$1 rep=$2 run=$work/$1-$2
+    local label=$1 rep=$2 strategy=${1%%@*} gate=$gate
+    [ "$label" = "$strategy" ] || gate=${label#*@}
+    [ -x "$gate" ] || { echo "run.sh: '$gate' is not an executable keel-gate" >&2 && return 2; }
+    local run=$work/$strategy-$(printf '%s' "$label" | cksum | cut -d' ' -f1)-$rep
     rm -rf "$run" && mkdir -p "$run/shared"
     cp -a "$fixture/origin.git" "$run/origin.git"
     local og=(git --git-dir="$run/origin.git")
@@ -132,12 +138,12 @@ run_one() {
         tree_ok=no && unexpected=$((unexpected + 1))
         echo "  main's tree is not $last_good's" >&2
     fi
-    printf '%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$strategy" "$rep" \
+    printf '%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$label" "$rep" \
         "$wall" "$builds" "$jobs" "$landed" "$rejected" \
         "$conflicts" "$wrong" "$badlanded" "$unexpected" "$flakes" "$tree_ok"
     if [ "$keep" = 0 ]; then
         mkdir -p "$work/logs"
-        cp "$run/run.txt" "$work/logs/$strategy-$rep.txt"
+        cp "$run/run.txt" "$work/logs/$(basename "$run").txt"
         rm -rf "$run"
     fi
 }
@@ -174,7 +180,7 @@ END {
     n = split(order, st, " "); best = ""
     for (i = 1; i <= n; i++) {
         s = st[i]; mw[s] = median(wall[s]); mb[s] = median(builds[s]); mj[s] = median(jobs[s])
-        if (s != "adaptive" && (best == "" || mw[s] < mw[best])) best = s
+        if (s !~ /^adaptive(@|$)/ && (best == "" || mw[s] < mw[best])) best = s
     }
     printf "\n| strategy | wall s (median, range) | builds | jobs | landed/rejected/conflicts | wrongly rejected | bad landed | wall / best | builds / best |\n"
     printf "|---|---|---|---|---|---|---|---|---|\n"
