@@ -94,6 +94,14 @@ static int note_object(struct dl_phdr_info *info, size_t size, void *ctx)
     return 0;
 }
 
+/* The address a as a pointer (a word read by the leak scan, a mapping's start). */
+static void *as_ptr(uintptr_t a)
+{
+    void *p = NULL;
+    memcpy(&p, &a, sizeof(p));
+    return p;
+}
+
 /* ---- the program's site ----------------------------------------------------------------------- */
 
 /* The site of the dynamic linker's blocks (the DTVs of threads): roots of the leak scan. */
@@ -144,7 +152,7 @@ static bool glibc_chunk(const void *p)
         return false;
     const size_t *hdr = (const size_t *)p - 2;
     unsigned char vec = 0;
-    void *page = (void *)((uintptr_t)hdr & ~(uintptr_t)4095);
+    void *page = as_ptr((uintptr_t)hdr & ~(uintptr_t)4095);
     if (((uintptr_t)p & 4095) < 16 && mincore(page, 1, &vec) != 0)
         return false;
     size_t size = hdr[1] & ~(size_t)7;
@@ -541,7 +549,8 @@ static void scan_words(live_set *set, uintptr_t lo, uintptr_t hi)
 {
     lo = (lo + sizeof(uintptr_t) - 1) & ~(uintptr_t)(sizeof(uintptr_t) - 1);
     for (uintptr_t a = lo; a + sizeof(uintptr_t) <= hi; a += sizeof(uintptr_t)) {
-        uintptr_t w = *(const uintptr_t *)a;
+        uintptr_t w = 0;
+        memcpy(&w, as_ptr(a), sizeof(w));
         live_block *b = w >= set->v[0].start ? block_at(set, w) : NULL;
         if (b != NULL && !b->marked) {
             b->marked = true;
@@ -642,7 +651,7 @@ static void report_leaks(void)
             (void)dl_iterate_phdr(scan_object, &set);
             for (unsigned i = 0; i < ROOT_SLOTS; i++)
                 if (roots[i] > 1) {
-                    scan_words(&set, roots[i], roots[i] + glibc_usable((void *)roots[i]));
+                    scan_words(&set, roots[i], roots[i] + glibc_usable(as_ptr(roots[i])));
                     flood(&set);
                 }
             scan_thread(&set);
@@ -679,7 +688,7 @@ void keel__run_heap_start(void)
         (void)keel__run_site(pcs[0]);
     unsigned long entry = getauxval(AT_ENTRY);
     if (entry != 0)
-        (void)keel__run_site((const void *)(entry + 1));
+        (void)keel__run_site(as_ptr(entry + 1));
     keel__run_inside--;
     if (program != NULL)
         __atomic_store_n(&heap_on, 1, __ATOMIC_RELEASE);
