@@ -93,6 +93,22 @@ int keel__first_user_frame(void *const *pcs, int n);
 bool keel__frame_in_keel(const void *pc);
 bool keel__frame_in_libc(const void *pc);
 
+/* ---- suppressions (src/report_supp.c) ------------------------------------- */
+
+typedef struct keel__supp_set keel__supp_set;
+/* Parses a suppression file's text, applying nothing (the fuzzer's entry). */
+keel_status keel__supp_parse_only(const char *text, size_t len, const char *origin);
+/* Loads report.suppressions when it changed; called after every options change. */
+void keel__supp_options_changed(void);
+/* Is any suppression loaded? */
+bool keel__supp_active(void);
+/* The name of the first suppression matching a report (its hit counted), NULL for none. */
+const char *keel__supp_match(const char *kind, const char *message, const keel_frame *frames,
+                             int nframes);
+/* The suppression entry that would match a report with these frames. */
+void keel__supp_render(const char *kind, const char *message, const keel_frame *frames, int nframes,
+                       char *buf, size_t size, size_t *pos);
+
 /*
  * fork, for a preload library's handlers (keel-run): phase 0 before (takes the lock), 1 after in
  * the parent, 2 in the child.  Taken in this order: the report channel's, libdw's, then the lock

@@ -517,6 +517,7 @@ static keel_status parse_and_apply(const char *text, size_t len, const char *ori
         apply_locked(&p);
         KEEL_VERIFY(pthread_mutex_unlock(&options_lock) == 0);
         keel__stress_options_changed();
+        keel__supp_options_changed();
     }
     parser_free(&p);
     return s;

@@ -25,6 +25,11 @@
     X(REPORT_LIMIT, "report.max-printed", INT, 100, 0, 1000000000, NULL,                           \
       "print at most this many reports of each kind on stderr (0: no limit); the rest are "        \
       "counted")                                                                                   \
+    X(REPORT_SUPPRESSIONS, "report.suppressions", STR, 0, 0, 0, keel__supp_check_file,             \
+      "read suppressions from this file: matching reports are neither printed nor counted "        \
+      "(docs/reports.md)")                                                                         \
+    X(REPORT_GEN_SUPPRESSIONS, "report.gen-suppressions", BOOL, 0, 0, 1, NULL,                     \
+      "print after each report on stderr the suppression entry that would match it")               \
     /* assertions */                                                                               \
     X(ASSERT_EXPENSIVE, "assert.expensive", BOOL, 0, 0, 1, NULL,                                   \
       "evaluate KEEL_ASSERT_EXPENSIVE checks (devel builds)")                                      \
@@ -74,6 +79,7 @@
 KEEL_EXTERN_C_BEGIN
 KEEL_MUST_USE keel_status keel__stress_check_spec(const char *value);
 KEEL_MUST_USE keel_status keel__stress_check_file(const char *value);
+KEEL_MUST_USE keel_status keel__supp_check_file(const char *value); /* src/report_supp.c */
 KEEL_MUST_USE keel_status keel__lock_budget_check(const char *value);
 KEEL_MUST_USE keel_status keel__module_check_post(const char *value);
 KEEL_MUST_USE keel_status keel__watchdog_check_stacks(const char *value);

@@ -480,6 +480,24 @@ static void drop_keel_frames(keel_report *r)
     }
 }
 
+/*
+ * Does a loaded suppression match r (its frames, keel's dropped, symbolized
+ * into the emit slot of its level under the emit lock)?
+ */
+static bool suppressed(keel_report *r, int level)
+{
+    KEEL_VERIFY(pthread_mutex_lock(&emit_lock) == 0);
+    keel_frame *fr = emit_frames[level];
+    for (int i = 0; i < r->nframes; i++)
+        if (!keel_backtrace_symbolize(r->frames[i], &fr[i])) {
+            memset(&fr[i], 0, sizeof(fr[i]));
+            fr[i].pc = r->frames[i];
+        }
+    const char *name = keel__supp_match(kind_names[r->kind], r->message, fr, r->nframes);
+    KEEL_VERIFY(pthread_mutex_unlock(&emit_lock) == 0);
+    return name != NULL;
+}
+
 static keel_policy report_emit(keel_report *r);
 
 void (*keel__report_guard)(int delta);
@@ -510,10 +528,10 @@ static keel_policy report_emit(keel_report *r)
         return KEEL_POLICY_COUNT;
     }
     keel_policy policy = keel_report_policy(kind);
-    __atomic_fetch_add(&counts[kind], 1, __ATOMIC_RELAXED);
     int level = (int)(r - tls_reports);
 
     if (r->plain) {
+        __atomic_fetch_add(&counts[kind], 1, __ATOMIC_RELAXED); /* not matched: no frames here */
         char line[MESSAGE_SIZE + 128];
         int n = snprintf(line, sizeof(line), "keel: %s: %s [at %s:%d; reported while reporting]\n",
                          kind_names[kind], r->message, r->file != NULL ? r->file : "?", r->line);
@@ -543,10 +561,16 @@ static keel_policy report_emit(keel_report *r)
     bool show = policy != KEEL_POLICY_COUNT && !r->no_backtrace &&
                 (r->frames_given || keel__opt_bool(KEEL__OPT_REPORT_BACKTRACE));
     bool site_from_frames = r->file == NULL && !r->no_backtrace;
+    bool supp = keel__supp_active() && kind != KEEL_REPORT_OPTIONS;
     /* all of them: report.frames counts the program's, after keel's are dropped */
-    if (!r->frames_given && (show || site_from_frames))
+    if (!r->frames_given && (show || site_from_frames || (supp && !r->no_backtrace)))
         r->nframes = keel_backtrace(r->frames, MAX_FRAMES, 1);
     drop_keel_frames(r);
+    if (supp && suppressed(r, level)) {
+        r->busy_frame = NULL;
+        return KEEL_POLICY_COUNT; /* a report the user lives with: not even counted */
+    }
+    __atomic_fetch_add(&counts[kind], 1, __ATOMIC_RELAXED);
     long long want = keel__opt_int(KEEL__OPT_REPORT_FRAMES);
     info.nframes = !show ? 0 : r->frames_given || r->nframes <= want ? r->nframes : (int)want;
     info.frames = r->frames;
@@ -593,6 +617,9 @@ static keel_policy report_emit(keel_report *r)
             size_t pos = 0;
             if (!suppress) {
                 render_human(&info, fr, human, hsize, &pos);
+                if (keel__opt_bool(KEEL__OPT_REPORT_GEN_SUPPRESSIONS))
+                    keel__supp_render(info.kind_name, info.message, fr, info.nframes, human, hsize,
+                                      &pos);
                 write_all(2, human, pos < hsize ? pos : hsize - 1);
             }
             int fd = report_fd();

@@ -4,7 +4,7 @@
 #   tools/fuzz.sh gate_config          (only the named targets)
 # Each fuzz/fuzz_<name>.c is one target with its seed corpus in fuzz/corpus/<name>/ (and its
 # dictionary in fuzz/<name>.dict when there is one).
-# fuzz_options is built from src/*.c; the gate's (fuzz_gate_*) also from gate/**/*.c but
+# fuzz_options and fuzz_supp are built from src/*.c; the gate's (fuzz_gate_*) also from gate/**/*.c but
 # main.c, with libgit2, SQLite, jansson, libmicrohttpd and nettle.
 # A failing input is left in build/fuzz/<name>-crash-* (or -leak-, -timeout-) and fails this
 # script; build/fuzz/<name>.log has the whole run.
