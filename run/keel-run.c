@@ -46,7 +46,9 @@ typedef struct run_option {
 static const run_option options[] = {
     {"lock-graph", "FILE",
      "write the learned lock-order graph to FILE as DOT when the program exits"},
-    {"locks", "on|off", "the lock checks (default on; off: the program runs unchecked)"},
+    {"locks", "on|off", "the lock checks (default on; off: the program's locks run unchecked)"},
+    {"heap", "on|off",
+     "the malloc family on keel's checked heap (default on; off: the C library's allocator)"},
     {"report", "FILE", "append every report to FILE as one JSON line (sets KEEL_REPORT)"},
     {"options", "STR", "keel options for the program, as KEEL_OPTIONS (docs/options.md)"},
     {"help", NULL, "print this help and exit"},
@@ -56,7 +58,8 @@ static const run_option options[] = {
 static void usage(FILE *f)
 {
     (void)fprintf(f, "usage: keel-run [options] -- PROGRAM [ARGS...]\n\n"
-                     "Run an unmodified, dynamically linked program with keel's lock checks.\n\n");
+                     "Run an unmodified, dynamically linked program with keel's lock and heap "
+                     "checks.\n\n");
     for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
         char left[64];
         if (options[i].arg != NULL)
@@ -199,7 +202,7 @@ static int set_env(const char *name, const char *value)
 
 int main(int argc, char **argv)
 {
-    const char *graph = NULL, *locks = "on", *report = NULL, *opts = NULL;
+    const char *graph = NULL, *locks = "on", *heap = "on", *report = NULL, *opts = NULL;
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -245,12 +248,16 @@ int main(int argc, char **argv)
             report = value;
         else if (strcmp(o->name, "options") == 0)
             opts = value;
-        else if (strcmp(o->name, "locks") == 0) {
+        else if (strcmp(o->name, "locks") == 0 || strcmp(o->name, "heap") == 0) {
             if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
-                (void)fprintf(stderr, "keel-run: bad value '%s' for '--locks': on or off\n", value);
+                (void)fprintf(stderr, "keel-run: bad value '%s' for '--%s': on or off\n", value,
+                              o->name);
                 return EXIT_USAGE;
             }
-            locks = value;
+            if (o->name[0] == 'l')
+                locks = value;
+            else
+                heap = value;
         }
     }
     if (i >= argc) {
@@ -281,6 +288,8 @@ int main(int argc, char **argv)
     int rc = set_env("LD_PRELOAD", preload);
     if (rc == 0)
         rc = set_env("KEEL_RUN_LOCKS", locks);
+    if (rc == 0)
+        rc = set_env("KEEL_RUN_HEAP", heap);
     if (rc == 0 && graph != NULL) {
         char abs[2 * PATH_MAX];
         rc = set_env("KEEL_RUN_LOCK_GRAPH", absolute(graph, abs, sizeof(abs)));

@@ -179,6 +179,14 @@ const keel__lock_site *keel__run_site(const void *ra);
 /* fork: the table's lock around it */
 void keel__run_table_fork(int phase);
 
+/* ---- the heap (run_heap.c) ------------------------------------------------------------------ */
+
+/* From the constructor: keel's program heap serves the malloc family (unless --heap=off). */
+void keel__run_heap_start(void);
+bool keel__run_heap_on(void);
+/* fork: every lock of the heap's checks (phase 0 before, 1 parent, 2 child) */
+void keel__run_heap_fork(int phase);
+
 KEEL_EXTERN_C_END
 
 #endif /* KEEL_RUN_H */

@@ -90,6 +90,7 @@ void keel__run_resolve(void)
 static void fork_prepare(void)
 {
     keel__run_inside++;
+    keel__run_heap_fork(0); /* first: a heap check reports while it holds a shard's lock */
     keel__report_fork(0);
     keel__backtrace_fork(0);
     keel__lock_fork(0);
@@ -102,6 +103,7 @@ static void fork_after(int phase)
     keel__lock_fork(phase);
     keel__backtrace_fork(phase);
     keel__report_fork(phase);
+    keel__run_heap_fork(phase);
     keel__run_inside--;
 }
 
@@ -133,13 +135,16 @@ __attribute__((constructor(101))) static void run_start(void)
     keel__run_resolve();
     __atomic_store_n(&keel__report_guard, &report_guard, __ATOMIC_RELEASE);
     keel__dep_order_key = order_key;
+    keel__run_heap_start();
     const char *locks = getenv("KEEL_RUN_LOCKS");
-    if (locks != NULL && strcmp(locks, "off") == 0)
+    bool locks_on = locks == NULL || strcmp(locks, "off") != 0;
+    if (!locks_on && !keel__run_heap_on())
         return;
     keel__run_inside++;
     (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
     keel__run_inside--;
-    __atomic_store_n(&keel__run_locks_on, 1, __ATOMIC_RELEASE);
+    if (locks_on)
+        __atomic_store_n(&keel__run_locks_on, 1, __ATOMIC_RELEASE);
 }
 
 /* --lock-graph FILE: the learned order as DOT, written at exit (not at _exit). */

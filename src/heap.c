@@ -434,6 +434,11 @@ static inline keel__heap *heap_of(const keel_module *m)
     return make_heap(m);
 }
 
+keel__heap *keel__heap_program(void)
+{
+    return heap_of(NULL);
+}
+
 /* ---- accounting ---------------------------------------------------------------------------- */
 
 static void note_peak(keel__heap *h, unsigned long long live)

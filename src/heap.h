@@ -70,6 +70,23 @@ void keel__blk_free(keel__heap *h, void *p, const size_t *sized, const char *fil
 KEEL_MUST_USE keel_status keel__blk_check(keel__heap *h);
 KEEL_MUST_USE keel_status keel__blk_owns(keel__heap *h, const void *ptr, size_t len);
 void keel__blk_leaks(keel__heap *h);
+/* The leak report of the live blocks `leaked` says are leaked (keel-run's exit: unreachable). */
+void keel__blk_leaks_if(keel__heap *h, bool (*leaked)(const void *user, void *ctx), void *ctx);
+
+/*
+ * For a heap that serves the C library's malloc (keel-run, run/run_heap.c): is p a block of a
+ * keel heap (live or in quarantine; never touches an unreadable header)?  Its requested size;
+ * every live block (shard by shard, each locked during its visits); fork (phase 0 before, 1
+ * after in the parent, 2 in the child: takes and gives back every lock of the devel checks).
+ */
+bool keel__blk_is(const void *p);
+size_t keel__blk_size(const void *p);
+void keel__blk_live(keel__heap *h,
+                    void (*visit)(void *ctx, const void *user, size_t size, const char *file),
+                    void *ctx);
+void keel__blk_fork(keel__heap *h, int phase);
+/* The program's heap (made now if it is not yet). */
+keel__heap *keel__heap_program(void);
 KEEL_MUST_USE keel_status keel__heap_protect(keel__heap *h, void *ptr, size_t len);
 void keel__heap_unprotect(const keel__heap *h);
 

@@ -578,6 +578,9 @@ static void release_blk(keel__blk *b)
     (void)poison_intact(b);
     if (b->guarded)
         return; /* its slot in the guard pool is reused as it is */
+    /* no longer a block: a later free of it is an invalid one, never taken for a freed block */
+    b->magic = 0;
+    b->canary = 0;
     keel__heap_raw_free(b->heap, (unsigned char *)b - b->offset);
 }
 
@@ -743,6 +746,11 @@ typedef struct leak_site {
 
 void keel__blk_leaks(keel__heap *h)
 {
+    keel__blk_leaks_if(h, NULL, NULL);
+}
+
+void keel__blk_leaks_if(keel__heap *h, bool (*leaked)(const void *user, void *ctx), void *ctx)
+{
     leak_site sites[LEAK_SITES];
     size_t nsites = 0;
     unsigned long long blocks = 0;
@@ -752,6 +760,8 @@ void keel__blk_leaks(keel__heap *h)
         shard_lock(s);
         for (size_t n = 0; n < s->nlive; n++) {
             const keel__blk *b = s->live[n];
+            if (leaked != NULL && !leaked(user_of(s->live[n]), ctx))
+                continue;
             blocks++;
             bytes += b->size;
             size_t k = 0;
@@ -775,9 +785,14 @@ void keel__blk_leaks(keel__heap *h)
     if (blocks == 0)
         return;
     keel_report *r =
-        keel_report_begin(KEEL_REPORT_LEAK, sites[0].file, sites[0].line, sites[0].func,
-                          "module '%s' stopped with %llu blocks (%llu bytes) still allocated",
-                          h->name, blocks, bytes);
+        leaked != NULL
+            ? keel_report_begin(KEEL_REPORT_LEAK, sites[0].file, sites[0].line, sites[0].func,
+                                "%llu blocks (%llu bytes) of the %s heap leaked: unreachable at "
+                                "exit",
+                                blocks, bytes, h->name)
+            : keel_report_begin(KEEL_REPORT_LEAK, sites[0].file, sites[0].line, sites[0].func,
+                                "module '%s' stopped with %llu blocks (%llu bytes) still allocated",
+                                h->name, blocks, bytes);
     keel_report_add_str(r, "module", h->name);
     keel_report_add_uint(r, "blocks", blocks);
     keel_report_add_uint(r, "bytes", bytes);
@@ -786,6 +801,48 @@ void keel__blk_leaks(keel__heap *h)
                              sites[k].blocks, sites[k].bytes, sites[k].file, sites[k].line,
                              sites[k].func);
     (void)keel_report_emit(r); /* its backtrace: the program's call that stopped the module */
+}
+
+/* ---- for a heap that serves the C library's malloc (keel-run: run/run_heap.c) ---------------- */
+
+bool keel__blk_is(const void *p)
+{
+    if ((uintptr_t)p % 16 != 0 || !header_readable(p))
+        return false;
+    const keel__blk *b = (const keel__blk *)(const void *)((const unsigned char *)p - HDR);
+    return b->magic == magic_of(MAGIC_LIVE, b) || b->magic == magic_of(MAGIC_FREED, b);
+}
+
+size_t keel__blk_size(const void *p)
+{
+    return ((const keel__blk *)(const void *)((const unsigned char *)p - HDR))->size;
+}
+
+void keel__blk_live(keel__heap *h,
+                    void (*visit)(void *ctx, const void *user, size_t size, const char *file),
+                    void *ctx)
+{
+    for (int i = 0; i < KEEL__HEAP_SHARDS; i++) {
+        keel__heap_shard *s = &h->shards[i];
+        shard_lock(s);
+        for (size_t n = 0; n < s->nlive; n++)
+            visit(ctx, user_of(s->live[n]), s->live[n]->size, s->live[n]->file);
+        shard_unlock(s);
+    }
+}
+
+void keel__blk_fork(keel__heap *h, int phase)
+{
+    if (phase == 0) {
+        KEEL_VERIFY(pthread_mutex_lock(&special_lock) == 0);
+        for (int i = 0; i < KEEL__HEAP_SHARDS; i++)
+            shard_lock(&h->shards[i]);
+        return;
+    }
+    /* parent and child alike: the forking thread holds them all */
+    for (int i = KEEL__HEAP_SHARDS - 1; i >= 0; i--)
+        shard_unlock(&h->shards[i]);
+    KEEL_VERIFY(pthread_mutex_unlock(&special_lock) == 0);
 }
 
 #endif

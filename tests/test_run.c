@@ -250,6 +250,84 @@ static void test_misuse(void **state)
     cleanup(&r);
 }
 
+/* ---- the heap ------------------------------------------------------------------------------ */
+
+static void test_heap_overflow(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_heap_overflow", NULL);
+    assert_int_equal(r.status, 134); /* report.heap=abort, keel's default */
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "heap",
+                           "heap overflow: the red zone after a 24-byte block of module "
+                           "'program' was overwritten at offset 24"),
+                     1);
+    /* at the program's free, the block's allocation site named too */
+    assert_int_equal(count(&r, "heap", "\"site\":{\"file\":\"heap_overflow.c\",\"line\":15"), 1);
+    assert_int_equal(count(&r, "heap", "allocated at heap_overflow.c:13 in main()"), 1);
+    cleanup(&r);
+}
+
+static void test_heap_use_after_free(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_heap_uaf", NULL);
+    assert_int_equal(r.status, 134);
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "heap", "write after free: a freed 16-byte block"), 1);
+    assert_int_equal(count(&r, "heap", "allocated at heap_uaf.c:19 in main()"), 1);
+    assert_int_equal(count(&r, "heap", "freed at heap_uaf.c:21"), 1);
+    cleanup(&r);
+}
+
+static void test_heap_double_free(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_heap_double", NULL);
+    assert_int_equal(r.status, 134);
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "heap", "double free: free of a 5-byte block"), 1);
+    /* strdup's block: its site is the program's call of strdup, not libc's malloc */
+    assert_int_equal(count(&r, "heap", "allocated at heap_double.c:14 in main()"), 1);
+    assert_int_equal(count(&r, "heap", "\"site\":{\"file\":\"heap_double.c\",\"line\":9"), 1);
+    cleanup(&r);
+}
+
+static void test_heap_leak(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_heap_leak", NULL);
+    assert_int_equal(r.status, 0); /* report.leak=report */
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "leak", "of the program heap leaked: unreachable at exit"), 1);
+    assert_int_equal(count(&r, "leak", "5 blocks, 500 bytes allocated at heap_leak.c:19 in lose()"),
+                     1);
+    assert_int_equal(count(&r, "leak", "allocated at heap_leak.c:32 in main()"), 1);
+    /* reachable at exit: a list from a global, a thread-local pointer */
+    assert_int_equal(count(&r, "leak", "heap_leak.c:26"), 0);
+    assert_int_equal(count(&r, "leak", "heap_leak.c:30"), 0);
+    cleanup(&r);
+    run_with(&r, "run_heap_leak", NULL, "--heap=off", (const char *)NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 0);
+    cleanup(&r);
+}
+
+static void test_heap_correct_program(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_heap_clean", NULL);
+    assert_int_equal(r.status, 0); /* every call behaved as glibc's */
+    EXPECT_REPORTS(&r, 0);
+    assert_null(strstr(r.err, "heap_clean:"));
+    cleanup(&r);
+}
+
 /* ---- what it must survive ----------------------------------------------------------------- */
 
 static void test_static_initializers(void **state)
@@ -391,6 +469,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_unlock_by_non_holder),
         cmocka_unit_test(test_destroy_while_held),
         cmocka_unit_test(test_misuse),
+        cmocka_unit_test(test_heap_overflow),
+        cmocka_unit_test(test_heap_use_after_free),
+        cmocka_unit_test(test_heap_double_free),
+        cmocka_unit_test(test_heap_leak),
+        cmocka_unit_test(test_heap_correct_program),
         cmocka_unit_test(test_static_initializers),
         cmocka_unit_test(test_before_main_and_unseen_locks),
         cmocka_unit_test(test_fork),
