@@ -51,6 +51,9 @@ static const run_option options[] = {
      "the malloc family on keel's checked heap (default on; off: the C library's allocator)"},
     {"report", "FILE", "append every report to FILE as one JSON line (sets KEEL_REPORT)"},
     {"options", "STR", "keel options for the program, as KEEL_OPTIONS (docs/options.md)"},
+    {"suppressions", "FILE",
+     "reports matched by FILE's entries are neither printed nor counted (docs/reports.md)"},
+    {"gen-suppressions", NULL, "print after each report the suppression entry that matches it"},
     {"help", NULL, "print this help and exit"},
     {"version", NULL, "print keel-run's version and exit"},
 };
@@ -203,6 +206,8 @@ static int set_env(const char *name, const char *value)
 int main(int argc, char **argv)
 {
     const char *graph = NULL, *locks = "on", *heap = "on", *report = NULL, *opts = NULL;
+    const char *supp = NULL;
+    bool gen = false;
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -248,6 +253,10 @@ int main(int argc, char **argv)
             report = value;
         else if (strcmp(o->name, "options") == 0)
             opts = value;
+        else if (strcmp(o->name, "suppressions") == 0)
+            supp = value;
+        else if (strcmp(o->name, "gen-suppressions") == 0)
+            gen = true;
         else if (strcmp(o->name, "locks") == 0 || strcmp(o->name, "heap") == 0) {
             if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
                 (void)fprintf(stderr, "keel-run: bad value '%s' for '--%s': on or off\n", value,
@@ -298,8 +307,36 @@ int main(int argc, char **argv)
         char abs[2 * PATH_MAX];
         rc = set_env("KEEL_REPORT", absolute(report, abs, sizeof(abs)));
     }
-    if (rc == 0 && opts != NULL)
-        rc = set_env("KEEL_OPTIONS", opts);
+    if (rc == 0 && (opts != NULL || supp != NULL || gen)) {
+        /* the suppression options first: --options may still override them */
+        char all[4 * PATH_MAX], abs[2 * PATH_MAX];
+        size_t n = 0;
+        if (supp != NULL) {
+            const char *file = absolute(supp, abs, sizeof(abs));
+            if (access(file, R_OK) != 0) {
+                (void)fprintf(stderr, "keel-run: suppressions file '%s': %s\n", supp,
+                              strerror(errno));
+                return EXIT_USAGE;
+            }
+            /* quoted, '"' and '\\' escaped: any name passes through KEEL_OPTIONS */
+            n += (size_t)snprintf(all + n, sizeof(all) - n, "report.suppressions=\"");
+            for (const char *c = file; *c != '\0' && n + 2 < sizeof(all); c++) {
+                if (*c == '"' || *c == '\\')
+                    all[n++] = '\\';
+                all[n++] = *c;
+            }
+            n += (size_t)snprintf(all + n, n < sizeof(all) ? sizeof(all) - n : 0, "\"; ");
+        }
+        if (gen && n < sizeof(all))
+            n += (size_t)snprintf(all + n, sizeof(all) - n, "report.gen-suppressions; ");
+        if (opts != NULL && n < sizeof(all))
+            n += (size_t)snprintf(all + n, sizeof(all) - n, "%s", opts);
+        if (n >= sizeof(all)) {
+            (void)fprintf(stderr, "keel-run: options too long\n");
+            return EXIT_USAGE;
+        }
+        rc = set_env("KEEL_OPTIONS", all);
+    }
     if (rc != 0)
         return rc;
     execv(path, argv + i);

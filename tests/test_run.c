@@ -158,6 +158,43 @@ static void test_inversion_never_deadlocked(void **state)
     cleanup(&r);
 }
 
+/*
+ * The inversion's report, its suppression entry printed by --gen-suppressions,
+ * read back with --suppressions: the same run reports nothing and says so at
+ * exit; a file that does not open is refused before the program runs.
+ */
+static void test_suppressions(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_with(&r, "run_inversion", NULL, "--gen-suppressions", (const char *)NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 1);
+    const char *open = strstr(r.err, "  {\n");
+    const char *close = open != NULL ? strstr(open, "  }\n") : NULL;
+    if (open == NULL || close == NULL)
+        fail_msg("no suppression entry in:\n%s", r.err);
+    assert_non_null(strstr(open, "keel:lock-order\n"));
+    char path[PATH_MAX];
+    (void)snprintf(path, sizeof(path), "%s.supp", r.dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_true(fprintf(f, "%.*s", (int)(close + 4 - open), open) > 0);
+    assert_int_equal(fclose(f), 0);
+    cleanup(&r);
+    run_with(&r, "run_inversion", NULL, "--suppressions", path, (const char *)NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 0);
+    assert_null(strstr(r.err, "keel: lock-order:"));
+    assert_non_null(strstr(r.err, "keel: 1 report suppressed by '"));
+    cleanup(&r);
+    (void)unlink(path);
+    run_with(&r, "run_inversion", NULL, "--suppressions", path, (const char *)NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "keel-run: suppressions file '"));
+    cleanup(&r);
+}
+
 static void test_three_lock_cycle(void **state)
 {
     (void)state;
@@ -462,6 +499,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inversion_never_deadlocked),
+        cmocka_unit_test(test_suppressions),
         cmocka_unit_test(test_three_lock_cycle),
         cmocka_unit_test(test_blocking_under_spinlock),
         cmocka_unit_test(test_one_class_against_address_order),
