@@ -290,7 +290,7 @@ static void check_refused(keel_status s, const char *text, size_t len)
     } else {
         /* only what is about no line in particular */
         FUZZ_CHECK(strstr(msg, "no [config NAME] section") != NULL ||
-                       strstr(msg, "no configuration is required") != NULL ||
+                       strstr(msg, "no configuration at level 'gate' is required") != NULL ||
                        KEEL_IS(s, KEEL_E_NOMEM) || KEEL_IS(s, KEEL_E_FULL),
                    "an error about one line names that line");
     }

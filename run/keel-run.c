@@ -309,9 +309,10 @@ int main(int argc, char **argv)
     }
     if (rc == 0 && (opts != NULL || supp != NULL || gen)) {
         /* the suppression options first: --options may still override them */
-        char all[4 * PATH_MAX], abs[2 * PATH_MAX];
+        char all[4 * PATH_MAX];
         size_t n = 0;
         if (supp != NULL) {
+            char abs[2 * PATH_MAX];
             const char *file = absolute(supp, abs, sizeof(abs));
             if (access(file, R_OK) != 0) {
                 (void)fprintf(stderr, "keel-run: suppressions file '%s': %s\n", supp,

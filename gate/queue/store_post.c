@@ -305,7 +305,7 @@ keel_status gate_store_post_history(gate_store *st, const char *target, const ch
     if (config != NULL)
         bind_text(stmt, 2, config);
     (void)sqlite3_bind_int64(stmt, 3, (long long)max);
-    int rc;
+    int rc = SQLITE_DONE;
     while (*n < max && (rc = sqlite3_step(stmt)) == SQLITE_ROW)
         read_row(stmt, &out[(*n)++]);
     if (*n < max && rc != SQLITE_DONE)
