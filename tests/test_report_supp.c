@@ -201,6 +201,7 @@ static void expect_refused(const char *file_text, const char *what)
     assert_false(keel_ok(s));
     char msg[512];
     (void)keel_status_format(s, msg, sizeof(msg));
+    keel_status_free(s);
     if (strstr(msg, what) == NULL || strstr(msg, supp_path) == NULL)
         fail_msg("'%s' does not say '%s' and the file's name", msg, what);
 }
@@ -218,6 +219,7 @@ static void test_bad_files_refused_with_file_and_line(void **state)
     keel_status s = keel_options_set("report.suppressions=/nonexistent/keel-supp");
     assert_false(keel_ok(s));
     assert_non_null(strstr(keel_status_message(s), "cannot open it"));
+    keel_status_free(s);
     /* nothing was applied: reports are not suppressed */
     assert_int_equal(KEEL_REPORT(KEEL_REPORT_USER, "still reported"), KEEL_POLICY_REPORT);
 }
