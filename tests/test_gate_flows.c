@@ -8,14 +8,19 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
+#include <git2.h>
 
 #include "testutil.h"
 
 #include "config.h"
 #include "flow.h"
+#include "flowmerge.h"
 
 #define CONFIGS "[config t]\ntest = true\n"
 enum { DAY = 86400, HOUR = 3600 };
@@ -404,6 +409,187 @@ static void test_flow_rejected_then_retry(void **state)
     assert_string_equal(t.f.synced, "s2");
 }
 
+/* ---- the merge, on a real repository ---------------------------------------------- */
+
+static char repo_dir[64];
+static git_repository *repo;
+
+static int repo_setup(void **state)
+{
+    (void)state;
+    git_libgit2_init();
+    (void)snprintf(repo_dir, sizeof(repo_dir), "/tmp/keel-flows-XXXXXX");
+    assert_non_null(mkdtemp(repo_dir));
+    assert_int_equal(git_repository_init(&repo, repo_dir, 1), 0);
+    return 0;
+}
+
+static int repo_teardown(void **state)
+{
+    (void)state;
+    git_repository_free(repo);
+    repo = NULL;
+    char cmd[128];
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", repo_dir); /* our own mkdtemp dir */
+    assert_int_equal(system(cmd), 0);
+    git_libgit2_shutdown();
+    return 0;
+}
+
+/*
+ * A commit by `author` ("Name", address name@example.org) setting `path` to
+ * `content` on top of parents[0..np) (the tree of the first), `branch` moved to it.
+ */
+static git_oid commit_by(const char *author, const git_oid *parents, size_t np, const char *path,
+                         const char *content, const char *branch)
+{
+    git_commit *pc[2] = {NULL, NULL};
+    git_tree *base = NULL;
+    git_treebuilder *tb = NULL;
+    git_oid blob, tree_id, id;
+    for (size_t i = 0; i < np; i++)
+        assert_int_equal(git_commit_lookup(&pc[i], repo, &parents[i]), 0);
+    if (np > 0)
+        assert_int_equal(git_commit_tree(&base, pc[0]), 0);
+    assert_int_equal(git_blob_create_from_buffer(&blob, repo, content, strlen(content)), 0);
+    assert_int_equal(git_treebuilder_new(&tb, repo, base), 0);
+    assert_int_equal(git_treebuilder_insert(NULL, tb, path, &blob, GIT_FILEMODE_BLOB), 0);
+    assert_int_equal(git_treebuilder_write(&tree_id, tb), 0);
+    git_tree *tree = NULL;
+    assert_int_equal(git_tree_lookup(&tree, repo, &tree_id), 0);
+    char email[64];
+    (void)snprintf(email, sizeof(email), "%s@example.org", author);
+    git_signature *sig = NULL;
+    assert_int_equal(git_signature_new(&sig, author, email, 1700000000, 0), 0);
+    const git_commit *ps[2] = {pc[0], pc[1]};
+    assert_int_equal(git_commit_create(&id, repo, NULL, sig, sig, NULL, path, tree, np, ps), 0);
+    char ref[160];
+    (void)snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
+    git_reference *r = NULL;
+    assert_int_equal(git_reference_create(&r, repo, ref, &id, 1, "test"), 0);
+    git_reference_free(r);
+    git_signature_free(sig);
+    git_tree_free(tree);
+    git_treebuilder_free(tb);
+    git_tree_free(base);
+    git_commit_free(pc[0]);
+    git_commit_free(pc[1]);
+    return id;
+}
+
+static gate_repo *open_repo(void)
+{
+    gate_repo *r = NULL;
+    keel_test_ok(gate_repo_open(repo_dir, &r));
+    return r;
+}
+
+/*
+ * comp/net and main both change a.c since they parted: the flow conflicts,
+ * and names Ann (main) and Bob (comp/net), who touched a.c, not Dan nor Eve,
+ * who touched other files on each side, nor the gate's own sync merge.
+ */
+static void test_merge_conflict_people(void **state)
+{
+    (void)state;
+    git_oid base = commit_by("Root", NULL, 0, "a.c", "base\n", "main");
+    (void)commit_by("Root", &base, 1, "comp.c", "comp\n", "comp/net");
+    git_oid m1 = commit_by("Ann", &base, 1, "a.c", "main's\n", "main");
+    (void)commit_by("Dan", &m1, 1, "d.c", "dan\n", "main");
+    git_oid c0 = commit_by("Root", &base, 1, "comp.c", "comp 2\n", "comp/net");
+    git_oid c1 = commit_by("Bob", &c0, 1, "a.c", "comp's\n", "comp/net");
+    git_oid c2 = commit_by("Eve", &c1, 1, "e.c", "eve\n", "comp/net");
+    git_oid c3 = commit_by("Bob", &c2, 1, "a.c", "comp's again\n", "comp/net");
+    (void)c3;
+    gate_repo *r = open_repo();
+    gate_flowmerge m;
+    keel_test_ok(
+        gate_flow_merge(r, "comp/net", "main", "keel-gate/flow/comp+net-to-main", 1000, &m));
+    assert_int_equal(m.result, GATE_FLOWMERGE_CONFLICT);
+    assert_int_equal(m.npaths, 1);
+    assert_string_equal(m.paths[0], "a.c");
+    assert_int_equal(m.npeople, 2);
+    assert_string_equal(m.people[0].who, "Bob <Bob@example.org>"); /* two commits */
+    assert_int_equal(m.people[0].commits, 2);
+    assert_int_equal(m.people[0].sides, GATE_FLOWMERGE_SOURCE);
+    assert_string_equal(m.people[1].who, "Ann <Ann@example.org>");
+    assert_int_equal(m.people[1].sides, GATE_FLOWMERGE_DEST);
+    assert_string_equal(m.merge, "");
+    char hex[GATE_HEX];
+    keel_status s = gate_branch_head(r, "keel-gate/flow/comp+net-to-main", hex);
+    assert_true(KEEL_IS(s, KEEL_E_NOTFOUND)); /* the flow branch is left alone */
+    keel_status_free(s);
+
+    /* a developer resolves: a merge of both tips pushed to the flow branch */
+    git_oid tips[2];
+    assert_int_equal(git_oid_fromstr(&tips[0], m.dest), 0);
+    assert_int_equal(git_oid_fromstr(&tips[1], m.source), 0);
+    bool yes = true;
+    char fix[GATE_HEX];
+    keel_test_ok(gate_flow_resolved(r, "keel-gate/flow/comp+net-to-main", m.source, m.dest, NULL,
+                                    &yes, fix));
+    assert_false(yes);
+    (void)commit_by("Bob", tips, 1, "a.c", "half done\n", "keel-gate/flow/comp+net-to-main");
+    keel_test_ok(gate_flow_resolved(r, "keel-gate/flow/comp+net-to-main", m.source, m.dest, NULL,
+                                    &yes, fix));
+    assert_false(yes); /* main's history only: not a resolution */
+    git_oid done = commit_by("Bob", tips, 2, "a.c", "both\n", "keel-gate/flow/comp+net-to-main");
+    keel_test_ok(gate_flow_resolved(r, "keel-gate/flow/comp+net-to-main", m.source, m.dest, NULL,
+                                    &yes, fix));
+    assert_true(yes);
+    assert_string_equal(fix, git_oid_tostr_s(&done));
+    char made[GATE_HEX];
+    memcpy(made, fix, sizeof(made));
+    keel_test_ok(gate_flow_resolved(r, "keel-gate/flow/comp+net-to-main", m.source, m.dest, made,
+                                    &yes, fix));
+    assert_false(yes); /* the gate's own merge is no developer's resolution */
+    gate_repo_close(r);
+}
+
+/* A clean merge is a real merge commit on the flow branch; once in main, nothing new. */
+static void test_merge_made_then_nothing_new(void **state)
+{
+    (void)state;
+    git_oid base = commit_by("Root", NULL, 0, "a.c", "base\n", "main");
+    git_oid c1 = commit_by("Bob", &base, 1, "b.c", "b\n", "release/2.1");
+    git_oid m1 = commit_by("Ann", &base, 1, "a.c", "a2\n", "main");
+    gate_repo *r = open_repo();
+    char flow[128];
+    keel_test_ok(gate_flow_branch("main", "release/2.1", flow, sizeof(flow)));
+    gate_flowmerge m;
+    keel_test_ok(gate_flow_merge(r, "main", "release/2.1", flow, 1000, &m));
+    assert_int_equal(m.result, GATE_FLOWMERGE_MADE);
+    assert_string_equal(m.base, git_oid_tostr_s(&base));
+    char hex[GATE_HEX];
+    keel_test_ok(gate_branch_head(r, flow, hex));
+    assert_string_equal(hex, m.merge);
+    git_oid id;
+    git_commit *c = NULL;
+    assert_int_equal(git_oid_fromstr(&id, m.merge), 0);
+    assert_int_equal(git_commit_lookup(&c, repo, &id), 0);
+    assert_int_equal(git_commit_parentcount(c), 2); /* never a squash nor a rebase */
+    assert_true(git_oid_equal(git_commit_parent_id(c, 0), &c1));
+    assert_true(git_oid_equal(git_commit_parent_id(c, 1), &m1));
+    assert_non_null(strstr(git_commit_message(c), "Keel-Gate-Flow: main -> release/2.1"));
+    assert_int_equal(git_commit_time(c), 1000);
+    git_commit_free(c);
+    /* it lands: release/2.1 moves to it; the same flow has nothing new */
+    git_reference *ref = NULL;
+    assert_int_equal(git_reference_create(&ref, repo, "refs/heads/release/2.1", &id, 1, "land"), 0);
+    git_reference_free(ref);
+    keel_test_ok(gate_flow_merge(r, "main", "release/2.1", flow, 2000, &m));
+    assert_int_equal(m.result, GATE_FLOWMERGE_NOTHING_NEW);
+    assert_string_equal(m.merge, "");
+    /* the product branch never flows back by itself; its merge into main would be new */
+    keel_test_ok(
+        gate_flow_merge(r, "release/2.1", "main", "keel-gate/flow/release+2.1-to-main", 3000, &m));
+    assert_int_equal(m.result, GATE_FLOWMERGE_MADE);
+    keel_status s = gate_flow_merge(r, "main", "no/such", flow, 1, &m);
+    assert_true(KEEL_IS(s, KEEL_E_NOTFOUND));
+    keel_status_free(s);
+    gate_repo_close(r);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -416,6 +602,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_flow_never_escalates),
         cmocka_unit_test(test_flow_resolution),
         cmocka_unit_test(test_flow_rejected_then_retry),
+        cmocka_unit_test_setup_teardown(test_merge_conflict_people, repo_setup, repo_teardown),
+        cmocka_unit_test_setup_teardown(test_merge_made_then_nothing_new, repo_setup,
+                                        repo_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
