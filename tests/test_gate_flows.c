@@ -15,12 +15,15 @@
 
 #include <cmocka.h>
 #include <git2.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
 
 #include "testutil.h"
 
 #include "config.h"
 #include "flow.h"
 #include "flowmerge.h"
+#include "store_flow.h"
 
 #define CONFIGS "[config t]\ntest = true\n"
 enum { DAY = 86400, HOUR = 3600 };
@@ -590,6 +593,115 @@ static void test_merge_made_then_nothing_new(void **state)
     gate_repo_close(r);
 }
 
+/* ---- the store: kill -9 between a decision and its record ------------------------- */
+
+/* How many events of `kind` the store at `path` holds. */
+static int events_of(const char *path, const char *kind)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM events WHERE kind = ?1", -1, &stmt, NULL),
+        SQLITE_OK);
+    (void)sqlite3_bind_text(stmt, 1, kind, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+    int n = sqlite3_column_int(stmt, 0);
+    (void)sqlite3_finalize(stmt);
+    (void)sqlite3_close(db);
+    return n;
+}
+
+/*
+ * One turn of a flow as gate_flows_turn takes it: load, feed, save with what
+ * is told.  `die`: 1, _exit before the save (a kill -9 between the decision
+ * and its record); 2, _exit right after it (before the hook ran).
+ */
+static gate_flow_action store_turn(const char *path, const gate_flow_config *cfg,
+                                   const gate_flow_event *ev, int die)
+{
+    gate_store *st = NULL;
+    keel_test_ok(gate_store_open(path, &st));
+    gate_flow f;
+    gate_flow_decision d;
+    bool found = false;
+    keel_test_ok(gate_store_flow_load(st, cfg, &f, &found));
+    gate_flow_feed(&f, ev, &d);
+    if (die == 1)
+        _exit(0);
+    gate_flow_told told = {gate_flow_told_kind(d.action), "{\"flow\":true}", d.people, d.npeople,
+                           d.reminder};
+    keel_test_ok(gate_store_flow_save(st, &f, told.kind != NULL ? &told : NULL, ev->now));
+    if (die == 2)
+        _exit(0);
+    gate_store_close(st);
+    return d.action;
+}
+
+/* store_turn in a child process that dies as `die` says. */
+static void killed_turn(const char *path, const gate_flow_config *cfg, const gate_flow_event *ev,
+                        int die)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        (void)store_turn(path, cfg, ev, die);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_store_reminders_once(void **state)
+{
+    (void)state;
+    char path[128];
+    (void)snprintf(path, sizeof(path), "%s/state.db", repo_dir);
+    clock_flow t;
+    flow_setup(&t, GATE_FLOW_ON_COMMIT);
+    gate_flow_event moved = {GATE_FLOW_EV_SOURCE_MOVED, 10, "s1", NULL, NULL, 0};
+    gate_flow_event conflict = {GATE_FLOW_EV_CONFLICT, 20, NULL, "a.c", authors, 3};
+    assert_int_equal(store_turn(path, &t.cfg, &moved, 0), GATE_FLOW_DO_MERGE);
+    killed_turn(path, &t.cfg, &conflict, 1); /* killed before the record: nothing told */
+    assert_int_equal(events_of(path, "flow-blocked"), 0);
+    assert_int_equal(store_turn(path, &t.cfg, &conflict, 0), GATE_FLOW_DO_BLOCK);
+    assert_int_equal(events_of(path, "flow-blocked"), 1);
+
+    /* the first reminder is due a day later: killed after its record, it is not told again */
+    gate_flow_event tick = {GATE_FLOW_EV_TICK, 20 + DAY, NULL, NULL, NULL, 0};
+    killed_turn(path, &t.cfg, &tick, 1);
+    assert_int_equal(events_of(path, "flow-reminder"), 0);
+    killed_turn(path, &t.cfg, &tick, 2);
+    assert_int_equal(events_of(path, "flow-reminder"), 1);
+    assert_int_equal(store_turn(path, &t.cfg, &tick, 0), GATE_FLOW_DO_NOTHING);
+    tick.now += 2 * DAY;
+    assert_int_equal(store_turn(path, &t.cfg, &tick, 0), GATE_FLOW_DO_REMIND);
+    assert_int_equal(events_of(path, "flow-reminder"), 2);
+
+    /* what was told, newest first; the state as it was left */
+    gate_store *st = NULL;
+    keel_test_ok(gate_store_open(path, &st));
+    gate_flow_told_row rows[8];
+    size_t n = 0;
+    keel_test_ok(gate_store_flow_told(st, "comp/net", "main", rows, 8, &n));
+    assert_int_equal(n, 3);
+    assert_string_equal(rows[0].kind, "flow-reminder");
+    assert_int_equal(rows[0].count, 2);
+    assert_int_equal(rows[0].at, 20 + 3 * DAY);
+    assert_string_equal(rows[2].kind, "flow-blocked");
+    assert_string_equal(rows[2].who, "Ann <ann@example.org>, Bob <bob@example.org>");
+    gate_flow f;
+    bool found = false;
+    keel_test_ok(gate_store_flow_load(st, &t.cfg, &f, &found));
+    assert_true(found);
+    assert_int_equal(f.state, GATE_FLOW_BLOCKED);
+    assert_int_equal(f.blocked_since, 20);
+    assert_int_equal(f.reminders, 2);
+    assert_int_equal(f.npeople, 2);
+    assert_string_equal(f.people[1].who, "Bob <bob@example.org>");
+    assert_string_equal(f.why, "merge conflict: a.c");
+    gate_store_close(st);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -605,6 +717,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_merge_conflict_people, repo_setup, repo_teardown),
         cmocka_unit_test_setup_teardown(test_merge_made_then_nothing_new, repo_setup,
                                         repo_teardown),
+        cmocka_unit_test_setup_teardown(test_store_reminders_once, repo_setup, repo_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -21,6 +21,25 @@ const char *gate_flow_action_name(gate_flow_action a)
     return (unsigned)a < sizeof(action_names) / sizeof(action_names[0]) ? action_names[a] : "?";
 }
 
+const char *gate_flow_told_kind(gate_flow_action a)
+{
+    switch (a) {
+    case GATE_FLOW_DO_BLOCK:
+        return "flow-blocked";
+    case GATE_FLOW_DO_REMIND:
+        return "flow-reminder";
+    case GATE_FLOW_DO_ESCALATE:
+        return "flow-escalated";
+    case GATE_FLOW_DO_UNBLOCK:
+        return "flow-unblocked";
+    case GATE_FLOW_DO_NOTHING:
+    case GATE_FLOW_DO_MERGE:
+    case GATE_FLOW_DO_QUEUE:
+        break;
+    }
+    return NULL;
+}
+
 keel_status gate_flow_branch(const char *from, const char *to, char *out, size_t size)
 {
     KEEL_ASSERT(from != NULL && to != NULL && out != NULL && size > 0);

@@ -135,6 +135,12 @@ long long gate_flow_due(const gate_flow *f);
 
 const char *gate_flow_state_name(gate_flow_state s);
 const char *gate_flow_action_name(gate_flow_action a);
+/*
+ * The event a decision tells the people through the notify hook:
+ * "flow-blocked", "flow-reminder", "flow-escalated", "flow-unblocked";
+ * NULL for the others (they tell nobody).
+ */
+const char *gate_flow_told_kind(gate_flow_action a);
 
 /*
  * The flow branch of a flow: `keel-gate/flow/<from>-to-<to>`, each '/' of a
