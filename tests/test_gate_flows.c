@@ -489,7 +489,7 @@ static gate_repo *open_repo(void)
 
 /*
  * comp/net and main both change a.c since they parted: the flow conflicts,
- * and names Ann (main) and Bob (comp/net), who touched a.c, not Dan nor Eve,
+ * and names Ann (main), Bob and Cid (comp/net), who touched a.c, not Dan nor Eve,
  * who touched other files on each side, nor the gate's own sync merge.
  */
 static void test_merge_conflict_people(void **state)
@@ -503,7 +503,8 @@ static void test_merge_conflict_people(void **state)
     git_oid c1 = commit_by("Bob", &c0, 1, "a.c", "comp's\n", "comp/net");
     git_oid c2 = commit_by("Eve", &c1, 1, "e.c", "eve\n", "comp/net");
     git_oid c3 = commit_by("Bob", &c2, 1, "a.c", "comp's again\n", "comp/net");
-    (void)c3;
+    git_oid c4 = commit_by("Cid", &c3, 1, "a.c", "cid's\n", "comp/net");
+    (void)commit_by("Cid", &c4, 1, "a.c", "cid's again\n", "comp/net");
     gate_repo *r = open_repo();
     gate_flowmerge m;
     keel_test_ok(
@@ -511,12 +512,15 @@ static void test_merge_conflict_people(void **state)
     assert_int_equal(m.result, GATE_FLOWMERGE_CONFLICT);
     assert_int_equal(m.npaths, 1);
     assert_string_equal(m.paths[0], "a.c");
-    assert_int_equal(m.npeople, 2);
-    assert_string_equal(m.people[0].who, "Bob <Bob@example.org>"); /* two commits */
+    /* the sides in turn: Ann, main's only one, before Cid though Cid made more commits */
+    assert_int_equal(m.npeople, 3);
+    assert_string_equal(m.people[0].who, "Bob <Bob@example.org>");
     assert_int_equal(m.people[0].commits, 2);
     assert_int_equal(m.people[0].sides, GATE_FLOWMERGE_SOURCE);
     assert_string_equal(m.people[1].who, "Ann <Ann@example.org>");
     assert_int_equal(m.people[1].sides, GATE_FLOWMERGE_DEST);
+    assert_string_equal(m.people[2].who, "Cid <Cid@example.org>");
+    assert_int_equal(m.people[2].commits, 2);
     assert_string_equal(m.merge, "");
     char hex[GATE_HEX];
     keel_status s = gate_branch_head(r, "keel-gate/flow/comp+net-to-main", hex);

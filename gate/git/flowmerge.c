@@ -113,6 +113,31 @@ static int by_commits(const void *a, const void *b)
     return strcmp(x->who, y->who);
 }
 
+/*
+ * The people sorted by commits, taken in turn from the source's side and the
+ * destination's (the next of the other side when one has no one left), so a
+ * cut to the first few (remind-max) still names both sides.
+ */
+static void alternate(gate_flowmerge *out)
+{
+    gate_flowmerge_person sorted[GATE_FLOWMERGE_PEOPLE];
+    bool taken[GATE_FLOWMERGE_PEOPLE] = {false};
+    size_t n = out->npeople;
+    memcpy(sorted, out->people, n * sizeof(sorted[0]));
+    for (size_t k = 0; k < n; k++) {
+        unsigned want = k % 2 == 0 ? GATE_FLOWMERGE_SOURCE : GATE_FLOWMERGE_DEST;
+        size_t pick = n;
+        for (size_t i = 0; i < n && pick == n; i++)
+            if (!taken[i] && (sorted[i].sides & want) != 0)
+                pick = i;
+        for (size_t i = 0; i < n && pick == n; i++)
+            if (!taken[i])
+                pick = i;
+        taken[pick] = true;
+        out->people[k] = sorted[pick];
+    }
+}
+
 /* The conflicting paths of `merged`, then who touched them on each side. */
 static keel_status conflict(gate_repo *r, git_index *merged, const git_oid *src, const git_oid *dst,
                             const git_oid *base, gate_flowmerge *out)
@@ -135,6 +160,7 @@ static keel_status conflict(gate_repo *r, git_index *merged, const git_oid *src,
     if (keel_ok(s))
         s = side_authors(r, dst, base, GATE_FLOWMERGE_DEST, out);
     qsort(out->people, out->npeople, sizeof(out->people[0]), by_commits);
+    alternate(out);
     return s;
 }
 

@@ -50,7 +50,8 @@ typedef struct gate_flowmerge {
     char merge[GATE_HEX];                               /* MADE: the merge commit */
     char paths[GATE_FLOWMERGE_PATHS][GATE_ORIGIN_PATH]; /* CONFLICT: the first ones */
     size_t npaths, total_paths;
-    gate_flowmerge_person people[GATE_FLOWMERGE_PEOPLE]; /* most commits first, then by name */
+    /* the source's side and the destination's in turn, most commits first on each */
+    gate_flowmerge_person people[GATE_FLOWMERGE_PEOPLE];
     size_t npeople;
 } gate_flowmerge;
 

@@ -5,15 +5,15 @@
  * and the history of what the people were told.
  *
  * kill -9 safety: gate_store_flow_save writes the flow's new state, the row
- * of what was told (flow_told) and the event the notify hook delivers
- * (events: flow-blocked, flow-reminder, flow-escalated, flow-unblocked) in
- * ONE transaction.  A kill before it commits leaves the old state: the same
- * decision is made again and told once; a kill after it leaves the event to
- * the notify hook, which delivers what the store holds: no reminder is lost
- * or told twice.  A merge is queued by the caller before the state that
- * records it is saved; on a restart the change found queued for the flow
- * branch's commit (gate_store_flow_load's `change`) is taken, not queued
- * again (gate_flows_turn, docs/gate.md "Branch flows").
+ * of what was told (flow_told) and the event of the history (events:
+ * flow-blocked, flow-reminder, flow-escalated, flow-unblocked) in ONE
+ * transaction.  A kill before it commits leaves the old state: the same
+ * decision is made again and told once; a kill after it leaves the event in
+ * the history, from which the notify hook delivers (once store_notify.c
+ * lists the flow kinds: not yet): no reminder is lost or told twice.  Not built yet (docs/gate.md "Branch flows"): the wiring
+ * that queues a flow's merge must, after a kill between the submission and
+ * the save of the state that records it, take the change already queued for
+ * the flow branch instead of merging and queueing again.
  */
 #ifndef KEEL_GATE_STORE_FLOW_H
 #define KEEL_GATE_STORE_FLOW_H
