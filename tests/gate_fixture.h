@@ -350,6 +350,15 @@ static inline void fx_head(const char *branch, git_oid *out)
     assert_int_equal(git_reference_name_to_id(out, fx_git, ref), 0);
 }
 
+/* A commit on main's tip pushed around the gate: `path` set to `content` (NULL: removed). */
+static inline void fx_push(const char *path, const char *content, git_oid *out)
+{
+    git_oid tip;
+    fx_head("main", &tip);
+    const fx_file f[] = {{path, content}};
+    fx_commit(&tip, f, 1, "main", out);
+}
+
 /*
  * Walk main's first parents; fill `landed` with the second parent of each
  * merge, newest first.  Returns how many.
