@@ -254,6 +254,22 @@ static inline int fx_job_processes(void)
     return fx_processes_with(want);
 }
 
+/*
+ * The job processes still alive after up to `ms` milliseconds: killed
+ * processes end asynchronously (a fork bomb's 64 take a while on a loaded
+ * machine), so "none left" is checked as "none left soon".
+ */
+static inline int fx_job_processes_after(long ms)
+{
+    int n = fx_job_processes();
+    for (long waited = 0; n > 0 && waited < ms; waited += 50) {
+        struct timespec ts = {0, 50 * 1000000L};
+        (void)nanosleep(&ts, NULL);
+        n = fx_job_processes();
+    }
+    return n;
+}
+
 static inline void fx_ok(keel_status s)
 {
     if (!keel_ok(s)) {
