@@ -220,9 +220,10 @@ static const char *const gate_keys[] = {
     "notify",      "sandbox",  "memory",  "processes", "cpu",       "output",    "disk",
     "tmp",         "log-days", "log-max", "pass-env",  "executor"};
 static const char *const config_keys[] = {
-    "build",      "test",      "env",          "timeout",    "required", "network", "writable",
-    "memory",     "processes", "cpu",          "output",     "disk",     "tmp",     "partition",
-    "constraint", "cpus",      "slurm-memory", "time-limit", "levels",   "tier"};
+    "build",    "test",      "env",        "timeout", "required",     "network",
+    "writable", "memory",    "processes",  "cpu",     "output",       "disk",
+    "tmp",      "partition", "constraint", "cpus",    "slurm-memory", "time-limit",
+    "levels",   "tier",      "schedule",   "jitter"};
 static const char *const flow_keys[] = {"trigger", "interval",   "levels",         "owner",
                                         "remind",  "remind-max", "escalate-after", "back-merge"};
 
@@ -273,6 +274,34 @@ keel_status gate_size_parse(const char *text, unsigned long long *out)
     if (errno == ERANGE || (shift > 0 && v > (~0ull >> shift)))
         return KEEL_ERR(KEEL_E_RANGE, "size '%s' is too large", text);
     *out = v << shift;
+    return KEEL_OK;
+}
+
+keel_status gate_duration_parse(const char *text, unsigned long long *seconds)
+{
+    KEEL_ASSERT(text != NULL && seconds != NULL);
+    static const struct {
+        char unit;
+        unsigned long long s;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 604800}};
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    unsigned long long mult = 0;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]) && end[0] != '\0' && end[1] == '\0';
+         i++)
+        if (*end == units[i].unit)
+            mult = units[i].s;
+    if (text[0] < '0' || text[0] > '9' || (*end != '\0' && mult == 0) || (*end == '\0' && v != 0))
+        return KEEL_ERR(KEEL_E_PARSE,
+                        "'%s' is not a duration: a whole number with a unit, s, m, h, d or w "
+                        "(90s, 30m, 4h, 7d, 2w), or 0",
+                        text);
+    if (mult == 0)
+        mult = 1;
+    if (errno == ERANGE || v > 100ULL * 365 * 86400 / mult)
+        return KEEL_ERR(KEEL_E_RANGE, "duration '%s' is longer than 100 years", text);
+    *seconds = v * mult;
     return KEEL_OK;
 }
 
@@ -634,30 +663,6 @@ static keel_status set_levels(const parse_state *st, const char *value, unsigned
 
 static keel_status found(parse_state *st, keel_status s);
 
-keel_status gate_duration_parse(const char *text, unsigned long long *seconds)
-{
-    KEEL_ASSERT(text != NULL && seconds != NULL);
-    static const char units[] = "smhdw";
-    static const unsigned long long scale[] = {1, 60, 3600, 86400, 7 * 86400ull};
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (text[0] < '0' || text[0] > '9')
-        return KEEL_ERR(KEEL_E_PARSE, "'%s' is not a duration (45s, 30m, 6h, 1d, 2w)", text);
-    if (*end == '\0' && v == 0) {
-        *seconds = 0;
-        return KEEL_OK;
-    }
-    const char *u = *end != '\0' ? strchr(units, *end) : NULL;
-    if (u == NULL || end[1] != '\0')
-        return KEEL_ERR(KEEL_E_PARSE, "'%s' is not a duration (45s, 30m, 6h, 1d, 2w)", text);
-    unsigned long long k = scale[u - units];
-    if (errno == ERANGE || v > 100ull * 365 * 86400 / k)
-        return KEEL_ERR(KEEL_E_RANGE, "duration '%s' is longer than 100 years", text);
-    *seconds = v * k;
-    return KEEL_OK;
-}
-
 /* A branch of a [flow] header: the gate's rule for a branch name. */
 static keel_status flow_branch(const parse_state *st, const char *header, const char *b, char *out,
                                size_t size)
@@ -1015,6 +1020,26 @@ static keel_status config_key(parse_state *st, const char *key, const char *valu
         return set_levels(st, value, &m->levels);
     if (strcmp(key, "tier") == 0)
         return parse_uint(st, key, value, 1, 3, &m->tier);
+    if (strcmp(key, "schedule") == 0 || strcmp(key, "jitter") == 0) {
+        unsigned long long secs = 0;
+        if (strlen(value) >= sizeof(m->schedule_text))
+            return errf(st, KEEL_E_PARSE, "'%s' is longer than %zu characters", key,
+                        sizeof(m->schedule_text) - 1);
+        keel_status s = key[0] == 's' ? gate_cron_parse(value, &m->schedule)
+                                      : gate_duration_parse(value, &secs);
+        if (keel_ok(s) && key[0] == 'j' && secs > 86400)
+            s = KEEL_ERR(KEEL_E_RANGE, "more than a day");
+        if (!keel_ok(s)) {
+            keel_status e = errf(st, KEEL_E_PARSE, "'%s': %s", key, keel_status_message(s));
+            keel_status_free(s);
+            return e;
+        }
+        if (key[0] == 's')
+            (void)snprintf(m->schedule_text, sizeof(m->schedule_text), "%s", value);
+        else
+            m->jitter_s = (unsigned)secs;
+        return KEEL_OK;
+    }
     unsigned bit = 0;
     keel_status ls = limit_key_parse(st, key, value, &m->limits, &bit);
     if (keel_ok(ls))
@@ -1062,6 +1087,11 @@ static keel_status open_section(parse_state *st, char *head)
         m->required = true;
         m->levels = GATE_LEVELS_DEFAULT;
         m->tier = GATE_TIER_DEFAULT;
+        keel_status cs = gate_cron_parse(GATE_SCHEDULE_DEFAULT, &m->schedule);
+        KEEL_ASSERT(keel_ok(cs));
+        keel_status_ignore(cs, "the default schedule parses");
+        (void)snprintf(m->schedule_text, sizeof(m->schedule_text), "%s", GATE_SCHEDULE_DEFAULT);
+        m->jitter_s = GATE_JITTER_DEFAULT;
         st->config_line[c->nconfigs] = st->line;
         c->nconfigs++;
         st->section = SECTION_CONFIG;

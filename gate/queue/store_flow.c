@@ -30,11 +30,6 @@ const char gate__store_flow_schema[] =
 
 static const char *const states[] = {"idle", "merging", "queued", "blocked"};
 
-static void bind_text(sqlite3_stmt *stmt, int i, const char *text)
-{
-    (void)sqlite3_bind_text(stmt, i, text, -1, SQLITE_TRANSIENT);
-}
-
 /* The people with `sep` between them, cut to fit (a newline in a name made a blank). */
 static void join_people(const gate_flow_person *p, size_t n, const char *sep, char *out,
                         size_t size)
@@ -75,8 +70,8 @@ keel_status gate_store_flow_load(gate_store *st, const gate_flow_config *cfg, ga
         &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, cfg->from);
-    bind_text(stmt, 2, cfg->to);
+    gate__store_bind_text(stmt, 1, cfg->from);
+    gate__store_bind_text(stmt, 2, cfg->to);
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW) {
         *found = true;
@@ -119,20 +114,20 @@ static keel_status save_row(gate_store *st, const gate_flow *f, long long now)
         &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, f->cfg->from);
-    bind_text(stmt, 2, f->cfg->to);
-    bind_text(stmt, 3, gate_flow_state_name(f->state));
-    bind_text(stmt, 4, f->source);
-    bind_text(stmt, 5, f->synced);
-    bind_text(stmt, 6, f->trying);
-    bind_text(stmt, 7, f->change);
+    gate__store_bind_text(stmt, 1, f->cfg->from);
+    gate__store_bind_text(stmt, 2, f->cfg->to);
+    gate__store_bind_text(stmt, 3, gate_flow_state_name(f->state));
+    gate__store_bind_text(stmt, 4, f->source);
+    gate__store_bind_text(stmt, 5, f->synced);
+    gate__store_bind_text(stmt, 6, f->trying);
+    gate__store_bind_text(stmt, 7, f->change);
     (void)sqlite3_bind_int(stmt, 8, f->dest_moved);
     (void)sqlite3_bind_int(stmt, 9, f->resolution);
     (void)sqlite3_bind_int64(stmt, 10, f->last_sync);
     (void)sqlite3_bind_int64(stmt, 11, f->blocked_since);
     (void)sqlite3_bind_int64(stmt, 12, f->failed_at);
-    bind_text(stmt, 13, f->why);
-    bind_text(stmt, 14, people);
+    gate__store_bind_text(stmt, 13, f->why);
+    gate__store_bind_text(stmt, 14, people);
     (void)sqlite3_bind_int(stmt, 15, (int)f->reminders);
     (void)sqlite3_bind_int64(stmt, 16, f->last_told);
     (void)sqlite3_bind_int(stmt, 17, f->escalated);
@@ -157,10 +152,10 @@ keel_status gate_store_flow_save(gate_store *st, const gate_flow *f, const gate_
                                 "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
                                 &stmt);
         if (keel_ok(s)) {
-            bind_text(stmt, 1, f->cfg->from);
-            bind_text(stmt, 2, f->cfg->to);
-            bind_text(stmt, 3, told->kind);
-            bind_text(stmt, 4, who);
+            gate__store_bind_text(stmt, 1, f->cfg->from);
+            gate__store_bind_text(stmt, 2, f->cfg->to);
+            gate__store_bind_text(stmt, 3, told->kind);
+            gate__store_bind_text(stmt, 4, who);
             (void)sqlite3_bind_int(stmt, 5, (int)told->count);
             (void)sqlite3_bind_int64(stmt, 6, now);
             s = gate__store_step_done(st, stmt, "cannot record what a flow told");
@@ -183,8 +178,8 @@ keel_status gate_store_flow_told(gate_store *st, const char *from, const char *t
                                         &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, from);
-    bind_text(stmt, 2, to);
+    gate__store_bind_text(stmt, 1, from);
+    gate__store_bind_text(stmt, 2, to);
     (void)sqlite3_bind_int64(stmt, 3, (long long)max);
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
