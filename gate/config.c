@@ -706,9 +706,9 @@ static keel_status open_flow(parse_state *st, char *name)
         return s;
     f->trigger = GATE_FLOW_ON_COMMIT;
     f->levels = GATE_LEVEL_GATE;
-    f->remind_s[0] = 86400;
-    f->remind_s[1] = 2 * 86400;
-    f->remind_s[2] = 4 * 86400;
+    f->remind_s[0] = 86400ull;
+    f->remind_s[1] = 2ull * 86400;
+    f->remind_s[2] = 4ull * 86400;
     f->nremind = 3;
     f->escalate_after = GATE_FLOW_ESCALATE_DEFAULT;
     f->remind_max = GATE_FLOW_REMIND_MAX_PEOPLE;

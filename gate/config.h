@@ -286,7 +286,6 @@ bool gate_config_at(const gate_matrix_config *m, gate_level l);
 void gate_config_keep_level(gate_config *c, gate_level l);
 const char *gate_executor_name(gate_executor e);
 
-
 /*
  * A size as `512K`, `64M`, `4G`, `1T` (powers of 1024; a plain number is
  * bytes); `0` is 0.  KEEL_E_PARSE / KEEL_E_RANGE naming `text` otherwise.

@@ -39,7 +39,7 @@ static void join_people(const gate_flow_person *p, size_t n, const char *sep, ch
         const char *parts[2] = {i > 0 ? sep : "", p[i].who};
         for (size_t k = 0; k < 2; k++)
             for (const char *c = parts[k]; *c != '\0' && at + 1 < size; c++)
-                out[at++] = k == 1 && *c == '\n' ? ' ' : *c;
+                out[at++] = (char)(k == 1 && *c == '\n' ? ' ' : *c);
     }
     out[at] = '\0';
 }
