@@ -50,7 +50,8 @@ static const option_def option_table[] = {
     {"budget", "RUNS", false, "stop scheduling after this many fault runs (default 10000)"},
     {"mode", "once|persist|both", false, "fail one evaluation, or every one from it on"},
     {"only", "GLOB", true, "only points whose name matches (may repeat; keel.* only so)"},
-    {"allow-exit", "LIST", false, "comma-separated exit codes that count as ok (default 0)"},
+    {"allow-exit", "LIST", false,
+     "comma-separated exit codes that count as ok (default 0; any: every exit, no signal)"},
     {"seed", "N", false, "stress.seed for every run (default 1)"},
     {"json", "FILE", false, "write the full result as JSON"},
     {"keep", "DIR", false, "keep every run's output and report files in DIR"},
@@ -109,6 +110,11 @@ static keel_status parse_long(const char *opt, const char *v, long lo, long hi, 
 static keel_status parse_allow(config *c, const char *v)
 {
     c->allow_count = 0;
+    if (strcmp(v, "any") == 0) { /* every exit status: only signals, hangs, leaks fail */
+        for (int code = 0; code < 256; code++)
+            c->allow[c->allow_count++] = code;
+        return KEEL_OK;
+    }
     const char *p = v;
     for (;;) {
         char *end = NULL;
