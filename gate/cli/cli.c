@@ -70,6 +70,9 @@ static const opt_def opt_table[] = {
      "whether the API's reads need a token of role read (default public)"},
     {"per-address", "N", C_SERVE | C_RUN,
      "connections one client address may hold at once; past them 429 (default 0: no limit)"},
+    {"nice", "N", C_SERVE | C_RUN,
+     "the API's threads run at nice N, 0 to 19, so that a loaded server takes CPU from the gate "
+     "and its jobs last (default 10; 0: the gate's own priority)"},
     {"role", "ROLE", C_TOKEN, "a new token's role: read, submit or admin (default read)"},
     {"help", NULL, C_ALL, "this text"},
 };
@@ -406,6 +409,11 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         return usage_error(err, "'--per-address' needs a whole number of connections, not '%s'",
                            per);
     wo.max_per_address = per != NULL ? (unsigned)number : 0;
+    const char *nice_arg = opt_value(&p, "nice");
+    if (nice_arg != NULL && !parse_ll(nice_arg, 0, 19, &number))
+        return usage_error(err, "'--nice' needs a whole number from 0 to 19, not '%s'", nice_arg);
+    if (nice_arg != NULL)
+        wo.nice = (int)number;
     if (opt_value(&p, "listen") != NULL)
         wo.listen = opt_value(&p, "listen");
     gate *g = NULL;

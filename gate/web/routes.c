@@ -608,6 +608,29 @@ static void get_log(const gate_web_ctx *ctx, const gate_web_req *req, long long 
                        from, from + (long long)got - (got > 0 ? 1 : 0), (long long)sb.st_size);
 }
 
+/* GET /branch?name=BRANCH: what submitting it would queue (gate_branch_view_get). */
+static void get_branch(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp)
+{
+    if (req->q_name == NULL || req->q_name[0] == '\0') {
+        gate_web_error(resp, 400, "name (the branch) is required: /api/v1/branch?name=BRANCH");
+        return;
+    }
+    gate_branch_view v;
+    keel_status s = gate_branch_view_get(ctx->g, req->q_name, &v);
+    if (!keel_ok(s)) {
+        status_resp(resp, s);
+        return;
+    }
+    json_t *r = json_object();
+    (void)json_object_set_new(r, "branch", jstr(req->q_name));
+    (void)json_object_set_new(r, "head", jstr(v.head));
+    (void)json_object_set_new(r, "subject", jstr(v.subject));
+    (void)json_object_set_new(r, "in_target", json_boolean(v.in_target));
+    (void)json_object_set_new(r, "active_change",
+                              v.active > 0 ? json_integer(v.active) : json_null());
+    json_resp(resp, 200, r);
+}
+
 static void get_commits(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp)
 {
     long long limit = COMMITS_DEFAULT;
@@ -925,6 +948,7 @@ typedef enum route_id {
     R_PRIORITY,
     R_LOG,
     R_COMMITS,
+    R_BRANCH,
     R_EVENTS,
     R_SERIES,
     R_NONE
@@ -946,6 +970,7 @@ static const route routes[] = {
     {R_PRIORITY, {"changes", "#", "priority"}, NULL, "admin"},
     {R_LOG, {"jobs", "#", "log"}, "", NULL},
     {R_COMMITS, {"commits"}, "", NULL},
+    {R_BRANCH, {"branch"}, "", NULL},
     {R_EVENTS, {"events"}, "", NULL},
     {R_SERIES, {"series"}, "", NULL},
 };
@@ -1053,6 +1078,9 @@ static void dispatch(const gate_web_ctx *ctx, const gate_web_req *req, const rou
         break;
     case R_COMMITS:
         get_commits(ctx, req, resp);
+        break;
+    case R_BRANCH:
+        get_branch(ctx, req, resp);
         break;
     case R_SERIES:
         get_series(ctx, req, resp);

@@ -117,8 +117,15 @@ async function main() {
         assert(await page.evaluate(() => sessionStorage.getItem('keel-gate-token')) === env.KEEL_ADMIN_TOKEN,
                'not in sessionStorage');
         assert((await page.context().cookies()).length === 0, 'a cookie');
+        /* the head is filled in from the branch (GET /api/v1/branch), with its subject */
+        await page.fill('#submit-branch', '');
+        await page.fill('#submit-head', '');
+        await page.locator('#submit-branch-info', { hasText: /^$/ }).waitFor({ state: 'attached' });
         await page.fill('#submit-branch', 'beta');
-        await page.fill('#submit-head', head('beta'));
+        await page.press('#submit-branch', 'Tab');
+        await page.locator('#submit-branch-info', { hasText: head('beta').slice(0, 12) }).waitFor();
+        assert(await page.inputValue('#submit-head') === head('beta'),
+               'head filled in: ' + await page.inputValue('#submit-head'));
         await page.click('#submit-form button[type=submit]');
         await page.locator('#queue tbody tr[data-change]', { hasText: 'beta' }).waitFor();
         assert(await page.locator('#error').isHidden(), 'an error: ' + await page.locator('#error-text').innerText());

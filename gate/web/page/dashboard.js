@@ -572,6 +572,35 @@
         scheduleRefresh();
     }
 
+    /*
+     * The branch typed into the submit form: its commit as the gate sees it
+     * (GET /api/v1/branch) filled in as the expected head, with its subject,
+     * so that what is queued is the commit the person read; a branch already
+     * queued or already in the target is said.  The head stays editable: a
+     * branch that moves after the look-up is refused at the submit (409).
+     */
+    async function lookUpBranch() {
+        const name = $('submit-branch').value.trim();
+        const info = $('submit-branch-info');
+        info.textContent = '';
+        if (!name)
+            return;
+        try {
+            const b = await api('branch?name=' + encodeURIComponent(name));
+            if ($('submit-branch').value.trim() !== name)
+                return; /* typed on meanwhile: that look-up's answer is the one to show */
+            $('submit-head').value = b.head;
+            let text = b.head.slice(0, 12) + ' ' + b.subject;
+            if (b.active_change)
+                text += ' (already queued: change ' + b.active_change + ')';
+            else if (b.in_target)
+                text += ' (already in ' + (state.queue ? state.queue.target : 'the target') + ')';
+            info.textContent = text;
+        } catch (e) {
+            info.textContent = e.message;
+        }
+    }
+
     function init() {
         $('token-form').addEventListener('submit', (ev) => {
             ev.preventDefault();
@@ -589,14 +618,17 @@
             restartStream();
         });
         $('error-close').addEventListener('click', clearError);
+        $('submit-branch').addEventListener('change', lookUpBranch);
         $('submit-form').addEventListener('submit', async (ev) => {
             ev.preventDefault();
             const f = ev.target;
             const ok = await act(() => post('changes', {branch: f.branch.value.trim(),
                                                         expected_head: f.expected_head.value.trim(),
                                                         priority: Number(f.priority.value || 0)}));
-            if (ok)
+            if (ok) {
                 f.reset();
+                $('submit-branch-info').textContent = '';
+            }
         });
         $('pause-form').addEventListener('submit', async (ev) => {
             ev.preventDefault();
