@@ -68,7 +68,7 @@ static void point_name(char *out, size_t size, run_call call, const keel__lock_s
         bool word = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
                     (*c >= '0' && *c <= '9') || *c == '_';
         if (word || (at > 0 && out[at - 1] != '_'))
-            out[at++] = word ? *c : '_';
+            out[at++] = word ? *c : (char)'_';
     }
     out[at] = '\0';
     if (s->line > 0)
