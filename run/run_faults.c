@@ -321,3 +321,65 @@ KEEL_RUN_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, __SOCKA
         return fail_with(f);
     return RUN_REAL(recvfrom)(fd, buf, f != 0 ? keel__run_short(n) : n, flags, addr, len);
 }
+
+/* ---- the _FORTIFY_SOURCE variants: the same points, then glibc's checking call ---------------- */
+
+/* (glibc declares them only to programs built with _FORTIFY_SOURCE) */
+int __open_2(const char *path, int flags);
+int __open64_2(const char *path, int flags);
+int __openat_2(int dir, const char *path, int flags);
+int __openat64_2(int dir, const char *path, int flags);
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t size);
+ssize_t __recv_chk(int fd, void *buf, size_t n, size_t size, int flags);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t size, int flags, __SOCKADDR_ARG addr,
+                       socklen_t *len);
+
+KEEL_RUN_EXPORT int __open_2(const char *path, int flags)
+{
+    int f = RUN_FAULT(RUN_F_OPEN, RA());
+    return KEEL_UNLIKELY(f != 0) ? fail_with(f) : RUN_REAL(open_2)(path, flags);
+}
+
+KEEL_RUN_EXPORT int __open64_2(const char *path, int flags)
+{
+    int f = RUN_FAULT(RUN_F_OPEN, RA());
+    return KEEL_UNLIKELY(f != 0) ? fail_with(f) : RUN_REAL(open64_2)(path, flags);
+}
+
+KEEL_RUN_EXPORT int __openat_2(int dir, const char *path, int flags)
+{
+    int f = RUN_FAULT(RUN_F_OPEN, RA());
+    return KEEL_UNLIKELY(f != 0) ? fail_with(f) : RUN_REAL(openat_2)(dir, path, flags);
+}
+
+KEEL_RUN_EXPORT int __openat64_2(int dir, const char *path, int flags)
+{
+    int f = RUN_FAULT(RUN_F_OPEN, RA());
+    return KEEL_UNLIKELY(f != 0) ? fail_with(f) : RUN_REAL(openat64_2)(dir, path, flags);
+}
+
+/* A short transfer of a checked call: n halved, the buffer's size left to glibc's check. */
+KEEL_RUN_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t size)
+{
+    int f = RUN_FAULT(RUN_F_READ, RA());
+    if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
+        return fail_with(f);
+    return RUN_REAL(read_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, size);
+}
+
+KEEL_RUN_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t size, int flags)
+{
+    int f = RUN_FAULT(RUN_F_RECV, RA());
+    if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
+        return fail_with(f);
+    return RUN_REAL(recv_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, size, flags);
+}
+
+KEEL_RUN_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t size, int flags,
+                                       __SOCKADDR_ARG addr, socklen_t *len)
+{
+    int f = RUN_FAULT(RUN_F_RECV, RA());
+    if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
+        return fail_with(f);
+    return RUN_REAL(recvfrom_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, size, flags, addr, len);
+}

@@ -99,6 +99,13 @@ void keel__run_resolve(void)
     RESOLVE(sendto, "sendto");
     RESOLVE(recv, "recv");
     RESOLVE(recvfrom, "recvfrom");
+    RESOLVE(open_2, "__open_2");
+    RESOLVE(open64_2, "__open64_2");
+    RESOLVE(openat_2, "__openat_2");
+    RESOLVE(openat64_2, "__openat64_2");
+    RESOLVE(read_chk, "__read_chk");
+    RESOLVE(recv_chk, "__recv_chk");
+    RESOLVE(recvfrom_chk, "__recvfrom_chk");
     keel__run_inside--;
 }
 
