@@ -2,8 +2,8 @@
  * lost_write.c - a planted libc error-path bug for `keel-stress sweep -- keel-run --`: a journal
  * whose append handles a failed write by printing the journal's last error, which only a failed
  * open sets (NULL here): a crash.  Every other call's failure is handled (exit 1, everything
- * freed and closed).  With the argument "fixed", append handles its failure too: the sweep is
- * clean.  Compiled without keel (tests/CMakeLists.txt).
+ * freed and closed).  With an argument, append handles its failure too: "fixed", the sweep is
+ * clean; "leaky", a failed fsync returns without freeing (a leak).  Compiled without keel.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +30,7 @@ __attribute__((noinline)) static int append(journal *j, const char *rec, int fix
 
 int main(int argc, char **argv)
 {
-    int fixed = argc > 1 && strcmp(argv[1], "fixed") == 0;
+    int fixed = argc > 1; /* "fixed" or "leaky" */
     char path[] = "/tmp/keel_lost_write.XXXXXX";
     journal j = {mkstemp(path), NULL};
     if (j.fd < 0)
@@ -47,8 +47,11 @@ int main(int argc, char **argv)
         (void)snprintf(rec, 64, "record %d\n", i);
         rc = append(&j, rec, fixed) == 0 ? 0 : 1;
     }
-    if (rc == 0 && fsync(j.fd) != 0)
+    if (rc == 0 && fsync(j.fd) != 0) {
+        if (argc > 1 && strcmp(argv[1], "leaky") == 0)
+            return 1; /* the planted leak: rec (and the descriptor) */
         rc = 1;
+    }
     free(rec);
     if (close(j.fd) != 0)
         rc = 1;
