@@ -444,7 +444,7 @@ static void test_read_read_cycle_not_reported(void **state)
 /*
  * A fired stress point at a libc call is the program's call site's: the journal's second write
  * (its first append, lost_write.c:21) fails and the planted bug crashes; the first fails and the
- * program exits 1; with --heap=off, its malloc (lost_write.c:39) fails and it exits 1.
+ * program exits 1; with --heap=off and on, its malloc (lost_write.c:39) fails and it exits 1.
  */
 static void test_fault_at_call_site(void **state)
 {
@@ -461,11 +461,13 @@ static void test_fault_at_call_site(void **state)
     assert_int_equal(r.status, 1);
     assert_int_equal(count(&r, "stress", "libc.write.lost_write_c_45"), 1);
     cleanup(&r);
-    run_with(&r, "run_lost_write", "fixed", "--heap=off", "--stress", "libc.alloc.*", "--options",
-             "report.stress=report", (const char *)NULL);
-    assert_int_equal(r.status, 1);
-    assert_int_equal(count(&r, "stress", "libc.alloc.lost_write_c_39"), 1);
-    cleanup(&r);
+    for (int heap = 0; heap < 2; heap++) { /* glibc's allocator, then keel's heap */
+        run_with(&r, "run_lost_write", "fixed", heap ? "--heap=on" : "--heap=off", "--stress",
+                 "libc.alloc.*", "--options", "report.stress=report", (const char *)NULL);
+        assert_int_equal(r.status, 1);
+        assert_int_equal(count(&r, "stress", "libc.alloc.lost_write_c_39"), 1);
+        cleanup(&r);
+    }
     run_with(&r, "run_lost_write", "fixed", "--stress", "libc.write.*:nth=2", "--errno",
              "write=short", (const char *)NULL);
     assert_int_equal(r.status, 1); /* a short append is a failed one */
