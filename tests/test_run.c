@@ -507,6 +507,7 @@ static void test_sweep_unmodified_program(void **state)
     assert_int_equal(rc, 1);
     assert_non_null(strstr(out, "crashed libc.write.lost_write_c_21"));
     assert_non_null(strstr(out, "stress=libc.write.lost_write_c_21:nth=1"));
+    assert_non_null(strstr(out, "nth=1 once, at lost_write.c:21 append()"));
     assert_null(strstr(out, "lost_write_c_45")); /* the header's write is handled */
     rc = sweep("fixed", out, sizeof(out));
     if (rc != 0)
