@@ -526,10 +526,10 @@ keel_status gate_branch_view_get(gate *g, const char *branch, gate_branch_view *
 {
     KEEL_ASSERT(g != NULL && branch != NULL && out != NULL);
     memset(out, 0, sizeof(*out));
-    char hex[GATE_HEX], tag[GATE_HEX], tip[GATE_HEX];
+    char hex[GATE_HEX], tip[GATE_HEX];
     keel_status s = gate_branch_known(g->repo, branch, hex);
     if (keel_ok(s)) {
-        char what[GATE_BRANCH_LEN_MAX + 16];
+        char what[GATE_BRANCH_LEN_MAX + 16], tag[GATE_HEX];
         gate_fmt(what, sizeof(what), "branch '%s'", branch);
         s = gate_commit_of(g->repo, what, hex, out->head, tag);
     }

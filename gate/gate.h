@@ -163,6 +163,12 @@ KEEL_MUST_USE keel_status gate_log(gate *g, long long id, FILE *f, unsigned flag
 enum gate_history_flags { GATE_HISTORY_JSON = 1 };
 KEEL_MUST_USE keel_status gate_history(gate *g, const char *config, FILE *f, unsigned flags);
 /*
+ * keel-gate nightly: each configuration at level nightly of the target's
+ * configuration, its schedule, when it is next due and its last runs; with
+ * `now`, every one is due now instead (gate/levels/nightly.h).
+ */
+KEEL_MUST_USE keel_status gate_nightly_cmd(gate *g, bool now, FILE *f);
+/*
  * The change `what` names: a change id (digits), or a branch: its change
  * for the gate's target (the active one, else the newest), else its only
  * active change, or the newest of the only target it has changes for.

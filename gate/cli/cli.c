@@ -35,7 +35,8 @@ enum cmd_bit {
     C_SERVE = 1u << 7,
     C_TOKEN = 1u << 8,
     C_HISTORY = 1u << 9,
-    C_ALL = 0x3ffu
+    C_NIGHTLY = 1u << 10,
+    C_ALL = 0x7ffu
 };
 
 typedef struct opt_def {
@@ -56,6 +57,7 @@ static const opt_def opt_table[] = {
     {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
     {"json", NULL, C_STATUS | C_LOG | C_HISTORY, "machine-readable output"},
     {"once", NULL, C_RUN, "stop when the queue is empty"},
+    {"now", NULL, C_NIGHTLY, "every configuration at level nightly is due now"},
     {"config", "FILE|NAME", C_RUN | C_HISTORY,
      "run: while the target's .keel/gate.conf does not load, use FILE's (said, recorded); "
      "history: only configuration NAME"},
@@ -101,6 +103,8 @@ static const cmd_def cmd_table[] = {
      "the API's tokens: add NAME (printed once, kept hashed), list, revoke NAME"},
     {"history", C_HISTORY, 0, 0, "",
      "the post level: each commit of the target by each configuration at level post"},
+    {"nightly", C_NIGHTLY, 0, 0, "",
+     "the nightly level: each configuration's schedule, next time and last runs (--now: due now)"},
 };
 enum { NCMDS = sizeof(cmd_table) / sizeof(cmd_table[0]) };
 
@@ -459,6 +463,9 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
     case C_HISTORY:
         s = gate_history(g, opt_value(&p, "config"), out,
                          opt_value(&p, "json") != NULL ? (unsigned)GATE_HISTORY_JSON : 0u);
+        break;
+    case C_NIGHTLY:
+        s = gate_nightly_cmd(g, opt_value(&p, "now") != NULL, out);
         break;
     case C_TOKEN:
         s = gate_token_cmd(g, p.args[0], p.nargs > 1 ? p.args[1] : NULL, opt_value(&p, "role"),

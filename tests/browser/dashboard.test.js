@@ -172,6 +172,15 @@ async function main() {
         assert((await page.locator('#console tbody td.state-passed').innerText()).includes('passed'), 'cell');
     });
 
+    await check('after landing: the post level built what landed', async () => {
+        await page.goto(env.KEEL_URL + '#/levels');
+        await page.locator('#post thead th', { hasText: 'smoke' }).waitFor();
+        await page.locator('#post tbody td.state-passed').first().waitFor();
+        assert((await page.locator('#nightly tbody td.muted').innerText()).includes('No nightly runs'),
+               'nightly table');
+        await page.screenshot({ path: env.KEEL_SCREENSHOT.replace(/\.png$/, '-levels.png'), fullPage: true });
+    });
+
     await check('keyboard: the token field and the forms are labelled and reachable', async () => {
         for (const id of ['token', 'submit-branch', 'submit-head', 'submit-priority', 'pause-reason'])
             assert(await page.locator('label[for="' + id + '"]').count() === 1, 'no label for ' + id);
