@@ -67,8 +67,10 @@ static void point_name(char *out, size_t size, run_call call, const keel__lock_s
     for (const char *c = s->file; *c != '\0' && at + 1 < size; c++) {
         bool word = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
                     (*c >= '0' && *c <= '9') || *c == '_';
-        if (word || (at > 0 && out[at - 1] != '_'))
-            out[at++] = word ? *c : (char)'_';
+        if (word)
+            out[at++] = *c;
+        else if (at > 0 && out[at - 1] != '_')
+            out[at++] = '_';
     }
     out[at] = '\0';
     if (s->line > 0)
