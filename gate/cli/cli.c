@@ -35,7 +35,8 @@ enum cmd_bit {
     C_SERVE = 1u << 7,
     C_TOKEN = 1u << 8,
     C_HISTORY = 1u << 9,
-    C_ALL = 0x3ffu
+    C_CULPRIT = 1u << 10,
+    C_ALL = 0x7ffu
 };
 
 typedef struct opt_def {
@@ -54,7 +55,7 @@ static const opt_def opt_table[] = {
     {"work", "DIR", C_RUN | C_TRY,
      "where jobs' work trees go, outside the repository (default: <state>.d/work)"},
     {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
-    {"json", NULL, C_STATUS | C_LOG | C_HISTORY, "machine-readable output"},
+    {"json", NULL, C_STATUS | C_LOG | C_HISTORY | C_CULPRIT, "machine-readable output"},
     {"once", NULL, C_RUN, "stop when the queue is empty"},
     {"config", "FILE|NAME", C_RUN | C_HISTORY,
      "run: while the target's .keel/gate.conf does not load, use FILE's (said, recorded); "
@@ -98,6 +99,8 @@ static const cmd_def cmd_table[] = {
      "the API's tokens: add NAME (printed once, kept hashed), list, revoke NAME"},
     {"history", C_HISTORY, 0, 0, "",
      "the post level: each commit of the target by each configuration at level post"},
+    {"culprit", C_CULPRIT, 1, 0, "<config>",
+     "the newest culprit search of a configuration: range, builds, suspects, verdict"},
 };
 enum { NCMDS = sizeof(cmd_table) / sizeof(cmd_table[0]) };
 
@@ -451,6 +454,9 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
     case C_HISTORY:
         s = gate_history(g, opt_value(&p, "config"), out,
                          opt_value(&p, "json") != NULL ? (unsigned)GATE_HISTORY_JSON : 0u);
+        break;
+    case C_CULPRIT:
+        s = gate_culprit_show(g, p.args[0], out, opt_value(&p, "json") != NULL);
         break;
     case C_TOKEN:
         s = gate_token_cmd(g, p.args[0], p.nargs > 1 ? p.args[1] : NULL, opt_value(&p, "role"),

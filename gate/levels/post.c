@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "exec.h"
+#include "search.h"
 #include "store_post.h"
 #include "worktree.h"
 
@@ -22,6 +23,7 @@ enum {
 typedef struct post_job {
     gate_job_run run; /* first: the pool's pointer is the post_job's */
     gate_config *cfg;
+    long long search_build; /* a culprit search's build (search.c); 0: a post row's */
 } post_job;
 
 /* A post build's job id: negative (a candidate's are the store's, positive), never reused. */
@@ -37,6 +39,8 @@ keel_status gate_post_start(gate *g)
     keel_status s = gate_store_post_recover(g->store, g->target, &n);
     if (keel_ok(s) && n > 0)
         gate_say(g, "post: %zu build(s) a killed keel-gate left running to build again\n", n);
+    if (keel_ok(s))
+        s = gate_search_recover(g); /* the culprit searches' */
     return s;
 }
 
@@ -114,23 +118,23 @@ unsigned gate_post_running(const gate *g)
     return n;
 }
 
-/* Start the build of row r: its commit checked out in a free work tree, its configuration's job. */
-static keel_status start_one(gate *g, const gate_post_row *r)
+keel_status gate_post_launch(gate *g, const char *commit, const char *config, const char *log,
+                             long long search_build, unsigned *tier)
 {
     gate_config *cfg = NULL;
-    keel_status s = gate_load_config(g, r->commit, &cfg);
+    keel_status s = gate_load_config(g, commit, &cfg);
     const gate_matrix_config *m = NULL;
     if (keel_ok(s)) {
         gate_config_keep_level(cfg, GATE_LEVEL_POST);
         for (size_t i = 0; i < cfg->nconfigs && m == NULL; i++)
-            if (strcmp(cfg->configs[i].name, r->config) == 0)
+            if (strcmp(cfg->configs[i].name, config) == 0)
                 m = &cfg->configs[i];
         if (m == NULL)
             s = KEEL_ERR(KEEL_E_NOTFOUND, "commit %.12s has no configuration '%s' at level post",
-                         r->commit, r->config);
+                         commit, config);
     }
-    if (keel_ok(s))
-        s = gate_store_post_start(g->store, g->target, r->commit, r->config, gate_now_s());
+    if (keel_ok(s) && tier != NULL)
+        *tier = m->tier;
     if (keel_ok(s))
         s = gate_grow((void **)&g->inflight, &g->inflight_cap, g->ninflight + 1, sizeof(void *));
     size_t tree = 0;
@@ -144,39 +148,60 @@ static keel_status start_one(gate *g, const gate_post_row *r)
     }
     if (!keel_ok(s)) {
         gate_config_free(cfg);
-        return KEEL_CONTEXT(s, "starting the post build of %.12s with '%s'", r->commit, r->config);
+        return KEEL_CONTEXT(s, "starting the post build of %.12s with '%s'", commit, config);
     }
     post_job *pj = (post_job *)mem;
     pj->cfg = cfg;
+    pj->search_build = search_build;
     gate_job_run *j = &pj->run;
     j->job_id = next_job_id();
     j->gen = g->gen;
     gate_job_from_config(j, m);
-    gate_fmt(j->post_commit, sizeof(j->post_commit), "%s", r->commit);
+    gate_fmt(j->post_commit, sizeof(j->post_commit), "%s", commit);
     s = gate_job_policy_from(&j->policy, g->tip_cfg, m->name); /* the target's, as the queue's */
     j->hidden = &g->hidden;
     j->records = g->records;
     j->tree = tree;
     gate_fmt(j->dir, sizeof(j->dir), "%s", gate_worktree_dir(g->trees[tree].w));
-    gate_fmt(j->log, sizeof(j->log), "%s/logs/post-%.12s-%s-%u.log", g->work, r->commit, r->config,
-             r->runs + 1);
+    gate_fmt(j->log, sizeof(j->log), "%s", log);
     if (keel_ok(s))
-        s = gate_worktree_checkout(g->trees[tree].w, g->repo, r->commit);
+        s = gate_worktree_checkout(g->trees[tree].w, g->repo, commit);
     if (!keel_ok(s)) {
         gate_status_line(s, j->error, sizeof(j->error));
         keel_status_free(s);
         __atomic_store_n(&j->cancel, 1, __ATOMIC_RELEASE); /* the worker hands it straight back */
     }
     g->inflight[g->ninflight++] = j;
-    gate_say(g, "post: building %.12s with '%s'\n", r->commit, r->config);
     gate_pool_submit(g->pool, j);
     return KEEL_OK;
+}
+
+/* Start the build of row r: its commit checked out in a free work tree, its configuration's job. */
+static keel_status start_one(gate *g, const gate_post_row *r)
+{
+    keel_status s = gate_store_post_start(g->store, g->target, r->commit, r->config, gate_now_s());
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "starting the post build of %.12s with '%s'", r->commit, r->config);
+    char log[GATE_PATH_MAX];
+    gate_fmt(log, sizeof(log), "%s/logs/post-%.12s-%s-%u.log", g->work, r->commit, r->config,
+             r->runs + 1);
+    s = gate_post_launch(g, r->commit, r->config, log, 0, NULL);
+    if (!keel_ok(s)) { /* not started: pending again */
+        keel_status back = gate_store_post_unstart(g->store, g->target, r->commit, r->config);
+        keel_status_free(back);
+    }
+    if (keel_ok(s))
+        gate_say(g, "post: building %.12s with '%s'\n", r->commit, r->config);
+    return s;
 }
 
 keel_status gate_post_turn(gate *g, bool queue_busy, bool paused, bool *busy)
 {
     *busy = false;
     keel_status s = record_new(g);
+    bool searching = false; /* the culprit searches' builds first: the target is red */
+    if (keel_ok(s))
+        s = gate_search_turn(g, queue_busy, paused, &searching);
     unsigned running = gate_post_running(g);
     if (queue_busy && running > 0) { /* the queue first: they are built again later */
         for (size_t i = 0; i < g->ninflight; i++)
@@ -196,7 +221,7 @@ keel_status gate_post_turn(gate *g, bool queue_busy, bool paused, bool *busy)
     }
     if (keel_ok(s) && !found && !queue_busy && !paused)
         s = gate_store_post_next(g->store, g->target, &r, &found); /* waiting for a slot? */
-    *busy = running > 0 || (found && !paused);
+    *busy = running > 0 || (found && !paused) || searching;
     return s;
 }
 
@@ -243,7 +268,10 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
     bool no_result = j->error[0] != '\0' || j->result == GATE_EXEC_CANCELLED || g->stopping;
     bool failed = j->result != GATE_EXEC_PASSED;
     keel_status s;
-    if (no_result) {
+    if (pj->search_build != 0) {
+        s = gate_search_build_done(g, pj->search_build, no_result, failed, j->post_commit,
+                                   j->config);
+    } else if (no_result) {
         s = gate_store_post_unstart(g->store, g->target, j->post_commit, j->config);
         if (keel_ok(s))
             gate_say(g, "post: %.12s '%s' %s: to build again\n", j->post_commit, j->config,
@@ -254,6 +282,12 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
                                    gate_now_s(), was);
         if (keel_ok(s))
             s = record_events(g, j, failed, was);
+        const gate_matrix_config *m = NULL;
+        for (size_t i = 0; pj->cfg != NULL && i < pj->cfg->nconfigs && m == NULL; i++)
+            if (strcmp(pj->cfg->configs[i].name, j->config) == 0)
+                m = &pj->cfg->configs[i];
+        if (keel_ok(s) && failed && m != NULL) /* a new failure: its culprit searched for */
+            s = gate_search_post_failed(g, j->post_commit, j->config, m->tier, was);
         if (keel_ok(s))
             gate_say(g, "post: %.12s '%s' %s (exit %d, %.1f s)\n", j->post_commit, j->config,
                      gate_exec_result_name(j->result), j->exit_code,
