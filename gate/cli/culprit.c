@@ -34,14 +34,21 @@ static void suspect_name(char *buf, size_t size, gate *g, long long id, unsigned
     (void)snprintf(buf, size, "%.12s", hex);
 }
 
-static void print_json(FILE *f, gate *g, const gate_search_row *r, const gate_search_build *b,
-                       size_t nb, const gate_culprit_verdict *v)
+/* The range's ends: the commit that passed, the one that failed. */
+static void range_ends(gate *g, const gate_search_row *r, char first[GATE_OID_HEX],
+                       char last[GATE_OID_HEX])
 {
-    char first[GATE_OID_HEX] = "", last[GATE_OID_HEX] = "";
     keel_status s = gate_store_search_commit(g->store, r->id, 0, first);
     keel_status_ignore(s, "shown only");
     s = gate_store_search_commit(g->store, r->id, r->n, last);
     keel_status_ignore(s, "shown only");
+}
+
+static void print_json(FILE *f, gate *g, const gate_search_row *r, const gate_search_build *b,
+                       size_t nb, const gate_culprit_verdict *v)
+{
+    char first[GATE_OID_HEX] = "", last[GATE_OID_HEX] = "";
+    range_ends(g, r, first, last);
     (void)fprintf(f, "{\"search\":%lld,\"target\":", r->id);
     gate_json_fput(f, r->target);
     (void)fprintf(f, ",\"config\":");
@@ -75,10 +82,7 @@ static void print_text(FILE *f, gate *g, const gate_search_row *r, const gate_se
                        size_t nb, const gate_culprit_verdict *v)
 {
     char first[GATE_OID_HEX] = "", last[GATE_OID_HEX] = "";
-    keel_status s = gate_store_search_commit(g->store, r->id, 0, first);
-    keel_status_ignore(s, "shown only");
-    s = gate_store_search_commit(g->store, r->id, r->n, last);
-    keel_status_ignore(s, "shown only");
+    range_ends(g, r, first, last);
     gate_text_printf(f, "search %lld of '%s' on '%s' (tier %u): %s%s%.12s\n", r->id, r->config,
                      r->target, r->tier, r->state, r->culprit[0] != '\0' ? " " : "", r->culprit);
     gate_text_printf(f,

@@ -26,16 +26,7 @@ enum {
     SEARCH_CONFIDENCE_PPM = 999900
 };
 
-/* A stress point that simulates kill -9 of the gate at this step (as gate.c's). */
-static void crash_if(bool fire, const char *name)
-{
-    if (fire) {
-        (void)fprintf(stderr, "keel-gate: stress point 'gate.%s' fired: exiting as if killed\n",
-                      name);
-        _exit(99);
-    }
-}
-#define CRASH_POINT(name) crash_if(KEEL_STRESS(name), #name)
+#define CRASH_POINT(name) gate_crash_if(KEEL_STRESS(name), #name) /* gate_int.h */
 
 /* ---- replaying a search from the store ---------------------------------------------- */
 
