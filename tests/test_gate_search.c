@@ -152,6 +152,14 @@ static void test_gate_merge_reports_the_change(void **state)
                                 "detail LIKE ?",
                                 want),
                      1);
+    /* the hook heard it, with the author */
+    char path[160];
+    (void)snprintf(path, sizeof(path), "%s/events.jsonl", fx_dir);
+    static char heard[65536];
+    keel_test_read_file(path, heard, sizeof(heard));
+    if (strstr(heard, "\"event\":\"culprit-verified\"") == NULL ||
+        strstr(heard, "(author ") == NULL)
+        fail_msg("the hook heard:\n%s", heard);
     /* the same failure on later commits: no second search, no second event */
     git_oid p;
     push("a.txt", "a\n", &p);

@@ -254,6 +254,14 @@ static keel_status culprit_detail(gate *g, const search_state *ss, const gate_se
     }
     len = json_field(detail, size, len, "log", f->log);
     len = json_field(detail, size, len, "evidence", f->evidence);
+    char reason[GATE_REASON_MAX]; /* the hook's one line */
+    gate_fmt(reason, sizeof(reason),
+             "configuration '%s' broken by %.12s \"%.80s\" (author %s%s%s), %s: posterior %.6f, "
+             "log %s",
+             f->config, f->commit, f->subject, f->author, f->change_id != 0 ? ", change " : "",
+             f->change_id != 0 ? f->branch : "",
+             v->state == GATE_CULPRIT_VERIFIED ? "verified" : "suspected", v->p, f->log);
+    len = json_field(detail, size, len, "reason", reason);
     const char *people[] = {f->author};
     json_blame(g, detail, size, len, people, 1);
     return KEEL_OK;
@@ -361,6 +369,12 @@ static keel_status settle(gate *g, search_state *ss)
             len += (size_t)snprintf(detail + len, SEARCH_DETAIL_MAX - len, "],");
         len = json_field(detail, SEARCH_DETAIL_MAX, len, "config", ss->row.config);
         len = json_field(detail, SEARCH_DETAIL_MAX, len, "evidence", ss->row.evidence);
+        char reason[GATE_REASON_MAX];
+        gate_fmt(reason, sizeof(reason),
+                 "the culprit search of '%s' gave up after %u builds: a person must look (keel-gate "
+                 "culprit %s)",
+                 ss->row.config, v.builds, ss->row.config);
+        len = json_field(detail, SEARCH_DETAIL_MAX, len, "reason", reason);
         json_blame(g, detail, SEARCH_DETAIL_MAX, len, people, np);
         kind = "culprit-gave-up";
     }
