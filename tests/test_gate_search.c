@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "gate_fixture.h"
+#include "search.h"
 #include "store_culprit.h"
 #include "store_post.h"
 
@@ -346,6 +347,102 @@ static void test_flaky_never_wrong_2(void **state)
     flaky_never_wrong(3, 4);
 }
 
+/* A seeded generator (xorshift): the trials repeat. */
+static unsigned long long next_random(unsigned long long *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/*
+ * 100 seeded trials through the store and the replay with a fake executor:
+ * 16 commits, the culprit anywhere, builds failing 20% of the time at
+ * random when good, two in flight ending in random order, and the search
+ * rebuilt from the store alone before every step (as after a kill, builds
+ * in flight abandoned now and then): never a wrong verified culprit.
+ */
+static void test_store_replay_100_flaky_trials(void **state)
+{
+    (void)state;
+    char dir[] = "/dev/shm/keel-search-XXXXXX", path[64]; /* tmpfs: its syncs are cheap */
+    assert_non_null(mkdtemp(dir));
+    (void)snprintf(path, sizeof(path), "%s/state.db", dir);
+    gate_store *st = NULL;
+    fx_ok(gate_store_open(path, &st));
+    unsigned verified = 0;
+    for (unsigned trial = 0; trial < 100; trial++) {
+        unsigned long long x = 0x9e3779b97f4a7c15ull + trial;
+        char target[32];
+        (void)snprintf(target, sizeof(target), "t%u", trial);
+        const char *const names[] = {"long"};
+        for (unsigned i = 0; i <= RANGE; i++) {
+            char oid[GATE_OID_HEX];
+            (void)snprintf(oid, sizeof(oid), "%08x%032x", trial, i);
+            fx_ok(gate_store_post_add(st, target, oid, "c", names, 1, 0));
+            if (i != 0 && i != RANGE)
+                continue; /* the commits between: not built by the post level */
+            fx_ok(gate_store_post_start(st, target, oid, "long", 0));
+            char was[GATE_POST_STATE_MAX];
+            fx_ok(gate_store_post_finish(st, target, oid, "long", i == RANGE, "", 0, was));
+        }
+        char failed[GATE_OID_HEX];
+        (void)snprintf(failed, sizeof(failed), "%08x%032x", trial, RANGE);
+        long long id = 0;
+        fx_ok(gate_store_search_new(st, target, "long", 1, failed, 0.2, 0, &id));
+        assert_true(id > 0);
+        gate_search_row row;
+        fx_ok(gate_store_search_get(st, id, &row));
+        assert_int_equal(row.n, RANGE);
+        unsigned bad = 1 + (unsigned)(next_random(&x) % RANGE);
+        long long flight[2];
+        unsigned idx[2];
+        size_t nflight = 0;
+        gate_culprit_verdict v;
+        for (unsigned step = 0; step < 400; step++) {
+            gate_culprit *c = NULL;
+            fx_ok(gate_search_replay(st, id, &c));
+            gate_culprit_verdict_get(c, &v);
+            if (v.state != GATE_CULPRIT_SEARCHING && v.state != GATE_CULPRIT_SUSPECTED) {
+                gate_culprit_delete(c);
+                break;
+            }
+            while (nflight < 2) {
+                size_t k = 0;
+                fx_ok(gate_culprit_next(c, 1, &idx[nflight], &k));
+                if (k == 0)
+                    break;
+                fx_ok(gate_store_search_build_start(st, id, idx[nflight], "", 0, &flight[nflight]));
+                nflight++;
+            }
+            gate_culprit_delete(c);
+            assert_true(nflight > 0);
+            size_t which = (size_t)(next_random(&x) % nflight);
+            bool lost = next_random(&x) % 20 == 0; /* a kill: the build is abandoned */
+            bool fails = idx[which] >= bad || next_random(&x) % 100 < 20;
+            fx_ok(gate_store_search_build_end(st, flight[which], lost, fails, 0, NULL));
+            flight[which] = flight[nflight - 1];
+            idx[which] = idx[nflight - 1];
+            nflight--;
+        }
+        if (getenv("GATE_TEST_VERBOSE") != NULL)
+            (void)fprintf(stderr, "trial %u: %s %u (culprit %u), %u builds\n", trial,
+                          gate_culprit_state_name(v.state), v.commit, bad, v.builds);
+        if (v.state == GATE_CULPRIT_VERIFIED) {
+            verified++;
+            if (v.commit != bad)
+                fail_msg("trial %u: verified commit %u, the culprit is %u", trial, v.commit, bad);
+        }
+    }
+    gate_store_close(st);
+    char cmd[96];
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    if (verified < 90)
+        fail_msg("%u of 100 verified", verified);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +456,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_queue_not_starved, fx_teardown),
         cmocka_unit_test_teardown(test_flaky_never_wrong_1, fx_teardown),
         cmocka_unit_test_teardown(test_flaky_never_wrong_2, fx_teardown),
+        cmocka_unit_test(test_store_replay_100_flaky_trials),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -57,16 +57,16 @@ static void state_free(search_state *ss)
 }
 
 /* Search id as the store has it: its builds' starts and ends replayed in order into ss->c. */
-static keel_status replay(gate *g, long long id, search_state *ss)
+static keel_status replay_store(gate_store *st, long long id, search_state *ss)
 {
     memset(ss, 0, sizeof(*ss));
-    keel_status s = gate_store_search_get(g->store, id, &ss->row);
+    keel_status s = gate_store_search_get(st, id, &ss->row);
     void *mem = NULL;
     if (keel_ok(s))
         s = keel_heap_calloc(GATE_HEAP, SEARCH_BUDGET + 1, sizeof(gate_search_build), &mem);
     ss->builds = (gate_search_build *)mem;
     if (keel_ok(s))
-        s = gate_store_search_builds(g->store, id, ss->builds, SEARCH_BUDGET + 1, &ss->nbuilds);
+        s = gate_store_search_builds(st, id, ss->builds, SEARCH_BUDGET + 1, &ss->nbuilds);
     gate_culprit_params p;
     gate_culprit_params_default(&p);
     p.n = ss->row.n;
@@ -105,6 +105,24 @@ static keel_status replay(gate *g, long long id, search_state *ss)
         return KEEL_CONTEXT(s, "replaying culprit search %lld", id);
     }
     return KEEL_OK;
+}
+
+static keel_status replay(gate *g, long long id, search_state *ss)
+{
+    return replay_store(g->store, id, ss);
+}
+
+keel_status gate_search_replay(gate_store *st, long long id, gate_culprit **out)
+{
+    *out = NULL;
+    search_state ss;
+    keel_status s = replay_store(st, id, &ss);
+    if (keel_ok(s)) {
+        *out = ss.c;
+        ss.c = NULL;
+        state_free(&ss);
+    }
+    return s;
 }
 
 /* ---- what a verdict tells ----------------------------------------------------------- */
@@ -370,10 +388,11 @@ static keel_status settle(gate *g, search_state *ss)
         len = json_field(detail, SEARCH_DETAIL_MAX, len, "config", ss->row.config);
         len = json_field(detail, SEARCH_DETAIL_MAX, len, "evidence", ss->row.evidence);
         char reason[GATE_REASON_MAX];
-        gate_fmt(reason, sizeof(reason),
-                 "the culprit search of '%s' gave up after %u builds: a person must look (keel-gate "
-                 "culprit %s)",
-                 ss->row.config, v.builds, ss->row.config);
+        gate_fmt(
+            reason, sizeof(reason),
+            "the culprit search of '%s' gave up after %u builds: a person must look (keel-gate "
+            "culprit %s)",
+            ss->row.config, v.builds, ss->row.config);
         len = json_field(detail, SEARCH_DETAIL_MAX, len, "reason", reason);
         json_blame(g, detail, SEARCH_DETAIL_MAX, len, people, np);
         kind = "culprit-gave-up";

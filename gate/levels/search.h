@@ -70,6 +70,13 @@ KEEL_MUST_USE keel_status gate_search_build_done(gate *g, long long build, bool 
                                                  bool failed, const char *commit,
                                                  const char *config);
 
+/*
+ * Search id rebuilt from the store alone: its builds' starts and ends
+ * replayed in their order into a fresh gate_culprit (*out, the caller's to
+ * delete); KEEL_E_INTERNAL when the record does not replay.
+ */
+KEEL_MUST_USE keel_status gate_search_replay(gate_store *st, long long id, gate_culprit **out);
+
 /* Search id's verdict now (replayed from the store): the posterior's top, runs (keel-gate culprit). */
 KEEL_MUST_USE keel_status gate_search_verdict(gate *g, long long id, gate_culprit_verdict *out);
 
