@@ -72,7 +72,7 @@ static keel_status replay_store(gate_store *st, long long id, search_state *ss)
     p.n = ss->row.n;
     p.flake = ss->row.flake;
     p.budget = SEARCH_BUDGET;
-    p.confidence = SEARCH_CONFIDENCE_PPM / 1e6;
+    p.confidence = (double)SEARCH_CONFIDENCE_PPM / 1e6;
     if (keel_ok(s))
         s = gate_culprit_new(&p, &ss->c);
     replay_step steps[2 * (SEARCH_BUDGET + 1)];
@@ -452,8 +452,8 @@ keel_status gate_search_post_failed(gate *g, const char *commit, const char *con
     double rate = 0;
     unsigned long long runs = 0;
     s = gate_store_flake_rate(g->store, g->target, config, &rate, &runs);
-    double floor = GATE_SEARCH_FLAKE_FLOOR_PERMILLE / 1000.0;
-    double ceil = GATE_SEARCH_FLAKE_CEIL_PERMILLE / 1000.0;
+    double floor = (double)GATE_SEARCH_FLAKE_FLOOR_PERMILLE / 1000.0;
+    double ceil = (double)GATE_SEARCH_FLAKE_CEIL_PERMILLE / 1000.0;
     double flake = rate < floor ? floor : rate > ceil ? ceil : rate;
     long long id = 0;
     if (keel_ok(s))
