@@ -85,7 +85,9 @@ static void found_at(unsigned from, unsigned to)
         push_range(RANGE, bad, c);
         (void)fx_run_once();
         gate_search_row row = newest_search();
-        assert_true(row.n >= RANGE - 1); /* the post level may see c15 fail first */
+        /* the post level builds c16 and c15 at once: the first failure seen ends the range (a
+           pass of c15 when c16 is the culprit leaves a range of 1) */
+        assert_true(row.n >= RANGE - 1 || (bad == RANGE && row.n >= 1));
         assert_int_equal(row.tier, 1);
         assert_verified(&row, &c[bad - 1]);
         assert_int_equal(
