@@ -133,7 +133,7 @@ keel_status gate_post_launch(gate *g, const char *commit, const char *config, co
             s = KEEL_ERR(KEEL_E_NOTFOUND, "commit %.12s has no configuration '%s' at level post",
                          commit, config);
     }
-    if (keel_ok(s) && tier != NULL)
+    if (keel_ok(s) && tier != NULL && m != NULL)
         *tier = m->tier;
     if (keel_ok(s))
         s = gate_grow((void **)&g->inflight, &g->inflight_cap, g->ninflight + 1, sizeof(void *));

@@ -82,7 +82,8 @@ static keel_status replay_store(gate_store *st, long long id, search_state *ss)
         if (ss->builds[i].end_seq != 0)
             steps[n++] = (replay_step){ss->builds[i].end_seq, i, false};
     }
-    qsort(steps, n, sizeof(steps[0]), by_seq);
+    if (n > 1)
+        qsort(steps, n, sizeof(steps[0]), by_seq);
     for (size_t i = 0; keel_ok(s) && i < n; i++) {
         const gate_search_build *b = &ss->builds[steps[i].build];
         if (steps[i].start) {
@@ -363,12 +364,13 @@ static keel_status settle(gate *g, search_state *ss)
             if (k == 0)
                 break;
             char hex[GATE_OID_HEX] = "none", sub[GATE_SEARCH_SUBJECT_MAX] = "";
-            char com[GATE_SEARCH_PERSON_MAX], p1[GATE_OID_HEX], p2[GATE_OID_HEX];
             names[np][0] = '\0';
             if (k <= ss->row.n)
                 s = gate_store_search_commit(g->store, ss->row.id, k, hex);
-            if (keel_ok(s) && k <= ss->row.n)
+            if (keel_ok(s) && k <= ss->row.n) {
+                char com[GATE_SEARCH_PERSON_MAX], p1[GATE_OID_HEX], p2[GATE_OID_HEX];
                 s = commit_info(g, hex, sub, names[np], com, p1, p2);
+            }
             if (len < SEARCH_DETAIL_MAX)
                 len += (size_t)snprintf(detail + len, SEARCH_DETAIL_MAX - len, "%s{\"p\":%.6f,",
                                         i > 0 ? "," : "", v.top[i].p);
