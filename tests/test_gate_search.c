@@ -328,7 +328,9 @@ static void flaky_never_wrong(unsigned from, unsigned to)
         bool found = false;
         fx_ok(gate_store_search_newest(st, "main", "long", &row, &found));
         gate_store_close(st);
-        if (found && strcmp(row.state, "verified") == 0) {
+        if (!found || strcmp(row.state, "searching") == 0 || strcmp(row.state, "suspected") == 0)
+            fail_msg("seed %u: no search ended (%s)", seed, found ? row.state : "none");
+        if (strcmp(row.state, "verified") == 0) {
             assert_verified(&row, &c[bad - 1]);
             if (row.flake < 0.15)
                 fail_msg("flake rate %.3f: the history's 0.2 not used", row.flake);
