@@ -11,27 +11,13 @@
 #include <string.h>
 
 #include "exec.h"
+#include "level_job.h"
 #include "search.h"
 #include "store_post.h"
-#include "worktree.h"
 
 enum {
     POST_WALK_MAX = 64 /* commits recorded per turn: a longer push records its newest 64 */
 };
-
-/* A post build's job, and the configuration its steps point into (freed with it). */
-typedef struct post_job {
-    gate_job_run run; /* first: the pool's pointer is the post_job's */
-    gate_config *cfg;
-    long long search_build; /* a culprit search's build (search.c); 0: a post row's */
-} post_job;
-
-/* A post build's job id: negative (a candidate's are the store's, positive), never reused. */
-static long long next_job_id(void)
-{
-    static long long last;
-    return -__atomic_add_fetch(&last, 1, __ATOMIC_RELAXED);
-}
 
 keel_status gate_post_start(gate *g)
 {
@@ -112,87 +98,62 @@ static keel_status record_new(gate *g)
 
 unsigned gate_post_running(const gate *g)
 {
-    unsigned n = 0;
-    for (size_t i = 0; i < g->ninflight; i++)
-        n += gate_post_job(g->inflight[i]);
-    return n;
+    return gate_level_jobs_running(g, gate_post_job);
+}
+
+typedef struct post_start {
+    const gate *g;
+    const gate_post_row *r;
+} post_start;
+
+/* The post build's marks, before it is submitted: its commit, and its log. */
+static void init_job(gate_job_run *j, void *ctx)
+{
+    const post_start *p = (const post_start *)ctx;
+    gate_fmt(j->post_commit, sizeof(j->post_commit), "%s", p->r->commit);
+    gate_fmt(j->log, sizeof(j->log), "%s/logs/post-%.12s-%s-%u.log", p->g->work, p->r->commit,
+             p->r->config, p->r->runs + 1);
+}
+
+/* A post job: a post row's, or a culprit search's build (search.c). */
+typedef struct post_job {
+    gate_level_job base;    /* first: the pool's pointer is the post_job's */
+    long long search_build; /* a culprit search's build; 0: a post row's */
+} post_job;
+
+typedef struct search_start {
+    const char *commit, *log;
+    long long build;
+} search_start;
+
+/* A search build's marks, before it is submitted: its commit, its log, its build. */
+static void init_search_job(gate_job_run *j, void *ctx)
+{
+    const search_start *p = (const search_start *)ctx;
+    gate_fmt(j->post_commit, sizeof(j->post_commit), "%s", p->commit);
+    gate_fmt(j->log, sizeof(j->log), "%s", p->log);
+    ((post_job *)j)->search_build = p->build;
 }
 
 keel_status gate_post_launch(gate *g, const char *commit, const char *config, const char *log,
-                             long long search_build, unsigned *tier)
+                             long long search_build)
 {
-    gate_config *cfg = NULL;
-    keel_status s = gate_load_config(g, commit, &cfg);
-    const gate_matrix_config *m = NULL;
-    if (keel_ok(s)) {
-        gate_config_keep_level(cfg, GATE_LEVEL_POST);
-        for (size_t i = 0; i < cfg->nconfigs && m == NULL; i++)
-            if (strcmp(cfg->configs[i].name, config) == 0)
-                m = &cfg->configs[i];
-        if (m == NULL)
-            s = KEEL_ERR(KEEL_E_NOTFOUND, "commit %.12s has no configuration '%s' at level post",
-                         commit, config);
-    }
-    if (keel_ok(s) && tier != NULL && m != NULL)
-        *tier = m->tier;
-    if (keel_ok(s))
-        s = gate_grow((void **)&g->inflight, &g->inflight_cap, g->ninflight + 1, sizeof(void *));
-    size_t tree = 0;
-    if (keel_ok(s))
-        s = gate_take_tree(g, &tree);
-    void *mem = NULL;
-    if (keel_ok(s)) {
-        s = keel_heap_calloc(GATE_HEAP, 1, sizeof(post_job), &mem);
-        if (!keel_ok(s))
-            g->trees[tree].busy = false;
-    }
-    if (!keel_ok(s)) {
-        gate_config_free(cfg);
-        return KEEL_CONTEXT(s, "starting the post build of %.12s with '%s'", commit, config);
-    }
-    post_job *pj = (post_job *)mem;
-    pj->cfg = cfg;
-    pj->search_build = search_build;
-    gate_job_run *j = &pj->run;
-    j->job_id = next_job_id();
-    j->gen = g->gen;
-    gate_job_from_config(j, m);
-    gate_fmt(j->post_commit, sizeof(j->post_commit), "%s", commit);
-    s = gate_job_policy_from(&j->policy, g->tip_cfg, m->name); /* the target's, as the queue's */
-    j->hidden = &g->hidden;
-    j->records = g->records;
-    j->tree = tree;
-    gate_fmt(j->dir, sizeof(j->dir), "%s", gate_worktree_dir(g->trees[tree].w));
-    gate_fmt(j->log, sizeof(j->log), "%s", log);
-    if (keel_ok(s))
-        s = gate_worktree_checkout(g->trees[tree].w, g->repo, commit);
-    if (!keel_ok(s)) {
-        gate_status_line(s, j->error, sizeof(j->error));
-        keel_status_free(s);
-        __atomic_store_n(&j->cancel, 1, __ATOMIC_RELEASE); /* the worker hands it straight back */
-    }
-    g->inflight[g->ninflight++] = j;
-    gate_pool_submit(g->pool, j);
-    return KEEL_OK;
+    search_start p = {commit, log, search_build};
+    gate_level_build b = {GATE_LEVEL_POST,  commit,          config, "post",
+                          sizeof(post_job), init_search_job, &p};
+    gate_job_run *j = NULL;
+    return gate_level_job_start(g, &b, &j);
 }
 
 /* Start the build of row r: its commit checked out in a free work tree, its configuration's job. */
 static keel_status start_one(gate *g, const gate_post_row *r)
 {
     keel_status s = gate_store_post_start(g->store, g->target, r->commit, r->config, gate_now_s());
-    if (!keel_ok(s))
-        return KEEL_CONTEXT(s, "starting the post build of %.12s with '%s'", r->commit, r->config);
-    char log[GATE_PATH_MAX];
-    gate_fmt(log, sizeof(log), "%s/logs/post-%.12s-%s-%u.log", g->work, r->commit, r->config,
-             r->runs + 1);
-    s = gate_post_launch(g, r->commit, r->config, log, 0, NULL);
-    if (!keel_ok(s)) { /* not started: pending again */
-        keel_status back = gate_store_post_unstart(g->store, g->target, r->commit, r->config);
-        keel_status_free(back);
-    }
-    if (keel_ok(s))
-        gate_say(g, "post: building %.12s with '%s'\n", r->commit, r->config);
-    return s;
+    post_start p = {g, r};
+    gate_level_build b = {GATE_LEVEL_POST,  r->commit, r->config, "post",
+                          sizeof(post_job), init_job,  &p};
+    gate_job_run *j = NULL;
+    return keel_ok(s) ? gate_level_job_start(g, &b, &j) : s;
 }
 
 keel_status gate_post_turn(gate *g, bool queue_busy, bool paused, bool *busy)
@@ -203,11 +164,8 @@ keel_status gate_post_turn(gate *g, bool queue_busy, bool paused, bool *busy)
     if (keel_ok(s))
         s = gate_search_turn(g, queue_busy, paused, &searching);
     unsigned running = gate_post_running(g);
-    if (queue_busy && running > 0) { /* the queue first: they are built again later */
-        for (size_t i = 0; i < g->ninflight; i++)
-            if (gate_post_job(g->inflight[i]))
-                __atomic_store_n(&g->inflight[i]->cancel, 1, __ATOMIC_RELEASE);
-    }
+    if (queue_busy && running > 0) /* the queue first: they are built again later */
+        gate_level_jobs_cancel(g, gate_post_job);
     unsigned slots = gate_slots(g->tip_cfg);
     bool found = false;
     gate_post_row r;
@@ -263,14 +221,12 @@ static keel_status record_events(gate *g, const gate_job_run *j, bool failed, co
 
 keel_status gate_post_job_done(gate *g, gate_job_run *j)
 {
-    post_job *pj = (post_job *)j;
-    g->trees[j->tree].busy = false;
     bool no_result = j->error[0] != '\0' || j->result == GATE_EXEC_CANCELLED || g->stopping;
     bool failed = j->result != GATE_EXEC_PASSED;
     keel_status s;
-    if (pj->search_build != 0) {
-        s = gate_search_build_done(g, pj->search_build, no_result, failed, j->post_commit,
-                                   j->config);
+    if (((post_job *)j)->search_build != 0) {
+        s = gate_search_build_done(g, ((post_job *)j)->search_build, no_result, failed,
+                                   j->post_commit, j->config);
     } else if (no_result) {
         s = gate_store_post_unstart(g->store, g->target, j->post_commit, j->config);
         if (keel_ok(s))
@@ -282,10 +238,11 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
                                    gate_now_s(), was);
         if (keel_ok(s))
             s = record_events(g, j, failed, was);
+        const gate_config *cfg = ((const gate_level_job *)j)->cfg;
         const gate_matrix_config *m = NULL;
-        for (size_t i = 0; pj->cfg != NULL && i < pj->cfg->nconfigs && m == NULL; i++)
-            if (strcmp(pj->cfg->configs[i].name, j->config) == 0)
-                m = &pj->cfg->configs[i];
+        for (size_t i = 0; cfg != NULL && i < cfg->nconfigs && m == NULL; i++)
+            if (strcmp(cfg->configs[i].name, j->config) == 0)
+                m = &cfg->configs[i];
         if (keel_ok(s) && failed && m != NULL) /* a new failure: its culprit searched for */
             s = gate_search_post_failed(g, j->post_commit, j->config, m->tier, was);
         if (keel_ok(s))
@@ -293,7 +250,6 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
                      gate_exec_result_name(j->result), j->exit_code,
                      (double)j->elapsed_ms / 1000.0);
     }
-    gate_config_free(pj->cfg);
-    keel_heap_free(GATE_HEAP, pj);
+    gate_level_job_free(g, j);
     return s;
 }

@@ -500,7 +500,7 @@ static keel_status start_builds(gate *g, search_state *ss, unsigned free, unsign
             s = gate_store_search_build_start(g->store, ss->row.id, idx, log, gate_now_s(), &build);
         CRASH_POINT(search_after_start);
         if (keel_ok(s))
-            s = gate_post_launch(g, commit, ss->row.config, log, build, NULL);
+            s = gate_post_launch(g, commit, ss->row.config, log, build);
         if (!keel_ok(s) && build != 0 && !gate_config_fault_is_gates(s)) {
             /* the commit cannot be built with it (no such configuration there): no result */
             char line[GATE_REASON_MAX];
