@@ -218,7 +218,7 @@ typedef enum section_kind {
 static const char *const gate_keys[] = {
     "crash-limit", "target",   "slots",   "strategy",  "max-batch", "max-depth", "retries",
     "notify",      "sandbox",  "memory",  "processes", "cpu",       "output",    "disk",
-    "tmp",         "log-days", "log-max", "pass-env",  "executor"};
+    "tmp",         "log-days", "log-max", "pass-env",  "executor",  "blame-max"};
 static const char *const config_keys[] = {
     "build",    "test",      "env",        "timeout", "required",     "network",
     "writable", "memory",    "processes",  "cpu",     "output",       "disk",
@@ -929,6 +929,8 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
         return parse_uint(st, key, value, 1, 256, &c->max_depth);
     if (strcmp(key, "retries") == 0)
         return parse_uint(st, key, value, 0, 10, &c->retries);
+    if (strcmp(key, "blame-max") == 0)
+        return parse_uint(st, key, value, 1, 100, &c->blame_max);
     if (strcmp(key, "notify") == 0)
         return set_command(st, key, value, &c->notify);
     if (strcmp(key, "crash-limit") == 0)
@@ -1232,6 +1234,7 @@ static keel_status parse(const char *text, size_t len, const char *origin,
     c->max_batch = 8;
     c->max_depth = 4;
     c->retries = 1;
+    c->blame_max = 3;
     c->crash_limit = 3;
     gate_limits_default(&c->limits);
     c->log_days = GATE_DEFAULT_LOG_DAYS;

@@ -25,6 +25,7 @@
  *   log-max    = 1G            # ... and the oldest beyond this total
  *   pass-env   = CCACHE_DIR    # more variables a job gets from the gate
  *   executor   = local         # local | slurm: where jobs run (gate/exec/slurm.h)
+ *   blame-max  = 3             # people a culprit search's event names at most (1..100)
  *
  *   [config gcc-devel]
  *   build    = cmake --preset devel -DCMAKE_C_COMPILER=gcc
@@ -238,6 +239,7 @@ typedef struct gate_config {
     unsigned max_batch;
     unsigned max_depth;
     unsigned retries;
+    unsigned blame_max;         /* people a culprit search's event names at most (default 3) */
     unsigned crash_limit;       /* quarantine a change after this many gate deaths (0: never) */
     gate_words notify;          /* empty: no hook */
     bool sandbox_none;          /* sandbox = none: jobs run without bubblewrap */

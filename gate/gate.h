@@ -169,6 +169,13 @@ KEEL_MUST_USE keel_status gate_history(gate *g, const char *config, FILE *f, uns
  */
 KEEL_MUST_USE keel_status gate_nightly_cmd(gate *g, bool now, FILE *f);
 /*
+ * keel-gate culprit CONFIG [--json]: the newest culprit search of CONFIG on
+ * the target (range, builds, posterior's top 3, state, verdict, evidence);
+ * KEEL_E_NOTFOUND naming CONFIG when the tip has no such configuration and
+ * no search of it was made.
+ */
+KEEL_MUST_USE keel_status gate_culprit_show(gate *g, const char *config, FILE *f, bool json);
+/*
  * The change `what` names: a change id (digits), or a branch: its change
  * for the gate's target (the active one, else the newest), else its only
  * active change, or the newest of the only target it has changes for.

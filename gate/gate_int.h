@@ -117,6 +117,8 @@ struct gate {
 };
 
 void gate_say(gate *g, const char *fmt, ...) KEEL_PRINTF(2, 3);
+/* A stress point that simulates kill -9 of the gate at step `name` (exit 99 when `fire`). */
+void gate_crash_if(bool fire, const char *name);
 /*
  * The whole text of a stream or a file, NUL-terminated, on module gate's
  * heap (*text: free it with keel_heap_free(GATE_HEAP, ...), after an error

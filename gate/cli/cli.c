@@ -36,7 +36,8 @@ enum cmd_bit {
     C_TOKEN = 1u << 8,
     C_HISTORY = 1u << 9,
     C_NIGHTLY = 1u << 10,
-    C_ALL = 0x7ffu
+    C_CULPRIT = 1u << 11,
+    C_ALL = 0xfffu
 };
 
 typedef struct opt_def {
@@ -55,7 +56,7 @@ static const opt_def opt_table[] = {
     {"work", "DIR", C_RUN | C_TRY,
      "where jobs' work trees go, outside the repository (default: <state>.d/work)"},
     {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
-    {"json", NULL, C_STATUS | C_LOG | C_HISTORY, "machine-readable output"},
+    {"json", NULL, C_STATUS | C_LOG | C_HISTORY | C_CULPRIT, "machine-readable output"},
     {"once", NULL, C_RUN, "stop when the queue is empty"},
     {"now", NULL, C_NIGHTLY, "every configuration at level nightly is due now"},
     {"config", "FILE|NAME", C_RUN | C_HISTORY,
@@ -105,6 +106,8 @@ static const cmd_def cmd_table[] = {
      "the post level: each commit of the target by each configuration at level post"},
     {"nightly", C_NIGHTLY, 0, 0, "",
      "the nightly level: each configuration's schedule, next time and last runs (--now: due now)"},
+    {"culprit", C_CULPRIT, 1, 0, "<config>",
+     "the newest culprit search of a configuration: range, builds, suspects, verdict"},
 };
 enum { NCMDS = sizeof(cmd_table) / sizeof(cmd_table[0]) };
 
@@ -466,6 +469,9 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         break;
     case C_NIGHTLY:
         s = gate_nightly_cmd(g, opt_value(&p, "now") != NULL, out);
+        break;
+    case C_CULPRIT:
+        s = gate_culprit_show(g, p.args[0], out, opt_value(&p, "json") != NULL);
         break;
     case C_TOKEN:
         s = gate_token_cmd(g, p.args[0], p.nargs > 1 ? p.args[1] : NULL, opt_value(&p, "role"),

@@ -12,6 +12,7 @@
 
 #include "exec.h"
 #include "level_job.h"
+#include "search.h"
 #include "store_post.h"
 
 enum {
@@ -24,6 +25,8 @@ keel_status gate_post_start(gate *g)
     keel_status s = gate_store_post_recover(g->store, g->target, &n);
     if (keel_ok(s) && n > 0)
         gate_say(g, "post: %zu build(s) a killed keel-gate left running to build again\n", n);
+    if (keel_ok(s))
+        s = gate_search_recover(g); /* the culprit searches' */
     return s;
 }
 
@@ -112,13 +115,43 @@ static void init_job(gate_job_run *j, void *ctx)
              p->r->config, p->r->runs + 1);
 }
 
+/* A post job: a post row's, or a culprit search's build (search.c). */
+typedef struct post_job {
+    gate_level_job base;    /* first: the pool's pointer is the post_job's */
+    long long search_build; /* a culprit search's build; 0: a post row's */
+} post_job;
+
+typedef struct search_start {
+    const char *commit, *log;
+    long long build;
+} search_start;
+
+/* A search build's marks, before it is submitted: its commit, its log, its build. */
+static void init_search_job(gate_job_run *j, void *ctx)
+{
+    const search_start *p = (const search_start *)ctx;
+    gate_fmt(j->post_commit, sizeof(j->post_commit), "%s", p->commit);
+    gate_fmt(j->log, sizeof(j->log), "%s", p->log);
+    ((post_job *)j)->search_build = p->build;
+}
+
+keel_status gate_post_launch(gate *g, const char *commit, const char *config, const char *log,
+                             long long search_build)
+{
+    search_start p = {commit, log, search_build};
+    gate_level_build b = {GATE_LEVEL_POST,  commit,          config, "post",
+                          sizeof(post_job), init_search_job, &p};
+    gate_job_run *j = NULL;
+    return gate_level_job_start(g, &b, &j);
+}
+
 /* Start the build of row r: its commit checked out in a free work tree, its configuration's job. */
 static keel_status start_one(gate *g, const gate_post_row *r)
 {
     keel_status s = gate_store_post_start(g->store, g->target, r->commit, r->config, gate_now_s());
     post_start p = {g, r};
-    gate_level_build b = {GATE_LEVEL_POST,        r->commit, r->config, "post",
-                          sizeof(gate_level_job), init_job,  &p};
+    gate_level_build b = {GATE_LEVEL_POST,  r->commit, r->config, "post",
+                          sizeof(post_job), init_job,  &p};
     gate_job_run *j = NULL;
     return keel_ok(s) ? gate_level_job_start(g, &b, &j) : s;
 }
@@ -127,6 +160,9 @@ keel_status gate_post_turn(gate *g, bool queue_busy, bool paused, bool *busy)
 {
     *busy = false;
     keel_status s = record_new(g);
+    bool searching = false; /* the culprit searches' builds first: the target is red */
+    if (keel_ok(s))
+        s = gate_search_turn(g, queue_busy, paused, &searching);
     unsigned running = gate_post_running(g);
     if (queue_busy && running > 0) /* the queue first: they are built again later */
         gate_level_jobs_cancel(g, gate_post_job);
@@ -143,7 +179,7 @@ keel_status gate_post_turn(gate *g, bool queue_busy, bool paused, bool *busy)
     }
     if (keel_ok(s) && !found && !queue_busy && !paused)
         s = gate_store_post_next(g->store, g->target, &r, &found); /* waiting for a slot? */
-    *busy = running > 0 || (found && !paused);
+    *busy = running > 0 || (found && !paused) || searching;
     return s;
 }
 
@@ -188,7 +224,10 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
     bool no_result = j->error[0] != '\0' || j->result == GATE_EXEC_CANCELLED || g->stopping;
     bool failed = j->result != GATE_EXEC_PASSED;
     keel_status s;
-    if (no_result) {
+    if (((post_job *)j)->search_build != 0) {
+        s = gate_search_build_done(g, ((post_job *)j)->search_build, no_result, failed,
+                                   j->post_commit, j->config);
+    } else if (no_result) {
         s = gate_store_post_unstart(g->store, g->target, j->post_commit, j->config);
         if (keel_ok(s))
             gate_say(g, "post: %.12s '%s' %s: to build again\n", j->post_commit, j->config,
@@ -199,6 +238,13 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
                                    gate_now_s(), was);
         if (keel_ok(s))
             s = record_events(g, j, failed, was);
+        const gate_config *cfg = ((const gate_level_job *)j)->cfg;
+        const gate_matrix_config *m = NULL;
+        for (size_t i = 0; cfg != NULL && i < cfg->nconfigs && m == NULL; i++)
+            if (strcmp(cfg->configs[i].name, j->config) == 0)
+                m = &cfg->configs[i];
+        if (keel_ok(s) && failed && m != NULL) /* a new failure: its culprit searched for */
+            s = gate_search_post_failed(g, j->post_commit, j->config, m->tier, was);
         if (keel_ok(s))
             gate_say(g, "post: %.12s '%s' %s (exit %d, %.1f s)\n", j->post_commit, j->config,
                      gate_exec_result_name(j->result), j->exit_code,

@@ -35,6 +35,15 @@ unsigned gate_post_running(const gate *g);
 /* Is j a post build? */
 bool gate_post_job(const gate_job_run *j);
 
+/*
+ * Start a post-level job: `commit` built with its configuration `config` at
+ * level post, its log at `log`; search_build: a culprit search's build
+ * (search.c; 0: a post row's).  An error before the job exists (no such
+ * configuration at level post there, memory) is returned, nothing started.
+ */
+KEEL_MUST_USE keel_status gate_post_launch(gate *g, const char *commit, const char *config,
+                                           const char *log, long long search_build);
+
 /* Post build j is back (taken; out of g->inflight already): its result in the store. */
 KEEL_MUST_USE keel_status gate_post_job_done(gate *g, gate_job_run *j);
 

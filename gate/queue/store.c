@@ -113,8 +113,10 @@ static const char *const migrations[] = {
     gate__store_post_schema,
     /* 7 -> 8: the nightly level's schedule and runs (store_nightly.c) */
     gate__store_nightly_schema,
-    /* 8 -> 9: branch flows (store_flow.c; the lead renumbers at merge) */
+    /* 8 -> 9: branch flows (store_flow.c) */
     gate__store_flow_schema,
+    /* 9 -> 10: the culprit searches, their ranges and builds (store_culprit.c) */
+    gate__store_culprit_schema,
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 

@@ -265,7 +265,7 @@ KEEL_MUST_USE keel_status gate_store_count_events(gate_store *st, const char *ki
  */
 typedef struct gate_notice {
     long long id;     /* the event's: stable */
-    char event[16];   /* to the hook: "land", "reject", "conflict", "flake", "post-failed", ... */
+    char event[24];   /* to the hook: "land", "reject", "conflict", "flake", "post-failed", ... */
     long long change; /* a flake's: the first change of its candidate */
     char branch[GATE_NAME_MAX];
     char head[GATE_OID_HEX];

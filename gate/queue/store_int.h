@@ -62,5 +62,7 @@ extern const char gate__store_post_schema[];
 extern const char gate__store_nightly_schema[];
 /* The schema step of store_flow.c's tables. */
 extern const char gate__store_flow_schema[];
+/* The schema step of store_culprit.c's tables. */
+extern const char gate__store_culprit_schema[];
 
 #endif /* KEEL_GATE_STORE_INT_H */

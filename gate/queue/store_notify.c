@@ -30,7 +30,10 @@ static const char *const notice_kinds[][2] = {{"landed", "land"},
                                               {"flake", "flake"},
                                               {"post-failed", "post-failed"},
                                               {"target-red", "target-red"},
-                                              {"target-green", "target-green"}};
+                                              {"target-green", "target-green"},
+                                              {"culprit-suspected", "culprit-suspected"},
+                                              {"culprit-verified", "culprit-verified"},
+                                              {"culprit-gave-up", "culprit-gave-up"}};
 
 keel_status gate_store_notify_next(gate_store *st, const char *target, gate_notice *out, size_t max,
                                    size_t *n)
@@ -46,7 +49,8 @@ keel_status gate_store_notify_next(gate_store *st, const char *target, gate_noti
         s = gate__store_prepare(
             st,
             "SELECT e.id, e.kind, e.change, coalesce(c.branch, ''), CASE WHEN e.kind IN "
-            "('post-failed', 'target-red', 'target-green') THEN coalesce(CASE WHEN "
+            "('post-failed', 'target-red', 'target-green', 'culprit-suspected', "
+            "'culprit-verified', 'culprit-gave-up') THEN coalesce(CASE WHEN "
             "json_valid(e.detail) THEN json_extract(e.detail, '$.commit') END, '') ELSE "
             "coalesce(c.head, '') END, "
             "CASE e.kind WHEN 'conflict' THEN '' WHEN 'flake' THEN coalesce(CASE WHEN "
@@ -56,12 +60,14 @@ keel_status gate_store_notify_next(gate_store *st, const char *target, gate_noti
             "FROM candidates WHERE id = c.candidate), '') END, "
             "CASE WHEN e.kind = 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
             "json_extract(e.detail, '$.failed') END, '') WHEN e.kind IN ('post-failed', "
-            "'target-red', 'target-green') THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
+            "'target-red', 'target-green', 'culprit-suspected', 'culprit-verified', "
+            "'culprit-gave-up') THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
             "json_extract(e.detail, '$.reason') END, '') ELSE coalesce(c.reason, '') END "
             "FROM events e LEFT JOIN changes c ON c.id = e.change WHERE e.target = ?1 AND "
             "e.id > coalesce((SELECT event FROM notify_cursor WHERE target = ?1), 0) AND "
             "e.kind IN ('landed', 'rejected', 'conflict', 'flake', 'post-failed', 'target-red', "
-            "'target-green') ORDER BY e.id LIMIT ?2",
+            "'target-green', 'culprit-suspected', 'culprit-verified', 'culprit-gave-up') ORDER "
+            "BY e.id LIMIT ?2",
             &st->notify_next);
     if (!keel_ok(s))
         return s;
