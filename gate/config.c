@@ -208,14 +208,18 @@ bool gate_words_shell(const char *text, gate_shell *sh)
 /* SECTION_SKIP: a section whose header was refused (gate_config_check reads none of its keys). */
 typedef enum section_kind { SECTION_NONE, SECTION_GATE, SECTION_CONFIG, SECTION_SKIP } section_kind;
 
-static const char *const gate_keys[] = {
-    "crash-limit", "target",   "slots",   "strategy",  "max-batch", "max-depth", "retries",
-    "notify",      "sandbox",  "memory",  "processes", "cpu",       "output",    "disk",
-    "tmp",         "log-days", "log-max", "pass-env",  "executor"};
+static const char *const gate_keys[] = {"crash-limit",     "target",         "slots",
+                                        "strategy",        "max-batch",      "max-depth",
+                                        "retries",         "notify",         "sandbox",
+                                        "memory",          "processes",      "cpu",
+                                        "output",          "disk",           "tmp",
+                                        "log-days",        "log-max",        "pass-env",
+                                        "executor",        "backout",        "backout-budget",
+                                        "backout-max-age", "tier2-fix-time", "hold-when-red"};
 static const char *const config_keys[] = {
     "build",      "test",      "env",          "timeout",    "required", "network", "writable",
     "memory",     "processes", "cpu",          "output",     "disk",     "tmp",     "partition",
-    "constraint", "cpus",      "slurm-memory", "time-limit", "levels",   "tier"};
+    "constraint", "cpus",      "slurm-memory", "time-limit", "levels",   "tier",    "backout"};
 
 /* The limit keys, in [gate] (defaults) and [config NAME] (its own). */
 typedef struct limit_key {
@@ -620,6 +624,59 @@ static keel_status set_levels(const parse_state *st, const char *value, unsigned
     return s;
 }
 
+keel_status gate_duration_parse(const char *text, long long *out)
+{
+    KEEL_ASSERT(text != NULL && out != NULL);
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (text[0] < '0' || text[0] > '9' || end == text)
+        return KEEL_ERR(KEEL_E_PARSE, "'%s' is not a duration such as 90s, 15m, 4h or 7d", text);
+    unsigned long long unit = 1;
+    if (*end != '\0') {
+        const char *units = "smhd";
+        static const unsigned long long secs[] = {1, 60, 3600, 86400};
+        const char *u = end[1] == '\0' ? strchr(units, *end) : NULL;
+        if (u == NULL)
+            return KEEL_ERR(KEEL_E_PARSE, "'%s' is not a duration such as 90s, 15m, 4h or 7d",
+                            text);
+        unit = secs[u - units];
+    }
+    if (errno == ERANGE || v > 3650ull * 86400 / unit)
+        return KEEL_ERR(KEEL_E_RANGE, "duration '%s' is longer than ten years", text);
+    *out = (long long)(v * unit);
+    return KEEL_OK;
+}
+
+static keel_status parse_duration(const parse_state *st, const char *key, const char *value,
+                                  long long *out)
+{
+    keel_status s = gate_duration_parse(value, out);
+    if (keel_ok(s))
+        return KEEL_OK;
+    keel_status_free(s);
+    return errf(st, KEEL_E_PARSE,
+                "'%s' must be a duration such as 90s, 15m, 4h or 7d (at most ten years), not '%s'",
+                key, value);
+}
+
+/* The automatic backout's [gate] keys; KEEL_E_NOTFOUND when `key` is none of them. */
+static keel_status backout_key(const parse_state *st, const char *key, const char *value,
+                               gate_config *c)
+{
+    if (strcmp(key, "backout") == 0)
+        return parse_bool(st, key, value, &c->backout);
+    if (strcmp(key, "hold-when-red") == 0)
+        return parse_bool(st, key, value, &c->hold_when_red);
+    if (strcmp(key, "backout-budget") == 0)
+        return parse_uint(st, key, value, 0, 1000, &c->backout_budget);
+    if (strcmp(key, "backout-max-age") == 0)
+        return parse_duration(st, key, value, &c->backout_max_age_s);
+    if (strcmp(key, "tier2-fix-time") == 0)
+        return parse_duration(st, key, value, &c->tier2_fix_s);
+    return KEEL_ERR(KEEL_E_NOTFOUND, "not a backout key");
+}
+
 static keel_status gate_key(parse_state *st, const char *key, const char *value)
 {
     gate_config *c = st->cfg;
@@ -671,6 +728,10 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
         c->executor = strcmp(value, "slurm") == 0 ? GATE_EXECUTOR_SLURM : GATE_EXECUTOR_LOCAL;
         return KEEL_OK;
     }
+    keel_status bs = backout_key(st, key, value, c);
+    if (!KEEL_IS(bs, KEEL_E_NOTFOUND))
+        return bs;
+    keel_status_free(bs);
     unsigned bit = 0;
     keel_status ls = limit_key_parse(st, key, value, &c->limits, &bit);
     if (!KEEL_IS(ls, KEEL_E_NOTFOUND))
@@ -734,6 +795,13 @@ static keel_status config_key(parse_state *st, const char *key, const char *valu
         return set_levels(st, value, &m->levels);
     if (strcmp(key, "tier") == 0)
         return parse_uint(st, key, value, 1, 3, &m->tier);
+    if (strcmp(key, "backout") == 0) {
+        bool on = false;
+        keel_status s = parse_bool(st, key, value, &on);
+        if (keel_ok(s))
+            m->backout = on ? 1 : 0;
+        return s;
+    }
     unsigned bit = 0;
     keel_status ls = limit_key_parse(st, key, value, &m->limits, &bit);
     if (keel_ok(ls))
@@ -781,6 +849,7 @@ static keel_status open_section(parse_state *st, char *head)
         m->required = true;
         m->levels = GATE_LEVELS_DEFAULT;
         m->tier = GATE_TIER_DEFAULT;
+        m->backout = -1;
         st->config_line[c->nconfigs] = st->line;
         c->nconfigs++;
         st->section = SECTION_CONFIG;
@@ -916,6 +985,10 @@ static keel_status parse(const char *text, size_t len, const char *origin,
     c->max_depth = 4;
     c->retries = 1;
     c->crash_limit = 3;
+    c->backout = true;
+    c->backout_budget = 3;
+    c->backout_max_age_s = 7 * 86400;
+    c->tier2_fix_s = 4 * 3600;
     gate_limits_default(&c->limits);
     c->log_days = GATE_DEFAULT_LOG_DAYS;
     c->log_max = GATE_DEFAULT_LOG_MAX;

@@ -44,6 +44,16 @@
  *                              # queue), post (every commit that reaches the
  *                              # target), nightly, pre-merge; default: gate try
  *   tier     = 2               # 1 | 2 | 3: what a post failure brings (default 2)
+ *   backout  = no              # this configuration's culprits are proposed, not reverted
+ *
+ *   [gate] keys of the automatic backout (gate/levels/backout.h, docs/gate.md):
+ *   backout         = yes      # back out verified culprits of tier 1 (and 2) (default yes)
+ *   backout-budget  = 3        # reverts per 24 h, created and landed counted apart
+ *   backout-max-age = 7d       # older culprits are proposed, not reverted
+ *   tier2-fix-time  = 4h       # tier 2: reverted only when no fix landed in this time
+ *   hold-when-red   = no       # yes: the queue holds while a tier-1 configuration is
+ *                              # red at post and no backout is under way
+ *   Durations: a whole number with s, m, h or d (a plain number: seconds).
  *
  * Levels and tiers (issue 17): a configuration runs at the levels it names;
  * one without `levels` runs at `gate` and `try`, as every configuration did
@@ -161,6 +171,7 @@ typedef struct gate_matrix_config {
     gate_slurm_request slurm;
     unsigned levels; /* GATE_LEVEL_* bits; GATE_LEVELS_DEFAULT when not given */
     unsigned tier;   /* 1..3; GATE_TIER_DEFAULT when not given */
+    int backout;     /* backout = yes (1) | no (0); -1: not given ([gate]'s) */
 } gate_matrix_config;
 
 typedef struct gate_config {
@@ -179,6 +190,12 @@ typedef struct gate_config {
     unsigned long long log_max; /* bytes: the oldest logs beyond this are removed (0: no cap) */
     gate_words pass_env;        /* variable names jobs get from the gate's environment */
     gate_executor executor;     /* where jobs run */
+    /* automatic backout (gate/levels/backout.h) */
+    bool backout;                /* backout = yes|no (default yes) */
+    unsigned backout_budget;     /* reverts per 24 h, created and landed each (default 3) */
+    long long backout_max_age_s; /* older culprits are proposed (default 7d) */
+    long long tier2_fix_s;       /* tier 2: how long a fix may take (default 4h) */
+    bool hold_when_red;          /* hold the queue while a tier-1 configuration is red */
     gate_matrix_config configs[GATE_MAX_CONFIGS];
     size_t nconfigs;
 } gate_config;
@@ -222,6 +239,12 @@ const char *gate_executor_name(gate_executor e);
  * bytes); `0` is 0.  KEEL_E_PARSE / KEEL_E_RANGE naming `text` otherwise.
  */
 KEEL_MUST_USE keel_status gate_size_parse(const char *text, unsigned long long *out);
+
+/*
+ * A duration as `90s`, `15m`, `4h`, `7d` (a plain number is seconds), into
+ * seconds.  KEEL_E_PARSE / KEEL_E_RANGE naming `text` otherwise.
+ */
+KEEL_MUST_USE keel_status gate_duration_parse(const char *text, long long *out);
 
 /* A variable a job must never get from the gate (its credentials, git's, KEEL_OPTIONS)? */
 bool gate_env_forbidden(const char *name, size_t len);

@@ -38,8 +38,7 @@ static long long now_s(void)
     return (long long)time(NULL);
 }
 
-/* A stress point that simulates kill -9 of the gate at this step. */
-static void crash_if(bool fire, const char *name)
+void gate_crash_if(bool fire, const char *name)
 {
     if (fire) {
         (void)fprintf(stderr, "keel-gate: stress point 'gate.%s' fired: exiting as if killed\n",
@@ -47,7 +46,7 @@ static void crash_if(bool fire, const char *name)
         _exit(99);
     }
 }
-#define CRASH_POINT(name) crash_if(KEEL_STRESS(name), #name)
+#define CRASH_POINT(name) gate_crash_if(KEEL_STRESS(name), #name)
 
 keel_status gate_make_dir(const char *dir)
 {

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backout.h"
 #include "clidoc.h"
 #include "gate.h"
 #include "git.h"
@@ -35,7 +36,8 @@ enum cmd_bit {
     C_SERVE = 1u << 7,
     C_TOKEN = 1u << 8,
     C_HISTORY = 1u << 9,
-    C_ALL = 0x3ffu
+    C_BACKOUTS = 1u << 10,
+    C_ALL = 0x7ffu
 };
 
 typedef struct opt_def {
@@ -54,7 +56,9 @@ static const opt_def opt_table[] = {
     {"work", "DIR", C_RUN | C_TRY,
      "where jobs' work trees go, outside the repository (default: <state>.d/work)"},
     {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
-    {"json", NULL, C_STATUS | C_LOG | C_HISTORY, "machine-readable output"},
+    {"json", NULL, C_STATUS | C_LOG | C_HISTORY | C_BACKOUTS, "machine-readable output"},
+    {"reset", NULL, C_BACKOUTS,
+     "close the circuit breaker: automatic backouts start again (a person decided)"},
     {"once", NULL, C_RUN, "stop when the queue is empty"},
     {"config", "FILE|NAME", C_RUN | C_HISTORY,
      "run: while the target's .keel/gate.conf does not load, use FILE's (said, recorded); "
@@ -98,6 +102,8 @@ static const cmd_def cmd_table[] = {
      "the API's tokens: add NAME (printed once, kept hashed), list, revoke NAME"},
     {"history", C_HISTORY, 0, 0, "",
      "the post level: each commit of the target by each configuration at level post"},
+    {"backouts", C_BACKOUTS, 0, 0, "",
+     "automatic backouts: each culprit's state, guard rail and change; the circuit breaker"},
 };
 enum { NCMDS = sizeof(cmd_table) / sizeof(cmd_table[0]) };
 
@@ -451,6 +457,17 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
     case C_HISTORY:
         s = gate_history(g, opt_value(&p, "config"), out,
                          opt_value(&p, "json") != NULL ? (unsigned)GATE_HISTORY_JSON : 0u);
+        break;
+    case C_BACKOUTS:
+        if (opt_value(&p, "reset") != NULL) {
+            bool was_open = false;
+            s = gate_backout_reset(g, &was_open);
+            if (keel_ok(s))
+                (void)fprintf(out, "circuit breaker of '%s' %s\n", gate_target(g),
+                              was_open ? "closed: automatic backouts start again" : "was not open");
+        } else {
+            s = gate_backouts(g, out, opt_value(&p, "json") != NULL);
+        }
         break;
     case C_TOKEN:
         s = gate_token_cmd(g, p.args[0], p.nargs > 1 ? p.args[1] : NULL, opt_value(&p, "role"),

@@ -265,12 +265,14 @@ KEEL_MUST_USE keel_status gate_store_count_events(gate_store *st, const char *ki
  */
 typedef struct gate_notice {
     long long id;     /* the event's: stable */
-    char event[16];   /* to the hook: "land", "reject", "conflict", "flake", "post-failed", ... */
+    char event[24];   /* to the hook: "land", "reject", "conflict", "flake", "post-failed", ... */
     long long change; /* a flake's: the first change of its candidate */
     char branch[GATE_NAME_MAX];
     char head[GATE_OID_HEX];
     char merge[GATE_OID_HEX]; /* the landed / rejected / flaky candidate's merge; a conflict: "" */
     char reason[GATE_REASON_MAX];
+    char author[128];    /* a backout event's: the culprit's author ("name <email>"); else "" */
+    char committer[128]; /* and its committer (the hook gets them when not "") */
 } gate_notice;
 
 /* Start target's cursor at the newest event unless it has one (what came before is no news). */

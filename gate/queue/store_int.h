@@ -52,5 +52,7 @@ KEEL_MUST_USE keel_status gate__store_set_state_locked(gate_store *st, long long
 
 /* The schema step of store_post.c's tables (store.c's migrations). */
 extern const char gate__store_post_schema[];
+/* The schema step of store_backout.c's tables. */
+extern const char gate__store_backout_schema[];
 
 #endif /* KEEL_GATE_STORE_INT_H */
