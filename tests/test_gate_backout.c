@@ -421,6 +421,17 @@ static void test_verified_culprit_reverted_through_the_gate(void **state)
     assert_int_equal(events("backout-queued"), 1);
     assert_int_equal(events("backout-landed"), 1);
     assert_int_equal(events("target-green"), 1);
+    /* the notify hook heard it, with the culprit and its people */
+    char path[160];
+    (void)snprintf(path, sizeof(path), "%s/events.jsonl", fx_dir);
+    static char heard[65536];
+    keel_test_read_file(path, heard, sizeof(heard));
+    char landed[160];
+    (void)snprintf(landed, sizeof(landed), "\"event\":\"backout-landed\",\"change\":%lld",
+                   r.change);
+    if (strstr(heard, landed) == NULL || strstr(heard, r.culprit) == NULL ||
+        strstr(heard, "\"author\":\"test <test@localhost>\",\"committer\":") == NULL)
+        fail_msg("the hook heard:\n%s", heard);
 
     /* keel-gate backouts, text and JSON */
     char *text = NULL;

@@ -542,7 +542,7 @@ static void test_store_upgrade_from_version_1(void **state)
     (void)fx_submit(g, "a", 0);
     gate_close(g);
     assert_int_equal(fx_sql_int("PRAGMA user_version", NULL),
-                     7); /* the newest: the post level's tables (6 -> 7) */
+                     8); /* the newest: the backout's tables (7 -> 8) */
     assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE target = ''", NULL), 1);
     gate_run_stats st = fx_run_once();
     assert_int_equal(st.landed, 1);

@@ -351,9 +351,13 @@ keel_status gate_backout_turn(gate *g, long long now)
 {
     KEEL_ASSERT(g != NULL);
     static const char *const states[] = {"queued", "intended", "waiting"};
+    size_t active = 0; /* most turns: none, and nothing more is read */
+    keel_status s = gate_store_backout_active(g->store, g->target, &active);
+    if (!keel_ok(s) || active == 0)
+        return s;
     gate_backout_row *rows = NULL;
     void *mem = NULL;
-    keel_status s = keel_heap_alloc(GATE_HEAP, TURN_MAX * sizeof(*rows), &mem);
+    s = keel_heap_alloc(GATE_HEAP, TURN_MAX * sizeof(*rows), &mem);
     rows = (gate_backout_row *)mem;
     for (size_t k = 0; keel_ok(s) && k < sizeof(states) / sizeof(states[0]); k++) {
         size_t n = 0;

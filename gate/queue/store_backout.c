@@ -180,6 +180,27 @@ keel_status gate_store_backout_list(gate_store *st, const char *target, const ch
     return s;
 }
 
+keel_status gate_store_backout_active(gate_store *st, const char *target, size_t *n)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && n != NULL);
+    *n = 0;
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = gate__store_prepare(st,
+                                        "SELECT count(*) FROM backouts WHERE target = ?1 AND state "
+                                        "IN ('intended', 'queued', 'waiting')",
+                                        &stmt);
+    if (!keel_ok(s))
+        return s;
+    bind_text(stmt, 1, target);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        *n = (size_t)sqlite3_column_int64(stmt, 0);
+    else
+        s = gate__store_error(st, rc, "cannot count the backouts under way");
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
 keel_status gate_store_backout_counts(gate_store *st, const char *target, long long since,
                                       unsigned *created, unsigned *landed)
 {

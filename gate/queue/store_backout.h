@@ -56,6 +56,8 @@ KEEL_MUST_USE keel_status gate_store_backout_put(gate_store *st, gate_backout_ro
 KEEL_MUST_USE keel_status gate_store_backout_list(gate_store *st, const char *target,
                                                   const char *state, const char *config,
                                                   gate_backout_row *out, size_t max, size_t *n);
+/* How many rows of `target` are under way: intended, queued or waiting (each turn asks). */
+KEEL_MUST_USE keel_status gate_store_backout_active(gate_store *st, const char *target, size_t *n);
 /* Reverts of `target` created (made), and landed, since `since`. */
 KEEL_MUST_USE keel_status gate_store_backout_counts(gate_store *st, const char *target,
                                                     long long since, unsigned *created,
