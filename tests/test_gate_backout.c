@@ -451,6 +451,37 @@ static void test_verified_culprit_reverted_through_the_gate(void **state)
     free(text);
 }
 
+/* A change the gate landed as a merge: the merge is reverted against its first parent. */
+static void test_gate_merge_reverted_against_its_first_parent(void **state)
+{
+    (void)state;
+    setup("strategy = serial", 1);
+    fx_branch("breaks", "postbad", "x\n"); /* passes the gate's suite, breaks the post suite */
+    gate *g = fx_open();
+    long long id = fx_submit(g, "breaks", 0);
+    gate_run_stats st;
+    fx_ok(gate_run(g, true, &st));
+    assert_int_equal(fx_state_of(g, id), GATE_CHANGE_LANDED);
+    assert_string_equal(newest_long(), "failed");
+    git_oid merge;
+    fx_head("main", &merge);
+    git_commit *m = NULL;
+    assert_int_equal(git_commit_lookup(&m, fx_git, &merge), 0);
+    assert_int_equal(git_commit_parentcount(m), 2);
+    git_commit_free(m);
+    gate_backout_culprit c;
+    culprit_of(&merge, 1, true, (long long)time(NULL), &c);
+    c.change = id;
+    fx_ok(gate_backout_culprit_found(g, &c, (long long)time(NULL)));
+    assert_row_state(g, &merge, "queued", "");
+    fx_ok(gate_run(g, true, &st));
+    fx_ok(gate_backout_turn(g, (long long)time(NULL)));
+    assert_row_state(g, &merge, "landed", "");
+    gate_close(g);
+    assert_false(main_has("postbad"));
+    assert_string_equal(newest_long(), "passed");
+}
+
 static void test_rails_refuse_on_real_commits(void **state)
 {
     (void)state;
@@ -746,6 +777,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_policy_message),
         cmocka_unit_test(test_config_keys),
         cmocka_unit_test_teardown(test_verified_culprit_reverted_through_the_gate, fx_teardown),
+        cmocka_unit_test_teardown(test_gate_merge_reverted_against_its_first_parent, fx_teardown),
         cmocka_unit_test_teardown(test_rails_refuse_on_real_commits, fx_teardown),
         cmocka_unit_test_teardown(test_budget_and_breaker, fx_teardown),
         cmocka_unit_test_teardown(test_age_limit_proposes, fx_teardown),
