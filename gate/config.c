@@ -217,9 +217,10 @@ static const char *const gate_keys[] = {"crash-limit",     "target",         "sl
                                         "executor",        "backout",        "backout-budget",
                                         "backout-max-age", "tier2-fix-time", "hold-when-red"};
 static const char *const config_keys[] = {
-    "build",      "test",      "env",          "timeout",    "required", "network", "writable",
-    "memory",     "processes", "cpu",          "output",     "disk",     "tmp",     "partition",
-    "constraint", "cpus",      "slurm-memory", "time-limit", "levels",   "tier",    "backout"};
+    "build",    "test",      "env",        "timeout", "required",     "network",
+    "writable", "memory",    "processes",  "cpu",     "output",       "disk",
+    "tmp",      "partition", "constraint", "cpus",    "slurm-memory", "time-limit",
+    "levels",   "tier",      "schedule",   "jitter",  "backout"};
 
 /* The limit keys, in [gate] (defaults) and [config NAME] (its own). */
 typedef struct limit_key {
@@ -268,6 +269,34 @@ keel_status gate_size_parse(const char *text, unsigned long long *out)
     if (errno == ERANGE || (shift > 0 && v > (~0ull >> shift)))
         return KEEL_ERR(KEEL_E_RANGE, "size '%s' is too large", text);
     *out = v << shift;
+    return KEEL_OK;
+}
+
+keel_status gate_duration_parse(const char *text, unsigned long long *seconds)
+{
+    KEEL_ASSERT(text != NULL && seconds != NULL);
+    static const struct {
+        char unit;
+        unsigned long long s;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 604800}};
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    unsigned long long mult = 0;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]) && end[0] != '\0' && end[1] == '\0';
+         i++)
+        if (*end == units[i].unit)
+            mult = units[i].s;
+    if (text[0] < '0' || text[0] > '9' || (*end != '\0' && mult == 0) || (*end == '\0' && v != 0))
+        return KEEL_ERR(KEEL_E_PARSE,
+                        "'%s' is not a duration: a whole number with a unit, s, m, h, d or w "
+                        "(90s, 30m, 4h, 7d, 2w), or 0",
+                        text);
+    if (mult == 0)
+        mult = 1;
+    if (errno == ERANGE || v > 100ULL * 365 * 86400 / mult)
+        return KEEL_ERR(KEEL_E_RANGE, "duration '%s' is longer than 100 years", text);
+    *seconds = v * mult;
     return KEEL_OK;
 }
 
@@ -624,40 +653,19 @@ static keel_status set_levels(const parse_state *st, const char *value, unsigned
     return s;
 }
 
-keel_status gate_duration_parse(const char *text, long long *out)
-{
-    KEEL_ASSERT(text != NULL && out != NULL);
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (text[0] < '0' || text[0] > '9' || end == text)
-        return KEEL_ERR(KEEL_E_PARSE, "'%s' is not a duration such as 90s, 15m, 4h or 7d", text);
-    unsigned long long unit = 1;
-    if (*end != '\0') {
-        const char *units = "smhd";
-        static const unsigned long long secs[] = {1, 60, 3600, 86400};
-        const char *u = end[1] == '\0' ? strchr(units, *end) : NULL;
-        if (u == NULL)
-            return KEEL_ERR(KEEL_E_PARSE, "'%s' is not a duration such as 90s, 15m, 4h or 7d",
-                            text);
-        unit = secs[u - units];
-    }
-    if (errno == ERANGE || v > 3650ull * 86400 / unit)
-        return KEEL_ERR(KEEL_E_RANGE, "duration '%s' is longer than ten years", text);
-    *out = (long long)(v * unit);
-    return KEEL_OK;
-}
-
+/* A duration of [gate] (gate_duration_parse), in seconds. */
 static keel_status parse_duration(const parse_state *st, const char *key, const char *value,
                                   long long *out)
 {
-    keel_status s = gate_duration_parse(value, out);
-    if (keel_ok(s))
+    unsigned long long secs = 0;
+    keel_status s = gate_duration_parse(value, &secs);
+    if (keel_ok(s)) {
+        *out = (long long)secs; /* at most 100 years */
         return KEEL_OK;
+    }
+    keel_status e = errf(st, KEEL_E_PARSE, "'%s': %s", key, keel_status_message(s));
     keel_status_free(s);
-    return errf(st, KEEL_E_PARSE,
-                "'%s' must be a duration such as 90s, 15m, 4h or 7d (at most ten years), not '%s'",
-                key, value);
+    return e;
 }
 
 /* The automatic backout's [gate] keys; KEEL_E_NOTFOUND when `key` is none of them. */
@@ -802,6 +810,26 @@ static keel_status config_key(parse_state *st, const char *key, const char *valu
             m->backout = on ? 1 : 0;
         return s;
     }
+    if (strcmp(key, "schedule") == 0 || strcmp(key, "jitter") == 0) {
+        unsigned long long secs = 0;
+        if (strlen(value) >= sizeof(m->schedule_text))
+            return errf(st, KEEL_E_PARSE, "'%s' is longer than %zu characters", key,
+                        sizeof(m->schedule_text) - 1);
+        keel_status s = key[0] == 's' ? gate_cron_parse(value, &m->schedule)
+                                      : gate_duration_parse(value, &secs);
+        if (keel_ok(s) && key[0] == 'j' && secs > 86400)
+            s = KEEL_ERR(KEEL_E_RANGE, "more than a day");
+        if (!keel_ok(s)) {
+            keel_status e = errf(st, KEEL_E_PARSE, "'%s': %s", key, keel_status_message(s));
+            keel_status_free(s);
+            return e;
+        }
+        if (key[0] == 's')
+            (void)snprintf(m->schedule_text, sizeof(m->schedule_text), "%s", value);
+        else
+            m->jitter_s = (unsigned)secs;
+        return KEEL_OK;
+    }
     unsigned bit = 0;
     keel_status ls = limit_key_parse(st, key, value, &m->limits, &bit);
     if (keel_ok(ls))
@@ -850,6 +878,11 @@ static keel_status open_section(parse_state *st, char *head)
         m->levels = GATE_LEVELS_DEFAULT;
         m->tier = GATE_TIER_DEFAULT;
         m->backout = -1;
+        keel_status cs = gate_cron_parse(GATE_SCHEDULE_DEFAULT, &m->schedule);
+        KEEL_ASSERT(keel_ok(cs));
+        keel_status_ignore(cs, "the default schedule parses");
+        (void)snprintf(m->schedule_text, sizeof(m->schedule_text), "%s", GATE_SCHEDULE_DEFAULT);
+        m->jitter_s = GATE_JITTER_DEFAULT;
         st->config_line[c->nconfigs] = st->line;
         c->nconfigs++;
         st->section = SECTION_CONFIG;

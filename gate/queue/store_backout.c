@@ -30,11 +30,6 @@ const char gate__store_backout_schema[] =
     "  target TEXT PRIMARY KEY, open INTEGER NOT NULL, since INTEGER NOT NULL,"
     "  why TEXT NOT NULL DEFAULT '', reset_at INTEGER NOT NULL DEFAULT 0);";
 
-static void bind_text(sqlite3_stmt *stmt, int i, const char *text)
-{
-    (void)sqlite3_bind_text(stmt, i, text, -1, SQLITE_TRANSIENT);
-}
-
 #define COLUMNS                                                                              \
     "id, target, culprit, parent, config, tier, state, rail, reason, subject, author, "      \
     "committer, culprit_change, evidence, log, verified, revert, branch, change, found_at, " \
@@ -82,8 +77,8 @@ keel_status gate_store_backout_get(gate_store *st, const char *target, const cha
         st, "SELECT " COLUMNS " FROM backouts WHERE target = ?1 AND culprit = ?2", &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, target);
-    bind_text(stmt, 2, culprit);
+    gate__store_bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 2, culprit);
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW) {
         read_row(stmt, out);
@@ -121,23 +116,23 @@ keel_status gate_store_backout_put(gate_store *st, gate_backout_row *r, long lon
         "evidence = ?13, log = ?14",
         &stmt);
     if (keel_ok(s)) {
-        bind_text(stmt, 1, r->target);
-        bind_text(stmt, 2, r->culprit);
-        bind_text(stmt, 3, r->parent);
-        bind_text(stmt, 4, r->config);
+        gate__store_bind_text(stmt, 1, r->target);
+        gate__store_bind_text(stmt, 2, r->culprit);
+        gate__store_bind_text(stmt, 3, r->parent);
+        gate__store_bind_text(stmt, 4, r->config);
         (void)sqlite3_bind_int(stmt, 5, (int)r->tier);
-        bind_text(stmt, 6, r->state);
-        bind_text(stmt, 7, r->rail);
-        bind_text(stmt, 8, r->reason);
-        bind_text(stmt, 9, r->subject);
-        bind_text(stmt, 10, r->author);
-        bind_text(stmt, 11, r->committer);
+        gate__store_bind_text(stmt, 6, r->state);
+        gate__store_bind_text(stmt, 7, r->rail);
+        gate__store_bind_text(stmt, 8, r->reason);
+        gate__store_bind_text(stmt, 9, r->subject);
+        gate__store_bind_text(stmt, 10, r->author);
+        gate__store_bind_text(stmt, 11, r->committer);
         (void)sqlite3_bind_int64(stmt, 12, r->culprit_change);
-        bind_text(stmt, 13, r->evidence);
-        bind_text(stmt, 14, r->log);
+        gate__store_bind_text(stmt, 13, r->evidence);
+        gate__store_bind_text(stmt, 14, r->log);
         (void)sqlite3_bind_int(stmt, 15, r->verified ? 1 : 0);
-        bind_text(stmt, 16, r->revert);
-        bind_text(stmt, 17, r->branch);
+        gate__store_bind_text(stmt, 16, r->revert);
+        gate__store_bind_text(stmt, 17, r->branch);
         (void)sqlite3_bind_int64(stmt, 18, r->change);
         (void)sqlite3_bind_int64(stmt, 19, r->found_at);
         (void)sqlite3_bind_int64(stmt, 20, r->created_at);
@@ -165,12 +160,12 @@ keel_status gate_store_backout_list(gate_store *st, const char *target, const ch
                             &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 1, target);
     if (state != NULL)
-        bind_text(stmt, 2, state);
+        gate__store_bind_text(stmt, 2, state);
     (void)sqlite3_bind_int64(stmt, 3, (long long)max);
     if (config != NULL)
-        bind_text(stmt, 4, config);
+        gate__store_bind_text(stmt, 4, config);
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
         read_row(stmt, &out[(*n)++]);
@@ -191,7 +186,7 @@ keel_status gate_store_backout_active(gate_store *st, const char *target, size_t
                                         &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 1, target);
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW)
         *n = (size_t)sqlite3_column_int64(stmt, 0);
@@ -214,7 +209,7 @@ keel_status gate_store_backout_counts(gate_store *st, const char *target, long l
         &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 1, target);
     (void)sqlite3_bind_int64(stmt, 2, since);
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW) {
@@ -237,8 +232,8 @@ keel_status gate_store_backout_change_of(gate_store *st, const char *target, con
         st, "SELECT max(id) FROM changes WHERE target = ?1 AND branch = ?2", &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, target);
-    bind_text(stmt, 2, branch);
+    gate__store_bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 2, branch);
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW)
         *id = sqlite3_column_int64(stmt, 0);
@@ -265,7 +260,7 @@ keel_status gate_store_backout_breaker(gate_store *st, const char *target, bool 
         st, "SELECT open, since, why, reset_at FROM backout_breakers WHERE target = ?1", &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 1, target);
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW) {
         *open = sqlite3_column_int(stmt, 0) != 0;
@@ -299,10 +294,10 @@ keel_status gate_store_backout_set_breaker(gate_store *st, const char *target, b
              : "UPDATE backout_breakers SET open = 0, reset_at = ?2 WHERE target = ?1 AND open = 1",
         &stmt);
     if (keel_ok(s)) {
-        bind_text(stmt, 1, target);
+        gate__store_bind_text(stmt, 1, target);
         (void)sqlite3_bind_int64(stmt, 2, now);
         if (open)
-            bind_text(stmt, 3, why != NULL ? why : "");
+            gate__store_bind_text(stmt, 3, why != NULL ? why : "");
         s = gate__store_step_done(st, stmt, "cannot set the circuit breaker");
     }
     if (keel_ok(s))
@@ -327,8 +322,8 @@ keel_status gate_store_backout_green(gate_store *st, const char *target, const c
         &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, target);
-    bind_text(stmt, 2, config);
+    gate__store_bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 2, config);
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW) {
         *green = sqlite3_column_int(stmt, 0) == 0;
