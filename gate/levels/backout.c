@@ -110,7 +110,7 @@ static void event_detail(const gate_backout_row *r, char *detail, size_t size)
 /* Record r in its state, with `event` (NULL: none), and wake the notify hook. */
 static keel_status put(gate *g, gate_backout_row *r, long long now, const char *event)
 {
-    char detail[4 * GATE_BACKOUT_EVIDENCE_MAX];
+    char detail[24 * GATE_BACKOUT_EVIDENCE_MAX]; /* every field escaped at its longest */
     event_detail(r, detail, sizeof(detail));
     keel_status s = gate_store_backout_put(g->store, r, now, event, detail);
     if (keel_ok(s) && event != NULL) {
@@ -314,7 +314,7 @@ keel_status gate_backout_culprit_found(gate *g, const gate_backout_culprit *c, l
         person(r.author, sizeof(r.author), c->author_name, c->author_email);
         person(r.committer, sizeof(r.committer), c->committer_name, c->committer_email);
         r.culprit_change = c->change;
-        r.found_at = c->found_at;
+        r.found_at = c->found_at > 0 ? c->found_at : now; /* tier 2 waits from then */
     }
     r.tier = c->tier;
     r.verified = c->verified;

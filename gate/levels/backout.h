@@ -41,7 +41,7 @@ typedef struct gate_backout_culprit {
     char evidence[GATE_BACKOUT_EVIDENCE_MAX]; /* the search's: runs and results */
     char log[GATE_REASON_MAX];                /* the failing build's log */
     bool verified;      /* its parent passes and it fails, with the configured confidence */
-    long long found_at; /* when the search found it (s) */
+    long long found_at; /* when the search found it (s; 0: `now` of the hand-over) */
 } gate_backout_culprit;
 
 /*
