@@ -1020,8 +1020,8 @@ static keel_status parse(const char *text, size_t len, const char *origin,
     c->crash_limit = 3;
     c->backout = true;
     c->backout_budget = 3;
-    c->backout_max_age_s = 7 * 86400;
-    c->tier2_fix_s = 4 * 3600;
+    c->backout_max_age_s = 7LL * 86400;
+    c->tier2_fix_s = 4LL * 3600;
     gate_limits_default(&c->limits);
     c->log_days = GATE_DEFAULT_LOG_DAYS;
     c->log_max = GATE_DEFAULT_LOG_MAX;

@@ -206,10 +206,10 @@ typedef struct gate_config {
     gate_words pass_env;        /* variable names jobs get from the gate's environment */
     gate_executor executor;     /* where jobs run */
     /* automatic backout (gate/levels/backout.h) */
-    bool backout;                /* backout = yes|no (default yes) */
     unsigned backout_budget;     /* reverts per 24 h, created and landed each (default 3) */
     long long backout_max_age_s; /* older culprits are proposed (default 7d) */
     long long tier2_fix_s;       /* tier 2: how long a fix may take (default 4h) */
+    bool backout;                /* backout = yes|no (default yes) */
     bool hold_when_red;          /* hold the queue while a tier-1 configuration is red */
     gate_matrix_config configs[GATE_MAX_CONFIGS];
     size_t nconfigs;

@@ -113,17 +113,15 @@ static bool line_starts(const char *p, const char *end, const char *prefix)
 static bool no_auto_revert_line(const char *p, const char *end)
 {
     static const char key[] = "No-Auto-Revert:";
-    size_t n = sizeof(key) - 1;
-    if ((size_t)(end - p) < n || strncasecmp(p, key, n) != 0)
+    size_t n = sizeof(key) - 1, len = (size_t)(end - p);
+    char value[32];
+    if (len < n || len - n >= sizeof(value) || strncasecmp(p, key, n) != 0)
         return false;
-    p += n;
-    while (p < end && (*p == ' ' || *p == '\t'))
-        p++;
-    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
-        end--;
-    size_t len = (size_t)(end - p);
-    return (len == 4 && strncasecmp(p, "true", 4) == 0) ||
-           (len == 3 && strncasecmp(p, "yes", 3) == 0);
+    memcpy(value, p + n, len - n);
+    value[len - n] = '\0';
+    char word[8], more = '\0'; /* one word, blanks around it */
+    return sscanf(value, " %7s %c", word, &more) == 1 &&
+           (strcasecmp(word, "true") == 0 || strcasecmp(word, "yes") == 0);
 }
 
 void gate_backout_policy_message(const char *message, bool *is_revert, bool *no_auto_revert)
