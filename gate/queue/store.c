@@ -113,7 +113,9 @@ static const char *const migrations[] = {
     gate__store_post_schema,
     /* 7 -> 8: the nightly level's schedule and runs (store_nightly.c) */
     gate__store_nightly_schema,
-    /* 8 -> 9: the automatic backout's rows and circuit breakers (store_backout.c) */
+    /* 8 -> 9: branch flows (store_flow.c; the lead renumbers at merge) */
+    gate__store_flow_schema,
+    /* 9 -> 10: the automatic backout's rows and circuit breakers (store_backout.c) */
     gate__store_backout_schema,
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };

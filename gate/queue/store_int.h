@@ -60,6 +60,8 @@ static inline void gate__store_bind_text(sqlite3_stmt *stmt, int i, const char *
 extern const char gate__store_post_schema[];
 /* The schema step of store_nightly.c's tables. */
 extern const char gate__store_nightly_schema[];
+/* The schema step of store_flow.c's tables. */
+extern const char gate__store_flow_schema[];
 /* The schema step of store_backout.c's tables. */
 extern const char gate__store_backout_schema[];
 
