@@ -215,15 +215,20 @@ typedef enum section_kind {
     SECTION_SKIP
 } section_kind;
 
-static const char *const gate_keys[] = {
-    "crash-limit", "target",   "slots",   "strategy",  "max-batch", "max-depth", "retries",
-    "notify",      "sandbox",  "memory",  "processes", "cpu",       "output",    "disk",
-    "tmp",         "log-days", "log-max", "pass-env",  "executor",  "blame-max"};
+static const char *const gate_keys[] = {"crash-limit",     "target",         "slots",
+                                        "strategy",        "max-batch",      "max-depth",
+                                        "retries",         "notify",         "sandbox",
+                                        "memory",          "processes",      "cpu",
+                                        "output",          "disk",           "tmp",
+                                        "log-days",        "log-max",        "pass-env",
+                                        "executor",        "backout",        "backout-budget",
+                                        "backout-max-age", "tier2-fix-time", "hold-when-red",
+                                        "blame-max"};
 static const char *const config_keys[] = {
     "build",    "test",      "env",        "timeout", "required",     "network",
     "writable", "memory",    "processes",  "cpu",     "output",       "disk",
     "tmp",      "partition", "constraint", "cpus",    "slurm-memory", "time-limit",
-    "levels",   "tier",      "schedule",   "jitter"};
+    "levels",   "tier",      "schedule",   "jitter",  "backout"};
 static const char *const flow_keys[] = {"trigger", "interval",   "levels",         "owner",
                                         "remind",  "remind-max", "escalate-after", "back-merge"};
 
@@ -659,6 +664,38 @@ static keel_status set_levels(const parse_state *st, const char *value, unsigned
     return s;
 }
 
+/* A duration of [gate] (gate_duration_parse), in seconds. */
+static keel_status parse_duration(const parse_state *st, const char *key, const char *value,
+                                  long long *out)
+{
+    unsigned long long secs = 0;
+    keel_status s = gate_duration_parse(value, &secs);
+    if (keel_ok(s)) {
+        *out = (long long)secs; /* at most 100 years */
+        return KEEL_OK;
+    }
+    keel_status e = errf(st, KEEL_E_PARSE, "'%s': %s", key, keel_status_message(s));
+    keel_status_free(s);
+    return e;
+}
+
+/* The automatic backout's [gate] keys; KEEL_E_NOTFOUND when `key` is none of them. */
+static keel_status backout_key(const parse_state *st, const char *key, const char *value,
+                               gate_config *c)
+{
+    if (strcmp(key, "backout") == 0)
+        return parse_bool(st, key, value, &c->backout);
+    if (strcmp(key, "hold-when-red") == 0)
+        return parse_bool(st, key, value, &c->hold_when_red);
+    if (strcmp(key, "backout-budget") == 0)
+        return parse_uint(st, key, value, 0, 1000, &c->backout_budget);
+    if (strcmp(key, "backout-max-age") == 0)
+        return parse_duration(st, key, value, &c->backout_max_age_s);
+    if (strcmp(key, "tier2-fix-time") == 0)
+        return parse_duration(st, key, value, &c->tier2_fix_s);
+    return KEEL_ERR(KEEL_E_NOTFOUND, "not a backout key");
+}
+
 /* ---- [flow SRC -> DST] ------------------------------------------------------------ */
 
 static keel_status found(parse_state *st, keel_status s);
@@ -959,6 +996,10 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
         c->executor = strcmp(value, "slurm") == 0 ? GATE_EXECUTOR_SLURM : GATE_EXECUTOR_LOCAL;
         return KEEL_OK;
     }
+    keel_status bs = backout_key(st, key, value, c);
+    if (!KEEL_IS(bs, KEEL_E_NOTFOUND))
+        return bs;
+    keel_status_free(bs);
     unsigned bit = 0;
     keel_status ls = limit_key_parse(st, key, value, &c->limits, &bit);
     if (!KEEL_IS(ls, KEEL_E_NOTFOUND))
@@ -1022,6 +1063,13 @@ static keel_status config_key(parse_state *st, const char *key, const char *valu
         return set_levels(st, value, &m->levels);
     if (strcmp(key, "tier") == 0)
         return parse_uint(st, key, value, 1, 3, &m->tier);
+    if (strcmp(key, "backout") == 0) {
+        bool on = false;
+        keel_status s = parse_bool(st, key, value, &on);
+        if (keel_ok(s))
+            m->backout = on ? 1 : 0;
+        return s;
+    }
     if (strcmp(key, "schedule") == 0 || strcmp(key, "jitter") == 0) {
         unsigned long long secs = 0;
         if (strlen(value) >= sizeof(m->schedule_text))
@@ -1089,6 +1137,7 @@ static keel_status open_section(parse_state *st, char *head)
         m->required = true;
         m->levels = GATE_LEVELS_DEFAULT;
         m->tier = GATE_TIER_DEFAULT;
+        m->backout = -1;
         keel_status cs = gate_cron_parse(GATE_SCHEDULE_DEFAULT, &m->schedule);
         KEEL_ASSERT(keel_ok(cs));
         keel_status_ignore(cs, "the default schedule parses");
@@ -1236,6 +1285,10 @@ static keel_status parse(const char *text, size_t len, const char *origin,
     c->retries = 1;
     c->blame_max = 3;
     c->crash_limit = 3;
+    c->backout = true;
+    c->backout_budget = 3;
+    c->backout_max_age_s = 7LL * 86400;
+    c->tier2_fix_s = 4LL * 3600;
     gate_limits_default(&c->limits);
     c->log_days = GATE_DEFAULT_LOG_DAYS;
     c->log_max = GATE_DEFAULT_LOG_MAX;

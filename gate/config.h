@@ -49,6 +49,16 @@
  *                              #   02:00), see gate/levels/cron.h
  *   jitter   = 30m             # nightly: started up to this much later (a
  *                              #   duration, at most 1d; default 30m)
+ *   backout  = no              # this configuration's culprits are proposed, not reverted
+ *
+ *   [gate] keys of the automatic backout (gate/levels/backout.h, docs/gate.md):
+ *   backout         = yes      # back out verified culprits of tier 1 (and 2) (default yes)
+ *   backout-budget  = 3        # reverts per 24 h, created and landed counted apart
+ *   backout-max-age = 7d       # older culprits are proposed, not reverted
+ *   tier2-fix-time  = 4h       # tier 2: reverted only when no fix landed in this time
+ *   hold-when-red   = no       # yes: the queue holds while a tier-1 configuration is
+ *                              # red at post and no backout is under way
+ *   Durations as gate_duration_parse reads them (4h, 7d, 2w, or 0).
  *
  * Levels and tiers (issue 17): a configuration runs at the levels it names;
  * one without `levels` runs at `gate` and `try`, as every configuration did
@@ -173,6 +183,7 @@ typedef struct gate_matrix_config {
     gate_slurm_request slurm;
     unsigned levels; /* GATE_LEVEL_* bits; GATE_LEVELS_DEFAULT when not given */
     unsigned tier;   /* 1..3; GATE_TIER_DEFAULT when not given */
+    int backout;     /* backout = yes (1) | no (0); -1: not given ([gate]'s) */
     /* the nightly level's (gate/levels/nightly.c): when, and a jitter of 0..jitter_s - 1 s */
     gate_cron schedule;      /* GATE_SCHEDULE_DEFAULT when not given */
     char schedule_text[128]; /* as written (for status and history) */
@@ -248,6 +259,12 @@ typedef struct gate_config {
     unsigned long long log_max; /* bytes: the oldest logs beyond this are removed (0: no cap) */
     gate_words pass_env;        /* variable names jobs get from the gate's environment */
     gate_executor executor;     /* where jobs run */
+    /* automatic backout (gate/levels/backout.h) */
+    unsigned backout_budget;     /* reverts per 24 h, created and landed each (default 3) */
+    long long backout_max_age_s; /* older culprits are proposed (default 7d) */
+    long long tier2_fix_s;       /* tier 2: how long a fix may take (default 4h) */
+    bool backout;                /* backout = yes|no (default yes) */
+    bool hold_when_red;          /* hold the queue while a tier-1 configuration is red */
     gate_matrix_config configs[GATE_MAX_CONFIGS];
     size_t nconfigs;
     gate_flow_config flows[GATE_MAX_FLOWS]; /* [flow SRC -> DST], back-merges included */

@@ -114,6 +114,7 @@ struct gate {
     bool pushed_warned;
     bool recovered;   /* the run's first recovery (the one after a crash) is done */
     bool config_used; /* run --config FILE: the tip's configuration is FILE's now */
+    bool held;        /* hold-when-red holds the queue (gate/levels/backout.h) */
 };
 
 void gate_say(gate *g, const char *fmt, ...) KEEL_PRINTF(2, 3);
@@ -191,6 +192,8 @@ KEEL_MUST_USE keel_status gate_already_in(gate *g, const char *branch, const cha
 KEEL_MUST_USE keel_status gate_already_in_event(gate *g, const char *branch, const char *head,
                                                 keel_status why);
 
+/* A stress point `gate.<name>` fired (`fire`): the process ends as kill -9 would end it (99). */
+void gate_crash_if(bool fire, const char *name);
 void gate_point_after_merge(void);
 void gate_point_after_job(void);
 void gate_point_before_cas(void);

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backout.h"
 #include "exec.h"
 #include "gate_loop.h"
 #include "nightly.h"
@@ -501,6 +502,33 @@ static void pause_for(gate *g, unsigned long long ms)
 }
 
 /*
+ * The backouts' turn (backout.h): its failure is said, not the queue's: the
+ * queue goes on, and the backout is carried on at the next turn.
+ */
+static void backout_turn(gate *g)
+{
+    keel_status s = gate_backout_turn(g, gate_now_s());
+    if (!keel_ok(s)) {
+        char line[GATE_REASON_MAX];
+        gate_status_line(s, line, sizeof(line));
+        keel_status_free(s);
+        gate_say(g, "warning: backout: %s (tried again at the next turn)\n", line);
+    }
+}
+
+/* hold-when-red (backout.h): *held, said when it starts and ends. */
+static keel_status hold_when_red(gate *g, bool *held)
+{
+    char why[GATE_REASON_MAX];
+    keel_status s = gate_backout_hold(g, held, why, sizeof(why));
+    if (keel_ok(s) && *held != g->held)
+        gate_say(g, "%s\n", *held ? why : "queue: resumed (hold-when-red: no longer red)");
+    if (keel_ok(s))
+        g->held = *held;
+    return s;
+}
+
+/*
  * One turn: submissions in, decisions and builds out, then wait for a job.
  * *done: the queue is empty and `once` says to return.
  */
@@ -512,18 +540,24 @@ static keel_status turn(gate *g, bool once, bool *done)
     unsigned gen = g->gen;
     bool paused = false; /* paused: what runs finishes and is decided, nothing new starts */
     keel_status s = gate_store_paused(g->store, g->target, &paused, NULL, 0, NULL);
+    bool held = false; /* hold-when-red: the queue waits, the post level builds on */
+    if (keel_ok(s))
+        backout_turn(g);
+    if (keel_ok(s))
+        s = hold_when_red(g, &held);
     if (keel_ok(s))
         s = sync_queue(g);
     if (keel_ok(s))
         s = gate_start_again(g);
     if (keel_ok(s))
-        s = pump(g, paused);
+        s = pump(g, paused || held);
     if (!keel_ok(s) || gen != g->gen)
         return s; /* restarted (a lost compare-and-swap): the queue is read again */
     gate_sched_stats st;
     gate_sched_stats_get(g->sched, &st);
     bool post_busy = false; /* the post level: the slots the queue leaves free */
-    bool queue_busy = st.queued > 0 || st.testing > 0 || g->nagain > 0;
+    /* held: the queue's changes wait, the post and nightly levels build (they turn it green) */
+    bool queue_busy = (st.queued > 0 && !held) || st.testing > 0 || g->nagain > 0;
     s = gate_post_turn(g, queue_busy, paused, &post_busy);
     bool nightly_busy = false; /* the nightly level: what the queue and the post level leave */
     if (keel_ok(s))
@@ -535,9 +569,9 @@ static keel_status turn(gate *g, bool once, bool *done)
     unsigned queue_jobs = outstanding - gate_post_running(g) - gate_nightly_running(g);
     bool idle = queue_jobs == 0 && st.running == 0 && g->nagain == 0;
     if ((st.queued == 0 && st.testing == 0 && outstanding == 0 && g->nagain == 0 && !post_busy) ||
-        (idle && paused && outstanding == 0)) { /* paused: the rest waits for the queue to resume */
+        (idle && (paused || held) && outstanding == 0)) { /* the rest waits for the queue */
         *done = once;
-    } else if (idle && (st.queued > 0 || st.testing > 0)) {
+    } else if (idle && !paused && !held && (st.queued > 0 || st.testing > 0)) {
         return KEEL_ERR(KEEL_E_INTERNAL, "the scheduler holds %zu changes but starts nothing",
                         st.queued + st.testing);
     }

@@ -253,6 +253,12 @@ static void payload(const gate_notifier *n, const gate_notice *e, char *json, si
         len += (size_t)snprintf(json + len, len < size ? size - len : 0, "%s", keys[k]);
         len = gate_json_str(json, size, len, values[k]);
     }
+    if (e->author[0] != '\0' || e->committer[0] != '\0') { /* a backout's: who is told */
+        len += (size_t)snprintf(json + len, len < size ? size - len : 0, ",\"author\":");
+        len = gate_json_str(json, size, len, e->author);
+        len += (size_t)snprintf(json + len, len < size ? size - len : 0, ",\"committer\":");
+        len = gate_json_str(json, size, len, e->committer);
+    }
     len += (size_t)snprintf(json + len, len < size ? size - len : 0, "}\n");
     KEEL_ASSERT(len < size); /* sized for the longest fields, every byte escaped */
 }
@@ -323,7 +329,7 @@ static pass deliver(gate_notifier *n, unsigned long long *resume_at)
         if (past_deadline(n))
             return OUT_OF_TIME;
         if (!none) {
-            char json[8192];
+            char json[12288];
             payload(n, e, json, sizeof(json));
             bool by_stop = false;
             s = run_hook(n, json, &by_stop);

@@ -104,6 +104,17 @@ static void found_at(unsigned from, unsigned to)
         /* the range's rows the post level did not build: the search's, or not run */
         assert_int_equal(fx_sql_int("SELECT count(*) FROM post_results WHERE state = ?", "pending"),
                          0);
+        /* tier 1: backed out through the gate, exactly the culprit, and main is green again */
+        char hex[GIT_OID_HEXSZ + 1];
+        git_oid_tostr(hex, sizeof(hex), &c[bad - 1]);
+        assert_int_equal(fx_sql_int("SELECT count(*) FROM backouts WHERE state = 'landed'", NULL),
+                         1);
+        assert_int_equal(fx_sql_int("SELECT count(*) FROM backouts WHERE culprit = ?", hex), 1);
+        assert_int_equal(fx_sql_int("SELECT r.fails FROM post_results r JOIN post_commits c ON "
+                                    "c.target = r.target AND c.commit_id = r.commit_id WHERE "
+                                    "r.config = ? AND r.state = 'done' ORDER BY c.seq DESC LIMIT 1",
+                                    "long"),
+                         0);
         fx_teardown_repo();
     }
 }
@@ -136,7 +147,8 @@ static void test_found_at_13_to_16(void **state)
 static void test_gate_merge_reports_the_change(void **state)
 {
     (void)state;
-    fx_setup_repo("strategy = serial\nsandbox = none", long_config);
+    /* backout = no: the verified culprit stays on main (the backout's own tests revert it) */
+    fx_setup_repo("strategy = serial\nsandbox = none\nbackout = no", long_config);
     (void)fx_run_once();
     fx_branch("breaks", "postbad", "x\n");
     gate *g = fx_open();

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backout.h"
 #include "clidoc.h"
 #include "gate.h"
 #include "git.h"
@@ -37,7 +38,8 @@ enum cmd_bit {
     C_HISTORY = 1u << 9,
     C_NIGHTLY = 1u << 10,
     C_CULPRIT = 1u << 11,
-    C_ALL = 0xfffu
+    C_BACKOUTS = 1u << 12,
+    C_ALL = 0x1fffu
 };
 
 typedef struct opt_def {
@@ -56,7 +58,10 @@ static const opt_def opt_table[] = {
     {"work", "DIR", C_RUN | C_TRY,
      "where jobs' work trees go, outside the repository (default: <state>.d/work)"},
     {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
-    {"json", NULL, C_STATUS | C_LOG | C_HISTORY | C_CULPRIT, "machine-readable output"},
+    {"json", NULL, C_STATUS | C_LOG | C_HISTORY | C_CULPRIT | C_BACKOUTS,
+     "machine-readable output"},
+    {"reset", NULL, C_BACKOUTS,
+     "close the circuit breaker: automatic backouts start again (a person decided)"},
     {"once", NULL, C_RUN, "stop when the queue is empty"},
     {"now", NULL, C_NIGHTLY, "every configuration at level nightly is due now"},
     {"config", "FILE|NAME", C_RUN | C_HISTORY,
@@ -108,6 +113,8 @@ static const cmd_def cmd_table[] = {
      "the nightly level: each configuration's schedule, next time and last runs (--now: due now)"},
     {"culprit", C_CULPRIT, 1, 0, "<config>",
      "the newest culprit search of a configuration: range, builds, suspects, verdict"},
+    {"backouts", C_BACKOUTS, 0, 0, "",
+     "automatic backouts: each culprit's state, guard rail and change; the circuit breaker"},
 };
 enum { NCMDS = sizeof(cmd_table) / sizeof(cmd_table[0]) };
 
@@ -472,6 +479,17 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         break;
     case C_CULPRIT:
         s = gate_culprit_show(g, p.args[0], out, opt_value(&p, "json") != NULL);
+        break;
+    case C_BACKOUTS:
+        if (opt_value(&p, "reset") != NULL) {
+            bool was_open = false;
+            s = gate_backout_reset(g, &was_open);
+            if (keel_ok(s))
+                (void)fprintf(out, "circuit breaker of '%s' %s\n", gate_target(g),
+                              was_open ? "closed: automatic backouts start again" : "was not open");
+        } else {
+            s = gate_backouts(g, out, opt_value(&p, "json") != NULL);
+        }
         break;
     case C_TOKEN:
         s = gate_token_cmd(g, p.args[0], p.nargs > 1 ? p.args[1] : NULL, opt_value(&p, "role"),

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backout.h"
 #include "gate_int.h"
 #include "query.h"
 #include "store_web.h"
@@ -275,6 +276,10 @@ keel_status gate_status(gate *g, FILE *f, unsigned flags)
     if (keel_ok(s))
         s = gate_store_paused(g->store, g->target, &paused, pause_reason, sizeof(pause_reason),
                               &paused_since);
+    bool held = false; /* hold-when-red (gate/levels/backout.h) */
+    char held_why[GATE_REASON_MAX] = "";
+    if (keel_ok(s))
+        s = gate_backout_hold(g, &held, held_why, sizeof(held_why));
     if (keel_ok(s))
         s = gate_store_queued(g->store, g->target, (long long)time(NULL), 3600, buf, LIST_MAX, &nq);
     if (keel_ok(s))
@@ -302,6 +307,11 @@ keel_status gate_status(gate *g, FILE *f, unsigned flags)
         } else {
             (void)fprintf(f, "null");
         }
+        (void)fprintf(f, ",\"held\":");
+        if (held)
+            gate_json_fput(f, held_why);
+        else
+            (void)fprintf(f, "null");
         if (unreachable[0] != '\0') {
             (void)fprintf(f, ",\"remote_error\":");
             gate_json_fput(f, unreachable);
@@ -319,6 +329,8 @@ keel_status gate_status(gate *g, FILE *f, unsigned flags)
                              "resumes: POST /api/v1/queue/resume)\n",
                              when, pause_reason);
         }
+        if (held)
+            gate_text_printf(f, "queue: %s\n", held_why);
     }
     s = print_progress(g, f, json, jobs, njobs);
     if (keel_ok(s) && json) {

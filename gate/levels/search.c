@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backout.h"
 #include "culprit.h"
 #include "git_int.h"
 #include "post.h"
@@ -217,13 +218,48 @@ static void json_blame(gate *g, char *buf, size_t size, size_t len, const char *
  * and told already.  It must be idempotent (a kill after it returns and
  * before the store says it was handed calls it again on the next run).
  */
+/* "Name <email>" into its name and its address (a text without '<': all name). */
+static void split_person(const char *person, char *name, size_t nsize, char *email, size_t esize)
+{
+    const char *lt = strrchr(person, '<');
+    const char *gt = lt != NULL ? strchr(lt, '>') : NULL;
+    size_t nlen = lt != NULL ? (size_t)(lt - person) : strlen(person);
+    while (nlen > 0 && person[nlen - 1] == ' ')
+        nlen--;
+    gate_fmt(name, nsize, "%.*s", (int)nlen, person);
+    if (lt != NULL && gt != NULL)
+        gate_fmt(email, esize, "%.*s", (int)(gt - lt - 1), lt + 1);
+    else
+        email[0] = '\0';
+}
+
+/*
+ * A verified culprit, handed to the backout (gate/levels/backout.h), which
+ * decides by its guard rails what to do and is idempotent: a kill between
+ * this and the search's `handed` mark hands it again on the next run.
+ */
 static keel_status culprit_verified(gate *g, const gate_search_found *f)
 {
-    gate_say(g, "culprit: '%s' broken by %.12s \"%s\" (%s)%s%s: verified, %s\n", f->config,
-             f->commit, f->subject, f->author, f->change_id != 0 ? ", change " : "",
-             f->change_id != 0 ? f->branch : "",
-             f->tier == 1 ? "to back out" : "reported (tier 2)");
-    return KEEL_OK;
+    gate_say(g, "culprit: '%s' broken by %.12s \"%s\" (%s)%s%s: verified\n", f->config, f->commit,
+             f->subject, f->author, f->change_id != 0 ? ", change " : "",
+             f->change_id != 0 ? f->branch : "");
+    gate_backout_culprit c;
+    memset(&c, 0, sizeof(c));
+    gate_fmt(c.target, sizeof(c.target), "%s", f->target);
+    gate_fmt(c.config, sizeof(c.config), "%s", f->config);
+    c.tier = f->tier;
+    gate_fmt(c.commit, sizeof(c.commit), "%s", f->commit);
+    gate_fmt(c.parent, sizeof(c.parent), "%s", f->parent);
+    gate_fmt(c.subject, sizeof(c.subject), "%s", f->subject);
+    split_person(f->author, c.author_name, sizeof(c.author_name), c.author_email,
+                 sizeof(c.author_email));
+    split_person(f->committer, c.committer_name, sizeof(c.committer_name), c.committer_email,
+                 sizeof(c.committer_email));
+    c.change = f->change_id;
+    gate_fmt(c.evidence, sizeof(c.evidence), "%s", f->evidence);
+    gate_fmt(c.log, sizeof(c.log), "%s", f->log);
+    c.verified = true;
+    return gate_backout_culprit_found(g, &c, gate_now_s());
 }
 
 /* The verified culprit of search ss: what the backout is handed. */

@@ -117,6 +117,8 @@ static const char *const migrations[] = {
     gate__store_flow_schema,
     /* 9 -> 10: the culprit searches, their ranges and builds (store_culprit.c) */
     gate__store_culprit_schema,
+    /* 10 -> 11: the automatic backout's rows and circuit breakers (store_backout.c) */
+    gate__store_backout_schema,
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 

@@ -271,6 +271,8 @@ typedef struct gate_notice {
     char head[GATE_OID_HEX];
     char merge[GATE_OID_HEX]; /* the landed / rejected / flaky candidate's merge; a conflict: "" */
     char reason[GATE_REASON_MAX];
+    char author[128];    /* a backout event's: the culprit's author ("name <email>"); else "" */
+    char committer[128]; /* and its committer (the hook gets them when not "") */
 } gate_notice;
 
 /* Start target's cursor at the newest event unless it has one (what came before is no news). */

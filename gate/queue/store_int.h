@@ -64,5 +64,7 @@ extern const char gate__store_nightly_schema[];
 extern const char gate__store_flow_schema[];
 /* The schema step of store_culprit.c's tables. */
 extern const char gate__store_culprit_schema[];
+/* The schema step of store_backout.c's tables. */
+extern const char gate__store_backout_schema[];
 
 #endif /* KEEL_GATE_STORE_INT_H */

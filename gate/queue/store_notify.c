@@ -33,7 +33,48 @@ static const char *const notice_kinds[][2] = {{"landed", "land"},
                                               {"target-green", "target-green"},
                                               {"culprit-suspected", "culprit-suspected"},
                                               {"culprit-verified", "culprit-verified"},
-                                              {"culprit-gave-up", "culprit-gave-up"}};
+                                              {"culprit-gave-up", "culprit-gave-up"},
+                                              {"nightly-failed", "nightly-failed"},
+                                              {"nightly-passed", "nightly-passed"},
+                                              {"backout-queued", "backout-queued"},
+                                              {"backout-landed", "backout-landed"},
+                                              {"backout-rejected", "backout-rejected"},
+                                              {"backout-refused", "backout-refused"},
+                                              {"backout-proposed", "backout-proposed"},
+                                              {"backout-waiting", "backout-waiting"},
+                                              {"breaker-open", "breaker-open"},
+                                              {"breaker-closed", "breaker-closed"}};
+
+/*
+ * The hook's events after the cursor: id, kind, change, branch, head (the
+ * levels' (post, nightly, culprit search): their commit; the backout's: the
+ * culprit), merge, reason, and the backout's author and committer ('' for
+ * the others).
+ */
+#define LEVEL_KINDS                                                                           \
+    "('post-failed', 'target-red', 'target-green', 'culprit-suspected', 'culprit-verified', " \
+    "'culprit-gave-up', 'nightly-failed', 'nightly-passed')"
+#define BACKOUT_KINDS "(e.kind LIKE 'backout-%' OR e.kind LIKE 'breaker-%')"
+static const char notify_next_sql[] =
+    "SELECT e.id, e.kind, e.change, coalesce(c.branch, ''), CASE WHEN e.kind IN " LEVEL_KINDS
+    " THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.commit') END, "
+    "'') WHEN " BACKOUT_KINDS " THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
+    "json_extract(e.detail, '$.culprit') END, '') ELSE coalesce(c.head, '') END, CASE e.kind "
+    "WHEN 'conflict' THEN '' WHEN 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
+    "json_extract(e.detail, '$.merge') END, (SELECT merge FROM candidates WHERE id = CASE WHEN "
+    "json_valid(e.detail) THEN json_extract(e.detail, '$.candidate') END), '') ELSE "
+    "coalesce((SELECT merge FROM candidates WHERE id = c.candidate), '') END, CASE WHEN e.kind "
+    "= 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, "
+    "'$.failed') END, '') WHEN e.kind IN " LEVEL_KINDS " OR " BACKOUT_KINDS
+    " THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.reason') END, "
+    "'') ELSE coalesce(c.reason, '') END, CASE WHEN " BACKOUT_KINDS
+    " THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.author') END, "
+    "'') ELSE '' END, CASE WHEN " BACKOUT_KINDS
+    " THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.committer') "
+    "END, '') ELSE '' END FROM events e LEFT JOIN changes c ON c.id = e.change WHERE e.target = "
+    "?1 AND e.id > coalesce((SELECT event FROM notify_cursor WHERE target = ?1), 0) AND (e.kind "
+    "IN ('landed', 'rejected', 'conflict', 'flake') OR e.kind IN " LEVEL_KINDS " OR " BACKOUT_KINDS
+    ") ORDER BY e.id LIMIT ?2";
 
 keel_status gate_store_notify_next(gate_store *st, const char *target, gate_notice *out, size_t max,
                                    size_t *n)
@@ -46,29 +87,7 @@ keel_status gate_store_notify_next(gate_store *st, const char *target, gate_noti
      * reason are in its detail (older ones: its candidate's); a conflict has no merge
      */
     if (st->notify_next == NULL)
-        s = gate__store_prepare(
-            st,
-            "SELECT e.id, e.kind, e.change, coalesce(c.branch, ''), CASE WHEN e.kind IN "
-            "('post-failed', 'target-red', 'target-green', 'culprit-suspected', "
-            "'culprit-verified', 'culprit-gave-up') THEN coalesce(CASE WHEN "
-            "json_valid(e.detail) THEN json_extract(e.detail, '$.commit') END, '') ELSE "
-            "coalesce(c.head, '') END, "
-            "CASE e.kind WHEN 'conflict' THEN '' WHEN 'flake' THEN coalesce(CASE WHEN "
-            "json_valid(e.detail) THEN json_extract(e.detail, '$.merge') END, (SELECT merge "
-            "FROM candidates WHERE id = CASE WHEN json_valid(e.detail) THEN "
-            "json_extract(e.detail, '$.candidate') END), '') ELSE coalesce((SELECT merge "
-            "FROM candidates WHERE id = c.candidate), '') END, "
-            "CASE WHEN e.kind = 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
-            "json_extract(e.detail, '$.failed') END, '') WHEN e.kind IN ('post-failed', "
-            "'target-red', 'target-green', 'culprit-suspected', 'culprit-verified', "
-            "'culprit-gave-up') THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
-            "json_extract(e.detail, '$.reason') END, '') ELSE coalesce(c.reason, '') END "
-            "FROM events e LEFT JOIN changes c ON c.id = e.change WHERE e.target = ?1 AND "
-            "e.id > coalesce((SELECT event FROM notify_cursor WHERE target = ?1), 0) AND "
-            "e.kind IN ('landed', 'rejected', 'conflict', 'flake', 'post-failed', 'target-red', "
-            "'target-green', 'culprit-suspected', 'culprit-verified', 'culprit-gave-up') ORDER "
-            "BY e.id LIMIT ?2",
-            &st->notify_next);
+        s = gate__store_prepare(st, notify_next_sql, &st->notify_next);
     if (!keel_ok(s))
         return s;
     sqlite3_stmt *stmt = st->notify_next;
@@ -92,6 +111,8 @@ keel_status gate_store_notify_next(gate_store *st, const char *target, gate_noti
         gate__store_copy_text(e->head, sizeof(e->head), sqlite3_column_text(stmt, 4));
         gate__store_copy_text(e->merge, sizeof(e->merge), sqlite3_column_text(stmt, 5));
         gate__store_copy_text(e->reason, sizeof(e->reason), sqlite3_column_text(stmt, 6));
+        gate__store_copy_text(e->author, sizeof(e->author), sqlite3_column_text(stmt, 7));
+        gate__store_copy_text(e->committer, sizeof(e->committer), sqlite3_column_text(stmt, 8));
     }
     (void)sqlite3_reset(stmt); /* kept for the next call: no read transaction held */
     (void)sqlite3_clear_bindings(stmt);
