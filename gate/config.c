@@ -209,13 +209,13 @@ bool gate_words_shell(const char *text, gate_shell *sh)
 typedef enum section_kind { SECTION_NONE, SECTION_GATE, SECTION_CONFIG, SECTION_SKIP } section_kind;
 
 static const char *const gate_keys[] = {
-    "crash-limit", "target",   "slots",   "strategy",  "max-batch", "max-depth", "retries",
-    "notify",      "sandbox",  "memory",  "processes", "cpu",       "output",    "disk",
-    "tmp",         "log-days", "log-max", "pass-env",  "executor"};
+    "crash-limit", "target",   "slots",   "strategy",  "max-batch", "max-depth",  "retries",
+    "notify",      "sandbox",  "memory",  "processes", "cpu",       "output",     "disk",
+    "tmp",         "log-days", "log-max", "pass-env",  "executor",  "ccache-size"};
 static const char *const config_keys[] = {
     "build",      "test",      "env",          "timeout",    "required", "network", "writable",
     "memory",     "processes", "cpu",          "output",     "disk",     "tmp",     "partition",
-    "constraint", "cpus",      "slurm-memory", "time-limit", "levels",   "tier"};
+    "constraint", "cpus",      "slurm-memory", "time-limit", "levels",   "tier",    "ccache-size"};
 
 /* The limit keys, in [gate] (defaults) and [config NAME] (its own). */
 typedef struct limit_key {
@@ -620,6 +620,25 @@ static keel_status set_levels(const parse_state *st, const char *value, unsigned
     return s;
 }
 
+/* `ccache-size`: a size (0: no compiler cache), at least 1M when not 0 (ccache's own floor). */
+static keel_status set_ccache_size(const parse_state *st, const char *value,
+                                   unsigned long long *out)
+{
+    keel_status s = gate_size_parse(value, out);
+    if (!keel_ok(s)) {
+        keel_status_free(s);
+        return errf(st, KEEL_E_PARSE,
+                    "'ccache-size' must be a size such as 512M or 2G (0: no compiler cache), "
+                    "not '%s'",
+                    value);
+    }
+    if (*out != 0 && *out < 1024ull * 1024)
+        return errf(st, KEEL_E_RANGE,
+                    "'ccache-size' %s is below ccache's smallest cache, 1M (0: no compiler cache)",
+                    value);
+    return KEEL_OK;
+}
+
 static keel_status gate_key(parse_state *st, const char *key, const char *value)
 {
     gate_config *c = st->cfg;
@@ -665,6 +684,8 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
     }
     if (strcmp(key, "pass-env") == 0)
         return set_pass_env(st, value, &c->pass_env);
+    if (strcmp(key, "ccache-size") == 0)
+        return set_ccache_size(st, value, &c->ccache_size);
     if (strcmp(key, "executor") == 0) {
         if (strcmp(value, "local") != 0 && strcmp(value, "slurm") != 0)
             return errf(st, KEEL_E_PARSE, "'executor' must be local or slurm, not '%s'", value);
@@ -734,6 +755,10 @@ static keel_status config_key(parse_state *st, const char *key, const char *valu
         return set_levels(st, value, &m->levels);
     if (strcmp(key, "tier") == 0)
         return parse_uint(st, key, value, 1, 3, &m->tier);
+    if (strcmp(key, "ccache-size") == 0) {
+        m->ccache_set = true;
+        return set_ccache_size(st, value, &m->ccache_size);
+    }
     unsigned bit = 0;
     keel_status ls = limit_key_parse(st, key, value, &m->limits, &bit);
     if (keel_ok(ls))
@@ -863,6 +888,8 @@ static keel_status validate(parse_state *st)
             if ((m->limits_set & limit_keys[k].bit) == 0)
                 memcpy((char *)&m->limits + limit_keys[k].offset,
                        (const char *)&c->limits + limit_keys[k].offset, sizeof(unsigned long long));
+        if (!m->ccache_set)
+            m->ccache_size = c->ccache_size;
         if (m->test.n == 0 && m->build.n == 0 && !st->command_refused[i]) {
             st->line = st->config_line[i]; /* the error names its section's line */
             s = found(st, errf(st, KEEL_E_PARSE,

@@ -161,6 +161,10 @@ typedef struct gate_matrix_config {
     gate_slurm_request slurm;
     unsigned levels; /* GATE_LEVEL_* bits; GATE_LEVELS_DEFAULT when not given */
     unsigned tier;   /* 1..3; GATE_TIER_DEFAULT when not given */
+    /* ccache-size: its compiler cache's size limit (gate/exec/ccache.h); 0: no cache.  Its
+     * own, or [gate]'s when it sets none */
+    unsigned long long ccache_size;
+    bool ccache_set;
 } gate_matrix_config;
 
 typedef struct gate_config {
@@ -171,14 +175,15 @@ typedef struct gate_config {
     unsigned max_batch;
     unsigned max_depth;
     unsigned retries;
-    unsigned crash_limit;       /* quarantine a change after this many gate deaths (0: never) */
-    gate_words notify;          /* empty: no hook */
-    bool sandbox_none;          /* sandbox = none: jobs run without bubblewrap */
-    gate_limits limits;         /* the defaults of every configuration */
-    unsigned log_days;          /* job logs older than this are removed (0: never) */
-    unsigned long long log_max; /* bytes: the oldest logs beyond this are removed (0: no cap) */
-    gate_words pass_env;        /* variable names jobs get from the gate's environment */
-    gate_executor executor;     /* where jobs run */
+    unsigned crash_limit;           /* quarantine a change after this many gate deaths (0: never) */
+    gate_words notify;              /* empty: no hook */
+    bool sandbox_none;              /* sandbox = none: jobs run without bubblewrap */
+    gate_limits limits;             /* the defaults of every configuration */
+    unsigned log_days;              /* job logs older than this are removed (0: never) */
+    unsigned long long log_max;     /* bytes: the oldest logs beyond this are removed (0: no cap) */
+    gate_words pass_env;            /* variable names jobs get from the gate's environment */
+    gate_executor executor;         /* where jobs run */
+    unsigned long long ccache_size; /* ccache-size: every configuration's default (0: none) */
     gate_matrix_config configs[GATE_MAX_CONFIGS];
     size_t nconfigs;
 } gate_config;

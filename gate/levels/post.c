@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ccache.h"
 #include "exec.h"
 #include "store_post.h"
 #include "worktree.h"
@@ -154,6 +155,8 @@ static keel_status start_one(gate *g, const gate_post_row *r)
     gate_job_from_config(j, m);
     gate_fmt(j->post_commit, sizeof(j->post_commit), "%s", r->commit);
     s = gate_job_policy_from(&j->policy, g->tip_cfg, m->name); /* the target's, as the queue's */
+    if (keel_ok(s))
+        s = gate_ccache_attach(&j->policy, g->work, g->tip_cfg, m->name);
     j->hidden = &g->hidden;
     j->records = g->records;
     j->tree = tree;
