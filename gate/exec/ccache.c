@@ -50,11 +50,12 @@ static keel_status make_dir(const char *path)
 /* <dir>/ccache.conf: max_size, rewritten when it differs (a job may have changed it). */
 static keel_status write_conf(const char *dir, unsigned long long size)
 {
-    char conf[GATE_PATH_MAX + 16], want[64], have[64] = "";
+    char conf[GATE_PATH_MAX + 16], want[64];
     gate_fmt(conf, sizeof(conf), "%s/ccache.conf", dir);
     (void)snprintf(want, sizeof(want), "max_size = %lluK\n", size / 1024);
     FILE *f = fopen(conf, "r");
     if (f != NULL) {
+        char have[64];
         size_t n = fread(have, 1, sizeof(have) - 1, f);
         have[n] = '\0';
         (void)fclose(f);
@@ -156,7 +157,7 @@ keel_status gate_ccache_stats_parse(const char *text, gate_ccache_stats *out)
     for (const char *line = text; *line != '\0';) {
         const char *end = strchr(line, '\n');
         size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
-        const char *tab = memchr(line, '\t', len);
+        const char *tab = (const char *)memchr(line, '\t', len);
         if (tab != NULL) {
             size_t klen = (size_t)(tab - line);
             char *num_end = NULL;
