@@ -158,6 +158,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             req.q_limit = value;
         else if (strcmp(line, "after") == 0)
             req.q_after = value;
+        else if (strcmp(line, "name") == 0)
+            req.q_name = value;
     }
     if ((who & 1) != 0)
         req.authorization = fz_admin;

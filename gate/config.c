@@ -213,9 +213,10 @@ static const char *const gate_keys[] = {
     "notify",      "sandbox",  "memory",  "processes", "cpu",       "output",     "disk",
     "tmp",         "log-days", "log-max", "pass-env",  "executor",  "ccache-size"};
 static const char *const config_keys[] = {
-    "build",      "test",      "env",          "timeout",    "required", "network", "writable",
-    "memory",     "processes", "cpu",          "output",     "disk",     "tmp",     "partition",
-    "constraint", "cpus",      "slurm-memory", "time-limit", "levels",   "tier",    "ccache-size"};
+    "build",    "test",      "env",        "timeout", "required",     "network",
+    "writable", "memory",    "processes",  "cpu",     "output",       "disk",
+    "tmp",      "partition", "constraint", "cpus",    "slurm-memory", "time-limit",
+    "levels",   "tier",      "schedule",   "jitter",  "ccache-size"};
 
 /* The limit keys, in [gate] (defaults) and [config NAME] (its own). */
 typedef struct limit_key {
@@ -264,6 +265,34 @@ keel_status gate_size_parse(const char *text, unsigned long long *out)
     if (errno == ERANGE || (shift > 0 && v > (~0ull >> shift)))
         return KEEL_ERR(KEEL_E_RANGE, "size '%s' is too large", text);
     *out = v << shift;
+    return KEEL_OK;
+}
+
+keel_status gate_duration_parse(const char *text, unsigned long long *seconds)
+{
+    KEEL_ASSERT(text != NULL && seconds != NULL);
+    static const struct {
+        char unit;
+        unsigned long long s;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 604800}};
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    unsigned long long mult = 0;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]) && end[0] != '\0' && end[1] == '\0';
+         i++)
+        if (*end == units[i].unit)
+            mult = units[i].s;
+    if (text[0] < '0' || text[0] > '9' || (*end != '\0' && mult == 0) || (*end == '\0' && v != 0))
+        return KEEL_ERR(KEEL_E_PARSE,
+                        "'%s' is not a duration: a whole number with a unit, s, m, h, d or w "
+                        "(90s, 30m, 4h, 7d, 2w), or 0",
+                        text);
+    if (mult == 0)
+        mult = 1;
+    if (errno == ERANGE || v > 100ULL * 365 * 86400 / mult)
+        return KEEL_ERR(KEEL_E_RANGE, "duration '%s' is longer than 100 years", text);
+    *seconds = v * mult;
     return KEEL_OK;
 }
 
@@ -759,6 +788,26 @@ static keel_status config_key(parse_state *st, const char *key, const char *valu
         m->ccache_set = true;
         return set_ccache_size(st, value, &m->ccache_size);
     }
+    if (strcmp(key, "schedule") == 0 || strcmp(key, "jitter") == 0) {
+        unsigned long long secs = 0;
+        if (strlen(value) >= sizeof(m->schedule_text))
+            return errf(st, KEEL_E_PARSE, "'%s' is longer than %zu characters", key,
+                        sizeof(m->schedule_text) - 1);
+        keel_status s = key[0] == 's' ? gate_cron_parse(value, &m->schedule)
+                                      : gate_duration_parse(value, &secs);
+        if (keel_ok(s) && key[0] == 'j' && secs > 86400)
+            s = KEEL_ERR(KEEL_E_RANGE, "more than a day");
+        if (!keel_ok(s)) {
+            keel_status e = errf(st, KEEL_E_PARSE, "'%s': %s", key, keel_status_message(s));
+            keel_status_free(s);
+            return e;
+        }
+        if (key[0] == 's')
+            (void)snprintf(m->schedule_text, sizeof(m->schedule_text), "%s", value);
+        else
+            m->jitter_s = (unsigned)secs;
+        return KEEL_OK;
+    }
     unsigned bit = 0;
     keel_status ls = limit_key_parse(st, key, value, &m->limits, &bit);
     if (keel_ok(ls))
@@ -806,6 +855,11 @@ static keel_status open_section(parse_state *st, char *head)
         m->required = true;
         m->levels = GATE_LEVELS_DEFAULT;
         m->tier = GATE_TIER_DEFAULT;
+        keel_status cs = gate_cron_parse(GATE_SCHEDULE_DEFAULT, &m->schedule);
+        KEEL_ASSERT(keel_ok(cs));
+        keel_status_ignore(cs, "the default schedule parses");
+        (void)snprintf(m->schedule_text, sizeof(m->schedule_text), "%s", GATE_SCHEDULE_DEFAULT);
+        m->jitter_s = GATE_JITTER_DEFAULT;
         st->config_line[c->nconfigs] = st->line;
         c->nconfigs++;
         st->section = SECTION_CONFIG;

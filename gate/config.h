@@ -44,12 +44,17 @@
  *                              # queue), post (every commit that reaches the
  *                              # target), nightly, pre-merge; default: gate try
  *   tier     = 2               # 1 | 2 | 3: what a post failure brings (default 2)
+ *   schedule = 0 2 * * *       # nightly: when (cron's five fields, UTC; default
+ *                              #   02:00), see gate/levels/cron.h
+ *   jitter   = 30m             # nightly: started up to this much later (a
+ *                              #   duration, at most 1d; default 30m)
  *
  * Levels and tiers (issue 17): a configuration runs at the levels it names;
  * one without `levels` runs at `gate` and `try`, as every configuration did
  * before levels existed.  The gate's queue runs the `gate` ones, `try` the
- * `try` ones, the post level (gate/levels/post.c) the `post` ones; `nightly`
- * and `pre-merge` are accepted and kept, but nothing runs them yet.  The tier
+ * `try` ones, the post level (gate/levels/post.c) the `post` ones, the
+ * nightly level (gate/levels/nightly.c) the `nightly` ones on their
+ * schedule; `pre-merge` is accepted and kept, but nothing runs it yet.  The tier
  * says what a failure at post brings: 1 and 2, a culprit search; 3, the
  * result in the history only.  The default is 2 (searched and reported):
  * automatic backout (tier 1's) must be asked for.  `required` is the gate's:
@@ -72,6 +77,8 @@
 #define KEEL_GATE_CONFIG_H
 
 #include "keel/keel.h"
+
+#include "cron.h"
 
 typedef enum gate_strategy {
     GATE_STRATEGY_SERIAL,
@@ -133,6 +140,9 @@ typedef struct gate_slurm_request {
     unsigned time_min;         /* 0: the timeout's, rounded up to minutes, plus one */
 } gate_slurm_request;
 
+/* When a configuration at level nightly runs when it names no `schedule`: 02:00 UTC. */
+#define GATE_SCHEDULE_DEFAULT "0 2 * * *"
+
 /* The levels a configuration runs at (gate_matrix_config.levels): bits. */
 typedef enum gate_level {
     GATE_LEVEL_TRY = 1u << 0,
@@ -144,7 +154,8 @@ typedef enum gate_level {
 
 enum {
     GATE_LEVELS_DEFAULT = GATE_LEVEL_GATE | GATE_LEVEL_TRY, /* what a config without `levels` has */
-    GATE_TIER_DEFAULT = 2 /* searched and reported, not reverted */
+    GATE_TIER_DEFAULT = 2,     /* searched and reported, not reverted */
+    GATE_JITTER_DEFAULT = 1800 /* a nightly build starts up to 30 minutes after its time */
 };
 
 typedef struct gate_matrix_config {
@@ -165,6 +176,10 @@ typedef struct gate_matrix_config {
      * own, or [gate]'s when it sets none */
     unsigned long long ccache_size;
     bool ccache_set;
+    /* the nightly level's (gate/levels/nightly.c): when, and a jitter of 0..jitter_s - 1 s */
+    gate_cron schedule;      /* GATE_SCHEDULE_DEFAULT when not given */
+    char schedule_text[128]; /* as written (for status and history) */
+    unsigned jitter_s;       /* GATE_JITTER_DEFAULT when not given; at most a day */
 } gate_matrix_config;
 
 typedef struct gate_config {
@@ -227,6 +242,12 @@ const char *gate_executor_name(gate_executor e);
  * bytes); `0` is 0.  KEEL_E_PARSE / KEEL_E_RANGE naming `text` otherwise.
  */
 KEEL_MUST_USE keel_status gate_size_parse(const char *text, unsigned long long *out);
+
+/*
+ * A duration as `90s`, `30m`, `4h`, `7d`, `2w` (a whole number and one unit)
+ * or `0`, into seconds.  KEEL_E_PARSE / KEEL_E_RANGE (over 100 years) naming `text`.
+ */
+KEEL_MUST_USE keel_status gate_duration_parse(const char *text, unsigned long long *seconds);
 
 /* A variable a job must never get from the gate (its credentials, git's, KEEL_OPTIONS)? */
 bool gate_env_forbidden(const char *name, size_t len);

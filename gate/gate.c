@@ -523,6 +523,42 @@ keel_status gate_submit_at(gate *g, const char *branch, const char *expected_hea
     return KEEL_OK;
 }
 
+keel_status gate_branch_view_get(gate *g, const char *branch, gate_branch_view *out)
+{
+    KEEL_ASSERT(g != NULL && branch != NULL && out != NULL);
+    memset(out, 0, sizeof(*out));
+    char hex[GATE_HEX], tip[GATE_HEX];
+    keel_status s = gate_branch_known(g->repo, branch, hex);
+    if (keel_ok(s)) {
+        char what[GATE_BRANCH_LEN_MAX + 16], tag[GATE_HEX];
+        gate_fmt(what, sizeof(what), "branch '%s'", branch);
+        s = gate_commit_of(g->repo, what, hex, out->head, tag);
+    }
+    if (keel_ok(s))
+        s = gate_commit_subject(g->repo, out->head, out->subject, sizeof(out->subject));
+    if (!keel_ok(s))
+        return s;
+    keel_status t = gate_branch_known(g->repo, g->target, tip);
+    if (keel_ok(t)) {
+        t = gate_is_ancestor(g->repo, out->head, tip, &out->in_target);
+    } else if (KEEL_IS(t, KEEL_E_NOTFOUND)) { /* a target without commits holds nothing yet */
+        keel_status_free(t);
+        t = KEEL_OK;
+    }
+    if (!keel_ok(t))
+        return t;
+    gate_change c[4];
+    size_t n = 0;
+    s = gate_store_branch_changes(g->store, branch, g->target, c, 4, &n);
+    for (size_t i = 0; keel_ok(s) && i < n && i < 4; i++)
+        if (strcmp(c[i].target, g->target) == 0 &&
+            (c[i].state == GATE_CHANGE_QUEUED || c[i].state == GATE_CHANGE_TESTING)) {
+            out->active = c[i].id;
+            break;
+        }
+    return s;
+}
+
 keel_status gate_cancel(gate *g, long long id)
 {
     KEEL_ASSERT(g != NULL);

@@ -76,6 +76,22 @@ KEEL_MUST_USE keel_status gate_submit_at(gate *g, const char *branch, const char
                                          int priority, long long *id);
 KEEL_MUST_USE keel_status gate_cancel(gate *g, long long id);
 
+/*
+ * What a branch holds, for a caller about to submit it (the dashboard's
+ * form, GET /api/v1/branch): its commit (an annotated tag peeled, as submit
+ * peels it; a remote's branch as its mirror last saw it: no network), that
+ * commit's subject, whether the target already holds it, and the branch's
+ * active (queued or testing) change, 0 when none.  GATE_E_BAD_REF for a
+ * hostile name, KEEL_E_NOTFOUND when there is no such branch.
+ */
+typedef struct gate_branch_view {
+    char head[GATE_OID_HEX]; /* 40 hex digits */
+    char subject[96];        /* its first line, cut to fit */
+    bool in_target;          /* the target's history holds head */
+    long long active;        /* the branch's queued or testing change; 0: none */
+} gate_branch_view;
+KEEL_MUST_USE keel_status gate_branch_view_get(gate *g, const char *branch, gate_branch_view *out);
+
 typedef struct gate_run_stats {
     unsigned long long builds;   /* builds started (retries included) */
     unsigned long long jobs;     /* configuration jobs run */
@@ -146,6 +162,12 @@ KEEL_MUST_USE keel_status gate_log(gate *g, long long id, FILE *f, unsigned flag
  */
 enum gate_history_flags { GATE_HISTORY_JSON = 1 };
 KEEL_MUST_USE keel_status gate_history(gate *g, const char *config, FILE *f, unsigned flags);
+/*
+ * keel-gate nightly: each configuration at level nightly of the target's
+ * configuration, its schedule, when it is next due and its last runs; with
+ * `now`, every one is due now instead (gate/levels/nightly.h).
+ */
+KEEL_MUST_USE keel_status gate_nightly_cmd(gate *g, bool now, FILE *f);
 /*
  * The change `what` names: a change id (digits), or a branch: its change
  * for the gate's target (the active one, else the newest), else its only

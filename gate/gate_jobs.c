@@ -17,6 +17,7 @@
 #include "ccache.h"
 #include "exec.h"
 #include "gate_loop.h"
+#include "nightly.h"
 #include "post.h"
 #include "signature.h"
 #include "store.h"
@@ -330,6 +331,8 @@ keel_status gate_job_done(gate *g, gate_job_run *j)
         }
     if (gate_post_job(j))
         return gate_post_job_done(g, j); /* the post level's (gate/levels/post.c) */
+    if (gate_nightly_job(j))
+        return gate_nightly_job_done(g, j); /* the nightly level's (gate/levels/nightly.c) */
     bool stale = j->gen != g->gen || g->stopping;
     bool gate_error = j->error[0] != '\0'; /* the gate could not run it: says nothing of a change */
     bool passed = j->result == GATE_EXEC_PASSED && !gate_error;

@@ -28,6 +28,7 @@
 
 #include "exec.h"
 #include "gate_loop.h"
+#include "nightly.h"
 #include "post.h"
 #include "signature.h"
 #include "slurm.h"
@@ -522,11 +523,16 @@ static keel_status turn(gate *g, bool once, bool *done)
     gate_sched_stats st;
     gate_sched_stats_get(g->sched, &st);
     bool post_busy = false; /* the post level: the slots the queue leaves free */
-    s = gate_post_turn(g, st.queued > 0 || st.testing > 0 || g->nagain > 0, paused, &post_busy);
+    bool queue_busy = st.queued > 0 || st.testing > 0 || g->nagain > 0;
+    s = gate_post_turn(g, queue_busy, paused, &post_busy);
+    bool nightly_busy = false; /* the nightly level: what the queue and the post level leave */
+    if (keel_ok(s))
+        s = gate_nightly_turn(g, gate_now_s(), queue_busy, paused, &nightly_busy);
     if (!keel_ok(s))
         return s;
+    post_busy = post_busy || nightly_busy;
     unsigned outstanding = gate_pool_outstanding(g->pool);
-    unsigned queue_jobs = outstanding - gate_post_running(g);
+    unsigned queue_jobs = outstanding - gate_post_running(g) - gate_nightly_running(g);
     bool idle = queue_jobs == 0 && st.running == 0 && g->nagain == 0;
     if ((st.queued == 0 && st.testing == 0 && outstanding == 0 && g->nagain == 0 && !post_busy) ||
         (idle && paused && outstanding == 0)) { /* paused: the rest waits for the queue to resume */
@@ -566,6 +572,8 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
         s = gate_restart(g);
     if (keel_ok(s))
         s = gate_post_start(g); /* post builds a killed gate left running: pending again */
+    if (keel_ok(s))
+        s = gate_nightly_start(g); /* and nightly builds */
     size_t lost = 0; /* Slurm jobs a killed keel-gate left (the target's executor is known now) */
     if (keel_ok(s))
         s = gate_slurm_start(g->tip_cfg, g->work, &lost);

@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "run_calls.h"
+
 #ifndef KEEL_RUN_VERSION
 #define KEEL_RUN_VERSION "?"
 #endif
@@ -51,6 +53,10 @@ static const run_option options[] = {
      "the malloc family on keel's checked heap (default on; off: the C library's allocator)"},
     {"report", "FILE", "append every report to FILE as one JSON line (sets KEEL_REPORT)"},
     {"options", "STR", "keel options for the program, as KEEL_OPTIONS (docs/options.md)"},
+    {"stress", "SPEC",
+     "fail libc calls: stress entries such as 'libc.write.*:nth=2' (docs/keel-run.md)"},
+    {"errno", "LIST",
+     "the errno of a failed call: CALL=ERRNO,... ('write=EINTR,open=EMFILE', 'write=short')"},
     {"suppressions", "FILE",
      "reports matched by FILE's entries are neither printed nor counted (docs/reports.md)"},
     {"gen-suppressions", NULL, "print after each report the suppression entry that matches it"},
@@ -206,7 +212,7 @@ static int set_env(const char *name, const char *value)
 int main(int argc, char **argv)
 {
     const char *graph = NULL, *locks = "on", *heap = "on", *report = NULL, *opts = NULL;
-    const char *supp = NULL;
+    const char *supp = NULL, *stress = NULL;
     bool gen = false;
     int i = 1;
     for (; i < argc; i++) {
@@ -257,7 +263,18 @@ int main(int argc, char **argv)
             supp = value;
         else if (strcmp(o->name, "gen-suppressions") == 0)
             gen = true;
-        else if (strcmp(o->name, "locks") == 0 || strcmp(o->name, "heap") == 0) {
+        else if (strcmp(o->name, "stress") == 0)
+            stress = value;
+        else if (strcmp(o->name, "errno") == 0) {
+            int errs[RUN_F_COUNT];
+            char why[512];
+            if (!run_errno_parse(value, errs, why, sizeof(why))) {
+                (void)fprintf(stderr, "keel-run: bad value for '--errno': %s\n", why);
+                return EXIT_USAGE;
+            }
+            if (set_env("KEEL_RUN_ERRNO", value) != 0)
+                return EXIT_REFUSED;
+        } else if (strcmp(o->name, "locks") == 0 || strcmp(o->name, "heap") == 0) {
             if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
                 (void)fprintf(stderr, "keel-run: bad value '%s' for '--%s': on or off\n", value,
                               o->name);
@@ -307,10 +324,20 @@ int main(int argc, char **argv)
         char abs[2 * PATH_MAX];
         rc = set_env("KEEL_REPORT", absolute(report, abs, sizeof(abs)));
     }
-    if (rc == 0 && (opts != NULL || supp != NULL || gen)) {
-        /* the suppression options first: --options may still override them */
+    const char *inherited = getenv("KEEL_OPTIONS");
+    if (rc == 0 && (opts != NULL || supp != NULL || gen || stress != NULL)) {
+        /*
+         * The inherited KEEL_OPTIONS first (keel-stress sweep's), then the suppression options
+         * and --stress: --options may still override them.
+         */
         char all[4 * PATH_MAX];
         size_t n = 0;
+        if (inherited != NULL && inherited[0] != '\0')
+            n += (size_t)snprintf(all, sizeof(all), "%s; ", inherited);
+        if (n >= sizeof(all)) {
+            (void)fprintf(stderr, "keel-run: options too long\n");
+            return EXIT_USAGE;
+        }
         if (supp != NULL) {
             char abs[2 * PATH_MAX];
             const char *file = absolute(supp, abs, sizeof(abs));
@@ -328,6 +355,8 @@ int main(int argc, char **argv)
             }
             n += (size_t)snprintf(all + n, n < sizeof(all) ? sizeof(all) - n : 0, "\"; ");
         }
+        if (stress != NULL && n < sizeof(all))
+            n += (size_t)snprintf(all + n, sizeof(all) - n, "stress=%s; ", stress);
         if (gen && n < sizeof(all))
             n += (size_t)snprintf(all + n, sizeof(all) - n, "report.gen-suppressions; ");
         if (opts != NULL && n < sizeof(all))

@@ -17,10 +17,14 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "internal.h"
+#include "keel/stress.h"
 #include "lockdep.h"
+#include "run_calls.h"
 
 KEEL_EXTERN_C_BEGIN
 
@@ -66,6 +70,32 @@ typedef struct run_real {
     int (*pthread_join)(pthread_t, void **);
     ssize_t (*read)(int, void *, size_t);
     ssize_t (*write)(int, const void *, size_t);
+    /* the calls keel-run can fail (run_faults.c) */
+    int (*open)(const char *, int, ...);
+    int (*open64)(const char *, int, ...);
+    int (*openat)(int, const char *, int, ...);
+    int (*openat64)(int, const char *, int, ...);
+    int (*fsync)(int);
+    int (*fdatasync)(int);
+    int (*close)(int);
+    int (*rename)(const char *, const char *);
+    int (*mkdir)(const char *, mode_t);
+    int (*socket)(int, int, int);
+    int (*connect)(int, __CONST_SOCKADDR_ARG, socklen_t); /* (glibc's transparent unions) */
+    int (*accept)(int, __SOCKADDR_ARG, socklen_t *);
+    int (*accept4)(int, __SOCKADDR_ARG, socklen_t *, int);
+    ssize_t (*send)(int, const void *, size_t, int);
+    ssize_t (*sendto)(int, const void *, size_t, int, __CONST_SOCKADDR_ARG, socklen_t);
+    ssize_t (*recv)(int, void *, size_t, int);
+    ssize_t (*recvfrom)(int, void *, size_t, int, __SOCKADDR_ARG, socklen_t *);
+    /* their _FORTIFY_SOURCE variants (what programs built with it call) */
+    int (*open_2)(const char *, int);
+    int (*open64_2)(const char *, int);
+    int (*openat_2)(int, const char *, int);
+    int (*openat64_2)(int, const char *, int);
+    ssize_t (*read_chk)(int, void *, size_t, size_t);
+    ssize_t (*recv_chk)(int, void *, size_t, size_t, int);
+    ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, __SOCKADDR_ARG, socklen_t *);
 } run_real;
 
 extern run_real keel__run_real;
@@ -101,6 +131,23 @@ static inline void *run_unqualified(const volatile void *p)
         void *out;
     } u = {p};
     return u.out;
+}
+
+/* A spinlock of keel-run's own tables: atomics, never a pthread lock (nothing reaches the
+ * interposer), held only around a few stores; a fork child starts it free where it must. */
+static inline void run_spin_acquire(int *lock)
+{
+    while (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE) != 0)
+        while (__atomic_load_n(lock, __ATOMIC_RELAXED) != 0) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+}
+
+static inline void run_spin_release(int *lock)
+{
+    __atomic_store_n(lock, 0, __ATOMIC_RELEASE);
 }
 
 /* A call site of the program: a return address and what it is, made once, never freed. */
@@ -186,6 +233,39 @@ void keel__run_heap_start(void);
 bool keel__run_heap_on(void);
 /* fork: every lock of the heap's checks (phase 0 before, 1 parent, 2 child) */
 void keel__run_heap_fork(int phase);
+/*
+ * Who made the call whose return address is ra: the program's pc (the first frame outside the C
+ * library, the dynamic linker and keel), NULL for keel's own calls, (const void *)1 for the
+ * dynamic linker's.  Known once the constructor ran (with or without the heap).
+ */
+const void *keel__run_origin(const void *ra);
+
+/* ---- faults at libc calls (run_faults.c) ---------------------------------------------------- */
+
+/*
+ * A stress point of call `call` made at ra: 0 (go on), else the errno the call fails with, or
+ * RUN_SHORT (a short transfer).  Only when stress options are set: the disarmed cost is the
+ * load of one flag and a branch not taken.
+ */
+int keel__run_fault(run_call call, const void *ra);
+/*
+ * 1 when the program starts with a stress entry or stress counting (KEEL_OPTIONS): the points of
+ * its sites are made only when reached, so libkeel's own flag (something armed) cannot say.
+ */
+extern int keel__run_faults_on;
+#define RUN_FAULT(call, ra)                                                      \
+    (KEEL_UNLIKELY(__atomic_load_n(&keel__run_faults_on, __ATOMIC_RELAXED) != 0) \
+         ? keel__run_fault(call, ra)                                             \
+         : 0)
+/* fork: the lock of the table of sites (phase 0 before, 1 parent, 2 child) */
+void keel__run_faults_fork(int phase);
+/* The length of a short transfer of n bytes: half (at least 1); n itself when it cannot be short. */
+size_t keel__run_short(size_t n);
+/* The errno of a failure f of RUN_FAULT (a short transfer of a call that cannot: EINTR). */
+static inline int run_fail(int f)
+{
+    return f == RUN_SHORT ? EINTR : f;
+}
 
 KEEL_EXTERN_C_END
 

@@ -133,6 +133,11 @@ static const void *origin(const void *ra)
     return keel__frame_in_keel(pcs[i]) ? NULL : pcs[i];
 }
 
+const void *keel__run_origin(const void *ra)
+{
+    return origin(ra);
+}
+
 /* The site of an origin (not NULL).  Guard set. */
 static const keel__lock_site *site_at(const void *pc)
 {
@@ -186,18 +191,6 @@ static uintptr_t roots[ROOT_SLOTS];
 static unsigned nroots; /* slots ever used */
 static int roots_lock;
 
-static void roots_acquire(void)
-{
-    while (__atomic_exchange_n(&roots_lock, 1, __ATOMIC_ACQUIRE) != 0)
-        while (__atomic_load_n(&roots_lock, __ATOMIC_RELAXED) != 0) {
-        }
-}
-
-static void roots_release(void)
-{
-    __atomic_store_n(&roots_lock, 0, __ATOMIC_RELEASE);
-}
-
 static unsigned root_hash(uintptr_t p)
 {
     return (unsigned)(((unsigned long long)p * 0x9e3779b97f4a7c15ull) >> 40) & (ROOT_SLOTS - 1u);
@@ -205,7 +198,7 @@ static unsigned root_hash(uintptr_t p)
 
 static void root_add(const void *p)
 {
-    roots_acquire();
+    run_spin_acquire(&roots_lock);
     unsigned i = root_hash((uintptr_t)p);
     for (unsigned n = 0; n < ROOT_SLOTS / 2; n++, i = (i + 1u) & (ROOT_SLOTS - 1u))
         if (roots[i] <= 1) {
@@ -213,21 +206,21 @@ static void root_add(const void *p)
             roots[i] = (uintptr_t)p;
             break;
         }
-    roots_release();
+    run_spin_release(&roots_lock);
 }
 
 static void root_remove(const void *p)
 {
     if (__atomic_load_n(&nroots, __ATOMIC_RELAXED) == 0)
         return;
-    roots_acquire();
+    run_spin_acquire(&roots_lock);
     unsigned i = root_hash((uintptr_t)p);
     for (unsigned n = 0; n < ROOT_SLOTS / 2 && roots[i] != 0; n++, i = (i + 1u) & (ROOT_SLOTS - 1u))
         if (roots[i] == (uintptr_t)p) {
             roots[i] = 1;
             break;
         }
-    roots_release();
+    run_spin_release(&roots_lock);
 }
 
 static __thread int unwinding __attribute__((tls_model("initial-exec")));
@@ -337,8 +330,19 @@ static void heap_free(void *p, const void *ra)
     keel__run_inside--;
 }
 
+/* An allocation that fails here (a stress point, run_faults.c): NULL and ENOMEM (or --errno's). */
+#define ALLOC_FAULT(fail)                      \
+    do {                                       \
+        int f_ = RUN_FAULT(RUN_F_ALLOC, RA()); \
+        if (KEEL_UNLIKELY(f_ != 0)) {          \
+            errno = run_fail(f_);              \
+            return fail;                       \
+        }                                      \
+    } while (0)
+
 KEEL_RUN_EXPORT void *malloc(size_t size)
 {
+    ALLOC_FAULT(NULL);
     if (!serve())
         return glibc_made(__libc_malloc(size), RA());
     return heap_alloc(size, 0, false, RA());
@@ -346,6 +350,7 @@ KEEL_RUN_EXPORT void *malloc(size_t size)
 
 KEEL_RUN_EXPORT void *calloc(size_t n, size_t size)
 {
+    ALLOC_FAULT(NULL);
     if (!serve())
         return glibc_made(__libc_calloc(n, size), RA());
     if (size != 0 && n > SIZE_MAX / size) {
@@ -400,6 +405,8 @@ static void *heap_realloc(void *p, size_t size, const void *ra)
 
 KEEL_RUN_EXPORT void *realloc(void *p, size_t size)
 {
+    if (size != 0)
+        ALLOC_FAULT(NULL);
     if (!serve()) {
         if (p != NULL && __atomic_load_n(&heap_on, __ATOMIC_RELAXED) && keel__blk_is(p))
             return heap_realloc(p, size, RA()); /* keel's block, from a signal handler in keel */
@@ -411,6 +418,7 @@ KEEL_RUN_EXPORT void *realloc(void *p, size_t size)
 
 KEEL_RUN_EXPORT void *reallocarray(void *p, size_t n, size_t size)
 {
+    ALLOC_FAULT(NULL);
     if (size != 0 && n > SIZE_MAX / size) {
         errno = ENOMEM;
         return NULL;
@@ -429,6 +437,9 @@ KEEL_RUN_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
     if (!power_of_two(align) || align % sizeof(void *) != 0)
         return EINVAL;
+    int f = RUN_FAULT(RUN_F_ALLOC, RA());
+    if (KEEL_UNLIKELY(f != 0))
+        return run_fail(f);
     int saved = errno;
     void *p = serve() ? heap_alloc(size, align, false, RA()) : __libc_memalign(align, size);
     if (p == NULL)
@@ -440,6 +451,7 @@ KEEL_RUN_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 
 KEEL_RUN_EXPORT void *aligned_alloc(size_t align, size_t size)
 {
+    ALLOC_FAULT(NULL);
     if (!power_of_two(align)) {
         errno = EINVAL;
         return NULL;
@@ -449,6 +461,7 @@ KEEL_RUN_EXPORT void *aligned_alloc(size_t align, size_t size)
 
 KEEL_RUN_EXPORT void *memalign(size_t align, size_t size)
 {
+    ALLOC_FAULT(NULL);
     /* glibc's: an alignment that is not a power of two is rounded up to one */
     size_t a = 1;
     while (a < align && a < ((size_t)1 << 40))
@@ -458,12 +471,14 @@ KEEL_RUN_EXPORT void *memalign(size_t align, size_t size)
 
 KEEL_RUN_EXPORT void *valloc(size_t size)
 {
+    ALLOC_FAULT(NULL);
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     return serve() ? heap_alloc(size, page, false, RA()) : __libc_memalign(page, size);
 }
 
 KEEL_RUN_EXPORT void *pvalloc(size_t size)
 {
+    ALLOC_FAULT(NULL);
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t rounded = (size + page - 1) / page * page;
     if (rounded < size) {
@@ -668,11 +683,13 @@ static void report_leaks(void)
 
 void keel__run_heap_start(void)
 {
+    keel__run_inside++;
+    (void)dl_iterate_phdr(note_object, NULL); /* (the origins of faults need them too) */
+    keel__run_inside--;
     const char *opt = getenv("KEEL_RUN_HEAP");
     if (opt != NULL && strcmp(opt, "off") == 0)
         return;
     keel__run_inside++;
-    (void)dl_iterate_phdr(note_object, NULL);
     void *usable = dlsym(RTLD_NEXT, "malloc_usable_size");
     __builtin_memcpy(&real_usable_size, &usable, sizeof(usable));
     program = keel__heap_program();

@@ -82,6 +82,30 @@ void keel__run_resolve(void)
     RESOLVE(pthread_join, "pthread_join");
     RESOLVE(read, "read");
     RESOLVE(write, "write");
+    RESOLVE(open, "open");
+    RESOLVE(open64, "open64");
+    RESOLVE(openat, "openat");
+    RESOLVE(openat64, "openat64");
+    RESOLVE(fsync, "fsync");
+    RESOLVE(fdatasync, "fdatasync");
+    RESOLVE(close, "close");
+    RESOLVE(rename, "rename");
+    RESOLVE(mkdir, "mkdir");
+    RESOLVE(socket, "socket");
+    RESOLVE(connect, "connect");
+    RESOLVE(accept, "accept");
+    RESOLVE(accept4, "accept4");
+    RESOLVE(send, "send");
+    RESOLVE(sendto, "sendto");
+    RESOLVE(recv, "recv");
+    RESOLVE(recvfrom, "recvfrom");
+    RESOLVE(open_2, "__open_2");
+    RESOLVE(open64_2, "__open64_2");
+    RESOLVE(openat_2, "__openat_2");
+    RESOLVE(openat64_2, "__openat64_2");
+    RESOLVE(read_chk, "__read_chk");
+    RESOLVE(recv_chk, "__recv_chk");
+    RESOLVE(recvfrom_chk, "__recvfrom_chk");
     keel__run_inside--;
 }
 
@@ -95,10 +119,12 @@ static void fork_prepare(void)
     keel__backtrace_fork(0);
     keel__lock_fork(0);
     keel__run_table_fork(0);
+    keel__run_faults_fork(0);
 }
 
 static void fork_after(int phase)
 {
+    keel__run_faults_fork(phase);
     keel__run_table_fork(phase);
     keel__lock_fork(phase);
     keel__backtrace_fork(phase);
@@ -852,14 +878,25 @@ static void can_block_fd(const char *what, int fd, const void *ra)
     can_block(what, ra);
 }
 
+/* read and write: a stress point first (run_faults.c; a short transfer moves half), then the check. */
 KEEL_RUN_EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
+    int f = RUN_FAULT(RUN_F_READ, RA());
+    if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2)) {
+        errno = run_fail(f);
+        return -1;
+    }
     can_block_fd("read on a blocking descriptor", fd, RA());
-    return RUN_REAL(read)(fd, buf, n);
+    return RUN_REAL(read)(fd, buf, f != 0 ? keel__run_short(n) : n);
 }
 
 KEEL_RUN_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
+    int f = RUN_FAULT(RUN_F_WRITE, RA());
+    if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2)) {
+        errno = run_fail(f);
+        return -1;
+    }
     can_block_fd("write on a blocking descriptor", fd, RA());
-    return RUN_REAL(write)(fd, buf, n);
+    return RUN_REAL(write)(fd, buf, f != 0 ? keel__run_short(n) : n);
 }

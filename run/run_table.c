@@ -43,27 +43,12 @@ static bool full_reported;
  * child starts it free (keel__run_table_fork). */
 static int table_lock;
 
-static void table_acquire(void)
-{
-    while (__atomic_exchange_n(&table_lock, 1, __ATOMIC_ACQUIRE) != 0)
-        while (__atomic_load_n(&table_lock, __ATOMIC_RELAXED) != 0) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-        }
-}
-
-static void table_release(void)
-{
-    __atomic_store_n(&table_lock, 0, __ATOMIC_RELEASE);
-}
-
 void keel__run_table_fork(int phase)
 {
     if (phase == 0)
-        table_acquire();
+        run_spin_acquire(&table_lock);
     else
-        table_release();
+        run_spin_release(&table_lock);
 }
 
 static void *map(size_t size)
@@ -178,7 +163,7 @@ const keel__lock_site *keel__run_site(const void *ra)
     char file[160], func[128];
     int line = 0;
     describe(ra, &f, file, sizeof(file), func, sizeof(func), &line); /* outside table_lock */
-    table_acquire();
+    run_spin_acquire(&table_lock);
     const keel__lock_site *site = &unknown_site;
     if (table_ready()) {
         unsigned i = hash_addr((uintptr_t)ra, SITE_SLOTS - 1u);
@@ -203,7 +188,7 @@ const keel__lock_site *keel__run_site(const void *ra)
             break;
         }
     }
-    table_release();
+    run_spin_release(&table_lock);
     return site;
 }
 
@@ -344,7 +329,7 @@ run_lock *keel__run_get(const void *obj, run_type type, const keel__lock_site *s
     else
         name_uninitialised(obj, site, name, sizeof(name)); /* outside table_lock (libdw) */
     bool full = false;
-    table_acquire();
+    run_spin_acquire(&table_lock);
     run_lock *l = NULL;
     if (table_ready()) {
         slot *s = slot_of(obj);
@@ -358,7 +343,7 @@ run_lock *keel__run_get(const void *obj, run_type type, const keel__lock_site *s
         }
         full = l == NULL;
     }
-    table_release();
+    run_spin_release(&table_lock);
     if (full)
         report_full();
     return l;
@@ -369,7 +354,7 @@ run_lock *keel__run_init(const void *obj, run_type type, const keel__lock_site *
     char name[160];
     (void)snprintf(name, sizeof(name), "%s:%d", site->file, site->line);
     bool full = false;
-    table_acquire();
+    run_spin_acquire(&table_lock);
     run_lock *l = NULL;
     if (table_ready()) {
         slot *s = slot_of(obj);
@@ -388,7 +373,7 @@ run_lock *keel__run_init(const void *obj, run_type type, const keel__lock_site *
         }
         full = l == NULL;
     }
-    table_release();
+    run_spin_release(&table_lock);
     if (full)
         report_full();
     return l;
@@ -396,7 +381,7 @@ run_lock *keel__run_init(const void *obj, run_type type, const keel__lock_site *
 
 void keel__run_forget(const void *obj)
 {
-    table_acquire();
+    run_spin_acquire(&table_lock);
     if (slots != NULL) {
         unsigned i = hash_addr((uintptr_t)obj, SLOTS - 1u);
         for (unsigned p = 0; p < PROBES; p++, i = (i + 1u) & (SLOTS - 1u)) {
@@ -413,5 +398,5 @@ void keel__run_forget(const void *obj)
             break;
         }
     }
-    table_release();
+    run_spin_release(&table_lock);
 }

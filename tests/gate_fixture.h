@@ -254,6 +254,22 @@ static inline int fx_job_processes(void)
     return fx_processes_with(want);
 }
 
+/*
+ * The job processes still alive after up to `ms` milliseconds: killed
+ * processes end asynchronously (a fork bomb's 64 take a while on a loaded
+ * machine), so "none left" is checked as "none left soon".
+ */
+static inline int fx_job_processes_after(long ms)
+{
+    int n = fx_job_processes();
+    for (long waited = 0; n > 0 && waited < ms; waited += 50) {
+        struct timespec ts = {0, 50 * 1000000L};
+        (void)nanosleep(&ts, NULL);
+        n = fx_job_processes();
+    }
+    return n;
+}
+
 static inline void fx_ok(keel_status s)
 {
     if (!keel_ok(s)) {
@@ -348,6 +364,15 @@ static inline void fx_head(const char *branch, git_oid *out)
     char ref[160];
     (void)snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
     assert_int_equal(git_reference_name_to_id(out, fx_git, ref), 0);
+}
+
+/* A commit on main's tip pushed around the gate: `path` set to `content` (NULL: removed). */
+static inline void fx_push(const char *path, const char *content, git_oid *out)
+{
+    git_oid tip;
+    fx_head("main", &tip);
+    const fx_file f[] = {{path, content}};
+    fx_commit(&tip, f, 1, "main", out);
 }
 
 /*

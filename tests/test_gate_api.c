@@ -6,7 +6,9 @@
  * socket, so that what is sent is exactly what the test says (a '..' path
  * segment, a body past the limit, a connection that never finishes).
  */
+#define _GNU_SOURCE 1
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -21,6 +23,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "gate_fixture.h"
+#include "store_nightly.h"
 #include "web.h"
 
 static gate *srv_gate; /* the server's (its thread's alone) */
@@ -472,6 +475,133 @@ static void test_idempotency_and_expected_head(void **state)
     assert_int_equal(count_changes(), 1);
 }
 
+/* GET /api/v1/levels: the post level's commits × configurations, and the nightly runs. */
+static void test_levels(void **state)
+{
+    (void)state;
+    start(NULL);
+    reply r;
+    http(&r, "GET", "/api/v1/levels", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "target")), "main");
+    assert_int_equal(json_array_size(json_object_get(json_object_get(r.json, "post"), "commits")),
+                     0);
+    assert_int_equal(json_array_size(json_object_get(r.json, "nightly")), 0);
+    reply_free(&r);
+    /* the store's rows, as the post and nightly levels leave them */
+    gate_store *st = gate_get_store(srv_gate);
+    const char *names[] = {"long", "lint"};
+    char base[GATE_OID_HEX], other[GATE_OID_HEX];
+    (void)snprintf(base, sizeof(base), "%s", head_of("main"));
+    (void)snprintf(other, sizeof(other), "%s", head_of("topic"));
+    fx_ok(gate_store_post_add(st, "main", base, "base", names, 2, 100));
+    fx_ok(gate_store_post_add(st, "main", other, "topic", names, 1, 101));
+    char was[GATE_POST_STATE_MAX];
+    fx_ok(gate_store_post_start(st, "main", other, "long", 102));
+    fx_ok(gate_store_post_finish(st, "main", other, "long", true, "/x.log", 103, was));
+    fx_ok(gate_store_nightly_run_now(st, "main", "long", base, 200));
+    http(&r, "GET", "/api/v1/levels", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *post = json_object_get(r.json, "post");
+    assert_int_equal(json_array_size(json_object_get(post, "configs")), 2);
+    json_t *commits = json_object_get(post, "commits");
+    assert_int_equal(json_array_size(commits), 2);
+    json_t *newest = json_array_get(commits, 0);
+    assert_string_equal(json_string_value(json_object_get(newest, "commit")), other);
+    assert_string_equal(json_string_value(json_object_get(newest, "subject")), "topic");
+    json_t *cell = json_object_get(json_object_get(newest, "configs"), "long");
+    assert_string_equal(json_string_value(json_object_get(cell, "outcome")), "failed");
+    assert_int_equal(json_integer_value(json_object_get(cell, "fails")), 1);
+    json_t *older = json_object_get(json_array_get(commits, 1), "configs");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(older, "lint"), "outcome")), "not run");
+    json_t *run = json_array_get(json_object_get(r.json, "nightly"), 0);
+    assert_string_equal(json_string_value(json_object_get(run, "config")), "long");
+    assert_string_equal(json_string_value(json_object_get(run, "commit")), base);
+    assert_string_equal(json_string_value(json_object_get(run, "outcome")), "not run");
+    assert_int_equal(json_integer_value(json_object_get(run, "due_at")), 200);
+    reply_free(&r);
+    expect_error("POST", "/api/v1/levels", auth(tok_admin), "{}", 405, "");
+}
+
+/* GET /api/v1/branch: what the dashboard's form fills in before a submit. */
+static void test_branch_view(void **state)
+{
+    (void)state;
+    start(NULL);
+    reply r;
+    http(&r, "GET", "/api/v1/branch?name=topic", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "head")), head_of("topic"));
+    assert_string_equal(json_string_value(json_object_get(r.json, "branch")), "topic");
+    assert_non_null(json_string_value(json_object_get(r.json, "subject")));
+    assert_true(json_is_false(json_object_get(r.json, "in_target")));
+    assert_true(json_is_null(json_object_get(r.json, "active_change")));
+    reply_free(&r);
+    /* once queued: its change; what it names is what a submit at that head queues */
+    long long id = submit("topic", NULL);
+    http(&r, "GET", "/api/v1/branch?name=topic", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "active_change")), id);
+    reply_free(&r);
+    /* the target itself holds its own head */
+    http(&r, "GET", "/api/v1/branch?name=main", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_true(json_object_get(r.json, "in_target")));
+    reply_free(&r);
+    expect_error("GET", "/api/v1/branch?name=nosuch", NULL, NULL, 404, "no branch 'nosuch'");
+    expect_error("GET", "/api/v1/branch", NULL, NULL, 400, "name (the branch) is required");
+    expect_error("GET", "/api/v1/branch?name=a..b", NULL, NULL, 400, "a..b");
+    expect_error("GET", "/api/v1/branch?name=%24%28reboot%29", NULL, NULL, 400, "$(reboot)");
+}
+
+/* The server's threads run at nice 10 (gate_web_options.nice), the caller's thread as it was. */
+static int thread_nice(pid_t tid)
+{
+    char path[64], buf[1024];
+    (void)snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -100;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    (void)fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* fields after the command's name: 3 is state, 19 nice */
+    int field = 2, nice = -100;
+    for (; p != NULL && *p != '\0'; p++)
+        if (*p == ' ' && ++field == 19) {
+            nice = atoi(p + 1);
+            break;
+        }
+    return nice;
+}
+
+static void test_server_threads_nice(void **state)
+{
+    (void)state;
+    int before = thread_nice((pid_t)gettid());
+    start(NULL);
+    reply r;
+    http(&r, "GET", "/api/v1/queue", NULL, NULL); /* the epoll thread has met a connection */
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    assert_int_equal(thread_nice((pid_t)gettid()), before);
+    unsigned niced = 0, need = before < 10 ? 2u : 1u; /* the epoll thread and the ticker */
+    int want = before > 10 ? before : 10; /* a test run that is nicer already stays so */
+    for (int tries = 0; tries < 100 && niced < need; tries++) { /* the ticker lowers itself */
+        if (tries > 0)
+            (void)usleep(20000);
+        DIR *d = opendir("/proc/self/task");
+        assert_non_null(d);
+        niced = 0;
+        for (struct dirent *e; (e = readdir(d)) != NULL;)
+            if (e->d_name[0] != '.' && thread_nice((pid_t)atoi(e->d_name)) == want)
+                niced++;
+        (void)closedir(d);
+    }
+    assert_true(niced >= need);
+}
+
 static void test_pause_resume(void **state)
 {
     (void)state;
@@ -862,6 +992,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_dashboard_files, stop),
         cmocka_unit_test_teardown(test_events_changed, stop),
         cmocka_unit_test_teardown(test_per_address, stop),
+        cmocka_unit_test_teardown(test_branch_view, stop),
+        cmocka_unit_test_teardown(test_levels, stop),
+        cmocka_unit_test_teardown(test_server_threads_nice, stop),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

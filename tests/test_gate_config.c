@@ -116,6 +116,47 @@ static void test_bad_values(void **state)
  * try, tier 2); the queue's and try's views keep their own; errors name the
  * key and the value.
  */
+/* The nightly level's keys: schedule (cron.h) and jitter (a duration), defaults and refusals. */
+static void test_schedule_and_jitter(void **state)
+{
+    (void)state;
+    static const char text[] = "[config quick]\ntest = true\n"
+                               "[config long]\ntest = true\nlevels = nightly\n"
+                               "schedule = 30 2 * * mon-fri\njitter = 4h\n";
+    gate_config *c = NULL;
+    keel_status s = gate_config_parse(text, strlen(text), "gate.conf", &c);
+    assert_true(keel_ok(s));
+    assert_non_null(c);
+    if (c == NULL)
+        return;
+    assert_string_equal(c->configs[0].schedule_text, "0 2 * * *"); /* the defaults */
+    assert_int_equal(c->configs[0].jitter_s, 1800);
+    assert_string_equal(c->configs[1].schedule_text, "30 2 * * mon-fri");
+    assert_int_equal(c->configs[1].jitter_s, 4 * 3600);
+    assert_int_equal(c->configs[1].schedule.hours, 1u << 2);
+    assert_int_equal(c->configs[1].schedule.weekdays, 0x3e);
+    gate_config_free(c);
+    expect_error("[config a]\ntest = true\nschedule = 0 25 * * *\n", KEEL_E_PARSE,
+                 "'schedule': field 2 (hour): '25' is out of range", "gate.conf:3:");
+    expect_error("[config a]\ntest = true\nschedule = @reboot\n", KEEL_E_PARSE,
+                 "@reboot has no meaning", NULL);
+    expect_error("[config a]\ntest = true\nschedule = 0 0 30 2 *\n", KEEL_E_PARSE, "never fires",
+                 NULL);
+    expect_error("[config a]\ntest = true\njitter = 30x\n", KEEL_E_PARSE,
+                 "'jitter': '30x' is not a duration", NULL);
+    expect_error("[config a]\ntest = true\njitter = 2d\n", KEEL_E_PARSE,
+                 "'jitter': more than a day", NULL);
+    expect_error("[config a]\ntest = true\njitter = 30\n", KEEL_E_PARSE, "is not a duration", NULL);
+    unsigned long long secs = 1;
+    assert_true(keel_ok(gate_duration_parse("0", &secs)));
+    assert_int_equal(secs, 0);
+    assert_true(keel_ok(gate_duration_parse("2w", &secs)));
+    assert_int_equal(secs, 14 * 86400);
+    s = gate_duration_parse("99999999999d", &secs);
+    assert_true(KEEL_IS(s, KEEL_E_RANGE));
+    keel_status_free(s);
+}
+
 static void test_levels_and_tiers(void **state)
 {
     (void)state;
@@ -530,6 +571,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_comments_and_escapes), cmocka_unit_test(test_writable_paths),
         cmocka_unit_test(test_slurm_request),        cmocka_unit_test(test_shell_syntax_refused),
         cmocka_unit_test(test_check_every_error),    cmocka_unit_test(test_levels_and_tiers),
+        cmocka_unit_test(test_schedule_and_jitter),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

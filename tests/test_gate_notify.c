@@ -527,6 +527,8 @@ static void test_store_upgrade_from_version_1(void **state)
     (void)state;
     fx_setup_repo("strategy = serial", "");
     gate_close(fx_open()); /* a store of today's version, made version 1 again */
+    long long newest = fx_sql_int("PRAGMA user_version", NULL);
+    assert_true(newest >= 7); /* 6 -> 7: the post level's tables, and the steps after */
     sql_exec("DROP INDEX events_by_target; ALTER TABLE events DROP COLUMN target; "
              "DROP TABLE notify_cursor; ALTER TABLE changes DROP COLUMN crashes; "
              "ALTER TABLE changes DROP COLUMN pushed; ALTER TABLE jobs DROP COLUMN elapsed_ms; "
@@ -541,8 +543,7 @@ static void test_store_upgrade_from_version_1(void **state)
     gate *g = fx_open();
     (void)fx_submit(g, "a", 0);
     gate_close(g);
-    assert_int_equal(fx_sql_int("PRAGMA user_version", NULL),
-                     7); /* the newest: the post level's tables (6 -> 7) */
+    assert_int_equal(fx_sql_int("PRAGMA user_version", NULL), newest); /* every step run */
     assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE target = ''", NULL), 1);
     gate_run_stats st = fx_run_once();
     assert_int_equal(st.landed, 1);

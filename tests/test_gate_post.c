@@ -18,15 +18,6 @@
 #include "gate_fixture.h"
 #include "store_post.h"
 
-/* A commit on main's tip pushed around the gate: `path` set to `content` (NULL: removed). */
-static void push(const char *path, const char *content, git_oid *out)
-{
-    git_oid tip;
-    fx_head("main", &tip);
-    const fx_file f[] = {{path, content}};
-    fx_commit(&tip, f, 1, "main", out);
-}
-
 /* The post history of main, newest first, into rows; how many. */
 static size_t history(gate_post_row *rows, size_t max, const char *config)
 {
@@ -99,8 +90,8 @@ static void test_post_builds_what_reaches_the_target(void **state)
 
     /* two commits pushed around the gate, still broken: the newest first, a failure skips none */
     git_oid p1, p2;
-    push("a.txt", "a\n", &p1);
-    push("b.txt", "b\n", &p2);
+    fx_push("a.txt", "a\n", &p1);
+    fx_push("b.txt", "b\n", &p2);
     (void)fx_run_once();
     assert_int_equal(history(h, 16, NULL), 4);
     assert_row(&h[0], &p2, "failed");
@@ -111,7 +102,7 @@ static void test_post_builds_what_reaches_the_target(void **state)
 
     /* the fix: green again */
     git_oid fix;
-    push("postbad", NULL, &fix);
+    fx_push("postbad", NULL, &fix);
     (void)fx_run_once();
     assert_int_equal(history(h, 16, "long"), 5);
     assert_row(&h[0], &fix, "passed");
@@ -121,8 +112,8 @@ static void test_post_builds_what_reaches_the_target(void **state)
 
     /* two at once: the newest passes, the older is superseded (not run) */
     git_oid p4, p5;
-    push("c.txt", "c\n", &p4);
-    push("d.txt", "d\n", &p5);
+    fx_push("c.txt", "c\n", &p4);
+    fx_push("d.txt", "d\n", &p5);
     (void)fx_run_once();
     assert_int_equal(history(h, 16, NULL), 7);
     assert_row(&h[0], &p5, "passed");

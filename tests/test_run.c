@@ -7,6 +7,7 @@
 #define _GNU_SOURCE 1
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -24,6 +25,9 @@
 
 #ifndef KEEL_RUN_CLI
 #error "KEEL_RUN_CLI: the keel-run under test (tests/CMakeLists.txt)"
+#endif
+#ifndef KEEL_STRESS_CLI
+#error "KEEL_STRESS_CLI: the keel-stress that sweeps (tests/CMakeLists.txt)"
 #endif
 #ifndef KEEL_RUN_PROGS
 #error "KEEL_RUN_PROGS: the directory of the planted programs (tests/CMakeLists.txt)"
@@ -435,6 +439,88 @@ static void test_read_read_cycle_not_reported(void **state)
     cleanup(&r);
 }
 
+/* ---- faults at libc calls ------------------------------------------------------------------- */
+
+/*
+ * A fired stress point at a libc call is the program's call site's: the journal's second write
+ * (its first append, lost_write.c:21) fails and the planted bug crashes; the first fails and the
+ * program exits 1; with --heap=off and on, its malloc (lost_write.c:39) fails and it exits 1.
+ */
+static void test_fault_at_call_site(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_with(&r, "run_lost_write", NULL, "--stress", "libc.write.*:nth=2", "--options",
+             "report.stress=report", (const char *)NULL);
+    assert_int_equal(r.status, 128 + SIGSEGV);
+    assert_int_equal(count(&r, "stress", "stress option 'libc.write.lost_write_c_21' fired"), 1);
+    assert_int_equal(count(&r, "stress", "\"site\":{\"file\":\"lost_write.c\",\"line\":21"), 1);
+    cleanup(&r);
+    run_with(&r, "run_lost_write", "fixed", "--stress", "libc.write.*:nth=1", "--options",
+             "report.stress=report", (const char *)NULL);
+    assert_int_equal(r.status, 1);
+    assert_int_equal(count(&r, "stress", "libc.write.lost_write_c_45"), 1);
+    cleanup(&r);
+    for (int heap = 0; heap < 2; heap++) { /* glibc's allocator, then keel's heap */
+        run_with(&r, "run_lost_write", "fixed", heap ? "--heap=on" : "--heap=off", "--stress",
+                 "libc.alloc.*", "--options", "report.stress=report", (const char *)NULL);
+        assert_int_equal(r.status, 1);
+        assert_int_equal(count(&r, "stress", "libc.alloc.lost_write_c_39"), 1);
+        cleanup(&r);
+    }
+    run_with(&r, "run_lost_write", "fixed", "--stress", "libc.write.*:nth=2", "--errno",
+             "write=short", (const char *)NULL);
+    assert_int_equal(r.status, 1); /* a short append is a failed one */
+    assert_non_null(strstr(r.err, "lost_write: append failed"));
+    cleanup(&r);
+    run_with(&r, "run_lost_write", NULL, "--errno", "write=ENOPE", (const char *)NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "keel-run: bad value for '--errno': bad entry 'write=ENOPE'"));
+    cleanup(&r);
+}
+
+/* keel-stress sweep [options] -- keel-run -- run_lost_write [arg]: its exit status, out its output. */
+static int sweep(const char *arg, char *out, size_t size)
+{
+    char file[64], cmd[4 * PATH_MAX];
+    (void)snprintf(file, sizeof(file), "/tmp/keel_test_sweep.%d", (int)getpid());
+    (void)snprintf(cmd, sizeof(cmd),
+                   "env -u KEEL_OPTIONS -u KEEL_REPORT '%s' sweep --max-nth 1 --allow-exit any "
+                   "--only 'libc.*' --jobs 2 --timeout 60 --quiet -- '%s' -- '%s/run_lost_write' "
+                   "%s > '%s' 2>&1",
+                   KEEL_STRESS_CLI, KEEL_RUN_CLI, KEEL_RUN_PROGS, arg, file);
+    int st = system(cmd);
+    keel_test_read_file(file, out, size);
+    (void)unlink(file);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The sweep of an unmodified program's libc error paths finds the planted bug at its site,
+ * nothing in the program that handles every failure, and the leak of a failure path. */
+static void test_sweep_unmodified_program(void **state)
+{
+    (void)state;
+    static char out[65536];
+    int rc = sweep("", out, sizeof(out));
+    if (rc != 1 || strstr(out, "crashed libc.write.lost_write_c_21") == NULL)
+        print_message("sweep:\n%s\n", out);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "crashed libc.write.lost_write_c_21"));
+    assert_non_null(strstr(out, "stress=libc.write.lost_write_c_21:nth=1"));
+    assert_non_null(strstr(out, "nth=1 once, at lost_write.c:21 append()"));
+    assert_null(strstr(out, "lost_write_c_45")); /* the header's write is handled */
+    rc = sweep("fixed", out, sizeof(out));
+    if (rc != 0)
+        print_message("sweep:\n%s\n", out);
+    assert_int_equal(rc, 0);
+    rc = sweep("leaky", out, sizeof(out)); /* a failed fsync's path leaks: keel-run's leak report */
+    if (rc != 1 || strstr(out, "leaked     libc.fsync.lost_write_c_50") == NULL)
+        print_message("sweep:\n%s\n", out);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "leaked     libc.fsync.lost_write_c_50"));
+    assert_non_null(strstr(out, "runs: 5, failed: 1"));
+}
+
 /* ---- the launcher --------------------------------------------------------------------------- */
 
 static void test_static_binary_refused(void **state)
@@ -518,6 +604,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_correct_program_no_reports),
         cmocka_unit_test(test_heap_locks_churn),
         cmocka_unit_test(test_read_read_cycle_not_reported),
+        cmocka_unit_test(test_fault_at_call_site),
+        cmocka_unit_test(test_sweep_unmodified_program),
         cmocka_unit_test(test_static_binary_refused),
         cmocka_unit_test(test_setuid_refused),
         cmocka_unit_test(test_locks_off),

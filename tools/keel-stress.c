@@ -50,7 +50,8 @@ static const option_def option_table[] = {
     {"budget", "RUNS", false, "stop scheduling after this many fault runs (default 10000)"},
     {"mode", "once|persist|both", false, "fail one evaluation, or every one from it on"},
     {"only", "GLOB", true, "only points whose name matches (may repeat; keel.* only so)"},
-    {"allow-exit", "LIST", false, "comma-separated exit codes that count as ok (default 0)"},
+    {"allow-exit", "LIST", false,
+     "comma-separated exit codes that count as ok (default 0; any: every exit, no signal)"},
     {"seed", "N", false, "stress.seed for every run (default 1)"},
     {"json", "FILE", false, "write the full result as JSON"},
     {"keep", "DIR", false, "keep every run's output and report files in DIR"},
@@ -109,6 +110,11 @@ static keel_status parse_long(const char *opt, const char *v, long lo, long hi, 
 static keel_status parse_allow(config *c, const char *v)
 {
     c->allow_count = 0;
+    if (strcmp(v, "any") == 0) { /* every exit status: only signals, hangs, leaks fail */
+        for (int code = 0; code < 256; code++)
+            c->allow[c->allow_count++] = code;
+        return KEEL_OK;
+    }
     const char *p = v;
     for (;;) {
         char *end = NULL;
@@ -493,6 +499,7 @@ typedef struct point {
     char *name;
     long long evaluations;
     long long fires;
+    char *where; /* "file:line function()" of its one site (keel-run's libc.*), else NULL */
 } point;
 
 typedef struct point_list {
@@ -502,11 +509,33 @@ typedef struct point_list {
 
 static void points_free(point_list *pl)
 {
-    for (size_t i = 0; i < pl->n; i++)
+    for (size_t i = 0; i < pl->n; i++) {
         free(pl->v[i].name);
+        free(pl->v[i].where);
+    }
     free(pl->v);
     pl->v = NULL;
     pl->n = 0;
+}
+
+/* A point line's one site as "file:line function()"; NULL when it has none or several. */
+static char *point_where(const char *line)
+{
+    const char *sites = strstr(line, "\"sites\":[{");
+    if (sites == NULL || strstr(sites + 10, "},{") != NULL)
+        return NULL;
+    char file[256], func[128];
+    long long at = 0;
+    if (!json_str_field(sites, "file", file, sizeof(file)) || !json_int_field(sites, "line", &at) ||
+        !json_str_field(sites, "function", func, sizeof(func)))
+        return NULL;
+    char *where = NULL;
+    keel_status s = str_printf(&where, "%s:%lld %s()", file, at, func);
+    if (!keel_ok(s)) {
+        keel_status_free(s);
+        return NULL;
+    }
+    return where;
 }
 
 /* Read a stress.json: one point per line, each line starting with {"name":. */
@@ -525,7 +554,7 @@ static keel_status points_read(const char *path, point_list *pl)
         if (strncmp(p, "{\"name\":", 8) != 0)
             continue;
         char name[512];
-        point pt = {NULL, 0, 0};
+        point pt = {NULL, 0, 0, NULL};
         if (!json_str_field(p, "name", name, sizeof(name)) ||
             !json_int_field(p, "evaluations", &pt.evaluations) ||
             !json_int_field(p, "fires", &pt.fires)) {
@@ -533,6 +562,7 @@ static keel_status points_read(const char *path, point_list *pl)
             break;
         }
         pt.name = strdup(name);
+        pt.where = point_where(p);
         point *grown =
             pt.name != NULL ? (point *)realloc(pl->v, (pl->n + 1) * sizeof(*grown)) : NULL;
         if (grown == NULL) {
@@ -1092,8 +1122,10 @@ static void print_results(const sweep *sw)
             const run *r = &sw->runs[i];
             if (!is_failure(r->result))
                 continue;
-            printf("# %s %s nth=%ld %s\n", result_name(r->result), sw->points.v[r->point].name,
-                   r->nth, r->mode == MODE_ONCE ? "once" : "persist");
+            const char *where = sw->points.v[r->point].where;
+            printf("# %s %s nth=%ld %s%s%s\n", result_name(r->result), sw->points.v[r->point].name,
+                   r->nth, r->mode == MODE_ONCE ? "once" : "persist", where != NULL ? ", at " : "",
+                   where != NULL ? where : "");
             char *replay = replay_string(sw, r);
             (void)printf("%s\n", replay != NULL ? replay : "(out of memory)");
             free(replay);

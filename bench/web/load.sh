@@ -4,6 +4,7 @@
 # holding connections open (half a request each), then the gate's time per change with the
 # server idle, at 100 requests/s and under wrk, alternating.
 #   bench/web/load.sh [KEEL_GATE]      (default build/release/keel-gate; REPS=5, SECONDS_EACH=5,
+#                                       MODES="idle paced loaded loaded0" for the second part,
 #                                       ONLY=gate: the gate's time per change alone)
 set -eu -o pipefail
 cd "$(dirname "$0")/../.."
@@ -97,17 +98,22 @@ kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; pids=()
 fi
 
 echo
-echo "== the gate's time per change (20 changes, test 'true'): server idle, at 100 requests/s, under wrk; alternating"
-idle=() paced=() loaded=()
+echo "== the gate's time per change (20 changes, test 'true'): server idle, at 100 requests/s, under wrk"
+echo "   (server at its default nice 10), under wrk with the server at --nice 0; alternating"
+MODES=${MODES:-idle paced loaded loaded0}
+declare -A times=()
 for r in $(seq 1 "$REPS"); do
-    for mode in idle paced loaded; do
+    line="rep $r:"
+    for mode in $MODES; do
         d="$dir/g-$mode-$r"; mkdir -p "$d"
         make_repo "$d" "true" 20
         for i in $(seq 1 20); do "$K" --repo "$d/repo.git" --quiet submit "c$i"; done
-        "$K" --repo "$d/repo.git" serve --listen 127.0.0.1:0 >"$d/serve.out" 2>/dev/null & sp=$!
+        nice_opt=()
+        [ $mode = loaded0 ] && nice_opt=(--nice 0)
+        "$K" --repo "$d/repo.git" serve --listen 127.0.0.1:0 "${nice_opt[@]}" >"$d/serve.out" 2>/dev/null & sp=$!
         for _ in $(seq 1 50); do [ -s "$d/serve.out" ] && break; sleep 0.1; done
         w=""
-        if [ $mode = loaded ]; then
+        if [ $mode = loaded ] || [ $mode = loaded0 ]; then
             wrk -t1 -c32 -d120s "$(head -1 "$d/serve.out")api/v1/queue" >/dev/null & w=$!
             sleep 0.5
         elif [ $mode = paced ]; then # a dashboard's kind of load: 100 requests a second
@@ -126,8 +132,12 @@ PY
         t1=$(date +%s.%N)
         [ -n "$w" ] && kill "$w" 2>/dev/null; kill $sp; wait 2>/dev/null || true
         ms=$(echo "($t1 - $t0) * 1000 / 20" | bc -l | xargs printf '%.0f')
-        case $mode in idle) idle+=("$ms") ;; paced) paced+=("$ms") ;; *) loaded+=("$ms") ;; esac
+        times[$mode]="${times[$mode]:-} $ms"
+        line="$line $mode $ms"
     done
-    echo "rep $r: ${idle[-1]} ms/change idle, ${paced[-1]} at 100 requests/s, ${loaded[-1]} under wrk"
+    echo "$line ms/change"
 done
-echo "ms per change, server idle: $(stats "${idle[@]}"); at 100 requests/s: $(stats "${paced[@]}"); under wrk: $(stats "${loaded[@]}")"
+for mode in $MODES; do
+    # shellcheck disable=SC2086
+    echo "ms per change, $mode: $(stats ${times[$mode]})"
+done

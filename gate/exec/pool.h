@@ -22,6 +22,7 @@ typedef struct gate_job_run {
     unsigned gen; /* the gatekeeper's generation when it was started */
     char config[65];
     char post_commit[41]; /* a post-level build's commit (gate/levels/post.c); "": a candidate's */
+    bool nightly;         /* a nightly build's (gate/levels/nightly.c) */
     bool required;
     char *const *build; /* NULL or empty: no build step */
     char *const *test;

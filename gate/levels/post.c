@@ -10,27 +10,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ccache.h"
 #include "exec.h"
+#include "level_job.h"
 #include "store_post.h"
-#include "worktree.h"
 
 enum {
     POST_WALK_MAX = 64 /* commits recorded per turn: a longer push records its newest 64 */
 };
-
-/* A post build's job, and the configuration its steps point into (freed with it). */
-typedef struct post_job {
-    gate_job_run run; /* first: the pool's pointer is the post_job's */
-    gate_config *cfg;
-} post_job;
-
-/* A post build's job id: negative (a candidate's are the store's, positive), never reused. */
-static long long next_job_id(void)
-{
-    static long long last;
-    return -__atomic_add_fetch(&last, 1, __ATOMIC_RELAXED);
-}
 
 keel_status gate_post_start(gate *g)
 {
@@ -109,71 +95,32 @@ static keel_status record_new(gate *g)
 
 unsigned gate_post_running(const gate *g)
 {
-    unsigned n = 0;
-    for (size_t i = 0; i < g->ninflight; i++)
-        n += gate_post_job(g->inflight[i]);
-    return n;
+    return gate_level_jobs_running(g, gate_post_job);
+}
+
+typedef struct post_start {
+    const gate *g;
+    const gate_post_row *r;
+} post_start;
+
+/* The post build's marks, before it is submitted: its commit, and its log. */
+static void init_job(gate_job_run *j, void *ctx)
+{
+    const post_start *p = (const post_start *)ctx;
+    gate_fmt(j->post_commit, sizeof(j->post_commit), "%s", p->r->commit);
+    gate_fmt(j->log, sizeof(j->log), "%s/logs/post-%.12s-%s-%u.log", p->g->work, p->r->commit,
+             p->r->config, p->r->runs + 1);
 }
 
 /* Start the build of row r: its commit checked out in a free work tree, its configuration's job. */
 static keel_status start_one(gate *g, const gate_post_row *r)
 {
-    gate_config *cfg = NULL;
-    keel_status s = gate_load_config(g, r->commit, &cfg);
-    const gate_matrix_config *m = NULL;
-    if (keel_ok(s)) {
-        gate_config_keep_level(cfg, GATE_LEVEL_POST);
-        for (size_t i = 0; i < cfg->nconfigs && m == NULL; i++)
-            if (strcmp(cfg->configs[i].name, r->config) == 0)
-                m = &cfg->configs[i];
-        if (m == NULL)
-            s = KEEL_ERR(KEEL_E_NOTFOUND, "commit %.12s has no configuration '%s' at level post",
-                         r->commit, r->config);
-    }
-    if (keel_ok(s))
-        s = gate_store_post_start(g->store, g->target, r->commit, r->config, gate_now_s());
-    if (keel_ok(s))
-        s = gate_grow((void **)&g->inflight, &g->inflight_cap, g->ninflight + 1, sizeof(void *));
-    size_t tree = 0;
-    if (keel_ok(s))
-        s = gate_take_tree(g, &tree);
-    void *mem = NULL;
-    if (keel_ok(s)) {
-        s = keel_heap_calloc(GATE_HEAP, 1, sizeof(post_job), &mem);
-        if (!keel_ok(s))
-            g->trees[tree].busy = false;
-    }
-    if (!keel_ok(s)) {
-        gate_config_free(cfg);
-        return KEEL_CONTEXT(s, "starting the post build of %.12s with '%s'", r->commit, r->config);
-    }
-    post_job *pj = (post_job *)mem;
-    pj->cfg = cfg;
-    gate_job_run *j = &pj->run;
-    j->job_id = next_job_id();
-    j->gen = g->gen;
-    gate_job_from_config(j, m);
-    gate_fmt(j->post_commit, sizeof(j->post_commit), "%s", r->commit);
-    s = gate_job_policy_from(&j->policy, g->tip_cfg, m->name); /* the target's, as the queue's */
-    if (keel_ok(s))
-        s = gate_ccache_attach(&j->policy, g->work, g->tip_cfg, m->name);
-    j->hidden = &g->hidden;
-    j->records = g->records;
-    j->tree = tree;
-    gate_fmt(j->dir, sizeof(j->dir), "%s", gate_worktree_dir(g->trees[tree].w));
-    gate_fmt(j->log, sizeof(j->log), "%s/logs/post-%.12s-%s-%u.log", g->work, r->commit, r->config,
-             r->runs + 1);
-    if (keel_ok(s))
-        s = gate_worktree_checkout(g->trees[tree].w, g->repo, r->commit);
-    if (!keel_ok(s)) {
-        gate_status_line(s, j->error, sizeof(j->error));
-        keel_status_free(s);
-        __atomic_store_n(&j->cancel, 1, __ATOMIC_RELEASE); /* the worker hands it straight back */
-    }
-    g->inflight[g->ninflight++] = j;
-    gate_say(g, "post: building %.12s with '%s'\n", r->commit, r->config);
-    gate_pool_submit(g->pool, j);
-    return KEEL_OK;
+    keel_status s = gate_store_post_start(g->store, g->target, r->commit, r->config, gate_now_s());
+    post_start p = {g, r};
+    gate_level_build b = {GATE_LEVEL_POST,        r->commit, r->config, "post",
+                          sizeof(gate_level_job), init_job,  &p};
+    gate_job_run *j = NULL;
+    return keel_ok(s) ? gate_level_job_start(g, &b, &j) : s;
 }
 
 keel_status gate_post_turn(gate *g, bool queue_busy, bool paused, bool *busy)
@@ -181,11 +128,8 @@ keel_status gate_post_turn(gate *g, bool queue_busy, bool paused, bool *busy)
     *busy = false;
     keel_status s = record_new(g);
     unsigned running = gate_post_running(g);
-    if (queue_busy && running > 0) { /* the queue first: they are built again later */
-        for (size_t i = 0; i < g->ninflight; i++)
-            if (gate_post_job(g->inflight[i]))
-                __atomic_store_n(&g->inflight[i]->cancel, 1, __ATOMIC_RELEASE);
-    }
+    if (queue_busy && running > 0) /* the queue first: they are built again later */
+        gate_level_jobs_cancel(g, gate_post_job);
     unsigned slots = gate_slots(g->tip_cfg);
     bool found = false;
     gate_post_row r;
@@ -241,8 +185,6 @@ static keel_status record_events(gate *g, const gate_job_run *j, bool failed, co
 
 keel_status gate_post_job_done(gate *g, gate_job_run *j)
 {
-    post_job *pj = (post_job *)j;
-    g->trees[j->tree].busy = false;
     bool no_result = j->error[0] != '\0' || j->result == GATE_EXEC_CANCELLED || g->stopping;
     bool failed = j->result != GATE_EXEC_PASSED;
     keel_status s;
@@ -262,7 +204,6 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
                      gate_exec_result_name(j->result), j->exit_code,
                      (double)j->elapsed_ms / 1000.0);
     }
-    gate_config_free(pj->cfg);
-    keel_heap_free(GATE_HEAP, pj);
+    gate_level_job_free(g, j);
     return s;
 }

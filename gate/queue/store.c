@@ -111,6 +111,8 @@ static const char *const migrations[] = {
     "  target TEXT PRIMARY KEY, reason TEXT NOT NULL, by TEXT NOT NULL, since INTEGER NOT NULL);",
     /* 6 -> 7: the post level's commits and results (store_post.c) */
     gate__store_post_schema,
+    /* 7 -> 8: the nightly level's schedule and runs (store_nightly.c) */
+    gate__store_nightly_schema,
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 

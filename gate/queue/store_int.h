@@ -50,7 +50,15 @@ KEEL_MUST_USE keel_status gate__store_set_state_locked(gate_store *st, long long
                                                        gate_change_state state, const char *reason,
                                                        long long now);
 
+/* Bind `text` (copied) to parameter i of stmt. */
+static inline void gate__store_bind_text(sqlite3_stmt *stmt, int i, const char *text)
+{
+    (void)sqlite3_bind_text(stmt, i, text, -1, SQLITE_TRANSIENT);
+}
+
 /* The schema step of store_post.c's tables (store.c's migrations). */
 extern const char gate__store_post_schema[];
+/* The schema step of store_nightly.c's tables. */
+extern const char gate__store_nightly_schema[];
 
 #endif /* KEEL_GATE_STORE_INT_H */

@@ -26,20 +26,20 @@ const char gate__store_post_schema[] =
     "  updated_at INTEGER NOT NULL, PRIMARY KEY (target, commit_id, config));"
     "CREATE INDEX IF NOT EXISTS post_results_by_state ON post_results(target, state);";
 
-const char *gate_post_outcome(const gate_post_row *r)
+const char *gate_build_outcome(const char *state, unsigned runs, unsigned fails)
 {
-    if (strcmp(r->state, "running") == 0)
+    if (strcmp(state, "running") == 0)
         return "running";
-    if (strcmp(r->state, "done") != 0 || r->runs == 0)
+    if (strcmp(state, "done") != 0 || runs == 0)
         return "not run";
-    if (r->fails == 0)
+    if (fails == 0)
         return "passed";
-    return r->fails == r->runs ? "failed" : "flaky";
+    return fails == runs ? "failed" : "flaky";
 }
 
-static void bind_text(sqlite3_stmt *stmt, int i, const char *text)
+const char *gate_post_outcome(const gate_post_row *r)
 {
-    (void)sqlite3_bind_text(stmt, i, text, -1, SQLITE_TRANSIENT);
+    return gate_build_outcome(r->state, r->runs, r->fails);
 }
 
 keel_status gate_store_post_add(gate_store *st, const char *target, const char *commit,
@@ -59,9 +59,9 @@ keel_status gate_store_post_add(gate_store *st, const char *target, const char *
                             "post_commits WHERE target = ?1), ?3, ?4)",
                             &stmt);
     if (keel_ok(s)) {
-        bind_text(stmt, 1, target);
-        bind_text(stmt, 2, commit);
-        bind_text(stmt, 3, subject != NULL ? subject : "");
+        gate__store_bind_text(stmt, 1, target);
+        gate__store_bind_text(stmt, 2, commit);
+        gate__store_bind_text(stmt, 3, subject != NULL ? subject : "");
         (void)sqlite3_bind_int64(stmt, 4, now);
         s = gate__store_step_done(st, stmt, "cannot record a commit of the target");
     }
@@ -72,9 +72,9 @@ keel_status gate_store_post_add(gate_store *st, const char *target, const char *
                                 "updated_at) VALUES(?1, ?2, ?3, ?4)",
                                 &stmt);
         if (keel_ok(s)) {
-            bind_text(stmt, 1, target);
-            bind_text(stmt, 2, commit);
-            bind_text(stmt, 3, names[i]);
+            gate__store_bind_text(stmt, 1, target);
+            gate__store_bind_text(stmt, 2, commit);
+            gate__store_bind_text(stmt, 3, names[i]);
             (void)sqlite3_bind_int64(stmt, 4, now);
             s = gate__store_step_done(st, stmt, "cannot record a build to make");
         }
@@ -92,7 +92,7 @@ keel_status gate_store_post_newest(gate_store *st, const char *target, char out[
         &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 1, target);
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW)
         gate__store_copy_text(out, GATE_OID_HEX, sqlite3_column_text(stmt, 0));
@@ -134,7 +134,7 @@ keel_status gate_store_post_next(gate_store *st, const char *target, gate_post_r
                                         &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 1, target);
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW) {
         read_row(stmt, out);
@@ -159,11 +159,11 @@ static keel_status update_row(gate_store *st, const char *sql, const char *targe
     keel_status s = gate__store_prepare(st, sql, &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, target);
-    bind_text(stmt, 2, commit);
-    bind_text(stmt, 3, config);
+    gate__store_bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 2, commit);
+    gate__store_bind_text(stmt, 3, config);
     (void)sqlite3_bind_int64(stmt, 4, now);
-    bind_text(stmt, 5, text != NULL ? text : "");
+    gate__store_bind_text(stmt, 5, text != NULL ? text : "");
     (void)sqlite3_bind_int(stmt, 6, flag);
     s = gate__store_step_done(st, stmt, what);
     if (keel_ok(s) && changed != NULL)
@@ -215,8 +215,8 @@ keel_status gate_store_post_finish(gate_store *st, const char *target, const cha
                             "r.runs > 0 ORDER BY c.seq DESC LIMIT 1",
                             &stmt);
     if (keel_ok(s)) {
-        bind_text(stmt, 1, target);
-        bind_text(stmt, 2, config);
+        gate__store_bind_text(stmt, 1, target);
+        gate__store_bind_text(stmt, 2, config);
         int rc = sqlite3_step(stmt);
         if (rc == SQLITE_ROW)
             gate__store_copy_text(was, GATE_POST_STATE_MAX, sqlite3_column_text(stmt, 0));
@@ -260,8 +260,8 @@ keel_status gate_store_post_red(gate_store *st, const char *target, const char *
                                         &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, target);
-    bind_text(stmt, 2, except);
+    gate__store_bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 2, except);
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW)
         *n = (size_t)sqlite3_column_int64(stmt, 0);
@@ -281,7 +281,7 @@ keel_status gate_store_post_recover(gate_store *st, const char *target, size_t *
         &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 1, target);
     s = gate__store_step_done(st, stmt, "cannot recover the post builds");
     if (keel_ok(s))
         *n = (size_t)sqlite3_changes(st->db);
@@ -301,9 +301,9 @@ keel_status gate_store_post_history(gate_store *st, const char *target, const ch
                                         &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 1, target);
     if (config != NULL)
-        bind_text(stmt, 2, config);
+        gate__store_bind_text(stmt, 2, config);
     (void)sqlite3_bind_int64(stmt, 3, (long long)max);
     int rc = SQLITE_DONE;
     while (*n < max && (rc = sqlite3_step(stmt)) == SQLITE_ROW)

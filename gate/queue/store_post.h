@@ -28,6 +28,11 @@ typedef struct gate_post_row {
     long long updated_at;
 } gate_post_row;
 
+/*
+ * A level's build outcome from its row's state, runs and failures: "passed",
+ * "failed" (every run), "flaky" (both), "not run" (pending, skipped), "running".
+ */
+const char *gate_build_outcome(const char *state, unsigned runs, unsigned fails);
 /* What a row's outcome is: "passed", "failed", "flaky", "not run" (pending, skipped), "running". */
 const char *gate_post_outcome(const gate_post_row *r);
 

@@ -20,6 +20,8 @@
 #include "git.h"
 #include "heaps.h"
 #include "page.h"
+#include "store_nightly.h"
+#include "store_post.h"
 #include "web.h"
 
 /* the server's memory: the gate module's heap (its arrays are large and made per request) */
@@ -39,7 +41,9 @@ enum {
     SERIES_HOURS_MAX = 168,
     SERIES_POINTS = 144,  /* the queue's length at this many steps, and now */
     SERIES_SPANS = 10000, /* changes read for it, the newest */
-    SERIES_LANDED = 1000  /* landings listed by it, the newest (the median: of all) */
+    SERIES_LANDED = 1000, /* landings listed by it, the newest (the median: of all) */
+    LEVELS_POST = 512,    /* /levels: (commit, configuration) rows of the post level, the newest */
+    LEVELS_NIGHTLY = 50   /* and nightly runs, the newest */
 };
 
 /* n zeroed elements of `size` on the server's heap (NULL: no memory) */
@@ -608,6 +612,106 @@ static void get_log(const gate_web_ctx *ctx, const gate_web_req *req, long long 
                        from, from + (long long)got - (got > 0 ? 1 : 0), (long long)sb.st_size);
 }
 
+/* A level's build result as JSON (post and nightly rows alike). */
+static json_t *outcome_json(const char *state, unsigned runs, unsigned fails, const char *commit)
+{
+    json_t *o = json_object();
+    (void)json_object_set_new(o, "commit", jstr(commit));
+    (void)json_object_set_new(o, "outcome", jstr(gate_build_outcome(state, runs, fails)));
+    (void)json_object_set_new(o, "runs", json_integer(runs));
+    (void)json_object_set_new(o, "fails", json_integer(fails));
+    return o;
+}
+
+/*
+ * GET /levels: the levels after the gate: the post level's commits (newest
+ * first) × configurations, and the nightly runs (newest first).
+ */
+static void get_levels(const gate_web_ctx *ctx, gate_web_resp *resp)
+{
+    gate_store *st = gate_get_store(ctx->g);
+    const char *target = gate_target(ctx->g);
+    gate_post_row *post = (gate_post_row *)web_calloc(LEVELS_POST, sizeof(*post));
+    gate_nightly_row *nightly = (gate_nightly_row *)web_calloc(LEVELS_NIGHTLY, sizeof(*nightly));
+    size_t np = 0, nn = 0;
+    keel_status s = post != NULL && nightly != NULL
+                        ? gate_store_post_history(st, target, NULL, post, LEVELS_POST, &np)
+                        : KEEL_ERR(KEEL_E_NOMEM, "no memory for the levels' history");
+    if (keel_ok(s))
+        s = gate_store_nightly_history(st, target, NULL, nightly, LEVELS_NIGHTLY, &nn);
+    if (!keel_ok(s)) {
+        keel_heap_free(WEB_HEAP, post);
+        keel_heap_free(WEB_HEAP, nightly);
+        status_resp(resp, s);
+        return;
+    }
+    if (np == LEVELS_POST) /* the oldest commit may be cut: leave it out whole */
+        while (np > 1 && strcmp(post[np - 1].commit, post[np - 2].commit) == 0)
+            np--;
+    json_t *configs = json_array(), *commits = json_array(), *row = NULL, *cells = NULL;
+    for (size_t i = 0; i < np; i++) {
+        const gate_post_row *r = &post[i];
+        bool known = false;
+        for (size_t k = 0; k < json_array_size(configs) && !known; k++)
+            known = strcmp(json_string_value(json_array_get(configs, k)), r->config) == 0;
+        if (!known)
+            (void)json_array_append_new(configs, jstr(r->config));
+        if (i == 0 || strcmp(r->commit, post[i - 1].commit) != 0) {
+            row = json_object();
+            cells = json_object();
+            (void)json_object_set_new(row, "commit", jstr(r->commit));
+            (void)json_object_set_new(row, "seq", json_integer(r->seq));
+            (void)json_object_set_new(row, "subject", jstr(r->subject));
+            (void)json_object_set_new(row, "configs", cells);
+            (void)json_array_append_new(commits, row);
+        }
+        json_t *cell = outcome_json(r->state, r->runs, r->fails, r->commit);
+        (void)json_object_del(cell, "commit");
+        (void)json_object_set_new(cells, r->config, cell);
+    }
+    json_t *runs = json_array();
+    for (size_t i = 0; i < nn; i++) {
+        const gate_nightly_row *r = &nightly[i];
+        json_t *o = outcome_json(r->state, r->runs, r->fails, r->commit);
+        (void)json_object_set_new(o, "config", jstr(r->config));
+        (void)json_object_set_new(o, "due_at", json_integer(r->due_at));
+        (void)json_array_append_new(runs, o);
+    }
+    keel_heap_free(WEB_HEAP, post);
+    keel_heap_free(WEB_HEAP, nightly);
+    json_t *r = json_object();
+    (void)json_object_set_new(r, "target", jstr(target));
+    json_t *p = json_object();
+    (void)json_object_set_new(p, "configs", configs);
+    (void)json_object_set_new(p, "commits", commits);
+    (void)json_object_set_new(r, "post", p);
+    (void)json_object_set_new(r, "nightly", runs);
+    json_resp(resp, 200, r);
+}
+
+/* GET /branch?name=BRANCH: what submitting it would queue (gate_branch_view_get). */
+static void get_branch(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp)
+{
+    if (req->q_name == NULL || req->q_name[0] == '\0') {
+        gate_web_error(resp, 400, "name (the branch) is required: /api/v1/branch?name=BRANCH");
+        return;
+    }
+    gate_branch_view v;
+    keel_status s = gate_branch_view_get(ctx->g, req->q_name, &v);
+    if (!keel_ok(s)) {
+        status_resp(resp, s);
+        return;
+    }
+    json_t *r = json_object();
+    (void)json_object_set_new(r, "branch", jstr(req->q_name));
+    (void)json_object_set_new(r, "head", jstr(v.head));
+    (void)json_object_set_new(r, "subject", jstr(v.subject));
+    (void)json_object_set_new(r, "in_target", json_boolean(v.in_target));
+    (void)json_object_set_new(r, "active_change",
+                              v.active > 0 ? json_integer(v.active) : json_null());
+    json_resp(resp, 200, r);
+}
+
 static void get_commits(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp)
 {
     long long limit = COMMITS_DEFAULT;
@@ -925,6 +1029,8 @@ typedef enum route_id {
     R_PRIORITY,
     R_LOG,
     R_COMMITS,
+    R_BRANCH,
+    R_LEVELS,
     R_EVENTS,
     R_SERIES,
     R_NONE
@@ -946,6 +1052,8 @@ static const route routes[] = {
     {R_PRIORITY, {"changes", "#", "priority"}, NULL, "admin"},
     {R_LOG, {"jobs", "#", "log"}, "", NULL},
     {R_COMMITS, {"commits"}, "", NULL},
+    {R_BRANCH, {"branch"}, "", NULL},
+    {R_LEVELS, {"levels"}, "", NULL},
     {R_EVENTS, {"events"}, "", NULL},
     {R_SERIES, {"series"}, "", NULL},
 };
@@ -1053,6 +1161,12 @@ static void dispatch(const gate_web_ctx *ctx, const gate_web_req *req, const rou
         break;
     case R_COMMITS:
         get_commits(ctx, req, resp);
+        break;
+    case R_BRANCH:
+        get_branch(ctx, req, resp);
+        break;
+    case R_LEVELS:
+        get_levels(ctx, resp);
         break;
     case R_SERIES:
         get_series(ctx, req, resp);

@@ -38,6 +38,8 @@ typedef struct gate_web_options {
                                  limit, the default: behind a reverse proxy all are the proxy's) */
     unsigned timeout_s;       /* an idle connection is closed after this (default 15) */
     size_t max_body;          /* a larger request body: 413 (default 64 KiB) */
+    int nice; /* the server's threads run at this nice value or nicer, 0..19 (default 10: a loaded
+                 server takes CPU from the gate and its jobs last; 0: the caller's priority) */
 } gate_web_options;
 
 void gate_web_options_default(gate_web_options *o);
@@ -61,7 +63,7 @@ typedef struct gate_web_req {
     const char *idempotency_key;
     const char *last_event_id;
     const char *range;
-    const char *q_offset, *q_limit, *q_after, *q_hours; /* query arguments; NULL: absent */
+    const char *q_offset, *q_limit, *q_after, *q_hours, *q_name; /* query arguments; NULL: absent */
     const char *body;
     size_t body_len;
 } gate_web_req;

@@ -117,8 +117,15 @@ async function main() {
         assert(await page.evaluate(() => sessionStorage.getItem('keel-gate-token')) === env.KEEL_ADMIN_TOKEN,
                'not in sessionStorage');
         assert((await page.context().cookies()).length === 0, 'a cookie');
+        /* the head is filled in from the branch (GET /api/v1/branch), with its subject */
+        await page.fill('#submit-branch', '');
+        await page.fill('#submit-head', '');
+        await page.locator('#submit-branch-info', { hasText: /^$/ }).waitFor({ state: 'attached' });
         await page.fill('#submit-branch', 'beta');
-        await page.fill('#submit-head', head('beta'));
+        await page.press('#submit-branch', 'Tab');
+        await page.locator('#submit-branch-info', { hasText: head('beta').slice(0, 12) }).waitFor();
+        assert(await page.inputValue('#submit-head') === head('beta'),
+               'head filled in: ' + await page.inputValue('#submit-head'));
         await page.click('#submit-form button[type=submit]');
         await page.locator('#queue tbody tr[data-change]', { hasText: 'beta' }).waitFor();
         assert(await page.locator('#error').isHidden(), 'an error: ' + await page.locator('#error-text').innerText());
@@ -163,6 +170,15 @@ async function main() {
         await page.selectOption('#console-filter', 'lint');
         assert(await page.locator('#console thead th').count() === 4, 'filtered columns');
         assert((await page.locator('#console tbody td.state-passed').innerText()).includes('passed'), 'cell');
+    });
+
+    await check('after landing: the post level built what landed', async () => {
+        await page.goto(env.KEEL_URL + '#/levels');
+        await page.locator('#post thead th', { hasText: 'smoke' }).waitFor();
+        await page.locator('#post tbody td.state-passed').first().waitFor();
+        assert((await page.locator('#nightly tbody td.muted').innerText()).includes('No nightly runs'),
+               'nightly table');
+        await page.screenshot({ path: env.KEEL_SCREENSHOT.replace(/\.png$/, '-levels.png'), fullPage: true });
     });
 
     await check('keyboard: the token field and the forms are labelled and reachable', async () => {

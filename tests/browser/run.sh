@@ -80,6 +80,10 @@ writable = $tmp/shared
 test = sh ci.sh lint
 timeout = 60
 writable = $tmp/shared
+
+[config smoke]
+test = true
+levels = post
 EOF
 # shellcheck disable=SC2016 # ($1: the job's, in the script written)
 printf 'echo "ci: $1"\nsleep 2\ntest ! -e bad\n' >"$work/ci.sh"

@@ -345,6 +345,42 @@
         state.consoleData = c;
     }
 
+    /* ---- after landing: the post level's commits × configurations, the nightly runs -------- */
+
+    function outcomeCell(o) {
+        const td = el('td', {class: 'state-' + o.outcome.replace(' ', '-')}, o.outcome);
+        if (o.outcome === 'flaky')
+            td.textContent = 'flaky (failed ' + o.fails + '/' + o.runs + ')';
+        return td;
+    }
+
+    function renderLevels(l) {
+        const names = l.post.configs.slice().sort();
+        $('post').tHead.rows[0].replaceChildren(el('th', {scope: 'col'}, 'Commit'),
+                                                ...names.map((n) => el('th', {scope: 'col'}, n)),
+                                                el('th', {scope: 'col'}, 'Subject'));
+        const tb = $('post').tBodies[0];
+        tb.replaceChildren();
+        for (const c of l.post.commits) {
+            const tr = el('tr', {}, el('th', {scope: 'row'}, el('code', {}, short(c.commit))));
+            for (const n of names)
+                tr.append(c.configs[n] ? outcomeCell(c.configs[n]) : el('td', {class: 'muted'}, '—'));
+            tr.append(el('td', {}, c.subject));
+            tb.append(tr);
+        }
+        if (l.post.commits.length === 0)
+            tb.append(el('tr', {}, el('td', {colspan: 2 + names.length, class: 'muted'},
+                                      'No post builds yet (configurations with levels = post).')));
+        const nb = $('nightly').tBodies[0];
+        nb.replaceChildren();
+        for (const r of l.nightly)
+            nb.append(el('tr', {}, el('td', {}, when(r.due_at)), el('th', {scope: 'row'}, r.config),
+                         el('td', {}, el('code', {}, short(r.commit))), outcomeCell(r)));
+        if (l.nightly.length === 0)
+            nb.append(el('tr', {}, el('td', {colspan: 4, class: 'muted'},
+                                      'No nightly runs yet (configurations with levels = nightly).')));
+    }
+
     /* ---- a change's page ------------------------------------------------------------------ */
 
     async function renderChange(id) {
@@ -441,6 +477,8 @@
                 }
             } else if (state.view === 'console') {
                 renderConsole(await api('commits?limit=50'));
+            } else if (state.view === 'levels') {
+                renderLevels(await api('levels'));
             } else if (state.view === 'change') {
                 await renderChange(state.changeId);
             }
@@ -559,10 +597,13 @@
 
     function route() {
         const m = /^#\/change\/(\d+)/.exec(location.hash);
-        state.view = m ? 'change' : location.hash.startsWith('#/console') ? 'console' : 'queue';
+        state.view = m ? 'change'
+                       : location.hash.startsWith('#/console') ? 'console'
+                       : location.hash.startsWith('#/levels') ? 'levels' : 'queue';
         state.changeId = m ? Number(m[1]) : 0;
         $('view-queue').hidden = state.view !== 'queue';
         $('view-console').hidden = state.view !== 'console';
+        $('view-levels').hidden = state.view !== 'levels';
         $('view-change').hidden = state.view !== 'change';
         if (state.view === 'change') {
             $('log').hidden = true;
@@ -570,6 +611,35 @@
         }
         state.seriesDue = true;
         scheduleRefresh();
+    }
+
+    /*
+     * The branch typed into the submit form: its commit as the gate sees it
+     * (GET /api/v1/branch) filled in as the expected head, with its subject,
+     * so that what is queued is the commit the person read; a branch already
+     * queued or already in the target is said.  The head stays editable: a
+     * branch that moves after the look-up is refused at the submit (409).
+     */
+    async function lookUpBranch() {
+        const name = $('submit-branch').value.trim();
+        const info = $('submit-branch-info');
+        info.textContent = '';
+        if (!name)
+            return;
+        try {
+            const b = await api('branch?name=' + encodeURIComponent(name));
+            if ($('submit-branch').value.trim() !== name)
+                return; /* typed on meanwhile: that look-up's answer is the one to show */
+            $('submit-head').value = b.head;
+            let text = b.head.slice(0, 12) + ' ' + b.subject;
+            if (b.active_change)
+                text += ' (already queued: change ' + b.active_change + ')';
+            else if (b.in_target)
+                text += ' (already in ' + (state.queue ? state.queue.target : 'the target') + ')';
+            info.textContent = text;
+        } catch (e) {
+            info.textContent = e.message;
+        }
     }
 
     function init() {
@@ -589,14 +659,17 @@
             restartStream();
         });
         $('error-close').addEventListener('click', clearError);
+        $('submit-branch').addEventListener('change', lookUpBranch);
         $('submit-form').addEventListener('submit', async (ev) => {
             ev.preventDefault();
             const f = ev.target;
             const ok = await act(() => post('changes', {branch: f.branch.value.trim(),
                                                         expected_head: f.expected_head.value.trim(),
                                                         priority: Number(f.priority.value || 0)}));
-            if (ok)
+            if (ok) {
                 f.reset();
+                $('submit-branch-info').textContent = '';
+            }
         });
         $('pause-form').addEventListener('submit', async (ev) => {
             ev.preventDefault();
