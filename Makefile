@@ -36,7 +36,10 @@ DEPS += qemu-user gcc-aarch64-linux-gnu gcc-s390x-linux-gnu libc6-dev-arm64-cros
 # architectures): libdw and cmocka.  Not jemalloc: Debian's libjemalloc-dev is not multi-arch
 # (cannot be installed beside the host's), so the foreign builds use KEEL_JEMALLOC=OFF.
 PLATFORM_ARCHES := arm64 s390x
-PLATFORM_DEPS := $(foreach a,$(PLATFORM_ARCHES),libdw-dev:$(a) libcmocka-dev:$(a))
+# Installed for arm64 only: s390x's cannot be on an up-to-date bookworm (zlib1g:s390x cannot follow
+# the host's security update), so tools/platforms.sh downloads and unpacks them into a private
+# sysroot (its architecture is added above for apt-get download's package lists)
+PLATFORM_DEPS := libdw-dev:arm64 libcmocka-dev:arm64
 
 # what the benchmarks compare against, for make bench only: bench_heap loads mimalloc with
 # dlopen("libmimalloc.so.2") (its anchor row is missing without it)
@@ -49,7 +52,7 @@ REPLAY_DEPS := jq sqlite3
 
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null && echo sudo)
 
-.PHONY: all deps bench-deps build demo check check-platforms bench bench-replay fuzz install clean
+.PHONY: all deps platform-libs bench-deps build demo check check-platforms bench bench-replay fuzz install clean
 
 all: build
 
@@ -72,6 +75,12 @@ deps:
 	  echo "keel: adding the Debian architecture $$a (dpkg multiarch: libkeel's libraries for make check-platforms)"; \
 	  $(SUDO) dpkg --add-architecture "$$a" || exit 1; \
 	done
+	@$(MAKE) --no-print-directory platform-libs || echo "keel: the foreign platforms' libdw/cmocka could not be installed through multiarch: tools/platforms.sh unpacks them into a private sysroot instead (docs/platforms.md)"
+
+# not fatal (deps above): a Multi-Arch: same package must have one version on every architecture,
+# and an architecture the security archive does not carry (s390x on bookworm) cannot follow the
+# host's updates
+platform-libs:
 	$(call install_missing,$(PLATFORM_DEPS))
 
 bench-deps:
