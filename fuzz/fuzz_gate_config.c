@@ -13,7 +13,9 @@
  *     NAME=value, pass-env variable names none of them forbidden, writable
  *     paths absolute and outside /, /proc, /sys and /dev however spelled, a
  *     target of a branch name's characters, every number in the range
- *     config.c documents, unset limits the [gate] defaults;
+ *     config.c documents, unset limits the [gate] defaults; flows between
+ *     two different branch names, none twice, a schedule with its interval,
+ *     reminders and remind-max in their ranges;
  *   - written out again (every word escaped, a comment after it) it parses
  *     to the same configuration: quoting, escapes, comments and the refusal
  *     of shell syntax outside quotes (gate_words_shell) agree;
@@ -33,6 +35,7 @@
 
 #include "config.h"
 #include "gate.h"
+#include "git.h"
 
 static const char origin[] = "fuzz.conf";
 
@@ -216,6 +219,31 @@ static void check_limits(const gate_limits *l)
                "processes and cpu at most 10^9");
 }
 
+/* [flow SRC -> DST]: branch names, no flow twice nor into itself, every number in its range. */
+static void check_flows(const gate_config *c)
+{
+    FUZZ_CHECK(c->nflows <= GATE_MAX_FLOWS, "at most 32 flows");
+    for (size_t i = 0; i < c->nflows; i++) {
+        const gate_flow_config *f = &c->flows[i];
+        keel_status a = gate_branch_check(f->from), b = gate_branch_check(f->to);
+        FUZZ_CHECK(keel_ok(a) && keel_ok(b), "a flow's branches are branch names");
+        keel_status_free(a);
+        keel_status_free(b);
+        FUZZ_CHECK(strcmp(f->from, f->to) != 0, "no flow into itself");
+        for (size_t k = 0; k < i; k++)
+            FUZZ_CHECK(strcmp(f->from, c->flows[k].from) != 0 || strcmp(f->to, c->flows[k].to) != 0,
+                       "no flow twice");
+        FUZZ_CHECK(f->nremind >= 1 && f->nremind <= GATE_FLOW_REMIND_MAX, "1 to 8 reminders");
+        for (size_t k = 0; k < f->nremind; k++)
+            FUZZ_CHECK(f->remind_s[k] > 0, "a reminder's back-off above 0");
+        FUZZ_CHECK(f->remind_max >= 1 && f->remind_max <= GATE_FLOW_PEOPLE_MAX,
+                   "remind-max in [1, 32]");
+        FUZZ_CHECK((f->trigger == GATE_FLOW_ON_SCHEDULE) == (f->interval_s > 0),
+                   "a schedule has an interval, a commit trigger none");
+        FUZZ_CHECK(f->levels != 0 && (f->levels & ~0x1fu) == 0, "a flow's levels: known bits");
+    }
+}
+
 static void check_accepted(const gate_config *c)
 {
     FUZZ_CHECK(c->nconfigs >= 1 && c->nconfigs <= GATE_MAX_CONFIGS, "1 to 64 configurations");
@@ -267,6 +295,7 @@ static void check_accepted(const gate_config *c)
         any_required |= m->required;
     }
     FUZZ_CHECK(any_required, "at least one configuration is required");
+    check_flows(c);
 }
 
 /* ---- what a refusal says ----------------------------------------------------------- */

@@ -182,6 +182,58 @@ typedef struct gate_matrix_config {
     unsigned jitter_s;       /* GATE_JITTER_DEFAULT when not given; at most a day */
 } gate_matrix_config;
 
+/*
+ * Branch flows (issue 18): `[flow SRC -> DST]` sections, read from the
+ * default branch like the rest of the file.  The gate merges SRC into DST
+ * (a real merge commit on keel-gate/flow/<from>-to-<to>) and queues the
+ * merge for DST like any change (gate/flows/flow.h, docs/gate.md "Branch
+ * flows").
+ *
+ *   [flow comp/net -> main]
+ *   trigger        = commit        # commit: every commit that reaches SRC;
+ *                                  # schedule: `interval` apart
+ *   interval       = 6h            # with trigger = schedule: s, m, h, d, w units
+ *   levels         = gate          # the levels of DST's configurations that test
+ *                                  # the merge (default: gate, the queue's)
+ *   owner          = Ann Lee <ann@example.org>   # escalations go there
+ *   remind         = 1d 2d 4d      # back-off between reminders (the last repeats)
+ *   escalate-after = 3             # reminders before the owner is told (0: never)
+ *   remind-max     = 5             # most people one reminder goes to
+ *   back-merge     = no            # yes: DST -> SRC flows too, with these settings
+ *
+ * Flows are one-way: a product branch fed from main (`[flow main ->
+ * release/2.1]`) never merges back unless its reverse is configured, by
+ * `back-merge = yes` or by a `[flow release/2.1 -> main]` section of its own
+ * (not both: a duplicate flow).  A cycle of flows is refused unless it is
+ * such a two-way pair.
+ */
+enum {
+    GATE_MAX_FLOWS = 32,
+    GATE_FLOW_REMIND_MAX = 8,
+    GATE_FLOW_OWNER_MAX = 256,
+    GATE_FLOW_PEOPLE_MAX = 32
+};
+
+typedef enum gate_flow_trigger { GATE_FLOW_ON_COMMIT, GATE_FLOW_ON_SCHEDULE } gate_flow_trigger;
+
+#define GATE_FLOW_ESCALATE_DEFAULT  3u
+#define GATE_FLOW_REMIND_MAX_PEOPLE 5u
+
+typedef struct gate_flow_config {
+    char from[GATE_BRANCH_MAX];
+    char to[GATE_BRANCH_MAX];
+    gate_flow_trigger trigger;
+    unsigned long long interval_s;   /* trigger = schedule: seconds between merges */
+    unsigned levels;                 /* GATE_LEVEL_* bits of DST's configurations (default gate) */
+    char owner[GATE_FLOW_OWNER_MAX]; /* "Name <email>"; "" when none is named */
+    unsigned long long remind_s[GATE_FLOW_REMIND_MAX]; /* default 1d 2d 4d */
+    size_t nremind;
+    unsigned escalate_after; /* reminders before escalation; 0: never */
+    unsigned remind_max;     /* most people reminded (1..GATE_FLOW_PEOPLE_MAX) */
+    bool back_merge;         /* yes: the reverse flow was made from this section */
+    size_t line;             /* where its [flow ...] header is (errors, keel-gate check) */
+} gate_flow_config;
+
 typedef struct gate_config {
     char target[GATE_BRANCH_MAX];
     bool target_set; /* [gate] target was given (else target is "main", unused) */
@@ -201,6 +253,8 @@ typedef struct gate_config {
     unsigned long long ccache_size; /* ccache-size: every configuration's default (0: none) */
     gate_matrix_config configs[GATE_MAX_CONFIGS];
     size_t nconfigs;
+    gate_flow_config flows[GATE_MAX_FLOWS]; /* [flow SRC -> DST], back-merges included */
+    size_t nflows;
 } gate_config;
 
 /* Parse a configuration; `origin` names it in errors ("main:.keel/gate.conf"). */

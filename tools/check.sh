@@ -17,7 +17,7 @@ ONLY=${ONLY:-$*} # the stages named on the command line, or in $ONLY; none: all
 LIB_SOURCES=$(ls src/*.c gate/*.c gate/*/*.c tools/*.c helper/*.c 2>/dev/null)
 # keel-run's launcher and preload (run/): devel only (the preload is built from devel code)
 RUN_SOURCES=$(ls run/*.c 2>/dev/null)
-GATE_INC="-Igate -Igate/queue -Igate/exec -Igate/git -Igate/cli -Igate/web -Igate/levels"
+GATE_INC="-Igate -Igate/queue -Igate/exec -Igate/git -Igate/cli -Igate/web -Igate/levels -Igate/flows"
 ALL_C=$(git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null || find src gate tools tests bench examples fuzz include -name '*.[ch]')
 
 passed=()

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 out=build/fuzz
 mkdir -p $out
-GATE_INC="-Igate -Igate/queue -Igate/exec -Igate/git -Igate/cli -Igate/web -Igate/levels"
+GATE_INC="-Igate -Igate/queue -Igate/exec -Igate/git -Igate/cli -Igate/web -Igate/levels -Igate/flows"
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DKEEL_DEVEL=1
         -DKEEL_BUILDING_LIBRARY -DKEEL_HEAP_SYSTEM=1 -D_GNU_SOURCE -Iinclude -Isrc $GATE_INC -std=c11"
 # (KEEL_HEAP_SYSTEM: under a sanitizer, module heaps use its malloc, as the CMake build does)

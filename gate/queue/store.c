@@ -113,6 +113,8 @@ static const char *const migrations[] = {
     gate__store_post_schema,
     /* 7 -> 8: the nightly level's schedule and runs (store_nightly.c) */
     gate__store_nightly_schema,
+    /* 8 -> 9: branch flows (store_flow.c; the lead renumbers at merge) */
+    gate__store_flow_schema,
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 

@@ -60,5 +60,7 @@ static inline void gate__store_bind_text(sqlite3_stmt *stmt, int i, const char *
 extern const char gate__store_post_schema[];
 /* The schema step of store_nightly.c's tables. */
 extern const char gate__store_nightly_schema[];
+/* The schema step of store_flow.c's tables. */
+extern const char gate__store_flow_schema[];
 
 #endif /* KEEL_GATE_STORE_INT_H */

@@ -1,0 +1,78 @@
+/*
+ * gate/git/flowmerge.h - a branch flow's merge (issue 18): SRC merged into
+ * DST with libgit2 as a real merge commit (parents: DST's tip, then SRC's;
+ * never a squash nor a rebase, so the next sync has a merge base), on the
+ * flow's branch (gate_flow_branch, flow.h), ready to be queued for DST.
+ *
+ * Three outcomes:
+ *   MADE         the merge commit; the flow branch points at it;
+ *   NOTHING_NEW  SRC's tip is already in DST's history: no commit, no ref;
+ *   CONFLICT     the paths that conflict and, for each side since the merge
+ *                base, the authors of the commits that touched one of those
+ *                paths (the people who can fix it), nobody else.  Merges are
+ *                not counted as touching (a sync merge's author is the gate,
+ *                and the commits it brought are counted on their own side).
+ *                The flow branch is left as it was.
+ *
+ * A developer's resolution is a commit on the flow branch (pushed by hand)
+ * whose history holds both tips: gate_flow_resolved says whether the branch
+ * holds one, so the gate takes that commit as the change instead of merging
+ * again.  There is no resolution cache (libgit2 has no rerere): a conflict
+ * resolved once is resolved again by hand if the same merge is redone.
+ */
+#ifndef KEEL_GATE_FLOWMERGE_H
+#define KEEL_GATE_FLOWMERGE_H
+
+#include "git.h"
+
+typedef enum gate_flowmerge_result {
+    GATE_FLOWMERGE_MADE,
+    GATE_FLOWMERGE_NOTHING_NEW,
+    GATE_FLOWMERGE_CONFLICT
+} gate_flowmerge_result;
+
+enum { GATE_FLOWMERGE_PATHS = 16, GATE_FLOWMERGE_PEOPLE = 32, GATE_FLOWMERGE_WALK = 10000 };
+
+/* Which side a person's commits are on (gate_flowmerge_person.sides): bits. */
+enum { GATE_FLOWMERGE_SOURCE = 1u << 0, GATE_FLOWMERGE_DEST = 1u << 1 };
+
+typedef struct gate_flowmerge_person {
+    char who[256];    /* "Name <address>" as the commits' author says */
+    unsigned commits; /* how many of their commits touched a conflicting path */
+    unsigned sides;   /* GATE_FLOWMERGE_SOURCE | GATE_FLOWMERGE_DEST */
+} gate_flowmerge_person;
+
+typedef struct gate_flowmerge {
+    gate_flowmerge_result result;
+    char source[GATE_HEX];                              /* SRC's tip merged */
+    char dest[GATE_HEX];                                /* DST's tip merged onto */
+    char base[GATE_HEX];                                /* their merge base ("" when none) */
+    char merge[GATE_HEX];                               /* MADE: the merge commit */
+    char paths[GATE_FLOWMERGE_PATHS][GATE_ORIGIN_PATH]; /* CONFLICT: the first ones */
+    size_t npaths, total_paths;
+    /* the source's side and the destination's in turn, most commits first on each */
+    gate_flowmerge_person people[GATE_FLOWMERGE_PEOPLE];
+    size_t npeople;
+} gate_flowmerge;
+
+/*
+ * Merge branch `from` into branch `to` on branch `flow_branch` (made, or
+ * moved there whatever it held); the commit is the gate's
+ * ("keel-gate <keel-gate@localhost>", at `when`, seconds since the epoch).
+ * GATE_E_BAD_REF for a bad branch name; anything else is the gate's error.
+ */
+KEEL_MUST_USE keel_status gate_flow_merge(gate_repo *r, const char *from, const char *to,
+                                          const char *flow_branch, long long when,
+                                          gate_flowmerge *out);
+
+/*
+ * Does `flow_branch` hold a resolution of the flow `from` -> `to`: a commit
+ * other than `made` (the gate's own merge; NULL or "": none) whose history
+ * holds both `from`'s tip and `to`'s tip as `source` and `dest` give them
+ * (40 hex digits)?  *commit: its id ("" when not).
+ */
+KEEL_MUST_USE keel_status gate_flow_resolved(gate_repo *r, const char *flow_branch,
+                                             const char *source, const char *dest, const char *made,
+                                             bool *yes, char commit[GATE_HEX]);
+
+#endif /* KEEL_GATE_FLOWMERGE_H */
