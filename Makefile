@@ -4,7 +4,7 @@
 #                analysis, clang-format, tests under devel/release/asan/tsan, fuzz
 # Both install the Debian packages they need first (apt-get, only when missing).
 #
-# Other targets: make build | bench | bench-replay | fuzz | install PREFIX=/usr/local | deps | bench-deps | clean
+# Other targets: make build | check-platforms | bench | bench-replay | fuzz | install PREFIX=/usr/local | deps | bench-deps | clean
 
 SHELL := /bin/bash
 PREFIX ?= /usr/local
@@ -28,6 +28,18 @@ DEPS += man-db
 DEPS += jq sqlite3
 # the Slurm executor's tests start a cluster on localhost (tests/slurm_cluster.h)
 DEPS += slurm-wlm slurmctld slurmd slurm-client munge
+# make check-platforms (tools/platforms.sh): libkeel cross-built for 64-bit ARM and big-endian
+# s390x, its tests run under qemu-user (the cross C libraries are only recommended by the cross
+# compilers: named here); and the gate's compiler cache per configuration (gate/exec/ccache.c)
+DEPS += qemu-user gcc-aarch64-linux-gnu gcc-s390x-linux-gnu libc6-dev-arm64-cross libc6-dev-s390x-cross ccache
+# ... and libkeel's libraries for those targets, through dpkg multiarch (deps adds the
+# architectures): libdw and cmocka.  Not jemalloc: Debian's libjemalloc-dev is not multi-arch
+# (cannot be installed beside the host's), so the foreign builds use KEEL_JEMALLOC=OFF.
+PLATFORM_ARCHES := arm64 s390x
+# Installed for arm64 only: s390x's cannot be on an up-to-date bookworm (zlib1g:s390x cannot follow
+# the host's security update), so tools/platforms.sh downloads and unpacks them into a private
+# sysroot (its architecture is added above for apt-get download's package lists)
+PLATFORM_DEPS := libdw-dev:arm64 libcmocka-dev:arm64
 
 # what the benchmarks compare against, for make bench only: bench_heap loads mimalloc with
 # dlopen("libmimalloc.so.2") (its anchor row is missing without it)
@@ -40,7 +52,7 @@ REPLAY_DEPS := jq sqlite3
 
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null && echo sudo)
 
-.PHONY: all deps bench-deps build demo check bench bench-replay fuzz install clean
+.PHONY: all deps platform-libs bench-deps build demo check check-platforms bench bench-replay fuzz install clean
 
 all: build
 
@@ -58,6 +70,18 @@ endef
 
 deps:
 	$(call install_missing,$(DEPS))
+	@for a in $(PLATFORM_ARCHES); do \
+	  dpkg --print-foreign-architectures | grep -qx "$$a" && continue; \
+	  echo "keel: adding the Debian architecture $$a (dpkg multiarch: libkeel's libraries for make check-platforms)"; \
+	  $(SUDO) dpkg --add-architecture "$$a" || exit 1; \
+	done
+	@$(MAKE) --no-print-directory platform-libs || echo "keel: the foreign platforms' libdw/cmocka could not be installed through multiarch: tools/platforms.sh unpacks them into a private sysroot instead (docs/platforms.md)"
+
+# not fatal (deps above): a Multi-Arch: same package must have one version on every architecture,
+# and an architecture the security archive does not carry (s390x on bookworm) cannot follow the
+# host's updates
+platform-libs:
+	$(call install_missing,$(PLATFORM_DEPS))
 
 bench-deps:
 	$(call install_missing,$(BENCH_DEPS))
@@ -70,6 +94,11 @@ demo: deps
 
 check: deps
 	@tools/check.sh
+
+# libkeel cross-built for aarch64 and big-endian s390x, its tests under qemu-user (tools/platforms.sh;
+# make check runs it as its platforms stage)
+check-platforms: deps
+	@tools/platforms.sh
 
 bench: deps bench-deps
 	@tools/bench.sh

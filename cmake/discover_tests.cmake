@@ -1,7 +1,14 @@
 # Run after a test executable is built: ask it for its test names (--list)
 # and write the ctest file that registers one entry per name.
-#   -DEXE=<path> -DCAP=<capability> -DOUT=<file> -DTIMEOUT=<s>
-execute_process(COMMAND ${EXE} --list OUTPUT_VARIABLE names RESULT_VARIABLE rc
+#   -DEXE=<path> -DCAP=<capability> -DOUT=<file> -DTIMEOUT=<s> [-DEMULATOR=<command, spaced>]
+# EMULATOR: what runs the target's programs in a cross build (qemu-user: the toolchain file's
+# CMAKE_CROSSCOMPILING_EMULATOR, its words joined by spaces); every test runs under it.
+separate_arguments(emulator UNIX_COMMAND "${EMULATOR}")
+set(run "")
+foreach(word ${emulator})
+    string(APPEND run "[=[${word}]=] ")
+endforeach()
+execute_process(COMMAND ${emulator} ${EXE} --list OUTPUT_VARIABLE names RESULT_VARIABLE rc
                 ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
     message(FATAL_ERROR "${EXE} --list failed (${rc}): ${err}")
@@ -12,7 +19,7 @@ foreach(n ${names})
     if(n STREQUAL "")
         continue()
     endif()
-    string(APPEND body "add_test([=[${CAP}.${n}]=] [=[${EXE}]=] [=[${n}]=])\n")
+    string(APPEND body "add_test([=[${CAP}.${n}]=] ${run}[=[${EXE}]=] [=[${n}]=])\n")
     # a cmocka skip() (a devel-only test in a release build, a missing tool) shows as skipped
     string(APPEND body "set_tests_properties([=[${CAP}.${n}]=] PROPERTIES TIMEOUT ${TIMEOUT} ENVIRONMENT [=[KEEL_OPTIONS=;KEEL_REPORT=]=] SKIP_REGULAR_EXPRESSION [=[\\[  SKIPPED \\]]=])\n")
 endforeach()

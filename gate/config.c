@@ -223,12 +223,12 @@ static const char *const gate_keys[] = {"crash-limit",     "target",         "sl
                                         "log-days",        "log-max",        "pass-env",
                                         "executor",        "backout",        "backout-budget",
                                         "backout-max-age", "tier2-fix-time", "hold-when-red",
-                                        "blame-max"};
+                                        "blame-max",       "ccache-size"};
 static const char *const config_keys[] = {
     "build",    "test",      "env",        "timeout", "required",     "network",
     "writable", "memory",    "processes",  "cpu",     "output",       "disk",
     "tmp",      "partition", "constraint", "cpus",    "slurm-memory", "time-limit",
-    "levels",   "tier",      "schedule",   "jitter",  "backout"};
+    "levels",   "tier",      "schedule",   "jitter",  "backout",      "ccache-size"};
 static const char *const flow_keys[] = {"trigger", "interval",   "levels",         "owner",
                                         "remind",  "remind-max", "escalate-after", "back-merge"};
 
@@ -696,6 +696,25 @@ static keel_status backout_key(const parse_state *st, const char *key, const cha
     return KEEL_ERR(KEEL_E_NOTFOUND, "not a backout key");
 }
 
+/* `ccache-size`: a size (0: no compiler cache), at least 1M when not 0 (ccache's own floor). */
+static keel_status set_ccache_size(const parse_state *st, const char *value,
+                                   unsigned long long *out)
+{
+    keel_status s = gate_size_parse(value, out);
+    if (!keel_ok(s)) {
+        keel_status_free(s);
+        return errf(st, KEEL_E_PARSE,
+                    "'ccache-size' must be a size such as 512M or 2G (0: no compiler cache), "
+                    "not '%s'",
+                    value);
+    }
+    if (*out != 0 && *out < 1024ull * 1024)
+        return errf(st, KEEL_E_RANGE,
+                    "'ccache-size' %s is below ccache's smallest cache, 1M (0: no compiler cache)",
+                    value);
+    return KEEL_OK;
+}
+
 /* ---- [flow SRC -> DST] ------------------------------------------------------------ */
 
 static keel_status found(parse_state *st, keel_status s);
@@ -990,6 +1009,8 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
     }
     if (strcmp(key, "pass-env") == 0)
         return set_pass_env(st, value, &c->pass_env);
+    if (strcmp(key, "ccache-size") == 0)
+        return set_ccache_size(st, value, &c->ccache_size);
     if (strcmp(key, "executor") == 0) {
         if (strcmp(value, "local") != 0 && strcmp(value, "slurm") != 0)
             return errf(st, KEEL_E_PARSE, "'executor' must be local or slurm, not '%s'", value);
@@ -1069,6 +1090,10 @@ static keel_status config_key(parse_state *st, const char *key, const char *valu
         if (keel_ok(s))
             m->backout = on ? 1 : 0;
         return s;
+    }
+    if (strcmp(key, "ccache-size") == 0) {
+        m->ccache_set = true;
+        return set_ccache_size(st, value, &m->ccache_size);
     }
     if (strcmp(key, "schedule") == 0 || strcmp(key, "jitter") == 0) {
         unsigned long long secs = 0;
@@ -1229,6 +1254,8 @@ static keel_status validate(parse_state *st)
             if ((m->limits_set & limit_keys[k].bit) == 0)
                 memcpy((char *)&m->limits + limit_keys[k].offset,
                        (const char *)&c->limits + limit_keys[k].offset, sizeof(unsigned long long));
+        if (!m->ccache_set)
+            m->ccache_size = c->ccache_size;
         if (m->test.n == 0 && m->build.n == 0 && !st->command_refused[i]) {
             st->line = st->config_line[i]; /* the error names its section's line */
             s = found(st, errf(st, KEEL_E_PARSE,

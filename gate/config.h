@@ -184,6 +184,10 @@ typedef struct gate_matrix_config {
     unsigned levels; /* GATE_LEVEL_* bits; GATE_LEVELS_DEFAULT when not given */
     unsigned tier;   /* 1..3; GATE_TIER_DEFAULT when not given */
     int backout;     /* backout = yes (1) | no (0); -1: not given ([gate]'s) */
+    /* ccache-size: its compiler cache's size limit (gate/exec/ccache.h); 0: no cache.  Its
+     * own, or [gate]'s when it sets none */
+    unsigned long long ccache_size;
+    bool ccache_set;
     /* the nightly level's (gate/levels/nightly.c): when, and a jitter of 0..jitter_s - 1 s */
     gate_cron schedule;      /* GATE_SCHEDULE_DEFAULT when not given */
     char schedule_text[128]; /* as written (for status and history) */
@@ -260,11 +264,12 @@ typedef struct gate_config {
     gate_words pass_env;        /* variable names jobs get from the gate's environment */
     gate_executor executor;     /* where jobs run */
     /* automatic backout (gate/levels/backout.h) */
-    unsigned backout_budget;     /* reverts per 24 h, created and landed each (default 3) */
-    long long backout_max_age_s; /* older culprits are proposed (default 7d) */
-    long long tier2_fix_s;       /* tier 2: how long a fix may take (default 4h) */
-    bool backout;                /* backout = yes|no (default yes) */
-    bool hold_when_red;          /* hold the queue while a tier-1 configuration is red */
+    unsigned backout_budget;        /* reverts per 24 h, created and landed each (default 3) */
+    long long backout_max_age_s;    /* older culprits are proposed (default 7d) */
+    long long tier2_fix_s;          /* tier 2: how long a fix may take (default 4h) */
+    bool backout;                   /* backout = yes|no (default yes) */
+    bool hold_when_red;             /* hold the queue while a tier-1 configuration is red */
+    unsigned long long ccache_size; /* ccache-size: every configuration's default (0: none) */
     gate_matrix_config configs[GATE_MAX_CONFIGS];
     size_t nconfigs;
     gate_flow_config flows[GATE_MAX_FLOWS]; /* [flow SRC -> DST], back-merges included */

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ccache.h"
 #include "config.h"
 #include "gate_int.h"
 #include "signature.h"
@@ -782,6 +783,8 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
         j->job_id = (long long)i;
         gate_job_from_config(j, m);
         s = gate_job_policy_from(&j->policy, tip_cfg, m->name);
+        if (keel_ok(s))
+            s = gate_ccache_attach(&j->policy, g->work, tip_cfg, m->name);
         j->hidden = &g->hidden;
         j->records = g->records;
         if (!keel_ok(s))

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ccache.h"
 #include "exec.h"
 #include "gate_loop.h"
 #include "nightly.h"
@@ -87,6 +88,8 @@ static keel_status start_job(gate *g, gate_cand *c, const gate_matrix_config *m)
     j->gen = g->gen;
     gate_job_from_config(j, m);
     s = gate_job_policy_from(&j->policy, g->tip_cfg, m->name); /* the target's, not the change's */
+    if (keel_ok(s)) /* its configuration's compiler cache, by the target's ccache-size */
+        s = gate_ccache_attach(&j->policy, g->work, g->tip_cfg, m->name);
     j->hidden = &g->hidden;
     j->records = g->records;
     j->tree = tree;

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "backout.h"
+#include "ccache.h"
 #include "gate_int.h"
 #include "query.h"
 #include "store_web.h"
@@ -51,6 +52,47 @@ static bool json_number(const char *p, const char *end, const char *key, unsigne
  * The heap stats the last run published (<state>.d/heaps.json): "memory" in
  * JSON (null when none), a line per module heap in text.
  */
+/* One configuration's compiler cache (gate_ccache_each): its hit rate, files and size. */
+typedef struct ccache_out {
+    FILE *f;
+    bool json;
+    size_t n;
+} ccache_out;
+
+static void print_one_ccache(void *arg, const char *name, const gate_ccache_stats *st)
+{
+    ccache_out *o = (ccache_out *)arg;
+    unsigned long long calls = st->hits + st->misses;
+    double rate = calls > 0 ? 100.0 * (double)st->hits / (double)calls : 0.0;
+    if (o->json) {
+        (void)fprintf(o->f, "%s{\"config\":", o->n == 0 ? "" : ",");
+        gate_json_fput(o->f, name);
+        (void)fprintf(o->f,
+                      ",\"hits\":%llu,\"misses\":%llu,\"hit_rate\":%.1f,\"files\":%llu,"
+                      "\"bytes\":%llu}",
+                      st->hits, st->misses, rate, st->files, st->bytes);
+    } else {
+        if (o->n == 0)
+            gate_text_printf(o->f, "compiler caches:\n");
+        char size[32];
+        gate_size_text(st->bytes, size, sizeof(size));
+        gate_text_printf(o->f, "  %-24s %5.1f%% hits (%llu of %llu compilations), %llu files, %s\n",
+                         name, rate, st->hits, calls, st->files, size);
+    }
+    o->n++;
+}
+
+/* Each configuration's compiler cache (ccache-size; gate/exec/ccache.h); nothing when none. */
+static void print_ccache(const gate *g, FILE *f, bool json)
+{
+    ccache_out o = {f, json, 0};
+    if (json)
+        (void)fprintf(f, ",\"ccache\":[");
+    (void)gate_ccache_each(g->work, print_one_ccache, &o); /* the heading with the first */
+    if (json)
+        (void)fprintf(f, "]");
+}
+
 static void print_memory(const gate *g, FILE *f, bool json)
 {
     char path[GATE_DIR_MAX + 32];
@@ -361,6 +403,8 @@ keel_status gate_status(gate *g, FILE *f, unsigned flags)
                                  buf[i].head, buf[i].reason);
         }
     }
+    if (keel_ok(s))
+        print_ccache(g, f, json);
     if (keel_ok(s) && json) {
         print_memory(g, f, true);
         (void)fprintf(f, "}\n");

@@ -49,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ccache.h"
 #include "heaps.h"
 #include "resources.h"
 
@@ -165,8 +166,9 @@ typedef struct step {
     char home[GATE_PATH_MAX];   /* sandbox none: a private HOME made for the step */
     char record[GATE_PATH_MAX]; /* "" until written */
     char marker[96];            /* KEEL_GATE_JOB=...: every process of the job carries it */
-    char **env_base;            /* what gate_sandbox_env made (its strings), when env is a copy */
-    char prog[GATE_PATH_MAX];   /* the program, as found */
+    char ccache_vars[GATE_CCACHE_VARS][1200]; /* its compiler cache's variables (add_ccache) */
+    char **env_base;          /* what gate_sandbox_env made (its strings), when env is a copy */
+    char prog[GATE_PATH_MAX]; /* the program, as found */
     char bwrap[GATE_PATH_MAX];
     char why[512]; /* the program cannot be run: why */
     char **env;
@@ -361,27 +363,66 @@ static unsigned long long records_hash(const char *records)
  * the same records finds whatever is left of the dead one's jobs by it, even
  * a job started in the instant before its record was written.
  */
+static keel_status env_extend(step *st, char *const *vars, size_t nvars);
+
 static keel_status add_marker(step *st, const char *records)
 {
     (void)snprintf(st->marker, sizeof(st->marker), "KEEL_GATE_JOB=%016llx:%d:%llu",
                    records_hash(records), (int)getpid(), start_time(getpid(), NULL));
+    char *vars[] = {st->marker};
+    return env_extend(st, vars, 1);
+}
+
+/* Is `var` (NAME=value) setting the variable `other` (NAME=value) sets? */
+static bool same_name(const char *var, const char *other)
+{
+    size_t len = strcspn(other, "=");
+    return strncmp(var, other, len) == 0 && var[len] == '=';
+}
+
+/*
+ * st->env with `vars` (NAME=value) added, each replacing the variable of its name: a new
+ * vector of pointers (the strings stay where they are: the first vector, gate_sandbox_env's
+ * block, is kept in env_base; a later copy is freed).
+ */
+static keel_status env_extend(step *st, char *const *vars, size_t nvars)
+{
     size_t n = 0;
     while (st->env[n] != NULL)
         n++;
     void *mem = NULL;
-    keel_status s = keel_heap_alloc(EXEC_HEAP, (n + 2) * sizeof(char *), &mem);
+    keel_status s = keel_heap_alloc(EXEC_HEAP, (n + nvars + 1) * sizeof(char *), &mem);
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "a job's environment");
     char **v = (char **)mem;
     size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(st->env[i], "KEEL_GATE_JOB=", 14) != 0)
+    for (size_t i = 0; i < n; i++) {
+        bool replaced = false;
+        for (size_t j = 0; j < nvars && !replaced; j++)
+            replaced = same_name(st->env[i], vars[j]);
+        if (!replaced)
             v[k++] = st->env[i];
-    v[k++] = st->marker;
+    }
+    for (size_t j = 0; j < nvars; j++)
+        v[k++] = vars[j];
     v[k] = NULL;
-    st->env_base = st->env; /* its block holds strings the copy points at */
+    if (st->env_base == NULL)
+        st->env_base = st->env; /* its block holds strings the copy points at */
+    else
+        keel_heap_free(EXEC_HEAP, st->env);
     st->env = v;
     return KEEL_OK;
+}
+
+/* The job's compiler cache (ccache.h): its CCACHE_* variables, /usr/lib/ccache on its PATH. */
+static keel_status add_ccache(step *st)
+{
+    size_t n = gate_ccache_env(st->policy->ccache_dir, st->dir, gate_env_get(st->env, "PATH"),
+                               st->ccache_vars);
+    char *vars[GATE_CCACHE_VARS];
+    for (size_t i = 0; i < n; i++)
+        vars[i] = st->ccache_vars[i];
+    return env_extend(st, vars, n);
 }
 
 /*
@@ -717,6 +758,8 @@ static keel_status prepare(step *st, bool *cannot)
     }
     keel_status s = gate_sandbox_env(environ, st->policy != NULL ? st->policy->pass_env : NULL,
                                      spec->env, st->sandbox ? "/tmp/home" : st->home, &st->env);
+    if (keel_ok(s) && st->policy != NULL && st->policy->ccache_dir[0] != '\0')
+        s = add_ccache(st);
     if (keel_ok(s) && spec->records != NULL)
         s = add_marker(st, spec->records);
     if (!keel_ok(s))
@@ -743,6 +786,11 @@ static keel_status prepare(step *st, bool *cannot)
                  limits);
         else
             note(st, "keel-gate: sandbox: none ('sandbox = none'); limits: %s", limits);
+        if (st->policy->ccache_dir[0] != '\0')
+            note(st, "keel-gate: compiler cache: '%s' (its configuration's, shared by its jobs)",
+                 st->policy->ccache_dir);
+        else if (st->policy->ccache_note[0] != '\0')
+            note(st, "keel-gate: %s", st->policy->ccache_note);
     }
     s = make_argv(st);
     if (!keel_ok(s))

@@ -420,22 +420,31 @@ keel_status gate_bwrap_argv(const gate_bwrap_spec *s, char ***out)
     return KEEL_OK;
 }
 
-keel_status gate_bwrap_find(char *buf, size_t size)
+bool gate_find_program(const char *name, const char *skip, char *buf, size_t size)
 {
-    KEEL_ASSERT(buf != NULL && size > 0);
+    KEEL_ASSERT(name != NULL && buf != NULL && size > 0);
     const char *path = getenv("PATH");
     if (path == NULL || path[0] == '\0')
         path = "/usr/local/bin:/usr/bin:/bin";
     for (const char *p = path;; p++) {
         const char *end = strchr(p, ':');
         size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-        int n = snprintf(buf, size, "%.*s%sbwrap", (int)len, p, len > 0 ? "/" : "");
-        if (len > 0 && n > 0 && (size_t)n < size && access(buf, X_OK) == 0)
-            return KEEL_OK;
+        int n = snprintf(buf, size, "%.*s%s%s", (int)len, p, len > 0 ? "/" : "", name);
+        bool skipped = skip != NULL && strlen(skip) == len && strncmp(p, skip, len) == 0;
+        if (len > 0 && !skipped && n > 0 && (size_t)n < size && access(buf, X_OK) == 0)
+            return true;
         if (end == NULL)
             break;
         p = end;
     }
+    buf[0] = '\0';
+    return false;
+}
+
+keel_status gate_bwrap_find(char *buf, size_t size)
+{
+    if (gate_find_program("bwrap", NULL, buf, size))
+        return KEEL_OK;
     buf[0] = '\0';
     return KEEL_ERR(KEEL_E_NOTFOUND,
                     "bubblewrap ('bwrap') is not installed, and every job runs in its sandbox: "

@@ -52,6 +52,10 @@ typedef struct gate_job_policy {
     gate_limits limits;
     char writable[GATE_POLICY_LIST]; /* absolute paths bound read-write */
     char pass_env[512];              /* names the job gets from the gate's environment */
+    /* its configuration's compiler cache (ccache.h: gate_ccache_attach), "": none; also in
+     * writable.  ccache_note: why it has none though its configuration asks for one */
+    char ccache_dir[GATE_PATH_MAX];
+    char ccache_note[256];
 } gate_job_policy;
 
 /* The strictest: sandboxed, no network, the default limits, nothing writable. */
@@ -124,6 +128,9 @@ typedef struct gate_bwrap_spec {
  * depth, then the hidden directories made read-only.
  */
 KEEL_MUST_USE keel_status gate_bwrap_argv(const gate_bwrap_spec *s, char ***out);
+
+/* Program `name` on the gate's PATH, not in directory `skip` (or NULL), into buf: found? */
+bool gate_find_program(const char *name, const char *skip, char *buf, size_t size);
 
 /* The path of `bwrap` on the gate's PATH into buf; KEEL_E_NOTFOUND says what to do. */
 KEEL_MUST_USE keel_status gate_bwrap_find(char *buf, size_t size);

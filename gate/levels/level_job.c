@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "ccache.h"
 #include "worktree.h"
 
 /* A level's job id: negative (a candidate's are the store's, positive), never reused. */
@@ -55,6 +56,8 @@ keel_status gate_level_job_start(gate *g, const gate_level_build *b, gate_job_ru
     j->gen = g->gen;
     gate_job_from_config(j, m);
     s = gate_job_policy_from(&j->policy, g->tip_cfg, m->name); /* the target's, as the queue's */
+    if (keel_ok(s)) /* its configuration's compiler cache (gate/exec/ccache.h) */
+        s = gate_ccache_attach(&j->policy, g->work, g->tip_cfg, m->name);
     j->hidden = &g->hidden;
     j->records = g->records;
     j->tree = tree;

@@ -219,6 +219,46 @@ static keel_status record_events(gate *g, const gate_job_run *j, bool failed, co
     return s;
 }
 
+/*
+ * A pass of `commit` (older than the configuration's newest failure, which
+ * found no pass before it when it failed: builds end in any order) gives the
+ * failure the pass its search needs: the search starts now, unless one
+ * already ran up to that failure.
+ */
+static keel_status search_after_pass(gate *g, const char *commit, const char *config, unsigned tier)
+{
+    enum { ROWS = 64 };
+    void *mem = NULL;
+    keel_status s = keel_heap_calloc(GATE_HEAP, ROWS, sizeof(gate_post_row), &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "reading the post history of '%s'", config);
+    gate_post_row *rows = (gate_post_row *)mem;
+    size_t n = 0;
+    s = gate_store_post_history(g->store, g->target, config, rows, ROWS, &n);
+    const gate_post_row *newest = NULL;
+    bool older = false; /* commit is older than the newest done row */
+    for (size_t i = 0; keel_ok(s) && i < n && newest == NULL; i++)
+        if (strcmp(rows[i].state, "done") == 0)
+            newest = &rows[i];
+    for (size_t i = 0; newest != NULL && i < n; i++)
+        older = older || (strcmp(rows[i].commit, commit) == 0 && rows[i].seq < newest->seq);
+    char failing[GATE_OID_HEX] = "";
+    if (keel_ok(s) && newest != NULL && older && strcmp(gate_post_outcome(newest), "failed") == 0)
+        gate_fmt(failing, sizeof(failing), "%s", newest->commit);
+    keel_heap_free(GATE_HEAP, rows);
+    if (!keel_ok(s) || failing[0] == '\0')
+        return s;
+    gate_search_row last;
+    bool found = false;
+    s = gate_store_search_newest(g->store, g->target, config, &last, &found);
+    char end[GATE_OID_HEX] = "";
+    if (keel_ok(s) && found)
+        s = gate_store_search_commit(g->store, last.id, last.n, end);
+    if (!keel_ok(s) || strcmp(end, failing) == 0)
+        return s; /* searched already */
+    return gate_search_post_failed(g, failing, config, tier, "");
+}
+
 keel_status gate_post_job_done(gate *g, gate_job_run *j)
 {
     bool no_result = j->error[0] != '\0' || j->result == GATE_EXEC_CANCELLED || g->stopping;
@@ -245,6 +285,8 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
                 m = &cfg->configs[i];
         if (keel_ok(s) && failed && m != NULL) /* a new failure: its culprit searched for */
             s = gate_search_post_failed(g, j->post_commit, j->config, m->tier, was);
+        else if (keel_ok(s) && m != NULL && strcmp(was, "failed") == 0)
+            s = search_after_pass(g, j->post_commit, j->config, m->tier);
         if (keel_ok(s))
             gate_say(g, "post: %.12s '%s' %s (exit %d, %.1f s)\n", j->post_commit, j->config,
                      gate_exec_result_name(j->result), j->exit_code,
