@@ -144,6 +144,28 @@ static void test_found_at_13_to_16(void **state)
 }
 
 /* A change that passes the gate's suite and breaks 'long' lands: the change is the culprit. */
+/* keel-gate culprit of a configuration the target has, before any search: said, not an error. */
+static void test_culprit_before_any_search(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = serial\nsandbox = none", long_config);
+    (void)fx_run_once();
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    gate *g = fx_open();
+    fx_ok(gate_culprit_show(g, "long", f, false));
+    keel_status s = gate_culprit_show(g, "nothing", f, false);
+    gate_close(g);
+    assert_int_equal(fclose(f), 0);
+    assert_true(KEEL_IS(s, KEEL_E_NOTFOUND));
+    keel_status_free(s);
+    if (strstr(text, "no culprit search of 'long' on 'main'") == NULL)
+        fail_msg("culprit long:\n%s", text);
+    free(text);
+}
+
 static void test_gate_merge_reports_the_change(void **state)
 {
     (void)state;
@@ -466,6 +488,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_found_at_5_to_8, fx_teardown),
         cmocka_unit_test_teardown(test_found_at_9_to_12, fx_teardown),
         cmocka_unit_test_teardown(test_found_at_13_to_16, fx_teardown),
+        cmocka_unit_test_teardown(test_culprit_before_any_search, fx_teardown),
         cmocka_unit_test_teardown(test_gate_merge_reports_the_change, fx_teardown),
         cmocka_unit_test_teardown(test_kill_after_a_build_starts, fx_teardown),
         cmocka_unit_test_teardown(test_kill_at_the_verdict, fx_teardown),

@@ -94,6 +94,13 @@ for t in tests/*.sh; do
     sh "$t" || { echo "FAILED: $t"; exit 1; }
 done
 EOF
+cat > soak.sh <<'EOF'
+# the soak suite (the post level's: too long for the queue): 20 runs in a row, each as the first
+for i in $(seq 1 20); do
+    out=$(./app) || { echo "soak: run $i exited $?"; exit 1; }
+    [ "$out" = "$(cat expected.txt)" ] || { echo "soak: run $i printed '$out', expected '$(cat expected.txt)'"; exit 1; }
+done
+EOF
 cat > tests/output.sh <<'EOF'
 out=$(${RUN:-} ./app) || exit 1 # RUN: qemu-aarch64 for the foreign configuration
 [ "$out" = "$(cat expected.txt)" ] || { echo "got '$out', expected '$(cat expected.txt)'"; exit 1; }
@@ -135,6 +142,15 @@ fi
             echo "timeout  = 120"
         done
     done
+    echo
+    echo "[config soak]"
+    echo "build    = sh build.sh gcc release"
+    echo "test     = sh soak.sh"
+    echo "env      = KEEL_INCLUDE=$demo/shared/keel/include KEEL_LIBDIR=$demo/shared/keel/lib"
+    echo "writable = $demo/shared"
+    echo "levels   = post      # after every landing, not in the queue"
+    echo "tier     = 1         # a failure is backed out automatically, once its culprit is verified"
+    echo "timeout  = 120"
     if [ -n "$foreign" ]; then
         echo
         echo "[config aarch64-devel]"
@@ -245,6 +261,58 @@ echo "why log-reset was rejected (\$ keel-gate log --full log-reset, the abortin
 grep -m3 -E 'lock-order|rank' "$demo/log-reset.txt" | cut -c1-160 | sed 's/^/  /' || true
 echo
 echo "the notify hook received $(wc -l < "$demo/events.jsonl") events; gate run took $((end - start)) s"
+
+# ---- after the landing: the post level finds a break, its culprit, and backs it out ------------
+# greet-cache caches the greeting in a file: the queue's suite runs the program once and passes;
+# the post level's soak suite runs it 20 times, and the second run reads the cache back one byte
+# short.  The culprit search finds and verifies the change, and the backout reverts it through
+# the gate (docs/gate.md, "Finding the culprit", "Backing out").
+echo
+echo "################ after the landing: post level, culprit search, backout ################"
+cd "$repo"
+g fetch -q "$origin" main
+g checkout -q -B greet-cache FETCH_HEAD
+word=$(sed -n 's/.*return "\(.*\)";/\1/p' src/greet.c)
+cat > src/greet.c <<EOF
+#include <stdio.h>
+
+const char *greeting(void);
+const char *greeting(void)
+{
+    static char cached[16];
+    FILE *f = fopen("greet.cache", "r");
+    if (f != NULL) { /* a later run: the greeting read back (one byte short: the bug) */
+        size_t n = fread(cached, 1, sizeof(cached) - 1, f);
+        fclose(f);
+        cached[n > 0 ? n - 1 : 0] = 0;
+        return cached;
+    }
+    f = fopen("greet.cache", "w");
+    if (f != NULL) {
+        fputs("$word", f);
+        fclose(f);
+    }
+    return "$word";
+}
+EOF
+g add -A && g commit -qm "cache the greeting" && g push -q "$origin" greet-cache
+cd "$origin"
+echo "\$ keel-gate submit greet-cache   (it passes the queue's suite: one run of the program)"
+"$gate" --quiet submit greet-cache
+"$gate" run --once > "$demo/run2.txt" || true
+grep -E '^(landed|rejected|post:.*(failed|passed)|culprit|backout)' "$demo/run2.txt" | sed 's/, log [^)]*)/)/g' | cut -c1-170
+echo
+echo "\$ keel-gate culprit soak"
+"$gate" culprit soak | cut -c1-170
+echo
+echo "\$ keel-gate backouts"
+"$gate" backouts | cut -c1-170
+echo
+echo "\$ keel-gate history --config soak   (the newest commits)"
+"$gate" history --config soak | head -8 | cut -c1-170
+echo
+echo "main is now:"
+git log --oneline --first-parent -4 main | sed 's/^/  /'
 
 # ---- the dashboard (keel-gate serve, docs/gate-api.md "Dashboard") -----------------------------
 # Served on 127.0.0.1:8080 (or a free port when that is taken), photographed with headless

@@ -13,13 +13,25 @@
 
 enum { CULPRIT_BUILDS = 128 };
 
-/* Is `config` one of the tip's configurations (any level)? */
-static bool known_config(const gate *g, const char *config)
+/*
+ * Is `config` one of the configurations (any level) of the target's head, as
+ * the next `run` reads them?  (The CLI's gate has no tip configuration of its
+ * own: only `run` loads one.)  A head that cannot be read or has no
+ * configuration that loads: not known.
+ */
+static bool known_config(gate *g, const char *config)
 {
-    for (size_t i = 0; g->tip_cfg != NULL && i < g->tip_cfg->nconfigs; i++)
-        if (strcmp(g->tip_cfg->configs[i].name, config) == 0)
-            return true;
-    return false;
+    char tip[GATE_HEX];
+    gate_config *cfg = NULL;
+    keel_status s = gate_branch_known(g->repo, g->target, tip);
+    if (keel_ok(s))
+        s = gate_load_config(g, tip, &cfg);
+    keel_status_ignore(s, "not known: said as such");
+    bool known = false;
+    for (size_t i = 0; cfg != NULL && i < cfg->nconfigs && !known; i++)
+        known = strcmp(cfg->configs[i].name, config) == 0;
+    gate_config_free(cfg);
+    return known;
 }
 
 static void suspect_name(char *buf, size_t size, gate *g, long long id, unsigned n, unsigned k)
@@ -102,7 +114,17 @@ static void print_text(FILE *f, gate *g, const gate_search_row *r, const gate_se
         suspect_name(name, sizeof(name), g, r->id, r->n, v->top[i].commit);
         gate_text_printf(f, "%s %s %.4f", i > 0 ? "," : "", name, v->top[i].p);
     }
-    gate_text_printf(f, "\nevidence:\n%s\n", r->evidence[0] != '\0' ? r->evidence : "(none yet)");
+    (void)fputc('\n', f);
+    /* gate_text_printf escapes all but a final newline: the evidence a line at a time */
+    (void)fprintf(f, "evidence:\n");
+    if (r->evidence[0] == '\0')
+        (void)fprintf(f, "(none yet)\n");
+    for (const char *line = r->evidence; *line != '\0';) {
+        const char *nl = strchr(line, '\n');
+        int len = nl != NULL ? (int)(nl - line) : (int)strlen(line);
+        gate_text_printf(f, "%.*s\n", len, line);
+        line = nl != NULL ? nl + 1 : line + len;
+    }
 }
 
 keel_status gate_culprit_show(gate *g, const char *config, FILE *f, bool json)
