@@ -42,13 +42,14 @@ static void parse_fails(const char *text, const char *what)
     keel_status_free(s);
 }
 
-static const gate_matrix_config *config_named(const gate_config *c, const char *name)
+/* The ccache-size of configuration `name` of c (the test fails when there is none). */
+static unsigned long long ccache_of(const gate_config *c, const char *name)
 {
     for (size_t i = 0; i < c->nconfigs; i++)
         if (strcmp(c->configs[i].name, name) == 0)
-            return &c->configs[i];
+            return c->configs[i].ccache_size;
     fail_msg("no configuration '%s'", name);
-    return NULL;
+    return ~0ull;
 }
 
 /* ccache-size: [gate]'s for every configuration, a configuration's own, 0: none; errors. */
@@ -59,12 +60,12 @@ static void test_config(void **state)
                            "[config a]\ntest = true\n"
                            "[config b]\ntest = true\nccache-size = 512M\n"
                            "[config c]\ntest = true\nccache-size = 0\n");
-    assert_true(config_named(c, "a")->ccache_size == 2ull << 30);
-    assert_true(config_named(c, "b")->ccache_size == 512ull << 20);
-    assert_true(config_named(c, "c")->ccache_size == 0);
+    assert_true(ccache_of(c, "a") == 2ull << 30);
+    assert_true(ccache_of(c, "b") == 512ull << 20);
+    assert_true(ccache_of(c, "c") == 0);
     gate_config_free(c);
     c = parse("[config a]\ntest = true\n");
-    assert_true(config_named(c, "a")->ccache_size == 0); /* no cache unless asked */
+    assert_true(ccache_of(c, "a") == 0); /* no cache unless asked */
     gate_config_free(c);
     parse_fails("[config a]\ntest = true\nccache-size = lots\n",
                 "'ccache-size' must be a size such as 512M or 2G (0: no compiler cache), not "
