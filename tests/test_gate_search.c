@@ -224,6 +224,7 @@ static void test_gate_merge_reports_the_change(void **state)
     free(text);
 }
 
+#if KEEL_DEVEL /* the crash points are stress points: devel builds only */
 /* kill -9 at the search's stress points: it resumes, nothing is decided or told twice. */
 static void kill_during_search(const char *const *specs, size_t n)
 {
@@ -266,6 +267,7 @@ static void test_kill_at_the_verdict(void **state)
                                         "gate.search_before_hand:nth=1"};
     kill_during_search(specs, 2);
 }
+#endif
 
 static void *run_once_thread(void *arg)
 {
@@ -490,8 +492,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_found_at_13_to_16, fx_teardown),
         cmocka_unit_test_teardown(test_culprit_before_any_search, fx_teardown),
         cmocka_unit_test_teardown(test_gate_merge_reports_the_change, fx_teardown),
+#if KEEL_DEVEL
         cmocka_unit_test_teardown(test_kill_after_a_build_starts, fx_teardown),
         cmocka_unit_test_teardown(test_kill_at_the_verdict, fx_teardown),
+#endif
         cmocka_unit_test_teardown(test_queue_not_starved, fx_teardown),
         cmocka_unit_test_teardown(test_flaky_never_wrong_1, fx_teardown),
         cmocka_unit_test_teardown(test_flaky_never_wrong_2, fx_teardown),
