@@ -200,7 +200,7 @@ static void test_jitter(void **state)
     assert_int_equal(gate_cron_jitter("long", fire, 1800), a); /* the same after a restart */
     /* configurations of one schedule spread apart, and a configuration's day to day */
     unsigned differ = 0, days_differ = 0;
-    char name[16];
+    char name[32];
     for (int i = 0; i < 20; i++) {
         (void)snprintf(name, sizeof(name), "config-%d", i);
         long long j = gate_cron_jitter(name, fire, 1800);
