@@ -400,11 +400,12 @@ static void test_gate_killed_during_job(void **state)
     need_cluster();
     fx_setup_repo("strategy = serial\nexecutor = slurm\nretries = 0", "");
     /* the killed gate's job sleeps long (a loaded machine may take seconds to start the next
-       gate, which must cancel it, not let it end); the next gate's own run ends at once */
+       gate, which must cancel it, not let it end: a sleep ended by the cancel's signal ends the
+       script there too); the next gate's own run ends at once */
     fx_branch("a", "ci.sh",
               "echo start >> \"$MARKER.runs\"\n"
               "if [ \"$(grep -c start \"$MARKER.runs\")\" = 1 ]; then\n"
-              "  touch \"$MARKER.started\"\n  sleep 60\nfi\n"
+              "  touch \"$MARKER.started\"\n  sleep 60 || exit 1\nfi\n"
               "echo done >> \"$MARKER.runs\"\n");
     gate *g = fx_open();
     long long a = fx_submit(g, "a", 0);
