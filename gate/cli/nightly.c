@@ -35,7 +35,7 @@ static keel_status show(gate *g, const gate_config *cfg, FILE *f)
 {
     keel_status s = KEEL_OK;
     size_t shown = 0;
-    for (size_t i = 0; keel_ok(s) && i < cfg->nconfigs; i++) {
+    for (size_t i = 0; keel_ok(s) && cfg != NULL && i < cfg->nconfigs; i++) {
         const gate_matrix_config *m = &cfg->configs[i];
         if (!gate_config_at(m, GATE_LEVEL_NIGHTLY))
             continue;

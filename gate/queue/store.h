@@ -26,14 +26,14 @@ enum { GATE_NAME_MAX = 256, GATE_OID_HEX = 41, GATE_REASON_MAX = 512 };
 
 typedef struct gate_change {
     long long id;
+    long long submitted_at; /* seconds */
+    long long candidate;    /* 0 when none */
+    int priority;
+    gate_change_state state;
+    unsigned crashes; /* the gate died this many times in a row while testing it */
     char branch[GATE_NAME_MAX];
     char head[GATE_OID_HEX]; /* the commit submitted, 40 hex digits */
     char target[GATE_NAME_MAX];
-    int priority;
-    long long submitted_at; /* seconds */
-    gate_change_state state;
-    long long candidate; /* 0 when none */
-    unsigned crashes;    /* the gate died this many times in a row while testing it */
     char reason[GATE_REASON_MAX];
 } gate_change;
 
