@@ -69,6 +69,10 @@ static void test_next_fire(void **state)
     expect_next("0 9 13 * fri", utc(2026, 12, 11, 10, 0), utc(2026, 12, 13, 9, 0));
     /* one of them '*': only the other decides */
     expect_next("0 9 * * fri", utc(2026, 12, 11, 10, 0), utc(2026, 12, 18, 9, 0));
+    /* the day of the month by a step from '*' (1 and 31) and a weekday: both must match (the
+       fuzzer's find: years apart, past any short search window) */
+    expect_next("0 0 */30 2 2", t, utc(2028, 2, 1, 0, 0));
+    expect_next("0 0 */30 2 2", utc(2039, 2, 2, 0, 0), utc(2050, 2, 1, 0, 0)); /* 11 years */
     expect_next("@daily", t, utc(2026, 12, 4, 0, 0));
     expect_next("@weekly", t, utc(2026, 12, 6, 0, 0));
     expect_next("@monthly", t, utc(2027, 1, 1, 0, 0));

@@ -239,7 +239,7 @@ long long gate_cron_next(const gate_cron *c, long long after)
 {
     KEEL_ASSERT(c != NULL);
     long long t = floor_div(after, 60) * 60 + 60; /* the next whole minute */
-    long long limit = t + 8LL * 366 * 86400;
+    long long limit = t + 146097LL * 86400; /* 400 years: the Gregorian calendar's whole cycle */
     while (t < limit) {
         int y, mo, d, h, mi, wd;
         gate_cron_civil(t, &y, &mo, &d, &h, &mi, &wd);

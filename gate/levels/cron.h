@@ -46,8 +46,9 @@ KEEL_MUST_USE keel_status gate_cron_parse(const char *text, gate_cron *out);
 
 /*
  * The first minute, strictly after `after`, that the schedule matches (its
- * first second); -1 when none comes within 8 years (a parsed schedule always
- * has one).
+ * first second); -1 when none comes within 400 years, the Gregorian
+ * calendar's whole cycle (so never, for a parsed schedule: one that never
+ * fires is refused; "on Feb 1 when it is a Tuesday" may be 11 years away).
  */
 long long gate_cron_next(const gate_cron *c, long long after);
 
