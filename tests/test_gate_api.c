@@ -505,6 +505,42 @@ static int open_events(const char *last)
     return fd;
 }
 
+/*
+ * The server's buffers (request bodies, responses, event streams) on module
+ * gate_web's heap: every kind of request uses it, and all of it is given
+ * back once the server stops (devel's poisoned heap checks each block).
+ */
+static void test_server_heap(void **state)
+{
+    (void)state;
+    keel_heap_stats before, after;
+    fx_ok(keel_heap_stats_get(GATE_WEB_HEAP, &before));
+    start(NULL);
+    reply r;
+    http(&r, "GET", "/", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    http(&r, "GET", "/api/v1/queue", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    (void)submit("topic", NULL);
+    expect_error("POST", "/api/v1/changes", auth(tok_submit), "{\"branch\":", 400, "malformed");
+    int fd = open_events("0");
+    char buf[8192];
+    size_t len = 0;
+    assert_true(read_until(fd, buf, sizeof(buf), &len, "event: submit"));
+    (void)close(fd);
+    gate_web_stop(srv);
+    srv = NULL;
+    /* the server's threads have ended: their counts are in (keel_heap_stats_get) */
+    fx_ok(keel_heap_stats_get(GATE_WEB_HEAP, &after));
+    /* the server, and per request at least its state and its response */
+    assert_true(after.allocations >= before.allocations + 10);
+    assert_int_equal(after.live_bytes, before.live_bytes);
+    assert_int_equal(after.live_blocks, before.live_blocks);
+    assert_int_equal(after.allocations - before.allocations, after.frees - before.frees);
+}
+
 static void test_events_stream(void **state)
 {
     (void)state;
@@ -789,6 +825,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_branch_view, stop),
         cmocka_unit_test_teardown(test_levels, stop),
         cmocka_unit_test_teardown(test_server_threads_nice, stop),
+        cmocka_unit_test_teardown(test_server_heap, stop),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

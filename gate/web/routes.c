@@ -56,6 +56,73 @@ void *gate__web_calloc(size_t n, size_t size)
     return p;
 }
 
+/* the server's memory (web.h): no init, no exit, no POST of its own */
+KEEL_MODULE(gate_web, "1.0", NULL, NULL, NULL, NULL);
+
+void gate__web_buf_add(gate_web_buf *b, const char *data, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap == 0 ? 256 : b->cap;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        void *p = b->p;
+        keel_status s = keel_heap_realloc(WEB_HEAP, &p, cap);
+        if (!keel_ok(s)) {
+            keel_status_ignore(s, "said as 'no memory' by the caller");
+            b->failed = true;
+            return;
+        }
+        b->p = (char *)p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static int buf_json(const char *buffer, size_t size, void *data)
+{
+    gate_web_buf *b = (gate_web_buf *)data;
+    gate__web_buf_add(b, buffer, size);
+    return b->failed ? -1 : 0;
+}
+
+/* o as compact JSON into b (false: no memory) */
+static bool buf_dump(gate_web_buf *b, const json_t *o)
+{
+    return json_dump_callback(o, buf_json, b, JSON_COMPACT) == 0 && !b->failed;
+}
+
+/* o as compact JSON on the server's heap, NUL-ended (NULL: no memory), its length in *len */
+static char *dump(const json_t *o, size_t *len)
+{
+    gate_web_buf b = {NULL, 0, 0, false};
+    if (!buf_dump(&b, o) || b.p == NULL) {
+        keel_heap_free(WEB_HEAP, b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}
+
+/* n bytes of data on the server's heap, NUL-ended (NULL: no memory) */
+static char *heap_copy(const char *data, size_t n)
+{
+    char *p = (char *)gate__web_calloc(n + 1, 1);
+    if (p != NULL)
+        memcpy(p, data, n);
+    return p;
+}
+
+void gate_web_resp_free(gate_web_resp *resp)
+{
+    keel_heap_free(WEB_HEAP, resp->body);
+    resp->body = NULL;
+    resp->len = 0;
+}
+
 void gate_web_error(gate_web_resp *resp, int status, const char *fmt, ...)
 {
     char msg[1024];
@@ -72,9 +139,8 @@ void gate_web_error(gate_web_resp *resp, int status, const char *fmt, ...)
         text = json_string(msg);
     }
     (void)json_object_set_new(o, "error", text);
-    free(resp->body);
-    resp->body = json_dumps(o, JSON_COMPACT);
-    resp->len = resp->body != NULL ? strlen(resp->body) : 0;
+    gate_web_resp_free(resp);
+    resp->body = dump(o, &resp->len);
     resp->status = status;
     resp->kind = GATE_WEB_JSON;
     json_decref(o);
@@ -83,14 +149,13 @@ void gate_web_error(gate_web_resp *resp, int status, const char *fmt, ...)
 /* resp as `o` (taken) with `status` */
 void gate__web_json(gate_web_resp *resp, int status, json_t *o)
 {
-    free(resp->body);
-    resp->body = json_dumps(o, JSON_COMPACT);
+    gate_web_resp_free(resp);
+    resp->body = dump(o, &resp->len);
     json_decref(o);
     if (resp->body == NULL) {
         gate_web_error(resp, 500, "no memory for the response");
         return;
     }
-    resp->len = strlen(resp->body);
     resp->status = status;
     resp->kind = GATE_WEB_JSON;
 }
@@ -592,15 +657,15 @@ static void get_log(const gate_web_ctx *ctx, const gate_web_req *req, long long 
         (void)close(fd);
         return;
     }
-    char *buf = (char *)malloc((size_t)(to - from) + 1);
+    char *buf = (char *)gate__web_calloc((size_t)(to - from) + 1, 1);
     ssize_t got = buf != NULL ? pread(fd, buf, (size_t)(to - from), (off_t)from) : -1;
     (void)close(fd);
     if (got < 0) {
-        free(buf);
+        keel_heap_free(WEB_HEAP, buf);
         gate_web_error(resp, 500, "job %lld's log cannot be read", id);
         return;
     }
-    free(resp->body);
+    gate_web_resp_free(resp);
     resp->body = buf;
     resp->len = (size_t)got;
     resp->kind = GATE_WEB_BYTES;
@@ -782,26 +847,26 @@ keel_status gate_web_events_text(gate *g, long long after, size_t max, char **te
         return KEEL_ERR(KEEL_E_NOMEM, "no memory for events");
     size_t n = 0;
     keel_status s = gate_store_events_after(gate_get_store(g), gate_target(g), after, ev, max, &n);
-    char *buf = NULL;
-    size_t size = 0;
-    FILE *f = keel_ok(s) && n > 0 ? open_memstream(&buf, &size) : NULL;
-    if (keel_ok(s) && n > 0 && f == NULL)
-        s = KEEL_ERR_SYS(errno, "cannot format events");
-    for (size_t i = 0; f != NULL && i < n; i++) {
+    gate_web_buf b = {NULL, 0, 0, false};
+    for (size_t i = 0; keel_ok(s) && i < n; i++) {
+        char head[64 + sizeof(ev[i].kind)];
+        int hl = snprintf(head, sizeof(head), "id: %lld\nevent: %s\ndata: ", ev[i].id,
+                          strpbrk(ev[i].kind, "\r\n") == NULL ? ev[i].kind : "event");
+        gate__web_buf_add(&b, head, hl > 0 ? (size_t)hl : 0);
         json_t *o = event_json(&ev[i]);
-        char *data = json_dumps(o, JSON_COMPACT);
+        (void)buf_dump(&b, o);
         json_decref(o);
-        (void)fprintf(f, "id: %lld\nevent: %s\ndata: %s\n\n", ev[i].id,
-                      strpbrk(ev[i].kind, "\r\n") == NULL ? ev[i].kind : "event",
-                      data != NULL ? data : "{}");
-        free(data);
+        gate__web_buf_add(&b, "\n\n", 2);
         *last = ev[i].id;
     }
-    if (f != NULL && fclose(f) == 0) {
-        *text = buf;
-        *len = size;
+    if (keel_ok(s) && b.failed)
+        s = KEEL_ERR(KEEL_E_NOMEM, "no memory for the events' text");
+    if (keel_ok(s)) {
+        *text = b.p;
+        *len = b.len;
     } else {
-        free(buf);
+        keel_heap_free(WEB_HEAP, b.p);
+        *last = after;
     }
     keel_heap_free(WEB_HEAP, ev);
     return s;
@@ -998,12 +1063,11 @@ static bool page(const gate_web_req *req, gate_web_resp *resp)
                        req->method);
         return true;
     }
-    resp->body = (char *)malloc(f->len + 1);
+    resp->body = heap_copy((const char *)f->data, f->len);
     if (resp->body == NULL) {
         gate_web_error(resp, 500, "no memory for the page");
         return true;
     }
-    memcpy(resp->body, f->data, f->len);
     resp->len = f->len;
     resp->status = 200;
     resp->kind = GATE_WEB_PAGE;
@@ -1228,7 +1292,7 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
     }
     /* the request: method, path and body, hashed */
     size_t need = strlen(req->method) + strlen(req->path) + req->body_len + 2;
-    char *text = (char *)malloc(need);
+    char *text = (char *)gate__web_calloc(need, 1);
     if (text == NULL) {
         gate_web_error(resp, 500, "no memory for the request");
         return;
@@ -1238,7 +1302,7 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
         memcpy(text + head, req->body, req->body_len);
     char hash[GATE_TOKEN_HASH_HEX], seen[GATE_TOKEN_HASH_HEX];
     gate_sha256_hex(text, (size_t)head + req->body_len, hash);
-    free(text);
+    keel_heap_free(WEB_HEAP, text);
     gate_store *st = gate_get_store(ctx->g);
     bool found = false;
     int status = 0;
@@ -1256,10 +1320,15 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
                        req->idempotency_key);
         return;
     }
-    if (found) {
-        free(resp->body);
-        resp->body = body;
+    if (found) { /* the store's copy (malloc'd) onto the server's heap */
+        gate_web_resp_free(resp);
         resp->len = strlen(body);
+        resp->body = heap_copy(body, resp->len);
+        free(body);
+        if (resp->body == NULL) {
+            gate_web_error(resp, 500, "no memory for the response");
+            return;
+        }
         resp->status = status;
         resp->kind = GATE_WEB_JSON;
         return;

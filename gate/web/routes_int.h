@@ -11,8 +11,8 @@
 #include "heaps.h"
 #include "web.h"
 
-/* the server's memory: the gate module's heap (its arrays are large and made per request) */
-#define WEB_HEAP KEEL_MODULE_REF(gate)
+/* the server's memory (web.h): its arrays, large and made per request, too */
+#define WEB_HEAP GATE_WEB_HEAP
 
 /* n zeroed elements of `size` on the server's heap (NULL: no memory); keel_heap_free(WEB_HEAP) */
 void *gate__web_calloc(size_t n, size_t size);
@@ -20,6 +20,15 @@ void *gate__web_calloc(size_t n, size_t size);
 void gate__web_json(gate_web_resp *resp, int status, json_t *o);
 /* A failed status as its HTTP error (404, 409, 400 or 500 by its codes; the status freed). */
 void gate__web_status(gate_web_resp *resp, keel_status s);
+/* A text growing on the server's heap, NUL-ended; `failed`: out of memory (the owner frees p). */
+typedef struct gate_web_buf {
+    char *p;
+    size_t len, cap;
+    bool failed;
+} gate_web_buf;
+/* Append n bytes of data to b (nothing once it failed). */
+void gate__web_buf_add(gate_web_buf *b, const char *data, size_t n);
+
 /* A JSON string of s ("(not UTF-8)" when it is not). */
 json_t *gate__web_str(const char *s);
 
