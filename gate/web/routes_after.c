@@ -333,9 +333,14 @@ void gate__web_flows(const gate_web_ctx *ctx, gate_web_resp *resp)
     target_config(g, &cfg);
     gate_flow *f = (gate_flow *)gate__web_calloc(1, sizeof(*f));
     gate_flow_told_row *told = (gate_flow_told_row *)gate__web_calloc(FLOW_TOLD_MAX, sizeof(*told));
-    keel_status s = f != NULL && told != NULL
-                        ? KEEL_OK
-                        : KEEL_ERR(KEEL_E_NOMEM, "no memory for the branch flows");
+    if (f == NULL || told == NULL) {
+        keel_heap_free(WEB_HEAP, f);
+        keel_heap_free(WEB_HEAP, told);
+        gate_config_free(cfg);
+        gate_web_error(resp, 500, "no memory for the branch flows");
+        return;
+    }
+    keel_status s = KEEL_OK;
     json_t *list = json_array();
     for (size_t i = 0; keel_ok(s) && cfg != NULL && i < cfg->nflows; i++) {
         const gate_flow_config *c = &cfg->flows[i];
