@@ -92,16 +92,20 @@ cxx() {
                 done
             done
         done
+    done
+    # the sources, $JOBS compilations at a time
+    local f devel
+    for cxx in g++ clang++; do
         for f in $LIB_SOURCES $RUN_SOURCES; do
             [[ " $CXX_EXCEPTIONS " == *" $f "* ]] && continue
             for devel in 0 1; do
                 [[ $f == run/* && $devel == 0 ]] && continue
-                $cxx -x c++ -std=c++20 -fsyntax-only -DKEEL_DEVEL=$devel -DKEEL_BUILDING_LIBRARY \
-                    -D_GNU_SOURCE -Iinclude -Isrc -Irun $GATE_INC -Wall -Wextra -Werror "$f" \
-                    || { echo "FAIL: $cxx as C++20 KEEL_DEVEL=$devel $f"; rc=1; }
+                echo "$cxx $devel $f"
             done
         done
-    done
+    done | xargs -P "$JOBS" -L 1 sh -c '$0 -x c++ -std=c++20 -fsyntax-only -DKEEL_DEVEL=$1 -DKEEL_BUILDING_LIBRARY \
+            -D_GNU_SOURCE -Iinclude -Isrc -Irun '"$GATE_INC"' -Wall -Wextra -Werror "$2" \
+            || { echo "FAIL: $0 as C++20 KEEL_DEVEL=$1 $2"; exit 1; }' || rc=1
     # a C++ program using keel links and runs against both libraries
     printf '%s\n' '#include "keel/keel.h"' '#include <cstdio>' \
         'int main() { keel_status s = KEEL_ERR(KEEL_E_INVAL, "from C++ %d", 17);' \
