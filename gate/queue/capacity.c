@@ -141,6 +141,16 @@ double gate_cap_alone_ms(gate_cap *c, const char *config)
     return 0.0;
 }
 
+double gate_cap_unit_ms(gate_cap *c)
+{
+    KEEL_ASSERT(c != NULL);
+    fit(c);
+    double top = 0.0;
+    for (unsigned k = 0; k < c->ncfg; k++)
+        top = c->alone_ms[k] > top ? c->alone_ms[k] : top;
+    return top;
+}
+
 double gate_cap_width(gate_cap *c, unsigned jobs)
 {
     KEEL_ASSERT(c != NULL && jobs >= 1);

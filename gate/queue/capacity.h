@@ -60,6 +60,8 @@ void gate_cap_observe(gate_cap *c, const char *config, double ms, double load);
 double gate_cap_parallel(gate_cap *c);
 /* W_c in ms, 0 when `config` has no observation in the window. */
 double gate_cap_alone_ms(gate_cap *c, const char *config);
+/* The longest W_c in ms (a build's longest job alone, the model's unit of time); 0: none yet. */
+double gate_cap_unit_ms(gate_cap *c);
 /*
  * A build of `jobs` jobs as work, in units of its longest job: the sum of the
  * configurations' W_c over the largest (1 .. jobs; jobs when nothing is
