@@ -18,7 +18,7 @@
 #include "heaps.h"
 #include "scheduler.h"
 
-enum { MAXC = 64, MAXCAND = 4096 };
+enum { MAXC = 160, MAXCAND = 4096 };
 enum { ACTIVE, LANDED, REJECTED, CANCELLED };
 
 typedef struct sim {
@@ -602,29 +602,30 @@ static void test_adaptive_fills_idle_cores(void **state)
  * The pace of a depth: told 8 and timed on 8 (every job takes its time
  * alone however many run), so the capacity model sees a window of 4 as free.
  * On one machine a round of builds at once takes the time of one (depth
- * pays); on the other k builds at once take k^1.3 times one build's time,
- * longer than one after another (they thrash a disk or a cache the jobs'
- * own timings do not show, or the gate's own work per build is serial): the
- * clock shows it, and adaptive ends building one candidate at a time there,
- * with fewer builds.  Single changes (max-batch 1), so that the queue
+ * pays); on the other k builds at once take k^1.6 times one build's time,
+ * far longer than one after another, by a cost the jobs' own timings do not
+ * show (the gate's work around each build, a disk they thrash): the clock
+ * shows it, and adaptive ends building one candidate at a time there, with
+ * fewer builds (160 single changes: many rounds).  (A gap seen at one depth alone is split between every
+ * depth's pace and depth's gain, so a milder cost moves it less.)  Single changes (max-batch 1), so that the queue
  * is many rounds.
  */
 static void test_adaptive_pace(void **state)
 {
     (void)state;
-    static const int bad[] = {9, 40};
+    static const int bad[] = {9, 40, 120};
     sim m;
     unsigned depth[2];
     int builds[2];
     double pace1[2], pace4[2];
     for (int serial = 0; serial < 2; serial++) {
-        sim_init(&m, GATE_STRATEGY_ADAPTIVE, 64, bad, 2);
+        sim_init(&m, GATE_STRATEGY_ADAPTIVE, 160, bad, 3);
         m.two = true;
         m.p.parallel = 8.0;
         m.p.max_batch = 1;
         m.timed_par = 8.0;
         m.round_ms = 1000.0;
-        m.serial = serial ? 1.3 : 0.0;
+        m.serial = serial ? 1.6 : 0.0;
         sim_start(&m);
         sim_run(&m);
         check_outcome(&m);

@@ -242,7 +242,7 @@ static double evidence(const gate_sched *s)
  * of that time: the model is trusted at depth 1 more than in how much depth
  * gains, and a depth not used yet takes its pace from those that were.
  */
-static const double pace_prior_a = 64.0, pace_prior_g = 1.0;
+static const double pace_prior_a = 16.0, pace_prior_g = 4.0;
 
 static unsigned pace_index(unsigned depth)
 {
@@ -965,8 +965,14 @@ void gate_sched_capacity(gate_sched *s, double parallel)
 
 void gate_sched_timed(gate_sched *s, const char *config, double elapsed_ms, double load)
 {
+    gate_sched_timed_shared(s, config, elapsed_ms, load, 0.0);
+}
+
+void gate_sched_timed_shared(gate_sched *s, const char *config, double elapsed_ms, double load,
+                             double others)
+{
     KEEL_ASSERT(s != NULL && config != NULL);
-    gate_cap_observe(&s->cap, config, elapsed_ms, load);
+    gate_cap_observe_shared(&s->cap, config, elapsed_ms, load, others);
 }
 
 void gate_sched_clock(gate_sched *s, double now_ms)
@@ -1016,5 +1022,7 @@ void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out)
     out->jobs = s->jobs;
     out->width = o.width;
     out->timed = s->cap.nobs;
+    out->machine = gate_cap_machine(&cap);
+    out->others = gate_cap_others(&cap);
     memcpy(out->pace, o.pace, sizeof(out->pace));
 }

@@ -208,7 +208,9 @@ typedef struct gate_sched_stats {
     double p;                            /* estimated failure rate per change */
     unsigned batch;                      /* batch size the strategy uses now */
     unsigned depth;                      /* speculation depth the strategy uses now */
-    double parallel; /* jobs the executor runs at once without slowing them (learned) */
+    double parallel; /* jobs the executor runs at once without slowing them (learned), now */
+    double machine;  /* the same with no other tenant (parallel: this less the others') */
+    double others;   /* the cores other tenants used lately (the newest timings' mean) */
     unsigned jobs;   /* jobs in a build (configurations; learned from results) */
     double width;    /* a build's work in units of its longest job (gate_cap_width) */
     unsigned timed;  /* job timings in the estimate's window */
@@ -284,6 +286,14 @@ void gate_sched_capacity(gate_sched *s, double parallel);
  * capacity estimate (capacity.h) learns from the last GATE_CAP_OBS of them.
  */
 void gate_sched_timed(gate_sched *s, const char *config, double elapsed_ms, double load);
+/*
+ * The same, and the cores the machine's other tenants (processes not the
+ * gate's) used meanwhile on average (gate_others_cores): the estimate learns
+ * the machine's parallelism apart from them and plans for what they leave
+ * now (capacity.h).  gate_sched_timed is this with `others` 0.
+ */
+void gate_sched_timed_shared(gate_sched *s, const char *config, double elapsed_ms, double load,
+                             double others);
 
 /*
  * The gate's clock (ms, any origin, never going back): the time since the
