@@ -285,6 +285,14 @@ static void outlook(const gate_sched *s, gate_cap *cap, gate_sched_outlook *o)
     o->depth = s->shape_depth;
 }
 
+static bool same_pace(const double *a, const double *b)
+{
+    for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++)
+        if (a[i] != b[i])
+            return false;
+    return true;
+}
+
 /*
  * The strategy's shape for the current estimates (cached: it changes only
  * with them; the queue's length is not among its inputs).
@@ -295,7 +303,7 @@ static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
     outlook(s, &s->cap, &o);
     const gate_sched_outlook *c = &s->shape_for;
     if (o.p != c->p || o.n != c->n || o.parallel != c->parallel || o.jobs != c->jobs ||
-        o.width != c->width || memcmp(o.pace, c->pace, sizeof(o.pace)) != 0) {
+        o.width != c->width || !same_pace(o.pace, c->pace)) {
         gate_sched_shape(&s->p, &o, &s->shape_batch, &s->shape_depth);
         s->shape_t = gate_sched_shape_time(&s->p, &o, s->shape_batch, s->shape_depth);
         s->shape_for = o;
