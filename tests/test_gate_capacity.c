@@ -348,7 +348,7 @@ static void test_others_measured(void **state)
         gate_cpu_sample a, b;
         double out0 = cpu_ms(out), in0 = cpu_ms(in);
         gate_cpu_sample_take(getpid(), gate_now_ms(), &a);
-        struct timespec nap = {0, 800 * 1000 * 1000};
+        struct timespec nap = {0, 800000000L};
         (void)nanosleep(&nap, NULL);
         struct timespec t0, t1;
         (void)clock_gettime(CLOCK_MONOTONIC, &t0);
