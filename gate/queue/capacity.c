@@ -143,11 +143,11 @@ static void fit(gate_cap *c)
 double gate_cap_others(const gate_cap *c)
 {
     KEEL_ASSERT(c != NULL);
-    unsigned n = c->nobs < GATE_CAP_RECENT ? c->nobs : GATE_CAP_RECENT;
     double sum = 0.0;
-    for (unsigned i = 0; i < n; i++)
-        sum += c->obs[(c->next + GATE_CAP_OBS - 1 - i) % GATE_CAP_OBS].others;
-    return n > 0 ? sum / (double)n : 0.0;
+    unsigned seen = 0;
+    for (unsigned back = 1; back <= c->nobs && seen < (unsigned)GATE_CAP_RECENT; back++, seen++)
+        sum += c->obs[(c->next + GATE_CAP_OBS - back) % GATE_CAP_OBS].others;
+    return seen > 0 ? sum / (double)seen : 0.0;
 }
 
 double gate_cap_machine(gate_cap *c)
