@@ -21,8 +21,9 @@
  * min(1, 8/2k)).  The scheduler is told the executor's parallelism as the
  * gate tells it (free: not limited; else the cores, at most the pool: 2, 8,
  * though the second really runs 4 jobs at once) and fed every job's wall
- * time and load (the harmonic mean of the jobs running meanwhile), as the
- * gate feeds it, and learns the rest.
+ * time and load (the harmonic mean of the jobs running meanwhile) and the
+ * clock at every event (gate_sched_clock: the pace of each depth; --pace
+ * off leaves it out), as the gate feeds them, and learns the rest.
  *
  * For each strategy: the makespan in T, the builds started, whether exactly
  * the bad changes were rejected, how many good changes were rejected, and
@@ -59,6 +60,8 @@ enum { NCHANGES = 200, SLOTS = 4, MAXCAND = 16384, MAXJOBS = 65536, NSTRAT = 7, 
 
 static const char *const cfg_name[NCFG] = {"a", "b"};
 static double cfg_work[NCFG] = {1.0, 0.8}; /* in T, alone (b: --b-length) */
+/* The simulated clock fed to the scheduler (gate_sched_clock), as the gate does (--pace off: not). */
+static bool pace = true;
 
 typedef struct strat {
     const char *name;
@@ -299,6 +302,8 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
         for (size_t i = w.first_open; i < hi; i++)
             if (w.jobs[i].state == JOB_RUNNING)
                 w.jobs[i].left -= rate * dt;
+        if (pace)
+            gate_sched_clock(s, t * 1000.0); /* the gate's clock, as the gate feeds it */
         for (size_t i = w.first_open; i < hi; i++)
             if (w.jobs[i].state == JOB_RUNNING && w.jobs[i].left <= 1e-9)
                 job_over(s, &w, &w.jobs[i], t, inv, flake, &seed); /* may cancel others */
@@ -599,6 +604,9 @@ int main(int argc, char **argv)
                 return 2;
             }
             cfg_work[1] = b;
+        } else if (arg != NULL && strcmp(opt, "--pace") == 0 &&
+                   (strcmp(arg, "on") == 0 || strcmp(arg, "off") == 0)) {
+            pace = strcmp(arg, "on") == 0;
         } else if (arg != NULL && strcmp(opt, "--first-seed") == 0) {
             first = strcmp(arg, "0") == 0 ? 0 : count_arg(opt, arg);
         } else if (arg != NULL && strcmp(opt, "--seeds") == 0) {
@@ -607,7 +615,7 @@ int main(int argc, char **argv)
             ntrials = count_arg(opt, arg);
         } else {
             (void)fprintf(stderr, "usage: bench_gate [--seeds N [--first-seed S] | --trials N] "
-                                  "[--b-length X]\n");
+                                  "[--b-length X] [--pace on|off]\n");
             return 2;
         }
     }

@@ -6,9 +6,12 @@
  */
 #include <math.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -18,6 +21,7 @@
 #include "capacity.h"
 #include "heaps.h"
 #include "pool.h"
+#include "resources.h"
 
 /* Jobs of two configurations (a: 1000 ms alone, b: 800 ms) at loads 1..4 on an executor of `par`. */
 static void feed(gate_cap *c, double par, int rounds)
@@ -243,6 +247,138 @@ static void test_pool_harmonic_load(void **state)
     assert_true(ok);
 }
 
+/*
+ * Other tenants: 2 cores, one of them taken by a neighbour.  One job alone
+ * runs at full speed on the core left, two take twice as long.  With the
+ * neighbour's cores in the timings (others 1) the fit keeps the machine's 2
+ * and plans for the 1 left; the neighbour gone, 8 jobs two at a time at full
+ * speed, the plan is 2 again at once.  Without them (the timings alone) the
+ * machine itself looks like 1 core, and 8 jobs of 40 do not undo it.
+ */
+static void test_others_apart(void **state)
+{
+    (void)state;
+    for (int counted = 0; counted < 2; counted++) {
+        gate_cap c;
+        gate_cap_init(&c, 2.0);
+        double others = counted ? 1.0 : 0.0;
+        for (int r = 0; r < 16; r++) {
+            gate_cap_observe_shared(&c, "a", 1000.0, 1.0, others);
+            gate_cap_observe_shared(&c, "a", 2000.0, 2.0, others);
+        }
+        double busy = gate_cap_parallel(&c), machine = gate_cap_machine(&c);
+        for (int r = 0; r < GATE_CAP_RECENT; r++)
+            gate_cap_observe_shared(&c, "a", 1000.0, 2.0, 0.0);
+        double quiet = gate_cap_parallel(&c);
+        print_message("others %s: busy plan %.2f (machine %.2f, others %.2f), quiet plan %.2f\n",
+                      counted ? "counted" : "not counted", busy, machine, others, quiet);
+        if (counted) {
+            assert_true(busy > 0.8 && busy < 1.25);
+            assert_true(machine > 1.7 && machine < 2.4);
+            assert_true(quiet > 1.7);
+            assert_true(fabs(gate_cap_others(&c)) < 1e-9); /* the newest 8 saw none */
+        } else {
+            assert_true(busy < 1.25 && machine < 1.25);
+            assert_true(quiet < 1.5);
+        }
+    }
+}
+
+/* Spin until killed. */
+static void spin(void)
+{
+    volatile unsigned long long x = 0;
+    for (;;)
+        x = x + 1;
+}
+
+/* A process that spins outside this process's tree (its parent exits: init adopts it). */
+static pid_t neighbour(void)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t mid = fork();
+    assert_true(mid >= 0);
+    if (mid == 0) {
+        pid_t n = fork();
+        if (n == 0) {
+            (void)close(fds[0]);
+            (void)close(fds[1]);
+            spin();
+        }
+        ssize_t w = write(fds[1], &n, sizeof(n));
+        _exit(w == (ssize_t)sizeof(n) ? 0 : 1);
+    }
+    (void)close(fds[1]);
+    pid_t n = 0;
+    ssize_t r = read(fds[0], &n, sizeof(n));
+    (void)close(fds[0]);
+    int status = 0;
+    assert_int_equal(waitpid(mid, &status, 0), mid);
+    assert_int_equal(r, (ssize_t)sizeof(n));
+    assert_true(n > 0);
+    return n;
+}
+
+/* A process's own CPU in ms (utime + stime). */
+static double cpu_ms(pid_t pid)
+{
+    double tick = 1000.0 / (double)sysconf(_SC_CLK_TCK);
+    return (double)(gate_proc_stat(pid, 14, NULL) + gate_proc_stat(pid, 15, NULL)) * tick;
+}
+
+/*
+ * The capacity signal on this machine: a neighbour spinning outside the
+ * gate's tree is the others' CPU; a child of ours spinning is the tree's.
+ * The machine is shared (other work adds to the others, never takes from
+ * ours): bounds on what each spinner used in the same window, measured
+ * from its own /proc/<pid>/stat, within two clock ticks per reading.
+ */
+static void test_others_measured(void **state)
+{
+    (void)state;
+    pid_t out = neighbour();
+    pid_t in = fork();
+    assert_true(in >= 0);
+    if (in == 0)
+        spin();
+    double slack = 4.0 * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+    bool seen = false;
+    for (int attempt = 0; attempt < 3 && !seen; attempt++) {
+        gate_cpu_sample a, b;
+        double out0 = cpu_ms(out), in0 = cpu_ms(in);
+        gate_cpu_sample_take(getpid(), gate_now_ms(), &a);
+        struct timespec nap = {0, 800000000L};
+        (void)nanosleep(&nap, NULL);
+        struct timespec t0, t1;
+        (void)clock_gettime(CLOCK_MONOTONIC, &t0);
+        gate_cpu_sample_take(getpid(), gate_now_ms(), &b);
+        (void)clock_gettime(CLOCK_MONOTONIC, &t1);
+        print_message("a sample took %.2f ms\n", (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+                                                     (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+        double out1 = cpu_ms(out), in1 = cpu_ms(in);
+        double own = (double)(b.tree_ms - a.tree_ms);
+        double others = (double)(b.machine_ms - a.machine_ms) - own;
+        double cores = gate_others_cores(&a, &b);
+        print_message("neighbour %.0f ms, child %.0f ms; the tree %.0f ms, the others %.0f ms "
+                      "(%.2f cores over %llu ms)\n",
+                      out1 - out0, in1 - in0, own, others, cores, b.at_ms - a.at_ms);
+        assert_true(a.machine_ms > 0);
+        /* ours: the child's, and this process's own few ms of reading /proc */
+        assert_true(own >= in1 - in0 - slack);
+        assert_true(own <= in1 - in0 + slack + 100.0);
+        assert_true(others >= out1 - out0 - slack - 100.0);
+        assert_true(cores >= 0.0);
+        seen = out1 - out0 > 30.0 && in1 - in0 > 30.0; /* both ran: a measure worth the name */
+    }
+    assert_int_equal(kill(in, SIGKILL), 0);
+    assert_int_equal(kill(out, SIGKILL), 0);
+    int status = 0;
+    assert_int_equal(waitpid(in, &status, 0), in);
+    if (!seen)
+        skip(); /* the machine gave the spinners no CPU (a niced run on a full machine): nothing shown */
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -250,6 +386,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_learns_free),        cmocka_unit_test(test_window),
         cmocka_unit_test(test_bad_observations),   cmocka_unit_test(test_pool_measures_load),
         cmocka_unit_test(test_pool_harmonic_load), cmocka_unit_test(test_width),
+        cmocka_unit_test(test_others_apart),       cmocka_unit_test(test_others_measured),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

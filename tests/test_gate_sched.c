@@ -18,7 +18,7 @@
 #include "heaps.h"
 #include "scheduler.h"
 
-enum { MAXC = 64, MAXCAND = 4096 };
+enum { MAXC = 160, MAXCAND = 4096 };
 enum { ACTIVE, LANDED, REJECTED, CANCELLED };
 
 typedef struct sim {
@@ -43,6 +43,13 @@ typedef struct sim {
      */
     double timed_par;
     double b_len; /* b's time alone as a part of a's (0: the same) */
+    /*
+     * > 0: the gate's clock (gate_sched_clock) moves on by this many ms per
+     * round times the builds of the round to the power `serial`: 0, builds
+     * at once take the time of one; 1, they take as long as one after another
+     */
+    double round_ms, serial;
+    double now_ms;
     unsigned long long rng;
     unsigned long long cand_sig[MAXCAND][2]; /* the signature its tree fails with, 0: passes */
     unsigned cand_mask[MAXCAND];             /* the configurations this attempt runs */
@@ -198,6 +205,10 @@ static void finish_round(sim *m)
     double jobs = 0.0; /* this round's, all at once */
     for (size_t i = 0; i < n; i++)
         jobs += (double)__builtin_popcount(m->cand_mask[batch[i]]);
+    if (m->round_ms > 0.0) {
+        m->now_ms += m->round_ms * pow((double)n, m->serial);
+        gate_sched_clock(m->s, m->now_ms);
+    }
     for (size_t i = 0; i < n; i++) {
         long long c = batch[i];
         size_t k = 0;
@@ -585,6 +596,56 @@ static void test_adaptive_fills_idle_cores(void **state)
     assert_true(fabs(width[1] - 1.5) < 0.05);
     assert_int_equal(running[0], 1);
     assert_true(running[1] >= 2);
+}
+
+/*
+ * The pace of a depth: told 8 and timed on 8 (every job takes its time
+ * alone however many run), so the capacity model sees a window of 4 as free.
+ * On one machine a round of builds at once takes the time of one (depth
+ * pays); on the other k builds at once take k^1.6 times one build's time,
+ * far longer than one after another, by a cost the jobs' own timings do not
+ * show (the gate's work around each build, a disk they thrash): the clock
+ * shows it, and adaptive ends building one candidate at a time there, with
+ * fewer builds (160 single changes: many rounds).  (A gap seen at one depth alone is split between every
+ * depth's pace and depth's gain, so a milder cost moves it less.)  Single changes (max-batch 1), so that the queue
+ * is many rounds.
+ */
+static void test_adaptive_pace(void **state)
+{
+    (void)state;
+    static const int bad[] = {9, 40, 120};
+    sim m;
+    unsigned depth[2];
+    int builds[2];
+    double pace1[2], pace4[2];
+    for (int serial = 0; serial < 2; serial++) {
+        sim_init(&m, GATE_STRATEGY_ADAPTIVE, 160, bad, 3);
+        m.two = true;
+        m.p.parallel = 8.0;
+        m.p.max_batch = 1;
+        m.timed_par = 8.0;
+        m.round_ms = 1000.0;
+        m.serial = serial ? 1.6 : 0.0;
+        sim_start(&m);
+        sim_run(&m);
+        check_outcome(&m);
+        gate_sched_stats st;
+        gate_sched_stats_get(m.s, &st);
+        print_message("builds at once %s: pace at depth 1 %.2f, 2 %.2f, 4 %.2f; depth %u at the "
+                      "end, %d builds in %d rounds\n",
+                      serial ? "one after another" : "as one", st.pace[0], st.pace[1], st.pace[3],
+                      st.depth, m.builds, m.rounds);
+        depth[serial] = st.depth;
+        builds[serial] = m.builds;
+        pace1[serial] = st.pace[0];
+        pace4[serial] = st.pace[3];
+        sim_end(&m);
+    }
+    assert_true(pace4[0] / pace1[0] < 1.5);
+    assert_true(pace4[1] / pace1[1] > 3.0);
+    assert_int_equal(depth[0], 4);
+    assert_int_equal(depth[1], 1);
+    assert_true(builds[1] < builds[0]);
 }
 
 /*
@@ -1321,6 +1382,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_adaptive_capacity),
         cmocka_unit_test(test_adaptive_learns_capacity),
         cmocka_unit_test(test_adaptive_fills_idle_cores),
+        cmocka_unit_test(test_adaptive_pace),
         cmocka_unit_test(test_adaptive_recut),
         cmocka_unit_test(test_verdict_per_configuration),
         cmocka_unit_test(test_verdict_names_decisive_configuration),

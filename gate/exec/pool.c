@@ -17,6 +17,7 @@
 #include "gate.h"
 #include "heaps.h"
 #include "ranks.h"
+#include "resources.h"
 #include "slurm.h"
 
 enum { MAX_SLOTS = 256 };
@@ -209,6 +210,18 @@ static void *worker(void *arg)
         if (p->stop)
             break;
         gate_job_run *j = pop(&p->waiting, &p->waiting_tail);
+        /*
+         * The machine's CPU and the gate's, sampled outside the job's
+         * measured time: reading /proc never delays a job's start nor
+         * lengthens what the pool counts as its run (its load).
+         */
+        bool here = j->policy.executor == GATE_EXECUTOR_LOCAL;
+        gate_cpu_sample cpu0 = {0, 0, 0}, cpu1 = {0, 0, 0};
+        if (here) {
+            keel_mutex_unlock(&p->lock);
+            gate_cpu_sample_take(getpid(), gate_now_ms(), &cpu0);
+            keel_mutex_lock(&p->lock);
+        }
         unsigned long long t0 = gate_now_ms();
         double area0 = load_step(p, t0, 1);
         keel_mutex_unlock(&p->lock);
@@ -219,6 +232,13 @@ static void *worker(void *arg)
         unsigned long long t1 = gate_now_ms();
         double area1 = load_step(p, t1, -1);
         j->load = area1 > area0 ? (double)(t1 - t0) / (area1 - area0) : (double)p->executing + 1.0;
+        j->others = 0.0;
+        if (here) {
+            keel_mutex_unlock(&p->lock);
+            gate_cpu_sample_take(getpid(), gate_now_ms(), &cpu1);
+            j->others = gate_others_cores(&cpu0, &cpu1);
+            keel_mutex_lock(&p->lock);
+        }
         push(&p->finished, &p->finished_tail, j);
         keel_cond_broadcast(&p->done);
     }

@@ -44,6 +44,12 @@ typedef struct gate_job_run {
     int exit_code;
     unsigned long long elapsed_ms;
     double load; /* the pool's jobs executing while it ran, itself included: their harmonic mean */
+    /*
+     * the cores the machine's other tenants used meanwhile on average: the
+     * machine's busy CPU less the gate's process tree's (resources.h); 0 for
+     * a job that ran elsewhere (executor = slurm)
+     */
+    double others;
     unsigned long long output;     /* bytes of output it wrote, all steps */
     char reason[GATE_REASON_TEXT]; /* GATE_EXEC_LIMIT and GATE_EXEC_TIMEOUT: which limit */
     char error[1024]; /* the gate could not run it ("" when it could): never the change's fault */

@@ -539,25 +539,35 @@ bool gate_cgroup_has_pids(const gate_cgroup *cg)
     return cg->version == 2 || cg->dir[GATE_CG_PIDS][0] != '\0';
 }
 
-unsigned long long gate_proc_stat(pid_t pid, int field, char *state)
+/*
+ * /proc/<pid>/stat read into buf: the text after the process's name (the
+ * blank before field 3, its state), NULL when the process is gone.
+ */
+static const char *proc_stat_text(pid_t pid, char *buf, size_t size)
 {
-    KEEL_ASSERT(field >= 3);
-    char path[64], buf[1024];
+    char path[64];
     (void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        return NULL;
+    ssize_t n = read(fd, buf, size - 1);
     (void)close(fd);
     if (n <= 0)
-        return 0;
+        return NULL;
     buf[n] = '\0';
     const char *p = strrchr(buf, ')'); /* the name may hold anything but ends before this */
-    if (p == NULL || p[1] != ' ' || p[2] == '\0')
+    return p == NULL || p[1] != ' ' || p[2] == '\0' ? NULL : p + 1;
+}
+
+unsigned long long gate_proc_stat(pid_t pid, int field, char *state)
+{
+    KEEL_ASSERT(field >= 3);
+    char buf[1024];
+    const char *p = proc_stat_text(pid, buf, sizeof(buf));
+    if (p == NULL)
         return 0;
     if (state != NULL)
-        *state = p[2];
-    p++; /* the blank before field 3 (the state) */
+        *state = p[1];
     for (int f = 3; f < field && p != NULL; f++)
         p = strchr(p + 1, ' ');
     if (p == NULL)
@@ -663,4 +673,131 @@ void gate_tree_usage(const char *dir, unsigned long long *bytes, unsigned long l
     *largest = 0;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     *bytes = fd >= 0 ? walk(fd, 0, largest) : 0;
+}
+
+/* ---- the machine's CPU, and the gate's share of it ------------------------------------- */
+
+static double ms_per_tick(void)
+{
+    long hz = sysconf(_SC_CLK_TCK);
+    return hz > 0 ? 1000.0 / (double)hz : 10.0;
+}
+
+unsigned long long gate_machine_busy_ms(void)
+{
+    char buf[512];
+    int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    (void)close(fd);
+    if (n <= 4 || strncmp(buf, "cpu ", 4) != 0)
+        return 0;
+    buf[n] = '\0';
+    /* user nice system idle iowait irq softirq steal (guest time is in user already) */
+    unsigned long long v[8] = {0};
+    const char *p = buf + 4;
+    for (int k = 0; k < 8; k++) {
+        char *end = NULL;
+        v[k] = strtoull(p, &end, 10);
+        if (end == p)
+            break;
+        p = end;
+    }
+    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    return (unsigned long long)((double)busy * ms_per_tick());
+}
+
+/*
+ * Process `pid`'s CPU in clock ticks: its own (utime, stime, fields 14 and
+ * 15 of /proc/<pid>/stat) and its children's that it waited for (cutime,
+ * cstime); 0 when it is gone.
+ */
+static unsigned long long proc_ticks(pid_t pid)
+{
+    char buf[1024];
+    const char *p = proc_stat_text(pid, buf, sizeof(buf)); /* the blank before field 3 */
+    for (int f = 3; f < 14 && p != NULL; f++)
+        p = strchr(p + 1, ' ');
+    unsigned long long sum = 0;
+    for (int f = 14; f <= 17 && p != NULL; f++) {
+        char *end = NULL;
+        long long v = strtoll(p + 1, &end, 10);
+        if (end == p + 1)
+            break;
+        sum += v > 0 ? (unsigned long long)v : 0;
+        p = end;
+    }
+    return sum;
+}
+
+/* Push the children of every thread of `pid` (/proc/<pid>/task/<tid>/children) on `stack`. */
+static size_t push_children(pid_t pid, pid_t *stack, size_t n, size_t cap)
+{
+    char path[64];
+    (void)snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return n;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < cap) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char file[128], buf[4096];
+        (void)snprintf(file, sizeof(file), "/proc/%d/task/%.20s/children", (int)pid, e->d_name);
+        int fd = open(file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t got = read(fd, buf, sizeof(buf) - 1);
+        (void)close(fd);
+        if (got <= 0)
+            continue;
+        buf[got] = '\0';
+        const char *p = buf;
+        for (;;) {
+            char *end = NULL;
+            long v = strtol(p, &end, 10);
+            if (end == p || n == cap)
+                break;
+            if (v > 0)
+                stack[n++] = (pid_t)v;
+            p = end;
+        }
+    }
+    (void)closedir(d);
+    return n;
+}
+
+unsigned long long gate_tree_cpu_ms(pid_t root)
+{
+    enum { MAX_TREE = 4096 };
+    pid_t stack[MAX_TREE];
+    size_t n = 0;
+    stack[n++] = root;
+    unsigned long long ticks = 0;
+    while (n > 0) {
+        pid_t pid = stack[--n];
+        ticks += proc_ticks(pid);
+        n = push_children(pid, stack, n, MAX_TREE);
+    }
+    return (unsigned long long)((double)ticks * ms_per_tick());
+}
+
+double gate_others_cores(const gate_cpu_sample *from, const gate_cpu_sample *to)
+{
+    KEEL_ASSERT(from != NULL && to != NULL);
+    if (from->machine_ms == 0 || to->machine_ms < from->machine_ms || !(to->at_ms > from->at_ms))
+        return 0.0;
+    double machine = (double)(to->machine_ms - from->machine_ms);
+    double own = to->tree_ms > from->tree_ms ? (double)(to->tree_ms - from->tree_ms) : 0.0;
+    double others = (machine - own) / (double)(to->at_ms - from->at_ms);
+    return others > 0.0 ? others : 0.0;
+}
+
+void gate_cpu_sample_take(pid_t root, unsigned long long now_ms, gate_cpu_sample *out)
+{
+    KEEL_ASSERT(out != NULL);
+    out->at_ms = now_ms;
+    out->machine_ms = gate_machine_busy_ms();
+    out->tree_ms = gate_tree_cpu_ms(root);
 }

@@ -116,4 +116,37 @@ unsigned long long gate_pidns_tasks(pid_t init);
  */
 void gate_tree_usage(const char *dir, unsigned long long *bytes, unsigned long long *largest);
 
+/*
+ * The capacity signal's other half: the CPU the rest of the machine uses
+ * beside the gate's own jobs.  The machine's busy CPU time, all CPUs (ms:
+ * /proc/stat's user, nice, system, irq, softirq and steal), 0 when unknown.
+ */
+unsigned long long gate_machine_busy_ms(void);
+
+/*
+ * CPU time (ms) of process `root` and of every process below it that is
+ * alive (found through /proc/<pid>/task/<tid>/children), each with the CPU
+ * of the children it waited for: the gate's whole tree, its jobs'
+ * sandboxes included, when `root` is the gate.  A process that left the
+ * tree (a daemon whose parent exited is adopted elsewhere) is not counted.
+ * 0 when `root` is gone.
+ */
+unsigned long long gate_tree_cpu_ms(pid_t root);
+
+/* Both at one time (a job's start or end). */
+typedef struct gate_cpu_sample {
+    unsigned long long at_ms;      /* gate_now_ms() */
+    unsigned long long machine_ms; /* gate_machine_busy_ms() (0: unknown) */
+    unsigned long long tree_ms;    /* gate_tree_cpu_ms(root) */
+} gate_cpu_sample;
+
+void gate_cpu_sample_take(pid_t root, unsigned long long now_ms, gate_cpu_sample *out);
+
+/*
+ * The cores the rest of the machine used on average between two samples:
+ * the machine's busy CPU less the tree's, over the wall time (>= 0; 0 when
+ * the machine's CPU is unknown).
+ */
+double gate_others_cores(const gate_cpu_sample *from, const gate_cpu_sample *to);
+
 #endif /* KEEL_GATE_RESOURCES_H */

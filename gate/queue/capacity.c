@@ -52,6 +52,11 @@ static unsigned cfg_index(gate_cap *c, const char *config)
 
 void gate_cap_observe(gate_cap *c, const char *config, double ms, double load)
 {
+    gate_cap_observe_shared(c, config, ms, load, 0.0);
+}
+
+void gate_cap_observe_shared(gate_cap *c, const char *config, double ms, double load, double others)
+{
     KEEL_ASSERT(c != NULL && config != NULL);
     if (!(ms > 0.0) || !isfinite(ms) || !isfinite(load))
         return; /* says nothing */
@@ -59,16 +64,26 @@ void gate_cap_observe(gate_cap *c, const char *config, double ms, double load)
     o->cfg = cfg_index(c, config);
     o->log_ms = log(ms);
     o->log_load = load > 1.0 ? log(load) : 0.0;
+    o->others = others > 0.0 && isfinite(others) ? others : 0.0;
     c->next = (c->next + 1) % GATE_CAP_OBS;
     if (c->nobs < GATE_CAP_OBS)
         c->nobs++;
     c->dirty = true;
 }
 
+/* log(P - others), at least log GATE_CAP_FLOOR; P itself when it is not limited. */
+static double log_left(double lp, double others)
+{
+    if (!(others > 0.0) || lp >= log(GATE_CAP_UNLIMITED) - 1e-9)
+        return lp;
+    double left = exp(lp) - others;
+    return left > GATE_CAP_FLOOR ? log(left) : log(GATE_CAP_FLOOR);
+}
+
 /*
  * The squared error of P (log p) over the window, each configuration's
- * log W_c at its closed-form optimum (the mean of log ms - log max(1, k/P)),
- * written to lw when not NULL.
+ * log W_c at its closed-form optimum (the mean of log ms - log max(1,
+ * k/(P - o))), written to lw when not NULL.
  */
 static double misfit(const gate_cap *c, double lp, double *lw)
 {
@@ -76,7 +91,8 @@ static double misfit(const gate_cap *c, double lp, double *lw)
     unsigned n[GATE_CAP_CONFIGS] = {0};
     for (unsigned i = 0; i < c->nobs; i++) {
         const gate_cap_obs *o = &c->obs[i];
-        double slow = o->log_load > lp ? o->log_load - lp : 0.0;
+        double lq = log_left(lp, o->others);
+        double slow = o->log_load > lq ? o->log_load - lq : 0.0;
         double y = o->log_ms - slow;
         sum[o->cfg] += y;
         sq[o->cfg] += y * y;
@@ -124,11 +140,29 @@ static void fit(gate_cap *c)
         c->alone_ms[k] = isfinite(lw[k]) ? exp(lw[k]) : 0.0;
 }
 
-double gate_cap_parallel(gate_cap *c)
+double gate_cap_others(const gate_cap *c)
+{
+    KEEL_ASSERT(c != NULL);
+    double sum = 0.0;
+    unsigned seen = 0;
+    for (unsigned back = 1; back <= c->nobs && seen < (unsigned)GATE_CAP_RECENT; back++, seen++)
+        sum += c->obs[(c->next + GATE_CAP_OBS - back) % GATE_CAP_OBS].others;
+    return seen > 0 ? sum / (double)seen : 0.0;
+}
+
+double gate_cap_machine(gate_cap *c)
 {
     KEEL_ASSERT(c != NULL);
     fit(c);
     return c->parallel;
+}
+
+double gate_cap_parallel(gate_cap *c)
+{
+    KEEL_ASSERT(c != NULL);
+    fit(c);
+    double others = gate_cap_others(c);
+    return others > 0.0 ? exp(log_left(log(c->parallel), others)) : c->parallel;
 }
 
 double gate_cap_alone_ms(gate_cap *c, const char *config)
@@ -139,6 +173,16 @@ double gate_cap_alone_ms(gate_cap *c, const char *config)
         if (strcmp(c->names[k], config) == 0)
             return c->alone_ms[k];
     return 0.0;
+}
+
+double gate_cap_unit_ms(gate_cap *c)
+{
+    KEEL_ASSERT(c != NULL);
+    fit(c);
+    double top = 0.0;
+    for (unsigned k = 0; k < c->ncfg; k++)
+        top = c->alone_ms[k] > top ? c->alone_ms[k] : top;
+    return top;
 }
 
 double gate_cap_width(gate_cap *c, unsigned jobs)

@@ -11,7 +11,14 @@
  *     W_c * max(1, k / P)
  *
  * P = infinity is free parallelism (every build takes its time however many
- * run).  Every observation is a job's wall time and the harmonic mean of
+ * run).  Other tenants of the machine (processes that are not the gate's)
+ * take cores from it: a job that ran while they used o cores on average
+ * took W_c * max(1, k / (P - o)) (P - o at least GATE_CAP_FLOOR), so the fit
+ * learns the machine's P from timings made on a busy machine and the
+ * scheduler plans for P - o, o the mean of the newest GATE_CAP_RECENT jobs'
+ * (gate_cap_parallel): a busy machine lowers what the scheduler plans for
+ * while it is busy instead of being learned as "jobs slow down with depth".
+ * Every observation is a job's wall time and the harmonic mean of
  * the number of the gate's jobs running during it (itself included: a job
  * progresses at a rate proportional to 1/k, so with that mean the model holds
  * however the load changed during the job).  The estimate is the P
@@ -28,7 +35,10 @@
 #include <stddef.h>
 
 /* The configurations it tells apart (more share the last one), its memory in jobs. */
-enum { GATE_CAP_OBS = 64, GATE_CAP_CONFIGS = 16, GATE_CAP_NAME = 65 };
+enum { GATE_CAP_OBS = 64, GATE_CAP_CONFIGS = 16, GATE_CAP_NAME = 65, GATE_CAP_RECENT = 8 };
+
+/* The least parallelism the others leave the gate, in jobs (the grid's bottom). */
+#define GATE_CAP_FLOOR 0.5
 
 /* "Not limited": free parallelism (the grid's top). */
 #define GATE_CAP_UNLIMITED 4096.0
@@ -37,6 +47,7 @@ typedef struct gate_cap_obs {
     unsigned cfg;    /* index in names */
     double log_ms;   /* its wall time */
     double log_load; /* the jobs running meanwhile (their harmonic mean), >= 1 */
+    double others;   /* the cores other tenants used meanwhile, >= 0 */
 } gate_cap_obs;
 
 typedef struct gate_cap {
@@ -46,7 +57,7 @@ typedef struct gate_cap {
     char names[GATE_CAP_CONFIGS][GATE_CAP_NAME];
     unsigned ncfg;
     bool dirty;                        /* observations since the last fit */
-    double parallel;                   /* the fit: P */
+    double parallel;                   /* the fit: P, the machine's */
     double alone_ms[GATE_CAP_CONFIGS]; /* and W_c (0: no observation in the window) */
 } gate_cap;
 
@@ -56,10 +67,23 @@ void gate_cap_init(gate_cap *c, double told);
 void gate_cap_tell(gate_cap *c, double told);
 /* A job of `config` ran `ms` of wall time while `load` jobs ran on average (ms > 0). */
 void gate_cap_observe(gate_cap *c, const char *config, double ms, double load);
-/* P: what the executor runs at once without slowing jobs down (fits when needed). */
+/* The same, while other tenants used `others` cores on average (< 0, NaN: 0). */
+void gate_cap_observe_shared(gate_cap *c, const char *config, double ms, double load,
+                             double others);
+/*
+ * What the scheduler plans for: P less the others' cores now (the mean of
+ * the newest GATE_CAP_RECENT observations), at least GATE_CAP_FLOOR; P
+ * when the executor is not limited (fits when needed).
+ */
 double gate_cap_parallel(gate_cap *c);
+/* P: what the executor runs at once without slowing jobs down, the others aside. */
+double gate_cap_machine(gate_cap *c);
+/* The others' cores now (the mean of the newest GATE_CAP_RECENT observations; 0: none). */
+double gate_cap_others(const gate_cap *c);
 /* W_c in ms, 0 when `config` has no observation in the window. */
 double gate_cap_alone_ms(gate_cap *c, const char *config);
+/* The longest W_c in ms (a build's longest job alone, the model's unit of time); 0: none yet. */
+double gate_cap_unit_ms(gate_cap *c);
 /*
  * A build of `jobs` jobs as work, in units of its longest job: the sum of the
  * configurations' W_c over the largest (1 .. jobs; jobs when nothing is

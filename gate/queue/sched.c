@@ -125,6 +125,15 @@ struct gate_sched {
     unsigned jobs;                /* jobs in a build: the configurations a first build ran */
     gate_sched_outlook shape_for; /* what the cached shape is for (p 0: none) */
     unsigned shape_batch, shape_depth;
+    double shape_t; /* the model's time per change for that shape (gate_sched_shape_time) */
+    /*
+     * The pace (gate_sched_clock): per depth, the time measured while it was
+     * in use and the model's time of the changes decided meanwhile, both in
+     * units of a build's longest job alone; the clock's last reading.
+     */
+    double pace_measured[GATE_SCHED_PACE_DEPTHS], pace_expected[GATE_SCHED_PACE_DEPTHS];
+    double clock_ms;
+    bool clock_set;
     gate_sched_stats st;
 };
 
@@ -225,9 +234,47 @@ static double evidence(const gate_sched *s)
 }
 
 /* What the shape depends on now; `cap`: s's capacity estimate, or a copy of it (fitted here). */
+/*
+ * The pace of depth d, measured time over the model's, is fitted as
+ * exp(a + g log d) by least squares in log ratio, each depth weighted by the
+ * model's time of the changes it decided (in units of a build's longest job
+ * alone), with priors a = 0 worth PACE_PRIOR_A and g = 0 worth PACE_PRIOR_G
+ * of that time: the model is trusted at depth 1 more than in how much depth
+ * gains, and a depth not used yet takes its pace from those that were.
+ */
+static const double pace_prior_a = 16.0, pace_prior_g = 4.0;
+
+static unsigned pace_index(unsigned depth)
+{
+    return depth == 0 ? 0 : depth < GATE_SCHED_PACE_DEPTHS ? depth - 1 : GATE_SCHED_PACE_DEPTHS - 1;
+}
+
+static void pace_fit(const gate_sched *s, double *pace)
+{
+    double sw = pace_prior_a, swx = 0.0, swxx = pace_prior_g, swr = 0.0, swxr = 0.0;
+    for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++) {
+        double w = s->pace_expected[i];
+        if (!(w > 0.0) || !(s->pace_measured[i] > 0.0))
+            continue;
+        double x = log((double)(i + 1)), r = log(s->pace_measured[i] / w);
+        sw += w;
+        swx += w * x;
+        swxx += w * x * x;
+        swr += w * r;
+        swxr += w * x * r;
+    }
+    double det = sw * swxx - swx * swx; /* > 0: both priors are */
+    double a = (swr * swxx - swx * swxr) / det, g = (sw * swxr - swx * swr) / det;
+    for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++) {
+        double v = exp(a + g * log((double)(i + 1)));
+        pace[i] = v < 0.125 ? 0.125 : v > 8.0 ? 8.0 : v;
+    }
+}
+
 static void outlook(const gate_sched *s, gate_cap *cap, gate_sched_outlook *o)
 {
     memset(o, 0, sizeof(*o));
+    pace_fit(s, o->pace);
     o->p = estimate(s);
     o->n = evidence(s);
     o->queued = s->qlen;
@@ -236,6 +283,14 @@ static void outlook(const gate_sched *s, gate_cap *cap, gate_sched_outlook *o)
     o->width = gate_cap_width(cap, s->jobs);
     o->batch = s->shape_batch;
     o->depth = s->shape_depth;
+}
+
+static bool same_pace(const double *a, const double *b)
+{
+    for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++)
+        if (a[i] != b[i])
+            return false;
+    return true;
 }
 
 /*
@@ -248,8 +303,9 @@ static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
     outlook(s, &s->cap, &o);
     const gate_sched_outlook *c = &s->shape_for;
     if (o.p != c->p || o.n != c->n || o.parallel != c->parallel || o.jobs != c->jobs ||
-        o.width != c->width) {
+        o.width != c->width || !same_pace(o.pace, c->pace)) {
         gate_sched_shape(&s->p, &o, &s->shape_batch, &s->shape_depth);
+        s->shape_t = gate_sched_shape_time(&s->p, &o, s->shape_batch, s->shape_depth);
         s->shape_for = o;
     }
     *batch = s->shape_batch;
@@ -294,6 +350,9 @@ static bool behind_failed(const gate_sched *s, size_t i)
 
 static void observe(gate_sched *s, size_t n, bool bad)
 {
+    /* what the model expected these decisions to take at the depth in use (the pace) */
+    if (s->clock_set && s->shape_depth > 0 && gate_cap_unit_ms(&s->cap) > 0.0)
+        s->pace_expected[pace_index(s->shape_depth)] += (double)n * s->shape_t;
     for (size_t i = 0; i < n; i++) {
         s->bad_w = s->bad_w * decay + (bad ? 1.0 : 0.0);
         s->all_w = s->all_w * decay + 1.0;
@@ -914,13 +973,36 @@ void gate_sched_capacity(gate_sched *s, double parallel)
 
 void gate_sched_timed(gate_sched *s, const char *config, double elapsed_ms, double load)
 {
+    gate_sched_timed_shared(s, config, elapsed_ms, load, 0.0);
+}
+
+void gate_sched_timed_shared(gate_sched *s, const char *config, double elapsed_ms, double load,
+                             double others)
+{
     KEEL_ASSERT(s != NULL && config != NULL);
-    gate_cap_observe(&s->cap, config, elapsed_ms, load);
+    gate_cap_observe_shared(&s->cap, config, elapsed_ms, load, others);
+}
+
+void gate_sched_clock(gate_sched *s, double now_ms)
+{
+    KEEL_ASSERT(s != NULL);
+    if (!isfinite(now_ms))
+        return;
+    double was = s->clock_ms;
+    bool set = s->clock_set;
+    s->clock_ms = now_ms;
+    s->clock_set = true;
+    double unit = gate_cap_unit_ms(&s->cap);
+    if (!set || !(now_ms > was) || s->running == 0 || !(unit > 0.0) || s->shape_depth == 0)
+        return;
+    s->pace_measured[pace_index(s->shape_depth)] += (now_ms - was) / unit;
 }
 
 void gate_sched_inherit(gate_sched *to, const gate_sched *from)
 {
     KEEL_ASSERT(to != NULL && from != NULL);
+    memcpy(to->pace_measured, from->pace_measured, sizeof(to->pace_measured));
+    memcpy(to->pace_expected, from->pace_expected, sizeof(to->pace_expected));
     double told = to->cap.told;
     to->cap = from->cap;
     gate_cap_tell(&to->cap, told); /* what the new one was told holds */
@@ -948,4 +1030,7 @@ void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out)
     out->jobs = s->jobs;
     out->width = o.width;
     out->timed = s->cap.nobs;
+    out->machine = gate_cap_machine(&cap);
+    out->others = gate_cap_others(&cap);
+    memcpy(out->pace, o.pace, sizeof(out->pace));
 }

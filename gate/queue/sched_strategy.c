@@ -121,6 +121,29 @@ static size_t posterior(double p, double n, double *pts, double *w)
     return NGRID;
 }
 
+/* The pace measured at depth d (1 when none). */
+static double pace_at(const gate_sched_outlook *o, unsigned d)
+{
+    unsigned i = d < GATE_SCHED_PACE_DEPTHS ? d - 1 : GATE_SCHED_PACE_DEPTHS - 1;
+    return o->pace[i] > 0.0 ? o->pace[i] : 1.0;
+}
+
+double gate_sched_shape_time(const gate_sched_params *params, const gate_sched_outlook *o,
+                             unsigned batch, unsigned depth)
+{
+    KEEL_ASSERT(params != NULL && o != NULL && batch >= 1 && depth >= 1);
+    KEEL_ASSERT(o->p > 0.0 && o->p < 1.0 && o->n > 0.0 && o->parallel > 0.0);
+    double pts[NGRID], w[NGRID];
+    size_t np = posterior(o->p, o->n, pts, w);
+    double t = 0.0;
+    for (size_t k = 0; k < np; k++) {
+        double kb = batch >= 2 ? isolate(pts[k], batch, params->retries) : 0.0, tk = 0.0, bk = 0.0;
+        model(pts[k], batch, depth, params->retries, kb, o->parallel, o->width, &tk, &bk);
+        t += w[k] * tk;
+    }
+    return t;
+}
+
 void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook *o, unsigned *batch,
                       unsigned *depth)
 {
@@ -156,7 +179,12 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
      * executor runs at once), the expectation taken over the posterior of p
      * rather than at its mean (an uncertain estimate is not a low one: large
      * batches are costly at the high rates it still allows); among shapes
-     * within 2% of the best, the fewest expected builds.  Batches are searched
+     * within 2% of the best, the fewest expected builds.  Each depth's time is
+     * the model's times the pace the gate measured there (gate_sched_clock):
+     * where a deeper window decided changes slower than the model expected
+     * (builds that slow each other in ways the jobs' timings do not show, the
+     * gate's own work per build, isolations the window could not overlap), it
+     * counts for what it did.  Batches are searched
      * up to about 4/sqrt(p) (the classic 1/sqrt(p) is the optimum of a single
      * batch), depths up to min(slots, max-depth).
      */
@@ -189,6 +217,7 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
                     t += w[k] * tk;
                     bu += w[k] * bk;
                 }
+                t *= pace_at(o, d);
                 if (pass == 0) {
                     best_t = t < best_t ? t : best_t;
                 } else if (kept || t > best_t * (1.0 + band)) {

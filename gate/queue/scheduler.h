@@ -100,6 +100,9 @@ enum {
     GATE_SCHED_MAX_RETRIES = 10
 };
 
+/* The depths whose pace (gate_sched_clock) is measured apart: deeper ones share the last. */
+enum { GATE_SCHED_PACE_DEPTHS = 8 };
+
 typedef struct gate_sched_params {
     gate_strategy strategy;
     unsigned max_batch; /* most changes in one candidate (>= 1) */
@@ -205,10 +208,18 @@ typedef struct gate_sched_stats {
     double p;                            /* estimated failure rate per change */
     unsigned batch;                      /* batch size the strategy uses now */
     unsigned depth;                      /* speculation depth the strategy uses now */
-    double parallel; /* jobs the executor runs at once without slowing them (learned) */
+    double parallel; /* jobs the executor runs at once without slowing them (learned), now */
+    double machine;  /* the same with no other tenant (parallel: this less the others') */
+    double others;   /* the cores other tenants used lately (the newest timings' mean) */
     unsigned jobs;   /* jobs in a build (configurations; learned from results) */
     double width;    /* a build's work in units of its longest job (gate_cap_width) */
     unsigned timed;  /* job timings in the estimate's window */
+    /*
+     * Per depth 1 .. GATE_SCHED_PACE_DEPTHS (deeper windows share the last):
+     * the gate's measured time per change decided over the model's (1: none
+     * measured, the prior), what adaptive multiplies the model's time by.
+     */
+    double pace[GATE_SCHED_PACE_DEPTHS];
 } gate_sched_stats;
 
 /* Adaptive, max_batch 8, max_depth 4, 4 slots, 1 retry, prior 0.1 (worth 2 changes), not limited. */
@@ -275,6 +286,24 @@ void gate_sched_capacity(gate_sched *s, double parallel);
  * capacity estimate (capacity.h) learns from the last GATE_CAP_OBS of them.
  */
 void gate_sched_timed(gate_sched *s, const char *config, double elapsed_ms, double load);
+/*
+ * The same, and the cores the machine's other tenants (processes not the
+ * gate's) used meanwhile on average (gate_others_cores): the estimate learns
+ * the machine's parallelism apart from them and plans for what they leave
+ * now (capacity.h).  gate_sched_timed is this with `others` 0.
+ */
+void gate_sched_timed_shared(gate_sched *s, const char *config, double elapsed_ms, double load,
+                             double others);
+
+/*
+ * The gate's clock (ms, any origin, never going back): the time since the
+ * last call passed with the builds now running, at the depth in use.  With
+ * the decisions made meanwhile it measures how fast each depth really
+ * decides changes against what the model expects (the pace: gate_sched_stats),
+ * which adaptive's choice then counts (gate_sched_shape).  Calls that find
+ * nothing running, or no timed job yet (no unit of time), only move the clock.
+ */
+void gate_sched_clock(gate_sched *s, double now_ms);
 
 /* What `from` learned of the executor (its capacity, a build's jobs) goes to `to`. */
 void gate_sched_inherit(gate_sched *to, const gate_sched *from);
@@ -296,6 +325,8 @@ typedef struct gate_sched_outlook {
     unsigned jobs;         /* jobs in a build (>= 1) */
     double width;          /* its work in units of its longest job (1 .. jobs: gate_cap_width) */
     unsigned batch, depth; /* adaptive: the shape in use (0: none), kept while near the best */
+    /* per depth (index depth - 1, the last for deeper): measured time over the model's; 0: 1 */
+    double pace[GATE_SCHED_PACE_DEPTHS];
 } gate_sched_outlook;
 
 /*
@@ -304,9 +335,17 @@ typedef struct gate_sched_outlook {
  * the expected time per change decided over the posterior Beta(p n,
  * (1 - p) n) of the failure rate, a round of d candidates, each `width`
  * of its longest job in work, taking max(1, d width / parallel) times that
- * job alone (capacity.h).
+ * job alone (capacity.h), times the pace measured at depth d (o->pace).
  */
 void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook *o, unsigned *batch,
                       unsigned *depth);
+
+/*
+ * The model's expected time per change decided with `batch` changes per
+ * candidate and `depth` candidates, in units of a build's longest job alone,
+ * over the posterior as gate_sched_shape weighs it, the pace not counted.
+ */
+double gate_sched_shape_time(const gate_sched_params *params, const gate_sched_outlook *o,
+                             unsigned batch, unsigned depth);
 
 #endif /* KEEL_GATE_SCHEDULER_H */
