@@ -147,15 +147,18 @@ static void told_detail(const flow_turn *t, const gate_flow_decision *d, const c
         gate_fmt(buf, size, "{}"); /* cut: still JSON */
 }
 
-/* Save the flow's state with what a decision told (kind NULL: nothing told). */
-static keel_status save(flow_turn *t, const gate_flow_decision *d, const char *kind)
+/* Save the flow's state, nothing told. */
+static keel_status save_state(flow_turn *t)
 {
-    if (kind == NULL) {
-        keel_status s = gate_store_flow_save(t->g->store, &t->f, NULL, t->now);
-        if (keel_ok(s))
-            t->saved = t->f;
-        return s;
-    }
+    keel_status s = gate_store_flow_save(t->g->store, &t->f, NULL, t->now);
+    if (keel_ok(s))
+        t->saved = t->f;
+    return s;
+}
+
+/* Save the flow's state with what decision d told (`kind`), in one transaction; wake the hook. */
+static keel_status save_told(flow_turn *t, const gate_flow_decision *d, const char *kind)
+{
     char detail[DETAIL_MAX];
     told_detail(t, d, kind, detail, sizeof(detail));
     gate_flow_told told = {kind, detail, d->people, d->npeople, d->reminder};
@@ -217,7 +220,7 @@ static keel_status feed(flow_turn *t, gate_flow_event_kind kind, const char *sha
     gate_flow_feed(&t->f, &ev, &d);
     if (kind == GATE_FLOW_EV_LANDED && d.action == GATE_FLOW_DO_NOTHING && had_change &&
         t->f.change[0] == '\0')
-        return save(t, &d, "flow-landed"); /* a sync landed: said, no one to remind */
+        return save_told(t, &d, "flow-landed"); /* a sync landed: said, no one to remind */
     return carry_out(t, &d);
 }
 
@@ -273,14 +276,14 @@ static keel_status carry_out(flow_turn *t, gate_flow_decision *d)
         char commit[GATE_HEX];
         gate_fmt(commit, sizeof(commit), "%s", d->sha);
         keel_status s = submit(t, commit);
-        return keel_ok(s) ? save(t, d, NULL) : s;
+        return keel_ok(s) ? save_state(t) : s;
     }
     case GATE_FLOW_DO_BLOCK:
     case GATE_FLOW_DO_REMIND:
     case GATE_FLOW_DO_ESCALATE:
     case GATE_FLOW_DO_UNBLOCK:
         t->f.change_id = t->f.change[0] != '\0' ? t->f.change_id : 0;
-        return save(t, d, gate_flow_told_kind(d->action));
+        return save_told(t, d, gate_flow_told_kind(d->action));
     }
     return KEEL_OK;
 }
@@ -327,6 +330,25 @@ static keel_status pushed(flow_turn *t)
     return feed(t, GATE_FLOW_EV_PUSHED, commit, NULL, NULL, 0);
 }
 
+/* Do two states of a flow differ in what the store keeps? */
+static bool changed(const gate_flow *a, const gate_flow *b)
+{
+    const char *const sa[] = {a->source, a->synced, a->trying, a->change, a->why, a->dest, a->made};
+    const char *const sb[] = {b->source, b->synced, b->trying, b->change, b->why, b->dest, b->made};
+    for (size_t i = 0; i < sizeof(sa) / sizeof(sa[0]); i++)
+        if (strcmp(sa[i], sb[i]) != 0)
+            return true;
+    for (size_t i = 0; i < a->npeople && a->npeople == b->npeople; i++)
+        if (strcmp(a->people[i].who, b->people[i].who) != 0)
+            return true;
+    return a->state != b->state || a->dest_moved != b->dest_moved ||
+           a->resolution != b->resolution || a->last_sync != b->last_sync ||
+           a->blocked_since != b->blocked_since || a->failed_at != b->failed_at ||
+           a->npeople != b->npeople || a->reminders != b->reminders ||
+           a->last_told != b->last_told || a->escalated != b->escalated ||
+           a->change_id != b->change_id;
+}
+
 /* The turn of one flow into the gate's target. */
 static keel_status one_flow(gate *g, const gate_flow_config *cfg, long long now, bool *queued)
 {
@@ -360,8 +382,8 @@ static keel_status one_flow(gate *g, const gate_flow_config *cfg, long long now,
     }
     if (keel_ok(s))
         s = feed(&t, GATE_FLOW_EV_TICK, NULL, NULL, NULL, 0);
-    if (keel_ok(s) && (!found || memcmp(&t.saved, &t.f, sizeof(t.f)) != 0))
-        s = save(&t, NULL, NULL);
+    if (keel_ok(s) && (!found || changed(&t.saved, &t.f)))
+        s = save_state(&t);
     *queued = *queued || t.queued;
     return s;
 }
