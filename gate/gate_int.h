@@ -105,11 +105,12 @@ struct gate {
     unsigned poll_ms;
     unsigned pause_ms;
     unsigned gen;
-    int stop_signal;      /* gate_request_stop's (atomic); 0: keep going */
-    unsigned gate_errors; /* jobs the gate could not start, in a row (GATE_ERRORS_MAX) */
-    unsigned turn_errors; /* turns that failed for the environment, in a row */
-    bool target_of_head;  /* no --target, no [gate] target: the branch HEAD names */
-    bool stopping;        /* gate_run is stopping on request: results blame nothing */
+    int stop_signal;       /* gate_request_stop's (atomic); 0: keep going */
+    unsigned gate_errors;  /* jobs the gate could not start, in a row (GATE_ERRORS_MAX) */
+    unsigned turn_errors;  /* turns that failed for the environment, in a row */
+    unsigned flows_warned; /* the flows whose failure was said (bit i: flow i; flows_turn.c) */
+    bool target_of_head;   /* no --target, no [gate] target: the branch HEAD names */
+    bool stopping;         /* gate_run is stopping on request: results blame nothing */
     bool heaps_warned;
     bool pushed_warned;
     bool recovered;   /* the run's first recovery (the one after a crash) is done */

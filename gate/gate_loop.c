@@ -28,6 +28,7 @@
 
 #include "backout.h"
 #include "exec.h"
+#include "flows_turn.h"
 #include "gate_loop.h"
 #include "nightly.h"
 #include "post.h"
@@ -552,7 +553,11 @@ static keel_status turn(gate *g, bool once, bool *done)
     if (keel_ok(s))
         s = pump(g, paused || held);
     if (!keel_ok(s) || gen != g->gen)
-        return s; /* restarted (a lost compare-and-swap): the queue is read again */
+        return s;             /* restarted (a lost compare-and-swap): the queue is read again */
+    bool flow_queued = false; /* branch flows (flows_turn.h): a merge queued, taken next turn */
+    s = gate_flows_turn(g, gate_now_s(), &flow_queued);
+    if (!keel_ok(s))
+        return s;
     gate_sched_stats st;
     gate_sched_stats_get(g->sched, &st);
     bool post_busy = false; /* the post level: the slots the queue leaves free */
@@ -568,7 +573,8 @@ static keel_status turn(gate *g, bool once, bool *done)
     unsigned outstanding = gate_pool_outstanding(g->pool);
     unsigned queue_jobs = outstanding - gate_post_running(g) - gate_nightly_running(g);
     bool idle = queue_jobs == 0 && st.running == 0 && g->nagain == 0;
-    if ((st.queued == 0 && st.testing == 0 && outstanding == 0 && g->nagain == 0 && !post_busy) ||
+    if ((st.queued == 0 && st.testing == 0 && outstanding == 0 && g->nagain == 0 && !post_busy &&
+         !flow_queued) ||
         (idle && (paused || held) && outstanding == 0)) { /* the rest waits for the queue */
         *done = once;
     } else if (idle && !paused && !held && (st.queued > 0 || st.testing > 0)) {

@@ -259,6 +259,8 @@ static void payload(const gate_notifier *n, const gate_notice *e, char *json, si
         len += (size_t)snprintf(json + len, len < size ? size - len : 0, ",\"committer\":");
         len = gate_json_str(json, size, len, e->committer);
     }
+    if (e->flow[0] != '\0') /* a flow's: its detail, JSON already (the store checked it) */
+        len += (size_t)snprintf(json + len, len < size ? size - len : 0, ",\"flow\":%s", e->flow);
     len += (size_t)snprintf(json + len, len < size ? size - len : 0, "}\n");
     KEEL_ASSERT(len < size); /* sized for the longest fields, every byte escaped */
 }
@@ -329,7 +331,7 @@ static pass deliver(gate_notifier *n, unsigned long long *resume_at)
         if (past_deadline(n))
             return OUT_OF_TIME;
         if (!none) {
-            char json[12288];
+            char json[12288 + sizeof(e->flow)];
             payload(n, e, json, sizeof(json));
             bool by_stop = false;
             s = run_hook(n, json, &by_stop);

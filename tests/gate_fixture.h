@@ -51,9 +51,13 @@ typedef struct fx_file {
     const char *content; /* NULL: the file is removed */
 } fx_file;
 
-/* Commit `files` on top of `parent` (NULL: a root commit) and point `branch` at it. */
-static inline void fx_commit(const git_oid *parent, const fx_file *files, size_t n,
-                             const char *branch, git_oid *out)
+/*
+ * Commit `files` on top of `parent` (NULL: a root commit) and point `branch`
+ * at it; its author and committer `author` (Name, address Name@example.org;
+ * NULL: test <test@localhost>).
+ */
+static inline void fx_commit_by(const char *author, const git_oid *parent, const fx_file *files,
+                                size_t n, const char *branch, git_oid *out)
 {
     git_commit *pc = NULL;
     git_tree *ptree = NULL;
@@ -91,7 +95,11 @@ static inline void fx_commit(const git_oid *parent, const fx_file *files, size_t
     git_tree *tree = NULL;
     assert_int_equal(git_tree_lookup(&tree, fx_git, &tree_id), 0);
     git_signature *sig = NULL;
-    assert_int_equal(git_signature_now(&sig, "test", "test@localhost"), 0);
+    char email[128];
+    (void)snprintf(email, sizeof(email), "%s@example.org", author != NULL ? author : "");
+    assert_int_equal(git_signature_now(&sig, author != NULL ? author : "test",
+                                       author != NULL ? email : "test@localhost"),
+                     0);
     const git_commit *parents[1] = {pc};
     assert_int_equal(git_commit_create(out, fx_git, NULL, sig, sig, NULL, branch, tree,
                                        pc != NULL ? 1 : 0, parents),
@@ -105,6 +113,12 @@ static inline void fx_commit(const git_oid *parent, const fx_file *files, size_t
     git_tree_free(tree);
     git_tree_free(ptree);
     git_commit_free(pc);
+}
+
+static inline void fx_commit(const git_oid *parent, const fx_file *files, size_t n,
+                             const char *branch, git_oid *out)
+{
+    fx_commit_by(NULL, parent, files, n, branch, out);
 }
 
 /* The content of `path` in the tree of `commit`, into buf (cut to fit). */
@@ -279,10 +293,12 @@ static inline void fx_ok(keel_status s)
     }
 }
 
-static inline gate *fx_open(void)
+/* A gate of `target` (NULL: the one HEAD names) on the fixture's repository and store. */
+static inline gate *fx_open_target(const char *target)
 {
     gate_options o;
     gate_options_default(&o);
+    o.target = target;
     o.repo = fx_where;
     o.mirror = fx_mirror; /* used when fx_where is a URL */
     o.state = fx_state;
@@ -294,6 +310,11 @@ static inline gate *fx_open(void)
     struct stat st; /* the mirror is made by the first open, for a URL only */
     assert_int_equal(stat(fx_mirror, &st) == 0, fx_where != fx_repo);
     return g;
+}
+
+static inline gate *fx_open(void)
+{
+    return fx_open_target(NULL);
 }
 
 /* One gate_run(once) on a gate of its own: what `keel-gate run --once` does. */

@@ -19,6 +19,7 @@
 
 #include "backout.h"
 #include "clidoc.h"
+#include "flows_turn.h"
 #include "gate.h"
 #include "git.h"
 #include "serve.h"
@@ -39,7 +40,8 @@ enum cmd_bit {
     C_NIGHTLY = 1u << 10,
     C_CULPRIT = 1u << 11,
     C_BACKOUTS = 1u << 12,
-    C_ALL = 0x1fffu
+    C_FLOWS = 1u << 13,
+    C_ALL = 0x3fffu
 };
 
 typedef struct opt_def {
@@ -58,7 +60,7 @@ static const opt_def opt_table[] = {
     {"work", "DIR", C_RUN | C_TRY,
      "where jobs' work trees go, outside the repository (default: <state>.d/work)"},
     {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
-    {"json", NULL, C_STATUS | C_LOG | C_HISTORY | C_CULPRIT | C_BACKOUTS,
+    {"json", NULL, C_STATUS | C_LOG | C_HISTORY | C_CULPRIT | C_BACKOUTS | C_FLOWS,
      "machine-readable output"},
     {"reset", NULL, C_BACKOUTS,
      "close the circuit breaker: automatic backouts start again (a person decided)"},
@@ -115,6 +117,8 @@ static const cmd_def cmd_table[] = {
      "the newest culprit search of a configuration: range, builds, suspects, verdict"},
     {"backouts", C_BACKOUTS, 0, 0, "",
      "automatic backouts: each culprit's state, guard rail and change; the circuit breaker"},
+    {"flows", C_FLOWS, 0, 0, "",
+     "branch flows: each flow's tips, commits waiting, last sync, state, who was reminded"},
 };
 enum { NCMDS = sizeof(cmd_table) / sizeof(cmd_table[0]) };
 
@@ -490,6 +494,9 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         } else {
             s = gate_backouts(g, out, opt_value(&p, "json") != NULL);
         }
+        break;
+    case C_FLOWS:
+        s = gate_flows_show(g, out, opt_value(&p, "json") != NULL);
         break;
     case C_TOKEN:
         s = gate_token_cmd(g, p.args[0], p.nargs > 1 ? p.args[1] : NULL, opt_value(&p, "role"),

@@ -106,6 +106,10 @@ typedef struct gate_flow {
     unsigned reminders;  /* reminders sent for this failure (the blocked notice not counted) */
     long long last_told; /* when the people were last told (notice, reminder, escalation) */
     bool escalated;      /* the owner was told of this failure */
+    /* the caller's bookkeeping (gate_flows_turn, store_flow.c); the decisions do not read it */
+    char dest[GATE_FLOW_SHA_MAX]; /* the destination's tip the last merge was made on */
+    char made[GATE_FLOW_SHA_MAX]; /* the gate's last merge commit on the flow branch */
+    long long change_id;          /* the gate's change of `change` (0: none, or not known) */
 } gate_flow;
 
 typedef struct gate_flow_decision {

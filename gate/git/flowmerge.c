@@ -63,9 +63,12 @@ static void add_person(gate_flowmerge *out, const git_signature *author, unsigne
     p->sides = side;
 }
 
-/* The authors of the commits from `tip` back to `base` (not included) touching a conflicting path. */
+/*
+ * The authors of the commits from `tip` back to `base` (not included)
+ * touching a conflicting path (`any`: every commit's).
+ */
 static keel_status side_authors(gate_repo *r, const git_oid *tip, const git_oid *base,
-                                unsigned side, gate_flowmerge *out)
+                                unsigned side, bool any, gate_flowmerge *out)
 {
     git_revwalk *w = NULL;
     int rc = git_revwalk_new(&w, r->repo);
@@ -90,7 +93,7 @@ static keel_status side_authors(gate_repo *r, const git_oid *tip, const git_oid 
             rc = git_commit_tree(&pt, p);
         if (rc != 0)
             s = gate_git_error(rc, "cannot read commit %.12s", git_oid_tostr_s(&id));
-        bool hit = false;
+        bool hit = any;
         for (size_t i = 0; keel_ok(s) && !hit && i < out->npaths; i++)
             s = touches(t, pt, out->paths[i], &hit);
         if (keel_ok(s) && hit)
@@ -156,12 +159,23 @@ static keel_status conflict(gate_repo *r, git_index *merged, const git_oid *src,
         out->total_paths++;
     }
     git_index_conflict_iterator_free(it);
-    keel_status s = side_authors(r, src, base, GATE_FLOWMERGE_SOURCE, out);
+    keel_status s = side_authors(r, src, base, GATE_FLOWMERGE_SOURCE, false, out);
     if (keel_ok(s))
-        s = side_authors(r, dst, base, GATE_FLOWMERGE_DEST, out);
+        s = side_authors(r, dst, base, GATE_FLOWMERGE_DEST, false, out);
     qsort(out->people, out->npeople, sizeof(out->people[0]), by_commits);
     alternate(out);
     return s;
+}
+
+/* *same: 1 when the tree of `merged` is the tree of `ours` (the merge would change nothing). */
+static keel_status same_tree(gate_repo *r, git_index *merged, git_commit *ours, int *same)
+{
+    git_oid tree_id;
+    int rc = git_index_write_tree_to(&tree_id, merged, r->repo);
+    if (rc != 0)
+        return gate_git_error(rc, "cannot write a flow merge's tree");
+    *same = git_oid_equal(&tree_id, git_commit_tree_id(ours)) ? 1 : 0;
+    return KEEL_OK;
 }
 
 /* The merge commit of `theirs` (SRC) into `ours` (DST), its tree `merged`'s. */
@@ -226,7 +240,9 @@ keel_status gate_flow_merge(gate_repo *r, const char *from, const char *to, cons
         else if (git_index_has_conflicts(merged)) {
             out->result = GATE_FLOWMERGE_CONFLICT;
             s = conflict(r, merged, &src, &dst, has_base ? &base : NULL, out);
-        } else {
+        } else if (keel_ok(s = same_tree(r, merged, ours, &rc)) && rc == 1) {
+            out->result = GATE_FLOWMERGE_NOTHING_NEW; /* it would change none of DST's files */
+        } else if (keel_ok(s)) {
             out->result = GATE_FLOWMERGE_MADE;
             s = commit_merge(r, merged, ours, theirs, from, to, when, &made);
             git_reference *ref = NULL;
@@ -284,5 +300,47 @@ keel_status gate_flow_resolved(gate_repo *r, const char *flow_branch, const char
         *yes = true;
         (void)snprintf(commit, GATE_HEX, "%s", tip);
     }
+    return s;
+}
+
+keel_status gate_flow_brought(gate_repo *r, const char *merge, gate_flowmerge *out)
+{
+    KEEL_ASSERT(r != NULL && merge != NULL && out != NULL);
+    memset(out, 0, sizeof(*out));
+    git_oid id, base;
+    git_commit *c = NULL;
+    keel_status s = gate_oid_parse(merge, &id);
+    int rc = keel_ok(s) ? git_commit_lookup(&c, r->repo, &id) : 0;
+    if (rc != 0)
+        s = gate_git_error(rc, "cannot read merge %.12s", merge);
+    if (keel_ok(s) && git_commit_parentcount(c) == 2) {
+        const git_oid *dst = git_commit_parent_id(c, 0), *src = git_commit_parent_id(c, 1);
+        (void)git_oid_tostr(out->dest, sizeof(out->dest), dst);
+        (void)git_oid_tostr(out->source, sizeof(out->source), src);
+        rc = git_merge_base(&base, r->repo, src, dst);
+        if (rc != 0 && rc != GIT_ENOTFOUND)
+            s = gate_git_error(rc, "cannot find where the sides of %.12s meet", merge);
+        else
+            s = side_authors(r, src, rc == 0 ? &base : NULL, GATE_FLOWMERGE_SOURCE, true, out);
+        qsort(out->people, out->npeople, sizeof(out->people[0]), by_commits);
+    }
+    git_commit_free(c);
+    return s;
+}
+
+keel_status gate_flow_waiting(gate_repo *r, const char *source, const char *dest, size_t *n)
+{
+    KEEL_ASSERT(r != NULL && source != NULL && dest != NULL && n != NULL);
+    *n = 0;
+    git_oid src, dst;
+    keel_status s = gate_oid_parse(source, &src);
+    if (keel_ok(s))
+        s = gate_oid_parse(dest, &dst);
+    size_t ahead = 0, behind = 0;
+    int rc = keel_ok(s) ? git_graph_ahead_behind(&ahead, &behind, r->repo, &src, &dst) : 0;
+    if (rc != 0)
+        s = gate_git_error(rc, "cannot count the commits of %.12s not in %.12s", source, dest);
+    if (keel_ok(s))
+        *n = ahead;
     return s;
 }

@@ -6,7 +6,11 @@
  *
  * Three outcomes:
  *   MADE         the merge commit; the flow branch points at it;
- *   NOTHING_NEW  SRC's tip is already in DST's history: no commit, no ref;
+ *   NOTHING_NEW  SRC's tip is already in DST's history, or the merge would
+ *                change none of DST's files (SRC holds only DST's own
+ *                commits merged back, or changes DST has already): no
+ *                commit, no ref (two flows between the same branches do
+ *                not merge each other's sync merges back and forth);
  *   CONFLICT     the paths that conflict and, for each side since the merge
  *                base, the authors of the commits that touched one of those
  *                paths (the people who can fix it), nobody else.  Merges are
@@ -74,5 +78,18 @@ KEEL_MUST_USE keel_status gate_flow_merge(gate_repo *r, const char *from, const 
 KEEL_MUST_USE keel_status gate_flow_resolved(gate_repo *r, const char *flow_branch,
                                              const char *source, const char *dest, const char *made,
                                              bool *yes, char commit[GATE_HEX]);
+
+/*
+ * Who can fix a merge that failed its tests: the authors of the commits
+ * `merge` (a two-parent commit: the flow's merge or a developer's
+ * resolution) brings into its first parent, merges not counted, most
+ * commits first, into out->people (out->source, out->dest: its parents).
+ * A commit that is not a two-parent merge brings nobody (npeople 0).
+ */
+KEEL_MUST_USE keel_status gate_flow_brought(gate_repo *r, const char *merge, gate_flowmerge *out);
+
+/* How many commits `source` has that `dest` has not (both 40 hex digits): a flow's waiting. */
+KEEL_MUST_USE keel_status gate_flow_waiting(gate_repo *r, const char *source, const char *dest,
+                                            size_t *n);
 
 #endif /* KEEL_GATE_FLOWMERGE_H */

@@ -119,6 +119,8 @@ static const char *const migrations[] = {
     gate__store_culprit_schema,
     /* 10 -> 11: the automatic backout's rows and circuit breakers (store_backout.c) */
     gate__store_backout_schema,
+    /* 11 -> 12: the flows' wiring: a merge's destination tip, the gate's merge, its change */
+    gate__store_flow_wiring_schema,
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 

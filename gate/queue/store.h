@@ -273,6 +273,8 @@ typedef struct gate_notice {
     char reason[GATE_REASON_MAX];
     char author[128];    /* a backout event's: the culprit's author ("name <email>"); else "" */
     char committer[128]; /* and its committer (the hook gets them when not "") */
+    char flow[4096];     /* a flow event's detail, JSON (flows_turn.c): names, addresses,
+                            paths, the command to reproduce the merge; else "" */
 } gate_notice;
 
 /* Start target's cursor at the newest event unless it has one (what came before is no news). */

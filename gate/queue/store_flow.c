@@ -28,6 +28,17 @@ const char gate__store_flow_schema[] =
     "  kind TEXT NOT NULL, who TEXT NOT NULL, count INTEGER NOT NULL, at INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS flow_told_by_flow ON flow_told(src, dst, id);";
 
+/*
+ * The schema step of the flows' wiring (gate_flows_turn): the destination's
+ * tip the last merge was made on, the gate's own last merge, and the
+ * change id of what is in the queue.  Only this file's table is altered: the
+ * step's place among the others does not matter.
+ */
+const char gate__store_flow_wiring_schema[] =
+    "ALTER TABLE flows ADD COLUMN dest TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE flows ADD COLUMN made TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE flows ADD COLUMN change_id INTEGER NOT NULL DEFAULT 0;";
+
 static const char *const states[] = {"idle", "merging", "queued", "blocked"};
 
 /* The people with `sep` between them, cut to fit (a newline in a name made a blank). */
@@ -65,8 +76,8 @@ keel_status gate_store_flow_load(gate_store *st, const gate_flow_config *cfg, ga
     keel_status s = gate__store_prepare(
         st,
         "SELECT state, source, synced, trying, change_commit, dest_moved, resolution, "
-        "last_sync, blocked_since, failed_at, why, people, reminders, last_told, escalated "
-        "FROM flows WHERE src = ?1 AND dst = ?2",
+        "last_sync, blocked_since, failed_at, why, people, reminders, last_told, escalated, "
+        "dest, made, change_id FROM flows WHERE src = ?1 AND dst = ?2",
         &stmt);
     if (!keel_ok(s))
         return s;
@@ -93,6 +104,9 @@ keel_status gate_store_flow_load(gate_store *st, const gate_flow_config *cfg, ga
         f->reminders = (unsigned)sqlite3_column_int(stmt, 12);
         f->last_told = sqlite3_column_int64(stmt, 13);
         f->escalated = sqlite3_column_int(stmt, 14) != 0;
+        gate__store_copy_text(f->dest, sizeof(f->dest), sqlite3_column_text(stmt, 15));
+        gate__store_copy_text(f->made, sizeof(f->made), sqlite3_column_text(stmt, 16));
+        f->change_id = sqlite3_column_int64(stmt, 17);
     } else if (rc != SQLITE_DONE) {
         s = gate__store_error(st, rc, "cannot read a flow");
     }
@@ -109,8 +123,9 @@ static keel_status save_row(gate_store *st, const gate_flow *f, long long now)
         st,
         "INSERT OR REPLACE INTO flows(src, dst, state, source, synced, trying, change_commit, "
         "dest_moved, resolution, last_sync, blocked_since, failed_at, why, people, reminders, "
-        "last_told, escalated, updated_at) "
-        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        "last_told, escalated, updated_at, dest, made, change_id) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
+        "?19, ?20, ?21)",
         &stmt);
     if (!keel_ok(s))
         return s;
@@ -132,6 +147,9 @@ static keel_status save_row(gate_store *st, const gate_flow *f, long long now)
     (void)sqlite3_bind_int64(stmt, 16, f->last_told);
     (void)sqlite3_bind_int(stmt, 17, f->escalated);
     (void)sqlite3_bind_int64(stmt, 18, now);
+    gate__store_bind_text(stmt, 19, f->dest);
+    gate__store_bind_text(stmt, 20, f->made);
+    (void)sqlite3_bind_int64(stmt, 21, f->change_id);
     return gate__store_step_done(st, stmt, "cannot record a flow");
 }
 

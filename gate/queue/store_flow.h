@@ -9,11 +9,11 @@
  * flow-blocked, flow-reminder, flow-escalated, flow-unblocked) in ONE
  * transaction.  A kill before it commits leaves the old state: the same
  * decision is made again and told once; a kill after it leaves the event in
- * the history, from which the notify hook delivers (once store_notify.c
- * lists the flow kinds: not yet): no reminder is lost or told twice.  Not built yet (docs/gate.md "Branch flows"): the wiring
- * that queues a flow's merge must, after a kill between the submission and
- * the save of the state that records it, take the change already queued for
- * the flow branch instead of merging and queueing again.
+ * the history, from which the notify hook delivers (store_notify.c lists
+ * the flow kinds): no reminder is lost or told twice.  The wiring
+ * (flows_turn.h) takes, after a kill between a submission and the save of
+ * the state that records it, the change already queued for the flow branch
+ * instead of merging and queueing again.
  */
 #ifndef KEEL_GATE_STORE_FLOW_H
 #define KEEL_GATE_STORE_FLOW_H

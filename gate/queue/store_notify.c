@@ -43,20 +43,32 @@ static const char *const notice_kinds[][2] = {{"landed", "land"},
                                               {"backout-proposed", "backout-proposed"},
                                               {"backout-waiting", "backout-waiting"},
                                               {"breaker-open", "breaker-open"},
-                                              {"breaker-closed", "breaker-closed"}};
+                                              {"breaker-closed", "breaker-closed"},
+                                              {"flow-blocked", "flow-blocked"},
+                                              {"flow-reminder", "flow-reminder"},
+                                              {"flow-escalated", "flow-escalated"},
+                                              {"flow-unblocked", "flow-unblocked"},
+                                              {"flow-landed", "flow-landed"}};
 
 /*
  * The hook's events after the cursor: id, kind, change, branch, head (the
  * levels' (post, nightly, culprit search): their commit; the backout's: the
  * culprit), merge, reason, and the backout's author and committer ('' for
- * the others).
+ * the others); a flow's: its flow branch, the merge, why, and its whole
+ * detail (flows_turn.c) as the last column ('' for the others).
  */
 #define LEVEL_KINDS                                                                           \
     "('post-failed', 'target-red', 'target-green', 'culprit-suspected', 'culprit-verified', " \
     "'culprit-gave-up', 'nightly-failed', 'nightly-passed')"
 #define BACKOUT_KINDS "(e.kind LIKE 'backout-%' OR e.kind LIKE 'breaker-%')"
+#define FLOW_KINDS                                                    \
+    "(e.kind IN ('flow-blocked', 'flow-reminder', 'flow-escalated', " \
+    "'flow-unblocked', 'flow-landed') AND json_valid(e.detail))"
 static const char notify_next_sql[] =
-    "SELECT e.id, e.kind, e.change, coalesce(c.branch, ''), CASE WHEN e.kind IN " LEVEL_KINDS
+    "SELECT e.id, e.kind, e.change, CASE WHEN " FLOW_KINDS
+    " THEN coalesce(json_extract(e.detail, '$.flow_branch'), '') ELSE coalesce(c.branch, '') "
+    "END, CASE WHEN " FLOW_KINDS " THEN coalesce(json_extract(e.detail, '$.merge'), '') WHEN "
+    "e.kind IN " LEVEL_KINDS
     " THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.commit') END, "
     "'') WHEN " BACKOUT_KINDS " THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
     "json_extract(e.detail, '$.culprit') END, '') ELSE coalesce(c.head, '') END, CASE e.kind "
@@ -65,15 +77,17 @@ static const char notify_next_sql[] =
     "json_valid(e.detail) THEN json_extract(e.detail, '$.candidate') END), '') ELSE "
     "coalesce((SELECT merge FROM candidates WHERE id = c.candidate), '') END, CASE WHEN e.kind "
     "= 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, "
-    "'$.failed') END, '') WHEN e.kind IN " LEVEL_KINDS " OR " BACKOUT_KINDS
+    "'$.failed') END, '') WHEN " FLOW_KINDS " THEN coalesce(json_extract(e.detail, '$.why'), "
+    "'') WHEN e.kind IN " LEVEL_KINDS " OR " BACKOUT_KINDS
     " THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.reason') END, "
     "'') ELSE coalesce(c.reason, '') END, CASE WHEN " BACKOUT_KINDS
     " THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.author') END, "
     "'') ELSE '' END, CASE WHEN " BACKOUT_KINDS
     " THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.committer') "
-    "END, '') ELSE '' END FROM events e LEFT JOIN changes c ON c.id = e.change WHERE e.target = "
-    "?1 AND e.id > coalesce((SELECT event FROM notify_cursor WHERE target = ?1), 0) AND (e.kind "
-    "IN ('landed', 'rejected', 'conflict', 'flake') OR e.kind IN " LEVEL_KINDS " OR " BACKOUT_KINDS
+    "END, '') ELSE '' END, CASE WHEN " FLOW_KINDS " THEN e.detail ELSE '' END FROM events e "
+    "LEFT JOIN changes c ON c.id = e.change WHERE e.target = ?1 AND e.id > coalesce((SELECT "
+    "event FROM notify_cursor WHERE target = ?1), 0) AND (e.kind IN ('landed', 'rejected', "
+    "'conflict', 'flake') OR e.kind IN " LEVEL_KINDS " OR " BACKOUT_KINDS " OR " FLOW_KINDS
     ") ORDER BY e.id LIMIT ?2";
 
 keel_status gate_store_notify_next(gate_store *st, const char *target, gate_notice *out, size_t max,
@@ -113,6 +127,9 @@ keel_status gate_store_notify_next(gate_store *st, const char *target, gate_noti
         gate__store_copy_text(e->reason, sizeof(e->reason), sqlite3_column_text(stmt, 6));
         gate__store_copy_text(e->author, sizeof(e->author), sqlite3_column_text(stmt, 7));
         gate__store_copy_text(e->committer, sizeof(e->committer), sqlite3_column_text(stmt, 8));
+        const unsigned char *flow = sqlite3_column_text(stmt, 9);
+        if (flow != NULL && strlen((const char *)flow) < sizeof(e->flow)) /* whole or none */
+            gate__store_copy_text(e->flow, sizeof(e->flow), flow);
     }
     (void)sqlite3_reset(stmt); /* kept for the next call: no read transaction held */
     (void)sqlite3_clear_bindings(stmt);

@@ -1,0 +1,53 @@
+/*
+ * gate/flows/flows_turn.h - branch flows running in the gate (issue 18):
+ * each turn of gate_run, the flows of the target's configuration whose
+ * destination is the gate's target are fed what happened (the source moved,
+ * the destination moved, the flow's change landed or was rejected, a
+ * developer pushed a resolution to the flow branch, the clock) and their
+ * decisions carried out (flow.h): the merge made (flowmerge.h) and submitted
+ * through the gate at GATE_FLOW_PRIORITY, the people told through the notify
+ * hook (store_flow.h: the state and the event in one transaction).
+ *
+ * Crash safety: a kill between the merge and the submission makes the merge
+ * again (the flow branch is moved: nothing was queued); a kill between the
+ * submission and the save of the flow's state finds the flow branch's
+ * active change and takes it instead of merging and queueing again; what was
+ * told is saved with the state (store_flow.h).  The stress points
+ * gate.flow_after_merge and gate.flow_after_submit end the process there as
+ * kill -9 would.
+ *
+ * Not an API: gate_loop.c and `keel-gate flows` call it.
+ */
+#ifndef KEEL_GATE_FLOWS_TURN_H
+#define KEEL_GATE_FLOWS_TURN_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "gate_loop.h"
+
+/*
+ * A flow's merge in the destination's queue: above any priority a person
+ * gives up to 2^29 - 1 (aging included), below a backout's (backout.h).
+ */
+enum { GATE_FLOW_PRIORITY = 1 << 29 };
+
+/*
+ * One turn of the flows into the gate's target at `now` (seconds): what the
+ * decisions say is done.  *queued: a merge or a resolution was submitted
+ * (run --once goes on to test it).  A flow's own failure (git, store) is
+ * said once per flow and kept from the queue: the flow is tried again at the
+ * next turn; KEEL_OK is returned.
+ */
+KEEL_MUST_USE keel_status gate_flows_turn(gate *g, long long now, bool *queued);
+
+/*
+ * `keel-gate flows [--json]`: each flow of the target's configuration (every
+ * flow it names, into the target or not): its source's and destination's
+ * tips, the commits waiting (on the source, not in the destination), the
+ * last sync, the state, blocked since when and why, and what was told to
+ * whom and when.
+ */
+KEEL_MUST_USE keel_status gate_flows_show(gate *g, FILE *f, bool json);
+
+#endif /* KEEL_GATE_FLOWS_TURN_H */

@@ -1,0 +1,380 @@
+/*
+ * test_gate_flows_run.c - branch flows running in real gates (issue 18):
+ * real repositories, real gate runs (one gate per branch, one store): a
+ * two-way sync of main and comp/net over many commits, a product branch fed
+ * from main that never merges back, a conflict that blocks the flow and
+ * reminds exactly the authors who touched the path (on a test clock), a
+ * developer's resolution that unblocks it, a merge rejected by the
+ * destination's tests, and kill -9 at the flow's stress points.
+ */
+#define _GNU_SOURCE 1
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "gate_fixture.h"
+#include "flows_turn.h"
+
+enum { DAY = 86400 };
+
+/*
+ * The fixture's repository, with main's configuration replaced by one
+ * without `target` (each gate names its own) and with `flows`.
+ */
+static void setup_flows(const char *flows, const char *ci)
+{
+    fx_setup_repo("", "");
+    char conf[2048];
+    (void)snprintf(conf, sizeof(conf),
+                   "[gate]\nslots = 2\nnotify = tee -a %s/events.jsonl\n"
+                   "[config unit]\ntest = sh ci.sh\nenv = MARKER=%s/marker\ntimeout = 30\n"
+                   "writable = %s\n%s",
+                   fx_dir, fx_shared, fx_shared, flows);
+    const fx_file f[] = {{".keel/gate.conf", conf}, {"ci.sh", ci != NULL ? ci : "test ! -e bad\n"}};
+    git_oid base = fx_base;
+    fx_commit(&base, f, 2, "main", &fx_base);
+}
+
+static void run_target(const char *target)
+{
+    gate *g = fx_open_target(target);
+    gate_run_stats st;
+    fx_ok(gate_run(g, true, &st));
+    gate_close(g);
+}
+
+/* A commit by `author` (Name, address Name@example.org) on `branch`'s tip setting `path`. */
+static void commit_as(const char *branch, const char *author, const char *path, const char *text,
+                      git_oid *out)
+{
+    git_oid tip;
+    fx_head(branch, &tip);
+    const fx_file f[] = {{path, text}};
+    fx_commit_by(author, &tip, f, 1, branch, out);
+}
+
+/* Does `branch`'s history hold `commit`? */
+static bool holds(const char *branch, const git_oid *commit)
+{
+    git_oid tip;
+    fx_head(branch, &tip);
+    return git_oid_equal(&tip, commit) || git_graph_descendant_of(fx_git, &tip, commit) == 1;
+}
+
+static void new_branch(const char *branch, const git_oid *at)
+{
+    char ref[160];
+    (void)snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
+    git_reference *r = NULL;
+    assert_int_equal(git_reference_create(&r, fx_git, ref, at, 1, "test"), 0);
+    git_reference_free(r);
+}
+
+/* The lines of the hook's log (events.jsonl) holding `a` and `b` (NULL: any). */
+static int hook_lines(const char *a, const char *b)
+{
+    char path[160];
+    (void)snprintf(path, sizeof(path), "%s/events.jsonl", fx_dir);
+    static char text[1 << 18];
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t got = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[got] = '\0';
+    int n = 0;
+    for (char *line = text; line != NULL && *line != '\0';) {
+        char *nl = strchr(line, '\n');
+        if (nl != NULL)
+            *nl = '\0';
+        n += strstr(line, a) != NULL && (b == NULL || strstr(line, b) != NULL);
+        line = nl != NULL ? nl + 1 : NULL;
+    }
+    return n;
+}
+
+/* The notifier delivers on a thread of its own: wait (bounded) for `n` lines. */
+static int hook_lines_soon(const char *a, const char *b, int n)
+{
+    int got = hook_lines(a, b);
+    for (int i = 0; got < n && i < 400; i++) {
+        struct timespec ts = {0, 25 * 1000000L};
+        (void)nanosleep(&ts, NULL);
+        got = hook_lines(a, b);
+    }
+    return got;
+}
+
+static long long count_events(const char *kind)
+{
+    return fx_sql_int("SELECT count(*) FROM events WHERE kind = ?", kind);
+}
+
+/*
+ * main <-> comp/net over 50 commits on each side (5 rounds of 10), a gate
+ * per branch: each round's merges land once each, both branches end up
+ * holding every commit of the other, and the syncs stop when there is
+ * nothing new (no merge of a sync merge back and forth).
+ */
+static void test_two_way_sync(void **state)
+{
+    (void)state;
+    setup_flows("[flow comp/net -> main]\nback-merge = yes\n", NULL);
+    new_branch("comp/net", &fx_base);
+    enum { ROUNDS = 5, PER = 10 };
+    git_oid made[2][ROUNDS * PER];
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int k = 0; k < PER; k++) {
+            char path[32];
+            (void)snprintf(path, sizeof(path), "main-%d-%d.txt", r, k);
+            commit_as("main", "Ann", path, "m\n", &made[0][r * PER + k]);
+            (void)snprintf(path, sizeof(path), "net-%d-%d.txt", r, k);
+            commit_as("comp/net", "Bob", path, "n\n", &made[1][r * PER + k]);
+        }
+        run_target("main");
+        run_target("comp/net");
+    }
+    run_target("main"); /* the last round's comp/net sync back: nothing new, nothing made */
+    run_target("comp/net");
+    for (int i = 0; i < ROUNDS * PER; i++) {
+        assert_true(holds("main", &made[1][i]));
+        assert_true(holds("comp/net", &made[0][i]));
+    }
+    /* every flow merge landed once; nothing left queued or blocked */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM (SELECT head FROM changes WHERE state = ? "
+                                "GROUP BY head HAVING count(*) > 1)",
+                                "landed"),
+                     0);
+    long long to_main = fx_sql_int("SELECT count(*) FROM changes WHERE state = 'landed' AND "
+                                   "branch = ?",
+                                   "keel-gate/flow/comp+net-to-main");
+    long long to_net = fx_sql_int("SELECT count(*) FROM changes WHERE state = 'landed' AND "
+                                  "branch = ?",
+                                  "keel-gate/flow/main-to-comp+net");
+    assert_int_equal(to_main, ROUNDS);
+    assert_int_equal(to_net, ROUNDS);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE state <> ?", "landed"), 0);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM flows WHERE state <> ?", "idle"), 0);
+    assert_int_equal(count_events("flow-landed"), 2 * ROUNDS);
+    assert_int_equal(hook_lines_soon("\"event\":\"flow-landed\"", "comp/net -> main", ROUNDS),
+                     ROUNDS);
+}
+
+/* A product branch fed from main takes main's commits and never merges back into main. */
+static void test_product_branch_never_merges_back(void **state)
+{
+    (void)state;
+    setup_flows("[flow main -> release/2.1]\n", NULL);
+    new_branch("release/2.1", &fx_base);
+    git_oid m1, r1, m2;
+    commit_as("main", "Ann", "feature.c", "f\n", &m1);
+    commit_as("release/2.1", "Rel", "hotfix.c", "h\n", &r1);
+    run_target("release/2.1");
+    run_target("main");
+    commit_as("main", "Ann", "feature2.c", "f2\n", &m2);
+    run_target("release/2.1");
+    run_target("main");
+    assert_true(holds("release/2.1", &m1));
+    assert_true(holds("release/2.1", &m2));
+    assert_false(holds("main", &r1)); /* never merged back */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE target = ?", "main"), 0);
+    assert_int_equal(
+        fx_sql_int("SELECT count(*) FROM changes WHERE state = 'landed' AND target = ?",
+                   "release/2.1"),
+        2);
+}
+
+/* A developer's merge of both tips, pushed to the flow branch: `a.c` resolved. */
+static void push_resolution(const char *flow_branch, const char *from, const char *to)
+{
+    git_oid tips[2];
+    fx_head(to, &tips[0]);
+    fx_head(from, &tips[1]);
+    git_commit *pc[2] = {NULL, NULL};
+    git_tree *ptree = NULL;
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(git_commit_lookup(&pc[i], fx_git, &tips[i]), 0);
+    assert_int_equal(git_commit_tree(&ptree, pc[0]), 0);
+    git_tree_update up[2];
+    memset(up, 0, sizeof(up));
+    const char *paths[2] = {"a.c", "b.c"}; /* b.c: the source's own file, brought along */
+    for (int i = 0; i < 2; i++) {
+        up[i].action = GIT_TREE_UPDATE_UPSERT;
+        assert_int_equal(git_blob_create_from_buffer(&up[i].id, fx_git, "both\n", 5), 0);
+        up[i].filemode = GIT_FILEMODE_BLOB;
+        up[i].path = paths[i];
+    }
+    git_oid tree_id, id;
+    assert_int_equal(git_tree_create_updated(&tree_id, fx_git, ptree, 2, up), 0);
+    git_tree *tree = NULL;
+    assert_int_equal(git_tree_lookup(&tree, fx_git, &tree_id), 0);
+    git_signature *sig = NULL;
+    assert_int_equal(git_signature_now(&sig, "Bob", "Bob@example.org"), 0);
+    const git_commit *parents[2] = {pc[0], pc[1]};
+    assert_int_equal(
+        git_commit_create(&id, fx_git, NULL, sig, sig, NULL, "resolved", tree, 2, parents), 0);
+    new_branch(flow_branch, &id);
+    git_signature_free(sig);
+    git_tree_free(tree);
+    git_tree_free(ptree);
+    git_commit_free(pc[0]);
+    git_commit_free(pc[1]);
+}
+
+static void flows_turn_at(long long now)
+{
+    gate *g = fx_open();
+    bool queued = false;
+    fx_ok(gate_flows_turn(g, now, &queued));
+    assert_false(queued);
+    gate_close(g);
+}
+
+/*
+ * comp/net and main both change a.c: the flow is blocked, and exactly Ann
+ * and Bob (who touched a.c), not Dan nor Eve, are told, with the path and the
+ * command; reminders and the escalation come on the test clock; a
+ * developer's resolution pushed to the flow branch lands and unblocks it.
+ */
+static void test_conflict_reminds_the_authors(void **state)
+{
+    (void)state;
+    setup_flows("[flow comp/net -> main]\nowner = Olga Owner <olga@example.org>\n"
+                "remind = 1d 2d\nescalate-after = 2\n",
+                NULL);
+    new_branch("comp/net", &fx_base);
+    git_oid x;
+    commit_as("main", "Ann", "a.c", "main's\n", &x);
+    commit_as("main", "Dan", "d.c", "dan\n", &x);
+    commit_as("comp/net", "Bob", "a.c", "comp's\n", &x);
+    commit_as("comp/net", "Eve", "e.c", "eve\n", &x);
+    commit_as("comp/net", "Bob", "b.c", "b\n", &x);
+    run_target("main");
+    assert_int_equal(count_events("flow-blocked"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM flows WHERE state = ?", "blocked"), 1);
+    assert_int_equal(hook_lines_soon("\"event\":\"flow-blocked\"", "\"paths\":[\"a.c\"]", 1), 1);
+    assert_int_equal(hook_lines("\"event\":\"flow-blocked\"", "\"address\":\"Ann@example.org\""),
+                     1);
+    assert_int_equal(hook_lines("\"event\":\"flow-blocked\"", "\"address\":\"Bob@example.org\""),
+                     1);
+    assert_int_equal(hook_lines("Dan@example.org", NULL), 0);
+    assert_int_equal(hook_lines("Eve@example.org", NULL), 0);
+    assert_int_equal(hook_lines("\"event\":\"flow-blocked\"", "git merge origin/comp/net"), 1);
+
+    /* the test clock: reminder 1 a day after, 2 two days after that, then the escalation */
+    long long t0 = fx_sql_int("SELECT blocked_since FROM flows WHERE dst = ?", "main");
+    flows_turn_at(t0 + DAY - 1);
+    assert_int_equal(count_events("flow-reminder"), 0);
+    flows_turn_at(t0 + DAY);
+    flows_turn_at(t0 + DAY); /* replayed: told once */
+    assert_int_equal(count_events("flow-reminder"), 1);
+    flows_turn_at(t0 + 3 * DAY);
+    assert_int_equal(count_events("flow-reminder"), 2);
+    assert_int_equal(count_events("flow-escalated"), 0);
+    flows_turn_at(t0 + 5 * DAY);
+    assert_int_equal(count_events("flow-escalated"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'flow-escalated' AND "
+                                "json_extract(detail, '$.owner') = ?",
+                                "Olga Owner <olga@example.org>"),
+                     1);
+    assert_int_equal(count_events("flow-unblocked"), 0);
+
+    /* the developer's resolution: queued, tested, landed; the flow resumes */
+    push_resolution("keel-gate/flow/comp+net-to-main", "comp/net", "main");
+    run_target("main");
+    assert_int_equal(count_events("flow-unblocked"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM flows WHERE state = ?", "idle"), 1);
+    assert_int_equal(fx_times_landed("keel-gate/flow/comp+net-to-main"), 1);
+    fx_head("comp/net", &x);
+    assert_true(holds("main", &x));
+    assert_int_equal(hook_lines_soon("\"event\":\"flow-unblocked\"", NULL, 1), 1);
+    /* a new commit on comp/net flows again, as before */
+    commit_as("comp/net", "Eve", "e2.c", "e2\n", &x);
+    run_target("main");
+    assert_true(holds("main", &x));
+}
+
+/*
+ * A merge that passes on each side but fails main's tests (main's ci.sh
+ * refuses x.txt, which comp/net adds): rejected, the flow blocked, Bob (who
+ * brought x.txt) told; Bob's fix on the flow branch lands and unblocks it.
+ */
+static void test_rejected_merge_blocks(void **state)
+{
+    (void)state;
+    setup_flows("[flow comp/net -> main]\n", "test ! -e bad\n");
+    new_branch("comp/net", &fx_base);
+    git_oid x;
+    commit_as("comp/net", "Bob", "x.txt", "x\n", &x);
+    commit_as("main", "Ann", "ci.sh", "test ! -e bad && test ! -e x.txt\n", &x);
+    run_target("main");
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE state = ?", "rejected"), 1);
+    assert_int_equal(count_events("flow-blocked"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'flow-blocked' AND "
+                                "json_extract(detail, '$.people[0].address') = ?",
+                                "Bob@example.org"),
+                     1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'flow-blocked' AND "
+                                "detail LIKE ?",
+                                "%Ann@%"),
+                     0);
+    /* Bob fixes it on the flow branch (on top of the gate's merge) */
+    git_oid fix;
+    commit_as("keel-gate/flow/comp+net-to-main", "Bob", "x.txt", NULL, &fix); /* removed */
+    run_target("main");
+    assert_int_equal(count_events("flow-unblocked"), 1);
+    assert_true(holds("main", &fix));
+}
+
+#if KEEL_DEVEL
+/*
+ * kill -9 after the merge (not queued yet) and after the submission (the
+ * flow's state not saved): the next run merges or takes what was queued,
+ * and the merge lands once.
+ */
+static void test_kill_at_flow_points(void **state)
+{
+    (void)state;
+    static const char *const points[] = {"gate.flow_after_merge", "gate.flow_after_submit"};
+    for (size_t i = 0; i < 2; i++) {
+        setup_flows("[flow comp/net -> main]\n", NULL);
+        new_branch("comp/net", &fx_base);
+        git_oid x;
+        commit_as("comp/net", "Bob", "n.txt", "n\n", &x);
+        fx_crash_spec = points[i];
+        char out[4096];
+        int status = keel_test_run_child(fx_crashing_run, out, sizeof(out));
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99)
+            fail_msg("%s: status %d: %s", points[i], status, out);
+        run_target("main");
+        assert_true(holds("main", &x));
+        assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE branch = ?",
+                                    "keel-gate/flow/comp+net-to-main"),
+                         1); /* queued once */
+        assert_int_equal(fx_times_landed("keel-gate/flow/comp+net-to-main"), 1);
+        assert_int_equal(count_events("flow-landed"), 1);
+        run_target("main");
+        assert_int_equal(count_events("flow-landed"), 1);
+        fx_teardown_repo();
+    }
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_two_way_sync, fx_teardown),
+        cmocka_unit_test_teardown(test_product_branch_never_merges_back, fx_teardown),
+        cmocka_unit_test_teardown(test_conflict_reminds_the_authors, fx_teardown),
+        cmocka_unit_test_teardown(test_rejected_merge_blocks, fx_teardown),
+#if KEEL_DEVEL
+        cmocka_unit_test_teardown(test_kill_at_flow_points, fx_teardown),
+#endif
+    };
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}
