@@ -226,6 +226,26 @@ const keel__lock_site *keel__run_site(const void *ra);
 /* fork: the table's lock around it */
 void keel__run_table_fork(int phase);
 
+/* ---- long lock waits and real deadlocks (run_wait.c) ------------------------------------------ */
+
+/*
+ * One slice of a blocking acquisition of obj: the real clock lock call until abs
+ * (CLOCK_MONOTONIC), or the untimed real call when abs is NULL.  ETIMEDOUT: not yet.
+ */
+typedef int (*run_timed_fn)(const void *obj, bool shared, const struct timespec *abs);
+/* The period after which a wait is examined, in ns (0: never); from KEEL_RUN_DEADLOCK_MS. */
+extern unsigned long long keel__run_wait_ns;
+void keel__run_wait_start(void);
+/*
+ * A blocking acquisition of l that could not be made at once (guard not set): waits in slices
+ * of the period; after each, the wait is published and a cycle of waiting threads through this
+ * one is reported (kind lock-order, "deadlock:", every waiting thread's stack).  What the last
+ * slice returned (never ETIMEDOUT).
+ */
+int keel__run_wait(run_lock *l, bool shared, run_timed_fn timed, const keel__lock_site *site);
+/* fork: the table of waits (phase 0 before, 1 parent, 2 child: emptied) */
+void keel__run_wait_fork(int phase);
+
 /* ---- the heap (run_heap.c) ------------------------------------------------------------------ */
 
 /* From the constructor: keel's program heap serves the malloc family (unless --heap=off). */

@@ -120,10 +120,12 @@ static void fork_prepare(void)
     keel__lock_fork(0);
     keel__run_table_fork(0);
     keel__run_faults_fork(0);
+    keel__run_wait_fork(0);
 }
 
 static void fork_after(int phase)
 {
+    keel__run_wait_fork(phase);
     keel__run_faults_fork(phase);
     keel__run_table_fork(phase);
     keel__lock_fork(phase);
@@ -162,6 +164,7 @@ __attribute__((constructor(101))) static void run_start(void)
     __atomic_store_n(&keel__report_guard, &report_guard, __ATOMIC_RELEASE);
     keel__dep_order_key = order_key;
     keel__run_heap_start();
+    keel__run_wait_start();
     const char *locks = getenv("KEEL_RUN_LOCKS");
     bool locks_on = locks == NULL || strcmp(locks, "off") != 0;
     if (!locks_on && !keel__run_heap_on())
@@ -326,13 +329,29 @@ typedef struct run_wait {
     bool clocked;
 } run_wait;
 
-static int mutex_real(pthread_mutex_t *m, const run_wait *w)
+/* A slice of a wait for a mutex (run_wait.c): until abs, or untimed. */
+static int mutex_timed(const void *obj, bool shared, const struct timespec *abs)
 {
-    if (w == NULL)
+    (void)shared;
+    pthread_mutex_t *m = (pthread_mutex_t *)run_unqualified(obj);
+    if (abs == NULL)
         return RUN_REAL(mutex_lock)(m);
-    if (w->clocked)
+    int rc = RUN_REAL(mutex_clocklock)(m, CLOCK_MONOTONIC, abs);
+    /* (a priority-inheritance mutex on a kernel without FUTEX_LOCK_PI2: no monotonic wait) */
+    return rc == EINVAL ? RUN_REAL(mutex_lock)(m) : rc;
+}
+
+/* The real acquisition: the program's timed call as it is (its own timeout), else a try, and
+ * when the mutex is held, the wait that finds deadlocks (run_wait.c). */
+static int mutex_real(run_lock *l, pthread_mutex_t *m, const run_wait *w,
+                      const keel__lock_site *site)
+{
+    if (w != NULL && w->clocked)
         return RUN_REAL(mutex_clocklock)(m, w->clock, w->abs);
-    return RUN_REAL(mutex_timedlock)(m, w->abs);
+    if (w != NULL)
+        return RUN_REAL(mutex_timedlock)(m, w->abs);
+    int rc = RUN_REAL(mutex_trylock)(m);
+    return rc == EBUSY ? keel__run_wait(l, false, mutex_timed, site) : rc;
 }
 
 /* A lock call of the mutex's holder: reported, then what the real call does. */
@@ -341,7 +360,7 @@ static int mutex_relock(run_lock *l, pthread_mutex_t *m, const run_wait *w, keel
 {
     if (l->type == RUN_MUTEX_RECURSIVE) {
         keel__run_inside--;
-        int rc = mutex_real(m, w);
+        int rc = mutex_real(l, m, w, site);
         if (rc == 0)
             l->depth++;
         return rc;
@@ -354,7 +373,7 @@ static int mutex_relock(run_lock *l, pthread_mutex_t *m, const run_wait *w, keel
                      "recursive): %s",
                      keel__dep_name(run_dep(l)), outcome);
     keel__run_inside--;
-    return mutex_real(m, w);
+    return mutex_real(l, m, w, site);
 }
 
 /* Every check of a blocking mutex acquisition (w: timed), then the real call. */
@@ -367,7 +386,7 @@ __attribute__((noinline)) static int mutex_lock_general(pthread_mutex_t *m, cons
     run_lock *l = shadow(m, mutex_type(m), site);
     if (l == NULL) {
         keel__run_inside--;
-        return mutex_real(m, w);
+        return w == NULL ? RUN_REAL(mutex_lock)(m) : mutex_real(l, m, w, site);
     }
     keel_lockdep *d = run_dep(l);
     keel__dep_can_block(t, w != NULL ? "pthread_mutex_timedlock" : "pthread_mutex_lock", site);
@@ -376,7 +395,7 @@ __attribute__((noinline)) static int mutex_lock_general(pthread_mutex_t *m, cons
     int nest = nest_of(t, l);
     keel__dep_before(t, d, l, KEEL__LK_MUTEX, nest, false, site);
     keel__run_inside--;
-    int rc = mutex_real(m, w);
+    int rc = mutex_real(l, m, w, site);
     if (rc == 0) {
         keel__run_inside++;
         keel__dep_push(t, d, l, KEEL__LK_MUTEX, nest, false, false, site);
@@ -412,7 +431,10 @@ KEEL_RUN_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
             unsigned long long chain = keel__dep_chain(t, n, node, false);
             if (KEEL_LIKELY(n == 0 || keel__chain_home(chain))) {
                 keel__dep_fill(t, &l->as.m.dep, l, KEEL__LK_MUTEX, node, false, false, chain, site);
-                int rc = keel__run_real.mutex_lock(m);
+                /* a try: when the mutex is held, the wait that finds deadlocks (run_wait.c) */
+                int rc = keel__run_real.mutex_trylock(m);
+                if (KEEL_UNLIKELY(rc == EBUSY))
+                    rc = keel__run_wait(l, false, mutex_timed, site);
                 if (KEEL_LIKELY(rc == 0))
                     keel__dep_publish(t, KEEL__LK_MUTEX);
                 return rc;
@@ -598,6 +620,16 @@ static int rwlock_real(pthread_rwlock_t *rw, bool shared, bool attempt, const ru
     return shared ? RUN_REAL(rwlock_rdlock)(rw) : RUN_REAL(rwlock_wrlock)(rw);
 }
 
+/* A slice of a wait for a rwlock (run_wait.c): until abs, or untimed. */
+static int rwlock_timed(const void *obj, bool shared, const struct timespec *abs)
+{
+    pthread_rwlock_t *rw = (pthread_rwlock_t *)run_unqualified(obj);
+    if (abs == NULL)
+        return shared ? RUN_REAL(rwlock_rdlock)(rw) : RUN_REAL(rwlock_wrlock)(rw);
+    return shared ? RUN_REAL(rwlock_clockrdlock)(rw, CLOCK_MONOTONIC, abs)
+                  : RUN_REAL(rwlock_clockwrlock)(rw, CLOCK_MONOTONIC, abs);
+}
+
 static int rwlock_acquire(pthread_rwlock_t *rw, bool shared, bool attempt, const run_wait *w,
                           const void *ra)
 {
@@ -631,7 +663,17 @@ static int rwlock_acquire(pthread_rwlock_t *rw, bool shared, bool attempt, const
         keel__dep_before(t, d, l, KEEL__LK_RWLOCK, nest, shared, site);
     }
     keel__run_inside--;
-    int rc = rwlock_real(rw, shared, attempt, w);
+    int rc;
+    if (attempt || w != NULL) {
+        rc = rwlock_real(rw, shared, attempt, w); /* (a timed call: the program's own timeout) */
+    } else {
+        /* a try, and when it is held, the wait that finds deadlocks (run_wait.c) */
+        rc = rwlock_real(rw, shared, true, NULL);
+        if (rc == EBUSY)
+            rc = keel__run_wait(l, shared, rwlock_timed, site);
+        else if (rc != 0)
+            rc = rwlock_real(rw, shared, false, NULL); /* (the real call's own answer) */
+    }
     if (rc == 0) {
         keel__run_inside++;
         keel__dep_push(t, d, l, KEEL__LK_RWLOCK, nest, shared, attempt, site);

@@ -41,6 +41,21 @@ typedef struct run_result {
     char dir[64];
 } run_result;
 
+/* When set, run_with stops the program (SIGKILL) once its report file has this text (60 s at most). */
+static const char *run_until;
+
+static void stop_when_reported(pid_t pid, const char *report, const char *text)
+{
+    static char seen[1 << 20];
+    for (int i = 0; i < 6000; i++) {
+        keel_test_read_file(report, seen, sizeof(seen));
+        if (strstr(seen, text) != NULL || waitpid(pid, NULL, WNOHANG) != 0)
+            break;
+        (void)usleep(10 * 1000);
+    }
+    (void)kill(pid, SIGKILL);
+}
+
 /* keel-run [extra options] --report DIR/reports.json -- PROGRAM [arg]; NULL-terminated extras. */
 static void run_with(run_result *r, const char *program, const char *arg, ...)
 {
@@ -83,6 +98,8 @@ static void run_with(run_result *r, const char *program, const char *arg, ...)
         _exit(124);
     }
     int st = 0;
+    if (run_until != NULL) /* a program that hangs: stopped once it has reported */
+        stop_when_reported(pid, report, run_until);
     assert_int_equal(waitpid(pid, &st, 0), pid);
     r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     keel_test_read_file(report, r->reports, sizeof(r->reports));
@@ -159,6 +176,63 @@ static void test_inversion_never_deadlocked(void **state)
                      1);
     assert_int_equal(count(&r, "lock-order", "\"site\":{\"file\":\"inversion.c\",\"line\":24"), 1);
     assert_non_null(strstr(r.err, "keel: lock-order:"));
+    cleanup(&r);
+}
+
+/*
+ * Real deadlocks of every shape, each reported once with the cycle and every waiting thread's
+ * locks and stack (the program hangs: stopped once it has reported).
+ */
+static void test_real_deadlock(void **state)
+{
+    (void)state;
+    static run_result r;
+    static const struct {
+        const char *shape, *title, *waits, *frame;
+    } cases[] = {
+        {"two", "deadlock: 2 threads wait for each other's locks",
+         "waits for mutex 'deadlock.c:", "#0 mutex_cycle ("},
+        {"three", "deadlock: 3 threads wait for each other's locks",
+         "waits for mutex 'deadlock.c:", "#0 mutex_cycle ("},
+        {"rwlock", "deadlock: 2 threads wait for each other's locks",
+         "waits for rwlock (write) 'deadlock.c:", "#0 rwlock_cycle ("},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        run_until = cases[i].title;
+        run_with(&r, "run_deadlock", cases[i].shape, "--deadlock-after", "100", (const char *)NULL);
+        run_until = NULL;
+        assert_int_equal(r.status, 128 + SIGKILL);
+        int n = count(&r, "lock-order", cases[i].title);
+        show_on_failure(&r, n, 1);
+        assert_int_equal(n, 1);
+        const char *rep = strstr(r.reports, cases[i].title);
+        unsigned threads = cases[i].shape[1] == 'h' ? 3 : 2;
+        const char *p = rep;
+        for (unsigned t = 0; t < threads; t++) { /* each thread: its wait, its lock, its stack */
+            p = strstr(p, cases[i].waits);
+            assert_non_null(p);
+            assert_non_null(strstr(p, "holding 'deadlock.c:"));
+            assert_non_null(strstr(p, cases[i].frame));
+            p++;
+        }
+        assert_null(strstr(p, cases[i].waits)); /* no more */
+        assert_non_null(strstr(r.err, cases[i].title));
+        cleanup(&r);
+    }
+    run_with(&r, "run_deadlock", NULL, "--deadlock-after", "soon", (const char *)NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "bad value 'soon' for '--deadlock-after'"));
+    cleanup(&r);
+}
+
+/* Long waits that are not a deadlock (a chain of waits behind a sleeping holder): no report. */
+static void test_long_wait_not_deadlock(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_with(&r, "run_long_wait", NULL, "--deadlock-after", "100", (const char *)NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 0);
     cleanup(&r);
 }
 
@@ -586,6 +660,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inversion_never_deadlocked),
         cmocka_unit_test(test_suppressions),
+        cmocka_unit_test(test_real_deadlock),
+        cmocka_unit_test(test_long_wait_not_deadlock),
         cmocka_unit_test(test_three_lock_cycle),
         cmocka_unit_test(test_blocking_under_spinlock),
         cmocka_unit_test(test_one_class_against_address_order),
