@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/single_threaded.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -99,6 +100,14 @@ void keel__run_resolve(void)
     RESOLVE(sendto, "sendto");
     RESOLVE(recv, "recv");
     RESOLVE(recvfrom, "recvfrom");
+    RESOLVE(pread, "pread");
+    RESOLVE(pread64, "pread64");
+    RESOLVE(pwrite, "pwrite");
+    RESOLVE(pwrite64, "pwrite64");
+    RESOLVE(readv, "readv");
+    RESOLVE(writev, "writev");
+    RESOLVE(sendmsg, "sendmsg");
+    RESOLVE(recvmsg, "recvmsg");
     RESOLVE(open_2, "__open_2");
     RESOLVE(open64_2, "__open64_2");
     RESOLVE(openat_2, "__openat_2");
@@ -106,6 +115,8 @@ void keel__run_resolve(void)
     RESOLVE(read_chk, "__read_chk");
     RESOLVE(recv_chk, "__recv_chk");
     RESOLVE(recvfrom_chk, "__recvfrom_chk");
+    RESOLVE(pread_chk, "__pread_chk");
+    RESOLVE(pread64_chk, "__pread64_chk");
     keel__run_inside--;
 }
 
@@ -341,6 +352,20 @@ static int mutex_timed(const void *obj, bool shared, const struct timespec *abs)
     return rc == EINVAL ? RUN_REAL(mutex_lock)(m) : rc;
 }
 
+/*
+ * The real untimed acquisition: in a process with one thread, the real call (nothing to wait
+ * for; the C library's own lock then needs no atomic instruction); else a try, and when the
+ * mutex is held, the wait that finds deadlocks (run_wait.c).  (A try costs what a lock costs
+ * once the process has threads: both are one atomic compare-and-swap.)
+ */
+static inline int run_mutex_take(run_lock *l, pthread_mutex_t *m, const keel__lock_site *site)
+{
+    if (__libc_single_threaded)
+        return keel__run_real.mutex_lock(m);
+    int rc = keel__run_real.mutex_trylock(m);
+    return KEEL_UNLIKELY(rc == EBUSY) ? keel__run_wait(l, false, mutex_timed, site) : rc;
+}
+
 /* The real acquisition: the program's timed call as it is (its own timeout), else a try, and
  * when the mutex is held, the wait that finds deadlocks (run_wait.c). */
 static int mutex_real(run_lock *l, pthread_mutex_t *m, const run_wait *w,
@@ -350,8 +375,7 @@ static int mutex_real(run_lock *l, pthread_mutex_t *m, const run_wait *w,
         return RUN_REAL(mutex_clocklock)(m, w->clock, w->abs);
     if (w != NULL)
         return RUN_REAL(mutex_timedlock)(m, w->abs);
-    int rc = RUN_REAL(mutex_trylock)(m);
-    return rc == EBUSY ? keel__run_wait(l, false, mutex_timed, site) : rc;
+    return run_mutex_take(l, m, site);
 }
 
 /* A lock call of the mutex's holder: reported, then what the real call does. */
@@ -431,10 +455,7 @@ KEEL_RUN_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
             unsigned long long chain = keel__dep_chain(t, n, node, false);
             if (KEEL_LIKELY(n == 0 || keel__chain_home(chain))) {
                 keel__dep_fill(t, &l->as.m.dep, l, KEEL__LK_MUTEX, node, false, false, chain, site);
-                /* a try: when the mutex is held, the wait that finds deadlocks (run_wait.c) */
-                int rc = keel__run_real.mutex_trylock(m);
-                if (KEEL_UNLIKELY(rc == EBUSY))
-                    rc = keel__run_wait(l, false, mutex_timed, site);
+                int rc = run_mutex_take(l, m, site);
                 if (KEEL_LIKELY(rc == 0))
                     keel__dep_publish(t, KEEL__LK_MUTEX);
                 return rc;

@@ -553,6 +553,59 @@ static void test_fault_at_call_site(void **state)
     cleanup(&r);
 }
 
+/*
+ * pread (a _FORTIFY_SOURCE build: __pread_chk), pwrite, readv, writev, sendmsg and recvmsg each
+ * fail at the program's own line; a short readv and recvmsg move half the bytes.
+ */
+static void test_more_calls_at_call_site(void **state)
+{
+    (void)state;
+    static run_result r;
+    static const char *const points[] = {
+        "libc.pwrite.calls_c_31", "libc.pread.calls_c_33",   "libc.writev.calls_c_35",
+        "libc.readv.calls_c_37",  "libc.sendmsg.calls_c_47", "libc.recvmsg.calls_c_50",
+    };
+    run_prog(&r, "run_calls", NULL);
+    assert_int_equal(r.status, 0);
+    cleanup(&r);
+    /* every call fails once (the program goes on after each) */
+    run_with(&r, "run_calls", NULL, "--stress", "libc.*:max=1", "--options", "report.stress=report",
+             (const char *)NULL);
+    assert_int_equal(r.status, 1);
+    for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+        if (count(&r, "stress", points[i]) != 1)
+            print_message("%s:\n%s\n%s\n", points[i], r.reports, r.err);
+        assert_int_equal(count(&r, "stress", points[i]), 1);
+    }
+    assert_non_null(strstr(r.err, "calls: pwrite pread writev readv send sendmsg recvmsg failed"));
+    cleanup(&r);
+    run_with(&r, "run_calls", NULL, "--stress", "libc.recvmsg.*", "--errno", "recvmsg=short",
+             (const char *)NULL);
+    assert_int_equal(r.status, 1); /* 4 bytes of 8 */
+    assert_non_null(strstr(r.err, "calls: recvmsg failed"));
+    cleanup(&r);
+}
+
+/* A lock held past its class's budget (lock.budget, by the init site's name) is reported while
+ * held, with the holder's stack and the site where it was taken; a class within it is not. */
+static void test_hold_budget(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_with(&r, "run_hold", NULL, "--options", "lock.budget=hold.c:22:100,hold.c:23:100",
+             (const char *)NULL);
+    assert_int_equal(r.status, 0);
+    int n = count(&r, "watchdog", "lock 'hold.c:22' has been held by thread");
+    show_on_failure(&r, n, 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(count(&r, "watchdog", "acquired at hold.c:14"), 1);
+    assert_int_equal(count(&r, "watchdog", "\"site\":{\"file\":\"hold.c\",\"line\":14"), 2);
+    assert_int_equal(count(&r, "watchdog", "usleep"), 1); /* the holder's stack, where it sleeps */
+    assert_int_equal(count(&r, "watchdog", "lock 'hold.c:22' released after"), 1);
+    assert_int_equal(count(&r, "", "hold.c:23"), 0);
+    cleanup(&r);
+}
+
 /* keel-stress sweep [options] -- keel-run -- run_lost_write [arg]: its exit status, out its output. */
 static int sweep(const char *arg, char *out, size_t size)
 {
@@ -682,6 +735,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_read_read_cycle_not_reported),
         cmocka_unit_test(test_fault_at_call_site),
         cmocka_unit_test(test_sweep_unmodified_program),
+        cmocka_unit_test(test_more_calls_at_call_site),
+        cmocka_unit_test(test_hold_budget),
         cmocka_unit_test(test_static_binary_refused),
         cmocka_unit_test(test_setuid_refused),
         cmocka_unit_test(test_locks_off),
