@@ -254,6 +254,14 @@ void keel__run_wait_start(void);
  * slice returned (never ETIMEDOUT).
  */
 int keel__run_wait(run_lock *l, bool shared, run_timed_fn timed, const keel__lock_site *site);
+/*
+ * An untimed condition wait (guard not set; ml the mutex's shadow or NULL): waits one period at
+ * most; when it runs out the wait is published (the streak goes on while the thread waits again
+ * on the same condition and mutex), a hang of every thread is looked for, and the call returns 0,
+ * a spurious wakeup (POSIX allows them: the program waits again if its condition is still false).
+ */
+int keel__run_cond_wait(pthread_cond_t *c, pthread_mutex_t *m, const run_lock *ml,
+                        const keel__lock_site *site);
 /* fork: the table of waits (phase 0 before, 1 parent, 2 child: emptied) */
 void keel__run_wait_fork(int phase);
 

@@ -545,10 +545,12 @@ KEEL_RUN_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 /* ---- condition waits ------------------------------------------------------------------------------ */
 
 /* Before a wait: the checks; the mutex's entry marked released while it waits.  The shadow. */
-static run_lock *cond_before(pthread_mutex_t *m, const void *ra, keel__lock_thread **tp)
+static run_lock *cond_before(pthread_mutex_t *m, const void *ra, keel__lock_thread **tp,
+                             const keel__lock_site **sitep, run_lock **shadowp)
 {
     keel__run_inside++;
     const keel__lock_site *site = keel__run_site(ra);
+    *sitep = site;
     keel__lock_thread *t = keel__lock_self();
     *tp = t;
     keel__dep_can_block(t, "pthread_cond_wait", site);
@@ -561,6 +563,7 @@ static run_lock *cond_before(pthread_mutex_t *m, const void *ra, keel__lock_thre
     if (recorded)
         keel__dep_mark_waiting(t, l, true);
     keel__run_inside--;
+    *shadowp = l;
     return recorded ? l : NULL;
 }
 
@@ -578,8 +581,10 @@ KEEL_RUN_EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
     if (!keel__run_check())
         return RUN_REAL(cond_wait)(c, m);
     keel__lock_thread *t = NULL;
-    run_lock *l = cond_before(m, RA(), &t);
-    int rc = RUN_REAL(cond_wait)(c, m);
+    const keel__lock_site *site = NULL;
+    run_lock *ml = NULL;
+    run_lock *l = cond_before(m, RA(), &t, &site, &ml);
+    int rc = keel__run_cond_wait(c, m, ml, site); /* (a long wait: examined, run_wait.c) */
     cond_after(l, t);
     return rc;
 }
@@ -590,7 +595,9 @@ KEEL_RUN_EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m
     if (!keel__run_check())
         return RUN_REAL(cond_timedwait)(c, m, abs);
     keel__lock_thread *t = NULL;
-    run_lock *l = cond_before(m, RA(), &t);
+    const keel__lock_site *site = NULL;
+    run_lock *ml = NULL;
+    run_lock *l = cond_before(m, RA(), &t, &site, &ml);
     int rc = RUN_REAL(cond_timedwait)(c, m, abs);
     cond_after(l, t);
     return rc;
@@ -602,7 +609,9 @@ KEEL_RUN_EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m
     if (!keel__run_check())
         return RUN_REAL(cond_clockwait)(c, m, clock, abs);
     keel__lock_thread *t = NULL;
-    run_lock *l = cond_before(m, RA(), &t);
+    const keel__lock_site *site = NULL;
+    run_lock *ml = NULL;
+    run_lock *l = cond_before(m, RA(), &t, &site, &ml);
     int rc = RUN_REAL(cond_clockwait)(c, m, clock, abs);
     cond_after(l, t);
     return rc;

@@ -225,6 +225,29 @@ static void test_real_deadlock(void **state)
     cleanup(&r);
 }
 
+/* A hang with no lock cycle (every thread in a condition wait nobody will signal, the shape of
+ * pigz's error path): reported once with every thread's wait and stack. */
+static void test_hang_every_thread_waits(void **state)
+{
+    (void)state;
+    static run_result r;
+    const char *title = "hang: every thread of the program (2) has waited longer than 100 ms";
+    run_until = title;
+    run_with(&r, "run_cond_hang", NULL, "--deadlock-after", "100", (const char *)NULL);
+    run_until = NULL;
+    assert_int_equal(r.status, 128 + SIGKILL);
+    int n = count(&r, "watchdog", title);
+    show_on_failure(&r, n, 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(
+        count(&r, "watchdog", "waits on a condition with mutex '&lock' at cond_hang.c:30"), 1);
+    assert_int_equal(
+        count(&r, "watchdog", "waits on a condition with mutex '&lock' at cond_hang.c:17"), 1);
+    assert_int_equal(count(&r, "watchdog", "#0 worker ("), 1);
+    assert_int_equal(count(&r, "watchdog", "#0 main ("), 1);
+    cleanup(&r);
+}
+
 /* Long waits that are not a deadlock (a chain of waits behind a sleeping holder): no report. */
 static void test_long_wait_not_deadlock(void **state)
 {
@@ -715,6 +738,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_suppressions),
         cmocka_unit_test(test_real_deadlock),
         cmocka_unit_test(test_long_wait_not_deadlock),
+        cmocka_unit_test(test_hang_every_thread_waits),
         cmocka_unit_test(test_three_lock_cycle),
         cmocka_unit_test(test_blocking_under_spinlock),
         cmocka_unit_test(test_one_class_against_address_order),
