@@ -325,8 +325,9 @@ static void examine_hang(unsigned me, unsigned long long now)
         if (!w->used)
             continue;
         /* a condition waiter between two slices (back in a moment) counts as waiting */
+        unsigned long long left = __atomic_load_n(&w->left_ns, __ATOMIC_RELAXED);
         if (j == me || !w->cond || __atomic_load_n(&w->in_wait, __ATOMIC_ACQUIRE) != 0 ||
-            now - __atomic_load_n(&w->left_ns, __ATOMIC_RELAXED) < period / 4)
+            left >= now || now - left < period / 4)
             waiting++;
     }
     if (threads == 0 || waiting != threads || hang_reported) {

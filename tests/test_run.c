@@ -240,9 +240,9 @@ static void test_hang_every_thread_waits(void **state)
     show_on_failure(&r, n, 1);
     assert_int_equal(n, 1);
     assert_int_equal(
-        count(&r, "watchdog", "waits on a condition with mutex '&lock' at cond_hang.c:30"), 1);
+        count(&r, "watchdog", "waits on a condition with mutex '&lock' at cond_hang.c:39"), 1);
     assert_int_equal(
-        count(&r, "watchdog", "waits on a condition with mutex '&lock' at cond_hang.c:17"), 1);
+        count(&r, "watchdog", "waits on a condition with mutex '&lock' at cond_hang.c:20"), 1);
     assert_int_equal(count(&r, "watchdog", "#0 worker ("), 1);
     assert_int_equal(count(&r, "watchdog", "#0 main ("), 1);
     cleanup(&r);
@@ -629,20 +629,43 @@ static void test_hold_budget(void **state)
     cleanup(&r);
 }
 
-/* keel-stress sweep [options] -- keel-run -- run_lost_write [arg]: its exit status, out its output. */
-static int sweep(const char *arg, char *out, size_t size)
+/* keel-stress sweep --max-nth 1 --allow-exit any --only 'libc.*' OPTS -- keel-run RUN_OPTS --
+ * PROGRAM ARG (in tests/run): its exit status, out its output. */
+static int sweep_of(const char *opts, const char *run_opts, const char *program, const char *arg,
+                    char *out, size_t size)
 {
     char file[64], cmd[4 * PATH_MAX];
     (void)snprintf(file, sizeof(file), "/tmp/keel_test_sweep.%d", (int)getpid());
     (void)snprintf(cmd, sizeof(cmd),
                    "env -u KEEL_OPTIONS -u KEEL_REPORT '%s' sweep --max-nth 1 --allow-exit any "
-                   "--only 'libc.*' --jobs 2 --timeout 60 --quiet -- '%s' -- '%s/run_lost_write' "
-                   "%s > '%s' 2>&1",
-                   KEEL_STRESS_CLI, KEEL_RUN_CLI, KEEL_RUN_PROGS, arg, file);
+                   "--only 'libc.*' %s --quiet -- '%s' %s -- '%s/%s' %s > '%s' 2>&1",
+                   KEEL_STRESS_CLI, opts, KEEL_RUN_CLI, run_opts, KEEL_RUN_PROGS, program, arg,
+                   file);
     int st = system(cmd);
     keel_test_read_file(file, out, size);
     (void)unlink(file);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The sweep of run_lost_write [arg]. */
+static int sweep(const char *arg, char *out, size_t size)
+{
+    return sweep_of("--jobs 2 --timeout 60", "", "run_lost_write", arg, out, size);
+}
+
+/* A sweep's run that hangs is killed after --timeout and listed with keel-run's hang report. */
+static void test_sweep_hang_detail(void **state)
+{
+    (void)state;
+    static char out[65536];
+    int rc = sweep_of("--timeout 10", "--deadlock-after 100", "run_cond_hang", "sweep", out,
+                      sizeof(out));
+    const char *want = "hung       libc.alloc.cond_hang_c_32     1  once     over 10s, process "
+                       "group killed: watchdog: hang: every thread of the program (2)";
+    if (strstr(out, want) == NULL)
+        print_message("sweep:\n%s\n", out);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, want));
 }
 
 /* The sweep of an unmodified program's libc error paths finds the planted bug at its site,
@@ -759,6 +782,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_read_read_cycle_not_reported),
         cmocka_unit_test(test_fault_at_call_site),
         cmocka_unit_test(test_sweep_unmodified_program),
+        cmocka_unit_test(test_sweep_hang_detail),
         cmocka_unit_test(test_more_calls_at_call_site),
         cmocka_unit_test(test_hold_budget),
         cmocka_unit_test(test_static_binary_refused),
