@@ -49,6 +49,8 @@ static const run_option options[] = {
     {"lock-graph", "FILE",
      "write the learned lock-order graph to FILE as DOT when the program exits"},
     {"locks", "on|off", "the lock checks (default on; off: the program's locks run unchecked)"},
+    {"deadlock-after", "MS",
+     "examine a lock wait longer than MS ms for a deadlock (default 1000; 0: never)"},
     {"heap", "on|off",
      "the malloc family on keel's checked heap (default on; off: the C library's allocator)"},
     {"report", "FILE", "append every report to FILE as one JSON line (sets KEEL_REPORT)"},
@@ -265,7 +267,20 @@ int main(int argc, char **argv)
             gen = true;
         else if (strcmp(o->name, "stress") == 0)
             stress = value;
-        else if (strcmp(o->name, "errno") == 0) {
+        else if (strcmp(o->name, "deadlock-after") == 0) {
+            char *end = NULL;
+            errno = 0;
+            unsigned long ms = strtoul(value, &end, 10);
+            if (value[0] < '0' || value[0] > '9' || *end != '\0' || errno != 0 || ms > 86400000ul) {
+                (void)fprintf(stderr,
+                              "keel-run: bad value '%s' for '--deadlock-after': milliseconds, "
+                              "0 to 86400000\n",
+                              value);
+                return EXIT_USAGE;
+            }
+            if (set_env("KEEL_RUN_DEADLOCK_MS", value) != 0)
+                return EXIT_REFUSED;
+        } else if (strcmp(o->name, "errno") == 0) {
             int errs[RUN_F_COUNT];
             char why[512];
             if (!run_errno_parse(value, errs, why, sizeof(why))) {

@@ -19,6 +19,7 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "internal.h"
@@ -88,6 +89,14 @@ typedef struct run_real {
     ssize_t (*sendto)(int, const void *, size_t, int, __CONST_SOCKADDR_ARG, socklen_t);
     ssize_t (*recv)(int, void *, size_t, int);
     ssize_t (*recvfrom)(int, void *, size_t, int, __SOCKADDR_ARG, socklen_t *);
+    ssize_t (*pread)(int, void *, size_t, off_t);
+    ssize_t (*pread64)(int, void *, size_t, off64_t);
+    ssize_t (*pwrite)(int, const void *, size_t, off_t);
+    ssize_t (*pwrite64)(int, const void *, size_t, off64_t);
+    ssize_t (*readv)(int, const struct iovec *, int);
+    ssize_t (*writev)(int, const struct iovec *, int);
+    ssize_t (*sendmsg)(int, const struct msghdr *, int);
+    ssize_t (*recvmsg)(int, struct msghdr *, int);
     /* their _FORTIFY_SOURCE variants (what programs built with it call) */
     int (*open_2)(const char *, int);
     int (*open64_2)(const char *, int);
@@ -96,6 +105,8 @@ typedef struct run_real {
     ssize_t (*read_chk)(int, void *, size_t, size_t);
     ssize_t (*recv_chk)(int, void *, size_t, size_t, int);
     ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, __SOCKADDR_ARG, socklen_t *);
+    ssize_t (*pread_chk)(int, void *, size_t, off_t, size_t);
+    ssize_t (*pread64_chk)(int, void *, size_t, off64_t, size_t);
 } run_real;
 
 extern run_real keel__run_real;
@@ -225,6 +236,34 @@ const keel__lock_site *keel__run_site(const void *ra);
 
 /* fork: the table's lock around it */
 void keel__run_table_fork(int phase);
+
+/* ---- long lock waits and real deadlocks (run_wait.c) ------------------------------------------ */
+
+/*
+ * One slice of a blocking acquisition of obj: the real clock lock call until abs
+ * (CLOCK_MONOTONIC), or the untimed real call when abs is NULL.  ETIMEDOUT: not yet.
+ */
+typedef int (*run_timed_fn)(const void *obj, bool shared, const struct timespec *abs);
+/* The period after which a wait is examined, in ns (0: never); from KEEL_RUN_DEADLOCK_MS. */
+extern unsigned long long keel__run_wait_ns;
+void keel__run_wait_start(void);
+/*
+ * A blocking acquisition of l that could not be made at once (guard not set): waits in slices
+ * of the period; after each, the wait is published and a cycle of waiting threads through this
+ * one is reported (kind lock-order, "deadlock:", every waiting thread's stack).  What the last
+ * slice returned (never ETIMEDOUT).
+ */
+int keel__run_wait(run_lock *l, bool shared, run_timed_fn timed, const keel__lock_site *site);
+/*
+ * An untimed condition wait (guard not set; ml the mutex's shadow or NULL): waits one period at
+ * most; when it runs out the wait is published (the streak goes on while the thread waits again
+ * on the same condition and mutex), a hang of every thread is looked for, and the call returns 0,
+ * a spurious wakeup (POSIX allows them: the program waits again if its condition is still false).
+ */
+int keel__run_cond_wait(pthread_cond_t *c, pthread_mutex_t *m, const run_lock *ml,
+                        const keel__lock_site *site);
+/* fork: the table of waits (phase 0 before, 1 parent, 2 child: emptied) */
+void keel__run_wait_fork(int phase);
 
 /* ---- the heap (run_heap.c) ------------------------------------------------------------------ */
 

@@ -27,10 +27,16 @@ typedef enum run_call {
     RUN_F_ACCEPT, /* accept, accept4 */
     RUN_F_SEND,   /* send, sendto */
     RUN_F_RECV,   /* recv, recvfrom */
+    RUN_F_PREAD,  /* pread, pread64 */
+    RUN_F_PWRITE, /* pwrite, pwrite64 */
+    RUN_F_READV,
+    RUN_F_WRITEV,
+    RUN_F_SENDMSG,
+    RUN_F_RECVMSG,
     RUN_F_COUNT
 } run_call;
 
-/* The errno value that means "a short transfer" instead of a failure (read, write, send, recv). */
+/* The errno value that means "a short transfer" instead of a failure (the calls that move bytes). */
 #define RUN_SHORT (-1)
 
 typedef struct run_call_def {
@@ -42,11 +48,16 @@ typedef struct run_call_def {
 static inline const run_call_def *run_calls(void)
 {
     static const run_call_def calls[RUN_F_COUNT] = {
-        {"alloc", ENOMEM, false},         {"open", EACCES, false},   {"read", EIO, true},
-        {"write", ENOSPC, true},          {"fsync", EIO, false},     {"close", EIO, false},
-        {"rename", EACCES, false},        {"mkdir", EACCES, false},  {"socket", EMFILE, false},
-        {"connect", ECONNREFUSED, false}, {"accept", EMFILE, false}, {"send", ECONNRESET, true},
-        {"recv", ECONNRESET, true},
+        {"alloc", ENOMEM, false},      {"open", EACCES, false},
+        {"read", EIO, true},           {"write", ENOSPC, true},
+        {"fsync", EIO, false},         {"close", EIO, false},
+        {"rename", EACCES, false},     {"mkdir", EACCES, false},
+        {"socket", EMFILE, false},     {"connect", ECONNREFUSED, false},
+        {"accept", EMFILE, false},     {"send", ECONNRESET, true},
+        {"recv", ECONNRESET, true},    {"pread", EIO, true},
+        {"pwrite", ENOSPC, true},      {"readv", EIO, true},
+        {"writev", ENOSPC, true},      {"sendmsg", ECONNRESET, true},
+        {"recvmsg", ECONNRESET, true},
     };
     return calls;
 }
@@ -93,8 +104,8 @@ static inline const run_errno_def *run_errno_find(const char *name, size_t len, 
 }
 
 /*
- * Apply "CALL=ERR,CALL=ERR..." (ERR an errno name of run_errno_find, or "short" for read, write,
- * send and recv) to errs, which holds one errno per call.  False with the reason in why (the
+ * Apply "CALL=ERR,CALL=ERR..." (ERR an errno name of run_errno_find, or "short" for the calls
+ * that move bytes) to errs, which holds one errno per call.  False with the reason in why (the
  * entry quoted) when the list is malformed; errs is then partly changed.
  */
 static inline bool run_errno_parse(const char *spec, int errs[RUN_F_COUNT], char *why, size_t size)
@@ -114,8 +125,9 @@ static inline bool run_errno_parse(const char *spec, int errs[RUN_F_COUNT], char
         if (call < 0 || e == NULL || (e->value == RUN_SHORT && !run_calls()[call].can_short)) {
             (void)snprintf(why, size,
                            "bad entry '%.*s': CALL=ERRNO, a call of alloc, open, read, write, "
-                           "fsync, close, rename, mkdir, socket, connect, accept, send, recv; an "
-                           "errno name such as EIO, or short for read, write, send and recv",
+                           "fsync, close, rename, mkdir, socket, connect, accept, send, recv, "
+                           "pread, pwrite, readv, writev, sendmsg, recvmsg; an errno name such as "
+                           "EIO, or short for the calls that move bytes",
                            (int)len, p);
             return false;
         }

@@ -324,6 +324,125 @@ KEEL_RUN_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, __SOCKA
     return RUN_REAL(recvfrom)(fd, buf, f != 0 ? keel__run_short(n) : n, flags, addr, len);
 }
 
+/* ---- positioned and vector transfers -------------------------------------------------------- */
+
+KEEL_RUN_EXPORT ssize_t pread(int fd, void *buf, size_t n, off_t off)
+{
+    int f = RUN_FAULT(RUN_F_PREAD, RA());
+    if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
+        return fail_with(f);
+    return RUN_REAL(pread)(fd, buf, f != 0 ? keel__run_short(n) : n, off);
+}
+
+KEEL_RUN_EXPORT ssize_t pread64(int fd, void *buf, size_t n, off64_t off)
+{
+    int f = RUN_FAULT(RUN_F_PREAD, RA());
+    if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
+        return fail_with(f);
+    return RUN_REAL(pread64)(fd, buf, f != 0 ? keel__run_short(n) : n, off);
+}
+
+KEEL_RUN_EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    int f = RUN_FAULT(RUN_F_PWRITE, RA());
+    if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
+        return fail_with(f);
+    return RUN_REAL(pwrite)(fd, buf, f != 0 ? keel__run_short(n) : n, off);
+}
+
+KEEL_RUN_EXPORT ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
+{
+    int f = RUN_FAULT(RUN_F_PWRITE, RA());
+    if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
+        return fail_with(f);
+    return RUN_REAL(pwrite64)(fd, buf, f != 0 ? keel__run_short(n) : n, off);
+}
+
+enum { SHORT_IOV = 64 }; /* a short vector transfer keeps at most this many entries */
+
+/*
+ * A short vector transfer: the first half of iov's bytes (at least one) as entries in `out`.
+ * Their count; 0 when it cannot be short (fewer than 2 bytes, or more than SHORT_IOV entries).
+ */
+static int short_iov(const struct iovec *iov, size_t cnt, struct iovec *out)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < cnt; i++)
+        total += iov[i].iov_len;
+    if (total < 2)
+        return 0;
+    size_t left = keel__run_short(total);
+    int n = 0;
+    for (size_t i = 0; i < cnt && left > 0; i++) {
+        if (n == SHORT_IOV)
+            return 0;
+        out[n] = iov[i];
+        if (out[n].iov_len > left)
+            out[n].iov_len = left;
+        left -= out[n].iov_len;
+        n++;
+    }
+    return n;
+}
+
+/* readv and writev: real is the real call (a reader's vector is the program's, written). */
+static ssize_t vector_call(run_call call, ssize_t (*real)(int, const struct iovec *, int), int fd,
+                           const struct iovec *iov, int cnt, const void *ra)
+{
+    int f = RUN_FAULT(call, ra);
+    if (KEEL_LIKELY(f == 0))
+        return real(fd, iov, cnt);
+    struct iovec cut[SHORT_IOV];
+    int n = f == RUN_SHORT && cnt > 0 ? short_iov(iov, (size_t)cnt, cut) : 0;
+    return n > 0 ? real(fd, cut, n) : fail_with(f);
+}
+
+KEEL_RUN_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
+{
+    return vector_call(RUN_F_READV, RUN_REAL(readv), fd, iov, cnt, RA());
+}
+
+KEEL_RUN_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
+{
+    return vector_call(RUN_F_WRITEV, RUN_REAL(writev), fd, iov, cnt, RA());
+}
+
+/* sendmsg and recvmsg: a short transfer moves half the bytes of msg's vector, its ancillary data
+ * whole. */
+KEEL_RUN_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    int f = RUN_FAULT(RUN_F_SENDMSG, RA());
+    if (KEEL_LIKELY(f == 0))
+        return RUN_REAL(sendmsg)(fd, msg, flags);
+    struct iovec cut[SHORT_IOV];
+    int n = f == RUN_SHORT && msg != NULL ? short_iov(msg->msg_iov, msg->msg_iovlen, cut) : 0;
+    if (n == 0)
+        return fail_with(f);
+    struct msghdr shorter = *msg;
+    shorter.msg_iov = cut;
+    shorter.msg_iovlen = (size_t)n;
+    return RUN_REAL(sendmsg)(fd, &shorter, flags);
+}
+
+KEEL_RUN_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    int f = RUN_FAULT(RUN_F_RECVMSG, RA());
+    if (KEEL_LIKELY(f == 0))
+        return RUN_REAL(recvmsg)(fd, msg, flags);
+    struct iovec cut[SHORT_IOV];
+    int n = f == RUN_SHORT && msg != NULL ? short_iov(msg->msg_iov, msg->msg_iovlen, cut) : 0;
+    if (n == 0)
+        return fail_with(f);
+    struct iovec *whole = msg->msg_iov;
+    size_t count = msg->msg_iovlen;
+    msg->msg_iov = cut;
+    msg->msg_iovlen = (size_t)n;
+    ssize_t rc = RUN_REAL(recvmsg)(fd, msg, flags);
+    msg->msg_iov = whole; /* (the program's vector back; the kernel wrote the others' fields) */
+    msg->msg_iovlen = count;
+    return rc;
+}
+
 /* ---- the _FORTIFY_SOURCE variants: the same points, then glibc's checking call ---------------- */
 
 /* (glibc declares them only to programs built with _FORTIFY_SOURCE) */
@@ -335,6 +454,8 @@ ssize_t __read_chk(int fd, void *buf, size_t n, size_t size);
 ssize_t __recv_chk(int fd, void *buf, size_t n, size_t size, int flags);
 ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t size, int flags, __SOCKADDR_ARG addr,
                        socklen_t *len);
+ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t size);
+ssize_t __pread64_chk(int fd, void *buf, size_t n, off64_t off, size_t size);
 
 KEEL_RUN_EXPORT int __open_2(const char *path, int flags)
 {
@@ -384,4 +505,20 @@ KEEL_RUN_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t size,
     if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
         return fail_with(f);
     return RUN_REAL(recvfrom_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, size, flags, addr, len);
+}
+
+KEEL_RUN_EXPORT ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t size)
+{
+    int f = RUN_FAULT(RUN_F_PREAD, RA());
+    if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
+        return fail_with(f);
+    return RUN_REAL(pread_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, off, size);
+}
+
+KEEL_RUN_EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t n, off64_t off, size_t size)
+{
+    int f = RUN_FAULT(RUN_F_PREAD, RA());
+    if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
+        return fail_with(f);
+    return RUN_REAL(pread64_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, off, size);
 }

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/single_threaded.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -99,6 +100,14 @@ void keel__run_resolve(void)
     RESOLVE(sendto, "sendto");
     RESOLVE(recv, "recv");
     RESOLVE(recvfrom, "recvfrom");
+    RESOLVE(pread, "pread");
+    RESOLVE(pread64, "pread64");
+    RESOLVE(pwrite, "pwrite");
+    RESOLVE(pwrite64, "pwrite64");
+    RESOLVE(readv, "readv");
+    RESOLVE(writev, "writev");
+    RESOLVE(sendmsg, "sendmsg");
+    RESOLVE(recvmsg, "recvmsg");
     RESOLVE(open_2, "__open_2");
     RESOLVE(open64_2, "__open64_2");
     RESOLVE(openat_2, "__openat_2");
@@ -106,6 +115,8 @@ void keel__run_resolve(void)
     RESOLVE(read_chk, "__read_chk");
     RESOLVE(recv_chk, "__recv_chk");
     RESOLVE(recvfrom_chk, "__recvfrom_chk");
+    RESOLVE(pread_chk, "__pread_chk");
+    RESOLVE(pread64_chk, "__pread64_chk");
     keel__run_inside--;
 }
 
@@ -120,10 +131,12 @@ static void fork_prepare(void)
     keel__lock_fork(0);
     keel__run_table_fork(0);
     keel__run_faults_fork(0);
+    keel__run_wait_fork(0);
 }
 
 static void fork_after(int phase)
 {
+    keel__run_wait_fork(phase);
     keel__run_faults_fork(phase);
     keel__run_table_fork(phase);
     keel__lock_fork(phase);
@@ -162,6 +175,7 @@ __attribute__((constructor(101))) static void run_start(void)
     __atomic_store_n(&keel__report_guard, &report_guard, __ATOMIC_RELEASE);
     keel__dep_order_key = order_key;
     keel__run_heap_start();
+    keel__run_wait_start();
     const char *locks = getenv("KEEL_RUN_LOCKS");
     bool locks_on = locks == NULL || strcmp(locks, "off") != 0;
     if (!locks_on && !keel__run_heap_on())
@@ -326,13 +340,42 @@ typedef struct run_wait {
     bool clocked;
 } run_wait;
 
-static int mutex_real(pthread_mutex_t *m, const run_wait *w)
+/* A slice of a wait for a mutex (run_wait.c): until abs, or untimed. */
+static int mutex_timed(const void *obj, bool shared, const struct timespec *abs)
 {
-    if (w == NULL)
+    (void)shared;
+    pthread_mutex_t *m = (pthread_mutex_t *)run_unqualified(obj);
+    if (abs == NULL)
         return RUN_REAL(mutex_lock)(m);
-    if (w->clocked)
+    int rc = RUN_REAL(mutex_clocklock)(m, CLOCK_MONOTONIC, abs);
+    /* (a priority-inheritance mutex on a kernel without FUTEX_LOCK_PI2: no monotonic wait) */
+    return rc == EINVAL ? RUN_REAL(mutex_lock)(m) : rc;
+}
+
+/*
+ * The real untimed acquisition: in a process with one thread, the real call (nothing to wait
+ * for; the C library's own lock then needs no atomic instruction); else a try, and when the
+ * mutex is held, the wait that finds deadlocks (run_wait.c).  (A try costs what a lock costs
+ * once the process has threads: both are one atomic compare-and-swap.)
+ */
+static inline int run_mutex_take(run_lock *l, pthread_mutex_t *m, const keel__lock_site *site)
+{
+    if (__libc_single_threaded)
+        return keel__run_real.mutex_lock(m);
+    int rc = keel__run_real.mutex_trylock(m);
+    return KEEL_UNLIKELY(rc == EBUSY) ? keel__run_wait(l, false, mutex_timed, site) : rc;
+}
+
+/* The real acquisition: the program's timed call as it is (its own timeout), else a try, and
+ * when the mutex is held, the wait that finds deadlocks (run_wait.c). */
+static int mutex_real(run_lock *l, pthread_mutex_t *m, const run_wait *w,
+                      const keel__lock_site *site)
+{
+    if (w != NULL && w->clocked)
         return RUN_REAL(mutex_clocklock)(m, w->clock, w->abs);
-    return RUN_REAL(mutex_timedlock)(m, w->abs);
+    if (w != NULL)
+        return RUN_REAL(mutex_timedlock)(m, w->abs);
+    return run_mutex_take(l, m, site);
 }
 
 /* A lock call of the mutex's holder: reported, then what the real call does. */
@@ -341,7 +384,7 @@ static int mutex_relock(run_lock *l, pthread_mutex_t *m, const run_wait *w, keel
 {
     if (l->type == RUN_MUTEX_RECURSIVE) {
         keel__run_inside--;
-        int rc = mutex_real(m, w);
+        int rc = mutex_real(l, m, w, site);
         if (rc == 0)
             l->depth++;
         return rc;
@@ -354,7 +397,7 @@ static int mutex_relock(run_lock *l, pthread_mutex_t *m, const run_wait *w, keel
                      "recursive): %s",
                      keel__dep_name(run_dep(l)), outcome);
     keel__run_inside--;
-    return mutex_real(m, w);
+    return mutex_real(l, m, w, site);
 }
 
 /* Every check of a blocking mutex acquisition (w: timed), then the real call. */
@@ -367,7 +410,7 @@ __attribute__((noinline)) static int mutex_lock_general(pthread_mutex_t *m, cons
     run_lock *l = shadow(m, mutex_type(m), site);
     if (l == NULL) {
         keel__run_inside--;
-        return mutex_real(m, w);
+        return w == NULL ? RUN_REAL(mutex_lock)(m) : mutex_real(l, m, w, site);
     }
     keel_lockdep *d = run_dep(l);
     keel__dep_can_block(t, w != NULL ? "pthread_mutex_timedlock" : "pthread_mutex_lock", site);
@@ -376,7 +419,7 @@ __attribute__((noinline)) static int mutex_lock_general(pthread_mutex_t *m, cons
     int nest = nest_of(t, l);
     keel__dep_before(t, d, l, KEEL__LK_MUTEX, nest, false, site);
     keel__run_inside--;
-    int rc = mutex_real(m, w);
+    int rc = mutex_real(l, m, w, site);
     if (rc == 0) {
         keel__run_inside++;
         keel__dep_push(t, d, l, KEEL__LK_MUTEX, nest, false, false, site);
@@ -412,7 +455,7 @@ KEEL_RUN_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
             unsigned long long chain = keel__dep_chain(t, n, node, false);
             if (KEEL_LIKELY(n == 0 || keel__chain_home(chain))) {
                 keel__dep_fill(t, &l->as.m.dep, l, KEEL__LK_MUTEX, node, false, false, chain, site);
-                int rc = keel__run_real.mutex_lock(m);
+                int rc = run_mutex_take(l, m, site);
                 if (KEEL_LIKELY(rc == 0))
                     keel__dep_publish(t, KEEL__LK_MUTEX);
                 return rc;
@@ -502,10 +545,12 @@ KEEL_RUN_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 /* ---- condition waits ------------------------------------------------------------------------------ */
 
 /* Before a wait: the checks; the mutex's entry marked released while it waits.  The shadow. */
-static run_lock *cond_before(pthread_mutex_t *m, const void *ra, keel__lock_thread **tp)
+static run_lock *cond_before(pthread_mutex_t *m, const void *ra, keel__lock_thread **tp,
+                             const keel__lock_site **sitep, run_lock **shadowp)
 {
     keel__run_inside++;
     const keel__lock_site *site = keel__run_site(ra);
+    *sitep = site;
     keel__lock_thread *t = keel__lock_self();
     *tp = t;
     keel__dep_can_block(t, "pthread_cond_wait", site);
@@ -518,6 +563,7 @@ static run_lock *cond_before(pthread_mutex_t *m, const void *ra, keel__lock_thre
     if (recorded)
         keel__dep_mark_waiting(t, l, true);
     keel__run_inside--;
+    *shadowp = l;
     return recorded ? l : NULL;
 }
 
@@ -535,8 +581,10 @@ KEEL_RUN_EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
     if (!keel__run_check())
         return RUN_REAL(cond_wait)(c, m);
     keel__lock_thread *t = NULL;
-    run_lock *l = cond_before(m, RA(), &t);
-    int rc = RUN_REAL(cond_wait)(c, m);
+    const keel__lock_site *site = NULL;
+    run_lock *ml = NULL;
+    run_lock *l = cond_before(m, RA(), &t, &site, &ml);
+    int rc = keel__run_cond_wait(c, m, ml, site); /* (a long wait: examined, run_wait.c) */
     cond_after(l, t);
     return rc;
 }
@@ -547,7 +595,9 @@ KEEL_RUN_EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m
     if (!keel__run_check())
         return RUN_REAL(cond_timedwait)(c, m, abs);
     keel__lock_thread *t = NULL;
-    run_lock *l = cond_before(m, RA(), &t);
+    const keel__lock_site *site = NULL;
+    run_lock *ml = NULL;
+    run_lock *l = cond_before(m, RA(), &t, &site, &ml);
     int rc = RUN_REAL(cond_timedwait)(c, m, abs);
     cond_after(l, t);
     return rc;
@@ -559,7 +609,9 @@ KEEL_RUN_EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m
     if (!keel__run_check())
         return RUN_REAL(cond_clockwait)(c, m, clock, abs);
     keel__lock_thread *t = NULL;
-    run_lock *l = cond_before(m, RA(), &t);
+    const keel__lock_site *site = NULL;
+    run_lock *ml = NULL;
+    run_lock *l = cond_before(m, RA(), &t, &site, &ml);
     int rc = RUN_REAL(cond_clockwait)(c, m, clock, abs);
     cond_after(l, t);
     return rc;
@@ -598,6 +650,16 @@ static int rwlock_real(pthread_rwlock_t *rw, bool shared, bool attempt, const ru
     return shared ? RUN_REAL(rwlock_rdlock)(rw) : RUN_REAL(rwlock_wrlock)(rw);
 }
 
+/* A slice of a wait for a rwlock (run_wait.c): until abs, or untimed. */
+static int rwlock_timed(const void *obj, bool shared, const struct timespec *abs)
+{
+    pthread_rwlock_t *rw = (pthread_rwlock_t *)run_unqualified(obj);
+    if (abs == NULL)
+        return shared ? RUN_REAL(rwlock_rdlock)(rw) : RUN_REAL(rwlock_wrlock)(rw);
+    return shared ? RUN_REAL(rwlock_clockrdlock)(rw, CLOCK_MONOTONIC, abs)
+                  : RUN_REAL(rwlock_clockwrlock)(rw, CLOCK_MONOTONIC, abs);
+}
+
 static int rwlock_acquire(pthread_rwlock_t *rw, bool shared, bool attempt, const run_wait *w,
                           const void *ra)
 {
@@ -631,7 +693,17 @@ static int rwlock_acquire(pthread_rwlock_t *rw, bool shared, bool attempt, const
         keel__dep_before(t, d, l, KEEL__LK_RWLOCK, nest, shared, site);
     }
     keel__run_inside--;
-    int rc = rwlock_real(rw, shared, attempt, w);
+    int rc;
+    if (attempt || w != NULL) {
+        rc = rwlock_real(rw, shared, attempt, w); /* (a timed call: the program's own timeout) */
+    } else {
+        /* a try, and when it is held, the wait that finds deadlocks (run_wait.c) */
+        rc = rwlock_real(rw, shared, true, NULL);
+        if (rc == EBUSY)
+            rc = keel__run_wait(l, shared, rwlock_timed, site);
+        else if (rc != 0)
+            rc = rwlock_real(rw, shared, false, NULL); /* (the real call's own answer) */
+    }
     if (rc == 0) {
         keel__run_inside++;
         keel__dep_push(t, d, l, KEEL__LK_RWLOCK, nest, shared, attempt, site);

@@ -727,6 +727,23 @@ static bool cycle_harmless(const unsigned *path, unsigned n, bool new_from_excl,
     return false;
 }
 
+void keel__dep_add_frames(keel_report *r, void *const *pcs, int n)
+{
+    int shown = 0;
+    /* the checker's own frames first: dropped (by address, as for a report's backtrace) */
+    for (int i = keel__first_user_frame(pcs, n); i < n; i++) {
+        keel_frame f;
+        bool named = keel_backtrace_symbolize(pcs[i], &f) && f.func[0] != '\0';
+        if (!named)
+            keel_report_add_text(r, "      #%d %p", shown, pcs[i]);
+        else if (f.file[0] != '\0')
+            keel_report_add_text(r, "      #%d %s (%s:%d)", shown, f.func, f.file, f.line);
+        else
+            keel_report_add_text(r, "      #%d %s [%s]", shown, f.func, f.object);
+        shown++;
+    }
+}
+
 static void add_edge_text(keel_report *r, const edge_info *e)
 {
     keel_report_add_text(r,
@@ -735,19 +752,7 @@ static void add_edge_text(keel_report *r, const edge_info *e)
                          node_class(e->from)->name, node_class(e->to)->name,
                          node_class(e->to)->name, e->file, e->line, node_class(e->from)->name,
                          e->held_file, e->held_line, e->thread);
-    int shown = 0;
-    /* the checker's own frames first: dropped (by address, as for a report's backtrace) */
-    for (int i = keel__first_user_frame(e->pcs, e->npcs); i < e->npcs; i++) {
-        keel_frame f;
-        bool named = keel_backtrace_symbolize(e->pcs[i], &f) && f.func[0] != '\0';
-        if (!named)
-            keel_report_add_text(r, "      #%d %p", shown, e->pcs[i]);
-        else if (f.file[0] != '\0')
-            keel_report_add_text(r, "      #%d %s (%s:%d)", shown, f.func, f.file, f.line);
-        else
-            keel_report_add_text(r, "      #%d %s [%s]", shown, f.func, f.object);
-        shown++;
-    }
+    keel__dep_add_frames(r, e->pcs, e->npcs);
 }
 
 /* What the slow path found, reported after graph_lock is released. */

@@ -222,6 +222,8 @@ static inline bool keel__dep_pop(keel__lock_thread *t, keel_lockdep *d, const vo
     }
     return keel__dep_pop_slow(t, d, lock, locked, site);
 }
+/* A stack as a report's text lines ("      #N func (file:line)"), keel's own frames dropped. */
+void keel__dep_add_frames(keel_report *r, void *const *pcs, int n);
 /* keel_lock_class_budget once its arguments are checked. */
 KEEL_MUST_USE keel_status keel__dep_set_budget(const char *class_name,
                                                unsigned long long budget_ms);

@@ -41,6 +41,21 @@ typedef struct run_result {
     char dir[64];
 } run_result;
 
+/* When set, run_with stops the program (SIGKILL) once its report file has this text (60 s at most). */
+static const char *run_until;
+
+static void stop_when_reported(pid_t pid, const char *report, const char *text)
+{
+    static char seen[1 << 20];
+    for (int i = 0; i < 6000; i++) {
+        keel_test_read_file(report, seen, sizeof(seen));
+        if (strstr(seen, text) != NULL || waitpid(pid, NULL, WNOHANG) != 0)
+            break;
+        (void)usleep(10 * 1000);
+    }
+    (void)kill(pid, SIGKILL);
+}
+
 /* keel-run [extra options] --report DIR/reports.json -- PROGRAM [arg]; NULL-terminated extras. */
 static void run_with(run_result *r, const char *program, const char *arg, ...)
 {
@@ -83,6 +98,8 @@ static void run_with(run_result *r, const char *program, const char *arg, ...)
         _exit(124);
     }
     int st = 0;
+    if (run_until != NULL) /* a program that hangs: stopped once it has reported */
+        stop_when_reported(pid, report, run_until);
     assert_int_equal(waitpid(pid, &st, 0), pid);
     r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     keel_test_read_file(report, r->reports, sizeof(r->reports));
@@ -159,6 +176,86 @@ static void test_inversion_never_deadlocked(void **state)
                      1);
     assert_int_equal(count(&r, "lock-order", "\"site\":{\"file\":\"inversion.c\",\"line\":24"), 1);
     assert_non_null(strstr(r.err, "keel: lock-order:"));
+    cleanup(&r);
+}
+
+/*
+ * Real deadlocks of every shape, each reported once with the cycle and every waiting thread's
+ * locks and stack (the program hangs: stopped once it has reported).
+ */
+static void test_real_deadlock(void **state)
+{
+    (void)state;
+    static run_result r;
+    static const struct {
+        const char *shape, *title, *waits, *frame;
+    } cases[] = {
+        {"two", "deadlock: 2 threads wait for each other's locks",
+         "waits for mutex 'deadlock.c:", "#0 mutex_cycle ("},
+        {"three", "deadlock: 3 threads wait for each other's locks",
+         "waits for mutex 'deadlock.c:", "#0 mutex_cycle ("},
+        {"rwlock", "deadlock: 2 threads wait for each other's locks",
+         "waits for rwlock (write) 'deadlock.c:", "#0 rwlock_cycle ("},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        run_until = cases[i].title;
+        run_with(&r, "run_deadlock", cases[i].shape, "--deadlock-after", "100", (const char *)NULL);
+        run_until = NULL;
+        assert_int_equal(r.status, 128 + SIGKILL);
+        int n = count(&r, "lock-order", cases[i].title);
+        show_on_failure(&r, n, 1);
+        assert_int_equal(n, 1);
+        const char *rep = strstr(r.reports, cases[i].title);
+        unsigned threads = cases[i].shape[1] == 'h' ? 3 : 2;
+        const char *p = rep;
+        for (unsigned t = 0; t < threads; t++) { /* each thread: its wait, its lock, its stack */
+            p = strstr(p, cases[i].waits);
+            assert_non_null(p);
+            assert_non_null(strstr(p, "holding 'deadlock.c:"));
+            assert_non_null(strstr(p, cases[i].frame));
+            p++;
+        }
+        assert_null(strstr(p, cases[i].waits)); /* no more */
+        assert_non_null(strstr(r.err, cases[i].title));
+        cleanup(&r);
+    }
+    run_with(&r, "run_deadlock", NULL, "--deadlock-after", "soon", (const char *)NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "bad value 'soon' for '--deadlock-after'"));
+    cleanup(&r);
+}
+
+/* A hang with no lock cycle (every thread in a condition wait nobody will signal, the shape of
+ * pigz's error path): reported once with every thread's wait and stack. */
+static void test_hang_every_thread_waits(void **state)
+{
+    (void)state;
+    static run_result r;
+    const char *title = "hang: every thread of the program (2) has waited longer than 100 ms";
+    run_until = title;
+    run_with(&r, "run_cond_hang", NULL, "--deadlock-after", "100", (const char *)NULL);
+    run_until = NULL;
+    assert_int_equal(r.status, 128 + SIGKILL);
+    int n = count(&r, "watchdog", title);
+    show_on_failure(&r, n, 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(
+        count(&r, "watchdog", "waits on a condition with mutex '&lock' at cond_hang.c:39"), 1);
+    assert_int_equal(
+        count(&r, "watchdog", "waits on a condition with mutex '&lock' at cond_hang.c:20"), 1);
+    assert_int_equal(count(&r, "watchdog", "#0 worker ("), 1);
+    assert_int_equal(count(&r, "watchdog", "#0 main ("), 1);
+    cleanup(&r);
+}
+
+/* Long waits that are not a deadlock (a chain of waits behind a sleeping holder): no report. */
+static void test_long_wait_not_deadlock(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_with(&r, "run_long_wait", NULL, "--deadlock-after", "100", (const char *)NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 0);
     cleanup(&r);
 }
 
@@ -479,20 +576,96 @@ static void test_fault_at_call_site(void **state)
     cleanup(&r);
 }
 
-/* keel-stress sweep [options] -- keel-run -- run_lost_write [arg]: its exit status, out its output. */
-static int sweep(const char *arg, char *out, size_t size)
+/*
+ * pread (a _FORTIFY_SOURCE build: __pread_chk), pwrite, readv, writev, sendmsg and recvmsg each
+ * fail at the program's own line; a short readv and recvmsg move half the bytes.
+ */
+static void test_more_calls_at_call_site(void **state)
+{
+    (void)state;
+    static run_result r;
+    static const char *const points[] = {
+        "libc.pwrite.calls_c_31", "libc.pread.calls_c_33",   "libc.writev.calls_c_35",
+        "libc.readv.calls_c_37",  "libc.sendmsg.calls_c_47", "libc.recvmsg.calls_c_50",
+    };
+    run_prog(&r, "run_calls", NULL);
+    assert_int_equal(r.status, 0);
+    cleanup(&r);
+    /* every call fails once (the program goes on after each) */
+    run_with(&r, "run_calls", NULL, "--stress", "libc.*:max=1", "--options", "report.stress=report",
+             (const char *)NULL);
+    assert_int_equal(r.status, 1);
+    for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+        if (count(&r, "stress", points[i]) != 1)
+            print_message("%s:\n%s\n%s\n", points[i], r.reports, r.err);
+        assert_int_equal(count(&r, "stress", points[i]), 1);
+    }
+    assert_non_null(strstr(r.err, "calls: pwrite pread writev readv send sendmsg recvmsg failed"));
+    cleanup(&r);
+    run_with(&r, "run_calls", NULL, "--stress", "libc.recvmsg.*", "--errno", "recvmsg=short",
+             (const char *)NULL);
+    assert_int_equal(r.status, 1); /* 4 bytes of 8 */
+    assert_non_null(strstr(r.err, "calls: recvmsg failed"));
+    cleanup(&r);
+}
+
+/* A lock held past its class's budget (lock.budget, by the init site's name) is reported while
+ * held, with the holder's stack and the site where it was taken; a class within it is not. */
+static void test_hold_budget(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_with(&r, "run_hold", NULL, "--options", "lock.budget=hold.c:22:100,hold.c:23:100",
+             (const char *)NULL);
+    assert_int_equal(r.status, 0);
+    int n = count(&r, "watchdog", "lock 'hold.c:22' has been held by thread");
+    show_on_failure(&r, n, 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(count(&r, "watchdog", "acquired at hold.c:14"), 1);
+    assert_int_equal(count(&r, "watchdog", "\"site\":{\"file\":\"hold.c\",\"line\":14"), 2);
+    assert_int_equal(count(&r, "watchdog", "usleep"), 1); /* the holder's stack, where it sleeps */
+    assert_int_equal(count(&r, "watchdog", "lock 'hold.c:22' released after"), 1);
+    assert_int_equal(count(&r, "", "hold.c:23"), 0);
+    cleanup(&r);
+}
+
+/* keel-stress sweep --max-nth 1 --allow-exit any --only 'libc.*' OPTS -- keel-run RUN_OPTS --
+ * PROGRAM ARG (in tests/run): its exit status, out its output. */
+static int sweep_of(const char *opts, const char *run_opts, const char *program, const char *arg,
+                    char *out, size_t size)
 {
     char file[64], cmd[4 * PATH_MAX];
     (void)snprintf(file, sizeof(file), "/tmp/keel_test_sweep.%d", (int)getpid());
     (void)snprintf(cmd, sizeof(cmd),
                    "env -u KEEL_OPTIONS -u KEEL_REPORT '%s' sweep --max-nth 1 --allow-exit any "
-                   "--only 'libc.*' --jobs 2 --timeout 60 --quiet -- '%s' -- '%s/run_lost_write' "
-                   "%s > '%s' 2>&1",
-                   KEEL_STRESS_CLI, KEEL_RUN_CLI, KEEL_RUN_PROGS, arg, file);
+                   "--only 'libc.*' %s --quiet -- '%s' %s -- '%s/%s' %s > '%s' 2>&1",
+                   KEEL_STRESS_CLI, opts, KEEL_RUN_CLI, run_opts, KEEL_RUN_PROGS, program, arg,
+                   file);
     int st = system(cmd);
     keel_test_read_file(file, out, size);
     (void)unlink(file);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The sweep of run_lost_write [arg]. */
+static int sweep(const char *arg, char *out, size_t size)
+{
+    return sweep_of("--jobs 2 --timeout 60", "", "run_lost_write", arg, out, size);
+}
+
+/* A sweep's run that hangs is killed after --timeout and listed with keel-run's hang report. */
+static void test_sweep_hang_detail(void **state)
+{
+    (void)state;
+    static char out[65536];
+    int rc = sweep_of("--timeout 10", "--deadlock-after 100", "run_cond_hang", "sweep", out,
+                      sizeof(out));
+    const char *want = "hung       libc.alloc.cond_hang_c_32     1  once     over 10s, process "
+                       "group killed: watchdog: hang: every thread of the program (2)";
+    if (strstr(out, want) == NULL)
+        print_message("sweep:\n%s\n", out);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, want));
 }
 
 /* The sweep of an unmodified program's libc error paths finds the planted bug at its site,
@@ -586,6 +759,9 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inversion_never_deadlocked),
         cmocka_unit_test(test_suppressions),
+        cmocka_unit_test(test_real_deadlock),
+        cmocka_unit_test(test_long_wait_not_deadlock),
+        cmocka_unit_test(test_hang_every_thread_waits),
         cmocka_unit_test(test_three_lock_cycle),
         cmocka_unit_test(test_blocking_under_spinlock),
         cmocka_unit_test(test_one_class_against_address_order),
@@ -606,6 +782,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_read_read_cycle_not_reported),
         cmocka_unit_test(test_fault_at_call_site),
         cmocka_unit_test(test_sweep_unmodified_program),
+        cmocka_unit_test(test_sweep_hang_detail),
+        cmocka_unit_test(test_more_calls_at_call_site),
+        cmocka_unit_test(test_hold_budget),
         cmocka_unit_test(test_static_binary_refused),
         cmocka_unit_test(test_setuid_refused),
         cmocka_unit_test(test_locks_off),

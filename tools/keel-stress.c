@@ -969,19 +969,22 @@ static void run_finish(sweep *sw, run *r, int st)
         r->signal = WTERMSIG(st);
     if (WIFEXITED(st))
         r->exit_code = WEXITSTATUS(st);
-    if (r->timed_out) {
-        r->result = RESULT_HUNG;
-        (void)snprintf(r->detail, sizeof(r->detail), "over %gs, process group killed",
-                       sw->cfg->timeout);
-    } else if (WIFSIGNALED(st)) {
-        /* the report written before the crash (an assertion, say) says more than stderr's end */
+    if (r->timed_out || WIFSIGNALED(st)) {
+        /* the report written before the crash (an assertion, say) or during the hang (keel-run's
+         * deadlock or hang report) says more than stderr's end */
         read_report(p.report, r);
         char why[sizeof(r->detail)];
         why[0] = '\0';
-        text_append(why, sizeof(why), r->detail[0] != '\0' ? r->detail : last);
-        r->result = RESULT_CRASHED;
+        text_append(why, sizeof(why), r->detail[0] != '\0' || r->timed_out ? r->detail : last);
         r->detail[0] = '\0';
-        text_append(r->detail, sizeof(r->detail), signal_name(r->signal));
+        if (r->timed_out) {
+            r->result = RESULT_HUNG;
+            (void)snprintf(r->detail, sizeof(r->detail), "over %gs, process group killed",
+                           sw->cfg->timeout);
+        } else {
+            r->result = RESULT_CRASHED;
+            text_append(r->detail, sizeof(r->detail), signal_name(r->signal));
+        }
         if (why[0] != '\0') {
             text_append(r->detail, sizeof(r->detail), ": ");
             text_append(r->detail, sizeof(r->detail), why);

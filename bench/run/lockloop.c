@@ -2,10 +2,13 @@
  * bench/run/lockloop.c - the per-call cost keel-run adds to an uncontended pthread mutex: N lock
  * and unlock pairs of one mutex, then of two nested mutexes, in one thread; prints ns per pair.
  * A plain program (no keel): run it natively and under keel-run (docs/benchmarks.md, "keel-run").
- *   cc -O2 -pthread bench/run/lockloop.c -o /tmp/lockloop && keel-run -- /tmp/lockloop
+ * With the argument `threaded` an idle second thread exists meanwhile (the C library's locks then
+ * use atomic instructions, and keel-run's a try first).
+ *   cc -O2 -pthread bench/run/lockloop.c -o /tmp/lockloop && keel-run -- /tmp/lockloop [threaded]
  */
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #define N 10000000L
@@ -19,8 +22,23 @@ static double now(void)
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
-int main(void)
+static pthread_barrier_t done;
+
+static void *idle(void *arg)
 {
+    (void)arg;
+    pthread_barrier_wait(&done);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    pthread_t t;
+    int threaded = argc > 1 && strcmp(argv[1], "threaded") == 0;
+    if (threaded) {
+        pthread_barrier_init(&done, NULL, 2);
+        pthread_create(&t, NULL, idle, NULL);
+    }
     double t0 = now();
     for (long i = 0; i < N; i++) {
         pthread_mutex_lock(&a);
@@ -36,5 +54,9 @@ int main(void)
     double t2 = now();
     printf("one mutex: %.1f ns per lock+unlock; two nested: %.1f ns per pair of pairs\n",
            (t1 - t0) / (double)N, (t2 - t1) / (double)N);
+    if (threaded) {
+        pthread_barrier_wait(&done);
+        pthread_join(t, NULL);
+    }
     return 0;
 }

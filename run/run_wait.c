@@ -1,0 +1,461 @@
+/*
+ * run/run_wait.c - libkeel-run.so's real deadlocks: a blocking lock call of the program that has
+ * waited longer than keel-run's --deadlock-after (KEEL_RUN_DEADLOCK_MS) is examined, and a cycle
+ * of threads each waiting for a lock another of them holds is reported with every waiting
+ * thread's stack (docs/keel-run.md, "Real deadlocks").
+ *
+ * No thread of keel's: a contended acquisition waits in timed slices of the period (the real
+ * clock lock call, CLOCK_MONOTONIC), and a thread whose slice ran out publishes its wait in a
+ * small table (the lock, the locks it holds: its held stack, unchanging while it waits; its
+ * backtrace, taken once) and looks for a cycle through itself among the published waits.  The
+ * last thread of a cycle to publish finds it; its members are marked so that the cycle is
+ * reported once.  A lock's holders, among the waiting threads: its held stacks, or the C
+ * library's own record (a mutex's owner, a rwlock's writer).  An acquisition that does not
+ * wait, the usual one, never comes here.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "run.h"
+
+enum {
+    WAITERS = 64, /* threads in a long wait at once that are examined (the rest: not) */
+    WAIT_FRAMES = 24,
+    SHOWN_HELD = 8, /* held locks named per thread in a report */
+};
+
+typedef struct run_waiter {
+    int used; /* under waiters_lock */
+    int tid;
+    bool shared;
+    bool reported; /* in a cycle already reported */
+    bool cond;     /* a condition wait: lock is its mutex's shadow (or NULL), waiting for none */
+    int in_wait;   /* atomic, a condition wait: 1 inside the real call */
+    const void *cond_obj, *mutex_obj;
+    unsigned long long left_ns; /* atomic, a condition wait: when its last slice ran out */
+    const keel__lock_thread *t;
+    const run_lock *lock;
+    const keel__lock_site *site;
+    unsigned long long since_ns;
+    int npcs;
+    void *pcs[WAIT_FRAMES];
+    char name[16];
+} run_waiter;
+
+static run_waiter waiters[WAITERS];
+static int waiters_lock; /* run_spin: never held across a call outside this file */
+static int reporting;    /* one report is made at a time (its snapshot is static) */
+/* A hang (every thread in a long wait): bumped at every wait that ends (under waiters_lock) */
+static unsigned long long progress;
+static unsigned long long hang_seen_ns; /* when every thread was first seen waiting (0: not) */
+static unsigned long long hang_progress;
+static bool hang_reported;
+static __thread int cond_slot __attribute__((tls_model("initial-exec"))) = -1;
+
+unsigned long long keel__run_wait_ns;
+
+void keel__run_wait_start(void)
+{
+    const char *ms = getenv("KEEL_RUN_DEADLOCK_MS");
+    unsigned long long v = 1000;
+    if (ms != NULL && ms[0] != '\0') {
+        char *end = NULL;
+        v = strtoull(ms, &end, 10);
+        if (end == NULL || *end != '\0')
+            v = 1000;
+    }
+    keel__run_wait_ns = v * 1000000ull;
+}
+
+static unsigned long long mono_ns(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+static struct timespec ts_of(unsigned long long ns)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)(ns / 1000000000ull);
+    ts.tv_nsec = (long)(ns % 1000000000ull);
+    return ts;
+}
+
+/* Does the waiting thread w hold the lock l (its held stack, or glibc's record)? */
+static bool holds(const run_waiter *w, const run_lock *l)
+{
+    const keel__lock_thread *t = w->t;
+    unsigned n = t != NULL ? __atomic_load_n(&t->n, __ATOMIC_RELAXED) : 0;
+    for (unsigned i = 0; i < n && i < KEEL_LOCK_MAX_HELD; i++)
+        if (t->h[i].lock == l && !t->h[i].mode.waiting)
+            return true;
+    if (l->type == RUN_RWLOCK) {
+        const pthread_rwlock_t *rw = (const pthread_rwlock_t *)l->obj;
+        return __atomic_load_n(&rw->__data.__cur_writer, __ATOMIC_RELAXED) == w->tid;
+    }
+    if (l->type == RUN_SPIN)
+        return false;
+    const pthread_mutex_t *m = (const pthread_mutex_t *)l->obj;
+    return __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) == w->tid;
+}
+
+/*
+ * A cycle of waits through `from` (waiters_lock held): path[0] = from, each one waiting for a
+ * lock the next holds, the last's lock held by from.  Its length, 0 for none.  Depth first over
+ * at most WAITERS threads, each visited once.
+ */
+static unsigned find_cycle(unsigned from, unsigned *path)
+{
+    bool seen[WAITERS] = {false};
+    unsigned next[WAITERS]; /* per depth: the next candidate holder to try */
+    unsigned depth = 0;
+    path[0] = from;
+    next[0] = 0;
+    seen[from] = true;
+    for (;;) {
+        unsigned c = path[depth];
+        unsigned j = next[depth];
+        while (j < WAITERS && (waiters[c].cond || j == c || !waiters[j].used ||
+                               (j != from && seen[j]) || !holds(&waiters[j], waiters[c].lock)))
+            j++;
+        if (j < WAITERS) {
+            next[depth] = j + 1;
+            if (j == from)
+                return depth + 1;
+            seen[j] = true; /* (each thread once: depth stays below WAITERS) */
+            path[++depth] = j;
+            next[depth] = 0;
+            continue;
+        }
+        if (depth == 0)
+            return 0;
+        depth--;
+    }
+}
+
+/* What a report says of one waiting thread: copied under waiters_lock, reported after. */
+typedef struct waiter_view {
+    run_waiter w;
+    const char *lock_name;
+    unsigned nheld;
+    const char *held_name[SHOWN_HELD];
+    const keel__lock_site *held_site[SHOWN_HELD];
+} waiter_view;
+
+static waiter_view views[WAITERS]; /* under `reporting` */
+
+static void view_of(waiter_view *v, const run_waiter *w)
+{
+    v->w = *w;
+    v->lock_name =
+        w->lock != NULL ? keel__dep_name(run_dep((run_lock *)run_unqualified(w->lock))) : "?";
+    v->nheld = 0;
+    const keel__lock_thread *t = w->t;
+    unsigned n = t != NULL ? __atomic_load_n(&t->n, __ATOMIC_RELAXED) : 0;
+    for (unsigned i = 0; i < n && i < KEEL_LOCK_MAX_HELD && v->nheld < SHOWN_HELD; i++) {
+        if (t->h[i].mode.waiting)
+            continue;
+        run_lock *h = (run_lock *)run_unqualified(t->h[i].lock);
+        v->held_name[v->nheld] = keel__dep_name(run_dep(h));
+        v->held_site[v->nheld++] = t->h[i].site;
+    }
+}
+
+static const char *kind_word(const run_lock *l, bool shared)
+{
+    return l->type == RUN_RWLOCK ? (shared ? "rwlock (read)" : "rwlock (write)") : "mutex";
+}
+
+static void add_view(keel_report *r, const waiter_view *v, unsigned long long now)
+{
+    const keel__lock_site *s = v->w.site;
+    if (v->w.cond)
+        keel_report_add_text(
+            r, "  thread '%s' (tid %d) waits on a condition with mutex '%s' at %s:%d, for %.1f s",
+            v->w.name, v->w.tid, v->w.lock != NULL ? v->lock_name : "?", s != NULL ? s->file : "?",
+            s != NULL ? s->line : 0, (double)(now - v->w.since_ns) / 1e9);
+    else
+        keel_report_add_text(r, "  thread '%s' (tid %d) waits for %s '%s' at %s:%d, for %.1f s",
+                             v->w.name, v->w.tid, kind_word(v->w.lock, v->w.shared), v->lock_name,
+                             s != NULL ? s->file : "?", s != NULL ? s->line : 0,
+                             (double)(now - v->w.since_ns) / 1e9);
+    for (unsigned i = 0; i < v->nheld; i++) {
+        const keel__lock_site *hs = v->held_site[i];
+        keel_report_add_text(r, "    holding '%s' (taken at %s:%d)", v->held_name[i],
+                             hs != NULL ? hs->file : "?", hs != NULL ? hs->line : 0);
+    }
+    if (v->nheld == 0)
+        keel_report_add_text(r, "    holding no lock keel-run saw taken");
+    keel__dep_add_frames(r, v->w.pcs, v->w.npcs);
+}
+
+/* A report of waits (views[0] is the reporting thread's: its site), without the reporter's own
+ * backtrace (every thread's is in the text). */
+static keel_report *report_begin(keel_report_kind kind, const char *msg, unsigned threads)
+{
+    const keel__lock_site *s = views[0].w.site;
+    keel_report *r = keel_report_begin(kind, s != NULL ? s->file : NULL, s != NULL ? s->line : 0,
+                                       s != NULL ? s->func : NULL, "%s", msg);
+    keel_report_no_backtrace(r);
+    keel_report_add_uint(r, "threads", threads);
+    return r;
+}
+
+/* The cycle through waiter `me`, if one is there that was not reported yet (guard set). */
+static void examine(unsigned me)
+{
+    if (__atomic_exchange_n(&reporting, 1, __ATOMIC_ACQUIRE) != 0)
+        return; /* another report is being made: the next slice looks again */
+    unsigned path[WAITERS];
+    unsigned n = 0, nother = 0;
+    run_spin_acquire(&waiters_lock);
+    unsigned len = find_cycle(me, path);
+    bool fresh = false;
+    for (unsigned i = 0; i < len; i++)
+        fresh |= !waiters[path[i]].reported;
+    if (fresh) {
+        bool in_cycle[WAITERS] = {false};
+        for (unsigned i = 0; i < len; i++) {
+            in_cycle[path[i]] = true;
+            waiters[path[i]].reported = true;
+            view_of(&views[n++], &waiters[path[i]]);
+        }
+        /* then every other thread in a long wait, with its stack */
+        for (unsigned j = 0; j < WAITERS; j++)
+            if (waiters[j].used && !in_cycle[j]) {
+                view_of(&views[n++], &waiters[j]);
+                nother++;
+            }
+    }
+    run_spin_release(&waiters_lock);
+    if (fresh) {
+        char msg[192];
+        (void)snprintf(msg, sizeof(msg),
+                       "deadlock: %u threads wait for each other's locks (a cycle of waits, seen "
+                       "after %llu ms), and no thread of the cycle can go on",
+                       len, keel__run_wait_ns / 1000000ull);
+        keel_report *r = report_begin(KEEL_REPORT_LOCK_ORDER, msg, len);
+        unsigned long long now = mono_ns();
+        keel_report_add_text(r, "the cycle (each thread waits for a lock the next one holds):");
+        for (unsigned i = 0; i < len; i++)
+            add_view(r, &views[i], now);
+        if (nother > 0)
+            keel_report_add_text(r, "other threads in a long lock wait (%u):", nother);
+        for (unsigned i = len; i < n; i++)
+            add_view(r, &views[i], now);
+        (void)keel_report_emit(r);
+    }
+    __atomic_store_n(&reporting, 0, __ATOMIC_RELEASE);
+}
+
+/* Publish this thread's wait (guard set): its slot, or -1 (the table is full: not examined). */
+static int publish(const run_lock *l, bool shared, const keel__lock_site *site,
+                   unsigned long long since)
+{
+    run_waiter w;
+    memset(&w, 0, sizeof(w));
+    w.used = 1;
+    w.tid = (int)keel__thread_id();
+    w.shared = shared;
+    w.t = keel__lock_tls;
+    w.lock = l;
+    w.site = site;
+    w.since_ns = since;
+    w.npcs = keel_backtrace(w.pcs, WAIT_FRAMES, 0);
+    keel__thread_name(w.name, sizeof(w.name));
+    int slot = -1;
+    run_spin_acquire(&waiters_lock);
+    for (int i = 0; i < WAITERS && slot < 0; i++)
+        if (!waiters[i].used) {
+            waiters[i] = w;
+            slot = i;
+        }
+    run_spin_release(&waiters_lock);
+    return slot;
+}
+
+static void unpublish(int slot)
+{
+    run_spin_acquire(&waiters_lock);
+    waiters[slot].used = 0;
+    progress++;
+    run_spin_release(&waiters_lock);
+}
+
+/* The number of threads of the process (/proc/self/stat's 20th field), 0 when unknown. */
+static unsigned count_threads(void)
+{
+    char buf[1024];
+    int fd = RUN_REAL(open)("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = RUN_REAL(read)(fd, buf, sizeof(buf) - 1);
+    (void)RUN_REAL(close)(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* (the command may hold spaces) */
+    for (int field = 2; p != NULL && field < 20; field++)
+        p = strchr(p + 1, ' ');
+    return p != NULL ? (unsigned)strtoul(p + 1, NULL, 10) : 0;
+}
+
+/*
+ * A hang (guard set): every thread of the process has been in a long wait (a lock or a
+ * condition) since one period at least, and no wait ended meanwhile; then every waiting
+ * thread's stack is reported once (kind watchdog).  Called by a condition waiter whose slice ran
+ * out (it counts itself as waiting).
+ */
+static void examine_hang(unsigned me, unsigned long long now)
+{
+    unsigned threads = count_threads();
+    if (__atomic_exchange_n(&reporting, 1, __ATOMIC_ACQUIRE) != 0)
+        return;
+    unsigned long long period = keel__run_wait_ns;
+    unsigned n = 0, waiting = 0;
+    bool report = false;
+    run_spin_acquire(&waiters_lock);
+    for (unsigned j = 0; j < WAITERS; j++) {
+        const run_waiter *w = &waiters[j];
+        if (!w->used)
+            continue;
+        /* a condition waiter between two slices (back in a moment) counts as waiting */
+        unsigned long long left = __atomic_load_n(&w->left_ns, __ATOMIC_RELAXED);
+        if (j == me || !w->cond || __atomic_load_n(&w->in_wait, __ATOMIC_ACQUIRE) != 0 ||
+            left >= now || now - left < period / 4)
+            waiting++;
+    }
+    if (threads == 0 || waiting != threads || hang_reported) {
+        hang_seen_ns = 0;
+    } else if (hang_seen_ns == 0 || hang_progress != progress) {
+        hang_seen_ns = now; /* seen once: confirmed a period later, if no wait ended */
+        hang_progress = progress;
+    } else if (now - hang_seen_ns >= period) {
+        report = hang_reported = true;
+        for (unsigned j = 0; j < WAITERS; j++)
+            if (waiters[j].used)
+                view_of(&views[n++], &waiters[j]);
+    }
+    run_spin_release(&waiters_lock);
+    if (report) {
+        char msg[192];
+        (void)snprintf(msg, sizeof(msg),
+                       "hang: every thread of the program (%u) has waited longer than %llu ms "
+                       "for a lock or a condition, and no wait ended for %llu ms: no thread is "
+                       "left to wake another",
+                       threads, period / 1000000ull, (now - hang_seen_ns + period) / 1000000ull);
+        keel_report *r = report_begin(KEEL_REPORT_WATCHDOG, msg, threads);
+        for (unsigned i = 0; i < n; i++)
+            add_view(r, &views[i], now);
+        (void)keel_report_emit(r);
+    }
+    __atomic_store_n(&reporting, 0, __ATOMIC_RELEASE);
+}
+
+int keel__run_cond_wait(pthread_cond_t *c, pthread_mutex_t *m, const run_lock *ml,
+                        const keel__lock_site *site)
+{
+    unsigned long long period = keel__run_wait_ns;
+    if (period == 0)
+        return RUN_REAL(cond_wait)(c, m);
+    int slot = cond_slot;
+    if (slot >= 0 && (waiters[slot].cond_obj != c || waiters[slot].mutex_obj != m)) {
+        unpublish(slot); /* another wait: the streak of the last one ended */
+        slot = cond_slot = -1;
+    }
+    unsigned long long start = mono_ns();
+    if (slot >= 0)
+        __atomic_store_n(&waiters[slot].in_wait, 1, __ATOMIC_RELEASE);
+    struct timespec abs = ts_of(start + period);
+    int rc = RUN_REAL(cond_clockwait)(c, m, CLOCK_MONOTONIC, &abs);
+    if (rc != ETIMEDOUT) {
+        if (slot >= 0) {
+            unpublish(slot);
+            cond_slot = -1;
+        }
+        return rc;
+    }
+    /* a slice ran out: the wait is published (its streak goes on while the program waits again
+     * on the same condition), then the call returns as a spurious wakeup */
+    keel__run_inside++;
+    if (slot < 0) {
+        slot = cond_slot = publish(ml, false, site, start);
+        if (slot >= 0) {
+            run_spin_acquire(&waiters_lock);
+            waiters[slot].cond = true;
+            waiters[slot].cond_obj = c;
+            waiters[slot].mutex_obj = m;
+            run_spin_release(&waiters_lock);
+        }
+    }
+    if (slot >= 0) {
+        unsigned long long now = mono_ns();
+        __atomic_store_n(&waiters[slot].left_ns, now, __ATOMIC_RELAXED);
+        __atomic_store_n(&waiters[slot].in_wait, 0, __ATOMIC_RELEASE);
+        examine_hang((unsigned)slot, now);
+    }
+    keel__run_inside--;
+    return 0;
+}
+
+int keel__run_wait(run_lock *l, bool shared, run_timed_fn timed, const keel__lock_site *site)
+{
+    unsigned long long period = keel__run_wait_ns;
+    if (period == 0)
+        return timed(l->obj, shared, NULL);
+    unsigned long long since = mono_ns();
+    struct timespec abs = ts_of(since + period);
+    int rc = timed(l->obj, shared, &abs);
+    if (rc != ETIMEDOUT)
+        return rc;
+    /* a long wait: the thread's pending held entry (the fast path's) is kept across keel's code */
+    keel__lock_thread *t = keel__lock_tls;
+    keel__held pending;
+    bool keep = t != NULL && t->n < KEEL_LOCK_MAX_HELD;
+    if (keep)
+        pending = t->h[t->n];
+    if (cond_slot >= 0) { /* a condition wait's streak ends with any other wait */
+        unpublish(cond_slot);
+        cond_slot = -1;
+    }
+    keel__run_inside++;
+    int slot = publish(l, shared, site, since);
+    keel__run_inside--;
+    unsigned long long deadline = since + period;
+    do {
+        if (slot >= 0) {
+            keel__run_inside++;
+            examine((unsigned)slot);
+            keel__run_inside--;
+        }
+        deadline += period;
+        abs = ts_of(deadline);
+        rc = timed(l->obj, shared, &abs);
+    } while (rc == ETIMEDOUT);
+    if (slot >= 0)
+        unpublish(slot);
+    if (keep)
+        t->h[t->n] = pending;
+    return rc;
+}
+
+void keel__run_wait_fork(int phase)
+{
+    if (phase == 0) {
+        run_spin_acquire(&waiters_lock);
+        return;
+    }
+    if (phase == 2) { /* the child: the other threads' waits are not its own */
+        for (unsigned i = 0; i < WAITERS; i++)
+            waiters[i].used = 0;
+        cond_slot = -1;
+        hang_seen_ns = 0;
+        hang_reported = false;
+    }
+    run_spin_release(&waiters_lock);
+}
