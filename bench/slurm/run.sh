@@ -20,7 +20,6 @@
 # (default build/release/keel-gate, else build/devel/keel-gate).
 set -eu -o pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
 jobs=20 changes=40 reps=3 sleep_s=0.2
 while [ $# -gt 0 ]; do
     case $1 in
@@ -29,18 +28,10 @@ while [ $# -gt 0 ]; do
     esac
     shift 2
 done
-gate=${KEEL_GATE:-}
-for g in "$top/build/release/keel-gate" "$top/build/devel/keel-gate"; do
-    [ -z "$gate" ] && [ -x "$g" ] && gate=$g
-done
-[ -n "$gate" ] || { echo "run.sh: no keel-gate built (or KEEL_GATE=path)" >&2 && exit 2; }
-[ "$(id -u)" = 0 ] || { echo "run.sh: starts slurmctld, slurmd and munged: run it as root" >&2 && exit 2; }
-for p in slurmctld slurmd srun sbatch squeue sinfo runuser git; do
-    command -v $p >/dev/null || { echo "run.sh: '$p' missing (make deps)" >&2 && exit 2; }
-done
-
 # shellcheck source=bench/slurm/cluster.sh
 . "$here/cluster.sh"
+bench_needs run.sh slurmctld slurmd srun sbatch squeue sinfo runuser git
+
 cluster_start
 trap cluster_stop EXIT
 
