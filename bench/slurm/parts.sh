@@ -31,6 +31,7 @@ while [ $# -gt 0 ]; do
 done
 # shellcheck source=bench/slurm/cluster.sh
 . "$here/cluster.sh"
+gate=
 bench_needs parts.sh slurmctld slurmd srun salloc scancel squeue sinfo munge unmunge runuser
 
 cluster_start
