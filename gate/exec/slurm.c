@@ -451,9 +451,9 @@ keel_status gate_slurm__spec_load(const char *path, gate_slurm__node_job **out)
     if (keel_ok(s))
         s = keel_heap_calloc(SLURM_HEAP, 1, sizeof(node_spec), &mem);
     node_spec *ns = (node_spec *)mem;
-    if (keel_ok(s))
+    if (keel_ok(s) && ns != NULL)
         s = parse_spec(text, ns);
-    if (!keel_ok(s)) {
+    if (!keel_ok(s) || ns == NULL) {
         keel_heap_free(SLURM_HEAP, mem);
         keel_heap_free(SLURM_HEAP, text);
         return s;
@@ -501,7 +501,7 @@ static int step_run(const char *path)
 {
     gate_slurm__node_job *nj = NULL;
     keel_status s = gate_slurm__spec_load(path, &nj);
-    if (keel_ok(s))
+    if (keel_ok(s) && nj != NULL)
         gate_job_execute(&nj->job); /* as the local executor runs it */
     int rc = gate_slurm__result_write(path, nj, s);
     gate_slurm__node_job_free(nj);

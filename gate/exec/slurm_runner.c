@@ -52,7 +52,7 @@ static void *runner_job_main(void *arg)
     runner_job *rj = (runner_job *)arg;
     gate_slurm__node_job *nj = NULL;
     keel_status s = gate_slurm__spec_load(rj->spec, &nj);
-    if (keel_ok(s)) {
+    if (keel_ok(s) && nj != NULL) {
         gate_job_run *j = gate_slurm__node_job_run(nj);
         __atomic_store_n(&rj->nj, nj, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&rj->cancel, __ATOMIC_SEQ_CST))
