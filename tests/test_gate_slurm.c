@@ -481,7 +481,11 @@ static void test_allocation_replaced_under_a_job(void **state)
     need_cluster();
     fx_setup_repo("slots = 1\nstrategy = serial\nexecutor = slurm\nretries = 0", "");
     fx_branch("a", "a.txt", "a\n");
-    fx_branch("b", "ci.sh", "echo start >> \"$MARKER.b\"\nsleep 2\necho done >> \"$MARKER.b\"\n");
+    /* the first run waits to be cut (however slowly the scancel comes at load); the re-run ends */
+    fx_branch("b", "ci.sh",
+              "echo start >> \"$MARKER.b\"\n"
+              "if [ \"$(grep -c start \"$MARKER.b\")\" = 1 ]; then sleep 60; fi\n"
+              "echo done >> \"$MARKER.b\"\n");
     gate *g = fx_open();
     long long a = fx_submit(g, "a", 0), b = fx_submit(g, "b", 0);
     gate_close(g);

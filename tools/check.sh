@@ -10,6 +10,9 @@ ROOT=$PWD
 LOGS=$ROOT/build/check
 mkdir -p "$LOGS"
 JOBS=${JOBS:-$(nproc)}
+# Tests mostly wait (for processes, git, fsync, a gate's timers): twice as many at once as there
+# are cores.  Measured on 2 cores at load 20 (gcc-devel, 631 tests): -j2 358 s, -j4 240 s.
+CTEST_JOBS=${CTEST_JOBS:-$((JOBS * 2))}
 FUZZ_CHECK_SECONDS=${FUZZ_CHECK_SECONDS:-20}
 ONLY=${ONLY:-$*} # the stages named on the command line, or in $ONLY; none: all
 
@@ -50,18 +53,19 @@ preset() { # preset <preset> <cc> <cxx> [test: yes|no]
     cmake --preset "$p" -B "$dir" -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" || return 1
     cmake --build "$dir" -j "$JOBS" || return 1
     if [ "${4:-yes}" = yes ]; then
-        ctest --test-dir "$dir" -j "$JOBS" --output-on-failure --no-tests=error || return 1
+        ctest --test-dir "$dir" -j "$CTEST_JOBS" --output-on-failure --no-tests=error || return 1
     fi
 }
 
 gcc_devel()     { preset devel gcc g++; }
 gcc_release()   { preset release gcc g++; }
-# clang's devel build is built with -Werror (and is clang-tidy's compile database) but its tests
-# are not run a second time here: the tsan stage runs every test on clang's devel build (under
-# ThreadSanitizer) and clang-release runs them on clang's release build, so each compiler's code
-# runs the whole suite in both variants without a fourth pass (it took 4 of make check's 30 min).
+# clang's builds are built with -Werror (clang-devel is also clang-tidy's compile database), but
+# their tests are not run a second time here: the tsan stage runs every test on clang's devel
+# build (under ThreadSanitizer), and gcc-release runs them on a release build.  Each variant's
+# code (devel, release, ASan+UBSan, TSan) runs the whole suite once, each compiler's code at
+# least once; a third and fourth plain pass took a quarter of make check's time on CI's 2 cores.
 clang_devel()   { preset devel clang clang++ no; }
-clang_release() { preset release clang clang++; }
+clang_release() { preset release clang clang++ no; }
 gcc_asan()      { ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 preset asan gcc g++; }
 # TSan's own deadlock detector is off: test_lock makes lock-order inversions on purpose to
 # show that keel reports them.  Data races still fail the run.
@@ -88,16 +92,20 @@ cxx() {
                 done
             done
         done
+    done
+    # the sources, $JOBS compilations at a time
+    local f devel
+    for cxx in g++ clang++; do
         for f in $LIB_SOURCES $RUN_SOURCES; do
             [[ " $CXX_EXCEPTIONS " == *" $f "* ]] && continue
             for devel in 0 1; do
                 [[ $f == run/* && $devel == 0 ]] && continue
-                $cxx -x c++ -std=c++20 -fsyntax-only -DKEEL_DEVEL=$devel -DKEEL_BUILDING_LIBRARY \
-                    -D_GNU_SOURCE -Iinclude -Isrc -Irun $GATE_INC -Wall -Wextra -Werror "$f" \
-                    || { echo "FAIL: $cxx as C++20 KEEL_DEVEL=$devel $f"; rc=1; }
+                echo "$cxx $devel $f"
             done
         done
-    done
+    done | xargs -P "$JOBS" -L 1 sh -c '$0 -x c++ -std=c++20 -fsyntax-only -DKEEL_DEVEL=$1 -DKEEL_BUILDING_LIBRARY \
+            -D_GNU_SOURCE -Iinclude -Isrc -Irun '"$GATE_INC"' -Wall -Wextra -Werror "$2" \
+            || { echo "FAIL: $0 as C++20 KEEL_DEVEL=$1 $2"; exit 1; }' || rc=1
     # a C++ program using keel links and runs against both libraries
     printf '%s\n' '#include "keel/keel.h"' '#include <cstdio>' \
         'int main() { keel_status s = KEEL_ERR(KEEL_E_INVAL, "from C++ %d", 17);' \
@@ -136,11 +144,25 @@ analyzer() {
     cmake --build build/gcc-analyzer -j "$JOBS" --target keel_devel_objects keel_release_objects keel_gate_lib
 }
 
+# The clang static analyzer over everything clang-tidy reads (the libraries, the gate, the tools,
+# keel-stack, keel-run and its preload), with the checks clang-tidy's clang-analyzer-* used to add
+# to scan-build's defaults (.clang-tidy leaves the analyzer to this stage: running it twice took
+# 4 of make check's minutes on CI's 2 cores).
+SCAN_CHECKERS="optin.performance.Padding optin.portability.UnixAPI security.FloatLoopCounter
+    security.insecureAPI.bcmp security.insecureAPI.bcopy security.insecureAPI.bzero
+    security.insecureAPI.rand security.insecureAPI.strcpy valist.CopyToSelf valist.Unterminated
+    nullability.NullableDereferenced nullability.NullablePassedToNonnull
+    nullability.NullableReturnedFromNonnull"
+SCAN_TARGETS="keel_devel_objects keel_release_objects keel_gate_lib keel-gate keel-stress keel-stack
+    keel_run_objects keel-run"
 scan() {
+    local enable=() c t targets=()
+    for c in $SCAN_CHECKERS; do enable+=(-enable-checker "$c"); done
     rm -rf build/scan build/scan-report
     scan-build --use-cc=clang --use-c++=clang++ cmake --preset devel -B build/scan -DBUILD_TESTING=OFF || return 1
-    scan-build --status-bugs -o build/scan-report --use-cc=clang --use-c++=clang++ \
-        cmake --build build/scan -j "$JOBS" --target keel_devel_objects keel_release_objects keel_gate_lib
+    for t in $SCAN_TARGETS; do targets+=(--target "$t"); done
+    scan-build --status-bugs -o build/scan-report "${enable[@]}" --use-cc=clang --use-c++=clang++ \
+        cmake --build build/scan -j "$JOBS" "${targets[@]}"
 }
 
 format() {

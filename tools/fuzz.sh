@@ -2,6 +2,7 @@
 # Fuzz keel's parsers with libFuzzer (clang, ASan+UBSan).
 #   FUZZ_SECONDS=600 tools/fuzz.sh     (make fuzz; make check runs 20 s)
 #   tools/fuzz.sh gate_config          (only the named targets)
+#   FUZZ_PARALLEL=1 tools/fuzz.sh      (one target at a time; default: as many as the machine has cores)
 # Each fuzz/fuzz_<name>.c is one target with its seed corpus in fuzz/corpus/<name>/ (and its
 # dictionary in fuzz/<name>.dict when there is one).
 # fuzz_options and fuzz_supp are built from src/*.c; the gate's (fuzz_gate_*) also from
@@ -47,7 +48,9 @@ gate_objects() {
     ls $out/obj/*.o
 }
 
-status=0
+# Build every target first, then run them PARALLEL at a time (default: the machine's cores):
+# each run is one process on one core, so make check's 20 s each take 20 s per core, not per target.
+PARALLEL=${FUZZ_PARALLEL:-$(nproc)}
 objects=""
 for name in "${targets[@]}"; do
     f=fuzz/fuzz_$name.c
@@ -60,13 +63,35 @@ for name in "${targets[@]}"; do
         clang $CFLAGS "$f" src/*.c -ldw -pthread -o $out/fuzz_$name
     fi
     mkdir -p "$out/corpus-$name"
-    echo "fuzz: $name for ${SECONDS_EACH}s"
-    dict=()
+    rm -f "$out/$name".status
+done
+
+run_target() { # run_target <name>: the whole output in build/fuzz/<name>.log, its status in <name>.status
+    local name=$1 dict=() rc=0
     [ -f "fuzz/$name.dict" ] && dict=("-dict=../../fuzz/$name.dict")
-    # the whole output in build/fuzz/<name>.log; here a failed property's message and the end
-    if ! (cd $out && ASAN_OPTIONS=detect_leaks=1 "./fuzz_$name" -max_total_time="$SECONDS_EACH" \
-            -print_final_stats=1 -artifact_prefix="$name-" "${dict[@]}" "corpus-$name" \
-            "../../fuzz/corpus/$name" >"$name.log" 2>&1); then
+    (cd $out && ASAN_OPTIONS=detect_leaks=1 "./fuzz_$name" -max_total_time="$SECONDS_EACH" \
+        -print_final_stats=1 -artifact_prefix="$name-" "${dict[@]}" "corpus-$name" \
+        "../../fuzz/corpus/$name" >"$name.log" 2>&1) || rc=1
+    echo $rc >"$out/$name.status"
+}
+
+running=0
+for name in "${targets[@]}"; do
+    echo "fuzz: $name for ${SECONDS_EACH}s"
+    run_target "$name" &
+    running=$((running + 1))
+    if [ $running -ge "$PARALLEL" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+done
+wait
+
+# here a failed property's message and the end of each run, in the targets' order
+status=0
+for name in "${targets[@]}"; do
+    echo "== fuzz: $name"
+    if [ "$(cat "$out/$name.status" 2>/dev/null)" != 0 ]; then
         status=1
         grep -E -A 2 '^property failed|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error' \
             "$out/$name.log" | head -n 12 || true
