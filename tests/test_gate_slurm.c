@@ -379,7 +379,11 @@ static void test_ctld_forgets_the_allocation(void **state)
     for (int i = 0; i < 100 && sc_jobcomp_count("-slot") < 1; i++)
         (void)usleep(50000);
     assert_int_equal(sc_jobcomp_count("JobId=1 "), 1);
-    assert_int_equal(sc_jobcomp_count("-slot"), 1);
+    /* one replacement; one more per gate failure (its runner's launch refused, seen once:
+       "Application launch failed: Resource temporarily unavailable"; the gate paused) */
+    long long errors = fx_sql_int("SELECT count(*) FROM events WHERE kind = 'gate-error'", NULL);
+    int slots = sc_jobcomp_count("-slot");
+    assert_true(slots >= 1 && slots <= 1 + (int)errors);
     for (int i = 0; i < 400 && keel_jobs_in_queue() != 0; i++)
         (void)usleep(50000);
     assert_int_equal(keel_jobs_in_queue(), 0);
