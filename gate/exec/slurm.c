@@ -1103,7 +1103,7 @@ static void launch_in_slot(gate_job_run *j, char *spec, const char *srun_out, la
 {
     gate_slurm_slot *sl = NULL;
     keel_status s = slot_of(j, &sl);
-    for (int attempt = 0; keel_ok(s) && attempt < 2; attempt++) {
+    for (int attempt = 0; keel_ok(s) && sl != NULL && attempt < 2; attempt++) {
         bool fresh = false;
         if (slot_alloc(sl) <= 0 || !same_request(&sl->rq, &j->slurm)) {
             slot_drop(sl, srun_out); /* another configuration's: nodes for this one */
@@ -1244,7 +1244,7 @@ static void launch_runner(gate_job_run *j, char *spec, const char *srun_out, lau
     l->code = -1;
     gate_slurm_slot *sl = NULL;
     keel_status s = slot_of(j, &sl);
-    for (int attempt = 0; keel_ok(s) && attempt < 2; attempt++) {
+    for (int attempt = 0; keel_ok(s) && sl != NULL && attempt < 2; attempt++) {
         bool fresh = false;
         if (sl->runner <= 0 || slot_alloc(sl) <= 0 || !same_request(&sl->rq, &j->slurm)) {
             runner_stop(sl);
