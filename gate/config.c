@@ -223,7 +223,7 @@ static const char *const gate_keys[] = {"crash-limit",     "target",         "sl
                                         "log-days",        "log-max",        "pass-env",
                                         "executor",        "backout",        "backout-budget",
                                         "backout-max-age", "tier2-fix-time", "hold-when-red",
-                                        "blame-max",       "ccache-size"};
+                                        "blame-max",       "ccache-size",    "slurm-launch"};
 static const char *const config_keys[] = {
     "build",    "test",      "env",        "timeout", "required",     "network",
     "writable", "memory",    "processes",  "cpu",     "output",       "disk",
@@ -1015,6 +1015,12 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
         if (strcmp(value, "local") != 0 && strcmp(value, "slurm") != 0)
             return errf(st, KEEL_E_PARSE, "'executor' must be local or slurm, not '%s'", value);
         c->executor = strcmp(value, "slurm") == 0 ? GATE_EXECUTOR_SLURM : GATE_EXECUTOR_LOCAL;
+        return KEEL_OK;
+    }
+    if (strcmp(key, "slurm-launch") == 0) {
+        if (strcmp(value, "runner") != 0 && strcmp(value, "srun") != 0)
+            return errf(st, KEEL_E_PARSE, "'slurm-launch' must be runner or srun, not '%s'", value);
+        c->slurm_srun = strcmp(value, "srun") == 0;
         return KEEL_OK;
     }
     keel_status bs = backout_key(st, key, value, c);

@@ -25,6 +25,8 @@
  *   log-max    = 1G            # ... and the oldest beyond this total
  *   pass-env   = CCACHE_DIR    # more variables a job gets from the gate
  *   executor   = local         # local | slurm: where jobs run (gate/exec/slurm.h)
+ *   slurm-launch = runner      # runner | srun: a job handed to a runner standing in the
+ *                              #   slot's allocation, or a Slurm step of its own
  *   blame-max  = 3             # people a culprit search's event names at most (1..100)
  *
  *   [config gcc-devel]
@@ -263,6 +265,7 @@ typedef struct gate_config {
     unsigned long long log_max; /* bytes: the oldest logs beyond this are removed (0: no cap) */
     gate_words pass_env;        /* variable names jobs get from the gate's environment */
     gate_executor executor;     /* where jobs run */
+    bool slurm_srun;            /* slurm-launch = srun: a Slurm step per job (default runner) */
     /* automatic backout (gate/levels/backout.h) */
     unsigned backout_budget;        /* reverts per 24 h, created and landed each (default 3) */
     long long backout_max_age_s;    /* older culprits are proposed (default 7d) */

@@ -230,6 +230,7 @@ static void test_slurm_request(void **state)
         return;
     assert_int_equal(c->executor, GATE_EXECUTOR_SLURM);
     assert_string_equal(gate_executor_name(c->executor), "slurm");
+    assert_false(c->slurm_srun); /* the runner by default */
     const gate_slurm_request *r = &c->configs[0].slurm;
     assert_string_equal(r->partition, "ci");
     assert_string_equal(r->constraint, "clang&x86_64");
@@ -250,6 +251,14 @@ static void test_slurm_request(void **state)
     gate_config_free(c);
     expect_error("[gate]\nexecutor = pbs\n[config a]\ntest = true\n", KEEL_E_PARSE,
                  ":2: 'executor' must be local or slurm, not 'pbs'", NULL);
+    static const char srun[] = "[gate]\nexecutor = slurm\nslurm-launch = srun\n"
+                               "[config a]\ntest = true\n";
+    s = gate_config_parse(srun, strlen(srun), "gate.conf", &c);
+    assert_true(keel_ok(s));
+    assert_true(c->slurm_srun);
+    gate_config_free(c);
+    expect_error("[gate]\nslurm-launch = sbatch\n[config a]\ntest = true\n", KEEL_E_PARSE,
+                 ":2: 'slurm-launch' must be runner or srun, not 'sbatch'", NULL);
     expect_error("[config a]\ntest = true\npartition = ci main\n", KEEL_E_PARSE,
                  ":3: 'partition': ' ' is not allowed in 'ci main'", NULL);
     expect_error("[config a]\ntest = true\npartition = --uid=0\n", KEEL_E_PARSE,

@@ -1,6 +1,24 @@
 # bench/slurm/cluster.sh: sourced; cluster_start starts a Slurm cluster on localhost under a temp
+# shellcheck shell=bash
 # dir $D (private munged, slurmctld, slurmd n1 (feature gcc) and n2 (clang) of one CPU each, free
 # ports; SLURM_CONF exported; root needed), cluster_stop kills its daemons and removes $D.
+# bench_needs NAME PROGRAM...: $gate (KEEL_GATE, else build/release, else build/devel keel-gate),
+# root, and the programs; exits 2 saying what is missing.
+bench_needs() {
+    local name=$1 top
+    shift
+    top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+    gate=${KEEL_GATE:-}
+    for g in "$top/build/release/keel-gate" "$top/build/devel/keel-gate"; do
+        [ -z "$gate" ] && [ -x "$g" ] && gate=$g
+    done
+    [ -n "$gate" ] || { echo "$name: no keel-gate built (or KEEL_GATE=path)" >&2 && exit 2; }
+    [ "$(id -u)" = 0 ] || { echo "$name: starts slurmctld, slurmd and munged: run it as root" >&2 && exit 2; }
+    for p in "$@"; do
+        command -v "$p" >/dev/null || { echo "$name: '$p' missing (make deps)" >&2 && exit 2; }
+    done
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 cluster_start() {

@@ -4,6 +4,7 @@
 # slurmd of one CPU each, free ports, all under a temp dir; root needed) and tears down.
 #
 #   bench/slurm/run.sh [--jobs 20] [--changes 40] [--reps 3] [--sleep 0.2]
+#                      [--executors "local slurm slurm-srun"]
 #
 # 1. Per-job latency of a trivial job (/bin/true), --jobs sequential runs of each way, the ways
 #    alternating run by run (the machine is shared: its load drifts alike for all): fork+exec
@@ -14,33 +15,26 @@
 #    and `step+runner` (the same runner as a step of the allocation: what a keel job costs on
 #    Slurm beyond its own commands); the queue empty before the next run but for the allocation.
 # 2. keel-gate's makespan: a queue of --changes good changes (each job: `sleep` --sleep seconds
-#    in its sandbox), strategy speculative, max-depth 2, slots 2, through executor = local and
-#    executor = slurm alternately, --reps times; `keel-gate run --once` timed.
+#    in its sandbox), strategy speculative, max-depth 2, slots 2, through each of --executors
+#    in turn, --reps times: `local`, `slurm` (slurm-launch = runner) and `slurm-srun`
+#    (slurm-launch = srun); `keel-gate run --once` timed.
 # Prints each figure's median and range (min-max).  KEEL_GATE=path picks the keel-gate binary
 # (default build/release/keel-gate, else build/devel/keel-gate).
 set -eu -o pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-jobs=20 changes=40 reps=3 sleep_s=0.2
+jobs=20 changes=40 reps=3 sleep_s=0.2 executors="local slurm slurm-srun"
 while [ $# -gt 0 ]; do
     case $1 in
-    --jobs) jobs=$2 ;; --changes) changes=$2 ;; --reps) reps=$2 ;; --sleep) sleep_s=$2 ;;
+    --jobs) jobs=$2 ;; --changes) changes=$2 ;; --reps) reps=$2 ;; --sleep) sleep_s=$2 ;; --executors) executors=$2 ;;
     *) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2 && exit 2 ;;
     esac
     shift 2
 done
-gate=${KEEL_GATE:-}
-for g in "$top/build/release/keel-gate" "$top/build/devel/keel-gate"; do
-    [ -z "$gate" ] && [ -x "$g" ] && gate=$g
-done
-[ -n "$gate" ] || { echo "run.sh: no keel-gate built (or KEEL_GATE=path)" >&2 && exit 2; }
-[ "$(id -u)" = 0 ] || { echo "run.sh: starts slurmctld, slurmd and munged: run it as root" >&2 && exit 2; }
-for p in slurmctld slurmd srun sbatch squeue sinfo runuser git; do
-    command -v $p >/dev/null || { echo "run.sh: '$p' missing (make deps)" >&2 && exit 2; }
-done
-
 # shellcheck source=bench/slurm/cluster.sh
 . "$here/cluster.sh"
+gate=
+bench_needs run.sh slurmctld slurmd srun sbatch squeue sinfo runuser git
+
 cluster_start
 trap cluster_stop EXIT
 
@@ -80,8 +74,10 @@ src=$D/src
 git init -q -b main "$src"
 git -C "$src" config user.email bench@keel.invalid && git -C "$src" config user.name bench
 mkdir -p "$src/.keel"
-make_conf() {
-    printf '[gate]\ntarget = main\nslots = 2\nstrategy = speculative\nmax-depth = 2\nretries = 0\nexecutor = %s\n[config unit]\ntest = sleep %s\ntimeout = 60\n' "$1" "$sleep_s"
+make_conf() { # local, slurm (the runner) or slurm-srun (a step per job)
+    local launch=runner
+    [ "$1" = slurm-srun ] && launch=srun
+    printf '[gate]\ntarget = main\nslots = 2\nstrategy = speculative\nmax-depth = 2\nretries = 0\nexecutor = %s\nslurm-launch = %s\n[config unit]\ntest = sleep %s\ntimeout = 60\n' "${1%-srun}" "$launch" "$sleep_s"
 }
 make_conf local >"$src/.keel/gate.conf"
 git -C "$src" add -A && git -C "$src" commit -qm base && git -C "$src" push -q "$repo" main
@@ -93,7 +89,7 @@ for i in $(seq "$changes"); do
 done
 : >"$D/gate-local.s" && : >"$D/gate-slurm.s"
 for rep in $(seq "$reps"); do
-    for ex in local slurm; do
+    for ex in $executors; do
         run=$D/run-$ex-$rep && rm -rf "$run" && cp -a "$repo" "$run.git" && mkdir -p "$run"
         w=$D/w-$ex-$rep && rm -rf "$w" && git clone -q "$run.git" "$w"
         git -C "$w" config user.email bench@keel.invalid && git -C "$w" config user.name bench
@@ -108,4 +104,4 @@ for rep in $(seq "$reps"); do
         echo "$ms" >>"$D/gate-$ex.s"
     done
 done
-for ex in local slurm; do echo "$ex makespan ms: $(stats "$D/gate-$ex.s")"; done
+for ex in $executors; do echo "$ex makespan ms: $(stats "$D/gate-$ex.s")"; done

@@ -121,6 +121,7 @@ keel_status gate_job_policy_from(gate_job_policy *p, const gate_config *target, 
         return KEEL_OK;
     p->sandbox = !target->sandbox_none;
     p->executor = target->executor;
+    p->slurm_srun = target->slurm_srun;
     p->limits = target->limits;
     if (!pack(&target->pass_env, p->pass_env, sizeof(p->pass_env)))
         return KEEL_ERR(KEEL_E_RANGE, "'pass-env' is longer than %zu bytes", sizeof(p->pass_env));

@@ -49,6 +49,7 @@ typedef struct gate_job_policy {
     bool sandbox;           /* bubblewrap; false: sandbox = none */
     bool network;           /* the host's network (network = yes) */
     gate_executor executor; /* where it runs: [gate] executor of the target */
+    bool slurm_srun;        /* [gate] slurm-launch = srun: a Slurm step per job (slurm.h) */
     gate_limits limits;
     char writable[GATE_POLICY_LIST]; /* absolute paths bound read-write */
     char pass_env[512];              /* names the job gets from the gate's environment */

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -30,6 +31,7 @@
 #include "gate.h"
 #include "heaps.h"
 #include "pool.h"
+#include "slurm_int.h"
 
 /*
  * A literal as an element of an argument vector: posix_spawn and execv take
@@ -252,11 +254,13 @@ typedef struct spec_words {
     size_t n;
 } spec_words;
 
-typedef struct node_spec {
+struct gate_slurm__node_job {
     gate_job_run job;
+    char *text; /* the spec's, which the lists point into */
     gate_hidden hidden;
     spec_words build, test, env;
-} node_spec;
+};
+typedef struct gate_slurm__node_job node_spec;
 
 /* A number or flag of the spec; false when `k` is none. */
 static bool spec_number(node_spec *ns, const char *k, const char *v)
@@ -431,26 +435,52 @@ int gate_slurm_step_main(int argc, char **argv)
         keel_modules_stop();
         return 3;
     }
-    int rc = step_run(argv[2]);
+    int rc = strcmp(argv[2], GATE_SLURM_RUNNER_SPEC) == 0 ? gate_slurm__runner_main()
+                                                          : step_run(argv[2]);
     keel_modules_stop();
     return rc;
 }
 
-static int step_run(const char *path)
+/* The job spec `path` describes, read and parsed (the text it points into kept with it). */
+keel_status gate_slurm__spec_load(const char *path, gate_slurm__node_job **out)
 {
-    char result[GATE_PATH_MAX + 16];
-    gate_fmt(result, sizeof(result), "%s.result", path);
+    *out = NULL;
     char *text = NULL;
     void *mem = NULL;
     keel_status s = read_file(path, &text);
     if (keel_ok(s))
         s = keel_heap_calloc(SLURM_HEAP, 1, sizeof(node_spec), &mem);
-    node_spec *ns = keel_ok(s) ? (node_spec *)mem : NULL;
-    if (ns != NULL)
-        s = parse_spec(text, ns);
+    node_spec *ns = (node_spec *)mem;
     if (keel_ok(s) && ns != NULL)
-        gate_job_execute(&ns->job); /* as the local executor runs it */
-    node_result r = {keel_ok(s) && ns != NULL ? &ns->job : NULL, ""};
+        s = parse_spec(text, ns);
+    if (!keel_ok(s) || ns == NULL) {
+        keel_heap_free(SLURM_HEAP, mem);
+        keel_heap_free(SLURM_HEAP, text);
+        return s;
+    }
+    ns->text = text;
+    *out = ns;
+    return KEEL_OK;
+}
+
+gate_job_run *gate_slurm__node_job_run(gate_slurm__node_job *nj)
+{
+    return &nj->job;
+}
+
+void gate_slurm__node_job_free(gate_slurm__node_job *nj)
+{
+    if (nj == NULL)
+        return;
+    keel_heap_free(SLURM_HEAP, nj->text);
+    keel_heap_free(SLURM_HEAP, nj);
+}
+
+int gate_slurm__result_write(const char *path, const gate_slurm__node_job *nj, keel_status s)
+{
+    char result[GATE_PATH_MAX + 16];
+    gate_fmt(result, sizeof(result), "%s.result", path);
+    node_result r = {keel_ok(s) && nj != NULL ? &nj->job : NULL, ""};
     char msg[1024];
     if (!keel_ok(s)) {
         gate_status_line(s, msg, sizeof(msg));
@@ -458,8 +488,6 @@ static int step_run(const char *path)
         r.error = msg;
     }
     s = write_file(result, fill_result, &r);
-    keel_heap_free(SLURM_HEAP, mem);
-    keel_heap_free(SLURM_HEAP, text);
     if (!keel_ok(s)) {
         gate_status_line(s, msg, sizeof(msg));
         keel_status_free(s);
@@ -467,6 +495,17 @@ static int step_run(const char *path)
         return 3;
     }
     return 0;
+}
+
+static int step_run(const char *path)
+{
+    gate_slurm__node_job *nj = NULL;
+    keel_status s = gate_slurm__spec_load(path, &nj);
+    if (keel_ok(s) && nj != NULL)
+        gate_job_execute(&nj->job); /* as the local executor runs it */
+    int rc = gate_slurm__result_write(path, nj, s);
+    gate_slurm__node_job_free(nj);
+    return rc;
 }
 
 /* ---- the gate's side ---------------------------------------------------------------- */
@@ -589,6 +628,12 @@ struct gate_slurm_slot {
     size_t entry;          /* in alloc_ids; MAX_ALLOCS: none free, so no reuse check */
     long long alloc;       /* when alloc_ids has no entry for it */
     gate_slurm_request rq; /* what its allocation was asked with */
+    /* slurm-launch = runner: the srun of the runner standing in the allocation (0: none) */
+    pid_t runner;
+    int chan;       /* the gate's end of the socket pair that is that srun's stdin and output */
+    size_t have;    /* bytes in buf not yet a whole line */
+    char buf[2048]; /* what the runner (or srun) said */
+    char said[512]; /* its last line that was not an answer (an error of srun's, say) */
 };
 
 static long long slot_alloc(const gate_slurm_slot *sl)
@@ -605,6 +650,7 @@ static keel_status slot_new(unsigned index, gate_slurm_slot **out)
         return s;
     gate_slurm_slot *sl = (gate_slurm_slot *)mem;
     sl->index = index;
+    sl->chan = -1;
     sl->entry = MAX_ALLOCS;
     for (size_t i = 0; i < MAX_ALLOCS && sl->entry == MAX_ALLOCS; i++) {
         int free_entry = 0;
@@ -648,6 +694,144 @@ static void slot_drop(gate_slurm_slot *sl, const char *out)
     (void)run_client(argv, out);
 }
 
+/* ---- the runner standing in a slot's allocation (slurm-launch = runner) ---------------- */
+
+enum {
+    RUNNER_READY_MS = 120000, /* its step's launch and keel's start */
+    RUNNER_STOP_MS = 3000,    /* its end once told (its input closed) */
+    RUNNER_CANCEL_MS = 10000, /* a cancelled job's end (the job's grace is 2 s) */
+    RUNNER_SLACK_MS = 60000   /* past the job's timeout: the runner is lost */
+};
+
+/*
+ * The slot's runner told to end (its input closed: it cancels its job and exits), waited for
+ * a few seconds, then its srun killed; nothing when it has none.  The allocation stays.
+ */
+static void runner_stop(gate_slurm_slot *sl)
+{
+    if (sl->runner <= 0) {
+        if (sl->chan >= 0)
+            (void)close(sl->chan);
+        sl->chan = -1;
+        return;
+    }
+    if (sl->chan >= 0)
+        (void)shutdown(sl->chan, SHUT_WR);
+    unsigned long long until = gate_now_ms() + RUNNER_STOP_MS;
+    int st = 0;
+    pid_t got = 0;
+    while ((got = waitpid(sl->runner, &st, WNOHANG)) == 0 && gate_now_ms() < until) {
+        struct pollfd pf = {sl->chan, POLLIN, 0}; /* drained: srun must not block writing */
+        if (sl->chan >= 0 && poll(&pf, 1, 20) > 0) {
+            char sink[512];
+            if (read(sl->chan, sink, sizeof(sink)) <= 0) {
+                (void)close(sl->chan);
+                sl->chan = -1;
+            }
+        } else if (sl->chan < 0) {
+            nap_ms(20);
+        }
+    }
+    if (got == 0) {
+        (void)kill(sl->runner, SIGKILL); /* the allocation's scancel ends its step */
+        (void)waitpid(sl->runner, &st, 0);
+    }
+    if (sl->chan >= 0)
+        (void)close(sl->chan);
+    sl->chan = -1;
+    sl->runner = 0;
+    sl->have = 0;
+}
+
+/* The runner's next line into `line`: 1, 0 when none came within `wait_ms`, -1 at its end. */
+static int runner_read(gate_slurm_slot *sl, char *line, size_t size, unsigned wait_ms)
+{
+    for (;;) {
+        char *nl = (char *)memchr(sl->buf, '\n', sl->have);
+        if (nl != NULL) {
+            size_t len = (size_t)(nl - sl->buf);
+            gate_fmt(line, size, "%.*s", (int)len, sl->buf);
+            sl->have -= len + 1;
+            memmove(sl->buf, nl + 1, sl->have);
+            return 1;
+        }
+        if (sl->have == sizeof(sl->buf))
+            sl->have = 0; /* a line longer than any the runner writes: dropped */
+        if (sl->chan < 0)
+            return -1;
+        struct pollfd pf = {sl->chan, POLLIN, 0};
+        int rc = poll(&pf, 1, (int)wait_ms);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc == 0)
+            return 0;
+        ssize_t n = read(sl->chan, sl->buf + sl->have, sizeof(sl->buf) - sl->have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        sl->have += (size_t)n;
+    }
+}
+
+/* A line to the runner; false when it is gone. */
+static bool runner_say(gate_slurm_slot *sl, const char *what, const char *spec)
+{
+    char line[GATE_PATH_MAX + 32];
+    int len = snprintf(line, sizeof(line), "%s%s%s\n", what, spec != NULL ? " " : "",
+                       spec != NULL ? spec : "");
+    if (len <= 0 || (size_t)len >= sizeof(line) || sl->chan < 0)
+        return false;
+    for (size_t at = 0; at < (size_t)len;) {
+        ssize_t n = send(sl->chan, line + at, (size_t)len - at, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        at += (size_t)n;
+    }
+    return true;
+}
+
+typedef enum runner_wait {
+    RUNNER_ANSWERED, /* it said `want` */
+    RUNNER_ENDED,    /* its srun ended first (its step, its allocation, its node) */
+    RUNNER_CANCEL,   /* the job was cancelled and the runner did not answer in time */
+    RUNNER_HUNG      /* no answer long past the job's timeout */
+} runner_wait;
+
+/*
+ * Wait for the runner's line `want`, its other lines kept in sl->said.  A cancel of `j` is
+ * passed on ("cancel") when `job` (the job runs), else ends the wait at once; `limit_ms` (0:
+ * none): the runner is lost when it has not answered by then.
+ */
+static runner_wait runner_await(gate_slurm_slot *sl, const gate_job_run *j, const char *want,
+                                bool job, unsigned long long limit_ms)
+{
+    unsigned long long t0 = gate_now_ms(), cancel_at = 0;
+    char line[GATE_PATH_MAX + 64];
+    for (;;) {
+        int rc = runner_read(sl, line, sizeof(line), 50);
+        if (rc > 0 && strcmp(line, want) == 0)
+            return RUNNER_ANSWERED;
+        if (rc > 0 && line[0] != '\0')
+            gate_fmt(sl->said, sizeof(sl->said), "%s", line);
+        if (rc < 0)
+            return RUNNER_ENDED;
+        unsigned long long now = gate_now_ms();
+        if (cancel_at == 0 && __atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE)) {
+            if (!job)
+                return RUNNER_CANCEL;
+            cancel_at = now;
+            (void)runner_say(sl, "cancel", NULL);
+        }
+        if (cancel_at != 0 && now - cancel_at >= RUNNER_CANCEL_MS)
+            return RUNNER_CANCEL;
+        if (limit_ms > 0 && now - t0 >= limit_ms)
+            return RUNNER_HUNG;
+    }
+}
+
 void gate_slurm_slot_release(gate_slurm_slot **slot)
 {
     KEEL_ASSERT(slot != NULL);
@@ -655,6 +839,7 @@ void gate_slurm_slot_release(gate_slurm_slot **slot)
     if (sl == NULL)
         return;
     *slot = NULL;
+    runner_stop(sl);
     slot_drop(sl, "/dev/null");
     if (sl->entry < MAX_ALLOCS)
         __atomic_store_n(&alloc_taken[sl->entry], 0, __ATOMIC_RELEASE);
@@ -897,6 +1082,18 @@ static void launch_once(gate_job_run *j, char *spec, long long alloc, const char
     l->code = st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The job's worker's slot, made at its first job. */
+static keel_status slot_of(gate_job_run *j, gate_slurm_slot **out)
+{
+    *out = *j->slurm_slot;
+    if (*out != NULL)
+        return KEEL_OK;
+    keel_status s = slot_new(j->slot_index, out);
+    if (keel_ok(s))
+        *j->slurm_slot = *out;
+    return s;
+}
+
 /*
  * Run the job in the slot's allocation, allocating one first when the slot has none for its
  * configuration's request.  An allocation that ended under a job (gone, expired, its node
@@ -904,14 +1101,9 @@ static void launch_once(gate_job_run *j, char *spec, long long alloc, const char
  */
 static void launch_in_slot(gate_job_run *j, char *spec, const char *srun_out, launch *l)
 {
-    gate_slurm_slot *sl = *j->slurm_slot;
-    keel_status s = KEEL_OK;
-    if (sl == NULL) {
-        s = slot_new(j->slot_index, &sl);
-        if (keel_ok(s))
-            *j->slurm_slot = sl;
-    }
-    for (int attempt = 0; keel_ok(s) && attempt < 2; attempt++) {
+    gate_slurm_slot *sl = NULL;
+    keel_status s = slot_of(j, &sl);
+    for (int attempt = 0; keel_ok(s) && sl != NULL && attempt < 2; attempt++) {
         bool fresh = false;
         if (slot_alloc(sl) <= 0 || !same_request(&sl->rq, &j->slurm)) {
             slot_drop(sl, srun_out); /* another configuration's: nodes for this one */
@@ -941,21 +1133,177 @@ static void launch_in_slot(gate_job_run *j, char *spec, const char *srun_out, la
     }
 }
 
+/*
+ * The slot's runner started as a step of its allocation (its srun's stdin and output one end
+ * of a socket pair, the gate's the other) and waited for until it is ready.  KEEL_E_IO when it
+ * did not start (its srun's last words); KEEL_E_CANCELLED when the job was cancelled meanwhile.
+ */
+static keel_status runner_start(gate_slurm_slot *sl, const gate_job_run *j)
+{
+    void *mem = NULL;
+    keel_status s = keel_heap_calloc(SLURM_HEAP, 1, sizeof(srun_args), &mem);
+    if (!keel_ok(s))
+        return s;
+    srun_args *a = (srun_args *)mem;
+    ssize_t len = readlink("/proc/self/exe", a->runner, sizeof(a->runner) - 1);
+    if (len <= 0) {
+        keel_heap_free(SLURM_HEAP, mem);
+        return KEEL_ERR_SYS(errno, "cannot find keel-gate's own path for the Slurm nodes");
+    }
+    a->runner[len] = '\0';
+    add(a, arg("srun"));
+    gate_fmt(a->jobid, sizeof(a->jobid), "--jobid=%lld", slot_alloc(sl));
+    add(a, a->jobid);
+    add(a, arg("--overlap"));
+    gate_fmt(a->name, sizeof(a->name), "--job-name=keel-%d-slot%u", (int)getpid(), sl->index);
+    add(a, a->name);
+    add(a, arg("--nodes=1"));
+    add(a, arg("--ntasks=1"));
+    add(a, arg("--unbuffered"));
+    add(a, arg("--quiet"));
+    add(a, arg("--kill-on-bad-exit=1"));
+    request_args(a, &j->slurm, false);
+    add(a, a->runner);
+    add(a, arg(GATE_SLURM_STEP_COMMAND));
+    add(a, arg(GATE_SLURM_RUNNER_SPEC));
+    int sv[2] = {-1, -1};
+    posix_spawn_file_actions_t fa;
+    int rc = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ? errno : 0;
+    bool fa_made = rc == 0 && (rc = posix_spawn_file_actions_init(&fa)) == 0;
+    for (int fd = 0; fa_made && rc == 0 && fd < 3; fd++)
+        rc = posix_spawn_file_actions_adddup2(&fa, sv[1], fd);
+    pid_t pid = 0;
+    if (rc == 0)
+        rc = posix_spawnp(&pid, a->argv[0], &fa, NULL, a->argv, environ);
+    if (fa_made)
+        (void)posix_spawn_file_actions_destroy(&fa);
+    keel_heap_free(SLURM_HEAP, mem);
+    if (sv[1] >= 0)
+        (void)close(sv[1]);
+    if (rc != 0) {
+        if (sv[0] >= 0)
+            (void)close(sv[0]);
+        return KEEL_ERR_SYS(rc, "cannot start 'srun' (is Slurm's client installed?)");
+    }
+    sl->runner = pid;
+    sl->chan = sv[0];
+    sl->have = 0;
+    sl->said[0] = '\0';
+    runner_wait w = runner_await(sl, j, "ready", false, RUNNER_READY_MS);
+    if (w == RUNNER_ANSWERED)
+        return KEEL_OK;
+    if (w == RUNNER_CANCEL)
+        return KEEL_ERR(KEEL_E_CANCELLED, "cancelled while the Slurm runner started");
+    return KEEL_ERR(KEEL_E_IO, "slurm: the runner of slot %u did not start%s%s", sl->index,
+                    sl->said[0] != '\0' ? ": " : "", sl->said);
+}
+
+/* The job handed to the slot's standing runner, and its result read (once). */
+static void runner_job(gate_slurm_slot *sl, gate_job_run *j, char *spec, launch *l)
+{
+    char result[GATE_PATH_MAX + 32];
+    gate_fmt(result, sizeof(result), "%s.result", spec);
+    (void)unlink(result); /* a result is only ever this run's */
+    char done[GATE_PATH_MAX + 32];
+    gate_fmt(done, sizeof(done), "done %s", spec);
+    unsigned long long t0 = gate_now_ms();
+    sl->said[0] = '\0';
+    runner_wait w = RUNNER_ENDED;
+    if (runner_say(sl, "run", spec))
+        w = runner_await(sl, j, done, true,
+                         j->timeout_ms > 0 ? j->timeout_ms + RUNNER_SLACK_MS : 0);
+    l->ms = gate_now_ms() - t0;
+    char *text = NULL;
+    l->s = read_file(result, &text); /* also after its end: it may have written it */
+    if (keel_ok(l->s))
+        l->s = parse_result(text, j); /* read once: the file goes */
+    keel_heap_free(SLURM_HEAP, text);
+    (void)unlink(result);
+    gate_fmt(l->said, sizeof(l->said), "%s", sl->said);
+    l->code = w == RUNNER_ANSWERED ? 0 : -1;
+    if (w != RUNNER_ANSWERED) /* it ended, or it cannot be trusted with the next job */
+        runner_stop(sl);
+    if (keel_ok(l->s) || w == RUNNER_ANSWERED)
+        return;
+    if (w == RUNNER_HUNG) {
+        keel_status_free(l->s);
+        l->s = KEEL_ERR(KEEL_E_IO, "the runner gave no answer %u s past the job's timeout",
+                        (unsigned)(RUNNER_SLACK_MS / 1000));
+    }
+}
+
+/*
+ * Run the job through the slot's runner, starting one (in a new allocation) when the slot has
+ * none for its configuration's request.  A runner that ended under a job that was not its
+ * first (its allocation gone, expired, its node lost: no result) is replaced and the job run
+ * again once at once.
+ */
+static void launch_runner(gate_job_run *j, char *spec, const char *srun_out, launch *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->code = -1;
+    gate_slurm_slot *sl = NULL;
+    keel_status s = slot_of(j, &sl);
+    for (int attempt = 0; keel_ok(s) && sl != NULL && attempt < 2; attempt++) {
+        bool fresh = false;
+        if (sl->runner <= 0 || slot_alloc(sl) <= 0 || !same_request(&sl->rq, &j->slurm)) {
+            runner_stop(sl);
+            slot_drop(sl, srun_out); /* another configuration's: nodes for this one */
+            s = slot_allocate(sl, j, srun_out);
+            if (keel_ok(s))
+                s = runner_start(sl, j);
+            if (!keel_ok(s)) {
+                runner_stop(sl);
+                slot_drop(sl, srun_out);
+                break;
+            }
+            fresh = true;
+        }
+        runner_job(sl, j, spec, l);
+        if (keel_ok(l->s))
+            return;
+        if (sl->runner > 0)
+            return; /* it answered: the node's error, its runner still good */
+        bool cancelled = __atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE) != 0;
+        slot_drop(sl, srun_out); /* its step ended, or did not answer: its processes go */
+        if (cancelled || fresh || !KEEL_IS(l->s, KEEL_E_NOTFOUND))
+            return;
+        keel_status_free(l->s); /* a runner kept from an earlier job ended: a new one */
+        l->s = KEEL_OK;
+    }
+    if (!keel_ok(s)) {
+        keel_status_free(l->s);
+        memset(l, 0, sizeof(*l));
+        l->code = -1;
+        l->s = s;
+    }
+}
+
 keel_status gate_slurm_run_job(gate_job_run *j)
 {
     KEEL_ASSERT(j != NULL);
     char spec[GATE_PATH_MAX + 16], srun_out[GATE_PATH_MAX + 16];
     gate_fmt(spec, sizeof(spec), "%s.spec", j->log);
     gate_fmt(srun_out, sizeof(srun_out), "%s.srun", j->log);
+    bool runner = j->slurm_slot != NULL && !j->policy.slurm_srun;
+    unsigned timeout_ms = j->timeout_ms;
+    unsigned long long limit_ms = (unsigned long long)j->slurm.time_min * 60000u;
+    if (runner && limit_ms > 0 && (timeout_ms == 0 || limit_ms < timeout_ms))
+        j->timeout_ms = (unsigned)limit_ms; /* no step's --time: the runner ends it there */
     keel_status s = write_file(spec, fill_spec, j);
-    if (!keel_ok(s))
+    if (!keel_ok(s)) {
+        j->timeout_ms = timeout_ms;
         return KEEL_CONTEXT(s, "job %lld on Slurm", j->job_id);
+    }
     unsigned long long t0 = gate_now_ms();
     launch l;
-    if (j->slurm_slot != NULL)
+    if (runner)
+        launch_runner(j, spec, srun_out, &l);
+    else if (j->slurm_slot != NULL)
         launch_in_slot(j, spec, srun_out, &l);
     else
         launch_once(j, spec, 0, srun_out, &l);
+    j->timeout_ms = timeout_ms;
     (void)unlink(spec);
     (void)unlink(srun_out);
     if (keel_ok(l.s))

@@ -6,11 +6,16 @@
  *
  *   salloc --no-shell -J keel-<gate pid>-slot<N> --comment=keel:slot=<N>,pid=<gate>,logs=<dir>
  *          -N1 -n1 [-p ...] [-C ...] [-c ...] [--mem=...]          (once per slot)
+ *   srun --jobid=<allocation> --overlap -J keel-<gate pid>-slot<N> -N1 -n1 -u -Q [-c ...]
+ *        -- <keel-gate> slurm-step -                 (once per allocation: the runner)
  *   srun --jobid=<allocation> --overlap -J keel-<job> -N1 -n1 [-c ...] -t <minutes>
- *        -- <keel-gate> slurm-step <spec>                             (each job)
+ *        -- <keel-gate> slurm-step <spec>           (each job, with slurm-launch = srun)
  *
- * so a job costs a step's launch, not a job's submission, scheduling and
- * completion.  A slot whose next job's configuration asks for other nodes
+ * By default (slurm-launch = runner) the runner, standing as the allocation's
+ * step, takes each job as a line `run <spec>` on srun's standard input and
+ * answers `done <spec>` when its result is written (slurm_runner.c), so a job
+ * costs a message, not a Slurm step; with slurm-launch = srun it costs a step's
+ * launch, not a job's submission, scheduling and completion.  A slot whose next job's configuration asks for other nodes
  * (partition, features, CPUs, memory) ends its allocation and asks for a new
  * one; the pool's end ends them all.  The gate writes the job's spec (its
  * steps, environment, work tree, log, timeout and sandbox policy) into
@@ -23,7 +28,7 @@
  * same path, and keel-gate at the same path on every node (docs/gate.md).
  *
  * No result means Slurm did not run the job to its end.  When the slot's
- * allocation was an earlier job's (it expired, was cancelled, or slurmctld
+ * runner or allocation was an earlier job's (it expired, was cancelled, or slurmctld
  * forgot it), the slot asks for a new one and runs the job again at once;
  * otherwise (slurmctld unreachable, the node gone) an error of
  * gate_slurm_run_job, the gate's failure, never the change's: the job runs

@@ -1,0 +1,33 @@
+/*
+ * gate/exec/slurm_int.h - what slurm.c (the spec and result files, a job as a
+ * step) and slurm_runner.c (the runner standing in an allocation) share;
+ * keel-gate's Slurm executor only.
+ */
+#ifndef KEEL_GATE_SLURM_INT_H
+#define KEEL_GATE_SLURM_INT_H
+
+#include "keel/keel.h"
+
+#include "pool.h"
+
+/* `keel-gate slurm-step -`: the runner standing as an allocation's step (slurm.h). */
+#define GATE_SLURM_RUNNER_SPEC "-"
+
+/* A job a node runs: its spec's job and the spec's text (opaque). */
+typedef struct gate_slurm__node_job gate_slurm__node_job;
+
+/* Read and parse the spec at `path`: *out the job to run (free it). */
+KEEL_MUST_USE keel_status gate_slurm__spec_load(const char *path, gate_slurm__node_job **out);
+gate_job_run *gate_slurm__node_job_run(gate_slurm__node_job *nj);
+void gate_slurm__node_job_free(gate_slurm__node_job *nj);
+
+/*
+ * Write <path>.result (whole or absent): the job's outcome, or `s`'s message when it is an
+ * error (nj may then be NULL; `s` is freed).  0, or 3 when the file could not be written.
+ */
+int gate_slurm__result_write(const char *path, const gate_slurm__node_job *nj, keel_status s);
+
+/* The node's runner loop (slurm_runner.c): its exit code. */
+int gate_slurm__runner_main(void);
+
+#endif /* KEEL_GATE_SLURM_INT_H */

@@ -1,0 +1,192 @@
+/*
+ * slurm_runner.c - the node's side of `slurm-launch = runner` (slurm.h):
+ * `keel-gate slurm-step -`, started once as a step of a slot's allocation,
+ * takes the gate's jobs one at a time through srun's standard input and
+ * answers on its standard output:
+ *
+ *   gate -> runner:  run <spec>\n      run the job of that spec file
+ *                    cancel\n          cancel the job running (if any)
+ *                    (end of input)    the gate is gone: cancel it, then exit
+ *   runner -> gate:  ready\n           once, when keel has started
+ *                    done <spec>\n     <spec>.result is written (or could not be)
+ *
+ * A job runs in a thread of its own with gate_job_execute, exactly as
+ * `keel-gate slurm-step <spec>` would run it (and as the local executor does:
+ * a cancel ends its process group, SIGTERM then SIGKILL, and its sandbox);
+ * the main thread reads the gate's lines meanwhile.  SIGTERM, SIGINT or
+ * SIGHUP (Slurm ending the step: scancel, the allocation's end) kill every
+ * process group the runner's job runs at once (SIGKILL) and end the runner
+ * without a result.
+ */
+#define _GNU_SOURCE      1
+#define KEEL_MODULE_NAME "gate"
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "exec.h"
+#include "gate.h"
+#include "heaps.h"
+#include "slurm.h"
+#include "slurm_int.h"
+
+#define RUNNER_HEAP KEEL_MODULE_REF(gate_exec)
+
+enum { LINE_MAX_BYTES = GATE_PATH_MAX + 64 };
+
+typedef struct runner_job {
+    char spec[GATE_PATH_MAX];
+    int cancel;               /* atomic: asked before its spec was read */
+    gate_slurm__node_job *nj; /* atomic: the job once its spec is read (freed after join) */
+    keel_thread *thread;
+    int done_w; /* one byte written there when the result is */
+} runner_job;
+
+static void *runner_job_main(void *arg)
+{
+    runner_job *rj = (runner_job *)arg;
+    gate_slurm__node_job *nj = NULL;
+    keel_status s = gate_slurm__spec_load(rj->spec, &nj);
+    if (keel_ok(s) && nj != NULL) {
+        gate_job_run *j = gate_slurm__node_job_run(nj);
+        __atomic_store_n(&rj->nj, nj, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&rj->cancel, __ATOMIC_SEQ_CST))
+            __atomic_store_n(&j->cancel, 1, __ATOMIC_SEQ_CST);
+        gate_job_execute(j);
+    }
+    (void)gate_slurm__result_write(rj->spec, nj, s);
+    char c = 'd';
+    while (write(rj->done_w, &c, 1) < 0 && errno == EINTR) {
+    }
+    return NULL;
+}
+
+static void runner_cancel(runner_job *rj)
+{
+    __atomic_store_n(&rj->cancel, 1, __ATOMIC_SEQ_CST);
+    gate_slurm__node_job *nj = __atomic_load_n(&rj->nj, __ATOMIC_SEQ_CST);
+    if (nj != NULL)
+        __atomic_store_n(&gate_slurm__node_job_run(nj)->cancel, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Slurm ends the step: what the job runs goes at once (its sandbox with it), no result. */
+static void runner_on_signal(int sig)
+{
+    (void)sig;
+    gate_exec_freeze();
+    (void)gate_exec_kill_all(SIGKILL);
+    _exit(143);
+}
+
+static void say(const char *what, const char *spec)
+{
+    (void)printf("%s%s%s\n", what, spec != NULL ? " " : "", spec != NULL ? spec : "");
+    (void)fflush(stdout);
+}
+
+/* The job's thread joined, its files freed, "done <spec>" said. */
+static void runner_finish(runner_job **rjp)
+{
+    runner_job *rj = *rjp;
+    *rjp = NULL;
+    keel_status s = keel_thread_join(rj->thread, NULL);
+    keel_status_free(s); /* a join of our own thread does not fail */
+    gate_slurm__node_job_free(__atomic_load_n(&rj->nj, __ATOMIC_SEQ_CST));
+    say("done", rj->spec);
+    keel_heap_free(RUNNER_HEAP, rj);
+}
+
+/* A line of the gate's: start a job, cancel the one running, or say what was not understood. */
+static void runner_line(const char *line, runner_job **rjp, int done_w)
+{
+    if (strcmp(line, "cancel") == 0) {
+        if (*rjp != NULL)
+            runner_cancel(*rjp);
+        return;
+    }
+    if (strncmp(line, "run ", 4) != 0 || line[4] == '\0' || strlen(line + 4) >= GATE_PATH_MAX ||
+        *rjp != NULL) {
+        (void)fprintf(stderr, "keel-gate %s: error: unexpected '%s'\n", GATE_SLURM_STEP_COMMAND,
+                      line);
+        return;
+    }
+    void *mem = NULL;
+    keel_status s = keel_heap_calloc(RUNNER_HEAP, 1, sizeof(runner_job), &mem);
+    runner_job *rj = (runner_job *)mem;
+    if (keel_ok(s)) {
+        gate_fmt(rj->spec, sizeof(rj->spec), "%s", line + 4);
+        rj->done_w = done_w;
+        s = keel_thread_create(&rj->thread, "gate-slurm-job", NULL, runner_job_main, rj);
+    }
+    if (!keel_ok(s)) { /* the gate reads no result: the gate's failure, not the change's */
+        (void)gate_slurm__result_write(line + 4, NULL, s);
+        say("done", line + 4);
+        keel_heap_free(RUNNER_HEAP, mem);
+        return;
+    }
+    *rjp = rj;
+}
+
+int gate_slurm__runner_main(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = runner_on_signal;
+    (void)sigemptyset(&sa.sa_mask);
+    (void)sigaction(SIGTERM, &sa, NULL);
+    (void)sigaction(SIGINT, &sa, NULL);
+    (void)sigaction(SIGHUP, &sa, NULL);
+    int done[2];
+    if (pipe2(done, O_CLOEXEC) != 0) {
+        (void)fprintf(stderr, "keel-gate %s: error: no pipe: %s\n", GATE_SLURM_STEP_COMMAND,
+                      strerror(errno));
+        return 3;
+    }
+    say("ready", NULL);
+    char buf[LINE_MAX_BYTES];
+    size_t have = 0;
+    bool eof = false;
+    runner_job *rj = NULL;
+    while (!eof || rj != NULL) {
+        struct pollfd pf[2] = {{done[0], POLLIN, 0}, {0, POLLIN, 0}};
+        int rc = poll(pf, eof ? 1 : 2, -1);
+        if (rc < 0 && errno != EINTR)
+            break;
+        if (rc > 0 && pf[0].revents != 0) {
+            char c = 0;
+            if (read(done[0], &c, 1) == 1 && rj != NULL)
+                runner_finish(&rj);
+        }
+        if (eof || rc <= 0 || pf[1].revents == 0)
+            continue;
+        ssize_t n = read(0, buf + have, sizeof(buf) - 1 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) { /* the gate is gone: nobody reads this job's result */
+            eof = true;
+            if (rj != NULL)
+                runner_cancel(rj);
+            continue;
+        }
+        have += (size_t)n;
+        buf[have] = '\0';
+        char *nl = NULL;
+        while ((nl = strchr(buf, '\n')) != NULL) {
+            *nl = '\0';
+            runner_line(buf, &rj, done[1]);
+            size_t used = (size_t)(nl + 1 - buf);
+            memmove(buf, nl + 1, have - used + 1);
+            have -= used;
+        }
+        if (have == sizeof(buf) - 1)
+            have = 0; /* a line longer than any the gate writes: dropped */
+    }
+    (void)close(done[0]);
+    (void)close(done[1]);
+    return 0;
+}
