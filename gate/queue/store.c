@@ -119,6 +119,8 @@ static const char *const migrations[] = {
     gate__store_culprit_schema,
     /* 10 -> 11: the automatic backout's rows and circuit breakers (store_backout.c) */
     gate__store_backout_schema,
+    /* 11 -> 12: the level a culprit search started at (store_levels.c) */
+    gate__store_levels_schema,
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 
