@@ -69,8 +69,10 @@ static void print_nightly_text(FILE *f, gate *g, const gate_nightly_row *runs, s
 {
     if (n == 0)
         return;
-    gate_text_printf(f, "\nnightly runs (newest first):\n%-12s  %-13s  %-13s  %-20s  subject\n",
-                     "commit", "config", "result", "due (UTC)");
+    (void)fputc('\n', f); /* gate_text_printf escapes all but a final newline: a line each */
+    gate_text_printf(f, "nightly runs (newest first):\n");
+    gate_text_printf(f, "%-12s  %-13s  %-13s  %-20s  subject\n", "commit", "config", "result",
+                     "due (UTC)");
     for (size_t i = 0; i < n; i++) {
         char subject[GATE_POST_SUBJECT_MAX] = "", due[32] = "", result[40];
         keel_status s = gate_commit_subject(g->repo, runs[i].commit, subject, sizeof(subject));

@@ -181,6 +181,10 @@ keel_status gate_nightly_job_done(gate *g, gate_job_run *j)
                                       gate_now_s(), was);
         if (keel_ok(s))
             s = record_events(g, nj, failed, was);
+        if (keel_ok(s))
+            gate_say(g, "nightly: %.12s '%s' %s (exit %d, %.1f s)\n", nj->commit, j->config,
+                     gate_exec_result_name(j->result), j->exit_code,
+                     (double)j->elapsed_ms / 1000.0);
         const gate_config *cfg = nj->level.cfg;
         const gate_matrix_config *m = NULL;
         for (size_t i = 0; cfg != NULL && i < cfg->nconfigs && m == NULL; i++)
@@ -188,10 +192,6 @@ keel_status gate_nightly_job_done(gate *g, gate_job_run *j)
                 m = &cfg->configs[i];
         if (keel_ok(s) && failed && m != NULL) /* a new failure: its culprit searched for */
             s = gate_search_nightly_failed(g, nj->commit, j->config, m->tier, was, nj->due_at);
-        if (keel_ok(s))
-            gate_say(g, "nightly: %.12s '%s' %s (exit %d, %.1f s)\n", nj->commit, j->config,
-                     gate_exec_result_name(j->result), j->exit_code,
-                     (double)j->elapsed_ms / 1000.0);
     }
     gate_level_job_free(g, j);
     return s;
