@@ -198,7 +198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(resp.status == 400, "a '.' or '..' path segment is refused");
     if (resp.status >= 400)
         FUZZ_CHECK(fz_state() == before, "a refused request changes nothing");
-    free(resp.body);
+    gate_web_resp_free(&resp);
     free(body);
     for (size_t i = 0; i < nlines; i++)
         free(lines[i]);

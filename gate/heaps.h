@@ -11,6 +11,8 @@
  *                work trees (worktree.c) and all of libgit2's memory
  *   gate_exec    the executor and the jobs' environments
  *   gate_sched   the scheduler (used alone too: the benchmark, its tests)
+ *   gate_web     keel-gate serve: requests, responses, event streams
+ *                (declared and defined by gate/web: web.h, routes.c)
  *
  * A quota on a module (keel_heap_set_quota) bounds that part: an allocation
  * over it fails with KEEL_E_FULL naming the module, the libraries' too (they

@@ -26,19 +26,24 @@
 /* Nonzero until the options were read, then: something armed or counted. */
 int keel__stress_active = 1;
 
-/* The counters start a cache line of their own: the padding is on purpose. */
-typedef struct arm { // NOLINT(clang-analyzer-optin.performance.Padding)
+/* The counters start a cache line of their own: each part is a cache-aligned anonymous struct
+ * (the padding between them is the parts' own, on purpose; the fields are named as before). */
+typedef struct arm {
     /* read by every evaluation */
-    keel__stress_trigger t;
-    const char *entry; /* the entry that armed it (owned) */
-    keel_stress_action action;
-    void *action_ctx;
-    unsigned long long rule_id;
-    struct arm *retired_next;
+    __extension__ struct __attribute__((aligned(64))) {
+        keel__stress_trigger t;
+        const char *entry; /* the entry that armed it (owned) */
+        keel_stress_action action;
+        void *action_ctx;
+        unsigned long long rule_id;
+        struct arm *retired_next;
+    };
     /* written by evaluations: a cache line of their own, so that a fire in one thread does
        not evict the trigger from the others' caches */
-    unsigned long long evals __attribute__((aligned(64))); /* count-based triggers */
-    unsigned long long fires;                              /* with max= only */
+    __extension__ struct __attribute__((aligned(64))) {
+        unsigned long long evals; /* count-based triggers */
+        unsigned long long fires; /* with max= only */
+    };
 } arm;
 
 typedef struct point {

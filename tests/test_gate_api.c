@@ -22,215 +22,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 #include <cmocka.h>
-#include "gate_fixture.h"
+#include "gate_api_client.h"
 #include "store_nightly.h"
 #include "web.h"
-
-static gate *srv_gate; /* the server's (its thread's alone) */
-static gate_web *srv;
-static unsigned short srv_port;
-static char tok_read[GATE_TOKEN_MAX], tok_submit[GATE_TOKEN_MAX], tok_admin[GATE_TOKEN_MAX];
-
-static void add_token(gate *g, const char *name, gate_role role, char *token)
-{
-    char hash[GATE_TOKEN_HASH_HEX];
-    fx_ok(gate_token_new(token));
-    gate_sha256_hex(token, strlen(token), hash);
-    fx_ok(gate_store_token_add(gate_get_store(g), name, role, hash, 1000));
-}
-
-/* A repository with branches, three tokens, and the server on a free port. */
-static void start(const gate_web_options *given)
-{
-    fx_setup_repo("strategy = serial", "");
-    fx_branch("topic", "topic.txt", "topic\n");
-    fx_branch("other", "other.txt", "other\n");
-    fx_branch("third", "third.txt", "third\n");
-    srv_gate = fx_open();
-    add_token(srv_gate, "reader", GATE_ROLE_READ, tok_read);
-    add_token(srv_gate, "dev", GATE_ROLE_SUBMIT, tok_submit);
-    add_token(srv_gate, "ops", GATE_ROLE_ADMIN, tok_admin);
-    gate_web_options o;
-    gate_web_options_default(&o);
-    if (given != NULL)
-        o = *given;
-    o.listen = "127.0.0.1:0";
-    fx_ok(gate_web_start(srv_gate, &o, &srv));
-    const char *colon = strrchr(gate_web_address(srv), ':');
-    assert_non_null(colon);
-    srv_port = (unsigned short)atoi(colon + 1);
-    assert_true(srv_port > 0);
-}
-
-static int stop(void **state)
-{
-    gate_web_stop(srv);
-    srv = NULL;
-    gate_close(srv_gate);
-    srv_gate = NULL;
-    return fx_teardown(state);
-}
-
-static int connect_srv(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons(srv_port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    struct timeval tv = {10, 0};
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
-}
-
-static void send_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n <= 0)
-            return; /* the server may answer (413) and close before it all went */
-        data += n;
-        len -= (size_t)n;
-    }
-}
-
-typedef struct reply {
-    int status;
-    char head[4096];
-    char *body; /* NUL-ended */
-    size_t len;
-    json_t *json; /* the body parsed, when it is JSON */
-} reply;
-
-static void reply_free(reply *r)
-{
-    free(r->body);
-    json_decref(r->json);
-    memset(r, 0, sizeof(*r));
-}
-
-/* Read a whole response (the connection closes after it) from fd into *r. */
-static void read_reply(int fd, reply *r)
-{
-    memset(r, 0, sizeof(*r));
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap + 1);
-    assert_non_null(buf);
-    for (;;) {
-        if (len == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap + 1);
-            assert_non_null(buf);
-        }
-        ssize_t n = recv(fd, buf + len, cap - len, 0);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    (void)close(fd);
-    buf[len] = '\0';
-    char *end = strstr(buf, "\r\n\r\n");
-    assert_non_null(end);
-    assert_int_equal(sscanf(buf, "HTTP/1.1 %d", &r->status), 1);
-    size_t hl = (size_t)(end - buf);
-    (void)snprintf(r->head, sizeof(r->head), "%.*s", (int)(hl < sizeof(r->head) ? hl : 4095), buf);
-    r->len = len - hl - 4;
-    r->body = malloc(r->len + 1);
-    memcpy(r->body, end + 4, r->len);
-    r->body[r->len] = '\0';
-    free(buf);
-    r->json = json_loads(r->body, 0, NULL);
-}
-
-/* A request: `headers` ("Name: value\r\n" lines, NULL: none), `body` (NULL: none). */
-static void http(reply *r, const char *method, const char *path, const char *headers,
-                 const char *body)
-{
-    int fd = connect_srv();
-    char req[8192];
-    int n = snprintf(req, sizeof(req),
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s"
-                     "Content-Length: %zu\r\n\r\n",
-                     method, path, headers != NULL ? headers : "", body != NULL ? strlen(body) : 0);
-    assert_true(n > 0 && (size_t)n < sizeof(req));
-    send_all(fd, req, (size_t)n);
-    if (body != NULL)
-        send_all(fd, body, strlen(body));
-    read_reply(fd, r);
-}
-
-static const char *auth(const char *token)
-{
-    static char h[GATE_TOKEN_MAX + 64];
-    (void)snprintf(h, sizeof(h), "Authorization: Bearer %s\r\n", token);
-    return h;
-}
-
-/* The response's error message (it must be {"error": "..."}), for strstr. */
-static const char *error_of(const reply *r)
-{
-    assert_non_null(r->json);
-    assert_int_equal(json_object_size(r->json), 1);
-    const char *e = json_string_value(json_object_get(r->json, "error"));
-    assert_non_null(e);
-    return e;
-}
-
-static void expect_error(const char *method, const char *path, const char *headers,
-                         const char *body, int status, const char *says)
-{
-    reply r;
-    http(&r, method, path, headers, body);
-    if (r.status != status || strstr(error_of(&r), says) == NULL)
-        print_error("%s %s: %d %s (wanted %d saying '%s')\n", method, path, r.status, r.body,
-                    status, says);
-    assert_int_equal(r.status, status);
-    assert_non_null(strstr(error_of(&r), says));
-    reply_free(&r);
-}
-
-static char *head_of(const char *branch)
-{
-    static char hex[GATE_OID_HEX];
-    git_oid oid;
-    fx_head(branch, &oid);
-    git_oid_tostr(hex, sizeof(hex), &oid);
-    return hex;
-}
-
-/* A submit's body: `branch` expected at the head of branch `at`. */
-static const char *submit_body(const char *branch, const char *at)
-{
-    static char body[256];
-    (void)snprintf(body, sizeof(body), "{\"branch\":\"%s\",\"expected_head\":\"%s\"}", branch,
-                   head_of(at));
-    return body;
-}
-
-/* POST /api/v1/changes for branch at its head; returns the change's id (201 wanted). */
-static long long submit(const char *branch, const char *extra_headers)
-{
-    char headers[512];
-    const char *body = submit_body(branch, branch);
-    (void)snprintf(headers, sizeof(headers), "%s%s", auth(tok_submit),
-                   extra_headers != NULL ? extra_headers : "");
-    reply r;
-    http(&r, "POST", "/api/v1/changes", headers, body);
-    if (r.status != 201)
-        print_error("submit %s: %d %s\n", branch, r.status, r.body);
-    assert_int_equal(r.status, 201);
-    long long id = json_integer_value(json_object_get(json_object_get(r.json, "change"), "id"));
-    reply_free(&r);
-    return id;
-}
-
-static long long count_changes(void)
-{
-    return fx_sql_int("SELECT count(*) FROM changes WHERE ?1 IS NOT NULL", "x");
-}
 
 /* ---- tests ------------------------------------------------------------------------------- */
 
@@ -711,6 +505,42 @@ static int open_events(const char *last)
     return fd;
 }
 
+/*
+ * The server's buffers (request bodies, responses, event streams) on module
+ * gate_web's heap: every kind of request uses it, and all of it is given
+ * back once the server stops (devel's poisoned heap checks each block).
+ */
+static void test_server_heap(void **state)
+{
+    (void)state;
+    keel_heap_stats before, after;
+    fx_ok(keel_heap_stats_get(GATE_WEB_HEAP, &before));
+    start(NULL);
+    reply r;
+    http(&r, "GET", "/", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    http(&r, "GET", "/api/v1/queue", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    (void)submit("topic", NULL);
+    expect_error("POST", "/api/v1/changes", auth(tok_submit), "{\"branch\":", 400, "malformed");
+    int fd = open_events("0");
+    char buf[8192];
+    size_t len = 0;
+    assert_true(read_until(fd, buf, sizeof(buf), &len, "event: submit"));
+    (void)close(fd);
+    gate_web_stop(srv);
+    srv = NULL;
+    /* the server's threads have ended: their counts are in (keel_heap_stats_get) */
+    fx_ok(keel_heap_stats_get(GATE_WEB_HEAP, &after));
+    /* the server, and per request at least its state and its response */
+    assert_true(after.allocations >= before.allocations + 10);
+    assert_int_equal(after.live_bytes, before.live_bytes);
+    assert_int_equal(after.live_blocks, before.live_blocks);
+    assert_int_equal(after.allocations - before.allocations, after.frees - before.frees);
+}
+
 static void test_events_stream(void **state)
 {
     (void)state;
@@ -995,6 +825,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_branch_view, stop),
         cmocka_unit_test_teardown(test_levels, stop),
         cmocka_unit_test_teardown(test_server_threads_nice, stop),
+        cmocka_unit_test_teardown(test_server_heap, stop),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -632,3 +632,24 @@ keel_status gate_store_data_version(gate_store *st, long long *version)
     (void)sqlite3_finalize(stmt);
     return s;
 }
+
+static void read_id(sqlite3_stmt *stmt, void *out)
+{
+    *(long long *)out = sqlite3_column_int64(stmt, 0);
+}
+
+keel_status gate_store_search_recent(gate_store *st, const char *target, long long *ids, size_t max,
+                                     size_t *n)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && n != NULL && (ids != NULL || max == 0));
+    *n = 0;
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = prep(
+        st, "SELECT id FROM culprit_searches WHERE target = ?1 ORDER BY id DESC LIMIT ?2", &stmt);
+    if (!keel_ok(s))
+        return s;
+    (void)sqlite3_bind_text(stmt, 1, target, -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_int64(stmt, 2, (long long)max);
+    return read_rows(st, stmt, read_id, ids, sizeof(*ids), max, n,
+                     "cannot read the culprit searches");
+}

@@ -146,4 +146,8 @@ KEEL_MUST_USE keel_status gate_store_change_spans(gate_store *st, const char *ta
                                                   long long from, long long to,
                                                   gate_change_span *out, size_t max, size_t *n);
 
+/* The culprit searches of `target`, newest first: their ids, at most `max` (GET /culprits). */
+KEEL_MUST_USE keel_status gate_store_search_recent(gate_store *st, const char *target,
+                                                   long long *ids, size_t max, size_t *n);
+
 #endif /* KEEL_GATE_STORE_WEB_H */

@@ -20,12 +20,10 @@
 #include "git.h"
 #include "heaps.h"
 #include "page.h"
+#include "routes_int.h"
 #include "store_nightly.h"
 #include "store_post.h"
 #include "web.h"
-
-/* the server's memory: the gate module's heap (its arrays are large and made per request) */
-#define WEB_HEAP KEEL_MODULE_REF(gate)
 
 enum {
     QUEUE_MAX = 512,      /* changes listed by /queue */
@@ -47,7 +45,7 @@ enum {
 };
 
 /* n zeroed elements of `size` on the server's heap (NULL: no memory) */
-static void *web_calloc(size_t n, size_t size)
+void *gate__web_calloc(size_t n, size_t size)
 {
     void *p = NULL;
     keel_status s = keel_heap_calloc(WEB_HEAP, n, size, &p);
@@ -56,6 +54,73 @@ static void *web_calloc(size_t n, size_t size)
         return NULL;
     }
     return p;
+}
+
+/* the server's memory (web.h): no init, no exit, no POST of its own */
+KEEL_MODULE(gate_web, "1.0", NULL, NULL, NULL, NULL);
+
+void gate__web_buf_add(gate_web_buf *b, const char *data, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap == 0 ? 256 : b->cap;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        void *p = b->p;
+        keel_status s = keel_heap_realloc(WEB_HEAP, &p, cap);
+        if (!keel_ok(s)) {
+            keel_status_ignore(s, "said as 'no memory' by the caller");
+            b->failed = true;
+            return;
+        }
+        b->p = (char *)p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static int buf_json(const char *buffer, size_t size, void *data)
+{
+    gate_web_buf *b = (gate_web_buf *)data;
+    gate__web_buf_add(b, buffer, size);
+    return b->failed ? -1 : 0;
+}
+
+/* o as compact JSON into b (false: no memory) */
+static bool buf_dump(gate_web_buf *b, const json_t *o)
+{
+    return json_dump_callback(o, buf_json, b, JSON_COMPACT) == 0 && !b->failed;
+}
+
+/* o as compact JSON on the server's heap, NUL-ended (NULL: no memory), its length in *len */
+static char *dump(const json_t *o, size_t *len)
+{
+    gate_web_buf b = {NULL, 0, 0, false};
+    if (!buf_dump(&b, o) || b.p == NULL) {
+        keel_heap_free(WEB_HEAP, b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}
+
+/* n bytes of data on the server's heap, NUL-ended (NULL: no memory) */
+static char *heap_copy(const char *data, size_t n)
+{
+    char *p = (char *)gate__web_calloc(n + 1, 1);
+    if (p != NULL)
+        memcpy(p, data, n);
+    return p;
+}
+
+void gate_web_resp_free(gate_web_resp *resp)
+{
+    keel_heap_free(WEB_HEAP, resp->body);
+    resp->body = NULL;
+    resp->len = 0;
 }
 
 void gate_web_error(gate_web_resp *resp, int status, const char *fmt, ...)
@@ -74,25 +139,23 @@ void gate_web_error(gate_web_resp *resp, int status, const char *fmt, ...)
         text = json_string(msg);
     }
     (void)json_object_set_new(o, "error", text);
-    free(resp->body);
-    resp->body = json_dumps(o, JSON_COMPACT);
-    resp->len = resp->body != NULL ? strlen(resp->body) : 0;
+    gate_web_resp_free(resp);
+    resp->body = dump(o, &resp->len);
     resp->status = status;
     resp->kind = GATE_WEB_JSON;
     json_decref(o);
 }
 
 /* resp as `o` (taken) with `status` */
-static void json_resp(gate_web_resp *resp, int status, json_t *o)
+void gate__web_json(gate_web_resp *resp, int status, json_t *o)
 {
-    free(resp->body);
-    resp->body = json_dumps(o, JSON_COMPACT);
+    gate_web_resp_free(resp);
+    resp->body = dump(o, &resp->len);
     json_decref(o);
     if (resp->body == NULL) {
         gate_web_error(resp, 500, "no memory for the response");
         return;
     }
-    resp->len = strlen(resp->body);
     resp->status = status;
     resp->kind = GATE_WEB_JSON;
 }
@@ -117,7 +180,7 @@ static void status_text(keel_status s, char *out, size_t size)
 }
 
 /* A failed status as its HTTP error (the status freed). */
-static void status_resp(gate_web_resp *resp, keel_status s)
+void gate__web_status(gate_web_resp *resp, keel_status s)
 {
     int http = 500;
     if (KEEL_HAS(s, KEEL_E_NOTFOUND))
@@ -136,7 +199,7 @@ static void status_resp(gate_web_resp *resp, keel_status s)
     gate_web_error(resp, http, "%s", msg);
 }
 
-static json_t *jstr(const char *s)
+json_t *gate__web_str(const char *s)
 {
     json_t *j = json_string(s);
     return j != NULL ? j : json_string("(not UTF-8)");
@@ -146,15 +209,15 @@ static json_t *change_json(const gate_change *c)
 {
     json_t *o = json_object();
     (void)json_object_set_new(o, "id", json_integer(c->id));
-    (void)json_object_set_new(o, "branch", jstr(c->branch));
-    (void)json_object_set_new(o, "head", jstr(c->head));
-    (void)json_object_set_new(o, "target", jstr(c->target));
+    (void)json_object_set_new(o, "branch", gate__web_str(c->branch));
+    (void)json_object_set_new(o, "head", gate__web_str(c->head));
+    (void)json_object_set_new(o, "target", gate__web_str(c->target));
     (void)json_object_set_new(o, "priority", json_integer(c->priority));
-    (void)json_object_set_new(o, "state", jstr(gate_change_state_name(c->state)));
+    (void)json_object_set_new(o, "state", gate__web_str(gate_change_state_name(c->state)));
     (void)json_object_set_new(o, "submitted_at", json_integer(c->submitted_at));
     (void)json_object_set_new(o, "candidate",
                               c->candidate != 0 ? json_integer(c->candidate) : json_null());
-    (void)json_object_set_new(o, "reason", jstr(c->reason));
+    (void)json_object_set_new(o, "reason", gate__web_str(c->reason));
     return o;
 }
 
@@ -169,12 +232,12 @@ static void get_queue(const gate_web_ctx *ctx, gate_web_resp *resp)
     long long counts[GATE_CHANGE_STATES];
     keel_status s = gate_store_count_changes(st, target, LLONG_MAX, counts);
     if (!keel_ok(s)) {
-        status_resp(resp, s);
+        gate__web_status(resp, s);
         return;
     }
     long long want = counts[GATE_CHANGE_TESTING] + counts[GATE_CHANGE_QUEUED] + 1;
     size_t cap = want < QUEUE_MAX ? (size_t)want : (size_t)QUEUE_MAX;
-    gate_change *list = (gate_change *)web_calloc(cap, sizeof(*list));
+    gate_change *list = (gate_change *)gate__web_calloc(cap, sizeof(*list));
     if (list == NULL) {
         gate_web_error(resp, 500, "no memory for the queue");
         return;
@@ -219,29 +282,29 @@ static void get_queue(const gate_web_ctx *ctx, gate_web_resp *resp)
     keel_heap_free(WEB_HEAP, list);
     if (!keel_ok(s)) {
         json_decref(changes);
-        status_resp(resp, s);
+        gate__web_status(resp, s);
         return;
     }
     json_t *o = json_object();
-    (void)json_object_set_new(o, "target", jstr(target));
+    (void)json_object_set_new(o, "target", gate__web_str(target));
     (void)json_object_set_new(o, "now", json_integer(now));
     json_t *p = json_null();
     if (paused) {
         p = json_object();
-        (void)json_object_set_new(p, "reason", jstr(reason));
+        (void)json_object_set_new(p, "reason", gate__web_str(reason));
         (void)json_object_set_new(p, "since", json_integer(since));
     }
     (void)json_object_set_new(o, "paused", p);
     (void)json_object_set_new(o, "build_seconds", nbuilds > 0 ? json_integer(median) : json_null());
     (void)json_object_set_new(o, "builds_measured", json_integer((json_int_t)nbuilds));
     (void)json_object_set_new(o, "changes", changes);
-    json_resp(resp, 200, o);
+    gate__web_json(resp, 200, o);
 }
 
 static void get_changes(const gate_web_ctx *ctx, gate_web_resp *resp)
 {
     enum { RECENT = 100 };
-    gate_change *list = (gate_change *)web_calloc(RECENT, sizeof(*list));
+    gate_change *list = (gate_change *)gate__web_calloc(RECENT, sizeof(*list));
     if (list == NULL) {
         gate_web_error(resp, 500, "no memory for the changes");
         return;
@@ -251,7 +314,7 @@ static void get_changes(const gate_web_ctx *ctx, gate_web_resp *resp)
         gate_store_changes(gate_get_store(ctx->g), gate_target(ctx->g), -1, list, RECENT, &n);
     if (!keel_ok(s)) {
         keel_heap_free(WEB_HEAP, list);
-        status_resp(resp, s);
+        gate__web_status(resp, s);
         return;
     }
     json_t *a = json_array();
@@ -260,7 +323,7 @@ static void get_changes(const gate_web_ctx *ctx, gate_web_resp *resp)
     keel_heap_free(WEB_HEAP, list);
     json_t *o = json_object();
     (void)json_object_set_new(o, "changes", a);
-    json_resp(resp, 200, o);
+    gate__web_json(resp, 200, o);
 }
 
 static json_t *job_json(const gate_job *j)
@@ -269,15 +332,15 @@ static json_t *job_json(const gate_job *j)
     char link[64];
     (void)snprintf(link, sizeof(link), "/api/v1/jobs/%lld/log", j->id);
     (void)json_object_set_new(o, "id", json_integer(j->id));
-    (void)json_object_set_new(o, "config", jstr(j->config));
+    (void)json_object_set_new(o, "config", gate__web_str(j->config));
     (void)json_object_set_new(o, "attempt", json_integer(j->attempt));
-    (void)json_object_set_new(o, "state", jstr(j->state));
+    (void)json_object_set_new(o, "state", gate__web_str(j->state));
     (void)json_object_set_new(o, "exit_code", json_integer(j->exit_code));
     (void)json_object_set_new(o, "started_at", json_integer(j->started_at));
     (void)json_object_set_new(o, "finished_at", json_integer(j->finished_at));
     (void)json_object_set_new(o, "elapsed_ms",
                               j->elapsed_ms >= 0 ? json_integer(j->elapsed_ms) : json_null());
-    (void)json_object_set_new(o, "log", j->log[0] != '\0' ? jstr(link) : json_null());
+    (void)json_object_set_new(o, "log", j->log[0] != '\0' ? gate__web_str(link) : json_null());
     return o;
 }
 
@@ -286,7 +349,7 @@ static json_t *event_json(const gate_event *e)
     json_t *o = json_object();
     (void)json_object_set_new(o, "id", json_integer(e->id));
     (void)json_object_set_new(o, "time", json_integer(e->time));
-    (void)json_object_set_new(o, "kind", jstr(e->kind));
+    (void)json_object_set_new(o, "kind", gate__web_str(e->kind));
     (void)json_object_set_new(o, "change", e->change != 0 ? json_integer(e->change) : json_null());
     json_t *d = json_loads(e->detail, 0, NULL);
     (void)json_object_set_new(o, "detail", d != NULL ? d : json_object());
@@ -299,11 +362,11 @@ static void get_change(const gate_web_ctx *ctx, long long id, gate_web_resp *res
     gate_change c;
     keel_status s = gate_store_get(st, id, &c);
     if (!keel_ok(s)) {
-        status_resp(resp, s);
+        gate__web_status(resp, s);
         return;
     }
-    gate_job *jobs = (gate_job *)web_calloc(JOBS_MAX, sizeof(*jobs));
-    gate_event *events = (gate_event *)web_calloc(EVENTS_MAX, sizeof(*events));
+    gate_job *jobs = (gate_job *)gate__web_calloc(JOBS_MAX, sizeof(*jobs));
+    gate_event *events = (gate_event *)gate__web_calloc(EVENTS_MAX, sizeof(*events));
     size_t nj = 0, ne = 0;
     if (jobs == NULL || events == NULL)
         s = KEEL_ERR(KEEL_E_NOMEM, "no memory for change %lld's history", id);
@@ -336,9 +399,9 @@ static void get_change(const gate_web_ctx *ctx, long long id, gate_web_resp *res
             build = json_object();
             (void)json_object_set_new(build, "candidate", json_integer(cand));
             (void)json_object_set_new(build, "attempt", json_integer(attempt));
-            (void)json_object_set_new(build, "base", jstr(ci.base));
-            (void)json_object_set_new(build, "merge", jstr(ci.merge));
-            (void)json_object_set_new(build, "result", jstr(ci.state));
+            (void)json_object_set_new(build, "base", gate__web_str(ci.base));
+            (void)json_object_set_new(build, "merge", gate__web_str(ci.merge));
+            (void)json_object_set_new(build, "result", gate__web_str(ci.state));
             (void)json_object_set_new(build, "jobs", json_array());
             (void)json_array_append_new(builds, build);
         }
@@ -357,7 +420,7 @@ static void get_change(const gate_web_ctx *ctx, long long id, gate_web_resp *res
         json_decref(builds);
         json_decref(ev);
         json_decref(flakes);
-        status_resp(resp, s);
+        gate__web_status(resp, s);
         return;
     }
     json_t *o = json_object();
@@ -365,7 +428,7 @@ static void get_change(const gate_web_ctx *ctx, long long id, gate_web_resp *res
     (void)json_object_set_new(o, "builds", builds);
     (void)json_object_set_new(o, "flakes", flakes);
     (void)json_object_set_new(o, "events", ev);
-    json_resp(resp, 200, o);
+    gate__web_json(resp, 200, o);
 }
 
 /* A whole non-negative number (at most LLONG_MAX), else false. */
@@ -404,9 +467,9 @@ static void get_series(const gate_web_ctx *ctx, const gate_web_req *req, gate_we
     }
     long long to = (long long)time(NULL), step = hours * 3600 / SERIES_POINTS;
     long long from = to - step * SERIES_POINTS;
-    gate_change_span *spans = (gate_change_span *)web_calloc(SERIES_SPANS, sizeof(*spans));
+    gate_change_span *spans = (gate_change_span *)gate__web_calloc(SERIES_SPANS, sizeof(*spans));
     /* the landings' times to land, then the submissions and the ends, sorted */
-    long long *took = (long long *)web_calloc((size_t)3 * SERIES_SPANS, sizeof(*took));
+    long long *took = (long long *)gate__web_calloc((size_t)3 * SERIES_SPANS, sizeof(*took));
     size_t n = 0, nl = 0;
     if (spans == NULL || took == NULL) {
         keel_heap_free(WEB_HEAP, spans);
@@ -419,7 +482,7 @@ static void get_series(const gate_web_ctx *ctx, const gate_web_req *req, gate_we
     if (!keel_ok(s)) {
         keel_heap_free(WEB_HEAP, spans);
         keel_heap_free(WEB_HEAP, took);
-        status_resp(resp, s);
+        gate__web_status(resp, s);
         return;
     }
     /*
@@ -481,7 +544,7 @@ static void get_series(const gate_web_ctx *ctx, const gate_web_req *req, gate_we
     }
     qsort(took, nl, sizeof(*took), cmp_ll);
     json_t *o = json_object();
-    (void)json_object_set_new(o, "target", jstr(gate_target(ctx->g)));
+    (void)json_object_set_new(o, "target", gate__web_str(gate_target(ctx->g)));
     (void)json_object_set_new(o, "from", json_integer(from));
     (void)json_object_set_new(o, "to", json_integer(to));
     (void)json_object_set_new(o, "step", json_integer(step));
@@ -493,7 +556,7 @@ static void get_series(const gate_web_ctx *ctx, const gate_web_req *req, gate_we
     (void)json_object_set_new(o, "truncated", json_boolean(n == SERIES_SPANS));
     keel_heap_free(WEB_HEAP, spans);
     keel_heap_free(WEB_HEAP, took);
-    json_resp(resp, 200, o);
+    gate__web_json(resp, 200, o);
 }
 
 /*
@@ -565,7 +628,7 @@ static void get_log(const gate_web_ctx *ctx, const gate_web_req *req, long long 
     gate_job j;
     keel_status s = gate_store_job_get(gate_get_store(ctx->g), id, &j);
     if (!keel_ok(s)) {
-        status_resp(resp, s);
+        gate__web_status(resp, s);
         return;
     }
     /* only a file in the gate's own log directory is ever read: never a path from a request */
@@ -594,15 +657,15 @@ static void get_log(const gate_web_ctx *ctx, const gate_web_req *req, long long 
         (void)close(fd);
         return;
     }
-    char *buf = (char *)malloc((size_t)(to - from) + 1);
+    char *buf = (char *)gate__web_calloc((size_t)(to - from) + 1, 1);
     ssize_t got = buf != NULL ? pread(fd, buf, (size_t)(to - from), (off_t)from) : -1;
     (void)close(fd);
     if (got < 0) {
-        free(buf);
+        keel_heap_free(WEB_HEAP, buf);
         gate_web_error(resp, 500, "job %lld's log cannot be read", id);
         return;
     }
-    free(resp->body);
+    gate_web_resp_free(resp);
     resp->body = buf;
     resp->len = (size_t)got;
     resp->kind = GATE_WEB_BYTES;
@@ -616,8 +679,8 @@ static void get_log(const gate_web_ctx *ctx, const gate_web_req *req, long long 
 static json_t *outcome_json(const char *state, unsigned runs, unsigned fails, const char *commit)
 {
     json_t *o = json_object();
-    (void)json_object_set_new(o, "commit", jstr(commit));
-    (void)json_object_set_new(o, "outcome", jstr(gate_build_outcome(state, runs, fails)));
+    (void)json_object_set_new(o, "commit", gate__web_str(commit));
+    (void)json_object_set_new(o, "outcome", gate__web_str(gate_build_outcome(state, runs, fails)));
     (void)json_object_set_new(o, "runs", json_integer(runs));
     (void)json_object_set_new(o, "fails", json_integer(fails));
     return o;
@@ -631,8 +694,9 @@ static void get_levels(const gate_web_ctx *ctx, gate_web_resp *resp)
 {
     gate_store *st = gate_get_store(ctx->g);
     const char *target = gate_target(ctx->g);
-    gate_post_row *post = (gate_post_row *)web_calloc(LEVELS_POST, sizeof(*post));
-    gate_nightly_row *nightly = (gate_nightly_row *)web_calloc(LEVELS_NIGHTLY, sizeof(*nightly));
+    gate_post_row *post = (gate_post_row *)gate__web_calloc(LEVELS_POST, sizeof(*post));
+    gate_nightly_row *nightly =
+        (gate_nightly_row *)gate__web_calloc(LEVELS_NIGHTLY, sizeof(*nightly));
     size_t np = 0, nn = 0;
     keel_status s = post != NULL && nightly != NULL
                         ? gate_store_post_history(st, target, NULL, post, LEVELS_POST, &np)
@@ -642,7 +706,7 @@ static void get_levels(const gate_web_ctx *ctx, gate_web_resp *resp)
     if (!keel_ok(s)) {
         keel_heap_free(WEB_HEAP, post);
         keel_heap_free(WEB_HEAP, nightly);
-        status_resp(resp, s);
+        gate__web_status(resp, s);
         return;
     }
     if (np == LEVELS_POST) /* the oldest commit may be cut: leave it out whole */
@@ -655,13 +719,13 @@ static void get_levels(const gate_web_ctx *ctx, gate_web_resp *resp)
         for (size_t k = 0; k < json_array_size(configs) && !known; k++)
             known = strcmp(json_string_value(json_array_get(configs, k)), r->config) == 0;
         if (!known)
-            (void)json_array_append_new(configs, jstr(r->config));
+            (void)json_array_append_new(configs, gate__web_str(r->config));
         if (i == 0 || strcmp(r->commit, post[i - 1].commit) != 0) {
             row = json_object();
             cells = json_object();
-            (void)json_object_set_new(row, "commit", jstr(r->commit));
+            (void)json_object_set_new(row, "commit", gate__web_str(r->commit));
             (void)json_object_set_new(row, "seq", json_integer(r->seq));
-            (void)json_object_set_new(row, "subject", jstr(r->subject));
+            (void)json_object_set_new(row, "subject", gate__web_str(r->subject));
             (void)json_object_set_new(row, "configs", cells);
             (void)json_array_append_new(commits, row);
         }
@@ -673,20 +737,20 @@ static void get_levels(const gate_web_ctx *ctx, gate_web_resp *resp)
     for (size_t i = 0; i < nn; i++) {
         const gate_nightly_row *r = &nightly[i];
         json_t *o = outcome_json(r->state, r->runs, r->fails, r->commit);
-        (void)json_object_set_new(o, "config", jstr(r->config));
+        (void)json_object_set_new(o, "config", gate__web_str(r->config));
         (void)json_object_set_new(o, "due_at", json_integer(r->due_at));
         (void)json_array_append_new(runs, o);
     }
     keel_heap_free(WEB_HEAP, post);
     keel_heap_free(WEB_HEAP, nightly);
     json_t *r = json_object();
-    (void)json_object_set_new(r, "target", jstr(target));
+    (void)json_object_set_new(r, "target", gate__web_str(target));
     json_t *p = json_object();
     (void)json_object_set_new(p, "configs", configs);
     (void)json_object_set_new(p, "commits", commits);
     (void)json_object_set_new(r, "post", p);
     (void)json_object_set_new(r, "nightly", runs);
-    json_resp(resp, 200, r);
+    gate__web_json(resp, 200, r);
 }
 
 /* GET /branch?name=BRANCH: what submitting it would queue (gate_branch_view_get). */
@@ -699,17 +763,17 @@ static void get_branch(const gate_web_ctx *ctx, const gate_web_req *req, gate_we
     gate_branch_view v;
     keel_status s = gate_branch_view_get(ctx->g, req->q_name, &v);
     if (!keel_ok(s)) {
-        status_resp(resp, s);
+        gate__web_status(resp, s);
         return;
     }
     json_t *r = json_object();
-    (void)json_object_set_new(r, "branch", jstr(req->q_name));
-    (void)json_object_set_new(r, "head", jstr(v.head));
-    (void)json_object_set_new(r, "subject", jstr(v.subject));
+    (void)json_object_set_new(r, "branch", gate__web_str(req->q_name));
+    (void)json_object_set_new(r, "head", gate__web_str(v.head));
+    (void)json_object_set_new(r, "subject", gate__web_str(v.subject));
     (void)json_object_set_new(r, "in_target", json_boolean(v.in_target));
     (void)json_object_set_new(r, "active_change",
                               v.active > 0 ? json_integer(v.active) : json_null());
-    json_resp(resp, 200, r);
+    gate__web_json(resp, 200, r);
 }
 
 static void get_commits(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp)
@@ -721,8 +785,9 @@ static void get_commits(const gate_web_ctx *ctx, const gate_web_req *req, gate_w
     }
     limit = limit > COMMITS_MAX ? (long long)COMMITS_MAX : limit;
     gate_store *st = gate_get_store(ctx->g);
-    gate_candidate_info *cands = (gate_candidate_info *)web_calloc((size_t)limit, sizeof(*cands));
-    gate_job *jobs = (gate_job *)web_calloc(JOBS_MAX, sizeof(*jobs));
+    gate_candidate_info *cands =
+        (gate_candidate_info *)gate__web_calloc((size_t)limit, sizeof(*cands));
+    gate_job *jobs = (gate_job *)gate__web_calloc(JOBS_MAX, sizeof(*jobs));
     size_t n = 0;
     keel_status s = cands != NULL && jobs != NULL
                         ? gate_store_landed(st, gate_target(ctx->g), cands, (size_t)limit, &n)
@@ -736,7 +801,7 @@ static void get_commits(const gate_web_ctx *ctx, const gate_web_req *req, gate_w
         if (keel_ok(s))
             s = gate_store_candidate_changes(st, cands[i].id, ids, 64, &nc);
         json_t *o = json_object();
-        (void)json_object_set_new(o, "commit", jstr(cands[i].merge));
+        (void)json_object_set_new(o, "commit", gate__web_str(cands[i].merge));
         (void)json_object_set_new(o, "candidate", json_integer(cands[i].id));
         (void)json_object_set_new(o, "landed_at", json_integer(cands[i].finished_at));
         json_t *ch = json_array();
@@ -751,7 +816,7 @@ static void get_commits(const gate_web_ctx *ctx, const gate_web_req *req, gate_w
                 known = known ||
                         strcmp(json_string_value(json_array_get(configs, c)), jobs[k].config) == 0;
             if (!known)
-                (void)json_array_append_new(configs, jstr(jobs[k].config));
+                (void)json_array_append_new(configs, gate__web_str(jobs[k].config));
         }
         (void)json_object_set_new(o, "configs", res);
         (void)json_array_append_new(commits, o);
@@ -761,14 +826,14 @@ static void get_commits(const gate_web_ctx *ctx, const gate_web_req *req, gate_w
     if (!keel_ok(s)) {
         json_decref(configs);
         json_decref(commits);
-        status_resp(resp, s);
+        gate__web_status(resp, s);
         return;
     }
     json_t *o = json_object();
-    (void)json_object_set_new(o, "target", jstr(gate_target(ctx->g)));
+    (void)json_object_set_new(o, "target", gate__web_str(gate_target(ctx->g)));
     (void)json_object_set_new(o, "configs", configs);
     (void)json_object_set_new(o, "commits", commits);
-    json_resp(resp, 200, o);
+    gate__web_json(resp, 200, o);
 }
 
 keel_status gate_web_events_text(gate *g, long long after, size_t max, char **text, size_t *len,
@@ -777,31 +842,31 @@ keel_status gate_web_events_text(gate *g, long long after, size_t max, char **te
     *text = NULL;
     *len = 0;
     *last = after;
-    gate_event *ev = (gate_event *)web_calloc(max, sizeof(*ev));
+    gate_event *ev = (gate_event *)gate__web_calloc(max, sizeof(*ev));
     if (ev == NULL)
         return KEEL_ERR(KEEL_E_NOMEM, "no memory for events");
     size_t n = 0;
     keel_status s = gate_store_events_after(gate_get_store(g), gate_target(g), after, ev, max, &n);
-    char *buf = NULL;
-    size_t size = 0;
-    FILE *f = keel_ok(s) && n > 0 ? open_memstream(&buf, &size) : NULL;
-    if (keel_ok(s) && n > 0 && f == NULL)
-        s = KEEL_ERR_SYS(errno, "cannot format events");
-    for (size_t i = 0; f != NULL && i < n; i++) {
+    gate_web_buf b = {NULL, 0, 0, false};
+    for (size_t i = 0; keel_ok(s) && i < n; i++) {
+        char head[64 + sizeof(ev[i].kind)];
+        int hl = snprintf(head, sizeof(head), "id: %lld\nevent: %s\ndata: ", ev[i].id,
+                          strpbrk(ev[i].kind, "\r\n") == NULL ? ev[i].kind : "event");
+        gate__web_buf_add(&b, head, hl > 0 ? (size_t)hl : 0);
         json_t *o = event_json(&ev[i]);
-        char *data = json_dumps(o, JSON_COMPACT);
+        (void)buf_dump(&b, o);
         json_decref(o);
-        (void)fprintf(f, "id: %lld\nevent: %s\ndata: %s\n\n", ev[i].id,
-                      strpbrk(ev[i].kind, "\r\n") == NULL ? ev[i].kind : "event",
-                      data != NULL ? data : "{}");
-        free(data);
+        gate__web_buf_add(&b, "\n\n", 2);
         *last = ev[i].id;
     }
-    if (f != NULL && fclose(f) == 0) {
-        *text = buf;
-        *len = size;
+    if (keel_ok(s) && b.failed)
+        s = KEEL_ERR(KEEL_E_NOMEM, "no memory for the events' text");
+    if (keel_ok(s)) {
+        *text = b.p;
+        *len = b.len;
     } else {
-        free(buf);
+        keel_heap_free(WEB_HEAP, b.p);
+        *last = after;
     }
     keel_heap_free(WEB_HEAP, ev);
     return s;
@@ -809,11 +874,7 @@ keel_status gate_web_events_text(gate *g, long long after, size_t max, char **te
 
 /* ---- writes ---------------------------------------------------------------------------- */
 
-/*
- * The body as a JSON object whose keys are all in `fields` (NULL-ended); an
- * empty body is {}.  NULL: refused (resp says why).
- */
-static json_t *body_object(const gate_web_req *req, const char *const *fields, gate_web_resp *resp)
+json_t *gate__web_body(const gate_web_req *req, const char *const *fields, gate_web_resp *resp)
 {
     if (req->body_len == 0)
         return json_object();
@@ -883,7 +944,7 @@ static bool int_field(json_t *o, const char *name, bool required, int *out, gate
 static void post_submit(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp)
 {
     static const char *const fields[] = {"branch", "expected_head", "priority", NULL};
-    json_t *o = body_object(req, fields, resp);
+    json_t *o = gate__web_body(req, fields, resp);
     if (o == NULL)
         return;
     bool bad = false;
@@ -901,9 +962,9 @@ static void post_submit(const gate_web_ctx *ctx, const gate_web_req *req, gate_w
         if (keel_ok(s)) {
             json_t *r = json_object();
             (void)json_object_set_new(r, "change", change_json(&c));
-            json_resp(resp, 201, r);
+            gate__web_json(resp, 201, r);
         } else {
-            status_resp(resp, s);
+            gate__web_status(resp, s);
         }
     }
     json_decref(o);
@@ -916,19 +977,19 @@ static void change_after(const gate_web_ctx *ctx, long long id, keel_status s, g
     if (keel_ok(s))
         s = gate_store_get(gate_get_store(ctx->g), id, &c);
     if (!keel_ok(s)) {
-        status_resp(resp, s);
+        gate__web_status(resp, s);
         return;
     }
     json_t *r = json_object();
     (void)json_object_set_new(r, "change", change_json(&c));
-    json_resp(resp, 200, r);
+    gate__web_json(resp, 200, r);
 }
 
 static void post_cancel(const gate_web_ctx *ctx, const gate_web_req *req, long long id,
                         gate_web_resp *resp)
 {
     static const char *const fields[] = {NULL};
-    json_t *o = body_object(req, fields, resp);
+    json_t *o = gate__web_body(req, fields, resp);
     if (o == NULL)
         return;
     json_decref(o);
@@ -945,7 +1006,7 @@ static void post_priority(const gate_web_ctx *ctx, const gate_web_req *req, long
                           gate_web_resp *resp)
 {
     static const char *const fields[] = {"priority", NULL};
-    json_t *o = body_object(req, fields, resp);
+    json_t *o = gate__web_body(req, fields, resp);
     if (o == NULL)
         return;
     int priority = 0;
@@ -967,7 +1028,7 @@ static void post_pause(const gate_web_ctx *ctx, const gate_web_req *req, bool pa
 {
     static const char *const pause_fields[] = {"reason", NULL};
     static const char *const resume_fields[] = {NULL};
-    json_t *o = body_object(req, pause ? pause_fields : resume_fields, resp);
+    json_t *o = gate__web_body(req, pause ? pause_fields : resume_fields, resp);
     if (o == NULL)
         return;
     bool bad = false;
@@ -984,7 +1045,7 @@ static void post_pause(const gate_web_ctx *ctx, const gate_web_req *req, bool pa
         if (keel_ok(s))
             get_queue(ctx, resp);
         else
-            status_resp(resp, s);
+            gate__web_status(resp, s);
     }
     json_decref(o);
 }
@@ -1002,12 +1063,11 @@ static bool page(const gate_web_req *req, gate_web_resp *resp)
                        req->method);
         return true;
     }
-    resp->body = (char *)malloc(f->len + 1);
+    resp->body = heap_copy((const char *)f->data, f->len);
     if (resp->body == NULL) {
         gate_web_error(resp, 500, "no memory for the page");
         return true;
     }
-    memcpy(resp->body, f->data, f->len);
     resp->len = f->len;
     resp->status = 200;
     resp->kind = GATE_WEB_PAGE;
@@ -1033,6 +1093,10 @@ typedef enum route_id {
     R_LEVELS,
     R_EVENTS,
     R_SERIES,
+    R_CULPRITS,
+    R_BACKOUTS,
+    R_BREAKER_RESET,
+    R_FLOWS,
     R_NONE
 } route_id;
 
@@ -1056,6 +1120,10 @@ static const route routes[] = {
     {R_LEVELS, {"levels"}, "", NULL},
     {R_EVENTS, {"events"}, "", NULL},
     {R_SERIES, {"series"}, "", NULL},
+    {R_CULPRITS, {"culprits"}, "", NULL},
+    {R_BACKOUTS, {"backouts"}, "", NULL},
+    {R_BREAKER_RESET, {"backouts", "breaker", "reset"}, NULL, "admin"},
+    {R_FLOWS, {"flows"}, "", NULL},
 };
 enum { NROUTES = sizeof(routes) / sizeof(routes[0]) };
 
@@ -1171,6 +1239,18 @@ static void dispatch(const gate_web_ctx *ctx, const gate_web_req *req, const rou
     case R_SERIES:
         get_series(ctx, req, resp);
         break;
+    case R_CULPRITS:
+        gate__web_culprits(ctx, resp);
+        break;
+    case R_BACKOUTS:
+        gate__web_backouts(ctx, resp);
+        break;
+    case R_BREAKER_RESET:
+        gate__web_breaker_reset(ctx, req, who, resp);
+        break;
+    case R_FLOWS:
+        gate__web_flows(ctx, resp);
+        break;
     case R_EVENTS: {
         long long after = 0;
         const char *from = req->last_event_id != NULL ? req->last_event_id : req->q_after;
@@ -1182,7 +1262,7 @@ static void dispatch(const gate_web_ctx *ctx, const gate_web_req *req, const rou
         if (from == NULL)
             s = gate_store_last_event(gate_get_store(ctx->g), &after);
         if (!keel_ok(s)) {
-            status_resp(resp, s);
+            gate__web_status(resp, s);
             return;
         }
         resp->status = 200;
@@ -1212,7 +1292,7 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
     }
     /* the request: method, path and body, hashed */
     size_t need = strlen(req->method) + strlen(req->path) + req->body_len + 2;
-    char *text = (char *)malloc(need);
+    char *text = (char *)gate__web_calloc(need, 1);
     if (text == NULL) {
         gate_web_error(resp, 500, "no memory for the request");
         return;
@@ -1222,14 +1302,14 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
         memcpy(text + head, req->body, req->body_len);
     char hash[GATE_TOKEN_HASH_HEX], seen[GATE_TOKEN_HASH_HEX];
     gate_sha256_hex(text, (size_t)head + req->body_len, hash);
-    free(text);
+    keel_heap_free(WEB_HEAP, text);
     gate_store *st = gate_get_store(ctx->g);
     bool found = false;
     int status = 0;
     char *body = NULL;
     keel_status s = gate_store_idem_get(st, req->idempotency_key, &found, seen, &status, &body);
     if (!keel_ok(s)) {
-        status_resp(resp, s);
+        gate__web_status(resp, s);
         return;
     }
     if (found && strcmp(seen, hash) != 0) {
@@ -1240,10 +1320,15 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
                        req->idempotency_key);
         return;
     }
-    if (found) {
-        free(resp->body);
-        resp->body = body;
+    if (found) { /* the store's copy (malloc'd) onto the server's heap */
+        gate_web_resp_free(resp);
         resp->len = strlen(body);
+        resp->body = heap_copy(body, resp->len);
+        free(body);
+        if (resp->body == NULL) {
+            gate_web_error(resp, 500, "no memory for the response");
+            return;
+        }
         resp->status = status;
         resp->kind = GATE_WEB_JSON;
         return;
@@ -1297,7 +1382,7 @@ void gate_web_route(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_r
     gate_token who;
     keel_status s = gate_token_check(gate_get_store(ctx->g), req->authorization, &who);
     if (!keel_ok(s)) {
-        status_resp(resp, s);
+        gate__web_status(resp, s);
         return;
     }
     if (!allowed(ctx, req, role, &who, resp))

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "page.h"
+#include "routes_int.h"
 #include "web.h"
 
 enum {
@@ -66,8 +67,7 @@ struct web_stream {
 };
 
 typedef struct web_request {
-    char *body;
-    size_t len, cap;
+    gate_web_buf body; /* on the server's heap */
     bool too_big;
 } web_request;
 
@@ -101,6 +101,33 @@ static void lower_priority(const gate_web *w)
         (void)setpriority(PRIO_PROCESS, tid, w->o.nice);
 }
 
+/* n zeroed bytes on the server's heap (NULL: no memory) */
+static void *web_zalloc(size_t n)
+{
+    void *p = NULL;
+    keel_status s = keel_heap_calloc(GATE_WEB_HEAP, 1, n, &p);
+    if (!keel_ok(s)) {
+        keel_status_ignore(s, "said as 'no memory' by the caller");
+        return NULL;
+    }
+    return p;
+}
+
+static void web_free(void *p)
+{
+    keel_heap_free(GATE_WEB_HEAP, p);
+}
+
+/* e's text to send next: a copy of `text` on the server's heap (none when there is no memory) */
+static void stream_say(web_stream *e, const char *text)
+{
+    size_t n = strlen(text);
+    e->pending = (char *)web_zalloc(n + 1);
+    if (e->pending != NULL)
+        memcpy(e->pending, text, n);
+    e->plen = e->pending != NULL ? n : 0;
+}
+
 static long long mono_ms(void)
 {
     struct timespec ts;
@@ -131,8 +158,7 @@ static void changed(web_stream *e)
     }
     if (now - e->changed_ms < CHANGED_MS)
         return; /* said later, as the ticker resumes the stream */
-    e->pending = strdup("event: changed\ndata: {}\n\n");
-    e->plen = e->pending != NULL ? strlen(e->pending) : 0;
+    stream_say(e, "event: changed\ndata: {}\n\n");
     e->version = v;
     e->changed_ms = now;
 }
@@ -145,7 +171,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     if (__atomic_load_n(&w->quitting, __ATOMIC_ACQUIRE))
         return MHD_CONTENT_READER_END_OF_STREAM;
     if (e->ppos == e->plen) {
-        free(e->pending);
+        web_free(e->pending);
         e->pending = NULL;
         e->plen = e->ppos = 0;
         keel_status s = gate_web_events_text(w->ctx.g, e->cursor, EVENTS_BATCH, &e->pending,
@@ -156,8 +182,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         }
         changed(e);
         if (e->plen == 0 && mono_ms() - e->sent_ms >= KEEPALIVE_MS) {
-            e->pending = strdup(": keep-alive\n\n");
-            e->plen = e->pending != NULL ? strlen(e->pending) : 0;
+            stream_say(e, ": keep-alive\n\n");
         }
         if (e->plen == 0) { /* nothing yet: the ticker resumes it */
             MHD_suspend_connection(e->conn);
@@ -178,8 +203,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 static void stream_free(void *cls)
 {
     web_stream *e = (web_stream *)cls;
-    free(e->pending);
-    free(e);
+    web_free(e->pending);
+    web_free(e);
 }
 
 /* Resume every suspended stream (each looks for events again). */
@@ -224,15 +249,14 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web
 {
     struct MHD_Response *r = NULL;
     if (resp->kind == GATE_WEB_EVENTS) {
-        web_stream *e = (web_stream *)calloc(1, sizeof(*e));
+        web_stream *e = (web_stream *)web_zalloc(sizeof(*e));
         if (e == NULL) {
             gate_web_error(resp, 500, "no memory for an event stream");
         } else {
             e->w = w;
             e->conn = c;
             e->cursor = resp->after;
-            e->pending = strdup("retry: 2000\n\n");
-            e->plen = e->pending != NULL ? strlen(e->pending) : 0;
+            stream_say(e, "retry: 2000\n\n");
             e->sent_ms = mono_ms();
             keel_status v = gate_store_data_version(gate_get_store(w->ctx.g), &e->version);
             if (!keel_ok(v))
@@ -247,9 +271,11 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web
         }
     }
     if (r == NULL) {
-        r = MHD_create_response_from_buffer(resp->len, resp->body, MHD_RESPMEM_MUST_FREE);
-        if (r == NULL)
+        r = MHD_create_response_from_buffer_with_free_callback(resp->len, resp->body, web_free);
+        if (r == NULL) {
+            gate_web_resp_free(resp);
             return MHD_NO;
+        }
         resp->body = NULL; /* the response's now */
         (void)MHD_add_response_header(r, "Content-Type",
                                       resp->kind == GATE_WEB_PAGE    ? resp->content_type
@@ -267,8 +293,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web
     add_common_headers(r);
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)resp->status, r);
     MHD_destroy_response(r);
-    free(resp->body);
-    resp->body = NULL;
+    gate_web_resp_free(resp);
     return ret;
 }
 
@@ -362,7 +387,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             (void)snprintf(msg, sizeof(msg), "the body is larger than %zu bytes", w->o.max_body);
             return error_now(c, w, 413, msg);
         }
-        rq = (web_request *)calloc(1, sizeof(*rq));
+        rq = (web_request *)web_zalloc(sizeof(*rq));
         if (rq == NULL)
             return MHD_NO;
         *con_cls = rq;
@@ -371,22 +396,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (rq->too_big || rq->len + n > w->o.max_body) {
+        if (rq->too_big || rq->body.len + n > w->o.max_body) {
             rq->too_big = true;
             return MHD_YES;
         }
-        if (rq->len + n + 1 > rq->cap) {
-            size_t cap = rq->cap == 0 ? 1024 : rq->cap;
-            while (cap < rq->len + n + 1)
-                cap *= 2;
-            char *grown = (char *)realloc(rq->body, cap);
-            if (grown == NULL)
-                return MHD_NO;
-            rq->body = grown;
-            rq->cap = cap;
-        }
-        memcpy(rq->body + rq->len, upload_data, n);
-        rq->len += n;
+        gate__web_buf_add(&rq->body, upload_data, n);
+        if (rq->body.failed)
+            return MHD_NO; /* no memory: the connection is closed */
         return MHD_YES;
     }
     if (rq->too_big) {
@@ -407,8 +423,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     req.q_after = query(c, "after");
     req.q_hours = query(c, "hours");
     req.q_name = query(c, "name");
-    req.body = rq->body != NULL ? rq->body : "";
-    req.body_len = rq->len;
+    req.body = rq->body.p != NULL ? rq->body.p : "";
+    req.body_len = rq->body.len;
     gate_web_resp resp;
     gate_web_route(&w->ctx, &req, &resp);
     return send_resp(c, w, &resp);
@@ -422,8 +438,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)toe;
     web_request *rq = (web_request *)*con_cls;
     if (rq != NULL) {
-        free(rq->body);
-        free(rq);
+        web_free(rq->body.p);
+        web_free(rq);
         *con_cls = NULL;
     }
 }
@@ -470,7 +486,7 @@ keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
     keel_status s = parse_listen(o->listen, &addr);
     if (!keel_ok(s))
         return s;
-    gate_web *w = (gate_web *)calloc(1, sizeof(*w));
+    gate_web *w = (gate_web *)web_zalloc(sizeof(*w));
     if (w == NULL)
         return KEEL_ERR(KEEL_E_NOMEM, "no memory for the server");
     w->ctx.g = g;
@@ -481,12 +497,14 @@ keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
     (void)pthread_mutex_init(&w->lock, NULL);
     if (o->max_per_address > 0) {
         w->addrs_cap = (size_t)o->max_connections + CONNECTIONS_SPARE;
-        w->addrs = (web_addr *)calloc(w->addrs_cap, sizeof(*w->addrs));
-        if (w->addrs == NULL) {
+        void *addrs = NULL;
+        keel_status a = keel_heap_calloc(GATE_WEB_HEAP, w->addrs_cap, sizeof(*w->addrs), &addrs);
+        if (!keel_ok(a)) {
             (void)pthread_mutex_destroy(&w->lock);
-            free(w);
-            return KEEL_ERR(KEEL_E_NOMEM, "no memory for the server's client addresses");
+            web_free(w);
+            return KEEL_CONTEXT(a, "no memory for the server's client addresses");
         }
+        w->addrs = (web_addr *)addrs;
     }
     w->daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request, w,
@@ -498,8 +516,8 @@ keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
     if (w->daemon == NULL) {
         int e = errno;
         (void)pthread_mutex_destroy(&w->lock);
-        free(w->addrs);
-        free(w);
+        web_free(w->addrs);
+        web_free(w);
         return KEEL_ERR_SYS(e != 0 ? e : EADDRINUSE, "cannot listen on '%s'", o->listen);
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -536,6 +554,6 @@ void gate_web_stop(gate_web *w)
     }
     MHD_stop_daemon(w->daemon);
     (void)pthread_mutex_destroy(&w->lock);
-    free(w->addrs);
-    free(w);
+    web_free(w->addrs);
+    web_free(w);
 }

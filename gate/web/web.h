@@ -13,6 +13,18 @@
 #include "gate.h"
 #include "store_web.h"
 
+/*
+ * The server's memory: request bodies, the responses built (the JSON text,
+ * a log's bytes, the dashboard's files), the event streams and what they
+ * have to send, and the server itself, on module gate_web's heap (defined
+ * in routes.c; docs/gate.md "Memory: module heaps"), so that a quota bounds
+ * it, `status --memory` shows it, and in devel builds keel's poisoned heap
+ * catches a leak, an overflow or a use after free there.  Jansson's own
+ * objects (the JSON trees before they are written out) stay on malloc.
+ */
+KEEL_MODULE_DECLARE(gate_web);
+#define GATE_WEB_HEAP KEEL_MODULE_REF(gate_web)
+
 /* ---- tokens (auth.c) ------------------------------------------------------------------ */
 
 enum { GATE_TOKEN_LEN = 3 + 64, GATE_TOKEN_MAX = GATE_TOKEN_LEN + 1 }; /* "kg_" + 64 hex */
@@ -78,7 +90,7 @@ typedef enum gate_web_kind {
 typedef struct gate_web_resp {
     int status;
     gate_web_kind kind;
-    char *body; /* malloc'd */
+    char *body; /* on GATE_WEB_HEAP, NUL-ended (gate_web_resp_free) */
     size_t len;
     char content_range[96];
     const char *allow;        /* 405: the methods the path takes */
@@ -91,11 +103,16 @@ typedef struct gate_web_ctx {
     bool token_reads;
 } gate_web_ctx;
 
-/* Answer `req` into *resp (its body malloc'd, the caller frees): never fails, says the error. */
+/* Answer `req` into *resp (gate_web_resp_free frees its body): never fails, says the error. */
 void gate_web_route(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp);
+/* resp's body freed (NULL afterwards) */
+void gate_web_resp_free(gate_web_resp *resp);
 /* resp as {"error": msg} with `status` */
 void gate_web_error(gate_web_resp *resp, int status, const char *fmt, ...) KEEL_PRINTF(3, 4);
-/* The events after `after` as text/event-stream records, at most `max` of them (*last: the id). */
+/*
+ * The events after `after` as text/event-stream records, at most `max` of
+ * them (*last: the id), *text on GATE_WEB_HEAP (NULL when there are none).
+ */
 KEEL_MUST_USE keel_status gate_web_events_text(gate *g, long long after, size_t max, char **text,
                                                size_t *len, long long *last);
 

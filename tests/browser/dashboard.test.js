@@ -94,7 +94,13 @@ async function main() {
         await page.fill('#submit-branch', 'beta');
         await page.fill('#submit-head', head('beta'));
         await page.click('#submit-form button[type=submit]');
-        await page.locator('#error').waitFor();
+        await page.locator('#error').waitFor().catch(async (e) => {
+            const q = await page.evaluate(() => fetch('/api/v1/queue').then((r) => r.json()));
+            throw new Error(e.message.split('\n')[0] + ' (the error ' +
+                            (await page.locator('#error').isHidden() ? 'hidden' : 'shown') + ', branch info "' +
+                            await page.locator('#submit-branch-info').innerText() + '", ' + q.changes.length +
+                            ' queued, console errors: ' + errors.join(' | ') + ')');
+        });
         const text = await page.locator('#error-text').innerText();
         assert(text.includes('401') && text.includes('token'), 'error: ' + text);
         const q = await page.evaluate(() => fetch('/api/v1/queue').then((r) => r.json()));
@@ -179,6 +185,45 @@ async function main() {
         assert((await page.locator('#nightly tbody td.muted').innerText()).includes('No nightly runs'),
                'nightly table');
         await page.screenshot({ path: env.KEEL_SCREENSHOT.replace(/\.png$/, '-levels.png'), fullPage: true });
+    });
+
+    await check('culprits: a post failure found live, verified and backed out through the gate', async () => {
+        await page.goto(env.KEEL_URL + '#/culprits');
+        await page.locator('#culprits tbody td.muted', { hasText: 'No culprit searches' }).waitFor();
+        await page.evaluate(() => { window.keelLoaded = 'culprits'; });
+        const r = await fetch(env.KEEL_URL + 'api/v1/queue/resume', {
+            method: 'POST', headers: { Authorization: 'Bearer ' + env.KEEL_ADMIN_TOKEN } });
+        assert(r.status === 200, 'resume: ' + r.status);
+        kg('submit', 'breaker');
+        const run = await kgAsync('run', '--once');
+        assert(run.code === 0, 'run --once: exit ' + run.code + ' ' + run.stderr);
+        const row = page.locator('#culprits tbody tr', { hasText: 'smoke' });
+        await row.locator('td.state-verified').waitFor();
+        assert(await page.evaluate(() => window.keelLoaded) === 'culprits', 'the page was reloaded');
+        const text = await row.innerText();
+        assert(/post/.test(text) && /%/.test(text), 'row: ' + text);
+        await page.screenshot({ path: env.KEEL_SCREENSHOT.replace(/\.png$/, '-culprits.png'), fullPage: true });
+    });
+
+    await check('backouts: the revert landed, the breaker closed with its budget', async () => {
+        await page.click('nav a[href="#/backouts"]');
+        const row = page.locator('#backouts tbody tr', { hasText: 'smoke' });
+        await row.locator('td.state-landed').waitFor();
+        assert((await row.innerText()).includes('#'), 'no change link: ' + await row.innerText());
+        const b = await page.locator('#breaker').innerText();
+        assert(b.includes('closed') && /1 created, 1 landed of 3/.test(b), 'breaker: ' + b);
+        assert(await page.locator('#breaker-form').isHidden(), 'a reset button on a closed breaker');
+        await page.screenshot({ path: env.KEEL_SCREENSHOT.replace(/\.png$/, '-backouts.png'), fullPage: true });
+    });
+
+    await check('flows: the configuration\'s flow with its tips and state', async () => {
+        await page.click('nav a[href="#/flows"]');
+        const row = page.locator('#flows tbody tr', { hasText: 'release/2.1' });
+        await row.waitFor();
+        const text = await row.innerText();
+        assert(text.includes('main → release/2.1') && text.includes(head('release/2.1').slice(0, 10)),
+               'row: ' + text);
+        await page.screenshot({ path: env.KEEL_SCREENSHOT.replace(/\.png$/, '-flows.png'), fullPage: true });
     });
 
     await check('keyboard: the token field and the forms are labelled and reachable', async () => {

@@ -11,7 +11,8 @@
 #
 # It installs what it needs: Debian's chromium and nodejs/npm (apt-get, only when root and
 # missing) and playwright-core (npm ci into BUILD_DIR/browser-test/).  Where it cannot, it exits
-# 77 (ctest: skipped) saying why.
+# 77 (ctest: skipped) saying why: on a plain Debian 12, whose nodejs is 18, it says that
+# playwright-core needs node 20 or later and that KEEL_NODE may name one (its npm beside it).
 set -u -o pipefail
 gate_bin=$1
 build=$(cd "$2" && pwd)
@@ -33,11 +34,21 @@ if [ ! -x "$chromium" ]; then
     apt_install chromium || skip "no Chromium at $chromium, and it cannot be installed here (apt-get as root: see $build/browser-apt.log)"
 fi
 [ -x "$chromium" ] || skip "no Chromium at $chromium"
+# KEEL_NODE: a node (with its npm beside it) other than the one on PATH
+if [ -n "${KEEL_NODE:-}" ]; then
+    [ -x "$KEEL_NODE" ] || skip "KEEL_NODE=$KEEL_NODE is not an executable"
+    PATH=$(dirname "$KEEL_NODE"):$PATH
+fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     apt_install nodejs npm || skip "no node/npm, and they cannot be installed here (apt-get as root)"
 fi
+# the node that playwright-core needs, as package-lock.json pins it (its "engines": ">=20")
+engines=$(sed -n '/"node_modules\/playwright-core"/,/^    }/s/.*"node": "\(.*\)".*/\1/p' "$here/package-lock.json")
+need=${engines#>=}
+case $need in '' | *[!0-9]*) skip "package-lock.json's playwright-core names no node version as '>=N' (engines: '$engines')" ;; esac
 major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
-[ "$major" -ge 20 ] || skip "node $(node --version 2>/dev/null) is older than playwright-core's 20"
+[ "$major" -ge "$need" ] ||
+    skip "node $(node --version 2>/dev/null) ($(command -v node)) is older than the $need that playwright-core $(sed -n 's/.*"playwright-core": "\(.*\)".*/\1/p' "$here/package.json") needs (engines: node $engines; Debian 12's nodejs is 18): set KEEL_NODE to a node $need or later (Debian 13's nodejs, or NodeSource's)"
 
 # playwright-core, as package-lock.json pins it, into the build tree (never into the sources)
 mods=$build/browser-test
@@ -82,8 +93,12 @@ timeout = 60
 writable = $tmp/shared
 
 [config smoke]
-test = true
+test = test ! -e broken
 levels = post
+tier = 1
+
+[flow main -> release/2.1]
+owner = Ann Lee <ann@example.org>
 EOF
 # shellcheck disable=SC2016 # ($1: the job's, in the script written)
 printf 'echo "ci: $1"\nsleep 2\ntest ! -e bad\n' >"$work/ci.sh"
@@ -92,6 +107,10 @@ g add -A && g commit -qm base
 for b in alpha beta gamma; do
     g checkout -q -b "$b" main && echo "$b" >"$work/$b.txt" && g add -A && g commit -qm "$b" && g checkout -q main
 done
+# breaker: passes the queue's unit and lint, breaks smoke at level post (a culprit to find and back out)
+g checkout -q -b breaker main && echo yes >"$work/broken" && g add -A && g commit -qm "add a broken marker" &&
+    g checkout -q main
+g branch release/2.1 main
 git clone -q --bare "$work" "$repo"
 kg() { "$gate_bin" --repo "$repo" --quiet "$@"; }
 admin=$("$gate_bin" --repo "$repo" token add ops --role admin) || { echo "FAIL: token add"; exit 1; }

@@ -381,6 +381,79 @@
                                       'No nightly runs yet (configurations with levels = nightly).')));
     }
 
+    /* ---- culprit searches, backouts, branch flows ----------------------------------------- */
+
+    function emptyRow(tb, cols, text) {
+        tb.append(el('tr', {}, el('td', {colspan: cols, class: 'muted'}, text)));
+    }
+
+    function renderCulprits(c) {
+        const tb = $('culprits').tBodies[0];
+        tb.replaceChildren();
+        for (const s of c.searches) {
+            const top = s.top.map((t) => (t.commit ? short(t.commit) : 'no culprit') + ' ' +
+                                         (100 * t.posterior).toFixed(1) + '%').join(', ');
+            const done = s.builds.filter((b) => b.result !== null).length;
+            tb.append(el('tr', {},
+                         el('th', {scope: 'row'}, '#' + s.id),
+                         el('td', {}, s.config + ' (tier ' + s.tier + ')'),
+                         el('td', {}, s.level),
+                         el('td', {}, s.range.commits + ' after ', el('code', {}, short(s.range.passed)),
+                            ' to ', el('code', {}, short(s.range.failed))),
+                         el('td', {}, done + ' done, ' + s.verdict.running + ' running'),
+                         el('td', {}, top || '—'),
+                         el('td', {class: 'state-' + s.state}, s.state),
+                         el('td', {}, s.culprit ? el('code', {}, short(s.culprit)) : '—'),
+                         el('td', {class: 'evidence'}, s.evidence || '—')));
+        }
+        if (c.searches.length === 0)
+            emptyRow(tb, 9, 'No culprit searches (a configuration failing at level post starts one).');
+    }
+
+    function renderBackouts(b) {
+        const br = b.breaker, bu = b.budget;
+        const budget = 'Budget: ' + bu.created + ' created, ' + bu.landed + ' landed of ' +
+                       (bu.limit === null ? '?' : bu.limit) + ' since ' + when(bu.counted_from);
+        $('breaker').textContent = (br.open ? 'Circuit breaker OPEN since ' + when(br.since) + ': ' + br.why +
+                                              ' — no automatic backout until a person resets it. '
+                                            : 'Circuit breaker closed. ') + budget;
+        $('breaker').className = br.open ? 'banner' : '';
+        $('breaker-form').hidden = !br.open;
+        const tb = $('backouts').tBodies[0];
+        tb.replaceChildren();
+        for (const r of b.backouts)
+            tb.append(el('tr', {},
+                         el('th', {scope: 'row'}, el('code', {}, short(r.culprit))),
+                         el('td', {}, r.config + ' (tier ' + r.tier + ')'),
+                         el('td', {class: 'state-' + r.state}, r.state),
+                         el('td', {}, r.rail || '—'),
+                         el('td', {}, r.revert ? el('code', {}, short(r.revert)) : '—'),
+                         el('td', {}, r.change ? changeLink(r.change) : '—'),
+                         el('td', {}, r.subject, el('br'), el('span', {class: 'muted'}, r.reason))));
+        if (b.backouts.length === 0)
+            emptyRow(tb, 7, 'No backouts (a verified culprit is backed out here).');
+    }
+
+    function renderFlows(f) {
+        const tb = $('flows').tBodies[0];
+        tb.replaceChildren();
+        for (const x of f.flows) {
+            const blocked = x.state === 'blocked';
+            const told = x.told.map((t) => t.kind + ' to ' + t.who + ' ' + when(t.at));
+            tb.append(el('tr', {},
+                         el('th', {scope: 'row'}, x.from + ' → ' + x.to),
+                         el('td', {class: 'state-' + x.state}, x.state),
+                         el('td', {}, el('code', {}, short(x.source_tip) || '?'), ' → ',
+                            el('code', {}, short(x.destination_tip) || '?')),
+                         el('td', {}, x.last_sync ? when(x.last_sync) : 'never'),
+                         el('td', {}, blocked ? when(x.blocked_since) + ': ' + x.why : '—'),
+                         el('td', {}, x.reminders + (x.escalated ? ', escalated' : '') +
+                                      (told.length ? ' — ' + told.join('; ') : ''))));
+        }
+        if (f.flows.length === 0)
+            emptyRow(tb, 6, 'No branch flows ([flow SRC -> DST] sections of the configuration).');
+    }
+
     /* ---- a change's page ------------------------------------------------------------------ */
 
     async function renderChange(id) {
@@ -479,6 +552,12 @@
                 renderConsole(await api('commits?limit=50'));
             } else if (state.view === 'levels') {
                 renderLevels(await api('levels'));
+            } else if (state.view === 'culprits') {
+                renderCulprits(await api('culprits'));
+            } else if (state.view === 'backouts') {
+                renderBackouts(await api('backouts'));
+            } else if (state.view === 'flows') {
+                renderFlows(await api('flows'));
             } else if (state.view === 'change') {
                 await renderChange(state.changeId);
             }
@@ -597,14 +676,11 @@
 
     function route() {
         const m = /^#\/change\/(\d+)/.exec(location.hash);
-        state.view = m ? 'change'
-                       : location.hash.startsWith('#/console') ? 'console'
-                       : location.hash.startsWith('#/levels') ? 'levels' : 'queue';
+        const named = /^#\/(console|levels|culprits|backouts|flows)\b/.exec(location.hash);
+        state.view = m ? 'change' : named ? named[1] : 'queue';
         state.changeId = m ? Number(m[1]) : 0;
-        $('view-queue').hidden = state.view !== 'queue';
-        $('view-console').hidden = state.view !== 'console';
-        $('view-levels').hidden = state.view !== 'levels';
-        $('view-change').hidden = state.view !== 'change';
+        for (const v of ['queue', 'console', 'levels', 'culprits', 'backouts', 'flows', 'change'])
+            $('view-' + v).hidden = state.view !== v;
         if (state.view === 'change') {
             $('log').hidden = true;
             state.log = null;
@@ -678,6 +754,10 @@
                 f.reset();
         });
         $('resume').addEventListener('click', () => act(() => post('queue/resume')));
+        $('breaker-form').addEventListener('submit', (ev) => {
+            ev.preventDefault();
+            act(() => post('backouts/breaker/reset', {}));
+        });
         $('console-filter').addEventListener('change', () => {
             if (state.consoleData)
                 renderConsole(state.consoleData);
