@@ -158,7 +158,10 @@ KEEL_MUST_USE keel_status gate_log(gate *g, long long id, FILE *f, unsigned flag
  * target, newest first, by each configuration at level post (only `config`
  * unless NULL): passed, failed, flaky (failed N of M), not run (superseded
  * or not built yet), running; "-" where a commit has no such configuration.
- * A table, or JSON (GATE_HISTORY_JSON).
+ * Then the nightly level's runs (gate/levels/nightly.h; only `config`'s
+ * unless NULL; the newest 64), a row each: commit, configuration, result
+ * (the same words), when it was due.  A table, or JSON (GATE_HISTORY_JSON:
+ * "commits" and "nightly").
  */
 enum gate_history_flags { GATE_HISTORY_JSON = 1 };
 KEEL_MUST_USE keel_status gate_history(gate *g, const char *config, FILE *f, unsigned flags);

@@ -552,6 +552,8 @@ static keel_status turn(gate *g, bool once, bool *done)
         s = gate_start_again(g);
     if (keel_ok(s))
         s = pump(g, paused || held);
+    if (keel_ok(s) && gen == g->gen)
+        backout_turn(g); /* a revert the pump just landed: recorded before run --once ends */
     if (!keel_ok(s) || gen != g->gen)
         return s;             /* restarted (a lost compare-and-swap): the queue is read again */
     bool flow_queued = false; /* branch flows (flows_turn.h): a merge queued, taken next turn */

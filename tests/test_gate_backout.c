@@ -492,6 +492,50 @@ static void test_gate_merge_reverted_against_its_first_parent(void **state)
     assert_string_equal(newest_long(), "passed");
 }
 
+/* A file of 20 numbered lines, line `a` and line `b` (1-based; 0: none) changed. */
+static void lines_file(char *buf, size_t size, unsigned a, unsigned b)
+{
+    size_t len = 0;
+    for (unsigned i = 1; i <= 20 && len < size; i++)
+        len += (size_t)snprintf(buf + len, size - len, "%u%s\n", i,
+                                i == a   ? "x"
+                                : i == b ? "y"
+                                         : "");
+}
+
+/*
+ * Later commits that changed the culprit's file away from the lines it
+ * changed (4 and more lines from them), and other files: the culprit is not
+ * dependent, its revert is made and queued.  (Refused when a later commit
+ * touched the same file at all, before the check was by lines.)
+ */
+static void test_later_change_elsewhere_in_the_file(void **state)
+{
+    (void)state;
+    setup("", 1);
+    git_oid base, culprit, far, other;
+    char big[128];
+    lines_file(big, sizeof(big), 0, 0);
+    push_around("big.txt", big, &base);
+    lines_file(big, sizeof(big), 0, 16);
+    push_around("big.txt", big, &culprit);
+    push_around("postbad", "x\n", &other);
+    lines_file(big, sizeof(big), 12, 16); /* 4 lines from the culprit's */
+    push_around("big.txt", big, &far);
+    (void)fx_run_once();
+    gate *g = fx_open();
+    hand_over(g, &culprit, 1, true, (long long)time(NULL), "queued", "");
+    gate_close(g);
+    assert_int_equal(count_reverts(), 1);
+    (void)fx_run_once(); /* the revert through the gate: line 16 back, line 12 kept */
+    char text[128];
+    git_oid tip;
+    fx_head("main", &tip);
+    fx_read_at(&tip, "big.txt", text, sizeof(text));
+    lines_file(big, sizeof(big), 12, 0);
+    assert_string_equal(text, big);
+}
+
 static void test_rails_refuse_on_real_commits(void **state)
 {
     (void)state;
@@ -504,9 +548,13 @@ static void test_rails_refuse_on_real_commits(void **state)
     retell(&marked, "careful\n\nNo-Auto-Revert: true\n");
     push_around("dep.txt", "one\n", &dep);
     push_around("dep.txt", "two\n", &after);
-    push_around("big.txt", "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n", &lines);
-    push_around("big.txt", "1x\n2\n3\n4\n5\n6\n7\n8\n9\n10\n", &mid);
-    push_around("big.txt", "1x\n2\n3\n4\n5\n6\n7\n8\n9\n10y\n", &later);
+    char big[128];
+    lines_file(big, sizeof(big), 0, 0);
+    push_around("big.txt", big, &lines);
+    lines_file(big, sizeof(big), 10, 0);
+    push_around("big.txt", big, &mid);
+    lines_file(big, sizeof(big), 10, 13); /* 3 lines from the culprit's: near */
+    push_around("big.txt", big, &later);
     push_around("t3.txt", "t\n", &tier3);
     (void)fx_run_once();
     assert_string_equal(newest_long(), "failed");
@@ -520,11 +568,11 @@ static void test_rails_refuse_on_real_commits(void **state)
     hand_over(g, &marked, 1, true, now, "refused", "no-auto-revert");
     /* a later commit changed its file: the revert would conflict */
     hand_over(g, &dep, 1, true, now, "refused", "dependent");
-    /* the same file, other lines: the revert applies, but later work may rely on it */
+    /* the same file, lines near the culprit's: the revert applies, but later work may rely on it */
     hand_over(g, &mid, 1, true, now, "refused", "dependent");
     gate_backout_row r;
     row_of(g, &mid, &r);
-    if (strstr(r.reason, "big.txt") == NULL)
+    if (strstr(r.reason, "big.txt line 13") == NULL)
         fail_msg("dependent: %s", r.reason);
     hand_over(g, &tier3, 3, true, now, "refused", "tier-3");
     gate_close(g);
@@ -786,6 +834,43 @@ static void test_hold_when_red_holds_and_resumes(void **state)
     assert_string_equal(newest_long(), "passed");
 }
 
+/*
+ * Held while red, no culprit known; a fix is pushed to the target (no
+ * backout): the post level builds it, the configuration is green again and
+ * the queue resumes by itself, in the same run.
+ */
+static void test_hold_when_red_resumes_on_a_fix(void **state)
+{
+    (void)state;
+    char cfg[256];
+    (void)snprintf(cfg, sizeof(cfg), long_config, 1u);
+    fx_setup_repo("strategy = serial\nhold-when-red = yes", cfg);
+    git_oid culprit, fix;
+    push_around("postbad", "x\n", &culprit);
+    (void)fx_run_once();
+    assert_string_equal(newest_long(), "failed");
+    fx_branch("feature", "feature.txt", "f\n");
+    gate *g = fx_open();
+    long long id = fx_submit(g, "feature", 0);
+    gate_run_stats st;
+    fx_ok(gate_run(g, true, &st));
+    assert_int_equal(fx_state_of(g, id), GATE_CHANGE_QUEUED); /* held */
+    bool held = false;
+    char why[GATE_REASON_MAX];
+    fx_ok(gate_backout_hold(g, &held, why, sizeof(why)));
+    assert_true(held);
+    push_around("postbad", NULL, &fix); /* a person's fix, pushed around the gate */
+    fx_ok(gate_run(g, true, &st));
+    assert_string_equal(newest_long(), "passed");
+    fx_ok(gate_backout_hold(g, &held, why, sizeof(why)));
+    assert_false(held);
+    assert_int_equal(fx_state_of(g, id), GATE_CHANGE_LANDED);
+    gate_close(g);
+    assert_int_equal(count_reverts(), 0);
+    assert_int_equal(events("target-green"), 1);
+    assert_true(main_has("feature.txt"));
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -795,6 +880,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_verified_culprit_reverted_through_the_gate, fx_teardown),
         cmocka_unit_test_teardown(test_gate_merge_reverted_against_its_first_parent, fx_teardown),
         cmocka_unit_test_teardown(test_rails_refuse_on_real_commits, fx_teardown),
+        cmocka_unit_test_teardown(test_later_change_elsewhere_in_the_file, fx_teardown),
         cmocka_unit_test_teardown(test_budget_and_breaker, fx_teardown),
         cmocka_unit_test_teardown(test_age_limit_proposes, fx_teardown),
         cmocka_unit_test_teardown(test_tier2_waits_for_a_fix_then_reverts, fx_teardown),
@@ -804,6 +890,7 @@ int main(int argc, char **argv)
 #endif
         cmocka_unit_test_teardown(test_existing_revert_on_the_target_is_found, fx_teardown),
         cmocka_unit_test_teardown(test_hold_when_red_holds_and_resumes, fx_teardown),
+        cmocka_unit_test_teardown(test_hold_when_red_resumes_on_a_fix, fx_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

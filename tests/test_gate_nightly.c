@@ -5,7 +5,8 @@
  * nightly --now` makes it due, the gate builds the target's head with it
  * (and the queue runs only the gate's configurations), a failure is told
  * once, a pass after it too, and a build a killed gate left running is built
- * again.
+ * again.  A tier-1 failure is searched for its culprit at level nightly,
+ * which is backed out through the gate, once across kill -9.
  */
 #define _GNU_SOURCE 1
 #include <setjmp.h>
@@ -14,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
 #include "gate_fixture.h"
+#include "store_culprit.h"
 #include "store_nightly.h"
 
 static size_t history(gate_nightly_row *rows, size_t max)
@@ -30,18 +33,35 @@ static size_t history(gate_nightly_row *rows, size_t max)
     return n;
 }
 
-/* keel-gate nightly [--now]: its output (free it). */
-static char *nightly(bool now)
+enum cli_cmd { CLI_NIGHTLY, CLI_CULPRIT, CLI_HISTORY };
+
+/*
+ * The output (free it) of keel-gate nightly [--now], keel-gate culprit long
+ * [--json], or keel-gate history [--json] and history --config long --json.
+ */
+static char *cli(enum cli_cmd cmd, bool flag)
 {
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     assert_non_null(f);
     gate *g = fx_open();
-    fx_ok(gate_nightly_cmd(g, now, f));
+    if (cmd == CLI_NIGHTLY) {
+        fx_ok(gate_nightly_cmd(g, flag, f));
+    } else if (cmd == CLI_CULPRIT) {
+        fx_ok(gate_culprit_show(g, "long", f, flag));
+    } else {
+        fx_ok(gate_history(g, NULL, f, flag ? GATE_HISTORY_JSON : 0));
+        fx_ok(gate_history(g, "long", f, GATE_HISTORY_JSON));
+    }
     gate_close(g);
     assert_int_equal(fclose(f), 0);
     return text;
+}
+
+static char *nightly(bool now)
+{
+    return cli(CLI_NIGHTLY, now);
 }
 
 static void assert_run(const gate_nightly_row *r, const git_oid *commit, const char *outcome)
@@ -169,11 +189,172 @@ static void test_no_nightly_configuration(void **state)
     assert_int_equal(fx_sql_int("SELECT count(*) FROM nightly_schedule WHERE config != ?", ""), 0);
 }
 
+/* The newest culprit search of 'long' (found: false when none). */
+static gate_search_row newest_search(bool *found)
+{
+    gate_store *st = NULL;
+    fx_ok(gate_store_open(fx_state, &st));
+    gate_search_row row;
+    memset(&row, 0, sizeof(row));
+    fx_ok(gate_store_search_newest(st, "main", "long", &row, found));
+    gate_store_close(st);
+    return row;
+}
+
+static const char nightly_tier1[] = "[config long]\ntest = test ! -e nightlybad\nlevels = "
+                                    "nightly\ntier = 1\ntimeout = 30\n";
+
+/*
+ * A nightly run of main passes; `n` commits are pushed around the gate, the
+ * `bad`th (1-based) adding `nightlybad`, which breaks only the nightly
+ * configuration; a nightly run is made due (keel-gate nightly --now).
+ */
+static void nightly_broken_range(unsigned n, unsigned bad, git_oid *c)
+{
+    fx_setup_repo("strategy = serial\nsandbox = none", nightly_tier1);
+    (void)fx_run_once(); /* scheduled */
+    free(nightly(true));
+    (void)fx_run_once(); /* the base passes */
+    for (unsigned i = 1; i <= n; i++) {
+        char path[32], content[32];
+        (void)snprintf(path, sizeof(path), i == bad ? "nightlybad" : "c%u.txt", i);
+        (void)snprintf(content, sizeof(content), "%u\n", i);
+        fx_push(path, content, &c[i - 1]);
+    }
+    free(nightly(true));
+}
+
+/* The search of 'long' verified c (at level nightly), backed out once through the gate. */
+static void assert_backed_out(const git_oid *c)
+{
+    char hex[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(hex, sizeof(hex), c);
+    bool found = false;
+    gate_search_row row = newest_search(&found);
+    assert_true(found);
+    if (strcmp(row.state, "verified") != 0 || strcmp(row.culprit, hex) != 0)
+        fail_msg("search %lld: %s %.12s, not verified %.12s\n%s", row.id, row.state, row.culprit,
+                 hex, row.evidence);
+    assert_string_equal(row.level, "nightly");
+    assert_true(row.handed);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM culprit_searches WHERE config = ?", "long"),
+                     1);
+    assert_int_equal(events("culprit-verified"), 1);
+    /* its builds were of the nightly configuration: no post row was made for them */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM post_results WHERE config = ?", "long"), 0);
+    /* reverted through the gate, once: a change of the queue that landed */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM backouts WHERE culprit = ?", hex), 1);
+    if (fx_sql_int("SELECT count(*) FROM backouts WHERE state = ?", "landed") != 1) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_open(fx_state, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(db,
+                                            "SELECT state || ' ' || rail || ': ' || reason "
+                                            "FROM backouts",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        char why[1024] = "no backout";
+        if (sqlite3_step(st) == SQLITE_ROW)
+            (void)snprintf(why, sizeof(why), "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        fail_msg("not backed out: %s", why);
+    }
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE branch LIKE ? AND state = "
+                                "'landed'",
+                                "keel-gate/backout/%"),
+                     1);
+    assert_int_equal(events("backout-landed"), 1);
+    git_oid tip;
+    fx_head("main", &tip);
+    git_commit *commit = NULL;
+    git_tree *tree = NULL;
+    git_tree_entry *e = NULL;
+    assert_int_equal(git_commit_lookup(&commit, fx_git, &tip), 0);
+    assert_int_equal(git_commit_tree(&tree, commit), 0);
+    assert_int_equal(git_tree_entry_bypath(&e, tree, "nightlybad"), GIT_ENOTFOUND); /* gone */
+    git_tree_free(tree);
+    git_commit_free(commit);
+}
+
+/*
+ * A commit that breaks only a nightly configuration (tier 1): the failing
+ * nightly run starts a culprit search at level nightly over the range since
+ * the last nightly pass; it is found, verified, reverted through the gate,
+ * and the next nightly run passes.  keel-gate culprit says the level.
+ */
+static void test_nightly_failure_searched_and_backed_out(void **state)
+{
+    (void)state;
+    git_oid c[6];
+    nightly_broken_range(6, 3, c);
+    (void)fx_run_once();
+    assert_backed_out(&c[2]);
+    bool found = false;
+    gate_search_row row = newest_search(&found);
+    assert_int_equal(row.n, 6);
+    char *text = cli(CLI_CULPRIT, false);
+    if (strstr(text, "failed at level nightly): verified") == NULL)
+        fail_msg("keel-gate culprit long:\n%s", text);
+    free(text);
+    text = cli(CLI_CULPRIT, true);
+    assert_non_null(strstr(text, "\"level\":\"nightly\""));
+    free(text);
+    /* main is green again at the nightly level */
+    free(nightly(true));
+    (void)fx_run_once();
+    gate_nightly_row h[8];
+    assert_true(history(h, 8) >= 3);
+    assert_string_equal(gate_nightly_outcome(&h[0]), "passed");
+    assert_int_equal(events("nightly-passed"), 1);
+    /* keel-gate history: the nightly runs, a row each (none at level post: no post table) */
+    char *out = cli(CLI_HISTORY, false);
+    char hex[GIT_OID_HEXSZ + 1], want[128];
+    git_oid_tostr(hex, sizeof(hex), &c[5]);
+    (void)snprintf(want, sizeof(want), "%.12s  long           failed", hex);
+    if (strstr(out, "nightly runs (newest first):") == NULL || strstr(out, want) == NULL ||
+        strstr(out, "no post builds") != NULL)
+        fail_msg("history:\n%s", out);
+    (void)snprintf(want, sizeof(want), "{\"commit\":\"%s\",\"config\":\"long\",\"due_at\":", hex);
+    if (strstr(out, "\"nightly\":[{") == NULL || strstr(out, want) == NULL ||
+        strstr(out, "\"result\":\"failed\"") == NULL)
+        fail_msg("history --json:\n%s", out);
+    free(out);
+}
+
+#if KEEL_DEVEL /* the crash points are stress points: devel builds only */
+/* kill -9 in the middle of a nightly search, and after its revert is submitted: no second. */
+static void test_nightly_search_killed(void **state)
+{
+    (void)state;
+    static const char *const specs[] = {"gate.search_after_start:nth=2",
+                                        "gate.backout_after_submit:nth=1"};
+    for (size_t k = 0; k < sizeof(specs) / sizeof(specs[0]); k++) {
+        git_oid c[4];
+        nightly_broken_range(4, 2, c);
+        fx_crash_spec = specs[k];
+        char err[4096];
+        int status = keel_test_run_child(fx_crashing_run, err, sizeof(err));
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99)
+            fail_msg("%s: the gate should have died (status %d): %s", specs[k], status, err);
+        (void)fx_run_once();
+        assert_backed_out(&c[1]);
+        assert_int_equal(
+            fx_sql_int("SELECT count(*) FROM culprit_builds WHERE state = ?", "running"), 0);
+        fx_teardown_repo();
+    }
+}
+#endif
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_nightly_builds_the_head_when_due, fx_teardown),
         cmocka_unit_test_teardown(test_no_nightly_configuration, fx_teardown),
+        cmocka_unit_test_teardown(test_nightly_failure_searched_and_backed_out, fx_teardown),
+#if KEEL_DEVEL
+        cmocka_unit_test_teardown(test_nightly_search_killed, fx_teardown),
+#endif
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

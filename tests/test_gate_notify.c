@@ -533,7 +533,8 @@ static void test_store_upgrade_from_version_1(void **state)
              "DROP TABLE notify_cursor; ALTER TABLE changes DROP COLUMN crashes; "
              "ALTER TABLE changes DROP COLUMN pushed; ALTER TABLE jobs DROP COLUMN elapsed_ms; "
              "ALTER TABLE flows DROP COLUMN dest; ALTER TABLE flows DROP COLUMN made; "
-             "ALTER TABLE flows DROP COLUMN change_id; PRAGMA user_version = 1;");
+             "ALTER TABLE flows DROP COLUMN change_id; ALTER TABLE culprit_searches DROP COLUMN level; "
+             "PRAGMA user_version = 1;");
     assert_int_equal(fx_sql_int("SELECT count(*) FROM pragma_table_info('events') WHERE "
                                 "name = 'target'",
                                 NULL),

@@ -148,7 +148,7 @@ fi
     echo "test     = sh soak.sh"
     echo "env      = KEEL_INCLUDE=$demo/shared/keel/include KEEL_LIBDIR=$demo/shared/keel/lib"
     echo "writable = $demo/shared"
-    echo "levels   = post      # after every landing, not in the queue"
+    echo "levels   = nightly   # on a schedule (default 02:00 UTC), not in the queue"
     echo "tier     = 1         # a failure is backed out automatically, once its culprit is verified"
     echo "timeout  = 120"
     if [ -n "$foreign" ]; then
@@ -262,13 +262,20 @@ grep -m3 -E 'lock-order|rank' "$demo/log-reset.txt" | cut -c1-160 | sed 's/^/  /
 echo
 echo "the notify hook received $(wc -l < "$demo/events.jsonl") events; gate run took $((end - start)) s"
 
-# ---- after the landing: the post level finds a break, its culprit, and backs it out ------------
-# greet-cache caches the greeting in a file: the queue's suite runs the program once and passes;
-# the post level's soak suite runs it 20 times, and the second run reads the cache back one byte
-# short.  The culprit search finds and verifies the change, and the backout reverts it through
-# the gate (docs/gate.md, "Finding the culprit", "Backing out").
+# ---- after the landing: the nightly level finds a break, its culprit, and backs it out ---------
+# The nightly soak suite passes on main (a run made due now: `nightly --now`, as if its time had
+# come).  greet-cache caches the greeting in a file: the queue's suite runs the program once and
+# passes; the soak suite runs it 20 times, and the second run reads the cache back one byte
+# short.  The next nightly run fails; the culprit search finds and verifies the change in the
+# range since the last nightly pass, and the backout reverts it through the gate (docs/gate.md,
+# "The nightly level", "Finding the culprit", "Backing out").
 echo
-echo "################ after the landing: post level, culprit search, backout ################"
+echo "################ after the landing: nightly level, culprit search, backout ################"
+cd "$origin"
+echo "\$ keel-gate nightly --now; keel-gate run --once   (last night's run: main passes soak)"
+"$gate" nightly --now >/dev/null
+"$gate" run --once > "$demo/run2.txt" || true
+grep -E '^nightly:.*(failed|passed)' "$demo/run2.txt" | sed 's/, log [^)]*)/)/g' | cut -c1-170
 cd "$repo"
 g fetch -q "$origin" main
 g checkout -q -B greet-cache FETCH_HEAD
@@ -299,8 +306,12 @@ g add -A && g commit -qm "cache the greeting" && g push -q "$origin" greet-cache
 cd "$origin"
 echo "\$ keel-gate submit greet-cache   (it passes the queue's suite: one run of the program)"
 "$gate" --quiet submit greet-cache
-"$gate" run --once > "$demo/run2.txt" || true
-grep -E '^(landed|rejected|post:.*(failed|passed)|culprit|backout)' "$demo/run2.txt" | sed 's/, log [^)]*)/)/g' | cut -c1-170
+"$gate" run --once > "$demo/run3.txt" || true
+grep -E '^(landed|rejected)' "$demo/run3.txt" | cut -c1-170
+echo "\$ keel-gate nightly --now; keel-gate run --once   (tonight's run)"
+"$gate" nightly --now >/dev/null
+"$gate" run --once > "$demo/run4.txt" || true
+grep -E '^(landed|rejected|nightly:.*(failed|passed)|culprit: (search|.*verified)|backout)' "$demo/run4.txt" | sed 's/, log [^)]*)/)/g' | cut -c1-170
 echo
 echo "\$ keel-gate culprit soak"
 "$gate" culprit soak | cut -c1-170
@@ -308,7 +319,7 @@ echo
 echo "\$ keel-gate backouts"
 "$gate" backouts | cut -c1-170
 echo
-echo "\$ keel-gate history --config soak   (the newest commits)"
+echo "\$ keel-gate history --config soak   (its nightly runs)"
 "$gate" history --config soak | head -8 | cut -c1-170
 echo
 echo "main is now:"

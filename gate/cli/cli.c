@@ -110,7 +110,8 @@ static const cmd_def cmd_table[] = {
     {"token", C_TOKEN, 1, 1, "VERB [NAME]",
      "the API's tokens: add NAME (printed once, kept hashed), list, revoke NAME"},
     {"history", C_HISTORY, 0, 0, "",
-     "the post level: each commit of the target by each configuration at level post"},
+     "the post level: each commit of the target by each configuration at level post; the "
+     "nightly runs"},
     {"nightly", C_NIGHTLY, 0, 0, "",
      "the nightly level: each configuration's schedule, next time and last runs (--now: due now)"},
     {"culprit", C_CULPRIT, 1, 0, "<config>",

@@ -1,6 +1,6 @@
 /*
  * culprit.c - keel-gate culprit <config>: the newest culprit search of a
- * configuration on the target: its range, its builds with their results, the
+ * configuration on the target: the level its failure was seen at, its range, its builds with their results, the
  * posterior's top 3, its state, verdict and evidence.
  */
 #define _GNU_SOURCE 1
@@ -66,9 +66,10 @@ static void print_json(FILE *f, gate *g, const gate_search_row *r, const gate_se
     (void)fprintf(f, ",\"config\":");
     gate_json_fput(f, r->config);
     (void)fprintf(f,
-                  ",\"tier\":%u,\"passed\":\"%s\",\"failed\":\"%s\",\"commits\":%u,\"flake\":%.4f,"
-                  "\"state\":\"%s\",\"culprit\":\"%s\",\"builds\":[",
-                  r->tier, first, last, r->n, r->flake, r->state, r->culprit);
+                  ",\"tier\":%u,\"level\":\"%s\",\"passed\":\"%s\",\"failed\":\"%s\","
+                  "\"commits\":%u,\"flake\":%.4f,\"state\":\"%s\",\"culprit\":\"%s\","
+                  "\"builds\":[",
+                  r->tier, r->level, first, last, r->n, r->flake, r->state, r->culprit);
     for (size_t i = 0; i < nb; i++) {
         (void)fprintf(
             f, "%s{\"commit\":\"%s\",\"index\":%u,\"state\":\"%s\",\"result\":\"%s\",\"log\":",
@@ -95,8 +96,9 @@ static void print_text(FILE *f, gate *g, const gate_search_row *r, const gate_se
 {
     char first[GATE_OID_HEX] = "", last[GATE_OID_HEX] = "";
     range_ends(g, r, first, last);
-    gate_text_printf(f, "search %lld of '%s' on '%s' (tier %u): %s%s%.12s\n", r->id, r->config,
-                     r->target, r->tier, r->state, r->culprit[0] != '\0' ? " " : "", r->culprit);
+    gate_text_printf(f, "search %lld of '%s' on '%s' (tier %u, failed at level %s): %s%s%.12s\n",
+                     r->id, r->config, r->target, r->tier, r->level, r->state,
+                     r->culprit[0] != '\0' ? " " : "", r->culprit);
     gate_text_printf(f,
                      "range: %u commit(s) after %.12s (passed) up to %.12s (failed), flake "
                      "rate %.3f\n",

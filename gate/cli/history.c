@@ -1,18 +1,23 @@
 /*
  * history.c - keel-gate history: the post level's results, each commit of
- * the target (newest first) by each configuration at level post.
+ * the target (newest first) by each configuration at level post; then the
+ * nightly level's runs, a row each (newest first): its commit, its
+ * configuration and its result.
  */
 #define _GNU_SOURCE 1
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "gate_int.h"
+#include "store_nightly.h"
 #include "store_post.h"
 #include "text.h"
 
 enum {
-    HISTORY_ROWS = 1024, /* (commit, configuration) rows read: the newest */
-    HISTORY_CONFIGS = 16 /* columns of the table; more are in --json */
+    HISTORY_ROWS = 1024,  /* (commit, configuration) rows read: the newest */
+    HISTORY_CONFIGS = 16, /* columns of the table; more are in --json */
+    HISTORY_NIGHTLY = 64  /* nightly runs shown: the newest */
 };
 
 /* The configurations of the rows, each once, in name order (the rows' order within a commit). */
@@ -44,7 +49,50 @@ static void cell(char *buf, size_t size, const gate_post_row *r)
         (void)snprintf(buf, size, "%s", o);
 }
 
-static void print_json(FILE *f, const char *target, const gate_post_row *rows, size_t n)
+/* ,"nightly":[...]: the nightly runs, newest first. */
+static void print_nightly_json(FILE *f, const gate_nightly_row *runs, size_t n)
+{
+    (void)fprintf(f, ",\"nightly\":[");
+    for (size_t i = 0; i < n; i++) {
+        (void)fprintf(f, "%s{\"commit\":\"%s\",\"config\":", i > 0 ? "," : "", runs[i].commit);
+        gate_json_fput(f, runs[i].config);
+        (void)fprintf(f, ",\"due_at\":%lld,\"result\":\"%s\",\"runs\":%u,\"fails\":%u,\"log\":",
+                      runs[i].due_at, gate_nightly_outcome(&runs[i]), runs[i].runs, runs[i].fails);
+        gate_json_fput(f, runs[i].log);
+        (void)fprintf(f, "}");
+    }
+    (void)fprintf(f, "]");
+}
+
+/* The nightly runs' rows after the post table: commit, configuration, result, when due. */
+static void print_nightly_text(FILE *f, gate *g, const gate_nightly_row *runs, size_t n)
+{
+    if (n == 0)
+        return;
+    (void)fputc('\n', f); /* gate_text_printf escapes all but a final newline: a line each */
+    gate_text_printf(f, "nightly runs (newest first):\n");
+    gate_text_printf(f, "%-12s  %-13s  %-13s  %-20s  subject\n", "commit", "config", "result",
+                     "due (UTC)");
+    for (size_t i = 0; i < n; i++) {
+        char subject[GATE_POST_SUBJECT_MAX] = "", due[32] = "", result[40];
+        keel_status s = gate_commit_subject(g->repo, runs[i].commit, subject, sizeof(subject));
+        keel_status_ignore(s, "a subject is only shown");
+        time_t t = (time_t)runs[i].due_at;
+        struct tm tm;
+        if (gmtime_r(&t, &tm) != NULL)
+            (void)strftime(due, sizeof(due), "%Y-%m-%d %H:%M:%S", &tm);
+        const char *o = gate_nightly_outcome(&runs[i]);
+        if (runs[i].runs > 1 && strcmp(o, "running") != 0)
+            (void)snprintf(result, sizeof(result), "%s %u/%u", o, runs[i].fails, runs[i].runs);
+        else
+            (void)snprintf(result, sizeof(result), "%s", o);
+        gate_text_printf(f, "%.12s  %-13s  %-13s  %-20s  %s\n", runs[i].commit, runs[i].config,
+                         result, due, subject);
+    }
+}
+
+static void print_json(FILE *f, const char *target, const gate_post_row *rows, size_t n,
+                       const gate_nightly_row *runs, size_t nruns)
 {
     (void)fprintf(f, "{\"target\":");
     gate_json_fput(f, target);
@@ -65,11 +113,16 @@ static void print_json(FILE *f, const char *target, const gate_post_row *rows, s
         gate_json_fput(f, rows[i].log);
         (void)fprintf(f, "}%s", last ? "]}" : "");
     }
-    (void)fprintf(f, "]}\n");
+    (void)fprintf(f, "]");
+    print_nightly_json(f, runs, nruns);
+    (void)fprintf(f, "}\n");
 }
 
-static void print_text(FILE *f, const char *target, const gate_post_row *rows, size_t n)
+static void print_text(FILE *f, const char *target, const gate_post_row *rows, size_t n,
+                       bool nightly)
 {
+    if (n == 0 && nightly)
+        return; /* the nightly runs follow */
     if (n == 0) {
         gate_text_printf(f,
                          "no post builds for '%s' (no configuration at level post, or no commit "
@@ -123,10 +176,20 @@ keel_status gate_history(gate *g, const char *config, FILE *f, unsigned flags)
             n--;
     if (keel_ok(s) && n == HISTORY_ROWS)
         n--;
-    if (keel_ok(s) && (flags & GATE_HISTORY_JSON) != 0)
-        print_json(f, g->target, rows, n);
-    else if (keel_ok(s))
-        print_text(f, g->target, rows, n);
+    void *nmem = NULL;
+    if (keel_ok(s))
+        s = keel_heap_calloc(GATE_HEAP, HISTORY_NIGHTLY, sizeof(gate_nightly_row), &nmem);
+    gate_nightly_row *runs = (gate_nightly_row *)nmem;
+    size_t nruns = 0;
+    if (keel_ok(s))
+        s = gate_store_nightly_history(g->store, g->target, config, runs, HISTORY_NIGHTLY, &nruns);
+    if (keel_ok(s) && (flags & GATE_HISTORY_JSON) != 0) {
+        print_json(f, g->target, rows, n, runs, nruns);
+    } else if (keel_ok(s)) {
+        print_text(f, g->target, rows, n, nruns > 0);
+        print_nightly_text(f, g, runs, nruns);
+    }
+    keel_heap_free(GATE_HEAP, nmem);
     keel_heap_free(GATE_HEAP, rows);
     return s;
 }

@@ -57,9 +57,88 @@ static unsigned mainline_of(const git_commit *c, const char *parent)
     return 0;
 }
 
+/* Lines [first, last] of a hunk's side (start, count); no lines: between start and start + 1. */
+static void span(int start, int count, int *first, int *last)
+{
+    *first = start;
+    *last = count > 0 ? start + count - 1 : start + 1;
+}
+
 /*
- * Does a file the culprit changed (against its parent `mainline`) differ
- * between the culprit and head?  Then a later commit touched it.
+ * Does a later change (hunk `l` of the diff culprit -> head, its old side in
+ * the culprit's lines) come within GATE_REVERT_NEAR lines of a change the
+ * culprit made (the new sides of `own`'s hunks, in the same lines)?
+ * *line: the first such later line.
+ */
+static keel_status near_own(git_patch *own, const git_diff_hunk *l, bool *near, int *line)
+{
+    int lf = 0, ll = 0;
+    span(l->old_start, l->old_lines, &lf, &ll);
+    size_t n = git_patch_num_hunks(own);
+    for (size_t i = 0; i < n && !*near; i++) {
+        const git_diff_hunk *h = NULL;
+        int rc = git_patch_get_hunk(&h, NULL, own, i);
+        if (rc != 0)
+            return gate_git_error(rc, "cannot read the culprit's changes");
+        int of = 0, ol = 0;
+        span(h->new_start, h->new_lines, &of, &ol);
+        *near = lf <= ol + GATE_REVERT_NEAR && ll >= of - GATE_REVERT_NEAR;
+        *line = lf;
+    }
+    return KEEL_OK;
+}
+
+/*
+ * Did a later commit change lines of a file the culprit changed (against its
+ * parent `mainline`) within GATE_REVERT_NEAR lines of the culprit's own
+ * changes?  Compared between the culprit's tree and head's, without context
+ * lines.  A file since deleted, renamed, of another type, or binary on
+ * either side counts as touched (no lines to compare).
+ */
+static keel_status lines_touched(git_diff *own, git_diff *later, gate_revert_facts *out)
+{
+    keel_status s = KEEL_OK;
+    size_t nl = git_diff_num_deltas(later), no = git_diff_num_deltas(own);
+    for (size_t k = 0; keel_ok(s) && k < nl && !out->later_touched; k++) {
+        const git_diff_delta *d = git_diff_get_delta(later, k);
+        const char *path = d->old_file.path;
+        size_t j = 0;
+        while (j < no && strcmp(git_diff_get_delta(own, j)->new_file.path, path) != 0)
+            j++;
+        git_patch *lp = NULL, *op = NULL;
+        int rc = git_patch_from_diff(&lp, later, k);
+        if (rc == 0 && j < no)
+            rc = git_patch_from_diff(&op, own, j);
+        if (rc != 0)
+            s = gate_git_error(rc, "cannot compare the culprit's lines with the target's head");
+        bool whole = d->status != GIT_DELTA_MODIFIED || lp == NULL || op == NULL ||
+                     (d->flags & GIT_DIFF_FLAG_BINARY) != 0 ||
+                     (git_diff_get_delta(own, j)->flags & GIT_DIFF_FLAG_BINARY) != 0;
+        int line = 0;
+        if (keel_ok(s) && whole) {
+            out->later_touched = true;
+        } else if (keel_ok(s)) {
+            size_t nh = git_patch_num_hunks(lp);
+            for (size_t i = 0; keel_ok(s) && i < nh && !out->later_touched; i++) {
+                const git_diff_hunk *h = NULL;
+                rc = git_patch_get_hunk(&h, NULL, lp, i);
+                s = rc == 0 ? near_own(op, h, &out->later_touched, &line)
+                            : gate_git_error(rc, "cannot read the later changes");
+            }
+        }
+        if (keel_ok(s) && out->later_touched && whole)
+            (void)snprintf(out->touched, sizeof(out->touched), "%s", path);
+        else if (keel_ok(s) && out->later_touched)
+            (void)snprintf(out->touched, sizeof(out->touched), "%s line %d", path, line);
+        git_patch_free(op);
+        git_patch_free(lp);
+    }
+    return s;
+}
+
+/*
+ * Did a later commit (between the culprit and head) change lines near those
+ * the culprit changed?  Then it may depend on the culprit (lines_touched).
  */
 static keel_status touched_later(gate_repo *r, git_commit *culprit, unsigned mainline,
                                  git_commit *head, gate_revert_facts *out)
@@ -67,7 +146,11 @@ static keel_status touched_later(gate_repo *r, git_commit *culprit, unsigned mai
     git_commit *parent = NULL;
     git_tree *before = NULL, *after = NULL, *now = NULL;
     git_diff *own = NULL, *later = NULL;
-    int rc = git_commit_parent(&parent, culprit, mainline > 0 ? mainline - 1 : 0);
+    git_diff_options o;
+    int rc = git_diff_options_init(&o, GIT_DIFF_OPTIONS_VERSION);
+    o.context_lines = 0; /* the changed lines themselves */
+    if (rc == 0)
+        rc = git_commit_parent(&parent, culprit, mainline > 0 ? mainline - 1 : 0);
     if (rc == 0)
         rc = git_commit_tree(&before, parent);
     if (rc == 0)
@@ -75,7 +158,7 @@ static keel_status touched_later(gate_repo *r, git_commit *culprit, unsigned mai
     if (rc == 0)
         rc = git_commit_tree(&now, head);
     if (rc == 0)
-        rc = git_diff_tree_to_tree(&own, r->repo, before, after, NULL);
+        rc = git_diff_tree_to_tree(&own, r->repo, before, after, &o);
     keel_status s = rc == 0 ? KEEL_OK : gate_git_error(rc, "cannot read what the culprit changed");
     size_t n = keel_ok(s) ? git_diff_num_deltas(own) : 0;
     void *mem = NULL;
@@ -88,20 +171,14 @@ static keel_status touched_later(gate_repo *r, git_commit *culprit, unsigned mai
             const char *path = d->new_file.path != NULL ? d->new_file.path : d->old_file.path;
             memcpy(&paths[i], &path, sizeof(path)); /* git_strarray's are not const: only read */
         }
-        git_diff_options o;
-        rc = git_diff_options_init(&o, GIT_DIFF_OPTIONS_VERSION);
         o.pathspec.strings = paths;
         o.pathspec.count = n;
         o.flags |= GIT_DIFF_DISABLE_PATHSPEC_MATCH;
-        if (rc == 0)
-            rc = git_diff_tree_to_tree(&later, r->repo, after, now, &o);
+        rc = git_diff_tree_to_tree(&later, r->repo, after, now, &o);
         if (rc != 0)
             s = gate_git_error(rc, "cannot compare the culprit's files with the target's head");
-        if (keel_ok(s) && git_diff_num_deltas(later) > 0) {
-            out->later_touched = true;
-            (void)snprintf(out->touched, sizeof(out->touched), "%s",
-                           git_diff_get_delta(later, 0)->new_file.path);
-        }
+        if (keel_ok(s))
+            s = lines_touched(own, later, out);
     }
     keel_heap_free(GIT_HEAP, mem);
     git_diff_free(later);

@@ -9,15 +9,20 @@
 
 #include "git.h"
 
-enum { GATE_REVERT_WALK = 10000 /* target commits looked through after the culprit */ };
+enum {
+    GATE_REVERT_WALK = 10000, /* target commits looked through after the culprit */
+    GATE_REVERT_NEAR = 3      /* a later change this many lines from the culprit's depends on it */
+};
 
 typedef struct gate_revert_facts {
     bool is_revert;      /* its message says it reverts (backout_policy.h) */
     bool no_auto_revert; /* `No-Auto-Revert: true` */
     bool applies;        /* its revert merges cleanly onto `head` and changes something */
     bool undone;         /* it merges cleanly but changes nothing: `head` lacks the change */
-    bool later_touched;  /* a file the culprit changed differs between it and `head` */
-    char touched[256];   /* the first such file, or why it does not apply ("" otherwise) */
+    bool later_touched;  /* between it and `head`, a line within GATE_REVERT_NEAR lines of
+                            one the culprit changed was changed (or its file deleted, renamed,
+                            binary) */
+    char touched[256];   /* the first such "file line N", or why it does not apply ("" otherwise) */
     long long time;      /* its committer time (s) */
     unsigned mainline;   /* 0: a plain commit; a merge's: which parent it is reverted against */
 } gate_revert_facts;

@@ -81,7 +81,8 @@ void gate_backout_policy_decide(const gate_backout_facts *f, gate_backout_decisi
                "the culprit");
     else if (f->later_touched)
         decide(out, GATE_BACKOUT_REFUSE, GATE_RAIL_DEPENDENT,
-               "later commits touched the files the culprit changed: they may depend on it");
+               "later commits changed lines near those the culprit changed: they may depend "
+               "on it");
     else if (f->age_s > f->max_age_s)
         decide(out, GATE_BACKOUT_PROPOSE, GATE_RAIL_AGE,
                "the culprit is %lld s old, more than backout-max-age (%lld s): proposed", f->age_s,

@@ -61,7 +61,7 @@ typedef struct gate_backout_facts {
     bool no_auto_revert; /* a `No-Auto-Revert: true` trailer */
     bool applies;        /* the revert applies cleanly on the target's current head */
     bool undone;         /* it applies but changes nothing: the head no longer holds the change */
-    bool later_touched;  /* a later commit on the target touched a file the culprit did */
+    bool later_touched;  /* a later commit changed lines near the culprit's (revert.h) */
     unsigned created_24h, landed_24h; /* reverts created and landed in the last 24 h */
     unsigned budget;                  /* backout-budget */
     bool breaker_open;

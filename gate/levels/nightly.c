@@ -13,6 +13,7 @@
 #include "cron.h"
 #include "exec.h"
 #include "level_job.h"
+#include "search.h"
 #include "store_nightly.h"
 
 /* A nightly build's job: its run's due time and commit besides. */
@@ -111,6 +112,9 @@ keel_status gate_nightly_turn(gate *g, long long now, bool queue_busy, bool paus
 {
     *busy = false;
     keel_status s = fire_due(g, now);
+    bool searching = false; /* the nightly searches' builds first: the target is red */
+    if (keel_ok(s))
+        s = gate_search_turn(g, "nightly", queue_busy, paused, &searching);
     unsigned running = gate_nightly_running(g);
     if (queue_busy && running > 0) /* the queue first: they are built again later */
         gate_level_jobs_cancel(g, gate_nightly_job);
@@ -127,7 +131,7 @@ keel_status gate_nightly_turn(gate *g, long long now, bool queue_busy, bool paus
     }
     if (keel_ok(s) && !found && !queue_busy && !paused)
         s = gate_store_nightly_next(g->store, g->target, &r, &found); /* waiting for a slot? */
-    *busy = running > 0 || (found && !paused);
+    *busy = running > 0 || (found && !paused) || searching;
     return s;
 }
 
@@ -181,6 +185,13 @@ keel_status gate_nightly_job_done(gate *g, gate_job_run *j)
             gate_say(g, "nightly: %.12s '%s' %s (exit %d, %.1f s)\n", nj->commit, j->config,
                      gate_exec_result_name(j->result), j->exit_code,
                      (double)j->elapsed_ms / 1000.0);
+        const gate_config *cfg = nj->level.cfg;
+        const gate_matrix_config *m = NULL;
+        for (size_t i = 0; cfg != NULL && i < cfg->nconfigs && m == NULL; i++)
+            if (strcmp(cfg->configs[i].name, j->config) == 0)
+                m = &cfg->configs[i];
+        if (keel_ok(s) && failed && m != NULL) /* a new failure: its culprit searched for */
+            s = gate_search_nightly_failed(g, nj->commit, j->config, m->tier, was, nj->due_at);
     }
     gate_level_job_free(g, j);
     return s;

@@ -135,12 +135,11 @@ static void init_search_job(gate_job_run *j, void *ctx)
     ((post_job *)j)->search_build = p->build;
 }
 
-keel_status gate_post_launch(gate *g, const char *commit, const char *config, const char *log,
-                             long long search_build)
+keel_status gate_post_launch(gate *g, gate_level level, const char *commit, const char *config,
+                             const char *log, long long search_build)
 {
     search_start p = {commit, log, search_build};
-    gate_level_build b = {GATE_LEVEL_POST,  commit,          config, "post",
-                          sizeof(post_job), init_search_job, &p};
+    gate_level_build b = {level, commit, config, "culprit", sizeof(post_job), init_search_job, &p};
     gate_job_run *j = NULL;
     return gate_level_job_start(g, &b, &j);
 }
@@ -162,7 +161,7 @@ keel_status gate_post_turn(gate *g, bool queue_busy, bool paused, bool *busy)
     keel_status s = record_new(g);
     bool searching = false; /* the culprit searches' builds first: the target is red */
     if (keel_ok(s))
-        s = gate_search_turn(g, queue_busy, paused, &searching);
+        s = gate_search_turn(g, "post", queue_busy, paused, &searching);
     unsigned running = gate_post_running(g);
     if (queue_busy && running > 0) /* the queue first: they are built again later */
         gate_level_jobs_cancel(g, gate_post_job);

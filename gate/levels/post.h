@@ -36,13 +36,16 @@ unsigned gate_post_running(const gate *g);
 bool gate_post_job(const gate_job_run *j);
 
 /*
- * Start a post-level job: `commit` built with its configuration `config` at
- * level post, its log at `log`; search_build: a culprit search's build
- * (search.c; 0: a post row's).  An error before the job exists (no such
- * configuration at level post there, memory) is returned, nothing started.
+ * Start a culprit search's build (search.c) as a post-level job (its result
+ * comes back to gate_post_job_done; cancelled as the post level's when the
+ * queue needs the slot): `commit` built with its configuration `config` at
+ * `level` (the search's: post or nightly), its log at `log`; search_build:
+ * its build in the store.  An error before the job exists (no such
+ * configuration at that level there, memory) is returned, nothing started.
  */
-KEEL_MUST_USE keel_status gate_post_launch(gate *g, const char *commit, const char *config,
-                                           const char *log, long long search_build);
+KEEL_MUST_USE keel_status gate_post_launch(gate *g, gate_level level, const char *commit,
+                                           const char *config, const char *log,
+                                           long long search_build);
 
 /* Post build j is back (taken; out of g->inflight already): its result in the store. */
 KEEL_MUST_USE keel_status gate_post_job_done(gate *g, gate_job_run *j);

@@ -18,6 +18,7 @@
 #include "git_int.h"
 #include "post.h"
 #include "remote.h"
+#include "store_nightly.h"
 #include "store_post.h"
 
 enum {
@@ -478,6 +479,35 @@ keel_status gate_search_recover(gate *g)
     return s;
 }
 
+/* The flake rate a search of `config` uses: its measured one, within the floor and the ceiling. */
+static keel_status flake_of(gate *g, const char *config, double *flake, unsigned long long *runs)
+{
+    double rate = 0;
+    keel_status s = gate_store_flake_rate(g->store, g->target, config, &rate, runs);
+    double floor = (double)GATE_SEARCH_FLAKE_FLOOR_PERMILLE / 1000.0;
+    double ceil = (double)GATE_SEARCH_FLAKE_CEIL_PERMILLE / 1000.0;
+    *flake = rate < floor ? floor : rate > ceil ? ceil : rate;
+    return s;
+}
+
+/* Search id started (0: none, `why` said): told. */
+static keel_status say_started(gate *g, long long id, const char *commit, const char *config,
+                               double flake, unsigned long long runs, const char *why)
+{
+    if (id == 0) {
+        gate_say(g, "culprit: '%s' failed at %.12s: %s, nothing to search\n", config, commit, why);
+        return KEEL_OK;
+    }
+    gate_search_row row;
+    keel_status s = gate_store_search_get(g->store, id, &row);
+    if (keel_ok(s))
+        gate_say(g,
+                 "culprit: searching %u commit(s) up to %.12s for what broke '%s' at level %s "
+                 "(flake rate %.3f, %llu build(s) measured)\n",
+                 row.n, commit, config, row.level, flake, runs);
+    return s;
+}
+
 keel_status gate_search_post_failed(gate *g, const char *commit, const char *config, unsigned tier,
                                     const char *was)
 {
@@ -487,33 +517,88 @@ keel_status gate_search_post_failed(gate *g, const char *commit, const char *con
     keel_status s = gate_store_search_busy(g->store, g->target, config, &busy);
     if (!keel_ok(s) || busy)
         return s;
-    double rate = 0;
+    double flake = 0;
     unsigned long long runs = 0;
-    s = gate_store_flake_rate(g->store, g->target, config, &rate, &runs);
-    double floor = (double)GATE_SEARCH_FLAKE_FLOOR_PERMILLE / 1000.0;
-    double ceil = (double)GATE_SEARCH_FLAKE_CEIL_PERMILLE / 1000.0;
-    double flake = rate < floor ? floor : rate > ceil ? ceil : rate;
+    s = flake_of(g, config, &flake, &runs);
     long long id = 0;
     if (keel_ok(s))
         s = gate_store_search_new(g->store, g->target, config, tier, commit, flake, gate_now_s(),
                                   &id);
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "starting the culprit search of '%s'", config);
-    if (id == 0) {
-        gate_say(g,
-                 "culprit: '%s' failed at %.12s: no commit before it is known to pass it, "
-                 "nothing to search\n",
-                 config, commit);
-        return KEEL_OK;
-    }
-    gate_search_row row;
-    s = gate_store_search_get(g->store, id, &row);
-    if (keel_ok(s))
-        gate_say(g,
-                 "culprit: searching %u commit(s) up to %.12s for what broke '%s' (flake rate "
-                 "%.3f, %llu build(s) measured)\n",
-                 row.n, commit, config, flake, runs);
+    return say_started(g, id, commit, config, flake, runs,
+                       "no commit before it is known to pass it");
+}
+
+/* The commit of the newest nightly run of `config` before the one due at `due_at` that passed. */
+static keel_status nightly_pass(gate *g, const char *config, long long due_at,
+                                char pass[GATE_OID_HEX])
+{
+    enum { ROWS = 64 };
+    pass[0] = '\0';
+    void *mem = NULL;
+    keel_status s = keel_heap_calloc(GATE_HEAP, ROWS, sizeof(gate_nightly_row), &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "reading the nightly history of '%s'", config);
+    gate_nightly_row *rows = (gate_nightly_row *)mem;
+    size_t n = 0;
+    s = gate_store_nightly_history(g->store, g->target, config, rows, ROWS, &n);
+    for (size_t i = 0; keel_ok(s) && i < n && pass[0] == '\0'; i++)
+        if (rows[i].due_at < due_at && strcmp(rows[i].state, "done") == 0 &&
+            rows[i].runs > rows[i].fails)
+            gate_fmt(pass, GATE_OID_HEX, "%s", rows[i].commit);
+    keel_heap_free(GATE_HEAP, mem);
     return s;
+}
+
+keel_status gate_search_nightly_failed(gate *g, const char *commit, const char *config,
+                                       unsigned tier, const char *was, long long due_at)
+{
+    if (tier > 2 || strcmp(was, "failed") == 0)
+        return KEEL_OK; /* informational; or the same failure, searched already */
+    bool busy = false;
+    keel_status s = gate_store_search_covering(g->store, g->target, config, commit, &busy);
+    if (keel_ok(s) && busy)
+        gate_say(g, "culprit: '%s' failed at %.12s at level nightly: a search running covers it\n",
+                 config, commit);
+    if (!keel_ok(s) || busy)
+        return s;
+    char pass[GATE_OID_HEX];
+    s = nightly_pass(g, config, due_at, pass);
+    void *mem = NULL;
+    if (keel_ok(s))
+        s = keel_heap_calloc(GATE_HEAP, GATE_SEARCH_RANGE_MAX + 1, GATE_OID_HEX, &mem);
+    char(*range)[GATE_OID_HEX] = (char(*)[GATE_OID_HEX])mem;
+    size_t n = 0;
+    bool reached = false;
+    if (keel_ok(s) && pass[0] != '\0' && strcmp(pass, commit) != 0)
+        s = gate_first_parents(g->repo, commit, pass, range + 1, GATE_SEARCH_RANGE_MAX, &n,
+                               &reached);
+    const char *why = pass[0] == '\0'             ? "no nightly run before it passed"
+                      : strcmp(pass, commit) == 0 ? "its nightly run passed before (a flake)"
+                      : !reached ? "the last commit that passed is not on its first-parent line "
+                                   "within the range's limit"
+                                 : NULL;
+    double flake = 0;
+    unsigned long long runs = 0;
+    long long id = 0;
+    if (keel_ok(s) && why == NULL) {
+        gate_fmt(range[0], GATE_OID_HEX, "%s", pass);
+        for (size_t i = 0; i < n / 2; i++) { /* oldest first after the pass */
+            char t[GATE_OID_HEX];
+            memcpy(t, range[1 + i], sizeof(t));
+            memcpy(range[1 + i], range[n - i], sizeof(t));
+            memcpy(range[n - i], t, sizeof(t));
+        }
+        s = flake_of(g, config, &flake, &runs);
+        if (keel_ok(s))
+            s = gate_store_search_new_range(g->store, g->target, config, tier, "nightly", range,
+                                            n + 1, flake, gate_now_s(), &id);
+    }
+    keel_heap_free(GATE_HEAP, mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "starting the nightly culprit search of '%s'", config);
+    return say_started(g, id, commit, config, flake, runs, why);
 }
 
 /* Start search ss's builds on up to `free` slots; *started: how many. */
@@ -535,8 +620,10 @@ static keel_status start_builds(gate *g, search_state *ss, unsigned free, unsign
         if (keel_ok(s))
             s = gate_store_search_build_start(g->store, ss->row.id, idx, log, gate_now_s(), &build);
         CRASH_POINT(search_after_start);
+        gate_level level =
+            strcmp(ss->row.level, "nightly") == 0 ? GATE_LEVEL_NIGHTLY : GATE_LEVEL_POST;
         if (keel_ok(s))
-            s = gate_post_launch(g, commit, ss->row.config, log, build);
+            s = gate_post_launch(g, level, commit, ss->row.config, log, build);
         if (!keel_ok(s) && build != 0 && !gate_config_fault_is_gates(s)) {
             /* the commit cannot be built with it (no such configuration there): no result */
             char line[GATE_REASON_MAX];
@@ -557,12 +644,13 @@ static keel_status start_builds(gate *g, search_state *ss, unsigned free, unsign
     return s;
 }
 
-keel_status gate_search_turn(gate *g, bool queue_busy, bool paused, bool *busy)
+keel_status gate_search_turn(gate *g, const char *level, bool queue_busy, bool paused, bool *busy)
 {
     *busy = false;
     long long ids[SEARCH_ACTIVE_MAX];
     size_t n = 0;
-    keel_status s = gate_store_search_active(g->store, g->target, ids, SEARCH_ACTIVE_MAX, &n);
+    keel_status s =
+        gate_store_search_active(g->store, g->target, level, ids, SEARCH_ACTIVE_MAX, &n);
     if (!keel_ok(s) || n == 0)
         return s;
     *busy = !paused;

@@ -1,8 +1,8 @@
 /*
  * gate/levels/search.h - the culprit search's I/O edge (issue 17): when a
- * configuration of tier 1 or 2 fails at the post level, the commits between
- * the last that passed it and the one that failed are searched for the one
- * that broke it, flake-aware (gate/queue/culprit.h: the pure logic), on the
+ * configuration of tier 1 or 2 fails at the post level (or at the nightly
+ * level: gate_search_nightly_failed), the commits between the last that
+ * passed it and the one that failed are searched for the one that broke it, flake-aware (gate/queue/culprit.h: the pure logic), on the
  * job slots the queue is not using (post.c's builds and rule: cancelled when
  * the queue needs the slot, built again later).
  *
@@ -10,7 +10,7 @@
  * gate replays them into a fresh gate_culprit and goes on; builds running at
  * the kill are built again.
  *
- * Not an API: post.c calls it.
+ * Not an API: post.c and nightly.c call it.
  */
 #ifndef KEEL_GATE_SEARCH_H
 #define KEEL_GATE_SEARCH_H
@@ -60,10 +60,29 @@ KEEL_MUST_USE keel_status gate_search_post_failed(gate *g, const char *commit, c
                                                   unsigned tier, const char *was);
 
 /*
- * Start searches' builds on free slots (not when `queue_busy` or paused).
- * *busy: a search is active (run --once waits for it).
+ * A nightly run of `config` (tier) due at `due_at` failed at `commit`, a new
+ * failure (`was`: the configuration's nightly outcome before it): a search
+ * starts at level nightly over the target's first-parent line from the
+ * commit of the configuration's newest nightly run that passed to `commit`
+ * (at most GATE_SEARCH_RANGE_MAX commits), unless tier 3, a search of that
+ * configuration running already holds `commit` in its range (a post
+ * search of the same failure), no nightly run before passed, or the
+ * commit that passed is `commit` itself or not on that line.
  */
-KEEL_MUST_USE keel_status gate_search_turn(gate *g, bool queue_busy, bool paused, bool *busy);
+KEEL_MUST_USE keel_status gate_search_nightly_failed(gate *g, const char *commit,
+                                                     const char *config, unsigned tier,
+                                                     const char *was, long long due_at);
+
+/*
+ * Start the builds of the searches started at `level` ("post": the post
+ * level's, called by its turn first; "nightly": the nightly level's, called
+ * by its turn, after the post level's took the slots it needs) on free
+ * slots (not when `queue_busy` or paused).  A search's builds are at its
+ * level: its configuration looked up at that level.  *busy: such a search is
+ * active (run --once waits for it).
+ */
+KEEL_MUST_USE keel_status gate_search_turn(gate *g, const char *level, bool queue_busy, bool paused,
+                                           bool *busy);
 
 /* A search build is back: its result recorded, the verdict acted on. */
 KEEL_MUST_USE keel_status gate_search_build_done(gate *g, long long build, bool no_result,

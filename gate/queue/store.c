@@ -121,6 +121,8 @@ static const char *const migrations[] = {
     gate__store_backout_schema,
     /* 11 -> 12: the flows' wiring: a merge's destination tip, the gate's merge, its change */
     gate__store_flow_wiring_schema,
+    /* 12 -> 13: the level a culprit search started at (store_levels.c) */
+    gate__store_levels_schema,
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 

@@ -314,11 +314,14 @@ keel_status gate_store_backout_green(gate_store *st, const char *target, const c
     KEEL_ASSERT(st != NULL && target != NULL && config != NULL && green != NULL && red != NULL);
     *green = *red = false;
     sqlite3_stmt *stmt = NULL;
+    /* its newest post result; a configuration never built at post: its newest nightly run's */
     keel_status s = gate__store_prepare(
         st,
-        "SELECT r.fails, r.runs FROM post_results r JOIN post_commits c ON c.target = r.target AND "
-        "c.commit_id = r.commit_id WHERE r.target = ?1 AND r.config = ?2 AND r.state = 'done' "
-        "AND r.runs > 0 ORDER BY c.seq DESC LIMIT 1",
+        "SELECT fails, runs FROM (SELECT 0 AS k, r.fails AS fails, r.runs AS runs, c.seq AS o "
+        "FROM post_results r JOIN post_commits c ON c.target = r.target AND c.commit_id = "
+        "r.commit_id WHERE r.target = ?1 AND r.config = ?2 AND r.state = 'done' AND r.runs > 0 "
+        "UNION ALL SELECT 1, fails, runs, due_at FROM nightly_runs WHERE target = ?1 AND config "
+        "= ?2 AND state = 'done' AND runs > 0) ORDER BY k, o DESC LIMIT 1",
         &stmt);
     if (!keel_ok(s))
         return s;

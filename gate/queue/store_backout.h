@@ -80,7 +80,9 @@ KEEL_MUST_USE keel_status gate_store_backout_set_breaker(gate_store *st, const c
                                                          bool *changed);
 /*
  * `config` on `target` at the post level, by its newest built commit: green
- * (it passed), red (every run failed); neither when flaky or never built.
+ * (it passed), red (every run failed); neither when flaky or never built.  A
+ * configuration never built at the post level (nightly only): by its newest
+ * nightly run instead.
  */
 KEEL_MUST_USE keel_status gate_store_backout_green(gate_store *st, const char *target,
                                                    const char *config, bool *green, bool *red);

@@ -83,6 +83,31 @@ static keel_status query_int(gate_store *st, const char *sql, const char *text, 
     "post_results r JOIN post_commits c ON c.target = r.target AND c.commit_id = r.commit_id " \
     "WHERE r.target = ?1 AND r.config = ?2"
 
+/* A new search's row (its range to follow: n 0), inside the caller's transaction: *id. */
+static keel_status insert_search(gate_store *st, const char *target, const char *config,
+                                 unsigned tier, const char *level, double flake, long long now,
+                                 long long *id)
+{
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = gate__store_prepare(st,
+                                        "INSERT INTO culprit_searches(target, config, tier, n, "
+                                        "flake, started_at, updated_at, level) VALUES(?1, ?2, ?3, "
+                                        "0, ?4, ?5, ?5, ?6)",
+                                        &stmt);
+    if (!keel_ok(s))
+        return s;
+    bind_text(stmt, 1, target);
+    bind_text(stmt, 2, config);
+    (void)sqlite3_bind_int(stmt, 3, (int)tier);
+    (void)sqlite3_bind_double(stmt, 4, flake);
+    (void)sqlite3_bind_int64(stmt, 5, now);
+    bind_text(stmt, 6, level);
+    s = gate__store_step_done(st, stmt, "cannot record a culprit search");
+    if (keel_ok(s))
+        *id = sqlite3_last_insert_rowid(st->db);
+    return s;
+}
+
 keel_status gate_store_search_new(gate_store *st, const char *target, const char *config,
                                   unsigned tier, const char *failed, double flake, long long now,
                                   long long *id)
@@ -129,20 +154,7 @@ keel_status gate_store_search_new(gate_store *st, const char *target, const char
         (void)sqlite3_finalize(stmt);
     }
     if (keel_ok(s) && found)
-        s = gate__store_prepare(st,
-                                "INSERT INTO culprit_searches(target, config, tier, n, flake, "
-                                "started_at, updated_at) VALUES(?1, ?2, ?3, 0, ?4, ?5, ?5)",
-                                &stmt);
-    if (keel_ok(s) && found) {
-        bind_text(stmt, 1, target);
-        bind_text(stmt, 2, config);
-        (void)sqlite3_bind_int(stmt, 3, (int)tier);
-        (void)sqlite3_bind_double(stmt, 4, flake);
-        (void)sqlite3_bind_int64(stmt, 5, now);
-        s = gate__store_step_done(st, stmt, "cannot record a culprit search");
-        if (keel_ok(s))
-            *id = sqlite3_last_insert_rowid(st->db);
-    }
+        s = insert_search(st, target, config, tier, "post", flake, now, id);
     /* the range, oldest first: the newest GATE_SEARCH_RANGE_MAX + 1 rows of it */
     if (keel_ok(s) && found)
         s = gate__store_prepare(st,
@@ -185,6 +197,67 @@ keel_status gate_store_search_new(gate_store *st, const char *target, const char
     return s;
 }
 
+keel_status gate_store_search_new_range(gate_store *st, const char *target, const char *config,
+                                        unsigned tier, const char *level,
+                                        char (*commits)[GATE_OID_HEX], size_t count, double flake,
+                                        long long now, long long *id)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && config != NULL && level != NULL && id != NULL);
+    *id = 0;
+    if (count < 2 || count > GATE_SEARCH_RANGE_MAX + 1)
+        return KEEL_ERR(KEEL_E_INVAL, "a culprit search's range of %zu commits (2 to %d)", count,
+                        GATE_SEARCH_RANGE_MAX + 1);
+    for (size_t i = 0; i < count; i++)
+        if (!gate__store_valid_oid(commits[i]))
+            return KEEL_ERR(KEEL_E_INVAL, "'%s' is not a commit id", commits[i]);
+    keel_status s = gate__store_begin(st);
+    if (keel_ok(s))
+        s = insert_search(st, target, config, tier, level, flake, now, id);
+    for (size_t i = 0; keel_ok(s) && i < count; i++) {
+        sqlite3_stmt *stmt = NULL;
+        s = gate__store_prepare(
+            st, "INSERT INTO culprit_range(search, idx, commit_id) VALUES(?1, ?2, ?3)", &stmt);
+        if (keel_ok(s)) {
+            (void)sqlite3_bind_int64(stmt, 1, *id);
+            (void)sqlite3_bind_int64(stmt, 2, (long long)i);
+            bind_text(stmt, 3, commits[i]);
+            s = gate__store_step_done(st, stmt, "cannot record a search's range");
+        }
+    }
+    if (keel_ok(s))
+        s = exec_sql(st, "UPDATE culprit_searches SET n = ?3 WHERE id = ?2", NULL, *id,
+                     (long long)count - 1, "cannot record a search's range", NULL);
+    s = gate__store_finish(st, s);
+    if (!keel_ok(s))
+        *id = 0;
+    return s;
+}
+
+keel_status gate_store_search_covering(gate_store *st, const char *target, const char *config,
+                                       const char *commit, bool *busy)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && config != NULL && commit != NULL && busy != NULL);
+    *busy = false;
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = gate__store_prepare(
+        st,
+        "SELECT 1 FROM culprit_searches s JOIN culprit_range r ON r.search = s.id WHERE "
+        "s.target = ?1 AND s.config = ?2 AND s.state IN ('searching', 'suspected') AND "
+        "r.commit_id = ?3 AND r.idx > 0 LIMIT 1",
+        &stmt);
+    if (!keel_ok(s))
+        return s;
+    bind_text(stmt, 1, target);
+    bind_text(stmt, 2, config);
+    bind_text(stmt, 3, commit);
+    int rc = sqlite3_step(stmt);
+    *busy = rc == SQLITE_ROW;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        s = gate__store_error(st, rc, "cannot read the culprit searches");
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
 static keel_status ids_of(gate_store *st, const char *sql, const char *target, long long *ids,
                           size_t max, size_t *n, const char *what)
 {
@@ -203,13 +276,18 @@ static keel_status ids_of(gate_store *st, const char *sql, const char *target, l
     return s;
 }
 
-keel_status gate_store_search_active(gate_store *st, const char *target, long long *ids, size_t max,
-                                     size_t *n)
+keel_status gate_store_search_active(gate_store *st, const char *target, const char *level,
+                                     long long *ids, size_t max, size_t *n)
 {
     KEEL_ASSERT(st != NULL && target != NULL && n != NULL && (ids != NULL || max == 0));
     return ids_of(st,
-                  "SELECT id FROM culprit_searches WHERE target = ?1 AND state IN ('searching', "
-                  "'suspected') ORDER BY id",
+                  level == NULL ? "SELECT id FROM culprit_searches WHERE target = ?1 AND state IN "
+                                  "('searching', 'suspected') ORDER BY id"
+                  : strcmp(level, "nightly") == 0
+                      ? "SELECT id FROM culprit_searches WHERE target = ?1 AND state IN "
+                        "('searching', 'suspected') AND level = 'nightly' ORDER BY id"
+                      : "SELECT id FROM culprit_searches WHERE target = ?1 AND state IN "
+                        "('searching', 'suspected') AND level != 'nightly' ORDER BY id",
                   target, ids, max, n, "cannot read the culprit searches");
 }
 
@@ -247,7 +325,7 @@ keel_status gate_store_search_busy(gate_store *st, const char *target, const cha
 
 #define SEARCH_COLUMNS                                                                       \
     "id, target, config, tier, n, flake, state, culprit, told_suspected, handed, evidence, " \
-    "started_at, updated_at"
+    "started_at, updated_at, level"
 
 static void read_search(sqlite3_stmt *stmt, gate_search_row *out)
 {
@@ -265,6 +343,7 @@ static void read_search(sqlite3_stmt *stmt, gate_search_row *out)
     gate__store_copy_text(out->evidence, sizeof(out->evidence), sqlite3_column_text(stmt, 10));
     out->started_at = sqlite3_column_int64(stmt, 11);
     out->updated_at = sqlite3_column_int64(stmt, 12);
+    gate__store_copy_text(out->level, sizeof(out->level), sqlite3_column_text(stmt, 13));
 }
 
 static keel_status search_row(gate_store *st, const char *sql, const char *target,
@@ -530,7 +609,8 @@ keel_status gate_store_flake_rate(gate_store *st, const char *target, const char
     *rate = 0;
     *runs = 0;
     sqlite3_stmt *stmt = NULL;
-    /* a failed attempt of a candidate that passed was a flake; the post level: flaky rows */
+    /* a failed attempt of a candidate that passed was a flake; the post and nightly levels:
+       the failures of their flaky rows */
     keel_status s = gate__store_prepare(
         st,
         "SELECT (SELECT count(*) FROM jobs j JOIN candidates c ON c.id = j.candidate WHERE "
@@ -540,7 +620,10 @@ keel_status gate_store_flake_rate(gate_store *st, const char *target, const char
         "?1 AND j.config = ?2 AND j.state IN ('passed', 'failed')), (SELECT "
         "coalesce(sum(CASE WHEN fails < runs THEN fails ELSE 0 END), 0) FROM post_results "
         "WHERE target = ?1 AND config = ?2 AND state = 'done'), (SELECT coalesce(sum(runs), 0) "
-        "FROM post_results WHERE target = ?1 AND config = ?2 AND state = 'done')",
+        "FROM post_results WHERE target = ?1 AND config = ?2 AND state = 'done'), (SELECT "
+        "coalesce(sum(CASE WHEN fails < runs THEN fails ELSE 0 END), 0) FROM nightly_runs "
+        "WHERE target = ?1 AND config = ?2 AND state = 'done'), (SELECT coalesce(sum(runs), 0) "
+        "FROM nightly_runs WHERE target = ?1 AND config = ?2 AND state = 'done')",
         &stmt);
     if (!keel_ok(s))
         return s;
@@ -548,8 +631,10 @@ keel_status gate_store_flake_rate(gate_store *st, const char *target, const char
     bind_text(stmt, 2, config);
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW) {
-        long long flakes = sqlite3_column_int64(stmt, 0) + sqlite3_column_int64(stmt, 2);
-        long long all = sqlite3_column_int64(stmt, 1) + sqlite3_column_int64(stmt, 3);
+        long long flakes = sqlite3_column_int64(stmt, 0) + sqlite3_column_int64(stmt, 2) +
+                           sqlite3_column_int64(stmt, 4);
+        long long all = sqlite3_column_int64(stmt, 1) + sqlite3_column_int64(stmt, 3) +
+                        sqlite3_column_int64(stmt, 5);
         *runs = all > 0 ? (unsigned long long)all : 0;
         *rate = all > 0 ? (double)flakes / (double)all : 0;
     } else {

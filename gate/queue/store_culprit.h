@@ -36,6 +36,7 @@ typedef struct gate_search_row {
     bool handed;                       /* verified: handed to the backout (culprit_verified) */
     char evidence[GATE_SEARCH_EVIDENCE_MAX];
     long long started_at, updated_at;
+    char level[GATE_SEARCH_STATE_MAX]; /* where the failure was seen: post, nightly */
 } gate_search_row;
 
 typedef struct gate_search_build {
@@ -60,9 +61,34 @@ KEEL_MUST_USE keel_status gate_store_search_new(gate_store *st, const char *targ
                                                 const char *config, unsigned tier,
                                                 const char *failed, double flake, long long now,
                                                 long long *id);
-/* The searches of `target` still searching or suspected (ids, oldest first; at most max). */
+/*
+ * A new search of `config` (tier) on `target` started at `level` ("post",
+ * "nightly") over the range given: commits[0] passed the configuration,
+ * commits[count - 1] failed it, the first-parent line between, oldest
+ * first (2 to GATE_SEARCH_RANGE_MAX + 1 commits): *id.  The nightly level's
+ * (its range is the target's history between two nightly runs, not post
+ * rows).
+ */
+KEEL_MUST_USE keel_status gate_store_search_new_range(gate_store *st, const char *target,
+                                                      const char *config, unsigned tier,
+                                                      const char *level,
+                                                      char (*commits)[GATE_OID_HEX], size_t count,
+                                                      double flake, long long now, long long *id);
+/*
+ * The searches of `target` still searching or suspected, started at `level`
+ * ("nightly"; any other text: every other level; NULL: all), ids, oldest
+ * first; at most max.
+ */
 KEEL_MUST_USE keel_status gate_store_search_active(gate_store *st, const char *target,
-                                                   long long *ids, size_t max, size_t *n);
+                                                   const char *level, long long *ids, size_t max,
+                                                   size_t *n);
+/*
+ * Is a search of (target, config) still searching or suspected whose range
+ * holds `commit` after its first (it searches that failure already)?
+ */
+KEEL_MUST_USE keel_status gate_store_search_covering(gate_store *st, const char *target,
+                                                     const char *config, const char *commit,
+                                                     bool *busy);
 /* Is a search of (target, config) still searching or suspected? */
 KEEL_MUST_USE keel_status gate_store_search_busy(gate_store *st, const char *target,
                                                  const char *config, bool *busy);
@@ -113,7 +139,8 @@ KEEL_MUST_USE keel_status gate_store_search_unhanded(gate_store *st, const char 
  * The configuration's measured flake rate: its builds that failed where a
  * rerun of the same thing passed, over all its builds (the gate's jobs: a
  * failed attempt of a candidate that passed; the post level's rows: the
- * failures of the flaky ones).  *runs: the builds counted (0: no history).
+ * failures of the flaky ones; the nightly level's runs: the same).  *runs:
+ * the builds counted (0: no history).
  */
 KEEL_MUST_USE keel_status gate_store_flake_rate(gate_store *st, const char *target,
                                                 const char *config, double *rate,

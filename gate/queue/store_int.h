@@ -68,5 +68,7 @@ extern const char gate__store_flow_wiring_schema[];
 extern const char gate__store_culprit_schema[];
 /* The schema step of store_backout.c's tables. */
 extern const char gate__store_backout_schema[];
+/* The schema step of store_levels.c: a culprit search's level. */
+extern const char gate__store_levels_schema[];
 
 #endif /* KEEL_GATE_STORE_INT_H */
