@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gate_int.h"
+#include "query.h"
 #include "search.h"
 #include "text.h"
 
@@ -19,21 +20,6 @@ enum { CULPRIT_BUILDS = 128 };
  * own: only `run` loads one.)  A head that cannot be read or has no
  * configuration that loads: not known.
  */
-static bool known_config(gate *g, const char *config)
-{
-    char tip[GATE_HEX];
-    gate_config *cfg = NULL;
-    keel_status s = gate_branch_known(g->repo, g->target, tip);
-    if (keel_ok(s))
-        s = gate_load_config(g, tip, &cfg);
-    keel_status_ignore(s, "not known: said as such");
-    bool known = false;
-    for (size_t i = 0; cfg != NULL && i < cfg->nconfigs && !known; i++)
-        known = strcmp(cfg->configs[i].name, config) == 0;
-    gate_config_free(cfg);
-    return known;
-}
-
 static void suspect_name(char *buf, size_t size, gate *g, long long id, unsigned n, unsigned k)
 {
     char hex[GATE_OID_HEX] = "";
@@ -137,7 +123,7 @@ keel_status gate_culprit_show(gate *g, const char *config, FILE *f, bool json)
     keel_status s = gate_store_search_newest(g->store, g->target, config, &row, &found);
     if (!keel_ok(s))
         return s;
-    if (!found && !known_config(g, config))
+    if (!found && !gate_target_has_config(g, config))
         return keel_status_with_str(
             KEEL_ERR(KEEL_E_NOTFOUND, "no configuration '%s' on '%s' (and no culprit search of it)",
                      config, g->target),

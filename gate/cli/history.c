@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "gate_int.h"
+#include "query.h"
 #include "store_nightly.h"
 #include "store_post.h"
 #include "text.h"
@@ -183,6 +184,12 @@ keel_status gate_history(gate *g, const char *config, FILE *f, unsigned flags)
     size_t nruns = 0;
     if (keel_ok(s))
         s = gate_store_nightly_history(g->store, g->target, config, runs, HISTORY_NIGHTLY, &nruns);
+    /* a configuration no longer on the target still has its history; a name never seen is a typo */
+    if (keel_ok(s) && config != NULL && n == 0 && nruns == 0 && !gate_target_has_config(g, config))
+        s = keel_status_with_str(KEEL_ERR(KEEL_E_NOTFOUND,
+                                          "no configuration '%s' on '%s' (and no history of it)",
+                                          config, g->target),
+                                 "config", config);
     if (keel_ok(s) && (flags & GATE_HISTORY_JSON) != 0) {
         print_json(f, g->target, rows, n, runs, nruns);
     } else if (keel_ok(s)) {

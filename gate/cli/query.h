@@ -1,5 +1,5 @@
 /*
- * gate/cli/query.h - what status (query.c) and log (log.c) share (not an API).
+ * gate/cli/query.h - what status (query.c), log (log.c), culprit and history share (not an API).
  */
 #ifndef KEEL_GATE_QUERY_H
 #define KEEL_GATE_QUERY_H
@@ -8,7 +8,12 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "gate.h"
 #include "store.h"
+
+/* Has the target's tip a configuration named `config` (at any level)?  False when the
+ * configuration cannot be read. */
+bool gate_target_has_config(gate *g, const char *config);
 
 /* A change as a JSON object, after a comma unless it is the first. */
 void gate_json_change(FILE *f, const gate_change *c, bool first);

@@ -83,7 +83,7 @@ static json_t *search_json(gate *g, const gate_search_row *r, const gate_search_
     json_t *o = json_object();
     (void)json_object_set_new(o, "id", json_integer(r->id));
     (void)json_object_set_new(o, "config", gate__web_str(r->config));
-    (void)json_object_set_new(o, "level", json_string("post"));
+    (void)json_object_set_new(o, "level", gate__web_str(r->level));
     (void)json_object_set_new(o, "tier", json_integer(r->tier));
     (void)json_object_set_new(o, "state", gate__web_str(r->state));
     (void)json_object_set_new(o, "culprit", hex_or_null(r->culprit));
