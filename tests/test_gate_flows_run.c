@@ -130,7 +130,7 @@ static void test_two_way_sync(void **state)
     git_oid made[2][ROUNDS * PER];
     for (int r = 0; r < ROUNDS; r++) {
         for (int k = 0; k < PER; k++) {
-            char path[32];
+            char path[64];
             (void)snprintf(path, sizeof(path), "main-%d-%d.txt", r, k);
             commit_as("main", "Ann", path, "m\n", &made[0][r * PER + k]);
             (void)snprintf(path, sizeof(path), "net-%d-%d.txt", r, k);
