@@ -529,12 +529,13 @@ static void test_store_upgrade_from_version_1(void **state)
     gate_close(fx_open()); /* a store of today's version, made version 1 again */
     long long newest = fx_sql_int("PRAGMA user_version", NULL);
     assert_true(newest >= 7); /* 6 -> 7: the post level's tables, and the steps after */
-    sql_exec("DROP INDEX events_by_target; ALTER TABLE events DROP COLUMN target; "
-             "DROP TABLE notify_cursor; ALTER TABLE changes DROP COLUMN crashes; "
-             "ALTER TABLE changes DROP COLUMN pushed; ALTER TABLE jobs DROP COLUMN elapsed_ms; "
-             "ALTER TABLE flows DROP COLUMN dest; ALTER TABLE flows DROP COLUMN made; "
-             "ALTER TABLE flows DROP COLUMN change_id; ALTER TABLE culprit_searches DROP COLUMN level; "
-             "PRAGMA user_version = 1;");
+    sql_exec(
+        "DROP INDEX events_by_target; ALTER TABLE events DROP COLUMN target; "
+        "DROP TABLE notify_cursor; ALTER TABLE changes DROP COLUMN crashes; "
+        "ALTER TABLE changes DROP COLUMN pushed; ALTER TABLE jobs DROP COLUMN elapsed_ms; "
+        "ALTER TABLE flows DROP COLUMN dest; ALTER TABLE flows DROP COLUMN made; "
+        "ALTER TABLE flows DROP COLUMN change_id; ALTER TABLE culprit_searches DROP COLUMN level; "
+        "PRAGMA user_version = 1;");
     assert_int_equal(fx_sql_int("SELECT count(*) FROM pragma_table_info('events') WHERE "
                                 "name = 'target'",
                                 NULL),
