@@ -66,11 +66,13 @@ static void print_nightly_json(FILE *f, const gate_nightly_row *runs, size_t n)
 }
 
 /* The nightly runs' rows after the post table: commit, configuration, result, when due. */
-static void print_nightly_text(FILE *f, gate *g, const gate_nightly_row *runs, size_t n)
+static void print_nightly_text(FILE *f, gate *g, const gate_nightly_row *runs, size_t n,
+                               bool after_table)
 {
     if (n == 0)
         return;
-    (void)fputc('\n', f); /* gate_text_printf escapes all but a final newline: a line each */
+    if (after_table) /* a blank line after the post table (gate_text_printf escapes inner ones) */
+        (void)fputc('\n', f);
     gate_text_printf(f, "nightly runs (newest first):\n");
     gate_text_printf(f, "%-12s  %-13s  %-13s  %-20s  subject\n", "commit", "config", "result",
                      "due (UTC)");
@@ -194,7 +196,7 @@ keel_status gate_history(gate *g, const char *config, FILE *f, unsigned flags)
         print_json(f, g->target, rows, n, runs, nruns);
     } else if (keel_ok(s)) {
         print_text(f, g->target, rows, n, nruns > 0);
-        print_nightly_text(f, g, runs, nruns);
+        print_nightly_text(f, g, runs, nruns, n > 0);
     }
     keel_heap_free(GATE_HEAP, nmem);
     keel_heap_free(GATE_HEAP, rows);
