@@ -657,6 +657,24 @@ unsigned long long gate_config_text_id(const char *text, size_t len)
     return h | 1;
 }
 
+const gate_config *gate_tip_config(gate *g, gate_config **own)
+{
+    KEEL_ASSERT(g != NULL && own != NULL);
+    *own = NULL;
+    if (g->tip_cfg != NULL)
+        return g->tip_cfg;
+    char tip[GATE_HEX];
+    keel_status s = gate_branch_known(g->repo, g->target, tip);
+    if (keel_ok(s))
+        s = gate_load_config(g, tip, own);
+    if (!keel_ok(s)) {
+        keel_status_ignore(s, "no configuration that loads: nothing, for the caller");
+        *own = NULL;
+        return NULL;
+    }
+    return *own;
+}
+
 keel_status gate_load_config(gate *g, const char *commit, gate_config **cfg)
 {
     char *text = NULL;

@@ -164,6 +164,13 @@ KEEL_MUST_USE keel_status gate_make_dirs(const char *dir);
  * a commit whose .keel/gate.conf is the tip's (a change that leaves it be).
  */
 KEEL_MUST_USE keel_status gate_load_config(gate *g, const char *commit, gate_config **cfg);
+/*
+ * The target tip's configuration: the running gate's (g->tip_cfg), else read
+ * from the tip into *own (the caller frees it with gate_config_free; NULL
+ * when the gate's is used).  NULL: the target has none that loads, which
+ * these readers (status, hold, flows, culprit, history) take as "nothing".
+ */
+const gate_config *gate_tip_config(gate *g, gate_config **own);
 unsigned gate_slots(const gate_config *cfg);
 /*
  * The local executor's parallelism in jobs, the capacity estimate's prior:

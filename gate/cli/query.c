@@ -418,15 +418,11 @@ keel_status gate_status(gate *g, FILE *f, unsigned flags)
 
 bool gate_target_has_config(gate *g, const char *config)
 {
-    char tip[GATE_HEX];
-    gate_config *cfg = NULL;
-    keel_status s = gate_branch_known(g->repo, g->target, tip);
-    if (keel_ok(s))
-        s = gate_load_config(g, tip, &cfg);
-    keel_status_ignore(s, "not known: said as such");
+    gate_config *own = NULL;
+    const gate_config *cfg = gate_tip_config(g, &own);
     bool known = false;
     for (size_t i = 0; cfg != NULL && i < cfg->nconfigs && !known; i++)
         known = strcmp(cfg->configs[i].name, config) == 0;
-    gate_config_free(cfg);
+    gate_config_free(own);
     return known;
 }

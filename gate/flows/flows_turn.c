@@ -392,19 +392,10 @@ keel_status gate_flows_turn(gate *g, long long now, bool *queued)
 {
     KEEL_ASSERT(g != NULL && queued != NULL);
     *queued = false;
-    gate_config *own = NULL; /* outside gate_run (tests on their own clock): the tip's, read here */
-    const gate_config *cfg = g->tip_cfg;
-    if (cfg == NULL) {
-        char tip[GATE_HEX];
-        keel_status k = gate_branch_known(g->repo, g->target, tip);
-        if (keel_ok(k))
-            k = gate_load_config(g, tip, &own);
-        if (!keel_ok(k)) { /* no configuration that loads: no flows */
-            keel_status_free(k);
-            return KEEL_OK;
-        }
-        cfg = own;
-    }
+    gate_config *own = NULL; /* outside gate_run: the tip's, read here */
+    const gate_config *cfg = gate_tip_config(g, &own);
+    if (cfg == NULL) /* no configuration that loads: no flows */
+        return KEEL_OK;
     for (size_t i = 0; i < cfg->nflows; i++) {
         const gate_flow_config *fc = &cfg->flows[i];
         if (strcmp(fc->to, g->target) != 0)

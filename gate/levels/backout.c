@@ -391,19 +391,10 @@ keel_status gate_backout_hold(gate *g, bool *hold, char *why, size_t size)
     KEEL_ASSERT(g != NULL && hold != NULL && why != NULL && size > 0);
     *hold = false;
     why[0] = '\0';
-    gate_config *own = NULL; /* outside gate_run (status): the tip's, read here */
-    const gate_config *cfg = g->tip_cfg;
-    if (cfg == NULL) {
-        char tip[GATE_HEX];
-        keel_status k = gate_branch_known(g->repo, g->target, tip);
-        if (keel_ok(k))
-            k = gate_load_config(g, tip, &own);
-        if (!keel_ok(k)) { /* no configuration that loads: nothing holds */
-            keel_status_free(k);
-            return KEEL_OK;
-        }
-        cfg = own;
-    }
+    gate_config *own = NULL; /* outside gate_run: the tip's, read here */
+    const gate_config *cfg = gate_tip_config(g, &own);
+    if (cfg == NULL) /* no configuration that loads: nothing holds */
+        return KEEL_OK;
     keel_status s = KEEL_OK;
     if (!cfg->hold_when_red) {
         gate_config_free(own);
