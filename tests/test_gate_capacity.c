@@ -241,7 +241,9 @@ static bool harmonic_once(void)
         true; /* the short ones ran beside the others (a loaded machine may stagger them) */
     for (int i = 1; i < N; i++)
         beside = beside && jobs[i].load > 2.0;
-    return beside && jobs[0].load < arith - 0.3;
+    /* the old arithmetic mean reads `arith` itself (about 2.0); the harmonic one reads 1.36 in
+     * theory, 1.6 to 1.8 measured on a quiet 2-core machine (process starts and reaping) */
+    return beside && jobs[0].load < arith - 0.15;
 }
 
 /*
