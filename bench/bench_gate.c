@@ -278,6 +278,8 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
             die(ks, "enqueue");
     double t = 0.0, inv = 0.0; /* the integral of 1 / (jobs running) over time */
     for (;;) {
+        if (pace)
+            gate_sched_clock(s, t * 1000.0); /* builds start now: the clock as the gate feeds it */
         start_builds(s, &w);
         while (w.first_open < w.njobs && w.jobs[w.first_open].state == JOB_OVER)
             w.first_open++;

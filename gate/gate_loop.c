@@ -411,8 +411,10 @@ static keel_status pump(gate *g, bool paused)
         }
         gate_sched_build b;
         bool have = false;
-        if (keel_ok(s) && !gate_stop_requested(g) && !paused)
+        if (keel_ok(s) && !gate_stop_requested(g) && !paused) {
+            gate_sched_clock(g->sched, (double)gate_now_ms()); /* builds start: the pace's clock */
             s = gate_sched_next(g->sched, &b, &have);
+        }
         if (keel_ok(s) && have) {
             progress = true;
             s = gate_start_build(g, &b);

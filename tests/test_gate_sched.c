@@ -49,6 +49,7 @@ typedef struct sim {
      * at once take the time of one; 1, they take as long as one after another
      */
     double round_ms, serial;
+    double clock_par; /* > 0: a round takes round_ms * max(1, its jobs / clock_par) instead */
     double now_ms;
     unsigned long long rng;
     unsigned long long cand_sig[MAXCAND][2]; /* the signature its tree fails with, 0: passes */
@@ -80,6 +81,15 @@ static void sim_init(sim *m, gate_strategy strategy, int nchanges, const int *ba
     m->nchanges = nchanges;
     for (size_t i = 0; i < nbad; i++)
         m->bad[bad[i]] = true;
+}
+
+/* Two configurations, the executor told and timed as running `par` jobs at once, and a clock. */
+static void sim_clocked(sim *m, double par)
+{
+    m->two = true;
+    m->p.parallel = par;
+    m->timed_par = par;
+    m->round_ms = 1000.0;
 }
 
 static void sim_start(sim *m)
@@ -149,6 +159,8 @@ static double uniform(unsigned long long *x)
 static size_t start_builds(sim *m)
 {
     size_t started = 0;
+    if (m->round_ms > 0.0)
+        gate_sched_clock(m->s, m->now_ms); /* builds start: the clock, as the gate feeds it */
     for (;;) {
         gate_sched_build b;
         bool have = false;
@@ -206,7 +218,8 @@ static void finish_round(sim *m)
     for (size_t i = 0; i < n; i++)
         jobs += (double)__builtin_popcount(m->cand_mask[batch[i]]);
     if (m->round_ms > 0.0) {
-        m->now_ms += m->round_ms * pow((double)n, m->serial);
+        m->now_ms += m->round_ms * (m->clock_par > 0.0 ? fmax(1.0, jobs / m->clock_par)
+                                                       : pow((double)n, m->serial));
         gate_sched_clock(m->s, m->now_ms);
     }
     for (size_t i = 0; i < n; i++) {
@@ -620,11 +633,8 @@ static void test_adaptive_pace(void **state)
     double pace1[2], pace4[2];
     for (int serial = 0; serial < 2; serial++) {
         sim_init(&m, GATE_STRATEGY_ADAPTIVE, 160, bad, 3);
-        m.two = true;
-        m.p.parallel = 8.0;
+        sim_clocked(&m, 8.0);
         m.p.max_batch = 1;
-        m.timed_par = 8.0;
-        m.round_ms = 1000.0;
         m.serial = serial ? 1.6 : 0.0;
         sim_start(&m);
         sim_run(&m);
@@ -646,6 +656,59 @@ static void test_adaptive_pace(void **state)
     assert_int_equal(depth[0], 4);
     assert_int_equal(depth[1], 1);
     assert_true(builds[1] < builds[0]);
+}
+
+/*
+ * The pace compares the clock with what the model expects of the outcomes
+ * that happened, not of the average outcome.  On 4, told and timed, builds
+ * of two jobs, a round taking max(1, its jobs / 4) times a job (the model's
+ * own law), a pessimistic prior (0.3): a queue where every change passes
+ * decides faster than the average that prior expects, and must not read as
+ * depth paying (it did: the pace fell to 0.85 at depth 1, 0.57 at 4, and
+ * adaptive ran a window of 4 where 2 fill the executor).  On 8, told and
+ * timed, where a round takes one build's time, with flakes: each flake's
+ * retry holds the window for a job's time, which the model does not count,
+ * and must not read as depth costing (it did: the pace of depth 4 rose to
+ * 1.3 times depth 1's).
+ */
+static void test_adaptive_pace_outcomes(void **state)
+{
+    (void)state;
+    static const int bad[] = {150};
+    sim m;
+    gate_sched_stats st;
+    sim_init(&m, GATE_STRATEGY_ADAPTIVE, 150, bad, 1);
+    sim_clocked(&m, 4.0);
+    m.p.prior_p = 0.3;
+    m.clock_par = 4.0;
+    sim_start(&m);
+    run_after_lessons(&m, 2);
+    check_outcome(&m);
+    gate_sched_stats_get(m.s, &st);
+    print_message("passes on 4: pace at depth 1 %.2f, 2 %.2f, 4 %.2f; depth %u, at most %zu "
+                  "running after 2 rounds, %d builds\n",
+                  st.pace[0], st.pace[1], st.pace[3], st.depth, m.max_running, m.builds);
+    assert_true(st.pace[3] / st.pace[0] > 0.8);
+    assert_int_equal(st.depth, 2); /* two builds of two jobs fill the executor */
+    assert_int_equal(m.max_running, 2);
+    sim_end(&m);
+
+    sim_init(&m, GATE_STRATEGY_ADAPTIVE, 150, bad, 1);
+    sim_clocked(&m, 8.0);
+    m.flake = 0.1;
+    m.rng = 0x5eedull;
+    m.p.retries = 1;
+    m.p.max_batch = 1; /* many builds: many flakes */
+    sim_start(&m);
+    sim_run(&m);
+    check_outcome(&m);
+    gate_sched_stats_get(m.s, &st);
+    print_message("flakes on 8: pace at depth 1 %.2f, 2 %.2f, 4 %.2f; depth %u, %d flakes\n",
+                  st.pace[0], st.pace[1], st.pace[3], st.depth, m.flaky);
+    assert_true(m.flaky > 5);
+    assert_true(st.pace[3] / st.pace[0] < 1.15);
+    assert_int_equal(st.depth, 4);
+    sim_end(&m);
 }
 
 /*
@@ -1383,6 +1446,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_adaptive_learns_capacity),
         cmocka_unit_test(test_adaptive_fills_idle_cores),
         cmocka_unit_test(test_adaptive_pace),
+        cmocka_unit_test(test_adaptive_pace_outcomes),
         cmocka_unit_test(test_adaptive_recut),
         cmocka_unit_test(test_verdict_per_configuration),
         cmocka_unit_test(test_verdict_names_decisive_configuration),

@@ -125,11 +125,13 @@ struct gate_sched {
     unsigned jobs;                /* jobs in a build: the configurations a first build ran */
     gate_sched_outlook shape_for; /* what the cached shape is for (p 0: none) */
     unsigned shape_batch, shape_depth;
-    double shape_t; /* the model's time per change for that shape (gate_sched_shape_time) */
+    double shape_t;    /* the model's time per change for that shape (gate_sched_shape_time) */
+    double shape_pass; /* and per change landed, when none fails (gate_sched_shape_pass_time) */
     /*
      * The pace (gate_sched_clock): per depth, the time measured while it was
-     * in use and the model's time of the changes decided meanwhile, both in
-     * units of a build's longest job alone; the clock's last reading.
+     * in use (ms: in units of a build's longest job alone when fitted, the
+     * unit known or not when it ran) and the model's time of the changes
+     * decided meanwhile (in those units); the clock's last reading.
      */
     double pace_measured[GATE_SCHED_PACE_DEPTHS], pace_expected[GATE_SCHED_PACE_DEPTHS];
     double clock_ms;
@@ -249,14 +251,19 @@ static unsigned pace_index(unsigned depth)
     return depth == 0 ? 0 : depth < GATE_SCHED_PACE_DEPTHS ? depth - 1 : GATE_SCHED_PACE_DEPTHS - 1;
 }
 
-static void pace_fit(const gate_sched *s, double *pace)
+static void pace_fit(const gate_sched *s, double unit_ms, double *pace)
 {
+    if (!(unit_ms > 0.0)) {
+        for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++)
+            pace[i] = 1.0;
+        return;
+    }
     double sw = pace_prior_a, swx = 0.0, swxx = pace_prior_g, swr = 0.0, swxr = 0.0;
     for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++) {
         double w = s->pace_expected[i];
         if (!(w > 0.0) || !(s->pace_measured[i] > 0.0))
             continue;
-        double x = log((double)(i + 1)), r = log(s->pace_measured[i] / w);
+        double x = log((double)(i + 1)), r = log(s->pace_measured[i] / unit_ms / w);
         sw += w;
         swx += w * x;
         swxx += w * x * x;
@@ -274,7 +281,7 @@ static void pace_fit(const gate_sched *s, double *pace)
 static void outlook(const gate_sched *s, gate_cap *cap, gate_sched_outlook *o)
 {
     memset(o, 0, sizeof(*o));
-    pace_fit(s, o->pace);
+    pace_fit(s, gate_cap_unit_ms(cap), o->pace);
     o->p = estimate(s);
     o->n = evidence(s);
     o->queued = s->qlen;
@@ -306,6 +313,7 @@ static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
         o.width != c->width || !same_pace(o.pace, c->pace)) {
         gate_sched_shape(&s->p, &o, &s->shape_batch, &s->shape_depth);
         s->shape_t = gate_sched_shape_time(&s->p, &o, s->shape_batch, s->shape_depth);
+        s->shape_pass = gate_sched_shape_pass_time(&s->p, &o, s->shape_batch, s->shape_depth);
         s->shape_for = o;
     }
     *batch = s->shape_batch;
@@ -348,11 +356,40 @@ static bool behind_failed(const gate_sched *s, size_t i)
     return true;
 }
 
+/*
+ * What the model expects n decisions of this outcome to take with the shape
+ * in use: a landed change its time when none fails, a rejected one the rest
+ * of the shape's expected time, t = (1 - p) pass + p reject (p the estimate
+ * the shape was chosen for).  So the pace measures the model's error, not
+ * the queue's luck: a run of passes decided fast is fast for passes, not a
+ * sign that the depth in use beats the model.
+ */
+static double expected_of(const gate_sched *s, size_t n, bool bad)
+{
+    double p = s->shape_for.p, pass = s->shape_pass;
+    if (!bad)
+        return (double)n * pass;
+    double rest = p > 0.0 ? (s->shape_t - (1.0 - p) * pass) / p : s->shape_t;
+    return (double)n * (rest > pass ? rest : pass);
+}
+
+/*
+ * A candidate that failed and then passed on its tree: the model counts no
+ * flake, and its retry held the window for about a job's time (a retry runs
+ * the configurations that failed), which the pace would otherwise read as
+ * the depth in use deciding slower than the model says.
+ */
+static void pace_flaked(gate_sched *s)
+{
+    if (s->clock_set && s->shape_depth > 0 && gate_cap_unit_ms(&s->cap) > 0.0)
+        s->pace_expected[pace_index(s->shape_depth)] += gate_cap_span(s->shape_for.parallel, 1.0);
+}
+
 static void observe(gate_sched *s, size_t n, bool bad)
 {
     /* what the model expected these decisions to take at the depth in use (the pace) */
     if (s->clock_set && s->shape_depth > 0 && gate_cap_unit_ms(&s->cap) > 0.0)
-        s->pace_expected[pace_index(s->shape_depth)] += (double)n * s->shape_t;
+        s->pace_expected[pace_index(s->shape_depth)] += expected_of(s, n, bad);
     for (size_t i = 0; i < n; i++) {
         s->bad_w = s->bad_w * decay + (bad ? 1.0 : 0.0);
         s->all_w = s->all_w * decay + 1.0;
@@ -897,6 +934,7 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
             entry *e = push(s, GATE_SCHED_FLAKY, g->cand, 0, NULL, 0);
             verdict_of(g, cfg_flaked, &e->decided);
             s->st.flaky++;
+            pace_flaked(s);
         }
         if (g->skipped)
             drop_from(s, i + 1); /* built without it: wrong now */
@@ -992,10 +1030,9 @@ void gate_sched_clock(gate_sched *s, double now_ms)
     bool set = s->clock_set;
     s->clock_ms = now_ms;
     s->clock_set = true;
-    double unit = gate_cap_unit_ms(&s->cap);
-    if (!set || !(now_ms > was) || s->running == 0 || !(unit > 0.0) || s->shape_depth == 0)
+    if (!set || !(now_ms > was) || s->running == 0 || s->shape_depth == 0)
         return;
-    s->pace_measured[pace_index(s->shape_depth)] += (now_ms - was) / unit;
+    s->pace_measured[pace_index(s->shape_depth)] += now_ms - was; /* in units when fitted */
 }
 
 void gate_sched_inherit(gate_sched *to, const gate_sched *from)

@@ -144,6 +144,15 @@ double gate_sched_shape_time(const gate_sched_params *params, const gate_sched_o
     return t;
 }
 
+double gate_sched_shape_pass_time(const gate_sched_params *params, const gate_sched_outlook *o,
+                                  unsigned batch, unsigned depth)
+{
+    KEEL_ASSERT(params != NULL && o != NULL && batch >= 1 && depth >= 1 && o->parallel > 0.0);
+    double t = 0.0, builds = 0.0;
+    model(0.0, batch, depth, params->retries, 0.0, o->parallel, o->width, &t, &builds);
+    return t;
+}
+
 void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook *o, unsigned *batch,
                       unsigned *depth)
 {

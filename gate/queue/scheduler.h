@@ -301,7 +301,10 @@ void gate_sched_timed_shared(gate_sched *s, const char *config, double elapsed_m
  * the decisions made meanwhile it measures how fast each depth really
  * decides changes against what the model expects (the pace: gate_sched_stats),
  * which adaptive's choice then counts (gate_sched_shape).  Calls that find
- * nothing running, or no timed job yet (no unit of time), only move the clock.
+ * nothing running only move the clock.  Fed at every event: a job's end and
+ * before builds start (gate_sched_next), so that the time since the last
+ * reading was spent with the builds running then.  Decisions count once a job
+ * was timed (gate_sched_timed: the unit of time), the time whenever it ran.
  */
 void gate_sched_clock(gate_sched *s, double now_ms);
 
@@ -347,5 +350,15 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
  */
 double gate_sched_shape_time(const gate_sched_params *params, const gate_sched_outlook *o,
                              unsigned batch, unsigned depth);
+
+/*
+ * The same when every change passes (no failure in any round): the part of
+ * that time a landed change takes; a rejected one takes the rest
+ * (gate_sched_shape_time's t = (1 - p) pass + p reject), so that the pace
+ * compares the time taken with what the model expects of the outcomes that
+ * happened, not of the average.
+ */
+double gate_sched_shape_pass_time(const gate_sched_params *params, const gate_sched_outlook *o,
+                                  unsigned batch, unsigned depth);
 
 #endif /* KEEL_GATE_SCHEDULER_H */
