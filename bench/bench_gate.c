@@ -22,8 +22,7 @@
  * gate tells it (free: not limited; else the cores, at most the pool: 2, 8,
  * though the second really runs 4 jobs at once) and fed every job's wall
  * time and load (the harmonic mean of the jobs running meanwhile) and the
- * clock at every event with the jobs that ran (gate_sched_clock_busy: the
- * pace of each depth of builds really running at once; --pace
+ * clock at every event (gate_sched_clock: the pace of each depth; --pace
  * off leaves it out), as the gate feeds them, and learns the rest.
  *
  * For each strategy: the makespan in T, the builds started, whether exactly
@@ -278,10 +277,9 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
         if (!keel_ok(ks = gate_sched_enqueue(s, c)))
             die(ks, "enqueue");
     double t = 0.0, inv = 0.0; /* the integral of 1 / (jobs running) over time */
-    double busy = 0.0;         /* and of the jobs running (gate_sched_clock_busy) */
     for (;;) {
         if (pace)
-            gate_sched_clock_busy(s, t * 1000.0, busy * 1000.0); /* builds start: as the gate */
+            gate_sched_clock(s, t * 1000.0); /* builds start now: the clock as the gate feeds it */
         start_builds(s, &w);
         while (w.first_open < w.njobs && w.jobs[w.first_open].state == JOB_OVER)
             w.first_open++;
@@ -302,13 +300,12 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
                 dt = w.jobs[i].left / rate;
         t += dt;
         inv += dt / (double)w.running;
-        busy += dt * (double)w.running;
         size_t hi = w.njobs; /* jobs started later are not running now */
         for (size_t i = w.first_open; i < hi; i++)
             if (w.jobs[i].state == JOB_RUNNING)
                 w.jobs[i].left -= rate * dt;
         if (pace)
-            gate_sched_clock_busy(s, t * 1000.0, busy * 1000.0); /* as the gate feeds it */
+            gate_sched_clock(s, t * 1000.0); /* the gate's clock, as the gate feeds it */
         for (size_t i = w.first_open; i < hi; i++)
             if (w.jobs[i].state == JOB_RUNNING && w.jobs[i].left <= 1e-9)
                 job_over(s, &w, &w.jobs[i], t, inv, flake, &seed); /* may cancel others */

@@ -355,8 +355,7 @@ keel_status gate_job_done(gate *g, gate_job_run *j)
     }
     g->trees[j->tree].busy = false; /* the next job there finds it as the checkout left it */
     if (g->sched != NULL)
-        gate_sched_clock_busy(g->sched, (double)gate_now_ms(),
-                              gate_pool_busy(g->pool)); /* the pace of what ran at once */
+        gate_sched_clock(g->sched, (double)gate_now_ms()); /* the pace of the depth in use */
     if (g->sched != NULL && !gate_error &&
         (j->result == GATE_EXEC_PASSED || j->result == GATE_EXEC_FAILED))
         gate_sched_timed_shared(g->sched, j->config, (double)j->elapsed_ms, j->load,

@@ -20,7 +20,6 @@
 #define _GNU_SOURCE      1
 #define KEEL_MODULE_NAME "gate"
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -413,9 +412,7 @@ static keel_status pump(gate *g, bool paused)
         gate_sched_build b;
         bool have = false;
         if (keel_ok(s) && !gate_stop_requested(g) && !paused) {
-            gate_sched_clock_busy(g->sched, (double)gate_now_ms(),
-                                  g->pool != NULL ? gate_pool_busy(g->pool)
-                                                  : NAN); /* builds start: the pace's clock */
+            gate_sched_clock(g->sched, (double)gate_now_ms()); /* builds start: the pace's clock */
             s = gate_sched_next(g->sched, &b, &have);
         }
         if (keel_ok(s) && have) {

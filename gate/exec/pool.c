@@ -39,7 +39,6 @@ struct gate_pool {
     /* the jobs executing, and the integral of 1 / executing over time (ms) up to load_at */
     unsigned executing;
     double load_inv;
-    double load_busy; /* the integral of executing over time (job-ms) up to load_at */
     unsigned long long load_at;
     bool stop;
     pool_worker workers[MAX_SLOTS];
@@ -192,25 +191,12 @@ static double load_step(gate_pool *p, unsigned long long now, int delta)
     if (now > p->load_at) {
         if (p->executing > 0)
             p->load_inv += (double)(now - p->load_at) / (double)p->executing;
-        p->load_busy += (double)(now - p->load_at) * (double)p->executing;
         p->load_at = now;
     }
     double area = p->load_inv;
     KEEL_ASSERT(delta > 0 || p->executing > 0);
     p->executing = (unsigned)((int)p->executing + delta);
     return area;
-}
-
-double gate_pool_busy(gate_pool *p)
-{
-    KEEL_ASSERT(p != NULL);
-    keel_mutex_lock(&p->lock);
-    unsigned long long now = gate_now_ms();
-    double busy = p->load_busy;
-    if (now > p->load_at)
-        busy += (double)(now - p->load_at) * (double)p->executing;
-    keel_mutex_unlock(&p->lock);
-    return busy;
 }
 
 static void *worker(void *arg)

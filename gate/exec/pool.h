@@ -70,13 +70,6 @@ void gate_pool_submit(gate_pool *p, gate_job_run *j);
 gate_job_run *gate_pool_wait(gate_pool *p, unsigned timeout_ms);
 /* Jobs submitted and not yet returned by gate_pool_wait. */
 unsigned gate_pool_outstanding(gate_pool *p);
-/*
- * The jobs executing integrated over time up to now (job-ms since the pool
- * started, never going back): between two readings, their difference over
- * the time between is the mean number of jobs that executed (the pace of
- * the builds that really ran at once: gate_sched_clock_busy).
- */
-double gate_pool_busy(gate_pool *p);
 
 /* Take a job's name, steps, environment, timeout and required flag from its configuration. */
 void gate_job_from_config(gate_job_run *j, const gate_matrix_config *m);

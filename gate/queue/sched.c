@@ -125,13 +125,8 @@ struct gate_sched {
     unsigned jobs;                /* jobs in a build: the configurations a first build ran */
     gate_sched_outlook shape_for; /* what the cached shape is for (p 0: none) */
     unsigned shape_batch, shape_depth;
-    /*
-     * The model's time per change with the shape's batch at each depth
-     * 1 .. GATE_SCHED_PACE_DEPTHS (gate_sched_shape_time), and per change
-     * landed when none fails (gate_sched_shape_pass_time): what the pace
-     * expects of decisions made while that many builds ran.
-     */
-    double shape_t[GATE_SCHED_PACE_DEPTHS], shape_pass[GATE_SCHED_PACE_DEPTHS];
+    double shape_t;    /* the model's time per change for that shape (gate_sched_shape_time) */
+    double shape_pass; /* and per change landed, when none fails (gate_sched_shape_pass_time) */
     /*
      * The pace (gate_sched_clock): per depth, the time measured while it was
      * in use (ms: in units of a build's longest job alone when fitted, the
@@ -141,14 +136,6 @@ struct gate_sched {
     double pace_measured[GATE_SCHED_PACE_DEPTHS], pace_expected[GATE_SCHED_PACE_DEPTHS];
     double clock_ms;
     bool clock_set;
-    /*
-     * The executor's busy integral at the last reading (gate_sched_clock_busy;
-     * busy_set false: none), the time measured per depth since the last
-     * decision, and how the last decisions' time was shared among depths.
-     */
-    double busy;
-    bool busy_set;
-    double since[GATE_SCHED_PACE_DEPTHS], share[GATE_SCHED_PACE_DEPTHS];
     gate_sched_stats st;
 };
 
@@ -325,10 +312,8 @@ static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
     if (o.p != c->p || o.n != c->n || o.parallel != c->parallel || o.jobs != c->jobs ||
         o.width != c->width || !same_pace(o.pace, c->pace)) {
         gate_sched_shape(&s->p, &o, &s->shape_batch, &s->shape_depth);
-        for (unsigned d = 1; d <= GATE_SCHED_PACE_DEPTHS; d++) {
-            s->shape_t[d - 1] = gate_sched_shape_time(&s->p, &o, s->shape_batch, d);
-            s->shape_pass[d - 1] = gate_sched_shape_pass_time(&s->p, &o, s->shape_batch, d);
-        }
+        s->shape_t = gate_sched_shape_time(&s->p, &o, s->shape_batch, s->shape_depth);
+        s->shape_pass = gate_sched_shape_pass_time(&s->p, &o, s->shape_batch, s->shape_depth);
         s->shape_for = o;
     }
     *batch = s->shape_batch;
@@ -372,76 +357,39 @@ static bool behind_failed(const gate_sched *s, size_t i)
 }
 
 /*
- * What the model expects n decisions of this outcome to take with the
- * shape's batch at depth index i: a landed change its time when none fails,
- * a rejected one the rest of the expected time, t = (1 - p) pass + p reject
- * (p the estimate the shape was chosen for).  So the pace measures the
- * model's error, not the queue's luck: a run of passes decided fast is fast
- * for passes, not a sign that the depth beats the model.
+ * What the model expects n decisions of this outcome to take with the shape
+ * in use: a landed change its time when none fails, a rejected one the rest
+ * of the shape's expected time, t = (1 - p) pass + p reject (p the estimate
+ * the shape was chosen for).  So the pace measures the model's error, not
+ * the queue's luck: a run of passes decided fast is fast for passes, not a
+ * sign that the depth in use beats the model.
  */
-static double expected_of(const gate_sched *s, unsigned i, size_t n, bool bad)
+static double expected_of(const gate_sched *s, size_t n, bool bad)
 {
-    double p = s->shape_for.p, pass = s->shape_pass[i], t = s->shape_t[i];
+    double p = s->shape_for.p, pass = s->shape_pass;
     if (!bad)
         return (double)n * pass;
-    double rest = p > 0.0 ? (t - (1.0 - p) * pass) / p : t;
+    double rest = p > 0.0 ? (s->shape_t - (1.0 - p) * pass) / p : s->shape_t;
     return (double)n * (rest > pass ? rest : pass);
-}
-
-/*
- * How the time up to a decision was shared among depths (the builds that
- * really ran at once, gate_sched_clock_busy): the time measured since the
- * last decision, else the last decision's share, else all at the depth in
- * use.  False when the pace counts nothing (no clock, no unit, no shape).
- */
-static bool pace_share(gate_sched *s, double *share)
-{
-    if (!s->clock_set || s->shape_depth == 0 || !(gate_cap_unit_ms(&s->cap) > 0.0))
-        return false;
-    double sum = 0.0;
-    for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++)
-        sum += s->since[i];
-    if (sum > 0.0) {
-        for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++) {
-            s->share[i] = s->since[i] / sum;
-            s->since[i] = 0.0;
-        }
-    }
-    sum = 0.0;
-    for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++)
-        sum += s->share[i];
-    memcpy(share, s->share, sizeof(s->share));
-    if (!(sum > 0.0)) {
-        memset(share, 0, sizeof(s->share));
-        share[pace_index(s->shape_depth)] = 1.0;
-    }
-    return true;
 }
 
 /*
  * A candidate that failed and then passed on its tree: the model counts no
  * flake, and its retry held the window for about a job's time (a retry runs
  * the configurations that failed), which the pace would otherwise read as
- * the depth deciding slower than the model says.
+ * the depth in use deciding slower than the model says.
  */
 static void pace_flaked(gate_sched *s)
 {
-    double share[GATE_SCHED_PACE_DEPTHS];
-    if (!pace_share(s, share))
-        return;
-    double job = gate_cap_span(s->shape_for.parallel, 1.0);
-    for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++)
-        s->pace_expected[i] += share[i] * job;
+    if (s->clock_set && s->shape_depth > 0 && gate_cap_unit_ms(&s->cap) > 0.0)
+        s->pace_expected[pace_index(s->shape_depth)] += gate_cap_span(s->shape_for.parallel, 1.0);
 }
 
 static void observe(gate_sched *s, size_t n, bool bad)
 {
-    /* what the model expected these decisions to take at the depths they ran at (the pace) */
-    double share[GATE_SCHED_PACE_DEPTHS];
-    if (pace_share(s, share))
-        for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++)
-            if (share[i] > 0.0)
-                s->pace_expected[i] += share[i] * expected_of(s, i, n, bad);
+    /* what the model expected these decisions to take at the depth in use (the pace) */
+    if (s->clock_set && s->shape_depth > 0 && gate_cap_unit_ms(&s->cap) > 0.0)
+        s->pace_expected[pace_index(s->shape_depth)] += expected_of(s, n, bad);
     for (size_t i = 0; i < n; i++) {
         s->bad_w = s->bad_w * decay + (bad ? 1.0 : 0.0);
         s->all_w = s->all_w * decay + 1.0;
@@ -1075,41 +1023,16 @@ void gate_sched_timed_shared(gate_sched *s, const char *config, double elapsed_m
 
 void gate_sched_clock(gate_sched *s, double now_ms)
 {
-    gate_sched_clock_busy(s, now_ms, NAN);
-}
-
-void gate_sched_clock_busy(gate_sched *s, double now_ms, double busy)
-{
     KEEL_ASSERT(s != NULL);
     if (!isfinite(now_ms))
         return;
-    double was = s->clock_ms, busy_was = s->busy;
-    bool set = s->clock_set, busy_known = s->busy_set && isfinite(busy) && busy >= busy_was;
+    double was = s->clock_ms;
+    bool set = s->clock_set;
     s->clock_ms = now_ms;
     s->clock_set = true;
-    s->busy = busy;
-    s->busy_set = isfinite(busy) && busy >= 0.0;
     if (!set || !(now_ms > was) || s->running == 0 || s->shape_depth == 0)
         return;
-    double dt = now_ms - was;
-    /*
-     * The builds that ran at once meanwhile: the executor's mean jobs over a
-     * build's jobs, at least one (the gate's own work around builds, no job
-     * executing yet) and at most the builds started; unknown: those started.
-     */
-    double k = (double)s->running;
-    if (busy_known) {
-        k = (busy - busy_was) / dt / (double)(s->jobs > 0 ? s->jobs : 1);
-        k = k < 1.0 ? 1.0 : k > (double)s->running ? (double)s->running : k;
-    }
-    double lo = floor(k), frac = k - lo; /* shared between the depths around it */
-    unsigned a = pace_index((unsigned)lo), b = pace_index((unsigned)lo + 1);
-    s->pace_measured[a] += dt * (1.0 - frac); /* in units when fitted */
-    s->since[a] += dt * (1.0 - frac);
-    if (frac > 0.0) {
-        s->pace_measured[b] += dt * frac;
-        s->since[b] += dt * frac;
-    }
+    s->pace_measured[pace_index(s->shape_depth)] += now_ms - was; /* in units when fitted */
 }
 
 void gate_sched_inherit(gate_sched *to, const gate_sched *from)

@@ -307,17 +307,6 @@ void gate_sched_timed_shared(gate_sched *s, const char *config, double elapsed_m
  * was timed (gate_sched_timed: the unit of time), the time whenever it ran.
  */
 void gate_sched_clock(gate_sched *s, double now_ms);
-/*
- * The same, with what the executor really ran: `busy`, the jobs executing
- * integrated over time (job-ms, any origin, never going back: the pool's
- * gate_pool_busy).  The time since the last reading counts for the depth of
- * the builds that really ran at once meanwhile (the mean jobs executing over
- * a build's jobs, at least 1, at most the builds started; between two depths
- * it is shared between them), not the depth the window was cut for: a
- * window of 4 that ran 2 builds at once while the others waited for a retry
- * or a free slot teaches the pace of 2.  NaN: not known (the builds started).
- */
-void gate_sched_clock_busy(gate_sched *s, double now_ms, double busy);
 
 /* What `from` learned of the executor (its capacity, a build's jobs) goes to `to`. */
 void gate_sched_inherit(gate_sched *to, const gate_sched *from);
