@@ -177,96 +177,43 @@ static void test_pool_measures_load(void **state)
 }
 
 /*
- * The pool's load is the harmonic mean of the jobs executing: a job of
- * 1200 ms beside three of 400 ms in a pool of four runs about 400 ms at 4
- * jobs, then 800 ms alone: 1200 / (400/4 + 800) = 1.33, where the arithmetic
- * mean, the jobs' time over its own (2.0), would tell the capacity estimate
- * that it ran slower than it did.  The machine may be loaded: the bound is
- * that arithmetic mean of the times measured.
- */
-#ifndef KEEL_TEST_SANITIZED
-#define KEEL_TEST_SANITIZED 0
-#endif
-
-/* One run of the four jobs: true when the long one's load is the harmonic mean's, not the arithmetic's. */
-/* The 1-minute load average above twice the cores (other work on the machine, not this test). */
-static bool machine_overloaded(void)
-{
-    double load = 0.0;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f == NULL)
-        return false;
-    bool read = fscanf(f, "%lf", &load) == 1;
-    (void)fclose(f);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    return read && cores > 0 && load > 2.0 * (double)cores;
-}
-
-static bool harmonic_once(void)
-{
-    enum { N = 4 };
-    gate_pool *p = NULL;
-    assert_true(keel_ok(gate_pool_new(N, &p)));
-    static char *const long_argv[] = {"/bin/sleep", "1.2", NULL};
-    static char *const short_argv[] = {"/bin/sleep", "0.4", NULL};
-    gate_job_run jobs[N];
-    for (int i = 0; i < N; i++) {
-        memset(&jobs[i], 0, sizeof(jobs[i]));
-        jobs[i].job_id = i + 1;
-        (void)snprintf(jobs[i].dir, sizeof(jobs[i].dir), "/tmp");
-        (void)snprintf(jobs[i].log, sizeof(jobs[i].log), "/tmp/keel-test-harmonic-%d-%d.log",
-                       (int)getpid(), i);
-        jobs[i].test = i == 0 ? long_argv : short_argv;
-        jobs[i].timeout_ms = 10000;
-        gate_job_policy_default(&jobs[i].policy);
-        jobs[i].policy.sandbox = false;
-    }
-    for (int i = 0; i < N; i++)
-        gate_pool_submit(p, &jobs[i]);
-    for (int i = 0; i < N; i++)
-        assert_non_null(gate_pool_wait(p, 10000));
-    double arith = 0.0;
-    for (int i = 0; i < N; i++) {
-        print_message("job %d: %s, %llu ms, load %.2f\n", i, gate_exec_result_name(jobs[i].result),
-                      jobs[i].elapsed_ms, jobs[i].load);
-        assert_int_equal(jobs[i].result, GATE_EXEC_PASSED);
-        (void)unlink(jobs[i].log);
-        arith += (double)jobs[i].elapsed_ms / (double)jobs[0].elapsed_ms;
-    }
-    print_message("the long one's arithmetic mean: %.2f\n", arith);
-    gate_pool_delete(p);
-    for (int i = 0; i < N; i++)
-        assert_true(jobs[i].load >= 1.0 - 1e-9 && jobs[i].load <= N + 1e-9);
-    bool beside =
-        true; /* the short ones ran beside the others (a loaded machine may stagger them) */
-    for (int i = 1; i < N; i++)
-        beside = beside && jobs[i].load > 2.0;
-    /* the old arithmetic mean reads `arith` itself (about 2.0); the harmonic one reads 1.36 in
-     * theory, 1.6 to 1.8 measured on a quiet 2-core machine (process starts and reaping) */
-    return beside && jobs[0].load < arith - 0.15;
-}
-
-/*
- * A loaded machine can stagger the jobs' starts so that no run shows the
- * difference: three tries.  The arithmetic mean (the old load) fails all
- * three whatever the timing.
+ * The pool's load is the harmonic mean of the jobs executing (the pool's
+ * gate_load_meter, with scripted times): a job of 1200 ms beside three of
+ * 400 ms in a pool of four runs 400 ms at 4 jobs, then 800 ms alone: 1200 /
+ * (400/4 + 800) = 1.33, where the arithmetic mean, the jobs' time over its
+ * own (2.0), would tell the capacity estimate that it ran slower than it
+ * did; the short ones ran at 4.  Then a job that starts while one runs and
+ * ends alone, and one that takes no time (its load is the fallback).
  */
 static void test_pool_harmonic_load(void **state)
 {
     (void)state;
-    if (KEEL_TEST_SANITIZED)
-        skip(); /* wall times under sanitizers are not the jobs' */
-    bool ok = false;
-    for (int attempt = 0; attempt < 3 && !ok; attempt++)
-        ok = harmonic_once();
-    if (!ok && machine_overloaded()) {
-        /* four sleeps that start together and a reaper that sees them end on time is what this
-         * reads: at a load of more than twice the cores their starts and ends stagger */
-        print_message("SKIPPED: the machine's load is above twice its cores; the jobs' loads "
-                      "above are the machine's, not the pool's\n");
-        skip();
-    }
-    assert_true(ok);
+    gate_load_meter m;
+    memset(&m, 0, sizeof(m));
+    double start[4];
+    for (unsigned i = 0; i < 4; i++) /* the pool counts each start before it: 0, 1, 2, 3 */
+        start[i] = gate_load_advance(&m, 1000, i);
+    double end_short[3];
+    for (unsigned i = 0; i < 3; i++) /* three end together: 4, 3, 2 executing before each */
+        end_short[i] = gate_load_advance(&m, 1400, 4 - i);
+    double end_long = gate_load_advance(&m, 2200, 1);
+    double arith = (400.0 * 3 + 1200.0) / 1200.0;
+    double harmonic = gate_load_of(1000, start[0], 2200, end_long, 1.0);
+    print_message("the long job: harmonic %.3f, arithmetic %.3f\n", harmonic, arith);
+    assert_true(fabs(harmonic - 1200.0 / 900.0) < 1e-9);
+    assert_true(harmonic < arith - 0.5);
+    for (unsigned i = 0; i < 3; i++)
+        assert_true(fabs(gate_load_of(1000, start[i + 1], 1400, end_short[i], 1.0) - 4.0) < 1e-9);
+    /* 300 ms beside one, then 300 ms alone: 600 / (150 + 300) */
+    double a0 = gate_load_advance(&m, 3000, 0), b0 = gate_load_advance(&m, 3300, 1);
+    (void)b0;
+    double a1 = gate_load_advance(&m, 3600, 2), a2 = gate_load_advance(&m, 3900, 1);
+    (void)a1;
+    assert_true(fabs(gate_load_of(3300, b0, 3900, a2, 1.0) - 600.0 / 450.0) < 1e-9);
+    assert_true(fabs(gate_load_of(3000, a0, 3600, a1, 1.0) - 600.0 / 450.0) < 1e-9);
+    /* no time: the fallback; time going back is not counted */
+    assert_true(gate_load_of(3900, a2, 3900, a2, 3.0) == 3.0);
+    assert_true(gate_load_advance(&m, 100, 4) == a2);
 }
 
 /*
@@ -401,6 +348,21 @@ static void test_others_measured(void **state)
         skip(); /* the machine gave the spinners no CPU (a niced run on a full machine): nothing shown */
 }
 
+/*
+ * The others' CPU is what competes with the gate's jobs: /proc/stat's nice
+ * column (processes of a positive nice) yields to a gate that is not niced
+ * and is not counted then; a niced gate competes with it.
+ */
+static void test_niced_others_yield(void **state)
+{
+    (void)state;
+    /* user nice system idle iowait irq softirq steal */
+    static const unsigned long long v[8] = {100, 1000, 20, 5000, 7, 3, 2, 1};
+    assert_int_equal(gate_stat_busy(v, 0), 100 + 20 + 3 + 2 + 1);
+    assert_int_equal(gate_stat_busy(v, -5), 100 + 20 + 3 + 2 + 1);
+    assert_int_equal(gate_stat_busy(v, 19), 100 + 1000 + 20 + 3 + 2 + 1);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -409,6 +371,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_observations),   cmocka_unit_test(test_pool_measures_load),
         cmocka_unit_test(test_pool_harmonic_load), cmocka_unit_test(test_width),
         cmocka_unit_test(test_others_apart),       cmocka_unit_test(test_others_measured),
+        cmocka_unit_test(test_niced_others_yield),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

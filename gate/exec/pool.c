@@ -36,10 +36,9 @@ struct gate_pool {
     gate_job_run *waiting, *waiting_tail;
     gate_job_run *finished, *finished_tail;
     unsigned outstanding;
-    /* the jobs executing, and the integral of 1 / executing over time (ms) up to load_at */
+    /* the jobs executing, and the integral of 1 / executing over time (gate_load_meter) */
     unsigned executing;
-    double load_inv;
-    unsigned long long load_at;
+    gate_load_meter load;
     bool stop;
     pool_worker workers[MAX_SLOTS];
     keel_thread *threads[MAX_SLOTS];
@@ -188,12 +187,7 @@ void gate_job_execute(gate_job_run *j)
 static double load_step(gate_pool *p, unsigned long long now, int delta)
 {
     KEEL_ASSERT(keel_mutex_held(&p->lock));
-    if (now > p->load_at) {
-        if (p->executing > 0)
-            p->load_inv += (double)(now - p->load_at) / (double)p->executing;
-        p->load_at = now;
-    }
-    double area = p->load_inv;
+    double area = gate_load_advance(&p->load, now, p->executing);
     KEEL_ASSERT(delta > 0 || p->executing > 0);
     p->executing = (unsigned)((int)p->executing + delta);
     return area;
@@ -231,7 +225,7 @@ static void *worker(void *arg)
         keel_mutex_lock(&p->lock);
         unsigned long long t1 = gate_now_ms();
         double area1 = load_step(p, t1, -1);
-        j->load = area1 > area0 ? (double)(t1 - t0) / (area1 - area0) : (double)p->executing + 1.0;
+        j->load = gate_load_of(t0, area0, t1, area1, (double)p->executing + 1.0);
         j->others = 0.0;
         if (here) {
             keel_mutex_unlock(&p->lock);

@@ -704,8 +704,17 @@ unsigned long long gate_machine_busy_ms(void)
             break;
         p = end;
     }
-    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-    return (unsigned long long)((double)busy * ms_per_tick());
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, 0);
+    if (nice == -1 && errno != 0)
+        nice = 0;
+    return (unsigned long long)((double)gate_stat_busy(v, nice) * ms_per_tick());
+}
+
+unsigned long long gate_stat_busy(const unsigned long long fields[8], int nice)
+{
+    const unsigned long long *v = fields;
+    return v[0] + (nice > 0 ? v[1] : 0) + v[2] + v[5] + v[6] + v[7];
 }
 
 /*
@@ -800,4 +809,21 @@ void gate_cpu_sample_take(pid_t root, unsigned long long now_ms, gate_cpu_sample
     out->at_ms = now_ms;
     out->machine_ms = gate_machine_busy_ms();
     out->tree_ms = gate_tree_cpu_ms(root);
+}
+
+double gate_load_advance(gate_load_meter *m, unsigned long long now, unsigned executing)
+{
+    KEEL_ASSERT(m != NULL);
+    if (now > m->at) {
+        if (executing > 0)
+            m->inv += (double)(now - m->at) / (double)executing;
+        m->at = now;
+    }
+    return m->inv;
+}
+
+double gate_load_of(unsigned long long t0, double area0, unsigned long long t1, double area1,
+                    double alone)
+{
+    return area1 > area0 && t1 > t0 ? (double)(t1 - t0) / (area1 - area0) : alone;
 }

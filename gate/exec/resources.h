@@ -118,10 +118,20 @@ void gate_tree_usage(const char *dir, unsigned long long *bytes, unsigned long l
 
 /*
  * The capacity signal's other half: the CPU the rest of the machine uses
- * beside the gate's own jobs.  The machine's busy CPU time, all CPUs (ms:
- * /proc/stat's user, nice, system, irq, softirq and steal), 0 when unknown.
+ * beside the gate's own jobs.  The machine's busy CPU time that competes
+ * with the gate's, all CPUs (ms: /proc/stat's user, system, irq, softirq
+ * and steal, and nice when the gate runs niced itself), 0 when unknown:
+ * processes of a lower priority (a positive nice) than a gate that is not
+ * niced yield the cores to its jobs, so their CPU takes none from it (on
+ * a machine whose other tenants run at nice 19, it counted 20 cores busy
+ * and the gate planned for 1 job at once on 2 cores its jobs had).
  */
 unsigned long long gate_machine_busy_ms(void);
+/*
+ * The same from /proc/stat's first eight fields (user nice system idle
+ * iowait irq softirq steal, in ticks) and the gate's nice: the busy ticks.
+ */
+unsigned long long gate_stat_busy(const unsigned long long fields[8], int nice);
 
 /*
  * CPU time (ms) of process `root` and of every process below it that is
@@ -148,5 +158,29 @@ void gate_cpu_sample_take(pid_t root, unsigned long long now_ms, gate_cpu_sample
  * the machine's CPU is unknown).
  */
 double gate_others_cores(const gate_cpu_sample *from, const gate_cpu_sample *to);
+
+/*
+ * A job's load, the harmonic mean of the jobs executing while it ran (the
+ * pool's, capacity.h): the integral of 1 / executing over time, kept up to
+ * `at` (ms).  A job sharing the executor among k jobs progresses at a rate
+ * proportional to 1 / k, so its time is its time alone times that mean over
+ * what the executor runs at once, however the load changed during it; the
+ * arithmetic mean would count a job whose neighbours ended before it as
+ * slower than it was.  Pure: the caller gives the times.
+ */
+typedef struct gate_load_meter {
+    double inv;            /* the integral of 1 / executing (ms), up to at */
+    unsigned long long at; /* ms */
+} gate_load_meter;
+
+/* The integral up to `now`, `executing` jobs having run since the last call (0: none ran). */
+double gate_load_advance(gate_load_meter *m, unsigned long long now, unsigned executing);
+/*
+ * A job's load from the integral at its start and end (gate_load_advance):
+ * its length over the integral's growth, in [1, ...); `alone` when the job
+ * took no time to measure.
+ */
+double gate_load_of(unsigned long long t0, double area0, unsigned long long t1, double area1,
+                    double alone);
 
 #endif /* KEEL_GATE_RESOURCES_H */
