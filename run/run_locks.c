@@ -132,10 +132,12 @@ static void fork_prepare(void)
     keel__run_table_fork(0);
     keel__run_faults_fork(0);
     keel__run_wait_fork(0);
+    keel__run_threads_fork(0);
 }
 
 static void fork_after(int phase)
 {
+    keel__run_threads_fork(phase);
     keel__run_wait_fork(phase);
     keel__run_faults_fork(phase);
     keel__run_table_fork(phase);
@@ -172,6 +174,7 @@ static void report_guard(int delta)
 __attribute__((constructor(101))) static void run_start(void)
 {
     keel__run_resolve();
+    keel__run_threads_start(); /* first: its key before lockdep's (run_threads.c) */
     __atomic_store_n(&keel__report_guard, &report_guard, __ATOMIC_RELEASE);
     keel__dep_order_key = order_key;
     keel__run_heap_start();
@@ -406,7 +409,7 @@ __attribute__((noinline)) static int mutex_lock_general(pthread_mutex_t *m, cons
 {
     keel__run_inside++;
     const keel__lock_site *site = keel__run_site(ra);
-    keel__lock_thread *t = keel__lock_self();
+    keel__lock_thread *t = run_self();
     run_lock *l = shadow(m, mutex_type(m), site);
     if (l == NULL) {
         keel__run_inside--;
@@ -488,7 +491,7 @@ KEEL_RUN_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
         return RUN_REAL(mutex_trylock)(m);
     const void *ra = RA();
     keel__run_inside++;
-    keel__lock_thread *t = keel__lock_self();
+    keel__lock_thread *t = run_self();
     const keel__lock_site *site = keel__run_site(ra);
     run_lock *l = shadow(m, mutex_type(m), site);
     bool mine = l != NULL && keel__dep_find(t, l) != NULL;
@@ -513,7 +516,7 @@ __attribute__((noinline)) static int mutex_unlock_general(pthread_mutex_t *m, co
         keel__run_inside--;
         return RUN_REAL(mutex_unlock)(m);
     }
-    keel__lock_thread *t = keel__lock_self();
+    keel__lock_thread *t = run_self();
     bool recorded = keel__dep_find(t, l) != NULL;
     if (l->type == RUN_MUTEX_RECURSIVE && l->depth > 0 && (recorded || mutex_owner_is_me(m))) {
         l->depth--;
@@ -551,7 +554,7 @@ static run_lock *cond_before(pthread_mutex_t *m, const void *ra, keel__lock_thre
     keel__run_inside++;
     const keel__lock_site *site = keel__run_site(ra);
     *sitep = site;
-    keel__lock_thread *t = keel__lock_self();
+    keel__lock_thread *t = run_self();
     *tp = t;
     keel__dep_can_block(t, "pthread_cond_wait", site);
     run_lock *l = shadow(m, mutex_type(m), site);
@@ -584,7 +587,9 @@ KEEL_RUN_EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
     const keel__lock_site *site = NULL;
     run_lock *ml = NULL;
     run_lock *l = cond_before(m, RA(), &t, &site, &ml);
+    run_in_enter("pthread_cond_wait", RA());
     int rc = keel__run_cond_wait(c, m, ml, site); /* (a long wait: examined, run_wait.c) */
+    run_in_leave();
     cond_after(l, t);
     return rc;
 }
@@ -598,7 +603,9 @@ KEEL_RUN_EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m
     const keel__lock_site *site = NULL;
     run_lock *ml = NULL;
     run_lock *l = cond_before(m, RA(), &t, &site, &ml);
+    run_in_enter("pthread_cond_timedwait", RA());
     int rc = RUN_REAL(cond_timedwait)(c, m, abs);
+    run_in_leave();
     cond_after(l, t);
     return rc;
 }
@@ -612,7 +619,9 @@ KEEL_RUN_EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m
     const keel__lock_site *site = NULL;
     run_lock *ml = NULL;
     run_lock *l = cond_before(m, RA(), &t, &site, &ml);
+    run_in_enter("pthread_cond_clockwait", RA());
     int rc = RUN_REAL(cond_clockwait)(c, m, clock, abs);
+    run_in_leave();
     cond_after(l, t);
     return rc;
 }
@@ -667,7 +676,7 @@ static int rwlock_acquire(pthread_rwlock_t *rw, bool shared, bool attempt, const
         return rwlock_real(rw, shared, attempt, w);
     keel__run_inside++;
     const keel__lock_site *site = keel__run_site(ra);
-    keel__lock_thread *t = keel__lock_self();
+    keel__lock_thread *t = run_self();
     run_lock *l = shadow(rw, RUN_RWLOCK, site);
     if (l == NULL) {
         keel__run_inside--;
@@ -766,7 +775,7 @@ KEEL_RUN_EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *rw)
     keel__run_inside++;
     run_lock *l = checked(rw);
     if (l != NULL) {
-        keel__lock_thread *t = keel__lock_self();
+        keel__lock_thread *t = run_self();
         int writer = __atomic_load_n(&rw->__data.__cur_writer, __ATOMIC_RELAXED);
         /* not recorded: reported only when it is certainly not this thread's (the C library
          * keeps no readers' names) */
@@ -810,7 +819,7 @@ static int spin_acquire(pthread_spinlock_t *s, bool attempt, const void *ra)
         return attempt ? RUN_REAL(spin_trylock)(s) : RUN_REAL(spin_lock)(s);
     keel__run_inside++;
     const keel__lock_site *site = keel__run_site(ra);
-    keel__lock_thread *t = keel__lock_self();
+    keel__lock_thread *t = run_self();
     run_lock *l = shadow(spin_key(s), RUN_SPIN, site);
     if (l == NULL) {
         keel__run_inside--;
@@ -856,7 +865,7 @@ KEEL_RUN_EXPORT int pthread_spin_unlock(pthread_spinlock_t *s)
     keel__run_inside++;
     run_lock *l = checked(spin_key(s));
     if (l != NULL) {
-        keel__lock_thread *t = keel__lock_self();
+        keel__lock_thread *t = run_self();
         keel_lockdep *d = run_dep(l);
         void *owner = __atomic_load_n(&d->owner, __ATOMIC_RELAXED);
         if (keel__dep_find(t, l) != NULL || (owner != NULL && owner != t) || !run_locked(d)) {
@@ -880,56 +889,63 @@ static void can_block(const char *what, const void *ra)
     }
 }
 
+/* A blocking call: checked, and what a deadlock report says the thread is in until run_in_leave. */
+static void blocking(const char *what, bool blocks, const void *ra)
+{
+    if (blocks)
+        can_block(what, ra);
+    run_in_enter(what, ra);
+}
+
+/* RUN_BLOCKING(what, blocks, call): the call between blocking() and run_in_leave(). */
+#define RUN_BLOCKING(type, what, blocks, call) \
+    do {                                       \
+        blocking(what, blocks, RA());          \
+        type rc_ = (call);                     \
+        run_in_leave();                        \
+        return rc_;                            \
+    } while (0)
+
 KEEL_RUN_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 {
-    can_block("nanosleep", RA());
-    return RUN_REAL(nanosleep)(req, rem);
+    RUN_BLOCKING(int, "nanosleep", true, RUN_REAL(nanosleep)(req, rem));
 }
 
 KEEL_RUN_EXPORT int clock_nanosleep(clockid_t clock, int flags, const struct timespec *req,
                                     struct timespec *rem)
 {
-    can_block("clock_nanosleep", RA());
-    return RUN_REAL(clock_nanosleep)(clock, flags, req, rem);
+    RUN_BLOCKING(int, "clock_nanosleep", true, RUN_REAL(clock_nanosleep)(clock, flags, req, rem));
 }
 
 KEEL_RUN_EXPORT int usleep(useconds_t us)
 {
-    can_block("usleep", RA());
-    return RUN_REAL(usleep)(us);
+    RUN_BLOCKING(int, "usleep", true, RUN_REAL(usleep)(us));
 }
 
 KEEL_RUN_EXPORT unsigned sleep(unsigned s)
 {
-    can_block("sleep", RA());
-    return RUN_REAL(sleep)(s);
+    RUN_BLOCKING(unsigned, "sleep", true, RUN_REAL(sleep)(s));
 }
 
 KEEL_RUN_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-    if (timeout != 0)
-        can_block("poll", RA());
-    return RUN_REAL(poll)(fds, n, timeout);
+    RUN_BLOCKING(int, "poll", timeout != 0, RUN_REAL(poll)(fds, n, timeout));
 }
 
 KEEL_RUN_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
 {
-    if (timeout == NULL || timeout->tv_sec != 0 || timeout->tv_usec != 0)
-        can_block("select", RA());
-    return RUN_REAL(select)(n, r, w, e, timeout);
+    RUN_BLOCKING(int, "select", timeout == NULL || timeout->tv_sec != 0 || timeout->tv_usec != 0,
+                 RUN_REAL(select)(n, r, w, e, timeout));
 }
 
 KEEL_RUN_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
-    if (timeout != 0)
-        can_block("epoll_wait", RA());
-    return RUN_REAL(epoll_wait)(epfd, ev, max, timeout);
+    RUN_BLOCKING(int, "epoll_wait", timeout != 0, RUN_REAL(epoll_wait)(epfd, ev, max, timeout));
 }
 
 KEEL_RUN_EXPORT int pthread_join(pthread_t thread, void **ret)
 {
-    can_block("pthread_join", RA());
-    return RUN_REAL(pthread_join)(thread, ret);
+    RUN_BLOCKING(int, "pthread_join", true, RUN_REAL(pthread_join)(thread, ret));
 }
 
 /*
@@ -959,7 +975,10 @@ KEEL_RUN_EXPORT ssize_t read(int fd, void *buf, size_t n)
         return -1;
     }
     can_block_fd("read on a blocking descriptor", fd, RA());
-    return RUN_REAL(read)(fd, buf, f != 0 ? keel__run_short(n) : n);
+    run_in_enter("read", RA());
+    ssize_t rc = RUN_REAL(read)(fd, buf, f != 0 ? keel__run_short(n) : n);
+    run_in_leave();
+    return rc;
 }
 
 KEEL_RUN_EXPORT ssize_t write(int fd, const void *buf, size_t n)
@@ -970,5 +989,8 @@ KEEL_RUN_EXPORT ssize_t write(int fd, const void *buf, size_t n)
         return -1;
     }
     can_block_fd("write on a blocking descriptor", fd, RA());
-    return RUN_REAL(write)(fd, buf, f != 0 ? keel__run_short(n) : n);
+    run_in_enter("write", RA());
+    ssize_t rc = RUN_REAL(write)(fd, buf, f != 0 ? keel__run_short(n) : n);
+    run_in_leave();
+    return rc;
 }

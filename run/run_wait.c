@@ -206,13 +206,109 @@ static keel_report *report_begin(keel_report_kind kind, const char *msg, unsigne
     return r;
 }
 
+static run_thread_view others[RUN_VIEW_THREADS]; /* under `reporting` */
+
+/* Text a report holds (report.c's TEXT_SIZE, 2048), and what a thread's part of it may take. */
+enum { TEXT_BUDGET = 1900, LINE_GUESS = 72 };
+
+/* A thread's first frame shown: outside the C library and keel (its call is named apart). */
+static int first_frame(const run_thread_view *v)
+{
+    int first = 0;
+    while (first < v->npcs - 1 &&
+           (keel__frame_in_libc(v->pcs[first]) || keel__frame_in_keel(v->pcs[first])))
+        first++;
+    return first;
+}
+
+static void add_other(keel_report *r, const run_thread_view *v)
+{
+    if (v->call != NULL) {
+        const keel__lock_site *s = v->call_ra != NULL ? keel__run_site(v->call_ra) : NULL;
+        keel_report_add_text(r, "  thread '%s' (tid %d) is in %s, called at %s:%d", v->name, v->tid,
+                             v->call, s != NULL ? s->file : "?", s != NULL ? s->line : 0);
+    } else {
+        keel_report_add_text(r, "  thread '%s' (tid %d) is in no call keel-run watches%s", v->name,
+                             v->tid, v->registered ? "" : " (keel-run never saw it lock)");
+    }
+    for (unsigned i = 0; i < v->nheld; i++) {
+        const keel__lock_site *hs = v->held_site[i];
+        keel_report_add_text(r, "    holding '%s' (taken at %s:%d)",
+                             keel__dep_name(run_dep((run_lock *)run_unqualified(v->held[i]))),
+                             hs != NULL ? hs->file : "?", hs != NULL ? hs->line : 0);
+    }
+    if (v->nheld == 0)
+        keel_report_add_text(r, "    holding no lock keel-run saw taken");
+    if (v->npcs == 0) {
+        keel_report_add_text(r, "    no backtrace: %s", v->why);
+        return;
+    }
+    int first = first_frame(v);
+    keel__dep_add_frames(r, v->pcs + first, v->npcs - first);
+}
+
+/* The guessed length of a thread's part of a report's text. */
+static unsigned guess_waiter(const waiter_view *v)
+{
+    return LINE_GUESS * (1u + v->nheld + (unsigned)v->w.npcs);
+}
+
+static unsigned guess_other(const run_thread_view *v)
+{
+    unsigned frames = v->npcs > 0 ? (unsigned)(v->npcs - first_frame(v)) : 1u;
+    return LINE_GUESS * (1u + (v->nheld > 0 ? v->nheld : 1u) + frames);
+}
+
+/*
+ * The report of a deadlock: the cycle, the other threads in a long wait, then every other
+ * thread of the process (what it is in, its locks, its backtrace).  What does not fit in one
+ * report's text goes on in "deadlock (continued)" reports.
+ */
+static void report_deadlock(unsigned len, unsigned n, unsigned nothers)
+{
+    char msg[192];
+    (void)snprintf(msg, sizeof(msg),
+                   "deadlock: %u threads wait for each other's locks (a cycle of waits, seen "
+                   "after %llu ms), and no thread of the cycle can go on",
+                   len, keel__run_wait_ns / 1000000ull);
+    keel_report *r = report_begin(KEEL_REPORT_LOCK_ORDER, msg, len);
+    keel_report_add_uint(r, "all_threads", (unsigned long long)n + nothers);
+    unsigned long long now = mono_ns();
+    unsigned used = 0, part = 1;
+    keel_report_add_text(r, "the cycle (each thread waits for a lock the next one holds):");
+    for (unsigned i = 0; i < len; i++) {
+        add_view(r, &views[i], now);
+        used += guess_waiter(&views[i]);
+    }
+    if (n > len)
+        keel_report_add_text(r, "other threads in a long lock wait (%u):", n - len);
+    for (unsigned i = len; i < n + nothers; i++) {
+        unsigned need = i < n ? guess_waiter(&views[i]) : guess_other(&others[i - n]);
+        if (used + need > TEXT_BUDGET && used > 0) {
+            (void)keel_report_emit(r);
+            (void)snprintf(msg, sizeof(msg), "deadlock (continued, part %u): the other threads",
+                           ++part);
+            r = report_begin(KEEL_REPORT_LOCK_ORDER, msg, len);
+            used = 0;
+        }
+        if (i == n)
+            keel_report_add_text(r, "every other thread of the program (%u):", nothers);
+        if (i < n)
+            add_view(r, &views[i], now);
+        else
+            add_other(r, &others[i - n]);
+        used += need;
+    }
+    (void)keel_report_emit(r);
+}
+
 /* The cycle through waiter `me`, if one is there that was not reported yet (guard set). */
 static void examine(unsigned me)
 {
     if (__atomic_exchange_n(&reporting, 1, __ATOMIC_ACQUIRE) != 0)
         return; /* another report is being made: the next slice looks again */
     unsigned path[WAITERS];
-    unsigned n = 0, nother = 0;
+    unsigned n = 0;
     run_spin_acquire(&waiters_lock);
     unsigned len = find_cycle(me, path);
     bool fresh = false;
@@ -227,28 +323,16 @@ static void examine(unsigned me)
         }
         /* then every other thread in a long wait, with its stack */
         for (unsigned j = 0; j < WAITERS; j++)
-            if (waiters[j].used && !in_cycle[j]) {
+            if (waiters[j].used && !in_cycle[j])
                 view_of(&views[n++], &waiters[j]);
-                nother++;
-            }
     }
     run_spin_release(&waiters_lock);
     if (fresh) {
-        char msg[192];
-        (void)snprintf(msg, sizeof(msg),
-                       "deadlock: %u threads wait for each other's locks (a cycle of waits, seen "
-                       "after %llu ms), and no thread of the cycle can go on",
-                       len, keel__run_wait_ns / 1000000ull);
-        keel_report *r = report_begin(KEEL_REPORT_LOCK_ORDER, msg, len);
-        unsigned long long now = mono_ns();
-        keel_report_add_text(r, "the cycle (each thread waits for a lock the next one holds):");
-        for (unsigned i = 0; i < len; i++)
-            add_view(r, &views[i], now);
-        if (nother > 0)
-            keel_report_add_text(r, "other threads in a long lock wait (%u):", nother);
-        for (unsigned i = len; i < n; i++)
-            add_view(r, &views[i], now);
-        (void)keel_report_emit(r);
+        int skip[WAITERS];
+        for (unsigned i = 0; i < n; i++)
+            skip[i] = views[i].w.tid;
+        unsigned nothers = keel__run_threads_view(others, RUN_VIEW_THREADS, skip, n);
+        report_deadlock(len, n, nothers);
     }
     __atomic_store_n(&reporting, 0, __ATOMIC_RELEASE);
 }

@@ -225,6 +225,35 @@ static void test_real_deadlock(void **state)
     cleanup(&r);
 }
 
+/*
+ * A deadlock report lists every thread of the process, not only those in a lock wait: `main` in
+ * pthread_join (joining a thread of the cycle) and a thread in read holding a mutex of its own,
+ * each with its name, tid, the call it is in and where, its locks and its backtrace.
+ */
+static void test_deadlock_lists_every_thread(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_until = "is in read, called at deadlock.c:27";
+    run_with(&r, "run_deadlock", "two", "--deadlock-after", "100", (const char *)NULL);
+    run_until = NULL;
+    assert_int_equal(r.status, 128 + SIGKILL);
+    int n = count(&r, "lock-order", "deadlock");
+    show_on_failure(&r, n, 2);
+    const char *main_at = strstr(r.reports, "thread 'main' (tid ");
+    assert_non_null(main_at);
+    assert_non_null(strstr(main_at, "is in pthread_join, called at deadlock.c:78"));
+    assert_non_null(strstr(main_at, "holding no lock keel-run saw taken"));
+    assert_non_null(strstr(main_at, "#0 main ("));
+    const char *reader_at = strstr(r.reports, "thread 'reader' (tid ");
+    assert_non_null(reader_at);
+    assert_non_null(strstr(reader_at, "is in read, called at deadlock.c:27"));
+    assert_non_null(strstr(reader_at, "holding 'deadlock.c:65' (taken at deadlock.c:26)"));
+    assert_non_null(strstr(reader_at, "#0 reader ("));
+    assert_int_equal(count(&r, "lock-order", "\"all_threads\":4"), 1);
+    cleanup(&r);
+}
+
 /* A hang with no lock cycle (every thread in a condition wait nobody will signal, the shape of
  * pigz's error path): reported once with every thread's wait and stack. */
 static void test_hang_every_thread_waits(void **state)
@@ -760,6 +789,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_inversion_never_deadlocked),
         cmocka_unit_test(test_suppressions),
         cmocka_unit_test(test_real_deadlock),
+        cmocka_unit_test(test_deadlock_lists_every_thread),
         cmocka_unit_test(test_long_wait_not_deadlock),
         cmocka_unit_test(test_hang_every_thread_waits),
         cmocka_unit_test(test_three_lock_cycle),
