@@ -813,6 +813,33 @@ KEEL_RUN_EXPORT int pthread_spin_destroy(pthread_spinlock_t *s)
     return destroyed(spin_key(s), l, RUN_REAL(spin_destroy)(s));
 }
 
+/*
+ * A slice of a spin (run_wait.c): until abs (CLOCK_MONOTONIC), or the real untimed spin.  It
+ * spins as glibc's does (a load until the lock looks free, then the atomic try), looking at the
+ * clock every 1024 turns.
+ */
+static int spin_timed(const void *obj, bool shared, const struct timespec *abs)
+{
+    (void)shared;
+    pthread_spinlock_t *s = (pthread_spinlock_t *)run_unqualified(obj);
+    if (abs == NULL)
+        return RUN_REAL(spin_lock)(s);
+    for (unsigned turn = 1;; turn++) {
+        if (__atomic_load_n(s, __ATOMIC_RELAXED) == 0 && RUN_REAL(spin_trylock)(s) == 0)
+            return 0;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        if (turn % 1024u == 0) {
+            struct timespec now;
+            (void)clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec > abs->tv_sec ||
+                (now.tv_sec == abs->tv_sec && now.tv_nsec >= abs->tv_nsec))
+                return ETIMEDOUT;
+        }
+    }
+}
+
 static int spin_acquire(pthread_spinlock_t *s, bool attempt, const void *ra)
 {
     if (!keel__run_check())
@@ -837,7 +864,11 @@ static int spin_acquire(pthread_spinlock_t *s, bool attempt, const void *ra)
         keel__dep_before(t, d, l, KEEL__LK_SPIN, nest, false, site);
     }
     keel__run_inside--;
-    int rc = attempt ? RUN_REAL(spin_trylock)(s) : RUN_REAL(spin_lock)(s);
+    int rc = RUN_REAL(spin_trylock)(s);
+    if (!attempt && rc == EBUSY) /* spins in slices: a long spin is examined (run_wait.c) */
+        rc = keel__run_wait(l, false, spin_timed, site);
+    else if (!attempt && rc != 0)
+        rc = RUN_REAL(spin_lock)(s); /* (the real call's own answer) */
     if (rc == 0) {
         keel__run_inside++;
         __atomic_store_n(&d->owner, (void *)t, __ATOMIC_RELAXED);

@@ -168,7 +168,9 @@ static void view_of(waiter_view *v, const run_waiter *w)
 
 static const char *kind_word(const run_lock *l, bool shared)
 {
-    return l->type == RUN_RWLOCK ? (shared ? "rwlock (read)" : "rwlock (write)") : "mutex";
+    if (l->type == RUN_RWLOCK)
+        return shared ? "rwlock (read)" : "rwlock (write)";
+    return l->type == RUN_SPIN ? "spinlock" : "mutex";
 }
 
 static void add_view(keel_report *r, const waiter_view *v, unsigned long long now)

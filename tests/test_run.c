@@ -225,6 +225,15 @@ static void test_real_deadlock(void **state)
     cleanup(&r);
 }
 
+/* A program that hangs, run with --deadlock-after 100 and stopped once its reports hold `until`. */
+static void run_hung(run_result *r, const char *program, const char *arg, const char *until)
+{
+    run_until = until;
+    run_with(r, program, arg, "--deadlock-after", "100", (const char *)NULL);
+    run_until = NULL;
+    assert_int_equal(r->status, 128 + SIGKILL);
+}
+
 /*
  * A deadlock report lists every thread of the process, not only those in a lock wait: `main` in
  * pthread_join (joining a thread of the cycle) and a thread in read holding a mutex of its own,
@@ -234,10 +243,7 @@ static void test_deadlock_lists_every_thread(void **state)
 {
     (void)state;
     static run_result r;
-    run_until = "is in read, called at deadlock.c:27";
-    run_with(&r, "run_deadlock", "two", "--deadlock-after", "100", (const char *)NULL);
-    run_until = NULL;
-    assert_int_equal(r.status, 128 + SIGKILL);
+    run_hung(&r, "run_deadlock", "two", "is in read, called at deadlock.c:27");
     int n = count(&r, "lock-order", "deadlock");
     show_on_failure(&r, n, 2);
     const char *main_at = strstr(r.reports, "thread 'main' (tid ");
@@ -251,6 +257,38 @@ static void test_deadlock_lists_every_thread(void **state)
     assert_non_null(strstr(reader_at, "holding 'deadlock.c:65' (taken at deadlock.c:26)"));
     assert_non_null(strstr(reader_at, "#0 reader ("));
     assert_int_equal(count(&r, "lock-order", "\"all_threads\":4"), 1);
+    cleanup(&r);
+}
+
+/*
+ * Spinlock deadlocks: a cycle of two spinning threads is reported as a mutex cycle is (a spinning
+ * thread looks for a cycle after each slice of its spin), and a spinlock locked again by its
+ * holder is reported at the call as a mutex is.
+ */
+static void test_spinlock_deadlock(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_hung(&r, "run_spin_deadlock", "two", "deadlock: 2 threads wait for each other's locks");
+    int n = count(&r, "lock-order", "deadlock: 2 threads wait for each other's locks");
+    show_on_failure(&r, n, 1);
+    assert_int_equal(n, 1);
+    const char *p = strstr(r.reports, "deadlock: 2 threads");
+    for (int t = 0; t < 2; t++) { /* each thread: its spin, the spinlock it holds, its stack */
+        p = strstr(p, "waits for spinlock 'spin_deadlock.c:");
+        assert_non_null(p);
+        assert_non_null(strstr(p, "holding 'spin_deadlock.c:"));
+        assert_non_null(strstr(p, "#0 spin_cycle ("));
+        p++;
+    }
+    assert_non_null(strstr(r.reports, "is in pthread_join, called at spin_deadlock.c:37"));
+    cleanup(&r);
+    run_hung(&r, "run_spin_deadlock", "self", "self-deadlock: spinlock");
+    assert_int_equal(count(&r, "lock-misuse",
+                           "self-deadlock: spinlock 'spin_deadlock.c:24' locked again by the "
+                           "thread that holds it: the call spins forever"),
+                     1);
+    assert_int_equal(count(&r, "lock-misuse", "\"line\":28"), 1);
     cleanup(&r);
 }
 
@@ -790,6 +828,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_suppressions),
         cmocka_unit_test(test_real_deadlock),
         cmocka_unit_test(test_deadlock_lists_every_thread),
+        cmocka_unit_test(test_spinlock_deadlock),
         cmocka_unit_test(test_long_wait_not_deadlock),
         cmocka_unit_test(test_hang_every_thread_waits),
         cmocka_unit_test(test_three_lock_cycle),
