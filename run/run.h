@@ -297,6 +297,29 @@ static inline void run_in_leave(void)
     __atomic_store_n(&keel__run_in.call, NULL, __ATOMIC_RELAXED);
 }
 
+/* A transfer on fd under a spinlock (or in a non-blocking region): reported as a blocking call
+ * when fd blocks (a pipe, socket or terminal without O_NONBLOCK; not a regular file). */
+void keel__run_fd_check(const char *call, int fd, const void *ra);
+
+/* Before a transfer on fd: checked as a blocking call unless dontwait (MSG_DONTWAIT); then the
+ * thread is in `call` until run_in_leave.  One thread-local load when no spinlock is held. */
+static inline void run_fd_enter(const char *call, int fd, bool dontwait, const void *ra)
+{
+    const keel__lock_thread *t = keel__lock_tls;
+    if (KEEL_UNLIKELY(t != NULL && (t->spins | t->nonblock) != 0) && !dontwait)
+        keel__run_fd_check(call, fd, ra);
+    run_in_enter(call, ra);
+}
+
+/* return the transfer `expr` (of type `type`) on fd made between run_fd_enter and run_in_leave */
+#define RUN_FD_CALL(type, call, fd, dontwait, ra, expr) \
+    do {                                                \
+        run_fd_enter(call, fd, dontwait, ra);           \
+        type rc_ = (expr);                              \
+        run_in_leave();                                 \
+        return rc_;                                     \
+    } while (0)
+
 /* The calling thread's lock state, the thread in the table of threads. */
 static inline keel__lock_thread *run_self(void)
 {

@@ -18,6 +18,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -980,20 +981,25 @@ KEEL_RUN_EXPORT int pthread_join(pthread_t thread, void **ret)
 }
 
 /*
- * read and write: blocking calls when the descriptor is (a pipe, a socket, a terminal without
- * O_NONBLOCK; a regular file or a block device is not).  Asked of the descriptor only while the
- * thread holds a spinlock: otherwise one thread-local load.
+ * A transfer (read, write, send, recv...): a blocking call when the descriptor is (a pipe, a
+ * socket, a terminal without O_NONBLOCK; a regular file or a block device is not).  Asked of
+ * the descriptor only while the thread holds a spinlock (run_fd_enter): otherwise one
+ * thread-local load.
  */
-static void can_block_fd(const char *what, int fd, const void *ra)
+void keel__run_fd_check(const char *call, int fd, const void *ra)
 {
-    keel__lock_thread *t = keel__lock_tls;
-    if (KEEL_LIKELY(t == NULL || (t->spins | t->nonblock) == 0) || !keel__run_check())
+    if (!keel__run_check())
         return;
     struct stat st;
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || (flags & O_NONBLOCK) != 0 || fstat(fd, &st) != 0 || S_ISREG(st.st_mode) ||
         S_ISBLK(st.st_mode))
         return;
+    /* pread and pwrite on a pipe or a socket fail at once (ESPIPE): only a device can block */
+    if ((strncmp(call, "pread", 5) == 0 || strncmp(call, "pwrite", 6) == 0) && !S_ISCHR(st.st_mode))
+        return;
+    char what[64];
+    (void)snprintf(what, sizeof(what), "%s on a blocking descriptor", call);
     can_block(what, ra);
 }
 
@@ -1005,11 +1011,8 @@ KEEL_RUN_EXPORT ssize_t read(int fd, void *buf, size_t n)
         errno = run_fail(f);
         return -1;
     }
-    can_block_fd("read on a blocking descriptor", fd, RA());
-    run_in_enter("read", RA());
-    ssize_t rc = RUN_REAL(read)(fd, buf, f != 0 ? keel__run_short(n) : n);
-    run_in_leave();
-    return rc;
+    RUN_FD_CALL(ssize_t, "read", fd, false, RA(),
+                RUN_REAL(read)(fd, buf, f != 0 ? keel__run_short(n) : n));
 }
 
 KEEL_RUN_EXPORT ssize_t write(int fd, const void *buf, size_t n)
@@ -1019,9 +1022,6 @@ KEEL_RUN_EXPORT ssize_t write(int fd, const void *buf, size_t n)
         errno = run_fail(f);
         return -1;
     }
-    can_block_fd("write on a blocking descriptor", fd, RA());
-    run_in_enter("write", RA());
-    ssize_t rc = RUN_REAL(write)(fd, buf, f != 0 ? keel__run_short(n) : n);
-    run_in_leave();
-    return rc;
+    RUN_FD_CALL(ssize_t, "write", fd, false, RA(),
+                RUN_REAL(write)(fd, buf, f != 0 ? keel__run_short(n) : n));
 }

@@ -327,6 +327,48 @@ static void test_long_wait_not_deadlock(void **state)
 }
 
 /*
+ * The transfers beyond read and write under a spinlock (the socket calls, the vector and
+ * positioned ones, the _FORTIFY_SOURCE ones): reported on a blocking descriptor; not with
+ * MSG_DONTWAIT, on a non-blocking one, or a pread/pwrite that cannot block.
+ */
+static void test_more_calls_under_spinlock(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_spin_calls", NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 14);
+    static const struct {
+        const char *what;
+        int n;
+    } calls[] = {
+        {"\"send on a blocking descriptor", 1},
+        {"\"recv on a blocking descriptor", 2},
+        {"\"sendto on a blocking descriptor", 1},
+        {"\"recvfrom on a blocking descriptor", 2},
+        {"\"sendmsg on a blocking descriptor", 1},
+        {"\"recvmsg on a blocking descriptor", 1},
+        {"\"writev on a blocking descriptor", 1},
+        {"\"readv on a blocking descriptor", 1},
+        {"\"write on a blocking descriptor", 1},
+        {"\"read on a blocking descriptor", 1},
+        {"\"connect on a blocking descriptor", 1},
+        {"\"accept on a blocking descriptor", 1},
+        {"pread", 0},
+        {"pwrite", 0},
+    };
+    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+        int n = count(&r, "lock-blocking", calls[i].what);
+        if (n != calls[i].n)
+            fprintf(stderr, "'%s': %d reports, not %d\n", calls[i].what, n, calls[i].n);
+        assert_int_equal(n, calls[i].n);
+    }
+    /* the fortified read's site is the program's line */
+    assert_int_equal(count(&r, "lock-blocking", "\"file\":\"spin_calls.c\",\"line\":48"), 1);
+    cleanup(&r);
+}
+
+/*
  * The inversion's report, its suppression entry printed by --gen-suppressions,
  * read back with --suppressions: the same run reports nothing and says so at
  * exit; a file that does not open is refused before the program runs.
@@ -833,6 +875,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_hang_every_thread_waits),
         cmocka_unit_test(test_three_lock_cycle),
         cmocka_unit_test(test_blocking_under_spinlock),
+        cmocka_unit_test(test_more_calls_under_spinlock),
         cmocka_unit_test(test_one_class_against_address_order),
         cmocka_unit_test(test_self_deadlock),
         cmocka_unit_test(test_unlock_by_non_holder),
