@@ -329,7 +329,8 @@ static void test_long_wait_not_deadlock(void **state)
 /*
  * The transfers beyond read and write under a spinlock (the socket calls, the vector and
  * positioned ones, the _FORTIFY_SOURCE ones): reported on a blocking descriptor; not with
- * MSG_DONTWAIT, on a non-blocking one, or a pread/pwrite that cannot block.
+ * MSG_DONTWAIT, on a non-blocking one, or a pread/pwrite that cannot block.  And every sleeping
+ * and waiting call the issue names, each reported once (a poll with a zero timeout not).
  */
 static void test_more_calls_under_spinlock(void **state)
 {
@@ -337,7 +338,7 @@ static void test_more_calls_under_spinlock(void **state)
     static run_result r;
     run_prog(&r, "run_spin_calls", NULL);
     assert_int_equal(r.status, 0);
-    EXPECT_REPORTS(&r, 14);
+    EXPECT_REPORTS(&r, 23);
     static const struct {
         const char *what;
         int n;
@@ -356,6 +357,16 @@ static void test_more_calls_under_spinlock(void **state)
         {"\"accept on a blocking descriptor", 1},
         {"pread", 0},
         {"pwrite", 0},
+        /* and the sleeping and waiting calls (a zero-timeout poll not) */
+        {"\"nanosleep while holding 1 spinlock", 1},
+        {"\"clock_nanosleep while holding 1 spinlock", 1},
+        {"\"sleep while holding 1 spinlock", 1},
+        {"\"poll while holding 1 spinlock", 1},
+        {"\"select while holding 1 spinlock", 1},
+        {"\"epoll_wait while holding 1 spinlock", 1},
+        {"\"pthread_join while holding 1 spinlock", 1},
+        {"\"pthread_cond_wait while holding 1 spinlock", 1},
+        {"\"pthread_rwlock_rdlock while holding 1 spinlock", 1},
     };
     for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
         int n = count(&r, "lock-blocking", calls[i].what);
@@ -364,7 +375,7 @@ static void test_more_calls_under_spinlock(void **state)
         assert_int_equal(n, calls[i].n);
     }
     /* the fortified read's site is the program's line */
-    assert_int_equal(count(&r, "lock-blocking", "\"file\":\"spin_calls.c\",\"line\":48"), 1);
+    assert_int_equal(count(&r, "lock-blocking", "\"file\":\"spin_calls.c\",\"line\":93"), 1);
     cleanup(&r);
 }
 
@@ -494,6 +505,33 @@ static void test_misuse(void **state)
     assert_int_equal(count(&r, "lock-blocking", "pthread_join while holding 1 spinlock(s)"), 1);
     assert_int_equal(count(&r, "lock-misuse", "thread exiting with 1 keel lock(s) held"), 1);
     assert_int_equal(count(&r, "lock-misuse", "condition wait with mutex '&m' not held"), 1);
+    cleanup(&r);
+}
+
+/*
+ * The heap's other two findings on an unmodified program: an invalid free (a pointer into a
+ * block) reported at the free, and an overflow onto a guard page (heap.guard-sample=1) reported
+ * at the faulting read with the block's size and site; each ends the program (report.heap=abort).
+ */
+static void test_heap_invalid_free_and_guard_page(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_heap_invalid", NULL);
+    assert_int_equal(r.status, 128 + SIGABRT);
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "heap", "not a block of any keel heap"), 1);
+    assert_int_equal(count(&r, "heap", "\"file\":\"heap_invalid.c\",\"line\":22"), 1);
+    cleanup(&r);
+    run_with(&r, "run_heap_invalid", "guard", "--options", "heap.guard-sample=1",
+             (const char *)NULL);
+    assert_int_not_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "heap",
+                           "past the end of a 100-byte block of module 'program' hit "
+                           "its guard page"),
+                     1);
+    assert_int_equal(count(&r, "heap", "block allocated at heap_invalid.c:12 in main()"), 1);
     cleanup(&r);
 }
 
@@ -885,6 +923,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_heap_use_after_free),
         cmocka_unit_test(test_heap_double_free),
         cmocka_unit_test(test_heap_leak),
+        cmocka_unit_test(test_heap_invalid_free_and_guard_page),
         cmocka_unit_test(test_heap_correct_program),
         cmocka_unit_test(test_static_initializers),
         cmocka_unit_test(test_before_main_and_unseen_locks),

@@ -7,11 +7,15 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <time.h>
 
 /* the _FORTIFY_SOURCE calls, called as a program built with it calls them */
 ssize_t __read_chk(int fd, void *buf, size_t n, size_t size);
@@ -21,6 +25,47 @@ ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t size, int flags, stru
 ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t size);
 
 static pthread_spinlock_t spin;
+static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static pthread_rwlock_t rwlock = PTHREAD_RWLOCK_INITIALIZER;
+
+static void *nothing(void *arg)
+{
+    return arg;
+}
+
+/* The sleeping and waiting calls under a spinlock (each returns at once or within 1 ms). */
+static int sleeps(void)
+{
+    int status = 0;
+    struct timespec ms = {0, 1000000};
+    pthread_t t;
+    if (pthread_create(&t, NULL, nothing, NULL) != 0)
+        return 1;
+    int ep = epoll_create1(0);
+    struct pollfd none = {-1, 0, 0};
+    struct timeval tv = {0, 1000};
+    pthread_mutex_lock(&mutex);
+    pthread_spin_lock(&spin);
+    status |= nanosleep(&ms, NULL) != 0;
+    status |= clock_nanosleep(CLOCK_MONOTONIC, 0, &ms, NULL) != 0;
+    status |= sleep(0) != 0;
+    status |= poll(&none, 1, 1) != 0;
+    status |= poll(&none, 1, 0) != 0; /* a zero timeout: does not block, not reported */
+    status |= select(0, NULL, NULL, NULL, &tv) != 0;
+    struct epoll_event ev;
+    status |= epoll_wait(ep, &ev, 1, 1) != 0;
+    status |= pthread_join(t, NULL) != 0;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    status |= pthread_cond_timedwait(&cond, &mutex, &until) == 0;
+    status |= pthread_rwlock_rdlock(&rwlock) != 0;
+    pthread_rwlock_unlock(&rwlock);
+    pthread_spin_unlock(&spin);
+    pthread_mutex_unlock(&mutex);
+    close(ep);
+    return status;
+}
 
 int main(void)
 {
@@ -79,6 +124,7 @@ int main(void)
     status |= pread(fileno(file), c, 1, 0) != 1;
     status |= send(sv[0], c, 1, 0) != 1; /* a non-blocking socket */
     pthread_spin_unlock(&spin);
+    status |= sleeps() << 1;
     pthread_spin_destroy(&spin);
     return status;
 }
