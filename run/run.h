@@ -236,6 +236,8 @@ const keel__lock_site *keel__run_site(const void *ra);
 
 /* fork: the table's lock around it */
 void keel__run_table_fork(int phase);
+/* From the constructor: the classes' ranks keel-run --rank gave (KEEL_RUN_RANKS). */
+void keel__run_ranks_start(void);
 
 /* ---- long lock waits and real deadlocks (run_wait.c) ------------------------------------------ */
 

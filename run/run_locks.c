@@ -180,6 +180,7 @@ __attribute__((constructor(101))) static void run_start(void)
     keel__dep_order_key = order_key;
     keel__run_heap_start();
     keel__run_wait_start();
+    keel__run_ranks_start();
     const char *locks = getenv("KEEL_RUN_LOCKS");
     bool locks_on = locks == NULL || strcmp(locks, "off") != 0;
     if (!locks_on && !keel__run_heap_on())

@@ -380,6 +380,35 @@ static void test_more_calls_under_spinlock(void **state)
 }
 
 /*
+ * Rank violations on an unmodified program: --rank CLASS=N ranks a class (its name in reports);
+ * a lock taken below the rank of one held is reported at once, although no order cycle formed
+ * (without the ranks: no report).  A bad --rank is a usage error.
+ */
+static void test_rank_violation(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_with(&r, "run_rank", NULL, "--rank", "rank.c:10=10", "--rank=rank.c:11=20",
+             (const char *)NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "lock-order",
+                           "rank violation: 'rank.c:10' (rank 10) acquired while holding "
+                           "'rank.c:11' (rank 20)"),
+                     1);
+    assert_int_equal(count(&r, "lock-order", "\"file\":\"rank.c\",\"line\":13"), 1);
+    cleanup(&r);
+    run_prog(&r, "run_rank", NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 0);
+    cleanup(&r);
+    run_with(&r, "run_rank", NULL, "--rank", "rank.c:10", (const char *)NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "bad value 'rank.c:10' for '--rank'"));
+    cleanup(&r);
+}
+
+/*
  * The inversion's report, its suppression entry printed by --gen-suppressions,
  * read back with --suppressions: the same run reports nothing and says so at
  * exit; a file that does not open is refused before the program runs.
@@ -912,6 +941,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_long_wait_not_deadlock),
         cmocka_unit_test(test_hang_every_thread_waits),
         cmocka_unit_test(test_three_lock_cycle),
+        cmocka_unit_test(test_rank_violation),
         cmocka_unit_test(test_blocking_under_spinlock),
         cmocka_unit_test(test_more_calls_under_spinlock),
         cmocka_unit_test(test_one_class_against_address_order),
