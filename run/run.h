@@ -281,6 +281,8 @@ extern __thread int keel__run_slot __attribute__((tls_model("initial-exec")));
 void keel__run_threads_start(void);
 /* The calling thread in the table (a slot with its lock state and call); once per thread. */
 void keel__run_thread_register(void);
+/* The number of threads in the table in the interposed call `call` ("pthread_join") now. */
+unsigned keel__run_threads_in(const char *call);
 /* fork: the table's lock around it (phase 0 before, 1 parent, 2 child: the caller's slot only) */
 void keel__run_threads_fork(int phase);
 

@@ -99,6 +99,19 @@ void keel__run_threads_fork(int phase)
     run_spin_release(&threads_lock);
 }
 
+unsigned keel__run_threads_in(const char *call)
+{
+    unsigned n = 0;
+    run_spin_acquire(&threads_lock);
+    for (int i = 0; i < THREADS; i++) {
+        const char *in =
+            threads[i].used ? __atomic_load_n(&threads[i].in->call, __ATOMIC_ACQUIRE) : NULL;
+        n += in != NULL && strcmp(in, call) == 0;
+    }
+    run_spin_release(&threads_lock);
+    return n;
+}
+
 /* ---- another thread's view ---------------------------------------------------------------- */
 
 /* The thread's name (/proc/self/task/TID/comm), else "tid N". */

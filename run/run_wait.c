@@ -262,35 +262,34 @@ static unsigned guess_other(const run_thread_view *v)
 }
 
 /*
- * The report of a deadlock: the cycle, the other threads in a long wait, then every other
- * thread of the process (what it is in, its locks, its backtrace).  What does not fit in one
- * report's text goes on in "deadlock (continued)" reports.
+ * A report of waits: views[0..len) under `head` (a deadlock's cycle; NULL: none), the other
+ * views (threads in a long wait), then every other thread of the program (others[0..nothers):
+ * what it is in, its locks, its backtrace).  What does not fit in one report's text goes on in
+ * "WORD (continued, part N): the other threads" reports of the same kind.
  */
-static void report_deadlock(unsigned len, unsigned n, unsigned nothers)
+static void report_waits(keel_report_kind kind, const char *word, const char *msg, unsigned threads,
+                         const char *head, unsigned len, unsigned n, unsigned nothers)
 {
-    char msg[192];
-    (void)snprintf(msg, sizeof(msg),
-                   "deadlock: %u threads wait for each other's locks (a cycle of waits, seen "
-                   "after %llu ms), and no thread of the cycle can go on",
-                   len, keel__run_wait_ns / 1000000ull);
-    keel_report *r = report_begin(KEEL_REPORT_LOCK_ORDER, msg, len);
+    keel_report *r = report_begin(kind, msg, threads);
     keel_report_add_uint(r, "all_threads", (unsigned long long)n + nothers);
     unsigned long long now = mono_ns();
     unsigned used = 0, part = 1;
-    keel_report_add_text(r, "the cycle (each thread waits for a lock the next one holds):");
+    if (head != NULL)
+        keel_report_add_text(r, "%s", head);
     for (unsigned i = 0; i < len; i++) {
         add_view(r, &views[i], now);
         used += guess_waiter(&views[i]);
     }
-    if (n > len)
+    if (n > len && head != NULL)
         keel_report_add_text(r, "other threads in a long lock wait (%u):", n - len);
     for (unsigned i = len; i < n + nothers; i++) {
         unsigned need = i < n ? guess_waiter(&views[i]) : guess_other(&others[i - n]);
         if (used + need > TEXT_BUDGET && used > 0) {
             (void)keel_report_emit(r);
-            (void)snprintf(msg, sizeof(msg), "deadlock (continued, part %u): the other threads",
+            char more[96];
+            (void)snprintf(more, sizeof(more), "%s (continued, part %u): the other threads", word,
                            ++part);
-            r = report_begin(KEEL_REPORT_LOCK_ORDER, msg, len);
+            r = report_begin(kind, more, threads);
             used = 0;
         }
         if (i == n)
@@ -302,6 +301,15 @@ static void report_deadlock(unsigned len, unsigned n, unsigned nothers)
         used += need;
     }
     (void)keel_report_emit(r);
+}
+
+/* The other threads of the program than views[0..n) (guard set): into others, their number. */
+static unsigned view_others(unsigned n)
+{
+    int skip[WAITERS];
+    for (unsigned i = 0; i < n; i++)
+        skip[i] = views[i].w.tid;
+    return keel__run_threads_view(others, RUN_VIEW_THREADS, skip, n);
 }
 
 /* The cycle through waiter `me`, if one is there that was not reported yet (guard set). */
@@ -330,11 +338,14 @@ static void examine(unsigned me)
     }
     run_spin_release(&waiters_lock);
     if (fresh) {
-        int skip[WAITERS];
-        for (unsigned i = 0; i < n; i++)
-            skip[i] = views[i].w.tid;
-        unsigned nothers = keel__run_threads_view(others, RUN_VIEW_THREADS, skip, n);
-        report_deadlock(len, n, nothers);
+        char msg[256];
+        (void)snprintf(msg, sizeof(msg),
+                       "deadlock: %u threads wait for each other's locks (a cycle of waits, seen "
+                       "after %llu ms), and no thread of the cycle can go on",
+                       len, keel__run_wait_ns / 1000000ull);
+        report_waits(KEEL_REPORT_LOCK_ORDER, "deadlock", msg, len,
+                     "the cycle (each thread waits for a lock the next one holds):", len, n,
+                     view_others(n));
     }
     __atomic_store_n(&reporting, 0, __ATOMIC_RELEASE);
 }
@@ -402,8 +413,9 @@ static void examine_hang(unsigned me, unsigned long long now)
     unsigned threads = count_threads();
     if (__atomic_exchange_n(&reporting, 1, __ATOMIC_ACQUIRE) != 0)
         return;
+    /* a thread joining another waits as long as that one does */
     unsigned long long period = keel__run_wait_ns;
-    unsigned n = 0, waiting = 0;
+    unsigned n = 0, waiting = keel__run_threads_in("pthread_join");
     bool report = false;
     run_spin_acquire(&waiters_lock);
     for (unsigned j = 0; j < WAITERS; j++) {
@@ -429,16 +441,13 @@ static void examine_hang(unsigned me, unsigned long long now)
     }
     run_spin_release(&waiters_lock);
     if (report) {
-        char msg[192];
+        char msg[256];
         (void)snprintf(msg, sizeof(msg),
                        "hang: every thread of the program (%u) has waited longer than %llu ms "
-                       "for a lock or a condition, and no wait ended for %llu ms: no thread is "
-                       "left to wake another",
+                       "for a lock or a condition (or joins a thread), and no wait ended for "
+                       "%llu ms: no thread is left to wake another",
                        threads, period / 1000000ull, (now - hang_seen_ns + period) / 1000000ull);
-        keel_report *r = report_begin(KEEL_REPORT_WATCHDOG, msg, threads);
-        for (unsigned i = 0; i < n; i++)
-            add_view(r, &views[i], now);
-        (void)keel_report_emit(r);
+        report_waits(KEEL_REPORT_WATCHDOG, "hang", msg, threads, NULL, 0, n, view_others(n));
     }
     __atomic_store_n(&reporting, 0, __ATOMIC_RELEASE);
 }

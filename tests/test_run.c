@@ -315,6 +315,33 @@ static void test_hang_every_thread_waits(void **state)
     cleanup(&r);
 }
 
+/*
+ * A hang whose main thread is in pthread_join (the usual shape: main joins a thread that waits
+ * forever): a joining thread counts as waiting, and the report lists it with its call and stack.
+ */
+static void test_hang_main_joins(void **state)
+{
+    (void)state;
+    static run_result r;
+    const char *title = "hang: every thread of the program (3) has waited longer than 100 ms";
+    run_hung(&r, "run_join_hang", NULL, title);
+    int n = count(&r, "watchdog", title);
+    show_on_failure(&r, n, 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(count(&r, "watchdog",
+                           "waits on a condition with mutex '&lock' at "
+                           "join_hang.c:28"),
+                     1);
+    assert_int_equal(count(&r, "watchdog",
+                           "waits on a condition with mutex '&lock' at "
+                           "join_hang.c:17"),
+                     1);
+    assert_int_equal(count(&r, "watchdog", "thread 'main' (tid "), 1);
+    assert_int_equal(count(&r, "watchdog", "is in pthread_join, called at join_hang.c:39"), 1);
+    assert_int_equal(count(&r, "watchdog", "#0 main ("), 1);
+    cleanup(&r);
+}
+
 /* Long waits that are not a deadlock (a chain of waits behind a sleeping holder): no report. */
 static void test_long_wait_not_deadlock(void **state)
 {
@@ -939,6 +966,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_deadlock_lists_every_thread),
         cmocka_unit_test(test_spinlock_deadlock),
         cmocka_unit_test(test_long_wait_not_deadlock),
+        cmocka_unit_test(test_hang_main_joins),
         cmocka_unit_test(test_hang_every_thread_waits),
         cmocka_unit_test(test_three_lock_cycle),
         cmocka_unit_test(test_rank_violation),
