@@ -669,6 +669,14 @@ static void test_heap_correct_program(void **state)
     cleanup(&r);
 }
 
+/* Signal handlers that allocate and lock (in a thread holding a lock, and sent to another
+ * thread), and dlopen/dlclose of a library used between: survived, nothing reported. */
+static void test_signal_handlers_and_dlopen(void **state)
+{
+    (void)state;
+    expect_no_reports("run_survive", NULL);
+}
+
 /* ---- what it must survive ----------------------------------------------------------------- */
 
 static void test_static_initializers(void **state)
@@ -985,6 +993,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_heap_correct_program),
         cmocka_unit_test(test_static_initializers),
         cmocka_unit_test(test_before_main_and_unseen_locks),
+        cmocka_unit_test(test_signal_handlers_and_dlopen),
         cmocka_unit_test(test_fork),
         cmocka_unit_test(test_correct_program_no_reports),
         cmocka_unit_test(test_heap_locks_churn),
