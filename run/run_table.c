@@ -320,7 +320,7 @@ void keel__run_ranks_start(void)
             name[eq - v] = '\0';
             used += (size_t)(eq - v) + 1;
             ranks[nranks].name = name;
-            ranks[nranks++].rank = atoi(eq + 1); /* (checked by keel-run: 1..1000000) */
+            ranks[nranks++].rank = (int)strtol(eq + 1, NULL, 10); /* (keel-run: 1..1000000) */
         }
         v = end != NULL ? end + 1 : NULL;
     }

@@ -44,7 +44,7 @@ __thread int keel__run_slot __attribute__((tls_model("initial-exec")));
 
 static void thread_gone(void *arg)
 {
-    int slot = (int)(intptr_t)arg - 1;
+    long slot = (const run_thread *)arg - threads; /* (the key's value: the thread's slot) */
     if (slot < 0 || slot >= THREADS)
         return;
     run_spin_acquire(&threads_lock);
@@ -78,7 +78,7 @@ void keel__run_thread_register(void)
         }
     run_spin_release(&threads_lock);
     keel__run_slot = slot + 1; /* (-1 + 1: the table is full; tried again next time) */
-    if (slot >= 0 && pthread_setspecific(exit_key, (void *)(intptr_t)(slot + 1)) != 0) {
+    if (slot >= 0 && pthread_setspecific(exit_key, &threads[slot]) != 0) {
         run_spin_acquire(&threads_lock); /* no destructor: not kept (it could outlive it) */
         threads[slot].used = 0;
         run_spin_release(&threads_lock);
@@ -175,7 +175,7 @@ static unsigned list_tids(int *tids, unsigned max)
             memcpy(&reclen, buf + at + 16, sizeof(reclen)); /* struct linux_dirent64 */
             const char *name = buf + at + 19;
             if (name[0] >= '0' && name[0] <= '9' && n < max)
-                tids[n++] = atoi(name);
+                tids[n++] = (int)strtol(name, NULL, 10);
             at += reclen;
         }
     }
