@@ -18,6 +18,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -817,8 +818,8 @@ KEEL_RUN_EXPORT int pthread_spin_destroy(pthread_spinlock_t *s)
 
 /*
  * A slice of a spin (run_wait.c): until abs (CLOCK_MONOTONIC), or the real untimed spin.  It
- * spins as glibc's does (a load until the lock looks free, then the atomic try), looking at the
- * clock every 1024 turns.
+ * spins as glibc's does (a load until the lock looks free, then the atomic try), yielding the
+ * processor and looking at the clock every 1024 turns.
  */
 static int spin_timed(const void *obj, bool shared, const struct timespec *abs)
 {
@@ -833,6 +834,7 @@ static int spin_timed(const void *obj, bool shared, const struct timespec *abs)
         __builtin_ia32_pause();
 #endif
         if (turn % 1024u == 0) {
+            (void)sched_yield(); /* (a spin this long: let the holder run, on a busy machine) */
             struct timespec now;
             (void)clock_gettime(CLOCK_MONOTONIC, &now);
             if (now.tv_sec > abs->tv_sec ||
