@@ -204,7 +204,7 @@ static void test_config_keys(void **state)
 {
     (void)state;
     static const char text[] = "[gate]\nbackout = no\nbackout-budget = 5\nbackout-max-age = 2d\n"
-                               "tier2-fix-time = 90m\nhold-when-red = yes\n"
+                               "tier2-fix-time = 90m\nhold-when-red = yes\nrevert-near = 7\n"
                                "[config a]\ntest = true\nbackout = yes\n[config b]\ntest = true\n";
     gate_config *c = NULL;
     fx_ok(gate_config_parse(text, strlen(text), "t", &c));
@@ -213,6 +213,7 @@ static void test_config_keys(void **state)
     assert_int_equal(c->backout_max_age_s, 2 * 86400);
     assert_int_equal(c->tier2_fix_s, 90 * 60);
     assert_true(c->hold_when_red);
+    assert_int_equal(c->revert_near, 7);
     assert_int_equal(c->configs[0].backout, 1);
     assert_int_equal(c->configs[1].backout, -1);
     gate_config_free(c);
@@ -223,18 +224,26 @@ static void test_config_keys(void **state)
     assert_int_equal(c->backout_max_age_s, 7 * 86400);
     assert_int_equal(c->tier2_fix_s, 4 * 3600);
     assert_false(c->hold_when_red);
+    assert_int_equal(c->revert_near, 3);
     gate_config_free(c);
-    static const char *const bad[] = {
-        "[gate]\nbackout-max-age = 7 days\n[config a]\ntest = true\n",
-        "[gate]\ntier2-fix-time = 4y\n[config a]\ntest = true\n",
-        "[gate]\nhold-when-red = maybe\n[config a]\ntest = true\n",
-        "[gate]\nbackout-budget = -1\n[config a]\ntest = true\n",
-        "[gate]\nbackout-max-age = 99999w\n[config a]\ntest = true\n"};
+    static const char *const bad[] = {"[gate]\nbackout-max-age = 7 days\n[config a]\ntest = true\n",
+                                      "[gate]\ntier2-fix-time = 4y\n[config a]\ntest = true\n",
+                                      "[gate]\nhold-when-red = maybe\n[config a]\ntest = true\n",
+                                      "[gate]\nbackout-budget = -1\n[config a]\ntest = true\n",
+                                      "[gate]\nbackout-max-age = 99999w\n[config a]\ntest = true\n",
+                                      "[gate]\nrevert-near = -1\n[config a]\ntest = true\n",
+                                      "[gate]\nrevert-near = 1001\n[config a]\ntest = true\n",
+                                      "[gate]\nrevert-near = three\n[config a]\ntest = true\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         keel_status s = gate_config_parse(bad[i], strlen(bad[i]), "t", &c);
         assert_false(keel_ok(s));
         const char *m = keel_status_message(s);
         if (strstr(m, "t:2:") == NULL)
+            fail_msg("%s: %s", bad[i], m);
+        char value[16] = "";
+        if (strstr(bad[i], "revert-near") != NULL)
+            (void)sscanf(strchr(bad[i], '=') + 2, "%15s", value);
+        if (value[0] != '\0' && (strstr(m, "'revert-near'") == NULL || strstr(m, value) == NULL))
             fail_msg("%s: %s", bad[i], m);
         keel_status_free(s);
     }
@@ -356,16 +365,7 @@ static bool main_has(const char *path)
 {
     git_oid tip;
     fx_head("main", &tip);
-    git_commit *c = NULL;
-    git_tree *t = NULL;
-    git_tree_entry *e = NULL;
-    assert_int_equal(git_commit_lookup(&c, fx_git, &tip), 0);
-    assert_int_equal(git_commit_tree(&t, c), 0);
-    bool has = git_tree_entry_bypath(&e, t, path) == 0;
-    git_tree_entry_free(e);
-    git_tree_free(t);
-    git_commit_free(c);
-    return has;
+    return fx_has_at(&tip, path);
 }
 
 static void test_verified_culprit_reverted_through_the_gate(void **state)
@@ -534,6 +534,47 @@ static void test_later_change_elsewhere_in_the_file(void **state)
     fx_read_at(&tip, "big.txt", text, sizeof(text));
     lines_file(big, sizeof(big), 12, 0);
     assert_string_equal(text, big);
+}
+
+/*
+ * [gate] revert-near = 4: the later change 4 lines from the culprit's (not
+ * near at the default 3, test_later_change_elsewhere_in_the_file) now is:
+ * the culprit is refused as dependent, naming the line; a change 2 lines
+ * from it is near at revert-near = 2, not at 1.
+ */
+static void test_revert_near_setting(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *gate;
+        unsigned later;
+        const char *state, *rail;
+    } cases[] = {{"revert-near = 4", 12, "refused", "dependent"},
+                 {"revert-near = 1", 14, "queued", ""},
+                 {"revert-near = 2", 14, "refused", "dependent"}};
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        setup(cases[k].gate, 1);
+        git_oid base, culprit, later;
+        char big[128];
+        lines_file(big, sizeof(big), 0, 0);
+        push_around("big.txt", big, &base);
+        lines_file(big, sizeof(big), 0, 16);
+        push_around("big.txt", big, &culprit);
+        push_around("postbad", "x\n", &later);
+        lines_file(big, sizeof(big), cases[k].later, 16);
+        push_around("big.txt", big, &later);
+        (void)fx_run_once();
+        gate *g = fx_open();
+        hand_over(g, &culprit, 1, true, (long long)time(NULL), cases[k].state, cases[k].rail);
+        gate_backout_row r;
+        row_of(g, &culprit, &r);
+        gate_close(g);
+        char line[32];
+        (void)snprintf(line, sizeof(line), "big.txt line %u", cases[k].later);
+        if (strcmp(cases[k].state, "refused") == 0 && strstr(r.reason, line) == NULL)
+            fail_msg("%s: %s", cases[k].gate, r.reason);
+        fx_teardown_repo();
+    }
 }
 
 static void test_rails_refuse_on_real_commits(void **state)
@@ -881,6 +922,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gate_merge_reverted_against_its_first_parent, fx_teardown),
         cmocka_unit_test_teardown(test_rails_refuse_on_real_commits, fx_teardown),
         cmocka_unit_test_teardown(test_later_change_elsewhere_in_the_file, fx_teardown),
+        cmocka_unit_test_teardown(test_revert_near_setting, fx_teardown),
         cmocka_unit_test_teardown(test_budget_and_breaker, fx_teardown),
         cmocka_unit_test_teardown(test_age_limit_proposes, fx_teardown),
         cmocka_unit_test_teardown(test_tier2_waits_for_a_fix_then_reverts, fx_teardown),
