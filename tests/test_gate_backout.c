@@ -631,6 +631,44 @@ static void test_rails_refuse_on_real_commits(void **state)
                      1);
 }
 
+/*
+ * The people an event names: author and committer, each once, never more
+ * than [gate] blame-max: at 1 the author alone, at the default both.
+ * (Before: at most GATE_BACKOUT_BLAME_MAX, 3, whatever blame-max said.)
+ */
+static void test_blame_max(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *gate, *blame;
+    } cases[] = {{"blame-max = 1", "\"blame\":[\"ann <ann@x>\"]}"},
+                 {"", "\"blame\":[\"ann <ann@x>\",\"bob <bob@x>\"]}"}};
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        setup(cases[k].gate, 1);
+        git_oid c;
+        push_around("postbad", "x\n", &c);
+        retell(&c, "careful\n\nNo-Auto-Revert: true\n"); /* refused: an event, no revert */
+        (void)fx_run_once();
+        gate *g = fx_open();
+        gate_backout_culprit bc;
+        culprit_of(&c, 1, true, (long long)time(NULL), &bc);
+        (void)snprintf(bc.author_name, sizeof(bc.author_name), "ann");
+        (void)snprintf(bc.author_email, sizeof(bc.author_email), "ann@x");
+        (void)snprintf(bc.committer_name, sizeof(bc.committer_name), "bob");
+        (void)snprintf(bc.committer_email, sizeof(bc.committer_email), "bob@x");
+        fx_ok(gate_backout_culprit_found(g, &bc, (long long)time(NULL)));
+        assert_row_state(g, &c, "refused", "no-auto-revert");
+        gate_close(g);
+        char like[160];
+        (void)snprintf(like, sizeof(like), "%%%s", cases[k].blame);
+        if (fx_sql_int(
+                "SELECT count(*) FROM events WHERE kind = 'backout-refused' AND detail LIKE ?",
+                like) != 1)
+            fail_msg("%s: no backout-refused event ending %s", cases[k].gate, cases[k].blame);
+        fx_teardown_repo();
+    }
+}
+
 static void test_budget_and_breaker(void **state)
 {
     (void)state;
@@ -923,6 +961,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_rails_refuse_on_real_commits, fx_teardown),
         cmocka_unit_test_teardown(test_later_change_elsewhere_in_the_file, fx_teardown),
         cmocka_unit_test_teardown(test_revert_near_setting, fx_teardown),
+        cmocka_unit_test_teardown(test_blame_max, fx_teardown),
         cmocka_unit_test_teardown(test_budget_and_breaker, fx_teardown),
         cmocka_unit_test_teardown(test_age_limit_proposes, fx_teardown),
         cmocka_unit_test_teardown(test_tier2_waits_for_a_fix_then_reverts, fx_teardown),

@@ -74,9 +74,9 @@ static void json_field(char *detail, size_t size, size_t *len, const char *key, 
 /*
  * An event's detail: the culprit, the configuration, the rail and reason, the
  * revert and its change, and the people told: author and committer, each
- * once, never more than GATE_BACKOUT_BLAME_MAX.
+ * once, never more than `blame_max` (the target's [gate] blame-max).
  */
-static void event_detail(const gate_backout_row *r, char *detail, size_t size)
+static void event_detail(const gate_backout_row *r, unsigned blame_max, char *detail, size_t size)
 {
     size_t len = (size_t)snprintf(detail, size, "{\"tier\":%u,\"change\":%lld", r->tier, r->change);
     json_field(detail, size, &len, "culprit", r->culprit);
@@ -92,8 +92,8 @@ static void event_detail(const gate_backout_row *r, char *detail, size_t size)
     json_field(detail, size, &len, "log", r->log);
     const char *blame[2] = {r->author, r->committer};
     size_t nb = strcmp(r->author, r->committer) == 0 ? 1 : 2;
-    if (nb > GATE_BACKOUT_BLAME_MAX)
-        nb = GATE_BACKOUT_BLAME_MAX;
+    if (nb > blame_max)
+        nb = blame_max;
     if (len < size) {
         int n = snprintf(detail + len, size - len, ",\"blame\":[");
         len = n < 0 || (size_t)n >= size - len ? size : len + (size_t)n;
@@ -113,7 +113,15 @@ static void event_detail(const gate_backout_row *r, char *detail, size_t size)
 static keel_status put(gate *g, gate_backout_row *r, long long now, const char *event)
 {
     char detail[24 * GATE_BACKOUT_EVIDENCE_MAX]; /* every field escaped at its longest */
-    event_detail(r, detail, sizeof(detail));
+    unsigned blame_max = GATE_BACKOUT_BLAME_MAX;
+    if (event != NULL) { /* the target tip's [gate] blame-max (the running gate's, else read) */
+        gate_config *own = NULL;
+        const gate_config *cfg = gate_tip_config(g, &own);
+        if (cfg != NULL && cfg->blame_max > 0)
+            blame_max = cfg->blame_max;
+        gate_config_free(own);
+    }
+    event_detail(r, blame_max, detail, sizeof(detail));
     keel_status s = gate_store_backout_put(g->store, r, now, event, detail);
     if (keel_ok(s) && event != NULL) {
         gate_say(g, "backout: %.12s ('%s'): %s%s%s%s\n", r->culprit, r->config, event,
