@@ -323,25 +323,31 @@ static void test_git_daemon_submit_by_push(void **state)
 }
 
 /*
- * A change that passes the gate's suite and breaks the post level's, landed
- * over git://: the culprit search finds and verifies it, its revert is made
- * in the mirror, pushed as the remote's branch keel-gate/backout/<culprit>,
- * submitted and landed through the gate like any change, and the remote's
- * main holds the revert.  (Refused before: "backing out on a remote's target
- * is not supported yet".)
+ * Over git://: a repository whose post configuration `long` (tier 1) fails
+ * while `postbad` exists, and branch `breaks` (which adds it: the gate's
+ * suite passes) queued.  False when git has no daemon.
  */
-static void test_git_daemon_backout(void **state)
+static bool breaks_queued(long long *id)
 {
-    (void)state;
     fx_setup_repo("strategy = serial", "[config long]\ntest = test ! -e postbad\nlevels = post\n"
                                        "timeout = 30\ntier = 1\n");
     if (!daemon_start())
-        skip();
+        return false;
     fx_branch("breaks", "postbad", "x\n");
     gate *g = fx_open();
-    long long id = fx_submit(g, "breaks", 0);
-    gate_run_stats st;
-    fx_ok(gate_run(g, true, &st));
+    *id = fx_submit(g, "breaks", 0);
+    gate_close(g);
+    return true;
+}
+
+/*
+ * `breaks` landed, found, verified and backed out once: the remote's branch
+ * keel-gate/backout/<culprit> holds the revert, its main holds that and no
+ * `postbad`, one revert change, landed.
+ */
+static void assert_remote_backed_out(long long id)
+{
+    gate *g = fx_open();
     assert_int_equal(fx_state_of(g, id), GATE_CHANGE_LANDED);
     gate_backout_row r;
     size_t n = 0;
@@ -351,7 +357,6 @@ static void test_git_daemon_backout(void **state)
         fail_msg("backout of %.12s: %s (%s): %s", r.culprit, r.state, r.rail, r.reason);
     assert_int_equal(fx_state_of(g, r.change), GATE_CHANGE_LANDED);
     gate_close(g);
-    /* the remote: its backout branch holds the revert, and its main holds that */
     char ref[96];
     (void)snprintf(ref, sizeof(ref), "refs/heads/keel-gate/backout/%.12s", r.culprit);
     git_oid branch, revert, tip;
@@ -365,6 +370,53 @@ static void test_git_daemon_backout(void **state)
     assert_int_equal(
         fx_sql_int("SELECT count(*) FROM changes WHERE branch LIKE ?", "keel-gate/backout/%"), 1);
     fx_assert_tip_tested();
+}
+
+/*
+ * A change that passes the gate's suite and breaks the post level's, landed
+ * over git://: the culprit search finds and verifies it, its revert is made
+ * in the mirror, pushed as the remote's branch keel-gate/backout/<culprit>,
+ * submitted and landed through the gate like any change, and the remote's
+ * main holds the revert.  (Refused before: "backing out on a remote's target
+ * is not supported yet".)
+ */
+static void test_git_daemon_backout(void **state)
+{
+    (void)state;
+    long long id = 0;
+    if (!breaks_queued(&id))
+        skip();
+    gate *g = fx_open();
+    gate_run_stats st;
+    fx_ok(gate_run(g, true, &st));
+    gate_close(g);
+    assert_remote_backed_out(id);
+}
+
+/*
+ * kill -9 after the revert's branch was pushed to the remote, before it was
+ * submitted (the intent recorded): the next run makes the same revert (the
+ * remote's branch holds it already), submits it once, and it lands once.
+ */
+static void test_git_daemon_backout_killed(void **state)
+{
+    (void)state;
+#if KEEL_DEVEL
+    long long id = 0;
+    if (!breaks_queued(&id))
+        skip();
+    fx_crash_spec = "gate.backout_after_branch:nth=1";
+    char err[4096];
+    int status = keel_test_run_child(fx_crashing_run, err, sizeof(err));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 99)
+        fail_msg("the gate should have died after the branch (status %d): %s", status, err);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM backouts WHERE state = ?", "intended"), 1);
+    (void)fx_run_once();
+    assert_remote_backed_out(id);
+#else
+    fx_setup_repo("", "");
+    skip();
+#endif
 }
 
 #if KEEL_DEVEL
@@ -622,6 +674,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_git_daemon_refusal_is_not_a_move, teardown),
         cmocka_unit_test_teardown(test_git_daemon_submit_by_push, teardown),
         cmocka_unit_test_teardown(test_git_daemon_backout, teardown),
+        cmocka_unit_test_teardown(test_git_daemon_backout_killed, teardown),
         cmocka_unit_test_teardown(test_remote_disappears_mid_run, teardown),
         cmocka_unit_test_teardown(test_status_while_remote_unreachable, teardown),
         cmocka_unit_test_teardown(test_unreachable_and_missing, teardown),
