@@ -867,6 +867,43 @@ static void test_existing_revert_on_the_target_is_found(void **state)
     assert_int_equal(count_reverts(), 0);
 }
 
+/*
+ * A revert the gate rejects (its suite fails on it: the culprit had deleted
+ * `bad`, which the revert brings back) is never made again: handed over
+ * again, and at the loop's turns, the culprit stays `rejected` with the
+ * gate's reason, and no second revert change is queued.
+ */
+static void test_rejected_revert_not_made_again(void **state)
+{
+    (void)state;
+    setup("strategy = serial\nretries = 0", 1);
+    git_oid with_bad, red, culprit;
+    push_around("bad", "b\n", &with_bad);
+    push_around("postbad", "x\n", &red); /* the target red (not by this culprit: handed over) */
+    push_around("bad", NULL, &culprit);
+    (void)fx_run_once();
+    gate *g = fx_open();
+    long long now = (long long)time(NULL);
+    hand_over(g, &culprit, 1, true, now, "queued", "");
+    gate_run_stats st;
+    fx_ok(gate_run(g, true, &st));
+    fx_ok(gate_backout_turn(g, now));
+    assert_row_state(g, &culprit, "rejected", "");
+    gate_backout_row r;
+    row_of(g, &culprit, &r);
+    if (strstr(r.reason, "the gate did not land the revert (rejected)") == NULL)
+        fail_msg("rejected: %s", r.reason);
+    hand_over(g, &culprit, 1, true, now + 60, "rejected", ""); /* the search's hand-over again */
+    fx_ok(gate_backout_turn(g, now + 60));
+    fx_ok(gate_run(g, true, &st));
+    assert_row_state(g, &culprit, "rejected", "");
+    gate_close(g);
+    assert_int_equal(count_reverts(), 1);
+    assert_int_equal(events("backout-queued"), 1);
+    assert_int_equal(events("backout-rejected"), 1);
+    assert_true(!main_has("bad"));
+}
+
 /* ---- hold-when-red -------------------------------------------------------------------- */
 
 static void test_hold_when_red_holds_and_resumes(void **state)
@@ -970,6 +1007,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_kill_at_each_step, fx_teardown),
 #endif
         cmocka_unit_test_teardown(test_existing_revert_on_the_target_is_found, fx_teardown),
+        cmocka_unit_test_teardown(test_rejected_revert_not_made_again, fx_teardown),
         cmocka_unit_test_teardown(test_hold_when_red_holds_and_resumes, fx_teardown),
         cmocka_unit_test_teardown(test_hold_when_red_resumes_on_a_fix, fx_teardown),
     };
