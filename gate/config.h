@@ -27,7 +27,7 @@
  *   executor   = local         # local | slurm: where jobs run (gate/exec/slurm.h)
  *   slurm-launch = runner      # runner | srun: a job handed to a runner standing in the
  *                              #   slot's allocation, or a Slurm step of its own
- *   blame-max  = 3             # people a culprit search's event names at most (1..100)
+ *   blame-max  = 3             # people a culprit search's or backout's event names (1..100)
  *
  *   [config gcc-devel]
  *   build    = cmake --preset devel -DCMAKE_C_COMPILER=gcc
@@ -259,7 +259,7 @@ typedef struct gate_config {
     unsigned max_batch;
     unsigned max_depth;
     unsigned retries;
-    unsigned blame_max;         /* people a culprit search's event names at most (default 3) */
+    unsigned blame_max;         /* people a search's or backout's event names at most (default 3) */
     unsigned crash_limit;       /* quarantine a change after this many gate deaths (0: never) */
     gate_words notify;          /* empty: no hook */
     bool sandbox_none;          /* sandbox = none: jobs run without bubblewrap */
