@@ -144,6 +144,45 @@ static void test_config_flows(void **state)
     gate_config_free(c);
 }
 
+/*
+ * The pre-merge level: a configuration at `pre-merge` is kept for a flow's
+ * merge into the target (with the flow's own levels), never for an ordinary
+ * change nor a flow into another branch.
+ */
+static void test_config_pre_merge(void **state)
+{
+    (void)state;
+    gate_config *c = parse_ok("[config unit]\ntest = true\n"
+                              "[config pm]\ntest = true\nlevels = pre-merge\n"
+                              "[config late]\ntest = true\nlevels = post\n"
+                              "[flow comp/net -> main]\nlevels = gate post\n"
+                              "[flow main -> release/2.1]\n");
+    assert_true(gate_config_at(&c->configs[1], GATE_LEVEL_PRE_MERGE));
+    assert_false(gate_config_at(&c->configs[1], GATE_LEVEL_GATE));
+    assert_int_equal(gate_flow_levels(c, "main", "topic"), GATE_LEVEL_GATE);
+    assert_int_equal(gate_flow_levels(c, "main", "keel-gate/flow/comp+net-to-main"),
+                     GATE_LEVEL_GATE | GATE_LEVEL_PRE_MERGE | GATE_LEVEL_POST);
+    assert_int_equal(gate_flow_levels(c, "release/2.1", "keel-gate/flow/main-to-release+2.1"),
+                     GATE_LEVEL_GATE | GATE_LEVEL_PRE_MERGE);
+    /* a flow branch into another target, or of no configured flow: gate only */
+    assert_int_equal(gate_flow_levels(c, "main", "keel-gate/flow/main-to-release+2.1"),
+                     GATE_LEVEL_GATE);
+    assert_int_equal(gate_flow_levels(c, "main", "keel-gate/flow/comp+ui-to-main"),
+                     GATE_LEVEL_GATE);
+    /* what the queue keeps of each: an ordinary change's gate alone, a flow's pre-merge too */
+    gate_config_keep_level(c, (gate_level)gate_flow_levels(c, "main", "topic"));
+    assert_int_equal(c->nconfigs, 1);
+    assert_string_equal(c->configs[0].name, "unit");
+    gate_config_free(c);
+    c = parse_ok("[config unit]\ntest = true\n[config pm]\ntest = true\nlevels = pre-merge\n"
+                 "[config late]\ntest = true\nlevels = post\n[flow comp/net -> main]\n");
+    gate_config_keep_level(
+        c, (gate_level)gate_flow_levels(c, "main", "keel-gate/flow/comp+net-to-main"));
+    assert_int_equal(c->nconfigs, 2);
+    assert_string_equal(c->configs[1].name, "pm");
+    gate_config_free(c);
+}
+
 static void test_config_flow_errors(void **state)
 {
     (void)state;
@@ -711,6 +750,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_flows),
         cmocka_unit_test(test_config_flow_errors),
+        cmocka_unit_test(test_config_pre_merge),
         cmocka_unit_test(test_duration_and_branch_names),
         cmocka_unit_test(test_flow_sync_once),
         cmocka_unit_test(test_flow_schedule),

@@ -331,6 +331,43 @@ static void test_rejected_merge_blocks(void **state)
     assert_true(holds("main", &fix));
 }
 
+/*
+ * The pre-merge level: main's configuration `premerge` (levels = pre-merge)
+ * refuses a file named pm-bad.  comp/net adds it: the flow's merge passes
+ * `unit` but fails `premerge`, is rejected and the flow blocked.  An
+ * ordinary change adding pm-bad to main is not tested at pre-merge: it lands.
+ */
+static void test_pre_merge_level(void **state)
+{
+    (void)state;
+    setup_flows("[flow comp/net -> main]\n"
+                "[config premerge]\ntest = test ! -e pm-bad\nlevels = pre-merge\n",
+                NULL);
+    new_branch("comp/net", &fx_base);
+    git_oid x;
+    commit_as("comp/net", "Bob", "pm-bad", "x\n", &x);
+    run_target("main");
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE state = 'rejected' AND "
+                                "branch = ?",
+                                "keel-gate/flow/comp+net-to-main"),
+                     1);
+    assert_int_equal(count_events("flow-blocked"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM flows WHERE state = ?", "blocked"), 1);
+    assert_false(holds("main", &x));
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'flow-blocked' AND "
+                                "detail LIKE ?",
+                                "%premerge%"),
+                     1);
+    /* an ordinary change that would fail `premerge`: not run at pre-merge, it lands */
+    fx_branch("plain", "pm-bad", "y\n");
+    gate *g = fx_open_target("main");
+    (void)fx_submit(g, "plain", 0);
+    gate_run_stats st;
+    fx_ok(gate_run(g, true, &st));
+    gate_close(g);
+    assert_int_equal(fx_times_landed("plain"), 1);
+}
+
 #if KEEL_DEVEL
 /*
  * kill -9 after the merge (not queued yet) and after the submission (the
@@ -372,6 +409,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_product_branch_never_merges_back, fx_teardown),
         cmocka_unit_test_teardown(test_conflict_reminds_the_authors, fx_teardown),
         cmocka_unit_test_teardown(test_rejected_merge_blocks, fx_teardown),
+        cmocka_unit_test_teardown(test_pre_merge_level, fx_teardown),
 #if KEEL_DEVEL
         cmocka_unit_test_teardown(test_kill_at_flow_points, fx_teardown),
 #endif

@@ -156,4 +156,13 @@ const char *gate_flow_told_kind(gate_flow_action a);
 KEEL_MUST_USE keel_status gate_flow_branch(const char *from, const char *to, char *out,
                                            size_t size);
 
+/*
+ * The levels of the destination's configurations that test a change of
+ * `branch` for `target` (the pre-merge level, issue 17): for the flow branch
+ * of a flow of `cfg` into `target`, GATE_LEVEL_GATE | GATE_LEVEL_PRE_MERGE
+ * and the flow's own `levels`; for any other branch GATE_LEVEL_GATE alone,
+ * so a configuration at `pre-merge` never runs on an ordinary change.
+ */
+unsigned gate_flow_levels(const gate_config *cfg, const char *target, const char *branch);
+
 #endif /* KEEL_GATE_FLOW_H */
