@@ -547,7 +547,7 @@ static void test_merge_conflict_people(void **state)
     gate_repo *r = open_repo();
     gate_flowmerge m;
     keel_test_ok(
-        gate_flow_merge(r, "comp/net", "main", "keel-gate/flow/comp+net-to-main", 1000, &m));
+        gate_flow_merge(r, "comp/net", "main", "keel-gate/flow/comp+net-to-main", 1000, NULL, &m));
     assert_int_equal(m.result, GATE_FLOWMERGE_CONFLICT);
     assert_int_equal(m.npaths, 1);
     assert_string_equal(m.paths[0], "a.c");
@@ -603,7 +603,7 @@ static void test_merge_made_then_nothing_new(void **state)
     char flow[128];
     keel_test_ok(gate_flow_branch("main", "release/2.1", flow, sizeof(flow)));
     gate_flowmerge m;
-    keel_test_ok(gate_flow_merge(r, "main", "release/2.1", flow, 1000, &m));
+    keel_test_ok(gate_flow_merge(r, "main", "release/2.1", flow, 1000, NULL, &m));
     assert_int_equal(m.result, GATE_FLOWMERGE_MADE);
     assert_string_equal(m.base, git_oid_tostr_s(&base));
     char hex[GATE_HEX];
@@ -623,14 +623,14 @@ static void test_merge_made_then_nothing_new(void **state)
     git_reference *ref = NULL;
     assert_int_equal(git_reference_create(&ref, repo, "refs/heads/release/2.1", &id, 1, "land"), 0);
     git_reference_free(ref);
-    keel_test_ok(gate_flow_merge(r, "main", "release/2.1", flow, 2000, &m));
+    keel_test_ok(gate_flow_merge(r, "main", "release/2.1", flow, 2000, NULL, &m));
     assert_int_equal(m.result, GATE_FLOWMERGE_NOTHING_NEW);
     assert_string_equal(m.merge, "");
     /* the product branch never flows back by itself; its merge into main would be new */
-    keel_test_ok(
-        gate_flow_merge(r, "release/2.1", "main", "keel-gate/flow/release+2.1-to-main", 3000, &m));
+    keel_test_ok(gate_flow_merge(r, "release/2.1", "main", "keel-gate/flow/release+2.1-to-main",
+                                 3000, NULL, &m));
     assert_int_equal(m.result, GATE_FLOWMERGE_MADE);
-    keel_status s = gate_flow_merge(r, "main", "no/such", flow, 1, &m);
+    keel_status s = gate_flow_merge(r, "main", "no/such", flow, 1, NULL, &m);
     assert_true(KEEL_IS(s, KEEL_E_NOTFOUND));
     keel_status_free(s);
     gate_repo_close(r);

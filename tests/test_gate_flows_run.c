@@ -368,6 +368,71 @@ static void test_pre_merge_level(void **state)
     assert_int_equal(fx_times_landed("plain"), 1);
 }
 
+/* The text of `path` at `branch`'s tip ("" when it has none). */
+static const char *text_at(const char *branch, const char *path)
+{
+    static char text[256];
+    git_oid tip;
+    fx_head(branch, &tip);
+    git_commit *c = NULL;
+    git_tree *tree = NULL;
+    git_tree_entry *e = NULL;
+    git_blob *b = NULL;
+    text[0] = '\0';
+    assert_int_equal(git_commit_lookup(&c, fx_git, &tip), 0);
+    assert_int_equal(git_commit_tree(&tree, c), 0);
+    if (git_tree_entry_bypath(&e, tree, path) == 0 &&
+        git_blob_lookup(&b, fx_git, git_tree_entry_id(e)) == 0)
+        (void)snprintf(text, sizeof(text), "%.*s", (int)git_blob_rawsize(b),
+                       (const char *)git_blob_rawcontent(b));
+    git_blob_free(b);
+    git_tree_entry_free(e);
+    git_tree_free(tree);
+    git_commit_free(c);
+    return text;
+}
+
+/*
+ * Recorded resolutions: comp/net flows into main and into next (a branch
+ * at main's tip), and both conflict with it on a.c the same way.  Into
+ * main: blocked, a developer's resolution lands and is recorded.  Into
+ * next: the same conflict, resolved from the record without a person (no
+ * flow-blocked), said (flow-reused), tested and landed.
+ */
+static void test_recorded_resolution_reused(void **state)
+{
+    (void)state;
+    setup_flows("[flow comp/net -> main]\n[flow comp/net -> next]\n", NULL);
+    new_branch("comp/net", &fx_base);
+    git_oid x, comp;
+    commit_as("main", "Ann", "a.c", "main's\n", &x);
+    new_branch("next", &x);
+    commit_as("comp/net", "Bob", "a.c", "comp's\n", &comp);
+    run_target("main");
+    assert_int_equal(count_events("flow-blocked"), 1);
+    push_resolution("keel-gate/flow/comp+net-to-main", "comp/net", "main");
+    run_target("main");
+    assert_int_equal(count_events("flow-unblocked"), 1);
+    assert_true(holds("main", &comp));
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM flow_resolutions WHERE path = ?", "a.c"), 1);
+
+    run_target("next");
+    assert_int_equal(count_events("flow-blocked"), 1); /* main's only: nobody told for next */
+    assert_int_equal(count_events("flow-reused"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'flow-reused' AND "
+                                "json_extract(detail, '$.why') = ?",
+                                "recorded resolution reused for a.c"),
+                     1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE state = 'landed' AND "
+                                "branch = ?",
+                                "keel-gate/flow/comp+net-to-next"),
+                     1);
+    assert_true(holds("next", &comp));
+    assert_string_equal(text_at("next", "a.c"), "both\n");
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM flows WHERE state = ?", "idle"), 2);
+    assert_int_equal(hook_lines_soon("\"event\":\"flow-reused\"", "comp/net -> next", 1), 1);
+}
+
 #if KEEL_DEVEL
 /*
  * kill -9 after the merge (not queued yet) and after the submission (the
@@ -410,6 +475,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_conflict_reminds_the_authors, fx_teardown),
         cmocka_unit_test_teardown(test_rejected_merge_blocks, fx_teardown),
         cmocka_unit_test_teardown(test_pre_merge_level, fx_teardown),
+        cmocka_unit_test_teardown(test_recorded_resolution_reused, fx_teardown),
 #if KEEL_DEVEL
         cmocka_unit_test_teardown(test_kill_at_flow_points, fx_teardown),
 #endif

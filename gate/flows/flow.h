@@ -165,4 +165,24 @@ KEEL_MUST_USE keel_status gate_flow_branch(const char *from, const char *to, cha
  */
 unsigned gate_flow_levels(const gate_config *cfg, const char *target, const char *branch);
 
+/*
+ * A recorded resolution of one conflicting path (keel's own rerere; libgit2
+ * has none): the conflict is the path and the three blob ids git's merge
+ * found there (the merge base's, the destination's = ours, the source's =
+ * theirs; "" for a side without the file); the resolution is the blob a
+ * developer's resolution that landed holds at the path ("": deleted) and its
+ * file mode.  Recorded in the store (store_flow.h) when a flow's change that
+ * resolved a conflict lands; applied by gate_flow_merge (flowmerge.h) when
+ * the same conflict comes back.
+ */
+enum { GATE_FLOW_PATH_MAX = 1024 };
+typedef struct gate_flow_resolution {
+    char path[GATE_FLOW_PATH_MAX];
+    char base[GATE_FLOW_SHA_MAX];
+    char ours[GATE_FLOW_SHA_MAX];
+    char theirs[GATE_FLOW_SHA_MAX];
+    char blob[GATE_FLOW_SHA_MAX];
+    unsigned mode;
+} gate_flow_resolution;
+
 #endif /* KEEL_GATE_FLOW_H */
