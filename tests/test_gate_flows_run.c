@@ -226,6 +226,22 @@ static void push_resolution(const char *flow_branch, const char *from, const cha
     git_commit_free(pc[1]);
 }
 
+/* `keel-gate status` (json: --json; flows: `keel-gate flows`) of main's gate, as text. */
+static const char *status_of(bool json, bool flows)
+{
+    static char text[1 << 16];
+    gate *g = fx_open_target("main");
+    FILE *f = fmemopen(text, sizeof(text), "w");
+    assert_non_null(f);
+    if (flows)
+        fx_ok(gate_flows_show(g, f, json));
+    else
+        fx_ok(gate_status(g, f, json ? GATE_STATUS_JSON : 0));
+    (void)fclose(f);
+    gate_close(g);
+    return text;
+}
+
 static void flows_turn_at(long long now)
 {
     gate *g = fx_open();
@@ -265,6 +281,17 @@ static void test_conflict_reminds_the_authors(void **state)
     assert_int_equal(hook_lines("Dan@example.org", NULL), 0);
     assert_int_equal(hook_lines("Eve@example.org", NULL), 0);
     assert_int_equal(hook_lines("\"event\":\"flow-blocked\"", "git merge origin/comp/net"), 1);
+    /* status: the flow's line, blocked since when and why */
+    assert_non_null(
+        strstr(status_of(false, false), "flows (1):\n  comp/net -> main: blocked for "));
+    assert_non_null(strstr(status_of(false, false), ": merge conflict: a.c (0 reminder(s))\n"));
+    assert_non_null(strstr(status_of(true, false),
+                           ",\"flows\":[{\"from\":\"comp/net\",\"to\":\"main\","
+                           "\"state\":\"blocked\","));
+    assert_non_null(strstr(status_of(true, false), "\"why\":\"merge conflict: a.c\"}]"));
+    /* keel-gate flows: one line each (a newline inside one call came out escaped) */
+    assert_non_null(strstr(status_of(false, true), "comp/net -> main: blocked\n  comp/net "));
+    assert_non_null(strstr(status_of(false, true), "\n  blocked since "));
 
     /* the test clock: reminder 1 a day after, 2 two days after that, then the escalation */
     long long t0 = fx_sql_int("SELECT blocked_since FROM flows WHERE dst = ?", "main");
@@ -293,6 +320,8 @@ static void test_conflict_reminds_the_authors(void **state)
     fx_head("comp/net", &x);
     assert_true(holds("main", &x));
     assert_int_equal(hook_lines_soon("\"event\":\"flow-unblocked\"", NULL, 1), 1);
+    assert_non_null(
+        strstr(status_of(false, false), "  comp/net -> main: idle, 0 commit(s) waiting\n"));
     /* a new commit on comp/net flows again, as before */
     commit_as("comp/net", "Eve", "e2.c", "e2\n", &x);
     run_target("main");
