@@ -115,6 +115,22 @@ static long long count_events(const char *kind)
     return fx_sql_int("SELECT count(*) FROM events WHERE kind = ?", kind);
 }
 
+/* `keel-gate status` (json: --json; flows: `keel-gate flows`) of main's gate, as text. */
+static const char *status_of(bool json, bool flows)
+{
+    static char text[1 << 16];
+    gate *g = fx_open_target("main");
+    FILE *f = fmemopen(text, sizeof(text), "w");
+    assert_non_null(f);
+    if (flows)
+        fx_ok(gate_flows_show(g, f, json));
+    else
+        fx_ok(gate_status(g, f, json ? GATE_STATUS_JSON : 0));
+    (void)fclose(f);
+    gate_close(g);
+    return text;
+}
+
 /*
  * main <-> comp/net over 50 commits on each side (5 rounds of 10), a gate
  * per branch: each round's merges land once each, both branches end up
@@ -163,6 +179,11 @@ static void test_two_way_sync(void **state)
     assert_int_equal(count_events("flow-landed"), 2 * ROUNDS);
     assert_int_equal(hook_lines_soon("\"event\":\"flow-landed\"", "comp/net -> main", ROUNDS),
                      ROUNDS);
+    /* nothing waits either way: comp/net's sync merges of main bring nothing of their own */
+    assert_non_null(
+        strstr(status_of(false, false), "  comp/net -> main: idle, 0 commit(s) waiting\n"));
+    assert_non_null(
+        strstr(status_of(false, false), "  main -> comp/net: idle, 0 commit(s) waiting\n"));
 }
 
 /* A product branch fed from main takes main's commits and never merges back into main. */
@@ -224,22 +245,6 @@ static void push_resolution(const char *flow_branch, const char *from, const cha
     git_tree_free(ptree);
     git_commit_free(pc[0]);
     git_commit_free(pc[1]);
-}
-
-/* `keel-gate status` (json: --json; flows: `keel-gate flows`) of main's gate, as text. */
-static const char *status_of(bool json, bool flows)
-{
-    static char text[1 << 16];
-    gate *g = fx_open_target("main");
-    FILE *f = fmemopen(text, sizeof(text), "w");
-    assert_non_null(f);
-    if (flows)
-        fx_ok(gate_flows_show(g, f, json));
-    else
-        fx_ok(gate_status(g, f, json ? GATE_STATUS_JSON : 0));
-    (void)fclose(f);
-    gate_close(g);
-    return text;
 }
 
 static void flows_turn_at(long long now)

@@ -440,12 +440,25 @@ keel_status gate_flow_waiting(gate_repo *r, const char *source, const char *dest
     keel_status s = gate_oid_parse(source, &src);
     if (keel_ok(s))
         s = gate_oid_parse(dest, &dst);
-    size_t ahead = 0, behind = 0;
-    int rc = keel_ok(s) ? git_graph_ahead_behind(&ahead, &behind, r->repo, &src, &dst) : 0;
+    git_revwalk *w = NULL;
+    int rc = keel_ok(s) ? git_revwalk_new(&w, r->repo) : 0;
+    if (rc == 0 && keel_ok(s))
+        rc = git_revwalk_push(w, &src);
+    if (rc == 0 && keel_ok(s))
+        rc = git_revwalk_hide(w, &dst);
+    git_oid id;
+    for (unsigned k = 0; rc == 0 && keel_ok(s) && k < GATE_FLOWMERGE_WALK; k++) {
+        if (git_revwalk_next(&id, w) != 0)
+            break;
+        git_commit *c = NULL;
+        rc = git_commit_lookup(&c, r->repo, &id);
+        if (rc == 0 && git_commit_parentcount(c) <= 1)
+            (*n)++;
+        git_commit_free(c);
+    }
     if (rc != 0)
         s = gate_git_error(rc, "cannot count the commits of %.12s not in %.12s", source, dest);
-    if (keel_ok(s))
-        *n = ahead;
+    git_revwalk_free(w);
     return s;
 }
 

@@ -120,7 +120,12 @@ KEEL_MUST_USE keel_status gate_flow_resolved(gate_repo *r, const char *flow_bran
  */
 KEEL_MUST_USE keel_status gate_flow_brought(gate_repo *r, const char *merge, gate_flowmerge *out);
 
-/* How many commits `source` has that `dest` has not (both 40 hex digits): a flow's waiting. */
+/*
+ * How many commits `source` has that `dest` has not (both 40 hex digits): a
+ * flow's waiting.  Merges are not counted (a sync merge brings nothing of its
+ * own: the commits it brought are counted, or are in `dest`); at most
+ * GATE_FLOWMERGE_WALK commits are looked at.
+ */
 KEEL_MUST_USE keel_status gate_flow_waiting(gate_repo *r, const char *source, const char *dest,
                                             size_t *n);
 
