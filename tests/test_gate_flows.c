@@ -592,6 +592,98 @@ static void test_merge_conflict_people(void **state)
     gate_repo_close(r);
 }
 
+/* The recorded resolutions a test serves gate_flow_merge (a store's stand-in). */
+typedef struct recorded {
+    const gate_flow_resolution *rows;
+    size_t n;
+} recorded;
+
+static keel_status recall_rows(void *ctx, gate_flow_resolution *r, bool *found)
+{
+    const recorded *rec = (const recorded *)ctx;
+    *found = false;
+    for (size_t i = 0; i < rec->n && !*found; i++) {
+        const gate_flow_resolution *k = &rec->rows[i];
+        if (strcmp(k->path, r->path) == 0 && strcmp(k->base, r->base) == 0 &&
+            strcmp(k->ours, r->ours) == 0 && strcmp(k->theirs, r->theirs) == 0) {
+            memcpy(r->blob, k->blob, sizeof(r->blob));
+            r->mode = k->mode;
+            *found = true;
+        }
+    }
+    return KEEL_OK;
+}
+
+/*
+ * Recorded resolutions: a developer's merge resolving a.c and b.c gives two
+ * rows (gate_flow_resolutions); the same merge made again with both recalled
+ * is made (reused 2, the resolved a.c, said in the message); with one
+ * missing, or a recorded blob the repository does not have, it conflicts.
+ */
+static void test_merge_recalled(void **state)
+{
+    (void)state;
+    git_oid base = commit_by("Root", NULL, 0, "a.c", "base\n", "main");
+    git_oid base2 = commit_by("Root", &base, 1, "b.c", "b base\n", "main");
+    git_oid c1 = commit_by("Bob", &base2, 1, "a.c", "comp's\n", "comp/net");
+    git_oid c2 = commit_by("Bob", &c1, 1, "b.c", "comp b\n", "comp/net");
+    git_oid m1 = commit_by("Ann", &base2, 1, "a.c", "main's\n", "main");
+    git_oid m2 = commit_by("Ann", &m1, 1, "b.c", "main b\n", "main");
+    const git_oid tips[2] = {m2, c2};
+    git_oid done = commit_by("Bob", tips, 2, "a.c", "both\n", "fix"); /* b.c: main's kept */
+    gate_repo *r = open_repo();
+    gate_flow_resolution rows[GATE_FLOWMERGE_PATHS];
+    size_t n = 99;
+    keel_test_ok(gate_flow_resolutions(r, git_oid_tostr_s(&m2), rows, GATE_FLOWMERGE_PATHS, &n));
+    assert_int_equal(n, 0); /* not a merge */
+    keel_test_ok(gate_flow_resolutions(r, git_oid_tostr_s(&done), rows, GATE_FLOWMERGE_PATHS, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].path, "a.c");
+    assert_string_equal(rows[1].path, "b.c");
+    git_oid both, main_b;
+    assert_int_equal(git_blob_create_from_buffer(&both, repo, "both\n", 5), 0);
+    assert_int_equal(git_blob_create_from_buffer(&main_b, repo, "main b\n", 7), 0);
+    assert_string_equal(rows[0].blob, git_oid_tostr_s(&both));
+    assert_string_equal(rows[1].blob, git_oid_tostr_s(&main_b));
+    assert_int_equal(rows[0].mode, GIT_FILEMODE_BLOB);
+    assert_true(rows[0].base[0] != '\0' && rows[0].ours[0] != '\0' && rows[0].theirs[0] != '\0');
+
+    const char *flow = "keel-gate/flow/comp+net-to-main";
+    gate_flowmerge m;
+    recorded one = {rows, 1};
+    gate_flow_recall known = {recall_rows, &one};
+    keel_test_ok(gate_flow_merge(r, "comp/net", "main", flow, 1000, &known, &m));
+    assert_int_equal(m.result, GATE_FLOWMERGE_CONFLICT); /* b.c has no record */
+    assert_int_equal(m.reused, 0);
+    assert_int_equal(m.npaths, 2);
+
+    recorded all = {rows, 2};
+    known.ctx = &all;
+    keel_test_ok(gate_flow_merge(r, "comp/net", "main", flow, 1000, &known, &m));
+    assert_int_equal(m.result, GATE_FLOWMERGE_MADE);
+    assert_int_equal(m.reused, 2);
+    assert_string_equal(m.paths[0], "a.c");
+    git_oid id;
+    git_commit *c = NULL;
+    git_tree *tree = NULL;
+    assert_int_equal(git_oid_fromstr(&id, m.merge), 0);
+    assert_int_equal(git_commit_lookup(&c, repo, &id), 0);
+    assert_int_equal(git_commit_parentcount(c), 2);
+    assert_non_null(strstr(git_commit_message(c), "Keel-Gate-Resolution: recorded, reused: a.c\n"));
+    assert_int_equal(git_commit_tree(&tree, c), 0);
+    assert_true(git_oid_equal(git_tree_entry_id(git_tree_entry_byname(tree, "a.c")), &both));
+    assert_true(git_oid_equal(git_tree_entry_id(git_tree_entry_byname(tree, "b.c")), &main_b));
+    git_tree_free(tree);
+    git_commit_free(c);
+
+    /* a record whose blob is gone from the repository: not applied */
+    (void)snprintf(rows[1].blob, sizeof(rows[1].blob), "%s",
+                   "0123456789abcdef0123456789abcdef01234567");
+    keel_test_ok(gate_flow_merge(r, "comp/net", "main", flow, 1000, &known, &m));
+    assert_int_equal(m.result, GATE_FLOWMERGE_CONFLICT);
+    gate_repo_close(r);
+}
+
 /* A clean merge is a real merge commit on the flow branch; once in main, nothing new. */
 static void test_merge_made_then_nothing_new(void **state)
 {
@@ -759,6 +851,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_flow_resolution),
         cmocka_unit_test(test_flow_rejected_then_retry),
         cmocka_unit_test_setup_teardown(test_merge_conflict_people, repo_setup, repo_teardown),
+        cmocka_unit_test_setup_teardown(test_merge_recalled, repo_setup, repo_teardown),
         cmocka_unit_test_setup_teardown(test_merge_made_then_nothing_new, repo_setup,
                                         repo_teardown),
         cmocka_unit_test_setup_teardown(test_store_reminders_once, repo_setup, repo_teardown),

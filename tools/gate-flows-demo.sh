@@ -26,7 +26,7 @@ cd "$work"
 as() { # as NAME git ...: a commit by NAME <NAME@example.org>
     local who=$1
     shift
-    git -c user.name="$who" -c user.email="$(echo "$who" | tr 'A-Z' 'a-z')@example.org" "$@"
+    git -c user.name="$who" -c user.email="$(echo "$who" | tr '[:upper:]' '[:lower:]')@example.org" "$@"
 }
 
 # The notify hook: one line per flow event that tells people (JSON lines on stdin), as a
@@ -73,7 +73,10 @@ run() { # run BRANCH: the gate of BRANCH, once; its flows' lines and what landed
 }
 hook() { # the notify hook's lines since the last call
     sleep 0.2
-    [ -e "$demo/hook.txt" ] && cat "$demo/hook.txt" && : > "$demo/hook.txt" || true
+    if [ -e "$demo/hook.txt" ]; then
+        cat "$demo/hook.txt"
+        : > "$demo/hook.txt"
+    fi
 }
 push() { git push -q origin "$@"; }
 
