@@ -676,6 +676,20 @@ static void test_merge_recalled(void **state)
     git_tree_free(tree);
     git_commit_free(c);
 
+    /* recorded from a merge made the other way round (main into comp/net): found all the same */
+    gate_flow_resolution swapped[2];
+    memcpy(swapped, rows, sizeof(swapped));
+    for (size_t i = 0; i < 2; i++) {
+        memcpy(swapped[i].ours, rows[i].theirs, sizeof(swapped[i].ours));
+        memcpy(swapped[i].theirs, rows[i].ours, sizeof(swapped[i].theirs));
+    }
+    recorded other = {swapped, 2};
+    known.ctx = &other;
+    keel_test_ok(gate_flow_merge(r, "comp/net", "main", flow, 1000, &known, &m));
+    assert_int_equal(m.result, GATE_FLOWMERGE_MADE);
+    assert_int_equal(m.reused, 2);
+    known.ctx = &all;
+
     /* a record whose blob is gone from the repository: not applied */
     (void)snprintf(rows[1].blob, sizeof(rows[1].blob), "%s",
                    "0123456789abcdef0123456789abcdef01234567");

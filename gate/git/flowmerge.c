@@ -211,6 +211,15 @@ static bool oid_ok(const char *hex, git_oid *id)
     return strlen(hex) == GATE_HEX - 1 && git_oid_fromstr(id, hex) == 0;
 }
 
+/* A conflict's sides exchanged: ours <-> theirs. */
+static void swap_sides(gate_flow_resolution *k)
+{
+    char tmp[sizeof(k->ours)];
+    memcpy(tmp, k->ours, sizeof(tmp));
+    memcpy(k->ours, k->theirs, sizeof(tmp));
+    memcpy(k->theirs, tmp, sizeof(tmp));
+}
+
 /* Is `hex` a blob id, and that blob in the repository? */
 static bool has_blob(gate_repo *r, const char *hex)
 {
@@ -235,6 +244,11 @@ static keel_status recall_all(gate_repo *r, const gate_flow_recall *recall, git_
     for (size_t i = 0; keel_ok(s) && all && i < nkeys; i++) {
         bool found = false;
         s = recall->fn(recall->ctx, &keys[i], &found);
+        if (keel_ok(s) && !found) { /* recorded from a merge made the other way round */
+            swap_sides(&keys[i]);
+            s = recall->fn(recall->ctx, &keys[i], &found);
+            swap_sides(&keys[i]);
+        }
         all = keel_ok(s) && found;
         if (all && keys[i].blob[0] != '\0') /* the blob must still be here */
             all = has_blob(r, keys[i].blob);

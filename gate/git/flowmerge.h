@@ -27,7 +27,9 @@
  * change that resolved a conflict lands, gate_flow_resolutions reads, for
  * each path its parents' merge conflicts on, the conflict (the three blob
  * ids) and what the change holds there; the gate records them in the store.
- * gate_flow_merge, given a `recall`, looks each conflict up: when every
+ * gate_flow_merge, given a `recall`, looks each conflict up (and, not
+ * found, with its sides exchanged: a resolution made by merging the
+ * destination into the source, its first parent the source's); when every
  * conflicting path has a recorded resolution whose blob is in the
  * repository, they are applied and the merge is MADE (out->reused: how many,
  * their names in out->paths; the commit message says so), to be tested by
