@@ -69,7 +69,8 @@
  * before levels existed.  The gate's queue runs the `gate` ones, `try` the
  * `try` ones, the post level (gate/levels/post.c) the `post` ones, the
  * nightly level (gate/levels/nightly.c) the `nightly` ones on their
- * schedule; `pre-merge` is accepted and kept, but nothing runs it yet.  The tier
+ * schedule; the queue runs the `pre-merge` ones too on a branch flow's merge
+ * into the target (gate/flows/flow.h gate_flow_levels), never on others.  The tier
  * says what a failure at post brings: 1 and 2, a culprit search; 3, the
  * result in the history only.  The default is 2 (searched and reported):
  * automatic backout (tier 1's) must be asked for.  `required` is the gate's:
@@ -210,8 +211,8 @@ typedef struct gate_matrix_config {
  *   trigger        = commit        # commit: every commit that reaches SRC;
  *                                  # schedule: `interval` apart
  *   interval       = 6h            # with trigger = schedule: s, m, h, d, w units
- *   levels         = gate          # the levels of DST's configurations that test
- *                                  # the merge (default: gate, the queue's)
+ *   levels         = post          # more levels of DST's configurations that test
+ *                                  # the merge (gate and pre-merge always do)
  *   owner          = Ann Lee <ann@example.org>   # escalations go there
  *   remind         = 1d 2d 4d      # back-off between reminders (the last repeats)
  *   escalate-after = 3             # reminders before the owner is told (0: never)
@@ -311,7 +312,9 @@ const char *gate_level_name(gate_level l);
 bool gate_config_at(const gate_matrix_config *m, gate_level l);
 /*
  * Keep only the configurations that run at level l (in their order): the
- * queue keeps the gate's, try the try's, the post level the post's.  How many
+ * queue keeps the gate's, try the try's, the post level the post's.  `l` may
+ * be several GATE_LEVEL_* bits or'd: a configuration at any of them is kept
+ * (a flow's merge: gate and pre-merge, gate_flow_levels).  How many
  * are left in c->nconfigs (0 possible: the caller says what that means).
  */
 void gate_config_keep_level(gate_config *c, gate_level l);
