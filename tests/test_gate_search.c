@@ -368,8 +368,12 @@ static void flaky_never_wrong(unsigned from, unsigned to)
             fail_msg("seed %u: no search ended (%s)", seed, found ? row.state : "none");
         if (strcmp(row.state, "verified") == 0) {
             assert_verified(&row, &c[bad - 1]);
-            if (row.flake < 0.15)
-                fail_msg("flake rate %.3f: the history's 0.2 not used", row.flake);
+            /* the history's 2 failures of 10 with the post level's runs since (mostly passes:
+             * one trial of 100 measured 0.105): far above the 1% floor of a configuration
+             * without history */
+            if (row.flake < 0.05)
+                fail_msg("seed %u: flake rate %.3f: the history's failures not used", seed,
+                         row.flake);
         }
         /* no wrong revert: a backout (tier 1) only of the culprit, and only once verified */
         char hex[GIT_OID_HEXSZ + 1];
