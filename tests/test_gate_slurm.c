@@ -274,21 +274,32 @@ static void *kill_ctld_when_started(void *arg)
     for (int i = 0; i < 3000 && access(path, F_OK) != 0; i++)
         (void)usleep(5000);
     sc_kill9("slurmctld.pid");
+    (void)sc_client_timeout(1); /* each Slurm call fails at once, not after 1 s of retries */
+    fx_marker(path, sizeof(path), ".killed");
+    FILE *f = fopen(path, "w"); /* a's job ends now: it ran across the controller's death */
+    if (f != NULL)
+        (void)fclose(f);
     return NULL;
 }
 
 /*
- * slurmctld killed for good during a's job: a's job outlives it and lands; b's configuration
- * asks for other nodes (constraint = clang: a new allocation, which a runner already standing
- * would not need), so b's job cannot start, the gate pauses and stops, b queued and blamed for
- * nothing; a gate started meanwhile stops too; with the controller back, b lands.
+ * slurmctld killed for good during a's job (which waits for that): a's job outlives it and
+ * lands; b's configuration asks for other nodes (constraint = clang: a new allocation, which a
+ * runner already standing would not need), so b's job cannot start, the gate pauses and stops,
+ * b queued and blamed for nothing; a gate started meanwhile stops too; with the controller
+ * back, b lands.  While it is down the clients' MessageTimeout is 1 s (sc_client_timeout): each
+ * of the gate's Slurm calls fails at once instead of after a second of retries.
  */
 static void test_outage_blames_no_change(void **state)
 {
     (void)state;
     need_cluster();
     fx_setup_repo("strategy = serial\nexecutor = slurm\nretries = 0", "");
-    slow_branch("a", 2);
+    /* a's job runs until slurmctld has been killed (at most 30 s), b's (on a's) at once */
+    fx_branch("a", "ci.sh",
+              "test ! -e bad\ntouch \"$MARKER.started\"\n"
+              "for i in $(seq 600); do test -e \"$MARKER.killed\" && break; sleep 0.05; done\n"
+              "test -e \"$MARKER.killed\"\n");
     char conf[1024];
     (void)snprintf(conf, sizeof(conf),
                    "[gate]\ntarget = main\nslots = 2\nstrategy = serial\nexecutor = slurm\n"
@@ -322,6 +333,7 @@ static void test_outage_blames_no_change(void **state)
     keel_status_free(s);
     assert_int_equal(st.landed + st.rejected, 0);
     /* the controller is back: b lands, a is not landed again */
+    assert_true(sc_client_timeout(2));
     assert_int_equal(sc_start_ctld(), 0);
     assert_true(sc_wait_any_idle(20000));
     st = fx_run_once();
