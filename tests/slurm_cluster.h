@@ -210,13 +210,13 @@ static inline const char *sc_start(void)
 
 /*
  * kill -9 of this cluster's slurmstepd processes (those whose environment names its
- * client.conf, as slurmd's does): one whose job ended while slurmctld was down waits for it
- * forever.
+ * slurm.conf: slurmd gives its steps SLURM_CONF = the file it read, not its own environment's
+ * client.conf): one whose job ended while slurmctld was down waits for it forever.
  */
 static inline void sc_kill_stepds(void)
 {
     char want[160];
-    (void)snprintf(want, sizeof(want), "SLURM_CONF=%s", sc.client);
+    (void)snprintf(want, sizeof(want), "SLURM_CONF=%s", sc.conf);
     DIR *d = opendir("/proc");
     if (d == NULL)
         return;
@@ -250,10 +250,10 @@ static inline void sc_stop(void)
 {
     if (!sc.up)
         return;
-    sc_kill_stepds();
-    sc_kill9("slurmctld.pid");
-    sc_kill9("slurmd-n1.pid");
+    sc_kill9("slurmd-n1.pid"); /* first: no slurmd starts a slurmstepd after the sweep */
     sc_kill9("slurmd-n2.pid");
+    sc_kill9("slurmctld.pid");
+    sc_kill_stepds();
     sc_kill9("munge/munged.pid");
     if (getenv("KEEL_TEST_KEEP_CLUSTER") == NULL)
         (void)sc_sh("rm -rf -- '%s'", sc.dir);
