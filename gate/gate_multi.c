@@ -48,9 +48,9 @@ static keel_status check_targets(gate *const *gs, size_t n)
             keel_status_free(s);
             return keel_status_with_str(
                 KEEL_ERR(KEEL_E_NOTFOUND,
-                         "target '%s' is not a branch of '%s': create it (git branch %s main) or "
-                         "remove it from the targets",
-                         gs[i]->target, gs[i]->repo_path, gs[i]->target),
+                         "target '%s' is not a branch of '%s': create the branch first, or leave "
+                         "it out of the targets",
+                         gs[i]->target, gs[i]->repo_path),
                 "target", gs[i]->target);
         }
         if (!keel_ok(s))

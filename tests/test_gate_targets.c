@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "gate_fixture.h"
+#include "gate_text.h"
 #include "config.h"
 #include "pool.h"
 
@@ -413,6 +414,37 @@ static void test_cli_several_targets(void **state)
     assert_true(holds("comp/net", &n));
     free(text);
     free(etext);
+    /* status: every target's line; JSON: "targets"; --target: that target's queue */
+    char *st_argv[] = {"keel-gate", "--repo", fx_repo, "--state", fx_state,
+                       "status",    "--json", NULL,    NULL,      NULL};
+    static const char *const want[][3] = {
+        {"targets (2, one keel-gate run guards each", "  main ", "  comp/net "},
+        {"\"targets\":[{\"target\":\"main\",\"tip\":\"", "{\"target\":\"comp/net\"",
+         "\"queued\":0,\"testing\":0}]"},
+        {"target 'comp/net' at ", "recently landed (1):", "fn"},
+    };
+    for (int k = 0; k < 3; k++) {
+        int argc = k == 1 ? 7 : 6;
+        if (k == 2) {
+            st_argv[6] = "--target";
+            st_argv[7] = "comp/net";
+            argc = 8;
+        }
+        out = open_memstream(&text, &len);
+        err = open_memstream(&etext, &elen);
+        rc = gate_cli_main(argc, st_argv, out, err);
+        (void)fclose(out);
+        (void)fclose(err);
+        if (rc != 0)
+            fail_msg("status %d: %d: %s", k, rc, etext);
+        for (int w = 0; w < 3; w++)
+            if (strstr(text, want[k][w]) == NULL)
+                fail_msg("status %d: no '%s' in:\n%s", k, want[k][w], text);
+        if (k == 1)
+            gate_assert_json("status --json", text);
+        free(text);
+        free(etext);
+    }
 }
 
 int main(int argc, char **argv)
