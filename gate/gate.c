@@ -348,6 +348,8 @@ void gate_say(gate *g, const char *fmt, ...)
 {
     if (g->out == NULL)
         return;
+    if (g->pool_core != NULL) /* one of several targets (gate_multi.c): which one says it */
+        gate_text_printf(g->out, "[%s] ", g->target);
     va_list ap;
     va_start(ap, fmt);
     gate_text_vprintf(g->out, fmt, ap); /* names in it are anyone's: escaped (text.h) */

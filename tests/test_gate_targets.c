@@ -407,7 +407,8 @@ static void test_cli_several_targets(void **state)
     (void)fclose(err);
     if (rc != 0)
         fail_msg("run: %d: %s\n%s", rc, text, etext);
-    if (strstr(text, "one of 2 targets sharing 2 slots") == NULL ||
+    if (strstr(text, "[comp/net] gate: 'comp/net' at ") == NULL ||
+        strstr(text, "one of 2 targets sharing 2 slots") == NULL ||
         strstr(text, "summary: 2 landed") == NULL)
         fail_msg("run's output: %s", text);
     assert_true(holds("main", &m));
