@@ -11,6 +11,7 @@
 
 #include "backout.h"
 #include "ccache.h"
+#include "flows_turn.h"
 #include "gate_int.h"
 #include "query.h"
 #include "store_web.h"
@@ -457,6 +458,8 @@ keel_status gate_status(gate *g, FILE *f, unsigned flags)
     }
     if (keel_ok(s))
         print_ccache(g, f, json);
+    if (keel_ok(s)) /* the branch flows (gate/flows/flows_show.c) */
+        s = gate_flows_status(g, f, json);
     if (keel_ok(s) && json) {
         print_memory(g, f, true);
         (void)fprintf(f, "}\n");
