@@ -6,6 +6,8 @@
  *   # .keel/gate.conf
  *   [gate]
  *   target     = main          # the branch the gate guards
+ *   targets    = main comp/net # or several: `run` guards each (its own queue and
+ *                              #   configuration), sharing the slots (gate_run_targets)
  *   slots      = 4             # executor slots (default: the number of cores)
  *   strategy   = adaptive      # serial | batch | speculative | speculative-batch | adaptive
  *   max-batch  = 8             # most changes tested together
@@ -252,10 +254,14 @@ typedef struct gate_flow_config {
     size_t line;             /* where its [flow ...] header is (errors, keel-gate check) */
 } gate_flow_config;
 
+/* [gate] targets: most branches one gate guards (gate_run_targets) */
+enum { GATE_MAX_TARGETS = 16 };
+
 typedef struct gate_config {
     char target[GATE_BRANCH_MAX];
-    bool target_set; /* [gate] target was given (else target is "main", unused) */
-    unsigned slots;  /* 0: the number of cores */
+    bool target_set;    /* [gate] target was given (else target is "main", unused) */
+    gate_words targets; /* [gate] targets: the branches `run` guards together (none: one) */
+    unsigned slots;     /* 0: the number of cores */
     gate_strategy strategy;
     unsigned max_batch;
     unsigned max_depth;
