@@ -223,7 +223,8 @@ static const char *const gate_keys[] = {"crash-limit",     "target",         "sl
                                         "log-days",        "log-max",        "pass-env",
                                         "executor",        "backout",        "backout-budget",
                                         "backout-max-age", "tier2-fix-time", "hold-when-red",
-                                        "blame-max",       "ccache-size",    "slurm-launch"};
+                                        "blame-max",       "ccache-size",    "slurm-launch",
+                                        "revert-near",     "targets"};
 static const char *const config_keys[] = {
     "build",    "test",      "env",        "timeout", "required",     "network",
     "writable", "memory",    "processes",  "cpu",     "output",       "disk",
@@ -547,6 +548,29 @@ static keel_status set_pass_env(const parse_state *st, const char *value, gate_w
     return s;
 }
 
+/* `targets`: branch names, each once, at most GATE_MAX_TARGETS (one gate, several targets). */
+static keel_status set_targets(const parse_state *st, const char *value, gate_words *w)
+{
+    keel_status s = set_words(st, "targets", value, w);
+    if (keel_ok(s) && (w->n == 0 || w->n > GATE_MAX_TARGETS))
+        s = errf(st, KEEL_E_PARSE, "'targets' names 1 to %d branches, not %zu", GATE_MAX_TARGETS,
+                 w->n);
+    for (size_t i = 0; keel_ok(s) && i < w->n; i++) {
+        const char *name = w->words[i];
+        keel_status b = gate_branch_check(name); /* the gate's own rule for a branch name */
+        if (!keel_ok(b) && !keel_status_is(b, &gate_codes, GATE_E_BAD_REF))
+            return KEEL_CONTEXT(b, "%s:%zu: checking 'targets'", st->origin, st->line);
+        bool refused = !keel_ok(b);
+        keel_status_free(b);
+        if (refused || strlen(name) >= GATE_BRANCH_MAX)
+            s = errf(st, KEEL_E_PARSE, "'targets': '%s' is not a branch name git accepts", name);
+        for (size_t k = 0; keel_ok(s) && k < i; k++)
+            if (strcmp(w->words[k], name) == 0)
+                s = errf(st, KEEL_E_PARSE, "'targets': '%s' is named twice", name);
+    }
+    return s;
+}
+
 /*
  * `writable`: absolute paths without '.' or '..' components, none of them /
  * nor under /proc, /sys or /dev, however spelled ("//proc", "/proc/", "//"):
@@ -693,6 +717,8 @@ static keel_status backout_key(const parse_state *st, const char *key, const cha
         return parse_duration(st, key, value, &c->backout_max_age_s);
     if (strcmp(key, "tier2-fix-time") == 0)
         return parse_duration(st, key, value, &c->tier2_fix_s);
+    if (strcmp(key, "revert-near") == 0)
+        return parse_uint(st, key, value, 0, GATE_REVERT_NEAR_MAX, &c->revert_near);
     return KEEL_ERR(KEEL_E_NOTFOUND, "not a backout key");
 }
 
@@ -977,6 +1003,8 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
         c->target_set = true;
         return KEEL_OK;
     }
+    if (strcmp(key, "targets") == 0)
+        return set_targets(st, value, &c->targets);
     if (strcmp(key, "slots") == 0)
         return parse_uint(st, key, value, 1, 256, &c->slots);
     if (strcmp(key, "max-batch") == 0)
@@ -1322,6 +1350,7 @@ static keel_status parse(const char *text, size_t len, const char *origin,
     c->backout_budget = 3;
     c->backout_max_age_s = 7LL * 86400;
     c->tier2_fix_s = 4LL * 3600;
+    c->revert_near = 3;
     gate_limits_default(&c->limits);
     c->log_days = GATE_DEFAULT_LOG_DAYS;
     c->log_max = GATE_DEFAULT_LOG_MAX;
@@ -1400,6 +1429,7 @@ void gate_config_free(gate_config *c)
         return;
     gate_words_free(&c->notify);
     gate_words_free(&c->pass_env);
+    gate_words_free(&c->targets);
     for (size_t i = 0; i < c->nconfigs; i++)
         matrix_config_free(&c->configs[i]);
     keel_heap_free(CONFIG_HEAP, c);

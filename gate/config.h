@@ -6,6 +6,8 @@
  *   # .keel/gate.conf
  *   [gate]
  *   target     = main          # the branch the gate guards
+ *   targets    = main comp/net # or several: `run` guards each (its own queue and
+ *                              #   configuration), sharing the slots (gate_run_targets)
  *   slots      = 4             # executor slots (default: the number of cores)
  *   strategy   = adaptive      # serial | batch | speculative | speculative-batch | adaptive
  *   max-batch  = 8             # most changes tested together
@@ -27,7 +29,7 @@
  *   executor   = local         # local | slurm: where jobs run (gate/exec/slurm.h)
  *   slurm-launch = runner      # runner | srun: a job handed to a runner standing in the
  *                              #   slot's allocation, or a Slurm step of its own
- *   blame-max  = 3             # people a culprit search's event names at most (1..100)
+ *   blame-max  = 3             # people a culprit search's or backout's event names (1..100)
  *
  *   [config gcc-devel]
  *   build    = cmake --preset devel -DCMAKE_C_COMPILER=gcc
@@ -59,7 +61,9 @@
  *   backout-max-age = 7d       # older culprits are proposed, not reverted
  *   tier2-fix-time  = 4h       # tier 2: reverted only when no fix landed in this time
  *   hold-when-red   = no       # yes: the queue holds while a tier-1 configuration is
- *                              # red at post and no backout is under way
+ *                              # red (at post, or nightly) and no backout is under way
+ *   revert-near     = 3        # a later change this many lines from the culprit's own
+ *                              # makes it dependent: not reverted (0..1000)
  *   Durations as gate_duration_parse reads them (4h, 7d, 2w, or 0).
  *
  * Levels and tiers (issue 17): a configuration runs at the levels it names;
@@ -67,7 +71,8 @@
  * before levels existed.  The gate's queue runs the `gate` ones, `try` the
  * `try` ones, the post level (gate/levels/post.c) the `post` ones, the
  * nightly level (gate/levels/nightly.c) the `nightly` ones on their
- * schedule; `pre-merge` is accepted and kept, but nothing runs it yet.  The tier
+ * schedule; the queue runs the `pre-merge` ones too on a branch flow's merge
+ * into the target (gate/flows/flow.h gate_flow_levels), never on others.  The tier
  * says what a failure at post brings: 1 and 2, a culprit search; 3, the
  * result in the history only.  The default is 2 (searched and reported):
  * automatic backout (tier 1's) must be asked for.  `required` is the gate's:
@@ -108,6 +113,7 @@ typedef struct gate_words {
 } gate_words;
 
 enum { GATE_MAX_CONFIGS = 64 };
+enum { GATE_REVERT_NEAR_MAX = 1000 }; /* [gate] revert-near at most (lines) */
 
 enum { GATE_CONFIG_NAME_MAX = 65, GATE_BRANCH_MAX = 256 };
 
@@ -207,8 +213,8 @@ typedef struct gate_matrix_config {
  *   trigger        = commit        # commit: every commit that reaches SRC;
  *                                  # schedule: `interval` apart
  *   interval       = 6h            # with trigger = schedule: s, m, h, d, w units
- *   levels         = gate          # the levels of DST's configurations that test
- *                                  # the merge (default: gate, the queue's)
+ *   levels         = post          # more levels of DST's configurations that test
+ *                                  # the merge (gate and pre-merge always do)
  *   owner          = Ann Lee <ann@example.org>   # escalations go there
  *   remind         = 1d 2d 4d      # back-off between reminders (the last repeats)
  *   escalate-after = 3             # reminders before the owner is told (0: never)
@@ -248,15 +254,19 @@ typedef struct gate_flow_config {
     size_t line;             /* where its [flow ...] header is (errors, keel-gate check) */
 } gate_flow_config;
 
+/* [gate] targets: most branches one gate guards (gate_run_targets) */
+enum { GATE_MAX_TARGETS = 16 };
+
 typedef struct gate_config {
     char target[GATE_BRANCH_MAX];
-    bool target_set; /* [gate] target was given (else target is "main", unused) */
-    unsigned slots;  /* 0: the number of cores */
+    bool target_set;    /* [gate] target was given (else target is "main", unused) */
+    gate_words targets; /* [gate] targets: the branches `run` guards together (none: one) */
+    unsigned slots;     /* 0: the number of cores */
     gate_strategy strategy;
     unsigned max_batch;
     unsigned max_depth;
     unsigned retries;
-    unsigned blame_max;         /* people a culprit search's event names at most (default 3) */
+    unsigned blame_max;         /* people a search's or backout's event names at most (default 3) */
     unsigned crash_limit;       /* quarantine a change after this many gate deaths (0: never) */
     gate_words notify;          /* empty: no hook */
     bool sandbox_none;          /* sandbox = none: jobs run without bubblewrap */
@@ -272,6 +282,7 @@ typedef struct gate_config {
     long long tier2_fix_s;          /* tier 2: how long a fix may take (default 4h) */
     bool backout;                   /* backout = yes|no (default yes) */
     bool hold_when_red;             /* hold the queue while a tier-1 configuration is red */
+    unsigned revert_near;           /* lines: a later change this near depends on the culprit */
     unsigned long long ccache_size; /* ccache-size: every configuration's default (0: none) */
     gate_matrix_config configs[GATE_MAX_CONFIGS];
     size_t nconfigs;
@@ -307,7 +318,9 @@ const char *gate_level_name(gate_level l);
 bool gate_config_at(const gate_matrix_config *m, gate_level l);
 /*
  * Keep only the configurations that run at level l (in their order): the
- * queue keeps the gate's, try the try's, the post level the post's.  How many
+ * queue keeps the gate's, try the try's, the post level the post's.  `l` may
+ * be several GATE_LEVEL_* bits or'd: a configuration at any of them is kept
+ * (a flow's merge: gate and pre-merge, gate_flow_levels).  How many
  * are left in c->nconfigs (0 possible: the caller says what that means).
  */
 void gate_config_keep_level(gate_config *c, gate_level l);

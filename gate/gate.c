@@ -194,7 +194,7 @@ static keel_status resolve_target(gate *g, const char *given)
     }
     if (keel_ok(s) && cfg->target_set)
         g->target_of_head = false;
-    if (keel_ok(s) && cfg->target_set && strcmp(cfg->target, g->target) != 0) {
+    if (keel_ok(s) && gate_config_names_other(cfg, g->target)) {
         if (given != NULL)
             s = gate_target_mismatch(g->target, tip, cfg->target);
         else
@@ -265,6 +265,16 @@ keel_status gate_tip_config_broken(gate *g, keel_status why)
     s = gate_store_event(g->store, now_s(), "config-override", 0, detail);
     keel_heap_free(GATE_HEAP, detail);
     return s;
+}
+
+bool gate_config_names_other(const gate_config *cfg, const char *target)
+{
+    if (!cfg->target_set || strcmp(cfg->target, target) == 0)
+        return false;
+    for (size_t i = 0; i < cfg->targets.n; i++)
+        if (strcmp(cfg->targets.words[i], target) == 0)
+            return false; /* one of the gate's targets */
+    return true;
 }
 
 keel_status gate_target_mismatch(const char *target, const char *tip, const char *named)
@@ -338,6 +348,8 @@ void gate_say(gate *g, const char *fmt, ...)
 {
     if (g->out == NULL)
         return;
+    if (g->pool_core != NULL) /* one of several targets (gate_multi.c): which one says it */
+        gate_text_printf(g->out, "[%s] ", g->target);
     va_list ap;
     va_start(ap, fmt);
     gate_text_vprintf(g->out, fmt, ap); /* names in it are anyone's: escaped (text.h) */

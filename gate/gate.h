@@ -117,6 +117,37 @@ typedef struct gate_run_stats {
 KEEL_MUST_USE keel_status gate_run(gate *g, bool once, gate_run_stats *stats);
 
 /*
+ * One gate, several targets: gs[0..n) are gates opened on one store, each
+ * with its own target (gate_open's o->target), run together by this thread
+ * as gate_run runs one: each target has its own queue, scheduler, post and
+ * nightly levels, culprit searches, backouts and flows (those into it), read
+ * from its own tip's configuration; their jobs share one executor of the
+ * most slots any of their configurations asks for, a free slot going to the
+ * target with the fewest jobs running (gate_pool_share), so that a busy
+ * target never starves another.  `once`: return when every queue is empty
+ * and a whole round of turns changed nothing.  A stop asked of any of them
+ * (gate_request_stop) stops all; the gate's own error on one target stops the
+ * others as a stop would (what was in flight back in the queue) and is
+ * returned.  Refused before anything: a target given twice, gates on
+ * different stores, a target that is not a branch.  *stats: the targets'
+ * sums (what the scheduler learned: the first target's).  n == 1: gate_run.
+ */
+KEEL_MUST_USE keel_status gate_run_targets(gate *const *gs, size_t n, bool once,
+                                           gate_run_stats *stats);
+
+/*
+ * The gates `run` needs for several targets: one per name of given[0..ngiven)
+ * (run --target A --target B), or, when ngiven is 0, one per branch of
+ * [gate] targets in the configuration of g's target; each opened with o as
+ * g was, its own target.  *n = 0 (nothing opened): a single target, g's.
+ * Close them with gate_targets_close (NULL, 0 is fine).
+ */
+KEEL_MUST_USE keel_status gate_targets_open(const gate_options *o, gate *g,
+                                            const char *const *given, size_t ngiven, gate ***gs,
+                                            size_t *n);
+void gate_targets_close(gate **gs, size_t n);
+
+/*
  * Ask gate_run to stop (from any thread; one atomic store, so a signal
  * handler may call it too): it starts no more work, kills the running jobs'
  * process groups, records them as cancelled without blaming any change,

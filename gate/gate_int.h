@@ -101,10 +101,14 @@ struct gate {
     char *config_text; /* NULL: none given */
     size_t config_len;
     char config_origin[GATE_PATH_MAX]; /* FILE, as given (config_used: below) */
+    /* one gate, several targets (gate_run_targets): pool is a share of pool_core's slots */
+    gate_pool *pool_core;             /* NULL: pool is the gate's own */
+    unsigned long long restart_at_ms; /* after the gate's own failure: when it restarts (0: no) */
     /* the small ones together (no padding between them) */
     unsigned poll_ms;
     unsigned pause_ms;
     unsigned gen;
+    unsigned wait_ms;      /* several targets: how long this target's turn would have waited */
     int stop_signal;       /* gate_request_stop's (atomic); 0: keep going */
     unsigned gate_errors;  /* jobs the gate could not start, in a row (GATE_ERRORS_MAX) */
     unsigned turn_errors;  /* turns that failed for the environment, in a row */
@@ -177,6 +181,8 @@ unsigned gate_slots(const gate_config *cfg);
  * the CPUs this process may use, at most the slots (its threads).
  */
 double gate_parallel(const gate_config *cfg);
+/* Does cfg name a target ([gate] target) other than `target`, and not list it in targets? */
+bool gate_config_names_other(const gate_config *cfg, const char *target);
 /* KEEL_E_INVAL: the configuration at `tip` of `target` names another target. */
 KEEL_MUST_USE keel_status gate_target_mismatch(const char *target, const char *tip,
                                                const char *named);

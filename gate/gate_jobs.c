@@ -16,6 +16,7 @@
 
 #include "ccache.h"
 #include "exec.h"
+#include "flow.h"
 #include "gate_loop.h"
 #include "nightly.h"
 #include "post.h"
@@ -117,6 +118,26 @@ static bool rerun(const gate_sched_build *b, const char *name)
     return false;
 }
 
+/*
+ * Keep candidate c's configurations of level gate, and of pre-merge (and the
+ * flow's levels) when one of its changes is a flow's merge into the target
+ * (gate_flow_levels): pre-merge never runs on an ordinary change.
+ */
+static keel_status keep_levels(gate *g, gate_cand *c)
+{
+    unsigned levels = GATE_LEVEL_GATE;
+    keel_status s = KEEL_OK;
+    for (size_t i = 0; keel_ok(s) && i < c->n && c->cfg->nflows > 0; i++) {
+        gate_change ch;
+        s = gate_store_get(g->store, c->changes[i], &ch);
+        if (keel_ok(s))
+            levels |= gate_flow_levels(c->cfg, g->target, ch.branch);
+    }
+    if (keel_ok(s))
+        gate_config_keep_level(c->cfg, (gate_level)levels);
+    return s;
+}
+
 keel_status gate_start_build(gate *g, const gate_sched_build *b)
 {
     gate_cand *c = NULL;
@@ -193,8 +214,8 @@ keel_status gate_start_build(gate *g, const gate_sched_build *b)
             return KEEL_CONTEXT(s, "building candidate %lld", c->sid);
         gate_point_after_merge();
         s = gate_load_config(g, c->merge, &c->cfg);
-        if (keel_ok(s)) /* the queue runs the configurations of level gate (at least one) */
-            gate_config_keep_level(c->cfg, GATE_LEVEL_GATE);
+        if (keel_ok(s)) /* the queue runs level gate (at least one); a flow's merge pre-merge too */
+            s = keep_levels(g, c);
         if (!keel_ok(s) && gate_config_fault_is_gates(s))
             return KEEL_CONTEXT(s, "reading the configuration of candidate %lld", c->sid);
         if (!keel_ok(s)) {

@@ -269,7 +269,7 @@ keel_status gate_restart(gate *g)
                  g->tip, g->config_origin, was_used ? "no longer used" : "not used");
     if (g->tip_cfg == NULL)
         return KEEL_ERR(KEEL_E_INTERNAL, "no configuration for '%s'", g->target);
-    if (g->tip_cfg->target_set && strcmp(g->tip_cfg->target, g->target) != 0)
+    if (gate_config_names_other(g->tip_cfg, g->target))
         return gate_target_mismatch(g->target, g->tip, g->tip_cfg->target);
     s = gate_sandbox_ready(g->tip_cfg);
     if (!keel_ok(s))
@@ -593,17 +593,22 @@ static keel_status turn(gate *g, bool once, bool *done)
         unsigned long long due = g->again_at_ms > now ? g->again_at_ms - now : 0;
         wait_ms = due < wait_ms ? (unsigned)due : wait_ms;
     }
+    if (g->pool_core != NULL) { /* several targets: gate_run_targets waits for all of them */
+        g->wait_ms = wait_ms;
+        wait_ms = 0;
+    }
     gate_job_run *j = gate_pool_wait(g->pool, wait_ms);
     return j != NULL ? gate_job_done(g, j) : KEEL_OK;
 }
 
-keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
+keel_status gate_run_begin(gate *g, bool own_pool)
 {
     KEEL_ASSERT(g != NULL);
     memset(&g->stats, 0, sizeof(g->stats));
     g->recovered = false;
     g->gate_errors = 0;
     g->turn_errors = 0;
+    g->restart_at_ms = 0;
     keel_status s = begin_run(g);
     size_t orphans = 0; /* jobs a killed gate left running go first: none runs alongside them */
     if (keel_ok(s))
@@ -623,29 +628,62 @@ keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
         s = gate_slurm_start(g->tip_cfg, g->work, &lost);
     if (keel_ok(s) && lost > 0)
         gate_say(g, "cancelled %zu Slurm job(s) of a killed keel-gate\n", lost);
-    if (keel_ok(s))
+    if (keel_ok(s) && own_pool)
         s = gate_pool_new(gate_slots(g->tip_cfg), &g->pool);
-    if (keel_ok(s))
+    if (keel_ok(s) && own_pool)
         gate_say(g, "gate: '%s' at %.12s, strategy %s, %u slots\n", g->target, g->tip,
                  gate_strategy_name(g->tip_cfg->strategy), gate_slots(g->tip_cfg));
     gate_notify(g); /* the tip's hook: events left by the last run go first */
     g->pushed_at_ms = 0;
     g->logs_pruned_at = 0;
-    bool done = false;
-    while (!done && !gate_stop_requested(g) && g->pool != NULL) {
-        if (keel_ok(s)) {
-            s = turn(g, once, &done);
-            continue;
+    return s;
+}
+
+keel_status gate_run_step(gate *g, bool once, keel_status s, bool *done, bool *over)
+{
+    *over = false;
+    if (g->restart_at_ms != 0) { /* several targets: this one pauses, the others go on */
+        unsigned long long now = gate_now_ms();
+        if (now < g->restart_at_ms) {
+            g->wait_ms = (unsigned)(g->restart_at_ms - now);
+            return s;
         }
-        /* the gate's own failure (a full disk, no memory, ...): a pause, then from the store */
-        if (!passing(s) || g->gate_errors > GATE_ERRORS_MAX || g->turn_errors > GATE_ERRORS_MAX)
-            break;
-        s = gate_failed(g, &g->turn_errors, s, "a turn of the gate");
-        if (!keel_ok(s))
-            break;
-        pause_for(g, g->again_at_ms > gate_now_ms() ? g->again_at_ms - gate_now_ms() : 0);
-        s = gate_restart(g);
+        g->restart_at_ms = 0;
+        return gate_restart(g);
     }
+    if (keel_ok(s))
+        return turn(g, once, done);
+    /* the gate's own failure (a full disk, no memory, ...): a pause, then from the store */
+    if (!passing(s) || g->gate_errors > GATE_ERRORS_MAX || g->turn_errors > GATE_ERRORS_MAX) {
+        *over = true;
+        return s;
+    }
+    s = gate_failed(g, &g->turn_errors, s, "a turn of the gate");
+    if (!keel_ok(s)) {
+        *over = true;
+        return s;
+    }
+    unsigned long long now = gate_now_ms();
+    if (g->pool_core != NULL) {
+        g->restart_at_ms = g->again_at_ms > now ? g->again_at_ms : now + 1;
+        g->wait_ms = (unsigned)(g->restart_at_ms - now);
+        return KEEL_OK;
+    }
+    pause_for(g, g->again_at_ms > now ? g->again_at_ms - now : 0);
+    return gate_restart(g);
+}
+
+keel_status gate_run(gate *g, bool once, gate_run_stats *stats)
+{
+    keel_status s = gate_run_begin(g, true);
+    bool done = false, over = false;
+    while (!done && !over && !gate_stop_requested(g) && g->pool != NULL)
+        s = gate_run_step(g, once, s, &done, &over);
+    return gate_run_end(g, s, stats);
+}
+
+keel_status gate_run_end(gate *g, keel_status s, gate_run_stats *stats)
+{
     /* on the way out: stop what runs, close what is open */
     g->stopping = gate_stop_requested(g);
     if (g->stopping && g->pool != NULL)

@@ -10,6 +10,19 @@
 
 /* gate_loop.c */
 
+/*
+ * gate_run in three parts, for gate_run_targets (gate_multi.c): begin (the
+ * lock, recovery, the levels; `own_pool`: the executor's pool too, else the
+ * caller gives g->pool and g->pool_core), a step of the loop (a turn; after
+ * the gate's own failure a pause and a restart: in a shared pool's gate the
+ * pause is g->restart_at_ms, not a sleep), `s` the last step's status, *over:
+ * run must end with the status returned), end (stop what runs, requeue or
+ * close what is open, release; returns the status run returns).
+ */
+KEEL_MUST_USE keel_status gate_run_begin(gate *g, bool own_pool);
+KEEL_MUST_USE keel_status gate_run_step(gate *g, bool once, keel_status s, bool *done, bool *over);
+KEEL_MUST_USE keel_status gate_run_end(gate *g, keel_status s, gate_run_stats *stats);
+
 /* Wall-clock seconds. */
 long long gate_now_s(void);
 /* *arr holds at least `need` elements of `elem` bytes (grown on module gate's heap). */

@@ -3,7 +3,10 @@
  * Slurm tests, started and torn down by the test itself, without systemd:
  * munged with a private key and socket, slurmctld and two slurmd (n1:
  * features gcc,debug; n2: clang,release; one CPU each) on free ports, a
- * private slurm.conf, all under a temp dir; SLURM_CONF points at it.
+ * private slurm.conf, all under a temp dir.  The daemons read slurm.conf
+ * (-f); the clients (SLURM_CONF, and so keel-gate's salloc, srun, squeue and
+ * scancel) read client.conf, the same but for a MessageTimeout a test may
+ * lower while slurmctld is down (sc_client_timeout).
  *
  * sc_start returns NULL when the cluster is up, else why it cannot start
  * here (not root, Slurm or munge not installed, a daemon that would not
@@ -30,7 +33,8 @@
 
 typedef struct sc_cluster {
     char dir[64];
-    char conf[128];
+    char conf[128];    /* the daemons' */
+    char client[128];  /* the clients' (SLURM_CONF) */
     unsigned ports[4]; /* slurmctld, slurmd (default), n1, n2 */
     bool up;
 } sc_cluster;
@@ -116,6 +120,48 @@ static inline void sc_kill9(const char *pidfile)
                 pidfile, sc.dir, pidfile, sc.dir, pidfile);
 }
 
+/* The cluster's slurm.conf at `path`, with MessageTimeout=`message_timeout_s`. */
+static inline bool sc_write_conf(const char *path, unsigned message_timeout_s)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return false;
+    (void)fprintf(
+        f,
+        "ClusterName=keel\nSlurmctldHost=localhost(127.0.0.1)\nSlurmctldPort=%u\n"
+        "SlurmdPort=%u\nAuthType=auth/munge\nCredType=cred/munge\n"
+        "AuthInfo=socket=%s/munge/munge.socket\nSlurmUser=root\nSlurmdUser=root\n"
+        "StateSaveLocation=%s/state\nSlurmdSpoolDir=%s/spool/%%n\n"
+        "SlurmctldPidFile=%s/slurmctld.pid\nSlurmdPidFile=%s/slurmd-%%n.pid\n"
+        "SlurmctldLogFile=%s/log/slurmctld.log\nSlurmdLogFile=%s/log/slurmd-%%n.log\n"
+        "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\n"
+        "JobAcctGatherType=jobacct_gather/none\nAccountingStorageType=accounting_storage/none\n"
+        "JobCompType=jobcomp/filetxt\nJobCompLoc=%s/log/jobcomp.txt\n"
+        "SelectType=select/cons_tres\nSelectTypeParameters=CR_Core\nMpiDefault=none\n"
+        "ReturnToService=2\nKillWait=2\nMessageTimeout=%u\nMinJobAge=30\n"
+        "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0\n"
+        "NodeName=n1 NodeAddr=127.0.0.1 Port=%u CPUs=1 RealMemory=1000 Features=gcc,debug "
+        "State=UNKNOWN\n"
+        "NodeName=n2 NodeAddr=127.0.0.1 Port=%u CPUs=1 RealMemory=1000 Features=clang,release "
+        "State=UNKNOWN\n"
+        "PartitionName=ci Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP\n",
+        sc.ports[0], sc.ports[1], sc.dir, sc.dir, sc.dir, sc.dir, sc.dir, sc.dir, sc.dir, sc.dir,
+        message_timeout_s, sc.ports[2], sc.ports[3]);
+    return fclose(f) == 0;
+}
+
+/*
+ * The clients' MessageTimeout (client.conf, written whole then renamed; the daemons keep
+ * theirs).  A Slurm client that cannot connect to slurmctld tries again each second for
+ * MessageTimeout - 1 s: 1 s makes each of keel-gate's calls fail at once while it is down.
+ */
+static inline bool sc_client_timeout(unsigned seconds)
+{
+    char tmp[160];
+    (void)snprintf(tmp, sizeof(tmp), "%s.tmp", sc.client);
+    return sc_write_conf(tmp, seconds) && rename(tmp, sc.client) == 0;
+}
+
 static inline const char *sc_start(void)
 {
     memset(&sc, 0, sizeof(sc));
@@ -134,6 +180,7 @@ static inline const char *sc_start(void)
         return "no temp dir for the cluster";
     (void)chmod(sc.dir, 0755);
     (void)snprintf(sc.conf, sizeof(sc.conf), "%s/slurm.conf", sc.dir);
+    (void)snprintf(sc.client, sizeof(sc.client), "%s/client.conf", sc.dir);
     for (int i = 0; i < 4; i++)
         for (int tries = 0; sc.ports[i] == 0 && tries < 10; tries++) {
             unsigned p = sc_free_port();
@@ -150,32 +197,9 @@ static inline const char *sc_start(void)
               "--log-file=%s/munge/munged.log --seed-file=%s/munge/munged.seed",
               sc.dir, sc.dir, sc.dir, sc.dir, sc.dir, sc.dir) != 0)
         return "munged would not start (see its log in the cluster's temp dir)";
-    FILE *f = fopen(sc.conf, "w");
-    if (f == NULL)
+    if (!sc_write_conf(sc.conf, 2) || !sc_write_conf(sc.client, 2))
         return "cannot write slurm.conf";
-    (void)fprintf(
-        f,
-        "ClusterName=keel\nSlurmctldHost=localhost(127.0.0.1)\nSlurmctldPort=%u\n"
-        "SlurmdPort=%u\nAuthType=auth/munge\nCredType=cred/munge\n"
-        "AuthInfo=socket=%s/munge/munge.socket\nSlurmUser=root\nSlurmdUser=root\n"
-        "StateSaveLocation=%s/state\nSlurmdSpoolDir=%s/spool/%%n\n"
-        "SlurmctldPidFile=%s/slurmctld.pid\nSlurmdPidFile=%s/slurmd-%%n.pid\n"
-        "SlurmctldLogFile=%s/log/slurmctld.log\nSlurmdLogFile=%s/log/slurmd-%%n.log\n"
-        "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\n"
-        "JobAcctGatherType=jobacct_gather/none\nAccountingStorageType=accounting_storage/none\n"
-        "JobCompType=jobcomp/filetxt\nJobCompLoc=%s/log/jobcomp.txt\n"
-        "SelectType=select/cons_tres\nSelectTypeParameters=CR_Core\nMpiDefault=none\n"
-        "ReturnToService=2\nKillWait=2\nMessageTimeout=2\nMinJobAge=30\n"
-        "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0\n"
-        "NodeName=n1 NodeAddr=127.0.0.1 Port=%u CPUs=1 RealMemory=1000 Features=gcc,debug "
-        "State=UNKNOWN\n"
-        "NodeName=n2 NodeAddr=127.0.0.1 Port=%u CPUs=1 RealMemory=1000 Features=clang,release "
-        "State=UNKNOWN\n"
-        "PartitionName=ci Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP\n",
-        sc.ports[0], sc.ports[1], sc.dir, sc.dir, sc.dir, sc.dir, sc.dir, sc.dir, sc.dir, sc.dir,
-        sc.ports[2], sc.ports[3]);
-    (void)fclose(f);
-    (void)setenv("SLURM_CONF", sc.conf, 1);
+    (void)setenv("SLURM_CONF", sc.client, 1);
     sc.up = true; /* from here sc_stop tears down what started */
     if (sc_start_ctld() != 0 || sc_start_slurmd("n1") != 0 || sc_start_slurmd("n2") != 0)
         return "slurmctld or slurmd would not start (see the logs in the cluster's temp dir)";
@@ -186,7 +210,8 @@ static inline const char *sc_start(void)
 
 /*
  * kill -9 of this cluster's slurmstepd processes (those whose environment names its
- * slurm.conf): one whose job ended while slurmctld was down waits for it forever.
+ * slurm.conf: slurmd gives its steps SLURM_CONF = the file it read, not its own environment's
+ * client.conf): one whose job ended while slurmctld was down waits for it forever.
  */
 static inline void sc_kill_stepds(void)
 {
@@ -225,10 +250,10 @@ static inline void sc_stop(void)
 {
     if (!sc.up)
         return;
-    sc_kill_stepds();
-    sc_kill9("slurmctld.pid");
-    sc_kill9("slurmd-n1.pid");
+    sc_kill9("slurmd-n1.pid"); /* first: no slurmd starts a slurmstepd after the sweep */
     sc_kill9("slurmd-n2.pid");
+    sc_kill9("slurmctld.pid");
+    sc_kill_stepds();
     sc_kill9("munge/munged.pid");
     if (getenv("KEEL_TEST_KEEP_CLUSTER") == NULL)
         (void)sc_sh("rm -rf -- '%s'", sc.dir);

@@ -144,6 +144,45 @@ static void test_config_flows(void **state)
     gate_config_free(c);
 }
 
+/*
+ * The pre-merge level: a configuration at `pre-merge` is kept for a flow's
+ * merge into the target (with the flow's own levels), never for an ordinary
+ * change nor a flow into another branch.
+ */
+static void test_config_pre_merge(void **state)
+{
+    (void)state;
+    gate_config *c = parse_ok("[config unit]\ntest = true\n"
+                              "[config pm]\ntest = true\nlevels = pre-merge\n"
+                              "[config late]\ntest = true\nlevels = post\n"
+                              "[flow comp/net -> main]\nlevels = gate post\n"
+                              "[flow main -> release/2.1]\n");
+    assert_true(gate_config_at(&c->configs[1], GATE_LEVEL_PRE_MERGE));
+    assert_false(gate_config_at(&c->configs[1], GATE_LEVEL_GATE));
+    assert_int_equal(gate_flow_levels(c, "main", "topic"), GATE_LEVEL_GATE);
+    assert_int_equal(gate_flow_levels(c, "main", "keel-gate/flow/comp+net-to-main"),
+                     GATE_LEVEL_GATE | GATE_LEVEL_PRE_MERGE | GATE_LEVEL_POST);
+    assert_int_equal(gate_flow_levels(c, "release/2.1", "keel-gate/flow/main-to-release+2.1"),
+                     GATE_LEVEL_GATE | GATE_LEVEL_PRE_MERGE);
+    /* a flow branch into another target, or of no configured flow: gate only */
+    assert_int_equal(gate_flow_levels(c, "main", "keel-gate/flow/main-to-release+2.1"),
+                     GATE_LEVEL_GATE);
+    assert_int_equal(gate_flow_levels(c, "main", "keel-gate/flow/comp+ui-to-main"),
+                     GATE_LEVEL_GATE);
+    /* what the queue keeps of each: an ordinary change's gate alone, a flow's pre-merge too */
+    gate_config_keep_level(c, (gate_level)gate_flow_levels(c, "main", "topic"));
+    assert_int_equal(c->nconfigs, 1);
+    assert_string_equal(c->configs[0].name, "unit");
+    gate_config_free(c);
+    c = parse_ok("[config unit]\ntest = true\n[config pm]\ntest = true\nlevels = pre-merge\n"
+                 "[config late]\ntest = true\nlevels = post\n[flow comp/net -> main]\n");
+    gate_config_keep_level(
+        c, (gate_level)gate_flow_levels(c, "main", "keel-gate/flow/comp+net-to-main"));
+    assert_int_equal(c->nconfigs, 2);
+    assert_string_equal(c->configs[1].name, "pm");
+    gate_config_free(c);
+}
+
 static void test_config_flow_errors(void **state)
 {
     (void)state;
@@ -508,7 +547,7 @@ static void test_merge_conflict_people(void **state)
     gate_repo *r = open_repo();
     gate_flowmerge m;
     keel_test_ok(
-        gate_flow_merge(r, "comp/net", "main", "keel-gate/flow/comp+net-to-main", 1000, &m));
+        gate_flow_merge(r, "comp/net", "main", "keel-gate/flow/comp+net-to-main", 1000, NULL, &m));
     assert_int_equal(m.result, GATE_FLOWMERGE_CONFLICT);
     assert_int_equal(m.npaths, 1);
     assert_string_equal(m.paths[0], "a.c");
@@ -553,6 +592,112 @@ static void test_merge_conflict_people(void **state)
     gate_repo_close(r);
 }
 
+/* The recorded resolutions a test serves gate_flow_merge (a store's stand-in). */
+typedef struct recorded {
+    const gate_flow_resolution *rows;
+    size_t n;
+} recorded;
+
+static keel_status recall_rows(void *ctx, gate_flow_resolution *r, bool *found)
+{
+    const recorded *rec = (const recorded *)ctx;
+    *found = false;
+    for (size_t i = 0; i < rec->n && !*found; i++) {
+        const gate_flow_resolution *k = &rec->rows[i];
+        if (strcmp(k->path, r->path) == 0 && strcmp(k->base, r->base) == 0 &&
+            strcmp(k->ours, r->ours) == 0 && strcmp(k->theirs, r->theirs) == 0) {
+            memcpy(r->blob, k->blob, sizeof(r->blob));
+            r->mode = k->mode;
+            *found = true;
+        }
+    }
+    return KEEL_OK;
+}
+
+/*
+ * Recorded resolutions: a developer's merge resolving a.c and b.c gives two
+ * rows (gate_flow_resolutions); the same merge made again with both recalled
+ * is made (reused 2, the resolved a.c, said in the message); with one
+ * missing, or a recorded blob the repository does not have, it conflicts.
+ */
+static void test_merge_recalled(void **state)
+{
+    (void)state;
+    git_oid base = commit_by("Root", NULL, 0, "a.c", "base\n", "main");
+    git_oid base2 = commit_by("Root", &base, 1, "b.c", "b base\n", "main");
+    git_oid c1 = commit_by("Bob", &base2, 1, "a.c", "comp's\n", "comp/net");
+    git_oid c2 = commit_by("Bob", &c1, 1, "b.c", "comp b\n", "comp/net");
+    git_oid m1 = commit_by("Ann", &base2, 1, "a.c", "main's\n", "main");
+    git_oid m2 = commit_by("Ann", &m1, 1, "b.c", "main b\n", "main");
+    const git_oid tips[2] = {m2, c2};
+    git_oid done = commit_by("Bob", tips, 2, "a.c", "both\n", "fix"); /* b.c: main's kept */
+    gate_repo *r = open_repo();
+    gate_flow_resolution rows[GATE_FLOWMERGE_PATHS];
+    size_t n = 99;
+    keel_test_ok(gate_flow_resolutions(r, git_oid_tostr_s(&m2), rows, GATE_FLOWMERGE_PATHS, &n));
+    assert_int_equal(n, 0); /* not a merge */
+    keel_test_ok(gate_flow_resolutions(r, git_oid_tostr_s(&done), rows, GATE_FLOWMERGE_PATHS, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].path, "a.c");
+    assert_string_equal(rows[1].path, "b.c");
+    git_oid both, main_b;
+    assert_int_equal(git_blob_create_from_buffer(&both, repo, "both\n", 5), 0);
+    assert_int_equal(git_blob_create_from_buffer(&main_b, repo, "main b\n", 7), 0);
+    assert_string_equal(rows[0].blob, git_oid_tostr_s(&both));
+    assert_string_equal(rows[1].blob, git_oid_tostr_s(&main_b));
+    assert_int_equal(rows[0].mode, GIT_FILEMODE_BLOB);
+    assert_true(rows[0].base[0] != '\0' && rows[0].ours[0] != '\0' && rows[0].theirs[0] != '\0');
+
+    const char *flow = "keel-gate/flow/comp+net-to-main";
+    gate_flowmerge m;
+    recorded one = {rows, 1};
+    gate_flow_recall known = {recall_rows, &one};
+    keel_test_ok(gate_flow_merge(r, "comp/net", "main", flow, 1000, &known, &m));
+    assert_int_equal(m.result, GATE_FLOWMERGE_CONFLICT); /* b.c has no record */
+    assert_int_equal(m.reused, 0);
+    assert_int_equal(m.npaths, 2);
+
+    recorded all = {rows, 2};
+    known.ctx = &all;
+    keel_test_ok(gate_flow_merge(r, "comp/net", "main", flow, 1000, &known, &m));
+    assert_int_equal(m.result, GATE_FLOWMERGE_MADE);
+    assert_int_equal(m.reused, 2);
+    assert_string_equal(m.paths[0], "a.c");
+    git_oid id;
+    git_commit *c = NULL;
+    git_tree *tree = NULL;
+    assert_int_equal(git_oid_fromstr(&id, m.merge), 0);
+    assert_int_equal(git_commit_lookup(&c, repo, &id), 0);
+    assert_int_equal(git_commit_parentcount(c), 2);
+    assert_non_null(strstr(git_commit_message(c), "Keel-Gate-Resolution: recorded, reused: a.c\n"));
+    assert_int_equal(git_commit_tree(&tree, c), 0);
+    assert_true(git_oid_equal(git_tree_entry_id(git_tree_entry_byname(tree, "a.c")), &both));
+    assert_true(git_oid_equal(git_tree_entry_id(git_tree_entry_byname(tree, "b.c")), &main_b));
+    git_tree_free(tree);
+    git_commit_free(c);
+
+    /* recorded from a merge made the other way round (main into comp/net): found all the same */
+    gate_flow_resolution swapped[2];
+    memcpy(swapped, rows, sizeof(swapped));
+    for (size_t i = 0; i < 2; i++) {
+        memcpy(swapped[i].ours, rows[i].theirs, sizeof(swapped[i].ours));
+        memcpy(swapped[i].theirs, rows[i].ours, sizeof(swapped[i].theirs));
+    }
+    recorded other = {swapped, 2};
+    known.ctx = &other;
+    keel_test_ok(gate_flow_merge(r, "comp/net", "main", flow, 1000, &known, &m));
+    assert_int_equal(m.result, GATE_FLOWMERGE_MADE);
+    assert_int_equal(m.reused, 2);
+    known.ctx = &all;
+
+    /* a record whose blob is gone from the repository: not applied */
+    (void)snprintf(rows[1].blob, sizeof(rows[1].blob), "%s",
+                   "0123456789abcdef0123456789abcdef01234567");
+    keel_test_ok(gate_flow_merge(r, "comp/net", "main", flow, 1000, &known, &m));
+    assert_int_equal(m.result, GATE_FLOWMERGE_CONFLICT);
+    gate_repo_close(r);
+}
+
 /* A clean merge is a real merge commit on the flow branch; once in main, nothing new. */
 static void test_merge_made_then_nothing_new(void **state)
 {
@@ -564,7 +709,7 @@ static void test_merge_made_then_nothing_new(void **state)
     char flow[128];
     keel_test_ok(gate_flow_branch("main", "release/2.1", flow, sizeof(flow)));
     gate_flowmerge m;
-    keel_test_ok(gate_flow_merge(r, "main", "release/2.1", flow, 1000, &m));
+    keel_test_ok(gate_flow_merge(r, "main", "release/2.1", flow, 1000, NULL, &m));
     assert_int_equal(m.result, GATE_FLOWMERGE_MADE);
     assert_string_equal(m.base, git_oid_tostr_s(&base));
     char hex[GATE_HEX];
@@ -584,14 +729,14 @@ static void test_merge_made_then_nothing_new(void **state)
     git_reference *ref = NULL;
     assert_int_equal(git_reference_create(&ref, repo, "refs/heads/release/2.1", &id, 1, "land"), 0);
     git_reference_free(ref);
-    keel_test_ok(gate_flow_merge(r, "main", "release/2.1", flow, 2000, &m));
+    keel_test_ok(gate_flow_merge(r, "main", "release/2.1", flow, 2000, NULL, &m));
     assert_int_equal(m.result, GATE_FLOWMERGE_NOTHING_NEW);
     assert_string_equal(m.merge, "");
     /* the product branch never flows back by itself; its merge into main would be new */
-    keel_test_ok(
-        gate_flow_merge(r, "release/2.1", "main", "keel-gate/flow/release+2.1-to-main", 3000, &m));
+    keel_test_ok(gate_flow_merge(r, "release/2.1", "main", "keel-gate/flow/release+2.1-to-main",
+                                 3000, NULL, &m));
     assert_int_equal(m.result, GATE_FLOWMERGE_MADE);
-    keel_status s = gate_flow_merge(r, "main", "no/such", flow, 1, &m);
+    keel_status s = gate_flow_merge(r, "main", "no/such", flow, 1, NULL, &m);
     assert_true(KEEL_IS(s, KEEL_E_NOTFOUND));
     keel_status_free(s);
     gate_repo_close(r);
@@ -711,6 +856,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_flows),
         cmocka_unit_test(test_config_flow_errors),
+        cmocka_unit_test(test_config_pre_merge),
         cmocka_unit_test(test_duration_and_branch_names),
         cmocka_unit_test(test_flow_sync_once),
         cmocka_unit_test(test_flow_schedule),
@@ -719,6 +865,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_flow_resolution),
         cmocka_unit_test(test_flow_rejected_then_retry),
         cmocka_unit_test_setup_teardown(test_merge_conflict_people, repo_setup, repo_teardown),
+        cmocka_unit_test_setup_teardown(test_merge_recalled, repo_setup, repo_teardown),
         cmocka_unit_test_setup_teardown(test_merge_made_then_nothing_new, repo_setup,
                                         repo_teardown),
         cmocka_unit_test_setup_teardown(test_store_reminders_once, repo_setup, repo_teardown),

@@ -115,6 +115,22 @@ static long long count_events(const char *kind)
     return fx_sql_int("SELECT count(*) FROM events WHERE kind = ?", kind);
 }
 
+/* `keel-gate status` (json: --json; flows: `keel-gate flows`) of main's gate, as text. */
+static const char *status_of(bool json, bool flows)
+{
+    static char text[1 << 16];
+    gate *g = fx_open_target("main");
+    FILE *f = fmemopen(text, sizeof(text), "w");
+    assert_non_null(f);
+    if (flows)
+        fx_ok(gate_flows_show(g, f, json));
+    else
+        fx_ok(gate_status(g, f, json ? GATE_STATUS_JSON : 0));
+    (void)fclose(f);
+    gate_close(g);
+    return text;
+}
+
 /*
  * main <-> comp/net over 50 commits on each side (5 rounds of 10), a gate
  * per branch: each round's merges land once each, both branches end up
@@ -163,6 +179,11 @@ static void test_two_way_sync(void **state)
     assert_int_equal(count_events("flow-landed"), 2 * ROUNDS);
     assert_int_equal(hook_lines_soon("\"event\":\"flow-landed\"", "comp/net -> main", ROUNDS),
                      ROUNDS);
+    /* nothing waits either way: comp/net's sync merges of main bring nothing of their own */
+    assert_non_null(
+        strstr(status_of(false, false), "  comp/net -> main: idle, 0 commit(s) waiting\n"));
+    assert_non_null(
+        strstr(status_of(false, false), "  main -> comp/net: idle, 0 commit(s) waiting\n"));
 }
 
 /* A product branch fed from main takes main's commits and never merges back into main. */
@@ -265,6 +286,17 @@ static void test_conflict_reminds_the_authors(void **state)
     assert_int_equal(hook_lines("Dan@example.org", NULL), 0);
     assert_int_equal(hook_lines("Eve@example.org", NULL), 0);
     assert_int_equal(hook_lines("\"event\":\"flow-blocked\"", "git merge origin/comp/net"), 1);
+    /* status: the flow's line, blocked since when and why */
+    assert_non_null(
+        strstr(status_of(false, false), "flows (1):\n  comp/net -> main: blocked for "));
+    assert_non_null(strstr(status_of(false, false), ": merge conflict: a.c (0 reminder(s))\n"));
+    assert_non_null(strstr(status_of(true, false),
+                           ",\"flows\":[{\"from\":\"comp/net\",\"to\":\"main\","
+                           "\"state\":\"blocked\","));
+    assert_non_null(strstr(status_of(true, false), "\"why\":\"merge conflict: a.c\"}]"));
+    /* keel-gate flows: one line each (a newline inside one call came out escaped) */
+    assert_non_null(strstr(status_of(false, true), "comp/net -> main: blocked\n  comp/net "));
+    assert_non_null(strstr(status_of(false, true), "\n  blocked since "));
 
     /* the test clock: reminder 1 a day after, 2 two days after that, then the escalation */
     long long t0 = fx_sql_int("SELECT blocked_since FROM flows WHERE dst = ?", "main");
@@ -293,6 +325,8 @@ static void test_conflict_reminds_the_authors(void **state)
     fx_head("comp/net", &x);
     assert_true(holds("main", &x));
     assert_int_equal(hook_lines_soon("\"event\":\"flow-unblocked\"", NULL, 1), 1);
+    assert_non_null(
+        strstr(status_of(false, false), "  comp/net -> main: idle, 0 commit(s) waiting\n"));
     /* a new commit on comp/net flows again, as before */
     commit_as("comp/net", "Eve", "e2.c", "e2\n", &x);
     run_target("main");
@@ -329,6 +363,108 @@ static void test_rejected_merge_blocks(void **state)
     run_target("main");
     assert_int_equal(count_events("flow-unblocked"), 1);
     assert_true(holds("main", &fix));
+}
+
+/*
+ * The pre-merge level: main's configuration `premerge` (levels = pre-merge)
+ * refuses a file named pm-bad.  comp/net adds it: the flow's merge passes
+ * `unit` but fails `premerge`, is rejected and the flow blocked.  An
+ * ordinary change adding pm-bad to main is not tested at pre-merge: it lands.
+ */
+static void test_pre_merge_level(void **state)
+{
+    (void)state;
+    setup_flows("[flow comp/net -> main]\n"
+                "[config premerge]\ntest = test ! -e pm-bad\nlevels = pre-merge\n",
+                NULL);
+    new_branch("comp/net", &fx_base);
+    git_oid x;
+    commit_as("comp/net", "Bob", "pm-bad", "x\n", &x);
+    run_target("main");
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE state = 'rejected' AND "
+                                "branch = ?",
+                                "keel-gate/flow/comp+net-to-main"),
+                     1);
+    assert_int_equal(count_events("flow-blocked"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM flows WHERE state = ?", "blocked"), 1);
+    assert_false(holds("main", &x));
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'flow-blocked' AND "
+                                "detail LIKE ?",
+                                "%premerge%"),
+                     1);
+    /* an ordinary change that would fail `premerge`: not run at pre-merge, it lands */
+    fx_branch("plain", "pm-bad", "y\n");
+    gate *g = fx_open_target("main");
+    (void)fx_submit(g, "plain", 0);
+    gate_run_stats st;
+    fx_ok(gate_run(g, true, &st));
+    gate_close(g);
+    assert_int_equal(fx_times_landed("plain"), 1);
+}
+
+/* The text of `path` at `branch`'s tip ("" when it has none). */
+static const char *text_at(const char *branch, const char *path)
+{
+    static char text[256];
+    git_oid tip;
+    fx_head(branch, &tip);
+    git_commit *c = NULL;
+    git_tree *tree = NULL;
+    git_tree_entry *e = NULL;
+    git_blob *b = NULL;
+    text[0] = '\0';
+    assert_int_equal(git_commit_lookup(&c, fx_git, &tip), 0);
+    assert_int_equal(git_commit_tree(&tree, c), 0);
+    if (git_tree_entry_bypath(&e, tree, path) == 0 &&
+        git_blob_lookup(&b, fx_git, git_tree_entry_id(e)) == 0)
+        (void)snprintf(text, sizeof(text), "%.*s", (int)git_blob_rawsize(b),
+                       (const char *)git_blob_rawcontent(b));
+    git_blob_free(b);
+    git_tree_entry_free(e);
+    git_tree_free(tree);
+    git_commit_free(c);
+    return text;
+}
+
+/*
+ * Recorded resolutions: comp/net flows into main and into next (a branch
+ * at main's tip), and both conflict with it on a.c the same way.  Into
+ * main: blocked, a developer's resolution lands and is recorded.  Into
+ * next: the same conflict, resolved from the record without a person (no
+ * flow-blocked), said (flow-reused), tested and landed.
+ */
+static void test_recorded_resolution_reused(void **state)
+{
+    (void)state;
+    setup_flows("[flow comp/net -> main]\n[flow comp/net -> next]\n", NULL);
+    new_branch("comp/net", &fx_base);
+    git_oid x, comp;
+    commit_as("main", "Ann", "a.c", "main's\n", &x);
+    new_branch("next", &x);
+    commit_as("comp/net", "Bob", "a.c", "comp's\n", &comp);
+    run_target("main");
+    assert_int_equal(count_events("flow-blocked"), 1);
+    push_resolution("keel-gate/flow/comp+net-to-main", "comp/net", "main");
+    run_target("main");
+    assert_int_equal(count_events("flow-unblocked"), 1);
+    assert_true(holds("main", &comp));
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM flow_resolutions WHERE path = ?", "a.c"), 1);
+
+    run_target("next");
+    assert_int_equal(count_events("flow-blocked"), 1); /* main's only: nobody told for next */
+    assert_int_equal(count_events("flow-reused"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'flow-reused' AND "
+                                "json_extract(detail, '$.why') = ?",
+                                "recorded resolution reused for a.c"),
+                     1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE state = 'landed' AND "
+                                "branch = ?",
+                                "keel-gate/flow/comp+net-to-next"),
+                     1);
+    assert_true(holds("next", &comp));
+    assert_string_equal(text_at("next", "a.c"), "both\n");
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM flows WHERE state = ?", "idle"), 2);
+    assert_int_equal(hook_lines_soon("\"event\":\"flow-reused\"", "comp/net -> next", 1), 1);
 }
 
 #if KEEL_DEVEL
@@ -372,6 +508,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_product_branch_never_merges_back, fx_teardown),
         cmocka_unit_test_teardown(test_conflict_reminds_the_authors, fx_teardown),
         cmocka_unit_test_teardown(test_rejected_merge_blocks, fx_teardown),
+        cmocka_unit_test_teardown(test_pre_merge_level, fx_teardown),
+        cmocka_unit_test_teardown(test_recorded_resolution_reused, fx_teardown),
 #if KEEL_DEVEL
         cmocka_unit_test_teardown(test_kill_at_flow_points, fx_teardown),
 #endif

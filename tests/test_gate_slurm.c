@@ -274,21 +274,32 @@ static void *kill_ctld_when_started(void *arg)
     for (int i = 0; i < 3000 && access(path, F_OK) != 0; i++)
         (void)usleep(5000);
     sc_kill9("slurmctld.pid");
+    (void)sc_client_timeout(1); /* each Slurm call fails at once, not after 1 s of retries */
+    fx_marker(path, sizeof(path), ".killed");
+    FILE *f = fopen(path, "w"); /* a's job ends now: it ran across the controller's death */
+    if (f != NULL)
+        (void)fclose(f);
     return NULL;
 }
 
 /*
- * slurmctld killed for good during a's job: a's job outlives it and lands; b's configuration
- * asks for other nodes (constraint = clang: a new allocation, which a runner already standing
- * would not need), so b's job cannot start, the gate pauses and stops, b queued and blamed for
- * nothing; a gate started meanwhile stops too; with the controller back, b lands.
+ * slurmctld killed for good during a's job (which waits for that): a's job outlives it and
+ * lands; b's configuration asks for other nodes (constraint = clang: a new allocation, which a
+ * runner already standing would not need), so b's job cannot start, the gate pauses and stops,
+ * b queued and blamed for nothing; a gate started meanwhile stops too; with the controller
+ * back, b lands.  While it is down the clients' MessageTimeout is 1 s (sc_client_timeout): each
+ * of the gate's Slurm calls fails at once instead of after a second of retries.
  */
 static void test_outage_blames_no_change(void **state)
 {
     (void)state;
     need_cluster();
     fx_setup_repo("strategy = serial\nexecutor = slurm\nretries = 0", "");
-    slow_branch("a", 2);
+    /* a's job runs until slurmctld has been killed (at most 30 s), b's (on a's) at once */
+    fx_branch("a", "ci.sh",
+              "test ! -e bad\ntouch \"$MARKER.started\"\n"
+              "for i in $(seq 600); do test -e \"$MARKER.killed\" && break; sleep 0.05; done\n"
+              "test -e \"$MARKER.killed\"\n");
     char conf[1024];
     (void)snprintf(conf, sizeof(conf),
                    "[gate]\ntarget = main\nslots = 2\nstrategy = serial\nexecutor = slurm\n"
@@ -322,6 +333,7 @@ static void test_outage_blames_no_change(void **state)
     keel_status_free(s);
     assert_int_equal(st.landed + st.rejected, 0);
     /* the controller is back: b lands, a is not landed again */
+    assert_true(sc_client_timeout(2));
     assert_int_equal(sc_start_ctld(), 0);
     assert_true(sc_wait_any_idle(20000));
     st = fx_run_once();
@@ -613,10 +625,16 @@ static void *cancel_when_started(void *arg)
  * A change cancelled while its two jobs run on the nodes (sandbox = none: no PID namespace
  * ends them for us), jobs that resist: `ignore` ignores SIGTERM (and so does its foreground
  * sleep), `trap` traps it and goes on once its foreground child is killed, and each started a
- * background child.  When the run has ended the change cancelled (within 15 s of the cancel),
- * no process of either job is left (their MARKER in its environment) within 1 s, and none
- * writes its line in the 2 s after.  `launch`: a [gate] line ("" the default, the runner).
+ * background child that waits for a file the test makes last.  When the run has ended the
+ * change cancelled (within 15 s of the cancel), no process of either job is left (their MARKER
+ * in its environment) within 1 s, and none writes its line in the 2 s after that file is made
+ * (a child that slept a fixed time instead woke before a cancel slowed by load reached it).
+ * `launch`: a [gate] line ("" the default, the runner).
  */
+/* A background child that writes its line once $MARKER.go exists (the test makes it last). */
+#define GO_CHILD \
+    "(until test -e \"$MARKER.go\"; do sleep 0.05; done; echo child >> \"$MARKER.left\") &\n"
+
 static void cancel_every_process(const char *launch)
 {
     need_cluster();
@@ -630,13 +648,13 @@ static void cancel_every_process(const char *launch)
                    "[config trap]\ntest = sh trap.sh\nenv = MARKER=%s/trap\ntimeout = 60\n"
                    "writable = %s\nconstraint = clang\n",
                    launch, fx_shared, fx_shared, fx_shared, fx_shared);
-    const fx_file cf[] = {
-        {".keel/gate.conf", conf},
-        {"ignore.sh", "trap '' TERM\n(sleep 3; echo child >> \"$MARKER.left\") &\n"
-                      "touch \"$MARKER.started\"\nsleep 41\necho after >> \"$MARKER.left\"\n"},
-        {"trap.sh", "trap 'echo trapped' TERM\n(sleep 3; echo child >> \"$MARKER.left\") &\n"
-                    "touch \"$MARKER.started\"\nsleep 41\nsleep 3\n"
-                    "echo after >> \"$MARKER.left\"\n"}};
+    const fx_file cf[] = {{".keel/gate.conf", conf},
+                          {"ignore.sh",
+                           "trap '' TERM\n" GO_CHILD
+                           "touch \"$MARKER.started\"\nsleep 41\necho after >> \"$MARKER.left\"\n"},
+                          {"trap.sh", "trap 'echo trapped' TERM\n" GO_CHILD
+                                      "touch \"$MARKER.started\"\nsleep 41\nsleep 3\n"
+                                      "echo after >> \"$MARKER.left\"\n"}};
     fx_commit(&fx_base, cf, 3, "main", &fx_base);
     fx_branch("a", "a.txt", "a\n");
     gate *g = fx_open();
@@ -665,11 +683,18 @@ static void cancel_every_process(const char *launch)
     if (left != 0)
         (void)sc_sh("ps -eo pid,pgid,ppid,args | grep -e 'sleep [34]' -e '[a-z]*\\.sh' >&2");
     assert_int_equal(left, 0);
+    static const char *const jobs[] = {"ignore", "trap"};
+    for (size_t i = 0; i < 2; i++) { /* a background child still there would write now */
+        char path[192];
+        (void)snprintf(path, sizeof(path), "%s/%s.go", fx_shared, jobs[i]);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        (void)fclose(f);
+    }
     (void)usleep(2000000);
-    static const char *const markers[] = {"ignore.left", "trap.left"};
     for (size_t i = 0; i < 2; i++) {
         char path[192];
-        (void)snprintf(path, sizeof(path), "%s/%s", fx_shared, markers[i]);
+        (void)snprintf(path, sizeof(path), "%s/%s.left", fx_shared, jobs[i]);
         assert_int_not_equal(access(path, F_OK), 0); /* nothing of it ran on */
     }
 }
@@ -678,6 +703,13 @@ static void test_cancel_reaches_every_process(void **state)
 {
     (void)state;
     cancel_every_process("");
+}
+
+/* The same with a step per job (slurm-launch = srun): Slurm's scancel, then the step's runner. */
+static void test_cancel_reaches_every_process_srun(void **state)
+{
+    (void)state;
+    cancel_every_process("slurm-launch = srun");
 }
 
 int main(int argc, char **argv)
@@ -706,6 +738,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_allocation_replaced_under_a_job, cluster_setup,
                                         cluster_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_reaches_every_process, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_reaches_every_process_srun, cluster_setup,
                                         cluster_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

@@ -34,3 +34,7 @@ build/devel/keel-stress sweep --quiet -- build/devel/storage_stress --fixed
 echo
 echo "################ keel-gate: a merge queue that keeps main green (tools/gate-demo.sh) ################"
 tools/gate-demo.sh
+
+echo
+echo "################ keel-gate branch flows: a component and a product branch (tools/gate-flows-demo.sh) ################"
+BUILD=0 tools/gate-flows-demo.sh

@@ -7,6 +7,7 @@
 # reason (exit status 77 when every platform was skipped: tools/check.sh shows the stage as
 # skipped, never as passed); `make deps` installs them.  Build trees: build/platform-<arch>.
 # PLATFORM_BUILD_ONLY=<targets>: build those and run no test (the gate demo's foreign library).
+# PLATFORM_THREADS=1: also the tests that start threads, where qemu-<arch> can run a thread.
 #
 # The foreign builds differ from the build machine's in two ways (docs/platforms.md):
 #  - KEEL_JEMALLOC=OFF: module heaps on the C library's malloc (libjemalloc-dev is not
@@ -27,17 +28,33 @@ ARCHES=${*:-aarch64 s390x}
 #  - test_stress_sweep, test_run: they run keel-stress / keel-run, foreign executables too.
 TESTS="test_assert test_heap test_lock_fast test_module test_options test_status test_stress
        test_version"
-# the ctest entries not run: the executables not built, the build machine's probes, and the
-# tests that did not end within 60 s under qemu-aarch64 (session 12; they pass natively; not
-# investigated further - docs/platforms.md): test_lock and test_report_supp (every test seen),
-# assert.test_default_handler_aborts, heap.test_two_heaps_many_threads,
-# heap.test_guard_page_catches_overflow_at_the_access, heap.test_module_data_read_only_after_init,
-# lock_fast.test_mutex_held_by_another_thread, lock_fast.test_inline_first_lock_of_a_thread,
-# options.test_env_* (4), status.test_threads, status.test_lost_error_reported_at_exit,
-# stress.test_thread_filter, stress.test_per_thread_counters_add_up,
-# stress.test_runtime_changes_while_threads_evaluate, stress.test_summary_at_exit and
-# stress.test_json_at_exit (what they share: threads, or a report at the process's exit).
-PLATFORM_EXCLUDE=${PLATFORM_EXCLUDE:-'^(build|run|stress_sweep|examples|first_use|report|report_supp|sites|watchdog|watchdog_quiet|lock)\.|^assert\.test_default_handler_aborts$|^heap\.(test_two_heaps_many_threads|test_guard_page_catches_overflow_at_the_access|test_module_data_read_only_after_init)$|^lock_fast\.(test_mutex_held_by_another_thread|test_inline_first_lock_of_a_thread)$|^options\.test_env_|^status\.(test_threads|test_lost_error_reported_at_exit)$|^stress\.(test_thread_filter|test_per_thread_counters_add_up|test_runtime_changes_while_threads_evaluate|test_summary_at_exit|test_json_at_exit)$'}
+# the ctest entries never run: the executables not built and the build machine's probes.
+ALWAYS_EXCLUDE='^(build|run|stress_sweep|examples|first_use|report|sites|watchdog|watchdog_quiet)\.'
+# The tests that start threads (keel's or their own), run where qemu-<arch> can run a program
+# that starts one (thread_probe): Debian 12's qemu-aarch64 (7.2) cannot - a five-line program
+# (pthread_create, pthread_join; nothing of libkeel) spins in the C library after its first
+# pthread_create installs glibc's signal handlers, before any clone(), with any -cpu model, and
+# qemu's gdb stub cannot interrupt it - so these tests timed out there (session 12: "did not end
+# within 60 s"; they pass natively).  qemu-s390x runs them: 53 of 54 pass (the 54th below), but
+# they cost (session 14, ctest -j2 at load 15: 62 s for the 54; at load 27 lock's
+# test_stress_ranked_hierarchy alone took 50 s of its 60 s), so they run only when asked:
+# PLATFORM_THREADS=1 (not in make check, whose time is near CI's budget).
+THREADED_TESTS="test_lock test_report_supp"
+THREADED='^(lock|report_supp)\.|^assert\.test_default_handler_aborts$|^heap\.(test_two_heaps_many_threads|test_guard_page_catches_overflow_at_the_access|test_module_data_read_only_after_init)$|^lock_fast\.(test_mutex_held_by_another_thread|test_inline_first_lock_of_a_thread)$|^options\.test_env_|^status\.(test_threads|test_lost_error_reported_at_exit)$|^stress\.(test_thread_filter|test_per_thread_counters_add_up|test_runtime_changes_while_threads_evaluate|test_summary_at_exit|test_json_at_exit)$'
+# Per platform: on s390x a write to a read-only page faults with the page's address, not the
+# byte's (s390's fault reports name the page; qemu-s390x does the same): keel's report says
+# "(offset 4096)" where the test wants the byte's "(offset 5000)".
+declare -A ARCH_EXCLUDE=([s390x]='^heap\.test_module_data_read_only_after_init$')
+
+# thread_probe <arch> <triple> <file prefix>: does qemu-<arch> run a program that starts a
+# thread and joins it (20 s at most)?  Its status: 0 yes, else no.
+thread_probe() {
+    local arch=$1 triple=$2 f=$3
+    printf '%s\n' '#include <pthread.h>' 'static void *run(void *a) { return a; }' \
+        'int main(void) { pthread_t t; return pthread_create(&t, 0, run, 0) || pthread_join(t, 0); }' >"$f.c"
+    "$triple-gcc" -pthread -o "$f" "$f.c" || return 2
+    timeout 20 "qemu-$arch" -L "/usr/$triple" "$f"
+}
 
 # The target's libraries where dpkg multiarch cannot install them beside the host's (Multi-Arch:
 # same packages must have one version on every architecture: Debian's security archive has
@@ -102,14 +119,32 @@ for arch in $ARCHES; do
         ran=$((ran + 1))
         continue
     fi
+    exclude=${PLATFORM_EXCLUDE:-}
+    targets=$TESTS
+    if [ -z "$exclude" ]; then # PLATFORM_EXCLUDE=<regex> replaces all of this
+        exclude=$ALWAYS_EXCLUDE
+        [ -n "${ARCH_EXCLUDE[$arch]:-}" ] && exclude+="|${ARCH_EXCLUDE[$arch]}"
+        if [ "${PLATFORM_THREADS:-0}" != 1 ]; then
+            echo "platform $arch: the tests that start threads are not run (PLATFORM_THREADS=1" \
+                "runs them where qemu-$arch can: docs/platforms.md)"
+            exclude+="|$THREADED"
+        elif thread_probe "$arch" "$triple" "$dir.thread-probe"; then
+            targets+=" $THREADED_TESTS"
+        else
+            echo "platform $arch: qemu-$arch does not run a program that starts a thread" \
+                "($dir.thread-probe: $triple-gcc -pthread, pthread_create and pthread_join," \
+                "20 s): the tests that start threads are not run"
+            exclude+="|$THREADED"
+        fi
+    fi
     # shellcheck disable=SC2086 # a list of targets
-    if ! cmake --build "$dir" -j "$JOBS" --target $TESTS; then
+    if ! cmake --build "$dir" -j "$JOBS" --target $targets; then
         echo "platform $arch: FAILED to build"
         failed+=("$arch")
         continue
     fi
     echo "platform $arch: built in $((SECONDS - t0))s; running the tests under qemu-$arch"
-    if ! ctest --test-dir "$dir" -j "$JOBS" -E "$PLATFORM_EXCLUDE" --output-on-failure --no-tests=error; then
+    if ! ctest --test-dir "$dir" -j "$JOBS" -E "$exclude" --output-on-failure --no-tests=error; then
         echo "platform $arch: FAILED (tests under qemu-$arch)"
         failed+=("$arch")
         continue

@@ -2,6 +2,10 @@
 # shellcheck shell=bash
 # dir $D (private munged, slurmctld, slurmd n1 (feature gcc) and n2 (clang) of one CPU each, free
 # ports; SLURM_CONF exported; root needed), cluster_stop kills its daemons and removes $D.
+# cluster_start sets the traps itself, before the first daemon starts: on exit, on ^C (INT),
+# TERM and HUP the cluster stops (cluster_stop runs once; a script that has more to stop sets
+# cluster_before_stop to a function, which runs first): no slurmctld, slurmd, slurmstepd, srun
+# or munged of this cluster outlives the script.
 # bench_needs NAME PROGRAM...: $gate (KEEL_GATE, else build/release, else build/devel keel-gate),
 # root, and the programs; exits 2 saying what is missing.
 bench_needs() {
@@ -22,6 +26,10 @@ bench_needs() {
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 cluster_start() {
+    trap cluster_stop EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
     D=$(mktemp -d /tmp/keel-slurm-bench-XXXXXX)
     chmod 755 "$D"
     mkdir -p "$D/munge" "$D/state" "$D/spool" "$D/log"
@@ -68,9 +76,35 @@ CONF
     return 1
 }
 
-cluster_stop() {
-    for f in slurmctld.pid slurmd-n1.pid slurmd-n2.pid munge/munged.pid; do
-        [ -s "$D/$f" ] && kill -9 "$(cat "$D/$f")" 2>/dev/null
+# cluster_pids: the processes of this cluster by their environment (SLURM_CONF=$D/slurm.conf:
+# slurmctld, slurmd, each step's slurmstepd and its tasks, srun, salloc), not this shell's own.
+cluster_pids() {
+    local p want="SLURM_CONF=$D/slurm.conf"
+    for p in /proc/[0-9]*; do
+        p=${p#/proc/}
+        if [ "$p" = $$ ] || [ "$p" = "$BASHPID" ]; then continue; fi
+        if { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qxF "$want"; then echo "$p"; fi
     done
+}
+
+cluster_stop() {
+    trap - EXIT INT TERM HUP
+    if [ -z "${D:-}" ] || [ ! -d "$D" ]; then return 0; fi
+    set +e # every step below runs, whatever fails
+    if [ -n "${cluster_before_stop:-}" ]; then "$cluster_before_stop"; fi
+    local f pids
+    # this script's own children first (srun, coprocesses, perf): they hold steps open
+    pids=$(jobs -p)
+    # shellcheck disable=SC2086 # a list of pids
+    if [ -n "$pids" ]; then kill -9 $pids 2>/dev/null; fi
+    for f in slurmctld.pid slurmd-n1.pid slurmd-n2.pid; do
+        if [ -s "$D/$f" ]; then kill -9 "$(cat "$D/$f")" 2>/dev/null; fi
+    done
+    pids=$(cluster_pids)
+    # shellcheck disable=SC2086 # a list of pids
+    if [ -n "$pids" ]; then kill -9 $pids 2>/dev/null; fi
+    if [ -s "$D/munge/munged.pid" ]; then kill -9 "$(cat "$D/munge/munged.pid")" 2>/dev/null; fi
     rm -rf "$D"
+    D=
+    return 0
 }

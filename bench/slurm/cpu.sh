@@ -11,8 +11,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=bench/slurm/cluster.sh
 . "$here/cluster.sh"
-cluster_start
-trap 'cluster_stop' EXIT
+cluster_start # stops the cluster (and perf) on exit, ^C, TERM and HUP
 N=${N:-40}
 kill "$(cat "$D/slurmctld.pid")" "$(cat "$D/slurmd-n1.pid")"; sleep 1
 perf stat -e task-clock -x, -o "$D/ctld.perf" -- slurmctld -D >/dev/null 2>&1 &

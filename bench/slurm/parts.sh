@@ -34,13 +34,10 @@ done
 gate=
 bench_needs parts.sh slurmctld slurmd srun salloc scancel squeue sinfo munge unmunge runuser
 
-cluster_start
 runner_pid=
-stop() {
-    [ -n "$runner_pid" ] && kill "$runner_pid" 2>/dev/null
-    cluster_stop
-}
-trap stop EXIT
+stop_runner() { if [ -n "$runner_pid" ]; then kill "$runner_pid" 2>/dev/null; fi; }
+cluster_before_stop=stop_runner
+cluster_start # stops the runner and the cluster on exit, ^C, TERM and HUP
 
 stats() { sort -n "$1" | awk -v d="${2:-1}" '{ v[NR] = $1 / d } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
     printf "median %.1f (%.1f-%.1f), n=%d", m, v[1], v[NR], NR }'; }

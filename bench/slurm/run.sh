@@ -35,8 +35,7 @@ done
 gate=
 bench_needs run.sh slurmctld slurmd srun sbatch squeue sinfo runuser git
 
-cluster_start
-trap cluster_stop EXIT
+cluster_start # stops the cluster on exit, ^C, TERM and HUP
 
 # stats FILE: "median X ms (min-max)" of a column of numbers
 stats() { sort -n "$1" | awk -v d="${2:-1}" '{ v[NR] = $1 / d } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;

@@ -56,7 +56,8 @@ static const opt_def opt_table[] = {
     {"mirror", "DIR", C_ALL, "a URL's local mirror (default: under $XDG_STATE_HOME/keel-gate)"},
     {"state", "FILE", C_ALL & ~C_CHECK, "the gate's store (default: <git dir>/keel-gate.db)"},
     {"target", "BRANCH", C_ALL,
-     "the guarded branch (default: the one HEAD names, or its [gate] target)"},
+     "the guarded branch (default: the one HEAD names, or its [gate] target); run: given "
+     "several times, or [gate] targets, guards each"},
     {"work", "DIR", C_RUN | C_TRY,
      "where jobs' work trees go, outside the repository (default: <state>.d/work)"},
     {"priority", "N", C_SUBMIT, "queue priority, higher first (default 0)"},
@@ -258,7 +259,9 @@ typedef struct parsed {
     const cmd_def *cmd;
     const char *args[4];
     int nargs;
-    const char *values[NOPTS]; /* a flag's value is "" when given */
+    const char *values[NOPTS];             /* a flag's value is "" when given */
+    const char *targets[GATE_MAX_TARGETS]; /* every --target given (run takes several) */
+    size_t ntargets;
 } parsed;
 
 static int usage_error(FILE *err, const char *fmt, ...) KEEL_PRINTF(2, 3);
@@ -328,6 +331,11 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
             } else {
                 return usage_error(err, "option '%s' needs a value", a);
             }
+            if (strcmp(opt_table[k].name, "target") == 0) {
+                if (p->ntargets == GATE_MAX_TARGETS)
+                    return usage_error(err, "more than %d targets", GATE_MAX_TARGETS);
+                p->targets[p->ntargets++] = p->values[k];
+            }
             continue;
         }
         if (p->cmd == NULL) {
@@ -360,6 +368,8 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
         (void)fprintf(err, "keel-gate: '%s' needs %s\n", p->cmd->name, p->cmd->args);
         return 2;
     }
+    if (p->ntargets > 1 && p->cmd->bit != C_RUN)
+        return usage_error(err, "'--target' is given once, except to 'run' (several targets)");
     for (size_t k = 0; k < NOPTS; k++)
         if (p->values[k] != NULL && (opt_table[k].cmds & p->cmd->bit) == 0) {
             (void)fprintf(err, "keel-gate: option '--%s' does not apply to '%s'\n",
@@ -519,11 +529,16 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
             if (keel_ok(s) && o.out != NULL)
                 (void)fprintf(out, "serving http://%s/\n", gate_web_address(web));
         }
+        gate **gs = NULL; /* several targets (--target A --target B, [gate] targets) */
+        size_t ngs = 0;
+        if (keel_ok(s) && p.ntargets != 1)
+            s = gate_targets_open(&o, g, p.targets, p.ntargets, &gs, &ngs);
         gate_signals *sig = NULL; /* SIGINT, SIGTERM: stop gracefully; a second: at once */
         if (keel_ok(s))
-            s = gate_signals_start(g, err, &sig);
+            s = gate_signals_start(ngs > 0 ? gs[0] : g, err, &sig);
         if (keel_ok(s))
-            s = gate_run(g, opt_value(&p, "once") != NULL, &st);
+            s = ngs > 0 ? gate_run_targets(gs, ngs, opt_value(&p, "once") != NULL, &st)
+                        : gate_run(g, opt_value(&p, "once") != NULL, &st);
         if (keel_ok(s) && o.out != NULL)
             (void)fprintf(out,
                           "summary: %llu landed, %llu rejected, %llu conflicts, %llu flaky, "
@@ -538,6 +553,7 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
                           "deep\n",
                           st.parallel, st.timed, st.width, st.batch, st.depth);
         gate_signals_stop(sig); /* after the last line: SIGPIPE is ignored until then */
+        gate_targets_close(gs, ngs);
         gate_web_stop(web);
         gate_close(served);
         rc = keel_ok(s) && st.rejected + st.conflicts == 0 ? 0 : 1;

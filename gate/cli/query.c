@@ -11,6 +11,7 @@
 
 #include "backout.h"
 #include "ccache.h"
+#include "flows_turn.h"
 #include "gate_int.h"
 #include "query.h"
 #include "store_web.h"
@@ -286,6 +287,56 @@ static keel_status print_progress(gate *g, FILE *f, bool json, const gate_job *j
     return s;
 }
 
+/*
+ * One gate, several targets ([gate] targets of this target's configuration):
+ * each target's tip and how many of its changes are queued and testing, a
+ * line each (text), or "targets" (JSON); nothing for a gate of one target.
+ * buf: LIST_MAX changes of room.
+ */
+static keel_status print_targets(gate *g, FILE *f, bool json, gate_change *buf)
+{
+    gate_config *own = NULL;
+    const gate_config *cfg = gate_tip_config(g, &own);
+    size_t n = cfg != NULL ? cfg->targets.n : 0;
+    keel_status s = KEEL_OK;
+    if (n > 1 && json)
+        (void)fprintf(f, ",\"targets\":[");
+    else if (n > 1)
+        gate_text_printf(f,
+                         "targets (%zu, one keel-gate run guards each; status --target NAME: "
+                         "one):\n",
+                         n);
+    for (size_t i = 0; keel_ok(s) && n > 1 && i < n; i++) {
+        const char *t = cfg->targets.words[i];
+        char tip[GATE_HEX] = "";
+        keel_status b = gate_branch_known(g->repo, t, tip);
+        if (!keel_ok(b)) {
+            keel_status_ignore(b, "a target without a branch: shown as such");
+            tip[0] = '\0';
+        }
+        size_t queued = 0, testing = 0;
+        s = gate_store_changes(g->store, t, GATE_CHANGE_QUEUED, buf, LIST_MAX, &queued);
+        if (keel_ok(s))
+            s = gate_store_changes(g->store, t, GATE_CHANGE_TESTING, buf, LIST_MAX, &testing);
+        if (!keel_ok(s))
+            break;
+        if (json) {
+            (void)fprintf(f, "%s{\"target\":", i > 0 ? "," : "");
+            gate_json_fput(f, t);
+            (void)fprintf(f, ",\"tip\":");
+            gate_json_fput(f, tip);
+            (void)fprintf(f, ",\"queued\":%zu,\"testing\":%zu}", queued, testing);
+        } else {
+            gate_text_printf(f, "  %-24s %-14.12s queued %zu, testing %zu\n", t,
+                             tip[0] != '\0' ? tip : "(no branch)", queued, testing);
+        }
+    }
+    if (keel_ok(s) && n > 1 && json)
+        (void)fprintf(f, "]");
+    gate_config_free(own);
+    return s;
+}
+
 keel_status gate_status(gate *g, FILE *f, unsigned flags)
 {
     KEEL_ASSERT(g != NULL && f != NULL);
@@ -374,7 +425,9 @@ keel_status gate_status(gate *g, FILE *f, unsigned flags)
         if (held)
             gate_text_printf(f, "queue: %s\n", held_why);
     }
-    s = print_progress(g, f, json, jobs, njobs);
+    s = print_targets(g, f, json, buf);
+    if (keel_ok(s))
+        s = print_progress(g, f, json, jobs, njobs);
     if (keel_ok(s) && json) {
         (void)fprintf(f, ",\"queued\":[");
         for (size_t i = 0; i < nq; i++)
@@ -405,6 +458,8 @@ keel_status gate_status(gate *g, FILE *f, unsigned flags)
     }
     if (keel_ok(s))
         print_ccache(g, f, json);
+    if (keel_ok(s)) /* the branch flows (gate/flows/flows_show.c) */
+        s = gate_flows_status(g, f, json);
     if (keel_ok(s) && json) {
         print_memory(g, f, true);
         (void)fprintf(f, "}\n");

@@ -29,13 +29,24 @@ typedef struct pool_worker {
     gate_slurm_slot *slurm; /* its allocation, kept from job to job (slurm.h) */
 } pool_worker;
 
+/*
+ * A pool, or a share of one (gate_pool_share): a share has its own jobs
+ * (outstanding, finished) and runs them on its core's workers; the lock, the
+ * waiting jobs and the workers are the core's.  A pool is its own core.
+ */
 struct gate_pool {
+    gate_pool *core; /* the pool whose workers run this one's jobs (itself when not a share) */
     keel_mutex lock;
     keel_cond work; /* a job is waiting, or stop */
     keel_cond done; /* a job finished */
     gate_job_run *waiting, *waiting_tail;
-    gate_job_run *finished, *finished_tail;
-    unsigned outstanding;
+    gate_job_run *finished, *finished_tail; /* this share's */
+    unsigned outstanding;                   /* this share's */
+    unsigned running;                       /* this share's jobs executing (pick_fair) */
+    unsigned long long picked;              /* when a job of this share last started (picks) */
+    unsigned long long picks;               /* the core's: jobs started so far */
+    unsigned shares;                        /* the core's: shares not yet deleted */
+    unsigned finished_all;                  /* the core's: finished jobs of every share */
     /* the jobs executing, and the integral of 1 / executing over time (gate_load_meter) */
     unsigned executing;
     gate_load_meter load;
@@ -193,6 +204,41 @@ static double load_step(gate_pool *p, unsigned long long now, int delta)
     return area;
 }
 
+/* Does share a come before share b for a free slot: fewer jobs running, else served longer ago? */
+static bool fairer(const gate_pool *a, const gate_pool *b)
+{
+    return a->running < b->running || (a->running == b->running && a->picked < b->picked);
+}
+
+/*
+ * The waiting job to run next (taken off the queue): the oldest of the
+ * share with the fewest jobs executing, of those the one served longest
+ * ago, so that the shares with work take the slots in turns and a busy share
+ * never starves another (a pool that is not shared: the oldest, first in,
+ * first out).
+ */
+static gate_job_run *pick_fair(gate_pool *p)
+{
+    KEEL_ASSERT(keel_mutex_held(&p->lock) && p->waiting != NULL);
+    gate_job_run *best = p->waiting, *best_prev = NULL, *prev = p->waiting;
+    for (gate_job_run *j = p->waiting->next; j != NULL && p->shares > 0; prev = j, j = j->next)
+        if (fairer(j->share, best->share)) {
+            best = j;
+            best_prev = prev;
+        }
+    if (best_prev == NULL)
+        (void)pop(&p->waiting, &p->waiting_tail);
+    else {
+        best_prev->next = best->next;
+        if (p->waiting_tail == best)
+            p->waiting_tail = best_prev;
+        best->next = NULL;
+    }
+    best->share->running++;
+    best->share->picked = ++p->picks;
+    return best;
+}
+
 static void *worker(void *arg)
 {
     pool_worker *w = (pool_worker *)arg;
@@ -203,7 +249,7 @@ static void *worker(void *arg)
             keel_cond_wait(&p->work, &p->lock);
         if (p->stop)
             break;
-        gate_job_run *j = pop(&p->waiting, &p->waiting_tail);
+        gate_job_run *j = pick_fair(p);
         /*
          * The machine's CPU and the gate's, sampled outside the job's
          * measured time: reading /proc never delays a job's start nor
@@ -233,7 +279,10 @@ static void *worker(void *arg)
             j->others = gate_others_cores(&cpu0, &cpu1);
             keel_mutex_lock(&p->lock);
         }
-        push(&p->finished, &p->finished_tail, j);
+        gate_pool *share = j->share;
+        share->running--;
+        push(&share->finished, &share->finished_tail, j);
+        p->finished_all++;
         keel_cond_broadcast(&p->done);
     }
     keel_mutex_unlock(&p->lock);
@@ -253,6 +302,7 @@ keel_status gate_pool_new(unsigned slots, gate_pool **out)
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "starting the executor");
     gate_pool *p = (gate_pool *)mem;
+    p->core = p;
     keel_mutex_init(&p->lock, "gate.pool", GATE_RANK_POOL);
     keel_cond_init(&p->work);
     keel_cond_init(&p->done);
@@ -275,6 +325,19 @@ void gate_pool_delete(gate_pool *p)
 {
     if (p == NULL)
         return;
+    if (p->core != p) { /* a share: its waiting jobs cancelled, the core's workers go on */
+        gate_pool *c = p->core;
+        keel_mutex_lock(&c->lock);
+        for (gate_job_run *j = c->waiting; j != NULL; j = j->next)
+            if (j->share == p)
+                __atomic_store_n(&j->cancel, 1, __ATOMIC_RELEASE);
+        KEEL_ASSERT(c->shares > 0);
+        c->shares--;
+        keel_mutex_unlock(&c->lock);
+        keel_heap_free(KEEL_MODULE_REF(gate_exec), p);
+        return;
+    }
+    KEEL_ASSERT(p->shares == 0);
     keel_mutex_lock(&p->lock);
     p->stop = true;
     for (gate_job_run *j = p->waiting; j != NULL; j = j->next)
@@ -293,35 +356,68 @@ void gate_pool_delete(gate_pool *p)
     keel_heap_free(KEEL_MODULE_REF(gate_exec), p);
 }
 
+keel_status gate_pool_share(gate_pool *core, gate_pool **out)
+{
+    KEEL_ASSERT(core != NULL && core->core == core && out != NULL);
+    *out = NULL;
+    void *mem = NULL;
+    keel_status s = keel_heap_calloc(KEEL_MODULE_REF(gate_exec), 1, sizeof(gate_pool), &mem);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "sharing the executor");
+    gate_pool *p = (gate_pool *)mem;
+    p->core = core;
+    keel_mutex_lock(&core->lock);
+    core->shares++;
+    keel_mutex_unlock(&core->lock);
+    *out = p;
+    return KEEL_OK;
+}
+
 void gate_pool_submit(gate_pool *p, gate_job_run *j)
 {
     KEEL_ASSERT(p != NULL && j != NULL);
-    keel_mutex_lock(&p->lock);
-    push(&p->waiting, &p->waiting_tail, j);
+    gate_pool *c = p->core;
+    keel_mutex_lock(&c->lock);
+    j->share = p;
+    push(&c->waiting, &c->waiting_tail, j);
     p->outstanding++;
-    keel_cond_signal(&p->work);
-    keel_mutex_unlock(&p->lock);
+    keel_cond_signal(&c->work);
+    keel_mutex_unlock(&c->lock);
 }
 
 gate_job_run *gate_pool_wait(gate_pool *p, unsigned timeout_ms)
 {
     KEEL_ASSERT(p != NULL);
-    keel_mutex_lock(&p->lock);
+    gate_pool *c = p->core;
+    keel_mutex_lock(&c->lock);
     if (p->finished == NULL && timeout_ms > 0)
-        (void)keel_cond_timedwait(&p->done, &p->lock, timeout_ms);
+        (void)keel_cond_timedwait(&c->done, &c->lock, timeout_ms);
     gate_job_run *j = pop(&p->finished, &p->finished_tail);
-    if (j != NULL)
+    if (j != NULL) {
         p->outstanding--;
-    keel_mutex_unlock(&p->lock);
+        c->finished_all--;
+    }
+    keel_mutex_unlock(&c->lock);
     return j;
+}
+
+bool gate_pool_wait_any(gate_pool *core, unsigned timeout_ms)
+{
+    KEEL_ASSERT(core != NULL && core->core == core);
+    keel_mutex_lock(&core->lock);
+    if (core->finished_all == 0 && timeout_ms > 0)
+        (void)keel_cond_timedwait(&core->done, &core->lock, timeout_ms);
+    bool any = core->finished_all > 0;
+    keel_mutex_unlock(&core->lock);
+    return any;
 }
 
 unsigned gate_pool_outstanding(gate_pool *p)
 {
     KEEL_ASSERT(p != NULL);
-    keel_mutex_lock(&p->lock);
+    keel_mutex_lock(&p->core->lock);
     unsigned n = p->outstanding;
-    keel_mutex_unlock(&p->lock);
+    keel_mutex_unlock(&p->core->lock);
     return n;
 }
 

@@ -53,6 +53,7 @@ typedef struct gate_job_run {
     unsigned long long output;     /* bytes of output it wrote, all steps */
     char reason[GATE_REASON_TEXT]; /* GATE_EXEC_LIMIT and GATE_EXEC_TIMEOUT: which limit */
     char error[1024]; /* the gate could not run it ("" when it could): never the change's fault */
+    struct gate_pool *share; /* the pool's: which pool or share it was submitted to */
     struct gate_job_run *next;
 } gate_job_run;
 
@@ -70,6 +71,18 @@ void gate_pool_submit(gate_pool *p, gate_job_run *j);
 gate_job_run *gate_pool_wait(gate_pool *p, unsigned timeout_ms);
 /* Jobs submitted and not yet returned by gate_pool_wait. */
 unsigned gate_pool_outstanding(gate_pool *p);
+
+/*
+ * A share of `core`'s slots (one gate, several targets: a share per
+ * target): a pool of its own for gate_pool_submit, _wait, _outstanding and
+ * _delete (which cancels its waiting jobs and leaves the core running; delete
+ * every share before the core), whose jobs run on the core's workers.  A
+ * free slot takes the oldest waiting job of the share with the fewest jobs
+ * running: shares with work split the slots evenly, none starves another.
+ */
+KEEL_MUST_USE keel_status gate_pool_share(gate_pool *core, gate_pool **out);
+/* Wait at most timeout_ms for a finished job in any share of `core`: whether there is one. */
+bool gate_pool_wait_any(gate_pool *core, unsigned timeout_ms);
 
 /* Take a job's name, steps, environment, timeout and required flag from its configuration. */
 void gate_job_from_config(gate_job_run *j, const gate_matrix_config *m);

@@ -499,6 +499,7 @@ int gate_slurm__result_write(const char *path, const gate_slurm__node_job *nj, k
 
 static int step_run(const char *path)
 {
+    gate_slurm__stop_on_signals(); /* before the job starts: a cancel ends all of it */
     gate_slurm__node_job *nj = NULL;
     keel_status s = gate_slurm__spec_load(path, &nj);
     if (keel_ok(s) && nj != NULL)
@@ -854,17 +855,38 @@ static bool same_request(const gate_slurm_request *a, const gate_slurm_request *
 
 /* ---- the Slurm clients' arguments --------------------------------------------------------- */
 
+enum { CANCEL_GRACE_MS = 5000 };
+
+/* `pid` (a child not waited for yet) has ended: it is left to wait_for to reap. */
+static bool has_exited(pid_t pid)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
 typedef struct cancel_ctx {
     pid_t client;     /* srun or salloc */
     const char *name; /* the Slurm job's (one srun job each), or NULL */
     long long alloc;  /* the allocation the step runs in, or 0 */
     const char *out;  /* scancel's output */
+    bool step;        /* srun of the job's step: told GATE_SLURM_CANCEL_SIGNAL first */
 } cancel_ctx;
 
-/* The job is cancelled: the client told twice (srun aborts the step), then scancel of the job. */
+/*
+ * The job is cancelled: srun passes GATE_SLURM_CANCEL_SIGNAL on to the step, whose keel-gate
+ * kills its job's process groups and ends, and the step with it (CANCEL_GRACE_MS at most: a
+ * step not started yet, a node that does not answer); then the client (srun or salloc) told
+ * twice (srun aborts the step, salloc its request) and scancel of the job.
+ */
 static void cancel_job(void *arg)
 {
     const cancel_ctx *c = (const cancel_ctx *)arg;
+    if (c->step) {
+        (void)kill(c->client, GATE_SLURM_CANCEL_SIGNAL);
+        for (unsigned n = 0; n < CANCEL_GRACE_MS && !has_exited(c->client); n += 10)
+            nap_ms(10);
+    }
     (void)kill(c->client, SIGINT);
     nap_ms(50);
     (void)kill(c->client, SIGINT);
@@ -991,7 +1013,7 @@ static keel_status slot_allocate(gate_slurm_slot *sl, gate_job_run *j, const cha
     keel_heap_free(SLURM_HEAP, mem);
     if (!keel_ok(s))
         return s;
-    cancel_ctx cc = {pid, NULL, 0, "/dev/null"};
+    cancel_ctx cc = {pid, NULL, 0, "/dev/null", false};
     int st = wait_for(pid, &j->cancel, cancel_job, &cc);
     char said[512];
     last_line(out, said, sizeof(said));
@@ -1065,7 +1087,8 @@ static void launch_once(gate_job_run *j, char *spec, long long alloc, const char
         keel_heap_free(SLURM_HEAP, mem);
         return;
     }
-    cancel_ctx cc = {pid, alloc > 0 ? NULL : a->name + strlen("--job-name="), alloc, srun_out};
+    cancel_ctx cc = {pid, alloc > 0 ? NULL : a->name + strlen("--job-name="), alloc, srun_out,
+                     true};
     int st = wait_for(pid, &j->cancel, cancel_job, &cc);
     l->minutes = a->minutes;
     keel_heap_free(SLURM_HEAP, mem);

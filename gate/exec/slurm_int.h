@@ -6,6 +6,8 @@
 #ifndef KEEL_GATE_SLURM_INT_H
 #define KEEL_GATE_SLURM_INT_H
 
+#include <signal.h>
+
 #include "keel/keel.h"
 
 #include "pool.h"
@@ -29,5 +31,19 @@ int gate_slurm__result_write(const char *path, const gate_slurm__node_job *nj, k
 
 /* The node's runner loop (slurm_runner.c): its exit code. */
 int gate_slurm__runner_main(void);
+
+/*
+ * The signal the gate's cancel sends srun of a step per job (slurm-launch = srun): srun passes
+ * it on to the step, whose keel-gate ends every process group of its job.  Slurm's own ways
+ * (srun's abort on a second SIGINT, scancel's SIGKILL) kill the step's keel-gate first, and
+ * what its job started in process groups of their own outlives it.
+ */
+#define GATE_SLURM_CANCEL_SIGNAL SIGUSR1
+
+/*
+ * On SIGTERM, SIGINT, SIGHUP (Slurm ending the step) and GATE_SLURM_CANCEL_SIGNAL: every
+ * process group the job runs killed (SIGKILL), then _exit(143), no result written.
+ */
+void gate_slurm__stop_on_signals(void);
 
 #endif /* KEEL_GATE_SLURM_INT_H */

@@ -14,9 +14,11 @@
  * `keel-gate slurm-step <spec>` would run it (and as the local executor does:
  * a cancel ends its process group, SIGTERM then SIGKILL, and its sandbox);
  * the main thread reads the gate's lines meanwhile.  SIGTERM, SIGINT or
- * SIGHUP (Slurm ending the step: scancel, the allocation's end) kill every
+ * SIGHUP (Slurm ending the step: scancel, the allocation's end), and SIGUSR1
+ * (the gate's cancel of a step per job, which srun passes on) kill every
  * process group the runner's job runs at once (SIGKILL) and end the runner
- * without a result.
+ * without a result.  `keel-gate slurm-step <spec>` (slurm-launch = srun)
+ * does the same on the same signals.
  */
 #define _GNU_SOURCE      1
 #define KEEL_MODULE_NAME "gate"
@@ -132,15 +134,20 @@ static void runner_line(const char *line, runner_job **rjp, int done_w)
     *rjp = rj;
 }
 
-int gate_slurm__runner_main(void)
+void gate_slurm__stop_on_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = runner_on_signal;
     (void)sigemptyset(&sa.sa_mask);
-    (void)sigaction(SIGTERM, &sa, NULL);
-    (void)sigaction(SIGINT, &sa, NULL);
-    (void)sigaction(SIGHUP, &sa, NULL);
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, GATE_SLURM_CANCEL_SIGNAL};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        (void)sigaction(sigs[i], &sa, NULL);
+}
+
+int gate_slurm__runner_main(void)
+{
+    gate_slurm__stop_on_signals();
     int done[2];
     if (pipe2(done, O_CLOEXEC) != 0) {
         (void)fprintf(stderr, "keel-gate %s: error: no pipe: %s\n", GATE_SLURM_STEP_COMMAND,

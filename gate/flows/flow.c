@@ -54,6 +54,25 @@ keel_status gate_flow_branch(const char *from, const char *to, char *out, size_t
     return KEEL_OK;
 }
 
+unsigned gate_flow_levels(const gate_config *cfg, const char *target, const char *branch)
+{
+    KEEL_ASSERT(cfg != NULL && target != NULL && branch != NULL);
+    unsigned levels = GATE_LEVEL_GATE;
+    if (strncmp(branch, "keel-gate/flow/", 15) != 0)
+        return levels;
+    for (size_t i = 0; i < cfg->nflows; i++) {
+        const gate_flow_config *f = &cfg->flows[i];
+        char name[GATE_BRANCH_MAX * 2 + 32];
+        if (strcmp(f->to, target) != 0)
+            continue;
+        keel_status s = gate_flow_branch(f->from, f->to, name, sizeof(name));
+        if (keel_ok(s) && strcmp(name, branch) == 0)
+            levels |= GATE_LEVEL_PRE_MERGE | f->levels;
+        keel_status_free(s);
+    }
+    return levels;
+}
+
 void gate_flow_init(gate_flow *f, const gate_flow_config *cfg)
 {
     KEEL_ASSERT(f != NULL && cfg != NULL);

@@ -156,4 +156,33 @@ const char *gate_flow_told_kind(gate_flow_action a);
 KEEL_MUST_USE keel_status gate_flow_branch(const char *from, const char *to, char *out,
                                            size_t size);
 
+/*
+ * The levels of the destination's configurations that test a change of
+ * `branch` for `target` (the pre-merge level, issue 17): for the flow branch
+ * of a flow of `cfg` into `target`, GATE_LEVEL_GATE | GATE_LEVEL_PRE_MERGE
+ * and the flow's own `levels`; for any other branch GATE_LEVEL_GATE alone,
+ * so a configuration at `pre-merge` never runs on an ordinary change.
+ */
+unsigned gate_flow_levels(const gate_config *cfg, const char *target, const char *branch);
+
+/*
+ * A recorded resolution of one conflicting path (keel's own rerere; libgit2
+ * has none): the conflict is the path and the three blob ids git's merge
+ * found there (the merge base's, the destination's = ours, the source's =
+ * theirs; "" for a side without the file); the resolution is the blob a
+ * developer's resolution that landed holds at the path ("": deleted) and its
+ * file mode.  Recorded in the store (store_flow.h) when a flow's change that
+ * resolved a conflict lands; applied by gate_flow_merge (flowmerge.h) when
+ * the same conflict comes back.
+ */
+enum { GATE_FLOW_PATH_MAX = 1024 };
+typedef struct gate_flow_resolution {
+    char path[GATE_FLOW_PATH_MAX];
+    char base[GATE_FLOW_SHA_MAX];
+    char ours[GATE_FLOW_SHA_MAX];
+    char theirs[GATE_FLOW_SHA_MAX];
+    char blob[GATE_FLOW_SHA_MAX];
+    unsigned mode;
+} gate_flow_resolution;
+
 #endif /* KEEL_GATE_FLOW_H */

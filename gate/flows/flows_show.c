@@ -7,10 +7,12 @@
 #define KEEL_MODULE_NAME "gate"
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "flow.h"
 #include "flowmerge.h"
 #include "flows_turn.h"
+#include "query.h"
 #include "store_flow.h"
 #include "text.h"
 
@@ -88,7 +90,8 @@ static void print_text(FILE *f, const flow_view *v)
     gate_text_printf(f, "%s -> %s: %s", v->cfg->from, v->cfg->to, gate_flow_state_name(v->f.state));
     if (v->f.change_id > 0 && v->f.change[0] != '\0')
         gate_text_printf(f, " (change %lld in the queue)", v->f.change_id);
-    gate_text_printf(f, "\n  %s %.12s, %s %.12s, %zu commit(s) waiting, last sync %lld\n",
+    gate_text_printf(f, "\n"); /* one line a call: a newline inside one is escaped */
+    gate_text_printf(f, "  %s %.12s, %s %.12s, %zu commit(s) waiting, last sync %lld\n",
                      v->cfg->from, v->src[0] != '\0' ? v->src : "(no such branch)", v->cfg->to,
                      v->dst[0] != '\0' ? v->dst : "(no such branch)", v->waiting, v->f.last_sync);
     if (v->f.state == GATE_FLOW_BLOCKED)
@@ -126,5 +129,59 @@ keel_status gate_flows_show(gate *g, FILE *f, bool json)
     if (json)
         (void)fprintf(f, "]}\n");
     gate_config_free(cfg);
+    return s;
+}
+
+/* One flow's line of `status`: its state, and when blocked since how long and why. */
+static void status_line(FILE *f, const flow_view *v, long long now)
+{
+    gate_text_printf(f, "  %s -> %s: %s", v->cfg->from, v->cfg->to,
+                     gate_flow_state_name(v->f.state));
+    if (v->f.change_id > 0 && v->f.change[0] != '\0')
+        gate_text_printf(f, ", change %lld in the queue", v->f.change_id);
+    if (v->f.state == GATE_FLOW_BLOCKED) {
+        char took[64];
+        gate_duration_fmt(took, sizeof(took), (now - v->f.blocked_since) * 1000);
+        gate_text_printf(f, " for %s: %s (%u reminder(s))", took, v->f.why, v->f.reminders);
+    } else {
+        gate_text_printf(f, ", %zu commit(s) waiting", v->waiting);
+    }
+    gate_text_printf(f, "\n");
+}
+
+keel_status gate_flows_status(gate *g, FILE *f, bool json)
+{
+    KEEL_ASSERT(g != NULL && f != NULL);
+    gate_config *own = NULL;
+    const gate_config *cfg = gate_tip_config(g, &own);
+    size_t n = cfg != NULL ? cfg->nflows : 0;
+    static flow_view v; /* large: one at a time */
+    long long now = (long long)time(NULL);
+    keel_status s = KEEL_OK;
+    if (json)
+        (void)fprintf(f, ",\"flows\":[");
+    else if (n > 0)
+        gate_text_printf(f, "flows (%zu):\n", n);
+    for (size_t i = 0; keel_ok(s) && i < n; i++) {
+        s = view_of(g, &cfg->flows[i], &v);
+        if (keel_ok(s) && json) {
+            (void)fprintf(f, "%s{\"from\":", i > 0 ? "," : "");
+            gate_json_fput(f, v.cfg->from);
+            (void)fprintf(f, ",\"to\":");
+            gate_json_fput(f, v.cfg->to);
+            (void)fprintf(f,
+                          ",\"state\":\"%s\",\"change\":%lld,\"waiting\":%zu,\"last_sync\":%lld,"
+                          "\"blocked_since\":%lld,\"reminders\":%u,\"why\":",
+                          gate_flow_state_name(v.f.state), v.f.change_id, v.waiting, v.f.last_sync,
+                          v.f.blocked_since, v.f.reminders);
+            gate_json_fput(f, v.f.why);
+            (void)fprintf(f, "}");
+        } else if (keel_ok(s)) {
+            status_line(f, &v, now);
+        }
+    }
+    if (json)
+        (void)fprintf(f, "]");
+    gate_config_free(own);
     return s;
 }

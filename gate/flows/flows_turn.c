@@ -224,6 +224,62 @@ static keel_status feed(flow_turn *t, gate_flow_event_kind kind, const char *sha
     return carry_out(t, &d);
 }
 
+/* The recorded resolutions the merge looks up (gate_flow_recall): the store's. */
+static keel_status recall(void *ctx, gate_flow_resolution *r, bool *found)
+{
+    return gate_store_flow_resolution_get((gate_store *)ctx, r, found);
+}
+
+/*
+ * A merge made with recorded resolutions: said in the log and in the history
+ * (flow-reused: the flow, its branch, the merge, the paths), then tested
+ * like any merge.
+ */
+static keel_status say_reused(flow_turn *t, const gate_flowmerge *m)
+{
+    char why[GATE_FLOW_WHY_MAX];
+    size_t len = (size_t)snprintf(why, sizeof(why), "recorded resolution reused for ");
+    for (size_t i = 0; i < m->npaths && len + 1 < sizeof(why); i++)
+        len +=
+            (size_t)snprintf(why + len, sizeof(why) - len, "%s%s", i > 0 ? ", " : "", m->paths[i]);
+    gate_say(t->g, "flow %s -> %s: merge %.12s made with a %s\n", t->cfg->from, t->cfg->to,
+             m->merge, why);
+    char detail[DETAIL_MAX];
+    char flow[2 * GATE_BRANCH_MAX + 8];
+    gate_fmt(flow, sizeof(flow), "%s -> %s", t->cfg->from, t->cfg->to);
+    size_t at = (size_t)snprintf(detail, sizeof(detail), "{\"reused\":%zu", m->reused);
+    put_str(detail, sizeof(detail), &at, "flow", flow);
+    put_str(detail, sizeof(detail), &at, "from", t->cfg->from);
+    put_str(detail, sizeof(detail), &at, "to", t->cfg->to);
+    put_str(detail, sizeof(detail), &at, "flow_branch", t->branch);
+    put_str(detail, sizeof(detail), &at, "kind", "flow-reused");
+    put_str(detail, sizeof(detail), &at, "merge", m->merge);
+    put_str(detail, sizeof(detail), &at, "why", why);
+    (void)snprintf(detail + at, sizeof(detail) - at, "}");
+    keel_status s = gate_store_event(t->g->store, t->now, "flow-reused", 0, detail);
+    if (keel_ok(s))
+        gate_notify(t->g);
+    return s;
+}
+
+/* A flow's change landed: the conflicts it resolved are recorded (reused when they come back). */
+static keel_status record_resolutions(flow_turn *t, const char *commit)
+{
+    static gate_flow_resolution r[GATE_FLOWMERGE_PATHS]; /* large: the loop's thread only */
+    size_t n = 0;
+    keel_status s = gate_flow_resolutions(t->g->repo, commit, r, GATE_FLOWMERGE_PATHS, &n);
+    if (keel_ok(s) && n > 0) {
+        s = gate_store_flow_resolution_put(t->g->store, r, n, t->cfg->from, t->cfg->to, commit,
+                                           t->now);
+        if (keel_ok(s))
+            gate_say(t->g,
+                     "flow %s -> %s: the resolution of %zu conflicting path(s) by %.12s "
+                     "recorded\n",
+                     t->cfg->from, t->cfg->to, n, commit);
+    }
+    return s;
+}
+
 /* The merge the flow asks for: made, nothing new, or a conflict. */
 static keel_status merge(flow_turn *t)
 {
@@ -236,8 +292,11 @@ static keel_status merge(flow_turn *t)
         return feed(t, GATE_FLOW_EV_MERGE_MADE, c.head, NULL, NULL, 0);
     }
     static gate_flowmerge m; /* large: one at a time (the loop's thread only) */
+    const gate_flow_recall known = {recall, t->g->store};
     if (keel_ok(s))
-        s = gate_flow_merge(t->g->repo, t->cfg->from, t->cfg->to, t->branch, t->now, &m);
+        s = gate_flow_merge(t->g->repo, t->cfg->from, t->cfg->to, t->branch, t->now, &known, &m);
+    if (keel_ok(s) && m.result == GATE_FLOWMERGE_MADE && m.reused > 0)
+        s = say_reused(t, &m);
     if (!keel_ok(s))
         return s;
     gate_fmt(t->f.dest, sizeof(t->f.dest), "%s", m.dest);
@@ -299,8 +358,10 @@ static keel_status verdict(flow_turn *t)
         return s;
     char sha[GATE_FLOW_SHA_MAX];
     gate_fmt(sha, sizeof(sha), "%s", t->f.change);
-    if (c.state == GATE_CHANGE_LANDED)
-        return feed(t, GATE_FLOW_EV_LANDED, sha, NULL, NULL, 0);
+    if (c.state == GATE_CHANGE_LANDED) {
+        s = record_resolutions(t, sha);
+        return keel_ok(s) ? feed(t, GATE_FLOW_EV_LANDED, sha, NULL, NULL, 0) : s;
+    }
     /* rejected or cancelled: who brought the commits the merge fails with */
     static gate_flowmerge m; /* large: the loop's thread only */
     s = gate_flow_brought(t->g->repo, sha, &m);

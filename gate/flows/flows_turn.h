@@ -50,4 +50,13 @@ KEEL_MUST_USE keel_status gate_flows_turn(gate *g, long long now, bool *queued);
  */
 KEEL_MUST_USE keel_status gate_flows_show(gate *g, FILE *f, bool json);
 
+/*
+ * `keel-gate status`'s part (text or, `json`, the `,"flows":[...]` member):
+ * one brief line per flow of the target's configuration: its state, the
+ * change in the queue, the commits waiting, and when blocked since how long,
+ * why and how many reminders.  Nothing (text) or [] (JSON) when the
+ * configuration names no flow or cannot be read.
+ */
+KEEL_MUST_USE keel_status gate_flows_status(gate *g, FILE *f, bool json);
+
 #endif /* KEEL_GATE_FLOWS_TURN_H */

@@ -141,10 +141,22 @@ static void alternate(gate_flowmerge *out)
     }
 }
 
-/* The conflicting paths of `merged`, then who touched them on each side. */
-static keel_status conflict(gate_repo *r, git_index *merged, const git_oid *src, const git_oid *dst,
-                            const git_oid *base, gate_flowmerge *out)
+static void blob_hex(char out[GATE_FLOW_SHA_MAX], const git_index_entry *e)
 {
+    out[0] = '\0';
+    if (e != NULL)
+        (void)git_oid_tostr(out, GATE_FLOW_SHA_MAX, &e->id);
+}
+
+/*
+ * The conflicts of `merged`: the first `max` as keys (the path and its three
+ * blobs; a path too long is counted, not kept), *total all of them.
+ */
+static keel_status conflict_keys(git_index *merged, gate_flow_resolution *keys, size_t max,
+                                 size_t *n, size_t *total)
+{
+    *n = 0;
+    *total = 0;
     git_index_conflict_iterator *it = NULL;
     int rc = git_index_conflict_iterator_new(&it, merged);
     if (rc != 0)
@@ -154,16 +166,107 @@ static keel_status conflict(gate_repo *r, git_index *merged, const git_oid *src,
         const git_index_entry *e = ours != NULL ? ours : (theirs != NULL ? theirs : anc);
         if (e == NULL)
             continue;
-        if (out->npaths < GATE_FLOWMERGE_PATHS && strlen(e->path) < GATE_ORIGIN_PATH)
-            (void)snprintf(out->paths[out->npaths++], GATE_ORIGIN_PATH, "%s", e->path);
-        out->total_paths++;
+        (*total)++;
+        if (*n == max || strlen(e->path) >= GATE_FLOW_PATH_MAX)
+            continue;
+        gate_flow_resolution *k = &keys[(*n)++];
+        memset(k, 0, sizeof(*k));
+        (void)snprintf(k->path, sizeof(k->path), "%s", e->path);
+        blob_hex(k->base, anc);
+        blob_hex(k->ours, ours);
+        blob_hex(k->theirs, theirs);
     }
     git_index_conflict_iterator_free(it);
+    return KEEL_OK;
+}
+
+/* The paths of the conflicts (keys) into out->paths. */
+static void keep_paths(gate_flowmerge *out, const gate_flow_resolution *keys, size_t nkeys,
+                       size_t total)
+{
+    for (size_t i = 0; i < nkeys && out->npaths < GATE_FLOWMERGE_PATHS; i++) {
+        size_t len = strnlen(keys[i].path, GATE_ORIGIN_PATH - 1);
+        memcpy(out->paths[out->npaths], keys[i].path, len);
+        out->paths[out->npaths++][len] = '\0';
+    }
+    out->total_paths = total;
+}
+
+/* The conflicting paths (keys), then who touched them on each side. */
+static keel_status conflict(gate_repo *r, const gate_flow_resolution *keys, size_t nkeys,
+                            size_t total, const git_oid *src, const git_oid *dst,
+                            const git_oid *base, gate_flowmerge *out)
+{
+    keep_paths(out, keys, nkeys, total);
     keel_status s = side_authors(r, src, base, GATE_FLOWMERGE_SOURCE, false, out);
     if (keel_ok(s))
         s = side_authors(r, dst, base, GATE_FLOWMERGE_DEST, false, out);
     qsort(out->people, out->npeople, sizeof(out->people[0]), by_commits);
     alternate(out);
+    return s;
+}
+
+static bool oid_ok(const char *hex, git_oid *id)
+{
+    return strlen(hex) == GATE_HEX - 1 && git_oid_fromstr(id, hex) == 0;
+}
+
+/* A conflict's sides exchanged: ours <-> theirs. */
+static void swap_sides(gate_flow_resolution *k)
+{
+    char tmp[sizeof(k->ours)];
+    memcpy(tmp, k->ours, sizeof(tmp));
+    memcpy(k->ours, k->theirs, sizeof(tmp));
+    memcpy(k->theirs, tmp, sizeof(tmp));
+}
+
+/* Is `hex` a blob id, and that blob in the repository? */
+static bool has_blob(gate_repo *r, const char *hex)
+{
+    git_oid id;
+    git_blob *b = NULL;
+    bool yes = oid_ok(hex, &id) && git_blob_lookup(&b, r->repo, &id) == 0;
+    git_blob_free(b);
+    return yes;
+}
+
+/*
+ * Every conflict of `merged` (keys) resolved from the records: applied to
+ * the index, *applied true; one without a record (or whose blob is not in
+ * the repository): the index untouched, *applied false.
+ */
+static keel_status recall_all(gate_repo *r, const gate_flow_recall *recall, git_index *merged,
+                              gate_flow_resolution *keys, size_t nkeys, bool *applied)
+{
+    *applied = false;
+    keel_status s = KEEL_OK;
+    bool all = nkeys > 0;
+    for (size_t i = 0; keel_ok(s) && all && i < nkeys; i++) {
+        bool found = false;
+        s = recall->fn(recall->ctx, &keys[i], &found);
+        if (keel_ok(s) && !found) { /* recorded from a merge made the other way round */
+            swap_sides(&keys[i]);
+            s = recall->fn(recall->ctx, &keys[i], &found);
+            swap_sides(&keys[i]);
+        }
+        all = keel_ok(s) && found;
+        if (all && keys[i].blob[0] != '\0') /* the blob must still be here */
+            all = has_blob(r, keys[i].blob);
+    }
+    for (size_t i = 0; keel_ok(s) && all && i < nkeys; i++) {
+        int rc = git_index_conflict_remove(merged, keys[i].path);
+        if (rc == 0 && keys[i].blob[0] != '\0') {
+            git_index_entry e;
+            memset(&e, 0, sizeof(e));
+            e.mode = keys[i].mode;
+            e.path = keys[i].path;
+            (void)oid_ok(keys[i].blob, &e.id);
+            rc = git_index_add(merged, &e);
+        }
+        if (rc != 0)
+            s = gate_git_error(rc, "cannot apply the recorded resolution of '%s'", keys[i].path);
+    }
+    *applied = keel_ok(s) && all;
     return s;
 }
 
@@ -181,7 +284,7 @@ static keel_status same_tree(gate_repo *r, git_index *merged, git_commit *ours, 
 /* The merge commit of `theirs` (SRC) into `ours` (DST), its tree `merged`'s. */
 static keel_status commit_merge(gate_repo *r, git_index *merged, git_commit *ours,
                                 git_commit *theirs, const char *from, const char *to,
-                                long long when, git_oid *id)
+                                long long when, const gate_flowmerge *m, git_oid *id)
 {
     git_oid tree_id;
     git_tree *tree = NULL;
@@ -194,10 +297,14 @@ static keel_status commit_merge(gate_repo *r, git_index *merged, git_commit *our
         rc = git_signature_new(&sig, "keel-gate", "keel-gate@localhost", (git_time_t)when, 0);
     if (rc == 0) {
         const git_commit *parents[2] = {ours, theirs};
-        char message[2 * GATE_BRANCH_LEN_MAX + 128];
-        (void)snprintf(message, sizeof(message),
-                       "Merge branch '%s' into %s\n\nKeel-Gate-Flow: %s -> %s\n", from, to, from,
-                       to);
+        char message[2 * GATE_BRANCH_LEN_MAX + 128 + GATE_FLOWMERGE_PATHS * 256];
+        size_t len = (size_t)snprintf(message, sizeof(message),
+                                      "Merge branch '%s' into %s\n\nKeel-Gate-Flow: %s -> %s\n",
+                                      from, to, from, to);
+        for (size_t i = 0; i < m->reused && i < m->npaths && len + 1 < sizeof(message); i++)
+            len +=
+                (size_t)snprintf(message + len, sizeof(message) - len,
+                                 "Keel-Gate-Resolution: recorded, reused: %.200s\n", m->paths[i]);
         rc = git_commit_create(id, r->repo, NULL, sig, sig, NULL, message, tree, 2, parents);
     }
     if (rc != 0)
@@ -208,7 +315,7 @@ static keel_status commit_merge(gate_repo *r, git_index *merged, git_commit *our
 }
 
 keel_status gate_flow_merge(gate_repo *r, const char *from, const char *to, const char *flow_branch,
-                            long long when, gate_flowmerge *out)
+                            long long when, const gate_flow_recall *recall, gate_flowmerge *out)
 {
     KEEL_ASSERT(r != NULL && from != NULL && to != NULL && flow_branch != NULL && out != NULL);
     memset(out, 0, sizeof(*out));
@@ -235,16 +342,27 @@ keel_status gate_flow_merge(gate_repo *r, const char *from, const char *to, cons
         out->result = GATE_FLOWMERGE_NOTHING_NEW; /* SRC is in DST already */
     } else if (keel_ok(s)) {
         int rc = git_merge_commits(&merged, r->repo, ours, theirs, NULL);
+        gate_flow_resolution keys[GATE_FLOWMERGE_PATHS];
+        size_t nkeys = 0, total = 0;
+        bool recalled = false;
         if (rc != 0)
             s = gate_git_error(rc, "cannot merge '%s' into '%s'", from, to);
-        else if (git_index_has_conflicts(merged)) {
+        else if (git_index_has_conflicts(merged))
+            s = conflict_keys(merged, keys, GATE_FLOWMERGE_PATHS, &nkeys, &total);
+        if (keel_ok(s) && rc == 0 && recall != NULL && nkeys > 0 && nkeys == total)
+            s = recall_all(r, recall, merged, keys, nkeys, &recalled);
+        if (keel_ok(s) && recalled) {
+            keep_paths(out, keys, nkeys, total);
+            out->reused = nkeys;
+        }
+        if (keel_ok(s) && git_index_has_conflicts(merged)) {
             out->result = GATE_FLOWMERGE_CONFLICT;
-            s = conflict(r, merged, &src, &dst, has_base ? &base : NULL, out);
+            s = conflict(r, keys, nkeys, total, &src, &dst, has_base ? &base : NULL, out);
         } else if (keel_ok(s = same_tree(r, merged, ours, &rc)) && rc == 1) {
             out->result = GATE_FLOWMERGE_NOTHING_NEW; /* it would change none of DST's files */
         } else if (keel_ok(s)) {
             out->result = GATE_FLOWMERGE_MADE;
-            s = commit_merge(r, merged, ours, theirs, from, to, when, &made);
+            s = commit_merge(r, merged, ours, theirs, from, to, when, out, &made);
             git_reference *ref = NULL;
             char refname[GATE_BRANCH_LEN_MAX + 16];
             (void)snprintf(refname, sizeof(refname), "refs/heads/%s", flow_branch);
@@ -336,11 +454,70 @@ keel_status gate_flow_waiting(gate_repo *r, const char *source, const char *dest
     keel_status s = gate_oid_parse(source, &src);
     if (keel_ok(s))
         s = gate_oid_parse(dest, &dst);
-    size_t ahead = 0, behind = 0;
-    int rc = keel_ok(s) ? git_graph_ahead_behind(&ahead, &behind, r->repo, &src, &dst) : 0;
+    git_revwalk *w = NULL;
+    int rc = keel_ok(s) ? git_revwalk_new(&w, r->repo) : 0;
+    if (rc == 0 && keel_ok(s))
+        rc = git_revwalk_push(w, &src);
+    if (rc == 0 && keel_ok(s))
+        rc = git_revwalk_hide(w, &dst);
+    git_oid id;
+    for (unsigned k = 0; rc == 0 && keel_ok(s) && k < GATE_FLOWMERGE_WALK; k++) {
+        if (git_revwalk_next(&id, w) != 0)
+            break;
+        git_commit *c = NULL;
+        rc = git_commit_lookup(&c, r->repo, &id);
+        if (rc == 0 && git_commit_parentcount(c) <= 1)
+            (*n)++;
+        git_commit_free(c);
+    }
     if (rc != 0)
         s = gate_git_error(rc, "cannot count the commits of %.12s not in %.12s", source, dest);
-    if (keel_ok(s))
-        *n = ahead;
+    git_revwalk_free(w);
+    return s;
+}
+
+keel_status gate_flow_resolutions(gate_repo *r, const char *commit, gate_flow_resolution *out,
+                                  size_t max, size_t *n)
+{
+    KEEL_ASSERT(r != NULL && commit != NULL && (out != NULL || max == 0) && n != NULL);
+    *n = 0;
+    git_oid id;
+    git_commit *c = NULL, *ours = NULL, *theirs = NULL;
+    git_tree *tree = NULL;
+    git_index *merged = NULL;
+    keel_status s = gate_oid_parse(commit, &id);
+    int rc = keel_ok(s) ? git_commit_lookup(&c, r->repo, &id) : 0;
+    if (rc == 0 && keel_ok(s) && git_commit_parentcount(c) == 2) {
+        rc = git_commit_parent(&ours, c, 0);
+        if (rc == 0)
+            rc = git_commit_parent(&theirs, c, 1);
+        if (rc == 0)
+            rc = git_merge_commits(&merged, r->repo, ours, theirs, NULL);
+        if (rc == 0)
+            rc = git_commit_tree(&tree, c);
+    }
+    if (rc != 0)
+        s = gate_git_error(rc, "cannot read the resolution %.12s", commit);
+    size_t total = 0;
+    if (keel_ok(s) && merged != NULL && git_index_has_conflicts(merged))
+        s = conflict_keys(merged, out, max, n, &total);
+    for (size_t i = 0; keel_ok(s) && i < *n; i++) {
+        git_tree_entry *e = NULL;
+        rc = git_tree_entry_bypath(&e, tree, out[i].path);
+        if (rc == 0) {
+            (void)git_oid_tostr(out[i].blob, sizeof(out[i].blob), git_tree_entry_id(e));
+            out[i].mode = (unsigned)git_tree_entry_filemode(e);
+        } else if (rc != GIT_ENOTFOUND) {
+            s = gate_git_error(rc, "cannot read '%s' in %.12s", out[i].path, commit);
+        }
+        git_tree_entry_free(e);
+    }
+    if (!keel_ok(s))
+        *n = 0;
+    git_index_free(merged);
+    git_tree_free(tree);
+    git_commit_free(theirs);
+    git_commit_free(ours);
+    git_commit_free(c);
     return s;
 }

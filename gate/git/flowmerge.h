@@ -21,12 +21,24 @@
  * A developer's resolution is a commit on the flow branch (pushed by hand)
  * whose history holds both tips: gate_flow_resolved says whether the branch
  * holds one, so the gate takes that commit as the change instead of merging
- * again.  There is no resolution cache (libgit2 has no rerere): a conflict
- * resolved once is resolved again by hand if the same merge is redone.
+ * again.
+ *
+ * Recorded resolutions (keel's own rerere: libgit2 has none).  When a flow's
+ * change that resolved a conflict lands, gate_flow_resolutions reads, for
+ * each path its parents' merge conflicts on, the conflict (the three blob
+ * ids) and what the change holds there; the gate records them in the store.
+ * gate_flow_merge, given a `recall`, looks each conflict up (and, not
+ * found, with its sides exchanged: a resolution made by merging the
+ * destination into the source, its first parent the source's); when every
+ * conflicting path has a recorded resolution whose blob is in the
+ * repository, they are applied and the merge is MADE (out->reused: how many,
+ * their names in out->paths; the commit message says so), to be tested by
+ * the gate like any merge.  One path without a record: a CONFLICT as before.
  */
 #ifndef KEEL_GATE_FLOWMERGE_H
 #define KEEL_GATE_FLOWMERGE_H
 
+#include "flow.h"
 #include "git.h"
 
 typedef enum gate_flowmerge_result {
@@ -57,17 +69,39 @@ typedef struct gate_flowmerge {
     /* the source's side and the destination's in turn, most commits first on each */
     gate_flowmerge_person people[GATE_FLOWMERGE_PEOPLE];
     size_t npeople;
+    size_t reused; /* MADE: conflicting paths a recorded resolution resolved (in paths) */
 } gate_flowmerge;
+
+/*
+ * Where gate_flow_merge looks recorded resolutions up: fn fills r->blob and
+ * r->mode for the conflict r names (path, base, ours, theirs), *found false
+ * when none is recorded.
+ */
+typedef struct gate_flow_recall {
+    keel_status (*fn)(void *ctx, gate_flow_resolution *r, bool *found);
+    void *ctx;
+} gate_flow_recall;
 
 /*
  * Merge branch `from` into branch `to` on branch `flow_branch` (made, or
  * moved there whatever it held); the commit is the gate's
  * ("keel-gate <keel-gate@localhost>", at `when`, seconds since the epoch).
+ * `recall` (NULL: none): the recorded resolutions, tried on a conflict.
  * GATE_E_BAD_REF for a bad branch name; anything else is the gate's error.
  */
 KEEL_MUST_USE keel_status gate_flow_merge(gate_repo *r, const char *from, const char *to,
                                           const char *flow_branch, long long when,
-                                          gate_flowmerge *out);
+                                          const gate_flow_recall *recall, gate_flowmerge *out);
+
+/*
+ * The resolutions `commit` holds: when it is a two-parent commit whose
+ * parents' merge (the first parent ours, the second theirs) conflicts, one
+ * row per conflicting path (the first `max`): the conflict and the blob and
+ * mode `commit` has there ("" and 0: the path deleted).  *n 0 when it is not
+ * a merge or its parents merge cleanly.
+ */
+KEEL_MUST_USE keel_status gate_flow_resolutions(gate_repo *r, const char *commit,
+                                                gate_flow_resolution *out, size_t max, size_t *n);
 
 /*
  * Does `flow_branch` hold a resolution of the flow `from` -> `to`: a commit
@@ -88,7 +122,12 @@ KEEL_MUST_USE keel_status gate_flow_resolved(gate_repo *r, const char *flow_bran
  */
 KEEL_MUST_USE keel_status gate_flow_brought(gate_repo *r, const char *merge, gate_flowmerge *out);
 
-/* How many commits `source` has that `dest` has not (both 40 hex digits): a flow's waiting. */
+/*
+ * How many commits `source` has that `dest` has not (both 40 hex digits): a
+ * flow's waiting.  Merges are not counted (a sync merge brings nothing of its
+ * own: the commits it brought are counted, or are in `dest`); at most
+ * GATE_FLOWMERGE_WALK commits are looked at.
+ */
 KEEL_MUST_USE keel_status gate_flow_waiting(gate_repo *r, const char *source, const char *dest,
                                             size_t *n);
 

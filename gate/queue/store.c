@@ -123,6 +123,8 @@ static const char *const migrations[] = {
     gate__store_flow_wiring_schema,
     /* 12 -> 13: the level a culprit search started at (store_levels.c) */
     gate__store_levels_schema,
+    /* 13 -> 14: the flows' recorded resolutions (store_flow_rerere.c) */
+    gate__store_flow_rerere_schema,
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 

@@ -54,4 +54,19 @@ typedef struct gate_flow_told_row {
 KEEL_MUST_USE keel_status gate_store_flow_told(gate_store *st, const char *from, const char *to,
                                                gate_flow_told_row *out, size_t max, size_t *n);
 
+/*
+ * The recorded resolutions (flow.h gate_flow_resolution, keel's rerere):
+ * `put` records n of them (their conflict, the resolved blob and mode), from
+ * the flow `from` -> `to`'s change `commit` that landed, in one transaction;
+ * a conflict recorded before is replaced.  `get` fills r->blob and r->mode
+ * for the conflict r names (path, base, ours, theirs); *found false when
+ * none is recorded.
+ */
+KEEL_MUST_USE keel_status gate_store_flow_resolution_put(gate_store *st,
+                                                         const gate_flow_resolution *r, size_t n,
+                                                         const char *from, const char *to,
+                                                         const char *commit, long long now);
+KEEL_MUST_USE keel_status gate_store_flow_resolution_get(gate_store *st, gate_flow_resolution *r,
+                                                         bool *found);
+
 #endif /* KEEL_GATE_STORE_FLOW_H */

@@ -64,6 +64,8 @@ extern const char gate__store_nightly_schema[];
 extern const char gate__store_flow_schema[];
 /* The schema step of the flows' wiring (store_flow.c: columns of its own table). */
 extern const char gate__store_flow_wiring_schema[];
+/* The schema step of the flows' recorded resolutions (store_flow_rerere.c: its own table). */
+extern const char gate__store_flow_rerere_schema[];
 /* The schema step of store_culprit.c's tables. */
 extern const char gate__store_culprit_schema[];
 /* The schema step of store_backout.c's tables. */

@@ -48,7 +48,8 @@ static const char *const notice_kinds[][2] = {{"landed", "land"},
                                               {"flow-reminder", "flow-reminder"},
                                               {"flow-escalated", "flow-escalated"},
                                               {"flow-unblocked", "flow-unblocked"},
-                                              {"flow-landed", "flow-landed"}};
+                                              {"flow-landed", "flow-landed"},
+                                              {"flow-reused", "flow-reused"}};
 
 /*
  * The hook's events after the cursor: id, kind, change, branch, head (the
@@ -63,7 +64,7 @@ static const char *const notice_kinds[][2] = {{"landed", "land"},
 #define BACKOUT_KINDS "(e.kind LIKE 'backout-%' OR e.kind LIKE 'breaker-%')"
 #define FLOW_KINDS                                                    \
     "(e.kind IN ('flow-blocked', 'flow-reminder', 'flow-escalated', " \
-    "'flow-unblocked', 'flow-landed') AND json_valid(e.detail))"
+    "'flow-unblocked', 'flow-landed', 'flow-reused') AND json_valid(e.detail))"
 static const char notify_next_sql[] =
     "SELECT e.id, e.kind, e.change, CASE WHEN " FLOW_KINDS
     " THEN coalesce(json_extract(e.detail, '$.flow_branch'), '') ELSE coalesce(c.branch, '') "
