@@ -275,7 +275,10 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
         char was[GATE_POST_STATE_MAX];
         s = gate_store_post_finish(g->store, g->target, j->post_commit, j->config, failed, j->log,
                                    gate_now_s(), was);
+        bool newest = true; /* an older commit's result leaves the target's state as it is */
         if (keel_ok(s))
+            s = gate_store_post_is_newest(g->store, g->target, j->post_commit, j->config, &newest);
+        if (keel_ok(s) && newest)
             s = record_events(g, j, failed, was);
         const gate_config *cfg = ((const gate_level_job *)j)->cfg;
         const gate_matrix_config *m = NULL;
@@ -284,6 +287,8 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
                 m = &cfg->configs[i];
         if (keel_ok(s) && failed && m != NULL) /* a new failure: its culprit searched for */
             s = gate_search_post_failed(g, j->post_commit, j->config, m->tier, was);
+        if (keel_ok(s) && failed && m != NULL && m->tier <= 2) /* none: perhaps no base yet */
+            s = gate_search_confirm_base(g, j->post_commit, j->config);
         else if (keel_ok(s) && m != NULL && strcmp(was, "failed") == 0)
             s = search_after_pass(g, j->post_commit, j->config, m->tier);
         if (keel_ok(s))

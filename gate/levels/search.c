@@ -530,6 +530,31 @@ keel_status gate_search_post_failed(gate *g, const char *commit, const char *con
                        "no commit before it is known to pass it");
 }
 
+keel_status gate_search_confirm_base(gate *g, const char *commit, const char *config)
+{
+    bool busy = false;
+    keel_status s = gate_store_search_busy(g->store, g->target, config, &busy);
+    if (!keel_ok(s) || busy)
+        return s;
+    double flake = 0;
+    unsigned long long runs = 0;
+    s = flake_of(g, config, &flake, &runs);
+    if (!keel_ok(s) || runs == 0 || flake <= (double)GATE_SEARCH_FLAKE_FLOOR_PERMILLE / 1000.0)
+        return s;     /* measured not to flake: a failure is a failure */
+    unsigned max = 2; /* failures in a row as likely as a flake's below 1% */
+    for (double p = flake * flake; p >= 0.01 && max < GATE_SEARCH_BASE_RUNS; p *= flake)
+        max++;
+    char again[GATE_OID_HEX] = "";
+    s = gate_store_post_again_base(g->store, g->target, commit, config, max, gate_now_s(), again);
+    if (keel_ok(s) && again[0] != '\0')
+        gate_say(g,
+                 "culprit: '%s' failed at %.12s and no commit before it is known to pass: "
+                 "%.12s, its oldest failure, built again to tell a flake (flake rate %.3f, "
+                 "%u runs at most)\n",
+                 config, commit, again, flake, max);
+    return s;
+}
+
 /* The commit of the newest nightly run of `config` before the one due at `due_at` that passed. */
 static keel_status nightly_pass(gate *g, const char *config, long long due_at,
                                 char pass[GATE_OID_HEX])

@@ -23,6 +23,7 @@ enum {
     GATE_SEARCH_PERSON_MAX = 256, /* "Name <email>" */
     GATE_SEARCH_SUBJECT_MAX = 200,
     GATE_SEARCH_FLAKE_FLOOR_PERMILLE = 10, /* 1%: a configuration without history */
+    GATE_SEARCH_BASE_RUNS = 5,             /* runs of a failure with no pass before it, at most */
     GATE_SEARCH_FLAKE_CEIL_PERMILLE = 300  /* 30%: beyond it, a measured rate is taken as 30% */
 };
 
@@ -58,6 +59,17 @@ KEEL_MUST_USE keel_status gate_search_recover(gate *g);
  */
 KEEL_MUST_USE keel_status gate_search_post_failed(gate *g, const char *commit, const char *config,
                                                   unsigned tier, const char *was);
+
+/*
+ * A post build of `config` (tier 1 or 2) failed at `commit` and no search
+ * runs for it: when no commit before it is known to pass and the
+ * configuration is measured to flake, the oldest failure of its history
+ * (every run of it failed) is built again, until it passes (a flake: the
+ * search then starts from it) or has failed GATE_SEARCH_BASE_RUNS times in
+ * all, or fewer when the flake rate makes that many failures in a row
+ * unlikely enough (below 1%).
+ */
+KEEL_MUST_USE keel_status gate_search_confirm_base(gate *g, const char *commit, const char *config);
 
 /*
  * A nightly run of `config` (tier) due at `due_at` failed at `commit`, a new

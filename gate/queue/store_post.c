@@ -246,6 +246,75 @@ keel_status gate_store_post_finish(gate_store *st, const char *target, const cha
     return gate__store_finish(st, s);
 }
 
+keel_status gate_store_post_is_newest(gate_store *st, const char *target, const char *commit,
+                                      const char *config, bool *newest)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && commit != NULL && config != NULL && newest != NULL);
+    *newest = true;
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = gate__store_prepare(
+        st,
+        "SELECT count(*) FROM " ROW_FROM " WHERE r.target = ?1 AND r.config = ?3 AND r.state = "
+        "'done' AND c.seq > (SELECT seq FROM post_commits WHERE target = ?1 AND commit_id = ?2)",
+        &stmt);
+    if (!keel_ok(s))
+        return s;
+    gate__store_bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 2, commit);
+    gate__store_bind_text(stmt, 3, config);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        *newest = sqlite3_column_int64(stmt, 0) == 0;
+    else
+        s = gate__store_error(st, rc, "cannot read the newer post results");
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
+keel_status gate_store_post_again_base(gate_store *st, const char *target, const char *commit,
+                                       const char *config, unsigned max_runs, long long now,
+                                       char again[GATE_OID_HEX])
+{
+    KEEL_ASSERT(st != NULL && target != NULL && commit != NULL && config != NULL && again != NULL);
+    again[0] = '\0';
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = gate__store_prepare(
+        st,
+        "SELECT r.commit_id FROM " ROW_FROM " WHERE r.target = ?1 AND r.config = ?3 AND "
+        "r.state = 'done' AND r.runs > 0 AND r.runs = r.fails AND r.runs < ?4 AND c.seq = "
+        "(SELECT min(c2.seq) FROM post_results r2 JOIN post_commits c2 ON c2.target = "
+        "r2.target AND c2.commit_id = r2.commit_id WHERE r2.target = ?1 AND r2.config = ?3 AND "
+        "r2.runs > 0) AND NOT EXISTS (SELECT 1 FROM post_results r3 JOIN post_commits c3 "
+        "ON c3.target = r3.target AND c3.commit_id = r3.commit_id WHERE r3.target = ?1 AND "
+        "r3.config = ?3 AND r3.runs > r3.fails AND c3.seq <= (SELECT seq "
+        "FROM post_commits WHERE target = ?1 AND commit_id = ?2))",
+        &stmt);
+    if (!keel_ok(s))
+        return s;
+    gate__store_bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 2, commit);
+    gate__store_bind_text(stmt, 3, config);
+    (void)sqlite3_bind_int64(stmt, 4, (sqlite3_int64)max_runs);
+    int rc = sqlite3_step(stmt);
+    char found[GATE_OID_HEX] = "";
+    if (rc == SQLITE_ROW)
+        gate__store_copy_text(found, sizeof(found), sqlite3_column_text(stmt, 0));
+    else if (rc != SQLITE_DONE)
+        s = gate__store_error(st, rc, "cannot read the oldest post failure");
+    (void)sqlite3_finalize(stmt);
+    if (!keel_ok(s) || found[0] == '\0')
+        return s;
+    int changed = 0;
+    s = update_row(st,
+                   "UPDATE post_results SET state = 'pending', updated_at = ?4 WHERE target = ?1 "
+                   "AND commit_id = ?2 AND config = ?3 AND state = 'done'",
+                   target, found, config, now, NULL, 0, "cannot build a post result again",
+                   &changed);
+    if (keel_ok(s) && changed == 1)
+        (void)snprintf(again, GATE_OID_HEX, "%s", found);
+    return s;
+}
+
 keel_status gate_store_post_red(gate_store *st, const char *target, const char *except, size_t *n)
 {
     KEEL_ASSERT(st != NULL && target != NULL && except != NULL && n != NULL);

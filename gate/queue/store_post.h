@@ -79,6 +79,25 @@ KEEL_MUST_USE keel_status gate_store_post_finish(gate_store *st, const char *tar
  */
 KEEL_MUST_USE keel_status gate_store_post_red(gate_store *st, const char *target,
                                               const char *except, size_t *n);
+/*
+ * Whether `commit`'s row is the newest of `config` with a result: no done row
+ * of a later commit (builds end in any order; an older one's result does not
+ * change the target's state).
+ */
+KEEL_MUST_USE keel_status gate_store_post_is_newest(gate_store *st, const char *target,
+                                                    const char *commit, const char *config,
+                                                    bool *newest);
+/*
+ * The oldest row of `config` built so far, when it is done, failed every one
+ * of its runs (fewer than max_runs) and no row up to `commit` passed any
+ * run: pending again, to be built
+ * once more (a failure that may be a flake, where a culprit search has no
+ * passing commit to start from).  again: its commit ("" when none).
+ */
+KEEL_MUST_USE keel_status gate_store_post_again_base(gate_store *st, const char *target,
+                                                     const char *commit, const char *config,
+                                                     unsigned max_runs, long long now,
+                                                     char again[GATE_OID_HEX]);
 /* Running rows of `target` back to pending (a new run after a kill). *n: how many. */
 KEEL_MUST_USE keel_status gate_store_post_recover(gate_store *st, const char *target, size_t *n);
 /*
