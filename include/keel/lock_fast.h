@@ -250,19 +250,17 @@ static inline bool keel__nw_room(unsigned long long w)
 }
 
 /*
- * The entry the inline path fills for m on top of t's n entries, with its
- * chain stored when n > 0 (entry 0 keeps none: keel__held_chain), or NULL for
- * the library: m is on the stack (a self-deadlock, or a failing trylock), or,
- * when probe is set (a blocking lock), the sequence is not in its home slot
- * of the chain table (not validated yet, or further along its probe).
- * Nothing held: no search, no hash, no probe, one test.
+ * The entry the inline path fills for m on top of t's n > 0 entries, with its
+ * chain stored, or NULL for the library: m is on the stack (a self-deadlock,
+ * or a failing trylock), or, when probe is set (a blocking lock), the
+ * sequence is not in its home slot of the chain table (not validated yet, or
+ * further along its probe).  (Nothing held: entry 0, no search, no hash, no
+ * probe, and no chain stored: keel__held_chain.)
  */
 __attribute__((always_inline)) static inline keel__held *
 keel__mutex_entry(keel__lock_thread *t, unsigned n, const keel_mutex *m, unsigned node, bool probe)
 {
     keel__held *h = &t->h[n];
-    if (n == 0)
-        return h;
     if (KEEL_UNLIKELY(keel__mutex_on_stack(t, n, m)))
         return NULL;
     unsigned long long chain =
@@ -314,6 +312,7 @@ keel__mutex_lock_inline(keel_mutex *m, const keel__lock_site *site)
         /* the usual: nothing held, nothing slow (the entry's place is known, nothing to check) */
         keel__mutex_fill(&t->h[0], m, node, false, site, w);
     } else {
+        /* (room and nothing slow, so something is held: n > 0) */
         keel__held *h = keel__nw_room(w) ? keel__mutex_entry(t, (unsigned)w, m, node, true) : NULL;
         if (KEEL_UNLIKELY(h == NULL)) {
             keel__mutex_lock(m, 0, site);
@@ -335,7 +334,9 @@ keel__mutex_trylock_inline(keel_mutex *m, const keel__lock_site *site)
     unsigned node = keel__mutex_fast_node(m);
     if (KEEL_LIKELY(t != NULL && node <= KEEL__NODE_MAX)) {
         w = __atomic_load_n(&t->nw, __ATOMIC_RELAXED);
-        if (KEEL_LIKELY(keel__nw_room(w)))
+        if ((unsigned)w == 0)
+            h = KEEL_LIKELY(keel__nw_room(w)) ? &t->h[0] : NULL;
+        else if (KEEL_LIKELY(keel__nw_room(w)))
             h = keel__mutex_entry(t, (unsigned)w, m, node, false);
     }
     if (KEEL_UNLIKELY(h == NULL))
