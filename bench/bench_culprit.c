@@ -29,7 +29,9 @@
  * builds <= 2 log2(n) + 4.
  *
  * Run: build/release/bench_culprit [--trials N] [--confidence P]
- * [--intermittent P] [--show-wrong] (1000 trials by default; or make bench);
+ * [--intermittent P] [--seed S] [--show-wrong] (1000 trials by default; or
+ * make bench); --seed S (default 0) draws other histories and flakes, for
+ * repetitions that are independent samples;
  * --intermittent P makes a bad commit's build pass with probability P (a
  * break that only sometimes shows: outside keel's model, to see what it
  * costs; the goal line then still judges the 5% rows); --show-wrong prints
@@ -54,6 +56,8 @@ static double confidence;
 static bool show_wrong;
 /* --intermittent P: a bad commit's build passes with probability P (outside keel's model) */
 static double intermittent;
+/* --seed S: the histories of repetition S (0: those of the tables in docs/benchmarks.md) */
+static unsigned long long seed;
 
 static const char *const method_name[METHODS] = {"keel", "keel x4", "linear", "bisection"};
 
@@ -228,7 +232,7 @@ static bool row(unsigned n, double f, unsigned culprits, unsigned trials, unsign
     }
     unsigned need = gate_culprit_fail_runs(f, confidence);
     for (unsigned i = 0; i < trials; i++) {
-        unsigned long long pos = 0x5eedull * (seed_base + i) + n;
+        unsigned long long pos = 0x5eedull * (seed_base + i) + n + 0x9e3779b97f4a7c15ull * seed;
         unsigned first = 1 + (unsigned)(bench_uniform(&pos) * n);
         if (culprits == 2 && n > 1) {
             unsigned second = first;
@@ -307,18 +311,25 @@ int main(int argc, char **argv)
                 (void)fprintf(stderr, "bench_culprit: '--intermittent' needs a value in [0, 1)\n");
                 return 2;
             }
+        } else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
+            char *end = NULL;
+            seed = strtoull(argv[++i], &end, 10);
+            if (*end != '\0' || argv[i][0] == '-' || argv[i][0] == '\0') {
+                (void)fprintf(stderr, "bench_culprit: '--seed' needs a whole number\n");
+                return 2;
+            }
         } else if (strcmp(argv[i], "--show-wrong") == 0) {
             show_wrong = true;
         } else {
             (void)fprintf(stderr,
                           "usage: bench_culprit [--trials N] [--confidence P] [--intermittent P] "
-                          "[--show-wrong]\n");
+                          "[--seed S] [--show-wrong]\n");
             return 2;
         }
     }
     printf("culprit search, %u trials a row, confidence %g, budget %d builds, bad builds passing "
-           "%g; builds: mean (90th percentile)\n\n",
-           trials, confidence, BUDGET, intermittent);
+           "%g, seed %llu; builds: mean (90th percentile)\n\n",
+           trials, confidence, BUDGET, intermittent, seed);
     printf("| n | flakes | culprits | %s | %s | %s | %s | wrong k/k4/l/b | no verdict k/k4/l/b | "
            "keel / bisection | goal |\n",
            method_name[0], method_name[1], method_name[2], method_name[3]);

@@ -223,7 +223,8 @@ static const char *const gate_keys[] = {"crash-limit",     "target",         "sl
                                         "log-days",        "log-max",        "pass-env",
                                         "executor",        "backout",        "backout-budget",
                                         "backout-max-age", "tier2-fix-time", "hold-when-red",
-                                        "blame-max",       "ccache-size",    "slurm-launch"};
+                                        "blame-max",       "ccache-size",    "slurm-launch",
+                                        "revert-near"};
 static const char *const config_keys[] = {
     "build",    "test",      "env",        "timeout", "required",     "network",
     "writable", "memory",    "processes",  "cpu",     "output",       "disk",
@@ -693,6 +694,8 @@ static keel_status backout_key(const parse_state *st, const char *key, const cha
         return parse_duration(st, key, value, &c->backout_max_age_s);
     if (strcmp(key, "tier2-fix-time") == 0)
         return parse_duration(st, key, value, &c->tier2_fix_s);
+    if (strcmp(key, "revert-near") == 0)
+        return parse_uint(st, key, value, 0, GATE_REVERT_NEAR_MAX, &c->revert_near);
     return KEEL_ERR(KEEL_E_NOTFOUND, "not a backout key");
 }
 
@@ -1322,6 +1325,7 @@ static keel_status parse(const char *text, size_t len, const char *origin,
     c->backout_budget = 3;
     c->backout_max_age_s = 7LL * 86400;
     c->tier2_fix_s = 4LL * 3600;
+    c->revert_near = 3;
     gate_limits_default(&c->limits);
     c->log_days = GATE_DEFAULT_LOG_DAYS;
     c->log_max = GATE_DEFAULT_LOG_MAX;

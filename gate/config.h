@@ -27,7 +27,7 @@
  *   executor   = local         # local | slurm: where jobs run (gate/exec/slurm.h)
  *   slurm-launch = runner      # runner | srun: a job handed to a runner standing in the
  *                              #   slot's allocation, or a Slurm step of its own
- *   blame-max  = 3             # people a culprit search's event names at most (1..100)
+ *   blame-max  = 3             # people a culprit search's or backout's event names (1..100)
  *
  *   [config gcc-devel]
  *   build    = cmake --preset devel -DCMAKE_C_COMPILER=gcc
@@ -59,7 +59,9 @@
  *   backout-max-age = 7d       # older culprits are proposed, not reverted
  *   tier2-fix-time  = 4h       # tier 2: reverted only when no fix landed in this time
  *   hold-when-red   = no       # yes: the queue holds while a tier-1 configuration is
- *                              # red at post and no backout is under way
+ *                              # red (at post, or nightly) and no backout is under way
+ *   revert-near     = 3        # a later change this many lines from the culprit's own
+ *                              # makes it dependent: not reverted (0..1000)
  *   Durations as gate_duration_parse reads them (4h, 7d, 2w, or 0).
  *
  * Levels and tiers (issue 17): a configuration runs at the levels it names;
@@ -108,6 +110,7 @@ typedef struct gate_words {
 } gate_words;
 
 enum { GATE_MAX_CONFIGS = 64 };
+enum { GATE_REVERT_NEAR_MAX = 1000 }; /* [gate] revert-near at most (lines) */
 
 enum { GATE_CONFIG_NAME_MAX = 65, GATE_BRANCH_MAX = 256 };
 
@@ -256,7 +259,7 @@ typedef struct gate_config {
     unsigned max_batch;
     unsigned max_depth;
     unsigned retries;
-    unsigned blame_max;         /* people a culprit search's event names at most (default 3) */
+    unsigned blame_max;         /* people a search's or backout's event names at most (default 3) */
     unsigned crash_limit;       /* quarantine a change after this many gate deaths (0: never) */
     gate_words notify;          /* empty: no hook */
     bool sandbox_none;          /* sandbox = none: jobs run without bubblewrap */
@@ -272,6 +275,7 @@ typedef struct gate_config {
     long long tier2_fix_s;          /* tier 2: how long a fix may take (default 4h) */
     bool backout;                   /* backout = yes|no (default yes) */
     bool hold_when_red;             /* hold the queue while a tier-1 configuration is red */
+    unsigned revert_near;           /* lines: a later change this near depends on the culprit */
     unsigned long long ccache_size; /* ccache-size: every configuration's default (0: none) */
     gate_matrix_config configs[GATE_MAX_CONFIGS];
     size_t nconfigs;

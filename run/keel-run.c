@@ -51,6 +51,8 @@ static const run_option options[] = {
     {"locks", "on|off", "the lock checks (default on; off: the program's locks run unchecked)"},
     {"deadlock-after", "MS",
      "examine a lock wait longer than MS ms for a deadlock (default 1000; 0: never)"},
+    {"rank", "CLASS=N",
+     "give lock class CLASS (its name in reports, 'file.c:12') rank N, 1..1000000 (repeatable)"},
     {"heap", "on|off",
      "the malloc family on keel's checked heap (default on; off: the C library's allocator)"},
     {"report", "FILE", "append every report to FILE as one JSON line (sets KEEL_REPORT)"},
@@ -211,10 +213,36 @@ static int set_env(const char *name, const char *value)
     return 0;
 }
 
+/* --rank CLASS=N: checked, and added to the list (CLASS=N,CLASS=N) of KEEL_RUN_RANKS. */
+static bool rank_add(char *list, size_t size, const char *value)
+{
+    const char *eq = strrchr(value, '=');
+    char *end = NULL;
+    errno = 0;
+    long n = eq != NULL ? strtol(eq + 1, &end, 10) : 0;
+    if (eq == NULL || eq == value || strchr(value, ',') != NULL || eq[1] < '0' || eq[1] > '9' ||
+        *end != '\0' || errno != 0 || n < 1 || n > 1000000) {
+        (void)fprintf(stderr,
+                      "keel-run: bad value '%s' for '--rank': CLASS=N, N from 1 to 1000000, no "
+                      "comma in CLASS\n",
+                      value);
+        return false;
+    }
+    size_t len = strlen(list);
+    int w = snprintf(list + len, size - len, "%s%s", len > 0 ? "," : "", value);
+    if (w < 0 || (size_t)w >= size - len) {
+        (void)fprintf(stderr, "keel-run: too many '--rank' options (%zu bytes at most)\n",
+                      size - 1);
+        return false;
+    }
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     const char *graph = NULL, *locks = "on", *heap = "on", *report = NULL, *opts = NULL;
     const char *supp = NULL, *stress = NULL;
+    char ranks[4096] = "";
     bool gen = false;
     int i = 1;
     for (; i < argc; i++) {
@@ -280,6 +308,9 @@ int main(int argc, char **argv)
             }
             if (set_env("KEEL_RUN_DEADLOCK_MS", value) != 0)
                 return EXIT_REFUSED;
+        } else if (strcmp(o->name, "rank") == 0) {
+            if (!rank_add(ranks, sizeof(ranks), value))
+                return EXIT_USAGE;
         } else if (strcmp(o->name, "errno") == 0) {
             int errs[RUN_F_COUNT];
             char why[512];
@@ -301,6 +332,8 @@ int main(int argc, char **argv)
                 heap = value;
         }
     }
+    if (ranks[0] != '\0' && set_env("KEEL_RUN_RANKS", ranks) != 0)
+        return EXIT_REFUSED;
     if (i >= argc) {
         (void)fprintf(stderr, "keel-run: no program to run (keel-run [options] -- PROGRAM)\n");
         return EXIT_USAGE;

@@ -236,6 +236,8 @@ const keel__lock_site *keel__run_site(const void *ra);
 
 /* fork: the table's lock around it */
 void keel__run_table_fork(int phase);
+/* From the constructor: the classes' ranks keel-run --rank gave (KEEL_RUN_RANKS). */
+void keel__run_ranks_start(void);
 
 /* ---- long lock waits and real deadlocks (run_wait.c) ------------------------------------------ */
 
@@ -264,6 +266,100 @@ int keel__run_cond_wait(pthread_cond_t *c, pthread_mutex_t *m, const run_lock *m
                         const keel__lock_site *site);
 /* fork: the table of waits (phase 0 before, 1 parent, 2 child: emptied) */
 void keel__run_wait_fork(int phase);
+
+/* ---- every thread of the program (run_threads.c) --------------------------------------------- */
+
+/* The interposed blocking call a thread is in (its thread-local keel__run_in), NULL: none. */
+typedef struct run_in {
+    const char *call; /* atomic */
+    const void *ra;   /* the program's call site of it */
+} run_in;
+extern __thread run_in keel__run_in __attribute__((tls_model("initial-exec")));
+/* The thread's slot in the table of threads + 1; 0: none yet. */
+extern __thread int keel__run_slot __attribute__((tls_model("initial-exec")));
+/* From the constructor: the key whose destructor empties an exiting thread's slot. */
+void keel__run_threads_start(void);
+/* The calling thread in the table (a slot with its lock state and call); once per thread. */
+void keel__run_thread_register(void);
+/* The number of threads in the table in the interposed call `call` ("pthread_join") now. */
+unsigned keel__run_threads_in(const char *call);
+/* fork: the table's lock around it (phase 0 before, 1 parent, 2 child: the caller's slot only) */
+void keel__run_threads_fork(int phase);
+
+/* Around an interposed blocking call: what a deadlock report says the thread is in. */
+static inline void run_in_enter(const char *call, const void *ra)
+{
+    if (KEEL_UNLIKELY(keel__run_slot == 0) &&
+        __atomic_load_n(&keel__run_locks_on, __ATOMIC_RELAXED) != 0 && keel__run_inside == 0)
+        keel__run_thread_register();
+    keel__run_in.ra = ra;
+    __atomic_store_n(&keel__run_in.call, call, __ATOMIC_RELEASE);
+}
+
+static inline void run_in_leave(void)
+{
+    __atomic_store_n(&keel__run_in.call, NULL, __ATOMIC_RELAXED);
+}
+
+/* A transfer on fd under a spinlock (or in a non-blocking region): reported as a blocking call
+ * when fd blocks (a pipe, socket or terminal without O_NONBLOCK; not a regular file). */
+void keel__run_fd_check(const char *call, int fd, const void *ra);
+
+/* Before a transfer on fd: checked as a blocking call unless dontwait (MSG_DONTWAIT); then the
+ * thread is in `call` until run_in_leave.  One thread-local load when no spinlock is held. */
+static inline void run_fd_enter(const char *call, int fd, bool dontwait, const void *ra)
+{
+    const keel__lock_thread *t = keel__lock_tls;
+    if (KEEL_UNLIKELY(t != NULL && (t->spins | t->nonblock) != 0) && !dontwait)
+        keel__run_fd_check(call, fd, ra);
+    run_in_enter(call, ra);
+}
+
+/* return the transfer `expr` (of type `type`) on fd made between run_fd_enter and run_in_leave */
+#define RUN_FD_CALL(type, call, fd, dontwait, ra, expr) \
+    do {                                                \
+        run_fd_enter(call, fd, dontwait, ra);           \
+        type rc_ = (expr);                              \
+        run_in_leave();                                 \
+        return rc_;                                     \
+    } while (0)
+
+/* The calling thread's lock state, the thread in the table of threads. */
+static inline keel__lock_thread *run_self(void)
+{
+    if (KEEL_UNLIKELY(keel__run_slot == 0))
+        keel__run_thread_register();
+    return keel__lock_self();
+}
+
+enum {
+    RUN_VIEW_THREADS = 32, /* threads outside the cycle and the waits shown in a report */
+    RUN_VIEW_FRAMES = 16,
+    RUN_VIEW_HELD = 8,
+};
+
+/* Another thread as a report shows it. */
+typedef struct run_thread_view {
+    int tid;
+    bool registered; /* keel-run has seen it (its call and locks are known) */
+    unsigned nheld;
+    int npcs; /* 0: no backtrace (why says why) */
+    const char *call;
+    const void *call_ra;
+    const run_lock *held[RUN_VIEW_HELD];
+    const keel__lock_site *held_site[RUN_VIEW_HELD];
+    void *pcs[RUN_VIEW_FRAMES];
+    char name[16];
+    char why[160];
+} run_thread_view;
+
+/*
+ * Every thread of the process but the caller and the nskip tids of skip, at most max (guard
+ * set; one caller at a time: keel-stack's conversation is not shared): their names, calls, held
+ * locks and backtraces.  Their number.
+ */
+unsigned keel__run_threads_view(run_thread_view *out, unsigned max, const int *skip,
+                                unsigned nskip);
 
 /* ---- the heap (run_heap.c) ------------------------------------------------------------------ */
 

@@ -275,19 +275,25 @@ KEEL_RUN_EXPORT int socket(int domain, int type, int protocol)
 KEEL_RUN_EXPORT int connect(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
 {
     int f = RUN_FAULT(RUN_F_CONNECT, RA());
-    return KEEL_UNLIKELY(f != 0) ? fail_with(f) : RUN_REAL(connect)(fd, addr, len);
+    if (KEEL_UNLIKELY(f != 0))
+        return fail_with(f);
+    RUN_FD_CALL(int, "connect", fd, false, RA(), RUN_REAL(connect)(fd, addr, len));
 }
 
 KEEL_RUN_EXPORT int accept(int fd, __SOCKADDR_ARG addr, socklen_t *len)
 {
     int f = RUN_FAULT(RUN_F_ACCEPT, RA());
-    return KEEL_UNLIKELY(f != 0) ? fail_with(f) : RUN_REAL(accept)(fd, addr, len);
+    if (KEEL_UNLIKELY(f != 0))
+        return fail_with(f);
+    RUN_FD_CALL(int, "accept", fd, false, RA(), RUN_REAL(accept)(fd, addr, len));
 }
 
 KEEL_RUN_EXPORT int accept4(int fd, __SOCKADDR_ARG addr, socklen_t *len, int flags)
 {
     int f = RUN_FAULT(RUN_F_ACCEPT, RA());
-    return KEEL_UNLIKELY(f != 0) ? fail_with(f) : RUN_REAL(accept4)(fd, addr, len, flags);
+    if (KEEL_UNLIKELY(f != 0))
+        return fail_with(f);
+    RUN_FD_CALL(int, "accept4", fd, false, RA(), RUN_REAL(accept4)(fd, addr, len, flags));
 }
 
 KEEL_RUN_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
@@ -295,7 +301,8 @@ KEEL_RUN_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
     int f = RUN_FAULT(RUN_F_SEND, RA());
     if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
         return fail_with(f);
-    return RUN_REAL(send)(fd, buf, f != 0 ? keel__run_short(n) : n, flags);
+    RUN_FD_CALL(ssize_t, "send", fd, (flags & MSG_DONTWAIT) != 0, RA(),
+                RUN_REAL(send)(fd, buf, f != 0 ? keel__run_short(n) : n, flags));
 }
 
 KEEL_RUN_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
@@ -304,7 +311,8 @@ KEEL_RUN_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
     int f = RUN_FAULT(RUN_F_SEND, RA());
     if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
         return fail_with(f);
-    return RUN_REAL(sendto)(fd, buf, f != 0 ? keel__run_short(n) : n, flags, addr, len);
+    RUN_FD_CALL(ssize_t, "sendto", fd, (flags & MSG_DONTWAIT) != 0, RA(),
+                RUN_REAL(sendto)(fd, buf, f != 0 ? keel__run_short(n) : n, flags, addr, len));
 }
 
 KEEL_RUN_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
@@ -312,7 +320,8 @@ KEEL_RUN_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
     int f = RUN_FAULT(RUN_F_RECV, RA());
     if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
         return fail_with(f);
-    return RUN_REAL(recv)(fd, buf, f != 0 ? keel__run_short(n) : n, flags);
+    RUN_FD_CALL(ssize_t, "recv", fd, (flags & MSG_DONTWAIT) != 0, RA(),
+                RUN_REAL(recv)(fd, buf, f != 0 ? keel__run_short(n) : n, flags));
 }
 
 KEEL_RUN_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, __SOCKADDR_ARG addr,
@@ -321,7 +330,8 @@ KEEL_RUN_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, __SOCKA
     int f = RUN_FAULT(RUN_F_RECV, RA());
     if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
         return fail_with(f);
-    return RUN_REAL(recvfrom)(fd, buf, f != 0 ? keel__run_short(n) : n, flags, addr, len);
+    RUN_FD_CALL(ssize_t, "recvfrom", fd, (flags & MSG_DONTWAIT) != 0, RA(),
+                RUN_REAL(recvfrom)(fd, buf, f != 0 ? keel__run_short(n) : n, flags, addr, len));
 }
 
 /* ---- positioned and vector transfers -------------------------------------------------------- */
@@ -331,7 +341,8 @@ KEEL_RUN_EXPORT ssize_t pread(int fd, void *buf, size_t n, off_t off)
     int f = RUN_FAULT(RUN_F_PREAD, RA());
     if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
         return fail_with(f);
-    return RUN_REAL(pread)(fd, buf, f != 0 ? keel__run_short(n) : n, off);
+    RUN_FD_CALL(ssize_t, "pread", fd, false, RA(),
+                RUN_REAL(pread)(fd, buf, f != 0 ? keel__run_short(n) : n, off));
 }
 
 KEEL_RUN_EXPORT ssize_t pread64(int fd, void *buf, size_t n, off64_t off)
@@ -339,7 +350,8 @@ KEEL_RUN_EXPORT ssize_t pread64(int fd, void *buf, size_t n, off64_t off)
     int f = RUN_FAULT(RUN_F_PREAD, RA());
     if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
         return fail_with(f);
-    return RUN_REAL(pread64)(fd, buf, f != 0 ? keel__run_short(n) : n, off);
+    RUN_FD_CALL(ssize_t, "pread64", fd, false, RA(),
+                RUN_REAL(pread64)(fd, buf, f != 0 ? keel__run_short(n) : n, off));
 }
 
 KEEL_RUN_EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
@@ -347,7 +359,8 @@ KEEL_RUN_EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
     int f = RUN_FAULT(RUN_F_PWRITE, RA());
     if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
         return fail_with(f);
-    return RUN_REAL(pwrite)(fd, buf, f != 0 ? keel__run_short(n) : n, off);
+    RUN_FD_CALL(ssize_t, "pwrite", fd, false, RA(),
+                RUN_REAL(pwrite)(fd, buf, f != 0 ? keel__run_short(n) : n, off));
 }
 
 KEEL_RUN_EXPORT ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
@@ -355,7 +368,8 @@ KEEL_RUN_EXPORT ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
     int f = RUN_FAULT(RUN_F_PWRITE, RA());
     if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
         return fail_with(f);
-    return RUN_REAL(pwrite64)(fd, buf, f != 0 ? keel__run_short(n) : n, off);
+    RUN_FD_CALL(ssize_t, "pwrite64", fd, false, RA(),
+                RUN_REAL(pwrite64)(fd, buf, f != 0 ? keel__run_short(n) : n, off));
 }
 
 enum { SHORT_IOV = 64 }; /* a short vector transfer keeps at most this many entries */
@@ -390,11 +404,12 @@ static ssize_t vector_call(run_call call, ssize_t (*real)(int, const struct iove
                            const struct iovec *iov, int cnt, const void *ra)
 {
     int f = RUN_FAULT(call, ra);
-    if (KEEL_LIKELY(f == 0))
-        return real(fd, iov, cnt);
     struct iovec cut[SHORT_IOV];
     int n = f == RUN_SHORT && cnt > 0 ? short_iov(iov, (size_t)cnt, cut) : 0;
-    return n > 0 ? real(fd, cut, n) : fail_with(f);
+    if (KEEL_UNLIKELY(f != 0) && n == 0)
+        return fail_with(f);
+    RUN_FD_CALL(ssize_t, run_calls()[call].name, fd, false, ra,
+                f == 0 ? real(fd, iov, cnt) : real(fd, cut, n));
 }
 
 KEEL_RUN_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
@@ -413,7 +428,8 @@ KEEL_RUN_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     int f = RUN_FAULT(RUN_F_SENDMSG, RA());
     if (KEEL_LIKELY(f == 0))
-        return RUN_REAL(sendmsg)(fd, msg, flags);
+        RUN_FD_CALL(ssize_t, "sendmsg", fd, (flags & MSG_DONTWAIT) != 0, RA(),
+                    RUN_REAL(sendmsg)(fd, msg, flags));
     struct iovec cut[SHORT_IOV];
     int n = f == RUN_SHORT && msg != NULL ? short_iov(msg->msg_iov, msg->msg_iovlen, cut) : 0;
     if (n == 0)
@@ -421,14 +437,16 @@ KEEL_RUN_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
     struct msghdr shorter = *msg;
     shorter.msg_iov = cut;
     shorter.msg_iovlen = (size_t)n;
-    return RUN_REAL(sendmsg)(fd, &shorter, flags);
+    RUN_FD_CALL(ssize_t, "sendmsg", fd, (flags & MSG_DONTWAIT) != 0, RA(),
+                RUN_REAL(sendmsg)(fd, &shorter, flags));
 }
 
 KEEL_RUN_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
     int f = RUN_FAULT(RUN_F_RECVMSG, RA());
     if (KEEL_LIKELY(f == 0))
-        return RUN_REAL(recvmsg)(fd, msg, flags);
+        RUN_FD_CALL(ssize_t, "recvmsg", fd, (flags & MSG_DONTWAIT) != 0, RA(),
+                    RUN_REAL(recvmsg)(fd, msg, flags));
     struct iovec cut[SHORT_IOV];
     int n = f == RUN_SHORT && msg != NULL ? short_iov(msg->msg_iov, msg->msg_iovlen, cut) : 0;
     if (n == 0)
@@ -437,7 +455,9 @@ KEEL_RUN_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
     size_t count = msg->msg_iovlen;
     msg->msg_iov = cut;
     msg->msg_iovlen = (size_t)n;
+    run_fd_enter("recvmsg", fd, (flags & MSG_DONTWAIT) != 0, RA());
     ssize_t rc = RUN_REAL(recvmsg)(fd, msg, flags);
+    run_in_leave();
     msg->msg_iov = whole; /* (the program's vector back; the kernel wrote the others' fields) */
     msg->msg_iovlen = count;
     return rc;
@@ -487,7 +507,8 @@ KEEL_RUN_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t size)
     int f = RUN_FAULT(RUN_F_READ, RA());
     if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
         return fail_with(f);
-    return RUN_REAL(read_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, size);
+    RUN_FD_CALL(ssize_t, "read", fd, false, RA(),
+                RUN_REAL(read_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, size));
 }
 
 KEEL_RUN_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t size, int flags)
@@ -495,7 +516,8 @@ KEEL_RUN_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t size, int
     int f = RUN_FAULT(RUN_F_RECV, RA());
     if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
         return fail_with(f);
-    return RUN_REAL(recv_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, size, flags);
+    RUN_FD_CALL(ssize_t, "recv", fd, (flags & MSG_DONTWAIT) != 0, RA(),
+                RUN_REAL(recv_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, size, flags));
 }
 
 KEEL_RUN_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t size, int flags,
@@ -504,7 +526,9 @@ KEEL_RUN_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t size,
     int f = RUN_FAULT(RUN_F_RECV, RA());
     if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
         return fail_with(f);
-    return RUN_REAL(recvfrom_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, size, flags, addr, len);
+    RUN_FD_CALL(
+        ssize_t, "recvfrom", fd, (flags & MSG_DONTWAIT) != 0, RA(),
+        RUN_REAL(recvfrom_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, size, flags, addr, len));
 }
 
 KEEL_RUN_EXPORT ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t size)
@@ -512,7 +536,8 @@ KEEL_RUN_EXPORT ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size
     int f = RUN_FAULT(RUN_F_PREAD, RA());
     if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
         return fail_with(f);
-    return RUN_REAL(pread_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, off, size);
+    RUN_FD_CALL(ssize_t, "pread", fd, false, RA(),
+                RUN_REAL(pread_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, off, size));
 }
 
 KEEL_RUN_EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t n, off64_t off, size_t size)
@@ -520,5 +545,6 @@ KEEL_RUN_EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t n, off64_t off, 
     int f = RUN_FAULT(RUN_F_PREAD, RA());
     if (KEEL_UNLIKELY(f != 0) && (f != RUN_SHORT || n < 2))
         return fail_with(f);
-    return RUN_REAL(pread64_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, off, size);
+    RUN_FD_CALL(ssize_t, "pread64", fd, false, RA(),
+                RUN_REAL(pread64_chk)(fd, buf, f != 0 ? keel__run_short(n) : n, off, size));
 }

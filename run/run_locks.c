@@ -18,6 +18,8 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -132,10 +134,12 @@ static void fork_prepare(void)
     keel__run_table_fork(0);
     keel__run_faults_fork(0);
     keel__run_wait_fork(0);
+    keel__run_threads_fork(0);
 }
 
 static void fork_after(int phase)
 {
+    keel__run_threads_fork(phase);
     keel__run_wait_fork(phase);
     keel__run_faults_fork(phase);
     keel__run_table_fork(phase);
@@ -172,10 +176,12 @@ static void report_guard(int delta)
 __attribute__((constructor(101))) static void run_start(void)
 {
     keel__run_resolve();
+    keel__run_threads_start(); /* first: its key before lockdep's (run_threads.c) */
     __atomic_store_n(&keel__report_guard, &report_guard, __ATOMIC_RELEASE);
     keel__dep_order_key = order_key;
     keel__run_heap_start();
     keel__run_wait_start();
+    keel__run_ranks_start();
     const char *locks = getenv("KEEL_RUN_LOCKS");
     bool locks_on = locks == NULL || strcmp(locks, "off") != 0;
     if (!locks_on && !keel__run_heap_on())
@@ -406,7 +412,7 @@ __attribute__((noinline)) static int mutex_lock_general(pthread_mutex_t *m, cons
 {
     keel__run_inside++;
     const keel__lock_site *site = keel__run_site(ra);
-    keel__lock_thread *t = keel__lock_self();
+    keel__lock_thread *t = run_self();
     run_lock *l = shadow(m, mutex_type(m), site);
     if (l == NULL) {
         keel__run_inside--;
@@ -488,7 +494,7 @@ KEEL_RUN_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
         return RUN_REAL(mutex_trylock)(m);
     const void *ra = RA();
     keel__run_inside++;
-    keel__lock_thread *t = keel__lock_self();
+    keel__lock_thread *t = run_self();
     const keel__lock_site *site = keel__run_site(ra);
     run_lock *l = shadow(m, mutex_type(m), site);
     bool mine = l != NULL && keel__dep_find(t, l) != NULL;
@@ -513,7 +519,7 @@ __attribute__((noinline)) static int mutex_unlock_general(pthread_mutex_t *m, co
         keel__run_inside--;
         return RUN_REAL(mutex_unlock)(m);
     }
-    keel__lock_thread *t = keel__lock_self();
+    keel__lock_thread *t = run_self();
     bool recorded = keel__dep_find(t, l) != NULL;
     if (l->type == RUN_MUTEX_RECURSIVE && l->depth > 0 && (recorded || mutex_owner_is_me(m))) {
         l->depth--;
@@ -551,7 +557,7 @@ static run_lock *cond_before(pthread_mutex_t *m, const void *ra, keel__lock_thre
     keel__run_inside++;
     const keel__lock_site *site = keel__run_site(ra);
     *sitep = site;
-    keel__lock_thread *t = keel__lock_self();
+    keel__lock_thread *t = run_self();
     *tp = t;
     keel__dep_can_block(t, "pthread_cond_wait", site);
     run_lock *l = shadow(m, mutex_type(m), site);
@@ -584,7 +590,9 @@ KEEL_RUN_EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
     const keel__lock_site *site = NULL;
     run_lock *ml = NULL;
     run_lock *l = cond_before(m, RA(), &t, &site, &ml);
+    run_in_enter("pthread_cond_wait", RA());
     int rc = keel__run_cond_wait(c, m, ml, site); /* (a long wait: examined, run_wait.c) */
+    run_in_leave();
     cond_after(l, t);
     return rc;
 }
@@ -598,7 +606,9 @@ KEEL_RUN_EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m
     const keel__lock_site *site = NULL;
     run_lock *ml = NULL;
     run_lock *l = cond_before(m, RA(), &t, &site, &ml);
+    run_in_enter("pthread_cond_timedwait", RA());
     int rc = RUN_REAL(cond_timedwait)(c, m, abs);
+    run_in_leave();
     cond_after(l, t);
     return rc;
 }
@@ -612,7 +622,9 @@ KEEL_RUN_EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m
     const keel__lock_site *site = NULL;
     run_lock *ml = NULL;
     run_lock *l = cond_before(m, RA(), &t, &site, &ml);
+    run_in_enter("pthread_cond_clockwait", RA());
     int rc = RUN_REAL(cond_clockwait)(c, m, clock, abs);
+    run_in_leave();
     cond_after(l, t);
     return rc;
 }
@@ -667,7 +679,7 @@ static int rwlock_acquire(pthread_rwlock_t *rw, bool shared, bool attempt, const
         return rwlock_real(rw, shared, attempt, w);
     keel__run_inside++;
     const keel__lock_site *site = keel__run_site(ra);
-    keel__lock_thread *t = keel__lock_self();
+    keel__lock_thread *t = run_self();
     run_lock *l = shadow(rw, RUN_RWLOCK, site);
     if (l == NULL) {
         keel__run_inside--;
@@ -766,7 +778,7 @@ KEEL_RUN_EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *rw)
     keel__run_inside++;
     run_lock *l = checked(rw);
     if (l != NULL) {
-        keel__lock_thread *t = keel__lock_self();
+        keel__lock_thread *t = run_self();
         int writer = __atomic_load_n(&rw->__data.__cur_writer, __ATOMIC_RELAXED);
         /* not recorded: reported only when it is certainly not this thread's (the C library
          * keeps no readers' names) */
@@ -804,13 +816,41 @@ KEEL_RUN_EXPORT int pthread_spin_destroy(pthread_spinlock_t *s)
     return destroyed(spin_key(s), l, RUN_REAL(spin_destroy)(s));
 }
 
+/*
+ * A slice of a spin (run_wait.c): until abs (CLOCK_MONOTONIC), or the real untimed spin.  It
+ * spins as glibc's does (a load until the lock looks free, then the atomic try), yielding the
+ * processor and looking at the clock every 1024 turns.
+ */
+static int spin_timed(const void *obj, bool shared, const struct timespec *abs)
+{
+    (void)shared;
+    pthread_spinlock_t *s = (pthread_spinlock_t *)run_unqualified(obj);
+    if (abs == NULL)
+        return RUN_REAL(spin_lock)(s);
+    for (unsigned turn = 1;; turn++) {
+        if (__atomic_load_n(s, __ATOMIC_RELAXED) == 0 && RUN_REAL(spin_trylock)(s) == 0)
+            return 0;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        if (turn % 1024u == 0) {
+            (void)sched_yield(); /* (a spin this long: let the holder run, on a busy machine) */
+            struct timespec now;
+            (void)clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec > abs->tv_sec ||
+                (now.tv_sec == abs->tv_sec && now.tv_nsec >= abs->tv_nsec))
+                return ETIMEDOUT;
+        }
+    }
+}
+
 static int spin_acquire(pthread_spinlock_t *s, bool attempt, const void *ra)
 {
     if (!keel__run_check())
         return attempt ? RUN_REAL(spin_trylock)(s) : RUN_REAL(spin_lock)(s);
     keel__run_inside++;
     const keel__lock_site *site = keel__run_site(ra);
-    keel__lock_thread *t = keel__lock_self();
+    keel__lock_thread *t = run_self();
     run_lock *l = shadow(spin_key(s), RUN_SPIN, site);
     if (l == NULL) {
         keel__run_inside--;
@@ -828,7 +868,11 @@ static int spin_acquire(pthread_spinlock_t *s, bool attempt, const void *ra)
         keel__dep_before(t, d, l, KEEL__LK_SPIN, nest, false, site);
     }
     keel__run_inside--;
-    int rc = attempt ? RUN_REAL(spin_trylock)(s) : RUN_REAL(spin_lock)(s);
+    int rc = RUN_REAL(spin_trylock)(s);
+    if (!attempt && rc == EBUSY) /* spins in slices: a long spin is examined (run_wait.c) */
+        rc = keel__run_wait(l, false, spin_timed, site);
+    else if (!attempt && rc != 0)
+        rc = RUN_REAL(spin_lock)(s); /* (the real call's own answer) */
     if (rc == 0) {
         keel__run_inside++;
         __atomic_store_n(&d->owner, (void *)t, __ATOMIC_RELAXED);
@@ -856,7 +900,7 @@ KEEL_RUN_EXPORT int pthread_spin_unlock(pthread_spinlock_t *s)
     keel__run_inside++;
     run_lock *l = checked(spin_key(s));
     if (l != NULL) {
-        keel__lock_thread *t = keel__lock_self();
+        keel__lock_thread *t = run_self();
         keel_lockdep *d = run_dep(l);
         void *owner = __atomic_load_n(&d->owner, __ATOMIC_RELAXED);
         if (keel__dep_find(t, l) != NULL || (owner != NULL && owner != t) || !run_locked(d)) {
@@ -880,73 +924,85 @@ static void can_block(const char *what, const void *ra)
     }
 }
 
+/* A blocking call: checked, and what a deadlock report says the thread is in until run_in_leave. */
+static void blocking(const char *what, bool blocks, const void *ra)
+{
+    if (blocks)
+        can_block(what, ra);
+    run_in_enter(what, ra);
+}
+
+/* RUN_BLOCKING(what, blocks, call): the call between blocking() and run_in_leave(). */
+#define RUN_BLOCKING(type, what, blocks, call) \
+    do {                                       \
+        blocking(what, blocks, RA());          \
+        type rc_ = (call);                     \
+        run_in_leave();                        \
+        return rc_;                            \
+    } while (0)
+
 KEEL_RUN_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 {
-    can_block("nanosleep", RA());
-    return RUN_REAL(nanosleep)(req, rem);
+    RUN_BLOCKING(int, "nanosleep", true, RUN_REAL(nanosleep)(req, rem));
 }
 
 KEEL_RUN_EXPORT int clock_nanosleep(clockid_t clock, int flags, const struct timespec *req,
                                     struct timespec *rem)
 {
-    can_block("clock_nanosleep", RA());
-    return RUN_REAL(clock_nanosleep)(clock, flags, req, rem);
+    RUN_BLOCKING(int, "clock_nanosleep", true, RUN_REAL(clock_nanosleep)(clock, flags, req, rem));
 }
 
 KEEL_RUN_EXPORT int usleep(useconds_t us)
 {
-    can_block("usleep", RA());
-    return RUN_REAL(usleep)(us);
+    RUN_BLOCKING(int, "usleep", true, RUN_REAL(usleep)(us));
 }
 
 KEEL_RUN_EXPORT unsigned sleep(unsigned s)
 {
-    can_block("sleep", RA());
-    return RUN_REAL(sleep)(s);
+    RUN_BLOCKING(unsigned, "sleep", true, RUN_REAL(sleep)(s));
 }
 
 KEEL_RUN_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-    if (timeout != 0)
-        can_block("poll", RA());
-    return RUN_REAL(poll)(fds, n, timeout);
+    RUN_BLOCKING(int, "poll", timeout != 0, RUN_REAL(poll)(fds, n, timeout));
 }
 
 KEEL_RUN_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
 {
-    if (timeout == NULL || timeout->tv_sec != 0 || timeout->tv_usec != 0)
-        can_block("select", RA());
-    return RUN_REAL(select)(n, r, w, e, timeout);
+    RUN_BLOCKING(int, "select", timeout == NULL || timeout->tv_sec != 0 || timeout->tv_usec != 0,
+                 RUN_REAL(select)(n, r, w, e, timeout));
 }
 
 KEEL_RUN_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
-    if (timeout != 0)
-        can_block("epoll_wait", RA());
-    return RUN_REAL(epoll_wait)(epfd, ev, max, timeout);
+    RUN_BLOCKING(int, "epoll_wait", timeout != 0, RUN_REAL(epoll_wait)(epfd, ev, max, timeout));
 }
 
 KEEL_RUN_EXPORT int pthread_join(pthread_t thread, void **ret)
 {
-    can_block("pthread_join", RA());
-    return RUN_REAL(pthread_join)(thread, ret);
+    RUN_BLOCKING(int, "pthread_join", true, RUN_REAL(pthread_join)(thread, ret));
 }
 
 /*
- * read and write: blocking calls when the descriptor is (a pipe, a socket, a terminal without
- * O_NONBLOCK; a regular file or a block device is not).  Asked of the descriptor only while the
- * thread holds a spinlock: otherwise one thread-local load.
+ * A transfer (read, write, send, recv...): a blocking call when the descriptor is (a pipe, a
+ * socket, a terminal without O_NONBLOCK; a regular file or a block device is not).  Asked of
+ * the descriptor only while the thread holds a spinlock (run_fd_enter): otherwise one
+ * thread-local load.
  */
-static void can_block_fd(const char *what, int fd, const void *ra)
+void keel__run_fd_check(const char *call, int fd, const void *ra)
 {
-    keel__lock_thread *t = keel__lock_tls;
-    if (KEEL_LIKELY(t == NULL || (t->spins | t->nonblock) == 0) || !keel__run_check())
+    if (!keel__run_check())
         return;
     struct stat st;
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || (flags & O_NONBLOCK) != 0 || fstat(fd, &st) != 0 || S_ISREG(st.st_mode) ||
         S_ISBLK(st.st_mode))
         return;
+    /* pread and pwrite on a pipe or a socket fail at once (ESPIPE): only a device can block */
+    if ((strncmp(call, "pread", 5) == 0 || strncmp(call, "pwrite", 6) == 0) && !S_ISCHR(st.st_mode))
+        return;
+    char what[64];
+    (void)snprintf(what, sizeof(what), "%s on a blocking descriptor", call);
     can_block(what, ra);
 }
 
@@ -958,8 +1014,8 @@ KEEL_RUN_EXPORT ssize_t read(int fd, void *buf, size_t n)
         errno = run_fail(f);
         return -1;
     }
-    can_block_fd("read on a blocking descriptor", fd, RA());
-    return RUN_REAL(read)(fd, buf, f != 0 ? keel__run_short(n) : n);
+    RUN_FD_CALL(ssize_t, "read", fd, false, RA(),
+                RUN_REAL(read)(fd, buf, f != 0 ? keel__run_short(n) : n));
 }
 
 KEEL_RUN_EXPORT ssize_t write(int fd, const void *buf, size_t n)
@@ -969,6 +1025,6 @@ KEEL_RUN_EXPORT ssize_t write(int fd, const void *buf, size_t n)
         errno = run_fail(f);
         return -1;
     }
-    can_block_fd("write on a blocking descriptor", fd, RA());
-    return RUN_REAL(write)(fd, buf, f != 0 ? keel__run_short(n) : n);
+    RUN_FD_CALL(ssize_t, "write", fd, false, RA(),
+                RUN_REAL(write)(fd, buf, f != 0 ? keel__run_short(n) : n));
 }

@@ -14,6 +14,7 @@
  */
 #include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -294,12 +295,52 @@ static void name_uninitialised(const void *obj, const keel__lock_site *site, cha
     (void)snprintf(name, size, "%p (no init; first lock %s:%d)", obj, site->file, site->line);
 }
 
+/* ---- ranks given by keel-run --rank CLASS=N (KEEL_RUN_RANKS: "CLASS=N,CLASS=N") ---------------- */
+
+enum { RANKS = 64, RANK_NAMES = 4096 };
+
+static struct {
+    const char *name;
+    int rank;
+} ranks[RANKS];
+static unsigned nranks;
+static char rank_names[RANK_NAMES];
+
+void keel__run_ranks_start(void)
+{
+    const char *v = getenv("KEEL_RUN_RANKS");
+    size_t used = 0;
+    while (v != NULL && *v != '\0' && nranks < RANKS) {
+        const char *end = strchr(v, ',');
+        size_t len = end != NULL ? (size_t)(end - v) : strlen(v);
+        const char *eq = (const char *)memrchr(v, '=', len);
+        if (eq != NULL && eq > v && used + (size_t)(eq - v) + 1 <= RANK_NAMES) {
+            char *name = rank_names + used;
+            memcpy(name, v, (size_t)(eq - v));
+            name[eq - v] = '\0';
+            used += (size_t)(eq - v) + 1;
+            ranks[nranks].name = name;
+            ranks[nranks++].rank = (int)strtol(eq + 1, NULL, 10); /* (keel-run: 1..1000000) */
+        }
+        v = end != NULL ? end + 1 : NULL;
+    }
+}
+
+/* The rank --rank gave the class `name`, else unranked. */
+static int rank_of(const char *name)
+{
+    for (unsigned i = 0; i < nranks; i++)
+        if (strcmp(ranks[i].name, name) == 0)
+            return ranks[i].rank;
+    return KEEL_RANK_NONE;
+}
+
 static void shadow_setup(run_lock *l, const void *obj, run_type type, const char *name,
                          const keel__lock_site *site)
 {
     l->obj = obj;
     l->type = type;
-    keel__dep_init(run_dep(l), name, KEEL_RANK_NONE, site);
+    keel__dep_init(run_dep(l), name, rank_of(name), site);
 }
 
 static void report_full(void)

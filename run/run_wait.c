@@ -168,7 +168,9 @@ static void view_of(waiter_view *v, const run_waiter *w)
 
 static const char *kind_word(const run_lock *l, bool shared)
 {
-    return l->type == RUN_RWLOCK ? (shared ? "rwlock (read)" : "rwlock (write)") : "mutex";
+    if (l->type == RUN_RWLOCK)
+        return shared ? "rwlock (read)" : "rwlock (write)";
+    return l->type == RUN_SPIN ? "spinlock" : "mutex";
 }
 
 static void add_view(keel_report *r, const waiter_view *v, unsigned long long now)
@@ -206,13 +208,117 @@ static keel_report *report_begin(keel_report_kind kind, const char *msg, unsigne
     return r;
 }
 
+static run_thread_view others[RUN_VIEW_THREADS]; /* under `reporting` */
+
+/* Text a report holds (report.c's TEXT_SIZE, 2048), and what a thread's part of it may take. */
+enum { TEXT_BUDGET = 1900, LINE_GUESS = 72 };
+
+/* A thread's first frame shown: outside the C library and keel (its call is named apart). */
+static int first_frame(const run_thread_view *v)
+{
+    int first = 0;
+    while (first < v->npcs - 1 &&
+           (keel__frame_in_libc(v->pcs[first]) || keel__frame_in_keel(v->pcs[first])))
+        first++;
+    return first;
+}
+
+static void add_other(keel_report *r, const run_thread_view *v)
+{
+    if (v->call != NULL) {
+        const keel__lock_site *s = v->call_ra != NULL ? keel__run_site(v->call_ra) : NULL;
+        keel_report_add_text(r, "  thread '%s' (tid %d) is in %s, called at %s:%d", v->name, v->tid,
+                             v->call, s != NULL ? s->file : "?", s != NULL ? s->line : 0);
+    } else {
+        keel_report_add_text(r, "  thread '%s' (tid %d) is in no call keel-run watches%s", v->name,
+                             v->tid, v->registered ? "" : " (keel-run never saw it lock)");
+    }
+    for (unsigned i = 0; i < v->nheld; i++) {
+        const keel__lock_site *hs = v->held_site[i];
+        keel_report_add_text(r, "    holding '%s' (taken at %s:%d)",
+                             keel__dep_name(run_dep((run_lock *)run_unqualified(v->held[i]))),
+                             hs != NULL ? hs->file : "?", hs != NULL ? hs->line : 0);
+    }
+    if (v->nheld == 0)
+        keel_report_add_text(r, "    holding no lock keel-run saw taken");
+    if (v->npcs == 0) {
+        keel_report_add_text(r, "    no backtrace: %s", v->why);
+        return;
+    }
+    int first = first_frame(v);
+    keel__dep_add_frames(r, v->pcs + first, v->npcs - first);
+}
+
+/* The guessed length of a thread's part of a report's text. */
+static unsigned guess_waiter(const waiter_view *v)
+{
+    return LINE_GUESS * (1u + v->nheld + (unsigned)v->w.npcs);
+}
+
+static unsigned guess_other(const run_thread_view *v)
+{
+    unsigned frames = v->npcs > 0 ? (unsigned)(v->npcs - first_frame(v)) : 1u;
+    return LINE_GUESS * (1u + (v->nheld > 0 ? v->nheld : 1u) + frames);
+}
+
+/*
+ * A report of waits: views[0..len) under `head` (a deadlock's cycle; NULL: none), the other
+ * views (threads in a long wait), then every other thread of the program (others[0..nothers):
+ * what it is in, its locks, its backtrace).  What does not fit in one report's text goes on in
+ * "WORD (continued, part N): the other threads" reports of the same kind.
+ */
+static void report_waits(keel_report_kind kind, const char *word, const char *msg, unsigned threads,
+                         const char *head, unsigned len, unsigned n, unsigned nothers)
+{
+    keel_report *r = report_begin(kind, msg, threads);
+    keel_report_add_uint(r, "all_threads", (unsigned long long)n + nothers);
+    unsigned long long now = mono_ns();
+    unsigned used = 0, part = 1;
+    if (head != NULL)
+        keel_report_add_text(r, "%s", head);
+    for (unsigned i = 0; i < len; i++) {
+        add_view(r, &views[i], now);
+        used += guess_waiter(&views[i]);
+    }
+    if (n > len && head != NULL)
+        keel_report_add_text(r, "other threads in a long lock wait (%u):", n - len);
+    for (unsigned i = len; i < n + nothers; i++) {
+        unsigned need = i < n ? guess_waiter(&views[i]) : guess_other(&others[i - n]);
+        if (used + need > TEXT_BUDGET && used > 0) {
+            (void)keel_report_emit(r);
+            char more[96];
+            (void)snprintf(more, sizeof(more), "%s (continued, part %u): the other threads", word,
+                           ++part);
+            r = report_begin(kind, more, threads);
+            used = 0;
+        }
+        if (i == n)
+            keel_report_add_text(r, "every other thread of the program (%u):", nothers);
+        if (i < n)
+            add_view(r, &views[i], now);
+        else
+            add_other(r, &others[i - n]);
+        used += need;
+    }
+    (void)keel_report_emit(r);
+}
+
+/* The other threads of the program than views[0..n) (guard set): into others, their number. */
+static unsigned view_others(unsigned n)
+{
+    int skip[WAITERS];
+    for (unsigned i = 0; i < n; i++)
+        skip[i] = views[i].w.tid;
+    return keel__run_threads_view(others, RUN_VIEW_THREADS, skip, n);
+}
+
 /* The cycle through waiter `me`, if one is there that was not reported yet (guard set). */
 static void examine(unsigned me)
 {
     if (__atomic_exchange_n(&reporting, 1, __ATOMIC_ACQUIRE) != 0)
         return; /* another report is being made: the next slice looks again */
     unsigned path[WAITERS];
-    unsigned n = 0, nother = 0;
+    unsigned n = 0;
     run_spin_acquire(&waiters_lock);
     unsigned len = find_cycle(me, path);
     bool fresh = false;
@@ -227,28 +333,19 @@ static void examine(unsigned me)
         }
         /* then every other thread in a long wait, with its stack */
         for (unsigned j = 0; j < WAITERS; j++)
-            if (waiters[j].used && !in_cycle[j]) {
+            if (waiters[j].used && !in_cycle[j])
                 view_of(&views[n++], &waiters[j]);
-                nother++;
-            }
     }
     run_spin_release(&waiters_lock);
     if (fresh) {
-        char msg[192];
+        char msg[256];
         (void)snprintf(msg, sizeof(msg),
                        "deadlock: %u threads wait for each other's locks (a cycle of waits, seen "
                        "after %llu ms), and no thread of the cycle can go on",
                        len, keel__run_wait_ns / 1000000ull);
-        keel_report *r = report_begin(KEEL_REPORT_LOCK_ORDER, msg, len);
-        unsigned long long now = mono_ns();
-        keel_report_add_text(r, "the cycle (each thread waits for a lock the next one holds):");
-        for (unsigned i = 0; i < len; i++)
-            add_view(r, &views[i], now);
-        if (nother > 0)
-            keel_report_add_text(r, "other threads in a long lock wait (%u):", nother);
-        for (unsigned i = len; i < n; i++)
-            add_view(r, &views[i], now);
-        (void)keel_report_emit(r);
+        report_waits(KEEL_REPORT_LOCK_ORDER, "deadlock", msg, len,
+                     "the cycle (each thread waits for a lock the next one holds):", len, n,
+                     view_others(n));
     }
     __atomic_store_n(&reporting, 0, __ATOMIC_RELEASE);
 }
@@ -316,8 +413,9 @@ static void examine_hang(unsigned me, unsigned long long now)
     unsigned threads = count_threads();
     if (__atomic_exchange_n(&reporting, 1, __ATOMIC_ACQUIRE) != 0)
         return;
+    /* a thread joining another waits as long as that one does */
     unsigned long long period = keel__run_wait_ns;
-    unsigned n = 0, waiting = 0;
+    unsigned n = 0, waiting = keel__run_threads_in("pthread_join");
     bool report = false;
     run_spin_acquire(&waiters_lock);
     for (unsigned j = 0; j < WAITERS; j++) {
@@ -343,16 +441,13 @@ static void examine_hang(unsigned me, unsigned long long now)
     }
     run_spin_release(&waiters_lock);
     if (report) {
-        char msg[192];
+        char msg[256];
         (void)snprintf(msg, sizeof(msg),
                        "hang: every thread of the program (%u) has waited longer than %llu ms "
-                       "for a lock or a condition, and no wait ended for %llu ms: no thread is "
-                       "left to wake another",
+                       "for a lock or a condition (or joins a thread), and no wait ended for "
+                       "%llu ms: no thread is left to wake another",
                        threads, period / 1000000ull, (now - hang_seen_ns + period) / 1000000ull);
-        keel_report *r = report_begin(KEEL_REPORT_WATCHDOG, msg, threads);
-        for (unsigned i = 0; i < n; i++)
-            add_view(r, &views[i], now);
-        (void)keel_report_emit(r);
+        report_waits(KEEL_REPORT_WATCHDOG, "hang", msg, threads, NULL, 0, n, view_others(n));
     }
     __atomic_store_n(&reporting, 0, __ATOMIC_RELEASE);
 }

@@ -140,6 +140,21 @@ static inline void fx_read_at(const git_oid *commit, const char *path, char *buf
     git_commit_free(c);
 }
 
+/* Does the tree of `commit` hold `path`? */
+static inline bool fx_has_at(const git_oid *commit, const char *path)
+{
+    git_commit *c = NULL;
+    git_tree *t = NULL;
+    git_tree_entry *e = NULL;
+    assert_int_equal(git_commit_lookup(&c, fx_git, commit), 0);
+    assert_int_equal(git_commit_tree(&t, c), 0);
+    bool has = git_tree_entry_bypath(&e, t, path) == 0;
+    git_tree_entry_free(e);
+    git_tree_free(t);
+    git_commit_free(c);
+    return has;
+}
+
 /* A branch off main's first commit changing one file. */
 static inline void fx_branch(const char *branch, const char *path, const char *content)
 {

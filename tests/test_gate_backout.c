@@ -204,7 +204,7 @@ static void test_config_keys(void **state)
 {
     (void)state;
     static const char text[] = "[gate]\nbackout = no\nbackout-budget = 5\nbackout-max-age = 2d\n"
-                               "tier2-fix-time = 90m\nhold-when-red = yes\n"
+                               "tier2-fix-time = 90m\nhold-when-red = yes\nrevert-near = 7\n"
                                "[config a]\ntest = true\nbackout = yes\n[config b]\ntest = true\n";
     gate_config *c = NULL;
     fx_ok(gate_config_parse(text, strlen(text), "t", &c));
@@ -213,6 +213,7 @@ static void test_config_keys(void **state)
     assert_int_equal(c->backout_max_age_s, 2 * 86400);
     assert_int_equal(c->tier2_fix_s, 90 * 60);
     assert_true(c->hold_when_red);
+    assert_int_equal(c->revert_near, 7);
     assert_int_equal(c->configs[0].backout, 1);
     assert_int_equal(c->configs[1].backout, -1);
     gate_config_free(c);
@@ -223,18 +224,26 @@ static void test_config_keys(void **state)
     assert_int_equal(c->backout_max_age_s, 7 * 86400);
     assert_int_equal(c->tier2_fix_s, 4 * 3600);
     assert_false(c->hold_when_red);
+    assert_int_equal(c->revert_near, 3);
     gate_config_free(c);
-    static const char *const bad[] = {
-        "[gate]\nbackout-max-age = 7 days\n[config a]\ntest = true\n",
-        "[gate]\ntier2-fix-time = 4y\n[config a]\ntest = true\n",
-        "[gate]\nhold-when-red = maybe\n[config a]\ntest = true\n",
-        "[gate]\nbackout-budget = -1\n[config a]\ntest = true\n",
-        "[gate]\nbackout-max-age = 99999w\n[config a]\ntest = true\n"};
+    static const char *const bad[] = {"[gate]\nbackout-max-age = 7 days\n[config a]\ntest = true\n",
+                                      "[gate]\ntier2-fix-time = 4y\n[config a]\ntest = true\n",
+                                      "[gate]\nhold-when-red = maybe\n[config a]\ntest = true\n",
+                                      "[gate]\nbackout-budget = -1\n[config a]\ntest = true\n",
+                                      "[gate]\nbackout-max-age = 99999w\n[config a]\ntest = true\n",
+                                      "[gate]\nrevert-near = -1\n[config a]\ntest = true\n",
+                                      "[gate]\nrevert-near = 1001\n[config a]\ntest = true\n",
+                                      "[gate]\nrevert-near = three\n[config a]\ntest = true\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         keel_status s = gate_config_parse(bad[i], strlen(bad[i]), "t", &c);
         assert_false(keel_ok(s));
         const char *m = keel_status_message(s);
         if (strstr(m, "t:2:") == NULL)
+            fail_msg("%s: %s", bad[i], m);
+        char value[16] = "";
+        if (strstr(bad[i], "revert-near") != NULL)
+            (void)sscanf(strchr(bad[i], '=') + 2, "%15s", value);
+        if (value[0] != '\0' && (strstr(m, "'revert-near'") == NULL || strstr(m, value) == NULL))
             fail_msg("%s: %s", bad[i], m);
         keel_status_free(s);
     }
@@ -356,16 +365,7 @@ static bool main_has(const char *path)
 {
     git_oid tip;
     fx_head("main", &tip);
-    git_commit *c = NULL;
-    git_tree *t = NULL;
-    git_tree_entry *e = NULL;
-    assert_int_equal(git_commit_lookup(&c, fx_git, &tip), 0);
-    assert_int_equal(git_commit_tree(&t, c), 0);
-    bool has = git_tree_entry_bypath(&e, t, path) == 0;
-    git_tree_entry_free(e);
-    git_tree_free(t);
-    git_commit_free(c);
-    return has;
+    return fx_has_at(&tip, path);
 }
 
 static void test_verified_culprit_reverted_through_the_gate(void **state)
@@ -536,6 +536,47 @@ static void test_later_change_elsewhere_in_the_file(void **state)
     assert_string_equal(text, big);
 }
 
+/*
+ * [gate] revert-near = 4: the later change 4 lines from the culprit's (not
+ * near at the default 3, test_later_change_elsewhere_in_the_file) now is:
+ * the culprit is refused as dependent, naming the line; a change 2 lines
+ * from it is near at revert-near = 2, not at 1.
+ */
+static void test_revert_near_setting(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *gate;
+        unsigned later;
+        const char *state, *rail;
+    } cases[] = {{"revert-near = 4", 12, "refused", "dependent"},
+                 {"revert-near = 1", 14, "queued", ""},
+                 {"revert-near = 2", 14, "refused", "dependent"}};
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        setup(cases[k].gate, 1);
+        git_oid base, culprit, later;
+        char big[128];
+        lines_file(big, sizeof(big), 0, 0);
+        push_around("big.txt", big, &base);
+        lines_file(big, sizeof(big), 0, 16);
+        push_around("big.txt", big, &culprit);
+        push_around("postbad", "x\n", &later);
+        lines_file(big, sizeof(big), cases[k].later, 16);
+        push_around("big.txt", big, &later);
+        (void)fx_run_once();
+        gate *g = fx_open();
+        hand_over(g, &culprit, 1, true, (long long)time(NULL), cases[k].state, cases[k].rail);
+        gate_backout_row r;
+        row_of(g, &culprit, &r);
+        gate_close(g);
+        char line[32];
+        (void)snprintf(line, sizeof(line), "big.txt line %u", cases[k].later);
+        if (strcmp(cases[k].state, "refused") == 0 && strstr(r.reason, line) == NULL)
+            fail_msg("%s: %s", cases[k].gate, r.reason);
+        fx_teardown_repo();
+    }
+}
+
 static void test_rails_refuse_on_real_commits(void **state)
 {
     (void)state;
@@ -588,6 +629,44 @@ static void test_rails_refuse_on_real_commits(void **state)
                                 "'%\"blame\":[\"test <test@localhost>\"]%' AND detail LIKE ?",
                                 like),
                      1);
+}
+
+/*
+ * The people an event names: author and committer, each once, never more
+ * than [gate] blame-max: at 1 the author alone, at the default both.
+ * (Before: at most GATE_BACKOUT_BLAME_MAX, 3, whatever blame-max said.)
+ */
+static void test_blame_max(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *gate, *blame;
+    } cases[] = {{"blame-max = 1", "\"blame\":[\"ann <ann@x>\"]}"},
+                 {"", "\"blame\":[\"ann <ann@x>\",\"bob <bob@x>\"]}"}};
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        setup(cases[k].gate, 1);
+        git_oid c;
+        push_around("postbad", "x\n", &c);
+        retell(&c, "careful\n\nNo-Auto-Revert: true\n"); /* refused: an event, no revert */
+        (void)fx_run_once();
+        gate *g = fx_open();
+        gate_backout_culprit bc;
+        culprit_of(&c, 1, true, (long long)time(NULL), &bc);
+        (void)snprintf(bc.author_name, sizeof(bc.author_name), "ann");
+        (void)snprintf(bc.author_email, sizeof(bc.author_email), "ann@x");
+        (void)snprintf(bc.committer_name, sizeof(bc.committer_name), "bob");
+        (void)snprintf(bc.committer_email, sizeof(bc.committer_email), "bob@x");
+        fx_ok(gate_backout_culprit_found(g, &bc, (long long)time(NULL)));
+        assert_row_state(g, &c, "refused", "no-auto-revert");
+        gate_close(g);
+        char like[160];
+        (void)snprintf(like, sizeof(like), "%%%s", cases[k].blame);
+        if (fx_sql_int(
+                "SELECT count(*) FROM events WHERE kind = 'backout-refused' AND detail LIKE ?",
+                like) != 1)
+            fail_msg("%s: no backout-refused event ending %s", cases[k].gate, cases[k].blame);
+        fx_teardown_repo();
+    }
 }
 
 static void test_budget_and_breaker(void **state)
@@ -788,6 +867,43 @@ static void test_existing_revert_on_the_target_is_found(void **state)
     assert_int_equal(count_reverts(), 0);
 }
 
+/*
+ * A revert the gate rejects (its suite fails on it: the culprit had deleted
+ * `bad`, which the revert brings back) is never made again: handed over
+ * again, and at the loop's turns, the culprit stays `rejected` with the
+ * gate's reason, and no second revert change is queued.
+ */
+static void test_rejected_revert_not_made_again(void **state)
+{
+    (void)state;
+    setup("strategy = serial\nretries = 0", 1);
+    git_oid with_bad, red, culprit;
+    push_around("bad", "b\n", &with_bad);
+    push_around("postbad", "x\n", &red); /* the target red (not by this culprit: handed over) */
+    push_around("bad", NULL, &culprit);
+    (void)fx_run_once();
+    gate *g = fx_open();
+    long long now = (long long)time(NULL);
+    hand_over(g, &culprit, 1, true, now, "queued", "");
+    gate_run_stats st;
+    fx_ok(gate_run(g, true, &st));
+    fx_ok(gate_backout_turn(g, now));
+    assert_row_state(g, &culprit, "rejected", "");
+    gate_backout_row r;
+    row_of(g, &culprit, &r);
+    if (strstr(r.reason, "the gate did not land the revert (rejected)") == NULL)
+        fail_msg("rejected: %s", r.reason);
+    hand_over(g, &culprit, 1, true, now + 60, "rejected", ""); /* the search's hand-over again */
+    fx_ok(gate_backout_turn(g, now + 60));
+    fx_ok(gate_run(g, true, &st));
+    assert_row_state(g, &culprit, "rejected", "");
+    gate_close(g);
+    assert_int_equal(count_reverts(), 1);
+    assert_int_equal(events("backout-queued"), 1);
+    assert_int_equal(events("backout-rejected"), 1);
+    assert_true(!main_has("bad"));
+}
+
 /* ---- hold-when-red -------------------------------------------------------------------- */
 
 static void test_hold_when_red_holds_and_resumes(void **state)
@@ -881,6 +997,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gate_merge_reverted_against_its_first_parent, fx_teardown),
         cmocka_unit_test_teardown(test_rails_refuse_on_real_commits, fx_teardown),
         cmocka_unit_test_teardown(test_later_change_elsewhere_in_the_file, fx_teardown),
+        cmocka_unit_test_teardown(test_revert_near_setting, fx_teardown),
+        cmocka_unit_test_teardown(test_blame_max, fx_teardown),
         cmocka_unit_test_teardown(test_budget_and_breaker, fx_teardown),
         cmocka_unit_test_teardown(test_age_limit_proposes, fx_teardown),
         cmocka_unit_test_teardown(test_tier2_waits_for_a_fix_then_reverts, fx_teardown),
@@ -889,6 +1007,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_kill_at_each_step, fx_teardown),
 #endif
         cmocka_unit_test_teardown(test_existing_revert_on_the_target_is_found, fx_teardown),
+        cmocka_unit_test_teardown(test_rejected_revert_not_made_again, fx_teardown),
         cmocka_unit_test_teardown(test_hold_when_red_holds_and_resumes, fx_teardown),
         cmocka_unit_test_teardown(test_hold_when_red_resumes_on_a_fix, fx_teardown),
     };

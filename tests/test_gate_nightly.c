@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "gate_fixture.h"
+#include "backout.h"
 #include "store_culprit.h"
 #include "store_nightly.h"
 
@@ -209,9 +210,11 @@ static const char nightly_tier1[] = "[config long]\ntest = test ! -e nightlybad\
  * `bad`th (1-based) adding `nightlybad`, which breaks only the nightly
  * configuration; a nightly run is made due (keel-gate nightly --now).
  */
+static const char *nightly_gate = "strategy = serial\nsandbox = none"; /* [gate]'s lines */
+
 static void nightly_broken_range(unsigned n, unsigned bad, git_oid *c)
 {
-    fx_setup_repo("strategy = serial\nsandbox = none", nightly_tier1);
+    fx_setup_repo(nightly_gate, nightly_tier1);
     (void)fx_run_once(); /* scheduled */
     free(nightly(true));
     (void)fx_run_once(); /* the base passes */
@@ -267,14 +270,7 @@ static void assert_backed_out(const git_oid *c)
     assert_int_equal(events("backout-landed"), 1);
     git_oid tip;
     fx_head("main", &tip);
-    git_commit *commit = NULL;
-    git_tree *tree = NULL;
-    git_tree_entry *e = NULL;
-    assert_int_equal(git_commit_lookup(&commit, fx_git, &tip), 0);
-    assert_int_equal(git_commit_tree(&tree, commit), 0);
-    assert_int_equal(git_tree_entry_bypath(&e, tree, "nightlybad"), GIT_ENOTFOUND); /* gone */
-    git_tree_free(tree);
-    git_commit_free(commit);
+    assert_false(fx_has_at(&tip, "nightlybad")); /* gone */
 }
 
 /*
@@ -322,6 +318,96 @@ static void test_nightly_failure_searched_and_backed_out(void **state)
     free(out);
 }
 
+/* Does the queue hold (hold-when-red)?  *why: why. */
+static bool held(char *why, size_t size)
+{
+    gate *g = fx_open();
+    bool hold = false;
+    fx_ok(gate_backout_hold(g, &hold, why, size));
+    gate_close(g);
+    return hold;
+}
+
+/*
+ * Branch `feature` submitted (when *id is 0: *id its change), then
+ * keel-gate run --once: the change's state.
+ */
+static gate_change_state feature_after_a_run(long long *id)
+{
+    if (*id == 0) {
+        fx_branch("feature", "feature.txt", "f\n");
+        gate *g = fx_open();
+        *id = fx_submit(g, "feature", 0);
+        gate_close(g);
+    }
+    (void)fx_run_once();
+    gate *g = fx_open();
+    gate_change_state st = fx_state_of(g, *id);
+    gate_close(g);
+    return st;
+}
+
+/*
+ * hold-when-red and a tier-1 configuration built only at nightly: its run
+ * fails with no culprit known (no nightly pass before it: nothing to
+ * search), and a change submitted is held, not tested on the broken base;
+ * a fix pushed around the gate and a nightly run that passes: it resumes and
+ * the change lands.  (Before, only post configurations held the queue.)
+ */
+static void test_nightly_red_holds_the_queue(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = serial\nsandbox = none\nhold-when-red = yes", nightly_tier1);
+    (void)fx_run_once(); /* scheduled */
+    git_oid bad, fix;
+    fx_push("nightlybad", "x\n", &bad);
+    free(nightly(true));
+    (void)fx_run_once();
+    gate_nightly_row h[4];
+    assert_int_equal(history(h, 4), 1);
+    assert_run(&h[0], &bad, "failed");
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM culprit_searches WHERE config = ?", "long"),
+                     0);
+    long long id = 0;
+    assert_int_equal(feature_after_a_run(&id), GATE_CHANGE_QUEUED); /* held: not on red */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM jobs WHERE config = ?", "unit"), 0);
+    char why[GATE_REASON_MAX];
+    assert_true(held(why, sizeof(why)));
+    if (strstr(why, "configuration 'long' is red on 'main' at level nightly") == NULL)
+        fail_msg("why: %s", why);
+    fx_push("nightlybad", NULL, &fix); /* a person's fix, around the gate */
+    free(nightly(true));
+    (void)fx_run_once(); /* the nightly run passes: green, and the queue resumes */
+    assert_false(held(why, sizeof(why)));
+    assert_int_equal(feature_after_a_run(&id), GATE_CHANGE_LANDED);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM backouts", NULL), 0);
+}
+
+/*
+ * hold-when-red: a nightly failure's culprit found and backed out through the
+ * gate; the configuration's newest nightly run is still the red one (the
+ * next is not due), but the backout landed on top of it: the queue does not
+ * hold, and a change submitted lands.
+ */
+static void test_nightly_backout_resumes_the_queue(void **state)
+{
+    (void)state;
+    git_oid c[4];
+    nightly_gate = "strategy = serial\nsandbox = none\nhold-when-red = yes";
+    nightly_broken_range(4, 2, c);
+    nightly_gate = "strategy = serial\nsandbox = none";
+    (void)fx_run_once();
+    assert_backed_out(&c[1]);
+    gate_nightly_row h[4];
+    assert_true(history(h, 4) >= 2);
+    assert_string_equal(gate_nightly_outcome(&h[0]), "failed"); /* the newest: still red */
+    char why[GATE_REASON_MAX] = "";
+    if (held(why, sizeof(why)))
+        fail_msg("held after the backout landed: %s", why);
+    long long id = 0;
+    assert_int_equal(feature_after_a_run(&id), GATE_CHANGE_LANDED);
+}
+
 #if KEEL_DEVEL /* the crash points are stress points: devel builds only */
 /* kill -9 in the middle of a nightly search, and after its revert is submitted: no second. */
 static void test_nightly_search_killed(void **state)
@@ -352,6 +438,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_nightly_builds_the_head_when_due, fx_teardown),
         cmocka_unit_test_teardown(test_no_nightly_configuration, fx_teardown),
         cmocka_unit_test_teardown(test_nightly_failure_searched_and_backed_out, fx_teardown),
+        cmocka_unit_test_teardown(test_nightly_red_holds_the_queue, fx_teardown),
+        cmocka_unit_test_teardown(test_nightly_backout_resumes_the_queue, fx_teardown),
 #if KEEL_DEVEL
         cmocka_unit_test_teardown(test_nightly_search_killed, fx_teardown),
 #endif

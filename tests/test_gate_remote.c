@@ -29,6 +29,7 @@
 #include "gate_fixture.h"
 
 #include "remote.h"
+#include "store_backout.h"
 
 extern char **environ;
 
@@ -321,6 +322,103 @@ static void test_git_daemon_submit_by_push(void **state)
     fx_assert_tip_tested();
 }
 
+/*
+ * Over git://: a repository whose post configuration `long` (tier 1) fails
+ * while `postbad` exists, and branch `breaks` (which adds it: the gate's
+ * suite passes) queued.  False when git has no daemon.
+ */
+static bool breaks_queued(long long *id)
+{
+    fx_setup_repo("strategy = serial", "[config long]\ntest = test ! -e postbad\nlevels = post\n"
+                                       "timeout = 30\ntier = 1\n");
+    if (!daemon_start())
+        return false;
+    fx_branch("breaks", "postbad", "x\n");
+    gate *g = fx_open();
+    *id = fx_submit(g, "breaks", 0);
+    gate_close(g);
+    return true;
+}
+
+/*
+ * `breaks` landed, found, verified and backed out once: the remote's branch
+ * keel-gate/backout/<culprit> holds the revert, its main holds that and no
+ * `postbad`, one revert change, landed.
+ */
+static void assert_remote_backed_out(long long id)
+{
+    gate *g = fx_open();
+    assert_int_equal(fx_state_of(g, id), GATE_CHANGE_LANDED);
+    gate_backout_row r;
+    size_t n = 0;
+    fx_ok(gate_store_backout_list(gate_get_store(g), "main", NULL, NULL, &r, 1, &n));
+    assert_int_equal(n, 1);
+    if (strcmp(r.state, "landed") != 0)
+        fail_msg("backout of %.12s: %s (%s): %s", r.culprit, r.state, r.rail, r.reason);
+    assert_int_equal(fx_state_of(g, r.change), GATE_CHANGE_LANDED);
+    gate_close(g);
+    char ref[96];
+    (void)snprintf(ref, sizeof(ref), "refs/heads/keel-gate/backout/%.12s", r.culprit);
+    git_oid branch, revert, tip;
+    assert_int_equal(git_reference_name_to_id(&branch, fx_git, ref), 0);
+    assert_int_equal(git_oid_fromstr(&revert, r.revert), 0);
+    assert_true(git_oid_equal(&branch, &revert));
+    fx_head("main", &tip);
+    assert_true(git_oid_equal(&tip, &revert) ||
+                git_graph_descendant_of(fx_git, &tip, &revert) == 1);
+    assert_false(fx_has_at(&tip, "postbad"));
+    assert_int_equal(
+        fx_sql_int("SELECT count(*) FROM changes WHERE branch LIKE ?", "keel-gate/backout/%"), 1);
+    fx_assert_tip_tested();
+}
+
+/*
+ * A change that passes the gate's suite and breaks the post level's, landed
+ * over git://: the culprit search finds and verifies it, its revert is made
+ * in the mirror, pushed as the remote's branch keel-gate/backout/<culprit>,
+ * submitted and landed through the gate like any change, and the remote's
+ * main holds the revert.  (Refused before: "backing out on a remote's target
+ * is not supported yet".)
+ */
+static void test_git_daemon_backout(void **state)
+{
+    (void)state;
+    long long id = 0;
+    if (!breaks_queued(&id))
+        skip();
+    gate *g = fx_open();
+    gate_run_stats st;
+    fx_ok(gate_run(g, true, &st));
+    gate_close(g);
+    assert_remote_backed_out(id);
+}
+
+/*
+ * kill -9 after the revert's branch was pushed to the remote, before it was
+ * submitted (the intent recorded): the next run makes the same revert (the
+ * remote's branch holds it already), submits it once, and it lands once.
+ */
+static void test_git_daemon_backout_killed(void **state)
+{
+    (void)state;
+#if KEEL_DEVEL
+    long long id = 0;
+    if (!breaks_queued(&id))
+        skip();
+    fx_crash_spec = "gate.backout_after_branch:nth=1";
+    char err[4096];
+    int status = keel_test_run_child(fx_crashing_run, err, sizeof(err));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 99)
+        fail_msg("the gate should have died after the branch (status %d): %s", status, err);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM backouts WHERE state = ?", "intended"), 1);
+    (void)fx_run_once();
+    assert_remote_backed_out(id);
+#else
+    fx_setup_repo("", "");
+    skip();
+#endif
+}
+
 #if KEEL_DEVEL
 static char gone_path[160];
 
@@ -575,6 +673,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_git_daemon_kill_around_the_push, teardown),
         cmocka_unit_test_teardown(test_git_daemon_refusal_is_not_a_move, teardown),
         cmocka_unit_test_teardown(test_git_daemon_submit_by_push, teardown),
+        cmocka_unit_test_teardown(test_git_daemon_backout, teardown),
+        cmocka_unit_test_teardown(test_git_daemon_backout_killed, teardown),
         cmocka_unit_test_teardown(test_remote_disappears_mid_run, teardown),
         cmocka_unit_test_teardown(test_status_while_remote_unreachable, teardown),
         cmocka_unit_test_teardown(test_unreachable_and_missing, teardown),

@@ -371,6 +371,12 @@ static void flaky_never_wrong(unsigned from, unsigned to)
             if (row.flake < 0.15)
                 fail_msg("flake rate %.3f: the history's 0.2 not used", row.flake);
         }
+        /* no wrong revert: a backout (tier 1) only of the culprit, and only once verified */
+        char hex[GIT_OID_HEXSZ + 1];
+        git_oid_tostr(hex, sizeof(hex), &c[bad - 1]);
+        assert_int_equal(fx_sql_int("SELECT count(*) FROM backouts WHERE culprit != ?", hex), 0);
+        if (strcmp(row.state, "verified") != 0)
+            assert_int_equal(fx_sql_int("SELECT count(*) FROM backouts", NULL), 0);
         fx_teardown_repo();
     }
 }

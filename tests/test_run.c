@@ -225,6 +225,73 @@ static void test_real_deadlock(void **state)
     cleanup(&r);
 }
 
+/* A program that hangs, run with --deadlock-after 100 and stopped once its reports hold `until`. */
+static void run_hung(run_result *r, const char *program, const char *arg, const char *until)
+{
+    run_until = until;
+    run_with(r, program, arg, "--deadlock-after", "100", (const char *)NULL);
+    run_until = NULL;
+    assert_int_equal(r->status, 128 + SIGKILL);
+}
+
+/*
+ * A deadlock report lists every thread of the process, not only those in a lock wait: `main` in
+ * pthread_join (joining a thread of the cycle) and a thread in read holding a mutex of its own,
+ * each with its name, tid, the call it is in and where, its locks and its backtrace.
+ */
+static void test_deadlock_lists_every_thread(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_hung(&r, "run_deadlock", "two", "is in read, called at deadlock.c:27");
+    int n = count(&r, "lock-order", "deadlock");
+    show_on_failure(&r, n, 2);
+    const char *main_at = strstr(r.reports, "thread 'main' (tid ");
+    assert_non_null(main_at);
+    assert_non_null(strstr(main_at, "is in pthread_join, called at deadlock.c:78"));
+    assert_non_null(strstr(main_at, "holding no lock keel-run saw taken"));
+    assert_non_null(strstr(main_at, "#0 main ("));
+    const char *reader_at = strstr(r.reports, "thread 'reader' (tid ");
+    assert_non_null(reader_at);
+    assert_non_null(strstr(reader_at, "is in read, called at deadlock.c:27"));
+    assert_non_null(strstr(reader_at, "holding 'deadlock.c:65' (taken at deadlock.c:26)"));
+    assert_non_null(strstr(reader_at, "#0 reader ("));
+    assert_int_equal(count(&r, "lock-order", "\"all_threads\":4"), 1);
+    cleanup(&r);
+}
+
+/*
+ * Spinlock deadlocks: a cycle of two spinning threads is reported as a mutex cycle is (a spinning
+ * thread looks for a cycle after each slice of its spin), and a spinlock locked again by its
+ * holder is reported at the call as a mutex is.
+ */
+static void test_spinlock_deadlock(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_hung(&r, "run_spin_deadlock", "two", "deadlock: 2 threads wait for each other's locks");
+    int n = count(&r, "lock-order", "deadlock: 2 threads wait for each other's locks");
+    show_on_failure(&r, n, 1);
+    assert_int_equal(n, 1);
+    const char *p = strstr(r.reports, "deadlock: 2 threads");
+    for (int t = 0; t < 2; t++) { /* each thread: its spin, the spinlock it holds, its stack */
+        p = strstr(p, "waits for spinlock 'spin_deadlock.c:");
+        assert_non_null(p);
+        assert_non_null(strstr(p, "holding 'spin_deadlock.c:"));
+        assert_non_null(strstr(p, "#0 spin_cycle ("));
+        p++;
+    }
+    assert_non_null(strstr(r.reports, "is in pthread_join, called at spin_deadlock.c:37"));
+    cleanup(&r);
+    run_hung(&r, "run_spin_deadlock", "self", "self-deadlock: spinlock");
+    assert_int_equal(count(&r, "lock-misuse",
+                           "self-deadlock: spinlock 'spin_deadlock.c:24' locked again by the "
+                           "thread that holds it: the call spins forever"),
+                     1);
+    assert_int_equal(count(&r, "lock-misuse", "\"line\":28"), 1);
+    cleanup(&r);
+}
+
 /* A hang with no lock cycle (every thread in a condition wait nobody will signal, the shape of
  * pigz's error path): reported once with every thread's wait and stack. */
 static void test_hang_every_thread_waits(void **state)
@@ -248,6 +315,33 @@ static void test_hang_every_thread_waits(void **state)
     cleanup(&r);
 }
 
+/*
+ * A hang whose main thread is in pthread_join (the usual shape: main joins a thread that waits
+ * forever): a joining thread counts as waiting, and the report lists it with its call and stack.
+ */
+static void test_hang_main_joins(void **state)
+{
+    (void)state;
+    static run_result r;
+    const char *title = "hang: every thread of the program (3) has waited longer than 100 ms";
+    run_hung(&r, "run_join_hang", NULL, title);
+    int n = count(&r, "watchdog", title);
+    show_on_failure(&r, n, 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(count(&r, "watchdog",
+                           "waits on a condition with mutex '&lock' at "
+                           "join_hang.c:28"),
+                     1);
+    assert_int_equal(count(&r, "watchdog",
+                           "waits on a condition with mutex '&lock' at "
+                           "join_hang.c:17"),
+                     1);
+    assert_int_equal(count(&r, "watchdog", "thread 'main' (tid "), 1);
+    assert_int_equal(count(&r, "watchdog", "is in pthread_join, called at join_hang.c:39"), 1);
+    assert_int_equal(count(&r, "watchdog", "#0 main ("), 1);
+    cleanup(&r);
+}
+
 /* Long waits that are not a deadlock (a chain of waits behind a sleeping holder): no report. */
 static void test_long_wait_not_deadlock(void **state)
 {
@@ -256,6 +350,88 @@ static void test_long_wait_not_deadlock(void **state)
     run_with(&r, "run_long_wait", NULL, "--deadlock-after", "100", (const char *)NULL);
     assert_int_equal(r.status, 0);
     EXPECT_REPORTS(&r, 0);
+    cleanup(&r);
+}
+
+/*
+ * The transfers beyond read and write under a spinlock (the socket calls, the vector and
+ * positioned ones, the _FORTIFY_SOURCE ones): reported on a blocking descriptor; not with
+ * MSG_DONTWAIT, on a non-blocking one, or a pread/pwrite that cannot block.  And every sleeping
+ * and waiting call the issue names, each reported once (a poll with a zero timeout not).
+ */
+static void test_more_calls_under_spinlock(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_spin_calls", NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 23);
+    static const struct {
+        const char *what;
+        int n;
+    } calls[] = {
+        {"\"send on a blocking descriptor", 1},
+        {"\"recv on a blocking descriptor", 2},
+        {"\"sendto on a blocking descriptor", 1},
+        {"\"recvfrom on a blocking descriptor", 2},
+        {"\"sendmsg on a blocking descriptor", 1},
+        {"\"recvmsg on a blocking descriptor", 1},
+        {"\"writev on a blocking descriptor", 1},
+        {"\"readv on a blocking descriptor", 1},
+        {"\"write on a blocking descriptor", 1},
+        {"\"read on a blocking descriptor", 1},
+        {"\"connect on a blocking descriptor", 1},
+        {"\"accept on a blocking descriptor", 1},
+        {"pread", 0},
+        {"pwrite", 0},
+        /* and the sleeping and waiting calls (a zero-timeout poll not) */
+        {"\"nanosleep while holding 1 spinlock", 1},
+        {"\"clock_nanosleep while holding 1 spinlock", 1},
+        {"\"sleep while holding 1 spinlock", 1},
+        {"\"poll while holding 1 spinlock", 1},
+        {"\"select while holding 1 spinlock", 1},
+        {"\"epoll_wait while holding 1 spinlock", 1},
+        {"\"pthread_join while holding 1 spinlock", 1},
+        {"\"pthread_cond_wait while holding 1 spinlock", 1},
+        {"\"pthread_rwlock_rdlock while holding 1 spinlock", 1},
+    };
+    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+        int n = count(&r, "lock-blocking", calls[i].what);
+        if (n != calls[i].n)
+            fprintf(stderr, "'%s': %d reports, not %d\n", calls[i].what, n, calls[i].n);
+        assert_int_equal(n, calls[i].n);
+    }
+    /* the fortified read's site is the program's line */
+    assert_int_equal(count(&r, "lock-blocking", "\"file\":\"spin_calls.c\",\"line\":93"), 1);
+    cleanup(&r);
+}
+
+/*
+ * Rank violations on an unmodified program: --rank CLASS=N ranks a class (its name in reports);
+ * a lock taken below the rank of one held is reported at once, although no order cycle formed
+ * (without the ranks: no report).  A bad --rank is a usage error.
+ */
+static void test_rank_violation(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_with(&r, "run_rank", NULL, "--rank", "rank.c:10=10", "--rank=rank.c:11=20",
+             (const char *)NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "lock-order",
+                           "rank violation: 'rank.c:10' (rank 10) acquired while holding "
+                           "'rank.c:11' (rank 20)"),
+                     1);
+    assert_int_equal(count(&r, "lock-order", "\"file\":\"rank.c\",\"line\":13"), 1);
+    cleanup(&r);
+    run_prog(&r, "run_rank", NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 0);
+    cleanup(&r);
+    run_with(&r, "run_rank", NULL, "--rank", "rank.c:10", (const char *)NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "bad value 'rank.c:10' for '--rank'"));
     cleanup(&r);
 }
 
@@ -388,6 +564,33 @@ static void test_misuse(void **state)
     cleanup(&r);
 }
 
+/*
+ * The heap's other two findings on an unmodified program: an invalid free (a pointer into a
+ * block) reported at the free, and an overflow onto a guard page (heap.guard-sample=1) reported
+ * at the faulting read with the block's size and site; each ends the program (report.heap=abort).
+ */
+static void test_heap_invalid_free_and_guard_page(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_prog(&r, "run_heap_invalid", NULL);
+    assert_int_equal(r.status, 128 + SIGABRT);
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "heap", "not a block of any keel heap"), 1);
+    assert_int_equal(count(&r, "heap", "\"file\":\"heap_invalid.c\",\"line\":22"), 1);
+    cleanup(&r);
+    run_with(&r, "run_heap_invalid", "guard", "--options", "heap.guard-sample=1",
+             (const char *)NULL);
+    assert_int_not_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "heap",
+                           "past the end of a 100-byte block of module 'program' hit "
+                           "its guard page"),
+                     1);
+    assert_int_equal(count(&r, "heap", "block allocated at heap_invalid.c:12 in main()"), 1);
+    cleanup(&r);
+}
+
 /* ---- the heap ------------------------------------------------------------------------------ */
 
 static void test_heap_overflow(void **state)
@@ -464,6 +667,14 @@ static void test_heap_correct_program(void **state)
     EXPECT_REPORTS(&r, 0);
     assert_null(strstr(r.err, "heap_clean:"));
     cleanup(&r);
+}
+
+/* Signal handlers that allocate and lock (in a thread holding a lock, and sent to another
+ * thread), and dlopen/dlclose of a library used between: survived, nothing reported. */
+static void test_signal_handlers_and_dlopen(void **state)
+{
+    (void)state;
+    expect_no_reports("run_survive", NULL);
 }
 
 /* ---- what it must survive ----------------------------------------------------------------- */
@@ -760,10 +971,15 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_inversion_never_deadlocked),
         cmocka_unit_test(test_suppressions),
         cmocka_unit_test(test_real_deadlock),
+        cmocka_unit_test(test_deadlock_lists_every_thread),
+        cmocka_unit_test(test_spinlock_deadlock),
         cmocka_unit_test(test_long_wait_not_deadlock),
+        cmocka_unit_test(test_hang_main_joins),
         cmocka_unit_test(test_hang_every_thread_waits),
         cmocka_unit_test(test_three_lock_cycle),
+        cmocka_unit_test(test_rank_violation),
         cmocka_unit_test(test_blocking_under_spinlock),
+        cmocka_unit_test(test_more_calls_under_spinlock),
         cmocka_unit_test(test_one_class_against_address_order),
         cmocka_unit_test(test_self_deadlock),
         cmocka_unit_test(test_unlock_by_non_holder),
@@ -773,9 +989,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_heap_use_after_free),
         cmocka_unit_test(test_heap_double_free),
         cmocka_unit_test(test_heap_leak),
+        cmocka_unit_test(test_heap_invalid_free_and_guard_page),
         cmocka_unit_test(test_heap_correct_program),
         cmocka_unit_test(test_static_initializers),
         cmocka_unit_test(test_before_main_and_unseen_locks),
+        cmocka_unit_test(test_signal_handlers_and_dlopen),
         cmocka_unit_test(test_fork),
         cmocka_unit_test(test_correct_program_no_reports),
         cmocka_unit_test(test_heap_locks_churn),

@@ -803,6 +803,57 @@ keel_status gate_remote_push_cas(git_repository *mirror, const char *url, const 
     return s;
 }
 
+/* ---- a branch of the gate's own ------------------------------------------------------------ */
+
+static keel_status put_once(git_repository *mirror, const char *url, const char *ref,
+                            const git_oid *commit)
+{
+    char shown[512];
+    gate_remote_redact(url, shown, sizeof(shown));
+    remote_call call;
+    git_remote *remote = NULL;
+    git_oid now;
+    bool found = false;
+    keel_status s = connect_at(mirror, url, GIT_DIRECTION_PUSH, ref, &call, &remote, &now, &found);
+    if (keel_ok(s) && !(found && git_oid_equal(&now, commit))) { /* there already: nothing to do */
+        char spec[2 * REF_MAX + 2];
+        (void)snprintf(spec, sizeof(spec), "+%s:%s", ref, ref); /* the gate's own: forced */
+        s = upload(remote, &call, spec, shown);
+        if (keel_ok(s) && call.refused[0] != '\0')
+            s = keel_status_with_str(
+                KEEL_ERR(KEEL_E_STATE, "'%s' refused '%s': %s", shown, ref, call.refused), "url",
+                shown);
+    }
+    disconnect_remote(remote);
+    return s;
+}
+
+keel_status gate_remote_put_branch(git_repository *mirror, const char *url, const char *branch,
+                                   const git_oid *commit)
+{
+    KEEL_ASSERT(mirror != NULL && url != NULL && branch != NULL && commit != NULL);
+    char ref[REF_MAX];
+    (void)snprintf(ref, sizeof(ref), "refs/heads/%s", branch);
+    int lock = -1;
+    keel_status s = gate_remote_mirror_lock(mirror, &lock);
+    if (keel_ok(s)) {
+        git_reference *r = NULL;
+        int rc = git_reference_create(&r, mirror, ref, commit, 1, "keel-gate: put");
+        git_reference_free(r);
+        if (rc != 0)
+            s = gate_git_error(rc, "cannot point '%s' of the mirror at %s", ref,
+                               git_oid_tostr_s(commit));
+    }
+    size_t tries = 0;
+    if (keel_ok(s)) {
+        do
+            s = put_once(mirror, url, ref, commit);
+        while (again(&s, &tries));
+    }
+    gate_remote_mirror_unlock(lock);
+    return s;
+}
+
 /* ---- refs pushed for the gate ----------------------------------------------------------- */
 
 /* The refs listed, with their ids, to give to the caller's function once the mirror is let go. */

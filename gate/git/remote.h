@@ -81,6 +81,15 @@ KEEL_MUST_USE keel_status gate_remote_push_cas(git_repository *mirror, const cha
                                                const char *branch, const git_oid *expected,
                                                const git_oid *next);
 
+/*
+ * Point the remote's refs/heads/<branch> at `commit` (in the mirror), made
+ * or moved (forced: a branch of the gate's own, such as a backout's), and
+ * the mirror's.  Nothing is pushed when the remote holds it already.  A
+ * refusal is KEEL_E_STATE with the remote's reason.
+ */
+KEEL_MUST_USE keel_status gate_remote_put_branch(git_repository *mirror, const char *url,
+                                                 const char *branch, const git_oid *commit);
+
 /* Called for each ref found: its name (full) and commit. */
 typedef keel_status (*gate_remote_ref_fn)(const char *ref, const git_oid *oid, void *ctx);
 

@@ -5,6 +5,7 @@
 #define KEEL_MODULE_NAME "gate_git"
 #include "revert.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -66,11 +67,12 @@ static void span(int start, int count, int *first, int *last)
 
 /*
  * Does a later change (hunk `l` of the diff culprit -> head, its old side in
- * the culprit's lines) come within GATE_REVERT_NEAR lines of a change the
- * culprit made (the new sides of `own`'s hunks, in the same lines)?
- * *line: the first such later line.
+ * the culprit's lines) come within `lines` lines of a change the culprit made
+ * (the new sides of `own`'s hunks, in the same lines)?  *line: the first
+ * such later line.
  */
-static keel_status near_own(git_patch *own, const git_diff_hunk *l, bool *near, int *line)
+static keel_status near_own(git_patch *own, const git_diff_hunk *l, int lines, bool *near,
+                            int *line)
 {
     int lf = 0, ll = 0;
     span(l->old_start, l->old_lines, &lf, &ll);
@@ -82,7 +84,7 @@ static keel_status near_own(git_patch *own, const git_diff_hunk *l, bool *near, 
             return gate_git_error(rc, "cannot read the culprit's changes");
         int of = 0, ol = 0;
         span(h->new_start, h->new_lines, &of, &ol);
-        *near = lf <= ol + GATE_REVERT_NEAR && ll >= of - GATE_REVERT_NEAR;
+        *near = lf <= ol + lines && ll >= of - lines;
         *line = lf;
     }
     return KEEL_OK;
@@ -90,12 +92,12 @@ static keel_status near_own(git_patch *own, const git_diff_hunk *l, bool *near, 
 
 /*
  * Did a later commit change lines of a file the culprit changed (against its
- * parent `mainline`) within GATE_REVERT_NEAR lines of the culprit's own
+ * parent `mainline`) within `lines` lines of the culprit's own
  * changes?  Compared between the culprit's tree and head's, without context
  * lines.  A file since deleted, renamed, of another type, or binary on
  * either side counts as touched (no lines to compare).
  */
-static keel_status lines_touched(git_diff *own, git_diff *later, gate_revert_facts *out)
+static keel_status lines_touched(git_diff *own, git_diff *later, int lines, gate_revert_facts *out)
 {
     keel_status s = KEEL_OK;
     size_t nl = git_diff_num_deltas(later), no = git_diff_num_deltas(own);
@@ -122,7 +124,7 @@ static keel_status lines_touched(git_diff *own, git_diff *later, gate_revert_fac
             for (size_t i = 0; keel_ok(s) && i < nh && !out->later_touched; i++) {
                 const git_diff_hunk *h = NULL;
                 rc = git_patch_get_hunk(&h, NULL, lp, i);
-                s = rc == 0 ? near_own(op, h, &out->later_touched, &line)
+                s = rc == 0 ? near_own(op, h, lines, &out->later_touched, &line)
                             : gate_git_error(rc, "cannot read the later changes");
             }
         }
@@ -141,7 +143,7 @@ static keel_status lines_touched(git_diff *own, git_diff *later, gate_revert_fac
  * the culprit changed?  Then it may depend on the culprit (lines_touched).
  */
 static keel_status touched_later(gate_repo *r, git_commit *culprit, unsigned mainline,
-                                 git_commit *head, gate_revert_facts *out)
+                                 git_commit *head, int lines, gate_revert_facts *out)
 {
     git_commit *parent = NULL;
     git_tree *before = NULL, *after = NULL, *now = NULL;
@@ -178,7 +180,7 @@ static keel_status touched_later(gate_repo *r, git_commit *culprit, unsigned mai
         if (rc != 0)
             s = gate_git_error(rc, "cannot compare the culprit's files with the target's head");
         if (keel_ok(s))
-            s = lines_touched(own, later, out);
+            s = lines_touched(own, later, lines, out);
     }
     keel_heap_free(GIT_HEAP, mem);
     git_diff_free(later);
@@ -212,7 +214,7 @@ static keel_status revert_tree(gate_repo *r, git_commit *culprit, unsigned mainl
 }
 
 keel_status gate_revert_examine(gate_repo *r, const char *culprit, const char *parent,
-                                const char *head, gate_revert_facts *out)
+                                const char *head, unsigned near, gate_revert_facts *out)
 {
     KEEL_ASSERT(r != NULL && culprit != NULL && head != NULL && out != NULL);
     memset(out, 0, sizeof(*out));
@@ -250,7 +252,8 @@ keel_status gate_revert_examine(gate_repo *r, const char *culprit, const char *p
             (void)snprintf(out->touched, sizeof(out->touched), "the revert changes nothing");
     }
     if (keel_ok(s) && out->applies)
-        s = touched_later(r, c, out->mainline, h, out);
+        s = touched_later(r, c, out->mainline, h, near < INT_MAX / 2 ? (int)near : INT_MAX / 2,
+                          out);
     git_commit_free(h);
     git_commit_free(c);
     return s;
@@ -336,17 +339,14 @@ keel_status gate_revert_find(gate_repo *r, const char *head, const char *culprit
 keel_status gate_revert_branch(gate_repo *r, const char *branch, const char *commit)
 {
     KEEL_ASSERT(r != NULL && branch != NULL && commit != NULL);
-    if (r->url != NULL)
-        return KEEL_ERR(KEEL_E_UNSUPPORTED,
-                        "cannot make branch '%s': backing out on a remote's target is not "
-                        "supported yet",
-                        branch);
     git_oid oid;
     keel_status s = gate_branch_check(branch);
     if (keel_ok(s))
         s = gate_oid_parse(commit, &oid);
     if (!keel_ok(s))
         return s;
+    if (r->url != NULL) /* made in the mirror, submitted as any change is: a branch of the remote */
+        return gate_remote_put_branch(r->repo, r->url, branch, &oid);
     char refname[GATE_BRANCH_LEN_MAX + 16];
     (void)snprintf(refname, sizeof(refname), "refs/heads/%s", branch);
     git_reference *ref = NULL;

@@ -11,7 +11,7 @@
 
 enum {
     GATE_REVERT_WALK = 10000, /* target commits looked through after the culprit */
-    GATE_REVERT_NEAR = 3      /* a later change this many lines from the culprit's depends on it */
+    GATE_REVERT_NEAR = 3      /* [gate] revert-near's default (config.h) */
 };
 
 typedef struct gate_revert_facts {
@@ -19,7 +19,7 @@ typedef struct gate_revert_facts {
     bool no_auto_revert; /* `No-Auto-Revert: true` */
     bool applies;        /* its revert merges cleanly onto `head` and changes something */
     bool undone;         /* it merges cleanly but changes nothing: `head` lacks the change */
-    bool later_touched;  /* between it and `head`, a line within GATE_REVERT_NEAR lines of
+    bool later_touched;  /* between it and `head`, a line within `near` lines of
                             one the culprit changed was changed (or its file deleted, renamed,
                             binary) */
     char touched[256];   /* the first such "file line N", or why it does not apply ("" otherwise) */
@@ -29,11 +29,13 @@ typedef struct gate_revert_facts {
 
 /*
  * Examine culprit `culprit` (a merge: reverted against `parent`, "" for its
- * first) on the target whose head is `head`.  KEEL_E_NOTFOUND when the
+ * first) on the target whose head is `head`; a later change within `near`
+ * lines of one the culprit made counts as depending on it.  KEEL_E_NOTFOUND when the
  * culprit is not in the history of `head`; git's failures are the gate's.
  */
 KEEL_MUST_USE keel_status gate_revert_examine(gate_repo *r, const char *culprit, const char *parent,
-                                              const char *head, gate_revert_facts *out);
+                                              const char *head, unsigned near,
+                                              gate_revert_facts *out);
 
 /*
  * The revert of `culprit` (mainline as examined) as a commit whose only
@@ -53,7 +55,11 @@ KEEL_MUST_USE keel_status gate_revert_make(gate_repo *r, const char *culprit, un
 KEEL_MUST_USE keel_status gate_revert_find(gate_repo *r, const char *head, const char *culprit,
                                            char found[GATE_HEX]);
 
-/* Point the local branch `branch` at `commit` (made, or moved). */
+/*
+ * Point branch `branch` at `commit` (made, or moved): the repository's own; a
+ * remote's (URL) target: the remote's, pushed from the mirror
+ * (gate_remote_put_branch), since a remote's changes are its branches.
+ */
 KEEL_MUST_USE keel_status gate_revert_branch(gate_repo *r, const char *branch, const char *commit);
 
 /* The commit message of `commit`, cut to `size`. */

@@ -13,6 +13,7 @@
 #include "backout_policy.h"
 #include "revert.h"
 #include "sandbox.h"
+#include "store_nightly.h"
 
 enum { DAY_S = 24 * 3600 };
 
@@ -22,7 +23,7 @@ enum { DAY_S = 24 * 3600 };
 /* What the target's configuration says of backing out `config`'s culprits. */
 typedef struct backout_settings {
     bool backout;
-    unsigned budget;
+    unsigned budget, near;
     long long max_age_s, fix_s;
 } backout_settings;
 
@@ -30,6 +31,7 @@ static void settings_of(const gate_config *cfg, const char *config, backout_sett
 {
     out->backout = cfg->backout;
     out->budget = cfg->backout_budget;
+    out->near = cfg->revert_near;
     out->max_age_s = cfg->backout_max_age_s;
     out->fix_s = cfg->tier2_fix_s;
     for (size_t i = 0; i < cfg->nconfigs; i++)
@@ -72,9 +74,9 @@ static void json_field(char *detail, size_t size, size_t *len, const char *key, 
 /*
  * An event's detail: the culprit, the configuration, the rail and reason, the
  * revert and its change, and the people told: author and committer, each
- * once, never more than GATE_BACKOUT_BLAME_MAX.
+ * once, never more than `blame_max` (the target's [gate] blame-max).
  */
-static void event_detail(const gate_backout_row *r, char *detail, size_t size)
+static void event_detail(const gate_backout_row *r, unsigned blame_max, char *detail, size_t size)
 {
     size_t len = (size_t)snprintf(detail, size, "{\"tier\":%u,\"change\":%lld", r->tier, r->change);
     json_field(detail, size, &len, "culprit", r->culprit);
@@ -90,8 +92,8 @@ static void event_detail(const gate_backout_row *r, char *detail, size_t size)
     json_field(detail, size, &len, "log", r->log);
     const char *blame[2] = {r->author, r->committer};
     size_t nb = strcmp(r->author, r->committer) == 0 ? 1 : 2;
-    if (nb > GATE_BACKOUT_BLAME_MAX)
-        nb = GATE_BACKOUT_BLAME_MAX;
+    if (nb > blame_max)
+        nb = blame_max;
     if (len < size) {
         int n = snprintf(detail + len, size - len, ",\"blame\":[");
         len = n < 0 || (size_t)n >= size - len ? size : len + (size_t)n;
@@ -111,7 +113,15 @@ static void event_detail(const gate_backout_row *r, char *detail, size_t size)
 static keel_status put(gate *g, gate_backout_row *r, long long now, const char *event)
 {
     char detail[24 * GATE_BACKOUT_EVIDENCE_MAX]; /* every field escaped at its longest */
-    event_detail(r, detail, sizeof(detail));
+    unsigned blame_max = GATE_BACKOUT_BLAME_MAX;
+    if (event != NULL) { /* the target tip's [gate] blame-max (the running gate's, else read) */
+        gate_config *own = NULL;
+        const gate_config *cfg = gate_tip_config(g, &own);
+        if (cfg != NULL && cfg->blame_max > 0)
+            blame_max = cfg->blame_max;
+        gate_config_free(own);
+    }
+    event_detail(r, blame_max, detail, sizeof(detail));
     keel_status s = gate_store_backout_put(g->store, r, now, event, detail);
     if (keel_ok(s) && event != NULL) {
         gate_say(g, "backout: %.12s ('%s'): %s%s%s%s\n", r->culprit, r->config, event,
@@ -188,7 +198,7 @@ static keel_status decide(gate *g, gate_backout_row *r, long long now)
 {
     char head[GATE_HEX];
     keel_status s = gate_branch_head(g->repo, g->target, head);
-    backout_settings set = {false, 0, 0, 0};
+    backout_settings set = {false, 0, GATE_REVERT_NEAR, 0, 0};
     if (keel_ok(s))
         s = target_settings(g, head, r->config, &set);
     gate_backout_facts f;
@@ -196,7 +206,7 @@ static keel_status decide(gate *g, gate_backout_row *r, long long now)
     gate_revert_facts rf;
     memset(&rf, 0, sizeof(rf));
     if (keel_ok(s))
-        s = gate_revert_examine(g->repo, r->culprit, r->parent, head, &rf);
+        s = gate_revert_examine(g->repo, r->culprit, r->parent, head, set.near, &rf);
     long long reset_at = 0; /* the budget counts from a person's reset, within 24 h */
     if (keel_ok(s))
         s = gate_store_backout_breaker(g->store, g->target, &f.breaker_open, NULL, &reset_at, NULL,
@@ -279,8 +289,8 @@ static keel_status resume(gate *g, gate_backout_row *r, long long now)
     memset(&rf, 0, sizeof(rf));
     keel_status s = gate_branch_head(g->repo, g->target, head);
     if (keel_ok(s))
-        s = gate_revert_examine(g->repo, r->culprit, r->parent, head, &rf);
-    if (keel_ok(s))
+        s = gate_revert_examine(g->repo, r->culprit, r->parent, head, GATE_REVERT_NEAR, &rf);
+    if (keel_ok(s)) /* decided already: only the mainline is asked for */
         s = carry_out(g, r, head, rf.mainline, now);
     return s;
 }
@@ -386,6 +396,61 @@ keel_status gate_backout_reset(gate *g, bool *was_open)
     return s;
 }
 
+/*
+ * Has a backout of `config` landed on top of `commit` (the commit of its
+ * newest, red, nightly run)?  The nightly level builds again only when next
+ * due: until then the backout is what says the red is over.
+ */
+static keel_status landed_since(gate *g, const char *config, const char *commit, bool *landed)
+{
+    *landed = false;
+    gate_backout_row row;
+    size_t n = 0;
+    keel_status s = gate_store_backout_list(g->store, g->target, "landed", config, &row, 1, &n);
+    if (keel_ok(s) && n == 1 && row.revert[0] != '\0' && commit[0] != '\0')
+        s = gate_is_ancestor(g->repo, commit, row.revert, landed);
+    if (KEEL_IS(s, KEEL_E_NOTFOUND)) { /* a commit the repository no longer has: not on top */
+        keel_status_free(s);
+        s = KEEL_OK;
+    }
+    return s;
+}
+
+/*
+ * Does tier-1 configuration m of the target hold the queue: red (its newest
+ * post result; built only at nightly, its newest nightly run), no backout of
+ * it under way (queued, intended: the queue must run it), and, at nightly,
+ * none landed on top of the red run?
+ */
+static keel_status holds(gate *g, const gate_matrix_config *m, bool *hold)
+{
+    *hold = false;
+    bool post = gate_config_at(m, GATE_LEVEL_POST), night = gate_config_at(m, GATE_LEVEL_NIGHTLY);
+    if (m->tier != 1 || (!post && !night))
+        return KEEL_OK;
+    bool green = false, red = false;
+    keel_status s = gate_store_backout_green(g->store, g->target, m->name, &green, &red);
+    if (!keel_ok(s) || !red)
+        return s;
+    gate_backout_row rows[1];
+    size_t queued = 0, intended = 0;
+    s = gate_store_backout_list(g->store, g->target, "queued", m->name, rows, 1, &queued);
+    if (keel_ok(s))
+        s = gate_store_backout_list(g->store, g->target, "intended", m->name, rows, 1, &intended);
+    if (!keel_ok(s) || queued + intended > 0)
+        return s;
+    *hold = true;
+    gate_nightly_row run;
+    size_t n = 0;
+    if (!post) /* red by its newest nightly run */
+        s = gate_store_nightly_history(g->store, g->target, m->name, &run, 1, &n);
+    bool landed = false;
+    if (keel_ok(s) && n == 1)
+        s = landed_since(g, m->name, run.commit, &landed);
+    *hold = keel_ok(s) && !landed;
+    return s;
+}
+
 keel_status gate_backout_hold(gate *g, bool *hold, char *why, size_t size)
 {
     KEEL_ASSERT(g != NULL && hold != NULL && why != NULL && size > 0);
@@ -396,32 +461,15 @@ keel_status gate_backout_hold(gate *g, bool *hold, char *why, size_t size)
     if (cfg == NULL) /* no configuration that loads: nothing holds */
         return KEEL_OK;
     keel_status s = KEEL_OK;
-    if (!cfg->hold_when_red) {
-        gate_config_free(own);
-        return KEEL_OK;
-    }
-    for (size_t i = 0; keel_ok(s) && !*hold && i < cfg->nconfigs; i++) {
+    for (size_t i = 0; cfg->hold_when_red && keel_ok(s) && !*hold && i < cfg->nconfigs; i++) {
         const gate_matrix_config *m = &cfg->configs[i];
-        if (m->tier != 1 || !gate_config_at(m, GATE_LEVEL_POST))
-            continue;
-        bool green = false, red = false;
-        s = gate_store_backout_green(g->store, g->target, m->name, &green, &red);
-        if (!keel_ok(s) || !red)
-            continue;
-        /* a revert under way: the queue runs it (holding would hold the revert too) */
-        gate_backout_row rows[1];
-        size_t queued = 0, intended = 0;
-        s = gate_store_backout_list(g->store, g->target, "queued", m->name, rows, 1, &queued);
-        if (keel_ok(s))
-            s = gate_store_backout_list(g->store, g->target, "intended", m->name, rows, 1,
-                                        &intended);
-        if (keel_ok(s) && queued + intended == 0) {
-            *hold = true;
+        s = holds(g, m, hold);
+        if (keel_ok(s) && *hold)
             gate_fmt(why, size,
-                     "held: tier-1 configuration '%s' is red on '%s' and no backout is under way "
+                     "held: tier-1 configuration '%s' is red on '%s'%s and no backout is under way "
                      "(hold-when-red)",
-                     m->name, g->target);
-        }
+                     m->name, g->target,
+                     gate_config_at(m, GATE_LEVEL_POST) ? "" : " at level nightly");
     }
     gate_config_free(own);
     return s;

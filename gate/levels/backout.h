@@ -25,7 +25,8 @@
 
 /* The revert's priority: above any a person gives (gate_submit), aging included. */
 enum { GATE_BACKOUT_PRIORITY = 1 << 30 };
-/* The most people an event names (author and committer): [gate] blame-max's default. */
+/* The most people an event names (author and committer) when the target's [gate] blame-max
+   cannot be read: its default. */
 enum { GATE_BACKOUT_BLAME_MAX = 3 };
 
 typedef struct gate_backout_culprit {

@@ -30,6 +30,7 @@
         consoleDue: true,
         view: 'queue',
         changeId: 0,
+        filledHead: '', /* the expected head the branch look-up filled in last */
         log: null, /* {job, from, size, text} */
     };
 
@@ -694,7 +695,9 @@
      * (GET /api/v1/branch) filled in as the expected head, with its subject,
      * so that what is queued is the commit the person read; a branch already
      * queued or already in the target is said.  The head stays editable: a
-     * branch that moves after the look-up is refused at the submit (409).
+     * branch that moves after the look-up is refused at the submit (409).  A
+     * head the person entered (neither empty nor the one filled in before) is
+     * kept, and the info says when it differs from the branch's.
      */
     async function lookUpBranch() {
         const name = $('submit-branch').value.trim();
@@ -706,8 +709,15 @@
             const b = await api('branch?name=' + encodeURIComponent(name));
             if ($('submit-branch').value.trim() !== name)
                 return; /* typed on meanwhile: that look-up's answer is the one to show */
-            $('submit-head').value = b.head;
+            const input = $('submit-head');
+            const entered = input.value.trim();
             let text = b.head.slice(0, 12) + ' ' + b.subject;
+            if (entered === '' || entered === state.filledHead) {
+                input.value = b.head;
+                state.filledHead = b.head;
+            } else if (entered !== b.head) {
+                text += ' (not the expected head entered below)';
+            }
             if (b.active_change)
                 text += ' (already queued: change ' + b.active_change + ')';
             else if (b.in_target)

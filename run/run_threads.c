@@ -1,0 +1,232 @@
+/*
+ * run/run_threads.c - every thread of the program, for the report of a real deadlock
+ * (docs/keel-run.md, "Real deadlocks"): not only the threads waiting for a lock, but also
+ * `main` in pthread_join, a thread in read, one that is running.
+ *
+ * A thread keel-run has seen (a lock call, a blocking call) has a slot in a small table with
+ * the addresses of two of its thread-local variables: its lock state (keel__lock_tls: the locks
+ * it holds and where it took them) and the interposed blocking call it is in (keel__run_in,
+ * set and cleared around each such call: two stores).  The slot is emptied by a key's
+ * destructor when the thread exits, before its lock state is freed (the key is made in the
+ * constructor, before lockdep's: glibc runs the destructors in the keys' order).
+ *
+ * The threads of the process are those of /proc/self/task.  Another thread's backtrace is taken
+ * by keel-stack with ptrace (libkeel's watchdog.stacks=ptrace: no signal, so the thread's
+ * system call is not interrupted), and its locks and call are read while it is stopped; where
+ * ptrace cannot be used, they are read as they are, and the report says why there is no
+ * backtrace.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "run.h"
+
+enum { THREADS = 256 };
+
+typedef struct run_thread {
+    int used; /* under threads_lock */
+    int tid;
+    keel__lock_thread *const *lock_tls; /* the thread's keel__lock_tls */
+    const run_in *in;                   /* the thread's keel__run_in */
+} run_thread;
+
+static run_thread threads[THREADS];
+static int threads_lock; /* run_spin: only around the table's stores */
+static pthread_key_t exit_key;
+static int key_made;
+
+__thread run_in keel__run_in __attribute__((tls_model("initial-exec")));
+__thread int keel__run_slot __attribute__((tls_model("initial-exec")));
+
+static void thread_gone(void *arg)
+{
+    long slot = (const run_thread *)arg - threads; /* (the key's value: the thread's slot) */
+    if (slot < 0 || slot >= THREADS)
+        return;
+    run_spin_acquire(&threads_lock);
+    threads[slot].used = 0;
+    run_spin_release(&threads_lock);
+    keel__run_slot = 0;
+}
+
+void keel__run_threads_start(void)
+{
+    keel__run_inside++;
+    key_made = pthread_key_create(&exit_key, thread_gone) == 0;
+    keel__run_inside--;
+}
+
+void keel__run_thread_register(void)
+{
+    if (!key_made || keel__run_slot != 0)
+        return;
+    keel__run_inside++;
+    int tid = (int)keel__thread_id();
+    int slot = -1;
+    run_spin_acquire(&threads_lock);
+    for (int i = 0; i < THREADS && slot < 0; i++)
+        if (!threads[i].used) {
+            threads[i].used = 1;
+            threads[i].tid = tid;
+            threads[i].lock_tls = &keel__lock_tls;
+            threads[i].in = &keel__run_in;
+            slot = i;
+        }
+    run_spin_release(&threads_lock);
+    keel__run_slot = slot + 1; /* (-1 + 1: the table is full; tried again next time) */
+    if (slot >= 0 && pthread_setspecific(exit_key, &threads[slot]) != 0) {
+        run_spin_acquire(&threads_lock); /* no destructor: not kept (it could outlive it) */
+        threads[slot].used = 0;
+        run_spin_release(&threads_lock);
+        keel__run_slot = 0;
+    }
+    keel__run_inside--;
+}
+
+void keel__run_threads_fork(int phase)
+{
+    if (phase == 0) {
+        run_spin_acquire(&threads_lock);
+        return;
+    }
+    if (phase == 2) /* the child: its only thread is the caller */
+        for (int i = 0; i < THREADS; i++)
+            threads[i].used = threads[i].used && i == keel__run_slot - 1;
+    run_spin_release(&threads_lock);
+}
+
+unsigned keel__run_threads_in(const char *call)
+{
+    unsigned n = 0;
+    run_spin_acquire(&threads_lock);
+    for (int i = 0; i < THREADS; i++) {
+        const char *in =
+            threads[i].used ? __atomic_load_n(&threads[i].in->call, __ATOMIC_ACQUIRE) : NULL;
+        n += in != NULL && strcmp(in, call) == 0;
+    }
+    run_spin_release(&threads_lock);
+    return n;
+}
+
+/* ---- another thread's view ---------------------------------------------------------------- */
+
+/* The thread's name (/proc/self/task/TID/comm), else "tid N". */
+static void name_of(int tid, char *out, size_t size)
+{
+    char path[64];
+    (void)snprintf(path, sizeof(path), "/proc/self/task/%d/comm", tid);
+    int fd = RUN_REAL(open)(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? RUN_REAL(read)(fd, out, size - 1) : -1;
+    if (fd >= 0)
+        (void)RUN_REAL(close)(fd);
+    if (n > 0 && out[n - 1] == '\n')
+        n--;
+    if (n <= 0)
+        (void)snprintf(out, size, "tid %d", tid);
+    else
+        out[n] = '\0';
+}
+
+/* What a stopped (or unregistered) thread's slot says: its call and its held locks. */
+typedef struct read_args {
+    const run_thread *slot; /* a copy of the slot, or NULL */
+    run_thread_view *v;
+} read_args;
+
+/* Runs while the thread is stopped (keel__stack_ptrace): no allocation, no lock. */
+static void read_state(void *arg)
+{
+    const read_args *a = (const read_args *)arg;
+    run_thread_view *v = a->v;
+    if (a->slot == NULL)
+        return;
+    v->call = __atomic_load_n(&a->slot->in->call, __ATOMIC_ACQUIRE);
+    v->call_ra = v->call != NULL ? a->slot->in->ra : NULL;
+    const keel__lock_thread *t = __atomic_load_n(a->slot->lock_tls, __ATOMIC_ACQUIRE);
+    v->registered = true;
+    v->nheld = 0;
+    unsigned n = t != NULL ? __atomic_load_n(&t->n, __ATOMIC_RELAXED) : 0;
+    for (unsigned i = 0; i < n && i < KEEL_LOCK_MAX_HELD && v->nheld < RUN_VIEW_HELD; i++) {
+        if (t->h[i].mode.waiting)
+            continue;
+        v->held[v->nheld] = (const run_lock *)t->h[i].lock;
+        v->held_site[v->nheld++] = t->h[i].site;
+    }
+}
+
+/* The tids of /proc/self/task, at most max. */
+static unsigned list_tids(int *tids, unsigned max)
+{
+    int fd = RUN_REAL(open)("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    unsigned n = 0;
+    char buf[4096] __attribute__((aligned(8)));
+    for (;;) {
+        long got = syscall(SYS_getdents64, fd, buf, sizeof(buf));
+        if (got <= 0)
+            break;
+        for (long at = 0; at < got;) {
+            unsigned short reclen;
+            memcpy(&reclen, buf + at + 16, sizeof(reclen)); /* struct linux_dirent64 */
+            const char *name = buf + at + 19;
+            if (name[0] >= '0' && name[0] <= '9' && n < max)
+                tids[n++] = (int)strtol(name, NULL, 10);
+            at += reclen;
+        }
+    }
+    (void)RUN_REAL(close)(fd);
+    return n;
+}
+
+unsigned keel__run_threads_view(run_thread_view *out, unsigned max, const int *skip, unsigned nskip)
+{
+    int tids[RUN_VIEW_THREADS * 2];
+    unsigned ntids = list_tids(tids, RUN_VIEW_THREADS * 2);
+    int me = (int)keel__thread_id();
+    unsigned n = 0;
+    for (unsigned i = 0; i < ntids && n < max; i++) {
+        bool skipped = tids[i] == me;
+        for (unsigned j = 0; j < nskip && !skipped; j++)
+            skipped = skip[j] == tids[i];
+        if (skipped)
+            continue;
+        run_thread_view *v = &out[n++];
+        memset(v, 0, sizeof(*v));
+        v->tid = tids[i];
+        name_of(v->tid, v->name, sizeof(v->name));
+        run_thread slot;
+        bool known = false;
+        run_spin_acquire(&threads_lock);
+        for (int j = 0; j < THREADS && !known; j++)
+            if (threads[j].used && threads[j].tid == v->tid) {
+                slot = threads[j];
+                known = true;
+            }
+        run_spin_release(&threads_lock);
+        read_args a = {known ? &slot : NULL, v};
+        unsigned long long stopped_us = 0;
+        keel_status s = keel__stack_ptrace(v->tid, v->pcs, RUN_VIEW_FRAMES, &v->npcs, read_state,
+                                           &a, &stopped_us);
+        if (keel_ok(s))
+            continue;
+        (void)snprintf(v->why, sizeof(v->why), "%s", keel_status_message(s));
+        keel_status_free(s);
+        v->npcs = 0;
+        if (known) { /* read as it is, the slot kept (its lock state is not freed meanwhile) */
+            run_spin_acquire(&threads_lock);
+            bool live = false;
+            for (int j = 0; j < THREADS && !live; j++)
+                live = threads[j].used && threads[j].tid == v->tid &&
+                       threads[j].lock_tls == slot.lock_tls;
+            if (live)
+                read_state(&a);
+            run_spin_release(&threads_lock);
+        }
+    }
+    return n;
+}
