@@ -386,13 +386,12 @@ void keel__mutex_unlock(keel_mutex *m, const keel__lock_site *site)
 {
     KEEL_ASSERT(m != NULL);
     keel__lock_thread *t = keel__lock_tls;
-    unsigned n = t != NULL ? t->n : 0;
-    if (KEEL_UNLIKELY(n == 0 || t->h[n - 1].lock != m)) {
+    if (KEEL_UNLIKELY(t == NULL || keel__held_top(t, t->n) != m)) {
         mutex_unlock_general(m, site);
         return;
     }
     /* the usual: the last lock taken, a mutex (no spinlock count) */
-    __atomic_store_n(&t->n, n - 1, __ATOMIC_RELEASE);
+    keel__held_drop(t);
     /* a tail call, unchecked: for a normal mutex glibc's unlock fails only on a corrupted type
      * (EINVAL), which the KEEL_VERIFY of the next lock call reports */
     (void)pthread_mutex_unlock(&m->m);

@@ -29,14 +29,23 @@ __thread keel__lock_thread *keel__lock_tls __attribute__((tls_model("initial-exe
 const int KEEL__LOCK_LAYOUT_SYMBOL(KEEL__LOCK_LAYOUT) = KEEL__LOCK_LAYOUT;
 /* What programs compiled against keel/lock_fast.h rely on.  Whoever changes it bumps
  * KEEL__LOCK_LAYOUT (the symbol's name), then these figures. */
-KEEL__STATIC_ASSERT(KEEL__LOCK_LAYOUT == 3 && sizeof(keel__held) == 40 &&
+KEEL__STATIC_ASSERT(KEEL__LOCK_LAYOUT == 4 && sizeof(keel__held) == 40 &&
                         offsetof(keel__held, node) == 8 && offsetof(keel__held, mode) == 12 &&
                         offsetof(keel__held, nm) == 8 && offsetof(keel__held, chain) == 16 &&
                         offsetof(keel__held, seq) == 24 && offsetof(keel__held, site) == 32 &&
-                        offsetof(keel__lock_thread, slow) == 4 &&
-                        offsetof(keel__lock_thread, h) == 32 && KEEL__CHAIN_SLOTS == 16384u &&
+                        offsetof(keel__lock_thread, nw) == 0 &&
+                        offsetof(keel__lock_thread, n) ==
+                            (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? 0 : 4) &&
+                        offsetof(keel__lock_thread, guard) == 8 &&
+                        offsetof(keel__lock_thread, h) == 48 && KEEL__CHAIN_SLOTS == 16384u &&
                         KEEL_LOCK_MAX_HELD == 32 && sizeof(keel_lockdep) == 40,
                     "the inline lock path's layout changed: bump KEEL__LOCK_LAYOUT");
+/* The guard is where entry -1's lock would be (keel__held_top). */
+KEEL__STATIC_ASSERT(offsetof(keel__lock_thread, guard) == offsetof(keel__lock_thread, h) -
+                                                              sizeof(keel__held) +
+                                                              offsetof(keel__held, lock),
+                    "keel__lock_thread.guard is not entry -1's lock");
+const char keel__lock_guard = 0;
 char keel__lock_in_transit;
 static keel__lock_thread no_memory_state; /* shared by threads whose state could not be allocated */
 static pthread_once_t no_memory_once = PTHREAD_ONCE_INIT;
@@ -86,6 +95,12 @@ typedef struct edge_info {
 /* Everything below is guarded by graph_lock, except keel__chains[] (lock-free). */
 static pthread_mutex_t graph_lock = PTHREAD_MUTEX_INITIALIZER;
 static lock_class classes[MAX_CLASSES];
+/* The inline path's one compare (keel__mutex_fast_node): every node below its bound, cls 0 and
+ * KEEL__CLS_NONE above. */
+KEEL__STATIC_ASSERT(MAX_NODES - 1u <= KEEL__NODE_MAX &&
+                        (0u - 1u) * KEEL__NEST_LEVELS > KEEL__NODE_MAX &&
+                        (KEEL__CLS_NONE - 1u) * KEEL__NEST_LEVELS > KEEL__NODE_MAX,
+                    "keel__mutex_fast_node's bound");
 static unsigned nclasses;
 static unsigned class_hash[CLASS_HASH]; /* class index + 1 */
 static unsigned long long adj[MAX_NODES][NODE_WORDS];
@@ -428,8 +443,17 @@ static void thread_exit_check(void *arg)
     free(t);
 }
 
+/* A new thread state (zeroed): its guard, and a count of acquisitions that starts at 1 (an
+ * acquisition number is never 0: the watchdog's "none"). */
+static void state_init(keel__lock_thread *t)
+{
+    t->guard = &keel__lock_guard;
+    t->nw = KEEL__NW_GEN;
+}
+
 static void no_memory_init(void)
 {
+    state_init(&no_memory_state);
     no_memory_state.disabled = true;
 }
 
@@ -458,6 +482,7 @@ keel__lock_thread *keel__lock_thread_new(void)
                 "not checked");
         return &no_memory_state; /* not remembered: the next call tries again */
     }
+    state_init(t);
     keel__lock_tls = t;
     keel__watchdog_lock_state(t); /* watched for hold budgets */
     return t;
@@ -542,7 +567,7 @@ bool keel__dep_pop_slow(keel__lock_thread *t, keel_lockdep *d, const void *lock,
     }
     for (unsigned j = i; j + 1 < t->n; j++)
         move_entry(&t->h[j], &t->h[j + 1]);
-    __atomic_store_n(&t->n, t->n - 1, __ATOMIC_RELEASE);
+    keel__held_drop(t);
     recompute_from(t, i);
     return true;
 }

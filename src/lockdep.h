@@ -47,7 +47,22 @@ static inline keel_lockdep *keel__held_dep(const keel__held *h)
 /* After a change of spins, nonblock or overflow: the inline path's one test of them. */
 static inline void keel__dep_slow_update(keel__lock_thread *t)
 {
-    t->slow = (t->spins | t->nonblock | t->overflow) != 0 ? KEEL__LOCK_SLOW : 0u;
+    unsigned long long w = t->nw & ~KEEL__NW_SLOW;
+    if ((t->spins | t->nonblock | t->overflow) != 0)
+        w |= KEEL__NW_SLOW;
+    __atomic_store_n(&t->nw, w, __ATOMIC_RELEASE);
+}
+
+/* Is the slow bit of t's word set? */
+static inline bool keel__lock_slow(const keel__lock_thread *t)
+{
+    return (__atomic_load_n(&t->nw, __ATOMIC_RELAXED) & KEEL__NW_SLOW) != 0;
+}
+
+/* One entry fewer on t's stack (n > 0; the count of acquisitions is kept). */
+static inline void keel__held_drop(keel__lock_thread *t)
+{
+    __atomic_store_n(&t->nw, t->nw - 1u, __ATOMIC_RELEASE);
 }
 
 /* Store a held entry's node and mode (the word the watchdog samples). */
@@ -159,7 +174,7 @@ static inline void keel__dep_fill(keel__lock_thread *t, keel_lockdep *d, const v
     h->site = site;
     __atomic_store_n(&h->lock, lock, __ATOMIC_RELAXED);
     keel__held_set_nm(h, node, mode);
-    __atomic_store_n(&h->seq, ++t->seq, __ATOMIC_RELEASE);
+    __atomic_store_n(&h->seq, t->nw, __ATOMIC_RELAXED); /* (keel__nw_publish moves it on) */
 }
 
 /* The filled entry is held now. */
@@ -169,7 +184,7 @@ static inline void keel__dep_publish(keel__lock_thread *t, keel__lock_kind kind)
         t->spins++;
         keel__dep_slow_update(t);
     }
-    __atomic_store_n(&t->n, t->n + 1, __ATOMIC_RELEASE);
+    keel__nw_publish(t, t->nw);
 }
 
 /* Record an acquisition on the held stack (the caller checked there is room). */
@@ -203,7 +218,7 @@ static inline void keel__dep_push(keel__lock_thread *t, keel_lockdep *d, const v
  */
 static inline bool keel__dep_fast(const keel__lock_thread *t, unsigned c, int nest)
 {
-    return nest == 0 && (t->n | t->slow) < KEEL_LOCK_MAX_HELD && c - 1u < KEEL__CLS_NONE - 1u;
+    return nest == 0 && keel__nw_room(t->nw) && c - 1u < KEEL__CLS_NONE - 1u;
 }
 
 /* Remove a release from the held stack.  False (and reported) when this thread does not hold it. */
@@ -217,7 +232,7 @@ static inline bool keel__dep_pop(keel__lock_thread *t, keel_lockdep *d, const vo
             t->spins--;
             keel__dep_slow_update(t);
         }
-        __atomic_store_n(&t->n, n - 1, __ATOMIC_RELEASE);
+        keel__held_drop(t);
         return true;
     }
     return keel__dep_pop_slow(t, d, lock, locked, site);

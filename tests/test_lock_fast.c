@@ -296,7 +296,7 @@ static void test_held_word_is_node_and_mode(void **state)
 }
 
 /*
- * t->slow, the inline path's one test of spinlocks held, non-blocking regions
+ * The slow bit of t->nw, the inline path's one test of spinlocks held, non-blocking regions
  * and overflow, is set while any of them is and cleared when none is.
  */
 static void test_slow_word_follows_its_counters(void **state)
@@ -309,25 +309,25 @@ static void test_slow_word_follows_its_counters(void **state)
     keel_mutex_unlock(&m);
     const keel__lock_thread *t = keel__lock_tls;
     assert_non_null(t);
-    assert_int_equal(t->slow, 0);
+    assert_false(keel__lock_slow(t));
     keel_nonblocking_enter();
     keel_nonblocking_enter();
-    assert_int_equal(t->slow, KEEL__LOCK_SLOW);
+    assert_true(keel__lock_slow(t));
     keel_nonblocking_leave();
-    assert_int_equal(t->slow, KEEL__LOCK_SLOW);
+    assert_true(keel__lock_slow(t));
     keel_nonblocking_leave();
-    assert_int_equal(t->slow, 0);
+    assert_false(keel__lock_slow(t));
     keel_spinlock_lock(&s);
-    assert_int_equal(t->slow, KEEL__LOCK_SLOW);
+    assert_true(keel__lock_slow(t));
     keel_mutex_lock(&m); /* under a spinlock: the library's path, reported */
     assert_int_equal(nreports, 1);
     keel_mutex_unlock(&m);
     keel_spinlock_unlock(&s);
-    assert_int_equal(t->slow, 0);
+    assert_false(keel__lock_slow(t));
     keel_spinlock_lock(&s); /* released out of order: the library's pop */
     keel_mutex_lock(&m);
     keel_spinlock_unlock(&s);
-    assert_int_equal(t->slow, 0);
+    assert_false(keel__lock_slow(t));
     keel_mutex_unlock(&m);
     /* an overflow: past KEEL_LOCK_MAX_HELD */
     static keel_mutex many[KEEL_LOCK_MAX_HELD + 1];
@@ -336,16 +336,142 @@ static void test_slow_word_follows_its_counters(void **state)
     for (int i = 0; i <= KEEL_LOCK_MAX_HELD; i++)
         keel_mutex_lock(&many[i]);
     assert_int_equal(t->overflow, 1);
-    assert_int_equal(t->slow, KEEL__LOCK_SLOW);
+    assert_true(keel__lock_slow(t));
     for (int i = KEEL_LOCK_MAX_HELD; i >= 0; i--)
         keel_mutex_unlock(&many[i]);
     assert_int_equal(t->overflow, 0);
-    assert_int_equal(t->slow, 0);
+    assert_false(keel__lock_slow(t));
     assert_int_equal(keel_locks_held(), 0);
     for (int i = 0; i <= KEEL_LOCK_MAX_HELD; i++)
         keel_mutex_destroy(&many[i]);
     keel_spinlock_destroy(&s);
     nreports = 0; /* (the limit report of the overflow) */
+}
+
+/*
+ * Every acquisition gets an acquisition number (a held entry's seq: what the
+ * watchdog tells one hold from the next by, for hold budgets) that no other
+ * acquisition of the thread got, whichever path took it: the inline lock and
+ * trylock, the library's mutex, rwlock and spinlock paths, in any slot, after
+ * releases in or out of order.  Never 0 (the watchdog's "none").  The number
+ * is the thread's word nw as the entry was filled: this fails if a publish
+ * does not move the count.
+ */
+static void test_acquisition_numbers_unique(void **state)
+{
+    (void)state;
+    static keel_mutex a = KEEL_MUTEX_INITIALIZER("lf_seq_a", 10);
+    static keel_mutex b = KEEL_MUTEX_INITIALIZER("lf_seq_b", 20);
+    static keel_rwlock rw = KEEL_RWLOCK_INITIALIZER("lf_seq_rw", 5);
+    static keel_spinlock sp;
+    static const keel__lock_site here = {__FILE__, "test", __LINE__};
+    keel_spinlock_init(&sp, "lf_seq_spin", 40);
+    keel_mutex_lock(&a); /* the thread's state, the classes, the sequences */
+    keel_mutex_lock(&b);
+    keel_mutex_unlock(&b);
+    keel_mutex_unlock(&a);
+    const keel__lock_thread *t = keel__lock_tls;
+    assert_non_null(t);
+    enum { ROUNDS = 3, PER_ROUND = 8 };
+    unsigned long long seen[ROUNDS * PER_ROUND];
+    size_t k = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        keel_mutex_lock(&a); /* inline, slot 0 */
+        seen[k++] = t->h[0].seq;
+        keel_mutex_unlock(&a);
+        keel__mutex_lock(&a, 0, &here); /* the library, slot 0 */
+        seen[k++] = t->h[0].seq;
+        keel__mutex_unlock(&a, &here);
+        assert_true(keel_mutex_trylock(&a)); /* inline trylock, slot 0 */
+        seen[k++] = t->h[0].seq;
+        keel_mutex_lock(&b); /* inline, slot 1 */
+        seen[k++] = t->h[1].seq;
+        keel_mutex_unlock(&a); /* out of order: the library's pop moves b down */
+        keel_mutex_unlock(&b);
+        keel_rwlock_rdlock(&rw); /* the library's rwlock path */
+        seen[k++] = t->h[0].seq;
+        keel_mutex_lock(&b); /* inline, on top of a rwlock */
+        seen[k++] = t->h[1].seq;
+        keel_mutex_unlock(&b);
+        keel_rwlock_unlock(&rw);
+        keel_spinlock_lock(&sp); /* a spinlock: the slow bit set */
+        seen[k++] = t->h[0].seq;
+        keel_spinlock_unlock(&sp);
+        keel_mutex_lock(&b); /* slow bit cleared: inline again */
+        seen[k++] = t->h[0].seq;
+        keel_mutex_unlock(&b);
+    }
+    assert_int_equal(k, ROUNDS * PER_ROUND);
+    for (size_t i = 0; i < k; i++) {
+        assert_true(seen[i] != 0);
+        for (size_t j = 0; j < i; j++)
+            if (seen[i] == seen[j])
+                fail_msg("acquisitions %zu and %zu got the same number %llu", j, i, seen[i]);
+    }
+    assert_int_equal(keel_locks_held(), 0);
+    assert_false(keel__lock_slow(t));
+    keel_spinlock_destroy(&sp);
+    if (nreports != 0)
+        fail_msg("%d report(s), the last: %s", nreports, last_message);
+}
+
+/* A new thread's first acquisition is numbered too (not 0, the watchdog's "none"). */
+static void *first_number(void *arg)
+{
+    keel_mutex *m = (keel_mutex *)arg;
+    keel_mutex_lock(m);
+    unsigned long long seq = keel__lock_tls->h[0].seq;
+    keel_mutex_unlock(m);
+    keel_mutex_lock(m); /* and the first inline one */
+    unsigned long long again = keel__lock_tls->h[0].seq;
+    keel_mutex_unlock(m);
+    return (void *)(size_t)(seq != 0 && again != 0 && again != seq);
+}
+
+static void test_first_acquisition_numbered(void **state)
+{
+    (void)state;
+    static keel_mutex a = KEEL_MUTEX_INITIALIZER("lf_seq_first", 10);
+    keel_mutex_lock(&a); /* the class resolved: the other thread's second lock is inline */
+    keel_mutex_unlock(&a);
+    pthread_t th;
+    void *ok = NULL;
+    assert_int_equal(pthread_create(&th, NULL, first_number, &a), 0);
+    assert_int_equal(pthread_join(th, &ok), 0);
+    assert_true(ok != NULL);
+}
+
+/*
+ * The inline unlock's one compare with the top entry: with nothing held it
+ * meets the thread's guard, which is no lock, and the library reports the
+ * double unlock; the stack height stays 0.  With something held, a mutex
+ * that is not the top one goes to the library too.
+ */
+static void test_unlock_with_nothing_held(void **state)
+{
+    (void)state;
+    static keel_mutex a = KEEL_MUTEX_INITIALIZER("lf_guard_a", 10);
+    static keel_mutex b = KEEL_MUTEX_INITIALIZER("lf_guard_b", 20);
+    keel_mutex_lock(&a);
+    keel_mutex_unlock(&a);
+    const keel__lock_thread *t = keel__lock_tls;
+    assert_non_null(t);
+    assert_ptr_equal(t->guard, &keel__lock_guard);
+    assert_ptr_equal(keel__held_top(t, 0), &keel__lock_guard);
+    unsigned long long before = t->nw;
+    keel_mutex_unlock(&a); /* double unlock, nothing held */
+    assert_int_equal(nreports, 1);
+    assert_non_null(strstr(last_message, "'lf_guard_a', which is not locked (double unlock?)"));
+    assert_int_equal(t->n, 0);
+    assert_true(t->nw == before);
+    keel_mutex_lock(&a);
+    assert_ptr_equal(keel__held_top(t, 1), &a);
+    keel_mutex_unlock(&b); /* not held, something held */
+    assert_int_equal(nreports, 2);
+    assert_non_null(strstr(last_message, "'lf_guard_b', which is not locked (double unlock?)"));
+    assert_int_equal(t->n, 1);
+    keel_mutex_unlock(&a);
+    assert_int_equal(keel_locks_held(), 0);
 }
 
 /* The layout this object was compiled with is the library's (else it would not have linked). */
@@ -376,13 +502,14 @@ static void test_mutex_macros_work(void **state)
 
 /*
  * Instructions in the probe (a lock+unlock pair and the probe's own frame,
- * about 10), at most.  The path as written counts 55 to 61 with nothing held
- * and 102 to 112 with one lock held (gcc 12 and clang 14, -O1 and -O2); the
- * layout-2 path counted 69 to 80 with nothing held, so it fails the first
- * bound, and 96 to 107 with one held (not cheaper now: entry 0 keeps no
- * chain, the second lock computes it).  pthread's probe counts 7 or 8.
+ * 10 to 16), at most.  The path as written (layout 4: the thread's word)
+ * counts 45 to 53 with nothing held and 99 to 110 with one lock held (gcc 12
+ * and clang 14, -O1 and -O2: gcc -O1 45, -O2 46, clang -O1 53, -O2 50).
+ * Layout 3 counted 55 to 61 with nothing held, so it fails the first bound
+ * (layout 2: 69 to 80), and 102 to 112 with one held.  pthread's probe
+ * counts 7 or 8.
  */
-enum { MAX_ALONE = 64, MAX_NESTED = 120 };
+enum { MAX_ALONE = 54, MAX_NESTED = 120 };
 
 /* The probes: a lock+unlock pair each, in a section whose bounds the linker gives. */
 #define COST_PROBE __attribute__((noinline, section("keel_cost_probe")))
@@ -561,6 +688,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_inline_first_lock_of_a_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_held_word_is_node_and_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_word_follows_its_counters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acquisition_numbers_unique, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_acquisition_numbered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unlock_with_nothing_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layout_symbol, setup, teardown),
 #endif
         cmocka_unit_test_setup_teardown(test_mutex_macros_work, setup, teardown),

@@ -30,7 +30,7 @@
 
 KEEL_EXTERN_C_BEGIN
 
-#define KEEL__LOCK_LAYOUT 3
+#define KEEL__LOCK_LAYOUT 4
 
 #define KEEL__LOCK_LAYOUT_SYMBOL_(n) keel__lock_layout_##n##_needs_matching_libkeel_devel
 #define KEEL__LOCK_LAYOUT_SYMBOL(n)  KEEL__LOCK_LAYOUT_SYMBOL_(n)
@@ -68,26 +68,54 @@ typedef struct keel__held {
         unsigned long long nm; /* atomic: node, then mode (keel__held_nm) */
     };
     unsigned long long chain;    /* hash of the nodes of entries 0..this (not kept for entry 0) */
-    unsigned long long seq;      /* atomic; this thread's acquisition number (hold budgets) */
+    unsigned long long seq;      /* atomic; its acquisition number (hold budgets; see nw below) */
     const keel__lock_site *site; /* where this thread acquired it */
 } keel__held;
 
-/* Set in keel__lock_thread.slow while anything sends a lock to the library's general path. */
-#define KEEL__LOCK_SLOW 0x80000000u
+/*
+ * A thread's first word, nw: the held stack's height n (its low half, the
+ * field n in either byte order) and above it gs, whose bit 0 (KEEL__NW_SLOW)
+ * is set while anything sends a lock to the library's general path (a
+ * spinlock held, a non-blocking region, an overflow: keel__dep_slow_update)
+ * and whose bits 1-31 count the acquisitions.  Each acquisition stores
+ * nw + 1 + KEEL__NW_GEN when it is published, and its held entry's `seq` is
+ * nw as it was before: a number no other acquisition of the thread gets (the
+ * count moves at each one and never goes back; it repeats only after 2^31
+ * acquisitions) with no counter of its own to load, add and store.  So the
+ * inline lock reads one word for "nothing held, nothing slow" and writes it
+ * once; the unlock writes nw - 1.
+ */
+#define KEEL__NW_SLOW (1ull << 32)
+#define KEEL__NW_GEN  (2ull << 32)
+#define KEEL__NW_BUSY (KEEL__NW_SLOW | 0xffffffffull) /* nw & BUSY: n, or the slow bit */
 
 /* A thread's lock state: the held stack, spinlocks held, non-blocking depth. */
 typedef struct keel__lock_thread {
-    unsigned n;
-    /* KEEL__LOCK_SLOW while spins, nonblock or overflow is not 0, else 0: the inline path's one
-     * test of them, (n | slow) < KEEL_LOCK_MAX_HELD (kept by keel__dep_slow_update) */
-    unsigned slow;
+    __extension__ union {
+        __extension__ struct {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            unsigned n; /* atomic: the watchdog samples it */
+            unsigned gs;
+#else
+            unsigned gs;
+            unsigned n;
+#endif
+        };
+        unsigned long long nw; /* atomic: gs << 32 | n (above) */
+    };
+    /* Where the lock of entry -1 would be: never a lock (keel__lock_guard), so the inline unlock's
+     * one compare with the top entry also says "nothing held" (keel__held_top) */
+    const void *guard;
     unsigned spins;
     unsigned nonblock;
-    unsigned overflow; /* acquisitions past KEEL_LOCK_MAX_HELD, not tracked */
-    bool disabled;     /* out of memory for this thread's state: nothing is tracked */
-    unsigned long long seq;
+    unsigned overflow;               /* acquisitions past KEEL_LOCK_MAX_HELD, not tracked */
+    bool disabled;                   /* out of memory for this thread's state: nothing is tracked */
+    unsigned char reserved[48 - 29]; /* h at 48: the guard is entry -1's lock */
     keel__held h[KEEL_LOCK_MAX_HELD];
 } keel__lock_thread;
+
+/* The value of every thread state's guard: an address in libkeel that no lock can have. */
+KEEL_API extern const char keel__lock_guard;
 
 #define KEEL__NEST_LEVELS 4u
 #define KEEL__CLS_NONE    0xffffffffu /* class table full: the lock is not checked */
@@ -166,6 +194,21 @@ static inline bool keel__chain_home(unsigned long long key)
 }
 
 /*
+ * The lock of t's top entry (of n), or with n 0 its guard, which is no lock:
+ * t->guard is where entry -1's lock would be (src/lockdep.c checks the
+ * offsets), so entry n - 1's is n entries past it.  Read as a pointer, not
+ * through a keel__held (there is none at -1).
+ */
+__attribute__((always_inline)) static inline const void *keel__held_top(const keel__lock_thread *t,
+                                                                        unsigned n)
+{
+    /* (n * 5 in 32 bits, then scaled by 8 in the address: one lea; sizeof(keel__held) is 40) */
+    const char *top =
+        (const char *)&t->guard + (size_t)(n * (unsigned)(sizeof(keel__held) / 8u)) * 8u;
+    return *(const void *const *)(const void *)top;
+}
+
+/*
  * Is m on t's held stack (n > 0 entries)?  A mutex's owner word is written
  * only for the holds a held stack does not record (an overflow, a thread
  * without state, a hand-over): a thread with neither owns exactly the
@@ -182,39 +225,42 @@ keel__mutex_on_stack(const keel__lock_thread *t, unsigned n, const keel_mutex *m
 }
 
 /*
- * The thread state when the inline path may take mutex m, else NULL: the
- * state exists, the stack has room, nothing forbids blocking (no spinlock, no
- * non-blocking region) and there is no overflow (t->slow says both: one
- * test), and m's class is resolved and checked (*node set).  Whether this
- * thread owns m already is the caller's to ask (keel__mutex_entry), with
- * something held.
+ * The node of mutex m for the inline path: (cls - 1) * KEEL__NEST_LEVELS, a
+ * value of at most KEEL__NODE_MAX when its class is resolved and checked.
+ * With cls 0 (not resolved yet) or KEEL__CLS_NONE (not checked) it is above
+ * (-4 or -8 modulo 2^32): one compare tells the library's cases.
  */
-__attribute__((always_inline)) static inline keel__lock_thread *
-keel__mutex_fast_state(keel_mutex *m, unsigned *node)
+#define KEEL__NODE_MAX 0xfffffff0u
+__attribute__((always_inline)) static inline unsigned keel__mutex_fast_node(const keel_mutex *m)
 {
-    keel__lock_thread *t = keel__lock_tls;
-    unsigned c = __atomic_load_n(&m->dep.cls, __ATOMIC_ACQUIRE);
-    if (KEEL_UNLIKELY(t == NULL || (t->n | t->slow) >= KEEL_LOCK_MAX_HELD ||
-                      c - 1u >= KEEL__CLS_NONE - 1u))
-        return NULL;
-    *node = (c - 1u) * KEEL__NEST_LEVELS;
-    return t;
+    return (__atomic_load_n(&m->dep.cls, __ATOMIC_ACQUIRE) - 1u) * KEEL__NEST_LEVELS;
+}
+
+/* Is a thread whose word is w holding nothing, with nothing slow?  (w & KEEL__NW_BUSY) == 0,
+ * as a shift: no 64-bit constant to load. */
+static inline bool keel__nw_idle(unsigned long long w)
+{
+    return w << 31 == 0;
+}
+
+/* May the inline path push onto a stack whose word is w?  Room, nothing slow. */
+static inline bool keel__nw_room(unsigned long long w)
+{
+    return (w & KEEL__NW_BUSY) < KEEL_LOCK_MAX_HELD;
 }
 
 /*
- * The entry the inline path fills for m on top of t's n entries, with its
- * chain stored when n > 0 (entry 0 keeps none: keel__held_chain), or NULL for
- * the library: m is on the stack (a self-deadlock, or a failing trylock), or,
- * when probe is set (a blocking lock), the sequence is not in its home slot
- * of the chain table (not validated yet, or further along its probe).
- * Nothing held: no search, no hash, no probe, one test.
+ * The entry the inline path fills for m on top of t's n > 0 entries, with its
+ * chain stored, or NULL for the library: m is on the stack (a self-deadlock,
+ * or a failing trylock), or, when probe is set (a blocking lock), the
+ * sequence is not in its home slot of the chain table (not validated yet, or
+ * further along its probe).  (Nothing held: entry 0, no search, no hash, no
+ * probe, and no chain stored: keel__held_chain.)
  */
 __attribute__((always_inline)) static inline keel__held *
 keel__mutex_entry(keel__lock_thread *t, unsigned n, const keel_mutex *m, unsigned node, bool probe)
 {
     keel__held *h = &t->h[n];
-    if (n == 0)
-        return h;
     if (KEEL_UNLIKELY(keel__mutex_on_stack(t, n, m)))
         return NULL;
     unsigned long long chain =
@@ -227,63 +273,78 @@ keel__mutex_entry(keel__lock_thread *t, unsigned n, const keel_mutex *m, unsigne
 
 /*
  * Fill a held entry for a mutex (its chain is keel__mutex_entry's): not held
- * yet, the caller publishes it (t->n = n + 1) once it is acquired.  Four
- * stores and the thread's acquisition number.
+ * yet, the caller publishes it (keel__nw_publish) once it is acquired.  Four
+ * stores; the acquisition number is the thread's word w as read.
  */
-__attribute__((always_inline)) static inline void keel__mutex_fill(keel__lock_thread *t,
-                                                                   keel__held *h, keel_mutex *m,
+__attribute__((always_inline)) static inline void keel__mutex_fill(keel__held *h, keel_mutex *m,
                                                                    unsigned node, bool trylock,
-                                                                   const keel__lock_site *site)
+                                                                   const keel__lock_site *site,
+                                                                   unsigned long long w)
 {
     const keel__held_mode mode = {(unsigned char)KEEL__LK_MUTEX, false, trylock, false};
     h->site = site;
     __atomic_store_n(&h->lock, (const void *)m, __ATOMIC_RELAXED);
     __atomic_store_n(&h->nm, keel__held_nm(node, mode), __ATOMIC_RELAXED);
-    __atomic_store_n(&h->seq, ++t->seq, __ATOMIC_RELEASE);
+    __atomic_store_n(&h->seq, w, __ATOMIC_RELAXED);
+}
+
+/* The entry filled on top of a stack whose word was w is held now: one more, the count moved. */
+static inline void keel__nw_publish(keel__lock_thread *t, unsigned long long w)
+{
+    __atomic_store_n(&t->nw, w + 1u + KEEL__NW_GEN, __ATOMIC_RELEASE);
 }
 
 __attribute__((always_inline)) static inline void
 keel__mutex_lock_inline(keel_mutex *m, const keel__lock_site *site)
 {
-    unsigned node = 0;
-    keel__lock_thread *t = keel__mutex_fast_state(m, &node);
+    keel__lock_thread *t = keel__lock_tls;
     if (KEEL_UNLIKELY(t == NULL)) {
         keel__mutex_lock(m, 0, site);
         return;
     }
-    unsigned n = t->n;
-    if (n == 0) { /* the usual: nothing held (the entry's place is known, nothing to check) */
-        keel__mutex_fill(t, &t->h[0], m, node, false, site);
+    unsigned node = keel__mutex_fast_node(m);
+    unsigned long long w = __atomic_load_n(&t->nw, __ATOMIC_RELAXED); /* (this thread's own) */
+    if (KEEL_UNLIKELY(node > KEEL__NODE_MAX)) {
+        keel__mutex_lock(m, 0, site);
+        return;
+    }
+    if (KEEL_LIKELY(keel__nw_idle(w))) {
+        /* the usual: nothing held, nothing slow (the entry's place is known, nothing to check) */
+        keel__mutex_fill(&t->h[0], m, node, false, site, w);
     } else {
-        keel__held *h = keel__mutex_entry(t, n, m, node, true);
+        /* (room and nothing slow, so something is held: n > 0) */
+        keel__held *h = keel__nw_room(w) ? keel__mutex_entry(t, (unsigned)w, m, node, true) : NULL;
         if (KEEL_UNLIKELY(h == NULL)) {
             keel__mutex_lock(m, 0, site);
             return;
         }
-        keel__mutex_fill(t, h, m, node, false, site);
+        keel__mutex_fill(h, m, node, false, site, w);
     }
     KEEL_VERIFY(pthread_mutex_lock(&m->m) == 0);
-    __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
+    keel__nw_publish(t, w);
 }
 
 /* Trylock never creates an order violation: no chain table probe, only the held entry. */
 __attribute__((always_inline)) static inline bool
 keel__mutex_trylock_inline(keel_mutex *m, const keel__lock_site *site)
 {
-    unsigned node = 0;
-    keel__lock_thread *t = keel__mutex_fast_state(m, &node);
+    keel__lock_thread *t = keel__lock_tls;
     keel__held *h = NULL;
-    unsigned n = 0;
-    if (KEEL_LIKELY(t != NULL)) {
-        n = t->n;
-        h = keel__mutex_entry(t, n, m, node, false);
+    unsigned long long w = 0;
+    unsigned node = keel__mutex_fast_node(m);
+    if (KEEL_LIKELY(t != NULL && node <= KEEL__NODE_MAX)) {
+        w = __atomic_load_n(&t->nw, __ATOMIC_RELAXED);
+        if ((unsigned)w == 0)
+            h = KEEL_LIKELY(keel__nw_room(w)) ? &t->h[0] : NULL;
+        else if (KEEL_LIKELY(keel__nw_room(w)))
+            h = keel__mutex_entry(t, (unsigned)w, m, node, false);
     }
     if (KEEL_UNLIKELY(h == NULL))
         return keel__mutex_trylock(m, site);
     if (pthread_mutex_trylock(&m->m) != 0)
         return false;
-    keel__mutex_fill(t, h, m, node, true, site);
-    __atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
+    keel__mutex_fill(h, m, node, true, site, w);
+    keel__nw_publish(t, w);
     return true;
 }
 
@@ -291,13 +352,18 @@ __attribute__((always_inline)) static inline void
 keel__mutex_unlock_inline(keel_mutex *m, const keel__lock_site *site)
 {
     keel__lock_thread *t = keel__lock_tls;
-    unsigned n = t != NULL ? t->n : 0;
-    if (KEEL_UNLIKELY(n == 0 || t->h[n - 1].lock != (const void *)m)) {
+    if (KEEL_UNLIKELY(t == NULL)) {
+        keel__mutex_unlock(m, site);
+        return;
+    }
+    unsigned long long w = __atomic_load_n(&t->nw, __ATOMIC_RELAXED);
+    /* the top entry's lock, or with nothing held the guard: one compare */
+    if (KEEL_UNLIKELY(keel__held_top(t, (unsigned)w) != (const void *)m)) {
         keel__mutex_unlock(m, site);
         return;
     }
     /* the usual: the last lock taken, a mutex (no spinlock count) */
-    __atomic_store_n(&t->n, n - 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&t->nw, w - 1u, __ATOMIC_RELEASE);
     /* unchecked, as in the library: for a normal mutex glibc's unlock fails only on a corrupted
      * type (EINVAL), which the KEEL_VERIFY of the next lock call reports */
     (void)pthread_mutex_unlock(&m->m);
