@@ -297,7 +297,7 @@ static void test_kill_resumes_every_target(void **state)
         setup_targets("slots = 2\nstrategy = serial", "", two + 1, 1);
         git_oid heads[4];
         for (int i = 0; i < 4; i++) {
-            char name[16], path[16];
+            char name[24], path[24];
             (void)snprintf(name, sizeof(name), "c%d", i);
             (void)snprintf(path, sizeof(path), "c%d.txt", i);
             change_for(two[i % 2], name, path, &heads[i]);
