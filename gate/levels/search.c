@@ -542,8 +542,11 @@ keel_status gate_search_confirm_base(gate *g, const char *commit, const char *co
     if (!keel_ok(s) || runs == 0 || flake <= (double)GATE_SEARCH_FLAKE_FLOOR_PERMILLE / 1000.0)
         return s;     /* measured not to flake: a failure is a failure */
     unsigned max = 2; /* failures in a row as likely as a flake's below 1% */
-    for (double p = flake * flake; p >= 0.01 && max < GATE_SEARCH_BASE_RUNS; p *= flake)
+    double p = flake * flake;
+    while (p >= 0.01 && max < GATE_SEARCH_BASE_RUNS) {
+        p *= flake;
         max++;
+    }
     char again[GATE_OID_HEX] = "";
     s = gate_store_post_again_base(g->store, g->target, commit, config, max, gate_now_s(), again);
     if (keel_ok(s) && again[0] != '\0')
