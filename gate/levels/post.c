@@ -287,8 +287,6 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
                 m = &cfg->configs[i];
         if (keel_ok(s) && failed && m != NULL) /* a new failure: its culprit searched for */
             s = gate_search_post_failed(g, j->post_commit, j->config, m->tier, was);
-        if (keel_ok(s) && failed && m != NULL && m->tier <= 2) /* none: perhaps no base yet */
-            s = gate_search_confirm_base(g, j->post_commit, j->config);
         else if (keel_ok(s) && m != NULL && strcmp(was, "failed") == 0)
             s = search_after_pass(g, j->post_commit, j->config, m->tier);
         if (keel_ok(s))

@@ -508,53 +508,58 @@ static keel_status say_started(gate *g, long long id, const char *commit, const 
     return s;
 }
 
-keel_status gate_search_post_failed(gate *g, const char *commit, const char *config, unsigned tier,
-                                    const char *was)
+/*
+ * No search can start for `config`'s failure at `commit` (flake: its measured
+ * rate, runs: the builds measured): when the configuration flakes, the oldest
+ * failure of its history is built again (gate_store_post_again_base), up to
+ * the runs after which that many failures in a row are less likely than 1%.
+ */
+static keel_status confirm_base(gate *g, const char *commit, const char *config, double flake,
+                                unsigned long long runs)
 {
-    if (tier > 2 || strcmp(was, "failed") == 0)
-        return KEEL_OK; /* informational; or the same failure, searched already */
-    bool busy = false;
-    keel_status s = gate_store_search_busy(g->store, g->target, config, &busy);
-    if (!keel_ok(s) || busy)
-        return s;
-    double flake = 0;
-    unsigned long long runs = 0;
-    s = flake_of(g, config, &flake, &runs);
-    long long id = 0;
-    if (keel_ok(s))
-        s = gate_store_search_new(g->store, g->target, config, tier, commit, flake, gate_now_s(),
-                                  &id);
-    if (!keel_ok(s))
-        return KEEL_CONTEXT(s, "starting the culprit search of '%s'", config);
-    return say_started(g, id, commit, config, flake, runs,
-                       "no commit before it is known to pass it");
-}
-
-keel_status gate_search_confirm_base(gate *g, const char *commit, const char *config)
-{
-    bool busy = false;
-    keel_status s = gate_store_search_busy(g->store, g->target, config, &busy);
-    if (!keel_ok(s) || busy)
-        return s;
-    double flake = 0;
-    unsigned long long runs = 0;
-    s = flake_of(g, config, &flake, &runs);
-    if (!keel_ok(s) || runs == 0 || flake <= (double)GATE_SEARCH_FLAKE_FLOOR_PERMILLE / 1000.0)
-        return s;     /* measured not to flake: a failure is a failure */
-    unsigned max = 2; /* failures in a row as likely as a flake's below 1% */
+    if (runs == 0 || flake <= (double)GATE_SEARCH_FLAKE_FLOOR_PERMILLE / 1000.0)
+        return KEEL_OK; /* measured not to flake: a failure is a failure */
+    unsigned max = 2;   /* failures in a row as likely as a flake's below 1% */
     double p = flake * flake;
     while (p >= 0.01 && max < GATE_SEARCH_BASE_RUNS) {
         p *= flake;
         max++;
     }
     char again[GATE_OID_HEX] = "";
-    s = gate_store_post_again_base(g->store, g->target, commit, config, max, gate_now_s(), again);
+    keel_status s =
+        gate_store_post_again_base(g->store, g->target, commit, config, max, gate_now_s(), again);
     if (keel_ok(s) && again[0] != '\0')
         gate_say(g,
                  "culprit: '%s' failed at %.12s and no commit before it is known to pass: "
                  "%.12s, its oldest failure, built again to tell a flake (flake rate %.3f, "
                  "%u runs at most)\n",
                  config, commit, again, flake, max);
+    return s;
+}
+
+keel_status gate_search_post_failed(gate *g, const char *commit, const char *config, unsigned tier,
+                                    const char *was)
+{
+    if (tier > 2)
+        return KEEL_OK; /* informational */
+    bool busy = false;
+    keel_status s = gate_store_search_busy(g->store, g->target, config, &busy);
+    if (!keel_ok(s) || busy)
+        return s;
+    double flake = 0;
+    unsigned long long runs = 0;
+    s = flake_of(g, config, &flake, &runs);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "starting the culprit search of '%s'", config);
+    if (strcmp(was, "failed") == 0) /* the same red streak: searched, or no base for it yet */
+        return confirm_base(g, commit, config, flake, runs);
+    long long id = 0;
+    s = gate_store_search_new(g->store, g->target, config, tier, commit, flake, gate_now_s(), &id);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "starting the culprit search of '%s'", config);
+    s = say_started(g, id, commit, config, flake, runs, "no commit before it is known to pass it");
+    if (keel_ok(s) && id == 0)
+        s = confirm_base(g, commit, config, flake, runs);
     return s;
 }
 

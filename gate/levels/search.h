@@ -55,21 +55,15 @@ KEEL_MUST_USE keel_status gate_search_recover(gate *g);
 /*
  * A post build of `config` (tier) failed at `commit`, a new failure (`was`:
  * the configuration's outcome before it): a search starts unless tier 3, one
- * runs already for it, or no commit before is known to pass.
+ * runs already for it, or no commit before is known to pass.  When none can
+ * start and the configuration is measured to flake, the oldest failure of its
+ * history (every run of it failed, no pass up to `commit`) is built again:
+ * until it passes (a flake: the search then starts from it, post.c) or has
+ * failed as many times in a row as a flake would below 1% of the time
+ * (2 to GATE_SEARCH_BASE_RUNS).
  */
 KEEL_MUST_USE keel_status gate_search_post_failed(gate *g, const char *commit, const char *config,
                                                   unsigned tier, const char *was);
-
-/*
- * A post build of `config` (tier 1 or 2) failed at `commit` and no search
- * runs for it: when no commit before it is known to pass and the
- * configuration is measured to flake, the oldest failure of its history
- * (every run of it failed) is built again, until it passes (a flake: the
- * search then starts from it) or has failed GATE_SEARCH_BASE_RUNS times in
- * all, or fewer when the flake rate makes that many failures in a row
- * unlikely enough (below 1%).
- */
-KEEL_MUST_USE keel_status gate_search_confirm_base(gate *g, const char *commit, const char *config);
 
 /*
  * A nightly run of `config` (tier) due at `due_at` failed at `commit`, a new
