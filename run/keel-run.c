@@ -51,6 +51,9 @@ static const run_option options[] = {
     {"locks", "on|off", "the lock checks (default on; off: the program's locks run unchecked)"},
     {"deadlock-after", "MS",
      "examine a lock wait longer than MS ms for a deadlock (default 1000; 0: never)"},
+    {"hang-after", "MS",
+     "report a hang when every thread is blocked (read, poll, sigwait, join...) for MS ms "
+     "(default 0: never)"},
     {"rank", "CLASS=N",
      "give lock class CLASS (its name in reports, 'file.c:12') rank N, 1..1000000 (repeatable)"},
     {"heap", "on|off",
@@ -295,18 +298,18 @@ int main(int argc, char **argv)
             gen = true;
         else if (strcmp(o->name, "stress") == 0)
             stress = value;
-        else if (strcmp(o->name, "deadlock-after") == 0) {
+        else if (strcmp(o->name, "deadlock-after") == 0 || strcmp(o->name, "hang-after") == 0) {
             char *end = NULL;
             errno = 0;
             unsigned long ms = strtoul(value, &end, 10);
             if (value[0] < '0' || value[0] > '9' || *end != '\0' || errno != 0 || ms > 86400000ul) {
                 (void)fprintf(stderr,
-                              "keel-run: bad value '%s' for '--deadlock-after': milliseconds, "
-                              "0 to 86400000\n",
-                              value);
+                              "keel-run: bad value '%s' for '--%s': milliseconds, 0 to 86400000\n",
+                              value, o->name);
                 return EXIT_USAGE;
             }
-            if (set_env("KEEL_RUN_DEADLOCK_MS", value) != 0)
+            if (set_env(o->name[0] == 'd' ? "KEEL_RUN_DEADLOCK_MS" : "KEEL_RUN_HANG_MS", value) !=
+                0)
                 return EXIT_REFUSED;
         } else if (strcmp(o->name, "rank") == 0) {
             if (!rank_add(ranks, sizeof(ranks), value))

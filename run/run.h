@@ -14,12 +14,16 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "internal.h"
@@ -69,6 +73,22 @@ typedef struct run_real {
     int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
     int (*epoll_wait)(int, struct epoll_event *, int, int);
     int (*pthread_join)(pthread_t, void **);
+    /* the other waits (run_block.c) */
+    int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+    int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *);
+    int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
+    int (*sem_wait)(sem_t *);
+    int (*sem_timedwait)(sem_t *, const struct timespec *);
+    int (*sem_clockwait)(sem_t *, clockid_t, const struct timespec *);
+    pid_t (*waitpid)(pid_t, int *, int);
+    pid_t (*wait)(int *);
+    int (*waitid)(idtype_t, id_t, siginfo_t *, int);
+    pid_t (*wait4)(pid_t, int *, int, struct rusage *);
+    int (*sigwait)(const sigset_t *, int *);
+    int (*sigwaitinfo)(const sigset_t *, siginfo_t *);
+    int (*sigtimedwait)(const sigset_t *, siginfo_t *, const struct timespec *);
+    int (*sigsuspend)(const sigset_t *);
+    int (*pause)(void);
     ssize_t (*read)(int, void *, size_t);
     ssize_t (*write)(int, const void *, size_t);
     /* the calls keel-run can fail (run_faults.c) */
@@ -260,12 +280,22 @@ int keel__run_wait(run_lock *l, bool shared, run_timed_fn timed, const keel__loc
  * An untimed condition wait (guard not set; ml the mutex's shadow or NULL): waits one period at
  * most; when it runs out the wait is published (the streak goes on while the thread waits again
  * on the same condition and mutex), a hang of every thread is looked for, and the call returns 0,
- * a spurious wakeup (POSIX allows them: the program waits again if its condition is still false).
+ * a spurious wakeup (POSIX allows them: the program waits again if its condition is still false),
+ * with *sliced set (the thread made no progress).
  */
 int keel__run_cond_wait(pthread_cond_t *c, pthread_mutex_t *m, const run_lock *ml,
-                        const keel__lock_site *site);
-/* fork: the table of waits (phase 0 before, 1 parent, 2 child: emptied) */
+                        const keel__lock_site *site, bool *sliced);
+/* fork: the table of waits (phase 0 before, 1 parent, 2 child: emptied, its own watcher) */
 void keel__run_wait_fork(int phase);
+/*
+ * --hang-after (KEEL_RUN_HANG_MS, 0: off): a thread of keel-run's ("keel-run-hang") looks every
+ * quarter of the period whether every thread of the program is blocked (in an interposed call
+ * without a timeout, a published lock or condition wait) with no progress; after a whole period
+ * of it, the hang is reported once (kind watchdog) with every thread's call, locks and stack.
+ * Started from the constructor once the lock checks are on, and in a fork child.
+ */
+extern unsigned long long keel__run_hang_ns;
+void keel__run_hang_start(void);
 
 /* ---- every thread of the program (run_threads.c) --------------------------------------------- */
 
@@ -273,6 +303,8 @@ void keel__run_wait_fork(int phase);
 typedef struct run_in {
     const char *call; /* atomic */
     const void *ra;   /* the program's call site of it */
+    int untimed;      /* atomic: the call has no timeout (it ends only when something happens) */
+    unsigned ended;   /* atomic: the thread's watched calls that ended (its progress, for hangs) */
 } run_in;
 extern __thread run_in keel__run_in __attribute__((tls_model("initial-exec")));
 /* The thread's slot in the table of threads + 1; 0: none yet. */
@@ -283,23 +315,62 @@ void keel__run_threads_start(void);
 void keel__run_thread_register(void);
 /* The number of threads in the table in the interposed call `call` ("pthread_join") now. */
 unsigned keel__run_threads_in(const char *call);
+/*
+ * Is every thread of the process but the caller blocked: one of the nwaiting tids of waiting (a
+ * published wait), or in an interposed call without a timeout?  Then *nthreads is their number
+ * and *sig (in: the waits' progress) hashes each thread's progress (its calls that ended) in.
+ */
+bool keel__run_threads_blocked(const int *waiting, unsigned nwaiting, unsigned long long *sig,
+                               unsigned *nthreads);
 /* fork: the table's lock around it (phase 0 before, 1 parent, 2 child: the caller's slot only) */
 void keel__run_threads_fork(int phase);
 
-/* Around an interposed blocking call: what a deadlock report says the thread is in. */
-static inline void run_in_enter(const char *call, const void *ra)
+/* Around an interposed blocking call: what a deadlock or hang report says the thread is in;
+ * untimed: the call has no timeout (a hang can be made of it). */
+static inline void run_in_wait(const char *call, bool untimed, const void *ra)
 {
     if (KEEL_UNLIKELY(keel__run_slot == 0) &&
         __atomic_load_n(&keel__run_locks_on, __ATOMIC_RELAXED) != 0 && keel__run_inside == 0)
         keel__run_thread_register();
     keel__run_in.ra = ra;
+    __atomic_store_n(&keel__run_in.untimed, untimed, __ATOMIC_RELAXED);
     __atomic_store_n(&keel__run_in.call, call, __ATOMIC_RELEASE);
 }
 
+/* An untimed call (a transfer on a descriptor, a join...). */
+static inline void run_in_enter(const char *call, const void *ra)
+{
+    run_in_wait(call, true, ra);
+}
+
+/* The call ended: the thread made progress. */
 static inline void run_in_leave(void)
 {
-    __atomic_store_n(&keel__run_in.call, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&keel__run_in.ended, keel__run_in.ended + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&keel__run_in.call, NULL, __ATOMIC_RELEASE);
 }
+
+/* A condition wait that returned only because its slice ran out (run_wait.c): no progress. */
+static inline void run_in_pause(void)
+{
+    __atomic_store_n(&keel__run_in.call, NULL, __ATOMIC_RELEASE);
+}
+
+/*
+ * An interposed sleeping or waiting call (run_locks.c, run_block.c): reported when it would
+ * block (blocks) under a spinlock, then the thread is in it (untimed: no timeout) until
+ * run_in_leave.
+ */
+void keel__run_blocking(const char *what, bool blocks, bool untimed, const void *ra);
+
+/* return `call` (of type `type`) made between keel__run_blocking and run_in_leave */
+#define RUN_BLOCKING(type, what, blocks, untimed, call)                         \
+    do {                                                                        \
+        keel__run_blocking(what, blocks, untimed, __builtin_return_address(0)); \
+        type rc_ = (call);                                                      \
+        run_in_leave();                                                         \
+        return rc_;                                                             \
+    } while (0)
 
 /* A transfer on fd under a spinlock (or in a non-blocking region): reported as a blocking call
  * when fd blocks (a pipe, socket or terminal without O_NONBLOCK; not a regular file). */

@@ -83,6 +83,21 @@ void keel__run_resolve(void)
     RESOLVE(select, "select");
     RESOLVE(epoll_wait, "epoll_wait");
     RESOLVE(pthread_join, "pthread_join");
+    RESOLVE(ppoll, "ppoll");
+    RESOLVE(pselect, "pselect");
+    RESOLVE(epoll_pwait, "epoll_pwait");
+    RESOLVE(sem_wait, "sem_wait");
+    RESOLVE(sem_timedwait, "sem_timedwait");
+    RESOLVE(sem_clockwait, "sem_clockwait");
+    RESOLVE(waitpid, "waitpid");
+    RESOLVE(wait, "wait");
+    RESOLVE(waitid, "waitid");
+    RESOLVE(wait4, "wait4");
+    RESOLVE(sigwait, "sigwait");
+    RESOLVE(sigwaitinfo, "sigwaitinfo");
+    RESOLVE(sigtimedwait, "sigtimedwait");
+    RESOLVE(sigsuspend, "sigsuspend");
+    RESOLVE(pause, "pause");
     RESOLVE(read, "read");
     RESOLVE(write, "write");
     RESOLVE(open, "open");
@@ -159,6 +174,7 @@ static void fork_child(void)
 {
     run_tid = 0;
     fork_after(2);
+    keel__run_hang_start(); /* the child's own hang watcher (--hang-after) */
 }
 
 /* Locks of one class are ordered by the program's objects' addresses, not their shadows'. */
@@ -191,6 +207,7 @@ __attribute__((constructor(101))) static void run_start(void)
     keel__run_inside--;
     if (locks_on)
         __atomic_store_n(&keel__run_locks_on, 1, __ATOMIC_RELEASE);
+    keel__run_hang_start(); /* (with the lock checks only: it reads their thread table) */
 }
 
 /* --lock-graph FILE: the learned order as DOT, written at exit (not at _exit). */
@@ -591,8 +608,12 @@ KEEL_RUN_EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
     run_lock *ml = NULL;
     run_lock *l = cond_before(m, RA(), &t, &site, &ml);
     run_in_enter("pthread_cond_wait", RA());
-    int rc = keel__run_cond_wait(c, m, ml, site); /* (a long wait: examined, run_wait.c) */
-    run_in_leave();
+    bool sliced = false;
+    int rc = keel__run_cond_wait(c, m, ml, site, &sliced); /* (a long wait: run_wait.c) */
+    if (sliced)
+        run_in_pause();
+    else
+        run_in_leave();
     cond_after(l, t);
     return rc;
 }
@@ -606,7 +627,7 @@ KEEL_RUN_EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m
     const keel__lock_site *site = NULL;
     run_lock *ml = NULL;
     run_lock *l = cond_before(m, RA(), &t, &site, &ml);
-    run_in_enter("pthread_cond_timedwait", RA());
+    run_in_wait("pthread_cond_timedwait", false, RA());
     int rc = RUN_REAL(cond_timedwait)(c, m, abs);
     run_in_leave();
     cond_after(l, t);
@@ -622,7 +643,7 @@ KEEL_RUN_EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m
     const keel__lock_site *site = NULL;
     run_lock *ml = NULL;
     run_lock *l = cond_before(m, RA(), &t, &site, &ml);
-    run_in_enter("pthread_cond_clockwait", RA());
+    run_in_wait("pthread_cond_clockwait", false, RA());
     int rc = RUN_REAL(cond_clockwait)(c, m, clock, abs);
     run_in_leave();
     cond_after(l, t);
@@ -924,63 +945,56 @@ static void can_block(const char *what, const void *ra)
     }
 }
 
-/* A blocking call: checked, and what a deadlock report says the thread is in until run_in_leave. */
-static void blocking(const char *what, bool blocks, const void *ra)
+void keel__run_blocking(const char *what, bool blocks, bool untimed, const void *ra)
 {
     if (blocks)
         can_block(what, ra);
-    run_in_enter(what, ra);
+    run_in_wait(what, untimed, ra);
 }
 
-/* RUN_BLOCKING(what, blocks, call): the call between blocking() and run_in_leave(). */
-#define RUN_BLOCKING(type, what, blocks, call) \
-    do {                                       \
-        blocking(what, blocks, RA());          \
-        type rc_ = (call);                     \
-        run_in_leave();                        \
-        return rc_;                            \
-    } while (0)
-
+/* The sleeps end on their own: never part of a hang. */
 KEEL_RUN_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 {
-    RUN_BLOCKING(int, "nanosleep", true, RUN_REAL(nanosleep)(req, rem));
+    RUN_BLOCKING(int, "nanosleep", true, false, RUN_REAL(nanosleep)(req, rem));
 }
 
 KEEL_RUN_EXPORT int clock_nanosleep(clockid_t clock, int flags, const struct timespec *req,
                                     struct timespec *rem)
 {
-    RUN_BLOCKING(int, "clock_nanosleep", true, RUN_REAL(clock_nanosleep)(clock, flags, req, rem));
+    RUN_BLOCKING(int, "clock_nanosleep", true, false,
+                 RUN_REAL(clock_nanosleep)(clock, flags, req, rem));
 }
 
 KEEL_RUN_EXPORT int usleep(useconds_t us)
 {
-    RUN_BLOCKING(int, "usleep", true, RUN_REAL(usleep)(us));
+    RUN_BLOCKING(int, "usleep", true, false, RUN_REAL(usleep)(us));
 }
 
 KEEL_RUN_EXPORT unsigned sleep(unsigned s)
 {
-    RUN_BLOCKING(unsigned, "sleep", true, RUN_REAL(sleep)(s));
+    RUN_BLOCKING(unsigned, "sleep", true, false, RUN_REAL(sleep)(s));
 }
 
 KEEL_RUN_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-    RUN_BLOCKING(int, "poll", timeout != 0, RUN_REAL(poll)(fds, n, timeout));
+    RUN_BLOCKING(int, "poll", timeout != 0, timeout < 0, RUN_REAL(poll)(fds, n, timeout));
 }
 
 KEEL_RUN_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
 {
     RUN_BLOCKING(int, "select", timeout == NULL || timeout->tv_sec != 0 || timeout->tv_usec != 0,
-                 RUN_REAL(select)(n, r, w, e, timeout));
+                 timeout == NULL, RUN_REAL(select)(n, r, w, e, timeout));
 }
 
 KEEL_RUN_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
-    RUN_BLOCKING(int, "epoll_wait", timeout != 0, RUN_REAL(epoll_wait)(epfd, ev, max, timeout));
+    RUN_BLOCKING(int, "epoll_wait", timeout != 0, timeout < 0,
+                 RUN_REAL(epoll_wait)(epfd, ev, max, timeout));
 }
 
 KEEL_RUN_EXPORT int pthread_join(pthread_t thread, void **ret)
 {
-    RUN_BLOCKING(int, "pthread_join", true, RUN_REAL(pthread_join)(thread, ret));
+    RUN_BLOCKING(int, "pthread_join", true, true, RUN_REAL(pthread_join)(thread, ret));
 }
 
 /*

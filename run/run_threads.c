@@ -183,6 +183,42 @@ static unsigned list_tids(int *tids, unsigned max)
     return n;
 }
 
+bool keel__run_threads_blocked(const int *waiting, unsigned nwaiting, unsigned long long *sig,
+                               unsigned *nthreads)
+{
+    int tids[THREADS];
+    unsigned ntids = list_tids(tids, THREADS);
+    int me = (int)keel__thread_id();
+    unsigned long long h = *sig;
+    unsigned n = 0;
+    bool blocked = true;
+    for (unsigned i = 0; i < ntids && blocked; i++) {
+        if (tids[i] == me)
+            continue;
+        n++;
+        bool published = false;
+        for (unsigned j = 0; j < nwaiting && !published; j++)
+            published = waiting[j] == tids[i];
+        const char *call = NULL;
+        int untimed = 0;
+        unsigned ended = 0;
+        run_spin_acquire(&threads_lock); /* (an exiting thread's slot goes before its memory) */
+        for (int j = 0; j < THREADS; j++)
+            if (threads[j].used && threads[j].tid == tids[i]) {
+                call = __atomic_load_n(&threads[j].in->call, __ATOMIC_ACQUIRE);
+                untimed = __atomic_load_n(&threads[j].in->untimed, __ATOMIC_RELAXED);
+                ended = __atomic_load_n(&threads[j].in->ended, __ATOMIC_RELAXED);
+                break;
+            }
+        run_spin_release(&threads_lock);
+        blocked = published || (call != NULL && untimed != 0);
+        h = (h ^ ((unsigned long long)(unsigned)tids[i] << 32 | ended)) * 0x100000001b3ull;
+    }
+    *sig = h;
+    *nthreads = n;
+    return blocked && n > 0;
+}
+
 unsigned keel__run_threads_view(run_thread_view *out, unsigned max, const int *skip, unsigned nskip)
 {
     int tids[RUN_VIEW_THREADS * 2];

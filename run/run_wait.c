@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "run.h"
@@ -54,6 +55,7 @@ static unsigned long long progress;
 static unsigned long long hang_seen_ns; /* when every thread was first seen waiting (0: not) */
 static unsigned long long hang_progress;
 static bool hang_reported;
+static int watcher_tid; /* atomic: the hang watcher's tid in this process (--hang-after), 0: none */
 static __thread int cond_slot __attribute__((tls_model("initial-exec"))) = -1;
 
 unsigned long long keel__run_wait_ns;
@@ -196,11 +198,11 @@ static void add_view(keel_report *r, const waiter_view *v, unsigned long long no
     keel__dep_add_frames(r, v->w.pcs, v->w.npcs);
 }
 
-/* A report of waits (views[0] is the reporting thread's: its site), without the reporter's own
- * backtrace (every thread's is in the text). */
-static keel_report *report_begin(keel_report_kind kind, const char *msg, unsigned threads)
+/* A report of waits at site s (the first listed wait's), without the reporter's own backtrace
+ * (every thread's is in the text). */
+static keel_report *report_begin(keel_report_kind kind, const keel__lock_site *s, const char *msg,
+                                 unsigned threads)
 {
-    const keel__lock_site *s = views[0].w.site;
     keel_report *r = keel_report_begin(kind, s != NULL ? s->file : NULL, s != NULL ? s->line : 0,
                                        s != NULL ? s->func : NULL, "%s", msg);
     keel_report_no_backtrace(r);
@@ -270,7 +272,11 @@ static unsigned guess_other(const run_thread_view *v)
 static void report_waits(keel_report_kind kind, const char *word, const char *msg, unsigned threads,
                          const char *head, unsigned len, unsigned n, unsigned nothers)
 {
-    keel_report *r = report_begin(kind, msg, threads);
+    /* the site: the first wait's, else the first other thread's call */
+    const keel__lock_site *site = n > 0 ? views[0].w.site : NULL;
+    if (n == 0 && nothers > 0 && others[0].call_ra != NULL)
+        site = keel__run_site(others[0].call_ra);
+    keel_report *r = report_begin(kind, site, msg, threads);
     keel_report_add_uint(r, "all_threads", (unsigned long long)n + nothers);
     unsigned long long now = mono_ns();
     unsigned used = 0, part = 1;
@@ -289,11 +295,12 @@ static void report_waits(keel_report_kind kind, const char *word, const char *ms
             char more[96];
             (void)snprintf(more, sizeof(more), "%s (continued, part %u): the other threads", word,
                            ++part);
-            r = report_begin(kind, more, threads);
+            r = report_begin(kind, site, more, threads);
             used = 0;
         }
         if (i == n)
-            keel_report_add_text(r, "every other thread of the program (%u):", nothers);
+            keel_report_add_text(r, "every %sthread of the program (%u):", n > 0 ? "other " : "",
+                                 nothers);
         if (i < n)
             add_view(r, &views[i], now);
         else
@@ -306,10 +313,11 @@ static void report_waits(keel_report_kind kind, const char *word, const char *ms
 /* The other threads of the program than views[0..n) (guard set): into others, their number. */
 static unsigned view_others(unsigned n)
 {
-    int skip[WAITERS];
+    int skip[WAITERS + 1];
     for (unsigned i = 0; i < n; i++)
         skip[i] = views[i].w.tid;
-    return keel__run_threads_view(others, RUN_VIEW_THREADS, skip, n);
+    skip[n] = __atomic_load_n(&watcher_tid, __ATOMIC_ACQUIRE); /* (not the program's) */
+    return keel__run_threads_view(others, RUN_VIEW_THREADS, skip, n + 1);
 }
 
 /* The cycle through waiter `me`, if one is there that was not reported yet (guard set). */
@@ -384,6 +392,16 @@ static void unpublish(int slot)
     run_spin_release(&waiters_lock);
 }
 
+/* Every published wait into views (waiters_lock held): their number. */
+static unsigned view_all(void)
+{
+    unsigned n = 0;
+    for (unsigned j = 0; j < WAITERS; j++)
+        if (waiters[j].used)
+            view_of(&views[n++], &waiters[j]);
+    return n;
+}
+
 /* The number of threads of the process (/proc/self/stat's 20th field), 0 when unknown. */
 static unsigned count_threads(void)
 {
@@ -399,7 +417,9 @@ static unsigned count_threads(void)
     const char *p = strrchr(buf, ')'); /* (the command may hold spaces) */
     for (int field = 2; p != NULL && field < 20; field++)
         p = strchr(p + 1, ' ');
-    return p != NULL ? (unsigned)strtoul(p + 1, NULL, 10) : 0;
+    unsigned threads = p != NULL ? (unsigned)strtoul(p + 1, NULL, 10) : 0;
+    /* the hang watcher is not the program's */
+    return threads - (threads > 0 && __atomic_load_n(&watcher_tid, __ATOMIC_ACQUIRE) != 0);
 }
 
 /*
@@ -435,9 +455,7 @@ static void examine_hang(unsigned me, unsigned long long now)
         hang_progress = progress;
     } else if (now - hang_seen_ns >= period) {
         report = hang_reported = true;
-        for (unsigned j = 0; j < WAITERS; j++)
-            if (waiters[j].used)
-                view_of(&views[n++], &waiters[j]);
+        n = view_all();
     }
     run_spin_release(&waiters_lock);
     if (report) {
@@ -453,7 +471,7 @@ static void examine_hang(unsigned me, unsigned long long now)
 }
 
 int keel__run_cond_wait(pthread_cond_t *c, pthread_mutex_t *m, const run_lock *ml,
-                        const keel__lock_site *site)
+                        const keel__lock_site *site, bool *sliced)
 {
     unsigned long long period = keel__run_wait_ns;
     if (period == 0)
@@ -495,6 +513,7 @@ int keel__run_cond_wait(pthread_cond_t *c, pthread_mutex_t *m, const run_lock *m
         examine_hang((unsigned)slot, now);
     }
     keel__run_inside--;
+    *sliced = true;
     return 0;
 }
 
@@ -551,6 +570,105 @@ void keel__run_wait_fork(int phase)
         cond_slot = -1;
         hang_seen_ns = 0;
         hang_reported = false;
+        __atomic_store_n(&watcher_tid, 0, __ATOMIC_RELEASE); /* (not copied by fork) */
     }
     run_spin_release(&waiters_lock);
+}
+
+/* ---- the hang watcher (--hang-after) ------------------------------------------------------------ */
+
+unsigned long long keel__run_hang_ns;
+
+/*
+ * Is every thread of the program blocked (the watcher's view, guard set): in a published wait (a
+ * lock, a condition), or in an interposed call with no timeout?  Then *sig is what their progress
+ * is (the waits that ended, each thread's calls that ended) and *threads their number.
+ */
+static bool all_blocked(unsigned long long *sig, unsigned *threads)
+{
+    int waiting[WAITERS];
+    unsigned nw = 0;
+    run_spin_acquire(&waiters_lock);
+    for (unsigned j = 0; j < WAITERS; j++)
+        if (waiters[j].used)
+            waiting[nw++] = waiters[j].tid;
+    *sig = progress;
+    run_spin_release(&waiters_lock);
+    return keel__run_threads_blocked(waiting, nw, sig, threads);
+}
+
+/* The watched hang (guard set): every thread blocked for blocked_ns, reported once per process. */
+static void report_watched(unsigned threads, unsigned long long blocked_ns)
+{
+    if (__atomic_exchange_n(&reporting, 1, __ATOMIC_ACQUIRE) != 0)
+        return;
+    unsigned n = 0;
+    run_spin_acquire(&waiters_lock);
+    bool report = !hang_reported;
+    hang_reported = true;
+    if (report)
+        n = view_all();
+    run_spin_release(&waiters_lock);
+    if (report) {
+        char msg[256];
+        (void)snprintf(msg, sizeof(msg),
+                       "hang: every thread of the program (%u) has been blocked for %llu ms (in a "
+                       "call without a timeout, a lock or a condition wait), and none went on: "
+                       "nothing in the program is left to wake it",
+                       threads, blocked_ns / 1000000ull);
+        report_waits(KEEL_REPORT_WATCHDOG, "hang", msg, threads, NULL, 0, n, view_others(n));
+    }
+    __atomic_store_n(&reporting, 0, __ATOMIC_RELEASE);
+}
+
+/*
+ * The watcher thread: every quarter of the period, is every thread of the program blocked?  A
+ * hang once they all are, with the same progress, a whole period after that was first seen.
+ */
+static void *watch(void *arg)
+{
+    (void)arg;
+    keel__run_inside++; /* for good: everything it calls is the C library's */
+    __atomic_store_n(&watcher_tid, (int)keel__thread_id(), __ATOMIC_RELEASE);
+    (void)prctl(PR_SET_NAME, "keel-run-hang", 0, 0, 0);
+    unsigned long long period = keel__run_hang_ns;
+    unsigned long long step = period / 4 > 5000000ull ? period / 4 : 5000000ull;
+    unsigned long long seen = 0, seen_sig = 0;
+    for (;;) {
+        struct timespec ts = ts_of(step);
+        (void)RUN_REAL(nanosleep)(&ts, NULL);
+        if (__atomic_load_n(&hang_reported, __ATOMIC_RELAXED))
+            return NULL;
+        unsigned long long sig = 0, now = mono_ns();
+        unsigned threads = 0;
+        if (!all_blocked(&sig, &threads))
+            seen = 0;
+        else if (seen == 0 || sig != seen_sig) {
+            seen = now; /* seen once: a hang if nothing moves for a period */
+            seen_sig = sig;
+        } else if (now - seen >= period) {
+            report_watched(threads, now - seen);
+        }
+    }
+}
+
+void keel__run_hang_start(void)
+{
+    const char *ms = getenv("KEEL_RUN_HANG_MS");
+    unsigned long long v = ms != NULL && ms[0] != '\0' ? strtoull(ms, NULL, 10) : 0;
+    keel__run_hang_ns = v * 1000000ull;
+    if (v == 0 || !__atomic_load_n(&keel__run_locks_on, __ATOMIC_ACQUIRE))
+        return;
+    keel__run_inside++;
+    pthread_attr_t attr;
+    pthread_t t;
+    if (pthread_attr_init(&attr) == 0) {
+        (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int e = pthread_create(&t, &attr, watch, NULL);
+        if (e != 0)
+            (void)KEEL__REPORT_AT_CALLER(
+                KEEL_REPORT_LIMIT, "keel-run: cannot start the hang watcher: %s", strerror(e));
+        (void)pthread_attr_destroy(&attr);
+    }
+    keel__run_inside--;
 }

@@ -342,6 +342,56 @@ static void test_hang_main_joins(void **state)
     cleanup(&r);
 }
 
+/*
+ * A hang outside the locks (--hang-after 100): run_block_hang HOW, main joining a worker blocked
+ * for ever in a call; stopped once reported.  The report lists both threads with their calls and
+ * lines (`worker`: the worker's, "is in CALL, called at block_hang.c:LINE").
+ */
+static void expect_block_hang(const char *how, const char *worker)
+{
+    static run_result r;
+    const char *title = "hang: every thread of the program (2) has been blocked for";
+    run_until = title;
+    run_with(&r, "run_block_hang", how, "--hang-after", "100", (const char *)NULL);
+    run_until = NULL;
+    assert_int_equal(r.status, 128 + SIGKILL);
+    int n = count(&r, "watchdog", title);
+    show_on_failure(&r, n, 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(count(&r, "watchdog", worker), 1);
+    assert_int_equal(count(&r, "watchdog", "is in pthread_join, called at block_hang.c:64"), 1);
+    /* the worker's stack, by keel-stack (waitpid's child, forked by the worker, may report its
+     * own hang in read: its stack has the worker's frame too) */
+    assert_true(count(&r, "watchdog", "#0 worker (") >= 1);
+    cleanup(&r);
+}
+
+/* test_hang_in_CALL: the worker blocked in CALL at block_hang.c:LINE */
+#define BLOCK_HANG_TEST(call, line)                                                 \
+    static void test_hang_in_##call(void **state)                                   \
+    {                                                                               \
+        (void)state;                                                                \
+        expect_block_hang(#call, "is in " #call ", called at block_hang.c:" #line); \
+    }
+
+BLOCK_HANG_TEST(read, 27)
+BLOCK_HANG_TEST(poll, 29)
+BLOCK_HANG_TEST(sigwait, 33)
+BLOCK_HANG_TEST(ppoll, 35)
+BLOCK_HANG_TEST(sem_wait, 37)
+BLOCK_HANG_TEST(waitpid, 45)
+
+/* A wait with a timeout (poll for 300 ms) under --hang-after 100 is no hang: no report. */
+static void test_timed_wait_not_hang(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_with(&r, "run_block_hang", "timed", "--hang-after", "100", (const char *)NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 0);
+    cleanup(&r);
+}
+
 /* Long waits that are not a deadlock (a chain of waits behind a sleeping holder): no report. */
 static void test_long_wait_not_deadlock(void **state)
 {
@@ -365,7 +415,7 @@ static void test_more_calls_under_spinlock(void **state)
     static run_result r;
     run_prog(&r, "run_spin_calls", NULL);
     assert_int_equal(r.status, 0);
-    EXPECT_REPORTS(&r, 23);
+    EXPECT_REPORTS(&r, 30);
     static const struct {
         const char *what;
         int n;
@@ -394,6 +444,15 @@ static void test_more_calls_under_spinlock(void **state)
         {"\"pthread_join while holding 1 spinlock", 1},
         {"\"pthread_cond_wait while holding 1 spinlock", 1},
         {"\"pthread_rwlock_rdlock while holding 1 spinlock", 1},
+        /* the other waits (a zero timeout, WNOHANG not) */
+        {"\"ppoll while holding 1 spinlock", 1},
+        {"\"pselect while holding 1 spinlock", 1},
+        {"\"epoll_pwait while holding 1 spinlock", 1},
+        {"\"sem_wait while holding 1 spinlock", 1},
+        {"\"sem_timedwait while holding 1 spinlock", 1},
+        {"\"waitpid while holding 1 spinlock", 1},
+        {"\"sigwait while holding 1 spinlock", 1},
+        {"\"sigtimedwait while holding 1 spinlock", 0},
     };
     for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
         int n = count(&r, "lock-blocking", calls[i].what);
@@ -402,7 +461,7 @@ static void test_more_calls_under_spinlock(void **state)
         assert_int_equal(n, calls[i].n);
     }
     /* the fortified read's site is the program's line */
-    assert_int_equal(count(&r, "lock-blocking", "\"file\":\"spin_calls.c\",\"line\":93"), 1);
+    assert_int_equal(count(&r, "lock-blocking", "\"file\":\"spin_calls.c\",\"line\":138"), 1);
     cleanup(&r);
 }
 
@@ -975,6 +1034,13 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spinlock_deadlock),
         cmocka_unit_test(test_long_wait_not_deadlock),
         cmocka_unit_test(test_hang_main_joins),
+        cmocka_unit_test(test_hang_in_read),
+        cmocka_unit_test(test_hang_in_poll),
+        cmocka_unit_test(test_hang_in_sigwait),
+        cmocka_unit_test(test_hang_in_ppoll),
+        cmocka_unit_test(test_hang_in_sem_wait),
+        cmocka_unit_test(test_hang_in_waitpid),
+        cmocka_unit_test(test_timed_wait_not_hang),
         cmocka_unit_test(test_hang_every_thread_waits),
         cmocka_unit_test(test_three_lock_cycle),
         cmocka_unit_test(test_rank_violation),

@@ -1,9 +1,11 @@
 /* keel-run planted bug: the transfers beyond read and write made while holding a spinlock
  * (tests/test_run.c): on a blocking socket each is reported, with MSG_DONTWAIT, on a
- * non-blocking socket or (pread, pwrite) on a regular file or a socket none is.  Exit status 0
- * when every call did what it does without keel-run. */
+ * non-blocking socket or (pread, pwrite) on a regular file or a socket none is; and every
+ * sleeping and waiting call.  Exit status 0 when every call did what it does without keel-run. */
 #define _GNU_SOURCE 1
 #include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <fcntl.h>
 #include <time.h>
@@ -32,6 +35,47 @@ static pthread_rwlock_t rwlock = PTHREAD_RWLOCK_INITIALIZER;
 static void *nothing(void *arg)
 {
     return arg;
+}
+
+/* The other waits under a spinlock, each returning at once or within 1 ms (a signal pending, a
+ * child that has exited, a posted semaphore); a zero timeout and WNOHANG: not reported. */
+static int waits(int ep)
+{
+    int status = 0;
+    struct timespec ms = {0, 1000000}, zero = {0, 0};
+    struct pollfd none = {-1, 0, 0};
+    struct epoll_event ev;
+    sem_t sem;
+    sigset_t set;
+    int sig = 0;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    pid_t child = fork();
+    if (child == 0)
+        _exit(0);
+    if (child < 0 || sem_init(&sem, 0, 2) != 0)
+        return 1;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 1;
+    pthread_spin_lock(&spin);
+    status |= ppoll(&none, 1, &ms, NULL) != 0;
+    status |= ppoll(&none, 1, &zero, NULL) != 0; /* not reported */
+    status |= pselect(0, NULL, NULL, NULL, &ms, NULL) != 0;
+    status |= epoll_pwait(ep, &ev, 1, 1, NULL) != 0;
+    status |= sem_wait(&sem) != 0;
+    status |= sem_timedwait(&sem, &until) != 0;
+    siginfo_t info;
+    status |= waitid(P_PID, (id_t)child, &info, WEXITED | WNOHANG | WNOWAIT) != 0; /* not */
+    status |= waitpid(child, NULL, 0) != child;
+    raise(SIGUSR2);
+    status |= sigtimedwait(&set, NULL, &zero) != SIGUSR2; /* not reported */
+    raise(SIGUSR2);
+    status |= sigwait(&set, &sig) != 0 || sig != SIGUSR2;
+    pthread_spin_unlock(&spin);
+    sem_destroy(&sem);
+    return status;
 }
 
 /* The sleeping and waiting calls under a spinlock (each returns at once or within 1 ms). */
@@ -63,6 +107,7 @@ static int sleeps(void)
     pthread_rwlock_unlock(&rwlock);
     pthread_spin_unlock(&spin);
     pthread_mutex_unlock(&mutex);
+    status |= waits(ep);
     close(ep);
     return status;
 }
