@@ -5,7 +5,7 @@
 #
 # zstd's source: $ZSTD_SRC (a source tree, or a git directory whose HEAD is exported), else a
 # shallow clone of github.com/facebook/zstd; without either the script skips (exit 77) and says
-# why.  It is built twice in $WORK (default /tmp/keel-bench-zstd, kept between runs): plain
+# why.  It is built twice (at nice -n 19) in $WORK (default /tmp/keel-bench-zstd, kept): plain
 # (-O3 -g, zstd's own flags) and with -fsanitize=thread (skipped, with the reason, when the
 # compiler cannot).  Never committed: only this script is keel's.
 #
@@ -46,7 +46,7 @@ build() { # build DIR MOREFLAGS: zstd's CLI in DIR (a copy of the source), once
     local dir=$1 flags=$2
     [ -x "$dir/programs/zstd" ] && return 0
     rm -rf "$dir" && cp -r "$src" "$dir"
-    make -s -C "$dir/programs" -j2 zstd MOREFLAGS="$flags" >"$dir.log" 2>&1
+    nice -n 19 make -s -C "$dir/programs" -j2 zstd MOREFLAGS="$flags" >"$dir.log" 2>&1
 }
 build "$WORK/plain" "-g" || skip "zstd does not build (see $WORK/plain.log)"
 tsan=yes
