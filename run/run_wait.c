@@ -4,7 +4,7 @@
  * of threads each waiting for a lock another of them holds is reported with every waiting
  * thread's stack (docs/keel-run.md, "Real deadlocks").
  *
- * No thread of keel's: a contended acquisition waits in timed slices of the period (the real
+ * No thread of keel's for deadlocks: a contended acquisition waits in timed slices of the period (the real
  * clock lock call, CLOCK_MONOTONIC), and a thread whose slice ran out publishes its wait in a
  * small table (the lock, the locks it holds: its held stack, unchanging while it waits; its
  * backtrace, taken once) and looks for a cycle through itself among the published waits.  The
@@ -12,6 +12,10 @@
  * reported once.  A lock's holders, among the waiting threads: its held stacks, or the C
  * library's own record (a mutex's owner, a rwlock's writer).  An acquisition that does not
  * wait, the usual one, never comes here.
+ *
+ * Hangs: every thread in a published wait (a condition waiter whose slice ran out looks), or,
+ * with --hang-after (KEEL_RUN_HANG_MS), every thread blocked in any call without a timeout: a
+ * thread of keel-run's, the watcher, looks (the only thread keel-run makes, and only then).
  */
 #include <errno.h>
 #include <fcntl.h>
