@@ -13,7 +13,7 @@ JOBS=${JOBS:-$(nproc)}
 # Tests mostly wait (for processes, git, fsync, a gate's timers): twice as many at once as there
 # are cores.  Measured on 2 cores at load 20 (gcc-devel, 631 tests): -j2 358 s, -j4 240 s.
 CTEST_JOBS=${CTEST_JOBS:-$((JOBS * 2))}
-FUZZ_CHECK_SECONDS=${FUZZ_CHECK_SECONDS:-20}
+FUZZ_CHECK_SECONDS=${FUZZ_CHECK_SECONDS:-10}
 ONLY=${ONLY:-$*} # the stages named on the command line, or in $ONLY; none: all
 
 # What the static analysers and the C++ checks look at: the library, the gate and tools.
