@@ -127,18 +127,18 @@ for name in "${names[@]}"; do
 done
 # the kinds of what each reported (first round)
 for name in locks locks+heap; do
-    [ -s "$out/$name.log" ] && sed -e 's/.*"kind":"\([^"]*\)".*"message":"\([^"]*\)".*/  '"$name"': \1: \2/' "$out/$name.log" | sort | uniq -c | head -10
+    [ ! -s "$out/$name.log" ] || sed -e 's/.*"kind":"\([^"]*\)".*"message":"\([^"]*\)".*/  '"$name"': \1: \2/' "$out/$name.log" | sort | uniq -c | head -10
 done
 for name in helgrind drd; do
     grep -E '^==[0-9]+== (Thread #[0-9]+: |Possible data race|Conflicting|Lock order|Probably a race|[A-Z][a-z]+ .*(error|race|lock|violat))' "$out/$name.log" |
         grep -v 'rerun with' |
         sed -e 's/^==[0-9]*== /  '"$name"': /' -e 's/Thread #[0-9]*/Thread #N/' -e 's/0x[0-9A-Fa-f]*/0x.../g' -e 's/ size [0-9]*/ size N/' |
-        sort | uniq -c | sort -rn | head -8
+        sort | uniq -c | sort -rn | head -8 || true
     # where (the first program frame of each)
     grep -A3 -E '^==[0-9]+== (Thread #[0-9]+: |Possible data race|Conflicting|Lock order|Probably a race)' "$out/$name.log" |
-        grep -oE 'by 0x[0-9A-F]+: [A-Za-z_0-9.]+ \([a-z_]+\.c:[0-9]+\)' | sed 's/by 0x[0-9A-F]*: /    at /' | sort | uniq -c | head -6
+        grep -oE 'by 0x[0-9A-F]+: [A-Za-z_0-9.]+ \([a-z_]+\.c:[0-9]+\)' | sed 's/by 0x[0-9A-F]*: /    at /' | sort | uniq -c | head -6 || true
 done
 if [ "$tsan" = yes ]; then
-    cat "$out/tsan.log"* 2>/dev/null | grep 'WARNING: ThreadSanitizer' | sed 's/ (pid=[0-9]*)//; s/^/  tsan: /' | sort | uniq -c | head -5
+    cat "$out/tsan.log"* 2>/dev/null | grep 'WARNING: ThreadSanitizer' | sed 's/ (pid=[0-9]*)//; s/^/  tsan: /' | sort | uniq -c | head -5 || true
 fi
 exit 0
