@@ -253,14 +253,12 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
                         best_t = t;
                         best_b = bu;
                     }
-                } else if (kept) {
-                    continue;
-                } else if (b == o->batch && d == o->depth &&
+                } else if (!kept && b == o->batch && d == o->depth &&
                            t <= best_t * (1.0 + band + hold * saved(bu, best_b))) {
                     kept = true;
                     *batch = b;
                     *depth = d;
-                } else if (t > best_t * (1.0 + band)) {
+                } else if (kept || t > best_t * (1.0 + band)) {
                     continue;
                 } else if (bu < pick_b * (1.0 - 1e-9) ||
                            (bu <= pick_b * (1.0 + 1e-9) && t < pick_t)) {
