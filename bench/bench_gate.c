@@ -38,6 +38,11 @@
  * seeds S .. S+N-1 (S: 0 unless given),
  * adaptive against the fixed strategy best on average for that workload
  * (the one a team would choose): the mean ratios and the worst decile;
+ * build/release/bench_gate --seeds N --workload E,P,F: only executor E (0
+ * free, 1 2 cores, 2 8 cores), p = ps[P], flakes F (0, 1);
+ * build/release/bench_gate --trace E,P,F [--seeds N] [--first-seed S]: that
+ * workload per seed, adaptive's shape at each change of it (and every
+ * strategy's makespan and builds);
  * build/release/bench_gate --trials N: N trials (a new bad set at p = 0.1
  * and a new flake stream each) per strategy with 5% flakes per job and
  * retries = 1 on the free executor: good changes rejected (the goal: none),
