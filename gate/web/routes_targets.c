@@ -59,11 +59,12 @@ void gate__web_targets(const gate_web_ctx *ctx, gate_web_resp *resp)
         long long counts[GATE_CHANGE_STATES];
         s = gate_store_count_changes(gate_get_store(gs[i]), target, LLONG_MAX, counts);
         bool paused = false;
-        long long since = 0;
-        char reason[GATE_REASON_MAX];
-        if (keel_ok(s))
+        if (keel_ok(s)) {
+            char reason[GATE_REASON_MAX];
+            long long since = 0;
             s = gate_store_paused(gate_get_store(gs[i]), target, &paused, reason, sizeof(reason),
                                   &since);
+        }
         char tip[GATE_HEX] = "";
         keel_status t = keel_ok(s) ? gate_branch_known(gs[i]->repo, target, tip) : KEEL_OK;
         if (!keel_ok(t)) { /* a branch gone or not fetched yet: listed without its tip */
