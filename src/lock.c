@@ -18,9 +18,13 @@
 
 /* ---- both variants ---------------------------------------------------------------------- */
 
+/* A condition variable is a first use of keel like any lock: each call sees the options first
+ * (keel__lazy_init: one load and a branch once they are read). */
+
 void keel_cond_init(keel_cond *c)
 {
     KEEL_ASSERT(c != NULL);
+    keel__lazy_init();
     pthread_condattr_t attr;
     KEEL_VERIFY(pthread_condattr_init(&attr) == 0);
     KEEL_VERIFY(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0);
@@ -31,18 +35,21 @@ void keel_cond_init(keel_cond *c)
 void keel_cond_destroy(keel_cond *c)
 {
     KEEL_ASSERT(c != NULL);
+    keel__lazy_init();
     (void)pthread_cond_destroy(&c->c);
 }
 
 void keel_cond_signal(keel_cond *c)
 {
     KEEL_ASSERT(c != NULL);
+    keel__lazy_init();
     KEEL_VERIFY(pthread_cond_signal(&c->c) == 0);
 }
 
 void keel_cond_broadcast(keel_cond *c)
 {
     KEEL_ASSERT(c != NULL);
+    keel__lazy_init();
     KEEL_VERIFY(pthread_cond_broadcast(&c->c) == 0);
 }
 
