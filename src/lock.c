@@ -353,7 +353,7 @@ void keel__mutex_lock(keel_mutex *m, int nest, const keel__lock_site *site)
     KEEL_ASSERT(m != NULL);
     keel__lock_thread *t = keel__lock_tls;
     unsigned c = __atomic_load_n(&m->dep.cls, __ATOMIC_ACQUIRE);
-    if (KEEL_UNLIKELY(t == NULL || !keel__dep_fast(t, c, nest) || keel__dep_find(t, m) != NULL)) {
+    if (KEEL_UNLIKELY(!keel__dep_fast(t, c, nest) || keel__dep_find(t, m) != NULL)) {
         mutex_lock_general(m, nest, site);
         return;
     }
@@ -393,7 +393,7 @@ void keel__mutex_unlock(keel_mutex *m, const keel__lock_site *site)
 {
     KEEL_ASSERT(m != NULL);
     keel__lock_thread *t = keel__lock_tls;
-    if (KEEL_UNLIKELY(t == NULL || keel__held_top(t, t->n) != m)) {
+    if (KEEL_UNLIKELY(keel__held_top(t, t->n) != m)) {
         mutex_unlock_general(m, site);
         return;
     }
