@@ -48,7 +48,10 @@ KEEL__STATIC_ASSERT(offsetof(keel__lock_thread, guard) == offsetof(keel__lock_th
                     "keel__lock_thread.guard is not entry -1's lock");
 const char keel__lock_guard = 0;
 /* The state of a thread that has none (keel__lock_self): slow, nothing held, its guard. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers" /* (C++: the rest is zero) */
 keel__lock_thread keel__lock_none = {.nw = KEEL__NW_SLOW, .guard = &keel__lock_guard};
+#pragma GCC diagnostic pop
 char keel__lock_in_transit;
 static keel__lock_thread no_memory_state; /* shared by threads whose state could not be allocated */
 static pthread_once_t no_memory_once = PTHREAD_ONCE_INIT;
