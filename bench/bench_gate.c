@@ -38,6 +38,11 @@
  * seeds S .. S+N-1 (S: 0 unless given),
  * adaptive against the fixed strategy best on average for that workload
  * (the one a team would choose): the mean ratios and the worst decile;
+ * build/release/bench_gate --seeds N --workload E,P,F: only executor E (0
+ * free, 1 2 cores, 2 8 cores), p = ps[P], flakes F (0, 1);
+ * build/release/bench_gate --trace E,P,F [--seeds N] [--first-seed S]: that
+ * workload per seed, adaptive's shape at each change of it (and every
+ * strategy's makespan and builds);
  * build/release/bench_gate --trials N: N trials (a new bad set at p = 0.1
  * and a new flake stream each) per strategy with 5% flakes per job and
  * retries = 1 on the free executor: good changes rejected (the goal: none),
@@ -62,6 +67,10 @@ static const char *const cfg_name[NCFG] = {"a", "b"};
 static double cfg_work[NCFG] = {1.0, 0.8}; /* in T, alone (b: --b-length) */
 /* The simulated clock fed to the scheduler (gate_sched_clock), as the gate does (--pace off: not). */
 static bool pace = true;
+/* --trace: print adaptive's shape at each change of it (one workload, one seed). */
+static bool tracing = false;
+/* --workload E,P,F: --seeds runs only that workload (executor, p, flakes; -1: all). */
+static int only_e = -1, only_p = -1, only_f = -1;
 
 typedef struct strat {
     const char *name;
@@ -252,6 +261,20 @@ static void job_over(gate_sched *s, world *w, job *j, double now, double inv, do
     take(s, w);
 }
 
+/* --trace: adaptive's shape, estimate and pace whenever the shape changed since *last. */
+static void trace(const gate_sched *s, double t, gate_sched_stats *last)
+{
+    gate_sched_stats gs;
+    gate_sched_stats_get(s, &gs);
+    if (gs.batch == last->batch && gs.depth == last->depth)
+        return;
+    printf("  %7.1f T: %3llu decided, %4llu builds, p %.3f: %ux%u (jobs at once %.1f, width "
+           "%.2f, pace d1 %.2f d2 %.2f d4 %.2f)\n",
+           t, gs.landed + gs.rejected, gs.builds, gs.p, gs.batch, gs.depth, gs.parallel, gs.width,
+           gs.pace[0], gs.pace[1], gs.pace[3]);
+    *last = gs;
+}
+
 static outcome simulate(const strat *st, const executor *ex, const bool *bad, double flake,
                         unsigned retries, unsigned long long seed)
 {
@@ -277,6 +300,8 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
         if (!keel_ok(ks = gate_sched_enqueue(s, c)))
             die(ks, "enqueue");
     double t = 0.0, inv = 0.0; /* the integral of 1 / (jobs running) over time */
+    gate_sched_stats traced;
+    memset(&traced, 0, sizeof(traced));
     for (;;) {
         if (pace)
             gate_sched_clock(s, t * 1000.0); /* builds start now: the clock as the gate feeds it */
@@ -309,6 +334,8 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
         for (size_t i = w.first_open; i < hi; i++)
             if (w.jobs[i].state == JOB_RUNNING && w.jobs[i].left <= 1e-9)
                 job_over(s, &w, &w.jobs[i], t, inv, flake, &seed); /* may cancel others */
+        if (tracing && st->strategy == GATE_STRATEGY_ADAPTIVE)
+            trace(s, t, &traced);
     }
     gate_sched_stats gs;
     gate_sched_stats_get(s, &gs);
@@ -486,6 +513,8 @@ static int seeds(unsigned first, unsigned n)
     for (size_t e = 0; e < NEXEC; e++)
         for (int flaky = 0; flaky <= 1; flaky++)
             for (size_t pi = 0; pi < NP; pi++) {
+                if (only_e >= 0 && (only_e != (int)e || only_p != (int)pi || only_f != flaky))
+                    continue;
                 unsigned oracle = 0;
                 int good_rejected = 0;
                 double mean_mk[NSTRAT] = {0}, mean_bu[NSTRAT] = {0};
@@ -581,6 +610,33 @@ static void trials(unsigned n)
     printf("\ngood changes rejected in %u trials, all strategies: %d\n", n, total);
 }
 
+/*
+ * --trace E,P,F: executor E (0 free, 1 2 cores, 2 8 cores), p = ps[P], flakes F (0, 1), over
+ * the seeds given: each strategy's makespan and builds, and adaptive's shape at each change.
+ */
+static void traces(const char *spec, unsigned first, unsigned n)
+{
+    unsigned e = 0, pi = 0, flaky = 0;
+    if (sscanf(spec, "%u,%u,%u", &e, &pi, &flaky) != 3 || e >= NEXEC || pi >= NP || flaky > 1) {
+        (void)fprintf(stderr, "bench_gate: --trace wants E,P,F (executor, p, flakes), not '%s'\n",
+                      spec);
+        exit(2);
+    }
+    for (unsigned sd = first; sd < first + n; sd++) {
+        bool bad[NCHANGES + 1];
+        outcome o[NSTRAT];
+        printf("executor %s, p %.2f, %s, seed %u: adaptive's shapes\n", execs[e].name, ps[pi],
+               flaky ? "flakes" : "no flakes", sd);
+        tracing = true;
+        int nbad = workload(&execs[e], pi, flaky != 0, sd, bad, o);
+        tracing = false;
+        printf("  %d bad;", nbad);
+        for (int k = 0; k < NSTRAT; k++)
+            printf(" %s %.1f T %llu builds;", strats[k].name, o[k].makespan, o[k].builds);
+        printf("\n");
+    }
+}
+
 static unsigned count_arg(const char *opt, const char *arg)
 {
     char *end = NULL;
@@ -595,6 +651,7 @@ static unsigned count_arg(const char *opt, const char *arg)
 int main(int argc, char **argv)
 {
     unsigned first = 0, nseeds = 0, ntrials = 0;
+    const char *trace_spec = NULL;
     for (int i = 1; i < argc; i += 2) {
         const char *opt = argv[i], *arg = i + 1 < argc ? argv[i + 1] : NULL;
         if (arg != NULL && strcmp(opt, "--b-length") == 0) {
@@ -613,13 +670,31 @@ int main(int argc, char **argv)
             first = strcmp(arg, "0") == 0 ? 0 : count_arg(opt, arg);
         } else if (arg != NULL && strcmp(opt, "--seeds") == 0) {
             nseeds = count_arg(opt, arg);
+        } else if (arg != NULL && strcmp(opt, "--workload") == 0) {
+            if (sscanf(arg, "%d,%d,%d", &only_e, &only_p, &only_f) != 3 || only_e < 0 ||
+                only_e >= (int)NEXEC || only_p < 0 || only_p >= (int)NP || only_f < 0 ||
+                only_f > 1) {
+                (void)fprintf(
+                    stderr, "bench_gate: --workload wants E,P,F (executor, p, flakes), not '%s'\n",
+                    arg);
+                return 2;
+            }
+        } else if (arg != NULL && strcmp(opt, "--trace") == 0) {
+            trace_spec = arg;
         } else if (arg != NULL && strcmp(opt, "--trials") == 0) {
             ntrials = count_arg(opt, arg);
         } else {
-            (void)fprintf(stderr, "usage: bench_gate [--seeds N [--first-seed S] | --trials N] "
-                                  "[--b-length X] [--pace on|off]\n");
+            (void)fprintf(
+                stderr,
+                "usage: bench_gate [--seeds N [--first-seed S] | --trials N | "
+                "--trace E,P,F [--seeds N] [--first-seed S]] [--workload E,P,F] [--b-length X] "
+                "[--pace on|off]\n");
             return 2;
         }
+    }
+    if (trace_spec != NULL) {
+        traces(trace_spec, first, nseeds > 0 ? nseeds : 1);
+        return 0;
     }
     if (ntrials > 0) {
         trials(ntrials);

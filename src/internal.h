@@ -89,6 +89,10 @@ extern KEEL__TLS keel__report_capture *keel__tls_capture;
  * then a signal trampoline, and below keel's own handler libc's frames.  n - 1 at most.
  */
 int keel__first_user_frame(void *const *pcs, int n);
+/* Is file (a __FILE__) one of libkeel's own sources (src/)?  (src/status.c) */
+bool keel__source_is_keel(const char *file);
+/* Is a frame of the program's own on this thread's stack (neither keel's nor libc's)? */
+bool keel__user_frame_on_stack(void);
 /* Is the return address pc in libkeel's code (keel_text)?  In libc (or the vDSO)? */
 bool keel__frame_in_keel(const void *pc);
 bool keel__frame_in_libc(const void *pc);

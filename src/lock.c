@@ -18,9 +18,13 @@
 
 /* ---- both variants ---------------------------------------------------------------------- */
 
+/* A condition variable is a first use of keel like any lock: each call sees the options first
+ * (keel__lazy_init: one load and a branch once they are read). */
+
 void keel_cond_init(keel_cond *c)
 {
     KEEL_ASSERT(c != NULL);
+    keel__lazy_init();
     pthread_condattr_t attr;
     KEEL_VERIFY(pthread_condattr_init(&attr) == 0);
     KEEL_VERIFY(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0);
@@ -31,18 +35,21 @@ void keel_cond_init(keel_cond *c)
 void keel_cond_destroy(keel_cond *c)
 {
     KEEL_ASSERT(c != NULL);
+    keel__lazy_init();
     (void)pthread_cond_destroy(&c->c);
 }
 
 void keel_cond_signal(keel_cond *c)
 {
     KEEL_ASSERT(c != NULL);
+    keel__lazy_init();
     KEEL_VERIFY(pthread_cond_signal(&c->c) == 0);
 }
 
 void keel_cond_broadcast(keel_cond *c)
 {
     KEEL_ASSERT(c != NULL);
+    keel__lazy_init();
     KEEL_VERIFY(pthread_cond_broadcast(&c->c) == 0);
 }
 
@@ -346,7 +353,7 @@ void keel__mutex_lock(keel_mutex *m, int nest, const keel__lock_site *site)
     KEEL_ASSERT(m != NULL);
     keel__lock_thread *t = keel__lock_tls;
     unsigned c = __atomic_load_n(&m->dep.cls, __ATOMIC_ACQUIRE);
-    if (KEEL_UNLIKELY(t == NULL || !keel__dep_fast(t, c, nest) || keel__dep_find(t, m) != NULL)) {
+    if (KEEL_UNLIKELY(!keel__dep_fast(t, c, nest) || keel__dep_find(t, m) != NULL)) {
         mutex_lock_general(m, nest, site);
         return;
     }
@@ -386,7 +393,7 @@ void keel__mutex_unlock(keel_mutex *m, const keel__lock_site *site)
 {
     KEEL_ASSERT(m != NULL);
     keel__lock_thread *t = keel__lock_tls;
-    if (KEEL_UNLIKELY(t == NULL || keel__held_top(t, t->n) != m)) {
+    if (KEEL_UNLIKELY(keel__held_top(t, t->n) != m)) {
         mutex_unlock_general(m, site);
         return;
     }

@@ -25,11 +25,12 @@
 #include "lockdep.h"
 
 /* Read by the inline fast path of the program's own code (keel/lock_fast.h): exported. */
-__thread keel__lock_thread *keel__lock_tls __attribute__((tls_model("initial-exec")));
+__thread keel__lock_thread *keel__lock_tls __attribute__((tls_model("initial-exec"))) =
+    &keel__lock_none;
 const int KEEL__LOCK_LAYOUT_SYMBOL(KEEL__LOCK_LAYOUT) = KEEL__LOCK_LAYOUT;
 /* What programs compiled against keel/lock_fast.h rely on.  Whoever changes it bumps
  * KEEL__LOCK_LAYOUT (the symbol's name), then these figures. */
-KEEL__STATIC_ASSERT(KEEL__LOCK_LAYOUT == 4 && sizeof(keel__held) == 40 &&
+KEEL__STATIC_ASSERT(KEEL__LOCK_LAYOUT == 5 && sizeof(keel__held) == 40 &&
                         offsetof(keel__held, node) == 8 && offsetof(keel__held, mode) == 12 &&
                         offsetof(keel__held, nm) == 8 && offsetof(keel__held, chain) == 16 &&
                         offsetof(keel__held, seq) == 24 && offsetof(keel__held, site) == 32 &&
@@ -46,6 +47,11 @@ KEEL__STATIC_ASSERT(offsetof(keel__lock_thread, guard) == offsetof(keel__lock_th
                                                               offsetof(keel__held, lock),
                     "keel__lock_thread.guard is not entry -1's lock");
 const char keel__lock_guard = 0;
+/* The state of a thread that has none (keel__lock_self): slow, nothing held, its guard. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers" /* (C++: the rest is zero) */
+keel__lock_thread keel__lock_none = {.nw = KEEL__NW_SLOW, .guard = &keel__lock_guard};
+#pragma GCC diagnostic pop
 char keel__lock_in_transit;
 static keel__lock_thread no_memory_state; /* shared by threads whose state could not be allocated */
 static pthread_once_t no_memory_once = PTHREAD_ONCE_INIT;
@@ -429,7 +435,7 @@ static void thread_exit_check(void *arg)
     keel__lock_thread *t = (keel__lock_thread *)arg;
     keel__watchdog_lock_state(NULL); /* the watchdog stops sampling it before it is freed */
     if (t->n == 0) {
-        keel__lock_tls = NULL;
+        keel__lock_tls = &keel__lock_none;
         free(t);
         return;
     }
@@ -439,7 +445,7 @@ static void thread_exit_check(void *arg)
     keel_report_add_uint(r, "held", t->n);
     add_held(r, t);
     (void)keel_report_emit(r);
-    keel__lock_tls = NULL;
+    keel__lock_tls = &keel__lock_none;
     free(t);
 }
 
@@ -464,9 +470,9 @@ static void make_exit_key(void)
 
 keel__lock_thread *keel__lock_thread_new(void)
 {
-    KEEL_ASSERT(keel__lock_tls == NULL);
+    KEEL_ASSERT(keel__lock_tls == &keel__lock_none);
     keel__lazy_init(); /* a first lock of any kind sees the options (lock.budget) */
-    if (KEEL_UNLIKELY(keel__lock_tls != NULL))
+    if (KEEL_UNLIKELY(keel__lock_tls != &keel__lock_none))
         return keel__lock_tls; /* a report handler of the options report took a lock */
     KEEL_VERIFY(pthread_once(&exit_once, make_exit_key) == 0);
     /* stress point: this thread's state cannot be allocated */
@@ -980,7 +986,8 @@ void keel__lock_describe_held(const void *state, char *buf, size_t size)
 
 void *keel__lock_state_self(void)
 {
-    return keel__lock_tls;
+    keel__lock_thread *t = keel__lock_tls;
+    return t != &keel__lock_none ? t : NULL;
 }
 
 unsigned keel__lock_sample_held(const void *state, keel__lock_sample *out, unsigned max)

@@ -14,10 +14,14 @@ keel__lock_thread *keel__lock_thread_new(void);
 /* Its address is the owner of a mutex handed over with keel_mutex_give(). */
 extern char keel__lock_in_transit;
 
+/* What keel__lock_tls holds while a thread has no state (before its first lock, after its exit):
+ * never written; its word says "slow, nothing held" (src/lockdep.c). */
+extern keel__lock_thread keel__lock_none;
+
 static inline keel__lock_thread *keel__lock_self(void)
 {
     keel__lock_thread *t = keel__lock_tls;
-    return KEEL_LIKELY(t != NULL) ? t : keel__lock_thread_new();
+    return KEEL_LIKELY(t != &keel__lock_none) ? t : keel__lock_thread_new();
 }
 
 static inline const char *keel__dep_name(const keel_lockdep *d)

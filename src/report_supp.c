@@ -213,19 +213,35 @@ static keel_status parse(FILE *f, const char *path, keel__supp_set *s)
     return st;
 }
 
+/* Parse len bytes of text (named origin in errors) into s; empty text is an empty set. */
+static keel_status parse_text(const char *text, size_t len, const char *origin, keel__supp_set *s)
+{
+    if (len == 0)
+        return KEEL_OK;
+    void *buf = NULL;
+    memcpy(&buf, &text, sizeof(buf)); /* fmemopen takes no const; "r" only reads it */
+    FILE *f = fmemopen(buf, len, "r");
+    if (f == NULL)
+        return KEEL_ERR(KEEL_E_NOMEM, "suppressions '%s'", origin);
+    keel_status st = parse(f, origin, s);
+    (void)fclose(f);
+    return st;
+}
+
+/* A suppressions file is read like an option file (keel__read_text_file): a regular file only, of
+ * at most 1 MiB, and an error says why with the errno name; a FIFO is an error, not a hang. */
 static keel_status load(const char *path, keel__supp_set **out)
 {
     *out = NULL;
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return KEEL_ERR(KEEL_E_IO, "suppressions file '%s': cannot open it", path);
+    char *text = NULL;
+    size_t len = 0;
+    keel_status st = keel__read_text_file(path, (size_t)1 << 20, "suppressions file", &text, &len);
+    if (!keel_ok(st))
+        return st;
     keel__supp_set *s = (keel__supp_set *)calloc(1, sizeof(*s));
-    if (s == NULL) {
-        (void)fclose(f);
-        return KEEL_ERR(KEEL_E_NOMEM, "suppressions file '%s'", path);
-    }
-    keel_status st = parse(f, path, s);
-    (void)fclose(f);
+    st = s != NULL ? parse_text(text, len, path, s)
+                   : KEEL_ERR(KEEL_E_NOMEM, "suppressions file '%s'", path);
+    free(text);
     if (keel_ok(st) && (s->path = strdup(path)) == NULL)
         st = KEEL_ERR(KEEL_E_NOMEM, "suppressions file '%s'", path);
     if (!keel_ok(st)) {
@@ -238,16 +254,9 @@ static keel_status load(const char *path, keel__supp_set **out)
 
 keel_status keel__supp_parse_only(const char *text, size_t len, const char *origin)
 {
-    if (len == 0)
-        return KEEL_OK;
-    void *buf = NULL;
-    memcpy(&buf, &text, sizeof(buf)); /* fmemopen takes no const; "r" only reads it */
-    FILE *f = fmemopen(buf, len, "r");
-    if (f == NULL)
-        return KEEL_ERR(KEEL_E_NOMEM, "suppressions '%s'", origin);
     keel__supp_set *s = (keel__supp_set *)calloc(1, sizeof(*s));
-    keel_status st = s != NULL ? parse(f, origin, s) : KEEL_ERR(KEEL_E_NOMEM, "suppressions");
-    (void)fclose(f);
+    keel_status st =
+        s != NULL ? parse_text(text, len, origin, s) : KEEL_ERR(KEEL_E_NOMEM, "suppressions");
     set_free(s);
     return st;
 }

@@ -210,7 +210,7 @@ void keel__status_seen(keel_error *err)
 /* ---- creating ------------------------------------------------------------------- */
 
 /* Is file one of libkeel's own sources (where KEEL_ERR inside keel puts its errors)? */
-static bool keel_source(const char *file)
+bool keel__source_is_keel(const char *file)
 {
     static const char here[] = __FILE__; /* <keel>/src/status.c */
     const size_t dir = sizeof(here) - sizeof("status.c");
@@ -291,7 +291,7 @@ static keel_status vnew(const keel_codespace *space, int code, keel_status cause
     e->cause = cause.err;
     if (cause.err != NULL)
         untrack(cause.err); /* now owned by e */
-    if (keel_source(file))
+    if (keel__source_is_keel(file))
         user_site(e);
     track(e);
     return make_status(e);

@@ -2,6 +2,10 @@
  * test_first_use.c - KEEL_OPTIONS and KEEL_REPORT apply from the first use of
  * keel, whatever that use is, in a program that never calls keel_init().
  *
+ * The kinds: each lock kind (a lock made by its initializer too, a condition
+ * variable alone), both heaps, modules (start, enter), sections, heartbeats,
+ * keel threads, statuses, stress points and reports.
+ *
  * Each test runs this executable again (fork + exec, a fresh process: nothing
  * of keel has run) as `test_first_use --entry <kind>`: it makes one first use
  * of one kind (a lock, a heap, a section, ...) and then writes what keel holds
@@ -61,6 +65,11 @@ static const char *report_file_state(void)
     return state;
 }
 
+static void *first_use_thread(void *arg)
+{
+    return arg;
+}
+
 static int first_use(const char *kind)
 {
     bool known = true;
@@ -85,7 +94,26 @@ static int first_use(const char *kind)
     } else if (strcmp(kind, "module") == 0) {
         keel_status s = keel_modules_start();
         keel_status_free(s);
+    } else if (strcmp(kind, "module_enter") == 0) {
+        const keel_module *prev = keel_module_enter(KEEL_MODULE_REF(first_use_mod));
+        keel_module_leave(prev);
+    } else if (strcmp(kind, "thread") == 0) {
+        keel_thread *th = NULL;
+        keel_status s = keel_thread_create(&th, "first-use", NULL, first_use_thread, NULL);
+        if (keel_ok(s))
+            keel_status_free(keel_thread_join(th, NULL));
+        keel_status_free(s);
+    } else if (strcmp(kind, "cond") == 0) {
+        keel_cond c;
+        keel_cond_init(&c);
+        keel_cond_signal(&c);
+        keel_cond_broadcast(&c);
+        keel_cond_destroy(&c);
 #if KEEL_DEVEL
+    } else if (strcmp(kind, "mutex_static") == 0) {
+        static keel_mutex m = KEEL_MUTEX_INITIALIZER("first_use.static", 0);
+        keel_mutex_lock(&m);
+        keel_mutex_unlock(&m);
     } else if (strcmp(kind, "mutex") == 0) {
         keel_mutex m;
         keel_mutex_init(&m, "first_use.mutex", 0);
@@ -302,6 +330,36 @@ static void test_report(void **state)
                 "value '0' for option 'report.frames' is out of range [1, 64]");
 }
 
+/* A lock made by its initializer, never by keel_mutex_init: its first lock is the first use. */
+static void test_mutex_static(void **state)
+{
+    (void)state;
+    skip_unless_devel();
+    check_entry("mutex_static", "watchdog.tick-ms=7; lock.budget=first_use.static",
+                "bad lock budget 'first_use.static'");
+}
+
+/* A condition variable alone (init, signal, broadcast, destroy): no mutex of keel taken. */
+static void test_cond(void **state)
+{
+    (void)state;
+    check_entry("cond", "watchdog.tick-ms=7; report.lock-misuse=loud",
+                "bad value 'loud' for option 'report.lock-misuse'");
+}
+
+static void test_thread(void **state)
+{
+    (void)state;
+    check_entry("thread", "watchdog.tick-ms=7; watchdog.stack=none",
+                "unknown option 'watchdog.stack'");
+}
+
+static void test_module_enter(void **state)
+{
+    (void)state;
+    check_entry("module_enter", "watchdog.tick-ms=7; heap.quota=1", "unknown option 'heap.quota'");
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--entry") == 0)
@@ -311,12 +369,14 @@ int main(int argc, char **argv)
         return 3;
     self_exe[len] = '\0';
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mutex),       cmocka_unit_test(test_rwlock),
-        cmocka_unit_test(test_spinlock),    cmocka_unit_test(test_heap_program),
-        cmocka_unit_test(test_heap_module), cmocka_unit_test(test_module),
-        cmocka_unit_test(test_section),     cmocka_unit_test(test_heartbeat),
-        cmocka_unit_test(test_status),      cmocka_unit_test(test_stress),
-        cmocka_unit_test(test_report),
+        cmocka_unit_test(test_mutex),        cmocka_unit_test(test_rwlock),
+        cmocka_unit_test(test_spinlock),     cmocka_unit_test(test_heap_program),
+        cmocka_unit_test(test_heap_module),  cmocka_unit_test(test_module),
+        cmocka_unit_test(test_section),      cmocka_unit_test(test_heartbeat),
+        cmocka_unit_test(test_status),       cmocka_unit_test(test_stress),
+        cmocka_unit_test(test_report),       cmocka_unit_test(test_mutex_static),
+        cmocka_unit_test(test_cond),         cmocka_unit_test(test_thread),
+        cmocka_unit_test(test_module_enter),
     };
     return keel_test_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -524,6 +525,50 @@ static void test_checked_value_says_why_once(void **state)
     assert_null(strstr(strstr(msg, "options:") + 1, "options:"));
 }
 
+/*
+ * Every option that names a file keel reads (stress.file, report.suppressions) reads it like an
+ * option file: a FIFO is refused at once (no hang), a missing file says ENOENT, a file over 1 MiB
+ * is refused, and nothing of the text is applied.
+ */
+static void test_every_read_file_option_regular_only(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"stress.file", "report.suppressions"};
+    char dir[] = "/tmp/keel-test-opts-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char fifo[sizeof(dir) + 16], big[sizeof(dir) + 16], text[512];
+    (void)snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    (void)snprintf(big, sizeof(big), "%s/big", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    int fd = open(big, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)2 << 20), 0);
+    assert_int_equal(close(fd), 0);
+    (void)alarm(10); /* a FIFO opened for reading with no writer would hang here */
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        (void)snprintf(text, sizeof(text), "report.frames=5; %s=%s", names[i], fifo);
+        keel_status s = keel_options_set(text);
+        if (strstr(keel_status_message(s), "is a FIFO: it must be a regular file") == NULL)
+            fail_msg("%s naming a FIFO: %s", names[i], keel_status_message(s));
+        keel_status_free(s);
+        (void)snprintf(text, sizeof(text), "report.frames=5; %s=%s/none", names[i], dir);
+        s = keel_options_set(text);
+        if (strstr(keel_status_message(s), "(ENOENT)") == NULL)
+            fail_msg("%s naming a missing file: %s", names[i], keel_status_message(s));
+        keel_status_free(s);
+        (void)snprintf(text, sizeof(text), "report.frames=5; %s=%s", names[i], big);
+        s = keel_options_set(text);
+        if (strstr(keel_status_message(s), "is larger than 1048576 bytes") == NULL)
+            fail_msg("%s naming a 2 MiB file: %s", names[i], keel_status_message(s));
+        keel_status_free(s);
+    }
+    (void)alarm(0);
+    assert_string_equal(get("report.frames"), "24"); /* nothing applied */
+    assert_int_equal(unlink(fifo), 0);
+    assert_int_equal(unlink(big), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 /* An option file over the limit (1 MiB) is refused before it is read. */
 static void test_load_file_size_limit(void **state)
 {
@@ -823,6 +868,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_load_not_regular_files),
         cmocka_unit_test(test_checked_value_says_why_once),
         cmocka_unit_test(test_load_file_size_limit),
+        cmocka_unit_test(test_every_read_file_option_regular_only),
         cmocka_unit_test(test_suggest),
         cmocka_unit_test(test_env_malformed_keel_init),
         cmocka_unit_test(test_env_good_applied),

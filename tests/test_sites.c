@@ -201,6 +201,19 @@ static void test_assert(void **state)
     check_kind(failed_assertion, "assert");
 }
 
+/* An assertion in keel's own code that the program's call broke: the site is that call. */
+static void failed_assertion_in_keel(void)
+{
+    use_json_file();
+    keel_nonblocking_leave(); /* without an enter */
+}
+
+static void test_assert_in_keel(void **state)
+{
+    (void)state;
+    check_kind_what(failed_assertion_in_keel, "assert", "keel_nonblocking_leave() without enter");
+}
+
 static void lost_error(void)
 {
     use_json_file();
@@ -633,6 +646,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_options),
 #if KEEL_DEVEL
         cmocka_unit_test(test_assert),
+        cmocka_unit_test(test_assert_in_keel),
         cmocka_unit_test(test_lost_error),
         cmocka_unit_test(test_leaked_error),
         cmocka_unit_test(test_lock_order),

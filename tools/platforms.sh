@@ -40,7 +40,7 @@ ALWAYS_EXCLUDE='^(build|run|stress_sweep|examples|first_use|report|sites|watchdo
 # test_stress_ranked_hierarchy alone took 50 s of its 60 s), so they run only when asked:
 # PLATFORM_THREADS=1 (not in make check, whose time is near CI's budget).
 THREADED_TESTS="test_lock test_report_supp"
-THREADED='^(lock|report_supp)\.|^assert\.test_default_handler_aborts$|^heap\.(test_two_heaps_many_threads|test_guard_page_catches_overflow_at_the_access|test_module_data_read_only_after_init)$|^lock_fast\.(test_mutex_held_by_another_thread|test_inline_first_lock_of_a_thread|test_first_acquisition_numbered)$|^options\.test_env_|^status\.(test_threads|test_lost_error_reported_at_exit)$|^stress\.(test_thread_filter|test_per_thread_counters_add_up|test_runtime_changes_while_threads_evaluate|test_summary_at_exit|test_json_at_exit)$'
+THREADED='^(lock|report_supp)\.|^assert\.test_default_handler_aborts$|^heap\.(test_two_heaps_many_threads|test_guard_page_catches_overflow_at_the_access|test_module_data_read_only_after_init)$|^lock_fast\.(test_mutex_held_by_another_thread|test_inline_first_lock_of_a_thread|test_first_acquisition_numbered|test_no_state_is_shared_and_never_written)$|^options\.test_env_|^status\.(test_threads|test_lost_error_reported_at_exit)$|^stress\.(test_thread_filter|test_per_thread_counters_add_up|test_runtime_changes_while_threads_evaluate|test_summary_at_exit|test_json_at_exit)$'
 # Per platform: on s390x a write to a read-only page faults with the page's address, not the
 # byte's (s390's fault reports name the page; qemu-s390x does the same): keel's report says
 # "(offset 4096)" where the test wants the byte's "(offset 5000)".

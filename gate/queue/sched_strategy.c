@@ -95,6 +95,19 @@ static const double plo = 1e-4, phi = 0.95, point_n = 1e4;
 /* Adaptive: shapes this much slower than the fastest count as fast when they build less. */
 static const double band = 0.02;
 
+/*
+ * Adaptive: the shape in use is kept while it is slower than the fastest by
+ * no more than `band` plus HOLD times the part of the fastest's builds it
+ * saves (the bound's exchange rate: 5% of time against 10% of builds).  A
+ * shape that builds less is not left for one that builds much more and is
+ * only a little faster: near the estimate where the two cross, the estimate's
+ * noise would otherwise flip between them (batches of 3 and single changes in
+ * a window of 4 at p = 0.11: 1.4x the builds for 6% of time at p = 0.126).
+ * A new shape is still chosen within `band` alone: the model is trusted near
+ * its best, not across shapes far from it.
+ */
+static const double hold = 0.5;
+
 static size_t posterior(double p, double n, double *pts, double *w)
 {
     if (n >= point_n) {
@@ -119,6 +132,12 @@ static size_t posterior(double p, double n, double *pts, double *w)
     for (size_t k = 0; k < NGRID; k++)
         w[k] /= sum;
     return NGRID;
+}
+
+/* The part of `best` builds that `builds` saves (0 when it saves none). */
+static double saved(double builds, double best)
+{
+    return builds < best ? 1.0 - builds / best : 0.0;
 }
 
 /* The pace measured at depth d (1 when none). */
@@ -188,7 +207,8 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
      * executor runs at once), the expectation taken over the posterior of p
      * rather than at its mean (an uncertain estimate is not a low one: large
      * batches are costly at the high rates it still allows); among shapes
-     * within 2% of the best, the fewest expected builds.  Each depth's time is
+     * within 2% of the best, the fewest expected builds (the shape in use kept
+     * longer when it builds less: `hold`).  Each depth's time is
      * the model's times the pace the gate measured there (gate_sched_clock):
      * where a deeper window decided changes slower than the model expected
      * (builds that slow each other in ways the jobs' timings do not show, the
@@ -205,14 +225,15 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
     *batch = 1;
     *depth = 1;
     /*
-     * Two passes over the shapes: the least expected time, then, among the
-     * shapes within `band` of it, the one in use now (o->batch, o->depth: a
-     * shape that flips with every small move of the estimate cuts the queue
-     * into ever new candidates), else the fewest expected builds (the least
-     * time among equals).
+     * Two passes over the shapes: the least expected time (and that shape's
+     * expected builds), then the one in use now (o->batch, o->depth: a shape
+     * that flips with every small move of the estimate cuts the queue into
+     * ever new candidates) while within `band` of it plus `hold` times the
+     * builds it saves against it, else, among the shapes within `band` of
+     * it, the fewest expected builds (the least time among equals).
      */
     bool kept = false;
-    double best_t = INFINITY, pick_b = INFINITY, pick_t = INFINITY;
+    double best_t = INFINITY, best_b = INFINITY, pick_b = INFINITY, pick_t = INFINITY;
     for (int pass = 0; pass < 2; pass++)
         for (unsigned b = 1; b <= bmax; b++) {
             double kb[NGRID];
@@ -228,13 +249,17 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
                 }
                 t *= pace_at(o, d);
                 if (pass == 0) {
-                    best_t = t < best_t ? t : best_t;
-                } else if (kept || t > best_t * (1.0 + band)) {
-                    continue;
-                } else if (b == o->batch && d == o->depth) {
+                    if (t < best_t) {
+                        best_t = t;
+                        best_b = bu;
+                    }
+                } else if (!kept && b == o->batch && d == o->depth &&
+                           t <= best_t * (1.0 + band + hold * saved(bu, best_b))) {
                     kept = true;
                     *batch = b;
                     *depth = d;
+                } else if (kept || t > best_t * (1.0 + band)) {
+                    continue;
                 } else if (bu < pick_b * (1.0 - 1e-9) ||
                            (bu <= pick_b * (1.0 + 1e-9) && t < pick_t)) {
                     pick_b = bu;

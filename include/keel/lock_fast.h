@@ -30,7 +30,7 @@
 
 KEEL_EXTERN_C_BEGIN
 
-#define KEEL__LOCK_LAYOUT 4
+#define KEEL__LOCK_LAYOUT 5
 
 #define KEEL__LOCK_LAYOUT_SYMBOL_(n) keel__lock_layout_##n##_needs_matching_libkeel_devel
 #define KEEL__LOCK_LAYOUT_SYMBOL(n)  KEEL__LOCK_LAYOUT_SYMBOL_(n)
@@ -122,9 +122,12 @@ KEEL_API extern const char keel__lock_guard;
 
 /*
  * Each thread's state, allocated by the library on its first lock call and
- * freed when it exits (NULL before); the initial-exec model: one load, no
- * __tls_get_addr, in the program and in a plugin alike.  (__thread, not
- * thread_local: C++ would reach a thread_local through a wrapper function.)
+ * freed when it exits; the initial-exec model: one load, no __tls_get_addr,
+ * in the program and in a plugin alike.  (__thread, not thread_local: C++
+ * would reach a thread_local through a wrapper function.)  Before and after,
+ * never NULL: the library's one shared "no state" (keel__lock_none), whose
+ * word has the slow bit set and nothing held, so the inline paths' own tests
+ * send every call to the library without a test of their own.
  */
 KEEL_API extern __thread keel__lock_thread *keel__lock_tls
     __attribute__((tls_model("initial-exec")));
@@ -297,11 +300,7 @@ static inline void keel__nw_publish(keel__lock_thread *t, unsigned long long w)
 __attribute__((always_inline)) static inline void
 keel__mutex_lock_inline(keel_mutex *m, const keel__lock_site *site)
 {
-    keel__lock_thread *t = keel__lock_tls;
-    if (KEEL_UNLIKELY(t == NULL)) {
-        keel__mutex_lock(m, 0, site);
-        return;
-    }
+    keel__lock_thread *t = keel__lock_tls; /* (no state yet: keel__lock_none, slow) */
     unsigned node = keel__mutex_fast_node(m);
     unsigned long long w = __atomic_load_n(&t->nw, __ATOMIC_RELAXED); /* (this thread's own) */
     if (KEEL_UNLIKELY(node > KEEL__NODE_MAX)) {
@@ -332,7 +331,7 @@ keel__mutex_trylock_inline(keel_mutex *m, const keel__lock_site *site)
     keel__held *h = NULL;
     unsigned long long w = 0;
     unsigned node = keel__mutex_fast_node(m);
-    if (KEEL_LIKELY(t != NULL && node <= KEEL__NODE_MAX)) {
+    if (KEEL_LIKELY(node <= KEEL__NODE_MAX)) { /* (keel__lock_none: no room, the library) */
         w = __atomic_load_n(&t->nw, __ATOMIC_RELAXED);
         if ((unsigned)w == 0)
             h = KEEL_LIKELY(keel__nw_room(w)) ? &t->h[0] : NULL;
@@ -351,11 +350,7 @@ keel__mutex_trylock_inline(keel_mutex *m, const keel__lock_site *site)
 __attribute__((always_inline)) static inline void
 keel__mutex_unlock_inline(keel_mutex *m, const keel__lock_site *site)
 {
-    keel__lock_thread *t = keel__lock_tls;
-    if (KEEL_UNLIKELY(t == NULL)) {
-        keel__mutex_unlock(m, site);
-        return;
-    }
+    keel__lock_thread *t = keel__lock_tls; /* (no state yet: keel__lock_none, nothing held) */
     unsigned long long w = __atomic_load_n(&t->nw, __ATOMIC_RELAXED);
     /* the top entry's lock, or with nothing held the guard: one compare */
     if (KEEL_UNLIKELY(keel__held_top(t, (unsigned)w) != (const void *)m)) {
