@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzz keel's parsers with libFuzzer (clang, ASan+UBSan).
-#   FUZZ_SECONDS=600 tools/fuzz.sh     (make fuzz; make check runs 20 s)
+#   FUZZ_SECONDS=600 tools/fuzz.sh     (make fuzz; make check runs 10 s)
 #   tools/fuzz.sh gate_config          (only the named targets)
 #   FUZZ_PARALLEL=1 tools/fuzz.sh      (one target at a time; default: as many as the machine has cores)
 # Each fuzz/fuzz_<name>.c is one target with its seed corpus in fuzz/corpus/<name>/ (and its
