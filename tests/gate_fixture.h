@@ -616,7 +616,10 @@ static inline int fx_wait_exit(pid_t pid, long long timeout_ms)
     return -1;
 }
 
-/* Is a process of the test's jobs still alive?  Waits up to 5 s for them to go. */
+/*
+ * Is a process of the test's jobs still alive?  Waits up to 5 s for them to
+ * go: for `assert_false(fx_still_alive(job))` (a kill's end is asynchronous).
+ */
 static inline bool fx_still_alive(pid_t pid)
 {
     (void)pid; /* its sandbox's pid means nothing here: its processes are found by MARKER */
@@ -624,6 +627,24 @@ static inline bool fx_still_alive(pid_t pid)
         if (fx_job_processes() == 0)
             return false;
     return true;
+}
+
+/*
+ * The test's job still runs, and is not dying: its processes alive now and
+ * at every look over the next FX_STILL_RUNNING_MS.  What a kill leaves ends
+ * within milliseconds (SIGKILL, a sandbox's --die-with-parent); the window
+ * is ten times that at a load of 20, not fx_still_alive's 5 s.
+ */
+enum { FX_STILL_RUNNING_MS = 500 };
+
+static inline bool fx_still_running(void)
+{
+    for (long long until = fx_now_ms() + FX_STILL_RUNNING_MS;; fx_sleep_ms(20)) {
+        if (fx_job_processes() == 0)
+            return false;
+        if (fx_now_ms() >= until)
+            return true;
+    }
 }
 
 static inline void fx_make_fast(void)

@@ -273,6 +273,105 @@ static void test_token_reads(void **state)
     }
 }
 
+/* The server restarted with the gates of main (its default) and comp/net (?target=). */
+static gate *restart_with_comp(void)
+{
+    gate_web_stop(srv);
+    srv = NULL;
+    git_oid at, made;
+    fx_head("main", &at);
+    const fx_file f[] = {
+        {"net.txt", "net\n"},
+        {".keel/gate.conf", "[gate]\nstrategy = serial\n[config unit]\ntest = true\n"}};
+    fx_commit(&at, f, 2, "comp/net", &made); /* its own configuration: no `target = main` */
+    gate *comp = fx_open_target("comp/net");
+    static gate *both[2];
+    both[0] = srv_gate;
+    both[1] = comp;
+    gate_web_options o;
+    gate_web_options_default(&o);
+    o.listen = "127.0.0.1:0";
+    o.targets = both;
+    o.ntargets = 2;
+    fx_ok(gate_web_start(srv_gate, &o, &srv));
+    srv_port = (unsigned short)atoi(strrchr(gate_web_address(srv), ':') + 1);
+    return comp;
+}
+
+/*
+ * Every target the gate guards: GET /targets lists main (the default) and
+ * comp/net; ?target= answers each endpoint for that target (its queue, its
+ * changes, a submission into its queue, its flows, culprits and backouts);
+ * no ?target= is the default's; an unknown target is a 404 naming it and
+ * the targets.
+ */
+static void test_targets(void **state)
+{
+    (void)state;
+    start(NULL);
+    gate *comp = restart_with_comp();
+    long long queued = fx_submit(comp, "topic", 0);
+    reply r;
+    json_t *o = get_ok(&r, "/api/v1/targets", NULL);
+    assert_string_equal(str_of(o, "default"), "main");
+    json_t *list = json_object_get(o, "targets");
+    assert_int_equal(json_array_size(list), 2);
+    json_t *m = json_array_get(list, 0), *c = json_array_get(list, 1);
+    assert_string_equal(str_of(m, "target"), "main");
+    assert_true(json_is_true(json_object_get(m, "default")));
+    assert_int_equal(json_integer_value(json_object_get(m, "queued")), 0);
+    assert_string_equal(str_of(c, "target"), "comp/net");
+    assert_true(json_is_false(json_object_get(c, "default")));
+    assert_int_equal(json_integer_value(json_object_get(c, "queued")), 1);
+    assert_string_equal(str_of(c, "tip"), head_of("comp/net"));
+    reply_free(&r);
+    /* the queue: comp/net's with ?target=, main's without */
+    o = get_ok(&r, "/api/v1/queue?target=comp/net", NULL);
+    assert_string_equal(str_of(o, "target"), "comp/net");
+    json_t *ch = json_array_get(json_object_get(o, "changes"), 0);
+    assert_int_equal(json_integer_value(json_object_get(ch, "id")), queued);
+    reply_free(&r);
+    o = get_ok(&r, "/api/v1/queue", NULL);
+    assert_string_equal(str_of(o, "target"), "main");
+    assert_int_equal(json_array_size(json_object_get(o, "changes")), 0);
+    reply_free(&r);
+    char path[96];
+    (void)snprintf(path, sizeof(path), "/api/v1/changes/%lld?target=comp/net", queued);
+    o = get_ok(&r, path, NULL);
+    assert_string_equal(str_of(json_object_get(o, "change"), "target"), "comp/net");
+    reply_free(&r);
+    /* a write is the target's: comp/net's change is no change of main's */
+    (void)snprintf(path, sizeof(path), "/api/v1/changes/%lld/cancel", queued);
+    expect_error("POST", path, auth(tok_submit), "{}", 404, "for 'main'");
+    (void)snprintf(path, sizeof(path), "/api/v1/changes/%lld/cancel?target=comp/net", queued);
+    http(&r, "POST", path, auth(tok_submit), "{}");
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    /* a submission into comp/net's queue */
+    char body[160];
+    (void)snprintf(body, sizeof(body), "{\"branch\":\"other\",\"expected_head\":\"%s\"}",
+                   head_of("other"));
+    http(&r, "POST", "/api/v1/changes?target=comp/net", auth(tok_submit), body);
+    if (r.status != 201)
+        print_error("POST: %d %s\n", r.status, r.body);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(str_of(json_object_get(r.json, "change"), "target"), "comp/net");
+    reply_free(&r);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE target = ?", "comp/net"), 2);
+    /* the views after landing, per target */
+    static const char *const views[] = {"flows", "culprits", "backouts"};
+    for (size_t i = 0; i < 3; i++) {
+        (void)snprintf(path, sizeof(path), "/api/v1/%s?target=comp/net", views[i]);
+        assert_string_equal(str_of(get_ok(&r, path, NULL), "target"), "comp/net");
+        reply_free(&r);
+    }
+    expect_error("GET", "/api/v1/queue?target=nope", NULL, NULL, 404,
+                 "no target 'nope': the gate guards 'main', 'comp/net'");
+    gate_web_stop(srv); /* before its gate of comp/net closes */
+    srv = NULL;
+    gate_close(comp);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +380,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_breaker_reset, stop),
         cmocka_unit_test_teardown(test_flows, stop),
         cmocka_unit_test_teardown(test_token_reads, stop),
+        cmocka_unit_test_teardown(test_targets, stop),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -279,7 +279,7 @@ static void flow_setup(clock_flow *t, gate_flow_trigger trigger)
 static gate_flow_action feed(clock_flow *t, gate_flow_event_kind kind, long long now,
                              const char *sha)
 {
-    gate_flow_event ev = {kind, now, sha, NULL, NULL, 0};
+    gate_flow_event ev = {kind, now, sha, NULL, NULL, 0, NULL};
     gate_flow_feed(&t->f, &ev, &t->d);
     assert_true(t->d.reason[0] != '\0'); /* every decision says why */
     return t->d.action;
@@ -291,7 +291,7 @@ static const gate_flow_person authors[] = {
 static gate_flow_action failure(clock_flow *t, gate_flow_event_kind kind, long long now,
                                 const char *sha, const char *why)
 {
-    gate_flow_event ev = {kind, now, sha, why, authors, 3};
+    gate_flow_event ev = {kind, now, sha, why, authors, 3, NULL};
     gate_flow_feed(&t->f, &ev, &t->d);
     return t->d.action;
 }
@@ -449,6 +449,82 @@ static void test_flow_rejected_then_retry(void **state)
     assert_int_equal(feed(&t, GATE_FLOW_EV_MERGE_MADE, 7, "m2"), GATE_FLOW_DO_QUEUE);
     assert_int_equal(feed(&t, GATE_FLOW_EV_LANDED, 8, "m2"), GATE_FLOW_DO_UNBLOCK);
     assert_string_equal(t.f.synced, "s2");
+}
+
+/*
+ * A rejection whose people are the culprit search's says so in f->why, and
+ * the events read it back (why, people_from); a conflict's and a plain
+ * rejection's likewise; an idle flow says nothing.
+ */
+static void test_flow_told_why(void **state)
+{
+    (void)state;
+    clock_flow t;
+    flow_setup(&t, GATE_FLOW_ON_COMMIT);
+    const char *why = "x", *from = "x";
+    gate_flow_told_why(&t.f, &why, &from);
+    assert_null(why);
+    assert_null(from);
+    (void)feed(&t, GATE_FLOW_EV_SOURCE_MOVED, 1, "s1");
+    assert_int_equal(failure(&t, GATE_FLOW_EV_CONFLICT, 2, NULL, "a.c"), GATE_FLOW_DO_BLOCK);
+    gate_flow_told_why(&t.f, &why, &from);
+    assert_string_equal(why, "conflict");
+    assert_string_equal(from, GATE_FLOW_FROM_CONFLICT);
+    /* a developer's resolution, rejected: its people from the culprit search */
+    assert_int_equal(feed(&t, GATE_FLOW_EV_PUSHED, 3, "r1"), GATE_FLOW_DO_QUEUE);
+    gate_flow_event ev = {GATE_FLOW_EV_REJECTED, 4, "r1", "unit: test failed: x, y", authors + 2, 1,
+                          GATE_FLOW_FROM_SEARCH};
+    gate_flow_feed(&t.f, &ev, &t.d);
+    assert_int_equal(t.d.action, GATE_FLOW_DO_BLOCK);
+    assert_int_equal(t.d.npeople, 1);
+    assert_string_equal(t.d.people[0].who, "Cid <cid@example.org>");
+    gate_flow_told_why(&t.f, &why, &from);
+    assert_string_equal(why, "test-failure");
+    assert_string_equal(from, GATE_FLOW_FROM_SEARCH);
+    assert_int_equal(feed(&t, GATE_FLOW_EV_TICK, 4 + DAY, NULL), GATE_FLOW_DO_REMIND);
+    assert_string_equal(t.d.people[0].who, "Cid <cid@example.org>"); /* reminded the same */
+    /* no search: the merge's authors; a reason naming the search is not taken for it */
+    clock_flow u;
+    flow_setup(&u, GATE_FLOW_ON_COMMIT);
+    (void)feed(&u, GATE_FLOW_EV_SOURCE_MOVED, 1, "s1");
+    (void)feed(&u, GATE_FLOW_EV_MERGE_MADE, 2, "m1");
+    assert_int_equal(
+        failure(&u, GATE_FLOW_EV_REJECTED, 3, "m1", "x, suspects from the culprit search: y"),
+        GATE_FLOW_DO_BLOCK);
+    gate_flow_told_why(&u.f, &why, &from);
+    assert_string_equal(why, "test-failure");
+    assert_string_equal(from, GATE_FLOW_FROM_MERGE);
+}
+
+/*
+ * The people of a rejected merge from the culprit searches: a suspected or
+ * verified culprit the merge brings, of a configuration it failed, each
+ * author once, newest search first, at most `max`; none: 0 (the caller
+ * falls back to the merge's authors).
+ */
+static void test_flow_suspects(void **state)
+{
+    (void)state;
+    const gate_flow_search s[] = {
+        {"searching", "unit", true, "Ann <ann@example.org>"},  /* no verdict yet */
+        {"verified", "unit", false, "Bob <bob@example.org>"},  /* not in the merge */
+        {"verified", "lint", true, "Eve <eve@example.org>"},   /* not a failed configuration */
+        {"no-culprit", "unit", true, "Dan <dan@example.org>"}, /* found none */
+        {"suspected", "unit", true, "Cid <cid@example.org>"},  /* yes */
+        {"verified", "asan", true, "Cid <cid@example.org>"},   /* the same person: once */
+        {"verified", "asan", true, "Fay <fay@example.org>"},   /* yes */
+        {"gave-up", "unit", true, "Gus <gus@example.org>"},    /* found none */
+    };
+    const char *const failed[] = {"unit", "asan"};
+    gate_flow_person out[4];
+    size_t n = gate_flow_suspects(s, 8, failed, 2, out, 4);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0].who, "Cid <cid@example.org>");
+    assert_string_equal(out[1].who, "Fay <fay@example.org>");
+    assert_int_equal(gate_flow_suspects(s, 8, failed, 2, out, 1), 1); /* at most max */
+    assert_int_equal(gate_flow_suspects(s, 8, NULL, 0, out, 4), 3);   /* any configuration */
+    assert_string_equal(out[0].who, "Eve <eve@example.org>");
+    assert_int_equal(gate_flow_suspects(s, 4, failed, 2, out, 4), 0); /* none: fall back */
 }
 
 /* ---- the merge, on a real repository ---------------------------------------------- */
@@ -807,8 +883,8 @@ static void test_store_reminders_once(void **state)
     (void)snprintf(path, sizeof(path), "%s/state.db", repo_dir);
     clock_flow t;
     flow_setup(&t, GATE_FLOW_ON_COMMIT);
-    gate_flow_event moved = {GATE_FLOW_EV_SOURCE_MOVED, 10, "s1", NULL, NULL, 0};
-    gate_flow_event conflict = {GATE_FLOW_EV_CONFLICT, 20, NULL, "a.c", authors, 3};
+    gate_flow_event moved = {GATE_FLOW_EV_SOURCE_MOVED, 10, "s1", NULL, NULL, 0, NULL};
+    gate_flow_event conflict = {GATE_FLOW_EV_CONFLICT, 20, NULL, "a.c", authors, 3, NULL};
     assert_int_equal(store_turn(path, &t.cfg, &moved, 0), GATE_FLOW_DO_MERGE);
     killed_turn(path, &t.cfg, &conflict, 1); /* killed before the record: nothing told */
     assert_int_equal(events_of(path, "flow-blocked"), 0);
@@ -816,7 +892,7 @@ static void test_store_reminders_once(void **state)
     assert_int_equal(events_of(path, "flow-blocked"), 1);
 
     /* the first reminder is due a day later: killed after its record, it is not told again */
-    gate_flow_event tick = {GATE_FLOW_EV_TICK, 20 + DAY, NULL, NULL, NULL, 0};
+    gate_flow_event tick = {GATE_FLOW_EV_TICK, 20 + DAY, NULL, NULL, NULL, 0, NULL};
     killed_turn(path, &t.cfg, &tick, 1);
     assert_int_equal(events_of(path, "flow-reminder"), 0);
     killed_turn(path, &t.cfg, &tick, 2);
@@ -864,6 +940,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_flow_never_escalates),
         cmocka_unit_test(test_flow_resolution),
         cmocka_unit_test(test_flow_rejected_then_retry),
+        cmocka_unit_test(test_flow_told_why),
+        cmocka_unit_test(test_flow_suspects),
         cmocka_unit_test_setup_teardown(test_merge_conflict_people, repo_setup, repo_teardown),
         cmocka_unit_test_setup_teardown(test_merge_recalled, repo_setup, repo_teardown),
         cmocka_unit_test_setup_teardown(test_merge_made_then_nothing_new, repo_setup,

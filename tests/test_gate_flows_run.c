@@ -19,6 +19,7 @@
 
 #include "gate_fixture.h"
 #include "flows_turn.h"
+#include "store_culprit.h"
 
 enum { DAY = 86400 };
 
@@ -357,12 +358,66 @@ static void test_rejected_merge_blocks(void **state)
                                 "detail LIKE ?",
                                 "%Ann@%"),
                      0);
+    /* no culprit search ran: the authors of the commits the merge brings, said so */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'flow-blocked' AND "
+                                "json_extract(detail, '$.why') = 'test-failure' AND "
+                                "json_extract(detail, '$.people_from') = ?",
+                                "merge-authors"),
+                     1);
     /* Bob fixes it on the flow branch (on top of the gate's merge) */
     git_oid fix;
     commit_as("keel-gate/flow/comp+net-to-main", "Bob", "x.txt", NULL, &fix); /* removed */
     run_target("main");
     assert_int_equal(count_events("flow-unblocked"), 1);
     assert_true(holds("main", &fix));
+}
+
+/*
+ * A culprit search on comp/net (its post level, in the same store) verified
+ * Carol's commit as what broke `unit` there.  The flow's merge brings
+ * Alice's, Carol's and Dave's commits and fails main's `unit`: only Carol is
+ * told (why test-failure, from the culprit search), and reminded so; Alice
+ * and Dave, whose commits the merge also brings, are not.
+ */
+static void test_rejected_merge_reminds_the_culprit(void **state)
+{
+    (void)state;
+    setup_flows("[flow comp/net -> main]\nremind = 1d\n", "test ! -e bad\n");
+    new_branch("comp/net", &fx_base);
+    git_oid line[4], x;
+    line[0] = fx_base;
+    commit_as("comp/net", "Alice", "a.txt", "a\n", &line[1]);
+    commit_as("comp/net", "Carol", "x.txt", "x\n", &line[2]);
+    commit_as("comp/net", "Dave", "d.txt", "d\n", &line[3]);
+    commit_as("main", "Ann", "ci.sh", "test ! -e bad && test ! -e x.txt\n", &x);
+    /* the search's verdict, as comp/net's post level records it */
+    char range[4][GATE_OID_HEX];
+    for (int i = 0; i < 4; i++)
+        git_oid_tostr(range[i], sizeof(range[i]), &line[i]);
+    gate *g = fx_open_target("comp/net");
+    gate_store *st = gate_get_store(g);
+    long long id = 0;
+    fx_ok(gate_store_search_new_range(st, "comp/net", "unit", 1, "post", range, 4, 0.01, 1, &id));
+    fx_ok(gate_store_search_set(st, id, "verified", range[2], "2 failed, 1 passed", false, NULL,
+                                NULL, 2));
+    gate_close(g);
+
+    run_target("main");
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE state = ?", "rejected"), 1);
+    assert_int_equal(count_events("flow-blocked"), 1);
+    static const char told[] = "SELECT count(*) FROM events WHERE kind = ? AND "
+                               "json_array_length(detail, '$.people') = 1 AND "
+                               "json_extract(detail, '$.people[0].address') = 'Carol@example.org' "
+                               "AND json_extract(detail, '$.why') = 'test-failure' AND "
+                               "json_extract(detail, '$.people_from') = 'culprit-search'";
+    assert_int_equal(fx_sql_int(told, "flow-blocked"), 1);
+    assert_int_equal(hook_lines_soon("\"event\":\"flow-blocked\"", "Carol@example.org", 1), 1);
+    assert_int_equal(hook_lines("Alice@example.org", NULL) + hook_lines("Dave@example.org", NULL),
+                     0);
+    long long t0 = fx_sql_int("SELECT blocked_since FROM flows WHERE dst = ?", "main");
+    flows_turn_at(t0 + DAY);
+    assert_int_equal(fx_sql_int(told, "flow-reminder"), 1);
+    assert_int_equal(count_events("flow-reminder"), 1);
 }
 
 /*
@@ -499,6 +554,58 @@ static void test_kill_at_flow_points(void **state)
         fx_teardown_repo();
     }
 }
+
+static long long told_at; /* the clock of told_child's turn */
+
+/* A child's body: one turn of the flows at told_at, killed by fx_crash_spec (exit 99). */
+static void told_child(void)
+{
+    if (!keel_ok(keel_stress_enable(fx_crash_spec)))
+        _exit(3);
+    gate *g = fx_open();
+    bool queued = false;
+    keel_status s = gate_flows_turn(g, told_at, &queued);
+    keel_status_ignore(s, "the child is to die before it returns");
+    _exit(4); /* the stress point never fired */
+}
+
+/*
+ * kill -9 around what a flow tells (a conflict's notice, then its first
+ * reminder on the test clock), before and after the transaction that saves
+ * it with the flow's state: each is recorded exactly once, by the turn
+ * after the kill when it died before, never again when it died after.
+ */
+static void test_kill_around_reminders(void **state)
+{
+    (void)state;
+    static const char *const points[] = {"gate.flow_before_told", "gate.flow_after_told"};
+    for (size_t i = 0; i < 2; i++) {
+        setup_flows("[flow comp/net -> main]\nremind = 1d\n", NULL);
+        new_branch("comp/net", &fx_base);
+        git_oid x;
+        commit_as("main", "Ann", "a.c", "main's\n", &x);
+        commit_as("comp/net", "Bob", "a.c", "comp's\n", &x);
+        told_at = 1000000;
+        fx_crash_spec = points[i];
+        char out[4096];
+        int status = keel_test_run_child(told_child, out, sizeof(out)); /* the conflict's notice */
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99)
+            fail_msg("%s: status %d: %s", points[i], status, out);
+        assert_int_equal(count_events("flow-blocked"), i == 0 ? 0 : 1);
+        flows_turn_at(told_at);
+        assert_int_equal(count_events("flow-blocked"), 1);
+        told_at += DAY; /* the first reminder is due */
+        status = keel_test_run_child(told_child, out, sizeof(out));
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99)
+            fail_msg("%s, reminder: status %d: %s", points[i], status, out);
+        assert_int_equal(count_events("flow-reminder"), i == 0 ? 0 : 1);
+        flows_turn_at(told_at);
+        flows_turn_at(told_at + 1);
+        assert_int_equal(count_events("flow-reminder"), 1);
+        assert_int_equal(count_events("flow-blocked"), 1);
+        fx_teardown_repo();
+    }
+}
 #endif
 
 int main(int argc, char **argv)
@@ -508,10 +615,12 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_product_branch_never_merges_back, fx_teardown),
         cmocka_unit_test_teardown(test_conflict_reminds_the_authors, fx_teardown),
         cmocka_unit_test_teardown(test_rejected_merge_blocks, fx_teardown),
+        cmocka_unit_test_teardown(test_rejected_merge_reminds_the_culprit, fx_teardown),
         cmocka_unit_test_teardown(test_pre_merge_level, fx_teardown),
         cmocka_unit_test_teardown(test_recorded_resolution_reused, fx_teardown),
 #if KEEL_DEVEL
         cmocka_unit_test_teardown(test_kill_at_flow_points, fx_teardown),
+        cmocka_unit_test_teardown(test_kill_around_reminders, fx_teardown),
 #endif
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

@@ -162,11 +162,12 @@ static long long count_where(const char *sql, const char *arg)
  * the other, each flow's merge landing once, and the run ends (nothing new
  * to merge back and forth).
  */
-static void test_flows_both_ways_one_run(void **state)
+static void flows_both_ways(bool remote)
 {
-    (void)state;
     static const char *const targets[] = {"main", "comp/net"};
     setup_targets("slots = 2", "[flow comp/net -> main]\nback-merge = yes\n", targets + 1, 1);
+    if (remote)
+        fx_where = fx_url; /* the gate reaches it through file:// (a mirror of its own) */
     git_oid m, n;
     change_for("main", "feat-main", "m.txt", &m);
     change_for("comp/net", "feat-net", "n.txt", &n);
@@ -196,6 +197,32 @@ static void test_flows_both_ways_one_run(void **state)
     /* a second run: nothing to do */
     st = run_targets(targets, 2);
     assert_int_equal(st.landed + st.builds, 0);
+    if (!remote)
+        return;
+    /* a remote's flow branches are the remote's own: a developer fetches them to fix one */
+    static const char *const flow_refs[] = {"refs/heads/keel-gate/flow/comp+net-to-main",
+                                            "refs/heads/keel-gate/flow/main-to-comp+net"};
+    for (size_t i = 0; i < 2; i++) {
+        git_oid id;
+        assert_int_equal(git_reference_name_to_id(&id, fx_git, flow_refs[i]), 0);
+    }
+}
+
+static void test_flows_both_ways_one_run(void **state)
+{
+    (void)state;
+    flows_both_ways(false);
+}
+
+/*
+ * The same over a remote (a file:// URL): one run guards main and comp/net
+ * of a repository it reaches through git's transports; each change lands on
+ * its own branch of the remote and the flows' merges sync them, each once.
+ */
+static void test_remote_targets_flows(void **state)
+{
+    (void)state;
+    flows_both_ways(true);
 }
 
 typedef struct run_arg {
@@ -453,6 +480,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_takes_turns),
         cmocka_unit_test_teardown(test_flows_both_ways_one_run, fx_teardown),
+        cmocka_unit_test_teardown(test_remote_targets_flows, fx_teardown),
         cmocka_unit_test_teardown(test_busy_target_does_not_starve, fx_teardown),
 #if KEEL_DEVEL
         cmocka_unit_test_teardown(test_kill_resumes_every_target, fx_teardown),

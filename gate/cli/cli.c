@@ -482,9 +482,17 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
                              (opt_value(&p, "full") != NULL ? (unsigned)GATE_LOG_FULL : 0u) |
                              (opt_value(&p, "json") != NULL ? (unsigned)GATE_LOG_JSON : 0u));
         break;
-    case C_SERVE:
-        s = gate_serve(g, &wo, out);
+    case C_SERVE: { /* every target the gate guards ([gate] targets): ?target= */
+        gate **ts = NULL;
+        size_t nts = 0;
+        s = gate_targets_open(&o, g, NULL, 0, &ts, &nts);
+        wo.targets = ts;
+        wo.ntargets = nts;
+        if (keel_ok(s))
+            s = gate_serve(g, &wo, out);
+        gate_targets_close(ts, nts);
         break;
+    }
     case C_HISTORY:
         s = gate_history(g, opt_value(&p, "config"), out,
                          opt_value(&p, "json") != NULL ? (unsigned)GATE_HISTORY_JSON : 0u);
@@ -517,13 +525,18 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         gate_run_stats st;
         memset(&st, 0, sizeof(st));
         /* run --serve: the API on a gate of its own (its own store connection, one thread) */
-        gate *served = NULL;
+        gate *served = NULL, **sts = NULL; /* and the other targets' (?target=) */
+        size_t nsts = 0;
         gate_web *web = NULL;
         if (opt_value(&p, "serve") != NULL) {
             wo.listen = opt_value(&p, "serve");
             gate_options so = o;
             so.out = NULL;
             s = gate_open(&so, &served);
+            if (keel_ok(s) && p.ntargets != 1)
+                s = gate_targets_open(&so, served, p.targets, p.ntargets, &sts, &nsts);
+            wo.targets = sts;
+            wo.ntargets = nsts;
             if (keel_ok(s))
                 s = gate_web_start(served, &wo, &web);
             if (keel_ok(s) && o.out != NULL)
@@ -555,6 +568,7 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         gate_signals_stop(sig); /* after the last line: SIGPIPE is ignored until then */
         gate_targets_close(gs, ngs);
         gate_web_stop(web);
+        gate_targets_close(sts, nsts);
         gate_close(served);
         rc = keel_ok(s) && st.rejected + st.conflicts == 0 ? 0 : 1;
         break;

@@ -160,6 +160,56 @@ static void block(gate_flow *f, const gate_flow_event *ev, gate_flow_decision *d
            ev->npeople, f->cfg->remind_max);
 }
 
+/* A rejection's `what` in f->why: what was rejected, and whence its people (told_why). */
+#define SUSPECTS_SAID ", suspects from the culprit search"
+static const char *rejected_what(bool resolution, const char *from)
+{
+    bool search = from != NULL && strcmp(from, GATE_FLOW_FROM_SEARCH) == 0;
+    if (resolution)
+        return search ? "the resolution was rejected" SUSPECTS_SAID : "the resolution was rejected";
+    return search ? "merge rejected" SUSPECTS_SAID : "merge rejected";
+}
+
+void gate_flow_told_why(const gate_flow *f, const char **why, const char **from)
+{
+    *why = *from = NULL;
+    if (f->state != GATE_FLOW_BLOCKED)
+        return;
+    if (strncmp(f->why, "merge conflict", 14) == 0) {
+        *why = "conflict";
+        *from = GATE_FLOW_FROM_CONFLICT;
+        return;
+    }
+    *why = "test-failure";
+    const char *colon = strchr(f->why, ':'); /* what: reason (block) */
+    size_t n = colon != NULL ? (size_t)(colon - f->why) : strlen(f->why);
+    size_t said = sizeof(SUSPECTS_SAID) - 1;
+    bool search = n >= said && strncmp(f->why + n - said, SUSPECTS_SAID, said) == 0;
+    *from = search ? GATE_FLOW_FROM_SEARCH : GATE_FLOW_FROM_MERGE;
+}
+
+size_t gate_flow_suspects(const gate_flow_search *searches, size_t n, const char *const *failed,
+                          size_t nfailed, gate_flow_person *out, size_t max)
+{
+    size_t got = 0;
+    for (size_t i = 0; i < n && got < max; i++) {
+        const gate_flow_search *s = &searches[i];
+        bool found = s->state != NULL &&
+                     (strcmp(s->state, "suspected") == 0 || strcmp(s->state, "verified") == 0);
+        if (!found || !s->brought || s->author == NULL || s->author[0] == '\0')
+            continue;
+        bool config = nfailed == 0;
+        for (size_t k = 0; k < nfailed && !config; k++)
+            config = s->config != NULL && strcmp(s->config, failed[k]) == 0;
+        bool again = false;
+        for (size_t k = 0; k < got && !again; k++)
+            again = strcmp(out[k].who, s->author) == 0;
+        if (config && !again)
+            (void)snprintf(out[got++].who, sizeof(out[0].who), "%s", s->author);
+    }
+    return got;
+}
+
 /* The clock, BLOCKED: a reminder or the escalation when one is due. */
 static void blocked_tick(gate_flow *f, long long now, gate_flow_decision *d)
 {
@@ -313,7 +363,7 @@ void gate_flow_feed(gate_flow *f, const gate_flow_event *ev, gate_flow_decision 
         if (ev->kind == GATE_FLOW_EV_LANDED)
             landed(f, ev, d);
         else
-            block(f, ev, d, f->resolution ? "the resolution was rejected" : "merge rejected");
+            block(f, ev, d, rejected_what(f->resolution, ev->from));
         return;
     }
     case GATE_FLOW_EV_PUSHED:

@@ -76,7 +76,17 @@ typedef struct gate_flow_event {
     const char *why;
     const gate_flow_person *people;
     size_t npeople;
+    /*
+     * REJECTED: where `people` come from: GATE_FLOW_FROM_SEARCH (the culprit
+     * search's suspects) or NULL (the authors of the commits the merge brings)
+     */
+    const char *from;
 } gate_flow_event;
+
+/* Where a failure's people come from (gate_flow_told_why). */
+#define GATE_FLOW_FROM_SEARCH   "culprit-search"
+#define GATE_FLOW_FROM_MERGE    "merge-authors"
+#define GATE_FLOW_FROM_CONFLICT "conflict-authors"
 
 typedef enum gate_flow_action {
     GATE_FLOW_DO_NOTHING,
@@ -145,6 +155,43 @@ const char *gate_flow_action_name(gate_flow_action a);
  * NULL for the others (they tell nobody).
  */
 const char *gate_flow_told_kind(gate_flow_action a);
+
+/*
+ * What a blocked flow's events say of its failure (f->why, as block() wrote
+ * it): *why "conflict" (the merge conflicted) or "test-failure" (the merge,
+ * or a developer's resolution, was rejected by the destination's queue);
+ * *from where the people told come from: GATE_FLOW_FROM_CONFLICT (the
+ * authors on each side who touched the conflicting paths),
+ * GATE_FLOW_FROM_SEARCH (a culprit search's culprits among the commits the
+ * merge brings) or GATE_FLOW_FROM_MERGE (the authors of the commits the
+ * merge brings: no search ran, or none found a culprit there).  Both NULL
+ * when the flow is not blocked.
+ */
+void gate_flow_told_why(const gate_flow *f, const char **why, const char **from);
+
+/*
+ * A culprit search as gate_flow_suspects weighs it for a rejected merge:
+ * its state (searching, suspected, verified, no-culprit, gave-up), the
+ * configuration it searched, whether its culprit is one of the commits the
+ * merge brings (in the source's history, not yet in the destination's), and
+ * that culprit's author ("Name <address>").
+ */
+typedef struct gate_flow_search {
+    const char *state;
+    const char *config;
+    bool brought;
+    const char *author;
+} gate_flow_search;
+
+/*
+ * The people to remind of a rejected merge: the authors of the culprits of
+ * the searches (newest first) that are suspected or verified, whose culprit
+ * the merge brings and whose configuration is one of the `nfailed` the
+ * merge failed (nfailed 0: any), each once, at most `max`: how many were
+ * put in `out` (0: none such; the caller falls back to the merge's authors).
+ */
+size_t gate_flow_suspects(const gate_flow_search *searches, size_t n, const char *const *failed,
+                          size_t nfailed, gate_flow_person *out, size_t max);
 
 /*
  * The flow branch of a flow: `keel-gate/flow/<from>-to-<to>`, each '/' of a

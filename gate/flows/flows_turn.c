@@ -97,7 +97,13 @@ static void told_detail(const flow_turn *t, const gate_flow_decision *d, const c
     put_str(buf, size, &len, "to", t->cfg->to);
     put_str(buf, size, &len, "flow_branch", t->branch);
     put_str(buf, size, &len, "kind", kind);
-    put_str(buf, size, &len, "why", f->why[0] != '\0' ? f->why : d->reason);
+    const char *why = NULL, *from = NULL; /* blocked: conflict or test-failure, and who is told */
+    gate_flow_told_why(f, &why, &from);
+    if (why != NULL) {
+        put_str(buf, size, &len, "why", why);
+        put_str(buf, size, &len, "people_from", from);
+    }
+    put_str(buf, size, &len, "reason", f->why[0] != '\0' ? f->why : d->reason);
     put_str(buf, size, &len, "merge", f->change[0] != '\0' ? f->change : f->made);
     put_str(buf, size, &len, "owner", d->owner != NULL ? d->owner : "");
     char cmd[4 * GATE_BRANCH_MAX + 256];
@@ -162,7 +168,9 @@ static keel_status save_told(flow_turn *t, const gate_flow_decision *d, const ch
     char detail[DETAIL_MAX];
     told_detail(t, d, kind, detail, sizeof(detail));
     gate_flow_told told = {kind, detail, d->people, d->npeople, d->reminder};
+    CRASH_POINT(flow_before_told);
     keel_status s = gate_store_flow_save(t->g->store, &t->f, &told, t->now);
+    CRASH_POINT(flow_after_told);
     if (keel_ok(s))
         t->saved = t->f;
     if (keel_ok(s)) {
@@ -211,17 +219,22 @@ static keel_status submit(flow_turn *t, const char *commit)
 static keel_status carry_out(flow_turn *t, gate_flow_decision *d);
 
 /* Feed one event, carry its decision out. */
-static keel_status feed(flow_turn *t, gate_flow_event_kind kind, const char *sha, const char *why,
-                        const gate_flow_person *people, size_t npeople)
+static keel_status feed_event(flow_turn *t, const gate_flow_event *ev)
 {
-    gate_flow_event ev = {kind, t->now, sha, why, people, npeople};
     gate_flow_decision d;
     bool had_change = t->f.change[0] != '\0';
-    gate_flow_feed(&t->f, &ev, &d);
-    if (kind == GATE_FLOW_EV_LANDED && d.action == GATE_FLOW_DO_NOTHING && had_change &&
+    gate_flow_feed(&t->f, ev, &d);
+    if (ev->kind == GATE_FLOW_EV_LANDED && d.action == GATE_FLOW_DO_NOTHING && had_change &&
         t->f.change[0] == '\0')
         return save_told(t, &d, "flow-landed"); /* a sync landed: said, no one to remind */
     return carry_out(t, &d);
+}
+
+static keel_status feed(flow_turn *t, gate_flow_event_kind kind, const char *sha, const char *why,
+                        const gate_flow_person *people, size_t npeople)
+{
+    gate_flow_event ev = {kind, t->now, sha, why, people, npeople, NULL};
+    return feed_event(t, &ev);
 }
 
 /* The recorded resolutions the merge looks up (gate_flow_recall): the store's. */
@@ -362,18 +375,27 @@ static keel_status verdict(flow_turn *t)
         s = record_resolutions(t, sha);
         return keel_ok(s) ? feed(t, GATE_FLOW_EV_LANDED, sha, NULL, NULL, 0) : s;
     }
-    /* rejected or cancelled: who brought the commits the merge fails with */
+    /*
+     * rejected or cancelled: the culprit searches' suspects among the commits
+     * the merge brings, else who brought them
+     */
+    gate_flow_person people[GATE_FLOWMERGE_PEOPLE];
+    size_t npeople = 0;
+    s = gate_flows_suspects(t->g, t->cfg->from, c.id, sha, t->dst, people, GATE_FLOWMERGE_PEOPLE,
+                            &npeople);
     static gate_flowmerge m; /* large: the loop's thread only */
-    s = gate_flow_brought(t->g->repo, sha, &m);
+    if (keel_ok(s) && npeople == 0)
+        s = gate_flow_brought(t->g->repo, sha, &m);
     if (!keel_ok(s))
         return s;
-    gate_flow_person people[GATE_FLOWMERGE_PEOPLE];
-    for (size_t i = 0; i < m.npeople; i++)
-        gate_fmt(people[i].who, sizeof(people[i].who), "%s", m.people[i].who);
+    const char *from = npeople > 0 ? GATE_FLOW_FROM_SEARCH : NULL;
+    for (size_t i = 0; from == NULL && i < m.npeople; i++)
+        gate_fmt(people[npeople++].who, sizeof(people[0].who), "%s", m.people[i].who);
     char why[GATE_FLOW_WHY_MAX];
     gate_fmt(why, sizeof(why), "change %lld %s: %s", c.id, gate_change_state_name(c.state),
              c.reason);
-    return feed(t, GATE_FLOW_EV_REJECTED, sha, why, people, m.npeople);
+    gate_flow_event ev = {GATE_FLOW_EV_REJECTED, t->now, sha, why, people, npeople, from};
+    return feed_event(t, &ev);
 }
 
 /* A developer's resolution pushed to the flow branch while blocked: queued. */
@@ -461,10 +483,7 @@ keel_status gate_flows_turn(gate *g, long long now, bool *queued)
         const gate_flow_config *fc = &cfg->flows[i];
         if (strcmp(fc->to, g->target) != 0)
             continue;
-        keel_status s =
-            gate_repo_is_remote(g->repo)
-                ? KEEL_ERR(KEEL_E_UNSUPPORTED, "flows into a remote's target are not supported yet")
-                : one_flow(g, fc, now, queued);
+        keel_status s = one_flow(g, fc, now, queued);
         unsigned bit = i < 32 ? 1u << i : 0;
         if (keel_ok(s)) {
             g->flows_warned &= ~bit;

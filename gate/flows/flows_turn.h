@@ -12,8 +12,10 @@
  * again (the flow branch is moved: nothing was queued); a kill between the
  * submission and the save of the flow's state finds the flow branch's
  * active change and takes it instead of merging and queueing again; what was
- * told is saved with the state (store_flow.h).  The stress points
- * gate.flow_after_merge and gate.flow_after_submit end the process there as
+ * told is saved with the state (store_flow.h): a kill before that
+ * transaction tells it at the next turn, a kill after it does not tell it
+ * again.  The stress points gate.flow_after_merge, gate.flow_after_submit,
+ * gate.flow_before_told and gate.flow_after_told end the process there as
  * kill -9 would.
  *
  * Not an API: gate_loop.c and `keel-gate flows` call it.
@@ -24,6 +26,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "flow.h"
 #include "gate_loop.h"
 
 /*
@@ -58,5 +61,20 @@ KEEL_MUST_USE keel_status gate_flows_show(gate *g, FILE *f, bool json);
  * configuration names no flow or cannot be read.
  */
 KEEL_MUST_USE keel_status gate_flows_status(gate *g, FILE *f, bool json);
+
+/*
+ * The people to remind of a flow's change `change` (its commit `merge`)
+ * that the destination's queue rejected, when a culprit search knows them
+ * (flows_suspects.c): the authors of the culprits that the searches of the
+ * flow's `source` (its target in this store: its post and nightly levels)
+ * suspected or verified, of a configuration the change failed, among the
+ * commits the merge brings (in `merge`'s history, not in `dest`'s); a merge
+ * the gate made on the source is its change's head's author.  *n 0 (none
+ * ran, none found a culprit there): the caller tells the authors of the
+ * commits the merge brings instead.
+ */
+KEEL_MUST_USE keel_status gate_flows_suspects(gate *g, const char *source, long long change,
+                                              const char *merge, const char *dest,
+                                              gate_flow_person *out, size_t max, size_t *n);
 
 #endif /* KEEL_GATE_FLOWS_TURN_H */

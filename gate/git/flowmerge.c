@@ -372,6 +372,8 @@ keel_status gate_flow_merge(gate_repo *r, const char *from, const char *to, cons
             if (rc != 0)
                 s = gate_git_error(rc, "cannot point '%s' at the flow's merge", flow_branch);
             git_reference_free(ref);
+            if (keel_ok(s) && r->url != NULL) /* a remote's: its branch, as a change is */
+                s = gate_remote_put_branch(r->repo, r->url, flow_branch, &made);
             if (keel_ok(s))
                 (void)git_oid_tostr(out->merge, sizeof(out->merge), &made);
         }

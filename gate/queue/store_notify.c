@@ -78,8 +78,8 @@ static const char notify_next_sql[] =
     "json_valid(e.detail) THEN json_extract(e.detail, '$.candidate') END), '') ELSE "
     "coalesce((SELECT merge FROM candidates WHERE id = c.candidate), '') END, CASE WHEN e.kind "
     "= 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, "
-    "'$.failed') END, '') WHEN " FLOW_KINDS " THEN coalesce(json_extract(e.detail, '$.why'), "
-    "'') WHEN e.kind IN " LEVEL_KINDS " OR " BACKOUT_KINDS
+    "'$.failed') END, '') WHEN " FLOW_KINDS " THEN coalesce(json_extract(e.detail, '$.reason'), "
+    "json_extract(e.detail, '$.why'), '') WHEN e.kind IN " LEVEL_KINDS " OR " BACKOUT_KINDS
     " THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.reason') END, "
     "'') ELSE coalesce(c.reason, '') END, CASE WHEN " BACKOUT_KINDS
     " THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.author') END, "

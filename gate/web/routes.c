@@ -1097,6 +1097,7 @@ typedef enum route_id {
     R_BACKOUTS,
     R_BREAKER_RESET,
     R_FLOWS,
+    R_TARGETS,
     R_NONE
 } route_id;
 
@@ -1124,6 +1125,7 @@ static const route routes[] = {
     {R_BACKOUTS, {"backouts"}, "", NULL},
     {R_BREAKER_RESET, {"backouts", "breaker", "reset"}, NULL, "admin"},
     {R_FLOWS, {"flows"}, "", NULL},
+    {R_TARGETS, {"targets"}, "", NULL},
 };
 enum { NROUTES = sizeof(routes) / sizeof(routes[0]) };
 
@@ -1251,6 +1253,9 @@ static void dispatch(const gate_web_ctx *ctx, const gate_web_req *req, const rou
     case R_FLOWS:
         gate__web_flows(ctx, resp);
         break;
+    case R_TARGETS:
+        gate__web_targets(ctx, resp);
+        break;
     case R_EVENTS: {
         long long after = 0;
         const char *from = req->last_event_id != NULL ? req->last_event_id : req->q_after;
@@ -1291,13 +1296,15 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
         return;
     }
     /* the request: method, path and body, hashed */
-    size_t need = strlen(req->method) + strlen(req->path) + req->body_len + 2;
+    const char *target = req->q_target != NULL ? req->q_target : ""; /* ?target=: its own key */
+    size_t need = strlen(req->method) + strlen(req->path) + strlen(target) + req->body_len + 10;
     char *text = (char *)gate__web_calloc(need, 1);
     if (text == NULL) {
         gate_web_error(resp, 500, "no memory for the request");
         return;
     }
-    int head = snprintf(text, need, "%s\n%s\n", req->method, req->path);
+    int head = snprintf(text, need, "%s\n%s%s%s\n", req->method, req->path,
+                        target[0] != '\0' ? "?target=" : "", target);
     if (req->body_len > 0)
         memcpy(text + head, req->body, req->body_len);
     char hash[GATE_TOKEN_HASH_HEX], seen[GATE_TOKEN_HASH_HEX];
@@ -1385,10 +1392,13 @@ void gate_web_route(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_r
         gate__web_status(resp, s);
         return;
     }
-    if (!allowed(ctx, req, role, &who, resp))
+    gate_web_ctx on; /* ?target= */
+    if (!allowed(ctx, req, role, &who, resp) || !gate__web_target(ctx, req, &on, resp))
         return;
     if (post && req->idempotency_key != NULL)
-        idempotent(ctx, req, r, num, &who, resp);
+        idempotent(&on, req, r, num, &who, resp);
     else
-        dispatch(ctx, req, r, num, &who, resp);
+        dispatch(&on, req, r, num, &who, resp);
+    if (resp->kind == GATE_WEB_EVENTS)
+        resp->events_of = on.g;
 }

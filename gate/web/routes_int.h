@@ -45,4 +45,14 @@ void gate__web_flows(const gate_web_ctx *ctx, gate_web_resp *resp);
 void gate__web_breaker_reset(const gate_web_ctx *ctx, const gate_web_req *req,
                              const gate_token *who, gate_web_resp *resp);
 
+/*
+ * ?target= (routes_targets.c): *out is ctx answering for the target the
+ * request names (ctx itself when it names none, or the default); false: no
+ * such target among the server's (resp: 404 naming it and the targets).
+ */
+bool gate__web_target(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_ctx *out,
+                      gate_web_resp *resp);
+/* GET /targets: every target the server shows, the default first (routes_targets.c) */
+void gate__web_targets(const gate_web_ctx *ctx, gate_web_resp *resp);
+
 #endif /* KEEL_GATE_WEB_ROUTES_INT_H */

@@ -57,6 +57,7 @@ struct gate_web {
 
 struct web_stream {
     gate_web *w;
+    gate *g; /* the target's whose events it streams (?target=) */
     struct MHD_Connection *conn;
     long long cursor;
     char *pending;
@@ -174,8 +175,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         web_free(e->pending);
         e->pending = NULL;
         e->plen = e->ppos = 0;
-        keel_status s = gate_web_events_text(w->ctx.g, e->cursor, EVENTS_BATCH, &e->pending,
-                                             &e->plen, &e->cursor);
+        keel_status s =
+            gate_web_events_text(e->g, e->cursor, EVENTS_BATCH, &e->pending, &e->plen, &e->cursor);
         if (!keel_ok(s)) {
             keel_status_ignore(s, "the stream ends: the client reconnects with Last-Event-ID");
             return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -254,6 +255,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web
             gate_web_error(resp, 500, "no memory for an event stream");
         } else {
             e->w = w;
+            e->g = resp->events_of != NULL ? resp->events_of : w->ctx.g;
             e->conn = c;
             e->cursor = resp->after;
             stream_say(e, "retry: 2000\n\n");
@@ -423,6 +425,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     req.q_after = query(c, "after");
     req.q_hours = query(c, "hours");
     req.q_name = query(c, "name");
+    req.q_target = query(c, "target");
     req.body = rq->body.p != NULL ? rq->body.p : "";
     req.body_len = rq->body.len;
     gate_web_resp resp;
@@ -491,6 +494,8 @@ keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
         return KEEL_ERR(KEEL_E_NOMEM, "no memory for the server");
     w->ctx.g = g;
     w->ctx.token_reads = o->token_reads;
+    w->ctx.targets = o->targets;
+    w->ctx.ntargets = o->ntargets;
     w->o = *o;
     __atomic_store_n(&w->connections, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&w->quitting, false, __ATOMIC_RELAXED);

@@ -52,6 +52,14 @@ typedef struct gate_web_options {
     size_t max_body;          /* a larger request body: 413 (default 64 KiB) */
     int nice; /* the server's threads run at this nice value or nicer, 0..19 (default 10: a loaded
                  server takes CPU from the gate and its jobs last; 0: the caller's priority) */
+    /*
+     * The gates of every target the server answers for with ?target= (one
+     * store; borrowed, used by the server's one thread only until
+     * gate_web_stop; gate_targets_open makes them).  NULL, 0: the default
+     * target's gate alone.
+     */
+    gate *const *targets;
+    size_t ntargets;
 } gate_web_options;
 
 void gate_web_options_default(gate_web_options *o);
@@ -76,6 +84,7 @@ typedef struct gate_web_req {
     const char *last_event_id;
     const char *range;
     const char *q_offset, *q_limit, *q_after, *q_hours, *q_name; /* query arguments; NULL: absent */
+    const char *q_target; /* ?target=: the target the request is about (NULL: the default) */
     const char *body;
     size_t body_len;
 } gate_web_req;
@@ -96,11 +105,14 @@ typedef struct gate_web_resp {
     const char *allow;        /* 405: the methods the path takes */
     long long after;          /* GATE_WEB_EVENTS */
     const char *content_type; /* GATE_WEB_PAGE */
+    gate *events_of;          /* GATE_WEB_EVENTS: the target's gate whose events stream */
 } gate_web_resp;
 
 typedef struct gate_web_ctx {
-    gate *g;
+    gate *g; /* the default target's */
     bool token_reads;
+    gate *const *targets; /* every target's (gate_web_options); ?target= picks one */
+    size_t ntargets;
 } gate_web_ctx;
 
 /* Answer `req` into *resp (gate_web_resp_free frees its body): never fails, says the error. */

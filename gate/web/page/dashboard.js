@@ -32,6 +32,8 @@
         changeId: 0,
         filledHead: '', /* the expected head the branch look-up filled in last */
         log: null, /* {job, from, size, text} */
+        /* the target shown (?target= of the page and of every request); '': the default */
+        target: new URLSearchParams(location.search).get('target') || '',
     };
 
     /* ---- helpers ------------------------------------------------------------------------- */
@@ -115,11 +117,18 @@
         $('error-text').textContent = '';
     }
 
+    /* path with ?target= (or &target=) of the target shown, when it is not the default */
+    function withTarget(path) {
+        if (!state.target)
+            return path;
+        return path + (path.includes('?') ? '&' : '?') + 'target=' + encodeURIComponent(state.target);
+    }
+
     /* A request to the API: its JSON, or an Error saying the API's error. */
     async function api(path, options) {
         const o = Object.assign({}, options || {});
         o.headers = headers(o.headers);
-        const r = await fetch(API + path, o);
+        const r = await fetch(API + withTarget(path), o);
         const type = r.headers.get('Content-Type') || '';
         const body = type.startsWith('application/json') ? await r.json() : await r.text();
         if (!r.ok) {
@@ -510,7 +519,7 @@
         const lg = state.log;
         const range = lg.from < 0 ? 'bytes=-' + LOG_CHUNK
                                   : 'bytes=' + Math.max(0, lg.from - LOG_CHUNK) + '-' + (lg.from - 1);
-        const r = await fetch(job.log, {headers: headers({Range: range})});
+        const r = await fetch(withTarget(job.log), {headers: headers({Range: range})});
         if (!r.ok && r.status !== 416)
             throw new Error(r.status + ': ' + ((await r.json()).error || r.statusText));
         const text = r.status === 416 ? '' : await r.text();
@@ -611,7 +620,7 @@
         state.stream = ctl;
         try {
             const h = headers(state.lastEventId ? {'Last-Event-ID': state.lastEventId} : {});
-            const r = await fetch(API + 'events', {headers: h, signal: ctl.signal, cache: 'no-store'});
+            const r = await fetch(API + withTarget('events'), {headers: h, signal: ctl.signal, cache: 'no-store'});
             if (!r.ok) {
                 const body = await r.json().catch(() => ({}));
                 throw Object.assign(new Error(r.status + ': ' + (body.error || r.statusText)), {status: r.status});
@@ -646,6 +655,34 @@
         state.backoff = Math.min(30000, state.backoff * 2);
         setLive('disconnected: retrying in ' + Math.round(wait / 1000) + ' s', 'off');
         setTimeout(() => { if (state.stream === ctl) stream(); }, wait);
+    }
+
+    /*
+     * Every target the gate guards (GET /api/v1/targets): a choice in the
+     * header when there are several; choosing one shows it (the page's
+     * ?target=, every request's, the event stream's).
+     */
+    async function loadTargets() {
+        const pick = $('target-pick');
+        const t = await api('targets').catch(() => null);
+        if (!t || t.targets.length < 2)
+            return;
+        pick.replaceChildren(...t.targets.map((x) => el('option', {value: x.target}, x.target)));
+        pick.value = state.target || t.default;
+        pick.hidden = false;
+        pick.addEventListener('change', () => {
+            state.target = pick.value === t.default ? '' : pick.value;
+            const u = new URL(location.href);
+            if (state.target)
+                u.searchParams.set('target', state.target);
+            else
+                u.searchParams.delete('target');
+            history.replaceState(null, '', u);
+            state.lastEventId = null;
+            state.seriesDue = true;
+            restartStream();
+            scheduleRefresh();
+        });
     }
 
     function restartStream() {
@@ -782,6 +819,7 @@
         showTokenState();
         route();
         stream();
+        loadTargets();
     }
 
     init();
