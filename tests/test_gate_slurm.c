@@ -201,7 +201,12 @@ static void *inject(void *arg)
         gate *g = fx_open();
         fc->result = gate_cancel(g, fc->change);
         gate_close(g);
+        return NULL; /* the job is not let go: it must be stopped */
     }
+    fx_marker(path, sizeof(path), ".go");
+    FILE *f = fopen(path, "w"); /* the job ends now: it ran across the fault */
+    if (f != NULL)
+        (void)fclose(f);
     return NULL;
 }
 
@@ -220,14 +225,25 @@ static int marker_lines(const char *suffix, const char *word)
     return n;
 }
 
-/* A change whose test runs for `seconds`, saying when it started and ended. */
+/*
+ * A change whose test runs for `seconds`, or (0) until the fault is over ($MARKER.go, which
+ * inject makes after it; 30 s at most), saying when it started and ended.  run_with_fault's
+ * jobs wait for the fault, not a fixed 3 s: that took its seconds in every test, and on a
+ * loaded machine it could end before the fault did.
+ */
 static void slow_branch(const char *branch, unsigned seconds)
 {
-    char ci[256];
+    char ci[320], wait[128];
+    if (seconds > 0)
+        (void)snprintf(wait, sizeof(wait), "sleep %u\n", seconds);
+    else
+        (void)snprintf(
+            wait, sizeof(wait), "%s",
+            "for i in $(seq 600); do test -e \"$MARKER.go\" && break; sleep 0.05; done\n");
     (void)snprintf(ci, sizeof(ci),
-                   "test ! -e bad\necho start >> \"$MARKER.runs\"\ntouch \"$MARKER.started\"\n"
-                   "sleep %u\ntouch \"$MARKER.done\"\n",
-                   seconds);
+                   "test ! -e bad\necho start >> \"$MARKER.runs\"\ntouch \"$MARKER.started\"\n%s"
+                   "touch \"$MARKER.done\"\n",
+                   wait);
     fx_branch(branch, "ci.sh", ci);
 }
 
@@ -235,7 +251,7 @@ static void run_with_fault(fault what, unsigned delay_ms)
 {
     need_cluster();
     fx_setup_repo("strategy = serial\nexecutor = slurm\nretries = 0", "");
-    slow_branch("a", 3);
+    slow_branch("a", 0);
     gate *g = fx_open();
     fault_ctx fc = {what, delay_ms, fx_submit(g, "a", 0), false, KEEL_OK};
     gate_close(g);
@@ -362,7 +378,7 @@ static void test_ctld_forgets_the_allocation(void **state)
     (void)state;
     need_cluster();
     fx_setup_repo("slots = 1\nstrategy = serial\nexecutor = slurm\nretries = 0", "");
-    slow_branch("a", 3);
+    slow_branch("a", 3); /* fixed: with the wait for .go, JobId=1 was not in the log 3 runs of 3 */
     fx_branch("b", "b.txt", "b\n");
     gate *g = fx_open();
     fault_ctx fc = {FAULT_CTLD_FORGETS, 0, fx_submit(g, "a", 0), false, KEEL_OK};

@@ -502,8 +502,16 @@ static int step_run(const char *path)
     gate_slurm__stop_on_signals(); /* before the job starts: a cancel ends all of it */
     gate_slurm__node_job *nj = NULL;
     keel_status s = gate_slurm__spec_load(path, &nj);
+    gate_slurm__input *in = NULL;
     if (keel_ok(s) && nj != NULL)
-        gate_job_execute(&nj->job); /* as the local executor runs it */
+        s = gate_slurm__input_start(&nj->job.cancel, &in);
+    if (keel_ok(s) && nj != NULL) {
+        gate_job_execute(&nj->job);       /* as the local executor runs it */
+        if (gate_slurm__input_stop(in)) { /* the gate's cancel: no result, as on a signal */
+            gate_slurm__node_job_free(nj);
+            return 143;
+        }
+    }
     int rc = gate_slurm__result_write(path, nj, s);
     gate_slurm__node_job_free(nj);
     return rc;
@@ -511,13 +519,17 @@ static int step_run(const char *path)
 
 /* ---- the gate's side ---------------------------------------------------------------- */
 
-/* Start `argv` (a Slurm client) with the gate's environment, its output into `out`. */
-static keel_status spawn(char *const *argv, const char *out, pid_t *pid)
+/*
+ * Start `argv` (a Slurm client) with the gate's environment, its input from `in` (-1:
+ * /dev/null), its output into `out`.
+ */
+static keel_status spawn(char *const *argv, int in, const char *out, pid_t *pid)
 {
     posix_spawn_file_actions_t fa;
     if (posix_spawn_file_actions_init(&fa) != 0)
         return KEEL_ERR_SYS(ENOMEM, "cannot start '%s'", argv[0]);
-    int rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    int rc = in >= 0 ? posix_spawn_file_actions_adddup2(&fa, in, 0)
+                     : posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     if (rc == 0)
         rc = posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (rc == 0)
@@ -572,7 +584,7 @@ static int wait_for(pid_t pid, const int *cancel, void (*on_cancel)(void *), voi
 static int run_client(char *const *argv, const char *out)
 {
     pid_t pid = 0;
-    keel_status s = spawn(argv, out, &pid);
+    keel_status s = spawn(argv, -1, out, &pid);
     if (!keel_ok(s)) {
         keel_status_free(s);
         return -1;
@@ -870,20 +882,23 @@ typedef struct cancel_ctx {
     const char *name; /* the Slurm job's (one srun job each), or NULL */
     long long alloc;  /* the allocation the step runs in, or 0 */
     const char *out;  /* scancel's output */
-    bool step;        /* srun of the job's step: told GATE_SLURM_CANCEL_SIGNAL first */
+    int step;         /* srun's input, of the job's step: told GATE_SLURM_CANCEL_LINE first */
 } cancel_ctx;
 
 /*
- * The job is cancelled: srun passes GATE_SLURM_CANCEL_SIGNAL on to the step, whose keel-gate
- * kills its job's process groups and ends, and the step with it (CANCEL_GRACE_MS at most: a
- * step not started yet, a node that does not answer); then the client (srun or salloc) told
- * twice (srun aborts the step, salloc its request) and scancel of the job.
+ * The job is cancelled: srun's input passes GATE_SLURM_CANCEL_LINE on to the step, whose
+ * keel-gate kills its job's process groups and ends, and the step with it (CANCEL_GRACE_MS at
+ * most: a step not started yet, a node that does not answer); then the client (srun or
+ * salloc) told twice (srun aborts the step, salloc its request) and scancel of the job.
+ * Not a signal srun passes on: slurmstepd signals every process of the step one by one, the
+ * job's own first, and a job's shell whose foreground child died before its turn runs on.
  */
 static void cancel_job(void *arg)
 {
     const cancel_ctx *c = (const cancel_ctx *)arg;
-    if (c->step) {
-        (void)kill(c->client, GATE_SLURM_CANCEL_SIGNAL);
+    if (c->step >= 0) {
+        static const char line[] = GATE_SLURM_CANCEL_LINE "\n";
+        (void)send(c->step, line, sizeof(line) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         for (unsigned n = 0; n < CANCEL_GRACE_MS && !has_exited(c->client); n += 10)
             nap_ms(10);
     }
@@ -1009,11 +1024,11 @@ static keel_status slot_allocate(gate_slurm_slot *sl, gate_job_run *j, const cha
     add(a, arg("--ntasks=1"));
     request_args(a, &j->slurm, true);
     pid_t pid = 0;
-    s = spawn(a->argv, out, &pid);
+    s = spawn(a->argv, -1, out, &pid);
     keel_heap_free(SLURM_HEAP, mem);
     if (!keel_ok(s))
         return s;
-    cancel_ctx cc = {pid, NULL, 0, "/dev/null", false};
+    cancel_ctx cc = {pid, NULL, 0, "/dev/null", -1};
     int st = wait_for(pid, &j->cancel, cancel_job, &cc);
     char said[512];
     last_line(out, said, sizeof(said));
@@ -1081,15 +1096,23 @@ static void launch_once(gate_job_run *j, char *spec, long long alloc, const char
         l->s = srun_argv(j, spec, alloc, a);
     unsigned long long t0 = gate_now_ms();
     pid_t pid = 0;
+    int in[2] = {-1, -1}; /* srun's input: the cancel's way to the step */
+    if (keel_ok(l->s) && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0)
+        l->s = KEEL_ERR_SYS(errno, "cannot make a socket pair for 'srun'");
     if (keel_ok(l->s))
-        l->s = spawn(a->argv, srun_out, &pid);
+        l->s = spawn(a->argv, in[1], srun_out, &pid);
+    if (in[1] >= 0)
+        (void)close(in[1]);
     if (!keel_ok(l->s)) {
+        if (in[0] >= 0)
+            (void)close(in[0]);
         keel_heap_free(SLURM_HEAP, mem);
         return;
     }
     cancel_ctx cc = {pid, alloc > 0 ? NULL : a->name + strlen("--job-name="), alloc, srun_out,
-                     true};
+                     in[0]};
     int st = wait_for(pid, &j->cancel, cancel_job, &cc);
+    (void)close(in[0]);
     l->minutes = a->minutes;
     keel_heap_free(SLURM_HEAP, mem);
     l->ms = gate_now_ms() - t0;

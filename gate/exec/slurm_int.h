@@ -33,17 +33,34 @@ int gate_slurm__result_write(const char *path, const gate_slurm__node_job *nj, k
 int gate_slurm__runner_main(void);
 
 /*
- * The signal the gate's cancel sends srun of a step per job (slurm-launch = srun): srun passes
- * it on to the step, whose keel-gate ends every process group of its job.  Slurm's own ways
- * (srun's abort on a second SIGINT, scancel's SIGKILL) kill the step's keel-gate first, and
- * what its job started in process groups of their own outlives it.
+ * The line the gate's cancel writes to srun's input for a step per job (slurm-launch = srun):
+ * srun passes its input on to the step, whose keel-gate ends every process group of its job
+ * at once (SIGKILL, a group at a time, each as a whole).  Not a signal through srun:
+ * slurmstepd signals every process of the step one by one, the job's own before its
+ * keel-gate, and a job's shell whose foreground child died before its turn ran on (a loaded
+ * node).  Slurm's own ways (srun's abort on a second SIGINT, scancel) reach the step the same
+ * way, and are only the gate's fallback.
  */
-#define GATE_SLURM_CANCEL_SIGNAL SIGUSR1
+#define GATE_SLURM_CANCEL_LINE "cancel"
 
 /*
- * On SIGTERM, SIGINT, SIGHUP (Slurm ending the step) and GATE_SLURM_CANCEL_SIGNAL: every
- * process group the job runs killed (SIGKILL), then _exit(143), no result written.
+ * On SIGTERM, SIGINT, SIGHUP (Slurm ending the step) and SIGUSR1: every process group the job
+ * runs killed (SIGKILL), then _exit(143), no result written.
  */
 void gate_slurm__stop_on_signals(void);
+
+/* The watch of a step's input (slurm_runner.c). */
+typedef struct gate_slurm__input gate_slurm__input;
+
+/*
+ * Watch standard input (srun's, from the gate) for GATE_SLURM_CANCEL_LINE in a thread of its
+ * own: on it, *cancel set and every process group the job runs killed (SIGKILL), again every
+ * few milliseconds (a group started meanwhile) until gate_slurm__input_stop.  The end of the
+ * input (the gate gone) cancels nothing: the job runs on, as without the gate.
+ */
+keel_status gate_slurm__input_start(int *cancel, gate_slurm__input **out);
+
+/* The watch ended and freed: true when it cancelled the job. */
+bool gate_slurm__input_stop(gate_slurm__input *in);
 
 #endif /* KEEL_GATE_SLURM_INT_H */

@@ -140,9 +140,92 @@ void gate_slurm__stop_on_signals(void)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = runner_on_signal;
     (void)sigemptyset(&sa.sa_mask);
-    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, GATE_SLURM_CANCEL_SIGNAL};
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         (void)sigaction(sigs[i], &sa, NULL);
+}
+
+/* ---- a step per job: the gate's cancel through srun's input ------------------------- */
+
+struct gate_slurm__input {
+    int *cancel;
+    int stop[2]; /* a byte written: the job has ended */
+    bool cancelled;
+    keel_thread *thread;
+};
+
+enum { INPUT_KILL_MS = 5 /* the job's groups killed again this often once cancelled */ };
+
+static void *input_main(void *arg)
+{
+    gate_slurm__input *in = (gate_slurm__input *)arg;
+    char buf[128];
+    size_t have = 0;
+    bool eof = false;
+    for (;;) {
+        struct pollfd pf[2] = {{in->stop[0], POLLIN, 0}, {0, POLLIN, 0}};
+        int rc = poll(pf, eof ? 1 : 2, in->cancelled ? INPUT_KILL_MS : -1);
+        if (in->cancelled)
+            (void)gate_exec_kill_all(SIGKILL); /* also a group started since the last round */
+        if (rc > 0 && pf[0].revents != 0)
+            return NULL;
+        if (rc <= 0 || eof || in->cancelled || pf[1].revents == 0)
+            continue;
+        ssize_t n = read(0, buf + have, sizeof(buf) - 1 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) { /* the gate is gone: the job runs on, as without it */
+            eof = true;
+            continue;
+        }
+        have += (size_t)n;
+        buf[have] = '\0';
+        if (strstr(buf, GATE_SLURM_CANCEL_LINE "\n") != NULL) {
+            __atomic_store_n(in->cancel, 1, __ATOMIC_SEQ_CST); /* a job not started stays so */
+            in->cancelled = true;
+            (void)gate_exec_kill_all(SIGKILL);
+        } else if (have == sizeof(buf) - 1) {
+            have = 0; /* nothing the gate writes */
+        }
+    }
+}
+
+keel_status gate_slurm__input_start(int *cancel, gate_slurm__input **out)
+{
+    *out = NULL;
+    void *mem = NULL;
+    keel_status s = keel_heap_calloc(RUNNER_HEAP, 1, sizeof(gate_slurm__input), &mem);
+    if (!keel_ok(s))
+        return s;
+    gate_slurm__input *in = (gate_slurm__input *)mem;
+    in->cancel = cancel;
+    if (pipe2(in->stop, O_CLOEXEC) != 0) {
+        keel_heap_free(RUNNER_HEAP, mem);
+        return KEEL_ERR_SYS(errno, "cannot make a pipe for the step's input");
+    }
+    s = keel_thread_create(&in->thread, "gate-slurm-input", NULL, input_main, in);
+    if (!keel_ok(s)) {
+        (void)close(in->stop[0]);
+        (void)close(in->stop[1]);
+        keel_heap_free(RUNNER_HEAP, mem);
+        return s;
+    }
+    *out = in;
+    return KEEL_OK;
+}
+
+bool gate_slurm__input_stop(gate_slurm__input *in)
+{
+    char c = 's';
+    while (write(in->stop[1], &c, 1) < 0 && errno == EINTR) {
+    }
+    keel_status s = keel_thread_join(in->thread, NULL);
+    keel_status_free(s); /* a join of our own thread does not fail */
+    bool cancelled = in->cancelled;
+    (void)close(in->stop[0]);
+    (void)close(in->stop[1]);
+    keel_heap_free(RUNNER_HEAP, in);
+    return cancelled;
 }
 
 int gate_slurm__runner_main(void)
