@@ -178,12 +178,14 @@ static void random_kills(bool remote)
 static void test_random_kills_local(void **state)
 {
     (void)state;
+    fx_skip_sweep_under_tsan();
     random_kills(false);
 }
 
 static void test_random_kills_file_url(void **state)
 {
     (void)state;
+    fx_skip_sweep_under_tsan();
     random_kills(true);
 }
 
@@ -359,18 +361,21 @@ static void crash_sweep(bool remote, bool landing_points)
 static void test_crash_points_while_building(void **state)
 {
     (void)state;
+    fx_skip_sweep_under_tsan();
     crash_sweep(false, false);
 }
 
 static void test_crash_points_while_landing(void **state)
 {
     (void)state;
+    fx_skip_sweep_under_tsan();
     crash_sweep(false, true);
 }
 
 static void test_crash_points_while_landing_file_url(void **state)
 {
     (void)state;
+    fx_skip_sweep_under_tsan();
     crash_sweep(true, true);
 }
 

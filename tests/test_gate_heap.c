@@ -197,6 +197,7 @@ static void test_store_quota_fails_cleanly(void **state)
 static void test_store_alloc_failures_sweep(void **state)
 {
     (void)state;
+    fx_skip_sweep_under_tsan();
 #if KEEL_DEVEL
     start_modules();
     keel_report_set_policy(KEEL_REPORT_STRESS, KEEL_POLICY_COUNT);

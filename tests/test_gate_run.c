@@ -422,6 +422,7 @@ static void test_cas_lost_to_push(void **state)
 static void test_crash_at_every_point(void **state)
 {
     (void)state;
+    fx_skip_sweep_under_tsan();
 #if KEEL_DEVEL
     static const char *const points[] = {"crash_after_merge", "crash_after_job", "crash_before_cas",
                                          "crash_after_cas"};
