@@ -239,8 +239,11 @@ static keel_status load(const char *path, keel__supp_set **out)
     if (!keel_ok(st))
         return st;
     keel__supp_set *s = (keel__supp_set *)calloc(1, sizeof(*s));
-    st = s != NULL ? parse_text(text, len, path, s)
-                   : KEEL_ERR(KEEL_E_NOMEM, "suppressions file '%s'", path);
+    if (s == NULL) {
+        free(text);
+        return KEEL_ERR(KEEL_E_NOMEM, "suppressions file '%s'", path);
+    }
+    st = parse_text(text, len, path, s);
     free(text);
     if (keel_ok(st) && (s->path = strdup(path)) == NULL)
         st = KEEL_ERR(KEEL_E_NOMEM, "suppressions file '%s'", path);
