@@ -177,13 +177,22 @@ static inline void fx_branch(const char *branch, const char *path, const char *c
 #define FX_UNDER_TSAN 1
 #endif
 #endif
-static inline void fx_skip_sweep_under_tsan(void)
+/* Under ThreadSanitizer: skipped, saying what it is (`what`), not run (NULL: a sweep above). */
+static inline void fx_skip_under_tsan(const char *what)
 {
 #ifdef FX_UNDER_TSAN
-    (void)fprintf(stderr, "skipped: a kill -9 or fault sweep, not run under ThreadSanitizer "
-                          "(devel, release and ASan run it)\n");
+    (void)fprintf(stderr,
+                  "skipped: %s, not run under ThreadSanitizer (devel, release and ASan run it)\n",
+                  what != NULL ? what : "a kill -9 or fault sweep");
     skip();
+#else
+    (void)what;
 #endif
+}
+
+static inline void fx_skip_sweep_under_tsan(void)
+{
+    fx_skip_under_tsan(NULL);
 }
 
 /*
