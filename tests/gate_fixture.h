@@ -168,19 +168,12 @@ static inline void fx_branch(const char *branch, const char *path, const char *c
  * store) are not run under ThreadSanitizer: a life killed or failed at a point finds no data race
  * that the other gate tests, run under it, do not, and these sweeps took about 280 s of its
  * test time (session 15: make check's time is CI's budget).  The devel, release and ASan builds
- * run them in full.  Shown as skipped, with this reason.
+ * run them in full.  Shown as skipped, with this reason.  fx_skip_under_tsan(what): skipped under
+ * ThreadSanitizer (KEEL_TEST_UNDER_TSAN, testutil.h), saying what is not run (NULL: a sweep).
  */
-#if defined(__SANITIZE_THREAD__)
-#define FX_UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define FX_UNDER_TSAN 1
-#endif
-#endif
-/* Under ThreadSanitizer: skipped, saying what it is (`what`), not run (NULL: a sweep above). */
 static inline void fx_skip_under_tsan(const char *what)
 {
-#ifdef FX_UNDER_TSAN
+#ifdef KEEL_TEST_UNDER_TSAN
     (void)fprintf(stderr,
                   "skipped: %s, not run under ThreadSanitizer (devel, release and ASan run it)\n",
                   what != NULL ? what : "a kill -9 or fault sweep");
