@@ -840,7 +840,8 @@ KEEL_RUN_EXPORT int pthread_spin_destroy(pthread_spinlock_t *s)
 /*
  * A slice of a spin (run_wait.c): until abs (CLOCK_MONOTONIC), or the real untimed spin.  It
  * spins as glibc's does (a load until the lock looks free, then the atomic try), yielding the
- * processor and looking at the clock every 1024 turns.
+ * processor, trying whatever the word says and looking at the clock every 1024 turns (so a word
+ * read wrongly can slow the spin, never hang it).
  */
 static int spin_timed(const void *obj, bool shared, const struct timespec *abs)
 {
@@ -849,7 +850,8 @@ static int spin_timed(const void *obj, bool shared, const struct timespec *abs)
     if (abs == NULL)
         return RUN_REAL(spin_lock)(s);
     for (unsigned turn = 1;; turn++) {
-        if (__atomic_load_n(s, __ATOMIC_RELAXED) == 0 && RUN_REAL(spin_trylock)(s) == 0)
+        if ((run_spin_word_free(__atomic_load_n(s, __ATOMIC_RELAXED)) || turn % 1024u == 0) &&
+            RUN_REAL(spin_trylock)(s) == 0)
             return 0;
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();

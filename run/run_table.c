@@ -255,12 +255,8 @@ bool keel__run_obj_locked(const run_lock *l)
                __atomic_load_n(&rw->__data.__cur_writer, __ATOMIC_RELAXED) != 0;
     }
     case RUN_SPIN: {
-        int v = __atomic_load_n((const pthread_spinlock_t *)l->obj, __ATOMIC_RELAXED);
-#if defined(__x86_64__) || defined(__i386__)
-        return v <= 0; /* glibc on x86: 1 is free (pthread_spin_unlock stores 1) */
-#else
-        return v != 0;
-#endif
+        return !run_spin_word_free(
+            __atomic_load_n((const pthread_spinlock_t *)l->obj, __ATOMIC_RELAXED));
     }
     default:
         return __atomic_load_n(&((const pthread_mutex_t *)l->obj)->__data.__lock,
