@@ -497,6 +497,63 @@ static void test_flow_told_why(void **state)
 }
 
 /*
+ * A culprit verified after a rejection told to the merge's authors: a
+ * reminder to the culprit's author at once (counted), the failure's people
+ * from the search from then on; once only; never for a conflict, a fix under
+ * test or a flow that is not blocked.
+ */
+static void test_flow_culprit_found(void **state)
+{
+    (void)state;
+    clock_flow t;
+    flow_setup(&t, GATE_FLOW_ON_COMMIT);
+    const gate_flow_person carol[] = {{"Carol <carol@example.org>"}};
+    gate_flow_event found = {GATE_FLOW_EV_CULPRIT, 5, "m1", NULL, carol, 1, NULL};
+    gate_flow_feed(&t.f, &found, &t.d); /* idle: nothing to tell */
+    assert_int_equal(t.d.action, GATE_FLOW_DO_NOTHING);
+    (void)feed(&t, GATE_FLOW_EV_SOURCE_MOVED, 1, "s1");
+    (void)feed(&t, GATE_FLOW_EV_MERGE_MADE, 2, "m1");
+    assert_int_equal(failure(&t, GATE_FLOW_EV_REJECTED, 3, "m1", "change 1 rejected: unit"),
+                     GATE_FLOW_DO_BLOCK);
+    assert_int_equal(t.d.npeople, 2); /* remind-max of the merge's three authors */
+    gate_flow_feed(&t.f, &found, &t.d);
+    assert_int_equal(t.d.action, GATE_FLOW_DO_REMIND);
+    assert_int_equal(t.d.reminder, 1);
+    assert_int_equal(t.d.npeople, 1);
+    assert_string_equal(t.d.people[0].who, "Carol <carol@example.org>");
+    assert_string_equal(
+        t.f.why, "merge rejected, suspects from the culprit search: change 1 rejected: unit");
+    const char *why = NULL, *from = NULL;
+    gate_flow_told_why(&t.f, &why, &from);
+    assert_string_equal(why, "test-failure");
+    assert_string_equal(from, GATE_FLOW_FROM_SEARCH);
+    assert_int_equal(t.f.last_told, 5);
+    found.now = 6;
+    gate_flow_feed(&t.f, &found, &t.d); /* told already */
+    assert_int_equal(t.d.action, GATE_FLOW_DO_NOTHING);
+    assert_int_equal(feed(&t, GATE_FLOW_EV_TICK, 5 + DAY - 1, NULL), GATE_FLOW_DO_NOTHING);
+    assert_int_equal(feed(&t, GATE_FLOW_EV_TICK, 5 + 3 * DAY, NULL), GATE_FLOW_DO_REMIND);
+    assert_int_equal(t.d.reminder, 2); /* the back-off goes on from it: remind[1] = 2 days */
+    assert_string_equal(t.d.people[0].who, "Carol <carol@example.org>");
+    /* a conflict's people are the authors who touched the paths: no search changes them */
+    clock_flow u;
+    flow_setup(&u, GATE_FLOW_ON_COMMIT);
+    (void)feed(&u, GATE_FLOW_EV_SOURCE_MOVED, 1, "s1");
+    assert_int_equal(failure(&u, GATE_FLOW_EV_CONFLICT, 2, NULL, "a.c"), GATE_FLOW_DO_BLOCK);
+    gate_flow_feed(&u.f, &found, &u.d);
+    assert_int_equal(u.d.action, GATE_FLOW_DO_NOTHING);
+    /* a fix under test: its verdict decides, nobody is told meanwhile */
+    clock_flow v;
+    flow_setup(&v, GATE_FLOW_ON_COMMIT);
+    (void)feed(&v, GATE_FLOW_EV_SOURCE_MOVED, 1, "s1");
+    (void)feed(&v, GATE_FLOW_EV_MERGE_MADE, 2, "m1");
+    (void)failure(&v, GATE_FLOW_EV_REJECTED, 3, "m1", "unit");
+    assert_int_equal(feed(&v, GATE_FLOW_EV_PUSHED, 4, "r1"), GATE_FLOW_DO_QUEUE);
+    gate_flow_feed(&v.f, &found, &v.d);
+    assert_int_equal(v.d.action, GATE_FLOW_DO_NOTHING);
+}
+
+/*
  * The people of a rejected merge from the culprit searches: a suspected or
  * verified culprit the merge brings, of a configuration it failed, each
  * author once, newest search first, at most `max`; none: 0 (the caller
@@ -941,6 +998,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_flow_resolution),
         cmocka_unit_test(test_flow_rejected_then_retry),
         cmocka_unit_test(test_flow_told_why),
+        cmocka_unit_test(test_flow_culprit_found),
         cmocka_unit_test(test_flow_suspects),
         cmocka_unit_test_setup_teardown(test_merge_conflict_people, repo_setup, repo_teardown),
         cmocka_unit_test_setup_teardown(test_merge_recalled, repo_setup, repo_teardown),

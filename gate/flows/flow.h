@@ -34,6 +34,14 @@
  * flow when it lands; one that still conflicts keeps the flow blocked,
  * reminders unchanged.  While a fix (a resolution, a retried merge) is in
  * the queue no reminder is sent: its verdict decides.
+ *
+ * A culprit found later.  A merge rejected with nobody a culprit search
+ * named is told to the authors of the commits it brings; when a search
+ * verifies a culprit afterwards (GATE_FLOW_EV_CULPRIT, while the flow is
+ * blocked by that rejection and no fix is under test), the people become
+ * the culprit's authors and a reminder names them at once (counted as a
+ * reminder; the back-off goes on from it).  Once only: the failure's people
+ * come from the culprit search from then on.
  */
 #ifndef KEEL_GATE_FLOW_H
 #define KEEL_GATE_FLOW_H
@@ -66,7 +74,8 @@ typedef enum gate_flow_event_kind {
     GATE_FLOW_EV_LANDED,       /* sha: the change that landed */
     GATE_FLOW_EV_REJECTED,     /* sha, why; people: who can fix it */
     GATE_FLOW_EV_PUSHED,       /* sha: a developer's resolution on the flow branch */
-    GATE_FLOW_EV_TICK          /* the clock: reminders and schedules come due */
+    GATE_FLOW_EV_TICK,         /* the clock: reminders and schedules come due */
+    GATE_FLOW_EV_CULPRIT       /* people: the culprit a search verified after a rejection */
 } gate_flow_event_kind;
 
 typedef struct gate_flow_event {

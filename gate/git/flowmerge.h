@@ -131,4 +131,23 @@ KEEL_MUST_USE keel_status gate_flow_brought(gate_repo *r, const char *merge, gat
 KEEL_MUST_USE keel_status gate_flow_waiting(gate_repo *r, const char *source, const char *dest,
                                             size_t *n);
 
+/*
+ * The range the culprit search of a rejected flow merge walks (flowsearch.c):
+ * `merge` (two parents: the destination's tip D, the source's tip S) with
+ * what it brings laid out as a line the search can bisect: out[0] = D (it
+ * passed: it is the destination's tip), out[i] = D merged with the i-th
+ * commit of S's first-parent line that D does not hold (oldest first),
+ * out[count - 1] = `merge` itself (D merged with S: it failed).  Each
+ * in-between merge is made as the flow's is (libgit2), a commit of no branch
+ * whose author and committer are keel-gate at `merge`'s commit time and
+ * whose message names the candidate, so making them again (after a kill -9)
+ * gives the same ids.  A candidate whose merge into D conflicts is left out
+ * (the next one holds its change).  *reached false (and *count 0): the line
+ * holds more than max - 2 commits D does not have, or `merge` is not a
+ * two-parent commit: no range.
+ */
+KEEL_MUST_USE keel_status gate_flow_search_range(gate_repo *r, const char *merge,
+                                                 char (*out)[GATE_HEX], size_t max, size_t *count,
+                                                 bool *reached);
+
 #endif /* KEEL_GATE_FLOWMERGE_H */
