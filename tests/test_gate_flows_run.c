@@ -212,7 +212,17 @@ static void test_product_branch_never_merges_back(void **state)
 }
 
 /* A developer's merge of both tips, pushed to the flow branch: `a.c` resolved. */
+static void push_resolution_text(const char *flow_branch, const char *from, const char *to,
+                                 const char *text);
+
 static void push_resolution(const char *flow_branch, const char *from, const char *to)
+{
+    push_resolution_text(flow_branch, from, to, "both\n");
+}
+
+/* push_resolution with a.c's (and b.c's) text `text`. */
+static void push_resolution_text(const char *flow_branch, const char *from, const char *to,
+                                 const char *text)
 {
     git_oid tips[2];
     fx_head(to, &tips[0]);
@@ -227,7 +237,7 @@ static void push_resolution(const char *flow_branch, const char *from, const cha
     const char *paths[2] = {"a.c", "b.c"}; /* b.c: the source's own file, brought along */
     for (int i = 0; i < 2; i++) {
         up[i].action = GIT_TREE_UPDATE_UPSERT;
-        assert_int_equal(git_blob_create_from_buffer(&up[i].id, fx_git, "both\n", 5), 0);
+        assert_int_equal(git_blob_create_from_buffer(&up[i].id, fx_git, text, strlen(text)), 0);
         up[i].filemode = GIT_FILEMODE_BLOB;
         up[i].path = paths[i];
     }
@@ -601,6 +611,53 @@ static void test_recorded_resolution_reused(void **state)
     assert_int_equal(hook_lines_soon("\"event\":\"flow-reused\"", "comp/net -> next", 1), 1);
 }
 
+/*
+ * Recorded resolutions matched on the conflict's hunks (as git's rerere):
+ * comp/net and main change line 2 of a.c; a developer's resolution lands
+ * into main.  Into next (main's line 2, and line 7 changed too: the three
+ * blobs differ) the same hunks: the resolution is carried over (line 2
+ * resolved, line 7 kept), said, tested and landed.  Into other (line 2
+ * changed another way: a different conflict): blocked.
+ */
+static void test_resolution_reused_on_its_hunks(void **state)
+{
+    (void)state;
+    setup_flows("[flow comp/net -> main]\n[flow comp/net -> next]\n[flow comp/net -> other]\n",
+                NULL);
+    git_oid base, x, comp;
+    commit_as("main", "Root", "a.c", "1\n2\n3\n4\n5\n6\n7\n8\n", &base);
+    new_branch("comp/net", &base);
+    new_branch("other", &base);
+    commit_as("main", "Ann", "a.c", "1\nmain\n3\n4\n5\n6\n7\n8\n", &x);
+    new_branch("next", &x);
+    commit_as("next", "Ann", "a.c", "1\nmain\n3\n4\n5\n6\nnext\n8\n", &x); /* elsewhere */
+    commit_as("other", "Eve", "a.c", "1\nother\n3\n4\n5\n6\n7\n8\n", &x);  /* another conflict */
+    commit_as("comp/net", "Bob", "a.c", "1\ncomp\n3\n4\n5\n6\n7\n8\n", &comp);
+    run_target("main");
+    assert_int_equal(count_events("flow-blocked"), 1);
+    push_resolution_text("keel-gate/flow/comp+net-to-main", "comp/net", "main",
+                         "1\nboth\n3\n4\n5\n6\n7\n8\n");
+    run_target("main");
+    assert_int_equal(count_events("flow-unblocked"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM flow_resolution_hunks WHERE path = ?", "a.c"),
+                     1);
+
+    run_target("next");
+    assert_int_equal(count_events("flow-blocked"), 1); /* main's only */
+    assert_int_equal(count_events("flow-reused"), 1);
+    assert_true(holds("next", &comp));
+    assert_string_equal(text_at("next", "a.c"), "1\nboth\n3\n4\n5\n6\nnext\n8\n");
+
+    run_target("other");
+    assert_int_equal(count_events("flow-reused"), 1); /* not for a different conflict */
+    assert_int_equal(count_events("flow-blocked"), 2);
+    assert_false(holds("other", &comp));
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'flow-blocked' AND "
+                                "json_extract(detail, '$.to') = ?",
+                                "other"),
+                     1);
+}
+
 #if KEEL_DEVEL
 /* A gate run in a child, killed at stress `point` as kill -9 would (exit 99). */
 static void crash_at(const char *point)
@@ -727,6 +784,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_rejected_merge_searches_the_culprit, fx_teardown),
         cmocka_unit_test_teardown(test_pre_merge_level, fx_teardown),
         cmocka_unit_test_teardown(test_recorded_resolution_reused, fx_teardown),
+        cmocka_unit_test_teardown(test_resolution_reused_on_its_hunks, fx_teardown),
 #if KEEL_DEVEL
         cmocka_unit_test_teardown(test_kill_at_flow_points, fx_teardown),
         cmocka_unit_test_teardown(test_kill_around_reminders, fx_teardown),

@@ -229,7 +229,8 @@ unsigned gate_flow_levels(const gate_config *cfg, const char *target, const char
  * developer's resolution that landed holds at the path ("": deleted) and its
  * file mode.  Recorded in the store (store_flow.h) when a flow's change that
  * resolved a conflict lands; applied by gate_flow_merge (flowmerge.h) when
- * the same conflict comes back.
+ * the same conflict comes back: the same three blobs, or the same hunks in a
+ * file whose other parts changed (as git's rerere matches).
  */
 enum { GATE_FLOW_PATH_MAX = 1024 };
 typedef struct gate_flow_resolution {
@@ -239,6 +240,16 @@ typedef struct gate_flow_resolution {
     char theirs[GATE_FLOW_SHA_MAX];
     char blob[GATE_FLOW_SHA_MAX];
     unsigned mode;
+    /*
+     * The conflict's hunks (flowmerge.h gate_flow_hunks; "" when it has none:
+     * a side deleted the file, a binary file): their id (each hunk's "ours"
+     * and "theirs" text, the smaller first) and the preimage, the blob of the
+     * file with its markers.  A lookup that found the record by its hunks
+     * (the three blobs differ) sets by_hunks and gives the recorded preimage.
+     */
+    char hunks[GATE_FLOW_SHA_MAX];
+    char preimage[GATE_FLOW_SHA_MAX];
+    bool by_hunks;
 } gate_flow_resolution;
 
 #endif /* KEEL_GATE_FLOW_H */
