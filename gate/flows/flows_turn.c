@@ -386,8 +386,9 @@ static keel_status verdict(flow_turn *t)
     static gate_flowmerge m; /* large: the loop's thread only */
     if (keel_ok(s) && npeople == 0)
         s = gate_flow_brought(t->g->repo, sha, &m);
-    /* the gate's merge and no search knew: its own search, its verdict told when it comes */
-    if (keel_ok(s) && npeople == 0 && !t->f.resolution && strcmp(sha, t->f.made) == 0) {
+    /* the gate's merge rejected (not cancelled) and no search knew: its own search */
+    if (keel_ok(s) && npeople == 0 && c.state == GATE_CHANGE_REJECTED && !t->f.resolution &&
+        strcmp(sha, t->f.made) == 0) {
         s = gate_flows_search_start(t->g, c.id, sha);
         CRASH_POINT(flow_after_search);
     }
