@@ -28,7 +28,7 @@ typedef struct text {
 
 static keel_status put(text *t, const char *p, size_t n)
 {
-    if (t->len + n + 1 > t->cap) {
+    if (t->p == NULL || t->len + n + 1 > t->cap) {
         size_t cap = t->cap > 0 ? t->cap : 4096;
         while (cap < t->len + n + 1)
             cap *= 2;
@@ -39,8 +39,10 @@ static keel_status put(text *t, const char *p, size_t n)
         t->p = (char *)mem;
         t->cap = cap;
     }
-    memcpy(t->p + t->len, p, n);
-    t->len += n;
+    if (p != NULL && n > 0) {
+        memcpy(t->p + t->len, p, n);
+        t->len += n;
+    }
     t->p[t->len] = '\0';
     return KEEL_OK;
 }
@@ -88,7 +90,7 @@ static bool marker(const char *p, size_t n, char c)
 static int side_cmp(const text *a, const text *b)
 {
     size_t n = a->len < b->len ? a->len : b->len;
-    int c = n > 0 ? memcmp(a->p, b->p, n) : 0;
+    int c = n > 0 && a->p != NULL && b->p != NULL ? memcmp(a->p, b->p, n) : 0;
     return c != 0 ? c : (a->len > b->len) - (a->len < b->len);
 }
 
@@ -186,22 +188,19 @@ keel_status gate_flow_hunks(gate_repo *r, gate_flow_resolution *k)
     bool binary = false;
     const char *const hex[3] = {k->base, k->ours, k->theirs};
     keel_status s = merge3(r, hex, blobs, &res, &binary, k->path);
-    int rc = 0;
     text pre = {NULL, 0, 0}, own = {NULL, 0, 0};
     size_t hunks = 0;
     if (keel_ok(s) && !binary && res.ptr != NULL && !res.automergeable)
         s = canonical(res.ptr, res.len, &pre, &own, &hunks);
-    git_oid id;
     if (keel_ok(s) && hunks > 0) {
-        rc = git_odb_hash(&id, own.p, own.len, GIT_OBJECT_BLOB);
+        git_oid id, pre_id;
+        int rc = git_odb_hash(&id, own.p, own.len, GIT_OBJECT_BLOB);
         if (rc == 0)
+            rc = git_blob_create_from_buffer(&pre_id, r->repo, pre.p, pre.len);
+        if (rc == 0) {
             (void)git_oid_tostr(k->hunks, sizeof(k->hunks), &id);
-        if (rc == 0)
-            rc = git_blob_create_from_buffer(&id, r->repo, pre.p, pre.len);
-        if (rc == 0)
-            (void)git_oid_tostr(k->preimage, sizeof(k->preimage), &id);
-        if (rc != 0) {
-            k->hunks[0] = '\0';
+            (void)git_oid_tostr(k->preimage, sizeof(k->preimage), &pre_id);
+        } else {
             s = gate_git_error(rc, "cannot keep the conflict of '%s'", k->path);
         }
     }
@@ -226,17 +225,16 @@ keel_status gate_flow_hunks_apply(gate_repo *r, const char *path, const char *re
     bool binary = false;
     const char *const hex[3] = {recorded, now, result};
     keel_status s = merge3(r, hex, blobs, &res, &binary, path);
-    int rc = 0;
-    git_oid id;
     if (keel_ok(s) && !binary && res.automergeable) {
-        rc = git_blob_create_from_buffer(&id, r->repo, res.ptr != NULL ? res.ptr : "", res.len);
+        git_oid id;
+        int rc = git_blob_create_from_buffer(&id, r->repo, res.ptr != NULL ? res.ptr : "", res.len);
         if (rc == 0) {
             (void)git_oid_tostr(out, GATE_HEX, &id);
             *clean = true;
+        } else {
+            s = gate_git_error(rc, "cannot carry the recorded resolution of '%s' over", path);
         }
     }
-    if (rc != 0)
-        s = gate_git_error(rc, "cannot carry the recorded resolution of '%s' over", path);
     merge3_free(blobs, &res);
     return s;
 }

@@ -273,13 +273,13 @@ static keel_status found_of(gate *g, const search_state *ss, unsigned idx, gate_
     f->tier = ss->row.tier;
     gate_fmt(f->evidence, sizeof(f->evidence), "%s", ss->row.evidence);
     keel_status s = gate_store_search_commit(g->store, ss->row.id, idx, f->commit);
-    char second[GATE_OID_HEX];
+    char second[GATE_OID_HEX] = "";
     if (keel_ok(s))
         s = commit_info(g, f->commit, f->subject, f->author, f->committer, f->parent, second);
     /* a flow merge's search: D merged with a candidate, told as the candidate (its second) */
     bool flow = strcmp(ss->row.level, "flow") == 0;
-    if (keel_ok(s) && second[0] != '\0' &&
-        !flow) /* a merge: the gate's lands a change (its head) */
+    /* a merge on the target: the gate's lands a change (its head) */
+    if (keel_ok(s) && second[0] != '\0' && !flow)
         s = gate_store_change_of_head(g->store, g->target, second, &f->change_id, f->branch);
     if (keel_ok(s) && (f->change_id != 0 || (flow && second[0] != '\0'))) {
         char sub[GATE_SEARCH_SUBJECT_MAX], p1[GATE_OID_HEX], p2[GATE_OID_HEX];
