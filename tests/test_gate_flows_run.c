@@ -714,10 +714,9 @@ static void test_kill_around_flow_search(void **state)
     size_t n = sizeof(points) / sizeof(points[0]);
 #ifdef KEEL_TEST_UNDER_TSAN /* the flow's own two (the search's run the same code; 49 s for all) */
     n = 2;
-    (void)fprintf(stderr,
-                  "under ThreadSanitizer: the kills at %s and %s only (devel and ASan "
-                  "ASan run all six)\n",
-                  points[0], points[1]);
+    (void)fprintf(
+        stderr, "under ThreadSanitizer: the kills at %s and %s only (devel and ASan run all six)\n",
+        points[0], points[1]);
 #endif
     for (size_t i = 0; i < n; i++) {
         setup_search();
