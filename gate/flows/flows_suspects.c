@@ -2,7 +2,8 @@
  * flows_suspects.c - who is reminded of a flow's merge that failed its tests
  * (flows_turn.h: gate_flows_suspects): the culprit searches' culprits among
  * the commits the merge brings, read from the store and the repository; the
- * choice is flow.c's (gate_flow_suspects, pure).
+ * choice is flow.c's (gate_flow_suspects, pure).  And the merge's own
+ * search when none knew (gate_flows_search_start, gate_flows_search_culprit).
  */
 #define _GNU_SOURCE      1
 #define KEEL_MODULE_NAME "gate"
