@@ -497,6 +497,63 @@ static void test_flow_told_why(void **state)
 }
 
 /*
+ * A culprit verified after a rejection told to the merge's authors: a
+ * reminder to the culprit's author at once (counted), the failure's people
+ * from the search from then on; once only; never for a conflict, a fix under
+ * test or a flow that is not blocked.
+ */
+static void test_flow_culprit_found(void **state)
+{
+    (void)state;
+    clock_flow t;
+    flow_setup(&t, GATE_FLOW_ON_COMMIT);
+    const gate_flow_person carol[] = {{"Carol <carol@example.org>"}};
+    gate_flow_event found = {GATE_FLOW_EV_CULPRIT, 5, "m1", NULL, carol, 1, NULL};
+    gate_flow_feed(&t.f, &found, &t.d); /* idle: nothing to tell */
+    assert_int_equal(t.d.action, GATE_FLOW_DO_NOTHING);
+    (void)feed(&t, GATE_FLOW_EV_SOURCE_MOVED, 1, "s1");
+    (void)feed(&t, GATE_FLOW_EV_MERGE_MADE, 2, "m1");
+    assert_int_equal(failure(&t, GATE_FLOW_EV_REJECTED, 3, "m1", "change 1 rejected: unit"),
+                     GATE_FLOW_DO_BLOCK);
+    assert_int_equal(t.d.npeople, 2); /* remind-max of the merge's three authors */
+    gate_flow_feed(&t.f, &found, &t.d);
+    assert_int_equal(t.d.action, GATE_FLOW_DO_REMIND);
+    assert_int_equal(t.d.reminder, 1);
+    assert_int_equal(t.d.npeople, 1);
+    assert_string_equal(t.d.people[0].who, "Carol <carol@example.org>");
+    assert_string_equal(
+        t.f.why, "merge rejected, suspects from the culprit search: change 1 rejected: unit");
+    const char *why = NULL, *from = NULL;
+    gate_flow_told_why(&t.f, &why, &from);
+    assert_string_equal(why, "test-failure");
+    assert_string_equal(from, GATE_FLOW_FROM_SEARCH);
+    assert_int_equal(t.f.last_told, 5);
+    found.now = 6;
+    gate_flow_feed(&t.f, &found, &t.d); /* told already */
+    assert_int_equal(t.d.action, GATE_FLOW_DO_NOTHING);
+    assert_int_equal(feed(&t, GATE_FLOW_EV_TICK, 5 + DAY - 1, NULL), GATE_FLOW_DO_NOTHING);
+    assert_int_equal(feed(&t, GATE_FLOW_EV_TICK, 5 + 3 * DAY, NULL), GATE_FLOW_DO_REMIND);
+    assert_int_equal(t.d.reminder, 2); /* the back-off goes on from it: remind[1] = 2 days */
+    assert_string_equal(t.d.people[0].who, "Carol <carol@example.org>");
+    /* a conflict's people are the authors who touched the paths: no search changes them */
+    clock_flow u;
+    flow_setup(&u, GATE_FLOW_ON_COMMIT);
+    (void)feed(&u, GATE_FLOW_EV_SOURCE_MOVED, 1, "s1");
+    assert_int_equal(failure(&u, GATE_FLOW_EV_CONFLICT, 2, NULL, "a.c"), GATE_FLOW_DO_BLOCK);
+    gate_flow_feed(&u.f, &found, &u.d);
+    assert_int_equal(u.d.action, GATE_FLOW_DO_NOTHING);
+    /* a fix under test: its verdict decides, nobody is told meanwhile */
+    clock_flow v;
+    flow_setup(&v, GATE_FLOW_ON_COMMIT);
+    (void)feed(&v, GATE_FLOW_EV_SOURCE_MOVED, 1, "s1");
+    (void)feed(&v, GATE_FLOW_EV_MERGE_MADE, 2, "m1");
+    (void)failure(&v, GATE_FLOW_EV_REJECTED, 3, "m1", "unit");
+    assert_int_equal(feed(&v, GATE_FLOW_EV_PUSHED, 4, "r1"), GATE_FLOW_DO_QUEUE);
+    gate_flow_feed(&v.f, &found, &v.d);
+    assert_int_equal(v.d.action, GATE_FLOW_DO_NOTHING);
+}
+
+/*
  * The people of a rejected merge from the culprit searches: a suspected or
  * verified culprit the merge brings, of a configuration it failed, each
  * author once, newest search first, at most `max`; none: 0 (the caller
@@ -774,6 +831,88 @@ static void test_merge_recalled(void **state)
     gate_repo_close(r);
 }
 
+/* A blob of `text` in the test repository, its id in hex (into out). */
+static void blob_of(const char *text, char out[GATE_FLOW_SHA_MAX])
+{
+    git_oid id;
+    assert_int_equal(git_blob_create_from_buffer(&id, repo, text, strlen(text)), 0);
+    (void)git_oid_tostr(out, GATE_FLOW_SHA_MAX, &id);
+}
+
+/* The text of blob `hex` (static). */
+static const char *blob_text(const char *hex)
+{
+    static char text[256];
+    git_oid id;
+    git_blob *b = NULL;
+    assert_int_equal(git_oid_fromstr(&id, hex), 0);
+    assert_int_equal(git_blob_lookup(&b, repo, &id), 0);
+    (void)snprintf(text, sizeof(text), "%.*s", (int)git_blob_rawsize(b),
+                   (const char *)git_blob_rawcontent(b));
+    git_blob_free(b);
+    return text;
+}
+
+/* A conflict of a.c from three texts ("" NULL: no such side), its hunks computed. */
+static gate_flow_resolution hunks_of(gate_repo *r, const char *base, const char *ours,
+                                     const char *theirs)
+{
+    gate_flow_resolution k;
+    memset(&k, 0, sizeof(k));
+    (void)snprintf(k.path, sizeof(k.path), "a.c");
+    blob_of(base, k.base);
+    if (ours != NULL)
+        blob_of(ours, k.ours);
+    if (theirs != NULL)
+        blob_of(theirs, k.theirs);
+    keel_test_ok(gate_flow_hunks(r, &k));
+    return k;
+}
+
+/*
+ * A conflict's hunks (as git's rerere keys them): the same hunks whichever
+ * side is ours, and in a file changed elsewhere; other hunks another id; a
+ * side without the file none; a line changed next to the hunk makes it
+ * another.  A recorded resolution is carried to the file changed elsewhere
+ * (its line kept); one that does not merge with the file now is not.
+ */
+static void test_conflict_hunks(void **state)
+{
+    (void)state;
+    gate_repo *r = open_repo();
+    static const char base[] = "1\n2\n3\n4\n5\n6\n7\n8\n";
+    static const char comp[] = "1\ncomp\n3\n4\n5\n6\n7\n8\n";
+    gate_flow_resolution k1 = hunks_of(r, base, "1\nmain\n3\n4\n5\n6\n7\n8\n", comp);
+    assert_int_equal(strlen(k1.hunks), 40);
+    assert_string_equal(blob_text(k1.preimage),
+                        "1\n<<<<<<<\ncomp\n=======\nmain\n>>>>>>>\n3\n4\n5\n6\n7\n8\n");
+    gate_flow_resolution k2 = hunks_of(r, base, comp, "1\nmain\n3\n4\n5\n6\n7\n8\n");
+    assert_string_equal(k2.hunks, k1.hunks); /* the other way round */
+    assert_string_equal(k2.preimage, k1.preimage);
+    gate_flow_resolution k3 = hunks_of(r, base, "1\nmain\n3\n4\n5\n6\nnext\n8\n", comp);
+    assert_string_equal(k3.hunks, k1.hunks); /* changed elsewhere: the same hunks */
+    assert_string_not_equal(k3.preimage, k1.preimage);
+    gate_flow_resolution k4 = hunks_of(r, base, "1\nother\n3\n4\n5\n6\n7\n8\n", comp);
+    assert_string_not_equal(k4.hunks, k1.hunks); /* another conflict */
+    gate_flow_resolution k5 = hunks_of(r, base, NULL, comp);
+    assert_string_equal(k5.hunks, ""); /* deleted on one side: no hunks */
+    assert_string_equal(k5.preimage, "");
+
+    char result[GATE_FLOW_SHA_MAX], out[GATE_HEX];
+    blob_of("1\nboth\n3\n4\n5\n6\n7\n8\n", result);
+    bool clean = false;
+    keel_test_ok(gate_flow_hunks_apply(r, "a.c", k1.preimage, k3.preimage, result, out, &clean));
+    assert_true(clean);
+    assert_string_equal(blob_text(out), "1\nboth\n3\n4\n5\n6\nnext\n8\n");
+    gate_flow_resolution k6 = hunks_of(r, base, "1\nmain\nnext\n4\n5\n6\n7\n8\n", comp);
+    assert_string_not_equal(k6.hunks, k1.hunks); /* changed next to it: the hunk is another */
+    /* a resolution that does not merge with the file now: not carried over */
+    keel_test_ok(gate_flow_hunks_apply(r, "a.c", k1.preimage, k4.preimage, result, out, &clean));
+    assert_false(clean);
+    assert_string_equal(out, "");
+    gate_repo_close(r);
+}
+
 /* A clean merge is a real merge commit on the flow branch; once in main, nothing new. */
 static void test_merge_made_then_nothing_new(void **state)
 {
@@ -941,9 +1080,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_flow_resolution),
         cmocka_unit_test(test_flow_rejected_then_retry),
         cmocka_unit_test(test_flow_told_why),
+        cmocka_unit_test(test_flow_culprit_found),
         cmocka_unit_test(test_flow_suspects),
         cmocka_unit_test_setup_teardown(test_merge_conflict_people, repo_setup, repo_teardown),
         cmocka_unit_test_setup_teardown(test_merge_recalled, repo_setup, repo_teardown),
+        cmocka_unit_test_setup_teardown(test_conflict_hunks, repo_setup, repo_teardown),
         cmocka_unit_test_setup_teardown(test_merge_made_then_nothing_new, repo_setup,
                                         repo_teardown),
         cmocka_unit_test_setup_teardown(test_store_reminders_once, repo_setup, repo_teardown),

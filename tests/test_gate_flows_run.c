@@ -212,7 +212,17 @@ static void test_product_branch_never_merges_back(void **state)
 }
 
 /* A developer's merge of both tips, pushed to the flow branch: `a.c` resolved. */
+static void push_resolution_text(const char *flow_branch, const char *from, const char *to,
+                                 const char *text);
+
 static void push_resolution(const char *flow_branch, const char *from, const char *to)
+{
+    push_resolution_text(flow_branch, from, to, "both\n");
+}
+
+/* push_resolution with a.c's (and b.c's) text `text`. */
+static void push_resolution_text(const char *flow_branch, const char *from, const char *to,
+                                 const char *text)
 {
     git_oid tips[2];
     fx_head(to, &tips[0]);
@@ -227,7 +237,7 @@ static void push_resolution(const char *flow_branch, const char *from, const cha
     const char *paths[2] = {"a.c", "b.c"}; /* b.c: the source's own file, brought along */
     for (int i = 0; i < 2; i++) {
         up[i].action = GIT_TREE_UPDATE_UPSERT;
-        assert_int_equal(git_blob_create_from_buffer(&up[i].id, fx_git, "both\n", 5), 0);
+        assert_int_equal(git_blob_create_from_buffer(&up[i].id, fx_git, text, strlen(text)), 0);
         up[i].filemode = GIT_FILEMODE_BLOB;
         up[i].path = paths[i];
     }
@@ -420,6 +430,85 @@ static void test_rejected_merge_reminds_the_culprit(void **state)
     assert_int_equal(count_events("flow-reminder"), 1);
 }
 
+/* The fixture of the flow's own culprit search: comp/net brings Alice's, Carol's, Dave's. */
+static void setup_search(void)
+{
+    setup_flows("[flow comp/net -> main]\nremind = 1d\n", "test ! -e bad\n");
+    new_branch("comp/net", &fx_base);
+    git_oid c;
+    commit_as("comp/net", "Alice", "a.txt", "a\n", &c);
+    commit_as("comp/net", "Carol", "x.txt", "x\n", &c); /* passes alone; main's ci.sh refuses it */
+    commit_as("comp/net", "Dave", "d.txt", "d\n", &c);
+    commit_as("main", "Ann", "ci.sh", "test ! -e bad && test ! -e x.txt\n", &c);
+}
+
+/* Events of `kind` told to exactly one person, at `address`, whose people come `from`. */
+static long long told_only(const char *kind, const char *address, const char *from)
+{
+    char sql[512];
+    (void)snprintf(sql, sizeof(sql),
+                   "SELECT count(*) FROM events WHERE kind = ? AND "
+                   "json_array_length(detail, '$.people') = 1 AND "
+                   "json_extract(detail, '$.people[0].address') = '%s' AND "
+                   "json_extract(detail, '$.people_from') = '%s'",
+                   address, from);
+    return fx_sql_int(sql, kind);
+}
+
+/* What the flow's own search must leave: one search, Carol verified, told once after the block. */
+static void assert_searched_once(void)
+{
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE state = ?", "rejected"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM culprit_searches WHERE level = ?", "flow"),
+                     1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM culprit_searches WHERE level = 'flow' AND "
+                                "state = ? AND handed = 1",
+                                "verified"),
+                     1);
+    assert_int_equal(count_events("culprit-verified"), 1);
+    assert_int_equal(count_events("flow-blocked"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'flow-blocked' AND "
+                                "json_array_length(detail, '$.people') = 3 AND "
+                                "json_extract(detail, '$.people_from') = ?",
+                                "merge-authors"),
+                     1);
+    assert_int_equal(count_events("flow-reminder"), 1);
+    assert_int_equal(told_only("flow-reminder", "Carol@example.org", "culprit-search"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind LIKE ?", "backout-%"),
+                     0); /* not on main: nothing backed out */
+}
+
+/*
+ * A merge rejected by main's tests whose source (comp/net) has no culprit
+ * search of its own: the gate searches what the merge brings (main's tip
+ * merged with each of comp/net's commits), verifies Carol's, and the
+ * flow-blocked told to the merge's three authors is followed by a reminder
+ * to Carol alone; the reminders after it go to her.
+ */
+static void test_rejected_merge_searches_the_culprit(void **state)
+{
+    (void)state;
+    setup_search();
+    run_target("main");
+    assert_searched_once();
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'culprit-verified' AND "
+                                "json_extract(detail, '$.author') = ?",
+                                "Carol <Carol@example.org>"),
+                     1);
+    assert_int_equal(hook_lines_soon("\"event\":\"flow-reminder\"", "Carol@example.org", 1), 1);
+    assert_int_equal(hook_lines("flow-reminder", "Alice@example.org") +
+                         hook_lines("flow-reminder", "Dave@example.org"),
+                     0);
+    long long told = fx_sql_int("SELECT last_told FROM flows WHERE dst = ?", "main");
+    flows_turn_at(told + DAY);
+    assert_int_equal(told_only("flow-reminder", "Carol@example.org", "culprit-search"), 2);
+    assert_int_equal(count_events("flow-reminder"), 2);
+    run_target("main"); /* nothing new: no second search, nobody told again */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM culprit_searches WHERE level = ?", "flow"),
+                     1);
+    assert_int_equal(count_events("flow-reminder"), 2);
+}
+
 /*
  * The pre-merge level: main's configuration `premerge` (levels = pre-merge)
  * refuses a file named pm-bad.  comp/net adds it: the flow's merge passes
@@ -522,7 +611,64 @@ static void test_recorded_resolution_reused(void **state)
     assert_int_equal(hook_lines_soon("\"event\":\"flow-reused\"", "comp/net -> next", 1), 1);
 }
 
+/*
+ * Recorded resolutions matched on the conflict's hunks (as git's rerere):
+ * comp/net and main change line 2 of a.c; a developer's resolution lands
+ * into main.  Into next (main's line 2, and line 7 changed too: the three
+ * blobs differ) the same hunks: the resolution is carried over (line 2
+ * resolved, line 7 kept), said, tested and landed.  Into other (line 2
+ * changed another way: a different conflict): blocked.
+ */
+static void test_resolution_reused_on_its_hunks(void **state)
+{
+    (void)state;
+    setup_flows("[flow comp/net -> main]\n[flow comp/net -> next]\n[flow comp/net -> other]\n",
+                NULL);
+    git_oid base, x, comp;
+    commit_as("main", "Root", "a.c", "1\n2\n3\n4\n5\n6\n7\n8\n", &base);
+    new_branch("comp/net", &base);
+    new_branch("other", &base);
+    commit_as("main", "Ann", "a.c", "1\nmain\n3\n4\n5\n6\n7\n8\n", &x);
+    new_branch("next", &x);
+    commit_as("next", "Ann", "a.c", "1\nmain\n3\n4\n5\n6\nnext\n8\n", &x); /* elsewhere */
+    commit_as("other", "Eve", "a.c", "1\nother\n3\n4\n5\n6\n7\n8\n", &x);  /* another conflict */
+    commit_as("comp/net", "Bob", "a.c", "1\ncomp\n3\n4\n5\n6\n7\n8\n", &comp);
+    run_target("main");
+    assert_int_equal(count_events("flow-blocked"), 1);
+    push_resolution_text("keel-gate/flow/comp+net-to-main", "comp/net", "main",
+                         "1\nboth\n3\n4\n5\n6\n7\n8\n");
+    run_target("main");
+    assert_int_equal(count_events("flow-unblocked"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM flow_resolution_hunks WHERE path = ?", "a.c"),
+                     1);
+
+    run_target("next");
+    assert_int_equal(count_events("flow-blocked"), 1); /* main's only */
+    assert_int_equal(count_events("flow-reused"), 1);
+    assert_true(holds("next", &comp));
+    assert_string_equal(text_at("next", "a.c"), "1\nboth\n3\n4\n5\n6\nnext\n8\n");
+
+    run_target("other");
+    assert_int_equal(count_events("flow-reused"), 1); /* not for a different conflict */
+    assert_int_equal(count_events("flow-blocked"), 2);
+    assert_false(holds("other", &comp));
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'flow-blocked' AND "
+                                "json_extract(detail, '$.to') = ?",
+                                "other"),
+                     1);
+}
+
 #if KEEL_DEVEL
+/* A gate run in a child, killed at stress `point` as kill -9 would (exit 99). */
+static void crash_at(const char *point)
+{
+    fx_crash_spec = point;
+    char out[4096];
+    int status = keel_test_run_child(fx_crashing_run, out, sizeof(out));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 99)
+        fail_msg("%s: status %d: %s", point, status, out);
+}
+
 /*
  * kill -9 after the merge (not queued yet) and after the submission (the
  * flow's state not saved): the next run merges or takes what was queued,
@@ -537,11 +683,7 @@ static void test_kill_at_flow_points(void **state)
         new_branch("comp/net", &fx_base);
         git_oid x;
         commit_as("comp/net", "Bob", "n.txt", "n\n", &x);
-        fx_crash_spec = points[i];
-        char out[4096];
-        int status = keel_test_run_child(fx_crashing_run, out, sizeof(out));
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99)
-            fail_msg("%s: status %d: %s", points[i], status, out);
+        crash_at(points[i]);
         run_target("main");
         assert_true(holds("main", &x));
         assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE branch = ?",
@@ -551,6 +693,36 @@ static void test_kill_at_flow_points(void **state)
         assert_int_equal(count_events("flow-landed"), 1);
         run_target("main");
         assert_int_equal(count_events("flow-landed"), 1);
+        fx_teardown_repo();
+    }
+}
+
+/*
+ * kill -9 around the flow's own culprit search: after it is recorded (the
+ * flow's block not yet saved), at its builds and its verdict, and around the
+ * reminder naming the culprit (the second thing the flow tells): the next
+ * run leaves one search, one verdict, one flow-blocked and one reminder to
+ * Carol alone.
+ */
+static void test_kill_around_flow_search(void **state)
+{
+    (void)state;
+    static const char *const points[] = {
+        "gate.flow_after_search",  "gate.flow_before_told:nth=2",
+        "gate.search_after_start", "gate.search_before_verdict:nth=2",
+        "gate.search_before_hand", "gate.flow_after_told:nth=2"};
+    size_t n = sizeof(points) / sizeof(points[0]);
+#ifdef KEEL_TEST_UNDER_TSAN /* the flow's own two (the search's run the same code; 49 s for all) */
+    n = 2;
+    (void)fprintf(
+        stderr, "under ThreadSanitizer: the kills at %s and %s only (devel and ASan run all six)\n",
+        points[0], points[1]);
+#endif
+    for (size_t i = 0; i < n; i++) {
+        setup_search();
+        crash_at(points[i]);
+        run_target("main");
+        assert_searched_once();
         fx_teardown_repo();
     }
 }
@@ -616,11 +788,14 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_conflict_reminds_the_authors, fx_teardown),
         cmocka_unit_test_teardown(test_rejected_merge_blocks, fx_teardown),
         cmocka_unit_test_teardown(test_rejected_merge_reminds_the_culprit, fx_teardown),
+        cmocka_unit_test_teardown(test_rejected_merge_searches_the_culprit, fx_teardown),
         cmocka_unit_test_teardown(test_pre_merge_level, fx_teardown),
         cmocka_unit_test_teardown(test_recorded_resolution_reused, fx_teardown),
+        cmocka_unit_test_teardown(test_resolution_reused_on_its_hunks, fx_teardown),
 #if KEEL_DEVEL
         cmocka_unit_test_teardown(test_kill_at_flow_points, fx_teardown),
         cmocka_unit_test_teardown(test_kill_around_reminders, fx_teardown),
+        cmocka_unit_test_teardown(test_kill_around_flow_search, fx_teardown),
 #endif
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

@@ -133,6 +133,18 @@ long long gate_flow_due(const gate_flow *f)
     return 0;
 }
 
+/* The event's people become the flow's: the first `remind-max` of them; how many. */
+static size_t take_people(gate_flow *f, const gate_flow_event *ev)
+{
+    size_t n = ev->npeople < f->cfg->remind_max ? ev->npeople : f->cfg->remind_max;
+    if (n > GATE_FLOW_PEOPLE_MAX)
+        n = GATE_FLOW_PEOPLE_MAX;
+    for (size_t i = 0; i < n; i++)
+        (void)snprintf(f->people[i].who, sizeof(f->people[i].who), "%s", ev->people[i].who);
+    f->npeople = n;
+    return n;
+}
+
 /* A failure: the flow is blocked; a new one is said at once and its reminders start again. */
 static void block(gate_flow *f, const gate_flow_event *ev, gate_flow_decision *d, const char *what)
 {
@@ -148,12 +160,7 @@ static void block(gate_flow *f, const gate_flow_event *ev, gate_flow_decision *d
     f->change[0] = '\0';
     (void)snprintf(f->why, sizeof(f->why), "%s: %s", what,
                    ev->why != NULL && ev->why[0] != '\0' ? ev->why : "no reason given");
-    size_t n = ev->npeople < f->cfg->remind_max ? ev->npeople : f->cfg->remind_max;
-    if (n > GATE_FLOW_PEOPLE_MAX)
-        n = GATE_FLOW_PEOPLE_MAX;
-    for (size_t i = 0; i < n; i++)
-        (void)snprintf(f->people[i].who, sizeof(f->people[i].who), "%s", ev->people[i].who);
-    f->npeople = n;
+    size_t n = take_people(f, ev);
     d->people = f->people;
     d->npeople = f->npeople;
     decide(d, GATE_FLOW_DO_BLOCK, "%s; %zu of %zu people told (remind-max %u)", f->why, n,
@@ -208,6 +215,36 @@ size_t gate_flow_suspects(const gate_flow_search *searches, size_t n, const char
             (void)snprintf(out[got++].who, sizeof(out[0].who), "%s", s->author);
     }
     return got;
+}
+
+/*
+ * A culprit verified after the flow was blocked by a rejected merge whose
+ * people were the merge's authors: the people become the culprit's authors,
+ * the failure says they come from the culprit search, and a reminder names
+ * them at once.
+ */
+static bool culprit_found(gate_flow *f, const gate_flow_event *ev, gate_flow_decision *d)
+{
+    const char *why = NULL, *from = NULL;
+    gate_flow_told_why(f, &why, &from);
+    if (f->change[0] != '\0' || ev->npeople == 0 || from == NULL ||
+        strcmp(from, GATE_FLOW_FROM_MERGE) != 0 || strncmp(f->why, "merge rejected: ", 16) != 0)
+        return false;
+    char was[GATE_FLOW_WHY_MAX];
+    (void)snprintf(was, sizeof(was), "%s", f->why + 16);
+    int len = snprintf(f->why, sizeof(f->why), "%s: ", rejected_what(false, GATE_FLOW_FROM_SEARCH));
+    if (len > 0 && (size_t)len < sizeof(f->why)) /* the reason, cut to fit */
+        (void)snprintf(f->why + len, sizeof(f->why) - (size_t)len, "%.*s",
+                       (int)(sizeof(f->why) - (size_t)len - 1), was);
+    (void)take_people(f, ev);
+    f->reminders++;
+    f->last_told = ev->now;
+    d->people = f->people;
+    d->npeople = f->npeople;
+    d->reminder = f->reminders;
+    decide(d, GATE_FLOW_DO_REMIND, "reminder %u: the culprit search found who broke it: %s",
+           f->reminders, f->people[0].who);
+    return true;
 }
 
 /* The clock, BLOCKED: a reminder or the escalation when one is due. */
@@ -377,6 +414,10 @@ void gate_flow_feed(gate_flow *f, const gate_flow_event *ev, gate_flow_decision 
         decide(d, GATE_FLOW_DO_QUEUE, "%s pushed to the flow branch: queue it for %s", f->change,
                f->cfg->to);
         return;
+    case GATE_FLOW_EV_CULPRIT:
+        if (st == GATE_FLOW_BLOCKED && culprit_found(f, ev, d))
+            return;
+        break;
     }
     decide(d, GATE_FLOW_DO_NOTHING, "event %d ignored while %s", (int)ev->kind,
            gate_flow_state_name(st));

@@ -34,6 +34,14 @@
  * flow when it lands; one that still conflicts keeps the flow blocked,
  * reminders unchanged.  While a fix (a resolution, a retried merge) is in
  * the queue no reminder is sent: its verdict decides.
+ *
+ * A culprit found later.  A merge rejected with nobody a culprit search
+ * named is told to the authors of the commits it brings; when a search
+ * verifies a culprit afterwards (GATE_FLOW_EV_CULPRIT, while the flow is
+ * blocked by that rejection and no fix is under test), the people become
+ * the culprit's authors and a reminder names them at once (counted as a
+ * reminder; the back-off goes on from it).  Once only: the failure's people
+ * come from the culprit search from then on.
  */
 #ifndef KEEL_GATE_FLOW_H
 #define KEEL_GATE_FLOW_H
@@ -66,7 +74,8 @@ typedef enum gate_flow_event_kind {
     GATE_FLOW_EV_LANDED,       /* sha: the change that landed */
     GATE_FLOW_EV_REJECTED,     /* sha, why; people: who can fix it */
     GATE_FLOW_EV_PUSHED,       /* sha: a developer's resolution on the flow branch */
-    GATE_FLOW_EV_TICK          /* the clock: reminders and schedules come due */
+    GATE_FLOW_EV_TICK,         /* the clock: reminders and schedules come due */
+    GATE_FLOW_EV_CULPRIT       /* people: the culprit a search verified after a rejection */
 } gate_flow_event_kind;
 
 typedef struct gate_flow_event {
@@ -220,7 +229,8 @@ unsigned gate_flow_levels(const gate_config *cfg, const char *target, const char
  * developer's resolution that landed holds at the path ("": deleted) and its
  * file mode.  Recorded in the store (store_flow.h) when a flow's change that
  * resolved a conflict lands; applied by gate_flow_merge (flowmerge.h) when
- * the same conflict comes back.
+ * the same conflict comes back: the same three blobs, or the same hunks in a
+ * file whose other parts changed (as git's rerere matches).
  */
 enum { GATE_FLOW_PATH_MAX = 1024 };
 typedef struct gate_flow_resolution {
@@ -230,6 +240,16 @@ typedef struct gate_flow_resolution {
     char theirs[GATE_FLOW_SHA_MAX];
     char blob[GATE_FLOW_SHA_MAX];
     unsigned mode;
+    /*
+     * The conflict's hunks (flowmerge.h gate_flow_hunks; "" when it has none:
+     * a side deleted the file, a binary file): their id (each hunk's "ours"
+     * and "theirs" text, the smaller first) and the preimage, the blob of the
+     * file with its markers.  A lookup that found the record by its hunks
+     * (the three blobs differ) sets by_hunks and gives the recorded preimage.
+     */
+    char hunks[GATE_FLOW_SHA_MAX];
+    char preimage[GATE_FLOW_SHA_MAX];
+    bool by_hunks;
 } gate_flow_resolution;
 
 #endif /* KEEL_GATE_FLOW_H */

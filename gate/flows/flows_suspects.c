@@ -2,7 +2,8 @@
  * flows_suspects.c - who is reminded of a flow's merge that failed its tests
  * (flows_turn.h: gate_flows_suspects): the culprit searches' culprits among
  * the commits the merge brings, read from the store and the repository; the
- * choice is flow.c's (gate_flow_suspects, pure).
+ * choice is flow.c's (gate_flow_suspects, pure).  And the merge's own
+ * search when none knew (gate_flows_search_start, gate_flows_search_culprit).
  */
 #define _GNU_SOURCE      1
 #define KEEL_MODULE_NAME "gate"
@@ -13,7 +14,9 @@
 
 #include "flow.h"
 #include "git_int.h"
+#include "flowmerge.h"
 #include "remote.h"
+#include "search.h"
 #include "store_culprit.h"
 #include "store_web.h"
 
@@ -108,4 +111,65 @@ keel_status gate_flows_suspects(gate *g, const char *source, long long change, c
         names[i] = failed[i];
     *n = gate_flow_suspects(found, nfound, names, nfailed, out, max);
     return KEEL_OK;
+}
+
+/* The tier of the target's configuration `config` (its default when the tip has none). */
+static unsigned tier_of(gate *g, const char *config)
+{
+    gate_config *own = NULL;
+    const gate_config *cfg = gate_tip_config(g, &own);
+    unsigned tier = GATE_TIER_DEFAULT;
+    for (size_t i = 0; cfg != NULL && i < cfg->nconfigs; i++)
+        if (strcmp(cfg->configs[i].name, config) == 0)
+            tier = cfg->configs[i].tier;
+    gate_config_free(own);
+    return tier;
+}
+
+keel_status gate_flows_search_start(gate *g, long long change, const char *merge)
+{
+    KEEL_ASSERT(g != NULL && merge != NULL);
+    long long id = 0;
+    keel_status s = gate_store_search_flow(g->store, g->target, merge, &id);
+    if (!keel_ok(s) || id != 0) /* started before a kill: not twice */
+        return s;
+    static char failed[FAILED_MAX][GATE_JOB_CONFIG_MAX];
+    size_t nfailed = 0;
+    s = failed_configs(g, change, failed, &nfailed);
+    if (!keel_ok(s) || nfailed == 0) /* no configuration failed (cancelled): nothing to search */
+        return s;
+    void *mem = NULL;
+    s = keel_heap_calloc(GATE_HEAP, GATE_SEARCH_RANGE_MAX + 1, GATE_OID_HEX, &mem);
+    char(*range)[GATE_OID_HEX] = (char(*)[GATE_OID_HEX])mem;
+    size_t count = 0;
+    bool reached = false;
+    if (keel_ok(s))
+        s = gate_flow_search_range(g->repo, merge, range, GATE_SEARCH_RANGE_MAX + 1, &count,
+                                   &reached);
+    if (keel_ok(s) && !reached)
+        gate_say(g,
+                 "culprit: flow merge %.12s failed '%s': no search (not a merge, or it brings "
+                 "more than %d commits)\n",
+                 merge, failed[0], GATE_SEARCH_RANGE_MAX - 1);
+    else if (keel_ok(s))
+        s = gate_search_flow_start(g, failed[0], tier_of(g, failed[0]), range, count, &id);
+    keel_heap_free(GATE_HEAP, mem);
+    return s;
+}
+
+keel_status gate_flows_search_culprit(gate *g, const char *merge, gate_flow_person *out,
+                                      bool *found)
+{
+    KEEL_ASSERT(g != NULL && merge != NULL && out != NULL && found != NULL);
+    *found = false;
+    long long id = 0;
+    keel_status s = gate_store_search_flow(g->store, g->target, merge, &id);
+    static gate_search_row row; /* large: the loop's thread only */
+    if (keel_ok(s) && id != 0)
+        s = gate_store_search_get(g->store, id, &row);
+    if (!keel_ok(s) || id == 0 || strcmp(row.state, "verified") != 0)
+        return s;
+    s = author_of(g, row.culprit, out->who, sizeof(out->who));
+    *found = keel_ok(s);
+    return s;
 }

@@ -386,6 +386,12 @@ static keel_status verdict(flow_turn *t)
     static gate_flowmerge m; /* large: the loop's thread only */
     if (keel_ok(s) && npeople == 0)
         s = gate_flow_brought(t->g->repo, sha, &m);
+    /* the gate's merge rejected (not cancelled) and no search knew: its own search */
+    if (keel_ok(s) && npeople == 0 && c.state == GATE_CHANGE_REJECTED && !t->f.resolution &&
+        strcmp(sha, t->f.made) == 0) {
+        s = gate_flows_search_start(t->g, c.id, sha);
+        CRASH_POINT(flow_after_search);
+    }
     if (!keel_ok(s))
         return s;
     const char *from = npeople > 0 ? GATE_FLOW_FROM_SEARCH : NULL;
@@ -411,6 +417,25 @@ static keel_status pushed(flow_turn *t)
     if (!keel_ok(s) || !yes)
         return s;
     return feed(t, GATE_FLOW_EV_PUSHED, commit, NULL, NULL, 0);
+}
+
+/*
+ * Blocked by the gate's merge rejected and told to the authors of what it
+ * brought: the culprit its search verified since, told at once (the flow's
+ * people from then on).
+ */
+static keel_status culprit(flow_turn *t)
+{
+    if (t->f.state != GATE_FLOW_BLOCKED || t->f.change[0] != '\0' || t->f.made[0] == '\0' ||
+        strncmp(t->f.why, "merge rejected: ", 16) != 0)
+        return KEEL_OK;
+    gate_flow_person who;
+    bool found = false;
+    keel_status s = gate_flows_search_culprit(t->g, t->f.made, &who, &found);
+    if (!keel_ok(s) || !found)
+        return s;
+    gate_flow_event ev = {GATE_FLOW_EV_CULPRIT, t->now, t->f.made, NULL, &who, 1, NULL};
+    return feed_event(t, &ev);
 }
 
 /* Do two states of a flow differ in what the store keeps? */
@@ -454,6 +479,8 @@ static keel_status one_flow(gate *g, const gate_flow_config *cfg, long long now,
     s = verdict(&t);
     if (keel_ok(s))
         s = pushed(&t);
+    if (keel_ok(s))
+        s = culprit(&t);
     if (keel_ok(s) && strcmp(t.src, t.f.source) != 0)
         s = feed(&t, GATE_FLOW_EV_SOURCE_MOVED, t.src, NULL, NULL, 0);
     /* a conflict is tried again on a new destination tip; a failed test waits for the source */

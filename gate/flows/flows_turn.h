@@ -14,7 +14,9 @@
  * active change and takes it instead of merging and queueing again; what was
  * told is saved with the state (store_flow.h): a kill before that
  * transaction tells it at the next turn, a kill after it does not tell it
- * again.  The stress points gate.flow_after_merge, gate.flow_after_submit,
+ * again; a rejected merge's own culprit search is found again by its merge
+ * (gate_flows_search_start), not started twice.  The stress points
+ * gate.flow_after_merge, gate.flow_after_submit, gate.flow_after_search,
  * gate.flow_before_told and gate.flow_after_told end the process there as
  * kill -9 would.
  *
@@ -76,5 +78,25 @@ KEEL_MUST_USE keel_status gate_flows_status(gate *g, FILE *f, bool json);
 KEEL_MUST_USE keel_status gate_flows_suspects(gate *g, const char *source, long long change,
                                               const char *merge, const char *dest,
                                               gate_flow_person *out, size_t max, size_t *n);
+
+/*
+ * The destination's queue rejected the gate's flow merge `merge` (its change
+ * `change`) and no search named a culprit among what it brings: a culprit
+ * search of the first configuration it failed starts on the gate's target
+ * (search.h gate_search_flow_start) over the destination's tip merged with
+ * each commit the merge brings (flowmerge.h gate_flow_search_range).  Not
+ * twice: a search of `merge` started before (a kill -9 between it and the
+ * flow's state) is taken.  Nothing when no configuration failed, or the
+ * merge brings too many commits (said).
+ */
+KEEL_MUST_USE keel_status gate_flows_search_start(gate *g, long long change, const char *merge);
+
+/*
+ * The culprit the search of flow merge `merge` verified: *found, and its
+ * author in *out (the candidate's, not the gate's merge's).  Not found while
+ * it searches, when it ended without a culprit, or when none ran.
+ */
+KEEL_MUST_USE keel_status gate_flows_search_culprit(gate *g, const char *merge,
+                                                    gate_flow_person *out, bool *found);
 
 #endif /* KEEL_GATE_FLOWS_TURN_H */

@@ -152,8 +152,8 @@ static void blob_hex(char out[GATE_FLOW_SHA_MAX], const git_index_entry *e)
  * The conflicts of `merged`: the first `max` as keys (the path and its three
  * blobs; a path too long is counted, not kept), *total all of them.
  */
-static keel_status conflict_keys(git_index *merged, gate_flow_resolution *keys, size_t max,
-                                 size_t *n, size_t *total)
+static keel_status conflict_keys(gate_repo *r, git_index *merged, gate_flow_resolution *keys,
+                                 size_t max, size_t *n, size_t *total)
 {
     *n = 0;
     *total = 0;
@@ -177,7 +177,10 @@ static keel_status conflict_keys(git_index *merged, gate_flow_resolution *keys, 
         blob_hex(k->theirs, theirs);
     }
     git_index_conflict_iterator_free(it);
-    return KEEL_OK;
+    keel_status s = KEEL_OK;
+    for (size_t i = 0; keel_ok(s) && i < *n; i++) /* each conflict's hunks (flowhunks.c) */
+        s = gate_flow_hunks(r, &keys[i]);
+    return s;
 }
 
 /* The paths of the conflicts (keys) into out->paths. */
@@ -243,6 +246,9 @@ static keel_status recall_all(gate_repo *r, const gate_flow_recall *recall, git_
     bool all = nkeys > 0;
     for (size_t i = 0; keel_ok(s) && all && i < nkeys; i++) {
         bool found = false;
+        char
+            now[GATE_FLOW_SHA_MAX]; /* this conflict's preimage (a lookup by hunks gives its own) */
+        memcpy(now, keys[i].preimage, sizeof(now));
         s = recall->fn(recall->ctx, &keys[i], &found);
         if (keel_ok(s) && !found) { /* recorded from a merge made the other way round */
             swap_sides(&keys[i]);
@@ -250,8 +256,19 @@ static keel_status recall_all(gate_repo *r, const gate_flow_recall *recall, git_
             swap_sides(&keys[i]);
         }
         all = keel_ok(s) && found;
-        if (all && keys[i].blob[0] != '\0') /* the blob must still be here */
+        if (all && keys[i].by_hunks) { /* the same hunks, the file changed elsewhere: merged */
+            char out[GATE_HEX];
+            bool clean = false;
+            all = has_blob(r, keys[i].preimage) && has_blob(r, keys[i].blob);
+            if (all)
+                s = gate_flow_hunks_apply(r, keys[i].path, keys[i].preimage, now, keys[i].blob, out,
+                                          &clean);
+            all = keel_ok(s) && all && clean;
+            if (all)
+                memcpy(keys[i].blob, out, sizeof(keys[i].blob));
+        } else if (all && keys[i].blob[0] != '\0') { /* the blob must still be here */
             all = has_blob(r, keys[i].blob);
+        }
     }
     for (size_t i = 0; keel_ok(s) && all && i < nkeys; i++) {
         int rc = git_index_conflict_remove(merged, keys[i].path);
@@ -348,7 +365,7 @@ keel_status gate_flow_merge(gate_repo *r, const char *from, const char *to, cons
         if (rc != 0)
             s = gate_git_error(rc, "cannot merge '%s' into '%s'", from, to);
         else if (git_index_has_conflicts(merged))
-            s = conflict_keys(merged, keys, GATE_FLOWMERGE_PATHS, &nkeys, &total);
+            s = conflict_keys(r, merged, keys, GATE_FLOWMERGE_PATHS, &nkeys, &total);
         if (keel_ok(s) && rc == 0 && recall != NULL && nkeys > 0 && nkeys == total)
             s = recall_all(r, recall, merged, keys, nkeys, &recalled);
         if (keel_ok(s) && recalled) {
@@ -502,7 +519,7 @@ keel_status gate_flow_resolutions(gate_repo *r, const char *commit, gate_flow_re
         s = gate_git_error(rc, "cannot read the resolution %.12s", commit);
     size_t total = 0;
     if (keel_ok(s) && merged != NULL && git_index_has_conflicts(merged))
-        s = conflict_keys(merged, out, max, n, &total);
+        s = conflict_keys(r, merged, out, max, n, &total);
     for (size_t i = 0; keel_ok(s) && i < *n; i++) {
         git_tree_entry *e = NULL;
         rc = git_tree_entry_bypath(&e, tree, out[i].path);

@@ -74,8 +74,10 @@ typedef struct gate_flowmerge {
 
 /*
  * Where gate_flow_merge looks recorded resolutions up: fn fills r->blob and
- * r->mode for the conflict r names (path, base, ours, theirs), *found false
- * when none is recorded.
+ * r->mode for the conflict r names (path, base, ours, theirs), or, none
+ * recorded for those blobs, for the same path and hunks (r->hunks: then
+ * r->by_hunks and r->preimage, the recorded one); *found false when neither
+ * is recorded.
  */
 typedef struct gate_flow_recall {
     keel_status (*fn)(void *ctx, gate_flow_resolution *r, bool *found);
@@ -130,5 +132,47 @@ KEEL_MUST_USE keel_status gate_flow_brought(gate_repo *r, const char *merge, gat
  */
 KEEL_MUST_USE keel_status gate_flow_waiting(gate_repo *r, const char *source, const char *dest,
                                             size_t *n);
+
+/*
+ * The hunks of conflict k (flowhunks.c): git's merge of k->base, k->ours and
+ * k->theirs with conflict markers; each hunk's two sides put in a fixed
+ * order (the smaller text first), so a merge made the other way round has
+ * the same; k->hunks the id of the hunks' text (a blob id of it, not
+ * stored), k->preimage the blob of the file with its markers in that order
+ * (written to the repository).  Both "" when it has no hunks (a side
+ * without the file, a binary file).
+ */
+KEEL_MUST_USE keel_status gate_flow_hunks(gate_repo *r, gate_flow_resolution *k);
+
+/*
+ * A recorded resolution carried to the same conflict in a file whose other
+ * parts changed, as git's rerere does: git's three-way merge of `recorded`
+ * (the recorded preimage: the ancestor), `now` (this conflict's preimage)
+ * and `result` (the recorded resolution).  *clean: it merged without a
+ * conflict, `out` the resulting blob (written); else nothing is applied.
+ */
+KEEL_MUST_USE keel_status gate_flow_hunks_apply(gate_repo *r, const char *path,
+                                                const char *recorded, const char *now,
+                                                const char *result, char out[GATE_HEX],
+                                                bool *clean);
+
+/*
+ * The range the culprit search of a rejected flow merge walks (flowsearch.c):
+ * `merge` (two parents: the destination's tip D, the source's tip S) with
+ * what it brings laid out as a line the search can bisect: out[0] = D (it
+ * passed: it is the destination's tip), out[i] = D merged with the i-th
+ * commit of S's first-parent line that D does not hold (oldest first),
+ * out[count - 1] = `merge` itself (D merged with S: it failed).  Each
+ * in-between merge is made as the flow's is (libgit2), a commit of no branch
+ * whose author and committer are keel-gate at `merge`'s commit time and
+ * whose message names the candidate, so making them again (after a kill -9)
+ * gives the same ids.  A candidate whose merge into D conflicts is left out
+ * (the next one holds its change).  *reached false (and *count 0): the line
+ * holds more than max - 2 commits D does not have, or `merge` is not a
+ * two-parent commit: no range.
+ */
+KEEL_MUST_USE keel_status gate_flow_search_range(gate_repo *r, const char *merge,
+                                                 char (*out)[GATE_HEX], size_t max, size_t *count,
+                                                 bool *reached);
 
 #endif /* KEEL_GATE_FLOWMERGE_H */

@@ -273,14 +273,17 @@ static keel_status found_of(gate *g, const search_state *ss, unsigned idx, gate_
     f->tier = ss->row.tier;
     gate_fmt(f->evidence, sizeof(f->evidence), "%s", ss->row.evidence);
     keel_status s = gate_store_search_commit(g->store, ss->row.id, idx, f->commit);
-    char second[GATE_OID_HEX];
+    char second[GATE_OID_HEX] = "";
     if (keel_ok(s))
         s = commit_info(g, f->commit, f->subject, f->author, f->committer, f->parent, second);
-    if (keel_ok(s) && second[0] != '\0') /* a merge: the gate's lands a change (its head) */
+    /* a flow merge's search: D merged with a candidate, told as the candidate (its second) */
+    bool flow = strcmp(ss->row.level, "flow") == 0;
+    /* a merge on the target: the gate's lands a change (its head) */
+    if (keel_ok(s) && second[0] != '\0' && !flow)
         s = gate_store_change_of_head(g->store, g->target, second, &f->change_id, f->branch);
-    if (keel_ok(s) && f->change_id != 0) {
+    if (keel_ok(s) && (f->change_id != 0 || (flow && second[0] != '\0'))) {
         char sub[GATE_SEARCH_SUBJECT_MAX], p1[GATE_OID_HEX], p2[GATE_OID_HEX];
-        s = commit_info(g, second, sub, f->author, f->committer, p1, p2);
+        s = commit_info(g, second, flow ? f->subject : sub, f->author, f->committer, p1, p2);
     }
     for (size_t i = ss->nbuilds; i > 0; i--) /* the newest failing build's log */
         if (ss->builds[i - 1].idx == idx && ss->builds[i - 1].failed &&
@@ -329,7 +332,7 @@ static keel_status hand(gate *g, const search_state *ss, unsigned idx)
     gate_search_found f;
     keel_status s = found_of(g, ss, idx, &f);
     CRASH_POINT(search_before_hand);
-    if (keel_ok(s))
+    if (keel_ok(s) && strcmp(ss->row.level, "flow") != 0) /* a flow's: not on the target */
         s = culprit_verified(g, &f);
     if (keel_ok(s))
         s = gate_store_search_handed(g->store, ss->row.id);
@@ -634,6 +637,20 @@ keel_status gate_search_nightly_failed(gate *g, const char *commit, const char *
     return say_started(g, id, commit, config, flake, runs, why);
 }
 
+keel_status gate_search_flow_start(gate *g, const char *config, unsigned tier,
+                                   char (*range)[GATE_OID_HEX], size_t count, long long *id)
+{
+    double flake = 0;
+    unsigned long long runs = 0;
+    keel_status s = flake_of(g, config, &flake, &runs);
+    if (keel_ok(s))
+        s = gate_store_search_new_range(g->store, g->target, config, tier, "flow", range, count,
+                                        flake, gate_now_s(), id);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "starting the culprit search of a flow merge's '%s'", config);
+    return say_started(g, *id, range[count - 1], config, flake, runs, "");
+}
+
 /* Start search ss's builds on up to `free` slots; *started: how many. */
 static keel_status start_builds(gate *g, search_state *ss, unsigned free, unsigned *started)
 {
@@ -653,8 +670,12 @@ static keel_status start_builds(gate *g, search_state *ss, unsigned free, unsign
         if (keel_ok(s))
             s = gate_store_search_build_start(g->store, ss->row.id, idx, log, gate_now_s(), &build);
         CRASH_POINT(search_after_start);
-        gate_level level =
-            strcmp(ss->row.level, "nightly") == 0 ? GATE_LEVEL_NIGHTLY : GATE_LEVEL_POST;
+        /* a flow merge's: the configuration as the queue tested the merge (any level but try) */
+        gate_level level = strcmp(ss->row.level, "nightly") == 0 ? GATE_LEVEL_NIGHTLY
+                           : strcmp(ss->row.level, "flow") == 0
+                               ? (gate_level)(GATE_LEVEL_GATE | GATE_LEVEL_PRE_MERGE |
+                                              GATE_LEVEL_POST | GATE_LEVEL_NIGHTLY)
+                               : GATE_LEVEL_POST;
         if (keel_ok(s))
             s = gate_post_launch(g, level, commit, ss->row.config, log, build);
         if (!keel_ok(s) && build != 0 && !gate_config_fault_is_gates(s)) {

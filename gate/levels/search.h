@@ -80,6 +80,20 @@ KEEL_MUST_USE keel_status gate_search_nightly_failed(gate *g, const char *commit
                                                      const char *was, long long due_at);
 
 /*
+ * A flow's merge into the target was rejected for failing `config` (tier):
+ * a search starts at level "flow" over `range` (count commits: the
+ * destination's tip the merge was made on, which passed; the tip merged
+ * with each commit the merge brings, oldest first; the merge, which failed:
+ * flowmerge.h gate_flow_search_range): *id.  Its builds run as the post
+ * level's searches do, the configuration looked up at any level but try;
+ * its verified culprit is told (culprit-verified, the candidate commit's
+ * author) but never handed to the backout (it is not on the target).
+ */
+KEEL_MUST_USE keel_status gate_search_flow_start(gate *g, const char *config, unsigned tier,
+                                                 char (*range)[GATE_OID_HEX], size_t count,
+                                                 long long *id);
+
+/*
  * Start the builds of the searches started at `level` ("post": the post
  * level's, called by its turn first; "nightly": the nightly level's, called
  * by its turn, after the post level's took the slots it needs) on free

@@ -125,6 +125,8 @@ static const char *const migrations[] = {
     gate__store_levels_schema,
     /* 13 -> 14: the flows' recorded resolutions (store_flow_rerere.c) */
     gate__store_flow_rerere_schema,
+    /* 14 -> 15: the flows' recorded resolutions by their conflict's hunks (store_flow_rerere.c) */
+    gate__store_flow_hunks_schema,
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 

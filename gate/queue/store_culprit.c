@@ -233,29 +233,54 @@ keel_status gate_store_search_new_range(gate_store *st, const char *target, cons
     return s;
 }
 
-keel_status gate_store_search_covering(gate_store *st, const char *target, const char *config,
-                                       const char *commit, bool *busy)
+/*
+ * The first row of `sql` (texts a, b, c bound to ?1, ?2, ?3 when not NULL):
+ * *found, and its first column in *value when not NULL.
+ */
+static keel_status first_row(gate_store *st, const char *sql, const char *a, const char *b,
+                             const char *c, bool *found, long long *value)
 {
-    KEEL_ASSERT(st != NULL && target != NULL && config != NULL && commit != NULL && busy != NULL);
-    *busy = false;
+    *found = false;
     sqlite3_stmt *stmt = NULL;
-    keel_status s = gate__store_prepare(
-        st,
-        "SELECT 1 FROM culprit_searches s JOIN culprit_range r ON r.search = s.id WHERE "
-        "s.target = ?1 AND s.config = ?2 AND s.state IN ('searching', 'suspected') AND "
-        "r.commit_id = ?3 AND r.idx > 0 LIMIT 1",
-        &stmt);
+    keel_status s = gate__store_prepare(st, sql, &stmt);
     if (!keel_ok(s))
         return s;
-    bind_text(stmt, 1, target);
-    bind_text(stmt, 2, config);
-    bind_text(stmt, 3, commit);
+    const char *texts[] = {a, b, c};
+    for (int i = 0; i < 3; i++)
+        if (texts[i] != NULL)
+            bind_text(stmt, i + 1, texts[i]);
     int rc = sqlite3_step(stmt);
-    *busy = rc == SQLITE_ROW;
+    *found = rc == SQLITE_ROW;
+    if (*found && value != NULL)
+        *value = sqlite3_column_int64(stmt, 0);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         s = gate__store_error(st, rc, "cannot read the culprit searches");
     (void)sqlite3_finalize(stmt);
     return s;
+}
+
+keel_status gate_store_search_covering(gate_store *st, const char *target, const char *config,
+                                       const char *commit, bool *busy)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && config != NULL && commit != NULL && busy != NULL);
+    return first_row(st,
+                     "SELECT 1 FROM culprit_searches s JOIN culprit_range r ON r.search = s.id "
+                     "WHERE s.target = ?1 AND s.config = ?2 AND s.state IN ('searching', "
+                     "'suspected') AND r.commit_id = ?3 AND r.idx > 0 LIMIT 1",
+                     target, config, commit, busy, NULL);
+}
+
+keel_status gate_store_search_flow(gate_store *st, const char *target, const char *merge,
+                                   long long *id)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && merge != NULL && id != NULL);
+    *id = 0;
+    bool found = false;
+    return first_row(st,
+                     "SELECT s.id FROM culprit_searches s JOIN culprit_range r ON r.search = s.id "
+                     "AND r.idx = s.n WHERE s.target = ?1 AND s.level = 'flow' AND r.commit_id = "
+                     "?2 ORDER BY s.id DESC LIMIT 1",
+                     target, merge, NULL, &found, id);
 }
 
 static keel_status ids_of(gate_store *st, const char *sql, const char *target, long long *ids,
@@ -305,22 +330,10 @@ keel_status gate_store_search_busy(gate_store *st, const char *target, const cha
                                    bool *busy)
 {
     KEEL_ASSERT(st != NULL && target != NULL && config != NULL && busy != NULL);
-    sqlite3_stmt *stmt = NULL;
-    *busy = false;
-    keel_status s = gate__store_prepare(st,
-                                        "SELECT 1 FROM culprit_searches WHERE target = ?1 AND "
-                                        "config = ?2 AND state IN ('searching', 'suspected')",
-                                        &stmt);
-    if (!keel_ok(s))
-        return s;
-    bind_text(stmt, 1, target);
-    bind_text(stmt, 2, config);
-    int rc = sqlite3_step(stmt);
-    *busy = rc == SQLITE_ROW;
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        s = gate__store_error(st, rc, "cannot read the culprit searches");
-    (void)sqlite3_finalize(stmt);
-    return s;
+    return first_row(st,
+                     "SELECT 1 FROM culprit_searches WHERE target = ?1 AND config = ?2 AND state "
+                     "IN ('searching', 'suspected') AND level != 'flow'",
+                     target, config, NULL, busy, NULL);
 }
 
 #define SEARCH_COLUMNS                                                                       \

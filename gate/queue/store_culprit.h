@@ -89,7 +89,17 @@ KEEL_MUST_USE keel_status gate_store_search_active(gate_store *st, const char *t
 KEEL_MUST_USE keel_status gate_store_search_covering(gate_store *st, const char *target,
                                                      const char *config, const char *commit,
                                                      bool *busy);
-/* Is a search of (target, config) still searching or suspected? */
+/*
+ * The newest search of `target` at level "flow" (a rejected flow merge's:
+ * gate/flows/flows_suspects.c) whose range ends at `merge`: *id (0: none).
+ */
+KEEL_MUST_USE keel_status gate_store_search_flow(gate_store *st, const char *target,
+                                                 const char *merge, long long *id);
+/*
+ * Is a search of (target, config) still searching or suspected?  A flow
+ * merge's search (level "flow") does not count: it searches commits not on
+ * the target.
+ */
 KEEL_MUST_USE keel_status gate_store_search_busy(gate_store *st, const char *target,
                                                  const char *config, bool *busy);
 /* Search `id`; KEEL_E_NOTFOUND when none. */

@@ -58,9 +58,12 @@ KEEL_MUST_USE keel_status gate_store_flow_told(gate_store *st, const char *from,
  * The recorded resolutions (flow.h gate_flow_resolution, keel's rerere):
  * `put` records n of them (their conflict, the resolved blob and mode), from
  * the flow `from` -> `to`'s change `commit` that landed, in one transaction;
- * a conflict recorded before is replaced.  `get` fills r->blob and r->mode
- * for the conflict r names (path, base, ours, theirs); *found false when
- * none is recorded.
+ * a conflict recorded before is replaced; a conflict with hunks (r->hunks)
+ * is recorded by its path and hunks too (with its preimage).  `get` fills
+ * r->blob and r->mode for the conflict r names (path, base, ours, theirs);
+ * none recorded for those blobs, for its path and hunks (r->hunks not ""):
+ * r->by_hunks set and r->preimage the recorded preimage; *found false when
+ * neither is recorded.
  */
 KEEL_MUST_USE keel_status gate_store_flow_resolution_put(gate_store *st,
                                                          const gate_flow_resolution *r, size_t n,

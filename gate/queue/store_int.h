@@ -66,6 +66,8 @@ extern const char gate__store_flow_schema[];
 extern const char gate__store_flow_wiring_schema[];
 /* The schema step of the flows' recorded resolutions (store_flow_rerere.c: its own table). */
 extern const char gate__store_flow_rerere_schema[];
+/* The schema step of the recorded resolutions by hunks (store_flow_rerere.c: its own table). */
+extern const char gate__store_flow_hunks_schema[];
 /* The schema step of store_culprit.c's tables. */
 extern const char gate__store_culprit_schema[];
 /* The schema step of store_backout.c's tables. */

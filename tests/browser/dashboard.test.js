@@ -75,6 +75,11 @@ async function main() {
         await page.locator('#plot-queue path.series').waitFor({ state: 'attached' });
         await page.evaluate(() => { window.keelLoaded = 'once'; });
     });
+    await check('one target: the target picker is hidden', async () => {
+        const t = await page.evaluate(() => fetch('/api/v1/targets').then((r) => r.json()));
+        assert(t.targets.length === 1, t.targets.length + ' targets');
+        assert(await page.locator('#target-pick').isHidden(), 'the picker is shown');
+    });
     await check('no console errors on load', async () => {
         assert(errors.length === 0, errors.join(' | '));
     });
@@ -256,6 +261,53 @@ async function main() {
         await page.locator('#token').focus();
         await page.keyboard.press('Tab');
         assert(await page.evaluate(() => document.activeElement.textContent) === 'Use', 'tab order');
+    });
+
+    /* the second gate: main and comp/net, a change queued on comp/net only */
+    const page2 = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+    page2.setDefaultTimeout(20000);
+    page2.on('console', (m) => { if (m.type() === 'error') errors.push('second gate: ' + m.text()); });
+    page2.on('pageerror', (e) => errors.push('second gate: uncaught: ' + e.message));
+    const asked = []; /* the API requests the page made */
+    page2.on('request', (r) => { if (r.url().includes('/api/v1/')) asked.push(r.url()); });
+    const rows2 = page2.locator('#queue tbody tr[data-change]');
+
+    await check('two targets: the picker is shown, on the default target', async () => {
+        await page2.goto(env.KEEL_URL2);
+        await page2.locator('#target-pick').waitFor();
+        const options = await page2.locator('#target-pick option').allInnerTexts();
+        assert(options.join(',') === 'main,comp/net', 'options: ' + options.join(','));
+        assert(await page2.inputValue('#target-pick') === 'main', 'chosen: ' + await page2.inputValue('#target-pick'));
+        await page2.locator('#target', { hasText: 'main' }).waitFor();
+        await page2.locator('#queue tbody td.muted').first().waitFor(); /* main's queue is empty */
+        assert(await rows2.count() === 0, (await rows2.count()) + ' rows on main');
+    });
+
+    await check('two targets: choosing comp/net shows its queue, ?target= on the page and the API', async () => {
+        const before = asked.length;
+        await page2.selectOption('#target-pick', 'comp/net');
+        await page2.locator('#target', { hasText: 'comp/net' }).waitFor();
+        await rows2.first().waitFor();
+        const text = await rows2.first().innerText();
+        assert(text.includes('net-topic') && text.includes('queued'), 'row: ' + text);
+        assert(new URL(page2.url()).searchParams.get('target') === 'comp/net', 'page: ' + page2.url());
+        const after = asked.slice(before);
+        const queue = after.filter((u) => new URL(u).pathname === '/api/v1/queue');
+        assert(queue.length > 0, 'no queue request after the choice: ' + after.join(' '));
+        assert(queue.every((u) => new URL(u).searchParams.get('target') === 'comp/net'),
+               'a queue request without ?target=comp/net: ' + queue.join(' '));
+        const events = after.filter((u) => new URL(u).pathname === '/api/v1/events');
+        assert(events.length > 0 && events.every((u) => new URL(u).searchParams.get('target') === 'comp/net'),
+               'the event stream: ' + events.join(' '));
+        await page2.screenshot({ path: env.KEEL_SCREENSHOT.replace(/\.png$/, '-targets.png'), fullPage: true });
+    });
+
+    await check('two targets: a reload keeps the target chosen', async () => {
+        await page2.reload();
+        await page2.locator('#target', { hasText: 'comp/net' }).waitFor();
+        assert(await page2.inputValue('#target-pick') === 'comp/net', 'chosen: ' + await page2.inputValue('#target-pick'));
+        await rows2.first().waitFor();
+        assert((await rows2.first().innerText()).includes('net-topic'), 'row');
     });
 
     await check('no console errors at all (but the refusals asked for)', async () => {

@@ -7,7 +7,10 @@
 # dashboard.test.js (node, playwright-core pinned in package.json, on Debian's chromium) against
 # it: the page loads with no console error, shows the queue, follows a landing live (no
 # reload), refuses a submit without a token and shows the error, takes one with a token, shows
-# the paused banner, and leaves a screenshot in BUILD_DIR/dashboard.png.
+# the paused banner, and leaves a screenshot in BUILD_DIR/dashboard.png.  A second gate guarding
+# two targets (main, comp/net; a change queued on comp/net only) is served too: the target picker
+# is shown there (hidden on the first, one target), and choosing comp/net shows its queue with
+# ?target= on the page and on the API's requests.
 #
 # It installs what it needs: Debian's chromium and nodejs/npm (apt-get, only when root and
 # missing) and playwright-core (npm ci into BUILD_DIR/browser-test/).  Where it cannot, it exits
@@ -63,10 +66,12 @@ fi
 
 # ---- a gate on a real repository ---------------------------------------------------------
 tmp=$(mktemp -d /tmp/keel-browser-XXXXXX)
-serve_pid=
+served_pids= # every `keel-gate serve` started (serve below)
 cleanup() {
-    [ -z "$serve_pid" ] || kill "$serve_pid" 2>/dev/null
-    [ -z "$serve_pid" ] || wait "$serve_pid" 2>/dev/null
+    for pid in $served_pids; do
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
     rm -rf -- "$tmp"
 }
 trap cleanup EXIT
@@ -116,18 +121,41 @@ kg() { "$gate_bin" --repo "$repo" --quiet "$@"; }
 admin=$("$gate_bin" --repo "$repo" token add ops --role admin) || { echo "FAIL: token add"; exit 1; }
 reader=$("$gate_bin" --repo "$repo" token add viewer --role read) || { echo "FAIL: token add"; exit 1; }
 
-"$gate_bin" --repo "$repo" serve --listen 127.0.0.1:0 >"$tmp/serve.out" 2>"$tmp/serve.err" &
-serve_pid=$!
-for _ in $(seq 100); do
-    [ -s "$tmp/serve.out" ] && break
-    sleep 0.1
-done
-url=$(head -n1 "$tmp/serve.out")
-case $url in
-http://127.0.0.1:*) ;;
-*) echo "FAIL: keel-gate serve printed no address: $(cat "$tmp/serve.err")"; exit 1 ;;
-esac
+# serve REPO NAME: `keel-gate serve` of REPO on a free port: $served_url (its pid in $served_pids)
+serve() {
+    "$gate_bin" --repo "$1" serve --listen 127.0.0.1:0 >"$tmp/$2.out" 2>"$tmp/$2.err" &
+    served_pid=$!
+    served_pids="$served_pids $served_pid"
+    for _ in $(seq 100); do
+        [ -s "$tmp/$2.out" ] && break
+        sleep 0.1
+    done
+    served_url=$(head -n1 "$tmp/$2.out")
+    case $served_url in
+    http://127.0.0.1:*) ;;
+    *) echo "FAIL: keel-gate serve ($2) printed no address: $(cat "$tmp/$2.err")"; exit 1 ;;
+    esac
+}
+serve "$repo" serve
+url=$served_url
 
-NODE_PATH=$mods/node_modules KEEL_URL=$url KEEL_GATE=$gate_bin KEEL_REPO=$repo KEEL_WORK=$work \
+# ---- a second gate guarding two targets: main and comp/net (the dashboard's target picker) --
+work2=$tmp/work2
+repo2=$tmp/repo2.git
+git init -q -b main "$work2"
+g2() { git -C "$work2" -c user.name=test -c user.email=test@localhost "$@"; }
+mkdir -p "$work2/.keel"
+printf '[gate]\ntargets = main comp/net\nslots = 1\n\n[config unit]\ntest = true\n' >"$work2/.keel/gate.conf"
+g2 add -A && g2 commit -qm base
+g2 branch comp/net main
+g2 checkout -q -b net-topic comp/net && echo net >"$work2/net.txt" && g2 add -A && g2 commit -qm "net topic" &&
+    g2 checkout -q main
+git clone -q --bare "$work2" "$repo2"
+"$gate_bin" --repo "$repo2" --target comp/net --quiet submit net-topic >/dev/null ||
+    { echo "FAIL: submit net-topic to comp/net"; exit 1; }
+serve "$repo2" serve2
+url2=$served_url
+
+NODE_PATH=$mods/node_modules KEEL_URL=$url KEEL_URL2=$url2 KEEL_GATE=$gate_bin KEEL_REPO=$repo KEEL_WORK=$work \
     KEEL_ADMIN_TOKEN=$admin KEEL_READ_TOKEN=$reader KEEL_CHROMIUM=$chromium \
     KEEL_SCREENSHOT=$build/dashboard.png node "$here/dashboard.test.js"
