@@ -30,6 +30,7 @@
 #include "keel/stress.h"
 #include "lockdep.h"
 #include "run_calls.h"
+#include "run_glibc.h"
 
 KEEL_EXTERN_C_BEGIN
 
@@ -235,19 +236,6 @@ static inline keel__lock_kind run_kind(const run_lock *l)
 /* Is the program's object locked by any thread (its real state)? */
 bool keel__run_obj_locked(const run_lock *l);
 
-/*
- * Does a spinlock's word say it is free?  glibc's encoding depends on the architecture: on x86
- * pthread_spin_unlock stores 1 and a holder leaves 0 or less (its lock is a decrement); elsewhere
- * (the generic code) 0 is free.
- */
-static inline bool run_spin_word_free(int v)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    return v > 0;
-#else
-    return v == 0;
-#endif
-}
 /* The run_lock whose checking state d is. */
 run_lock *keel__run_of_dep(keel_lockdep *d);
 

@@ -100,14 +100,11 @@ static bool holds(const run_waiter *w, const run_lock *l)
     for (unsigned i = 0; i < n && i < KEEL_LOCK_MAX_HELD; i++)
         if (t->h[i].lock == l && !t->h[i].mode.waiting)
             return true;
-    if (l->type == RUN_RWLOCK) {
-        const pthread_rwlock_t *rw = (const pthread_rwlock_t *)l->obj;
-        return __atomic_load_n(&rw->__data.__cur_writer, __ATOMIC_RELAXED) == w->tid;
-    }
+    if (l->type == RUN_RWLOCK)
+        return run_glibc_rwlock_writer((const pthread_rwlock_t *)l->obj) == w->tid;
     if (l->type == RUN_SPIN)
-        return false;
-    const pthread_mutex_t *m = (const pthread_mutex_t *)l->obj;
-    return __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) == w->tid;
+        return false; /* (a spinlock records no owner) */
+    return run_glibc_mutex_owner((const pthread_mutex_t *)l->obj) == w->tid;
 }
 
 /*
