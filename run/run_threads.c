@@ -158,10 +158,10 @@ static void read_state(void *arg)
     }
 }
 
-/* The tids of /proc/self/task, at most max. */
-static unsigned list_tids(int *tids, unsigned max)
+/* The numeric entries of the directory `dir` (/proc/self/task: the tids), at most max. */
+static unsigned list_ids(const char *dir, int *ids, unsigned max)
 {
-    int fd = RUN_REAL(open)("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = RUN_REAL(open)(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return 0;
     unsigned n = 0;
@@ -175,7 +175,7 @@ static unsigned list_tids(int *tids, unsigned max)
             memcpy(&reclen, buf + at + 16, sizeof(reclen)); /* struct linux_dirent64 */
             const char *name = buf + at + 19;
             if (name[0] >= '0' && name[0] <= '9' && n < max)
-                tids[n++] = (int)strtol(name, NULL, 10);
+                ids[n++] = (int)strtol(name, NULL, 10);
             at += reclen;
         }
     }
@@ -183,10 +183,102 @@ static unsigned list_tids(int *tids, unsigned max)
     return n;
 }
 
+static unsigned list_tids(int *tids, unsigned max)
+{
+    return list_ids("/proc/self/task", tids, max);
+}
+
+/* ---- is something running?  (a thread or a process that runs can still wake the program) ---- */
+
+/* The state letter of a /proc stat file (R running or runnable, S, D...) and its CPU time
+ * (utime + stime), '?' when it cannot be read. */
+static char stat_of(const char *path, unsigned long long *cpu)
+{
+    char buf[512];
+    int fd = RUN_REAL(open)(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? RUN_REAL(read)(fd, buf, sizeof(buf) - 1) : -1;
+    if (fd >= 0)
+        (void)RUN_REAL(close)(fd);
+    *cpu = 0;
+    if (n <= 0)
+        return '?';
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* (the command may hold spaces and parentheses) */
+    if (p == NULL || p[1] != ' ' || p[2] == '\0')
+        return '?';
+    char state = p[2];
+    for (int field = 3; p != NULL && field < 14; field++) /* to field 14, utime */
+        p = strchr(p + 1, ' ');
+    if (p != NULL) {
+        char *end = NULL;
+        unsigned long long utime = strtoull(p + 1, &end, 10);
+        *cpu = utime + strtoull(end, NULL, 10);
+    }
+    return state;
+}
+
+/* Is the thread tid of the process running or runnable (state R)? */
+static bool thread_runs(int tid)
+{
+    char path[64];
+    unsigned long long cpu;
+    (void)snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+    return stat_of(path, &cpu) == 'R';
+}
+
+enum { DESCENDANTS = 64 };
+
+/*
+ * Does a descendant of the process run (a child, a child's child...: up to 64, listed by each
+ * thread's /proc/PID/task/TID/children)?  Their CPU time is hashed into *h, and the number of
+ * the process's own children seen is *nchildren: a waitpid for a child that works is no hang,
+ * nor one for a child waiting for a grandchild that works, nor one for a child that is exiting
+ * (no longer listed).
+ */
+static bool descendants_run(unsigned long long *h, unsigned *nchildren)
+{
+    int pids[DESCENDANTS];
+    unsigned n = 0;
+    pids[n++] = getpid();
+    *nchildren = 0;
+    for (unsigned next = 0; next < n; next++) {
+        char path[96];
+        if (next > 0) {
+            unsigned long long cpu;
+            (void)snprintf(path, sizeof(path), "/proc/%d/stat", pids[next]);
+            if (stat_of(path, &cpu) == 'R')
+                return true;
+            *h = (*h ^ ((unsigned long long)(unsigned)pids[next] << 32 ^ cpu)) * 0x100000001b3ull;
+        }
+        int tids[RUN_VIEW_THREADS];
+        (void)snprintf(path, sizeof(path), "/proc/%d/task", pids[next]);
+        unsigned ntids = list_ids(path, tids, RUN_VIEW_THREADS);
+        for (unsigned i = 0; i < ntids && n < DESCENDANTS; i++) {
+            char list[512];
+            (void)snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pids[next], tids[i]);
+            int fd = RUN_REAL(open)(path, O_RDONLY | O_CLOEXEC);
+            ssize_t got = fd >= 0 ? RUN_REAL(read)(fd, list, sizeof(list) - 1) : -1;
+            if (fd >= 0)
+                (void)RUN_REAL(close)(fd);
+            list[got > 0 ? got : 0] = '\0';
+            for (char *p = list, *end = NULL; n < DESCENDANTS; p = end) {
+                long pid = strtol(p, &end, 10);
+                if (end == p)
+                    break;
+                pids[n++] = (int)pid;
+                *nchildren += next == 0;
+            }
+        }
+    }
+    return false;
+}
+
 bool keel__run_threads_blocked(const int *waiting, unsigned nwaiting, unsigned long long *sig,
                                unsigned *nthreads)
 {
     int tids[THREADS];
+    bool in_call[THREADS] = {false};
+    bool waits_child = false; /* a thread in waitpid, wait, waitid or wait4 */
     unsigned ntids = list_tids(tids, THREADS);
     int me = (int)keel__thread_id();
     unsigned long long h = *sig;
@@ -212,8 +304,18 @@ bool keel__run_threads_blocked(const int *waiting, unsigned nwaiting, unsigned l
             }
         run_spin_release(&threads_lock);
         blocked = published || (call != NULL && untimed != 0);
+        in_call[i] = !published;
+        waits_child |= !published && call != NULL && strncmp(call, "wait", 4) == 0;
         h = (h ^ ((unsigned long long)(unsigned)tids[i] << 32 | ended)) * 0x100000001b3ull;
     }
+    /* every thread blocked by what keel-run saw: none in a call may run (a signal handler, a
+     * thread woken and not yet back from its call; a published wait wakes at each slice: not
+     * asked), nor a child of the program (a waitpid for it ends) */
+    for (unsigned i = 0; i < ntids && blocked && n > 0; i++)
+        blocked = !in_call[i] || !thread_runs(tids[i]);
+    unsigned nchildren = 0;
+    if (blocked && n > 0 && (descendants_run(&h, &nchildren) || (waits_child && nchildren == 0)))
+        blocked = false; /* (a wait for a child when none is left returns: ECHILD, or the exit) */
     *sig = h;
     *nthreads = n;
     return blocked && n > 0;
