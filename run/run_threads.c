@@ -226,34 +226,61 @@ static bool thread_runs(int tid)
     return stat_of(path, &cpu) == 'R';
 }
 
+/* The CPU time in ns of /proc/PID/schedstat's first field (finer than stat's ticks), when it
+ * can be read; else *cpu is left as it is. */
+static void cpu_ns(const char *path, unsigned long long *cpu)
+{
+    char buf[128];
+    int fd = RUN_REAL(open)(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? RUN_REAL(read)(fd, buf, sizeof(buf) - 1) : -1;
+    if (fd >= 0)
+        (void)RUN_REAL(close)(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    char *end = NULL;
+    unsigned long long ns = strtoull(buf, &end, 10);
+    if (end != buf)
+        *cpu = ns;
+}
+
 enum { DESCENDANTS = 64 };
 
 /*
  * Does a descendant of the process run (a child, a child's child...: up to 64, listed by each
- * thread's /proc/PID/task/TID/children)?  Their CPU time is hashed into *h, and the number of
- * the process's own children seen is *nchildren: a waitpid for a child that works is no hang,
- * nor one for a child waiting for a grandchild that works, nor one for a child that is exiting
- * (no longer listed).
+ * thread's /proc/PID/task/TID/children): a thread of it in state R, or D (its I/O, a page read
+ * in: it goes on)?  Their CPU time (process-wide ticks, and the main thread's ns where
+ * /proc/PID/schedstat says it) is hashed into *h; *children is the number of the process's own
+ * children seen, *zombies of them dead and not yet waited for: a waitpid for a child that works
+ * is no hang, nor one for a child waiting for a grandchild that works, nor one for a child that
+ * has ended (a zombie, or no longer listed: its last threads exiting).
  */
-static bool descendants_run(unsigned long long *h, unsigned *nchildren)
+static bool descendants_run(unsigned long long *h, unsigned *children, unsigned *zombies)
 {
     int pids[DESCENDANTS];
     unsigned n = 0;
     pids[n++] = getpid();
-    *nchildren = 0;
+    *children = *zombies = 0;
     for (unsigned next = 0; next < n; next++) {
         char path[96];
         if (next > 0) {
-            unsigned long long cpu;
+            unsigned long long cpu, ns = 0;
             (void)snprintf(path, sizeof(path), "/proc/%d/stat", pids[next]);
-            if (stat_of(path, &cpu) == 'R')
-                return true;
-            *h = (*h ^ ((unsigned long long)(unsigned)pids[next] << 32 ^ cpu)) * 0x100000001b3ull;
+            *zombies += stat_of(path, &cpu) == 'Z' && next <= *children;
+            (void)snprintf(path, sizeof(path), "/proc/%d/schedstat", pids[next]);
+            cpu_ns(path, &ns);
+            *h = (*h ^ ((unsigned long long)(unsigned)pids[next] << 32 ^ cpu ^ ns)) *
+                 0x100000001b3ull;
         }
         int tids[RUN_VIEW_THREADS];
         (void)snprintf(path, sizeof(path), "/proc/%d/task", pids[next]);
         unsigned ntids = list_ids(path, tids, RUN_VIEW_THREADS);
-        for (unsigned i = 0; i < ntids && n < DESCENDANTS; i++) {
+        for (unsigned i = 0; i < ntids; i++) {
+            unsigned long long cpu;
+            (void)snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pids[next], tids[i]);
+            char state = next > 0 ? stat_of(path, &cpu) : 'S'; /* (the program's own: apart) */
+            if (state == 'R' || state == 'D')
+                return true;
             char list[512];
             (void)snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pids[next], tids[i]);
             int fd = RUN_REAL(open)(path, O_RDONLY | O_CLOEXEC);
@@ -266,7 +293,7 @@ static bool descendants_run(unsigned long long *h, unsigned *nchildren)
                 if (end == p)
                     break;
                 pids[n++] = (int)pid;
-                *nchildren += next == 0;
+                *children += next == 0;
             }
         }
     }
@@ -313,9 +340,11 @@ bool keel__run_threads_blocked(const int *waiting, unsigned nwaiting, unsigned l
      * asked), nor a child of the program (a waitpid for it ends) */
     for (unsigned i = 0; i < ntids && blocked && n > 0; i++)
         blocked = !in_call[i] || !thread_runs(tids[i]);
-    unsigned nchildren = 0;
-    if (blocked && n > 0 && (descendants_run(&h, &nchildren) || (waits_child && nchildren == 0)))
-        blocked = false; /* (a wait for a child when none is left returns: ECHILD, or the exit) */
+    unsigned children = 0, zombies = 0;
+    if (blocked && n > 0 &&
+        (descendants_run(&h, &children, &zombies) ||
+         (waits_child && (children == 0 || zombies > 0))))
+        blocked = false; /* (a wait for a child when none is left, or one has ended, returns) */
     *sig = h;
     *nthreads = n;
     return blocked && n > 0;
