@@ -476,6 +476,21 @@ static inline int run_fail(int f)
     return f == RUN_SHORT ? EINTR : f;
 }
 
+/* The stress point of a wait (poll, sem_wait, waitpid...) made at ra: 0, else the errno a fire
+ * fails it with at once (EINTR by default: a signal interrupted it). */
+static inline int run_wait_fault(run_call call, const void *ra)
+{
+    int f = RUN_FAULT(call, ra);
+    return KEEL_UNLIKELY(f != 0) ? run_fail(f) : 0;
+}
+
+/* A failed call: errno e, -1. */
+static inline int run_failed(int e)
+{
+    errno = e;
+    return -1;
+}
+
 KEEL_EXTERN_C_END
 
 #endif /* KEEL_RUN_H */

@@ -985,17 +985,26 @@ KEEL_RUN_EXPORT unsigned sleep(unsigned s)
 
 KEEL_RUN_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
+    int fault = run_wait_fault(RUN_F_POLL, RA());
+    if (KEEL_UNLIKELY(fault != 0))
+        return run_failed(fault);
     RUN_BLOCKING(int, "poll", timeout != 0, timeout < 0, RUN_REAL(poll)(fds, n, timeout));
 }
 
 KEEL_RUN_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
 {
+    int fault = run_wait_fault(RUN_F_SELECT, RA());
+    if (KEEL_UNLIKELY(fault != 0))
+        return run_failed(fault);
     RUN_BLOCKING(int, "select", timeout == NULL || timeout->tv_sec != 0 || timeout->tv_usec != 0,
                  timeout == NULL, RUN_REAL(select)(n, r, w, e, timeout));
 }
 
 KEEL_RUN_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
+    int fault = run_wait_fault(RUN_F_EPOLL_WAIT, RA());
+    if (KEEL_UNLIKELY(fault != 0))
+        return run_failed(fault);
     RUN_BLOCKING(int, "epoll_wait", timeout != 0, timeout < 0,
                  RUN_REAL(epoll_wait)(epfd, ev, max, timeout));
 }

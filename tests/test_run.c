@@ -833,6 +833,32 @@ static void test_read_read_cycle_not_reported(void **state)
 }
 
 /*
+ * The waits' stress points (a fire: EINTR, as a signal would make it): each of poll, ppoll,
+ * select, pselect, epoll_wait, epoll_pwait, sem_wait, sem_timedwait, waitpid, wait, waitid,
+ * wait4, sigwaitinfo, sigtimedwait, sigsuspend and pause (tests/run/wait_calls.c) fails once at
+ * once with EINTR, at the program's own line; without its point it would wait for ever.
+ */
+static void test_wait_calls_fail_with_eintr(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_with(&r, "run_wait_calls", NULL, "--stress", "libc.*:max=1", "--options",
+             "report.stress=report", (const char *)NULL);
+    if (r.status != 0)
+        print_message("reports:\n%s\nstderr:\n%s\n", r.reports, r.err);
+    assert_int_equal(r.status, 0);
+    static const char *const points[] = {"poll", "select",  "epoll_wait", "sem_wait",
+                                         "wait", "sigwait", "pause"};
+    static const int fires[] = {2, 2, 2, 2, 4, 2, 2};
+    for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+        char want[64];
+        (void)snprintf(want, sizeof(want), "stress option 'libc.%s.wait_calls_c_", points[i]);
+        assert_int_equal(count(&r, "stress", want), fires[i]);
+    }
+    cleanup(&r);
+}
+
+/*
  * Locks whose glibc state keel-run reads (run/run_glibc.h), none misused: a priority-protected
  * mutex never locked (its ceiling in its lock word), robust mutexes whose owner died (destroyed
  * unlocked; locked with EOWNERDEAD, which holds it, and unlocked), a PTHREAD_RWLOCK_PREFER_WRITER_NP
@@ -1110,6 +1136,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_heap_locks_churn),
         cmocka_unit_test(test_read_read_cycle_not_reported),
         cmocka_unit_test(test_glibc_state_no_false_reports),
+        cmocka_unit_test(test_wait_calls_fail_with_eintr),
         cmocka_unit_test(test_fault_at_call_site),
         cmocka_unit_test(test_sweep_unmodified_program),
         cmocka_unit_test(test_sweep_hang_detail),
