@@ -320,7 +320,7 @@ unsigned keel__run_threads_in(const char *call);
 /*
  * Is every thread of the process but the caller blocked: one of the nwaiting tids of waiting (a
  * published wait), or in an interposed call without a timeout and not running (state R), and no
- * descendant process running?  Then *nthreads is their number and *sig (in: the waits'
+ * descendant process running, no alarm pending?  Then *nthreads is their number and *sig (in: the waits'
  * progress) hashes each thread's progress (its calls that ended) and the descendants' CPU time in.
  */
 bool keel__run_threads_blocked(const int *waiting, unsigned nwaiting, unsigned long long *sig,

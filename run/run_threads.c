@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "run.h"
@@ -341,10 +342,14 @@ bool keel__run_threads_blocked(const int *waiting, unsigned nwaiting, unsigned l
     for (unsigned i = 0; i < ntids && blocked && n > 0; i++)
         blocked = !in_call[i] || !thread_runs(tids[i]);
     unsigned children = 0, zombies = 0;
+    struct itimerval timer;
     if (blocked && n > 0 &&
         (descendants_run(&h, &children, &zombies) ||
-         (waits_child && (children == 0 || zombies > 0))))
-        blocked = false; /* (a wait for a child when none is left, or one has ended, returns) */
+         (waits_child && (children == 0 || zombies > 0)) ||
+         (getitimer(ITIMER_REAL, &timer) == 0 &&
+          (timer.it_value.tv_sec != 0 || timer.it_value.tv_usec != 0))))
+        blocked = false; /* (a wait for a child when none is left, or one has ended, returns; an
+                          * alarm or a real-time interval timer pending will send its signal) */
     *sig = h;
     *nthreads = n;
     return blocked && n > 0;
