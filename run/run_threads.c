@@ -115,15 +115,23 @@ unsigned keel__run_threads_in(const char *call)
 
 /* ---- another thread's view ---------------------------------------------------------------- */
 
+/* The text of a small /proc file, NUL-terminated (empty when it cannot be read): its length. */
+static ssize_t read_proc(const char *path, char *buf, size_t size)
+{
+    int fd = RUN_REAL(open)(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? RUN_REAL(read)(fd, buf, size - 1) : -1;
+    if (fd >= 0)
+        (void)RUN_REAL(close)(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    return n;
+}
+
 /* The thread's name (/proc/self/task/TID/comm), else "tid N". */
 static void name_of(int tid, char *out, size_t size)
 {
     char path[64];
     (void)snprintf(path, sizeof(path), "/proc/self/task/%d/comm", tid);
-    int fd = RUN_REAL(open)(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? RUN_REAL(read)(fd, out, size - 1) : -1;
-    if (fd >= 0)
-        (void)RUN_REAL(close)(fd);
+    ssize_t n = read_proc(path, out, size);
     if (n > 0 && out[n - 1] == '\n')
         n--;
     if (n <= 0)
@@ -196,14 +204,9 @@ static unsigned list_tids(int *tids, unsigned max)
 static char stat_of(const char *path, unsigned long long *cpu)
 {
     char buf[512];
-    int fd = RUN_REAL(open)(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? RUN_REAL(read)(fd, buf, sizeof(buf) - 1) : -1;
-    if (fd >= 0)
-        (void)RUN_REAL(close)(fd);
     *cpu = 0;
-    if (n <= 0)
+    if (read_proc(path, buf, sizeof(buf)) <= 0)
         return '?';
-    buf[n] = '\0';
     const char *p = strrchr(buf, ')'); /* (the command may hold spaces and parentheses) */
     if (p == NULL || p[1] != ' ' || p[2] == '\0')
         return '?';
@@ -232,13 +235,8 @@ static bool thread_runs(int tid)
 static void cpu_ns(const char *path, unsigned long long *cpu)
 {
     char buf[128];
-    int fd = RUN_REAL(open)(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? RUN_REAL(read)(fd, buf, sizeof(buf) - 1) : -1;
-    if (fd >= 0)
-        (void)RUN_REAL(close)(fd);
-    if (n <= 0)
+    if (read_proc(path, buf, sizeof(buf)) <= 0)
         return;
-    buf[n] = '\0';
     char *end = NULL;
     unsigned long long ns = strtoull(buf, &end, 10);
     if (end != buf)
@@ -284,11 +282,7 @@ static bool descendants_run(unsigned long long *h, unsigned *children, unsigned 
                 return true;
             char list[512];
             (void)snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pids[next], tids[i]);
-            int fd = RUN_REAL(open)(path, O_RDONLY | O_CLOEXEC);
-            ssize_t got = fd >= 0 ? RUN_REAL(read)(fd, list, sizeof(list) - 1) : -1;
-            if (fd >= 0)
-                (void)RUN_REAL(close)(fd);
-            list[got > 0 ? got : 0] = '\0';
+            (void)read_proc(path, list, sizeof(list));
             for (char *p = list, *end = NULL; n < DESCENDANTS; p = end) {
                 long pid = strtol(p, &end, 10);
                 if (end == p)
