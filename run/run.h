@@ -30,6 +30,7 @@
 #include "keel/stress.h"
 #include "lockdep.h"
 #include "run_calls.h"
+#include "run_glibc.h"
 
 KEEL_EXTERN_C_BEGIN
 
@@ -235,19 +236,6 @@ static inline keel__lock_kind run_kind(const run_lock *l)
 /* Is the program's object locked by any thread (its real state)? */
 bool keel__run_obj_locked(const run_lock *l);
 
-/*
- * Does a spinlock's word say it is free?  glibc's encoding depends on the architecture: on x86
- * pthread_spin_unlock stores 1 and a holder leaves 0 or less (its lock is a decrement); elsewhere
- * (the generic code) 0 is free.
- */
-static inline bool run_spin_word_free(int v)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    return v > 0;
-#else
-    return v == 0;
-#endif
-}
 /* The run_lock whose checking state d is. */
 run_lock *keel__run_of_dep(keel_lockdep *d);
 
@@ -331,8 +319,9 @@ void keel__run_thread_register(void);
 unsigned keel__run_threads_in(const char *call);
 /*
  * Is every thread of the process but the caller blocked: one of the nwaiting tids of waiting (a
- * published wait), or in an interposed call without a timeout?  Then *nthreads is their number
- * and *sig (in: the waits' progress) hashes each thread's progress (its calls that ended) in.
+ * published wait), or in an interposed call without a timeout and not running (state R), and no
+ * descendant process running, no alarm pending?  Then *nthreads is their number and *sig (in: the waits'
+ * progress) hashes each thread's progress (its calls that ended) and the descendants' CPU time in.
  */
 bool keel__run_threads_blocked(const int *waiting, unsigned nwaiting, unsigned long long *sig,
                                unsigned *nthreads);
@@ -485,6 +474,21 @@ size_t keel__run_short(size_t n);
 static inline int run_fail(int f)
 {
     return f == RUN_SHORT ? EINTR : f;
+}
+
+/* The stress point of a wait (poll, sem_wait, waitpid...) made at ra: 0, else the errno a fire
+ * fails it with at once (EINTR by default: a signal interrupted it). */
+static inline int run_wait_fault(run_call call, const void *ra)
+{
+    int f = RUN_FAULT(call, ra);
+    return KEEL_UNLIKELY(f != 0) ? run_fail(f) : 0;
+}
+
+/* A failed call: errno e, -1. */
+static inline int run_failed(int e)
+{
+    errno = e;
+    return -1;
 }
 
 KEEL_EXTERN_C_END

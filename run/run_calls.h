@@ -33,6 +33,14 @@ typedef enum run_call {
     RUN_F_WRITEV,
     RUN_F_SENDMSG,
     RUN_F_RECVMSG,
+    /* the waits: a fire is a signal that interrupted them (EINTR) */
+    RUN_F_POLL,       /* poll, ppoll */
+    RUN_F_SELECT,     /* select, pselect */
+    RUN_F_EPOLL_WAIT, /* epoll_wait, epoll_pwait */
+    RUN_F_SEM_WAIT,   /* sem_wait, sem_timedwait, sem_clockwait */
+    RUN_F_WAIT,       /* waitpid, wait, waitid, wait4 */
+    RUN_F_SIGWAIT,    /* sigwaitinfo, sigtimedwait (sigwait itself never fails with EINTR) */
+    RUN_F_PAUSE,      /* pause, sigsuspend (they end only so: -1, EINTR) */
     RUN_F_COUNT
 } run_call;
 
@@ -57,7 +65,10 @@ static inline const run_call_def *run_calls(void)
         {"recv", ECONNRESET, true},    {"pread", EIO, true},
         {"pwrite", ENOSPC, true},      {"readv", EIO, true},
         {"writev", ENOSPC, true},      {"sendmsg", ECONNRESET, true},
-        {"recvmsg", ECONNRESET, true},
+        {"recvmsg", ECONNRESET, true}, {"poll", EINTR, false},
+        {"select", EINTR, false},      {"epoll_wait", EINTR, false},
+        {"sem_wait", EINTR, false},    {"wait", EINTR, false},
+        {"sigwait", EINTR, false},     {"pause", EINTR, false},
     };
     return calls;
 }
@@ -75,6 +86,7 @@ static inline const run_errno_def *run_errno_find(const char *name, size_t len, 
         {"EACCES", EACCES},
         {"EAGAIN", EAGAIN},
         {"EBADF", EBADF},
+        {"ECHILD", ECHILD},
         {"ECONNABORTED", ECONNABORTED},
         {"ECONNREFUSED", ECONNREFUSED},
         {"ECONNRESET", ECONNRESET},
@@ -126,7 +138,8 @@ static inline bool run_errno_parse(const char *spec, int errs[RUN_F_COUNT], char
             (void)snprintf(why, size,
                            "bad entry '%.*s': CALL=ERRNO, a call of alloc, open, read, write, "
                            "fsync, close, rename, mkdir, socket, connect, accept, send, recv, "
-                           "pread, pwrite, readv, writev, sendmsg, recvmsg; an errno name such as "
+                           "pread, pwrite, readv, writev, sendmsg, recvmsg, poll, select, "
+                           "epoll_wait, sem_wait, wait, sigwait, pause; an errno name such as "
                            "EIO, or short for the calls that move bytes",
                            (int)len, p);
             return false;

@@ -161,7 +161,7 @@ __attribute__((constructor(102))) static void faults_start(void)
     for (int c = 0; c < RUN_F_COUNT; c++)
         want[c] = errs[c] = run_calls()[c].err;
     const char *spec = getenv("KEEL_RUN_ERRNO");
-    char why[256];
+    char why[512];
     if (spec != NULL && run_errno_parse(spec, want, why, sizeof(why)))
         memcpy(errs, want, sizeof(errs));
     __atomic_store_n(&faults_ready, 1, __ATOMIC_RELEASE);

@@ -146,28 +146,6 @@ static const keel__lock_site *site_at(const void *pc)
 
 /* ---- whose pointer -------------------------------------------------------------------------- */
 
-/*
- * Does p look like a block of glibc's allocator (its chunk header: a size that is a multiple of
- * 16, at least 32; an mmapped chunk page aligned)?  What glibc's free checks first, asked
- * before it would abort the program.
- */
-static bool glibc_chunk(const void *p)
-{
-    if ((uintptr_t)p % 16 != 0 || (uintptr_t)p < 4096)
-        return false;
-    const size_t *hdr = (const size_t *)p - 2;
-    unsigned char vec = 0;
-    void *page = as_ptr((uintptr_t)hdr & ~(uintptr_t)4095);
-    if (((uintptr_t)p & 4095) < 16 && mincore(page, 1, &vec) != 0)
-        return false;
-    size_t size = hdr[1] & ~(size_t)7;
-    if (size < 32 || size % 16 != 0 || size > ((size_t)1 << 46))
-        return false;
-    if ((hdr[1] & 2) != 0) /* IS_MMAPPED: the chunk and its offset fill whole pages */
-        return (((uintptr_t)hdr - hdr[0]) & 4095) == 0 && (hdr[0] + size) % 4096 == 0;
-    return true;
-}
-
 static size_t (*real_usable_size)(void *);
 
 /* The usable size of a glibc block. */
@@ -175,8 +153,7 @@ static size_t glibc_usable(void *p)
 {
     if (real_usable_size != NULL)
         return real_usable_size(p);
-    const size_t *hdr = (const size_t *)p - 2;
-    return (hdr[1] & ~(size_t)7) - ((hdr[1] & 2) != 0 ? 16 : 8);
+    return run_glibc_chunk_usable(p);
 }
 
 /*
@@ -318,7 +295,7 @@ static void heap_free(void *p, const void *ra)
         keel__run_inside--;
         return;
     }
-    if (glibc_chunk(p)) {
+    if (run_glibc_chunk(p)) {
         root_remove(p);
         __libc_free(p);
         return;
@@ -381,7 +358,7 @@ static void *heap_realloc(void *p, size_t size, const void *ra)
         return NULL;
     }
     if (!keel__blk_is(p)) {
-        if (!glibc_chunk(p)) {
+        if (!run_glibc_chunk(p)) {
             heap_free(p, ra); /* reported */
             errno = EINVAL;
             return NULL;

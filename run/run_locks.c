@@ -244,12 +244,12 @@ static int my_tid(void)
 
 static bool mutex_owner_is_me(const pthread_mutex_t *m)
 {
-    return __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) == my_tid();
+    return run_glibc_mutex_owner(m) == my_tid();
 }
 
 static run_type mutex_type(const pthread_mutex_t *m)
 {
-    switch (__atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) & 3) {
+    switch (run_glibc_mutex_kind(m)) {
     case PTHREAD_MUTEX_RECURSIVE_NP:
         return RUN_MUTEX_RECURSIVE;
     case PTHREAD_MUTEX_ERRORCHECK_NP:
@@ -257,6 +257,12 @@ static run_type mutex_type(const pthread_mutex_t *m)
     default:
         return RUN_MUTEX_NORMAL; /* normal and adaptive */
     }
+}
+
+/* Did a mutex lock call acquire it?  A robust mutex whose owner died is held on EOWNERDEAD. */
+static inline bool mutex_acquired(int rc)
+{
+    return rc == 0 || KEEL_UNLIKELY(rc == EOWNERDEAD);
 }
 
 /* Is the object behind d locked by anyone?  (keel's reports: held by another, or not at all) */
@@ -443,7 +449,7 @@ __attribute__((noinline)) static int mutex_lock_general(pthread_mutex_t *m, cons
     keel__dep_before(t, d, l, KEEL__LK_MUTEX, nest, false, site);
     keel__run_inside--;
     int rc = mutex_real(l, m, w, site);
-    if (rc == 0) {
+    if (mutex_acquired(rc)) {
         keel__run_inside++;
         keel__dep_push(t, d, l, KEEL__LK_MUTEX, nest, false, false, site);
         keel__run_inside--;
@@ -479,7 +485,7 @@ KEEL_RUN_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
             if (KEEL_LIKELY(n == 0 || keel__chain_home(chain))) {
                 keel__dep_fill(t, &l->as.m.dep, l, KEEL__LK_MUTEX, node, false, false, chain, site);
                 int rc = run_mutex_take(l, m, site);
-                if (KEEL_LIKELY(rc == 0))
+                if (KEEL_LIKELY(mutex_acquired(rc)))
                     keel__dep_publish(t, KEEL__LK_MUTEX);
                 return rc;
             }
@@ -517,7 +523,7 @@ KEEL_RUN_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
     bool mine = l != NULL && keel__dep_find(t, l) != NULL;
     keel__run_inside--;
     int rc = RUN_REAL(mutex_trylock)(m);
-    if (rc != 0 || l == NULL)
+    if (!mutex_acquired(rc) || l == NULL)
         return rc;
     keel__run_inside++;
     if (mine) /* (only a recursive mutex succeeds when its holder tries it again) */
@@ -711,7 +717,7 @@ static int rwlock_acquire(pthread_rwlock_t *rw, bool shared, bool attempt, const
     if (!attempt) {
         keel__dep_can_block(t, shared ? "pthread_rwlock_rdlock" : "pthread_rwlock_wrlock", site);
         const keel__held *h = keel__dep_find(t, l);
-        bool writer_me = __atomic_load_n(&rw->__data.__cur_writer, __ATOMIC_RELAXED) == my_tid();
+        bool writer_me = run_glibc_rwlock_writer(rw) == my_tid();
         if ((h != NULL && (!shared || !h->mode.shared)) || writer_me)
             keel__dep_misuse(t, d, site,
                              "self-deadlock: rwlock '%s' %s-locked by a thread that holds it%s: "
@@ -719,8 +725,8 @@ static int rwlock_acquire(pthread_rwlock_t *rw, bool shared, bool attempt, const
                              keel__dep_name(d), shared ? "read" : "write",
                              h != NULL && h->mode.shared ? " for reading" : "",
                              writer_me ? "the call fails with EDEADLK" : "the call never returns");
-        else if (h != NULL && rw->__data.__flags != PTHREAD_RWLOCK_PREFER_READER_NP)
-            /* writer-preferring: deadlocks as soon as a writer queues between the two */
+        else if (h != NULL && run_glibc_rwlock_nonrecursive(rw))
+            /* writer-preferring, not recursive: deadlocks once a writer queues between the two */
             keel__dep_recursive_read(t, d, site);
         nest = nest_of(t, l);
         keel__dep_before(t, d, l, KEEL__LK_RWLOCK, nest, shared, site);
@@ -800,7 +806,7 @@ KEEL_RUN_EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *rw)
     run_lock *l = checked(rw);
     if (l != NULL) {
         keel__lock_thread *t = run_self();
-        int writer = __atomic_load_n(&rw->__data.__cur_writer, __ATOMIC_RELAXED);
+        int writer = run_glibc_rwlock_writer(rw);
         /* not recorded: reported only when it is certainly not this thread's (the C library
          * keeps no readers' names) */
         if (keel__dep_find(t, l) != NULL || (writer != 0 && writer != my_tid()) ||
@@ -850,7 +856,7 @@ static int spin_timed(const void *obj, bool shared, const struct timespec *abs)
     if (abs == NULL)
         return RUN_REAL(spin_lock)(s);
     for (unsigned turn = 1;; turn++) {
-        if ((run_spin_word_free(__atomic_load_n(s, __ATOMIC_RELAXED)) || turn % 1024u == 0) &&
+        if ((run_glibc_spin_free(__atomic_load_n(s, __ATOMIC_RELAXED)) || turn % 1024u == 0) &&
             RUN_REAL(spin_trylock)(s) == 0)
             return 0;
 #if defined(__x86_64__) || defined(__i386__)
@@ -979,17 +985,26 @@ KEEL_RUN_EXPORT unsigned sleep(unsigned s)
 
 KEEL_RUN_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
+    int fault = run_wait_fault(RUN_F_POLL, RA());
+    if (KEEL_UNLIKELY(fault != 0))
+        return run_failed(fault);
     RUN_BLOCKING(int, "poll", timeout != 0, timeout < 0, RUN_REAL(poll)(fds, n, timeout));
 }
 
 KEEL_RUN_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
 {
+    int fault = run_wait_fault(RUN_F_SELECT, RA());
+    if (KEEL_UNLIKELY(fault != 0))
+        return run_failed(fault);
     RUN_BLOCKING(int, "select", timeout == NULL || timeout->tv_sec != 0 || timeout->tv_usec != 0,
                  timeout == NULL, RUN_REAL(select)(n, r, w, e, timeout));
 }
 
 KEEL_RUN_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
+    int fault = run_wait_fault(RUN_F_EPOLL_WAIT, RA());
+    if (KEEL_UNLIKELY(fault != 0))
+        return run_failed(fault);
     RUN_BLOCKING(int, "epoll_wait", timeout != 0, timeout < 0,
                  RUN_REAL(epoll_wait)(epfd, ev, max, timeout));
 }

@@ -249,18 +249,12 @@ static run_lock *lock_new(void)
 bool keel__run_obj_locked(const run_lock *l)
 {
     switch ((run_type)l->type) {
-    case RUN_RWLOCK: {
-        const pthread_rwlock_t *rw = (const pthread_rwlock_t *)l->obj;
-        return __atomic_load_n(&rw->__data.__readers, __ATOMIC_RELAXED) >> 3 != 0 ||
-               __atomic_load_n(&rw->__data.__cur_writer, __ATOMIC_RELAXED) != 0;
-    }
-    case RUN_SPIN: {
-        return !run_spin_word_free(
-            __atomic_load_n((const pthread_spinlock_t *)l->obj, __ATOMIC_RELAXED));
-    }
+    case RUN_RWLOCK:
+        return run_glibc_rwlock_locked((const pthread_rwlock_t *)l->obj);
+    case RUN_SPIN:
+        return run_glibc_spin_locked((const pthread_spinlock_t *)l->obj);
     default:
-        return __atomic_load_n(&((const pthread_mutex_t *)l->obj)->__data.__lock,
-                               __ATOMIC_RELAXED) != 0;
+        return run_glibc_mutex_locked((const pthread_mutex_t *)l->obj);
     }
 }
 

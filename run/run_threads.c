@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "run.h"
@@ -114,15 +115,23 @@ unsigned keel__run_threads_in(const char *call)
 
 /* ---- another thread's view ---------------------------------------------------------------- */
 
+/* The text of a small /proc file, NUL-terminated (empty when it cannot be read): its length. */
+static ssize_t read_proc(const char *path, char *buf, size_t size)
+{
+    int fd = RUN_REAL(open)(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? RUN_REAL(read)(fd, buf, size - 1) : -1;
+    if (fd >= 0)
+        (void)RUN_REAL(close)(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    return n;
+}
+
 /* The thread's name (/proc/self/task/TID/comm), else "tid N". */
 static void name_of(int tid, char *out, size_t size)
 {
     char path[64];
     (void)snprintf(path, sizeof(path), "/proc/self/task/%d/comm", tid);
-    int fd = RUN_REAL(open)(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? RUN_REAL(read)(fd, out, size - 1) : -1;
-    if (fd >= 0)
-        (void)RUN_REAL(close)(fd);
+    ssize_t n = read_proc(path, out, size);
     if (n > 0 && out[n - 1] == '\n')
         n--;
     if (n <= 0)
@@ -158,10 +167,10 @@ static void read_state(void *arg)
     }
 }
 
-/* The tids of /proc/self/task, at most max. */
-static unsigned list_tids(int *tids, unsigned max)
+/* The numeric entries of the directory `dir` (/proc/self/task: the tids), at most max. */
+static unsigned list_ids(const char *dir, int *ids, unsigned max)
 {
-    int fd = RUN_REAL(open)("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = RUN_REAL(open)(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return 0;
     unsigned n = 0;
@@ -175,7 +184,7 @@ static unsigned list_tids(int *tids, unsigned max)
             memcpy(&reclen, buf + at + 16, sizeof(reclen)); /* struct linux_dirent64 */
             const char *name = buf + at + 19;
             if (name[0] >= '0' && name[0] <= '9' && n < max)
-                tids[n++] = (int)strtol(name, NULL, 10);
+                ids[n++] = (int)strtol(name, NULL, 10);
             at += reclen;
         }
     }
@@ -183,10 +192,115 @@ static unsigned list_tids(int *tids, unsigned max)
     return n;
 }
 
+static unsigned list_tids(int *tids, unsigned max)
+{
+    return list_ids("/proc/self/task", tids, max);
+}
+
+/* ---- is something running?  (a thread or a process that runs can still wake the program) ---- */
+
+/* The state letter of a /proc stat file (R running or runnable, S, D...) and its CPU time
+ * (utime + stime), '?' when it cannot be read. */
+static char stat_of(const char *path, unsigned long long *cpu)
+{
+    char buf[512];
+    *cpu = 0;
+    if (read_proc(path, buf, sizeof(buf)) <= 0)
+        return '?';
+    const char *p = strrchr(buf, ')'); /* (the command may hold spaces and parentheses) */
+    if (p == NULL || p[1] != ' ' || p[2] == '\0')
+        return '?';
+    char state = p[2];
+    for (int field = 3; p != NULL && field < 14; field++) /* to field 14, utime */
+        p = strchr(p + 1, ' ');
+    if (p != NULL) {
+        char *end = NULL;
+        unsigned long long utime = strtoull(p + 1, &end, 10);
+        *cpu = utime + strtoull(end, NULL, 10);
+    }
+    return state;
+}
+
+/* Is the thread tid of the process running or runnable (state R)? */
+static bool thread_runs(int tid)
+{
+    char path[64];
+    unsigned long long cpu;
+    (void)snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+    return stat_of(path, &cpu) == 'R';
+}
+
+/* The CPU time in ns of /proc/PID/schedstat's first field (finer than stat's ticks), when it
+ * can be read; else *cpu is left as it is. */
+static void cpu_ns(const char *path, unsigned long long *cpu)
+{
+    char buf[128];
+    if (read_proc(path, buf, sizeof(buf)) <= 0)
+        return;
+    char *end = NULL;
+    unsigned long long ns = strtoull(buf, &end, 10);
+    if (end != buf)
+        *cpu = ns;
+}
+
+enum { DESCENDANTS = 64 };
+
+/*
+ * Does a descendant of the process run (a child, a child's child...: up to 64, listed by each
+ * thread's /proc/PID/task/TID/children): a thread of it in state R, or D (its I/O, a page read
+ * in: it goes on)?  Their CPU time (process-wide ticks, and the main thread's ns where
+ * /proc/PID/schedstat says it) is hashed into *h; *children is the number of the process's own
+ * children seen, *zombies of them dead and not yet waited for: a waitpid for a child that works
+ * is no hang, nor one for a child waiting for a grandchild that works, nor one for a child that
+ * has ended (a zombie, or no longer listed: its last threads exiting).
+ */
+static bool descendants_run(unsigned long long *h, unsigned *children, unsigned *zombies)
+{
+    int pids[DESCENDANTS];
+    unsigned n = 0;
+    pids[n++] = getpid();
+    *children = *zombies = 0;
+    for (unsigned next = 0; next < n; next++) {
+        char path[96];
+        if (next > 0) {
+            unsigned long long cpu, ns = 0;
+            (void)snprintf(path, sizeof(path), "/proc/%d/stat", pids[next]);
+            *zombies += stat_of(path, &cpu) == 'Z' && next <= *children;
+            (void)snprintf(path, sizeof(path), "/proc/%d/schedstat", pids[next]);
+            cpu_ns(path, &ns);
+            *h = (*h ^ ((unsigned long long)(unsigned)pids[next] << 32 ^ cpu ^ ns)) *
+                 0x100000001b3ull;
+        }
+        int tids[RUN_VIEW_THREADS];
+        (void)snprintf(path, sizeof(path), "/proc/%d/task", pids[next]);
+        unsigned ntids = list_ids(path, tids, RUN_VIEW_THREADS);
+        for (unsigned i = 0; i < ntids; i++) {
+            unsigned long long cpu;
+            (void)snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pids[next], tids[i]);
+            char state = next > 0 ? stat_of(path, &cpu) : 'S'; /* (the program's own: apart) */
+            if (state == 'R' || state == 'D')
+                return true;
+            char list[512];
+            (void)snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pids[next], tids[i]);
+            (void)read_proc(path, list, sizeof(list));
+            for (char *p = list, *end = NULL; n < DESCENDANTS; p = end) {
+                long pid = strtol(p, &end, 10);
+                if (end == p)
+                    break;
+                pids[n++] = (int)pid;
+                *children += next == 0;
+            }
+        }
+    }
+    return false;
+}
+
 bool keel__run_threads_blocked(const int *waiting, unsigned nwaiting, unsigned long long *sig,
                                unsigned *nthreads)
 {
     int tids[THREADS];
+    bool in_call[THREADS] = {false};
+    bool waits_child = false; /* a thread in waitpid, wait, waitid or wait4 */
     unsigned ntids = list_tids(tids, THREADS);
     int me = (int)keel__thread_id();
     unsigned long long h = *sig;
@@ -212,8 +326,24 @@ bool keel__run_threads_blocked(const int *waiting, unsigned nwaiting, unsigned l
             }
         run_spin_release(&threads_lock);
         blocked = published || (call != NULL && untimed != 0);
+        in_call[i] = !published;
+        waits_child |= !published && call != NULL && strncmp(call, "wait", 4) == 0;
         h = (h ^ ((unsigned long long)(unsigned)tids[i] << 32 | ended)) * 0x100000001b3ull;
     }
+    /* every thread blocked by what keel-run saw: none in a call may run (a signal handler, a
+     * thread woken and not yet back from its call; a published wait wakes at each slice: not
+     * asked), nor a child of the program (a waitpid for it ends) */
+    for (unsigned i = 0; i < ntids && blocked && n > 0; i++)
+        blocked = !in_call[i] || !thread_runs(tids[i]);
+    unsigned children = 0, zombies = 0;
+    struct itimerval timer;
+    if (blocked && n > 0 &&
+        (descendants_run(&h, &children, &zombies) ||
+         (waits_child && (children == 0 || zombies > 0)) ||
+         (getitimer(ITIMER_REAL, &timer) == 0 &&
+          (timer.it_value.tv_sec != 0 || timer.it_value.tv_usec != 0))))
+        blocked = false; /* (a wait for a child when none is left, or one has ended, returns; an
+                          * alarm or a real-time interval timer pending will send its signal) */
     *sig = h;
     *nthreads = n;
     return blocked && n > 0;

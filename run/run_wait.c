@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,14 +101,11 @@ static bool holds(const run_waiter *w, const run_lock *l)
     for (unsigned i = 0; i < n && i < KEEL_LOCK_MAX_HELD; i++)
         if (t->h[i].lock == l && !t->h[i].mode.waiting)
             return true;
-    if (l->type == RUN_RWLOCK) {
-        const pthread_rwlock_t *rw = (const pthread_rwlock_t *)l->obj;
-        return __atomic_load_n(&rw->__data.__cur_writer, __ATOMIC_RELAXED) == w->tid;
-    }
+    if (l->type == RUN_RWLOCK)
+        return run_glibc_rwlock_writer((const pthread_rwlock_t *)l->obj) == w->tid;
     if (l->type == RUN_SPIN)
-        return false;
-    const pthread_mutex_t *m = (const pthread_mutex_t *)l->obj;
-    return __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED) == w->tid;
+        return false; /* (a spinlock records no owner) */
+    return run_glibc_mutex_owner((const pthread_mutex_t *)l->obj) == w->tid;
 }
 
 /*
@@ -427,6 +425,26 @@ static unsigned count_threads(void)
 }
 
 /*
+ * The end of a hang's examination, the reporter's turn held (`reporting`; guard set): when
+ * report, the hang of every thread of the program (kind watchdog, message a format): the n
+ * published waits in views, then every other thread; then the turn given back.  Both hangs end
+ * so: every thread in a long wait (examine_hang), every thread blocked (--hang-after's watcher).
+ */
+__attribute__((format(printf, 4, 5))) static void report_hang(bool report, unsigned threads,
+                                                              unsigned n, const char *fmt, ...)
+{
+    if (report) {
+        char msg[256];
+        va_list ap;
+        va_start(ap, fmt);
+        (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        report_waits(KEEL_REPORT_WATCHDOG, "hang", msg, threads, NULL, 0, n, view_others(n));
+    }
+    __atomic_store_n(&reporting, 0, __ATOMIC_RELEASE);
+}
+
+/*
  * A hang (guard set): every thread of the process has been in a long wait (a lock or a
  * condition) since one period at least, and no wait ended meanwhile; then every waiting
  * thread's stack is reported once (kind watchdog).  Called by a condition waiter whose slice ran
@@ -462,16 +480,11 @@ static void examine_hang(unsigned me, unsigned long long now)
         n = view_all();
     }
     run_spin_release(&waiters_lock);
-    if (report) {
-        char msg[256];
-        (void)snprintf(msg, sizeof(msg),
-                       "hang: every thread of the program (%u) has waited longer than %llu ms "
-                       "for a lock or a condition (or joins a thread), and no wait ended for "
-                       "%llu ms: no thread is left to wake another",
-                       threads, period / 1000000ull, (now - hang_seen_ns + period) / 1000000ull);
-        report_waits(KEEL_REPORT_WATCHDOG, "hang", msg, threads, NULL, 0, n, view_others(n));
-    }
-    __atomic_store_n(&reporting, 0, __ATOMIC_RELEASE);
+    report_hang(report, threads, n,
+                "hang: every thread of the program (%u) has waited longer than %llu ms for a lock "
+                "or a condition (or joins a thread), and no wait ended for %llu ms: no thread is "
+                "left to wake another",
+                threads, period / 1000000ull, (now - hang_seen_ns + period) / 1000000ull);
 }
 
 int keel__run_cond_wait(pthread_cond_t *c, pthread_mutex_t *m, const run_lock *ml,
@@ -613,16 +626,11 @@ static void report_watched(unsigned threads, unsigned long long blocked_ns)
     if (report)
         n = view_all();
     run_spin_release(&waiters_lock);
-    if (report) {
-        char msg[256];
-        (void)snprintf(msg, sizeof(msg),
-                       "hang: every thread of the program (%u) has been blocked for %llu ms (in a "
-                       "call without a timeout, a lock or a condition wait), and none went on: "
-                       "nothing in the program is left to wake it",
-                       threads, blocked_ns / 1000000ull);
-        report_waits(KEEL_REPORT_WATCHDOG, "hang", msg, threads, NULL, 0, n, view_others(n));
-    }
-    __atomic_store_n(&reporting, 0, __ATOMIC_RELEASE);
+    report_hang(report, threads, n,
+                "hang: every thread of the program (%u) has been blocked for %llu ms (in a call "
+                "without a timeout, a lock or a condition wait), and none went on: nothing in the "
+                "program is left to wake it",
+                threads, blocked_ns / 1000000ull);
 }
 
 /*

@@ -381,12 +381,46 @@ BLOCK_HANG_TEST(ppoll, 35)
 BLOCK_HANG_TEST(sem_wait, 37)
 BLOCK_HANG_TEST(waitpid, 45)
 
-/* A wait with a timeout (poll for 300 ms) under --hang-after 100 is no hang: no report. */
+/*
+ * Under --hang-after 100 no hang: a wait with a timeout (poll for 300 ms); a waitpid for a child
+ * waiting for a grandchild that computes for a second; a read whose thread computes for a second
+ * in a signal handler (it is in state R: running, not blocked).  No report.
+ */
 static void test_timed_wait_not_hang(void **state)
 {
     (void)state;
     static run_result r;
-    run_with(&r, "run_block_hang", "timed", "--hang-after", "100", (const char *)NULL);
+    static const char *const hows[] = {"timed", "busy_child", "handler"};
+    for (size_t i = 0; i < sizeof(hows) / sizeof(hows[0]); i++) {
+        run_with(&r, i == 0 ? "run_block_hang" : "run_not_hung", hows[i], "--hang-after", "100",
+                 (const char *)NULL);
+        if (r.status != 0 || count(&r, "", "") != 0)
+            print_message("%s:\n", hows[i]);
+        assert_int_equal(r.status, 0);
+        EXPECT_REPORTS(&r, 0);
+        cleanup(&r);
+    }
+}
+
+/*
+ * Every kind of lock contended across keel-run's wait slices (tests/run/contended.c): readers
+ * against a writer, a recursive mutex held three levels deep against another thread, timed and
+ * clock locks of mutexes and rwlocks that time out and that get the lock, four consumers on one
+ * condition, the trylocks of every kind (EBUSY while held), a spinlock taken through slices.
+ * With slices of 1 ms, and of 5 ms under --hang-after 20: every answer right, no report.
+ */
+static void test_contended_locks_of_every_kind(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_with(&r, "run_contended", NULL, "--deadlock-after", "1", (const char *)NULL);
+    if (r.status != 0)
+        print_message("stderr:\n%s\n", r.err);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 0);
+    cleanup(&r);
+    run_with(&r, "run_contended", NULL, "--deadlock-after", "5", "--hang-after", "20",
+             (const char *)NULL);
     assert_int_equal(r.status, 0);
     EXPECT_REPORTS(&r, 0);
     cleanup(&r);
@@ -822,6 +856,50 @@ static void test_read_read_cycle_not_reported(void **state)
     cleanup(&r);
 }
 
+/*
+ * The waits' stress points (a fire: EINTR, as a signal would make it): each of poll, ppoll,
+ * select, pselect, epoll_wait, epoll_pwait, sem_wait, sem_timedwait, waitpid, wait, waitid,
+ * wait4, sigwaitinfo, sigtimedwait, sigsuspend and pause (tests/run/wait_calls.c) fails once at
+ * once with EINTR, at the program's own line; without its point it would wait for ever.
+ */
+static void test_wait_calls_fail_with_eintr(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_with(&r, "run_wait_calls", NULL, "--stress", "libc.*:max=1", "--options",
+             "report.stress=report", (const char *)NULL);
+    if (r.status != 0)
+        print_message("reports:\n%s\nstderr:\n%s\n", r.reports, r.err);
+    assert_int_equal(r.status, 0);
+    static const char *const points[] = {"poll", "select",  "epoll_wait", "sem_wait",
+                                         "wait", "sigwait", "pause"};
+    static const int fires[] = {2, 2, 2, 2, 4, 2, 2};
+    for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+        char want[64];
+        (void)snprintf(want, sizeof(want), "stress option 'libc.%s.wait_calls_c_", points[i]);
+        assert_int_equal(count(&r, "stress", want), fires[i]);
+    }
+    cleanup(&r);
+}
+
+/*
+ * Locks whose glibc state keel-run reads (run/run_glibc.h), none misused: a priority-protected
+ * mutex never locked (its ceiling in its lock word), robust mutexes whose owner died (destroyed
+ * unlocked; locked with EOWNERDEAD, which holds it, and unlocked), a PTHREAD_RWLOCK_PREFER_WRITER_NP
+ * rwlock read-locked twice: no report.  The double read lock of a ..._NONRECURSIVE_NP rwlock is.
+ */
+static void test_glibc_state_no_false_reports(void **state)
+{
+    (void)state;
+    expect_no_reports("run_glibc_state", NULL);
+    static run_result r;
+    run_prog(&r, "run_glibc_state", "nonrecursive");
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 1);
+    assert_int_equal(count(&r, "lock-order", "recursive read lock of rwlock"), 1);
+    cleanup(&r);
+}
+
 /* ---- faults at libc calls ------------------------------------------------------------------- */
 
 /*
@@ -1049,6 +1127,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_deadlock_lists_every_thread),
         cmocka_unit_test(test_spinlock_deadlock),
         cmocka_unit_test(test_contended_spinlock_acquired),
+        cmocka_unit_test(test_contended_locks_of_every_kind),
         cmocka_unit_test(test_long_wait_not_deadlock),
         cmocka_unit_test(test_hang_main_joins),
         cmocka_unit_test(test_hang_in_read),
@@ -1081,6 +1160,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_correct_program_no_reports),
         cmocka_unit_test(test_heap_locks_churn),
         cmocka_unit_test(test_read_read_cycle_not_reported),
+        cmocka_unit_test(test_glibc_state_no_false_reports),
+        cmocka_unit_test(test_wait_calls_fail_with_eintr),
         cmocka_unit_test(test_fault_at_call_site),
         cmocka_unit_test(test_sweep_unmodified_program),
         cmocka_unit_test(test_sweep_hang_detail),
