@@ -348,9 +348,16 @@ static void test_outage_blames_no_change(void **state)
     assert_false(keel_ok(s));
     keel_status_free(s);
     assert_int_equal(st.landed + st.rejected, 0);
-    /* the controller is back: b lands, a is not landed again */
+    /*
+     * the controller is back: b lands, a is not landed again.  n2's slurmd (b's node) is
+     * started again with it: a slurmd registers as it starts, where a restarted slurmctld
+     * pings its nodes only 3 s after its start (MIN_CHECKIN_TIME in Slurm's controller.c),
+     * about 4.5 s of this test's 13 until session 16
+     */
     assert_true(sc_client_timeout(2));
     assert_int_equal(sc_start_ctld(), 0);
+    sc_kill9("slurmd-n2.pid");
+    assert_int_equal(sc_start_slurmd("n2"), 0);
     assert_true(sc_wait_any_idle(20000));
     st = fx_run_once();
     assert_int_equal(st.landed, 1);
