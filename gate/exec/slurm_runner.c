@@ -8,7 +8,8 @@
  *                    cancel\n          cancel the job running (if any)
  *                    (end of input)    the gate is gone: cancel it, then exit
  *   runner -> gate:  ready\n           once, when keel has started
- *                    done <spec>\n     <spec>.result is written (or could not be)
+ *                    done <spec>\n     <spec>.result is written (or could not be; a job
+ *                                      cancelled has none)
  *
  * A job runs in a thread of its own with gate_job_execute, exactly as
  * `keel-gate slurm-step <spec>` would run it (and as the local executor does:
@@ -18,7 +19,8 @@
  * (the gate's cancel of a step per job, which srun passes on) kill every
  * process group the runner's job runs at once (SIGKILL) and end the runner
  * without a result.  `keel-gate slurm-step <spec>` (slurm-launch = srun)
- * does the same on the same signals.
+ * does the same on the same signals.  A job that ends once Slurm began ending
+ * the step (a SIGCONT pending: slurm_int.h) gets no result either.
  */
 #define _GNU_SOURCE      1
 #define KEEL_MODULE_NAME "gate"
