@@ -16,7 +16,8 @@
 #define KEEL_TEST_SLURM_CLUSTER_H
 
 #include <arpa/inet.h>
-#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
@@ -37,6 +38,8 @@ typedef struct sc_cluster {
     char client[128];  /* the clients' (SLURM_CONF) */
     unsigned ports[4]; /* slurmctld, slurmd (default), n1, n2 */
     bool up;
+    int keeper; /* the write end of the keeper's input (-1: none) */
+    int kept;   /* the read end of a pipe the keeper holds until it has torn the cluster down */
 } sc_cluster;
 
 static sc_cluster sc;
@@ -162,6 +165,81 @@ static inline bool sc_client_timeout(unsigned seconds)
     return sc_write_conf(tmp, seconds) && rename(tmp, sc.client) == 0;
 }
 
+/*
+ * The cluster's keeper (sh -c SC_KEEPER <dir>): it waits for a line on its input, or the
+ * input's end, then tears the cluster down: kill -9 of both slurmd first (no slurmd starts a
+ * slurmstepd after the sweep), of slurmctld, of the cluster's slurmstepd processes (those
+ * whose environment names its slurm.conf: slurmd gives its steps SLURM_CONF = the file it
+ * read; one whose job ended while slurmctld was down waits for it forever), of munged, each
+ * only while its command line names the cluster's dir (a pid file outlives its process); then
+ * the dir removed (kept with KEEL_TEST_KEEP_CLUSTER).  Its input's only writer is the test
+ * process (close-on-exec: no daemon, job or client holds it), so the cluster goes with the
+ * test however the test ends: sc_stop, or kill -9 (ctest's timeout).  It runs outside the
+ * test's process tree (ctest kills a timed-out test's children too) and its session.
+ */
+#define SC_KEEPER                                                                        \
+    "d=$0; read -r line\n"                                                               \
+    "ours() { test -n \"$1\" && tr '\\0' ' ' </proc/$1/cmdline | grep -qF \"$d/\"; }\n"  \
+    "for f in slurmd-n1.pid slurmd-n2.pid slurmctld.pid; do\n"                           \
+    "  p=$(cat \"$d/$f\"); ours \"$p\" && kill -9 \"$p\"; done\n"                        \
+    "for p in /proc/[0-9]*; do\n"                                                        \
+    "  read -r c <$p/comm && test \"$c\" = slurmstepd && tr '\\0' '\\n' <$p/environ |\n" \
+    "    grep -qxF \"SLURM_CONF=$d/slurm.conf\" && kill -9 ${p#/proc/}; done\n"          \
+    "p=$(cat \"$d/munge/munged.pid\"); ours \"$p\" && kill -9 \"$p\"\n"                  \
+    "test -n \"$KEEL_TEST_KEEP_CLUSTER\" || rm -rf -- \"$d\"\n"
+
+/* The keeper started (sc.keeper, sc.kept); false when it could not be. */
+static inline bool sc_keeper_start(void)
+{
+    int in[2], held[2];
+    if (pipe2(in, O_CLOEXEC) != 0)
+        return false;
+    if (pipe2(held, O_CLOEXEC) != 0) {
+        (void)close(in[0]);
+        (void)close(in[1]);
+        return false;
+    }
+    (void)fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) { /* only async-signal-safe calls: the test may have threads */
+        if (setsid() < 0 || fork() != 0)
+            _exit(0); /* the keeper, its grandchild, is nobody's in the test's tree */
+        int null = open("/dev/null", O_RDWR); /* not the test's output, which ctest reads */
+        if (null < 0 || dup2(in[0], 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0 ||
+            dup2(held[1], 3) < 0)
+            _exit(127);
+        execl("/bin/sh", "sh", "-c", SC_KEEPER, sc.dir, (char *)NULL);
+        _exit(127);
+    }
+    (void)close(in[0]);
+    (void)close(held[1]);
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        (void)close(in[1]);
+        (void)close(held[0]);
+        return false;
+    }
+    sc.keeper = in[1];
+    sc.kept = held[0];
+    return true;
+}
+
+/* The cluster torn down by its keeper, waited for. */
+static inline void sc_stop(void)
+{
+    if (!sc.up)
+        return;
+    sc.up = false;
+    if (write(sc.keeper, "\n", 1) != 1) { /* its input's end does the same */
+    }
+    (void)close(sc.keeper);
+    char c;
+    ssize_t n;
+    while ((n = read(sc.kept, &c, 1)) > 0 || (n < 0 && errno == EINTR)) { /* until its end */
+    }
+    (void)close(sc.kept);
+}
+
 static inline const char *sc_start(void)
 {
     memset(&sc, 0, sizeof(sc));
@@ -179,6 +257,9 @@ static inline const char *sc_start(void)
     if (mkdtemp(sc.dir) == NULL)
         return "no temp dir for the cluster";
     (void)chmod(sc.dir, 0755);
+    if (!sc_keeper_start())
+        return "cannot start the cluster's keeper";
+    sc.up = true; /* from here sc_stop tears down what started (the keeper does) */
     (void)snprintf(sc.conf, sizeof(sc.conf), "%s/slurm.conf", sc.dir);
     (void)snprintf(sc.client, sizeof(sc.client), "%s/client.conf", sc.dir);
     for (int i = 0; i < 4; i++)
@@ -200,64 +281,11 @@ static inline const char *sc_start(void)
     if (!sc_write_conf(sc.conf, 2) || !sc_write_conf(sc.client, 2))
         return "cannot write slurm.conf";
     (void)setenv("SLURM_CONF", sc.client, 1);
-    sc.up = true; /* from here sc_stop tears down what started */
     if (sc_start_ctld() != 0 || sc_start_slurmd("n1") != 0 || sc_start_slurmd("n2") != 0)
         return "slurmctld or slurmd would not start (see the logs in the cluster's temp dir)";
     if (!sc_wait_idle(20000))
         return "the Slurm nodes did not become idle within 20 s";
     return NULL;
-}
-
-/*
- * kill -9 of this cluster's slurmstepd processes (those whose environment names its
- * slurm.conf: slurmd gives its steps SLURM_CONF = the file it read, not its own environment's
- * client.conf): one whose job ended while slurmctld was down waits for it forever.
- */
-static inline void sc_kill_stepds(void)
-{
-    char want[160];
-    (void)snprintf(want, sizeof(want), "SLURM_CONF=%s", sc.conf);
-    DIR *d = opendir("/proc");
-    if (d == NULL)
-        return;
-    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
-        if (e->d_name[0] < '1' || e->d_name[0] > '9')
-            continue;
-        char path[300], comm[32] = "", env[16384];
-        (void)snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        bool stepd = fgets(comm, sizeof(comm), f) != NULL && strncmp(comm, "slurmstepd", 10) == 0;
-        (void)fclose(f);
-        (void)snprintf(path, sizeof(path), "/proc/%s/environ", e->d_name);
-        f = stepd ? fopen(path, "r") : NULL;
-        if (f == NULL)
-            continue;
-        size_t n = fread(env, 1, sizeof(env) - 1, f);
-        (void)fclose(f);
-        env[n] = '\0';
-        bool ours = false;
-        for (size_t at = 0; at < n && !ours; at += strlen(env + at) + 1)
-            ours = strcmp(env + at, want) == 0;
-        if (ours)
-            (void)kill((pid_t)atoi(e->d_name), SIGKILL);
-    }
-    (void)closedir(d);
-}
-
-static inline void sc_stop(void)
-{
-    if (!sc.up)
-        return;
-    sc_kill9("slurmd-n1.pid"); /* first: no slurmd starts a slurmstepd after the sweep */
-    sc_kill9("slurmd-n2.pid");
-    sc_kill9("slurmctld.pid");
-    sc_kill_stepds();
-    sc_kill9("munge/munged.pid");
-    if (getenv("KEEL_TEST_KEEP_CLUSTER") == NULL)
-        (void)sc_sh("rm -rf -- '%s'", sc.dir);
-    sc.up = false;
 }
 
 /* Lines of the cluster's job completion log holding `needle`. */

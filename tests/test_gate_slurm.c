@@ -348,9 +348,16 @@ static void test_outage_blames_no_change(void **state)
     assert_false(keel_ok(s));
     keel_status_free(s);
     assert_int_equal(st.landed + st.rejected, 0);
-    /* the controller is back: b lands, a is not landed again */
+    /*
+     * the controller is back: b lands, a is not landed again.  n2's slurmd (b's node) is
+     * started again with it: a slurmd registers as it starts, where a restarted slurmctld
+     * pings its nodes only 3 s after its start (MIN_CHECKIN_TIME in Slurm's controller.c),
+     * about 4.5 s of this test's 13 until session 16
+     */
     assert_true(sc_client_timeout(2));
     assert_int_equal(sc_start_ctld(), 0);
+    sc_kill9("slurmd-n2.pid");
+    assert_int_equal(sc_start_slurmd("n2"), 0);
     assert_true(sc_wait_any_idle(20000));
     st = fx_run_once();
     assert_int_equal(st.landed, 1);
@@ -728,10 +735,125 @@ static void test_cancel_reaches_every_process_srun(void **state)
     cancel_every_process("slurm-launch = srun");
 }
 
+/* ---- a killed test leaves no cluster ---------------------------------------------------- */
+
+#define HOLD_CLUSTER "hold-cluster"
+
+/* `test_gate_slurm hold-cluster`: a cluster started, its dir said (or "skip <why>"), held. */
+static int hold_cluster_main(void)
+{
+    const char *why = sc_start();
+    if (why != NULL) {
+        sc_stop();
+        (void)printf("skip %s\n", why);
+        return 0;
+    }
+    (void)printf("%s\n", sc.dir);
+    (void)fflush(stdout);
+    for (;;)
+        (void)pause(); /* until killed */
+}
+
+/* The pid in the cluster's `file` (0: none). */
+static pid_t pid_file(const char *dir, const char *file)
+{
+    char path[320];
+    (void)snprintf(path, sizeof(path), "%s/%s", dir, file);
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+    if (f == NULL || fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    if (f != NULL)
+        (void)fclose(f);
+    return (pid_t)pid;
+}
+
+/* Is `pid` running (not gone, not a zombie no one reaps)? */
+static bool running(pid_t pid)
+{
+    char path[64], stat[256] = "";
+    (void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    bool read = fgets(stat, sizeof(stat), f) != NULL;
+    (void)fclose(f);
+    const char *paren = strrchr(stat, ')');
+    return read && paren != NULL && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
+}
+
+/*
+ * A test killed (kill -9, as ctest's timeout kills it) while it holds its cluster: the
+ * cluster's keeper kills munged, slurmctld and both slurmd and removes the cluster's dir
+ * within a few seconds (20 s at most here: sanitizers, load), instead of leaving them for
+ * hours.  The holder is this program (`hold-cluster`), started by the test.
+ */
+static void test_killed_test_leaves_no_cluster(void **state)
+{
+    (void)state;
+    char self[512];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    assert_true(len > 0);
+    self[len] = '\0';
+    int out[2];
+    assert_int_equal(pipe(out), 0);
+    (void)fflush(NULL);
+    pid_t holder = fork();
+    assert_true(holder >= 0);
+    if (holder == 0) {
+        (void)dup2(out[1], 1);
+        (void)close(out[0]);
+        (void)close(out[1]);
+        execl(self, self, HOLD_CLUSTER, (char *)NULL);
+        _exit(127);
+    }
+    (void)close(out[1]);
+    FILE *f = fdopen(out[0], "r");
+    assert_non_null(f);
+    char dir[256] = "";
+    bool said = fgets(dir, sizeof(dir), f) != NULL;
+    (void)fclose(f);
+    dir[strcspn(dir, "\n")] = '\0';
+    if (!said || strncmp(dir, "skip ", 5) == 0) {
+        (void)kill(holder, SIGKILL);
+        (void)waitpid(holder, NULL, 0);
+        assert_true(said);
+        (void)fprintf(stderr, "skipped: %s\n", dir + 5);
+        skip();
+    }
+    static const char *const files[] = {"munge/munged.pid", "slurmctld.pid", "slurmd-n1.pid",
+                                        "slurmd-n2.pid"};
+    enum { DAEMONS = sizeof(files) / sizeof(files[0]) };
+    pid_t pids[DAEMONS];
+    for (size_t i = 0; i < DAEMONS; i++) {
+        pids[i] = pid_file(dir, files[i]);
+        assert_true(pids[i] > 0 && running(pids[i]));
+    }
+    assert_int_equal(kill(holder, SIGKILL), 0);
+    assert_int_equal(waitpid(holder, NULL, 0), holder);
+    size_t left = DAEMONS;
+    for (int i = 0; i < 400 && (left > 0 || access(dir, F_OK) == 0); i++) {
+        (void)usleep(50000);
+        left = 0;
+        for (size_t k = 0; k < DAEMONS; k++)
+            left += running(pids[k]);
+    }
+    bool dir_left = access(dir, F_OK) == 0;
+    for (size_t k = 0; k < DAEMONS; k++) /* what a failed run left goes anyway */
+        if (running(pids[k]))
+            (void)kill(pids[k], SIGKILL);
+    if (dir_left)
+        (void)sc_sh("rm -rf -- '%s'", dir);
+    assert_int_equal(left, 0);
+    assert_false(dir_left);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], GATE_SLURM_STEP_COMMAND) == 0)
         return gate_slurm_step_main(argc, argv); /* a node runs a step, as keel-gate would */
+    if (argc > 1 && strcmp(argv[1], HOLD_CLUSTER) == 0)
+        return hold_cluster_main();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_queue_lands_through_slurm, cluster_setup,
                                         cluster_teardown),
@@ -756,6 +878,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_cancel_reaches_every_process, cluster_setup,
                                         cluster_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_reaches_every_process_srun, cluster_setup,
+                                        cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_killed_test_leaves_no_cluster, cluster_setup,
                                         cluster_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

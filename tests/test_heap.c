@@ -616,8 +616,14 @@ static void test_module_data_read_only_after_init(void **state)
     char out[8192];
     int st = keel_test_run_child(write_protected, out, sizeof(out));
     assert_true(WIFSIGNALED(st));
+#if defined(__s390__) || defined(__s390x__) /* the fault names the page (docs/platforms.md) */
+    assert_non_null(strstr(out, "write to data of module 'beta' made read-only after its init "
+                                "(in its page at offset 4096: the platform's fault names the "
+                                "page, not the byte)"));
+#else
     assert_non_null(strstr(out, "write to data of module 'beta' made read-only after its init "
                                 "(offset 5000)"));
+#endif
 }
 
 #endif

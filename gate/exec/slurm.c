@@ -372,7 +372,10 @@ static void fill_result(FILE *f, const void *arg)
     put(f, "end", "");
 }
 
-/* A result file's text into `j`; KEEL_E_IO with the node's error, KEEL_E_PARSE when cut. */
+/*
+ * A result file's text into `j`; KEEL_E_IO with the node's error, KEEL_E_PARSE when cut,
+ * KEEL_E_NOTFOUND (no result) when the node cancelled a job the gate did not.
+ */
 static keel_status parse_result(char *text, gate_job_run *j)
 {
     bool end = false, result = false;
@@ -386,6 +389,8 @@ static keel_status parse_result(char *text, gate_job_run *j)
                 return KEEL_ERR(KEEL_E_PARSE, "an unknown result %llu", r);
             j->result = (gate_exec_result)r;
             result = true;
+            if (j->result == GATE_EXEC_CANCELLED && !__atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE))
+                return KEEL_ERR(KEEL_E_NOTFOUND, "the node cancelled the job itself"); /* none */
         } else if (strcmp(k, "exit_code") == 0)
             j->exit_code = (int)strtol(v, NULL, 10);
         else if (strcmp(k, "elapsed_ms") == 0)
@@ -426,6 +431,7 @@ int gate_slurm_step_main(int argc, char **argv)
                       GATE_SLURM_STEP_COMMAND);
         return 2;
     }
+    gate_slurm__step_watch(); /* before keel's threads start: they inherit the mask */
     keel_status s = step_start();
     if (!keel_ok(s)) {
         char msg[1024];
@@ -506,7 +512,9 @@ static int step_run(const char *path)
     if (keel_ok(s) && nj != NULL)
         s = gate_slurm__input_start(&nj->job.cancel, &in);
     if (keel_ok(s) && nj != NULL) {
-        gate_job_execute(&nj->job);       /* as the local executor runs it */
+        gate_job_execute(&nj->job); /* as the local executor runs it */
+        if (gate_slurm__step_ending())
+            gate_slurm__step_end();       /* its end may be Slurm's doing: no verdict */
         if (gate_slurm__input_stop(in)) { /* the gate's cancel: no result, as on a signal */
             gate_slurm__node_job_free(nj);
             return 143;

@@ -49,6 +49,24 @@ int gate_slurm__runner_main(void);
  */
 void gate_slurm__stop_on_signals(void);
 
+/*
+ * Slurm ends a step (scancel, the end of its allocation, its node's failure: slurmd's
+ * terminate) with SIGCONT to every process of the step, then SIGTERM to every one, each pass a
+ * process at a time, the job's own processes before the step's keel-gate.  So a job can die
+ * of Slurm's SIGTERM, and the step write a result of it (failed, killed by signal 15; its
+ * sandbox killed), before its own SIGTERM comes.  gate_slurm__step_watch, first thing in the
+ * step's process (before any thread starts: each inherits the mask), blocks SIGCONT: one that
+ * comes stays pending (stopped processes still continue).  gate_slurm__step_ending, when a job
+ * has ended: true when SIGCONT is pending, i.e. Slurm began ending the step before the job's
+ * end was seen, which may then be Slurm's doing: the step writes no result of it and ends
+ * (gate_slurm__step_end).  The jobs themselves start with no signal blocked (exec.c).
+ */
+void gate_slurm__step_watch(void);
+bool gate_slurm__step_ending(void);
+
+/* What Slurm's SIGTERM does: every process group of the job killed (SIGKILL), _exit(143). */
+KEEL_NORETURN void gate_slurm__step_end(void);
+
 /* The watch of a step's input (slurm_runner.c). */
 typedef struct gate_slurm__input gate_slurm__input;
 

@@ -8,7 +8,8 @@
  *                    cancel\n          cancel the job running (if any)
  *                    (end of input)    the gate is gone: cancel it, then exit
  *   runner -> gate:  ready\n           once, when keel has started
- *                    done <spec>\n     <spec>.result is written (or could not be)
+ *                    done <spec>\n     <spec>.result is written (or could not be; a job
+ *                                      cancelled has none)
  *
  * A job runs in a thread of its own with gate_job_execute, exactly as
  * `keel-gate slurm-step <spec>` would run it (and as the local executor does:
@@ -18,13 +19,15 @@
  * (the gate's cancel of a step per job, which srun passes on) kill every
  * process group the runner's job runs at once (SIGKILL) and end the runner
  * without a result.  `keel-gate slurm-step <spec>` (slurm-launch = srun)
- * does the same on the same signals.
+ * does the same on the same signals.  A job that ends once Slurm began ending
+ * the step (a SIGCONT pending: slurm_int.h) gets no result either.
  */
 #define _GNU_SOURCE      1
 #define KEEL_MODULE_NAME "gate"
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,8 +63,16 @@ static void *runner_job_main(void *arg)
         if (__atomic_load_n(&rj->cancel, __ATOMIC_SEQ_CST))
             __atomic_store_n(&j->cancel, 1, __ATOMIC_SEQ_CST);
         gate_job_execute(j);
+        if (gate_slurm__step_ending())
+            gate_slurm__step_end(); /* its end may be Slurm's doing: no verdict */
     }
-    (void)gate_slurm__result_write(rj->spec, nj, s);
+    /*
+     * A job the runner cancelled (the gate's cancel, or its input ended: the gate is gone) has
+     * no result: the gate that cancelled it knows, a gate gone reads none, and a gate whose
+     * srun alone ended must not take "cancelled" for the change's verdict.
+     */
+    if (!__atomic_load_n(&rj->cancel, __ATOMIC_SEQ_CST))
+        (void)gate_slurm__result_write(rj->spec, nj, s);
     char c = 'd';
     while (write(rj->done_w, &c, 1) < 0 && errno == EINTR) {
     }
@@ -76,13 +87,33 @@ static void runner_cancel(runner_job *rj)
         __atomic_store_n(&gate_slurm__node_job_run(nj)->cancel, 1, __ATOMIC_SEQ_CST);
 }
 
+void gate_slurm__step_end(void)
+{
+    gate_exec_freeze();
+    (void)gate_exec_kill_all(SIGKILL);
+    _exit(143);
+}
+
 /* Slurm ends the step: what the job runs goes at once (its sandbox with it), no result. */
 static void runner_on_signal(int sig)
 {
     (void)sig;
-    gate_exec_freeze();
-    (void)gate_exec_kill_all(SIGKILL);
-    _exit(143);
+    gate_slurm__step_end();
+}
+
+void gate_slurm__step_watch(void)
+{
+    sigset_t cont;
+    (void)sigemptyset(&cont);
+    (void)sigaddset(&cont, SIGCONT);
+    (void)pthread_sigmask(SIG_BLOCK, &cont, NULL);
+}
+
+bool gate_slurm__step_ending(void)
+{
+    sigset_t pending;
+    (void)sigemptyset(&pending);
+    return sigpending(&pending) == 0 && sigismember(&pending, SIGCONT) == 1;
 }
 
 static void say(const char *what, const char *spec)
