@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ccache.h"
 #include "gate.h"
 #include "heaps.h"
 #include "ranks.h"
@@ -175,6 +176,7 @@ void gate_job_execute(gate_job_run *j)
         ok = run_step(j, j->build, &used);
     if (ok && j->test != NULL && j->test[0] != NULL)
         (void)run_step(j, j->test, &used);
+    gate_ccache_job_end(&j->policy); /* its compiler cache's counters (ccache.h) */
     if (j->error[0] != '\0')
         return; /* the loop writes why into the log, if it can */
     char note[GATE_REASON_TEXT + 128];
