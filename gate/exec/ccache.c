@@ -210,6 +210,8 @@ keel_status gate_ccache_stats_parse(const char *text, gate_ccache_stats *out)
 keel_status gate_ccache_run(const char *const *args, char *out, size_t size)
 {
     KEEL_ASSERT(args != NULL && (out == NULL || size > 0));
+    if (out != NULL)
+        out[0] = '\0';
     char prog[GATE_PATH_MAX];
     keel_status s = gate_ccache_find(prog, sizeof(prog));
     if (!keel_ok(s))
@@ -245,20 +247,22 @@ keel_status gate_ccache_run(const char *const *args, char *out, size_t size)
         (void)close(fds[0]);
         return KEEL_ERR_SYS(e, "cannot run '%s %s'", prog, args[0]);
     }
-    char sink[512];
-    char *buf = out != NULL ? out : sink;
-    size_t cap = out != NULL ? size : sizeof(sink), got = 0;
+    size_t got = 0;
     for (;;) { /* read to the end (past a full buffer: the rest is dropped) */
-        ssize_t r = read(fds[0], got + 1 < cap ? buf + got : sink,
-                         got + 1 < cap ? cap - 1 - got : sizeof(sink));
+        char chunk[512];
+        ssize_t r = read(fds[0], chunk, sizeof(chunk));
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
             break;
-        if (got + 1 < cap)
-            got += (size_t)r;
+        size_t room = out != NULL && got + 1 < size ? size - 1 - got : 0;
+        size_t keep = (size_t)r < room ? (size_t)r : room;
+        if (keep > 0)
+            memcpy(out + got, chunk, keep);
+        got += keep;
     }
-    buf[got] = '\0';
+    if (out != NULL)
+        out[got] = '\0';
     (void)close(fds[0]);
     int wst = 0;
     while (waitpid(pid, &wst, 0) < 0 && errno == EINTR)

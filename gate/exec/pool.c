@@ -161,6 +161,7 @@ void gate_job_execute(gate_job_run *j)
     j->reason[0] = '\0';
     if (__atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE)) {
         j->result = GATE_EXEC_CANCELLED; /* j->error may say why it never ran */
+        gate_ccache_job_end(&j->policy);
         return;
     }
     j->error[0] = '\0';
