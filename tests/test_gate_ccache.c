@@ -347,6 +347,9 @@ static void test_shared_by_a_configuration(void **state)
     assert_true(b.misses == 1 && b.hits == 0);
     /* its layers merged into the landed ones (a manifest and a result each), then deleted */
     assert_true(a.files == 2 && b.files == 2);
+    size_t tmp = 0;
+    assert_int_equal(landed_whole("unit", &tmp), 2); /* whole entries, no temporary file left */
+    assert_int_equal(tmp, 0);
     cache_path("unit", "layers", layers, sizeof(layers));
     assert_int_equal(entries_in(layers), 0);
 
