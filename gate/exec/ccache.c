@@ -324,13 +324,39 @@ keel_status gate_ccache_stats_read(const char *work, const char *name, gate_ccac
                         dir);
     landed_usage(path, out);
     gate_fmt(path, sizeof(path), "%s/counters", dir);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return errno == ENOENT ? KEEL_OK : KEEL_ERR_SYS(errno, "cannot read '%s'", path);
-    if (fscanf(f, "hits %llu misses %llu", &out->hits, &out->misses) != 2)
-        out->hits = out->misses = 0; /* written whole (renamed into place): never seen half */
-    (void)fclose(f);
+    gate_ccache_counters_read(path, &out->hits, &out->misses);
     return KEEL_OK;
+}
+
+/* "<word> <number>" at *p: the number, *p past it; 0 when it is not there. */
+static unsigned long long counter(const char **p, const char *word)
+{
+    size_t len = strlen(word);
+    while (**p == ' ' || **p == '\n')
+        (*p)++;
+    if (strncmp(*p, word, len) != 0 || (*p)[len] != ' ')
+        return 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(*p + len + 1, &end, 10);
+    *p = end;
+    return v;
+}
+
+void gate_ccache_counters_read(const char *path, unsigned long long *hits,
+                               unsigned long long *misses)
+{
+    KEEL_ASSERT(path != NULL && hits != NULL && misses != NULL);
+    *hits = *misses = 0; /* none yet; written whole (renamed into place): never seen half */
+    char text[128];
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return;
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    (void)fclose(f);
+    text[n] = '\0';
+    const char *p = text;
+    *hits = counter(&p, "hits");
+    *misses = counter(&p, "misses");
 }
 
 static int by_name(const struct dirent **a, const struct dirent **b)

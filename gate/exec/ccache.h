@@ -86,6 +86,10 @@ KEEL_MUST_USE keel_status gate_ccache_stats_of(const char *dir, gate_ccache_stat
 KEEL_MUST_USE keel_status gate_ccache_stats_read(const char *work, const char *name,
                                                  gate_ccache_stats *out);
 
+/* The hits and misses of counters file `path` ("hits N\nmisses N\n"); 0 when it is not there. */
+void gate_ccache_counters_read(const char *path, unsigned long long *hits,
+                               unsigned long long *misses);
+
 /*
  * Each configuration's cache under `work` (<work>/ccache/<name>): calls `fn` with its name
  * and counters, in name order; a cache whose counters cannot be read is skipped.  How many.

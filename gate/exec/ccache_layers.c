@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,14 +42,9 @@ static void counters_add(const char *dir, unsigned long long hits, unsigned long
     char path[GATE_PATH_MAX + 16], tmp[GATE_PATH_MAX + 48];
     gate_fmt(path, sizeof(path), "%s/counters", dir);
     unsigned long long h = 0, m = 0;
-    FILE *f = fopen(path, "re");
-    if (f != NULL) {
-        if (fscanf(f, "hits %llu misses %llu", &h, &m) != 2)
-            h = m = 0;
-        (void)fclose(f);
-    }
+    gate_ccache_counters_read(path, &h, &m);
     gate_fmt(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)getpid());
-    f = fopen(tmp, "we");
+    FILE *f = fopen(tmp, "we");
     bool ok = f != NULL && fprintf(f, "hits %llu\nmisses %llu\n", h + hits, m + misses) > 0;
     if (f != NULL && fclose(f) != 0)
         ok = false;
@@ -374,9 +370,10 @@ static void sweep_one(void *arg, const char *config, const char *layer)
     (void)arg;
     (void)config;
     const char *key = strrchr(layer, '/') + 1;
-    int pid = 0;
-    if (sscanf(key, "p%d-", &pid) != 1 || pid <= 0 || pid == (int)getpid() ||
-        (kill(pid, 0) != 0 && errno == ESRCH))
+    char *end = NULL;
+    long pid = key[0] == 'p' ? strtol(key + 1, &end, 10) : 0;
+    if (pid <= 0 || pid > INT_MAX || end == NULL || *end != '-' || pid == (long)getpid() ||
+        (kill((pid_t)pid, 0) != 0 && errno == ESRCH))
         gate_rm_tree(layer);
 }
 
