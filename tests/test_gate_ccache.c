@@ -178,6 +178,136 @@ static void test_env(void **state)
                                  "|layout=subdirs");
 }
 
+/* ---- the layers on disk ------------------------------------------------------------ */
+
+/* Write `text` to <dir>/<name> (directories made). */
+static void put(const char *dir, const char *name, const char *text)
+{
+    char path[GATE_PATH_MAX], cmd[2 * GATE_PATH_MAX];
+    (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
+    (void)snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\"", path);
+    assert_int_equal(system(cmd), 0);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_true(fputs(text, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* The text of <dir>/<name> into buf ("" when it is not there). */
+static void get(const char *dir, const char *name, char *buf, size_t size)
+{
+    char path[GATE_PATH_MAX];
+    (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+static bool exists(const char *dir, const char *name)
+{
+    char path[GATE_PATH_MAX];
+    (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
+    struct stat sb;
+    return lstat(path, &sb) == 0;
+}
+
+/*
+ * A landing takes from a job's layer the regular files with ccache's names only: not a link
+ * (to the gate's secrets, or a directory of them), not another name; an entry the landed layer
+ * has stays as it is; the candidate's layers go, another candidate's stay.
+ */
+static void test_merge_takes_entries_only(void **state)
+{
+    (void)state;
+    char work[] = "/tmp/keel-ccache-XXXXXX";
+    assert_non_null(mkdtemp(work));
+    char dir[GATE_PATH_MAX], layer[GATE_PATH_MAX + 32], other[GATE_PATH_MAX + 32],
+        landed[GATE_PATH_MAX + 16];
+    static char cmd[10 * GATE_PATH_MAX];
+    gate_ccache_dir(work, "a", dir, sizeof(dir));
+    (void)snprintf(layer, sizeof(layer), "%s/layers/p1-c5-j1/new", dir);
+    (void)snprintf(other, sizeof(other), "%s/layers/p1-c55-j2/new", dir);
+    (void)snprintf(landed, sizeof(landed), "%s/landed", dir);
+    put(work, "secret", "the gate's secret\n");
+    put(layer, "ab/goodentry1", "good\n");
+    put(layer, "ab/bad.name", "not ccache's\n");
+    put(layer, "ab/known", "the job's\n");
+    put(landed, "ab/known", "landed\n");
+    put(other, "ab/othercand", "another candidate's\n");
+    put(layer, "cd/x", "placeholder\n");
+    (void)snprintf(cmd, sizeof(cmd),
+                   "ln -s '%s/secret' '%s/ab/linked' && rm -r '%s/cd' && ln -s '%s' '%s/cd' && "
+                   "mkdir '%s/ef' && ln -s '%s/secret' '%s/ef/linked2'",
+                   work, layer, layer, work, layer, layer, work, layer);
+    assert_int_equal(system(cmd), 0);
+    put(work, "cdentry", "reached through a linked directory\n"); /* <work>/cdentry */
+    gate_ccache_merged m;
+    fx_ok(gate_ccache_land(work, NULL, 5, &m));
+    assert_true(m.layers == 1 && m.entries == 1 && m.had == 1);
+    assert_true(m.skipped == 4); /* bad.name, linked, cd (a link), linked2 */
+    char text[64];
+    get(landed, "ab/goodentry1", text, sizeof(text));
+    assert_string_equal(text, "good\n");
+    get(landed, "ab/known", text, sizeof(text));
+    assert_string_equal(text, "landed\n");
+    assert_false(exists(landed, "ab/bad.name"));
+    assert_false(exists(landed, "ab/linked"));
+    assert_false(exists(landed, "cd"));
+    assert_false(exists(landed, "ef/linked2"));
+    assert_false(exists(dir, "layers/p1-c5-j1")); /* merged, then deleted */
+    assert_true(exists(dir, "layers/p1-c55-j2")); /* not candidate 5's */
+    gate_ccache_drop(work, 55);                   /* closed without landing */
+    assert_false(exists(dir, "layers/p1-c55-j2"));
+    assert_false(exists(landed, "ab/othercand"));
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", work);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* The start of `run`: layers of gone processes and of this one, a killed merge's files, the old layout. */
+static void test_sweep(void **state)
+{
+    (void)state;
+    char work[] = "/tmp/keel-ccache-XXXXXX";
+    assert_non_null(mkdtemp(work));
+    pid_t gone = fork(); /* a process that was, and is no more */
+    if (gone == 0)
+        _exit(0);
+    assert_true(gone > 0);
+    int st = 0;
+    assert_int_equal(waitpid(gone, &st, 0), gone);
+    char dir[GATE_PATH_MAX], old[GATE_PATH_MAX], name[64];
+    gate_ccache_dir(work, "a", dir, sizeof(dir));
+    gate_ccache_dir(work, "old", old, sizeof(old));
+    (void)snprintf(name, sizeof(name), "layers/p%d-c1-j1/new/ab/x", (int)gone);
+    put(dir, name, "x\n");
+    (void)snprintf(name, sizeof(name), "layers/p%d-c2-j2/new/ab/x", (int)getpid());
+    put(dir, name, "x\n");
+    put(dir, "layers/p1-try-0/stats/x", "x\n"); /* process 1 runs: kept */
+    put(dir, "layers/junk/x", "x\n");
+    put(dir, "landed/ab/entry", "whole\n");
+    put(dir, "landed/ab/.keel-merge-99-entry2", "half");
+    put(old, "ccache.conf", "max_size = 1G\n"); /* the single-directory cache of sessions 12-15 */
+    put(old, "3/f/somethingR", "planted by anyone\n");
+    gate_ccache_sweep(work);
+    (void)snprintf(name, sizeof(name), "layers/p%d-c1-j1", (int)gone);
+    assert_false(exists(dir, name));
+    (void)snprintf(name, sizeof(name), "layers/p%d-c2-j2", (int)getpid());
+    assert_false(exists(dir, name));
+    assert_true(exists(dir, "layers/p1-try-0"));
+    assert_false(exists(dir, "layers/junk"));
+    assert_true(exists(dir, "landed/ab/entry"));
+    assert_false(exists(dir, "landed/ab/.keel-merge-99-entry2"));
+    assert_false(exists(old, "ccache.conf"));
+    assert_false(exists(old, "3"));
+    char cmd[GATE_PATH_MAX + 32];
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", work);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* ---- through the gate ------------------------------------------------------------- */
 
 /* Skip the test (saying why) without ccache and Debian's compiler links. */
@@ -554,6 +684,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stats_parse),
         cmocka_unit_test(test_attach),
         cmocka_unit_test(test_env),
+        cmocka_unit_test(test_merge_takes_entries_only),
+        cmocka_unit_test(test_sweep),
         cmocka_unit_test_teardown(test_shared_by_a_configuration, fx_teardown),
         cmocka_unit_test_teardown(test_unlanded_cannot_write_landed, fx_teardown),
         cmocka_unit_test_teardown(test_rejected_layer_never_seen, fx_teardown),
