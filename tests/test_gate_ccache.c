@@ -198,13 +198,7 @@ static void get(const char *dir, const char *name, char *buf, size_t size)
 {
     char path[GATE_PATH_MAX];
     (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
-    buf[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return;
-    size_t n = fread(buf, 1, size - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+    keel_test_read_file(path, buf, size);
 }
 
 static bool exists(const char *dir, const char *name)
