@@ -813,8 +813,10 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
         j->job_id = (long long)i;
         gate_job_from_config(j, m);
         s = gate_job_policy_from(&j->policy, tip_cfg, m->name);
+        char key[64]; /* an untested change's: its layer is deleted after the try */
+        (void)snprintf(key, sizeof(key), "p%d-try-%zu", (int)getpid(), i);
         if (keel_ok(s))
-            s = gate_ccache_attach(&j->policy, g->work, tip_cfg, m->name);
+            s = gate_ccache_attach(&j->policy, g->work, tip_cfg, m->name, key, false);
         j->hidden = &g->hidden;
         j->records = g->records;
         if (!keel_ok(s))
@@ -847,6 +849,7 @@ keel_status gate_try(gate *g, const char *branch, bool *passed)
                 gate_say(g, "  %s: %s\n", j->error[0] != '\0' ? "the gate could not run it" : "why",
                          j->error[0] != '\0' ? j->error : j->reason);
             gate_rm_tree(j->dir);
+            gate_ccache_layer_drop(&j->policy);
         }
         for (size_t i = 0; i < njobs; i++) { /* why each failed, before anyone opens a log */
             const gate_job_run *j = &jobs[i];

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ccache.h"
 #include "exec.h"
 #include "gate_loop.h"
 #include "signature.h"
@@ -233,6 +234,12 @@ static keel_status land(gate *g, const gate_sched_decision *d, gate_cand *c)
     if (!keel_ok(s))
         return s;
     c->closed = true;
+    gate_ccache_merged merged; /* its jobs' compiler cache layers join the landed ones */
+    keel_status cs = gate_ccache_land(g->work, g->tip_cfg, c->store_id, &merged);
+    if (!keel_ok(cs))
+        gate_say(g, "compiler cache: candidate %lld's entries not all merged: %s\n", c->store_id,
+                 keel_status_message(cs));
+    keel_status_ignore(cs, "a cache that misses what it could hold: said, nothing else lost");
     (void)snprintf(g->tip_built, sizeof(g->tip_built), "%s", c->merge); /* what stacks on it */
     (void)snprintf(c->merge, sizeof(c->merge), "%s", landing);
     (void)snprintf(g->tip, sizeof(g->tip), "%s", c->merge);

@@ -89,8 +89,10 @@ static keel_status start_job(gate *g, gate_cand *c, const gate_matrix_config *m)
     j->gen = g->gen;
     gate_job_from_config(j, m);
     s = gate_job_policy_from(&j->policy, g->tip_cfg, m->name); /* the target's, not the change's */
+    char key[64]; /* its compiler cache's layer, found by the candidate's landing (ccache.h) */
+    (void)snprintf(key, sizeof(key), "p%d-c%lld-j%lld", (int)getpid(), c->store_id, jid);
     if (keel_ok(s)) /* its configuration's compiler cache, by the target's ccache-size */
-        s = gate_ccache_attach(&j->policy, g->work, g->tip_cfg, m->name);
+        s = gate_ccache_attach(&j->policy, g->work, g->tip_cfg, m->name, key, false);
     j->hidden = &g->hidden;
     j->records = g->records;
     j->tree = tree;
@@ -387,6 +389,8 @@ keel_status gate_job_done(gate *g, gate_job_run *j)
     bool current = c != NULL && !c->cancelled && j->attempt == c->attempt;
     if (keel_ok(s) && current && gate_error)
         return run_again(g, j); /* keeps j */
+    if (!current || c->closed)  /* decided without it: its cache layer is merged by nobody */
+        gate_ccache_layer_drop(&j->policy);
     if (keel_ok(s) && current && j->result != GATE_EXEC_CANCELLED)
         g->gate_errors = 0; /* a job ran to a result */
     if (keel_ok(s) && current) {

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "backout.h"
+#include "ccache.h"
 #include "exec.h"
 #include "flows_turn.h"
 #include "gate_loop.h"
@@ -152,6 +153,7 @@ keel_status gate_close_cand(gate *g, gate_cand *c, const char *result)
     if (c->closed || c->store_id == 0)
         return KEEL_OK;
     c->closed = true;
+    gate_ccache_drop(g->work, c->store_id); /* not landed: its cache layers go unmerged */
     return gate_store_candidate_finish(g->store, c->store_id, result, gate_now_s());
 }
 
@@ -250,8 +252,11 @@ keel_status gate_restart(gate *g)
                  rec.requeued, g->target, g->tip);
     gate_cancel_jobs(g, NULL);
     drop_again(g);
-    for (size_t i = 0; i < g->ncands; i++)
-        g->cands[i]->closed = true; /* recover abandoned what was open */
+    for (size_t i = 0; i < g->ncands; i++) {
+        if (!g->cands[i]->closed && g->cands[i]->store_id != 0)
+            gate_ccache_drop(g->work, g->cands[i]->store_id); /* its cache layers, unmerged */
+        g->cands[i]->closed = true;                           /* recover abandoned what was open */
+    }
     g->gen++;
     gate_config_free(g->tip_cfg);
     g->tip_cfg = NULL;
@@ -615,6 +620,8 @@ keel_status gate_run_begin(gate *g, bool own_pool)
         s = gate_exec_reap_orphans(g->records, &orphans);
     if (keel_ok(s) && orphans > 0)
         gate_say(g, "killed what was left of %zu job(s) of a killed keel-gate\n", orphans);
+    if (keel_ok(s)) /* no job runs: the compiler cache layers a killed gate left (ccache.h) */
+        gate_ccache_sweep(g->work);
     if (keel_ok(s))
         s = gate_notify_start(g); /* before recovery: it may record landings to notify */
     if (keel_ok(s))

@@ -76,6 +76,8 @@ static void test_bwrap_argv(void **state)
         h.e[i].gate_owned = i != 3;
     }
     h.n = 6;
+    const char ro[] = "/var/lib/keel/state.db.d/ccache/unit/landed\0"; /* a landed compiler cache */
+    memcpy(p.readonly, ro, sizeof(ro));
     char *cmd[] = {"make", "-j2", "check", NULL};
     gate_bwrap_spec b;
     memset(&b, 0, sizeof(b));
@@ -114,6 +116,9 @@ static void test_bwrap_argv(void **state)
     int job = find_seq(v, "--bind", b.dir, b.dir);
     int dotd_ro = find_seq(v, "--remount-ro", "/var/lib/keel/state.db.d", NULL);
     assert_true(store > tmp && dotd > tmp && job > dotd && dotd_ro > job);
+    int landed = find_seq(v, "--ro-bind", "/var/lib/keel/state.db.d/ccache/unit/landed",
+                          "/var/lib/keel/state.db.d/ccache/unit/landed"); /* under <state>.d */
+    assert_true(landed > dotd && dotd_ro > landed);
     assert_false(mentions(v, "state.db-wal")); /* not there now: nothing to hide */
     assert_false(mentions(v, "/tmp/x"));       /* the private /tmp hides it already */
     assert_true(find_seq(v, "--tmpfs", "/srv/repo.git", NULL) > 0);

@@ -417,8 +417,7 @@ static keel_status env_extend(step *st, char *const *vars, size_t nvars)
 /* The job's compiler cache (ccache.h): its CCACHE_* variables, /usr/lib/ccache on its PATH. */
 static keel_status add_ccache(step *st)
 {
-    size_t n = gate_ccache_env(st->policy->ccache_dir, st->dir, gate_env_get(st->env, "PATH"),
-                               st->ccache_vars);
+    size_t n = gate_ccache_env(st->policy, st->dir, gate_env_get(st->env, "PATH"), st->ccache_vars);
     char *vars[GATE_CCACHE_VARS];
     for (size_t i = 0; i < n; i++)
         vars[i] = st->ccache_vars[i];
@@ -786,9 +785,16 @@ static keel_status prepare(step *st, bool *cannot)
                  limits);
         else
             note(st, "keel-gate: sandbox: none ('sandbox = none'); limits: %s", limits);
-        if (st->policy->ccache_dir[0] != '\0')
-            note(st, "keel-gate: compiler cache: '%s' (its configuration's, shared by its jobs)",
-                 st->policy->ccache_dir);
+        if (st->policy->ccache_dir[0] != '\0' && st->policy->ccache_writes_landed)
+            note(st,
+                 "keel-gate: compiler cache: '%s' (its configuration's landed layer, written: "
+                 "a build of a landed commit)",
+                 st->policy->ccache_landed);
+        else if (st->policy->ccache_dir[0] != '\0')
+            note(st,
+                 "keel-gate: compiler cache: '%s' read-only (its configuration's landed "
+                 "layer), new entries in '%s' (its own, merged when the change lands)",
+                 st->policy->ccache_landed, st->policy->ccache_layer);
         else if (st->policy->ccache_note[0] != '\0')
             note(st, "keel-gate: %s", st->policy->ccache_note);
     }

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ccache.h"
 #include "gate.h"
 #include "heaps.h"
 #include "ranks.h"
@@ -160,6 +161,7 @@ void gate_job_execute(gate_job_run *j)
     j->reason[0] = '\0';
     if (__atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE)) {
         j->result = GATE_EXEC_CANCELLED; /* j->error may say why it never ran */
+        gate_ccache_job_end(&j->policy);
         return;
     }
     j->error[0] = '\0';
@@ -175,6 +177,7 @@ void gate_job_execute(gate_job_run *j)
         ok = run_step(j, j->build, &used);
     if (ok && j->test != NULL && j->test[0] != NULL)
         (void)run_step(j, j->test, &used);
+    gate_ccache_job_end(&j->policy); /* its compiler cache's counters (ccache.h) */
     if (j->error[0] != '\0')
         return; /* the loop writes why into the log, if it can */
     char note[GATE_REASON_TEXT + 128];

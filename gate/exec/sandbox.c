@@ -270,6 +270,9 @@ bool gate_sandbox_sees(const gate_job_policy *p, const gate_hidden *h, const cha
     for (const char *w = p->writable; *w != '\0'; w += strlen(w) + 1)
         if (under(path, w))
             return true;
+    for (const char *r = p->readonly; *r != '\0'; r += strlen(r) + 1)
+        if (under(path, r))
+            return true;
     if (under(path, "/tmp"))
         return false;
     for (size_t i = 0; h != NULL && i < h->n; i++)
@@ -321,10 +324,14 @@ static void add_size(argv_builder *b, unsigned long long bytes)
 
 typedef struct mount_op {
     const char *path;
-    int kind; /* GATE_HIDE_DIR, GATE_HIDE_FILE, or 0: bound read-write */
+    int kind; /* GATE_HIDE_DIR, GATE_HIDE_FILE, BIND_RO, or 0: bound read-write */
 } mount_op;
 
-enum { MAX_OPS = GATE_HIDDEN_MAX + GATE_POLICY_LIST / 2 + 1 };
+enum {
+    BIND_RO = GATE_HIDE_FILE + 1, /* bound again read-only */
+    READONLY_MAX = 4,             /* read-only binds at most (a landed compiler cache: one) */
+    MAX_OPS = GATE_HIDDEN_MAX + GATE_POLICY_LIST / 2 + READONLY_MAX + 1
+};
 
 static void build(const gate_bwrap_spec *s, argv_builder *b, mount_op *ops, size_t nops)
 {
@@ -349,6 +356,8 @@ static void build(const gate_bwrap_spec *s, argv_builder *b, mount_op *ops, size
             add2(b, "--tmpfs", ops[i].path);
         else if (ops[i].kind == GATE_HIDE_FILE)
             add3(b, "--ro-bind", "/dev/null", ops[i].path);
+        else if (ops[i].kind == BIND_RO)
+            add3(b, "--ro-bind", ops[i].path, ops[i].path);
         else
             add3(b, "--bind", ops[i].path, ops[i].path);
     }
@@ -381,6 +390,12 @@ keel_status gate_bwrap_argv(const gate_bwrap_spec *s, char ***out)
          w += strlen(w) + 1) {
         ops[nops].path = w;
         ops[nops++].kind = 0;
+    }
+    size_t ro = 0;
+    for (const char *r = s->policy->readonly; *r != '\0' && ro++ < READONLY_MAX;
+         r += strlen(r) + 1) {
+        ops[nops].path = r;
+        ops[nops++].kind = BIND_RO;
     }
     for (size_t i = 0; s->hidden != NULL && i < s->hidden->n && nops < MAX_OPS - 1; i++) {
         const char *hp = s->hidden->e[i].path;

@@ -51,12 +51,22 @@ typedef struct gate_job_policy {
     gate_executor executor; /* where it runs: [gate] executor of the target */
     bool slurm_srun;        /* [gate] slurm-launch = srun: a Slurm step per job (slurm.h) */
     gate_limits limits;
-    char writable[GATE_POLICY_LIST]; /* absolute paths bound read-write */
-    char pass_env[512];              /* names the job gets from the gate's environment */
-    /* its configuration's compiler cache (ccache.h: gate_ccache_attach), "": none; also in
-     * writable.  ccache_note: why it has none though its configuration asks for one */
+    char writable[GATE_POLICY_LIST];  /* absolute paths bound read-write */
+    char readonly[2 * GATE_PATH_MAX]; /* absolute paths bound again read-only (under hidden ones) */
+    char pass_env[512];               /* names the job gets from the gate's environment */
+    /*
+     * Its configuration's compiler cache (ccache.h: gate_ccache_attach), "": none.
+     * ccache_dir: the job's CCACHE_DIR (its counters), in ccache_layer: its own layer, in
+     * writable; ccache_landed: the configuration's landed layer, in readonly, or in writable
+     * when ccache_writes_landed (a level's build of a landed commit).  ccache_note: why it has
+     * none though its configuration asks for one.
+     */
     char ccache_dir[GATE_PATH_MAX];
+    char ccache_layer[GATE_PATH_MAX];
+    char ccache_landed[GATE_PATH_MAX];
     char ccache_note[256];
+    unsigned long long ccache_size; /* its ccache-size: the landed layer's limit */
+    bool ccache_writes_landed;
 } gate_job_policy;
 
 /* The strictest: sandboxed, no network, the default limits, nothing writable. */
@@ -100,7 +110,7 @@ const char *gate_env_get(char *const *env, const char *name);
 /*
  * Would a job in `dir` under `p` see `path` (absolute, canonical)?  Always
  * with sandbox = none; else not under a hidden path or in /tmp (private),
- * unless under `dir` or a writable path (bound again after).
+ * unless under `dir`, a writable or a read-only path (bound again after).
  */
 bool gate_sandbox_sees(const gate_job_policy *p, const gate_hidden *h, const char *dir,
                        const char *path);
@@ -126,7 +136,8 @@ typedef struct gate_bwrap_spec {
  * terminated, one block on gate_exec's heap (keel_heap_free).  Mounts are
  * ordered so that a deeper path is mounted after the ones above it: the
  * private /tmp first, then writable paths, hidden ones and the work tree by
- * depth, then the hidden directories made read-only.
+ * depth (read-only ones with --ro-bind), then the hidden directories made
+ * read-only.
  */
 KEEL_MUST_USE keel_status gate_bwrap_argv(const gate_bwrap_spec *s, char ***out);
 

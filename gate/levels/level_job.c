@@ -5,7 +5,9 @@
 #define KEEL_MODULE_NAME "gate"
 #include "level_job.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ccache.h"
 #include "worktree.h"
@@ -56,8 +58,10 @@ keel_status gate_level_job_start(gate *g, const gate_level_build *b, gate_job_ru
     j->gen = g->gen;
     gate_job_from_config(j, m);
     s = gate_job_policy_from(&j->policy, g->tip_cfg, m->name); /* the target's, as the queue's */
-    if (keel_ok(s)) /* its configuration's compiler cache (gate/exec/ccache.h) */
-        s = gate_ccache_attach(&j->policy, g->work, g->tip_cfg, m->name);
+    char key[64]; /* a landed commit's build writes the landed layer (gate/exec/ccache.h) */
+    (void)snprintf(key, sizeof(key), "p%d-l%lld", (int)getpid(), -j->job_id);
+    if (keel_ok(s))
+        s = gate_ccache_attach(&j->policy, g->work, g->tip_cfg, m->name, key, true);
     j->hidden = &g->hidden;
     j->records = g->records;
     j->tree = tree;
