@@ -143,11 +143,27 @@ unsigned long long gate_stat_busy(const unsigned long long fields[8], int nice);
  */
 unsigned long long gate_tree_cpu_ms(pid_t root);
 
+/*
+ * The CPU of the gate's jobs that gate_tree_cpu_ms lost sight of when they
+ * ended (a process-wide sum, ms).  bwrap's monitor exits with its sandbox's
+ * exit code without waiting for the sandbox's PID 1, so nothing the job ran
+ * comes back to the gate in a child's CPU: while the job runs its processes
+ * are in the tree, at its end their CPU leaves it.  The executor adds, at
+ * each job's end, its cgroup's CPU less what the gate reaped of it
+ * (gate_hidden_cpu_add), or counts a sandboxed job whose CPU it cannot know
+ * (no CPU accounting: gate_hidden_cpu_unknown).  Without it every job ended
+ * looked like another tenant's work (0.5-1.5 cores on 2), and the
+ * scheduler planned for 0.5-1 jobs at once on an idle machine.
+ */
+void gate_hidden_cpu_add(unsigned long long ms);
+void gate_hidden_cpu_unknown(void);
+
 /* Both at one time (a job's start or end). */
 typedef struct gate_cpu_sample {
     unsigned long long at_ms;      /* gate_now_ms() */
     unsigned long long machine_ms; /* gate_machine_busy_ms() (0: unknown) */
-    unsigned long long tree_ms;    /* gate_tree_cpu_ms(root) */
+    unsigned long long tree_ms;    /* gate_tree_cpu_ms(root) and the CPU it lost (hidden) */
+    unsigned long long unknown;    /* sandboxed jobs ended whose CPU is not known, so far */
 } gate_cpu_sample;
 
 void gate_cpu_sample_take(pid_t root, unsigned long long now_ms, gate_cpu_sample *out);
@@ -155,7 +171,8 @@ void gate_cpu_sample_take(pid_t root, unsigned long long now_ms, gate_cpu_sample
 /*
  * The cores the rest of the machine used on average between two samples:
  * the machine's busy CPU less the tree's, over the wall time (>= 0; 0 when
- * the machine's CPU is unknown).
+ * the machine's CPU is unknown, or a sandboxed job whose CPU is not known
+ * ended between them).
  */
 double gate_others_cores(const gate_cpu_sample *from, const gate_cpu_sample *to);
 
