@@ -713,13 +713,20 @@ unsigned long long gate_machine_busy_ms(void)
     int nice = getpriority(PRIO_PROCESS, 0);
     if (nice == -1 && errno != 0)
         nice = 0;
-    return (unsigned long long)((double)gate_stat_busy(v, nice) * ms_per_tick());
+    char on[8] = "";
+    fd = open("/proc/sys/kernel/sched_autogroup_enabled", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        n = read(fd, on, sizeof(on) - 1);
+        (void)close(fd);
+    }
+    bool autogroup = fd >= 0 && n > 0 && on[0] == '1';
+    return (unsigned long long)((double)gate_stat_busy(v, nice, autogroup) * ms_per_tick());
 }
 
-unsigned long long gate_stat_busy(const unsigned long long fields[8], int nice)
+unsigned long long gate_stat_busy(const unsigned long long fields[8], int nice, bool autogroup)
 {
     const unsigned long long *v = fields;
-    return v[0] + (nice > 0 ? v[1] : 0) + v[2] + v[5] + v[6] + v[7];
+    return v[0] + (nice > 0 || autogroup ? v[1] : 0) + v[2] + v[5] + v[6] + v[7];
 }
 
 /*

@@ -120,18 +120,27 @@ void gate_tree_usage(const char *dir, unsigned long long *bytes, unsigned long l
  * The capacity signal's other half: the CPU the rest of the machine uses
  * beside the gate's own jobs.  The machine's busy CPU time that competes
  * with the gate's, all CPUs (ms: /proc/stat's user, system, irq, softirq
- * and steal, and nice when the gate runs niced itself), 0 when unknown:
- * processes of a lower priority (a positive nice) than a gate that is not
- * niced yield the cores to its jobs, so their CPU takes none from it (on
- * a machine whose other tenants run at nice 19, it counted 20 cores busy
- * and the gate planned for 1 job at once on 2 cores its jobs had).
+ * and steal, and nice when the gate runs niced itself or the kernel
+ * groups tasks by session), 0 when unknown: processes of a lower priority
+ * (a positive nice) than a gate that is not niced yield the cores to its
+ * jobs, so their CPU takes none from it (on a machine whose other tenants
+ * run at nice 19, it counted 20 cores busy and the gate planned for 1 job
+ * at once on 2 cores its jobs had) -- unless the kernel's autogroups are
+ * on (/proc/sys/kernel/sched_autogroup_enabled): then a nice value orders
+ * the tasks of one session only, every session shares the CPUs as a group
+ * of nice 0 whatever its tasks' nice, and other sessions' niced processes
+ * compete with the gate's jobs (sched(7): a nice value counts only against
+ * the threads of the same task group; during a replay at nice -15, its
+ * autogroup at -15 too, beside helpers' builds at nice 19, the nice column
+ * grew by 40% of the 2 cores' time while its jobs ran).
  */
 unsigned long long gate_machine_busy_ms(void);
 /*
  * The same from /proc/stat's first eight fields (user nice system idle
- * iowait irq softirq steal, in ticks) and the gate's nice: the busy ticks.
+ * iowait irq softirq steal, in ticks), the gate's nice and whether
+ * autogroups are on: the busy ticks.
  */
-unsigned long long gate_stat_busy(const unsigned long long fields[8], int nice);
+unsigned long long gate_stat_busy(const unsigned long long fields[8], int nice, bool autogroup);
 
 /*
  * CPU time (ms) of process `root` and of every process below it that is
