@@ -351,16 +351,20 @@ static void test_others_measured(void **state)
 /*
  * The others' CPU is what competes with the gate's jobs: /proc/stat's nice
  * column (processes of a positive nice) yields to a gate that is not niced
- * and is not counted then; a niced gate competes with it.
+ * and is not counted then; a niced gate competes with it.  With the
+ * kernel's autogroups on, another session's niced processes compete with
+ * the gate's whatever their nice and the gate's: counted.
  */
 static void test_niced_others_yield(void **state)
 {
     (void)state;
     /* user nice system idle iowait irq softirq steal */
     static const unsigned long long v[8] = {100, 1000, 20, 5000, 7, 3, 2, 1};
-    assert_int_equal(gate_stat_busy(v, 0), 100 + 20 + 3 + 2 + 1);
-    assert_int_equal(gate_stat_busy(v, -5), 100 + 20 + 3 + 2 + 1);
-    assert_int_equal(gate_stat_busy(v, 19), 100 + 1000 + 20 + 3 + 2 + 1);
+    assert_int_equal(gate_stat_busy(v, 0, false), 100 + 20 + 3 + 2 + 1);
+    assert_int_equal(gate_stat_busy(v, -5, false), 100 + 20 + 3 + 2 + 1);
+    assert_int_equal(gate_stat_busy(v, 19, false), 100 + 1000 + 20 + 3 + 2 + 1);
+    assert_int_equal(gate_stat_busy(v, 0, true), 100 + 1000 + 20 + 3 + 2 + 1);
+    assert_int_equal(gate_stat_busy(v, -15, true), 100 + 1000 + 20 + 3 + 2 + 1);
 }
 
 int main(int argc, char **argv)

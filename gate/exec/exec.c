@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -180,6 +181,7 @@ typedef struct step {
     int log_errno; /* writing the log failed: the gate's failure */
     /* how it ended (watch) */
     int wstatus;
+    struct rusage reaped; /* the CPU the gate got back with it (wait4) */
     bool timed_out, cancelled;
     const char *limit_hit; /* NULL, or limit_text */
     char limit_text[GATE_REASON_TEXT];
@@ -1076,7 +1078,7 @@ static void watch(step *st, unsigned long long start)
                 eof = true;
             }
         }
-        if (!reaped && waitpid(st->pid, &st->wstatus, WNOHANG) == st->pid) {
+        if (!reaped && wait4(st->pid, &st->wstatus, WNOHANG, &st->reaped) == st->pid) {
             reaped = true;
             reaped_at = gate_now_ms();
             /* what it left behind goes with it: the pipe can then close */
@@ -1093,6 +1095,30 @@ static void watch(step *st, unsigned long long start)
             close_fd(&st->st_r);
     }
     close_fd(&pidfd);
+}
+
+/*
+ * The job's CPU that did not come back to the gate with the process it
+ * reaped (resources.h, gate_hidden_cpu_add): its cgroup's, every process
+ * dead by now, less the reaped process's own and its children's.  In the
+ * sandbox that is nearly all of it (bwrap's monitor does not wait for the
+ * sandbox); with `sandbox = none`, what the job left behind and its cgroup
+ * killed.  A sandboxed job without CPU accounting is counted as unknown.
+ */
+static void account_hidden(const step *st)
+{
+    unsigned long long cg = gate_cgroup_cpu_ms(&st->cg);
+    if (cg == ~0ull) {
+        if (st->sandbox)
+            gate_hidden_cpu_unknown();
+        return;
+    }
+    const struct rusage *r = &st->reaped;
+    unsigned long long back =
+        (unsigned long long)(r->ru_utime.tv_sec + r->ru_stime.tv_sec) * 1000ull +
+        (unsigned long long)(r->ru_utime.tv_usec + r->ru_stime.tv_usec) / 1000ull;
+    if (cg > back)
+        gate_hidden_cpu_add(cg - back);
 }
 
 keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
@@ -1175,6 +1201,7 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
     if (st.policy != NULL && st.policy->limits.disk > 0 && st.limit_hit == NULL && !st.cancelled)
         over_disk_at_end(&st); /* what the checks while it ran could not tell apart */
     s = classify(&st, st.wstatus, st.timed_out, st.cancelled, st.limit_hit);
+    account_hidden(&st);
     if (keel_ok(s) && st.log_errno != 0)
         s = KEEL_ERR_SYS(st.log_errno, "cannot write job log '%s'", spec->log);
     step_end(&st);

@@ -4,8 +4,9 @@
  * What the machine offers is found once per process: the cgroup mounts in
  * /proc/self/mountinfo, the gate's own cgroups in /proc/self/cgroup, and
  * whether it may make cgroups under them.  Each job then gets its own:
- * v1 <mount><own>/keel-gate-<pid>/job-<n> in each of memory, pids (and
- * cpuacct when it has a CPU limit); v2 <mount><own>/keel-gate-<pid>-<n>, the
+ * v1 <mount><own>/keel-gate-<pid>/job-<n> in each of memory, pids and
+ * cpuacct (its CPU limit, and its CPU for the capacity's reading: a job
+ * without a CPU limit goes without cpuacct where none can be made); v2 <mount><own>/keel-gate-<pid>-<n>, the
  * gate itself moved into the leaf <own>/gate first (a cgroup v2 parent with
  * controllers enabled holds no processes).
  */
@@ -309,7 +310,7 @@ keel_status gate_cgroup_make(const gate_limits *l, gate_cgroup *cg)
     unsigned long long seq = __atomic_add_fetch(&job_seq, 1, __ATOMIC_RELAXED);
     char value[32];
     for (int c = 0; c < GATE_CG_N; c++) {
-        if (sys->base[c][0] == '\0' || (c == GATE_CG_CPU && l->cpu == 0))
+        if (sys->base[c][0] == '\0')
             continue;
         char *dir = cg->dir[c];
         if (sys->version == 2)
@@ -325,6 +326,10 @@ keel_status gate_cgroup_make(const gate_limits *l, gate_cgroup *cg)
             e = mkdir(dir, 0755) == 0 ? 0 : errno;
             if (e != ENOENT)
                 break;
+        }
+        if (e != 0 && c == GATE_CG_CPU && l->cpu == 0) {
+            dir[0] = '\0'; /* only its CPU for the capacity's reading (gate_hidden_cpu_add) */
+            continue;
         }
         if (e != 0) {
             dir[0] = '\0';
@@ -708,13 +713,20 @@ unsigned long long gate_machine_busy_ms(void)
     int nice = getpriority(PRIO_PROCESS, 0);
     if (nice == -1 && errno != 0)
         nice = 0;
-    return (unsigned long long)((double)gate_stat_busy(v, nice) * ms_per_tick());
+    char on[8] = "";
+    fd = open("/proc/sys/kernel/sched_autogroup_enabled", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        n = read(fd, on, sizeof(on) - 1);
+        (void)close(fd);
+    }
+    bool autogroup = fd >= 0 && n > 0 && on[0] == '1';
+    return (unsigned long long)((double)gate_stat_busy(v, nice, autogroup) * ms_per_tick());
 }
 
-unsigned long long gate_stat_busy(const unsigned long long fields[8], int nice)
+unsigned long long gate_stat_busy(const unsigned long long fields[8], int nice, bool autogroup)
 {
     const unsigned long long *v = fields;
-    return v[0] + (nice > 0 ? v[1] : 0) + v[2] + v[5] + v[6] + v[7];
+    return v[0] + (nice > 0 || autogroup ? v[1] : 0) + v[2] + v[5] + v[6] + v[7];
 }
 
 /*
@@ -792,10 +804,23 @@ unsigned long long gate_tree_cpu_ms(pid_t root)
     return (unsigned long long)((double)ticks * ms_per_tick());
 }
 
+static unsigned long long hidden_ms, hidden_unknown; /* gate_hidden_cpu_add, _unknown */
+
+void gate_hidden_cpu_add(unsigned long long ms)
+{
+    (void)__atomic_add_fetch(&hidden_ms, ms, __ATOMIC_RELAXED);
+}
+
+void gate_hidden_cpu_unknown(void)
+{
+    (void)__atomic_add_fetch(&hidden_unknown, 1, __ATOMIC_RELAXED);
+}
+
 double gate_others_cores(const gate_cpu_sample *from, const gate_cpu_sample *to)
 {
     KEEL_ASSERT(from != NULL && to != NULL);
-    if (from->machine_ms == 0 || to->machine_ms < from->machine_ms || !(to->at_ms > from->at_ms))
+    if (from->machine_ms == 0 || to->machine_ms < from->machine_ms || !(to->at_ms > from->at_ms) ||
+        to->unknown != from->unknown)
         return 0.0;
     double machine = (double)(to->machine_ms - from->machine_ms);
     double own = to->tree_ms > from->tree_ms ? (double)(to->tree_ms - from->tree_ms) : 0.0;
@@ -808,7 +833,10 @@ void gate_cpu_sample_take(pid_t root, unsigned long long now_ms, gate_cpu_sample
     KEEL_ASSERT(out != NULL);
     out->at_ms = now_ms;
     out->machine_ms = gate_machine_busy_ms();
-    out->tree_ms = gate_tree_cpu_ms(root);
+    /* what left the tree is added after it left: read before the tree, never counted twice */
+    out->unknown = __atomic_load_n(&hidden_unknown, __ATOMIC_RELAXED);
+    unsigned long long hidden = __atomic_load_n(&hidden_ms, __ATOMIC_RELAXED);
+    out->tree_ms = gate_tree_cpu_ms(root) + hidden;
 }
 
 double gate_load_advance(gate_load_meter *m, unsigned long long now, unsigned executing)

@@ -120,18 +120,27 @@ void gate_tree_usage(const char *dir, unsigned long long *bytes, unsigned long l
  * The capacity signal's other half: the CPU the rest of the machine uses
  * beside the gate's own jobs.  The machine's busy CPU time that competes
  * with the gate's, all CPUs (ms: /proc/stat's user, system, irq, softirq
- * and steal, and nice when the gate runs niced itself), 0 when unknown:
- * processes of a lower priority (a positive nice) than a gate that is not
- * niced yield the cores to its jobs, so their CPU takes none from it (on
- * a machine whose other tenants run at nice 19, it counted 20 cores busy
- * and the gate planned for 1 job at once on 2 cores its jobs had).
+ * and steal, and nice when the gate runs niced itself or the kernel
+ * groups tasks by session), 0 when unknown: processes of a lower priority
+ * (a positive nice) than a gate that is not niced yield the cores to its
+ * jobs, so their CPU takes none from it (on a machine whose other tenants
+ * run at nice 19, it counted 20 cores busy and the gate planned for 1 job
+ * at once on 2 cores its jobs had) -- unless the kernel's autogroups are
+ * on (/proc/sys/kernel/sched_autogroup_enabled): then a nice value orders
+ * the tasks of one session only, every session shares the CPUs as a group
+ * of nice 0 whatever its tasks' nice, and other sessions' niced processes
+ * compete with the gate's jobs (sched(7): a nice value counts only against
+ * the threads of the same task group; during a replay at nice -15, its
+ * autogroup at -15 too, beside helpers' builds at nice 19, the nice column
+ * grew by 40% of the 2 cores' time while its jobs ran).
  */
 unsigned long long gate_machine_busy_ms(void);
 /*
  * The same from /proc/stat's first eight fields (user nice system idle
- * iowait irq softirq steal, in ticks) and the gate's nice: the busy ticks.
+ * iowait irq softirq steal, in ticks), the gate's nice and whether
+ * autogroups are on: the busy ticks.
  */
-unsigned long long gate_stat_busy(const unsigned long long fields[8], int nice);
+unsigned long long gate_stat_busy(const unsigned long long fields[8], int nice, bool autogroup);
 
 /*
  * CPU time (ms) of process `root` and of every process below it that is
@@ -143,11 +152,27 @@ unsigned long long gate_stat_busy(const unsigned long long fields[8], int nice);
  */
 unsigned long long gate_tree_cpu_ms(pid_t root);
 
+/*
+ * The CPU of the gate's jobs that gate_tree_cpu_ms lost sight of when they
+ * ended (a process-wide sum, ms).  bwrap's monitor exits with its sandbox's
+ * exit code without waiting for the sandbox's PID 1, so nothing the job ran
+ * comes back to the gate in a child's CPU: while the job runs its processes
+ * are in the tree, at its end their CPU leaves it.  The executor adds, at
+ * each job's end, its cgroup's CPU less what the gate reaped of it
+ * (gate_hidden_cpu_add), or counts a sandboxed job whose CPU it cannot know
+ * (no CPU accounting: gate_hidden_cpu_unknown).  Without it every job ended
+ * looked like another tenant's work (0.5-1.5 cores on 2), and the
+ * scheduler planned for 0.5-1 jobs at once on an idle machine.
+ */
+void gate_hidden_cpu_add(unsigned long long ms);
+void gate_hidden_cpu_unknown(void);
+
 /* Both at one time (a job's start or end). */
 typedef struct gate_cpu_sample {
     unsigned long long at_ms;      /* gate_now_ms() */
     unsigned long long machine_ms; /* gate_machine_busy_ms() (0: unknown) */
-    unsigned long long tree_ms;    /* gate_tree_cpu_ms(root) */
+    unsigned long long tree_ms;    /* gate_tree_cpu_ms(root) and the CPU it lost (hidden) */
+    unsigned long long unknown;    /* sandboxed jobs ended whose CPU is not known, so far */
 } gate_cpu_sample;
 
 void gate_cpu_sample_take(pid_t root, unsigned long long now_ms, gate_cpu_sample *out);
@@ -155,7 +180,8 @@ void gate_cpu_sample_take(pid_t root, unsigned long long now_ms, gate_cpu_sample
 /*
  * The cores the rest of the machine used on average between two samples:
  * the machine's busy CPU less the tree's, over the wall time (>= 0; 0 when
- * the machine's CPU is unknown).
+ * the machine's CPU is unknown, or a sandboxed job whose CPU is not known
+ * ended between them).
  */
 double gate_others_cores(const gate_cpu_sample *from, const gate_cpu_sample *to);
 
