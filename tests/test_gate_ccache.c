@@ -204,7 +204,8 @@ static void get(const char *dir, const char *name, char *buf, size_t size)
 static bool exists(const char *dir, const char *name)
 {
     char path[GATE_PATH_MAX];
-    (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int n = snprintf(path, sizeof(path), "%s/%s", dir, name);
+    assert_true(n > 0 && (size_t)n < sizeof(path));
     struct stat sb;
     return lstat(path, &sb) == 0;
 }
