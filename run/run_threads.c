@@ -277,7 +277,9 @@ static bool descendants_run(unsigned long long *h, unsigned *children, unsigned 
         for (unsigned i = 0; i < ntids; i++) {
             unsigned long long cpu;
             (void)snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pids[next], tids[i]);
-            char state = next > 0 ? stat_of(path, &cpu) : 'S'; /* (the program's own: apart) */
+            char state = 'S'; /* (the program's own threads: apart) */
+            if (next > 0)
+                state = stat_of(path, &cpu);
             if (state == 'R' || state == 'D')
                 return true;
             char list[512];

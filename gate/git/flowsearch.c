@@ -109,7 +109,7 @@ keel_status gate_flow_search_range(gate_repo *r, const char *merge, char (*out)[
         memcpy(out[1 + i], out[n - i], sizeof(t));
         memcpy(out[n - i], t, sizeof(t));
     }
-    for (size_t i = 1; keel_ok(s) && *reached && i < n; i++) {
+    for (size_t i = 1; keel_ok(s) && *reached && when != NULL && i < n; i++) {
         git_oid cand, made;
         bool clean = false;
         s = gate_oid_parse(out[i], &cand);
