@@ -298,37 +298,42 @@ static keel_status same_tree(gate_repo *r, git_index *merged, git_commit *ours, 
     return KEEL_OK;
 }
 
+int gate_flow_commit(gate_repo *r, git_index *merged, git_commit *ours, git_commit *theirs,
+                     git_time_t when, int offset, const char *message, git_oid *id)
+{
+    git_oid tree_id;
+    git_tree *tree = NULL;
+    git_signature *sig = NULL;
+    int rc = git_index_write_tree_to(&tree_id, merged, r->repo);
+    if (rc == 0)
+        rc = git_tree_lookup(&tree, r->repo, &tree_id);
+    if (rc == 0)
+        rc = git_signature_new(&sig, "keel-gate", "keel-gate@localhost", when, offset);
+    if (rc == 0) {
+        const git_commit *parents[2] = {ours, theirs};
+        rc = git_commit_create(id, r->repo, NULL, sig, sig, NULL, message, tree, 2, parents);
+    }
+    git_signature_free(sig);
+    git_tree_free(tree);
+    return rc;
+}
+
 /* The merge commit of `theirs` (SRC) into `ours` (DST), its tree `merged`'s. */
 static keel_status commit_merge(gate_repo *r, git_index *merged, git_commit *ours,
                                 git_commit *theirs, const char *from, const char *to,
                                 long long when, const gate_flowmerge *m, git_oid *id)
 {
-    git_oid tree_id;
-    git_tree *tree = NULL;
-    git_signature *sig = NULL;
-    keel_status s = KEEL_OK;
-    int rc = git_index_write_tree_to(&tree_id, merged, r->repo);
-    if (rc == 0)
-        rc = git_tree_lookup(&tree, r->repo, &tree_id);
-    if (rc == 0)
-        rc = git_signature_new(&sig, "keel-gate", "keel-gate@localhost", (git_time_t)when, 0);
-    if (rc == 0) {
-        const git_commit *parents[2] = {ours, theirs};
-        char message[2 * GATE_BRANCH_LEN_MAX + 128 + GATE_FLOWMERGE_PATHS * 256];
-        size_t len = (size_t)snprintf(message, sizeof(message),
-                                      "Merge branch '%s' into %s\n\nKeel-Gate-Flow: %s -> %s\n",
-                                      from, to, from, to);
-        for (size_t i = 0; i < m->reused && i < m->npaths && len + 1 < sizeof(message); i++)
-            len +=
-                (size_t)snprintf(message + len, sizeof(message) - len,
-                                 "Keel-Gate-Resolution: recorded, reused: %.200s\n", m->paths[i]);
-        rc = git_commit_create(id, r->repo, NULL, sig, sig, NULL, message, tree, 2, parents);
-    }
+    char message[2 * GATE_BRANCH_LEN_MAX + 128 + GATE_FLOWMERGE_PATHS * 256];
+    size_t len = (size_t)snprintf(message, sizeof(message),
+                                  "Merge branch '%s' into %s\n\nKeel-Gate-Flow: %s -> %s\n", from,
+                                  to, from, to);
+    for (size_t i = 0; i < m->reused && i < m->npaths && len + 1 < sizeof(message); i++)
+        len += (size_t)snprintf(message + len, sizeof(message) - len,
+                                "Keel-Gate-Resolution: recorded, reused: %.200s\n", m->paths[i]);
+    int rc = gate_flow_commit(r, merged, ours, theirs, (git_time_t)when, 0, message, id);
     if (rc != 0)
-        s = gate_git_error(rc, "cannot make the merge of '%s' into '%s'", from, to);
-    git_signature_free(sig);
-    git_tree_free(tree);
-    return s;
+        return gate_git_error(rc, "cannot make the merge of '%s' into '%s'", from, to);
+    return KEEL_OK;
 }
 
 keel_status gate_flow_merge(gate_repo *r, const char *from, const char *to, const char *flow_branch,

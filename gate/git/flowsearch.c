@@ -22,31 +22,19 @@ static keel_status merge_onto(gate_repo *r, git_commit *d, const git_oid *cand, 
 {
     git_commit *c = NULL;
     git_index *merged = NULL;
-    git_tree *tree = NULL;
-    git_signature *sig = NULL;
-    git_oid tree_id;
     *clean = false;
     int rc = git_commit_lookup(&c, r->repo, cand);
     if (rc == 0)
         rc = git_merge_commits(&merged, r->repo, d, c, NULL);
     if (rc == 0 && !git_index_has_conflicts(merged)) {
         *clean = true;
-        rc = git_index_write_tree_to(&tree_id, merged, r->repo);
-        if (rc == 0)
-            rc = git_tree_lookup(&tree, r->repo, &tree_id);
-        if (rc == 0)
-            rc = git_signature_new(&sig, "keel-gate", "keel-gate@localhost", when, offset);
-        if (rc == 0) {
-            char dh[GATE_HEX], ch[GATE_HEX], message[256];
-            (void)git_oid_tostr(dh, sizeof(dh), git_commit_id(d));
-            (void)git_oid_tostr(ch, sizeof(ch), cand);
-            (void)snprintf(message, sizeof(message),
-                           "Flow culprit search: %.12s on %.12s\n\nKeel-Gate-Flow-Search: %s into "
-                           "%s\n",
-                           ch, dh, ch, dh);
-            const git_commit *parents[2] = {d, c};
-            rc = git_commit_create(id, r->repo, NULL, sig, sig, NULL, message, tree, 2, parents);
-        }
+        char dh[GATE_HEX], ch[GATE_HEX], message[256];
+        (void)git_oid_tostr(dh, sizeof(dh), git_commit_id(d));
+        (void)git_oid_tostr(ch, sizeof(ch), cand);
+        (void)snprintf(message, sizeof(message),
+                       "Flow culprit search: %.12s on %.12s\n\nKeel-Gate-Flow-Search: %s into %s\n",
+                       ch, dh, ch, dh);
+        rc = gate_flow_commit(r, merged, d, c, when, offset, message, id);
     }
     keel_status s = KEEL_OK;
     if (rc != 0) {
@@ -54,8 +42,6 @@ static keel_status merge_onto(gate_repo *r, git_commit *d, const git_oid *cand, 
         (void)git_oid_tostr(ch, sizeof(ch), cand);
         s = gate_git_error(rc, "cannot merge %.12s for a flow's culprit search", ch);
     }
-    git_signature_free(sig);
-    git_tree_free(tree);
     git_index_free(merged);
     git_commit_free(c);
     return s;

@@ -24,6 +24,14 @@ struct gate_repo {
 /* 40 hex digits into an id (KEEL_E_INVAL naming it when they are not). */
 KEEL_MUST_USE keel_status gate_oid_parse(const char *hex, git_oid *oid);
 
+/*
+ * The merge commit of `theirs` into `ours` whose tree is `merged`'s, by keel-gate at `when`
+ * (`offset` minutes east of UTC), with `message`: libgit2's answer (0: *id made).  The flow's
+ * merges and its culprit search's (flowmerge.c, flowsearch.c).
+ */
+int gate_flow_commit(gate_repo *r, git_index *merged, git_commit *ours, git_commit *theirs,
+                     git_time_t when, int offset, const char *message, git_oid *id);
+
 /* Forget a failed allocation libgit2 got over, before calls whose failures are classified. */
 void gate_change_forget_heap(void);
 
