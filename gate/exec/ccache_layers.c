@@ -113,21 +113,6 @@ static bool entry_name(const char *name, size_t max)
     return n > 0 && n <= max;
 }
 
-/* write() all of buf; errno, or 0. */
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t k = write(fd, buf, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return errno;
-        buf += k;
-        len -= (size_t)k;
-    }
-    return 0;
-}
-
 /* Copy the open file `in` (`size` bytes) to <to>/<name> through a temporary name; errno, or 0. */
 static int copy_entry(int in, int to, const char *name, off_t size)
 {
@@ -149,12 +134,12 @@ static int copy_entry(int in, int to, const char *name, off_t size)
         if (r <= 0)
             break;
         if (kill_mid) {
-            (void)write_all(out, buf, (size_t)r / 2);
+            (void)gate_write_all(out, buf, (size_t)r / 2);
             (void)fprintf(stderr, "keel-gate: stress point 'gate_exec.ccache_merge_kill' fired: "
                                   "exiting as if killed\n");
             _exit(99);
         }
-        e = write_all(out, buf, (size_t)r);
+        e = gate_write_all(out, buf, (size_t)r);
         if (e != 0)
             break;
         done += r;

@@ -127,21 +127,6 @@ unsigned long long gate_now_ms(void)
     return (unsigned long long)ts.tv_sec * 1000ull + (unsigned long long)ts.tv_nsec / 1000000ull;
 }
 
-/* Write it all; an errno when it could not (0: written). */
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? errno : EIO;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* The start time of process `pid` (clock ticks since boot, /proc/<pid>/stat), or 0 when gone. */
 static unsigned long long start_time(pid_t pid, char *state)
 {
@@ -220,7 +205,7 @@ static void note(step *st, const char *fmt, ...)
         return;
     size_t len = (size_t)n < sizeof(line) - 1 ? (size_t)n : sizeof(line) - 2;
     line[len++] = '\n';
-    int e = KEEL_STRESS(log_fail) ? ENOSPC : write_all(st->log, line, len);
+    int e = KEEL_STRESS(log_fail) ? ENOSPC : gate_write_all(st->log, line, len);
     if (e != 0 && st->log_errno == 0)
         st->log_errno = e;
 }
@@ -588,7 +573,7 @@ static bool take_output(step *st, const char *buf, size_t n)
         keep = st->out->log_bytes < spec->log_limit ? spec->log_limit - st->out->log_bytes : 0;
         st->out->log_truncated = true;
     }
-    int e = KEEL_STRESS(log_fail) ? ENOSPC : write_all(st->log, buf, keep);
+    int e = KEEL_STRESS(log_fail) ? ENOSPC : gate_write_all(st->log, buf, keep);
     if (e != 0 && st->log_errno == 0)
         st->log_errno = e;
     st->out->log_bytes += keep;
@@ -699,7 +684,7 @@ static keel_status write_record(step *st)
     int fd = open(st->record, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int e = fd < 0 ? errno : 0;
     if (fd >= 0 && n > 0)
-        e = write_all(fd, text, strnlen(text, sizeof(text)));
+        e = gate_write_all(fd, text, strnlen(text, sizeof(text)));
     if (fd >= 0)
         (void)close(fd);
     if (e != 0) {

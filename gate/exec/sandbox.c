@@ -499,6 +499,20 @@ void gate_rm_tree(const char *dir)
     (void)nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+int gate_write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? errno : EIO;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 void gate_size_text(unsigned long long bytes, char *buf, size_t size)
 {
     static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};

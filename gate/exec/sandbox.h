@@ -156,6 +156,9 @@ void gate_fmt(char *buf, size_t size, const char *fmt, ...) KEEL_PRINTF(3, 4);
 /* Remove `dir` and everything under it (not following links); what cannot go stays. */
 void gate_rm_tree(const char *dir);
 
+/* Write all of buf to fd (again after EINTR): 0, or the errno (EIO when write wrote nothing). */
+int gate_write_all(int fd, const char *buf, size_t len);
+
 /* A size for people: "8 MiB", "4 GiB", "1500 bytes". */
 void gate_size_text(unsigned long long bytes, char *buf, size_t size);
 
