@@ -217,6 +217,14 @@ size_t gate_flow_suspects(const gate_flow_search *searches, size_t n, const char
     return got;
 }
 
+#define MERGE_REJECTED "merge rejected: " /* f->why of a merge rejected, its people the authors */
+
+bool gate_flow_awaits_culprit(const gate_flow *f)
+{
+    return f->state == GATE_FLOW_BLOCKED && f->change[0] == '\0' &&
+           strncmp(f->why, MERGE_REJECTED, sizeof(MERGE_REJECTED) - 1) == 0;
+}
+
 /*
  * A culprit verified after the flow was blocked by a rejected merge whose
  * people were the merge's authors: the people become the culprit's authors,
@@ -225,13 +233,10 @@ size_t gate_flow_suspects(const gate_flow_search *searches, size_t n, const char
  */
 static bool culprit_found(gate_flow *f, const gate_flow_event *ev, gate_flow_decision *d)
 {
-    const char *why = NULL, *from = NULL;
-    gate_flow_told_why(f, &why, &from);
-    if (f->change[0] != '\0' || ev->npeople == 0 || from == NULL ||
-        strcmp(from, GATE_FLOW_FROM_MERGE) != 0 || strncmp(f->why, "merge rejected: ", 16) != 0)
+    if (ev->npeople == 0 || !gate_flow_awaits_culprit(f))
         return false;
     char was[GATE_FLOW_WHY_MAX];
-    (void)snprintf(was, sizeof(was), "%s", f->why + 16);
+    (void)snprintf(was, sizeof(was), "%s", f->why + sizeof(MERGE_REJECTED) - 1);
     int len = snprintf(f->why, sizeof(f->why), "%s: ", rejected_what(false, GATE_FLOW_FROM_SEARCH));
     if (len > 0 && (size_t)len < sizeof(f->why)) /* the reason, cut to fit */
         (void)snprintf(f->why + len, sizeof(f->why) - (size_t)len, "%.*s",

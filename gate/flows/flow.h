@@ -179,6 +179,13 @@ const char *gate_flow_told_kind(gate_flow_action a);
 void gate_flow_told_why(const gate_flow *f, const char **why, const char **from);
 
 /*
+ * Is flow f waiting for a culprit: blocked by the gate's own merge rejected (no change of a
+ * developer's on it), its people the authors of what the merge brings (no search named one)?
+ * A culprit verified then is told at once (GATE_FLOW_EV_CULPRIT).
+ */
+bool gate_flow_awaits_culprit(const gate_flow *f);
+
+/*
  * A culprit search as gate_flow_suspects weighs it for a rejected merge:
  * its state (searching, suspected, verified, no-culprit, gave-up), the
  * configuration it searched, whether its culprit is one of the commits the

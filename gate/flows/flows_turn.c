@@ -426,8 +426,7 @@ static keel_status pushed(flow_turn *t)
  */
 static keel_status culprit(flow_turn *t)
 {
-    if (t->f.state != GATE_FLOW_BLOCKED || t->f.change[0] != '\0' || t->f.made[0] == '\0' ||
-        strncmp(t->f.why, "merge rejected: ", 16) != 0)
+    if (t->f.made[0] == '\0' || !gate_flow_awaits_culprit(&t->f))
         return KEEL_OK;
     gate_flow_person who;
     bool found = false;
