@@ -713,13 +713,9 @@ unsigned long long gate_machine_busy_ms(void)
     int nice = getpriority(PRIO_PROCESS, 0);
     if (nice == -1 && errno != 0)
         nice = 0;
-    char on[8] = "";
-    fd = open("/proc/sys/kernel/sched_autogroup_enabled", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        n = read(fd, on, sizeof(on) - 1);
-        (void)close(fd);
-    }
-    bool autogroup = fd >= 0 && n > 0 && on[0] == '1';
+    char on[8];
+    bool autogroup =
+        read_file("/proc/sys/kernel/sched_autogroup_enabled", on, sizeof(on)) && on[0] == '1';
     return (unsigned long long)((double)gate_stat_busy(v, nice, autogroup) * ms_per_tick());
 }
 
