@@ -255,8 +255,18 @@ keel_status gate_start_build(gate *g, const gate_sched_build *b)
     for (size_t i = 0; i < c->cfg->nconfigs; i++)
         wanted += rerun(b, c->cfg->configs[i].name);
     c->pending = (unsigned)(wanted > 0 ? wanted : c->cfg->nconfigs);
-    gate_say(g, "build: candidate %lld attempt %u, %zu change(s) on %.12s -> %.12s, %u jobs\n",
-             c->store_id, c->attempt, c->n, c->base, c->merge, c->pending);
+    char why[160] = "";
+    if (c->attempt == 1 && g->tip_cfg != NULL && g->tip_cfg->strategy == GATE_STRATEGY_ADAPTIVE) {
+        /* the window this candidate was cut for, and the evidence it was chosen on */
+        gate_sched_stats st;
+        gate_sched_stats_get(g->sched, &st);
+        unsigned d = st.depth < GATE_SCHED_PACE_DEPTHS ? st.depth : GATE_SCHED_PACE_DEPTHS;
+        gate_fmt(why, sizeof(why),
+                 " (window: batches of %u, %u deep; p %.3f, %.1f jobs at once, pace %.2f)",
+                 st.batch, st.depth, st.p, st.parallel, d >= 1 ? st.pace[d - 1] : 1.0);
+    }
+    gate_say(g, "build: candidate %lld attempt %u, %zu change(s) on %.12s -> %.12s, %u jobs%s\n",
+             c->store_id, c->attempt, c->n, c->base, c->merge, c->pending, why);
     g->stats.builds++;
     for (size_t i = 0; keel_ok(s) && i < c->cfg->nconfigs; i++)
         if (wanted == 0 || rerun(b, c->cfg->configs[i].name))

@@ -49,7 +49,8 @@ typedef struct sim {
      * at once take the time of one; 1, they take as long as one after another
      */
     double round_ms, serial;
-    double clock_par; /* > 0: a round takes round_ms * max(1, its jobs / clock_par) instead */
+    int serial_rounds; /* > 0: `serial` holds for the first that many rounds only, then 0 */
+    double clock_par;  /* > 0: a round takes round_ms * max(1, its jobs / clock_par) instead */
     double now_ms;
     unsigned long long rng;
     unsigned long long cand_sig[MAXCAND][2]; /* the signature its tree fails with, 0: passes */
@@ -217,9 +218,10 @@ static void finish_round(sim *m)
     double jobs = 0.0; /* this round's, all at once */
     for (size_t i = 0; i < n; i++)
         jobs += (double)__builtin_popcount(m->cand_mask[batch[i]]);
+    double serial = m->serial_rounds == 0 || m->rounds <= m->serial_rounds ? m->serial : 0.0;
     if (m->round_ms > 0.0) {
-        m->now_ms += m->round_ms * (m->clock_par > 0.0 ? fmax(1.0, jobs / m->clock_par)
-                                                       : pow((double)n, m->serial));
+        m->now_ms += m->round_ms *
+                     (m->clock_par > 0.0 ? fmax(1.0, jobs / m->clock_par) : pow((double)n, serial));
         gate_sched_clock(m->s, m->now_ms);
     }
     for (size_t i = 0; i < n; i++) {
@@ -619,9 +621,13 @@ static void test_adaptive_fills_idle_cores(void **state)
  * far longer than one after another, by a cost the jobs' own timings do not
  * show (the gate's work around each build, a disk they thrash): the clock
  * shows it, and adaptive ends building one candidate at a time there, with
- * fewer builds (160 single changes: many rounds).  (A gap seen at one depth alone is split between every
- * depth's pace and depth's gain, so a milder cost moves it less.)  Single changes (max-batch 1), so that the queue
- * is many rounds.
+ * fewer builds (160 single changes: many rounds).  (A gap seen at one depth
+ * alone is split between every depth's pace and depth's gain, so a milder
+ * cost moves it less.)  Single changes (max-batch 1), so that the queue is
+ * many rounds.  At depth 1 the deeper depths' pace fades and the window
+ * probes depth 2 now and then (test_adaptive_pace_retests_depth): the
+ * probes grow rarer as each finds it slow, and cost at most a tenth more
+ * than staying at depth 1 did (194 rounds' time before the fading: 206).
  */
 static void test_adaptive_pace(void **state)
 {
@@ -630,7 +636,7 @@ static void test_adaptive_pace(void **state)
     sim m;
     unsigned depth[2];
     int builds[2];
-    double pace1[2], pace4[2];
+    double pace1[2], pace4[2], spent[2];
     for (int serial = 0; serial < 2; serial++) {
         sim_init(&m, GATE_STRATEGY_ADAPTIVE, 160, bad, 3);
         sim_clocked(&m, 8.0);
@@ -642,13 +648,14 @@ static void test_adaptive_pace(void **state)
         gate_sched_stats st;
         gate_sched_stats_get(m.s, &st);
         print_message("builds at once %s: pace at depth 1 %.2f, 2 %.2f, 4 %.2f; depth %u at the "
-                      "end, %d builds in %d rounds\n",
+                      "end, %d builds in %d rounds, %.0f rounds' time\n",
                       serial ? "one after another" : "as one", st.pace[0], st.pace[1], st.pace[3],
-                      st.depth, m.builds, m.rounds);
+                      st.depth, m.builds, m.rounds, m.now_ms / m.round_ms);
         depth[serial] = st.depth;
         builds[serial] = m.builds;
         pace1[serial] = st.pace[0];
         pace4[serial] = st.pace[3];
+        spent[serial] = m.now_ms / m.round_ms;
         sim_end(&m);
     }
     assert_true(pace4[0] / pace1[0] < 1.5);
@@ -656,6 +663,44 @@ static void test_adaptive_pace(void **state)
     assert_int_equal(depth[0], 4);
     assert_int_equal(depth[1], 1);
     assert_true(builds[1] < builds[0]);
+    assert_true(spent[1] < 194.0 * 1.1);
+}
+
+/*
+ * A depth written off is tried again: told 8 and timed on 8, single
+ * changes, and for the first 3 rounds k builds at once take k^2 times one
+ * build's time (another tenant thrashing the disk, which the jobs' own
+ * timings do not show); then it is gone and builds at once take the time of
+ * one.  The pace of depth 4 measured in those rounds sends adaptive to depth
+ * 1, where nothing measures depth 4 again: it stayed there for the other
+ * 150 changes, one round each (it did: pace 5.2 at depth 4, depth 1 at the
+ * end, 154 rounds, 199 rounds' time).  At depth 1 the pace of the deeper
+ * depths fades as changes are decided, so the window goes deep again,
+ * measures depth 4 fast and stays there (57 rounds, 102 rounds' time).
+ */
+static void test_adaptive_pace_retests_depth(void **state)
+{
+    (void)state;
+    static const int bad[] = {9, 40, 120};
+    sim m;
+    sim_init(&m, GATE_STRATEGY_ADAPTIVE, 160, bad, 3);
+    sim_clocked(&m, 8.0);
+    m.p.max_batch = 1;
+    m.serial = 2.0;
+    m.serial_rounds = 3;
+    sim_start(&m);
+    sim_run(&m);
+    check_outcome(&m);
+    gate_sched_stats st;
+    gate_sched_stats_get(m.s, &st);
+    print_message("slow for 3 rounds, then free: pace at depth 1 %.2f, 2 %.2f, 4 %.2f; depth %u "
+                  "at the end, at most %d deep, %d builds in %d rounds, %.0f rounds' time\n",
+                  st.pace[0], st.pace[1], st.pace[3], st.depth, m.max_depth, m.builds, m.rounds,
+                  m.now_ms / m.round_ms);
+    assert_int_equal(st.depth, 4);
+    assert_true(m.rounds < 100); /* at depth 1 from then on, each change a round: 154 */
+    assert_true(m.now_ms / m.round_ms < 199.0 * 0.7);
+    sim_end(&m);
 }
 
 /*
@@ -889,259 +934,6 @@ static void test_adaptive_presumption_flaky(void **state)
     assert_int_equal(m.builds, 8 + 1); /* the retry; nothing built past change 1 */
     assert_int_equal(m.cancels, 0);
     sim_end(&m);
-}
-
-/* ---- verdicts per configuration (scheduler.h: Flakes) ------------------------------ */
-
-/* The next build, which must exist. */
-static gate_sched_build next_build(gate_sched *s)
-{
-    gate_sched_build b;
-    bool have = false;
-    assert_true(keel_ok(gate_sched_next(s, &b, &have)));
-    assert_true(have);
-    return b;
-}
-
-/* One build's results: configurations a and b (NULL: not run), and their signatures. */
-static void results2(gate_sched *s, long long cand, int a, unsigned long long sa, int b,
-                     unsigned long long sb, long long job)
-{
-    gate_sched_run r[2];
-    size_t n = 0;
-    memset(r, 0, sizeof(r));
-    if (a >= 0) {
-        r[n].config = "a";
-        r[n].passed = a != 0;
-        r[n].signature = sa;
-        r[n++].job = job;
-    }
-    if (b >= 0) {
-        r[n].config = "b";
-        r[n].passed = b != 0;
-        r[n].signature = sb;
-        r[n++].job = job + 1;
-    }
-    assert_true(keel_ok(gate_sched_results(s, cand, r, n)));
-}
-
-static gate_sched *new_sched(gate_strategy strategy, unsigned max_batch, unsigned retries)
-{
-    gate_sched_params p;
-    gate_sched_params_default(&p);
-    p.strategy = strategy;
-    p.max_batch = max_batch;
-    p.retries = retries;
-    gate_sched *s = NULL;
-    assert_true(keel_ok(gate_sched_new(&p, &s)));
-    return s;
-}
-
-/*
- * The user's case: a batch of two good changes, a fails on the first
- * attempt; the retry runs a alone, which passes: flaky, and both land.  b's
- * one pass holds for the tree; a failure of b "on the way" would not count.
- */
-static void test_verdict_per_configuration(void **state)
-{
-    (void)state;
-    gate_sched *s = new_sched(GATE_STRATEGY_BATCH, 2, 1);
-    assert_true(keel_ok(gate_sched_enqueue(s, 1)));
-    assert_true(keel_ok(gate_sched_enqueue(s, 2)));
-    gate_sched_build b = next_build(s);
-    assert_int_equal(b.n, 2);
-    assert_int_equal(b.nconfigs, 0); /* the first build: every configuration */
-    long long cand = b.candidate;
-    results2(s, cand, 0, 11, 1, 0, 100);
-    b = next_build(s);
-    assert_int_equal(b.candidate, cand);
-    assert_int_equal(b.attempt, 2);
-    assert_int_equal(b.nconfigs, 1); /* only what failed runs again */
-    assert_string_equal(b.configs[0], "a");
-    results2(s, cand, 1, 0, -1, 0, 102);
-    gate_sched_decision d;
-    assert_true(gate_sched_poll(s, &d));
-    assert_int_equal(d.kind, GATE_SCHED_FLAKY);
-    assert_string_equal(d.decided.config, "a");
-    assert_int_equal(d.decided.runs, 2);
-    assert_int_equal(d.decided.failures, 1);
-    assert_int_equal(d.decided.job, 100);
-    assert_true(gate_sched_poll(s, &d));
-    assert_int_equal(d.kind, GATE_SCHED_LAND);
-    assert_int_equal(d.n, 2);
-    assert_false(gate_sched_poll(s, &d));
-    gate_sched_stats st;
-    gate_sched_stats_get(s, &st);
-    assert_int_equal(st.rejected, 0);
-    assert_int_equal(st.builds, 2);
-    gate_sched_delete(s);
-}
-
-/*
- * A candidate fails only by a configuration that failed on every run: a
- * fails then passes (a flake on the way), b fails the same way on both
- * attempts and decides; the evidence names b, never a.
- */
-static void test_verdict_names_decisive_configuration(void **state)
-{
-    (void)state;
-    gate_sched *s = new_sched(GATE_STRATEGY_SERIAL, 1, 1);
-    assert_true(keel_ok(gate_sched_enqueue(s, 5)));
-    gate_sched_build b = next_build(s);
-    long long cand = b.candidate;
-    results2(s, cand, 0, 21, 0, 31, 10);
-    b = next_build(s);
-    assert_int_equal(b.nconfigs, 2);
-    results2(s, cand, 1, 0, 0, 31, 12); /* a passes (flaky); b the same way twice */
-    gate_sched_decision d;
-    assert_true(gate_sched_poll(s, &d));
-    assert_int_equal(d.kind, GATE_SCHED_REJECT);
-    assert_int_equal(d.change, 5);
-    assert_int_equal(d.candidate, cand);
-    assert_string_equal(d.decided.config, "b");
-    assert_int_equal(d.decided.runs, 2);
-    assert_int_equal(d.decided.failures, 2);
-    assert_int_equal(d.decided.job, 13);
-    assert_int_equal(d.decided.why, GATE_SCHED_WHY_SAME);
-    assert_string_equal(gate_sched_why_name(d.decided.why), "same");
-    assert_int_equal(d.batch_n, 0); /* built alone from the start */
-    assert_false(gate_sched_poll(s, &d));
-    gate_sched_delete(s);
-}
-
-/*
- * Bisection blames, isolation decides: 1..4 fails (4 is bad); 1..2 and 3
- * land; 4, known bad by inference, is built alone on the tip before it is
- * rejected, and the decision carries both verdicts.  When that build passes
- * instead (the batch's failure was not 4's), 4 lands.
- */
-static void test_bisection_confirms_alone(void **state)
-{
-    (void)state;
-    for (int confirm_fails = 1; confirm_fails >= 0; confirm_fails--) {
-        gate_sched *s = new_sched(GATE_STRATEGY_BATCH, 4, 0);
-        for (long long c = 1; c <= 4; c++)
-            assert_true(keel_ok(gate_sched_enqueue(s, c)));
-        gate_sched_build b = next_build(s);
-        assert_int_equal(b.n, 4);
-        long long batch = b.candidate;
-        results2(s, batch, 0, 77, 1, 0, 1);
-        b = next_build(s); /* 1..2 */
-        assert_int_equal(b.n, 2);
-        results2(s, b.candidate, 1, 0, 1, 0, 3);
-        b = next_build(s); /* 3 alone; 4 waits (batch: depth 1) */
-        assert_int_equal(b.n, 1);
-        assert_int_equal(b.changes[0], 3);
-        results2(s, b.candidate, 1, 0, 1, 0, 5);
-        b = next_build(s); /* 4 alone on the tip: the old code rejected it unbuilt */
-        assert_int_equal(b.n, 1);
-        assert_int_equal(b.changes[0], 4);
-        assert_int_equal(b.base, 0);
-        long long alone = b.candidate;
-        results2(s, alone, confirm_fails ? 0 : 1, 77, 1, 0, 7);
-        gate_sched_decision d;
-        int lands = 0;
-        bool rejected = false;
-        while (gate_sched_poll(s, &d)) {
-            lands += d.kind == GATE_SCHED_LAND;
-            if (d.kind != GATE_SCHED_REJECT)
-                continue;
-            rejected = true;
-            assert_int_equal(d.change, 4);
-            assert_int_equal(d.candidate, alone);
-            assert_string_equal(d.decided.config, "a");
-            assert_int_equal(d.decided.runs, 1);
-            assert_int_equal(d.decided.why, GATE_SCHED_WHY_RUNS);
-            assert_int_equal(d.decided.job, 7);
-            assert_int_equal(d.batch_n, 4);
-            assert_int_equal(d.batch.candidate, batch);
-            assert_string_equal(d.batch.config, "a");
-            assert_int_equal(d.batch.job, 1);
-        }
-        assert_int_equal(rejected, confirm_fails);
-        assert_int_equal(lands, confirm_fails ? 2 : 3);
-        gate_sched_delete(s);
-    }
-}
-
-/* Builds of one change alone whose configuration a fails with signatures sig[0], sig[1], .... */
-static unsigned runs_until_rejected(unsigned retries, const unsigned long long *sig, size_t nsig,
-                                    gate_sched_why *why)
-{
-    gate_sched *s = new_sched(GATE_STRATEGY_SERIAL, 1, retries);
-    assert_true(keel_ok(gate_sched_enqueue(s, 9)));
-    unsigned builds = 0;
-    gate_sched_decision d;
-    for (;;) {
-        gate_sched_build b;
-        bool have = false;
-        assert_true(keel_ok(gate_sched_next(s, &b, &have)));
-        if (!have)
-            break;
-        assert_true(builds < nsig);
-        results2(s, b.candidate, 0, sig[builds], -1, 0, 50 + builds);
-        builds++;
-    }
-    assert_true(gate_sched_poll(s, &d));
-    assert_int_equal(d.kind, GATE_SCHED_REJECT);
-    assert_int_equal(d.decided.runs, builds);
-    assert_int_equal(d.decided.failures, builds);
-    *why = d.decided.why;
-    gate_sched_delete(s);
-    return builds;
-}
-
-/*
- * Signatures: the same twice ends it before `retries` is spent; all
- * different earns GATE_SCHED_SUSPECT_EXTRA runs beyond it, until two agree;
- * unknown ones (0) count as before; retries = 0 never runs again.
- */
-static void test_failure_signatures(void **state)
-{
-    (void)state;
-    static const unsigned long long same[] = {5, 5, 5, 5, 5, 5, 5, 5};
-    static const unsigned long long differ[] = {1, 2, 3, 4, 5, 6, 7, 8};
-    static const unsigned long long unknown[] = {0, 0, 0, 0, 0, 0, 0, 0};
-    static const unsigned long long third_agrees[] = {1, 2, 1, 4, 5, 6, 7, 8};
-    gate_sched_why why = GATE_SCHED_WHY_NONE;
-    assert_int_equal(runs_until_rejected(3, same, 8, &why), 2);
-    assert_int_equal(why, GATE_SCHED_WHY_SAME);
-    assert_int_equal(runs_until_rejected(3, unknown, 8, &why), 4);
-    assert_int_equal(why, GATE_SCHED_WHY_RUNS);
-    assert_int_equal(runs_until_rejected(1, differ, 8, &why), 2 + GATE_SCHED_SUSPECT_EXTRA);
-    assert_int_equal(why, GATE_SCHED_WHY_DIFFERENT);
-    assert_int_equal(runs_until_rejected(1, third_agrees, 8, &why), 3);
-    assert_int_equal(why, GATE_SCHED_WHY_SAME);
-    assert_int_equal(runs_until_rejected(0, differ, 8, &why), 1);
-    assert_int_equal(why, GATE_SCHED_WHY_RUNS);
-    /* a final failure is never run again */
-    gate_sched *s = new_sched(GATE_STRATEGY_SERIAL, 1, 3);
-    assert_true(keel_ok(gate_sched_enqueue(s, 9)));
-    gate_sched_build b = next_build(s);
-    assert_true(keel_ok(gate_sched_result_final(s, b.candidate)));
-    gate_sched_decision d;
-    assert_true(gate_sched_poll(s, &d));
-    assert_int_equal(d.kind, GATE_SCHED_REJECT);
-    assert_int_equal(d.decided.why, GATE_SCHED_WHY_FINAL);
-    assert_string_equal(d.decided.config, "");
-    gate_sched_delete(s);
-    /* a name too long for the evidence is refused, nothing recorded */
-    s = new_sched(GATE_STRATEGY_SERIAL, 1, 1);
-    assert_true(keel_ok(gate_sched_enqueue(s, 9)));
-    b = next_build(s);
-    char name[GATE_SCHED_NAME_MAX + 1];
-    memset(name, 'x', sizeof(name) - 1);
-    name[sizeof(name) - 1] = '\0';
-    gate_sched_run r;
-    memset(&r, 0, sizeof(r));
-    r.config = name;
-    keel_status st = gate_sched_results(s, b.candidate, &r, 1);
-    assert_true(KEEL_HAS(st, KEEL_E_INVAL));
-    keel_status_free(st);
-    results2(s, b.candidate, 1, 0, 1, 0, 1);
-    assert_true(gate_sched_poll(s, &d));
-    assert_int_equal(d.kind, GATE_SCHED_LAND);
-    gate_sched_delete(s);
 }
 
 /*
@@ -1447,11 +1239,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_adaptive_fills_idle_cores),
         cmocka_unit_test(test_adaptive_pace),
         cmocka_unit_test(test_adaptive_pace_outcomes),
+        cmocka_unit_test(test_adaptive_pace_retests_depth),
         cmocka_unit_test(test_adaptive_recut),
-        cmocka_unit_test(test_verdict_per_configuration),
-        cmocka_unit_test(test_verdict_names_decisive_configuration),
-        cmocka_unit_test(test_bisection_confirms_alone),
-        cmocka_unit_test(test_failure_signatures),
         cmocka_unit_test(test_flakes_never_reject_good),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_speculative_cancels_stacked),

@@ -134,6 +134,7 @@ struct gate_sched {
      * decided meanwhile (in those units); the clock's last reading.
      */
     double pace_measured[GATE_SCHED_PACE_DEPTHS], pace_expected[GATE_SCHED_PACE_DEPTHS];
+    double pace_life[GATE_SCHED_PACE_DEPTHS]; /* changes halving it at depth 1 (0: pace_life) */
     double clock_ms;
     bool clock_set;
     gate_sched_stats st;
@@ -301,6 +302,22 @@ static bool same_pace(const double *a, const double *b)
 }
 
 /*
+ * At depth 1 nothing measures a deeper window: the pace of the deeper depths
+ * fades there, halved every pace_life changes decided (a depth's own, this
+ * at first), so a depth written off once (a round measured while another
+ * tenant slowed the machine, or while the capacity estimate was still wrong)
+ * comes back towards the fit of depth 1 and the window goes there again when
+ * the model says it pays, and measures it anew.  Each time the window leaves
+ * a depth for a shallower one, that depth's life doubles: on a machine where
+ * a deeper window really is slower the probes grow rarer (with 150 changes,
+ * 3 probes of depth 2), where it was a passing slowdown the window stays deep.
+ * Shallower depths than the one in use keep their evidence: it is what a
+ * deeper depth is compared with (fading it too left a window at depth 2 on a
+ * machine where depth 1 was the fastest, its pace never measured).
+ */
+static const double pace_life = 16.0;
+
+/*
  * The strategy's shape for the current estimates (cached: it changes only
  * with them; the queue's length is not among its inputs).
  */
@@ -311,7 +328,12 @@ static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
     const gate_sched_outlook *c = &s->shape_for;
     if (o.p != c->p || o.n != c->n || o.parallel != c->parallel || o.jobs != c->jobs ||
         o.width != c->width || !same_pace(o.pace, c->pace)) {
+        unsigned was = s->shape_depth;
         gate_sched_shape(&s->p, &o, &s->shape_batch, &s->shape_depth);
+        if (was > 0 && s->shape_depth < was && s->clock_set) {
+            double *life = &s->pace_life[pace_index(was)];
+            *life = (*life > 0.0 ? *life : pace_life) * 2.0;
+        }
         s->shape_t = gate_sched_shape_time(&s->p, &o, s->shape_batch, s->shape_depth);
         s->shape_pass = gate_sched_shape_pass_time(&s->p, &o, s->shape_batch, s->shape_depth);
         s->shape_for = o;
@@ -388,8 +410,16 @@ static void pace_flaked(gate_sched *s)
 static void observe(gate_sched *s, size_t n, bool bad)
 {
     /* what the model expected these decisions to take at the depth in use (the pace) */
-    if (s->clock_set && s->shape_depth > 0 && gate_cap_unit_ms(&s->cap) > 0.0)
-        s->pace_expected[pace_index(s->shape_depth)] += expected_of(s, n, bad);
+    if (s->clock_set && s->shape_depth > 0 && gate_cap_unit_ms(&s->cap) > 0.0) {
+        unsigned cur = pace_index(s->shape_depth);
+        for (unsigned i = 1; cur == 0 && i < GATE_SCHED_PACE_DEPTHS; i++) {
+            double life = s->pace_life[i] > 0.0 ? s->pace_life[i] : pace_life;
+            double fade = pow(0.5, (double)n / life);
+            s->pace_measured[i] *= fade;
+            s->pace_expected[i] *= fade;
+        }
+        s->pace_expected[cur] += expected_of(s, n, bad);
+    }
     for (size_t i = 0; i < n; i++) {
         s->bad_w = s->bad_w * decay + (bad ? 1.0 : 0.0);
         s->all_w = s->all_w * decay + 1.0;
@@ -1040,6 +1070,7 @@ void gate_sched_inherit(gate_sched *to, const gate_sched *from)
     KEEL_ASSERT(to != NULL && from != NULL);
     memcpy(to->pace_measured, from->pace_measured, sizeof(to->pace_measured));
     memcpy(to->pace_expected, from->pace_expected, sizeof(to->pace_expected));
+    memcpy(to->pace_life, from->pace_life, sizeof(to->pace_life));
     double told = to->cap.told;
     to->cap = from->cap;
     gate_cap_tell(&to->cap, told); /* what the new one was told holds */
