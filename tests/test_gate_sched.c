@@ -802,6 +802,51 @@ static void test_adaptive_recut(void **state)
 }
 
 /*
+ * On an executor that runs one build at a time (told and timed 2, builds of
+ * two jobs, a round max(1, its jobs / 2) times a job: depth 1), isolating a
+ * failure leaves the changes it did not blame as small segments (a half
+ * sent back unknown, the rest of a batch dropped behind the failure).
+ * There every candidate takes the executor whole, so adaptive cuts them
+ * again into batches of its shape with what waits behind them.  Over 24
+ * queues of 80 changes, each broken with probability 0.05, it builds no
+ * more than batch of 8 (before: it built them as they were left, 1, 2 and 4
+ * changes one after another: 696 builds against batch's 680; now 639).
+ */
+static void test_adaptive_recut_sent_back(void **state)
+{
+    (void)state;
+    int builds[2] = {0, 0};
+    double spent[2] = {0.0, 0.0};
+    unsigned long long rng = 0x5eed5ull;
+    for (int seed = 0; seed < 24; seed++) {
+        int bad[80];
+        size_t nbad = 0;
+        for (int c = 1; c <= 80; c++) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            if ((rng >> 33) % 100 < 5)
+                bad[nbad++] = c;
+        }
+        for (int k = 0; k < 2; k++) {
+            sim m;
+            sim_init(&m, k == 0 ? GATE_STRATEGY_BATCH : GATE_STRATEGY_ADAPTIVE, 80, bad, nbad);
+            sim_clocked(&m, 2.0);
+            m.clock_par = 2.0;
+            m.p.max_batch = 8;
+            sim_start(&m);
+            sim_run(&m);
+            check_outcome(&m);
+            builds[k] += m.builds;
+            spent[k] += m.now_ms / m.round_ms;
+            sim_end(&m);
+        }
+    }
+    print_message("batch of 8: %d builds, %.0f rounds' time; adaptive: %d builds, %.0f\n",
+                  builds[0], spent[0], builds[1], spent[1]);
+    assert_true(builds[1] <= builds[0]);
+    assert_true(spent[1] <= spent[0] * 1.05);
+}
+
+/*
  * The first candidates are probes: when nothing fails, batches larger than
  * one come within the first 30 changes; after repeated failures the window
  * goes back to single changes within a few.
@@ -1241,6 +1286,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_adaptive_pace_outcomes),
         cmocka_unit_test(test_adaptive_pace_retests_depth),
         cmocka_unit_test(test_adaptive_recut),
+        cmocka_unit_test(test_adaptive_recut_sent_back),
         cmocka_unit_test(test_flakes_never_reject_good),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_speculative_cancels_stacked),

@@ -644,6 +644,24 @@ static keel_status start(gate_sched *s, seg *g, long long base, gate_sched_build
     return KEEL_OK;
 }
 
+/* Adaptive: whether segment i, not built yet, is cut again before it is built. */
+static bool recut_pays(const gate_sched *s, size_t i, unsigned batch, unsigned depth)
+{
+    const seg *g = &s->plan[i];
+    if (g->n > batch)
+        return true;
+    /*
+     * Smaller than the shape (a half sent back unknown, the rest of a batch
+     * behind a failure): at depth 1 every candidate takes the executor whole,
+     * one after another, so two small ones cost twice one of the shape's size
+     * and it goes out with what waits behind it.  Deeper, small segments
+     * build side by side with the rest of the window, and isolate the next
+     * failure in fewer rounds (bench_gate: cutting them again there made the
+     * free executor at p 0.1 slower).
+     */
+    return depth <= 1 && g->n < batch && (i + 1 < s->nplan || s->qlen > 0);
+}
+
 /*
  * Adaptive: segments i.. (none built, none known bad) go back to the front of
  * the queue, to be cut again to the shape of now (a batch cut when the
@@ -833,7 +851,8 @@ keel_status gate_sched_next(gate_sched *s, gate_sched_build *out, bool *have)
             g->skipped = true;
             return st;
         }
-        if (s->p.strategy == GATE_STRATEGY_ADAPTIVE && g->n > batch && unplan_from(s, i))
+        if (s->p.strategy == GATE_STRATEGY_ADAPTIVE && recut_pays(s, i, batch, depth) &&
+            unplan_from(s, i))
             break; /* cut again below */
         *have = true;
         return start(s, g, base, out);
