@@ -327,12 +327,13 @@ static void test_others_measured(void **state)
                                                      (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
         double out1 = cpu_ms(out), in1 = cpu_ms(in);
         double own = (double)(b.tree_ms - a.tree_ms);
-        double others = (double)(b.machine_ms - a.machine_ms) - own;
+        double tick = 1000.0 / (double)sysconf(_SC_CLK_TCK);
+        double others = gate_stat_busy_between(a.machine, b.machine, b.count_nice) * tick - own;
         double cores = gate_others_cores(&a, &b);
         print_message("neighbour %.0f ms, child %.0f ms; the tree %.0f ms, the others %.0f ms "
                       "(%.2f cores over %llu ms)\n",
                       out1 - out0, in1 - in0, own, others, cores, b.at_ms - a.at_ms);
-        assert_true(a.machine_ms > 0);
+        assert_true(a.machine_known && b.machine_known);
         /* ours: the child's, and this process's own few ms of reading /proc */
         assert_true(own >= in1 - in0 - slack);
         assert_true(own <= in1 - in0 + slack + 100.0);
@@ -353,18 +354,40 @@ static void test_others_measured(void **state)
  * column (processes of a positive nice) yields to a gate that is not niced
  * and is not counted then; a niced gate competes with it.  With the
  * kernel's autogroups on, another session's niced processes compete with
- * the gate's whatever their nice and the gate's: counted.
+ * the gate's whatever their nice and the gate's: counted.  Where the nice
+ * column yields, so does the niced processes' kernel time, in /proc/stat's
+ * system column with everyone's: taken in the share of user among user and
+ * nice.
  */
 static void test_niced_others_yield(void **state)
 {
     (void)state;
+    assert_false(gate_nice_competes(0, false));
+    assert_false(gate_nice_competes(-5, false));
+    assert_true(gate_nice_competes(19, false));
+    assert_true(gate_nice_competes(0, true));
+    assert_true(gate_nice_competes(-15, true));
     /* user nice system idle iowait irq softirq steal */
+    static const unsigned long long zero[8] = {0};
     static const unsigned long long v[8] = {100, 1000, 20, 5000, 7, 3, 2, 1};
-    assert_int_equal(gate_stat_busy(v, 0, false), 100 + 20 + 3 + 2 + 1);
-    assert_int_equal(gate_stat_busy(v, -5, false), 100 + 20 + 3 + 2 + 1);
-    assert_int_equal(gate_stat_busy(v, 19, false), 100 + 1000 + 20 + 3 + 2 + 1);
-    assert_int_equal(gate_stat_busy(v, 0, true), 100 + 1000 + 20 + 3 + 2 + 1);
-    assert_int_equal(gate_stat_busy(v, -15, true), 100 + 1000 + 20 + 3 + 2 + 1);
+    assert_true(fabs((gate_stat_busy_between(zero, v, true)) - (100 + 1000 + 20 + 3 + 2 + 1)) <
+                1e-9);
+    assert_true(fabs((gate_stat_busy_between(zero, v, false)) -
+                     (100 + 20.0 * 100 / 1100 + 3 + 2 + 1)) < 1e-9);
+    /*
+     * 10 s of a replay at nice -15 beside builds at nice 19, autogroups off
+     * (2 cores, 2000 ticks): counting all of the system column read 1.41
+     * cores busy competing with the gate (its own jobs included); the niced
+     * share set apart, 1.11.
+     */
+    static const unsigned long long a[8] = {1266218, 830431, 1120861, 5704070, 6657, 0, 5982, 0};
+    static const unsigned long long b[8] = {1266956, 831017, 1121529, 5704071, 6657, 0, 5983, 0};
+    double busy = gate_stat_busy_between(a, b, false);
+    assert_true(fabs((busy) - (738 + 668.0 * 738 / (738 + 586) + 1)) < 1e-6);
+    assert_true(busy < 738 + 668 + 1);
+    assert_true(fabs((gate_stat_busy_between(a, b, true)) - (738 + 586 + 668 + 1)) < 1e-9);
+    /* a reading that went back (a counter reset): nothing, not a wrapped huge number */
+    assert_true(fabs((gate_stat_busy_between(b, a, true)) - (0.0)) < 1e-9);
 }
 
 int main(int argc, char **argv)

@@ -259,7 +259,9 @@ static void *worker(void *arg)
          * lengthens what the pool counts as its run (its load).
          */
         bool here = j->policy.executor == GATE_EXECUTOR_LOCAL;
-        gate_cpu_sample cpu0 = {0, 0, 0, 0}, cpu1 = {0, 0, 0, 0};
+        gate_cpu_sample cpu0, cpu1;
+        memset(&cpu0, 0, sizeof(cpu0));
+        memset(&cpu1, 0, sizeof(cpu1));
         if (here) {
             keel_mutex_unlock(&p->lock);
             gate_cpu_sample_take(getpid(), gate_now_ms(), &cpu0);

@@ -688,23 +688,23 @@ static double ms_per_tick(void)
     return hz > 0 ? 1000.0 / (double)hz : 10.0;
 }
 
-unsigned long long gate_machine_busy_ms(void)
+bool gate_machine_cpu(unsigned long long fields[8], bool *count_nice)
 {
     char buf[512];
     int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return 0;
+        return false;
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
     (void)close(fd);
     if (n <= 4 || strncmp(buf, "cpu ", 4) != 0)
-        return 0;
+        return false;
     buf[n] = '\0';
     /* user nice system idle iowait irq softirq steal (guest time is in user already) */
-    unsigned long long v[8] = {0};
+    memset(fields, 0, 8 * sizeof(fields[0]));
     const char *p = buf + 4;
     for (int k = 0; k < 8; k++) {
         char *end = NULL;
-        v[k] = strtoull(p, &end, 10);
+        fields[k] = strtoull(p, &end, 10);
         if (end == p)
             break;
         p = end;
@@ -716,13 +716,25 @@ unsigned long long gate_machine_busy_ms(void)
     char on[8];
     bool autogroup =
         read_file("/proc/sys/kernel/sched_autogroup_enabled", on, sizeof(on)) && on[0] == '1';
-    return (unsigned long long)((double)gate_stat_busy(v, nice, autogroup) * ms_per_tick());
+    *count_nice = gate_nice_competes(nice, autogroup);
+    return fields[0] + fields[2] > 0;
 }
 
-unsigned long long gate_stat_busy(const unsigned long long fields[8], int nice, bool autogroup)
+bool gate_nice_competes(int nice, bool autogroup)
 {
-    const unsigned long long *v = fields;
-    return v[0] + (nice > 0 || autogroup ? v[1] : 0) + v[2] + v[5] + v[6] + v[7];
+    return nice > 0 || autogroup;
+}
+
+double gate_stat_busy_between(const unsigned long long from[8], const unsigned long long to[8],
+                              bool count_nice)
+{
+    double d[8];
+    for (int k = 0; k < 8; k++)
+        d[k] = to[k] >= from[k] ? (double)(to[k] - from[k]) : 0.0;
+    double user = d[0], nice = d[1], system = d[2];
+    if (!count_nice && user + nice > 0.0)
+        system *= user / (user + nice); /* the niced processes' share of it yields too */
+    return user + (count_nice ? nice : 0.0) + system + d[5] + d[6] + d[7];
 }
 
 /*
@@ -815,10 +827,11 @@ void gate_hidden_cpu_unknown(void)
 double gate_others_cores(const gate_cpu_sample *from, const gate_cpu_sample *to)
 {
     KEEL_ASSERT(from != NULL && to != NULL);
-    if (from->machine_ms == 0 || to->machine_ms < from->machine_ms || !(to->at_ms > from->at_ms) ||
+    if (!from->machine_known || !to->machine_known || !(to->at_ms > from->at_ms) ||
         to->unknown != from->unknown)
         return 0.0;
-    double machine = (double)(to->machine_ms - from->machine_ms);
+    double machine =
+        gate_stat_busy_between(from->machine, to->machine, to->count_nice) * ms_per_tick();
     double own = to->tree_ms > from->tree_ms ? (double)(to->tree_ms - from->tree_ms) : 0.0;
     double others = (machine - own) / (double)(to->at_ms - from->at_ms);
     return others > 0.0 ? others : 0.0;
@@ -828,7 +841,7 @@ void gate_cpu_sample_take(pid_t root, unsigned long long now_ms, gate_cpu_sample
 {
     KEEL_ASSERT(out != NULL);
     out->at_ms = now_ms;
-    out->machine_ms = gate_machine_busy_ms();
+    out->machine_known = gate_machine_cpu(out->machine, &out->count_nice);
     /* what left the tree is added after it left: read before the tree, never counted twice */
     out->unknown = __atomic_load_n(&hidden_unknown, __ATOMIC_RELAXED);
     unsigned long long hidden = __atomic_load_n(&hidden_ms, __ATOMIC_RELAXED);

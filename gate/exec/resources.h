@@ -118,14 +118,14 @@ void gate_tree_usage(const char *dir, unsigned long long *bytes, unsigned long l
 
 /*
  * The capacity signal's other half: the CPU the rest of the machine uses
- * beside the gate's own jobs.  The machine's busy CPU time that competes
- * with the gate's, all CPUs (ms: /proc/stat's user, system, irq, softirq
- * and steal, and nice when the gate runs niced itself or the kernel
- * groups tasks by session), 0 when unknown: processes of a lower priority
- * (a positive nice) than a gate that is not niced yield the cores to its
- * jobs, so their CPU takes none from it (on a machine whose other tenants
- * run at nice 19, it counted 20 cores busy and the gate planned for 1 job
- * at once on 2 cores its jobs had) -- unless the kernel's autogroups are
+ * beside the gate's own jobs.  /proc/stat's first eight fields (user nice
+ * system idle iowait irq softirq steal, in ticks, all CPUs), false when
+ * unknown, and whether the nice column competes with the gate's jobs
+ * (`count_nice`): processes of a lower priority (a positive nice) than a
+ * gate that is not niced yield the cores to its jobs, so their CPU takes
+ * none from it (on a machine whose other tenants run at nice 19, it counted
+ * 20 cores busy and the gate planned for 1 job at once on 2 cores its jobs
+ * had) -- unless the gate runs niced itself, or the kernel's autogroups are
  * on (/proc/sys/kernel/sched_autogroup_enabled): then a nice value orders
  * the tasks of one session only, every session shares the CPUs as a group
  * of nice 0 whatever its tasks' nice, and other sessions' niced processes
@@ -134,13 +134,22 @@ void gate_tree_usage(const char *dir, unsigned long long *bytes, unsigned long l
  * autogroup at -15 too, beside helpers' builds at nice 19, the nice column
  * grew by 40% of the 2 cores' time while its jobs ran).
  */
-unsigned long long gate_machine_busy_ms(void);
+bool gate_machine_cpu(unsigned long long fields[8], bool *count_nice);
+/* Whether the nice column competes with a gate at `nice`, autogroups on or not. */
+bool gate_nice_competes(int nice, bool autogroup);
 /*
- * The same from /proc/stat's first eight fields (user nice system idle
- * iowait irq softirq steal, in ticks), the gate's nice and whether
- * autogroups are on: the busy ticks.
+ * The busy ticks between two such readings that compete with the gate:
+ * user, system, irq, softirq and steal, and nice when `count_nice`.  When
+ * the nice column yields, so does the niced processes' kernel time, which
+ * /proc/stat counts as system with everyone's: the system ticks are taken
+ * in the share of user among user and nice (a replay at nice -15 beside
+ * builds at nice 19, autogroups off: over 10 s, user 738, nice 586, system
+ * 668 ticks of 2000, and the gate planned for 0.5 jobs at once on 2 cores
+ * while its jobs ran; a compiler spends about a third of its user time in
+ * the kernel).
  */
-unsigned long long gate_stat_busy(const unsigned long long fields[8], int nice, bool autogroup);
+double gate_stat_busy_between(const unsigned long long from[8], const unsigned long long to[8],
+                              bool count_nice);
 
 /*
  * CPU time (ms) of process `root` and of every process below it that is
@@ -170,9 +179,10 @@ void gate_hidden_cpu_unknown(void);
 /* Both at one time (a job's start or end). */
 typedef struct gate_cpu_sample {
     unsigned long long at_ms;      /* gate_now_ms() */
-    unsigned long long machine_ms; /* gate_machine_busy_ms() (0: unknown) */
-    unsigned long long tree_ms;    /* gate_tree_cpu_ms(root) and the CPU it lost (hidden) */
-    unsigned long long unknown;    /* sandboxed jobs ended whose CPU is not known, so far */
+    unsigned long long machine[8]; /* gate_machine_cpu(): /proc/stat's fields */
+    bool machine_known, count_nice;
+    unsigned long long tree_ms; /* gate_tree_cpu_ms(root) and the CPU it lost (hidden) */
+    unsigned long long unknown; /* sandboxed jobs ended whose CPU is not known, so far */
 } gate_cpu_sample;
 
 void gate_cpu_sample_take(pid_t root, unsigned long long now_ms, gate_cpu_sample *out);
