@@ -652,14 +652,18 @@ static bool recut_pays(const gate_sched *s, size_t i, unsigned batch, unsigned d
         return true;
     /*
      * Smaller than the shape (a half sent back unknown, the rest of a batch
-     * behind a failure): at depth 1 every candidate takes the executor whole,
-     * one after another, so two small ones cost twice one of the shape's size
-     * and it goes out with what waits behind it.  Deeper, small segments
-     * build side by side with the rest of the window, and isolate the next
-     * failure in fewer rounds (bench_gate: cutting them again there made the
-     * free executor at p 0.1 slower).
+     * behind a failure): where the window's builds queue for the executor's
+     * cores (depth 1, or the window's work, depth times a build's width, at
+     * least the jobs it runs at once), every build costs the time of its
+     * work, so two small ones cost more than one of the shape's size and it
+     * goes out with what waits behind them.  Where the window has room,
+     * small segments build side by side with the rest of it, and isolate the
+     * next failure in fewer rounds (bench_gate: cutting them again there made
+     * the free executor at p 0.1 slower).
      */
-    return depth <= 1 && g->n < batch && (i + 1 < s->nplan || s->qlen > 0);
+    const gate_sched_outlook *o = &s->shape_for;
+    bool queued = depth <= 1 || (double)depth * o->width >= o->parallel;
+    return queued && g->n < batch && (i + 1 < s->nplan || s->qlen > 0);
 }
 
 /*
