@@ -165,10 +165,16 @@ static inline void *run_unqualified(const volatile void *p)
     return u.out;
 }
 
-/* A spinlock of keel-run's own tables: atomics, never a pthread lock (nothing reaches the
- * interposer), held only around a few stores; a fork child starts it free where it must. */
+/*
+ * A spinlock of keel-run's own tables: atomics, never a pthread lock (nothing reaches the
+ * interposer), held only around a few stores; a fork child starts it free where it must.  Held
+ * under the recursion guard, always: a signal handler that runs while its thread holds one
+ * finds the guard set, and its interposed calls go straight to the C library's (a handler's
+ * malloc, free or lock that took the spinlock again would spin for ever on its own thread).
+ */
 static inline void run_spin_acquire(int *lock)
 {
+    keel__run_inside++;
     while (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE) != 0)
         while (__atomic_load_n(lock, __ATOMIC_RELAXED) != 0) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -180,6 +186,7 @@ static inline void run_spin_acquire(int *lock)
 static inline void run_spin_release(int *lock)
 {
     __atomic_store_n(lock, 0, __ATOMIC_RELEASE);
+    keel__run_inside--;
 }
 
 /* A call site of the program: a return address and what it is, made once, never freed. */

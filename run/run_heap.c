@@ -12,6 +12,12 @@
  *    glibc's chunk header and given back to it;
  *  - anything else (an interior or stray pointer): reported as an invalid free, never freed.
  *
+ * A signal handler may call the malloc family at any instruction of keel's own code: such a
+ * call finds the recursion guard set and is served by glibc, never by keel's heap, whose locks
+ * its thread may hold; while the thread is inside glibc's allocator itself (in_glibc), from a
+ * small reserve of keel-run's own (lock-free, never given back).  A free of one of keel's
+ * blocks made then is deferred to the next call that is not (its shard's lock may be held).
+ *
  * `--heap=off` (KEEL_RUN_HEAP=off): every call goes straight to glibc's allocator.
  */
 #include <dlfcn.h>
@@ -34,6 +40,49 @@ extern void __libc_free(void *p);
 extern void *__libc_calloc(size_t n, size_t size);
 extern void *__libc_realloc(void *p, size_t size);
 extern void *__libc_memalign(size_t align, size_t size);
+
+/* Set while this thread is inside glibc's allocator (a signal handler's allocation then must not
+ * go there: glibc's arena lock may be held by the code it interrupted). */
+static __thread int in_glibc __attribute__((tls_model("initial-exec")));
+
+static void *libc_malloc(size_t size)
+{
+    in_glibc++;
+    void *p = __libc_malloc(size);
+    in_glibc--;
+    return p;
+}
+
+static void libc_free(void *p)
+{
+    in_glibc++;
+    __libc_free(p);
+    in_glibc--;
+}
+
+static void *libc_calloc(size_t n, size_t size)
+{
+    in_glibc++;
+    void *p = __libc_calloc(n, size);
+    in_glibc--;
+    return p;
+}
+
+static void *libc_realloc(void *p, size_t size)
+{
+    in_glibc++;
+    void *q = __libc_realloc(p, size);
+    in_glibc--;
+    return q;
+}
+
+static void *libc_memalign(size_t align, size_t size)
+{
+    in_glibc++;
+    void *p = __libc_memalign(align, size);
+    in_glibc--;
+    return p;
+}
 
 #define RA() __builtin_return_address(0)
 
@@ -160,13 +209,14 @@ static size_t glibc_usable(void *p)
  * glibc blocks that may hold the program's pointers: those made while keel's code runs by
  * another library than keel's symbolizer - the constructors of the libraries libdw loads
  * (libdebuginfod, libcurl, GnuTLS, p11-kit), whose structures the program's blocks join (the
- * text-domain bindings of bindtextdomain).  Roots of the leak scan; open addressing, 0 empty,
- * 1 removed; when full, no more are kept (then such a block's program blocks may be reported).
+ * text-domain bindings of bindtextdomain), and a signal handler's that ran inside keel.  Roots
+ * of the leak scan; open addressing, 0 empty, 1 removed; when full, no more are kept (then such
+ * a block's program blocks may be reported).  Lock-free (a slot changes by compare-and-swap): a
+ * signal handler's allocation may come while its thread is in the middle of an update.
  */
 #define ROOT_SLOTS 4096u
 static uintptr_t roots[ROOT_SLOTS];
 static unsigned nroots; /* slots ever used */
-static int roots_lock;
 
 static unsigned root_hash(uintptr_t p)
 {
@@ -175,29 +225,95 @@ static unsigned root_hash(uintptr_t p)
 
 static void root_add(const void *p)
 {
-    run_spin_acquire(&roots_lock);
     unsigned i = root_hash((uintptr_t)p);
-    for (unsigned n = 0; n < ROOT_SLOTS / 2; n++, i = (i + 1u) & (ROOT_SLOTS - 1u))
-        if (roots[i] <= 1) {
-            nroots += roots[i] == 0 ? 1u : 0u;
-            roots[i] = (uintptr_t)p;
-            break;
+    for (unsigned n = 0; n < ROOT_SLOTS / 2; n++, i = (i + 1u) & (ROOT_SLOTS - 1u)) {
+        uintptr_t v = __atomic_load_n(&roots[i], __ATOMIC_RELAXED);
+        if (v <= 1 && __atomic_compare_exchange_n(&roots[i], &v, (uintptr_t)p, false,
+                                                  __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+            if (v == 0)
+                __atomic_fetch_add(&nroots, 1u, __ATOMIC_RELAXED);
+            return;
         }
-    run_spin_release(&roots_lock);
+    }
 }
 
 static void root_remove(const void *p)
 {
-    if (__atomic_load_n(&nroots, __ATOMIC_RELAXED) == 0)
+    if (p == NULL || __atomic_load_n(&nroots, __ATOMIC_RELAXED) == 0)
         return;
-    run_spin_acquire(&roots_lock);
     unsigned i = root_hash((uintptr_t)p);
-    for (unsigned n = 0; n < ROOT_SLOTS / 2 && roots[i] != 0; n++, i = (i + 1u) & (ROOT_SLOTS - 1u))
-        if (roots[i] == (uintptr_t)p) {
-            roots[i] = 1;
-            break;
+    for (unsigned n = 0; n < ROOT_SLOTS / 2; n++, i = (i + 1u) & (ROOT_SLOTS - 1u)) {
+        uintptr_t v = __atomic_load_n(&roots[i], __ATOMIC_ACQUIRE);
+        if (v == 0)
+            return;
+        if (v == (uintptr_t)p && __atomic_compare_exchange_n(&roots[i], &v, (uintptr_t)1, false,
+                                                             __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+            return;
+    }
+}
+
+/*
+ * The reserve: a signal handler's allocations while its thread is inside glibc's allocator
+ * (in_glibc), carved off one mapping with an atomic add, each after a word holding its size;
+ * never given back (free of one does nothing), scanned whole as a root of the leak scan.  Used
+ * up, such an allocation goes to glibc's allocator after all (it could then wait for ever on
+ * the arena lock its own thread holds, as without keel-run).
+ */
+#define RESERVE_BYTES ((size_t)16 << 20)
+static unsigned char *reserve;
+static size_t reserve_used;
+
+static bool in_reserve(const void *p)
+{
+    uintptr_t base = (uintptr_t)__atomic_load_n(&reserve, __ATOMIC_ACQUIRE);
+    return base != 0 && (uintptr_t)p - base < RESERVE_BYTES;
+}
+
+/* A block of size bytes aligned to align from the reserve (zeroed: never used before), or NULL. */
+static void *reserve_alloc(size_t size, size_t align)
+{
+    unsigned char *base = __atomic_load_n(&reserve, __ATOMIC_ACQUIRE);
+    if (base == NULL || size > RESERVE_BYTES || align > 4096)
+        return NULL;
+    if (align < 16)
+        align = 16;
+    size_t need = (size + 15u) / 16u * 16u + align; /* (the size word and the alignment) */
+    size_t at = __atomic_fetch_add(&reserve_used, need, __ATOMIC_RELAXED);
+    if (at > RESERVE_BYTES || need > RESERVE_BYTES - at)
+        return NULL;
+    uintptr_t user = ((uintptr_t)(base + at) + sizeof(size_t) + align - 1u) / align * align;
+    void *p = as_ptr(user);
+    memcpy((unsigned char *)p - sizeof(size_t), &size, sizeof(size));
+    return p;
+}
+
+static size_t reserve_size(const void *p)
+{
+    size_t size = 0;
+    memcpy(&size, (const unsigned char *)p - sizeof(size_t), sizeof(size));
+    return size;
+}
+
+/*
+ * Frees deferred: keel's blocks freed by code that runs inside keel's own (a signal handler's
+ * free while its thread is in keel's heap, whose shard lock it may hold), glibc's freed while
+ * the thread is inside glibc's allocator.  Slots taken and emptied by compare-and-swap; the next
+ * free or allocation outside keel frees them.  When every slot is taken the block is not freed.
+ */
+#define DEFERRED_SLOTS 256u
+static void *deferred[DEFERRED_SLOTS];
+static unsigned ndeferred;
+
+static void defer_free(void *p)
+{
+    for (unsigned i = 0; i < DEFERRED_SLOTS; i++) {
+        void *none = NULL;
+        if (__atomic_compare_exchange_n(&deferred[i], &none, p, false, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED)) {
+            __atomic_fetch_add(&ndeferred, 1u, __ATOMIC_RELEASE);
+            return;
         }
-    run_spin_release(&roots_lock);
+    }
 }
 
 static __thread int unwinding __attribute__((tls_model("initial-exec")));
@@ -233,6 +349,24 @@ static void *glibc_made(void *p, const void *ra)
     return p;
 }
 
+/*
+ * An allocation keel's heap does not serve (not ready, --heap=off, or made while keel's code
+ * runs: keel's own, a library's it calls, a signal handler's): glibc's, or the reserve's while
+ * this thread is inside glibc's allocator.
+ */
+static void *other_alloc(size_t size, size_t align, bool zero, const void *ra)
+{
+    if (KEEL_UNLIKELY(in_glibc != 0)) {
+        void *r = reserve_alloc(size, align);
+        if (r != NULL)
+            return r;
+    }
+    void *p = align > 16 ? libc_memalign(align, size)
+              : zero     ? libc_calloc(1, size)
+                         : libc_malloc(size);
+    return glibc_made(p, ra);
+}
+
 /* Serve this call from keel's heap?  Ready, and not inside keel's own code. */
 static inline bool serve(void)
 {
@@ -241,14 +375,6 @@ static inline bool serve(void)
 }
 
 /* ---- the calls -------------------------------------------------------------------------------- */
-
-/* glibc's allocation, for keel's own calls. */
-static void *glibc_alloc(size_t size, size_t align, bool zero)
-{
-    if (align > 16)
-        return __libc_memalign(align, size);
-    return zero ? __libc_calloc(1, size) : __libc_malloc(size);
-}
 
 /* The C library's answer for keel's status s and block p: p, or NULL with ENOMEM.  Ends the guard. */
 static void *answer(keel_status s, void *p)
@@ -269,7 +395,7 @@ static void *heap_alloc(size_t size, size_t align, bool zero, const void *ra)
     const void *pc = origin(ra);
     if (pc == NULL) {
         keel__run_inside--;
-        return glibc_alloc(size, align, zero);
+        return other_alloc(size, align, zero, ra);
     }
     const keel__lock_site *site = site_at(pc);
     void *p = NULL;
@@ -288,6 +414,13 @@ static const keel__lock_site *free_site(const void *ra)
 /* Free p, a pointer the program gives back at ra (not NULL). */
 static void heap_free(void *p, const void *ra)
 {
+    if (in_reserve(p))
+        return;
+    if (KEEL_UNLIKELY(keel__run_inside > 0 || in_glibc > 0) &&
+        (keel__blk_is(p) || (in_glibc > 0 && run_glibc_chunk(p)))) {
+        defer_free(p); /* (a signal handler inside keel's heap or glibc's allocator) */
+        return;
+    }
     if (keel__blk_is(p)) {
         keel__run_inside++;
         const keel__lock_site *site = free_site(ra);
@@ -297,7 +430,7 @@ static void heap_free(void *p, const void *ra)
     }
     if (run_glibc_chunk(p)) {
         root_remove(p);
-        __libc_free(p);
+        libc_free(p);
         return;
     }
     /* neither keel's nor glibc's: keel's report (an invalid free), and the pointer is left alone */
@@ -317,42 +450,99 @@ static void heap_free(void *p, const void *ra)
         }                                      \
     } while (0)
 
+/* The deferred frees, now that this thread is outside keel's code and glibc's allocator. */
+static void drain_deferred(const void *ra)
+{
+    for (unsigned i = 0; i < DEFERRED_SLOTS && __atomic_load_n(&ndeferred, __ATOMIC_ACQUIRE) != 0;
+         i++) {
+        void *p = __atomic_exchange_n(&deferred[i], NULL, __ATOMIC_ACQUIRE);
+        if (p != NULL) {
+            __atomic_fetch_sub(&ndeferred, 1u, __ATOMIC_RELAXED);
+            heap_free(p, ra);
+        }
+    }
+}
+
+/* Before a call keel's heap serves: the frees deferred meanwhile, if any. */
+static inline void settle(const void *ra)
+{
+    if (KEEL_UNLIKELY(__atomic_load_n(&ndeferred, __ATOMIC_RELAXED) != 0) &&
+        keel__run_inside == 0 && in_glibc == 0)
+        drain_deferred(ra);
+}
+
 KEEL_RUN_EXPORT void *malloc(size_t size)
 {
     ALLOC_FAULT(NULL);
     if (!serve())
-        return glibc_made(__libc_malloc(size), RA());
+        return other_alloc(size, 0, false, RA());
+    settle(RA());
     return heap_alloc(size, 0, false, RA());
 }
 
 KEEL_RUN_EXPORT void *calloc(size_t n, size_t size)
 {
     ALLOC_FAULT(NULL);
-    if (!serve())
-        return glibc_made(__libc_calloc(n, size), RA());
     if (size != 0 && n > SIZE_MAX / size) {
         errno = ENOMEM;
         return NULL;
     }
+    if (!serve())
+        return other_alloc(n * size, 0, true, RA());
+    settle(RA());
     return heap_alloc(n * size, 0, true, RA());
 }
 
 KEEL_RUN_EXPORT void free(void *p)
 {
-    if (p == NULL)
+    if (p == NULL || in_reserve(p))
         return;
     if (!__atomic_load_n(&heap_on, __ATOMIC_RELAXED) ||
         (keel__run_inside > 0 && keel__frame_in_keel(RA()))) {
-        __libc_free(p); /* --heap=off, or not yet, or keel's own (its raw blocks): glibc's */
+        libc_free(p); /* --heap=off, or not yet, or keel's own (its raw blocks): glibc's */
         return;
     }
+    settle(RA());
     heap_free(p, RA());
+}
+
+/* The usable size of p, any block the interposer may be given. */
+static size_t usable_of(void *p)
+{
+    if (in_reserve(p))
+        return reserve_size(p);
+    if (__atomic_load_n(&heap_on, __ATOMIC_RELAXED) && keel__blk_is(p))
+        return keel__blk_size(p); /* the size asked for: beyond it is the red zone */
+    return glibc_usable(p);
+}
+
+/*
+ * A realloc of p, a block of the reserve, or one that cannot be resized now (a signal handler's
+ * call inside keel's heap or glibc's allocator): a new block with p's bytes, p freed (deferred).
+ */
+static void *moved(void *p, size_t size, const void *ra)
+{
+    size_t old = usable_of(p);
+    void *q = NULL;
+    if (size != 0)
+        q = serve() ? heap_alloc(size, 0, false, ra) : other_alloc(size, 0, false, ra);
+    if (size != 0 && q == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (q != NULL)
+        memcpy(q, p, old < size ? old : size);
+    if (!in_reserve(p))
+        defer_free(p);
+    return q;
 }
 
 static void *heap_realloc(void *p, size_t size, const void *ra)
 {
     if (p == NULL)
         return heap_alloc(size, 0, false, ra);
+    if (in_reserve(p))
+        return moved(p, size, ra);
     if (size == 0) { /* glibc's: frees it, returns NULL */
         heap_free(p, ra);
         return NULL;
@@ -369,7 +559,7 @@ static void *heap_realloc(void *p, size_t size, const void *ra)
         if (q != NULL) {
             memcpy(q, p, old < size ? old : size);
             root_remove(p);
-            __libc_free(p);
+            libc_free(p);
         }
         return q;
     }
@@ -380,17 +570,25 @@ static void *heap_realloc(void *p, size_t size, const void *ra)
     return answer(s, q);
 }
 
+/* realloc's answer at ra, the heap's checks or not. */
+static void *realloc_at(void *p, size_t size, const void *ra)
+{
+    if (serve()) {
+        settle(ra);
+        return heap_realloc(p, size, ra);
+    }
+    if (p != NULL && (in_reserve(p) || in_glibc != 0 ||
+                      (__atomic_load_n(&heap_on, __ATOMIC_RELAXED) && keel__blk_is(p))))
+        return moved(p, size, ra); /* (a signal handler's, inside keel's heap or glibc's) */
+    root_remove(p);
+    return glibc_made(libc_realloc(p, size), ra);
+}
+
 KEEL_RUN_EXPORT void *realloc(void *p, size_t size)
 {
     if (size != 0)
         ALLOC_FAULT(NULL);
-    if (!serve()) {
-        if (p != NULL && __atomic_load_n(&heap_on, __ATOMIC_RELAXED) && keel__blk_is(p))
-            return heap_realloc(p, size, RA()); /* keel's block, from a signal handler in keel */
-        root_remove(p);
-        return glibc_made(__libc_realloc(p, size), RA());
-    }
-    return heap_realloc(p, size, RA());
+    return realloc_at(p, size, RA());
 }
 
 KEEL_RUN_EXPORT void *reallocarray(void *p, size_t n, size_t size)
@@ -400,9 +598,7 @@ KEEL_RUN_EXPORT void *reallocarray(void *p, size_t n, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (!serve())
-        return __libc_realloc(p, n * size);
-    return heap_realloc(p, n * size, RA());
+    return realloc_at(p, n * size, RA());
 }
 
 static bool power_of_two(size_t a)
@@ -418,7 +614,8 @@ KEEL_RUN_EXPORT int posix_memalign(void **out, size_t align, size_t size)
     if (KEEL_UNLIKELY(f != 0))
         return run_fail(f);
     int saved = errno;
-    void *p = serve() ? heap_alloc(size, align, false, RA()) : __libc_memalign(align, size);
+    void *p =
+        serve() ? heap_alloc(size, align, false, RA()) : other_alloc(size, align, false, RA());
     if (p == NULL)
         return ENOMEM;
     errno = saved;
@@ -433,7 +630,7 @@ KEEL_RUN_EXPORT void *aligned_alloc(size_t align, size_t size)
         errno = EINVAL;
         return NULL;
     }
-    return serve() ? heap_alloc(size, align, false, RA()) : __libc_memalign(align, size);
+    return serve() ? heap_alloc(size, align, false, RA()) : other_alloc(size, align, false, RA());
 }
 
 KEEL_RUN_EXPORT void *memalign(size_t align, size_t size)
@@ -443,14 +640,14 @@ KEEL_RUN_EXPORT void *memalign(size_t align, size_t size)
     size_t a = 1;
     while (a < align && a < ((size_t)1 << 40))
         a <<= 1;
-    return serve() ? heap_alloc(size, a, false, RA()) : __libc_memalign(a, size);
+    return serve() ? heap_alloc(size, a, false, RA()) : other_alloc(size, a, false, RA());
 }
 
 KEEL_RUN_EXPORT void *valloc(size_t size)
 {
     ALLOC_FAULT(NULL);
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    return serve() ? heap_alloc(size, page, false, RA()) : __libc_memalign(page, size);
+    return serve() ? heap_alloc(size, page, false, RA()) : other_alloc(size, page, false, RA());
 }
 
 KEEL_RUN_EXPORT void *pvalloc(size_t size)
@@ -463,16 +660,12 @@ KEEL_RUN_EXPORT void *pvalloc(size_t size)
         return NULL;
     }
     return serve() ? heap_alloc(rounded != 0 ? rounded : page, page, false, RA())
-                   : __libc_memalign(page, rounded != 0 ? rounded : page);
+                   : other_alloc(rounded != 0 ? rounded : page, page, false, RA());
 }
 
 KEEL_RUN_EXPORT size_t malloc_usable_size(void *p)
 {
-    if (p == NULL)
-        return 0;
-    if (__atomic_load_n(&heap_on, __ATOMIC_RELAXED) && keel__blk_is(p))
-        return keel__blk_size(p); /* the size asked for: beyond it is the red zone */
-    return glibc_usable(p);
+    return p == NULL ? 0 : usable_of(p);
 }
 
 /* ---- leaks at exit: the live blocks nothing reachable points to ------------------------------- */
@@ -641,11 +834,19 @@ static void report_leaks(void)
                     set.stack[set.depth++] = i;
             flood(&set);
             (void)dl_iterate_phdr(scan_object, &set);
-            for (unsigned i = 0; i < ROOT_SLOTS; i++)
-                if (roots[i] > 1) {
-                    scan_words(&set, roots[i], roots[i] + glibc_usable(as_ptr(roots[i])));
+            for (unsigned i = 0; i < ROOT_SLOTS; i++) {
+                uintptr_t root = __atomic_load_n(&roots[i], __ATOMIC_ACQUIRE);
+                if (root > 1) {
+                    scan_words(&set, root, root + glibc_usable(as_ptr(root)));
                     flood(&set);
                 }
+            }
+            size_t used = __atomic_load_n(&reserve_used, __ATOMIC_RELAXED);
+            if (reserve != NULL && used > 0) { /* (signal handlers' blocks) */
+                scan_words(&set, (uintptr_t)reserve,
+                           (uintptr_t)reserve + (used < RESERVE_BYTES ? used : RESERVE_BYTES));
+                flood(&set);
+            }
             scan_thread(&set);
             keel__blk_leaks_if(program, unmarked, &set);
         }
@@ -663,6 +864,10 @@ void keel__run_heap_start(void)
     keel__run_inside++;
     (void)dl_iterate_phdr(note_object, NULL); /* (the origins of faults need them too) */
     keel__run_inside--;
+    void *r = mmap(NULL, RESERVE_BYTES, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r != MAP_FAILED)
+        __atomic_store_n(&reserve, (unsigned char *)r, __ATOMIC_RELEASE);
     const char *opt = getenv("KEEL_RUN_HEAP");
     if (opt != NULL && strcmp(opt, "off") == 0)
         return;

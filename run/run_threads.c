@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "run.h"
@@ -297,6 +298,52 @@ static bool descendants_run(unsigned long long *h, unsigned *children, unsigned 
     return false;
 }
 
+enum { TIMER_FDS = 1024 };
+
+/*
+ * Will a timer of the program fire: an alarm or a setitimer(ITIMER_REAL) timer pending, a POSIX
+ * timer of timer_create armed that notifies (a signal, or a thread: not SIGEV_NONE; the timers
+ * of /proc/self/timers, each asked with the system call timer_gettime), or an armed timerfd
+ * (the descriptors of /proc/self/fd that are timerfds, each asked with timerfd_gettime; the
+ * first 1,024 descriptors)?  Its signal or its descriptor's event will come: no hang.
+ */
+static bool timer_pending(void)
+{
+    struct itimerval timer;
+    if (getitimer(ITIMER_REAL, &timer) == 0 &&
+        (timer.it_value.tv_sec != 0 || timer.it_value.tv_usec != 0))
+        return true;
+    char list[8192];
+    (void)read_proc("/proc/self/timers", list, sizeof(list));
+    for (const char *p = strstr(list, "ID: "); p != NULL; p = strstr(p + 1, "ID: ")) {
+        long id = strtol(p + 4, NULL, 10);
+        const char *notify = strstr(p, "notify: ");
+        const char *next = strstr(p + 1, "ID: ");
+        if (notify == NULL || (next != NULL && notify > next) ||
+            strncmp(notify + 8, "none", 4) == 0)
+            continue;
+        struct itimerspec its;
+        if (syscall(SYS_timer_gettime, (int)id, &its) == 0 &&
+            (its.it_value.tv_sec != 0 || its.it_value.tv_nsec != 0))
+            return true;
+    }
+    int fds[TIMER_FDS];
+    unsigned n = list_ids("/proc/self/fd", fds, TIMER_FDS);
+    for (unsigned i = 0; i < n; i++) {
+        char path[64], target[64];
+        (void)snprintf(path, sizeof(path), "/proc/self/fd/%d", fds[i]);
+        ssize_t len = readlink(path, target, sizeof(target) - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        struct itimerspec its;
+        if (strcmp(target, "anon_inode:[timerfd]") == 0 && timerfd_gettime(fds[i], &its) == 0 &&
+            (its.it_value.tv_sec != 0 || its.it_value.tv_nsec != 0))
+            return true;
+    }
+    return false;
+}
+
 bool keel__run_threads_blocked(const int *waiting, unsigned nwaiting, unsigned long long *sig,
                                unsigned *nthreads)
 {
@@ -338,14 +385,11 @@ bool keel__run_threads_blocked(const int *waiting, unsigned nwaiting, unsigned l
     for (unsigned i = 0; i < ntids && blocked && n > 0; i++)
         blocked = !in_call[i] || !thread_runs(tids[i]);
     unsigned children = 0, zombies = 0;
-    struct itimerval timer;
     if (blocked && n > 0 &&
         (descendants_run(&h, &children, &zombies) ||
-         (waits_child && (children == 0 || zombies > 0)) ||
-         (getitimer(ITIMER_REAL, &timer) == 0 &&
-          (timer.it_value.tv_sec != 0 || timer.it_value.tv_usec != 0))))
-        blocked = false; /* (a wait for a child when none is left, or one has ended, returns; an
-                          * alarm or a real-time interval timer pending will send its signal) */
+         (waits_child && (children == 0 || zombies > 0)) || timer_pending()))
+        blocked = false; /* (a wait for a child when none is left, or one has ended, returns; a
+                          * timer armed will send its signal or wake its descriptor) */
     *sig = h;
     *nthreads = n;
     return blocked && n > 0;

@@ -674,6 +674,12 @@ void keel__run_hang_start(void)
     keel__run_inside++;
     pthread_attr_t attr;
     pthread_t t;
+    /* made with every signal blocked, for good: the program's signals are the program's (a
+     * timer's or kill's signal the program blocks in its threads, to take it with sigwait, would
+     * otherwise be delivered to the watcher, and its default action end the program) */
+    sigset_t all, old;
+    (void)sigfillset(&all);
+    (void)pthread_sigmask(SIG_SETMASK, &all, &old);
     if (pthread_attr_init(&attr) == 0) {
         (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         int e = pthread_create(&t, &attr, watch, NULL);
@@ -682,5 +688,6 @@ void keel__run_hang_start(void)
                 KEEL_REPORT_LIMIT, "keel-run: cannot start the hang watcher: %s", strerror(e));
         (void)pthread_attr_destroy(&attr);
     }
+    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
     keel__run_inside--;
 }
