@@ -54,6 +54,12 @@ static int cli(const char *const *args)
     return rc;
 }
 
+static void assert_has(const char *text, const char *what)
+{
+    if (strstr(text, what) == NULL)
+        fail_msg("no '%s' in:\n%s", what, text);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -96,6 +102,66 @@ static void test_usage_exit_codes(void **state)
                                      "branch"));
     const char *extra[] = {"status", "more", NULL};
     assert_int_equal(cli(extra), 2);
+}
+
+/*
+ * Bad arguments a user types: a value option given twice, a change id of 0
+ * or past the largest, --mirror for a local repository.  Each a usage error
+ * (exit 2) naming what was wrong, before the store is opened or changed.
+ */
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    fx_branch("good", "good.txt", "g\n");
+    const char *sub[] = {"submit", "good", NULL};
+    assert_int_equal(cli(sub), 0); /* change 1 */
+    /* cli() gives --state first: a second one was taken silently (the last won) */
+    const char *state2[] = {"status", "--state", "/nonexistent/other.db", NULL};
+    assert_int_equal(cli(state2), 2);
+    assert_has(err_text, "option '--state' is given twice");
+    assert_has(err_text, "then '/nonexistent/other.db'): give it once");
+    const char *prio[] = {"submit", "good", "--priority", "1", "--priority=2", NULL};
+    assert_int_equal(cli(prio), 2);
+    assert_has(err_text, "option '--priority' is given twice ('1', then '2'): give it once");
+    const char *listen[] = {"serve", "--listen", "127.0.0.1:0", "--listen=127.0.0.1:1", NULL};
+    assert_int_equal(cli(listen), 2);
+    assert_has(err_text, "option '--listen' is given twice");
+    const char *target[] = {"status", "--target", "a", "--target", "b", NULL};
+    assert_int_equal(cli(target), 2);
+    assert_has(err_text, "option '--target' is given twice ('a', then 'b')");
+    const char *same[] = {"run", "--once", "--target", "main", "--target=main", NULL};
+    assert_int_equal(cli(same), 2);
+    assert_has(err_text, "option '--target' names 'main' twice: a target has one queue");
+    /* a change id that is not one: it was taken as a branch "0" (exit 1, or no such branch) */
+    static const char *const ids[] = {"0", "00", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        char want[128];
+        (void)snprintf(want, sizeof(want), "'%s' is not a change id (a positive number up to ",
+                       ids[i]);
+        const char *log[] = {"log", ids[i], NULL};
+        assert_int_equal(cli(log), 2);
+        assert_has(err_text, want);
+        const char *cancel[] = {"cancel", ids[i], NULL};
+        assert_int_equal(cli(cancel), 2);
+        assert_has(err_text, want);
+    }
+    const char *neg[] = {"cancel", "--", "-1", NULL};
+    assert_int_equal(cli(neg), 2);
+    assert_has(err_text, "'-1' is neither a change id (a positive number) nor a branch");
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE state = ?", "queued"), 1);
+    /* --mirror with a local repository: it was ignored, the repository read directly */
+    char mirror[300];
+    (void)snprintf(mirror, sizeof(mirror), "%s/never-made.git", fx_dir);
+    const char *local[] = {"--mirror", mirror, "status", NULL};
+    assert_int_equal(cli(local), 2);
+    char want[512];
+    (void)snprintf(want, sizeof(want),
+                   "'--mirror' is a URL's local copy, but '%s' is a local repository (the gate "
+                   "reads it directly): give '--repo URL', or no '--mirror'",
+                   fx_repo);
+    assert_has(err_text, want);
+    struct stat st;
+    assert_int_equal(stat(mirror, &st), -1);
 }
 
 static void test_hostile_branch_names(void **state)
@@ -586,12 +652,6 @@ static const char *section_of(const char *text, const char *from)
     return part;
 }
 
-static void assert_has(const char *text, const char *what)
-{
-    if (strstr(text, what) == NULL)
-        fail_msg("no '%s' in:\n%s", what, text);
-}
-
 static void assert_lacks(const char *text, const char *what)
 {
     if (strstr(text, what) != NULL)
@@ -868,8 +928,10 @@ static void test_remote_repository(void **state)
     (void)snprintf(want, sizeof(want), "\"tip\":\"%s\"", hex);
     assert_non_null(strstr(out_text, want)); /* the remote's tip */
     /* another remote with the same mirror: refused, naming both */
-    const char *other[] = {"--repo", "file:///nowhere/else.git", "status", NULL};
+    fx_where = "file:///nowhere/else.git"; /* --repo once: given twice is a usage error */
+    const char *other[] = {"status", NULL};
     assert_int_equal(cli(other), 1);
+    fx_where = fx_url;
     assert_non_null(strstr(err_text, "is the mirror of 'file://"));
     assert_non_null(strstr(err_text, "not of 'file:///nowhere/else.git'"));
 }
@@ -878,6 +940,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_usage_exit_codes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_branch_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_cancel_status_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_try, setup, teardown),

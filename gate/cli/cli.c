@@ -22,6 +22,7 @@
 #include "flows_turn.h"
 #include "gate.h"
 #include "git.h"
+#include "remote.h"
 #include "serve.h"
 #include "signals.h"
 #include "text.h"
@@ -320,6 +321,7 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
                 usage(out);
                 return -1;
             }
+            const char *before = p->values[k];
             if (opt_table[k].value == NULL) {
                 if (eq != NULL)
                     return usage_error(err, "option '%s' takes no value", a);
@@ -331,9 +333,21 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
             } else {
                 return usage_error(err, "option '%s' needs a value", a);
             }
+            if (before != NULL && opt_table[k].value != NULL &&
+                strcmp(opt_table[k].name, "target") != 0) /* run guards several targets */
+                return usage_error(err,
+                                   "option '--%s' is given twice ('%s', then '%s'): give it "
+                                   "once",
+                                   opt_table[k].name, before, p->values[k]);
             if (strcmp(opt_table[k].name, "target") == 0) {
                 if (p->ntargets == GATE_MAX_TARGETS)
                     return usage_error(err, "more than %d targets", GATE_MAX_TARGETS);
+                for (size_t t = 0; t < p->ntargets; t++)
+                    if (strcmp(p->targets[t], p->values[k]) == 0)
+                        return usage_error(err,
+                                           "option '--target' names '%s' twice: a target "
+                                           "has one queue",
+                                           p->values[k]);
                 p->targets[p->ntargets++] = p->values[k];
             }
             continue;
@@ -369,7 +383,10 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
         return 2;
     }
     if (p->ntargets > 1 && p->cmd->bit != C_RUN)
-        return usage_error(err, "'--target' is given once, except to 'run' (several targets)");
+        return usage_error(err,
+                           "option '--target' is given twice ('%s', then '%s'): give it once "
+                           "(only 'run' guards several targets)",
+                           p->targets[0], p->targets[1]);
     for (size_t k = 0; k < NOPTS; k++)
         if (p->values[k] != NULL && (opt_table[k].cmds & p->cmd->bit) == 0) {
             (void)fprintf(err, "keel-gate: option '--%s' does not apply to '%s'\n",
@@ -398,14 +415,26 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
     if (prio != NULL && !parse_ll(prio, INT_MIN, INT_MAX, &number))
         return usage_error(err, "'--priority' needs a whole number, not '%s'", prio);
     int priority = (int)number;
-    if ((p.cmd->bit & (C_CANCEL | C_LOG)) != 0 && !parse_ll(p.args[0], 1, LLONG_MAX, &number)) {
-        keel_status bad = gate_branch_check(p.args[0]); /* a branch: its change, once open */
+    if ((p.cmd->bit & (C_CANCEL | C_LOG)) != 0) { /* digits: an id; else a branch's change */
+        keel_status bad = gate_change_id_parse(p.args[0], &number);
+        if (!keel_ok(bad)) {
+            rc = usage_error(err, "%s", keel_status_message(bad));
+            keel_status_free(bad);
+            return rc;
+        }
+        bad = number > 0 ? KEEL_OK : gate_branch_check(p.args[0]);
         if (!keel_ok(bad)) {
             keel_status_free(bad);
             return usage_error(err, "'%s' is neither a change id (a positive number) nor a branch",
                                p.args[0]);
         }
     }
+    if (opt_value(&p, "mirror") != NULL &&
+        !gate_remote_is_url(opt_value(&p, "repo") != NULL ? opt_value(&p, "repo") : "."))
+        return usage_error(err,
+                           "'--mirror' is a URL's local copy, but '%s' is a local repository "
+                           "(the gate reads it directly): give '--repo URL', or no '--mirror'",
+                           opt_value(&p, "repo") != NULL ? opt_value(&p, "repo") : ".");
     if (opt_value(&p, "full") != NULL && opt_value(&p, "json") != NULL)
         return usage_error(err, "'--full' is for reading: '--json' names each job's log file");
     gate_options o;
