@@ -164,6 +164,105 @@ static void test_bad_arguments(void **state)
     assert_int_equal(stat(mirror, &st), -1);
 }
 
+/* The column where a line's help starts: after its last run of two blanks or more. */
+static size_t help_column(const char *line)
+{
+    size_t at = 0;
+    for (const char *p = strstr(line, "  "); p != NULL; p = strstr(p, "  ")) {
+        while (*p == ' ')
+            p++;
+        at = (size_t)(p - line);
+    }
+    return at;
+}
+
+/* The lines of `text` from `from` to `to` (NULL: its end): each one's help in one column. */
+static void assert_one_column(const char *from, const char *to, size_t min_lines)
+{
+    size_t want = 0, lines = 0;
+    for (const char *p = from; *p != '\0' && (to == NULL || p < to);) {
+        size_t len = strcspn(p, "\n");
+        char line[512];
+        (void)snprintf(line, sizeof(line), "%.*s", (int)len, p);
+        p += len + (p[len] == '\n' ? 1 : 0);
+        if (line[0] == '\0')
+            continue;
+        size_t at = help_column(line);
+        if (want == 0)
+            want = at;
+        if (at != want || at <= 2)
+            fail_msg("'%s': its help starts at column %zu, the first line's at %zu", line, at,
+                     want);
+        lines++;
+    }
+    assert_true(lines >= min_lines);
+}
+
+/* --help's commands and options: each table's help in one column, whatever the names' widths. */
+static void test_help_aligned(void **state)
+{
+    (void)state;
+    const char *help[] = {"--help", NULL};
+    assert_int_equal(cli(help), 0);
+    const char *cmds = strstr(out_text, "\ncommands:\n"), *opts = strstr(out_text, "\noptions:\n");
+    assert_non_null(cmds);
+    assert_non_null(opts);
+    assert_one_column(cmds + 11, opts, 14);
+    assert_one_column(opts + 10, NULL, 20);
+}
+
+/*
+ * docs/gate.md's CLI synopsis (the block after "## CLI") names every option
+ * --help lists, and no option --help does not: the docs cannot drift.
+ */
+static void test_options_in_docs(void **state)
+{
+    (void)state;
+    static char doc[300000];
+    keel_test_read_file(KEEL_SOURCE_DIR "/docs/gate.md", doc, sizeof(doc));
+    const char *start = strstr(doc, "\n## CLI\n\n```\n");
+    assert_non_null(start);
+    start += 13;
+    const char *end = strstr(start, "\n```\n");
+    assert_non_null(end);
+    static char block[16384];
+    (void)snprintf(block, sizeof(block), "%.*s", (int)(end - start), start);
+    const char *help[] = {"--help", NULL};
+    assert_int_equal(cli(help), 0);
+    const char *opts = strstr(out_text, "\noptions:\n");
+    assert_non_null(opts);
+    char names[64][32];
+    size_t n = 0;
+    for (const char *p = strstr(opts, "\n  --"); p != NULL && n < 64; p = strstr(p, "\n  --")) {
+        p += 5;
+        size_t len = strcspn(p, " \n");
+        (void)snprintf(names[n++], sizeof(names[0]), "%.*s", (int)len, p);
+    }
+    assert_true(n >= 20);
+    for (size_t i = 0; i < n; i++) { /* --name, not the start of a longer one */
+        bool found = false;
+        char want[40];
+        (void)snprintf(want, sizeof(want), "--%s", names[i]);
+        for (const char *q = strstr(block, want); q != NULL && !found; q = strstr(q + 1, want)) {
+            char after = q[strlen(want)];
+            found = !(after == '-' || (after >= 'a' && after <= 'z'));
+        }
+        if (!found)
+            fail_msg("docs/gate.md's CLI block does not name '%s', which --help lists", want);
+    }
+    for (const char *q = strstr(block, "--"); q != NULL; q = strstr(q + 2, "--")) {
+        size_t len = strspn(q + 2, "abcdefghijklmnopqrstuvwxyz-");
+        if (len == 0)
+            continue;
+        bool known = false;
+        for (size_t i = 0; i < n && !known; i++)
+            known = strlen(names[i]) == len && strncmp(names[i], q + 2, len) == 0;
+        if (!known)
+            fail_msg("docs/gate.md's CLI block names '--%.*s', which --help does not list",
+                     (int)len, q + 2);
+    }
+}
+
 static void test_hostile_branch_names(void **state)
 {
     (void)state;
@@ -941,6 +1040,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_usage_exit_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_help_aligned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_options_in_docs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_branch_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_cancel_status_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_try, setup, teardown),

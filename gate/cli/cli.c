@@ -125,20 +125,35 @@ static const cmd_def cmd_table[] = {
 };
 enum { NCMDS = sizeof(cmd_table) / sizeof(cmd_table[0]) };
 
+/* An option as the usage shows it: "--name VALUE". */
+static void opt_left(const opt_def *o, char *out, size_t size)
+{
+    (void)snprintf(out, size, "--%s%s%s", o->name, o->value != NULL ? " " : "",
+                   o->value != NULL ? o->value : "");
+}
+
+/* The columns as wide as the widest entry of each table, so that every help lines up. */
 static void usage(FILE *f)
 {
     (void)fprintf(f, "usage: keel-gate [--repo DIR|URL] [--mirror DIR] [--state FILE] "
                      "[--target BRANCH] <command> [options] [args]\n\ncommands:\n");
+    int name_w = 0, args_w = 0, left_w = 0;
+    char left[64];
+    for (size_t i = 0; i < NCMDS; i++) {
+        name_w = (int)strlen(cmd_table[i].name) > name_w ? (int)strlen(cmd_table[i].name) : name_w;
+        args_w = (int)strlen(cmd_table[i].args) > args_w ? (int)strlen(cmd_table[i].args) : args_w;
+    }
+    for (size_t i = 0; i < NOPTS; i++) {
+        opt_left(&opt_table[i], left, sizeof(left));
+        left_w = (int)strlen(left) > left_w ? (int)strlen(left) : left_w;
+    }
     for (size_t i = 0; i < NCMDS; i++)
-        (void)fprintf(f, "  %-7s %-19s %s\n", cmd_table[i].name, cmd_table[i].args,
+        (void)fprintf(f, "  %-*s %-*s  %s\n", name_w, cmd_table[i].name, args_w, cmd_table[i].args,
                       cmd_table[i].help);
     (void)fprintf(f, "\noptions:\n");
     for (size_t i = 0; i < NOPTS; i++) {
-        char left[40];
-        (void)snprintf(left, sizeof(left), "--%s%s%s", opt_table[i].name,
-                       opt_table[i].value != NULL ? " " : "",
-                       opt_table[i].value != NULL ? opt_table[i].value : "");
-        (void)fprintf(f, "  %-20s %s\n", left, opt_table[i].help);
+        opt_left(&opt_table[i], left, sizeof(left));
+        (void)fprintf(f, "  %-*s  %s\n", left_w, left, opt_table[i].help);
     }
 }
 
