@@ -5,6 +5,7 @@
  * refused with {"error": "..."} before anything changes.
  */
 #define _GNU_SOURCE 1
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -951,11 +952,22 @@ static void post_submit(const gate_web_ctx *ctx, const gate_web_req *req, gate_w
     int priority = 0;
     const char *branch = str_field(o, "branch", true, &bad, resp);
     const char *head = bad ? NULL : str_field(o, "expected_head", true, &bad, resp);
+    char hex[GATE_OID_HEX]; /* the commit id, lower-case as git writes it */
+    size_t n = 0;
+    for (; !bad && n + 1 < GATE_OID_HEX && isxdigit((unsigned char)head[n]); n++)
+        hex[n] = (char)tolower((unsigned char)head[n]);
+    hex[n] = '\0';
+    if (!bad && (n + 1 != GATE_OID_HEX || head[n] != '\0')) {
+        bad = true;
+        gate_web_error(resp, 400,
+                       "field 'expected_head' must be a commit id of %d hex digits, not '%.64s%s'",
+                       GATE_OID_HEX - 1, head, strlen(head) > 64 ? "..." : "");
+    }
     if (!bad && !int_field(o, "priority", false, &priority, resp))
         bad = true;
     if (!bad) {
         long long id = 0;
-        keel_status s = gate_submit_at(ctx->g, branch, head, priority, &id);
+        keel_status s = gate_submit_at(ctx->g, branch, hex, priority, &id);
         gate_change c;
         if (keel_ok(s))
             s = gate_store_get(gate_get_store(ctx->g), id, &c);

@@ -362,12 +362,31 @@ static unsigned count_address(gate_web *w, struct MHD_Connection *c, int delta)
     return n;
 }
 
+/*
+ * libmicrohttpd decodes "%00" in the path and in query values to a NUL, which
+ * ends the string the routes read: "/api/v1/queue%00x" would be answered as
+ * "/api/v1/queue".  The request line as sent is seen here first: one with
+ * "%00" gets this marker's address as its request state, and a 400.
+ */
+static char nul_in_uri;
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)cls;
+    (void)c;
+    return uri != NULL && strstr(uri, "%00") != NULL ? &nul_in_uri : NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     gate_web *w = (gate_web *)cls;
+    if (*con_cls == &nul_in_uri) /* kept: on_completed has nothing to free */
+        return error_now(c, w, 400,
+                         "the URL has an encoded NUL ('%00'), which no path or query value may "
+                         "hold");
     web_request *rq = (web_request *)*con_cls;
     if (rq == NULL) { /* the headers: the body, if any, comes next */
         if (__atomic_load_n(&w->connections, __ATOMIC_ACQUIRE) > w->o.max_connections)
@@ -440,7 +459,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)c;
     (void)toe;
     web_request *rq = (web_request *)*con_cls;
-    if (rq != NULL) {
+    if (rq != NULL && *con_cls != &nul_in_uri) {
         web_free(rq->body.p);
         web_free(rq);
         *con_cls = NULL;
@@ -517,7 +536,8 @@ keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
         (unsigned)o->timeout_s, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(o->max_connections + CONNECTIONS_SPARE), MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_END);
     if (w->daemon == NULL) {
         int e = errno;
         (void)pthread_mutex_destroy(&w->lock);
