@@ -164,6 +164,65 @@ static void test_bad_arguments(void **state)
     assert_int_equal(stat(mirror, &st), -1);
 }
 
+/*
+ * More of the same: token's verbs, names and roles, an option given empty,
+ * --reset with --json; check given a directory, and a file whose 64
+ * configurations' names are longer than the line once held.
+ */
+static void test_token_and_check_arguments(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *args[5];
+        const char *says;
+    } bad[] = {
+        {{"token", "frob", NULL}, "unknown token verb 'frob': add, list or revoke"},
+        {{"token", "ad", "x", NULL}, "unknown token verb 'ad' (did you mean 'add'?)"},
+        {{"token", "add", NULL}, "'token add' needs the token's NAME"},
+        {{"token", "revoke", NULL}, "'token revoke' needs the token's NAME"},
+        {{"token", "list", "extra", NULL}, "'token list' takes no name, not 'extra'"},
+        {{"token", "add", "x", "--role=god", NULL}, "'--role' is read, submit or admin, not 'god'"},
+        {{"token", "list", "--role", "admin", NULL},
+         "'--role' is for 'token add' (a new token's role), not for 'token list'"},
+        {{"status", "--target=", NULL}, "option '--target' needs a value, not ''"},
+        {{"submit", "x", "--priority", "", NULL}, "option '--priority' needs a value, not ''"},
+        {{"backouts", "--reset", "--json", NULL}, "'--reset' closes the circuit breaker"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = cli(bad[i].args);
+        if (rc != 2 || strstr(err_text, bad[i].says) == NULL)
+            fail_msg("%s %s: exit %d, '%s' (wanted 2 and '%s')", bad[i].args[0], bad[i].args[1], rc,
+                     err_text, bad[i].says);
+    }
+    const char *list[] = {"token", "list", NULL};
+    assert_int_equal(cli(list), 0);
+    assert_has(out_text, "no tokens"); /* none was added */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE ?1 IS NOT NULL", "x"), 0);
+    cli_no_state = true;
+    const char *dir[] = {"check", fx_dir, NULL};
+    assert_int_equal(cli(dir), 1);
+    char want[600];
+    (void)snprintf(want, sizeof(want),
+                   "'%s' is a directory: give the file ('%s/.keel/gate.conf'), a branch or '-'",
+                   fx_dir, fx_dir);
+    assert_has(err_text, want);
+    /* the names were written into 1024 bytes and cut there, mid-name */
+    static char text[16384];
+    size_t n = 0;
+    for (int i = 1; i <= 64; i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n,
+                              "[config configuration-with-a-long-name-%02d]\ntest = true\n", i);
+    char path[300];
+    (void)snprintf(path, sizeof(path), "%s/many.conf", fx_dir);
+    clidoc_write(path, text);
+    const char *many[] = {"check", path, NULL};
+    assert_int_equal(cli(many), 0);
+    assert_has(out_text, ": ok: 64 configurations: configuration-with-a-long-name-01, ");
+    assert_has(out_text,
+               ", configuration-with-a-long-name-63, configuration-with-a-long-name-64\n");
+    cli_no_state = false;
+}
+
 /* The column where a line's help starts: after its last run of two blanks or more. */
 static size_t help_column(const char *line)
 {
@@ -1040,6 +1099,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_usage_exit_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_and_check_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_aligned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_options_in_docs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_branch_names, setup, teardown),

@@ -348,6 +348,8 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
             } else {
                 return usage_error(err, "option '%s' needs a value", a);
             }
+            if (opt_table[k].value != NULL && p->values[k][0] == '\0')
+                return usage_error(err, "option '--%s' needs a value, not ''", opt_table[k].name);
             if (before != NULL && opt_table[k].value != NULL &&
                 strcmp(opt_table[k].name, "target") != 0) /* run guards several targets */
                 return usage_error(err,
@@ -419,6 +421,32 @@ static const char *opt_value(const parsed *p, const char *name)
     return NULL;
 }
 
+/* token VERB [NAME] [--role ROLE]: 0, or the usage error's exit code. */
+static int token_usage(const parsed *p, FILE *err)
+{
+    static const char *const verbs[] = {"add", "list", "revoke"};
+    const char *verb = p->args[0], *role = opt_value(p, "role");
+    bool list = strcmp(verb, "list") == 0;
+    if (!list && strcmp(verb, "add") != 0 && strcmp(verb, "revoke") != 0) {
+        const char *near = keel_suggest(verb, verbs, 3);
+        return usage_error(err, "unknown token verb '%s'%s%s%s: add, list or revoke", verb,
+                           near != NULL ? " (did you mean '" : "", near != NULL ? near : "",
+                           near != NULL ? "'?)" : "");
+    }
+    if (list && p->nargs > 1)
+        return usage_error(err, "'token list' takes no name, not '%s'", p->args[1]);
+    if (!list && p->nargs < 2)
+        return usage_error(err, "'token %s' needs the token's NAME", verb);
+    if (role != NULL && strcmp(verb, "add") != 0)
+        return usage_error(err,
+                           "'--role' is for 'token add' (a new token's role), not for "
+                           "'token %s'",
+                           verb);
+    if (role != NULL && gate_role_from_name(role) == GATE_ROLE_NONE)
+        return usage_error(err, "'--role' is read, submit or admin, not '%s'", role);
+    return 0;
+}
+
 int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
 {
     parsed p;
@@ -450,6 +478,14 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
                            "'--mirror' is a URL's local copy, but '%s' is a local repository "
                            "(the gate reads it directly): give '--repo URL', or no '--mirror'",
                            opt_value(&p, "repo") != NULL ? opt_value(&p, "repo") : ".");
+    if (p.cmd->bit == C_TOKEN) {
+        rc = token_usage(&p, err);
+        if (rc != 0)
+            return rc;
+    }
+    if (opt_value(&p, "reset") != NULL && opt_value(&p, "json") != NULL)
+        return usage_error(err, "'--reset' closes the circuit breaker and says so in a line: "
+                                "'--json' is for reading ('keel-gate backouts --json')");
     if (opt_value(&p, "full") != NULL && opt_value(&p, "json") != NULL)
         return usage_error(err, "'--full' is for reading: '--json' names each job's log file");
     gate_options o;

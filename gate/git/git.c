@@ -177,7 +177,7 @@ void gate_repo_close(gate_repo *r)
 static const char *component_rule(const char *comp, size_t len)
 {
     if (len == 0)
-        return "it has an empty component ('//', or '/' at an end)";
+        return "it has '//' (an empty component)";
     if (comp[0] == '.')
         return "a component starts with '.' (git hides such names)";
     if (len >= 5 && strncmp(comp + len - 5, ".lock", 5) == 0)
@@ -224,6 +224,10 @@ bool gate_branch_why(const char *branch, char *why, size_t size)
         rule = "it has '..' (git's notation for a range of commits)";
     else if (rule == NULL && b[len - 1] == '.')
         rule = "it ends with '.'";
+    else if (rule == NULL && b[0] == '/')
+        rule = "it starts with '/'";
+    else if (rule == NULL && b[len - 1] == '/')
+        rule = "it ends with '/'";
     for (const char *p = b; rule == NULL;) {
         size_t n = strcspn(p, "/");
         rule = component_rule(p, n);
