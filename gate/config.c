@@ -990,10 +990,20 @@ static keel_status config_key(parse_state *st, const char *key, const char *valu
         if (!keel_ok(s))
             return s;
         for (size_t i = 0; i < m->env.n; i++) {
-            const char *eq = strchr(m->env.words[i], '=');
-            if (eq == NULL || eq == m->env.words[i])
-                return errf(st, KEEL_E_PARSE, "'env' entries must be NAME=value, not '%s'",
-                            m->env.words[i]);
+            const char *w = m->env.words[i], *eq = strchr(w, '=');
+            if (eq == NULL || eq == w)
+                return errf(st, KEEL_E_PARSE, "'env' entries must be NAME=value, not '%s'", w);
+            size_t len = (size_t)(eq - w), name = 0;
+            while (name < len && name_char(w[name]) && !(w[0] >= '0' && w[0] <= '9'))
+                name++;
+            if (name < len)
+                return errf(st, KEEL_E_PARSE,
+                            "'env': '%.*s' is not a variable name (letters, digits and '_', not "
+                            "a digit first)",
+                            (int)len, w);
+            for (size_t k = 0; k < i; k++)
+                if (strncmp(m->env.words[k], w, len + 1) == 0)
+                    return errf(st, KEEL_E_EXISTS, "'env': '%.*s' is set twice", (int)len, w);
         }
         return KEEL_OK;
     }

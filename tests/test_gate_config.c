@@ -110,6 +110,15 @@ static void test_bad_values(void **state)
     expect_error("[config a]\ntest = make 'check\n", KEEL_E_PARSE, ":2: bad value for 'test'",
                  "unterminated ' quote");
     expect_error("[config a]\ntest = true\nenv = =x\n", KEEL_E_PARSE, "NAME=value", NULL);
+    /* a name no shell could set, and one set twice (the last won, without a word) */
+    expect_error("[config a]\ntest = true\nenv = 1A=b\n", KEEL_E_PARSE,
+                 ":3: 'env': '1A' is not a variable name (letters, digits and '_', not a digit "
+                 "first)",
+                 NULL);
+    expect_error("[config a]\ntest = true\nenv = A-B=1\n", KEEL_E_PARSE,
+                 "'env': 'A-B' is not a variable name", NULL);
+    expect_error("[config a]\ntest = true\nenv = A=1 B=2 A=3\n", KEEL_E_EXISTS,
+                 ":3: 'env': 'A' is set twice", NULL);
 }
 
 /*
