@@ -239,6 +239,42 @@ static void test_bad_heads_and_nul(void **state)
     reply_free(&r);
 }
 
+/*
+ * Query arguments that were ignored: one the endpoint does not read (offset on
+ * /changes, which lists its newest 100 whatever they say), one no endpoint
+ * knows, one without a value, one given twice (the first was taken).
+ */
+static void test_bad_query(void **state)
+{
+    (void)state;
+    start(NULL);
+    static const struct {
+        const char *path, *says;
+    } bad[] = {
+        {"/api/v1/changes?offset=10", "/api/v1/changes takes no query argument 'offset' (it "
+                                      "takes target)"},
+        {"/api/v1/commits?hours=2", "/api/v1/commits takes no query argument 'hours' (it takes "
+                                    "limit and target)"},
+        {"/api/v1/queue?colour=red", "/api/v1/queue: unknown query argument 'colour'"},
+        {"/api/v1/commits?limit", "query argument 'limit' has no value ('limit=...')"},
+        {"/api/v1/commits?limit=5&limit=6", "query argument 'limit' is given twice"},
+        {"/api/v1/queue?target=main&target=comp", "query argument 'target' is given twice"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_error("GET", bad[i].path, NULL, NULL, 400, bad[i].says);
+    expect_error("POST", "/api/v1/changes?priority=3", auth(tok_submit),
+                 submit_body("topic", "topic"), 400, "unknown query argument 'priority'");
+    assert_int_equal(count_changes(), 0);
+    static const char *const good[] = {"/api/v1/commits?limit=5&target=main",
+                                       "/api/v1/series?hours=2"}; /* what each reads is read */
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        reply r;
+        http(&r, "GET", good[i], NULL, NULL);
+        assert_int_equal(r.status, 200);
+        reply_free(&r);
+    }
+}
+
 static void test_roles(void **state)
 {
     (void)state;
@@ -876,6 +912,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_token_reads, stop),
         cmocka_unit_test_teardown(test_idempotency_and_expected_head, stop),
         cmocka_unit_test_teardown(test_bad_heads_and_nul, stop),
+        cmocka_unit_test_teardown(test_bad_query, stop),
         cmocka_unit_test_teardown(test_pause_resume, stop),
         cmocka_unit_test_teardown(test_pause_holds_the_queue, stop),
         cmocka_unit_test_teardown(test_events_stream, stop),

@@ -377,6 +377,32 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     return uri != NULL && strstr(uri, "%00") != NULL ? &nul_in_uri : NULL;
 }
 
+/* The query's arguments as the routes read them: each known, with a value, once. */
+typedef struct query_check {
+    unsigned seen; /* bit i: known[i] given */
+    char error[160];
+} query_check;
+
+static enum MHD_Result check_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    (void)kind;
+    static const char *const known[] = {"offset", "limit", "after", "hours", "name", "target"};
+    query_check *q = (query_check *)cls;
+    size_t i = 0;
+    while (i < sizeof(known) / sizeof(known[0]) && strcmp(known[i], key) != 0)
+        i++;
+    if (i == sizeof(known) / sizeof(known[0]))
+        (void)snprintf(q->error, sizeof(q->error), "unknown query argument '%.64s'", key);
+    else if (value == NULL)
+        (void)snprintf(q->error, sizeof(q->error), "query argument '%s' has no value ('%s=...')",
+                       key, key);
+    else if ((q->seen & (1u << i)) != 0)
+        (void)snprintf(q->error, sizeof(q->error), "query argument '%s' is given twice", key);
+    q->seen |= 1u << i;
+    return q->error[0] == '\0' ? MHD_YES : MHD_NO; /* the first one wrong is said */
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -445,6 +471,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     req.q_hours = query(c, "hours");
     req.q_name = query(c, "name");
     req.q_target = query(c, "target");
+    query_check qc;
+    memset(&qc, 0, sizeof(qc));
+    (void)MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, check_query_arg, &qc);
+    req.q_error = qc.error[0] != '\0' ? qc.error : NULL;
     req.body = rq->body.p != NULL ? rq->body.p : "";
     req.body_len = rq->body.len;
     gate_web_resp resp;
