@@ -242,7 +242,8 @@ static void test_bad_heads_and_nul(void **state)
 /*
  * Query arguments that were ignored: one the endpoint does not read (offset on
  * /changes, which lists its newest 100 whatever they say), one no endpoint
- * knows, one without a value, one given twice (the first was taken).
+ * knows, one without a value, one given twice (the first was taken); and a
+ * header the server reads given twice.
  */
 static void test_bad_query(void **state)
 {
@@ -264,6 +265,15 @@ static void test_bad_query(void **state)
         expect_error("GET", bad[i].path, NULL, NULL, 400, bad[i].says);
     expect_error("POST", "/api/v1/changes?priority=3", auth(tok_submit),
                  submit_body("topic", "topic"), 400, "unknown query argument 'priority'");
+    /* a header the server reads, given twice: the first was read, the second ignored */
+    char two[512];
+    (void)snprintf(two, sizeof(two), "%sAuthorization: Bearer kg_other\r\n", auth(tok_submit));
+    expect_error("POST", "/api/v1/changes", two, submit_body("topic", "topic"), 400,
+                 "header 'Authorization' is given twice");
+    (void)snprintf(two, sizeof(two), "%sIdempotency-Key: a\r\nidempotency-key: b\r\n",
+                   auth(tok_submit));
+    expect_error("POST", "/api/v1/changes", two, submit_body("topic", "topic"), 400,
+                 "header 'Idempotency-Key' is given twice");
     assert_int_equal(count_changes(), 0);
     static const char *const good[] = {"/api/v1/commits?limit=5&target=main",
                                        "/api/v1/series?hours=2"}; /* what each reads is read */

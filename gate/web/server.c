@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -403,6 +404,29 @@ static enum MHD_Result check_query_arg(void *cls, enum MHD_ValueKind kind, const
     return q->error[0] == '\0' ? MHD_YES : MHD_NO; /* the first one wrong is said */
 }
 
+/* The headers the server reads, each at most once: which one came twice ("": none). */
+typedef struct header_check {
+    unsigned seen;
+    const char *twice;
+} header_check;
+
+static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    (void)value;
+    static const char *const read[] = {"Authorization", "Idempotency-Key", "Last-Event-ID", "Range",
+                                       "Content-Length"};
+    header_check *h = (header_check *)cls;
+    for (size_t i = 0; i < sizeof(read) / sizeof(read[0]); i++)
+        if (strcasecmp(read[i], key) == 0) {
+            if ((h->seen & (1u << i)) != 0)
+                h->twice = read[i];
+            h->seen |= 1u << i;
+        }
+    return h->twice == NULL ? MHD_YES : MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -427,6 +451,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                            "too many connections from '%s' (at most %u at once): try again later",
                            host, w->o.max_per_address);
             return error_now(c, w, 429, msg);
+        }
+        header_check hc;
+        memset(&hc, 0, sizeof(hc));
+        (void)MHD_get_connection_values(c, MHD_HEADER_KIND, check_header, &hc);
+        if (hc.twice != NULL) { /* which one would be read is not for the client to guess */
+            char msg[96];
+            (void)snprintf(msg, sizeof(msg), "header '%s' is given twice", hc.twice);
+            return error_now(c, w, 400, msg);
         }
         const char *cl = header(c, "Content-Length");
         if (cl != NULL && strtoull(cl, NULL, 10) > w->o.max_body) {
