@@ -48,160 +48,10 @@ const char *gate_executor_name(gate_executor e)
     return e == GATE_EXECUTOR_SLURM ? "slurm" : "local";
 }
 
-/* ---- words ------------------------------------------------------------------ */
-
-void gate_words_free(gate_words *w)
-{
-    if (w == NULL)
-        return;
-    keel_heap_free(CONFIG_HEAP, w->words); /* the pointers and the text are one block */
-    w->words = NULL;
-    w->n = 0;
-}
-
+/* A character of a variable's name (a command's NAME=value, as a shell reads one). */
 static bool name_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-}
-
-/*
- * Is there shell syntax at text[i] (outside quotes, not escaped)?  Into `sh`:
- * what it is, as written, and where.
- */
-static void shell_at(const char *text, size_t i, gate_shell *sh)
-{
-    static const struct {
-        const char *op;
-        const char *what;
-    } ops[] = {{"&&", "run the next command if this one passed"},
-               {"||", "run the next command if this one failed"},
-               {"$(", "a command's output in its place"},
-               {"${", "a variable's value in its place"},
-               {">>", "a redirection"},
-               {"|", "a pipe"},
-               {";", "a second command"},
-               {"&", "a command in the background"},
-               {">", "a redirection"},
-               {"<", "a redirection"},
-               {"`", "a command's output in its place"}};
-    const char *p = text + i;
-    size_t len = 0;
-    const char *what = NULL;
-    for (size_t k = 0; what == NULL && k < sizeof(ops) / sizeof(ops[0]); k++)
-        if (strncmp(p, ops[k].op, strlen(ops[k].op)) == 0) {
-            len = strlen(ops[k].op);
-            what = ops[k].what;
-        }
-    bool expansion = what != NULL && (p[0] == '$' || p[0] == '`');
-    if (what == NULL && p[0] == '$' && p[1] != '\0' &&
-        (name_char(p[1]) || strchr("?#@*!$-", p[1]) != NULL)) {
-        len = 2; /* $1, $?: one character; $NAME: the whole name */
-        while (!(p[1] >= '0' && p[1] <= '9') && name_char(p[1]) && name_char(p[len]) &&
-               len + 1 < sizeof(sh->found))
-            len++;
-        what = "a variable's value in its place";
-        expansion = true;
-    }
-    if (what == NULL || (sh->expansions_only && !expansion))
-        return;
-    (void)snprintf(sh->found, sizeof(sh->found), "%.*s", (int)len, p);
-    sh->what = what;
-    sh->column = i + 1;
-}
-
-/*
- * One pass of the splitter.  With `text_out` NULL it only counts words and
- * bytes; otherwise it writes the words, each NUL-terminated, into text_out and
- * their starts into `starts`.  `sh` (NULL-able): the first shell syntax outside
- * quotes and escapes (shell_at).
- */
-static keel_status split_pass(const char *text, size_t *nwords, size_t *nbytes, char *text_out,
-                              char **starts, gate_shell *sh)
-{
-    size_t i = 0, words = 0, bytes = 0;
-    for (;;) {
-        while (text[i] == ' ' || text[i] == '\t')
-            i++;
-        if (text[i] == '\0')
-            break;
-        char quote = '\0';
-        size_t quote_at = 0;
-        if (text_out != NULL)
-            starts[words] = text_out + bytes;
-        for (; text[i] != '\0'; i++) {
-            char c = text[i];
-            if (quote == '\0' && (c == ' ' || c == '\t'))
-                break;
-            if (quote == '\0' && (c == '\'' || c == '"')) {
-                quote = c;
-                quote_at = i;
-                continue;
-            }
-            if (quote != '\0' && c == quote) {
-                quote = '\0';
-                continue;
-            }
-            if (sh != NULL && sh->column == 0 && c != '\\' &&
-                (quote == '\0' || (quote == '"' && sh->expansions_only)))
-                shell_at(text, i, sh); /* a shell expands "$x" too, but not '$x' */
-            if (c == '\\' && quote != '\'' && text[i + 1] != '\0')
-                c = text[++i];
-            if (text_out != NULL)
-                text_out[bytes] = c;
-            bytes++;
-        }
-        if (quote != '\0')
-            return keel_status_with_uint(KEEL_ERR(KEEL_E_PARSE,
-                                                  "unterminated %c quote at column %zu in '%s'",
-                                                  quote, quote_at + 1, text),
-                                         "column", (unsigned long long)quote_at + 1);
-        if (text_out != NULL)
-            text_out[bytes] = '\0';
-        bytes++;
-        words++;
-    }
-    *nwords = words;
-    *nbytes = bytes;
-    return KEEL_OK;
-}
-
-keel_status gate_words_split(const char *text, gate_words *out)
-{
-    KEEL_ASSERT(text != NULL && out != NULL);
-    out->words = NULL;
-    out->n = 0;
-    size_t n = 0, bytes = 0;
-    keel_status s = split_pass(text, &n, &bytes, NULL, NULL, NULL);
-    if (!keel_ok(s))
-        return s;
-    size_t table = (n + 1) * sizeof(char *);
-    void *mem = NULL;
-    s = keel_heap_alloc(CONFIG_HEAP, table + bytes + 1, &mem);
-    if (!keel_ok(s))
-        return KEEL_CONTEXT(s, "splitting '%s'", text);
-    char **block = (char **)mem;
-    char *chars = (char *)block + table;
-    s = split_pass(text, &n, &bytes, chars, block, NULL);
-    if (!keel_ok(s)) {
-        keel_heap_free(CONFIG_HEAP, block);
-        return s;
-    }
-    block[n] = NULL;
-    out->words = block;
-    out->n = n;
-    return KEEL_OK;
-}
-
-bool gate_words_shell(const char *text, gate_shell *sh)
-{
-    KEEL_ASSERT(text != NULL && sh != NULL);
-    sh->found[0] = '\0';
-    sh->what = NULL;
-    sh->column = 0;
-    size_t n = 0, bytes = 0;
-    keel_status s = split_pass(text, &n, &bytes, NULL, NULL, sh);
-    keel_status_free(s); /* an unterminated quote: gate_words_split reports it */
-    return sh->column > 0;
 }
 
 /* ---- the parser -------------------------------------------------------------------- */
@@ -319,6 +169,8 @@ bool gate_env_forbidden(const char *name, size_t len)
            (len == 12 && strncmp(name, "KEEL_OPTIONS", 12) == 0);
 }
 
+enum { SECTION_KEYS_MAX = 64 };
+
 typedef struct parse_state {
     const char *origin;
     size_t line;
@@ -326,6 +178,10 @@ typedef struct parse_state {
     gate_config *cfg;
     section_kind section;
     bool seen_gate;
+    char header[128];                  /* the section's header as written: "[config a]" */
+    char keys[SECTION_KEYS_MAX][32];   /* the keys of this section so far (a longer one is */
+    size_t key_line[SECTION_KEYS_MAX]; /*   unknown anyway), and where each was given */
+    size_t nkeys;
     size_t config_line[GATE_MAX_CONFIGS];   /* where each [config NAME] starts, for validate() */
     bool command_refused[GATE_MAX_CONFIGS]; /* its build or test was refused (an error said) */
     gate_config_error_fn report;            /* gate_config_check's: every error, not the first */
@@ -473,9 +329,28 @@ static keel_status set_command(const parse_state *st, const char *key, const cha
     return s;
 }
 
+static bool key_in(const char *key, const char *const *keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(keys[i], key) == 0)
+            return true;
+    return false;
+}
+
 static keel_status unknown_key(const parse_state *st, const char *key, const char *const *keys,
                                size_t n, const char *section)
 {
+    static const struct {
+        const char *const *keys;
+        size_t n;
+        const char *section;
+    } tables[] = {{gate_keys, sizeof(gate_keys) / sizeof(gate_keys[0]), "[gate]"},
+                  {config_keys, sizeof(config_keys) / sizeof(config_keys[0]), "[config NAME]"},
+                  {flow_keys, sizeof(flow_keys) / sizeof(flow_keys[0]), "[flow A -> B]"}};
+    for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+        if (tables[t].keys != keys && key_in(key, tables[t].keys, tables[t].n))
+            return errf(st, KEEL_E_NOTFOUND, "key '%s' belongs in %s, not in %s", key,
+                        tables[t].section, st->header);
     const char *near = keel_suggest(key, keys, n);
     if (near != NULL)
         return errf(st, KEEL_E_NOTFOUND, "unknown key '%s' in [%s] (did you mean '%s'?)", key,
@@ -548,6 +423,16 @@ static keel_status set_pass_env(const parse_state *st, const char *value, gate_w
     return s;
 }
 
+/* ": <the reason>" when gate_branch_why has one for `name` (into buf), else "". */
+static const char *branch_reason(const char *name, char *buf, size_t size)
+{
+    char why[160];
+    if (!gate_branch_why(name, why, sizeof(why)))
+        return "";
+    (void)snprintf(buf, size, ": %s", why);
+    return buf;
+}
+
 /* `targets`: branch names, each once, at most GATE_MAX_TARGETS (one gate, several targets). */
 static keel_status set_targets(const parse_state *st, const char *value, gate_words *w)
 {
@@ -555,6 +440,7 @@ static keel_status set_targets(const parse_state *st, const char *value, gate_wo
     if (keel_ok(s) && (w->n == 0 || w->n > GATE_MAX_TARGETS))
         s = errf(st, KEEL_E_PARSE, "'targets' names 1 to %d branches, not %zu", GATE_MAX_TARGETS,
                  w->n);
+    char why[192];
     for (size_t i = 0; keel_ok(s) && i < w->n; i++) {
         const char *name = w->words[i];
         keel_status b = gate_branch_check(name); /* the gate's own rule for a branch name */
@@ -563,7 +449,8 @@ static keel_status set_targets(const parse_state *st, const char *value, gate_wo
         bool refused = !keel_ok(b);
         keel_status_free(b);
         if (refused || strlen(name) >= GATE_BRANCH_MAX)
-            s = errf(st, KEEL_E_PARSE, "'targets': '%s' is not a branch name git accepts", name);
+            s = errf(st, KEEL_E_PARSE, "'targets': '%s' is not a branch name git accepts%s", name,
+                     branch_reason(name, why, sizeof(why)));
         for (size_t k = 0; keel_ok(s) && k < i; k++)
             if (strcmp(w->words[k], name) == 0)
                 s = errf(st, KEEL_E_PARSE, "'targets': '%s' is named twice", name);
@@ -749,13 +636,15 @@ static keel_status found(parse_state *st, keel_status s);
 static keel_status flow_branch(const parse_state *st, const char *header, const char *b, char *out,
                                size_t size)
 {
+    char why[192];
     keel_status s = b[0] != '\0' ? gate_branch_check(b) : KEEL_OK;
     if (!keel_ok(s) && !keel_status_is(s, &gate_codes, GATE_E_BAD_REF))
         return KEEL_CONTEXT(s, "%s:%zu: checking [%s]", st->origin, st->line, header);
     bool refused = b[0] == '\0' || !keel_ok(s);
     keel_status_free(s);
     if (refused || strlen(b) >= size)
-        return errf(st, KEEL_E_PARSE, "[%s]: '%s' is not a branch name", header, b);
+        return errf(st, KEEL_E_PARSE, "[%s]: '%s' is not a branch name%s", header, b,
+                    branch_reason(b, why, sizeof(why)));
     (void)snprintf(out, size, "%s", b);
     return KEEL_OK;
 }
@@ -992,13 +881,15 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
 {
     gate_config *c = st->cfg;
     if (strcmp(key, "target") == 0) {
+        char why[192];
         keel_status b = gate_branch_check(value); /* the gate's own rule for a branch name */
         if (!keel_ok(b) && !keel_status_is(b, &gate_codes, GATE_E_BAD_REF))
             return KEEL_CONTEXT(b, "%s:%zu: checking 'target'", st->origin, st->line);
         bool refused = !keel_ok(b);
         keel_status_free(b);
         if (refused || strlen(value) >= sizeof(c->target))
-            return errf(st, KEEL_E_PARSE, "'target' must be one branch name, not '%s'", value);
+            return errf(st, KEEL_E_PARSE, "'target' must be one branch name, not '%s'%s", value,
+                        branch_reason(value, why, sizeof(why)));
         (void)snprintf(c->target, sizeof(c->target), "%s", value);
         c->target_set = true;
         return KEEL_OK;
@@ -1099,10 +990,20 @@ static keel_status config_key(parse_state *st, const char *key, const char *valu
         if (!keel_ok(s))
             return s;
         for (size_t i = 0; i < m->env.n; i++) {
-            const char *eq = strchr(m->env.words[i], '=');
-            if (eq == NULL || eq == m->env.words[i])
-                return errf(st, KEEL_E_PARSE, "'env' entries must be NAME=value, not '%s'",
-                            m->env.words[i]);
+            const char *w = m->env.words[i], *eq = strchr(w, '=');
+            if (eq == NULL || eq == w)
+                return errf(st, KEEL_E_PARSE, "'env' entries must be NAME=value, not '%s'", w);
+            size_t len = (size_t)(eq - w), name = 0;
+            while (name < len && name_char(w[name]) && !(w[0] >= '0' && w[0] <= '9'))
+                name++;
+            if (name < len)
+                return errf(st, KEEL_E_PARSE,
+                            "'env': '%.*s' is not a variable name (letters, digits and '_', not "
+                            "a digit first)",
+                            (int)len, w);
+            for (size_t k = 0; k < i; k++)
+                if (strncmp(m->env.words[k], w, len + 1) == 0)
+                    return errf(st, KEEL_E_EXISTS, "'env': '%.*s' is set twice", (int)len, w);
         }
         return KEEL_OK;
     }
@@ -1188,7 +1089,10 @@ static keel_status open_section(parse_state *st, char *head)
             if (strcmp(c->configs[i].name, cname) == 0)
                 return errf(st, KEEL_E_EXISTS, "configuration '%s' is defined twice", cname);
         if (c->nconfigs == GATE_MAX_CONFIGS)
-            return errf(st, KEEL_E_FULL, "more than %d configurations", (int)GATE_MAX_CONFIGS);
+            return errf(st, KEEL_E_FULL,
+                        "configuration '%s' is one more than the %d a gate.conf may have (its keys "
+                        "are not read)",
+                        cname, (int)GATE_MAX_CONFIGS);
         gate_matrix_config *m = &c->configs[c->nconfigs];
         memset(m, 0, sizeof(*m));
         (void)snprintf(m->name, sizeof(m->name), "%s", cname); /* good_name() bounds it */
@@ -1228,6 +1132,8 @@ static keel_status parse_line(parse_state *st, char *line)
     if (t[0] == '\0')
         return KEEL_OK;
     if (t[0] == '[') {
+        (void)snprintf(st->header, sizeof(st->header), "%s", t);
+        st->nkeys = 0;
         keel_status s = open_section(st, t);
         if (!keel_ok(s))
             st->section = SECTION_SKIP; /* its keys would be taken for another section's */
@@ -1241,6 +1147,14 @@ static keel_status parse_line(parse_state *st, char *line)
     char *value = trim(eq + 1);
     if (key[0] == '\0')
         return errf(st, KEEL_E_PARSE, "a value without a key");
+    for (size_t i = 0; st->section != SECTION_SKIP && i < st->nkeys; i++)
+        if (strcmp(st->keys[i], key) == 0) /* the first would be lost without a word */
+            return errf(st, KEEL_E_EXISTS, "'%s' is given twice in %s (first at line %zu)", key,
+                        st->header, st->key_line[i]);
+    if (st->nkeys < SECTION_KEYS_MAX && strlen(key) < sizeof(st->keys[0])) {
+        (void)snprintf(st->keys[st->nkeys], sizeof(st->keys[0]), "%s", key);
+        st->key_line[st->nkeys++] = st->line;
+    }
     switch (st->section) {
     case SECTION_GATE:
         return gate_key(st, key, value);

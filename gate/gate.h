@@ -216,6 +216,13 @@ KEEL_MUST_USE keel_status gate_culprit_show(gate *g, const char *config, FILE *f
  * KEEL_E_NOTFOUND: none; KEEL_E_INVAL: several targets, the ids listed.
  */
 KEEL_MUST_USE keel_status gate_find_change(gate *g, const char *what, long long *id);
+/*
+ * Is `what` a change id?  Digits alone are one: *id the positive number they
+ * write, or KEEL_E_INVAL naming them when they are 0 or past LLONG_MAX
+ * ("0", "00", "99999999999999999999"); anything else (a branch, maybe) sets
+ * *id to 0.
+ */
+KEEL_MUST_USE keel_status gate_change_id_parse(const char *what, long long *id);
 
 /*
  * keel-gate's parts are keel modules with POSTs (gate/modules.c): gate_config,

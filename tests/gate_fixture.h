@@ -204,6 +204,23 @@ static inline const char *fx_sandbox_missing(void)
 }
 
 /*
+ * The default line `line` of key `key` for a section, unless `lines` (the
+ * test's own, up to any next section) give the key: a key given twice is an
+ * error (gate.conf).
+ */
+static inline const char *fx_unless(const char *lines, const char *key, const char *line)
+{
+    size_t len = strlen(key);
+    for (const char *p = lines; *p != '\0' && *p != '[';
+         p += strcspn(p, "\n") + (p[strcspn(p, "\n")] != '\0')) {
+        const char *k = p + strspn(p, " \t");
+        if (strncmp(k, key, len) == 0 && k[len] != '\0' && strchr(" \t=", k[len]) != NULL)
+            return "";
+    }
+    return line;
+}
+
+/*
  * A repository whose main has a configuration with `gate_section` extra lines
  * in [gate] and one configuration "unit" that runs `sh ci.sh` (ci.sh: fail
  * when a file named "bad" exists), MARKER=<fx_shared>/marker in its
@@ -229,12 +246,18 @@ static inline void fx_setup_repo(const char *gate_lines, const char *config_line
     (void)snprintf(fx_mirror, sizeof(fx_mirror), "%s/mirror.git", fx_dir);
     fx_where = GATE_TEST_REMOTE ? fx_url : fx_repo;
     assert_int_equal(git_repository_init(&fx_git, fx_repo, 1), 0);
-    char conf[2048];
-    (void)snprintf(conf, sizeof(conf),
-                   "[gate]\ntarget = main\nslots = 2\n%s\nnotify = tee -a %s/events.jsonl\n"
-                   "[config unit]\ntest = sh ci.sh\nenv = MARKER=%s/marker\ntimeout = 30\n"
-                   "writable = %s\n%s\n",
-                   gate_lines, fx_dir, fx_shared, fx_shared, config_lines);
+    char conf[2048], notify[320], env[320], writable[320];
+    (void)snprintf(notify, sizeof(notify), "notify = tee -a %s/events.jsonl\n", fx_dir);
+    (void)snprintf(env, sizeof(env), "env = MARKER=%s/marker\n", fx_shared);
+    (void)snprintf(writable, sizeof(writable), "writable = %s\n", fx_shared);
+    (void)snprintf(conf, sizeof(conf), "[gate]\n%s%s%s\n%s[config unit]\n%s%s%s%s%s\n",
+                   fx_unless(gate_lines, "target", "target = main\n"),
+                   fx_unless(gate_lines, "slots", "slots = 2\n"), gate_lines,
+                   fx_unless(gate_lines, "notify", notify),
+                   fx_unless(config_lines, "test", "test = sh ci.sh\n"),
+                   fx_unless(config_lines, "env", env),
+                   fx_unless(config_lines, "timeout", "timeout = 30\n"),
+                   fx_unless(config_lines, "writable", writable), config_lines);
     const fx_file f[] = {
         {".keel/gate.conf", conf}, {"ci.sh", "test ! -e bad\n"}, {"shared.txt", "base\n"}};
     fx_commit(NULL, f, 3, "main", &fx_base);

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE 1
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
@@ -175,6 +176,113 @@ static void test_bad_input(void **state)
     assert_int_equal(r.status, 413);
     reply_free(&r);
     assert_int_equal(count_changes(), before); /* nothing changed */
+}
+
+/*
+ * expected_head that is no commit id, and URLs with an encoded NUL: 400s that
+ * say so.  Both were answered as something else: 409 "it moved" for any text
+ * as expected_head, and "%00" ended the path libmicrohttpd decoded, so
+ * /api/v1/queue%00x was /api/v1/queue (200) and ?target=main%00x main's.
+ */
+static void test_bad_heads_and_nul(void **state)
+{
+    (void)state;
+    start(NULL);
+    const char *sub = auth(tok_submit);
+    char body[512], hex[GATE_OID_HEX];
+    (void)snprintf(hex, sizeof(hex), "%s", head_of("topic"));
+    /* words, and the id with a digit short, one too many, a letter past 'f', a blank first */
+    static const struct {
+        const char *before;
+        int digits;
+        const char *after;
+    } bad[] = {{"zzz", 0, ""}, {"HEAD", 0, ""}, {"main", 0, ""}, {"", 39, ""},
+               {"", 40, "0"},  {"", 39, "g"},   {" ", 40, ""}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char head[64], says[160];
+        (void)snprintf(head, sizeof(head), "%s%.*s%s", bad[i].before, bad[i].digits, hex,
+                       bad[i].after);
+        (void)snprintf(body, sizeof(body), "{\"branch\":\"topic\",\"expected_head\":\"%s\"}", head);
+        (void)snprintf(says, sizeof(says),
+                       "field 'expected_head' must be a commit id of 40 hex digits, not '%s'",
+                       head);
+        expect_error("POST", "/api/v1/changes", sub, body, 400, says);
+    }
+    assert_int_equal(count_changes(), 0);
+    /* git writes ids lower-case; upper-case is the same commit */
+    char upper[GATE_OID_HEX];
+    for (size_t i = 0; i < sizeof(upper); i++)
+        upper[i] = (char)toupper((unsigned char)hex[i]);
+    (void)snprintf(body, sizeof(body), "{\"branch\":\"topic\",\"expected_head\":\"%s\"}", upper);
+    reply r;
+    http(&r, "POST", "/api/v1/changes", sub, body);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(r.json, "change"), "head")), hex);
+    reply_free(&r);
+    assert_int_equal(count_changes(), 1);
+    /* an encoded NUL anywhere in the URL */
+    static const char *const nul[] = {"/api/v1/queue%00x", "/api/v1/queue%00",
+                                      "/api/v1/changes/1%00/log", "/api/v1/queue?target=main%00x",
+                                      "/%00"};
+    for (size_t i = 0; i < sizeof(nul) / sizeof(nul[0]); i++)
+        expect_error("GET", nul[i], NULL, NULL, 400, "the URL has an encoded NUL ('%00')");
+    expect_error("POST", "/api/v1/changes%00", sub, submit_body("other", "other"), 400,
+                 "encoded NUL");
+    expect_error("POST", "/api/v1/changes/1/cancel%00x", sub, NULL, 400, "encoded NUL");
+    assert_int_equal(count_changes(), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE state = ?", "queued"), 1);
+    /* "%2500" is the text "%00": no endpoint, said so; and the server still serves */
+    expect_error("GET", "/api/v1/queue%2500", NULL, NULL, 404, "no endpoint /api/v1/queue%00");
+    http(&r, "GET", "/api/v1/queue", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
+/*
+ * Query arguments that were ignored: one the endpoint does not read (offset on
+ * /changes, which lists its newest 100 whatever they say), one no endpoint
+ * knows, one without a value, one given twice (the first was taken); and a
+ * header the server reads given twice.
+ */
+static void test_bad_query(void **state)
+{
+    (void)state;
+    start(NULL);
+    static const struct {
+        const char *path, *says;
+    } bad[] = {
+        {"/api/v1/changes?offset=10", "/api/v1/changes takes no query argument 'offset' (it "
+                                      "takes target)"},
+        {"/api/v1/commits?hours=2", "/api/v1/commits takes no query argument 'hours' (it takes "
+                                    "limit and target)"},
+        {"/api/v1/queue?colour=red", "/api/v1/queue: unknown query argument 'colour'"},
+        {"/api/v1/commits?limit", "query argument 'limit' has no value ('limit=...')"},
+        {"/api/v1/commits?limit=5&limit=6", "query argument 'limit' is given twice"},
+        {"/api/v1/queue?target=main&target=comp", "query argument 'target' is given twice"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_error("GET", bad[i].path, NULL, NULL, 400, bad[i].says);
+    expect_error("POST", "/api/v1/changes?priority=3", auth(tok_submit),
+                 submit_body("topic", "topic"), 400, "unknown query argument 'priority'");
+    /* a header the server reads, given twice: the first was read, the second ignored */
+    char two[512];
+    (void)snprintf(two, sizeof(two), "%sAuthorization: Bearer kg_other\r\n", auth(tok_submit));
+    expect_error("POST", "/api/v1/changes", two, submit_body("topic", "topic"), 400,
+                 "header 'Authorization' is given twice");
+    (void)snprintf(two, sizeof(two), "%sIdempotency-Key: a\r\nidempotency-key: b\r\n",
+                   auth(tok_submit));
+    expect_error("POST", "/api/v1/changes", two, submit_body("topic", "topic"), 400,
+                 "header 'Idempotency-Key' is given twice");
+    assert_int_equal(count_changes(), 0);
+    static const char *const good[] = {"/api/v1/commits?limit=5&target=main",
+                                       "/api/v1/series?hours=2"}; /* what each reads is read */
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        reply r;
+        http(&r, "GET", good[i], NULL, NULL);
+        assert_int_equal(r.status, 200);
+        reply_free(&r);
+    }
 }
 
 static void test_roles(void **state)
@@ -813,6 +921,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_roles, stop),
         cmocka_unit_test_teardown(test_token_reads, stop),
         cmocka_unit_test_teardown(test_idempotency_and_expected_head, stop),
+        cmocka_unit_test_teardown(test_bad_heads_and_nul, stop),
+        cmocka_unit_test_teardown(test_bad_query, stop),
         cmocka_unit_test_teardown(test_pause_resume, stop),
         cmocka_unit_test_teardown(test_pause_holds_the_queue, stop),
         cmocka_unit_test_teardown(test_events_stream, stop),

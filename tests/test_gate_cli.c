@@ -54,6 +54,12 @@ static int cli(const char *const *args)
     return rc;
 }
 
+static void assert_has(const char *text, const char *what)
+{
+    if (strstr(text, what) == NULL)
+        fail_msg("no '%s' in:\n%s", what, text);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -96,6 +102,224 @@ static void test_usage_exit_codes(void **state)
                                      "branch"));
     const char *extra[] = {"status", "more", NULL};
     assert_int_equal(cli(extra), 2);
+}
+
+/*
+ * Bad arguments a user types: a value option given twice, a change id of 0
+ * or past the largest, --mirror for a local repository.  Each a usage error
+ * (exit 2) naming what was wrong, before the store is opened or changed.
+ */
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    fx_branch("good", "good.txt", "g\n");
+    const char *sub[] = {"submit", "good", NULL};
+    assert_int_equal(cli(sub), 0); /* change 1 */
+    /* cli() gives --state first: a second one was taken silently (the last won) */
+    const char *state2[] = {"status", "--state", "/nonexistent/other.db", NULL};
+    assert_int_equal(cli(state2), 2);
+    assert_has(err_text, "option '--state' is given twice");
+    assert_has(err_text, "then '/nonexistent/other.db'): give it once");
+    const char *prio[] = {"submit", "good", "--priority", "1", "--priority=2", NULL};
+    assert_int_equal(cli(prio), 2);
+    assert_has(err_text, "option '--priority' is given twice ('1', then '2'): give it once");
+    const char *listen[] = {"serve", "--listen", "127.0.0.1:0", "--listen=127.0.0.1:1", NULL};
+    assert_int_equal(cli(listen), 2);
+    assert_has(err_text, "option '--listen' is given twice");
+    const char *target[] = {"status", "--target", "a", "--target", "b", NULL};
+    assert_int_equal(cli(target), 2);
+    assert_has(err_text, "option '--target' is given twice ('a', then 'b')");
+    const char *same[] = {"run", "--once", "--target", "main", "--target=main", NULL};
+    assert_int_equal(cli(same), 2);
+    assert_has(err_text, "option '--target' names 'main' twice: a target has one queue");
+    /* a change id that is not one: it was taken as a branch "0" (exit 1, or no such branch) */
+    static const char *const ids[] = {"0", "00", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        char want[128];
+        (void)snprintf(want, sizeof(want), "'%s' is not a change id (a positive number up to ",
+                       ids[i]);
+        const char *log[] = {"log", ids[i], NULL};
+        assert_int_equal(cli(log), 2);
+        assert_has(err_text, want);
+        const char *cancel[] = {"cancel", ids[i], NULL};
+        assert_int_equal(cli(cancel), 2);
+        assert_has(err_text, want);
+    }
+    const char *neg[] = {"cancel", "--", "-1", NULL};
+    assert_int_equal(cli(neg), 2);
+    assert_has(err_text, "'-1' is neither a change id (a positive number) nor a branch");
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE state = ?", "queued"), 1);
+    /* --mirror with a local repository: it was ignored, the repository read directly */
+    char mirror[300];
+    (void)snprintf(mirror, sizeof(mirror), "%s/never-made.git", fx_dir);
+    const char *local[] = {"--mirror", mirror, "status", NULL};
+    assert_int_equal(cli(local), 2);
+    char want[512];
+    (void)snprintf(want, sizeof(want),
+                   "'--mirror' is a URL's local copy, but '%s' is a local repository (the gate "
+                   "reads it directly): give '--repo URL', or no '--mirror'",
+                   fx_repo);
+    assert_has(err_text, want);
+    struct stat st;
+    assert_int_equal(stat(mirror, &st), -1);
+}
+
+/*
+ * More of the same: token's verbs, names and roles, an option given empty,
+ * --reset with --json; check given a directory, and a file whose 64
+ * configurations' names are longer than the line once held.
+ */
+static void test_token_and_check_arguments(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *args[5];
+        const char *says;
+    } bad[] = {
+        {{"token", "frob", NULL}, "unknown token verb 'frob': add, list or revoke"},
+        {{"token", "ad", "x", NULL}, "unknown token verb 'ad' (did you mean 'add'?)"},
+        {{"token", "add", NULL}, "'token add' needs the token's NAME"},
+        {{"token", "revoke", NULL}, "'token revoke' needs the token's NAME"},
+        {{"token", "list", "extra", NULL}, "'token list' takes no name, not 'extra'"},
+        {{"token", "add", "x", "--role=god", NULL}, "'--role' is read, submit or admin, not 'god'"},
+        {{"token", "list", "--role", "admin", NULL},
+         "'--role' is for 'token add' (a new token's role), not for 'token list'"},
+        {{"status", "--target=", NULL}, "option '--target' needs a value, not ''"},
+        {{"submit", "x", "--priority", "", NULL}, "option '--priority' needs a value, not ''"},
+        {{"backouts", "--reset", "--json", NULL}, "'--reset' closes the circuit breaker"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = cli(bad[i].args);
+        if (rc != 2 || strstr(err_text, bad[i].says) == NULL)
+            fail_msg("%s %s: exit %d, '%s' (wanted 2 and '%s')", bad[i].args[0], bad[i].args[1], rc,
+                     err_text, bad[i].says);
+    }
+    const char *list[] = {"token", "list", NULL};
+    assert_int_equal(cli(list), 0);
+    assert_has(out_text, "no tokens"); /* none was added */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE ?1 IS NOT NULL", "x"), 0);
+    cli_no_state = true;
+    const char *dir[] = {"check", fx_dir, NULL};
+    assert_int_equal(cli(dir), 1);
+    char want[600];
+    (void)snprintf(want, sizeof(want),
+                   "'%s' is a directory: give the file ('%s/.keel/gate.conf'), a branch or '-'",
+                   fx_dir, fx_dir);
+    assert_has(err_text, want);
+    /* the names were written into 1024 bytes and cut there, mid-name */
+    static char text[16384];
+    size_t n = 0;
+    for (int i = 1; i <= 64; i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n,
+                              "[config configuration-with-a-long-name-%02d]\ntest = true\n", i);
+    char path[300];
+    (void)snprintf(path, sizeof(path), "%s/many.conf", fx_dir);
+    clidoc_write(path, text);
+    const char *many[] = {"check", path, NULL};
+    assert_int_equal(cli(many), 0);
+    assert_has(out_text, ": ok: 64 configurations: configuration-with-a-long-name-01, ");
+    assert_has(out_text,
+               ", configuration-with-a-long-name-63, configuration-with-a-long-name-64\n");
+    cli_no_state = false;
+}
+
+/* The column where a line's help starts: after its last run of two blanks or more. */
+static size_t help_column(const char *line)
+{
+    size_t at = 0;
+    for (const char *p = strstr(line, "  "); p != NULL; p = strstr(p, "  ")) {
+        while (*p == ' ')
+            p++;
+        at = (size_t)(p - line);
+    }
+    return at;
+}
+
+/* The lines of `text` from `from` to `to` (NULL: its end): each one's help in one column. */
+static void assert_one_column(const char *from, const char *to, size_t min_lines)
+{
+    size_t want = 0, lines = 0;
+    for (const char *p = from; *p != '\0' && (to == NULL || p < to);) {
+        size_t len = strcspn(p, "\n");
+        char line[512];
+        (void)snprintf(line, sizeof(line), "%.*s", (int)len, p);
+        p += len + (p[len] == '\n' ? 1 : 0);
+        if (line[0] == '\0')
+            continue;
+        size_t at = help_column(line);
+        if (want == 0)
+            want = at;
+        if (at != want || at <= 2)
+            fail_msg("'%s': its help starts at column %zu, the first line's at %zu", line, at,
+                     want);
+        lines++;
+    }
+    assert_true(lines >= min_lines);
+}
+
+/* --help's commands and options: each table's help in one column, whatever the names' widths. */
+static void test_help_aligned(void **state)
+{
+    (void)state;
+    const char *help[] = {"--help", NULL};
+    assert_int_equal(cli(help), 0);
+    const char *cmds = strstr(out_text, "\ncommands:\n"), *opts = strstr(out_text, "\noptions:\n");
+    assert_non_null(cmds);
+    assert_non_null(opts);
+    assert_one_column(cmds + 11, opts, 14);
+    assert_one_column(opts + 10, NULL, 20);
+}
+
+/*
+ * docs/gate.md's CLI synopsis (the block after "## CLI") names every option
+ * --help lists, and no option --help does not: the docs cannot drift.
+ */
+static void test_options_in_docs(void **state)
+{
+    (void)state;
+    static char doc[300000];
+    keel_test_read_file(KEEL_SOURCE_DIR "/docs/gate.md", doc, sizeof(doc));
+    const char *start = strstr(doc, "\n## CLI\n\n```\n");
+    assert_non_null(start);
+    start += 13;
+    const char *end = strstr(start, "\n```\n");
+    assert_non_null(end);
+    static char block[16384];
+    (void)snprintf(block, sizeof(block), "%.*s", (int)(end - start), start);
+    const char *help[] = {"--help", NULL};
+    assert_int_equal(cli(help), 0);
+    const char *opts = strstr(out_text, "\noptions:\n");
+    assert_non_null(opts);
+    char names[64][32];
+    size_t n = 0;
+    for (const char *p = strstr(opts, "\n  --"); p != NULL && n < 64; p = strstr(p, "\n  --")) {
+        p += 5;
+        size_t len = strcspn(p, " \n");
+        (void)snprintf(names[n++], sizeof(names[0]), "%.*s", (int)len, p);
+    }
+    assert_true(n >= 20);
+    for (size_t i = 0; i < n; i++) { /* --name, not the start of a longer one */
+        bool found = false;
+        char want[40];
+        (void)snprintf(want, sizeof(want), "--%s", names[i]);
+        for (const char *q = strstr(block, want); q != NULL && !found; q = strstr(q + 1, want)) {
+            char after = q[strlen(want)];
+            found = !(after == '-' || (after >= 'a' && after <= 'z'));
+        }
+        if (!found)
+            fail_msg("docs/gate.md's CLI block does not name '%s', which --help lists", want);
+    }
+    for (const char *q = strstr(block, "--"); q != NULL; q = strstr(q + 2, "--")) {
+        size_t len = strspn(q + 2, "abcdefghijklmnopqrstuvwxyz-");
+        if (len == 0)
+            continue;
+        bool known = false;
+        for (size_t i = 0; i < n && !known; i++)
+            known = strlen(names[i]) == len && strncmp(names[i], q + 2, len) == 0;
+        if (!known)
+            fail_msg("docs/gate.md's CLI block names '--%.*s', which --help does not list",
+                     (int)len, q + 2);
+    }
 }
 
 static void test_hostile_branch_names(void **state)
@@ -586,12 +810,6 @@ static const char *section_of(const char *text, const char *from)
     return part;
 }
 
-static void assert_has(const char *text, const char *what)
-{
-    if (strstr(text, what) == NULL)
-        fail_msg("no '%s' in:\n%s", what, text);
-}
-
 static void assert_lacks(const char *text, const char *what)
 {
     if (strstr(text, what) != NULL)
@@ -868,8 +1086,10 @@ static void test_remote_repository(void **state)
     (void)snprintf(want, sizeof(want), "\"tip\":\"%s\"", hex);
     assert_non_null(strstr(out_text, want)); /* the remote's tip */
     /* another remote with the same mirror: refused, naming both */
-    const char *other[] = {"--repo", "file:///nowhere/else.git", "status", NULL};
+    fx_where = "file:///nowhere/else.git"; /* --repo once: given twice is a usage error */
+    const char *other[] = {"status", NULL};
     assert_int_equal(cli(other), 1);
+    fx_where = fx_url;
     assert_non_null(strstr(err_text, "is the mirror of 'file://"));
     assert_non_null(strstr(err_text, "not of 'file:///nowhere/else.git'"));
 }
@@ -878,6 +1098,10 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_usage_exit_codes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_and_check_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_help_aligned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_options_in_docs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_branch_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_cancel_status_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_try, setup, teardown),

@@ -12,6 +12,7 @@
 #include "testutil.h"
 
 #include "config.h"
+#include "git.h"
 
 static const char good[] =
     "# the gate of a small C project\n"
@@ -109,6 +110,15 @@ static void test_bad_values(void **state)
     expect_error("[config a]\ntest = make 'check\n", KEEL_E_PARSE, ":2: bad value for 'test'",
                  "unterminated ' quote");
     expect_error("[config a]\ntest = true\nenv = =x\n", KEEL_E_PARSE, "NAME=value", NULL);
+    /* a name no shell could set, and one set twice (the last won, without a word) */
+    expect_error("[config a]\ntest = true\nenv = 1A=b\n", KEEL_E_PARSE,
+                 ":3: 'env': '1A' is not a variable name (letters, digits and '_', not a digit "
+                 "first)",
+                 NULL);
+    expect_error("[config a]\ntest = true\nenv = A-B=1\n", KEEL_E_PARSE,
+                 "'env': 'A-B' is not a variable name", NULL);
+    expect_error("[config a]\ntest = true\nenv = A=1 B=2 A=3\n", KEEL_E_EXISTS,
+                 ":3: 'env': 'A' is set twice", NULL);
 }
 
 /*
@@ -276,7 +286,7 @@ static void test_slurm_request(void **state)
     expect_error("[config a]\ntest = true\nconstrain = gcc\n", KEEL_E_NOTFOUND,
                  "unknown key 'constrain'", "did you mean 'constraint'?");
     expect_error("[gate]\npartition = ci\n[config a]\ntest = true\n", KEEL_E_NOTFOUND,
-                 "unknown key 'partition' in [gate]", NULL);
+                 "key 'partition' belongs in [config NAME], not in [gate]", NULL);
 }
 
 static void test_hostile_names(void **state)
@@ -443,7 +453,7 @@ static void test_shell_syntax_refused(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         for (size_t k = 0; k < 2; k++) {
             char text[256], line[96];
-            (void)snprintf(text, sizeof(text), "[config a]\ntest = true\n%s = %s\n", keys[k],
+            (void)snprintf(text, sizeof(text), "[config a]\nrequired = yes\n%s = %s\n", keys[k],
                            bad[i].command);
             (void)snprintf(line, sizeof(line), ":3: '%s': '%s' at column %zu is shell syntax",
                            keys[k], bad[i].found, strlen(keys[k]) + 3 + bad[i].at);
@@ -571,16 +581,124 @@ static void test_check_every_error(void **state)
     assert_null(c);
 }
 
+/*
+ * A key given twice in a section (the first was lost without a word), a key
+ * of another section (it was "unknown"), and more configurations than the
+ * gate takes: each named with its line, the key or section, and why.
+ */
+static void test_keys_twice_misplaced_too_many(void **state)
+{
+    (void)state;
+    expect_error("[gate]\nslots = 2\nslots = 3\n[config a]\ntest = true\n", KEEL_E_EXISTS,
+                 "repo:.keel/gate.conf:3: 'slots' is given twice in [gate] (first at line 2)",
+                 NULL);
+    expect_error("[config a]\ntest = true\nrequired = yes\ntest = false\n", KEEL_E_EXISTS,
+                 ":4: 'test' is given twice in [config a] (first at line 2)", NULL);
+    expect_error("[config a]\ntest = true\n[flow a -> main]\nremind = 1d\nremind = 2d\n",
+                 KEEL_E_EXISTS, ":5: 'remind' is given twice in [flow a -> main] (first at line 4)",
+                 NULL);
+    expect_error("[config a]\ntest = true\nslots = 3\n", KEEL_E_NOTFOUND,
+                 ":3: key 'slots' belongs in [gate], not in [config a]", NULL);
+    expect_error("[gate]\ntimeout = 30\n[config a]\ntest = true\n", KEEL_E_NOTFOUND,
+                 ":2: key 'timeout' belongs in [config NAME], not in [gate]", NULL);
+    expect_error("[config a]\ntest = true\ntrigger = push\n", KEEL_E_NOTFOUND,
+                 ":3: key 'trigger' belongs in [flow A -> B], not in [config a]", NULL);
+    /* the same key in two sections is two keys; a section's keys start afresh */
+    static const char two[] = "[gate]\nmemory = 1G\n[config a]\ntest = true\nmemory = 2G\n"
+                              "[config b]\ntest = true\nmemory = 3G\n";
+    gate_config *c = NULL;
+    keel_status s = gate_config_parse(two, strlen(two), "two.conf", &c);
+    keel_test_ok(s);
+    assert_int_equal(c->nconfigs, 2);
+    gate_config_free(c);
+    /* every one of them at once, and configurations past the 64 named, never a crash */
+    static char text[16384];
+    size_t n = (size_t)snprintf(text, sizeof(text), "[gate]\nslots = 2\nslots = 3\n");
+    for (int i = 1; i <= 66; i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "[config c%d]\ntest = true\n", i);
+    assert_true(n < sizeof(text));
+    seen_errors e;
+    memset(&e, 0, sizeof(e));
+    size_t errors = 0;
+    s = gate_config_check(text, n, "x.conf", keep_error, &e, &errors, &c);
+    assert_true(keel_ok(s));
+    assert_null(c);
+    assert_int_equal(errors, 3);
+    assert_string_equal(e.text[0], "x.conf:3: 'slots' is given twice in [gate] (first at line 2)");
+    assert_string_equal(e.text[1], "x.conf:132: configuration 'c65' is one more than the 64 a "
+                                   "gate.conf may have (its keys are not read)");
+    assert_int_equal(e.lines[2], 134);
+    assert_non_null(strstr(e.text[2], "configuration 'c66' is one more than the 64"));
+}
+
+/* A branch name refused with git check-ref-format's rule that refuses it, in every key. */
+static void test_branch_name_reasons(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *why;
+    } bad[] = {{"x..y", "it has '..' (git's notation for a range of commits)"},
+               {"a.lock", "a component ends with '.lock'"},
+               {"a/b.lock/c", "a component ends with '.lock'"},
+               {"a/.b", "a component starts with '.'"},
+               {".a", "a component starts with '.'"},
+               {"a.", "it ends with '.'"},
+               {"a//b", "it has '//' (an empty component)"},
+               {"/a", "it starts with '/'"},
+               {"a/", "it ends with '/'"},
+               {"-x", "it starts with '-'"},
+               {"HEAD", "'HEAD' is git's name for the commit checked out"},
+               {"refs/heads/x", "it starts with 'refs/'"},
+               {"a@{1}", "character '@' is not allowed"},
+               {"a~1", "character '~' is not allowed"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[256], want[256], why[160];
+        assert_true(gate_branch_why(bad[i].name, why, sizeof(why)));
+        if (strstr(why, bad[i].why) == NULL)
+            fail_msg("'%s': '%s', not '%s'", bad[i].name, why, bad[i].why);
+        (void)snprintf(text, sizeof(text), "[gate]\ntarget = %s\n[config a]\ntest = x\n",
+                       bad[i].name);
+        (void)snprintf(want, sizeof(want), ":2: 'target' must be one branch name, not '%s': %s",
+                       bad[i].name, bad[i].why);
+        expect_error(text, KEEL_E_PARSE, want, NULL);
+        (void)snprintf(text, sizeof(text), "[gate]\ntargets = main %s\n[config a]\ntest = x\n",
+                       bad[i].name);
+        (void)snprintf(want, sizeof(want), "'targets': '%s' is not a branch name git accepts: %s",
+                       bad[i].name, bad[i].why);
+        expect_error(text, KEEL_E_PARSE, want, NULL);
+        (void)snprintf(text, sizeof(text), "[config a]\ntest = x\n[flow %s -> main]\n",
+                       bad[i].name);
+        (void)snprintf(want, sizeof(want), "'%s' is not a branch name: %s", bad[i].name,
+                       bad[i].why);
+        expect_error(text, KEEL_E_PARSE, want, NULL);
+    }
+    static const char *const good_names[] = {"main", "feature/x-1", "rel/2.1", "a+b", "x.y/z_w"};
+    for (size_t i = 0; i < sizeof(good_names) / sizeof(good_names[0]); i++) {
+        char why[160];
+        assert_false(gate_branch_why(good_names[i], why, sizeof(why)));
+        assert_string_equal(why, "");
+        keel_test_ok(gate_branch_check(good_names[i]));
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_config),          cmocka_unit_test(test_unknown_key_suggests),
-        cmocka_unit_test(test_bad_values),           cmocka_unit_test(test_hostile_names),
-        cmocka_unit_test(test_structure_errors),     cmocka_unit_test(test_word_splitting),
-        cmocka_unit_test(test_comments_and_escapes), cmocka_unit_test(test_writable_paths),
-        cmocka_unit_test(test_slurm_request),        cmocka_unit_test(test_shell_syntax_refused),
-        cmocka_unit_test(test_check_every_error),    cmocka_unit_test(test_levels_and_tiers),
+        cmocka_unit_test(test_good_config),
+        cmocka_unit_test(test_unknown_key_suggests),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_hostile_names),
+        cmocka_unit_test(test_structure_errors),
+        cmocka_unit_test(test_word_splitting),
+        cmocka_unit_test(test_comments_and_escapes),
+        cmocka_unit_test(test_writable_paths),
+        cmocka_unit_test(test_slurm_request),
+        cmocka_unit_test(test_shell_syntax_refused),
+        cmocka_unit_test(test_check_every_error),
+        cmocka_unit_test(test_levels_and_tiers),
         cmocka_unit_test(test_schedule_and_jitter),
+        cmocka_unit_test(test_keys_twice_misplaced_too_many),
+        cmocka_unit_test(test_branch_name_reasons),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -118,7 +118,11 @@ keel_status gate_check(const gate_options *o, const char *what, size_t *errors)
     if (what != NULL && strcmp(what, "-") == 0) {
         gate_fmt(origin, sizeof(origin), "<stdin>");
         s = gate_read_stream(stdin, origin, &text, &len);
-    } else if (what != NULL && stat(what, &st) == 0 && !S_ISDIR(st.st_mode)) {
+    } else if (what != NULL && stat(what, &st) == 0 && S_ISDIR(st.st_mode)) {
+        s = KEEL_ERR(KEEL_E_INVAL,
+                     "'%s' is a directory: give the file ('%s/.keel/gate.conf'), a branch or '-'",
+                     what, what);
+    } else if (what != NULL && stat(what, &st) == 0) {
         gate_fmt(origin, sizeof(origin), "%s", what);
         s = gate_read_path(what, &text, &len);
     } else {
@@ -141,17 +145,13 @@ keel_status gate_check(const gate_options *o, const char *what, size_t *errors)
     say_errors(&c, keel_ok(s) ? o->out : NULL);
     if (keel_ok(s) && o->out != NULL && *errors > 0)
         gate_text_printf(o->out, "%s: %zu error%s\n", origin, *errors, *errors == 1 ? "" : "s");
-    if (keel_ok(s) && o->out != NULL && cfg != NULL) {
-        char names[1024] = "";
-        size_t n = 0;
-        for (size_t i = 0; i < cfg->nconfigs && n < sizeof(names); i++) {
-            int w =
-                snprintf(names + n, sizeof(names) - n, "%s%s%s", i > 0 ? ", " : "",
-                         cfg->configs[i].name, cfg->configs[i].required ? "" : " (not required)");
-            n += w > 0 ? (size_t)w : 0;
-        }
-        gate_text_printf(o->out, "%s: ok: %zu configuration%s: %s\n", origin, cfg->nconfigs,
-                         cfg->nconfigs == 1 ? "" : "s", names);
+    if (keel_ok(s) && o->out != NULL && cfg != NULL) { /* every name, however many and long */
+        gate_text_printf(o->out, "%s: ok: %zu configuration%s: ", origin, cfg->nconfigs,
+                         cfg->nconfigs == 1 ? "" : "s");
+        for (size_t i = 0; i < cfg->nconfigs; i++)
+            gate_text_printf(o->out, "%s%s%s", i > 0 ? ", " : "", cfg->configs[i].name,
+                             cfg->configs[i].required ? "" : " (not required)");
+        (void)fputc('\n', o->out);
     }
     gate_config_free(cfg);
     keel_heap_free(GATE_HEAP, text);

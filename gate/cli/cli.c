@@ -22,6 +22,7 @@
 #include "flows_turn.h"
 #include "gate.h"
 #include "git.h"
+#include "remote.h"
 #include "serve.h"
 #include "signals.h"
 #include "text.h"
@@ -124,20 +125,35 @@ static const cmd_def cmd_table[] = {
 };
 enum { NCMDS = sizeof(cmd_table) / sizeof(cmd_table[0]) };
 
+/* An option as the usage shows it: "--name VALUE". */
+static void opt_left(const opt_def *o, char *out, size_t size)
+{
+    (void)snprintf(out, size, "--%s%s%s", o->name, o->value != NULL ? " " : "",
+                   o->value != NULL ? o->value : "");
+}
+
+/* The columns as wide as the widest entry of each table, so that every help lines up. */
 static void usage(FILE *f)
 {
     (void)fprintf(f, "usage: keel-gate [--repo DIR|URL] [--mirror DIR] [--state FILE] "
                      "[--target BRANCH] <command> [options] [args]\n\ncommands:\n");
+    int name_w = 0, args_w = 0, left_w = 0;
+    char left[64];
+    for (size_t i = 0; i < NCMDS; i++) {
+        name_w = (int)strlen(cmd_table[i].name) > name_w ? (int)strlen(cmd_table[i].name) : name_w;
+        args_w = (int)strlen(cmd_table[i].args) > args_w ? (int)strlen(cmd_table[i].args) : args_w;
+    }
+    for (size_t i = 0; i < NOPTS; i++) {
+        opt_left(&opt_table[i], left, sizeof(left));
+        left_w = (int)strlen(left) > left_w ? (int)strlen(left) : left_w;
+    }
     for (size_t i = 0; i < NCMDS; i++)
-        (void)fprintf(f, "  %-7s %-19s %s\n", cmd_table[i].name, cmd_table[i].args,
+        (void)fprintf(f, "  %-*s %-*s  %s\n", name_w, cmd_table[i].name, args_w, cmd_table[i].args,
                       cmd_table[i].help);
     (void)fprintf(f, "\noptions:\n");
     for (size_t i = 0; i < NOPTS; i++) {
-        char left[40];
-        (void)snprintf(left, sizeof(left), "--%s%s%s", opt_table[i].name,
-                       opt_table[i].value != NULL ? " " : "",
-                       opt_table[i].value != NULL ? opt_table[i].value : "");
-        (void)fprintf(f, "  %-20s %s\n", left, opt_table[i].help);
+        opt_left(&opt_table[i], left, sizeof(left));
+        (void)fprintf(f, "  %-*s  %s\n", left_w, left, opt_table[i].help);
     }
 }
 
@@ -320,6 +336,7 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
                 usage(out);
                 return -1;
             }
+            const char *before = p->values[k];
             if (opt_table[k].value == NULL) {
                 if (eq != NULL)
                     return usage_error(err, "option '%s' takes no value", a);
@@ -331,9 +348,23 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
             } else {
                 return usage_error(err, "option '%s' needs a value", a);
             }
+            if (opt_table[k].value != NULL && p->values[k][0] == '\0')
+                return usage_error(err, "option '--%s' needs a value, not ''", opt_table[k].name);
+            if (before != NULL && opt_table[k].value != NULL &&
+                strcmp(opt_table[k].name, "target") != 0) /* run guards several targets */
+                return usage_error(err,
+                                   "option '--%s' is given twice ('%s', then '%s'): give it "
+                                   "once",
+                                   opt_table[k].name, before, p->values[k]);
             if (strcmp(opt_table[k].name, "target") == 0) {
                 if (p->ntargets == GATE_MAX_TARGETS)
                     return usage_error(err, "more than %d targets", GATE_MAX_TARGETS);
+                for (size_t t = 0; t < p->ntargets; t++)
+                    if (strcmp(p->targets[t], p->values[k]) == 0)
+                        return usage_error(err,
+                                           "option '--target' names '%s' twice: a target "
+                                           "has one queue",
+                                           p->values[k]);
                 p->targets[p->ntargets++] = p->values[k];
             }
             continue;
@@ -369,7 +400,10 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
         return 2;
     }
     if (p->ntargets > 1 && p->cmd->bit != C_RUN)
-        return usage_error(err, "'--target' is given once, except to 'run' (several targets)");
+        return usage_error(err,
+                           "option '--target' is given twice ('%s', then '%s'): give it once "
+                           "(only 'run' guards several targets)",
+                           p->targets[0], p->targets[1]);
     for (size_t k = 0; k < NOPTS; k++)
         if (p->values[k] != NULL && (opt_table[k].cmds & p->cmd->bit) == 0) {
             (void)fprintf(err, "keel-gate: option '--%s' does not apply to '%s'\n",
@@ -387,6 +421,32 @@ static const char *opt_value(const parsed *p, const char *name)
     return NULL;
 }
 
+/* token VERB [NAME] [--role ROLE]: 0, or the usage error's exit code. */
+static int token_usage(const parsed *p, FILE *err)
+{
+    static const char *const verbs[] = {"add", "list", "revoke"};
+    const char *verb = p->args[0], *role = opt_value(p, "role");
+    bool list = strcmp(verb, "list") == 0;
+    if (!list && strcmp(verb, "add") != 0 && strcmp(verb, "revoke") != 0) {
+        const char *near = keel_suggest(verb, verbs, 3);
+        return usage_error(err, "unknown token verb '%s'%s%s%s: add, list or revoke", verb,
+                           near != NULL ? " (did you mean '" : "", near != NULL ? near : "",
+                           near != NULL ? "'?)" : "");
+    }
+    if (list && p->nargs > 1)
+        return usage_error(err, "'token list' takes no name, not '%s'", p->args[1]);
+    if (!list && p->nargs < 2)
+        return usage_error(err, "'token %s' needs the token's NAME", verb);
+    if (role != NULL && strcmp(verb, "add") != 0)
+        return usage_error(err,
+                           "'--role' is for 'token add' (a new token's role), not for "
+                           "'token %s'",
+                           verb);
+    if (role != NULL && gate_role_from_name(role) == GATE_ROLE_NONE)
+        return usage_error(err, "'--role' is read, submit or admin, not '%s'", role);
+    return 0;
+}
+
 int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
 {
     parsed p;
@@ -398,14 +458,34 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
     if (prio != NULL && !parse_ll(prio, INT_MIN, INT_MAX, &number))
         return usage_error(err, "'--priority' needs a whole number, not '%s'", prio);
     int priority = (int)number;
-    if ((p.cmd->bit & (C_CANCEL | C_LOG)) != 0 && !parse_ll(p.args[0], 1, LLONG_MAX, &number)) {
-        keel_status bad = gate_branch_check(p.args[0]); /* a branch: its change, once open */
+    if ((p.cmd->bit & (C_CANCEL | C_LOG)) != 0) { /* digits: an id; else a branch's change */
+        keel_status bad = gate_change_id_parse(p.args[0], &number);
+        if (!keel_ok(bad)) {
+            rc = usage_error(err, "%s", keel_status_message(bad));
+            keel_status_free(bad);
+            return rc;
+        }
+        bad = number > 0 ? KEEL_OK : gate_branch_check(p.args[0]);
         if (!keel_ok(bad)) {
             keel_status_free(bad);
             return usage_error(err, "'%s' is neither a change id (a positive number) nor a branch",
                                p.args[0]);
         }
     }
+    if (opt_value(&p, "mirror") != NULL &&
+        !gate_remote_is_url(opt_value(&p, "repo") != NULL ? opt_value(&p, "repo") : "."))
+        return usage_error(err,
+                           "'--mirror' is a URL's local copy, but '%s' is a local repository "
+                           "(the gate reads it directly): give '--repo URL', or no '--mirror'",
+                           opt_value(&p, "repo") != NULL ? opt_value(&p, "repo") : ".");
+    if (p.cmd->bit == C_TOKEN) {
+        rc = token_usage(&p, err);
+        if (rc != 0)
+            return rc;
+    }
+    if (opt_value(&p, "reset") != NULL && opt_value(&p, "json") != NULL)
+        return usage_error(err, "'--reset' closes the circuit breaker and says so in a line: "
+                                "'--json' is for reading ('keel-gate backouts --json')");
     if (opt_value(&p, "full") != NULL && opt_value(&p, "json") != NULL)
         return usage_error(err, "'--full' is for reading: '--json' names each job's log file");
     gate_options o;

@@ -35,19 +35,31 @@ static bool all_digits(const char *s)
     return true;
 }
 
+keel_status gate_change_id_parse(const char *what, long long *id)
+{
+    KEEL_ASSERT(what != NULL && id != NULL);
+    *id = 0;
+    if (!all_digits(what))
+        return KEEL_OK;
+    errno = 0;
+    long long v = strtoll(what, NULL, 10);
+    if (v <= 0 || errno == ERANGE)
+        return keel_status_with_str(KEEL_ERR(KEEL_E_INVAL,
+                                             "'%s' is not a change id (a positive number up to "
+                                             "%lld)",
+                                             what, LLONG_MAX),
+                                    "change", what);
+    *id = v;
+    return KEEL_OK;
+}
+
 keel_status gate_find_change(gate *g, const char *what, long long *id)
 {
     KEEL_ASSERT(g != NULL && what != NULL && id != NULL);
-    *id = 0;
-    if (all_digits(what)) {
-        errno = 0;
-        long long v = strtoll(what, NULL, 10);
-        if (v <= 0 || errno == ERANGE)
-            return KEEL_ERR(KEEL_E_INVAL, "'%s' is not a change id (a positive number)", what);
-        *id = v;
-        return KEEL_OK;
-    }
-    keel_status s = gate_branch_check(what);
+    keel_status s = gate_change_id_parse(what, id);
+    if (!keel_ok(s) || *id > 0)
+        return s;
+    s = gate_branch_check(what);
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "'%s' is neither a change id nor a branch name", what);
     void *mem = NULL;

@@ -173,46 +173,98 @@ void gate_repo_close(gate_repo *r)
     libgit2_release();
 }
 
-keel_status gate_branch_check(const char *branch)
+/* A component's rule (git check-ref-format): `comp` of `len` bytes, NULL when it keeps them. */
+static const char *component_rule(const char *comp, size_t len)
 {
-    size_t len = branch != NULL ? strlen(branch) : 0;
-    if (len > GATE_BRANCH_LEN_MAX)
-        return keel_status_with_str(
-            KEEL_ERR_IN(&gate_codes, GATE_E_BAD_REF,
-                        "'%.64s...' is not a valid branch name: too long (%zu bytes; keel-gate "
-                        "takes at most %d)",
-                        branch, len, (int)GATE_BRANCH_LEN_MAX),
-            "branch", branch);
+    if (len == 0)
+        return "it has '//' (an empty component)";
+    if (comp[0] == '.')
+        return "a component starts with '.' (git hides such names)";
+    if (len >= 5 && strncmp(comp + len - 5, ".lock", 5) == 0)
+        return "a component ends with '.lock' (git's lock files are named so)";
+    return NULL;
+}
+
+bool gate_branch_why(const char *branch, char *why, size_t size)
+{
+    KEEL_ASSERT(why != NULL && size > 0);
+    why[0] = '\0';
+    const char *b = branch != NULL ? branch : "";
+    size_t len = strlen(b);
+    const char *rule = NULL;
+    if (len == 0)
+        rule = "it is empty";
+    else if (len > GATE_BRANCH_LEN_MAX) {
+        (void)snprintf(why, size, "too long (%zu bytes; keel-gate takes at most %d)", len,
+                       (int)GATE_BRANCH_LEN_MAX);
+        return true;
+    }
     /*
      * Stricter than git: only characters that mean nothing to a shell, so a
      * name can appear in logs, hooks and mail without quoting surprises.
      */
-    for (const char *p = branch != NULL ? branch : ""; *p != '\0'; p++) {
+    for (const char *p = b; rule == NULL && *p != '\0'; p++) {
         char c = *p;
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-' || c == '+' || c == '/'))
-            return keel_status_with_str(
-                KEEL_ERR_IN(&gate_codes, GATE_E_BAD_REF,
-                            "'%s' is not a valid branch name: character '%c' is not allowed "
-                            "(letters, digits, '.', '_', '-', '+' and '/' are)",
-                            branch, c >= 0x20 && c < 0x7f ? c : '?'),
-                "branch", branch);
+              c == '.' || c == '_' || c == '-' || c == '+' || c == '/')) {
+            (void)snprintf(why, size,
+                           "character '%c' is not allowed (letters, digits, '.', '_', '-', '+' "
+                           "and '/' are)",
+                           c >= 0x20 && c < 0x7f ? c : '?');
+            return true;
+        }
     }
-    int valid = 0;
+    if (rule == NULL && b[0] == '-')
+        rule = "it starts with '-' (git would read it as an option)";
+    else if (rule == NULL && strcmp(b, "HEAD") == 0)
+        rule = "'HEAD' is git's name for the commit checked out";
+    else if (rule == NULL && strncmp(b, "refs/", 5) == 0)
+        rule = "it starts with 'refs/' (a branch is named without it: 'refs/heads/' is added)";
+    else if (rule == NULL && strstr(b, "..") != NULL)
+        rule = "it has '..' (git's notation for a range of commits)";
+    else if (rule == NULL && b[len - 1] == '.')
+        rule = "it ends with '.'";
+    else if (rule == NULL && b[0] == '/')
+        rule = "it starts with '/'";
+    else if (rule == NULL && b[len - 1] == '/')
+        rule = "it ends with '/'";
+    for (const char *p = b; rule == NULL;) {
+        size_t n = strcspn(p, "/");
+        rule = component_rule(p, n);
+        if (p[n] == '\0')
+            break;
+        p += n + 1;
+    }
+    if (rule != NULL)
+        (void)snprintf(why, size, "%s", rule);
+    return rule != NULL;
+}
+
+keel_status gate_branch_check(const char *branch)
+{
+    char why[160];
+    if (gate_branch_why(branch, why, sizeof(why)))
+        return keel_status_with_str(
+            KEEL_ERR_IN(&gate_codes, GATE_E_BAD_REF,
+                        "'%.*s%s' is not a valid branch name: %s (git check-ref-format)",
+                        branch != NULL && strlen(branch) > 64 ? 64 : 300,
+                        branch != NULL ? branch : "",
+                        branch != NULL && strlen(branch) > 64 ? "..." : "", why),
+            "branch", branch != NULL ? branch : "");
+    int valid = 0; /* and libgit2's own check, whatever the rules above missed */
     keel_status s = libgit2_hold();
     if (!keel_ok(s))
         return s;
-    int rc = branch != NULL ? git_branch_name_is_valid(&valid, branch) : 0;
+    int rc = git_branch_name_is_valid(&valid, branch);
     if (rc != 0)
         s = gate_git_error(rc, "cannot check the branch name '%s'", branch);
     libgit2_release();
     if (!keel_ok(s))
         return s;
-    if (branch == NULL || !valid || strncmp(branch, "refs/", 5) == 0)
-        return keel_status_with_str(KEEL_ERR_IN(&gate_codes, GATE_E_BAD_REF,
-                                                "'%s' is not a valid branch name",
-                                                branch != NULL ? branch : "(null)"),
-                                    "branch", branch != NULL ? branch : "");
+    if (!valid)
+        return keel_status_with_str(
+            KEEL_ERR_IN(&gate_codes, GATE_E_BAD_REF, "'%s' is not a valid branch name", branch),
+            "branch", branch);
     return KEEL_OK;
 }
 

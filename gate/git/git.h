@@ -63,6 +63,13 @@ KEEL_MUST_USE keel_status gate_repo_head_branch(gate_repo *r, char *name, size_t
  * most GATE_BRANCH_LEN_MAX bytes (GATE_E_BAD_REF with the name when not).
  */
 KEEL_MUST_USE keel_status gate_branch_check(const char *branch);
+/*
+ * Why gate_branch_check refuses `branch` (NULL: as ""), into `why` ("it has
+ * '..' (git's notation for a range of commits)"): git check-ref-format's
+ * rules for a branch, the characters keel-gate takes, the length.  False,
+ * and "", when none of them refuses it (libgit2 has the last word).
+ */
+bool gate_branch_why(const char *branch, char *why, size_t size);
 
 /* The commit a branch points at, as 40 hex digits (a remote's: as it is now, fetched). */
 KEEL_MUST_USE keel_status gate_branch_head(gate_repo *r, const char *branch, char hex[GATE_HEX]);

@@ -5,6 +5,7 @@
  * refused with {"error": "..."} before anything changes.
  */
 #define _GNU_SOURCE 1
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -951,11 +952,22 @@ static void post_submit(const gate_web_ctx *ctx, const gate_web_req *req, gate_w
     int priority = 0;
     const char *branch = str_field(o, "branch", true, &bad, resp);
     const char *head = bad ? NULL : str_field(o, "expected_head", true, &bad, resp);
+    char hex[GATE_OID_HEX]; /* the commit id, lower-case as git writes it */
+    size_t n = 0;
+    for (; !bad && n + 1 < GATE_OID_HEX && isxdigit((unsigned char)head[n]); n++)
+        hex[n] = (char)tolower((unsigned char)head[n]);
+    hex[n] = '\0';
+    if (!bad && (n + 1 != GATE_OID_HEX || head[n] != '\0')) {
+        bad = true;
+        gate_web_error(resp, 400,
+                       "field 'expected_head' must be a commit id of %d hex digits, not '%.64s%s'",
+                       GATE_OID_HEX - 1, head, strlen(head) > 64 ? "..." : "");
+    }
     if (!bad && !int_field(o, "priority", false, &priority, resp))
         bad = true;
     if (!bad) {
         long long id = 0;
-        keel_status s = gate_submit_at(ctx->g, branch, head, priority, &id);
+        keel_status s = gate_submit_at(ctx->g, branch, hex, priority, &id);
         gate_change c;
         if (keel_ok(s))
             s = gate_store_get(gate_get_store(ctx->g), id, &c);
@@ -1105,27 +1117,28 @@ typedef struct route {
     route_id id;
     const char *pattern[4];           /* "#": a positive number */
     const char *get_role, *post_role; /* NULL: not taken; "": public (reads, when they are) */
+    const char *query;                /* the query arguments it reads, besides target */
 } route;
 
 static const route routes[] = {
-    {R_QUEUE, {"queue"}, "", NULL},
-    {R_PAUSE, {"queue", "pause"}, NULL, "admin"},
-    {R_RESUME, {"queue", "resume"}, NULL, "admin"},
-    {R_CHANGES, {"changes"}, "", "submit"},
-    {R_CHANGE, {"changes", "#"}, "", NULL},
-    {R_CANCEL, {"changes", "#", "cancel"}, NULL, "submit"},
-    {R_PRIORITY, {"changes", "#", "priority"}, NULL, "admin"},
-    {R_LOG, {"jobs", "#", "log"}, "", NULL},
-    {R_COMMITS, {"commits"}, "", NULL},
-    {R_BRANCH, {"branch"}, "", NULL},
-    {R_LEVELS, {"levels"}, "", NULL},
-    {R_EVENTS, {"events"}, "", NULL},
-    {R_SERIES, {"series"}, "", NULL},
-    {R_CULPRITS, {"culprits"}, "", NULL},
-    {R_BACKOUTS, {"backouts"}, "", NULL},
-    {R_BREAKER_RESET, {"backouts", "breaker", "reset"}, NULL, "admin"},
-    {R_FLOWS, {"flows"}, "", NULL},
-    {R_TARGETS, {"targets"}, "", NULL},
+    {R_QUEUE, {"queue"}, "", NULL, ""},
+    {R_PAUSE, {"queue", "pause"}, NULL, "admin", ""},
+    {R_RESUME, {"queue", "resume"}, NULL, "admin", ""},
+    {R_CHANGES, {"changes"}, "", "submit", ""},
+    {R_CHANGE, {"changes", "#"}, "", NULL, ""},
+    {R_CANCEL, {"changes", "#", "cancel"}, NULL, "submit", ""},
+    {R_PRIORITY, {"changes", "#", "priority"}, NULL, "admin", ""},
+    {R_LOG, {"jobs", "#", "log"}, "", NULL, "offset limit"},
+    {R_COMMITS, {"commits"}, "", NULL, "limit"},
+    {R_BRANCH, {"branch"}, "", NULL, "name"},
+    {R_LEVELS, {"levels"}, "", NULL, ""},
+    {R_EVENTS, {"events"}, "", NULL, "after"},
+    {R_SERIES, {"series"}, "", NULL, "hours"},
+    {R_CULPRITS, {"culprits"}, "", NULL, ""},
+    {R_BACKOUTS, {"backouts"}, "", NULL, ""},
+    {R_BREAKER_RESET, {"backouts", "breaker", "reset"}, NULL, "admin", ""},
+    {R_FLOWS, {"flows"}, "", NULL, ""},
+    {R_TARGETS, {"targets"}, "", NULL, ""},
 };
 enum { NROUTES = sizeof(routes) / sizeof(routes[0]) };
 
@@ -1349,6 +1362,39 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
     }
 }
 
+/*
+ * The query's arguments: each one the endpoint reads (and target), none
+ * twice, each with a value; else 400 saying which, never ignored (a
+ * ?limit= where none is read, a ?limit=1&limit=2 whose first was taken).
+ */
+static bool query_ok(const route *r, const gate_web_req *req, gate_web_resp *resp)
+{
+    const struct {
+        const char *name, *value;
+    } given[] = {{"offset", req->q_offset},
+                 {"limit", req->q_limit},
+                 {"after", req->q_after},
+                 {"hours", req->q_hours},
+                 {"name", req->q_name}};
+    const char *extra = NULL;
+    for (size_t i = 0; extra == NULL && i < sizeof(given) / sizeof(given[0]); i++) {
+        size_t len = strlen(given[i].name);
+        const char *at = strstr(r->query, given[i].name);
+        bool read =
+            at != NULL && (at == r->query || at[-1] == ' ') && (at[len] == '\0' || at[len] == ' ');
+        if (given[i].value != NULL && !read)
+            extra = given[i].name;
+    }
+    if (req->q_error == NULL && extra == NULL)
+        return true;
+    if (req->q_error != NULL)
+        gate_web_error(resp, 400, "%s: %s", req->path, req->q_error);
+    else
+        gate_web_error(resp, 400, "%s takes no query argument '%s' (it takes %s%s)", req->path,
+                       extra, r->query, r->query[0] != '\0' ? " and target" : "target");
+    return false;
+}
+
 void gate_web_route(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp)
 {
     memset(resp, 0, sizeof(*resp));
@@ -1386,6 +1432,8 @@ void gate_web_route(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_r
                        resp->allow);
         return;
     }
+    if (!query_ok(r, req, resp))
+        return;
     gate_token who;
     keel_status s = gate_token_check(gate_get_store(ctx->g), req->authorization, &who);
     if (!keel_ok(s)) {

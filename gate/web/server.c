@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -362,12 +363,80 @@ static unsigned count_address(gate_web *w, struct MHD_Connection *c, int delta)
     return n;
 }
 
+/*
+ * libmicrohttpd decodes "%00" in the path and in query values to a NUL, which
+ * ends the string the routes read: "/api/v1/queue%00x" would be answered as
+ * "/api/v1/queue".  The request line as sent is seen here first: one with
+ * "%00" gets this marker's address as its request state, and a 400.
+ */
+static char nul_in_uri;
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)cls;
+    (void)c;
+    return uri != NULL && strstr(uri, "%00") != NULL ? &nul_in_uri : NULL;
+}
+
+/* The query's arguments as the routes read them: each known, with a value, once. */
+typedef struct query_check {
+    unsigned seen; /* bit i: known[i] given */
+    char error[160];
+} query_check;
+
+static enum MHD_Result check_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    (void)kind;
+    static const char *const known[] = {"offset", "limit", "after", "hours", "name", "target"};
+    query_check *q = (query_check *)cls;
+    size_t i = 0;
+    while (i < sizeof(known) / sizeof(known[0]) && strcmp(known[i], key) != 0)
+        i++;
+    if (i == sizeof(known) / sizeof(known[0]))
+        (void)snprintf(q->error, sizeof(q->error), "unknown query argument '%.64s'", key);
+    else if (value == NULL)
+        (void)snprintf(q->error, sizeof(q->error), "query argument '%s' has no value ('%s=...')",
+                       key, key);
+    else if ((q->seen & (1u << i)) != 0)
+        (void)snprintf(q->error, sizeof(q->error), "query argument '%s' is given twice", key);
+    q->seen |= 1u << i;
+    return q->error[0] == '\0' ? MHD_YES : MHD_NO; /* the first one wrong is said */
+}
+
+/* The headers the server reads, each at most once: which one came twice ("": none). */
+typedef struct header_check {
+    unsigned seen;
+    const char *twice;
+} header_check;
+
+static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    (void)value;
+    static const char *const read[] = {"Authorization", "Idempotency-Key", "Last-Event-ID", "Range",
+                                       "Content-Length"};
+    header_check *h = (header_check *)cls;
+    for (size_t i = 0; i < sizeof(read) / sizeof(read[0]); i++)
+        if (strcasecmp(read[i], key) == 0) {
+            if ((h->seen & (1u << i)) != 0)
+                h->twice = read[i];
+            h->seen |= 1u << i;
+        }
+    return h->twice == NULL ? MHD_YES : MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     gate_web *w = (gate_web *)cls;
+    if (*con_cls == &nul_in_uri) /* kept: on_completed has nothing to free */
+        return error_now(c, w, 400,
+                         "the URL has an encoded NUL ('%00'), which no path or query value may "
+                         "hold");
     web_request *rq = (web_request *)*con_cls;
     if (rq == NULL) { /* the headers: the body, if any, comes next */
         if (__atomic_load_n(&w->connections, __ATOMIC_ACQUIRE) > w->o.max_connections)
@@ -382,6 +451,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                            "too many connections from '%s' (at most %u at once): try again later",
                            host, w->o.max_per_address);
             return error_now(c, w, 429, msg);
+        }
+        header_check hc;
+        memset(&hc, 0, sizeof(hc));
+        (void)MHD_get_connection_values(c, MHD_HEADER_KIND, check_header, &hc);
+        if (hc.twice != NULL) { /* which one would be read is not for the client to guess */
+            char msg[96];
+            (void)snprintf(msg, sizeof(msg), "header '%s' is given twice", hc.twice);
+            return error_now(c, w, 400, msg);
         }
         const char *cl = header(c, "Content-Length");
         if (cl != NULL && strtoull(cl, NULL, 10) > w->o.max_body) {
@@ -426,6 +503,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     req.q_hours = query(c, "hours");
     req.q_name = query(c, "name");
     req.q_target = query(c, "target");
+    query_check qc;
+    memset(&qc, 0, sizeof(qc));
+    (void)MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, check_query_arg, &qc);
+    req.q_error = qc.error[0] != '\0' ? qc.error : NULL;
     req.body = rq->body.p != NULL ? rq->body.p : "";
     req.body_len = rq->body.len;
     gate_web_resp resp;
@@ -440,7 +521,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)c;
     (void)toe;
     web_request *rq = (web_request *)*con_cls;
-    if (rq != NULL) {
+    if (rq != NULL && *con_cls != &nul_in_uri) {
         web_free(rq->body.p);
         web_free(rq);
         *con_cls = NULL;
@@ -517,7 +598,8 @@ keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
         (unsigned)o->timeout_s, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(o->max_connections + CONNECTIONS_SPARE), MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, w, MHD_OPTION_NOTIFY_CONNECTION, on_connection, w,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, w, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_END);
     if (w->daemon == NULL) {
         int e = errno;
         (void)pthread_mutex_destroy(&w->lock);

@@ -85,6 +85,9 @@ typedef struct gate_web_req {
     const char *range;
     const char *q_offset, *q_limit, *q_after, *q_hours, *q_name; /* query arguments; NULL: absent */
     const char *q_target; /* ?target=: the target the request is about (NULL: the default) */
+    /* the query's first argument that is no known one, has no value or is given twice ("unknown
+       query argument 'foo'"); NULL: none.  The API answers 400 with it */
+    const char *q_error;
     const char *body;
     size_t body_len;
 } gate_web_req;
