@@ -497,9 +497,13 @@ KEEL_RUN_EXPORT void free(void *p)
 {
     if (p == NULL || in_reserve(p))
         return;
-    if (!__atomic_load_n(&heap_on, __ATOMIC_RELAXED) ||
-        (keel__run_inside > 0 && keel__frame_in_keel(RA()))) {
-        libc_free(p); /* --heap=off, or not yet, or keel's own (its raw blocks): glibc's */
+    if (!__atomic_load_n(&heap_on, __ATOMIC_RELAXED)) {
+        root_remove(p); /* --heap=off, or not yet (a root made while keel-run starts): glibc's */
+        libc_free(p);
+        return;
+    }
+    if (keel__run_inside > 0 && keel__frame_in_keel(RA())) {
+        libc_free(p); /* keel's own (its raw blocks): glibc's */
         return;
     }
     settle(RA());
@@ -909,6 +913,7 @@ __attribute__((destructor)) static void run_heap_stop(void)
 {
     if (!keel__run_heap_on())
         return;
+    settle(RA()); /* (a deferred free's block is not live: not a leak) */
     keel__run_inside++;
     keel_status_free(keel_heap_check(NULL)); /* each damaged block is reported */
     report_leaks();

@@ -857,7 +857,30 @@ static void test_signal_storm(void **state)
                       r.err);
     assert_int_equal(r.status, 0);
     assert_int_equal(count(&r, "watchdog", ""), 0);
-    assert_int_equal(count(&r, "", "deadlock:"), 0);
+    assert_int_equal(count(&r, "lock-order", "threads wait for each other's locks"), 0);
+    cleanup(&r);
+}
+
+/*
+ * A signal handler that allocates and frees while keel-run starts, every 100 us from before any
+ * constructor (tests/run/early_free.c), then main leaks a block holding the only pointer to a
+ * second one: both reported, nothing else.  The blocks the handler made inside keel-run's start
+ * are roots of the leak scan until freed; before session 18 their free did not take them out
+ * of the table (heap not yet on), and the program hung in keel-run's start (the handler's
+ * malloc waiting on a lock its own thread held).
+ */
+static void test_early_free_not_a_root(void **state)
+{
+    (void)state;
+    static run_result r;
+    run_deadline = 20;
+    run_prog(&r, "run_early_free", NULL);
+    run_deadline = 0;
+    assert_int_equal(r.status, 0);
+    int n = count(&r, "leak", "2 blocks (104 bytes) of the program heap leaked");
+    show_on_failure(&r, n, 1);
+    assert_int_equal(n, 1);
+    EXPECT_REPORTS(&r, 1);
     cleanup(&r);
 }
 
@@ -1242,6 +1265,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_before_main_and_unseen_locks),
         cmocka_unit_test(test_signal_handlers_and_dlopen),
         cmocka_unit_test(test_signal_storm),
+        cmocka_unit_test(test_early_free_not_a_root),
         cmocka_unit_test(test_fork),
         cmocka_unit_test(test_correct_program_no_reports),
         cmocka_unit_test(test_heap_locks_churn),
