@@ -301,7 +301,7 @@ static void test_options_in_docs(void **state)
     for (size_t i = 0; i < n; i++) { /* --name, not the start of a longer one */
         bool found = false;
         char want[40];
-        (void)snprintf(want, sizeof(want), "--%s", names[i]);
+        (void)snprintf(want, sizeof(want), "--%.31s", names[i]);
         for (const char *q = strstr(block, want); q != NULL && !found; q = strstr(q + 1, want)) {
             char after = q[strlen(want)];
             found = !(after == '-' || (after >= 'a' && after <= 'z'));
