@@ -1227,6 +1227,10 @@ static keel_status parse(const char *text, size_t len, const char *origin,
 {
     *out = NULL;
     *errors = 0;
+    if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) { /* a UTF-8 byte order mark (editors */
+        text += 3;                                          /* on Windows write one): not text */
+        len -= 3;
+    }
     const char *nul = (const char *)memchr(text, '\0', len);
     if (nul != NULL) {
         parse_state at; /* the error names the line that holds it */

@@ -572,6 +572,15 @@ static void test_check_every_error(void **state)
     if (c != NULL)
         assert_int_equal(c->nconfigs, 2);
     gate_config_free(c);
+    /* a UTF-8 byte order mark first: skipped (it read as a line "\ufeff[gate]", not a section) */
+    static const char bom[] = "\xef\xbb\xbf[gate]\nslots = 2\n[config a]\ntest = true\n";
+    s = gate_config_check(bom, sizeof(bom) - 1, "b.conf", keep_error, &e, &errors, &c);
+    assert_true(keel_ok(s));
+    assert_int_equal(errors, 0);
+    assert_non_null(c);
+    if (c != NULL)
+        assert_int_equal(c->slots, 2);
+    gate_config_free(c);
     /* a NUL byte: its line, and nothing after it is read */
     static const char nul[] = "[gate]\nslot = 1\n\0[config a]\n";
     s = gate_config_check(nul, sizeof(nul) - 1, "n.conf", keep_error, &e, &errors, &c);
