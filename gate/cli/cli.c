@@ -488,6 +488,9 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
                                 "'--json' is for reading ('keel-gate backouts --json')");
     if (opt_value(&p, "full") != NULL && opt_value(&p, "json") != NULL)
         return usage_error(err, "'--full' is for reading: '--json' names each job's log file");
+    if (opt_value(&p, "raw") != NULL && opt_value(&p, "json") != NULL)
+        return usage_error(err, "'--raw' is for reading: '--json' has the decisive job's last "
+                                "lines as a JSON string, every byte escaped");
     gate_options o;
     gate_options_default(&o);
     if (opt_value(&p, "repo") != NULL)
