@@ -305,6 +305,19 @@ static void test_hostile_names(void **state)
     }
     expect_error("[config a/b]\ntest = true\n", KEEL_E_PARSE, "configuration name 'a/b'", NULL);
     expect_error("[config $(reboot)]\ntest = true\n", KEEL_E_PARSE, "configuration name", NULL);
+    /* the reason, not the character set whatever it was (a name of 70 letters, '.a', '-b') */
+    static char long_name[128];
+    (void)snprintf(long_name, sizeof(long_name), "[config %070d]\ntest = true\n", 0);
+    expect_error(long_name, KEEL_E_PARSE, "' is longer than 64 bytes", NULL);
+    expect_error("[config .a]\ntest = true\n", KEEL_E_PARSE,
+                 ":1: configuration name '.a' starts with '.' or '-'", NULL);
+    expect_error("[config -b]\ntest = true\n", KEEL_E_PARSE,
+                 ":1: configuration name '-b' starts with '.' or '-'", NULL);
+    /* a header without its name: it said "unknown section [config] (did you mean [config]?)" */
+    expect_error("[config ]\ntest = true\n", KEEL_E_PARSE,
+                 ":1: section [config] needs a name: [config NAME]", NULL);
+    expect_error("[config a]\ntest = true\n[flow]\n", KEEL_E_PARSE,
+                 ":3: section [flow] needs two branches: [flow A -> B]", NULL);
 }
 
 static void test_structure_errors(void **state)
