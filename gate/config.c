@@ -370,6 +370,16 @@ static bool good_name(const char *name)
     return name[0] != '.' && name[0] != '-';
 }
 
+/* Why good_name refuses `name`, for the error. */
+static const char *bad_name_why(const char *name)
+{
+    if (strlen(name) > 64)
+        return "is longer than 64 bytes";
+    if (name[0] == '.' || name[0] == '-')
+        return "starts with '.' or '-'";
+    return "must be letters, digits, '-', '_' or '.'";
+}
+
 /* A limit key (memory, processes, ...) into `l`; *bit set to its GATE_LIMIT_* bit.  NOTFOUND: not one. */
 static keel_status limit_key_parse(const parse_state *st, const char *key, const char *value,
                                    gate_limits *l, unsigned *bit)
@@ -1082,8 +1092,7 @@ static keel_status open_section(parse_state *st, char *head)
     if (strncmp(name, "config", 6) == 0 && (name[6] == ' ' || name[6] == '\t')) {
         char *cname = trim(name + 6);
         if (!good_name(cname))
-            return errf(st, KEEL_E_PARSE,
-                        "configuration name '%s' must be letters, digits, '-', '_' or '.'", cname);
+            return errf(st, KEEL_E_PARSE, "configuration name '%s' %s", cname, bad_name_why(cname));
         gate_config *c = st->cfg;
         for (size_t i = 0; i < c->nconfigs; i++)
             if (strcmp(c->configs[i].name, cname) == 0)
@@ -1113,6 +1122,9 @@ static keel_status open_section(parse_state *st, char *head)
     }
     if (strncmp(name, "flow", 4) == 0 && (name[4] == ' ' || name[4] == '\t'))
         return open_flow(st, name);
+    if (strcmp(name, "config") == 0 || strcmp(name, "flow") == 0)
+        return errf(st, KEEL_E_PARSE, "section [%s] needs %s", name,
+                    name[0] == 'c' ? "a name: [config NAME]" : "two branches: [flow A -> B]");
     static const char *const sections[] = {"gate", "config", "flow"};
     size_t first = strcspn(name, " \t"); /* [confg x]: did you mean [config x]? */
     char word[16];
@@ -1227,6 +1239,10 @@ static keel_status parse(const char *text, size_t len, const char *origin,
 {
     *out = NULL;
     *errors = 0;
+    if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) { /* a UTF-8 byte order mark (editors */
+        text += 3;                                          /* on Windows write one): not text */
+        len -= 3;
+    }
     const char *nul = (const char *)memchr(text, '\0', len);
     if (nul != NULL) {
         parse_state at; /* the error names the line that holds it */

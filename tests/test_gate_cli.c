@@ -187,6 +187,12 @@ static void test_token_and_check_arguments(void **state)
         {{"status", "--target=", NULL}, "option '--target' needs a value, not ''"},
         {{"submit", "x", "--priority", "", NULL}, "option '--priority' needs a value, not ''"},
         {{"backouts", "--reset", "--json", NULL}, "'--reset' closes the circuit breaker"},
+        {{"log", "1", "--raw", "--json", NULL}, "'--raw' is for reading: '--json' has"},
+        {{"serve", "--listen", "nohost", NULL},
+         "'--listen': listen address 'nohost' is not HOST:PORT (an IPv4 address)"},
+        {{"run", "--serve=1.2.3.4.5:80", NULL},
+         "'--serve': listen address '1.2.3.4.5:80': "
+         "'1.2.3.4.5' is not an IPv4 address"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int rc = cli(bad[i].args);

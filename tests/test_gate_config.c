@@ -305,6 +305,19 @@ static void test_hostile_names(void **state)
     }
     expect_error("[config a/b]\ntest = true\n", KEEL_E_PARSE, "configuration name 'a/b'", NULL);
     expect_error("[config $(reboot)]\ntest = true\n", KEEL_E_PARSE, "configuration name", NULL);
+    /* the reason, not the character set whatever it was (a name of 70 letters, '.a', '-b') */
+    static char long_name[128];
+    (void)snprintf(long_name, sizeof(long_name), "[config %070d]\ntest = true\n", 0);
+    expect_error(long_name, KEEL_E_PARSE, "' is longer than 64 bytes", NULL);
+    expect_error("[config .a]\ntest = true\n", KEEL_E_PARSE,
+                 ":1: configuration name '.a' starts with '.' or '-'", NULL);
+    expect_error("[config -b]\ntest = true\n", KEEL_E_PARSE,
+                 ":1: configuration name '-b' starts with '.' or '-'", NULL);
+    /* a header without its name: it said "unknown section [config] (did you mean [config]?)" */
+    expect_error("[config ]\ntest = true\n", KEEL_E_PARSE,
+                 ":1: section [config] needs a name: [config NAME]", NULL);
+    expect_error("[config a]\ntest = true\n[flow]\n", KEEL_E_PARSE,
+                 ":3: section [flow] needs two branches: [flow A -> B]", NULL);
 }
 
 static void test_structure_errors(void **state)
@@ -571,6 +584,15 @@ static void test_check_every_error(void **state)
     assert_non_null(c);
     if (c != NULL)
         assert_int_equal(c->nconfigs, 2);
+    gate_config_free(c);
+    /* a UTF-8 byte order mark first: skipped (it read as a line "\ufeff[gate]", not a section) */
+    static const char bom[] = "\xef\xbb\xbf[gate]\nslots = 2\n[config a]\ntest = true\n";
+    s = gate_config_check(bom, sizeof(bom) - 1, "b.conf", keep_error, &e, &errors, &c);
+    assert_true(keel_ok(s));
+    assert_int_equal(errors, 0);
+    assert_non_null(c);
+    if (c != NULL)
+        assert_int_equal(c->slots, 2);
     gate_config_free(c);
     /* a NUL byte: its line, and nothing after it is read */
     static const char nul[] = "[gate]\nslot = 1\n\0[config a]\n";

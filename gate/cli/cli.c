@@ -488,6 +488,9 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
                                 "'--json' is for reading ('keel-gate backouts --json')");
     if (opt_value(&p, "full") != NULL && opt_value(&p, "json") != NULL)
         return usage_error(err, "'--full' is for reading: '--json' names each job's log file");
+    if (opt_value(&p, "raw") != NULL && opt_value(&p, "json") != NULL)
+        return usage_error(err, "'--raw' is for reading: '--json' has the decisive job's last "
+                                "lines as a JSON string, every byte escaped");
     gate_options o;
     gate_options_default(&o);
     if (opt_value(&p, "repo") != NULL)
@@ -523,6 +526,17 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         return usage_error(err, "'--nice' needs a whole number from 0 to 19, not '%s'", nice_arg);
     if (nice_arg != NULL)
         wo.nice = (int)number;
+    static const char *const addresses[] = {"listen", "serve"};
+    for (size_t i = 0; i < 2; i++) {
+        keel_status bad = opt_value(&p, addresses[i]) != NULL
+                              ? gate_web_listen_check(opt_value(&p, addresses[i]))
+                              : KEEL_OK;
+        if (!keel_ok(bad)) {
+            rc = usage_error(err, "'--%s': %s", addresses[i], keel_status_message(bad));
+            keel_status_free(bad);
+            return rc;
+        }
+    }
     if (opt_value(&p, "listen") != NULL)
         wo.listen = opt_value(&p, "listen");
     gate *g = NULL;

@@ -235,8 +235,8 @@ bool gate_branch_why(const char *branch, char *why, size_t size)
             break;
         p += n + 1;
     }
-    if (rule != NULL)
-        (void)snprintf(why, size, "%s", rule);
+    if (rule != NULL) /* git's rules, the ones above the character set's */
+        (void)snprintf(why, size, "%s (git check-ref-format)", rule);
     return rule != NULL;
 }
 
@@ -245,8 +245,7 @@ keel_status gate_branch_check(const char *branch)
     char why[160];
     if (gate_branch_why(branch, why, sizeof(why)))
         return keel_status_with_str(
-            KEEL_ERR_IN(&gate_codes, GATE_E_BAD_REF,
-                        "'%.*s%s' is not a valid branch name: %s (git check-ref-format)",
+            KEEL_ERR_IN(&gate_codes, GATE_E_BAD_REF, "'%.*s%s' is not a valid branch name: %s",
                         branch != NULL && strlen(branch) > 64 ? 64 : 300,
                         branch != NULL ? branch : "",
                         branch != NULL && strlen(branch) > 64 ? "..." : "", why),

@@ -563,6 +563,12 @@ static keel_status parse_listen(const char *listen, struct sockaddr_in *addr)
     return KEEL_OK;
 }
 
+keel_status gate_web_listen_check(const char *listen)
+{
+    struct sockaddr_in addr;
+    return parse_listen(listen, &addr);
+}
+
 keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
 {
     *out = NULL;

@@ -71,6 +71,8 @@ typedef struct gate_web gate_web;
  * server's one thread only until gate_web_stop).
  */
 KEEL_MUST_USE keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out);
+/* Is `listen` an address gate_web_start takes ("HOST:PORT", an IPv4 address)?  KEEL_E_INVAL why not. */
+KEEL_MUST_USE keel_status gate_web_listen_check(const char *listen);
 /* "HOST:PORT" it listens on (the port chosen when 0 was asked). */
 const char *gate_web_address(const gate_web *w);
 void gate_web_stop(gate_web *w);
