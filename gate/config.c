@@ -646,15 +646,16 @@ static keel_status found(parse_state *st, keel_status s);
 static keel_status flow_branch(const parse_state *st, const char *header, const char *b, char *out,
                                size_t size)
 {
-    char why[192];
     keel_status s = b[0] != '\0' ? gate_branch_check(b) : KEEL_OK;
     if (!keel_ok(s) && !keel_status_is(s, &gate_codes, GATE_E_BAD_REF))
         return KEEL_CONTEXT(s, "%s:%zu: checking [%s]", st->origin, st->line, header);
     bool refused = b[0] == '\0' || !keel_ok(s);
     keel_status_free(s);
-    if (refused || strlen(b) >= size)
+    if (refused || strlen(b) >= size) {
+        char why[192];
         return errf(st, KEEL_E_PARSE, "[%s]: '%s' is not a branch name%s", header, b,
                     branch_reason(b, why, sizeof(why)));
+    }
     (void)snprintf(out, size, "%s", b);
     return KEEL_OK;
 }
@@ -891,15 +892,16 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
 {
     gate_config *c = st->cfg;
     if (strcmp(key, "target") == 0) {
-        char why[192];
         keel_status b = gate_branch_check(value); /* the gate's own rule for a branch name */
         if (!keel_ok(b) && !keel_status_is(b, &gate_codes, GATE_E_BAD_REF))
             return KEEL_CONTEXT(b, "%s:%zu: checking 'target'", st->origin, st->line);
         bool refused = !keel_ok(b);
         keel_status_free(b);
-        if (refused || strlen(value) >= sizeof(c->target))
+        if (refused || strlen(value) >= sizeof(c->target)) {
+            char why[192];
             return errf(st, KEEL_E_PARSE, "'target' must be one branch name, not '%s'%s", value,
                         branch_reason(value, why, sizeof(why)));
+        }
         (void)snprintf(c->target, sizeof(c->target), "%s", value);
         c->target_set = true;
         return KEEL_OK;

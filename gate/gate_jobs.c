@@ -260,10 +260,11 @@ keel_status gate_start_build(gate *g, const gate_sched_build *b)
         /* the window this candidate was cut for, and the evidence it was chosen on */
         gate_sched_stats st;
         gate_sched_stats_get(g->sched, &st);
-        unsigned d = st.depth < GATE_SCHED_PACE_DEPTHS ? st.depth : GATE_SCHED_PACE_DEPTHS;
+        const unsigned last = (unsigned)GATE_SCHED_PACE_DEPTHS - 1; /* deeper: the last's */
+        double pace = st.pace[st.depth == 0 ? 0 : st.depth - 1 < last ? st.depth - 1 : last];
         gate_fmt(why, sizeof(why),
                  " (window: batches of %u, %u deep; p %.3f, %.1f jobs at once, pace %.2f)",
-                 st.batch, st.depth, st.p, st.parallel, d >= 1 ? st.pace[d - 1] : 1.0);
+                 st.batch, st.depth, st.p, st.parallel, pace);
     }
     gate_say(g, "build: candidate %lld attempt %u, %zu change(s) on %.12s -> %.12s, %u jobs%s\n",
              c->store_id, c->attempt, c->n, c->base, c->merge, c->pending, why);

@@ -369,10 +369,13 @@ static void get_change(const gate_web_ctx *ctx, long long id, gate_web_resp *res
     gate_job *jobs = (gate_job *)gate__web_calloc(JOBS_MAX, sizeof(*jobs));
     gate_event *events = (gate_event *)gate__web_calloc(EVENTS_MAX, sizeof(*events));
     size_t nj = 0, ne = 0;
-    if (jobs == NULL || events == NULL)
-        s = KEEL_ERR(KEEL_E_NOMEM, "no memory for change %lld's history", id);
-    if (keel_ok(s))
-        s = gate_store_jobs(st, NULL, id, jobs, JOBS_MAX, &nj);
+    if (jobs == NULL || events == NULL) {
+        keel_heap_free(WEB_HEAP, jobs);
+        keel_heap_free(WEB_HEAP, events);
+        gate__web_status(resp, KEEL_ERR(KEEL_E_NOMEM, "no memory for change %lld's history", id));
+        return;
+    }
+    s = gate_store_jobs(st, NULL, id, jobs, JOBS_MAX, &nj);
     if (keel_ok(s))
         s = gate_store_change_events(st, id, events, EVENTS_MAX, &ne);
     /* builds: one per (candidate, attempt), in the order their jobs started */
