@@ -260,11 +260,9 @@ keel_status gate_start_build(gate *g, const gate_sched_build *b)
         /* the window this candidate was cut for, and the evidence it was chosen on */
         gate_sched_stats st;
         gate_sched_stats_get(g->sched, &st);
-        const unsigned last = (unsigned)GATE_SCHED_PACE_DEPTHS - 1; /* deeper: the last's */
-        double pace = st.pace[st.depth == 0 ? 0 : st.depth - 1 < last ? st.depth - 1 : last];
         gate_fmt(why, sizeof(why),
                  " (window: batches of %u, %u deep; p %.3f, %.1f jobs at once, pace %.2f)",
-                 st.batch, st.depth, st.p, st.parallel, pace);
+                 st.batch, st.depth, st.p, st.parallel, gate_sched_stats_pace(&st, st.depth));
     }
     gate_say(g, "build: candidate %lld attempt %u, %zu change(s) on %.12s -> %.12s, %u jobs%s\n",
              c->store_id, c->attempt, c->n, c->base, c->merge, c->pending, why);

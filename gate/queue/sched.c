@@ -102,6 +102,22 @@ static const double prior_n = 2.0;
 static const double flake_prior = 0.1;
 static const double flake_prior_n = 10.0;
 
+/*
+ * At depth 1 nothing measures a deeper window: the pace of the deeper depths
+ * fades there, halved every pace_life changes decided (a depth's own, this
+ * at first), so a depth written off once (a round measured while another
+ * tenant slowed the machine, or while the capacity estimate was still wrong)
+ * comes back towards the fit of depth 1 and the window goes there again when
+ * the model says it pays, and measures it anew.  Each time the window leaves
+ * a depth for a shallower one, that depth's life doubles: on a machine where
+ * a deeper window really is slower the probes grow rarer (with 150 changes,
+ * 3 probes of depth 2), where it was a passing slowdown the window stays deep.
+ * Shallower depths than the one in use keep their evidence: it is what a
+ * deeper depth is compared with (fading it too left a window at depth 2 on a
+ * machine where depth 1 was the fastest, its pace never measured).
+ */
+static const double pace_life = 16.0;
+
 struct gate_sched {
     gate_sched_params p;
     long long *queue; /* queue[qhead .. qhead + qlen) */
@@ -134,7 +150,7 @@ struct gate_sched {
      * decided meanwhile (in those units); the clock's last reading.
      */
     double pace_measured[GATE_SCHED_PACE_DEPTHS], pace_expected[GATE_SCHED_PACE_DEPTHS];
-    double pace_life[GATE_SCHED_PACE_DEPTHS]; /* changes halving it at depth 1 (0: pace_life) */
+    double pace_life[GATE_SCHED_PACE_DEPTHS]; /* changes halving it at depth 1 */
     double clock_ms;
     bool clock_set;
     gate_sched_stats st;
@@ -198,6 +214,8 @@ keel_status gate_sched_new(const gate_sched_params *p, gate_sched **out)
     s->p = *p;
     s->next_cand = 1;
     s->jobs = 1;
+    for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++)
+        s->pace_life[i] = pace_life;
     gate_cap_init(&s->cap, p->parallel);
     *out = s;
     return KEEL_OK;
@@ -302,22 +320,6 @@ static bool same_pace(const double *a, const double *b)
 }
 
 /*
- * At depth 1 nothing measures a deeper window: the pace of the deeper depths
- * fades there, halved every pace_life changes decided (a depth's own, this
- * at first), so a depth written off once (a round measured while another
- * tenant slowed the machine, or while the capacity estimate was still wrong)
- * comes back towards the fit of depth 1 and the window goes there again when
- * the model says it pays, and measures it anew.  Each time the window leaves
- * a depth for a shallower one, that depth's life doubles: on a machine where
- * a deeper window really is slower the probes grow rarer (with 150 changes,
- * 3 probes of depth 2), where it was a passing slowdown the window stays deep.
- * Shallower depths than the one in use keep their evidence: it is what a
- * deeper depth is compared with (fading it too left a window at depth 2 on a
- * machine where depth 1 was the fastest, its pace never measured).
- */
-static const double pace_life = 16.0;
-
-/*
  * The strategy's shape for the current estimates (cached: it changes only
  * with them; the queue's length is not among its inputs).
  */
@@ -330,10 +332,8 @@ static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
         o.width != c->width || !same_pace(o.pace, c->pace)) {
         unsigned was = s->shape_depth;
         gate_sched_shape(&s->p, &o, &s->shape_batch, &s->shape_depth);
-        if (was > 0 && s->shape_depth < was && s->clock_set) {
-            double *life = &s->pace_life[pace_index(was)];
-            *life = (*life > 0.0 ? *life : pace_life) * 2.0;
-        }
+        if (was > 0 && s->shape_depth < was && s->clock_set)
+            s->pace_life[pace_index(was)] *= 2.0;
         s->shape_t = gate_sched_shape_time(&s->p, &o, s->shape_batch, s->shape_depth);
         s->shape_pass = gate_sched_shape_pass_time(&s->p, &o, s->shape_batch, s->shape_depth);
         s->shape_for = o;
@@ -413,8 +413,7 @@ static void observe(gate_sched *s, size_t n, bool bad)
     if (s->clock_set && s->shape_depth > 0 && gate_cap_unit_ms(&s->cap) > 0.0) {
         unsigned cur = pace_index(s->shape_depth);
         for (unsigned i = 1; cur == 0 && i < GATE_SCHED_PACE_DEPTHS; i++) {
-            double life = s->pace_life[i] > 0.0 ? s->pace_life[i] : pace_life;
-            double fade = pow(0.5, (double)n / life);
+            double fade = pow(0.5, (double)n / s->pace_life[i]);
             s->pace_measured[i] *= fade;
             s->pace_expected[i] *= fade;
         }
@@ -1124,4 +1123,10 @@ void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out)
     out->machine = gate_cap_machine(&cap);
     out->others = gate_cap_others(&cap);
     memcpy(out->pace, o.pace, sizeof(out->pace));
+}
+
+double gate_sched_stats_pace(const gate_sched_stats *st, unsigned depth)
+{
+    KEEL_ASSERT(st != NULL);
+    return st->pace[pace_index(depth)];
 }

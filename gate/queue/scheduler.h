@@ -315,6 +315,8 @@ void gate_sched_inherit(gate_sched *to, const gate_sched *from);
 bool gate_sched_poll(gate_sched *s, gate_sched_decision *out);
 
 void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out);
+/* Its pace at `depth` (0: depth 1's; deeper than the last: the last's). */
+double gate_sched_stats_pace(const gate_sched_stats *st, unsigned depth);
 
 const char *gate_sched_kind_name(gate_sched_kind k);
 const char *gate_sched_why_name(gate_sched_why w);
