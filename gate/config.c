@@ -443,6 +443,22 @@ static const char *branch_reason(const char *name, char *buf, size_t size)
     return buf;
 }
 
+/*
+ * Whether `name` is refused as a branch (the gate's own rule, empty, or
+ * `size` bytes or longer) in *refused; an error only when the check itself
+ * failed, in the context of `what` (the key or section being read).
+ */
+static keel_status branch_refused(const parse_state *st, const char *what, const char *name,
+                                  size_t size, bool *refused)
+{
+    keel_status s = name[0] != '\0' ? gate_branch_check(name) : KEEL_OK;
+    if (!keel_ok(s) && !keel_status_is(s, &gate_codes, GATE_E_BAD_REF))
+        return KEEL_CONTEXT(s, "%s:%zu: checking %s", st->origin, st->line, what);
+    *refused = name[0] == '\0' || !keel_ok(s) || strlen(name) >= size;
+    keel_status_free(s);
+    return KEEL_OK;
+}
+
 /* `targets`: branch names, each once, at most GATE_MAX_TARGETS (one gate, several targets). */
 static keel_status set_targets(const parse_state *st, const char *value, gate_words *w)
 {
@@ -453,12 +469,11 @@ static keel_status set_targets(const parse_state *st, const char *value, gate_wo
     char why[192];
     for (size_t i = 0; keel_ok(s) && i < w->n; i++) {
         const char *name = w->words[i];
-        keel_status b = gate_branch_check(name); /* the gate's own rule for a branch name */
-        if (!keel_ok(b) && !keel_status_is(b, &gate_codes, GATE_E_BAD_REF))
-            return KEEL_CONTEXT(b, "%s:%zu: checking 'targets'", st->origin, st->line);
-        bool refused = !keel_ok(b);
-        keel_status_free(b);
-        if (refused || strlen(name) >= GATE_BRANCH_MAX)
+        bool refused = false;
+        keel_status b = branch_refused(st, "'targets'", name, GATE_BRANCH_MAX, &refused);
+        if (!keel_ok(b))
+            return b;
+        if (refused)
             s = errf(st, KEEL_E_PARSE, "'targets': '%s' is not a branch name git accepts%s", name,
                      branch_reason(name, why, sizeof(why)));
         for (size_t k = 0; keel_ok(s) && k < i; k++)
@@ -646,12 +661,13 @@ static keel_status found(parse_state *st, keel_status s);
 static keel_status flow_branch(const parse_state *st, const char *header, const char *b, char *out,
                                size_t size)
 {
-    keel_status s = b[0] != '\0' ? gate_branch_check(b) : KEEL_OK;
-    if (!keel_ok(s) && !keel_status_is(s, &gate_codes, GATE_E_BAD_REF))
-        return KEEL_CONTEXT(s, "%s:%zu: checking [%s]", st->origin, st->line, header);
-    bool refused = b[0] == '\0' || !keel_ok(s);
-    keel_status_free(s);
-    if (refused || strlen(b) >= size) {
+    char what[256];
+    (void)snprintf(what, sizeof(what), "[%.250s]", header);
+    bool refused = false;
+    keel_status s = branch_refused(st, what, b, size, &refused);
+    if (!keel_ok(s))
+        return s;
+    if (refused) {
         char why[192];
         return errf(st, KEEL_E_PARSE, "[%s]: '%s' is not a branch name%s", header, b,
                     branch_reason(b, why, sizeof(why)));
@@ -892,12 +908,11 @@ static keel_status gate_key(parse_state *st, const char *key, const char *value)
 {
     gate_config *c = st->cfg;
     if (strcmp(key, "target") == 0) {
-        keel_status b = gate_branch_check(value); /* the gate's own rule for a branch name */
-        if (!keel_ok(b) && !keel_status_is(b, &gate_codes, GATE_E_BAD_REF))
-            return KEEL_CONTEXT(b, "%s:%zu: checking 'target'", st->origin, st->line);
-        bool refused = !keel_ok(b);
-        keel_status_free(b);
-        if (refused || strlen(value) >= sizeof(c->target)) {
+        bool refused = false;
+        keel_status b = branch_refused(st, "'target'", value, sizeof(c->target), &refused);
+        if (!keel_ok(b))
+            return b;
+        if (refused) {
             char why[192];
             return errf(st, KEEL_E_PARSE, "'target' must be one branch name, not '%s'%s", value,
                         branch_reason(value, why, sizeof(why)));
