@@ -389,9 +389,10 @@ keel_status gate_job_done(gate *g, gate_job_run *j)
     if (g->sched != NULL)
         gate_sched_clock(g->sched, (double)gate_now_ms()); /* the pace of the depth in use */
     if (g->sched != NULL && !gate_error &&
-        (j->result == GATE_EXEC_PASSED || j->result == GATE_EXEC_FAILED))
-        gate_sched_timed_shared(g->sched, j->config, (double)j->elapsed_ms, j->load,
-                                j->others); /* ran its course */
+        (j->result == GATE_EXEC_PASSED || j->result == GATE_EXEC_FAILED)) { /* ran its course */
+        gate_sched_job_time t = {j->config, (double)j->elapsed_ms, j->load, j->others, passed};
+        gate_sched_job_timed(g->sched, &t);
+    }
     gate_cand *c = stale ? NULL : gate_find_cand(g, j->cand);
     if (keel_ok(s) && !stale)
         gate_point_after_job();

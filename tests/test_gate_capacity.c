@@ -22,6 +22,7 @@
 #include "heaps.h"
 #include "pool.h"
 #include "resources.h"
+#include "scheduler.h"
 
 /* Jobs of two configurations (a: 1000 ms alone, b: 800 ms) at loads 1..4 on an executor of `par`. */
 static void feed(gate_cap *c, double par, int rounds)
@@ -390,6 +391,65 @@ static void test_niced_others_yield(void **state)
     assert_true(fabs((gate_stat_busy_between(b, a, true)) - (0.0)) < 1e-9);
 }
 
+/*
+ * What a gate learns from the jobs of a queue where broken changes fail at
+ * once: the first 40 jobs of inih's replay (bench/replay, session 19) on 2
+ * cores, gcc-debug ~4.3 s and clang-release ~8.5 s alone, twice as long 4 at
+ * once; the builds of broken changes failed in 0.1-0.3 s beside them (one
+ * flaky failure at 9.5 s).  Learned from every job, as the gate did, the
+ * failures made the fit jump between 0.5 and 2.5-2.7 jobs at once (and
+ * 3.3-4.6 in another run) from one job to the next.  Learned from the
+ * passes alone (a failure may stop at its first error), 1.6-2 after every
+ * job.
+ */
+static void test_failures_not_timings(void **state)
+{
+    (void)state;
+    static const struct {
+        int cfg;
+        double ms, load, others;
+        bool passed;
+    } jobs[] = {
+        {0, 8626, 4.00, 0.04, true},  {0, 9238, 3.89, 0.04, true}, {1, 14690, 2.88, 0.01, true},
+        {1, 14950, 2.81, 0.01, true}, {0, 93, 2.01, 0.35, false},  {0, 116, 2.95, 0.10, false},
+        {1, 210, 2.43, 0.24, false},  {0, 92, 2.86, 0.28, false},  {1, 270, 2.47, 0.08, false},
+        {1, 214, 1.61, 0.00, false},  {0, 4500, 2.00, 0.02, true}, {1, 9456, 1.31, 0.01, false},
+        {1, 7770, 1.00, 0.02, true},  {0, 3979, 1.99, 0.02, true}, {1, 8382, 1.31, 0.01, true},
+        {0, 94, 2.35, 0.35, false},   {0, 126, 3.13, 0.00, false}, {1, 240, 2.47, 0.08, false},
+        {0, 97, 2.85, 0.39, false},   {1, 286, 2.54, 0.00, false}, {1, 195, 1.49, 0.00, false},
+        {0, 8267, 3.97, 0.05, true},  {0, 8325, 3.98, 0.04, true}, {1, 13139, 2.92, 0.03, true},
+        {1, 13483, 2.80, 0.02, true}, {0, 95, 1.78, 0.45, false},  {1, 169, 1.33, 0.16, false},
+        {0, 103, 1.94, 0.36, false},  {1, 161, 1.45, 0.12, false}, {0, 4586, 2.00, 0.03, true},
+        {1, 8609, 1.36, 0.02, true},  {0, 85, 1.83, 0.44, false},  {1, 160, 1.32, 0.02, false},
+        {0, 80, 1.93, 0.47, false},   {1, 157, 1.32, 0.13, false}, {0, 89, 1.91, 0.28, false},
+        {1, 159, 1.36, 0.18, false},  {0, 73, 1.92, 0.38, false},  {1, 154, 1.29, 0.00, false},
+        {0, 3943, 2.00, 0.03, true},
+    };
+    static const char *const names[] = {"gcc-debug", "clang-release"};
+    gate_sched_params p;
+    gate_sched_params_default(&p);
+    p.parallel = 2.0;
+    double lo[2] = {INFINITY, INFINITY}, hi[2] = {0.0, 0.0};
+    for (int all = 0; all < 2; all++) { /* all: the failures read as the job's time */
+        gate_sched *s = NULL;
+        assert_true(keel_ok(gate_sched_new(&p, &s)));
+        for (size_t i = 0; i < sizeof(jobs) / sizeof(jobs[0]); i++) {
+            gate_sched_job_time t = {names[jobs[i].cfg], jobs[i].ms, jobs[i].load, jobs[i].others,
+                                     all != 0 || jobs[i].passed};
+            gate_sched_job_timed(s, &t);
+            gate_sched_stats st;
+            gate_sched_stats_get(s, &st);
+            lo[all] = st.parallel < lo[all] ? st.parallel : lo[all];
+            hi[all] = st.parallel > hi[all] ? st.parallel : hi[all];
+        }
+        print_message("%s: %.2f .. %.2f jobs at once\n", all ? "every job" : "the passes", lo[all],
+                      hi[all]);
+        gate_sched_delete(s);
+    }
+    assert_true(lo[0] > 1.5 && hi[0] < 2.2);
+    assert_true(lo[1] < 0.6 && hi[1] > 2.4); /* the old reading, for the record */
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -398,7 +458,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_observations),   cmocka_unit_test(test_pool_measures_load),
         cmocka_unit_test(test_pool_harmonic_load), cmocka_unit_test(test_width),
         cmocka_unit_test(test_others_apart),       cmocka_unit_test(test_others_measured),
-        cmocka_unit_test(test_niced_others_yield),
+        cmocka_unit_test(test_niced_others_yield), cmocka_unit_test(test_failures_not_timings),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -1063,14 +1063,15 @@ void gate_sched_capacity(gate_sched *s, double parallel)
 
 void gate_sched_timed(gate_sched *s, const char *config, double elapsed_ms, double load)
 {
-    gate_sched_timed_shared(s, config, elapsed_ms, load, 0.0);
+    gate_sched_job_time t = {config, elapsed_ms, load, 0.0, true};
+    gate_sched_job_timed(s, &t);
 }
 
-void gate_sched_timed_shared(gate_sched *s, const char *config, double elapsed_ms, double load,
-                             double others)
+void gate_sched_job_timed(gate_sched *s, const gate_sched_job_time *t)
 {
-    KEEL_ASSERT(s != NULL && config != NULL);
-    gate_cap_observe_shared(&s->cap, config, elapsed_ms, load, others);
+    KEEL_ASSERT(s != NULL && t != NULL && t->config != NULL);
+    if (t->passed) /* a failure may have stopped early: its time is not the job's */
+        gate_cap_observe_shared(&s->cap, t->config, t->elapsed_ms, t->load, t->others);
 }
 
 void gate_sched_clock(gate_sched *s, double now_ms)

@@ -280,20 +280,34 @@ KEEL_MUST_USE keel_status gate_sched_result_final(gate_sched *s, long long candi
 void gate_sched_capacity(gate_sched *s, double parallel);
 
 /*
- * A job ran to a result (not cancelled): its configuration, its wall time and
- * the harmonic mean of the number of jobs the executor ran meanwhile, itself
- * included (the gate measures both; the scheduler keeps no clock).  The
- * capacity estimate (capacity.h) learns from the last GATE_CAP_OBS of them.
+ * A job passed: its configuration, its wall time and the harmonic mean of
+ * the number of jobs the executor ran meanwhile, itself included (the gate
+ * measures both; the scheduler keeps no clock).  The capacity estimate
+ * (capacity.h) learns from the last GATE_CAP_OBS of them.
  */
 void gate_sched_timed(gate_sched *s, const char *config, double elapsed_ms, double load);
 /*
- * The same, and the cores the machine's other tenants (processes not the
- * gate's) used meanwhile on average (gate_others_cores): the estimate learns
- * the machine's parallelism apart from them and plans for what they leave
- * now (capacity.h).  gate_sched_timed is this with `others` 0.
+ * A job the gate timed, as gate_sched_job_timed takes it.  `others`: the
+ * cores the machine's other tenants (processes not the gate's) used
+ * meanwhile on average (gate_others_cores; 0 when unknown): the estimate
+ * learns the machine's parallelism apart from them and plans for what they
+ * leave now (capacity.h).
  */
-void gate_sched_timed_shared(gate_sched *s, const char *config, double elapsed_ms, double load,
-                             double others);
+typedef struct gate_sched_job_time {
+    const char *config;
+    double elapsed_ms, load, others;
+    bool passed; /* false: it failed, and may have stopped at its first error */
+} gate_sched_job_time;
+
+/*
+ * A job ran to a result (not cancelled).  Only a job that passed is learned
+ * from: a failed one may have stopped at its first error (a broken change's
+ * build fails in a tenth of a second where it passes in seconds), so its
+ * time is not the configuration's and would read as jobs that do not slow
+ * down when many run at once.  gate_sched_timed is this for a job that
+ * passed, `others` 0.
+ */
+void gate_sched_job_timed(gate_sched *s, const gate_sched_job_time *t);
 
 /*
  * The gate's clock (ms, any origin, never going back): the time since the
