@@ -9,7 +9,9 @@
  * (--b-length X: X T; the parson replay measured 0.52, gcc -O0 next to
  * clang -O2, which leaves a core idle for half of a build at depth 1).
  * Bad change c fails configuration c % 2 (both when c % 3 == 0) with a
- * failure signature of its own, every time; in the flaky runs every job also
+ * failure signature of its own, every time, its job taking all of its time
+ * (--fail-length F: F of it, as a build that fails at its first error; the
+ * replays' broken builds fail in 0.1 s where they pass in 4); in the flaky runs every job also
  * fails spuriously with probability 0.05, with a random signature
  * (retries = 1).
  *
@@ -65,6 +67,8 @@ enum { NCHANGES = 200, SLOTS = 4, MAXCAND = 16384, MAXJOBS = 65536, NSTRAT = 7, 
 
 static const char *const cfg_name[NCFG] = {"a", "b"};
 static double cfg_work[NCFG] = {1.0, 0.8}; /* in T, alone (b: --b-length) */
+/* A job that fails for a bad change takes this part of its time (--fail-length; 1: all of it). */
+static double fail_length = 1.0;
 /* The simulated clock fed to the scheduler (gate_sched_clock), as the gate does (--pace off: not). */
 static bool pace = true;
 /* --trace: print adaptive's shape at each change of it (one workload, one seed). */
@@ -229,7 +233,7 @@ static void start_builds(gate_sched *s, world *w)
             j->cand = b.candidate;
             j->cfg = k;
             j->state = JOB_WAITING;
-            j->left = cfg_work[k];
+            j->left = cfg_work[k] * (w->cand_sig[b.candidate][k] != 0 ? fail_length : 1.0);
             w->pending[b.candidate]++;
         }
     }
@@ -243,11 +247,13 @@ static void job_over(gate_sched *s, world *w, job *j, double now, double inv, do
     w->running--;
     w->jobs_run++;
     double elapsed = now - j->start;
-    gate_sched_timed(s, cfg_name[j->cfg], elapsed * 1000.0, elapsed / (inv - j->inv0));
     long long c = j->cand;
     unsigned long long sig = w->cand_sig[c][j->cfg];
     if (sig == 0 && flake > 0 && bench_uniform(seed) < flake)
         sig = bench_splitmix64(seed) | 1; /* a flake: its log ends any way */
+    gate_sched_job_time jt = {cfg_name[j->cfg], elapsed * 1000.0, elapsed / (inv - j->inv0), 0.0,
+                              sig == 0};
+    gate_sched_job_timed(s, &jt); /* as the gate feeds it, with its result */
     gate_sched_run *r = &w->runs[c][w->nruns[c]++];
     memset(r, 0, sizeof(*r));
     r->config = cfg_name[j->cfg];
@@ -663,6 +669,17 @@ int main(int argc, char **argv)
                 return 2;
             }
             cfg_work[1] = b;
+        } else if (arg != NULL && strcmp(opt, "--fail-length") == 0) {
+            char *end = NULL;
+            double f = strtod(arg, &end);
+            if (*end != '\0' || !(f > 0.0 && f <= 1.0)) {
+                (void)fprintf(stderr,
+                              "bench_gate: --fail-length wants a part of a job's time in (0, 1], "
+                              "not '%s'\n",
+                              arg);
+                return 2;
+            }
+            fail_length = f;
         } else if (arg != NULL && strcmp(opt, "--pace") == 0 &&
                    (strcmp(arg, "on") == 0 || strcmp(arg, "off") == 0)) {
             pace = strcmp(arg, "on") == 0;
@@ -688,7 +705,7 @@ int main(int argc, char **argv)
                 stderr,
                 "usage: bench_gate [--seeds N [--first-seed S] | --trials N | "
                 "--trace E,P,F [--seeds N] [--first-seed S]] [--workload E,P,F] [--b-length X] "
-                "[--pace on|off]\n");
+                "[--fail-length F] [--pace on|off]\n");
             return 2;
         }
     }

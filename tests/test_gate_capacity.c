@@ -397,10 +397,10 @@ static void test_niced_others_yield(void **state)
  * cores, gcc-debug ~4.3 s and clang-release ~8.5 s alone, twice as long 4 at
  * once; the builds of broken changes failed in 0.1-0.3 s beside them (one
  * flaky failure at 9.5 s).  Learned from every job, as the gate did, the
- * failures made the fit jump between 0.5 and 2.5-2.7 jobs at once (and
- * 3.3-4.6 in another run) from one job to the next.  Learned from the
- * passes alone (a failure may stop at its first error), 1.6-2 after every
- * job.
+ * failures made the fit jump between 0.5 and 2.7 jobs at once (and
+ * 3.3-4.6 in another run) from one job to the next.  With the failures
+ * judged (gate_cap_observe_failed: the early stops left out, the flaky
+ * failure that ran its course kept), 1.5-2 after every job.
  */
 static void test_failures_not_timings(void **state)
 {
@@ -442,23 +442,52 @@ static void test_failures_not_timings(void **state)
             lo[all] = st.parallel < lo[all] ? st.parallel : lo[all];
             hi[all] = st.parallel > hi[all] ? st.parallel : hi[all];
         }
-        print_message("%s: %.2f .. %.2f jobs at once\n", all ? "every job" : "the passes", lo[all],
-                      hi[all]);
+        print_message("%s: %.2f .. %.2f jobs at once\n", all ? "every job as a pass" : "as judged",
+                      lo[all], hi[all]);
         gate_sched_delete(s);
     }
-    assert_true(lo[0] > 1.5 && hi[0] < 2.2);
+    assert_true(lo[0] > 1.4 && hi[0] < 2.2);
     assert_true(lo[1] < 0.6 && hi[1] > 2.4); /* the old reading, for the record */
+}
+
+/*
+ * A failure before any pass of its configuration is taken (nothing to judge
+ * it by) until the first pass, then judged: a build that failed in 20 ms
+ * leaves the fit, one that failed at the end of its 1 s stays in it.
+ */
+static void test_failure_before_a_pass(void **state)
+{
+    (void)state;
+    for (int full = 0; full < 2; full++) {
+        gate_cap c;
+        gate_cap_init(&c, 2.0);
+        gate_cap_observe_failed(&c, "a", full ? 1010.0 : 20.0, 1.0, 0.0);
+        double before = gate_cap_alone_ms(&c, "a");
+        for (int i = 0; i < 4; i++)
+            gate_cap_observe(&c, "a", 1000.0, 1.0);
+        double after = gate_cap_alone_ms(&c, "a");
+        unsigned in_fit = 0;
+        for (unsigned i = 0; i < c.nobs; i++)
+            in_fit += !c.obs[i].dropped;
+        print_message(
+            "failed in %s: W %.0f ms alone, then %.0f with 4 passes, %u of %u in the fit\n",
+            full ? "1010 ms" : "20 ms", before, after, in_fit, c.nobs);
+        assert_true(fabs(before - (full ? 1010.0 : 20.0)) < 1.0); /* taken while alone */
+        assert_int_equal(in_fit, full ? 5 : 4);
+        assert_true(after > 990.0 && after < 1010.0);
+    }
 }
 
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_prior_alone),        cmocka_unit_test(test_learns_slowdown),
-        cmocka_unit_test(test_learns_free),        cmocka_unit_test(test_window),
-        cmocka_unit_test(test_bad_observations),   cmocka_unit_test(test_pool_measures_load),
-        cmocka_unit_test(test_pool_harmonic_load), cmocka_unit_test(test_width),
-        cmocka_unit_test(test_others_apart),       cmocka_unit_test(test_others_measured),
-        cmocka_unit_test(test_niced_others_yield), cmocka_unit_test(test_failures_not_timings),
+        cmocka_unit_test(test_prior_alone),           cmocka_unit_test(test_learns_slowdown),
+        cmocka_unit_test(test_learns_free),           cmocka_unit_test(test_window),
+        cmocka_unit_test(test_bad_observations),      cmocka_unit_test(test_pool_measures_load),
+        cmocka_unit_test(test_pool_harmonic_load),    cmocka_unit_test(test_width),
+        cmocka_unit_test(test_others_apart),          cmocka_unit_test(test_others_measured),
+        cmocka_unit_test(test_niced_others_yield),    cmocka_unit_test(test_failures_not_timings),
+        cmocka_unit_test(test_failure_before_a_pass),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

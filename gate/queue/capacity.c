@@ -55,7 +55,8 @@ void gate_cap_observe(gate_cap *c, const char *config, double ms, double load)
     gate_cap_observe_shared(c, config, ms, load, 0.0);
 }
 
-void gate_cap_observe_shared(gate_cap *c, const char *config, double ms, double load, double others)
+static void observe(gate_cap *c, const char *config, double ms, double load, double others,
+                    bool failed)
 {
     KEEL_ASSERT(c != NULL && config != NULL);
     if (!(ms > 0.0) || !isfinite(ms) || !isfinite(load))
@@ -65,10 +66,60 @@ void gate_cap_observe_shared(gate_cap *c, const char *config, double ms, double 
     o->log_ms = log(ms);
     o->log_load = load > 1.0 ? log(load) : 0.0;
     o->others = others > 0.0 && isfinite(others) ? others : 0.0;
+    o->failed = failed;
+    o->dropped = false;
     c->next = (c->next + 1) % GATE_CAP_OBS;
     if (c->nobs < GATE_CAP_OBS)
         c->nobs++;
     c->dirty = true;
+}
+
+static double expect_log_ms(gate_cap *c, const gate_cap_obs *o);
+
+/*
+ * Configuration k's failures, judged against the fit without them: those
+ * that took less than GATE_CAP_RAN_COURSE of what it gives a pass are left
+ * out of the fit (dropped), the rest are in it.
+ */
+static void judge_failures(gate_cap *c, unsigned k)
+{
+    for (unsigned i = 0; i < c->nobs; i++)
+        if (c->obs[i].cfg == k && c->obs[i].failed)
+            c->obs[i].dropped = true;
+    c->dirty = true;
+    for (unsigned i = 0; i < c->nobs; i++) {
+        gate_cap_obs *o = &c->obs[i];
+        if (o->cfg == k && o->failed)
+            o->dropped = o->log_ms < log(GATE_CAP_RAN_COURSE) + expect_log_ms(c, o);
+    }
+    c->dirty = true;
+}
+
+static bool has_pass(const gate_cap *c, unsigned k)
+{
+    for (unsigned i = 0; i < c->nobs; i++)
+        if (c->obs[i].cfg == k && !c->obs[i].failed)
+            return true;
+    return false;
+}
+
+void gate_cap_observe_shared(gate_cap *c, const char *config, double ms, double load, double others)
+{
+    KEEL_ASSERT(c != NULL && config != NULL);
+    unsigned k = cfg_index(c, config);
+    bool first = !has_pass(c, k);
+    observe(c, config, ms, load, others, false);
+    if (first)
+        judge_failures(c, k); /* those taken while nothing was known */
+}
+
+void gate_cap_observe_failed(gate_cap *c, const char *config, double ms, double load, double others)
+{
+    KEEL_ASSERT(c != NULL && config != NULL);
+    unsigned k = cfg_index(c, config);
+    observe(c, config, ms, load, others, true);
+    if (has_pass(c, k))
+        judge_failures(c, k);
 }
 
 /* log(P - others), at least log GATE_CAP_FLOOR; P itself when it is not limited. */
@@ -91,6 +142,8 @@ static double misfit(const gate_cap *c, double lp, double *lw)
     unsigned n[GATE_CAP_CONFIGS] = {0};
     for (unsigned i = 0; i < c->nobs; i++) {
         const gate_cap_obs *o = &c->obs[i];
+        if (o->dropped)
+            continue;
         double lq = log_left(lp, o->others);
         double slow = o->log_load > lq ? o->log_load - lq : 0.0;
         double y = o->log_ms - slow;
@@ -138,6 +191,15 @@ static void fit(gate_cap *c)
     c->parallel = exp(best_lp);
     for (unsigned k = 0; k < c->ncfg; k++)
         c->alone_ms[k] = isfinite(lw[k]) ? exp(lw[k]) : 0.0;
+}
+
+/* The log of the time the fit gives a pass of o's configuration at o's load and others. */
+static double expect_log_ms(gate_cap *c, const gate_cap_obs *o)
+{
+    fit(c);
+    double lw = c->alone_ms[o->cfg] > 0.0 ? log(c->alone_ms[o->cfg]) : -INFINITY;
+    double lq = log_left(log(c->parallel), o->others);
+    return lw + (o->log_load > lq ? o->log_load - lq : 0.0);
 }
 
 double gate_cap_others(const gate_cap *c)

@@ -48,6 +48,8 @@ typedef struct gate_cap_obs {
     double log_ms;   /* its wall time */
     double log_load; /* the jobs running meanwhile (their harmonic mean), >= 1 */
     double others;   /* the cores other tenants used meanwhile, >= 0 */
+    bool failed;     /* a job that failed (gate_cap_observe_failed) */
+    bool dropped;    /* a failure found to have stopped early: not in the fit */
 } gate_cap_obs;
 
 typedef struct gate_cap {
@@ -70,6 +72,18 @@ void gate_cap_observe(gate_cap *c, const char *config, double ms, double load);
 /* The same, while other tenants used `others` cores on average (< 0, NaN: 0). */
 void gate_cap_observe_shared(gate_cap *c, const char *config, double ms, double load,
                              double others);
+/*
+ * A job of `config` that failed, as gate_cap_observe_shared: learned from
+ * while it took at least GATE_CAP_RAN_COURSE of the time the estimate gives
+ * a pass of its configuration at its load (it ran its course: a test that
+ * failed at the end), not when it stopped at its first error (a broken
+ * change's build failing in 0.1 s where it passes in 4 s would read as a job
+ * that does not slow down).  One that came before any pass of its
+ * configuration is taken until the first pass, then judged with the rest.
+ */
+void gate_cap_observe_failed(gate_cap *c, const char *config, double ms, double load,
+                             double others);
+#define GATE_CAP_RAN_COURSE 0.5
 /*
  * What the scheduler plans for: P less the others' cores now (the mean of
  * the newest GATE_CAP_RECENT observations), at least GATE_CAP_FLOOR; P

@@ -1070,8 +1070,10 @@ void gate_sched_timed(gate_sched *s, const char *config, double elapsed_ms, doub
 void gate_sched_job_timed(gate_sched *s, const gate_sched_job_time *t)
 {
     KEEL_ASSERT(s != NULL && t != NULL && t->config != NULL);
-    if (t->passed) /* a failure may have stopped early: its time is not the job's */
+    if (t->passed)
         gate_cap_observe_shared(&s->cap, t->config, t->elapsed_ms, t->load, t->others);
+    else /* learned from only if it ran its course (capacity.h) */
+        gate_cap_observe_failed(&s->cap, t->config, t->elapsed_ms, t->load, t->others);
 }
 
 void gate_sched_clock(gate_sched *s, double now_ms)

@@ -300,12 +300,13 @@ typedef struct gate_sched_job_time {
 } gate_sched_job_time;
 
 /*
- * A job ran to a result (not cancelled).  Only a job that passed is learned
- * from: a failed one may have stopped at its first error (a broken change's
- * build fails in a tenth of a second where it passes in seconds), so its
- * time is not the configuration's and would read as jobs that do not slow
- * down when many run at once.  gate_sched_timed is this for a job that
- * passed, `others` 0.
+ * A job ran to a result (not cancelled).  A job that passed is learned
+ * from; a failed one only when it took at least half the time the estimate
+ * gives a pass of its configuration at its load (it ran its course: a test
+ * that failed at the end).  A failure may stop at its first error (a broken
+ * change's build fails in a tenth of a second where it passes in seconds),
+ * and such times read as jobs that do not slow down when many run at once.
+ * gate_sched_timed is this for a job that passed, `others` 0.
  */
 void gate_sched_job_timed(gate_sched *s, const gate_sched_job_time *t);
 
