@@ -188,6 +188,7 @@ typedef struct parse_state {
     void *report_ctx;
     size_t errors;                          /* how many were reported */
     bool flow_interval_set[GATE_MAX_FLOWS]; /* `interval` given (checked against `trigger`) */
+    char key_of[GATE_BRANCH_MAX * 2 + 16];  /* "[flow A -> B] ": what a key's error names first */
 } parse_state;
 
 static keel_status errf(const parse_state *st, keel_code code, const char *fmt, ...)
@@ -200,8 +201,9 @@ static keel_status errf(const parse_state *st, keel_code code, const char *fmt, 
     va_start(ap, fmt);
     (void)vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    return keel_status_with_uint(KEEL_ERR((int)code, "%s:%zu: %s", st->origin, st->line, what),
-                                 "line", (unsigned long long)st->line);
+    return keel_status_with_uint(
+        KEEL_ERR((int)code, "%s:%zu: %s%s", st->origin, st->line, st->key_of, what), "line",
+        (unsigned long long)st->line);
 }
 
 /* Blanks off both ends (and a CR off the end), but a blank a backslash escapes: it is a word's. */
@@ -282,9 +284,9 @@ static keel_status set_words(const parse_state *st, const char *key, const char 
     gate_words parsed;
     keel_status s = gate_words_split(value, &parsed);
     if (!keel_ok(s))
-        return keel_status_with_uint(
-            KEEL_WRAP(s, KEEL_E_PARSE, "%s:%zu: bad value for '%s'", st->origin, st->line, key),
-            "line", (unsigned long long)st->line);
+        return keel_status_with_uint(KEEL_WRAP(s, KEEL_E_PARSE, "%s:%zu: %sbad value for '%s'",
+                                               st->origin, st->line, st->key_of, key),
+                                     "line", (unsigned long long)st->line);
     gate_words_free(w); /* a key given twice: the last one wins */
     *w = parsed;
     return KEEL_OK;
@@ -571,9 +573,9 @@ static keel_status set_levels(const parse_state *st, const char *value, unsigned
     gate_words w;
     keel_status s = gate_words_split(value, &w);
     if (!keel_ok(s))
-        return keel_status_with_uint(
-            KEEL_WRAP(s, KEEL_E_PARSE, "%s:%zu: bad value for 'levels'", st->origin, st->line),
-            "line", (unsigned long long)st->line);
+        return keel_status_with_uint(KEEL_WRAP(s, KEEL_E_PARSE, "%s:%zu: %sbad value for 'levels'",
+                                               st->origin, st->line, st->key_of),
+                                     "line", (unsigned long long)st->line);
     unsigned levels = 0;
     for (size_t i = 0; keel_ok(s) && i < w.n; i++) {
         unsigned k = 0;
@@ -717,8 +719,8 @@ static keel_status open_flow(parse_state *st, char *name)
     return KEEL_OK;
 }
 
-static keel_status flow_duration(const parse_state *st, const gate_flow_config *f, const char *key,
-                                 const char *text, unsigned long long *out)
+static keel_status flow_duration(const parse_state *st, const char *key, const char *text,
+                                 unsigned long long *out)
 {
     keel_status s = gate_duration_parse(text, out);
     if (keel_ok(s) && *out == 0)
@@ -726,9 +728,8 @@ static keel_status flow_duration(const parse_state *st, const gate_flow_config *
     if (keel_ok(s))
         return KEEL_OK;
     keel_status_free(s);
-    return errf(st, KEEL_E_PARSE,
-                "[flow %s -> %s] '%s': '%s' is not a duration above 0 such as 30m, 6h or 1d",
-                f->from, f->to, key, text);
+    return errf(st, KEEL_E_PARSE, "'%s': '%s' is not a duration above 0 such as 30m, 6h or 1d", key,
+                text);
 }
 
 /* `owner = Name <address>`: one person, no control characters. */
@@ -745,7 +746,8 @@ static bool owner_ok(const char *v)
     return lt[1] != '@' && v[len - 2] != '@';
 }
 
-static keel_status flow_key(parse_state *st, const char *key, const char *value)
+/* A key of a [flow] section, known to be one (flow_key). */
+static keel_status flow_value(parse_state *st, const char *key, const char *value)
 {
     gate_flow_config *f = &st->cfg->flows[st->cfg->nflows - 1];
     if (strcmp(key, "trigger") == 0) {
@@ -761,25 +763,21 @@ static keel_status flow_key(parse_state *st, const char *key, const char *value)
             f->trigger = GATE_FLOW_ON_SCHEDULE; /* `trigger = every 6h`: both at once */
             st->flow_interval_set[st->cfg->nflows - 1] = true;
             const char *every = value + 5 + strspn(value + 5, " \t");
-            return flow_duration(st, f, key, every, &f->interval_s);
+            return flow_duration(st, key, every, &f->interval_s);
         }
         return errf(st, KEEL_E_PARSE,
-                    "[flow %s -> %s] 'trigger' must be commit, schedule or 'every DURATION', "
-                    "not '%s'",
-                    f->from, f->to, value);
+                    "'trigger' must be commit, schedule or 'every DURATION', not '%s'", value);
     }
     if (strcmp(key, "interval") == 0) {
         st->flow_interval_set[st->cfg->nflows - 1] = true;
-        return flow_duration(st, f, key, value, &f->interval_s);
+        return flow_duration(st, key, value, &f->interval_s);
     }
     if (strcmp(key, "levels") == 0)
         return set_levels(st, value, &f->levels);
     if (strcmp(key, "owner") == 0) {
         if (!owner_ok(value) || strlen(value) >= sizeof(f->owner))
             return errf(st, KEEL_E_PARSE,
-                        "[flow %s -> %s] 'owner' must be one person as 'Name <address>', not "
-                        "'%s'",
-                        f->from, f->to, value);
+                        "'owner' must be one person as 'Name <address>', not '%s'", value);
         (void)snprintf(f->owner, sizeof(f->owner), "%s", value);
         return KEEL_OK;
     }
@@ -788,11 +786,10 @@ static keel_status flow_key(parse_state *st, const char *key, const char *value)
         keel_status s = set_words(st, key, value, &w);
         if (keel_ok(s) && (w.n == 0 || w.n > GATE_FLOW_REMIND_MAX))
             s = errf(st, KEEL_E_RANGE,
-                     "[flow %s -> %s] 'remind' needs 1 to %d durations (the back-off between "
-                     "reminders), not %zu",
-                     f->from, f->to, (int)GATE_FLOW_REMIND_MAX, w.n);
+                     "'remind' needs 1 to %d durations (the back-off between reminders), not %zu",
+                     (int)GATE_FLOW_REMIND_MAX, w.n);
         for (size_t i = 0; keel_ok(s) && i < w.n; i++)
-            s = flow_duration(st, f, key, w.words[i], &f->remind_s[i]);
+            s = flow_duration(st, key, w.words[i], &f->remind_s[i]);
         if (keel_ok(s))
             f->nremind = w.n;
         gate_words_free(&w);
@@ -802,9 +799,23 @@ static keel_status flow_key(parse_state *st, const char *key, const char *value)
         return parse_uint(st, key, value, 1, GATE_FLOW_PEOPLE_MAX, &f->remind_max);
     if (strcmp(key, "escalate-after") == 0)
         return parse_uint(st, key, value, 0, 1000, &f->escalate_after);
-    if (strcmp(key, "back-merge") == 0)
-        return parse_bool(st, key, value, &f->back_merge);
-    return unknown_key(st, key, flow_keys, sizeof(flow_keys) / sizeof(flow_keys[0]), "flow");
+    KEEL_ASSERT(strcmp(key, "back-merge") == 0);
+    return parse_bool(st, key, value, &f->back_merge);
+}
+
+/*
+ * A key of a [flow A -> B] section: every error of its value begins with
+ * "[flow A -> B] ", as the flows' own rules' do (validate_flows).
+ */
+static keel_status flow_key(parse_state *st, const char *key, const char *value)
+{
+    if (!key_in(key, flow_keys, sizeof(flow_keys) / sizeof(flow_keys[0])))
+        return unknown_key(st, key, flow_keys, sizeof(flow_keys) / sizeof(flow_keys[0]), "flow");
+    const gate_flow_config *f = &st->cfg->flows[st->cfg->nflows - 1];
+    (void)snprintf(st->key_of, sizeof(st->key_of), "[flow %s -> %s] ", f->from, f->to);
+    keel_status s = flow_value(st, key, value);
+    st->key_of[0] = '\0';
+    return s;
 }
 
 /*

@@ -21,8 +21,8 @@
 #include "gate_text.h"
 #include "text.h"
 
-static char out_text[65536], err_text[8192];
-static bool cli_no_state; /* cli() gives --repo only (check opens no store) */
+static char out_text[1 << 20], err_text[8192]; /* log --full of 1,100 jobs */
+static bool cli_no_state;                      /* cli() gives --repo only (check opens no store) */
 
 /* Run the CLI in this process with `args` (NULL-terminated), output captured. */
 static int cli(const char *const *args)
@@ -52,6 +52,26 @@ static int cli(const char *const *args)
     fclose(out);
     fclose(err);
     return rc;
+}
+
+/* Run `sql` on the store (sqlite directly: a state the gate's API would take long to make). */
+static void sql_exec(const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(fx_state, &db), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg != NULL ? msg : "?");
+    sqlite3_close(db);
+}
+
+/* How many times `what` is in `text`. */
+static size_t count_of(const char *text, const char *what)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, what)) != NULL; p += strlen(what))
+        n++;
+    return n;
 }
 
 static void assert_has(const char *text, const char *what)
@@ -181,6 +201,12 @@ static void test_token_and_check_arguments(void **state)
         {{"token", "add", NULL}, "'token add' needs the token's NAME"},
         {{"token", "revoke", NULL}, "'token revoke' needs the token's NAME"},
         {{"token", "list", "extra", NULL}, "'token list' takes no name, not 'extra'"},
+        {{"token", "add", "a b", NULL},
+         "token name 'a b' must be 1 to 64 visible ASCII characters"},
+        {{"token", "add", "", NULL}, "token name '' must be 1 to 64 visible ASCII characters"},
+        {{"token", "add", "n1234567890123456789012345678901234567890123456789012345678901234",
+          NULL},
+         "must be 1 to 64 visible ASCII characters"},
         {{"token", "add", "x", "--role=god", NULL}, "'--role' is read, submit or admin, not 'god'"},
         {{"token", "list", "--role", "admin", NULL},
          "'--role' is for 'token add' (a new token's role), not for 'token list'"},
@@ -203,6 +229,13 @@ static void test_token_and_check_arguments(void **state)
     const char *list[] = {"token", "list", NULL};
     assert_int_equal(cli(list), 0);
     assert_has(out_text, "no tokens"); /* none was added */
+    /* token list lists every token: 300 (it listed 256 at most) */
+    sql_exec("WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 300) "
+             "INSERT INTO tokens (name, role, hash, created_at) "
+             "SELECT printf('t%03d', i), 'read', 'x', 0 FROM k");
+    assert_int_equal(cli(list), 0);
+    assert_int_equal(count_of(out_text, " read    created "), 300);
+    assert_has(out_text, "t300 ");
     assert_int_equal(fx_sql_int("SELECT count(*) FROM changes WHERE ?1 IS NOT NULL", "x"), 0);
     cli_no_state = true;
     const char *dir[] = {"check", fx_dir, NULL};
@@ -409,6 +442,17 @@ static void test_submit_cancel_status_log(void **state)
     const char *nolog[] = {"log", "99", NULL};
     assert_int_equal(cli(nolog), 1);
     assert_non_null(strstr(err_text, "no change 99"));
+    /* log reads every job of a change: 1,100 more than it has (it read 1,024 at most) */
+    const char *full[] = {"log", "2", "--full", NULL};
+    assert_int_equal(cli(full), 0);
+    size_t before = count_of(out_text, "==== job ");
+    sql_exec("WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 1100) "
+             "INSERT INTO jobs (candidate, config, attempt, state, log, started_at) "
+             "SELECT (SELECT candidate FROM candidate_changes WHERE change = 2 LIMIT 1), "
+             "'extra', i, 'passed', '', 1 FROM k");
+    assert_int_equal(cli(full), 0);
+    assert_int_equal(count_of(out_text, "==== job "), before + 1100);
+    assert_has(out_text, "'extra', attempt 1100: passed");
 }
 
 static void test_try(void **state)

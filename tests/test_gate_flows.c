@@ -183,6 +183,41 @@ static void test_config_pre_merge(void **state)
     gate_config_free(c);
 }
 
+/*
+ * Every error of a [flow] key's value names its flow first, as the flows' own
+ * rules do: the keys read by the parser's shared readers (levels, remind,
+ * remind-max, escalate-after, back-merge) as much as trigger or owner; the
+ * next section's keys do not.
+ */
+static void test_config_flow_key_errors_name_the_flow(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *keys;
+        keel_code code;
+        const char *says;
+    } bad[] = {
+        {"levels = gate bogus\n", KEEL_E_PARSE,
+         ":4: [flow a -> b] 'levels': unknown level 'bogus'"},
+        {"levels = 'gate\n", KEEL_E_PARSE, ":4: [flow a -> b] bad value for 'levels'"},
+        {"remind = '1d\n", KEEL_E_PARSE, ":4: [flow a -> b] bad value for 'remind'"},
+        {"remind-max = 0\n", KEEL_E_RANGE, ":4: [flow a -> b] 'remind-max' = 0 is out of range"},
+        {"escalate-after = soon\n", KEEL_E_PARSE,
+         ":4: [flow a -> b] 'escalate-after' must be a whole number, not 'soon'"},
+        {"back-merge = maybe\n", KEEL_E_PARSE,
+         ":4: [flow a -> b] 'back-merge' must be yes or no, not 'maybe'"},
+        {"trigger = every 6\n", KEEL_E_PARSE, ":4: [flow a -> b] 'trigger': '6' is not a duration"},
+        {"owner = ann\n", KEEL_E_PARSE, ":4: [flow a -> b] 'owner' must be one person"},
+        {"levels = gate\n[config u]\ntest = true\ncpus = many\n", KEEL_E_PARSE,
+         ":7: 'cpus' must be a whole number, not 'many'"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[512];
+        (void)snprintf(text, sizeof(text), CONFIGS "[flow a -> b]\n%s", bad[i].keys);
+        expect_refused(text, bad[i].code, bad[i].says, NULL);
+    }
+}
+
 static void test_config_flow_errors(void **state)
 {
     (void)state;
@@ -1071,6 +1106,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_flows),
         cmocka_unit_test(test_config_flow_errors),
+        cmocka_unit_test(test_config_flow_key_errors_name_the_flow),
         cmocka_unit_test(test_config_pre_merge),
         cmocka_unit_test(test_duration_and_branch_names),
         cmocka_unit_test(test_flow_sync_once),

@@ -437,6 +437,8 @@ static int token_usage(const parsed *p, FILE *err)
         return usage_error(err, "'token list' takes no name, not '%s'", p->args[1]);
     if (!list && p->nargs < 2)
         return usage_error(err, "'token %s' needs the token's NAME", verb);
+    if (strcmp(verb, "add") == 0 && !gate_token_name_ok(p->args[1]))
+        return usage_error(err, "token name '%s' must be " GATE_TOKEN_NAME_RULE, p->args[1]);
     if (role != NULL && strcmp(verb, "add") != 0)
         return usage_error(err,
                            "'--role' is for 'token add' (a new token's role), not for "

@@ -18,7 +18,7 @@
 #include "text.h"
 
 enum {
-    JOBS_MAX = 1024,  /* the jobs of one change that log reads */
+    JOBS_FIRST = 256, /* room for the jobs of one change that log reads first (doubled) */
     BRANCH_MAX = 64,  /* the changes of one branch that a lookup reads */
     CAND_SHOWN = 8,   /* the changes of a candidate that are listed */
     TAIL_LINES = 20,  /* the decisive failure's last lines */
@@ -278,6 +278,27 @@ static void summary(gate *g, FILE *f, const gate_change *c, const gate_job *jobs
     }
 }
 
+/* Every job of change `id`, in the order they started (*jobs: free it; no cap). */
+static keel_status change_jobs(gate *g, long long id, gate_job **jobs, size_t *n)
+{
+    *jobs = NULL;
+    *n = 0;
+    keel_status s = KEEL_OK;
+    for (size_t cap = JOBS_FIRST; keel_ok(s); cap *= 2) {
+        void *mem = NULL;
+        s = keel_heap_calloc(GATE_HEAP, cap, sizeof(gate_job), &mem);
+        if (keel_ok(s))
+            s = gate_store_jobs(g->store, NULL, id, (gate_job *)mem, cap, n);
+        if (keel_ok(s) && *n < cap) {
+            *jobs = (gate_job *)mem;
+            return KEEL_OK;
+        }
+        keel_heap_free(GATE_HEAP, mem); /* full: there may be more, read them all again */
+    }
+    *n = 0;
+    return s;
+}
+
 keel_status gate_log(gate *g, long long id, FILE *f, unsigned flags)
 {
     KEEL_ASSERT(g != NULL && f != NULL);
@@ -286,18 +307,17 @@ keel_status gate_log(gate *g, long long id, FILE *f, unsigned flags)
     keel_status s = gate_store_get(g->store, id, &c);
     if (!keel_ok(s))
         return s;
-    void *mem = NULL, *tmem = NULL;
-    s = keel_heap_calloc(GATE_HEAP, JOBS_MAX, sizeof(gate_job), &mem);
+    void *tmem = NULL;
+    gate_job *jobs = NULL;
+    size_t n = 0;
+    s = change_jobs(g, id, &jobs, &n);
     if (keel_ok(s))
         s = keel_heap_alloc(GATE_HEAP, TAIL_BYTES + 2, &tmem);
     if (!keel_ok(s)) {
-        keel_heap_free(GATE_HEAP, mem);
+        keel_heap_free(GATE_HEAP, jobs);
         return KEEL_CONTEXT(s, "reading the jobs of change %lld", id);
     }
-    gate_job *jobs = (gate_job *)mem;
     char *tail = (char *)tmem;
-    size_t n = 0;
-    s = gate_store_jobs(g->store, NULL, id, jobs, JOBS_MAX, &n);
     long d = keel_ok(s) ? decisive(&c, jobs, n) : -1;
     bool whole = true,
          have = d >= 0 && gate_log_tail(jobs[d].log, TAIL_LINES, tail, TAIL_BYTES + 2, &whole);

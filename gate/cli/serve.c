@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "gate_int.h"
 #include "serve.h"
 #include "text.h"
 #include "web.h"
@@ -48,18 +49,36 @@ keel_status gate_serve(gate *g, const gate_web_options *o, FILE *out)
     return s;
 }
 
+bool gate_token_name_ok(const char *name)
+{
+    for (const char *p = name; *p != '\0'; p++)
+        if (*p <= ' ' || *p > '~' || (size_t)(p - name) >= 64)
+            return false;
+    return name[0] != '\0';
+}
+
 keel_status gate_token_cmd(gate *g, const char *verb, const char *name, const char *role, FILE *out)
 {
     gate_store *st = gate_get_store(g);
     long long now = (long long)time(NULL);
-    if (strcmp(verb, "list") == 0) {
-        enum { MAX = 256 };
-        gate_token list[MAX];
-        size_t n = 0;
-        keel_status s = gate_store_token_list(st, list, MAX, &n);
-        if (!keel_ok(s))
-            return s;
-        for (size_t i = 0; i < n && i < MAX; i++) {
+    if (strcmp(verb, "list") == 0) { /* every token: counted, then read (no cap) */
+        size_t n = 0, cap = 0;
+        gate_token *list = NULL;
+        keel_status s = gate_store_token_list(st, NULL, 0, &n);
+        while (keel_ok(s) && n > cap) { /* more than room: a token added meanwhile, say */
+            cap = n;
+            keel_heap_free(GATE_HEAP, list);
+            void *mem = NULL;
+            s = keel_heap_calloc(GATE_HEAP, cap, sizeof(gate_token), &mem);
+            list = (gate_token *)mem;
+            if (keel_ok(s))
+                s = gate_store_token_list(st, list, cap, &n);
+        }
+        if (!keel_ok(s)) {
+            keel_heap_free(GATE_HEAP, list);
+            return KEEL_CONTEXT(s, "listing the tokens");
+        }
+        for (size_t i = 0; i < n; i++) {
             char when[32] = "?";
             time_t t = (time_t)list[i].created_at;
             struct tm tm;
@@ -70,6 +89,7 @@ keel_status gate_token_cmd(gate *g, const char *verb, const char *name, const ch
         }
         if (n == 0)
             (void)fprintf(out, "no tokens (keel-gate token add NAME --role read|submit|admin)\n");
+        keel_heap_free(GATE_HEAP, list);
         return KEEL_OK;
     }
     if (name == NULL || name[0] == '\0')
@@ -81,10 +101,8 @@ keel_status gate_token_cmd(gate *g, const char *verb, const char *name, const ch
     gate_role r = gate_role_from_name(role != NULL ? role : "read");
     if (r == GATE_ROLE_NONE)
         return KEEL_ERR(KEEL_E_INVAL, "unknown role '%s': read, submit or admin", role);
-    for (const char *p = name; *p != '\0'; p++)
-        if (*p <= ' ' || *p > '~' || (size_t)(p - name) >= 64)
-            return KEEL_ERR(KEEL_E_INVAL,
-                            "token name '%s' must be up to 64 visible ASCII characters", name);
+    if (!gate_token_name_ok(name))
+        return KEEL_ERR(KEEL_E_INVAL, "token name '%s' must be " GATE_TOKEN_NAME_RULE, name);
     char token[GATE_TOKEN_MAX], hash[GATE_TOKEN_HASH_HEX];
     keel_status s = gate_token_new(token);
     if (!keel_ok(s))

@@ -1,17 +1,15 @@
 /*
  * slurm.c - keel-gate's Slurm executor: a step as one srun job running
- * keel-gate's own job runner on the node (slurm.h).
- *
- * The spec and the result are text files of `key<TAB>value` lines, the
- * value with `\\`, `\n` and `\t` escaped; a key may repeat (argv, env, the
- * lists of the policy).  Both are written to a temporary name and renamed, so
- * each is whole or absent.
+ * keel-gate's own job runner on the node (slurm.h).  This file: the gate's
+ * side, the slots' allocations, the runner standing in one, and a job launched
+ * as its own srun job or as a step.  The spec and result files and the node's
+ * side are slurm_files.c's; running Slurm's clients and reconciling at start,
+ * slurm_client.c's.
  */
 #define _GNU_SOURCE      1
 #define KEEL_MODULE_NAME "gate"
 #include "slurm.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -22,8 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,589 +43,6 @@ static char *arg(const char *literal)
 extern char **environ;
 
 #define SLURM_HEAP KEEL_MODULE_REF(gate_exec)
-
-enum { SPEC_MAX = 1 << 20, SPEC_WORDS = 4096 };
-
-/* ---- the files -------------------------------------------------------------------- */
-
-static void put(FILE *f, const char *key, const char *value)
-{
-    (void)fprintf(f, "%s\t", key);
-    for (const char *p = value; *p != '\0'; p++) {
-        if (*p == '\\')
-            (void)fputs("\\\\", f);
-        else if (*p == '\n')
-            (void)fputs("\\n", f);
-        else if (*p == '\t')
-            (void)fputs("\\t", f);
-        else
-            (void)fputc(*p, f);
-    }
-    (void)fputc('\n', f);
-}
-
-static void put_ull(FILE *f, const char *key, unsigned long long v)
-{
-    char buf[32];
-    (void)snprintf(buf, sizeof(buf), "%llu", v);
-    put(f, key, buf);
-}
-
-/* Each string of a packed list (strings one after the other, an empty one ends). */
-static void put_packed(FILE *f, const char *key, const char *list)
-{
-    for (const char *p = list; *p != '\0'; p += strlen(p) + 1)
-        put(f, key, p);
-}
-
-/* Write `path` whole or not at all for its readers: `fill` into path.tmp, then renamed. */
-static keel_status write_file(const char *path, void (*fill)(FILE *, const void *), const void *arg)
-{
-    char tmp[GATE_PATH_MAX + 16];
-    gate_fmt(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "we");
-    if (f == NULL)
-        return KEEL_ERR_SYS(errno, "cannot write '%s'", tmp);
-    fill(f, arg);
-    int e = ferror(f) ? EIO : 0;
-    /*
-     * No fsync: the rename makes it whole or absent for readers; after a crash of its host
-     * the job runs again anyway (the store is the truth), and an fsync cost a job 10-15 ms.
-     */
-    if (fflush(f) != 0)
-        e = errno != 0 ? errno : EIO;
-    if (fclose(f) != 0 && e == 0)
-        e = errno != 0 ? errno : EIO;
-    if (e == 0 && rename(tmp, path) != 0)
-        e = errno;
-    if (e != 0) {
-        (void)unlink(tmp);
-        return KEEL_ERR_SYS(e, "cannot write '%s'", path);
-    }
-    return KEEL_OK;
-}
-
-/* A file read whole into a NUL-terminated heap block; KEEL_E_NOTFOUND when absent. */
-static keel_status read_file(const char *path, char **out)
-{
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? KEEL_ERR(KEEL_E_NOTFOUND, "no file '%s'", path)
-                               : KEEL_ERR_SYS(errno, "cannot read '%s'", path);
-    /* its size now, plus one byte to see it grew (a block of SPEC_MAX costs a job its faults) */
-    struct stat sb;
-    size_t cap = fstat(fd, &sb) == 0 && sb.st_size >= 0 && sb.st_size < SPEC_MAX
-                     ? (size_t)sb.st_size + 1
-                     : (size_t)SPEC_MAX;
-    void *mem = NULL;
-    keel_status s = keel_heap_calloc(SLURM_HEAP, 1, cap + 1, &mem);
-    size_t n = 0;
-    while (keel_ok(s) && n < cap) {
-        ssize_t got = read(fd, (char *)mem + n, cap - n);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            s = KEEL_ERR_SYS(errno, "cannot read '%s'", path);
-        if (got <= 0)
-            break;
-        n += (size_t)got;
-    }
-    (void)close(fd);
-    if (keel_ok(s) && n == cap)
-        s = n == SPEC_MAX
-                ? KEEL_ERR(KEEL_E_RANGE, "'%s' is larger than %d bytes", path, (int)SPEC_MAX)
-                : KEEL_ERR(KEEL_E_STATE, "'%s' grew while it was read", path);
-    if (!keel_ok(s)) {
-        keel_heap_free(SLURM_HEAP, mem);
-        return s;
-    }
-    *out = (char *)mem;
-    return KEEL_OK;
-}
-
-/*
- * The next `key<TAB>value` line of *at, split and unescaped in place;
- * false at the end or at a line without a tab.
- */
-static bool next_line(char **at, char **key, char **value)
-{
-    char *p = *at;
-    if (p == NULL || *p == '\0')
-        return false;
-    char *nl = strchr(p, '\n');
-    if (nl == NULL)
-        return false; /* a line cut short: the file was not written whole */
-    *nl = '\0';
-    *at = nl + 1;
-    char *tab = strchr(p, '\t');
-    if (tab == NULL)
-        return false;
-    *tab = '\0';
-    *key = p;
-    *value = tab + 1;
-    char *w = tab + 1;
-    for (char *r = tab + 1; *r != '\0'; r++) {
-        if (*r == '\\' && r[1] != '\0') {
-            r++;
-            char c = *r;
-            if (c == 'n')
-                c = '\n';
-            else if (c == 't')
-                c = '\t';
-            *w++ = c;
-        } else {
-            *w++ = *r;
-        }
-    }
-    *w = '\0';
-    return true;
-}
-
-static unsigned long long to_ull(const char *v)
-{
-    return strtoull(v, NULL, 10);
-}
-
-/* ---- the spec ----------------------------------------------------------------------- */
-
-/* The spec's limits: where each goes in the policy. */
-static const struct {
-    const char *key;
-    size_t offset; /* in gate_limits */
-} limit_fields[] = {
-    {"memory", offsetof(gate_limits, memory)}, {"processes", offsetof(gate_limits, processes)},
-    {"cpu", offsetof(gate_limits, cpu)},       {"output", offsetof(gate_limits, output)},
-    {"disk", offsetof(gate_limits, disk)},     {"tmp", offsetof(gate_limits, tmp)}};
-
-static void put_words(FILE *f, const char *key, char *const *words)
-{
-    for (char *const *w = words; w != NULL && *w != NULL; w++)
-        put(f, key, *w);
-}
-
-static void fill_spec(FILE *f, const void *arg)
-{
-    const gate_job_run *j = (const gate_job_run *)arg;
-    put(f, "version", "2");
-    put(f, "config", j->config);
-    put_words(f, "build", j->build);
-    put_words(f, "test", j->test);
-    put_words(f, "env", j->env);
-    put(f, "dir", j->dir);
-    put(f, "log", j->log);
-    put_ull(f, "timeout_ms", j->timeout_ms);
-    const gate_job_policy *p = &j->policy;
-    put_ull(f, "sandbox", p->sandbox);
-    put_ull(f, "network", p->network);
-    for (size_t i = 0; i < sizeof(limit_fields) / sizeof(limit_fields[0]); i++) {
-        unsigned long long v = 0;
-        memcpy(&v, (const char *)&p->limits + limit_fields[i].offset, sizeof(v));
-        put_ull(f, limit_fields[i].key, v);
-    }
-    put_packed(f, "writable", p->writable);
-    put_packed(f, "pass_env", p->pass_env);
-    for (size_t i = 0; j->hidden != NULL && i < j->hidden->n; i++)
-        put(f, j->hidden->e[i].gate_owned ? "hidden_owned" : "hidden", j->hidden->e[i].path);
-    put(f, "end", "");
-}
-
-/* Append `v` to a packed list; false when it does not fit. */
-static bool pack_add(char *list, size_t size, const char *v)
-{
-    size_t at = 0;
-    while (list[at] != '\0')
-        at += strlen(list + at) + 1;
-    size_t len = strlen(v) + 1;
-    if (len == 1 || at + len + 1 > size)
-        return false;
-    memcpy(list + at, v, len);
-    list[at + len] = '\0';
-    return true;
-}
-
-/* A word list of the spec: its words point into the spec's text. */
-typedef struct spec_words {
-    char *w[SPEC_WORDS + 1];
-    size_t n;
-} spec_words;
-
-struct gate_slurm__node_job {
-    gate_job_run job;
-    char *text; /* the spec's, which the lists point into */
-    gate_hidden hidden;
-    spec_words build, test, env;
-};
-typedef struct gate_slurm__node_job node_spec;
-
-/* A number or flag of the spec; false when `k` is none. */
-static bool spec_number(node_spec *ns, const char *k, const char *v)
-{
-    unsigned long long n = to_ull(v);
-    gate_job_policy *p = &ns->job.policy;
-    if (strcmp(k, "timeout_ms") == 0)
-        ns->job.timeout_ms = (unsigned)n;
-    else if (strcmp(k, "sandbox") == 0)
-        p->sandbox = n != 0;
-    else if (strcmp(k, "network") == 0)
-        p->network = n != 0;
-    else {
-        for (size_t i = 0; i < sizeof(limit_fields) / sizeof(limit_fields[0]); i++)
-            if (strcmp(k, limit_fields[i].key) == 0) {
-                memcpy((char *)&p->limits + limit_fields[i].offset, &n, sizeof(n));
-                return true;
-            }
-        return false;
-    }
-    return true;
-}
-
-/* A list entry or a path of the spec; false when it does not fit (an unknown key is skipped). */
-static bool spec_entry(node_spec *ns, const char *k, char *v)
-{
-    spec_words *w = strcmp(k, "build") == 0  ? &ns->build
-                    : strcmp(k, "test") == 0 ? &ns->test
-                    : strcmp(k, "env") == 0  ? &ns->env
-                                             : NULL;
-    if (w != NULL) {
-        if (w->n >= SPEC_WORDS)
-            return false;
-        w->w[w->n++] = v;
-        return true;
-    }
-    gate_job_run *j = &ns->job;
-    char *field = strcmp(k, "dir") == 0 ? j->dir : strcmp(k, "log") == 0 ? j->log : NULL;
-    if (field != NULL) {
-        size_t size = strcmp(k, "dir") == 0 ? sizeof(j->dir) : sizeof(j->log);
-        if (strlen(v) >= size)
-            return false;
-        gate_fmt(field, size, "%s", v);
-        return true;
-    }
-    if (strcmp(k, "config") == 0) {
-        gate_fmt(j->config, sizeof(j->config), "%s", v);
-        return true;
-    }
-    if (strcmp(k, "writable") == 0)
-        return pack_add(j->policy.writable, sizeof(j->policy.writable), v);
-    if (strcmp(k, "pass_env") == 0)
-        return pack_add(j->policy.pass_env, sizeof(j->policy.pass_env), v);
-    if (strcmp(k, "hidden") == 0 || strcmp(k, "hidden_owned") == 0) {
-        if (ns->hidden.n >= GATE_HIDDEN_MAX || strlen(v) >= GATE_PATH_MAX)
-            return false;
-        gate_fmt(ns->hidden.e[ns->hidden.n].path, GATE_PATH_MAX, "%s", v);
-        ns->hidden.e[ns->hidden.n++].gate_owned = k[6] != '\0';
-    }
-    return true;
-}
-
-/* The job a spec describes, to run on this node as locally. */
-static keel_status parse_spec(char *text, node_spec *ns)
-{
-    bool end = false;
-    gate_job_policy_default(&ns->job.policy);
-    char *at = text, *k = NULL, *v = NULL;
-    while (!end && next_line(&at, &k, &v)) {
-        if (strcmp(k, "end") == 0)
-            end = true;
-        else if (!spec_number(ns, k, v) && !spec_entry(ns, k, v))
-            return KEEL_ERR(KEEL_E_RANGE, "the spec's '%s' entries do not fit", k);
-    }
-    gate_job_run *j = &ns->job;
-    if (!end || (ns->build.n == 0 && ns->test.n == 0) || j->dir[0] == '\0' || j->log[0] == '\0')
-        return KEEL_ERR(KEEL_E_PARSE, "the spec is incomplete");
-    j->build = ns->build.w;
-    j->test = ns->test.w;
-    j->env = ns->env.w;
-    j->hidden = &ns->hidden;
-    j->records = NULL;                        /* Slurm ends whatever the job started */
-    j->policy.executor = GATE_EXECUTOR_LOCAL; /* here, on the node */
-    return KEEL_OK;
-}
-
-/* ---- the result --------------------------------------------------------------------- */
-
-typedef struct node_result {
-    const gate_job_run *job; /* NULL: the runner's error */
-    const char *error;
-} node_result;
-
-static void fill_result(FILE *f, const void *arg)
-{
-    const node_result *r = (const node_result *)arg;
-    const gate_job_run *j = r->job;
-    if (j == NULL || j->error[0] != '\0') {
-        put(f, "error", j == NULL ? r->error : j->error);
-    } else {
-        put_ull(f, "result", (unsigned long long)j->result);
-        char code[32];
-        (void)snprintf(code, sizeof(code), "%d", j->exit_code);
-        put(f, "exit_code", code);
-        put_ull(f, "elapsed_ms", j->elapsed_ms);
-        put_ull(f, "output", j->output);
-        put(f, "reason", j->reason);
-    }
-    put(f, "end", "");
-}
-
-/*
- * A result file's text into `j`; KEEL_E_IO with the node's error, KEEL_E_PARSE when cut,
- * KEEL_E_NOTFOUND (no result) when the node cancelled a job the gate did not.
- */
-static keel_status parse_result(char *text, gate_job_run *j)
-{
-    bool end = false, result = false;
-    char *at = text, *k = NULL, *v = NULL;
-    while (!end && next_line(&at, &k, &v)) {
-        if (strcmp(k, "error") == 0)
-            return KEEL_ERR(KEEL_E_IO, "on the node: %s", v);
-        if (strcmp(k, "result") == 0) {
-            unsigned long long r = to_ull(v);
-            if (r > (unsigned long long)GATE_EXEC_LIMIT)
-                return KEEL_ERR(KEEL_E_PARSE, "an unknown result %llu", r);
-            j->result = (gate_exec_result)r;
-            result = true;
-            if (j->result == GATE_EXEC_CANCELLED && !__atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE))
-                return KEEL_ERR(KEEL_E_NOTFOUND, "the node cancelled the job itself"); /* none */
-        } else if (strcmp(k, "exit_code") == 0)
-            j->exit_code = (int)strtol(v, NULL, 10);
-        else if (strcmp(k, "elapsed_ms") == 0)
-            j->elapsed_ms = to_ull(v);
-        else if (strcmp(k, "output") == 0)
-            j->output = to_ull(v);
-        else if (strcmp(k, "reason") == 0)
-            gate_fmt(j->reason, sizeof(j->reason), "%s", v);
-        else if (strcmp(k, "end") == 0)
-            end = true;
-    }
-    if (!end || !result)
-        return KEEL_ERR(KEEL_E_PARSE, "the result is incomplete");
-    return KEEL_OK;
-}
-
-/* ---- the node's side ---------------------------------------------------------------- */
-
-/* keel and the gate's modules, without their self tests: the gate ran them, a job is short. */
-static keel_status step_start(void)
-{
-    keel_status s = keel_init();
-    if (keel_ok(s))
-        s = keel_options_set("module.post=none");
-    if (keel_ok(s)) {
-        gate_modules_link();
-        s = keel_modules_start();
-    }
-    return s;
-}
-
-static int step_run(const char *path);
-
-int gate_slurm_step_main(int argc, char **argv)
-{
-    if (argc != 3 || strcmp(argv[1], GATE_SLURM_STEP_COMMAND) != 0) {
-        (void)fprintf(stderr, "usage: %s %s <spec>\n", argc > 0 ? argv[0] : "keel-gate",
-                      GATE_SLURM_STEP_COMMAND);
-        return 2;
-    }
-    gate_slurm__step_watch(); /* before keel's threads start: they inherit the mask */
-    keel_status s = step_start();
-    if (!keel_ok(s)) {
-        char msg[1024];
-        gate_status_line(s, msg, sizeof(msg));
-        keel_status_free(s);
-        (void)fprintf(stderr, "keel-gate %s: error: %s\n", GATE_SLURM_STEP_COMMAND, msg);
-        keel_modules_stop();
-        return 3;
-    }
-    int rc = strcmp(argv[2], GATE_SLURM_RUNNER_SPEC) == 0 ? gate_slurm__runner_main()
-                                                          : step_run(argv[2]);
-    keel_modules_stop();
-    return rc;
-}
-
-/* The job spec `path` describes, read and parsed (the text it points into kept with it). */
-keel_status gate_slurm__spec_load(const char *path, gate_slurm__node_job **out)
-{
-    *out = NULL;
-    char *text = NULL;
-    void *mem = NULL;
-    keel_status s = read_file(path, &text);
-    if (keel_ok(s))
-        s = keel_heap_calloc(SLURM_HEAP, 1, sizeof(node_spec), &mem);
-    node_spec *ns = (node_spec *)mem;
-    if (keel_ok(s) && ns != NULL)
-        s = parse_spec(text, ns);
-    if (!keel_ok(s) || ns == NULL) {
-        keel_heap_free(SLURM_HEAP, mem);
-        keel_heap_free(SLURM_HEAP, text);
-        return s;
-    }
-    ns->text = text;
-    *out = ns;
-    return KEEL_OK;
-}
-
-gate_job_run *gate_slurm__node_job_run(gate_slurm__node_job *nj)
-{
-    return &nj->job;
-}
-
-void gate_slurm__node_job_free(gate_slurm__node_job *nj)
-{
-    if (nj == NULL)
-        return;
-    keel_heap_free(SLURM_HEAP, nj->text);
-    keel_heap_free(SLURM_HEAP, nj);
-}
-
-int gate_slurm__result_write(const char *path, const gate_slurm__node_job *nj, keel_status s)
-{
-    char result[GATE_PATH_MAX + 16];
-    gate_fmt(result, sizeof(result), "%s.result", path);
-    node_result r = {keel_ok(s) && nj != NULL ? &nj->job : NULL, ""};
-    char msg[1024];
-    if (!keel_ok(s)) {
-        gate_status_line(s, msg, sizeof(msg));
-        keel_status_free(s);
-        r.error = msg;
-    }
-    s = write_file(result, fill_result, &r);
-    if (!keel_ok(s)) {
-        gate_status_line(s, msg, sizeof(msg));
-        keel_status_free(s);
-        (void)fprintf(stderr, "keel-gate %s: error: %s\n", GATE_SLURM_STEP_COMMAND, msg);
-        return 3;
-    }
-    return 0;
-}
-
-static int step_run(const char *path)
-{
-    gate_slurm__stop_on_signals(); /* before the job starts: a cancel ends all of it */
-    gate_slurm__node_job *nj = NULL;
-    keel_status s = gate_slurm__spec_load(path, &nj);
-    gate_slurm__input *in = NULL;
-    if (keel_ok(s) && nj != NULL)
-        s = gate_slurm__input_start(&nj->job.cancel, &in);
-    if (keel_ok(s) && nj != NULL) {
-        gate_job_execute(&nj->job); /* as the local executor runs it */
-        if (gate_slurm__step_ending())
-            gate_slurm__step_end();       /* its end may be Slurm's doing: no verdict */
-        if (gate_slurm__input_stop(in)) { /* the gate's cancel: no result, as on a signal */
-            gate_slurm__node_job_free(nj);
-            return 143;
-        }
-    }
-    int rc = gate_slurm__result_write(path, nj, s);
-    gate_slurm__node_job_free(nj);
-    return rc;
-}
-
-/* ---- the gate's side ---------------------------------------------------------------- */
-
-/*
- * Start `argv` (a Slurm client) with the gate's environment, its input from `in` (-1:
- * /dev/null), its output into `out`.
- */
-static keel_status spawn(char *const *argv, int in, const char *out, pid_t *pid)
-{
-    posix_spawn_file_actions_t fa;
-    if (posix_spawn_file_actions_init(&fa) != 0)
-        return KEEL_ERR_SYS(ENOMEM, "cannot start '%s'", argv[0]);
-    int rc = in >= 0 ? posix_spawn_file_actions_adddup2(&fa, in, 0)
-                     : posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    if (rc == 0)
-        rc = posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (rc == 0)
-        rc = posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    if (rc == 0)
-        rc = posix_spawnp(pid, argv[0], &fa, NULL, argv, environ);
-    (void)posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0)
-        return KEEL_ERR_SYS(rc, "cannot start '%s' (is Slurm's client installed?)", argv[0]);
-    return KEEL_OK;
-}
-
-static void nap_ms(unsigned ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000u), (long)(ms % 1000u) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/*
- * Wait for `pid`: its wait status; polls *cancel (then on_cancel once) when given.  A pidfd
- * wakes it when the process exits (-1 on an old kernel: a poll every few ms).
- */
-static int wait_for(pid_t pid, const int *cancel, void (*on_cancel)(void *), void *arg)
-{
-    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    bool cancelled = false;
-    int status = -1;
-    for (;;) {
-        int st = 0;
-        pid_t got = waitpid(pid, &st, WNOHANG);
-        if (got == pid) {
-            status = st;
-            break;
-        }
-        if (got < 0 && errno != EINTR)
-            break;
-        if (!cancelled && cancel != NULL && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)) {
-            cancelled = true;
-            on_cancel(arg);
-        }
-        struct pollfd pf = {pidfd, POLLIN, 0};
-        if (pidfd < 0 || poll(&pf, 1, 50) < 0)
-            nap_ms(5);
-    }
-    if (pidfd >= 0)
-        (void)close(pidfd);
-    return status;
-}
-
-/* Run a Slurm client to its end: its exit code (-1: it did not run), its output into `out`. */
-static int run_client(char *const *argv, const char *out)
-{
-    pid_t pid = 0;
-    keel_status s = spawn(argv, -1, out, &pid);
-    if (!keel_ok(s)) {
-        keel_status_free(s);
-        return -1;
-    }
-    int st = wait_for(pid, NULL, NULL, NULL);
-    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* The last non-empty line of `path` (what a Slurm client said last), or "". */
-static void last_line(const char *path, char *buf, size_t size)
-{
-    buf[0] = '\0';
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return;
-    char line[512];
-    while (fgets(line, sizeof(line), f) != NULL) {
-        line[strcspn(line, "\n")] = '\0';
-        if (line[0] != '\0')
-            gate_fmt(buf, size, "%s", line);
-    }
-    (void)fclose(f);
-}
-
-/* Does `path` hold `needle`? */
-static bool file_says(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return false;
-    char line[1024];
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), f) != NULL)
-        found = strstr(line, needle) != NULL;
-    (void)fclose(f);
-    return found;
-}
 
 /* ---- the slots' allocations ------------------------------------------------------------ */
 
@@ -712,7 +125,7 @@ static void slot_drop(gate_slurm_slot *sl, const char *out)
     (void)snprintf(idbuf, sizeof(idbuf), "%lld", id);
     char scancel[] = "scancel", quiet[] = "--quiet";
     char *const argv[] = {scancel, quiet, idbuf, NULL};
-    (void)run_client(argv, out);
+    (void)gate_slurm__run_client(argv, out);
 }
 
 /* ---- the runner standing in a slot's allocation (slurm-launch = runner) ---------------- */
@@ -750,7 +163,7 @@ static void runner_stop(gate_slurm_slot *sl)
                 sl->chan = -1;
             }
         } else if (sl->chan < 0) {
-            nap_ms(20);
+            gate_slurm__nap_ms(20);
         }
     }
     if (got == 0) {
@@ -908,10 +321,10 @@ static void cancel_job(void *arg)
         static const char line[] = GATE_SLURM_CANCEL_LINE "\n";
         (void)send(c->step, line, sizeof(line) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         for (unsigned n = 0; n < CANCEL_GRACE_MS && !has_exited(c->client); n += 10)
-            nap_ms(10);
+            gate_slurm__nap_ms(10);
     }
     (void)kill(c->client, SIGINT);
-    nap_ms(50);
+    gate_slurm__nap_ms(50);
     (void)kill(c->client, SIGINT);
     char target[128] = "";
     if (c->name != NULL)
@@ -922,7 +335,7 @@ static void cancel_job(void *arg)
         return;
     char scancel[] = "scancel", quiet[] = "--quiet";
     char *const argv[] = {scancel, quiet, target, NULL};
-    (void)run_client(argv, c->out);
+    (void)gate_slurm__run_client(argv, c->out);
 }
 
 /* A Slurm client's argument vector for job `j` (its strings in *a too) and the time limit. */
@@ -1032,14 +445,14 @@ static keel_status slot_allocate(gate_slurm_slot *sl, gate_job_run *j, const cha
     add(a, arg("--ntasks=1"));
     request_args(a, &j->slurm, true);
     pid_t pid = 0;
-    s = spawn(a->argv, -1, out, &pid);
+    s = gate_slurm__spawn(a->argv, -1, out, &pid);
     keel_heap_free(SLURM_HEAP, mem);
     if (!keel_ok(s))
         return s;
     cancel_ctx cc = {pid, NULL, 0, "/dev/null", -1};
-    int st = wait_for(pid, &j->cancel, cancel_job, &cc);
+    int st = gate_slurm__wait_for(pid, &j->cancel, cancel_job, &cc);
     char said[512];
-    last_line(out, said, sizeof(said));
+    gate_slurm__last_line(out, said, sizeof(said));
     long long id = 0;
     FILE *f = fopen(out, "re");
     char line[512];
@@ -1108,7 +521,7 @@ static void launch_once(gate_job_run *j, char *spec, long long alloc, const char
     if (keel_ok(l->s) && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0)
         l->s = KEEL_ERR_SYS(errno, "cannot make a socket pair for 'srun'");
     if (keel_ok(l->s))
-        l->s = spawn(a->argv, in[1], srun_out, &pid);
+        l->s = gate_slurm__spawn(a->argv, in[1], srun_out, &pid);
     if (in[1] >= 0)
         (void)close(in[1]);
     if (!keel_ok(l->s)) {
@@ -1119,19 +532,15 @@ static void launch_once(gate_job_run *j, char *spec, long long alloc, const char
     }
     cancel_ctx cc = {pid, alloc > 0 ? NULL : a->name + strlen("--job-name="), alloc, srun_out,
                      in[0]};
-    int st = wait_for(pid, &j->cancel, cancel_job, &cc);
+    int st = gate_slurm__wait_for(pid, &j->cancel, cancel_job, &cc);
     (void)close(in[0]);
     l->minutes = a->minutes;
     keel_heap_free(SLURM_HEAP, mem);
     l->ms = gate_now_ms() - t0;
-    char *text = NULL;
-    l->s = read_file(result, &text);
-    if (keel_ok(l->s))
-        l->s = parse_result(text, j); /* read once: the file goes */
-    keel_heap_free(SLURM_HEAP, text);
+    l->s = gate_slurm__result_read(result, j); /* read once: the file goes */
     (void)unlink(result);
-    last_line(srun_out, l->said, sizeof(l->said));
-    l->time_limit = file_says(srun_out, "DUE TO TIME LIMIT");
+    gate_slurm__last_line(srun_out, l->said, sizeof(l->said));
+    l->time_limit = gate_slurm__file_says(srun_out, "DUE TO TIME LIMIT");
     (void)unlink(srun_out);
     l->code = st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -1267,11 +676,8 @@ static void runner_job(gate_slurm_slot *sl, gate_job_run *j, char *spec, launch 
         w = runner_await(sl, j, done, true,
                          j->timeout_ms > 0 ? j->timeout_ms + RUNNER_SLACK_MS : 0);
     l->ms = gate_now_ms() - t0;
-    char *text = NULL;
-    l->s = read_file(result, &text); /* also after its end: it may have written it */
-    if (keel_ok(l->s))
-        l->s = parse_result(text, j); /* read once: the file goes */
-    keel_heap_free(SLURM_HEAP, text);
+    /* also after its end: it may have written it; read once: the file goes */
+    l->s = gate_slurm__result_read(result, j);
     (void)unlink(result);
     gate_fmt(l->said, sizeof(l->said), "%s", sl->said);
     l->code = w == RUNNER_ANSWERED ? 0 : -1;
@@ -1344,7 +750,7 @@ keel_status gate_slurm_run_job(gate_job_run *j)
     unsigned long long limit_ms = (unsigned long long)j->slurm.time_min * 60000u;
     if (runner && limit_ms > 0 && (timeout_ms == 0 || limit_ms < timeout_ms))
         j->timeout_ms = (unsigned)limit_ms; /* no step's --time: the runner ends it there */
-    keel_status s = write_file(spec, fill_spec, j);
+    keel_status s = gate_slurm__spec_write(spec, j);
     if (!keel_ok(s)) {
         j->timeout_ms = timeout_ms;
         return KEEL_CONTEXT(s, "job %lld on Slurm", j->job_id);
@@ -1381,100 +787,4 @@ keel_status gate_slurm_run_job(gate_job_run *j)
     }
     return KEEL_CONTEXT(l.s, "slurm: job keel-%lld (srun exited %d%s%s)", j->job_id, l.code,
                         l.said[0] != '\0' ? ": " : "", l.said);
-}
-
-/* The files of steps whose gate is gone (*.log.spec, *.log.spec.result, *.log.srun) in `logs`. */
-static void remove_leftovers(const char *logs)
-{
-    DIR *d = opendir(logs);
-    if (d == NULL)
-        return;
-    static const char *const ends[] = {".log.spec", ".log.spec.result", ".log.spec.tmp",
-                                       ".log.spec.result.tmp", ".log.srun"};
-    char path[GATE_PATH_MAX + 300];
-    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
-        size_t n = strlen(e->d_name);
-        for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
-            size_t m = strlen(ends[i]);
-            if (strncmp(e->d_name, "job-", 4) == 0 && n > m &&
-                strcmp(e->d_name + n - m, ends[i]) == 0) {
-                gate_fmt(path, sizeof(path), "%s/%s", logs, e->d_name);
-                (void)unlink(path);
-            }
-        }
-    }
-    (void)closedir(d);
-}
-
-keel_status gate_slurm_reconcile(const char *logs, size_t *cancelled)
-{
-    KEEL_ASSERT(logs != NULL && cancelled != NULL);
-    *cancelled = 0;
-    char out[GATE_PATH_MAX + 32], mine[GATE_PATH_MAX + 16];
-    gate_fmt(out, sizeof(out), "%s/squeue.out", logs);
-    gate_fmt(mine, sizeof(mine), ",logs=%s", logs);
-    char squeue[] = "squeue", noheader[] = "--noheader", format[] = "--format=%A|%k";
-    char *const q[] = {squeue, noheader, format, NULL};
-    int rc = run_client(q, out);
-    if (rc != 0) {
-        char said[512];
-        last_line(out, said, sizeof(said));
-        (void)unlink(out);
-        return KEEL_ERR(KEEL_E_IO, "slurm: squeue exited %d%s%s", rc, said[0] != '\0' ? ": " : "",
-                        said);
-    }
-    FILE *f = fopen(out, "re");
-    char line[GATE_PATH_MAX + 128];
-    enum { MAX_IDS = 64 };
-    char ids[MAX_IDS][24];
-    char scancel[] = "scancel", quiet[] = "--quiet";
-    char *c[MAX_IDS + 3] = {scancel, quiet};
-    size_t n = 0;
-    while (f != NULL && n < MAX_IDS && fgets(line, sizeof(line), f) != NULL) {
-        line[strcspn(line, "\n")] = '\0';
-        char *bar = strchr(line, '|');
-        if (bar == NULL || strncmp(bar + 1, "keel:", 5) != 0)
-            continue;
-        const char *l = strstr(bar, mine), *pid = strstr(bar, ",pid=");
-        if (l == NULL || l[strlen(mine)] != '\0' || bar - line >= (ptrdiff_t)sizeof(ids[0]))
-            continue;
-        long owner = pid != NULL ? strtol(pid + 5, NULL, 10) : 0;
-        if (owner > 0 && (kill((pid_t)owner, 0) == 0 || errno != ESRCH))
-            continue; /* its gate (a run, a try) is alive and waits for it */
-        *bar = '\0';
-        gate_fmt(ids[n], sizeof(ids[n]), "%s", line);
-        c[2 + n] = ids[n];
-        n++; /* more than MAX_IDS: the rest at the next start */
-    }
-    if (f != NULL)
-        (void)fclose(f);
-    c[2 + n] = NULL;
-    if (n > 0) {
-        rc = run_client(c, out);
-        if (rc != 0) {
-            (void)unlink(out);
-            return KEEL_ERR(KEEL_E_IO, "slurm: scancel of %zu job(s) exited %d", n, rc);
-        }
-    }
-    *cancelled = n;
-    remove_leftovers(logs);
-    (void)unlink(out);
-    return KEEL_OK;
-}
-
-keel_status gate_slurm_start(const gate_config *target, const char *work, size_t *cancelled)
-{
-    KEEL_ASSERT(work != NULL && cancelled != NULL);
-    *cancelled = 0;
-    if (target == NULL || target->executor != GATE_EXECUTOR_SLURM)
-        return KEEL_OK;
-    char logs[GATE_PATH_MAX];
-    gate_fmt(logs, sizeof(logs), "%s/logs", work);
-    keel_status s = gate_slurm_reconcile(logs, cancelled);
-    if (!keel_ok(s))
-        return KEEL_CONTEXT(s,
-                            "cancelling the Slurm jobs a killed keel-gate left (no job may "
-                            "start before: is slurmctld reachable? SLURM_CONF='%s')",
-                            getenv("SLURM_CONF") != NULL ? getenv("SLURM_CONF") : "");
-    return KEEL_OK;
 }

@@ -1,7 +1,9 @@
 /*
- * gate/exec/slurm_int.h - what slurm.c (the spec and result files, a job as a
- * step) and slurm_runner.c (the runner standing in an allocation) share;
- * keel-gate's Slurm executor only.
+ * gate/exec/slurm_int.h - what slurm.c (the gate's side: a job as a step, the
+ * slots' allocations), slurm_files.c (the spec and result files, the node's
+ * side), slurm_client.c (Slurm's clients run and waited for, reconciling) and
+ * slurm_runner.c (the runner standing in an allocation) share; keel-gate's
+ * Slurm executor only.
  */
 #ifndef KEEL_GATE_SLURM_INT_H
 #define KEEL_GATE_SLURM_INT_H
@@ -28,6 +30,12 @@ void gate_slurm__node_job_free(gate_slurm__node_job *nj);
  * error (nj may then be NULL; `s` is freed).  0, or 3 when the file could not be written.
  */
 int gate_slurm__result_write(const char *path, const gate_slurm__node_job *nj, keel_status s);
+
+/* Write job j's spec to `path` (whole or absent) for the node's keel-gate to read. */
+KEEL_MUST_USE keel_status gate_slurm__spec_write(const char *path, const gate_job_run *j);
+
+/* Read the result the node wrote at `path` into j (its outcome; an error: the node's). */
+KEEL_MUST_USE keel_status gate_slurm__result_read(const char *path, gate_job_run *j);
 
 /* The node's runner loop (slurm_runner.c): its exit code. */
 int gate_slurm__runner_main(void);
@@ -80,5 +88,26 @@ keel_status gate_slurm__input_start(int *cancel, gate_slurm__input **out);
 
 /* The watch ended and freed: true when it cancelled the job. */
 bool gate_slurm__input_stop(gate_slurm__input *in);
+
+/* ---- Slurm's clients (slurm_client.c) ---- */
+
+/*
+ * Start `argv` (a Slurm client) with the gate's environment, its input from `in` (-1:
+ * /dev/null), its output into `out`.
+ */
+KEEL_MUST_USE keel_status gate_slurm__spawn(char *const *argv, int in, const char *out, pid_t *pid);
+/* Sleep `ms` milliseconds (on through signals). */
+void gate_slurm__nap_ms(unsigned ms);
+/*
+ * Wait for `pid`: its wait status; polls *cancel (then on_cancel once) when given.  A pidfd
+ * wakes it when the process exits (-1 on an old kernel: a poll every few ms).
+ */
+int gate_slurm__wait_for(pid_t pid, const int *cancel, void (*on_cancel)(void *), void *arg);
+/* Run a Slurm client to its end: its exit code (-1: it did not run), its output into `out`. */
+int gate_slurm__run_client(char *const *argv, const char *out);
+/* The last non-empty line of `path` (what a Slurm client said last), or "". */
+void gate_slurm__last_line(const char *path, char *buf, size_t size);
+/* Does `path` hold `needle`? */
+bool gate_slurm__file_says(const char *path, const char *needle);
 
 #endif /* KEEL_GATE_SLURM_INT_H */

@@ -1,7 +1,9 @@
 /*
- * gate/web/routes_int.h - what the API's route files share (routes.c, and
- * routes_after.c: the culprit searches, backouts and branch flows): JSON
- * responses, errors from a status, memory on the server's heap.  Not an API.
+ * gate/web/routes_int.h - what the API's route files share (routes.c: the
+ * responses and the routing; routes_read.c: the reads; routes_write.c: the
+ * writes; routes_after.c: the culprit searches, backouts and branch flows;
+ * routes_targets.c: ?target=): JSON responses, errors from a status, memory
+ * on the server's heap, the endpoints the routing calls.  Not an API.
  */
 #ifndef KEEL_GATE_WEB_ROUTES_INT_H
 #define KEEL_GATE_WEB_ROUTES_INT_H
@@ -29,14 +31,49 @@ typedef struct gate_web_buf {
 /* Append n bytes of data to b (nothing once it failed). */
 void gate__web_buf_add(gate_web_buf *b, const char *data, size_t n);
 
+/* o as compact JSON into b (false: no memory) */
+bool gate__web_buf_dump(gate_web_buf *b, const json_t *o);
+
 /* A JSON string of s ("(not UTF-8)" when it is not). */
 json_t *gate__web_str(const char *s);
+
+/* A whole non-negative number (at most LLONG_MAX), else false (routes.c). */
+bool gate__web_count(const char *text, long long *out);
+
+/* A change as the API shows it (routes_read.c) */
+json_t *gate__web_change_json(const gate_change *c);
+
+/*
+ * The reads (routes_read.c): GET /queue, /changes, /changes/N, /series,
+ * /jobs/N/log, /levels, /branch, /commits.
+ */
+void gate__web_queue(const gate_web_ctx *ctx, gate_web_resp *resp);
+void gate__web_changes(const gate_web_ctx *ctx, gate_web_resp *resp);
+void gate__web_change(const gate_web_ctx *ctx, long long id, gate_web_resp *resp);
+void gate__web_series(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp);
+void gate__web_log(const gate_web_ctx *ctx, const gate_web_req *req, long long id,
+                   gate_web_resp *resp);
+void gate__web_levels(const gate_web_ctx *ctx, gate_web_resp *resp);
+void gate__web_branch(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp);
+void gate__web_commits(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp);
 
 /*
  * The body as a JSON object whose keys are all in `fields` (NULL-ended); an
  * empty body is {}.  NULL: refused (resp says why).
  */
 json_t *gate__web_body(const gate_web_req *req, const char *const *fields, gate_web_resp *resp);
+
+/*
+ * The writes (routes_write.c): POST /changes, /changes/N/cancel,
+ * /changes/N/priority, /queue/pause (pause) and /queue/resume.
+ */
+void gate__web_submit(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp);
+void gate__web_cancel(const gate_web_ctx *ctx, const gate_web_req *req, long long id,
+                      gate_web_resp *resp);
+void gate__web_priority(const gate_web_ctx *ctx, const gate_web_req *req, long long id,
+                        gate_web_resp *resp);
+void gate__web_pause(const gate_web_ctx *ctx, const gate_web_req *req, bool pause,
+                     const gate_token *who, gate_web_resp *resp);
 
 /* GET /culprits, GET /backouts, GET /flows, POST /backouts/breaker/reset (routes_after.c) */
 void gate__web_culprits(const gate_web_ctx *ctx, gate_web_resp *resp);
