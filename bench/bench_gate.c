@@ -40,6 +40,11 @@
  * (the one a team would choose): the mean ratios and the worst decile;
  * build/release/bench_gate --seeds N --workload E,P,F: only executor E (0
  * free, 1 2 cores, 2 8 cores), p = ps[P], flakes F (0, 1);
+ * build/release/bench_gate --seeds N --warm on: each row again for adaptive
+ * started warm (a row "E (warm)"): each seed's queue decided after a queue of
+ * the same workload of seed + 200000, by a scheduler that starts from what
+ * that one learned (gate_sched_remember, gate_sched_recall: what keel-gate
+ * keeps in its store across runs), against the same anchor;
  * build/release/bench_gate --trace E,P,F [--seeds N] [--first-seed S]: that
  * workload per seed, adaptive's shape at each change of it (and every
  * strategy's makespan and builds);
