@@ -42,6 +42,11 @@
  * (the one a team would choose): the mean ratios and the worst decile;
  * build/release/bench_gate --seeds N --workload E,P,F: only executor E (0
  * free, 1 2 cores, 2 8 cores), p = ps[P], flakes F (0, 1);
+ * build/release/bench_gate --seeds N --warm on: each row again for adaptive
+ * started warm (a row "E (warm)"): each seed's queue decided after a queue of
+ * the same workload of seed + 200000, by a scheduler that starts from what
+ * that one learned (gate_sched_remember, gate_sched_recall: what keel-gate
+ * keeps in its store across runs), against the same anchor;
  * build/release/bench_gate --trace E,P,F [--seeds N] [--first-seed S]: that
  * workload per seed, adaptive's shape at each change of it (and every
  * strategy's makespan and builds);
@@ -75,6 +80,15 @@ static bool pace = true;
 static bool tracing = false;
 /* --workload E,P,F: --seeds runs only that workload (executor, p, flakes; -1: all). */
 static int only_e = -1, only_p = -1, only_f = -1;
+/*
+ * --warm: --seeds also runs adaptive warm: each seed's queue after a queue
+ * of the same workload of another seed (the seed + WARM_OFFSET's) decided by
+ * the same gate, its scheduler starting from what that one learned
+ * (gate_sched_remember, gate_sched_recall: what keel-gate keeps in its store
+ * across runs; the executor's capacity and pace are not carried).
+ */
+static bool warm = false;
+enum { WARM_OFFSET = 200000 };
 
 typedef struct strat {
     const char *name;
@@ -281,8 +295,14 @@ static void trace(const gate_sched *s, double t, gate_sched_stats *last)
     *last = gs;
 }
 
+/*
+ * One queue of NCHANGES decided by strategy st; `recall`: what an earlier
+ * scheduler of the queue learned (NULL: none, the default prior); `learned`:
+ * what this one learned, when not NULL.
+ */
 static outcome simulate(const strat *st, const executor *ex, const bool *bad, double flake,
-                        unsigned retries, unsigned long long seed)
+                        unsigned retries, unsigned long long seed, const gate_sched_memory *recall,
+                        gate_sched_memory *learned)
 {
     static world w;
     memset(&w, 0, sizeof(w));
@@ -302,6 +322,8 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
     keel_status ks = gate_sched_new(&p, &s);
     if (!keel_ok(ks))
         die(ks, "new");
+    if (recall != NULL)
+        gate_sched_recall(s, recall);
     for (long long c = 1; c <= NCHANGES; c++)
         if (!keel_ok(ks = gate_sched_enqueue(s, c)))
             die(ks, "enqueue");
@@ -366,6 +388,8 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
             o.bad_landed++;
     }
     o.cpu_us = gs.landed > 0 ? (t1 - t0) / 1e3 / (double)gs.landed : 0.0;
+    if (learned != NULL)
+        gate_sched_remember(s, learned);
     gate_sched_delete(s);
     return o;
 }
@@ -378,8 +402,7 @@ enum { NP = sizeof(ps) / sizeof(ps[0]) };
  * seed 0 is the table's) run by every strategy: the bad set, its size, and
  * each outcome.
  */
-static int workload(const executor *ex, size_t pi, bool flaky, unsigned long long seed, bool *bad,
-                    outcome *o)
+static int bad_set(size_t pi, unsigned long long seed, bool *bad)
 {
     unsigned long long x = 0x5eed0000ull + pi + (seed << 16);
     int nbad = 0;
@@ -388,10 +411,37 @@ static int workload(const executor *ex, size_t pi, bool flaky, unsigned long lon
         bad[c] = bench_uniform(&x) < ps[pi];
         nbad += bad[c];
     }
+    return nbad;
+}
+
+static int workload(const executor *ex, size_t pi, bool flaky, unsigned long long seed, bool *bad,
+                    outcome *o)
+{
+    int nbad = bad_set(pi, seed, bad);
     for (int k = 0; k < NSTRAT; k++)
         o[k] = simulate(&strats[k], ex, bad, flaky ? 0.05 : 0.0, flaky ? 1u : 0u,
-                        0xf1a4e000ull + pi + (seed << 16));
+                        0xf1a4e000ull + pi + (seed << 16), NULL, NULL);
     return nbad;
+}
+
+/*
+ * The same workload's seed `seed` run by adaptive warm (--warm): after the
+ * queue of seed + WARM_OFFSET, decided by adaptive from the default prior,
+ * from what it learned.
+ */
+static outcome warm_workload(const executor *ex, size_t pi, bool flaky, unsigned long long seed)
+{
+    bool bad[NCHANGES + 1];
+    unsigned long long before = seed + WARM_OFFSET;
+    double flake = flaky ? 0.05 : 0.0;
+    unsigned retries = flaky ? 1u : 0u;
+    gate_sched_memory m;
+    (void)bad_set(pi, before, bad);
+    (void)simulate(&strats[0], ex, bad, flake, retries, 0xf1a4e000ull + pi + (before << 16), NULL,
+                   &m);
+    (void)bad_set(pi, seed, bad);
+    return simulate(&strats[0], ex, bad, flake, retries, 0xf1a4e000ull + pi + (seed << 16), &m,
+                    NULL);
 }
 
 /* The best fixed strategy of one run: the shortest makespan, then the fewest builds. */
@@ -499,16 +549,72 @@ static double p90(double *v, unsigned n)
  * anchor), and how often adaptive is within the bound of the best fixed
  * strategy of each seed (an oracle no fixed choice has).
  */
+/*
+ * One row of seeds(): adaptive's makespans and builds per seed in mk[sd][0],
+ * bu[sd][0] (the fixed strategies' in the other columns) against the fixed
+ * strategy best on average; `start`: "" or " (warm)".  Adds its misses.
+ */
+static void seeds_row(size_t e, size_t pi, int flaky, const char *start, unsigned n,
+                      double (*mk)[NSTRAT], double (*bu)[NSTRAT], double *v, unsigned oracle,
+                      int good_rejected, int *missed, int *dmissed)
+{
+    double mean_mk[NSTRAT] = {0}, mean_bu[NSTRAT] = {0};
+    for (unsigned sd = 0; sd < n; sd++)
+        for (int k = 0; k < NSTRAT; k++) {
+            mean_mk[k] += mk[sd][k] / n;
+            mean_bu[k] += bu[sd][k] / n;
+        }
+    int best = 1;
+    for (int k = 2; k < NSTRAT; k++)
+        if (mean_mk[k] < mean_mk[best])
+            best = k;
+    double tail[4], pct[2];
+    for (int which = 0; which < 4; which++) { /* adaptive's mk, bu; the anchor's */
+        for (unsigned sd = 0; sd < n; sd++)
+            v[sd] = (which % 2 == 0 ? mk : bu)[sd][which < 2 ? 0 : best];
+        tail[which] = worst_tenth(v, n);
+    }
+    for (int which = 0; which < 2; which++) {
+        for (unsigned sd = 0; sd < n; sd++)
+            v[sd] = which == 0 ? mk[sd][0] / mk[sd][best] : bu[sd][0] / bu[sd][best];
+        pct[which] = p90(v, n);
+    }
+    bool met = bound_met(mean_mk[0], mean_bu[0], mean_mk[best], mean_bu[best], good_rejected);
+    bool dmet = bound_met(tail[0], tail[1], tail[2], tail[3], good_rejected);
+    *missed += !met;
+    *dmissed += !dmet;
+    printf("| %s%s | %.2f | %s | %s: %.1f T, %.1f builds | %.3f | %.3f | %.3f | %.3f | "
+           "%s | %s | %.3f | %.3f | %u of %u | %d |\n",
+           execs[e].name, start, ps[pi], flaky ? "5%" : "no", strats[best].name, mean_mk[best],
+           mean_bu[best], mean_mk[0] / mean_mk[best], mean_bu[0] / mean_bu[best], tail[0] / tail[2],
+           tail[1] / tail[3], met ? "met" : "NOT met", dmet ? "met" : "NOT met", pct[0], pct[1],
+           oracle, n, good_rejected);
+    (void)fflush(stdout);
+}
+
+/*
+ * Every workload over seeds first .. first+n-1 (a new bad set and a new
+ * flake stream each).  Per row, the fixed strategy best on average (mean
+ * makespan) is the anchor: adaptive's mean makespan and builds as ratios to
+ * its; the worst decile: the mean of adaptive's worst tenth of seeds (its
+ * largest makespans, its largest builds) as ratios to the anchor's worst
+ * tenth; the bound judged on both.  Also shown, not judged: the 90th
+ * percentile of the per-seed ratios (each seed's adaptive to that seed's
+ * anchor), and how often adaptive is within the bound of the best fixed
+ * strategy of each seed (an oracle no fixed choice has).  --warm: each row
+ * again for adaptive started warm (warm_workload), against the same anchor.
+ */
 static int seeds(unsigned first, unsigned n)
 {
     printf("keel-gate scheduler over seeds %u .. %u: %d changes, %d slots, 2 configurations (b: "
-           "%.2f T)\n\n",
-           first, first + n - 1, NCHANGES, SLOTS, cfg_work[1]);
+           "%.2f T)%s\n\n",
+           first, first + n - 1, NCHANGES, SLOTS, cfg_work[1],
+           warm ? "; (warm): adaptive after a queue of the same workload (seed + 200000)" : "");
     printf("| executor | p | flakes | best fixed (mean) | adaptive / it, mean: makespan | builds | "
            "worst decile: makespan | builds | bound: mean | worst decile | per-seed ratio, 90th "
            "percentile: makespan | builds | within it of each seed's best | good rejected by "
            "adaptive |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    int missed = 0, dmissed = 0;
+    int missed = 0, dmissed = 0, wmissed = 0, wdmissed = 0;
     double *v = (double *)calloc(4 * (size_t)n, sizeof(double));
     double(*mk)[NSTRAT] = (double(*)[NSTRAT])calloc(n, sizeof(*mk));
     double(*bu)[NSTRAT] = (double(*)[NSTRAT])calloc(n, sizeof(*bu));
@@ -523,7 +629,6 @@ static int seeds(unsigned first, unsigned n)
                     continue;
                 unsigned oracle = 0;
                 int good_rejected = 0;
-                double mean_mk[NSTRAT] = {0}, mean_bu[NSTRAT] = {0};
                 for (unsigned sd = 0; sd < n; sd++) {
                     bool bad[NCHANGES + 1];
                     outcome o[NSTRAT];
@@ -535,37 +640,28 @@ static int seeds(unsigned first, unsigned n)
                     for (int k = 0; k < NSTRAT; k++) {
                         mk[sd][k] = o[k].makespan;
                         bu[sd][k] = (double)o[k].builds;
-                        mean_mk[k] += o[k].makespan / n;
-                        mean_bu[k] += (double)o[k].builds / n;
                     }
                 }
-                int best = 1;
-                for (int k = 2; k < NSTRAT; k++)
-                    if (mean_mk[k] < mean_mk[best])
-                        best = k;
-                double tail[4], pct[2];
-                for (int which = 0; which < 4; which++) { /* adaptive's mk, bu; the anchor's */
-                    for (unsigned sd = 0; sd < n; sd++)
-                        v[sd] = (which % 2 == 0 ? mk : bu)[sd][which < 2 ? 0 : best];
-                    tail[which] = worst_tenth(v, n);
+                seeds_row(e, pi, flaky, "", n, mk, bu, v, oracle, good_rejected, &missed, &dmissed);
+                if (!warm)
+                    continue;
+                oracle = 0;
+                good_rejected = 0;
+                for (unsigned sd = 0; sd < n; sd++) {
+                    outcome w = warm_workload(&execs[e], pi, flaky != 0, first + sd);
+                    int best = 1; /* the seed's best fixed strategy, as best_fixed */
+                    for (int k = 2; k < NSTRAT; k++)
+                        if (mk[sd][k] < mk[sd][best] - 1e-9 ||
+                            (mk[sd][k] <= mk[sd][best] + 1e-9 && bu[sd][k] < bu[sd][best]))
+                            best = k;
+                    oracle += bound_met(w.makespan, (double)w.builds, mk[sd][best], bu[sd][best],
+                                        w.good_rejected);
+                    good_rejected += w.good_rejected;
+                    mk[sd][0] = w.makespan;
+                    bu[sd][0] = (double)w.builds;
                 }
-                for (int which = 0; which < 2; which++) {
-                    for (unsigned sd = 0; sd < n; sd++)
-                        v[sd] = which == 0 ? mk[sd][0] / mk[sd][best] : bu[sd][0] / bu[sd][best];
-                    pct[which] = p90(v, n);
-                }
-                bool met =
-                    bound_met(mean_mk[0], mean_bu[0], mean_mk[best], mean_bu[best], good_rejected);
-                bool dmet = bound_met(tail[0], tail[1], tail[2], tail[3], good_rejected);
-                missed += !met;
-                dmissed += !dmet;
-                printf("| %s | %.2f | %s | %s: %.1f T, %.1f builds | %.3f | %.3f | %.3f | %.3f | "
-                       "%s | %s | %.3f | %.3f | %u of %u | %d |\n",
-                       execs[e].name, ps[pi], flaky ? "5%" : "no", strats[best].name, mean_mk[best],
-                       mean_bu[best], mean_mk[0] / mean_mk[best], mean_bu[0] / mean_bu[best],
-                       tail[0] / tail[2], tail[1] / tail[3], met ? "met" : "NOT met",
-                       dmet ? "met" : "NOT met", pct[0], pct[1], oracle, n, good_rejected);
-                (void)fflush(stdout);
+                seeds_row(e, pi, flaky, " (warm)", n, mk, bu, v, oracle, good_rejected, &wmissed,
+                          &wdmissed);
             }
     free(v);
     free(mk);
@@ -574,7 +670,11 @@ static int seeds(unsigned first, unsigned n)
            "best fixed strategy's, no good change rejected): on the means %d of %d, on the worst "
            "decile %d of %d\n",
            missed, (int)(NEXEC * 2 * NP), dmissed, (int)(NEXEC * 2 * NP));
-    return missed + dmissed;
+    if (warm)
+        printf("the same, adaptive started warm: on the means %d of %d, on the worst decile %d "
+               "of %d\n",
+               wmissed, (int)(NEXEC * 2 * NP), wdmissed, (int)(NEXEC * 2 * NP));
+    return missed + dmissed + wmissed + wdmissed;
 }
 
 /*
@@ -601,7 +701,7 @@ static void trials(unsigned n)
             for (int c = 1; c <= NCHANGES; c++)
                 bad[c] = bench_uniform(&x) < 0.1;
             outcome o = simulate(&strats[k], &execs[0], bad, 0.05, 1,
-                                 0xf1a4e000ull + t * 7919ull + (unsigned long long)k);
+                                 0xf1a4e000ull + t * 7919ull + (unsigned long long)k, NULL, NULL);
             good += o.good_rejected;
             hit += o.good_rejected > 0;
             bad_landed += o.bad_landed;
@@ -696,6 +796,9 @@ int main(int argc, char **argv)
                     arg);
                 return 2;
             }
+        } else if (arg != NULL && strcmp(opt, "--warm") == 0 &&
+                   (strcmp(arg, "on") == 0 || strcmp(arg, "off") == 0)) {
+            warm = strcmp(arg, "on") == 0;
         } else if (arg != NULL && strcmp(opt, "--trace") == 0) {
             trace_spec = arg;
         } else if (arg != NULL && strcmp(opt, "--trials") == 0) {
@@ -705,7 +808,7 @@ int main(int argc, char **argv)
                 stderr,
                 "usage: bench_gate [--seeds N [--first-seed S] | --trials N | "
                 "--trace E,P,F [--seeds N] [--first-seed S]] [--workload E,P,F] [--b-length X] "
-                "[--fail-length F] [--pace on|off]\n");
+                "[--fail-length F] [--pace on|off] [--warm on|off]\n");
             return 2;
         }
     }

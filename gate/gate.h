@@ -107,6 +107,11 @@ typedef struct gate_run_stats {
     unsigned timed;
     double width;          /* a build's work in units of its longest job */
     unsigned batch, depth; /* the window's shape at the end */
+    /*
+     * the failure rate per change it estimated at the end, and at the start
+     * (the default prior, or what the store kept of the gate's last run)
+     */
+    double p, p_start;
 } gate_run_stats;
 
 /*

@@ -226,6 +226,63 @@ static void drop_again(gate *g)
 }
 
 /*
+ * What the scheduler learned of the queue (its failure and flake rates) goes
+ * to the next one: the old scheduler's when the gate starts again in the same
+ * run, else what the store kept of the last run (store_learned.c), which
+ * gate_sched_recall weighs at most GATE_SCHED_RECALL_CHANGES changes.
+ */
+static keel_status recall_learned(gate *g, const gate_sched *old)
+{
+    gate_sched_memory m;
+    memset(&m, 0, sizeof(m));
+    if (old != NULL) {
+        gate_sched_remember(old, &m);
+    } else {
+        gate_learned l;
+        bool found = false;
+        keel_status s = gate_store_learned_get(g->store, g->target, &l, &found);
+        if (!keel_ok(s))
+            return s;
+        m.p = l.p;
+        m.n = l.n;
+        m.flake = l.flake;
+        m.flake_n = l.flake_n;
+        if (found && g->tip_cfg->strategy == GATE_STRATEGY_ADAPTIVE)
+            gate_say(g,
+                     "adaptive starts from what it learned of '%s': %.3f of changes failing "
+                     "over %.1f changes, %.3f of builds flaking over %.1f builds\n",
+                     g->target, m.p, m.n, m.flake, m.flake_n);
+    }
+    gate_sched_recall(g->sched, &m);
+    g->learned = m;
+    if (old == NULL) { /* the run's first scheduler */
+        gate_sched_stats ss;
+        gate_sched_stats_get(g->sched, &ss);
+        g->stats.p_start = ss.p;
+    }
+    return KEEL_OK;
+}
+
+/* The store keeps what the scheduler learned since it last wrote it. */
+static keel_status keep_learned(gate *g)
+{
+    gate_sched_memory m;
+    gate_sched_remember(g->sched, &m);
+    if (memcmp(&m, &g->learned, sizeof(m)) == 0)
+        return KEEL_OK;
+    gate_learned l;
+    memset(&l, 0, sizeof(l));
+    l.p = m.p;
+    l.n = m.n;
+    l.flake = m.flake;
+    l.flake_n = m.flake_n;
+    keel_status s = gate_store_learned_put(g->store, g->target, &l, gate_now_s());
+    if (keel_ok(s))
+        g->learned = m;
+    return s;
+}
+
+/*
  * Start (again) from what the store and the repository say: recover, then a
  * new scheduler holding the queue.  At start-up, after a lost
  * compare-and-swap and after the gate's own failure (everything in flight
@@ -292,6 +349,8 @@ keel_status gate_restart(gate *g)
     s = gate_sched_new(&p, &g->sched);
     if (keel_ok(s) && old != NULL)
         gate_sched_inherit(g->sched, old); /* what it learned of the executor */
+    if (keel_ok(s))
+        s = recall_learned(g, old);
     gate_sched_delete(old);
     g->nactive = 0;
     return s;
@@ -407,13 +466,17 @@ static keel_status pump(gate *g, bool paused)
         progress = false;
         gate_sched_decision d;
         unsigned gen = g->gen;
+        bool decided = false; /* an outcome the estimates learn from */
         while (keel_ok(s) && gen == g->gen && !gate_stop_requested(g) &&
                gate_sched_poll(g->sched, &d)) {
             progress = true;
+            decided = decided || d.kind != GATE_SCHED_CANCEL_BUILD;
             s = gate_decide(g, &d);
             if (keel_ok(s) && d.kind != GATE_SCHED_CANCEL_BUILD)
                 g->turn_errors = 0; /* a decision carried out: the turns work */
         }
+        if (keel_ok(s) && decided && gen == g->gen)
+            s = keep_learned(g); /* the outcomes decided: what a restart starts from */
         gate_sched_build b;
         bool have = false;
         if (keel_ok(s) && !gate_stop_requested(g) && !paused) {
@@ -738,6 +801,7 @@ keel_status gate_run_end(gate *g, keel_status s, gate_run_stats *stats)
         g->stats.width = ss.width;
         g->stats.batch = ss.batch;
         g->stats.depth = ss.depth;
+        g->stats.p = ss.p;
     }
     gate_sched_delete(g->sched);
     g->sched = NULL;

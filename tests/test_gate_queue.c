@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
+#include <math.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -577,11 +578,73 @@ static void test_cancel_after_job(void **state)
 }
 #endif
 
+/* One number from the store (sqlite directly), NAN when there is no row. */
+static double sql_double(const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(fx_state, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    double v = NAN;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_double(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/*
+ * A gate killed (kill -9) after deciding changes starts again from what its
+ * scheduler had learned of the queue, which the store kept as it decided
+ * (store_learned.c): the first run started from the default prior (0.1);
+ * three changes decided one at a time, the second bad, are 2.9404 changes
+ * of evidence after decay (1 + 0.98 + 0.98^2) with a failure rate of 0.98 /
+ * 2.9404, the builds of the candidates that passed 1.98 (1 + 0.98) with no
+ * flake; the next run's scheduler starts from them plus the prior's 2
+ * changes at 0.1.  (The old gate started every run from the prior.)
+ */
+static void test_restart_starts_from_learned(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = serial", "");
+    fx_slow_branch("slow", false);
+    gate *g = open_target("main");
+    long long ids[3];
+    fx_queue_with_bad(g, ids);
+    long long slow = fx_submit(g, "slow", 0);
+    gate_close(g);
+    assert_true(isnan(sql_double("SELECT n FROM learned WHERE target = 'main'")));
+    pid_t daemon = fx_start_daemon_for("main");
+    (void)fx_wait_for_job(daemon); /* a, bad and b decided; slow's job running */
+    assert_int_equal(kill(daemon, SIGKILL), 0);
+    (void)fx_wait_exit(daemon, 10000);
+    double n = 1.0 + 0.98 + 0.98 * 0.98, p = 0.98 / n;
+    assert_true(fabs(sql_double("SELECT n FROM learned WHERE target = 'main'") - n) < 1e-9);
+    assert_true(fabs(sql_double("SELECT p FROM learned WHERE target = 'main'") - p) < 1e-9);
+    assert_true(fabs(sql_double("SELECT flake_n FROM learned WHERE target = 'main'") - 1.98) <
+                1e-9);
+    assert_true(sql_double("SELECT flake FROM learned WHERE target = 'main'") == 0.0);
+
+    fx_make_fast();
+    g = open_target("main");
+    gate_run_stats st;
+    fx_ok(gate_run(g, true, &st));
+    assert_int_equal(fx_state_of(g, ids[1]), GATE_CHANGE_REJECTED);
+    assert_int_equal(fx_state_of(g, slow), GATE_CHANGE_LANDED);
+    gate_close(g);
+    assert_true(fabs(st.p_start - (p * n + 0.1 * 2.0) / (n + 2.0)) < 1e-9);
+    /* slow landed: one more good change decided, the memory's counts decayed once */
+    double n2 = n * 0.98 + 1.0; /* n is below the weight a memory counts for at most */
+    assert_true(fabs(sql_double("SELECT n FROM learned WHERE target = 'main'") - n2) < 1e-9);
+    assert_true(fabs(st.p - (p * n * 0.98 + 0.1 * 2.0) / (n2 + 2.0)) < 1e-9);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_two_targets_kept_apart, teardown),
         cmocka_unit_test_teardown(test_recovery_per_target, teardown),
+        cmocka_unit_test_teardown(test_restart_starts_from_learned, teardown),
 #if KEEL_DEVEL
         cmocka_unit_test_teardown(test_recovery_by_ancestry, teardown),
 #endif

@@ -2,6 +2,7 @@
  * test_gate_sched_adapt.c - adaptive's choice of shape (gate_sched_shape) on
  * outlooks made by hand: pure logic, no simulated queue.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -69,10 +70,125 @@ static void test_hold_shape_that_builds_less(void **state)
     assert_int_equal(d, 4);
 }
 
+/* The first build of a new adaptive scheduler (defaults: not limited) of 100 changes. */
+static size_t first_build(const gate_sched_memory *m, double *p)
+{
+    gate_sched_params pr;
+    gate_sched_params_default(&pr);
+    gate_sched *s = NULL;
+    assert_true(keel_ok(gate_sched_new(&pr, &s)));
+    if (m != NULL)
+        gate_sched_recall(s, m);
+    for (long long c = 1; c <= 100; c++)
+        assert_true(keel_ok(gate_sched_enqueue(s, c)));
+    gate_sched_build b;
+    bool have = false;
+    assert_true(keel_ok(gate_sched_next(s, &b, &have)));
+    assert_true(have);
+    gate_sched_stats st;
+    gate_sched_stats_get(s, &st);
+    *p = st.p;
+    size_t n = b.n;
+    gate_sched_delete(s);
+    return n;
+}
+
+/*
+ * A gate started again starts from what it learned of its queue
+ * (gate_sched_recall): from the default prior (0.1, worth 2 changes) a new
+ * scheduler builds single changes first; recalling a queue where 2% of the
+ * changes fail it builds a batch from the first build, and recalling one
+ * where 30% fail single changes again.  The memory counts at most
+ * GATE_SCHED_RECALL_CHANGES changes on top of the prior, so that the next
+ * outcomes move it; out-of-range memories (a damaged store's) count for
+ * nothing.
+ */
+static void test_recall_starts_warm(void **state)
+{
+    (void)state;
+    double p = 0.0;
+    assert_int_equal(first_build(NULL, &p), 1); /* cold: the weak prior */
+    assert_true(fabs(p - 0.1) < 1e-12);
+    gate_sched_memory m = {0.02, 48.0, 0.05, 30.0};
+    size_t n = first_build(&m, &p);
+    assert_true(n >= 4);
+    double w = GATE_SCHED_RECALL_CHANGES; /* capped: 48 changes count as 25 */
+    assert_true(fabs(p - (0.02 * w + 0.1 * 2.0) / (w + 2.0)) < 1e-12);
+    m.p = 0.3;
+    assert_int_equal(first_build(&m, &p), 1);
+    m.n = 4.0; /* below the cap: counted in full */
+    (void)first_build(&m, &p);
+    assert_true(fabs(p - (0.3 * 4.0 + 0.1 * 2.0) / 6.0) < 1e-12);
+    const gate_sched_memory bad[] = {{NAN, 48.0, NAN, 30.0},
+                                     {2.0, 48.0, 0.05, NAN},
+                                     {0.02, -1.0, 0.05, 30.0},
+                                     {0.02, INFINITY, 0.05, 30.0}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(first_build(&bad[i], &p), 1);
+        assert_true(fabs(p - 0.1) < 1e-12);
+    }
+}
+
+/*
+ * What a scheduler learned (gate_sched_remember) is its decayed counts
+ * without the priors: a queue of 5 changes built one at a time, the third
+ * bad, then a flake, gives p over n changes; recalled by a new scheduler it
+ * gives the same estimate as the old one had (n below the cap).
+ */
+static void test_remember_what_was_decided(void **state)
+{
+    (void)state;
+    gate_sched_params pr;
+    gate_sched_params_default(&pr);
+    pr.strategy = GATE_STRATEGY_SERIAL;
+    gate_sched *s = NULL;
+    assert_true(keel_ok(gate_sched_new(&pr, &s)));
+    gate_sched_memory m;
+    gate_sched_remember(s, &m);
+    assert_true(m.n == 0.0 && m.p == 0.0 && m.flake_n == 0.0 && m.flake == 0.0);
+    for (long long c = 1; c <= 5; c++)
+        assert_true(keel_ok(gate_sched_enqueue(s, c)));
+    for (long long c = 1; c <= 5; c++) {
+        gate_sched_build b;
+        bool have = false;
+        assert_true(keel_ok(gate_sched_next(s, &b, &have)));
+        assert_true(have && b.n == 1 && b.changes[0] == c);
+        if (c == 3) {
+            assert_true(keel_ok(gate_sched_result_final(s, b.candidate)));
+        } else if (c == 4) { /* a flake: failed, then passed on retry */
+            assert_true(keel_ok(gate_sched_result(s, b.candidate, false)));
+            assert_true(keel_ok(gate_sched_next(s, &b, &have)));
+            assert_true(have && b.attempt == 2);
+            assert_true(keel_ok(gate_sched_result(s, b.candidate, true)));
+        } else {
+            assert_true(keel_ok(gate_sched_result(s, b.candidate, true)));
+        }
+        gate_sched_decision d;
+        while (gate_sched_poll(s, &d))
+            ;
+    }
+    gate_sched_remember(s, &m);
+    /* five outcomes decayed by 0.98 each: the bad one third */
+    double n = 1.0 + 0.98 + 0.98 * 0.98 + 0.98 * 0.98 * 0.98 + 0.98 * 0.98 * 0.98 * 0.98;
+    assert_true(fabs(m.n - n) < 1e-12);
+    assert_true(fabs(m.p - 0.98 * 0.98 / n) < 1e-12);
+    assert_true(m.flake > 0.0 && m.flake < 1.0 && m.flake_n > 0.0);
+    gate_sched_stats was, now;
+    gate_sched_stats_get(s, &was);
+    gate_sched_delete(s);
+    assert_true(keel_ok(gate_sched_new(&pr, &s)));
+    gate_sched_recall(s, &m);
+    gate_sched_stats_get(s, &now);
+    assert_true(fabs(now.p - was.p) < 1e-12);
+    gate_sched_delete(s);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hold_shape_that_builds_less),
+        cmocka_unit_test(test_recall_starts_warm),
+        cmocka_unit_test(test_remember_what_was_decided),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

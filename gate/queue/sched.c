@@ -1102,6 +1102,39 @@ void gate_sched_inherit(gate_sched *to, const gate_sched *from)
     to->jobs = from->jobs;
 }
 
+void gate_sched_remember(const gate_sched *s, gate_sched_memory *out)
+{
+    KEEL_ASSERT(s != NULL && out != NULL);
+    memset(out, 0, sizeof(*out));
+    out->n = s->all_w;
+    out->p = s->all_w > 0.0 ? s->bad_w / s->all_w : 0.0;
+    out->flake_n = s->tried_w;
+    out->flake = s->tried_w > 0.0 ? s->flaked_w / s->tried_w : 0.0;
+}
+
+/* The weight a recalled rate `rate` over `n` gets, at most `cap` (0: out of range). */
+static double recalled(double rate, double n, double cap)
+{
+    if (!(rate >= 0.0 && rate <= 1.0) || !(n > 0.0) || !isfinite(n))
+        return 0.0;
+    return n < cap ? n : cap;
+}
+
+void gate_sched_recall(gate_sched *s, const gate_sched_memory *m)
+{
+    KEEL_ASSERT(s != NULL && m != NULL);
+    double w = recalled(m->p, m->n, GATE_SCHED_RECALL_CHANGES);
+    if (w > 0.0) { /* not m->p * 0: a NaN stays one */
+        s->bad_w += m->p * w;
+        s->all_w += w;
+    }
+    w = recalled(m->flake, m->flake_n, GATE_SCHED_RECALL_BUILDS);
+    if (w > 0.0) {
+        s->flaked_w += m->flake * w;
+        s->tried_w += w;
+    }
+}
+
 void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out)
 {
     KEEL_ASSERT(s != NULL && out != NULL);

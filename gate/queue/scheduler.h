@@ -326,6 +326,37 @@ void gate_sched_clock(gate_sched *s, double now_ms);
 /* What `from` learned of the executor (its capacity, a build's jobs) goes to `to`. */
 void gate_sched_inherit(gate_sched *to, const gate_sched *from);
 
+/*
+ * What adaptive learned of its queue, for the next scheduler of the same
+ * queue (a gate started again: gate_sched_recall).  Both rates are the
+ * decayed counts' own, without the priors: `p` over `n` changes decided (each
+ * outcome's weight decays by 0.98 per change decided after it, so n stays
+ * below 50), `flake` the share of the builds of candidates that passed in the
+ * end that failed, over `flake_n` such builds (decayed alike per candidate).
+ */
+typedef struct gate_sched_memory {
+    double p, n;           /* the failure rate per change, [0, 1]; its changes, >= 0 */
+    double flake, flake_n; /* the spurious failures per build, [0, 1]; its builds, >= 0 */
+} gate_sched_memory;
+
+/*
+ * The most a memory counts for when recalled: changes for p, builds for the
+ * flake rate (about half of what decay keeps), so that the first outcomes of
+ * a queue that changed since move the estimate at once, and those of the
+ * next GATE_SCHED_RECALL_CHANGES changes or so outweigh it.
+ */
+enum { GATE_SCHED_RECALL_CHANGES = 25, GATE_SCHED_RECALL_BUILDS = 25 };
+
+void gate_sched_remember(const gate_sched *s, gate_sched_memory *out);
+/*
+ * A memory carried in (gate_sched_remember's of an earlier scheduler of the
+ * queue, at most GATE_SCHED_RECALL_CHANGES and GATE_SCHED_RECALL_BUILDS of
+ * weight): its counts join the estimates' as if the scheduler had seen them,
+ * and fade as they do.  Meant before the first build; values out of range
+ * (a damaged store's) are ignored.
+ */
+void gate_sched_recall(gate_sched *s, const gate_sched_memory *m);
+
 /* The oldest decision not yet taken: false when there is none. */
 bool gate_sched_poll(gate_sched *s, gate_sched_decision *out);
 

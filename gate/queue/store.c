@@ -127,6 +127,8 @@ static const char *const migrations[] = {
     gate__store_flow_rerere_schema,
     /* 14 -> 15: the flows' recorded resolutions by their conflict's hunks (store_flow_rerere.c) */
     gate__store_flow_hunks_schema,
+    /* 15 -> 16: what the adaptive scheduler learned of each target's queue (store_learned.c) */
+    gate__store_learned_schema,
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 

@@ -296,4 +296,22 @@ KEEL_MUST_USE keel_status gate_store_notify_skip(gate_store *st, const char *tar
                                                  long long event, long long now, long long change,
                                                  const char *detail_json);
 
+/*
+ * What the adaptive scheduler learned of a target's queue
+ * (gate_sched_memory's figures: the failure rate per change over `n`
+ * changes, the flake rate per build over `flake_n` builds, both decayed
+ * counts), kept across runs: written as the scheduler decides
+ * (store_learned.c), read when a gate starts.
+ */
+typedef struct gate_learned {
+    double p, n, flake, flake_n;
+    long long updated_at; /* seconds */
+} gate_learned;
+
+KEEL_MUST_USE keel_status gate_store_learned_put(gate_store *st, const char *target,
+                                                 const gate_learned *l, long long now);
+/* *found false (and *out zeroes) when nothing was learned of `target` yet. */
+KEEL_MUST_USE keel_status gate_store_learned_get(gate_store *st, const char *target,
+                                                 gate_learned *out, bool *found);
+
 #endif /* KEEL_GATE_STORE_H */

@@ -74,5 +74,7 @@ extern const char gate__store_culprit_schema[];
 extern const char gate__store_backout_schema[];
 /* The schema step of store_levels.c: a culprit search's level. */
 extern const char gate__store_levels_schema[];
+/* The schema step of store_learned.c: what the scheduler learned of each queue. */
+extern const char gate__store_learned_schema[];
 
 #endif /* KEEL_GATE_STORE_INT_H */
