@@ -85,6 +85,34 @@ static void model(double p, unsigned b, unsigned d, unsigned r, double kb, doubl
 }
 
 /*
+ * The spread of the model's time: the variance, per change decided, of a
+ * round's time less the model's mean time per change (mean) times the
+ * changes it decides, over the round's outcomes (none of its d segments
+ * fails, or the first failure is at segment k = 0 .. d - 1, as in model(),
+ * the isolation's builds taken at their expectation kb).  Over N changes the
+ * time per change then has the variance this / N (renewal-reward).  Serial
+ * with no retries has none: every change takes one build.
+ */
+static double model_var(double p, unsigned b, unsigned d, unsigned r, double kb, double par,
+                        double jobs, double mean)
+{
+    double q = pow(1.0 - p, (double)b), iso = (double)r + kb, seq = d == 1 ? iso : overlap * iso;
+    double span = gate_cap_span(par, (double)d * jobs), one = gate_cap_span(par, jobs);
+    double pass_t = span > (double)d * jobs / par ? span : (double)d * jobs / par;
+    double fail_path = span + seq * one, fail_work = ((double)d + iso) * jobs / par;
+    double fail_t = fail_path > fail_work ? fail_path : fail_work;
+    double pass = pow(q, (double)d), dev = pass_t - mean * (double)(b * d);
+    double m2 = pass * dev * dev, decided = pass * (double)(b * d);
+    for (unsigned k = 0; k < d; k++) {
+        double pk = pow(q, (double)k) * (1.0 - q), c = (double)(b * (k + 1));
+        dev = fail_t - mean * c;
+        m2 += pk * dev * dev;
+        decided += pk * c;
+    }
+    return m2 / decided;
+}
+
+/*
  * The posterior of the failure rate, Beta(p n, (1 - p) n), on NGRID points
  * spaced evenly in log p over [PLO, PHI]: the points and their weights (the
  * density in log p, normalised).  n >= POINT_N: all the weight on p.
@@ -107,6 +135,21 @@ static const double band = 0.02;
  * its best, not across shapes far from it.
  */
 static const double hold = 0.5;
+
+/*
+ * Adaptive: the time of single changes in a window the executor runs at
+ * once spreads least with the failures (serial with no retries takes one
+ * build a change whatever fails; a batch's failure costs its isolation).
+ * They are chosen over the shape the passes below chose when their expected
+ * time is within issue 21's bound of the fastest's (BOUND_TIME), their
+ * expected builds within its bound of the chosen's (BOUND_BUILDS), and their
+ * worst decile no longer than the chosen's: the mean plus DECILE_Z standard
+ * deviations of the time per change over the next n changes (the evidence
+ * the estimate rests on, about as long as a choice made on it holds),
+ * DECILE_Z the mean of a normal's worst tenth in standard deviations
+ * (phi(1.2816) / 0.1).
+ */
+static const double bound_time = 0.05, bound_builds = 0.1, decile_z = 1.755;
 
 static size_t posterior(double p, double n, double *pts, double *w)
 {
@@ -145,6 +188,32 @@ static double pace_at(const gate_sched_outlook *o, unsigned d)
 {
     unsigned i = d < GATE_SCHED_PACE_DEPTHS ? d - 1 : GATE_SCHED_PACE_DEPTHS - 1;
     return o->pace[i] > 0.0 ? o->pace[i] : 1.0;
+}
+
+/*
+ * Shape (b, d)'s expected time per change over the posterior (pts, w: np
+ * points) and the standard deviation of its time per change over the next
+ * o->n changes (the model's spread at each p, and the posterior's of the
+ * mean itself), both times the pace measured at depth d; its expected builds
+ * per change.
+ */
+static void shape_spread(const gate_sched_params *params, const gate_sched_outlook *o,
+                         const double *pts, const double *w, size_t np, unsigned b, unsigned d,
+                         double *mean, double *sd, double *builds)
+{
+    double m = 0.0, m2 = 0.0, bu = 0.0;
+    for (size_t k = 0; k < np; k++) {
+        double kb = b >= 2 ? isolate(pts[k], b, params->retries) : 0.0, tk = 0.0, bk = 0.0;
+        model(pts[k], b, d, params->retries, kb, o->parallel, o->width, &tk, &bk);
+        double v = model_var(pts[k], b, d, params->retries, kb, o->parallel, o->width, tk);
+        m += w[k] * tk;
+        m2 += w[k] * (v / o->n + tk * tk);
+        bu += w[k] * bk;
+    }
+    double var = m2 - m * m, pace = pace_at(o, d);
+    *mean = m * pace;
+    *sd = var > 0.0 ? sqrt(var) * pace : 0.0;
+    *builds = bu;
 }
 
 double gate_sched_shape_time(const gate_sched_params *params, const gate_sched_outlook *o,
@@ -269,4 +338,18 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
                 }
             }
         }
+    /* single changes in the deepest window the executor runs at once, when as good (bound_time) */
+    unsigned sd_depth = 1;
+    while (sd_depth < lim && (double)(sd_depth + 1) * jobs <= o->parallel)
+        sd_depth++;
+    if (*batch == 1 && *depth == sd_depth)
+        return;
+    double s_t = 0.0, s_sd = 0.0, s_b = 0.0, c_t = 0.0, c_sd = 0.0, c_b = 0.0;
+    shape_spread(params, o, pts, w, np, 1, sd_depth, &s_t, &s_sd, &s_b);
+    shape_spread(params, o, pts, w, np, *batch, *depth, &c_t, &c_sd, &c_b);
+    bool as_good = s_t <= best_t * (1.0 + bound_time) && s_b <= c_b * (1.0 + bound_builds);
+    if (as_good && s_t + decile_z * s_sd <= c_t + decile_z * c_sd) {
+        *batch = 1;
+        *depth = sd_depth;
+    }
 }
