@@ -270,11 +270,31 @@ static bool in_reserve(const void *p)
     return base != 0 && (uintptr_t)p - base < RESERVE_BYTES;
 }
 
+/* The reserve's mapping, made by its first user (keel-run's start, or a signal handler before
+ * it: mmap is async-signal-safe; of two at once, one keeps its mapping), or NULL. */
+static unsigned char *reserve_base(void)
+{
+    unsigned char *base = __atomic_load_n(&reserve, __ATOMIC_ACQUIRE);
+    if (base != NULL)
+        return base;
+    void *r = mmap(NULL, RESERVE_BYTES, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED)
+        return NULL;
+    if (__atomic_compare_exchange_n(&reserve, &base, (unsigned char *)r, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        return (unsigned char *)r;
+    (void)munmap(r, RESERVE_BYTES);
+    return base;
+}
+
 /* A block of size bytes aligned to align from the reserve (zeroed: never used before), or NULL. */
 static void *reserve_alloc(size_t size, size_t align)
 {
-    unsigned char *base = __atomic_load_n(&reserve, __ATOMIC_ACQUIRE);
-    if (base == NULL || size > RESERVE_BYTES || align > 4096)
+    if (size > RESERVE_BYTES || align > 4096)
+        return NULL;
+    unsigned char *base = reserve_base();
+    if (base == NULL)
         return NULL;
     if (align < 16)
         align = 16;
@@ -348,8 +368,8 @@ static void heap_limit_report(void)
         (void)KEEL__REPORT_AT_CALLER(
             KEEL_REPORT_LIMIT,
             "keel-run: the reserve for signal handlers' allocations inside glibc's allocator "
-            "(%zu MB) is used up: such an allocation fails with ENOMEM (%llu so far), never "
-            "re-enters glibc's allocator",
+            "(%zu MB) is used up, or the block is bigger: such an allocation fails with ENOMEM "
+            "(%llu so far), never re-enters glibc's allocator",
             RESERVE_BYTES >> 20, __atomic_load_n(&reserve_refused, __ATOMIC_RELAXED));
     if ((now & LIMIT_DEFERRED) != 0)
         (void)KEEL__REPORT_AT_CALLER(
@@ -920,10 +940,7 @@ void keel__run_heap_start(void)
     keel__run_inside++;
     (void)dl_iterate_phdr(note_object, NULL); /* (the origins of faults need them too) */
     keel__run_inside--;
-    void *r = mmap(NULL, RESERVE_BYTES, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (r != MAP_FAILED)
-        __atomic_store_n(&reserve, (unsigned char *)r, __ATOMIC_RELEASE);
+    (void)reserve_base();
     const char *opt = getenv("KEEL_RUN_HEAP");
     if (opt != NULL && strcmp(opt, "off") == 0)
         return;
