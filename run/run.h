@@ -165,16 +165,25 @@ static inline void *run_unqualified(const volatile void *p)
     return u.out;
 }
 
+/* The spinlocks of keel-run's tables this thread holds, and its signal mask from before the
+ * first (run_spin_acquire). */
+extern __thread unsigned keel__run_spins_held __attribute__((tls_model("initial-exec")));
+extern __thread sigset_t keel__run_spin_mask __attribute__((tls_model("initial-exec")));
+
 /*
  * A spinlock of keel-run's own tables: atomics, never a pthread lock (nothing reaches the
  * interposer), held only around a few stores; a fork child starts it free where it must.  Held
- * under the recursion guard, always: a signal handler that runs while its thread holds one
- * finds the guard set, and its interposed calls go straight to the C library's (a handler's
- * malloc, free or lock that took the spinlock again would spin for ever on its own thread).
+ * under the recursion guard, always, and with the signals that come from outside blocked
+ * (keel__signals_block): a program's signal handler never runs while its thread holds one.  (A
+ * handler that did, and waited for a program lock held by a thread spinning on this one, would
+ * deadlock; and the guard alone made its interposed calls go straight to the C library's, never
+ * to a spinlock its own thread holds.)
  */
 static inline void run_spin_acquire(int *lock)
 {
     keel__run_inside++;
+    if (keel__run_spins_held++ == 0)
+        keel__signals_block(&keel__run_spin_mask);
     while (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE) != 0)
         while (__atomic_load_n(lock, __ATOMIC_RELAXED) != 0) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -186,6 +195,8 @@ static inline void run_spin_acquire(int *lock)
 static inline void run_spin_release(int *lock)
 {
     __atomic_store_n(lock, 0, __ATOMIC_RELEASE);
+    if (--keel__run_spins_held == 0)
+        keel__signals_restore(&keel__run_spin_mask);
     keel__run_inside--;
 }
 

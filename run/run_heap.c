@@ -256,8 +256,9 @@ static void root_remove(const void *p)
  * The reserve: a signal handler's allocations while its thread is inside glibc's allocator
  * (in_glibc), carved off one mapping with an atomic add, each after a word holding its size;
  * never given back (free of one does nothing), scanned whole as a root of the leak scan.  Used
- * up, such an allocation goes to glibc's allocator after all (it could then wait for ever on
- * the arena lock its own thread holds, as without keel-run).
+ * up (or a block bigger than it, or aligned past a page), such an allocation fails with ENOMEM:
+ * glibc's allocator, re-entered in the middle of its own update, could wait for ever on the
+ * arena lock its own thread holds, or corrupt its lists.  Reported once (heap_limit).
  */
 #define RESERVE_BYTES ((size_t)16 << 20)
 static unsigned char *reserve;
@@ -269,11 +270,31 @@ static bool in_reserve(const void *p)
     return base != 0 && (uintptr_t)p - base < RESERVE_BYTES;
 }
 
+/* The reserve's mapping, made by its first user (keel-run's start, or a signal handler before
+ * it: mmap is async-signal-safe; of two at once, one keeps its mapping), or NULL. */
+static unsigned char *reserve_base(void)
+{
+    unsigned char *base = __atomic_load_n(&reserve, __ATOMIC_ACQUIRE);
+    if (base != NULL)
+        return base;
+    void *r = mmap(NULL, RESERVE_BYTES, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED)
+        return NULL;
+    if (__atomic_compare_exchange_n(&reserve, &base, (unsigned char *)r, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        return (unsigned char *)r;
+    (void)munmap(r, RESERVE_BYTES);
+    return base;
+}
+
 /* A block of size bytes aligned to align from the reserve (zeroed: never used before), or NULL. */
 static void *reserve_alloc(size_t size, size_t align)
 {
-    unsigned char *base = __atomic_load_n(&reserve, __ATOMIC_ACQUIRE);
-    if (base == NULL || size > RESERVE_BYTES || align > 4096)
+    if (size > RESERVE_BYTES || align > 4096)
+        return NULL;
+    unsigned char *base = reserve_base();
+    if (base == NULL)
         return NULL;
     if (align < 16)
         align = 16;
@@ -304,6 +325,23 @@ static size_t reserve_size(const void *p)
 static void *deferred[DEFERRED_SLOTS];
 static unsigned ndeferred;
 
+/*
+ * The limits a signal handler's call can reach (the reserve used up, the table of deferred frees
+ * full): noted where they are reached (no lock, no report: the handler may run inside keel's
+ * code or glibc's allocator), reported once each by the next call outside both (settle) or at
+ * exit.  limits_hit: the limits reached; limits_told: those reported; the counts, for the report.
+ */
+enum { LIMIT_RESERVE = 1u, LIMIT_DEFERRED = 2u };
+static unsigned limits_hit, limits_told;
+static unsigned long long reserve_refused, frees_dropped;
+
+static void limit_hit(unsigned limit, unsigned long long *count)
+{
+    __atomic_fetch_add(count, 1u, __ATOMIC_RELAXED);
+    __atomic_fetch_or(&limits_hit, limit, __ATOMIC_RELEASE);
+}
+
+/* Full: the block is never freed (nothing else is safe here); a `limit` report says so. */
 static void defer_free(void *p)
 {
     for (unsigned i = 0; i < DEFERRED_SLOTS; i++) {
@@ -314,6 +352,32 @@ static void defer_free(void *p)
             return;
         }
     }
+    limit_hit(LIMIT_DEFERRED, &frees_dropped);
+}
+
+/* The limits reached and not yet reported, each once (outside keel's code and glibc's). */
+static void heap_limit_report(void)
+{
+    unsigned hit = __atomic_load_n(&limits_hit, __ATOMIC_ACQUIRE);
+    unsigned told = __atomic_fetch_or(&limits_told, hit, __ATOMIC_ACQ_REL);
+    unsigned now = hit & ~told;
+    if (now == 0)
+        return;
+    keel__run_inside++;
+    if ((now & LIMIT_RESERVE) != 0)
+        (void)KEEL__REPORT_AT_CALLER(
+            KEEL_REPORT_LIMIT,
+            "keel-run: the reserve for signal handlers' allocations inside glibc's allocator "
+            "(%zu MB) is used up, or the block is bigger: such an allocation fails with ENOMEM "
+            "(%llu so far), never re-enters glibc's allocator",
+            RESERVE_BYTES >> 20, __atomic_load_n(&reserve_refused, __ATOMIC_RELAXED));
+    if ((now & LIMIT_DEFERRED) != 0)
+        (void)KEEL__REPORT_AT_CALLER(
+            KEEL_REPORT_LIMIT,
+            "keel-run: the table of frees deferred from signal handlers (%u slots) is full: such "
+            "a block is never freed (%llu so far; a leak report may list them)",
+            DEFERRED_SLOTS, __atomic_load_n(&frees_dropped, __ATOMIC_RELAXED));
+    keel__run_inside--;
 }
 
 static __thread int unwinding __attribute__((tls_model("initial-exec")));
@@ -356,10 +420,13 @@ static void *glibc_made(void *p, const void *ra)
  */
 static void *other_alloc(size_t size, size_t align, bool zero, const void *ra)
 {
-    if (KEEL_UNLIKELY(in_glibc != 0)) {
+    if (KEEL_UNLIKELY(in_glibc != 0)) { /* (never glibc's allocator: the reserve, or ENOMEM) */
         void *r = reserve_alloc(size, align);
-        if (r != NULL)
-            return r;
+        if (r == NULL) {
+            limit_hit(LIMIT_RESERVE, &reserve_refused);
+            errno = ENOMEM;
+        }
+        return r;
     }
     void *p = align > 16 ? libc_memalign(align, size)
               : zero     ? libc_calloc(1, size)
@@ -463,12 +530,17 @@ static void drain_deferred(const void *ra)
     }
 }
 
-/* Before a call keel's heap serves: the frees deferred meanwhile, if any. */
+/* Before a call keel's heap serves: the frees deferred meanwhile, if any, and the report of a
+ * limit reached. */
 static inline void settle(const void *ra)
 {
-    if (KEEL_UNLIKELY(__atomic_load_n(&ndeferred, __ATOMIC_RELAXED) != 0) &&
-        keel__run_inside == 0 && in_glibc == 0)
+    if (KEEL_UNLIKELY((__atomic_load_n(&ndeferred, __ATOMIC_RELAXED) |
+                       (__atomic_load_n(&limits_hit, __ATOMIC_RELAXED) &
+                        ~__atomic_load_n(&limits_told, __ATOMIC_RELAXED))) != 0) &&
+        keel__run_inside == 0 && in_glibc == 0) {
         drain_deferred(ra);
+        heap_limit_report();
+    }
 }
 
 KEEL_RUN_EXPORT void *malloc(size_t size)
@@ -868,10 +940,7 @@ void keel__run_heap_start(void)
     keel__run_inside++;
     (void)dl_iterate_phdr(note_object, NULL); /* (the origins of faults need them too) */
     keel__run_inside--;
-    void *r = mmap(NULL, RESERVE_BYTES, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (r != MAP_FAILED)
-        __atomic_store_n(&reserve, (unsigned char *)r, __ATOMIC_RELEASE);
+    (void)reserve_base();
     const char *opt = getenv("KEEL_RUN_HEAP");
     if (opt != NULL && strcmp(opt, "off") == 0)
         return;

@@ -31,6 +31,8 @@
 
 run_real keel__run_real;
 __thread int keel__run_inside __attribute__((tls_model("initial-exec")));
+__thread unsigned keel__run_spins_held __attribute__((tls_model("initial-exec")));
+__thread sigset_t keel__run_spin_mask __attribute__((tls_model("initial-exec")));
 int keel__run_locks_on;
 static __thread int run_tid __attribute__((tls_model("initial-exec")));
 
@@ -313,6 +315,31 @@ static bool held_node(const keel__lock_thread *t, const run_lock *l, unsigned no
     return false;
 }
 
+/*
+ * The fast path's entry for l, filled before the real acquisition, is held now.  A signal
+ * handler that ran on this thread meanwhile and took a lock of its own put that lock's entry
+ * where this one is (the top of the stack: this one was not published yet), and its unlock took
+ * the stack back down, leaving its entry there.  So the entry is filled again when it is not this
+ * acquisition's (another lock, or an acquisition number from before the handler's), and the
+ * thread's word is moved on by a compare-and-swap of the word the check saw: a handler that runs
+ * between the check and the swap moves the word on itself (its acquisition counts), the swap
+ * fails and the check is made again.
+ */
+static inline void run_publish(keel__lock_thread *t, run_lock *l, unsigned node,
+                               unsigned long long chain, const keel__lock_site *site)
+{
+    unsigned long long w = __atomic_load_n(&t->nw, __ATOMIC_RELAXED);
+    for (;;) {
+        const keel__held *h = &t->h[(unsigned)w];
+        if (KEEL_UNLIKELY(__atomic_load_n(&h->lock, __ATOMIC_RELAXED) != l ||
+                          __atomic_load_n(&h->seq, __ATOMIC_RELAXED) != w))
+            keel__dep_fill(t, &l->as.m.dep, l, KEEL__LK_MUTEX, node, false, false, chain, site);
+        if (KEEL_LIKELY(__atomic_compare_exchange_n(&t->nw, &w, w + 1u + KEEL__NW_GEN, false,
+                                                    __ATOMIC_RELEASE, __ATOMIC_RELAXED)))
+            return;
+    }
+}
+
 /* ---- mutex --------------------------------------------------------------------------------------- */
 
 KEEL_RUN_EXPORT int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *attr)
@@ -486,7 +513,7 @@ KEEL_RUN_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
                 keel__dep_fill(t, &l->as.m.dep, l, KEEL__LK_MUTEX, node, false, false, chain, site);
                 int rc = run_mutex_take(l, m, site);
                 if (KEEL_LIKELY(mutex_acquired(rc)))
-                    keel__dep_publish(t, KEEL__LK_MUTEX);
+                    run_publish(t, l, node, chain, site);
                 return rc;
             }
         }

@@ -133,6 +133,8 @@ bool keel_backtrace_symbolize(void *pc, keel_frame *out)
     /* A return address points after the call: look up the call itself. */
     Dwarf_Addr addr = (Dwarf_Addr)(uintptr_t)pc - 1;
     bool found = false;
+    sigset_t sigs; /* (no signal handler of the program runs under it: keel__signals_block) */
+    keel__signals_block(&sigs);
     KEEL_VERIFY(pthread_mutex_lock(&dwfl_lock) == 0);
     Dwfl_Module *mod = NULL;
     if (dwfl != NULL || report_modules())
@@ -157,6 +159,7 @@ bool keel_backtrace_symbolize(void *pc, keel_frame *out)
         base_name(out->object, sizeof(out->object), mainfile != NULL ? mainfile : modname);
     }
     KEEL_VERIFY(pthread_mutex_unlock(&dwfl_lock) == 0);
+    keel__signals_restore(&sigs);
     return found;
 }
 

@@ -10,6 +10,7 @@
 #endif
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -128,6 +129,29 @@ static inline void keel__fork_mutex(pthread_mutex_t *m, int phase)
         KEEL_VERIFY(pthread_mutex_unlock(m) == 0);
     else
         KEEL_VERIFY(pthread_mutex_init(m, NULL) == 0);
+}
+/*
+ * Around a lock of keel's own that a program's thread can wait for (the lock graph's, keel-run's
+ * tables'): the signals that come from outside blocked in the calling thread, the old mask in
+ * *old.  A signal handler that ran while its thread held such a lock, and waited for a program
+ * lock held by a thread that waits for this one, would deadlock a program that does not deadlock
+ * without keel.  The synchronous faults (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP) stay open: a
+ * fault in keel's code still reaches the program's handler or ends the process as it would.
+ */
+static inline void keel__signals_block(sigset_t *old)
+{
+    sigset_t all;
+    (void)sigfillset(&all);
+    (void)sigdelset(&all, SIGSEGV);
+    (void)sigdelset(&all, SIGBUS);
+    (void)sigdelset(&all, SIGILL);
+    (void)sigdelset(&all, SIGFPE);
+    (void)sigdelset(&all, SIGTRAP);
+    KEEL_VERIFY(pthread_sigmask(SIG_BLOCK, &all, old) == 0);
+}
+static inline void keel__signals_restore(const sigset_t *old)
+{
+    KEEL_VERIFY(pthread_sigmask(SIG_SETMASK, old, NULL) == 0);
 }
 /* Set by a preload library (keel-run): called with 1 before a report is emitted and -1 after, so
  * that the locks and C library calls of the emission are known to be keel's own. */

@@ -100,6 +100,22 @@ typedef struct edge_info {
 
 /* Everything below is guarded by graph_lock, except keel__chains[] (lock-free). */
 static pthread_mutex_t graph_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * graph_lock, taken and released with the signals that come from outside blocked in the thread
+ * while it is held (keel__signals_block): a program's signal handler never runs under it.
+ */
+static void graph_enter(sigset_t *old)
+{
+    keel__signals_block(old);
+    KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+}
+
+static void graph_leave(const sigset_t *old)
+{
+    KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+    keel__signals_restore(old);
+}
 static lock_class classes[MAX_CLASSES];
 /* The inline path's one compare (keel__mutex_fast_node): every node below its bound, cls 0 and
  * KEEL__CLS_NONE above. */
@@ -222,9 +238,10 @@ void keel__lock_budgets_refresh(void)
     if (__atomic_load_n(&keel__options_generation, __ATOMIC_ACQUIRE) ==
         __atomic_load_n(&budgets_generation, __ATOMIC_RELAXED))
         return;
-    KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+    sigset_t sigs;
+    graph_enter(&sigs);
     budgets_refresh_locked();
-    KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+    graph_leave(&sigs);
 }
 
 bool keel__lock_budgets_any(void)
@@ -238,7 +255,8 @@ keel_status keel__dep_set_budget(const char *class_name, unsigned long long budg
     KEEL_ASSERT(class_name != NULL && budget_ms <= KEEL__LOCK_BUDGET_MAX_MS);
     keel__lazy_init();
     keel_status s = KEEL_OK;
-    KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+    sigset_t sigs;
+    graph_enter(&sigs);
     budgets_refresh_locked();
     budget_rule *b = rule_find(class_name, strlen(class_name), true);
     if (b != NULL) {
@@ -246,7 +264,7 @@ keel_status keel__dep_set_budget(const char *class_name, unsigned long long budg
         b->api_set = true;
         budgets_apply();
     }
-    KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+    graph_leave(&sigs);
     if (b == NULL)
         s = keel_status_with_uint(
             KEEL_ERR(KEEL_E_FULL, "cannot budget lock class '%s': %u classes already have budgets",
@@ -302,7 +320,8 @@ unsigned keel__dep_resolve(keel_lockdep *d, keel__lock_kind kind)
     bool full_now = false;
     /* stress point (outside graph_lock: a fire is reported): a new class finds the table full */
     bool stress_full = KEEL_STRESS(lock_classes_full);
-    KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+    sigset_t sigs;
+    graph_enter(&sigs);
     unsigned c = __atomic_load_n(&d->cls, __ATOMIC_ACQUIRE);
     if (c == 0) {
         unsigned cls =
@@ -313,7 +332,7 @@ unsigned keel__dep_resolve(keel_lockdep *d, keel__lock_kind kind)
         __atomic_store_n(&d->cls, c, __ATOMIC_RELEASE);
     }
     /* d->cls: 0 unresolved, KEEL__CLS_NONE unchecked, else class + 1 */
-    KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+    graph_leave(&sigs);
     if (full_now)
         (void)KEEL__REPORT_AT_CALLER(KEEL_REPORT_LIMIT,
                                      "more than %u lock classes: further classes are not checked",
@@ -808,7 +827,8 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
      * edges this check adds, the chain table for this sequence */
     bool stress_edges = KEEL_STRESS(lock_edges_full);
     bool stress_chains = KEEL_STRESS(lock_chains_full);
-    KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+    sigset_t sigs;
+    graph_enter(&sigs);
     for (unsigned i = 0; i < t->n; i++) {
         const keel__held *h = &t->h[i];
         if (h->node == KEEL__CLS_NONE || h->lock == lock)
@@ -862,7 +882,7 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
     bool cached = !stress_chains && chain_add(key);
     if (!cached && !chains_full_reported)
         chains_full = chains_full_reported = true;
-    KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+    graph_leave(&sigs);
 
     if (edges_full)
         (void)KEEL__REPORT_AT_CALLER(
@@ -901,13 +921,13 @@ void keel__dep_before_slow(keel__lock_thread *t, keel_lockdep *d, const void *lo
             keel_report_add_uint(r, "cycle_length", f->npath + 1);
             keel_report_add_text(
                 r, "the cycle (%u locks), each edge where it was first seen:", f->npath);
-            KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+            graph_enter(&sigs); /* (the function's own, free again here) */
             for (unsigned i = 0; i + 1 < f->npath; i++) {
                 const edge_info *e = edge_find(f->path[i], f->path[i + 1]);
                 if (e != NULL)
                     add_edge_text(r, e);
             }
-            KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+            graph_leave(&sigs);
             keel_report_add_text(r, "  '%s' -> '%s': now, at %s:%d (holding '%s' since %s:%d)",
                                  hname, name, site->file, site->line, hname, h->site->file,
                                  h->site->line);
@@ -1035,7 +1055,8 @@ bool keel__lock_holds(const void *state, unsigned long long seq, const void *loc
 void keel__lock_class_info(unsigned cls, char *name, size_t size, const char **kind, int *rank)
 {
     KEEL_ASSERT(name != NULL && kind != NULL && rank != NULL);
-    KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+    sigset_t sigs;
+    graph_enter(&sigs);
     if (cls < nclasses) {
         (void)snprintf(name, size, "%s", classes[cls].name);
         *kind = kind_names[classes[cls].kind];
@@ -1045,14 +1066,15 @@ void keel__lock_class_info(unsigned cls, char *name, size_t size, const char **k
         *kind = "?";
         *rank = 0;
     }
-    KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+    graph_leave(&sigs);
 }
 
 /* The graph as DOT (snprintf semantics): a node per class, an edge per learned order. */
 size_t keel__lock_graph_dot(char *buf, size_t size)
 {
     size_t pos = 0;
-    KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+    sigset_t sigs;
+    graph_enter(&sigs);
     keel__buf_printf(buf, size, &pos, "digraph keel_lock_order {\n    node [shape=box];\n");
     for (unsigned i = 0; i < nclasses; i++) {
         keel__buf_printf(buf, size, &pos, "    ");
@@ -1077,7 +1099,7 @@ size_t keel__lock_graph_dot(char *buf, size_t size)
         keel__buf_printf(buf, size, &pos, "];\n");
     }
     keel__buf_printf(buf, size, &pos, "}\n");
-    KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+    graph_leave(&sigs);
     return pos;
 }
 
@@ -1091,7 +1113,8 @@ size_t keel_lock_graph_json(char *buf, size_t size)
 {
     keel__lazy_init();
     size_t pos = 0;
-    KEEL_VERIFY(pthread_mutex_lock(&graph_lock) == 0);
+    sigset_t sigs;
+    graph_enter(&sigs);
     keel__buf_printf(buf, size, &pos, "{\"classes\":[");
     for (unsigned i = 0; i < nclasses; i++) {
         keel__buf_printf(buf, size, &pos, "%s{\"name\":", i > 0 ? "," : "");
@@ -1111,7 +1134,7 @@ size_t keel_lock_graph_json(char *buf, size_t size)
         keel__buf_printf(buf, size, &pos, ",\"line\":%d}", e->line);
     }
     keel__buf_printf(buf, size, &pos, "]}");
-    KEEL_VERIFY(pthread_mutex_unlock(&graph_lock) == 0);
+    graph_leave(&sigs);
     return pos;
 }
 

@@ -597,6 +597,8 @@ static keel_policy report_emit(keel_report *r)
         suppress = h(&info, ctx); /* may longjmp: the slot is then reused, see begin */
     }
 
+    sigset_t sigs; /* (no signal handler of the program runs under it: keel__signals_block) */
+    keel__signals_block(&sigs);
     KEEL_VERIFY(pthread_mutex_lock(&emit_lock) == 0);
     keel_frame *fr = emit_frames[level];
     char *human = emit_human[level];
@@ -647,6 +649,7 @@ static keel_policy report_emit(keel_report *r)
         }
     }
     KEEL_VERIFY(pthread_mutex_unlock(&emit_lock) == 0);
+    keel__signals_restore(&sigs);
     r->busy_frame = NULL;
     if (policy == KEEL_POLICY_ABORT)
         abort();

@@ -993,7 +993,13 @@ keel_status keel_watchdog_start(void)
     if (!wd_running) {
         wd_stopping = false;
         wd_asked_ns = now_ns();
+        /* every signal blocked in it (it inherits the mask it is made with): a signal sent to
+         * the process goes to a thread of the program, whichever thread started the watchdog */
+        sigset_t all, old;
+        (void)sigfillset(&all);
+        KEEL_VERIFY(pthread_sigmask(SIG_SETMASK, &all, &old) == 0);
         int rc = pthread_create(&wd_thread, NULL, watchdog_main, NULL);
+        KEEL_VERIFY(pthread_sigmask(SIG_SETMASK, &old, NULL) == 0);
         if (rc != 0)
             s = KEEL_ERR_SYS(rc, "cannot start the watchdog thread");
         else
