@@ -181,14 +181,16 @@ static void test_remember_what_was_decided(void **state)
     gate_sched_stats_get(s, &now);
     assert_true(fabs(now.p - was.p) < 1e-12);
     gate_sched_delete(s);
-    /* The bench's 2 cores: 2 configurations (b 0.8 of a), 2 jobs at once, a window of up to 4. */
-    static void two_cores_outlook(gate_sched_params * pr, gate_sched_outlook * o, double p)
-    {
-        free_outlook(pr, o, p);
-        o->parallel = 2.0;
-    }
+}
 
-    /*
+/* The bench's 2 cores: 2 configurations (b 0.8 of a), 2 jobs at once, a window of up to 4. */
+static void two_cores_outlook(gate_sched_params *pr, gate_sched_outlook *o, double p)
+{
+    free_outlook(pr, o, p);
+    o->parallel = 2.0;
+}
+
+/*
  * On 2 cores near p = 0.3, batches of 3 are a little faster than serial on
  * the mean (the model: 3% at p = 0.29) but their time spreads with the
  * failures, where serial's is one build a change whatever fails (bench_gate,
@@ -197,40 +199,40 @@ static void test_remember_what_was_decided(void **state)
  * and its worst decile below the batches'.  Where batching wins by more
  * (2 cores at p = 0.1, the free executor) the batches stay.
  */
-    static void test_serial_when_as_good(void **state)
-    {
-        (void)state;
-        gate_sched_params pr;
-        gate_sched_outlook o;
-        unsigned b = 0, d = 0;
-        two_cores_outlook(&pr, &o, 0.29);
-        double t1 = gate_sched_shape_time(&pr, &o, 1, 1), t3 = gate_sched_shape_time(&pr, &o, 3, 1);
-        assert_true(t3 < t1 / 1.02 && t3 > t1 / 1.05); /* the premise: batches of 3 faster */
-        gate_sched_shape(&pr, &o, &b, &d);
-        assert_int_equal(b, 1);
-        assert_int_equal(d, 1);
-        o.batch = 3; /* batches of 3 in use: left too */
-        o.depth = 1;
-        gate_sched_shape(&pr, &o, &b, &d);
-        assert_int_equal(b, 1);
-        assert_int_equal(d, 1);
-        two_cores_outlook(&pr, &o, 0.1); /* batches much faster: kept */
-        gate_sched_shape(&pr, &o, &b, &d);
-        assert_true(b >= 2);
-        assert_int_equal(d, 1);
-        free_outlook(&pr, &o, 0.02); /* the free executor: batches in a window */
-        gate_sched_shape(&pr, &o, &b, &d);
-        assert_true(b >= 4);
-        assert_int_equal(d, 4);
-    }
+static void test_serial_when_as_good(void **state)
+{
+    (void)state;
+    gate_sched_params pr;
+    gate_sched_outlook o;
+    unsigned b = 0, d = 0;
+    two_cores_outlook(&pr, &o, 0.29);
+    double t1 = gate_sched_shape_time(&pr, &o, 1, 1), t3 = gate_sched_shape_time(&pr, &o, 3, 1);
+    assert_true(t3 < t1 / 1.02 && t3 > t1 / 1.05); /* the premise: batches of 3 faster */
+    gate_sched_shape(&pr, &o, &b, &d);
+    assert_int_equal(b, 1);
+    assert_int_equal(d, 1);
+    o.batch = 3; /* batches of 3 in use: left too */
+    o.depth = 1;
+    gate_sched_shape(&pr, &o, &b, &d);
+    assert_int_equal(b, 1);
+    assert_int_equal(d, 1);
+    two_cores_outlook(&pr, &o, 0.1); /* batches much faster: kept */
+    gate_sched_shape(&pr, &o, &b, &d);
+    assert_true(b >= 2);
+    assert_int_equal(d, 1);
+    free_outlook(&pr, &o, 0.02); /* the free executor: batches in a window */
+    gate_sched_shape(&pr, &o, &b, &d);
+    assert_true(b >= 4);
+    assert_int_equal(d, 4);
+}
 
-    int main(int argc, char **argv)
-    {
-        const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_hold_shape_that_builds_less),
-            cmocka_unit_test(test_recall_starts_warm),
-            cmocka_unit_test(test_remember_what_was_decided),
-            cmocka_unit_test(test_serial_when_as_good),
-        };
-        return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
-    }
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hold_shape_that_builds_less),
+        cmocka_unit_test(test_recall_starts_warm),
+        cmocka_unit_test(test_remember_what_was_decided),
+        cmocka_unit_test(test_serial_when_as_good),
+    };
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}
