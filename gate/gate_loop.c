@@ -268,8 +268,9 @@ static keel_status keep_learned(gate *g)
 {
     gate_sched_memory m;
     gate_sched_remember(g->sched, &m);
-    if (memcmp(&m, &g->learned, sizeof(m)) == 0)
-        return KEEL_OK;
+    const gate_sched_memory *was = &g->learned;
+    if (m.p == was->p && m.n == was->n && m.flake == was->flake && m.flake_n == was->flake_n)
+        return KEEL_OK; /* nothing learned since (doubles compared as values, not bytes) */
     gate_learned l;
     memset(&l, 0, sizeof(l));
     l.p = m.p;
