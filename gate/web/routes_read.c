@@ -523,9 +523,13 @@ void gate__web_levels(const gate_web_ctx *ctx, gate_web_resp *resp)
     gate_nightly_row *nightly =
         (gate_nightly_row *)gate__web_calloc(LEVELS_NIGHTLY, sizeof(*nightly));
     size_t np = 0, nn = 0;
-    keel_status s = post != NULL && nightly != NULL
-                        ? gate_store_post_history(st, target, NULL, post, LEVELS_POST, &np)
-                        : KEEL_ERR(KEEL_E_NOMEM, "no memory for the levels' history");
+    if (post == NULL || nightly == NULL) {
+        keel_heap_free(WEB_HEAP, post);
+        keel_heap_free(WEB_HEAP, nightly);
+        gate__web_status(resp, KEEL_ERR(KEEL_E_NOMEM, "no memory for the levels' history"));
+        return;
+    }
+    keel_status s = gate_store_post_history(st, target, NULL, post, LEVELS_POST, &np);
     if (keel_ok(s))
         s = gate_store_nightly_history(st, target, NULL, nightly, LEVELS_NIGHTLY, &nn);
     if (!keel_ok(s)) {
