@@ -131,6 +131,12 @@ static double log_left(double lp, double others)
     return left > GATE_CAP_FLOOR ? log(left) : log(GATE_CAP_FLOOR);
 }
 
+/* log max(1, k / left): how much slower a job ran among k (log_load) with `left` (log) free. */
+static double log_slow(double log_load, double lq)
+{
+    return log_load > lq ? log_load - lq : 0.0;
+}
+
 /*
  * The squared error of P (log p) over the window, each configuration's
  * log W_c at its closed-form optimum (the mean of log ms - log max(1,
@@ -145,7 +151,7 @@ static double misfit(const gate_cap *c, double lp, double *lw)
         if (o->dropped)
             continue;
         double lq = log_left(lp, o->others);
-        double slow = o->log_load > lq ? o->log_load - lq : 0.0;
+        double slow = log_slow(o->log_load, lq);
         double y = o->log_ms - slow;
         sum[o->cfg] += y;
         sq[o->cfg] += y * y;
@@ -199,7 +205,7 @@ static double expect_log_ms(gate_cap *c, const gate_cap_obs *o)
     fit(c);
     double lw = c->alone_ms[o->cfg] > 0.0 ? log(c->alone_ms[o->cfg]) : -INFINITY;
     double lq = log_left(log(c->parallel), o->others);
-    return lw + (o->log_load > lq ? o->log_load - lq : 0.0);
+    return lw + log_slow(o->log_load, lq);
 }
 
 double gate_cap_others(const gate_cap *c)
