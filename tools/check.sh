@@ -27,9 +27,40 @@ passed=()
 failed=()
 skipped=()
 
+# The static checks beside the build-and-test stages.  The test stages keep CI's 2 cores busy
+# only part of the time (they wait for processes, git, fsync and the gate's timers: processor
+# time over wall time 1.4 for gcc-devel, 1.6 for gcc-release, 1.8 under the sanitizers, session
+# 18), while the static checks (about 630 s of processor time in all, scan-build 430 of it) need
+# no test to run.  So they run in a second lane, this script again at nice 19: it takes the
+# processor when the tests leave it and yields it at once when they want it back.  Each lane
+# prints its stages as they end; the lane's lines, and any failure's log, come at the end.
+# CHECK_LANES=1: one stage after another, as before (each stage's wall time then means what it
+# says; in the lane a stage's wall time is stretched by the tests beside it, its processor time
+# is not).
+LANE_STAGES="clang-format cppcheck clang-tidy gcc-fanalyzer scan-build cxx"
+CHECK_LANES=${CHECK_LANES:-2}
+IN_LANE=${CHECK_IN_LANE:-0}
+selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+lane_pid=
+if [ "$CHECK_LANES" != 1 ] && [ "$IN_LANE" = 0 ]; then
+    lane=()
+    for s in $LANE_STAGES; do selected "$s" && lane+=("$s"); done
+    rm -f "$LOGS/lane.out" "$LOGS/lane.status" "$LOGS/gcc-devel.done"
+    # cxx links a C++ program against gcc-devel's libkeel: it waits for that stage
+    selected gcc-devel || touch "$LOGS/gcc-devel.done"
+    if [ ${#lane[@]} -gt 0 ]; then
+        echo "== beside the builds and tests, at nice 19: ${lane[*]} (their lines come at the end)"
+        CHECK_IN_LANE=1 CHECK_PARENT=$$ ONLY="${lane[*]}" JOBS=$JOBS nice -n 19 "$ROOT/tools/check.sh" >"$LOGS/lane.out" 2>&1 &
+        lane_pid=$!
+        trap 'kill -- $lane_pid 2>/dev/null; exit 130' INT TERM
+    fi
+fi
+
 stage() { # stage <name> <function>
     local name=$1 fn=$2 t0=$SECONDS
-    if [ -n "${ONLY:-}" ] && ! [[ " $ONLY " == *" $name "* ]]; then return; fi
+    selected "$name" || return
+    # the second lane runs these
+    if [ -n "$lane_pid" ] && [[ " $LANE_STAGES " == *" $name "* ]]; then return; fi
     printf '== %-16s ' "$name"
     # the stage's processor time (user + system, of every process it ran), beside its wall time:
     # on a shared or loaded machine the processor time is the figure that compares across runs
@@ -37,6 +68,7 @@ stage() { # stage <name> <function>
     cpu=$({ time "$fn" >"$LOGS/$name.log" 2>&1; } 2>&1)
     local rc=$?
     cpu=$(awk '{printf "%d", $1 + $2}' <<<"$cpu")
+    [ "$IN_LANE" = 1 ] && echo "$name $rc" >>"$LOGS/lane.status"
     if [ $rc -eq 0 ]; then
         printf 'ok      (%ds, cpu %ss)\n' $((SECONDS - t0)) "$cpu"
         passed+=("$name")
@@ -111,7 +143,12 @@ cxx() {
     done | xargs -P "$JOBS" -L 1 sh -c '$0 -x c++ -std=c++20 -fsyntax-only -DKEEL_DEVEL=$1 -DKEEL_BUILDING_LIBRARY \
             -D_GNU_SOURCE -Iinclude -Isrc -Irun '"$GATE_INC"' -Wall -Wextra -Werror "$2" \
             || { echo "FAIL: $0 as C++20 KEEL_DEVEL=$1 $2"; exit 1; }' || rc=1
-    # a C++ program using keel links and runs against both libraries
+    # a C++ program using keel links and runs against both libraries (gcc-devel's: in the second
+    # lane, once the first has built them)
+    while [ "$IN_LANE" = 1 ] && [ ! -e "$LOGS/gcc-devel.done" ]; do
+        kill -0 "${CHECK_PARENT:-$$}" 2>/dev/null || return 1
+        sleep 2
+    done
     printf '%s\n' '#include "keel/keel.h"' '#include <cstdio>' \
         'int main() { keel_status s = KEEL_ERR(KEEL_E_INVAL, "from C++ %d", 17);' \
         '  char buf[256]; keel_status_format(s, buf, sizeof buf); std::puts(buf);' \
@@ -198,6 +235,7 @@ install_consumer() {
 }
 
 stage gcc-devel gcc_devel
+[ "$IN_LANE" = 1 ] || touch "$LOGS/gcc-devel.done"
 stage gcc-release gcc_release
 stage clang-release clang_release
 stage asan gcc_asan
@@ -211,6 +249,25 @@ stage clang-format format
 stage fuzz fuzz
 stage install install_consumer
 stage platforms platforms
+
+[ "$IN_LANE" = 1 ] && exit 0 # its results are in lane.status
+if [ -n "$lane_pid" ]; then
+    wait "$lane_pid"
+    trap - INT TERM
+    cat "$LOGS/lane.out"
+    declare -A ran=()
+    while read -r name rc; do
+        ran[$name]=1
+        case $rc in
+        0) passed+=("$name") ;;
+        77) skipped+=("$name") ;;
+        *) failed+=("$name") ;;
+        esac
+    done <"$LOGS/lane.status"
+    for s in "${lane[@]}"; do # a lane that died before a stage ended
+        [ -n "${ran[$s]:-}" ] || { echo "== $s: the second lane ended without its result"; failed+=("$s"); }
+    done
+fi
 
 echo
 echo "make check: ${#passed[@]} passed, ${#failed[@]} failed${failed:+ (${failed[*]})}, ${#skipped[@]} skipped${skipped:+ (${skipped[*]})} in ${SECONDS}s"
