@@ -226,6 +226,29 @@ static void drop_again(gate *g)
 }
 
 /*
+ * What the scheduler learned (gate_sched_memory) as the store keeps it
+ * (gate_learned: the same four figures, and when they were written), and
+ * back: the store keeps the figures without knowing the scheduler.
+ */
+static gate_learned learned_row(const gate_sched_memory *m)
+{
+    gate_learned l = {m->p, m->n, m->flake, m->flake_n, 0}; /* updated_at: the store's */
+    return l;
+}
+
+static gate_sched_memory learned_memory(const gate_learned *l)
+{
+    gate_sched_memory m = {l->p, l->n, l->flake, l->flake_n};
+    return m;
+}
+
+/* The same figures (doubles compared as values, not bytes: clang-tidy's memcmp of doubles). */
+static bool same_memory(const gate_sched_memory *a, const gate_sched_memory *b)
+{
+    return a->p == b->p && a->n == b->n && a->flake == b->flake && a->flake_n == b->flake_n;
+}
+
+/*
  * What the scheduler learned of the queue (its failure and flake rates) goes
  * to the next one: the old scheduler's when the gate starts again in the same
  * run, else what the store kept of the last run (store_learned.c), which
@@ -246,10 +269,7 @@ static keel_status recall_learned(gate *g, const gate_sched *old)
         keel_status s = gate_store_learned_get(g->store, g->target, &l, &found);
         if (!keel_ok(s))
             return s;
-        m.p = l.p;
-        m.n = l.n;
-        m.flake = l.flake;
-        m.flake_n = l.flake_n;
+        m = learned_memory(&l);
         g->learned = m;
         if (found && g->tip_cfg->strategy == GATE_STRATEGY_ADAPTIVE)
             gate_say(g,
@@ -275,15 +295,9 @@ static keel_status keep_learned(gate *g)
 {
     gate_sched_memory m;
     gate_sched_remember(g->sched, &m);
-    const gate_sched_memory *was = &g->learned;
-    if (m.p == was->p && m.n == was->n && m.flake == was->flake && m.flake_n == was->flake_n)
-        return KEEL_OK; /* nothing learned since (doubles compared as values, not bytes) */
-    gate_learned l;
-    memset(&l, 0, sizeof(l));
-    l.p = m.p;
-    l.n = m.n;
-    l.flake = m.flake;
-    l.flake_n = m.flake_n;
+    if (same_memory(&m, &g->learned))
+        return KEEL_OK; /* nothing learned since */
+    gate_learned l = learned_row(&m);
     keel_status s = gate_store_learned_put(g->store, g->target, &l, gate_now_s());
     if (!keel_ok(s))
         return s;
