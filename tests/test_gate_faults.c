@@ -598,6 +598,52 @@ static void test_crash_after_learned(void **state)
 }
 
 /*
+ * The store cannot read what the scheduler learned when run starts
+ * (gate_store.learned_unreadable, the read at start only): run stops with
+ * the store's error before deciding anything, the row stays as it was, and
+ * the next run starts from it (one more change decided on top of its
+ * weight).  The old gate had no point at that read (it fired at 0
+ * evaluations).
+ */
+static void test_learned_read_fails_at_start(void **state)
+{
+    (void)state;
+    long long ids[3];
+    queue_of_three(ids);
+    (void)fx_run_once();
+    bool found = false;
+    gate_learned was = learned_row(&found);
+    assert_true(found);
+    fx_branch("c", "c.txt", "c\n");
+    gate *g = fx_open();
+    long long c = fx_submit(g, "c", 0);
+    keel_stress_stats before, after;
+    fx_ok(keel_stress_get("gate_store.learned_unreadable", &before));
+    fx_ok(keel_stress_enable("gate_store.learned_unreadable:nth=1"));
+    gate_run_stats st;
+    keel_status s = gate_run(g, true, &st);
+    fx_ok(keel_stress_get("gate_store.learned_unreadable", &after));
+    keel_stress_clear();
+    assert_int_equal(after.fires - before.fires, 1);
+    assert_false(keel_ok(s));
+    char msg[4096];
+    (void)keel_status_format(s, msg, sizeof(msg));
+    bool io = keel_status_has(s, &keel_codespace_keel, KEEL_E_IO);
+    keel_status_free(s);
+    if (!io || strstr(msg, "cannot read what the scheduler learned of 'main'") == NULL)
+        fail_msg("the error should be the store's: %s", msg);
+    assert_int_equal(fx_state_of(g, c), GATE_CHANGE_QUEUED);
+    gate_close(g);
+    gate_learned now = learned_row(&found);
+    assert_same_learned("after the failed read", &now, &was);
+    gate_run_stats again = fx_run_once();
+    assert_int_equal(again.landed, 1);
+    now = learned_row(&found);
+    if (fabs(now.n - (was.n * 0.98 + 1.0)) > 1e-9)
+        fail_msg("the next run did not start from the row: n %.4f after %.4f", now.n, was.n);
+}
+
+/*
  * Change 'a' submitted, then `run --once` under the stress point `spec` for
  * good: run must fail (its error into msg), having rejected nothing and left
  * the change queued.  The change's id.
@@ -667,6 +713,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_start_fault_persisting_stops, teardown),
         cmocka_unit_test_teardown(test_learned_write_fails_tried_again, teardown),
         cmocka_unit_test_teardown(test_crash_after_learned, teardown),
+        cmocka_unit_test_teardown(test_learned_read_fails_at_start, teardown),
 #endif
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
