@@ -253,9 +253,11 @@ static bool same_memory(const gate_sched_memory *a, const gate_sched_memory *b)
  * to the next one: the old scheduler's when the gate starts again in the same
  * run, else what the store kept of the last run (store_learned.c), which
  * gate_sched_recall weighs at most GATE_SCHED_RECALL_CHANGES changes (a row
- * out of range counts for nothing).  g->learned is what the store holds: only
- * what it read or wrote sets it, so that what a failed write did not keep is
- * written by the next keep_learned.
+ * out of range counts for nothing).  g->learned is what the store holds, as
+ * the scheduler counts it: only the store's read (at the run's start) and
+ * keep_learned's writes set it, so that what a failed write did not keep is
+ * written by the next keep_learned, while a row the scheduler reads as it is
+ * is not written again.
  */
 static keel_status recall_learned(gate *g, const gate_sched *old)
 {
@@ -270,7 +272,6 @@ static keel_status recall_learned(gate *g, const gate_sched *old)
         if (!keel_ok(s))
             return s;
         m = learned_memory(&l);
-        g->learned = m;
         if (found && g->tip_cfg->strategy == GATE_STRATEGY_ADAPTIVE)
             gate_say(g,
                      "adaptive starts from what it learned of '%s': %.3f of changes failing "
@@ -278,7 +279,8 @@ static keel_status recall_learned(gate *g, const gate_sched *old)
                      g->target, m.p, m.n, m.flake, m.flake_n);
     }
     gate_sched_recall(g->sched, &m);
-    if (old == NULL) { /* the run's first scheduler */
+    if (old == NULL) { /* the run's first scheduler: it holds the row alone */
+        gate_sched_remember(g->sched, &g->learned);
         gate_sched_stats ss;
         gate_sched_stats_get(g->sched, &ss);
         g->stats.p_start = ss.p;
