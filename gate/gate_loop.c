@@ -226,10 +226,38 @@ static void drop_again(gate *g)
 }
 
 /*
+ * What the scheduler learned (gate_sched_memory) as the store keeps it
+ * (gate_learned: the same four figures, and when they were written), and
+ * back: the store keeps the figures without knowing the scheduler.
+ */
+static gate_learned learned_row(const gate_sched_memory *m)
+{
+    gate_learned l = {m->p, m->n, m->flake, m->flake_n, 0}; /* updated_at: the store's */
+    return l;
+}
+
+static gate_sched_memory learned_memory(const gate_learned *l)
+{
+    gate_sched_memory m = {l->p, l->n, l->flake, l->flake_n};
+    return m;
+}
+
+/* The same figures (doubles compared as values, not bytes: clang-tidy's memcmp of doubles). */
+static bool same_memory(const gate_sched_memory *a, const gate_sched_memory *b)
+{
+    return a->p == b->p && a->n == b->n && a->flake == b->flake && a->flake_n == b->flake_n;
+}
+
+/*
  * What the scheduler learned of the queue (its failure and flake rates) goes
  * to the next one: the old scheduler's when the gate starts again in the same
  * run, else what the store kept of the last run (store_learned.c), which
- * gate_sched_recall weighs at most GATE_SCHED_RECALL_CHANGES changes.
+ * gate_sched_recall weighs at most GATE_SCHED_RECALL_CHANGES changes (a row
+ * out of range counts for nothing).  g->learned is what the store holds, as
+ * the scheduler counts it: only the store's read (at the run's start) and
+ * keep_learned's writes set it, so that what a failed write did not keep is
+ * written by the next keep_learned, while a row the scheduler reads as it is
+ * is not written again.
  */
 static keel_status recall_learned(gate *g, const gate_sched *old)
 {
@@ -243,10 +271,7 @@ static keel_status recall_learned(gate *g, const gate_sched *old)
         keel_status s = gate_store_learned_get(g->store, g->target, &l, &found);
         if (!keel_ok(s))
             return s;
-        m.p = l.p;
-        m.n = l.n;
-        m.flake = l.flake;
-        m.flake_n = l.flake_n;
+        m = learned_memory(&l);
         if (found && g->tip_cfg->strategy == GATE_STRATEGY_ADAPTIVE)
             gate_say(g,
                      "adaptive starts from what it learned of '%s': %.3f of changes failing "
@@ -254,8 +279,8 @@ static keel_status recall_learned(gate *g, const gate_sched *old)
                      g->target, m.p, m.n, m.flake, m.flake_n);
     }
     gate_sched_recall(g->sched, &m);
-    g->learned = m;
-    if (old == NULL) { /* the run's first scheduler */
+    if (old == NULL) { /* the run's first scheduler: it holds the row alone */
+        gate_sched_remember(g->sched, &g->learned);
         gate_sched_stats ss;
         gate_sched_stats_get(g->sched, &ss);
         g->stats.p_start = ss.p;
@@ -263,24 +288,24 @@ static keel_status recall_learned(gate *g, const gate_sched *old)
     return KEEL_OK;
 }
 
-/* The store keeps what the scheduler learned since it last wrote it. */
+/*
+ * The store keeps what the scheduler learned, when it differs from what the
+ * store holds: after the decisions of a round, and after a failed write or a
+ * restart (kill -9 at gate.crash_after_learned: the row is the one written).
+ */
 static keel_status keep_learned(gate *g)
 {
     gate_sched_memory m;
     gate_sched_remember(g->sched, &m);
-    const gate_sched_memory *was = &g->learned;
-    if (m.p == was->p && m.n == was->n && m.flake == was->flake && m.flake_n == was->flake_n)
-        return KEEL_OK; /* nothing learned since (doubles compared as values, not bytes) */
-    gate_learned l;
-    memset(&l, 0, sizeof(l));
-    l.p = m.p;
-    l.n = m.n;
-    l.flake = m.flake;
-    l.flake_n = m.flake_n;
+    if (same_memory(&m, &g->learned))
+        return KEEL_OK; /* nothing learned since */
+    gate_learned l = learned_row(&m);
     keel_status s = gate_store_learned_put(g->store, g->target, &l, gate_now_s());
-    if (keel_ok(s))
-        g->learned = m;
-    return s;
+    if (!keel_ok(s))
+        return s;
+    g->learned = m;
+    gate_crash_if(KEEL_STRESS(crash_after_learned), "crash_after_learned");
+    return KEEL_OK;
 }
 
 /*
@@ -352,9 +377,14 @@ keel_status gate_restart(gate *g)
         gate_sched_inherit(g->sched, old); /* what it learned of the executor */
     if (keel_ok(s))
         s = recall_learned(g, old);
-    gate_sched_delete(old);
     g->nactive = 0;
-    return s;
+    if (!keel_ok(s)) { /* the old scheduler stays (NULL at start): the next restart is from it */
+        gate_sched_delete(g->sched);
+        g->sched = old;
+        return s;
+    }
+    gate_sched_delete(old);
+    return KEEL_OK;
 }
 
 /* A change cancelled in the store leaves the scheduler (its candidates are rebuilt without it). */
@@ -467,16 +497,14 @@ static keel_status pump(gate *g, bool paused)
         progress = false;
         gate_sched_decision d;
         unsigned gen = g->gen;
-        bool decided = false; /* an outcome the estimates learn from */
         while (keel_ok(s) && gen == g->gen && !gate_stop_requested(g) &&
                gate_sched_poll(g->sched, &d)) {
             progress = true;
-            decided = decided || d.kind != GATE_SCHED_CANCEL_BUILD;
             s = gate_decide(g, &d);
             if (keel_ok(s) && d.kind != GATE_SCHED_CANCEL_BUILD)
                 g->turn_errors = 0; /* a decision carried out: the turns work */
         }
-        if (keel_ok(s) && decided && gen == g->gen)
+        if (keel_ok(s))
             s = keep_learned(g); /* the outcomes decided: what a restart starts from */
         gate_sched_build b;
         bool have = false;

@@ -210,6 +210,7 @@ static const known_point known_points[] = {
     {"gate.crash_before_cas", "each landing, before the compare-and-swap (a push)", true},
     {"gate.crash_after_cas", "each landing, after the compare-and-swap (a push)", true},
     {"gate.crash_after_take", "each pushed change queued, before its ref is removed", true},
+    {"gate.crash_after_learned", "each round that decided something, what it learned kept", false},
 };
 
 enum { NKNOWN = sizeof(known_points) / sizeof(known_points[0]), MAX_POINTS = 32 };

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE 1
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <time.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -407,6 +408,241 @@ static void test_start_faults_tried_again(void **state)
     fx_setup_repo("", ""); /* for the teardown */
 }
 
+/* What the store keeps of what the scheduler learned of main; *found false when nothing. */
+static gate_learned learned_row(bool *found)
+{
+    gate *g = fx_open();
+    gate_learned l;
+    fx_ok(gate_store_learned_get(gate_get_store(g), "main", &l, found));
+    gate_close(g);
+    return l;
+}
+
+static void assert_same_learned(const char *what, const gate_learned *got, const gate_learned *want)
+{
+    if (!(fabs(got->p - want->p) < 1e-9 && fabs(got->n - want->n) < 1e-9 &&
+          fabs(got->flake - want->flake) < 1e-9 && fabs(got->flake_n - want->flake_n) < 1e-9))
+        fail_msg("%s: the store keeps p %.6f over %.4f changes, flake %.6f over %.4f builds, not "
+                 "%.6f over %.4f, %.6f over %.4f",
+                 what, got->p, got->n, got->flake, got->flake_n, want->p, want->n, want->flake,
+                 want->flake_n);
+}
+
+/* a, bad and b queued (serial: decided one per round); their ids. */
+static void queue_of_three(long long ids[3])
+{
+    fx_setup_repo("strategy = serial\nretries = 0", "");
+    gate *g = fx_open();
+    fx_queue_with_bad(g, ids);
+    gate_close(g);
+}
+
+/* a and b landed once each, bad rejected, nothing in flight. */
+static void assert_three_decided(const char *what, const long long ids[3])
+{
+    gate *g = fx_open();
+    for (size_t i = 0; i < 3; i++)
+        if (fx_state_of(g, ids[i]) != (i == 1 ? GATE_CHANGE_REJECTED : GATE_CHANGE_LANDED))
+            fail_msg("%s: change %lld ended %s", what, ids[i],
+                     gate_change_state_name(fx_state_of(g, ids[i])));
+    gate_close(g);
+    assert_int_equal(fx_times_landed("a"), 1);
+    assert_int_equal(fx_times_landed("b"), 1);
+    assert_int_equal(fx_times_landed("bad"), 0);
+    fx_assert_tip_tested();
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM jobs WHERE state = 'running'", NULL), 0);
+}
+
+/* What a fault-free run of the three keeps of what it learned. */
+static gate_learned learned_without_faults(void)
+{
+    long long ids[3];
+    queue_of_three(ids);
+    (void)fx_run_once();
+    assert_three_decided("without faults", ids);
+    bool found = false;
+    gate_learned l = learned_row(&found);
+    assert_true(found && l.n > 2.0 && l.p > 0.0);
+    fx_teardown_repo();
+    return l;
+}
+
+/* The fires of gate_store.learned_full so far (its counts are the process's). */
+static unsigned long long learned_full_fires(void)
+{
+    keel_stress_stats stats;
+    fx_ok(keel_stress_get("gate_store.learned_full", &stats));
+    return stats.fires;
+}
+
+/*
+ * `trial` at its point's evaluations 1, 2, ... on the three, until the
+ * point no longer fires (`want`: what a run without faults keeps); it must
+ * have fired at 3 evaluations at least (three rounds decide something).
+ */
+static void sweep_three(bool (*trial)(unsigned nth, const long long ids[3],
+                                      const gate_learned *want))
+{
+    fx_skip_sweep_under_tsan();
+    gate_learned want = learned_without_faults();
+    unsigned fired = 0;
+    for (;;) {
+        long long ids[3];
+        queue_of_three(ids);
+        bool again = trial(fired + 1, ids, &want);
+        fx_teardown_repo();
+        if (!again)
+            break;
+        fired++;
+    }
+    if (fired < 3)
+        fail_msg("the point fired at %u evaluations: three rounds decide something", fired);
+    fx_setup_repo("", ""); /* for the teardown */
+}
+
+/* gate_store.learned_full at its nth evaluation: false when it did not fire. */
+static bool learned_write_fails(unsigned nth, const long long ids[3], const gate_learned *want)
+{
+    char spec[64];
+    (void)snprintf(spec, sizeof(spec), "gate_store.learned_full:nth=%u", nth);
+    unsigned long long fired = learned_full_fires();
+    fx_ok(keel_stress_enable(spec));
+    gate *g = fx_open();
+    gate_run_stats st;
+    keel_status s = gate_run(g, true, &st);
+    gate_close(g);
+    fired = learned_full_fires() - fired;
+    keel_stress_clear();
+    fx_ok(s);
+    assert_three_decided(spec, ids);
+    long long errors = fx_sql_int("SELECT count(*) FROM events WHERE kind = 'gate-error'", NULL);
+    if (errors != (long long)fired)
+        fail_msg("%s: %lld gate-error events for %llu failed writes", spec, errors, fired);
+    bool found = false;
+    gate_learned got = learned_row(&found);
+    assert_true(found);
+    assert_same_learned(spec, &got, want);
+    return fired > 0;
+}
+
+/*
+ * The store's write of what the scheduler learned (gate_loop.c's
+ * keep_learned, once per round that decided anything) fails once, for each
+ * of the run's writes in turn (gate_store.learned_full:nth=K): the turn's
+ * failure is the gate's (a gate-error event, a pause, the queue again from
+ * the store), the decisions stand, and the row the store keeps at the end is
+ * the one a run without the fault keeps.  The old gate took a failed write
+ * for a kept one when it started again: when the last round's write failed,
+ * the store kept the round before's (n 1.98 for 2.94).
+ */
+static void test_learned_write_fails_tried_again(void **state)
+{
+    (void)state;
+    sweep_three(learned_write_fails);
+}
+
+/* The rates learned over `decided` outcomes one at a time weigh this much (decay 0.98). */
+static double weight_of(long long decided)
+{
+    double n = 0.0;
+    for (long long i = 0; i < decided; i++)
+        n = n * 0.98 + 1.0;
+    return n;
+}
+
+/* kill -9 at gate.crash_after_learned's nth evaluation, then run --once: false when it did not fire. */
+static bool crash_after_learned(unsigned nth, const long long ids[3], const gate_learned *want)
+{
+    char spec[64];
+    (void)snprintf(spec, sizeof(spec), "gate.crash_after_learned:nth=%u", nth);
+    fx_crash_spec = spec;
+    char err[4096];
+    int status = keel_test_run_child(fx_crashing_run, err, sizeof(err));
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 4) /* went through: past the run's last write */
+        return false;
+    if (WEXITSTATUS(status) != 99)
+        fail_msg("%s: status %d: %s", spec, WEXITSTATUS(status), err);
+    fx_assert_tip_tested_as(false);
+    bool found = false;
+    gate_learned got = learned_row(&found);
+    long long decided =
+        fx_sql_int("SELECT count(*) FROM changes WHERE state IN ('landed', 'rejected')", NULL);
+    if (!found || decided < 1 || fabs(got.n - weight_of(decided)) > 1e-9 ||
+        !(got.p >= 0.0 && got.p <= 1.0) || !(got.flake >= 0.0 && got.flake <= 1.0) ||
+        !(got.flake_n >= 0.0))
+        fail_msg("%s: %lld changes decided, the store keeps %s p %.6f over %.4f changes, "
+                 "flake %.6f over %.4f builds",
+                 spec, decided, found ? "" : "no row:", got.p, got.n, got.flake, got.flake_n);
+    (void)fx_run_once();
+    assert_three_decided(spec, ids);
+    got = learned_row(&found);
+    assert_true(found);
+    assert_same_learned(spec, &got, want);
+    return true;
+}
+
+/*
+ * kill -9 right after each write of what the scheduler learned
+ * (gate.crash_after_learned at its Kth evaluation): the store keeps the row
+ * of the rounds decided, whole (its weight is that of the changes the store
+ * has decided, its rates in range), and a clean run --once from there
+ * decides the rest and keeps the row a run without the kill keeps.  The old
+ * gate had no crash point there (the sweep's first run went through: no
+ * point covered).
+ */
+static void test_crash_after_learned(void **state)
+{
+    (void)state;
+    sweep_three(crash_after_learned);
+}
+
+/*
+ * The store cannot read what the scheduler learned when run starts
+ * (gate_store.learned_unreadable, the read at start only): run stops with
+ * the store's error before deciding anything, the row stays as it was, and
+ * the next run starts from it (one more change decided on top of its
+ * weight).  The old gate had no point at that read (it fired at 0
+ * evaluations).
+ */
+static void test_learned_read_fails_at_start(void **state)
+{
+    (void)state;
+    long long ids[3];
+    queue_of_three(ids);
+    (void)fx_run_once();
+    bool found = false;
+    gate_learned was = learned_row(&found);
+    assert_true(found);
+    fx_branch("c", "c.txt", "c\n");
+    gate *g = fx_open();
+    long long c = fx_submit(g, "c", 0);
+    keel_stress_stats before, after;
+    fx_ok(keel_stress_get("gate_store.learned_unreadable", &before));
+    fx_ok(keel_stress_enable("gate_store.learned_unreadable:nth=1"));
+    gate_run_stats st;
+    keel_status s = gate_run(g, true, &st);
+    fx_ok(keel_stress_get("gate_store.learned_unreadable", &after));
+    keel_stress_clear();
+    assert_int_equal(after.fires - before.fires, 1);
+    assert_false(keel_ok(s));
+    char msg[4096];
+    (void)keel_status_format(s, msg, sizeof(msg));
+    bool io = keel_status_has(s, &keel_codespace_keel, KEEL_E_IO);
+    keel_status_free(s);
+    if (!io || strstr(msg, "cannot read what the scheduler learned of 'main'") == NULL)
+        fail_msg("the error should be the store's: %s", msg);
+    assert_int_equal(fx_state_of(g, c), GATE_CHANGE_QUEUED);
+    gate_close(g);
+    gate_learned now = learned_row(&found);
+    assert_same_learned("after the failed read", &now, &was);
+    gate_run_stats again = fx_run_once();
+    assert_int_equal(again.landed, 1);
+    now = learned_row(&found);
+    if (fabs(now.n - (was.n * 0.98 + 1.0)) > 1e-9)
+        fail_msg("the next run did not start from the row: n %.4f after %.4f", now.n, was.n);
+}
+
 /*
  * Change 'a' submitted, then `run --once` under the stress point `spec` for
  * good: run must fail (its error into msg), having rejected nothing and left
@@ -475,6 +711,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_exec_heap_full, teardown),
         cmocka_unit_test_teardown(test_start_faults_tried_again, teardown),
         cmocka_unit_test_teardown(test_start_fault_persisting_stops, teardown),
+        cmocka_unit_test_teardown(test_learned_write_fails_tried_again, teardown),
+        cmocka_unit_test_teardown(test_crash_after_learned, teardown),
+        cmocka_unit_test_teardown(test_learned_read_fails_at_start, teardown),
 #endif
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

@@ -425,8 +425,8 @@ static void test_crash_at_every_point(void **state)
     fx_skip_sweep_under_tsan();
 #if KEEL_DEVEL
     static const char *const points[] = {"crash_after_merge", "crash_after_job", "crash_before_cas",
-                                         "crash_after_cas"};
-    for (size_t p = 0; p < 4; p++)
+                                         "crash_after_cas", "crash_after_learned"};
+    for (size_t p = 0; p < sizeof(points) / sizeof(points[0]); p++)
         for (int nth = 1; nth <= 2; nth++) {
             fx_setup_repo("strategy = batch\nmax-batch = 4\nretries = 0", "");
             static const char *const good[] = {"g1", "g2", "g3"};

@@ -23,7 +23,11 @@ keel_status gate_store_learned_put(gate_store *st, const char *target, const gat
                                    long long now)
 {
     KEEL_ASSERT(st != NULL && target != NULL && l != NULL);
-    keel_status s = gate__store_begin(st);
+    keel_status s =
+        KEEL_STRESS(learned_full) /* this write only, as gate_store.disk_full */
+            ? KEEL_ERR(KEEL_E_FULL, "store '%s': cannot begin a transaction: %s (stress point)",
+                       st->path, sqlite3_errstr(SQLITE_FULL))
+            : gate__store_begin(st);
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "recording what the scheduler learned of '%s'", target);
     sqlite3_stmt *stmt = NULL;
@@ -49,6 +53,11 @@ keel_status gate_store_learned_get(gate_store *st, const char *target, gate_lear
     KEEL_ASSERT(st != NULL && target != NULL && out != NULL && found != NULL);
     memset(out, 0, sizeof(*out));
     *found = false;
+    if (KEEL_STRESS(learned_unreadable)) /* as SQLite says a read the disk refused */
+        return KEEL_ERR(KEEL_E_IO,
+                        "store '%s': cannot read what the scheduler learned of '%s': %s (stress "
+                        "point)",
+                        st->path, target, sqlite3_errstr(SQLITE_IOERR));
     sqlite3_stmt *stmt = NULL;
     keel_status s = gate__store_prepare(
         st, "SELECT p, n, flake, flake_n, updated_at FROM learned WHERE target = ?", &stmt);
