@@ -218,8 +218,8 @@ static bool make_guard_pool(void)
     return true;
 }
 
-static void release_blk(keel__blk *b);
-static void release_own(keel__heap *h);
+static void release_blk(keel__blk *b, unsigned me);
+static void release_own(keel__heap *h, unsigned me);
 
 /*
  * A block placed so that it and its tail canary end at a guard page: an
@@ -252,7 +252,7 @@ static void *guard_alloc(keel__heap *h, size_t size, keel__blk **hdr)
     __atomic_store_n(&g->b, (keel__blk *)NULL, __ATOMIC_RELEASE);
     g->freed = false;
     if (old != NULL)
-        release_blk(old); /* its poison is checked before the page is reused */
+        release_blk(old, my_shard()); /* its poison is checked before the page is reused */
     b->guarded = 1;
     b->offset = 0;
     b->heap = h;
@@ -449,6 +449,7 @@ static void pend_push(keel__blk **top, keel__blk *b, bool add)
 typedef struct shard_later {
     keel__blk *evict;   /* out of the quarantine: back to the arena */
     keel__blk *guarded; /* freed blocks on guard pages: their slots to reuse */
+    unsigned me;        /* this thread's shard (my_shard) */
 } shard_later;
 
 /* Add b to shard s's live blocks (s locked).  False: no memory to grow the array. */
@@ -564,7 +565,7 @@ static void after_lock(shard_later *later)
     }
     while (later->evict != NULL) {
         keel__blk *next = later->evict->next;
-        release_blk(later->evict);
+        release_blk(later->evict, later->me);
         later->evict = next;
     }
 }
@@ -580,7 +581,8 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
                             const char *file, int line, const char *func)
 {
     KEEL_ASSERT(h != NULL && out != NULL);
-    release_own(h);
+    unsigned me = my_shard();
+    release_own(h, me);
     if (!keel__heap_reserve(h, size))
         return keel__heap_failed(h, size, KEEL__HEAP_QUOTA, file, line, func);
     keel__blk *b = NULL;
@@ -610,12 +612,12 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
     b->canary = magic_of(CANARY, b);
     b->next = NULL;
     memcpy(user_of(b) + size, tail_pattern, TAIL);
-    unsigned sh = my_shard();
+    unsigned sh = me;
     b->shard = (unsigned short)sh;
     keel__heap_shard *s = &h->shards[sh];
     bool listed = true;
     if (KEEL_LIKELY(shard_trylock(s))) {
-        shard_later later = {NULL, NULL};
+        shard_later later = {NULL, NULL, me};
         drain(s, &later);
         listed = live_add(s, b);
         shard_give(s, &later);
@@ -744,9 +746,9 @@ static void give_back(keel__blk *b)
 #if defined(KEEL_HEAP_SYSTEM) && KEEL_HEAP_SYSTEM
 enum { RELEASE_CAP = 4 << 20 };
 
-static bool release_later(keel__blk *b)
+static bool release_later(keel__blk *b, unsigned me)
 {
-    if (b->shard == my_shard())
+    if (b->shard == me)
         return false;
     keel__heap_shard *s = &b->heap->shards[b->shard];
     size_t bytes = b->size + HDR;
@@ -763,9 +765,9 @@ static bool release_later(keel__blk *b)
 }
 
 /* The blocks of this thread's shard that other threads took out of its quarantine, given back. */
-static void release_own(keel__heap *h)
+static void release_own(keel__heap *h, unsigned me)
 {
-    keel__heap_shard *s = &h->shards[my_shard()];
+    keel__heap_shard *s = &h->shards[me];
     if (KEEL_LIKELY(__atomic_load_n(&s->pend_release, __ATOMIC_RELAXED) == NULL))
         return;
     keel__blk *b = __atomic_exchange_n(&s->pend_release, NULL, __ATOMIC_ACQUIRE);
@@ -777,25 +779,27 @@ static void release_own(keel__heap *h)
     }
 }
 #else
-static bool release_later(keel__blk *b)
+static bool release_later(keel__blk *b, unsigned me)
 {
     (void)b;
+    (void)me;
     return false;
 }
 
-static void release_own(keel__heap *h)
+static void release_own(keel__heap *h, unsigned me)
 {
     (void)h;
+    (void)me;
 }
 #endif
 
 /* Give an evicted block back to the arena, after checking its poison. */
-static void release_blk(keel__blk *b)
+static void release_blk(keel__blk *b, unsigned me)
 {
     (void)poison_intact(b);
     if (b->guarded)
         return; /* its slot in the guard pool is reused as it is */
-    if (!release_later(b))
+    if (!release_later(b, me))
         give_back(b);
 }
 
@@ -832,7 +836,8 @@ void keel__blk_free(keel__heap *h, void *p, const size_t *sized, const char *fil
     keel__blk *b = (keel__blk *)(void *)((unsigned char *)p - HDR);
     if (sized != NULL)
         check_sized(b, *sized, file, line, func); /* then freed as it is */
-    release_own(owner);
+    unsigned me = my_shard();
+    release_own(owner, me);
     keel__heap_shard *s = &owner->shards[b->shard];
     /* the block is this call's to free: of two threads freeing it at once, one is told so */
     unsigned long long live = magic_of(MAGIC_LIVE, b);
@@ -849,7 +854,7 @@ void keel__blk_free(keel__heap *h, void *p, const size_t *sized, const char *fil
         keel__heap_release(owner, size);
         return;
     }
-    shard_later later = {NULL, NULL};
+    shard_later later = {NULL, NULL, me};
     drain(s, &later);
     if (KEEL_UNLIKELY(!live_remove(s, b))) {
         shard_give(s, &later);
@@ -874,7 +879,7 @@ keel_status keel__blk_check(keel__heap *h)
     unsigned bad = 0;
     for (int i = 0; i < KEEL__HEAP_SHARDS; i++) {
         keel__heap_shard *s = &h->shards[i];
-        shard_later later = {NULL, NULL};
+        shard_later later = {NULL, NULL, my_shard()};
         shard_take(s, &later);
         for (size_t k = 0; k < s->nlive; k++) {
             const keel__blk *b = s->live[k];
@@ -900,7 +905,7 @@ keel_status keel__blk_owns(keel__heap *h, const void *ptr, size_t len)
     bool inside = false;
     for (int i = 0; i < KEEL__HEAP_SHARDS && !inside; i++) {
         keel__heap_shard *s = &h->shards[i];
-        shard_later later = {NULL, NULL};
+        shard_later later = {NULL, NULL, my_shard()};
         shard_take(s, &later);
         for (size_t k = 0; k < s->nlive && !inside; k++) {
             keel__blk *b = s->live[k];
@@ -959,7 +964,7 @@ void keel__blk_leaks_if(keel__heap *h, bool (*leaked)(const void *user, void *ct
     unsigned long long bytes = 0;
     for (int i = 0; i < KEEL__HEAP_SHARDS; i++) {
         keel__heap_shard *s = &h->shards[i];
-        shard_later later = {NULL, NULL};
+        shard_later later = {NULL, NULL, my_shard()};
         shard_take(s, &later);
         for (size_t n = 0; n < s->nlive; n++) {
             const keel__blk *b = s->live[n];
@@ -1027,7 +1032,7 @@ void keel__blk_live(keel__heap *h,
 {
     for (int i = 0; i < KEEL__HEAP_SHARDS; i++) {
         keel__heap_shard *s = &h->shards[i];
-        shard_later later = {NULL, NULL};
+        shard_later later = {NULL, NULL, my_shard()};
         shard_take(s, &later);
         for (size_t n = 0; n < s->nlive; n++)
             visit(ctx, user_of(s->live[n]), s->live[n]->size, s->live[n]->file);
