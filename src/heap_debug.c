@@ -431,6 +431,8 @@ static void shard_unlock(keel__heap_shard *s)
     __atomic_store_n(&s->lock, 0, __ATOMIC_RELEASE);
 }
 
+KEEL__STATIC_ASSERT(sizeof(size_t) == sizeof(keel__blk *), "a listing's link is kept in live_at");
+
 /* b onto a shard's stack of listings (add: linked by live_at) or of frees (linked by next): a
  * compare-and-swap, as a signal handler may push while its thread pushes or takes the stack. */
 static void pend_push(keel__blk **top, keel__blk *b, bool add)
@@ -438,7 +440,7 @@ static void pend_push(keel__blk **top, keel__blk *b, bool add)
     keel__blk *old = __atomic_load_n(top, __ATOMIC_RELAXED);
     do {
         if (add)
-            b->live_at = (size_t)(uintptr_t)old;
+            memcpy(&b->live_at, &old, sizeof(b->live_at));
         else
             b->next = old;
     } while (!__atomic_compare_exchange_n(top, &old, b, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
@@ -530,7 +532,8 @@ static void drain(keel__heap_shard *s, shard_later *later)
     keel__blk *adds = __atomic_exchange_n(&s->pend_add, NULL, __ATOMIC_ACQUIRE);
     bool unlisted = false;
     while (adds != NULL) {
-        keel__blk *next = (keel__blk *)(uintptr_t)adds->live_at;
+        keel__blk *next = NULL;
+        memcpy(&next, &adds->live_at, sizeof(adds->live_at)); /* (the link: live_at) */
         if (!live_add(s, adds)) {
             pend_push(&s->pend_add, adds, true);
             unlisted = true;
