@@ -888,7 +888,7 @@ static void test_signal_graph(void **state)
  * other's blocks (tests/run/signal_heap_wait.c): the program ends (exit 0) within 20 s, with no
  * report.  Before session 20 a handler that interrupted its thread inside a shard's lock of keel's
  * heap waited for the mutex, held by a thread freeing a block of that shard, which waited for the
- * shard's lock: it hung in 6 runs of 6 (4 threads; 3 threads: 6 of 13).  With the shard's lock
+ * shard's lock: it hung in 8 runs of 9 (4 threads; 3 threads: 6 of 13).  With the shard's lock
  * never waited for, a thread that freed a block leaving the quarantine to the C library's
  * allocator took the arena lock of the block's thread, interrupted there: 6 runs of 14 hung so.
  */
