@@ -26,6 +26,14 @@ typedef struct keel__heap_shard {
     keel__blk *q_oldest; /* quarantine, oldest first, linked by `next` */
     keel__blk *q_newest;
     size_t q_bytes;
+    /* blocks whose listing or free found the lock taken, waiting for its next holder (lock-free
+     * stacks, linked by live_at and by next: heap_debug.c) */
+    keel__blk *pend_add;
+    keel__blk *pend_free;
+    /* blocks of this shard other threads took out of its quarantine, for the shard's own thread
+     * to give back to the C library's allocator (heap_debug.c, KEEL_HEAP_SYSTEM), and their bytes */
+    keel__blk *pend_release;
+    size_t pend_release_bytes;
 } __attribute__((aligned(64))) keel__heap_shard; /* one per cache line pair: no false sharing */
 
 /* The counters start a cache line of their own: each part is a cache-aligned anonymous struct,

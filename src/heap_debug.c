@@ -218,7 +218,8 @@ static bool make_guard_pool(void)
     return true;
 }
 
-static void release_blk(keel__blk *b);
+static void release_blk(keel__blk *b, unsigned me);
+static void release_own(keel__heap *h, unsigned me);
 
 /*
  * A block placed so that it and its tail canary end at a guard page: an
@@ -251,7 +252,7 @@ static void *guard_alloc(keel__heap *h, size_t size, keel__blk **hdr)
     __atomic_store_n(&g->b, (keel__blk *)NULL, __ATOMIC_RELEASE);
     g->freed = false;
     if (old != NULL)
-        release_blk(old); /* its poison is checked before the page is reused */
+        release_blk(old, my_shard()); /* its poison is checked before the page is reused */
     b->guarded = 1;
     b->offset = 0;
     b->heap = h;
@@ -401,8 +402,14 @@ static bool canaries_ok(const keel__blk *b, const char *file, int line, const ch
 
 /*
  * A shard's lock: one atomic exchange to take, a store to give back (a mutex
- * costs two atomic operations and two calls); a waiter yields the CPU after a
- * short spin, so a holder that was preempted is not spun against.
+ * costs two atomic operations and two calls).  Only the sweeps (check, owns,
+ * leaks, the live blocks) and fork wait for it, yielding the CPU after a short
+ * spin.  An allocation or a free that finds it taken never waits: it leaves its
+ * block on one of the shard's two stacks, and the lock's next holder lists or
+ * frees it (drain).  A holder interrupted by a signal whose handler waits for
+ * another thread (a mutex held by a thread that then frees one of this shard's
+ * blocks) would otherwise hold that thread up for ever: a deadlock the program
+ * does not have without keel.
  */
 static void shard_lock(keel__heap_shard *s)
 {
@@ -413,11 +420,39 @@ static void shard_lock(keel__heap_shard *s)
                 (void)sched_yield();
 }
 
+static bool shard_trylock(keel__heap_shard *s)
+{
+    return __atomic_exchange_n(&s->lock, 1, __ATOMIC_ACQUIRE) == 0;
+}
+
 static void shard_unlock(keel__heap_shard *s)
 {
     KEEL_ASSERT(__atomic_load_n(&s->lock, __ATOMIC_RELAXED) == 1);
     __atomic_store_n(&s->lock, 0, __ATOMIC_RELEASE);
 }
+
+KEEL__STATIC_ASSERT(sizeof(size_t) == sizeof(keel__blk *), "a listing's link is kept in live_at");
+
+/* b onto a shard's stack of listings (add: linked by live_at) or of frees (linked by next): a
+ * compare-and-swap, as a signal handler may push while its thread pushes or takes the stack. */
+static void pend_push(keel__blk **top, keel__blk *b, bool add)
+{
+    keel__blk *old = __atomic_load_n(top, __ATOMIC_RELAXED);
+    do {
+        if (add)
+            memcpy(&b->live_at, &old, sizeof(b->live_at));
+        else
+            b->next = old;
+    } while (!__atomic_compare_exchange_n(top, &old, b, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+/* What a holder of a shard's lock leaves for after it: guard_free takes special_lock (which fork
+ * takes before the shards'), and an evicted block's check may report. */
+typedef struct shard_later {
+    keel__blk *evict;   /* out of the quarantine: back to the arena */
+    keel__blk *guarded; /* freed blocks on guard pages: their slots to reuse */
+    unsigned me;        /* this thread's shard (my_shard) */
+} shard_later;
 
 /* Add b to shard s's live blocks (s locked).  False: no memory to grow the array. */
 static bool live_add(keel__heap_shard *s, keel__blk *b)
@@ -454,10 +489,103 @@ static bool live_remove(keel__heap_shard *s, keel__blk *b)
     return true;
 }
 
+/* b, freed (its magic says so, poisoned) and out of the live blocks, into shard s's quarantine
+ * (newest last), or for later on a guard page; the oldest beyond the limit for later.  s locked. */
+static void quarantine(keel__heap_shard *s, keel__blk *b, shard_later *later)
+{
+    if (b->guarded) { /* its slot in the guard pool is its quarantine: checked when reused */
+        b->next = later->guarded;
+        later->guarded = b;
+        return;
+    }
+    long long qlimit = keel__opt_int(KEEL__OPT_HEAP_QUARANTINE) / KEEL__HEAP_SHARDS;
+    b->next = NULL;
+    if (s->q_newest != NULL)
+        s->q_newest->next = b;
+    else
+        s->q_oldest = b;
+    s->q_newest = b;
+    s->q_bytes += b->size + HDR;
+    while (s->q_oldest != NULL && s->q_bytes > (size_t)qlimit) {
+        keel__blk *o = s->q_oldest;
+        s->q_oldest = o->next;
+        if (s->q_oldest == NULL)
+            s->q_newest = NULL;
+        s->q_bytes -= o->size + HDR;
+        o->next = later->evict;
+        later->evict = o;
+    }
+}
+
+/*
+ * The blocks left on shard s's stacks by the calls that found its lock taken (s locked now): the
+ * frees taken first, then the listings, so that each block freed is listed before.  A listing
+ * that finds no memory to grow the array, and a free of a block not listed yet then, wait for the
+ * next holder again.
+ */
+static void drain(keel__heap_shard *s, shard_later *later)
+{
+    if (KEEL_LIKELY(((uintptr_t)__atomic_load_n(&s->pend_free, __ATOMIC_RELAXED) |
+                     (uintptr_t)__atomic_load_n(&s->pend_add, __ATOMIC_RELAXED)) == 0))
+        return;
+    keel__blk *frees = __atomic_exchange_n(&s->pend_free, NULL, __ATOMIC_ACQUIRE);
+    keel__blk *adds = __atomic_exchange_n(&s->pend_add, NULL, __ATOMIC_ACQUIRE);
+    bool unlisted = false;
+    while (adds != NULL) {
+        keel__blk *next = NULL;
+        memcpy(&next, &adds->live_at, sizeof(adds->live_at)); /* (the link: live_at) */
+        if (!live_add(s, adds)) {
+            pend_push(&s->pend_add, adds, true);
+            unlisted = true;
+        }
+        adds = next;
+    }
+    while (frees != NULL) {
+        keel__blk *next = frees->next;
+        if (live_remove(s, frees))
+            quarantine(s, frees, later);
+        else if (unlisted)
+            pend_push(&s->pend_free, frees, false);
+        /* else not a live block of the shard (its header overwritten): left alone */
+        frees = next;
+    }
+}
+
+/* Shard s locked for a sweep, the blocks left on its stacks listed or freed. */
+static void shard_take(keel__heap_shard *s, shard_later *later)
+{
+    shard_lock(s);
+    drain(s, later);
+}
+
+/* What the holder of a shard's lock left for after it (the lock given back). */
+static void after_lock(shard_later *later)
+{
+    while (later->guarded != NULL) {
+        keel__blk *next = later->guarded->next;
+        guard_free(later->guarded);
+        later->guarded = next;
+    }
+    while (later->evict != NULL) {
+        keel__blk *next = later->evict->next;
+        release_blk(later->evict, later->me);
+        later->evict = next;
+    }
+}
+
+/* Shard s given back after a sweep (shard_take). */
+static void shard_give(keel__heap_shard *s, shard_later *later)
+{
+    shard_unlock(s);
+    after_lock(later);
+}
+
 keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero, void **out,
                             const char *file, int line, const char *func)
 {
     KEEL_ASSERT(h != NULL && out != NULL);
+    unsigned me = my_shard();
+    release_own(h, me);
     if (!keel__heap_reserve(h, size))
         return keel__heap_failed(h, size, KEEL__HEAP_QUOTA, file, line, func);
     keel__blk *b = NULL;
@@ -487,12 +615,18 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
     b->canary = magic_of(CANARY, b);
     b->next = NULL;
     memcpy(user_of(b) + size, tail_pattern, TAIL);
-    unsigned sh = my_shard();
+    unsigned sh = me;
     b->shard = (unsigned short)sh;
     keel__heap_shard *s = &h->shards[sh];
-    shard_lock(s);
-    bool listed = live_add(s, b);
-    shard_unlock(s);
+    bool listed = true;
+    if (KEEL_LIKELY(shard_trylock(s))) {
+        shard_later later = {NULL, NULL, me};
+        drain(s, &later);
+        listed = live_add(s, b);
+        shard_give(s, &later);
+    } else {
+        pend_push(&s->pend_add, b, true); /* (listed by the lock's holder, or its next) */
+    }
     if (KEEL_UNLIKELY(!listed)) {
         /* undone as a free would, without a quarantine */
         b->magic = magic_of(MAGIC_FREED, b);
@@ -595,16 +729,81 @@ static bool poison_intact(keel__blk *b)
     return false;
 }
 
+/* b's memory back to the arena: no longer a block, so a later free of it is an invalid one,
+ * never taken for a freed block. */
+static void give_back(keel__blk *b)
+{
+    b->magic = 0;
+    b->canary = 0;
+    keel__heap_raw_free(b->heap, (unsigned char *)b - b->offset);
+}
+
+/*
+ * Over the C library's allocator (keel-run), a block is given back by a thread of its shard, the
+ * thread that most likely allocated it, in whose arena it then is: another thread's free would
+ * take that arena's lock, which the block's thread may hold, interrupted by a signal whose
+ * handler waits for the other thread (a free the program never makes without keel, whose
+ * quarantine moves frees between threads).  So a block of another shard leaving the quarantine
+ * waits for a call of that shard's thread (release_own), up to RELEASE_CAP bytes a shard.
+ */
+#if defined(KEEL_HEAP_SYSTEM) && KEEL_HEAP_SYSTEM
+enum { RELEASE_CAP = 4 << 20 };
+
+static bool release_later(keel__blk *b, unsigned me)
+{
+    if (b->shard == me)
+        return false;
+    keel__heap_shard *s = &b->heap->shards[b->shard];
+    size_t bytes = b->size + HDR;
+    if (__atomic_add_fetch(&s->pend_release_bytes, bytes, __ATOMIC_RELAXED) > RELEASE_CAP) {
+        (void)__atomic_sub_fetch(&s->pend_release_bytes, bytes, __ATOMIC_RELAXED);
+        return false; /* given back by this thread: the C library's own window */
+    }
+    keel__blk *old = __atomic_load_n(&s->pend_release, __ATOMIC_RELAXED);
+    do
+        b->next = old;
+    while (!__atomic_compare_exchange_n(&s->pend_release, &old, b, true, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED));
+    return true;
+}
+
+/* The blocks of this thread's shard that other threads took out of its quarantine, given back. */
+static void release_own(keel__heap *h, unsigned me)
+{
+    keel__heap_shard *s = &h->shards[me];
+    if (KEEL_LIKELY(__atomic_load_n(&s->pend_release, __ATOMIC_RELAXED) == NULL))
+        return;
+    keel__blk *b = __atomic_exchange_n(&s->pend_release, NULL, __ATOMIC_ACQUIRE);
+    while (b != NULL) {
+        keel__blk *next = b->next;
+        (void)__atomic_sub_fetch(&s->pend_release_bytes, b->size + HDR, __ATOMIC_RELAXED);
+        give_back(b);
+        b = next;
+    }
+}
+#else
+static bool release_later(keel__blk *b, unsigned me)
+{
+    (void)b;
+    (void)me;
+    return false;
+}
+
+static void release_own(keel__heap *h, unsigned me)
+{
+    (void)h;
+    (void)me;
+}
+#endif
+
 /* Give an evicted block back to the arena, after checking its poison. */
-static void release_blk(keel__blk *b)
+static void release_blk(keel__blk *b, unsigned me)
 {
     (void)poison_intact(b);
     if (b->guarded)
         return; /* its slot in the guard pool is reused as it is */
-    /* no longer a block: a later free of it is an invalid one, never taken for a freed block */
-    b->magic = 0;
-    b->canary = 0;
-    keel__heap_raw_free(b->heap, (unsigned char *)b - b->offset);
+    if (!release_later(b, me))
+        give_back(b);
 }
 
 /*
@@ -640,54 +839,40 @@ void keel__blk_free(keel__heap *h, void *p, const size_t *sized, const char *fil
     keel__blk *b = (keel__blk *)(void *)((unsigned char *)p - HDR);
     if (sized != NULL)
         check_sized(b, *sized, file, line, func); /* then freed as it is */
+    unsigned me = my_shard();
+    release_own(owner, me);
     keel__heap_shard *s = &owner->shards[b->shard];
-    long long qlimit = keel__opt_int(KEEL__OPT_HEAP_QUARANTINE) / KEEL__HEAP_SHARDS;
-    keel__blk *evict = NULL;
-    shard_lock(s);
-    if (KEEL_UNLIKELY(!live_remove(s, b))) {
-        /* another thread freed it since it was validated */
-        shard_unlock(s);
+    /* the block is this call's to free: of two threads freeing it at once, one is told so */
+    unsigned long long live = magic_of(MAGIC_LIVE, b);
+    if (KEEL_UNLIKELY(!__atomic_compare_exchange_n(&b->magic, &live, magic_of(MAGIC_FREED, b),
+                                                   false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))) {
         report_blk("double free: two threads freed one block at once", b, file, line, func, 0);
         return;
     }
-    b->magic = magic_of(MAGIC_FREED, b);
     b->free_file = file;
     b->free_line = line;
-    /* under the lock, whose taking would otherwise wait for all of these stores; giving it back does not */
-    memset(user_of(b), FREED, size);
-    if (b->guarded) {
-        /* its slot in the guard pool is its quarantine: checked when reused */
-        shard_unlock(s);
+    if (KEEL_UNLIKELY(!shard_trylock(s))) {
+        memset(user_of(b), FREED, size);
+        pend_push(&s->pend_free, b, false); /* (freed by the lock's holder, or its next) */
         keel__heap_release(owner, size);
-        guard_free(b);
         return;
     }
-    /* into the quarantine (newest last); the oldest beyond the limit go back */
-    b->next = NULL;
-    if (s->q_newest != NULL)
-        s->q_newest->next = b;
-    else
-        s->q_oldest = b;
-    s->q_newest = b;
-    s->q_bytes += b->size + HDR;
-    while (s->q_oldest != NULL && s->q_bytes > (size_t)qlimit) {
-        keel__blk *o = s->q_oldest;
-        s->q_oldest = o->next;
-        if (s->q_oldest == NULL)
-            s->q_newest = NULL;
-        s->q_bytes -= o->size + HDR;
-        o->next = evict;
-        evict = o;
+    shard_later later = {NULL, NULL, me};
+    drain(s, &later);
+    if (KEEL_UNLIKELY(!live_remove(s, b))) {
+        shard_give(s, &later);
+        report_blk("free of a block its shard does not list: its header was overwritten", b, file,
+                   line, func, 0);
+        return;
     }
+    /* under the lock, whose taking would otherwise wait for all of these stores; giving it back does not */
+    memset(user_of(b), FREED, size);
+    quarantine(s, b, &later);
     if (s->q_oldest != NULL) /* the next to leave: its header is read then, and it is cold */
         __builtin_prefetch(s->q_oldest);
     shard_unlock(s);
     keel__heap_release(owner, size);
-    while (evict != NULL) {
-        keel__blk *next = evict->next;
-        release_blk(evict);
-        evict = next;
-    }
+    after_lock(&later);
 }
 
 /* ---- sweeps --------------------------------------------------------------------------------- */
@@ -697,14 +882,15 @@ keel_status keel__blk_check(keel__heap *h)
     unsigned bad = 0;
     for (int i = 0; i < KEEL__HEAP_SHARDS; i++) {
         keel__heap_shard *s = &h->shards[i];
-        shard_lock(s);
+        shard_later later = {NULL, NULL, my_shard()};
+        shard_take(s, &later);
         for (size_t k = 0; k < s->nlive; k++) {
             const keel__blk *b = s->live[k];
             bad += canaries_ok(b, b->file, b->line, b->func) ? 0u : 1u;
         }
         for (keel__blk *b = s->q_oldest; b != NULL; b = b->next)
             bad += poison_intact(b) ? 0u : 1u;
-        shard_unlock(s);
+        shard_give(s, &later);
     }
     if (bad == 0)
         return KEEL_OK;
@@ -722,7 +908,8 @@ keel_status keel__blk_owns(keel__heap *h, const void *ptr, size_t len)
     bool inside = false;
     for (int i = 0; i < KEEL__HEAP_SHARDS && !inside; i++) {
         keel__heap_shard *s = &h->shards[i];
-        shard_lock(s);
+        shard_later later = {NULL, NULL, my_shard()};
+        shard_take(s, &later);
         for (size_t k = 0; k < s->nlive && !inside; k++) {
             keel__blk *b = s->live[k];
             const unsigned char *u = user_of(b);
@@ -733,7 +920,7 @@ keel_status keel__blk_owns(keel__heap *h, const void *ptr, size_t len)
                     partial = b;
             }
         }
-        shard_unlock(s);
+        shard_give(s, &later);
     }
     unsigned nreg = __atomic_load_n(&h->nregions, __ATOMIC_ACQUIRE);
     for (unsigned i = 0; i < nreg && !inside; i++) {
@@ -780,7 +967,8 @@ void keel__blk_leaks_if(keel__heap *h, bool (*leaked)(const void *user, void *ct
     unsigned long long bytes = 0;
     for (int i = 0; i < KEEL__HEAP_SHARDS; i++) {
         keel__heap_shard *s = &h->shards[i];
-        shard_lock(s);
+        shard_later later = {NULL, NULL, my_shard()};
+        shard_take(s, &later);
         for (size_t n = 0; n < s->nlive; n++) {
             const keel__blk *b = s->live[n];
             if (leaked != NULL && !leaked(user_of(s->live[n]), ctx))
@@ -803,7 +991,7 @@ void keel__blk_leaks_if(keel__heap *h, bool (*leaked)(const void *user, void *ct
                 sites[k].bytes += b->size;
             }
         }
-        shard_unlock(s);
+        shard_give(s, &later);
     }
     if (blocks == 0)
         return;
@@ -847,10 +1035,11 @@ void keel__blk_live(keel__heap *h,
 {
     for (int i = 0; i < KEEL__HEAP_SHARDS; i++) {
         keel__heap_shard *s = &h->shards[i];
-        shard_lock(s);
+        shard_later later = {NULL, NULL, my_shard()};
+        shard_take(s, &later);
         for (size_t n = 0; n < s->nlive; n++)
             visit(ctx, user_of(s->live[n]), s->live[n]->size, s->live[n]->file);
-        shard_unlock(s);
+        shard_give(s, &later);
     }
 }
 

@@ -291,7 +291,15 @@ __attribute__((always_inline)) static inline void keel__mutex_fill(keel__held *h
     __atomic_store_n(&h->seq, w, __ATOMIC_RELAXED);
 }
 
-/* The entry filled on top of a stack whose word was w is held now: one more, the count moved. */
+/*
+ * The entry filled on top of a stack whose word was w is held now: one more, the count moved.
+ * A plain store: a signal handler that takes a keel mutex between the fill and this store puts
+ * its entry in the same place and leaves it there (its unlock takes the stack back down), so the
+ * thread then seems to hold the handler's mutex.  keel-run publishes with a compare-and-swap
+ * instead (run/run_locks.c, run_publish); here that made a lock+unlock 2.4x-2.6x pthread instead
+ * of 1.08x and 48 instructions (test_lock_fast's bound: 44), so it is not done (docs/keel-run.md,
+ * Limits).
+ */
 static inline void keel__nw_publish(keel__lock_thread *t, unsigned long long w)
 {
     __atomic_store_n(&t->nw, w + 1u + KEEL__NW_GEN, __ATOMIC_RELEASE);

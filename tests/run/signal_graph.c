@@ -14,7 +14,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "storm.h"
 
 enum { WORKERS = 3, CLASSES = 16 };
 
@@ -79,38 +80,14 @@ static void *worker(void *arg)
     return NULL;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int main(int argc, char **argv)
 {
     double seconds = argc > 1 ? atof(argv[1]) : 2.0;
     handler(0); /* (its sites and shadows made here, not in the storm) */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = handler;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGUSR1, &sa, NULL) != 0)
+    if (storm_handler(handler) != 0)
         return 1;
-    sigset_t usr1;
-    sigemptyset(&usr1);
-    sigaddset(&usr1, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &usr1, NULL); /* (each worker lets it in when ready) */
-    pthread_t t[WORKERS];
-    for (int i = 0; i < WORKERS; i++)
-        if (pthread_create(&t[i], NULL, worker, (void *)(long)i) != 0)
-            return 2;
-    double end = now_s() + seconds;
-    for (unsigned long i = 0; now_s() < end; i++)
-        pthread_kill(t[i % WORKERS], SIGUSR1);
-    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
-    for (int i = 0; i < WORKERS; i++)
-        pthread_join(t[i], NULL);
+    if (storm_run(WORKERS, worker, 0, seconds, &stop) != 0)
+        return 2;
     for (int i = 0; i < WORKERS; i++)
         if (handled[i] == 0)
             return 3;

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "storm.h"
+
 enum { ROUNDS = 300, POOL = 300, BIG = 40 << 20, HANDLER_BLOCK = 2 << 20 };
 
 static int defer_mode;
@@ -56,12 +58,7 @@ int main(int argc, char **argv)
 {
     defer_mode = argc > 1 && strcmp(argv[1], "defer") == 0;
     main_thread = pthread_self();
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = handler;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGUSR1, &sa, NULL) != 0)
+    if (storm_handler(handler) != 0)
         return 1;
     pthread_t t;
     if (pthread_create(&t, NULL, sender, NULL) != 0)
