@@ -277,6 +277,47 @@ static double pace_at(const gate_sched_outlook *o, unsigned d)
     return o->pace[i] > 0.0 ? o->pace[i] : 1.0;
 }
 
+/* isolation() of b changes at each of the posterior's np points (pts). */
+static void isolations(const gate_sched_params *params, const gate_sched_outlook *o,
+                       const double *pts, size_t np, unsigned b, iso_cost *iso)
+{
+    fails f = fails_of(o);
+    for (size_t k = 0; k < np; k++)
+        iso[k] = isolation(pts[k], b, params->retries, &f);
+}
+
+/*
+ * Shape (b, d)'s expectations over the posterior (pts, w: np points; iso:
+ * isolations() of b there), the pace not counted: its time per change
+ * (*mean) and its builds per change (*builds); when m2 is not NULL, the
+ * second moment of its time per change over the next o->n changes (at each
+ * p the model's spread over o->n changes, model_var() / o->n, plus the
+ * square of its mean: with *mean, the spread of the model at each p and
+ * the posterior's of the mean itself).
+ */
+static void expect(const gate_sched_params *params, const gate_sched_outlook *o, const double *pts,
+                   const double *w, size_t np, const iso_cost *iso, unsigned b, unsigned d,
+                   double *mean, double *builds, double *m2)
+{
+    fails f = fails_of(o);
+    double m = 0.0, s2 = 0.0, bu = 0.0;
+    for (size_t k = 0; k < np; k++) {
+        double tk = 0.0, bk = 0.0;
+        model(pts[k], b, d, params->retries, &iso[k], o->parallel, o->width, &f, &tk, &bk);
+        m += w[k] * tk;
+        if (m2 != NULL) {
+            double v =
+                model_var(pts[k], b, d, params->retries, &iso[k], o->parallel, o->width, &f, tk);
+            s2 += w[k] * (v / o->n + tk * tk);
+        }
+        bu += w[k] * bk;
+    }
+    *mean = m;
+    *builds = bu;
+    if (m2 != NULL)
+        *m2 = s2;
+}
+
 /*
  * Shape (b, d)'s expected time per change over the posterior (pts, w: np
  * points) and the standard deviation of its time per change over the next
@@ -288,21 +329,13 @@ static void shape_spread(const gate_sched_params *params, const gate_sched_outlo
                          const double *pts, const double *w, size_t np, unsigned b, unsigned d,
                          double *mean, double *sd, double *builds)
 {
-    double m = 0.0, m2 = 0.0, bu = 0.0;
-    fails f = fails_of(o);
-    for (size_t k = 0; k < np; k++) {
-        iso_cost iso = isolation(pts[k], b, params->retries, &f);
-        double tk = 0.0, bk = 0.0;
-        model(pts[k], b, d, params->retries, &iso, o->parallel, o->width, &f, &tk, &bk);
-        double v = model_var(pts[k], b, d, params->retries, &iso, o->parallel, o->width, &f, tk);
-        m += w[k] * tk;
-        m2 += w[k] * (v / o->n + tk * tk);
-        bu += w[k] * bk;
-    }
+    iso_cost iso[NGRID];
+    isolations(params, o, pts, np, b, iso);
+    double m = 0.0, m2 = 0.0;
+    expect(params, o, pts, w, np, iso, b, d, &m, builds, &m2);
     double var = m2 - m * m, pace = pace_at(o, d);
     *mean = m * pace;
     *sd = var > 0.0 ? sqrt(var) * pace : 0.0;
-    *builds = bu;
 }
 
 double gate_sched_shape_time(const gate_sched_params *params, const gate_sched_outlook *o,
@@ -312,14 +345,10 @@ double gate_sched_shape_time(const gate_sched_params *params, const gate_sched_o
     KEEL_ASSERT(o->p > 0.0 && o->p < 1.0 && o->n > 0.0 && o->parallel > 0.0);
     double pts[NGRID], w[NGRID];
     size_t np = posterior(o->p, o->n, pts, w);
-    double t = 0.0;
-    fails f = fails_of(o);
-    for (size_t k = 0; k < np; k++) {
-        iso_cost iso = isolation(pts[k], batch, params->retries, &f);
-        double tk = 0.0, bk = 0.0;
-        model(pts[k], batch, depth, params->retries, &iso, o->parallel, o->width, &f, &tk, &bk);
-        t += w[k] * tk;
-    }
+    iso_cost iso[NGRID];
+    isolations(params, o, pts, np, batch, iso);
+    double t = 0.0, builds = 0.0;
+    expect(params, o, pts, w, np, iso, batch, depth, &t, &builds, NULL);
     return t;
 }
 
@@ -382,7 +411,6 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
     double pts[NGRID], w[NGRID];
     size_t np = posterior(p, o->n, pts, w);
     double jobs = o->width; /* the work of a build, in its longest job */
-    fails f = fails_of(o);
     unsigned lim = maxd < params->slots ? maxd : params->slots;
     unsigned bmax = inv_sqrt_round(p / 16.0, params->max_batch);
     *batch = 1;
@@ -400,16 +428,10 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
     for (int pass = 0; pass < 2; pass++)
         for (unsigned b = 1; b <= bmax; b++) {
             iso_cost iso[NGRID];
-            for (size_t k = 0; k < np; k++)
-                iso[k] = isolation(pts[k], b, params->retries, &f);
+            isolations(params, o, pts, np, b, iso);
             for (unsigned d = 1; d <= lim; d++) {
                 double t = 0.0, bu = 0.0;
-                for (size_t k = 0; k < np; k++) {
-                    double tk = 0.0, bk = 0.0;
-                    model(pts[k], b, d, params->retries, &iso[k], o->parallel, jobs, &f, &tk, &bk);
-                    t += w[k] * tk;
-                    bu += w[k] * bk;
-                }
+                expect(params, o, pts, w, np, iso, b, d, &t, &bu, NULL);
                 t *= pace_at(o, d);
                 if (pass == 0) {
                     if (t < best_t) {
