@@ -391,6 +391,29 @@ static void test_niced_others_yield(void **state)
     assert_true(fabs((gate_stat_busy_between(b, a, true)) - (0.0)) < 1e-9);
 }
 
+/* inih's replay: its first 40 jobs (test_failures_not_timings). */
+static const struct replay_job {
+    int cfg;
+    double ms, load, others;
+    bool passed;
+} inih_jobs[] = {
+    {0, 8626, 4.00, 0.04, true},  {0, 9238, 3.89, 0.04, true}, {1, 14690, 2.88, 0.01, true},
+    {1, 14950, 2.81, 0.01, true}, {0, 93, 2.01, 0.35, false},  {0, 116, 2.95, 0.10, false},
+    {1, 210, 2.43, 0.24, false},  {0, 92, 2.86, 0.28, false},  {1, 270, 2.47, 0.08, false},
+    {1, 214, 1.61, 0.00, false},  {0, 4500, 2.00, 0.02, true}, {1, 9456, 1.31, 0.01, false},
+    {1, 7770, 1.00, 0.02, true},  {0, 3979, 1.99, 0.02, true}, {1, 8382, 1.31, 0.01, true},
+    {0, 94, 2.35, 0.35, false},   {0, 126, 3.13, 0.00, false}, {1, 240, 2.47, 0.08, false},
+    {0, 97, 2.85, 0.39, false},   {1, 286, 2.54, 0.00, false}, {1, 195, 1.49, 0.00, false},
+    {0, 8267, 3.97, 0.05, true},  {0, 8325, 3.98, 0.04, true}, {1, 13139, 2.92, 0.03, true},
+    {1, 13483, 2.80, 0.02, true}, {0, 95, 1.78, 0.45, false},  {1, 169, 1.33, 0.16, false},
+    {0, 103, 1.94, 0.36, false},  {1, 161, 1.45, 0.12, false}, {0, 4586, 2.00, 0.03, true},
+    {1, 8609, 1.36, 0.02, true},  {0, 85, 1.83, 0.44, false},  {1, 160, 1.32, 0.02, false},
+    {0, 80, 1.93, 0.47, false},   {1, 157, 1.32, 0.13, false}, {0, 89, 1.91, 0.28, false},
+    {1, 159, 1.36, 0.18, false},  {0, 73, 1.92, 0.38, false},  {1, 154, 1.29, 0.00, false},
+    {0, 3943, 2.00, 0.03, true},
+};
+static const char *const inih_names[] = {"gcc-debug", "clang-release"};
+
 /*
  * What a gate learns from the jobs of a queue where broken changes fail at
  * once: the first 40 jobs of inih's replay (bench/replay, session 19) on 2
@@ -405,27 +428,6 @@ static void test_niced_others_yield(void **state)
 static void test_failures_not_timings(void **state)
 {
     (void)state;
-    static const struct {
-        int cfg;
-        double ms, load, others;
-        bool passed;
-    } jobs[] = {
-        {0, 8626, 4.00, 0.04, true},  {0, 9238, 3.89, 0.04, true}, {1, 14690, 2.88, 0.01, true},
-        {1, 14950, 2.81, 0.01, true}, {0, 93, 2.01, 0.35, false},  {0, 116, 2.95, 0.10, false},
-        {1, 210, 2.43, 0.24, false},  {0, 92, 2.86, 0.28, false},  {1, 270, 2.47, 0.08, false},
-        {1, 214, 1.61, 0.00, false},  {0, 4500, 2.00, 0.02, true}, {1, 9456, 1.31, 0.01, false},
-        {1, 7770, 1.00, 0.02, true},  {0, 3979, 1.99, 0.02, true}, {1, 8382, 1.31, 0.01, true},
-        {0, 94, 2.35, 0.35, false},   {0, 126, 3.13, 0.00, false}, {1, 240, 2.47, 0.08, false},
-        {0, 97, 2.85, 0.39, false},   {1, 286, 2.54, 0.00, false}, {1, 195, 1.49, 0.00, false},
-        {0, 8267, 3.97, 0.05, true},  {0, 8325, 3.98, 0.04, true}, {1, 13139, 2.92, 0.03, true},
-        {1, 13483, 2.80, 0.02, true}, {0, 95, 1.78, 0.45, false},  {1, 169, 1.33, 0.16, false},
-        {0, 103, 1.94, 0.36, false},  {1, 161, 1.45, 0.12, false}, {0, 4586, 2.00, 0.03, true},
-        {1, 8609, 1.36, 0.02, true},  {0, 85, 1.83, 0.44, false},  {1, 160, 1.32, 0.02, false},
-        {0, 80, 1.93, 0.47, false},   {1, 157, 1.32, 0.13, false}, {0, 89, 1.91, 0.28, false},
-        {1, 159, 1.36, 0.18, false},  {0, 73, 1.92, 0.38, false},  {1, 154, 1.29, 0.00, false},
-        {0, 3943, 2.00, 0.03, true},
-    };
-    static const char *const names[] = {"gcc-debug", "clang-release"};
     gate_sched_params p;
     gate_sched_params_default(&p);
     p.parallel = 2.0;
@@ -433,9 +435,10 @@ static void test_failures_not_timings(void **state)
     for (int all = 0; all < 2; all++) { /* all: the failures read as the job's time */
         gate_sched *s = NULL;
         assert_true(keel_ok(gate_sched_new(&p, &s)));
-        for (size_t i = 0; i < sizeof(jobs) / sizeof(jobs[0]); i++) {
-            gate_sched_job_time t = {names[jobs[i].cfg], jobs[i].ms, jobs[i].load, jobs[i].others,
-                                     all != 0 || jobs[i].passed};
+        for (size_t i = 0; i < sizeof(inih_jobs) / sizeof(inih_jobs[0]); i++) {
+            gate_sched_job_time t = {inih_names[inih_jobs[i].cfg], inih_jobs[i].ms,
+                                     inih_jobs[i].load, inih_jobs[i].others,
+                                     all != 0 || inih_jobs[i].passed};
             gate_sched_job_timed(s, &t);
             gate_sched_stats st;
             gate_sched_stats_get(s, &st);
@@ -478,6 +481,93 @@ static void test_failure_before_a_pass(void **state)
     }
 }
 
+/*
+ * What a failure costs (gate_cap_fail_part) is learned from every failure
+ * judged, the quick ones the fit drops above all: 1 (the prior) until a
+ * failure can be judged; a failure before any pass counts once a pass came
+ * (100 ms beside passes of 1 s: 0.1); one that ran its course counts 1; one
+ * among 4 jobs at once on 2 cores is judged against a pass there (50 ms
+ * against 2 s: 0.025).  The prior counts GATE_CAP_FAIL_PRIOR failures.  A
+ * failed build (gate_cap_fail_cost) takes the longest of its jobs: with b
+ * (0.8 s) passing beside a failing a, 0.8 of a pass; with both failing early,
+ * a's part; its work the sum.
+ */
+static void test_fail_length(void **state)
+{
+    (void)state;
+    gate_cap c;
+    gate_cap_init(&c, 2.0);
+    assert_true(gate_cap_fail_part(&c, "a") == 1.0); /* nothing known: a whole build */
+    gate_cap_observe_failed(&c, "a", 100.0, 1.0, 0.0);
+    assert_true(gate_cap_fail_part(&c, "a") == 1.0); /* nothing to judge it by */
+    for (int i = 0; i < 4; i++)
+        gate_cap_observe(&c, "a", 1000.0, 1.0);
+    const double w = GATE_CAP_FAIL_PRIOR;
+    assert_true(fabs(gate_cap_fail_part(&c, "a") - (w + 0.1) / (w + 1.0)) < 1e-9);
+    assert_true(fabs(gate_cap_alone_ms(&c, "a") - 1000.0) < 1e-6); /* dropped from the fit */
+    gate_cap_observe_failed(&c, "a", 990.0, 1.0, 0.0);             /* ran its course: in the fit */
+    assert_true(fabs(gate_cap_fail_part(&c, "a") - (w + 1.1) / (w + 2.0)) < 1e-4);
+    gate_cap_observe_failed(&c, "a", 50.0, 4.0, 0.0); /* a pass there: 2 s */
+    assert_true(fabs(gate_cap_machine(&c) - 2.0) < 1e-9);
+    double fa = gate_cap_fail_part(&c, "a");
+    assert_true(fabs(fa - (w + 1.125) / (w + 3.0)) < 1e-4);
+    double t = 0.0, wk = 0.0;
+    gate_cap_fail_cost(&c, &t, &wk);
+    assert_true(t == 1.0 && wk == 1.0); /* no failed build yet */
+    for (int i = 0; i < 4; i++)
+        gate_cap_observe(&c, "b", 800.0, 1.0);
+    gate_cap_build one = {0, 0}, both = {0, 0}, passed = {0, 0};
+    gate_cap_build_job(&c, &one, "a", true);
+    gate_cap_build_job(&c, &one, "b", false);
+    gate_cap_build_job(&c, &both, "a", true);
+    gate_cap_build_job(&c, &both, "b", true);
+    gate_cap_build_job(&c, &passed, "a", false);
+    gate_cap_build_job(&c, &passed, "b", false);
+    gate_cap_build_ended(&c, &passed); /* not a failed build */
+    gate_cap_build_ended(&c, &one);
+    gate_cap_build_ended(&c, &both);
+    gate_cap_fail_cost(&c, &t, &wk);
+    double wa = gate_cap_alone_ms(&c, "a"), wb = gate_cap_alone_ms(&c, "b"); /* b: no failure, 1 */
+    double t_one = wb / wa, t_both = fa > wb / wa ? fa : wb / wa;
+    double w_one = (wa * fa + wb) / (wa + wb), w_both = (wa * fa + wb) / (wa + wb);
+    print_message("a failure of a: %.3f; a failed build: time %.3f, work %.3f\n", fa, t, wk);
+    assert_true(fabs(t - (w + t_one + t_both) / (w + 2.0)) < 1e-9);
+    assert_true(fabs(wk - (w + w_one + w_both) / (w + 2.0)) < 1e-9);
+}
+
+/*
+ * inih's replay (test_failures_not_timings' jobs): its broken changes'
+ * builds fail in 0.1-0.3 s where they pass in 4-15 s, one flaky failure ran
+ * its course; what a failure costs comes out about a tenth of a pass (the
+ * prior's whole builds and the flake beside 24 early stops of about 0.02).
+ */
+static void test_fail_length_replay(void **state)
+{
+    (void)state;
+    gate_cap c;
+    gate_cap_init(&c, 2.0);
+    unsigned failed = 0;
+    for (size_t i = 0; i < sizeof(inih_jobs) / sizeof(inih_jobs[0]); i++) {
+        if (inih_jobs[i].passed) {
+            gate_cap_observe_shared(&c, inih_names[inih_jobs[i].cfg], inih_jobs[i].ms,
+                                    inih_jobs[i].load, inih_jobs[i].others);
+        } else {
+            gate_cap_observe_failed(&c, inih_names[inih_jobs[i].cfg], inih_jobs[i].ms,
+                                    inih_jobs[i].load, inih_jobs[i].others);
+            failed++;
+        }
+    }
+    double f0 = gate_cap_fail_part(&c, inih_names[0]), f1 = gate_cap_fail_part(&c, inih_names[1]);
+    print_message("%u failures: one costs %.3f (%s), %.3f (%s) of a pass\n", failed, f0,
+                  inih_names[0], f1, inih_names[1]);
+    assert_int_equal(failed, 25);
+    /* the prior counts 1 each, the flake of clang-release 1, the 24 early stops 0.01 .. 0.05 */
+    assert_true(f0 > (GATE_CAP_FAIL_PRIOR + 12.0 * 0.01) / (GATE_CAP_FAIL_PRIOR + 12.0));
+    assert_true(f0 < (GATE_CAP_FAIL_PRIOR + 12.0 * 0.05) / (GATE_CAP_FAIL_PRIOR + 12.0));
+    assert_true(f1 > (GATE_CAP_FAIL_PRIOR + 1.0 + 12.0 * 0.01) / (GATE_CAP_FAIL_PRIOR + 13.0));
+    assert_true(f1 < (GATE_CAP_FAIL_PRIOR + 1.0 + 12.0 * 0.05) / (GATE_CAP_FAIL_PRIOR + 13.0));
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -487,7 +577,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pool_harmonic_load),    cmocka_unit_test(test_width),
         cmocka_unit_test(test_others_apart),          cmocka_unit_test(test_others_measured),
         cmocka_unit_test(test_niced_others_yield),    cmocka_unit_test(test_failures_not_timings),
-        cmocka_unit_test(test_failure_before_a_pass),
+        cmocka_unit_test(test_failure_before_a_pass), cmocka_unit_test(test_fail_length),
+        cmocka_unit_test(test_fail_length_replay),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -226,6 +226,90 @@ static void test_serial_when_as_good(void **state)
     assert_int_equal(d, 4);
 }
 
+/*
+ * The shape of a new adaptive scheduler on two cores (told 2) that recalls a
+ * queue where `p` of the changes fail, after the gate timed 12 passes of each
+ * of configurations a (1 s) and b (0.8 s) one at a time, then failed the
+ * first build of a queue (both configurations, each `fail` of its pass,
+ * alone) and the builds after it, 6 first builds in all: the shape a gate
+ * started again with what that one learned (gate_sched_inherit) chooses.
+ */
+static double shape_after_failures(double p, double fail, unsigned *batch, unsigned *depth)
+{
+    gate_sched_params pr;
+    gate_sched_params_default(&pr);
+    pr.parallel = 2.0;
+    gate_sched *s = NULL;
+    assert_true(keel_ok(gate_sched_new(&pr, &s)));
+    gate_sched_memory m = {p, 48.0, 0.0, 0.0};
+    gate_sched_recall(s, &m);
+    for (int i = 0; i < 12; i++) {
+        gate_sched_job_time a = {"a", 1000.0, 1.0, 0.0, true}, b = {"b", 800.0, 1.0, 0.0, true};
+        gate_sched_job_timed(s, &a);
+        gate_sched_job_timed(s, &b);
+    }
+    for (long long c = 1; c <= 100; c++)
+        assert_true(keel_ok(gate_sched_enqueue(s, c)));
+    for (int failed = 0; failed < 6;) {
+        gate_sched_build bu;
+        bool have = false;
+        assert_true(keel_ok(gate_sched_next(s, &bu, &have)));
+        assert_true(have); /* one at a time: each fails before the next starts */
+        gate_sched_job_time a = {"a", 1000.0 * fail, 1.0, 0.0, false};
+        gate_sched_job_time b = {"b", 800.0 * fail, 1.0, 0.0, false};
+        gate_sched_job_timed(s, &a);
+        gate_sched_job_timed(s, &b);
+        gate_sched_run runs[2] = {{"a", false, 7, 0}, {"b", false, 8, 0}}; /* a retry repeats */
+        assert_true(keel_ok(gate_sched_results(s, bu.candidate, runs, bu.attempt == 1 ? 2 : 1)));
+        failed += bu.attempt == 1;
+        gate_sched_decision d;
+        while (gate_sched_poll(s, &d))
+            if (d.kind == GATE_SCHED_CANCEL_BUILD)
+                fail_msg("nothing else runs");
+    }
+    gate_sched *fresh = NULL; /* what it learned of the executor, the queue's p recalled */
+    assert_true(keel_ok(gate_sched_new(&pr, &fresh)));
+    gate_sched_recall(fresh, &m);
+    gate_sched_inherit(fresh, s);
+    gate_sched_delete(s);
+    for (long long c = 1; c <= 100; c++)
+        assert_true(keel_ok(gate_sched_enqueue(fresh, c)));
+    gate_sched_build bu;
+    bool have = false;
+    assert_true(keel_ok(gate_sched_next(fresh, &bu, &have)));
+    gate_sched_stats st;
+    gate_sched_stats_get(fresh, &st);
+    *batch = st.batch;
+    *depth = st.depth;
+    gate_sched_delete(fresh);
+    return st.p;
+}
+
+/*
+ * A failed build is priced at its length (gate_cap_fail_length): where the
+ * gate's failures stop at their first error (50 ms where a pass takes 1 s:
+ * a compile error), a failure costs little of a round, and adaptive tests
+ * more changes at once than where the same failures run their course (the
+ * window's builds behind a failure, its retries and its isolation's failing
+ * halves all end early).  The old model priced every failure as a whole
+ * build and chose the same shape for both.
+ */
+static void test_quick_failures_speculate_more(void **state)
+{
+    (void)state;
+    static const double ps[] = {0.2, 0.3};
+    for (size_t i = 0; i < sizeof(ps) / sizeof(ps[0]); i++) {
+        unsigned qb = 0, qd = 0, wb = 0, wd = 0;
+        double qp = shape_after_failures(ps[i], 0.05, &qb, &qd);
+        double wp = shape_after_failures(ps[i], 1.0, &wb, &wd);
+        print_message("p %.2f: quick failures %ux%u (p %.3f), whole ones %ux%u (p %.3f)\n", ps[i],
+                      qb, qd, qp, wb, wd, wp);
+        assert_true(qp == wp); /* the same outcomes */
+        assert_true(qb >= wb && qd >= wd);
+        assert_true(qb * qd > wb * wd);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -233,6 +317,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_recall_starts_warm),
         cmocka_unit_test(test_remember_what_was_decided),
         cmocka_unit_test(test_serial_when_as_good),
+        cmocka_unit_test(test_quick_failures_speculate_more),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

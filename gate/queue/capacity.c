@@ -243,6 +243,84 @@ double gate_cap_alone_ms(gate_cap *c, const char *config)
     return 0.0;
 }
 
+/* gate_cap_fail_part of configuration k. */
+static double fail_part(gate_cap *c, unsigned k)
+{
+    bool passed = false;
+    for (unsigned i = 0; i < c->nobs && !passed; i++)
+        passed = c->obs[i].cfg == k && !c->obs[i].failed;
+    double sum = GATE_CAP_FAIL_PRIOR, n = GATE_CAP_FAIL_PRIOR;
+    for (unsigned i = 0; i < c->nobs && passed; i++) {
+        const gate_cap_obs *o = &c->obs[i];
+        if (o->cfg != k || !o->failed)
+            continue;
+        /* judge_failures' verdict: dropped when under GATE_CAP_RAN_COURSE of a pass */
+        double part = o->dropped ? exp(o->log_ms - expect_log_ms(c, o)) : 1.0;
+        sum += part < GATE_CAP_FAIL_MIN ? GATE_CAP_FAIL_MIN : part > 1.0 ? 1.0 : part;
+        n += 1.0;
+    }
+    return sum / n;
+}
+
+double gate_cap_fail_part(gate_cap *c, const char *config)
+{
+    KEEL_ASSERT(c != NULL && config != NULL);
+    for (unsigned k = 0; k < c->ncfg; k++)
+        if (strcmp(c->names[k], config) == 0)
+            return fail_part(c, k);
+    return 1.0;
+}
+
+void gate_cap_build_job(gate_cap *c, gate_cap_build *b, const char *config, bool failed)
+{
+    KEEL_ASSERT(c != NULL && b != NULL && config != NULL);
+    unsigned bit = 1u << cfg_index(c, config);
+    b->ran |= bit;
+    b->failed |= failed ? bit : 0u;
+}
+
+void gate_cap_build_ended(gate_cap *c, const gate_cap_build *b)
+{
+    KEEL_ASSERT(c != NULL && b != NULL);
+    if (b->failed == 0)
+        return;
+    c->failed[c->next_failed] = *b;
+    c->next_failed = (c->next_failed + 1) % GATE_CAP_FAILED;
+    if (c->nfailed < GATE_CAP_FAILED)
+        c->nfailed++;
+}
+
+void gate_cap_fail_cost(gate_cap *c, double *time, double *work)
+{
+    KEEL_ASSERT(c != NULL && time != NULL && work != NULL);
+    double unit = gate_cap_unit_ms(c), w[GATE_CAP_CONFIGS], part[GATE_CAP_CONFIGS];
+    unsigned used = 0;
+    for (unsigned i = 0; i < c->nfailed; i++)
+        used |= c->failed[i].failed;
+    for (unsigned k = 0; k < c->ncfg; k++) {
+        w[k] = c->alone_ms[k] > 0.0 ? c->alone_ms[k] : unit > 0.0 ? unit : 1.0;
+        part[k] = (used >> k) & 1u ? fail_part(c, k) : 1.0;
+    }
+    double t = GATE_CAP_FAIL_PRIOR, wk = GATE_CAP_FAIL_PRIOR;
+    for (unsigned i = 0; i < c->nfailed; i++) {
+        const gate_cap_build *b = &c->failed[i];
+        double top = 0.0, longest = 0.0, sum = 0.0, done = 0.0;
+        for (unsigned k = 0; k < c->ncfg; k++) {
+            if (!((b->ran >> k) & 1u))
+                continue;
+            double took = (b->failed >> k) & 1u ? w[k] * part[k] : w[k];
+            top = w[k] > top ? w[k] : top;
+            longest = took > longest ? took : longest;
+            sum += w[k];
+            done += took;
+        }
+        t += top > 0.0 ? longest / top : 1.0;
+        wk += sum > 0.0 ? done / sum : 1.0;
+    }
+    *time = t / (GATE_CAP_FAIL_PRIOR + (double)c->nfailed);
+    *work = wk / (GATE_CAP_FAIL_PRIOR + (double)c->nfailed);
+}
+
 double gate_cap_unit_ms(gate_cap *c)
 {
     KEEL_ASSERT(c != NULL);

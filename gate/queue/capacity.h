@@ -35,7 +35,13 @@
 #include <stddef.h>
 
 /* The configurations it tells apart (more share the last one), its memory in jobs. */
-enum { GATE_CAP_OBS = 64, GATE_CAP_CONFIGS = 16, GATE_CAP_NAME = 65, GATE_CAP_RECENT = 8 };
+enum {
+    GATE_CAP_OBS = 64,
+    GATE_CAP_CONFIGS = 16,
+    GATE_CAP_NAME = 65,
+    GATE_CAP_RECENT = 8,
+    GATE_CAP_FAILED = 16 /* failed builds kept (gate_cap_fail_cost) */
+};
 
 /* The least parallelism the others leave the gate, in jobs (the grid's bottom). */
 #define GATE_CAP_FLOOR 0.5
@@ -52,15 +58,22 @@ typedef struct gate_cap_obs {
     bool dropped;    /* a failure found to have stopped early: not in the fit */
 } gate_cap_obs;
 
+/* A build: its configurations (bits of their indices) and those that failed. */
+typedef struct gate_cap_build {
+    unsigned ran, failed;
+} gate_cap_build;
+
 typedef struct gate_cap {
     double told; /* the executor's parallelism as told, in jobs (GATE_CAP_UNLIMITED: none) */
     gate_cap_obs obs[GATE_CAP_OBS];
     unsigned nobs, next; /* a ring: the newest at next - 1 */
     char names[GATE_CAP_CONFIGS][GATE_CAP_NAME];
     unsigned ncfg;
-    bool dirty;                        /* observations since the last fit */
-    double parallel;                   /* the fit: P, the machine's */
-    double alone_ms[GATE_CAP_CONFIGS]; /* and W_c (0: no observation in the window) */
+    bool dirty;                             /* observations since the last fit */
+    double parallel;                        /* the fit: P, the machine's */
+    double alone_ms[GATE_CAP_CONFIGS];      /* and W_c (0: no observation in the window) */
+    gate_cap_build failed[GATE_CAP_FAILED]; /* failed builds, a ring: the newest at */
+    unsigned nfailed, next_failed;          /* next_failed - 1 */
 } gate_cap;
 
 /* told <= 0 or >= GATE_CAP_UNLIMITED: not limited. */
@@ -84,6 +97,43 @@ void gate_cap_observe_shared(gate_cap *c, const char *config, double ms, double 
 void gate_cap_observe_failed(gate_cap *c, const char *config, double ms, double load,
                              double others);
 #define GATE_CAP_RAN_COURSE 0.5
+/*
+ * What a failure of `config` costs, as a part of a pass of it (0, 1]: the
+ * mean over the window's failures of it, each judged as
+ * gate_cap_observe_failed judges it, of its time over what the fit gives a
+ * pass at its load, a failure that ran its course counting 1 (the fit takes
+ * it as a pass's length: its shortfall is the fit's noise), one that stopped
+ * early (dropped from the fit: exactly the information) its own part, at
+ * least GATE_CAP_FAIL_MIN; with GATE_CAP_FAIL_PRIOR failures of 1 (a failure
+ * costs a whole job until the window shows otherwise).  Failures before any
+ * pass of it in the window are not judged: not counted.  Flakes and bad
+ * changes count alike: both are what a failure costs.  A broken change's
+ * build failing at its first compile error in 0.1 s where it passes in 4 s:
+ * 0.025.
+ */
+double gate_cap_fail_part(gate_cap *c, const char *config);
+#define GATE_CAP_FAIL_PRIOR 2.0
+#define GATE_CAP_FAIL_MIN   0.01
+/*
+ * A build's configurations and which of them failed (gate_cap_build_job),
+ * for gate_cap_build_ended: a failed build's length depends on which jobs
+ * failed (those end early, the others run their course).
+ */
+void gate_cap_build_job(gate_cap *c, gate_cap_build *b, const char *config, bool failed);
+/* A first build (every configuration ran) ended: kept among GATE_CAP_FAILED when it failed. */
+void gate_cap_build_ended(gate_cap *c, const gate_cap_build *b);
+/*
+ * What a failed build costs against a pass of it, both in (0, 1]: its time
+ * (the longest of its jobs, each failed one gate_cap_fail_part of its W_c,
+ * the others W_c, over its longest W_c) and its work (the sum of the same
+ * over the sum of its W_c), the mean over the newest GATE_CAP_FAILED failed
+ * builds at the estimates of now, with GATE_CAP_FAIL_PRIOR builds of 1.
+ * Configurations with no W_c count as long as the longest.  A compile
+ * error fails every configuration early (both its part); a test that fails
+ * one configuration leaves the others to run (the time that of the longest
+ * of them).
+ */
+void gate_cap_fail_cost(gate_cap *c, double *time, double *work);
 /*
  * What the scheduler plans for: P less the others' cores now (the mean of
  * the newest GATE_CAP_RECENT observations), at least GATE_CAP_FLOOR; P

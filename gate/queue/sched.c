@@ -307,6 +307,7 @@ static void outlook(const gate_sched *s, gate_cap *cap, gate_sched_outlook *o)
     o->parallel = gate_cap_parallel(cap);
     o->jobs = s->jobs;
     o->width = gate_cap_width(cap, s->jobs);
+    gate_cap_fail_cost(cap, &o->fail_time, &o->fail_work);
     o->batch = s->shape_batch;
     o->depth = s->shape_depth;
 }
@@ -329,7 +330,8 @@ static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
     outlook(s, &s->cap, &o);
     const gate_sched_outlook *c = &s->shape_for;
     if (o.p != c->p || o.n != c->n || o.parallel != c->parallel || o.jobs != c->jobs ||
-        o.width != c->width || !same_pace(o.pace, c->pace)) {
+        o.width != c->width || o.fail_time != c->fail_time || o.fail_work != c->fail_work ||
+        !same_pace(o.pace, c->pace)) {
         unsigned was = s->shape_depth;
         gate_sched_shape(&s->p, &o, &s->shape_batch, &s->shape_depth);
         if (was > 0 && s->shape_depth < was && s->clock_set)
@@ -972,8 +974,13 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
     seg *g = &s->plan[i]; /* after reserve(), which may move the plan */
     KEEL_ASSERT(s->running > 0);
     s->running--;
-    if (g->attempts == 1 && n > 0)
-        s->jobs = (unsigned)n; /* a first build runs every configuration */
+    if (g->attempts == 1 && n > 0) {
+        s->jobs = (unsigned)n;     /* a first build runs every configuration */
+        gate_cap_build b = {0, 0}; /* which failed: what a failed build costs */
+        for (size_t k = 0; k < n; k++)
+            gate_cap_build_job(&s->cap, &b, runs[k].config, !runs[k].passed);
+        gate_cap_build_ended(&s->cap, &b);
+    }
     for (size_t k = 0; k < n; k++)
         record(s, g, &runs[k], final);
     bool open = false, flaked = false;
@@ -1155,6 +1162,8 @@ void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out)
     out->parallel = o.parallel;
     out->jobs = s->jobs;
     out->width = o.width;
+    out->fail_time = o.fail_time;
+    out->fail_work = o.fail_work;
     out->timed = s->cap.nobs;
     out->machine = gate_cap_machine(&cap);
     out->others = gate_cap_others(&cap);

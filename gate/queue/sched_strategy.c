@@ -31,20 +31,59 @@ static double any_bad(double p, unsigned n)
  * failure costs r retries) it is isolated in turn (a single one is then
  * rejected as it is) and the second half m goes back to be built as an
  * unknown segment; if it passes, the second half is known bad: isolated, or,
- * a single change, built alone once more to confirm it.  *unknown_m: the
- * expected builds of that unknown second half (U(m)).
+ * a single change, built alone once more to confirm it (that build and its
+ * r retries fail).  *builds: the builds; *cost: the same with every build
+ * that fails counted f of a build (f: a failed build's time, or work, over
+ * a pass's: gate_cap_fail_cost), the builds one after another: each build
+ * costs 1 - (1 - f) P(it fails), each retry (of a build that failed) f.
+ * With f = 1 both are the same figure.
  */
-static double isolate(double p, unsigned n, unsigned r);
+static void isolate(double p, unsigned n, unsigned r, double f, double *builds, double *cost);
 
-static double isolate(double p, unsigned n, unsigned r)
+static void isolate(double p, unsigned n, unsigned r, double f, double *builds, double *cost)
 {
     KEEL_ASSERT(n >= 2);
     unsigned h = n / 2, m = n - h;
     double a = any_bad(p, h) / any_bad(p, n); /* the first half holds one */
-    double km = m >= 2 ? isolate(p, m, r) : 1.0 + (double)r;
-    double um = m >= 2 ? 1.0 + any_bad(p, m) * ((double)r + km) : 1.0 + p * (double)r;
-    double kh = h >= 2 ? isolate(p, h, r) : 0.0;
-    return 1.0 + a * ((double)r + kh + um) + (1.0 - a) * km;
+    double rf = (double)r * f, km = 1.0 + (double)r, km_t = f * km, um = 0.0, um_t = 0.0;
+    if (m >= 2) {
+        double am = any_bad(p, m); /* the unknown second half fails */
+        isolate(p, m, r, f, &km, &km_t);
+        um = 1.0 + am * ((double)r + km);
+        um_t = 1.0 - (1.0 - f) * am + am * (rf + km_t);
+    } else {
+        um = 1.0 + p * (double)r;
+        um_t = 1.0 - (1.0 - f) * p + p * rf;
+    }
+    double kh = 0.0, kh_t = 0.0;
+    if (h >= 2)
+        isolate(p, h, r, f, &kh, &kh_t);
+    *builds = 1.0 + a * ((double)r + kh + um) + (1.0 - a) * km;
+    *cost = 1.0 - (1.0 - f) * a + a * (rf + kh_t + um_t) + (1.0 - a) * km_t;
+}
+
+/* A failed build's time and work over a pass's, (0, 1] (gate_cap_fail_cost). */
+typedef struct fails {
+    double time, work;
+} fails;
+
+/* An isolation's expected builds, and their time and work in builds (isolate()). */
+typedef struct iso_cost {
+    double builds, time, work;
+} iso_cost;
+
+/* isolate() of b changes, both costs; none for b = 1 (rejected as it is). */
+static iso_cost isolation(double p, unsigned b, unsigned r, const fails *f)
+{
+    iso_cost c = {0.0, 0.0, 0.0};
+    if (b < 2)
+        return c;
+    isolate(p, b, r, f->time, &c.builds, &c.time);
+    if (f->work == f->time)
+        c.work = c.time;
+    else
+        isolate(p, b, r, f->work, &c.builds, &c.work);
+    return c;
 }
 
 /*
@@ -55,31 +94,68 @@ static double isolate(double p, unsigned n, unsigned r)
 static const double overlap = 0.6;
 
 /*
+ * The time of a round of d candidates whose first failing segment is k, a
+ * failed build taking f->time of a pass's time and f->work of its work: the
+ * k ahead of it pass, whole; it and the d - k - 1 stacked on it (their trees
+ * hold its failure) fail.  Every build failing (k = 0): the longer of a
+ * failed build's time and the window's work, d f->work jobs / par; else the
+ * passes ahead run their course beside the failures, which free their share
+ * of the executor early: the span of k + (d - k) f->work builds' work, at
+ * least one build.  f = 1 gives `span`, max(1, d jobs / par), exactly.
+ */
+static double round_fail(const fails *f, unsigned k, unsigned d, double par, double jobs)
+{
+    if (k > 0)
+        return gate_cap_span(par, ((double)k + (double)(d - k) * f->work) * jobs);
+    double w = (double)d * f->work * jobs, t = w > par ? w / par : 0.0;
+    return t > f->time ? t : f->time;
+}
+
+/*
  * Expected time and builds per change decided for a window of d candidates
  * of b changes each, every change bad with probability p, r retries, each
- * build `jobs` jobs on an executor that runs `par` jobs at once.  A round
- * builds the window; segments land in order up to the first failing one
- * (probability 1 - q each, q = (1-p)^b), which is retried r times and
- * isolated (kb builds: isolate(), 0 for b = 1, a single change that fails at
- * the front being rejected as it is); the candidates behind it are built
- * again in a later round.  `jobs` is a build's width (gate_cap_width: its
- * work in units of its longest job).  Time, in units of that job alone, is
- * the longer of the round's critical path (the window at once, max(1, d jobs
- * / par), then the isolation: all of it one build after another at depth 1;
- * deeper, OVERLAP of it, the window going on beside confirmations and the
- * halves sent back; each build max(1, jobs / par)) and its work (every
- * build's `jobs`, par at a time).
+ * build `jobs` jobs on an executor that runs `par` jobs at once, a failed
+ * build taking f->time of a pass's time and f->work of its work
+ * (gate_cap_fail_cost).  A round builds the window; segments land in order
+ * up to the first failing one (probability q^k (1 - q) at k, q =
+ * (1-p)^b), which is retried r times and isolated (iso: isolation(), none
+ * for b = 1, a single change that fails at the front being rejected as it
+ * is); the candidates behind it are built again in a later round.  `jobs`
+ * is a build's width (gate_cap_width: its work in units of its longest
+ * job).  Time, in units of that job alone, is the longer of the round's
+ * critical path and its work (every build's `jobs`, par at a time).  The
+ * path: the window (round_fail: max(1, d jobs / par) when none fails; a
+ * failure at k ends the builds from k on early), then the failing segment's
+ * retries and isolation (its retries f->time each: a retry reruns what
+ * failed; the isolation's builds one after another, the failing ones
+ * f->time: iso->time): all of it one build after another at depth 1
+ * (sched.c settles the front: a failure is retried, then split, only there,
+ * so its retries start as soon as it failed, f->time into the round at the
+ * front); deeper, OVERLAP of it, the window going on beside confirmations
+ * and the halves sent back; each build max(1, jobs / par).  The work: every
+ * build, a failed one f->work of one (the window's from k on, the retries,
+ * the isolation's failing halves: iso->work).  The candidates behind the
+ * failure are not cancelled until it fails for good (sched.c: drop_from,
+ * at the front once its retries are spent): they hold the failure and fail
+ * too, early.
  */
-static void model(double p, unsigned b, unsigned d, unsigned r, double kb, double par, double jobs,
-                  double *time, double *builds)
+static void model(double p, unsigned b, unsigned d, unsigned r, const iso_cost *iso, double par,
+                  double jobs, const fails *f, double *time, double *builds)
 {
     double q = pow(1.0 - p, (double)b);
     double fail = 1.0 - pow(q, (double)d);                        /* some segment fails */
     double segs = 1.0 - q > 1e-12 ? fail / (1.0 - q) : (double)d; /* decided in a round */
     double decided = (double)b * segs;
-    double iso = (double)r + kb, seq = d == 1 ? iso : overlap * iso;
-    double path = gate_cap_span(par, (double)d * jobs) + fail * seq * gate_cap_span(par, jobs);
-    double n = (double)d + fail * iso, work = n * jobs / par;
+    double n_iso = (double)r + iso->builds, t_iso = (double)r * f->time + iso->time;
+    double w_iso = (double)r * f->work + iso->work, seq = d == 1 ? t_iso : overlap * t_iso;
+    double span = gate_cap_span(par, (double)d * jobs), round = span, work_n = (double)d;
+    for (unsigned k = 0; k < d; k++) {
+        double pk = pow(q, (double)k) * (1.0 - q);
+        round -= pk * (span - round_fail(f, k, d, par, jobs));
+        work_n -= pk * (double)(d - k) * (1.0 - f->work);
+    }
+    double path = round + fail * seq * gate_cap_span(par, jobs);
+    double n = (double)d + fail * n_iso, work = (work_n + fail * w_iso) * jobs / par;
     *time = (path > work ? path : work) / decided;
     *builds = n / decided;
 }
@@ -89,22 +165,25 @@ static void model(double p, unsigned b, unsigned d, unsigned r, double kb, doubl
  * round's time less the model's mean time per change (mean) times the
  * changes it decides, over the round's outcomes (none of its d segments
  * fails, or the first failure is at segment k = 0 .. d - 1, as in model(),
- * the isolation's builds taken at their expectation kb).  Over N changes the
- * time per change then has the variance this / N (renewal-reward).  Serial
- * with no retries has none: every change takes one build.
+ * the isolation taken at its expectation).  Over N changes the time per
+ * change then has the variance this / N (renewal-reward).  Serial with no
+ * retries has none: every change takes one build, whatever a failure costs
+ * of it.
  */
-static double model_var(double p, unsigned b, unsigned d, unsigned r, double kb, double par,
-                        double jobs, double mean)
+static double model_var(double p, unsigned b, unsigned d, unsigned r, const iso_cost *iso,
+                        double par, double jobs, const fails *f, double mean)
 {
-    double q = pow(1.0 - p, (double)b), iso = (double)r + kb, seq = d == 1 ? iso : overlap * iso;
+    double q = pow(1.0 - p, (double)b), t_iso = (double)r * f->time + iso->time;
+    double w_iso = (double)r * f->work + iso->work, seq = d == 1 ? t_iso : overlap * t_iso;
     double span = gate_cap_span(par, (double)d * jobs), one = gate_cap_span(par, jobs);
     double pass_t = span > (double)d * jobs / par ? span : (double)d * jobs / par;
-    double fail_path = span + seq * one, fail_work = ((double)d + iso) * jobs / par;
-    double fail_t = fail_path > fail_work ? fail_path : fail_work;
     double pass = pow(q, (double)d), dev = pass_t - mean * (double)(b * d);
     double m2 = pass * dev * dev, decided = pass * (double)(b * d);
     for (unsigned k = 0; k < d; k++) {
         double pk = pow(q, (double)k) * (1.0 - q), c = (double)(b * (k + 1));
+        double fail_path = round_fail(f, k, d, par, jobs) + seq * one;
+        double fail_work = ((double)d - (double)(d - k) * (1.0 - f->work) + w_iso) * jobs / par;
+        double fail_t = fail_path > fail_work ? fail_path : fail_work;
         dev = fail_t - mean * c;
         m2 += pk * dev * dev;
         decided += pk * c;
@@ -183,11 +262,60 @@ static double saved(double builds, double best)
     return builds < best ? 1.0 - builds / best : 0.0;
 }
 
+/* A failed build's time and work over a pass's, (0, 1] (1 when none is known). */
+static fails fails_of(const gate_sched_outlook *o)
+{
+    fails f = {o->fail_time > 0.0 && o->fail_time < 1.0 ? o->fail_time : 1.0,
+               o->fail_work > 0.0 && o->fail_work < 1.0 ? o->fail_work : 1.0};
+    return f;
+}
+
 /* The pace measured at depth d (1 when none). */
 static double pace_at(const gate_sched_outlook *o, unsigned d)
 {
     unsigned i = d < GATE_SCHED_PACE_DEPTHS ? d - 1 : GATE_SCHED_PACE_DEPTHS - 1;
     return o->pace[i] > 0.0 ? o->pace[i] : 1.0;
+}
+
+/* isolation() of b changes at each of the posterior's np points (pts). */
+static void isolations(const gate_sched_params *params, const gate_sched_outlook *o,
+                       const double *pts, size_t np, unsigned b, iso_cost *iso)
+{
+    fails f = fails_of(o);
+    for (size_t k = 0; k < np; k++)
+        iso[k] = isolation(pts[k], b, params->retries, &f);
+}
+
+/*
+ * Shape (b, d)'s expectations over the posterior (pts, w: np points; iso:
+ * isolations() of b there), the pace not counted: its time per change
+ * (*mean) and its builds per change (*builds); when m2 is not NULL, the
+ * second moment of its time per change over the next o->n changes (at each
+ * p the model's spread over o->n changes, model_var() / o->n, plus the
+ * square of its mean: with *mean, the spread of the model at each p and
+ * the posterior's of the mean itself).
+ */
+static void expect(const gate_sched_params *params, const gate_sched_outlook *o, const double *pts,
+                   const double *w, size_t np, const iso_cost *iso, unsigned b, unsigned d,
+                   double *mean, double *builds, double *m2)
+{
+    fails f = fails_of(o);
+    double m = 0.0, s2 = 0.0, bu = 0.0;
+    for (size_t k = 0; k < np; k++) {
+        double tk = 0.0, bk = 0.0;
+        model(pts[k], b, d, params->retries, &iso[k], o->parallel, o->width, &f, &tk, &bk);
+        m += w[k] * tk;
+        if (m2 != NULL) {
+            double v =
+                model_var(pts[k], b, d, params->retries, &iso[k], o->parallel, o->width, &f, tk);
+            s2 += w[k] * (v / o->n + tk * tk);
+        }
+        bu += w[k] * bk;
+    }
+    *mean = m;
+    *builds = bu;
+    if (m2 != NULL)
+        *m2 = s2;
 }
 
 /*
@@ -201,19 +329,13 @@ static void shape_spread(const gate_sched_params *params, const gate_sched_outlo
                          const double *pts, const double *w, size_t np, unsigned b, unsigned d,
                          double *mean, double *sd, double *builds)
 {
-    double m = 0.0, m2 = 0.0, bu = 0.0;
-    for (size_t k = 0; k < np; k++) {
-        double kb = b >= 2 ? isolate(pts[k], b, params->retries) : 0.0, tk = 0.0, bk = 0.0;
-        model(pts[k], b, d, params->retries, kb, o->parallel, o->width, &tk, &bk);
-        double v = model_var(pts[k], b, d, params->retries, kb, o->parallel, o->width, tk);
-        m += w[k] * tk;
-        m2 += w[k] * (v / o->n + tk * tk);
-        bu += w[k] * bk;
-    }
+    iso_cost iso[NGRID];
+    isolations(params, o, pts, np, b, iso);
+    double m = 0.0, m2 = 0.0;
+    expect(params, o, pts, w, np, iso, b, d, &m, builds, &m2);
     double var = m2 - m * m, pace = pace_at(o, d);
     *mean = m * pace;
     *sd = var > 0.0 ? sqrt(var) * pace : 0.0;
-    *builds = bu;
 }
 
 double gate_sched_shape_time(const gate_sched_params *params, const gate_sched_outlook *o,
@@ -223,12 +345,10 @@ double gate_sched_shape_time(const gate_sched_params *params, const gate_sched_o
     KEEL_ASSERT(o->p > 0.0 && o->p < 1.0 && o->n > 0.0 && o->parallel > 0.0);
     double pts[NGRID], w[NGRID];
     size_t np = posterior(o->p, o->n, pts, w);
-    double t = 0.0;
-    for (size_t k = 0; k < np; k++) {
-        double kb = batch >= 2 ? isolate(pts[k], batch, params->retries) : 0.0, tk = 0.0, bk = 0.0;
-        model(pts[k], batch, depth, params->retries, kb, o->parallel, o->width, &tk, &bk);
-        t += w[k] * tk;
-    }
+    iso_cost iso[NGRID];
+    isolations(params, o, pts, np, batch, iso);
+    double t = 0.0, builds = 0.0;
+    expect(params, o, pts, w, np, iso, batch, depth, &t, &builds, NULL);
     return t;
 }
 
@@ -237,7 +357,9 @@ double gate_sched_shape_pass_time(const gate_sched_params *params, const gate_sc
 {
     KEEL_ASSERT(params != NULL && o != NULL && batch >= 1 && depth >= 1 && o->parallel > 0.0);
     double t = 0.0, builds = 0.0;
-    model(0.0, batch, depth, params->retries, 0.0, o->parallel, o->width, &t, &builds);
+    iso_cost none = {0.0, 0.0, 0.0};
+    fails whole = {1.0, 1.0};
+    model(0.0, batch, depth, params->retries, &none, o->parallel, o->width, &whole, &t, &builds);
     return t;
 }
 
@@ -305,17 +427,11 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
     double best_t = INFINITY, best_b = INFINITY, pick_b = INFINITY, pick_t = INFINITY;
     for (int pass = 0; pass < 2; pass++)
         for (unsigned b = 1; b <= bmax; b++) {
-            double kb[NGRID];
-            for (size_t k = 0; k < np; k++)
-                kb[k] = b >= 2 ? isolate(pts[k], b, params->retries) : 0.0;
+            iso_cost iso[NGRID];
+            isolations(params, o, pts, np, b, iso);
             for (unsigned d = 1; d <= lim; d++) {
                 double t = 0.0, bu = 0.0;
-                for (size_t k = 0; k < np; k++) {
-                    double tk = 0.0, bk = 0.0;
-                    model(pts[k], b, d, params->retries, kb[k], o->parallel, jobs, &tk, &bk);
-                    t += w[k] * tk;
-                    bu += w[k] * bk;
-                }
+                expect(params, o, pts, w, np, iso, b, d, &t, &bu, NULL);
                 t *= pace_at(o, d);
                 if (pass == 0) {
                     if (t < best_t) {
