@@ -31,13 +31,14 @@ skipped=()
 # only part of the time (they wait for processes, git, fsync and the gate's timers: processor
 # time over wall time 1.4 for gcc-devel, 1.6 for gcc-release, 1.8 under the sanitizers, session
 # 18), while the static checks (about 630 s of processor time in all, scan-build 430 of it) need
-# no test to run.  So they run in a second lane, this script again at nice 19: it takes the
-# processor when the tests leave it and yields it at once when they want it back.  Each lane
+# no test to run.  So they run in a second lane, this script again at nice 19 and SCHED_IDLE: it
+# takes the processor when the tests leave it and yields it at once when they want it back; it
+# gets little under the sanitizers, which use nearly both cores (session 20).  Each lane
 # prints its stages as they end; the lane's lines, and any failure's log, come at the end.
 # CHECK_LANES=1: one stage after another, as before (each stage's wall time then means what it
 # says; in the lane a stage's wall time is stretched by the tests beside it, its processor time
 # is not).
-LANE_STAGES="clang-format cppcheck clang-tidy gcc-fanalyzer scan-build cxx"
+LANE_STAGES="cppcheck clang-tidy gcc-fanalyzer scan-build clang-format cxx"
 CHECK_LANES=${CHECK_LANES:-2}
 IN_LANE=${CHECK_IN_LANE:-0}
 selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
@@ -49,8 +50,12 @@ if [ "$CHECK_LANES" != 1 ] && [ "$IN_LANE" = 0 ]; then
     # cxx links a C++ program against gcc-devel's libkeel: it waits for that stage
     selected gcc-devel || touch "$LOGS/gcc-devel.done"
     if [ ${#lane[@]} -gt 0 ]; then
-        echo "== beside the builds and tests, at nice 19: ${lane[*]} (their lines come at the end)"
-        CHECK_IN_LANE=1 CHECK_PARENT=$$ ONLY="${lane[*]}" JOBS=$JOBS nice -n 19 "$ROOT/tools/check.sh" >"$LOGS/lane.out" 2>&1 &
+        echo "== beside the builds and tests, at the lowest priority: ${lane[*]} (their lines come at the end)"
+        # SCHED_IDLE where the system allows it: a test waking up takes the core back at once
+        # (nice 19 alone leaves it to the scheduler's wake-up granularity)
+        lane_cmd=(nice -n 19)
+        chrt --idle 0 true 2>/dev/null && lane_cmd+=(chrt --idle 0)
+        CHECK_IN_LANE=1 CHECK_PARENT=$$ ONLY="${lane[*]}" JOBS=$JOBS "${lane_cmd[@]}" "$ROOT/tools/check.sh" >"$LOGS/lane.out" 2>&1 &
         lane_pid=$!
         trap 'kill -- $lane_pid 2>/dev/null; exit 130' INT TERM
     fi
@@ -240,12 +245,14 @@ stage gcc-release gcc_release
 stage clang-release clang_release
 stage asan gcc_asan
 stage tsan clang_tsan
-stage cxx cxx
 stage cppcheck cppcheck_stage
 stage clang-tidy tidy
 stage gcc-fanalyzer analyzer
 stage scan-build scan
 stage clang-format format
+# last: in the second lane it waits for gcc-devel's libraries (first, it held the lane idle for
+# all of gcc-devel's 290 s)
+stage cxx cxx
 stage fuzz fuzz
 stage install install_consumer
 stage platforms platforms
