@@ -478,10 +478,22 @@ static const keel__lock_site *free_site(const void *ra)
     return site_at(pc != NULL ? pc : ra);
 }
 
+/*
+ * p, a block of the reserve itself (never freed), not a block of keel's heap whose memory the
+ * reserve gave (a signal handler's allocation while its thread is inside glibc's allocator: keel's
+ * raw memory comes from the reserve then), which is freed as any other of keel's blocks.  (The
+ * first was also taken for the second: such a block's free did nothing, and it was reported
+ * leaked at exit.)
+ */
+static bool reserve_own(const void *p)
+{
+    return in_reserve(p) && !(__atomic_load_n(&heap_on, __ATOMIC_RELAXED) && keel__blk_is(p));
+}
+
 /* Free p, a pointer the program gives back at ra (not NULL). */
 static void heap_free(void *p, const void *ra)
 {
-    if (in_reserve(p))
+    if (reserve_own(p))
         return;
     if (KEEL_UNLIKELY(keel__run_inside > 0 || in_glibc > 0) &&
         (keel__blk_is(p) || (in_glibc > 0 && run_glibc_chunk(p)))) {
@@ -567,7 +579,7 @@ KEEL_RUN_EXPORT void *calloc(size_t n, size_t size)
 
 KEEL_RUN_EXPORT void free(void *p)
 {
-    if (p == NULL || in_reserve(p))
+    if (p == NULL || reserve_own(p))
         return;
     if (!__atomic_load_n(&heap_on, __ATOMIC_RELAXED)) {
         root_remove(p); /* --heap=off, or not yet (a root made while keel-run starts): glibc's */
@@ -585,7 +597,7 @@ KEEL_RUN_EXPORT void free(void *p)
 /* The usable size of p, any block the interposer may be given. */
 static size_t usable_of(void *p)
 {
-    if (in_reserve(p))
+    if (reserve_own(p))
         return reserve_size(p);
     if (__atomic_load_n(&heap_on, __ATOMIC_RELAXED) && keel__blk_is(p))
         return keel__blk_size(p); /* the size asked for: beyond it is the red zone */
@@ -608,7 +620,7 @@ static void *moved(void *p, size_t size, const void *ra)
     }
     if (q != NULL)
         memcpy(q, p, old < size ? old : size);
-    if (!in_reserve(p))
+    if (!reserve_own(p))
         defer_free(p);
     return q;
 }
@@ -617,7 +629,7 @@ static void *heap_realloc(void *p, size_t size, const void *ra)
 {
     if (p == NULL)
         return heap_alloc(size, 0, false, ra);
-    if (in_reserve(p))
+    if (reserve_own(p))
         return moved(p, size, ra);
     if (size == 0) { /* glibc's: frees it, returns NULL */
         heap_free(p, ra);
