@@ -59,9 +59,7 @@ static void handler(int sig)
 static void *worker(void *arg)
 {
     me = (int)(long)arg;
-    sigset_t usr1;
-    sigemptyset(&usr1);
-    sigaddset(&usr1, SIGUSR1);
+    sigset_t usr1 = storm_usr1();
     pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
     unsigned x = 2463534242u + (unsigned)me * 7919u;
     while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {

@@ -65,9 +65,7 @@ int main(int argc, char **argv)
         return 2;
     for (int round = 0; round < ROUNDS && !refused; round++) {
         if (defer_mode && !pool_full) {
-            sigset_t usr1, old;
-            sigemptyset(&usr1);
-            sigaddset(&usr1, SIGUSR1);
+            sigset_t usr1 = storm_usr1(), old;
             pthread_sigmask(SIG_BLOCK, &usr1,
                             &old); /* (the pool is made whole, then handed over) */
             for (int i = 0; i < POOL; i++)

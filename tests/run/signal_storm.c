@@ -50,9 +50,7 @@ static void *worker(void *arg)
         warm[i] = malloc(40);
     for (int i = 0; i < 4; i++)
         free(warm[i]);
-    sigset_t usr1;
-    sigemptyset(&usr1);
-    sigaddset(&usr1, SIGUSR1);
+    sigset_t usr1 = storm_usr1();
     pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
     unsigned long n = 0;
     while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {

@@ -21,6 +21,15 @@ static inline int storm_handler(void (*handler)(int))
     return sigaction(SIGUSR1, &sa, NULL);
 }
 
+/* The set of SIGUSR1 alone, which the storm sends. */
+static inline sigset_t storm_usr1(void)
+{
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    return usr1;
+}
+
 static inline double storm_now(void)
 {
     struct timespec ts;
@@ -35,9 +44,7 @@ enum { STORM_MAX = 8 };
 static inline int storm_run(int n, void *(*worker)(void *), long first, double seconds,
                             volatile int *stop)
 {
-    sigset_t usr1;
-    sigemptyset(&usr1);
-    sigaddset(&usr1, SIGUSR1);
+    sigset_t usr1 = storm_usr1();
     pthread_sigmask(SIG_BLOCK, &usr1, NULL); /* (each worker lets it in when ready) */
     pthread_t t[STORM_MAX];
     for (int i = 0; i < n && i < STORM_MAX; i++)
