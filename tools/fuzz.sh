@@ -25,8 +25,8 @@ if [ ${#targets[@]} -eq 0 ]; then
     for f in fuzz/fuzz_*.c; do name=$(basename "$f" .c); targets+=("${name#fuzz_}"); done
 fi
 
-# The library and the gate as objects, once, for the gate's targets (instrumented for
-# coverage like the targets: -fsanitize=fuzzer-no-link).
+# The library and the gate as objects, once, for every target (instrumented for coverage like
+# the targets: -fsanitize=fuzzer-no-link); libkeel's own targets link src/'s alone.
 # shellcheck disable=SC2317 # (run by xargs)
 compile_object() { # compile_object <source>: into $out/obj/<path with '_'>.o
     local o
@@ -34,15 +34,17 @@ compile_object() { # compile_object <source>: into $out/obj/<path with '_'>.o
     # shellcheck disable=SC2086
     clang ${CFLAGS/-fsanitize=fuzzer,/-fsanitize=fuzzer-no-link,} -c "$1" -o "$o"
 }
-gate_objects() {
+lib_objects() {
     rm -rf $out/obj && mkdir -p $out/obj
     export out CFLAGS
     export -f compile_object
     local src
     # the dashboard's files as C (cmake/embed_page.cmake, as the CMake build makes them)
     cmake -DOUT=$out/gate_page.c -DDIR=gate/web/page -P cmake/embed_page.cmake >&2 || return 1
-    # shellcheck disable=SC2016 # ($0: the source, expanded by the bash that xargs runs)
-    for src in src/*.c gate/*.c gate/*/*.c $out/gate_page.c; do
+    local gate="gate/*.c gate/*/*.c $out/gate_page.c"
+    [[ " ${targets[*]} " == *" gate_"* ]] || gate="" # (no gate target: libkeel's alone)
+    # shellcheck disable=SC2016,SC2086 # ($0: the source, expanded by the bash that xargs runs; $gate: globs)
+    for src in src/*.c $gate; do
         [ "${src##*/}" = main.c ] || echo "$src"
     done | xargs -P "$(nproc)" -n 1 bash -c 'compile_object "$0"' || return 1
     ls $out/obj/*.o
@@ -55,12 +57,12 @@ objects=""
 for name in "${targets[@]}"; do
     f=fuzz/fuzz_$name.c
     [ -f "$f" ] || { echo "fuzz: no target $f"; exit 2; }
+    [ -n "$objects" ] || objects=$(lib_objects | tr '\n' ' ') || exit 1
     # shellcheck disable=SC2086
     if [[ $name == gate_* ]]; then
-        [ -n "$objects" ] || objects=$(gate_objects | tr '\n' ' ') || exit 1
         clang $CFLAGS "$f" $objects $GATE_LIBS -ldw -pthread -o $out/fuzz_$name
-    else
-        clang $CFLAGS "$f" src/*.c -ldw -pthread -o $out/fuzz_$name
+    else # libkeel's objects alone (src/*.c: compiled once for every target, session 21)
+        clang $CFLAGS "$f" $out/obj/src_*.o -ldw -pthread -o $out/fuzz_$name
     fi
     mkdir -p "$out/corpus-$name"
     rm -f "$out/$name".status
