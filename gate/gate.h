@@ -102,9 +102,13 @@ typedef struct gate_run_stats {
     unsigned long long moved; /* compare-and-swaps lost to a concurrent push */
     unsigned long long notify_failures;
     int stop_signal; /* nonzero: it stopped on gate_request_stop (the number it was given) */
-    /* what the scheduler learned: jobs the executor runs at once, from how many timings */
+    /*
+     * what the scheduler learned: jobs the executor runs at once, from how
+     * many timings; and how many it started from (the store's timings of the
+     * target's newest jobs, of earlier runs: gate_store_job_timings)
+     */
     double parallel;
-    unsigned timed;
+    unsigned timed, timed_start;
     double width;          /* a build's work in units of its longest job */
     unsigned batch, depth; /* the window's shape at the end */
     /*

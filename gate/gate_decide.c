@@ -125,8 +125,9 @@ keel_status gate_config_failed(gate *g, gate_cand *c, keel_status err)
                 s = KEEL_ERR_SYS(wrote ? errno : e, "cannot write the log '%s'", log);
         }
     }
+    gate_job_timing none = {0, 0.0, 0.0}; /* no step ran */
     if (keel_ok(s))
-        s = gate_store_job_finish(g->store, jid, "failed", -1, log, 0, gate_now_s());
+        s = gate_store_job_finish(g->store, jid, "failed", -1, log, &none, gate_now_s());
     keel_status_free(err);
     if (keel_ok(s))
         gate_say(g, "build: candidate %lld: %s\n", c->store_id, c->failures);

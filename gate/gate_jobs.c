@@ -379,8 +379,9 @@ keel_status gate_job_done(gate *g, gate_job_run *j)
             (void)fclose(f);
         }
     }
+    gate_job_timing timing = {(long long)j->elapsed_ms, j->load, j->others};
     keel_status s = gate_store_job_finish(g->store, j->job_id, result, j->exit_code, j->log,
-                                          (long long)j->elapsed_ms, gate_now_s());
+                                          &timing, gate_now_s());
     if (stale && KEEL_IS(s, KEEL_E_STATE)) { /* recovery marked it lost */
         keel_status_free(s);
         s = KEEL_OK;

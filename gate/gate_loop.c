@@ -259,6 +259,16 @@ static bool same_memory(const gate_sched_memory *a, const gate_sched_memory *b)
  * written by the next keep_learned, while a row the scheduler reads as it is
  * is not written again.
  */
+/* A job's timing the store kept, to the run's first scheduler (gate_store_job_timings). */
+static keel_status recall_timing(void *arg, const char *config, bool passed,
+                                 const gate_job_timing *t)
+{
+    gate *g = (gate *)arg;
+    gate_sched_job_time jt = {config, (double)t->elapsed_ms, t->load, t->others, passed};
+    gate_sched_job_timed(g->sched, &jt);
+    return KEEL_OK;
+}
+
 static keel_status recall_learned(gate *g, const gate_sched *old)
 {
     gate_sched_memory m;
@@ -269,6 +279,10 @@ static keel_status recall_learned(gate *g, const gate_sched *old)
         gate_learned l;
         bool found = false;
         keel_status s = gate_store_learned_get(g->store, g->target, &l, &found);
+        /* the capacity from the newest jobs' timings, as if the scheduler had timed them */
+        if (keel_ok(s))
+            s = gate_store_job_timings(g->store, g->target, gate_sched_timings_kept(),
+                                       recall_timing, g);
         if (!keel_ok(s))
             return s;
         m = learned_memory(&l);
@@ -284,6 +298,12 @@ static keel_status recall_learned(gate *g, const gate_sched *old)
         gate_sched_stats ss;
         gate_sched_stats_get(g->sched, &ss);
         g->stats.p_start = ss.p;
+        g->stats.timed_start = ss.timed;
+        if (ss.timed > 0 && g->tip_cfg->strategy == GATE_STRATEGY_ADAPTIVE)
+            gate_say(g,
+                     "adaptive starts from the timings of the last %u jobs of '%s': %.1f jobs at "
+                     "once\n",
+                     ss.timed, g->target, ss.parallel);
     }
     return KEEL_OK;
 }

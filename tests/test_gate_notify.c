@@ -533,6 +533,7 @@ static void test_store_upgrade_from_version_1(void **state)
         "DROP INDEX events_by_target; ALTER TABLE events DROP COLUMN target; "
         "DROP TABLE notify_cursor; ALTER TABLE changes DROP COLUMN crashes; "
         "ALTER TABLE changes DROP COLUMN pushed; ALTER TABLE jobs DROP COLUMN elapsed_ms; "
+        "ALTER TABLE jobs DROP COLUMN load; ALTER TABLE jobs DROP COLUMN others; "
         "ALTER TABLE flows DROP COLUMN dest; ALTER TABLE flows DROP COLUMN made; "
         "ALTER TABLE flows DROP COLUMN change_id; ALTER TABLE culprit_searches DROP COLUMN level; "
         "PRAGMA user_version = 1;");

@@ -639,12 +639,53 @@ static void test_restart_starts_from_learned(void **state)
     assert_true(fabs(st.p - (p * n * 0.98 + 0.1 * 2.0) / (n2 + 2.0)) < 1e-9);
 }
 
+/*
+ * A new run starts from the timings of the jobs of the runs before it,
+ * which the store kept with their load (gate_store_job_timings): the
+ * capacity estimate of the second run's first scheduler holds every job
+ * the first run's ran its course, and learns on from there.  (The old gate
+ * started every run from the prior: 0 timings.)  A job of another target
+ * is not this queue's evidence.
+ */
+static void test_restart_starts_from_timings(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = adaptive", "");
+    target_branch("release");
+    gate *g = open_target("main");
+    long long ids[3];
+    fx_queue_with_bad(g, ids);
+    gate_run_stats st;
+    fx_ok(gate_run(g, true, &st));
+    gate_close(g);
+    assert_int_equal(st.timed_start, 0);
+    unsigned first = st.timed;
+    assert_true(first >= 3); /* a, bad and b: a job each at least */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM jobs WHERE load >= 1 AND elapsed_ms > 0 "
+                                "AND state IN ('passed', 'failed')",
+                                NULL),
+                     first);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM jobs WHERE load < 1", NULL), 0);
+
+    g = open_target("main");
+    fx_ok(gate_run(g, true, &st)); /* nothing queued: what it starts from is what it ends with */
+    gate_close(g);
+    assert_int_equal(st.timed_start, first);
+    assert_int_equal(st.timed, first);
+
+    g = open_target("release"); /* a target of its own: none of main's jobs */
+    fx_ok(gate_run(g, true, &st));
+    gate_close(g);
+    assert_int_equal(st.timed_start, 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_two_targets_kept_apart, teardown),
         cmocka_unit_test_teardown(test_recovery_per_target, teardown),
         cmocka_unit_test_teardown(test_restart_starts_from_learned, teardown),
+        cmocka_unit_test_teardown(test_restart_starts_from_timings, teardown),
 #if KEEL_DEVEL
         cmocka_unit_test_teardown(test_recovery_by_ancestry, teardown),
 #endif

@@ -179,12 +179,90 @@ static void test_candidate_and_jobs(void **state)
     assert_true(keel_ok(gate_store_candidate_set_merge(st, cand, oid_m)));
     long long job = 0;
     assert_true(keel_ok(gate_store_job_start(st, cand, "gcc-devel", 1, 5, &job)));
-    assert_true(keel_ok(gate_store_job_finish(st, job, "passed", 0, "/logs/1.log", 1200, 6)));
+    gate_job_timing t = {1200, 2.0, 0.0};
+    assert_true(keel_ok(gate_store_job_finish(st, job, "passed", 0, "/logs/1.log", &t, 6)));
     /* a result recorded twice is refused, not overwritten */
-    s = gate_store_job_finish(st, job, "failed", 1, "/logs/1.log", 5, 7);
+    t.elapsed_ms = 5;
+    s = gate_store_job_finish(st, job, "failed", 1, "/logs/1.log", &t, 7);
     assert_true(KEEL_IS(s, KEEL_E_STATE));
     keel_status_free(s);
     assert_true(keel_ok(gate_store_candidate_finish(st, cand, "passed", 8)));
+    gate_store_close(st);
+}
+
+/* What gate_store_job_timings gave, in its order. */
+typedef struct timings_seen {
+    size_t n;
+    char config[8][16];
+    bool passed[8];
+    gate_job_timing t[8];
+} timings_seen;
+
+static keel_status see_timing(void *arg, const char *config, bool passed, const gate_job_timing *t)
+{
+    timings_seen *seen = (timings_seen *)arg;
+    assert_true(seen->n < 8);
+    (void)snprintf(seen->config[seen->n], sizeof(seen->config[0]), "%s", config);
+    seen->passed[seen->n] = passed;
+    seen->t[seen->n++] = *t;
+    return KEEL_OK;
+}
+
+/*
+ * The timings of a target's newest jobs that ran their course with their
+ * load known, oldest first: not a timeout, not a job still running, not one
+ * of another target, not one whose load is unknown (a job of an older store,
+ * the configuration's failure that ran no step).
+ */
+static void test_job_timings(void **state)
+{
+    (void)state;
+    gate_store *st = open_store();
+    long long ids[2] = {submit(st, "a", oid_a, 0, 1), submit(st, "b", oid_b, 0, 2)};
+    long long cand = 0, other = 0, job = 0;
+    assert_true(keel_ok(gate_store_candidate_new(st, "main", oid_c, ids, 1, 3, &cand)));
+    assert_true(keel_ok(gate_store_candidate_new(st, "release", oid_c, ids + 1, 1, 3, &other)));
+    static const struct {
+        int which; /* 0: main's candidate, 1: release's */
+        const char *config, *result;
+        gate_job_timing t;
+    } jobs[] = {
+        {0, "gcc", "passed", {1000, 2.0, 0.5}},   {0, "clang", "failed", {100, 1.5, 0.0}},
+        {0, "gcc", "timeout", {9000, 2.0, 0.0}},  {1, "gcc", "passed", {800, 1.0, 0.0}},
+        {0, "gcc", "failed", {1200, 0.0, 0.0}}, /* load unknown */
+        {0, "clang", "passed", {1500, 3.0, 1.0}}, {0, "gcc", "passed", {1100, 1.0, 0.0}},
+        {0, "gcc", NULL, {0, 0.0, 0.0}}, /* still running */
+    };
+    for (size_t i = 0; i < sizeof(jobs) / sizeof(jobs[0]); i++) {
+        assert_true(keel_ok(
+            gate_store_job_start(st, jobs[i].which ? other : cand, jobs[i].config, 1, 4, &job)));
+        if (jobs[i].result != NULL)
+            assert_true(
+                keel_ok(gate_store_job_finish(st, job, jobs[i].result, 0, "", &jobs[i].t, 5)));
+    }
+    timings_seen seen;
+    memset(&seen, 0, sizeof(seen));
+    assert_true(keel_ok(gate_store_job_timings(st, "main", 8, see_timing, &seen)));
+    assert_int_equal(seen.n, 4);
+    static const char *const configs[] = {"gcc", "clang", "clang", "gcc"};
+    static const long long ms[] = {1000, 100, 1500, 1100};
+    static const double load[] = {2.0, 1.5, 3.0, 1.0}, others[] = {0.5, 0.0, 1.0, 0.0};
+    for (size_t i = 0; i < 4; i++) {
+        assert_string_equal(seen.config[i], configs[i]);
+        assert_int_equal(seen.t[i].elapsed_ms, ms[i]);
+        assert_true(seen.t[i].load == load[i] && seen.t[i].others == others[i]);
+        assert_int_equal(seen.passed[i], i != 1);
+    }
+    /* the newest two, still oldest first */
+    memset(&seen, 0, sizeof(seen));
+    assert_true(keel_ok(gate_store_job_timings(st, "main", 2, see_timing, &seen)));
+    assert_int_equal(seen.n, 2);
+    assert_int_equal(seen.t[0].elapsed_ms, 1500);
+    assert_int_equal(seen.t[1].elapsed_ms, 1100);
+    memset(&seen, 0, sizeof(seen));
+    assert_true(keel_ok(gate_store_job_timings(st, "release", 8, see_timing, &seen)));
+    assert_int_equal(seen.n, 1);
+    assert_int_equal(seen.t[0].elapsed_ms, 800);
     gate_store_close(st);
 }
 
@@ -515,6 +593,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_priority_with_aging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_and_states, setup, teardown),
         cmocka_unit_test_setup_teardown(test_candidate_and_jobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_job_timings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_after_kill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_landed_candidate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_bad_path, setup, teardown),

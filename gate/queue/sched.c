@@ -1083,6 +1083,11 @@ void gate_sched_job_timed(gate_sched *s, const gate_sched_job_time *t)
         gate_cap_observe_failed(&s->cap, t->config, t->elapsed_ms, t->load, t->others);
 }
 
+size_t gate_sched_timings_kept(void)
+{
+    return GATE_CAP_OBS;
+}
+
 void gate_sched_clock(gate_sched *s, double now_ms)
 {
     KEEL_ASSERT(s != NULL);

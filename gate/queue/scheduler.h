@@ -311,6 +311,12 @@ typedef struct gate_sched_job_time {
  * gate_sched_timed is this for a job that passed, `others` 0.
  */
 void gate_sched_job_timed(gate_sched *s, const gate_sched_job_time *t);
+/*
+ * How many job timings the capacity estimate remembers (GATE_CAP_OBS): a new
+ * scheduler fed the newest this many of an earlier run's knows what its
+ * predecessor knew of the executor.
+ */
+size_t gate_sched_timings_kept(void);
 
 /*
  * The gate's clock (ms, any origin, never going back): the time since the

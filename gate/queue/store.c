@@ -129,6 +129,8 @@ static const char *const migrations[] = {
     gate__store_flow_hunks_schema,
     /* 15 -> 16: what the adaptive scheduler learned of each target's queue (store_learned.c) */
     gate__store_learned_schema,
+    /* 16 -> 17: each job's load, the capacity's evidence kept across runs (store_learned.c) */
+    gate__store_job_load_schema,
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 

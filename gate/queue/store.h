@@ -138,12 +138,24 @@ KEEL_MUST_USE keel_status gate_store_job_start(gate_store *st, long long candida
                                                const char *config, int attempt, long long now,
                                                long long *id);
 /*
+ * How a job ran: how long its steps ran (milliseconds; -1: unknown), the
+ * number of jobs the executor ran meanwhile (their harmonic mean, itself
+ * included; 0: unknown) and the cores other tenants used meanwhile: the
+ * evidence the scheduler learns the executor's capacity from (capacity.h),
+ * kept so that the next run starts from it (gate_store_job_timings).
+ */
+typedef struct gate_job_timing {
+    long long elapsed_ms;
+    double load, others;
+} gate_job_timing;
+
+/*
  * Its result: "passed", "failed", "timeout"; exit code, the path of its log
- * and how long its steps ran (milliseconds; -1: unknown).
+ * and how it ran (NULL: unknown).
  */
 KEEL_MUST_USE keel_status gate_store_job_finish(gate_store *st, long long id, const char *result,
                                                 int exit_code, const char *log,
-                                                long long elapsed_ms, long long now);
+                                                const gate_job_timing *timing, long long now);
 
 /*
  * Does the target contain `merge` (a candidate's merge commit)?  The store
@@ -313,5 +325,18 @@ KEEL_MUST_USE keel_status gate_store_learned_put(gate_store *st, const char *tar
 /* *found false (and *out zeroes) when nothing was learned of `target` yet. */
 KEEL_MUST_USE keel_status gate_store_learned_get(gate_store *st, const char *target,
                                                  gate_learned *out, bool *found);
+
+/*
+ * The timings of the newest `max` jobs of `target` that ran their course
+ * (passed or failed) with their load recorded, oldest first, each given to
+ * `fn` with its configuration and whether it passed: what the scheduler
+ * learns the executor's capacity from, so that a gate started again (a new
+ * `run`, an upgrade, kill -9) starts from its jobs instead of the prior.
+ * fn's failure stops the visit and is returned.
+ */
+typedef keel_status (*gate_store_timing_fn)(void *arg, const char *config, bool passed,
+                                            const gate_job_timing *timing);
+KEEL_MUST_USE keel_status gate_store_job_timings(gate_store *st, const char *target, size_t max,
+                                                 gate_store_timing_fn fn, void *arg);
 
 #endif /* KEEL_GATE_STORE_H */

@@ -76,5 +76,7 @@ extern const char gate__store_backout_schema[];
 extern const char gate__store_levels_schema[];
 /* The schema step of store_learned.c: what the scheduler learned of each queue. */
 extern const char gate__store_learned_schema[];
+/* The schema step of store_learned.c: each job's load (columns of the jobs' table). */
+extern const char gate__store_job_load_schema[];
 
 #endif /* KEEL_GATE_STORE_INT_H */

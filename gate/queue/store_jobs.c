@@ -5,6 +5,7 @@
 #define KEEL_MODULE_NAME "gate_store"
 #include "store_int.h"
 
+#include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
@@ -172,8 +173,11 @@ keel_status gate_store_job_start(gate_store *st, long long candidate, const char
 }
 
 keel_status gate_store_job_finish(gate_store *st, long long id, const char *result, int exit_code,
-                                  const char *log, long long elapsed_ms, long long now)
+                                  const char *log, const gate_job_timing *timing, long long now)
 {
+    gate_job_timing t = {-1, 0.0, 0.0};
+    if (timing != NULL)
+        t = *timing;
     KEEL_ASSERT(st != NULL && result != NULL);
     keel_status s = gate__store_begin(st);
     if (!keel_ok(s))
@@ -181,15 +185,19 @@ keel_status gate_store_job_finish(gate_store *st, long long id, const char *resu
     sqlite3_stmt *stmt = NULL;
     s = gate__store_prepare(st,
                             "UPDATE jobs SET state = ?, exit_code = ?, log = ?, finished_at = ?, "
-                            "elapsed_ms = ? WHERE id = ? AND state = 'running'",
+                            "elapsed_ms = ?, load = ?, others = ? WHERE id = ? AND state = "
+                            "'running'",
                             &stmt);
     if (keel_ok(s)) {
         (void)sqlite3_bind_text(stmt, 1, result, -1, SQLITE_TRANSIENT);
         (void)sqlite3_bind_int(stmt, 2, exit_code);
         (void)sqlite3_bind_text(stmt, 3, log != NULL ? log : "", -1, SQLITE_TRANSIENT);
         (void)sqlite3_bind_int64(stmt, 4, now);
-        (void)sqlite3_bind_int64(stmt, 5, elapsed_ms >= 0 ? elapsed_ms : -1);
-        (void)sqlite3_bind_int64(stmt, 6, id);
+        (void)sqlite3_bind_int64(stmt, 5, t.elapsed_ms >= 0 ? t.elapsed_ms : -1);
+        /* a load below 1 (itself included) or not a number is not known: 0 */
+        (void)sqlite3_bind_double(stmt, 6, t.load >= 1.0 && isfinite(t.load) ? t.load : 0.0);
+        (void)sqlite3_bind_double(stmt, 7, t.others > 0.0 && isfinite(t.others) ? t.others : 0.0);
+        (void)sqlite3_bind_int64(stmt, 8, id);
         s = gate__store_step_done(st, stmt, "cannot record a job's result");
     }
     if (keel_ok(s) && sqlite3_changes(st->db) != 1)

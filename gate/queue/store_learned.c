@@ -11,7 +11,16 @@
 #define KEEL_MODULE_NAME "gate_store"
 #include "store_int.h"
 
+#include <stdint.h>
 #include <string.h>
+
+/*
+ * The schema step of each job's load (store.c's migrations: columns of the
+ * jobs' table, 0 in the rows of an older store: not known, not recalled).
+ */
+const char gate__store_job_load_schema[] =
+    "ALTER TABLE jobs ADD COLUMN load REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN others REAL NOT NULL DEFAULT 0;";
 
 /* The schema step (store.c's migrations; only its own table). */
 const char gate__store_learned_schema[] =
@@ -75,6 +84,38 @@ keel_status gate_store_learned_get(gate_store *st, const char *target, gate_lear
     } else if (rc != SQLITE_DONE) {
         s = gate__store_error(st, rc, "cannot read what the scheduler learned");
     }
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
+keel_status gate_store_job_timings(gate_store *st, const char *target, size_t max,
+                                   gate_store_timing_fn fn, void *arg)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && fn != NULL);
+    sqlite3_stmt *stmt = NULL;
+    /* the newest first (from the end of the jobs' rowids: it stops at `max`), then turned */
+    keel_status s = gate__store_prepare(
+        st,
+        "SELECT config, state, elapsed_ms, load, others FROM (SELECT j.id, j.config, j.state, "
+        "j.elapsed_ms, j.load, j.others FROM jobs j JOIN candidates c ON c.id = j.candidate "
+        "WHERE c.target = ?1 AND j.state IN ('passed', 'failed') AND j.elapsed_ms > 0 AND "
+        "j.load >= 1 ORDER BY j.id DESC LIMIT ?2) ORDER BY id",
+        &stmt);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "reading the job timings of '%s'", target);
+    gate__store_bind_text(stmt, 1, target);
+    (void)sqlite3_bind_int64(stmt, 2, max < (size_t)INT64_MAX ? (sqlite3_int64)max : INT64_MAX);
+    int rc = SQLITE_DONE;
+    while (keel_ok(s) && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const unsigned char *config = sqlite3_column_text(stmt, 0);
+        const unsigned char *state = sqlite3_column_text(stmt, 1);
+        gate_job_timing t = {sqlite3_column_int64(stmt, 2), sqlite3_column_double(stmt, 3),
+                             sqlite3_column_double(stmt, 4)};
+        s = fn(arg, config != NULL ? (const char *)config : "",
+               state != NULL && strcmp((const char *)state, "passed") == 0, &t);
+    }
+    if (keel_ok(s) && rc != SQLITE_DONE)
+        s = gate__store_error(st, rc, "cannot read the job timings");
     (void)sqlite3_finalize(stmt);
     return s;
 }
