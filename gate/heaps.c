@@ -308,10 +308,11 @@ keel_status gate_heaps_libgit2_install(void)
     /*
      * The allocator can change only while libgit2 is not initialised.  It is
      * set first and libgit2 initialised on it once: the count that init
-     * returns says whether libgit2 was in use already (then the allocator it
-     * had goes back at once, before anything is allocated on this thread).
+     * returns says whether libgit2 was in use already (then libgit2's own
+     * allocator goes back at once, before this thread allocates anything).
      * Not an init-shutdown-init probe: each first init loads the system's CA
-     * certificates (libgit2's TLS), about 3 ms of a keel-gate command's 12.
+     * certificates (libgit2's TLS), 3 ms of the 23 ms of processor a
+     * keel-gate command took (docs/benchmarks.md, session 21).
      */
     git_allocator mine = {lg_malloc,  lg_calloc,       lg_strdup,      lg_strndup, lg_substrdup,
                           lg_realloc, lg_reallocarray, lg_mallocarray, lg_free};
