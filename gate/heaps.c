@@ -305,21 +305,30 @@ static bool lg_installed;
 keel_status gate_heaps_libgit2_install(void)
 {
     KEEL_ASSERT(!lg_installed);
-    /* the allocator can change only while libgit2 is not initialised: is it? */
-    int users = git_libgit2_init();
-    if (users < 0)
-        return KEEL_ERR(KEEL_E_IO, "cannot initialise libgit2");
-    int left = git_libgit2_shutdown();
-    if (users > 1 || left != 0)
-        return KEEL_ERR(KEEL_E_STATE,
-                        "libgit2 is already initialised in this process: its memory cannot go "
-                        "on module gate_git's heap (start keel's modules before anything uses "
-                        "libgit2)");
+    /*
+     * The allocator can change only while libgit2 is not initialised.  It is
+     * set first and libgit2 initialised on it once: the count that init
+     * returns says whether libgit2 was in use already (then libgit2's own
+     * allocator goes back at once, before this thread allocates anything).
+     * Not an init-shutdown-init probe: each first init loads the system's CA
+     * certificates (libgit2's TLS), 3 ms of the 23 ms of processor a
+     * keel-gate command took (docs/benchmarks.md, session 21).
+     */
     git_allocator mine = {lg_malloc,  lg_calloc,       lg_strdup,      lg_strndup, lg_substrdup,
                           lg_realloc, lg_reallocarray, lg_mallocarray, lg_free};
     if (git_libgit2_opts(GIT_OPT_SET_ALLOCATOR, &mine) != 0)
         return KEEL_ERR(KEEL_E_INTERNAL, "libgit2 refused module gate_git's allocator");
-    if (git_libgit2_init() < 0) {
+    int users = git_libgit2_init();
+    if (users > 1) {
+        if (git_libgit2_opts(GIT_OPT_SET_ALLOCATOR, NULL) != 0)
+            (void)KEEL_REPORT(KEEL_REPORT_USER, "libgit2's own allocator could not be put back");
+        (void)git_libgit2_shutdown();
+        return KEEL_ERR(KEEL_E_STATE,
+                        "libgit2 is already initialised in this process: its memory cannot go "
+                        "on module gate_git's heap (start keel's modules before anything uses "
+                        "libgit2)");
+    }
+    if (users < 0) {
         keel_status s = gate_heaps_take_failure();
         if (git_libgit2_opts(GIT_OPT_SET_ALLOCATOR, NULL) != 0)
             (void)KEEL_REPORT(KEEL_REPORT_USER, "libgit2's own allocator could not be put back");
