@@ -404,36 +404,50 @@ static inline void orphans_snapshot(void)
         cx.kills_with_orphans++;
 }
 
-/*
- * While the next gate runs: a job of the killed gate still alive while a job
- * of this one runs is a violation (said once per restart).
- */
-static inline void orphans_watch(void)
+/* Keeps the killed gate's job processes still alive (a zombie, an exiting one: gone); how many. */
+static inline size_t orphans_alive(void)
 {
-    if (cx.norphans == 0 || cx.overlap_seen)
-        return;
     size_t alive = 0;
     for (size_t i = 0; i < cx.norphans; i++)
         if (proc_start(cx.orphans[i].pid, NULL) == cx.orphans[i].start &&
             proc_has_memory(cx.orphans[i].pid)) /* exiting: runs nothing of the job */
             cx.orphans[alive++] = cx.orphans[i];
     cx.norphans = alive;
-    if (alive == 0)
-        return;
+    return alive;
+}
+
+/*
+ * While the next gate runs: a job of the killed gate still alive while a job
+ * of this one runs is a violation (said once per restart).  The new gate's
+ * jobs are looked for first, the killed gate's still alive after: a process
+ * alive after the look was alive during it (it does not come back, and a pid
+ * used again has another start time), so the two ran at once.  The other
+ * order counts an orphan that the gate reaped while the look went through
+ * /proc (seen: the test a nice 19 process among others, the orphan a zombie
+ * with an empty command line by the time it was named).
+ */
+static inline void orphans_watch(void)
+{
+    if (cx.norphans == 0 || cx.overlap_seen || orphans_alive() == 0)
+        return; /* (a first look only saves the scan of /proc once they are gone) */
     proc_id now[MAX_PROCS];
     size_t n = job_procs(now, MAX_PROCS);
-    for (size_t i = 0; i < n; i++) {
+    size_t alive = orphans_alive();
+    for (size_t i = 0; i < n && alive > 0; i++) {
         if (of_killed_gate(now[i].pid))
             continue;
-        char cmd[256];
+        char cmd[256] = "", stat[256] = ""; /* (a process gone by now: left empty) */
         size_t len = proc_read(cx.orphans[0].pid, "cmdline", cmd, sizeof(cmd));
         for (size_t k = 0; k + 1 < len; k++)
             if (cmd[k] == '\0')
                 cmd[k] = ' ';
+        (void)proc_read(cx.orphans[0].pid, "stat", stat, sizeof(stat));
+        const char *state = strrchr(stat, ')');
         if (++cx.overlaps <= 2) /* said twice, then counted */
-            violation("a job of the killed gate (pid %d: %s) still runs while the new gate's job "
-                      "(pid %d) runs: %zu process(es) of the killed gate's jobs left",
-                      (int)cx.orphans[0].pid, cmd, (int)now[i].pid, alive);
+            violation("a job of the killed gate (pid %d, state %c: %s) still runs while the new "
+                      "gate's job (pid %d) runs: %zu process(es) of the killed gate's jobs left",
+                      (int)cx.orphans[0].pid, state != NULL && state[1] != '\0' ? state[2] : '?',
+                      cmd, (int)now[i].pid, alive);
         else
             cx.violations++;
         cx.overlap_seen = true;
