@@ -475,8 +475,18 @@ static inline void kill_jobs(void)
  * per file, all of them before it fails: a candidate fails at most once for
  * flakiness, so a retry decides).
  */
+static inline void chaos_repo_with(bool remote, const char *strategy, unsigned slots,
+                                   const char *job_wait, const char *gate_lines);
+
 static inline void chaos_repo(bool remote, const char *strategy, unsigned slots,
                               const char *job_wait)
+{
+    chaos_repo_with(remote, strategy, slots, job_wait, "");
+}
+
+/* The same, with more lines of [gate] (`gate_lines`: each ending in a newline). */
+static inline void chaos_repo_with(bool remote, const char *strategy, unsigned slots,
+                                   const char *job_wait, const char *gate_lines)
 {
     fx_setup_repo("", "");
     cx.remote = remote;
@@ -484,13 +494,13 @@ static inline void chaos_repo(bool remote, const char *strategy, unsigned slots,
     (void)snprintf(cx.token, sizeof(cx.token), "keelchaosjob%dx%llu", (int)getpid(),
                    cx.seed % 1000000007ull);
     (void)snprintf(cx.log, sizeof(cx.log), "%s/gate.log", fx_dir);
-    char conf[1024], ci[512];
+    char conf[1280], ci[512];
     (void)snprintf(conf, sizeof(conf),
                    "[gate]\ntarget = main\nslots = %u\nstrategy = %s\nmax-batch = 4\n"
-                   "max-depth = 3\nretries = 1\nnotify = tee -a %s/events.jsonl\n"
+                   "max-depth = 3\nretries = 1\nnotify = tee -a %s/events.jsonl\n%s"
                    "[config unit]\ntest = sh ci.sh %s\nenv = MARKER=%s/marker CHAOS_TOKEN=%s\n"
                    "writable = %s\ntimeout = 60\n",
-                   slots, strategy, fx_dir, cx.token, fx_shared, cx.token, fx_shared);
+                   slots, strategy, fx_dir, gate_lines, cx.token, fx_shared, cx.token, fx_shared);
     (void)snprintf(ci, sizeof(ci),
                    "%s\n"
                    "for f in bad-*; do if [ -e \"$f\" ]; then echo \"$f: bad\"; exit 1; fi; done\n"

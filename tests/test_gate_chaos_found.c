@@ -63,6 +63,37 @@ static void test_no_job_of_a_killed_gate_runs_on(void **state)
     chaos_verdict("a job of a killed gate");
 }
 
+/*
+ * The same without a sandbox: no bubblewrap kills the job's processes when
+ * the gate dies (--die-with-parent), so they run on until the next gate
+ * reaps them (gate_exec_reap_orphans), which it must do before its own job
+ * starts.  The gate is killed once the job's `sleep` runs, long enough
+ * (3 s) to outlive the next gate's start: a gate that did not reap them
+ * runs its job beside them (seen: this test fails 3 of 3 runs with
+ * gate_exec_reap_orphans returning at once).
+ */
+static void test_no_job_of_a_killed_unsandboxed_gate_runs_on(void **state)
+{
+    (void)state;
+    chaos_start(false);
+    chaos_repo_with(false, "serial", 1, "sleep 3", "sandbox = none\n");
+    submit(new_change(GOOD, true, 0));
+    cx.life++;
+    log_header("run without a sandbox, killed while its job's sleep runs");
+    pid_t pid = start_gate(false, "");
+    proc_id procs[MAX_PROCS];
+    /* the job's shell and its sleep (the sleep inherits the token in its environment) */
+    for (long long until = now_ms() + 20000LL * SLOW; job_procs(procs, MAX_PROCS) < 2; sleep_ms(5))
+        if (now_ms() > until)
+            fail_msg("the job's sleep did not start within %d s", 20 * SLOW);
+    kill_gate(pid);
+    orphans_snapshot();
+    assert_true(cx.norphans >= 2); /* nothing killed them: the gate is what must */
+    (void)run_once("", "run --once after the kill");
+    check(true);
+    chaos_verdict("a job of a killed gate without a sandbox");
+}
+
 /* The mirror and the store removed: the URL as before its first use. */
 static void forget_mirror(void)
 {
@@ -246,6 +277,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_conflict_in_a_batch_is_a_conflict, chaos_teardown),
         cmocka_unit_test_teardown(test_no_job_of_a_killed_gate_runs_on, chaos_teardown),
+        cmocka_unit_test_teardown(test_no_job_of_a_killed_unsandboxed_gate_runs_on, chaos_teardown),
         cmocka_unit_test_teardown(test_kill_while_making_the_mirror, chaos_teardown),
         cmocka_unit_test_teardown(test_first_submits_at_once_through_a_url, chaos_teardown),
         cmocka_unit_test_teardown(test_stale_locks_in_the_mirror, chaos_teardown),
