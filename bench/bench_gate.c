@@ -50,6 +50,13 @@
  * build/release/bench_gate --trace E,P,F [--seeds N] [--first-seed S]: that
  * workload per seed, adaptive's shape at each change of it (and every
  * strategy's makespan and builds);
+ * build/release/bench_gate --model E,P,F [--seeds N] [--first-seed S]: that
+ * workload's bad sets (20 seeds unless given) run by every shape b x d (b in
+ * 1, 2, 3, 4, 6, 8, d in 1..4) as a fixed speculative-batch strategy: its
+ * time and builds per change beside what adaptive's model expects of the
+ * shape at the workload's p with what the run learned of the executor
+ * (gate_sched_shape_time, gate_sched_shape_builds), to see where the model
+ * is wrong;
  * build/release/bench_gate --trials N: N trials (a new bad set at p = 0.1
  * and a new flake stream each) per strategy with 5% flakes per job and
  * retries = 1 on the free executor: good changes rejected (the goal: none),
@@ -134,6 +141,7 @@ typedef struct outcome {
     double cpu_us;         /* per landed change */
     double parallel;       /* the scheduler's estimate at the end */
     double width;          /* a build's work in its longest job, as estimated at the end */
+    gate_sched_stats end;  /* the scheduler's at the end (--model: what it learned) */
     unsigned batch, depth; /* the shape at the end */
 } outcome;
 
@@ -376,6 +384,7 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
     o.jobs = w.jobs_run;
     o.parallel = gs.parallel;
     o.width = gs.width;
+    o.end = gs;
     o.batch = gs.batch;
     o.depth = gs.depth;
     o.exact = true;
@@ -720,14 +729,21 @@ static void trials(unsigned n)
  * --trace E,P,F: executor E (0 free, 1 2 cores, 2 8 cores), p = ps[P], flakes F (0, 1), over
  * the seeds given: each strategy's makespan and builds, and adaptive's shape at each change.
  */
-static void traces(const char *spec, unsigned first, unsigned n)
+/* An option's E,P,F (executor, p, flakes), or exit. */
+static void workload_spec(const char *opt, const char *spec, unsigned *e, unsigned *pi,
+                          unsigned *flaky)
 {
-    unsigned e = 0, pi = 0, flaky = 0;
-    if (sscanf(spec, "%u,%u,%u", &e, &pi, &flaky) != 3 || e >= NEXEC || pi >= NP || flaky > 1) {
-        (void)fprintf(stderr, "bench_gate: --trace wants E,P,F (executor, p, flakes), not '%s'\n",
+    if (sscanf(spec, "%u,%u,%u", e, pi, flaky) != 3 || *e >= NEXEC || *pi >= NP || *flaky > 1) {
+        (void)fprintf(stderr, "bench_gate: %s wants E,P,F (executor, p, flakes), not '%s'\n", opt,
                       spec);
         exit(2);
     }
+}
+
+static void traces(const char *spec, unsigned first, unsigned n)
+{
+    unsigned e = 0, pi = 0, flaky = 0;
+    workload_spec("--trace", spec, &e, &pi, &flaky);
     for (unsigned sd = first; sd < first + n; sd++) {
         bool bad[NCHANGES + 1];
         outcome o[NSTRAT];
@@ -741,6 +757,53 @@ static void traces(const char *spec, unsigned first, unsigned n)
             printf(" %s %.1f T %llu builds;", strats[k].name, o[k].makespan, o[k].builds);
         printf("\n");
     }
+}
+
+/*
+ * --model E,P,F: every shape b x d (b in 1..8, d in 1..4) run as a fixed
+ * speculative-batch strategy over the seeds given, against what adaptive's
+ * model expects of it (gate_sched_shape_time, gate_sched_shape_builds) at
+ * the workload's p, with the capacity and failure costs that run learned:
+ * the simulated time and builds per change decided beside the model's.
+ */
+static void models(const char *spec, unsigned first, unsigned n)
+{
+    unsigned e = 0, pi = 0, flaky = 0;
+    workload_spec("--model", spec, &e, &pi, &flaky);
+    static const unsigned bs[] = {1, 2, 3, 4, 6, 8};
+    printf("executor %s, p %.2f, %s, seeds %u .. %u: per change, simulated / model\n\n",
+           execs[e].name, ps[pi], flaky ? "flakes" : "no flakes", first, first + n - 1);
+    printf("| shape | time sim | model | ratio | builds sim | model | ratio | fail time, work |\n"
+           "|---|---|---|---|---|---|---|---|\n");
+    for (size_t bi = 0; bi < sizeof(bs) / sizeof(bs[0]); bi++)
+        for (unsigned d = 1; d <= 4; d++) {
+            strat st = {"shape", GATE_STRATEGY_SPECULATIVE_BATCH, bs[bi], d};
+            double mk = 0, bu = 0, mt = 0, mb = 0, ft = 0, fw = 0;
+            for (unsigned sd = first; sd < first + n; sd++) {
+                bool bad[NCHANGES + 1];
+                (void)bad_set(pi, sd, bad);
+                outcome o =
+                    simulate(&st, &execs[e], bad, flaky ? 0.05 : 0.0, flaky ? 1u : 0u,
+                             0xf1a4e000ull + pi + ((unsigned long long)sd << 16), NULL, NULL);
+                gate_sched_params p;
+                gate_sched_params_default(&p);
+                p.max_batch = bs[bi];
+                p.max_depth = d;
+                p.retries = flaky ? 1u : 0u;
+                const gate_sched_stats *g = &o.end; /* p known (n large), the rest learned */
+                gate_sched_outlook ol = {ps[pi],       1e6,          0, g->parallel, NCFG, g->width,
+                                         g->fail_time, g->fail_work, 0, 0,           {0}};
+                mk += o.makespan / NCHANGES;
+                bu += (double)o.builds / NCHANGES;
+                mt += gate_sched_shape_time(&p, &ol, bs[bi], d);
+                mb += gate_sched_shape_builds(&p, &ol, bs[bi], d);
+                ft += g->fail_time;
+                fw += g->fail_work;
+            }
+            printf("| %ux%u | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f, %.2f |\n", bs[bi], d,
+                   mk / n, mt / n, mk / mt, bu / n, mb / n, bu / mb, ft / n, fw / n);
+            (void)fflush(stdout);
+        }
 }
 
 static unsigned count_arg(const char *opt, const char *arg)
@@ -757,7 +820,7 @@ static unsigned count_arg(const char *opt, const char *arg)
 int main(int argc, char **argv)
 {
     unsigned first = 0, nseeds = 0, ntrials = 0;
-    const char *trace_spec = NULL;
+    const char *trace_spec = NULL, *model_spec = NULL;
     for (int i = 1; i < argc; i += 2) {
         const char *opt = argv[i], *arg = i + 1 < argc ? argv[i + 1] : NULL;
         if (arg != NULL && strcmp(opt, "--b-length") == 0) {
@@ -801,16 +864,22 @@ int main(int argc, char **argv)
             warm = strcmp(arg, "on") == 0;
         } else if (arg != NULL && strcmp(opt, "--trace") == 0) {
             trace_spec = arg;
+        } else if (arg != NULL && strcmp(opt, "--model") == 0) {
+            model_spec = arg;
         } else if (arg != NULL && strcmp(opt, "--trials") == 0) {
             ntrials = count_arg(opt, arg);
         } else {
-            (void)fprintf(
-                stderr,
-                "usage: bench_gate [--seeds N [--first-seed S] | --trials N | "
-                "--trace E,P,F [--seeds N] [--first-seed S]] [--workload E,P,F] [--b-length X] "
-                "[--fail-length F] [--pace on|off] [--warm on|off]\n");
+            (void)fprintf(stderr,
+                          "usage: bench_gate [--seeds N [--first-seed S] | --trials N | "
+                          "--trace E,P,F [--seeds N] [--first-seed S] | --model E,P,F [--seeds N]] "
+                          "[--workload E,P,F] [--b-length X] "
+                          "[--fail-length F] [--pace on|off] [--warm on|off]\n");
             return 2;
         }
+    }
+    if (model_spec != NULL) {
+        models(model_spec, first, nseeds > 0 ? nseeds : 20);
+        return 0;
     }
     if (trace_spec != NULL) {
         traces(trace_spec, first, nseeds > 0 ? nseeds : 1);

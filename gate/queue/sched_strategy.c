@@ -338,8 +338,9 @@ static void shape_spread(const gate_sched_params *params, const gate_sched_outlo
     *sd = var > 0.0 ? sqrt(var) * pace : 0.0;
 }
 
-double gate_sched_shape_time(const gate_sched_params *params, const gate_sched_outlook *o,
-                             unsigned batch, unsigned depth)
+/* gate_sched_shape_time and gate_sched_shape_builds: the expectations over the posterior. */
+static void shape_expect(const gate_sched_params *params, const gate_sched_outlook *o,
+                         unsigned batch, unsigned depth, double *time, double *builds)
 {
     KEEL_ASSERT(params != NULL && o != NULL && batch >= 1 && depth >= 1);
     KEEL_ASSERT(o->p > 0.0 && o->p < 1.0 && o->n > 0.0 && o->parallel > 0.0);
@@ -347,9 +348,23 @@ double gate_sched_shape_time(const gate_sched_params *params, const gate_sched_o
     size_t np = posterior(o->p, o->n, pts, w);
     iso_cost iso[NGRID];
     isolations(params, o, pts, np, batch, iso);
+    expect(params, o, pts, w, np, iso, batch, depth, time, builds, NULL);
+}
+
+double gate_sched_shape_time(const gate_sched_params *params, const gate_sched_outlook *o,
+                             unsigned batch, unsigned depth)
+{
     double t = 0.0, builds = 0.0;
-    expect(params, o, pts, w, np, iso, batch, depth, &t, &builds, NULL);
+    shape_expect(params, o, batch, depth, &t, &builds);
     return t;
+}
+
+double gate_sched_shape_builds(const gate_sched_params *params, const gate_sched_outlook *o,
+                               unsigned batch, unsigned depth)
+{
+    double t = 0.0, builds = 0.0;
+    shape_expect(params, o, batch, depth, &t, &builds);
+    return builds;
 }
 
 double gate_sched_shape_pass_time(const gate_sched_params *params, const gate_sched_outlook *o,

@@ -409,6 +409,10 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
 double gate_sched_shape_time(const gate_sched_params *params, const gate_sched_outlook *o,
                              unsigned batch, unsigned depth);
 
+/* The model's expected builds per change decided, the same way. */
+double gate_sched_shape_builds(const gate_sched_params *params, const gate_sched_outlook *o,
+                               unsigned batch, unsigned depth);
+
 /*
  * The same when every change passes (no failure in any round): the part of
  * that time a landed change takes; a rejected one takes the rest
