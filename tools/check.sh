@@ -135,16 +135,13 @@ cxx() {
             done
         done
     done
-    # the sources, $JOBS compilations at a time: g++ both variants, clang++ the devel one (its
-    # code is the release one's and the checks, but for a few release-only blocks of heap.c and
-    # lock.c that g++ reads; clang++'s release pass took a quarter of this stage, session 21)
+    # the sources, $JOBS compilations at a time
     local f devel
     for cxx in g++ clang++; do
         for f in $LIB_SOURCES $RUN_SOURCES; do
             [[ " $CXX_EXCEPTIONS " == *" $f "* ]] && continue
             for devel in 0 1; do
                 [[ $f == run/* && $devel == 0 ]] && continue
-                [[ $cxx == clang++ && $devel == 0 ]] && continue
                 echo "$cxx $devel $f"
             done
         done
