@@ -235,8 +235,8 @@ static inline const char *fx_unless(const char *lines, const char *key, const ch
  * whose subdirectories ext4 spreads over its block groups (FS_TOPDIR_FL, the
  * Orlov allocator's "top of a hierarchy", as for /home).  Made straight in
  * /tmp, every test's directory went to /tmp's block group, where the files
- * that all the tests had just removed were: on an ext4 without a journal (the
- * CI machine's) each new inode is found past every inode of its group removed
+ * that all the tests had just removed were: on an ext4 without a journal (this
+ * machine's, session 21) each new inode is found past every inode of its group removed
  * in the last minutes (find_inode_bit, recently_deleted), and that search was
  * half of a gate test's processor time (docs/benchmarks.md).  A file system
  * without the flag refuses it: nothing changes there.
