@@ -248,6 +248,16 @@ static bool same_memory(const gate_sched_memory *a, const gate_sched_memory *b)
     return a->p == b->p && a->n == b->n && a->flake == b->flake && a->flake_n == b->flake_n;
 }
 
+/* A job's timing the store kept, to the run's first scheduler (gate_store_job_timings). */
+static keel_status recall_timing(void *arg, const char *config, bool passed,
+                                 const gate_job_timing *t)
+{
+    gate *g = (gate *)arg;
+    gate_sched_job_time jt = {config, (double)t->elapsed_ms, t->load, t->others, passed};
+    gate_sched_job_timed(g->sched, &jt);
+    return KEEL_OK;
+}
+
 /*
  * What the scheduler learned of the queue (its failure and flake rates) goes
  * to the next one: the old scheduler's when the gate starts again in the same
@@ -259,16 +269,6 @@ static bool same_memory(const gate_sched_memory *a, const gate_sched_memory *b)
  * written by the next keep_learned, while a row the scheduler reads as it is
  * is not written again.
  */
-/* A job's timing the store kept, to the run's first scheduler (gate_store_job_timings). */
-static keel_status recall_timing(void *arg, const char *config, bool passed,
-                                 const gate_job_timing *t)
-{
-    gate *g = (gate *)arg;
-    gate_sched_job_time jt = {config, (double)t->elapsed_ms, t->load, t->others, passed};
-    gate_sched_job_timed(g->sched, &jt);
-    return KEEL_OK;
-}
-
 static keel_status recall_learned(gate *g, const gate_sched *old)
 {
     gate_sched_memory m;

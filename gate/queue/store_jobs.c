@@ -175,10 +175,10 @@ keel_status gate_store_job_start(gate_store *st, long long candidate, const char
 keel_status gate_store_job_finish(gate_store *st, long long id, const char *result, int exit_code,
                                   const char *log, const gate_job_timing *timing, long long now)
 {
+    KEEL_ASSERT(st != NULL && result != NULL);
     gate_job_timing t = {-1, 0.0, 0.0};
     if (timing != NULL)
         t = *timing;
-    KEEL_ASSERT(st != NULL && result != NULL);
     keel_status s = gate__store_begin(st);
     if (!keel_ok(s))
         return s;
