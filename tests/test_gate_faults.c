@@ -644,6 +644,44 @@ static void test_learned_read_fails_at_start(void **state)
 }
 
 /*
+ * The store cannot read the job timings when run starts
+ * (gate_store.timings_unreadable): run stops with the store's error before
+ * deciding anything, and the next run starts from every timing of the runs
+ * before (none lost).
+ */
+static void test_timings_read_fails_at_start(void **state)
+{
+    (void)state;
+    long long ids[3];
+    queue_of_three(ids);
+    gate_run_stats first = fx_run_once();
+    assert_true(first.timed >= 3);
+    fx_branch("c", "c.txt", "c\n");
+    gate *g = fx_open();
+    long long c = fx_submit(g, "c", 0);
+    keel_stress_stats before, after;
+    fx_ok(keel_stress_get("gate_store.timings_unreadable", &before));
+    fx_ok(keel_stress_enable("gate_store.timings_unreadable:nth=1"));
+    gate_run_stats st;
+    keel_status s = gate_run(g, true, &st);
+    fx_ok(keel_stress_get("gate_store.timings_unreadable", &after));
+    keel_stress_clear();
+    assert_int_equal(after.fires - before.fires, 1);
+    assert_false(keel_ok(s));
+    char msg[4096];
+    (void)keel_status_format(s, msg, sizeof(msg));
+    bool io = keel_status_has(s, &keel_codespace_keel, KEEL_E_IO);
+    keel_status_free(s);
+    if (!io || strstr(msg, "cannot read the job timings of 'main'") == NULL)
+        fail_msg("the error should be the store's: %s", msg);
+    assert_int_equal(fx_state_of(g, c), GATE_CHANGE_QUEUED);
+    gate_close(g);
+    gate_run_stats again = fx_run_once();
+    assert_int_equal(again.landed, 1);
+    assert_int_equal(again.timed_start, first.timed);
+}
+
+/*
  * Change 'a' submitted, then `run --once` under the stress point `spec` for
  * good: run must fail (its error into msg), having rejected nothing and left
  * the change queued.  The change's id.
@@ -714,6 +752,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_learned_write_fails_tried_again, teardown),
         cmocka_unit_test_teardown(test_crash_after_learned, teardown),
         cmocka_unit_test_teardown(test_learned_read_fails_at_start, teardown),
+        cmocka_unit_test_teardown(test_timings_read_fails_at_start, teardown),
 #endif
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

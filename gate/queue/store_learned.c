@@ -92,6 +92,10 @@ keel_status gate_store_job_timings(gate_store *st, const char *target, size_t ma
                                    gate_store_timing_fn fn, void *arg)
 {
     KEEL_ASSERT(st != NULL && target != NULL && fn != NULL);
+    if (KEEL_STRESS(timings_unreadable)) /* as SQLite says a read the disk refused */
+        return KEEL_ERR(KEEL_E_IO,
+                        "store '%s': cannot read the job timings of '%s': %s (stress point)",
+                        st->path, target, sqlite3_errstr(SQLITE_IOERR));
     sqlite3_stmt *stmt = NULL;
     /* the newest first (from the end of the jobs' rowids: it stops at `max`), then turned */
     keel_status s = gate__store_prepare(
