@@ -598,6 +598,37 @@ static void test_crash_after_learned(void **state)
 }
 
 /*
+ * Change 'c' submitted after a run of three, then `run --once` with the read
+ * at start `point` (a gate_store stress point) failing once: run must stop
+ * with the store's error naming `what`, the change still queued.
+ */
+static void read_fails_at_start(const char *point, const char *what)
+{
+    fx_branch("c", "c.txt", "c\n");
+    gate *g = fx_open();
+    long long c = fx_submit(g, "c", 0);
+    char spec[128];
+    (void)snprintf(spec, sizeof(spec), "%s:nth=1", point);
+    keel_stress_stats before, after;
+    fx_ok(keel_stress_get(point, &before));
+    fx_ok(keel_stress_enable(spec));
+    gate_run_stats st;
+    keel_status s = gate_run(g, true, &st);
+    fx_ok(keel_stress_get(point, &after));
+    keel_stress_clear();
+    assert_int_equal(after.fires - before.fires, 1);
+    assert_false(keel_ok(s));
+    char msg[4096];
+    (void)keel_status_format(s, msg, sizeof(msg));
+    bool io = keel_status_has(s, &keel_codespace_keel, KEEL_E_IO);
+    keel_status_free(s);
+    if (!io || strstr(msg, what) == NULL)
+        fail_msg("the error should be the store's: %s", msg);
+    assert_int_equal(fx_state_of(g, c), GATE_CHANGE_QUEUED);
+    gate_close(g);
+}
+
+/*
  * The store cannot read what the scheduler learned when run starts
  * (gate_store.learned_unreadable, the read at start only): run stops with
  * the store's error before deciding anything, the row stays as it was, and
@@ -614,26 +645,8 @@ static void test_learned_read_fails_at_start(void **state)
     bool found = false;
     gate_learned was = learned_row(&found);
     assert_true(found);
-    fx_branch("c", "c.txt", "c\n");
-    gate *g = fx_open();
-    long long c = fx_submit(g, "c", 0);
-    keel_stress_stats before, after;
-    fx_ok(keel_stress_get("gate_store.learned_unreadable", &before));
-    fx_ok(keel_stress_enable("gate_store.learned_unreadable:nth=1"));
-    gate_run_stats st;
-    keel_status s = gate_run(g, true, &st);
-    fx_ok(keel_stress_get("gate_store.learned_unreadable", &after));
-    keel_stress_clear();
-    assert_int_equal(after.fires - before.fires, 1);
-    assert_false(keel_ok(s));
-    char msg[4096];
-    (void)keel_status_format(s, msg, sizeof(msg));
-    bool io = keel_status_has(s, &keel_codespace_keel, KEEL_E_IO);
-    keel_status_free(s);
-    if (!io || strstr(msg, "cannot read what the scheduler learned of 'main'") == NULL)
-        fail_msg("the error should be the store's: %s", msg);
-    assert_int_equal(fx_state_of(g, c), GATE_CHANGE_QUEUED);
-    gate_close(g);
+    read_fails_at_start("gate_store.learned_unreadable",
+                        "cannot read what the scheduler learned of 'main'");
     gate_learned now = learned_row(&found);
     assert_same_learned("after the failed read", &now, &was);
     gate_run_stats again = fx_run_once();
@@ -656,26 +669,7 @@ static void test_timings_read_fails_at_start(void **state)
     queue_of_three(ids);
     gate_run_stats first = fx_run_once();
     assert_true(first.timed >= 3);
-    fx_branch("c", "c.txt", "c\n");
-    gate *g = fx_open();
-    long long c = fx_submit(g, "c", 0);
-    keel_stress_stats before, after;
-    fx_ok(keel_stress_get("gate_store.timings_unreadable", &before));
-    fx_ok(keel_stress_enable("gate_store.timings_unreadable:nth=1"));
-    gate_run_stats st;
-    keel_status s = gate_run(g, true, &st);
-    fx_ok(keel_stress_get("gate_store.timings_unreadable", &after));
-    keel_stress_clear();
-    assert_int_equal(after.fires - before.fires, 1);
-    assert_false(keel_ok(s));
-    char msg[4096];
-    (void)keel_status_format(s, msg, sizeof(msg));
-    bool io = keel_status_has(s, &keel_codespace_keel, KEEL_E_IO);
-    keel_status_free(s);
-    if (!io || strstr(msg, "cannot read the job timings of 'main'") == NULL)
-        fail_msg("the error should be the store's: %s", msg);
-    assert_int_equal(fx_state_of(g, c), GATE_CHANGE_QUEUED);
-    gate_close(g);
+    read_fails_at_start("gate_store.timings_unreadable", "cannot read the job timings of 'main'");
     gate_run_stats again = fx_run_once();
     assert_int_equal(again.landed, 1);
     assert_int_equal(again.timed_start, first.timed);
