@@ -267,6 +267,77 @@ static void test_failure_signatures(void **state)
     gate_sched_delete(s);
 }
 
+/*
+ * Change `id`, alone (serial), built until decided: configuration a's runs
+ * fail with signatures sig[0], sig[1], ... (0 past nsig: it passes), b's
+ * (config "b") the same when `on_b`, else b passes.  Its decision's kind;
+ * *builds: the builds it took.
+ */
+static gate_sched_kind decide_alone(gate_sched *s, long long id, const unsigned long long *sig,
+                                    size_t nsig, bool on_b, unsigned *builds)
+{
+    assert_true(keel_ok(gate_sched_enqueue(s, id)));
+    *builds = 0;
+    gate_sched_decision d;
+    for (;;) {
+        if (gate_sched_poll(s, &d) && d.kind != GATE_SCHED_FLAKY)
+            return d.kind;
+        gate_sched_build b;
+        bool have = false;
+        assert_true(keel_ok(gate_sched_next(s, &b, &have)));
+        if (!have)
+            continue;
+        unsigned long long g = *builds < nsig ? sig[*builds] : 0;
+        if (b.attempt > 1) /* a retry runs only what failed */
+            results2(s, b.candidate, on_b ? -1 : (g == 0), g, on_b ? (g == 0) : -1, g,
+                     100 + *builds);
+        else
+            results2(s, b.candidate, on_b || g == 0, on_b ? 0 : g, !on_b || g == 0, on_b ? g : 0,
+                     100 + *builds);
+        (*builds)++;
+        assert_true(*builds <= 2 + GATE_SCHED_SUSPECT_EXTRA);
+    }
+}
+
+/*
+ * A flaky test often fails the same way: an ending a configuration flaked
+ * with (failed, then passed on the same tree) is no evidence of a real
+ * failure when it repeats.  After a flaked with ending 7, a good change whose
+ * a fails with 7 twice is run again and lands (the old rule rejected it:
+ * "the same way twice"); the same ending on configuration b, which never
+ * flaked with it, and an ending never seen to flake, still end it at two.
+ */
+static void test_flaky_endings(void **state)
+{
+    (void)state;
+    static const unsigned long long flake[] = {7};
+    static const unsigned long long twice[] = {7, 7};
+    static const unsigned long long other[] = {8, 8};
+    unsigned builds = 0;
+    gate_sched *s = new_sched(GATE_STRATEGY_SERIAL, 1, 1);
+    assert_int_equal(decide_alone(s, 1, twice, 2, false, &builds), GATE_SCHED_REJECT);
+    assert_int_equal(builds, 2); /* nothing known yet: the same way twice */
+    assert_int_equal(decide_alone(s, 2, flake, 1, false, &builds), GATE_SCHED_LAND);
+    assert_int_equal(builds, 2); /* failed with 7, then passed: 7 is a flake's */
+    assert_int_equal(decide_alone(s, 3, twice, 2, false, &builds), GATE_SCHED_LAND);
+    assert_int_equal(builds, 3); /* 7 twice: run again, passes */
+    assert_int_equal(decide_alone(s, 4, twice, 2, true, &builds), GATE_SCHED_REJECT);
+    assert_int_equal(builds, 2); /* on b, which never flaked with 7 */
+    assert_int_equal(decide_alone(s, 5, other, 2, false, &builds), GATE_SCHED_REJECT);
+    assert_int_equal(builds, 2);
+    /* a real failure that ends like a flake is rejected after the suspect runs */
+    static const unsigned long long always[] = {7, 7, 7, 7, 7, 7, 7, 7};
+    assert_int_equal(decide_alone(s, 6, always, 8, false, &builds), GATE_SCHED_REJECT);
+    assert_int_equal(builds, 2 + GATE_SCHED_SUSPECT_EXTRA);
+    /* a new scheduler of the same gate (gate_sched_inherit) knows the endings */
+    gate_sched *t = new_sched(GATE_STRATEGY_SERIAL, 1, 1);
+    gate_sched_inherit(t, s);
+    assert_int_equal(decide_alone(t, 7, twice, 2, false, &builds), GATE_SCHED_LAND);
+    assert_int_equal(builds, 3);
+    gate_sched_delete(t);
+    gate_sched_delete(s);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +345,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_verdict_names_decisive_configuration),
         cmocka_unit_test(test_bisection_confirms_alone),
         cmocka_unit_test(test_failure_signatures),
+        cmocka_unit_test(test_flaky_endings),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -47,6 +47,13 @@ typedef enum cand_state {
 /* The most failures of one configuration on one tree (record() ends it there). */
 enum { SIG_KEEP = GATE_SCHED_MAX_RETRIES + 1 + GATE_SCHED_SUSPECT_EXTRA };
 
+/*
+ * The endings of flakes seen (a configuration failed, then passed on the
+ * same tree): the newest FLAKY_ENDINGS, each with its configuration's name's
+ * hash.  A failure that repeats one of them is no evidence of a real failure.
+ */
+enum { FLAKY_ENDINGS = 64 };
+
 /* A configuration's runs on one candidate's tree. */
 typedef struct cfg_ev {
     char name[GATE_SCHED_NAME_MAX];
@@ -136,7 +143,10 @@ struct gate_sched {
     long long tip; /* the candidate whose tree the tip is, 0 at first */
     unsigned running;
     double bad_w, all_w;
-    double flaked_w, tried_w;     /* the flake rate's counts */
+    double flaked_w, tried_w; /* the flake rate's counts */
+    /* the endings of flakes seen (ring, newest at flaky_next - 1): config hash, signature */
+    unsigned long long flaky_cfg[FLAKY_ENDINGS], flaky_sig[FLAKY_ENDINGS];
+    unsigned flaky_next, flaky_n;
     gate_cap cap;                 /* what the executor runs at once (capacity.h) */
     unsigned jobs;                /* jobs in a build: the configurations a first build ran */
     gate_sched_outlook shape_for; /* what the cached shape is for (p 0: none) */
@@ -899,15 +909,52 @@ static cfg_ev *cfg_of(seg *g, const char *name)
     return c;
 }
 
+/* FNV-1a of a configuration's name. */
+static unsigned long long name_hash(const char *name)
+{
+    unsigned long long h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    return h;
+}
+
+/* Has configuration `cfg` (name_hash) flaked with ending `sig` (known, not 0) lately? */
+static bool flaky_ending(const gate_sched *s, unsigned long long cfg, unsigned long long sig)
+{
+    KEEL_ASSERT(s->flaky_n <= FLAKY_ENDINGS && s->flaky_next < FLAKY_ENDINGS);
+    for (unsigned k = 0; k < s->flaky_n; k++)
+        if (s->flaky_sig[k] == sig && s->flaky_cfg[k] == cfg)
+            return true;
+    return false;
+}
+
+/* Configuration c failed with its endings c->sig and then passed on its tree: they are flakes'. */
+static void flaky_endings_add(gate_sched *s, const cfg_ev *c)
+{
+    unsigned long long cfg = name_hash(c->name);
+    for (unsigned k = 0; k < c->fails; k++) {
+        if (c->sig[k] == 0 || flaky_ending(s, cfg, c->sig[k]))
+            continue;
+        s->flaky_cfg[s->flaky_next] = cfg;
+        s->flaky_sig[s->flaky_next] = c->sig[k];
+        s->flaky_next = (s->flaky_next + 1) % FLAKY_ENDINGS;
+        if (s->flaky_n < FLAKY_ENDINGS)
+            s->flaky_n++;
+    }
+}
+
 /*
  * One run of a configuration on segment g's tree.  A pass settles it (the
- * tree passes it, flaky when it failed before).  A failure ends it for good
- * when it is `final`, when its signature is one an earlier failure there had
- * (deterministic: a retry would repeat it), or when its runs are spent:
- * 1 + retries, and GATE_SCHED_SUSPECT_EXTRA more while every failure had a
- * known signature, each different (suspect flakes).
+ * tree passes it, flaky when it failed before: its endings are remembered as
+ * flakes').  A failure ends it for good when it is `final`, when its
+ * signature is one an earlier failure there had (deterministic: a retry would
+ * repeat it) and not one this configuration has flaked with lately
+ * (flaky_ending: a flaky test often fails the same way), or when its runs
+ * are spent: 1 + retries, and GATE_SCHED_SUSPECT_EXTRA more while every
+ * failure had a known signature and none repeated but a flake's (suspect
+ * flakes).
  */
-static void record(const gate_sched *s, seg *g, const gate_sched_run *r, bool final)
+static void record(gate_sched *s, seg *g, const gate_sched_run *r, bool final)
 {
     cfg_ev *c = cfg_of(g, r->config);
     if (c->passed || c->why != GATE_SCHED_WHY_NONE)
@@ -915,6 +962,8 @@ static void record(const gate_sched *s, seg *g, const gate_sched_run *r, bool fi
     c->runs++;
     if (r->passed) {
         c->passed = true;
+        if (c->fails > 0)
+            flaky_endings_add(s, c);
         return;
     }
     c->job = r->job;
@@ -926,15 +975,16 @@ static void record(const gate_sched *s, seg *g, const gate_sched_run *r, bool fi
         return;
     }
     bool known = true;
+    bool flake_like = r->signature != 0 && flaky_ending(s, name_hash(c->name), r->signature);
     for (unsigned k = 0; k < c->fails; k++) {
         known = known && c->sig[k] != 0;
-        if (k + 1 < c->fails && r->signature != 0 && c->sig[k] == r->signature) {
+        if (k + 1 < c->fails && r->signature != 0 && c->sig[k] == r->signature && !flake_like) {
             c->why = GATE_SCHED_WHY_SAME;
             g->final = true;
             return;
         }
     }
-    bool suspect = known && c->fails >= 2; /* every failure different so far */
+    bool suspect = known && c->fails >= 2; /* none repeated so far but a flake's ending */
     unsigned limit = s->p.retries + 1 + (suspect ? (unsigned)GATE_SCHED_SUSPECT_EXTRA : 0u);
     if (c->fails >= limit) {
         c->why = suspect ? GATE_SCHED_WHY_DIFFERENT : GATE_SCHED_WHY_RUNS;
@@ -1112,6 +1162,10 @@ void gate_sched_inherit(gate_sched *to, const gate_sched *from)
     to->cap = from->cap;
     gate_cap_tell(&to->cap, told); /* what the new one was told holds */
     to->jobs = from->jobs;
+    memcpy(to->flaky_cfg, from->flaky_cfg, sizeof(to->flaky_cfg));
+    memcpy(to->flaky_sig, from->flaky_sig, sizeof(to->flaky_sig));
+    to->flaky_next = from->flaky_next;
+    to->flaky_n = from->flaky_n;
 }
 
 void gate_sched_remember(const gate_sched *s, gate_sched_memory *out)

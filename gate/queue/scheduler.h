@@ -152,8 +152,9 @@ typedef enum gate_sched_why {
     GATE_SCHED_WHY_NONE,
     GATE_SCHED_WHY_RUNS, /* failed on every run it had (`retries` spent; a signature unknown) */
     GATE_SCHED_WHY_SAME, /* failed twice with the same signature: not a flake, no more runs */
-    GATE_SCHED_WHY_DIFFERENT, /* failed on every run, each differently, its extra runs spent too */
-    GATE_SCHED_WHY_FINAL      /* failed in a way a retry repeats (gate_sched_result_final) */
+    /* failed on every run, each differently or as it flaked before, its extra runs spent too */
+    GATE_SCHED_WHY_DIFFERENT,
+    GATE_SCHED_WHY_FINAL /* failed in a way a retry repeats (gate_sched_result_final) */
 } gate_sched_why;
 
 /* A configuration's verdict on one candidate's tree: the evidence of a decision. */
@@ -331,7 +332,10 @@ size_t gate_sched_timings_kept(void);
  */
 void gate_sched_clock(gate_sched *s, double now_ms);
 
-/* What `from` learned of the executor (its capacity, a build's jobs) goes to `to`. */
+/*
+ * What `from` learned of the executor (its capacity, a build's jobs) and of
+ * its configurations' flakes (the endings they flaked with) goes to `to`.
+ */
 void gate_sched_inherit(gate_sched *to, const gate_sched *from);
 
 /*
