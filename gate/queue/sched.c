@@ -49,10 +49,15 @@ enum { SIG_KEEP = GATE_SCHED_MAX_RETRIES + 1 + GATE_SCHED_SUSPECT_EXTRA };
 
 /*
  * The endings of flakes seen (a configuration failed, then passed on the
- * same tree): the newest FLAKY_ENDINGS, each with its configuration's name's
- * hash.  A failure that repeats one of them is no evidence of a real failure.
+ * same tree): the newest FLAKY_ENDINGS, each with its configuration.  A
+ * failure that repeats one of them is no evidence of a real failure.
  */
 enum { FLAKY_ENDINGS = 64 };
+
+typedef struct flaky_end {
+    char config[GATE_SCHED_NAME_MAX];
+    unsigned long long sig; /* its failure signature, known (not 0) */
+} flaky_end;
 
 /* A configuration's runs on one candidate's tree. */
 typedef struct cfg_ev {
@@ -143,13 +148,12 @@ struct gate_sched {
     long long tip; /* the candidate whose tree the tip is, 0 at first */
     unsigned running;
     double bad_w, all_w;
-    double flaked_w, tried_w; /* the flake rate's counts */
-    /* the endings of flakes seen (ring, newest at flaky_next - 1): config hash, signature */
-    unsigned long long flaky_cfg[FLAKY_ENDINGS], flaky_sig[FLAKY_ENDINGS];
-    unsigned flaky_next, flaky_n;
-    gate_cap cap;                 /* what the executor runs at once (capacity.h) */
-    unsigned jobs;                /* jobs in a build: the configurations a first build ran */
-    gate_sched_outlook shape_for; /* what the cached shape is for (p 0: none) */
+    double flaked_w, tried_w;       /* the flake rate's counts */
+    flaky_end flaky[FLAKY_ENDINGS]; /* the endings of flakes seen: a ring, newest at */
+    unsigned flaky_next, flaky_n;   /* flaky_next - 1; flaky_n in use */
+    gate_cap cap;                   /* what the executor runs at once (capacity.h) */
+    unsigned jobs;                  /* jobs in a build: the configurations a first build ran */
+    gate_sched_outlook shape_for;   /* what the cached shape is for (p 0: none) */
     unsigned shape_batch, shape_depth;
     double shape_t;    /* the model's time per change for that shape (gate_sched_shape_time) */
     double shape_pass; /* and per change landed, when none fails (gate_sched_shape_pass_time) */
@@ -909,21 +913,12 @@ static cfg_ev *cfg_of(seg *g, const char *name)
     return c;
 }
 
-/* FNV-1a of a configuration's name. */
-static unsigned long long name_hash(const char *name)
+/* Has configuration `config` flaked with ending `sig` (known, not 0) lately? */
+static bool flaky_ending(const gate_sched *s, const char *config, unsigned long long sig)
 {
-    unsigned long long h = 0xcbf29ce484222325ull;
-    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++)
-        h = (h ^ *p) * 0x100000001b3ull;
-    return h;
-}
-
-/* Has configuration `cfg` (name_hash) flaked with ending `sig` (known, not 0) lately? */
-static bool flaky_ending(const gate_sched *s, unsigned long long cfg, unsigned long long sig)
-{
-    KEEL_ASSERT(s->flaky_n <= FLAKY_ENDINGS && s->flaky_next < FLAKY_ENDINGS);
+    KEEL_ASSERT(s->flaky_n <= FLAKY_ENDINGS && s->flaky_next < FLAKY_ENDINGS && sig != 0);
     for (unsigned k = 0; k < s->flaky_n; k++)
-        if (s->flaky_sig[k] == sig && s->flaky_cfg[k] == cfg)
+        if (s->flaky[k].sig == sig && strcmp(s->flaky[k].config, config) == 0)
             return true;
     return false;
 }
@@ -931,12 +926,12 @@ static bool flaky_ending(const gate_sched *s, unsigned long long cfg, unsigned l
 /* Configuration c failed with its endings c->sig and then passed on its tree: they are flakes'. */
 static void flaky_endings_add(gate_sched *s, const cfg_ev *c)
 {
-    unsigned long long cfg = name_hash(c->name);
     for (unsigned k = 0; k < c->fails; k++) {
-        if (c->sig[k] == 0 || flaky_ending(s, cfg, c->sig[k]))
+        if (c->sig[k] == 0 || flaky_ending(s, c->name, c->sig[k]))
             continue;
-        s->flaky_cfg[s->flaky_next] = cfg;
-        s->flaky_sig[s->flaky_next] = c->sig[k];
+        flaky_end *e = &s->flaky[s->flaky_next];
+        (void)snprintf(e->config, sizeof(e->config), "%s", c->name);
+        e->sig = c->sig[k];
         s->flaky_next = (s->flaky_next + 1) % FLAKY_ENDINGS;
         if (s->flaky_n < FLAKY_ENDINGS)
             s->flaky_n++;
@@ -975,7 +970,7 @@ static void record(gate_sched *s, seg *g, const gate_sched_run *r, bool final)
         return;
     }
     bool known = true;
-    bool flake_like = r->signature != 0 && flaky_ending(s, name_hash(c->name), r->signature);
+    bool flake_like = r->signature != 0 && flaky_ending(s, c->name, r->signature);
     for (unsigned k = 0; k < c->fails; k++) {
         known = known && c->sig[k] != 0;
         if (k + 1 < c->fails && r->signature != 0 && c->sig[k] == r->signature && !flake_like) {
@@ -1162,8 +1157,7 @@ void gate_sched_inherit(gate_sched *to, const gate_sched *from)
     to->cap = from->cap;
     gate_cap_tell(&to->cap, told); /* what the new one was told holds */
     to->jobs = from->jobs;
-    memcpy(to->flaky_cfg, from->flaky_cfg, sizeof(to->flaky_cfg));
-    memcpy(to->flaky_sig, from->flaky_sig, sizeof(to->flaky_sig));
+    memcpy(to->flaky, from->flaky, sizeof(to->flaky));
     to->flaky_next = from->flaky_next;
     to->flaky_n = from->flaky_n;
 }
