@@ -494,6 +494,9 @@ static void test_gate_killed_during_job(void **state)
     (void)fclose(f);
     assert_int_equal(starts, 2);
     assert_int_equal(ends, 1);
+    /* the killed gate's cancelled job stays COMPLETING until its node has killed it */
+    for (int i = 0; i < 400 && keel_jobs_in_queue() != 0; i++)
+        (void)usleep(50000);
     assert_int_equal(keel_jobs_in_queue(), 0);
     assert_int_equal(sc_sh("ls %s.d/logs | grep -q -e '\\.spec' -e '\\.srun'", fx_state), 1);
 }
