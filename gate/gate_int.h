@@ -72,7 +72,8 @@ struct gate {
     FILE *out;
     /* gate_run only */
     gate_sched *sched;
-    gate_sched_memory learned; /* what the store holds of what sched learned (gate_loop.c) */
+    gate_sched_memory learned;     /* what the store holds of what sched learned (gate_loop.c) */
+    unsigned long long flaky_kept; /* sched's gate_sched_flaky_seen when the store took them */
     gate_pool *pool;
     gate_config *tip_cfg;
     unsigned long long tip_cfg_id; /* which text tip_cfg was read from (a hash) */

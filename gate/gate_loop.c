@@ -258,9 +258,23 @@ static keel_status recall_timing(void *arg, const char *config, bool passed,
     return KEEL_OK;
 }
 
+/* An ending of a flake the store kept, to the run's first scheduler (gate_store_flaky_endings). */
+static keel_status recall_flaky(void *arg, const gate_flaky_ending *e)
+{
+    gate *g = (gate *)arg;
+    gate_sched_flaky f;
+    memset(&f, 0, sizeof(f));
+    if (strlen(e->config) >= sizeof(f.config))
+        return KEEL_OK; /* no configuration has such a name: it would never match */
+    memcpy(f.config, e->config, strlen(e->config) + 1);
+    f.signature = e->signature;
+    gate_sched_recall_flaky(g->sched, &f, 1);
+    return KEEL_OK;
+}
+
 /*
- * What the scheduler learned of the queue (its failure and flake rates) goes
- * to the next one: the old scheduler's when the gate starts again in the same
+ * What the scheduler learned of the queue (its failure and flake rates, the
+ * endings its configurations flaked with) goes to the next one: the old scheduler's when the gate starts again in the same
  * run, else what the store kept of the last run (store_learned.c), which
  * gate_sched_recall weighs at most GATE_SCHED_RECALL_CHANGES changes (a row
  * out of range counts for nothing).  g->learned is what the store holds, as
@@ -283,8 +297,17 @@ static keel_status recall_learned(gate *g, const gate_sched *old)
         if (keel_ok(s))
             s = gate_store_job_timings(g->store, g->target, gate_sched_timings_kept(),
                                        recall_timing, g);
+        /* the endings of flakes: those of configurations gone never match, and age out */
+        if (keel_ok(s))
+            s = gate_store_flaky_endings(g->store, g->target, GATE_SCHED_FLAKY_ENDINGS,
+                                         recall_flaky, g);
         if (!keel_ok(s))
             return s;
+        g->flaky_kept = gate_sched_flaky_seen(g->sched); /* the store holds what it recalled */
+        size_t nflaky = gate_sched_flaky_endings(g->sched, NULL, 0);
+        if (nflaky > 0)
+            gate_say(g, "the gate knows %zu ending(s) of flakes of '%s' from its last runs\n",
+                     nflaky, g->target);
         m = learned_memory(&l);
         if (found && g->tip_cfg->strategy == GATE_STRATEGY_ADAPTIVE)
             gate_say(g,
@@ -309,18 +332,50 @@ static keel_status recall_learned(gate *g, const gate_sched *old)
 }
 
 /*
+ * The store keeps the endings of flakes the scheduler learned or saw again
+ * since the store last took them (gate_sched_flaky_seen moved), each as the
+ * target's newest, the newest GATE_SCHED_FLAKY_ENDINGS kept.  As for
+ * keep_learned, g->flaky_kept moves only when the store took them, so that
+ * a failed write is written at the next turn.
+ */
+static keel_status keep_flaky(gate *g)
+{
+    unsigned long long seen = gate_sched_flaky_seen(g->sched);
+    if (seen == g->flaky_kept)
+        return KEEL_OK;
+    gate_sched_flaky f[GATE_SCHED_FLAKY_ENDINGS];
+    gate_flaky_ending rows[GATE_SCHED_FLAKY_ENDINGS];
+    size_t n = gate_sched_flaky_endings(g->sched, f, GATE_SCHED_FLAKY_ENDINGS), k = 0;
+    for (size_t i = 0; i < n && i < GATE_SCHED_FLAKY_ENDINGS; i++)
+        if (f[i].seen > g->flaky_kept) { /* the oldest first, as the scheduler lists them */
+            gate_flaky_ending r = {f[i].config, f[i].signature, 0};
+            rows[k++] = r;
+        }
+    keel_status s =
+        gate_store_flaky_put(g->store, g->target, rows, k, GATE_SCHED_FLAKY_ENDINGS, gate_now_s());
+    if (!keel_ok(s))
+        return s;
+    g->flaky_kept = seen;
+    return KEEL_OK;
+}
+
+/*
  * The store keeps what the scheduler learned, when it differs from what the
  * store holds: after the decisions of a round, and after a failed write or a
  * restart (kill -9 at gate.crash_after_learned: the row is the one written).
+ * The endings of flakes first (keep_flaky).
  */
 static keel_status keep_learned(gate *g)
 {
+    keel_status s = keep_flaky(g);
+    if (!keel_ok(s))
+        return s;
     gate_sched_memory m;
     gate_sched_remember(g->sched, &m);
     if (same_memory(&m, &g->learned))
         return KEEL_OK; /* nothing learned since */
     gate_learned l = learned_row(&m);
-    keel_status s = gate_store_learned_put(g->store, g->target, &l, gate_now_s());
+    s = gate_store_learned_put(g->store, g->target, &l, gate_now_s());
     if (!keel_ok(s))
         return s;
     g->learned = m;

@@ -3,7 +3,8 @@
  * repositories, processes and stores: verdicts per configuration (a retry
  * runs only what failed), a change rejected only on its own failure alone on
  * the tip, a failure that ends the same way twice not run again, failures
- * that end differently run again.
+ * that end differently run again, an ending seen to flake known after a
+ * restart.
  *
  * The jobs flake deterministically: ci.sh counts its runs per configuration
  * in the shared writable directory and fails the runs a pattern names
@@ -92,6 +93,17 @@ static void assert_reason_has(gate *g, long long id, const char *what)
                  gate_change_state_name(c.state), what, c.reason);
 }
 
+/* Change `id` (branch `branch`) landed; its reason when it did not. */
+static void assert_landed(long long id, const char *branch)
+{
+    gate *g = fx_open();
+    gate_change c;
+    fx_ok(gate_store_get(gate_get_store(g), id, &c));
+    gate_close(g);
+    if (c.state != GATE_CHANGE_LANDED)
+        fail_msg("change '%s' is %s: %s", branch, gate_change_state_name(c.state), c.reason);
+}
+
 /*
  * The user's case: retries = 1, a batch of two good changes; unit fails its
  * first run, b its second (each a one-time flake).  The retry runs unit
@@ -109,13 +121,8 @@ static void test_flakes_on_two_configurations(void **state)
     long long one = fx_submit(g, "one", 0), two = fx_submit(g, "two", 0);
     gate_close(g);
     gate_run_stats st = fx_run_once();
-    g = fx_open();
-    gate_change c;
-    fx_ok(gate_store_get(gate_get_store(g), two, &c));
-    if (c.state != GATE_CHANGE_LANDED)
-        fail_msg("change 'two' is %s: %s", gate_change_state_name(c.state), c.reason);
-    assert_int_equal(fx_state_of(g, one), GATE_CHANGE_LANDED);
-    gate_close(g);
+    assert_landed(two, "two");
+    assert_landed(one, "one");
     assert_int_equal(st.landed, 2);
     assert_int_equal(st.rejected, 0);
     assert_int_equal(st.flakes, 1);
@@ -207,15 +214,53 @@ static void test_different_failures_run_again(void **state)
     long long topic = fx_submit(g, "topic", 0);
     gate_close(g);
     gate_run_stats st = fx_run_once();
-    g = fx_open();
-    gate_change c;
-    fx_ok(gate_store_get(gate_get_store(g), topic, &c));
-    if (c.state != GATE_CHANGE_LANDED)
-        fail_msg("change 'topic' is %s: %s", gate_change_state_name(c.state), c.reason);
-    gate_close(g);
+    assert_landed(topic, "topic");
     assert_int_equal(st.flakes, 1);
     assert_int_equal(runs_of("unit"), 3);
     assert_int_equal(runs_of("b"), 1);
+    fx_assert_tip_tested();
+}
+
+/*
+ * The endings a configuration flaked with outlive `run` (the store keeps
+ * them: store_flaky.c).  A first run: unit fails its first run ("flaky
+ * ending"), passes its retry: a flake, and its ending is kept.  A second
+ * run, a new gate and scheduler over the same store: a good change whose
+ * unit fails twice with that same ending is run again (suspect flakes), and
+ * lands on unit's fifth run.  The old gate forgot the ending when run
+ * started again and rejected the change "the same way twice (not a flake)"
+ * after unit's fourth run.
+ */
+static void test_flaky_ending_survives_restart(void **state)
+{
+    (void)state;
+    setup_two_configs("strategy = serial\nretries = 1", "unit:1|unit:3|unit:4", "flaky ending");
+    for (int run = 1; run <= 2; run++) { /* a change each, a run of its own each */
+        const char *branch = run == 1 ? "one" : "two";
+        fx_branch(branch, run == 1 ? "one.txt" : "two.txt", "x\n");
+        gate *g = fx_open();
+        long long id = fx_submit(g, branch, 0);
+        gate_close(g);
+        gate_run_stats st = fx_run_once();
+        assert_landed(id, branch);
+        assert_int_equal(st.rejected, 0);
+        assert_int_equal(st.flakes, 1);
+        if (run == 2)
+            break;
+        assert_int_equal(runs_of("unit"), 2);
+        assert_int_equal(fx_sql_int("SELECT count(*) FROM flaky_endings WHERE target = 'main' "
+                                    "AND config = 'unit' AND signature <> 0",
+                                    NULL),
+                         1);
+        assert_int_equal(fx_sql_int("SELECT count(*) FROM flaky_endings", NULL), 1);
+    }
+    /* the second: unit failed twice with the first's ending, then passed */
+    assert_int_equal(runs_of("unit"), 5);
+    assert_int_equal(runs_of("b"), 2);
+    /* the same ending seen again: still one row */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM flaky_endings", NULL), 1);
+    assert_int_equal(fx_times_landed("one"), 1);
+    assert_int_equal(fx_times_landed("two"), 1);
     fx_assert_tip_tested();
 }
 
@@ -262,6 +307,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_bisection_blames_only_after_alone, fx_teardown),
         cmocka_unit_test_teardown(test_same_failure_not_retried, fx_teardown),
         cmocka_unit_test_teardown(test_different_failures_run_again, fx_teardown),
+        cmocka_unit_test_teardown(test_flaky_ending_survives_restart, fx_teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -517,10 +517,10 @@ static void sql_exec(const char *sql)
 }
 
 /*
- * A store of schema version 1 (events without a target, no cursor) is
- * upgraded in place; what it recorded before is not news to the hook.  A
- * store from a newer keel-gate is refused.  A detail that is not JSON is
- * never recorded as it is.
+ * A store of schema version 1 (events without a target, no cursor, no
+ * endings of flakes) is upgraded in place; what it recorded before is not
+ * news to the hook.  A store from a newer keel-gate is refused.  A detail
+ * that is not JSON is never recorded as it is.
  */
 static void test_store_upgrade_from_version_1(void **state)
 {
@@ -536,7 +536,7 @@ static void test_store_upgrade_from_version_1(void **state)
         "ALTER TABLE jobs DROP COLUMN load; ALTER TABLE jobs DROP COLUMN others; "
         "ALTER TABLE flows DROP COLUMN dest; ALTER TABLE flows DROP COLUMN made; "
         "ALTER TABLE flows DROP COLUMN change_id; ALTER TABLE culprit_searches DROP COLUMN level; "
-        "PRAGMA user_version = 1;");
+        "DROP TABLE flaky_endings; PRAGMA user_version = 1;");
     assert_int_equal(fx_sql_int("SELECT count(*) FROM pragma_table_info('events') WHERE "
                                 "name = 'target'",
                                 NULL),
@@ -548,6 +548,8 @@ static void test_store_upgrade_from_version_1(void **state)
     (void)fx_submit(g, "a", 0);
     gate_close(g);
     assert_int_equal(fx_sql_int("PRAGMA user_version", NULL), newest); /* every step run */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM pragma_table_info('flaky_endings')", NULL),
+                     5); /* 17 -> 18: the endings of flakes */
     assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE target = ''", NULL), 1);
     gate_run_stats st = fx_run_once();
     assert_int_equal(st.landed, 1);

@@ -338,6 +338,78 @@ static void test_flaky_endings(void **state)
     gate_sched_delete(s);
 }
 
+/*
+ * The endings a scheduler knows, as a gate keeps them across runs
+ * (gate_sched_flaky_endings, gate_sched_flaky_seen, gate_sched_recall_flaky):
+ * listed the oldest first with the count when each was seen; one seen again
+ * moves to the newest; the 64 seen last are kept; a new scheduler that
+ * recalls them (no gate_sched_inherit: a gate started again) treats a repeat
+ * of one as a flake's, and they are not new to it.
+ */
+static void test_flaky_endings_recalled(void **state)
+{
+    (void)state;
+    static const unsigned long long flake7[] = {7}, flake9[] = {9}, twice[] = {7, 7};
+    static const unsigned long long top[] = {0x8000000000000001ull};
+    unsigned builds = 0;
+    gate_sched *s = new_sched(GATE_STRATEGY_SERIAL, 1, 1);
+    assert_true(gate_sched_flaky_seen(s) == 0);
+    assert_int_equal(gate_sched_flaky_endings(s, NULL, 0), 0);
+    assert_int_equal(decide_alone(s, 1, flake7, 1, false, &builds), GATE_SCHED_LAND);
+    assert_int_equal(decide_alone(s, 2, top, 1, true, &builds), GATE_SCHED_LAND);
+    assert_int_equal(decide_alone(s, 3, flake9, 1, false, &builds), GATE_SCHED_LAND);
+    assert_int_equal(decide_alone(s, 4, flake7, 1, false, &builds), GATE_SCHED_LAND);
+    assert_true(gate_sched_flaky_seen(s) == 4);
+    gate_sched_flaky f[GATE_SCHED_FLAKY_ENDINGS + 1];
+    assert_int_equal(gate_sched_flaky_endings(s, f, 2), 3); /* how many: 2 copied */
+    assert_int_equal(gate_sched_flaky_endings(s, f, GATE_SCHED_FLAKY_ENDINGS), 3);
+    /* 7 on a, seen again last: the newest */
+    assert_string_equal(f[0].config, "b");
+    assert_true(f[0].signature == top[0] && f[0].seen == 2);
+    assert_string_equal(f[1].config, "a");
+    assert_true(f[1].signature == 9 && f[1].seen == 3);
+    assert_string_equal(f[2].config, "a");
+    assert_true(f[2].signature == 7 && f[2].seen == 4);
+
+    /* a scheduler of a new run: without them, 7 twice on a is rejected */
+    gate_sched *fresh = new_sched(GATE_STRATEGY_SERIAL, 1, 1);
+    assert_int_equal(decide_alone(fresh, 5, twice, 2, false, &builds), GATE_SCHED_REJECT);
+    gate_sched_delete(fresh);
+    /* with them recalled (and two that are ignored: signature 0, a name not terminated) */
+    gate_sched_flaky bad[2];
+    memset(bad, 'x', sizeof(bad));
+    (void)snprintf(bad[0].config, sizeof(bad[0].config), "a");
+    bad[0].signature = 0;
+    bad[1].signature = 8;
+    gate_sched *t = new_sched(GATE_STRATEGY_SERIAL, 1, 1);
+    gate_sched_recall_flaky(t, bad, 2);
+    gate_sched_recall_flaky(t, f, 3);
+    gate_sched_recall_flaky(t, f, 3); /* known already: nothing more */
+    assert_true(gate_sched_flaky_seen(t) == 0);
+    gate_sched_flaky g[GATE_SCHED_FLAKY_ENDINGS];
+    assert_int_equal(gate_sched_flaky_endings(t, g, GATE_SCHED_FLAKY_ENDINGS), 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_string_equal(g[i].config, f[i].config);
+        assert_true(g[i].signature == f[i].signature && g[i].seen == 0);
+    }
+    assert_int_equal(decide_alone(t, 5, twice, 2, false, &builds), GATE_SCHED_LAND);
+    assert_int_equal(builds, 3);                /* 7 twice: run again, passes */
+    assert_true(gate_sched_flaky_seen(t) == 2); /* the two 7s seen again, as flakes' */
+    gate_sched_delete(t);
+
+    /* the 64 seen last: 70 endings of a, the first 6 go */
+    for (unsigned long long k = 0; k < 70; k++) {
+        unsigned long long sig[] = {1000 + k};
+        assert_int_equal(decide_alone(s, 10 + (long long)k, sig, 1, false, &builds),
+                         GATE_SCHED_LAND);
+    }
+    assert_int_equal(gate_sched_flaky_endings(s, f, GATE_SCHED_FLAKY_ENDINGS + 1),
+                     GATE_SCHED_FLAKY_ENDINGS);
+    assert_true(f[0].signature == 1006 && f[GATE_SCHED_FLAKY_ENDINGS - 1].signature == 1069);
+    assert_true(gate_sched_flaky_seen(s) == 74);
+    gate_sched_delete(s);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +418,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bisection_confirms_alone),
         cmocka_unit_test(test_failure_signatures),
         cmocka_unit_test(test_flaky_endings),
+        cmocka_unit_test(test_flaky_endings_recalled),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

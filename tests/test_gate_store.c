@@ -1,6 +1,6 @@
 /*
  * test_gate_store.c - keel-gate's durable store: the queue, priorities with
- * aging, candidates and jobs, and recovery after a kill -9.
+ * aging, candidates and jobs, the endings of flakes, and recovery after a kill -9.
  */
 #define _GNU_SOURCE 1
 #include <setjmp.h>
@@ -265,6 +265,161 @@ static void test_job_timings(void **state)
     assert_int_equal(seen.t[0].elapsed_ms, 800);
     gate_store_close(st);
 }
+
+/* What gate_store_flaky_endings gave, in its order. */
+typedef struct flaky_seen {
+    size_t n;
+    char config[80][16];
+    unsigned long long sig[80];
+    long long seen_at[80];
+} flaky_seen;
+
+static keel_status see_flaky(void *arg, const gate_flaky_ending *e)
+{
+    flaky_seen *seen = (flaky_seen *)arg;
+    assert_true(seen->n < 80);
+    (void)snprintf(seen->config[seen->n], sizeof(seen->config[0]), "%s", e->config);
+    seen->sig[seen->n] = e->signature;
+    seen->seen_at[seen->n++] = e->seen_at;
+    return KEEL_OK;
+}
+
+/* The endings of target's flakes the store gives, at most `max`. */
+static flaky_seen flaky_of(gate_store *st, const char *target, size_t max)
+{
+    flaky_seen seen;
+    memset(&seen, 0, sizeof(seen));
+    keel_status s = gate_store_flaky_endings(st, target, max, see_flaky, &seen);
+    if (!keel_ok(s)) {
+        keel_status_print(stderr, s);
+        keel_status_free(s);
+        fail();
+    }
+    return seen;
+}
+
+static void put_flaky(gate_store *st, const char *target, const gate_flaky_ending *e, size_t n,
+                      long long now)
+{
+    keel_status s = gate_store_flaky_put(st, target, e, n, 64, now);
+    if (!keel_ok(s)) {
+        keel_status_print(stderr, s);
+        keel_status_free(s);
+        fail();
+    }
+}
+
+/* One integer from the store, SQLite directly. */
+static long long sql_int(const char *text)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, text, -1, &stmt, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+    long long v = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return v;
+}
+
+static const unsigned long long top_bit = 0x8000000000000000ull, all_bits = ~0ull;
+
+/*
+ * The endings of flakes per target: the oldest first, every bit of a
+ * signature kept (those with the top bit set are negative in SQLite, not
+ * cut or rounded), one written again the newest, at most the newest 64 of
+ * a target whatever another target holds.
+ */
+static void test_flaky_endings(void **state)
+{
+    (void)state;
+    gate_store *st = open_store();
+    assert_int_equal(flaky_of(st, "main", 64).n, 0);
+    const gate_flaky_ending first[] = {
+        {"unit", top_bit, 0}, {"unit", all_bits, 0}, {"b", top_bit, 0}, {"unit", 1, 0}};
+    put_flaky(st, "main", first, 4, 10);
+    const gate_flaky_ending other[] = {{"unit", top_bit, 0}};
+    put_flaky(st, "release", other, 1, 11);
+    flaky_seen got = flaky_of(st, "main", 64);
+    assert_int_equal(got.n, 4);
+    for (size_t i = 0; i < 4; i++) {
+        assert_string_equal(got.config[i], first[i].config);
+        assert_true(got.sig[i] == first[i].signature);
+        assert_int_equal(got.seen_at[i], 10);
+    }
+    assert_int_equal(sql_int("SELECT count(*) FROM flaky_endings WHERE signature < 0"), 4);
+    assert_int_equal(sql_int("SELECT signature FROM flaky_endings WHERE config = 'unit' AND "
+                             "target = 'main' AND signature < 0 ORDER BY id DESC LIMIT 1"),
+                     -1);
+    /* seen again: the newest, when it was now */
+    put_flaky(st, "main", first, 1, 20);
+    got = flaky_of(st, "main", 64);
+    assert_int_equal(got.n, 4);
+    assert_true(got.sig[0] == all_bits && got.sig[3] == top_bit);
+    assert_string_equal(got.config[3], "unit");
+    assert_int_equal(got.seen_at[3], 20);
+    /* the newest 2, still the oldest first */
+    got = flaky_of(st, "main", 2);
+    assert_int_equal(got.n, 2);
+    assert_true(got.sig[0] == 1 && got.sig[1] == top_bit);
+    /* 70 more of main, 7 at a time: the newest 64 stay, release's one is its own */
+    gate_flaky_ending more[70];
+    for (size_t i = 0; i < 70; i++) {
+        more[i].config = i % 2 == 0 ? "unit" : "b";
+        more[i].signature = top_bit + 1000 + i;
+        more[i].seen_at = 0;
+    }
+    for (size_t i = 0; i < 70; i += 7)
+        put_flaky(st, "main", more + i, 7, 30 + (long long)i);
+    got = flaky_of(st, "main", 80);
+    assert_int_equal(got.n, 64);
+    for (size_t i = 0; i < 64; i++) {
+        assert_string_equal(got.config[i], more[i + 6].config);
+        assert_true(got.sig[i] == more[i + 6].signature);
+    }
+    assert_int_equal(sql_int("SELECT count(*) FROM flaky_endings WHERE target = 'main'"), 64);
+    got = flaky_of(st, "release", 64);
+    assert_int_equal(got.n, 1);
+    assert_true(got.sig[0] == top_bit);
+    assert_int_equal(got.seen_at[0], 11);
+    gate_store_close(st);
+}
+
+#if KEEL_DEVEL
+/*
+ * The write of the endings fails (gate_store.flaky_full, this write only):
+ * KEEL_E_FULL naming it, nothing of it kept, what was there as it was, and
+ * the store takes the next write.
+ */
+static void test_flaky_endings_write_fails(void **state)
+{
+    (void)state;
+    gate_store *st = open_store();
+    const gate_flaky_ending e[] = {{"unit", 7, 0}, {"unit", all_bits, 0}, {"b", 7, 0}};
+    put_flaky(st, "main", e, 2, 10);
+    assert_true(keel_ok(keel_stress_enable("gate_store.flaky_full:nth=1")));
+    keel_status s = gate_store_flaky_put(st, "main", e + 1, 2, 64, 20);
+    keel_stress_clear();
+    char msg[1024];
+    (void)keel_status_format(s, msg, sizeof(msg));
+    if (!KEEL_IS(s, KEEL_E_FULL) ||
+        strstr(msg, "recording the endings of the flakes of 'main'") == NULL)
+        fail_msg("expected the store's full disk: %s", msg);
+    keel_status_free(s);
+    flaky_seen got = flaky_of(st, "main", 64);
+    assert_int_equal(got.n, 2);
+    assert_true(got.sig[0] == 7 && got.sig[1] == all_bits);
+    assert_int_equal(got.seen_at[1], 10);
+    put_flaky(st, "main", e + 1, 2, 20);
+    got = flaky_of(st, "main", 64);
+    assert_int_equal(got.n, 3);
+    assert_string_equal(got.config[2], "b");
+    assert_int_equal(got.seen_at[1], 20);
+    (void)submit(st, "a", oid_a, 0, 21); /* no transaction left open */
+    gate_store_close(st);
+}
+#endif
 
 /* A child queues and starts testing, then dies by SIGKILL mid-way; the parent recovers. */
 static void test_recover_after_kill(void **state)
@@ -594,6 +749,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_cancel_and_states, setup, teardown),
         cmocka_unit_test_setup_teardown(test_candidate_and_jobs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_timings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flaky_endings, setup, teardown),
+#if KEEL_DEVEL
+        cmocka_unit_test_setup_teardown(test_flaky_endings_write_fails, setup, teardown),
+#endif
         cmocka_unit_test_setup_teardown(test_recover_after_kill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_landed_candidate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_bad_path, setup, teardown),

@@ -49,14 +49,14 @@ enum { SIG_KEEP = GATE_SCHED_MAX_RETRIES + 1 + GATE_SCHED_SUSPECT_EXTRA };
 
 /*
  * The endings of flakes seen (a configuration failed, then passed on the
- * same tree): the newest FLAKY_ENDINGS, each with its configuration.  A
- * failure that repeats one of them is no evidence of a real failure.
+ * same tree): the GATE_SCHED_FLAKY_ENDINGS seen last, each with its
+ * configuration.  A failure that repeats one of them is no evidence of a
+ * real failure.
  */
-enum { FLAKY_ENDINGS = 64 };
-
 typedef struct flaky_end {
     char config[GATE_SCHED_NAME_MAX];
-    unsigned long long sig; /* its failure signature, known (not 0) */
+    unsigned long long sig;  /* its failure signature, known (not 0) */
+    unsigned long long seen; /* flaky_seen when it was last seen (0: recalled, not seen since) */
 } flaky_end;
 
 /* A configuration's runs on one candidate's tree. */
@@ -148,12 +148,13 @@ struct gate_sched {
     long long tip; /* the candidate whose tree the tip is, 0 at first */
     unsigned running;
     double bad_w, all_w;
-    double flaked_w, tried_w;       /* the flake rate's counts */
-    flaky_end flaky[FLAKY_ENDINGS]; /* the endings of flakes seen: a ring, newest at */
-    unsigned flaky_next, flaky_n;   /* flaky_next - 1; flaky_n in use */
-    gate_cap cap;                   /* what the executor runs at once (capacity.h) */
-    unsigned jobs;                  /* jobs in a build: the configurations a first build ran */
-    gate_sched_outlook shape_for;   /* what the cached shape is for (p 0: none) */
+    double flaked_w, tried_w;                  /* the flake rate's counts */
+    flaky_end flaky[GATE_SCHED_FLAKY_ENDINGS]; /* the endings of flakes seen, the oldest first */
+    unsigned flaky_n;                          /* in use */
+    unsigned long long flaky_seen;             /* endings learned or seen again so far */
+    gate_cap cap;                              /* what the executor runs at once (capacity.h) */
+    unsigned jobs;                /* jobs in a build: the configurations a first build ran */
+    gate_sched_outlook shape_for; /* what the cached shape is for (p 0: none) */
     unsigned shape_batch, shape_depth;
     double shape_t;    /* the model's time per change for that shape (gate_sched_shape_time) */
     double shape_pass; /* and per change landed, when none fails (gate_sched_shape_pass_time) */
@@ -913,29 +914,50 @@ static cfg_ev *cfg_of(seg *g, const char *name)
     return c;
 }
 
+/* Where configuration `config`'s ending `sig` is among the flakes' (flaky_n: nowhere). */
+static unsigned flaky_index(const gate_sched *s, const char *config, unsigned long long sig)
+{
+    KEEL_ASSERT(s->flaky_n <= GATE_SCHED_FLAKY_ENDINGS);
+    unsigned k = 0;
+    while (k < s->flaky_n && (s->flaky[k].sig != sig || strcmp(s->flaky[k].config, config) != 0))
+        k++;
+    return k;
+}
+
 /* Has configuration `config` flaked with ending `sig` (known, not 0) lately? */
 static bool flaky_ending(const gate_sched *s, const char *config, unsigned long long sig)
 {
-    KEEL_ASSERT(s->flaky_n <= FLAKY_ENDINGS && s->flaky_next < FLAKY_ENDINGS && sig != 0);
-    for (unsigned k = 0; k < s->flaky_n; k++)
-        if (s->flaky[k].sig == sig && strcmp(s->flaky[k].config, config) == 0)
-            return true;
-    return false;
+    KEEL_ASSERT(sig != 0);
+    return flaky_index(s, config, sig) < s->flaky_n;
+}
+
+/*
+ * Ending `sig` of configuration `config` is a flake's, seen now (`seen`; 0:
+ * recalled): the newest, the oldest going when they are
+ * GATE_SCHED_FLAKY_ENDINGS.  One known already moves to the newest.
+ */
+static void flaky_seen_now(gate_sched *s, const char *config, unsigned long long sig,
+                           unsigned long long seen)
+{
+    unsigned k = flaky_index(s, config, sig);
+    if (k == s->flaky_n && s->flaky_n == GATE_SCHED_FLAKY_ENDINGS)
+        k = 0; /* the oldest goes */
+    if (k < s->flaky_n) {
+        memmove(&s->flaky[k], &s->flaky[k + 1], (s->flaky_n - k - 1) * sizeof(flaky_end));
+        s->flaky_n--;
+    }
+    flaky_end *e = &s->flaky[s->flaky_n++];
+    (void)snprintf(e->config, sizeof(e->config), "%s", config);
+    e->sig = sig;
+    e->seen = seen;
 }
 
 /* Configuration c failed with its endings c->sig and then passed on its tree: they are flakes'. */
 static void flaky_endings_add(gate_sched *s, const cfg_ev *c)
 {
-    for (unsigned k = 0; k < c->fails; k++) {
-        if (c->sig[k] == 0 || flaky_ending(s, c->name, c->sig[k]))
-            continue;
-        flaky_end *e = &s->flaky[s->flaky_next];
-        (void)snprintf(e->config, sizeof(e->config), "%s", c->name);
-        e->sig = c->sig[k];
-        s->flaky_next = (s->flaky_next + 1) % FLAKY_ENDINGS;
-        if (s->flaky_n < FLAKY_ENDINGS)
-            s->flaky_n++;
-    }
+    for (unsigned k = 0; k < c->fails; k++)
+        if (c->sig[k] != 0)
+            flaky_seen_now(s, c->name, c->sig[k], ++s->flaky_seen);
 }
 
 /*
@@ -1158,8 +1180,34 @@ void gate_sched_inherit(gate_sched *to, const gate_sched *from)
     gate_cap_tell(&to->cap, told); /* what the new one was told holds */
     to->jobs = from->jobs;
     memcpy(to->flaky, from->flaky, sizeof(to->flaky));
-    to->flaky_next = from->flaky_next;
     to->flaky_n = from->flaky_n;
+    to->flaky_seen = from->flaky_seen;
+}
+
+unsigned long long gate_sched_flaky_seen(const gate_sched *s)
+{
+    KEEL_ASSERT(s != NULL);
+    return s->flaky_seen;
+}
+
+size_t gate_sched_flaky_endings(const gate_sched *s, gate_sched_flaky *out, size_t max)
+{
+    KEEL_ASSERT(s != NULL && (out != NULL || max == 0) && s->flaky_n <= GATE_SCHED_FLAKY_ENDINGS);
+    for (size_t k = 0; k < s->flaky_n && k < max; k++) {
+        memcpy(out[k].config, s->flaky[k].config, sizeof(out[k].config));
+        out[k].signature = s->flaky[k].sig;
+        out[k].seen = s->flaky[k].seen;
+    }
+    return s->flaky_n;
+}
+
+void gate_sched_recall_flaky(gate_sched *s, const gate_sched_flaky *e, size_t n)
+{
+    KEEL_ASSERT(s != NULL && (e != NULL || n == 0));
+    for (size_t k = 0; k < n; k++)
+        if (e[k].signature != 0 && memchr(e[k].config, '\0', sizeof(e[k].config)) != NULL &&
+            !flaky_ending(s, e[k].config, e[k].signature))
+            flaky_seen_now(s, e[k].config, e[k].signature, 0);
 }
 
 void gate_sched_remember(const gate_sched *s, gate_sched_memory *out)

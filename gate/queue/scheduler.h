@@ -61,8 +61,9 @@
  * `configs`).  A configuration has `retries` reruns on a tree, except that
  * two failures with the same signature end it at once (not a flake: a retry
  * would repeat it), and failures that all end differently (suspect flakes)
- * earn up to GATE_SCHED_SUSPECT_EXTRA more runs, until two agree.
- * Fail-then-pass is a FLAKY decision and never rejects a change.
+ * earn up to GATE_SCHED_SUSPECT_EXTRA more runs, until two agree; a repeat
+ * of an ending the configuration flaked with lately (gate_sched_flaky_endings)
+ * counts as a different one.  Fail-then-pass is a FLAKY decision and never rejects a change.
  *
  * A change is rejected only when a candidate of that change alone, at the
  * front (on the target's tip), failed for good: a change that bisection
@@ -334,7 +335,8 @@ void gate_sched_clock(gate_sched *s, double now_ms);
 
 /*
  * What `from` learned of the executor (its capacity, a build's jobs) and of
- * its configurations' flakes (the endings they flaked with) goes to `to`.
+ * its configurations' flakes (the endings they flaked with, and
+ * gate_sched_flaky_seen's count) goes to `to`.
  */
 void gate_sched_inherit(gate_sched *to, const gate_sched *from);
 
@@ -368,6 +370,45 @@ void gate_sched_remember(const gate_sched *s, gate_sched_memory *out);
  * (a damaged store's) are ignored.
  */
 void gate_sched_recall(gate_sched *s, const gate_sched_memory *m);
+
+/*
+ * The endings of flakes a scheduler knows (Flakes, above: a configuration
+ * failed with that signature, then passed on the same tree; a failure that
+ * repeats one is no evidence of a real failure): the GATE_SCHED_FLAKY_ENDINGS
+ * seen last, the oldest going first.  An ending is a configuration's: the
+ * same signature of another configuration is another ending.
+ */
+enum { GATE_SCHED_FLAKY_ENDINGS = 64 };
+
+typedef struct gate_sched_flaky {
+    char config[GATE_SCHED_NAME_MAX]; /* the configuration's name */
+    unsigned long long signature;     /* its failure's signature (not 0) */
+    /* gate_sched_flaky_seen's count when it was learned or last seen again; 0: recalled */
+    unsigned long long seen;
+} gate_sched_flaky;
+
+/*
+ * How many times the scheduler learned an ending or saw one it knew again
+ * (each flake's failures count one each): the caller keeps the endings
+ * whose `seen` is above the count it last kept (for a gate started again:
+ * gate_sched_recall_flaky), and nothing when the count has not moved.
+ */
+unsigned long long gate_sched_flaky_seen(const gate_sched *s);
+/*
+ * Its endings, the oldest first (the newest last), at most `max` of them
+ * into `out`; returns how many it knows (at most GATE_SCHED_FLAKY_ENDINGS).
+ */
+size_t gate_sched_flaky_endings(const gate_sched *s, gate_sched_flaky *out, size_t max);
+/*
+ * Endings carried in, the oldest first (an earlier scheduler's of the same
+ * queue, gate_sched_flaky_endings's, kept across runs): known from now on as
+ * if seen in that order before anything this scheduler sees, `seen` 0 (they
+ * are not new: gate_sched_flaky_seen does not move).  Meant before the first
+ * build.  One whose signature is 0, whose name is not terminated or that it
+ * knows already is ignored; one of a configuration that no longer exists
+ * never matches a failure, and goes as newer endings come.
+ */
+void gate_sched_recall_flaky(gate_sched *s, const gate_sched_flaky *e, size_t n);
 
 /* The oldest decision not yet taken: false when there is none. */
 bool gate_sched_poll(gate_sched *s, gate_sched_decision *out);

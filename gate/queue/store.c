@@ -131,6 +131,8 @@ static const char *const migrations[] = {
     gate__store_learned_schema,
     /* 16 -> 17: each job's load, the capacity's evidence kept across runs (store_learned.c) */
     gate__store_job_load_schema,
+    /* 17 -> 18: the endings of each target's flakes, kept across runs (store_flaky.c) */
+    gate__store_flaky_schema,
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 

@@ -339,4 +339,35 @@ typedef keel_status (*gate_store_timing_fn)(void *arg, const char *config, bool 
 KEEL_MUST_USE keel_status gate_store_job_timings(gate_store *st, const char *target, size_t max,
                                                  gate_store_timing_fn fn, void *arg);
 
+/*
+ * The endings of a target's flakes (a configuration failed with failure
+ * signature `signature`, then passed on the same tree: the scheduler's
+ * gate_sched_flaky), kept across runs so that a gate started again knows
+ * them (store_flaky.c): a row per target, configuration and signature.
+ * `config` is only meaningful with `signature`; a configuration that no
+ * longer exists keeps its rows until newer ones push them out.
+ */
+typedef struct gate_flaky_ending {
+    const char *config;           /* the configuration's name */
+    unsigned long long signature; /* all 64 bits kept */
+    long long seen_at;            /* seconds: when it was last written (put's `now`) */
+} gate_flaky_ending;
+
+/*
+ * Endings seen at `now`, the oldest first (`seen_at` is not read): each
+ * becomes the target's newest (one the store holds moves there), then only
+ * the newest `keep` of the target stay.  One transaction: all or nothing.
+ */
+KEEL_MUST_USE keel_status gate_store_flaky_put(gate_store *st, const char *target,
+                                               const gate_flaky_ending *e, size_t n, size_t keep,
+                                               long long now);
+/*
+ * The newest `max` endings of `target`, the oldest first, each given to `fn`
+ * (its strings valid during the call).  fn's failure stops the visit and is
+ * returned.
+ */
+typedef keel_status (*gate_store_flaky_fn)(void *arg, const gate_flaky_ending *e);
+KEEL_MUST_USE keel_status gate_store_flaky_endings(gate_store *st, const char *target, size_t max,
+                                                   gate_store_flaky_fn fn, void *arg);
+
 #endif /* KEEL_GATE_STORE_H */

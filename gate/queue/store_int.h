@@ -78,5 +78,7 @@ extern const char gate__store_levels_schema[];
 extern const char gate__store_learned_schema[];
 /* The schema step of store_learned.c: each job's load (columns of the jobs' table). */
 extern const char gate__store_job_load_schema[];
+/* The schema step of store_flaky.c: the endings of each target's flakes. */
+extern const char gate__store_flaky_schema[];
 
 #endif /* KEEL_GATE_STORE_INT_H */
