@@ -4,6 +4,7 @@
 #
 #   bench/replay/run.sh FIXTURE_DIR [--strategies "serial batch speculative speculative-batch adaptive"]
 #       [--reps R] [--slots 4] [--retries 1] [--max-batch 8] [--max-depth 4] [--work DIR] [--keep]
+#   bench/replay/run.sh FIXTURE_DIR --judge STORE
 #
 # For each repetition, each strategy in turn (ABCDE ABCDE ...: the machine is shared, so its load
 # drifts alike for all): a fresh copy of FIXTURE_DIR/origin.git, its main's .keel/gate.conf set
@@ -12,8 +13,13 @@
 # (what `keel-gate status` counts: a candidate's attempt), jobs (a configuration's run), each
 # change's state against the manifest (a good change not landed is "wrongly rejected", a bad one
 # landed is "bad landed"; a bad-alone one, a project's own broken commit, may land with the later
-# change that fixes it), flakes; and main's final tree must be the last good change's (the
-# fixture's own files aside).  Prints one line per run, then per strategy the median and range.
+# change that fixes it; a change of a conflicting pair is judged by its partner's fate: a conflict
+# when its partner landed before it was decided, else a good change, so that the later one of a
+# pair whose first was rejected lands), flakes; and main's final tree must be the last good
+# change's (the fixture's own files aside).  Prints one line per run, then per strategy the
+# median and range.  --judge STORE only judges the changes of a store (a kept run's
+# origin.git/keel-gate.db) against the manifest: a line of counts (landed rejected conflicts
+# other wrongly_rejected bad_landed unexpected), each wrong outcome on stderr, exit 1 if any.
 #
 # The keel-gate binary: KEEL_GATE=path, else build/release/keel-gate, else build/devel/keel-gate.
 # A strategy written STRATEGY@PATH runs with the keel-gate at PATH instead, and is named so in
@@ -34,9 +40,10 @@ usage() {
 fixture=$(cd "$1" && pwd) || exit 2
 shift
 strategies="serial batch speculative speculative-batch adaptive" reps=1 slots=4 retries=1
-max_batch=8 max_depth=4 work="" keep=0
+max_batch=8 max_depth=4 work="" keep=0 judge_store=""
 while [ $# -gt 0 ]; do
     case $1 in
+    --judge) judge_store=$2 ;;
     --strategies) strategies=$2 ;;
     --reps) reps=$2 ;;
     --slots) slots=$2 ;;
@@ -49,6 +56,65 @@ while [ $# -gt 0 ]; do
     esac
     shift 2 || usage
 done
+manifest=$fixture/manifest.txt
+[ -f "$manifest" ] || { echo "run.sh: '$fixture' is not a fixture (no manifest.txt)" >&2 && exit 2; }
+mapfile -t branches < <(awk '!/^#/ && NF { print $1 }' "$manifest")
+declare -A expected=() partner=() first_of=()
+while read -r b _ _ e injected; do
+    expected[$b]=$e
+    case $injected in pair[0-9]*) # a conflicting pair: the first of it and the later one
+        if [ -n "${first_of[$injected]:-}" ]; then
+            partner[$b]=${first_of[$injected]} && partner[${first_of[$injected]}]=$b
+        else
+            first_of[$injected]=$b
+        fi ;;
+    esac
+done < <(grep -v '^#' "$manifest")
+last_good=$(awk '!/^#/ && $4 == "good" { b = $1 } END { print b }' "$manifest")
+
+# judge STORE -> "landed rejected conflicts other wrong badlanded unexpected"; each wrong outcome
+# on stderr.  A change of a conflicting pair: a conflict when its partner landed before it was
+# decided (the partner's landed event comes before this change's event of its final state),
+# else a good change: it merges once its partner is rejected, or landed after it.
+judge() {
+    local db=$1 b state at e p order=()
+    declare -A state_of=() decided=()
+    while IFS='|' read -r b state at; do
+        order+=("$b") && state_of[$b]=$state decided[$b]=$at
+    done < <(sqlite3 -readonly "$db" "SELECT c.branch, c.state, coalesce((SELECT max(e.id) FROM
+        events e WHERE e.change = c.id AND e.kind = c.state), 0) FROM changes c ORDER BY c.id")
+    local landed=0 rejected=0 conflicts=0 other=0 wrong=0 badlanded=0 unexpected=0
+    for b in "${order[@]}"; do
+        state=${state_of[$b]} at=${decided[$b]}
+        e=${expected[$b]:-?}
+        p=${partner[$b]:-}
+        if [ -n "$p" ]; then
+            e=good
+            [ "${state_of[$p]:-}" = landed ] && [ "${decided[$p]}" -lt "$at" ] && e=conflict
+        fi
+        case $state in landed) landed=$((landed + 1)) ;; rejected) rejected=$((rejected + 1)) ;;
+        conflict) conflicts=$((conflicts + 1)) ;; *) other=$((other + 1)) ;; esac
+        case $e:$state in
+        good:landed | bad:rejected | conflict:conflict) ;;
+        # a real broken commit: rejected alone, or landed in one candidate with its fix
+        bad-alone:rejected | bad-alone:landed) ;;
+        good:*) wrong=$((wrong + 1)) && echo "  wrongly rejected: $b ($state${p:+; $p ${state_of[$p]:-not submitted}})" >&2 ;;
+        bad:landed | conflict:landed) badlanded=$((badlanded + 1)) && echo "  bad landed: $b ($e${p:+ with $p landed before it})" >&2 ;;
+        *) unexpected=$((unexpected + 1)) && echo "  unexpected: $b $e -> $state" >&2 ;;
+        esac
+    done
+    echo "$landed $rejected $conflicts $other $wrong $badlanded $unexpected"
+}
+if [ -n "$judge_store" ]; then
+    command -v sqlite3 >/dev/null || { echo "run.sh: needs sqlite3" >&2 && exit 2; }
+    [ -f "$judge_store" ] || { echo "run.sh: no store '$judge_store'" >&2 && exit 2; }
+    counts=$(judge "$judge_store")
+    echo "$counts"
+    read -r _ _ _ _ wrong badlanded unexpected <<<"$counts"
+    [ $((wrong + badlanded + unexpected)) = 0 ]
+    exit
+fi
+
 gate=${KEEL_GATE:-}
 if [ -z "$gate" ]; then
     for g in "$top/build/release/keel-gate" "$top/build/devel/keel-gate"; do
@@ -60,18 +126,12 @@ fi
     exit 2
 }
 gate=$(cd "$(dirname "$gate")" && pwd)/$(basename "$gate")
-manifest=$fixture/manifest.txt
-[ -f "$manifest" ] && [ -d "$fixture/origin.git" ] || { echo "run.sh: '$fixture' is not a fixture (no manifest.txt, origin.git)" >&2 && exit 2; }
+[ -d "$fixture/origin.git" ] || { echo "run.sh: '$fixture' is not a fixture (no origin.git)" >&2 && exit 2; }
 work=${work:-$fixture/runs}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 results=$work/results.tsv
 name=$(sed -n '1s/^# keel-gate replay fixture: \([^,]*\),.*/\1/p' "$manifest")
-
-mapfile -t branches < <(awk '!/^#/ && NF { print $1 }' "$manifest")
-declare -A expected=()
-while read -r b _ _ e _; do expected[$b]=$e; done < <(grep -v '^#' "$manifest")
-last_good=$(awk '!/^#/ && $4 == "good" { b = $1 } END { print b }' "$manifest")
 
 # one run: run_one STRATEGY REP -> a line of results.tsv
 run_one() {
@@ -118,20 +178,8 @@ run_one() {
     builds=$("${kg[@]}" status --json | jq -r .builds)
     jobs=$(sqlite3 -readonly "$db" "SELECT count(*) FROM jobs WHERE state NOT IN ('cancelled')")
     flakes=$(sqlite3 -readonly "$db" "SELECT count(*) FROM events WHERE kind = 'flake'")
-    local landed=0 rejected=0 conflicts=0 other=0 wrong=0 badlanded=0 unexpected=0 state e
-    while IFS='|' read -r b state; do
-        e=${expected[$b]:-?}
-        case $state in landed) landed=$((landed + 1)) ;; rejected) rejected=$((rejected + 1)) ;;
-        conflict) conflicts=$((conflicts + 1)) ;; *) other=$((other + 1)) ;; esac
-        case $e:$state in
-        good:landed | bad:rejected | conflict:conflict) ;;
-        # a real broken commit: rejected alone, or landed in one candidate with its fix
-        bad-alone:rejected | bad-alone:landed) ;;
-        good:*) wrong=$((wrong + 1)) && echo "  wrongly rejected: $b ($state)" >&2 ;;
-        bad:landed | conflict:landed) badlanded=$((badlanded + 1)) && echo "  bad landed: $b ($e)" >&2 ;;
-        *) unexpected=$((unexpected + 1)) && echo "  unexpected: $b $e -> $state" >&2 ;;
-        esac
-    done < <(sqlite3 -readonly "$db" "SELECT branch, state FROM changes ORDER BY id")
+    local landed rejected conflicts other wrong badlanded unexpected
+    read -r landed rejected conflicts other wrong badlanded unexpected < <(judge "$db")
     # main must hold every real commit up to the last good change: its tree, the fixture's aside
     local tree_ok=yes
     if ! "${og[@]}" diff --quiet main "$last_good" -- . ':(exclude).keel' ':(exclude).replay'; then
