@@ -264,6 +264,39 @@ static void test_flaky_ending_survives_restart(void **state)
     fx_assert_tip_tested();
 }
 
+#if KEEL_DEVEL
+/*
+ * The write of an ending fails once (gate_store.flaky_full:nth=1): the
+ * gate's own failure (a gate-error event, a pause, the queue again from the
+ * store), the change lands all the same, and the next turn writes the
+ * ending, which the store holds at the end.
+ */
+static void test_flaky_ending_write_fails_tried_again(void **state)
+{
+    (void)state;
+    setup_two_configs("strategy = serial\nretries = 1", "unit:1", "flaky ending");
+    fx_branch("one", "one.txt", "1\n");
+    gate *g = fx_open();
+    long long one = fx_submit(g, "one", 0);
+    gate_close(g);
+    keel_stress_stats before, after;
+    fx_ok(keel_stress_get("gate_store.flaky_full", &before));
+    fx_ok(keel_stress_enable("gate_store.flaky_full:nth=1"));
+    g = fx_open();
+    gate_run_stats st;
+    keel_status s = gate_run(g, true, &st);
+    gate_close(g);
+    fx_ok(keel_stress_get("gate_store.flaky_full", &after));
+    keel_stress_clear();
+    fx_ok(s);
+    assert_int_equal(after.fires - before.fires, 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'gate-error'", NULL), 1);
+    assert_landed(one, "one");
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM flaky_endings WHERE config = 'unit'", NULL),
+                     1);
+}
+#endif
+
 /*
  * Signatures: what changes from run to run of one failure (paths, numbers,
  * times, addresses) does not count; another ending does; only the last
@@ -308,6 +341,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_same_failure_not_retried, fx_teardown),
         cmocka_unit_test_teardown(test_different_failures_run_again, fx_teardown),
         cmocka_unit_test_teardown(test_flaky_ending_survives_restart, fx_teardown),
+#if KEEL_DEVEL
+        cmocka_unit_test_teardown(test_flaky_ending_write_fails_tried_again, fx_teardown),
+#endif
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
