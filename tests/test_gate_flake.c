@@ -93,6 +93,16 @@ static void assert_reason_has(gate *g, long long id, const char *what)
                  gate_change_state_name(c.state), what, c.reason);
 }
 
+/* Branch `branch` setting `path` to `content` on main, queued: its change's id. */
+static long long queue_change(const char *branch, const char *path, const char *content)
+{
+    fx_branch(branch, path, content);
+    gate *g = fx_open();
+    long long id = fx_submit(g, branch, 0);
+    gate_close(g);
+    return id;
+}
+
 /* Change `id` (branch `branch`) landed; its reason when it did not. */
 static void assert_landed(long long id, const char *branch)
 {
@@ -177,16 +187,13 @@ static void test_same_failure_not_retried(void **state)
 {
     (void)state;
     setup_two_configs("strategy = serial\nretries = 3", "none", "-");
-    fx_branch("broken", "bad", "bad\n");
-    gate *g = fx_open();
-    long long broken = fx_submit(g, "broken", 0);
-    gate_close(g);
+    long long broken = queue_change("broken", "bad", "bad\n");
     gate_run_stats st = fx_run_once();
     assert_int_equal(st.rejected, 1);
     assert_int_equal(st.builds, 2);
     assert_int_equal(runs_of("unit"), 2);
     assert_int_equal(runs_of("b"), 2);
-    g = fx_open();
+    gate *g = fx_open();
     assert_int_equal(fx_state_of(g, broken), GATE_CHANGE_REJECTED);
     /* both configurations fail for good: the one whose second failure came first decides */
     gate_change c;
@@ -209,10 +216,7 @@ static void test_different_failures_run_again(void **state)
     (void)state;
     setup_two_configs("strategy = serial\nretries = 1", "unit:1|unit:2",
                       "$(if [ $n = 1 ]; then echo lost connection; else echo disk quota; fi)");
-    fx_branch("topic", "topic.txt", "t\n");
-    gate *g = fx_open();
-    long long topic = fx_submit(g, "topic", 0);
-    gate_close(g);
+    long long topic = queue_change("topic", "topic.txt", "t\n");
     gate_run_stats st = fx_run_once();
     assert_landed(topic, "topic");
     assert_int_equal(st.flakes, 1);
@@ -237,10 +241,7 @@ static void test_flaky_ending_survives_restart(void **state)
     setup_two_configs("strategy = serial\nretries = 1", "unit:1|unit:3|unit:4", "flaky ending");
     for (int run = 1; run <= 2; run++) { /* a change each, a run of its own each */
         const char *branch = run == 1 ? "one" : "two";
-        fx_branch(branch, run == 1 ? "one.txt" : "two.txt", "x\n");
-        gate *g = fx_open();
-        long long id = fx_submit(g, branch, 0);
-        gate_close(g);
+        long long id = queue_change(branch, run == 1 ? "one.txt" : "two.txt", "x\n");
         gate_run_stats st = fx_run_once();
         assert_landed(id, branch);
         assert_int_equal(st.rejected, 0);
@@ -275,14 +276,11 @@ static void test_flaky_ending_write_fails_tried_again(void **state)
 {
     (void)state;
     setup_two_configs("strategy = serial\nretries = 1", "unit:1", "flaky ending");
-    fx_branch("one", "one.txt", "1\n");
-    gate *g = fx_open();
-    long long one = fx_submit(g, "one", 0);
-    gate_close(g);
+    long long one = queue_change("one", "one.txt", "1\n");
     keel_stress_stats before, after;
     fx_ok(keel_stress_get("gate_store.flaky_full", &before));
     fx_ok(keel_stress_enable("gate_store.flaky_full:nth=1"));
-    g = fx_open();
+    gate *g = fx_open();
     gate_run_stats st;
     keel_status s = gate_run(g, true, &st);
     gate_close(g);
