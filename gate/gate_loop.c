@@ -274,8 +274,9 @@ static keel_status recall_flaky(void *arg, const gate_flaky_ending *e)
 
 /*
  * What the scheduler learned of the queue (its failure and flake rates, the
- * endings its configurations flaked with) goes to the next one: the old scheduler's when the gate starts again in the same
- * run, else what the store kept of the last run (store_learned.c), which
+ * endings its configurations flaked with) goes to the next one: the old
+ * scheduler's when the gate starts again in the same run, else what the
+ * store kept of the last run (store_learned.c, store_flaky.c), which
  * gate_sched_recall weighs at most GATE_SCHED_RECALL_CHANGES changes (a row
  * out of range counts for nothing).  g->learned is what the store holds, as
  * the scheduler counts it: only the store's read (at the run's start) and

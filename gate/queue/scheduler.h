@@ -63,7 +63,8 @@
  * would repeat it), and failures that all end differently (suspect flakes)
  * earn up to GATE_SCHED_SUSPECT_EXTRA more runs, until two agree; a repeat
  * of an ending the configuration flaked with lately (gate_sched_flaky_endings)
- * counts as a different one.  Fail-then-pass is a FLAKY decision and never rejects a change.
+ * counts as a different one.  Fail-then-pass is a FLAKY decision and never
+ * rejects a change.
  *
  * A change is rejected only when a candidate of that change alone, at the
  * front (on the target's tip), failed for good: a change that bisection
