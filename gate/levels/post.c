@@ -285,7 +285,16 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
         for (size_t i = 0; cfg != NULL && i < cfg->nconfigs && m == NULL; i++)
             if (strcmp(cfg->configs[i].name, j->config) == 0)
                 m = &cfg->configs[i];
-        if (keel_ok(s) && failed && m != NULL) /* a new failure: its culprit searched for */
+        /* an older commit's failure after a newer result that was not one (builds end in any
+           order: one cancelled for the queue is built again later) is history: the target is
+           not red, and a search started then ran twice over what one already searched */
+        bool history = !newest && strcmp(was, "failed") != 0;
+        if (keel_ok(s) && failed && m != NULL && history && m->tier <= 2)
+            gate_say(g,
+                     "culprit: '%s' failed at %.12s, older than its newest result (%s): "
+                     "no search\n",
+                     j->config, j->post_commit, was);
+        else if (keel_ok(s) && failed && m != NULL) /* a new failure: its culprit searched for */
             s = gate_search_post_failed(g, j->post_commit, j->config, m->tier, was);
         else if (keel_ok(s) && m != NULL && strcmp(was, "failed") == 0)
             s = search_after_pass(g, j->post_commit, j->config, m->tier);
