@@ -267,10 +267,13 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
         s = gate_search_build_done(g, ((post_job *)j)->search_build, no_result, failed,
                                    j->post_commit, j->config);
     } else if (no_result) {
-        s = gate_store_post_unstart(g->store, g->target, j->post_commit, j->config);
+        bool superseded = false; /* a newer commit passed meanwhile: not built again */
+        s = gate_store_post_unstart(g->store, g->target, j->post_commit, j->config, gate_now_s(),
+                                    &superseded);
         if (keel_ok(s))
-            gate_say(g, "post: %.12s '%s' %s: to build again\n", j->post_commit, j->config,
-                     j->error[0] != '\0' ? j->error : "cancelled");
+            gate_say(g, "post: %.12s '%s' %s: %s\n", j->post_commit, j->config,
+                     j->error[0] != '\0' ? j->error : "cancelled",
+                     superseded ? "a newer commit passed since, not run" : "to build again");
     } else {
         char was[GATE_POST_STATE_MAX];
         s = gate_store_post_finish(g->store, g->target, j->post_commit, j->config, failed, j->log,
