@@ -149,6 +149,91 @@ static void test_found_at_13_to_16(void **state)
     found_at(13, 16);
 }
 
+static void *run_once_thread(void *arg)
+{
+    (void)arg;
+    (void)fx_run_once();
+    return NULL;
+}
+
+/*
+ * A post build of an older commit that ends after a newer commit passed
+ * (builds end in any order; here c16's, cancelled when the backout entered
+ * the queue and built again beside the revert, held until the revert's post
+ * build passed): its failure is history, not a new failure of the target.
+ * It started a second search (from the last pass the first one found, c4: a
+ * range of 12), a second culprit-verified and a second hand to the backout.
+ * How test_found_at_5_to_8 failed once under make check's load (one of its
+ * first two post builds slow: KEEL_OPTIONS=stress=gate_exec.spawn_fail:nth=3:
+ * delay=1s makes it fail so every time on the old post.c).
+ */
+static void test_older_failure_after_a_pass(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = serial\nsandbox = none", "");
+    /* no waiting on time: c16 (`late` and `postbad`) marks each of its starts and waits for the
+       test's release, given once the revert passed; c5..c15 and the search's builds (`postbad`)
+       wait for c16's first start (it started before any of them ended); the revert (`late`, no
+       `postbad`) waits for c16's second start (built again after its cancel) */
+    char config[1024];
+    (void)snprintf(config, sizeof(config),
+                   "[gate]\ntarget = main\nslots = 2\nstrategy = serial\nsandbox = none\n"
+                   "[config unit]\ntest = sh ci.sh\ntimeout = 30\n"
+                   "[config long]\ntest = sh hold.sh\nlevels = post\ntier = 1\ntimeout = 30\n"
+                   "env = HOLD=%s\n",
+                   fx_shared);
+    const char script[] =
+        "wait_for() { while test ! -e \"$HOLD/$1\"; do sleep 0.02; done; }\n"
+        "if test -e late && test -e postbad; then\n"
+        "  if test -e \"$HOLD/once\"; then touch \"$HOLD/again\"; else touch \"$HOLD/once\"; fi\n"
+        "  wait_for release\n"
+        "elif test -e postbad; then wait_for once\n"
+        "elif test -e late; then wait_for again\n"
+        "fi\n"
+        "test ! -e postbad\n";
+    git_oid tip, with;
+    fx_head("main", &tip);
+    const fx_file f[] = {{".keel/gate.conf", config}, {"hold.sh", script}};
+    fx_commit(&tip, f, 2, "main", &with);
+    (void)fx_run_once(); /* the tip passes 'long' */
+    enum { BAD = 5 };
+    git_oid c[RANGE];
+    push_range(RANGE - 1, BAD, c);
+    push("late", "16\n", &c[RANGE - 1]);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_once_thread, NULL), 0);
+    /* c15 failed first: its search verified c5, the revert landed and its post build passed */
+    long long until = fx_now_ms() + 60000;
+    while (fx_now_ms() < until &&
+           fx_sql_int("SELECT count(*) FROM events WHERE kind = ?", "target-green") < 1)
+        fx_sleep_ms(20);
+    char release[200];
+    (void)snprintf(release, sizeof(release), "%s/release", fx_shared);
+    FILE *r = fopen(release, "w");
+    assert_non_null(r);
+    assert_int_equal(fclose(r), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    /* c16's failure is in the history, older than the newest result (the revert's pass) */
+    char hex[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(hex, sizeof(hex), &c[RANGE - 1]);
+    assert_int_equal(fx_sql_int("SELECT fails FROM post_results WHERE config = 'long' AND "
+                                "state = 'done' AND commit_id = ?",
+                                hex),
+                     1);
+    /* one search (c15's, over 15 commits), told once, one backout */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM culprit_searches WHERE config = ?", "long"),
+                     1);
+    gate_search_row row = newest_search();
+    assert_int_equal(row.n, RANGE - 1);
+    assert_verified(&row, &c[BAD - 1]);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = ?", "culprit-verified"),
+                     1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM backouts", NULL), 1);
+    /* the target stays green: c16's result sent no event */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = ?", "post-failed"), 1);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = ?", "target-green"), 1);
+}
+
 /* A change that passes the gate's suite and breaks 'long' lands: the change is the culprit. */
 /* keel-gate culprit of a configuration the target has, before any search: said, not an error. */
 static void test_culprit_before_any_search(void **state)
@@ -274,13 +359,6 @@ static void test_kill_at_the_verdict(void **state)
     kill_during_search(specs, 2);
 }
 #endif
-
-static void *run_once_thread(void *arg)
-{
-    (void)arg;
-    (void)fx_run_once();
-    return NULL;
-}
 
 /* A change queued while a search runs starts before the search ends: the queue is never starved. */
 static void test_queue_not_starved(void **state)
@@ -538,6 +616,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_found_at_5_to_8, fx_teardown),
         cmocka_unit_test_teardown(test_found_at_9_to_12, fx_teardown),
         cmocka_unit_test_teardown(test_found_at_13_to_16, fx_teardown),
+        cmocka_unit_test_teardown(test_older_failure_after_a_pass, fx_teardown),
         cmocka_unit_test_teardown(test_culprit_before_any_search, fx_teardown),
         cmocka_unit_test_teardown(test_gate_merge_reports_the_change, fx_teardown),
 #if KEEL_DEVEL

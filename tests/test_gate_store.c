@@ -672,7 +672,9 @@ static void test_post_records(void **state)
     assert_true(keel_ok(gate_store_post_next(st, "main", &r, &found)));
     assert_string_equal(r.commit, oid_a);
     assert_true(keel_ok(gate_store_post_start(st, "main", oid_a, "slow", 25)));
-    assert_true(keel_ok(gate_store_post_unstart(st, "main", oid_a, "slow")));
+    bool superseded = true;
+    assert_true(keel_ok(gate_store_post_unstart(st, "main", oid_a, "slow", 26, &superseded)));
+    assert_false(superseded); /* c failed "slow" */
     assert_true(keel_ok(gate_store_post_start(st, "main", oid_a, "slow", 26)));
     assert_true(keel_ok(gate_store_post_finish(st, "main", oid_a, "slow", false, "l3", 27, was)));
     assert_string_equal(was, "failed"); /* the newest done row of "slow" before: c's */
@@ -693,6 +695,58 @@ static void test_post_records(void **state)
     assert_int_equal(n, 2);
     assert_true(keel_ok(gate_store_post_history(st, "other", NULL, h, 8, &n)));
     assert_int_equal(n, 0);
+    gate_store_close(st);
+}
+
+/*
+ * Builds end in any order: a build cancelled (the queue needed its slot)
+ * after a newer commit passed its configuration is superseded, as it would
+ * have been had it still been pending then (not built again: its failure
+ * would come after the newer pass); a newer failure supersedes nothing, nor
+ * does a pass a row that ran before (a rerun keeps its history).
+ */
+static void test_post_cancelled_after_a_newer_pass(void **state)
+{
+    (void)state;
+    gate_store *st = open_store();
+    static const char *const one[] = {"long"};
+    assert_true(keel_ok(gate_store_post_add(st, "main", oid_a, "a", one, 1, 10)));
+    assert_true(keel_ok(gate_store_post_add(st, "main", oid_b, "b", one, 1, 11)));
+    assert_true(keel_ok(gate_store_post_add(st, "main", oid_c, "c", one, 1, 12)));
+    assert_true(keel_ok(gate_store_post_start(st, "main", oid_c, "long", 20)));
+    assert_true(keel_ok(gate_store_post_start(st, "main", oid_b, "long", 20)));
+    assert_true(keel_ok(gate_store_post_start(st, "main", oid_a, "long", 20)));
+    char was[GATE_POST_STATE_MAX];
+    assert_true(keel_ok(gate_store_post_finish(st, "main", oid_b, "long", true, "l1", 21, was)));
+    bool superseded = true;
+    assert_true(keel_ok(gate_store_post_unstart(st, "main", oid_a, "long", 22, &superseded)));
+    assert_false(superseded); /* b failed: a is built again */
+    assert_true(keel_ok(gate_store_post_start(st, "main", oid_a, "long", 23)));
+    assert_true(keel_ok(gate_store_post_finish(st, "main", oid_c, "long", false, "l2", 24, was)));
+    assert_true(keel_ok(gate_store_post_unstart(st, "main", oid_a, "long", 25, &superseded)));
+    assert_true(superseded); /* c passed while a ran */
+    gate_post_row r;
+    bool found = true;
+    assert_true(keel_ok(gate_store_post_next(st, "main", &r, &found)));
+    assert_false(found);
+    gate_post_row h[3];
+    size_t n = 0;
+    assert_true(keel_ok(gate_store_post_history(st, "main", "long", h, 3, &n)));
+    assert_int_equal(n, 3);
+    assert_string_equal(h[2].commit, oid_a);
+    assert_string_equal(h[2].state, "skipped");
+    assert_string_equal(gate_post_outcome(&h[2]), "not run");
+    /* b built again (its failure the oldest: a rerun keeps its runs) and cancelled: pending
+       again, c's pass or not */
+    char again[GATE_OID_HEX];
+    assert_true(keel_ok(gate_store_post_again_base(st, "main", oid_b, "long", 3, 26, again)));
+    assert_string_equal(again, oid_b);
+    assert_true(keel_ok(gate_store_post_start(st, "main", oid_b, "long", 27)));
+    assert_true(keel_ok(gate_store_post_unstart(st, "main", oid_b, "long", 28, &superseded)));
+    assert_false(superseded);
+    assert_true(keel_ok(gate_store_post_next(st, "main", &r, &found)));
+    assert_true(found);
+    assert_string_equal(r.commit, oid_b);
     gate_store_close(st);
 }
 
@@ -761,6 +815,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_old_store_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_post_cancelled_after_a_newer_pass, setup, teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

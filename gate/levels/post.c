@@ -267,10 +267,13 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
         s = gate_search_build_done(g, ((post_job *)j)->search_build, no_result, failed,
                                    j->post_commit, j->config);
     } else if (no_result) {
-        s = gate_store_post_unstart(g->store, g->target, j->post_commit, j->config);
+        bool superseded = false; /* a newer commit passed meanwhile: not built again */
+        s = gate_store_post_unstart(g->store, g->target, j->post_commit, j->config, gate_now_s(),
+                                    &superseded);
         if (keel_ok(s))
-            gate_say(g, "post: %.12s '%s' %s: to build again\n", j->post_commit, j->config,
-                     j->error[0] != '\0' ? j->error : "cancelled");
+            gate_say(g, "post: %.12s '%s' %s: %s\n", j->post_commit, j->config,
+                     j->error[0] != '\0' ? j->error : "cancelled",
+                     superseded ? "a newer commit passed since, not run" : "to build again");
     } else {
         char was[GATE_POST_STATE_MAX];
         s = gate_store_post_finish(g->store, g->target, j->post_commit, j->config, failed, j->log,
@@ -285,7 +288,16 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
         for (size_t i = 0; cfg != NULL && i < cfg->nconfigs && m == NULL; i++)
             if (strcmp(cfg->configs[i].name, j->config) == 0)
                 m = &cfg->configs[i];
-        if (keel_ok(s) && failed && m != NULL) /* a new failure: its culprit searched for */
+        /* an older commit's failure after a newer result that was not one (builds end in any
+           order: one cancelled for the queue is built again later) is history: the target is
+           not red, and a search started then ran twice over what one already searched */
+        bool history = !newest && strcmp(was, "failed") != 0;
+        if (keel_ok(s) && failed && m != NULL && history && m->tier <= 2)
+            gate_say(g,
+                     "culprit: '%s' failed at %.12s, older than its newest result (%s): "
+                     "no search\n",
+                     j->config, j->post_commit, was);
+        else if (keel_ok(s) && failed && m != NULL) /* a new failure: its culprit searched for */
             s = gate_search_post_failed(g, j->post_commit, j->config, m->tier, was);
         else if (keel_ok(s) && m != NULL && strcmp(was, "failed") == 0)
             s = search_after_pass(g, j->post_commit, j->config, m->tier);

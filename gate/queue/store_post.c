@@ -189,13 +189,32 @@ keel_status gate_store_post_start(gate_store *st, const char *target, const char
 }
 
 keel_status gate_store_post_unstart(gate_store *st, const char *target, const char *commit,
-                                    const char *config)
+                                    const char *config, long long now, bool *superseded)
 {
-    KEEL_ASSERT(st != NULL && target != NULL && commit != NULL && config != NULL);
-    return update_row(st,
-                      "UPDATE post_results SET state = 'pending' WHERE target = ?1 AND "
-                      "commit_id = ?2 AND config = ?3 AND state = 'running'",
-                      target, commit, config, 0, NULL, 0, "cannot put a post build back", NULL);
+    KEEL_ASSERT(st != NULL && target != NULL && commit != NULL && config != NULL &&
+                superseded != NULL);
+    *superseded = false;
+    keel_status s = gate__store_begin(st);
+    if (!keel_ok(s))
+        return s;
+    int changed = 0;
+    s = update_row(st,
+                   "UPDATE post_results SET state = 'skipped', updated_at = ?4 WHERE target = ?1 "
+                   "AND commit_id = ?2 AND config = ?3 AND state = 'running' AND runs = 0 AND "
+                   "EXISTS (SELECT 1 FROM " ROW_FROM " WHERE r.target = ?1 AND r.config = ?3 AND "
+                   "r.state = 'done' AND r.runs > r.fails AND c.seq > (SELECT seq FROM "
+                   "post_commits WHERE target = ?1 AND commit_id = ?2))",
+                   target, commit, config, now, NULL, 0, "cannot put a post build back", &changed);
+    *superseded = keel_ok(s) && changed == 1;
+    if (keel_ok(s) && !*superseded)
+        s = update_row(st,
+                       "UPDATE post_results SET state = 'pending' WHERE target = ?1 AND "
+                       "commit_id = ?2 AND config = ?3 AND state = 'running'",
+                       target, commit, config, 0, NULL, 0, "cannot put a post build back", NULL);
+    s = gate__store_finish(st, s);
+    if (!keel_ok(s))
+        *superseded = false;
+    return s;
 }
 
 keel_status gate_store_post_finish(gate_store *st, const char *target, const char *commit,

@@ -58,10 +58,13 @@ KEEL_MUST_USE keel_status gate_store_post_start(gate_store *st, const char *targ
                                                 long long now);
 /*
  * A running row's build ended without a result (cancelled: the queue needed
- * the slot; the gate stopped): pending again.
+ * the slot; the gate stopped): pending again, or skipped when it never ran
+ * and a newer commit passed the configuration while it ran (superseded, as a
+ * pass supersedes the pending rows: *superseded).
  */
 KEEL_MUST_USE keel_status gate_store_post_unstart(gate_store *st, const char *target,
-                                                  const char *commit, const char *config);
+                                                  const char *commit, const char *config,
+                                                  long long now, bool *superseded);
 /*
  * A running row's build ended: failed or passed, its log.  The row is done
  * (one run more); when it passed, the older pending rows of the same
