@@ -617,6 +617,63 @@ static inline void fx_sleep_ms(long ms)
     }
 }
 
+/* fx_run_once on a thread of the test's (pthread_create): the test orders its builds meanwhile. */
+static inline void *fx_run_once_thread(void *arg)
+{
+    (void)arg;
+    (void)fx_run_once();
+    return NULL;
+}
+
+/* hold.sh's first line: `wait_for NAME` waits until <$HOLD>/NAME exists (fx_mark). */
+#define FX_HOLD_WAIT_FOR "wait_for() { while test ! -e \"$HOLD/$1\"; do sleep 0.02; done; }\n"
+/*
+ * hold.sh's first lines for a commit with a file `late`: its first build
+ * makes the mark `once` and waits for `release`, a later one does not wait;
+ * the script goes on with "elif" lines for the other commits.
+ */
+#define FX_HOLD_LATE_ONCE                      \
+    FX_HOLD_WAIT_FOR "if test -e late; then\n" \
+                     "  if mkdir \"$HOLD/once\" 2>/dev/null; then wait_for release; fi\n"
+
+/*
+ * fx_setup_repo, and on its main a commit (*out) of a configuration of
+ * `slots` slots without a sandbox whose configuration 'long' (at `level`,
+ * tier `tier`) runs `sh hold.sh` (`script`) with HOLD=<fx_shared>: jobs that
+ * wait for marks (files) other jobs or the test make, so that a test orders
+ * builds by what happened, never by time.
+ */
+static inline void fx_setup_hold(unsigned slots, const char *level, unsigned tier,
+                                 const char *script, git_oid *out)
+{
+    fx_setup_repo("strategy = serial\nsandbox = none", "");
+    char config[1024];
+    (void)snprintf(config, sizeof(config),
+                   "[gate]\ntarget = main\nslots = %u\nstrategy = serial\nsandbox = none\n"
+                   "[config unit]\ntest = sh ci.sh\ntimeout = 30\n"
+                   "[config long]\ntest = sh hold.sh\nlevels = %s\ntier = %u\ntimeout = 30\n"
+                   "env = HOLD=%s\n",
+                   slots, level, tier, fx_shared);
+    git_oid tip;
+    fx_head("main", &tip);
+    const fx_file f[] = {{".keel/gate.conf", config}, {"hold.sh", script}};
+    fx_commit(&tip, f, 2, "main", out);
+}
+
+/* The mark <fx_shared>/name made once the store holds an event `kind` (60 s at most). */
+static inline void fx_mark_after_event(const char *kind, const char *name)
+{
+    long long until = fx_now_ms() + 60000;
+    while (fx_now_ms() < until &&
+           fx_sql_int("SELECT count(*) FROM events WHERE kind = ?", kind) < 1)
+        fx_sleep_ms(20);
+    char path[200];
+    (void)snprintf(path, sizeof(path), "%s/%s", fx_shared, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fclose(f), 0);
+}
+
 static char fx_log_path[160];
 
 /* `keel-gate run` (--target `target` unless NULL) in a child process; its output goes to fx_log_path. */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -167,11 +168,55 @@ static void test_no_post_configuration(void **state)
     assert_int_equal(fx_sql_int("SELECT count(*) FROM post_commits WHERE target = ?", "main"), 2);
 }
 
+#if KEEL_DEVEL /* the crash points are stress points: devel builds only */
+/*
+ * kill -9 (gate.post_after_result) after a newer commit (c2) passed 'long'
+ * while an older one's (c1's) build ran: the next run does not build c1
+ * again (superseded, as a pending row would have been at c2's pass, and as
+ * a build cancelled for the queue is).  It built it, and c1's failure came
+ * after the newer pass (no search: 94c657e, but a build for nothing).  No
+ * waiting on time: c1 (`late`) marks its first start and waits (the gate dies
+ * meanwhile, the next run kills it), c2 waits for that mark.
+ */
+static void test_killed_after_a_newer_pass(void **state)
+{
+    (void)state;
+    const char script[] = FX_HOLD_LATE_ONCE "elif test -e c2.txt; then wait_for once\n"
+                                            "fi\n"
+                                            "test ! -e late\n";
+    git_oid with, c1, c2;
+    fx_setup_hold(2, "post", 1, script, &with);
+    (void)fx_run_once(); /* the tip passes 'long' */
+    fx_push("late", "1\n", &c1);
+    const fx_file f2[] = {{"late", NULL}, {"c2.txt", "2\n"}};
+    fx_commit(&c1, f2, 2, "main", &c2);
+    fx_crash_spec = "gate.post_after_result:nth=1"; /* c2's pass recorded, c1 running */
+    char err[4096];
+    int status = keel_test_run_child(fx_crashing_run, err, sizeof(err));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 99)
+        fail_msg("the gate should have died (status %d): %s", status, err);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM post_results WHERE state = ?", "running"), 1);
+    (void)fx_run_once();
+    gate_post_row h[4];
+    assert_int_equal(history(h, 4, "long"), 3);
+    assert_row(&h[0], &c2, "passed");
+    assert_row(&h[1], &c1, "not run");
+    assert_string_equal(h[1].state, "skipped");
+    assert_row(&h[2], &with, "passed");
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = ?", "post-failed"), 0);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM culprit_searches WHERE config = ?", "long"),
+                     0);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_post_builds_what_reaches_the_target, fx_teardown),
         cmocka_unit_test_teardown(test_no_post_configuration, fx_teardown),
+#if KEEL_DEVEL
+        cmocka_unit_test_teardown(test_killed_after_a_newer_pass, fx_teardown),
+#endif
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -149,13 +149,6 @@ static void test_found_at_13_to_16(void **state)
     found_at(13, 16);
 }
 
-static void *run_once_thread(void *arg)
-{
-    (void)arg;
-    (void)fx_run_once();
-    return NULL;
-}
-
 /*
  * A post build of an older commit that ends after a newer commit passed
  * (builds end in any order; here c16's, cancelled when the backout entered
@@ -170,20 +163,11 @@ static void *run_once_thread(void *arg)
 static void test_older_failure_after_a_pass(void **state)
 {
     (void)state;
-    fx_setup_repo("strategy = serial\nsandbox = none", "");
     /* no waiting on time: c16 (`late` and `postbad`) marks each of its starts and waits for the
        test's release, given once the revert passed; c5..c15 and the search's builds (`postbad`)
        wait for c16's first start (it started before any of them ended); the revert (`late`, no
        `postbad`) waits for c16's second start (built again after its cancel) */
-    char config[1024];
-    (void)snprintf(config, sizeof(config),
-                   "[gate]\ntarget = main\nslots = 2\nstrategy = serial\nsandbox = none\n"
-                   "[config unit]\ntest = sh ci.sh\ntimeout = 30\n"
-                   "[config long]\ntest = sh hold.sh\nlevels = post\ntier = 1\ntimeout = 30\n"
-                   "env = HOLD=%s\n",
-                   fx_shared);
-    const char script[] =
-        "wait_for() { while test ! -e \"$HOLD/$1\"; do sleep 0.02; done; }\n"
+    const char script[] = FX_HOLD_WAIT_FOR
         "if test -e late && test -e postbad; then\n"
         "  if test -e \"$HOLD/once\"; then touch \"$HOLD/again\"; else touch \"$HOLD/once\"; fi\n"
         "  wait_for release\n"
@@ -191,27 +175,17 @@ static void test_older_failure_after_a_pass(void **state)
         "elif test -e late; then wait_for again\n"
         "fi\n"
         "test ! -e postbad\n";
-    git_oid tip, with;
-    fx_head("main", &tip);
-    const fx_file f[] = {{".keel/gate.conf", config}, {"hold.sh", script}};
-    fx_commit(&tip, f, 2, "main", &with);
+    git_oid with;
+    fx_setup_hold(2, "post", 1, script, &with);
     (void)fx_run_once(); /* the tip passes 'long' */
     enum { BAD = 5 };
     git_oid c[RANGE];
     push_range(RANGE - 1, BAD, c);
     push("late", "16\n", &c[RANGE - 1]);
     pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, run_once_thread, NULL), 0);
+    assert_int_equal(pthread_create(&t, NULL, fx_run_once_thread, NULL), 0);
     /* c15 failed first: its search verified c5, the revert landed and its post build passed */
-    long long until = fx_now_ms() + 60000;
-    while (fx_now_ms() < until &&
-           fx_sql_int("SELECT count(*) FROM events WHERE kind = ?", "target-green") < 1)
-        fx_sleep_ms(20);
-    char release[200];
-    (void)snprintf(release, sizeof(release), "%s/release", fx_shared);
-    FILE *r = fopen(release, "w");
-    assert_non_null(r);
-    assert_int_equal(fclose(r), 0);
+    fx_mark_after_event("target-green", "release");
     assert_int_equal(pthread_join(t, NULL), 0);
     /* c16's failure is in the history, older than the newest result (the revert's pass) */
     char hex[GIT_OID_HEXSZ + 1];
@@ -372,7 +346,7 @@ static void test_queue_not_starved(void **state)
     push_range(8, 3, c);
     fx_branch("a", "a.txt", "a\n");
     pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, run_once_thread, NULL), 0);
+    assert_int_equal(pthread_create(&t, NULL, fx_run_once_thread, NULL), 0);
     long long until = fx_now_ms() + 30000;
     while (fx_now_ms() < until &&
            fx_sql_int("SELECT count(*) FROM culprit_builds WHERE state != ?", "running") < 1)

@@ -666,9 +666,10 @@ static void test_post_records(void **state)
     assert_true(keel_ok(gate_store_post_start(st, "main", oid_a, "slow", 24)));
     gate_store_close(st); /* killed while it runs */
     st = open_store();
-    size_t n = 0;
-    assert_true(keel_ok(gate_store_post_recover(st, "main", &n)));
+    size_t n = 0, superseded_n = 9;
+    assert_true(keel_ok(gate_store_post_recover(st, "main", 24, &n, &superseded_n)));
     assert_int_equal(n, 1);
+    assert_int_equal(superseded_n, 0); /* c failed "slow" */
     assert_true(keel_ok(gate_store_post_next(st, "main", &r, &found)));
     assert_string_equal(r.commit, oid_a);
     assert_true(keel_ok(gate_store_post_start(st, "main", oid_a, "slow", 25)));
@@ -698,6 +699,17 @@ static void test_post_records(void **state)
     gate_store_close(st);
 }
 
+/* A store with commits a, b, c of main (oldest first), each with a post row of 'long'. */
+static gate_store *open_abc_long(void)
+{
+    gate_store *st = open_store();
+    static const char *const one[] = {"long"};
+    assert_true(keel_ok(gate_store_post_add(st, "main", oid_a, "a", one, 1, 10)));
+    assert_true(keel_ok(gate_store_post_add(st, "main", oid_b, "b", one, 1, 11)));
+    assert_true(keel_ok(gate_store_post_add(st, "main", oid_c, "c", one, 1, 12)));
+    return st;
+}
+
 /*
  * Builds end in any order: a build cancelled (the queue needed its slot)
  * after a newer commit passed its configuration is superseded, as it would
@@ -708,11 +720,7 @@ static void test_post_records(void **state)
 static void test_post_cancelled_after_a_newer_pass(void **state)
 {
     (void)state;
-    gate_store *st = open_store();
-    static const char *const one[] = {"long"};
-    assert_true(keel_ok(gate_store_post_add(st, "main", oid_a, "a", one, 1, 10)));
-    assert_true(keel_ok(gate_store_post_add(st, "main", oid_b, "b", one, 1, 11)));
-    assert_true(keel_ok(gate_store_post_add(st, "main", oid_c, "c", one, 1, 12)));
+    gate_store *st = open_abc_long();
     assert_true(keel_ok(gate_store_post_start(st, "main", oid_c, "long", 20)));
     assert_true(keel_ok(gate_store_post_start(st, "main", oid_b, "long", 20)));
     assert_true(keel_ok(gate_store_post_start(st, "main", oid_a, "long", 20)));
@@ -744,6 +752,60 @@ static void test_post_cancelled_after_a_newer_pass(void **state)
     assert_true(keel_ok(gate_store_post_start(st, "main", oid_b, "long", 27)));
     assert_true(keel_ok(gate_store_post_unstart(st, "main", oid_b, "long", 28, &superseded)));
     assert_false(superseded);
+    assert_true(keel_ok(gate_store_post_next(st, "main", &r, &found)));
+    assert_true(found);
+    assert_string_equal(r.commit, oid_b);
+    gate_store_close(st);
+}
+
+/*
+ * kill -9 while builds run, then a new run: a running row is pending again,
+ * unless it never ran and a newer commit passed its configuration while it
+ * ran: superseded (skipped), by the rule of a cancelled one
+ * (test_post_cancelled_after_a_newer_pass); a rerun is pending again.
+ */
+static void test_post_recovered_after_a_newer_pass(void **state)
+{
+    (void)state;
+    gate_store *st = open_abc_long();
+    assert_true(keel_ok(gate_store_post_start(st, "main", oid_b, "long", 20)));
+    assert_true(keel_ok(gate_store_post_start(st, "main", oid_a, "long", 20)));
+    char was[GATE_POST_STATE_MAX];
+    assert_true(keel_ok(gate_store_post_finish(st, "main", oid_b, "long", true, "l1", 21, was)));
+    gate_store_close(st); /* killed while a runs */
+    st = open_store();
+    size_t n = 0, superseded = 9;
+    assert_true(keel_ok(gate_store_post_recover(st, "main", 22, &n, &superseded)));
+    assert_int_equal(n, 1); /* b failed: a is built again */
+    assert_int_equal(superseded, 0);
+    assert_true(keel_ok(gate_store_post_start(st, "main", oid_c, "long", 23)));
+    assert_true(keel_ok(gate_store_post_start(st, "main", oid_a, "long", 23)));
+    assert_true(keel_ok(gate_store_post_finish(st, "main", oid_c, "long", false, "l2", 24, was)));
+    gate_store_close(st); /* killed while a runs, after c passed */
+    st = open_store();
+    assert_true(keel_ok(gate_store_post_recover(st, "main", 25, &n, &superseded)));
+    assert_int_equal(n, 0);
+    assert_int_equal(superseded, 1);
+    gate_post_row r;
+    bool found = true;
+    assert_true(keel_ok(gate_store_post_next(st, "main", &r, &found)));
+    assert_false(found);
+    gate_post_row h[3];
+    assert_true(keel_ok(gate_store_post_history(st, "main", "long", h, 3, &n)));
+    assert_int_equal(n, 3);
+    assert_string_equal(h[2].commit, oid_a);
+    assert_string_equal(h[2].state, "skipped");
+    assert_int_equal(h[2].updated_at, 25);
+    /* b built again (the red streak's oldest failure) and killed: pending again, c's pass or not */
+    char again[GATE_OID_HEX];
+    assert_true(keel_ok(gate_store_post_again_base(st, "main", oid_b, "long", 3, 26, again)));
+    assert_string_equal(again, oid_b);
+    assert_true(keel_ok(gate_store_post_start(st, "main", oid_b, "long", 27)));
+    gate_store_close(st);
+    st = open_store();
+    assert_true(keel_ok(gate_store_post_recover(st, "main", 28, &n, &superseded)));
+    assert_int_equal(n, 1);
+    assert_int_equal(superseded, 0);
     assert_true(keel_ok(gate_store_post_next(st, "main", &r, &found)));
     assert_true(found);
     assert_string_equal(r.commit, oid_b);
@@ -816,6 +878,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_readonly_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_cancelled_after_a_newer_pass, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_post_recovered_after_a_newer_pass, setup, teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -19,12 +19,19 @@ enum {
     POST_WALK_MAX = 64 /* commits recorded per turn: a longer push records its newest 64 */
 };
 
+#define CRASH_POINT(name) gate_crash_if(KEEL_STRESS(name), #name) /* gate_int.h */
+
 keel_status gate_post_start(gate *g)
 {
-    size_t n = 0;
-    keel_status s = gate_store_post_recover(g->store, g->target, &n);
+    size_t n = 0, superseded = 0;
+    keel_status s = gate_store_post_recover(g->store, g->target, gate_now_s(), &n, &superseded);
     if (keel_ok(s) && n > 0)
         gate_say(g, "post: %zu build(s) a killed keel-gate left running to build again\n", n);
+    if (keel_ok(s) && superseded > 0) /* as a cancelled one (gate_post_job_done) */
+        gate_say(g,
+                 "post: %zu build(s) a killed keel-gate left running: a newer commit passed "
+                 "since, not run\n",
+                 superseded);
     if (keel_ok(s))
         s = gate_search_recover(g); /* the culprit searches' */
     return s;
@@ -278,6 +285,7 @@ keel_status gate_post_job_done(gate *g, gate_job_run *j)
         char was[GATE_POST_STATE_MAX];
         s = gate_store_post_finish(g->store, g->target, j->post_commit, j->config, failed, j->log,
                                    gate_now_s(), was);
+        CRASH_POINT(post_after_result); /* its row done, other builds running */
         bool newest = true; /* an older commit's result leaves the target's state as it is */
         if (keel_ok(s))
             s = gate_store_post_is_newest(g->store, g->target, j->post_commit, j->config, &newest);

@@ -188,6 +188,18 @@ keel_status gate_store_post_start(gate_store *st, const char *target, const char
     return s;
 }
 
+/*
+ * A post_results row (of a running build, in an UPDATE of post_results) that
+ * a newer commit's pass superseded while it ran: never built before (a rerun
+ * of a red streak keeps its place), and a newer commit of its configuration
+ * passed at least once: what gate_store_post_finish does to the pending rows.
+ */
+#define SUPERSEDED                                                                              \
+    "post_results.runs = 0 AND EXISTS (SELECT 1 FROM " ROW_FROM " WHERE r.target = "            \
+    "post_results.target AND r.config = post_results.config AND r.state = 'done' AND r.runs > " \
+    "r.fails AND c.seq > (SELECT seq FROM post_commits WHERE target = post_results.target AND " \
+    "commit_id = post_results.commit_id))"
+
 keel_status gate_store_post_unstart(gate_store *st, const char *target, const char *commit,
                                     const char *config, long long now, bool *superseded)
 {
@@ -200,10 +212,7 @@ keel_status gate_store_post_unstart(gate_store *st, const char *target, const ch
     int changed = 0;
     s = update_row(st,
                    "UPDATE post_results SET state = 'skipped', updated_at = ?4 WHERE target = ?1 "
-                   "AND commit_id = ?2 AND config = ?3 AND state = 'running' AND runs = 0 AND "
-                   "EXISTS (SELECT 1 FROM " ROW_FROM " WHERE r.target = ?1 AND r.config = ?3 AND "
-                   "r.state = 'done' AND r.runs > r.fails AND c.seq > (SELECT seq FROM "
-                   "post_commits WHERE target = ?1 AND commit_id = ?2))",
+                   "AND commit_id = ?2 AND config = ?3 AND state = 'running' AND " SUPERSEDED,
                    target, commit, config, now, NULL, 0, "cannot put a post build back", &changed);
     *superseded = keel_ok(s) && changed == 1;
     if (keel_ok(s) && !*superseded)
@@ -359,20 +368,29 @@ keel_status gate_store_post_red(gate_store *st, const char *target, const char *
     return s;
 }
 
-keel_status gate_store_post_recover(gate_store *st, const char *target, size_t *n)
+keel_status gate_store_post_recover(gate_store *st, const char *target, long long now, size_t *n,
+                                    size_t *superseded)
 {
-    KEEL_ASSERT(st != NULL && target != NULL && n != NULL);
-    *n = 0;
-    sqlite3_stmt *stmt = NULL;
-    keel_status s = gate__store_prepare(
-        st, "UPDATE post_results SET state = 'pending' WHERE target = ?1 AND state = 'running'",
-        &stmt);
+    KEEL_ASSERT(st != NULL && target != NULL && n != NULL && superseded != NULL);
+    *n = *superseded = 0;
+    keel_status s = gate__store_begin(st);
     if (!keel_ok(s))
         return s;
-    gate__store_bind_text(stmt, 1, target);
-    s = gate__store_step_done(st, stmt, "cannot recover the post builds");
+    int skipped = 0, pending = 0;
+    s = update_row(st,
+                   "UPDATE post_results SET state = 'skipped', updated_at = ?4 WHERE target = ?1 "
+                   "AND state = 'running' AND " SUPERSEDED,
+                   target, NULL, NULL, now, NULL, 0, "cannot recover the post builds", &skipped);
     if (keel_ok(s))
-        *n = (size_t)sqlite3_changes(st->db);
+        s = update_row(st,
+                       "UPDATE post_results SET state = 'pending' WHERE target = ?1 AND state = "
+                       "'running'",
+                       target, NULL, NULL, 0, NULL, 0, "cannot recover the post builds", &pending);
+    s = gate__store_finish(st, s);
+    if (keel_ok(s)) {
+        *n = (size_t)pending;
+        *superseded = (size_t)skipped;
+    }
     return s;
 }
 

@@ -7,7 +7,8 @@
  * of the same configuration was built first and nothing failed, so it is
  * not run), or done (runs, fails: passed when fails is 0, failed when every
  * run failed, flaky when both).  A kill -9 leaves running rows: recovery
- * makes them pending again (gate_store_post_recover).
+ * makes them pending again, or skipped when a newer commit's pass superseded
+ * them meanwhile (gate_store_post_recover).
  */
 #ifndef KEEL_GATE_STORE_POST_H
 #define KEEL_GATE_STORE_POST_H
@@ -101,8 +102,13 @@ KEEL_MUST_USE keel_status gate_store_post_again_base(gate_store *st, const char 
                                                      const char *commit, const char *config,
                                                      unsigned max_runs, long long now,
                                                      char again[GATE_OID_HEX]);
-/* Running rows of `target` back to pending (a new run after a kill). *n: how many. */
-KEEL_MUST_USE keel_status gate_store_post_recover(gate_store *st, const char *target, size_t *n);
+/*
+ * Running rows of `target` (a new run after a kill): pending again (*n), or
+ * skipped (*superseded) when, as gate_store_post_unstart says, the row never
+ * ran and a newer commit passed its configuration while it ran.
+ */
+KEEL_MUST_USE keel_status gate_store_post_recover(gate_store *st, const char *target, long long now,
+                                                  size_t *n, size_t *superseded);
 /*
  * The history: rows of `target` (of configuration `config`; NULL: all),
  * newest commit first, configurations by name; at most max.
