@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/wait.h>
 
 #include <cmocka.h>
@@ -408,6 +409,67 @@ static void test_nightly_backout_resumes_the_queue(void **state)
     assert_int_equal(feature_after_a_run(&id), GATE_CHANGE_LANDED);
 }
 
+/*
+ * Nightly runs end in any order: an older run (X, of c4, inside the range the
+ * newer failure's search verified) that fails after a newer run passed (N, of
+ * the fix) is history: no nightly-failed, no second search.  It started one
+ * (`was` the newest result, N's pass, not the one before X's run) over the
+ * range up to c4, verified c3 again and told culprit-verified twice.  No
+ * waiting on time: X (`late`) marks its first start and waits for the test's
+ * release, given once N passed; F (c6) and the search's builds of the broken
+ * commits wait for X's first start; N (c7: c6.txt, no `nightlybad`) waits for
+ * the test's mark given once the search verified.  Tier 2: no revert through
+ * the queue, whose work would cancel X and N.
+ */
+static void test_older_nightly_failure_after_a_pass(void **state)
+{
+    (void)state;
+    const char script[] = FX_HOLD_LATE_ONCE "elif test -e nightlybad; then wait_for once\n"
+                                            "elif test -e c6.txt; then wait_for verified\n"
+                                            "fi\n"
+                                            "test ! -e nightlybad\n";
+    git_oid with;
+    fx_setup_hold(4, "nightly", 2, script, &with);
+    (void)fx_run_once(); /* scheduled */
+    free(nightly(true));
+    (void)fx_run_once(); /* the base passes */
+    git_oid c[7];
+    fx_push("c1.txt", "1\n", &c[0]);
+    fx_push("c2.txt", "2\n", &c[1]);
+    fx_push("nightlybad", "3\n", &c[2]); /* the culprit */
+    fx_push("late", "4\n", &c[3]);
+    free(nightly(true)); /* X, of c4 */
+    fx_push("late", NULL, &c[4]);
+    fx_push("c6.txt", "6\n", &c[5]);
+    free(nightly(true)); /* F, of c6 */
+    fx_push("nightlybad", NULL, &c[6]);
+    free(nightly(true)); /* N, of c7: the fix */
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fx_run_once_thread, NULL), 0);
+    fx_mark_after_event("culprit-verified", "verified"); /* F failed: its search verified c3 */
+    fx_mark_after_event("nightly-passed", "release");    /* N passed: X may fail now */
+    assert_int_equal(pthread_join(t, NULL), 0);
+    gate_nightly_row h[8];
+    assert_int_equal(history(h, 8), 4);
+    assert_run(&h[0], &c[6], "passed");
+    assert_run(&h[1], &c[5], "failed");
+    assert_run(&h[2], &c[3], "failed"); /* X: in the history, late */
+    /* one search (F's, over 6 commits), told once; one failure told, one pass */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM culprit_searches WHERE config = ?", "long"),
+                     1);
+    bool found = false;
+    gate_search_row row = newest_search(&found);
+    assert_true(found);
+    assert_int_equal(row.n, 6);
+    char hex[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(hex, sizeof(hex), &c[2]);
+    assert_string_equal(row.state, "verified");
+    assert_string_equal(row.culprit, hex);
+    assert_int_equal(events("culprit-verified"), 1);
+    assert_int_equal(events("nightly-failed"), 1);
+    assert_int_equal(events("nightly-passed"), 1);
+}
+
 #if KEEL_DEVEL /* the crash points are stress points: devel builds only */
 /* kill -9 in the middle of a nightly search, and after its revert is submitted: no second. */
 static void test_nightly_search_killed(void **state)
@@ -430,6 +492,7 @@ static void test_nightly_search_killed(void **state)
         fx_teardown_repo();
     }
 }
+
 #endif
 
 int main(int argc, char **argv)
@@ -440,6 +503,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_nightly_failure_searched_and_backed_out, fx_teardown),
         cmocka_unit_test_teardown(test_nightly_red_holds_the_queue, fx_teardown),
         cmocka_unit_test_teardown(test_nightly_backout_resumes_the_queue, fx_teardown),
+        cmocka_unit_test_teardown(test_older_nightly_failure_after_a_pass, fx_teardown),
 #if KEEL_DEVEL
         cmocka_unit_test_teardown(test_nightly_search_killed, fx_teardown),
 #endif

@@ -179,7 +179,10 @@ keel_status gate_nightly_job_done(gate *g, gate_job_run *j)
         char was[GATE_POST_STATE_MAX];
         s = gate_store_nightly_finish(g->store, g->target, j->config, nj->due_at, failed, j->log,
                                       gate_now_s(), was);
+        bool newest = true; /* an older run's result leaves the configuration's state as it is */
         if (keel_ok(s))
+            s = gate_store_nightly_is_newest(g->store, g->target, j->config, nj->due_at, &newest);
+        if (keel_ok(s) && newest)
             s = record_events(g, nj, failed, was);
         if (keel_ok(s))
             gate_say(g, "nightly: %.12s '%s' %s (exit %d, %.1f s)\n", nj->commit, j->config,
@@ -190,7 +193,16 @@ keel_status gate_nightly_job_done(gate *g, gate_job_run *j)
         for (size_t i = 0; cfg != NULL && i < cfg->nconfigs && m == NULL; i++)
             if (strcmp(cfg->configs[i].name, j->config) == 0)
                 m = &cfg->configs[i];
-        if (keel_ok(s) && failed && m != NULL) /* a new failure: its culprit searched for */
+        /* an older run's failure after a newer result that was not one (runs end in any order)
+           is history: a search started then searched again what the newer run's failure's
+           search verified (`was` is the newest result, not the one before this run) */
+        if (keel_ok(s) && failed && m != NULL && !newest && strcmp(was, "failed") != 0 &&
+            m->tier <= 2)
+            gate_say(g,
+                     "culprit: '%s' failed at %.12s at level nightly, older than its newest "
+                     "result (%s): no search\n",
+                     j->config, nj->commit, was);
+        else if (keel_ok(s) && failed && m != NULL) /* a new failure: its culprit searched for */
             s = gate_search_nightly_failed(g, nj->commit, j->config, m->tier, was, nj->due_at);
     }
     gate_level_job_free(g, j);

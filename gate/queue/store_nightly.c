@@ -236,6 +236,30 @@ keel_status gate_store_nightly_finish(gate_store *st, const char *target, const 
     return gate__store_finish(st, s);
 }
 
+keel_status gate_store_nightly_is_newest(gate_store *st, const char *target, const char *config,
+                                         long long due_at, bool *newest)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && config != NULL && newest != NULL);
+    *newest = true;
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = gate__store_prepare(st,
+                                        "SELECT count(*) FROM nightly_runs WHERE target = ?1 AND "
+                                        "config = ?2 AND state = 'done' AND due_at > ?3",
+                                        &stmt);
+    if (!keel_ok(s))
+        return s;
+    gate__store_bind_text(stmt, 1, target);
+    gate__store_bind_text(stmt, 2, config);
+    (void)sqlite3_bind_int64(stmt, 3, due_at);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        *newest = sqlite3_column_int64(stmt, 0) == 0;
+    else
+        s = gate__store_error(st, rc, "cannot read the newer nightly results");
+    (void)sqlite3_finalize(stmt);
+    return s;
+}
+
 keel_status gate_store_nightly_recover(gate_store *st, const char *target, size_t *n)
 {
     KEEL_ASSERT(st != NULL && target != NULL && n != NULL);

@@ -73,6 +73,14 @@ KEEL_MUST_USE keel_status gate_store_nightly_finish(gate_store *st, const char *
                                                     const char *config, long long due_at,
                                                     bool failed, const char *log, long long now,
                                                     char was[GATE_POST_STATE_MAX]);
+/*
+ * Is the run of `config` due at `due_at` its newest result: no run due after
+ * it is done (*newest)?  Runs end in any order: an older one's result after
+ * a newer one's is history.
+ */
+KEEL_MUST_USE keel_status gate_store_nightly_is_newest(gate_store *st, const char *target,
+                                                       const char *config, long long due_at,
+                                                       bool *newest);
 /* Running runs of `target` back to pending (a new run after a kill).  *n: how many. */
 KEEL_MUST_USE keel_status gate_store_nightly_recover(gate_store *st, const char *target, size_t *n);
 /* The runs of `target` (of `config`; NULL: all), newest first; at most max. */
