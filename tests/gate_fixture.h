@@ -637,6 +637,16 @@ static inline void *fx_run_once_thread(void *arg)
                      "  if mkdir \"$HOLD/once\" 2>/dev/null; then wait_for release; fi\n"
 
 /*
+ * hold.sh for two commits: c1 adds `late` (its first build held until
+ * `release`; it fails), c2 removes it and adds c2.txt (waits until c1's first
+ * build started; passes): c2's pass comes first.
+ */
+#define FX_HOLD_LATE_C1                                           \
+    FX_HOLD_LATE_ONCE "elif test -e c2.txt; then wait_for once\n" \
+                      "fi\n"                                      \
+                      "test ! -e late\n"
+
+/*
  * fx_setup_repo, and on its main a commit (*out) of a configuration of
  * `slots` slots without a sandbox whose configuration 'long' (at `level`,
  * tier `tier`) runs `sh hold.sh` (`script`) with HOLD=<fx_shared>: jobs that
@@ -827,6 +837,16 @@ static inline void fx_crashing_run(void)
     s = gate_run(g, true, &st);
     keel_status_ignore(s, "the child is to die before it returns");
     _exit(4); /* the stress point never fired */
+}
+
+/* The gate run in a child until stress point `spec` kills it (exit 99, as kill -9 would). */
+static inline void fx_run_until_killed(const char *spec)
+{
+    fx_crash_spec = spec;
+    char err[4096];
+    int status = keel_test_run_child(fx_crashing_run, err, sizeof(err));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 99)
+        fail_msg("%s: the gate should have died (status %d): %s", spec, status, err);
 }
 #endif
 

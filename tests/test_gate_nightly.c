@@ -493,6 +493,39 @@ static void test_nightly_search_killed(void **state)
     }
 }
 
+/*
+ * kill -9 (gate.nightly_after_result) after a newer run (N, of c2) passed
+ * while an older one's (X, of c1) build ran: the next run does not build X
+ * again (superseded: a newer run's end drops the older pending runs, and a
+ * cancelled one).  It built it, and X's failure after N's pass was told
+ * (nightly-failed) and searched (1 commit, c1) on the old nightly.c; no
+ * search now (test_older_nightly_failure_after_a_pass), but a build for
+ * nothing.  No waiting on time: FX_HOLD_LATE_C1.
+ */
+static void test_nightly_killed_after_a_newer_run(void **state)
+{
+    (void)state;
+    git_oid with, c1, c2;
+    fx_setup_hold(2, "nightly", 2, FX_HOLD_LATE_C1, &with);
+    (void)fx_run_once(); /* scheduled */
+    free(nightly(true));
+    (void)fx_run_once(); /* the base passes */
+    fx_push("late", "1\n", &c1);
+    free(nightly(true)); /* X, of c1 */
+    const fx_file f2[] = {{"late", NULL}, {"c2.txt", "2\n"}};
+    fx_commit(&c1, f2, 2, "main", &c2);
+    free(nightly(true));                                    /* N, of c2 */
+    fx_run_until_killed("gate.nightly_after_result:nth=1"); /* N passed, X running */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM nightly_runs WHERE state = ?", "running"), 1);
+    (void)fx_run_once();
+    gate_nightly_row h[4];
+    assert_int_equal(history(h, 4), 2);
+    assert_run(&h[0], &c2, "passed");
+    assert_run(&h[1], &with, "passed");
+    assert_int_equal(events("nightly-failed"), 0);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM culprit_searches WHERE config = ?", "long"),
+                     0);
+}
 #endif
 
 int main(int argc, char **argv)
@@ -506,6 +539,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_older_nightly_failure_after_a_pass, fx_teardown),
 #if KEEL_DEVEL
         cmocka_unit_test_teardown(test_nightly_search_killed, fx_teardown),
+        cmocka_unit_test_teardown(test_nightly_killed_after_a_newer_run, fx_teardown),
 #endif
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

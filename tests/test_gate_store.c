@@ -20,6 +20,7 @@
 #include "testutil.h"
 
 #include "store.h"
+#include "store_nightly.h"
 #include "store_post.h"
 
 static const char oid_a[] = "1111111111111111111111111111111111111111";
@@ -813,6 +814,61 @@ static void test_post_recovered_after_a_newer_pass(void **state)
 }
 
 /*
+ * Nightly runs end in any order: a run cancelled (the queue needed its slot)
+ * or left running by a kill after a newer run of its configuration ended is
+ * superseded (removed, as gate_store_nightly_finish drops the older pending
+ * runs), not built again; one whose newer runs have not ended is pending
+ * again.  A result is the newest unless a newer run is done.
+ */
+static void test_nightly_cancelled_after_a_newer_run(void **state)
+{
+    (void)state;
+    gate_store *st = open_store();
+    for (long long due = 100; due <= 600; due += 100) /* a run of main's head due at each */
+        assert_true(keel_ok(gate_store_nightly_fire(st, "main", "long", due,
+                                                    due < 300   ? oid_a
+                                                    : due < 500 ? oid_b
+                                                                : oid_c,
+                                                    due + 100, due)));
+    assert_true(keel_ok(gate_store_nightly_start(st, "main", "long", 300, 301)));
+    assert_true(keel_ok(gate_store_nightly_start(st, "main", "long", 200, 301)));
+    bool superseded = true;
+    assert_true(keel_ok(gate_store_nightly_unstart(st, "main", "long", 200, &superseded)));
+    assert_false(superseded); /* 300 still running */
+    assert_true(keel_ok(gate_store_nightly_start(st, "main", "long", 200, 302)));
+    char was[GATE_POST_STATE_MAX];
+    assert_true(keel_ok(gate_store_nightly_finish(st, "main", "long", 300, true, "l1", 303, was)));
+    bool newest = false;
+    assert_true(keel_ok(gate_store_nightly_is_newest(st, "main", "long", 300, &newest)));
+    assert_true(newest);
+    assert_true(keel_ok(gate_store_nightly_is_newest(st, "main", "long", 200, &newest)));
+    assert_false(newest);
+    assert_true(keel_ok(gate_store_nightly_unstart(st, "main", "long", 200, &superseded)));
+    assert_true(superseded); /* 300 ended (failed) while 200 ran */
+    /* killed with 400 and 500 running, after 600 passed; 700 running, nothing newer ended */
+    assert_true(keel_ok(gate_store_nightly_start(st, "main", "long", 600, 601)));
+    assert_true(keel_ok(gate_store_nightly_start(st, "main", "long", 500, 601)));
+    assert_true(keel_ok(gate_store_nightly_finish(st, "main", "long", 600, false, "l2", 602, was)));
+    assert_string_equal(was, "failed");
+    assert_true(keel_ok(gate_store_nightly_fire(st, "main", "long", 700, oid_c, 800, 700)));
+    assert_true(keel_ok(gate_store_nightly_start(st, "main", "long", 700, 701)));
+    gate_store_close(st);
+    st = open_store();
+    size_t n = 9, dropped = 9;
+    assert_true(keel_ok(gate_store_nightly_recover(st, "main", &n, &dropped)));
+    assert_int_equal(n, 1);       /* 700 */
+    assert_int_equal(dropped, 1); /* 500 (400: pending, dropped by 600's end) */
+    gate_nightly_row h[8];
+    assert_true(keel_ok(gate_store_nightly_history(st, "main", "long", h, 8, &n)));
+    assert_int_equal(n, 3); /* 700 pending, 600 passed, 300 failed (100: dropped by 300's end) */
+    assert_int_equal(h[0].due_at, 700);
+    assert_string_equal(h[0].state, "pending");
+    assert_int_equal(h[1].due_at, 600);
+    assert_int_equal(h[2].due_at, 300);
+    gate_store_close(st);
+}
+
+/*
  * A store this user may not write (another user's, a read-only copy): opened
  * read-only, read as it is, a write refused by name.  Needs root to become
  * another user; skipped otherwise.
@@ -879,6 +935,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_post_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_cancelled_after_a_newer_pass, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_recovered_after_a_newer_pass, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nightly_cancelled_after_a_newer_run, setup, teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

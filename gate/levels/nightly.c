@@ -16,6 +16,8 @@
 #include "search.h"
 #include "store_nightly.h"
 
+#define CRASH_POINT(name) gate_crash_if(KEEL_STRESS(name), #name) /* gate_int.h */
+
 /* A nightly build's job: its run's due time and commit besides. */
 typedef struct nightly_job {
     gate_level_job level; /* first: the pool's pointer is the nightly_job's */
@@ -25,10 +27,15 @@ typedef struct nightly_job {
 
 keel_status gate_nightly_start(gate *g)
 {
-    size_t n = 0;
-    keel_status s = gate_store_nightly_recover(g->store, g->target, &n);
+    size_t n = 0, superseded = 0;
+    keel_status s = gate_store_nightly_recover(g->store, g->target, &n, &superseded);
     if (keel_ok(s) && n > 0)
         gate_say(g, "nightly: %zu build(s) a killed keel-gate left running to build again\n", n);
+    if (keel_ok(s) && superseded > 0)
+        gate_say(g,
+                 "nightly: %zu build(s) a killed keel-gate left running: a newer run ended since, "
+                 "not run\n",
+                 superseded);
     return s;
 }
 
@@ -171,14 +178,17 @@ keel_status gate_nightly_job_done(gate *g, gate_job_run *j)
     bool failed = j->result != GATE_EXEC_PASSED;
     keel_status s;
     if (no_result) {
-        s = gate_store_nightly_unstart(g->store, g->target, j->config, nj->due_at);
+        bool superseded = false; /* a newer run ended meanwhile: not built again */
+        s = gate_store_nightly_unstart(g->store, g->target, j->config, nj->due_at, &superseded);
         if (keel_ok(s))
-            gate_say(g, "nightly: %.12s '%s' %s: to build again\n", nj->commit, j->config,
-                     j->error[0] != '\0' ? j->error : "cancelled");
+            gate_say(g, "nightly: %.12s '%s' %s: %s\n", nj->commit, j->config,
+                     j->error[0] != '\0' ? j->error : "cancelled",
+                     superseded ? "a newer run ended since, not run" : "to build again");
     } else {
         char was[GATE_POST_STATE_MAX];
         s = gate_store_nightly_finish(g->store, g->target, j->config, nj->due_at, failed, j->log,
                                       gate_now_s(), was);
+        CRASH_POINT(nightly_after_result); /* its run done, other builds running */
         bool newest = true; /* an older run's result leaves the configuration's state as it is */
         if (keel_ok(s))
             s = gate_store_nightly_is_newest(g->store, g->target, j->config, nj->due_at, &newest);

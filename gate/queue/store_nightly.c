@@ -190,14 +190,37 @@ keel_status gate_store_nightly_start(gate_store *st, const char *target, const c
     return s;
 }
 
+/*
+ * A nightly_runs row (of a running build, in a statement on nightly_runs)
+ * that a newer run of its configuration finished while it ran: superseded,
+ * as gate_store_nightly_finish drops the older pending runs (a nightly run
+ * is never built twice: a running one has no result yet).
+ */
+#define SUPERSEDED                                                                              \
+    "EXISTS (SELECT 1 FROM nightly_runs n WHERE n.target = nightly_runs.target AND n.config = " \
+    "nightly_runs.config AND n.due_at > nightly_runs.due_at AND n.state = 'done')"
+
 keel_status gate_store_nightly_unstart(gate_store *st, const char *target, const char *config,
-                                       long long due_at)
+                                       long long due_at, bool *superseded)
 {
-    KEEL_ASSERT(st != NULL && target != NULL && config != NULL);
-    return exec_row(st,
-                    "UPDATE nightly_runs SET state = 'pending' WHERE target = ?1 AND config = ?2 "
-                    "AND due_at = ?3 AND state = 'running'",
-                    target, config, due_at, 0, NULL, 0, 0, "cannot put a nightly run back", NULL);
+    KEEL_ASSERT(st != NULL && target != NULL && config != NULL && superseded != NULL);
+    *superseded = false;
+    keel_status s = gate__store_begin(st);
+    int dropped = 0;
+    if (keel_ok(s))
+        s = exec_row(st,
+                     "DELETE FROM nightly_runs WHERE target = ?1 AND config = ?2 AND due_at = ?3 "
+                     "AND state = 'running' AND " SUPERSEDED,
+                     target, config, due_at, 0, NULL, 0, 0, "cannot put a nightly run back",
+                     &dropped);
+    if (keel_ok(s) && dropped == 0)
+        s = exec_row(st,
+                     "UPDATE nightly_runs SET state = 'pending' WHERE target = ?1 AND config = ?2 "
+                     "AND due_at = ?3 AND state = 'running'",
+                     target, config, due_at, 0, NULL, 0, 0, "cannot put a nightly run back", NULL);
+    s = gate__store_finish(st, s);
+    *superseded = keel_ok(s) && dropped == 1;
+    return s;
 }
 
 keel_status gate_store_nightly_finish(gate_store *st, const char *target, const char *config,
@@ -260,16 +283,27 @@ keel_status gate_store_nightly_is_newest(gate_store *st, const char *target, con
     return s;
 }
 
-keel_status gate_store_nightly_recover(gate_store *st, const char *target, size_t *n)
+keel_status gate_store_nightly_recover(gate_store *st, const char *target, size_t *n,
+                                       size_t *superseded)
 {
-    KEEL_ASSERT(st != NULL && target != NULL && n != NULL);
-    *n = 0;
-    int changed = 0;
-    keel_status s = exec_row(
-        st, "UPDATE nightly_runs SET state = 'pending' WHERE target = ?1 AND state = 'running'",
-        target, "", 0, 0, NULL, 0, 0, "cannot recover the nightly runs", &changed);
+    KEEL_ASSERT(st != NULL && target != NULL && n != NULL && superseded != NULL);
+    *n = *superseded = 0;
+    keel_status s = gate__store_begin(st);
+    int dropped = 0, pending = 0;
     if (keel_ok(s))
-        *n = (size_t)changed;
+        s = exec_row(
+            st, "DELETE FROM nightly_runs WHERE target = ?1 AND state = 'running' AND " SUPERSEDED,
+            target, "", 0, 0, NULL, 0, 0, "cannot recover the nightly runs", &dropped);
+    if (keel_ok(s))
+        s = exec_row(st,
+                     "UPDATE nightly_runs SET state = 'pending' WHERE target = ?1 AND state = "
+                     "'running'",
+                     target, "", 0, 0, NULL, 0, 0, "cannot recover the nightly runs", &pending);
+    s = gate__store_finish(st, s);
+    if (keel_ok(s)) {
+        *n = (size_t)pending;
+        *superseded = (size_t)dropped;
+    }
     return s;
 }
 

@@ -60,9 +60,15 @@ KEEL_MUST_USE keel_status gate_store_nightly_next(gate_store *st, const char *ta
 KEEL_MUST_USE keel_status gate_store_nightly_start(gate_store *st, const char *target,
                                                    const char *config, long long due_at,
                                                    long long now);
-/* A running run ended without a result (cancelled, the gate stopped): pending again. */
+/*
+ * A running run ended without a result (cancelled, the gate stopped): pending
+ * again, or removed when a newer run of its configuration finished while it
+ * ran (superseded, as gate_store_nightly_finish drops the older pending
+ * runs: *superseded).
+ */
 KEEL_MUST_USE keel_status gate_store_nightly_unstart(gate_store *st, const char *target,
-                                                     const char *config, long long due_at);
+                                                     const char *config, long long due_at,
+                                                     bool *superseded);
 /*
  * A running run ended: failed or passed, its log; done (one run more).  The
  * older pending runs of the configuration are superseded (removed: a nightly
@@ -81,8 +87,13 @@ KEEL_MUST_USE keel_status gate_store_nightly_finish(gate_store *st, const char *
 KEEL_MUST_USE keel_status gate_store_nightly_is_newest(gate_store *st, const char *target,
                                                        const char *config, long long due_at,
                                                        bool *newest);
-/* Running runs of `target` back to pending (a new run after a kill).  *n: how many. */
-KEEL_MUST_USE keel_status gate_store_nightly_recover(gate_store *st, const char *target, size_t *n);
+/*
+ * Running runs of `target` (a new run after a kill): pending again (*n), or
+ * removed (*superseded) when a newer run of their configuration finished
+ * while they ran, as gate_store_nightly_unstart says.
+ */
+KEEL_MUST_USE keel_status gate_store_nightly_recover(gate_store *st, const char *target, size_t *n,
+                                                     size_t *superseded);
 /* The runs of `target` (of `config`; NULL: all), newest first; at most max. */
 KEEL_MUST_USE keel_status gate_store_nightly_history(gate_store *st, const char *target,
                                                      const char *config, gate_nightly_row *out,
