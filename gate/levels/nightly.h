@@ -9,7 +9,10 @@
  * runs again (not once per missed time).  Never starving the queue: as the
  * post level (post.h), a nightly build starts only while the queue has
  * nothing queued or testing and a slot is free, and one still running when
- * the queue has work again is cancelled (pending again, built later).
+ * the queue has work again is cancelled (pending again, built later, unless
+ * a newer run of its configuration ended meanwhile: then it is dropped).
+ * Runs end in any order: an older run's result after a newer one's is
+ * history (no event, no culprit search).
  *
  * Not an API: gate_loop.c and gate_jobs.c call it; `keel-gate nightly --now`
  * calls gate_nightly_now.
@@ -19,7 +22,10 @@
 
 #include "gate_loop.h"
 
-/* A new run: the nightly builds a killed gate left running are pending again. */
+/*
+ * A new run: the nightly builds a killed gate left running are pending again
+ * (dropped when a newer run of their configuration ended meanwhile).
+ */
 KEEL_MUST_USE keel_status gate_nightly_start(gate *g);
 
 /*

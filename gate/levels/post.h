@@ -18,7 +18,11 @@
 
 #include "gate_loop.h"
 
-/* A new run: the post builds a killed gate left running are pending again. */
+/*
+ * A new run: the post builds a killed gate left running are pending again
+ * (skipped when never built before and a newer commit passed their
+ * configuration meanwhile).
+ */
 KEEL_MUST_USE keel_status gate_post_start(gate *g);
 
 /*
