@@ -47,18 +47,6 @@ typedef enum cand_state {
 /* The most failures of one configuration on one tree (record() ends it there). */
 enum { SIG_KEEP = GATE_SCHED_MAX_RETRIES + 1 + GATE_SCHED_SUSPECT_EXTRA };
 
-/*
- * The endings of flakes seen (a configuration failed, then passed on the
- * same tree): the GATE_SCHED_FLAKY_ENDINGS seen last, each with its
- * configuration.  A failure that repeats one of them is no evidence of a
- * real failure.
- */
-typedef struct flaky_end {
-    char config[GATE_SCHED_NAME_MAX];
-    unsigned long long sig;  /* its failure signature, known (not 0) */
-    unsigned long long seen; /* flaky_seen when it was last seen (0: recalled, not seen since) */
-} flaky_end;
-
 /* A configuration's runs on one candidate's tree. */
 typedef struct cfg_ev {
     char name[GATE_SCHED_NAME_MAX];
@@ -148,13 +136,18 @@ struct gate_sched {
     long long tip; /* the candidate whose tree the tip is, 0 at first */
     unsigned running;
     double bad_w, all_w;
-    double flaked_w, tried_w;                  /* the flake rate's counts */
-    flaky_end flaky[GATE_SCHED_FLAKY_ENDINGS]; /* the endings of flakes seen, the oldest first */
-    unsigned flaky_n;                          /* in use */
-    unsigned long long flaky_seen;             /* endings learned or seen again so far */
-    gate_cap cap;                              /* what the executor runs at once (capacity.h) */
-    unsigned jobs;                /* jobs in a build: the configurations a first build ran */
-    gate_sched_outlook shape_for; /* what the cached shape is for (p 0: none) */
+    double flaked_w, tried_w; /* the flake rate's counts */
+    /*
+     * The endings of flakes seen (a configuration failed, then passed on the
+     * same tree), the oldest first: a failure that repeats one of them is no
+     * evidence of a real failure (flaky_ending).
+     */
+    gate_sched_flaky flaky[GATE_SCHED_FLAKY_ENDINGS];
+    unsigned flaky_n;              /* in use */
+    unsigned long long flaky_seen; /* endings learned or seen again so far */
+    gate_cap cap;                  /* what the executor runs at once (capacity.h) */
+    unsigned jobs;                 /* jobs in a build: the configurations a first build ran */
+    gate_sched_outlook shape_for;  /* what the cached shape is for (p 0: none) */
     unsigned shape_batch, shape_depth;
     double shape_t;    /* the model's time per change for that shape (gate_sched_shape_time) */
     double shape_pass; /* and per change landed, when none fails (gate_sched_shape_pass_time) */
@@ -919,7 +912,8 @@ static unsigned flaky_index(const gate_sched *s, const char *config, unsigned lo
 {
     KEEL_ASSERT(s->flaky_n <= GATE_SCHED_FLAKY_ENDINGS);
     unsigned k = 0;
-    while (k < s->flaky_n && (s->flaky[k].sig != sig || strcmp(s->flaky[k].config, config) != 0))
+    while (k < s->flaky_n &&
+           (s->flaky[k].signature != sig || strcmp(s->flaky[k].config, config) != 0))
         k++;
     return k;
 }
@@ -943,12 +937,12 @@ static void flaky_seen_now(gate_sched *s, const char *config, unsigned long long
     if (k == s->flaky_n && s->flaky_n == GATE_SCHED_FLAKY_ENDINGS)
         k = 0; /* the oldest goes */
     if (k < s->flaky_n) {
-        memmove(&s->flaky[k], &s->flaky[k + 1], (s->flaky_n - k - 1) * sizeof(flaky_end));
+        memmove(&s->flaky[k], &s->flaky[k + 1], (s->flaky_n - k - 1) * sizeof(gate_sched_flaky));
         s->flaky_n--;
     }
-    flaky_end *e = &s->flaky[s->flaky_n++];
+    gate_sched_flaky *e = &s->flaky[s->flaky_n++];
     (void)snprintf(e->config, sizeof(e->config), "%s", config);
-    e->sig = sig;
+    e->signature = sig;
     e->seen = seen;
 }
 
@@ -1193,11 +1187,9 @@ unsigned long long gate_sched_flaky_seen(const gate_sched *s)
 size_t gate_sched_flaky_endings(const gate_sched *s, gate_sched_flaky *out, size_t max)
 {
     KEEL_ASSERT(s != NULL && (out != NULL || max == 0) && s->flaky_n <= GATE_SCHED_FLAKY_ENDINGS);
-    for (size_t k = 0; k < s->flaky_n && k < max; k++) {
-        memcpy(out[k].config, s->flaky[k].config, sizeof(out[k].config));
-        out[k].signature = s->flaky[k].sig;
-        out[k].seen = s->flaky[k].seen;
-    }
+    size_t n = s->flaky_n < max ? s->flaky_n : max;
+    if (n > 0)
+        memcpy(out, s->flaky, n * sizeof(gate_sched_flaky));
     return s->flaky_n;
 }
 
