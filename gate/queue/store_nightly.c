@@ -200,25 +200,37 @@ keel_status gate_store_nightly_start(gate_store *st, const char *target, const c
     "EXISTS (SELECT 1 FROM nightly_runs n WHERE n.target = nightly_runs.target AND n.config = " \
     "nightly_runs.config AND n.due_at > nightly_runs.due_at AND n.state = 'done')"
 
+/*
+ * Running runs whose build ended without a result, of `config` due at
+ * `due_at` (a cancelled build) or every one of `target` (config NULL: those
+ * a killed gate left): removed when superseded (SUPERSEDED), else pending
+ * again, in one transaction; *pending, *dropped: how many.
+ */
+static keel_status put_back(gate_store *st, const char *target, const char *config,
+                            long long due_at, const char *what, int *pending, int *dropped)
+{
+    *pending = *dropped = 0;
+    keel_status s = gate__store_begin(st);
+    if (keel_ok(s))
+        s = exec_row(st,
+                     "DELETE FROM nightly_runs WHERE target = ?1 AND (?2 IS NULL OR (config = ?2 "
+                     "AND due_at = ?3)) AND state = 'running' AND " SUPERSEDED,
+                     target, config, due_at, 0, NULL, 0, 0, what, dropped);
+    if (keel_ok(s))
+        s = exec_row(st,
+                     "UPDATE nightly_runs SET state = 'pending' WHERE target = ?1 AND (?2 IS "
+                     "NULL OR (config = ?2 AND due_at = ?3)) AND state = 'running'",
+                     target, config, due_at, 0, NULL, 0, 0, what, pending);
+    return gate__store_finish(st, s);
+}
+
 keel_status gate_store_nightly_unstart(gate_store *st, const char *target, const char *config,
                                        long long due_at, bool *superseded)
 {
     KEEL_ASSERT(st != NULL && target != NULL && config != NULL && superseded != NULL);
-    *superseded = false;
-    keel_status s = gate__store_begin(st);
-    int dropped = 0;
-    if (keel_ok(s))
-        s = exec_row(st,
-                     "DELETE FROM nightly_runs WHERE target = ?1 AND config = ?2 AND due_at = ?3 "
-                     "AND state = 'running' AND " SUPERSEDED,
-                     target, config, due_at, 0, NULL, 0, 0, "cannot put a nightly run back",
-                     &dropped);
-    if (keel_ok(s) && dropped == 0)
-        s = exec_row(st,
-                     "UPDATE nightly_runs SET state = 'pending' WHERE target = ?1 AND config = ?2 "
-                     "AND due_at = ?3 AND state = 'running'",
-                     target, config, due_at, 0, NULL, 0, 0, "cannot put a nightly run back", NULL);
-    s = gate__store_finish(st, s);
+    int pending = 0, dropped = 0;
+    keel_status s =
+        put_back(st, target, config, due_at, "cannot put a nightly run back", &pending, &dropped);
     *superseded = keel_ok(s) && dropped == 1;
     return s;
 }
@@ -288,18 +300,9 @@ keel_status gate_store_nightly_recover(gate_store *st, const char *target, size_
 {
     KEEL_ASSERT(st != NULL && target != NULL && n != NULL && superseded != NULL);
     *n = *superseded = 0;
-    keel_status s = gate__store_begin(st);
-    int dropped = 0, pending = 0;
-    if (keel_ok(s))
-        s = exec_row(
-            st, "DELETE FROM nightly_runs WHERE target = ?1 AND state = 'running' AND " SUPERSEDED,
-            target, "", 0, 0, NULL, 0, 0, "cannot recover the nightly runs", &dropped);
-    if (keel_ok(s))
-        s = exec_row(st,
-                     "UPDATE nightly_runs SET state = 'pending' WHERE target = ?1 AND state = "
-                     "'running'",
-                     target, "", 0, 0, NULL, 0, 0, "cannot recover the nightly runs", &pending);
-    s = gate__store_finish(st, s);
+    int pending = 0, dropped = 0;
+    keel_status s =
+        put_back(st, target, NULL, 0, "cannot recover the nightly runs", &pending, &dropped);
     if (keel_ok(s)) {
         *n = (size_t)pending;
         *superseded = (size_t)dropped;

@@ -200,29 +200,43 @@ keel_status gate_store_post_start(gate_store *st, const char *target, const char
     "r.fails AND c.seq > (SELECT seq FROM post_commits WHERE target = post_results.target AND " \
     "commit_id = post_results.commit_id))"
 
+/*
+ * Running rows whose build ended without a result, of `commit` and `config`
+ * (a cancelled build) or every one of `target` (NULL, NULL: those a killed
+ * gate left): skipped when superseded (SUPERSEDED), else pending again, in
+ * one transaction; *pending, *skipped: how many.
+ */
+static keel_status put_back(gate_store *st, const char *target, const char *commit,
+                            const char *config, long long now, const char *what, int *pending,
+                            int *skipped)
+{
+    *pending = *skipped = 0;
+    keel_status s = gate__store_begin(st);
+    if (!keel_ok(s))
+        return s;
+    s = update_row(st,
+                   "UPDATE post_results SET state = 'skipped', updated_at = ?4 WHERE target = ?1 "
+                   "AND (?2 IS NULL OR commit_id = ?2) AND (?3 IS NULL OR config = ?3) AND "
+                   "state = 'running' AND " SUPERSEDED,
+                   target, commit, config, now, NULL, 0, what, skipped);
+    if (keel_ok(s))
+        s = update_row(st,
+                       "UPDATE post_results SET state = 'pending' WHERE target = ?1 AND (?2 IS "
+                       "NULL OR commit_id = ?2) AND (?3 IS NULL OR config = ?3) AND state = "
+                       "'running'",
+                       target, commit, config, 0, NULL, 0, what, pending);
+    return gate__store_finish(st, s);
+}
+
 keel_status gate_store_post_unstart(gate_store *st, const char *target, const char *commit,
                                     const char *config, long long now, bool *superseded)
 {
     KEEL_ASSERT(st != NULL && target != NULL && commit != NULL && config != NULL &&
                 superseded != NULL);
-    *superseded = false;
-    keel_status s = gate__store_begin(st);
-    if (!keel_ok(s))
-        return s;
-    int changed = 0;
-    s = update_row(st,
-                   "UPDATE post_results SET state = 'skipped', updated_at = ?4 WHERE target = ?1 "
-                   "AND commit_id = ?2 AND config = ?3 AND state = 'running' AND " SUPERSEDED,
-                   target, commit, config, now, NULL, 0, "cannot put a post build back", &changed);
-    *superseded = keel_ok(s) && changed == 1;
-    if (keel_ok(s) && !*superseded)
-        s = update_row(st,
-                       "UPDATE post_results SET state = 'pending' WHERE target = ?1 AND "
-                       "commit_id = ?2 AND config = ?3 AND state = 'running'",
-                       target, commit, config, 0, NULL, 0, "cannot put a post build back", NULL);
-    s = gate__store_finish(st, s);
-    if (!keel_ok(s))
-        *superseded = false;
+    int pending = 0, skipped = 0;
+    keel_status s = put_back(st, target, commit, config, now, "cannot put a post build back",
+                             &pending, &skipped);
+    *superseded = keel_ok(s) && skipped == 1;
     return s;
 }
 
@@ -373,20 +387,9 @@ keel_status gate_store_post_recover(gate_store *st, const char *target, long lon
 {
     KEEL_ASSERT(st != NULL && target != NULL && n != NULL && superseded != NULL);
     *n = *superseded = 0;
-    keel_status s = gate__store_begin(st);
-    if (!keel_ok(s))
-        return s;
-    int skipped = 0, pending = 0;
-    s = update_row(st,
-                   "UPDATE post_results SET state = 'skipped', updated_at = ?4 WHERE target = ?1 "
-                   "AND state = 'running' AND " SUPERSEDED,
-                   target, NULL, NULL, now, NULL, 0, "cannot recover the post builds", &skipped);
-    if (keel_ok(s))
-        s = update_row(st,
-                       "UPDATE post_results SET state = 'pending' WHERE target = ?1 AND state = "
-                       "'running'",
-                       target, NULL, NULL, 0, NULL, 0, "cannot recover the post builds", &pending);
-    s = gate__store_finish(st, s);
+    int pending = 0, skipped = 0;
+    keel_status s =
+        put_back(st, target, NULL, NULL, now, "cannot recover the post builds", &pending, &skipped);
     if (keel_ok(s)) {
         *n = (size_t)pending;
         *superseded = (size_t)skipped;
