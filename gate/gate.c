@@ -47,8 +47,6 @@ void gate_crash_if(bool fire, const char *name)
         _exit(99);
     }
 }
-#define CRASH_POINT(name) gate_crash_if(KEEL_STRESS(name), #name)
-
 keel_status gate_make_dir(const char *dir)
 {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)

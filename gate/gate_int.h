@@ -125,8 +125,6 @@ struct gate {
 };
 
 void gate_say(gate *g, const char *fmt, ...) KEEL_PRINTF(2, 3);
-/* A stress point that simulates kill -9 of the gate at step `name` (exit 99 when `fire`). */
-void gate_crash_if(bool fire, const char *name);
 /*
  * The whole text of a stream or a file, NUL-terminated, on module gate's
  * heap (*text: free it with keel_heap_free(GATE_HEAP, ...), after an error
@@ -210,6 +208,8 @@ KEEL_MUST_USE keel_status gate_already_in_event(gate *g, const char *branch, con
 
 /* A stress point `gate.<name>` fired (`fire`): the process ends as kill -9 would end it (99). */
 void gate_crash_if(bool fire, const char *name);
+/* Stress point `name` of the module using it, a simulated kill -9 there (gate_crash_if). */
+#define CRASH_POINT(name) gate_crash_if(KEEL_STRESS(name), #name)
 void gate_point_after_merge(void);
 void gate_point_after_job(void);
 void gate_point_before_cas(void);

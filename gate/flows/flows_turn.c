@@ -15,9 +15,6 @@
 #include "store_backout.h"
 #include "store_flow.h"
 
-/* A stress point that simulates kill -9 of the gate at this step (gate_int.h). */
-#define CRASH_POINT(name) gate_crash_if(KEEL_STRESS(name), #name)
-
 enum { DETAIL_MAX = 4096, STEPS_MAX = 8 };
 
 /* One flow's turn: its configuration, state, branch, and the tips seen. */

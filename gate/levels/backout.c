@@ -17,9 +17,6 @@
 
 enum { DAY_S = 24 * 3600 };
 
-/* A stress point that simulates kill -9 of the gate at this step (gate_int.h). */
-#define CRASH_POINT(name) gate_crash_if(KEEL_STRESS(name), #name)
-
 /* What the target's configuration says of backing out `config`'s culprits. */
 typedef struct backout_settings {
     bool backout;

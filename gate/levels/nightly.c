@@ -16,8 +16,6 @@
 #include "search.h"
 #include "store_nightly.h"
 
-#define CRASH_POINT(name) gate_crash_if(KEEL_STRESS(name), #name) /* gate_int.h */
-
 /* A nightly build's job: its run's due time and commit besides. */
 typedef struct nightly_job {
     gate_level_job level; /* first: the pool's pointer is the nightly_job's */

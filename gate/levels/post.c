@@ -19,8 +19,6 @@ enum {
     POST_WALK_MAX = 64 /* commits recorded per turn: a longer push records its newest 64 */
 };
 
-#define CRASH_POINT(name) gate_crash_if(KEEL_STRESS(name), #name) /* gate_int.h */
-
 keel_status gate_post_start(gate *g)
 {
     size_t n = 0, superseded = 0;

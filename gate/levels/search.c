@@ -28,8 +28,6 @@ enum {
     SEARCH_CONFIDENCE_PPM = 999900
 };
 
-#define CRASH_POINT(name) gate_crash_if(KEEL_STRESS(name), #name) /* gate_int.h */
-
 /* ---- replaying a search from the store ---------------------------------------------- */
 
 typedef struct replay_step {
