@@ -516,7 +516,7 @@ static void test_fail_length(void **state)
     assert_true(t == 1.0 && wk == 1.0); /* no failed build yet */
     for (int i = 0; i < 4; i++)
         gate_cap_observe(&c, "b", 800.0, 1.0);
-    gate_cap_build one = {0, 0}, both = {0, 0}, passed = {0, 0};
+    gate_cap_build one = {0, 0, 0}, both = {0, 0, 0}, passed = {0, 0, 0};
     gate_cap_build_job(&c, &one, "a", true);
     gate_cap_build_job(&c, &one, "b", false);
     gate_cap_build_job(&c, &both, "a", true);
@@ -568,6 +568,60 @@ static void test_fail_length_replay(void **state)
     assert_true(f1 < (GATE_CAP_FAIL_PRIOR + 1.0 + 12.0 * 0.05) / (GATE_CAP_FAIL_PRIOR + 13.0));
 }
 
+/*
+ * A retry reruns only the configurations that failed (gate_cap_retry_cost):
+ * a build whose a failed in 50 ms beside b's 800 ms pass (a 1 s alone)
+ * costs 0.8 of a pass, its retry 0.05 (the old model priced the retry as
+ * the failed build, 0.8).  A failure found to be a flake (it failed, then
+ * passed on the same tree: gate_cap_flaked) ran its course, and no longer
+ * prices what a failure of a change costs: a flaky a of 1 s beside the
+ * quick failures leaves gate_cap_fail_part of a and the failed builds' cost
+ * as they were without it.
+ */
+static void test_retry_and_flake_costs(void **state)
+{
+    (void)state;
+    gate_cap c, clean;
+    gate_cap_init(&c, 2.0);
+    for (int i = 0; i < 4; i++) {
+        gate_cap_observe(&c, "a", 1000.0, 1.0);
+        gate_cap_observe(&c, "b", 800.0, 1.0);
+    }
+    const double w = GATE_CAP_FAIL_PRIOR;
+    for (long long id = 1; id <= 3; id++) { /* quick failures of a beside passes of b */
+        gate_cap_build b = {0, 0, id};
+        gate_cap_observe_failed(&c, "a", 50.0, 1.0, 0.0);
+        gate_cap_observe(&c, "b", 800.0, 1.0);
+        gate_cap_build_job(&c, &b, "a", true);
+        gate_cap_build_job(&c, &b, "b", false);
+        gate_cap_build_ended(&c, &b);
+    }
+    double t = 0.0, wk = 0.0, rt = 0.0, rw = 0.0;
+    gate_cap_fail_cost(&c, &t, &wk);
+    gate_cap_retry_cost(&c, &rt, &rw);
+    double fa = gate_cap_fail_part(&c, "a");
+    print_message("a: %.3f; failed build %.3f, %.3f; its retry %.3f, %.3f\n", fa, t, wk, rt, rw);
+    assert_true(fabs(fa - (w + 3.0 * 0.05) / (w + 3.0)) < 1e-4);
+    assert_true(fabs(t - (w + 3.0 * 0.8) / (w + 3.0)) < 1e-4);
+    assert_true(fabs(rt - (w + 3.0 * fa) / (w + 3.0)) < 1e-4);
+    assert_true(fabs(rw - (w + 3.0 * fa / 1.8) / (w + 3.0)) < 1e-4);
+    clean = c;
+    gate_cap_build f = {0, 0, 4}; /* a flake of a: it ran its course */
+    gate_cap_observe_failed(&c, "a", 1000.0, 1.0, 0.0);
+    gate_cap_observe(&c, "b", 800.0, 1.0);
+    gate_cap_build_job(&c, &f, "a", true);
+    gate_cap_build_job(&c, &f, "b", false);
+    gate_cap_build_ended(&c, &f);
+    assert_true(gate_cap_fail_part(&c, "a") > fa + 0.05); /* until it is known to be one */
+    gate_cap_flaked(&c, 4, "a");
+    double t2 = 0.0, wk2 = 0.0, rt2 = 0.0, rw2 = 0.0;
+    gate_cap_fail_cost(&c, &t2, &wk2);
+    gate_cap_retry_cost(&c, &rt2, &rw2);
+    assert_true(fabs(gate_cap_fail_part(&c, "a") - gate_cap_fail_part(&clean, "a")) < 1e-9);
+    assert_true(fabs(t2 - t) < 1e-9 && fabs(wk2 - wk) < 1e-9);
+    assert_true(fabs(rt2 - rt) < 1e-9 && fabs(rw2 - rw) < 1e-9);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -578,7 +632,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_others_apart),          cmocka_unit_test(test_others_measured),
         cmocka_unit_test(test_niced_others_yield),    cmocka_unit_test(test_failures_not_timings),
         cmocka_unit_test(test_failure_before_a_pass), cmocka_unit_test(test_fail_length),
-        cmocka_unit_test(test_fail_length_replay),
+        cmocka_unit_test(test_retry_and_flake_costs), cmocka_unit_test(test_fail_length_replay),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

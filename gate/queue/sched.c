@@ -312,6 +312,11 @@ static void pace_fit(const gate_sched *s, double unit_ms, double *pace)
     }
 }
 
+static double flake_rate(const gate_sched *s)
+{
+    return (s->flaked_w + flake_prior * flake_prior_n) / (s->tried_w + flake_prior_n);
+}
+
 static void outlook(const gate_sched *s, gate_cap *cap, gate_sched_outlook *o)
 {
     memset(o, 0, sizeof(*o));
@@ -323,6 +328,8 @@ static void outlook(const gate_sched *s, gate_cap *cap, gate_sched_outlook *o)
     o->jobs = s->jobs;
     o->width = gate_cap_width(cap, s->jobs);
     gate_cap_fail_cost(cap, &o->fail_time, &o->fail_work);
+    gate_cap_retry_cost(cap, &o->retry_time, &o->retry_work);
+    o->flake = flake_rate(s);
     o->batch = s->shape_batch;
     o->depth = s->shape_depth;
 }
@@ -346,6 +353,7 @@ static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
     const gate_sched_outlook *c = &s->shape_for;
     if (o.p != c->p || o.n != c->n || o.parallel != c->parallel || o.jobs != c->jobs ||
         o.width != c->width || o.fail_time != c->fail_time || o.fail_work != c->fail_work ||
+        o.retry_time != c->retry_time || o.retry_work != c->retry_work || o.flake != c->flake ||
         !same_pace(o.pace, c->pace)) {
         unsigned was = s->shape_depth;
         gate_sched_shape(&s->p, &o, &s->shape_batch, &s->shape_depth);
@@ -357,11 +365,6 @@ static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
     }
     *batch = s->shape_batch;
     *depth = s->shape_depth;
-}
-
-static double flake_rate(const gate_sched *s)
-{
-    return (s->flaked_w + flake_prior * flake_prior_n) / (s->tried_w + flake_prior_n);
 }
 
 /*
@@ -1042,8 +1045,8 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
     KEEL_ASSERT(s->running > 0);
     s->running--;
     if (g->attempts == 1 && n > 0) {
-        s->jobs = (unsigned)n;     /* a first build runs every configuration */
-        gate_cap_build b = {0, 0}; /* which failed: what a failed build costs */
+        s->jobs = (unsigned)n;              /* a first build runs every configuration */
+        gate_cap_build b = {0, 0, g->cand}; /* which failed: what a failed build costs */
         for (size_t k = 0; k < n; k++)
             gate_cap_build_job(&s->cap, &b, runs[k].config, !runs[k].passed);
         gate_cap_build_ended(&s->cap, &b);
@@ -1061,6 +1064,9 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
             verdict_of(g, cfg_flaked, &e->decided);
             s->st.flaky++;
             pace_flaked(s);
+            for (size_t k = 0; k < g->ncfg; k++)
+                if (cfg_flaked(&g->cfg[k])) /* not what a failure of a change costs */
+                    gate_cap_flaked(&s->cap, g->cand, g->cfg[k].name);
         }
         if (g->skipped)
             drop_from(s, i + 1); /* built without it: wrong now */
@@ -1265,6 +1271,9 @@ void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out)
     out->width = o.width;
     out->fail_time = o.fail_time;
     out->fail_work = o.fail_work;
+    out->retry_time = o.retry_time;
+    out->retry_work = o.retry_work;
+    out->flake = o.flake;
     out->timed = s->cap.nobs;
     out->machine = gate_cap_machine(&cap);
     out->others = gate_cap_others(&cap);

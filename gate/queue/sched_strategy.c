@@ -38,60 +38,114 @@ static double any_bad(double p, unsigned n)
  * costs 1 - (1 - f) P(it fails), each retry (of a build that failed) f.
  * With f = 1 both are the same figure.
  */
-static void isolate(double p, unsigned n, unsigned r, double f, double *builds, double *cost);
+static void isolate(double p, unsigned n, unsigned r, double f, double fr, double *builds,
+                    double *cost, double *pairs);
 
-static void isolate(double p, unsigned n, unsigned r, double f, double *builds, double *cost)
+static void isolate(double p, unsigned n, unsigned r, double f, double fr, double *builds,
+                    double *cost, double *pairs)
 {
     KEEL_ASSERT(n >= 2);
     unsigned h = n / 2, m = n - h;
     double a = any_bad(p, h) / any_bad(p, n); /* the first half holds one */
-    double rf = (double)r * f, km = 1.0 + (double)r, km_t = f * km, um = 0.0, um_t = 0.0;
+    double rf = (double)r * fr, km = 1.0 + (double)r, km_t = f + rf, um = 0.0, um_t = 0.0;
+    double kp = 0.0, up = 0.0, hp = 0.0;
     if (m >= 2) {
         double am = any_bad(p, m); /* the unknown second half fails */
-        isolate(p, m, r, f, &km, &km_t);
+        isolate(p, m, r, f, fr, &km, &km_t, &kp);
         um = 1.0 + am * ((double)r + km);
         um_t = 1.0 - (1.0 - f) * am + am * (rf + km_t);
+        up = am * kp;
     } else {
         um = 1.0 + p * (double)r;
         um_t = 1.0 - (1.0 - f) * p + p * rf;
     }
     double kh = 0.0, kh_t = 0.0;
     if (h >= 2)
-        isolate(p, h, r, f, &kh, &kh_t);
+        isolate(p, h, r, f, fr, &kh, &kh_t, &hp);
     *builds = 1.0 + a * ((double)r + kh + um) + (1.0 - a) * km;
     *cost = 1.0 - (1.0 - f) * a + a * (rf + kh_t + um_t) + (1.0 - a) * km_t;
+    *pairs = m < 2 ? a : a * (hp + up) + (1.0 - a) * kp;
 }
 
-/* A failed build's time and work over a pass's, (0, 1] (gate_cap_fail_cost). */
+/*
+ * A failed build's time and work over a pass's, (0, 1] (gate_cap_fail_cost),
+ * and its retry's (gate_cap_retry_cost: only what failed runs again).
+ */
 typedef struct fails {
-    double time, work;
+    double time, work, rtime, rwork;
+    /*
+     * The part of builds that fail spuriously (a flake), and what its retry
+     * (one job, which then passes) costs: its time in units of a build's
+     * longest job alone, its work in builds.
+     */
+    double flake, ftime, fwork;
 } fails;
 
-/* An isolation's expected builds, and their time and work in builds (isolate()). */
+/*
+ * An isolation's expected builds, and their time and work in builds
+ * (isolate()); `pairs`: its last pairs whose first change failed (at depth
+ * d >= 2 the second's confirmation and d - 2 candidates stacked on the
+ * first were built beside it, for nothing: model).
+ */
 typedef struct iso_cost {
-    double builds, time, work;
+    double builds, time, work, pairs;
 } iso_cost;
 
 /* isolate() of b changes, both costs; none for b = 1 (rejected as it is). */
 static iso_cost isolation(double p, unsigned b, unsigned r, const fails *f)
 {
-    iso_cost c = {0.0, 0.0, 0.0};
+    iso_cost c = {0.0, 0.0, 0.0, 0.0};
     if (b < 2)
         return c;
-    isolate(p, b, r, f->time, &c.builds, &c.time);
-    if (f->work == f->time)
+    isolate(p, b, r, f->time, f->rtime, &c.builds, &c.time, &c.pairs);
+    if (f->work == f->time && f->rwork == f->rtime)
         c.work = c.time;
     else
-        isolate(p, b, r, f->work, &c.builds, &c.work);
+        isolate(p, b, r, f->work, f->rwork, &c.builds, &c.work, &c.pairs);
     return c;
 }
 
 /*
- * The part of an isolation on the critical path when the window is deeper
- * than one: measured with bench_gate (spec-batch w=4 b=4 against the model
- * at p = 0.1 and 0.3: 0.57 and 0.64).
+ * The part of a failing segment's retries on the critical path when the
+ * window is deeper than one (the candidates stacked on it go on while it is
+ * retried: a flake's retry passes under them): measured with bench_gate
+ * (spec-batch w=4 b=4 against the model at p = 0.1 and 0.3: 0.57 and 0.64).
  */
 static const double overlap = 0.6;
+
+/*
+ * The isolation's steps, in time (iso_path): a build alone (one), one that
+ * passes beside a failing build (pair: round_fail of 1 of 2), a build that
+ * goes out in the window's next round (slot: the round's span over its
+ * depth), a failed build's time over a pass's (fail).
+ */
+typedef struct iso_steps {
+    double one, pair, slot, fail, retry;
+} iso_steps;
+
+/*
+ * The critical path of isolating n >= 2 changes known to hold a bad one at
+ * the front of a window d >= 2 deep, as sched.c does it (split,
+ * gate_sched_next), in time: the first half h is built alone (the second,
+ * known bad, stops the window behind it until it is split in turn); if h
+ * passes, the second half m is isolated, or, a single change (n = 2), it
+ * was built beside h all along (its confirmation, built past: `pair`, its
+ * r retries after at the front); if h fails, its r retries, its own
+ * isolation, then m goes back unknown and is built in the window's next
+ * round beside the rest (`slot`), isolated in turn if it fails.  At depth 1
+ * every one of these builds is alone, one after another: isolate().
+ */
+static double iso_path(double p, unsigned n, unsigned r, const iso_steps *st)
+{
+    KEEL_ASSERT(n >= 2);
+    unsigned h = n / 2, m = n - h;
+    double a = any_bad(p, h) / any_bad(p, n), rf = (double)r * st->retry * st->one;
+    double fail_h = st->fail * st->one + rf + (h >= 2 ? iso_path(p, h, r, st) : 0.0);
+    if (m < 2) /* n = 2: h beside m's confirmation; or h fails, and m goes back */
+        return (1.0 - a) * (st->pair + rf) + a * (fail_h + st->slot + p * rf);
+    double km = iso_path(p, m, r, st), am = any_bad(p, m);
+    return (1.0 - a) * (st->one + km) + a * (fail_h + st->slot + am * (rf + km));
+}
 
 /*
  * The time of a round of d candidates whose first failing segment is k, a
@@ -109,6 +163,26 @@ static double round_fail(const fails *f, unsigned k, unsigned d, double par, dou
         return gate_cap_span(par, ((double)k + (double)(d - k) * f->work) * jobs);
     double w = (double)d * f->work * jobs, t = w > par ? w / par : 0.0;
     return t > f->time ? t : f->time;
+}
+
+/*
+ * The time after a window's round that a failing segment of b changes takes
+ * to decide: its r retries (f->time each; at depth d >= 2 OVERLAP of them,
+ * the window going on beside them), then its isolation (iso: isolation();
+ * none for b = 1): at depth 1 its builds one after another (iso->time), at
+ * d >= 2 along iso_path.  In time (a build alone: max(1, jobs / par)).
+ */
+static double iso_seq(double p, unsigned b, unsigned d, unsigned r, const iso_cost *iso, double par,
+                      double jobs, const fails *f)
+{
+    double one = gate_cap_span(par, jobs), rf = (double)r * f->rtime;
+    if (d == 1)
+        return (rf + iso->time) * one;
+    if (b < 2)
+        return overlap * rf * one;
+    double slot = gate_cap_span(par, (double)d * jobs) / d, pair = round_fail(f, 1, 2, par, jobs);
+    iso_steps st = {one, pair < 2.0 * slot ? pair : 2.0 * slot, slot, f->time, f->rtime};
+    return overlap * rf * one + iso_path(p, b, r, &st);
 }
 
 /*
@@ -146,16 +220,24 @@ static void model(double p, unsigned b, unsigned d, unsigned r, const iso_cost *
     double fail = 1.0 - pow(q, (double)d);                        /* some segment fails */
     double segs = 1.0 - q > 1e-12 ? fail / (1.0 - q) : (double)d; /* decided in a round */
     double decided = (double)b * segs;
-    double n_iso = (double)r + iso->builds, t_iso = (double)r * f->time + iso->time;
-    double w_iso = (double)r * f->work + iso->work, seq = d == 1 ? t_iso : overlap * t_iso;
+    double waste = d > 1 ? iso->pairs * (double)(d - 1) : 0.0; /* iso_cost */
+    double n_iso = (double)r + iso->builds + waste;
+    double w_iso = (double)r * f->rwork + iso->work + waste * f->work;
+    double seq = iso_seq(p, b, d, r, iso, par, jobs, f);
     double span = gate_cap_span(par, (double)d * jobs), round = span, work_n = (double)d;
+    double reach = (1.0 - fail) * (double)d; /* the round's builds that reach the front */
     for (unsigned k = 0; k < d; k++) {
         double pk = pow(q, (double)k) * (1.0 - q);
         round -= pk * (span - round_fail(f, k, d, par, jobs));
         work_n -= pk * (double)(d - k) * (1.0 - f->work);
+        reach += pk * (double)(k + 1);
     }
-    double path = round + fail * seq * gate_cap_span(par, jobs);
-    double n = (double)d + fail * n_iso, work = (work_n + fail * w_iso) * jobs / par;
+    /* flakes: each is retried at the front (its job again), beside the window at d >= 2 */
+    double flaky = f->flake * (reach + fail * n_iso);
+    double path = round + fail * seq +
+                  f->flake * f->ftime * (reach * (d == 1 ? 1.0 : overlap) + fail * n_iso);
+    double n = (double)d + fail * n_iso + flaky;
+    double work = (work_n + fail * w_iso + flaky * f->fwork) * jobs / par;
     *time = (path > work ? path : work) / decided;
     *builds = n / decided;
 }
@@ -173,15 +255,17 @@ static void model(double p, unsigned b, unsigned d, unsigned r, const iso_cost *
 static double model_var(double p, unsigned b, unsigned d, unsigned r, const iso_cost *iso,
                         double par, double jobs, const fails *f, double mean)
 {
-    double q = pow(1.0 - p, (double)b), t_iso = (double)r * f->time + iso->time;
-    double w_iso = (double)r * f->work + iso->work, seq = d == 1 ? t_iso : overlap * t_iso;
-    double span = gate_cap_span(par, (double)d * jobs), one = gate_cap_span(par, jobs);
+    double waste = d > 1 ? iso->pairs * (double)(d - 1) : 0.0; /* iso_cost */
+    double q = pow(1.0 - p, (double)b);
+    double w_iso = (double)r * f->rwork + iso->work + waste * f->work;
+    double seq = iso_seq(p, b, d, r, iso, par, jobs, f);
+    double span = gate_cap_span(par, (double)d * jobs);
     double pass_t = span > (double)d * jobs / par ? span : (double)d * jobs / par;
     double pass = pow(q, (double)d), dev = pass_t - mean * (double)(b * d);
     double m2 = pass * dev * dev, decided = pass * (double)(b * d);
     for (unsigned k = 0; k < d; k++) {
         double pk = pow(q, (double)k) * (1.0 - q), c = (double)(b * (k + 1));
-        double fail_path = round_fail(f, k, d, par, jobs) + seq * one;
+        double fail_path = round_fail(f, k, d, par, jobs) + seq;
         double fail_work = ((double)d - (double)(d - k) * (1.0 - f->work) + w_iso) * jobs / par;
         double fail_t = fail_path > fail_work ? fail_path : fail_work;
         dev = fail_t - mean * c;
@@ -266,7 +350,14 @@ static double saved(double builds, double best)
 static fails fails_of(const gate_sched_outlook *o)
 {
     fails f = {o->fail_time > 0.0 && o->fail_time < 1.0 ? o->fail_time : 1.0,
-               o->fail_work > 0.0 && o->fail_work < 1.0 ? o->fail_work : 1.0};
+               o->fail_work > 0.0 && o->fail_work < 1.0 ? o->fail_work : 1.0,
+               0.0,
+               0.0,
+               o->flake > 0.0 && o->flake < 1.0 ? o->flake : 0.0,
+               o->width / (double)o->jobs,
+               1.0 / (double)o->jobs};
+    f.rtime = o->retry_time > 0.0 && o->retry_time < 1.0 ? o->retry_time : f.time;
+    f.rwork = o->retry_work > 0.0 && o->retry_work < 1.0 ? o->retry_work : f.work;
     return f;
 }
 
@@ -372,8 +463,8 @@ double gate_sched_shape_pass_time(const gate_sched_params *params, const gate_sc
 {
     KEEL_ASSERT(params != NULL && o != NULL && batch >= 1 && depth >= 1 && o->parallel > 0.0);
     double t = 0.0, builds = 0.0;
-    iso_cost none = {0.0, 0.0, 0.0};
-    fails whole = {1.0, 1.0};
+    iso_cost none = {0.0, 0.0, 0.0, 0.0};
+    fails whole = {1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0};
     model(0.0, batch, depth, params->retries, &none, o->parallel, o->width, &whole, &t, &builds);
     return t;
 }
