@@ -757,6 +757,50 @@ static void test_adaptive_pace_outcomes(void **state)
 }
 
 /*
+ * The pace moves with decisions, not while a round runs.  Speculative on 8,
+ * told and timed, every change passing: after 5 rounds of 4, a round's builds
+ * started and the clock moved on 3 of a round's times with nothing decided
+ * yet, the pace of depth 4 is what it was when the last round ended (it
+ * rose to 1.41 times that: the time counted with none of the decisions
+ * it would buy, which is how a window that had just gone deeper read its
+ * first round as slow and went back before it ended).  Once the round's
+ * decisions come, its whole time counts with them.
+ */
+static void test_pace_waits_for_decisions(void **state)
+{
+    (void)state;
+    sim m;
+    gate_sched_stats st;
+    sim_init(&m, GATE_STRATEGY_SPECULATIVE, 40, NULL, 0);
+    sim_clocked(&m, 8.0);
+    sim_start(&m);
+    for (int r = 0; r < 5; r++) {
+        take_decisions(&m);
+        assert_true(start_builds(&m) > 0);
+        m.rounds++;
+        finish_round(&m);
+    }
+    take_decisions(&m);
+    gate_sched_stats_get(m.s, &st);
+    double before = st.pace[3];
+    assert_true(before > 0.5 && before < 2.0);
+    assert_int_equal(start_builds(&m), 4);
+    m.now_ms += 3.0 * m.round_ms; /* the round runs on: nothing decided */
+    gate_sched_clock(m.s, m.now_ms);
+    gate_sched_stats_get(m.s, &st);
+    print_message("pace at depth 4 %.3f after 5 rounds, %.3f 3 round times into the next\n", before,
+                  st.pace[3]);
+    assert_true(fabs(st.pace[3] - before) < 1e-9);
+    finish_round(&m); /* it ends one round time later: 4 in all */
+    take_decisions(&m);
+    gate_sched_stats_get(m.s, &st);
+    assert_true(st.pace[3] > before * 1.2); /* its time counted, with its decisions */
+    sim_run(&m);
+    check_outcome(&m);
+    sim_end(&m);
+}
+
+/*
  * Adaptive cuts again what it cut when its estimate was lower: a window of
  * large batches, the first of which is all bad; once its changes are
  * rejected the estimate is high, and the batches behind it (dropped with
@@ -1286,6 +1330,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_adaptive_fills_idle_cores),
         cmocka_unit_test(test_adaptive_pace),
         cmocka_unit_test(test_adaptive_pace_outcomes),
+        cmocka_unit_test(test_pace_waits_for_decisions),
         cmocka_unit_test(test_adaptive_pace_retests_depth),
         cmocka_unit_test(test_adaptive_recut),
         cmocka_unit_test(test_adaptive_recut_sent_back),

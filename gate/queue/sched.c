@@ -165,6 +165,17 @@ struct gate_sched {
      * decided meanwhile (in those units); the clock's last reading.
      */
     double pace_measured[GATE_SCHED_PACE_DEPTHS], pace_expected[GATE_SCHED_PACE_DEPTHS];
+    /*
+     * The time measured since the last decision, per depth: it joins
+     * pace_measured with the decisions it bought (observe), so that the pace
+     * moves only when decisions come.  A window gone deeper decides nothing
+     * until its first round ends, all of it at once; counted as it ran, that
+     * round read as ever slower until it ended, and the window went back to
+     * the shallower depth before it did, the deeper depth's pace marked up
+     * for nothing (bench_gate --trace 2,2,0: every probe of depth 4 raised
+     * its pace, and the window stayed at depth 1 for the rest of the queue).
+     */
+    double pace_pending[GATE_SCHED_PACE_DEPTHS];
     double pace_life[GATE_SCHED_PACE_DEPTHS]; /* changes halving it at depth 1 */
     double clock_ms;
     bool clock_set;
@@ -429,6 +440,10 @@ static void pace_flaked(gate_sched *s)
 
 static void observe(gate_sched *s, size_t n, bool bad)
 {
+    for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++) {
+        s->pace_measured[i] += s->pace_pending[i];
+        s->pace_pending[i] = 0.0;
+    }
     /* what the model expected these decisions to take at the depth in use (the pace) */
     if (s->clock_set && s->shape_depth > 0 && gate_cap_unit_ms(&s->cap) > 0.0) {
         unsigned cur = pace_index(s->shape_depth);
@@ -1172,13 +1187,14 @@ void gate_sched_clock(gate_sched *s, double now_ms)
     s->clock_set = true;
     if (!set || !(now_ms > was) || s->running == 0 || s->shape_depth == 0)
         return;
-    s->pace_measured[pace_index(s->shape_depth)] += now_ms - was; /* in units when fitted */
+    s->pace_pending[pace_index(s->shape_depth)] += now_ms - was; /* in units when fitted */
 }
 
 void gate_sched_inherit(gate_sched *to, const gate_sched *from)
 {
     KEEL_ASSERT(to != NULL && from != NULL);
     memcpy(to->pace_measured, from->pace_measured, sizeof(to->pace_measured));
+    memcpy(to->pace_pending, from->pace_pending, sizeof(to->pace_pending));
     memcpy(to->pace_expected, from->pace_expected, sizeof(to->pace_expected));
     memcpy(to->pace_life, from->pace_life, sizeof(to->pace_life));
     double told = to->cap.told;
