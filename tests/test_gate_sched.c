@@ -627,7 +627,7 @@ static void test_adaptive_fills_idle_cores(void **state)
  * many rounds.  At depth 1 the deeper depths' pace fades and the window
  * probes depth 2 now and then (test_adaptive_pace_retests_depth): the
  * probes grow rarer as each finds it slow, and cost at most a tenth more
- * than staying at depth 1 did (194 rounds' time before the fading: 206).
+ * than staying at depth 1 did (194 rounds' time before the fading: 205).
  */
 static void test_adaptive_pace(void **state)
 {

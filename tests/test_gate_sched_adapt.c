@@ -29,50 +29,89 @@ static void free_outlook(gate_sched_params *pr, gate_sched_outlook *o, double p)
     o->width = 1.8;
 }
 
+/* The bench's 2 cores: 2 configurations (b 0.8 of a), 2 jobs at once, a window of up to 4. */
+static void two_cores_outlook(gate_sched_params *pr, gate_sched_outlook *o, double p)
+{
+    free_outlook(pr, o, p);
+    o->parallel = 2.0;
+}
+
 /*
- * Near the estimate where batches of 3 and smaller ones in a window of 4
- * take about the same time, the batches of 3 build less.  In use, they are
- * kept a little past it (p = 0.08 on the free executor: batches of 2 are 7%
- * faster by the model, for 1.2x the builds); the old choice left them as
- * soon as they were 2% slower, and the estimate's noise made adaptive flip
- * between the two (bench_gate: 1.11x the builds of spec-batch w=4 b=4, each
- * flip costing time).  Smaller batches are still chosen afresh and when they
- * are much faster; a shape that builds more is not held.  (The premise
- * moved with the model: the isolation's path at depth 2 and more,
- * test_isolation_holds_a_shallow_window; it was p = 0.126 against single
- * changes.)
+ * Shape (b, d)'s model time and builds, each over the fixed strategies'
+ * shape the model finds fastest (batches of 1, 4 and 8, depth 1 or 4).
  */
-static void test_hold_shape_that_builds_less(void **state)
+static void over_fixed(const gate_sched_params *pr, const gate_sched_outlook *o, unsigned b,
+                       unsigned d, double *time, double *builds)
+{
+    static const unsigned fb[] = {1, 4, 8}, fd[] = {1, 4};
+    double at = INFINITY, ab = 0.0;
+    for (size_t i = 0; i < 3; i++)
+        for (size_t j = 0; j < 2; j++) {
+            double t = gate_sched_shape_time(pr, o, fb[i], fd[j]);
+            if (t < at) {
+                at = t;
+                ab = gate_sched_shape_builds(pr, o, fb[i], fd[j]);
+            }
+        }
+    *time = gate_sched_shape_time(pr, o, b, d) / at;
+    *builds = gate_sched_shape_builds(pr, o, b, d) / ab;
+}
+
+/*
+ * Where the rate is known, adaptive's shape meets issue 21's bound against
+ * the fixed strategies by its own model (time within 1.05x, builds within
+ * 1.1x the fastest fixed shape's), and is among the fastest that do: on the
+ * free executor at p = 0.1 batches of 2 in a window of 4 are 13% faster
+ * than the fastest fixed shape for 12% more builds, and the old choice (the
+ * least time, then the fewest builds within 2% of it) took them (bench_gate
+ * --seeds 100: 1.117x the builds of spec-batch w=4 b=4 on the mean).  Where
+ * it is uncertain (the evidence of 50 changes) it hedges, and still meets
+ * the bound at the estimate.  The shape in use is kept when it is no worse
+ * (its excess within 0.005 of the least, its time within 2%), not when it
+ * is both slower and builds more.
+ */
+static void test_meets_the_bound_by_the_model(void **state)
 {
     (void)state;
     gate_sched_params pr;
     gate_sched_outlook o;
     unsigned b = 0, d = 0;
-    free_outlook(&pr, &o, 0.08);
-    double t2 = gate_sched_shape_time(&pr, &o, 2, 4), t3 = gate_sched_shape_time(&pr, &o, 3, 4);
-    double b2 = gate_sched_shape_builds(&pr, &o, 2, 4), b3 = gate_sched_shape_builds(&pr, &o, 3, 4);
-    assert_true(t3 > t2 * 1.04 && t3 < t2 * 1.1); /* the premise: batches of 2 faster */
-    assert_true(b3 < b2 * 0.9);                   /* and batches of 3 build less */
-    gate_sched_shape(&pr, &o, &b, &d);            /* nothing in use: the fastest */
-    assert_int_equal(b, 2);
-    assert_int_equal(d, 4);
-    o.batch = 3;
-    o.depth = 4;
-    gate_sched_shape(&pr, &o, &b, &d); /* batches of 3 in use: kept */
-    assert_int_equal(b, 3);
-    assert_int_equal(d, 4);
-    free_outlook(&pr, &o, 0.2); /* much faster single changes: left */
-    o.batch = 3;
+    double t = 0.0, bu = 0.0;
+    static const double ps[] = {0.02, 0.05, 0.1, 0.2, 0.3};
+    for (int ex = 0; ex < 2; ex++)
+        for (size_t i = 0; i < sizeof(ps) / sizeof(ps[0]); i++) {
+            free_outlook(&pr, &o, ps[i]);
+            if (ex == 1)
+                o.parallel = 2.0;
+            o.n = 1e6; /* known */
+            gate_sched_shape(&pr, &o, &b, &d);
+            over_fixed(&pr, &o, b, d, &t, &bu);
+            print_message("%s p %.2f: %ux%u, %.3f of the time, %.3f of the builds\n",
+                          ex ? "2 cores" : "free", ps[i], b, d, t, bu);
+            assert_true(t <= 1.05 + 1e-9 && bu <= 1.1 + 1e-9);
+            o.n = 50.0; /* uncertain */
+            gate_sched_shape(&pr, &o, &b, &d);
+            o.n = 1e6;
+            over_fixed(&pr, &o, b, d, &t, &bu);
+            assert_true(t <= 1.05 + 1e-9 && bu <= 1.1 + 1e-9);
+        }
+    free_outlook(&pr, &o, 0.1);
+    o.n = 1e6;
+    assert_true(gate_sched_shape_time(&pr, &o, 2, 4) < 0.9 * gate_sched_shape_time(&pr, &o, 4, 4));
+    over_fixed(&pr, &o, 2, 4, &t, &bu);
+    assert_true(bu > 1.1); /* the premise: batches of 2 build too much */
+    gate_sched_shape(&pr, &o, &b, &d);
+    assert_true(b >= 3 && d == 4);
+    unsigned nb = b;
+    o.batch = nb - 1; /* smaller batches in use: faster, building more: left for the bound */
     o.depth = 4;
     gate_sched_shape(&pr, &o, &b, &d);
-    assert_int_equal(b, 1);
-    assert_int_equal(d, 4);
-    free_outlook(&pr, &o, 0.1); /* single changes in use where batches are faster: left */
-    o.batch = 1;
-    o.depth = 4;
+    assert_int_equal(b, nb);
+    two_cores_outlook(&pr, &o, 0.02); /* 2 cores: batches of 1 two deep are slower and build */
+    o.batch = 1;                      /* more than the batches chosen: not kept */
+    o.depth = 2;
     gate_sched_shape(&pr, &o, &b, &d);
-    assert_true(b >= 2);
-    assert_int_equal(d, 4);
+    assert_true(b > 1 && d == 1);
 }
 
 /* The first build of a new adaptive scheduler (defaults: not limited) of 100 changes. */
@@ -101,9 +140,10 @@ static size_t first_build(const gate_sched_memory *m, double *p)
 /*
  * A gate started again starts from what it learned of its queue
  * (gate_sched_recall): from the default prior (0.1, worth 2 changes) a new
- * scheduler builds single changes first; recalling a queue where 2% of the
- * changes fail it builds a batch from the first build, and recalling one
- * where 30% fail single changes again.  The memory counts at most
+ * scheduler builds a batch first (most of so weak a prior's weight is at
+ * rates where batches pay), but not max-batch's 8; recalling a queue where
+ * 2% of the changes fail a batch at least as large, and recalling one where
+ * 30% fail single changes.  The memory counts at most
  * GATE_SCHED_RECALL_CHANGES changes on top of the prior, so that the next
  * outcomes move it; out-of-range memories (a damaged store's) count for
  * nothing.
@@ -112,11 +152,13 @@ static void test_recall_starts_warm(void **state)
 {
     (void)state;
     double p = 0.0;
-    assert_int_equal(first_build(NULL, &p), 1); /* cold: the weak prior */
+    size_t cold = first_build(NULL, &p); /* the weak prior */
     assert_true(fabs(p - 0.1) < 1e-12);
     gate_sched_memory m = {0.02, 48.0, 0.05, 30.0};
     size_t n = first_build(&m, &p);
-    assert_true(n >= 4);
+    print_message("first builds: cold %zu changes, after a queue where 2%% failed %zu\n", cold, n);
+    assert_true(cold >= 2 && cold < 8);
+    assert_true(n >= cold);
     double w = GATE_SCHED_RECALL_CHANGES; /* capped: 48 changes count as 25 */
     assert_true(fabs(p - (0.02 * w + 0.1 * 2.0) / (w + 2.0)) < 1e-12);
     m.p = 0.3;
@@ -129,7 +171,7 @@ static void test_recall_starts_warm(void **state)
                                      {0.02, -1.0, 0.05, 30.0},
                                      {0.02, INFINITY, 0.05, 30.0}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(first_build(&bad[i], &p), 1);
+        assert_int_equal(first_build(&bad[i], &p), cold);
         assert_true(fabs(p - 0.1) < 1e-12);
     }
 }
@@ -186,13 +228,6 @@ static void test_remember_what_was_decided(void **state)
     gate_sched_stats_get(s, &now);
     assert_true(fabs(now.p - was.p) < 1e-12);
     gate_sched_delete(s);
-}
-
-/* The bench's 2 cores: 2 configurations (b 0.8 of a), 2 jobs at once, a window of up to 4. */
-static void two_cores_outlook(gate_sched_params *pr, gate_sched_outlook *o, double p)
-{
-    free_outlook(pr, o, p);
-    o->parallel = 2.0;
 }
 
 /*
@@ -302,7 +337,8 @@ static double shape_after_failures(double p, double fail, unsigned *batch, unsig
 static void test_quick_failures_speculate_more(void **state)
 {
     (void)state;
-    static const double ps[] = {0.2, 0.3};
+    static const double ps[] = {0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4};
+    int more = 0;
     for (size_t i = 0; i < sizeof(ps) / sizeof(ps[0]); i++) {
         unsigned qb = 0, qd = 0, wb = 0, wd = 0;
         double qp = shape_after_failures(ps[i], 0.05, &qb, &qd);
@@ -311,8 +347,9 @@ static void test_quick_failures_speculate_more(void **state)
                       qb, qd, qp, wb, wd, wp);
         assert_true(qp == wp); /* the same outcomes */
         assert_true(qb >= wb && qd >= wd);
-        assert_true(qb * qd > wb * wd);
+        more += qb * qd > wb * wd;
     }
+    assert_true(more >= 4); /* more at 0.1, 0.15, 0.25 and 0.3; at 0.05 and 0.2 the same */
 }
 
 /*
@@ -356,7 +393,7 @@ static void test_isolation_holds_a_shallow_window(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hold_shape_that_builds_less),
+        cmocka_unit_test(test_meets_the_bound_by_the_model),
         cmocka_unit_test(test_recall_starts_warm),
         cmocka_unit_test(test_remember_what_was_decided),
         cmocka_unit_test(test_serial_when_as_good),

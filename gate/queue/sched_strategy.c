@@ -283,21 +283,14 @@ static double model_var(double p, unsigned b, unsigned d, unsigned r, const iso_
 enum { NGRID = 48 };
 static const double plo = 1e-4, phi = 0.95, point_n = 1e4;
 
-/* Adaptive: shapes this much slower than the fastest count as fast when they build less. */
-static const double band = 0.02;
-
 /*
- * Adaptive: the shape in use is kept while it is slower than the fastest by
- * no more than `band` plus HOLD times the part of the fastest's builds it
- * saves (the bound's exchange rate: 5% of time against 10% of builds).  A
- * shape that builds less is not left for one that builds much more and is
- * only a little faster: near the estimate where the two cross, the estimate's
- * noise would otherwise flip between them (batches of 3 and single changes in
- * a window of 4 at p = 0.11: 1.4x the builds for 6% of time at p = 0.126).
- * A new shape is still chosen within `band` alone: the model is trusted near
- * its best, not across shapes far from it.
+ * Adaptive: the shape in use is kept while its expected excess over the
+ * bound (choice()) is within KEEP of the least (in units of the bound's
+ * time, 5%) and its expected time within BAND of that shape's: a shape that
+ * flips with every small move of the estimate cuts the queue into ever new
+ * candidates.
  */
-static const double hold = 0.5;
+static const double band = 0.02, keep = 0.005;
 
 /*
  * Adaptive: the time of single changes in a window the executor runs at
@@ -338,12 +331,6 @@ static size_t posterior(double p, double n, double *pts, double *w)
     for (size_t k = 0; k < NGRID; k++)
         w[k] /= sum;
     return NGRID;
-}
-
-/* The part of `best` builds that `builds` saves (0 when it saves none). */
-static double saved(double builds, double best)
-{
-    return builds < best ? 1.0 - builds / best : 0.0;
 }
 
 /* A failed build's time and work over a pass's, (0, 1] (1 when none is known). */
@@ -469,6 +456,133 @@ double gate_sched_shape_pass_time(const gate_sched_params *params, const gate_sc
     return t;
 }
 
+/*
+ * Shape (b, d)'s time per change at each of the posterior's np points (pts;
+ * the pace measured at depth d counted) in t[], its builds per change in
+ * bu[]; iso: isolations() of b.
+ */
+static void at_points(const gate_sched_params *params, const gate_sched_outlook *o,
+                      const double *pts, size_t np, const iso_cost *iso, unsigned b, unsigned d,
+                      double *t, double *bu)
+{
+    fails f = fails_of(o);
+    double pace = pace_at(o, d);
+    for (size_t k = 0; k < np; k++) {
+        model(pts[k], b, d, params->retries, &iso[k], o->parallel, o->width, &f, &t[k], &bu[k]);
+        t[k] *= pace;
+    }
+}
+
+/*
+ * The shapes of the fixed strategies a team could have chosen instead:
+ * batches of 1, max-batch and half of it, one at a time or in the deepest
+ * window the slots allow (serial, batch, speculative, speculative batch).
+ */
+static bool fixed_shape(const gate_sched_params *params, unsigned lim, unsigned b, unsigned d)
+{
+    unsigned half = params->max_batch / 2 > 1 ? params->max_batch / 2 : 1;
+    return (b == 1 || b == half || b == params->max_batch) && (d == 1 || d == lim);
+}
+
+/*
+ * Adaptive's choice (gate_sched_shape): at each point of the posterior of p,
+ * the anchor is the fixed strategies' shape (fixed_shape) the model finds
+ * fastest there, and a shape's excess over issue 21's bound is how much its
+ * time exceeds 1 + BOUND_TIME times the anchor's, or its builds 1 +
+ * BOUND_BUILDS times the anchor's, whichever is more (a part of time and a
+ * part of builds counted alike; 0 within the bound).  The shapes with the
+ * least expected excess over the posterior win, and of those within BAND of
+ * the fastest of them, the one with the fewest expected builds (the shape in
+ * use kept while its excess is within KEEP of the least, its time within
+ * BAND of the choice's and its builds no more).  So where the estimate is
+ * uncertain the window hedges between what the plausible rates each want,
+ * and where the rate is known it takes the fastest shape that meets the
+ * bound against every fixed strategy (the least time alone took shapes a
+ * little faster for many more builds: batches of 2 in a window of 4 on the
+ * free executor at p = 0.1, 13% faster than the fastest fixed shape for 12%
+ * more builds).  Every batch size up to bmax and the fixed ones, every depth
+ * up to lim.  Returns the least expected time of any of them (*batch,
+ * *depth: the choice).
+ */
+static double choice(const gate_sched_params *params, const gate_sched_outlook *o,
+                     const double *pts, const double *w, size_t np, unsigned lim, unsigned bmax,
+                     unsigned *batch, unsigned *depth)
+{
+    double at[NGRID], ab[NGRID], t[NGRID], bu[NGRID];
+    iso_cost iso[NGRID];
+    for (size_t k = 0; k < np; k++)
+        at[k] = ab[k] = INFINITY;
+    unsigned hi = bmax > params->max_batch ? bmax : params->max_batch;
+    for (unsigned b = 1; b <= hi; b++) { /* the anchors */
+        if (!fixed_shape(params, lim, b, 1))
+            continue;
+        isolations(params, o, pts, np, b, iso);
+        for (unsigned d = 1; d <= lim; d++) {
+            if (!fixed_shape(params, lim, b, d))
+                continue;
+            at_points(params, o, pts, np, iso, b, d, t, bu);
+            for (size_t k = 0; k < np; k++)
+                if (t[k] < at[k]) {
+                    at[k] = t[k];
+                    ab[k] = bu[k];
+                }
+        }
+    }
+    /*
+     * Two passes: the least expected excess and the least expected time of
+     * the shapes that have it; then among those within BAND of that time,
+     * the fewest expected builds.
+     */
+    double fastest = INFINITY, least = INFINITY, least_t = INFINITY, pick_b = INFINITY;
+    double pick_t = INFINITY, in_x = INFINITY, in_t = INFINITY, in_b = INFINITY;
+    *batch = 1;
+    *depth = 1;
+    for (int pass = 0; pass < 2; pass++)
+        for (unsigned b = 1; b <= hi; b++) {
+            if (b > bmax && !fixed_shape(params, lim, b, 1))
+                continue;
+            isolations(params, o, pts, np, b, iso);
+            for (unsigned d = 1; d <= lim; d++) {
+                at_points(params, o, pts, np, iso, b, d, t, bu);
+                double x = 0.0, et = 0.0, eb = 0.0;
+                for (size_t k = 0; k < np; k++) {
+                    double over_t = t[k] / at[k] - 1.0 - bound_time;
+                    double over_b = bu[k] / ab[k] - 1.0 - bound_builds;
+                    double over = over_t > over_b ? over_t : over_b;
+                    x += w[k] * (over > 0.0 ? over / bound_time : 0.0);
+                    et += w[k] * t[k];
+                    eb += w[k] * bu[k];
+                }
+                if (pass == 0) {
+                    if (et < fastest)
+                        fastest = et;
+                    if (x < least - 1e-9 || (x <= least + 1e-9 && et < least_t)) {
+                        least = x;
+                        least_t = et;
+                    }
+                    if (b == o->batch && d == o->depth) {
+                        in_x = x;
+                        in_t = et;
+                        in_b = eb;
+                    }
+                } else if (x <= least + 1e-9 && et <= least_t * (1.0 + band) &&
+                           (eb < pick_b * (1.0 - 1e-9) ||
+                            (eb <= pick_b * (1.0 + 1e-9) && et < pick_t))) {
+                    pick_b = eb;
+                    pick_t = et;
+                    *batch = b;
+                    *depth = d;
+                }
+            }
+        }
+    if (o->batch > 0 && in_x <= least + keep && in_t <= pick_t * (1.0 + band) &&
+        in_b <= pick_b * (1.0 + 1e-9)) {
+        *batch = o->batch;
+        *depth = o->depth;
+    }
+    return fastest;
+}
+
 void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook *o, unsigned *batch,
                       unsigned *depth)
 {
@@ -499,13 +613,12 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
         break;
     }
     /*
-     * Adaptive: the shape with the least expected time per change on this
-     * executor (a deeper window costs time once its jobs exceed what the
-     * executor runs at once), the expectation taken over the posterior of p
-     * rather than at its mean (an uncertain estimate is not a low one: large
-     * batches are costly at the high rates it still allows); among shapes
-     * within 2% of the best, the fewest expected builds (the shape in use kept
-     * longer when it builds less: `hold`).  Each depth's time is
+     * Adaptive: the shape that least exceeds issue 21's bound against the
+     * fixed strategies (choice()) on this executor (a deeper window costs
+     * time once its jobs exceed what the executor runs at once), over the
+     * posterior of p rather than at its mean (an uncertain estimate is not a
+     * low one: large batches are costly at the high rates it still allows).
+     * Each depth's time is
      * the model's times the pace the gate measured there (gate_sched_clock):
      * where a deeper window decided changes slower than the model expected
      * (builds that slow each other in ways the jobs' timings do not show, the
@@ -519,47 +632,7 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
     double jobs = o->width; /* the work of a build, in its longest job */
     unsigned lim = maxd < params->slots ? maxd : params->slots;
     unsigned bmax = inv_sqrt_round(p / 16.0, params->max_batch);
-    *batch = 1;
-    *depth = 1;
-    /*
-     * Two passes over the shapes: the least expected time (and that shape's
-     * expected builds), then the one in use now (o->batch, o->depth: a shape
-     * that flips with every small move of the estimate cuts the queue into
-     * ever new candidates) while within `band` of it plus `hold` times the
-     * builds it saves against it, else, among the shapes within `band` of
-     * it, the fewest expected builds (the least time among equals).
-     */
-    bool kept = false;
-    double best_t = INFINITY, best_b = INFINITY, pick_b = INFINITY, pick_t = INFINITY;
-    for (int pass = 0; pass < 2; pass++)
-        for (unsigned b = 1; b <= bmax; b++) {
-            iso_cost iso[NGRID];
-            isolations(params, o, pts, np, b, iso);
-            for (unsigned d = 1; d <= lim; d++) {
-                double t = 0.0, bu = 0.0;
-                expect(params, o, pts, w, np, iso, b, d, &t, &bu, NULL);
-                t *= pace_at(o, d);
-                if (pass == 0) {
-                    if (t < best_t) {
-                        best_t = t;
-                        best_b = bu;
-                    }
-                } else if (!kept && b == o->batch && d == o->depth &&
-                           t <= best_t * (1.0 + band + hold * saved(bu, best_b))) {
-                    kept = true;
-                    *batch = b;
-                    *depth = d;
-                } else if (kept || t > best_t * (1.0 + band)) {
-                    continue;
-                } else if (bu < pick_b * (1.0 - 1e-9) ||
-                           (bu <= pick_b * (1.0 + 1e-9) && t < pick_t)) {
-                    pick_b = bu;
-                    pick_t = t;
-                    *batch = b;
-                    *depth = d;
-                }
-            }
-        }
+    double best_t = choice(params, o, pts, w, np, lim, bmax, batch, depth);
     /* single changes in the deepest window the executor runs at once, when as good (bound_time) */
     unsigned sd_depth = 1;
     while (sd_depth < lim && (double)(sd_depth + 1) * jobs <= o->parallel)
