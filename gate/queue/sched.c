@@ -176,6 +176,7 @@ struct gate_sched {
      * its pace, and the window stayed at depth 1 for the rest of the queue).
      */
     double pace_pending[GATE_SCHED_PACE_DEPTHS];
+    unsigned pend_batch[GATE_SCHED_PACE_DEPTHS], pend_depth[GATE_SCHED_PACE_DEPTHS]; /* its shape */
     double pace_life[GATE_SCHED_PACE_DEPTHS]; /* changes halving it at depth 1 */
     double clock_ms;
     bool clock_set;
@@ -417,12 +418,11 @@ static bool behind_failed(const gate_sched *s, size_t i)
  * the queue's luck: a run of passes decided fast is fast for passes, not a
  * sign that the depth in use beats the model.
  */
-static double expected_of(const gate_sched *s, size_t n, bool bad)
+static double expected_of(double p, double t, double pass, size_t n, bool bad)
 {
-    double p = s->shape_for.p, pass = s->shape_pass;
     if (!bad)
         return (double)n * pass;
-    double rest = p > 0.0 ? (s->shape_t - (1.0 - p) * pass) / p : s->shape_t;
+    double rest = p > 0.0 ? (t - (1.0 - p) * pass) / p : t;
     return (double)n * (rest > pass ? rest : pass);
 }
 
@@ -438,13 +438,21 @@ static void pace_flaked(gate_sched *s)
         s->pace_expected[pace_index(s->shape_depth)] += gate_cap_span(s->shape_for.parallel, 1.0);
 }
 
+/*
+ * Decisions came: the time that bought them joins the pace's measurements
+ * with what the model expects of them, split among the depths that time ran
+ * at in its proportion, each for the shape in use there and with what the
+ * scheduler knows now of the executor and the queue (a round measured while
+ * the capacity estimate was still its prior is judged by the estimate it
+ * taught, not by the prior's promise of free parallelism; a window back at
+ * depth 1 before a deeper round's decisions came: its time is the deeper
+ * depth's, and so are they).
+ */
 static void observe(gate_sched *s, size_t n, bool bad)
 {
-    for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++) {
-        s->pace_measured[i] += s->pace_pending[i];
-        s->pace_pending[i] = 0.0;
-    }
-    /* what the model expected these decisions to take at the depth in use (the pace) */
+    double pending = 0.0;
+    for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++)
+        pending += s->pace_pending[i];
     if (s->clock_set && s->shape_depth > 0 && gate_cap_unit_ms(&s->cap) > 0.0) {
         unsigned cur = pace_index(s->shape_depth);
         for (unsigned i = 1; cur == 0 && i < GATE_SCHED_PACE_DEPTHS; i++) {
@@ -452,7 +460,23 @@ static void observe(gate_sched *s, size_t n, bool bad)
             s->pace_measured[i] *= fade;
             s->pace_expected[i] *= fade;
         }
-        s->pace_expected[cur] += expected_of(s, n, bad);
+        gate_sched_outlook o;
+        outlook(s, &s->cap, &o);
+        for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++) {
+            bool now = !(pending > 0.0) && i == cur;
+            if (!(s->pace_pending[i] > 0.0) && !now)
+                continue;
+            unsigned b = now ? s->shape_batch : s->pend_batch[i];
+            unsigned d = now ? s->shape_depth : s->pend_depth[i];
+            double t = gate_sched_shape_time(&s->p, &o, b, d);
+            double pass = gate_sched_shape_pass_time(&s->p, &o, b, d);
+            s->pace_expected[i] +=
+                expected_of(o.p, t, pass, n, bad) * (now ? 1.0 : s->pace_pending[i] / pending);
+        }
+    }
+    for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++) {
+        s->pace_measured[i] += s->pace_pending[i];
+        s->pace_pending[i] = 0.0;
     }
     for (size_t i = 0; i < n; i++) {
         s->bad_w = s->bad_w * decay + (bad ? 1.0 : 0.0);
@@ -1187,7 +1211,10 @@ void gate_sched_clock(gate_sched *s, double now_ms)
     s->clock_set = true;
     if (!set || !(now_ms > was) || s->running == 0 || s->shape_depth == 0)
         return;
-    s->pace_pending[pace_index(s->shape_depth)] += now_ms - was; /* in units when fitted */
+    unsigned i = pace_index(s->shape_depth);
+    s->pace_pending[i] += now_ms - was; /* in units when fitted */
+    s->pend_batch[i] = s->shape_batch;
+    s->pend_depth[i] = s->shape_depth;
 }
 
 void gate_sched_inherit(gate_sched *to, const gate_sched *from)
@@ -1195,6 +1222,8 @@ void gate_sched_inherit(gate_sched *to, const gate_sched *from)
     KEEL_ASSERT(to != NULL && from != NULL);
     memcpy(to->pace_measured, from->pace_measured, sizeof(to->pace_measured));
     memcpy(to->pace_pending, from->pace_pending, sizeof(to->pace_pending));
+    memcpy(to->pend_batch, from->pend_batch, sizeof(to->pend_batch));
+    memcpy(to->pend_depth, from->pend_depth, sizeof(to->pend_depth));
     memcpy(to->pace_expected, from->pace_expected, sizeof(to->pace_expected));
     memcpy(to->pace_life, from->pace_life, sizeof(to->pace_life));
     double told = to->cap.told;
