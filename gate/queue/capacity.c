@@ -251,7 +251,7 @@ static double fail_part(gate_cap *c, unsigned k)
     bool passed = false;
     for (unsigned i = 0; i < c->nobs && !passed; i++)
         passed = c->obs[i].cfg == k && !c->obs[i].failed;
-    double sum = GATE_CAP_FAIL_PRIOR, n = GATE_CAP_FAIL_PRIOR;
+    double sum = 0.0, n = 0.0;
     for (unsigned i = 0; i < c->nobs && passed; i++) {
         const gate_cap_obs *o = &c->obs[i];
         if (o->cfg != k || !o->failed || o->flaky)
@@ -261,7 +261,7 @@ static double fail_part(gate_cap *c, unsigned k)
         sum += part < GATE_CAP_FAIL_MIN ? GATE_CAP_FAIL_MIN : part > 1.0 ? 1.0 : part;
         n += 1.0;
     }
-    return sum / n;
+    return n > 0.0 ? sum / n : 1.0;
 }
 
 double gate_cap_fail_part(gate_cap *c, const char *config)

@@ -107,15 +107,18 @@ void gate_cap_observe_failed(gate_cap *c, const char *config, double ms, double 
  * pass at its load, a failure that ran its course counting 1 (the fit takes
  * it as a pass's length: its shortfall is the fit's noise), one that stopped
  * early (dropped from the fit: exactly the information) its own part, at
- * least GATE_CAP_FAIL_MIN; with GATE_CAP_FAIL_PRIOR failures of 1 (a failure
- * costs a whole job until the window shows otherwise).  Failures before any
- * pass of it in the window are not judged: not counted.  Flakes and bad
+ * least GATE_CAP_FAIL_MIN; 1 (a whole job) while none can be judged.  No
+ * prior here: the failed builds' cost (gate_cap_fail_cost) has one, and a
+ * prior in both counted it twice (inih's replay: 6 builds failing at a
+ * compile error in 0.02 of a pass were priced 0.45 of one, each pulled to
+ * 0.27 by this prior and the mean pulled again by the builds').  Failures
+ * before any pass of it in the window are not judged: not counted.  Flakes and bad
  * changes count alike: both are what a failure costs.  A broken change's
  * build failing at its first compile error in 0.1 s where it passes in 4 s:
  * 0.025.
  */
 double gate_cap_fail_part(gate_cap *c, const char *config);
-#define GATE_CAP_FAIL_PRIOR 2.0
+#define GATE_CAP_FAIL_PRIOR 0.5 /* gate_cap_fail_cost's prior, in failed builds of 1 */
 #define GATE_CAP_FAIL_MIN   0.01
 /*
  * A build's configurations and which of them failed (gate_cap_build_job),
