@@ -178,6 +178,24 @@ struct gate_sched {
     double pace_pending[GATE_SCHED_PACE_DEPTHS];
     unsigned pend_batch[GATE_SCHED_PACE_DEPTHS], pend_depth[GATE_SCHED_PACE_DEPTHS]; /* its shape */
     double pace_life[GATE_SCHED_PACE_DEPTHS]; /* changes halving it at depth 1 */
+    /*
+     * A failure's episode (ep_on: from the first failed build after a
+     * rejection to the next rejection): the time measured at each depth
+     * meanwhile, and the shape in use there.  A rejection's expected time
+     * beyond a pass's (expected_of: the whole isolation's, retries and
+     * failed builds) is split among the depths by that time, not by the
+     * time since the last decision: the window often changes depth during
+     * an isolation (its estimates move with every result), and the last
+     * decision before a rejection is usually a half that passed, so the
+     * depth in use when the rejection came took an isolation's expected
+     * time that other depths had spent (inih's replay on 2 cores: a window
+     * gone from depth 2 to 1 mid-isolation read depth 1 at 0.15 of the
+     * model, and stayed there for the rest of the queue at 1.1-1.4 times
+     * the time of a window that happened to stay 2 deep).
+     */
+    double ep_time[GATE_SCHED_PACE_DEPTHS];
+    unsigned ep_batch[GATE_SCHED_PACE_DEPTHS], ep_depth[GATE_SCHED_PACE_DEPTHS];
+    bool ep_on;
     double clock_ms;
     bool clock_set;
     gate_sched_stats st;
@@ -462,22 +480,38 @@ static void observe(gate_sched *s, size_t n, bool bad)
         }
         gate_sched_outlook o;
         outlook(s, &s->cap, &o);
+        double ep_total = 0.0; /* a rejection: its episode's time, this decision's included */
+        for (unsigned i = 0; bad && i < GATE_SCHED_PACE_DEPTHS; i++)
+            ep_total += s->ep_time[i] + s->pace_pending[i];
         for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++) {
             bool now = !(pending > 0.0) && i == cur;
-            if (!(s->pace_pending[i] > 0.0) && !now)
+            double share = now ? 1.0 : pending > 0.0 ? s->pace_pending[i] / pending : 0.0;
+            double ep_share =
+                ep_total > 0.0 ? (s->ep_time[i] + s->pace_pending[i]) / ep_total : share;
+            if (!(share > 0.0) && !(ep_share > 0.0))
                 continue;
-            unsigned b = now ? s->shape_batch : s->pend_batch[i];
-            unsigned d = now ? s->shape_depth : s->pend_depth[i];
+            bool ran = s->pace_pending[i] > 0.0;
+            unsigned b = ran ? s->pend_batch[i] : now ? s->shape_batch : s->ep_batch[i];
+            unsigned d = ran ? s->pend_depth[i] : now ? s->shape_depth : s->ep_depth[i];
             double t = gate_sched_shape_time(&s->p, &o, b, d);
             double pass = gate_sched_shape_pass_time(&s->p, &o, b, d);
-            s->pace_expected[i] +=
-                expected_of(o.p, t, pass, n, bad) * (now ? 1.0 : s->pace_pending[i] / pending);
+            double all = expected_of(o.p, t, pass, n, bad), passes = (double)n * pass;
+            if (passes > all)
+                passes = all;
+            s->pace_expected[i] += passes * share + (all - passes) * ep_share;
         }
     }
     for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++) {
+        if (s->ep_on && s->pace_pending[i] > 0.0) {
+            s->ep_time[i] += s->pace_pending[i];
+            s->ep_batch[i] = s->pend_batch[i];
+            s->ep_depth[i] = s->pend_depth[i];
+        }
         s->pace_measured[i] += s->pace_pending[i];
         s->pace_pending[i] = 0.0;
     }
+    if (bad)
+        s->ep_on = false;
     for (size_t i = 0; i < n; i++) {
         s->bad_w = s->bad_w * decay + (bad ? 1.0 : 0.0);
         s->all_w = s->all_w * decay + 1.0;
@@ -1121,6 +1155,10 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
     } else {
         g->failures++;
         g->state = CAND_FAILED;
+        if (!s->ep_on) {
+            s->ep_on = true;
+            memset(s->ep_time, 0, sizeof(s->ep_time));
+        }
         if (!g->skipped && g->final)
             drop_from(s, i + 1); /* doomed: they contain this failure */
         g->presumed_bad = presume_bad(s, g);
@@ -1226,6 +1264,10 @@ void gate_sched_inherit(gate_sched *to, const gate_sched *from)
     memcpy(to->pend_depth, from->pend_depth, sizeof(to->pend_depth));
     memcpy(to->pace_expected, from->pace_expected, sizeof(to->pace_expected));
     memcpy(to->pace_life, from->pace_life, sizeof(to->pace_life));
+    memcpy(to->ep_time, from->ep_time, sizeof(to->ep_time));
+    memcpy(to->ep_batch, from->ep_batch, sizeof(to->ep_batch));
+    memcpy(to->ep_depth, from->ep_depth, sizeof(to->ep_depth));
+    to->ep_on = from->ep_on;
     double told = to->cap.told;
     to->cap = from->cap;
     gate_cap_tell(&to->cap, told); /* what the new one was told holds */
