@@ -791,8 +791,20 @@ static void models(const char *spec, unsigned first, unsigned n)
                 p.max_depth = d;
                 p.retries = flaky ? 1u : 0u;
                 const gate_sched_stats *g = &o.end; /* p known (n large), the rest learned */
-                gate_sched_outlook ol = {ps[pi],       1e6,          0, g->parallel, NCFG, g->width,
-                                         g->fail_time, g->fail_work, 0, 0,           {0}};
+                gate_sched_outlook ol = {ps[pi],
+                                         1e6,
+                                         0,
+                                         g->parallel,
+                                         NCFG,
+                                         g->width,
+                                         g->fail_time,
+                                         g->fail_work,
+                                         g->retry_time,
+                                         g->retry_work,
+                                         g->flake,
+                                         0,
+                                         0,
+                                         {0}};
                 mk += o.makespan / NCHANGES;
                 bu += (double)o.builds / NCHANGES;
                 mt += gate_sched_shape_time(&p, &ol, bs[bi], d);

@@ -29,45 +29,89 @@ static void free_outlook(gate_sched_params *pr, gate_sched_outlook *o, double p)
     o->width = 1.8;
 }
 
+/* The bench's 2 cores: 2 configurations (b 0.8 of a), 2 jobs at once, a window of up to 4. */
+static void two_cores_outlook(gate_sched_params *pr, gate_sched_outlook *o, double p)
+{
+    free_outlook(pr, o, p);
+    o->parallel = 2.0;
+}
+
 /*
- * Near the estimate where batches of 3 and single changes in a window of 4
- * take the same time (p about 0.11 on the free executor), the batches build
- * about 30% less.  In use, they are kept a little past it (p = 0.126: single
- * changes are 6% faster by the model, for 1.4x the builds); the old choice
- * left them as soon as they were 2% slower, and the estimate's noise made
- * adaptive flip between the two (bench_gate: 1.11x the builds of spec-batch
- * w=4 b=4, each flip costing time).  Single changes are still chosen afresh
- * and when they are much faster; a shape that builds more is not held.
+ * Shape (b, d)'s model time and builds, each over the fixed strategies'
+ * shape the model finds fastest (batches of 1, 4 and 8, depth 1 or 4).
  */
-static void test_hold_shape_that_builds_less(void **state)
+static void over_fixed(const gate_sched_params *pr, const gate_sched_outlook *o, unsigned b,
+                       unsigned d, double *time, double *builds)
+{
+    static const unsigned fb[] = {1, 4, 8}, fd[] = {1, 4};
+    double at = INFINITY, ab = 0.0;
+    for (size_t i = 0; i < 3; i++)
+        for (size_t j = 0; j < 2; j++) {
+            double t = gate_sched_shape_time(pr, o, fb[i], fd[j]);
+            if (t < at) {
+                at = t;
+                ab = gate_sched_shape_builds(pr, o, fb[i], fd[j]);
+            }
+        }
+    *time = gate_sched_shape_time(pr, o, b, d) / at;
+    *builds = gate_sched_shape_builds(pr, o, b, d) / ab;
+}
+
+/*
+ * Where the rate is known, adaptive's shape meets issue 21's bound against
+ * the fixed strategies by its own model (time within 1.05x, builds within
+ * 1.1x the fastest fixed shape's), and is among the fastest that do: on the
+ * free executor at p = 0.1 batches of 2 in a window of 4 are 13% faster
+ * than the fastest fixed shape for 12% more builds, and the old choice (the
+ * least time, then the fewest builds within 2% of it) took them (bench_gate
+ * --seeds 100: 1.117x the builds of spec-batch w=4 b=4 on the mean).  Where
+ * it is uncertain (the evidence of 50 changes) it hedges, and still meets
+ * the bound at the estimate.  The shape in use is kept when it is no worse
+ * (its excess within 0.005 of the least, its time within 2%), not when it
+ * is both slower and builds more.
+ */
+static void test_meets_the_bound_by_the_model(void **state)
 {
     (void)state;
     gate_sched_params pr;
     gate_sched_outlook o;
     unsigned b = 0, d = 0;
-    free_outlook(&pr, &o, 0.126);
-    double t1 = gate_sched_shape_time(&pr, &o, 1, 4), t3 = gate_sched_shape_time(&pr, &o, 3, 4);
-    assert_true(t3 > t1 * 1.04 && t3 < t1 * 1.1); /* the premise: single changes faster */
-    gate_sched_shape(&pr, &o, &b, &d);            /* nothing in use: the fastest */
-    assert_int_equal(b, 1);
-    assert_int_equal(d, 4);
-    o.batch = 3;
-    o.depth = 4;
-    gate_sched_shape(&pr, &o, &b, &d); /* batches of 3 in use: kept */
-    assert_int_equal(b, 3);
-    assert_int_equal(d, 4);
-    free_outlook(&pr, &o, 0.2); /* much faster single changes: left */
-    o.batch = 3;
+    double t = 0.0, bu = 0.0;
+    static const double ps[] = {0.02, 0.05, 0.1, 0.2, 0.3};
+    for (int ex = 0; ex < 2; ex++)
+        for (size_t i = 0; i < sizeof(ps) / sizeof(ps[0]); i++) {
+            free_outlook(&pr, &o, ps[i]);
+            if (ex == 1)
+                o.parallel = 2.0;
+            o.n = 1e6; /* known */
+            gate_sched_shape(&pr, &o, &b, &d);
+            over_fixed(&pr, &o, b, d, &t, &bu);
+            print_message("%s p %.2f: %ux%u, %.3f of the time, %.3f of the builds\n",
+                          ex ? "2 cores" : "free", ps[i], b, d, t, bu);
+            assert_true(t <= 1.05 + 1e-9 && bu <= 1.1 + 1e-9);
+            o.n = 50.0; /* uncertain */
+            gate_sched_shape(&pr, &o, &b, &d);
+            o.n = 1e6;
+            over_fixed(&pr, &o, b, d, &t, &bu);
+            assert_true(t <= 1.05 + 1e-9 && bu <= 1.1 + 1e-9);
+        }
+    free_outlook(&pr, &o, 0.1);
+    o.n = 1e6;
+    assert_true(gate_sched_shape_time(&pr, &o, 2, 4) < 0.9 * gate_sched_shape_time(&pr, &o, 4, 4));
+    over_fixed(&pr, &o, 2, 4, &t, &bu);
+    assert_true(bu > 1.1); /* the premise: batches of 2 build too much */
+    gate_sched_shape(&pr, &o, &b, &d);
+    assert_true(b >= 3 && d == 4);
+    unsigned nb = b;
+    o.batch = nb - 1; /* smaller batches in use: faster, building more: left for the bound */
     o.depth = 4;
     gate_sched_shape(&pr, &o, &b, &d);
-    assert_int_equal(b, 1);
-    assert_int_equal(d, 4);
-    free_outlook(&pr, &o, 0.1); /* single changes in use where batches are faster: left */
-    o.batch = 1;
-    o.depth = 4;
+    assert_int_equal(b, nb);
+    two_cores_outlook(&pr, &o, 0.02); /* 2 cores: batches of 1 two deep are slower and build */
+    o.batch = 1;                      /* more than the batches chosen: not kept */
+    o.depth = 2;
     gate_sched_shape(&pr, &o, &b, &d);
-    assert_true(b >= 2);
-    assert_int_equal(d, 4);
+    assert_true(b > 1 && d == 1);
 }
 
 /* The first build of a new adaptive scheduler (defaults: not limited) of 100 changes. */
@@ -96,9 +140,10 @@ static size_t first_build(const gate_sched_memory *m, double *p)
 /*
  * A gate started again starts from what it learned of its queue
  * (gate_sched_recall): from the default prior (0.1, worth 2 changes) a new
- * scheduler builds single changes first; recalling a queue where 2% of the
- * changes fail it builds a batch from the first build, and recalling one
- * where 30% fail single changes again.  The memory counts at most
+ * scheduler builds a batch first (most of so weak a prior's weight is at
+ * rates where batches pay), but not max-batch's 8; recalling a queue where
+ * 2% of the changes fail a batch at least as large, and recalling one where
+ * 30% fail single changes.  The memory counts at most
  * GATE_SCHED_RECALL_CHANGES changes on top of the prior, so that the next
  * outcomes move it; out-of-range memories (a damaged store's) count for
  * nothing.
@@ -107,11 +152,13 @@ static void test_recall_starts_warm(void **state)
 {
     (void)state;
     double p = 0.0;
-    assert_int_equal(first_build(NULL, &p), 1); /* cold: the weak prior */
+    size_t cold = first_build(NULL, &p); /* the weak prior */
     assert_true(fabs(p - 0.1) < 1e-12);
     gate_sched_memory m = {0.02, 48.0, 0.05, 30.0};
     size_t n = first_build(&m, &p);
-    assert_true(n >= 4);
+    print_message("first builds: cold %zu changes, after a queue where 2%% failed %zu\n", cold, n);
+    assert_true(cold >= 2 && cold < 8);
+    assert_true(n >= cold);
     double w = GATE_SCHED_RECALL_CHANGES; /* capped: 48 changes count as 25 */
     assert_true(fabs(p - (0.02 * w + 0.1 * 2.0) / (w + 2.0)) < 1e-12);
     m.p = 0.3;
@@ -124,7 +171,7 @@ static void test_recall_starts_warm(void **state)
                                      {0.02, -1.0, 0.05, 30.0},
                                      {0.02, INFINITY, 0.05, 30.0}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(first_build(&bad[i], &p), 1);
+        assert_int_equal(first_build(&bad[i], &p), cold);
         assert_true(fabs(p - 0.1) < 1e-12);
     }
 }
@@ -181,13 +228,6 @@ static void test_remember_what_was_decided(void **state)
     gate_sched_stats_get(s, &now);
     assert_true(fabs(now.p - was.p) < 1e-12);
     gate_sched_delete(s);
-}
-
-/* The bench's 2 cores: 2 configurations (b 0.8 of a), 2 jobs at once, a window of up to 4. */
-static void two_cores_outlook(gate_sched_params *pr, gate_sched_outlook *o, double p)
-{
-    free_outlook(pr, o, p);
-    o->parallel = 2.0;
 }
 
 /*
@@ -297,7 +337,8 @@ static double shape_after_failures(double p, double fail, unsigned *batch, unsig
 static void test_quick_failures_speculate_more(void **state)
 {
     (void)state;
-    static const double ps[] = {0.2, 0.3};
+    static const double ps[] = {0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4};
+    int more = 0;
     for (size_t i = 0; i < sizeof(ps) / sizeof(ps[0]); i++) {
         unsigned qb = 0, qd = 0, wb = 0, wd = 0;
         double qp = shape_after_failures(ps[i], 0.05, &qb, &qd);
@@ -306,18 +347,58 @@ static void test_quick_failures_speculate_more(void **state)
                       qb, qd, qp, wb, wd, wp);
         assert_true(qp == wp); /* the same outcomes */
         assert_true(qb >= wb && qd >= wd);
-        assert_true(qb * qd > wb * wd);
+        more += qb * qd > wb * wd;
     }
+    assert_true(more >= 4); /* more at 0.1, 0.15, 0.25 and 0.3; at 0.05 and 0.2 the same */
+}
+
+/*
+ * A batch that fails at the front of a window 2 deep is isolated one build
+ * at a time: its first half is built alone while the second, known bad,
+ * stops the window behind it (sched.c: gate_sched_next), until the last
+ * pair, whose second change is confirmed beside the first.  The old model
+ * took 0.6 of the isolation as on the window's path at every depth above 1
+ * and rated batches of 6 two deep as fast as batches of 4 four deep on the
+ * bench's 8 cores (jobs of 2 threads: 4 at once) at p = 0.1 with failures
+ * that end early (0.69 of a pass's time, 0.52 of its work); simulated
+ * (bench_gate --model 2,1,0 --fail-length 0.05 --seeds 20), 6x2 takes
+ * 0.353 T a change and 4x4 0.300, 18% more, and adaptive, choosing 6x2 there,
+ * took 1.13x the time of spec-batch w=4 b=4.
+ */
+/* The bench's 8 cores (4 jobs at once) at p = 0.1 known, failures ending early. */
+static void eight_cores_outlook(gate_sched_params *pr, gate_sched_outlook *o)
+{
+    free_outlook(pr, o, 0.1);
+    o->n = 1e6; /* the rate known: the model at p itself */
+    o->parallel = 4.0;
+    o->fail_time = 0.69;
+    o->fail_work = 0.52;
+}
+
+static void test_isolation_holds_a_shallow_window(void **state)
+{
+    (void)state;
+    gate_sched_params pr;
+    gate_sched_outlook o;
+    eight_cores_outlook(&pr, &o);
+    double t62 = gate_sched_shape_time(&pr, &o, 6, 2), t44 = gate_sched_shape_time(&pr, &o, 4, 4);
+    print_message("6x2 %.3f, 4x4 %.3f T a change\n", t62, t44);
+    assert_true(t62 > t44 * 1.05);
+    unsigned batch = 0, depth = 0;
+    gate_sched_shape(&pr, &o, &batch, &depth);
+    print_message("chosen %ux%u\n", batch, depth);
+    assert_true(depth >= 3);
 }
 
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hold_shape_that_builds_less),
+        cmocka_unit_test(test_meets_the_bound_by_the_model),
         cmocka_unit_test(test_recall_starts_warm),
         cmocka_unit_test(test_remember_what_was_decided),
         cmocka_unit_test(test_serial_when_as_good),
         cmocka_unit_test(test_quick_failures_speculate_more),
+        cmocka_unit_test(test_isolation_holds_a_shallow_window),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -68,6 +68,8 @@ static void observe(gate_cap *c, const char *config, double ms, double load, dou
     o->others = others > 0.0 && isfinite(others) ? others : 0.0;
     o->failed = failed;
     o->dropped = false;
+    o->build = 0;
+    o->flaky = false;
     c->next = (c->next + 1) % GATE_CAP_OBS;
     if (c->nobs < GATE_CAP_OBS)
         c->nobs++;
@@ -249,17 +251,17 @@ static double fail_part(gate_cap *c, unsigned k)
     bool passed = false;
     for (unsigned i = 0; i < c->nobs && !passed; i++)
         passed = c->obs[i].cfg == k && !c->obs[i].failed;
-    double sum = GATE_CAP_FAIL_PRIOR, n = GATE_CAP_FAIL_PRIOR;
+    double sum = 0.0, n = 0.0;
     for (unsigned i = 0; i < c->nobs && passed; i++) {
         const gate_cap_obs *o = &c->obs[i];
-        if (o->cfg != k || !o->failed)
+        if (o->cfg != k || !o->failed || o->flaky)
             continue;
         /* judge_failures' verdict: dropped when under GATE_CAP_RAN_COURSE of a pass */
         double part = o->dropped ? exp(o->log_ms - expect_log_ms(c, o)) : 1.0;
         sum += part < GATE_CAP_FAIL_MIN ? GATE_CAP_FAIL_MIN : part > 1.0 ? 1.0 : part;
         n += 1.0;
     }
-    return sum / n;
+    return n > 0.0 ? sum / n : 1.0;
 }
 
 double gate_cap_fail_part(gate_cap *c, const char *config)
@@ -274,9 +276,28 @@ double gate_cap_fail_part(gate_cap *c, const char *config)
 void gate_cap_build_job(gate_cap *c, gate_cap_build *b, const char *config, bool failed)
 {
     KEEL_ASSERT(c != NULL && b != NULL && config != NULL);
-    unsigned bit = 1u << cfg_index(c, config);
+    unsigned k = cfg_index(c, config), bit = 1u << k;
     b->ran |= bit;
     b->failed |= failed ? bit : 0u;
+    for (unsigned back = 1; failed && b->id > 0 && back <= c->nobs; back++) {
+        gate_cap_obs *o = &c->obs[(c->next + GATE_CAP_OBS - back) % GATE_CAP_OBS];
+        if (o->cfg == k && o->failed && o->build == 0) {
+            o->build = b->id;
+            break;
+        }
+    }
+}
+
+void gate_cap_flaked(gate_cap *c, long long id, const char *config)
+{
+    KEEL_ASSERT(c != NULL && config != NULL);
+    unsigned k = cfg_index(c, config);
+    for (unsigned i = 0; id > 0 && i < c->nobs; i++)
+        if (c->obs[i].build == id && c->obs[i].cfg == k)
+            c->obs[i].flaky = true;
+    for (unsigned i = 0; id > 0 && i < c->nfailed; i++)
+        if (c->failed[i].id == id)
+            c->failed[i].failed &= ~(1u << k);
 }
 
 void gate_cap_build_ended(gate_cap *c, const gate_cap_build *b)
@@ -290,9 +311,13 @@ void gate_cap_build_ended(gate_cap *c, const gate_cap_build *b)
         c->nfailed++;
 }
 
-void gate_cap_fail_cost(gate_cap *c, double *time, double *work)
+/*
+ * gate_cap_fail_cost (retry false) or gate_cap_retry_cost (true): over the
+ * newest failed builds, what each (or its rerun of the jobs that failed)
+ * took against a pass of it, in time (the longest job) and work (the sum).
+ */
+static void build_costs(gate_cap *c, bool retry, double *time, double *work)
 {
-    KEEL_ASSERT(c != NULL && time != NULL && work != NULL);
     double unit = gate_cap_unit_ms(c), w[GATE_CAP_CONFIGS], part[GATE_CAP_CONFIGS];
     unsigned used = 0;
     for (unsigned i = 0; i < c->nfailed; i++)
@@ -301,14 +326,18 @@ void gate_cap_fail_cost(gate_cap *c, double *time, double *work)
         w[k] = c->alone_ms[k] > 0.0 ? c->alone_ms[k] : unit > 0.0 ? unit : 1.0;
         part[k] = (used >> k) & 1u ? fail_part(c, k) : 1.0;
     }
-    double t = GATE_CAP_FAIL_PRIOR, wk = GATE_CAP_FAIL_PRIOR;
+    double t = GATE_CAP_FAIL_PRIOR, wk = GATE_CAP_FAIL_PRIOR, n = GATE_CAP_FAIL_PRIOR;
     for (unsigned i = 0; i < c->nfailed; i++) {
         const gate_cap_build *b = &c->failed[i];
+        if (b->failed == 0)
+            continue; /* its failures were flakes (gate_cap_flaked) */
+        n += 1.0;
         double top = 0.0, longest = 0.0, sum = 0.0, done = 0.0;
         for (unsigned k = 0; k < c->ncfg; k++) {
             if (!((b->ran >> k) & 1u))
                 continue;
-            double took = (b->failed >> k) & 1u ? w[k] * part[k] : w[k];
+            bool failed = (b->failed >> k) & 1u;
+            double took = failed ? w[k] * part[k] : retry ? 0.0 : w[k];
             top = w[k] > top ? w[k] : top;
             longest = took > longest ? took : longest;
             sum += w[k];
@@ -317,8 +346,20 @@ void gate_cap_fail_cost(gate_cap *c, double *time, double *work)
         t += top > 0.0 ? longest / top : 1.0;
         wk += sum > 0.0 ? done / sum : 1.0;
     }
-    *time = t / (GATE_CAP_FAIL_PRIOR + (double)c->nfailed);
-    *work = wk / (GATE_CAP_FAIL_PRIOR + (double)c->nfailed);
+    *time = t / n;
+    *work = wk / n;
+}
+
+void gate_cap_fail_cost(gate_cap *c, double *time, double *work)
+{
+    KEEL_ASSERT(c != NULL && time != NULL && work != NULL);
+    build_costs(c, false, time, work);
+}
+
+void gate_cap_retry_cost(gate_cap *c, double *time, double *work)
+{
+    KEEL_ASSERT(c != NULL && time != NULL && work != NULL);
+    build_costs(c, true, time, work);
 }
 
 double gate_cap_unit_ms(gate_cap *c)

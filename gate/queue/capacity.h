@@ -56,11 +56,14 @@ typedef struct gate_cap_obs {
     double others;   /* the cores other tenants used meanwhile, >= 0 */
     bool failed;     /* a job that failed (gate_cap_observe_failed) */
     bool dropped;    /* a failure found to have stopped early: not in the fit */
+    long long build; /* a failure: the build it was claimed by (gate_cap_build_job; 0: none) */
+    bool flaky;      /* a failure found to be a flake (gate_cap_flaked) */
 } gate_cap_obs;
 
-/* A build: its configurations (bits of their indices) and those that failed. */
+/* A build: its configurations (bits of their indices), those that failed, the caller's id. */
 typedef struct gate_cap_build {
     unsigned ran, failed;
+    long long id; /* > 0 (the scheduler's candidate), for gate_cap_flaked */
 } gate_cap_build;
 
 typedef struct gate_cap {
@@ -104,22 +107,37 @@ void gate_cap_observe_failed(gate_cap *c, const char *config, double ms, double 
  * pass at its load, a failure that ran its course counting 1 (the fit takes
  * it as a pass's length: its shortfall is the fit's noise), one that stopped
  * early (dropped from the fit: exactly the information) its own part, at
- * least GATE_CAP_FAIL_MIN; with GATE_CAP_FAIL_PRIOR failures of 1 (a failure
- * costs a whole job until the window shows otherwise).  Failures before any
- * pass of it in the window are not judged: not counted.  Flakes and bad
+ * least GATE_CAP_FAIL_MIN; 1 (a whole job) while none can be judged.  No
+ * prior here: the failed builds' cost (gate_cap_fail_cost) has one, and a
+ * prior in both counted it twice (inih's replay: 6 builds failing at a
+ * compile error in 0.02 of a pass were priced 0.45 of one, each pulled to
+ * 0.27 by this prior and the mean pulled again by the builds').  Failures
+ * before any pass of it in the window are not judged: not counted.  Flakes and bad
  * changes count alike: both are what a failure costs.  A broken change's
  * build failing at its first compile error in 0.1 s where it passes in 4 s:
  * 0.025.
  */
 double gate_cap_fail_part(gate_cap *c, const char *config);
-#define GATE_CAP_FAIL_PRIOR 2.0
+#define GATE_CAP_FAIL_PRIOR 0.5 /* gate_cap_fail_cost's prior, in failed builds of 1 */
 #define GATE_CAP_FAIL_MIN   0.01
 /*
  * A build's configurations and which of them failed (gate_cap_build_job),
  * for gate_cap_build_ended: a failed build's length depends on which jobs
- * failed (those end early, the others run their course).
+ * failed (those end early, the others run their course).  A failed one
+ * claims the newest failed job of its configuration not yet claimed (its
+ * own, timed just before its build ended), for gate_cap_flaked.
  */
 void gate_cap_build_job(gate_cap *c, gate_cap_build *b, const char *config, bool failed);
+/*
+ * Configuration `config` of build `id` failed and then passed on the same
+ * tree: its failure was a flake, not what a failure of the queue's changes
+ * costs.  It leaves gate_cap_fail_part's mean and the failed build's entry
+ * (a build none of whose failures is left no longer counts): a flaky test
+ * that runs its course must not price a broken change's build, which stops
+ * at its first error, at a whole one (a flake's own cost is its retry: the
+ * scheduler counts it apart).
+ */
+void gate_cap_flaked(gate_cap *c, long long id, const char *config);
 /* A first build (every configuration ran) ended: kept among GATE_CAP_FAILED when it failed. */
 void gate_cap_build_ended(gate_cap *c, const gate_cap_build *b);
 /*
@@ -134,6 +152,16 @@ void gate_cap_build_ended(gate_cap *c, const gate_cap_build *b);
  * of them).
  */
 void gate_cap_fail_cost(gate_cap *c, double *time, double *work);
+/*
+ * What a retry of a failed build costs against a pass of it, the same way:
+ * a retry reruns only the configurations that failed (gate_sched_next), so
+ * its time is the longest of the failed jobs (each gate_cap_fail_part of
+ * its W_c) over the build's longest W_c, its work their sum over the
+ * build's; GATE_CAP_FAIL_PRIOR builds of 1.  A compile error that fails
+ * configuration a in 5% of its time beside b's pass: the failed build
+ * costs b's whole time, its retry 5% of a.
+ */
+void gate_cap_retry_cost(gate_cap *c, double *time, double *work);
 /*
  * What the scheduler plans for: P less the others' cores now (the mean of
  * the newest GATE_CAP_RECENT observations), at least GATE_CAP_FLOOR; P

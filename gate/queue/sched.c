@@ -158,7 +158,37 @@ struct gate_sched {
      * decided meanwhile (in those units); the clock's last reading.
      */
     double pace_measured[GATE_SCHED_PACE_DEPTHS], pace_expected[GATE_SCHED_PACE_DEPTHS];
+    /*
+     * The time measured since the last decision, per depth: it joins
+     * pace_measured with the decisions it bought (observe), so that the pace
+     * moves only when decisions come.  A window gone deeper decides nothing
+     * until its first round ends, all of it at once; counted as it ran, that
+     * round read as ever slower until it ended, and the window went back to
+     * the shallower depth before it did, the deeper depth's pace marked up
+     * for nothing (bench_gate --trace 2,2,0: every probe of depth 4 raised
+     * its pace, and the window stayed at depth 1 for the rest of the queue).
+     */
+    double pace_pending[GATE_SCHED_PACE_DEPTHS];
+    unsigned pend_batch[GATE_SCHED_PACE_DEPTHS], pend_depth[GATE_SCHED_PACE_DEPTHS]; /* its shape */
     double pace_life[GATE_SCHED_PACE_DEPTHS]; /* changes halving it at depth 1 */
+    /*
+     * A failure's episode (ep_on: from the first failed build after a
+     * rejection to the next rejection): the time measured at each depth
+     * meanwhile, and the shape in use there.  A rejection's expected time
+     * beyond a pass's (expected_of: the whole isolation's, retries and
+     * failed builds) is split among the depths by that time, not by the
+     * time since the last decision: the window often changes depth during
+     * an isolation (its estimates move with every result), and the last
+     * decision before a rejection is usually a half that passed, so the
+     * depth in use when the rejection came took an isolation's expected
+     * time that other depths had spent (inih's replay on 2 cores: a window
+     * gone from depth 2 to 1 mid-isolation read depth 1 at 0.15 of the
+     * model, and stayed there for the rest of the queue at 1.1-1.4 times
+     * the time of a window that happened to stay 2 deep).
+     */
+    double ep_time[GATE_SCHED_PACE_DEPTHS];
+    unsigned ep_batch[GATE_SCHED_PACE_DEPTHS], ep_depth[GATE_SCHED_PACE_DEPTHS];
+    bool ep_on;
     double clock_ms;
     bool clock_set;
     gate_sched_stats st;
@@ -305,6 +335,11 @@ static void pace_fit(const gate_sched *s, double unit_ms, double *pace)
     }
 }
 
+static double flake_rate(const gate_sched *s)
+{
+    return (s->flaked_w + flake_prior * flake_prior_n) / (s->tried_w + flake_prior_n);
+}
+
 static void outlook(const gate_sched *s, gate_cap *cap, gate_sched_outlook *o)
 {
     memset(o, 0, sizeof(*o));
@@ -316,6 +351,8 @@ static void outlook(const gate_sched *s, gate_cap *cap, gate_sched_outlook *o)
     o->jobs = s->jobs;
     o->width = gate_cap_width(cap, s->jobs);
     gate_cap_fail_cost(cap, &o->fail_time, &o->fail_work);
+    gate_cap_retry_cost(cap, &o->retry_time, &o->retry_work);
+    o->flake = flake_rate(s);
     o->batch = s->shape_batch;
     o->depth = s->shape_depth;
 }
@@ -339,6 +376,7 @@ static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
     const gate_sched_outlook *c = &s->shape_for;
     if (o.p != c->p || o.n != c->n || o.parallel != c->parallel || o.jobs != c->jobs ||
         o.width != c->width || o.fail_time != c->fail_time || o.fail_work != c->fail_work ||
+        o.retry_time != c->retry_time || o.retry_work != c->retry_work || o.flake != c->flake ||
         !same_pace(o.pace, c->pace)) {
         unsigned was = s->shape_depth;
         gate_sched_shape(&s->p, &o, &s->shape_batch, &s->shape_depth);
@@ -350,11 +388,6 @@ static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
     }
     *batch = s->shape_batch;
     *depth = s->shape_depth;
-}
-
-static double flake_rate(const gate_sched *s)
-{
-    return (s->flaked_w + flake_prior * flake_prior_n) / (s->tried_w + flake_prior_n);
 }
 
 /*
@@ -396,12 +429,11 @@ static bool behind_failed(const gate_sched *s, size_t i)
  * the queue's luck: a run of passes decided fast is fast for passes, not a
  * sign that the depth in use beats the model.
  */
-static double expected_of(const gate_sched *s, size_t n, bool bad)
+static double expected_of(double p, double t, double pass, size_t n, bool bad)
 {
-    double p = s->shape_for.p, pass = s->shape_pass;
     if (!bad)
         return (double)n * pass;
-    double rest = p > 0.0 ? (s->shape_t - (1.0 - p) * pass) / p : s->shape_t;
+    double rest = p > 0.0 ? (t - (1.0 - p) * pass) / p : t;
     return (double)n * (rest > pass ? rest : pass);
 }
 
@@ -417,9 +449,21 @@ static void pace_flaked(gate_sched *s)
         s->pace_expected[pace_index(s->shape_depth)] += gate_cap_span(s->shape_for.parallel, 1.0);
 }
 
+/*
+ * Decisions came: the time that bought them joins the pace's measurements
+ * with what the model expects of them, split among the depths that time ran
+ * at in its proportion, each for the shape in use there and with what the
+ * scheduler knows now of the executor and the queue (a round measured while
+ * the capacity estimate was still its prior is judged by the estimate it
+ * taught, not by the prior's promise of free parallelism; a window back at
+ * depth 1 before a deeper round's decisions came: its time is the deeper
+ * depth's, and so are they).
+ */
 static void observe(gate_sched *s, size_t n, bool bad)
 {
-    /* what the model expected these decisions to take at the depth in use (the pace) */
+    double pending = 0.0;
+    for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++)
+        pending += s->pace_pending[i];
     if (s->clock_set && s->shape_depth > 0 && gate_cap_unit_ms(&s->cap) > 0.0) {
         unsigned cur = pace_index(s->shape_depth);
         for (unsigned i = 1; cur == 0 && i < GATE_SCHED_PACE_DEPTHS; i++) {
@@ -427,8 +471,40 @@ static void observe(gate_sched *s, size_t n, bool bad)
             s->pace_measured[i] *= fade;
             s->pace_expected[i] *= fade;
         }
-        s->pace_expected[cur] += expected_of(s, n, bad);
+        gate_sched_outlook o;
+        outlook(s, &s->cap, &o);
+        double ep_total = 0.0; /* a rejection: its episode's time, this decision's included */
+        for (unsigned i = 0; bad && i < GATE_SCHED_PACE_DEPTHS; i++)
+            ep_total += s->ep_time[i] + s->pace_pending[i];
+        for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++) {
+            bool now = !(pending > 0.0) && i == cur;
+            double share = now ? 1.0 : pending > 0.0 ? s->pace_pending[i] / pending : 0.0;
+            double ep_share =
+                ep_total > 0.0 ? (s->ep_time[i] + s->pace_pending[i]) / ep_total : share;
+            if (!(share > 0.0) && !(ep_share > 0.0))
+                continue;
+            bool ran = s->pace_pending[i] > 0.0;
+            unsigned b = ran ? s->pend_batch[i] : now ? s->shape_batch : s->ep_batch[i];
+            unsigned d = ran ? s->pend_depth[i] : now ? s->shape_depth : s->ep_depth[i];
+            double t = gate_sched_shape_time(&s->p, &o, b, d);
+            double pass = gate_sched_shape_pass_time(&s->p, &o, b, d);
+            double all = expected_of(o.p, t, pass, n, bad), passes = (double)n * pass;
+            if (passes > all)
+                passes = all;
+            s->pace_expected[i] += passes * share + (all - passes) * ep_share;
+        }
     }
+    for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++) {
+        if (s->ep_on && s->pace_pending[i] > 0.0) {
+            s->ep_time[i] += s->pace_pending[i];
+            s->ep_batch[i] = s->pend_batch[i];
+            s->ep_depth[i] = s->pend_depth[i];
+        }
+        s->pace_measured[i] += s->pace_pending[i];
+        s->pace_pending[i] = 0.0;
+    }
+    if (bad)
+        s->ep_on = false;
     for (size_t i = 0; i < n; i++) {
         s->bad_w = s->bad_w * decay + (bad ? 1.0 : 0.0);
         s->all_w = s->all_w * decay + 1.0;
@@ -1036,8 +1112,8 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
     KEEL_ASSERT(s->running > 0);
     s->running--;
     if (g->attempts == 1 && n > 0) {
-        s->jobs = (unsigned)n;     /* a first build runs every configuration */
-        gate_cap_build b = {0, 0}; /* which failed: what a failed build costs */
+        s->jobs = (unsigned)n;              /* a first build runs every configuration */
+        gate_cap_build b = {0, 0, g->cand}; /* which failed: what a failed build costs */
         for (size_t k = 0; k < n; k++)
             gate_cap_build_job(&s->cap, &b, runs[k].config, !runs[k].passed);
         gate_cap_build_ended(&s->cap, &b);
@@ -1055,6 +1131,9 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
             verdict_of(g, cfg_flaked, &e->decided);
             s->st.flaky++;
             pace_flaked(s);
+            for (size_t k = 0; k < g->ncfg; k++)
+                if (cfg_flaked(&g->cfg[k])) /* not what a failure of a change costs */
+                    gate_cap_flaked(&s->cap, g->cand, g->cfg[k].name);
         }
         if (g->skipped)
             drop_from(s, i + 1); /* built without it: wrong now */
@@ -1070,6 +1149,10 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
     } else {
         g->failures++;
         g->state = CAND_FAILED;
+        if (!s->ep_on) {
+            s->ep_on = true;
+            memset(s->ep_time, 0, sizeof(s->ep_time));
+        }
         if (!g->skipped && g->final)
             drop_from(s, i + 1); /* doomed: they contain this failure */
         g->presumed_bad = presume_bad(s, g);
@@ -1160,15 +1243,25 @@ void gate_sched_clock(gate_sched *s, double now_ms)
     s->clock_set = true;
     if (!set || !(now_ms > was) || s->running == 0 || s->shape_depth == 0)
         return;
-    s->pace_measured[pace_index(s->shape_depth)] += now_ms - was; /* in units when fitted */
+    unsigned i = pace_index(s->shape_depth);
+    s->pace_pending[i] += now_ms - was; /* in units when fitted */
+    s->pend_batch[i] = s->shape_batch;
+    s->pend_depth[i] = s->shape_depth;
 }
 
 void gate_sched_inherit(gate_sched *to, const gate_sched *from)
 {
     KEEL_ASSERT(to != NULL && from != NULL);
     memcpy(to->pace_measured, from->pace_measured, sizeof(to->pace_measured));
+    memcpy(to->pace_pending, from->pace_pending, sizeof(to->pace_pending));
+    memcpy(to->pend_batch, from->pend_batch, sizeof(to->pend_batch));
+    memcpy(to->pend_depth, from->pend_depth, sizeof(to->pend_depth));
     memcpy(to->pace_expected, from->pace_expected, sizeof(to->pace_expected));
     memcpy(to->pace_life, from->pace_life, sizeof(to->pace_life));
+    memcpy(to->ep_time, from->ep_time, sizeof(to->ep_time));
+    memcpy(to->ep_batch, from->ep_batch, sizeof(to->ep_batch));
+    memcpy(to->ep_depth, from->ep_depth, sizeof(to->ep_depth));
+    to->ep_on = from->ep_on;
     double told = to->cap.told;
     to->cap = from->cap;
     gate_cap_tell(&to->cap, told); /* what the new one was told holds */
@@ -1257,6 +1350,9 @@ void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out)
     out->width = o.width;
     out->fail_time = o.fail_time;
     out->fail_work = o.fail_work;
+    out->retry_time = o.retry_time;
+    out->retry_work = o.retry_work;
+    out->flake = o.flake;
     out->timed = s->cap.nobs;
     out->machine = gate_cap_machine(&cap);
     out->others = gate_cap_others(&cap);

@@ -38,60 +38,114 @@ static double any_bad(double p, unsigned n)
  * costs 1 - (1 - f) P(it fails), each retry (of a build that failed) f.
  * With f = 1 both are the same figure.
  */
-static void isolate(double p, unsigned n, unsigned r, double f, double *builds, double *cost);
+static void isolate(double p, unsigned n, unsigned r, double f, double fr, double *builds,
+                    double *cost, double *pairs);
 
-static void isolate(double p, unsigned n, unsigned r, double f, double *builds, double *cost)
+static void isolate(double p, unsigned n, unsigned r, double f, double fr, double *builds,
+                    double *cost, double *pairs)
 {
     KEEL_ASSERT(n >= 2);
     unsigned h = n / 2, m = n - h;
     double a = any_bad(p, h) / any_bad(p, n); /* the first half holds one */
-    double rf = (double)r * f, km = 1.0 + (double)r, km_t = f * km, um = 0.0, um_t = 0.0;
+    double rf = (double)r * fr, km = 1.0 + (double)r, km_t = f + rf, um = 0.0, um_t = 0.0;
+    double kp = 0.0, up = 0.0, hp = 0.0;
     if (m >= 2) {
         double am = any_bad(p, m); /* the unknown second half fails */
-        isolate(p, m, r, f, &km, &km_t);
+        isolate(p, m, r, f, fr, &km, &km_t, &kp);
         um = 1.0 + am * ((double)r + km);
         um_t = 1.0 - (1.0 - f) * am + am * (rf + km_t);
+        up = am * kp;
     } else {
         um = 1.0 + p * (double)r;
         um_t = 1.0 - (1.0 - f) * p + p * rf;
     }
     double kh = 0.0, kh_t = 0.0;
     if (h >= 2)
-        isolate(p, h, r, f, &kh, &kh_t);
+        isolate(p, h, r, f, fr, &kh, &kh_t, &hp);
     *builds = 1.0 + a * ((double)r + kh + um) + (1.0 - a) * km;
     *cost = 1.0 - (1.0 - f) * a + a * (rf + kh_t + um_t) + (1.0 - a) * km_t;
+    *pairs = m < 2 ? a : a * (hp + up) + (1.0 - a) * kp;
 }
 
-/* A failed build's time and work over a pass's, (0, 1] (gate_cap_fail_cost). */
+/*
+ * A failed build's time and work over a pass's, (0, 1] (gate_cap_fail_cost),
+ * and its retry's (gate_cap_retry_cost: only what failed runs again).
+ */
 typedef struct fails {
-    double time, work;
+    double time, work, rtime, rwork;
+    /*
+     * The part of builds that fail spuriously (a flake), and what its retry
+     * (one job, which then passes) costs: its time in units of a build's
+     * longest job alone, its work in builds.
+     */
+    double flake, ftime, fwork;
 } fails;
 
-/* An isolation's expected builds, and their time and work in builds (isolate()). */
+/*
+ * An isolation's expected builds, and their time and work in builds
+ * (isolate()); `pairs`: its last pairs whose first change failed (at depth
+ * d >= 2 the second's confirmation and d - 2 candidates stacked on the
+ * first were built beside it, for nothing: model).
+ */
 typedef struct iso_cost {
-    double builds, time, work;
+    double builds, time, work, pairs;
 } iso_cost;
 
 /* isolate() of b changes, both costs; none for b = 1 (rejected as it is). */
 static iso_cost isolation(double p, unsigned b, unsigned r, const fails *f)
 {
-    iso_cost c = {0.0, 0.0, 0.0};
+    iso_cost c = {0.0, 0.0, 0.0, 0.0};
     if (b < 2)
         return c;
-    isolate(p, b, r, f->time, &c.builds, &c.time);
-    if (f->work == f->time)
+    isolate(p, b, r, f->time, f->rtime, &c.builds, &c.time, &c.pairs);
+    if (f->work == f->time && f->rwork == f->rtime)
         c.work = c.time;
     else
-        isolate(p, b, r, f->work, &c.builds, &c.work);
+        isolate(p, b, r, f->work, f->rwork, &c.builds, &c.work, &c.pairs);
     return c;
 }
 
 /*
- * The part of an isolation on the critical path when the window is deeper
- * than one: measured with bench_gate (spec-batch w=4 b=4 against the model
- * at p = 0.1 and 0.3: 0.57 and 0.64).
+ * The part of a failing segment's retries on the critical path when the
+ * window is deeper than one (the candidates stacked on it go on while it is
+ * retried: a flake's retry passes under them): measured with bench_gate
+ * (spec-batch w=4 b=4 against the model at p = 0.1 and 0.3: 0.57 and 0.64).
  */
 static const double overlap = 0.6;
+
+/*
+ * The isolation's steps, in time (iso_path): a build alone (one), one that
+ * passes beside a failing build (pair: round_fail of 1 of 2), a build that
+ * goes out in the window's next round (slot: the round's span over its
+ * depth), a failed build's time over a pass's (fail).
+ */
+typedef struct iso_steps {
+    double one, pair, slot, fail, retry;
+} iso_steps;
+
+/*
+ * The critical path of isolating n >= 2 changes known to hold a bad one at
+ * the front of a window d >= 2 deep, as sched.c does it (split,
+ * gate_sched_next), in time: the first half h is built alone (the second,
+ * known bad, stops the window behind it until it is split in turn); if h
+ * passes, the second half m is isolated, or, a single change (n = 2), it
+ * was built beside h all along (its confirmation, built past: `pair`, its
+ * r retries after at the front); if h fails, its r retries, its own
+ * isolation, then m goes back unknown and is built in the window's next
+ * round beside the rest (`slot`), isolated in turn if it fails.  At depth 1
+ * every one of these builds is alone, one after another: isolate().
+ */
+static double iso_path(double p, unsigned n, unsigned r, const iso_steps *st)
+{
+    KEEL_ASSERT(n >= 2);
+    unsigned h = n / 2, m = n - h;
+    double a = any_bad(p, h) / any_bad(p, n), rf = (double)r * st->retry * st->one;
+    double fail_h = st->fail * st->one + rf + (h >= 2 ? iso_path(p, h, r, st) : 0.0);
+    if (m < 2) /* n = 2: h beside m's confirmation; or h fails, and m goes back */
+        return (1.0 - a) * (st->pair + rf) + a * (fail_h + st->slot + p * rf);
+    double km = iso_path(p, m, r, st), am = any_bad(p, m);
+    return (1.0 - a) * (st->one + km) + a * (fail_h + st->slot + am * (rf + km));
+}
 
 /*
  * The time of a round of d candidates whose first failing segment is k, a
@@ -109,6 +163,26 @@ static double round_fail(const fails *f, unsigned k, unsigned d, double par, dou
         return gate_cap_span(par, ((double)k + (double)(d - k) * f->work) * jobs);
     double w = (double)d * f->work * jobs, t = w > par ? w / par : 0.0;
     return t > f->time ? t : f->time;
+}
+
+/*
+ * The time after a window's round that a failing segment of b changes takes
+ * to decide: its r retries (f->time each; at depth d >= 2 OVERLAP of them,
+ * the window going on beside them), then its isolation (iso: isolation();
+ * none for b = 1): at depth 1 its builds one after another (iso->time), at
+ * d >= 2 along iso_path.  In time (a build alone: max(1, jobs / par)).
+ */
+static double iso_seq(double p, unsigned b, unsigned d, unsigned r, const iso_cost *iso, double par,
+                      double jobs, const fails *f)
+{
+    double one = gate_cap_span(par, jobs), rf = (double)r * f->rtime;
+    if (d == 1)
+        return (rf + iso->time) * one;
+    if (b < 2)
+        return overlap * rf * one;
+    double slot = gate_cap_span(par, (double)d * jobs) / d, pair = round_fail(f, 1, 2, par, jobs);
+    iso_steps st = {one, pair < 2.0 * slot ? pair : 2.0 * slot, slot, f->time, f->rtime};
+    return overlap * rf * one + iso_path(p, b, r, &st);
 }
 
 /*
@@ -146,16 +220,24 @@ static void model(double p, unsigned b, unsigned d, unsigned r, const iso_cost *
     double fail = 1.0 - pow(q, (double)d);                        /* some segment fails */
     double segs = 1.0 - q > 1e-12 ? fail / (1.0 - q) : (double)d; /* decided in a round */
     double decided = (double)b * segs;
-    double n_iso = (double)r + iso->builds, t_iso = (double)r * f->time + iso->time;
-    double w_iso = (double)r * f->work + iso->work, seq = d == 1 ? t_iso : overlap * t_iso;
+    double waste = d > 1 ? iso->pairs * (double)(d - 1) : 0.0; /* iso_cost */
+    double n_iso = (double)r + iso->builds + waste;
+    double w_iso = (double)r * f->rwork + iso->work + waste * f->work;
+    double seq = iso_seq(p, b, d, r, iso, par, jobs, f);
     double span = gate_cap_span(par, (double)d * jobs), round = span, work_n = (double)d;
+    double reach = (1.0 - fail) * (double)d; /* the round's builds that reach the front */
     for (unsigned k = 0; k < d; k++) {
         double pk = pow(q, (double)k) * (1.0 - q);
         round -= pk * (span - round_fail(f, k, d, par, jobs));
         work_n -= pk * (double)(d - k) * (1.0 - f->work);
+        reach += pk * (double)(k + 1);
     }
-    double path = round + fail * seq * gate_cap_span(par, jobs);
-    double n = (double)d + fail * n_iso, work = (work_n + fail * w_iso) * jobs / par;
+    /* flakes: each is retried at the front (its job again), beside the window at d >= 2 */
+    double flaky = f->flake * (reach + fail * n_iso);
+    double path = round + fail * seq +
+                  f->flake * f->ftime * (reach * (d == 1 ? 1.0 : overlap) + fail * n_iso);
+    double n = (double)d + fail * n_iso + flaky;
+    double work = (work_n + fail * w_iso + flaky * f->fwork) * jobs / par;
     *time = (path > work ? path : work) / decided;
     *builds = n / decided;
 }
@@ -173,15 +255,17 @@ static void model(double p, unsigned b, unsigned d, unsigned r, const iso_cost *
 static double model_var(double p, unsigned b, unsigned d, unsigned r, const iso_cost *iso,
                         double par, double jobs, const fails *f, double mean)
 {
-    double q = pow(1.0 - p, (double)b), t_iso = (double)r * f->time + iso->time;
-    double w_iso = (double)r * f->work + iso->work, seq = d == 1 ? t_iso : overlap * t_iso;
-    double span = gate_cap_span(par, (double)d * jobs), one = gate_cap_span(par, jobs);
+    double waste = d > 1 ? iso->pairs * (double)(d - 1) : 0.0; /* iso_cost */
+    double q = pow(1.0 - p, (double)b);
+    double w_iso = (double)r * f->rwork + iso->work + waste * f->work;
+    double seq = iso_seq(p, b, d, r, iso, par, jobs, f);
+    double span = gate_cap_span(par, (double)d * jobs);
     double pass_t = span > (double)d * jobs / par ? span : (double)d * jobs / par;
     double pass = pow(q, (double)d), dev = pass_t - mean * (double)(b * d);
     double m2 = pass * dev * dev, decided = pass * (double)(b * d);
     for (unsigned k = 0; k < d; k++) {
         double pk = pow(q, (double)k) * (1.0 - q), c = (double)(b * (k + 1));
-        double fail_path = round_fail(f, k, d, par, jobs) + seq * one;
+        double fail_path = round_fail(f, k, d, par, jobs) + seq;
         double fail_work = ((double)d - (double)(d - k) * (1.0 - f->work) + w_iso) * jobs / par;
         double fail_t = fail_path > fail_work ? fail_path : fail_work;
         dev = fail_t - mean * c;
@@ -199,21 +283,14 @@ static double model_var(double p, unsigned b, unsigned d, unsigned r, const iso_
 enum { NGRID = 48 };
 static const double plo = 1e-4, phi = 0.95, point_n = 1e4;
 
-/* Adaptive: shapes this much slower than the fastest count as fast when they build less. */
-static const double band = 0.02;
-
 /*
- * Adaptive: the shape in use is kept while it is slower than the fastest by
- * no more than `band` plus HOLD times the part of the fastest's builds it
- * saves (the bound's exchange rate: 5% of time against 10% of builds).  A
- * shape that builds less is not left for one that builds much more and is
- * only a little faster: near the estimate where the two cross, the estimate's
- * noise would otherwise flip between them (batches of 3 and single changes in
- * a window of 4 at p = 0.11: 1.4x the builds for 6% of time at p = 0.126).
- * A new shape is still chosen within `band` alone: the model is trusted near
- * its best, not across shapes far from it.
+ * Adaptive: the shape in use is kept while its expected excess over the
+ * bound (choice()) is within KEEP of the least (in units of the bound's
+ * time, 5%) and its expected time within BAND of that shape's: a shape that
+ * flips with every small move of the estimate cuts the queue into ever new
+ * candidates.
  */
-static const double hold = 0.5;
+static const double band = 0.02, keep = 0.005;
 
 /*
  * Adaptive: the time of single changes in a window the executor runs at
@@ -256,17 +333,18 @@ static size_t posterior(double p, double n, double *pts, double *w)
     return NGRID;
 }
 
-/* The part of `best` builds that `builds` saves (0 when it saves none). */
-static double saved(double builds, double best)
-{
-    return builds < best ? 1.0 - builds / best : 0.0;
-}
-
 /* A failed build's time and work over a pass's, (0, 1] (1 when none is known). */
 static fails fails_of(const gate_sched_outlook *o)
 {
     fails f = {o->fail_time > 0.0 && o->fail_time < 1.0 ? o->fail_time : 1.0,
-               o->fail_work > 0.0 && o->fail_work < 1.0 ? o->fail_work : 1.0};
+               o->fail_work > 0.0 && o->fail_work < 1.0 ? o->fail_work : 1.0,
+               0.0,
+               0.0,
+               o->flake > 0.0 && o->flake < 1.0 ? o->flake : 0.0,
+               o->width / (double)o->jobs,
+               1.0 / (double)o->jobs};
+    f.rtime = o->retry_time > 0.0 && o->retry_time < 1.0 ? o->retry_time : f.time;
+    f.rwork = o->retry_work > 0.0 && o->retry_work < 1.0 ? o->retry_work : f.work;
     return f;
 }
 
@@ -372,10 +450,137 @@ double gate_sched_shape_pass_time(const gate_sched_params *params, const gate_sc
 {
     KEEL_ASSERT(params != NULL && o != NULL && batch >= 1 && depth >= 1 && o->parallel > 0.0);
     double t = 0.0, builds = 0.0;
-    iso_cost none = {0.0, 0.0, 0.0};
-    fails whole = {1.0, 1.0};
+    iso_cost none = {0.0, 0.0, 0.0, 0.0};
+    fails whole = {1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0};
     model(0.0, batch, depth, params->retries, &none, o->parallel, o->width, &whole, &t, &builds);
     return t;
+}
+
+/*
+ * Shape (b, d)'s time per change at each of the posterior's np points (pts;
+ * the pace measured at depth d counted) in t[], its builds per change in
+ * bu[]; iso: isolations() of b.
+ */
+static void at_points(const gate_sched_params *params, const gate_sched_outlook *o,
+                      const double *pts, size_t np, const iso_cost *iso, unsigned b, unsigned d,
+                      double *t, double *bu)
+{
+    fails f = fails_of(o);
+    double pace = pace_at(o, d);
+    for (size_t k = 0; k < np; k++) {
+        model(pts[k], b, d, params->retries, &iso[k], o->parallel, o->width, &f, &t[k], &bu[k]);
+        t[k] *= pace;
+    }
+}
+
+/*
+ * The shapes of the fixed strategies a team could have chosen instead:
+ * batches of 1, max-batch and half of it, one at a time or in the deepest
+ * window the slots allow (serial, batch, speculative, speculative batch).
+ */
+static bool fixed_shape(const gate_sched_params *params, unsigned lim, unsigned b, unsigned d)
+{
+    unsigned half = params->max_batch / 2 > 1 ? params->max_batch / 2 : 1;
+    return (b == 1 || b == half || b == params->max_batch) && (d == 1 || d == lim);
+}
+
+/*
+ * Adaptive's choice (gate_sched_shape): at each point of the posterior of p,
+ * the anchor is the fixed strategies' shape (fixed_shape) the model finds
+ * fastest there, and a shape's excess over issue 21's bound is how much its
+ * time exceeds 1 + BOUND_TIME times the anchor's, or its builds 1 +
+ * BOUND_BUILDS times the anchor's, whichever is more (a part of time and a
+ * part of builds counted alike; 0 within the bound).  The shapes with the
+ * least expected excess over the posterior win, and of those within BAND of
+ * the fastest of them, the one with the fewest expected builds (the shape in
+ * use kept while its excess is within KEEP of the least, its time within
+ * BAND of the choice's and its builds no more).  So where the estimate is
+ * uncertain the window hedges between what the plausible rates each want,
+ * and where the rate is known it takes the fastest shape that meets the
+ * bound against every fixed strategy (the least time alone took shapes a
+ * little faster for many more builds: batches of 2 in a window of 4 on the
+ * free executor at p = 0.1, 13% faster than the fastest fixed shape for 12%
+ * more builds).  Every batch size up to bmax and the fixed ones, every depth
+ * up to lim.  Returns the least expected time of any of them (*batch,
+ * *depth: the choice).
+ */
+static double choice(const gate_sched_params *params, const gate_sched_outlook *o,
+                     const double *pts, const double *w, size_t np, unsigned lim, unsigned bmax,
+                     unsigned *batch, unsigned *depth)
+{
+    double at[NGRID], ab[NGRID], t[NGRID], bu[NGRID];
+    iso_cost iso[NGRID];
+    for (size_t k = 0; k < np; k++)
+        at[k] = ab[k] = INFINITY;
+    unsigned hi = bmax > params->max_batch ? bmax : params->max_batch;
+    for (unsigned b = 1; b <= hi; b++) { /* the anchors */
+        if (!fixed_shape(params, lim, b, 1))
+            continue;
+        isolations(params, o, pts, np, b, iso);
+        for (unsigned d = 1; d <= lim; d++) {
+            if (!fixed_shape(params, lim, b, d))
+                continue;
+            at_points(params, o, pts, np, iso, b, d, t, bu);
+            for (size_t k = 0; k < np; k++)
+                if (t[k] < at[k]) {
+                    at[k] = t[k];
+                    ab[k] = bu[k];
+                }
+        }
+    }
+    /*
+     * Two passes: the least expected excess and the least expected time of
+     * the shapes that have it; then among those within BAND of that time,
+     * the fewest expected builds.
+     */
+    double fastest = INFINITY, least = INFINITY, least_t = INFINITY, pick_b = INFINITY;
+    double pick_t = INFINITY, in_x = INFINITY, in_t = INFINITY, in_b = INFINITY;
+    *batch = 1;
+    *depth = 1;
+    for (int pass = 0; pass < 2; pass++)
+        for (unsigned b = 1; b <= hi; b++) {
+            if (b > bmax && !fixed_shape(params, lim, b, 1))
+                continue;
+            isolations(params, o, pts, np, b, iso);
+            for (unsigned d = 1; d <= lim; d++) {
+                at_points(params, o, pts, np, iso, b, d, t, bu);
+                double x = 0.0, et = 0.0, eb = 0.0;
+                for (size_t k = 0; k < np; k++) {
+                    double over_t = t[k] / at[k] - 1.0 - bound_time;
+                    double over_b = bu[k] / ab[k] - 1.0 - bound_builds;
+                    double over = over_t > over_b ? over_t : over_b;
+                    x += w[k] * (over > 0.0 ? over / bound_time : 0.0);
+                    et += w[k] * t[k];
+                    eb += w[k] * bu[k];
+                }
+                if (pass == 0) {
+                    if (et < fastest)
+                        fastest = et;
+                    if (x < least - 1e-9 || (x <= least + 1e-9 && et < least_t)) {
+                        least = x;
+                        least_t = et;
+                    }
+                    if (b == o->batch && d == o->depth) {
+                        in_x = x;
+                        in_t = et;
+                        in_b = eb;
+                    }
+                } else if (x <= least + 1e-9 && et <= least_t * (1.0 + band) &&
+                           (eb < pick_b * (1.0 - 1e-9) ||
+                            (eb <= pick_b * (1.0 + 1e-9) && et < pick_t))) {
+                    pick_b = eb;
+                    pick_t = et;
+                    *batch = b;
+                    *depth = d;
+                }
+            }
+        }
+    if (o->batch > 0 && in_x <= least + keep && in_t <= pick_t * (1.0 + band) &&
+        in_b <= pick_b * (1.0 + 1e-9)) {
+        *batch = o->batch;
+        *depth = o->depth;
+    }
+    return fastest;
 }
 
 void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook *o, unsigned *batch,
@@ -408,13 +613,12 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
         break;
     }
     /*
-     * Adaptive: the shape with the least expected time per change on this
-     * executor (a deeper window costs time once its jobs exceed what the
-     * executor runs at once), the expectation taken over the posterior of p
-     * rather than at its mean (an uncertain estimate is not a low one: large
-     * batches are costly at the high rates it still allows); among shapes
-     * within 2% of the best, the fewest expected builds (the shape in use kept
-     * longer when it builds less: `hold`).  Each depth's time is
+     * Adaptive: the shape that least exceeds issue 21's bound against the
+     * fixed strategies (choice()) on this executor (a deeper window costs
+     * time once its jobs exceed what the executor runs at once), over the
+     * posterior of p rather than at its mean (an uncertain estimate is not a
+     * low one: large batches are costly at the high rates it still allows).
+     * Each depth's time is
      * the model's times the pace the gate measured there (gate_sched_clock):
      * where a deeper window decided changes slower than the model expected
      * (builds that slow each other in ways the jobs' timings do not show, the
@@ -428,47 +632,7 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
     double jobs = o->width; /* the work of a build, in its longest job */
     unsigned lim = maxd < params->slots ? maxd : params->slots;
     unsigned bmax = inv_sqrt_round(p / 16.0, params->max_batch);
-    *batch = 1;
-    *depth = 1;
-    /*
-     * Two passes over the shapes: the least expected time (and that shape's
-     * expected builds), then the one in use now (o->batch, o->depth: a shape
-     * that flips with every small move of the estimate cuts the queue into
-     * ever new candidates) while within `band` of it plus `hold` times the
-     * builds it saves against it, else, among the shapes within `band` of
-     * it, the fewest expected builds (the least time among equals).
-     */
-    bool kept = false;
-    double best_t = INFINITY, best_b = INFINITY, pick_b = INFINITY, pick_t = INFINITY;
-    for (int pass = 0; pass < 2; pass++)
-        for (unsigned b = 1; b <= bmax; b++) {
-            iso_cost iso[NGRID];
-            isolations(params, o, pts, np, b, iso);
-            for (unsigned d = 1; d <= lim; d++) {
-                double t = 0.0, bu = 0.0;
-                expect(params, o, pts, w, np, iso, b, d, &t, &bu, NULL);
-                t *= pace_at(o, d);
-                if (pass == 0) {
-                    if (t < best_t) {
-                        best_t = t;
-                        best_b = bu;
-                    }
-                } else if (!kept && b == o->batch && d == o->depth &&
-                           t <= best_t * (1.0 + band + hold * saved(bu, best_b))) {
-                    kept = true;
-                    *batch = b;
-                    *depth = d;
-                } else if (kept || t > best_t * (1.0 + band)) {
-                    continue;
-                } else if (bu < pick_b * (1.0 - 1e-9) ||
-                           (bu <= pick_b * (1.0 + 1e-9) && t < pick_t)) {
-                    pick_b = bu;
-                    pick_t = t;
-                    *batch = b;
-                    *depth = d;
-                }
-            }
-        }
+    double best_t = choice(params, o, pts, w, np, lim, bmax, batch, depth);
     /* single changes in the deepest window the executor runs at once, when as good (bound_time) */
     unsigned sd_depth = 1;
     while (sd_depth < lim && (double)(sd_depth + 1) * jobs <= o->parallel)

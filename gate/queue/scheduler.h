@@ -211,14 +211,17 @@ typedef struct gate_sched_stats {
     double p;                            /* estimated failure rate per change */
     unsigned batch;                      /* batch size the strategy uses now */
     unsigned depth;                      /* speculation depth the strategy uses now */
-    double parallel;  /* jobs the executor runs at once without slowing them (learned), now */
-    double machine;   /* the same with no other tenant (parallel: this less the others') */
-    double others;    /* the cores other tenants used lately (the newest timings' mean) */
-    unsigned jobs;    /* jobs in a build (configurations; learned from results) */
-    double width;     /* a build's work in units of its longest job (gate_cap_width) */
-    double fail_time; /* a failed build's time over a pass's (gate_cap_fail_cost) */
-    double fail_work; /* and its work over a pass's */
-    unsigned timed;   /* job timings in the estimate's window */
+    double parallel;   /* jobs the executor runs at once without slowing them (learned), now */
+    double machine;    /* the same with no other tenant (parallel: this less the others') */
+    double others;     /* the cores other tenants used lately (the newest timings' mean) */
+    unsigned jobs;     /* jobs in a build (configurations; learned from results) */
+    double width;      /* a build's work in units of its longest job (gate_cap_width) */
+    double fail_time;  /* a failed build's time over a pass's (gate_cap_fail_cost) */
+    double fail_work;  /* and its work over a pass's */
+    double retry_time; /* its retry's time over a pass's (gate_cap_retry_cost) */
+    double retry_work; /* and its work */
+    double flake;      /* the part of builds that failed spuriously (flake_rate) */
+    unsigned timed;    /* job timings in the estimate's window */
     /*
      * Per depth 1 .. GATE_SCHED_PACE_DEPTHS (deeper windows share the last):
      * the gate's measured time per change decided over the model's (1: none
@@ -431,6 +434,9 @@ typedef struct gate_sched_outlook {
     double width;          /* its work in units of its longest job (1 .. jobs: gate_cap_width) */
     double fail_time;      /* a failed build's time over a pass's, (0, 1] (0: 1) */
     double fail_work;      /* its work over a pass's, (0, 1] (0: 1): gate_cap_fail_cost */
+    double retry_time;     /* its retry's time over a pass's, (0, 1] (0: fail_time) */
+    double retry_work;     /* and work (0: fail_work): gate_cap_retry_cost */
+    double flake;          /* the part of builds that fail spuriously, [0, 1) */
     unsigned batch, depth; /* adaptive: the shape in use (0: none), kept while near the best */
     /* per depth (index depth - 1, the last for deeper): measured time over the model's; 0: 1 */
     double pace[GATE_SCHED_PACE_DEPTHS];
