@@ -444,11 +444,18 @@ typedef struct gate_sched_outlook {
 
 /*
  * The shape a strategy gives the window now: changes per new candidate and
- * candidates tested ahead of the tip (sched_strategy.c).  Adaptive minimises
- * the expected time per change decided over the posterior Beta(p n,
- * (1 - p) n) of the failure rate, a round of d candidates, each `width`
+ * candidates tested ahead of the tip (sched_strategy.c).  Adaptive takes
+ * the shape that least exceeds issue 21's bound (1.05 times the time, 1.1
+ * times the builds) against the fastest of the fixed strategies' shapes,
+ * expected over the posterior Beta(p n, (1 - p) n) of the failure rate;
+ * among those within 2% of the fastest, the fewest builds (the shape in use
+ * kept while about as good); then single changes in the deepest window the
+ * executor runs at once when as good.
+ * Each shape's time is the model's (a round of d candidates, each `width`
  * of its longest job in work, taking max(1, d width / parallel) times that
- * job alone (capacity.h), times the pace measured at depth d (o->pace).
+ * job alone: capacity.h; the isolation, retries and flakes as sched.c runs
+ * them) times the pace measured at depth d (o->pace).  docs/gate.md,
+ * Adaptive.
  */
 void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook *o, unsigned *batch,
                       unsigned *depth);
