@@ -149,8 +149,6 @@ struct gate_sched {
     unsigned jobs;                 /* jobs in a build: the configurations a first build ran */
     gate_sched_outlook shape_for;  /* what the cached shape is for (p 0: none) */
     unsigned shape_batch, shape_depth;
-    double shape_t;    /* the model's time per change for that shape (gate_sched_shape_time) */
-    double shape_pass; /* and per change landed, when none fails (gate_sched_shape_pass_time) */
     /*
      * The pace (gate_sched_clock): per depth, the time measured while it was
      * in use (ms: in units of a build's longest job alone when fitted, the
@@ -174,7 +172,8 @@ struct gate_sched {
     /*
      * A failure's episode (ep_on: from the first failed build after a
      * rejection to the next rejection): the time measured at each depth
-     * meanwhile, and the shape in use there.  A rejection's expected time
+     * meanwhile (the shape that ran there is pend_batch, pend_depth: every
+     * time counted at a depth since the episode began is in it).  A rejection's expected time
      * beyond a pass's (expected_of: the whole isolation's, retries and
      * failed builds) is split among the depths by that time, not by the
      * time since the last decision: the window often changes depth during
@@ -187,7 +186,6 @@ struct gate_sched {
      * the time of a window that happened to stay 2 deep).
      */
     double ep_time[GATE_SCHED_PACE_DEPTHS];
-    unsigned ep_batch[GATE_SCHED_PACE_DEPTHS], ep_depth[GATE_SCHED_PACE_DEPTHS];
     bool ep_on;
     double clock_ms;
     bool clock_set;
@@ -382,8 +380,6 @@ static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
         gate_sched_shape(&s->p, &o, &s->shape_batch, &s->shape_depth);
         if (was > 0 && s->shape_depth < was && s->clock_set)
             s->pace_life[pace_index(was)] *= 2.0;
-        s->shape_t = gate_sched_shape_time(&s->p, &o, s->shape_batch, s->shape_depth);
-        s->shape_pass = gate_sched_shape_pass_time(&s->p, &o, s->shape_batch, s->shape_depth);
         s->shape_for = o;
     }
     *batch = s->shape_batch;
@@ -483,23 +479,18 @@ static void observe(gate_sched *s, size_t n, bool bad)
                 ep_total > 0.0 ? (s->ep_time[i] + s->pace_pending[i]) / ep_total : share;
             if (!(share > 0.0) && !(ep_share > 0.0))
                 continue;
-            bool ran = s->pace_pending[i] > 0.0;
-            unsigned b = ran ? s->pend_batch[i] : now ? s->shape_batch : s->ep_batch[i];
-            unsigned d = ran ? s->pend_depth[i] : now ? s->shape_depth : s->ep_depth[i];
+            unsigned b = now ? s->shape_batch : s->pend_batch[i];
+            unsigned d = now ? s->shape_depth : s->pend_depth[i];
             double t = gate_sched_shape_time(&s->p, &o, b, d);
             double pass = gate_sched_shape_pass_time(&s->p, &o, b, d);
-            double all = expected_of(o.p, t, pass, n, bad), passes = (double)n * pass;
-            if (passes > all)
-                passes = all;
-            s->pace_expected[i] += passes * share + (all - passes) * ep_share;
+            double passes = (double)n * pass; /* expected_of is at least that */
+            s->pace_expected[i] +=
+                passes * share + (expected_of(o.p, t, pass, n, bad) - passes) * ep_share;
         }
     }
     for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++) {
-        if (s->ep_on && s->pace_pending[i] > 0.0) {
+        if (s->ep_on)
             s->ep_time[i] += s->pace_pending[i];
-            s->ep_batch[i] = s->pend_batch[i];
-            s->ep_depth[i] = s->pend_depth[i];
-        }
         s->pace_measured[i] += s->pace_pending[i];
         s->pace_pending[i] = 0.0;
     }
@@ -1259,8 +1250,6 @@ void gate_sched_inherit(gate_sched *to, const gate_sched *from)
     memcpy(to->pace_expected, from->pace_expected, sizeof(to->pace_expected));
     memcpy(to->pace_life, from->pace_life, sizeof(to->pace_life));
     memcpy(to->ep_time, from->ep_time, sizeof(to->ep_time));
-    memcpy(to->ep_batch, from->ep_batch, sizeof(to->ep_batch));
-    memcpy(to->ep_depth, from->ep_depth, sizeof(to->ep_depth));
     to->ep_on = from->ep_on;
     double told = to->cap.told;
     to->cap = from->cap;
