@@ -94,6 +94,85 @@ static void test_no_job_of_a_killed_unsandboxed_gate_runs_on(void **state)
     chaos_verdict("a job of a killed gate without a sandbox");
 }
 
+/* A stand-in for a job's process: `sleep 30` with the test's token and a marker naming the gate `by`. */
+static pid_t fake_job(pid_t by, unsigned long long by_start)
+{
+    char token[96], marker[96];
+    (void)snprintf(token, sizeof(token), "CHAOS_TOKEN=%s", cx.token);
+    (void)snprintf(marker, sizeof(marker), "KEEL_GATE_JOB=00000000deadbeef:%d:%llu", (int)by,
+                   by_start);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char *const argv[] = {"sleep", "30", NULL};
+        char *const envp[] = {token, marker, NULL};
+        execve("/bin/sleep", argv, envp);
+        _exit(127);
+    }
+    for (int i = 0; i < 2000; i++) { /* until its environment reads as the job's */
+        pid_t g = 0;
+        unsigned long long t = 0;
+        if (proc_job(pid, &g, &t) && g == by)
+            return pid;
+        sleep_ms(1);
+    }
+    fail_msg("the stand-in job %d never showed its environment", (int)pid);
+    return -1;
+}
+
+static void end_child(pid_t pid)
+{
+    (void)kill(pid, SIGKILL);
+    (void)waitpid(pid, NULL, 0);
+}
+
+/*
+ * The test's own watch (orphans_watch) on stand-ins: a process of the killed
+ * gate that the snapshot missed is the killed gate's, not the new one's (seen
+ * once in a make check: the snapshot read a job's shell in the middle of its
+ * execve and its `sleep` after, and the shell was taken for the new gate's
+ * job); a process whose marker names the running gate, while one of the
+ * killed gate's is alive, is the violation.  The watch before told the new
+ * gate's jobs by their ancestry: it said the first was a violation.
+ */
+static void test_watch_tells_the_jobs_of_each_gate(void **state)
+{
+    (void)state;
+    chaos_start(false);
+    (void)snprintf(cx.token, sizeof(cx.token), "keelchaoswatch%d", (int)getpid());
+    pid_t dead = fork(); /* the killed gate: a pid no longer running */
+    assert_true(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    cx.gate = fork(); /* the new gate */
+    assert_true(cx.gate >= 0);
+    if (cx.gate == 0) {
+        pause();
+        _exit(0);
+    }
+    pid_t seen = fake_job(dead, 12345);
+    orphans_snapshot();
+    assert_int_equal(cx.norphans, 1);
+    pid_t missed = fake_job(dead, 12345);
+    orphans_watch(); /* no job of the new gate: nothing ran alongside */
+    unsigned after_missed = cx.violations;
+    end_child(seen);
+    unsigned long long gate_start = proc_start(cx.gate, NULL);
+    assert_true(gate_start > 0);
+    pid_t mine = fake_job(cx.gate, gate_start);
+    orphans_watch(); /* the missed one still runs: it ran alongside */
+    unsigned after_mine = cx.violations;
+    end_child(mine);
+    end_child(missed);
+    end_child(cx.gate);
+    cx.gate = 0;
+    cx.violations = 0;
+    cx.report_len = 0;
+    assert_int_equal(after_missed, 0);
+    assert_int_equal(after_mine, 1);
+}
+
 /* The mirror and the store removed: the URL as before its first use. */
 static void forget_mirror(void)
 {
@@ -278,6 +357,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_conflict_in_a_batch_is_a_conflict, chaos_teardown),
         cmocka_unit_test_teardown(test_no_job_of_a_killed_gate_runs_on, chaos_teardown),
         cmocka_unit_test_teardown(test_no_job_of_a_killed_unsandboxed_gate_runs_on, chaos_teardown),
+        cmocka_unit_test_teardown(test_watch_tells_the_jobs_of_each_gate, chaos_teardown),
         cmocka_unit_test_teardown(test_kill_while_making_the_mirror, chaos_teardown),
         cmocka_unit_test_teardown(test_first_submits_at_once_through_a_url, chaos_teardown),
         cmocka_unit_test_teardown(test_stale_locks_in_the_mirror, chaos_teardown),
