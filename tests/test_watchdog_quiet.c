@@ -201,8 +201,10 @@ static void check_ended_after(const char *section, double at_least)
     if (e < r)
         fail_msg("'%s' (report %d) came before '%s' (report %d)", seen[e].message, e,
                  seen[r].message, r);
+    /* the report says it to a tenth of a millisecond (%.1f, rounded): 151.2 for a section of
+     * 151.24 ms that the test timed at 151.23 (seen once in a make check) */
     double total = strtod(strstr(seen[e].message, "ended after ") + strlen("ended after "), NULL);
-    if (total < at_least)
+    if (total + 0.05 < at_least)
         fail_msg("%s: %.1f ms is less than the section's real %.1f ms", seen[e].message, total,
                  at_least);
 }
