@@ -48,8 +48,10 @@
  * that one learned (gate_sched_remember, gate_sched_recall: what keel-gate
  * keeps in its store across runs), against the same anchor;
  * build/release/bench_gate --trace E,P,F [--seeds N] [--first-seed S]: that
- * workload per seed, adaptive's shape at each change of it (and every
- * strategy's makespan and builds);
+ * workload per seed, adaptive's shape at each change of it with what it
+ * was chosen on (the estimate, the capacity, the pace per depth, what a
+ * failure and its retry cost, the flake rate), and every strategy's
+ * makespan and builds;
  * build/release/bench_gate --model E,P,F [--seeds N] [--first-seed S]: that
  * workload's bad sets (20 seeds unless given) run by every shape b x d (b in
  * 1, 2, 3, 4, 6, 8, d in 1..4) as a fixed speculative-batch strategy: its
@@ -297,9 +299,11 @@ static void trace(const gate_sched *s, double t, gate_sched_stats *last)
     if (gs.batch == last->batch && gs.depth == last->depth)
         return;
     printf("  %7.1f T: %3llu decided, %4llu builds, p %.3f: %ux%u (jobs at once %.1f, width "
-           "%.2f, pace d1 %.2f d2 %.2f d4 %.2f)\n",
+           "%.2f, pace d1 %.2f d2 %.2f d4 %.2f; a failure %.2f time %.2f work, its retry %.2f "
+           "%.2f; flakes %.3f)\n",
            t, gs.landed + gs.rejected, gs.builds, gs.p, gs.batch, gs.depth, gs.parallel, gs.width,
-           gs.pace[0], gs.pace[1], gs.pace[3]);
+           gs.pace[0], gs.pace[1], gs.pace[3], gs.fail_time, gs.fail_work, gs.retry_time,
+           gs.retry_work, gs.flake);
     *last = gs;
 }
 
