@@ -147,11 +147,15 @@ static void test_pool_measures_load(void **state)
     gate_pool *p = NULL;
     assert_true(keel_ok(gate_pool_new(2, &p)));
     static char *const sleep_argv[] = {"/bin/sleep", "0.3", NULL};
+    /* a work tree of its own: /tmp itself, measured against the default disk limit, held
+     * 16 GB on a machine where this test then failed with "limit" (session 25) */
+    char dir[64] = "/tmp/keel-test-capacity-XXXXXX";
+    assert_non_null(mkdtemp(dir));
     gate_job_run jobs[3];
     for (int i = 0; i < 3; i++) {
         memset(&jobs[i], 0, sizeof(jobs[i]));
         jobs[i].job_id = i + 1;
-        (void)snprintf(jobs[i].dir, sizeof(jobs[i].dir), "/tmp");
+        (void)snprintf(jobs[i].dir, sizeof(jobs[i].dir), "%s", dir);
         (void)snprintf(jobs[i].log, sizeof(jobs[i].log), "/tmp/keel-test-capacity-%d-%d.log",
                        (int)getpid(), i);
         jobs[i].test = sleep_argv;
@@ -175,6 +179,7 @@ static void test_pool_measures_load(void **state)
     assert_true(jobs[1].load > 1.6 && jobs[1].load <= 2.0 + 1e-9);
     assert_true(jobs[2].load >= 1.0 - 1e-9 && jobs[2].load < 1.1);
     gate_pool_delete(p);
+    (void)rmdir(dir);
 }
 
 /*
