@@ -13,6 +13,7 @@
 #include "testutil.h"
 
 #include "capacity.h"
+#include "sched_int.h"
 #include "scheduler.h"
 
 /* The bench's free executor: 2 configurations (b 0.8 of a), not limited, a window of 4. */
@@ -390,6 +391,70 @@ static void test_isolation_holds_a_shallow_window(void **state)
     assert_true(depth >= 3);
 }
 
+/*
+ * The sizes searched: every one up to GATE_SCHED_LADDER_ALL, then steps of
+ * at most an eighth, the limit and the sizes asked for, in order, within
+ * GATE_SCHED_LADDER_MAX (max-batch 1024: 61 sizes and the ones asked for,
+ * where every size, 1024 x 256 shapes, took seconds a choice).
+ */
+static void test_ladder_sizes(void **state)
+{
+    (void)state;
+    unsigned v[GATE_SCHED_LADDER_MAX];
+    size_t n = gate__sched_ladder(8, NULL, 0, v);
+    assert_int_equal(n, 8);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(v[i], i + 1);
+    const unsigned also[] = {512, 1024, 700, 0, 2000};
+    n = gate__sched_ladder(1024, also, 5, v);
+    assert_true(n <= GATE_SCHED_LADDER_MAX);
+    for (size_t i = 0; i < GATE_SCHED_LADDER_ALL; i++)
+        assert_int_equal(v[i], i + 1);
+    bool has512 = false, has700 = false;
+    for (size_t i = 0; i + 1 < n; i++) {
+        assert_true(v[i] < v[i + 1]);
+        assert_true(v[i + 1] <= (unsigned)ceil((double)v[i] * 1.125));
+        has512 |= v[i] == 512;
+        has700 |= v[i] == 700;
+    }
+    assert_true(has512 && has700);
+    assert_int_equal(v[n - 1], 1024);
+    assert_true(n < 70); /* not every size */
+    n = gate__sched_ladder(1, also, 5, v);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0], 1);
+}
+
+/* Around the pick, every size from its neighbour below to its neighbour above, within 32 of it. */
+static void test_sizes_around_the_pick(void **state)
+{
+    (void)state;
+    unsigned v[GATE_SCHED_LADDER_MAX], box[GATE_SCHED_REFINE_MAX + 1];
+    size_t n = gate__sched_ladder(256, NULL, 0, v);
+    assert_int_equal(gate__sched_around(v, n, 5, box), 3); /* 4, 5, 6: no size skipped */
+    assert_int_equal(box[0], 4);
+    assert_int_equal(box[2], 6);
+    assert_int_equal(gate__sched_around(v, n, 43, box), 0); /* not on the ladder */
+    assert_int_equal(gate__sched_around(v, n, 1, box), 2);  /* 1, 2 */
+    unsigned lo = 0, hi = 0;                                /* 47's neighbours */
+    for (size_t i = 1; i + 1 < n; i++)
+        if (v[i] == 47) {
+            lo = v[i - 1];
+            hi = v[i + 1];
+        }
+    assert_true(lo > 0 && lo < 46 && hi > 48);
+    size_t k = gate__sched_around(v, n, 47, box);
+    assert_int_equal(k, hi - lo + 1);
+    for (size_t i = 0; i < k; i++)
+        assert_int_equal(box[i], lo + i);
+    n = gate__sched_ladder(1024, NULL, 0, v); /* at the top, the step below is wider than 32 */
+    assert_true(1024 - v[n - 2] > GATE_SCHED_REFINE_MAX / 2);
+    k = gate__sched_around(v, n, 1024, box);
+    assert_int_equal(k, GATE_SCHED_REFINE_MAX / 2 + 1);
+    assert_int_equal(box[0], 1024 - GATE_SCHED_REFINE_MAX / 2);
+    assert_int_equal(box[k - 1], 1024);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +464,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_serial_when_as_good),
         cmocka_unit_test(test_quick_failures_speculate_more),
         cmocka_unit_test(test_isolation_holds_a_shallow_window),
+        cmocka_unit_test(test_ladder_sizes),
+        cmocka_unit_test(test_sizes_around_the_pick),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

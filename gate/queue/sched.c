@@ -363,6 +363,15 @@ static bool same_pace(const double *a, const double *b)
     return true;
 }
 
+/* Would gate_sched_shape choose for `o` what it chose for `c`: the same inputs but the queue's length? */
+static bool same_inputs(const gate_sched_outlook *o, const gate_sched_outlook *c)
+{
+    return o->p == c->p && o->n == c->n && o->parallel == c->parallel && o->jobs == c->jobs &&
+           o->width == c->width && o->fail_time == c->fail_time && o->fail_work == c->fail_work &&
+           o->retry_time == c->retry_time && o->retry_work == c->retry_work &&
+           o->flake == c->flake && same_pace(o->pace, c->pace);
+}
+
 /*
  * The strategy's shape for the current estimates (cached: it changes only
  * with them; the queue's length is not among its inputs).
@@ -371,11 +380,7 @@ static void shape(gate_sched *s, unsigned *batch, unsigned *depth)
 {
     gate_sched_outlook o;
     outlook(s, &s->cap, &o);
-    const gate_sched_outlook *c = &s->shape_for;
-    if (o.p != c->p || o.n != c->n || o.parallel != c->parallel || o.jobs != c->jobs ||
-        o.width != c->width || o.fail_time != c->fail_time || o.fail_work != c->fail_work ||
-        o.retry_time != c->retry_time || o.retry_work != c->retry_work || o.flake != c->flake ||
-        !same_pace(o.pace, c->pace)) {
+    if (!same_inputs(&o, &s->shape_for)) {
         unsigned was = s->shape_depth;
         gate_sched_shape(&s->p, &o, &s->shape_batch, &s->shape_depth);
         if (was > 0 && s->shape_depth < was && s->clock_set)
@@ -1329,8 +1334,9 @@ void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out)
     gate_cap cap = s->cap; /* the fit is cached in it: a copy, s is const here */
     gate_sched_outlook o;
     outlook(s, &cap, &o);
-    unsigned batch = 1, depth = 1;
-    gate_sched_shape(&s->p, &o, &batch, &depth);
+    unsigned batch = s->shape_batch, depth = s->shape_depth;
+    if (batch == 0 || !same_inputs(&o, &s->shape_for)) /* else shape()'s: the loop asks often */
+        gate_sched_shape(&s->p, &o, &batch, &depth);
     out->p = o.p;
     out->batch = batch;
     out->depth = depth;

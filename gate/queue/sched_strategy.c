@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "capacity.h"
+#include "sched_int.h"
 
 /* round(1 / sqrt(p)) clamped to [1, hi]: the largest b with (b - 1/2)^2 p <= 1. */
 static unsigned inv_sqrt_round(double p, unsigned hi)
@@ -284,6 +285,15 @@ enum { NGRID = 48 };
 static const double plo = 1e-4, phi = 0.95, point_n = 1e4;
 
 /*
+ * Points of the posterior weighing less than this are left out: all of them
+ * together weigh less than NGRID times it, far below the 1e-9 within which
+ * choice() takes two expectations for equal (a posterior of n = 50 changes
+ * has about a third of the grid above it, so the model runs a third as
+ * often).
+ */
+static const double negligible = 1e-13;
+
+/*
  * Adaptive: the shape in use is kept while its expected excess over the
  * bound (choice()) is within KEEP of the least (in units of the bound's
  * time, 5%) and its expected time within BAND of that shape's: a shape that
@@ -328,9 +338,15 @@ static size_t posterior(double p, double n, double *pts, double *w)
         w[k] = exp(w[k] - lmax);
         sum += w[k];
     }
-    for (size_t k = 0; k < NGRID; k++)
+    size_t np = 0;
+    for (size_t k = 0; k < NGRID; k++) {
         w[k] /= sum;
-    return NGRID;
+        if (w[k] >= negligible) { /* the rest weighs too little to move any comparison */
+            pts[np] = pts[k];
+            w[np++] = w[k];
+        }
+    }
+    return np;
 }
 
 /* A failed build's time and work over a pass's, (0, 1] (1 when none is known). */
@@ -485,6 +501,145 @@ static bool fixed_shape(const gate_sched_params *params, unsigned lim, unsigned 
 }
 
 /*
+ * The ladders of sizes adaptive searches (sched_int.h): every size where the
+ * model's time moves much from one to the next, about six to an octave
+ * above (at max-batch 1024 and depth 256, 61 batch sizes and 49 depths
+ * instead of every one of 1024 x 256: seconds a choice), then the shapes
+ * between the pick's neighbours on both (choice()).
+ */
+enum {
+    LADDER_ALL = GATE_SCHED_LADDER_ALL,
+    LADDER_MAX = GATE_SCHED_LADDER_MAX,
+    REFINE_MAX = GATE_SCHED_REFINE_MAX
+};
+static const double ladder_step = 1.125;
+
+size_t gate__sched_ladder(unsigned hi, const unsigned *also, size_t nalso, unsigned *out)
+{
+    size_t n = 0;
+    for (unsigned v = 1; v <= hi && n < LADDER_MAX - nalso - 1;) {
+        out[n++] = v;
+        unsigned next = v < LADDER_ALL ? v + 1 : (unsigned)ceil((double)v * ladder_step);
+        v = next > v ? next : v + 1;
+    }
+    if (n > 0 && out[n - 1] != hi)
+        out[n++] = hi;
+    for (size_t a = 0; a < nalso; a++) {
+        unsigned v = also[a];
+        size_t at = 0;
+        while (at < n && out[at] < v)
+            at++;
+        if (v < 1 || v > hi || (at < n && out[at] == v))
+            continue;
+        for (size_t k = n; k > at; k--)
+            out[k] = out[k - 1];
+        out[at] = v;
+        n++;
+    }
+    return n;
+}
+
+/* (sched_int.h) */
+size_t gate__sched_around(const unsigned *v, size_t n, unsigned pick, unsigned *out)
+{
+    size_t i = 0;
+    while (i < n && v[i] != pick)
+        i++;
+    if (i == n)
+        return 0;
+    unsigned lo = i > 0 ? v[i - 1] : pick, hi = i + 1 < n ? v[i + 1] : pick;
+    unsigned from = pick - lo > REFINE_MAX / 2 ? pick - REFINE_MAX / 2 : lo;
+    unsigned to = hi - pick > REFINE_MAX / 2 ? pick + REFINE_MAX / 2 : hi;
+    size_t k = 0;
+    for (unsigned x = from; x <= to; x++)
+        out[k++] = x;
+    return k;
+}
+
+/* Sizes bs x ds, in order: shapes choice() judges. */
+typedef struct space {
+    const unsigned *bs, *ds;
+    size_t nb, nd;
+} space;
+
+static bool in_sizes(const unsigned *v, size_t n, unsigned x)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == x)
+            return true;
+    return false;
+}
+
+/*
+ * What choice()'s passes found so far: the least expected time (fastest),
+ * the least expected excess and the least expected time of the shapes that
+ * have it (pass 0); the fewest expected builds among those within BAND of
+ * that time, its time and the shape (pass 1); the shape in use's figures.
+ */
+typedef struct judging {
+    double fastest, least, least_t, pick_b, pick_t, in_x, in_t, in_b;
+    unsigned batch, depth;
+} judging;
+
+/*
+ * One pass (0 or 1) of choice() over the shapes of `sp` but those of `skip`
+ * (NULL: none), against the anchors at[], ab[] at each point, into *j.
+ */
+static void sweep(const gate_sched_params *params, const gate_sched_outlook *o, const double *pts,
+                  const double *w, size_t np, const double *at, const double *ab, const space *sp,
+                  const space *skip, unsigned lim, unsigned bmax, int pass, judging *j)
+{
+    double t[NGRID], bu[NGRID];
+    iso_cost iso[NGRID];
+    for (size_t bi = 0; bi < sp->nb; bi++) {
+        unsigned b = sp->bs[bi];
+        if (b > bmax && !fixed_shape(params, lim, b, 1))
+            continue;
+        bool b_done = skip != NULL && in_sizes(skip->bs, skip->nb, b);
+        bool iso_made = false;
+        for (size_t di = 0; di < sp->nd; di++) {
+            unsigned d = sp->ds[di];
+            if (b_done && in_sizes(skip->ds, skip->nd, d))
+                continue;
+            if (!iso_made) {
+                isolations(params, o, pts, np, b, iso);
+                iso_made = true;
+            }
+            at_points(params, o, pts, np, iso, b, d, t, bu);
+            double x = 0.0, et = 0.0, eb = 0.0;
+            for (size_t k = 0; k < np; k++) {
+                double over_t = t[k] / at[k] - 1.0 - bound_time;
+                double over_b = bu[k] / ab[k] - 1.0 - bound_builds;
+                double over = over_t > over_b ? over_t : over_b;
+                x += w[k] * (over > 0.0 ? over / bound_time : 0.0);
+                et += w[k] * t[k];
+                eb += w[k] * bu[k];
+            }
+            if (pass == 0) {
+                if (et < j->fastest)
+                    j->fastest = et;
+                if (x < j->least - 1e-9 || (x <= j->least + 1e-9 && et < j->least_t)) {
+                    j->least = x;
+                    j->least_t = et;
+                }
+                if (b == o->batch && d == o->depth) {
+                    j->in_x = x;
+                    j->in_t = et;
+                    j->in_b = eb;
+                }
+            } else if (x <= j->least + 1e-9 && et <= j->least_t * (1.0 + band) &&
+                       (eb < j->pick_b * (1.0 - 1e-9) ||
+                        (eb <= j->pick_b * (1.0 + 1e-9) && et < j->pick_t))) {
+                j->pick_b = eb;
+                j->pick_t = et;
+                j->batch = b;
+                j->depth = d;
+            }
+        }
+    }
+}
+
+/*
  * Adaptive's choice (gate_sched_shape): at each point of the posterior of p,
  * the anchor is the fixed strategies' shape (fixed_shape) the model finds
  * fastest there, and a shape's excess over issue 21's bound is how much its
@@ -528,59 +683,48 @@ static double choice(const gate_sched_params *params, const gate_sched_outlook *
                 }
         }
     }
+    unsigned bs[LADDER_MAX], ds[LADDER_MAX];
+    unsigned half = params->max_batch / 2 > 1 ? params->max_batch / 2 : 1;
+    const unsigned b_also[] = {half, params->max_batch, o->batch}, d_also[] = {lim, o->depth};
+    space lad = {bs, ds, gate__sched_ladder(hi, b_also, 3, bs),
+                 gate__sched_ladder(lim, d_also, 2, ds)};
+    judging j = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY,
+                 INFINITY, INFINITY, INFINITY, 1,        1};
+    sweep(params, o, pts, w, np, at, ab, &lad, NULL, lim, bmax, 0, &j);
+    sweep(params, o, pts, w, np, at, ab, &lad, NULL, lim, bmax, 1, &j);
     /*
-     * Two passes: the least expected excess and the least expected time of
-     * the shapes that have it; then among those within BAND of that time,
-     * the fewest expected builds.
+     * Where the ladders skip sizes: the box of every size between the pick's
+     * neighbours on each (gate__sched_around).  When it holds a shape of less
+     * excess, or of the least excess in less time, what is within BAND
+     * changes and the ladder's shapes are judged again with it; else only the
+     * box's are, against the pick.
      */
-    double fastest = INFINITY, least = INFINITY, least_t = INFINITY, pick_b = INFINITY;
-    double pick_t = INFINITY, in_x = INFINITY, in_t = INFINITY, in_b = INFINITY;
-    *batch = 1;
-    *depth = 1;
-    for (int pass = 0; pass < 2; pass++)
-        for (unsigned b = 1; b <= hi; b++) {
-            if (b > bmax && !fixed_shape(params, lim, b, 1))
-                continue;
-            isolations(params, o, pts, np, b, iso);
-            for (unsigned d = 1; d <= lim; d++) {
-                at_points(params, o, pts, np, iso, b, d, t, bu);
-                double x = 0.0, et = 0.0, eb = 0.0;
-                for (size_t k = 0; k < np; k++) {
-                    double over_t = t[k] / at[k] - 1.0 - bound_time;
-                    double over_b = bu[k] / ab[k] - 1.0 - bound_builds;
-                    double over = over_t > over_b ? over_t : over_b;
-                    x += w[k] * (over > 0.0 ? over / bound_time : 0.0);
-                    et += w[k] * t[k];
-                    eb += w[k] * bu[k];
-                }
-                if (pass == 0) {
-                    if (et < fastest)
-                        fastest = et;
-                    if (x < least - 1e-9 || (x <= least + 1e-9 && et < least_t)) {
-                        least = x;
-                        least_t = et;
-                    }
-                    if (b == o->batch && d == o->depth) {
-                        in_x = x;
-                        in_t = et;
-                        in_b = eb;
-                    }
-                } else if (x <= least + 1e-9 && et <= least_t * (1.0 + band) &&
-                           (eb < pick_b * (1.0 - 1e-9) ||
-                            (eb <= pick_b * (1.0 + 1e-9) && et < pick_t))) {
-                    pick_b = eb;
-                    pick_t = et;
-                    *batch = b;
-                    *depth = d;
-                }
-            }
+    unsigned rb[REFINE_MAX + 1], rd[REFINE_MAX + 1];
+    space box = {rb, rd, gate__sched_around(bs, lad.nb, j.batch, rb),
+                 gate__sched_around(ds, lad.nd, j.depth, rd)};
+    bool gaps = false;
+    for (size_t i = 0; i < box.nb; i++)
+        gaps |= !in_sizes(bs, lad.nb, rb[i]);
+    for (size_t i = 0; i < box.nd; i++)
+        gaps |= !in_sizes(ds, lad.nd, rd[i]);
+    if (gaps) {
+        double least = j.least, least_t = j.least_t;
+        sweep(params, o, pts, w, np, at, ab, &box, &lad, lim, bmax, 0, &j);
+        if (j.least != least || j.least_t != least_t) {
+            j.pick_b = j.pick_t = INFINITY;
+            j.batch = j.depth = 1;
+            sweep(params, o, pts, w, np, at, ab, &lad, NULL, lim, bmax, 1, &j);
         }
-    if (o->batch > 0 && in_x <= least + keep && in_t <= pick_t * (1.0 + band) &&
-        in_b <= pick_b * (1.0 + 1e-9)) {
-        *batch = o->batch;
-        *depth = o->depth;
+        sweep(params, o, pts, w, np, at, ab, &box, &lad, lim, bmax, 1, &j);
     }
-    return fastest;
+    if (o->batch > 0 && j.in_x <= j.least + keep && j.in_t <= j.pick_t * (1.0 + band) &&
+        j.in_b <= j.pick_b * (1.0 + 1e-9)) {
+        j.batch = o->batch;
+        j.depth = o->depth;
+    }
+    *batch = j.batch;
+    *depth = j.depth;
+    return j.fastest;
 }
 
 void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook *o, unsigned *batch,
@@ -625,7 +769,8 @@ void gate_sched_shape(const gate_sched_params *params, const gate_sched_outlook 
      * gate's own work per build, isolations the window could not overlap), it
      * counts for what it did.  Batches are searched
      * up to about 4/sqrt(p) (the classic 1/sqrt(p) is the optimum of a single
-     * batch), depths up to min(slots, max-depth).
+     * batch), depths up to min(slots, max-depth), on the ladders of sizes
+     * (gate__sched_ladder, then gate__sched_around the pick).
      */
     double pts[NGRID], w[NGRID];
     size_t np = posterior(p, o->n, pts, w);

@@ -417,6 +417,11 @@ void gate_sched_recall_flaky(gate_sched *s, const gate_sched_flaky *e, size_t n)
 /* The oldest decision not yet taken: false when there is none. */
 bool gate_sched_poll(gate_sched *s, gate_sched_decision *out);
 
+/*
+ * What it has done and the shape it uses now: the one gate_sched_next last
+ * cut by when nothing it chose on changed since (the gate's loop asks at
+ * every turn), else the strategy's choice for the estimates of now.
+ */
 void gate_sched_stats_get(const gate_sched *s, gate_sched_stats *out);
 /* Its pace at `depth` (0: depth 1's; deeper than the last: the last's). */
 double gate_sched_stats_pace(const gate_sched_stats *st, unsigned depth);
