@@ -24,6 +24,18 @@ static inline double bench_uniform(unsigned long long *x)
     return (double)(bench_splitmix64(x) >> 11) / 9007199254740992.0;
 }
 
+/* v[0 .. n) in increasing order (for medians and percentiles). */
+static inline int bench_by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static inline void bench_sort(double *v, size_t n)
+{
+    qsort(v, n, sizeof(v[0]), bench_by_value);
+}
+
 static inline double bench_now_ns(void)
 {
     struct timespec ts;

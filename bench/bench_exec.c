@@ -44,12 +44,6 @@ static double cpu_ns(void)
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e3;
 }
 
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y ? 1 : 0;
-}
-
 static double at(const double *sorted, int n, double q)
 {
     int i = (int)(q * (double)(n - 1) + 0.5);
@@ -125,7 +119,7 @@ int main(int argc, char **argv)
            "|---|---|---|---|---|---|\n");
     double plain = 0.0;
     for (int w = 0; w < WAYS; w++) {
-        qsort(lat[w], (size_t)n, sizeof(double), by_value);
+        bench_sort(lat[w], (size_t)n);
         double med = at(lat[w], n, 0.5);
         if (w == 0)
             plain = med;

@@ -242,16 +242,10 @@ static void run(const params *p, long long interval_min, unsigned long long seed
     }
 }
 
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* The median and range of v[0..n-1] (sorted here) as "median [min, max]", `digits` decimals. */
 static void summary(double *v, int n, char *out, size_t size, int digits)
 {
-    qsort(v, (size_t)n, sizeof(v[0]), by_value);
+    bench_sort(v, (size_t)n);
     double med = n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
     (void)snprintf(out, size, "%.*f [%.*f, %.*f]", digits, med, digits, v[0], digits, v[n - 1]);
 }

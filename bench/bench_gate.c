@@ -527,16 +527,10 @@ static void table(void)
     printf("scheduler CPU per landed change, worst run: %.1f us (goal < 50 ms)\n", worst_cpu);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y ? 1 : 0;
-}
-
 /* The mean of the worst tenth (the largest) of v[0 .. n), sorted here. */
 static double worst_tenth(double *v, unsigned n)
 {
-    qsort(v, n, sizeof(double), cmp_double);
+    bench_sort(v, n);
     unsigned k = (n + 9) / 10;
     double sum = 0.0;
     for (unsigned i = n - k; i < n; i++)
@@ -547,7 +541,7 @@ static double worst_tenth(double *v, unsigned n)
 /* The 90th percentile of v[0 .. n), sorted here. */
 static double p90(double *v, unsigned n)
 {
-    qsort(v, n, sizeof(double), cmp_double);
+    bench_sort(v, n);
     return v[(size_t)((double)(n - 1) * 0.9)];
 }
 

@@ -32,12 +32,6 @@ enum {
     ROUNDS = 5
 };
 
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* The median of ROUNDS timed calls, in ms; the shape chosen. */
 static double one(const setting *st, double p, unsigned *batch, unsigned *depth)
 {
@@ -61,7 +55,7 @@ static double one(const setting *st, double p, unsigned *batch, unsigned *depth)
         gate_sched_shape(&prm, &o, batch, depth);
         ms[r] = (bench_now_ns() - t0) / 1e6;
     }
-    qsort(ms, ROUNDS, sizeof(ms[0]), by_value);
+    bench_sort(ms, ROUNDS);
     return ms[ROUNDS / 2];
 }
 
