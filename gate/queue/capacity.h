@@ -112,8 +112,9 @@ void gate_cap_observe_failed(gate_cap *c, const char *config, double ms, double 
  * prior in both counted it twice (inih's replay: 6 builds failing at a
  * compile error in 0.02 of a pass were priced 0.45 of one, each pulled to
  * 0.27 by this prior and the mean pulled again by the builds').  Failures
- * before any pass of it in the window are not judged: not counted.  Flakes and bad
- * changes count alike: both are what a failure costs.  A broken change's
+ * before any pass of it in the window are not judged: not counted, nor are
+ * failures found to be flakes (gate_cap_flaked: a flake's cost is its
+ * retry, which the scheduler counts apart).  A broken change's
  * build failing at its first compile error in 0.1 s where it passes in 4 s:
  * 0.025.
  */

@@ -118,7 +118,7 @@ static const double overlap = 0.6;
  * The isolation's steps, in time (iso_path): a build alone (one), one that
  * passes beside a failing build (pair: round_fail of 1 of 2), a build that
  * goes out in the window's next round (slot: the round's span over its
- * depth), a failed build's time over a pass's (fail).
+ * depth), a failed build's time over a pass's (fail) and its retry's (retry).
  */
 typedef struct iso_steps {
     double one, pair, slot, fail, retry;
