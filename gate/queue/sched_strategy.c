@@ -494,10 +494,14 @@ static void at_points(const gate_sched_params *params, const gate_sched_outlook 
  * batches of 1, max-batch and half of it, one at a time or in the deepest
  * window the slots allow (serial, batch, speculative, speculative batch).
  */
+static unsigned half_batch(const gate_sched_params *params)
+{
+    return params->max_batch / 2 > 1 ? params->max_batch / 2 : 1;
+}
+
 static bool fixed_shape(const gate_sched_params *params, unsigned lim, unsigned b, unsigned d)
 {
-    unsigned half = params->max_batch / 2 > 1 ? params->max_batch / 2 : 1;
-    return (b == 1 || b == half || b == params->max_batch) && (d == 1 || d == lim);
+    return (b == 1 || b == half_batch(params) || b == params->max_batch) && (d == 1 || d == lim);
 }
 
 /*
@@ -684,8 +688,8 @@ static double choice(const gate_sched_params *params, const gate_sched_outlook *
         }
     }
     unsigned bs[LADDER_MAX], ds[LADDER_MAX];
-    unsigned half = params->max_batch / 2 > 1 ? params->max_batch / 2 : 1;
-    const unsigned b_also[] = {half, params->max_batch, o->batch}, d_also[] = {lim, o->depth};
+    const unsigned b_also[] = {half_batch(params), params->max_batch, o->batch};
+    const unsigned d_also[] = {lim, o->depth};
     space lad = {bs, ds, gate__sched_ladder(hi, b_also, 3, bs),
                  gate__sched_ladder(lim, d_also, 2, ds)};
     judging j = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY,
