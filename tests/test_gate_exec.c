@@ -564,6 +564,86 @@ static void test_sandbox_limits(void **state)
     assert_true(o.elapsed_ms < 5000);
 }
 
+/*
+ * Processes in the PID namespace named `ns` ("pid:[...]") that are not
+ * zombies: its init, when it has exited, waits there to be reaped by the
+ * machine's (its parent, bwrap's monitor, is gone), the rest with it.
+ */
+static unsigned in_namespace(const char *ns)
+{
+    unsigned n = 0;
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        char path[300], link[64];
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        (void)snprintf(path, sizeof(path), "/proc/%s/ns/pid", e->d_name);
+        ssize_t got = readlink(path, link, sizeof(link) - 1);
+        if (got <= 0)
+            continue;
+        link[got] = '\0';
+        char state = '?';
+        (void)snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f != NULL && fscanf(f, "%*d (%*[^)]) %c", &state) != 1)
+            state = '?';
+        if (f != NULL)
+            fclose(f);
+        n += strcmp(link, ns) == 0 && state != 'Z' && state != '?' ? 1u : 0u;
+    }
+    closedir(d);
+    return n;
+}
+
+/*
+ * When a sandboxed job stopped by the gate has ended, nothing of it is left,
+ * not even a process still exiting: the next job starts on a machine it no
+ * longer holds (its processes still counted against a user's or a cgroup's
+ * limit would refuse the next job's forks).  Here a process of 300 MB that
+ * closed its output takes a while to free its memory when it is killed,
+ * after the output's pipe has closed; the gate stops the job for its output.
+ * With a cgroup and, in devel builds, without one (its processes counted in
+ * its PID namespace).
+ */
+static void test_sandbox_gone_at_its_end(void **state)
+{
+    (void)state;
+    sb_need();
+    sb_policy.limits.output = 64ull << 10;
+    for (int none = 0; none <= KEEL_DEVEL; none++) {
+        char ns_file[128], ready[128];
+        (void)snprintf(ns_file, sizeof(ns_file), "%s/ns", sb_work);
+        (void)snprintf(ready, sizeof(ready), "%s/ready", sb_work);
+        (void)unlink(ns_file);
+        (void)unlink(ready);
+        if (none)
+            fx_ok(keel_stress_enable("gate_exec.cgroup_none"));
+        gate_exec_outcome o = sb_run(
+            "readlink /proc/self/ns/pid > ns\n"
+            "perl -e 'close STDOUT; close STDERR; $x = \"a\" x 3e8; open my $f, \">\", \"ready\"; "
+            "close $f; sleep 100' &\n"
+            "while [ ! -e ready ]; do sleep 0.05; done\n"
+            "head -c 1000000 /dev/zero; sleep 100\n",
+            NULL, 60000);
+        keel_stress_clear();
+        unsigned left = 0;
+        char ns[64] = "";
+        FILE *f = fopen(ns_file, "r");
+        assert_non_null(f);
+        if (fgets(ns, sizeof(ns), f) != NULL)
+            ns[strcspn(ns, "\n")] = '\0';
+        fclose(f);
+        left = in_namespace(ns);
+        assert_int_equal(o.result, GATE_EXEC_LIMIT);
+        assert_non_null(strstr(o.reason, "output limit"));
+        assert_int_equal(access(ready, F_OK), 0);
+        if (left != 0)
+            fail_msg("%u process(es) of its sandbox (%s) left when it ended (%s)", left, ns,
+                     none ? "no cgroup" : "a cgroup, if any");
+    }
+}
+
 /* The gate's own failures are errors of gate_exec_run, never an outcome on the job. */
 static void test_gate_failures_are_errors(void **state)
 {
@@ -810,6 +890,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_sandbox_program_not_found, sb_setup, sb_teardown),
         cmocka_unit_test_setup_teardown(test_setsid_daemon, sb_setup, sb_teardown),
         cmocka_unit_test_setup_teardown(test_sandbox_limits, sb_setup, sb_teardown),
+        cmocka_unit_test_setup_teardown(test_sandbox_gone_at_its_end, sb_setup, sb_teardown),
         cmocka_unit_test_setup_teardown(test_gate_failures_are_errors, sb_setup, sb_teardown),
         cmocka_unit_test_setup_teardown(test_orphans_of_a_killed_gate, sb_setup, sb_teardown),
         cmocka_unit_test_setup_teardown(test_job_cpu_stays_the_gates, sb_setup, sb_teardown),

@@ -996,7 +996,9 @@ static int uncap_teardown(void **state)
  * the test's own cap (2000, the machine's protection), which it does not
  * need to meet: a bomb held at the cap left the next job's bwrap unable to
  * start ("Resource temporarily unavailable", 6 times over 0.6 s) while its
- * 2000 processes went (session 25, a make check; 16 doublings then).  The
+ * 2000 processes went (session 25, a make check; 16 doublings then): the
+ * gate did not wait for its sandbox to be gone (now it does:
+ * test_gate_exec.test_sandbox_gone_at_its_end).  The
  * shell's `f() { f | f & }; f; sleep 100` is not used: a shell of it whose
  * fork is refused exits 2 ("Cannot fork"), the script's own among them, so
  * under the cap the job could end "exit 2" before a count saw more than 64

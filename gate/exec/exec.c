@@ -62,6 +62,7 @@ enum {
     MAX_GROUPS = 512, /* jobs running at once that gate_exec_kill_all knows */
     SETUP_MS = 10000, /* bwrap reports its sandbox's pid within this */
     LEFT_MS = 500,    /* after the command and its group are gone: the pipe's EOF within this */
+    GONE_MS = 10000,  /* after that, the sandbox's processes gone within this (sandbox_gone) */
     CHECK_MS = 250,   /* the CPU and disk checks */
     COUNT_MS = 50,    /* a sandbox's processes counted, where no pids cgroup holds its limit */
     FORKS_REFUSED_MAX = 100, /* forks refused by the process limit before the job is stopped */
@@ -149,6 +150,7 @@ typedef struct step {
     int guard_r, guard_w; /* the sandbox's: its trampoline waits on guard_r (after bwrap's block) */
     pid_t pid;            /* what posix_spawn started (bwrap, the trampoline, the command) */
     pid_t sandbox_pid;    /* bwrap's sandbox (its PID 1) */
+    int sandbox_fd;       /* a pidfd of sandbox_pid (sandbox_gone), or -1 */
     gate_cgroup cg;
     char dir[GATE_PATH_MAX];    /* the work tree, canonical */
     char home[GATE_PATH_MAX];   /* sandbox none: a private HOME made for the step */
@@ -183,7 +185,7 @@ static void step_init(step *st, const gate_exec_spec *spec, gate_exec_outcome *o
     st->policy = spec->policy;
     st->sandbox = spec->policy != NULL && spec->policy->sandbox;
     st->log = st->out_r = st->out_w = st->st_r = st->st_w = st->rel_r = st->rel_w = -1;
-    st->guard_r = st->guard_w = -1;
+    st->guard_r = st->guard_w = st->sandbox_fd = -1;
 }
 
 static void close_fd(int *fd)
@@ -641,6 +643,8 @@ static keel_status release(step *st)
         if (child <= 0)
             return KEEL_OK; /* bwrap failed before its sandbox: the end says how */
         st->sandbox_pid = (pid_t)child;
+        /* it waits for the release: alive, so the pidfd is its (-1 on a kernel before 5.3) */
+        st->sandbox_fd = (int)syscall(SYS_pidfd_open, st->sandbox_pid, 0);
     }
     const gate_limits *l = &st->policy->limits;
     keel_status s = gate_cgroup_attach(&st->cg, st->pid);
@@ -718,6 +722,7 @@ static void step_end(step *st)
     close_fd(&st->rel_w);
     close_fd(&st->guard_r);
     close_fd(&st->guard_w);
+    close_fd(&st->sandbox_fd);
     close_fd(&st->log);
 }
 
@@ -1085,6 +1090,38 @@ static void watch(step *st, unsigned long long start)
 }
 
 /*
+ * Until its sandbox's PID 1 has exited.  When the init of a PID namespace
+ * exits, the kernel kills what is left in it, and the init's exit waits until
+ * all of that is gone.  Nothing else waits for it: bwrap's monitor, killed by
+ * the gate (a limit, the timeout, a cancel), exits at once, and the output's
+ * EOF comes when the last process holding it has closed it, while one that
+ * closed it earlier may still be exiting (freeing a large memory takes a
+ * while).  A pids cgroup's removal waits for its processes, but without one
+ * the next job would start while this one's still count against the user's
+ * or the machine's process limit, and its forks could be refused
+ * (tests/test_gate_exec.c, test_sandbox_gone_at_its_end).  SIGKILL first: the
+ * job has ended, nothing of it may run on.
+ */
+static void sandbox_gone(step *st)
+{
+    if (st->sandbox_fd < 0)
+        return;
+    (void)syscall(SYS_pidfd_send_signal, st->sandbox_fd, SIGKILL, NULL, 0u);
+    unsigned long long until = gate_now_ms() + GONE_MS;
+    for (;;) {
+        struct pollfd pf = {st->sandbox_fd, POLLIN, 0};
+        int rc = poll(&pf, 1, 100);
+        if (rc > 0 || (rc < 0 && errno != EINTR))
+            return;
+        if (gate_now_ms() >= until) {
+            note(st, "keel-gate: its sandbox's processes were still exiting %d s after it ended",
+                 GONE_MS / 1000);
+            return;
+        }
+    }
+}
+
+/*
  * The job's CPU that did not come back to the gate with the process it
  * reaped (resources.h, gate_hidden_cpu_add): its cgroup's, every process
  * dead by now, less the reaped process's own and its children's.  In the
@@ -1179,6 +1216,7 @@ keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out)
     }
 
     watch(&st, start);
+    sandbox_gone(&st);
     untrack_group(st.pid); /* after the group's last kill */
     while (__atomic_load_n(&frozen, __ATOMIC_SEQ_CST))
         (void)pause(); /* the process is exiting: this job's end is nobody's result */
