@@ -50,8 +50,12 @@
  * build/release/bench_gate --trace E,P,F [--seeds N] [--first-seed S]: that
  * workload per seed, adaptive's shape at each change of it with what it
  * was chosen on (the estimate, the capacity, the pace per depth, what a
- * failure and its retry cost, the flake rate), and every strategy's
- * makespan and builds;
+ * failure and its retry cost, the flake rate), every strategy's
+ * makespan and builds, and the flakes of adaptive's run: of its builds of
+ * trees that pass (first builds, retries), how many flaked, beside the
+ * flake estimate's mean over the queue's time, its range and its end (the
+ * shapes are printed only when they change, mostly early, while the
+ * estimate still moves: their estimates are no sample of it);
  * build/release/bench_gate --model E,P,F [--seeds N] [--first-seed S]: that
  * workload's bad sets (20 seeds unless given) run by every shape b x d (b in
  * 1, 2, 3, 4, 6, 8, d in 1..4) as a fixed speculative-batch strategy: its
@@ -145,6 +149,15 @@ typedef struct outcome {
     double width;          /* a build's work in its longest job, as estimated at the end */
     gate_sched_stats end;  /* the scheduler's at the end (--model: what it learned) */
     unsigned batch, depth; /* the shape at the end */
+    /*
+     * The builds of trees that pass every job they ran, first builds [0] and
+     * retries [1] (a retry runs only the jobs that failed): how many ended,
+     * and how many of them a flake failed (the truth the flake estimate
+     * estimates); --trace also: the estimate's mean over the queue's time,
+     * its least and most.
+     */
+    unsigned long long clean[2], clean_flaked[2];
+    double flake_mean, flake_lo, flake_hi;
 } outcome;
 
 typedef enum job_state { JOB_WAITING, JOB_RUNNING, JOB_OVER } job_state;
@@ -165,6 +178,9 @@ typedef struct world {
     unsigned pending[MAXCAND];          /* jobs of its build not yet over */
     gate_sched_run runs[MAXCAND][NCFG]; /* their results */
     unsigned nruns[MAXCAND];
+    unsigned attempt[MAXCAND];           /* its build's attempt (1: the first) */
+    bool real[MAXCAND], flaked[MAXCAND]; /* a job of it failed as its tree does, by a flake */
+    unsigned long long clean[2], clean_flaked[2]; /* as in outcome */
     job jobs[MAXJOBS];
     size_t njobs, first_open; /* jobs before first_open are all over */
     unsigned running;
@@ -240,6 +256,9 @@ static void start_builds(gate_sched *s, world *w)
                 w->cand_sig[b.candidate][k] = sig;
             }
         }
+        w->attempt[b.candidate] = b.attempt;
+        w->real[b.candidate] = false;
+        w->flaked[b.candidate] = false;
         unsigned mask = b.nconfigs > 0 ? 0u : (1u << NCFG) - 1u;
         for (size_t i = 0; i < b.nconfigs; i++)
             mask |= strcmp(b.configs[i], "a") == 0 ? 1u : 2u;
@@ -273,8 +292,11 @@ static void job_over(gate_sched *s, world *w, job *j, double now, double inv, do
     double elapsed = now - j->start;
     long long c = j->cand;
     unsigned long long sig = w->cand_sig[c][j->cfg];
-    if (sig == 0 && flake > 0 && bench_uniform(seed) < flake)
+    w->real[c] = w->real[c] || sig != 0;
+    if (sig == 0 && flake > 0 && bench_uniform(seed) < flake) {
         sig = bench_splitmix64(seed) | 1; /* a flake: its log ends any way */
+        w->flaked[c] = true;
+    }
     gate_sched_job_time jt = {cfg_name[j->cfg], elapsed * 1000.0, elapsed / (inv - j->inv0), 0.0,
                               sig == 0};
     gate_sched_job_timed(s, &jt); /* as the gate feeds it, with its result */
@@ -285,6 +307,11 @@ static void job_over(gate_sched *s, world *w, job *j, double now, double inv, do
     r->signature = sig;
     if (--w->pending[c] > 0)
         return;
+    if (!w->real[c]) {
+        unsigned k = w->attempt[c] > 1 ? 1u : 0u;
+        w->clean[k]++;
+        w->clean_flaked[k] += w->flaked[c];
+    }
     keel_status ks = gate_sched_results(s, c, w->runs[c], w->nruns[c]);
     if (!keel_ok(ks))
         die(ks, "result");
@@ -342,6 +369,8 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
     double t = 0.0, inv = 0.0; /* the integral of 1 / (jobs running) over time */
     gate_sched_stats traced;
     memset(&traced, 0, sizeof(traced));
+    bool traced_here = tracing && st->strategy == GATE_STRATEGY_ADAPTIVE;
+    double flake_int = 0.0, flake_lo = 1.0, flake_hi = 0.0; /* the estimate over time (--trace) */
     for (;;) {
         if (pace)
             gate_sched_clock(s, t * 1000.0); /* builds start now: the clock as the gate feeds it */
@@ -363,6 +392,13 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
         for (size_t i = w.first_open; i < w.njobs; i++)
             if (w.jobs[i].state == JOB_RUNNING && w.jobs[i].left / rate < dt)
                 dt = w.jobs[i].left / rate;
+        if (traced_here) { /* the estimate held over [t, t + dt] */
+            gate_sched_stats now;
+            gate_sched_stats_get(s, &now);
+            flake_int += now.flake * dt;
+            flake_lo = now.flake < flake_lo ? now.flake : flake_lo;
+            flake_hi = now.flake > flake_hi ? now.flake : flake_hi;
+        }
         t += dt;
         inv += dt / (double)w.running;
         size_t hi = w.njobs; /* jobs started later are not running now */
@@ -374,7 +410,7 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
         for (size_t i = w.first_open; i < hi; i++)
             if (w.jobs[i].state == JOB_RUNNING && w.jobs[i].left <= 1e-9)
                 job_over(s, &w, &w.jobs[i], t, inv, flake, &seed); /* may cancel others */
-        if (tracing && st->strategy == GATE_STRATEGY_ADAPTIVE)
+        if (traced_here)
             trace(s, t, &traced);
     }
     gate_sched_stats gs;
@@ -391,6 +427,11 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
     o.end = gs;
     o.batch = gs.batch;
     o.depth = gs.depth;
+    memcpy(o.clean, w.clean, sizeof(o.clean));
+    memcpy(o.clean_flaked, w.clean_flaked, sizeof(o.clean_flaked));
+    o.flake_mean = t > 0.0 ? flake_int / t : 0.0;
+    o.flake_lo = flake_lo;
+    o.flake_hi = flake_hi;
     o.exact = true;
     for (int c = 1; c <= NCHANGES; c++) {
         if (w.state[c] == 0 || (w.state[c] == 2) != bad[c])
@@ -738,6 +779,11 @@ static void workload_spec(const char *opt, const char *spec, unsigned *e, unsign
     }
 }
 
+static double ratio_of(unsigned long long k, unsigned long long n)
+{
+    return n > 0 ? (double)k / (double)n : 0.0;
+}
+
 static void traces(const char *spec, unsigned first, unsigned n)
 {
     unsigned e = 0, pi = 0, flaky = 0;
@@ -754,6 +800,15 @@ static void traces(const char *spec, unsigned first, unsigned n)
         for (int k = 0; k < NSTRAT; k++)
             printf(" %s %.1f T %llu builds;", strats[k].name, o[k].makespan, o[k].builds);
         printf("\n");
+        const outcome *a = &o[0];
+        unsigned long long all = a->clean[0] + a->clean[1];
+        unsigned long long fl = a->clean_flaked[0] + a->clean_flaked[1];
+        printf("  adaptive's builds of trees that pass: %llu of %llu first builds flaked (%.3f), "
+               "%llu of %llu retries (%.3f), all %.3f; the flake estimate over the queue's "
+               "time: mean %.3f, %.3f .. %.3f, at the end %.3f\n",
+               a->clean_flaked[0], a->clean[0], ratio_of(a->clean_flaked[0], a->clean[0]),
+               a->clean_flaked[1], a->clean[1], ratio_of(a->clean_flaked[1], a->clean[1]),
+               ratio_of(fl, all), a->flake_mean, a->flake_lo, a->flake_hi, a->end.flake);
     }
 }
 
