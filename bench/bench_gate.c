@@ -42,6 +42,8 @@
  * (the one a team would choose): the mean ratios and the worst decile;
  * build/release/bench_gate --seeds N --workload E,P,F: only executor E (0
  * free, 1 2 cores, 2 8 cores), p = ps[P], flakes F (0, 1);
+ * --rates P1,P2,P3: the three failure rates of the table instead of 0.02,
+ * 0.1, 0.3 (the bound holds between them too, not only at the grid's);
  * build/release/bench_gate --seeds N --warm on: each row again for adaptive
  * started warm (a row "E (warm)"): each seed's queue decided after a queue of
  * the same workload of seed + 200000, by a scheduler that starts from what
@@ -448,7 +450,7 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
     return o;
 }
 
-static const double ps[] = {0.02, 0.1, 0.3};
+static double ps[] = {0.02, 0.1, 0.3}; /* --rates: the table's three failure rates */
 enum { NP = sizeof(ps) / sizeof(ps[0]) };
 
 /*
@@ -924,6 +926,19 @@ int main(int argc, char **argv)
                     arg);
                 return 2;
             }
+        } else if (arg != NULL && strcmp(opt, "--rates") == 0) {
+            double r[NP];
+            char tail = '\0';
+            if (sscanf(arg, "%lf,%lf,%lf%c", &r[0], &r[1], &r[2], &tail) != 3 ||
+                !(r[0] > 0.0 && r[0] < 1.0 && r[1] > 0.0 && r[1] < 1.0 && r[2] > 0.0 &&
+                  r[2] < 1.0)) {
+                (void)fprintf(stderr,
+                              "bench_gate: --rates wants three failure rates in (0, 1), "
+                              "not '%s'\n",
+                              arg);
+                return 2;
+            }
+            memcpy(ps, r, sizeof(ps));
         } else if (arg != NULL && strcmp(opt, "--warm") == 0 &&
                    (strcmp(arg, "on") == 0 || strcmp(arg, "off") == 0)) {
             warm = strcmp(arg, "on") == 0;
@@ -938,7 +953,7 @@ int main(int argc, char **argv)
                           "usage: bench_gate [--seeds N [--first-seed S] | --trials N | "
                           "--trace E,P,F [--seeds N] [--first-seed S] | --model E,P,F [--seeds N]] "
                           "[--workload E,P,F] [--b-length X] "
-                          "[--fail-length F] [--pace on|off] [--warm on|off]\n");
+                          "[--fail-length F] [--rates P1,P2,P3] [--pace on|off] [--warm on|off]\n");
             return 2;
         }
     }
