@@ -37,34 +37,39 @@ static double any_bad(double p, unsigned n)
  * that fails counted f of a build (f: a failed build's time, or work, over
  * a pass's: gate_cap_fail_cost), the builds one after another: each build
  * costs 1 - (1 - f) P(it fails), each retry (of a build that failed) f.
- * With f = 1 both are the same figure.
+ * With f = 1 both are the same figure.  *passes: the builds that pass (the
+ * only ones a flake delays: a retry reruns what failed, which fails again,
+ * and a build that fails is retried anyway).
  */
 static void isolate(double p, unsigned n, unsigned r, double f, double fr, double *builds,
-                    double *cost, double *pairs);
+                    double *cost, double *pairs, double *passes);
 
 static void isolate(double p, unsigned n, unsigned r, double f, double fr, double *builds,
-                    double *cost, double *pairs)
+                    double *cost, double *pairs, double *passes)
 {
     KEEL_ASSERT(n >= 2);
     unsigned h = n / 2, m = n - h;
     double a = any_bad(p, h) / any_bad(p, n); /* the first half holds one */
     double rf = (double)r * fr, km = 1.0 + (double)r, km_t = f + rf, um = 0.0, um_t = 0.0;
-    double kp = 0.0, up = 0.0, hp = 0.0;
+    double kp = 0.0, up = 0.0, hp = 0.0, km_p = 0.0, um_p = 0.0;
     if (m >= 2) {
         double am = any_bad(p, m); /* the unknown second half fails */
-        isolate(p, m, r, f, fr, &km, &km_t, &kp);
+        isolate(p, m, r, f, fr, &km, &km_t, &kp, &km_p);
         um = 1.0 + am * ((double)r + km);
         um_t = 1.0 - (1.0 - f) * am + am * (rf + km_t);
+        um_p = 1.0 - am + am * km_p;
         up = am * kp;
     } else {
         um = 1.0 + p * (double)r;
         um_t = 1.0 - (1.0 - f) * p + p * rf;
+        um_p = 1.0 - p;
     }
-    double kh = 0.0, kh_t = 0.0;
+    double kh = 0.0, kh_t = 0.0, kh_p = 0.0;
     if (h >= 2)
-        isolate(p, h, r, f, fr, &kh, &kh_t, &hp);
+        isolate(p, h, r, f, fr, &kh, &kh_t, &hp, &kh_p);
     *builds = 1.0 + a * ((double)r + kh + um) + (1.0 - a) * km;
     *cost = 1.0 - (1.0 - f) * a + a * (rf + kh_t + um_t) + (1.0 - a) * km_t;
+    *passes = 1.0 - a + a * (kh_p + um_p) + (1.0 - a) * km_p;
     *pairs = m < 2 ? a : a * (hp + up) + (1.0 - a) * kp;
 }
 
@@ -86,23 +91,24 @@ typedef struct fails {
  * An isolation's expected builds, and their time and work in builds
  * (isolate()); `pairs`: its last pairs whose first change failed (at depth
  * d >= 2 the second's confirmation and d - 2 candidates stacked on the
- * first were built beside it, for nothing: model).
+ * first were built beside it, for nothing: model); `passes`: its builds
+ * that pass.
  */
 typedef struct iso_cost {
-    double builds, time, work, pairs;
+    double builds, time, work, pairs, passes;
 } iso_cost;
 
 /* isolate() of b changes, both costs; none for b = 1 (rejected as it is). */
 static iso_cost isolation(double p, unsigned b, unsigned r, const fails *f)
 {
-    iso_cost c = {0.0, 0.0, 0.0, 0.0};
+    iso_cost c = {0.0, 0.0, 0.0, 0.0, 0.0};
     if (b < 2)
         return c;
-    isolate(p, b, r, f->time, f->rtime, &c.builds, &c.time, &c.pairs);
+    isolate(p, b, r, f->time, f->rtime, &c.builds, &c.time, &c.pairs, &c.passes);
     if (f->work == f->time && f->rwork == f->rtime)
         c.work = c.time;
     else
-        isolate(p, b, r, f->work, f->rwork, &c.builds, &c.work, &c.pairs);
+        isolate(p, b, r, f->work, f->rwork, &c.builds, &c.work, &c.pairs, &c.passes);
     return c;
 }
 
@@ -111,6 +117,14 @@ static iso_cost isolation(double p, unsigned b, unsigned r, const fails *f)
  * window is deeper than one (the candidates stacked on it go on while it is
  * retried: a flake's retry passes under them): measured with bench_gate
  * (spec-batch w=4 b=4 against the model at p = 0.1 and 0.3: 0.57 and 0.64).
+ * Session 26, the same bench with the retries taking no time: a flake's
+ * retry costs about this part of it (batches of 2 to 8 four deep at p =
+ * 0.1: the model within 0.01 T a change of the simulation); a bad change's
+ * hold the path nearly whole (the candidates behind it hold its failure
+ * and nothing is stacked on a failure: single changes four deep, 0.095 T a
+ * change of retries where the model counts 0.057), but counting them whole
+ * made adaptive slower at --fail-length 1 (docs/benchmarks.md), so both
+ * keep this part.
  */
 static const double overlap = 0.6;
 
@@ -168,7 +182,7 @@ static double round_fail(const fails *f, unsigned k, unsigned d, double par, dou
 
 /*
  * The time after a window's round that a failing segment of b changes takes
- * to decide: its r retries (f->time each; at depth d >= 2 OVERLAP of them,
+ * to decide: its r retries (f->rtime each; at depth d >= 2 OVERLAP of them,
  * the window going on beside them), then its isolation (iso: isolation();
  * none for b = 1): at depth 1 its builds one after another (iso->time), at
  * d >= 2 along iso_path.  In time (a build alone: max(1, jobs / par)).
@@ -187,6 +201,22 @@ static double iso_seq(double p, unsigned b, unsigned d, unsigned r, const iso_co
 }
 
 /*
+ * The candidates built for nothing on a bad change's first retry, per round
+ * of a window of d candidates whose segments each pass with probability q,
+ * r retries: a candidate that failed is retried at the front, and the
+ * window stacks new candidates on the retry as on any build (a flake's
+ * retry passes beneath them); when it was the window's last (the first
+ * failure at k = d - 1, nothing failed behind it to stop the window), d - 1
+ * of them, which hold its failure (sched.c: gate_sched_next).
+ */
+static double stacked_on_retry(double q, unsigned d, unsigned r)
+{
+    if (r == 0 || d < 2)
+        return 0.0;
+    return pow(q, (double)(d - 1)) * (1.0 - q) * (double)(d - 1);
+}
+
+/*
  * Expected time and builds per change decided for a window of d candidates
  * of b changes each, every change bad with probability p, r retries, each
  * build `jobs` jobs on an executor that runs `par` jobs at once, a failed
@@ -201,18 +231,29 @@ static double iso_seq(double p, unsigned b, unsigned d, unsigned r, const iso_co
  * critical path and its work (every build's `jobs`, par at a time).  The
  * path: the window (round_fail: max(1, d jobs / par) when none fails; a
  * failure at k ends the builds from k on early), then the failing segment's
- * retries and isolation (its retries f->time each: a retry reruns what
- * failed; the isolation's builds one after another, the failing ones
- * f->time: iso->time): all of it one build after another at depth 1
- * (sched.c settles the front: a failure is retried, then split, only there,
- * so its retries start as soon as it failed, f->time into the round at the
- * front); deeper, OVERLAP of it, the window going on beside confirmations
- * and the halves sent back; each build max(1, jobs / par).  The work: every
- * build, a failed one f->work of one (the window's from k on, the retries,
- * the isolation's failing halves: iso->work).  The candidates behind the
- * failure are not cancelled until it fails for good (sched.c: drop_from,
- * at the front once its retries are spent): they hold the failure and fail
- * too, early.
+ * retries and isolation (iso_seq: its retries f->rtime each, a retry
+ * rerunning what failed, OVERLAP of them deeper than one; the isolation's
+ * builds one after another at depth 1, the failing ones f->time:
+ * iso->time; deeper along iso_path, the window going on beside
+ * confirmations and the halves sent back): sched.c settles the front (a
+ * failure is retried, then split, only there), so its retries start as
+ * soon as it failed, f->time into the round at the front; each build
+ * max(1, jobs / par).  The work: every build, a failed one f->work of one
+ * (the window's from k on, the retries, the isolation's failing halves:
+ * iso->work).  The candidates behind the failure are not cancelled until
+ * it fails for good (sched.c: drop_from, at the front once its retries are
+ * spent): they hold the failure and fail too, early; and when the failing
+ * candidate is the window's last (k = d - 1), the d - 1 candidates the
+ * window stacks on its first retry (sched.c stacks on a retry as on any
+ * build) hold it too: built for nothing, each f->work of a build's work.
+ * Flakes (f->flake of the builds of trees that pass) delay only builds that
+ * pass: a failing build is retried anyway, its retry reruns what failed,
+ * and the candidates behind a failure are dropped.  Each flake of a build
+ * of the round that passes and reaches the front (the k ahead of the first
+ * failure, all d when none fails) and of the isolation's builds that pass
+ * (iso->passes) costs a retry (one job, which passes: f->ftime in time,
+ * f->fwork in work), on the path whole at depth 1 and in an isolation,
+ * OVERLAP of it in the round of a deeper window.
  */
 static void model(double p, unsigned b, unsigned d, unsigned r, const iso_cost *iso, double par,
                   double jobs, const fails *f, double *time, double *builds)
@@ -226,19 +267,20 @@ static void model(double p, unsigned b, unsigned d, unsigned r, const iso_cost *
     double w_iso = (double)r * f->rwork + iso->work + waste * f->work;
     double seq = iso_seq(p, b, d, r, iso, par, jobs, f);
     double span = gate_cap_span(par, (double)d * jobs), round = span, work_n = (double)d;
-    double reach = (1.0 - fail) * (double)d; /* the round's builds that reach the front */
+    double passes = (1.0 - fail) * (double)d; /* the round's builds that pass and reach the front */
     for (unsigned k = 0; k < d; k++) {
         double pk = pow(q, (double)k) * (1.0 - q);
         round -= pk * (span - round_fail(f, k, d, par, jobs));
         work_n -= pk * (double)(d - k) * (1.0 - f->work);
-        reach += pk * (double)(k + 1);
+        passes += pk * (double)k;
     }
-    /* flakes: each is retried at the front (its job again), beside the window at d >= 2 */
-    double flaky = f->flake * (reach + fail * n_iso);
+    double stacked = stacked_on_retry(q, d, r);
+    /* flakes: each retried at the front (its job again), beside the window at d >= 2 */
+    double flaky = f->flake * (passes + fail * iso->passes);
     double path = round + fail * seq +
-                  f->flake * f->ftime * (reach * (d == 1 ? 1.0 : overlap) + fail * n_iso);
-    double n = (double)d + fail * n_iso + flaky;
-    double work = (work_n + fail * w_iso + flaky * f->fwork) * jobs / par;
+                  f->flake * f->ftime * (passes * (d == 1 ? 1.0 : overlap) + fail * iso->passes);
+    double n = (double)d + fail * n_iso + stacked + flaky;
+    double work = (work_n + fail * w_iso + stacked * f->work + flaky * f->fwork) * jobs / par;
     *time = (path > work ? path : work) / decided;
     *builds = n / decided;
 }
@@ -267,7 +309,10 @@ static double model_var(double p, unsigned b, unsigned d, unsigned r, const iso_
     for (unsigned k = 0; k < d; k++) {
         double pk = pow(q, (double)k) * (1.0 - q), c = (double)(b * (k + 1));
         double fail_path = round_fail(f, k, d, par, jobs) + seq;
-        double fail_work = ((double)d - (double)(d - k) * (1.0 - f->work) + w_iso) * jobs / par;
+        double stacked = k + 1 == d && r > 0 ? (double)(d - 1) : 0.0; /* stacked_on_retry */
+        double fail_work =
+            ((double)d - (double)(d - k) * (1.0 - f->work) + w_iso + stacked * f->work) * jobs /
+            par;
         double fail_t = fail_path > fail_work ? fail_path : fail_work;
         dev = fail_t - mean * c;
         m2 += pk * dev * dev;
@@ -466,7 +511,7 @@ double gate_sched_shape_pass_time(const gate_sched_params *params, const gate_sc
 {
     KEEL_ASSERT(params != NULL && o != NULL && batch >= 1 && depth >= 1 && o->parallel > 0.0);
     double t = 0.0, builds = 0.0;
-    iso_cost none = {0.0, 0.0, 0.0, 0.0};
+    iso_cost none = {0.0, 0.0, 0.0, 0.0, 0.0};
     fails whole = {1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0};
     model(0.0, batch, depth, params->retries, &none, o->parallel, o->width, &whole, &t, &builds);
     return t;
