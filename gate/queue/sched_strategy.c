@@ -201,19 +201,17 @@ static double iso_seq(double p, unsigned b, unsigned d, unsigned r, const iso_co
 }
 
 /*
- * The candidates built for nothing on a bad change's first retry, per round
- * of a window of d candidates whose segments each pass with probability q,
- * r retries: a candidate that failed is retried at the front, and the
- * window stacks new candidates on the retry as on any build (a flake's
- * retry passes beneath them); when it was the window's last (the first
- * failure at k = d - 1, nothing failed behind it to stop the window), d - 1
- * of them, which hold its failure (sched.c: gate_sched_next).
+ * The candidates built for nothing on a bad change's first retry, in a
+ * round of a window of d candidates whose first failure is at k, r
+ * retries: a candidate that failed is retried at the front, and the window
+ * stacks new candidates on the retry as on any build (a flake's retry
+ * passes beneath them); when it was the window's last (k = d - 1, nothing
+ * failed behind it to stop the window), d - 1 of them, which hold its
+ * failure (sched.c: gate_sched_next).
  */
-static double stacked_on_retry(double q, unsigned d, unsigned r)
+static double stacked_on_retry(unsigned k, unsigned d, unsigned r)
 {
-    if (r == 0 || d < 2)
-        return 0.0;
-    return pow(q, (double)(d - 1)) * (1.0 - q) * (double)(d - 1);
+    return r > 0 && k + 1 == d ? (double)(d - 1) : 0.0;
 }
 
 /*
@@ -268,13 +266,14 @@ static void model(double p, unsigned b, unsigned d, unsigned r, const iso_cost *
     double seq = iso_seq(p, b, d, r, iso, par, jobs, f);
     double span = gate_cap_span(par, (double)d * jobs), round = span, work_n = (double)d;
     double passes = (1.0 - fail) * (double)d; /* the round's builds that pass and reach the front */
+    double stacked = 0.0;
     for (unsigned k = 0; k < d; k++) {
         double pk = pow(q, (double)k) * (1.0 - q);
         round -= pk * (span - round_fail(f, k, d, par, jobs));
         work_n -= pk * (double)(d - k) * (1.0 - f->work);
         passes += pk * (double)k;
+        stacked += pk * stacked_on_retry(k, d, r);
     }
-    double stacked = stacked_on_retry(q, d, r);
     /* flakes: each retried at the front (its job again), beside the window at d >= 2 */
     double flaky = f->flake * (passes + fail * iso->passes);
     double path = round + fail * seq +
@@ -309,7 +308,7 @@ static double model_var(double p, unsigned b, unsigned d, unsigned r, const iso_
     for (unsigned k = 0; k < d; k++) {
         double pk = pow(q, (double)k) * (1.0 - q), c = (double)(b * (k + 1));
         double fail_path = round_fail(f, k, d, par, jobs) + seq;
-        double stacked = k + 1 == d && r > 0 ? (double)(d - 1) : 0.0; /* stacked_on_retry */
+        double stacked = stacked_on_retry(k, d, r);
         double fail_work =
             ((double)d - (double)(d - k) * (1.0 - f->work) + w_iso + stacked * f->work) * jobs /
             par;
