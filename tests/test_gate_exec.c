@@ -644,6 +644,43 @@ static void test_sandbox_gone_at_its_end(void **state)
     }
 }
 
+/*
+ * The end's two other paths (devel builds: stress points).  Without a pidfd of
+ * the namespace's init (a kernel before 5.3) nothing waits for the namespace
+ * to empty, yet a job still ends as it should: passed, or stopped for its
+ * limit.  When the wait runs out (gone_late: as if its processes were still
+ * exiting 10 s after the end), the log says so, and the job's result is
+ * still the command's.
+ */
+static void test_sandbox_gone_paths(void **state)
+{
+    (void)state;
+    sb_need();
+    if (!KEEL_DEVEL)
+        skip();
+    sb_policy.limits.output = 64ull << 10;
+    fx_ok(keel_stress_enable("gate_exec.pidfd_none"));
+    gate_exec_outcome o = sb_run("echo ran; sleep 100 >/dev/null 2>&1 &\n", NULL, 20000);
+    assert_int_equal(o.result, GATE_EXEC_PASSED);
+    log_has("ran");
+    log_lacks("still exiting");
+    o = sb_run("head -c 1000000 /dev/zero; sleep 100\n", NULL, 20000);
+    keel_stress_clear();
+    assert_int_equal(o.result, GATE_EXEC_LIMIT);
+    assert_non_null(strstr(o.reason, "output limit"));
+    log_lacks("still exiting");
+
+    fx_ok(keel_stress_enable("gate_exec.gone_late"));
+    o = sb_run("echo ran\n", NULL, 20000);
+    keel_stress_clear();
+    assert_int_equal(o.result, GATE_EXEC_PASSED);
+    log_has("ran");
+    log_has("keel-gate: its sandbox's processes were still exiting 10 s after it ended");
+    o = sb_run("echo ran again\n", NULL, 20000);
+    assert_int_equal(o.result, GATE_EXEC_PASSED);
+    log_lacks("still exiting");
+}
+
 /* The gate's own failures are errors of gate_exec_run, never an outcome on the job. */
 static void test_gate_failures_are_errors(void **state)
 {
@@ -891,6 +928,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_setsid_daemon, sb_setup, sb_teardown),
         cmocka_unit_test_setup_teardown(test_sandbox_limits, sb_setup, sb_teardown),
         cmocka_unit_test_setup_teardown(test_sandbox_gone_at_its_end, sb_setup, sb_teardown),
+        cmocka_unit_test_setup_teardown(test_sandbox_gone_paths, sb_setup, sb_teardown),
         cmocka_unit_test_setup_teardown(test_gate_failures_are_errors, sb_setup, sb_teardown),
         cmocka_unit_test_setup_teardown(test_orphans_of_a_killed_gate, sb_setup, sb_teardown),
         cmocka_unit_test_setup_teardown(test_job_cpu_stays_the_gates, sb_setup, sb_teardown),
