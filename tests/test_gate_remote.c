@@ -78,6 +78,21 @@ static bool port_open(int port)
     return ok;
 }
 
+/* Whether the daemon is still running `ms` milliseconds from now (else reaped: daemon_pid 0). */
+static bool daemon_alive_after(long ms)
+{
+    for (long waited = 0; waited < ms; waited += 20) {
+        int status = 0;
+        if (waitpid(daemon_pid, &status, WNOHANG) == daemon_pid) {
+            daemon_pid = 0;
+            return false;
+        }
+        struct timespec ts = {0, 20 * 1000000L};
+        (void)nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
 /*
  * `git daemon` serving fx_dir (fetch and push) on a free port; fx_where is
  * then its URL of the fixture's repository.  False when git has no daemon.
@@ -112,11 +127,20 @@ static bool daemon_start(void)
             return false;
         }
         for (int i = 0; i < 100; i++) {
-            if (port_open(port)) {
+            /*
+             * The port open and the daemon still alive 200 ms later: a port
+             * another process took between free_port() and the daemon's bind
+             * answers too, while the daemon exits at once ('Address already in
+             * use'), and the gate then met 'Connection refused' once that
+             * listener went (a make check, session 27).
+             */
+            if (port_open(port) && daemon_alive_after(200)) {
                 (void)snprintf(daemon_url, sizeof(daemon_url), "git://127.0.0.1:%d/repo.git", port);
                 fx_where = daemon_url;
                 return true;
             }
+            if (daemon_pid == 0)
+                break; /* it died: the port was taken, or there is no daemon */
             int status = 0;
             if (waitpid(daemon_pid, &status, WNOHANG) == daemon_pid) {
                 daemon_pid = 0;

@@ -1091,6 +1091,19 @@ static void watch(step *st, unsigned long long start)
     close_fd(&pidfd);
 }
 
+/* Whether the process of pidfd `fd` has exited by `until` (gate_now_ms). */
+static bool sandbox_exited(int fd, unsigned long long until)
+{
+    for (;;) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        int rc = poll(&pf, 1, 100);
+        if (rc > 0 || (rc < 0 && errno != EINTR))
+            return true;
+        if (gate_now_ms() >= until)
+            return false;
+    }
+}
+
 /*
  * Until its sandbox's PID 1 has exited.  When the init of a PID namespace
  * exits, the kernel kills what is left in it, and the init's exit waits until
@@ -1103,27 +1116,17 @@ static void watch(step *st, unsigned long long start)
  * or the machine's process limit, and its forks could be refused
  * (tests/test_gate_exec.c, test_sandbox_gone_at_its_end).  SIGKILL first: the
  * job has ended, nothing of it may run on.  Without a pidfd (a kernel before
- * 5.3) nothing is waited for.  At the stress point gone_late the wait runs out
- * at once, as if the processes were still exiting GONE_MS after the end.
+ * 5.3) nothing is waited for.  At the stress point gone_late the log says so
+ * as if the processes were still exiting GONE_MS after the end.
  */
 static void sandbox_gone(step *st)
 {
     if (st->sandbox_fd < 0)
         return;
     (void)syscall(SYS_pidfd_send_signal, st->sandbox_fd, SIGKILL, NULL, 0u);
-    unsigned long long until = gate_now_ms() + GONE_MS;
-    bool late = KEEL_STRESS(gone_late);
-    for (;;) {
-        struct pollfd pf = {st->sandbox_fd, POLLIN, 0};
-        int rc = late ? 0 : poll(&pf, 1, 100);
-        if (rc > 0 || (rc < 0 && errno != EINTR))
-            return;
-        if (late || gate_now_ms() >= until) {
-            note(st, "keel-gate: its sandbox's processes were still exiting %d s after it ended",
-                 GONE_MS / 1000);
-            return;
-        }
-    }
+    if (!sandbox_exited(st->sandbox_fd, gate_now_ms() + GONE_MS) || KEEL_STRESS(gone_late))
+        note(st, "keel-gate: its sandbox's processes were still exiting %d s after it ended",
+             GONE_MS / 1000);
 }
 
 /*

@@ -66,8 +66,8 @@ typedef struct gate_exec_outcome {
  * given a bind whose source does not exist: it fails to set the sandbox up).
  * Not failures: cgroup_none (as a machine with no cgroup to use), pidfd_none
  * (as a kernel before 5.3: the end of a sandboxed job does not wait for its
- * namespace to empty), gone_late (that wait runs out at once: the log says
- * its processes were still exiting).
+ * namespace to empty), gone_late (the log says its processes were still
+ * exiting, as when that wait runs out).
  */
 KEEL_MUST_USE keel_status gate_exec_run(const gate_exec_spec *spec, gate_exec_outcome *out);
 
