@@ -139,15 +139,8 @@ static bool daemon_start(void)
                 fx_where = daemon_url;
                 return true;
             }
-            if (daemon_pid == 0)
+            if (daemon_pid == 0 || !daemon_alive_after(50))
                 break; /* it died: the port was taken, or there is no daemon */
-            int status = 0;
-            if (waitpid(daemon_pid, &status, WNOHANG) == daemon_pid) {
-                daemon_pid = 0;
-                break; /* it died: the port was taken, or there is no daemon */
-            }
-            struct timespec ts = {0, 50 * 1000000L};
-            (void)nanosleep(&ts, NULL);
         }
         if (daemon_pid > 0) {
             (void)kill(-daemon_pid, SIGTERM);
