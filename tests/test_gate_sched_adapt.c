@@ -412,7 +412,9 @@ static void quick_failures_outlook(gate_sched_params *pr, gate_sched_outlook *o,
  * too, though a flake delays only a build that would pass (a failing build is
  * retried anyway).  Counting only those (session 26) matched bench_gate four
  * deep with quick failures, but made adaptive 1.10x speculative-batch's time
- * on inih's replay, 0.95x with this count (docs/benchmarks.md, session 27).
+ * on inih's replay, 0.95x with this count (one batch boundary there; as fast
+ * or faster on three of four other injections: docs/benchmarks.md, session
+ * 27).
  * So single changes take flake (1 + p r) builds a change more at any depth
  * (the builds that pass would give flake (1 - p)), one deep the retries'
  * time too (one job: a build's width over its jobs).

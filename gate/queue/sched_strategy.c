@@ -249,9 +249,10 @@ static double stacked_on_retry(unsigned k, unsigned d, unsigned r)
  * those (session 26) matched bench_gate four deep with quick failures, but
  * made adaptive 1.10x speculative-batch's time on inih's replay on a 2-core
  * machine (8 alternating runs; 0.95x with this count; parson met the bound
- * with both).  On the same outlooks the two counts chose alike or the
- * exact one larger and deeper: the loss came through the run's course
- * (docs/benchmarks.md, session 27).  The real executor is the one judged.
+ * with both): one batch boundary there, a batch of 8 for 7 that took in a
+ * conflicting change; on the same histories injected from other seeds this
+ * count was as fast or faster on three of four (docs/benchmarks.md,
+ * session 27).  The real executor is the one judged.
  */
 static void model(double p, unsigned b, unsigned d, unsigned r, const iso_cost *iso, double par,
                   double jobs, const fails *f, double *time, double *builds)
