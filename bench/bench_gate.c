@@ -215,6 +215,11 @@ static void take(gate_sched *s, world *w)
                 w->state[d.changes[i]] = 1;
         } else if (d.kind == GATE_SCHED_REJECT) {
             w->state[d.change] = 2;
+        } else if (d.kind == GATE_SCHED_REOPEN) { /* its ending was a flake's: queued again */
+            w->state[d.change] = 0;
+            keel_status st = gate_sched_enqueue(s, d.change);
+            if (!keel_ok(st))
+                die(st, "queueing a reopened change");
         } else if (d.kind == GATE_SCHED_CANCEL_BUILD) {
             for (size_t i = w->first_open; i < w->njobs; i++) {
                 job *j = &w->jobs[i];

@@ -99,7 +99,8 @@ typedef struct gate_run_stats {
     unsigned long long rejected; /* changes whose required configuration failed */
     unsigned long long conflicts;
     unsigned long long flakes;
-    unsigned long long moved; /* compare-and-swaps lost to a concurrent push */
+    unsigned long long reopened; /* rejections taken back: their ending was a flake's */
+    unsigned long long moved;    /* compare-and-swaps lost to a concurrent push */
     unsigned long long notify_failures;
     int stop_signal; /* nonzero: it stopped on gate_request_stop (the number it was given) */
     /*

@@ -1,6 +1,6 @@
 /*
  * gate_decide.c - the gatekeeper loop's decisions (gate_loop.h): the
- * scheduler's land, reject, flaky and cancel carried out on the repository
+ * scheduler's land, reject, flaky, cancel and reopen carried out on the repository
  * and the store, and the changes decided without a build (a configuration
  * that does not load, a change that does not merge).
  */
@@ -356,8 +356,71 @@ static void reject_reason(gate *g, const gate_cand *c, const gate_sched_decision
              f->reason[0] != '\0' ? ": " : "", f->reason);
 }
 
+/*
+ * REOPEN: change d->change was rejected on an ending (two failures alike)
+ * that d->candidate has since shown to be a flake's.  The store queues it
+ * again (unless it was submitted anew since, or is no longer rejected: then
+ * it is left as it is and said), with the evidence as its reason and in a
+ * "reopened" event, and the scheduler takes it.
+ */
+static keel_status reopen(gate *g, const gate_sched_decision *d)
+{
+    const gate_cand *c = gate_find_cand(g, d->candidate);
+    long long cand = c != NULL ? c->store_id : 0;
+    char reason[GATE_REASON_MAX];
+    gate_fmt(reason, sizeof(reason),
+             "reopened: it was rejected on configuration '%s' failing alone on the tip the same "
+             "way twice (log %s/logs/job-%lld.log); that ending is a flake's: configuration '%s' "
+             "failed with it on candidate %lld (log %s/logs/job-%lld.log), then passed on the same "
+             "tree; queued again",
+             d->rejected.config, g->work, d->rejected.job, d->decided.config, cand, g->work,
+             d->decided.job);
+    gate_change was; /* the rejection's reason, for a hook that hears of it after this */
+    keel_status s = gate_store_get(g->store, d->change, &was);
+    if (!keel_ok(s))
+        return s;
+    char
+        detail[GATE_JSON_ROOM(GATE_SCHED_NAME_MAX) * 2 + GATE_JSON_ROOM(GATE_REASON_MAX) * 2 + 160];
+    size_t n = (size_t)snprintf(detail, sizeof(detail),
+                                "{\"signature\":\"%016llx\",\"config\":", d->signature);
+    n = gate_json_str(detail, sizeof(detail), n, d->rejected.config);
+    n += (size_t)snprintf(
+        detail + n, n < sizeof(detail) ? sizeof(detail) - n : 0,
+        ",\"job\":%lld,\"flaked\":{\"candidate\":%lld,\"config\":", d->rejected.job, cand);
+    n = gate_json_str(detail, sizeof(detail), n, d->decided.config);
+    n += (size_t)snprintf(detail + n, n < sizeof(detail) ? sizeof(detail) - n : 0,
+                          ",\"job\":%lld},\"reason\":", d->decided.job);
+    n = gate_json_str(detail, sizeof(detail), n, reason);
+    n += (size_t)snprintf(detail + n, n < sizeof(detail) ? sizeof(detail) - n : 0, ",\"was\":");
+    n = gate_json_str(detail, sizeof(detail), n, was.reason);
+    (void)snprintf(detail + n, n < sizeof(detail) ? sizeof(detail) - n : 0, "}");
+    s = gate_store_reopen(g->store, d->change, reason, detail, gate_now_s());
+    if (KEEL_IS(s, KEEL_E_STATE)) {
+        char msg[GATE_REASON_MAX];
+        gate_status_line(s, msg, sizeof(msg));
+        keel_status_free(s);
+        gate_say(g, "not reopened: change %lld, whose rejection's ending is a flake's: %s\n",
+                 d->change, msg);
+        return KEEL_OK;
+    }
+    if (!keel_ok(s))
+        return s;
+    g->stats.reopened++;
+    gate_change ch;
+    s = gate_store_get(g->store, d->change, &ch);
+    if (!keel_ok(s)) {
+        keel_status_ignore(s, "only for the message");
+        ch.branch[0] = '\0';
+    }
+    gate_say(g, "reopened: change %lld '%s': %s\n", d->change, ch.branch, reason);
+    gate_notify(g);
+    return gate_take_change(g, d->change, false);
+}
+
 keel_status gate_decide(gate *g, const gate_sched_decision *d)
 {
+    if (d->kind == GATE_SCHED_REOPEN)
+        return reopen(g, d); /* its candidate is evidence only */
     gate_cand *c = gate_find_cand(g, d->candidate);
     if (c == NULL)
         return KEEL_ERR(KEEL_E_INTERNAL, "%s decision for unknown candidate %lld",
@@ -418,6 +481,8 @@ keel_status gate_decide(gate *g, const gate_sched_decision *d)
         c->cancelled = true;
         gate_cancel_jobs(g, c);
         return gate_close_cand(g, c, "abandoned");
+    case GATE_SCHED_REOPEN:
+        break; /* above */
     }
     return KEEL_ERR(KEEL_E_INTERNAL, "unknown decision %d", (int)d->kind);
 }

@@ -476,6 +476,18 @@ keel_status gate_withdraw(gate *g, long long change)
     return s;
 }
 
+keel_status gate_take_change(gate *g, long long change, bool alone)
+{
+    keel_status s =
+        gate_grow((void **)&g->active, &g->active_cap, g->nactive + 1, sizeof(*g->active));
+    if (keel_ok(s))
+        s = alone ? gate_sched_enqueue_alone(g->sched, change)
+                  : gate_sched_enqueue(g->sched, change);
+    if (keel_ok(s))
+        g->active[g->nactive++] = change;
+    return s;
+}
+
 /* New submissions go to the scheduler; changes cancelled in the store leave it. */
 static keel_status sync_queue(gate *g)
 {
@@ -494,12 +506,7 @@ static keel_status sync_queue(gate *g)
             s = quarantine(g, &q[i]);
             continue;
         }
-        s = gate_grow((void **)&g->active, &g->active_cap, g->nactive + 1, sizeof(*g->active));
-        if (keel_ok(s))
-            s = q[i].crashes > 0 ? gate_sched_enqueue_alone(g->sched, q[i].id)
-                                 : gate_sched_enqueue(g->sched, q[i].id);
-        if (keel_ok(s))
-            g->active[g->nactive++] = q[i].id;
+        s = gate_take_change(g, q[i].id, q[i].crashes > 0);
     }
     for (size_t i = 0; keel_ok(s) && i < g->nactive;) {
         gate_change c;

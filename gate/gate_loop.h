@@ -31,6 +31,8 @@ KEEL_MUST_USE keel_status gate_grow(void **arr, size_t *cap, size_t need, size_t
 bool gate_stop_requested(const gate *g);
 /* The candidate of scheduler id `sid` in this generation, NULL when none. */
 gate_cand *gate_find_cand(gate *g, long long sid);
+/* A queued `change` goes to the scheduler (built alone: gate_sched_enqueue_alone). */
+KEEL_MUST_USE keel_status gate_take_change(gate *g, long long change, bool alone);
 /* `change` is no longer held by the scheduler. */
 void gate_drop_active(gate *g, long long change);
 /* Kill candidate c's jobs in flight (their results say nothing about it). */

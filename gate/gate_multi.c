@@ -103,6 +103,7 @@ static void add_stats(gate_run_stats *sum, const gate_run_stats *st, bool first)
     sum->rejected += st->rejected;
     sum->conflicts += st->conflicts;
     sum->flakes += st->flakes;
+    sum->reopened += st->reopened;
     sum->moved += st->moved;
     sum->notify_failures += st->notify_failures;
     if (sum->stop_signal == 0)

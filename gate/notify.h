@@ -1,7 +1,7 @@
 /*
  * gate/notify.h - keel-gate's notification hook, off the landing path.
  *
- * The gate records every land, reject, conflict and flake as an event in the
+ * The gate records every land, reject, reopen, conflict and flake as an event in the
  * store, in the transaction of the state change itself.  A notifier (a keel
  * thread `gate_run` starts, with a store connection of its own) feeds those
  * events of its target to the configured `notify` command (an argv vector,

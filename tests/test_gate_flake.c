@@ -27,19 +27,27 @@
  * main gets a configuration of two required configurations, unit and b, each
  * running `sh ci.sh <name>`, with `gate_lines` in [gate]; ci.sh fails the
  * runs `flakes` names (a case pattern of <config>:<run>), printing `why`
- * (a shell word; $n is the run), and fails where a file "bad" exists.
+ * (a shell word; $n is the run), and fails where a file "bad" exists.  Each
+ * '@' in `gate_lines` is the test's directory.
  */
 static void setup_two_configs(const char *gate_lines, const char *flakes, const char *why)
 {
     fx_setup_repo("", "");
-    char conf[2048], ci[1024];
+    char conf[2048], ci[1024], lines[512];
+    size_t k = 0;
+    for (const char *p = gate_lines; *p != '\0' && k + sizeof(fx_dir) < sizeof(lines); p++)
+        if (*p == '@')
+            k += (size_t)snprintf(lines + k, sizeof(lines) - k, "%s", fx_dir);
+        else
+            lines[k++] = *p;
+    lines[k] = '\0';
     (void)snprintf(conf, sizeof(conf),
                    "[gate]\ntarget = main\nslots = 2\n%s\n"
                    "[config unit]\ntest = sh ci.sh unit\nenv = MARKER=%s/marker\ntimeout = 30\n"
                    "writable = %s\n"
                    "[config b]\ntest = sh ci.sh b\nenv = MARKER=%s/marker\ntimeout = 30\n"
                    "writable = %s\n",
-                   gate_lines, fx_shared, fx_shared, fx_shared, fx_shared);
+                   lines, fx_shared, fx_shared, fx_shared, fx_shared);
     (void)snprintf(ci, sizeof(ci),
                    "n=$(cat \"$MARKER.$1\" 2>/dev/null || echo 0)\n"
                    "n=$((n + 1))\n"
@@ -115,6 +123,26 @@ static void assert_landed(long long id, const char *branch)
 }
 
 /*
+ * setup_two_configs(gate_lines, flakes, why), then good changes one and two
+ * queued in that order (*one, *two) and run --once: both must land.
+ */
+static gate_run_stats one_and_two_land(const char *gate_lines, const char *flakes, const char *why,
+                                       long long *one, long long *two)
+{
+    setup_two_configs(gate_lines, flakes, why);
+    fx_branch("one", "one.txt", "1\n");
+    fx_branch("two", "two.txt", "2\n");
+    gate *g = fx_open();
+    *one = fx_submit(g, "one", 0);
+    *two = fx_submit(g, "two", 0);
+    gate_close(g);
+    gate_run_stats st = fx_run_once();
+    assert_landed(*two, "two");
+    assert_landed(*one, "one");
+    return st;
+}
+
+/*
  * The user's case: retries = 1, a batch of two good changes; unit fails its
  * first run, b its second (each a one-time flake).  The retry runs unit
  * alone, which passes: both land in that candidate, nothing is bisected.
@@ -124,15 +152,9 @@ static void assert_landed(long long id, const char *branch)
 static void test_flakes_on_two_configurations(void **state)
 {
     (void)state;
-    setup_two_configs("strategy = batch\nmax-batch = 2\nretries = 1", "unit:1|b:2", "flake $n");
-    fx_branch("one", "one.txt", "1\n");
-    fx_branch("two", "two.txt", "2\n");
-    gate *g = fx_open();
-    long long one = fx_submit(g, "one", 0), two = fx_submit(g, "two", 0);
-    gate_close(g);
-    gate_run_stats st = fx_run_once();
-    assert_landed(two, "two");
-    assert_landed(one, "one");
+    long long one = 0, two = 0;
+    gate_run_stats st = one_and_two_land("strategy = batch\nmax-batch = 2\nretries = 1",
+                                         "unit:1|b:2", "flake $n", &one, &two);
     assert_int_equal(st.landed, 2);
     assert_int_equal(st.rejected, 0);
     assert_int_equal(st.flakes, 1);
@@ -265,6 +287,65 @@ static void test_flaky_ending_survives_restart(void **state)
     fx_assert_tip_tested();
 }
 
+/*
+ * A rejection taken back (scheduler.h, Rejections taken back): retries = 1,
+ * serial; one's unit fails twice with "flaky ending" (its first two runs):
+ * rejected, the same way twice.  Two's unit fails its third run with that
+ * ending, then passes: a flake's ending, so one's rejection rested on a
+ * flake.  One is reopened (a "reopened" event naming both failures, queued
+ * again in the same run), and lands on unit's fifth run.  The old gate left
+ * one rejected.
+ */
+static void test_rejection_on_a_flake_taken_back(void **state)
+{
+    (void)state;
+    long long one = 0, two = 0;
+    gate_run_stats st =
+        one_and_two_land("strategy = serial\nretries = 1\nnotify = tee -a @/events.jsonl",
+                         "unit:1|unit:2|unit:3", "flaky ending", &one, &two);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(st.reopened, 1);
+    assert_int_equal(st.landed, 2);
+    assert_int_equal(runs_of("unit"), 5);
+    char sql[512];
+    (void)snprintf(sql, sizeof(sql),
+                   "SELECT count(*) FROM events WHERE kind = 'reopened' AND change = %lld AND "
+                   "json_extract(detail, '$.config') = 'unit' AND json_extract(detail, "
+                   "'$.flaked.config') = 'unit' AND json_extract(detail, '$.job') > 0 AND "
+                   "json_extract(detail, '$.flaked.job') > json_extract(detail, '$.job') AND "
+                   "length(json_extract(detail, '$.signature')) = 16",
+                   one);
+    assert_int_equal(fx_sql_int(sql, NULL), 1);
+    /* rejected once, then reopened */
+    (void)snprintf(sql, sizeof(sql),
+                   "SELECT (SELECT count(*) FROM events WHERE change = %lld AND kind = "
+                   "'rejected') = 1 AND (SELECT min(id) FROM events WHERE change = %lld AND kind = "
+                   "'reopened') > (SELECT min(id) FROM events WHERE change = %lld AND kind = "
+                   "'rejected')",
+                   one, one, one);
+    assert_int_equal(fx_sql_int(sql, NULL), 1);
+    /* the hook heard of the rejection with its own reason, then of the reopening */
+    char path[192], text[16384];
+    (void)snprintf(path, sizeof(path), "%s/events.jsonl", fx_dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t len = fread(text, 1, sizeof(text) - 1, f);
+    (void)fclose(f);
+    text[len] = '\0';
+    const char *rej = strstr(text, "\"event\":\"reject\",\"change\":1,");
+    const char *reo = strstr(text, "\"event\":\"reopen\",\"change\":1,");
+    assert_true(one == 1 && rej != NULL && reo != NULL && rej < reo);
+    const char *line = strchr(rej, '\n');
+    assert_true(line != NULL && line < reo);
+    const char *why = strstr(rej, "the same way twice (not a flake: not run again)");
+    assert_true(why != NULL && why < line);
+    assert_non_null(strstr(reo, "\"merge\":\"\",\"reason\":\"reopened: it was rejected on "
+                                "configuration 'unit'"));
+    assert_int_equal(fx_times_landed("one"), 1);
+    assert_int_equal(fx_times_landed("two"), 1);
+    fx_assert_tip_tested();
+}
+
 #if KEEL_DEVEL
 /*
  * The write of an ending fails once (gate_store.flaky_full:nth=1): the
@@ -339,6 +420,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_same_failure_not_retried, fx_teardown),
         cmocka_unit_test_teardown(test_different_failures_run_again, fx_teardown),
         cmocka_unit_test_teardown(test_flaky_ending_survives_restart, fx_teardown),
+        cmocka_unit_test_teardown(test_rejection_on_a_flake_taken_back, fx_teardown),
 #if KEEL_DEVEL
         cmocka_unit_test_teardown(test_flaky_ending_write_fails_tried_again, fx_teardown),
 #endif

@@ -132,6 +132,13 @@ static void take_decisions(sim *m)
             m->flaky++;
             assert_false(m->cand_bad[d.candidate]);
             break;
+        case GATE_SCHED_REOPEN: /* a rejection on a flake's ending taken back: queued again */
+            assert_int_equal(m->state[d.change], REJECTED);
+            if (!m->bad[d.change])
+                m->rejects_of_good--;
+            m->state[d.change] = ACTIVE;
+            assert_true(keel_ok(gate_sched_enqueue(m->s, d.change)));
+            break;
         case GATE_SCHED_CANCEL_BUILD: {
             size_t i = 0;
             while (i < m->nrunning && m->running[i] != d.candidate)

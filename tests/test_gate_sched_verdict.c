@@ -267,11 +267,16 @@ static void test_failure_signatures(void **state)
     gate_sched_delete(s);
 }
 
+/* The REOPEN decisions decide_alone met (rejections taken back), in order. */
+static gate_sched_decision reopens[8];
+static size_t nreopens;
+
 /*
  * Change `id`, alone (serial), built until decided: configuration a's runs
  * fail with signatures sig[0], sig[1], ... (0 past nsig: it passes), b's
  * (config "b") the same when `on_b`, else b passes.  Its decision's kind;
- * *builds: the builds it took.
+ * *builds: the builds it took.  A FLAKY on the way is passed over; a REOPEN
+ * too, kept in reopens[] (it must come after a FLAKY).
  */
 static gate_sched_kind decide_alone(gate_sched *s, long long id, const unsigned long long *sig,
                                     size_t nsig, bool on_b, unsigned *builds)
@@ -279,8 +284,16 @@ static gate_sched_kind decide_alone(gate_sched *s, long long id, const unsigned 
     assert_true(keel_ok(gate_sched_enqueue(s, id)));
     *builds = 0;
     gate_sched_decision d;
+    bool flaky = false;
     for (;;) {
-        if (gate_sched_poll(s, &d) && d.kind != GATE_SCHED_FLAKY)
+        bool have_d = gate_sched_poll(s, &d);
+        flaky = flaky || (have_d && d.kind == GATE_SCHED_FLAKY);
+        if (have_d && d.kind == GATE_SCHED_REOPEN) {
+            assert_true(flaky && nreopens < sizeof(reopens) / sizeof(reopens[0]));
+            reopens[nreopens++] = d;
+            continue;
+        }
+        if (have_d && d.kind != GATE_SCHED_FLAKY)
             return d.kind;
         gate_sched_build b;
         bool have = false;
@@ -310,6 +323,7 @@ static gate_sched_kind decide_alone(gate_sched *s, long long id, const unsigned 
 static void test_flaky_endings(void **state)
 {
     (void)state;
+    nreopens = 0;
     static const unsigned long long flake[] = {7};
     static const unsigned long long twice[] = {7, 7};
     static const unsigned long long other[] = {8, 8};
@@ -318,7 +332,9 @@ static void test_flaky_endings(void **state)
     assert_int_equal(decide_alone(s, 1, twice, 2, false, &builds), GATE_SCHED_REJECT);
     assert_int_equal(builds, 2); /* nothing known yet: the same way twice */
     assert_int_equal(decide_alone(s, 2, flake, 1, false, &builds), GATE_SCHED_LAND);
-    assert_int_equal(builds, 2); /* failed with 7, then passed: 7 is a flake's */
+    assert_int_equal(builds, 2);   /* failed with 7, then passed: 7 is a flake's */
+    assert_int_equal(nreopens, 1); /* and 1's rejection is taken back */
+    assert_int_equal(reopens[0].change, 1);
     assert_int_equal(decide_alone(s, 3, twice, 2, false, &builds), GATE_SCHED_LAND);
     assert_int_equal(builds, 3); /* 7 twice: run again, passes */
     assert_int_equal(decide_alone(s, 4, twice, 2, true, &builds), GATE_SCHED_REJECT);
@@ -334,6 +350,9 @@ static void test_flaky_endings(void **state)
     gate_sched_inherit(t, s);
     assert_int_equal(decide_alone(t, 7, twice, 2, false, &builds), GATE_SCHED_LAND);
     assert_int_equal(builds, 3);
+    /* and the rejections it watches: 4's (7 twice on b) is taken back by a's flake with 7 */
+    assert_int_equal(nreopens, 2);
+    assert_int_equal(reopens[1].change, 4);
     gate_sched_delete(t);
     gate_sched_delete(s);
 }
@@ -410,6 +429,93 @@ static void test_flaky_endings_recalled(void **state)
     gate_sched_delete(s);
 }
 
+/*
+ * Rejections taken back (scheduler.h): a change rejected because a failed
+ * alone the same way twice (7) is reopened when 7 later turns out to be a
+ * flake's, on another change's tree and another configuration (b fails with
+ * 7, then passes): REOPEN after that FLAKY, with both verdicts.  Queued
+ * again, its a fails with 7 once more, now a known flake's ending: run again,
+ * it passes and lands.  Each rejection is taken back once; a flake whose
+ * ending no rejection rested on takes nothing back; nor does one when
+ * another configuration failed the change for good too; the newest
+ * GATE_SCHED_REOPEN_WATCH rejections are watched.
+ */
+static void test_rejection_taken_back(void **state)
+{
+    (void)state;
+    static const unsigned long long twice7[] = {7, 7}, flake7[] = {7}, flake9[] = {9};
+    unsigned builds = 0;
+    nreopens = 0;
+    gate_sched *s = new_sched(GATE_STRATEGY_SERIAL, 1, 1);
+    assert_int_equal(decide_alone(s, 1, twice7, 2, false, &builds), GATE_SCHED_REJECT);
+    assert_int_equal(decide_alone(s, 2, flake9, 1, false, &builds), GATE_SCHED_LAND);
+    assert_int_equal(nreopens, 0); /* 9 is not what 1 was rejected on */
+    /* 3: b fails with 7, then passes */
+    assert_true(keel_ok(gate_sched_enqueue(s, 3)));
+    gate_sched_build b = next_build(s);
+    long long flaked = b.candidate;
+    results2(s, flaked, 1, 0, 0, 7, 300);
+    b = next_build(s);
+    results2(s, flaked, -1, 0, 1, 0, 302);
+    gate_sched_decision d;
+    assert_true(gate_sched_poll(s, &d));
+    assert_int_equal(d.kind, GATE_SCHED_FLAKY);
+    assert_true(gate_sched_poll(s, &d));
+    assert_int_equal(d.kind, GATE_SCHED_REOPEN);
+    assert_string_equal(gate_sched_kind_name(d.kind), "reopen");
+    assert_int_equal(d.change, 1);
+    assert_int_equal(d.candidate, flaked);
+    assert_string_equal(d.decided.config, "b");
+    assert_int_equal(d.decided.candidate, flaked);
+    assert_int_equal(d.decided.runs, 2);
+    assert_int_equal(d.decided.failures, 1);
+    assert_int_equal(d.decided.job, 301); /* b's failing run */
+    assert_string_equal(d.rejected.config, "a");
+    assert_int_equal(d.rejected.why, GATE_SCHED_WHY_SAME);
+    assert_int_equal(d.rejected.runs, 2);
+    assert_int_equal(d.rejected.failures, 2);
+    assert_int_equal(d.rejected.job, 101); /* 1's second run, its a failing */
+    assert_true(d.signature == 7);
+    assert_true(gate_sched_poll(s, &d));
+    assert_int_equal(d.kind, GATE_SCHED_LAND);
+    assert_false(gate_sched_poll(s, &d));
+    gate_sched_stats st;
+    gate_sched_stats_get(s, &st);
+    assert_int_equal(st.reopened, 1);
+    assert_int_equal(st.rejected, 1);
+    /* queued again: 7 once more is a flake's now, so it runs again, passes and lands */
+    assert_int_equal(decide_alone(s, 1, flake7, 1, false, &builds), GATE_SCHED_LAND);
+    assert_int_equal(builds, 2);
+    assert_int_equal(nreopens, 0); /* nothing more to take back */
+
+    /* another configuration failed it for good too: its own evidence, not watched */
+    assert_true(keel_ok(gate_sched_enqueue(s, 4)));
+    b = next_build(s);
+    results2(s, b.candidate, 0, 11, 0, 12, 400);
+    b = next_build(s);
+    results2(s, b.candidate, 0, 11, 0, 12, 402);
+    assert_true(gate_sched_poll(s, &d));
+    assert_int_equal(d.kind, GATE_SCHED_REJECT);
+    assert_false(gate_sched_poll(s, &d));
+    static const unsigned long long flake11[] = {11};
+    assert_int_equal(decide_alone(s, 5, flake11, 1, false, &builds), GATE_SCHED_LAND);
+    assert_int_equal(nreopens, 0);
+
+    /* the newest GATE_SCHED_REOPEN_WATCH: 1 + GATE_SCHED_REOPEN_WATCH rejections, the first goes */
+    for (unsigned long long k = 0; k <= GATE_SCHED_REOPEN_WATCH; k++) {
+        unsigned long long sig[] = {1000 + k, 1000 + k};
+        assert_int_equal(decide_alone(s, 100 + (long long)k, sig, 2, false, &builds),
+                         GATE_SCHED_REJECT);
+    }
+    static const unsigned long long first[] = {1000}, second[] = {1001};
+    assert_int_equal(decide_alone(s, 200, first, 1, false, &builds), GATE_SCHED_LAND);
+    assert_int_equal(nreopens, 0);
+    assert_int_equal(decide_alone(s, 201, second, 1, false, &builds), GATE_SCHED_LAND);
+    assert_int_equal(nreopens, 1);
+    assert_int_equal(reopens[0].change, 101);
+    gate_sched_delete(s);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -419,6 +525,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_failure_signatures),
         cmocka_unit_test(test_flaky_endings),
         cmocka_unit_test(test_flaky_endings_recalled),
+        cmocka_unit_test(test_rejection_taken_back),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -157,6 +157,76 @@ static void test_cancel_and_states(void **state)
     gate_store_close(st);
 }
 
+/*
+ * A rejection taken back (gate_store_reopen): a rejected change is queued
+ * again with the evidence, a "reopened" event recording it; not one that is
+ * not rejected (queued, or reopened already), nor one whose branch was
+ * submitted again since (the newer change stands): KEEL_E_STATE, nothing
+ * changed.
+ */
+static void test_reopen(void **state)
+{
+    (void)state;
+    gate_store *st = open_store();
+    long long a = submit(st, "a", oid_a, 0, 1), b = submit(st, "b", oid_b, 0, 2);
+    keel_status s = gate_store_reopen(st, a, "why", "{}", 3);
+    assert_true(KEEL_IS(s, KEEL_E_STATE)); /* queued: nothing to take back */
+    keel_status_free(s);
+    assert_true(keel_ok(gate_store_set_state(st, a, GATE_CHANGE_REJECTED, "failed", 4)));
+    assert_true(keel_ok(gate_store_set_state(st, b, GATE_CHANGE_REJECTED, "failed", 4)));
+    assert_true(keel_ok(gate_store_reopen(
+        st, a, "reopened: a flake's ending",
+        "{\"job\":7,\"reason\":\"reopened: a flake's ending\",\"was\":\"failed\"}", 5)));
+    gate_change c;
+    assert_true(keel_ok(gate_store_get(st, a, &c)));
+    assert_int_equal(c.state, GATE_CHANGE_QUEUED);
+    assert_string_equal(c.reason, "reopened: a flake's ending");
+    gate_change q[4];
+    size_t n = 0;
+    assert_true(keel_ok(gate_store_queued(st, "main", 6, 0, q, 4, &n)));
+    assert_int_equal(n, 1);
+    assert_int_equal(q[0].id, a);
+    long long events = 0;
+    assert_true(keel_ok(gate_store_count_events(st, "reopened", &events)));
+    assert_int_equal(events, 1);
+    s = gate_store_reopen(st, a, "again", "{}", 6); /* queued again already */
+    assert_true(KEEL_IS(s, KEEL_E_STATE));
+    keel_status_free(s);
+    /* b's author submitted it again meanwhile: the newer one stands */
+    long long b2 = submit(st, "b", oid_c, 0, 7);
+    s = gate_store_reopen(st, b, "why", "{}", 8);
+    assert_true(KEEL_IS(s, KEEL_E_STATE));
+    char msg[256];
+    (void)keel_status_format(s, msg, sizeof(msg));
+    assert_non_null(strstr(msg, "was submitted again since"));
+    keel_status_free(s);
+    assert_true(keel_ok(gate_store_get(st, b, &c)));
+    assert_int_equal(c.state, GATE_CHANGE_REJECTED);
+    assert_true(keel_ok(gate_store_get(st, b2, &c)));
+    assert_int_equal(c.state, GATE_CHANGE_QUEUED);
+    assert_true(keel_ok(gate_store_count_events(st, "reopened", &events)));
+    assert_int_equal(events, 1);
+    /*
+     * the hook's feed, heard after the reopening: a's rejection with the reason it had then (the
+     * reopening's "was"), its reopening with the evidence and no merge; b's with its own
+     */
+    static gate_notice nt[8];
+    n = 0;
+    assert_true(keel_ok(gate_store_notify_next(st, "main", nt, 8, &n)));
+    assert_int_equal(n, 3);
+    assert_string_equal(nt[0].event, "reject");
+    assert_int_equal(nt[0].change, a);
+    assert_string_equal(nt[0].reason, "failed");
+    assert_string_equal(nt[1].event, "reject");
+    assert_int_equal(nt[1].change, b);
+    assert_string_equal(nt[1].reason, "failed");
+    assert_string_equal(nt[2].event, "reopen");
+    assert_int_equal(nt[2].change, a);
+    assert_string_equal(nt[2].reason, "reopened: a flake's ending");
+    assert_string_equal(nt[2].merge, "");
+    gate_store_close(st);
+}
+
 static void test_candidate_and_jobs(void **state)
 {
     (void)state;
@@ -919,6 +989,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_submit_and_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priority_with_aging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_and_states, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_candidate_and_jobs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_timings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flaky_endings, setup, teardown),

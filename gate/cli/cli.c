@@ -650,11 +650,11 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
                         : gate_run(g, opt_value(&p, "once") != NULL, &st);
         if (keel_ok(s) && o.out != NULL)
             (void)fprintf(out,
-                          "summary: %llu landed, %llu rejected, %llu conflicts, %llu flaky, "
-                          "%llu builds (%llu jobs), %llu lost compare-and-swaps, %llu hook "
-                          "failures\n",
-                          st.landed, st.rejected, st.conflicts, st.flakes, st.builds, st.jobs,
-                          st.moved, st.notify_failures);
+                          "summary: %llu landed, %llu rejected (%llu taken back), %llu "
+                          "conflicts, %llu flaky, %llu builds (%llu jobs), %llu lost "
+                          "compare-and-swaps, %llu hook failures\n",
+                          st.landed, st.rejected, st.reopened, st.conflicts, st.flakes, st.builds,
+                          st.jobs, st.moved, st.notify_failures);
         if (keel_ok(s) && o.out != NULL && st.parallel > 0.0)
             (void)fprintf(out,
                           "executor: %.1f jobs at once (learned from %u job timings), a "

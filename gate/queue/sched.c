@@ -54,6 +54,7 @@ typedef struct cfg_ev {
     unsigned long long sig[SIG_KEEP]; /* its failures' signatures, in order */
     long long job;                    /* the caller's id of its last failing run */
     bool passed;                      /* it passed once: the tree passes it */
+    bool learned;                     /* and had failed: its endings are new flakes' (reopen) */
     gate_sched_why why;               /* NONE until it failed for good */
 } cfg_ev;
 
@@ -83,7 +84,16 @@ typedef struct entry {
     size_t n;
     gate_sched_verdict decided, batch;
     size_t batch_n;
+    gate_sched_verdict rejected; /* REOPEN */
+    unsigned long long signature;
 } entry;
+
+/* A rejection on an ending twice alike, watched for that ending to flake (Rejections taken back). */
+typedef struct watched {
+    long long change;
+    gate_sched_verdict v;         /* the rejection's verdict */
+    unsigned long long signature; /* the ending it failed with twice */
+} watched;
 
 /*
  * The estimator: decayed counts of recent outcomes plus a weak prior worth
@@ -143,11 +153,13 @@ struct gate_sched {
      * evidence of a real failure (flaky_ending).
      */
     gate_sched_flaky flaky[GATE_SCHED_FLAKY_ENDINGS];
-    unsigned flaky_n;              /* in use */
-    unsigned long long flaky_seen; /* endings learned or seen again so far */
-    gate_cap cap;                  /* what the executor runs at once (capacity.h) */
-    unsigned jobs;                 /* jobs in a build: the configurations a first build ran */
-    gate_sched_outlook shape_for;  /* what the cached shape is for (p 0: none) */
+    unsigned flaky_n;                       /* in use */
+    unsigned long long flaky_seen;          /* endings learned or seen again so far */
+    watched watch[GATE_SCHED_REOPEN_WATCH]; /* the oldest first */
+    unsigned nwatch;
+    gate_cap cap;                 /* what the executor runs at once (capacity.h) */
+    unsigned jobs;                /* jobs in a build: the configurations a first build ran */
+    gate_sched_outlook shape_for; /* what the cached shape is for (p 0: none) */
     unsigned shape_batch, shape_depth;
     /*
      * The pace (gate_sched_clock): per depth, the time measured while it was
@@ -192,7 +204,7 @@ struct gate_sched {
     gate_sched_stats st;
 };
 
-static const char *const kind_names[] = {"land", "reject", "flaky", "cancel-build"};
+static const char *const kind_names[] = {"land", "reject", "flaky", "cancel-build", "reopen"};
 
 const char *gate_sched_kind_name(gate_sched_kind k)
 {
@@ -531,7 +543,7 @@ static keel_status reserve(gate_sched *s)
         memmove(s->decs, s->decs + s->dhead, s->dlen * sizeof(*s->decs));
         s->dhead = 0;
     }
-    size_t need = s->dlen + s->nplan + s->running + 4;
+    size_t need = s->dlen + s->nplan + s->running + s->nwatch + 4;
     keel_status st = grow((void **)&s->decs, &s->dcap, need, sizeof(*s->decs));
     if (keel_ok(st))
         st = grow((void **)&s->plan, &s->plancap, s->nplan + 2, sizeof(*s->plan));
@@ -651,6 +663,63 @@ static void split(gate_sched *s, size_t i)
     s->nplan++;
 }
 
+/*
+ * Rejection e of segment f's change: watched when one configuration alone
+ * failed f for good, the same way twice (its last failure repeats an earlier
+ * one: that ending), the oldest watched going when there are
+ * GATE_SCHED_REOPEN_WATCH.
+ */
+static void watch(gate_sched *s, const seg *f, const entry *e)
+{
+    const cfg_ev *same = NULL;
+    for (size_t k = 0; k < f->ncfg; k++) {
+        if (!cfg_failed(&f->cfg[k]))
+            continue;
+        if (same != NULL || f->cfg[k].why != GATE_SCHED_WHY_SAME)
+            return; /* another configuration's failure is evidence of its own */
+        same = &f->cfg[k];
+    }
+    if (same == NULL)
+        return;
+    KEEL_ASSERT(same->fails >= 2 && same->sig[same->fails - 1] != 0); /* record(): WHY_SAME */
+    if (s->nwatch == GATE_SCHED_REOPEN_WATCH) {
+        memmove(&s->watch[0], &s->watch[1], (s->nwatch - 1) * sizeof(watched));
+        s->nwatch--;
+    }
+    watched *w = &s->watch[s->nwatch++];
+    w->change = e->change;
+    w->v = e->decided;
+    w->signature = same->sig[same->fails - 1];
+}
+
+/*
+ * Configuration c failed on segment g's tree, then passed: the rejections
+ * watched for one of its endings are taken back (REOPEN), each once.
+ */
+static void reopen(gate_sched *s, const seg *g, const cfg_ev *c)
+{
+    for (unsigned i = 0; i < s->nwatch;) {
+        unsigned k = 0;
+        while (k < c->fails && c->sig[k] != s->watch[i].signature)
+            k++;
+        if (k == c->fails) {
+            i++;
+            continue;
+        }
+        entry *e = push(s, GATE_SCHED_REOPEN, g->cand, s->watch[i].change, NULL, 0);
+        e->decided.candidate = g->cand;
+        (void)snprintf(e->decided.config, sizeof(e->decided.config), "%s", c->name);
+        e->decided.runs = c->runs;
+        e->decided.failures = c->fails;
+        e->decided.job = c->job;
+        e->rejected = s->watch[i].v;
+        e->signature = s->watch[i].signature;
+        s->st.reopened++;
+        memmove(&s->watch[i], &s->watch[i + 1], (s->nwatch - i - 1) * sizeof(watched));
+        s->nwatch--;
+    }
+}
+
 /* Settle the front: land what passed, retry, isolate, reject. */
 static void advance(gate_sched *s)
 {
@@ -683,6 +752,7 @@ static void advance(gate_sched *s)
                 e->decided = v;
                 e->batch_n = f->from_n;
                 e->batch = f->from;
+                watch(s, f, e);
                 s->st.rejected++;
                 observe(s, 1, true);
                 remove_seg(s, 0);
@@ -1045,8 +1115,10 @@ static void record(gate_sched *s, seg *g, const gate_sched_run *r, bool final)
     c->runs++;
     if (r->passed) {
         c->passed = true;
-        if (c->fails > 0)
+        if (c->fails > 0) {
             flaky_endings_add(s, c);
+            c->learned = true; /* build_ended takes back what rested on them */
+        }
         return;
     }
     c->job = r->job;
@@ -1153,6 +1225,11 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
             drop_from(s, i + 1); /* doomed: they contain this failure */
         g->presumed_bad = presume_bad(s, g);
     }
+    for (size_t k = 0; k < g->ncfg; k++)
+        if (g->cfg[k].learned) { /* after the FLAKY that shows them */
+            g->cfg[k].learned = false;
+            reopen(s, g, &g->cfg[k]);
+        }
     advance(s);
     return KEEL_OK;
 }
@@ -1198,6 +1275,8 @@ bool gate_sched_poll(gate_sched *s, gate_sched_decision *out)
     out->decided = e.decided;
     out->batch = e.batch;
     out->batch_n = e.batch_n;
+    out->rejected = e.rejected;
+    out->signature = e.signature;
     s->polled = e.ids;
     return true;
 }
@@ -1263,6 +1342,8 @@ void gate_sched_inherit(gate_sched *to, const gate_sched *from)
     memcpy(to->flaky, from->flaky, sizeof(to->flaky));
     to->flaky_n = from->flaky_n;
     to->flaky_seen = from->flaky_seen;
+    memcpy(to->watch, from->watch, sizeof(to->watch));
+    to->nwatch = from->nwatch;
 }
 
 unsigned long long gate_sched_flaky_seen(const gate_sched *s)

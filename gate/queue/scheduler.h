@@ -66,6 +66,19 @@
  * counts as a different one.  Fail-then-pass is a FLAKY decision and never
  * rejects a change.
  *
+ * Rejections taken back: a change rejected because a configuration failed
+ * alone on the tip twice with the same signature (GATE_SCHED_WHY_SAME, no
+ * other configuration failing for good there) is watched, the newest
+ * GATE_SCHED_REOPEN_WATCH of them.  When that signature later turns out to
+ * be a flake's (a configuration, any, fails with it and then passes on one
+ * tree), the scheduler takes the rejection back: a REOPEN decision names the
+ * change, the flake's evidence and the rejection's.  It does not queue the
+ * change itself: the caller queues it again (gate_sched_enqueue) when it may
+ * (the change was not submitted anew meanwhile, say).  A change is reopened
+ * at most once per rejection; its new failure with that ending, now known as
+ * a flake's, earns the extra runs of suspect flakes (above) before it can be
+ * rejected again.
+ *
  * A change is rejected only when a candidate of that change alone, at the
  * front (on the target's tip), failed for good: a change that bisection
  * isolates from a failed batch is built alone once more (its failure must
@@ -128,6 +141,9 @@ typedef struct gate_sched_params {
  */
 enum { GATE_SCHED_NAME_MAX = 65, GATE_SCHED_SUSPECT_EXTRA = 5 };
 
+/* The rejections a scheduler watches for a flake's ending (Rejections taken back, above). */
+enum { GATE_SCHED_REOPEN_WATCH = 32 };
+
 /* A build to start: `changes` merged in order onto `base`. */
 typedef struct gate_sched_build {
     long long candidate;      /* > 0, chosen by the scheduler */
@@ -169,10 +185,12 @@ typedef struct gate_sched_verdict {
 } gate_sched_verdict;
 
 typedef enum gate_sched_kind {
-    GATE_SCHED_LAND,        /* `changes` land; `candidate`'s tree becomes the tip */
-    GATE_SCHED_REJECT,      /* `change` is rejected; `candidate`'s failing logs blame it */
-    GATE_SCHED_FLAKY,       /* `candidate` failed, then passed on the same tree */
-    GATE_SCHED_CANCEL_BUILD /* `candidate`'s running build no longer matters: stop it */
+    GATE_SCHED_LAND,         /* `changes` land; `candidate`'s tree becomes the tip */
+    GATE_SCHED_REJECT,       /* `change` is rejected; `candidate`'s failing logs blame it */
+    GATE_SCHED_FLAKY,        /* `candidate` failed, then passed on the same tree */
+    GATE_SCHED_CANCEL_BUILD, /* `candidate`'s running build no longer matters: stop it */
+    /* `change`, rejected before, was a flake's victim: `candidate` flaked with its ending */
+    GATE_SCHED_REOPEN
 } gate_sched_kind;
 
 typedef struct gate_sched_decision {
@@ -194,6 +212,14 @@ typedef struct gate_sched_decision {
      */
     size_t batch_n;
     gate_sched_verdict batch;
+    /*
+     * REOPEN: `decided` is the flake's verdict (the configuration that
+     * failed on `candidate` with the rejection's ending, then passed there;
+     * `job` its failing run), `rejected` the rejection's (as its REJECT
+     * decision's `decided`), `signature` the ending both share.
+     */
+    gate_sched_verdict rejected;
+    unsigned long long signature;
 } gate_sched_decision;
 
 typedef struct gate_sched_stats {
@@ -205,6 +231,7 @@ typedef struct gate_sched_stats {
     unsigned long long rejected;         /* changes */
     unsigned long long cancelled;        /* changes withdrawn */
     unsigned long long flaky;            /* FLAKY decisions */
+    unsigned long long reopened;         /* REOPEN decisions (rejections taken back) */
     size_t queued;                       /* changes waiting */
     size_t testing;                      /* changes in the window */
     unsigned running;                    /* builds running */

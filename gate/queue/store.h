@@ -102,6 +102,17 @@ KEEL_MUST_USE keel_status gate_store_queued(gate_store *st, const char *target, 
 KEEL_MUST_USE keel_status gate_store_set_state(gate_store *st, long long id, gate_change_state s,
                                                const char *reason, long long now);
 
+/*
+ * Take a rejection back (the scheduler's REOPEN: the ending it rested on
+ * turned out to be a flake's): a rejected change is queued again, `reason`
+ * its new reason, and a "reopened" event with `detail` (JSON: the evidence)
+ * is recorded, in one transaction.  KEEL_E_STATE (detail "change"), nothing
+ * changed, when it is not rejected, or when a newer change of its branch
+ * for its target exists (its author submitted it again: that one stands).
+ */
+KEEL_MUST_USE keel_status gate_store_reopen(gate_store *st, long long id, const char *reason,
+                                            const char *detail, long long now);
+
 /* ---- candidates and jobs ------------------------------------------------------ */
 
 /*
@@ -268,7 +279,8 @@ KEEL_MUST_USE keel_status gate_store_count_events(gate_store *st, const char *ki
  * ---- the notify hook's feed (gate/notify.c) ----------------------------------------
  *
  * The hook hears of a target's events of kind "landed", "rejected",
- * "conflict" and "flake", and of the post level's "post-failed",
+ * "reopened", "conflict" and "flake" (a rejection heard after its change was
+ * reopened: the reason it had then, the "reopened" event's "was"), and of the post level's "post-failed",
  * "target-red" and "target-green" (head: the commit; reason: the
  * configuration, exit and log) (written in the same transaction as the state change
  * they record) in the store's order, after a cursor per target that moves
@@ -277,7 +289,7 @@ KEEL_MUST_USE keel_status gate_store_count_events(gate_store *st, const char *ki
  */
 typedef struct gate_notice {
     long long id;     /* the event's: stable */
-    char event[24];   /* to the hook: "land", "reject", "conflict", "flake", "post-failed", ... */
+    char event[24];   /* to the hook: "land", "reject", "reopen", "conflict", "flake", ... */
     long long change; /* a flake's: the first change of its candidate */
     char branch[GATE_NAME_MAX];
     char head[GATE_OID_HEX];

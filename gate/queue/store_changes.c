@@ -279,6 +279,45 @@ keel_status gate_store_set_state(gate_store *st, long long id, gate_change_state
     return gate__store_finish(st, gate__store_set_state_locked(st, id, state, reason, now));
 }
 
+keel_status gate_store_reopen(gate_store *st, long long id, const char *reason, const char *detail,
+                              long long now)
+{
+    KEEL_ASSERT(st != NULL && reason != NULL && detail != NULL);
+    keel_status s = gate__store_begin(st);
+    if (!keel_ok(s))
+        return s;
+    sqlite3_stmt *stmt = NULL;
+    s = gate__store_prepare(st,
+                            "UPDATE changes SET state = 'queued', reason = ?1, updated_at = ?2 "
+                            "WHERE id = ?3 AND state = 'rejected' AND NOT EXISTS (SELECT 1 FROM "
+                            "changes n WHERE n.branch = changes.branch AND n.target = "
+                            "changes.target AND n.id > changes.id)",
+                            &stmt);
+    if (keel_ok(s)) {
+        (void)sqlite3_bind_text(stmt, 1, reason, -1, SQLITE_TRANSIENT);
+        (void)sqlite3_bind_int64(stmt, 2, now);
+        (void)sqlite3_bind_int64(stmt, 3, id);
+        s = gate__store_step_done(st, stmt, "cannot reopen a change");
+    }
+    if (keel_ok(s) && sqlite3_changes(st->db) != 1) {
+        gate_change c;
+        s = gate_store_get(st, id, &c);
+        if (keel_ok(s))
+            s = keel_status_with_int(
+                c.state == GATE_CHANGE_REJECTED
+                    ? KEEL_ERR(KEEL_E_STATE,
+                               "change %lld ('%s') was submitted again since: the newer one "
+                               "stands",
+                               id, c.branch)
+                    : KEEL_ERR(KEEL_E_STATE, "change %lld ('%s') is %s, not rejected", id, c.branch,
+                               gate_change_state_name(c.state)),
+                "change", id);
+    }
+    if (keel_ok(s))
+        s = gate__store_event_locked(st, now, "reopened", id, detail);
+    return gate__store_finish(st, s);
+}
+
 keel_status gate_store_cancel(gate_store *st, long long id, long long now)
 {
     KEEL_ASSERT(st != NULL);

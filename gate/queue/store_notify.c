@@ -26,6 +26,7 @@ keel_status gate_store_notify_start(gate_store *st, const char *target)
 /* The events the hook hears of, by their names in the store and to the hook. */
 static const char *const notice_kinds[][2] = {{"landed", "land"},
                                               {"rejected", "reject"},
+                                              {"reopened", "reopen"},
                                               {"conflict", "conflict"},
                                               {"flake", "flake"},
                                               {"post-failed", "post-failed"},
@@ -73,23 +74,27 @@ static const char notify_next_sql[] =
     " THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.commit') END, "
     "'') WHEN " BACKOUT_KINDS " THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
     "json_extract(e.detail, '$.culprit') END, '') ELSE coalesce(c.head, '') END, CASE e.kind "
-    "WHEN 'conflict' THEN '' WHEN 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
+    "WHEN 'conflict' THEN '' WHEN 'reopened' THEN '' WHEN 'flake' THEN coalesce(CASE WHEN "
+    "json_valid(e.detail) THEN "
     "json_extract(e.detail, '$.merge') END, (SELECT merge FROM candidates WHERE id = CASE WHEN "
     "json_valid(e.detail) THEN json_extract(e.detail, '$.candidate') END), '') ELSE "
     "coalesce((SELECT merge FROM candidates WHERE id = c.candidate), '') END, CASE WHEN e.kind "
     "= 'flake' THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, "
     "'$.failed') END, '') WHEN " FLOW_KINDS " THEN coalesce(json_extract(e.detail, '$.reason'), "
     "json_extract(e.detail, '$.why'), '') WHEN e.kind IN " LEVEL_KINDS " OR " BACKOUT_KINDS
-    " THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.reason') END, "
-    "'') ELSE coalesce(c.reason, '') END, CASE WHEN " BACKOUT_KINDS
+    " OR e.kind = 'reopened' THEN coalesce(CASE WHEN json_valid(e.detail) THEN "
+    "json_extract(e.detail, '$.reason') END, '') WHEN e.kind = 'rejected' THEN coalesce((SELECT "
+    "CASE WHEN json_valid(r.detail) THEN json_extract(r.detail, '$.was') END FROM events r WHERE "
+    "r.change = e.change AND r.kind = 'reopened' AND r.id > e.id ORDER BY r.id LIMIT 1), "
+    "c.reason, '') ELSE coalesce(c.reason, '') END, CASE WHEN " BACKOUT_KINDS
     " THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.author') END, "
     "'') ELSE '' END, CASE WHEN " BACKOUT_KINDS
     " THEN coalesce(CASE WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.committer') "
     "END, '') ELSE '' END, CASE WHEN " FLOW_KINDS " THEN e.detail ELSE '' END FROM events e "
     "LEFT JOIN changes c ON c.id = e.change WHERE e.target = ?1 AND e.id > coalesce((SELECT "
     "event FROM notify_cursor WHERE target = ?1), 0) AND (e.kind IN ('landed', 'rejected', "
-    "'conflict', 'flake') OR e.kind IN " LEVEL_KINDS " OR " BACKOUT_KINDS " OR " FLOW_KINDS
-    ") ORDER BY e.id LIMIT ?2";
+    "'reopened', 'conflict', 'flake') OR e.kind IN " LEVEL_KINDS " OR " BACKOUT_KINDS
+    " OR " FLOW_KINDS ") ORDER BY e.id LIMIT ?2";
 
 keel_status gate_store_notify_next(gate_store *st, const char *target, gate_notice *out, size_t max,
                                    size_t *n)
