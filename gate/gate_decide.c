@@ -357,6 +357,29 @@ static void reject_reason(gate *g, const gate_cand *c, const gate_sched_decision
 }
 
 /*
+ * A REJECT the scheduler watches (d->signature: its ending) is kept for the
+ * next runs (gate_store_watch_put), so that one of them may take it back.  A
+ * write that fails loses only that (this run's scheduler still watches it):
+ * said, not the gate's failure.
+ */
+static void watch_rejection(gate *g, const gate_sched_decision *d)
+{
+    if (d->signature == 0)
+        return;
+    gate_watched_rejection w = {d->change,      d->decided.config, d->signature,
+                                d->decided.job, d->decided.runs,   d->decided.failures};
+    keel_status s =
+        gate_store_watch_put(g->store, g->target, &w, GATE_SCHED_REOPEN_WATCH, gate_now_s());
+    if (!keel_ok(s)) {
+        char msg[GATE_REASON_MAX];
+        gate_status_line(s, msg, sizeof(msg));
+        keel_status_free(s);
+        gate_say(g, "warning: a later run will not take back change %lld's rejection: %s\n",
+                 d->change, msg);
+    }
+}
+
+/*
  * REOPEN: change d->change was rejected on an ending (two failures alike)
  * that d->candidate has since shown to be a flake's.  The store queues it
  * again (unless it was submitted anew since, or is no longer rejected: then
@@ -457,6 +480,7 @@ keel_status gate_decide(gate *g, const gate_sched_decision *d)
             }
             gate_say(g, "rejected: change %lld '%s': %s\n", d->change, ch.branch, reason);
             gate_notify(g);
+            watch_rejection(g, d);
         }
         return s;
     }

@@ -272,6 +272,24 @@ static keel_status recall_flaky(void *arg, const gate_flaky_ending *e)
     return KEEL_OK;
 }
 
+static keel_status recall_watched(void *arg, const gate_watched_rejection *w)
+{
+    gate *g = (gate *)arg;
+    gate_sched_watched r;
+    memset(&r, 0, sizeof(r));
+    if (strlen(w->config) >= sizeof(r.rejected.config))
+        return KEEL_OK; /* no configuration has such a name */
+    memcpy(r.rejected.config, w->config, strlen(w->config) + 1);
+    r.change = w->change;
+    r.signature = w->signature;
+    r.rejected.job = w->job;
+    r.rejected.runs = w->runs;
+    r.rejected.failures = w->failures;
+    r.rejected.why = GATE_SCHED_WHY_SAME;
+    gate_sched_recall_watched(g->sched, &r, 1);
+    return KEEL_OK;
+}
+
 /*
  * What the scheduler learned of the queue (its failure and flake rates, the
  * endings its configurations flaked with) goes to the next one: the old
@@ -302,6 +320,9 @@ static keel_status recall_learned(gate *g, const gate_sched *old)
         if (keel_ok(s))
             s = gate_store_flaky_endings(g->store, g->target, GATE_SCHED_FLAKY_ENDINGS,
                                          recall_flaky, g);
+        /* the rejections watched for a flake's ending, still rejected */
+        if (keel_ok(s))
+            s = gate_store_watched(g->store, g->target, GATE_SCHED_REOPEN_WATCH, recall_watched, g);
         if (!keel_ok(s))
             return s;
         g->flaky_kept = gate_sched_flaky_seen(g->sched); /* the store holds what it recalled */

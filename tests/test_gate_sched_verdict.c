@@ -127,6 +127,7 @@ static void test_verdict_names_decisive_configuration(void **state)
     assert_int_equal(d.decided.job, 13);
     assert_int_equal(d.decided.why, GATE_SCHED_WHY_SAME);
     assert_string_equal(gate_sched_why_name(d.decided.why), "same");
+    assert_true(d.signature == 31); /* watched for its ending (a flaked on the way: not a's) */
     assert_int_equal(d.batch_n, 0); /* built alone from the start */
     assert_false(gate_sched_poll(s, &d));
     gate_sched_delete(s);
@@ -496,6 +497,7 @@ static void test_rejection_taken_back(void **state)
     results2(s, b.candidate, 0, 11, 0, 12, 402);
     assert_true(gate_sched_poll(s, &d));
     assert_int_equal(d.kind, GATE_SCHED_REJECT);
+    assert_true(d.signature == 0); /* not watched */
     assert_false(gate_sched_poll(s, &d));
     static const unsigned long long flake11[] = {11};
     assert_int_equal(decide_alone(s, 5, flake11, 1, false, &builds), GATE_SCHED_LAND);
@@ -513,6 +515,39 @@ static void test_rejection_taken_back(void **state)
     assert_int_equal(decide_alone(s, 201, second, 1, false, &builds), GATE_SCHED_LAND);
     assert_int_equal(nreopens, 1);
     assert_int_equal(reopens[0].change, 101);
+    gate_sched_delete(s);
+
+    /*
+     * a rejection kept across runs (gate_sched_recall_watched): a new scheduler watches it as
+     * its own; a change it watches already, change 0, signature 0 and a name not terminated
+     * are ignored
+     */
+    gate_sched_watched w[5];
+    memset(w, 0, sizeof(w));
+    for (size_t k = 0; k < 5; k++) {
+        w[k].change = k == 2 ? 0 : 50;
+        w[k].signature = k == 3 ? 0 : 21 + k;
+        (void)snprintf(w[k].rejected.config, sizeof(w[k].rejected.config), "a");
+        w[k].rejected.job = 9;
+        w[k].rejected.runs = w[k].rejected.failures = 2;
+        w[k].rejected.why = GATE_SCHED_WHY_SAME;
+    }
+    memset(w[4].rejected.config, 'x', sizeof(w[4].rejected.config));
+    w[4].change = 52;
+    s = new_sched(GATE_STRATEGY_SERIAL, 1, 1);
+    gate_sched_recall_watched(s, w, 5);
+    nreopens = 0;
+    static const unsigned long long flake22[] = {22}, flake25[] = {25};
+    assert_int_equal(decide_alone(s, 60, flake22, 1, false, &builds), GATE_SCHED_LAND);
+    assert_int_equal(decide_alone(s, 61, flake25, 1, false, &builds), GATE_SCHED_LAND);
+    assert_int_equal(nreopens, 0); /* 50 is watched for 21 only; 52's name is not one */
+    static const unsigned long long flake21[] = {21};
+    assert_int_equal(decide_alone(s, 62, flake21, 1, false, &builds), GATE_SCHED_LAND);
+    assert_int_equal(nreopens, 1);
+    assert_int_equal(reopens[0].change, 50);
+    assert_string_equal(reopens[0].rejected.config, "a");
+    assert_int_equal(reopens[0].rejected.job, 9);
+    assert_true(reopens[0].signature == 21);
     gate_sched_delete(s);
 }
 

@@ -227,6 +227,88 @@ static void test_reopen(void **state)
     gate_store_close(st);
 }
 
+static long long sql_int(const char *text);
+
+/* What gate_store_watched gave, in its order. */
+typedef struct watched_seen {
+    size_t n;
+    long long change[8];
+    char config[8][16];
+    unsigned long long signature[8];
+    long long job[8];
+    unsigned runs[8], failures[8];
+} watched_seen;
+
+static keel_status see_watched(void *arg, const gate_watched_rejection *w)
+{
+    watched_seen *seen = (watched_seen *)arg;
+    assert_true(seen->n < 8);
+    size_t i = seen->n++;
+    seen->change[i] = w->change;
+    (void)snprintf(seen->config[i], sizeof(seen->config[i]), "%s", w->config);
+    seen->signature[i] = w->signature;
+    seen->job[i] = w->job;
+    seen->runs[i] = w->runs;
+    seen->failures[i] = w->failures;
+    return KEEL_OK;
+}
+
+/*
+ * The watched rejections (gate_store_watch_put, gate_store_watched): the
+ * newest `keep` per target, the oldest listed first, all 64 bits of the
+ * signature; only changes still rejected are listed; a change written again
+ * is the newest; reopening the change forgets its row.
+ */
+static void test_watched_rejections(void **state)
+{
+    (void)state;
+    gate_store *st = open_store();
+    long long id[4];
+    for (int i = 0; i < 4; i++) {
+        id[i] = submit(st, i == 3 ? "d" : i == 2 ? "c" : i == 1 ? "b" : "a", oid_a, 0, i);
+        assert_true(keel_ok(gate_store_set_state(st, id[i], GATE_CHANGE_REJECTED, "failed", 5)));
+    }
+    static const unsigned long long sig[] = {7, 0x8000000000000001ull, 9, 11};
+    for (int i = 0; i < 4; i++) {
+        gate_watched_rejection w = {id[i], i == 1 ? "b" : "unit", sig[i], 100 + i, 2, 2};
+        assert_true(keel_ok(gate_store_watch_put(st, "main", &w, 3, 6 + i)));
+    }
+    gate_watched_rejection other = {99, "unit", 5, 1, 2, 2}; /* another target's: not listed */
+    assert_true(keel_ok(gate_store_watch_put(st, "next", &other, 3, 10)));
+    watched_seen seen;
+    memset(&seen, 0, sizeof(seen));
+    assert_true(keel_ok(gate_store_watched(st, "main", 8, see_watched, &seen)));
+    assert_int_equal(seen.n, 3); /* keep 3: a's went */
+    assert_int_equal(seen.change[0], id[1]);
+    assert_string_equal(seen.config[0], "b");
+    assert_true(seen.signature[0] == 0x8000000000000001ull);
+    assert_int_equal(seen.job[0], 101);
+    assert_int_equal(seen.runs[0], 2);
+    assert_int_equal(seen.failures[0], 2);
+    assert_int_equal(seen.change[2], id[3]);
+    /* b written again: the newest; max 2: the newest two */
+    gate_watched_rejection again = {id[1], "b", 13, 200, 3, 3};
+    assert_true(keel_ok(gate_store_watch_put(st, "main", &again, 3, 11)));
+    memset(&seen, 0, sizeof(seen));
+    assert_true(keel_ok(gate_store_watched(st, "main", 2, see_watched, &seen)));
+    assert_int_equal(seen.n, 2);
+    assert_int_equal(seen.change[0], id[3]);
+    assert_int_equal(seen.change[1], id[1]);
+    assert_true(seen.signature[1] == 13);
+    /* c reopened: its row goes; d no longer rejected (a reopen refused elsewhere): not listed */
+    assert_true(keel_ok(gate_store_reopen(st, id[2], "reopened", "{}", 12)));
+    char sql[96];
+    (void)snprintf(sql, sizeof(sql), "SELECT count(*) FROM watched_rejections WHERE change = %lld",
+                   id[2]);
+    assert_int_equal(sql_int(sql), 0);
+    assert_true(keel_ok(gate_store_reopen(st, id[3], "reopened", "{}", 12)));
+    memset(&seen, 0, sizeof(seen));
+    assert_true(keel_ok(gate_store_watched(st, "main", 8, see_watched, &seen)));
+    assert_int_equal(seen.n, 1);
+    assert_int_equal(seen.change[0], id[1]);
+    gate_store_close(st);
+}
+
 static void test_candidate_and_jobs(void **state)
 {
     (void)state;
@@ -990,6 +1072,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_priority_with_aging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_and_states, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watched_rejections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_candidate_and_jobs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_timings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flaky_endings, setup, teardown),

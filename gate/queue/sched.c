@@ -663,13 +663,27 @@ static void split(gate_sched *s, size_t i)
     s->nplan++;
 }
 
+/* Change `change`'s rejection (verdict v) watched for `sig`: the newest, the oldest going. */
+static void watch_add(gate_sched *s, long long change, const gate_sched_verdict *v,
+                      unsigned long long sig)
+{
+    if (s->nwatch == GATE_SCHED_REOPEN_WATCH) {
+        memmove(&s->watch[0], &s->watch[1], (s->nwatch - 1) * sizeof(watched));
+        s->nwatch--;
+    }
+    watched *w = &s->watch[s->nwatch++];
+    w->change = change;
+    w->v = *v;
+    w->signature = sig;
+}
+
 /*
- * Rejection e of segment f's change: watched when one configuration alone
+ * Rejection e of segment f's change: watched (e->signature its ending) when one configuration alone
  * failed f for good, the same way twice (its last failure repeats an earlier
  * one: that ending), the oldest watched going when there are
  * GATE_SCHED_REOPEN_WATCH.
  */
-static void watch(gate_sched *s, const seg *f, const entry *e)
+static void watch(gate_sched *s, const seg *f, entry *e)
 {
     const cfg_ev *same = NULL;
     for (size_t k = 0; k < f->ncfg; k++) {
@@ -682,14 +696,8 @@ static void watch(gate_sched *s, const seg *f, const entry *e)
     if (same == NULL)
         return;
     KEEL_ASSERT(same->fails >= 2 && same->sig[same->fails - 1] != 0); /* record(): WHY_SAME */
-    if (s->nwatch == GATE_SCHED_REOPEN_WATCH) {
-        memmove(&s->watch[0], &s->watch[1], (s->nwatch - 1) * sizeof(watched));
-        s->nwatch--;
-    }
-    watched *w = &s->watch[s->nwatch++];
-    w->change = e->change;
-    w->v = e->decided;
-    w->signature = same->sig[same->fails - 1];
+    e->signature = same->sig[same->fails - 1];
+    watch_add(s, e->change, &e->decided, e->signature);
 }
 
 /*
@@ -1368,6 +1376,19 @@ void gate_sched_recall_flaky(gate_sched *s, const gate_sched_flaky *e, size_t n)
         if (e[k].signature != 0 && memchr(e[k].config, '\0', sizeof(e[k].config)) != NULL &&
             !flaky_ending(s, e[k].config, e[k].signature))
             flaky_seen_now(s, e[k].config, e[k].signature, 0);
+}
+
+void gate_sched_recall_watched(gate_sched *s, const gate_sched_watched *w, size_t n)
+{
+    KEEL_ASSERT(s != NULL && (w != NULL || n == 0));
+    for (size_t k = 0; k < n; k++) {
+        bool known = false;
+        for (unsigned i = 0; i < s->nwatch; i++)
+            known = known || s->watch[i].change == w[k].change;
+        if (!known && w[k].change > 0 && w[k].signature != 0 &&
+            memchr(w[k].rejected.config, '\0', sizeof(w[k].rejected.config)) != NULL)
+            watch_add(s, w[k].change, &w[k].rejected, w[k].signature);
+    }
 }
 
 void gate_sched_remember(const gate_sched *s, gate_sched_memory *out)

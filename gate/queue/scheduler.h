@@ -77,7 +77,9 @@
  * (the change was not submitted anew meanwhile, say).  A change is reopened
  * at most once per rejection; its new failure with that ending, now known as
  * a flake's, earns the extra runs of suspect flakes (above) before it can be
- * rejected again.
+ * rejected again.  A watched REJECT carries its ending (`signature`) so that
+ * the caller can keep it for the next scheduler of the queue
+ * (gate_sched_recall_watched); gate_sched_inherit passes the watch on.
  *
  * A change is rejected only when a candidate of that change alone, at the
  * front (on the target's tip), failed for good: a change that bisection
@@ -216,7 +218,9 @@ typedef struct gate_sched_decision {
      * REOPEN: `decided` is the flake's verdict (the configuration that
      * failed on `candidate` with the rejection's ending, then passed there;
      * `job` its failing run), `rejected` the rejection's (as its REJECT
-     * decision's `decided`), `signature` the ending both share.
+     * decision's `decided`), `signature` the ending both share.  REJECT:
+     * `signature` is the ending the rejection is watched for (0: not
+     * watched), what a caller keeps for gate_sched_recall_watched.
      */
     gate_sched_verdict rejected;
     unsigned long long signature;
@@ -440,6 +444,27 @@ size_t gate_sched_flaky_endings(const gate_sched *s, gate_sched_flaky *out, size
  * never matches a failure, and goes as newer endings come.
  */
 void gate_sched_recall_flaky(gate_sched *s, const gate_sched_flaky *e, size_t n);
+
+/*
+ * A watched rejection (Rejections taken back, above), as a caller keeps it
+ * across runs: the change, its REJECT decision's `decided` (the candidate
+ * means nothing to another scheduler) and `signature`.
+ */
+typedef struct gate_sched_watched {
+    long long change;
+    gate_sched_verdict rejected;
+    unsigned long long signature;
+} gate_sched_watched;
+
+/*
+ * Rejections carried in, the oldest first (an earlier scheduler's of the
+ * same queue, kept across runs): watched from now on as if this scheduler
+ * had made them, the newest GATE_SCHED_REOPEN_WATCH kept.  Meant before the
+ * first build; one whose change is not positive, whose signature is 0, whose
+ * configuration's name is not terminated or whose change it watches already
+ * is ignored.  The caller passes only changes that are still rejected.
+ */
+void gate_sched_recall_watched(gate_sched *s, const gate_sched_watched *w, size_t n);
 
 /* The oldest decision not yet taken: false when there is none. */
 bool gate_sched_poll(gate_sched *s, gate_sched_decision *out);

@@ -133,6 +133,8 @@ static const char *const migrations[] = {
     gate__store_job_load_schema,
     /* 17 -> 18: the endings of each target's flakes, kept across runs (store_flaky.c) */
     gate__store_flaky_schema,
+    /* 18 -> 19: the rejections watched for a flake's ending, kept across runs (store_flaky.c) */
+    gate__store_watch_schema,
 };
 enum { STORE_VERSION = sizeof(migrations) / sizeof(migrations[0]) };
 

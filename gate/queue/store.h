@@ -382,4 +382,37 @@ typedef keel_status (*gate_store_flaky_fn)(void *arg, const gate_flaky_ending *e
 KEEL_MUST_USE keel_status gate_store_flaky_endings(gate_store *st, const char *target, size_t max,
                                                    gate_store_flaky_fn fn, void *arg);
 
+/*
+ * The rejections a target's scheduler watches for their ending to turn out
+ * a flake's (scheduler.h, Rejections taken back), kept across runs so that
+ * a rejection made by one `run` is taken back by a later one
+ * (store_flaky.c): a row per change.  What the scheduler's REJECT decision
+ * said: the configuration that decided, the ending it failed with twice, its
+ * last failing job, its runs and failures there.
+ */
+typedef struct gate_watched_rejection {
+    long long change;
+    const char *config;
+    unsigned long long signature; /* all 64 bits kept; not 0 */
+    long long job;
+    unsigned runs, failures;
+} gate_watched_rejection;
+
+/*
+ * A rejection watched from `now` on: the target's newest (a row of the same
+ * change is replaced), then only the newest `keep` of the target stay.
+ */
+KEEL_MUST_USE keel_status gate_store_watch_put(gate_store *st, const char *target,
+                                               const gate_watched_rejection *w, size_t keep,
+                                               long long now);
+/*
+ * The newest `max` watched rejections of `target` whose change is still
+ * rejected, the oldest first, each given to `fn` (its strings valid during
+ * the call).  fn's failure stops the visit and is returned.  (A reopened
+ * change's row goes in gate_store_reopen's transaction.)
+ */
+typedef keel_status (*gate_store_watched_fn)(void *arg, const gate_watched_rejection *w);
+KEEL_MUST_USE keel_status gate_store_watched(gate_store *st, const char *target, size_t max,
+                                             gate_store_watched_fn fn, void *arg);
+
 #endif /* KEEL_GATE_STORE_H */

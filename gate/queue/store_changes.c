@@ -315,6 +315,12 @@ keel_status gate_store_reopen(gate_store *st, long long id, const char *reason, 
     }
     if (keel_ok(s))
         s = gate__store_event_locked(st, now, "reopened", id, detail);
+    if (keel_ok(s))
+        s = gate__store_prepare(st, "DELETE FROM watched_rejections WHERE change = ?", &stmt);
+    if (keel_ok(s)) {
+        (void)sqlite3_bind_int64(stmt, 1, id);
+        s = gate__store_step_done(st, stmt, "cannot forget a watched rejection");
+    }
     return gate__store_finish(st, s);
 }
 

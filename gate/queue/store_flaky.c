@@ -9,6 +9,11 @@
  * per target (the scheduler's GATE_SCHED_FLAKY_ENDINGS).  A signature is only
  * meaningful for its configuration's name: a configuration that no longer
  * exists keeps its rows until newer ones push them out, and they never match.
+ *
+ * And the rejections each target's scheduler watches for their ending to
+ * turn out a flake's (scheduler.h, Rejections taken back; gate_decide.c
+ * writes one per watched REJECT, gate_loop.c feeds them to
+ * gate_sched_recall_watched): a row per change, the newest `keep` per target.
  */
 #define _GNU_SOURCE      1
 #define KEEL_MODULE_NAME "gate_store"
@@ -28,6 +33,14 @@ const char gate__store_flaky_schema[] =
     "  id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, config TEXT NOT NULL,"
     "  signature INTEGER NOT NULL, seen_at INTEGER NOT NULL,"
     "  UNIQUE (target, config, signature));";
+
+/* The schema step of the watched rejections (`id` orders them: a row written again is the newest). */
+const char gate__store_watch_schema[] =
+    "CREATE TABLE IF NOT EXISTS watched_rejections ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, change INTEGER NOT NULL UNIQUE,"
+    "  target TEXT NOT NULL, config TEXT NOT NULL, signature INTEGER NOT NULL,"
+    "  job INTEGER NOT NULL, runs INTEGER NOT NULL, failures INTEGER NOT NULL,"
+    "  watched_at INTEGER NOT NULL);";
 
 /* A signature as a row holds it: the same 64 bits, as two's complement (not a cast's overflow). */
 static sqlite3_int64 sig_row(unsigned long long sig)
@@ -120,5 +133,88 @@ keel_status gate_store_flaky_endings(gate_store *st, const char *target, size_t 
     (void)sqlite3_finalize(stmt);
     if (!keel_ok(s) && rc != SQLITE_ROW) /* the store's, not fn's */
         return KEEL_CONTEXT(s, "reading the endings of the flakes of '%s'", target);
+    return s;
+}
+
+keel_status gate_store_watch_put(gate_store *st, const char *target,
+                                 const gate_watched_rejection *w, size_t keep, long long now)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && w != NULL && w->config != NULL &&
+                w->signature != 0);
+    keel_status s =
+        KEEL_STRESS(watch_full) /* this write only, as gate_store.disk_full */
+            ? KEEL_ERR(KEEL_E_FULL, "store '%s': cannot begin a transaction: %s (stress point)",
+                       st->path, sqlite3_errstr(SQLITE_FULL))
+            : gate__store_begin(st);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "recording the watched rejection of change %lld", w->change);
+    sqlite3_stmt *stmt = NULL;
+    s = gate__store_prepare(st,
+                            "INSERT OR REPLACE INTO watched_rejections(change, target, config, "
+                            "signature, job, runs, failures, watched_at) VALUES(?, ?, ?, ?, ?, ?, "
+                            "?, ?)",
+                            &stmt);
+    if (keel_ok(s)) {
+        (void)sqlite3_bind_int64(stmt, 1, w->change);
+        gate__store_bind_text(stmt, 2, target);
+        gate__store_bind_text(stmt, 3, w->config);
+        (void)sqlite3_bind_int64(stmt, 4, sig_row(w->signature));
+        (void)sqlite3_bind_int64(stmt, 5, w->job);
+        (void)sqlite3_bind_int64(stmt, 6, w->runs);
+        (void)sqlite3_bind_int64(stmt, 7, w->failures);
+        (void)sqlite3_bind_int64(stmt, 8, now);
+        s = gate__store_step_done(st, stmt, "cannot record a watched rejection");
+    }
+    if (keel_ok(s))
+        s = gate__store_prepare(st,
+                                "DELETE FROM watched_rejections WHERE target = ?1 AND id NOT IN "
+                                "(SELECT id FROM watched_rejections WHERE target = ?1 ORDER BY id "
+                                "DESC LIMIT ?2)",
+                                &stmt);
+    if (keel_ok(s)) {
+        gate__store_bind_text(stmt, 1, target);
+        (void)sqlite3_bind_int64(stmt, 2,
+                                 keep < (size_t)INT64_MAX ? (sqlite3_int64)keep : INT64_MAX);
+        s = gate__store_step_done(st, stmt, "cannot forget the oldest watched rejections");
+    }
+    s = gate__store_finish(st, s);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "recording the watched rejection of change %lld", w->change);
+    return KEEL_OK;
+}
+
+keel_status gate_store_watched(gate_store *st, const char *target, size_t max,
+                               gate_store_watched_fn fn, void *arg)
+{
+    KEEL_ASSERT(st != NULL && target != NULL && fn != NULL);
+    sqlite3_stmt *stmt = NULL;
+    /* the newest first (it stops at `max`), then turned; only changes still rejected */
+    keel_status s = gate__store_prepare(
+        st,
+        "SELECT change, config, signature, job, runs, failures FROM (SELECT w.* FROM "
+        "watched_rejections w JOIN changes c ON c.id = w.change WHERE w.target = ?1 AND c.state "
+        "= 'rejected' ORDER BY w.id DESC LIMIT ?2) ORDER BY id",
+        &stmt);
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "reading the watched rejections of '%s'", target);
+    gate__store_bind_text(stmt, 1, target);
+    (void)sqlite3_bind_int64(stmt, 2, max < (size_t)INT64_MAX ? (sqlite3_int64)max : INT64_MAX);
+    int rc = SQLITE_DONE;
+    while (keel_ok(s) && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const unsigned char *config = sqlite3_column_text(stmt, 1);
+        sqlite3_int64 runs = sqlite3_column_int64(stmt, 4), fails = sqlite3_column_int64(stmt, 5);
+        gate_watched_rejection w = {sqlite3_column_int64(stmt, 0),
+                                    config != NULL ? (const char *)config : "",
+                                    sig_of(sqlite3_column_int64(stmt, 2)),
+                                    sqlite3_column_int64(stmt, 3),
+                                    runs >= 0 && runs <= UINT32_MAX ? (unsigned)runs : 0u,
+                                    fails >= 0 && fails <= UINT32_MAX ? (unsigned)fails : 0u};
+        s = fn(arg, &w);
+    }
+    if (keel_ok(s) && rc != SQLITE_DONE)
+        s = gate__store_error(st, rc, "cannot read the watched rejections");
+    (void)sqlite3_finalize(stmt);
+    if (!keel_ok(s) && rc != SQLITE_ROW) /* the store's, not fn's */
+        return KEEL_CONTEXT(s, "reading the watched rejections of '%s'", target);
     return s;
 }

@@ -80,5 +80,7 @@ extern const char gate__store_learned_schema[];
 extern const char gate__store_job_load_schema[];
 /* The schema step of store_flaky.c: the endings of each target's flakes. */
 extern const char gate__store_flaky_schema[];
+/* And the rejections each target's scheduler watches (store_flaky.c). */
+extern const char gate__store_watch_schema[];
 
 #endif /* KEEL_GATE_STORE_INT_H */
