@@ -551,6 +551,57 @@ static void test_rejection_taken_back(void **state)
     gate_sched_delete(s);
 }
 
+/*
+ * A rejection taken back on another configuration's flake (a rejected on 7
+ * twice, b flakes with 7): queued again, its failure with 7, "now known as a
+ * flake's", earns the suspect runs before it can be rejected again (docs/gate.md:
+ * rejections taken back).  a fails with 7 twice, then passes: it lands, and
+ * b's next flake with 7 takes nothing back.
+ */
+static void test_reopened_on_another_configuration(void **state)
+{
+    (void)state;
+    static const unsigned long long twice7[] = {7, 7}, flake7[] = {7};
+    unsigned builds = 0;
+    nreopens = 0;
+    gate_sched *s = new_sched(GATE_STRATEGY_SERIAL, 1, 1);
+    assert_int_equal(decide_alone(s, 1, twice7, 2, false, &builds), GATE_SCHED_REJECT);
+    assert_int_equal(decide_alone(s, 2, flake7, 1, true, &builds), GATE_SCHED_LAND);
+    assert_int_equal(nreopens, 1);
+    assert_int_equal(reopens[0].change, 1);
+    assert_int_equal(decide_alone(s, 1, twice7, 2, false, &builds), GATE_SCHED_LAND);
+    assert_int_equal(builds, 3);
+    assert_int_equal(decide_alone(s, 3, flake7, 1, true, &builds), GATE_SCHED_LAND);
+    assert_int_equal(nreopens, 1);
+    gate_sched_delete(s);
+}
+
+/*
+ * A watched rejection the gate never carried out (its REJECT was dropped with
+ * the scheduler when a LAND before it restarted the gate: gate_restart,
+ * gate_sched_inherit): the change is queued again in the new scheduler and
+ * rejected there on other evidence (a fails 7 times, each differently).  A
+ * later flake with the old ending 7 must not take that rejection back.
+ */
+static void test_watch_of_a_change_queued_again(void **state)
+{
+    (void)state;
+    static const unsigned long long twice7[] = {7, 7}, flake7[] = {7};
+    static const unsigned long long other[] = {21, 22, 23, 24, 25, 26, 27};
+    unsigned builds = 0;
+    nreopens = 0;
+    gate_sched *s = new_sched(GATE_STRATEGY_SERIAL, 1, 1);
+    assert_int_equal(decide_alone(s, 1, twice7, 2, false, &builds), GATE_SCHED_REJECT);
+    gate_sched *t = new_sched(GATE_STRATEGY_SERIAL, 1, 1);
+    gate_sched_inherit(t, s);
+    gate_sched_delete(s);
+    assert_int_equal(decide_alone(t, 1, other, 7, false, &builds), GATE_SCHED_REJECT);
+    assert_int_equal(builds, 7);
+    assert_int_equal(decide_alone(t, 2, flake7, 1, true, &builds), GATE_SCHED_LAND);
+    assert_int_equal(nreopens, 0);
+    gate_sched_delete(t);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -561,6 +612,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_flaky_endings),
         cmocka_unit_test(test_flaky_endings_recalled),
         cmocka_unit_test(test_rejection_taken_back),
+        cmocka_unit_test(test_reopened_on_another_configuration),
+        cmocka_unit_test(test_watch_of_a_change_queued_again),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -896,6 +896,13 @@ keel_status gate_sched_enqueue(gate_sched *s, long long change)
     if (!keel_ok(st))
         return KEEL_CONTEXT(st, "queueing change %lld", change);
     s->queue[s->qhead + s->qlen++] = change;
+    for (unsigned i = 0; i < s->nwatch;) /* queued again: no rejection of it to take back */
+        if (s->watch[i].change == change) {
+            memmove(&s->watch[i], &s->watch[i + 1], (s->nwatch - i - 1) * sizeof(watched));
+            s->nwatch--;
+        } else {
+            i++;
+        }
     return KEEL_OK;
 }
 

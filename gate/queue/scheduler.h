@@ -69,7 +69,9 @@
  * Rejections taken back: a change rejected because a configuration failed
  * alone on the tip twice with the same signature (GATE_SCHED_WHY_SAME, no
  * other configuration failing for good there) is watched, the newest
- * GATE_SCHED_REOPEN_WATCH of them.  When that signature later turns out to
+ * GATE_SCHED_REOPEN_WATCH of them, until it is queued again
+ * (gate_sched_enqueue: a rejection the caller never carried out, say, when a
+ * restart dropped its REJECT).  When that signature later turns out to
  * be a flake's (a configuration, any, fails with it and then passes on one
  * tree), the scheduler takes the rejection back: a REOPEN decision names the
  * change, the flake's evidence and the rejection's.  It does not queue the
