@@ -19,6 +19,30 @@ static bool is_blank(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
 }
 
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/*
+ * Is [p, end) a unit of a quantity (a size, a time)?  After a number it is
+ * not hashed: the same quantity reads "4 MiB" on one run and "3.9 MiB" or
+ * "900 KiB" on the next (the gate's own "peak memory" line).
+ */
+static bool is_unit(const char *p, const char *end)
+{
+    static const char *const units[] = {"bytes", "B",   "KiB",  "MiB", "GiB",  "TiB", "kB",
+                                        "KB",    "MB",  "GB",   "TB",  "ns",   "us",  "ms",
+                                        "s",     "sec", "secs", "min", "mins", "h"};
+    while (end > p && (end[-1] == ',' || end[-1] == ';' || end[-1] == ')' || end[-1] == '.'))
+        end--; /* "3 ms," "(1 s)" */
+    size_t n = (size_t)(end - p);
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (strlen(units[i]) == n && memcmp(units[i], p, n) == 0)
+            return true;
+    return false;
+}
+
 static unsigned long long fnv(unsigned long long h, char c)
 {
     return (h ^ (unsigned char)c) * 1099511628211ull;
@@ -28,15 +52,13 @@ static unsigned long long fnv(unsigned long long h, char c)
 static unsigned long long line_hash(unsigned long long h, const char *p, const char *end)
 {
     bool blank = false;
+    bool number = false; /* the last token was a number alone: a unit may follow */
     while (p < end) {
         if (is_blank(*p)) {
             blank = true;
             p++;
             continue;
         }
-        if (blank)
-            h = fnv(h, ' ');
-        blank = false;
         const char *tok = p; /* a token: up to the next blank */
         while (p < end && !is_blank(*p))
             p++;
@@ -46,25 +68,41 @@ static unsigned long long line_hash(unsigned long long h, const char *p, const c
                 slash = q;
         if (slash != NULL)
             tok = slash + 1; /* a path: what its last '/' leaves */
+        if (number && is_unit(tok, p)) {
+            number = false; /* "4 MiB": the quantity's unit, as "4MiB" */
+            continue;
+        }
+        if (blank)
+            h = fnv(h, ' ');
+        blank = false;
+        bool alone = true; /* this token is one number (and perhaps its unit) */
         for (const char *q = tok; q < p;) {
             if (is_hex(*q)) {
                 const char *r = q;
                 bool digit = false;
-                while (r < p && is_hex(*r)) {
-                    digit = digit || (*r >= '0' && *r <= '9');
+                /* hex digits, and a decimal's point or comma between digits: "3.9", "1,5" */
+                while (r < p && (is_hex(*r) || ((*r == '.' || *r == ',') && r > q &&
+                                                is_digit(r[-1]) && r + 1 < p && is_digit(r[1])))) {
+                    digit = digit || is_digit(*r);
                     r++;
                 }
                 if (digit) {
                     h = fnv(h, '#');
+                    alone = alone && q == tok;
                     q = r;
+                    if (q < p && is_unit(q, p))
+                        q = p; /* "12ms": its unit */
                     continue;
                 }
+                alone = false;
                 for (; q < r; q++)
                     h = fnv(h, *q);
                 continue;
             }
+            alone = alone && (*q == ',' || *q == '(') && q + 1 == p; /* "4," is a number still */
             h = fnv(h, *q++);
         }
+        number = alone;
     }
     return fnv(h, '\n');
 }

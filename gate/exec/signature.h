@@ -8,8 +8,12 @@
  * every token holding a '/' becomes what follows its last '/' (paths: work
  * trees, temporary directories), every run of digits or of hex digits
  * holding a digit becomes '#' (counts, times, durations, addresses, ids,
- * hashes), runs of blanks become one space; then a 64-bit FNV-1a hash,
- * never 0 (0 is "unknown" to the scheduler).
+ * hashes), a decimal's point or comma between digits included ("3.9",
+ * "1,5"), a unit of a size or a time after a number is dropped ("4 MiB",
+ * "3.9 MiB", "900 KiB", "12ms", "1.5 s": all '#'; bytes B KiB MiB GiB TiB
+ * kB KB MB GB TB ns us ms s sec secs min mins h), runs of blanks become
+ * one space; then a 64-bit FNV-1a hash, never 0 (0 is "unknown" to the
+ * scheduler).
  */
 #ifndef KEEL_GATE_SIGNATURE_H
 #define KEEL_GATE_SIGNATURE_H
