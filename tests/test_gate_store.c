@@ -306,6 +306,11 @@ static void test_watched_rejections(void **state)
     assert_true(keel_ok(gate_store_watched(st, "main", 8, see_watched, &seen)));
     assert_int_equal(seen.n, 1);
     assert_int_equal(seen.change[0], id[1]);
+    /* b submitted again: its rejection stands for nothing now (a reopen would be refused) */
+    (void)submit(st, "b", oid_b, 0, 13);
+    memset(&seen, 0, sizeof(seen));
+    assert_true(keel_ok(gate_store_watched(st, "main", 8, see_watched, &seen)));
+    assert_int_equal(seen.n, 0);
     gate_store_close(st);
 }
 

@@ -700,34 +700,6 @@ static void watch(gate_sched *s, const seg *f, entry *e)
     watch_add(s, e->change, &e->decided, e->signature);
 }
 
-/*
- * Configuration c failed on segment g's tree, then passed: the rejections
- * watched for one of its endings are taken back (REOPEN), each once.
- */
-static void reopen(gate_sched *s, const seg *g, const cfg_ev *c)
-{
-    for (unsigned i = 0; i < s->nwatch;) {
-        unsigned k = 0;
-        while (k < c->fails && c->sig[k] != s->watch[i].signature)
-            k++;
-        if (k == c->fails) {
-            i++;
-            continue;
-        }
-        entry *e = push(s, GATE_SCHED_REOPEN, g->cand, s->watch[i].change, NULL, 0);
-        e->decided.candidate = g->cand;
-        (void)snprintf(e->decided.config, sizeof(e->decided.config), "%s", c->name);
-        e->decided.runs = c->runs;
-        e->decided.failures = c->fails;
-        e->decided.job = c->job;
-        e->rejected = s->watch[i].v;
-        e->signature = s->watch[i].signature;
-        s->st.reopened++;
-        memmove(&s->watch[i], &s->watch[i + 1], (s->nwatch - i - 1) * sizeof(watched));
-        s->nwatch--;
-    }
-}
-
 /* Settle the front: land what passed, retry, isolate, reject. */
 static void advance(gate_sched *s)
 {
@@ -1112,6 +1084,40 @@ static void flaky_endings_add(gate_sched *s, const cfg_ev *c)
 }
 
 /*
+ * Configuration c failed on segment g's tree, then passed: the rejections
+ * watched for one of its endings are taken back (REOPEN), each once, and
+ * that ending becomes a flake's of the rejected configuration too, so that
+ * its failure with it on the change's next tree is no evidence (otherwise a
+ * rejection on configuration a taken back by b's flake would be rejected at
+ * two failures again, watched again, and taken back at b's next flake).
+ */
+static void reopen(gate_sched *s, const seg *g, const cfg_ev *c)
+{
+    for (unsigned i = 0; i < s->nwatch;) {
+        unsigned k = 0;
+        while (k < c->fails && c->sig[k] != s->watch[i].signature)
+            k++;
+        if (k == c->fails) {
+            i++;
+            continue;
+        }
+        entry *e = push(s, GATE_SCHED_REOPEN, g->cand, s->watch[i].change, NULL, 0);
+        e->decided.candidate = g->cand;
+        (void)snprintf(e->decided.config, sizeof(e->decided.config), "%s", c->name);
+        e->decided.runs = c->runs;
+        e->decided.failures = c->fails;
+        e->decided.job = c->job;
+        e->rejected = s->watch[i].v;
+        e->signature = s->watch[i].signature;
+        s->st.reopened++;
+        if (strcmp(s->watch[i].v.config, c->name) != 0)
+            flaky_seen_now(s, s->watch[i].v.config, s->watch[i].signature, ++s->flaky_seen);
+        memmove(&s->watch[i], &s->watch[i + 1], (s->nwatch - i - 1) * sizeof(watched));
+        s->nwatch--;
+    }
+}
+
+/*
  * One run of a configuration on segment g's tree.  A pass settles it (the
  * tree passes it, flaky when it failed before: its endings are remembered as
  * flakes').  A failure ends it for good when it is `final`, when its
@@ -1241,7 +1247,7 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
         g->presumed_bad = presume_bad(s, g);
     }
     for (size_t k = 0; k < g->ncfg; k++)
-        if (g->cfg[k].learned) { /* after the FLAKY that shows them */
+        if (g->cfg[k].learned) { /* after the FLAKY, when the tree passed */
             g->cfg[k].learned = false;
             reopen(s, g, &g->cfg[k]);
         }

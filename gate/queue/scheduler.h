@@ -78,8 +78,10 @@
  * change itself: the caller queues it again (gate_sched_enqueue) when it may
  * (the change was not submitted anew meanwhile, say).  A change is reopened
  * at most once per rejection; its new failure with that ending, now known as
- * a flake's, earns the extra runs of suspect flakes (above) before it can be
- * rejected again.  A watched REJECT carries its ending (`signature`) so that
+ * a flake's (of the rejected configuration too: the REOPEN teaches it), earns
+ * the extra runs of suspect flakes (above) before it can be rejected again.
+ * A REOPEN follows the FLAKY of the tree that showed the flake when that
+ * tree passed, and comes alone when another configuration fails it.  A watched REJECT carries its ending (`signature`) so that
  * the caller can keep it for the next scheduler of the queue
  * (gate_sched_recall_watched); gate_sched_inherit passes the watch on.
  *

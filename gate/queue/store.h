@@ -407,7 +407,8 @@ KEEL_MUST_USE keel_status gate_store_watch_put(gate_store *st, const char *targe
                                                long long now);
 /*
  * The newest `max` watched rejections of `target` whose change is still
- * rejected, the oldest first, each given to `fn` (its strings valid during
+ * rejected and whose branch was not submitted again for it since (what
+ * gate_store_reopen would refuse), the oldest first, each given to `fn` (its strings valid during
  * the call).  fn's failure stops the visit and is returned.  (A reopened
  * change's row goes in gate_store_reopen's transaction.)
  */

@@ -188,12 +188,13 @@ keel_status gate_store_watched(gate_store *st, const char *target, size_t max,
 {
     KEEL_ASSERT(st != NULL && target != NULL && fn != NULL);
     sqlite3_stmt *stmt = NULL;
-    /* the newest first (it stops at `max`), then turned; only changes still rejected */
+    /* the newest first (it stops at `max`), then turned; changes still rejected, not submitted again */
     keel_status s = gate__store_prepare(
         st,
         "SELECT change, config, signature, job, runs, failures FROM (SELECT w.* FROM "
         "watched_rejections w JOIN changes c ON c.id = w.change WHERE w.target = ?1 AND c.state "
-        "= 'rejected' ORDER BY w.id DESC LIMIT ?2) ORDER BY id",
+        "= 'rejected' AND NOT EXISTS (SELECT 1 FROM changes n WHERE n.branch = c.branch AND "
+        "n.target = c.target AND n.id > c.id) ORDER BY w.id DESC LIMIT ?2) ORDER BY id",
         &stmt);
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "reading the watched rejections of '%s'", target);

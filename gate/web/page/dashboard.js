@@ -588,7 +588,7 @@
     }
 
     function onEvent(kind) {
-        if (['landed', 'rejected', 'conflict', 'cancelled', 'submit'].includes(kind))
+        if (['landed', 'rejected', 'reopened', 'conflict', 'cancelled', 'submit'].includes(kind))
             state.seriesDue = true;
         scheduleRefresh();
     }
