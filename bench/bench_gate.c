@@ -103,6 +103,13 @@ static int only_e = -1, only_p = -1, only_f = -1;
  * across runs; the executor's capacity and pace are not carried).
  */
 static bool warm = false;
+/*
+ * --flaky-alike 3: every strategy's scheduler takes a third failure alike to
+ * reject on a configuration seen to flake (scheduler.h; keel-gate's
+ * `flaky-alike`).  The simulation's flakes end at random, so it measures the
+ * cost (a real failure's third run), not the good changes it saves.
+ */
+static unsigned flaky_alike = 2;
 enum { WARM_OFFSET = 200000 };
 
 typedef struct strat {
@@ -361,6 +368,7 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
     p.max_depth = st->depth;
     p.slots = SLOTS;
     p.retries = retries;
+    p.flaky_alike = flaky_alike;
     p.parallel = ex->cores == 0.0                       ? 0.0
                  : ex->pool > 0 && ex->pool < ex->cores ? (double)ex->pool
                                                         : ex->cores;
@@ -944,6 +952,9 @@ int main(int argc, char **argv)
                 return 2;
             }
             memcpy(ps, r, sizeof(ps));
+        } else if (arg != NULL && strcmp(opt, "--flaky-alike") == 0 &&
+                   (strcmp(arg, "2") == 0 || strcmp(arg, "3") == 0)) {
+            flaky_alike = (unsigned)(arg[0] - '0');
         } else if (arg != NULL && strcmp(opt, "--warm") == 0 &&
                    (strcmp(arg, "on") == 0 || strcmp(arg, "off") == 0)) {
             warm = strcmp(arg, "on") == 0;
@@ -958,7 +969,8 @@ int main(int argc, char **argv)
                           "usage: bench_gate [--seeds N [--first-seed S] | --trials N | "
                           "--trace E,P,F [--seeds N] [--first-seed S] | --model E,P,F [--seeds N]] "
                           "[--workload E,P,F] [--b-length X] "
-                          "[--fail-length F] [--rates P1,P2,P3] [--pace on|off] [--warm on|off]\n");
+                          "[--fail-length F] [--rates P1,P2,P3] [--pace on|off] [--warm on|off] "
+                          "[--flaky-alike 2|3]\n");
             return 2;
         }
     }

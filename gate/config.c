@@ -281,6 +281,7 @@ static keel_status parse(const char *text, size_t len, const char *origin,
     c->max_batch = 8;
     c->max_depth = 4;
     c->retries = 1;
+    c->flaky_alike = 2;
     c->blame_max = 3;
     c->crash_limit = 3;
     c->backout = true;

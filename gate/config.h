@@ -13,6 +13,8 @@
  *   max-batch  = 8             # most changes tested together
  *   max-depth  = 4             # most candidates tested ahead speculatively
  *   retries    = 1             # reruns of a failed job before anything is blamed
+ *   flaky-alike = 2            # failures alike that reject on a configuration seen to
+ *                              #   flake lately: 2, or 3 (two alike may be two flakes)
  *   crash-limit = 3            # the gate died this many times in a row testing a change:
  *                              # it is quarantined (rejected); 0: never
  *   notify     = tools/notify --channel ci    # run with a JSON event on stdin
@@ -266,6 +268,7 @@ typedef struct gate_config {
     unsigned max_batch;
     unsigned max_depth;
     unsigned retries;
+    unsigned flaky_alike;       /* failures alike that end a flaky configuration's tree (2, 3) */
     unsigned blame_max;         /* people a search's or backout's event names at most (default 3) */
     unsigned crash_limit;       /* quarantine a change after this many gate deaths (0: never) */
     gate_words notify;          /* empty: no hook */

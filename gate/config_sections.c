@@ -20,7 +20,7 @@ static const char *const gate_keys[] = {"crash-limit",     "target",         "sl
                                         "executor",        "backout",        "backout-budget",
                                         "backout-max-age", "tier2-fix-time", "hold-when-red",
                                         "blame-max",       "ccache-size",    "slurm-launch",
-                                        "revert-near",     "targets"};
+                                        "revert-near",     "targets",        "flaky-alike"};
 static const char *const config_keys[] = {
     "build",    "test",      "env",        "timeout", "required",     "network",
     "writable", "memory",    "processes",  "cpu",     "output",       "disk",
@@ -94,6 +94,8 @@ keel_status gate__config_gate_key(gate_config_state *st, const char *key, const 
         return gate__config_parse_uint(st, key, value, 1, 256, &c->max_depth);
     if (strcmp(key, "retries") == 0)
         return gate__config_parse_uint(st, key, value, 0, 10, &c->retries);
+    if (strcmp(key, "flaky-alike") == 0)
+        return gate__config_parse_uint(st, key, value, 2, 3, &c->flaky_alike);
     if (strcmp(key, "blame-max") == 0)
         return gate__config_parse_uint(st, key, value, 1, 100, &c->blame_max);
     if (strcmp(key, "notify") == 0)

@@ -467,6 +467,7 @@ keel_status gate_restart(gate *g)
     p.max_batch = g->tip_cfg->max_batch;
     p.max_depth = g->tip_cfg->max_depth;
     p.retries = g->tip_cfg->retries;
+    p.flaky_alike = g->tip_cfg->flaky_alike;
     p.slots = gate_slots(g->tip_cfg);
     p.parallel = gate_parallel(g->tip_cfg);
     s = gate_sched_new(&p, &g->sched);

@@ -22,6 +22,7 @@ static const char good[] =
     "strategy = speculative-batch\n"
     "max-batch = 6\n"
     "retries = 2\n"
+    "flaky-alike = 3\n"
     "notify = tools/notify --channel \"#ci builds\"\n"
     "\n"
     "[config gcc-devel]\n"
@@ -49,6 +50,7 @@ static void test_good_config(void **state)
     assert_int_equal(c->max_batch, 6);
     assert_int_equal(c->max_depth, 4); /* default */
     assert_int_equal(c->retries, 2);
+    assert_int_equal(c->flaky_alike, 3);
     assert_int_equal(c->notify.n, 3);
     assert_string_equal(c->notify.words[2], "#ci builds");
     assert_int_equal(c->nconfigs, 2);
@@ -103,6 +105,8 @@ static void test_bad_values(void **state)
     expect_error("[gate]\nslots = 0\n", KEEL_E_RANGE, ":2: 'slots' = 0 is out of range [1, 256]",
                  NULL);
     expect_error("[gate]\nslots = -3\n", KEEL_E_PARSE, "'slots' must be a whole number", NULL);
+    expect_error("[gate]\nflaky-alike = 4\n", KEEL_E_RANGE,
+                 ":2: 'flaky-alike' = 4 is out of range [2, 3]", NULL);
     expect_error("[gate]\nstrategy = adaptiv\n", KEEL_E_PARSE, "unknown strategy 'adaptiv'",
                  "did you mean 'adaptive'?");
     expect_error("[config a]\ntest = true\nrequired = maybe\n", KEEL_E_PARSE,

@@ -248,6 +248,29 @@ static void test_different_failures_run_again(void **state)
 }
 
 /*
+ * flaky-alike = 3: a configuration seen to flake needs a third failure
+ * alike.  One's unit fails its first run ("timeout") and passes its retry, a
+ * flake; two's unit then fails twice with another ending ("disk quota"), as
+ * a flaky test does now and then, and passes its third run: two lands.
+ * Without the setting (2) two is rejected "the same way twice" (session 28:
+ * the inih replay at 20% flakes rejected a good change so, its flaky test's
+ * two runs both ending 'flush').
+ */
+static void test_flaky_configuration_needs_three_alike(void **state)
+{
+    (void)state;
+    long long one = 0, two = 0;
+    gate_run_stats st = one_and_two_land(
+        "strategy = serial\nretries = 1\nflaky-alike = 3", "unit:1|unit:3|unit:4",
+        "$(if [ $n = 1 ]; then echo timeout; else echo disk quota; fi)", &one, &two);
+    assert_int_equal(st.rejected, 0);
+    assert_int_equal(st.flakes, 2);
+    assert_int_equal(runs_of("unit"), 5);
+    assert_int_equal(runs_of("b"), 2);
+    fx_assert_tip_tested();
+}
+
+/*
  * The endings a configuration flaked with outlive `run` (the store keeps
  * them: store_flaky.c).  A first run: unit fails its first run ("flaky
  * ending"), passes its retry: a flake, and its ending is kept.  A second
@@ -506,6 +529,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_same_failure_not_retried, fx_teardown),
         cmocka_unit_test_teardown(test_different_failures_run_again, fx_teardown),
         cmocka_unit_test_teardown(test_flaky_ending_survives_restart, fx_teardown),
+        cmocka_unit_test_teardown(test_flaky_configuration_needs_three_alike, fx_teardown),
         cmocka_unit_test_teardown(test_rejection_on_a_flake_taken_back, fx_teardown),
         cmocka_unit_test_teardown(test_rejection_taken_back_by_a_later_run, fx_teardown),
 #if KEEL_DEVEL

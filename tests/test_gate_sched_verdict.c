@@ -602,6 +602,48 @@ static void test_watch_of_a_change_queued_again(void **state)
     gate_sched_delete(t);
 }
 
+/*
+ * flaky_alike 3 (`flaky-alike = 3`): on a configuration seen to flake lately
+ * two failures alike may be two flakes, a third alike decides.  After a
+ * flaked with 7: a good change whose a fails with 9 twice, then passes,
+ * lands (with 2 it is rejected at two builds); a real failure ending 8 every
+ * time is rejected at three; on b, never seen to flake, two still decide.
+ * The parameter is checked.
+ */
+static void test_flaky_alike(void **state)
+{
+    (void)state;
+    static const unsigned long long flake7[] = {7}, twice9[] = {9, 9}, always8[] = {8, 8, 8};
+    unsigned builds = 0;
+    for (unsigned alike = 2; alike <= 3; alike++) {
+        gate_sched_params p;
+        gate_sched_params_default(&p);
+        p.strategy = GATE_STRATEGY_SERIAL;
+        p.flaky_alike = alike;
+        gate_sched *s = NULL;
+        assert_true(keel_ok(gate_sched_new(&p, &s)));
+        nreopens = 0;
+        assert_int_equal(decide_alone(s, 1, flake7, 1, false, &builds), GATE_SCHED_LAND);
+        assert_int_equal(decide_alone(s, 2, twice9, 2, false, &builds),
+                         alike == 3 ? GATE_SCHED_LAND : GATE_SCHED_REJECT);
+        assert_int_equal(builds, alike == 3 ? 3 : 2);
+        assert_int_equal(decide_alone(s, 3, always8, 3, false, &builds), GATE_SCHED_REJECT);
+        assert_int_equal(builds, alike);
+        assert_int_equal(decide_alone(s, 4, always8, 3, true, &builds), GATE_SCHED_REJECT);
+        assert_int_equal(builds, 2); /* b never flaked */
+        gate_sched_delete(s);
+    }
+    gate_sched_params p;
+    gate_sched_params_default(&p);
+    gate_sched *s = NULL;
+    for (unsigned bad = 1; bad <= 4; bad += 3) {
+        p.flaky_alike = bad;
+        keel_status st = gate_sched_new(&p, &s);
+        assert_true(KEEL_HAS(st, KEEL_E_INVAL));
+        keel_status_free(st);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -613,6 +655,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_flaky_endings_recalled),
         cmocka_unit_test(test_rejection_taken_back),
         cmocka_unit_test(test_reopened_on_another_configuration),
+        cmocka_unit_test(test_flaky_alike),
         cmocka_unit_test(test_watch_of_a_change_queued_again),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

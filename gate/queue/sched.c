@@ -227,6 +227,7 @@ void gate_sched_params_default(gate_sched_params *p)
     p->max_depth = 4;
     p->slots = 4;
     p->retries = 1;
+    p->flaky_alike = 2;
     p->prior_p = 0.1;
     p->parallel = 0.0;
 }
@@ -249,6 +250,8 @@ keel_status gate_sched_new(const gate_sched_params *p, gate_sched **out)
     if (p->retries > GATE_SCHED_MAX_RETRIES)
         return KEEL_ERR(KEEL_E_INVAL, "'retries' %u is not in [0, %d]", p->retries,
                         GATE_SCHED_MAX_RETRIES);
+    if (p->flaky_alike < 2 || p->flaky_alike > 3)
+        return KEEL_ERR(KEEL_E_INVAL, "'flaky-alike' %u is not in [2, 3]", p->flaky_alike);
     if (!(p->prior_p > 0.0 && p->prior_p < 1.0))
         return KEEL_ERR(KEEL_E_INVAL, "'prior_p' %g is not in (0, 1)", p->prior_p);
     if (!(p->parallel >= 0.0 && p->parallel <= GATE_CAP_UNLIMITED))
@@ -1075,6 +1078,15 @@ static void flaky_seen_now(gate_sched *s, const char *config, unsigned long long
     e->seen = seen;
 }
 
+/* Has configuration `config` flaked lately (an ending of it among the flakes' known)? */
+static bool flaked_lately(const gate_sched *s, const char *config)
+{
+    for (unsigned k = 0; k < s->flaky_n; k++)
+        if (strcmp(s->flaky[k].config, config) == 0)
+            return true;
+    return false;
+}
+
 /* Configuration c failed with its endings c->sig and then passed on its tree: they are flakes'. */
 static void flaky_endings_add(gate_sched *s, const cfg_ev *c)
 {
@@ -1122,8 +1134,10 @@ static void reopen(gate_sched *s, const seg *g, const cfg_ev *c)
  * tree passes it, flaky when it failed before: its endings are remembered as
  * flakes').  A failure ends it for good when it is `final`, when its
  * signature is one an earlier failure there had (deterministic: a retry would
- * repeat it) and not one this configuration has flaked with lately
- * (flaky_ending: a flaky test often fails the same way), or when its runs
+ * repeat it; flaky_alike - 1 earlier ones when the configuration has
+ * flaked lately, flaked_lately) and not one this
+ * configuration has flaked with lately (flaky_ending: a flaky test often
+ * fails the same way), or when its runs
  * are spent: 1 + retries, and GATE_SCHED_SUSPECT_EXTRA more while every
  * failure had a known signature and none repeated but a flake's (suspect
  * flakes).
@@ -1152,13 +1166,20 @@ static void record(gate_sched *s, seg *g, const gate_sched_run *r, bool final)
     }
     bool known = true;
     bool flake_like = r->signature != 0 && flaky_ending(s, c->name, r->signature);
-    for (unsigned k = 0; k < c->fails; k++) {
+    unsigned alike = 0; /* the earlier failures there that ended this way */
+    for (unsigned k = 0; k + 1 < c->fails; k++) {
         known = known && c->sig[k] != 0;
-        if (k + 1 < c->fails && r->signature != 0 && c->sig[k] == r->signature && !flake_like) {
+        alike += r->signature != 0 && c->sig[k] == r->signature ? 1u : 0u;
+    }
+    known = known && r->signature != 0;
+    if (alike > 0 && !flake_like) {
+        /* a configuration seen to flake lately: with flaky_alike 3, two alike may be two flakes */
+        unsigned need = flaked_lately(s, c->name) ? s->p.flaky_alike - 1 : 1;
+        if (alike >= need || c->fails >= s->p.retries + 1 + GATE_SCHED_SUSPECT_EXTRA) {
             c->why = GATE_SCHED_WHY_SAME;
             g->final = true;
-            return;
         }
+        return; /* else one more run, whatever `retries` is left */
     }
     bool suspect = known && c->fails >= 2; /* none repeated so far but a flake's ending */
     unsigned limit = s->p.retries + 1 + (suspect ? (unsigned)GATE_SCHED_SUSPECT_EXTRA : 0u);

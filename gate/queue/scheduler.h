@@ -60,7 +60,9 @@
  * has landed) runs only the configurations that failed (the build's
  * `configs`).  A configuration has `retries` reruns on a tree, except that
  * two failures with the same signature end it at once (not a flake: a retry
- * would repeat it), and failures that all end differently (suspect flakes)
+ * would repeat it) — `flaky_alike` of them on a configuration seen to flake
+ * lately (an ending of it among gate_sched_flaky_endings; 3: two alike may
+ * be two flakes, so one more run, whatever `retries` is left) — and failures that all end differently (suspect flakes)
  * earn up to GATE_SCHED_SUSPECT_EXTRA more runs, until two agree; a repeat
  * of an ending the configuration flaked with lately (gate_sched_flaky_endings)
  * counts as a different one.  Fail-then-pass is a FLAKY decision and never
@@ -130,7 +132,14 @@ typedef struct gate_sched_params {
     unsigned max_depth; /* most candidates tested ahead of the tip (>= 1) */
     unsigned slots;     /* builds running at once (>= 1) */
     unsigned retries;   /* reruns of a failed build before anything is blamed */
-    double prior_p;     /* adaptive: the failure rate assumed before any outcome, (0, 1) */
+    /*
+     * The failures alike that end a tree of a configuration seen to flake
+     * lately (an ending of it among gate_sched_flaky_endings): 2 (the
+     * default: two alike are not a flake) or 3 (two alike may be two
+     * flakes: one more run, whatever `retries` is left).  Elsewhere 2.
+     */
+    unsigned flaky_alike;
+    double prior_p; /* adaptive: the failure rate assumed before any outcome, (0, 1) */
     /*
      * The executor's parallelism, in jobs (a configuration's run is a job):
      * how many run at once without slowing each other (local: the cores, at
@@ -265,7 +274,10 @@ typedef struct gate_sched_stats {
     double pace[GATE_SCHED_PACE_DEPTHS];
 } gate_sched_stats;
 
-/* Adaptive, max_batch 8, max_depth 4, 4 slots, 1 retry, prior 0.1 (worth 2 changes), not limited. */
+/*
+ * Adaptive, max_batch 8, max_depth 4, 4 slots, 1 retry, flaky_alike 2, prior
+ * 0.1 (worth 2 changes), not limited.
+ */
 void gate_sched_params_default(gate_sched_params *p);
 
 /* KEEL_E_INVAL when a parameter is out of range (the message names it). */
