@@ -520,10 +520,29 @@ static void test_signature_normalised(void **state)
     assert_true(gate_signature_of(h1, strlen(h1)) != gate_signature_of(h2, strlen(h2)));
 }
 
+/*
+ * A quantity in parentheses, or after '=' or '~', is the same quantity in
+ * another unit too: a test runner's "FAIL: t (1 s)" on one run, "(900 ms)"
+ * on the next (signature.c's is_unit names "(1 s)"; its '(' only counted
+ * after the number, so the unit was hashed).
+ */
+static void test_signature_unit_after_a_bracket(void **state)
+{
+    (void)state;
+    static const char *const pairs[][2] = {
+        {"t.c:41: failed\nFAIL: test_parse (1 s)\n", "t.c:41: failed\nFAIL: test_parse (900 ms)\n"},
+        {"t.c:41: failed\nrss=4 MiB\n", "t.c:41: failed\nrss=900 KiB\n"}};
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
+        if (gate_signature_of(pairs[i][0], strlen(pairs[i][0])) !=
+            gate_signature_of(pairs[i][1], strlen(pairs[i][1])))
+            fail_msg("'%s' and '%s' end differently", pairs[i][0], pairs[i][1]);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signature_normalised),
+        cmocka_unit_test(test_signature_unit_after_a_bracket),
         cmocka_unit_test_teardown(test_flakes_on_two_configurations, fx_teardown),
         cmocka_unit_test_teardown(test_bisection_blames_only_after_alone, fx_teardown),
         cmocka_unit_test_teardown(test_same_failure_not_retried, fx_teardown),
