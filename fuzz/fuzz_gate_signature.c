@@ -9,8 +9,9 @@
  *   - never 0, and the same for the same text;
  *   - what signature.h says does not count does not count: every digit made
  *     another digit; every blank made a run of two blanks; a line put in
- *     front of text that has more than GATE_SIGNATURE_LINES non-empty lines
- *     changes nothing.
+ *     front of text that has more than GATE_SIGNATURE_LINES non-empty lines;
+ *     every run of digits given a decimal (".5" after it: "3" as "3.5",
+ *     "0x1f" as "0.5x1.5f") changes nothing.
  * (The units' folding is checked by test_gate_flake.test_signature_normalised.)
  *
  *   tools/fuzz.sh gate_signature     (FUZZ_SECONDS=300 for 5 minutes)
@@ -39,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_fail(__LINE__, "a signature of 0", data, size);
     if (sig(data, size) != s)
         fuzz_fail(__LINE__, "two signatures of one text", data, size);
-    unsigned char *t = (unsigned char *)malloc(2 * size + 8);
+    unsigned char *t = (unsigned char *)malloc(3 * size + 8);
     if (t == NULL)
         abort();
     /* digits: another digit each */
@@ -57,6 +58,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (sig(t, n) != s)
         fuzz_fail(__LINE__, "a run of blanks counted", data, size);
+    /* a decimal after every run of digits */
+    n = 0;
+    for (size_t i = 0; i < size; i++) {
+        t[n++] = data[i];
+        bool digit = data[i] >= '0' && data[i] <= '9';
+        bool next = i + 1 < size && data[i + 1] >= '0' && data[i + 1] <= '9';
+        if (digit && !next) {
+            t[n++] = '.';
+            t[n++] = '5';
+        }
+    }
+    if (sig(t, n) != s)
+        fuzz_fail(__LINE__, "a number's decimal counted", data, size);
     /* a line in front of GATE_SIGNATURE_LINES non-empty ones */
     unsigned lines = 0;
     bool empty = true;

@@ -631,6 +631,11 @@ static void test_flaky_alike(void **state)
         assert_int_equal(builds, alike);
         assert_int_equal(decide_alone(s, 4, always8, 3, true, &builds), GATE_SCHED_REJECT);
         assert_int_equal(builds, 2); /* b never flaked */
+        /* two alike, then another ending: the repeat stands (not suspect flakes, 7 runs) */
+        static const unsigned long long alike_then_other[] = {5, 5, 6, 11, 12, 13, 14};
+        assert_int_equal(decide_alone(s, 5, alike_then_other, 7, false, &builds),
+                         GATE_SCHED_REJECT);
+        assert_int_equal(builds, alike);
         gate_sched_delete(s);
     }
     gate_sched_params p;

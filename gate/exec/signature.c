@@ -34,8 +34,9 @@ static bool is_unit(const char *p, const char *end)
     static const char *const units[] = {"bytes", "B",   "KiB",  "MiB", "GiB",  "TiB", "kB",
                                         "KB",    "MB",  "GB",   "TB",  "ns",   "us",  "ms",
                                         "s",     "sec", "secs", "min", "mins", "h"};
-    while (end > p && (end[-1] == ',' || end[-1] == ';' || end[-1] == ')' || end[-1] == '.'))
-        end--; /* "3 ms," "(1 s)" */
+    while (end > p &&
+           (end[-1] == ',' || end[-1] == ';' || end[-1] == ')' || end[-1] == ']' || end[-1] == '.'))
+        end--; /* "3 ms," "(1 s)" "[1 s]" */
     size_t n = (size_t)(end - p);
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
         if (strlen(units[i]) == n && memcmp(units[i], p, n) == 0)
@@ -52,7 +53,7 @@ static unsigned long long fnv(unsigned long long h, char c)
 static unsigned long long line_hash(unsigned long long h, const char *p, const char *end)
 {
     bool blank = false;
-    bool number = false; /* the last token was a number alone: a unit may follow */
+    bool number = false; /* the last token ended in a number: a unit may follow */
     while (p < end) {
         if (is_blank(*p)) {
             blank = true;
@@ -75,7 +76,7 @@ static unsigned long long line_hash(unsigned long long h, const char *p, const c
         if (blank)
             h = fnv(h, ' ');
         blank = false;
-        bool alone = true; /* this token is one number (and perhaps its unit) */
+        bool ends = false; /* this token ends in a number ("4", "(1", "rss=4", "4,") */
         for (const char *q = tok; q < p;) {
             if (is_hex(*q)) {
                 const char *r = q;
@@ -88,21 +89,21 @@ static unsigned long long line_hash(unsigned long long h, const char *p, const c
                 }
                 if (digit) {
                     h = fnv(h, '#');
-                    alone = alone && q == tok;
+                    ends = true;
                     q = r;
                     if (q < p && is_unit(q, p))
                         q = p; /* "12ms": its unit */
                     continue;
                 }
-                alone = false;
+                ends = false;
                 for (; q < r; q++)
                     h = fnv(h, *q);
                 continue;
             }
-            alone = alone && (*q == ',' || *q == '(') && q + 1 == p; /* "4," is a number still */
+            ends = ends && *q == ',' && q + 1 == p; /* "4," ends in a number still */
             h = fnv(h, *q++);
         }
-        number = alone;
+        number = ends;
     }
     return fnv(h, '\n');
 }

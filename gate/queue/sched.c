@@ -55,7 +55,8 @@ typedef struct cfg_ev {
     long long job;                    /* the caller's id of its last failing run */
     bool passed;                      /* it passed once: the tree passes it */
     bool learned;                     /* and had failed: its endings are new flakes' (reopen) */
-    gate_sched_why why;               /* NONE until it failed for good */
+    bool repeated;      /* an ending (not a flake's) repeated there, short of flaky_alike */
+    gate_sched_why why; /* NONE until it failed for good */
 } cfg_ev;
 
 typedef struct seg {
@@ -1179,7 +1180,13 @@ static void record(gate_sched *s, seg *g, const gate_sched_run *r, bool final)
             c->why = GATE_SCHED_WHY_SAME;
             g->final = true;
         }
+        c->repeated = true;
         return; /* else one more run, whatever `retries` is left */
+    }
+    if (c->repeated) { /* its one more run, spent on another ending: the repeat stands */
+        c->why = GATE_SCHED_WHY_SAME;
+        g->final = true;
+        return;
     }
     bool suspect = known && c->fails >= 2; /* none repeated so far but a flake's ending */
     unsigned limit = s->p.retries + 1 + (suspect ? (unsigned)GATE_SCHED_SUSPECT_EXTRA : 0u);
