@@ -398,7 +398,7 @@ static keel_status reopen(gate *g, const gate_sched_decision *d)
              "tree; queued again",
              d->rejected.config, g->work, d->rejected.job, d->decided.config, cand, g->work,
              d->decided.job);
-    gate_change was; /* the rejection's reason, for a hook that hears of it after this */
+    gate_change was; /* as rejected: its reason, for a hook that hears of it after this */
     keel_status s = gate_store_get(g->store, d->change, &was);
     if (!keel_ok(s))
         return s;
@@ -429,13 +429,7 @@ static keel_status reopen(gate *g, const gate_sched_decision *d)
     if (!keel_ok(s))
         return s;
     g->stats.reopened++;
-    gate_change ch;
-    s = gate_store_get(g->store, d->change, &ch);
-    if (!keel_ok(s)) {
-        keel_status_ignore(s, "only for the message");
-        ch.branch[0] = '\0';
-    }
-    gate_say(g, "reopened: change %lld '%s': %s\n", d->change, ch.branch, reason);
+    gate_say(g, "reopened: change %lld '%s': %s\n", d->change, was.branch, reason);
     gate_notify(g);
     return gate_take_change(g, d->change, false);
 }

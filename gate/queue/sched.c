@@ -89,13 +89,6 @@ typedef struct entry {
     unsigned long long signature;
 } entry;
 
-/* A rejection on an ending twice alike, watched for that ending to flake (Rejections taken back). */
-typedef struct watched {
-    long long change;
-    gate_sched_verdict v;         /* the rejection's verdict */
-    unsigned long long signature; /* the ending it failed with twice */
-} watched;
-
 /*
  * The estimator: decayed counts of recent outcomes plus a weak prior worth
  * PRIOR_N changes at prior_p.  The shape is chosen over the whole posterior
@@ -154,9 +147,10 @@ struct gate_sched {
      * evidence of a real failure (flaky_ending).
      */
     gate_sched_flaky flaky[GATE_SCHED_FLAKY_ENDINGS];
-    unsigned flaky_n;                       /* in use */
-    unsigned long long flaky_seen;          /* endings learned or seen again so far */
-    watched watch[GATE_SCHED_REOPEN_WATCH]; /* the oldest first */
+    unsigned flaky_n;              /* in use */
+    unsigned long long flaky_seen; /* endings learned or seen again so far */
+    /* the rejections watched for their ending to flake (Rejections taken back), the oldest first */
+    gate_sched_watched watch[GATE_SCHED_REOPEN_WATCH];
     unsigned nwatch;
     gate_cap cap;                 /* what the executor runs at once (capacity.h) */
     unsigned jobs;                /* jobs in a build: the configurations a first build ran */
@@ -572,22 +566,28 @@ static entry *push(gate_sched *s, gate_sched_kind kind, long long cand, long lon
     return e;
 }
 
-/* Segment i's evidence for a decision: `which` (cfg_failed or cfg_flaked) first true. */
+/* Configuration c's verdict on segment g's tree. */
+static void cfg_verdict(const seg *g, const cfg_ev *c, gate_sched_verdict *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->candidate = g->cand;
+    (void)snprintf(v->config, sizeof(v->config), "%s", c->name);
+    v->runs = c->runs;
+    v->failures = c->fails;
+    v->job = c->job;
+    v->why = c->why;
+}
+
+/* Segment g's evidence for a decision: `which` (cfg_failed or cfg_flaked) first true. */
 static void verdict_of(const seg *g, bool (*which)(const cfg_ev *), gate_sched_verdict *v)
 {
     memset(v, 0, sizeof(*v));
     v->candidate = g->cand;
-    for (size_t k = 0; k < g->ncfg; k++) {
-        const cfg_ev *c = &g->cfg[k];
-        if (!which(c))
-            continue;
-        (void)snprintf(v->config, sizeof(v->config), "%s", c->name);
-        v->runs = c->runs;
-        v->failures = c->fails;
-        v->job = c->job;
-        v->why = c->why;
-        return;
-    }
+    for (size_t k = 0; k < g->ncfg; k++)
+        if (which(&g->cfg[k])) {
+            cfg_verdict(g, &g->cfg[k], v);
+            return;
+        }
 }
 
 static bool cfg_failed(const cfg_ev *c)
@@ -667,18 +667,20 @@ static void split(gate_sched *s, size_t i)
     s->nplan++;
 }
 
-/* Change `change`'s rejection (verdict v) watched for `sig`: the newest, the oldest going. */
-static void watch_add(gate_sched *s, long long change, const gate_sched_verdict *v,
-                      unsigned long long sig)
+/* The i-th watched rejection is watched no more. */
+static void unwatch(gate_sched *s, unsigned i)
 {
-    if (s->nwatch == GATE_SCHED_REOPEN_WATCH) {
-        memmove(&s->watch[0], &s->watch[1], (s->nwatch - 1) * sizeof(watched));
-        s->nwatch--;
-    }
-    watched *w = &s->watch[s->nwatch++];
-    w->change = change;
-    w->v = *v;
-    w->signature = sig;
+    KEEL_ASSERT(i < s->nwatch);
+    memmove(&s->watch[i], &s->watch[i + 1], (s->nwatch - i - 1) * sizeof(*s->watch));
+    s->nwatch--;
+}
+
+/* Rejection w watched: the newest, the oldest going when there are GATE_SCHED_REOPEN_WATCH. */
+static void watch_add(gate_sched *s, const gate_sched_watched *w)
+{
+    if (s->nwatch == GATE_SCHED_REOPEN_WATCH)
+        unwatch(s, 0);
+    s->watch[s->nwatch++] = *w;
 }
 
 /*
@@ -701,7 +703,8 @@ static void watch(gate_sched *s, const seg *f, entry *e)
         return;
     KEEL_ASSERT(same->fails >= 2 && same->sig[same->fails - 1] != 0); /* record(): WHY_SAME */
     e->signature = same->sig[same->fails - 1];
-    watch_add(s, e->change, &e->decided, e->signature);
+    gate_sched_watched w = {e->change, e->decided, e->signature};
+    watch_add(s, &w);
 }
 
 /* Settle the front: land what passed, retry, isolate, reject. */
@@ -872,13 +875,9 @@ keel_status gate_sched_enqueue(gate_sched *s, long long change)
     if (!keel_ok(st))
         return KEEL_CONTEXT(st, "queueing change %lld", change);
     s->queue[s->qhead + s->qlen++] = change;
-    for (unsigned i = 0; i < s->nwatch;) /* queued again: no rejection of it to take back */
-        if (s->watch[i].change == change) {
-            memmove(&s->watch[i], &s->watch[i + 1], (s->nwatch - i - 1) * sizeof(watched));
-            s->nwatch--;
-        } else {
-            i++;
-        }
+    for (unsigned i = s->nwatch; i-- > 0;) /* queued again: no rejection of it to take back */
+        if (s->watch[i].change == change)
+            unwatch(s, i);
     return KEEL_OK;
 }
 
@@ -1114,19 +1113,15 @@ static void reopen(gate_sched *s, const seg *g, const cfg_ev *c)
             i++;
             continue;
         }
-        entry *e = push(s, GATE_SCHED_REOPEN, g->cand, s->watch[i].change, NULL, 0);
-        e->decided.candidate = g->cand;
-        (void)snprintf(e->decided.config, sizeof(e->decided.config), "%s", c->name);
-        e->decided.runs = c->runs;
-        e->decided.failures = c->fails;
-        e->decided.job = c->job;
-        e->rejected = s->watch[i].v;
-        e->signature = s->watch[i].signature;
+        const gate_sched_watched *w = &s->watch[i];
+        entry *e = push(s, GATE_SCHED_REOPEN, g->cand, w->change, NULL, 0);
+        cfg_verdict(g, c, &e->decided);
+        e->rejected = w->rejected;
+        e->signature = w->signature;
         s->st.reopened++;
-        if (strcmp(s->watch[i].v.config, c->name) != 0)
-            flaky_seen_now(s, s->watch[i].v.config, s->watch[i].signature, ++s->flaky_seen);
-        memmove(&s->watch[i], &s->watch[i + 1], (s->nwatch - i - 1) * sizeof(watched));
-        s->nwatch--;
+        if (strcmp(w->rejected.config, c->name) != 0)
+            flaky_seen_now(s, w->rejected.config, w->signature, ++s->flaky_seen);
+        unwatch(s, i);
     }
 }
 
@@ -1428,7 +1423,7 @@ void gate_sched_recall_watched(gate_sched *s, const gate_sched_watched *w, size_
             known = known || s->watch[i].change == w[k].change;
         if (!known && w[k].change > 0 && w[k].signature != 0 &&
             memchr(w[k].rejected.config, '\0', sizeof(w[k].rejected.config)) != NULL)
-            watch_add(s, w[k].change, &w[k].rejected, w[k].signature);
+            watch_add(s, &w[k]);
     }
 }
 

@@ -393,6 +393,14 @@ keel_status gate__store_begin(gate_store *st)
     return exec(st, "BEGIN IMMEDIATE", "cannot begin a transaction");
 }
 
+keel_status gate__store_begin_unless_full(gate_store *st, bool full)
+{
+    if (full)
+        return KEEL_ERR(KEEL_E_FULL, "store '%s': cannot begin a transaction: %s (stress point)",
+                        st->path, sqlite3_errstr(SQLITE_FULL));
+    return gate__store_begin(st);
+}
+
 /* Commit when s is OK, roll back otherwise; returns s (or the commit's error). */
 keel_status gate__store_finish(gate_store *st, keel_status s)
 {

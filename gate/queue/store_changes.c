@@ -287,12 +287,11 @@ keel_status gate_store_reopen(gate_store *st, long long id, const char *reason, 
     if (!keel_ok(s))
         return s;
     sqlite3_stmt *stmt = NULL;
-    s = gate__store_prepare(st,
-                            "UPDATE changes SET state = 'queued', reason = ?1, updated_at = ?2 "
-                            "WHERE id = ?3 AND state = 'rejected' AND NOT EXISTS (SELECT 1 FROM "
-                            "changes n WHERE n.branch = changes.branch AND n.target = "
-                            "changes.target AND n.id > changes.id)",
-                            &stmt);
+    s = gate__store_prepare(
+        st,
+        "UPDATE changes SET state = 'queued', reason = ?1, updated_at = ?2 "
+        "WHERE id = ?3 AND state = 'rejected' AND " GATE__STORE_NOT_SUBMITTED_AGAIN("changes"),
+        &stmt);
     if (keel_ok(s)) {
         (void)sqlite3_bind_text(stmt, 1, reason, -1, SQLITE_TRANSIENT);
         (void)sqlite3_bind_int64(stmt, 2, now);

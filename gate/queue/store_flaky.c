@@ -57,15 +57,24 @@ static unsigned long long sig_of(sqlite3_int64 v)
     return (unsigned long long)(v - INT64_MIN) + (unsigned long long)INT64_MAX + 1u;
 }
 
+/* A table's DELETE of all but the target's newest rows (`sql`: ?1 the target, ?2 how many stay). */
+static keel_status keep_newest(gate_store *st, const char *sql, const char *target, size_t keep,
+                               const char *what)
+{
+    sqlite3_stmt *stmt = NULL;
+    keel_status s = gate__store_prepare(st, sql, &stmt);
+    if (!keel_ok(s))
+        return s;
+    gate__store_bind_text(stmt, 1, target);
+    (void)sqlite3_bind_int64(stmt, 2, keep < (size_t)INT64_MAX ? (sqlite3_int64)keep : INT64_MAX);
+    return gate__store_step_done(st, stmt, what);
+}
+
 keel_status gate_store_flaky_put(gate_store *st, const char *target, const gate_flaky_ending *e,
                                  size_t n, size_t keep, long long now)
 {
     KEEL_ASSERT(st != NULL && target != NULL && (e != NULL || n == 0));
-    keel_status s =
-        KEEL_STRESS(flaky_full) /* this write only, as gate_store.disk_full */
-            ? KEEL_ERR(KEEL_E_FULL, "store '%s': cannot begin a transaction: %s (stress point)",
-                       st->path, sqlite3_errstr(SQLITE_FULL))
-            : gate__store_begin(st);
+    keel_status s = gate__store_begin_unless_full(st, KEEL_STRESS(flaky_full));
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "recording the endings of the flakes of '%s'", target);
     sqlite3_stmt *stmt = NULL;
@@ -83,17 +92,10 @@ keel_status gate_store_flaky_put(gate_store *st, const char *target, const gate_
         s = gate__store_step_done(st, stmt, "cannot record the ending of a flake");
     }
     if (keel_ok(s))
-        s = gate__store_prepare(st,
-                                "DELETE FROM flaky_endings WHERE target = ?1 AND id NOT IN "
-                                "(SELECT id FROM flaky_endings WHERE target = ?1 ORDER BY id DESC "
-                                "LIMIT ?2)",
-                                &stmt);
-    if (keel_ok(s)) {
-        gate__store_bind_text(stmt, 1, target);
-        (void)sqlite3_bind_int64(stmt, 2,
-                                 keep < (size_t)INT64_MAX ? (sqlite3_int64)keep : INT64_MAX);
-        s = gate__store_step_done(st, stmt, "cannot forget the oldest endings of flakes");
-    }
+        s = keep_newest(st,
+                        "DELETE FROM flaky_endings WHERE target = ?1 AND id NOT IN (SELECT id FROM "
+                        "flaky_endings WHERE target = ?1 ORDER BY id DESC LIMIT ?2)",
+                        target, keep, "cannot forget the oldest endings of flakes");
     s = gate__store_finish(st, s);
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "recording the endings of the flakes of '%s'", target);
@@ -141,11 +143,7 @@ keel_status gate_store_watch_put(gate_store *st, const char *target,
 {
     KEEL_ASSERT(st != NULL && target != NULL && w != NULL && w->config != NULL &&
                 w->signature != 0);
-    keel_status s =
-        KEEL_STRESS(watch_full) /* this write only, as gate_store.disk_full */
-            ? KEEL_ERR(KEEL_E_FULL, "store '%s': cannot begin a transaction: %s (stress point)",
-                       st->path, sqlite3_errstr(SQLITE_FULL))
-            : gate__store_begin(st);
+    keel_status s = gate__store_begin_unless_full(st, KEEL_STRESS(watch_full));
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "recording the watched rejection of change %lld", w->change);
     sqlite3_stmt *stmt = NULL;
@@ -166,17 +164,10 @@ keel_status gate_store_watch_put(gate_store *st, const char *target,
         s = gate__store_step_done(st, stmt, "cannot record a watched rejection");
     }
     if (keel_ok(s))
-        s = gate__store_prepare(st,
-                                "DELETE FROM watched_rejections WHERE target = ?1 AND id NOT IN "
-                                "(SELECT id FROM watched_rejections WHERE target = ?1 ORDER BY id "
-                                "DESC LIMIT ?2)",
-                                &stmt);
-    if (keel_ok(s)) {
-        gate__store_bind_text(stmt, 1, target);
-        (void)sqlite3_bind_int64(stmt, 2,
-                                 keep < (size_t)INT64_MAX ? (sqlite3_int64)keep : INT64_MAX);
-        s = gate__store_step_done(st, stmt, "cannot forget the oldest watched rejections");
-    }
+        s = keep_newest(st,
+                        "DELETE FROM watched_rejections WHERE target = ?1 AND id NOT IN (SELECT id "
+                        "FROM watched_rejections WHERE target = ?1 ORDER BY id DESC LIMIT ?2)",
+                        target, keep, "cannot forget the oldest watched rejections");
     s = gate__store_finish(st, s);
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "recording the watched rejection of change %lld", w->change);
@@ -193,8 +184,8 @@ keel_status gate_store_watched(gate_store *st, const char *target, size_t max,
         st,
         "SELECT change, config, signature, job, runs, failures FROM (SELECT w.* FROM "
         "watched_rejections w JOIN changes c ON c.id = w.change WHERE w.target = ?1 AND c.state "
-        "= 'rejected' AND NOT EXISTS (SELECT 1 FROM changes n WHERE n.branch = c.branch AND "
-        "n.target = c.target AND n.id > c.id) ORDER BY w.id DESC LIMIT ?2) ORDER BY id",
+        "= 'rejected' AND " GATE__STORE_NOT_SUBMITTED_AGAIN(
+            "c") " ORDER BY w.id DESC LIMIT ?2) ORDER BY id",
         &stmt);
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "reading the watched rejections of '%s'", target);

@@ -29,6 +29,19 @@ KEEL_MUST_USE keel_status gate__store_error(const gate_store *st, int rc, const 
 KEEL_MUST_USE keel_status gate__store_prepare(gate_store *st, const char *sql, sqlite3_stmt **stmt);
 /* BEGIN IMMEDIATE (KEEL_E_STATE for a store this process may not write). */
 KEEL_MUST_USE keel_status gate__store_begin(gate_store *st);
+/*
+ * gate__store_begin, or, when `full` (a write's own stress point, as
+ * gate_store.disk_full for that write alone), the error a full disk gives.
+ */
+KEEL_MUST_USE keel_status gate__store_begin_unless_full(gate_store *st, bool full);
+/*
+ * The condition "change `c` (a table's name or alias) was not submitted again
+ * for its target since": no newer change of its branch for it (the newer one
+ * stands).
+ */
+#define GATE__STORE_NOT_SUBMITTED_AGAIN(c)                                                \
+    "NOT EXISTS (SELECT 1 FROM changes n WHERE n.branch = " c ".branch AND n.target = " c \
+    ".target AND n.id > " c ".id)"
 /* Commit when s is OK, roll back otherwise; returns s (or the commit's error). */
 KEEL_MUST_USE keel_status gate__store_finish(gate_store *st, keel_status s);
 /* Run a prepared statement to completion (no rows expected); finalizes it. */

@@ -32,11 +32,7 @@ keel_status gate_store_learned_put(gate_store *st, const char *target, const gat
                                    long long now)
 {
     KEEL_ASSERT(st != NULL && target != NULL && l != NULL);
-    keel_status s =
-        KEEL_STRESS(learned_full) /* this write only, as gate_store.disk_full */
-            ? KEEL_ERR(KEEL_E_FULL, "store '%s': cannot begin a transaction: %s (stress point)",
-                       st->path, sqlite3_errstr(SQLITE_FULL))
-            : gate__store_begin(st);
+    keel_status s = gate__store_begin_unless_full(st, KEEL_STRESS(learned_full));
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "recording what the scheduler learned of '%s'", target);
     sqlite3_stmt *stmt = NULL;
