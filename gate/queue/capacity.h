@@ -96,10 +96,16 @@ void gate_cap_observe_shared(gate_cap *c, const char *config, double ms, double 
  * change's build failing in 0.1 s where it passes in 4 s would read as a job
  * that does not slow down).  One that came before any pass of its
  * configuration is taken until the first pass, then judged with the rest.
+ * GATE_CAP_RAN_COURSE is exp(-2 sigma) of the fit's noise (15%): a pass is
+ * shorter than that part of what the fit gives it about once in 40, so a
+ * failure that short most likely stopped before its end.  (It was 0.5 up
+ * to session 29: parson's clang -O2 builds failing at an #error after
+ * parsing took 0.45-0.65 of a pass, and the half of them kept as passes
+ * moved the fit between 1.6 and 2.7 jobs at once on 2 cores.)
  */
 void gate_cap_observe_failed(gate_cap *c, const char *config, double ms, double load,
                              double others);
-#define GATE_CAP_RAN_COURSE 0.5
+#define GATE_CAP_RAN_COURSE 0.75
 /*
  * What a failure of `config` costs, as a part of a pass of it (0, 1]: the
  * mean over the window's failures of it, each judged as
