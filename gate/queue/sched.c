@@ -20,6 +20,11 @@
  * failures and their signatures; the candidate fails for good when one of
  * them does (record()), passes when every one that failed has also passed.
  *
+ * The scheduler's state, its segments and decisions are declared in
+ * sched_int.h; what it remembers of flakes (their endings, the rejections
+ * watched and taken back) is sched_flaky.c's, the window's shape
+ * sched_strategy.c's.
+ *
  * Allocation happens up front in each public call (reserve), so a decision
  * or a split never fails half-way.  Memory: module gate_sched's heap
  * (heaps.h), whether the modules were started or not (the benchmark and the
@@ -33,61 +38,9 @@
 
 #include "capacity.h"
 #include "heaps.h"
+#include "sched_int.h"
 
 #define SCHED_HEAP KEEL_MODULE_REF(gate_sched)
-
-typedef enum cand_state {
-    CAND_NONE,    /* no candidate */
-    CAND_RUNNING, /* a build is running */
-    CAND_PASSED,  /* waiting for everything below to land */
-    CAND_FAILED,  /* waiting: for the front (then a retry or a split) or to be dropped */
-    CAND_RETRY    /* at the front, failed, a rerun is wanted */
-} cand_state;
-
-/* The most failures of one configuration on one tree (record() ends it there). */
-enum { SIG_KEEP = GATE_SCHED_MAX_RETRIES + 1 + GATE_SCHED_SUSPECT_EXTRA };
-
-/* A configuration's runs on one candidate's tree. */
-typedef struct cfg_ev {
-    char name[GATE_SCHED_NAME_MAX];
-    unsigned runs, fails;
-    unsigned long long sig[SIG_KEEP]; /* its failures' signatures, in order */
-    long long job;                    /* the caller's id of its last failing run */
-    bool passed;                      /* it passed once: the tree passes it */
-    bool learned;                     /* and had failed: its endings are new flakes' (reopen) */
-    bool repeated;      /* an ending (not a flake's) repeated there, short of flaky_alike */
-    gate_sched_why why; /* NONE until it failed for good */
-} cfg_ev;
-
-typedef struct seg {
-    long long *ids; /* the changes, in queue order */
-    size_t n;
-    bool known_bad;
-    size_t from_n;           /* known bad or being confirmed: the batch whose failure blamed it */
-    gate_sched_verdict from; /* and that batch's verdict */
-    long long cand;          /* its live candidate, 0 when none */
-    long long base; /* that candidate's base (the tip's candidate id when built on the tip) */
-    cand_state state;
-    unsigned attempts; /* builds started of the candidate */
-    unsigned failures; /* of which failed */
-    bool presumed_bad; /* adaptive: failed, more likely bad than flaky */
-    bool skipped;      /* and the candidates behind it are built without it */
-    bool final;        /* a configuration failed its candidate for good */
-    cfg_ev *cfg;       /* its candidate's configurations */
-    size_t ncfg, cfgcap;
-} seg;
-
-typedef struct entry {
-    gate_sched_kind kind;
-    long long candidate;
-    long long change;
-    long long *ids; /* LAND: owned */
-    size_t n;
-    gate_sched_verdict decided, batch;
-    size_t batch_n;
-    gate_sched_verdict rejected; /* REOPEN */
-    unsigned long long signature;
-} entry;
 
 /*
  * The estimator: decayed counts of recent outcomes plus a weak prior worth
@@ -121,83 +74,6 @@ static const double flake_prior_n = 10.0;
  * machine where depth 1 was the fastest, its pace never measured).
  */
 static const double pace_life = 16.0;
-
-struct gate_sched {
-    gate_sched_params p;
-    long long *queue; /* queue[qhead .. qhead + qlen) */
-    size_t qhead, qlen, qcap;
-    long long *alone; /* changes built alone (gate_sched_enqueue_alone) */
-    size_t nalone, alonecap;
-    seg *plan;
-    size_t nplan, plancap;
-    entry *decs; /* decs[dhead .. dhead + dlen) */
-    size_t dhead, dlen, dcap;
-    long long *polled;  /* the ids of the last decision polled */
-    long long *spare;   /* max_batch ids, for the second half of a split */
-    const char **names; /* a retry's configurations */
-    size_t namescap;
-    long long next_cand;
-    long long tip; /* the candidate whose tree the tip is, 0 at first */
-    unsigned running;
-    double bad_w, all_w;
-    double flaked_w, tried_w; /* the flake rate's counts */
-    /*
-     * The endings of flakes seen (a configuration failed, then passed on the
-     * same tree), the oldest first: a failure that repeats one of them is no
-     * evidence of a real failure (flaky_ending).
-     */
-    gate_sched_flaky flaky[GATE_SCHED_FLAKY_ENDINGS];
-    unsigned flaky_n;              /* in use */
-    unsigned long long flaky_seen; /* endings learned or seen again so far */
-    /* the rejections watched for their ending to flake (Rejections taken back), the oldest first */
-    gate_sched_watched watch[GATE_SCHED_REOPEN_WATCH];
-    unsigned nwatch;
-    gate_cap cap;                 /* what the executor runs at once (capacity.h) */
-    unsigned jobs;                /* jobs in a build: the configurations a first build ran */
-    gate_sched_outlook shape_for; /* what the cached shape is for (p 0: none) */
-    unsigned shape_batch, shape_depth;
-    /*
-     * The pace (gate_sched_clock): per depth, the time measured while it was
-     * in use (ms: in units of a build's longest job alone when fitted, the
-     * unit known or not when it ran) and the model's time of the changes
-     * decided meanwhile (in those units); the clock's last reading.
-     */
-    double pace_measured[GATE_SCHED_PACE_DEPTHS], pace_expected[GATE_SCHED_PACE_DEPTHS];
-    /*
-     * The time measured since the last decision, per depth: it joins
-     * pace_measured with the decisions it bought (observe), so that the pace
-     * moves only when decisions come.  A window gone deeper decides nothing
-     * until its first round ends, all of it at once; counted as it ran, that
-     * round read as ever slower until it ended, and the window went back to
-     * the shallower depth before it did, the deeper depth's pace marked up
-     * for nothing (bench_gate --trace 2,2,0: every probe of depth 4 raised
-     * its pace, and the window stayed at depth 1 for the rest of the queue).
-     */
-    double pace_pending[GATE_SCHED_PACE_DEPTHS];
-    unsigned pend_batch[GATE_SCHED_PACE_DEPTHS], pend_depth[GATE_SCHED_PACE_DEPTHS]; /* its shape */
-    double pace_life[GATE_SCHED_PACE_DEPTHS]; /* changes halving it at depth 1 */
-    /*
-     * A failure's episode (ep_on: from the first failed build after a
-     * rejection to the next rejection): the time measured at each depth
-     * meanwhile (the shape that ran there is pend_batch, pend_depth: every
-     * time counted at a depth since the episode began is in it).  A rejection's expected time
-     * beyond a pass's (expected_of: the whole isolation's, retries and
-     * failed builds) is split among the depths by that time, not by the
-     * time since the last decision: the window often changes depth during
-     * an isolation (its estimates move with every result), and the last
-     * decision before a rejection is usually a half that passed, so the
-     * depth in use when the rejection came took an isolation's expected
-     * time that other depths had spent (inih's replay on 2 cores: a window
-     * gone from depth 2 to 1 mid-isolation read depth 1 at 0.15 of the
-     * model, and stayed there for the rest of the queue at 1.1-1.4 times
-     * the time of a window that happened to stay 2 deep).
-     */
-    double ep_time[GATE_SCHED_PACE_DEPTHS];
-    bool ep_on;
-    double clock_ms;
-    bool clock_set;
-    gate_sched_stats st;
-};
 
 static const char *const kind_names[] = {"land", "reject", "flaky", "cancel-build", "reopen"};
 
@@ -552,8 +428,9 @@ static keel_status reserve(gate_sched *s)
     return KEEL_OK;
 }
 
-static entry *push(gate_sched *s, gate_sched_kind kind, long long cand, long long change,
-                   long long *ids, size_t n)
+/* A decision to hand out (gate_sched_poll), the newest; room made by reserve(). */
+entry *gate__sched_push(gate_sched *s, gate_sched_kind kind, long long cand, long long change,
+                        long long *ids, size_t n)
 {
     KEEL_ASSERT(s->dhead + s->dlen < s->dcap);
     entry *e = &s->decs[s->dhead + s->dlen++];
@@ -567,7 +444,7 @@ static entry *push(gate_sched *s, gate_sched_kind kind, long long cand, long lon
 }
 
 /* Configuration c's verdict on segment g's tree. */
-static void cfg_verdict(const seg *g, const cfg_ev *c, gate_sched_verdict *v)
+void gate__sched_cfg_verdict(const seg *g, const cfg_ev *c, gate_sched_verdict *v)
 {
     memset(v, 0, sizeof(*v));
     v->candidate = g->cand;
@@ -585,12 +462,13 @@ static void verdict_of(const seg *g, bool (*which)(const cfg_ev *), gate_sched_v
     v->candidate = g->cand;
     for (size_t k = 0; k < g->ncfg; k++)
         if (which(&g->cfg[k])) {
-            cfg_verdict(g, &g->cfg[k], v);
+            gate__sched_cfg_verdict(g, &g->cfg[k], v);
             return;
         }
 }
 
-static bool cfg_failed(const cfg_ev *c)
+/* Has configuration c failed its tree for good? */
+bool gate__sched_cfg_failed(const cfg_ev *c)
 {
     return c->why != GATE_SCHED_WHY_NONE;
 }
@@ -618,7 +496,7 @@ static void drop_candidate(gate_sched *s, seg *g)
         return;
     if (g->state == CAND_RUNNING) {
         KEEL_ASSERT(s->running > 0);
-        push(s, GATE_SCHED_CANCEL_BUILD, g->cand, 0, NULL, 0);
+        gate__sched_push(s, GATE_SCHED_CANCEL_BUILD, g->cand, 0, NULL, 0);
         s->running--;
         s->st.cancelled_builds++;
     }
@@ -667,46 +545,6 @@ static void split(gate_sched *s, size_t i)
     s->nplan++;
 }
 
-/* The i-th watched rejection is watched no more. */
-static void unwatch(gate_sched *s, unsigned i)
-{
-    KEEL_ASSERT(i < s->nwatch);
-    memmove(&s->watch[i], &s->watch[i + 1], (s->nwatch - i - 1) * sizeof(*s->watch));
-    s->nwatch--;
-}
-
-/* Rejection w watched: the newest, the oldest going when there are GATE_SCHED_REOPEN_WATCH. */
-static void watch_add(gate_sched *s, const gate_sched_watched *w)
-{
-    if (s->nwatch == GATE_SCHED_REOPEN_WATCH)
-        unwatch(s, 0);
-    s->watch[s->nwatch++] = *w;
-}
-
-/*
- * Rejection e of segment f's change: watched (e->signature its ending) when one configuration alone
- * failed f for good, the same way twice (its last failure repeats an earlier
- * one: that ending), the oldest watched going when there are
- * GATE_SCHED_REOPEN_WATCH.
- */
-static void watch(gate_sched *s, const seg *f, entry *e)
-{
-    const cfg_ev *same = NULL;
-    for (size_t k = 0; k < f->ncfg; k++) {
-        if (!cfg_failed(&f->cfg[k]))
-            continue;
-        if (same != NULL || f->cfg[k].why != GATE_SCHED_WHY_SAME)
-            return; /* another configuration's failure is evidence of its own */
-        same = &f->cfg[k];
-    }
-    if (same == NULL)
-        return;
-    KEEL_ASSERT(same->fails >= 2 && same->sig[same->fails - 1] != 0); /* record(): WHY_SAME */
-    e->signature = same->sig[same->fails - 1];
-    gate_sched_watched w = {e->change, e->decided, e->signature};
-    watch_add(s, &w);
-}
-
 /* Settle the front: land what passed, retry, isolate, reject. */
 static void advance(gate_sched *s)
 {
@@ -716,7 +554,7 @@ static void advance(gate_sched *s)
         if (f->cand != 0 && f->state == CAND_PASSED) {
             /* everything below it landed: its base is the tip */
             KEEL_VERIFY(f->base == s->tip);
-            push(s, GATE_SCHED_LAND, f->cand, 0, f->ids, f->n);
+            gate__sched_push(s, GATE_SCHED_LAND, f->cand, 0, f->ids, f->n);
             s->tip = f->cand;
             s->st.landed += f->n;
             observe(s, f->n, false);
@@ -730,16 +568,16 @@ static void advance(gate_sched *s)
                 break;
             }
             gate_sched_verdict v;
-            verdict_of(f, cfg_failed, &v);
+            verdict_of(f, gate__sched_cfg_failed, &v);
             if (!f->skipped)
                 drop_from(s, 1); /* those behind it contain it; not when they skip it */
             if (f->n == 1) {
                 /* the change alone on the tip failed for good: its own evidence */
-                entry *e = push(s, GATE_SCHED_REJECT, f->cand, f->ids[0], NULL, 0);
+                entry *e = gate__sched_push(s, GATE_SCHED_REJECT, f->cand, f->ids[0], NULL, 0);
                 e->decided = v;
                 e->batch_n = f->from_n;
                 e->batch = f->from;
-                watch(s, f, e);
+                gate__sched_watch(s, f, e);
                 s->st.rejected++;
                 observe(s, 1, true);
                 remove_seg(s, 0);
@@ -875,9 +713,7 @@ keel_status gate_sched_enqueue(gate_sched *s, long long change)
     if (!keel_ok(st))
         return KEEL_CONTEXT(st, "queueing change %lld", change);
     s->queue[s->qhead + s->qlen++] = change;
-    for (unsigned i = s->nwatch; i-- > 0;) /* queued again: no rejection of it to take back */
-        if (s->watch[i].change == change)
-            unwatch(s, i);
+    gate__sched_unwatch_change(s, change); /* no rejection of it to take back */
     return KEEL_OK;
 }
 
@@ -1039,100 +875,14 @@ static cfg_ev *cfg_of(seg *g, const char *name)
     return c;
 }
 
-/* Where configuration `config`'s ending `sig` is among the flakes' (flaky_n: nowhere). */
-static unsigned flaky_index(const gate_sched *s, const char *config, unsigned long long sig)
-{
-    KEEL_ASSERT(s->flaky_n <= GATE_SCHED_FLAKY_ENDINGS);
-    unsigned k = 0;
-    while (k < s->flaky_n &&
-           (s->flaky[k].signature != sig || strcmp(s->flaky[k].config, config) != 0))
-        k++;
-    return k;
-}
-
-/* Has configuration `config` flaked with ending `sig` (known, not 0) lately? */
-static bool flaky_ending(const gate_sched *s, const char *config, unsigned long long sig)
-{
-    KEEL_ASSERT(sig != 0);
-    return flaky_index(s, config, sig) < s->flaky_n;
-}
-
-/*
- * Ending `sig` of configuration `config` is a flake's, seen now (`seen`; 0:
- * recalled): the newest, the oldest going when they are
- * GATE_SCHED_FLAKY_ENDINGS.  One known already moves to the newest.
- */
-static void flaky_seen_now(gate_sched *s, const char *config, unsigned long long sig,
-                           unsigned long long seen)
-{
-    unsigned k = flaky_index(s, config, sig);
-    if (k == s->flaky_n && s->flaky_n == GATE_SCHED_FLAKY_ENDINGS)
-        k = 0; /* the oldest goes */
-    if (k < s->flaky_n) {
-        memmove(&s->flaky[k], &s->flaky[k + 1], (s->flaky_n - k - 1) * sizeof(gate_sched_flaky));
-        s->flaky_n--;
-    }
-    gate_sched_flaky *e = &s->flaky[s->flaky_n++];
-    (void)snprintf(e->config, sizeof(e->config), "%s", config);
-    e->signature = sig;
-    e->seen = seen;
-}
-
-/* Has configuration `config` flaked lately (an ending of it among the flakes' known)? */
-static bool flaked_lately(const gate_sched *s, const char *config)
-{
-    for (unsigned k = 0; k < s->flaky_n; k++)
-        if (strcmp(s->flaky[k].config, config) == 0)
-            return true;
-    return false;
-}
-
-/* Configuration c failed with its endings c->sig and then passed on its tree: they are flakes'. */
-static void flaky_endings_add(gate_sched *s, const cfg_ev *c)
-{
-    for (unsigned k = 0; k < c->fails; k++)
-        if (c->sig[k] != 0)
-            flaky_seen_now(s, c->name, c->sig[k], ++s->flaky_seen);
-}
-
-/*
- * Configuration c failed on segment g's tree, then passed: the rejections
- * watched for one of its endings are taken back (REOPEN), each once, and
- * that ending becomes a flake's of the rejected configuration too, so that
- * its failure with it on the change's next tree is no evidence (otherwise a
- * rejection on configuration a taken back by b's flake would be rejected at
- * two failures again, watched again, and taken back at b's next flake).
- */
-static void reopen(gate_sched *s, const seg *g, const cfg_ev *c)
-{
-    for (unsigned i = 0; i < s->nwatch;) {
-        unsigned k = 0;
-        while (k < c->fails && c->sig[k] != s->watch[i].signature)
-            k++;
-        if (k == c->fails) {
-            i++;
-            continue;
-        }
-        const gate_sched_watched *w = &s->watch[i];
-        entry *e = push(s, GATE_SCHED_REOPEN, g->cand, w->change, NULL, 0);
-        cfg_verdict(g, c, &e->decided);
-        e->rejected = w->rejected;
-        e->signature = w->signature;
-        s->st.reopened++;
-        if (strcmp(w->rejected.config, c->name) != 0)
-            flaky_seen_now(s, w->rejected.config, w->signature, ++s->flaky_seen);
-        unwatch(s, i);
-    }
-}
-
 /*
  * One run of a configuration on segment g's tree.  A pass settles it (the
  * tree passes it, flaky when it failed before: its endings are remembered as
  * flakes').  A failure ends it for good when it is `final`, when its
  * signature is one an earlier failure there had (deterministic: a retry would
  * repeat it; flaky_alike - 1 earlier ones when the configuration has
- * flaked lately, flaked_lately) and not one this
- * configuration has flaked with lately (flaky_ending: a flaky test often
+ * flaked lately, gate__sched_flaked_lately) and not one this
+ * configuration has flaked with lately (gate__sched_flaky_ending: a flaky test often
  * fails the same way), or when its runs
  * are spent: 1 + retries, and GATE_SCHED_SUSPECT_EXTRA more while every
  * failure had a known signature and none repeated but a flake's (suspect
@@ -1147,7 +897,7 @@ static void record(gate_sched *s, seg *g, const gate_sched_run *r, bool final)
     if (r->passed) {
         c->passed = true;
         if (c->fails > 0) {
-            flaky_endings_add(s, c);
+            gate__sched_flaky_endings_add(s, c);
             c->learned = true; /* build_ended takes back what rested on them */
         }
         return;
@@ -1161,7 +911,7 @@ static void record(gate_sched *s, seg *g, const gate_sched_run *r, bool final)
         return;
     }
     bool known = true;
-    bool flake_like = r->signature != 0 && flaky_ending(s, c->name, r->signature);
+    bool flake_like = r->signature != 0 && gate__sched_flaky_ending(s, c->name, r->signature);
     unsigned alike = 0; /* the earlier failures there that ended this way */
     for (unsigned k = 0; k + 1 < c->fails; k++) {
         known = known && c->sig[k] != 0;
@@ -1170,7 +920,7 @@ static void record(gate_sched *s, seg *g, const gate_sched_run *r, bool final)
     known = known && r->signature != 0;
     if (alike > 0 && !flake_like) {
         /* a configuration seen to flake lately: with flaky_alike 3, two alike may be two flakes */
-        unsigned need = flaked_lately(s, c->name) ? s->p.flaky_alike - 1 : 1;
+        unsigned need = gate__sched_flaked_lately(s, c->name) ? s->p.flaky_alike - 1 : 1;
         if (alike >= need || c->fails >= s->p.retries + 1 + GATE_SCHED_SUSPECT_EXTRA) {
             c->why = GATE_SCHED_WHY_SAME;
             g->final = true;
@@ -1239,7 +989,7 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
     }
     if (!open) {
         if (flaked) {
-            entry *e = push(s, GATE_SCHED_FLAKY, g->cand, 0, NULL, 0);
+            entry *e = gate__sched_push(s, GATE_SCHED_FLAKY, g->cand, 0, NULL, 0);
             verdict_of(g, cfg_flaked, &e->decided);
             s->st.flaky++;
             pace_flaked(s);
@@ -1272,7 +1022,7 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
     for (size_t k = 0; k < g->ncfg; k++)
         if (g->cfg[k].learned) { /* after the FLAKY, when the tree passed */
             g->cfg[k].learned = false;
-            reopen(s, g, &g->cfg[k]);
+            gate__sched_reopen(s, g, &g->cfg[k]);
         }
     advance(s);
     return KEEL_OK;
@@ -1388,43 +1138,6 @@ void gate_sched_inherit(gate_sched *to, const gate_sched *from)
     to->flaky_seen = from->flaky_seen;
     memcpy(to->watch, from->watch, sizeof(to->watch));
     to->nwatch = from->nwatch;
-}
-
-unsigned long long gate_sched_flaky_seen(const gate_sched *s)
-{
-    KEEL_ASSERT(s != NULL);
-    return s->flaky_seen;
-}
-
-size_t gate_sched_flaky_endings(const gate_sched *s, gate_sched_flaky *out, size_t max)
-{
-    KEEL_ASSERT(s != NULL && (out != NULL || max == 0) && s->flaky_n <= GATE_SCHED_FLAKY_ENDINGS);
-    size_t n = s->flaky_n < max ? s->flaky_n : max;
-    if (n > 0)
-        memcpy(out, s->flaky, n * sizeof(gate_sched_flaky));
-    return s->flaky_n;
-}
-
-void gate_sched_recall_flaky(gate_sched *s, const gate_sched_flaky *e, size_t n)
-{
-    KEEL_ASSERT(s != NULL && (e != NULL || n == 0));
-    for (size_t k = 0; k < n; k++)
-        if (e[k].signature != 0 && memchr(e[k].config, '\0', sizeof(e[k].config)) != NULL &&
-            !flaky_ending(s, e[k].config, e[k].signature))
-            flaky_seen_now(s, e[k].config, e[k].signature, 0);
-}
-
-void gate_sched_recall_watched(gate_sched *s, const gate_sched_watched *w, size_t n)
-{
-    KEEL_ASSERT(s != NULL && (w != NULL || n == 0));
-    for (size_t k = 0; k < n; k++) {
-        bool known = false;
-        for (unsigned i = 0; i < s->nwatch; i++)
-            known = known || s->watch[i].change == w[k].change;
-        if (!known && w[k].change > 0 && w[k].signature != 0 &&
-            memchr(w[k].rejected.config, '\0', sizeof(w[k].rejected.config)) != NULL)
-            watch_add(s, &w[k]);
-    }
 }
 
 void gate_sched_remember(const gate_sched *s, gate_sched_memory *out)
