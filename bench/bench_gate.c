@@ -3,7 +3,8 @@
  * event-driven simulation in units of T, the time of a build's slowest job
  * alone.
  *
- * 200 changes, each bad with probability p in {0.02, 0.1, 0.3} (splitmix64,
+ * 200 changes (--changes N: the first N of each queue, 2..200, as long as
+ * a replay's), each bad with probability p in {0.02, 0.1, 0.3} (splitmix64,
  * fixed seeds), 4 slots.  Every build runs two configurations, a and b, as
  * two jobs (a retry only those that failed): a takes 1 T alone, b 0.8 T
  * (--b-length X: X T; the parson replay measured 0.52, gcc -O0 next to
@@ -83,7 +84,10 @@
 
 #include "scheduler.h"
 
-enum { NCHANGES = 200, SLOTS = 4, MAXCAND = 16384, MAXJOBS = 65536, NSTRAT = 7, NCFG = 2 };
+enum { MAXCHANGES = 200, SLOTS = 4, MAXCAND = 16384, MAXJOBS = 65536, NSTRAT = 7, NCFG = 2 };
+
+/* The queue's length (--changes N: the first N of each seed's queue, as long as a replay's). */
+static int nchanges = MAXCHANGES;
 
 static const char *const cfg_name[NCFG] = {"a", "b"};
 static double cfg_work[NCFG] = {1.0, 0.8}; /* in T, alone (b: --b-length) */
@@ -180,7 +184,7 @@ typedef struct job {
 } job;
 
 typedef struct world {
-    bool bad[NCHANGES + 1];
+    bool bad[MAXCHANGES + 1];
     bool cand_bad[MAXCAND];
     unsigned long long cand_sig[MAXCAND]
                                [NCFG];  /* the signature its tree fails a, b with (0: passes) */
@@ -194,7 +198,7 @@ typedef struct world {
     size_t njobs, first_open; /* jobs before first_open are all over */
     unsigned running;
     unsigned long long jobs_run;
-    int state[NCHANGES + 1]; /* 0 active, 1 landed, 2 rejected */
+    int state[MAXCHANGES + 1]; /* 0 active, 1 landed, 2 rejected */
 } world;
 
 static double cpu_ns(void)
@@ -349,7 +353,7 @@ static void trace(const gate_sched *s, double t, gate_sched_stats *last)
 }
 
 /*
- * One queue of NCHANGES decided by strategy st; `recall`: what an earlier
+ * One queue of nchanges decided by strategy st; `recall`: what an earlier
  * scheduler of the queue learned (NULL: none, the default prior); `learned`:
  * what this one learned, when not NULL.
  */
@@ -378,7 +382,7 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
         die(ks, "new");
     if (recall != NULL)
         gate_sched_recall(s, recall);
-    for (long long c = 1; c <= NCHANGES; c++)
+    for (long long c = 1; c <= nchanges; c++)
         if (!keel_ok(ks = gate_sched_enqueue(s, c)))
             die(ks, "enqueue");
     double t = 0.0, inv = 0.0; /* the integral of 1 / (jobs running) over time */
@@ -448,7 +452,7 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
     o.flake_lo = flake_lo;
     o.flake_hi = flake_hi;
     o.exact = true;
-    for (int c = 1; c <= NCHANGES; c++) {
+    for (int c = 1; c <= nchanges; c++) {
         if (w.state[c] == 0 || (w.state[c] == 2) != bad[c])
             o.exact = false;
         if (w.state[c] == 2 && !bad[c])
@@ -476,7 +480,7 @@ static int bad_set(size_t pi, unsigned long long seed, bool *bad)
     unsigned long long x = 0x5eed0000ull + pi + (seed << 16);
     int nbad = 0;
     bad[0] = false;
-    for (int c = 1; c <= NCHANGES; c++) {
+    for (int c = 1; c <= nchanges; c++) {
         bad[c] = bench_uniform(&x) < ps[pi];
         nbad += bad[c];
     }
@@ -500,7 +504,7 @@ static int workload(const executor *ex, size_t pi, bool flaky, unsigned long lon
  */
 static outcome warm_workload(const executor *ex, size_t pi, bool flaky, unsigned long long seed)
 {
-    bool bad[NCHANGES + 1];
+    bool bad[MAXCHANGES + 1];
     unsigned long long before = seed + WARM_OFFSET;
     double flake = flaky ? 0.05 : 0.0;
     unsigned retries = flaky ? 1u : 0u;
@@ -539,7 +543,7 @@ static void table(void)
     int met_n = 0, n = 0;
     printf(
         "keel-gate scheduler: %d changes, %d slots, 2 configurations (a: 1 T alone, b: %.2f T)\n\n",
-        NCHANGES, SLOTS, cfg_work[1]);
+        nchanges, SLOTS, cfg_work[1]);
     for (size_t e = 0; e < NEXEC; e++)
         for (int flaky = 0; flaky <= 1; flaky++) {
             printf("executor %s, %s\n", execs[e].name,
@@ -552,7 +556,7 @@ static void table(void)
                    "landed change |\n"
                    "|---|---|---|---|---|---|---|---|\n");
             for (size_t pi = 0; pi < NP; pi++) {
-                bool bad[NCHANGES + 1];
+                bool bad[MAXCHANGES + 1];
                 outcome o[NSTRAT];
                 int nbad = workload(&execs[e], pi, flaky != 0, 0, bad, o);
                 for (int k = 0; k < NSTRAT; k++) {
@@ -671,7 +675,7 @@ static int seeds(unsigned first, unsigned n)
 {
     printf("keel-gate scheduler over seeds %u .. %u: %d changes, %d slots, 2 configurations (b: "
            "%.2f T)%s\n\n",
-           first, first + n - 1, NCHANGES, SLOTS, cfg_work[1],
+           first, first + n - 1, nchanges, SLOTS, cfg_work[1],
            warm ? "; (warm): adaptive after a queue of the same workload (seed + 200000)" : "");
     printf("| executor | p | flakes | best fixed (mean) | adaptive / it, mean: makespan | builds | "
            "worst decile: makespan | builds | bound: mean | worst decile | per-seed ratio, 90th "
@@ -693,7 +697,7 @@ static int seeds(unsigned first, unsigned n)
                 unsigned oracle = 0;
                 int good_rejected = 0;
                 for (unsigned sd = 0; sd < n; sd++) {
-                    bool bad[NCHANGES + 1];
+                    bool bad[MAXCHANGES + 1];
                     outcome o[NSTRAT];
                     (void)workload(&execs[e], pi, flaky != 0, first + sd, bad, o);
                     int best = best_fixed(o);
@@ -750,7 +754,7 @@ static void trials(unsigned n)
 {
     printf("keel-gate scheduler, %u trials per strategy: %d changes (p = 0.10), 2 "
            "configurations, 5%% flakes per job, retries = 1, %d slots\n\n",
-           n, NCHANGES, SLOTS);
+           n, nchanges, SLOTS);
     printf("| strategy | good rejected | trials with one | bad landed | makespan (T) | builds | "
            "jobs |\n|---|---|---|---|---|---|---|\n");
     int total = 0;
@@ -758,10 +762,10 @@ static void trials(unsigned n)
         int good = 0, hit = 0, bad_landed = 0;
         double mk = 0, bu = 0, jb = 0;
         for (unsigned t = 0; t < n; t++) {
-            bool bad[NCHANGES + 1];
+            bool bad[MAXCHANGES + 1];
             unsigned long long x = 0x7e1a1000ull + ((unsigned long long)t << 20);
             bad[0] = false;
-            for (int c = 1; c <= NCHANGES; c++)
+            for (int c = 1; c <= nchanges; c++)
                 bad[c] = bench_uniform(&x) < 0.1;
             outcome o = simulate(&strats[k], &execs[0], bad, 0.05, 1,
                                  0xf1a4e000ull + t * 7919ull + (unsigned long long)k, NULL, NULL);
@@ -804,7 +808,7 @@ static void traces(const char *spec, unsigned first, unsigned n)
     unsigned e = 0, pi = 0, flaky = 0;
     workload_spec("--trace", spec, &e, &pi, &flaky);
     for (unsigned sd = first; sd < first + n; sd++) {
-        bool bad[NCHANGES + 1];
+        bool bad[MAXCHANGES + 1];
         outcome o[NSTRAT];
         printf("executor %s, p %.2f, %s, seed %u: adaptive's shapes\n", execs[e].name, ps[pi],
                flaky ? "flakes" : "no flakes", sd);
@@ -848,7 +852,7 @@ static void models(const char *spec, unsigned first, unsigned n)
             strat st = {"shape", GATE_STRATEGY_SPECULATIVE_BATCH, bs[bi], d};
             double mk = 0, bu = 0, mt = 0, mb = 0, ft = 0, fw = 0;
             for (unsigned sd = first; sd < first + n; sd++) {
-                bool bad[NCHANGES + 1];
+                bool bad[MAXCHANGES + 1];
                 (void)bad_set(pi, sd, bad);
                 outcome o =
                     simulate(&st, &execs[e], bad, flaky ? 0.05 : 0.0, flaky ? 1u : 0u,
@@ -873,8 +877,8 @@ static void models(const char *spec, unsigned first, unsigned n)
                                          0,
                                          0,
                                          {0}};
-                mk += o.makespan / NCHANGES;
-                bu += (double)o.builds / NCHANGES;
+                mk += o.makespan / nchanges;
+                bu += (double)o.builds / nchanges;
                 mt += gate_sched_shape_time(&p, &ol, bs[bi], d);
                 mb += gate_sched_shape_builds(&p, &ol, bs[bi], d);
                 ft += g->fail_time;
@@ -923,6 +927,14 @@ int main(int argc, char **argv)
                 return 2;
             }
             fail_length = f;
+        } else if (arg != NULL && strcmp(opt, "--changes") == 0) {
+            unsigned n = count_arg(opt, arg);
+            if (n < 2 || n > MAXCHANGES) {
+                (void)fprintf(stderr, "bench_gate: --changes wants a count in [2, %d], not '%s'\n",
+                              MAXCHANGES, arg);
+                return 2;
+            }
+            nchanges = (int)n;
         } else if (arg != NULL && strcmp(opt, "--pace") == 0 &&
                    (strcmp(arg, "on") == 0 || strcmp(arg, "off") == 0)) {
             pace = strcmp(arg, "on") == 0;
@@ -969,7 +981,8 @@ int main(int argc, char **argv)
                           "usage: bench_gate [--seeds N [--first-seed S] | --trials N | "
                           "--trace E,P,F [--seeds N] [--first-seed S] | --model E,P,F [--seeds N]] "
                           "[--workload E,P,F] [--b-length X] "
-                          "[--fail-length F] [--rates P1,P2,P3] [--pace on|off] [--warm on|off] "
+                          "[--fail-length F] [--changes N] [--rates P1,P2,P3] [--pace on|off] "
+                          "[--warm on|off] "
                           "[--flaky-alike 2|3]\n");
             return 2;
         }
