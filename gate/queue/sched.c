@@ -920,7 +920,9 @@ static void record(gate_sched *s, seg *g, const gate_sched_run *r, bool final)
     known = known && r->signature != 0;
     if (alike > 0 && !flake_like) {
         /* a configuration seen to flake lately: with flaky_alike 3, two alike may be two flakes */
-        unsigned need = gate__sched_flaked_lately(s, c->name) ? s->p.flaky_alike - 1 : 1;
+        unsigned need = s->p.flaky_alike > 2 && gate__sched_flaked_lately(s, c->name)
+                            ? s->p.flaky_alike - 1
+                            : 1;
         if (alike >= need || c->fails >= s->p.retries + 1 + GATE_SCHED_SUSPECT_EXTRA) {
             c->why = GATE_SCHED_WHY_SAME;
             g->final = true;

@@ -88,10 +88,10 @@ static void watch_add(gate_sched *s, const gate_sched_watched *w)
 }
 
 /*
- * Rejection e of segment f's change: watched (e->signature its ending) when one configuration alone
- * failed f for good, the same way twice (its last failure repeats an earlier
- * one: that ending), the oldest watched going when there are
- * GATE_SCHED_REOPEN_WATCH.
+ * Rejection e of segment f's change: watched (e->signature its ending) when
+ * one configuration alone failed f for good, the same way twice (its last
+ * failure repeats an earlier one: that ending), the oldest watched going
+ * when there are GATE_SCHED_REOPEN_WATCH.
  */
 void gate__sched_watch(gate_sched *s, const seg *f, entry *e)
 {

@@ -66,7 +66,7 @@ static keel_status keep_newest(gate_store *st, const char *sql, const char *targ
     if (!keel_ok(s))
         return s;
     gate__store_bind_text(stmt, 1, target);
-    (void)sqlite3_bind_int64(stmt, 2, keep < (size_t)INT64_MAX ? (sqlite3_int64)keep : INT64_MAX);
+    gate__store_bind_count(stmt, 2, keep);
     return gate__store_step_done(st, stmt, what);
 }
 
@@ -121,7 +121,7 @@ keel_status gate_store_flaky_endings(gate_store *st, const char *target, size_t 
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "reading the endings of the flakes of '%s'", target);
     gate__store_bind_text(stmt, 1, target);
-    (void)sqlite3_bind_int64(stmt, 2, max < (size_t)INT64_MAX ? (sqlite3_int64)max : INT64_MAX);
+    gate__store_bind_count(stmt, 2, max);
     int rc = SQLITE_DONE;
     while (keel_ok(s) && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const unsigned char *config = sqlite3_column_text(stmt, 0);
@@ -190,7 +190,7 @@ keel_status gate_store_watched(gate_store *st, const char *target, size_t max,
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "reading the watched rejections of '%s'", target);
     gate__store_bind_text(stmt, 1, target);
-    (void)sqlite3_bind_int64(stmt, 2, max < (size_t)INT64_MAX ? (sqlite3_int64)max : INT64_MAX);
+    gate__store_bind_count(stmt, 2, max);
     int rc = SQLITE_DONE;
     while (keel_ok(s) && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const unsigned char *config = sqlite3_column_text(stmt, 1);

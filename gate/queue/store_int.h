@@ -8,6 +8,8 @@
 #define KEEL_GATE_STORE_INT_H
 
 #include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "heaps.h"
 #include "store.h"
@@ -67,6 +69,12 @@ KEEL_MUST_USE keel_status gate__store_set_state_locked(gate_store *st, long long
 static inline void gate__store_bind_text(sqlite3_stmt *stmt, int i, const char *text)
 {
     (void)sqlite3_bind_text(stmt, i, text, -1, SQLITE_TRANSIENT);
+}
+
+/* Bind count n to parameter i of stmt (a LIMIT), as SQLite's largest integer when it is larger. */
+static inline void gate__store_bind_count(sqlite3_stmt *stmt, int i, size_t n)
+{
+    (void)sqlite3_bind_int64(stmt, i, n < (size_t)INT64_MAX ? (sqlite3_int64)n : INT64_MAX);
 }
 
 /* The schema step of store_post.c's tables (store.c's migrations). */

@@ -104,7 +104,7 @@ keel_status gate_store_job_timings(gate_store *st, const char *target, size_t ma
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "reading the job timings of '%s'", target);
     gate__store_bind_text(stmt, 1, target);
-    (void)sqlite3_bind_int64(stmt, 2, max < (size_t)INT64_MAX ? (sqlite3_int64)max : INT64_MAX);
+    gate__store_bind_count(stmt, 2, max);
     int rc = SQLITE_DONE;
     while (keel_ok(s) && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const unsigned char *config = sqlite3_column_text(stmt, 0);
