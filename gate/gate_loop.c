@@ -644,14 +644,26 @@ static void prune_logs(gate *g)
                  g->tip_cfg->log_days, g->tip_cfg->log_max);
 }
 
-/* Stopped on request: what was in flight goes back to the queue, as a restart would put it. */
+/*
+ * What was in flight goes back to the queue, as a restart would put it,
+ * judged against the target as it is now: a landing whose swap went through
+ * but whose record failed (g->tip not moved yet) is recorded as landed, not
+ * requeued to land a second time.
+ */
+static keel_status recover_in_flight(gate *g, gate_recovery *rec)
+{
+    memset(rec, 0, sizeof(*rec));
+    keel_status s = gate_branch_head(g->repo, g->target, g->tip);
+    if (keel_ok(s))
+        s = gate_store_recover(g->store, g->target, tip_holds, g, false, gate_now_s(), rec);
+    return s;
+}
+
+/* Stopped on request: what was in flight goes back to the queue. */
 static keel_status requeue_in_flight(gate *g)
 {
-    keel_status s = gate_branch_head(g->repo, g->target, g->tip);
     gate_recovery rec;
-    memset(&rec, 0, sizeof(rec));
-    if (keel_ok(s))
-        s = gate_store_recover(g->store, g->target, tip_holds, g, false, gate_now_s(), &rec);
+    keel_status s = recover_in_flight(g, &rec);
     if (keel_ok(s)) {
         char detail[64];
         gate_fmt(detail, sizeof(detail), "{\"signal\":%d,\"requeued\":%zu}",
@@ -917,8 +929,7 @@ keel_status gate_run_end(gate *g, keel_status s, gate_run_stats *stats)
     if (!keel_ok(s) && g->qlock != NULL && g->tip_cfg != NULL) {
         /* stopped by an error: what was in flight goes back to the queue, if the store lets it */
         gate_recovery rec;
-        keel_status r =
-            gate_store_recover(g->store, g->target, tip_holds, g, false, gate_now_s(), &rec);
+        keel_status r = recover_in_flight(g, &rec);
         if (!keel_ok(r))
             keel_status_ignore(r, "the next run recovers it; the first error is reported");
     }

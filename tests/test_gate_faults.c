@@ -453,6 +453,36 @@ static void assert_three_decided(const char *what, const long long ids[3])
     assert_int_equal(fx_sql_int("SELECT count(*) FROM jobs WHERE state = 'running'", NULL), 0);
 }
 
+/*
+ * The record of a landing fails after the swap, for good
+ * (gate_store.land_refused:nth=1: not a full disk or another fault worth a
+ * pause and a new try, which restart from the target as it is): the target
+ * holds the candidate, the store does not say so.  The run ends on that
+ * error, and what it puts back in the queue is judged
+ * against the target as it is now: the landed change is recorded landed,
+ * not queued to land a second time (it did, on an injected allocation
+ * failure at that write, in gate_heap's sweep: the stale tip of before the
+ * swap said the candidate had not landed).
+ */
+static void test_landing_unrecorded(void **state)
+{
+    (void)state;
+    long long ids[3];
+    queue_of_three(ids);
+    fx_ok(keel_stress_enable("gate_store.land_refused:nth=1"));
+    gate *g = fx_open();
+    gate_run_stats st;
+    keel_status s = gate_run(g, true, &st);
+    keel_stress_clear();
+    assert_true(KEEL_IS(s, KEEL_E_INJECTED));
+    keel_status_free(s);
+    gate_close(g);
+    g = fx_open();
+    fx_ok(gate_run(g, true, &st));
+    gate_close(g);
+    assert_three_decided("gate_store.land_refused:nth=1", ids);
+}
+
 /* What a fault-free run of the three keeps of what it learned. */
 static gate_learned learned_without_faults(void)
 {
@@ -747,6 +777,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_crash_after_learned, teardown),
         cmocka_unit_test_teardown(test_learned_read_fails_at_start, teardown),
         cmocka_unit_test_teardown(test_timings_read_fails_at_start, teardown),
+        cmocka_unit_test_teardown(test_landing_unrecorded, teardown),
 #endif
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

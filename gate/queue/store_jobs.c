@@ -358,7 +358,11 @@ keel_status gate_store_recover(gate_store *st, const char *target, gate_landed_f
 keel_status gate_store_land(gate_store *st, long long candidate, long long now)
 {
     KEEL_ASSERT(st != NULL);
-    keel_status s = gate__store_begin(st);
+    /* land_refused: the record of a landing the target already holds fails, not a passing fault */
+    keel_status s = KEEL_STRESS(land_refused)
+                        ? KEEL_ERR(KEEL_E_INJECTED,
+                                   "store '%s': cannot record a landing (stress point)", st->path)
+                        : gate__store_begin(st);
     if (!keel_ok(s))
         return s;
     char detail[64];
