@@ -540,6 +540,8 @@ static inline long long fx_sql_int(const char *sql, const char *arg)
 {
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open_v2(fx_state, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    /* a gate running in another thread may hold the store's lock a moment: wait, as it does */
+    (void)sqlite3_busy_timeout(db, 10000);
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
     if (arg != NULL)
