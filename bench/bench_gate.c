@@ -113,7 +113,7 @@ static bool warm = false;
  * `flaky-alike`).  The simulation's flakes end at random, so it measures the
  * cost (a real failure's third run), not the good changes it saves.
  */
-static unsigned flaky_alike = 2;
+static unsigned flaky_alike = GATE_DEFAULT_FLAKY_ALIKE;
 enum { WARM_OFFSET = 200000 };
 
 typedef struct strat {

@@ -277,11 +277,11 @@ static keel_status parse(const char *text, size_t len, const char *origin,
     memcpy(copy, text, len);
     copy[len] = '\0';
     (void)snprintf(c->target, sizeof(c->target), "main");
-    c->strategy = GATE_STRATEGY_ADAPTIVE;
-    c->max_batch = 8;
-    c->max_depth = 4;
-    c->retries = 1;
-    c->flaky_alike = 2;
+    c->strategy = (gate_strategy)GATE_DEFAULT_STRATEGY;
+    c->max_batch = GATE_DEFAULT_MAX_BATCH;
+    c->max_depth = GATE_DEFAULT_MAX_DEPTH;
+    c->retries = GATE_DEFAULT_RETRIES;
+    c->flaky_alike = GATE_DEFAULT_FLAKY_ALIKE;
     c->blame_max = 3;
     c->crash_limit = 3;
     c->backout = true;

@@ -108,6 +108,20 @@ typedef enum gate_strategy {
     GATE_STRATEGY_ADAPTIVE
 } gate_strategy;
 
+/*
+ * The queue's defaults, one place for the configuration (gate_config_parse)
+ * and the scheduler's own (gate_sched_params_default): adaptive, batches of
+ * up to 8 changes, 4 candidates ahead of the tip, 1 retry of a failed build,
+ * 2 failures alike to reject on a configuration seen to flake lately.
+ */
+enum {
+    GATE_DEFAULT_STRATEGY = GATE_STRATEGY_ADAPTIVE,
+    GATE_DEFAULT_MAX_BATCH = 8,
+    GATE_DEFAULT_MAX_DEPTH = 4,
+    GATE_DEFAULT_RETRIES = 1,
+    GATE_DEFAULT_FLAKY_ALIKE = 2
+};
+
 /* A NULL-terminated vector of words (all stored in one block). */
 typedef struct gate_words {
     char **words;

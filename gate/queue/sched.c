@@ -93,12 +93,12 @@ void gate_sched_params_default(gate_sched_params *p)
 {
     KEEL_ASSERT(p != NULL);
     memset(p, 0, sizeof(*p));
-    p->strategy = GATE_STRATEGY_ADAPTIVE;
-    p->max_batch = 8;
-    p->max_depth = 4;
+    p->strategy = (gate_strategy)GATE_DEFAULT_STRATEGY;
+    p->max_batch = GATE_DEFAULT_MAX_BATCH;
+    p->max_depth = GATE_DEFAULT_MAX_DEPTH;
     p->slots = 4;
-    p->retries = 1;
-    p->flaky_alike = 2;
+    p->retries = GATE_DEFAULT_RETRIES;
+    p->flaky_alike = GATE_DEFAULT_FLAKY_ALIKE;
     p->prior_p = 0.1;
     p->parallel = 0.0;
 }

@@ -26,49 +26,6 @@ static double any_bad(double p, unsigned n)
 }
 
 /*
- * Expected builds to decide n >= 2 changes known to hold a bad one (each
- * bad with probability p, given that one is), as the scheduler isolates it
- * (sched.c: split): the first half h is built alone; if it fails (each
- * failure costs r retries) it is isolated in turn (a single one is then
- * rejected as it is) and the second half m goes back to be built as an
- * unknown segment; if it passes, the second half is known bad: isolated, or,
- * a single change, built alone once more to confirm it (that build and its
- * r retries fail).  *builds: the builds; *cost: the same with every build
- * that fails counted f of a build (f: a failed build's time, or work, over
- * a pass's: gate_cap_fail_cost), the builds one after another: each build
- * costs 1 - (1 - f) P(it fails), each retry (of a build that failed) f.
- * With f = 1 both are the same figure.
- */
-static void isolate(double p, unsigned n, unsigned r, double f, double fr, double *builds,
-                    double *cost, double *pairs);
-
-static void isolate(double p, unsigned n, unsigned r, double f, double fr, double *builds,
-                    double *cost, double *pairs)
-{
-    KEEL_ASSERT(n >= 2);
-    unsigned h = n / 2, m = n - h;
-    double a = any_bad(p, h) / any_bad(p, n); /* the first half holds one */
-    double rf = (double)r * fr, km = 1.0 + (double)r, km_t = f + rf, um = 0.0, um_t = 0.0;
-    double kp = 0.0, up = 0.0, hp = 0.0;
-    if (m >= 2) {
-        double am = any_bad(p, m); /* the unknown second half fails */
-        isolate(p, m, r, f, fr, &km, &km_t, &kp);
-        um = 1.0 + am * ((double)r + km);
-        um_t = 1.0 - (1.0 - f) * am + am * (rf + km_t);
-        up = am * kp;
-    } else {
-        um = 1.0 + p * (double)r;
-        um_t = 1.0 - (1.0 - f) * p + p * rf;
-    }
-    double kh = 0.0, kh_t = 0.0;
-    if (h >= 2)
-        isolate(p, h, r, f, fr, &kh, &kh_t, &hp);
-    *builds = 1.0 + a * ((double)r + kh + um) + (1.0 - a) * km;
-    *cost = 1.0 - (1.0 - f) * a + a * (rf + kh_t + um_t) + (1.0 - a) * km_t;
-    *pairs = m < 2 ? a : a * (hp + up) + (1.0 - a) * kp;
-}
-
-/*
  * A failed build's time and work over a pass's, (0, 1] (gate_cap_fail_cost),
  * and its retry's (gate_cap_retry_cost: only what failed runs again).
  */
@@ -92,17 +49,57 @@ typedef struct iso_cost {
     double builds, time, work, pairs;
 } iso_cost;
 
-/* isolate() of b changes, both costs; none for b = 1 (rejected as it is). */
+/*
+ * Expected builds to decide n >= 2 changes known to hold a bad one (each
+ * bad with probability p, given that one is), as the scheduler isolates it
+ * (sched.c: split): the first half h is built alone; if it fails (each
+ * failure costs r retries) it is isolated in turn (a single one is then
+ * rejected as it is) and the second half m goes back to be built as an
+ * unknown segment; if it passes, the second half is known bad: isolated, or,
+ * a single change, built alone once more to confirm it (that build and its
+ * r retries fail).  c->builds: the builds; c->time and c->work: the same
+ * with every build that fails counted f->time, f->work of a build (a failed
+ * build's time, work over a pass's: gate_cap_fail_cost; a retry f->rtime,
+ * f->rwork), the builds one after another: each build costs 1 - (1 - f)
+ * P(it fails), each retry (of a build that failed) its part.  With f = 1
+ * they are all the same figure.
+ */
+static void isolate(double p, unsigned n, unsigned r, const fails *f, iso_cost *c)
+{
+    KEEL_ASSERT(n >= 2);
+    unsigned h = n / 2, m = n - h;
+    double a = any_bad(p, h) / any_bad(p, n); /* the first half holds one */
+    double rt = (double)r * f->rtime, rw = (double)r * f->rwork;
+    iso_cost k = {1.0 + (double)r, f->time + rt, f->work + rw,
+                  0.0}; /* the second half, known bad */
+    double um = 0.0, um_t = 0.0, um_w = 0.0, up = 0.0;
+    if (m >= 2) {
+        double am = any_bad(p, m); /* the unknown second half fails */
+        isolate(p, m, r, f, &k);
+        um = 1.0 + am * ((double)r + k.builds);
+        um_t = 1.0 - (1.0 - f->time) * am + am * (rt + k.time);
+        um_w = 1.0 - (1.0 - f->work) * am + am * (rw + k.work);
+        up = am * k.pairs;
+    } else {
+        um = 1.0 + p * (double)r;
+        um_t = 1.0 - (1.0 - f->time) * p + p * rt;
+        um_w = 1.0 - (1.0 - f->work) * p + p * rw;
+    }
+    iso_cost hc = {0.0, 0.0, 0.0, 0.0}; /* the first half's, when it fails */
+    if (h >= 2)
+        isolate(p, h, r, f, &hc);
+    c->builds = 1.0 + a * ((double)r + hc.builds + um) + (1.0 - a) * k.builds;
+    c->time = 1.0 - (1.0 - f->time) * a + a * (rt + hc.time + um_t) + (1.0 - a) * k.time;
+    c->work = 1.0 - (1.0 - f->work) * a + a * (rw + hc.work + um_w) + (1.0 - a) * k.work;
+    c->pairs = m < 2 ? a : a * (hc.pairs + up) + (1.0 - a) * k.pairs;
+}
+
+/* isolate() of b changes; none for b = 1 (rejected as it is). */
 static iso_cost isolation(double p, unsigned b, unsigned r, const fails *f)
 {
     iso_cost c = {0.0, 0.0, 0.0, 0.0};
-    if (b < 2)
-        return c;
-    isolate(p, b, r, f->time, f->rtime, &c.builds, &c.time, &c.pairs);
-    if (f->work == f->time && f->rwork == f->rtime)
-        c.work = c.time;
-    else
-        isolate(p, b, r, f->work, f->rwork, &c.builds, &c.work, &c.pairs);
+    if (b >= 2)
+        isolate(p, b, r, f, &c);
     return c;
 }
 
