@@ -376,6 +376,7 @@ static outcome simulate(const strat *st, const executor *ex, const bool *bad, do
     p.parallel = ex->cores == 0.0                       ? 0.0
                  : ex->pool > 0 && ex->pool < ex->cores ? (double)ex->pool
                                                         : ex->cores;
+    p.jobs = NCFG; /* as keel-gate tells it from the configuration (gate_build_jobs) */
     gate_sched *s = NULL;
     keel_status ks = gate_sched_new(&p, &s);
     if (!keel_ok(ks))

@@ -741,6 +741,14 @@ double gate_parallel(const gate_config *cfg)
     return (double)(n < slots ? n : slots);
 }
 
+unsigned gate_build_jobs(const gate_config *cfg)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < cfg->nconfigs; i++)
+        n += gate_config_at(&cfg->configs[i], GATE_LEVEL_GATE) ? 1u : 0u;
+    return n;
+}
+
 /* ---- try --------------------------------------------------------------------------- */
 
 keel_status gate_try(gate *g, const char *branch, bool *passed)

@@ -181,6 +181,8 @@ unsigned gate_slots(const gate_config *cfg);
  * the CPUs this process may use, at most the slots (its threads).
  */
 double gate_parallel(const gate_config *cfg);
+/* The jobs a candidate's build runs: cfg's configurations at level gate (a flow's merge may add). */
+unsigned gate_build_jobs(const gate_config *cfg);
 /* Does cfg name a target ([gate] target) other than `target`, and not list it in targets? */
 bool gate_config_names_other(const gate_config *cfg, const char *target);
 /* KEEL_E_INVAL: the configuration at `tip` of `target` names another target. */

@@ -470,6 +470,7 @@ keel_status gate_restart(gate *g)
     p.flaky_alike = g->tip_cfg->flaky_alike;
     p.slots = gate_slots(g->tip_cfg);
     p.parallel = gate_parallel(g->tip_cfg);
+    p.jobs = gate_build_jobs(g->tip_cfg);
     s = gate_sched_new(&p, &g->sched);
     if (keel_ok(s) && old != NULL)
         gate_sched_inherit(g->sched, old); /* what it learned of the executor */

@@ -541,6 +541,53 @@ static void test_adaptive_capacity(void **state)
 }
 
 /*
+ * A build's jobs told from the configuration (params.jobs, as keel-gate
+ * counts its configurations at level gate): on an executor told to run 2
+ * jobs at once, adaptive's first round is one candidate of two jobs, not two
+ * candidates that halve each other's speed; not told, it takes a build for
+ * one job and builds two.  Both learn the jobs from the first result and
+ * decide the queue alike.
+ */
+static void test_adaptive_jobs_told(void **state)
+{
+    (void)state;
+    static const int bad[] = {3, 19, 30};
+    size_t first[2];
+    for (int told = 0; told < 2; told++) {
+        sim m;
+        sim_init(&m, GATE_STRATEGY_ADAPTIVE, 40, bad, 3);
+        m.two = true;
+        m.p.parallel = 2.0;
+        m.p.jobs = told ? 2u : 0u;
+        sim_start(&m);
+        take_decisions(&m);
+        first[told] = start_builds(&m);
+        m.rounds++;
+        finish_round(&m);
+        sim_run(&m);
+        check_outcome(&m);
+        gate_sched_stats st;
+        gate_sched_stats_get(m.s, &st);
+        assert_int_equal(st.jobs, 2);
+        print_message("jobs told %d: the first round built %zu candidates\n", told, first[told]);
+        sim_end(&m);
+    }
+    assert_true(first[0] > 1);
+    assert_int_equal(first[1], 1);
+    /* more jobs than a configuration holds: refused, naming the parameter */
+    gate_sched_params p;
+    gate_sched_params_default(&p);
+    p.jobs = GATE_MAX_CONFIGS + 1;
+    gate_sched *s = NULL;
+    keel_status st = gate_sched_new(&p, &s);
+    assert_true(KEEL_IS(st, KEEL_E_INVAL) && s == NULL);
+    char msg[256];
+    keel_status_format(st, msg, sizeof(msg));
+    assert_non_null(strstr(msg, "'jobs' 65"));
+    keel_status_free(st);
+}
+
+/*
  * Told 8, while the jobs' times show an executor of 2 (each uses two cores,
  * say): adaptive learns it from the timings and stops speculating.
  */
@@ -1436,6 +1483,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_adaptive_builds_past_failure),
         cmocka_unit_test(test_adaptive_presumption_flaky),
         cmocka_unit_test(test_adaptive_capacity),
+        cmocka_unit_test(test_adaptive_jobs_told),
         cmocka_unit_test(test_adaptive_learns_capacity),
         cmocka_unit_test(test_adaptive_fills_idle_cores),
         cmocka_unit_test(test_adaptive_pace),

@@ -128,6 +128,8 @@ keel_status gate_sched_new(const gate_sched_params *p, gate_sched **out)
     if (!(p->parallel >= 0.0 && p->parallel <= GATE_CAP_UNLIMITED))
         return KEEL_ERR(KEEL_E_INVAL, "'parallel' %g is not in [0, %g]", p->parallel,
                         GATE_CAP_UNLIMITED);
+    if (p->jobs > GATE_MAX_CONFIGS)
+        return KEEL_ERR(KEEL_E_INVAL, "'jobs' %u is not in [0, %d]", p->jobs, GATE_MAX_CONFIGS);
     void *mem = NULL;
     keel_status st = keel_heap_calloc(SCHED_HEAP, 1, sizeof(gate_sched), &mem);
     if (!keel_ok(st))
@@ -135,7 +137,7 @@ keel_status gate_sched_new(const gate_sched_params *p, gate_sched **out)
     gate_sched *s = (gate_sched *)mem;
     s->p = *p;
     s->next_cand = 1;
-    s->jobs = 1;
+    s->jobs = p->jobs > 0 ? p->jobs : 1;
     for (unsigned i = 0; i < GATE_SCHED_PACE_DEPTHS; i++)
         s->pace_life[i] = pace_life;
     gate_cap_init(&s->cap, p->parallel);
@@ -1134,7 +1136,8 @@ void gate_sched_inherit(gate_sched *to, const gate_sched *from)
     double told = to->cap.told;
     to->cap = from->cap;
     gate_cap_tell(&to->cap, told); /* what the new one was told holds */
-    to->jobs = from->jobs;
+    if (to->p.jobs == 0)           /* what the configuration says of a build's jobs holds */
+        to->jobs = from->jobs;
     memcpy(to->flaky, from->flaky, sizeof(to->flaky));
     to->flaky_n = from->flaky_n;
     to->flaky_seen = from->flaky_seen;

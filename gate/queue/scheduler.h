@@ -148,6 +148,15 @@ typedef struct gate_sched_params {
      * the real figure from gate_sched_timed.
      */
     double parallel;
+    /*
+     * The jobs a build runs (its configurations at level gate), as the
+     * configuration says before any build ran: 1 .. GATE_MAX_CONFIGS; 0: not
+     * known (1 until a first build's result tells).  A build's result tells
+     * it again (gate_sched_result).  With it the first window is sized for
+     * builds of that many jobs: on 2 cores, builds of 2 configurations one
+     * at a time, not two that halve each other's speed.
+     */
+    unsigned jobs;
 } gate_sched_params;
 
 /*
@@ -276,7 +285,7 @@ typedef struct gate_sched_stats {
 
 /*
  * Adaptive, max_batch 8, max_depth 4, 4 slots, 1 retry, flaky_alike 2, prior
- * 0.1 (worth 2 changes), not limited.
+ * 0.1 (worth 2 changes), not limited, a build's jobs not known.
  */
 void gate_sched_params_default(gate_sched_params *p);
 
@@ -385,8 +394,8 @@ size_t gate_sched_timings_kept(void);
 void gate_sched_clock(gate_sched *s, double now_ms);
 
 /*
- * What `from` learned of the executor (its capacity, a build's jobs) and of
- * its configurations' flakes (the endings they flaked with, and
+ * What `from` learned of the executor (its capacity, a build's jobs unless
+ * to's parameters say them) and of its configurations' flakes (the endings they flaked with, and
  * gate_sched_flaky_seen's count) goes to `to`.
  */
 void gate_sched_inherit(gate_sched *to, const gate_sched *from);
