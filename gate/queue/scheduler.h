@@ -267,7 +267,7 @@ typedef struct gate_sched_stats {
     double parallel;   /* jobs the executor runs at once without slowing them (learned), now */
     double machine;    /* the same with no other tenant (parallel: this less the others') */
     double others;     /* the cores other tenants used lately (the newest timings' mean) */
-    unsigned jobs;     /* jobs in a build (configurations; learned from results) */
+    unsigned jobs;     /* jobs in a build (configurations: told, params.jobs, or learned) */
     double width;      /* a build's work in units of its longest job (gate_cap_width) */
     double fail_time;  /* a failed build's time over a pass's (gate_cap_fail_cost) */
     double fail_work;  /* and its work over a pass's */
