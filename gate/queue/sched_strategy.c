@@ -70,8 +70,8 @@ static void isolate(double p, unsigned n, unsigned r, const fails *f, iso_cost *
     unsigned h = n / 2, m = n - h;
     double a = any_bad(p, h) / any_bad(p, n); /* the first half holds one */
     double rt = (double)r * f->rtime, rw = (double)r * f->rwork;
-    iso_cost k = {1.0 + (double)r, f->time + rt, f->work + rw,
-                  0.0}; /* the second half, known bad */
+    /* the second half when it is known bad (a single change: built alone, its retries) */
+    iso_cost k = {1.0 + (double)r, f->time + rt, f->work + rw, 0.0};
     double um = 0.0, um_t = 0.0, um_w = 0.0, up = 0.0;
     if (m >= 2) {
         double am = any_bad(p, m); /* the unknown second half fails */

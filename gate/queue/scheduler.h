@@ -395,8 +395,8 @@ void gate_sched_clock(gate_sched *s, double now_ms);
 
 /*
  * What `from` learned of the executor (its capacity, a build's jobs unless
- * to's parameters say them) and of its configurations' flakes (the endings they flaked with, and
- * gate_sched_flaky_seen's count) goes to `to`.
+ * to's parameters say them) and of its configurations' flakes (the endings
+ * they flaked with, and gate_sched_flaky_seen's count) goes to `to`.
  */
 void gate_sched_inherit(gate_sched *to, const gate_sched *from);
 
