@@ -206,6 +206,47 @@ static double stacked_on_retry(unsigned k, unsigned d, unsigned r)
 }
 
 /*
+ * What model() computes of a round and model_var() uses again: q = (1 -
+ * p)^b, the span of the window's d builds when they all pass, the failing
+ * segment's path after the round (iso_seq) and the work of its retries and
+ * isolation.
+ */
+typedef struct round_terms {
+    double q, span, seq, w_iso;
+} round_terms;
+
+/*
+ * The spread of the model's time: the variance, per change decided, of a
+ * round's time less the model's mean time per change (mean) times the
+ * changes it decides, over the round's outcomes (none of its d segments
+ * fails, or the first failure is at segment k = 0 .. d - 1, as in model(),
+ * the isolation taken at its expectation).  Over N changes the time per
+ * change then has the variance this / N (renewal-reward).  Serial with no
+ * retries has none: every change takes one build, whatever a failure costs
+ * of it.  Called by model(), with its terms of the round (t) and its mean.
+ */
+static double model_var(const round_terms *t, unsigned b, unsigned d, unsigned r, double par,
+                        double jobs, const fails *f, double mean)
+{
+    double pass_t = t->span > (double)d * jobs / par ? t->span : (double)d * jobs / par;
+    double pass = pow(t->q, (double)d), dev = pass_t - mean * (double)(b * d);
+    double m2 = pass * dev * dev, decided = pass * (double)(b * d);
+    for (unsigned k = 0; k < d; k++) {
+        double pk = pow(t->q, (double)k) * (1.0 - t->q), c = (double)(b * (k + 1));
+        double fail_path = round_fail(f, k, d, par, jobs) + t->seq;
+        double stacked = stacked_on_retry(k, d, r);
+        double fail_work =
+            ((double)d - (double)(d - k) * (1.0 - f->work) + t->w_iso + stacked * f->work) * jobs /
+            par;
+        double fail_t = fail_path > fail_work ? fail_path : fail_work;
+        dev = fail_t - mean * c;
+        m2 += pk * dev * dev;
+        decided += pk * c;
+    }
+    return m2 / decided;
+}
+
+/*
  * Expected time and builds per change decided for a window of d candidates
  * of b changes each, every change bad with probability p, r retries, each
  * build `jobs` jobs on an executor that runs `par` jobs at once, a failed
@@ -249,10 +290,11 @@ static double stacked_on_retry(unsigned k, unsigned d, unsigned r)
  * with both): one batch boundary there, a batch of 8 for 7 that took in a
  * conflicting change; on the same histories injected from other seeds this
  * count was as fast or faster on three of four (docs/benchmarks.md,
- * session 27).  The real executor is the one judged.
+ * session 27).  The real executor is the one judged.  When var is not NULL,
+ * model_var() of the round: the spread of its time per change.
  */
 static void model(double p, unsigned b, unsigned d, unsigned r, const iso_cost *iso, double par,
-                  double jobs, const fails *f, double *time, double *builds)
+                  double jobs, const fails *f, double *time, double *builds, double *var)
 {
     double q = pow(1.0 - p, (double)b);
     double fail = 1.0 - pow(q, (double)d);                        /* some segment fails */
@@ -280,42 +322,10 @@ static void model(double p, unsigned b, unsigned d, unsigned r, const iso_cost *
     double work = (work_n + fail * w_iso + stacked * f->work + flaky * f->fwork) * jobs / par;
     *time = (path > work ? path : work) / decided;
     *builds = n / decided;
-}
-
-/*
- * The spread of the model's time: the variance, per change decided, of a
- * round's time less the model's mean time per change (mean) times the
- * changes it decides, over the round's outcomes (none of its d segments
- * fails, or the first failure is at segment k = 0 .. d - 1, as in model(),
- * the isolation taken at its expectation).  Over N changes the time per
- * change then has the variance this / N (renewal-reward).  Serial with no
- * retries has none: every change takes one build, whatever a failure costs
- * of it.
- */
-static double model_var(double p, unsigned b, unsigned d, unsigned r, const iso_cost *iso,
-                        double par, double jobs, const fails *f, double mean)
-{
-    double waste = d > 1 ? iso->pairs * (double)(d - 1) : 0.0; /* iso_cost */
-    double q = pow(1.0 - p, (double)b);
-    double w_iso = (double)r * f->rwork + iso->work + waste * f->work;
-    double seq = iso_seq(p, b, d, r, iso, par, jobs, f);
-    double span = gate_cap_span(par, (double)d * jobs);
-    double pass_t = span > (double)d * jobs / par ? span : (double)d * jobs / par;
-    double pass = pow(q, (double)d), dev = pass_t - mean * (double)(b * d);
-    double m2 = pass * dev * dev, decided = pass * (double)(b * d);
-    for (unsigned k = 0; k < d; k++) {
-        double pk = pow(q, (double)k) * (1.0 - q), c = (double)(b * (k + 1));
-        double fail_path = round_fail(f, k, d, par, jobs) + seq;
-        double stacked = stacked_on_retry(k, d, r);
-        double fail_work =
-            ((double)d - (double)(d - k) * (1.0 - f->work) + w_iso + stacked * f->work) * jobs /
-            par;
-        double fail_t = fail_path > fail_work ? fail_path : fail_work;
-        dev = fail_t - mean * c;
-        m2 += pk * dev * dev;
-        decided += pk * c;
+    if (var != NULL) {
+        round_terms t = {q, span, seq, w_iso};
+        *var = model_var(&t, b, d, r, par, jobs, f, *time);
     }
-    return m2 / decided;
 }
 
 /*
@@ -438,14 +448,12 @@ static void expect(const gate_sched_params *params, const gate_sched_outlook *o,
     fails f = fails_of(o);
     double m = 0.0, s2 = 0.0, bu = 0.0;
     for (size_t k = 0; k < np; k++) {
-        double tk = 0.0, bk = 0.0;
-        model(pts[k], b, d, params->retries, &iso[k], o->parallel, o->width, &f, &tk, &bk);
+        double tk = 0.0, bk = 0.0, v = 0.0;
+        model(pts[k], b, d, params->retries, &iso[k], o->parallel, o->width, &f, &tk, &bk,
+              m2 != NULL ? &v : NULL);
         m += w[k] * tk;
-        if (m2 != NULL) {
-            double v =
-                model_var(pts[k], b, d, params->retries, &iso[k], o->parallel, o->width, &f, tk);
+        if (m2 != NULL)
             s2 += w[k] * (v / o->n + tk * tk);
-        }
         bu += w[k] * bk;
     }
     *mean = m;
@@ -510,7 +518,8 @@ double gate_sched_shape_pass_time(const gate_sched_params *params, const gate_sc
     double t = 0.0, builds = 0.0;
     iso_cost none = {0.0, 0.0, 0.0, 0.0};
     fails whole = {1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0};
-    model(0.0, batch, depth, params->retries, &none, o->parallel, o->width, &whole, &t, &builds);
+    model(0.0, batch, depth, params->retries, &none, o->parallel, o->width, &whole, &t, &builds,
+          NULL);
     return t;
 }
 
@@ -526,7 +535,8 @@ static void at_points(const gate_sched_params *params, const gate_sched_outlook 
     fails f = fails_of(o);
     double pace = pace_at(o, d);
     for (size_t k = 0; k < np; k++) {
-        model(pts[k], b, d, params->retries, &iso[k], o->parallel, o->width, &f, &t[k], &bu[k]);
+        model(pts[k], b, d, params->retries, &iso[k], o->parallel, o->width, &f, &t[k], &bu[k],
+              NULL);
         t[k] *= pace;
     }
 }
