@@ -66,6 +66,15 @@ const char *gate_state_dir(const gate *g);
  */
 KEEL_MUST_USE keel_status gate_take_pushed(gate *g, size_t *queued);
 
+/*
+ * The priorities a person gives a change (submit --priority, the API's
+ * submit and priority): -GATE_PRIORITY_MAX .. GATE_PRIORITY_MAX, so that
+ * flow merges (GATE_FLOW_PRIORITY, 2^29) go ahead of any of them and
+ * backouts (GATE_BACKOUT_PRIORITY, 2^30) ahead of them aged for as long as
+ * a queue can wait.  The gate's own submissions use its priorities above.
+ */
+enum { GATE_PRIORITY_MAX = (1 << 29) - 1 };
+
 /* Queue the current head of `branch` (GATE_E_BAD_REF for a hostile name). */
 KEEL_MUST_USE keel_status gate_submit(gate *g, const char *branch, int priority, long long *id);
 /*

@@ -340,7 +340,9 @@ static void test_targets(void **state)
     o = get_ok(&r, path, NULL);
     assert_string_equal(str_of(json_object_get(o, "change"), "target"), "comp/net");
     reply_free(&r);
-    /* a write is the target's: comp/net's change is no change of main's */
+    /* a change is its target's: comp/net's is no change of main's, to read or to write */
+    (void)snprintf(path, sizeof(path), "/api/v1/changes/%lld", queued);
+    expect_error("GET", path, NULL, NULL, 404, "no change");
     (void)snprintf(path, sizeof(path), "/api/v1/changes/%lld/cancel", queued);
     expect_error("POST", path, auth(tok_submit), "{}", 404, "for 'main'");
     (void)snprintf(path, sizeof(path), "/api/v1/changes/%lld/cancel?target=comp/net", queued);

@@ -116,6 +116,11 @@ static void test_usage_exit_codes(void **state)
     const char *prio[] = {"submit", "a", "--priority", "high", NULL};
     assert_int_equal(cli(prio), 2);
     assert_non_null(strstr(err_text, "'high'"));
+    /* a person's priority stays below the gate's own flow merges (2^29) */
+    const char *over[] = {"submit", "a", "--priority", "536870912", NULL};
+    assert_int_equal(cli(over), 2);
+    assert_non_null(strstr(err_text, "'--priority' needs a whole number from -536870911 to "
+                                     "536870911, not '536870912'"));
     const char *id[] = {"cancel", "x 1", NULL};
     assert_int_equal(cli(id), 2);
     assert_non_null(strstr(err_text, "'x 1' is neither a change id (a positive number) nor a "

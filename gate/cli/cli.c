@@ -457,8 +457,9 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         return rc < 0 ? 0 : (rc != 0 ? rc : 2);
     long long number = 0;
     const char *prio = opt_value(&p, "priority");
-    if (prio != NULL && !parse_ll(prio, INT_MIN, INT_MAX, &number))
-        return usage_error(err, "'--priority' needs a whole number, not '%s'", prio);
+    if (prio != NULL && !parse_ll(prio, -GATE_PRIORITY_MAX, GATE_PRIORITY_MAX, &number))
+        return usage_error(err, "'--priority' needs a whole number from %d to %d, not '%s'",
+                           -GATE_PRIORITY_MAX, GATE_PRIORITY_MAX, prio);
     int priority = (int)number;
     if ((p.cmd->bit & (C_CANCEL | C_LOG)) != 0) { /* digits: an id; else a branch's change */
         keel_status bad = gate_change_id_parse(p.args[0], &number);

@@ -142,18 +142,31 @@ keel_status gate_store_token_revoke(gate_store *st, const char *name, long long 
         return s;
     sqlite3_stmt *stmt = NULL;
     int changed = 0;
-    s = prep(st, "UPDATE tokens SET revoked_at = ?1 WHERE name = ?2 AND revoked_at = 0", &stmt);
+    char role[16] = ""; /* the revoked token's, for its event */
+    s = prep(st,
+             "UPDATE tokens SET revoked_at = ?1 WHERE name = ?2 AND revoked_at = 0 RETURNING role",
+             &stmt);
     if (keel_ok(s)) {
         (void)sqlite3_bind_int64(stmt, 1, now);
         (void)sqlite3_bind_text(stmt, 2, name, -1, SQLITE_TRANSIENT);
-        s = run(st, stmt, "cannot revoke a token", &changed);
+        int rc = SQLITE_ROW;
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+            copy_col(role, sizeof(role), stmt, 0);
+            changed++;
+        }
+        if (rc != SQLITE_DONE)
+            s = gate__store_error(st, rc, "cannot revoke a token");
+        (void)sqlite3_finalize(stmt);
     }
     if (keel_ok(s) && changed == 0)
         s = keel_status_with_str(KEEL_ERR(KEEL_E_NOTFOUND, "no token '%s'", name), "token", name);
     if (keel_ok(s)) {
-        char detail[GATE_NAME_MAX * 6 + 32];
+        char detail[GATE_NAME_MAX * 6 + 64];
         size_t n = (size_t)snprintf(detail, sizeof(detail), "{\"name\":");
         n = gate_json_str(detail, sizeof(detail), n, name);
+        (void)snprintf(detail + n, sizeof(detail) - n, ",\"role\":");
+        n += strlen(detail + n);
+        n = gate_json_str(detail, sizeof(detail), n, role);
         (void)snprintf(detail + n, sizeof(detail) - n, "}");
         s = gate__store_event_locked(st, now, "token-revoke", 0, detail);
     }
@@ -476,7 +489,7 @@ keel_status gate_store_last_event(gate_store *st, long long *id)
     return s;
 }
 
-#define CANDIDATE_COLUMNS "id, base, merge, state, created_at, finished_at"
+#define CANDIDATE_COLUMNS "id, base, merge, state, created_at, finished_at, target"
 
 static void read_candidate(sqlite3_stmt *stmt, void *out)
 {
@@ -488,6 +501,7 @@ static void read_candidate(sqlite3_stmt *stmt, void *out)
     copy_col(c->state, sizeof(c->state), stmt, 3);
     c->created_at = sqlite3_column_int64(stmt, 4);
     c->finished_at = sqlite3_column_int64(stmt, 5);
+    copy_col(c->target, sizeof(c->target), stmt, 6);
 }
 
 keel_status gate_store_candidate_get(gate_store *st, long long id, gate_candidate_info *out)

@@ -103,6 +103,7 @@ typedef struct gate_candidate_info {
     char base[GATE_OID_HEX], merge[GATE_OID_HEX];
     char state[16]; /* open, passed, failed, conflict, abandoned */
     long long created_at, finished_at;
+    char target[GATE_NAME_MAX]; /* the branch it was built for */
 } gate_candidate_info;
 
 /* A candidate (KEEL_E_NOTFOUND: none). */

@@ -351,7 +351,8 @@ static bool allowed(const gate_web_ctx *ctx, const gate_web_req *req, const char
 static void dispatch(const gate_web_ctx *ctx, const gate_web_req *req, const route *r,
                      long long num, const gate_token *who, gate_web_resp *resp)
 {
-    bool get = strcmp(req->method, "GET") == 0;
+    /* HEAD is a GET whose body is not sent: never a write */
+    bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
     switch (r->id) {
     case R_QUEUE:
         gate__web_queue(ctx, resp);
@@ -412,7 +413,10 @@ static void dispatch(const gate_web_ctx *ctx, const gate_web_req *req, const rou
         const char *from = req->last_event_id != NULL ? req->last_event_id : req->q_after;
         keel_status s = KEEL_OK;
         if (from != NULL && !gate__web_count(from, &after)) {
-            gate_web_error(resp, 400, "Last-Event-ID or after must be an event id, not '%s'", from);
+            gate_web_error(
+                resp, 400,
+                "header 'Last-Event-ID' or query argument 'after' must be an event id, not '%s'",
+                from);
             return;
         }
         if (from == NULL)
@@ -442,7 +446,8 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
         if (req->idempotency_key[i] < 0x21 || req->idempotency_key[i] > 0x7e)
             kl = 0;
     if (kl == 0 || kl > IDEM_KEY_MAX) {
-        gate_web_error(resp, 400, "Idempotency-Key must be 1 to %d visible ASCII characters",
+        gate_web_error(resp, 400,
+                       "header 'Idempotency-Key' must be 1 to %d visible ASCII characters",
                        IDEM_KEY_MAX);
         return;
     }

@@ -196,6 +196,8 @@ void gate__web_change(const gate_web_ctx *ctx, long long id, gate_web_resp *resp
     gate_store *st = gate_get_store(ctx->g);
     gate_change c;
     keel_status s = gate_store_get(st, id, &c);
+    if (keel_ok(s) && strcmp(c.target, gate_target(ctx->g)) != 0)
+        s = KEEL_ERR(KEEL_E_NOTFOUND, "no change %lld for '%s'", id, gate_target(ctx->g));
     if (!keel_ok(s)) {
         gate__web_status(resp, s);
         return;
@@ -375,8 +377,10 @@ void gate__web_series(const gate_web_ctx *ctx, const gate_web_req *req, gate_web
     (void)json_object_set_new(o, "queue_length", queue);
     (void)json_object_set_new(o, "landed", landed);
     (void)json_object_set_new(o, "landed_count", json_integer((json_int_t)nlanded));
-    (void)json_object_set_new(o, "land_seconds_median",
-                              nl > 0 ? json_integer(took[nl / 2]) : json_null());
+    (void)json_object_set_new(
+        o, "land_seconds_median",
+        nl > 0 ? json_integer(nl % 2 == 1 ? took[nl / 2] : (took[nl / 2 - 1] + took[nl / 2]) / 2)
+               : json_null());
     (void)json_object_set_new(o, "truncated", json_boolean(n == SERIES_SPANS));
     keel_heap_free(WEB_HEAP, spans);
     keel_heap_free(WEB_HEAP, took);
@@ -394,6 +398,12 @@ static bool log_range(const gate_web_req *req, long long size, long long *from, 
     *to = size < LOG_MAX ? size : (long long)LOG_MAX;
     *partial = size > LOG_MAX;
     long long a = 0, b = 0;
+    if (req->range != NULL && (req->q_offset != NULL || req->q_limit != NULL)) {
+        gate_web_error(resp, 400,
+                       "a part of a log is asked by a Range header or by offset and limit, not "
+                       "both");
+        return false;
+    }
     if (req->range != NULL) {
         const char *r = req->range;
         if (strncmp(r, "bytes=", 6) != 0 || strchr(r, ',') != NULL) {
@@ -428,12 +438,14 @@ static bool log_range(const gate_web_req *req, long long size, long long *from, 
     } else if (req->q_offset != NULL || req->q_limit != NULL) {
         b = LOG_MAX;
         if ((req->q_offset != NULL && !gate__web_count(req->q_offset, &a)) ||
-            (req->q_limit != NULL && !gate__web_count(req->q_limit, &b))) {
-            gate_web_error(resp, 400, "offset and limit must be whole numbers of bytes");
+            (req->q_limit != NULL && (!gate__web_count(req->q_limit, &b) || b < 1))) {
+            gate_web_error(resp, 400,
+                           "offset and limit must be whole numbers of bytes (limit at least 1)");
             return false;
         }
-        if (a > size) {
-            gate_web_error(resp, 416, "offset %lld is past the log's %lld bytes", a, size);
+        if (a >= size) { /* nothing there (yet: a client following the log asks again) */
+            gate_web_error(resp, 416, "offset %lld is not before the end of the log's %lld bytes",
+                           a, size);
             (void)snprintf(resp->content_range, sizeof(resp->content_range), "bytes */%lld", size);
             return false;
         }
@@ -451,7 +463,12 @@ void gate__web_log(const gate_web_ctx *ctx, const gate_web_req *req, long long i
                    gate_web_resp *resp)
 {
     gate_job j;
+    gate_candidate_info ci;
     keel_status s = gate_store_job_get(gate_get_store(ctx->g), id, &j);
+    if (keel_ok(s))
+        s = gate_store_candidate_get(gate_get_store(ctx->g), j.candidate, &ci);
+    if (keel_ok(s) && strcmp(ci.target, gate_target(ctx->g)) != 0)
+        s = KEEL_ERR(KEEL_E_NOTFOUND, "no job %lld for '%s'", id, gate_target(ctx->g));
     if (!keel_ok(s)) {
         gate__web_status(resp, s);
         return;
@@ -608,11 +625,11 @@ void gate__web_branch(const gate_web_ctx *ctx, const gate_web_req *req, gate_web
 void gate__web_commits(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp)
 {
     long long limit = COMMITS_DEFAULT;
-    if (req->q_limit != NULL && (!gate__web_count(req->q_limit, &limit) || limit < 1)) {
+    if (req->q_limit != NULL &&
+        (!gate__web_count(req->q_limit, &limit) || limit < 1 || limit > COMMITS_MAX)) {
         gate_web_error(resp, 400, "limit must be a whole number from 1 to %d", COMMITS_MAX);
         return;
     }
-    limit = limit > COMMITS_MAX ? (long long)COMMITS_MAX : limit;
     gate_store *st = gate_get_store(ctx->g);
     gate_candidate_info *cands =
         (gate_candidate_info *)gate__web_calloc((size_t)limit, sizeof(*cands));

@@ -69,15 +69,19 @@ static const char *str_field(json_t *o, const char *name, bool required, bool *b
     return json_string_value(v);
 }
 
+/* A whole number from -GATE_PRIORITY_MAX to GATE_PRIORITY_MAX (a priority a person gives) */
 static bool int_field(json_t *o, const char *name, bool required, int *out, gate_web_resp *resp)
 {
     json_t *v = json_object_get(o, name);
     if (v == NULL && !required)
         return true;
-    if (v == NULL || !json_is_integer(v) || json_integer_value(v) < INT_MIN ||
-        json_integer_value(v) > INT_MAX) {
-        gate_web_error(resp, 400, "field '%s' %s", name,
-                       v == NULL ? "is missing" : "must be a whole number");
+    if (v == NULL || !json_is_integer(v) || json_integer_value(v) < -GATE_PRIORITY_MAX ||
+        json_integer_value(v) > GATE_PRIORITY_MAX) {
+        if (v == NULL)
+            gate_web_error(resp, 400, "field '%s' is missing", name);
+        else
+            gate_web_error(resp, 400, "field '%s' must be a whole number from %d to %d", name,
+                           -GATE_PRIORITY_MAX, GATE_PRIORITY_MAX);
         return false;
     }
     *out = (int)json_integer_value(v);

@@ -332,6 +332,20 @@ static bool client_ip(struct MHD_Connection *c, uint32_t *ip)
 }
 
 /*
+ * --per-address: a connection opened while its address already had the most
+ * it may (socket context &OVER_MARK) is refused at each request while that is
+ * still so; the connections opened before it go on.
+ */
+static char over_mark;
+
+static bool over_address(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL && ci->socket_context == &over_mark;
+}
+
+/*
  * Count a connection from c's address in (delta 1), out (-1) or neither (0):
  * how many that address has afterwards (0: not counted, no limit).
  */
@@ -441,7 +455,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (rq == NULL) { /* the headers: the body, if any, comes next */
         if (__atomic_load_n(&w->connections, __ATOMIC_ACQUIRE) > w->o.max_connections)
             return error_now(c, w, 503, "too many connections: try again later");
-        if (w->o.max_per_address > 0 && count_address(w, c, 0) > w->o.max_per_address) {
+        if (w->o.max_per_address > 0 && over_address(c) &&
+            count_address(w, c, 0) > w->o.max_per_address) {
             char msg[128];
             uint32_t ip = 0;
             char host[INET_ADDRSTRLEN] = "?";
@@ -531,15 +546,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
-    (void)c;
-    (void)socket_context;
     gate_web *w = (gate_web *)cls;
     lower_priority(w); /* on the epoll thread, which answers every connection */
     if (toe == MHD_CONNECTION_NOTIFY_STARTED)
         __atomic_fetch_add(&w->connections, 1, __ATOMIC_ACQ_REL);
     else
         __atomic_fetch_sub(&w->connections, 1, __ATOMIC_ACQ_REL);
-    (void)count_address(w, c, toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+    unsigned n = count_address(w, c, toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        *socket_context = w->o.max_per_address > 0 && n > w->o.max_per_address ? &over_mark : NULL;
 }
 
 /* "HOST:PORT" into addr */
