@@ -227,8 +227,8 @@ typedef struct gate_matrix_config {
  *
  *   [flow comp/net -> main]
  *   trigger        = commit        # commit: every commit that reaches SRC;
- *                                  # schedule: `interval` apart
- *   interval       = 6h            # with trigger = schedule: s, m, h, d, w units
+ *                                  # schedule: `interval` apart (interval = 6h
+ *                                  # with it: s, m, h, d, w units)
  *   levels         = post          # more levels of DST's configurations that test
  *                                  # the merge (gate and pre-merge always do)
  *   owner          = Ann Lee <ann@example.org>   # escalations go there
