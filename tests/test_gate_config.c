@@ -707,6 +707,41 @@ static void test_branch_name_reasons(void **state)
     }
 }
 
+/*
+ * Every ```ini sample of docs/gate.md is a configuration the parser takes (a
+ * sample without [gate], a section shown alone, with a required
+ * configuration at level gate beside it): a user pastes them.
+ */
+static void test_docs_samples(void **state)
+{
+    (void)state;
+    static char doc[400000];
+    keel_test_read_file(KEEL_SOURCE_DIR "/docs/gate.md", doc, sizeof(doc));
+    static const char open[] = "\n```ini\n", beside[] = "[config unit]\ntest = true\n";
+    size_t n = 0;
+    for (const char *p = strstr(doc, open); p != NULL; p = strstr(p, open)) {
+        p += sizeof(open) - 1;
+        const char *end = strstr(p, "\n```\n");
+        assert_non_null(end);
+        static char text[16384];
+        size_t len = (size_t)(end - p) + 1;
+        assert_true(len + sizeof(beside) < sizeof(text));
+        memcpy(text, p, len);
+        text[len] = '\0';
+        if (strstr(text, "[gate]") == NULL)
+            strcat(text, beside);
+        gate_config *c = NULL;
+        keel_status s = gate_config_parse(text, strlen(text), "docs/gate.md", &c);
+        if (!keel_ok(s))
+            fail_msg("docs/gate.md's sample %zu is refused: %s\n%s", n + 1, keel_status_message(s),
+                     text);
+        gate_config_free(c);
+        n++;
+        p = end;
+    }
+    assert_true(n >= 3);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -725,6 +760,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_schedule_and_jitter),
         cmocka_unit_test(test_keys_twice_misplaced_too_many),
         cmocka_unit_test(test_branch_name_reasons),
+        cmocka_unit_test(test_docs_samples),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
