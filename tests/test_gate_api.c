@@ -29,6 +29,15 @@
 
 /* ---- tests ------------------------------------------------------------------------------- */
 
+static void sql_exec(const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(fx_state, &db), SQLITE_OK);
+    (void)sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
 static void test_queue_and_history(void **state)
 {
     (void)state;
@@ -396,14 +405,23 @@ static void test_idempotency_and_expected_head(void **state)
     body = submit_body("other", "other");
     char headers[512];
     (void)snprintf(headers, sizeof(headers), "%sIdempotency-Key: k-1\r\n", auth(tok_submit));
-    expect_error("POST", "/api/v1/changes", headers, body, 422, "was used for another request");
+    expect_error("POST", "/api/v1/changes", headers, body, 422,
+                 "idempotency key 'k-1' was used for another request");
     assert_int_equal(count_changes(), 1);
+    /* kept 7 days: older, the key is a new one (the old response is not replayed) */
+    sql_exec("UPDATE idempotency SET created_at = created_at - 8 * 86400");
+    reply r;
+    http(&r, "POST", "/api/v1/changes", headers, body);
+    assert_int_equal(r.status, 201);
+    reply_free(&r);
+    assert_int_equal(count_changes(), 2);
+    body = submit_body("other", "other");
     (void)snprintf(headers, sizeof(headers), "%sIdempotency-Key: bad key\r\n", auth(tok_submit));
     expect_error("POST", "/api/v1/changes", headers, body, 400, "header 'Idempotency-Key' must be");
     /* without a key, the same submit again is the store's refusal */
     body = submit_body("topic", "topic");
     expect_error("POST", "/api/v1/changes", auth(tok_submit), body, 409, "");
-    assert_int_equal(count_changes(), 1);
+    assert_int_equal(count_changes(), 2);
 }
 
 /* GET /api/v1/levels: the post level's commits × configurations, and the nightly runs. */
@@ -820,15 +838,6 @@ static void test_run_serves(void **state)
 }
 
 /* Change the store behind the gate's back (sqlite directly), to place changes in the past. */
-static void sql_exec(const char *sql)
-{
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(fx_state, &db), SQLITE_OK);
-    (void)sqlite3_busy_timeout(db, 5000);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-}
-
 /* A write with no event of its own (a gate in another process building, say): "changed". */
 static void test_events_changed(void **state)
 {

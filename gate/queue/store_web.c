@@ -237,7 +237,9 @@ keel_status gate_store_token_find(gate_store *st, const char *hash_hex, gate_tok
 
 /* ---- idempotency keys -------------------------------------------------------------- */
 
-keel_status gate_store_idem_get(gate_store *st, const char *key, bool *found,
+enum { IDEM_KEEP_S = 7 * 24 * 3600 }; /* how long a key is kept */
+
+keel_status gate_store_idem_get(gate_store *st, const char *key, long long now, bool *found,
                                 char request_hash[GATE_TOKEN_HASH_HEX], int *status, char **body)
 {
     KEEL_ASSERT(st != NULL && key != NULL && found != NULL && status != NULL && body != NULL);
@@ -245,11 +247,14 @@ keel_status gate_store_idem_get(gate_store *st, const char *key, bool *found,
     *body = NULL;
     request_hash[0] = '\0';
     sqlite3_stmt *stmt = NULL;
-    keel_status s =
-        prep(st, "SELECT request, status, response FROM idempotency WHERE key = ?", &stmt);
+    keel_status s = prep(st,
+                         "SELECT request, status, response FROM idempotency WHERE key = ?1 AND "
+                         "created_at >= ?2",
+                         &stmt);
     if (!keel_ok(s))
         return s;
     (void)sqlite3_bind_text(stmt, 1, key, -1, SQLITE_TRANSIENT);
+    (void)sqlite3_bind_int64(stmt, 2, now - IDEM_KEEP_S);
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW) {
         copy_col(request_hash, GATE_TOKEN_HASH_HEX, stmt, 0);
@@ -265,8 +270,6 @@ keel_status gate_store_idem_get(gate_store *st, const char *key, bool *found,
     (void)sqlite3_finalize(stmt);
     return s;
 }
-
-enum { IDEM_KEEP_S = 7 * 24 * 3600 }; /* how long a key is kept */
 
 keel_status gate_store_idem_put(gate_store *st, const char *key, const char *request_hash,
                                 int status, const char *body, long long now)

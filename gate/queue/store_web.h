@@ -50,12 +50,13 @@ KEEL_MUST_USE keel_status gate_store_token_find(gate_store *st, const char *hash
 /* ---- idempotency keys -------------------------------------------------------------- */
 
 /*
- * The response kept for `key`: *found; the hash of the request it answered
- * (method, path, body), its HTTP status and body (malloc'd, the caller frees).
+ * The response kept for `key`, unless older than 7 days at `now` (a key is
+ * kept that long): *found; the hash of the request it answered (method,
+ * path, body), its HTTP status and body (malloc'd, the caller frees).
  */
-KEEL_MUST_USE keel_status gate_store_idem_get(gate_store *st, const char *key, bool *found,
-                                              char request_hash[GATE_TOKEN_HASH_HEX], int *status,
-                                              char **body);
+KEEL_MUST_USE keel_status gate_store_idem_get(gate_store *st, const char *key, long long now,
+                                              bool *found, char request_hash[GATE_TOKEN_HASH_HEX],
+                                              int *status, char **body);
 /* Keep the response to `key` (the first one stays when two race). */
 KEEL_MUST_USE keel_status gate_store_idem_put(gate_store *st, const char *key,
                                               const char *request_hash, int status,

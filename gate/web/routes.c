@@ -470,7 +470,8 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
     bool found = false;
     int status = 0;
     char *body = NULL;
-    keel_status s = gate_store_idem_get(st, req->idempotency_key, &found, seen, &status, &body);
+    keel_status s = gate_store_idem_get(st, req->idempotency_key, (long long)time(NULL), &found,
+                                        seen, &status, &body);
     if (!keel_ok(s)) {
         gate__web_status(resp, s);
         return;
@@ -478,7 +479,7 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
     if (found && strcmp(seen, hash) != 0) {
         free(body);
         gate_web_error(resp, 422,
-                       "Idempotency-Key '%s' was used for another request (another method, "
+                       "idempotency key '%s' was used for another request (another method, "
                        "path or body): use a new key",
                        req->idempotency_key);
         return;
