@@ -216,6 +216,9 @@ static int set_env(const char *name, const char *value)
     return 0;
 }
 
+/* The classes KEEL_RUN_RANKS holds at most (run_table.c's RANKS). */
+enum { RANKS_MAX = 64 };
+
 /* --rank CLASS=N: checked, and added to the list (CLASS=N,CLASS=N) of KEEL_RUN_RANKS. */
 static bool rank_add(char *list, size_t size, const char *value)
 {
@@ -231,7 +234,14 @@ static bool rank_add(char *list, size_t size, const char *value)
                       value);
         return false;
     }
-    size_t len = strlen(list);
+    size_t len = strlen(list), classes = len > 0;
+    for (const char *c = list; *c != '\0'; c++)
+        classes += *c == ',';
+    if (classes >= RANKS_MAX) { /* the library reads no more (run_table.c) */
+        (void)fprintf(stderr, "keel-run: too many '--rank' options (%d classes at most)\n",
+                      RANKS_MAX);
+        return false;
+    }
     int w = snprintf(list + len, size - len, "%s%s", len > 0 ? "," : "", value);
     if (w < 0 || (size_t)w >= size - len) {
         (void)fprintf(stderr, "keel-run: too many '--rank' options (%zu bytes at most)\n",

@@ -18,12 +18,14 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/major.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/single_threaded.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -1043,7 +1045,8 @@ KEEL_RUN_EXPORT int pthread_join(pthread_t thread, void **ret)
 
 /*
  * A transfer (read, write, send, recv...): a blocking call when the descriptor is (a pipe, a
- * socket, a terminal without O_NONBLOCK; a regular file or a block device is not).  Asked of
+ * socket, a terminal or another character device without O_NONBLOCK; a regular file, a block
+ * device or a memory device, major 1: /dev/null, /dev/zero, /dev/urandom..., is not).  Asked of
  * the descriptor only while the thread holds a spinlock (run_fd_enter): otherwise one
  * thread-local load.
  */
@@ -1054,7 +1057,7 @@ void keel__run_fd_check(const char *call, int fd, const void *ra)
     struct stat st;
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || (flags & O_NONBLOCK) != 0 || fstat(fd, &st) != 0 || S_ISREG(st.st_mode) ||
-        S_ISBLK(st.st_mode))
+        S_ISBLK(st.st_mode) || (S_ISCHR(st.st_mode) && major(st.st_rdev) == MEM_MAJOR))
         return;
     /* pread and pwrite on a pipe or a socket fail at once (ESPIPE): only a device can block */
     if ((strncmp(call, "pread", 5) == 0 || strncmp(call, "pwrite", 6) == 0) && !S_ISCHR(st.st_mode))

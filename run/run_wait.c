@@ -322,11 +322,14 @@ static unsigned view_others(unsigned n)
     return keel__run_threads_view(others, RUN_VIEW_THREADS, skip, n + 1);
 }
 
-/* The cycle through waiter `me`, if one is there that was not reported yet (guard set). */
-static void examine(unsigned me)
+/*
+ * The cycle through waiter `me`, if one is there that was not reported yet (guard set).  Is
+ * there a cycle through it (reported now or before; or another report under way: not known)?
+ */
+static bool examine(unsigned me)
 {
     if (__atomic_exchange_n(&reporting, 1, __ATOMIC_ACQUIRE) != 0)
-        return; /* another report is being made: the next slice looks again */
+        return true; /* another report is being made: the next slice looks again */
     unsigned path[WAITERS];
     unsigned n = 0;
     run_spin_acquire(&waiters_lock);
@@ -358,6 +361,7 @@ static void examine(unsigned me)
                      view_others(n));
     }
     __atomic_store_n(&reporting, 0, __ATOMIC_RELEASE);
+    return len > 0;
 }
 
 /* Publish this thread's wait (guard set): its slot, or -1 (the table is full: not examined). */
@@ -447,8 +451,9 @@ __attribute__((format(printf, 4, 5))) static void report_hang(bool report, unsig
 /*
  * A hang (guard set): every thread of the process has been in a long wait (a lock or a
  * condition) since one period at least, and no wait ended meanwhile; then every waiting
- * thread's stack is reported once (kind watchdog).  Called by a condition waiter whose slice ran
- * out (it counts itself as waiting).
+ * thread's stack is reported once (kind watchdog).  Called by a waiter whose slice ran out, a
+ * condition's or a lock's not in a cycle of waits (it counts itself as waiting): a lock held by
+ * a thread that returned without giving it back, waited for while main joins, is a hang too.
  */
 static void examine_hang(unsigned me, unsigned long long now)
 {
@@ -561,7 +566,8 @@ int keel__run_wait(run_lock *l, bool shared, run_timed_fn timed, const keel__loc
     do {
         if (slot >= 0) {
             keel__run_inside++;
-            examine((unsigned)slot);
+            if (!examine((unsigned)slot)) /* no cycle: every thread waiting is a hang still */
+                examine_hang((unsigned)slot, mono_ns());
             keel__run_inside--;
         }
         deadline += period;

@@ -357,6 +357,25 @@ static void test_hang_main_joins(void **state)
 }
 
 /*
+ * A hang of lock waits with no cycle: a thread returned holding the lock a worker then waits
+ * for, and main joins the worker.  Reported by the lock waiter (before, only a condition waiter
+ * looked for a hang: nothing was said without --hang-after).
+ */
+static void test_hang_on_a_lock_nobody_gives_back(void **state)
+{
+    (void)state;
+    static run_result r;
+    const char *title = "hang: every thread of the program (2) has waited longer than 100 ms";
+    run_hung(&r, "run_lock_hang", NULL, title);
+    int n = count(&r, "watchdog", title);
+    show_on_failure(&r, n, 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(count(&r, "watchdog", "is in pthread_join, called at lock_hang.c:30"), 1);
+    assert_int_equal(count(&r, "lock-order", "deadlock"), 0);
+    cleanup(&r);
+}
+
+/*
  * A hang outside the locks (--hang-after 100): run_block_hang HOW, main joining a worker blocked
  * for ever in a call; stopped once reported.  The report lists both threads with their calls and
  * lines (`worker`: the worker's, "is in CALL, called at block_hang.c:LINE").
@@ -598,6 +617,31 @@ static void test_rank_violation(void **state)
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "bad value 'rank.c:10' for '--rank'"));
     cleanup(&r);
+    /* a 65th class: refused (the library reads 64; the rest were dropped without a word) */
+    static char opts[65][32];
+    const char *argv[70];
+    int n = 0;
+    argv[n++] = "keel-run";
+    for (int i = 0; i < 65; i++) {
+        (void)snprintf(opts[i], sizeof(opts[i]), "--rank=c%d.c:1=%d", i, i + 1);
+        argv[n++] = opts[i];
+    }
+    argv[n++] = "--";
+    argv[n++] = "/bin/true";
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null < 0 || dup2(null, 2) < 0)
+            _exit(125);
+        execv(KEEL_RUN_CLI, (char *const *)(void *)argv);
+        _exit(124);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 2);
 }
 
 /*
@@ -1328,6 +1372,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_contended_locks_of_every_kind),
         cmocka_unit_test(test_long_wait_not_deadlock),
         cmocka_unit_test(test_hang_main_joins),
+        cmocka_unit_test(test_hang_on_a_lock_nobody_gives_back),
         cmocka_unit_test(test_hang_in_read),
         cmocka_unit_test(test_hang_in_poll),
         cmocka_unit_test(test_hang_in_sigwait),

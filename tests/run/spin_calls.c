@@ -168,7 +168,12 @@ int main(void)
     status |= pwrite(fileno(file), c, 1, 0) != 1; /* a regular file: never blocks */
     status |= pread(fileno(file), c, 1, 0) != 1;
     status |= send(sv[0], c, 1, 0) != 1; /* a non-blocking socket */
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    status |= null < 0;
+    status |= write(null, c, 1) != 1; /* a memory device (/dev/null): never blocks */
+    status |= read(null, c, 1) != 0;
     pthread_spin_unlock(&spin);
+    (void)close(null);
     status |= sleeps() << 1;
     pthread_spin_destroy(&spin);
     return status;
