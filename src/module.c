@@ -384,10 +384,12 @@ static keel_status start_one(mod_rec *r)
     for (const keel_post *p = m->posts; p != NULL && p->name != NULL && n < MAX_POSTS; p++, n++) {
         post_result *pr = &r->posts[n];
         (void)snprintf(pr->name, sizeof(pr->name), "%s", p->name);
-        pr->run = post_selected(keel__opt_str(KEEL__OPT_MODULE_POST), m->name, p->name);
+        /* not run: not selected, or an earlier POST of the module failed (skipped) */
+        pr->run = post_selected(keel__opt_str(KEEL__OPT_MODULE_POST), m->name, p->name) &&
+                  keel_ok(failed);
         pr->passed = true;
         pr->message[0] = '\0';
-        if (!pr->run || !keel_ok(failed))
+        if (!pr->run)
             continue;
         unsigned long long p0 = now_ns();
         keel_status ps = p->fn != NULL ? p->fn() : KEEL_OK;

@@ -101,8 +101,9 @@ static bool pattern_char(char ch)
            ch == '_' || ch == '.' || ch == '*' || ch == '?';
 }
 
+/* A whole number from `min` (0 or 1) to 10^18. */
 static keel_status parse_count(const entry_ctx *c, const char *term, const char *v,
-                               unsigned long long *out)
+                               unsigned long long min, unsigned long long *out)
 {
     char *end = NULL;
     errno = 0;
@@ -113,8 +114,8 @@ static keel_status parse_count(const entry_ctx *c, const char *term, const char 
         return bad(c, term, NULL, "'%s' needs a whole number", term);
     if (errno == ERANGE || n > 1000000000000000000ull)
         return bad(c, term, NULL, "'%s' is too large", term);
-    if (n == 0)
-        return bad(c, term, NULL, "'%s' must be at least 1", term);
+    if (n < min)
+        return bad(c, term, NULL, "'%s' must be at least %llu", term, min);
     *out = n;
     return KEEL_OK;
 }
@@ -160,9 +161,9 @@ static keel_status parse_term(const entry_ctx *c, char *term, keel__stress_rule 
         *slash = '\0';
         unsigned long long k = 0;
         unsigned long long n = 0;
-        keel_status s = parse_count(c, "K/N", term, &k);
+        keel_status s = parse_count(c, "K/N", term, 1, &k);
         if (keel_ok(s))
-            s = parse_count(c, "K/N", slash + 1, &n);
+            s = parse_count(c, "K/N", slash + 1, 1, &n);
         *slash = '/';
         if (!keel_ok(s))
             return s;
@@ -230,7 +231,8 @@ static keel_status parse_term(const entry_ctx *c, char *term, keel__stress_rule 
                                : strcmp(name, "first") == 0 ? &t->first
                                : strcmp(name, "after") == 0 ? &t->after
                                                             : &t->max;
-    return parse_count(c, name, value, slot);
+    /* after=0 skips none (keel-stress --mode persist fails the first evaluation on with it) */
+    return parse_count(c, name, value, slot == &t->after ? 0 : 1, slot);
 }
 
 static void rule_clear(keel__stress_rule *r)

@@ -389,6 +389,16 @@ keel_status keel_thread_join(keel_thread *t, void **result)
 
 /* ---- sections ------------------------------------------------------------------------------- */
 
+/* A budget times watchdog.scale (percent; 0: no budget holds), as every budget is judged. */
+static unsigned long long scaled(unsigned long long budget)
+{
+    long long scale = keel__opt_int(KEEL__OPT_WATCHDOG_SCALE);
+    if (scale <= 0)
+        return 0;
+    return budget / 100ull * (unsigned long long)scale +
+           budget % 100ull * (unsigned long long)scale / 100ull;
+}
+
 /*
  * The section instance that overran has ended at `end`.  Its start is the watchdog's estimate
  * (the tick before the instance was first seen): the total is at least the real duration.
@@ -396,14 +406,14 @@ keel_status keel_thread_join(keel_thread *t, void **result)
 static void report_end(const thread_rec *t, const keel_section_desc *d, unsigned long long start,
                        unsigned long long end)
 {
-    unsigned long long total = end - start;
+    unsigned long long total = end - start, budget = scaled(d->budget_ns); /* as it was judged */
     keel_report *r = keel_report_begin(KEEL_REPORT_WATCHDOG, d->file, d->line, d->func,
                                        "section '%s' ended after %.1f ms (budget %.1f ms)", d->name,
-                                       (double)total / 1e6, (double)d->budget_ns / 1e6);
+                                       (double)total / 1e6, (double)budget / 1e6);
     keel_report_add_str(r, "section", d->name);
     keel_report_add_str(r, "thread", t->name);
     keel_report_add_uint(r, "total_ms", total / 1000000ull);
-    keel_report_add_uint(r, "budget_ms", d->budget_ns / 1000000ull);
+    keel_report_add_uint(r, "budget_ms", budget / 1000000ull);
     keel_report_no_backtrace(r);
     (void)keel_report_emit(r);
 }
@@ -709,15 +719,6 @@ static bool lock_live(thread_rec *t)
 }
 
 /* ---- the watchdog loop ------------------------------------------------------------------------- */
-
-static unsigned long long scaled(unsigned long long budget)
-{
-    long long scale = keel__opt_int(KEEL__OPT_WATCHDOG_SCALE);
-    if (scale <= 0)
-        return 0;
-    return budget / 100ull * (unsigned long long)scale +
-           budget % 100ull * (unsigned long long)scale / 100ull;
-}
 
 static void sample(thread_rec *t, unsigned long long now, unsigned long long prev)
 {

@@ -165,6 +165,10 @@ static void test_failing_post_stops_module_and_dependants(void **state)
     /* storage initialised, so it was undone; api never initialised */
     assert_string_equal(events, "init:log init:net init:storage exit:storage ");
     assert_int_equal(format_runs, 0); /* the POSTs after the failing one do not run */
+    char json[4096];                  /* ... and say so */
+    (void)keel_modules_json(json, sizeof(json));
+    assert_non_null(strstr(json, "{\"name\":\"roundtrip\",\"result\":\"failed\""));
+    assert_non_null(strstr(json, "{\"name\":\"format\",\"result\":\"skipped\""));
     assert_int_equal(nreports, 2);
     assert_non_null(strstr(reports, "module 'storage' did not start: a POST failed"));
     assert_non_null(strstr(reports, "module 'api' did not start: a module it depends on"));

@@ -196,6 +196,11 @@ static void test_after_n(void **state)
     keel_test_ok(keel_stress_enable("disk_error:after=2:every=2"));
     fire_pattern(disk_error, 8, got);
     assert_string_equal(got, "00010101");
+    /* after=0 skips none (keel-stress --mode persist's first run: it was refused, and that run
+     * ran with no option at all) */
+    keel_test_ok(keel_stress_enable("disk_error:after=0"));
+    fire_pattern(disk_error, 4, got);
+    assert_string_equal(got, "1111");
 }
 
 static void test_at_most_k(void **state)

@@ -210,6 +210,26 @@ static void test_overrun_reported_while_running(void **state)
     assert_true(keel_watchdog_overruns() >= 1);
 }
 
+/* Was a report seen whose message holds `needle` and `part`? */
+static bool seen_says(const char *needle, const char *part)
+{
+    const seen_report *r = find_seen(needle);
+    return r != NULL && strstr(r->message, part) != NULL;
+}
+
+/* watchdog.scale=200: the budget doubled, in the report while it runs and in the one at its end */
+static void test_scaled_budget_in_both_reports(void **state)
+{
+    (void)state;
+    assert_true(keel_ok(keel_options_set("watchdog.scale=200")));
+    keel_thread *t =
+        start_stuck("journal-writer", "storage", stuck_thread, "section 'flush_journal' has run");
+    assert_true(seen_says("section 'flush_journal' has run", "over its budget of 60.0 ms"));
+    release_and_join(t);
+    assert_true(wait_for("section 'flush_journal' ended after", 1000));
+    assert_true(seen_says("section 'flush_journal' ended after", "(budget 60.0 ms)"));
+}
+
 static void *nested_thread(void *arg)
 {
     (void)arg;
@@ -721,6 +741,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_lock_within_budget_no_report, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_budget_removed_no_report, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_budgets_disabled_by_scale, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scaled_budget_in_both_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_budget_option_and_plain_thread, setup, teardown),
 #endif
 #else

@@ -179,8 +179,13 @@ static keel_status apply_option(config *c, const char *name, const char *v)
         char *end = NULL;
         errno = 0;
         unsigned long long seed = strtoull(v, &end, 10);
-        if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0)
-            return KEEL_ERR(KEEL_E_INVAL, "bad value '%s' for '--seed' (a whole number)", v);
+        /* stress.seed's range; 0 (a new seed in every run) would make no replay line replay */
+        if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0 || seed < 1 ||
+            seed > 1000000000000000000ull)
+            return KEEL_ERR(KEEL_E_INVAL,
+                            "bad value '%s' for '--seed' (a whole number from 1 to 10^18: "
+                            "stress.seed's, the same in every run)",
+                            v);
         c->seed = seed;
     } else if (strcmp(name, "json") == 0) {
         c->json = v;

@@ -20,7 +20,8 @@
  * region; threads cache per module), so a stray write from one module is far
  * less likely to land in another's objects.  jemalloc also becomes the
  * process's malloc when keel is linked (Debian builds it unprefixed):
- * measured faster than glibc's here, see docs/heap.md.  Under a sanitizer
+ * measured faster than glibc's here, see docs/modules.md ("Module heaps") and
+ * docs/benchmarks.md ("Module heaps").  Under a sanitizer
  * (KEEL_SANITIZE) blocks come from the sanitizer's malloc instead, so that it
  * sees every one.
  *

@@ -39,8 +39,10 @@ KEEL_API KEEL_MUST_USE keel_status keel_init(void);
 KEEL_API KEEL_MUST_USE keel_status keel_options_set(const char *text);
 
 /*
- * Read an option file: the same items, one or more per line, '#' starts a
- * comment.  Errors name the file and line.  All or nothing.  A regular file
+ * Read an option file: the same items, one or more per line, '#' where a
+ * name is expected starts a comment (after a value it is part of the value:
+ * put a comment on a line of its own, or end the item with ';' first).
+ * Errors name the file and line.  All or nothing.  A regular file
  * of at most 1 MiB (a FIFO, a device or a directory is refused at once,
  * KEEL_E_INVAL); a file that cannot be read is KEEL_E_SYS naming errno.
  */

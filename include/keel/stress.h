@@ -72,7 +72,7 @@
 
 KEEL_EXTERN_C_BEGIN
 
-/* ---- control (devel builds; release: no points, enable fails UNSUPPORTED) ---- */
+/* ---- control (devel builds; release: no points, enable and set_action fail UNSUPPORTED) ---- */
 
 /*
  * Add entries, in the syntax of the `stress` option, after the current ones
