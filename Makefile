@@ -44,7 +44,7 @@ PLATFORM_DEPS := libdw-dev:arm64 libcmocka-dev:arm64
 # what the benchmarks compare against, for make bench only: bench_heap loads mimalloc with
 # dlopen("libmimalloc.so.2") (its anchor row is missing without it)
 BENCH_DEPS := libmimalloc2.0
-# keel-gate serve's load benchmark (bench/web_load.sh)
+# keel-gate serve's load benchmark (bench/web/load.sh)
 BENCH_DEPS += wrk
 # what bench/replay/run.sh reads the gate's results with, for make bench-replay (DEPS has them
 # too, for the replay.fixture test)

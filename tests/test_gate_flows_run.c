@@ -338,10 +338,32 @@ static void test_conflict_reminds_the_authors(void **state)
     assert_int_equal(hook_lines_soon("\"event\":\"flow-unblocked\"", NULL, 1), 1);
     assert_non_null(
         strstr(status_of(false, false), "  comp/net -> main: idle, 0 commit(s) waiting\n"));
+    /* the events' merge: none while a conflict blocked it, then the resolution that landed */
+    char hex[GIT_OID_HEXSZ + 1];
+    fx_head("keel-gate/flow/comp+net-to-main", &x);
+    git_oid_tostr(hex, sizeof(hex), &x);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind IN ('flow-blocked', "
+                                "'flow-reminder', 'flow-escalated') AND "
+                                "json_extract(detail, '$.merge') = ?",
+                                ""),
+                     4);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'flow-unblocked' AND "
+                                "json_extract(detail, '$.merge') = ?",
+                                hex),
+                     1);
     /* a new commit on comp/net flows again, as before */
     commit_as("comp/net", "Eve", "e2.c", "e2\n", &x);
     run_target("main");
     assert_true(holds("main", &x));
+    /* a conflict after a sync: no merge either (not the last sync's) */
+    commit_as("main", "Ann", "a.c", "main's again\n", &x);
+    commit_as("comp/net", "Bob", "a.c", "comp's again\n", &x);
+    run_target("main");
+    assert_int_equal(count_events("flow-blocked"), 2);
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'flow-blocked' AND "
+                                "json_extract(detail, '$.merge') = ?",
+                                ""),
+                     2);
 }
 
 /*
@@ -431,6 +453,8 @@ static void test_rejected_merge_reminds_the_culprit(void **state)
 }
 
 /* The fixture of the flow's own culprit search: comp/net brings Alice's, Carol's, Dave's. */
+static char carol_hex[GIT_OID_HEXSZ + 1]; /* Carol's commit (setup_search) */
+
 static void setup_search(void)
 {
     setup_flows("[flow comp/net -> main]\nremind = 1d\n", "test ! -e bad\n");
@@ -438,6 +462,7 @@ static void setup_search(void)
     git_oid c;
     commit_as("comp/net", "Alice", "a.txt", "a\n", &c);
     commit_as("comp/net", "Carol", "x.txt", "x\n", &c); /* passes alone; main's ci.sh refuses it */
+    git_oid_tostr(carol_hex, sizeof(carol_hex), &c);
     commit_as("comp/net", "Dave", "d.txt", "d\n", &c);
     commit_as("main", "Ann", "ci.sh", "test ! -e bad && test ! -e x.txt\n", &c);
 }
@@ -494,6 +519,11 @@ static void test_rejected_merge_searches_the_culprit(void **state)
     assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'culprit-verified' AND "
                                 "json_extract(detail, '$.author') = ?",
                                 "Carol <Carol@example.org>"),
+                     1);
+    /* named by Carol's commit, not by the merge of main and it that the search built */
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'culprit-verified' AND "
+                                "json_extract(detail, '$.commit') = ?",
+                                carol_hex),
                      1);
     assert_int_equal(hook_lines_soon("\"event\":\"flow-reminder\"", "Carol@example.org", 1), 1);
     assert_int_equal(hook_lines("flow-reminder", "Alice@example.org") +

@@ -31,10 +31,11 @@ echo
 echo "\$ keel-stress sweep -- build/devel/storage_stress --fixed"
 build/devel/keel-stress sweep --quiet -- build/devel/storage_stress --fixed
 
+# the flows first: the queue's demo ends with its dashboard, served until Ctrl-C in a terminal
+echo
+echo "################ keel-gate branch flows: a component and a product branch (tools/gate-flows-demo.sh) ################"
+tools/gate-flows-demo.sh
+
 echo
 echo "################ keel-gate: a merge queue that keeps main green (tools/gate-demo.sh) ################"
 tools/gate-demo.sh
-
-echo
-echo "################ keel-gate branch flows: a component and a product branch (tools/gate-flows-demo.sh) ################"
-BUILD=0 tools/gate-flows-demo.sh

@@ -282,6 +282,10 @@ static keel_status found_of(gate *g, const search_state *ss, unsigned idx, gate_
     if (keel_ok(s) && (f->change_id != 0 || (flow && second[0] != '\0'))) {
         char sub[GATE_SEARCH_SUBJECT_MAX], p1[GATE_OID_HEX], p2[GATE_OID_HEX];
         s = commit_info(g, second, flow ? f->subject : sub, f->author, f->committer, p1, p2);
+        if (keel_ok(s) && flow) { /* the candidate itself, not the merge the search built */
+            gate_fmt(f->commit, sizeof(f->commit), "%s", second);
+            gate_fmt(f->parent, sizeof(f->parent), "%s", p1);
+        }
     }
     for (size_t i = ss->nbuilds; i > 0; i--) /* the newest failing build's log */
         if (ss->builds[i - 1].idx == idx && ss->builds[i - 1].failed &&
