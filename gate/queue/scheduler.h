@@ -50,8 +50,9 @@
  * Culprit isolation: a batch that fails at the front (its base is the tip) is
  * split; its first half is built alone on the same base.  If that passes it
  * lands, and the second half, now known to fail on the new tip, is split in
- * turn; a single change known to fail is rejected.  Candidates stacked on a
- * failed one are cancelled and rebuilt without it.
+ * turn; a single change known to fail is built alone once more, and rejected
+ * when that build fails too (below).  Candidates stacked on a failed one are
+ * cancelled and rebuilt without it.
  *
  * Flakes: verdicts are per configuration, on one tree (one candidate): a
  * configuration that failed and then passed there is flaky (the tree passes
@@ -365,8 +366,9 @@ typedef struct gate_sched_job_time {
 
 /*
  * A job ran to a result (not cancelled).  A job that passed is learned
- * from; a failed one only when it took at least half the time the estimate
- * gives a pass of its configuration at its load (it ran its course: a test
+ * from; a failed one only when it took at least GATE_CAP_RAN_COURSE (0.75)
+ * of the time the estimate gives a pass of its configuration at its load (it
+ * ran its course: a test
  * that failed at the end).  A failure may stop at its first error (a broken
  * change's build fails in a tenth of a second where it passes in seconds),
  * and such times read as jobs that do not slow down when many run at once.

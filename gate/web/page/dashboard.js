@@ -196,11 +196,14 @@
 
     /* The candidates under test and their jobs per configuration (each testing change's history). */
     async function renderTesting(q) {
-        const testing = q.changes.filter((c) => c.state === 'testing').slice(0, 20);
-        const byCandidate = new Map();
+        const testing = q.changes.filter((c) => c.state === 'testing');
+        const byCandidate = new Map(); /* at most 20 candidates, each with all its changes */
         for (const c of testing) {
-            if (!byCandidate.has(c.candidate))
+            if (!byCandidate.has(c.candidate)) {
+                if (byCandidate.size === 20)
+                    continue;
                 byCandidate.set(c.candidate, {changes: [], jobs: null});
+            }
             byCandidate.get(c.candidate).changes.push(c);
         }
         for (const [cand, entry] of byCandidate) {
@@ -492,7 +495,7 @@
                 body.append(el('tr', {}, el('th', {scope: 'row'}, j.config), el('td', {class: 'num'}, j.attempt),
                                stateCell(j.state), el('td', {class: 'num'}, j.exit_code),
                                el('td', {class: 'num'}, j.elapsed_ms === null ? '—' : duration(j.elapsed_ms / 1000)),
-                               el('td', {}, j.log ? el('button', {type: 'button', onclick: () => openLog(j, true)},
+                               el('td', {}, j.log ? el('button', {type: 'button', onclick: () => openLog(j, true).catch((e) => showError(e.message))},
                                                        'Show log') : '—')));
             t.append(body);
             box.append(t);
@@ -514,8 +517,8 @@
 
     /* A range of a job's log: the last 64 KiB first, earlier ones on demand (never a whole huge log). */
     async function openLog(job, fresh) {
-        if (fresh)
-            state.log = {job: job, from: -1, size: 0, text: ''};
+        if (fresh) /* end: the byte after the last shown (the text is in characters, not bytes) */
+            state.log = {job: job, from: -1, end: -1, size: 0, text: ''};
         const lg = state.log;
         const range = lg.from < 0 ? 'bytes=-' + LOG_CHUNK
                                   : 'bytes=' + Math.max(0, lg.from - LOG_CHUNK) + '-' + (lg.from - 1);
@@ -527,14 +530,18 @@
         if (cr) {
             lg.from = Number(cr[1]);
             lg.size = Number(cr[3]);
+            if (lg.end < 0)
+                lg.end = Number(cr[2]) + 1;
         } else {
             lg.from = 0;
-            lg.size = text.length;
+            lg.size = new TextEncoder().encode(text).length;
+            if (lg.end < 0)
+                lg.end = lg.size;
         }
         lg.text = text + lg.text;
         $('log').hidden = false;
         $('log-title').textContent = 'Log of job ' + job.id + ' (' + job.config + ', attempt ' + job.attempt + ')';
-        $('log-range').textContent = 'bytes ' + lg.from + '–' + (lg.from + lg.text.length) + ' of ' + lg.size;
+        $('log-range').textContent = 'bytes ' + lg.from + '–' + Math.max(lg.end, lg.from) + ' of ' + lg.size;
         $('log-earlier').hidden = lg.from === 0;
         $('log-text').textContent = lg.text;
     }
