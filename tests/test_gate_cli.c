@@ -28,7 +28,7 @@ static bool cli_no_state;                      /* cli() gives --repo only (check
 static int cli(const char *const *args)
 {
     /* argv is writable in main(): give it copies */
-    static char words[32][256];
+    static char words[32][512]; /* (an argument of 300 bytes: test_check) */
     char *argv[32];
     int argc = 0;
     const char *fixed[] = {"keel-gate", "--repo",   fx_where, "--state",
@@ -730,6 +730,15 @@ static void test_check(void **state)
     const char *target[] = {"check", NULL};
     assert_int_equal(cli(target), 0);
     assert_non_null(strstr(out_text, "main:.keel/gate.conf: ok: 1 configuration: unit\n"));
+    /* --target too long to be a branch: refused whole (it was cut to 255 bytes and read) */
+    static char longname[301];
+    memset(longname, 'a', 300);
+    fx_branch(longname + 45, ".keel/gate.conf", bad); /* its first 255 bytes: a branch */
+    const char *too_long[] = {"--target", longname, "check", NULL};
+    out_text[0] = '\0';
+    assert_int_equal(cli(too_long), 1);
+    assert_non_null(strstr(err_text, "is not a valid branch name: too long (300 bytes"));
+    assert_null(strstr(out_text, "'required' must be yes or no")); /* the other branch not read */
     const char *neither[] = {"check", "nosuch", NULL};
     assert_int_equal(cli(neither), 1);
     assert_non_null(strstr(err_text, "'nosuch' is neither a file nor a branch"));

@@ -595,6 +595,17 @@ static void hostile_trees(bool remote)
 
 BOTH_WAYS(hostile_trees)
 
+/* `tree` committed as `branch`, queued between two good changes and run: its change's id. */
+static long long run_tree(git_oid *tree, const char *branch)
+{
+    (void)commit_tree_on_base(tree, branch);
+    const char *const branches[] = {branch};
+    long long d = 0;
+    queue_between_good(branches, 1, &d);
+    run_expect(2, 1);
+    return d;
+}
+
 /* A change whose tree nests deeper than a path can be long (4096 bytes): refused, not walked on. */
 static void test_deep_tree_refused(void **state)
 {
@@ -611,13 +622,41 @@ static void test_deep_tree_refused(void **state)
     size_t n = base_entries(e, 15);
     e[n++] = raw("deep", 4, MODE_TREE, &cur);
     git_oid tree = raw_tree(e, n);
-    (void)commit_tree_on_base(&tree, "deep");
-    static const char *const branches[] = {"deep"};
-    long long d = 0;
-    queue_between_good(branches, 1, &d);
-    run_expect(2, 1);
+    long long d = run_tree(&tree, "deep");
     gate *g = fx_open();
     assert_reason_has(g, d, GATE_CHANGE_REJECTED, "a path longer than 4095 bytes");
+    gate_close(g);
+}
+
+/*
+ * A path that fills the buffer to its last byte before the entry that overflows it (64
+ * directories of 63 characters: 4095 bytes, then a file): refused with the path cut by "/..."
+ * inside the buffer (the marker was written past its end, and the reason read on into
+ * whatever followed).
+ */
+static void test_path_at_the_limit_refused(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = serial\nretries = 0", "");
+    git_oid blob = blob_of("deep\n"), cur;
+    raw_entry leaf[1] = {raw("f", 1, MODE_BLOB, &blob)};
+    cur = raw_tree(leaf, 1);
+    char name[64];
+    memset(name, 'a', 63);
+    name[63] = '\0';
+    for (int i = 0; i < 63; i++) { /* with "long" below: 64 directories, 4095 bytes */
+        raw_entry e[1] = {raw(name, 63, MODE_TREE, &cur)};
+        cur = raw_tree(e, 1);
+    }
+    raw_entry e[16];
+    size_t n = base_entries(e, 15);
+    memcpy(name, "long", 4);
+    e[n++] = raw(name, 63, MODE_TREE, &cur);
+    git_oid tree = raw_tree(e, n);
+    long long d = run_tree(&tree, "at-limit");
+    gate *g = fx_open();
+    assert_reason_has(g, d, GATE_CHANGE_REJECTED, "a path longer than 4095 bytes");
+    assert_reason_has(g, d, GATE_CHANGE_REJECTED, "aaaa/...");
     gate_close(g);
 }
 
@@ -1022,6 +1061,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_hostile_trees_local, fx_teardown),
         cmocka_unit_test_teardown(test_hostile_trees_url, fx_teardown),
         cmocka_unit_test_teardown(test_deep_tree_refused, fx_teardown),
+        cmocka_unit_test_teardown(test_path_at_the_limit_refused, fx_teardown),
         cmocka_unit_test(test_name_empty_slash_nul),
         cmocka_unit_test(test_name_dot_dotdot),
         cmocka_unit_test(test_name_dotgit_any_case),

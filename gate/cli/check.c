@@ -85,8 +85,11 @@ static keel_status read_branch(const gate_options *o, const char *branch, char *
     char name[GATE_BRANCH_MAX], tip[GATE_HEX];
     if (keel_ok(s) && branch == NULL && o->target == NULL)
         s = gate_repo_head_branch(repo, name, sizeof(name));
-    else if (keel_ok(s))
-        gate_fmt(name, sizeof(name), "%s", branch != NULL ? branch : o->target);
+    else if (keel_ok(s)) { /* checked whole: a name cut to fit could be another branch */
+        s = gate_branch_check(branch != NULL ? branch : o->target);
+        if (keel_ok(s))
+            gate_fmt(name, sizeof(name), "%s", branch != NULL ? branch : o->target);
+    }
     if (keel_ok(s))
         s = gate_branch_head(repo, name, tip);
     char *data = NULL;

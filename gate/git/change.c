@@ -320,8 +320,10 @@ static keel_status walk_tree(tree_walk *w, const git_tree *before, const git_tre
             continue; /* as it was: not the change's */
         size_t len = strlen(name), sep = at > 0 ? 1 : 0;
         if (at + sep + len >= sizeof(w->path)) {
-            memcpy(w->path + at, "/...", 5);
-            w->len = at + 4;
+            /* the marker inside the buffer even when the path before it nearly fills it */
+            size_t mark = at < sizeof(w->path) - 5 ? at : sizeof(w->path) - 5;
+            memcpy(w->path + mark, "/...", 5);
+            w->len = mark + 4;
             s = walk_refused(w,
                              KEEL_ERR_IN(&gate_codes, GATE_E_BAD_CHANGE,
                                          "a path longer than %d bytes", (int)sizeof(w->path) - 1));

@@ -183,6 +183,14 @@ void gate__web_status(gate_web_resp *resp, keel_status s)
 json_t *gate__web_str(const char *s)
 {
     json_t *j = json_string(s);
+    if (j != NULL)
+        return j;
+    /* text cut to fit its field may end inside a character: without that character's part */
+    size_t n = strlen(s), cut = 0;
+    while (cut < 3 && cut < n && ((unsigned char)s[n - 1 - cut] & 0xC0) == 0x80)
+        cut++;
+    if (cut < n && ((unsigned char)s[n - 1 - cut] & 0xC0) == 0xC0)
+        j = json_stringn(s, n - cut - 1);
     return j != NULL ? j : json_string("(not UTF-8)");
 }
 
@@ -451,16 +459,19 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
                        IDEM_KEY_MAX);
         return;
     }
-    /* the request: method, path and body, hashed */
+    /* the request: method, path, body and the token's name, hashed (another token's request
+     * with the same key is another request: never answered with the first one's response) */
     const char *target = req->q_target != NULL ? req->q_target : ""; /* ?target=: its own key */
-    size_t need = strlen(req->method) + strlen(req->path) + strlen(target) + req->body_len + 10;
+    const char *by = who != NULL ? who->name : "";
+    size_t need =
+        strlen(req->method) + strlen(req->path) + strlen(target) + strlen(by) + req->body_len + 12;
     char *text = (char *)gate__web_calloc(need, 1);
     if (text == NULL) {
         gate_web_error(resp, 500, "no memory for the request");
         return;
     }
-    int head = snprintf(text, need, "%s\n%s%s%s\n", req->method, req->path,
-                        target[0] != '\0' ? "?target=" : "", target);
+    int head = snprintf(text, need, "%s\n%s%s%s\n%s\n", req->method, req->path,
+                        target[0] != '\0' ? "?target=" : "", target, by);
     if (req->body_len > 0)
         memcpy(text + head, req->body, req->body_len);
     char hash[GATE_TOKEN_HASH_HEX], seen[GATE_TOKEN_HASH_HEX];
@@ -480,7 +491,7 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
         free(body);
         gate_web_error(resp, 422,
                        "idempotency key '%s' was used for another request (another method, "
-                       "path or body): use a new key",
+                       "path, body or token): use a new key",
                        req->idempotency_key);
         return;
     }
