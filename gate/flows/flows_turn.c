@@ -80,15 +80,16 @@ static void reproduce(const flow_turn *t, bool rejected, char *out, size_t size)
  * commit this turn's decision ended (the change that landed or was
  * rejected: saved before the decision cleared it); else none while a
  * conflict blocks the flow (no merge was made); else the gate's last merge.
+ * `why`: gate_flow_told_why's (NULL: not blocked).
  */
-static const char *told_merge(const flow_turn *t)
+static const char *told_merge(const flow_turn *t, const char *why)
 {
     const gate_flow *f = &t->f;
     if (f->change[0] != '\0')
         return f->change;
     if (t->saved.change[0] != '\0')
         return t->saved.change;
-    if (f->state == GATE_FLOW_BLOCKED && strncmp(f->why, "merge conflict", 14) == 0)
+    if (why != NULL && strcmp(why, "conflict") == 0)
         return "";
     return f->made;
 }
@@ -119,7 +120,7 @@ static void told_detail(const flow_turn *t, const gate_flow_decision *d, const c
         put_str(buf, size, &len, "people_from", from);
     }
     put_str(buf, size, &len, "reason", f->why[0] != '\0' ? f->why : d->reason);
-    put_str(buf, size, &len, "merge", told_merge(t));
+    put_str(buf, size, &len, "merge", told_merge(t, why));
     put_str(buf, size, &len, "owner", d->owner != NULL ? d->owner : "");
     char cmd[4 * GATE_BRANCH_MAX + 256];
     reproduce(t, strncmp(f->why, "merge conflict", 14) != 0, cmd, sizeof(cmd));

@@ -160,6 +160,14 @@ static void status_text(keel_status s, char *out, size_t size)
         (void)snprintf(out, size, "%s", keel_status_message(s));
 }
 
+keel_status gate__web_change_get(const gate_web_ctx *ctx, long long id, gate_change *c)
+{
+    keel_status s = gate_store_get(gate_get_store(ctx->g), id, c);
+    if (keel_ok(s) && strcmp(c->target, gate_target(ctx->g)) != 0)
+        s = KEEL_ERR(KEEL_E_NOTFOUND, "no change %lld for '%s'", id, gate_target(ctx->g));
+    return s;
+}
+
 /* A failed status as its HTTP error (the status freed). */
 void gate__web_status(gate_web_resp *resp, keel_status s)
 {

@@ -34,7 +34,13 @@ void gate__web_buf_add(gate_web_buf *b, const char *data, size_t n);
 /* o as compact JSON into b (false: no memory) */
 bool gate__web_buf_dump(gate_web_buf *b, const json_t *o);
 
-/* A JSON string of s ("(not UTF-8)" when it is not). */
+/*
+ * Change `id` of ctx's target: another target's is KEEL_E_NOTFOUND, "no
+ * change N for 'T'", as a change that is not there (routes.c).
+ */
+keel_status gate__web_change_get(const gate_web_ctx *ctx, long long id, gate_change *c);
+
+/* A JSON string of s ("(not UTF-8)" when it is not; a text cut inside a character without it). */
 json_t *gate__web_str(const char *s);
 
 /* A whole non-negative number (at most LLONG_MAX), else false (routes.c). */

@@ -195,9 +195,7 @@ void gate__web_change(const gate_web_ctx *ctx, long long id, gate_web_resp *resp
 {
     gate_store *st = gate_get_store(ctx->g);
     gate_change c;
-    keel_status s = gate_store_get(st, id, &c);
-    if (keel_ok(s) && strcmp(c.target, gate_target(ctx->g)) != 0)
-        s = KEEL_ERR(KEEL_E_NOTFOUND, "no change %lld for '%s'", id, gate_target(ctx->g));
+    keel_status s = gate__web_change_get(ctx, id, &c);
     if (!keel_ok(s)) {
         gate__web_status(resp, s);
         return;

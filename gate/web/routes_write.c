@@ -70,7 +70,8 @@ static const char *str_field(json_t *o, const char *name, bool required, bool *b
 }
 
 /* A whole number from -GATE_PRIORITY_MAX to GATE_PRIORITY_MAX (a priority a person gives) */
-static bool int_field(json_t *o, const char *name, bool required, int *out, gate_web_resp *resp)
+static bool priority_field(json_t *o, const char *name, bool required, int *out,
+                           gate_web_resp *resp)
 {
     json_t *v = json_object_get(o, name);
     if (v == NULL && !required)
@@ -109,7 +110,7 @@ void gate__web_submit(const gate_web_ctx *ctx, const gate_web_req *req, gate_web
                        "field 'expected_head' must be a commit id of %d hex digits, not '%.64s%s'",
                        GATE_OID_HEX - 1, head, strlen(head) > 64 ? "..." : "");
     }
-    if (!bad && !int_field(o, "priority", false, &priority, resp))
+    if (!bad && !priority_field(o, "priority", false, &priority, resp))
         bad = true;
     if (!bad) {
         long long id = 0;
@@ -152,9 +153,7 @@ void gate__web_cancel(const gate_web_ctx *ctx, const gate_web_req *req, long lon
         return;
     json_decref(o);
     gate_change c;
-    keel_status s = gate_store_get(gate_get_store(ctx->g), id, &c);
-    if (keel_ok(s) && strcmp(c.target, gate_target(ctx->g)) != 0)
-        s = KEEL_ERR(KEEL_E_NOTFOUND, "no change %lld for '%s'", id, gate_target(ctx->g));
+    keel_status s = gate__web_change_get(ctx, id, &c);
     if (keel_ok(s))
         s = gate_cancel(ctx->g, id);
     change_after(ctx, id, s, resp);
@@ -168,14 +167,12 @@ void gate__web_priority(const gate_web_ctx *ctx, const gate_web_req *req, long l
     if (o == NULL)
         return;
     int priority = 0;
-    bool ok = int_field(o, "priority", true, &priority, resp);
+    bool ok = priority_field(o, "priority", true, &priority, resp);
     json_decref(o);
     if (!ok)
         return;
     gate_change c;
-    keel_status s = gate_store_get(gate_get_store(ctx->g), id, &c);
-    if (keel_ok(s) && strcmp(c.target, gate_target(ctx->g)) != 0)
-        s = KEEL_ERR(KEEL_E_NOTFOUND, "no change %lld for '%s'", id, gate_target(ctx->g));
+    keel_status s = gate__web_change_get(ctx, id, &c);
     if (keel_ok(s))
         s = gate_store_set_priority(gate_get_store(ctx->g), id, priority, (long long)time(NULL));
     change_after(ctx, id, s, resp);
