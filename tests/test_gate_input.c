@@ -595,10 +595,27 @@ static void hostile_trees(bool remote)
 
 BOTH_WAYS(hostile_trees)
 
-/* `tree` committed as `branch`, queued between two good changes and run: its change's id. */
-static long long run_tree(git_oid *tree, const char *branch)
+/*
+ * A change whose tree holds a file `f` under `times` directories named `dir` (`len` bytes each),
+ * those under `top` among the base's entries: committed as `branch`, queued between two good
+ * changes and run.  Its change's id.
+ */
+static long long run_nested(const char *dir, size_t len, int times, const char *top,
+                            const char *branch)
 {
-    (void)commit_tree_on_base(tree, branch);
+    fx_setup_repo("strategy = serial\nretries = 0", "");
+    git_oid blob = blob_of("deep\n"), cur;
+    raw_entry leaf[1] = {raw("f", 1, MODE_BLOB, &blob)};
+    cur = raw_tree(leaf, 1);
+    for (int i = 0; i < times; i++) {
+        raw_entry e[1] = {raw(dir, len, MODE_TREE, &cur)};
+        cur = raw_tree(e, 1);
+    }
+    raw_entry e[16];
+    size_t n = base_entries(e, 15);
+    e[n++] = raw(top, strlen(top), MODE_TREE, &cur);
+    git_oid tree = raw_tree(e, n);
+    (void)commit_tree_on_base(&tree, branch);
     const char *const branches[] = {branch};
     long long d = 0;
     queue_between_good(branches, 1, &d);
@@ -610,19 +627,7 @@ static long long run_tree(git_oid *tree, const char *branch)
 static void test_deep_tree_refused(void **state)
 {
     (void)state;
-    fx_setup_repo("strategy = serial\nretries = 0", "");
-    git_oid blob = blob_of("deep\n"), cur;
-    raw_entry leaf[1] = {raw("f", 1, MODE_BLOB, &blob)};
-    cur = raw_tree(leaf, 1);
-    for (int i = 0; i < 2100; i++) { /* "d/d/d/.../f": 4200 bytes */
-        raw_entry e[1] = {raw("d", 1, MODE_TREE, &cur)};
-        cur = raw_tree(e, 1);
-    }
-    raw_entry e[16];
-    size_t n = base_entries(e, 15);
-    e[n++] = raw("deep", 4, MODE_TREE, &cur);
-    git_oid tree = raw_tree(e, n);
-    long long d = run_tree(&tree, "deep");
+    long long d = run_nested("d", 1, 2100, "deep", "deep"); /* "deep/d/d/.../f": 4206 bytes */
     gate *g = fx_open();
     assert_reason_has(g, d, GATE_CHANGE_REJECTED, "a path longer than 4095 bytes");
     gate_close(g);
@@ -637,23 +642,12 @@ static void test_deep_tree_refused(void **state)
 static void test_path_at_the_limit_refused(void **state)
 {
     (void)state;
-    fx_setup_repo("strategy = serial\nretries = 0", "");
-    git_oid blob = blob_of("deep\n"), cur;
-    raw_entry leaf[1] = {raw("f", 1, MODE_BLOB, &blob)};
-    cur = raw_tree(leaf, 1);
-    char name[64];
+    char name[64], top[64];
     memset(name, 'a', 63);
     name[63] = '\0';
-    for (int i = 0; i < 63; i++) { /* with "long" below: 64 directories, 4095 bytes */
-        raw_entry e[1] = {raw(name, 63, MODE_TREE, &cur)};
-        cur = raw_tree(e, 1);
-    }
-    raw_entry e[16];
-    size_t n = base_entries(e, 15);
-    memcpy(name, "long", 4);
-    e[n++] = raw(name, 63, MODE_TREE, &cur);
-    git_oid tree = raw_tree(e, n);
-    long long d = run_tree(&tree, "at-limit");
+    memcpy(top, name, sizeof(top));
+    memcpy(top, "long", 4);
+    long long d = run_nested(name, 63, 63, top, "at-limit"); /* 64 directories, 4095 bytes */
     gate *g = fx_open();
     assert_reason_has(g, d, GATE_CHANGE_REJECTED, "a path longer than 4095 bytes");
     assert_reason_has(g, d, GATE_CHANGE_REJECTED, "aaaa/...");

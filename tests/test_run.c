@@ -329,6 +329,15 @@ static void test_hang_every_thread_waits(void **state)
     cleanup(&r);
 }
 
+/* PROGRAM hung under --deadlock-after 100, with one report of kind watchdog saying `title`. */
+static void run_hang(run_result *r, const char *program, const char *title)
+{
+    run_hung(r, program, NULL, title);
+    int n = count(r, "watchdog", title);
+    show_on_failure(r, n, 1);
+    assert_int_equal(n, 1);
+}
+
 /*
  * A hang whose main thread is in pthread_join (the usual shape: main joins a thread that waits
  * forever): a joining thread counts as waiting, and the report lists it with its call and stack.
@@ -337,11 +346,8 @@ static void test_hang_main_joins(void **state)
 {
     (void)state;
     static run_result r;
-    const char *title = "hang: every thread of the program (3) has waited longer than 100 ms";
-    run_hung(&r, "run_join_hang", NULL, title);
-    int n = count(&r, "watchdog", title);
-    show_on_failure(&r, n, 1);
-    assert_int_equal(n, 1);
+    run_hang(&r, "run_join_hang",
+             "hang: every thread of the program (3) has waited longer than 100 ms");
     assert_int_equal(count(&r, "watchdog",
                            "waits on a condition with mutex '&lock' at "
                            "join_hang.c:28"),
@@ -365,11 +371,8 @@ static void test_hang_on_a_lock_nobody_gives_back(void **state)
 {
     (void)state;
     static run_result r;
-    const char *title = "hang: every thread of the program (2) has waited longer than 100 ms";
-    run_hung(&r, "run_lock_hang", NULL, title);
-    int n = count(&r, "watchdog", title);
-    show_on_failure(&r, n, 1);
-    assert_int_equal(n, 1);
+    run_hang(&r, "run_lock_hang",
+             "hang: every thread of the program (2) has waited longer than 100 ms");
     assert_int_equal(count(&r, "watchdog", "is in pthread_join, called at lock_hang.c:30"), 1);
     assert_int_equal(count(&r, "lock-order", "deadlock"), 0);
     cleanup(&r);
