@@ -358,6 +358,11 @@ static void test_bad_option(void **state)
     assert_non_null(strstr(output, "'--mode'"));
     assert_int_equal(cli("list", "--jobs", "2", "--", self, "fake", NULL), 2);
     assert_non_null(strstr(output, "'--jobs'"));
+    /* --seed: stress.seed's range, not 0 (a new seed in each run: no replay line would replay) */
+    assert_int_equal(cli("sweep", "--seed", "0", "--", self, "fake", NULL), 2);
+    assert_non_null(strstr(output, "bad value '0' for '--seed'"));
+    assert_int_equal(cli("sweep", "--seed", "1000000000000000001", "--", self, "fake", NULL), 2);
+    assert_non_null(strstr(output, "from 1 to 10^18"));
 }
 
 static void test_learning_run_fails(void **state)
