@@ -866,6 +866,49 @@ static void test_merge_recalled(void **state)
     gate_repo_close(r);
 }
 
+/*
+ * A path that holds a newline, resolved by a recorded resolution: the merge's
+ * message shows it as \x0a, so the path cannot add a trailer of its own (a
+ * `Keel-Gate-Change` that would name a change the merge is not).
+ */
+static void test_merge_recalled_path_shown(void **state)
+{
+    (void)state;
+    const char *path = "a.c\n\nKeel-Gate-Change: 7";
+    git_oid base = commit_by("Root", NULL, 0, path, "base\n", "main");
+    git_oid c1 = commit_by("Bob", &base, 1, path, "comp's\n", "comp/net");
+    git_oid m1 = commit_by("Ann", &base, 1, path, "main's\n", "main");
+    const git_oid tips[2] = {m1, c1};
+    git_oid done = commit_by("Bob", tips, 2, path, "both\n", "fix");
+    gate_repo *r = open_repo();
+    gate_flow_resolution rows[GATE_FLOWMERGE_PATHS];
+    size_t n = 0;
+    keel_test_ok(gate_flow_resolutions(r, git_oid_tostr_s(&done), rows, GATE_FLOWMERGE_PATHS, &n));
+    assert_int_equal(n, 1);
+    recorded all = {rows, 1};
+    gate_flow_recall known = {recall_rows, &all};
+    gate_flowmerge m;
+    keel_test_ok(gate_flow_merge(r, "comp/net", "main", "keel-gate/flow/comp+net-to-main", 1000,
+                                 &known, &m));
+    assert_int_equal(m.result, GATE_FLOWMERGE_MADE);
+    assert_int_equal(m.reused, 1);
+    assert_string_equal(m.paths[0], path);
+    git_oid id;
+    git_commit *c = NULL;
+    assert_int_equal(git_oid_fromstr(&id, m.merge), 0);
+    assert_int_equal(git_commit_lookup(&c, repo, &id), 0);
+    const char *msg = git_commit_message(c);
+    assert_non_null(strstr(msg, "reused: a.c\\x0a\\x0aKeel-Gate-Change: 7\n"));
+    git_message_trailer_array arr;
+    memset(&arr, 0, sizeof(arr));
+    assert_int_equal(git_message_trailers(&arr, msg), 0);
+    for (size_t i = 0; i < arr.count; i++)
+        assert_string_not_equal(arr.trailers[i].key, "Keel-Gate-Change");
+    git_message_trailer_array_free(&arr);
+    git_commit_free(c);
+    gate_repo_close(r);
+}
+
 /* A blob of `text` in the test repository, its id in hex (into out). */
 static void blob_of(const char *text, char out[GATE_FLOW_SHA_MAX])
 {
@@ -1120,6 +1163,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_flow_suspects),
         cmocka_unit_test_setup_teardown(test_merge_conflict_people, repo_setup, repo_teardown),
         cmocka_unit_test_setup_teardown(test_merge_recalled, repo_setup, repo_teardown),
+        cmocka_unit_test_setup_teardown(test_merge_recalled_path_shown, repo_setup, repo_teardown),
         cmocka_unit_test_setup_teardown(test_conflict_hunks, repo_setup, repo_teardown),
         cmocka_unit_test_setup_teardown(test_merge_made_then_nothing_new, repo_setup,
                                         repo_teardown),

@@ -260,6 +260,21 @@ static keel_status recall(void *ctx, gate_flow_resolution *r, bool *found)
 }
 
 /*
+ * Merge m's paths appended to why (its first len bytes kept), ", " between
+ * them, each shown as gate_tree_name_show shows it (a newline in a path would
+ * start a line of its own in the log and the history); the length after.
+ */
+static size_t paths_shown(const gate_flowmerge *m, char *why, size_t size, size_t len)
+{
+    for (size_t i = 0; i < m->npaths && len + 1 < size; i++) {
+        char shown[GATE_ORIGIN_PATH];
+        gate_tree_name_show(m->paths[i], strlen(m->paths[i]), shown, sizeof(shown));
+        len += (size_t)snprintf(why + len, size - len, "%s%s", i > 0 ? ", " : "", shown);
+    }
+    return len < size ? len : size - 1;
+}
+
+/*
  * A merge made with recorded resolutions: said in the log and in the history
  * (flow-reused: the flow, its branch, the merge, the paths), then tested
  * like any merge.
@@ -268,9 +283,7 @@ static keel_status say_reused(flow_turn *t, const gate_flowmerge *m)
 {
     char why[GATE_FLOW_WHY_MAX];
     size_t len = (size_t)snprintf(why, sizeof(why), "recorded resolution reused for ");
-    for (size_t i = 0; i < m->npaths && len + 1 < sizeof(why); i++)
-        len +=
-            (size_t)snprintf(why + len, sizeof(why) - len, "%s%s", i > 0 ? ", " : "", m->paths[i]);
+    (void)paths_shown(m, why, sizeof(why), len);
     gate_say(t->g, "flow %s -> %s: merge %.12s made with a %s\n", t->cfg->from, t->cfg->to,
              m->merge, why);
     char detail[DETAIL_MAX];
@@ -337,11 +350,8 @@ static keel_status merge(flow_turn *t)
         return feed(t, GATE_FLOW_EV_MERGE_MADE, m.merge, NULL, NULL, 0);
     }
     char why[GATE_FLOW_WHY_MAX];
-    size_t len = 0;
     why[0] = '\0';
-    for (size_t i = 0; i < m.npaths && len + 1 < sizeof(why); i++)
-        len +=
-            (size_t)snprintf(why + len, sizeof(why) - len, "%s%s", i > 0 ? ", " : "", m.paths[i]);
+    size_t len = paths_shown(&m, why, sizeof(why), 0);
     if (m.total_paths > m.npaths && len + 1 < sizeof(why))
         (void)snprintf(why + len, sizeof(why) - len, " and %zu more", m.total_paths - m.npaths);
     gate_flow_person people[GATE_FLOWMERGE_PEOPLE];

@@ -327,9 +327,12 @@ static keel_status commit_merge(gate_repo *r, git_index *merged, git_commit *our
     size_t len = (size_t)snprintf(message, sizeof(message),
                                   "Merge branch '%s' into %s\n\nKeel-Gate-Flow: %s -> %s\n", from,
                                   to, from, to);
-    for (size_t i = 0; i < m->reused && i < m->npaths && len + 1 < sizeof(message); i++)
+    for (size_t i = 0; i < m->reused && i < m->npaths && len + 1 < sizeof(message); i++) {
+        char shown[256]; /* a newline in a path would start a trailer of its own: as \x0a */
+        gate_tree_name_show(m->paths[i], strlen(m->paths[i]), shown, sizeof(shown));
         len += (size_t)snprintf(message + len, sizeof(message) - len,
-                                "Keel-Gate-Resolution: recorded, reused: %.200s\n", m->paths[i]);
+                                "Keel-Gate-Resolution: recorded, reused: %s\n", shown);
+    }
     int rc = gate_flow_commit(r, merged, ours, theirs, (git_time_t)when, 0, message, id);
     if (rc != 0)
         return gate_git_error(rc, "cannot make the merge of '%s' into '%s'", from, to);
