@@ -70,7 +70,6 @@ struct web_stream {
 
 typedef struct web_request {
     gate_web_buf body; /* on the server's heap */
-    bool too_big;
 } web_request;
 
 void gate_web_options_default(gate_web_options *o)
@@ -308,6 +307,41 @@ static enum MHD_Result error_now(struct MHD_Connection *c, gate_web *w, int stat
     return send_resp(c, w, &resp);
 }
 
+/*
+ * An error response written on socket fd by the server itself, where
+ * libmicrohttpd cannot queue one: 0.9.75 takes a response only before a
+ * request's body is read or once it is read whole, and none while the
+ * request is still coming in.  The status line, Connection: close and
+ * {"error": msg}, as much as the socket takes at once without waiting; the
+ * connection is closed after it (the caller's).  Only while a request is being
+ * received, when libmicrohttpd itself writes nothing on it.
+ */
+static void say_on_socket(int fd, int status, const char *msg)
+{
+    gate_web_resp resp;
+    memset(&resp, 0, sizeof(resp));
+    gate_web_error(&resp, status, "%s", msg);
+    const char *reason = MHD_get_reason_phrase_for((unsigned)status);
+    char text[1024];
+    int n = snprintf(text, sizeof(text),
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\nCache-Control: no-store\r\n"
+                     "X-Content-Type-Options: nosniff\r\n\r\n%s",
+                     status, reason != NULL ? reason : "", resp.len,
+                     resp.body != NULL ? resp.body : "");
+    if (n > 0 && (size_t)n < sizeof(text) && fd >= 0)
+        (void)send(fd, text, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    gate_web_resp_free(&resp);
+}
+
+/* c's socket (-1: unknown) */
+static int connection_fd(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci != NULL ? ci->connect_fd : -1;
+}
+
 static const char *header(struct MHD_Connection *c, const char *name)
 {
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
@@ -490,19 +524,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (rq->too_big || rq->body.len + n > w->o.max_body) {
-            rq->too_big = true;
-            return MHD_YES;
+        if (rq->body.len + n > w->o.max_body) { /* chunks past the limit: no more read */
+            char msg[96];
+            (void)snprintf(msg, sizeof(msg), "the body is larger than %zu bytes", w->o.max_body);
+            say_on_socket(connection_fd(c), 413, msg);
+            return MHD_NO;
         }
         gate__web_buf_add(&rq->body, upload_data, n);
         if (rq->body.failed)
             return MHD_NO; /* no memory: the connection is closed */
         return MHD_YES;
-    }
-    if (rq->too_big) {
-        char msg[96];
-        (void)snprintf(msg, sizeof(msg), "the body is larger than %zu bytes", w->o.max_body);
-        return error_now(c, w, 413, msg);
     }
     gate_web_req req;
     memset(&req, 0, sizeof(req));
