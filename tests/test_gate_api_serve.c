@@ -69,10 +69,97 @@ static void test_chunked_past_the_limit(void **state)
     reply_free(&r);
 }
 
+/*
+ * Send `first`, then one byte of `rest` every 300 ms until the server
+ * answers or closes (or 8 s): how long that took from the connection's
+ * opening, ms.  *r: the answer (status 0: none).
+ */
+static long long trickle(const char *first, const char *rest, reply *r)
+{
+    long long t0 = fx_now_ms();
+    int fd = connect_srv();
+    send_all(fd, first, strlen(first));
+    struct pollfd p = {fd, POLLIN, 0};
+    for (size_t i = 0; fx_now_ms() - t0 < 8000; i++) {
+        if (poll(&p, 1, 300) != 0)
+            break;
+        if (rest[i % strlen(rest)] != '\0')
+            (void)send(fd, rest + i % strlen(rest), 1, MSG_NOSIGNAL);
+    }
+    long long took = fx_now_ms() - t0;
+    memset(r, 0, sizeof(*r));
+    if (p.revents != 0)
+        read_reply(fd, r);
+    else
+        (void)close(fd);
+    return took;
+}
+
+/*
+ * A request that never arrives whole, a byte at a time within the idle
+ * timeout, is answered 408 at the deadline and closed, in its headers or in
+ * its body; an event stream goes on past it, and so does a keep-alive
+ * connection's next request.
+ */
+static void test_request_deadline(void **state)
+{
+    (void)state;
+    gate_web_options o;
+    gate_web_options_default(&o);
+    o.deadline_s = 2; /* the idle timeout stays 15 s */
+    start(&o);
+    reply r;
+    long long took = trickle("GET /api/v1/queue HTTP/1.1\r\nHost: x\r\nX-Slow: ", "abc", &r);
+    if (r.status != 408 || took > 3500)
+        print_error("headers trickled: %d after %lld ms\n", r.status, took);
+    assert_int_equal(r.status, 408);
+    assert_true(took >= 1900 && took <= 3500);
+    assert_non_null(strstr(error_of(&r), "did not arrive whole within 2 s"));
+    assert_non_null(strstr(r.head, "Connection: close"));
+    reply_free(&r);
+    char head[512];
+    (void)snprintf(head, sizeof(head),
+                   "POST /api/v1/changes HTTP/1.1\r\nHost: x\r\n%sContent-Length: 200\r\n\r\n{",
+                   auth(tok_submit));
+    took = trickle(head, "    ", &r);
+    if (r.status != 408 || took > 3500)
+        print_error("body trickled: %d after %lld ms\n", r.status, took);
+    assert_int_equal(r.status, 408);
+    assert_true(took <= 3500);
+    reply_free(&r);
+    /* an event stream open past the deadline still streams */
+    int fd = open_events("0");
+    char buf[16384];
+    size_t len = 0;
+    assert_true(read_until(fd, buf, sizeof(buf), &len, "retry:"));
+    fx_sleep_ms(3000);
+    long long id = submit("topic", NULL);
+    char want[64];
+    (void)snprintf(want, sizeof(want), "\"change\":%lld", id);
+    assert_true(read_until(fd, buf, sizeof(buf), &len, want));
+    (void)close(fd);
+    /* a keep-alive connection: each request's deadline from the end of the one before */
+    fd = connect_srv();
+    static const char get[] = "GET /api/v1/queue HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int i = 0; i < 3; i++) {
+        fx_sleep_ms(1200); /* 3.6 s in all on the connection, 1.2 s a request */
+        send_all(fd, get, sizeof(get) - 1);
+        len = 0;
+        memset(buf, 0, sizeof(buf));
+        assert_true(read_until(fd, buf, sizeof(buf), &len, "\"paused\""));
+        assert_non_null(strstr(buf, "HTTP/1.1 200"));
+    }
+    (void)close(fd);
+    http(&r, "GET", "/api/v1/queue", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_chunked_past_the_limit, stop),
+        cmocka_unit_test_teardown(test_request_deadline, stop),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

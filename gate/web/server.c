@@ -2,9 +2,11 @@
  * server.c - keel-gate serve on libmicrohttpd: one epoll thread answers
  * every connection (so the gate's store is used by one thread), a request's
  * body is read whole up to a limit, idle connections are closed after a
- * timeout, and past a number of connections a new one is answered 503.
+ * timeout, a request that has not arrived whole by a deadline is answered
+ * 408, and past a number of connections a new one is answered 503.
  * Server-sent events: a stream with nothing to send is suspended, and a
- * ticker thread resumes the suspended ones every EVENTS_TICK_MS to look again.
+ * ticker thread resumes the suspended ones every EVENTS_TICK_MS to look
+ * again; the same thread ends the requests past the deadline.
  */
 #define _GNU_SOURCE 1
 #include <arpa/inet.h>
@@ -35,6 +37,7 @@ enum {
 };
 
 typedef struct web_stream web_stream;
+typedef struct web_conn web_conn;
 
 typedef struct web_addr {
     uint32_t ip; /* IPv4, network order */
@@ -52,6 +55,7 @@ struct gate_web {
     bool ticking;
     pthread_mutex_t lock; /* suspended */
     web_stream *suspended;
+    web_conn *conns; /* every connection open (the ticker times the requests they receive) */
     web_addr *addrs; /* the client addresses with connections, when max_per_address is set */
     size_t naddrs, addrs_cap;
 };
@@ -68,6 +72,22 @@ struct web_stream {
     web_stream *next;              /* in w->suspended */
 };
 
+/*
+ * A connection (its socket context) and the deadline of the request it
+ * receives: from the connection's opening, or from the end of the request
+ * before it on the connection, to the whole request received.  Neither its
+ * answer nor an event stream counts, nor the time a worker takes.
+ */
+struct web_conn {
+    struct MHD_Connection *conn;
+    int fd;
+    long long since_ms;    /* when the request it receives began */
+    bool receiving;        /* a request is coming in, the deadline counting (under w->lock) */
+    bool expired;          /* past it: answered 408 on the socket, shut down (__atomic_) */
+    bool over;             /* --per-address: opened while its address had the most it may */
+    web_conn *prev, *next; /* in w->conns, under w->lock */
+};
+
 typedef struct web_request {
     gate_web_buf body; /* on the server's heap */
 } web_request;
@@ -78,6 +98,7 @@ void gate_web_options_default(gate_web_options *o)
     o->listen = "127.0.0.1:8080";
     o->max_connections = 1536;
     o->timeout_s = 15;
+    o->deadline_s = 60;
     o->max_body = (size_t)64 * 1024;
     o->nice = 10;
 }
@@ -222,6 +243,9 @@ static void resume_all(gate_web *w)
     }
 }
 
+static void expire(gate_web *w);
+
+/* Every EVENTS_TICK_MS: the suspended streams resumed, the requests past the deadline ended. */
 static void *ticker_main(void *arg)
 {
     gate_web *w = (gate_web *)arg;
@@ -230,12 +254,115 @@ static void *ticker_main(void *arg)
         struct timespec ts = {0, EVENTS_TICK_MS * 1000000L};
         (void)nanosleep(&ts, NULL);
         resume_all(w);
+        expire(w);
     }
     resume_all(w);
     return NULL;
 }
 
 /* ---- requests ----------------------------------------------------------------------------- */
+
+/*
+ * An error response written on socket fd by the server itself, where
+ * libmicrohttpd cannot queue one: 0.9.75 takes a response only before a
+ * request's body is read or once it is read whole, and none while the
+ * request is still coming in.  The status line, Connection: close and
+ * {"error": msg}, as much as the socket takes at once without waiting; the
+ * connection is closed after it (the caller's).  Only while a request is being
+ * received, when libmicrohttpd itself writes nothing on it.
+ */
+static void say_on_socket(int fd, int status, const char *msg)
+{
+    gate_web_resp resp;
+    memset(&resp, 0, sizeof(resp));
+    gate_web_error(&resp, status, "%s", msg);
+    const char *reason = MHD_get_reason_phrase_for((unsigned)status);
+    char text[1024];
+    int n = snprintf(text, sizeof(text),
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\nCache-Control: no-store\r\n"
+                     "X-Content-Type-Options: nosniff\r\n\r\n%s",
+                     status, reason != NULL ? reason : "", resp.len,
+                     resp.body != NULL ? resp.body : "");
+    if (n > 0 && (size_t)n < sizeof(text) && fd >= 0)
+        (void)send(fd, text, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    gate_web_resp_free(&resp);
+}
+
+/* c's socket (-1: unknown) */
+static int connection_fd(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci != NULL ? ci->connect_fd : -1;
+}
+
+/* ---- the deadline of a request ------------------------------------------------------------- */
+
+/* c as the server keeps it (NULL: no memory for it when it opened, so no deadline) */
+static web_conn *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? (web_conn *)ci->socket_context : NULL;
+}
+
+static bool expired(struct MHD_Connection *c)
+{
+    const web_conn *k = conn_of(c);
+    return k != NULL && __atomic_load_n(&k->expired, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * The request on c is received whole: answered, streamed or worked on next,
+ * the deadline no longer counts.  False: it was past the deadline already,
+ * answered 408 (its connection is to be closed, nothing more done).
+ */
+static bool received(gate_web *w, struct MHD_Connection *c)
+{
+    web_conn *k = conn_of(c);
+    if (k == NULL)
+        return true;
+    (void)pthread_mutex_lock(&w->lock);
+    k->receiving = false;
+    bool late = __atomic_load_n(&k->expired, __ATOMIC_ACQUIRE);
+    (void)pthread_mutex_unlock(&w->lock);
+    return !late;
+}
+
+/* A request may come on k: its deadline counts from now. */
+static void receiving(gate_web *w, web_conn *k)
+{
+    (void)pthread_mutex_lock(&w->lock);
+    k->since_ms = mono_ms();
+    k->receiving = true;
+    (void)pthread_mutex_unlock(&w->lock);
+}
+
+/*
+ * On the ticker: each request still coming in past the deadline is answered
+ * 408 on its socket, which is shut down (libmicrohttpd, reading it next,
+ * closes the connection); under w->lock, so that the server thread, which
+ * takes it to say a request is received (received()), never answers one too.
+ */
+static void expire(gate_web *w)
+{
+    if (w->o.deadline_s == 0)
+        return;
+    long long now = mono_ms();
+    char msg[128];
+    (void)snprintf(msg, sizeof(msg),
+                   "the request did not arrive whole within %u s (the server's deadline)",
+                   w->o.deadline_s);
+    (void)pthread_mutex_lock(&w->lock);
+    for (web_conn *k = w->conns; k != NULL; k = k->next)
+        if (k->receiving && !k->expired && now - k->since_ms >= (long long)w->o.deadline_s * 1000) {
+            say_on_socket(k->fd, 408, msg);
+            (void)shutdown(k->fd, SHUT_RDWR);
+            __atomic_store_n(&k->expired, true, __ATOMIC_RELEASE);
+        }
+    (void)pthread_mutex_unlock(&w->lock);
+}
 
 static void add_common_headers(struct MHD_Response *r)
 {
@@ -249,6 +376,10 @@ static void add_common_headers(struct MHD_Response *r)
 static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web_resp *resp)
 {
     struct MHD_Response *r = NULL;
+    if (!received(w, c)) { /* answered 408 already */
+        gate_web_resp_free(resp);
+        return MHD_NO;
+    }
     if (resp->kind == GATE_WEB_EVENTS) {
         web_stream *e = (web_stream *)web_zalloc(sizeof(*e));
         if (e == NULL) {
@@ -307,41 +438,6 @@ static enum MHD_Result error_now(struct MHD_Connection *c, gate_web *w, int stat
     return send_resp(c, w, &resp);
 }
 
-/*
- * An error response written on socket fd by the server itself, where
- * libmicrohttpd cannot queue one: 0.9.75 takes a response only before a
- * request's body is read or once it is read whole, and none while the
- * request is still coming in.  The status line, Connection: close and
- * {"error": msg}, as much as the socket takes at once without waiting; the
- * connection is closed after it (the caller's).  Only while a request is being
- * received, when libmicrohttpd itself writes nothing on it.
- */
-static void say_on_socket(int fd, int status, const char *msg)
-{
-    gate_web_resp resp;
-    memset(&resp, 0, sizeof(resp));
-    gate_web_error(&resp, status, "%s", msg);
-    const char *reason = MHD_get_reason_phrase_for((unsigned)status);
-    char text[1024];
-    int n = snprintf(text, sizeof(text),
-                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\nCache-Control: no-store\r\n"
-                     "X-Content-Type-Options: nosniff\r\n\r\n%s",
-                     status, reason != NULL ? reason : "", resp.len,
-                     resp.body != NULL ? resp.body : "");
-    if (n > 0 && (size_t)n < sizeof(text) && fd >= 0)
-        (void)send(fd, text, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    gate_web_resp_free(&resp);
-}
-
-/* c's socket (-1: unknown) */
-static int connection_fd(struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    return ci != NULL ? ci->connect_fd : -1;
-}
-
 static const char *header(struct MHD_Connection *c, const char *name)
 {
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
@@ -367,16 +463,13 @@ static bool client_ip(struct MHD_Connection *c, uint32_t *ip)
 
 /*
  * --per-address: a connection opened while its address already had the most
- * it may (socket context &OVER_MARK) is refused at each request while that is
- * still so; the connections opened before it go on.
+ * it may (web_conn.over) is refused at each request while that is still so;
+ * the connections opened before it go on.
  */
-static char over_mark;
-
 static bool over_address(struct MHD_Connection *c)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return ci != NULL && ci->socket_context == &over_mark;
+    const web_conn *k = conn_of(c);
+    return k != NULL && k->over;
 }
 
 /*
@@ -481,6 +574,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     (void)version;
     gate_web *w = (gate_web *)cls;
+    if (expired(c)) /* answered 408 on the socket: nothing more read or done */
+        return MHD_NO;
     if (*con_cls == &nul_in_uri) /* kept: on_completed has nothing to free */
         return error_now(c, w, 400,
                          "the URL has an encoded NUL ('%00'), which no path or query value may "
@@ -563,9 +658,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)c;
     (void)toe;
+    web_conn *k = conn_of(c);
+    if (k != NULL) /* the next request on the connection, if any */
+        receiving((gate_web *)cls, k);
     web_request *rq = (web_request *)*con_cls;
     if (rq != NULL && *con_cls != &nul_in_uri) {
         web_free(rq->body.p);
@@ -579,13 +675,39 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 {
     gate_web *w = (gate_web *)cls;
     lower_priority(w); /* on the epoll thread, which answers every connection */
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    bool started = toe == MHD_CONNECTION_NOTIFY_STARTED;
+    if (started)
         __atomic_fetch_add(&w->connections, 1, __ATOMIC_ACQ_REL);
     else
         __atomic_fetch_sub(&w->connections, 1, __ATOMIC_ACQ_REL);
-    unsigned n = count_address(w, c, toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
-        *socket_context = w->o.max_per_address > 0 && n > w->o.max_per_address ? &over_mark : NULL;
+    unsigned n = count_address(w, c, started ? 1 : -1);
+    web_conn *k = started ? (web_conn *)web_zalloc(sizeof(*k)) : (web_conn *)*socket_context;
+    if (k == NULL) /* no memory: a connection without a deadline, never over --per-address */
+        return;
+    (void)pthread_mutex_lock(&w->lock);
+    if (started) {
+        k->conn = c;
+        k->fd = connection_fd(c);
+        k->since_ms = mono_ms();
+        k->receiving = true;
+        k->over = w->o.max_per_address > 0 && n > w->o.max_per_address;
+        k->next = w->conns;
+        if (w->conns != NULL)
+            w->conns->prev = k;
+        w->conns = k;
+    } else { /* before libmicrohttpd closes the socket: the ticker never sees its number again */
+        if (k->prev != NULL)
+            k->prev->next = k->next;
+        else
+            w->conns = k->next;
+        if (k->next != NULL)
+            k->next->prev = k->prev;
+    }
+    (void)pthread_mutex_unlock(&w->lock);
+    if (started)
+        *socket_context = k;
+    else
+        web_free(k);
 }
 
 /* "HOST:PORT" into addr */

@@ -49,7 +49,12 @@ typedef struct gate_web_options {
     unsigned max_per_address; /* connections from one client address at once; beyond: 429 (0: no
                                  limit, the default: behind a reverse proxy all are the proxy's) */
     unsigned timeout_s;       /* an idle connection is closed after this (default 15) */
-    size_t max_body;          /* a larger request body: 413 (default 64 KiB) */
+    /* a whole request (headers and body) must arrive within this, counted from its
+       connection's opening or the end of the request before it on the connection; past it:
+       408, closed.  Its answer, an event stream, a worker's time do not count (default 60;
+       0: none) */
+    unsigned deadline_s;
+    size_t max_body; /* a larger request body: 413 (default 64 KiB) */
     int nice; /* the server's threads run at this nice value or nicer, 0..19 (default 10: a loaded
                  server takes CPU from the gate and its jobs last; 0: the caller's priority) */
     /*
