@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "gate_api_client.h"
+#include "remote.h"
 #include "web.h"
 
 /* fd's receive timeout, ms */
@@ -155,11 +156,85 @@ static void test_request_deadline(void **state)
     reply_free(&r);
 }
 
+/* A request's response within timeout_ms (r->status 0: none came, the socket closed): ms taken. */
+static long long timed(reply *r, const char *method, const char *path, const char *headers,
+                       const char *body, int timeout_ms)
+{
+    long long t0 = fx_now_ms();
+    int fd = http_send(method, path, headers, body);
+    struct pollfd p = {fd, POLLIN, 0};
+    memset(r, 0, sizeof(*r));
+    if (poll(&p, 1, timeout_ms) == 1)
+        read_reply(fd, r);
+    else
+        (void)close(fd);
+    return fx_now_ms() - t0;
+}
+
+/*
+ * A submit to a remote's gate fetches the branch into the mirror under the
+ * mirror's lock, which a running gate holds up to 60 s: on a worker, while
+ * the server answers others at once; past the workers, 503.  The branch view
+ * is a worker's too.
+ */
+static void test_submit_on_a_worker(void **state)
+{
+    (void)state;
+    api_over_url = true;
+    gate_web_options o;
+    gate_web_options_default(&o);
+    o.max_workers = 1;
+    start(&o);
+    git_repository *mirror = NULL;
+    assert_int_equal(git_repository_open(&mirror, fx_mirror), 0);
+    int lock = -1;
+    fx_ok(gate_remote_mirror_lock(mirror, &lock)); /* as run holds it */
+    char headers[512];
+    (void)snprintf(headers, sizeof(headers), "%s", auth(tok_submit));
+    char body[256];
+    (void)snprintf(body, sizeof(body), "%s", submit_body("topic", "topic"));
+    int held = http_send("POST", "/api/v1/changes", headers, body);
+    fx_sleep_ms(300);
+    reply queue, busy;
+    long long took = timed(&queue, "GET", "/api/v1/queue", NULL, NULL, 3000);
+    long long took_busy =
+        timed(&busy, "POST", "/api/v1/changes", headers, submit_body("other", "other"), 3000);
+    gate_remote_mirror_unlock(lock);
+    git_repository_free(mirror);
+    reply r;
+    read_reply(held, &r);
+    if (queue.status != 200 || took > 1000 || busy.status != 503)
+        print_error("while a submit waits for the mirror's lock: queue %d after %lld ms, another "
+                    "submit %d after %lld ms\n",
+                    queue.status, took, busy.status, took_busy);
+    assert_int_equal(queue.status, 200);
+    assert_true(took < 1000);
+    assert_int_equal(busy.status, 503);
+    assert_non_null(strstr(error_of(&busy), "every worker is busy"));
+    assert_non_null(strstr(busy.head, "Retry-After: 1"));
+    assert_int_equal(r.status, 201);
+    long long id = json_integer_value(json_object_get(json_object_get(r.json, "change"), "id"));
+    assert_true(id > 0);
+    reply_free(&queue);
+    reply_free(&busy);
+    reply_free(&r);
+    /* the branch view, on the worker: the branch as the submit fetched it */
+    http(&r, "GET", "/api/v1/branch?name=topic", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "head")), head_of("topic"));
+    assert_int_equal(json_integer_value(json_object_get(r.json, "active_change")), id);
+    reply_free(&r);
+    expect_error("GET", "/api/v1/branch?name=nothing", NULL, NULL, 404, "no branch 'nothing'");
+    expect_error("POST", "/api/v1/changes", headers, submit_body("topic", "other"), 409,
+                 "not at the expected head");
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_chunked_past_the_limit, stop),
         cmocka_unit_test_teardown(test_request_deadline, stop),
+        cmocka_unit_test_teardown(test_submit_on_a_worker, stop),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

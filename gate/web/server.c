@@ -6,7 +6,10 @@
  * 408, and past a number of connections a new one is answered 503.
  * Server-sent events: a stream with nothing to send is suspended, and a
  * ticker thread resumes the suspended ones every EVENTS_TICK_MS to look
- * again; the same thread ends the requests past the deadline.
+ * again; the same thread ends the requests past the deadline.  The slow git
+ * work of a submit or a branch view (routes_work.c) runs on a worker thread
+ * while its connection is suspended, and the request is routed again once it
+ * is done (start_work).
  */
 #define _GNU_SOURCE 1
 #include <arpa/inet.h>
@@ -38,6 +41,7 @@ enum {
 
 typedef struct web_stream web_stream;
 typedef struct web_conn web_conn;
+typedef struct web_worker web_worker;
 
 typedef struct web_addr {
     uint32_t ip; /* IPv4, network order */
@@ -55,8 +59,9 @@ struct gate_web {
     bool ticking;
     pthread_mutex_t lock; /* suspended */
     web_stream *suspended;
-    web_conn *conns; /* every connection open (the ticker times the requests they receive) */
-    web_addr *addrs; /* the client addresses with connections, when max_per_address is set */
+    web_conn *conns;     /* every connection open (the ticker times the requests they receive) */
+    web_worker *workers; /* o.max_workers of them */
+    web_addr *addrs;     /* the client addresses with connections, when max_per_address is set */
     size_t naddrs, addrs_cap;
 };
 
@@ -88,8 +93,22 @@ struct web_conn {
     web_conn *prev, *next; /* in w->conns, under w->lock */
 };
 
+/*
+ * A worker: a thread that does one request's git work (gate_web_work) while
+ * its connection is suspended, then resumes it to be answered.
+ */
+struct web_worker {
+    gate_web *w;
+    struct MHD_Connection *conn;
+    gate_web_work *work;
+    pthread_t thread;
+    bool started; /* under w->lock: a thread to join */
+    bool done;    /* __atomic_: its work done, the thread ending */
+};
+
 typedef struct web_request {
-    gate_web_buf body; /* on the server's heap */
+    gate_web_buf body;   /* on the server's heap */
+    gate_web_work *work; /* its git work, on a worker or done (NULL: none) */
 } web_request;
 
 void gate_web_options_default(gate_web_options *o)
@@ -99,6 +118,7 @@ void gate_web_options_default(gate_web_options *o)
     o->max_connections = 1536;
     o->timeout_s = 15;
     o->deadline_s = 60;
+    o->max_workers = 4;
     o->max_body = (size_t)64 * 1024;
     o->nice = 10;
 }
@@ -422,6 +442,8 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web
             (void)MHD_add_response_header(r, "Allow", resp->allow);
         if (resp->status == 413 || resp->status == 429 || resp->status == 503)
             (void)MHD_add_response_header(r, "Connection", "close");
+        if (resp->status == 429 || resp->status == 503)
+            (void)MHD_add_response_header(r, "Retry-After", "1");
     }
     add_common_headers(r);
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)resp->status, r);
@@ -568,6 +590,78 @@ static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const ch
     return h->twice == NULL ? MHD_YES : MHD_NO;
 }
 
+/* ---- workers: a request's slow git work off the server thread ------------------------------ */
+
+static void *worker_main(void *arg)
+{
+    web_worker *k = (web_worker *)arg;
+    lower_priority(k->w);
+    gate_web_work_do(k->work);
+    struct MHD_Connection *c = k->conn; /* k is the server's again once done */
+    __atomic_store_n(&k->work->done, true, __ATOMIC_RELEASE);
+    __atomic_store_n(&k->done, true, __ATOMIC_RELEASE);
+    MHD_resume_connection(c); /* the connection waits for it: it is there */
+    return NULL;
+}
+
+/* A worker free to take work, its last thread joined (under w->lock); NULL: all are busy. */
+static web_worker *free_worker(gate_web *w)
+{
+    for (size_t i = 0; i < w->o.max_workers; i++) {
+        web_worker *x = &w->workers[i];
+        if (x->started && __atomic_load_n(&x->done, __ATOMIC_ACQUIRE)) {
+            (void)pthread_join(x->thread, NULL); /* ended, or about to */
+            x->started = false;
+        }
+        if (!x->started)
+            return x;
+    }
+    return NULL;
+}
+
+/*
+ * resp's git work (GATE_WEB_WORK) on a worker thread, c suspended until it
+ * is done, when libmicrohttpd calls on_request again and the request is
+ * routed again with it.  Under w->lock, so that gate_web_stop, which takes it
+ * to set `quitting`, joins every worker started.  Past max_workers, or while
+ * the server stops: 503.
+ */
+static enum MHD_Result start_work(struct MHD_Connection *c, gate_web *w, web_request *rq,
+                                  gate_web_resp *resp)
+{
+    if (!received(w, c)) { /* answered 408 already */
+        gate_web_resp_free(resp);
+        return MHD_NO;
+    }
+    (void)pthread_mutex_lock(&w->lock);
+    bool quitting = __atomic_load_n(&w->quitting, __ATOMIC_ACQUIRE);
+    web_worker *k = quitting ? NULL : free_worker(w);
+    if (k == NULL) {
+        (void)pthread_mutex_unlock(&w->lock);
+        gate_web_error(resp, 503, "%s: try again later",
+                       quitting
+                           ? "the server is stopping"
+                           : "every worker is busy with a submit's or a branch view's git work");
+        return send_resp(c, w, resp);
+    }
+    KEEL_ASSERT(rq->work == NULL);
+    rq->work = resp->work;
+    resp->work = NULL;
+    k->w = w;
+    k->conn = c;
+    k->work = rq->work;
+    __atomic_store_n(&k->done, false, __ATOMIC_RELAXED);
+    MHD_suspend_connection(c);
+    k->started = pthread_create(&k->thread, NULL, worker_main, k) == 0;
+    if (!k->started) { /* answered as the work's error, resumed at once */
+        rq->work->s = KEEL_ERR(KEEL_E_SYS, "cannot start a worker thread for the request");
+        __atomic_store_n(&rq->work->done, true, __ATOMIC_RELEASE);
+        MHD_resume_connection(c);
+    }
+    (void)pthread_mutex_unlock(&w->lock);
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -630,8 +724,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return MHD_NO; /* no memory: the connection is closed */
         return MHD_YES;
     }
+    if (rq->work != NULL && !__atomic_load_n(&rq->work->done, __ATOMIC_ACQUIRE))
+        return MHD_YES; /* on a worker: resumed once it is done */
     gate_web_req req;
     memset(&req, 0, sizeof(req));
+    req.work = rq->work;
     req.method = method;
     req.path = url;
     req.authorization = header(c, "Authorization");
@@ -652,6 +749,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     req.body_len = rq->body.len;
     gate_web_resp resp;
     gate_web_route(&w->ctx, &req, &resp);
+    if (resp.kind == GATE_WEB_WORK)
+        return start_work(c, w, rq, &resp);
     return send_resp(c, w, &resp);
 }
 
@@ -664,6 +763,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         receiving((gate_web *)cls, k);
     web_request *rq = (web_request *)*con_cls;
     if (rq != NULL && *con_cls != &nul_in_uri) {
+        gate_web_work_free(rq->work);
         web_free(rq->body.p);
         web_free(rq);
         *con_cls = NULL;
@@ -737,6 +837,14 @@ keel_status gate_web_listen_check(const char *listen)
     return parse_listen(listen, &addr);
 }
 
+static void server_free(gate_web *w)
+{
+    (void)pthread_mutex_destroy(&w->lock);
+    web_free(w->addrs);
+    web_free(w->workers);
+    web_free(w);
+}
+
 keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
 {
     *out = NULL;
@@ -752,19 +860,18 @@ keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
     w->ctx.targets = o->targets;
     w->ctx.ntargets = o->ntargets;
     w->o = *o;
+    if (w->o.max_workers > GATE_WEB_WORKERS_MAX)
+        w->o.max_workers = GATE_WEB_WORKERS_MAX;
+    w->ctx.workers = w->o.max_workers > 0;
     __atomic_store_n(&w->connections, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&w->quitting, false, __ATOMIC_RELAXED);
     (void)pthread_mutex_init(&w->lock, NULL);
-    if (o->max_per_address > 0) {
-        w->addrs_cap = (size_t)o->max_connections + CONNECTIONS_SPARE;
-        void *addrs = NULL;
-        keel_status a = keel_heap_calloc(GATE_WEB_HEAP, w->addrs_cap, sizeof(*w->addrs), &addrs);
-        if (!keel_ok(a)) {
-            (void)pthread_mutex_destroy(&w->lock);
-            web_free(w);
-            return KEEL_CONTEXT(a, "no memory for the server's client addresses");
-        }
-        w->addrs = (web_addr *)addrs;
+    w->addrs_cap = o->max_per_address > 0 ? (size_t)o->max_connections + CONNECTIONS_SPARE : 0;
+    w->addrs = w->addrs_cap > 0 ? (web_addr *)web_zalloc(w->addrs_cap * sizeof(*w->addrs)) : NULL;
+    w->workers = (web_worker *)web_zalloc((w->o.max_workers + 1) * sizeof(*w->workers));
+    if ((w->addrs_cap > 0 && w->addrs == NULL) || w->workers == NULL) {
+        server_free(w);
+        return KEEL_ERR(KEEL_E_NOMEM, "no memory for the server's client addresses and workers");
     }
     w->daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request, w,
@@ -776,9 +883,7 @@ keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
         MHD_OPTION_END);
     if (w->daemon == NULL) {
         int e = errno;
-        (void)pthread_mutex_destroy(&w->lock);
-        web_free(w->addrs);
-        web_free(w);
+        server_free(w);
         return KEEL_ERR_SYS(e != 0 ? e : EADDRINUSE, "cannot listen on '%s'", o->listen);
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -804,9 +909,19 @@ void gate_web_stop(gate_web *w)
 {
     if (w == NULL)
         return;
+    (void)pthread_mutex_lock(&w->lock); /* no worker starts after this (start_work) */
     __atomic_store_n(&w->quitting, true, __ATOMIC_RELEASE);
+    (void)pthread_mutex_unlock(&w->lock);
     if (w->ticking)
         (void)pthread_join(w->ticker, NULL);
+    /* the workers' requests are answered (a fetch waits for the mirror's lock up to 60 s) */
+    for (size_t i = 0; i < w->o.max_workers; i++) {
+        (void)pthread_mutex_lock(&w->lock);
+        bool started = w->workers[i].started;
+        (void)pthread_mutex_unlock(&w->lock);
+        if (started)
+            (void)pthread_join(w->workers[i].thread, NULL);
+    }
     /* a stream that suspended as the ticker stopped: resumed, it sees quitting and ends */
     for (int i = 0; i < 20; i++) {
         resume_all(w);
@@ -814,7 +929,5 @@ void gate_web_stop(gate_web *w)
         (void)nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(w->daemon);
-    (void)pthread_mutex_destroy(&w->lock);
-    web_free(w->addrs);
-    web_free(w);
+    server_free(w);
 }
