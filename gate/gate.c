@@ -433,16 +433,21 @@ void gate_close(gate *g)
     keel_heap_free(GATE_HEAP, g);
 }
 
-keel_status gate_already_in(gate *g, const char *branch, const char *head, const char *tip)
+/* Does `tip`'s history hold `head`?  One that cannot be read: no (the merge tells whose fault). */
+static bool holds(gate_repo *r, const char *head, const char *tip)
 {
     bool in = false;
-    keel_status s = gate_is_ancestor(g->repo, head, tip, &in);
-    if (!keel_ok(s)) { /* a history that cannot be read: the merge tells whose fault */
+    keel_status s = gate_is_ancestor(r, head, tip, &in);
+    if (!keel_ok(s)) {
         keel_status_ignore(s, "the change is merged and judged as before");
-        return KEEL_OK;
+        return false;
     }
-    if (!in)
-        return KEEL_OK;
+    return in;
+}
+
+/* The refusal of a change whose `head` the target's `tip` holds */
+static keel_status already_in(const gate *g, const char *branch, const char *head, const char *tip)
+{
     return keel_status_with_str(
         keel_status_with_str(
             KEEL_ERR(KEEL_E_EXISTS,
@@ -451,6 +456,11 @@ keel_status gate_already_in(gate *g, const char *branch, const char *head, const
                      branch, head, g->target, tip),
             "branch", branch),
         "tip", tip);
+}
+
+keel_status gate_already_in(gate *g, const char *branch, const char *head, const char *tip)
+{
+    return holds(g->repo, head, tip) ? already_in(g, branch, head, tip) : KEEL_OK;
 }
 
 /* An "already-in" event: `why` (borrowed) about `branch` at `head`. */
@@ -478,45 +488,63 @@ keel_status gate_submit(gate *g, const char *branch, int priority, long long *id
     return gate_submit_at(g, branch, NULL, priority, id);
 }
 
-keel_status gate_submit_at(gate *g, const char *branch, const char *expected_head, int priority,
-                           long long *id)
+keel_status gate_submit_check(const gate *g, const char *branch)
 {
-    KEEL_ASSERT(g != NULL && id != NULL);
     keel_status s = gate_branch_check(branch);
-    if (!keel_ok(s))
-        return s;
-    if (strcmp(branch, g->target) == 0)
-        return branch_is_target(g, branch, "submit");
+    if (keel_ok(s) && strcmp(branch, g->target) == 0)
+        s = branch_is_target(g, branch, "submit");
+    return s;
+}
+
+const char *gate_repo_place(const gate *g, const char **url)
+{
+    *url = gate_repo_is_remote(g->repo) ? g->repo_path : NULL;
+    return gate_repo_dir(g->repo);
+}
+
+keel_status gate_submit_look(gate_repo *r, const char *target, const char *branch,
+                             const char *expected_head, gate_submit_seen *out)
+{
+    KEEL_ASSERT(r != NULL && target != NULL && branch != NULL && out != NULL);
+    memset(out, 0, sizeof(*out));
     /* a commit; an annotated tag is peeled to its commit, a blob or a tree refused */
-    char head[GATE_HEX], tag[GATE_HEX], peeled[2 * GATE_HEX + 64] = "", tip[GATE_HEX];
-    s = gate_branch_commit(g->repo, branch, head, tag);
-    if (keel_ok(s) && expected_head != NULL && strcmp(head, expected_head) != 0)
+    keel_status s = gate_branch_commit(r, branch, out->head, out->tag);
+    if (keel_ok(s) && expected_head != NULL && strcmp(out->head, expected_head) != 0)
         return keel_status_with_str(
             KEEL_ERR(KEEL_E_CONFLICT,
                      "branch '%s' is at %s, not at the expected head '%s': it moved (or the "
                      "expected head is not its commit)",
-                     branch, head, expected_head),
-            "head", head);
-    keel_status t = keel_ok(s) ? gate_branch_head(g->repo, g->target, tip) : KEEL_OK;
+                     branch, out->head, expected_head),
+            "head", out->head);
+    keel_status t = keel_ok(s) ? gate_branch_head(r, target, out->tip) : KEEL_OK;
     if (KEEL_IS(t, KEEL_E_NOTFOUND)) { /* a target without commits holds nothing yet */
         keel_status_free(t);
-        tip[0] = '\0';
+        out->tip[0] = '\0';
     } else if (!keel_ok(t)) {
         s = t;
     }
-    if (keel_ok(s) && tip[0] != '\0') {
-        s = gate_already_in(g, branch, head, tip);
-        if (!keel_ok(s)) {
-            keel_status e = gate_already_in_event(g, branch, head, s);
-            if (!keel_ok(e))
-                keel_status_ignore(e, "the refusal is said all the same");
-            return s;
-        }
+    if (!keel_ok(s))
+        return KEEL_CONTEXT(s, "submitting '%s'", branch);
+    out->in_target = out->tip[0] != '\0' && holds(r, out->head, out->tip);
+    return KEEL_OK;
+}
+
+keel_status gate_submit_looked(gate *g, const char *branch, const gate_submit_seen *seen,
+                               int priority, long long *id)
+{
+    KEEL_ASSERT(g != NULL && seen != NULL && id != NULL);
+    const char *head = seen->head;
+    if (seen->in_target) {
+        keel_status s = already_in(g, branch, head, seen->tip);
+        keel_status e = gate_already_in_event(g, branch, head, s);
+        if (!keel_ok(e))
+            keel_status_ignore(e, "the refusal is said all the same");
+        return s;
     }
-    if (keel_ok(s))
-        s = gate_store_submit(g->store, branch, head, g->target, priority, now_s(), id);
-    if (keel_ok(s) && tag[0] != '\0') {
-        gate_fmt(peeled, sizeof(peeled), "peeled annotated tag %s to commit %s", tag, head);
+    char peeled[2 * GATE_HEX + 64] = "";
+    keel_status s = gate_store_submit(g->store, branch, head, g->target, priority, now_s(), id);
+    if (keel_ok(s) && seen->tag[0] != '\0') {
+        gate_fmt(peeled, sizeof(peeled), "peeled annotated tag %s to commit %s", seen->tag, head);
         char detail[sizeof(peeled) + (size_t)GATE_BRANCH_LEN_MAX * 6 + 64];
         size_t n = (size_t)snprintf(detail, sizeof(detail), "{\"branch\":");
         n = gate_json_str(detail, sizeof(detail), n, branch);
@@ -532,40 +560,64 @@ keel_status gate_submit_at(gate *g, const char *branch, const char *expected_hea
     return KEEL_OK;
 }
 
-keel_status gate_branch_view_get(gate *g, const char *branch, gate_branch_view *out)
+keel_status gate_submit_at(gate *g, const char *branch, const char *expected_head, int priority,
+                           long long *id)
 {
-    KEEL_ASSERT(g != NULL && branch != NULL && out != NULL);
+    KEEL_ASSERT(g != NULL && id != NULL);
+    gate_submit_seen seen;
+    keel_status s = gate_submit_check(g, branch);
+    if (keel_ok(s))
+        s = gate_submit_look(g->repo, g->target, branch, expected_head, &seen);
+    return keel_ok(s) ? gate_submit_looked(g, branch, &seen, priority, id) : s;
+}
+
+keel_status gate_branch_look(gate_repo *r, const char *target, const char *branch,
+                             gate_branch_view *out)
+{
+    KEEL_ASSERT(r != NULL && target != NULL && branch != NULL && out != NULL);
     memset(out, 0, sizeof(*out));
     char hex[GATE_HEX], tip[GATE_HEX];
-    keel_status s = gate_branch_known(g->repo, branch, hex);
+    keel_status s = gate_branch_known(r, branch, hex);
     if (keel_ok(s)) {
         char what[GATE_BRANCH_LEN_MAX + 16], tag[GATE_HEX];
         gate_fmt(what, sizeof(what), "branch '%s'", branch);
-        s = gate_commit_of(g->repo, what, hex, out->head, tag);
+        s = gate_commit_of(r, what, hex, out->head, tag);
     }
     if (keel_ok(s))
-        s = gate_commit_subject(g->repo, out->head, out->subject, sizeof(out->subject));
+        s = gate_commit_subject(r, out->head, out->subject, sizeof(out->subject));
     if (!keel_ok(s))
         return s;
-    keel_status t = gate_branch_known(g->repo, g->target, tip);
+    keel_status t = gate_branch_known(r, target, tip);
     if (keel_ok(t)) {
-        t = gate_is_ancestor(g->repo, out->head, tip, &out->in_target);
+        t = gate_is_ancestor(r, out->head, tip, &out->in_target);
     } else if (KEEL_IS(t, KEEL_E_NOTFOUND)) { /* a target without commits holds nothing yet */
         keel_status_free(t);
         t = KEEL_OK;
     }
-    if (!keel_ok(t))
-        return t;
+    return t;
+}
+
+keel_status gate_branch_view_active(gate *g, const char *branch, gate_branch_view *v)
+{
+    KEEL_ASSERT(g != NULL && branch != NULL && v != NULL);
     gate_change c[4];
     size_t n = 0;
-    s = gate_store_branch_changes(g->store, branch, g->target, c, 4, &n);
+    v->active = 0;
+    keel_status s = gate_store_branch_changes(g->store, branch, g->target, c, 4, &n);
     for (size_t i = 0; keel_ok(s) && i < n && i < 4; i++)
         if (strcmp(c[i].target, g->target) == 0 &&
             (c[i].state == GATE_CHANGE_QUEUED || c[i].state == GATE_CHANGE_TESTING)) {
-            out->active = c[i].id;
+            v->active = c[i].id;
             break;
         }
     return s;
+}
+
+keel_status gate_branch_view_get(gate *g, const char *branch, gate_branch_view *out)
+{
+    KEEL_ASSERT(g != NULL && branch != NULL && out != NULL);
+    keel_status s = gate_branch_look(g->repo, g->target, branch, out);
+    return keel_ok(s) ? gate_branch_view_active(g, branch, out) : s;
 }
 
 keel_status gate_cancel(gate *g, long long id)

@@ -27,7 +27,8 @@
 
 #include "store.h"
 
-typedef struct gate gate; /* opaque */
+typedef struct gate gate;           /* opaque */
+typedef struct gate_repo gate_repo; /* git.h */
 
 typedef struct gate_options {
     const char *repo;   /* the guarded repository (default "."): a path, or a URL (remote.h) */
@@ -86,6 +87,40 @@ KEEL_MUST_USE keel_status gate_submit_at(gate *g, const char *branch, const char
 KEEL_MUST_USE keel_status gate_cancel(gate *g, long long id);
 
 /*
+ * gate_submit_at in its steps, for a caller that does the git work on a
+ * thread of its own (keel-gate serve's workers), where it may be slow: a
+ * remote's branch and target are fetched into the mirror under the mirror's
+ * lock (which a running gate holds up to 60 s) and over the network, and the
+ * target's history is walked.
+ *   gate_submit_check: is `branch` one to submit to g's target (a valid
+ *     name, not the target: KEEL_E_INVAL saying what to do instead)?
+ *   gate_submit_look: what the submit reads of git, on repository r (a
+ *     handle of the calling thread's, opened where gate_repo_place says),
+ *     for `target`; no gate handle, no store.  KEEL_E_CONFLICT when the
+ *     branch is not at `expected_head` (NULL: any).
+ *   gate_submit_looked: the change queued on g as `seen` found it (or
+ *     refused, KEEL_E_EXISTS, with its event, when the target holds it).
+ */
+typedef struct gate_submit_seen {
+    char head[GATE_OID_HEX]; /* the branch's commit (an annotated tag peeled to it) */
+    char tag[GATE_OID_HEX];  /* that tag; "": none */
+    char tip[GATE_OID_HEX];  /* the target's; "": it has no commits */
+    bool in_target;          /* tip's history holds head */
+} gate_submit_seen;
+KEEL_MUST_USE keel_status gate_submit_check(const gate *g, const char *branch);
+KEEL_MUST_USE keel_status gate_submit_look(gate_repo *r, const char *target, const char *branch,
+                                           const char *expected_head, gate_submit_seen *out);
+KEEL_MUST_USE keel_status gate_submit_looked(gate *g, const char *branch,
+                                             const gate_submit_seen *seen, int priority,
+                                             long long *id);
+/*
+ * Where g's repository is, for a handle of another thread's: its directory
+ * (a remote's: its mirror), and *url the remote's URL (NULL: a local one);
+ * gate_repo_open or gate_repo_open_remote opens it (git.h).
+ */
+const char *gate_repo_place(const gate *g, const char **url);
+
+/*
  * What a branch holds, for a caller about to submit it (the dashboard's
  * form, GET /api/v1/branch): its commit (an annotated tag peeled, as submit
  * peels it; a remote's branch as its mirror last saw it: no network), that
@@ -100,6 +135,14 @@ typedef struct gate_branch_view {
     long long active;        /* the branch's queued or testing change; 0: none */
 } gate_branch_view;
 KEEL_MUST_USE keel_status gate_branch_view_get(gate *g, const char *branch, gate_branch_view *out);
+/*
+ * gate_branch_view_get in two steps, as a submit (above): the git part on
+ * repository r for `target` (all but `active`; the walk of the target's
+ * history), then the store's part on g (v->active).
+ */
+KEEL_MUST_USE keel_status gate_branch_look(gate_repo *r, const char *target, const char *branch,
+                                           gate_branch_view *out);
+KEEL_MUST_USE keel_status gate_branch_view_active(gate *g, const char *branch, gate_branch_view *v);
 
 typedef struct gate_run_stats {
     unsigned long long builds;   /* builds started (retries included) */

@@ -25,6 +25,7 @@ static gate *srv_gate; /* the server's (its thread's alone) */
 static gate_web *srv;
 static unsigned short srv_port;
 static char tok_read[GATE_TOKEN_MAX], tok_submit[GATE_TOKEN_MAX], tok_admin[GATE_TOKEN_MAX];
+static bool api_over_url; /* the server's gate reaches the repository as file:// (a mirror) */
 
 static inline void add_token(gate *g, const char *name, gate_role role, char *token)
 {
@@ -44,6 +45,8 @@ static inline void start_with(const gate_web_options *given, const char *config_
     fx_branch("topic", "topic.txt", "topic\n");
     fx_branch("other", "other.txt", "other\n");
     fx_branch("third", "third.txt", "third\n");
+    if (api_over_url)
+        fx_where = fx_url;
     srv_gate = fx_open();
     add_token(srv_gate, "reader", GATE_ROLE_READ, tok_read);
     add_token(srv_gate, "dev", GATE_ROLE_SUBMIT, tok_submit);
@@ -149,9 +152,9 @@ static inline void read_reply(int fd, reply *r)
     r->json = json_loads(r->body, 0, NULL);
 }
 
-/* A request: `headers` ("Name: value\r\n" lines, NULL: none), `body` (NULL: none). */
-static inline void http(reply *r, const char *method, const char *path, const char *headers,
-                        const char *body)
+/* A request sent: `headers` ("Name: value\r\n" lines, NULL: none), `body` (NULL: none); its socket. */
+static inline int http_send(const char *method, const char *path, const char *headers,
+                            const char *body)
 {
     int fd = connect_srv();
     char req[8192];
@@ -163,7 +166,14 @@ static inline void http(reply *r, const char *method, const char *path, const ch
     send_all(fd, req, (size_t)n);
     if (body != NULL)
         send_all(fd, body, strlen(body));
-    read_reply(fd, r);
+    return fd;
+}
+
+/* A request and its response, as http_send sends it. */
+static inline void http(reply *r, const char *method, const char *path, const char *headers,
+                        const char *body)
+{
+    read_reply(http_send(method, path, headers, body), r);
 }
 
 static inline const char *auth(const char *token)
@@ -234,6 +244,34 @@ static inline long long submit(const char *branch, const char *extra_headers)
 static inline long long count_changes(void)
 {
     return fx_sql_int("SELECT count(*) FROM changes WHERE ?1 IS NOT NULL", "x");
+}
+
+/* Read from fd until `want` appears (or 10 s): the text so far into buf. */
+static inline bool read_until(int fd, char *buf, size_t size, size_t *len, const char *want)
+{
+    long long end = fx_now_ms() + 10000;
+    while (fx_now_ms() < end) {
+        buf[*len] = '\0';
+        if (strstr(buf, want) != NULL)
+            return true;
+        ssize_t n = recv(fd, buf + *len, size - 1 - *len, 0);
+        if (n <= 0)
+            return false;
+        *len += (size_t)n;
+    }
+    return false;
+}
+
+/* GET /api/v1/events on a connection left open (`last`: its Last-Event-ID, NULL: none). */
+static inline int open_events(const char *last)
+{
+    int fd = connect_srv();
+    char req[160];
+    int n = snprintf(req, sizeof(req), "GET /api/v1/events HTTP/1.1\r\nHost: x\r\n%s%s%s\r\n",
+                     last != NULL ? "Last-Event-ID: " : "", last != NULL ? last : "",
+                     last != NULL ? "\r\n" : "");
+    send_all(fd, req, (size_t)n);
+    return fd;
 }
 
 #endif /* KEEL_TEST_GATE_API_CLIENT_H */

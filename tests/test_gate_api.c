@@ -659,34 +659,6 @@ static void test_pause_holds_the_queue(void **state)
     free(text);
 }
 
-/* Read from fd until `want` appears (or 10 s): the text so far into buf. */
-static bool read_until(int fd, char *buf, size_t size, size_t *len, const char *want)
-{
-    long long end = fx_now_ms() + 10000;
-    while (fx_now_ms() < end) {
-        buf[*len] = '\0';
-        if (strstr(buf, want) != NULL)
-            return true;
-        ssize_t n = recv(fd, buf + *len, size - 1 - *len, 0);
-        if (n <= 0)
-            return false;
-        *len += (size_t)n;
-    }
-    return false;
-}
-
-/* GET /api/v1/events on a connection left open (`last`: its Last-Event-ID, NULL: none). */
-static int open_events(const char *last)
-{
-    int fd = connect_srv();
-    char req[160];
-    int n = snprintf(req, sizeof(req), "GET /api/v1/events HTTP/1.1\r\nHost: x\r\n%s%s%s\r\n",
-                     last != NULL ? "Last-Event-ID: " : "", last != NULL ? last : "",
-                     last != NULL ? "\r\n" : "");
-    send_all(fd, req, (size_t)n);
-    return fd;
-}
-
 /*
  * The server's buffers (request bodies, responses, event streams) on module
  * gate_web's heap: every kind of request uses it, and all of it is given

@@ -82,6 +82,9 @@ static const opt_def opt_table[] = {
      "whether the API's reads need a token of role read (default public)"},
     {"per-address", "N", C_SERVE | C_RUN,
      "connections one client address may hold at once; past them 429 (default 0: no limit)"},
+    {"request-deadline", "SECONDS", C_SERVE | C_RUN,
+     "the API's deadline for a whole request, headers and body; past it 408 and closed (default "
+     "60; 0: none; an event stream is not cut)"},
     {"nice", "N", C_SERVE | C_RUN,
      "the API's threads run at nice N, 0 to 19, so that a loaded server takes CPU from the gate "
      "and its jobs last (default 10; 0: the gate's own priority)"},
@@ -524,6 +527,14 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
         return usage_error(err, "'--per-address' needs a whole number of connections, not '%s'",
                            per);
     wo.max_per_address = per != NULL ? (unsigned)number : 0;
+    const char *deadline = opt_value(&p, "request-deadline");
+    if (deadline != NULL && !parse_ll(deadline, 0, 86400, &number))
+        return usage_error(err,
+                           "'--request-deadline' needs a whole number of seconds from 0 to 86400, "
+                           "not '%s'",
+                           deadline);
+    if (deadline != NULL)
+        wo.deadline_s = (unsigned)number;
     const char *nice_arg = opt_value(&p, "nice");
     if (nice_arg != NULL && !parse_ll(nice_arg, 0, 19, &number))
         return usage_error(err, "'--nice' needs a whole number from 0 to 19, not '%s'", nice_arg);

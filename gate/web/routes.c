@@ -102,6 +102,8 @@ void gate_web_resp_free(gate_web_resp *resp)
     keel_heap_free(WEB_HEAP, resp->body);
     resp->body = NULL;
     resp->len = 0;
+    gate_web_work_free(resp->work);
+    resp->work = NULL;
 }
 
 void gate_web_error(gate_web_resp *resp, int status, const char *fmt, ...)
@@ -517,7 +519,7 @@ static void idempotent(const gate_web_ctx *ctx, const gate_web_req *req, const r
         return;
     }
     dispatch(ctx, req, r, num, who, resp);
-    if (resp->status < 500) {
+    if (resp->status < 500 && resp->kind != GATE_WEB_WORK) { /* work: kept once it is done */
         s = gate_store_idem_put(st, req->idempotency_key, hash, resp->status,
                                 resp->body != NULL ? resp->body : "", (long long)time(NULL));
         if (!keel_ok(s))

@@ -2,7 +2,8 @@
  * gate/web/routes_int.h - what the API's route files share (routes.c: the
  * responses and the routing; routes_read.c: the reads; routes_write.c: the
  * writes; routes_after.c: the culprit searches, backouts and branch flows;
- * routes_targets.c: ?target=): JSON responses, errors from a status, memory
+ * routes_targets.c: ?target=; routes_work.c: the git work done on a worker):
+ * JSON responses, errors from a status, memory
  * on the server's heap, the endpoints the routing calls.  Not an API.
  */
 #ifndef KEEL_GATE_WEB_ROUTES_INT_H
@@ -80,6 +81,16 @@ void gate__web_priority(const gate_web_ctx *ctx, const gate_web_req *req, long l
                         gate_web_resp *resp);
 void gate__web_pause(const gate_web_ctx *ctx, const gate_web_req *req, bool pause,
                      const gate_token *who, gate_web_resp *resp);
+
+/*
+ * The slow git work of a submit or a branch view (routes_work.c): resp as
+ * the work for the server's workers, of `branch` (checked first: a bad name
+ * is resp's 400) for ctx's target, a submit's at `expected` (NULL: any).
+ */
+void gate__web_work(const gate_web_ctx *ctx, bool branch_view, const char *branch,
+                    const char *expected, gate_web_resp *resp);
+/* The status of req's work, done (the caller's to free; the work's is KEEL_OK afterwards). */
+keel_status gate__web_work_taken(const gate_web_req *req);
 
 /* GET /culprits, GET /backouts, GET /flows, POST /backouts/breaker/reset (routes_after.c) */
 void gate__web_culprits(const gate_web_ctx *ctx, gate_web_resp *resp);

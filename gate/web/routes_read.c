@@ -604,8 +604,17 @@ void gate__web_branch(const gate_web_ctx *ctx, const gate_web_req *req, gate_web
         gate_web_error(resp, 400, "name (the branch) is required: /api/v1/branch?name=BRANCH");
         return;
     }
+    if (ctx->workers && req->work == NULL) { /* the walk first, on a worker */
+        gate__web_work(ctx, true, req->q_name, NULL, resp);
+        return;
+    }
     gate_branch_view v;
-    keel_status s = gate_branch_view_get(ctx->g, req->q_name, &v);
+    keel_status s = req->work == NULL ? gate_branch_view_get(ctx->g, req->q_name, &v)
+                                      : gate__web_work_taken(req);
+    if (keel_ok(s) && req->work != NULL) {
+        v = req->work->view;
+        s = gate_branch_view_active(ctx->g, req->q_name, &v);
+    }
     if (!keel_ok(s)) {
         gate__web_status(resp, s);
         return;

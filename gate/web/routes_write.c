@@ -112,9 +112,20 @@ void gate__web_submit(const gate_web_ctx *ctx, const gate_web_req *req, gate_web
     }
     if (!bad && !priority_field(o, "priority", false, &priority, resp))
         bad = true;
+    if (!bad && ctx->workers && req->work == NULL) { /* the git work first, on a worker */
+        keel_status s = gate_submit_check(ctx->g, branch);
+        if (keel_ok(s))
+            gate__web_work(ctx, false, branch, hex, resp);
+        else
+            gate__web_status(resp, s);
+        bad = true;
+    }
     if (!bad) {
         long long id = 0;
-        keel_status s = gate_submit_at(ctx->g, branch, hex, priority, &id);
+        keel_status s = req->work == NULL ? gate_submit_at(ctx->g, branch, hex, priority, &id)
+                                          : gate__web_work_taken(req);
+        if (keel_ok(s) && req->work != NULL)
+            s = gate_submit_looked(ctx->g, branch, &req->work->seen, priority, &id);
         gate_change c;
         if (keel_ok(s))
             s = gate_store_get(gate_get_store(ctx->g), id, &c);

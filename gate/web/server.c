@@ -2,9 +2,14 @@
  * server.c - keel-gate serve on libmicrohttpd: one epoll thread answers
  * every connection (so the gate's store is used by one thread), a request's
  * body is read whole up to a limit, idle connections are closed after a
- * timeout, and past a number of connections a new one is answered 503.
+ * timeout, a request that has not arrived whole by a deadline is answered
+ * 408, and past a number of connections a new one is answered 503.
  * Server-sent events: a stream with nothing to send is suspended, and a
- * ticker thread resumes the suspended ones every EVENTS_TICK_MS to look again.
+ * ticker thread resumes the suspended ones every EVENTS_TICK_MS to look
+ * again; the same thread ends the requests past the deadline.  The slow git
+ * work of a submit or a branch view (routes_work.c) runs on a worker thread
+ * while its connection is suspended, and the request is routed again once it
+ * is done (start_work).
  */
 #define _GNU_SOURCE 1
 #include <arpa/inet.h>
@@ -35,6 +40,8 @@ enum {
 };
 
 typedef struct web_stream web_stream;
+typedef struct web_conn web_conn;
+typedef struct web_worker web_worker;
 
 typedef struct web_addr {
     uint32_t ip; /* IPv4, network order */
@@ -52,7 +59,9 @@ struct gate_web {
     bool ticking;
     pthread_mutex_t lock; /* suspended */
     web_stream *suspended;
-    web_addr *addrs; /* the client addresses with connections, when max_per_address is set */
+    web_conn *conns;     /* every connection open (the ticker times the requests they receive) */
+    web_worker *workers; /* o.max_workers of them */
+    web_addr *addrs;     /* the client addresses with connections, when max_per_address is set */
     size_t naddrs, addrs_cap;
 };
 
@@ -68,9 +77,38 @@ struct web_stream {
     web_stream *next;              /* in w->suspended */
 };
 
+/*
+ * A connection (its socket context) and the deadline of the request it
+ * receives: from the connection's opening, or from the end of the request
+ * before it on the connection, to the whole request received.  Neither its
+ * answer nor an event stream counts, nor the time a worker takes.
+ */
+struct web_conn {
+    struct MHD_Connection *conn;
+    int fd;
+    long long since_ms;    /* when the request it receives began */
+    bool receiving;        /* a request is coming in, the deadline counting (under w->lock) */
+    bool expired;          /* past it: answered 408 on the socket, shut down (__atomic_) */
+    bool over;             /* --per-address: opened while its address had the most it may */
+    web_conn *prev, *next; /* in w->conns, under w->lock */
+};
+
+/*
+ * A worker: a thread that does one request's git work (gate_web_work) while
+ * its connection is suspended, then resumes it to be answered.
+ */
+struct web_worker {
+    gate_web *w;
+    struct MHD_Connection *conn;
+    gate_web_work *work;
+    pthread_t thread;
+    bool started; /* under w->lock: a thread to join */
+    bool done;    /* __atomic_: its work done, the thread ending */
+};
+
 typedef struct web_request {
-    gate_web_buf body; /* on the server's heap */
-    bool too_big;
+    gate_web_buf body;   /* on the server's heap */
+    gate_web_work *work; /* its git work, on a worker or done (NULL: none) */
 } web_request;
 
 void gate_web_options_default(gate_web_options *o)
@@ -79,6 +117,8 @@ void gate_web_options_default(gate_web_options *o)
     o->listen = "127.0.0.1:8080";
     o->max_connections = 1536;
     o->timeout_s = 15;
+    o->deadline_s = 60;
+    o->max_workers = 4;
     o->max_body = (size_t)64 * 1024;
     o->nice = 10;
 }
@@ -223,6 +263,9 @@ static void resume_all(gate_web *w)
     }
 }
 
+static void expire(gate_web *w);
+
+/* Every EVENTS_TICK_MS: the suspended streams resumed, the requests past the deadline ended. */
 static void *ticker_main(void *arg)
 {
     gate_web *w = (gate_web *)arg;
@@ -231,12 +274,115 @@ static void *ticker_main(void *arg)
         struct timespec ts = {0, EVENTS_TICK_MS * 1000000L};
         (void)nanosleep(&ts, NULL);
         resume_all(w);
+        expire(w);
     }
     resume_all(w);
     return NULL;
 }
 
 /* ---- requests ----------------------------------------------------------------------------- */
+
+/*
+ * An error response written on socket fd by the server itself, where
+ * libmicrohttpd cannot queue one: 0.9.75 takes a response only before a
+ * request's body is read or once it is read whole, and none while the
+ * request is still coming in.  The status line, Connection: close and
+ * {"error": msg}, as much as the socket takes at once without waiting; the
+ * connection is closed after it (the caller's).  Only while a request is being
+ * received, when libmicrohttpd itself writes nothing on it.
+ */
+static void say_on_socket(int fd, int status, const char *msg)
+{
+    gate_web_resp resp;
+    memset(&resp, 0, sizeof(resp));
+    gate_web_error(&resp, status, "%s", msg);
+    const char *reason = MHD_get_reason_phrase_for((unsigned)status);
+    char text[1024];
+    int n = snprintf(text, sizeof(text),
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\nCache-Control: no-store\r\n"
+                     "X-Content-Type-Options: nosniff\r\n\r\n%s",
+                     status, reason != NULL ? reason : "", resp.len,
+                     resp.body != NULL ? resp.body : "");
+    if (n > 0 && (size_t)n < sizeof(text) && fd >= 0)
+        (void)send(fd, text, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    gate_web_resp_free(&resp);
+}
+
+/* c's socket (-1: unknown) */
+static int connection_fd(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci != NULL ? ci->connect_fd : -1;
+}
+
+/* ---- the deadline of a request ------------------------------------------------------------- */
+
+/* c as the server keeps it (NULL: no memory for it when it opened, so no deadline) */
+static web_conn *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? (web_conn *)ci->socket_context : NULL;
+}
+
+static bool expired(struct MHD_Connection *c)
+{
+    const web_conn *k = conn_of(c);
+    return k != NULL && __atomic_load_n(&k->expired, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * The request on c is received whole: answered, streamed or worked on next,
+ * the deadline no longer counts.  False: it was past the deadline already,
+ * answered 408 (its connection is to be closed, nothing more done).
+ */
+static bool received(gate_web *w, struct MHD_Connection *c)
+{
+    web_conn *k = conn_of(c);
+    if (k == NULL)
+        return true;
+    (void)pthread_mutex_lock(&w->lock);
+    k->receiving = false;
+    bool late = __atomic_load_n(&k->expired, __ATOMIC_ACQUIRE);
+    (void)pthread_mutex_unlock(&w->lock);
+    return !late;
+}
+
+/* A request may come on k: its deadline counts from now. */
+static void receiving(gate_web *w, web_conn *k)
+{
+    (void)pthread_mutex_lock(&w->lock);
+    k->since_ms = mono_ms();
+    k->receiving = true;
+    (void)pthread_mutex_unlock(&w->lock);
+}
+
+/*
+ * On the ticker: each request still coming in past the deadline is answered
+ * 408 on its socket, which is shut down (libmicrohttpd, reading it next,
+ * closes the connection); under w->lock, so that the server thread, which
+ * takes it to say a request is received (received()), never answers one too.
+ */
+static void expire(gate_web *w)
+{
+    if (w->o.deadline_s == 0)
+        return;
+    long long now = mono_ms();
+    char msg[128];
+    (void)snprintf(msg, sizeof(msg),
+                   "the request did not arrive whole within %u s (the server's deadline)",
+                   w->o.deadline_s);
+    (void)pthread_mutex_lock(&w->lock);
+    for (web_conn *k = w->conns; k != NULL; k = k->next)
+        if (k->receiving && !k->expired && now - k->since_ms >= (long long)w->o.deadline_s * 1000) {
+            say_on_socket(k->fd, 408, msg);
+            (void)shutdown(k->fd, SHUT_RDWR);
+            __atomic_store_n(&k->expired, true, __ATOMIC_RELEASE);
+        }
+    (void)pthread_mutex_unlock(&w->lock);
+}
 
 static void add_common_headers(struct MHD_Response *r)
 {
@@ -250,6 +396,10 @@ static void add_common_headers(struct MHD_Response *r)
 static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web_resp *resp)
 {
     struct MHD_Response *r = NULL;
+    if (!received(w, c)) { /* answered 408 already */
+        gate_web_resp_free(resp);
+        return MHD_NO;
+    }
     if (resp->kind == GATE_WEB_EVENTS) {
         web_stream *e = (web_stream *)web_zalloc(sizeof(*e));
         if (e == NULL) {
@@ -292,6 +442,8 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web
             (void)MHD_add_response_header(r, "Allow", resp->allow);
         if (resp->status == 413 || resp->status == 429 || resp->status == 503)
             (void)MHD_add_response_header(r, "Connection", "close");
+        if (resp->status == 429 || resp->status == 503)
+            (void)MHD_add_response_header(r, "Retry-After", "1");
     }
     add_common_headers(r);
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)resp->status, r);
@@ -333,16 +485,13 @@ static bool client_ip(struct MHD_Connection *c, uint32_t *ip)
 
 /*
  * --per-address: a connection opened while its address already had the most
- * it may (socket context &OVER_MARK) is refused at each request while that is
- * still so; the connections opened before it go on.
+ * it may (web_conn.over) is refused at each request while that is still so;
+ * the connections opened before it go on.
  */
-static char over_mark;
-
 static bool over_address(struct MHD_Connection *c)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return ci != NULL && ci->socket_context == &over_mark;
+    const web_conn *k = conn_of(c);
+    return k != NULL && k->over;
 }
 
 /*
@@ -441,12 +590,86 @@ static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const ch
     return h->twice == NULL ? MHD_YES : MHD_NO;
 }
 
+/* ---- workers: a request's slow git work off the server thread ------------------------------ */
+
+static void *worker_main(void *arg)
+{
+    web_worker *k = (web_worker *)arg;
+    lower_priority(k->w);
+    gate_web_work_do(k->work);
+    struct MHD_Connection *c = k->conn; /* k is the server's again once done */
+    __atomic_store_n(&k->work->done, true, __ATOMIC_RELEASE);
+    __atomic_store_n(&k->done, true, __ATOMIC_RELEASE);
+    MHD_resume_connection(c); /* the connection waits for it: it is there */
+    return NULL;
+}
+
+/* A worker free to take work, its last thread joined (under w->lock); NULL: all are busy. */
+static web_worker *free_worker(gate_web *w)
+{
+    for (size_t i = 0; i < w->o.max_workers; i++) {
+        web_worker *x = &w->workers[i];
+        if (x->started && __atomic_load_n(&x->done, __ATOMIC_ACQUIRE)) {
+            (void)pthread_join(x->thread, NULL); /* ended, or about to */
+            x->started = false;
+        }
+        if (!x->started)
+            return x;
+    }
+    return NULL;
+}
+
+/*
+ * resp's git work (GATE_WEB_WORK) on a worker thread, c suspended until it
+ * is done, when libmicrohttpd calls on_request again and the request is
+ * routed again with it.  Under w->lock, so that gate_web_stop, which takes it
+ * to set `quitting`, joins every worker started.  Past max_workers, or while
+ * the server stops: 503.
+ */
+static enum MHD_Result start_work(struct MHD_Connection *c, gate_web *w, web_request *rq,
+                                  gate_web_resp *resp)
+{
+    if (!received(w, c)) { /* answered 408 already */
+        gate_web_resp_free(resp);
+        return MHD_NO;
+    }
+    (void)pthread_mutex_lock(&w->lock);
+    bool quitting = __atomic_load_n(&w->quitting, __ATOMIC_ACQUIRE);
+    web_worker *k = quitting ? NULL : free_worker(w);
+    if (k == NULL) {
+        (void)pthread_mutex_unlock(&w->lock);
+        gate_web_error(resp, 503, "%s: try again later",
+                       quitting
+                           ? "the server is stopping"
+                           : "every worker is busy with a submit's or a branch view's git work");
+        return send_resp(c, w, resp);
+    }
+    KEEL_ASSERT(rq->work == NULL);
+    rq->work = resp->work;
+    resp->work = NULL;
+    k->w = w;
+    k->conn = c;
+    k->work = rq->work;
+    __atomic_store_n(&k->done, false, __ATOMIC_RELAXED);
+    MHD_suspend_connection(c);
+    k->started = pthread_create(&k->thread, NULL, worker_main, k) == 0;
+    if (!k->started) { /* answered as the work's error, resumed at once */
+        rq->work->s = KEEL_ERR(KEEL_E_SYS, "cannot start a worker thread for the request");
+        __atomic_store_n(&rq->work->done, true, __ATOMIC_RELEASE);
+        MHD_resume_connection(c);
+    }
+    (void)pthread_mutex_unlock(&w->lock);
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     gate_web *w = (gate_web *)cls;
+    if (expired(c)) /* answered 408 on the socket: nothing more read or done */
+        return MHD_NO;
     if (*con_cls == &nul_in_uri) /* kept: on_completed has nothing to free */
         return error_now(c, w, 400,
                          "the URL has an encoded NUL ('%00'), which no path or query value may "
@@ -490,22 +713,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (rq->too_big || rq->body.len + n > w->o.max_body) {
-            rq->too_big = true;
-            return MHD_YES;
+        if (rq->body.len + n > w->o.max_body) { /* chunks past the limit: no more read */
+            char msg[96];
+            (void)snprintf(msg, sizeof(msg), "the body is larger than %zu bytes", w->o.max_body);
+            say_on_socket(connection_fd(c), 413, msg);
+            return MHD_NO;
         }
         gate__web_buf_add(&rq->body, upload_data, n);
         if (rq->body.failed)
             return MHD_NO; /* no memory: the connection is closed */
         return MHD_YES;
     }
-    if (rq->too_big) {
-        char msg[96];
-        (void)snprintf(msg, sizeof(msg), "the body is larger than %zu bytes", w->o.max_body);
-        return error_now(c, w, 413, msg);
-    }
+    if (rq->work != NULL && !__atomic_load_n(&rq->work->done, __ATOMIC_ACQUIRE))
+        return MHD_YES; /* on a worker: resumed once it is done */
     gate_web_req req;
     memset(&req, 0, sizeof(req));
+    req.work = rq->work;
     req.method = method;
     req.path = url;
     req.authorization = header(c, "Authorization");
@@ -526,17 +749,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     req.body_len = rq->body.len;
     gate_web_resp resp;
     gate_web_route(&w->ctx, &req, &resp);
+    if (resp.kind == GATE_WEB_WORK)
+        return start_work(c, w, rq, &resp);
     return send_resp(c, w, &resp);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)c;
     (void)toe;
+    web_conn *k = conn_of(c);
+    if (k != NULL) /* the next request on the connection, if any */
+        receiving((gate_web *)cls, k);
     web_request *rq = (web_request *)*con_cls;
     if (rq != NULL && *con_cls != &nul_in_uri) {
+        gate_web_work_free(rq->work);
         web_free(rq->body.p);
         web_free(rq);
         *con_cls = NULL;
@@ -548,13 +775,39 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 {
     gate_web *w = (gate_web *)cls;
     lower_priority(w); /* on the epoll thread, which answers every connection */
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    bool started = toe == MHD_CONNECTION_NOTIFY_STARTED;
+    if (started)
         __atomic_fetch_add(&w->connections, 1, __ATOMIC_ACQ_REL);
     else
         __atomic_fetch_sub(&w->connections, 1, __ATOMIC_ACQ_REL);
-    unsigned n = count_address(w, c, toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
-        *socket_context = w->o.max_per_address > 0 && n > w->o.max_per_address ? &over_mark : NULL;
+    unsigned n = count_address(w, c, started ? 1 : -1);
+    web_conn *k = started ? (web_conn *)web_zalloc(sizeof(*k)) : (web_conn *)*socket_context;
+    if (k == NULL) /* no memory: a connection without a deadline, never over --per-address */
+        return;
+    (void)pthread_mutex_lock(&w->lock);
+    if (started) {
+        k->conn = c;
+        k->fd = connection_fd(c);
+        k->since_ms = mono_ms();
+        k->receiving = true;
+        k->over = w->o.max_per_address > 0 && n > w->o.max_per_address;
+        k->next = w->conns;
+        if (w->conns != NULL)
+            w->conns->prev = k;
+        w->conns = k;
+    } else { /* before libmicrohttpd closes the socket: the ticker never sees its number again */
+        if (k->prev != NULL)
+            k->prev->next = k->next;
+        else
+            w->conns = k->next;
+        if (k->next != NULL)
+            k->next->prev = k->prev;
+    }
+    (void)pthread_mutex_unlock(&w->lock);
+    if (started)
+        *socket_context = k;
+    else
+        web_free(k);
 }
 
 /* "HOST:PORT" into addr */
@@ -584,6 +837,14 @@ keel_status gate_web_listen_check(const char *listen)
     return parse_listen(listen, &addr);
 }
 
+static void server_free(gate_web *w)
+{
+    (void)pthread_mutex_destroy(&w->lock);
+    web_free(w->addrs);
+    web_free(w->workers);
+    web_free(w);
+}
+
 keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
 {
     *out = NULL;
@@ -599,19 +860,18 @@ keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
     w->ctx.targets = o->targets;
     w->ctx.ntargets = o->ntargets;
     w->o = *o;
+    if (w->o.max_workers > GATE_WEB_WORKERS_MAX)
+        w->o.max_workers = GATE_WEB_WORKERS_MAX;
+    w->ctx.workers = w->o.max_workers > 0;
     __atomic_store_n(&w->connections, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&w->quitting, false, __ATOMIC_RELAXED);
     (void)pthread_mutex_init(&w->lock, NULL);
-    if (o->max_per_address > 0) {
-        w->addrs_cap = (size_t)o->max_connections + CONNECTIONS_SPARE;
-        void *addrs = NULL;
-        keel_status a = keel_heap_calloc(GATE_WEB_HEAP, w->addrs_cap, sizeof(*w->addrs), &addrs);
-        if (!keel_ok(a)) {
-            (void)pthread_mutex_destroy(&w->lock);
-            web_free(w);
-            return KEEL_CONTEXT(a, "no memory for the server's client addresses");
-        }
-        w->addrs = (web_addr *)addrs;
+    w->addrs_cap = o->max_per_address > 0 ? (size_t)o->max_connections + CONNECTIONS_SPARE : 0;
+    w->addrs = w->addrs_cap > 0 ? (web_addr *)web_zalloc(w->addrs_cap * sizeof(*w->addrs)) : NULL;
+    w->workers = (web_worker *)web_zalloc((w->o.max_workers + 1) * sizeof(*w->workers));
+    if ((w->addrs_cap > 0 && w->addrs == NULL) || w->workers == NULL) {
+        server_free(w);
+        return KEEL_ERR(KEEL_E_NOMEM, "no memory for the server's client addresses and workers");
     }
     w->daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request, w,
@@ -623,9 +883,7 @@ keel_status gate_web_start(gate *g, const gate_web_options *o, gate_web **out)
         MHD_OPTION_END);
     if (w->daemon == NULL) {
         int e = errno;
-        (void)pthread_mutex_destroy(&w->lock);
-        web_free(w->addrs);
-        web_free(w);
+        server_free(w);
         return KEEL_ERR_SYS(e != 0 ? e : EADDRINUSE, "cannot listen on '%s'", o->listen);
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -651,9 +909,19 @@ void gate_web_stop(gate_web *w)
 {
     if (w == NULL)
         return;
+    (void)pthread_mutex_lock(&w->lock); /* no worker starts after this (start_work) */
     __atomic_store_n(&w->quitting, true, __ATOMIC_RELEASE);
+    (void)pthread_mutex_unlock(&w->lock);
     if (w->ticking)
         (void)pthread_join(w->ticker, NULL);
+    /* the workers' requests are answered (a fetch waits for the mirror's lock up to 60 s) */
+    for (size_t i = 0; i < w->o.max_workers; i++) {
+        (void)pthread_mutex_lock(&w->lock);
+        bool started = w->workers[i].started;
+        (void)pthread_mutex_unlock(&w->lock);
+        if (started)
+            (void)pthread_join(w->workers[i].thread, NULL);
+    }
     /* a stream that suspended as the ticker stopped: resumed, it sees quitting and ends */
     for (int i = 0; i < 20; i++) {
         resume_all(w);
@@ -661,7 +929,5 @@ void gate_web_stop(gate_web *w)
         (void)nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(w->daemon);
-    (void)pthread_mutex_destroy(&w->lock);
-    web_free(w->addrs);
-    web_free(w);
+    server_free(w);
 }

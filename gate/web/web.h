@@ -50,6 +50,20 @@ typedef struct gate_web_options {
                                  limit, the default: behind a reverse proxy all are the proxy's) */
     unsigned timeout_s;       /* an idle connection is closed after this (default 15) */
     size_t max_body;          /* a larger request body: 413 (default 64 KiB) */
+    /*
+     * A whole request (headers and body) must arrive within this, counted
+     * from its connection's opening or the end of the request before it on
+     * the connection; past it: 408, closed.  Its answer, an event stream, a
+     * worker's time do not count (default 60; 0: none).
+     */
+    unsigned deadline_s;
+    /*
+     * The submits and branch views whose git work runs at once, each on a
+     * worker thread of its own while the server thread answers others; past
+     * them 503 (default 4, at most GATE_WEB_WORKERS_MAX; 0: that work on the
+     * server thread).
+     */
+    unsigned max_workers;
     int nice; /* the server's threads run at this nice value or nicer, 0..19 (default 10: a loaded
                  server takes CPU from the gate and its jobs last; 0: the caller's priority) */
     /*
@@ -61,6 +75,8 @@ typedef struct gate_web_options {
     gate *const *targets;
     size_t ntargets;
 } gate_web_options;
+
+enum { GATE_WEB_WORKERS_MAX = 64 };
 
 void gate_web_options_default(gate_web_options *o);
 
@@ -79,6 +95,32 @@ void gate_web_stop(gate_web *w);
 
 /* ---- a request, read whole, and its response (routes.c) -------------------------------- */
 
+/*
+ * The git work of a request that may be slow (routes_work.c): a submit's (a
+ * remote's branch and target fetched into the mirror, under its lock, and
+ * the target's history walked) or the branch view's (the walk).  The routes
+ * make it (a response of kind GATE_WEB_WORK), a worker thread of the server
+ * does it with a repository handle of its own (no gate handle, no store),
+ * and the same request is routed again with it done (gate_web_req.work).
+ */
+typedef struct gate_web_work {
+    bool branch_view;            /* GET /branch; else POST /changes */
+    char dir[1024];              /* gate_repo_place: the repository, or a remote's mirror */
+    char url[1024];              /* a remote's URL; "": a local repository */
+    char target[GATE_NAME_MAX];  /* the request's target */
+    char branch[GATE_NAME_MAX];  /* checked (gate_branch_check): it fits */
+    char expected[GATE_OID_HEX]; /* a submit's expected_head; "": any */
+    keel_status s;               /* what the work found: its error */
+    gate_submit_seen seen;       /* a submit's */
+    gate_branch_view view;       /* a branch view's */
+    bool done;                   /* __atomic_: s and its findings are set */
+} gate_web_work;
+
+/* Do k (on a worker thread): k->s and its findings. */
+void gate_web_work_do(gate_web_work *k);
+/* k and its status freed (NULL: nothing). */
+void gate_web_work_free(gate_web_work *k);
+
 typedef struct gate_web_req {
     const char *method, *path; /* path without the query */
     const char *authorization; /* headers; NULL: absent */
@@ -92,13 +134,17 @@ typedef struct gate_web_req {
     const char *q_error;
     const char *body;
     size_t body_len;
+    /* the request's git work, done (its second routing); NULL: none yet.  A route takes
+       its status (k->s is KEEL_OK afterwards) */
+    gate_web_work *work;
 } gate_web_req;
 
 typedef enum gate_web_kind {
     GATE_WEB_JSON,   /* body: JSON */
     GATE_WEB_BYTES,  /* body: a log's bytes (text/plain), content_range set for 206 */
     GATE_WEB_EVENTS, /* a server-sent event stream after event `after` */
-    GATE_WEB_PAGE    /* body: a file of the dashboard (gate/web/page), of type content_type */
+    GATE_WEB_PAGE,   /* body: a file of the dashboard (gate/web/page), of type content_type */
+    GATE_WEB_WORK    /* no response yet: `work` to do on a worker, then the request again */
 } gate_web_kind;
 
 typedef struct gate_web_resp {
@@ -111,6 +157,7 @@ typedef struct gate_web_resp {
     long long after;          /* GATE_WEB_EVENTS */
     const char *content_type; /* GATE_WEB_PAGE */
     gate *events_of;          /* GATE_WEB_EVENTS: the target's gate whose events stream */
+    gate_web_work *work;      /* GATE_WEB_WORK, on GATE_WEB_HEAP (gate_web_resp_free frees it) */
 } gate_web_resp;
 
 typedef struct gate_web_ctx {
@@ -118,11 +165,12 @@ typedef struct gate_web_ctx {
     bool token_reads;
     gate *const *targets; /* every target's (gate_web_options); ?target= picks one */
     size_t ntargets;
+    bool workers; /* slow git work is the server's workers' (GATE_WEB_WORK); false: done here */
 } gate_web_ctx;
 
 /* Answer `req` into *resp (gate_web_resp_free frees its body): never fails, says the error. */
 void gate_web_route(const gate_web_ctx *ctx, const gate_web_req *req, gate_web_resp *resp);
-/* resp's body freed (NULL afterwards) */
+/* resp's body (and work) freed (NULL afterwards) */
 void gate_web_resp_free(gate_web_resp *resp);
 /* resp as {"error": msg} with `status` */
 void gate_web_error(gate_web_resp *resp, int status, const char *fmt, ...) KEEL_PRINTF(3, 4);

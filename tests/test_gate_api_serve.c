@@ -1,0 +1,240 @@
+/*
+ * test_gate_api_serve.c - keel-gate serve's server against clients that
+ * would hold it (gate/web/server.c, docs/gate-api.md "The server"): a body
+ * sent in chunks past the limit, a request trickled past the deadline, and
+ * the slow git work of a submit to a remote's gate, done while the server
+ * answers others.  A real server on a free localhost port, requests written
+ * by hand on a socket.
+ */
+#define _GNU_SOURCE 1
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "gate_api_client.h"
+#include "remote.h"
+#include "web.h"
+
+/* fd's receive timeout, ms */
+static void recv_timeout(int fd, long ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+}
+
+/*
+ * A body in chunks past the limit is refused as soon as the limit is passed,
+ * not read to its end first: here its end never comes, and the 413 does.
+ */
+static void test_chunked_past_the_limit(void **state)
+{
+    (void)state;
+    start(NULL);
+    long long before = count_changes();
+    int fd = connect_srv();
+    char req[512];
+    int n = snprintf(req, sizeof(req),
+                     "POST /api/v1/changes HTTP/1.1\r\nHost: x\r\n%s"
+                     "Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+                     auth(tok_submit));
+    send_all(fd, req, (size_t)n);
+    char chunk[8192 + 16];
+    n = snprintf(chunk, sizeof(chunk), "2000\r\n");
+    memset(chunk + n, 'x', 8192);
+    memcpy(chunk + n + 8192, "\r\n", 2);
+    for (int i = 0; i < 9; i++) /* 72 KiB, past the 64 KiB limit; no last chunk */
+        send_all(fd, chunk, (size_t)n + 8192 + 2);
+    recv_timeout(fd, 3000);
+    long long t0 = fx_now_ms();
+    reply r;
+    read_reply(fd, &r);
+    assert_int_equal(r.status, 413);
+    assert_non_null(strstr(error_of(&r), "larger than 65536 bytes"));
+    assert_non_null(strstr(r.head, "Connection: close"));
+    assert_true(fx_now_ms() - t0 < 2000);
+    reply_free(&r);
+    assert_int_equal(count_changes(), before);
+    http(&r, "GET", "/api/v1/queue", NULL, NULL); /* and the server goes on */
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
+/*
+ * Send `first`, then one byte of `rest` every 300 ms until the server
+ * answers or closes (or 8 s): how long that took from the connection's
+ * opening, ms.  *r: the answer (status 0: none).
+ */
+static long long trickle(const char *first, const char *rest, reply *r)
+{
+    long long t0 = fx_now_ms();
+    int fd = connect_srv();
+    send_all(fd, first, strlen(first));
+    struct pollfd p = {fd, POLLIN, 0};
+    for (size_t i = 0; fx_now_ms() - t0 < 8000; i++) {
+        if (poll(&p, 1, 300) != 0)
+            break;
+        if (rest[i % strlen(rest)] != '\0')
+            (void)send(fd, rest + i % strlen(rest), 1, MSG_NOSIGNAL);
+    }
+    long long took = fx_now_ms() - t0;
+    memset(r, 0, sizeof(*r));
+    if (p.revents != 0)
+        read_reply(fd, r);
+    else
+        (void)close(fd);
+    return took;
+}
+
+/*
+ * A request that never arrives whole, a byte at a time within the idle
+ * timeout, is answered 408 at the deadline and closed, in its headers or in
+ * its body; an event stream goes on past it, and so does a keep-alive
+ * connection's next request.
+ */
+static void test_request_deadline(void **state)
+{
+    (void)state;
+    gate_web_options o;
+    gate_web_options_default(&o);
+    o.deadline_s = 2; /* the idle timeout stays 15 s */
+    start(&o);
+    reply r;
+    long long took = trickle("GET /api/v1/queue HTTP/1.1\r\nHost: x\r\nX-Slow: ", "abc", &r);
+    if (r.status != 408 || took > 3500)
+        print_error("headers trickled: %d after %lld ms\n", r.status, took);
+    assert_int_equal(r.status, 408);
+    assert_true(took >= 1900 && took <= 3500);
+    assert_non_null(strstr(error_of(&r), "did not arrive whole within 2 s"));
+    assert_non_null(strstr(r.head, "Connection: close"));
+    reply_free(&r);
+    char head[512];
+    (void)snprintf(head, sizeof(head),
+                   "POST /api/v1/changes HTTP/1.1\r\nHost: x\r\n%sContent-Length: 200\r\n\r\n{",
+                   auth(tok_submit));
+    took = trickle(head, "    ", &r);
+    if (r.status != 408 || took > 3500)
+        print_error("body trickled: %d after %lld ms\n", r.status, took);
+    assert_int_equal(r.status, 408);
+    assert_true(took <= 3500);
+    reply_free(&r);
+    /* an event stream open past the deadline still streams */
+    int fd = open_events("0");
+    char buf[16384];
+    size_t len = 0;
+    assert_true(read_until(fd, buf, sizeof(buf), &len, "retry:"));
+    fx_sleep_ms(3000);
+    long long id = submit("topic", NULL);
+    char want[64];
+    (void)snprintf(want, sizeof(want), "\"change\":%lld", id);
+    assert_true(read_until(fd, buf, sizeof(buf), &len, want));
+    (void)close(fd);
+    /* a keep-alive connection: each request's deadline from the end of the one before */
+    fd = connect_srv();
+    static const char get[] = "GET /api/v1/queue HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int i = 0; i < 3; i++) {
+        fx_sleep_ms(1200); /* 3.6 s in all on the connection, 1.2 s a request */
+        send_all(fd, get, sizeof(get) - 1);
+        len = 0;
+        memset(buf, 0, sizeof(buf));
+        assert_true(read_until(fd, buf, sizeof(buf), &len, "\"paused\""));
+        assert_non_null(strstr(buf, "HTTP/1.1 200"));
+    }
+    (void)close(fd);
+    http(&r, "GET", "/api/v1/queue", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
+/* A request's response within timeout_ms (r->status 0: none came, the socket closed): ms taken. */
+static long long timed(reply *r, const char *method, const char *path, const char *headers,
+                       const char *body, int timeout_ms)
+{
+    long long t0 = fx_now_ms();
+    int fd = http_send(method, path, headers, body);
+    struct pollfd p = {fd, POLLIN, 0};
+    memset(r, 0, sizeof(*r));
+    if (poll(&p, 1, timeout_ms) == 1)
+        read_reply(fd, r);
+    else
+        (void)close(fd);
+    return fx_now_ms() - t0;
+}
+
+/*
+ * A submit to a remote's gate fetches the branch into the mirror under the
+ * mirror's lock, which a running gate holds up to 60 s: on a worker, while
+ * the server answers others at once; past the workers, 503.  The branch view
+ * is a worker's too.
+ */
+static void test_submit_on_a_worker(void **state)
+{
+    (void)state;
+    api_over_url = true;
+    gate_web_options o;
+    gate_web_options_default(&o);
+    o.max_workers = 1;
+    start(&o);
+    git_repository *mirror = NULL;
+    assert_int_equal(git_repository_open(&mirror, fx_mirror), 0);
+    int lock = -1;
+    fx_ok(gate_remote_mirror_lock(mirror, &lock)); /* as run holds it */
+    char headers[512];
+    (void)snprintf(headers, sizeof(headers), "%s", auth(tok_submit));
+    char body[256];
+    (void)snprintf(body, sizeof(body), "%s", submit_body("topic", "topic"));
+    int held = http_send("POST", "/api/v1/changes", headers, body);
+    fx_sleep_ms(300);
+    reply queue, busy;
+    long long took = timed(&queue, "GET", "/api/v1/queue", NULL, NULL, 3000);
+    long long took_busy =
+        timed(&busy, "POST", "/api/v1/changes", headers, submit_body("other", "other"), 3000);
+    gate_remote_mirror_unlock(lock);
+    git_repository_free(mirror);
+    reply r;
+    read_reply(held, &r);
+    if (queue.status != 200 || took > 1000 || busy.status != 503)
+        print_error("while a submit waits for the mirror's lock: queue %d after %lld ms, another "
+                    "submit %d after %lld ms\n",
+                    queue.status, took, busy.status, took_busy);
+    assert_int_equal(queue.status, 200);
+    assert_true(took < 1000);
+    assert_int_equal(busy.status, 503);
+    assert_non_null(strstr(error_of(&busy), "every worker is busy"));
+    assert_non_null(strstr(busy.head, "Retry-After: 1"));
+    assert_int_equal(r.status, 201);
+    long long id = json_integer_value(json_object_get(json_object_get(r.json, "change"), "id"));
+    assert_true(id > 0);
+    reply_free(&queue);
+    reply_free(&busy);
+    reply_free(&r);
+    /* the branch view, on the worker: the branch as the submit fetched it */
+    http(&r, "GET", "/api/v1/branch?name=topic", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "head")), head_of("topic"));
+    assert_int_equal(json_integer_value(json_object_get(r.json, "active_change")), id);
+    reply_free(&r);
+    expect_error("GET", "/api/v1/branch?name=nothing", NULL, NULL, 404, "no branch 'nothing'");
+    expect_error("POST", "/api/v1/changes", headers, submit_body("topic", "other"), 409,
+                 "not at the expected head");
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_chunked_past_the_limit, stop),
+        cmocka_unit_test_teardown(test_request_deadline, stop),
+        cmocka_unit_test_teardown(test_submit_on_a_worker, stop),
+    };
+    return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}
