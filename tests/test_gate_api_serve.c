@@ -52,7 +52,7 @@ static void test_chunked_past_the_limit(void **state)
     char chunk[8192 + 16];
     n = snprintf(chunk, sizeof(chunk), "2000\r\n");
     memset(chunk + n, 'x', 8192);
-    memcpy(chunk + n + 8192, "\r\n", 2);
+    (void)snprintf(chunk + n + 8192, 3, "\r\n");
     for (int i = 0; i < 9; i++) /* 72 KiB, past the 64 KiB limit; no last chunk */
         send_all(fd, chunk, (size_t)n + 8192 + 2);
     recv_timeout(fd, 3000);
@@ -66,6 +66,125 @@ static void test_chunked_past_the_limit(void **state)
     reply_free(&r);
     assert_int_equal(count_changes(), before);
     http(&r, "GET", "/api/v1/queue", NULL, NULL); /* and the server goes on */
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
+/*
+ * A client that goes on sending after the server has answered on the socket
+ * (as one does that writes its whole request before it reads): `first`, then
+ * `unit` every `every_ms` until `for_ms` from the connection's opening, every
+ * send checked; then what came back, read to its end.  The answer must come
+ * whole, the client must never be reset while it sends, and the connection
+ * must end with the server's FIN, not a reset: a close with the client's
+ * bytes unread would reset it, and a reset can take the answer with it.
+ */
+static void keep_sending(const char *first, const char *unit, long every_ms, long for_ms,
+                         int status, const char *error)
+{
+    long long t0 = fx_now_ms();
+    int fd = connect_srv();
+    struct timeval tv = {2, 0}; /* a send that blocks this long is a failure too */
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
+    int send_err = 0;
+    size_t sent = 0;
+    const char *what = first;
+    while (send_err == 0 && fx_now_ms() - t0 < for_ms) {
+        size_t len = strlen(what);
+        while (len > 0) {
+            ssize_t n = send(fd, what, len, MSG_NOSIGNAL);
+            if (n <= 0) {
+                send_err = n < 0 ? errno : EPIPE;
+                break;
+            }
+            what += n;
+            len -= (size_t)n;
+            sent += (size_t)n;
+        }
+        what = unit;
+        fx_sleep_ms(every_ms);
+    }
+    char buf[4096];
+    size_t got = 0;
+    int end_err = 0;
+    for (;;) {
+        ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+        if (n <= 0) {
+            end_err = n < 0 ? errno : 0;
+            break;
+        }
+        got += (size_t)n;
+        if (got == sizeof(buf) - 1)
+            break;
+    }
+    buf[got] = '\0';
+    (void)close(fd);
+    char line[32];
+    (void)snprintf(line, sizeof(line), "HTTP/1.1 %d ", status);
+    const char *body = strstr(buf, "\r\n\r\n");
+    const char *cl = strstr(buf, "Content-Length: ");
+    bool whole = strncmp(buf, line, strlen(line)) == 0 && body != NULL && cl != NULL &&
+                 strtoul(cl + 16, NULL, 10) == strlen(body + 4) && strstr(body, error) != NULL;
+    if (!whole || send_err != 0 || end_err != 0)
+        print_error("%zu bytes sent, %s; %zu bytes back, %s, ending in %s:\n%s\n", sent,
+                    send_err != 0 ? strerror(send_err) : "every send went", got,
+                    whole ? "the answer whole" : "not the answer whole",
+                    end_err != 0 ? strerror(end_err) : "the server's FIN", buf);
+    assert_true(whole);
+    assert_int_equal(send_err, 0);
+    assert_int_equal(end_err, 0);
+}
+
+/*
+ * The 413 of a chunked body past the limit, to a client that goes on sending
+ * chunks for 600 ms: it has every send go and reads the whole answer, then
+ * the server's FIN.
+ */
+static void test_chunked_past_the_limit_lingers(void **state)
+{
+    (void)state;
+    start(NULL);
+    long long before = count_changes();
+    enum { FIRST = 80 * 1024 };
+    char *first = malloc(FIRST);
+    char *unit = malloc(8300);
+    assert_non_null(first);
+    assert_non_null(unit);
+    int n = snprintf(first, 1024,
+                     "POST /api/v1/changes HTTP/1.1\r\nHost: x\r\n%s"
+                     "Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+                     auth(tok_submit));
+    int u = snprintf(unit, 16, "2000\r\n");
+    memset(unit + u, 'x', 8192);
+    (void)snprintf(unit + u + 8192, 3, "\r\n");
+    for (int i = 0; i < 9; i++) /* 72 KiB at once, past the 64 KiB limit */
+        n += snprintf(first + n, FIRST - (size_t)n, "%s", unit);
+    keep_sending(first, unit, 20, 600, 413, "larger than 65536 bytes");
+    free(first);
+    free(unit);
+    assert_int_equal(count_changes(), before);
+    reply r;
+    http(&r, "GET", "/api/v1/queue", NULL, NULL); /* and the server goes on */
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+}
+
+/*
+ * The 408 of a request past the deadline, to a client that goes on sending
+ * a header a byte every 20 ms for a second past it: every send goes, the
+ * whole answer comes, then the server's FIN.
+ */
+static void test_deadline_lingers(void **state)
+{
+    (void)state;
+    gate_web_options o;
+    gate_web_options_default(&o);
+    o.deadline_s = 1;
+    start(&o);
+    keep_sending("GET /api/v1/queue HTTP/1.1\r\nHost: x\r\nX-Slow: ", "a", 20, 2000, 408,
+                 "did not arrive whole within 1 s");
+    reply r;
+    http(&r, "GET", "/api/v1/queue", NULL, NULL);
     assert_int_equal(r.status, 200);
     reply_free(&r);
 }
@@ -233,7 +352,9 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_chunked_past_the_limit, stop),
+        cmocka_unit_test_teardown(test_chunked_past_the_limit_lingers, stop),
         cmocka_unit_test_teardown(test_request_deadline, stop),
+        cmocka_unit_test_teardown(test_deadline_lingers, stop),
         cmocka_unit_test_teardown(test_submit_on_a_worker, stop),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

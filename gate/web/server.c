@@ -6,7 +6,8 @@
  * 408, and past a number of connections a new one is answered 503.
  * Server-sent events: a stream with nothing to send is suspended, and a
  * ticker thread resumes the suspended ones every EVENTS_TICK_MS to look
- * again; the same thread ends the requests past the deadline.  The slow git
+ * again; the same thread ends the requests past the deadline, and drains and
+ * closes the sockets the server answered on itself (linger).  The slow git
  * work of a submit or a branch view (routes_work.c) runs on a worker thread
  * while its connection is suspended, and the request is routed again once it
  * is done (start_work).
@@ -14,6 +15,7 @@
 #define _GNU_SOURCE 1
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -36,12 +38,38 @@ enum {
     KEEPALIVE_MS = 5000,    /* a comment on an idle event stream, under the timeout */
     CHANGED_MS = 1000,      /* at most one 'changed' notice a second on a stream */
     CONNECTIONS_SPARE = 64, /* MHD's own limit: ours plus these, to answer 503 */
-    ADDRESS_MAX = 64
+    ADDRESS_MAX = 64,
+    LINGER_MAX = 64,            /* sockets answered on by the server itself, lingering at once */
+    LINGER_MS = 2000,           /* how long one lingers at most */
+    LINGER_BYTES = 1024 * 1024, /* how much of what its client still sends is read at most */
+    LINGER_READ = 16 * 1024     /* read (and thrown away) at a time */
 };
 
 typedef struct web_stream web_stream;
 typedef struct web_conn web_conn;
 typedef struct web_worker web_worker;
+
+/*
+ * A socket the server answered on itself (say_on_socket: a 408 or a 413
+ * while the request still came in), closed gently: a close with the
+ * client's bytes unread, or a byte that arrives after it, makes the kernel
+ * reset the connection, and a reset can destroy the answer before the client
+ * reads it (or fail the client's sends, so that it never reads).  So the
+ * answer is followed by a FIN (shutdown SHUT_WR), and a duplicate of the
+ * socket's descriptor keeps it open after libmicrohttpd closes its own, while
+ * the ticker reads and throws away what the client still sends, until the
+ * client ends its side, LINGER_BYTES are read or LINGER_MS pass; then it is
+ * closed.  `held`: libmicrohttpd still has the connection (a 408 in the
+ * headers, where no callback of the server's runs): its reading is shut
+ * down at the end, which wakes libmicrohttpd to close it too.
+ */
+typedef struct web_linger {
+    bool used; /* taken under w->lock; freed by the ticker, whose it is while used */
+    bool held;
+    int fd; /* the duplicate */
+    long long until_ms;
+    size_t drained;
+} web_linger;
 
 typedef struct web_addr {
     uint32_t ip; /* IPv4, network order */
@@ -63,6 +91,7 @@ struct gate_web {
     web_worker *workers; /* o.max_workers of them */
     web_addr *addrs;     /* the client addresses with connections, when max_per_address is set */
     size_t naddrs, addrs_cap;
+    web_linger lingering[LINGER_MAX];
 };
 
 struct web_stream {
@@ -264,6 +293,7 @@ static void resume_all(gate_web *w)
 }
 
 static void expire(gate_web *w);
+static void drain_lingering(gate_web *w);
 
 /* Every EVENTS_TICK_MS: the suspended streams resumed, the requests past the deadline ended. */
 static void *ticker_main(void *arg)
@@ -275,6 +305,7 @@ static void *ticker_main(void *arg)
         (void)nanosleep(&ts, NULL);
         resume_all(w);
         expire(w);
+        drain_lingering(w);
     }
     resume_all(w);
     return NULL;
@@ -288,8 +319,9 @@ static void *ticker_main(void *arg)
  * request's body is read or once it is read whole, and none while the
  * request is still coming in.  The status line, Connection: close and
  * {"error": msg}, as much as the socket takes at once without waiting; the
- * connection is closed after it (the caller's).  Only while a request is being
- * received, when libmicrohttpd itself writes nothing on it.
+ * caller then has the socket linger (linger()) and the connection closed.
+ * Only while a request is being received, when libmicrohttpd itself writes
+ * nothing on it.
  */
 static void say_on_socket(int fd, int status, const char *msg)
 {
@@ -307,6 +339,80 @@ static void say_on_socket(int fd, int status, const char *msg)
     if (n > 0 && (size_t)n < sizeof(text) && fd >= 0)
         (void)send(fd, text, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
     gate_web_resp_free(&resp);
+}
+
+/*
+ * fd, answered on by say_on_socket, lingers (web_linger); under w->lock.
+ * With every slot taken (or no descriptor to spare), it is shut down at once
+ * as before: a 408's for libmicrohttpd to close it, a 413's as
+ * libmicrohttpd closes it.
+ */
+static void linger(gate_web *w, int fd, bool held)
+{
+    if (fd < 0)
+        return;
+    web_linger *l = NULL;
+    for (size_t i = 0; i < LINGER_MAX && l == NULL; i++)
+        if (!w->lingering[i].used)
+            l = &w->lingering[i];
+    int dup = l != NULL ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (dup < 0) {
+        (void)shutdown(fd, held ? SHUT_RDWR : SHUT_WR);
+        return;
+    }
+    (void)shutdown(dup, SHUT_WR); /* the FIN after the answer */
+    l->fd = dup;
+    l->held = held;
+    l->until_ms = mono_ms() + LINGER_MS;
+    l->drained = 0;
+    l->used = true;
+}
+
+/* l's socket closed, its slot free (on the ticker, or once the server has stopped) */
+static void linger_end(gate_web *w, web_linger *l)
+{
+    if (l->held) /* libmicrohttpd, woken, reads its end and closes its descriptor */
+        (void)shutdown(l->fd, SHUT_RD);
+    (void)close(l->fd);
+    (void)pthread_mutex_lock(&w->lock);
+    l->used = false;
+    (void)pthread_mutex_unlock(&w->lock);
+}
+
+/*
+ * On the ticker: what the clients of the lingering sockets sent since, read
+ * and thrown away without waiting; each that is done (its client ended its
+ * side or failed, LINGER_BYTES read, LINGER_MS past) closed.  A slot in use
+ * is the ticker's alone, so the reading is done without w->lock.
+ */
+static void drain_lingering(gate_web *w)
+{
+    bool used[LINGER_MAX];
+    (void)pthread_mutex_lock(&w->lock);
+    for (size_t i = 0; i < LINGER_MAX; i++)
+        used[i] = w->lingering[i].used;
+    (void)pthread_mutex_unlock(&w->lock);
+    long long now = mono_ms();
+    char buf[LINGER_READ];
+    for (size_t i = 0; i < LINGER_MAX; i++) {
+        web_linger *l = &w->lingering[i];
+        if (!used[i])
+            continue;
+        bool done = now >= l->until_ms;
+        while (!done) {
+            ssize_t n = recv(l->fd, buf, sizeof(buf), MSG_DONTWAIT);
+            if (n > 0) {
+                l->drained += (size_t)n;
+                done = l->drained >= LINGER_BYTES;
+            } else if (n == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                done = true;
+            } else if (errno != EINTR) {
+                break; /* nothing more for now */
+            }
+        }
+        if (done)
+            linger_end(w, l);
+    }
 }
 
 /* c's socket (-1: unknown) */
@@ -361,8 +467,9 @@ static void receiving(gate_web *w, web_conn *k)
 
 /*
  * On the ticker: each request still coming in past the deadline is answered
- * 408 on its socket, which is shut down (libmicrohttpd, reading it next,
- * closes the connection); under w->lock, so that the server thread, which
+ * 408 on its socket, which lingers (libmicrohttpd closes the connection when
+ * the client ends its side or the lingering ends, or when it reads more of
+ * the request); under w->lock, so that the server thread, which
  * takes it to say a request is received (received()), never answers one too.
  */
 static void expire(gate_web *w)
@@ -378,7 +485,7 @@ static void expire(gate_web *w)
     for (web_conn *k = w->conns; k != NULL; k = k->next)
         if (k->receiving && !k->expired && now - k->since_ms >= (long long)w->o.deadline_s * 1000) {
             say_on_socket(k->fd, 408, msg);
-            (void)shutdown(k->fd, SHUT_RDWR);
+            linger(w, k->fd, true);
             __atomic_store_n(&k->expired, true, __ATOMIC_RELEASE);
         }
     (void)pthread_mutex_unlock(&w->lock);
@@ -716,8 +823,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (rq->body.len + n > w->o.max_body) { /* chunks past the limit: no more read */
             char msg[96];
             (void)snprintf(msg, sizeof(msg), "the body is larger than %zu bytes", w->o.max_body);
-            say_on_socket(connection_fd(c), 413, msg);
-            return MHD_NO;
+            int fd = connection_fd(c);
+            say_on_socket(fd, 413, msg);
+            (void)pthread_mutex_lock(&w->lock);
+            linger(w, fd, false);
+            (void)pthread_mutex_unlock(&w->lock);
+            return MHD_NO; /* libmicrohttpd closes its descriptor: the duplicate lingers */
         }
         gate__web_buf_add(&rq->body, upload_data, n);
         if (rq->body.failed)
@@ -929,5 +1040,8 @@ void gate_web_stop(gate_web *w)
         (void)nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(w->daemon);
+    for (size_t i = 0; i < LINGER_MAX; i++) /* the ticker's no more */
+        if (w->lingering[i].used)
+            linger_end(w, &w->lingering[i]);
     server_free(w);
 }
