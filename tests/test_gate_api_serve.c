@@ -33,6 +33,51 @@ static void recv_timeout(int fd, long ms)
     assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
 }
 
+/* The value of header `name` in `head` (a response's head as read_reply keeps it) into out. */
+static bool header_value(const char *head, const char *name, char *out, size_t size)
+{
+    char key[64];
+    (void)snprintf(key, sizeof(key), "\r\n%s: ", name);
+    const char *at = strstr(head, key);
+    if (at == NULL)
+        return false;
+    at += strlen(key);
+    const char *end = strstr(at, "\r\n");
+    size_t n = end != NULL ? (size_t)(end - at) : strlen(at);
+    (void)snprintf(out, size, "%.*s", (int)n, at);
+    return true;
+}
+
+/*
+ * The headers of every response (server.c's common_headers) are those of an
+ * answer written on the socket too: `head`'s are the same as those of a
+ * response libmicrohttpd sends, a 413 from Content-Length.
+ */
+static void common_headers_as_sent(const char *head)
+{
+    static const char *const names[] = {"Cache-Control", "X-Content-Type-Options",
+                                        "Content-Security-Policy", "Referrer-Policy"};
+    char req[512];
+    int n = snprintf(req, sizeof(req),
+                     "POST /api/v1/changes HTTP/1.1\r\nHost: x\r\n%sContent-Length: 70000\r\n"
+                     "Connection: close\r\n\r\n",
+                     auth(tok_submit));
+    int fd = connect_srv();
+    send_all(fd, req, (size_t)n);
+    reply r;
+    read_reply(fd, &r);
+    assert_int_equal(r.status, 413);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char want[512], got[512];
+        assert_true(header_value(r.head, names[i], want, sizeof(want)));
+        if (!header_value(head, names[i], got, sizeof(got)))
+            print_error("no %s on the answer written on the socket:\n%s\n", names[i], head);
+        assert_true(header_value(head, names[i], got, sizeof(got)));
+        assert_string_equal(got, want);
+    }
+    reply_free(&r);
+}
+
 /*
  * A body in chunks past the limit is refused as soon as the limit is passed,
  * not read to its end first: here its end never comes, and the 413 does.
@@ -63,6 +108,7 @@ static void test_chunked_past_the_limit(void **state)
     assert_non_null(strstr(error_of(&r), "larger than 65536 bytes"));
     assert_non_null(strstr(r.head, "Connection: close"));
     assert_true(fx_now_ms() - t0 < 2000);
+    common_headers_as_sent(r.head);
     reply_free(&r);
     assert_int_equal(count_changes(), before);
     http(&r, "GET", "/api/v1/queue", NULL, NULL); /* and the server goes on */
@@ -236,6 +282,7 @@ static void test_request_deadline(void **state)
     assert_true(took >= 1900 && took <= 3500);
     assert_non_null(strstr(error_of(&r), "did not arrive whole within 2 s"));
     assert_non_null(strstr(r.head, "Connection: close"));
+    common_headers_as_sent(r.head);
     reply_free(&r);
     char head[512];
     (void)snprintf(head, sizeof(head),

@@ -313,12 +313,30 @@ static void *ticker_main(void *arg)
 
 /* ---- requests ----------------------------------------------------------------------------- */
 
+typedef struct web_header {
+    const char *name, *value;
+} web_header;
+
+/*
+ * The headers of every response: libmicrohttpd's (add_common_headers) and
+ * those the server writes on the socket itself (say_on_socket) alike.
+ */
+static const web_header common_headers[] = {
+    {"Cache-Control", "no-store"},
+    {"X-Content-Type-Options", "nosniff"},
+    /* the dashboard's own files only, nothing inline, never in a frame */
+    {"Content-Security-Policy", GATE_PAGE_CSP},
+    {"Referrer-Policy", "no-referrer"},
+};
+enum { COMMON_HEADERS = sizeof(common_headers) / sizeof(common_headers[0]) };
+
 /*
  * An error response written on socket fd by the server itself, where
  * libmicrohttpd cannot queue one: 0.9.75 takes a response only before a
  * request's body is read or once it is read whole, and none while the
- * request is still coming in.  The status line, Connection: close and
- * {"error": msg}, as much as the socket takes at once without waiting; the
+ * request is still coming in.  The status line, its type and length,
+ * Connection: close, the common headers and {"error": msg}, as much as the
+ * socket takes at once without waiting; the
  * caller then has the socket linger (linger()) and the connection closed.
  * Only while a request is being received, when libmicrohttpd itself writes
  * nothing on it.
@@ -329,15 +347,23 @@ static void say_on_socket(int fd, int status, const char *msg)
     memset(&resp, 0, sizeof(resp));
     gate_web_error(&resp, status, "%s", msg);
     const char *reason = MHD_get_reason_phrase_for((unsigned)status);
-    char text[1024];
+    char text[2048];
     int n = snprintf(text, sizeof(text),
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\nCache-Control: no-store\r\n"
-                     "X-Content-Type-Options: nosniff\r\n\r\n%s",
-                     status, reason != NULL ? reason : "", resp.len,
-                     resp.body != NULL ? resp.body : "");
-    if (n > 0 && (size_t)n < sizeof(text) && fd >= 0)
-        (void)send(fd, text, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+                     "Connection: close\r\n",
+                     status, reason != NULL ? reason : "", resp.len);
+    size_t len = n > 0 ? (size_t)n : sizeof(text); /* sizeof(text) and past: it does not fit */
+    for (size_t i = 0; i < COMMON_HEADERS && len < sizeof(text); i++) {
+        n = snprintf(text + len, sizeof(text) - len, "%s: %s\r\n", common_headers[i].name,
+                     common_headers[i].value);
+        len = n > 0 ? len + (size_t)n : sizeof(text);
+    }
+    if (len < sizeof(text)) {
+        n = snprintf(text + len, sizeof(text) - len, "\r\n%s", resp.body != NULL ? resp.body : "");
+        len = n > 0 ? len + (size_t)n : sizeof(text);
+    }
+    if (len < sizeof(text) && fd >= 0)
+        (void)send(fd, text, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     gate_web_resp_free(&resp);
 }
 
@@ -493,11 +519,8 @@ static void expire(gate_web *w)
 
 static void add_common_headers(struct MHD_Response *r)
 {
-    (void)MHD_add_response_header(r, "Cache-Control", "no-store");
-    (void)MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    /* the dashboard's own files only, nothing inline, never in a frame; on every response */
-    (void)MHD_add_response_header(r, "Content-Security-Policy", GATE_PAGE_CSP);
-    (void)MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    for (size_t i = 0; i < COMMON_HEADERS; i++)
+        (void)MHD_add_response_header(r, common_headers[i].name, common_headers[i].value);
 }
 
 static enum MHD_Result send_resp(struct MHD_Connection *c, gate_web *w, gate_web_resp *resp)
