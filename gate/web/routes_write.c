@@ -95,32 +95,32 @@ void gate__web_submit(const gate_web_ctx *ctx, const gate_web_req *req, gate_web
     json_t *o = gate__web_body(req, fields, resp);
     if (o == NULL)
         return;
-    bool bad = false;
+    bool answered = false; /* resp is the answer: an error, or the work sent to a worker */
     int priority = 0;
-    const char *branch = str_field(o, "branch", true, &bad, resp);
-    const char *head = bad ? NULL : str_field(o, "expected_head", true, &bad, resp);
+    const char *branch = str_field(o, "branch", true, &answered, resp);
+    const char *head = answered ? NULL : str_field(o, "expected_head", true, &answered, resp);
     char hex[GATE_OID_HEX]; /* the commit id, lower-case as git writes it */
     size_t n = 0;
-    for (; !bad && n + 1 < GATE_OID_HEX && isxdigit((unsigned char)head[n]); n++)
+    for (; !answered && n + 1 < GATE_OID_HEX && isxdigit((unsigned char)head[n]); n++)
         hex[n] = (char)tolower((unsigned char)head[n]);
     hex[n] = '\0';
-    if (!bad && (n + 1 != GATE_OID_HEX || head[n] != '\0')) {
-        bad = true;
+    if (!answered && (n + 1 != GATE_OID_HEX || head[n] != '\0')) {
+        answered = true;
         gate_web_error(resp, 400,
                        "field 'expected_head' must be a commit id of %d hex digits, not '%.64s%s'",
                        GATE_OID_HEX - 1, head, strlen(head) > 64 ? "..." : "");
     }
-    if (!bad && !priority_field(o, "priority", false, &priority, resp))
-        bad = true;
-    if (!bad && ctx->workers && req->work == NULL) { /* the git work first, on a worker */
+    if (!answered && !priority_field(o, "priority", false, &priority, resp))
+        answered = true;
+    if (!answered && ctx->workers && req->work == NULL) { /* the git work first, on a worker */
         keel_status s = gate_submit_check(ctx->g, branch);
         if (keel_ok(s))
             gate__web_work(ctx, false, branch, hex, resp);
         else
             gate__web_status(resp, s);
-        bad = true;
+        answered = true;
     }
-    if (!bad) {
+    if (!answered) {
         long long id = 0;
         keel_status s = req->work == NULL ? gate_submit_at(ctx->g, branch, hex, priority, &id)
                                           : gate__web_work_taken(req);
