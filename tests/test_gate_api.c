@@ -195,6 +195,22 @@ static void test_bad_input(void **state)
     expect_error("POST", "/api/v1/changes", sub,
                  "{\"branch\":\"a\",\"branch\":\"b\",\"expected_head\":\"0\"}", 400,
                  "malformed JSON");
+    /* a branch that is no branch's name, or the target: 400 naming it, before any git work */
+    long long queued = count_changes();
+    char body[1024];
+    (void)snprintf(body, sizeof(body), "{\"branch\":\"a..b\",\"expected_head\":\"%s\"}",
+                   head_of("topic"));
+    expect_error("POST", "/api/v1/changes", sub, body, 400, "'a..b' is not a valid branch name");
+    char longest[300];
+    memset(longest, 'b', sizeof(longest) - 1);
+    longest[sizeof(longest) - 1] = '\0';
+    (void)snprintf(body, sizeof(body), "{\"branch\":\"%s\",\"expected_head\":\"%s\"}", longest,
+                   head_of("topic"));
+    expect_error("POST", "/api/v1/changes", sub, body, 400, "is not a valid branch name");
+    (void)snprintf(body, sizeof(body), "{\"branch\":\"main\",\"expected_head\":\"%s\"}",
+                   head_of("main"));
+    expect_error("POST", "/api/v1/changes", sub, body, 400, "'main' is the target");
+    assert_int_equal(count_changes(), queued);
     char *big = malloc(200 * 1024);
     memset(big, ' ', 200 * 1024 - 1);
     big[200 * 1024 - 1] = '\0';

@@ -84,8 +84,10 @@ void gate__web_pause(const gate_web_ctx *ctx, const gate_web_req *req, bool paus
 
 /*
  * The slow git work of a submit or a branch view (routes_work.c): resp as
- * the work for the server's workers, of `branch` (checked first: a bad name
- * is resp's 400) for ctx's target, a submit's at `expected` (NULL: any).
+ * the work for the server's workers, of `branch` for ctx's target, a
+ * submit's at `expected` (NULL: any).  `branch` is the caller's to check
+ * first (gate_branch_check, or gate_submit_check, which calls it): a valid
+ * name, so that it fits (at most 255 bytes).
  */
 void gate__web_work(const gate_web_ctx *ctx, bool branch_view, const char *branch,
                     const char *expected, gate_web_resp *resp);

@@ -604,8 +604,12 @@ void gate__web_branch(const gate_web_ctx *ctx, const gate_web_req *req, gate_web
         gate_web_error(resp, 400, "name (the branch) is required: /api/v1/branch?name=BRANCH");
         return;
     }
-    if (ctx->workers && req->work == NULL) { /* the walk first, on a worker */
-        gate__web_work(ctx, true, req->q_name, NULL, resp);
+    if (ctx->workers && req->work == NULL) {            /* the walk first, on a worker */
+        keel_status s = gate_branch_check(req->q_name); /* a bad name: its 400 */
+        if (keel_ok(s))
+            gate__web_work(ctx, true, req->q_name, NULL, resp);
+        else
+            gate__web_status(resp, s);
         return;
     }
     gate_branch_view v;

@@ -25,11 +25,7 @@ static bool copy(char *buf, size_t size, const char *s)
 void gate__web_work(const gate_web_ctx *ctx, bool branch_view, const char *branch,
                     const char *expected, gate_web_resp *resp)
 {
-    keel_status s = gate_branch_check(branch); /* so that it fits: at most 255 bytes */
-    if (!keel_ok(s)) {
-        gate__web_status(resp, s);
-        return;
-    }
+    KEEL_ASSERT(branch != NULL && strlen(branch) < GATE_NAME_MAX); /* checked by the caller */
     gate_web_work *k = (gate_web_work *)gate__web_calloc(1, sizeof(*k));
     if (k == NULL) {
         gate_web_error(resp, 500, "no memory for the request's git work");

@@ -113,6 +113,7 @@ void gate__web_submit(const gate_web_ctx *ctx, const gate_web_req *req, gate_web
     if (!answered && !priority_field(o, "priority", false, &priority, resp))
         answered = true;
     if (!answered && ctx->workers && req->work == NULL) { /* the git work first, on a worker */
+        /* the name checked here (gate_branch_check), as gate__web_work expects */
         keel_status s = gate_submit_check(ctx->g, branch);
         if (keel_ok(s))
             gate__web_work(ctx, false, branch, hex, resp);
