@@ -59,9 +59,10 @@ typedef struct web_worker web_worker;
  * socket's descriptor keeps it open after libmicrohttpd closes its own, while
  * the ticker reads and throws away what the client still sends, until the
  * client ends its side, LINGER_BYTES are read or LINGER_MS pass; then it is
- * closed.  `held`: libmicrohttpd still has the connection (a 408 in the
- * headers, where no callback of the server's runs): its reading is shut
- * down at the end, which wakes libmicrohttpd to close it too.
+ * closed.  `held`: libmicrohttpd still has the connection (a 408, written
+ * by the ticker): its reading is shut down at the end, which wakes
+ * libmicrohttpd to close it too, if it has not closed it already (the client
+ * ended its side, or sent more of the request, which is refused).
  */
 typedef struct web_linger {
     bool used; /* taken under w->lock; freed by the ticker, whose it is while used */
@@ -336,10 +337,10 @@ enum { COMMON_HEADERS = sizeof(common_headers) / sizeof(common_headers[0]) };
  * request's body is read or once it is read whole, and none while the
  * request is still coming in.  The status line, its type and length,
  * Connection: close, the common headers and {"error": msg}, as much as the
- * socket takes at once without waiting; the
- * caller then has the socket linger (linger()) and the connection closed.
- * Only while a request is being received, when libmicrohttpd itself writes
- * nothing on it.
+ * socket takes at once without waiting; the caller then has the socket
+ * linger (linger()) and the connection closed.  Only while a request is
+ * being received, when libmicrohttpd itself writes nothing on it (but see
+ * docs/gate-api.md, "Where a socket answer and libmicrohttpd's could meet").
  */
 static void say_on_socket(int fd, int status, const char *msg)
 {
