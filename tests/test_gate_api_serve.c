@@ -229,6 +229,33 @@ static void test_deadline_lingers(void **state)
     start(&o);
     keep_sending("GET /api/v1/queue HTTP/1.1\r\nHost: x\r\nX-Slow: ", "a", 20, 2000, 408,
                  "did not arrive whole within 1 s");
+    /*
+     * A client that reads the 408 and its FIN but keeps its socket open: the
+     * server closes its side all the same once the lingering ends (2 s), not
+     * at libmicrohttpd's idle timeout (15 s): a byte sent then is answered
+     * with a reset, and the send after it fails.
+     */
+    int fd = connect_srv();
+    static const char part[] = "GET /api/v1/queue HTTP/1.1\r\nHost: x\r\n";
+    send_all(fd, part, sizeof(part) - 1);
+    char buf[2048];
+    size_t len = 0;
+    assert_true(read_until(fd, buf, sizeof(buf), &len, "(the server's deadline)"));
+    assert_int_equal(recv(fd, buf, sizeof(buf), 0), 0); /* the FIN after it */
+    long long t0 = fx_now_ms();
+    int err = 0;
+    while (err == 0 && fx_now_ms() - t0 < 6000) {
+        fx_sleep_ms(200);
+        if (send(fd, "x", 1, MSG_NOSIGNAL) < 0)
+            err = errno;
+    }
+    long long took = fx_now_ms() - t0;
+    if (err == 0 || took > 3500)
+        print_error("the server's side closed after %lld ms (%s)\n", took,
+                    err != 0 ? strerror(err) : "not at all");
+    assert_true(err == EPIPE || err == ECONNRESET);
+    assert_true(took <= 3500);
+    (void)close(fd);
     reply r;
     http(&r, "GET", "/api/v1/queue", NULL, NULL);
     assert_int_equal(r.status, 200);
