@@ -467,9 +467,10 @@ static bool expired(struct MHD_Connection *c)
 }
 
 /*
- * The request on c is received whole: answered, streamed or worked on next,
- * the deadline no longer counts.  False: it was past the deadline already,
- * answered 408 (its connection is to be closed, nothing more done).
+ * The request on c is received whole (answered, streamed or worked on next),
+ * or refused while it comes in (a 413 on the socket): the deadline no longer
+ * counts, and the ticker answers it no 408.  False: it was past the deadline
+ * already, answered 408 (its connection is to be closed, nothing more done).
  */
 static bool received(gate_web *w, struct MHD_Connection *c)
 {
@@ -847,11 +848,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (rq->body.len + n > w->o.max_body) { /* chunks past the limit: no more read */
             char msg[96];
             (void)snprintf(msg, sizeof(msg), "the body is larger than %zu bytes", w->o.max_body);
-            int fd = connection_fd(c);
-            say_on_socket(fd, 413, msg);
-            (void)pthread_mutex_lock(&w->lock);
-            linger(w, fd, false);
-            (void)pthread_mutex_unlock(&w->lock);
+            /* the deadline stops first: the ticker answers it no 408 as well (false: it has) */
+            if (received(w, c)) {
+                int fd = connection_fd(c);
+                say_on_socket(fd, 413, msg);
+                (void)pthread_mutex_lock(&w->lock);
+                linger(w, fd, false);
+                (void)pthread_mutex_unlock(&w->lock);
+            }
             return MHD_NO; /* libmicrohttpd closes its descriptor: the duplicate lingers */
         }
         gate__web_buf_add(&rq->body, upload_data, n);
