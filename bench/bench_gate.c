@@ -69,7 +69,8 @@
  * build/release/bench_gate --trials N: N trials (a new bad set at p = 0.1
  * and a new flake stream each) per strategy with 5% flakes per job and
  * retries = 1 on the free executor: good changes rejected (the goal: none),
- * bad ones landed.
+ * bad ones landed (--flake-endings K: flakes ending one of K ways, as a
+ * real flaky test's do, instead of any way).
  */
 #define _GNU_SOURCE 1
 #include <math.h>
@@ -114,7 +115,16 @@ static bool warm = false;
  * cost (a real failure's third run), not the good changes it saves.
  */
 static unsigned flaky_alike = GATE_DEFAULT_FLAKY_ALIKE;
-enum { WARM_OFFSET = 200000 };
+/*
+ * --flake-endings K: a flake's log ends one of K ways (the same K for both
+ * configurations, as a flaky test's message is), chosen at random; 0 (the
+ * default): any way, a new signature every time.  The replays' flaky test
+ * ends one of 8 ways (bench/replay/make-fixture.sh), and a flaky test
+ * failing twice in a row the same way on one tree is the one way they saw a
+ * good change rejected (docs/gate.md, Flakes).
+ */
+static unsigned flake_endings = 0;
+enum { WARM_OFFSET = 200000, FLAKE_ENDINGS_MAX = 1000 };
 
 typedef struct strat {
     const char *name;
@@ -312,7 +322,9 @@ static void job_over(gate_sched *s, world *w, job *j, double now, double inv, do
     unsigned long long sig = w->cand_sig[c][j->cfg];
     w->real[c] = w->real[c] || sig != 0;
     if (sig == 0 && flake > 0 && bench_uniform(seed) < flake) {
-        sig = bench_splitmix64(seed) | 1; /* a flake: its log ends any way */
+        sig = flake_endings == 0 /* a flake: its log ends any way, or one of K ways */
+                  ? bench_splitmix64(seed) | 1
+                  : 0xf1a4e0000000ull + 1 + bench_splitmix64(seed) % flake_endings;
         w->flaked[c] = true;
     }
     gate_sched_job_time jt = {cfg_name[j->cfg], elapsed * 1000.0, elapsed / (inv - j->inv0), 0.0,
@@ -753,9 +765,12 @@ static int seeds(unsigned first, unsigned n)
  */
 static void trials(unsigned n)
 {
+    char endings[64] = "";
+    if (flake_endings > 0)
+        (void)snprintf(endings, sizeof(endings), " ending one of %u ways", flake_endings);
     printf("keel-gate scheduler, %u trials per strategy: %d changes (p = 0.10), 2 "
-           "configurations, 5%% flakes per job, retries = 1, %d slots\n\n",
-           n, nchanges, SLOTS);
+           "configurations, 5%% flakes per job%s, retries = 1, %d slots\n\n",
+           n, nchanges, endings, SLOTS);
     printf("| strategy | good rejected | trials with one | bad landed | makespan (T) | builds | "
            "jobs |\n|---|---|---|---|---|---|---|\n");
     int total = 0;
@@ -968,6 +983,15 @@ int main(int argc, char **argv)
         } else if (arg != NULL && strcmp(opt, "--flaky-alike") == 0 &&
                    (strcmp(arg, "2") == 0 || strcmp(arg, "3") == 0)) {
             flaky_alike = (unsigned)(arg[0] - '0');
+        } else if (arg != NULL && strcmp(opt, "--flake-endings") == 0) {
+            unsigned k = strcmp(arg, "0") == 0 ? 0 : count_arg(opt, arg);
+            if (k > FLAKE_ENDINGS_MAX) {
+                (void)fprintf(stderr,
+                              "bench_gate: --flake-endings wants a count in [0, %d], not '%s'\n",
+                              FLAKE_ENDINGS_MAX, arg);
+                return 2;
+            }
+            flake_endings = k;
         } else if (arg != NULL && strcmp(opt, "--warm") == 0 &&
                    (strcmp(arg, "on") == 0 || strcmp(arg, "off") == 0)) {
             warm = strcmp(arg, "on") == 0;
@@ -984,7 +1008,7 @@ int main(int argc, char **argv)
                           "[--workload E,P,F] [--b-length X] "
                           "[--fail-length F] [--changes N] [--rates P1,P2,P3] [--pace on|off] "
                           "[--warm on|off] "
-                          "[--flaky-alike 2|3]\n");
+                          "[--flaky-alike 2|3] [--flake-endings K]\n");
             return 2;
         }
     }
