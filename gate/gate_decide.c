@@ -345,8 +345,12 @@ static void reject_reason(gate *g, const gate_cand *c, const gate_sched_decision
         gate_fmt(batch, sizeof(batch), "isolated by bisection from a batch of %zu, then ",
                  d->batch_n);
     static const char *const why[] = {
-        "", "", ", the same way twice (not a flake: not run again)",
-        ", each time differently or as it flaked before (suspect flakes, run again)", ""};
+        "",
+        "",
+        ", the same way twice (not a flake: not run again)",
+        ", each time differently or as it flaked before (suspect flakes, run again)",
+        "",
+        ", the same way each time though a tree holding it passed (suspect flakes, run again)"};
     gate_fmt(out, size,
              "%sconfiguration '%s' %s (exit %d, log %s/logs/job-%lld.log), alone on the tip in %u "
              "of %u run%s%s%s%s",

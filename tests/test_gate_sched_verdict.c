@@ -649,6 +649,112 @@ static void test_flaky_alike(void **state)
     }
 }
 
+/* The last REJECT's reason (poll_kinds). */
+static gate_sched_why last_why;
+
+/* The decisions waiting, their kinds and changes in order (FLAKY ones left out). */
+static size_t poll_kinds(gate_sched *s, gate_sched_kind *kind, long long *change, size_t max)
+{
+    size_t n = 0;
+    gate_sched_decision d;
+    while (gate_sched_poll(s, &d)) {
+        if (d.kind == GATE_SCHED_FLAKY)
+            continue;
+        assert_true(n < max);
+        kind[n] = d.kind;
+        change[n++] = d.kind == GATE_SCHED_LAND ? d.changes[0] : d.change;
+        if (d.kind == GATE_SCHED_REJECT)
+            last_why = d.decided.why;
+    }
+    return n;
+}
+
+/*
+ * A tree holding a change that passed a configuration is evidence that its
+ * failure there is not the change's (the flaky test of parson's replay,
+ * session 32: two runs in a row ending alike on one tree): 1 ahead of 2 in a
+ * window of 2 (speculative, retries 1), 1's a fails ending 9 while 2's
+ * candidate, built on it, passes both; 1's retry fails with 9 again.  The old
+ * rule rejected 1 ("the same way twice"); now the two alike are suspect
+ * flakes, 1 runs a again, passes and lands, 2 behind it.  A real failure that
+ * such a tree does not show (change 3's a fails with 8 on every tree holding
+ * it, its stacked candidate too) is rejected at two alike as before, and one
+ * a tree holding it passed (4, fixed by 5 behind it) after its suspect
+ * runs, 1 + retries + GATE_SCHED_SUSPECT_EXTRA, `held` (its rejection's why).
+ */
+static void test_held_by_a_tree_that_passed(void **state)
+{
+    (void)state;
+    gate_sched_params p;
+    gate_sched_params_default(&p);
+    p.strategy = GATE_STRATEGY_SPECULATIVE;
+    p.max_depth = 2;
+    p.retries = 1;
+    gate_sched *s = NULL;
+    assert_true(keel_ok(gate_sched_new(&p, &s)));
+    gate_sched_kind kind[8];
+    long long change[8];
+
+    assert_true(keel_ok(gate_sched_enqueue(s, 1)));
+    assert_true(keel_ok(gate_sched_enqueue(s, 2)));
+    gate_sched_build b1 = next_build(s), b2 = next_build(s);
+    assert_true(b1.n == 1 && b1.changes[0] == 1 && b2.n == 1 && b2.changes[0] == 2);
+    results2(s, b1.candidate, 0, 9, 1, 0, 100); /* 1: a fails, ending 9 */
+    results2(s, b2.candidate, 1, 0, 1, 0, 102); /* 2, built on 1: both pass */
+    gate_sched_build r = next_build(s);
+    assert_true(r.candidate == b1.candidate && r.attempt == 2 && r.nconfigs == 1);
+    results2(s, r.candidate, 0, 9, -1, 0, 104);          /* the retry: 9 again */
+    assert_int_equal(poll_kinds(s, kind, change, 8), 0); /* not rejected: suspect */
+    r = next_build(s);
+    assert_true(r.candidate == b1.candidate && r.attempt == 3);
+    results2(s, r.candidate, 1, 0, -1, 0, 105); /* and it passes: a flake */
+    assert_int_equal(poll_kinds(s, kind, change, 8), 2);
+    assert_true(kind[0] == GATE_SCHED_LAND && change[0] == 1);
+    assert_true(kind[1] == GATE_SCHED_LAND && change[1] == 2);
+
+    assert_true(keel_ok(gate_sched_enqueue(s, 3)));
+    assert_true(keel_ok(gate_sched_enqueue(s, 6)));
+    b1 = next_build(s);
+    b2 = next_build(s);
+    results2(s, b1.candidate, 0, 8, 1, 0, 110); /* 3 breaks a */
+    results2(s, b2.candidate, 0, 8, 1, 0, 112); /* and 6's tree holds it */
+    r = next_build(s);
+    assert_true(r.candidate == b1.candidate && r.attempt == 2);
+    results2(s, r.candidate, 0, 8, -1, 0, 114);
+    assert_int_equal(poll_kinds(s, kind, change, 8), 1);
+    assert_true(kind[0] == GATE_SCHED_REJECT && change[0] == 3);
+    assert_int_equal(last_why, GATE_SCHED_WHY_SAME);
+    r = next_build(s); /* 6 again, on the tip */
+    assert_true(r.n == 1 && r.changes[0] == 6);
+    results2(s, r.candidate, 1, 0, 1, 0, 116);
+    assert_int_equal(poll_kinds(s, kind, change, 8), 1);
+    assert_true(kind[0] == GATE_SCHED_LAND && change[0] == 6);
+
+    assert_true(keel_ok(gate_sched_enqueue(s, 4)));
+    assert_true(keel_ok(gate_sched_enqueue(s, 5)));
+    b1 = next_build(s);
+    b2 = next_build(s);
+    results2(s, b1.candidate, 0, 8, 1, 0, 120); /* 4 alone breaks a */
+    results2(s, b2.candidate, 1, 0, 1, 0, 122); /* 5 on it mends it */
+    unsigned runs = 1;
+    for (;;) {
+        size_t n = poll_kinds(s, kind, change, 8);
+        if (n > 0) {
+            assert_true(kind[0] == GATE_SCHED_REJECT && change[0] == 4);
+            break;
+        }
+        r = next_build(s);
+        assert_true(r.candidate == b1.candidate);
+        results2(s, r.candidate, 0, 8, -1, 0, 124 + runs);
+        runs++;
+        assert_true(runs <= 1 + p.retries + GATE_SCHED_SUSPECT_EXTRA);
+    }
+    assert_int_equal(runs, 1 + p.retries + GATE_SCHED_SUSPECT_EXTRA);
+    assert_int_equal(last_why, GATE_SCHED_WHY_HELD); /* alike every time, though held */
+    assert_string_equal(gate_sched_why_name(last_why), "held");
+    gate_sched_delete(s);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -661,6 +767,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_rejection_taken_back),
         cmocka_unit_test(test_reopened_on_another_configuration),
         cmocka_unit_test(test_flaky_alike),
+        cmocka_unit_test(test_held_by_a_tree_that_passed),
         cmocka_unit_test(test_watch_of_a_change_queued_again),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

@@ -82,7 +82,7 @@ const char *gate_sched_kind_name(gate_sched_kind k)
     return (unsigned)k < sizeof(kind_names) / sizeof(kind_names[0]) ? kind_names[k] : "?";
 }
 
-static const char *const why_names[] = {"none", "runs", "same", "different", "final"};
+static const char *const why_names[] = {"none", "runs", "same", "different", "final", "held"};
 
 const char *gate_sched_why_name(gate_sched_why w)
 {
@@ -537,6 +537,7 @@ static void split(gate_sched *s, size_t i)
     rest.n = g->n - h;
     memcpy(rest.ids, g->ids + h, rest.n * sizeof(long long));
     rest.known_bad = true;
+    rest.held = g->held; /* a tree that held the whole held each half */
     rest.from_n = g->from_n;
     rest.from = g->from;
     g->n = h;
@@ -864,6 +865,24 @@ keel_status gate_sched_next(gate_sched *s, gate_sched_build *out, bool *have)
     return start(s, g, base, out);
 }
 
+/*
+ * Configuration `name`'s bit in seg.held (named the first time it is seen);
+ * 0 past GATE_SCHED_HELD_MAX configurations: no such evidence for it.
+ */
+static unsigned long long held_bit(gate_sched *s, const char *name)
+{
+    unsigned k = 0;
+    while (k < s->nheld_names && strcmp(s->held_names[k], name) != 0)
+        k++;
+    if (k == s->nheld_names) {
+        if (k == GATE_SCHED_HELD_MAX)
+            return 0;
+        (void)snprintf(s->held_names[k], sizeof(s->held_names[k]), "%s", name);
+        s->nheld_names++;
+    }
+    return 1ull << k;
+}
+
 /* Configuration `name` of segment g (added when new: room reserved by the caller). */
 static cfg_ev *cfg_of(seg *g, const char *name)
 {
@@ -885,7 +904,8 @@ static cfg_ev *cfg_of(seg *g, const char *name)
  * repeat it; flaky_alike - 1 earlier ones when the configuration has
  * flaked lately, gate__sched_flaked_lately) and not one this
  * configuration has flaked with lately (gate__sched_flaky_ending: a flaky test often
- * fails the same way), or when its runs
+ * fails the same way), nor a configuration held (seg.held: it passed on a
+ * tree holding g's changes, which a broken change never does), or when its runs
  * are spent: 1 + retries, and GATE_SCHED_SUSPECT_EXTRA more while every
  * failure had a known signature and none repeated but a flake's (suspect
  * flakes).
@@ -920,7 +940,9 @@ static void record(gate_sched *s, seg *g, const gate_sched_run *r, bool final)
         alike += r->signature != 0 && c->sig[k] == r->signature ? 1u : 0u;
     }
     known = known && r->signature != 0;
-    if (alike > 0 && !flake_like) {
+    /* a tree holding its changes passed this configuration: a failure alike is no evidence */
+    bool held = (g->held & held_bit(s, c->name)) != 0;
+    if (alike > 0 && !flake_like && !held) {
         /* a configuration seen to flake lately: with flaky_alike 3, two alike may be two flakes */
         unsigned need = s->p.flaky_alike > 2 && gate__sched_flaked_lately(s, c->name)
                             ? s->p.flaky_alike - 1
@@ -940,7 +962,9 @@ static void record(gate_sched *s, seg *g, const gate_sched_run *r, bool final)
     bool suspect = known && c->fails >= 2; /* none repeated so far but a flake's ending */
     unsigned limit = s->p.retries + 1 + (suspect ? (unsigned)GATE_SCHED_SUSPECT_EXTRA : 0u);
     if (c->fails >= limit) {
-        c->why = suspect ? GATE_SCHED_WHY_DIFFERENT : GATE_SCHED_WHY_RUNS;
+        c->why = !suspect            ? GATE_SCHED_WHY_RUNS
+                 : held && alike > 0 ? GATE_SCHED_WHY_HELD
+                                     : GATE_SCHED_WHY_DIFFERENT;
         g->final = true;
     }
 }
@@ -1007,9 +1031,14 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
         g->skipped = false;
         g->from_n = 0;
         g->state = CAND_PASSED;
+        unsigned long long passed = 0; /* every configuration it ran */
+        for (size_t k = 0; k < g->ncfg; k++)
+            passed |= held_bit(s, g->cfg[k].name);
         for (size_t k = 0; k < i; k++)
-            if (!s->plan[k].skipped)
+            if (!s->plan[k].skipped) {
                 s->plan[k].presumed_bad = false; /* it holds them and passed: they flaked */
+                s->plan[k].held |= passed;
+            }
         s->flaked_w = s->flaked_w * decay + (double)g->failures;
         s->tried_w = s->tried_w * decay + (double)g->attempts;
     } else {

@@ -90,7 +90,8 @@ static void watch_add(gate_sched *s, const gate_sched_watched *w)
 /*
  * Rejection e of segment f's change: watched (e->signature its ending) when
  * one configuration alone failed f for good, the same way twice (its last
- * failure repeats an earlier one: that ending), the oldest watched going
+ * failure repeats an earlier one: that ending; WHY_SAME, or WHY_HELD after
+ * its extra runs), the oldest watched going
  * when there are GATE_SCHED_REOPEN_WATCH.
  */
 void gate__sched_watch(gate_sched *s, const seg *f, entry *e)
@@ -99,13 +100,14 @@ void gate__sched_watch(gate_sched *s, const seg *f, entry *e)
     for (size_t k = 0; k < f->ncfg; k++) {
         if (!gate__sched_cfg_failed(&f->cfg[k]))
             continue;
-        if (same != NULL || f->cfg[k].why != GATE_SCHED_WHY_SAME)
+        if (same != NULL ||
+            (f->cfg[k].why != GATE_SCHED_WHY_SAME && f->cfg[k].why != GATE_SCHED_WHY_HELD))
             return; /* another configuration's failure is evidence of its own */
         same = &f->cfg[k];
     }
     if (same == NULL)
         return;
-    KEEL_ASSERT(same->fails >= 2 && same->sig[same->fails - 1] != 0); /* record(): WHY_SAME */
+    KEEL_ASSERT(same->fails >= 2 && same->sig[same->fails - 1] != 0); /* record(): SAME, HELD */
     e->signature = same->sig[same->fails - 1];
     gate_sched_watched w = {e->change, e->decided, e->signature};
     watch_add(s, &w);

@@ -25,6 +25,9 @@ typedef enum cand_state {
 /* The most failures of one configuration on one tree (sched.c's record() ends it there). */
 enum { SIG_KEEP = GATE_SCHED_MAX_RETRIES + 1 + GATE_SCHED_SUSPECT_EXTRA };
 
+/* The configurations a segment's `held` tells apart (more have no bit: no such evidence). */
+enum { GATE_SCHED_HELD_MAX = 64 };
+
 /* A configuration's runs on one candidate's tree. */
 typedef struct cfg_ev {
     char name[GATE_SCHED_NAME_MAX];
@@ -51,7 +54,14 @@ typedef struct seg {
     bool presumed_bad; /* adaptive: failed, more likely bad than flaky */
     bool skipped;      /* and the candidates behind it are built without it */
     bool final;        /* a configuration failed its candidate for good */
-    cfg_ev *cfg;       /* its candidate's configurations */
+    /*
+     * The configurations (bits: sched.c's held_bit) that passed on a tree
+     * holding all of its changes, a candidate stacked on it or on a segment
+     * it was split from: a failure of one of them here, repeated alike, is
+     * no evidence against its changes (record()).
+     */
+    unsigned long long held;
+    cfg_ev *cfg; /* its candidate's configurations */
     size_t ncfg, cfgcap;
 } seg;
 
@@ -97,6 +107,9 @@ struct gate_sched {
     /* the rejections watched for their ending to flake (Rejections taken back), the oldest first */
     gate_sched_watched watch[GATE_SCHED_REOPEN_WATCH];
     unsigned nwatch;
+    /* the configurations' names seen, in order: their bits in seg.held (GATE_SCHED_HELD_MAX) */
+    char held_names[GATE_SCHED_HELD_MAX][GATE_SCHED_NAME_MAX];
+    unsigned nheld_names;
     gate_cap cap;                 /* what the executor runs at once (capacity.h) */
     unsigned jobs;                /* jobs in a build: the configurations a first build ran */
     gate_sched_outlook shape_for; /* what the cached shape is for (p 0: none) */

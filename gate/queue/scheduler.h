@@ -66,7 +66,10 @@
  * be two flakes, so one more run, whatever `retries` is left) — and failures that all end differently (suspect flakes)
  * earn up to GATE_SCHED_SUSPECT_EXTRA more runs, until two agree; a repeat
  * of an ending the configuration flaked with lately (gate_sched_flaky_endings)
- * counts as a different one.  Fail-then-pass is a FLAKY decision and never
+ * counts as a different one, and so does any repeat on a configuration that
+ * passed on a tree holding the candidate's changes (a candidate stacked on it
+ * that passed, or on the batch it was split from: a broken change fails
+ * every tree that holds it).  Fail-then-pass is a FLAKY decision and never
  * rejects a change.
  *
  * Rejections taken back: a change rejected because a configuration failed
@@ -197,7 +200,12 @@ typedef enum gate_sched_why {
     GATE_SCHED_WHY_SAME, /* failed twice with the same signature: not a flake, no more runs */
     /* failed on every run, each differently or as it flaked before, its extra runs spent too */
     GATE_SCHED_WHY_DIFFERENT,
-    GATE_SCHED_WHY_FINAL /* failed in a way a retry repeats (gate_sched_result_final) */
+    GATE_SCHED_WHY_FINAL, /* failed in a way a retry repeats (gate_sched_result_final) */
+    /*
+     * failed alike on every run though a tree holding its changes passed that
+     * configuration (a candidate stacked on it), its extra runs spent too
+     */
+    GATE_SCHED_WHY_HELD
 } gate_sched_why;
 
 /* A configuration's verdict on one candidate's tree: the evidence of a decision. */
