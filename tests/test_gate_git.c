@@ -72,6 +72,29 @@ static void test_branch_names(void **state)
     }
 }
 
+/*
+ * A character the name may not have is named in the reason: a control
+ * character in the terminal's escaped form, a UTF-8 character whole (it was
+ * '?' for both, which named nothing).
+ */
+static void test_branch_character_named(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *why;
+    } bad[] = {{"a\nb", "character '\\x0a' is not allowed"},
+               {"a\x7f", "character '\\x7f' is not allowed"},
+               {"caf\xc3\xa9", "character '\xc3\xa9' is not allowed"},
+               {"x\xe2\x80\xaey", "character '\xe2\x80\xae' is not allowed"},
+               {"\xff", "character '\xff' is not allowed"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char why[160];
+        assert_true(gate_branch_why(bad[i].name, why, sizeof(why)));
+        if (strstr(why, bad[i].why) == NULL)
+            fail_msg("'%s': '%s', not '%s'", bad[i].name, why, bad[i].why);
+    }
+}
+
 static void test_merge_checkout_and_cas(void **state)
 {
     (void)state;
@@ -352,6 +375,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_branch_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_branch_character_named, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_checkout_and_cas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conflict_isolated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_worktree_reused_exactly, setup, teardown),

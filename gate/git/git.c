@@ -185,6 +185,27 @@ static const char *component_rule(const char *comp, size_t len)
     return NULL;
 }
 
+/*
+ * The character at `p` as a reason names it: a control character as '\x0a' (a
+ * C0 control or DEL), any other byte with the continuation bytes that follow it
+ * (a UTF-8 character whole: 'é', not '?'; whoever prints it escapes what a
+ * terminal would act on).  `out` holds 8 bytes.
+ */
+static const char *shown_character(const char *p, char out[8])
+{
+    unsigned char c = (unsigned char)*p;
+    if (c < 0x20 || c == 0x7f) {
+        (void)snprintf(out, 8, "\\x%02x", c);
+        return out;
+    }
+    size_t n = 1;
+    while (c >= 0x80 && n < 4 && ((unsigned char)p[n] & 0xc0) == 0x80)
+        n++;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return out;
+}
+
 bool gate_branch_why(const char *branch, char *why, size_t size)
 {
     KEEL_ASSERT(why != NULL && size > 0);
@@ -203,14 +224,15 @@ bool gate_branch_why(const char *branch, char *why, size_t size)
      * Stricter than git: only characters that mean nothing to a shell, so a
      * name can appear in logs, hooks and mail without quoting surprises.
      */
+    char shown[8];
     for (const char *p = b; rule == NULL && *p != '\0'; p++) {
         char c = *p;
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == '-' || c == '+' || c == '/')) {
             (void)snprintf(why, size,
-                           "character '%c' is not allowed (letters, digits, '.', '_', '-', '+' "
+                           "character '%s' is not allowed (letters, digits, '.', '_', '-', '+' "
                            "and '/' are)",
-                           c >= 0x20 && c < 0x7f ? c : '?');
+                           shown_character(p, shown));
             return true;
         }
     }
