@@ -120,8 +120,10 @@ static keel_status split_pass(const char *text, size_t *nwords, size_t *nbytes, 
         }
         if (quote != '\0')
             return keel_status_with_uint(KEEL_ERR(KEEL_E_PARSE,
-                                                  "unterminated %c quote at column %zu in '%s'",
-                                                  quote, quote_at + 1, text),
+                                                  "unterminated %c quote at column %zu in "
+                                                  "'%.*s%s'",
+                                                  quote, quote_at + 1, strlen(text) > 67 ? 64 : 67,
+                                                  text, strlen(text) > 67 ? "..." : ""),
                                          "column", (unsigned long long)quote_at + 1);
         if (text_out != NULL)
             text_out[bytes] = '\0';

@@ -293,6 +293,43 @@ static void test_slurm_request(void **state)
                  "key 'partition' belongs in [config NAME], not in [gate]", NULL);
 }
 
+/*
+ * A key, value or name of a line of thousands of bytes is quoted cut (its
+ * first 64 bytes and '...') and the message still says what is wrong: it was
+ * cut at 512 bytes, and the rule broken (too long), the nearest key or the
+ * list of levels went with the rest.
+ */
+static void test_long_subjects_cut(void **state)
+{
+    (void)state;
+    static char text[8192];
+    char x[4001], xs[65];
+    memset(x, 'x', sizeof(x) - 1);
+    x[sizeof(x) - 1] = '\0';
+    memset(xs, 'x', sizeof(xs) - 1);
+    xs[sizeof(xs) - 1] = '\0';
+    char want[128];
+    (void)snprintf(want, sizeof(want), "'%s...'", xs);
+    (void)snprintf(text, sizeof(text), "[config %s]\ntest = true\n", x);
+    expect_error(text, KEEL_E_PARSE, want, "' is longer than 64 bytes");
+    (void)snprintf(text, sizeof(text), "[gate]\ntarget = %s\n[config a]\ntest = true\n", x);
+    expect_error(text, KEEL_E_PARSE, want,
+                 "...': too long (4000 bytes; keel-gate takes at most 255)");
+    (void)snprintf(text, sizeof(text), "[config a]\ntest = true\n%s = 1\n", x);
+    expect_error(text, KEEL_E_NOTFOUND, want, "...' in [config] (did you mean");
+    (void)snprintf(text, sizeof(text), "[config a]\ntest = true\nlevels = %s\n", x);
+    expect_error(text, KEEL_E_PARSE, want, "...' (try, gate, post, nightly or pre-merge)");
+    (void)snprintf(text, sizeof(text), "true \"%s", x);
+    gate_words w;
+    keel_status s = gate_words_split(text, &w);
+    char msg[8192];
+    (void)keel_status_format(s, msg, sizeof(msg));
+    (void)snprintf(want, sizeof(want), "quote at column 6 in 'true \"%.58s...' ", x);
+    if (strstr(msg, want) == NULL)
+        fail_msg("'%s' not in: %s", want, msg);
+    keel_status_free(s);
+}
+
 static void test_hostile_names(void **state)
 {
     (void)state;
@@ -749,6 +786,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_unknown_key_suggests),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_hostile_names),
+        cmocka_unit_test(test_long_subjects_cut),
         cmocka_unit_test(test_structure_errors),
         cmocka_unit_test(test_word_splitting),
         cmocka_unit_test(test_comments_and_escapes),
