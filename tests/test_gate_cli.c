@@ -94,6 +94,41 @@ static int teardown(void **state)
     return 0;
 }
 
+/*
+ * An option keel-gate does not have is called one and named with the option
+ * meant: '-h' was "unknown command '-h'" (and 'status -j' an unexpected
+ * argument), '--prio' had no suggestion though only '--priority' begins so.
+ */
+static void test_unknown_option_named(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *argv[4], *said;
+    } cases[] = {
+        {{"-h", NULL}, "keel-gate: unknown option '-h' (did you mean '--help'?)\n"},
+        {{"-x", "status", NULL}, "keel-gate: unknown option '-x'\n"},
+        {{"status", "-j", NULL}, "keel-gate: unknown option '-j' (did you mean '--json'?)\n"},
+        {{"log", "a", "-f", NULL}, "keel-gate: unknown option '-f' (did you mean '--full'?)\n"},
+        {{"submit", "a", "--prio", NULL},
+         "keel-gate: unknown option '--prio' (did you mean '--priority'?)\n"},
+        {{"--stat=x", "status", NULL},
+         "keel-gate: unknown option '--stat' (did you mean '--state'?)\n"},
+        {{"--re", "status", NULL}, "keel-gate: unknown option '--re'\n"}, /* begins several */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(cli(cases[i].argv), 2);
+        if (strncmp(err_text, cases[i].said, strlen(cases[i].said)) != 0)
+            fail_msg("%s: '%s', not '%s'", cases[i].argv[0], err_text, cases[i].said);
+    }
+    /* a word that is an argument is one: a branch refused for its '-', '-1' no change id */
+    const char *branch[] = {"submit", "-x", NULL};
+    assert_int_equal(cli(branch), 1);
+    assert_non_null(strstr(err_text, "'-x' is not a valid branch name: it starts with '-'"));
+    const char *id[] = {"cancel", "-1", NULL};
+    assert_int_equal(cli(id), 2);
+    assert_non_null(strstr(err_text, "'-1' is neither a change id"));
+}
+
 static void test_usage_exit_codes(void **state)
 {
     (void)state;
@@ -1162,6 +1197,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_usage_exit_codes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_option_named, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_and_check_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_aligned, setup, teardown),

@@ -297,6 +297,31 @@ static int usage_error(FILE *err, const char *fmt, ...)
     return 2;
 }
 
+/*
+ * An option that is none of the table's, `dashes` then `name` (its `len`
+ * bytes, without any '=VALUE'): named, with the nearest option, or the only
+ * one it begins (--prio: --priority; -h: --help); exit code 2.
+ */
+static int unknown_option(FILE *err, const char *dashes, const char *name, size_t len)
+{
+    const char *names[NOPTS];
+    for (size_t j = 0; j < NOPTS; j++)
+        names[j] = opt_table[j].name;
+    char word[64];
+    (void)snprintf(word, sizeof(word), "%.*s", (int)(len < 63 ? len : 63), name);
+    const char *near = keel_suggest(word, names, NOPTS);
+    for (size_t j = 0; near == NULL && len > 0 && j < NOPTS; j++)
+        if (strncmp(names[j], name, len) == 0) {
+            for (size_t o = j + 1; o < NOPTS; o++)
+                if (strncmp(names[o], name, len) == 0)
+                    return usage_error(err, "unknown option '%s%s'", dashes, word); /* several */
+            near = names[j];
+        }
+    if (near == NULL)
+        return usage_error(err, "unknown option '%s%s'", dashes, word);
+    return usage_error(err, "unknown option '%s%s' (did you mean '--%s'?)", dashes, word, near);
+}
+
 /* 0: parsed; else the exit code. */
 static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
 {
@@ -320,21 +345,8 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
             while (k < NOPTS && !(strlen(opt_table[k].name) == len &&
                                   strncmp(opt_table[k].name, name, len) == 0))
                 k++;
-            if (k == NOPTS) {
-                const char *names[NOPTS];
-                for (size_t j = 0; j < NOPTS; j++)
-                    names[j] = opt_table[j].name;
-                char word[64];
-                (void)snprintf(word, sizeof(word), "%.*s", (int)(len < 63 ? len : 63), name);
-                const char *near = keel_suggest(word, names, NOPTS);
-                if (near != NULL) {
-                    gate_text_printf(err,
-                                     "keel-gate: unknown option '--%s' (did you mean '--%s'?)\n",
-                                     word, near);
-                    return 2;
-                }
-                return usage_error(err, "unknown option '%s'", a);
-            }
+            if (k == NOPTS)
+                return unknown_option(err, "--", name, len);
             if (strcmp(opt_table[k].name, "help") == 0) {
                 usage(out);
                 return -1;
@@ -372,6 +384,9 @@ static int parse(int argc, char **argv, parsed *p, FILE *out, FILE *err)
             }
             continue;
         }
+        if (!only_args && a[0] == '-' && a[1] != '\0' &&
+            (p->cmd == NULL || p->nargs >= p->cmd->nargs + p->cmd->optional))
+            return unknown_option(err, "-", a + 1, strlen(a + 1)); /* -h, -x: no such option */
         if (p->cmd == NULL) {
             for (size_t k = 0; k < NCMDS; k++)
                 if (strcmp(cmd_table[k].name, a) == 0)
