@@ -129,6 +129,22 @@ static void test_unknown_option_named(void **state)
     assert_non_null(strstr(err_text, "'-1' is neither a change id"));
 }
 
+/* A number option's value is the number alone: ' 5' was taken as 5 and '5 ' refused. */
+static void test_number_options_alone(void **state)
+{
+    (void)state;
+    const char *blank_first[] = {"submit", "a", "--priority", " 5", NULL};
+    assert_int_equal(cli(blank_first), 2);
+    assert_non_null(strstr(err_text, "'--priority' needs a whole number from -536870911 to "
+                                     "536870911, not ' 5'"));
+    const char *tab_first[] = {"serve", "--nice", "\t3", NULL};
+    assert_int_equal(cli(tab_first), 2);
+    assert_non_null(strstr(err_text, "'--nice' needs a whole number from 0 to 19, not '\\x093'"));
+    const char *sign_alone[] = {"submit", "a", "--priority", "-", NULL};
+    assert_int_equal(cli(sign_alone), 2);
+    assert_non_null(strstr(err_text, "not '-'"));
+}
+
 static void test_usage_exit_codes(void **state)
 {
     (void)state;
@@ -1198,6 +1214,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_usage_exit_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_option_named, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_number_options_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_and_check_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_aligned, setup, teardown),

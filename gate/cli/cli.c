@@ -263,12 +263,15 @@ static void print_error(FILE *err, keel_status s)
     keel_status_free(s);
 }
 
+/* `text` whole, digits with a sign or none (strtoll's leading blanks are not a number's). */
 static bool parse_ll(const char *text, long long lo, long long hi, long long *out)
 {
     char *end = NULL;
     errno = 0;
     long long v = strtoll(text, &end, 10);
-    if (text[0] == '\0' || *end != '\0' || errno == ERANGE || v < lo || v > hi)
+    bool digit_first = (text[0] >= '0' && text[0] <= '9') ||
+                       ((text[0] == '-' || text[0] == '+') && text[1] >= '0' && text[1] <= '9');
+    if (!digit_first || *end != '\0' || errno == ERANGE || v < lo || v > hi)
         return false;
     *out = v;
     return true;
