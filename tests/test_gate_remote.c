@@ -618,6 +618,12 @@ static void test_mirror_belongs_to_one_remote(void **state)
     open_error(fx_url, plain, msg, sizeof(msg));
     if (strstr(msg, "not a mirror") == NULL)
         fail_msg("%s", msg);
+    /* ... nor a git repository the gate did not make (it was "the mirror of '(no keel-gate
+       mirror)'") */
+    open_error(fx_url, fx_repo, msg, sizeof(msg)); /* the remote itself */
+    if (strstr(msg, "is a git repository but not a keel-gate mirror (it names no remote), so "
+                    "not the mirror of 'file://") == NULL)
+        fail_msg("%s", msg);
     /* ... but an empty one is the place for a new mirror, as for git clone */
     char empty[128];
     (void)snprintf(empty, sizeof(empty), "%s/empty.git", fx_dir);

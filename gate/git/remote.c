@@ -276,10 +276,18 @@ keel_status gate_remote_open_mirror(const char *url, const char *dir, git_reposi
     } else {
         git_buf have = GIT_BUF_INIT;
         rc = git_config_get_string_buf(&have, cfg, url_key);
-        if (rc == GIT_ENOTFOUND || (rc == 0 && strcmp(have.ptr, url) != 0)) {
-            char was[512] = "(no keel-gate mirror)";
-            if (rc == 0)
-                gate_remote_redact(have.ptr, was, sizeof(was));
+        if (rc == GIT_ENOTFOUND) { /* a repository of its own, not one the gate made */
+            s = keel_status_with_str(
+                KEEL_ERR(KEEL_E_INVAL,
+                         "'%s' is a git repository but not a keel-gate mirror (it names no "
+                         "remote), so not the mirror of '%s': give another --mirror (a "
+                         "directory that does not exist yet, or an empty one, is made the "
+                         "mirror)",
+                         dir, shown),
+                "mirror", dir);
+        } else if (rc == 0 && strcmp(have.ptr, url) != 0) {
+            char was[512];
+            gate_remote_redact(have.ptr, was, sizeof(was));
             s = keel_status_with_str(
                 KEEL_ERR(KEEL_E_INVAL,
                          "'%s' is the mirror of '%s', not of '%s': give another --mirror", dir, was,
