@@ -128,8 +128,12 @@ static keel_status open_section(gate_config_state *st, char *head)
     char *name = gate__config_trim(head + 1);
     if (strcmp(name, "gate") == 0) {
         if (st->seen_gate)
-            return gate__config_errf(st, KEEL_E_EXISTS, "a second [gate] section");
+            return gate__config_errf(st, KEEL_E_EXISTS,
+                                     "a second [gate] section (the first at line %zu): give its "
+                                     "keys in one",
+                                     st->gate_line);
         st->seen_gate = true;
+        st->gate_line = st->line;
         st->section = SECTION_GATE;
         return KEEL_OK;
     }
@@ -141,8 +145,9 @@ static keel_status open_section(gate_config_state *st, char *head)
         gate_config *c = st->cfg;
         for (size_t i = 0; i < c->nconfigs; i++)
             if (strcmp(c->configs[i].name, cname) == 0)
-                return gate__config_errf(st, KEEL_E_EXISTS, "configuration '%s' is defined twice",
-                                         cname);
+                return gate__config_errf(st, KEEL_E_EXISTS,
+                                         "configuration '%s' is defined twice (first at line %zu)",
+                                         cname, st->config_line[i]);
         if (c->nconfigs == GATE_MAX_CONFIGS)
             return gate__config_errf(
                 st, KEEL_E_FULL,

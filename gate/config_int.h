@@ -34,6 +34,7 @@ typedef struct gate_config_state {
     gate_config *cfg;
     section_kind section;
     bool seen_gate;
+    size_t gate_line;                  /* where [gate] starts */
     char header[128];                  /* the section's header as written: "[config a]" */
     char keys[SECTION_KEYS_MAX][32];   /* the keys of this section so far (a longer one is */
     size_t key_line[SECTION_KEYS_MAX]; /*   unknown anyway), and where each was given */

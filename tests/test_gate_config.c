@@ -367,9 +367,10 @@ static void test_structure_errors(void **state)
     expect_error("test = true\n", KEEL_E_PARSE, ":1: key 'test' before any section", NULL);
     expect_error("[gate\n", KEEL_E_PARSE, ":1: section header", "closing ']'");
     expect_error("[gates]\n", KEEL_E_NOTFOUND, "unknown section [gates]", "did you mean [gate]?");
-    expect_error("[gate]\n[gate]\n", KEEL_E_EXISTS, ":2: a second [gate] section", NULL);
+    expect_error("[gate]\n[gate]\n", KEEL_E_EXISTS,
+                 ":2: a second [gate] section (the first at line 1): give its keys in one", NULL);
     expect_error("[config a]\ntest=x\n[config a]\ntest=y\n", KEEL_E_EXISTS,
-                 ":3: configuration 'a' is defined twice", NULL);
+                 ":3: configuration 'a' is defined twice (first at line 1)", NULL);
     expect_error("[gate]\nslots = 2\n", KEEL_E_PARSE, "no [config NAME] section", NULL);
     expect_error("[config a]\ntest = x\n\n[config b]\ntimeout = 5\n", KEEL_E_PARSE,
                  ":4: configuration 'b' has neither 'build' nor 'test'", NULL);
