@@ -205,6 +205,12 @@ static void test_bad_input(void **state)
     char merge[GATE_HEX];
     const char *heads[1] = {"zzzz"};
     s = gate_merge(r, "0000000000000000000000000000000000000000", heads, 1, merge);
+    assert_true(keel_status_has(s, &gate_codes, GATE_E_BAD_CHANGE)); /* the change's own id */
+    keel_status_free(s);
+    char base_hex[GATE_HEX];
+    git_oid_tostr(base_hex, sizeof(base_hex), &base);
+    heads[0] = base_hex;
+    s = gate_merge(r, "zzzz", heads, 1, merge); /* what it is merged onto: the gate's */
     assert_true(KEEL_IS(s, KEEL_E_INVAL));
     keel_status_free(s);
     gate_repo_close(r);

@@ -372,6 +372,37 @@ static void test_queued_head_not_a_commit(void **state)
     gate_close(g);
 }
 
+/*
+ * A queued change whose head in the store is no commit id at all (the row
+ * damaged, or written before heads were checked): rejected with the reason
+ * like a head that is a blob; it was the gate's error, "'zzzz' is not a commit
+ * id", which stopped run at every start with the change still first.
+ */
+static void test_queued_head_not_an_id(void **state)
+{
+    (void)state;
+    fx_setup_repo("strategy = batch\nretries = 0", "");
+    fx_branch("good1", "good1.txt", "1\n");
+    fx_branch("damaged", "damaged.txt", "d\n");
+    fx_branch("good2", "good2.txt", "2\n");
+    gate *g = fx_open();
+    (void)fx_submit(g, "good1", 0);
+    long long bad = fx_submit(g, "damaged", 0);
+    (void)fx_submit(g, "good2", 0);
+    gate_close(g);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(fx_state, &db), SQLITE_OK);
+    char sql[128];
+    (void)snprintf(sql, sizeof(sql), "UPDATE changes SET head = 'zzzz' WHERE id = %lld", bad);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    run_expect(2, 1);
+    g = fx_open();
+    assert_reason_has(g, bad, GATE_CHANGE_REJECTED,
+                      "the head of the change 'zzzz' is not a commit id (40 hex digits)");
+    gate_close(g);
+}
+
 /* ---- refs pushed to refs/keel-gate/submit/ ----------------------------------------------- */
 
 static long long refused_like(const char *pattern)
@@ -1048,6 +1079,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_submit_not_commits_local, fx_teardown),
         cmocka_unit_test_teardown(test_submit_not_commits_url, fx_teardown),
         cmocka_unit_test_teardown(test_queued_head_not_a_commit, fx_teardown),
+        cmocka_unit_test_teardown(test_queued_head_not_an_id, fx_teardown),
         cmocka_unit_test_teardown(test_pushed_not_commits_local, fx_teardown),
         cmocka_unit_test_teardown(test_pushed_not_commits_url, fx_teardown),
         cmocka_unit_test_teardown(test_pushed_long_names_local, fx_teardown),

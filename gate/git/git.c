@@ -414,6 +414,14 @@ static keel_status merge_change(gate_repo *r, git_odb *odb, const git_oid *onto,
     git_tree *before = NULL;
     git_oid head, tag;
     keel_status s = gate_oid_parse(hex, &head);
+    if (!keel_ok(s)) { /* a store's row damaged, or from before heads were checked: its own */
+        keel_status_free(s);
+        s = keel_status_with_uint(
+            KEEL_ERR_IN(&gate_codes, GATE_E_BAD_CHANGE,
+                        "the head of the change '%.64s' is not a commit id (40 hex digits)",
+                        hex != NULL ? hex : ""),
+            "index", (unsigned long long)index);
+    }
     int rc = 0;
     if (keel_ok(s) && ((rc = git_commit_lookup(&ours, r->repo, onto)) != 0 ||
                        (rc = git_commit_tree(&before, ours)) != 0))
