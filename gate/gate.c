@@ -517,12 +517,14 @@ keel_status gate_submit_look(gate_repo *r, const char *target, const char *branc
                      branch, out->head, expected_head),
             "head", out->head);
     keel_status t = keel_ok(s) ? gate_branch_head(r, target, out->tip) : KEEL_OK;
-    if (KEEL_IS(t, KEEL_E_NOTFOUND)) { /* a target without commits holds nothing yet */
-        keel_status_free(t);
-        out->tip[0] = '\0';
-    } else if (!keel_ok(t)) {
+    if (KEEL_IS(t, KEEL_E_NOTFOUND)) /* no run could build or land it: --target mistyped */
+        s = KEEL_WRAP(t, KEEL_E_NOTFOUND,
+                      "the target '%s' is not a branch: a change for it would wait in the queue "
+                      "for ever (run refuses such a target); give --target a branch that is, "
+                      "or create it first",
+                      target);
+    else if (!keel_ok(t))
         s = t;
-    }
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "submitting '%s'", branch);
     out->in_target = out->tip[0] != '\0' && holds(r, out->head, out->tip);

@@ -805,6 +805,24 @@ static void test_check(void **state)
  * refs/keel-gate/submit/): refused with "already in 'main' at <tip>" and an
  * event; nothing queued, built or landed as an empty merge.
  */
+/*
+ * A target that is no branch (--target mistyped) is refused by submit: it
+ * queued the change for it, which no run could ever build or land ('run'
+ * refuses such a target), and said only "queued change 1 ... for 'mian'".
+ */
+static void test_submit_to_no_target(void **state)
+{
+    (void)state;
+    fx_branch("topic", "topic.txt", "t\n");
+    const char *sub[] = {"--target", "mian", "submit", "topic", NULL};
+    assert_int_equal(cli(sub), 1);
+    assert_non_null(strstr(err_text, "the target 'mian' is not a branch: a change for it would "
+                                     "wait in the queue for ever"));
+    assert_int_equal(fx_sql_int("SELECT count(*) FROM changes", NULL), 0);
+    const char *good[] = {"submit", "topic", NULL};
+    assert_int_equal(cli(good), 0);
+}
+
 static void test_already_in_target(void **state)
 {
     (void)state;
@@ -1224,6 +1242,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_try, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_already_in_target, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_submit_to_no_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_target_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_cancel_by_branch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_summary, setup, teardown),
