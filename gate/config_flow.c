@@ -87,12 +87,12 @@ static keel_status flow_duration(const gate_config_state *st, const char *key, c
         st, KEEL_E_PARSE, "'%s': '%s' is not a duration above 0 such as 30m, 6h or 1d", key, text);
 }
 
-/* `owner = Name <address>`: one person, no control characters. */
+/* `owner = Name <address>`: one person, named (`<ann@x>` alone is not), no control characters. */
 static bool owner_ok(const char *v)
 {
     const char *lt = strchr(v, '<');
     size_t len = strlen(v);
-    if (lt == NULL || len < 3 || v[len - 1] != '>' || strchr(lt + 1, '<') != NULL ||
+    if (lt == NULL || lt == v || len < 3 || v[len - 1] != '>' || strchr(lt + 1, '<') != NULL ||
         memchr(lt, '@', (size_t)(v + len - lt)) == NULL || strchr(v, '>') != v + len - 1)
         return false;
     for (const char *p = v; *p != '\0'; p++)

@@ -208,6 +208,9 @@ static void test_config_flow_key_errors_name_the_flow(void **state)
          ":4: [flow a -> b] 'back-merge' must be yes or no, not 'maybe'"},
         {"trigger = every 6\n", KEEL_E_PARSE, ":4: [flow a -> b] 'trigger': '6' is not a duration"},
         {"owner = ann\n", KEEL_E_PARSE, ":4: [flow a -> b] 'owner' must be one person"},
+        {"owner = <ann@example.org>\n", KEEL_E_PARSE,
+         ":4: [flow a -> b] 'owner' must be one person as 'Name <address>', not "
+         "'<ann@example.org>'"},
         {"levels = gate\n[config u]\ntest = true\ncpus = many\n", KEEL_E_PARSE,
          ":7: 'cpus' must be a whole number, not 'many'"},
     };
