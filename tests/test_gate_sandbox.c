@@ -207,6 +207,20 @@ static void test_env_allow_list(void **state)
         n++;
     assert_int_equal(n, 9); /* PATH LANG LC_ALL TERM CCACHE_DIR HOME TMPDIR KEEL_OPTIONS CC */
     keel_heap_free(KEEL_MODULE_REF(gate_exec), env);
+    /* HOME and TMPDIR are the job's own even when pass-env names them: the gate's HOME came
+       first in the environment, so the job's getenv("HOME") was the gate's (/root) */
+    const char pass_home[] = "HOME\0TMPDIR\0";
+    fx_ok(gate_sandbox_env(gate_env, pass_home, NULL, "/tmp/home", &env));
+    size_t homes = 0, tmpdirs = 0;
+    for (char **e = env; *e != NULL; e++) {
+        homes += strncmp(*e, "HOME=", 5) == 0;
+        tmpdirs += strncmp(*e, "TMPDIR=", 7) == 0;
+    }
+    assert_int_equal(homes, 1);
+    assert_int_equal(tmpdirs, 1);
+    assert_true(has_var(env, "HOME=/tmp/home"));
+    assert_true(has_var(env, "TMPDIR=/tmp"));
+    keel_heap_free(KEEL_MODULE_REF(gate_exec), env);
     /* no PATH from the gate: a default one */
     char *bare[] = {"USER=gate", NULL};
     fx_ok(gate_sandbox_env(bare, NULL, NULL, "/tmp/home", &env));

@@ -234,18 +234,17 @@ keel_status gate_sandbox_env(char *const *env, const char *pass_env, char *const
     char **v = (char **)mem;
     char *t = (char *)(v + slots);
     size_t k = 0;
+    v[k++] = t; /* first: 'pass-env = HOME' passes not the gate's (a second HOME getenv missed) */
+    t += sprintf(t, "HOME=%s", home) + 1;
+    v[k++] = t;
+    t += sprintf(t, "TMPDIR=/tmp") + 1;
     for (size_t i = 0; i < n; i++)
         if (allowed(env[i], pass_env) && find_var(v, k, env[i]) == k)
             v[k++] = env[i];
     if (find_var(v, k, "PATH") == k) {
         memcpy(t, default_path, sizeof(default_path));
         v[k++] = t;
-        t += sizeof(default_path);
     }
-    v[k++] = t;
-    t += sprintf(t, "HOME=%s", home) + 1;
-    v[k++] = t;
-    (void)sprintf(t, "TMPDIR=/tmp");
     for (size_t i = 0; i < extra; i++) {
         size_t at = find_var(v, k, config_env[i]);
         v[at] = config_env[i];
