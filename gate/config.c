@@ -7,6 +7,7 @@
 #include "config_int.h"
 
 #include "heaps.h"
+#include "text.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,42 +16,6 @@
 #include <string.h>
 
 #define CONFIG_HEAP KEEL_MODULE_REF(gate_config)
-
-/* A quoted subject cut to fit a message keeps this many bytes, then '...'. */
-#define SUBJECT_SHOWN 64
-
-/*
- * While `text` is longer than `fit` bytes, its longest quoted run ('...') of
- * more than SUBJECT_SHOWN + 3 bytes is cut to its first SUBJECT_SHOWN (not
- * inside a UTF-8 character) and '...': a key, value or name of a 100000-byte
- * line would otherwise push the message's reason past the end of the message
- * (the rule broken, the key's section, the nearest known key).  The longest
- * first, so that the message's own words are the last a cut could reach.
- */
-static void cut_subjects(char *text, size_t fit)
-{
-    for (size_t len = strlen(text); len > fit; len = strlen(text)) {
-        char *best = NULL;
-        size_t best_len = 0;
-        for (char *p = strchr(text, '\''); p != NULL;) {
-            char *close = strchr(p + 1, '\'');
-            if (close == NULL)
-                break;
-            if ((size_t)(close - p - 1) > best_len) {
-                best = p + 1;
-                best_len = (size_t)(close - p - 1);
-            }
-            p = strchr(close + 1, '\'');
-        }
-        if (best == NULL || best_len <= SUBJECT_SHOWN + 3)
-            return;
-        size_t keep = SUBJECT_SHOWN;
-        while (keep > 0 && ((unsigned char)best[keep] & 0xc0) == 0x80)
-            keep--; /* best[keep], the first byte cut, starts a character */
-        best[keep] = best[keep + 1] = best[keep + 2] = '.';
-        memmove(best + keep + 3, best + best_len, strlen(best + best_len) + 1);
-    }
-}
 
 keel_status gate__config_errf(const gate_config_state *st, keel_code code, const char *fmt, ...)
 {
@@ -63,7 +28,7 @@ keel_status gate__config_errf(const gate_config_state *st, keel_code code, const
     void *full = NULL;
     if (len >= (int)sizeof(what) && keel_ok(keel_heap_alloc(CONFIG_HEAP, (size_t)len + 1, &full))) {
         (void)vsnprintf((char *)full, (size_t)len + 1, fmt, again);
-        cut_subjects((char *)full, sizeof(what) - 1);
+        gate_text_cut_quoted((char *)full, sizeof(what) - 1);
         (void)snprintf(what, sizeof(what), "%s", (const char *)full);
         keel_heap_free(CONFIG_HEAP, full);
     }

@@ -28,7 +28,8 @@ static bool cli_no_state;                      /* cli() gives --repo only (check
 static int cli(const char *const *args)
 {
     /* argv is writable in main(): give it copies */
-    static char words[32][512]; /* (an argument of 300 bytes: test_check) */
+    /* (arguments of 300 bytes: test_check; 3000: test_long_argument_reason_kept) */
+    static char words[32][4096];
     char *argv[32];
     int argc = 0;
     const char *fixed[] = {"keel-gate", "--repo",   fx_where, "--state",
@@ -143,6 +144,25 @@ static void test_number_options_alone(void **state)
     const char *sign_alone[] = {"submit", "a", "--priority", "-", NULL};
     assert_int_equal(cli(sign_alone), 2);
     assert_non_null(strstr(err_text, "not '-'"));
+}
+
+/*
+ * A usage error about an argument of thousands of bytes still says what is
+ * wrong with it: the message was cut at 1024 bytes, inside the argument.
+ */
+static void test_long_argument_reason_kept(void **state)
+{
+    (void)state;
+    static char arg[3001];
+    memset(arg, 'b', sizeof(arg) - 1);
+    const char *cancel[] = {"cancel", arg, NULL};
+    assert_int_equal(cli(cancel), 2);
+    assert_non_null(strstr(err_text, "bbbb...' is neither a change id (a positive number) nor a "
+                                     "branch"));
+    const char *extra[] = {"status", arg, NULL};
+    assert_int_equal(cli(extra), 2);
+    assert_non_null(strstr(err_text, "keel-gate: unexpected argument 'bbbb"));
+    assert_non_null(strstr(err_text, "bbbb...'\n"));
 }
 
 static void test_usage_exit_codes(void **state)
@@ -1233,6 +1253,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_usage_exit_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_option_named, setup, teardown),
         cmocka_unit_test_setup_teardown(test_number_options_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_argument_reason_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_and_check_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_aligned, setup, teardown),

@@ -154,6 +154,34 @@ size_t gate_text_fput(FILE *f, const char *s, size_t len, unsigned flags)
     return escape(&k, s, len, flags, false);
 }
 
+/* A quoted subject cut to fit a message keeps this many bytes, then '...'. */
+#define SUBJECT_SHOWN 64
+
+void gate_text_cut_quoted(char *text, size_t fit)
+{
+    for (size_t len = strlen(text); len > fit; len = strlen(text)) {
+        char *best = NULL;
+        size_t best_len = 0;
+        for (char *p = strchr(text, '\''); p != NULL;) {
+            char *close = strchr(p + 1, '\'');
+            if (close == NULL)
+                break;
+            if ((size_t)(close - p - 1) > best_len) {
+                best = p + 1;
+                best_len = (size_t)(close - p - 1);
+            }
+            p = strchr(close + 1, '\'');
+        }
+        if (best == NULL || best_len <= SUBJECT_SHOWN + 3)
+            return;
+        size_t keep = SUBJECT_SHOWN;
+        while (keep > 0 && ((unsigned char)best[keep] & 0xc0) == 0x80)
+            keep--; /* best[keep], the first byte cut, starts a character */
+        best[keep] = best[keep + 1] = best[keep + 2] = '.';
+        memmove(best + keep + 3, best + best_len, strlen(best + best_len) + 1);
+    }
+}
+
 void gate_text_vprintf(FILE *f, const char *fmt, va_list ap)
 {
     KEEL_ASSERT(f != NULL && fmt != NULL);

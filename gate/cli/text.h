@@ -52,6 +52,16 @@ size_t gate_text_fput(FILE *f, const char *s, size_t len, unsigned flags);
 void gate_text_printf(FILE *f, const char *fmt, ...) KEEL_PRINTF(2, 3);
 void gate_text_vprintf(FILE *f, const char *fmt, va_list ap) KEEL_PRINTF(2, 0);
 
+/*
+ * While `text` is longer than `fit` bytes, its longest quoted run ('...') of
+ * more than 67 bytes is cut to its first 64 (not inside a UTF-8 character)
+ * and '...': a key, value, name or argument of thousands of bytes would
+ * otherwise push a message's reason past the end of its buffer (the rule
+ * broken, the nearest known key).  The longest first, so that the message's
+ * own words are the last a cut could reach.
+ */
+void gate_text_cut_quoted(char *text, size_t fit);
+
 /* Write s as a JSON string (quotes included) to f. */
 void gate_json_fput(FILE *f, const char *s);
 
