@@ -196,8 +196,17 @@ keel_status gate__config_config_key(gate_config_state *st, const char *key, cons
         }
         return KEEL_OK;
     }
-    if (strcmp(key, "timeout") == 0)
-        return gate__config_parse_uint(st, key, value, 1, 7 * 24 * 3600, &m->timeout_s);
+    if (strcmp(key, "timeout") == 0) {
+        keel_status s = gate__config_parse_uint(st, key, value, 1, 7 * 24 * 3600, &m->timeout_s);
+        if (KEEL_IS(s, KEEL_E_PARSE)) { /* '15m': the unit is said, not only "a number" */
+            keel_status_free(s);
+            s = gate__config_errf(st, KEEL_E_PARSE,
+                                  "'timeout' must be a whole number of seconds (900: 15 minutes), "
+                                  "not '%s'",
+                                  value);
+        }
+        return s;
+    }
     if (strcmp(key, "required") == 0)
         return gate__config_parse_bool(st, key, value, &m->required);
     if (strcmp(key, "network") == 0)

@@ -601,7 +601,7 @@ static void test_check_every_error(void **state)
         "x.conf:2: unknown key 'slot' in [gate]",
         "x.conf:4: 'build': '&&' at column 14",
         "x.conf:5: bad value for 'test'",
-        "x.conf:6: 'timeout' must be a whole number",
+        "x.conf:6: 'timeout' must be a whole number of seconds (900: 15 minutes), not 'soon'",
         "x.conf:7: unknown section [confg b] (did you mean [config b]?)",
         "x.conf:10: 'required' must be yes or no",
         "x.conf:13: 'env': '$PATH'",
