@@ -292,6 +292,14 @@ static void test_token_and_check_arguments(void **state)
         {{"log", "1", "--raw", "--json", NULL}, "'--raw' is for reading: '--json' has"},
         {{"serve", "--listen", "nohost", NULL},
          "'--listen': listen address 'nohost' is not HOST:PORT (an IPv4 address)"},
+        {{"serve", "--listen", "127.0.0.1:99999", NULL},
+         "'--listen': listen address '127.0.0.1:99999': the port '99999' is not a number in "
+         "[0, 65535]"},
+        {{"serve", "--listen", "127.0.0.1:-1", NULL},
+         "'--listen': listen address '127.0.0.1:-1': the port '-1' is not a number in [0, 65535]"},
+        {{"run", "--serve=127.0.0.1: 80", NULL},
+         "'--serve': listen address '127.0.0.1: 80': the port ' 80' is not a number in "
+         "[0, 65535]"},
         {{"run", "--serve=1.2.3.4.5:80", NULL},
          "'--serve': listen address '1.2.3.4.5:80': "
          "'1.2.3.4.5' is not an IPv4 address"},

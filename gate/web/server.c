@@ -956,12 +956,17 @@ static keel_status parse_listen(const char *listen, struct sockaddr_in *addr)
     addr->sin_family = AF_INET;
     const char *colon = listen != NULL ? strrchr(listen, ':') : NULL;
     char host[64];
-    char *end = NULL;
-    unsigned long port = colon != NULL ? strtoul(colon + 1, &end, 10) : 0;
-    if (colon == NULL || (size_t)(colon - listen) >= sizeof(host) || colon[1] == '\0' ||
-        *end != '\0' || port > 65535)
+    if (colon == NULL || (size_t)(colon - listen) >= sizeof(host) || colon[1] == '\0')
         return KEEL_ERR(KEEL_E_INVAL, "listen address '%s' is not HOST:PORT (an IPv4 address)",
                         listen != NULL ? listen : "");
+    unsigned long port = 0;
+    size_t digits = strspn(colon + 1, "0123456789");
+    if (colon[1 + digits] == '\0' && digits <= 5)
+        port = strtoul(colon + 1, NULL, 10);
+    if (colon[1 + digits] != '\0' || digits > 5 || port > 65535)
+        return KEEL_ERR(KEEL_E_INVAL,
+                        "listen address '%s': the port '%s' is not a number in [0, 65535]", listen,
+                        colon + 1);
     (void)snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
     if (inet_pton(AF_INET, host, &addr->sin_addr) != 1)
         return KEEL_ERR(KEEL_E_INVAL, "listen address '%s': '%s' is not an IPv4 address", listen,
