@@ -676,7 +676,9 @@ static size_t poll_kinds(gate_sched *s, gate_sched_kind *kind, long long *change
  * window of 2 (speculative, retries 1), 1's a fails ending 9 while 2's
  * candidate, built on it, passes both; 1's retry fails with 9 again.  The old
  * rule rejected 1 ("the same way twice"); now the two alike are suspect
- * flakes, 1 runs a again, passes and lands, 2 behind it.  A real failure that
+ * flakes, 1 runs a again, passes and lands, 2 behind it; and so does 7 when
+ * 8's candidate on it passes a but fails b (8's own failure: 8 is rejected
+ * for it, two alike).  A real failure that
  * such a tree does not show (change 3's a fails with 8 on every tree holding
  * it, its stacked candidate too) is rejected at two alike as before, and one
  * a tree holding it passed (4, fixed by 5 behind it) after its suspect
@@ -711,6 +713,30 @@ static void test_held_by_a_tree_that_passed(void **state)
     assert_int_equal(poll_kinds(s, kind, change, 8), 2);
     assert_true(kind[0] == GATE_SCHED_LAND && change[0] == 1);
     assert_true(kind[1] == GATE_SCHED_LAND && change[1] == 2);
+
+    /* the same when the candidate behind passes a but fails b by a change of its own */
+    assert_true(keel_ok(gate_sched_enqueue(s, 7)));
+    assert_true(keel_ok(gate_sched_enqueue(s, 8)));
+    b1 = next_build(s);
+    b2 = next_build(s);
+    results2(s, b2.candidate, 1, 0, 0, 5, 106);  /* 8, on 7: a passes, b fails (8's own) */
+    results2(s, b1.candidate, 0, 19, 1, 0, 108); /* 7: a fails, ending 19 (not 9: a flake's now) */
+    r = next_build(s);
+    assert_true(r.candidate == b1.candidate && r.attempt == 2);
+    results2(s, r.candidate, 0, 19, -1, 0, 109);
+    assert_int_equal(poll_kinds(s, kind, change, 8), 0); /* held: not rejected */
+    r = next_build(s);
+    assert_true(r.candidate == b1.candidate && r.attempt == 3);
+    results2(s, r.candidate, 1, 0, -1, 0, 110);
+    assert_true(poll_kinds(s, kind, change, 8) >= 1);
+    assert_true(kind[0] == GATE_SCHED_LAND && change[0] == 7);
+    for (int k = 0; k < 4 && !(kind[0] == GATE_SCHED_REJECT && change[0] == 8); k++) {
+        r = next_build(s); /* 8 again (a retry of b, or a build on the new tip) */
+        results2(s, r.candidate, r.attempt > 1 ? -1 : 1, 0, 0, 5, 111 + k);
+        (void)poll_kinds(s, kind, change, 8);
+    }
+    assert_true(kind[0] == GATE_SCHED_REJECT && change[0] == 8);
+    assert_int_equal(last_why, GATE_SCHED_WHY_SAME);
 
     assert_true(keel_ok(gate_sched_enqueue(s, 3)));
     assert_true(keel_ok(gate_sched_enqueue(s, 6)));

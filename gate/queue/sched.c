@@ -1010,6 +1010,17 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
     }
     for (size_t k = 0; k < n; k++)
         record(s, g, &runs[k], final);
+    /*
+     * Each configuration that passed on its tree (whatever the others did) is
+     * held on every segment the tree holds: those ahead of it, not skipped.
+     */
+    unsigned long long passed = 0;
+    for (size_t k = 0; k < g->ncfg; k++)
+        if (g->cfg[k].passed)
+            passed |= held_bit(s, g->cfg[k].name);
+    for (size_t k = 0; k < i && passed != 0; k++)
+        if (!s->plan[k].skipped)
+            s->plan[k].held |= passed;
     bool open = false, flaked = false;
     for (size_t k = 0; k < g->ncfg; k++) {
         open = open || (g->cfg[k].fails > 0 && !g->cfg[k].passed);
@@ -1031,14 +1042,9 @@ static keel_status build_ended(gate_sched *s, long long candidate, const gate_sc
         g->skipped = false;
         g->from_n = 0;
         g->state = CAND_PASSED;
-        unsigned long long passed = 0; /* every configuration it ran */
-        for (size_t k = 0; k < g->ncfg; k++)
-            passed |= held_bit(s, g->cfg[k].name);
         for (size_t k = 0; k < i; k++)
-            if (!s->plan[k].skipped) {
+            if (!s->plan[k].skipped)
                 s->plan[k].presumed_bad = false; /* it holds them and passed: they flaked */
-                s->plan[k].held |= passed;
-            }
         s->flaked_w = s->flaked_w * decay + (double)g->failures;
         s->tried_w = s->tried_w * decay + (double)g->attempts;
     } else {

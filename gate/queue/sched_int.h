@@ -57,8 +57,9 @@ typedef struct seg {
     /*
      * The configurations (bits: sched.c's held_bit) that passed on a tree
      * holding all of its changes, a candidate stacked on it or on a segment
-     * it was split from: a failure of one of them here, repeated alike, is
-     * no evidence against its changes (record()).
+     * it was split from (whatever that candidate's other configurations
+     * did): a failure of one of them here, repeated alike, is no evidence
+     * against its changes (record()).
      */
     unsigned long long held;
     cfg_ev *cfg; /* its candidate's configurations */

@@ -67,9 +67,9 @@
  * earn up to GATE_SCHED_SUSPECT_EXTRA more runs, until two agree; a repeat
  * of an ending the configuration flaked with lately (gate_sched_flaky_endings)
  * counts as a different one, and so does any repeat on a configuration that
- * passed on a tree holding the candidate's changes (a candidate stacked on it
- * that passed, or on the batch it was split from: a broken change fails
- * every tree that holds it).  Fail-then-pass is a FLAKY decision and never
+ * passed on a tree holding the candidate's changes (a candidate stacked on it,
+ * or on the batch it was split from, whatever its other configurations did: a
+ * broken change fails every tree that holds it).  Fail-then-pass is a FLAKY decision and never
  * rejects a change.
  *
  * Rejections taken back: a change rejected because a configuration failed
