@@ -20,19 +20,10 @@
 keel_status gate__config_errf(const gate_config_state *st, keel_code code, const char *fmt, ...)
 {
     char what[512];
-    va_list ap, again;
+    va_list ap;
     va_start(ap, fmt);
-    va_copy(again, ap);
-    int len = vsnprintf(what, sizeof(what), fmt, ap);
+    gate_text_vfit(CONFIG_HEAP, what, sizeof(what), fmt, ap);
     va_end(ap);
-    void *full = NULL;
-    if (len >= (int)sizeof(what) && keel_ok(keel_heap_alloc(CONFIG_HEAP, (size_t)len + 1, &full))) {
-        (void)vsnprintf((char *)full, (size_t)len + 1, fmt, again);
-        gate_text_cut_quoted((char *)full, sizeof(what) - 1);
-        (void)snprintf(what, sizeof(what), "%s", (const char *)full);
-        keel_heap_free(CONFIG_HEAP, full);
-    }
-    va_end(again);
     return keel_status_with_uint(
         KEEL_ERR((int)code, "%s:%zu: %s%s", st->origin, st->line, st->key_of, what), "line",
         (unsigned long long)st->line);

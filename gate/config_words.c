@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include "heaps.h"
+#include "text.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -83,6 +84,16 @@ static void shell_at(const char *text, size_t i, gate_shell *sh)
  * their starts into `starts`.  `sh` (NULL-able): the first shell syntax outside
  * quotes and escapes (shell_at).
  */
+/*
+ * How many bytes of `text` a message quotes: all, or GATE_TEXT_SUBJECT_SHOWN
+ * and '...' when it is longer, as gate_text_cut_quoted cuts a subject.
+ */
+static int subject_len(const char *text)
+{
+    size_t n = strlen(text);
+    return n > GATE_TEXT_SUBJECT_SHOWN + 3 ? GATE_TEXT_SUBJECT_SHOWN : (int)n;
+}
+
 static keel_status split_pass(const char *text, size_t *nwords, size_t *nbytes, char *text_out,
                               char **starts, gate_shell *sh)
 {
@@ -119,12 +130,13 @@ static keel_status split_pass(const char *text, size_t *nwords, size_t *nbytes, 
             bytes++;
         }
         if (quote != '\0')
-            return keel_status_with_uint(KEEL_ERR(KEEL_E_PARSE,
-                                                  "unterminated %c quote at column %zu in "
-                                                  "'%.*s%s'",
-                                                  quote, quote_at + 1, strlen(text) > 67 ? 64 : 67,
-                                                  text, strlen(text) > 67 ? "..." : ""),
-                                         "column", (unsigned long long)quote_at + 1);
+            return keel_status_with_uint(
+                KEEL_ERR(KEEL_E_PARSE,
+                         "unterminated %c quote at column %zu in "
+                         "'%.*s%s'",
+                         quote, quote_at + 1, subject_len(text), text,
+                         (size_t)subject_len(text) < strlen(text) ? "..." : ""),
+                "column", (unsigned long long)quote_at + 1);
         if (text_out != NULL)
             text_out[bytes] = '\0';
         bytes++;

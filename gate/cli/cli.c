@@ -291,20 +291,10 @@ static int usage_error(FILE *err, const char *fmt, ...) KEEL_PRINTF(2, 3);
 
 static int usage_error(FILE *err, const char *fmt, ...)
 {
-    va_list ap, again;
+    va_list ap;
     va_start(ap, fmt);
-    va_copy(again, ap);
     char what[1024];
-    int len = vsnprintf(what, sizeof(what), fmt, ap); /* it quotes the command line */
-    void *full = NULL;
-    if (len >= (int)sizeof(what) && /* an argument of thousands of bytes: cut, not the reason */
-        keel_ok(keel_heap_alloc(GATE_HEAP, (size_t)len + 1, &full))) {
-        (void)vsnprintf((char *)full, (size_t)len + 1, fmt, again);
-        gate_text_cut_quoted((char *)full, sizeof(what) - 1);
-        (void)snprintf(what, sizeof(what), "%s", (const char *)full);
-        keel_heap_free(GATE_HEAP, full);
-    }
-    va_end(again);
+    gate_text_vfit(GATE_HEAP, what, sizeof(what), fmt, ap); /* it quotes the command line */
     gate_text_printf(err, "keel-gate: %s\n", what);
     (void)fputs("(keel-gate --help lists commands and options)\n", err);
     va_end(ap);

@@ -154,9 +154,6 @@ size_t gate_text_fput(FILE *f, const char *s, size_t len, unsigned flags)
     return escape(&k, s, len, flags, false);
 }
 
-/* A quoted subject cut to fit a message keeps this many bytes, then '...'. */
-#define SUBJECT_SHOWN 64
-
 void gate_text_cut_quoted(char *text, size_t fit)
 {
     for (size_t len = strlen(text); len > fit; len = strlen(text)) {
@@ -172,14 +169,30 @@ void gate_text_cut_quoted(char *text, size_t fit)
             }
             p = strchr(close + 1, '\'');
         }
-        if (best == NULL || best_len <= SUBJECT_SHOWN + 3)
+        if (best == NULL || best_len <= GATE_TEXT_SUBJECT_SHOWN + 3)
             return;
-        size_t keep = SUBJECT_SHOWN;
+        size_t keep = GATE_TEXT_SUBJECT_SHOWN;
         while (keep > 0 && ((unsigned char)best[keep] & 0xc0) == 0x80)
             keep--; /* best[keep], the first byte cut, starts a character */
         best[keep] = best[keep + 1] = best[keep + 2] = '.';
         memmove(best + keep + 3, best + best_len, strlen(best + best_len) + 1);
     }
+}
+
+void gate_text_vfit(const keel_module *heap, char *out, size_t size, const char *fmt, va_list ap)
+{
+    KEEL_ASSERT(out != NULL && size > 0 && fmt != NULL);
+    va_list again;
+    va_copy(again, ap);
+    int len = vsnprintf(out, size, fmt, ap);
+    void *full = NULL;
+    if (len >= (int)size && keel_ok(keel_heap_alloc(heap, (size_t)len + 1, &full))) {
+        (void)vsnprintf((char *)full, (size_t)len + 1, fmt, again);
+        gate_text_cut_quoted((char *)full, size - 1);
+        (void)snprintf(out, size, "%s", (const char *)full);
+        keel_heap_free(heap, full);
+    }
+    va_end(again);
 }
 
 void gate_text_vprintf(FILE *f, const char *fmt, va_list ap)

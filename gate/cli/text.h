@@ -62,6 +62,19 @@ void gate_text_vprintf(FILE *f, const char *fmt, va_list ap) KEEL_PRINTF(2, 0);
  */
 void gate_text_cut_quoted(char *text, size_t fit);
 
+/* A quoted subject gate_text_cut_quoted cuts keeps this many bytes, then '...'. */
+#define GATE_TEXT_SUBJECT_SHOWN 64
+
+/*
+ * `fmt` with `ap` into out[0..size), as vsnprintf does, except that a message
+ * longer than that is made whole on module `heap`'s heap and its quoted
+ * subjects cut (gate_text_cut_quoted) until it fits, so that its reason
+ * survives an argument or a line of thousands of bytes (plainly cut when
+ * there is no memory for it).  `ap` is the caller's to end.
+ */
+void gate_text_vfit(const keel_module *heap, char *out, size_t size, const char *fmt, va_list ap)
+    KEEL_PRINTF(4, 0);
+
 /* Write s as a JSON string (quotes included) to f. */
 void gate_json_fput(FILE *f, const char *s);
 
