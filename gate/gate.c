@@ -527,7 +527,7 @@ keel_status gate_submit_look(gate_repo *r, const char *target, const char *branc
         s = t;
     if (!keel_ok(s))
         return KEEL_CONTEXT(s, "submitting '%s'", branch);
-    out->in_target = out->tip[0] != '\0' && holds(r, out->head, out->tip);
+    out->in_target = holds(r, out->head, out->tip); /* the target is a branch: tip is set */
     return KEEL_OK;
 }
 

@@ -97,14 +97,15 @@ KEEL_MUST_USE keel_status gate_cancel(gate *g, long long id);
  *   gate_submit_look: what the submit reads of git, on repository r (a
  *     handle of the calling thread's, opened where gate_repo_place says),
  *     for `target`; no gate handle, no store.  KEEL_E_CONFLICT when the
- *     branch is not at `expected_head` (NULL: any).
+ *     branch is not at `expected_head` (NULL: any), KEEL_E_NOTFOUND when
+ *     `target` is not a branch.
  *   gate_submit_looked: the change queued on g as `seen` found it (or
  *     refused, KEEL_E_EXISTS, with its event, when the target holds it).
  */
 typedef struct gate_submit_seen {
     char head[GATE_OID_HEX]; /* the branch's commit (an annotated tag peeled to it) */
     char tag[GATE_OID_HEX];  /* that tag; "": none */
-    char tip[GATE_OID_HEX];  /* the target's; "": it has no commits */
+    char tip[GATE_OID_HEX];  /* the target's */
     bool in_target;          /* tip's history holds head */
 } gate_submit_seen;
 KEEL_MUST_USE keel_status gate_submit_check(const gate *g, const char *branch);
