@@ -535,6 +535,23 @@ static inline size_t fx_times_landed(const char *branch)
     return times;
 }
 
+/*
+ * Run `sql` on the store (sqlite directly: a state the gate's API would take
+ * long to make, or a row damaged on purpose); a failure fails the test with
+ * sqlite's message.
+ */
+static inline void fx_sql_exec(const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(fx_state, &db), SQLITE_OK);
+    /* a gate running in another thread may hold the store's lock a moment: wait, as it does */
+    (void)sqlite3_busy_timeout(db, 10000);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg != NULL ? msg : "?");
+    sqlite3_close(db);
+}
+
 /* One integer from the store (sqlite directly: what the tests check, not the gate's API). */
 static inline long long fx_sql_int(const char *sql, const char *arg)
 {

@@ -51,15 +51,6 @@ static void test_text_cut_in_a_character(void **state)
     }
 }
 
-static void sql_exec(const char *sql)
-{
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(fx_state, &db), SQLITE_OK);
-    (void)sqlite3_busy_timeout(db, 5000);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-}
-
 static void test_queue_and_history(void **state)
 {
     (void)state;
@@ -452,7 +443,7 @@ static void test_idempotency_and_expected_head(void **state)
                  "idempotency key 'k-1' was used for another request");
     assert_int_equal(count_changes(), 1);
     /* kept 7 days: older, the key is a new one (the old response is not replayed) */
-    sql_exec("UPDATE idempotency SET created_at = created_at - 8 * 86400");
+    fx_sql_exec("UPDATE idempotency SET created_at = created_at - 8 * 86400");
     reply r;
     http(&r, "POST", "/api/v1/changes", headers, body);
     assert_int_equal(r.status, 201);
@@ -865,7 +856,7 @@ static void test_events_changed(void **state)
     assert_true(read_until(fd, buf, sizeof(buf), &len, "retry: 2000\n\n"));
     fx_sleep_ms(300); /* the stream has looked once: nothing changed */
     assert_null(strstr(buf, "event: changed"));
-    sql_exec("UPDATE changes SET updated_at = updated_at + 1");
+    fx_sql_exec("UPDATE changes SET updated_at = updated_at + 1");
     assert_true(read_until(fd, buf, sizeof(buf), &len, "event: changed\ndata: {}\n\n"));
     /* a notice, not an event: no id (Last-Event-ID stays the last event's) */
     assert_null(strstr(buf, "id: "));
@@ -891,7 +882,7 @@ static void test_series(void **state)
     (void)submit("other", NULL);
     assert_int_equal(fx_run_once().landed, 2);
     long long third = submit("third", NULL);
-    sql_exec(
+    fx_sql_exec(
         "UPDATE changes SET submitted_at = submitted_at - 7200, updated_at = updated_at - 3600 "
         "WHERE state = 'landed'");
     http(&r, "GET", "/api/v1/series", NULL, NULL);
@@ -922,8 +913,8 @@ static void test_series(void **state)
     assert_false(json_is_true(json_object_get(r.json, "truncated")));
     reply_free(&r);
     /* of two, the median is their mean (not the longer) */
-    sql_exec("UPDATE changes SET submitted_at = submitted_at - 100 WHERE id = (SELECT min(id) "
-             "FROM changes WHERE state = 'landed')");
+    fx_sql_exec("UPDATE changes SET submitted_at = submitted_at - 100 WHERE id = (SELECT min(id) "
+                "FROM changes WHERE state = 'landed')");
     http(&r, "GET", "/api/v1/series", NULL, NULL);
     landed = json_object_get(r.json, "landed");
     long long t0 = json_integer_value(json_object_get(json_array_get(landed, 0), "seconds"));
@@ -934,8 +925,8 @@ static void test_series(void **state)
     reply_free(&r);
 
     /* ten seconds in the queue, between two of the plot's times: the step says so */
-    sql_exec("UPDATE changes SET submitted_at = strftime('%s','now') - 3300, updated_at = "
-             "strftime('%s','now') - 3290 WHERE state = 'landed'");
+    fx_sql_exec("UPDATE changes SET submitted_at = strftime('%s','now') - 3300, updated_at = "
+                "strftime('%s','now') - 3290 WHERE state = 'landed'");
     http(&r, "GET", "/api/v1/series", NULL, NULL);
     q = json_object_get(r.json, "queue_length");
     long long most = 0;

@@ -55,17 +55,6 @@ static int cli(const char *const *args)
     return rc;
 }
 
-/* Run `sql` on the store (sqlite directly: a state the gate's API would take long to make). */
-static void sql_exec(const char *sql)
-{
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(fx_state, &db), SQLITE_OK);
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
-        fail_msg("%s: %s", sql, msg != NULL ? msg : "?");
-    sqlite3_close(db);
-}
-
 /* How many times `what` is in `text`. */
 static size_t count_of(const char *text, const char *what)
 {
@@ -314,9 +303,9 @@ static void test_token_and_check_arguments(void **state)
     assert_int_equal(cli(list), 0);
     assert_has(out_text, "no tokens"); /* none was added */
     /* token list lists every token: 300 (it listed 256 at most) */
-    sql_exec("WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 300) "
-             "INSERT INTO tokens (name, role, hash, created_at) "
-             "SELECT printf('t%03d', i), 'read', 'x', 0 FROM k");
+    fx_sql_exec("WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 300) "
+                "INSERT INTO tokens (name, role, hash, created_at) "
+                "SELECT printf('t%03d', i), 'read', 'x', 0 FROM k");
     assert_int_equal(cli(list), 0);
     assert_int_equal(count_of(out_text, " read    created "), 300);
     assert_has(out_text, "t300 ");
@@ -530,10 +519,10 @@ static void test_submit_cancel_status_log(void **state)
     const char *full[] = {"log", "2", "--full", NULL};
     assert_int_equal(cli(full), 0);
     size_t before = count_of(out_text, "==== job ");
-    sql_exec("WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 1100) "
-             "INSERT INTO jobs (candidate, config, attempt, state, log, started_at) "
-             "SELECT (SELECT candidate FROM candidate_changes WHERE change = 2 LIMIT 1), "
-             "'extra', i, 'passed', '', 1 FROM k");
+    fx_sql_exec("WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 1100) "
+                "INSERT INTO jobs (candidate, config, attempt, state, log, started_at) "
+                "SELECT (SELECT candidate FROM candidate_changes WHERE change = 2 LIMIT 1), "
+                "'extra', i, 'passed', '', 1 FROM k");
     assert_int_equal(cli(full), 0);
     assert_int_equal(count_of(out_text, "==== job "), before + 1100);
     assert_has(out_text, "'extra', attempt 1100: passed");

@@ -390,12 +390,9 @@ static void test_queued_head_not_an_id(void **state)
     long long bad = fx_submit(g, "damaged", 0);
     (void)fx_submit(g, "good2", 0);
     gate_close(g);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(fx_state, &db), SQLITE_OK);
     char sql[128];
     (void)snprintf(sql, sizeof(sql), "UPDATE changes SET head = 'zzzz' WHERE id = %lld", bad);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    fx_sql_exec(sql);
     run_expect(2, 1);
     g = fx_open();
     assert_reason_has(g, bad, GATE_CHANGE_REJECTED,

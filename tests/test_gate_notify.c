@@ -508,16 +508,6 @@ static void test_cancel_while_hook_runs(void **state)
     fx_assert_tip_tested();
 }
 
-static void sql_exec(const char *sql)
-{
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(fx_state, &db), SQLITE_OK);
-    char *err = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
-        fail_msg("%s: %s", sql, err);
-    sqlite3_close(db);
-}
-
 /*
  * A store of schema version 1 (events without a target, no cursor, no
  * endings of flakes) is upgraded in place; what it recorded before is not
@@ -531,7 +521,7 @@ static void test_store_upgrade_from_version_1(void **state)
     gate_close(fx_open()); /* a store of today's version, made version 1 again */
     long long newest = fx_sql_int("PRAGMA user_version", NULL);
     assert_true(newest >= 7); /* 6 -> 7: the post level's tables, and the steps after */
-    sql_exec(
+    fx_sql_exec(
         "DROP INDEX events_by_target; ALTER TABLE events DROP COLUMN target; "
         "DROP TABLE notify_cursor; ALTER TABLE changes DROP COLUMN crashes; "
         "ALTER TABLE changes DROP COLUMN pushed; ALTER TABLE jobs DROP COLUMN elapsed_ms; "
@@ -544,7 +534,7 @@ static void test_store_upgrade_from_version_1(void **state)
                                 NULL),
                      0);
     /* its history: an event of version 1 */
-    sql_exec("INSERT INTO events(time, kind, change, detail) VALUES(1, 'landed', 1, '{}')");
+    fx_sql_exec("INSERT INTO events(time, kind, change, detail) VALUES(1, 'landed', 1, '{}')");
     fx_branch("a", "a.txt", "a\n");
     gate *g = fx_open();
     (void)fx_submit(g, "a", 0);
@@ -568,7 +558,7 @@ static void test_store_upgrade_from_version_1(void **state)
                                 NULL),
                      1);
 
-    sql_exec("PRAGMA user_version = 99");
+    fx_sql_exec("PRAGMA user_version = 99");
     gate_options o;
     options_for(NULL, &o);
     g = NULL;

@@ -398,20 +398,12 @@ static void flaky_never_wrong(unsigned from, unsigned to)
         fx_commit(&tip, f, 2, "main", &with);
         (void)fx_run_once();
         /* the history the gate measured: 'long' flaked 2 of 10 times at the gate level */
-        sqlite3 *db = NULL;
-        assert_int_equal(sqlite3_open(fx_state, &db), SQLITE_OK);
-        char *err = NULL;
-        int rc = sqlite3_exec(
-            db,
+        fx_sql_exec(
             "INSERT INTO candidates(id, target, base, state, created_at) VALUES(1000, 'main', "
             "'x', 'passed', 0);"
             "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 10) "
             "INSERT INTO jobs(candidate, config, attempt, state, started_at) SELECT 1000, "
-            "'long', i, CASE WHEN i <= 2 THEN 'failed' ELSE 'passed' END, 0 FROM k;",
-            NULL, NULL, &err);
-        if (rc != SQLITE_OK)
-            fail_msg("%s", err);
-        sqlite3_close(db);
+            "'long', i, CASE WHEN i <= 2 THEN 'failed' ELSE 'passed' END, 0 FROM k;");
         git_oid c[FLAKY_RANGE];
         unsigned bad = 1 + seed * 3 % FLAKY_RANGE;
         push_range(FLAKY_RANGE, bad, c);
