@@ -50,8 +50,8 @@ static int cli(const char *const *args)
     out_text[n] = '\0';
     n = fread(err_text, 1, sizeof(err_text) - 1, err);
     err_text[n] = '\0';
-    fclose(out);
-    fclose(err);
+    (void)fclose(out);
+    (void)fclose(err);
     return rc;
 }
 
@@ -680,6 +680,7 @@ static void test_text_escaping(void **state)
         {"c1 \xc2\x9b"
          "31m \xc2\x85",
          "c1 \\u{9b}31m \\u{85}", "\"c1 \\u009b31m \\u0085\""},
+        /* the escaping under test: NOLINTNEXTLINE(misc-misleading-bidirectional) */
         {"bidi \xe2\x80\xae"
          "cba \xe2\x81\xa6 \xd8\x9c",
          "bidi \\u{202e}cba \\u{2066} \\u{61c}", "\"bidi \\u202ecba \\u2066 \\u061c\""},
