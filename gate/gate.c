@@ -355,6 +355,13 @@ void gate_say(gate *g, const char *fmt, ...)
     (void)fflush(g->out);
 }
 
+bool gate_store_absent(const char *path)
+{
+    KEEL_ASSERT(path != NULL);
+    struct stat st;
+    return stat(path, &st) != 0 && (errno == ENOENT || errno == ENOTDIR);
+}
+
 keel_status gate_open(const gate_options *o, gate **out)
 {
     KEEL_ASSERT(o != NULL && out != NULL);
@@ -382,7 +389,15 @@ keel_status gate_open(const gate_options *o, gate **out)
                            gate_repo_git_dir(g->repo));
         (void)snprintf(g->work, sizeof(g->work), "%s.d", g->state);
         gate_fmt(g->tdir, sizeof(g->tdir), "%s/targets/%s", g->work, target_dir);
-        s = gate_store_open(g->state, &g->store);
+        if (o->existing && gate_store_absent(g->state)) /* a reader makes no store */
+            s = keel_status_with_str(
+                KEEL_ERR(KEEL_E_NOTFOUND,
+                         "no store at '%s': no gate has run on this repository yet ('keel-gate "
+                         "submit BRANCH' queues a change, 'keel-gate run' runs the queue)",
+                         g->state),
+                "store", g->state);
+        if (keel_ok(s))
+            s = gate_store_open(g->state, &g->store);
         if (keel_ok(s))
             gate_store_set_target(g->store, g->target);
     }

@@ -43,11 +43,15 @@ typedef struct gate_options {
                            again, doubled each time (1000) */
     const char *config; /* run --config FILE: the configuration used while the target's own
                            does not load (NULL: none; run then stops saying how to recover) */
+    bool existing;      /* a command that only reads: no store at `state` (or the default) is
+                           KEEL_E_NOTFOUND saying no gate has run, and nothing is made */
 } gate_options;
 
 void gate_options_default(gate_options *o);
 
 KEEL_MUST_USE keel_status gate_open(const gate_options *o, gate **out);
+/* Is there nothing at `path` (no file, no directory: a store to be made there)? */
+bool gate_store_absent(const char *path);
 void gate_close(gate *g);
 
 gate_store *gate_get_store(gate *g);

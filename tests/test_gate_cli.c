@@ -249,6 +249,74 @@ static void test_bad_arguments(void **state)
     assert_int_equal(stat(mirror, &st), -1);
 }
 
+/* Is there nothing at `path`? */
+static bool absent(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) != 0 && errno == ENOENT;
+}
+
+/*
+ * A command that only reads, given a --state where there is no store: it made
+ * a store there (status said "0 builds so far" of a store made at the mistyped
+ * path, with its <state>.d); now a usage error naming the path, nothing made.
+ * With the default store and none yet: no gate has run, said (exit 1), nothing
+ * made in the git directory.  A command that writes makes the store, as before.
+ */
+static void test_read_needs_store(void **state)
+{
+    (void)state;
+    fx_branch("topic", "topic.txt", "t\n");
+    char typo[300], typo_dir[310], fresh[300], fresh_dir[310], want[700];
+    (void)snprintf(typo, sizeof(typo), "%s/typo.db", fx_dir);
+    (void)snprintf(typo_dir, sizeof(typo_dir), "%s.d", typo);
+    (void)snprintf(fresh, sizeof(fresh), "%s/keel-gate.db", fx_repo); /* a bare repository's */
+    (void)snprintf(fresh_dir, sizeof(fresh_dir), "%s.d", fresh);
+    static const char *const reads[][3] = {
+        {"status", NULL, NULL},   {"status", "--json", NULL}, {"log", "topic", NULL},
+        {"history", NULL, NULL},  {"culprit", "unit", NULL},  {"nightly", NULL, NULL},
+        {"backouts", NULL, NULL}, {"flows", NULL, NULL},      {"token", "list", NULL},
+    };
+    cli_no_state = true;
+    for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+        const char *given[] = {"--state", typo, reads[i][0], reads[i][1], NULL};
+        int rc = cli(given);
+        (void)snprintf(want, sizeof(want),
+                       "keel-gate: no store at '%s' ('%s' only reads a gate's store: give the "
+                       "--state of a gate that has run, or run 'keel-gate submit' or 'keel-gate "
+                       "run' first)\n",
+                       typo, reads[i][0]);
+        if (rc != 2 || strstr(err_text, want) == NULL)
+            fail_msg("%s --state %s: exit %d, '%s' (wanted 2 and '%s')", reads[i][0], typo, rc,
+                     err_text, want);
+        assert_true(absent(typo) && absent(typo_dir));
+        const char *fallback[] = {reads[i][0], reads[i][1], NULL};
+        rc = cli(fallback);
+        (void)snprintf(want, sizeof(want),
+                       "keel-gate: error: keel.NOTFOUND: no store at '%s': no gate has run on "
+                       "this repository yet ('keel-gate submit BRANCH' queues a change, "
+                       "'keel-gate run' runs the queue)",
+                       fresh);
+        if (rc != 1 || strstr(err_text, want) == NULL)
+            fail_msg("%s: exit %d, '%s' (wanted 1 and '%s')", reads[i][0], rc, err_text, want);
+        assert_true(absent(fresh) && absent(fresh_dir));
+    }
+    /* a command that writes makes the store where it is told, and then reads find it */
+    const char *sub[] = {"--state", typo, "submit", "topic", "--quiet", NULL};
+    assert_int_equal(cli(sub), 0);
+    assert_false(absent(typo));
+    const char *st[] = {"--state", typo, "status", NULL};
+    assert_int_equal(cli(st), 0);
+    assert_has(out_text, "queued (1):\n");
+    const char *reset[] = {"backouts", "--reset", NULL}; /* writes: the default store made */
+    assert_int_equal(cli(reset), 0);
+    assert_false(absent(fresh));
+    const char *list[] = {"token", "list", NULL};
+    assert_int_equal(cli(list), 0);
+    assert_has(out_text, "no tokens");
+    cli_no_state = false;
+}
+
 /*
  * More of the same: token's verbs, names and roles, an option given empty,
  * --reset with --json; check given a directory, and a file whose 64
@@ -299,6 +367,7 @@ static void test_token_and_check_arguments(void **state)
             fail_msg("%s %s: exit %d, '%s' (wanted 2 and '%s')", bad[i].args[0], bad[i].args[1], rc,
                      err_text, bad[i].says);
     }
+    gate_close(fx_open()); /* the store: token list only reads one */
     const char *list[] = {"token", "list", NULL};
     assert_int_equal(cli(list), 0);
     assert_has(out_text, "no tokens"); /* none was added */
@@ -1253,6 +1322,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_number_options_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_argument_reason_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_needs_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_and_check_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_aligned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_options_in_docs, setup, teardown),

@@ -211,14 +211,17 @@ static void print_doc(FILE *f, bool man)
     d.ncmds = NCMDS;
     d.opts = opts;
     d.nopts = NOPTS;
-    d.exit_status = "0: done.  1: it failed; for try, a required configuration failed; for run, "
-                    "a change was rejected or conflicted.  2: usage (an unknown command or "
-                    "option is named, with the nearest known one).";
+    d.exit_status = "0: done.  1: it failed (a command that only reads, too, when there is no "
+                    "store where the default one goes: no gate has run); for try, a required "
+                    "configuration failed; for run, a change was rejected or conflicted.  2: "
+                    "usage (an unknown command or option is named, with the nearest known one; "
+                    "a --state where there is no store, given to a command that only reads).";
     d.environment = "XDG_STATE_HOME, XDG_CACHE_HOME: where a URL's mirror and the work trees "
                     "go by default.  KEEL_GATE_USER, KEEL_GATE_PASSWORD: https credentials; "
                     "ssh goes through ssh-agent.  KEEL_OPTIONS: libkeel's options "
                     "(module.post=none skips the self tests).";
-    d.files = "<git dir>/keel-gate.db: the store (the queue, candidates, jobs, events); "
+    d.files = "<git dir>/keel-gate.db: the store (the queue, candidates, jobs, events), made by "
+              "the first command that writes (a command that only reads makes none); "
               "<state>.d/logs/: the jobs' logs; <state>.d/targets/<target>/run.lock: the lock "
               "of the gate running the queue.  .keel/gate.conf in the repository: the "
               "configuration.";
@@ -443,6 +446,27 @@ static const char *opt_value(const parsed *p, const char *name)
     return NULL;
 }
 
+/* Does the command only read the store (and so makes none where there is none)? */
+static bool reads_only(const parsed *p)
+{
+    switch (p->cmd->bit) {
+    case C_STATUS:
+    case C_LOG:
+    case C_HISTORY:
+    case C_CULPRIT:
+    case C_FLOWS:
+        return true;
+    case C_NIGHTLY:
+        return opt_value(p, "now") == NULL;
+    case C_BACKOUTS:
+        return opt_value(p, "reset") == NULL;
+    case C_TOKEN:
+        return strcmp(p->args[0], "list") == 0;
+    default:
+        return false;
+    }
+}
+
 /* token VERB [NAME] [--role ROLE]: 0, or the usage error's exit code. */
 static int token_usage(const parsed *p, FILE *err)
 {
@@ -572,6 +596,13 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
     }
     if (opt_value(&p, "listen") != NULL)
         wo.listen = opt_value(&p, "listen");
+    o.existing = reads_only(&p);
+    if (o.existing && o.state != NULL && gate_store_absent(o.state)) /* mistyped: nothing made */
+        return usage_error(err,
+                           "no store at '%s' ('%s' only reads a gate's store: give the --state of "
+                           "a gate that has run, or run 'keel-gate submit' or 'keel-gate run' "
+                           "first)",
+                           o.state, p.cmd->name);
     gate *g = NULL;
     keel_status s = gate_open(&o, &g);
     if (!keel_ok(s)) {
