@@ -317,6 +317,19 @@ static void test_read_needs_store(void **state)
     cli_no_state = false;
 }
 
+/* culprit '': it said "no configuration ''" (and made the store to say it) */
+static void test_culprit_empty_name(void **state)
+{
+    (void)state;
+    const char *empty[] = {"culprit", "", NULL};
+    assert_int_equal(cli(empty), 2);
+    assert_has(err_text, "keel-gate: the configuration name is empty: 'culprit' needs the name of "
+                         "one of the target's configurations ('keel-gate check' lists them)\n");
+    const char *as_json[] = {"culprit", "--json", "", NULL};
+    assert_int_equal(cli(as_json), 2);
+    assert_has(err_text, "the configuration name is empty");
+}
+
 /*
  * More of the same: token's verbs, names and roles, an option given empty,
  * --reset with --json; check given a directory, and a file whose 64
@@ -1323,6 +1336,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_long_argument_reason_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_needs_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_culprit_empty_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_and_check_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_aligned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_options_in_docs, setup, teardown),

@@ -521,6 +521,9 @@ int gate_cli_main(int argc, char **argv, FILE *out, FILE *err)
                                p.args[0]);
         }
     }
+    if (p.cmd->bit == C_CULPRIT && p.args[0][0] == '\0') /* it said "no configuration ''" */
+        return usage_error(err, "the configuration name is empty: 'culprit' needs the name of one "
+                                "of the target's configurations ('keel-gate check' lists them)");
     if (opt_value(&p, "mirror") != NULL &&
         !gate_remote_is_url(opt_value(&p, "repo") != NULL ? opt_value(&p, "repo") : "."))
         return usage_error(err,
