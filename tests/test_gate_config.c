@@ -73,7 +73,8 @@ static void test_good_config(void **state)
 /* Parse `text`, expect failure with `code`, and a message containing each needle. */
 static void expect_error(const char *text, keel_code code, const char *needle1, const char *needle2)
 {
-    gate_config *c = (gate_config *)(uintptr_t)1; /* must be reset to NULL */
+    static gate_config not_reset;
+    gate_config *c = &not_reset; /* must be reset to NULL */
     keel_status s = gate_config_parse(text, strlen(text), "repo:.keel/gate.conf", &c);
     assert_false(keel_ok(s));
     assert_null(c);
@@ -592,7 +593,8 @@ static void test_check_every_error(void **state)
     seen_errors e;
     memset(&e, 0, sizeof(e));
     size_t errors = 0;
-    gate_config *c = (gate_config *)(uintptr_t)1;
+    static gate_config not_reset;
+    gate_config *c = &not_reset;
     keel_status s = gate_config_check(text, strlen(text), "x.conf", keep_error, &e, &errors, &c);
     assert_true(keel_ok(s));
     assert_null(c);
