@@ -268,7 +268,7 @@ void keel__buf_vprintf(char *buf, size_t size, size_t *pos, const char *fmt, va_
     KEEL_PRINTF(4, 0);
 /* Append s as a JSON string (with quotes and escapes). */
 void keel__buf_json_str(char *buf, size_t size, size_t *pos, const char *s);
-/* Damerau-Levenshtein distance of two short strings (capped at 64 chars). */
+/* Damerau-Levenshtein distance of two short strings (capped at 64 chars); ASCII case is no edit. */
 size_t keel__edit_distance(const char *a, const char *b);
 /*
  * Read a whole text file of at most `max` bytes into a new NUL-terminated

@@ -71,6 +71,13 @@ void keel__buf_json_str(char *buf, size_t size, size_t *pos, const char *s)
     put_char(buf, size, pos, '"');
 }
 
+/* A letter in lower case: case is no edit (a name differing only in case is misspelt). */
+static unsigned char folded(char c)
+{
+    unsigned char u = (unsigned char)c;
+    return u >= 'A' && u <= 'Z' ? (unsigned char)(u - 'A' + 'a') : u;
+}
+
 size_t keel__edit_distance(const char *a, const char *b)
 {
     enum { MAXLEN = 64 };
@@ -87,14 +94,14 @@ size_t keel__edit_distance(const char *a, const char *b)
         const size_t *prev2 = rows[(i + 2) % 3];
         cur[0] = i;
         for (size_t j = 1; j <= lb; j++) {
-            size_t cost = a[i - 1] == b[j - 1] ? 0u : 1u;
+            size_t cost = folded(a[i - 1]) == folded(b[j - 1]) ? 0u : 1u;
             size_t best = prev[j] + 1;
             if (cur[j - 1] + 1 < best)
                 best = cur[j - 1] + 1;
             if (prev[j - 1] + cost < best)
                 best = prev[j - 1] + cost;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                prev2[j - 2] + 1 < best)
+            if (i > 1 && j > 1 && folded(a[i - 1]) == folded(b[j - 2]) &&
+                folded(a[i - 2]) == folded(b[j - 1]) && prev2[j - 2] + 1 < best)
                 best = prev2[j - 2] + 1;
             cur[j] = best;
         }

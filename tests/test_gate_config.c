@@ -362,6 +362,24 @@ static void test_hostile_names(void **state)
                  ":3: section [flow] needs two branches: [flow A -> B]", NULL);
 }
 
+/*
+ * A name that differs from a known one only in case is a misspelling too: 'levels = GATE'
+ * had no "did you mean" (four edits from 'gate', past the limit for four letters).
+ */
+static void test_suggest_any_case(void **state)
+{
+    (void)state;
+    expect_error("[config a]\ntest = true\nlevels = GATE\n", KEEL_E_PARSE,
+                 ":3: 'levels': unknown level 'GATE'", "did you mean 'gate'?");
+    expect_error("[config a]\ntest = true\nlevels = Nightly\n", KEEL_E_PARSE,
+                 "unknown level 'Nightly'", "did you mean 'nightly'?");
+    expect_error("[gate]\nstrategy = SERIAL\n", KEEL_E_PARSE, "unknown strategy 'SERIAL'",
+                 "did you mean 'serial'?");
+    expect_error("[gate]\nSLOTS = 2\n", KEEL_E_NOTFOUND, "unknown key 'SLOTS' in [gate]",
+                 "did you mean 'slots'?");
+    expect_error("[GATE]\n", KEEL_E_NOTFOUND, "unknown section [GATE]", "did you mean [gate]?");
+}
+
 static void test_structure_errors(void **state)
 {
     (void)state;
@@ -791,6 +809,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_hostile_names),
         cmocka_unit_test(test_long_subjects_cut),
         cmocka_unit_test(test_structure_errors),
+        cmocka_unit_test(test_suggest_any_case),
         cmocka_unit_test(test_word_splitting),
         cmocka_unit_test(test_comments_and_escapes),
         cmocka_unit_test(test_writable_paths),

@@ -626,6 +626,23 @@ static void test_suggest(void **state)
     assert_null(keel_suggest("cxx", shorts, 2));
 }
 
+/* Case is no edit: 'REPORT.FILE' was eleven from 'report.file', no suggestion at all. */
+static void test_suggest_any_case(void **state)
+{
+    (void)state;
+    static const char *const words[] = {"report.file", "abort", "gate"};
+    const char *r = keel_suggest("REPORT.FILE", words, 3);
+    assert_non_null(r);
+    assert_string_equal(r, "report.file");
+    r = keel_suggest("Abrot", words, 3); /* a transposition besides */
+    assert_non_null(r);
+    assert_string_equal(r, "abort");
+    r = keel_suggest("GATE", words, 3);
+    assert_non_null(r);
+    assert_string_equal(r, "gate");
+    assert_null(keel_suggest("XYZ", words, 3));
+}
+
 /* ---- KEEL_OPTIONS in a child process ------------------------------------------------ */
 
 /*
@@ -871,6 +888,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_load_file_size_limit),
         cmocka_unit_test(test_every_read_file_option_regular_only),
         cmocka_unit_test(test_suggest),
+        cmocka_unit_test(test_suggest_any_case),
         cmocka_unit_test(test_env_malformed_keel_init),
         cmocka_unit_test(test_env_good_applied),
         cmocka_unit_test(test_env_malformed_lazy_report_handler),

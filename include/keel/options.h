@@ -56,7 +56,8 @@ KEEL_API void keel_options_print(FILE *f);
 
 /*
  * The candidate nearest to `word` by edit distance (transpositions count as
- * one), or NULL when none is close enough to be a likely misspelling.  For
+ * one, a letter's case as none: "GATE" finds "gate"), or NULL when none is
+ * close enough to be a likely misspelling.  For
  * "did you mean" hints in programs' own option and config parsers.
  */
 KEEL_API const char *keel_suggest(const char *word, const char *const *candidates, size_t n);
