@@ -317,6 +317,63 @@ static void test_read_needs_store(void **state)
     cli_no_state = false;
 }
 
+/*
+ * The display column where `what` starts in the line of `text` that holds `mark`: a
+ * character one column, whatever its bytes; -1 when there is no such line.
+ */
+static long column_of(const char *text, const char *mark, const char *what)
+{
+    const char *at = strstr(text, mark);
+    if (at == NULL)
+        return -1;
+    while (at > text && at[-1] != '\n')
+        at--;
+    const char *end = strchr(at, '\n'), *w = strstr(at, what);
+    if (w == NULL || (end != NULL && w > end))
+        return -1;
+    long col = 0;
+    for (const char *p = at; p < w; p++)
+        col += ((unsigned char)*p & 0xc0) != 0x80 ? 1 : 0; /* not a continuation byte */
+    return col;
+}
+
+/*
+ * status's columns line up whatever the branch names in the store: one shown
+ * escaped (an invalid byte, \xff: 4 columns for 1 byte; U+202E, \u{202e}: 8
+ * for 3) or with a character of two bytes (e-acute: 1 column) was padded by its
+ * bytes, and the commit after it moved out of its column.
+ */
+static void test_status_columns_aligned(void **state)
+{
+    (void)state;
+    gate_close(fx_open()); /* the store */
+    fx_sql_exec("INSERT INTO changes (branch, head, target, submitted_at, updated_at, state, "
+                "reason) VALUES "
+                "('plain', 'a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1', 'main', 1, 1, 'queued', ''),"
+                "(CAST(x'626164ff' AS TEXT), 'b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2', 'main', "
+                "2, 2, 'queued', ''),"
+                "('caf' || char(233), 'c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3', 'main', 3, 3, "
+                "'queued', ''),"
+                "('x' || char(8238) || 'y', 'd4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4', 'main', "
+                "4, 4, 'queued', ''),"
+                "('plain2', 'e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5', 'main', 5, 5, 'rejected', "
+                "'r'),"
+                "(CAST(x'626164ff32' AS TEXT), 'f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6', 'main', "
+                "6, 6, 'rejected', 'r')");
+    const char *st[] = {"status", NULL};
+    assert_int_equal(cli(st), 0);
+    assert_has(out_text, "bad\\xff ");
+    assert_has(out_text, "x\\u{202e}y ");
+    static const char *const heads[] = {"a1a1a1a1a1a1", "b2b2b2b2b2b2", "c3c3c3c3c3c3",
+                                        "d4d4d4d4d4d4", "e5e5e5e5e5e5", "f6f6f6f6f6f6"};
+    long want = column_of(out_text, heads[0], heads[0]);
+    assert_true(want > 0);
+    for (size_t i = 1; i < sizeof(heads) / sizeof(heads[0]); i++)
+        if (column_of(out_text, heads[i], heads[i]) != want)
+            fail_msg("%s at column %ld, not %ld as %s:\n%s", heads[i],
+                     column_of(out_text, heads[i], heads[i]), want, heads[0], out_text);
+}
+
 /* culprit '': it said "no configuration ''" (and made the store to say it) */
 static void test_culprit_empty_name(void **state)
 {
@@ -1336,6 +1393,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_long_argument_reason_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_needs_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_columns_aligned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_culprit_empty_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_and_check_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_aligned, setup, teardown),

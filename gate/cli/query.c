@@ -77,8 +77,8 @@ static void print_one_ccache(void *arg, const char *name, const gate_ccache_stat
             gate_text_printf(o->f, "compiler caches:\n");
         char size[32];
         gate_size_text(st->bytes, size, sizeof(size));
-        gate_text_printf(o->f, "  %-24s %5.1f%% hits (%llu of %llu compilations), %llu files, %s\n",
-                         name, rate, st->hits, calls, st->files, size);
+        gate_text_printf(o->f, "  %s%*s %5.1f%% hits (%llu of %llu compilations), %llu files, %s\n",
+                         name, gate_text_pad(name, 24), "", rate, st->hits, calls, st->files, size);
     }
     o->n++;
 }
@@ -327,8 +327,9 @@ static keel_status print_targets(gate *g, FILE *f, bool json, gate_change *buf)
             gate_json_fput(f, tip);
             (void)fprintf(f, ",\"queued\":%zu,\"testing\":%zu}", queued, testing);
         } else {
-            gate_text_printf(f, "  %-24s %-14.12s queued %zu, testing %zu\n", t,
-                             tip[0] != '\0' ? tip : "(no branch)", queued, testing);
+            gate_text_printf(f, "  %s%*s %-14.12s queued %zu, testing %zu\n", t,
+                             gate_text_pad(t, 24), "", tip[0] != '\0' ? tip : "(no branch)", queued,
+                             testing);
         }
     }
     if (keel_ok(s) && n > 1 && json)
@@ -436,8 +437,8 @@ keel_status gate_status(gate *g, FILE *f, unsigned flags)
     } else if (keel_ok(s)) {
         gate_text_printf(f, "queued (%zu):\n", nq);
         for (size_t i = 0; i < nq; i++)
-            gate_text_printf(f, "  %6lld  %-32s %.12s  priority %d\n", buf[i].id, buf[i].branch,
-                             buf[i].head, buf[i].priority);
+            gate_text_printf(f, "  %6lld  %s%*s %.12s  priority %d\n", buf[i].id, buf[i].branch,
+                             gate_text_pad(buf[i].branch, 32), "", buf[i].head, buf[i].priority);
     }
     for (size_t k = 0; keel_ok(s) && k < sizeof(sections) / sizeof(sections[0]); k++) {
         size_t n = 0;
@@ -452,8 +453,8 @@ keel_status gate_status(gate *g, FILE *f, unsigned flags)
         } else {
             gate_text_printf(f, "%s (%zu):\n", headings[k], n);
             for (size_t i = 0; i < n; i++)
-                gate_text_printf(f, "  %6lld  %-32s %.12s  %s\n", buf[i].id, buf[i].branch,
-                                 buf[i].head, buf[i].reason);
+                gate_text_printf(f, "  %6lld  %s%*s %.12s  %s\n", buf[i].id, buf[i].branch,
+                                 gate_text_pad(buf[i].branch, 32), "", buf[i].head, buf[i].reason);
         }
     }
     if (keel_ok(s))

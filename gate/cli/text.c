@@ -154,6 +154,36 @@ size_t gate_text_fput(FILE *f, const char *s, size_t len, unsigned flags)
     return escape(&k, s, len, flags, false);
 }
 
+size_t gate_text_width(const char *s)
+{
+    KEEL_ASSERT(s != NULL);
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = strlen(s), width = 0;
+    for (size_t i = 0; i < len;) {
+        unsigned cp = 0;
+        bool partial = false;
+        size_t n = utf8_at(p + i, len - i, &cp, &partial);
+        if (n > 0 && !escaped(cp, GATE_TEXT_LINE, false)) {
+            width++;
+            i += n;
+            continue;
+        }
+        sink k; /* counts the escape's bytes, writes nothing */
+        memset(&k, 0, sizeof(k));
+        k.full = true;
+        put_escape(&k, n > 0 ? cp : p[i], n > 0, false);
+        width += k.len;
+        i += n > 0 ? n : 1;
+    }
+    return width;
+}
+
+int gate_text_pad(const char *s, int columns)
+{
+    size_t width = gate_text_width(s);
+    return columns > 0 && width < (size_t)columns ? columns - (int)width : 0;
+}
+
 void gate_text_cut_quoted(char *text, size_t fit)
 {
     for (size_t len = strlen(text); len > fit; len = strlen(text)) {

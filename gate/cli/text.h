@@ -75,6 +75,20 @@ void gate_text_cut_quoted(char *text, size_t fit);
 void gate_text_vfit(const keel_module *heap, char *out, size_t size, const char *fmt, va_list ap)
     KEEL_PRINTF(4, 0);
 
+/*
+ * The columns `s` takes on a terminal once escaped as gate_text_printf
+ * escapes it: a character one, an escape as many as it has ("\xff": 4,
+ * "\u{202e}": 8).  A wide (East Asian) character is counted as one.
+ */
+size_t gate_text_width(const char *s);
+
+/*
+ * The blanks after `s` that make it `columns` wide (0 when it is as wide or
+ * wider), for "%s%*s" with "": printf's "%-32s" pads by bytes, and a name
+ * shown escaped or with characters of several bytes moved the next column.
+ */
+int gate_text_pad(const char *s, int columns);
+
 /* Write s as a JSON string (quotes included) to f. */
 void gate_json_fput(FILE *f, const char *s);
 
