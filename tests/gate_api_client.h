@@ -129,8 +129,11 @@ static inline void read_reply(int fd, reply *r)
     for (;;) {
         if (len == cap) {
             cap *= 2;
-            buf = realloc(buf, cap + 1);
-            assert_non_null(buf);
+            char *grown = realloc(buf, cap + 1);
+            if (grown == NULL)
+                free(buf);
+            assert_non_null(grown);
+            buf = grown;
         }
         ssize_t n = recv(fd, buf + len, cap - len, 0);
         if (n <= 0)

@@ -202,9 +202,11 @@ static void test_bad_input(void **state)
                    head_of("main"));
     expect_error("POST", "/api/v1/changes", sub, body, 400, "'main' is the target");
     assert_int_equal(count_changes(), queued);
-    char *big = malloc(200 * 1024);
-    memset(big, ' ', 200 * 1024 - 1);
-    big[200 * 1024 - 1] = '\0';
+    const size_t big_len = (size_t)200 * 1024;
+    char *big = malloc(big_len);
+    assert_non_null(big);
+    memset(big, ' ', big_len - 1);
+    big[big_len - 1] = '\0';
     expect_error("POST", "/api/v1/changes", sub, big, 413, "larger than 65536 bytes");
     free(big);
     /* the same without a Content-Length: chunks past the limit */
@@ -218,7 +220,8 @@ static void test_bad_input(void **state)
     char chunk[8192 + 16];
     n = snprintf(chunk, sizeof(chunk), "2000\r\n");
     memset(chunk + n, 'x', 8192);
-    memcpy(chunk + n + 8192, "\r\n", 2);
+    chunk[n + 8192] = '\r';
+    chunk[n + 8192 + 1] = '\n';
     for (int i = 0; i < 10; i++)
         send_all(fd, chunk, (size_t)n + 8192 + 2);
     send_all(fd, "0\r\n\r\n", 5);
@@ -260,7 +263,7 @@ static void test_bad_heads_and_nul(void **state)
     }
     assert_int_equal(count_changes(), 0);
     /* git writes ids lower-case; upper-case is the same commit */
-    char upper[GATE_OID_HEX];
+    char upper[GATE_OID_HEX] = "";
     for (size_t i = 0; i < sizeof(upper); i++)
         upper[i] = (char)toupper((unsigned char)hex[i]);
     (void)snprintf(body, sizeof(body), "{\"branch\":\"topic\",\"expected_head\":\"%s\"}", upper);
@@ -553,7 +556,7 @@ static int thread_nice(pid_t tid)
     int field = 2, nice = -100;
     for (; p != NULL && *p != '\0'; p++)
         if (*p == ' ' && ++field == 19) {
-            nice = atoi(p + 1);
+            nice = (int)strtol(p + 1, NULL, 10);
             break;
         }
     return nice;
@@ -578,7 +581,7 @@ static void test_server_threads_nice(void **state)
         assert_non_null(d);
         niced = 0;
         for (struct dirent *e; (e = readdir(d)) != NULL;)
-            if (e->d_name[0] != '.' && thread_nice((pid_t)atoi(e->d_name)) == want)
+            if (e->d_name[0] != '.' && thread_nice((pid_t)strtol(e->d_name, NULL, 10)) == want)
                 niced++;
         (void)closedir(d);
     }
@@ -888,7 +891,7 @@ static void test_series(void **state)
     http(&r, "GET", "/api/v1/series", NULL, NULL);
     assert_int_equal(r.status, 200);
     long long to = json_integer_value(json_object_get(r.json, "to"));
-    assert_int_equal(json_integer_value(json_object_get(r.json, "from")), to - 144 * 600);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "from")), to - 144LL * 600);
     q = json_object_get(r.json, "queue_length");
     assert_int_equal(json_array_size(q), 145);
     json_t *last = json_array_get(q, 144);
@@ -896,7 +899,7 @@ static void test_series(void **state)
     assert_int_equal(json_integer_value(json_object_get(last, "length")), 1); /* third */
     /* an hour and a half ago: both were queued */
     json_t *then = json_array_get(q, 144 - 9);
-    assert_int_equal(json_integer_value(json_object_get(then, "time")), to - 9 * 600);
+    assert_int_equal(json_integer_value(json_object_get(then, "time")), to - 9LL * 600);
     assert_int_equal(json_integer_value(json_object_get(then, "length")), 2);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(q, 144 - 13), "length")), 0);
     json_t *landed = json_object_get(r.json, "landed");

@@ -28,7 +28,7 @@ static int setup(void **state)
 {
     (void)state;
     git_libgit2_init();
-    snprintf(dir, sizeof(dir), "/tmp/keel-git-XXXXXX");
+    (void)snprintf(dir, sizeof(dir), "/tmp/keel-git-XXXXXX");
     assert_non_null(mkdtemp(dir));
     assert_int_equal(git_repository_init(&fx_git, dir, 1 /* bare */), 0); /* fx_commit's */
     return 0;
@@ -40,7 +40,7 @@ static int teardown(void **state)
     git_repository_free(fx_git);
     fx_git = NULL;
     char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", dir); /* our own temp dir, made by mkdtemp */
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", dir); /* our own temp dir, made by mkdtemp */
     assert_int_equal(system(cmd), 0);
     git_libgit2_shutdown();
     return 0;
@@ -85,6 +85,7 @@ static void test_branch_character_named(void **state)
     } bad[] = {{"a\nb", "character '\\x0a' is not allowed"},
                {"a\x7f", "character '\\x7f' is not allowed"},
                {"caf\xc3\xa9", "character '\xc3\xa9' is not allowed"},
+               /* the escaping under test: NOLINTNEXTLINE(misc-misleading-bidirectional) */
                {"x\xe2\x80\xaey", "character '\xe2\x80\xae' is not allowed"},
                {"\xff", "character '\xff' is not allowed"}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -131,12 +132,12 @@ static void test_merge_checkout_and_cas(void **state)
 
     /* materialize it for a job */
     char work[128];
-    snprintf(work, sizeof(work), "%s/work", dir);
+    (void)snprintf(work, sizeof(work), "%s/work", dir);
     assert_true(keel_ok(gate_checkout(r, merge, NULL, work)));
     char path[160];
-    snprintf(path, sizeof(path), "%s/a.c", work);
+    (void)snprintf(path, sizeof(path), "%s/a.c", work);
     assert_int_equal(access(path, R_OK), 0);
-    snprintf(path, sizeof(path), "%s/README", work);
+    (void)snprintf(path, sizeof(path), "%s/README", work);
     assert_int_equal(access(path, R_OK), 0);
 
     /* land it: main moves from base to the merge */
@@ -232,15 +233,15 @@ static int list_one(const char *path, const struct stat *sb, int flag, struct FT
         FILE *f = fopen(path, "r");
         size_t n = f != NULL ? fread(content, 1, sizeof(content) - 1, f) : 0;
         if (f != NULL)
-            fclose(f);
+            (void)fclose(f);
         content[n] = '\0';
         if (n > 0 && content[n - 1] == '\n')
             content[n - 1] = '\0';
-        snprintf(entry, sizeof(entry), "%s%s=%s\n", path + listing_root,
-                 (sb->st_mode & 0111) != 0 ? "*" : "", content);
+        (void)snprintf(entry, sizeof(entry), "%s%s=%s\n", path + listing_root,
+                       (sb->st_mode & 0111) != 0 ? "*" : "", content);
     } else {
-        snprintf(entry, sizeof(entry), "%s%s\n", path + listing_root,
-                 flag == FTW_D ? "/" : (flag == FTW_SL ? "@" : "?"));
+        (void)snprintf(entry, sizeof(entry), "%s%s\n", path + listing_root,
+                       flag == FTW_D ? "/" : (flag == FTW_SL ? "@" : "?"));
     }
     strncat(listing, entry, sizeof(listing) - strlen(listing) - 1);
     return 0;
@@ -258,7 +259,7 @@ static const char *list_tree(const char *root)
     listing_root = strlen(root) + 1;
     assert_int_equal(nftw(root, list_one, 16, FTW_PHYS), 0);
     static char sorted[4096];
-    char *lines[128];
+    char *lines[128] = {NULL};
     size_t n = 0;
     for (char *p = strtok(listing, "\n"); p != NULL && n < 128; p = strtok(NULL, "\n"))
         lines[n++] = p;
@@ -274,17 +275,17 @@ static const char *list_tree(const char *root)
 static void put_file(const char *root, const char *rel, const char *content)
 {
     char path[256];
-    snprintf(path, sizeof(path), "%s/%s", root, rel);
+    (void)snprintf(path, sizeof(path), "%s/%s", root, rel);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
-    fputs(content, f);
-    fclose(f);
+    (void)fputs(content, f);
+    (void)fclose(f);
 }
 
 static void make_dir(const char *root, const char *rel)
 {
     char path[256];
-    snprintf(path, sizeof(path), "%s/%s", root, rel);
+    (void)snprintf(path, sizeof(path), "%s/%s", root, rel);
     assert_int_equal(mkdir(path, 0755), 0);
 }
 
@@ -292,10 +293,10 @@ static void make_dir(const char *root, const char *rel)
 static void dirty(const char *work)
 {
     char path[256];
-    put_file(work, "src/a.c", "int a = 666;\n");     /* a tracked file modified */
-    snprintf(path, sizeof(path), "%s/README", work); /* one deleted */
+    put_file(work, "src/a.c", "int a = 666;\n");           /* a tracked file modified */
+    (void)snprintf(path, sizeof(path), "%s/README", work); /* one deleted */
     assert_int_equal(unlink(path), 0);
-    snprintf(path, sizeof(path), "%s/.gitignore", work); /* one made executable */
+    (void)snprintf(path, sizeof(path), "%s/.gitignore", work); /* one made executable */
     assert_int_equal(chmod(path, 0755), 0);
     put_file(work, "junk.txt", "junk\n"); /* files left behind */
     make_dir(work, "build");
@@ -305,7 +306,7 @@ static void dirty(const char *work)
     put_file(work, ".git/HEAD", "ref: refs/heads/x\n");
     make_dir(work, "build/.git");
     put_file(work, "build/.git/config", "[core]\n");
-    snprintf(path, sizeof(path), "%s/src/pipe", work); /* a special file */
+    (void)snprintf(path, sizeof(path), "%s/src/pipe", work); /* a special file */
     assert_int_equal(mkfifo(path, 0644), 0);
 }
 
@@ -331,7 +332,7 @@ static void test_worktree_reused_exactly(void **state)
     gate_repo *r = NULL;
     assert_true(keel_ok(gate_repo_open(dir, &r)));
     char work[128];
-    snprintf(work, sizeof(work), "%s/work", dir);
+    (void)snprintf(work, sizeof(work), "%s/work", dir);
     gate_worktree *w = NULL;
     assert_true(keel_ok(gate_worktree_new(work, &w)));
     assert_string_equal(gate_worktree_dir(w), work);
@@ -352,11 +353,11 @@ static void test_worktree_reused_exactly(void **state)
     assert_string_equal(list_tree(work), tree_a);
     /* a tracked file replaced by a directory, a directory by a file */
     char path[256];
-    snprintf(path, sizeof(path), "%s/README", work);
+    (void)snprintf(path, sizeof(path), "%s/README", work);
     assert_int_equal(unlink(path), 0);
     make_dir(work, "README");
     put_file(work, "README/x", "x\n");
-    snprintf(path, sizeof(path), "rm -rf -- '%s/src/sub'", work);
+    (void)snprintf(path, sizeof(path), "rm -rf -- '%s/src/sub'", work);
     assert_int_equal(system(path), 0);
     put_file(work, "src/sub", "not a directory\n");
     assert_true(keel_ok(gate_worktree_checkout(w, r, b_hex)));

@@ -215,12 +215,12 @@ static inline const char *keel_test_json_value(const char *p)
         return p + 4;
     if (strncmp(p, "false", 5) == 0)
         return p + 5;
-    const char *start = p;
+    const char *digits = p;
     if (*p == '-')
         p++;
     while ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '+')
         p++;
-    return p > start && p[-1] != '-' ? p : NULL;
+    return p > digits && p[-1] != '-' ? p : NULL;
 }
 
 /* True when text is exactly one JSON value (blanks around it allowed). */
