@@ -294,7 +294,7 @@ static gate *restart_with_comp(void)
     o.targets = both;
     o.ntargets = 2;
     fx_ok(gate_web_start(srv_gate, &o, &srv));
-    srv_port = (unsigned short)atoi(strrchr(gate_web_address(srv), ':') + 1);
+    srv_port = (unsigned short)strtol(strrchr(gate_web_address(srv), ':') + 1, NULL, 10);
     return comp;
 }
 

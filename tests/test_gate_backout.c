@@ -34,10 +34,10 @@ static gate_backout_facts good_facts(void)
     f.tier = 1;
     f.backout = true;
     f.age_s = 3600;
-    f.max_age_s = 7 * 86400;
+    f.max_age_s = 7LL * 86400;
     f.applies = true;
     f.budget = 3;
-    f.fix_s = 4 * 3600;
+    f.fix_s = 4LL * 3600;
     return f;
 }
 
@@ -91,7 +91,7 @@ static void touched(gate_backout_facts *f)
 }
 static void old(gate_backout_facts *f)
 {
-    f->age_s = 8 * 86400;
+    f->age_s = 8LL * 86400;
 }
 static void tier2_early(gate_backout_facts *f)
 {
@@ -101,7 +101,7 @@ static void tier2_early(gate_backout_facts *f)
 static void tier2_due(gate_backout_facts *f)
 {
     f->tier = 2;
-    f->waited_s = 4 * 3600;
+    f->waited_s = 4LL * 3600;
 }
 static void breaker(gate_backout_facts *f)
 {
@@ -126,7 +126,7 @@ static void everything(gate_backout_facts *f)
 {
     f->verified = false;
     f->is_revert = true;
-    f->age_s = 30 * 86400;
+    f->age_s = 30LL * 86400;
     f->breaker_open = true;
 }
 /* tier 2, due, but dependent: never reverted */
@@ -581,7 +581,7 @@ static void test_rails_refuse_on_real_commits(void **state)
 {
     (void)state;
     setup("", 1);
-    git_oid c, rev, marked, dep, after, lines, mid, later, tier3;
+    git_oid c, rev, marked, dep, after, lines, mid, later, tier3_commit;
     push_around("postbad", "x\n", &c); /* red from here on */
     push_around("r.txt", "r\n", &rev);
     retell(&rev, "Revert \"something\"\n\nThis reverts commit 0123456789abcdef.\n");
@@ -596,7 +596,7 @@ static void test_rails_refuse_on_real_commits(void **state)
     push_around("big.txt", big, &mid);
     lines_file(big, sizeof(big), 10, 13); /* 3 lines from the culprit's: near */
     push_around("big.txt", big, &later);
-    push_around("t3.txt", "t\n", &tier3);
+    push_around("t3.txt", "t\n", &tier3_commit);
     (void)fx_run_once();
     assert_string_equal(newest_long(), "failed");
     gate *g = fx_open();
@@ -615,7 +615,7 @@ static void test_rails_refuse_on_real_commits(void **state)
     row_of(g, &mid, &r);
     if (strstr(r.reason, "big.txt line 13") == NULL)
         fail_msg("dependent: %s", r.reason);
-    hand_over(g, &tier3, 3, true, now, "refused", "tier-3");
+    hand_over(g, &tier3_commit, 3, true, now, "refused", "tier-3");
     gate_close(g);
     assert_int_equal(count_reverts(), 0);
     assert_int_equal(events("backout-refused"), 6);
@@ -623,7 +623,8 @@ static void test_rails_refuse_on_real_commits(void **state)
     char like[GIT_OID_HEXSZ + 8];
     git_oid_tostr(like + 1, sizeof(like) - 1, &marked);
     like[0] = '%';
-    (void)snprintf(like + 1 + GIT_OID_HEXSZ, sizeof(like) - 1 - GIT_OID_HEXSZ, "%%");
+    const size_t past = 1 + (size_t)GIT_OID_HEXSZ; /* the '%' and the id */
+    (void)snprintf(like + past, sizeof(like) - past, "%%");
     assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'backout-refused' AND "
                                 "detail LIKE '%\"rail\":\"no-auto-revert\"%' AND detail LIKE "
                                 "'%\"blame\":[\"test <test@localhost>\"]%' AND detail LIKE ?",
@@ -717,7 +718,7 @@ static void test_age_limit_proposes(void **state)
     (void)fx_run_once();
     gate *g = fx_open();
     long long now = (long long)time(NULL);
-    hand_over(g, &a, 1, true, now + 2 * 3600, "proposed", "age");
+    hand_over(g, &a, 1, true, now + 2LL * 3600, "proposed", "age");
     gate_close(g);
     assert_int_equal(count_reverts(), 0);
     assert_int_equal(events("backout-proposed"), 1);
@@ -737,7 +738,7 @@ static void test_tier2_waits_for_a_fix_then_reverts(void **state)
     fx_ok(gate_backout_turn(g, t0 + 3600)); /* the test clock: an hour later, still waiting */
     assert_row_state(g, &a, "waiting", "tier-2-wait");
     assert_int_equal(count_reverts(), 0);
-    fx_ok(gate_backout_turn(g, t0 + 4 * 3600 + 1)); /* no fix in 4 h: reverted */
+    fx_ok(gate_backout_turn(g, t0 + 4LL * 3600 + 1)); /* no fix in 4 h: reverted */
     assert_row_state(g, &a, "queued", "");
     assert_int_equal(count_reverts(), 1);
     assert_int_equal(events("backout-waiting"), 1);
@@ -759,7 +760,7 @@ static void test_tier2_fix_lands_no_revert(void **state)
     (void)fx_run_once();                /* its turns: the revert would change nothing */
     assert_string_equal(newest_long(), "passed");
     g = fx_open();
-    fx_ok(gate_backout_turn(g, t0 + 5 * 3600));
+    fx_ok(gate_backout_turn(g, t0 + 5LL * 3600));
     assert_row_state(g, &a, "refused", "undone");
     gate_close(g);
     assert_int_equal(count_reverts(), 0);

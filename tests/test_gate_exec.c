@@ -33,9 +33,9 @@ static char log_path[128];
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/keel-exec-XXXXXX");
+    (void)snprintf(dir, sizeof(dir), "/tmp/keel-exec-XXXXXX");
     assert_non_null(mkdtemp(dir));
-    snprintf(log_path, sizeof(log_path), "%s/job.log", dir);
+    (void)snprintf(log_path, sizeof(log_path), "%s/job.log", dir);
     return 0;
 }
 
@@ -72,7 +72,7 @@ static char *read_log(void)
     size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
     buf[n] = '\0';
     if (f != NULL)
-        fclose(f);
+        (void)fclose(f);
     return buf;
 }
 
@@ -193,16 +193,16 @@ static void test_job_path_and_environment(void **state)
 {
     (void)state;
     char bin[128], tool[160];
-    snprintf(bin, sizeof(bin), "%s/bin", dir);
-    snprintf(tool, sizeof(tool), "%s/keel-job-tool", bin);
+    (void)snprintf(bin, sizeof(bin), "%s/bin", dir);
+    (void)snprintf(tool, sizeof(tool), "%s/keel-job-tool", bin);
     assert_int_equal(mkdir(bin, 0755), 0);
     FILE *f = fopen(tool, "w");
     assert_non_null(f);
-    fputs("#!/bin/sh\necho \"tool in the job's PATH, HOME=$HOME\"\n", f);
-    fclose(f);
+    (void)fputs("#!/bin/sh\necho \"tool in the job's PATH, HOME=$HOME\"\n", f);
+    (void)fclose(f);
     assert_int_equal(chmod(tool, 0755), 0);
     char path[256];
-    snprintf(path, sizeof(path), "PATH=%s:/usr/bin:/bin", bin);
+    (void)snprintf(path, sizeof(path), "PATH=%s:/usr/bin:/bin", bin);
     char *env[] = {path, "HOME=/job-home", NULL};
     char *argv[] = {"keel-job-tool", NULL};
     gate_exec_outcome o = run(argv, env, 10000, 0);
@@ -297,8 +297,8 @@ static int sb_setup(void **state)
     assert_int_equal(mkdir(sb_records, 0755), 0);
     FILE *f = fopen(sb_secret, "w");
     assert_non_null(f);
-    fputs("s3cr3t-token\n", f);
-    fclose(f);
+    (void)fputs("s3cr3t-token\n", f);
+    (void)fclose(f);
     memset(&sb_hidden, 0, sizeof(sb_hidden));
     fx_ok(gate_hidden_add(&sb_hidden, sb_gate, true));
     fx_ok(gate_hidden_add(&sb_hidden, sb_secret, false));
@@ -358,7 +358,7 @@ static char *sb_read_log(void)
     FILE *f = fopen(sb_log, "r");
     assert_non_null(f);
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
+    (void)fclose(f);
     buf[n] = '\0';
     return buf;
 }
@@ -386,7 +386,7 @@ static void test_sandbox_view(void **state)
     (void)snprintf(probe, sizeof(probe), "%s/keel-exec-host-probe-%d", "/tmp", (int)getpid());
     FILE *f = fopen(probe, "w");
     assert_non_null(f);
-    fclose(f);
+    (void)fclose(f);
     assert_int_equal(setenv("KEEL_GATE_PASSWORD", "pw-do-not-leak", 1), 0);
     assert_int_equal(setenv("SSH_AUTH_SOCK", "/run/agent-do-not-leak", 1), 0);
     char script[2048];
@@ -423,7 +423,7 @@ static void test_sandbox_view(void **state)
     /* its PID namespace: it is not the gate's child's pid in there */
     const char *pid = strstr(sb_read_log(), "pid=");
     assert_non_null(pid);
-    assert_true(atoi(pid + 4) < 10);
+    assert_true(strtol(pid + 4, NULL, 10) < 10);
     char mine[128];
     (void)snprintf(mine, sizeof(mine), "%s/mine", sb_work);
     assert_int_equal(access(mine, F_OK), 0);
@@ -438,8 +438,8 @@ static void test_sandbox_program_not_found(void **state)
     (void)snprintf(tool, sizeof(tool), "%s/tool", sb_gate); /* in the hidden gate dir */
     FILE *f = fopen(tool, "w");
     assert_non_null(f);
-    fputs("#!/bin/sh\necho ran\n", f);
-    fclose(f);
+    (void)fputs("#!/bin/sh\necho ran\n", f);
+    (void)fclose(f);
     assert_int_equal(chmod(tool, 0755), 0);
     char *argv[] = {tool, NULL};
     gate_exec_spec spec;
@@ -461,8 +461,8 @@ static void test_sandbox_program_not_found(void **state)
         (void)snprintf(path, sizeof(path), "%s/bad%zu", sb_work, i);
         f = fopen(path, "w");
         assert_non_null(f);
-        fputs(bad[i], f);
-        fclose(f);
+        (void)fputs(bad[i], f);
+        (void)fclose(f);
         assert_int_equal(chmod(path, 0755), 0);
         char rel[16];
         (void)snprintf(rel, sizeof(rel), "./bad%zu", i);
@@ -589,7 +589,7 @@ static unsigned in_namespace(const char *ns)
         if (f != NULL && fscanf(f, "%*d (%*[^)]) %c", &state) != 1)
             state = '?';
         if (f != NULL)
-            fclose(f);
+            (void)fclose(f);
         n += strcmp(link, ns) == 0 && state != 'Z' && state != '?' ? 1u : 0u;
     }
     closedir(d);
@@ -633,7 +633,7 @@ static void test_sandbox_gone_at_its_end(void **state)
         assert_non_null(f);
         if (fgets(ns, sizeof(ns), f) != NULL)
             ns[strcspn(ns, "\n")] = '\0';
-        fclose(f);
+        (void)fclose(f);
         left = in_namespace(ns);
         assert_int_equal(o.result, GATE_EXEC_LIMIT);
         assert_non_null(strstr(o.reason, "output limit"));
@@ -797,7 +797,7 @@ static void test_orphans_of_a_killed_gate(void **state)
         while (fgets(line, sizeof(line), f) != NULL)
             if (sscanf(line, "home %255s", home) == 1)
                 break;
-        fclose(f);
+        (void)fclose(f);
         assert_true(sandbox ? home[0] == '\0' : access(home, F_OK) == 0); /* its private HOME */
         /* a live gate's records are left alone */
         size_t reaped = 9;
@@ -834,8 +834,8 @@ static void test_orphans_of_a_killed_gate(void **state)
     (void)snprintf(fake, sizeof(fake), "%s/1-1", sb_records);
     f = fopen(fake, "w");
     assert_non_null(f);
-    fprintf(f, "gate 999999999 1\njob %d 1\n", (int)other);
-    fclose(f);
+    (void)fprintf(f, "gate 999999999 1\njob %d 1\n", (int)other);
+    (void)fclose(f);
     size_t reaped = 0;
     fx_ok(gate_exec_reap_orphans(sb_records, &reaped));
     assert_int_equal(reaped, 1);

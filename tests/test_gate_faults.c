@@ -82,7 +82,7 @@ static bool small_disk(void)
 /* A branch whose tree does not fit in 256 KiB. */
 static void big_branch(const char *name)
 {
-    size_t n = 512 * 1024;
+    size_t n = 512UL * 1024;
     char *big = malloc(n + 1);
     assert_non_null(big);
     for (size_t i = 0; i < n; i++)

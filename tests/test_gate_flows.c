@@ -303,11 +303,11 @@ static void flow_setup(clock_flow *t, gate_flow_trigger trigger)
     (void)snprintf(t->cfg.to, sizeof(t->cfg.to), "main");
     (void)snprintf(t->cfg.owner, sizeof(t->cfg.owner), "Olga Owner <olga@example.org>");
     t->cfg.trigger = trigger;
-    t->cfg.interval_s = 6 * HOUR;
+    t->cfg.interval_s = 6ULL * HOUR;
     t->cfg.levels = GATE_LEVEL_GATE;
     t->cfg.remind_s[0] = DAY;
-    t->cfg.remind_s[1] = 2 * DAY;
-    t->cfg.remind_s[2] = 4 * DAY;
+    t->cfg.remind_s[1] = 2ULL * DAY;
+    t->cfg.remind_s[2] = 4ULL * DAY;
     t->cfg.nremind = 3;
     t->cfg.escalate_after = 3;
     t->cfg.remind_max = 2;
@@ -401,7 +401,7 @@ static void test_flow_conflict_reminders(void **state)
 
     /* reminder k comes remind[k-1] after the one before; the last interval repeats */
     long long at = t0;
-    const long long gaps[] = {DAY, 2 * DAY, 4 * DAY};
+    const long long gaps[] = {DAY, 2LL * DAY, 4LL * DAY};
     for (unsigned k = 1; k <= 3; k++) {
         at += gaps[k - 1];
         assert_int_equal(gate_flow_due(&t.f), at);
@@ -412,11 +412,11 @@ static void test_flow_conflict_reminders(void **state)
         /* the same tick again (a replayed turn): no second reminder */
         assert_int_equal(feed(&t, GATE_FLOW_EV_TICK, at, NULL), GATE_FLOW_DO_NOTHING);
     }
-    at += 4 * DAY;
+    at += 4LL * DAY;
     assert_int_equal(feed(&t, GATE_FLOW_EV_TICK, at, NULL), GATE_FLOW_DO_ESCALATE);
     assert_string_equal(t.d.owner, "Olga Owner <olga@example.org>");
     assert_int_equal(t.d.npeople, 2);
-    at += 4 * DAY;
+    at += 4LL * DAY;
     assert_int_equal(feed(&t, GATE_FLOW_EV_TICK, at, NULL), GATE_FLOW_DO_REMIND); /* once */
     assert_int_equal(t.d.reminder, 5);
     assert_int_equal(t.f.blocked_since, t0);
@@ -434,7 +434,7 @@ static void test_flow_never_escalates(void **state)
     t.cfg.escalate_after = 0;
     (void)feed(&t, GATE_FLOW_EV_SOURCE_MOVED, 1, "s1");
     assert_int_equal(failure(&t, GATE_FLOW_EV_CONFLICT, 2, NULL, "a.c"), GATE_FLOW_DO_BLOCK);
-    for (long long at = 2 + 40 * DAY; at < 2 + 100 * DAY; at += 4 * DAY)
+    for (long long at = 2 + 40 * DAY; at < 2 + 100 * DAY; at += 4LL * DAY)
         assert_int_equal(feed(&t, GATE_FLOW_EV_TICK, at, NULL), GATE_FLOW_DO_REMIND);
 }
 
@@ -451,19 +451,19 @@ static void test_flow_resolution(void **state)
     assert_int_equal(feed(&t, GATE_FLOW_EV_TICK, 2 + 10 * DAY, NULL), GATE_FLOW_DO_NOTHING);
     assert_non_null(strstr(t.d.reason, "under test"));
     /* the fix fails: a new failure, said at once, its reminders counted anew */
-    assert_int_equal(failure(&t, GATE_FLOW_EV_REJECTED, 20 * DAY, "fix1", "test t failed"),
+    assert_int_equal(failure(&t, GATE_FLOW_EV_REJECTED, 20LL * DAY, "fix1", "test t failed"),
                      GATE_FLOW_DO_BLOCK);
     assert_non_null(strstr(t.d.reason, "the resolution was rejected: test t failed"));
     assert_int_equal(t.f.blocked_since, 2);
     assert_int_equal(gate_flow_due(&t.f), 21 * DAY);
     assert_int_equal(feed(&t, GATE_FLOW_EV_PUSHED, 21 * DAY - 5, "fix2"), GATE_FLOW_DO_QUEUE);
-    assert_int_equal(feed(&t, GATE_FLOW_EV_LANDED, 21 * DAY, "fix2"), GATE_FLOW_DO_UNBLOCK);
+    assert_int_equal(feed(&t, GATE_FLOW_EV_LANDED, 21LL * DAY, "fix2"), GATE_FLOW_DO_UNBLOCK);
     assert_int_equal(t.f.state, GATE_FLOW_IDLE);
     assert_int_equal(t.f.blocked_since, 0);
     assert_string_equal(t.f.synced, "s1");
-    assert_int_equal(feed(&t, GATE_FLOW_EV_TICK, 30 * DAY, NULL), GATE_FLOW_DO_NOTHING);
+    assert_int_equal(feed(&t, GATE_FLOW_EV_TICK, 30LL * DAY, NULL), GATE_FLOW_DO_NOTHING);
     /* the flow resumes */
-    assert_int_equal(feed(&t, GATE_FLOW_EV_SOURCE_MOVED, 31 * DAY, "s2"), GATE_FLOW_DO_MERGE);
+    assert_int_equal(feed(&t, GATE_FLOW_EV_SOURCE_MOVED, 31LL * DAY, "s2"), GATE_FLOW_DO_MERGE);
 }
 
 /* A merge that fails the destination's tests blocks the flow; a retry after a move unblocks it. */
@@ -1118,7 +1118,7 @@ static void test_store_reminders_once(void **state)
     killed_turn(path, &t.cfg, &tick, 2);
     assert_int_equal(events_of(path, "flow-reminder"), 1);
     assert_int_equal(store_turn(path, &t.cfg, &tick, 0), GATE_FLOW_DO_NOTHING);
-    tick.now += 2 * DAY;
+    tick.now += 2LL * DAY;
     assert_int_equal(store_turn(path, &t.cfg, &tick, 0), GATE_FLOW_DO_REMIND);
     assert_int_equal(events_of(path, "flow-reminder"), 2);
 

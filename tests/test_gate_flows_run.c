@@ -86,7 +86,7 @@ static int hook_lines(const char *a, const char *b)
     if (f == NULL)
         return 0;
     size_t got = fread(text, 1, sizeof(text) - 1, f);
-    fclose(f);
+    (void)fclose(f);
     text[got] = '\0';
     int n = 0;
     for (char *line = text; line != NULL && *line != '\0';) {
@@ -316,10 +316,10 @@ static void test_conflict_reminds_the_authors(void **state)
     flows_turn_at(t0 + DAY);
     flows_turn_at(t0 + DAY); /* replayed: told once */
     assert_int_equal(count_events("flow-reminder"), 1);
-    flows_turn_at(t0 + 3 * DAY);
+    flows_turn_at(t0 + 3LL * DAY);
     assert_int_equal(count_events("flow-reminder"), 2);
     assert_int_equal(count_events("flow-escalated"), 0);
-    flows_turn_at(t0 + 5 * DAY);
+    flows_turn_at(t0 + 5LL * DAY);
     assert_int_equal(count_events("flow-escalated"), 1);
     assert_int_equal(fx_sql_int("SELECT count(*) FROM events WHERE kind = 'flow-escalated' AND "
                                 "json_extract(detail, '$.owner') = ?",

@@ -94,7 +94,7 @@ static void test_nightly_builds_the_head_when_due(void **state)
     assert_int_equal(history(h, 8), 0);
     long long due = fx_sql_int("SELECT next_due FROM nightly_schedule WHERE config = ?", "long");
     assert_true(due > before && due <= before + 86400 + 600);
-    assert_true((due % 86400) >= 3 * 3600 && (due % 86400) < 3 * 3600 + 600);
+    assert_true((due % 86400) >= 3LL * 3600 && (due % 86400) < 3 * 3600 + 600);
     char *text = nightly(false);
     if (strstr(text, "long: schedule '0 3 * * *' (UTC), jitter 600 s; next due ") == NULL ||
         strstr(text, "no run yet") == NULL)

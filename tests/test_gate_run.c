@@ -56,7 +56,7 @@ static void test_landing_order(void **state)
     int lands = 0;
     while (fgets(line, sizeof(line), f) != NULL)
         lands += strstr(line, "\"event\":\"land\"") != NULL;
-    fclose(f);
+    (void)fclose(f);
     assert_int_equal(lands, 3);
 }
 

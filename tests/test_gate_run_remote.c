@@ -6,4 +6,4 @@
  * repository itself.
  */
 #define GATE_TEST_REMOTE 1
-#include "test_gate_run.c"
+#include "test_gate_run.c" /* NOLINT(bugprone-suspicious-include): its tests, remote */

@@ -444,7 +444,7 @@ static void test_job_cgroup(void **state)
         FILE *f = fopen(path, "r");
         assert_non_null(f);
         assert_non_null(fgets(buf, sizeof(buf), f));
-        fclose(f);
+        (void)fclose(f);
         assert_string_equal(buf, "33\n");
     }
     char dirs[GATE_CG_N][GATE_PATH_MAX];
@@ -481,8 +481,8 @@ static void put_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
     assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    (void)fputs(text, f);
+    (void)fclose(f);
 }
 
 /* The gate's credentials where a job would look for them, in the gate's environment. */
@@ -567,7 +567,7 @@ static void assert_no_secret_in_logs(void)
         assert_non_null(f);
         static char text[1 << 20];
         size_t n = fread(text, 1, sizeof(text) - 1, f);
-        fclose(f);
+        (void)fclose(f);
         text[n] = '\0';
         for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
             if (strstr(text, secrets[i]) != NULL)
@@ -627,7 +627,7 @@ static hostile_result hostile_run(const fx_file *files, size_t n)
     if (f != NULL) {
         size_t got = fread(r.log, 1, sizeof(r.log) - 1, f);
         r.log[got] = '\0';
-        fclose(f);
+        (void)fclose(f);
     }
     return r;
 }

@@ -133,7 +133,7 @@ static void test_closed_output_pipe(void **state)
         FILE *out = fdopen(fds[1], "w");
         if (out == NULL)
             _exit(101);
-        setvbuf(out, NULL, _IONBF, 0);
+        (void)setvbuf(out, NULL, _IONBF, 0);
         char *argv[] = {(char *)"keel-gate", (char *)"--repo", fx_repo, (char *)"--state", fx_state,
                         (char *)"run",       (char *)"--once", NULL};
         _exit(gate_cli_main(7, argv, out, out));

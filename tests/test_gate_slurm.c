@@ -769,9 +769,8 @@ static pid_t pid_file(const char *dir, const char *file)
     char path[320];
     (void)snprintf(path, sizeof(path), "%s/%s", dir, file);
     FILE *f = fopen(path, "r");
-    long pid = 0;
-    if (f == NULL || fscanf(f, "%ld", &pid) != 1)
-        pid = 0;
+    char text[32] = "";
+    long pid = f != NULL && fgets(text, sizeof(text), f) != NULL ? strtol(text, NULL, 10) : 0;
     if (f != NULL)
         (void)fclose(f);
     return (pid_t)pid;

@@ -154,8 +154,9 @@ static pid_t pid_in(const char *path)
 {
     for (int i = 0; i < 600; i++) {
         FILE *f = fopen(path, "r");
-        long pid = 0;
-        bool got = f != NULL && fscanf(f, "%ld", &pid) == 1 && pid > 0;
+        char text[32] = "";
+        long pid = f != NULL && fgets(text, sizeof(text), f) != NULL ? strtol(text, NULL, 10) : 0;
+        bool got = pid > 0;
         if (f != NULL)
             (void)fclose(f);
         if (got)

@@ -43,14 +43,14 @@ static bool catch_report(const keel_report_info *info, void *ctx)
     if (nseen < MAX_SEEN) {
         seen_report *s = &seen[nseen++];
         s->kind = info->kind;
-        snprintf(s->message, sizeof(s->message), "%s", info->message);
-        snprintf(s->text, sizeof(s->text), "%s", info->text);
-        snprintf(s->file, sizeof(s->file), "%s", info->file);
+        (void)snprintf(s->message, sizeof(s->message), "%s", info->message);
+        (void)snprintf(s->text, sizeof(s->text), "%s", info->text);
+        (void)snprintf(s->file, sizeof(s->file), "%s", info->file);
         s->line = info->line;
         s->lock[0] = '\0';
         for (size_t i = 0; i < info->ndetails; i++)
             if (strcmp(info->details[i].key, "lock") == 0)
-                snprintf(s->lock, sizeof(s->lock), "%s", info->details[i].value);
+                (void)snprintf(s->lock, sizeof(s->lock), "%s", info->details[i].value);
     }
     pthread_mutex_unlock(&seen_lock);
     return true; /* keep the test output quiet */
@@ -84,8 +84,8 @@ static int count_kind(keel_report_kind kind)
 static void dump_seen(void)
 {
     for (int i = 0; i < nseen; i++)
-        fprintf(stderr, "  seen[%d] %s: %s\n%s\n", i, keel_report_kind_name(seen[i].kind),
-                seen[i].message, seen[i].text);
+        (void)fprintf(stderr, "  seen[%d] %s: %s\n%s\n", i, keel_report_kind_name(seen[i].kind),
+                      seen[i].message, seen[i].text);
 }
 
 __attribute__((unused)) static void expect_reports(keel_report_kind kind, int n)
@@ -568,7 +568,7 @@ static void test_class_table_full(void **state)
     static keel_mutex locks[N];
     static char names[N][24];
     for (int i = 0; i < N; i++) {
-        snprintf(names[i], sizeof(names[i]), "class%d", i);
+        (void)snprintf(names[i], sizeof(names[i]), "class%d", i);
         keel_mutex_init(&locks[i], names[i], KEEL_RANK_NONE);
         keel_mutex_lock(&locks[i]);
         keel_mutex_unlock(&locks[i]);

@@ -54,7 +54,7 @@ static bool catch_report(const keel_report_info *info, void *ctx)
 {
     (void)ctx;
     nreports++;
-    snprintf(last_message, sizeof(last_message), "%s", info->message);
+    (void)snprintf(last_message, sizeof(last_message), "%s", info->message);
     return true;
 }
 

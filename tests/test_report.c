@@ -165,18 +165,18 @@ static bool collect(const keel_report_info *info, void *ctx)
         memset(s, 0, sizeof(*s));
         s->kind = info->kind;
         s->policy = info->policy;
-        snprintf(s->kind_name, sizeof(s->kind_name), "%s", info->kind_name);
-        snprintf(s->message, sizeof(s->message), "%s", info->message);
-        snprintf(s->text, sizeof(s->text), "%s", info->text);
-        snprintf(s->file, sizeof(s->file), "%s", info->file);
-        snprintf(s->func, sizeof(s->func), "%s", info->func);
-        snprintf(s->thread, sizeof(s->thread), "%s", info->thread);
-        snprintf(s->module, sizeof(s->module), "%s", info->module);
+        (void)snprintf(s->kind_name, sizeof(s->kind_name), "%s", info->kind_name);
+        (void)snprintf(s->message, sizeof(s->message), "%s", info->message);
+        (void)snprintf(s->text, sizeof(s->text), "%s", info->text);
+        (void)snprintf(s->file, sizeof(s->file), "%s", info->file);
+        (void)snprintf(s->func, sizeof(s->func), "%s", info->func);
+        (void)snprintf(s->thread, sizeof(s->thread), "%s", info->thread);
+        (void)snprintf(s->module, sizeof(s->module), "%s", info->module);
         for (size_t i = 0; i < info->ndetails; i++) {
             size_t len = strlen(s->details);
             const char *q = info->details[i].quoted ? "\"" : "";
-            snprintf(s->details + len, sizeof(s->details) - len, "%s=%s%s%s;", info->details[i].key,
-                     q, info->details[i].value, q);
+            (void)snprintf(s->details + len, sizeof(s->details) - len, "%s=%s%s%s;",
+                           info->details[i].key, q, info->details[i].value, q);
         }
         s->line = info->line;
         s->nframes = info->nframes;
@@ -214,8 +214,8 @@ static void test_handler_sees_everything(void **state)
     assert_string_equal(s->func, "test_handler_sees_everything");
     assert_string_equal(s->text, "first line\nsecond line 2");
     char expected[256];
-    snprintf(expected, sizeof(expected),
-             "free=-5;size=18446744073709551615;dev=\"sda\";obj=\"%p\";", (void *)&object);
+    (void)snprintf(expected, sizeof(expected),
+                   "free=-5;size=18446744073709551615;dev=\"sda\";obj=\"%p\";", (void *)&object);
     assert_string_equal(s->details, expected);
     assert_int_equal(s->tid, (long)syscall(SYS_gettid));
     assert_string_equal(s->module, "");
@@ -325,7 +325,7 @@ static void test_stderr_format(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_true(starts_with(out, "keel: user: something odd: 7\n"));
     char site[512];
-    snprintf(site, sizeof(site), "\n  at %s:%d in emit_user\n", __FILE__, (int)EMIT_LINE);
+    (void)snprintf(site, sizeof(site), "\n  at %s:%d in emit_user\n", __FILE__, (int)EMIT_LINE);
     assert_non_null(strstr(out, site));
     assert_non_null(strstr(out, "\n  thread: "));
     assert_non_null(strstr(out, "\n  details: n=5, s=\"x\"\n"));
@@ -351,7 +351,7 @@ static void emit_two_reports(void)
 static void emit_json_by_option(void)
 {
     char opt[192];
-    snprintf(opt, sizeof(opt), "report.file=%s", json_path);
+    (void)snprintf(opt, sizeof(opt), "report.file=%s", json_path);
     keel_status s = keel_options_set(opt);
     if (!keel_ok(s))
         exit(3);
@@ -406,7 +406,7 @@ static void check_json_lines(const char *path)
         assert_false(in_str);
         assert_int_equal(depth, 0);
     }
-    fclose(f);
+    (void)fclose(f);
     unlink(path);
     assert_int_equal(n, 2);
 }
@@ -414,7 +414,7 @@ static void check_json_lines(const char *path)
 static void test_report_file_option_json_lines(void **state)
 {
     (void)state;
-    snprintf(json_path, sizeof(json_path), "/tmp/keel-test-report-%d.jsonl", (int)getpid());
+    (void)snprintf(json_path, sizeof(json_path), "/tmp/keel-test-report-%d.jsonl", (int)getpid());
     unlink(json_path);
     char out[32768];
     int st = keel_test_run_child(emit_json_by_option, out, sizeof(out));
@@ -439,7 +439,8 @@ static void test_keel_report_env_json_lines(void **state)
     ssize_t len = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
     assert_true(len > 0);
     self_exe[len > 0 ? len : 0] = '\0';
-    snprintf(json_path, sizeof(json_path), "/tmp/keel-test-report-env-%d.jsonl", (int)getpid());
+    (void)snprintf(json_path, sizeof(json_path), "/tmp/keel-test-report-env-%d.jsonl",
+                   (int)getpid());
     unlink(json_path);
     char out[32768];
     int st = keel_test_run_child(exec_self_with_keel_report, out, sizeof(out));
@@ -562,7 +563,7 @@ static bool report_deeper(const keel_report_info *info, void *ctx)
 {
     (void)ctx;
     handler_calls++;
-    int level = atoi(info->message + strlen("level "));
+    int level = (int)strtol(info->message + strlen("level "), NULL, 10);
     (void)KEEL_REPORT(KEEL_REPORT_USER, "level %d", level + 1);
     return false;
 }

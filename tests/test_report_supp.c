@@ -150,7 +150,7 @@ static void test_suppressed_by_source_file(void **state)
     const char *at = strstr(out, "lives_with_it+");
     at = at != NULL ? strstr(at, "test_report_supp.c:") : NULL;
     assert_non_null(at);
-    int line = atoi(at + strlen("test_report_supp.c:"));
+    int line = (int)strtol(at + strlen("test_report_supp.c:"), NULL, 10);
     char text[256];
     (void)snprintf(text, sizeof(text),
                    "{\n  by-line\n  keel:user\n  src:*/test_report_supp.c:%d\n}\n", line);

@@ -585,7 +585,7 @@ static void test_more_calls_under_spinlock(void **state)
     for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
         int n = count(&r, "lock-blocking", calls[i].what);
         if (n != calls[i].n)
-            fprintf(stderr, "'%s': %d reports, not %d\n", calls[i].what, n, calls[i].n);
+            (void)fprintf(stderr, "'%s': %d reports, not %d\n", calls[i].what, n, calls[i].n);
         assert_int_equal(n, calls[i].n);
     }
     /* the fortified read's site is the program's line */

@@ -241,7 +241,7 @@ static void test_format_chain(void **state)
     assert_non_null(strstr(buf, "path=\"x.conf\""));
     assert_non_null(strstr(buf, "in fails_at_bottom]"));
     char site[64];
-    snprintf(site, sizeof(site), "test_status.c:%d", sys_line);
+    (void)snprintf(site, sizeof(site), "test_status.c:%d", sys_line);
     assert_non_null(strstr(buf, site));
     /* exactly two "caused by:" lines for a chain of three */
     const char *p = buf;
@@ -502,12 +502,12 @@ static bool catch_report(const keel_report_info *info, void *ctx)
     (void)ctx;
     last_kind = info->kind;
     last_line = info->line;
-    snprintf(last_file, sizeof(last_file), "%s", info->file);
-    snprintf(last_message, sizeof(last_message), "%s", info->message);
+    (void)snprintf(last_file, sizeof(last_file), "%s", info->file);
+    (void)snprintf(last_message, sizeof(last_message), "%s", info->message);
     last_code[0] = '\0';
     for (size_t i = 0; i < info->ndetails; i++)
         if (strcmp(info->details[i].key, "code") == 0)
-            snprintf(last_code, sizeof(last_code), "%s", info->details[i].value);
+            (void)snprintf(last_code, sizeof(last_code), "%s", info->details[i].value);
     reports++;
     return true;
 }
@@ -637,7 +637,7 @@ static void test_lost_error_reported_at_exit(void **state)
     char out[16384];
     int st = keel_test_run_child(lose_error_and_exit, out, sizeof(out));
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        fprintf(stderr, "child's stderr:\n%s\n", out);
+        (void)fprintf(stderr, "child's stderr:\n%s\n", out);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_non_null(strstr(out, "keel: lost-error:"));

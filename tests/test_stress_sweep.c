@@ -62,10 +62,14 @@ static bool fake_fails(const char *spec, const char *name, int eval)
     size_t n = strlen(name);
     if (strncmp(spec, name, n) != 0 || spec[n] != ':')
         return false;
-    int k = 0;
-    if (sscanf(spec + n + 1, "nth=%d", &k) == 1)
+    const char *v = spec + n + 1, *digits = strchr(v, '=');
+    char *end = NULL;
+    long k = digits != NULL ? strtol(digits + 1, &end, 10) : 0;
+    if (digits == NULL || end == digits + 1)
+        return false;
+    if (strncmp(v, "nth=", 4) == 0)
         return eval == k;
-    if (sscanf(spec + n + 1, "after=%d", &k) == 1)
+    if (strncmp(v, "after=", 6) == 0)
         return eval > k;
     return false;
 }
@@ -75,7 +79,7 @@ static void fake_report(const char *path, const char *kind, const char *message)
     FILE *f = path[0] != '\0' ? fopen(path, "a") : NULL;
     if (f == NULL)
         return;
-    fprintf(f, "{\"kind\":\"%s\",\"time\":1,\"message\":\"%s\"}\n", kind, message);
+    (void)fprintf(f, "{\"kind\":\"%s\",\"time\":1,\"message\":\"%s\"}\n", kind, message);
     (void)fclose(f);
 }
 
@@ -84,14 +88,15 @@ static void fake_write_json(const char *path, const char *spec, const fake_point
     FILE *f = path[0] != '\0' ? fopen(path, "w") : NULL;
     if (f == NULL)
         return;
-    fprintf(f, "{\"seed\":1,\"spec\":\"%s\",\"points\":[\n", spec);
+    (void)fprintf(f, "{\"seed\":1,\"spec\":\"%s\",\"points\":[\n", spec);
     for (size_t i = 0; i < n; i++)
-        fprintf(f,
-                "{\"name\":\"%s\",\"evaluations\":%d,\"fires\":%d,\"sites\":[{\"file\":\"fake.c\","
-                "\"line\":%zu,\"function\":\"f\",\"evaluations\":%d,\"fires\":%d}]}%s\n",
-                pts[i].name, pts[i].evaluations, pts[i].fires, i + 1, pts[i].evaluations,
-                pts[i].fires, i + 1 < n ? "," : "");
-    fputs("]}\n", f);
+        (void)fprintf(
+            f,
+            "{\"name\":\"%s\",\"evaluations\":%d,\"fires\":%d,\"sites\":[{\"file\":\"fake.c\","
+            "\"line\":%zu,\"function\":\"f\",\"evaluations\":%d,\"fires\":%d}]}%s\n",
+            pts[i].name, pts[i].evaluations, pts[i].fires, i + 1, pts[i].evaluations, pts[i].fires,
+            i + 1 < n ? "," : "");
+    (void)fputs("]}\n", f);
     (void)fclose(f);
 }
 
@@ -106,7 +111,7 @@ static int fake_main(const char *variant)
     option_value(opts != NULL ? opts : "", "stress", spec, sizeof(spec));
     bool planted = variant[0] == '\0';
     if (strcmp(variant, "broken") == 0) {
-        fputs("fake: broken from the start\n", stderr);
+        (void)fputs("fake: broken from the start\n", stderr);
         abort();
     }
     /* and libkeel's own point of a program with keel locks: failing it makes a report */
@@ -137,7 +142,7 @@ static int fake_main(const char *variant)
             for (;;)
                 (void)pause();
         if (planted && i == 2) {
-            fputs("fake: planted abort on b\n", stderr);
+            (void)fputs("fake: planted abort on b\n", stderr);
             abort();
         }
     }
@@ -178,7 +183,7 @@ static int run_cli(const char *const *given)
     args[n] = NULL;
     int fds[2];
     assert_int_equal(pipe(fds), 0);
-    fflush(NULL);
+    (void)fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -191,7 +196,7 @@ static int run_cli(const char *const *given)
         close(fds[1]);
         (void)unsetenv("KEEL_OPTIONS");
         execv(stress_cli(), argv);
-        fprintf(stderr, "cannot run '%s'\n", stress_cli());
+        (void)fprintf(stderr, "cannot run '%s'\n", stress_cli());
         _exit(101);
     }
     close(fds[1]);
@@ -327,7 +332,7 @@ static void test_json_output(void **state)
     size_t n = f != NULL ? fread(text, 1, sizeof(text) - 1, f) : 0;
     text[n] = '\0';
     if (f != NULL)
-        fclose(f);
+        (void)fclose(f);
     assert_non_null(strstr(text, "\"runs\":5,\"failed\":2"));
     assert_non_null(strstr(text, "\"budget_exhausted\":false"));
     assert_non_null(strstr(text, "\"never_reached\":[\"never\"]"));

@@ -17,8 +17,8 @@ static void test_macros_agree(void **state)
 {
     (void)state;
     char text[32];
-    snprintf(text, sizeof(text), "%d.%d.%d", KEEL_VERSION_MAJOR, KEEL_VERSION_MINOR,
-             KEEL_VERSION_PATCH);
+    (void)snprintf(text, sizeof(text), "%d.%d.%d", KEEL_VERSION_MAJOR, KEEL_VERSION_MINOR,
+                   KEEL_VERSION_PATCH);
     assert_string_equal(text, KEEL_VERSION_STRING);
     assert_int_equal(KEEL_VERSION_NUM,
                      KEEL_VERSION_MAJOR * 10000 + KEEL_VERSION_MINOR * 100 + KEEL_VERSION_PATCH);
@@ -32,8 +32,8 @@ static void test_library_version(void **state)
     const char *s = keel_version_string();
     assert_non_null(s);
     char expected[64];
-    snprintf(expected, sizeof(expected), "%s %s", KEEL_VERSION_STRING,
-             KEEL_DEVEL ? "devel" : "release");
+    (void)snprintf(expected, sizeof(expected), "%s %s", KEEL_VERSION_STRING,
+                   KEEL_DEVEL ? "devel" : "release");
     assert_string_equal(s, expected);
 }
 
@@ -61,8 +61,8 @@ static void expect_mismatch(unsigned header, const char *header_text)
     assert_int_equal(h, header);
     assert_int_equal(l, KEEL_VERSION_NUM);
     char want[128];
-    snprintf(want, sizeof(want), "keel headers %s do not match library %s", header_text,
-             KEEL_VERSION_STRING);
+    (void)snprintf(want, sizeof(want), "keel headers %s do not match library %s", header_text,
+                   KEEL_VERSION_STRING);
     assert_string_equal(keel_status_message(s), want);
     keel_status_free(s);
 }
@@ -71,10 +71,10 @@ static void test_check_other_major(void **state)
 {
     (void)state;
     char text[32];
-    snprintf(text, sizeof(text), "%d.%d.%d", KEEL_VERSION_MAJOR + 1, KEEL_VERSION_MINOR,
-             KEEL_VERSION_PATCH);
+    (void)snprintf(text, sizeof(text), "%d.%d.%d", KEEL_VERSION_MAJOR + 1, KEEL_VERSION_MINOR,
+                   KEEL_VERSION_PATCH);
     expect_mismatch(KEEL_VERSION_NUM + 10000u, text);
-    snprintf(text, sizeof(text), "%d.0.0", KEEL_VERSION_MAJOR + 7);
+    (void)snprintf(text, sizeof(text), "%d.0.0", KEEL_VERSION_MAJOR + 7);
     expect_mismatch((KEEL_VERSION_MAJOR + 7) * 10000u, text);
 #if KEEL_VERSION_MAJOR > 0
     snprintf(text, sizeof(text), "%d.%d.%d", KEEL_VERSION_MAJOR - 1, KEEL_VERSION_MINOR,
@@ -87,11 +87,11 @@ static void test_check_newer_minor_or_patch(void **state)
 {
     (void)state;
     char text[32];
-    snprintf(text, sizeof(text), "%d.%d.%d", KEEL_VERSION_MAJOR, KEEL_VERSION_MINOR + 1,
-             KEEL_VERSION_PATCH);
+    (void)snprintf(text, sizeof(text), "%d.%d.%d", KEEL_VERSION_MAJOR, KEEL_VERSION_MINOR + 1,
+                   KEEL_VERSION_PATCH);
     expect_mismatch(KEEL_VERSION_NUM + 100u, text);
-    snprintf(text, sizeof(text), "%d.%d.%d", KEEL_VERSION_MAJOR, KEEL_VERSION_MINOR,
-             KEEL_VERSION_PATCH + 1);
+    (void)snprintf(text, sizeof(text), "%d.%d.%d", KEEL_VERSION_MAJOR, KEEL_VERSION_MINOR,
+                   KEEL_VERSION_PATCH + 1);
     expect_mismatch(KEEL_VERSION_NUM + 1u, text);
 }
 

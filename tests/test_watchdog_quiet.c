@@ -79,9 +79,9 @@ static bool collect(const keel_report_info *info, void *ctx)
     if (nseen < MAX_SEEN) {
         seen_report *s = &seen[nseen];
         memset(s, 0, sizeof(*s));
-        snprintf(s->message, sizeof(s->message), "%s", info->message);
-        snprintf(s->text, sizeof(s->text), "%s", info->text);
-        snprintf(s->stack, sizeof(s->stack), "%s", keel_test_detail(info, "stack"));
+        (void)snprintf(s->message, sizeof(s->message), "%s", info->message);
+        (void)snprintf(s->text, sizeof(s->text), "%s", info->text);
+        (void)snprintf(s->stack, sizeof(s->stack), "%s", keel_test_detail(info, "stack"));
         keel_test_frame_funcs(info, s->funcs, sizeof(s->funcs));
         nseen++;
     }
@@ -172,7 +172,7 @@ static int teardown(void **state)
 static void check_running_report(const char *section, const char *func)
 {
     char needle[128];
-    snprintf(needle, sizeof(needle), "section '%s' has run", section);
+    (void)snprintf(needle, sizeof(needle), "section '%s' has run", section);
     int i = index_of(needle);
     assert_true(i >= 0);
     if (i < 0)
@@ -190,8 +190,8 @@ static void check_running_report(const char *section, const char *func)
 static void check_ended_after(const char *section, double at_least)
 {
     char running[128], ended[128];
-    snprintf(running, sizeof(running), "section '%s' has run", section);
-    snprintf(ended, sizeof(ended), "section '%s' ended after ", section);
+    (void)snprintf(running, sizeof(running), "section '%s' has run", section);
+    (void)snprintf(ended, sizeof(ended), "section '%s' ended after ", section);
     assert_true(wait_for(ended, 2000));
     int r = index_of(running);
     int e = index_of(ended);
@@ -251,7 +251,7 @@ static void check_case(const quiet_case *c, long want, double at_least, const ch
                  c->res.ms);
     assert_true(c->res.ms >= at_least);
     char running[128];
-    snprintf(running, sizeof(running), "section '%s' has run", c->section.name);
+    (void)snprintf(running, sizeof(running), "section '%s' has run", c->section.name);
     assert_true(wait_for(running, 1000));
     check_running_report(c->section.name, func);
     check_ended_after(c->section.name, c->res.ms);
@@ -409,8 +409,8 @@ static void test_program_signal_left_alone(void **state)
     assert_true(now.sa_handler == own_handler);
     assert_int_equal(__atomic_load_n(&own_signal_calls, __ATOMIC_RELAXED), 0);
     assert_int_equal(__atomic_load_n(&sigchld_calls, __ATOMIC_RELAXED), 0);
-    signal(SIGRTMIN + 7, SIG_DFL);
-    signal(SIGCHLD, SIG_DFL);
+    (void)signal(SIGRTMIN + 7, SIG_DFL);
+    (void)signal(SIGCHLD, SIG_DFL);
 }
 
 /* ---- what a capture leaves behind: no child, no descriptor ------------------------------------- */
@@ -464,12 +464,12 @@ static bool helper_serves(pid_t pid)
     struct dirent *e;
     while (d != NULL && !found && (e = readdir(d)) != NULL) {
         char path[300], cmd[64];
-        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+        (void)snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
         FILE *f = fopen(path, "r");
         if (f == NULL)
             continue;
         size_t n = fread(cmd, 1, sizeof(cmd), f);
-        fclose(f);
+        (void)fclose(f);
         found = n >= (size_t)wlen + 1 && memcmp(cmd, want, (size_t)wlen + 1) == 0;
     }
     if (d != NULL)
@@ -488,16 +488,16 @@ static void forked_capture(void)
                 ? index_of("section 'quiet_forked' has run")
                 : -1;
     if (c.res.rc != 0 || i < 0) {
-        fprintf(stderr, "child: nanosleep %ld, report %d\n", c.res.rc, i);
+        (void)fprintf(stderr, "child: nanosleep %ld, report %d\n", c.res.rc, i);
         _exit(3);
     }
     const seen_report *r = &seen[i];
     bool traced = strcmp(r->stack, "ptrace") == 0 && strstr(r->funcs, "quiet_sleeps_150ms");
     /* on a loaded machine the child's first capture (a new keel-stack) may come after the end */
     bool late = strstr(r->text, "the section ended before keel-stack stopped the thread") != NULL;
-    fprintf(stderr, "child: %s\n", traced ? "traced" : r->text);
+    (void)fprintf(stderr, "child: %s\n", traced ? "traced" : r->text);
     if (!helper_serves(getpid())) { /* its own, not the parent's */
-        fprintf(stderr, "child: no keel-stack of its own\n");
+        (void)fprintf(stderr, "child: no keel-stack of its own\n");
         _exit(5);
     }
     _exit(traced || late ? 0 : 4);

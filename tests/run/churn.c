@@ -9,7 +9,7 @@ static pthread_mutex_t outer = PTHREAD_MUTEX_INITIALIZER;
 static void *churn(void *arg)
 {
     for (int i = 0; i < 20000; i++) {
-        pthread_mutex_t *m = malloc(sizeof(*m));
+        pthread_mutex_t *m = malloc(sizeof(pthread_mutex_t));
         pthread_rwlock_t *rw = malloc(sizeof(*rw));
         if (m == NULL || rw == NULL)
             abort();

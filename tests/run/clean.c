@@ -91,7 +91,7 @@ int main(void)
     for (int i = 0; i < NTHREADS; i++)
         pthread_join(w[i], NULL);
     for (int i = 0; i < 100; i++) { /* locks in memory freed and reused, destroyed or not */
-        pthread_mutex_t *m = malloc(sizeof(*m));
+        pthread_mutex_t *m = malloc(sizeof(pthread_mutex_t));
         pthread_mutex_init(m, NULL);
         pthread_mutex_lock(m);
         pthread_mutex_unlock(m);

@@ -23,7 +23,7 @@ static void expect(int got, int want, int line)
         pthread_mutex_lock(&count_lock);
         wrong++;
         pthread_mutex_unlock(&count_lock);
-        fprintf(stderr, "contended.c:%d: %d, not %d\n", line, got, want);
+        (void)fprintf(stderr, "contended.c:%d: %d, not %d\n", line, got, want);
     }
 }
 #define EXPECT(got, want) expect((got), (want), __LINE__)

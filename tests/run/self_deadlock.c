@@ -25,7 +25,7 @@ int main(void)
     pthread_mutex_lock(&normal);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 20 * 1000 * 1000;
+    ts.tv_nsec += 20L * 1000 * 1000;
     if (ts.tv_nsec >= 1000000000L) {
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
@@ -33,7 +33,7 @@ int main(void)
     if (pthread_mutex_timedlock(&normal, &ts) != ETIMEDOUT) /* self-deadlock until the timeout */
         status = 2;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += 20 * 1000 * 1000;
+    ts.tv_nsec += 20L * 1000 * 1000;
     if (ts.tv_nsec >= 1000000000L) {
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;

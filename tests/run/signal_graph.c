@@ -80,7 +80,7 @@ static void *worker(void *arg)
 
 int main(int argc, char **argv)
 {
-    double seconds = argc > 1 ? atof(argv[1]) : 2.0;
+    double seconds = argc > 1 ? strtod(argv[1], NULL) : 2.0;
     handler(0); /* (its sites and shadows made here, not in the storm) */
     if (storm_handler(handler) != 0)
         return 1;

@@ -67,7 +67,7 @@ static void *worker(void *arg)
 
 int main(int argc, char **argv)
 {
-    double seconds = argc > 1 ? atof(argv[1]) : 2.0;
+    double seconds = argc > 1 ? strtod(argv[1], NULL) : 2.0;
     if (storm_handler(handler) != 0)
         return 1;
     if (storm_run(WORKERS, worker, 0, seconds, &stop) != 0)

@@ -16,7 +16,7 @@ static long long now_ns(void)
 {
     struct timespec ts;
     (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 static void *holder(void *arg)
@@ -24,7 +24,7 @@ static void *holder(void *arg)
     for (int r = 1; r <= ROUNDS; r++) {
         pthread_spin_lock(&lock);
         atomic_store(&held, r);
-        long long until = now_ns() + 5000000ll;
+        long long until = now_ns() + 5000000LL;
         while (now_ns() < until)
             ;
         pthread_spin_unlock(&lock);
