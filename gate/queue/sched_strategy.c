@@ -369,6 +369,40 @@ static const double band = 0.02, keep = 0.005;
  */
 static const double bound_time = 0.05, bound_builds = 0.1, decile_z = 1.755;
 
+/*
+ * Adaptive, where the executor cannot run the deepest window at once (a
+ * failure's isolation then holds up everything behind it), at the rates
+ * where serial (single changes, one at a time) is the fastest fixed shape:
+ * a shape's time there is judged at its worst decile too, its mean plus z
+ * standard deviations of its time per change over the next n changes,
+ * against the least such decile of the fixed shapes whose builds are within
+ * BOUND_BUILDS of the anchor's (choice()).  Serial with no retries takes one
+ * build a change whatever fails: its time does not spread, so a shape as
+ * fast on the mean whose failures cost isolations (batches of 3 near p =
+ * 0.3 on 2 cores) is past the bound on the worst decile though within it on
+ * the mean (bench_gate's 2-core row at p = 0.3: batches of 3 one deep,
+ * fixed, 0.986 of serial's mean makespan and 1.086 of its worst decile;
+ * docs/benchmarks.md, session 33).  Not where another fixed shape is the
+ * anchor: its time spreads too, and judging the decile there sent parson's
+ * replay to deeper windows of smaller batches (1.06 of batch's time, 1.07
+ * of its builds; session 32) and the free executor to smaller batches
+ * (1.13-1.15 of the builds of speculative batches; session 31).  z is
+ * CHOICE_Z where the executor runs at most half of the deepest window at
+ * once, 0 where it runs all of it, in proportion between (no jump at a
+ * width measured a hair either side).  CHOICE_Z is more than DECILE_Z: the
+ * model's spread takes each isolation at its expectation, so it is short.
+ * And z fades with a failed build's time (o->fail_time): it is full where a
+ * failure takes as long as a pass, 0 where it takes CHOICE_FAIL of it or
+ * less, in proportion between.  Serial's time does not spread only because
+ * its failures cost what its passes do; where failures are quick its time
+ * spreads with the number of broken changes as every shape's does, the
+ * mean is the fair judge, and judging the decile there cost the tables of
+ * quick failures (`--fail-length 0.05` at 2 cores p = 0.3, worst decile
+ * 1.039 -> 1.057 of speculative batches' makespan) and parson's shape
+ * (1.048 -> 1.054) (docs/benchmarks.md, session 34).
+ */
+static const double choice_z = 2.5, choice_fail = 0.75;
+
 static size_t posterior(double p, double n, double *pts, double *w)
 {
     if (n >= point_n) {
@@ -542,6 +576,25 @@ static void at_points(const gate_sched_params *params, const gate_sched_outlook 
 }
 
 /*
+ * at_points() and, in dec[], the worst decile of the time per change at each
+ * point: the mean plus z standard deviations over the next o->n
+ * changes (model_var() / o->n), the pace counted.
+ */
+static void deciles_at(const gate_sched_params *params, const gate_sched_outlook *o,
+                       const double *pts, size_t np, const iso_cost *iso, unsigned b, unsigned d,
+                       double z, double *t, double *bu, double *dec)
+{
+    fails f = fails_of(o);
+    double pace = pace_at(o, d);
+    for (size_t k = 0; k < np; k++) {
+        double v = 0.0;
+        model(pts[k], b, d, params->retries, &iso[k], o->parallel, o->width, &f, &t[k], &bu[k], &v);
+        t[k] *= pace;
+        dec[k] = t[k] + z * sqrt(v > 0.0 ? v / o->n : 0.0) * pace;
+    }
+}
+
+/*
  * The shapes of the fixed strategies a team could have chosen instead:
  * batches of 1, max-batch and half of it, one at a time or in the deepest
  * window the slots allow (serial, batch, speculative, speculative batch).
@@ -638,14 +691,26 @@ typedef struct judging {
 } judging;
 
 /*
+ * What a shape is judged against at each point of the posterior: the
+ * anchor's time and builds (t, b), whether it is serial (single changes one
+ * at a time) and, when z > 0, the least worst decile of time of the fixed
+ * shapes within BOUND_BUILDS of its builds (dec).
+ */
+typedef struct anchors {
+    double t[NGRID], b[NGRID], dec[NGRID];
+    bool serial[NGRID], any_serial;
+    double z; /* CHOICE_Z's part here (0: the deciles not judged) */
+} anchors;
+
+/*
  * One pass (0 or 1) of choice() over the shapes of `sp` but those of `skip`
- * (NULL: none), against the anchors at[], ab[] at each point, into *j.
+ * (NULL: none), against the anchors `an` at each point, into *j.
  */
 static void sweep(const gate_sched_params *params, const gate_sched_outlook *o, const double *pts,
-                  const double *w, size_t np, const double *at, const double *ab, const space *sp,
-                  const space *skip, unsigned lim, unsigned bmax, int pass, judging *j)
+                  const double *w, size_t np, const anchors *an, const space *sp, const space *skip,
+                  unsigned lim, unsigned bmax, int pass, judging *j)
 {
-    double t[NGRID], bu[NGRID];
+    double t[NGRID], bu[NGRID], dec[NGRID];
     iso_cost iso[NGRID];
     for (size_t bi = 0; bi < sp->nb; bi++) {
         unsigned b = sp->bs[bi];
@@ -661,11 +726,17 @@ static void sweep(const gate_sched_params *params, const gate_sched_outlook *o, 
                 isolations(params, o, pts, np, b, iso);
                 iso_made = true;
             }
-            at_points(params, o, pts, np, iso, b, d, t, bu);
+            if (an->z > 0.0 && an->any_serial)
+                deciles_at(params, o, pts, np, iso, b, d, an->z, t, bu, dec);
+            else
+                at_points(params, o, pts, np, iso, b, d, t, bu);
             double x = 0.0, et = 0.0, eb = 0.0;
             for (size_t k = 0; k < np; k++) {
-                double over_t = t[k] / at[k] - 1.0 - bound_time;
-                double over_b = bu[k] / ab[k] - 1.0 - bound_builds;
+                double over_t = t[k] / an->t[k] - 1.0 - bound_time;
+                double over_d =
+                    an->z > 0.0 && an->serial[k] ? dec[k] / an->dec[k] - 1.0 - bound_time : over_t;
+                double over_b = bu[k] / an->b[k] - 1.0 - bound_builds;
+                over_t = over_d > over_t ? over_d : over_t;
                 double over = over_t > over_b ? over_t : over_b;
                 x += w[k] * (over > 0.0 ? over / bound_time : 0.0);
                 et += w[k] * t[k];
@@ -711,34 +782,59 @@ static void sweep(const gate_sched_params *params, const gate_sched_outlook *o, 
  * bound against every fixed strategy (the least time alone took shapes a
  * little faster for many more builds: batches of 2 in a window of 4 on the
  * free executor at p = 0.1, 13% faster than the fastest fixed shape for 12%
- * more builds).  Every batch size up to bmax and the fixed ones, every depth
- * up to lim.  Returns the least expected time of any of them (*batch,
+ * more builds).  Where the executor cannot run the window at once (CHOICE_Z),
+ * a shape's time at each point where serial is the anchor counts at its
+ * worst decile too, against the least decile of the fixed shapes within the
+ * bound on the anchor's builds.
+ * Every batch size up to bmax and the fixed ones, every depth up to lim.  Returns the least expected time of any of them (*batch,
  * *depth: the choice).
  */
 static double choice(const gate_sched_params *params, const gate_sched_outlook *o,
                      const double *pts, const double *w, size_t np, unsigned lim, unsigned bmax,
                      unsigned *batch, unsigned *depth)
 {
-    double at[NGRID], ab[NGRID], t[NGRID], bu[NGRID];
+    anchors an;
+    double beyond = 2.0 * (1.0 - o->parallel / ((double)lim * o->width)); /* 1: half or less */
+    an.z = choice_z * (beyond < 0.0 ? 0.0 : beyond > 1.0 ? 1.0 : beyond);
+    double quick = ((o->fail_time > 0.0 ? o->fail_time : 1.0) - choice_fail) / (1.0 - choice_fail);
+    an.z *= quick < 0.0 ? 0.0 : quick > 1.0 ? 1.0 : quick;
+    an.any_serial = false;
+    for (size_t k = 0; k < np; k++) {
+        an.t[k] = an.b[k] = an.dec[k] = INFINITY;
+        an.serial[k] = false;
+    }
+    enum { FIXED_MAX = 6 }; /* 3 batch sizes by 2 depths (fixed_shape) */
+    double ft[FIXED_MAX][NGRID], fb[FIXED_MAX][NGRID], fd[FIXED_MAX][NGRID];
+    bool fs[FIXED_MAX]; /* serial */
+    size_t nf = 0;
     iso_cost iso[NGRID];
-    for (size_t k = 0; k < np; k++)
-        at[k] = ab[k] = INFINITY;
     unsigned hi = bmax > params->max_batch ? bmax : params->max_batch;
-    for (unsigned b = 1; b <= hi; b++) { /* the anchors */
+    for (unsigned b = 1; b <= hi; b++) { /* the fixed shapes */
         if (!fixed_shape(params, lim, b, 1))
             continue;
         isolations(params, o, pts, np, b, iso);
         for (unsigned d = 1; d <= lim; d++) {
             if (!fixed_shape(params, lim, b, d))
                 continue;
-            at_points(params, o, pts, np, iso, b, d, t, bu);
-            for (size_t k = 0; k < np; k++)
-                if (t[k] < at[k]) {
-                    at[k] = t[k];
-                    ab[k] = bu[k];
-                }
+            KEEL_ASSERT(nf < FIXED_MAX);
+            fs[nf] = b == 1 && d == 1;
+            deciles_at(params, o, pts, np, iso, b, d, an.z, ft[nf], fb[nf], fd[nf]);
+            nf++;
         }
     }
+    for (size_t i = 0; i < nf; i++) /* the anchor: the fastest at each point */
+        for (size_t k = 0; k < np; k++)
+            if (ft[i][k] < an.t[k]) {
+                an.t[k] = ft[i][k];
+                an.b[k] = fb[i][k];
+                an.serial[k] = fs[i];
+            }
+    for (size_t k = 0; k < np; k++)
+        an.any_serial = an.any_serial || an.serial[k];
+    for (size_t i = 0; i < nf; i++) /* the least decile within the bound on the anchor's builds */
+        for (size_t k = 0; k < np; k++)
+            if (fd[i][k] < an.dec[k] && fb[i][k] <= an.b[k] * (1.0 + bound_builds))
+                an.dec[k] = fd[i][k];
     unsigned bs[LADDER_MAX], ds[LADDER_MAX];
     const unsigned b_also[] = {half_batch(params), params->max_batch, o->batch};
     const unsigned d_also[] = {lim, o->depth};
@@ -746,8 +842,8 @@ static double choice(const gate_sched_params *params, const gate_sched_outlook *
                  gate__sched_ladder(lim, d_also, 2, ds)};
     judging j = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY,
                  INFINITY, INFINITY, INFINITY, 1,        1};
-    sweep(params, o, pts, w, np, at, ab, &lad, NULL, lim, bmax, 0, &j);
-    sweep(params, o, pts, w, np, at, ab, &lad, NULL, lim, bmax, 1, &j);
+    sweep(params, o, pts, w, np, &an, &lad, NULL, lim, bmax, 0, &j);
+    sweep(params, o, pts, w, np, &an, &lad, NULL, lim, bmax, 1, &j);
     /*
      * Where the ladders skip sizes: the box of every size between the pick's
      * neighbours on each (gate__sched_around).  When it holds a shape of less
@@ -765,13 +861,13 @@ static double choice(const gate_sched_params *params, const gate_sched_outlook *
         gaps |= !in_sizes(ds, lad.nd, rd[i]);
     if (gaps) {
         double least = j.least, least_t = j.least_t;
-        sweep(params, o, pts, w, np, at, ab, &box, &lad, lim, bmax, 0, &j);
+        sweep(params, o, pts, w, np, &an, &box, &lad, lim, bmax, 0, &j);
         if (j.least != least || j.least_t != least_t) {
             j.pick_b = j.pick_t = INFINITY;
             j.batch = j.depth = 1;
-            sweep(params, o, pts, w, np, at, ab, &lad, NULL, lim, bmax, 1, &j);
+            sweep(params, o, pts, w, np, &an, &lad, NULL, lim, bmax, 1, &j);
         }
-        sweep(params, o, pts, w, np, at, ab, &box, &lad, lim, bmax, 1, &j);
+        sweep(params, o, pts, w, np, &an, &box, &lad, lim, bmax, 1, &j);
     }
     if (o->batch > 0 && j.in_x <= j.least + keep && j.in_t <= j.pick_t * (1.0 + band) &&
         j.in_b <= j.pick_b * (1.0 + 1e-9)) {

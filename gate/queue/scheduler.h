@@ -539,7 +539,10 @@ typedef struct gate_sched_outlook {
  * candidates tested ahead of the tip (sched_strategy.c).  Adaptive takes
  * the shape that least exceeds issue 21's bound (1.05 times the time, 1.1
  * times the builds) against the fastest of the fixed strategies' shapes,
- * expected over the posterior Beta(p n, (1 - p) n) of the failure rate;
+ * expected over the posterior Beta(p n, (1 - p) n) of the failure rate
+ * (where the executor cannot run the deepest window at once and a failed
+ * build takes about what a pass does, at the posterior's points where serial
+ * is the fastest fixed shape the time's excess is its worst decile's too);
  * among those within 2% of the fastest, the fewest builds (the shape in use
  * kept while about as good); then single changes in the deepest window the
  * executor runs at once when as good.
