@@ -261,7 +261,8 @@ static bool push(keel__stress_rules *out, const keel__stress_rule *r)
 
 static keel_status check_terms(const entry_ctx *c, const keel__stress_trigger *t, unsigned seen)
 {
-    if (t->off && seen != (1u << 8))
+    /* (K/N sets no bit of `seen`: it is no named term, but it is random) */
+    if (t->off && (seen != (1u << 8) || t->random))
         return bad(c, "off", NULL, "'off' cannot be combined with other terms");
     if (t->nth != 0 && (t->every != 0 || t->first != 0))
         return bad(c, "nth", NULL, "'nth' fires once: it cannot be combined with '%s'",

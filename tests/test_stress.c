@@ -340,6 +340,8 @@ static void test_bad_specs_name_the_token(void **state)
         {"disk_error:nth", "'nth' needs a value"},
         {"disk_error:max=3:max=4", "'max' given twice"},
         {"disk_error:off:max=1", "'off' cannot be combined"},
+        {"disk_error:1/2:off", "'off' cannot be combined"},
+        {"disk_error:off:1/1000", "'off' cannot be combined"},
         {"disk-error", "bad character '-' in name 'disk-error'"},
         {":1/2", "no name before ':'"},
         {"a,,b", "empty entry"},

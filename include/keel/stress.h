@@ -36,7 +36,7 @@
  *   thread=G   only in threads whose name matches the glob G
  *   delay=D    action: sleep D (500us, 10ms, 2s) instead of failing - the
  *              point then evaluates false; it widens a race window
- *   off        never (to exempt names from an earlier wildcard)
+ *   off        never (to exempt names from an earlier wildcard); no other term with it
  *
  * Evaluations are counted per name, over all its sites and threads.
  * Other options: stress.seed (one seed for all randomness; 0 picks one, and
