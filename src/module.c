@@ -295,6 +295,8 @@ static keel_status plan_locked(order *o)
 
 /* ---- POST selection ------------------------------------------------------------------------ */
 
+static const char post_usage[] = "(all, none, or a list of module and module.test names)";
+
 static bool post_selected(const char *sel, const char *module, const char *test)
 {
     if (strcmp(sel, "all") == 0 || sel[0] == '\0')
@@ -322,6 +324,35 @@ static bool post_selected(const char *sel, const char *module, const char *test)
     return false;
 }
 
+static bool ident_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/*
+ * One item of a module.post list, blanks around it dropped: a module's name (a C identifier), or
+ * that and '.test' (the test's name as its keel_post gives it, no blank in it).
+ */
+static keel_status check_post_item(const char *value, const char *item, size_t len)
+{
+    size_t dot = 0;
+    while (dot < len && item[dot] != '.')
+        dot++;
+    bool ok = dot > 0 && !(item[0] >= '0' && item[0] <= '9') && dot != len - 1;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = i < dot ? ident_char(item[i]) : item[i] != ' ';
+    if (len == 0)
+        return KEEL_ERR(KEEL_E_PARSE, "empty item in module.post '%s' %s", value, post_usage);
+    if ((len == 3 && strncmp(item, "all", 3) == 0) || (len == 4 && strncmp(item, "none", 4) == 0))
+        return KEEL_ERR(KEEL_E_PARSE, "'%.*s' stands alone in module.post, not in a list: '%s'",
+                        (int)len, item, value);
+    if (!ok)
+        return KEEL_ERR(KEEL_E_PARSE,
+                        "'%.*s' is no module or module.test name in module.post '%s' %s", (int)len,
+                        item, value, post_usage);
+    return KEEL_OK;
+}
+
 keel_status keel__module_check_post(const char *value)
 {
     if (value == NULL)
@@ -329,11 +360,27 @@ keel_status keel__module_check_post(const char *value)
     for (const char *p = value; *p != '\0'; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
               *p == '_' || *p == '.' || *p == ',' || *p == ' ' || *p == '-'))
-            return KEEL_ERR(KEEL_E_PARSE,
-                            "bad character '%c' in module.post '%s' (all, none, or a list of "
-                            "module and module.test names)",
-                            *p, value);
-    return KEEL_OK;
+            return KEEL_ERR(KEEL_E_PARSE, "bad character '%c' in module.post '%s' %s", *p, value,
+                            post_usage);
+    if (value[0] == '\0' || strcmp(value, "all") == 0 || strcmp(value, "none") == 0)
+        return KEEL_OK;
+    /* the items as post_selected reads them: split at ',', blanks around each dropped */
+    const char *p = value;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        const char *item = p;
+        while (len > 0 && item[0] == ' ') {
+            item++;
+            len--;
+        }
+        while (len > 0 && item[len - 1] == ' ')
+            len--;
+        keel_status s = check_post_item(value, item, len);
+        if (!keel_ok(s) || end == NULL)
+            return s;
+        p = end + 1;
+    }
 }
 
 /* ---- starting and stopping ------------------------------------------------------------------ */

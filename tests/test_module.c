@@ -235,6 +235,40 @@ static void test_post_selection_list(void **state)
     assert_non_null(strstr(text, "bad character '|' in module.post"));
 }
 
+/* module.post takes all, none, or a list of names: anything else is refused, nothing applied */
+static void test_post_selection_malformed(void **state)
+{
+    (void)state;
+    static const char *const bad[][2] = {
+        {"a,,b", "empty item"},
+        {"net,", "empty item"},
+        {"\",\"", "empty item"},
+        {"all,net", "'all' stands alone"},
+        {"net, none", "'none' stands alone"},
+        {"net storage", "'net storage' is no module or module.test name"},
+        {"storage.", "'storage.' is no module or module.test name"},
+        {".roundtrip", "'.roundtrip' is no module or module.test name"},
+        {"stor-age", "'stor-age' is no module or module.test name"},
+    };
+    keel_test_ok(keel_options_set("module.post=storage.format"));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char opt[128], text[1024];
+        (void)snprintf(opt, sizeof(opt), "module.post=%s", bad[i][0]);
+        keel_status s = keel_options_set(opt);
+        assert_false(keel_ok(s));
+        assert_true(KEEL_IS(s, KEEL_E_PARSE));
+        (void)keel_status_format(s, text, sizeof(text));
+        keel_status_free(s);
+        if (strstr(text, bad[i][1]) == NULL || strstr(text, "option 'module.post'") == NULL)
+            fail_msg("'%s': expected '%s' in: %s", opt, bad[i][1], text);
+        char now[64];
+        keel_test_ok(keel_options_get("module.post", now, sizeof(now)));
+        assert_string_equal(now, "storage.format");
+    }
+    keel_test_ok(keel_options_set("module.post=\" net , storage.format \""));
+    keel_test_ok(keel_options_set("module.post=\"\""));
+}
+
 static void test_module_context(void **state)
 {
     (void)state;
@@ -328,6 +362,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_failing_init),
         cmocka_unit_test(test_post_selection_none),
         cmocka_unit_test(test_post_selection_list),
+        cmocka_unit_test(test_post_selection_malformed),
         cmocka_unit_test(test_module_context),
         cmocka_unit_test(test_cycle_is_an_error_and_nothing_starts),
         cmocka_unit_test(test_missing_dependency),
