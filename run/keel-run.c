@@ -110,8 +110,9 @@ static bool find_program(const char *name, char *out, size_t size)
         const char *end = strchr(path, ':');
         size_t len = end != NULL ? (size_t)(end - path) : strlen(path);
         (void)snprintf(out, size, "%.*s/%s", (int)len, len > 0 ? path : ".", name);
-        if (access(out, X_OK) == 0)
-            return true;
+        struct stat st;
+        if (name[0] != '\0' && stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, X_OK) == 0)
+            return true; /* (a shell passes over a directory of that name) */
         path += len;
         if (*path == ':')
             path++;

@@ -684,6 +684,43 @@ static void test_suppressions(void **state)
     cleanup(&r);
 }
 
+/* A program named without a '/' is an executable regular file on PATH, as a shell finds it. */
+static void test_program_on_path(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/keel_test_path.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char sub[PATH_MAX];
+    (void)snprintf(sub, sizeof(sub), "%s/true", dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    static const char *const names[] = {"true", ""};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char errfile[PATH_MAX];
+        (void)snprintf(errfile, sizeof(errfile), "%s/stderr", dir);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            int fd = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd < 0 || dup2(fd, 2) < 0 || setenv("PATH", dir, 1) != 0)
+                _exit(125);
+            execl(KEEL_RUN_CLI, "keel-run", "--", names[i], (char *)NULL);
+            _exit(124);
+        }
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        static char err[4096];
+        keel_test_read_file(errfile, err, sizeof(err));
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 127 || strstr(err, "not found") == NULL)
+            fail_msg("'%s' on a PATH with only a directory of that name: status %d:\n%s", names[i],
+                     st, err);
+    }
+    char errfile[PATH_MAX];
+    (void)snprintf(errfile, sizeof(errfile), "%s/stderr", dir);
+    assert_int_equal(unlink(errfile), 0);
+    assert_int_equal(rmdir(sub), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_three_lock_cycle(void **state)
 {
     (void)state;
@@ -1368,6 +1405,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inversion_never_deadlocked),
         cmocka_unit_test(test_suppressions),
+        cmocka_unit_test(test_program_on_path),
         cmocka_unit_test(test_real_deadlock),
         cmocka_unit_test(test_deadlock_lists_every_thread),
         cmocka_unit_test(test_spinlock_deadlock),
