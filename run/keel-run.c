@@ -9,6 +9,12 @@
  * linked: no program interpreter; setuid or setgid: the dynamic loader ignores LD_PRELOAD for
  * it) is refused with exit status 126, never run without its checks.
  *
+ * The keel options the program gets (KEEL_OPTIONS, --options, --stress, --suppressions) are
+ * checked by the preload's start in the program this launcher execs (KEEL_RUN_PID: its pid,
+ * which the exec keeps), with the parser the program uses: a malformed string ends it with
+ * exit status 2 before its main, never a program run with none of its options applied
+ * (run/run_faults.c).
+ *
  * Exit status: the program's own; 126 refused or not executable, 127 not found, 2 usage.
  */
 #include <elf.h>
@@ -252,6 +258,21 @@ static bool rank_add(char *list, size_t size, const char *value)
     return true;
 }
 
+/* Append `value` to all[*n] double-quoted, '"' and '\\' escaped: any text passes through
+ * KEEL_OPTIONS as one value.  *n may pass size (the caller then says it is too long). */
+static void put_quoted(char *all, size_t size, size_t *n, const char *name, const char *value)
+{
+    if (*n < size)
+        *n += (size_t)snprintf(all + *n, size - *n, "%s=\"", name);
+    for (const char *c = value; *c != '\0' && *n + 2 < size; c++) {
+        if (*c == '"' || *c == '\\')
+            all[(*n)++] = '\\';
+        all[(*n)++] = *c;
+    }
+    if (*n < size)
+        *n += (size_t)snprintf(all + *n, size - *n, "\"; ");
+}
+
 int main(int argc, char **argv)
 {
     const char *graph = NULL, *locks = "on", *heap = "on", *report = NULL, *opts = NULL;
@@ -296,6 +317,10 @@ int main(int argc, char **argv)
         if (strcmp(o->name, "version") == 0) {
             (void)printf("keel-run %s\n", KEEL_RUN_VERSION);
             return 0;
+        }
+        if (o->arg != NULL && strcmp(o->arg, "FILE") == 0 && value[0] == '\0') {
+            (void)fprintf(stderr, "keel-run: option '--%s' needs a file name, not ''\n", o->name);
+            return EXIT_USAGE;
         }
         if (strcmp(o->name, "lock-graph") == 0)
             graph = value;
@@ -386,6 +411,11 @@ int main(int argc, char **argv)
         char abs[2 * PATH_MAX];
         rc = set_env("KEEL_REPORT", absolute(report, abs, sizeof(abs)));
     }
+    /* the program (this process, after the exec) is the one a malformed KEEL_OPTIONS stops */
+    char pid[32];
+    (void)snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+    if (rc == 0)
+        rc = set_env("KEEL_RUN_PID", pid);
     const char *inherited = getenv("KEEL_OPTIONS");
     if (rc == 0 && (opts != NULL || supp != NULL || gen || stress != NULL)) {
         /*
@@ -408,17 +438,10 @@ int main(int argc, char **argv)
                               strerror(errno));
                 return EXIT_USAGE;
             }
-            /* quoted, '"' and '\\' escaped: any name passes through KEEL_OPTIONS */
-            n += (size_t)snprintf(all + n, sizeof(all) - n, "report.suppressions=\"");
-            for (const char *c = file; *c != '\0' && n + 2 < sizeof(all); c++) {
-                if (*c == '"' || *c == '\\')
-                    all[n++] = '\\';
-                all[n++] = *c;
-            }
-            n += (size_t)snprintf(all + n, n < sizeof(all) ? sizeof(all) - n : 0, "\"; ");
+            put_quoted(all, sizeof(all), &n, "report.suppressions", file);
         }
-        if (stress != NULL && n < sizeof(all))
-            n += (size_t)snprintf(all + n, sizeof(all) - n, "stress=%s; ", stress);
+        if (stress != NULL)
+            put_quoted(all, sizeof(all), &n, "stress", stress);
         if (gen && n < sizeof(all))
             n += (size_t)snprintf(all + n, sizeof(all) - n, "report.gen-suppressions; ");
         if (opts != NULL && n < sizeof(all))

@@ -133,6 +133,8 @@ typedef struct run_real {
 extern run_real keel__run_real;
 /* Resolve every real function (dlsym RTLD_NEXT); idempotent, safe before the constructor. */
 void keel__run_resolve(void);
+/* The program keel-run started, with a malformed KEEL_OPTIONS: exit status 2 (run_faults.c). */
+void keel__run_refuse_malformed_options(void);
 
 /* The real function `fn`, resolved on first use when a call comes before the constructor. */
 #define RUN_REAL(fn) \

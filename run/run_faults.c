@@ -14,8 +14,10 @@
  * A fire fails the call with the call's errno (run_calls.h; `--errno` changes it) or makes a
  * read, write, send or recv transfer half of what was asked (`short`).
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -152,6 +154,29 @@ int keel__run_fault(run_call call, const void *ra)
     }
     keel__run_inside--;
     return result;
+}
+
+/*
+ * The program keel-run started (KEEL_RUN_PID: the launcher's pid, which its exec kept) does not
+ * run with a malformed KEEL_OPTIONS, of which nothing would apply: it is keel-run's usage error,
+ * exit status 2, before the program's main.  Another process (a child that execs) reports it
+ * at the first use of keel, as libkeel does.  From the preload's start (run_locks.c), before
+ * anything of it reads the options.
+ */
+void keel__run_refuse_malformed_options(void)
+{
+    const char *launcher = getenv("KEEL_RUN_PID");
+    char *end = NULL;
+    long pid = launcher != NULL ? strtol(launcher, &end, 10) : 0;
+    if (launcher == NULL || end == launcher || *end != '\0' || pid != (long)getpid())
+        return;
+    keel_status s = keel_init();
+    if (keel_ok(s))
+        return;
+    (void)fprintf(stderr, "keel-run: '%s' not run, its keel options are malformed: %s\n",
+                  program_invocation_short_name, keel_status_message(s));
+    keel_status_free(s);
+    _exit(2);
 }
 
 /* KEEL_RUN_ERRNO: `--errno`, checked by the launcher (here, a bad list is ignored whole). */

@@ -199,6 +199,9 @@ __attribute__((constructor(101))) static void run_start(void)
     keel__run_threads_start(); /* first: its key before lockdep's (run_threads.c) */
     __atomic_store_n(&keel__report_guard, &report_guard, __ATOMIC_RELEASE);
     keel__dep_order_key = order_key;
+    keel__run_inside++;
+    keel__run_refuse_malformed_options(); /* (before the heap's start reads the options) */
+    keel__run_inside--;
     keel__run_heap_start();
     keel__run_wait_start();
     keel__run_ranks_start();

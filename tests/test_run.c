@@ -41,6 +41,8 @@ typedef struct run_result {
     char dir[64];
 } run_result;
 
+/* When set, the KEEL_OPTIONS keel-run inherits in run_with (else none). */
+static const char *run_env_options;
 /* When set, run_with stops the program (SIGKILL) once its report file has this text (60 s at most). */
 static const char *run_until;
 /* When set, run_with stops the program (SIGKILL: status 128 + 9) if it still runs after this many
@@ -97,6 +99,8 @@ static void run_with(run_result *r, const char *program, const char *arg, ...)
             _exit(125);
         (void)unsetenv("KEEL_OPTIONS");
         (void)unsetenv("KEEL_REPORT");
+        if (run_env_options != NULL)
+            (void)setenv("KEEL_OPTIONS", run_env_options, 1);
         execv(KEEL_RUN_CLI, (char *const *)(void *)argv);
         _exit(124);
     }
@@ -681,6 +685,61 @@ static void test_suppressions(void **state)
     run_with(&r, "run_inversion", NULL, "--suppressions", path, (const char *)NULL);
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "keel-run: suppressions file '"));
+    cleanup(&r);
+}
+
+/*
+ * The keel options the program would get, checked before its main: a malformed --stress,
+ * --options, suppressions file or inherited KEEL_OPTIONS is a usage error, exit status 2 (the
+ * program used to run with none of its options applied, and an options report), as is an empty
+ * file name; a --stress value with ';' in it stays one value.
+ */
+static void test_bad_options_refused(void **state)
+{
+    (void)state;
+    static run_result r;
+    char supp[PATH_MAX];
+    (void)snprintf(supp, sizeof(supp), "/tmp/keel_test_run_bad.%d.supp", (int)getpid());
+    FILE *f = fopen(supp, "w");
+    assert_non_null(f);
+    assert_true(fputs("{\n   named\n   keel:lock-order\n   func:main\n}\n", f) >= 0);
+    assert_int_equal(fclose(f), 0);
+    const char *const cases[][3] = {
+        {"--stress", "libc.write:evry=2",
+         "keel-run: 'run_inversion' not run, its keel options are malformed: KEEL_OPTIONS: bad "
+         "value for option 'stress' at position 8: stress: bad stress entry 'libc.write:evry=2': "
+         "unknown term 'evry'"},
+        {"--stress", "libc.*:1/2;report.inversion=count", "'K/N' needs a whole number"},
+        {"--options", "repotr.file=x", "unknown option 'repotr.file'"},
+        {"--suppressions", "/tmp", "suppressions file '/tmp' is a directory"},
+        {"--suppressions", supp, "line 4: a frame is fun:, src:, obj: or ..., not 'func:main'"},
+        {"--lock-graph=", NULL, "keel-run: option '--lock-graph' needs a file name, not ''"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        run_with(&r, "run_inversion", NULL, cases[i][0], cases[i][1], (const char *)NULL);
+        if (r.status != 2 || strstr(r.err, cases[i][2]) == NULL ||
+            (cases[i][1] != NULL && strstr(r.err, "keel-run: 'run_inversion' not run") == NULL) ||
+            strstr(r.err, "keel: options") != NULL)
+            fail_msg("%s %s: status %d, expected 2 and '%s' in:\n%s", cases[i][0],
+                     cases[i][1] != NULL ? cases[i][1] : "", r.status, cases[i][2], r.err);
+        EXPECT_REPORTS(&r, 0); /* it did not run */
+        cleanup(&r);
+    }
+    (void)unlink(supp);
+    run_env_options = "report.frams=3";
+    run_prog(&r, "run_inversion", NULL);
+    run_env_options = NULL;
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "KEEL_OPTIONS: unknown option 'report.frams' at position 1 "
+                                  "(did you mean 'report.frames'?)"));
+    EXPECT_REPORTS(&r, 0);
+    cleanup(&r);
+    /* a well-formed entry whose thread glob has a ';': one value, the rest applied */
+    run_with(&r, "run_inversion", NULL, "--stress", "libc.nothing:thread=a;b", "--options",
+             "report.lock-order=count", (const char *)NULL);
+    assert_int_equal(r.status, 0);
+    EXPECT_REPORTS(&r, 0);
+    assert_null(strstr(r.err, "keel: options"));
     cleanup(&r);
 }
 
@@ -1405,6 +1464,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inversion_never_deadlocked),
         cmocka_unit_test(test_suppressions),
+        cmocka_unit_test(test_bad_options_refused),
         cmocka_unit_test(test_program_on_path),
         cmocka_unit_test(test_real_deadlock),
         cmocka_unit_test(test_deadlock_lists_every_thread),
