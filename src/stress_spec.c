@@ -373,8 +373,19 @@ keel_status keel__stress_parse(const char *spec, bool lines, const char *origin,
             s = parse_entry(&c, buf, out);
             free(entry);
         } else if (sep == ',' || prev == ',') {
-            entry_ctx c = {where, spec};
+            /* shown: the line it is on (a file), or the whole value */
+            size_t from = 0, to = len;
+            if (lines) {
+                from = to = start;
+                while (from > 0 && spec[from - 1] != '\n')
+                    from--;
+                while (to < len && spec[to] != '\n')
+                    to++;
+            }
+            char *shown = strndup(spec + from, to - from);
+            entry_ctx c = {where, shown != NULL ? shown : spec};
             s = bad(&c, ",", NULL, "empty entry (two commas, or a comma at an end)");
+            free(shown);
         }
         if (sep == '\n')
             line++;

@@ -412,6 +412,18 @@ static void test_spec_from_file(void **state)
     assert_non_null(strstr(msg, "unknown term 'bogus'"));
     fire_pattern(disk_error, 4, got);
     assert_string_equal(got, "0101");
+    /* an empty entry is shown on its line, not as the whole file */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    (void)fputs("# first line\ndisk_error:1/2\nnet.send:nth=1,\nnet.recv\n", f);
+    assert_int_equal(fclose(f), 0);
+    s = keel_options_set(opt);
+    assert_false(keel_ok(s));
+    (void)keel_status_format(s, msg, sizeof(msg));
+    keel_status_free(s);
+    if (strstr(msg, "line 3: bad stress entry 'net.send:nth=1,': empty entry") == NULL ||
+        strstr(msg, "first line") != NULL || strstr(msg, "net.recv") != NULL)
+        fail_msg("the empty entry's line, alone, expected in: %s", msg);
     assert_int_equal(unlink(path), 0);
     s = keel_options_set(opt);
     assert_false(keel_ok(s));
