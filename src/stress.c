@@ -400,20 +400,26 @@ static void ensure_ready(void)
         keel__stress_options_changed();
 }
 
-keel_status keel_stress_enable(const char *spec)
+/* Append the entries of `spec`; `origin` (the caller's name) begins an error's message. */
+static keel_status enable(const char *spec, const char *origin)
 {
-    if (spec == NULL)
-        return KEEL_ERR(KEEL_E_INVAL, "keel_stress_enable: no spec");
     ensure_ready();
     char warn[2048];
     warn[0] = '\0';
     KEEL_VERIFY(pthread_mutex_lock(&reg_lock) == 0);
-    keel_status s = keel__stress_parse(spec, false, "keel_stress_enable", &rules);
+    keel_status s = keel__stress_parse(spec, false, origin, &rules);
     if (keel_ok(s))
         rearm_all_locked(warn, sizeof(warn));
     KEEL_VERIFY(pthread_mutex_unlock(&reg_lock) == 0);
     emit_warnings(warn);
     return s;
+}
+
+keel_status keel_stress_enable(const char *spec)
+{
+    if (spec == NULL)
+        return KEEL_ERR(KEEL_E_INVAL, "keel_stress_enable: no spec");
+    return enable(spec, "keel_stress_enable");
 }
 
 keel_status keel_stress_disable(const char *pattern)
@@ -425,7 +431,7 @@ keel_status keel_stress_disable(const char *pattern)
     if ((size_t)snprintf(spec, sizeof(spec), "%s:off", pattern) >= sizeof(spec))
         return KEEL_ERR(KEEL_E_RANGE, "keel_stress_disable: pattern '%.40s...' is too long",
                         pattern);
-    return keel_stress_enable(spec);
+    return enable(spec, "keel_stress_disable");
 }
 
 void keel_stress_clear(void)

@@ -299,6 +299,16 @@ static void test_wildcards_last_entry_wins(void **state)
     char spec[256];
     assert_int_equal(keel_stress_spec(spec, sizeof(spec)), strlen("*,net.recv:off,net.?end:off"));
     assert_string_equal(spec, "*,net.recv:off,net.?end:off");
+    /* a bad pattern is keel_stress_disable's error, naming it, and changes nothing */
+    keel_status s = keel_stress_disable("net send");
+    char msg[512];
+    (void)keel_status_format(s, msg, sizeof(msg));
+    assert_int_equal(keel_status_code(s), KEEL_E_PARSE);
+    keel_status_free(s);
+    if (strstr(msg, "keel_stress_disable: bad stress entry 'net send:off'") == NULL ||
+        strstr(msg, "keel_stress_enable") != NULL)
+        fail_msg("keel_stress_disable's own error expected: %s", msg);
+    assert_int_equal(keel_stress_spec(spec, sizeof(spec)), strlen("*,net.recv:off,net.?end:off"));
     keel_stress_clear();
     assert_false(disk_error());
     assert_int_equal(keel_stress_spec(spec, sizeof(spec)), 0);
