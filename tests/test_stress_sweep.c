@@ -368,6 +368,14 @@ static void test_bad_option(void **state)
     assert_non_null(strstr(output, "bad value '0' for '--seed'"));
     assert_int_equal(cli("sweep", "--seed", "1000000000000000001", "--", self, "fake", NULL), 2);
     assert_non_null(strstr(output, "from 1 to 10^18"));
+    /* a --json FILE that cannot be written is refused before the sweep, not after it */
+    static const char *const json[] = {"/dev/null/result.json", "", "/tmp"};
+    for (size_t i = 0; i < sizeof(json) / sizeof(json[0]); i++) {
+        assert_int_equal(
+            cli("sweep", "--quiet", "--json", json[i], "--", self, "fake", "fixed", NULL), 2);
+        if (strstr(output, "for '--json'") == NULL || strstr(output, "runs:") != NULL)
+            fail_msg("--json '%s': refused before any run expected:\n%s", json[i], output);
+    }
 }
 
 static void test_learning_run_fails(void **state)

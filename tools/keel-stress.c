@@ -195,6 +195,37 @@ static keel_status apply_option(config *c, const char *name, const char *v)
     return s;
 }
 
+/*
+ * --json FILE is written when the sweep ends: that it can be is known before its first run (an
+ * existing file that is writable and no directory, or a new one in a writable directory).
+ */
+static keel_status check_json_file(const char *path)
+{
+    if (path[0] == '\0')
+        return KEEL_ERR(KEEL_E_INVAL, "bad value '' for '--json' (a file name)");
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return KEEL_ERR(KEEL_E_INVAL, "bad value '%s' for '--json': it is a directory", path);
+        if (access(path, W_OK) != 0)
+            return KEEL_ERR_SYS(errno, "bad value '%s' for '--json': cannot write it", path);
+        return KEEL_OK;
+    }
+    if (errno != ENOENT)
+        return KEEL_ERR_SYS(errno, "bad value '%s' for '--json': cannot write it", path);
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX];
+    (void)snprintf(dir, sizeof(dir), "%.*s",
+                   slash == NULL   ? 1
+                   : slash == path ? 1
+                                   : (int)(slash - path),
+                   slash == NULL ? "." : path);
+    if (access(dir, W_OK | X_OK) != 0)
+        return KEEL_ERR_SYS(errno, "bad value '%s' for '--json': cannot create it in '%s'", path,
+                            dir);
+    return KEEL_OK;
+}
+
 /* argv[0] is the command ("sweep" or "list"). */
 static keel_status parse_args(config *c, int argc, char **argv)
 {
@@ -237,7 +268,7 @@ static keel_status parse_args(config *c, int argc, char **argv)
     if (i >= argc)
         return KEEL_ERR(KEEL_E_INVAL, "no program to run (put it after '--')");
     c->prog = argv + i;
-    return KEEL_OK;
+    return c->json != NULL ? check_json_file(c->json) : KEEL_OK;
 }
 
 static void print_help(FILE *f)
