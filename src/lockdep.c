@@ -181,6 +181,13 @@ static budget_rule *rule_find(const char *name, size_t len, bool create)
     return b;
 }
 
+/* Forget a rule: its place goes to the next class named. */
+static void rule_drop(budget_rule *b)
+{
+    KEEL_ASSERT(b >= budgets && b < budgets + nbudgets);
+    *b = budgets[--nbudgets];
+}
+
 static unsigned long long rule_budget_ns(const char *name)
 {
     const budget_rule *b = rule_find(name, strlen(name), false);
@@ -220,12 +227,19 @@ static void budgets_refresh_locked(void)
     if (gen == budgets_generation)
         return;
     __atomic_store_n(&budgets_generation, gen, __ATOMIC_RELAXED);
-    for (unsigned i = 0; i < nbudgets; i++)
+    /* the option's rules as it says now: those of keel_lock_class_budget stay */
+    for (unsigned i = nbudgets; i-- > 0;) {
         budgets[i].opt_ms = 0;
+        if (!budgets[i].api_set)
+            rule_drop(&budgets[i]);
+    }
     bool full = false;
     keel_status s =
         keel__lock_budget_parse(keel__opt_str(KEEL__OPT_LOCK_BUDGET), option_rule, &full);
     keel_status_ignore(s, "lock.budget was checked when it was set");
+    for (unsigned i = nbudgets; i-- > 0;) /* a removal of what the option no longer names */
+        if (budgets[i].api_ms == 0 && budgets[i].opt_ms == 0)
+            rule_drop(&budgets[i]);
     budgets_apply();
     if (full)
         (void)KEEL__REPORT_AT_CALLER(
@@ -258,14 +272,19 @@ keel_status keel__dep_set_budget(const char *class_name, unsigned long long budg
     sigset_t sigs;
     graph_enter(&sigs);
     budgets_refresh_locked();
-    budget_rule *b = rule_find(class_name, strlen(class_name), true);
+    /* 0 removes: a class lock.budget does not name is forgotten (its place freed), one it
+     * names keeps the override */
+    budget_rule *b = rule_find(class_name, strlen(class_name), budget_ms != 0);
+    bool full = b == NULL && budget_ms != 0;
     if (b != NULL) {
         b->api_ms = budget_ms;
         b->api_set = true;
+        if (budget_ms == 0 && b->opt_ms == 0)
+            rule_drop(b);
         budgets_apply();
     }
     graph_leave(&sigs);
-    if (b == NULL)
+    if (full)
         s = keel_status_with_uint(
             KEEL_ERR(KEEL_E_FULL, "cannot budget lock class '%s': %u classes already have budgets",
                      class_name, MAX_BUDGETS),

@@ -621,6 +621,44 @@ static void test_lock_budget_option_and_plain_thread(void **state)
     assert_true(wait_for("lock 'opt_lock' released after", 1000));
     assert_true(keel_ok(keel_options_set("lock.budget=\"\"")));
 }
+
+/*
+ * 64 classes may have budgets at once: a budget removed (0), or a class lock.budget no longer
+ * names, gives its place back (both kept it, and the 65th class named later was refused).
+ */
+static void test_lock_budget_places_given_back(void **state)
+{
+    (void)state;
+    char name[32];
+    for (int i = 0; i < 64; i++) {
+        (void)snprintf(name, sizeof(name), "api%d", i);
+        set_budget(name, 5);
+    }
+    keel_status s = keel_lock_class_budget("one_too_many", 5);
+    assert_true(KEEL_IS(s, KEEL_E_FULL));
+    keel_status_free(s);
+    set_budget("api7", 0);
+    set_budget("one_too_many", 5);   /* api7's place */
+    set_budget("never_budgeted", 0); /* removing what is not there takes no place */
+    for (int i = 0; i < 64; i++) {
+        (void)snprintf(name, sizeof(name), "api%d", i);
+        set_budget(name, 0);
+    }
+    set_budget("one_too_many", 0);
+    /* the option: two lists of 64 other classes, one after the other */
+    unsigned long long limits = keel_report_count(KEEL_REPORT_LIMIT);
+    for (int list = 0; list < 2; list++) {
+        char opt[2048] = "lock.budget=";
+        for (int i = 0; i < 64; i++) {
+            size_t n = strlen(opt);
+            (void)snprintf(opt + n, sizeof(opt) - n, "%sopt%d_%d:5", i > 0 ? "," : "", list, i);
+        }
+        assert_true(keel_ok(keel_options_set(opt)));
+        set_budget("unbudgeted", 0); /* (lock.budget is read again first) */
+    }
+    assert_int_equal(keel_report_count(KEEL_REPORT_LIMIT), limits);
+    assert_true(keel_ok(keel_options_set("lock.budget=\"\"")));
+}
 #endif /* KEEL_DEVEL */
 
 #endif /* KEEL_WATCHDOG_ON */
@@ -745,6 +783,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_lock_budgets_disabled_by_scale, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scaled_budget_in_both_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_budget_option_and_plain_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_budget_places_given_back, setup, teardown),
 #endif
 #else
         cmocka_unit_test_setup_teardown(test_release_compiles_sections_out, setup, teardown),

@@ -210,9 +210,10 @@ KEEL_API void keel_cond_broadcast(keel_cond *c);
  *
  * A budget belongs to the class (its name; it may be set before the class is
  * first used) and overrides the lock.budget option ("name:ms,name:ms") for
- * that class; 0 removes it.  Errors: KEEL_E_INVAL (class_name NULL, empty or
- * longer than 63 characters), KEEL_E_RANGE (budget_ms over 1000000000),
- * KEEL_E_FULL (more than 64 classes named by budgets).  Release builds check
+ * that class; 0 removes it (and gives its place among the 64 back unless
+ * lock.budget names the class: then 0 overrides it).  Errors: KEEL_E_INVAL
+ * (class_name NULL, empty or longer than 63 characters), KEEL_E_RANGE
+ * (budget_ms over 1000000000), KEEL_E_FULL (more than 64 classes with budgets).  Release builds check
  * the arguments the same way, then return KEEL_OK and do nothing.
  */
 KEEL_API KEEL_MUST_USE keel_status keel_lock_class_budget(const char *class_name,
