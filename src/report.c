@@ -55,7 +55,9 @@ void keel_report_set_policy(keel_report_kind kind, keel_policy policy)
     KEEL_ASSERT((unsigned)kind < (unsigned)KEEL_REPORT_KIND_COUNT);
     KEEL_ASSERT(policy == KEEL_POLICY_ABORT || policy == KEEL_POLICY_REPORT ||
                 policy == KEEL_POLICY_COUNT);
-    if ((unsigned)kind < (unsigned)KEEL_REPORT_KIND_COUNT)
+    /* release: a kind or a policy out of range changes nothing (readers index by both) */
+    if ((unsigned)kind < (unsigned)KEEL_REPORT_KIND_COUNT &&
+        (unsigned)policy <= (unsigned)KEEL_POLICY_COUNT)
         __atomic_store_n(&policies[kind], (int)policy, __ATOMIC_RELAXED);
 }
 

@@ -133,6 +133,36 @@ static void test_set_policy_and_count(void **state)
     (void)keel_report_set_handler(NULL, NULL);
 }
 
+/* A policy that is none of the three: an assertion in devel builds, ignored in release (it was
+ * stored there, and keel_options_get("report.user") then read past its table of names). */
+static void set_bad_policy(void)
+{
+    keel_report_set_policy(KEEL_REPORT_USER, KEEL_POLICY_REPORT);
+    keel_report_set_policy(KEEL_REPORT_USER, (keel_policy)7);
+    char name[32] = "";
+    keel_status s = keel_options_get("report.user", name, sizeof(name));
+    bool same = keel_ok(s) && strcmp(name, "report") == 0 &&
+                keel_report_policy(KEEL_REPORT_USER) == KEEL_POLICY_REPORT;
+    keel_status_free(s);
+    (void)fprintf(stderr, "policy now '%s' (%d)\n", name,
+                  (int)keel_report_policy(KEEL_REPORT_USER));
+    exit(same ? 0 : 1);
+}
+
+static void test_set_bad_policy(void **state)
+{
+    (void)state;
+    char out[16384];
+    int st = keel_test_run_child(set_bad_policy, out, sizeof(out));
+#if KEEL_DEVEL
+    assert_true(WIFSIGNALED(st));
+    assert_non_null(strstr(out, "keel: assert: assertion failed: policy == KEEL_POLICY_ABORT"));
+#else
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail_msg("release: the bad policy was not ignored (status %d):\n%s", st, out);
+#endif
+}
+
 /* ---- handlers ----------------------------------------------------------------------------------- */
 
 enum { MAX_SEEN = 8 };
@@ -653,6 +683,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_kind_names),
         cmocka_unit_test(test_default_policies),
         cmocka_unit_test(test_set_policy_and_count),
+        cmocka_unit_test(test_set_bad_policy),
         cmocka_unit_test(test_handler_sees_everything),
         cmocka_unit_test(test_handler_sees_thread_name),
         cmocka_unit_test(test_handler_true_suppresses_stderr),

@@ -61,7 +61,10 @@ typedef enum keel_policy {
 
 /* "lock-order" for KEEL_REPORT_LOCK_ORDER; "?" when out of range. */
 KEEL_API const char *keel_report_kind_name(keel_report_kind kind);
-/* Current policy of a kind, and set it (also settable through KEEL_OPTIONS). */
+/*
+ * Current policy of a kind, and set it (also settable through KEEL_OPTIONS).  A kind or a
+ * policy out of range is an assertion in devel builds and changes nothing in release.
+ */
 KEEL_API keel_policy keel_report_policy(keel_report_kind kind);
 KEEL_API void keel_report_set_policy(keel_report_kind kind, keel_policy policy);
 /* How many reports of a kind were made in this process (whatever the policy). */
