@@ -23,8 +23,8 @@
       "capture and symbolize a backtrace for every report")                                        \
     X(REPORT_FRAMES, "report.frames", INT, 24, 1, 64, NULL, "most backtrace frames in a report")   \
     X(REPORT_LIMIT, "report.max-printed", INT, 100, 0, 1000000000, NULL,                           \
-      "print at most this many reports of each kind on stderr (0: no limit); the rest are "        \
-      "counted")                                                                                   \
+      "print (and write to report.file) at most this many reports of each kind (0: no limit); "    \
+      "the rest are counted")                                                                      \
     X(REPORT_SUPPRESSIONS, "report.suppressions", STR, 0, 0, 0, keel__supp_check_file,             \
       "read suppressions from this file: matching reports are neither printed nor counted "        \
       "(docs/reports.md)")                                                                         \

@@ -67,7 +67,8 @@ KEEL_API const char *keel_report_kind_name(keel_report_kind kind);
  */
 KEEL_API keel_policy keel_report_policy(keel_report_kind kind);
 KEEL_API void keel_report_set_policy(keel_report_kind kind, keel_policy policy);
-/* How many reports of a kind were made in this process (whatever the policy). */
+/* How many reports of a kind were made in this process (whatever the policy; a suppressed
+ * report is not counted, docs/reports.md). */
 KEEL_API unsigned long long keel_report_count(keel_report_kind kind);
 
 /* ---- making a report ----------------------------------------------------- */
