@@ -125,14 +125,40 @@ static keel_status parse_frame(const char *path, int lineno, char *text, pat *p)
     return p->glob != NULL ? KEEL_OK : KEEL_ERR(KEEL_E_NOMEM, "suppressions file '%s'", path);
 }
 
-/* Adds the entry of lines[0..n) (name, kind, then message and frames). */
+/* The kind glob of an entry must match some kind of report: a typo would suppress nothing. */
+static keel_status check_kind(const char *path, int lineno, const char *line)
+{
+    const char *names[KEEL_REPORT_KIND_COUNT];
+    for (int k = 0; k < (int)KEEL_REPORT_KIND_COUNT; k++) {
+        names[k] = keel_report_kind_name((keel_report_kind)k);
+        if (fnmatch(line + 5, names[k], 0) == 0)
+            return KEEL_OK;
+    }
+    const char *near = keel_suggest(line + 5, names, KEEL__ARRAY_LEN(names));
+    if (near != NULL)
+        return KEEL_ERR(KEEL_E_PARSE,
+                        "suppressions file '%s': line %d: '%s' matches no kind of report (did "
+                        "you mean '%s'?)",
+                        path, lineno, line, near);
+    return KEEL_ERR(KEEL_E_PARSE, "suppressions file '%s': line %d: '%s' matches no kind of report",
+                    path, lineno, line);
+}
+
+/*
+ * Adds the entry of lines[0..n) (name, kind, then message and frames); linenos[i] is the line
+ * of the file lines[i] was read from (comments and blank lines between them).
+ */
 static keel_status add_entry(keel__supp_set *s, const char *path, int first,
-                             char lines[][LINE_MAX_LEN], size_t n)
+                             char lines[][LINE_MAX_LEN], const int *linenos, size_t n)
 {
     if (n < 2)
         return bad_line(path, first, "an entry needs a name and a kind (keel:KIND) after", "{");
     if (strncmp(lines[1], "keel:", 5) != 0 || lines[1][5] == '\0')
-        return bad_line(path, first + 2, "the second line of an entry is keel:KIND, not", lines[1]);
+        return bad_line(path, linenos[1], "the second line of an entry is keel:KIND, not",
+                        lines[1]);
+    keel_status kind = check_kind(path, linenos[1], lines[1]);
+    if (!keel_ok(kind))
+        return kind;
     supp *grown = (supp *)realloc(s->v, (s->n + 1) * sizeof(*grown));
     if (grown == NULL)
         return KEEL_ERR(KEEL_E_NOMEM, "suppressions file '%s'", path);
@@ -146,12 +172,14 @@ static keel_status add_entry(keel__supp_set *s, const char *path, int first,
         return KEEL_ERR(KEEL_E_NOMEM, "suppressions file '%s'", path);
     for (size_t i = 2; i < n; i++) {
         if (strncmp(lines[i], "message:", 8) == 0 && e->npats == 0 && e->message == NULL) {
+            if (lines[i][8] == '\0')
+                return bad_line(path, linenos[i], "an empty pattern in", lines[i]);
             e->message = strdup(lines[i] + 8);
             if (e->message == NULL)
                 return KEEL_ERR(KEEL_E_NOMEM, "suppressions file '%s'", path);
             continue;
         }
-        keel_status st = parse_frame(path, first + 1 + (int)i, lines[i], &e->pats[e->npats]);
+        keel_status st = parse_frame(path, linenos[i], lines[i], &e->pats[e->npats]);
         if (!keel_ok(st))
             return st;
         e->npats++;
@@ -163,6 +191,7 @@ static keel_status parse_lines(FILE *f, const char *path, keel__supp_set *s,
                                char lines[][LINE_MAX_LEN])
 {
     char buf[LINE_MAX_LEN + 2];
+    int linenos[MAX_LINES];
     size_t n = 0;
     int lineno = 0, open_at = 0;
     bool open = false;
@@ -181,7 +210,7 @@ static keel_status parse_lines(FILE *f, const char *path, keel__supp_set *s,
             open_at = lineno;
             n = 0;
         } else if (strcmp(t, "}") == 0) {
-            keel_status st = add_entry(s, path, open_at, lines, n);
+            keel_status st = add_entry(s, path, open_at, lines, linenos, n);
             if (!keel_ok(st))
                 return st;
             open = false;
@@ -190,6 +219,7 @@ static keel_status parse_lines(FILE *f, const char *path, keel__supp_set *s,
         } else if (n == MAX_LINES) {
             return bad_line(path, lineno, "an entry has at most 64 lines; too many at", t);
         } else {
+            linenos[n] = lineno;
             (void)snprintf(lines[n++], LINE_MAX_LEN, "%s", t);
         }
     }

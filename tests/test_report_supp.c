@@ -226,6 +226,26 @@ static void test_bad_files_refused_with_file_and_line(void **state)
 }
 
 /*
+ * An entry's lines are numbered as they are in the file, comment and blank lines counted (the
+ * example of docs/reports.md has comments inside its entry); a kind that matches no kind of
+ * report, and an empty message pattern, are refused as a frame's empty pattern is.
+ */
+static void test_bad_entries_name_their_own_line(void **state)
+{
+    (void)state;
+    expect_refused("{\n  # a name\n  name\n  # the kind\n  user\n}\n",
+                   "line 5: the second line of an entry is keel:KIND, not 'user'");
+    expect_refused("{\n  # name\n  name\n\n  keel:user\n  # frames\n  fun:a\n  func:x\n}\n",
+                   "line 8: a frame is fun:, src:, obj: or ..., not 'func:x'");
+    expect_refused("{\n  name\n  keel:lock_order\n}\n",
+                   "line 3: 'keel:lock_order' matches no kind of report (did you mean "
+                   "'lock-order'?)");
+    expect_refused("{\n  name\n  keel:[\n}\n", "line 3: 'keel:[' matches no kind of report");
+    expect_refused("{\n  name\n  keel:user\n  message:\n}\n",
+                   "line 4: an empty pattern in 'message:'");
+}
+
+/*
  * Run twice from one place, so that the stack is the same: first printing
  * each report with its suppression entry, then reading the entry back.
  */
@@ -280,6 +300,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stack_is_matched_in_order),
         cmocka_unit_test(test_other_kinds_and_lines_not_suppressed),
         cmocka_unit_test(test_bad_files_refused_with_file_and_line),
+        cmocka_unit_test(test_bad_entries_name_their_own_line),
         cmocka_unit_test(test_generated_entry_suppresses_the_report),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
