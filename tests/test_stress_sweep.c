@@ -368,6 +368,13 @@ static void test_bad_option(void **state)
     assert_non_null(strstr(output, "bad value '0' for '--seed'"));
     assert_int_equal(cli("sweep", "--seed", "1000000000000000001", "--", self, "fake", NULL), 2);
     assert_non_null(strstr(output, "from 1 to 10^18"));
+    /* an --only that matches no point of the program names it (it swept nothing, exit 0) */
+    assert_int_equal(
+        cli("sweep", "--quiet", "--only", "nosuch.*", "--", self, "fake", "fixed", NULL), 2);
+    assert_non_null(strstr(output, "'--only' 'nosuch.*' matches none of the"));
+    assert_null(strstr(output, "runs:"));
+    assert_int_equal(cli("list", "--only", "nosuch.*", "--", self, "fake", "fixed", NULL), 2);
+    assert_non_null(strstr(output, "'--only' 'nosuch.*' matches none of the"));
     /* a --json FILE that cannot be written is refused before the sweep, not after it */
     static const char *const json[] = {"/dev/null/result.json", "", "/tmp"};
     for (size_t i = 0; i < sizeof(json) / sizeof(json[0]); i++) {

@@ -842,12 +842,33 @@ static keel_status learn_in(const config *c, const run_paths *p, point_list *pl)
     return points_read(p->json, pl);
 }
 
+/* Each --only names points the learning run found: one that matches none would sweep nothing. */
+static keel_status check_only(const config *c, const point_list *pl)
+{
+    for (size_t i = 0; i < c->only_count; i++) {
+        bool any = false;
+        for (size_t k = 0; k < pl->n && !any; k++)
+            any = fnmatch(c->only[i], pl->v[k].name, 0) == 0;
+        if (!any)
+            return keel_status_with_str(
+                KEEL_ERR(
+                    KEEL_E_NOTFOUND,
+                    "'--only' '%s' matches none of the %zu stress points the learning run found "
+                    "('keel-stress list' shows them)",
+                    c->only[i], pl->n),
+                "only", c->only[i]);
+    }
+    return KEEL_OK;
+}
+
 /* The learning run, its files removed afterwards unless --keep. */
 static keel_status learn(const config *c, const char *dir, point_list *pl)
 {
     run_paths p = {"", "", "", ""};
     make_paths(dir, "learn", &p);
     keel_status s = learn_in(c, &p, pl);
+    if (keel_ok(s))
+        s = check_only(c, pl);
     for (int i = 0; i < 3 && c->keep == NULL; i++)
         (void)unlink(i == 0 ? p.out : i == 1 ? p.err : p.json);
     return s;
