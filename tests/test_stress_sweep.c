@@ -385,6 +385,23 @@ static void test_bad_option(void **state)
     }
 }
 
+/* --keep DIR is made with its missing parents; a DIR that is no directory is named as the fault */
+static void test_keep_dir(void **state)
+{
+    (void)state;
+    char nested[PATH_MAX];
+    (void)snprintf(nested, sizeof(nested), "%s/a/b", dir);
+    assert_int_equal(cli("sweep", "--quiet", "--keep", nested, "--", self, "fake", "fixed", NULL),
+                     0);
+    struct stat st;
+    assert_int_equal(stat(nested, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(cli("sweep", "--quiet", "--keep", "/dev/null", "--", self, "fake", NULL), 2);
+    if (strstr(output, "bad value '/dev/null' for '--keep': it is not a directory") == NULL ||
+        strstr(output, "cannot run") != NULL)
+        fail_msg("--keep /dev/null: the option named as the fault expected:\n%s", output);
+}
+
 static void test_learning_run_fails(void **state)
 {
     (void)state;
@@ -470,6 +487,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_json_output, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_option, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keep_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_learning_run_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_never_reached, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keel_points_only_when_named, setup, teardown),

@@ -1268,11 +1268,39 @@ static keel_status write_json(const sweep *sw, const char *path)
     return KEEL_OK;
 }
 
+/* --keep DIR: made with its missing parents (as mkdir -p); a directory keel-stress writes in. */
+static keel_status keep_dir(const char *path)
+{
+    char buf[PATH_MAX];
+    if (path[0] == '\0')
+        return KEEL_ERR(KEEL_E_INVAL, "bad value '' for '--keep' (a directory)");
+    if ((size_t)snprintf(buf, sizeof(buf), "%s", path) >= sizeof(buf))
+        return KEEL_ERR(KEEL_E_INVAL, "bad value '%.40s...' for '--keep': too long", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char was = *p;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return KEEL_ERR_SYS(errno, "cannot create directory '%s' for '--keep'", buf);
+        *p = was;
+        if (was == '\0')
+            break;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return KEEL_ERR(KEEL_E_INVAL, "bad value '%s' for '--keep': it is not a directory", path);
+    if (access(path, W_OK | X_OK) != 0)
+        return KEEL_ERR_SYS(errno, "bad value '%s' for '--keep': cannot write in it", path);
+    return KEEL_OK;
+}
+
 static keel_status make_dir(const config *c, char *dir, size_t size)
 {
     if (c->keep != NULL) {
-        if (mkdir(c->keep, 0755) != 0 && errno != EEXIST)
-            return KEEL_ERR_SYS(errno, "cannot create directory '%s'", c->keep);
+        keel_status s = keep_dir(c->keep);
+        if (!keel_ok(s))
+            return s;
         (void)snprintf(dir, size, "%s", c->keep);
         return KEEL_OK;
     }
