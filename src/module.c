@@ -297,6 +297,28 @@ static keel_status plan_locked(order *o)
 
 static const char post_usage[] = "(all, none, or a list of module and module.test names)";
 
+/*
+ * The next item of a module.post list at *p (split at ',', the blanks around it dropped), its
+ * length in *len; NULL after the last.
+ */
+static const char *next_post_item(const char **p, size_t *len)
+{
+    if (*p == NULL)
+        return NULL;
+    const char *item = *p;
+    const char *end = strchr(item, ',');
+    size_t n = end != NULL ? (size_t)(end - item) : strlen(item);
+    while (n > 0 && item[0] == ' ') {
+        item++;
+        n--;
+    }
+    while (n > 0 && item[n - 1] == ' ')
+        n--;
+    *p = end != NULL ? end + 1 : NULL;
+    *len = n;
+    return item;
+}
+
 static bool post_selected(const char *sel, const char *module, const char *test)
 {
     if (strcmp(sel, "all") == 0 || sel[0] == '\0')
@@ -305,21 +327,14 @@ static bool post_selected(const char *sel, const char *module, const char *test)
         return false;
     size_t ml = strlen(module);
     const char *p = sel;
-    while (*p != '\0') {
-        const char *end = strchr(p, ',');
-        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-        while (len > 0 && p[0] == ' ') {
-            p++;
-            len--;
-        }
-        while (len > 0 && p[len - 1] == ' ')
-            len--;
-        if (len == ml && strncmp(p, module, ml) == 0)
+    size_t len = 0;
+    for (const char *item = next_post_item(&p, &len); item != NULL;
+         item = next_post_item(&p, &len)) {
+        if (len == ml && strncmp(item, module, ml) == 0)
             return true;
-        if (len > ml + 1 && strncmp(p, module, ml) == 0 && p[ml] == '.' &&
-            strlen(test) == len - ml - 1 && strncmp(p + ml + 1, test, len - ml - 1) == 0)
+        if (len > ml + 1 && strncmp(item, module, ml) == 0 && item[ml] == '.' &&
+            strlen(test) == len - ml - 1 && strncmp(item + ml + 1, test, len - ml - 1) == 0)
             return true;
-        p = end != NULL ? end + 1 : p + len;
     }
     return false;
 }
@@ -364,22 +379,98 @@ keel_status keel__module_check_post(const char *value)
                             post_usage);
     if (value[0] == '\0' || strcmp(value, "all") == 0 || strcmp(value, "none") == 0)
         return KEEL_OK;
-    /* the items as post_selected reads them: split at ',', blanks around each dropped */
     const char *p = value;
-    for (;;) {
-        const char *end = strchr(p, ',');
-        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-        const char *item = p;
-        while (len > 0 && item[0] == ' ') {
-            item++;
-            len--;
-        }
-        while (len > 0 && item[len - 1] == ' ')
-            len--;
+    size_t len = 0;
+    for (const char *item = next_post_item(&p, &len); item != NULL;
+         item = next_post_item(&p, &len)) {
         keel_status s = check_post_item(value, item, len);
-        if (!keel_ok(s) || end == NULL)
+        if (!keel_ok(s))
             return s;
-        p = end + 1;
+    }
+    return KEEL_OK;
+}
+
+/* ---- likely misspellings in module.post (reg_lock held) ----------------------------------- */
+
+/* One item: a line in warn when it is likely misspelled. */
+static void warn_post_item(const char *item, size_t len, char *warn, size_t wsize, size_t *wpos)
+{
+    char mod[NAME];
+    size_t dot = 0;
+    while (dot < len && item[dot] != '.')
+        dot++;
+    (void)snprintf(mod, sizeof(mod), "%.*s", (int)dot, item);
+    const mod_rec *r = find_locked(mod);
+    if (r == NULL) { /* close to a registered module's name: a misspelling; far: a plugin's */
+        size_t n = 0;
+        for (const mod_rec *q = mods; q != NULL; q = q->next)
+            n++;
+        const char **names = (const char **)calloc(n + 1, sizeof(*names));
+        if (names == NULL)
+            return;
+        n = 0;
+        for (const mod_rec *q = mods; q != NULL; q = q->next)
+            names[n++] = q->m->name;
+        const char *near = keel_suggest(mod, names, n);
+        if (near != NULL)
+            keel__buf_printf(warn, wsize, wpos,
+                             "module.post names '%.*s', which is no registered module (did you "
+                             "mean '%s'?)\n",
+                             (int)len, item, near);
+        free(names);
+        return;
+    }
+    if (dot == len)
+        return;
+    const char *names[MAX_POSTS];
+    size_t n = 0;
+    for (const keel_post *t = r->m->posts; t != NULL && t->name != NULL && n < MAX_POSTS; t++) {
+        if (strlen(t->name) == len - dot - 1 &&
+            strncmp(t->name, item + dot + 1, len - dot - 1) == 0)
+            return;
+        names[n++] = t->name;
+    }
+    char test[NAME];
+    (void)snprintf(test, sizeof(test), "%.*s", (int)(len - dot - 1), item + dot + 1);
+    const char *near = keel_suggest(test, names, n);
+    keel__buf_printf(
+        warn, wsize, wpos,
+        "module.post names '%.*s', which is no power-on self test of module '%s'%s%s%s%s%s\n",
+        (int)len, item, mod, near != NULL ? " (did you mean '" : "", near != NULL ? mod : "",
+        near != NULL ? "." : "", near != NULL ? near : "", near != NULL ? "'?)" : "");
+}
+
+/*
+ * The likely misspellings of module.post, reported (kind options) when the modules start, once
+ * per value of the option: a module name close to a registered module's, a test the named
+ * module does not have.  A name far from every module's is taken (its plugin may come later).
+ */
+static unsigned post_checked_gen; /* keel__options_generation + 1 when last looked at */
+
+static void warn_post_names(void)
+{
+    char warn[2048];
+    size_t wpos = 0;
+    warn[0] = '\0';
+    KEEL_VERIFY(pthread_mutex_lock(&reg_lock) == 0);
+    unsigned gen = __atomic_load_n(&keel__options_generation, __ATOMIC_ACQUIRE) + 1u;
+    const char *sel = keel__opt_str(KEEL__OPT_MODULE_POST);
+    if (gen != post_checked_gen && strcmp(sel, "all") != 0 && strcmp(sel, "none") != 0) {
+        const char *p = sel;
+        size_t len = 0;
+        for (const char *item = next_post_item(&p, &len); item != NULL;
+             item = next_post_item(&p, &len))
+            if (len > 0)
+                warn_post_item(item, len, warn, sizeof(warn), &wpos);
+    }
+    post_checked_gen = gen;
+    KEEL_VERIFY(pthread_mutex_unlock(&reg_lock) == 0);
+    for (const char *line = warn; *line != '\0';) {
+        const char *nl = strchr(line, '\n');
+        int n = nl != NULL ? (int)(nl - line) : (int)strlen(line);
+        (void)keel_report_emit(
+            keel_report_begin(KEEL_REPORT_OPTIONS, NULL, 0, NULL, "%.*s", n, line));
+        line = nl != NULL ? nl + 1 : line + n;
     }
 }
 
@@ -472,6 +563,7 @@ keel_status keel_modules_start(void)
 {
     keel__lazy_init();
     KEEL_VERIFY(pthread_mutex_lock(&start_lock) == 0);
+    warn_post_names();
     KEEL_VERIFY(pthread_mutex_lock(&reg_lock) == 0);
     order o = {NULL, 0};
     keel_status s = plan_locked(&o);

@@ -269,6 +269,45 @@ static void test_post_selection_malformed(void **state)
     keel_test_ok(keel_options_set("module.post=\"\""));
 }
 
+/* options reports, collected */
+static char options_seen[2048];
+static bool collect_options(const keel_report_info *info, void *ctx)
+{
+    (void)ctx;
+    if (info->kind != KEEL_REPORT_OPTIONS)
+        return false;
+    size_t len = strlen(options_seen);
+    (void)snprintf(options_seen + len, sizeof(options_seen) - len, "%s|", info->message);
+    return true;
+}
+
+/*
+ * A module.post name close to a registered module's, or a test its (registered) module does not
+ * have, is a likely misspelling: reported (kind options) when the modules start, once; a name
+ * far from every module's is taken without a word (a plugin's, perhaps).
+ */
+static void test_post_selection_misspelled(void **state)
+{
+    (void)state;
+    keel_test_ok(keel_options_set("module.post=storag, storage.rountrip, net, plugin_mod"));
+    (void)keel_report_set_handler(collect_options, NULL);
+    keel_test_ok(keel_modules_start());
+    if (strstr(options_seen, "module.post names 'storag', which is no registered module (did "
+                             "you mean 'storage'?)") == NULL ||
+        strstr(options_seen,
+               "module.post names 'storage.rountrip', which is no power-on self "
+               "test of module 'storage' (did you mean 'storage.roundtrip'?)") == NULL ||
+        strstr(options_seen, "'net'") != NULL || strstr(options_seen, "plugin_mod") != NULL)
+        fail_msg("the two misspellings, and only them, expected: %s", options_seen);
+    assert_int_equal(roundtrip_runs, 0);
+    keel_modules_stop();
+    options_seen[0] = '\0';
+    keel_test_ok(keel_modules_start()); /* the same option: said once */
+    assert_string_equal(options_seen, "");
+    (void)keel_report_set_handler(NULL, NULL);
+    keel_modules_stop();
+}
+
 static void test_module_context(void **state)
 {
     (void)state;
@@ -363,6 +402,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_post_selection_none),
         cmocka_unit_test(test_post_selection_list),
         cmocka_unit_test(test_post_selection_malformed),
+        cmocka_unit_test(test_post_selection_misspelled),
         cmocka_unit_test(test_module_context),
         cmocka_unit_test(test_cycle_is_an_error_and_nothing_starts),
         cmocka_unit_test(test_missing_dependency),
