@@ -20,6 +20,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -214,6 +215,40 @@ static const char *absolute(const char *file, char *buf, size_t size)
     return buf;
 }
 
+/*
+ * --report and --lock-graph name a file the program writes (at its first report, at its exit):
+ * one it cannot write is said now, with exit status 2, not after the run.  (true: refused)
+ */
+static bool file_refused(const char *opt, const char *file)
+{
+    char why[PATH_MAX + 64] = "";
+    struct stat st;
+    if (stat(file, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            (void)snprintf(why, sizeof(why), "it is a directory");
+        else if (access(file, W_OK) != 0)
+            (void)snprintf(why, sizeof(why), "%s", strerror(errno));
+    } else {
+        int err = errno;
+        char copy[PATH_MAX];
+        (void)snprintf(copy, sizeof(copy), "%s", file);
+        const char *dir = dirname(copy);
+        struct stat ds;
+        int dir_err = stat(dir, &ds) != 0             ? errno
+                      : !S_ISDIR(ds.st_mode)          ? ENOTDIR
+                      : access(dir, W_OK | X_OK) != 0 ? errno
+                                                      : 0;
+        if (dir_err != 0)
+            (void)snprintf(why, sizeof(why), "cannot create it in '%s': %s", dir,
+                           strerror(dir_err));
+        else if (err != ENOENT)
+            (void)snprintf(why, sizeof(why), "%s", strerror(err));
+    }
+    if (why[0] != '\0')
+        (void)fprintf(stderr, "keel-run: bad value '%s' for '--%s': %s\n", file, opt, why);
+    return why[0] != '\0';
+}
+
 static int set_env(const char *name, const char *value)
 {
     if (setenv(name, value, 1) != 0) {
@@ -322,6 +357,9 @@ int main(int argc, char **argv)
             (void)fprintf(stderr, "keel-run: option '--%s' needs a file name, not ''\n", o->name);
             return EXIT_USAGE;
         }
+        if ((strcmp(o->name, "lock-graph") == 0 || strcmp(o->name, "report") == 0) &&
+            file_refused(o->name, value))
+            return EXIT_USAGE;
         if (strcmp(o->name, "lock-graph") == 0)
             graph = value;
         else if (strcmp(o->name, "report") == 0)

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -213,13 +214,9 @@ static keel_status check_json_file(const char *path)
     }
     if (errno != ENOENT)
         return KEEL_ERR_SYS(errno, "bad value '%s' for '--json': cannot write it", path);
-    const char *slash = strrchr(path, '/');
-    char dir[PATH_MAX];
-    (void)snprintf(dir, sizeof(dir), "%.*s",
-                   slash == NULL   ? 1
-                   : slash == path ? 1
-                                   : (int)(slash - path),
-                   slash == NULL ? "." : path);
+    char copy[PATH_MAX];
+    (void)snprintf(copy, sizeof(copy), "%s", path);
+    const char *dir = dirname(copy);
     if (access(dir, W_OK | X_OK) != 0)
         return KEEL_ERR_SYS(errno, "bad value '%s' for '--json': cannot create it in '%s'", path,
                             dir);
