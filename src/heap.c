@@ -137,13 +137,17 @@ static int choose_flags(keel__heap *h, heap_local *l)
     return 1; /* not used: any value but 0 ("not chosen yet") */
 }
 
-static void *backend_alloc(size_t size, size_t align, int flags)
+static void *backend_alloc(size_t size, size_t align, int flags, bool zero)
 {
     (void)flags;
-    if (align <= 16)
-        return malloc(size);
+    if (align <= 16) /* calloc: a fresh mapping is not written to (demand-zero pages) */
+        return zero ? calloc(1, size) : malloc(size);
     void *p = NULL;
-    return posix_memalign(&p, align, size) == 0 ? p : NULL;
+    if (posix_memalign(&p, align, size) != 0)
+        return NULL;
+    if (zero) /* the one case the C library has no zeroed allocation for */
+        memset(p, 0, size);
+    return p;
 }
 
 /* backend_alloc of a request the fast path takes (size >= 1, no alignment). */
@@ -261,10 +265,13 @@ static int choose_flags(keel__heap *h, heap_local *l)
     return flags | (int)MALLOCX_TCACHE(l->tcache - 1);
 }
 
-static void *backend_alloc(size_t size, size_t align, int flags)
+static void *backend_alloc(size_t size, size_t align, int flags, bool zero)
 {
     if (align > 16)
         flags |= (int)MALLOCX_ALIGN(align);
+    if (zero) /* jemalloc zeroes a fresh extent by not touching it (demand-zero pages), a reused
+                 one by purging it (MADV_DONTNEED): a huge zeroed block stays untouched */
+        flags |= MALLOCX_ZERO;
     return mallocx(size != 0 ? size : 1, flags);
 }
 
@@ -332,9 +339,9 @@ static inline int flags_of(keel__heap *h, heap_local *l)
     return flags;
 }
 
-void *keel__heap_raw_alloc(keel__heap *h, size_t size, size_t align)
+void *keel__heap_raw_alloc(keel__heap *h, size_t size, size_t align, bool zero)
 {
-    return backend_alloc(size, align, flags_of(h, local_of(h)));
+    return backend_alloc(size, align, flags_of(h, local_of(h)), zero);
 }
 
 void keel__heap_raw_free(keel__heap *h, void *raw)
@@ -619,15 +626,13 @@ static keel_status plain_alloc(keel__heap *h, size_t size, size_t align, bool ze
 {
     heap_local *l = local_of(h);
     int flags = flags_of(h, l);
-    void *p = backend_alloc(size, align, flags);
+    void *p = backend_alloc(size, align, flags, zero); /* zeroed by the allocator, untouched */
     if (p == NULL)
         return keel__heap_failed(h, size, KEEL__HEAP_NOMEM, file, line, func);
     if (!reserve(h, l, class_size(p, size, align))) {
         backend_free(p, flags);
         return keel__heap_failed(h, size, KEEL__HEAP_QUOTA, file, line, func);
     }
-    if (zero)
-        memset(p, 0, size);
     *out = p;
     return KEEL_OK;
 }

@@ -66,8 +66,9 @@ typedef struct keel__heap {
     keel__heap_shard shards[KEEL__HEAP_SHARDS];
 } keel__heap;
 
-/* Backend (heap.c): memory of a heap's arena, with this thread's cache for it. */
-void *keel__heap_raw_alloc(keel__heap *h, size_t size, size_t align);
+/* Backend (heap.c): memory of a heap's arena, with this thread's cache for it; `zero`: all of
+ * it zeroed by the allocator, which leaves the pages of a large block untouched. */
+void *keel__heap_raw_alloc(keel__heap *h, size_t size, size_t align, bool zero);
 void keel__heap_raw_free(keel__heap *h, void *raw);
 /* Every heap, for the JSON and the checks (the list only grows). */
 keel__heap *keel__heap_first(void);

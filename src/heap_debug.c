@@ -47,12 +47,15 @@ struct keel__blk {
     int line;
     int free_line;
     unsigned offset; /* from the raw allocation to the header */
-    unsigned short shard;
-    unsigned short guarded;    /* on a guard page: raw is the mapping */
-    unsigned long long align;  /* as keel_heap_aligned asked (0: not aligned) */
+    unsigned char shard;
+    unsigned char guarded;   /* on a guard page: raw is the mapping */
+    unsigned char align_log; /* keel_heap_aligned's alignment: 1 << (align_log - 1); 0: none */
+    unsigned char unused;
+    size_t poisoned;           /* freed: its first bytes filled with FREED, min(size, heap.fill) */
     unsigned long long canary; /* last: right before the block */
 };
 KEEL__STATIC_ASSERT(sizeof(struct keel__blk) == HDR, "the header is HDR bytes");
+KEEL__STATIC_ASSERT(KEEL__HEAP_SHARDS <= 256, "a shard's number fits the header's byte");
 
 static KEEL__TLS unsigned tls_shard = ~0u;
 static unsigned shard_seq;
@@ -73,6 +76,33 @@ static unsigned long long magic_of(unsigned long long base, const keel__blk *b)
 static unsigned char *user_of(keel__blk *b)
 {
     return (unsigned char *)b + HDR;
+}
+
+/*
+ * How many of a block's first bytes a fill poisons: heap.fill at most.  A block
+ * bigger than that (a large table the program touches sparsely, or not at all
+ * yet) keeps the rest of its pages untouched, as a release build leaves them: a
+ * fill of all of it would make every page resident, and a block larger than
+ * the machine's memory would get the process killed where a release build runs.
+ */
+static size_t fill_len(size_t size)
+{
+    unsigned long long fill = (unsigned long long)keel__opt_int(KEEL__OPT_HEAP_FILL);
+    return fill < size ? (size_t)fill : size;
+}
+
+/* b, being freed: its first fill_len bytes poisoned, and how many recorded for their checks
+ * (heap.fill may change before they happen). */
+static void poison_freed(keel__blk *b)
+{
+    b->poisoned = fill_len(b->size);
+    memset(user_of(b), FREED, b->poisoned);
+}
+
+/* The alignment keel_heap_aligned asked for b (0: none). */
+static size_t align_of(const keel__blk *b)
+{
+    return b->align_log != 0 ? (size_t)1 << (b->align_log - 1) : 0;
 }
 
 /* ---- guard pages and protected data: one SIGSEGV handler ---------------------------------- */
@@ -594,7 +624,9 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
         (void)guard_alloc(h, size, &b);
     if (b == NULL) {
         size_t hdr = align > 16 ? ((size_t)HDR + align - 1) / align * align : (size_t)HDR;
-        unsigned char *raw = (unsigned char *)keel__heap_raw_alloc(h, hdr + size + TAIL, align);
+        /* zeroed by the allocator, which leaves the pages of a large block untouched */
+        unsigned char *raw =
+            (unsigned char *)keel__heap_raw_alloc(h, hdr + size + TAIL, align, zero);
         if (raw == NULL) {
             keel__heap_unreserve(h, size);
             return keel__heap_failed(h, size, KEEL__HEAP_NOMEM, file, line, func);
@@ -606,7 +638,9 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
     b->magic = magic_of(MAGIC_LIVE, b);
     b->heap = h;
     b->size = size;
-    b->align = align;
+    KEEL_ASSERT(align == 0 || (align & (align - 1)) == 0);
+    b->align_log = (unsigned char)(align != 0 ? __builtin_ctzll(align) + 1 : 0);
+    b->poisoned = 0;
     b->file = file;
     b->func = func;
     b->line = line;
@@ -616,7 +650,7 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
     b->next = NULL;
     memcpy(user_of(b) + size, tail_pattern, TAIL);
     unsigned sh = me;
-    b->shard = (unsigned short)sh;
+    b->shard = (unsigned char)sh;
     keel__heap_shard *s = &h->shards[sh];
     bool listed = true;
     if (KEEL_LIKELY(shard_trylock(s))) {
@@ -632,7 +666,7 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
         b->magic = magic_of(MAGIC_FREED, b);
         b->free_file = file;
         b->free_line = line;
-        memset(user_of(b), FREED, size);
+        poison_freed(b);
         if (b->guarded)
             guard_free(b); /* poisoned: its slot may be reused */
         else
@@ -643,9 +677,14 @@ keel_status keel__blk_alloc(keel__heap *h, size_t size, size_t align, bool zero,
     /*
      * After the lock, not before: taking it is a full barrier, which would wait
      * for every store of the fill to reach the cache.  Listed but not yet
-     * filled is fine: no other thread reads a live block's contents.
+     * filled is fine: no other thread reads a live block's contents.  A fresh
+     * block is poisoned on its first heap.fill bytes (fill_len); a zeroed one
+     * came zeroed from the allocator, but for a sample in a guard page's slot.
      */
-    memset(user_of(b), zero ? 0 : FRESH, size);
+    if (!zero)
+        memset(user_of(b), FRESH, fill_len(size));
+    else if (b->guarded)
+        memset(user_of(b), 0, size);
     *out = user_of(b);
     return KEEL_OK;
 }
@@ -716,7 +755,8 @@ bool keel__blk_validate(keel__heap *h, void *p, size_t *size, keel__heap **owner
  */
 static bool poison_intact(keel__blk *b)
 {
-    long at = first_not(user_of(b), b->size, FREED);
+    KEEL_ASSERT(b->poisoned <= b->size);
+    long at = first_not(user_of(b), b->poisoned, FREED);
     if (at < 0)
         return true;
     char msg[200];
@@ -725,7 +765,7 @@ static bool poison_intact(keel__blk *b)
                    "offset %ld",
                    b->size, b->heap->name, at);
     report_blk(msg, b, b->free_file, b->free_line, "(quarantine)", at);
-    memset(user_of(b), FREED, b->size);
+    memset(user_of(b), FREED, b->poisoned);
     return false;
 }
 
@@ -814,11 +854,11 @@ static void check_sized(const keel__blk *b, size_t sized, const char *file, int 
                         const char *func)
 {
     char msg[200];
-    if (b->align > 16)
+    if (align_of(b) > 16)
         (void)snprintf(msg, sizeof(msg),
-                       "sized free of a %zu-byte block of module '%s' aligned to %llu: free "
+                       "sized free of a %zu-byte block of module '%s' aligned to %zu: free "
                        "blocks of keel_heap_aligned with keel_heap_free",
-                       b->size, b->heap->name, b->align);
+                       b->size, b->heap->name, align_of(b));
     else if (sized != b->size)
         (void)snprintf(msg, sizeof(msg),
                        "sized free of a %zu-byte block of module '%s' gave %zu bytes as its size",
@@ -852,7 +892,7 @@ void keel__blk_free(keel__heap *h, void *p, const size_t *sized, const char *fil
     b->free_file = file;
     b->free_line = line;
     if (KEEL_UNLIKELY(!shard_trylock(s))) {
-        memset(user_of(b), FREED, size);
+        poison_freed(b);
         pend_push(&s->pend_free, b, false); /* (freed by the lock's holder, or its next) */
         keel__heap_release(owner, size);
         return;
@@ -866,7 +906,7 @@ void keel__blk_free(keel__heap *h, void *p, const size_t *sized, const char *fil
         return;
     }
     /* under the lock, whose taking would otherwise wait for all of these stores; giving it back does not */
-    memset(user_of(b), FREED, size);
+    poison_freed(b);
     quarantine(s, b, &later);
     if (s->q_oldest != NULL) /* the next to leave: its header is read then, and it is cold */
         __builtin_prefetch(s->q_oldest);

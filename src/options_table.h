@@ -71,6 +71,9 @@
       "module and module.test names")                                                              \
     X(HEAP_QUARANTINE, "heap.quarantine", INT, 1048576, 0, 1073741824, NULL,                       \
       "bytes of freed blocks each module heap holds back, poisoned, before reuse (devel)")         \
+    X(HEAP_FILL, "heap.fill", INT, 1048576, 0, 281474976710656LL, NULL,                            \
+      "poison at most the first N bytes of a block, fresh (0xA5) or freed (0xDD): the rest of a "  \
+      "big block stays untouched, as in a release build (devel)")                                  \
     X(HEAP_GUARD_SAMPLE, "heap.guard-sample", INT, 0, 0, 1000000000, NULL,                         \
       "place 1 in N allocations against a PROT_NONE guard page (0: off; devel)")
 

@@ -15,7 +15,9 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -40,6 +42,7 @@ KEEL_MODULE(beta, "1", NULL, NULL, NULL, NULL);
 KEEL_MODULE(leaky, "1", leaky_init, NULL, NULL, NULL);
 KEEL_MODULE(gamma, "1", NULL, NULL, NULL, NULL);
 KEEL_MODULE(delta, "1", NULL, NULL, NULL, NULL);
+KEEL_MODULE(sparse, "1", NULL, NULL, NULL, NULL);
 
 #define ALPHA KEEL_MODULE_REF(alpha)
 #define BETA  KEEL_MODULE_REF(beta)
@@ -52,6 +55,132 @@ static keel_heap_stats stats(const keel_module *m)
 }
 
 /* ---- both builds ------------------------------------------------------------------------ */
+
+/* ---- big blocks: pages untouched, as a release build leaves them ------------------------ */
+
+#define SPARSE    KEEL_MODULE_REF(sparse)
+#define BIG       ((size_t)256 << 20) /* 256 MiB: allocated, never touched by the test */
+#define BIG_TOUCH ((size_t)16 << 20)  /* at most this much of it may become resident */
+
+/* Bytes of [p, p+len) resident, by mincore(); -1 (printed) where mincore cannot say. */
+static long long resident_bytes(const void *p, size_t len)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = (uintptr_t)p & ~(uintptr_t)(ps - 1);
+    size_t pages = ((uintptr_t)p + len - start + ps - 1) / ps;
+    unsigned char *vec = (unsigned char *)malloc(pages);
+    assert_non_null(vec);
+    void *addr = NULL;
+    memcpy(&addr, &start, sizeof(addr));
+    long long n = 0;
+    if (mincore(addr, pages * ps, vec) != 0) {
+        print_message("mincore() failed: %s\n", strerror(errno));
+        n = -1;
+    }
+    for (size_t i = 0; i < pages && n >= 0; i++)
+        n += (vec[i] & 1) != 0 ? (long long)ps : 0;
+    free(vec);
+    return n;
+}
+
+/* The process's peak resident set since the last reset_peak_rss(): VmHWM of /proc/self/status. */
+static long long peak_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    assert_non_null(f);
+    char line[256];
+    long long kib = -1;
+    while (kib < 0 && fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kib = strtoll(line + 6, NULL, 10);
+    (void)fclose(f);
+    assert_true(kib >= 0);
+    return kib * 1024;
+}
+
+/* The peak resident set back to the current one (Linux 4.0: "5" to clear_refs); false (printed)
+ * where that cannot be done: the peak then includes what came before. */
+static bool reset_peak_rss(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    bool ok = f != NULL && fputs("5", f) >= 0;
+    if (f != NULL && fclose(f) != 0)
+        ok = false;
+    if (!ok)
+        print_message("cannot reset the peak RSS (/proc/self/clear_refs): %s\n", strerror(errno));
+    return ok;
+}
+
+/* A free must not make a big block resident, not even for a while (the free may give the pages
+ * back before it returns: the peak is measured): at most BIG_TOUCH more, and under ASan its
+ * shadow (an eighth of the block, which ASan poisons at every free: not keel's). */
+static void free_big(void *p)
+{
+    long long slack = (long long)BIG_TOUCH;
+#if defined(__SANITIZE_ADDRESS__)
+    print_message("under ASan: its shadow of the freed block (%zu bytes) allowed too\n", BIG / 8);
+    slack += (long long)(BIG / 8);
+#endif
+    (void)reset_peak_rss();
+    long long before = peak_rss_bytes();
+    keel_heap_free(SPARSE, p);
+    long long grown = peak_rss_bytes() - before;
+    print_message("free of %zu bytes: peak RSS grew by %lld bytes\n", BIG, grown);
+    assert_true(grown < slack);
+}
+
+/* The big block p, just made by `what`: at most BIG_TOUCH of it resident.  Skipped (printed, the
+ * block freed) where mincore() cannot say. */
+static void expect_untouched(void *p, const char *what)
+{
+    long long res = resident_bytes(p, BIG);
+    if (res < 0) {
+        print_message("skipped: mincore() cannot tell which pages of the block are resident\n");
+        keel_heap_free(SPARSE, p);
+        skip();
+    }
+    print_message("%s of %zu bytes: %lld bytes resident\n", what, BIG, res);
+    assert_true(res < (long long)BIG_TOUCH);
+}
+
+static void test_big_block_stays_untouched(void **state)
+{
+    (void)state;
+    unsigned char *p = NULL;
+    keel_test_ok(keel_heap_alloc(SPARSE, BIG, (void **)&p));
+    expect_untouched(p, "keel_heap_alloc");
+#if KEEL_DEVEL
+    /* poisoned on its first heap.fill bytes (1 MiB by default) */
+    assert_int_equal(p[0], 0xA5);
+    assert_int_equal(p[((size_t)1 << 20) - 1], 0xA5);
+#endif
+    free_big(p);
+}
+
+static void test_big_calloc_stays_untouched_and_zero(void **state)
+{
+    (void)state;
+    unsigned char *p = NULL;
+    keel_test_ok(keel_heap_calloc(SPARSE, BIG / 64, 64, (void **)&p));
+    expect_untouched(p, "keel_heap_calloc");
+    const size_t at[] = {0, 1, 4095, ((size_t)1 << 20) + 3, BIG / 2, BIG - 4096, BIG - 1};
+    for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++)
+        assert_int_equal(p[at[i]], 0);
+    free_big(p);
+}
+
+static void test_big_realloc_stays_untouched(void **state)
+{
+    (void)state;
+    unsigned char *p = NULL;
+    keel_test_ok(keel_heap_alloc(SPARSE, 100, (void **)&p));
+    memset(p, 7, 100);
+    keel_test_ok(keel_heap_realloc(SPARSE, (void **)&p, BIG));
+    expect_untouched(p, "keel_heap_realloc");
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(p[i], 7);
+    free_big(p);
+}
 
 static void test_alloc_free_and_accounting(void **state)
 {
@@ -312,6 +441,16 @@ static void watch(void)
     (void)keel_report_set_handler(collect, NULL);
 }
 
+/* keel_heap_check(ALPHA) fails, with one report: `report`. */
+static void check_finds(const char *report)
+{
+    keel_status s = keel_heap_check(ALPHA);
+    assert_false(keel_ok(s));
+    keel_status_free(s);
+    assert_int_equal(nseen, 1);
+    assert_non_null(strstr(seen, report));
+}
+
 static void test_fresh_and_freed_poison(void **state)
 {
     (void)state;
@@ -322,6 +461,60 @@ static void test_fresh_and_freed_poison(void **state)
     keel_heap_free(ALPHA, p);
     for (int i = 0; i < 64; i++) /* in quarantine: still mapped, poisoned */
         assert_int_equal(p[i], 0xDD);
+}
+
+/* heap.fill=4096: a 64 KiB block is poisoned on its first 4096 bytes, fresh and freed, and a
+ * write after free there is found; one past them is not (those bytes were never poisoned). */
+static void test_fill_limit_poisons_the_first_bytes(void **state)
+{
+    (void)state;
+    keel_test_ok(keel_options_set("heap.fill=4096"));
+    watch();
+    enum { SIZE = 65536, FILL = 4096 };
+    unsigned char *p = NULL;
+    keel_test_ok(keel_heap_alloc(ALPHA, SIZE, (void **)&p));
+    for (int i = 0; i < FILL; i++)
+        assert_int_equal(p[i], 0xA5);
+    memset(p, 1, SIZE);
+    keel_heap_free(ALPHA, p);
+    for (int i = 0; i < FILL; i++) /* in quarantine: still mapped, poisoned */
+        assert_int_equal(p[i], 0xDD);
+    assert_int_equal(p[FILL], 1); /* past the fill: as the program left it */
+    p[FILL + 10] = 42;            /* not poisoned: not checked */
+    keel_test_ok(keel_heap_check(ALPHA));
+    assert_int_equal(nseen, 0);
+    p[100] = 42; /* the bug, in the poisoned bytes */
+    check_finds("write after free: a freed 65536-byte block of module 'alpha' was changed at "
+                "offset 100");
+    keel_test_ok(keel_options_set("heap.fill=1048576"));
+}
+
+/* heap.fill=0: nothing is filled, so a write after free is not found; a block freed then is
+ * still checked on the bytes it had poisoned when heap.fill grows again (none), and a block
+ * freed under a larger heap.fill on all of its poisoned bytes after heap.fill shrinks. */
+static void test_fill_zero_fills_nothing(void **state)
+{
+    (void)state;
+    keel_test_ok(keel_options_set("heap.fill=0"));
+    watch();
+    unsigned char *p = NULL;
+    keel_test_ok(keel_heap_alloc(ALPHA, 100, (void **)&p));
+    memset(p, 1, 100);
+    keel_heap_free(ALPHA, p);
+    for (int i = 0; i < 100; i++) /* not poisoned */
+        assert_int_equal(p[i], 1);
+    p[10] = 42; /* a write after free, not seen */
+    keel_test_ok(keel_options_set("heap.fill=1048576"));
+    keel_test_ok(keel_heap_check(ALPHA)); /* no poison of p's is checked, for none was written */
+    assert_int_equal(nseen, 0);
+    unsigned char *q = NULL;
+    keel_test_ok(keel_heap_alloc(ALPHA, 100, (void **)&q));
+    keel_heap_free(ALPHA, q); /* poisoned on its 100 bytes */
+    keel_test_ok(keel_options_set("heap.fill=0"));
+    q[99] = 42;
+    check_finds("write after free: a freed 100-byte block of module 'alpha' was changed at "
+                "offset 99");
+    keel_test_ok(keel_options_set("heap.fill=1048576"));
 }
 
 static void test_overflow_into_red_zone(void **state)
@@ -365,12 +558,8 @@ static void test_write_after_free_found_with_sites(void **state)
     int free_line = __LINE__ + 1;
     keel_heap_free(ALPHA, p);
     p[10] = 42; /* the bug */
-    keel_status s = keel_heap_check(ALPHA);
-    assert_false(keel_ok(s));
-    keel_status_free(s);
-    assert_int_equal(nseen, 1);
-    assert_non_null(strstr(seen, "write after free: a freed 100-byte block of module 'alpha' was "
-                                 "changed at offset 10"));
+    check_finds("write after free: a freed 100-byte block of module 'alpha' was changed at "
+                "offset 10");
     char site[64];
     (void)snprintf(site, sizeof(site), "test_heap.c:%d", alloc_line);
     assert_non_null(strstr(seen, site));
@@ -638,8 +827,13 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_quota_in_one_module_only),
         cmocka_unit_test(test_realloc_over_quota_keeps_the_block),
         cmocka_unit_test(test_two_heaps_many_threads),
+        cmocka_unit_test(test_big_block_stays_untouched),
+        cmocka_unit_test(test_big_calloc_stays_untouched_and_zero),
+        cmocka_unit_test(test_big_realloc_stays_untouched),
 #if KEEL_DEVEL
         cmocka_unit_test(test_fresh_and_freed_poison),
+        cmocka_unit_test(test_fill_limit_poisons_the_first_bytes),
+        cmocka_unit_test(test_fill_zero_fills_nothing),
         cmocka_unit_test(test_overflow_into_red_zone),
         cmocka_unit_test(test_underflow_into_red_zone),
         cmocka_unit_test(test_write_after_free_found_with_sites),
