@@ -403,6 +403,12 @@ static const double bound_time = 0.05, bound_builds = 0.1, decile_z = 1.755;
  */
 static const double choice_z = 2.5, choice_fail = 0.75;
 
+/* x clamped to [0, 1]. */
+static double unit(double x)
+{
+    return x < 0.0 ? 0.0 : x > 1.0 ? 1.0 : x;
+}
+
 static size_t posterior(double p, double n, double *pts, double *w)
 {
     if (n >= point_n) {
@@ -560,37 +566,24 @@ double gate_sched_shape_pass_time(const gate_sched_params *params, const gate_sc
 /*
  * Shape (b, d)'s time per change at each of the posterior's np points (pts;
  * the pace measured at depth d counted) in t[], its builds per change in
- * bu[]; iso: isolations() of b.
+ * bu[]; iso: isolations() of b.  With dec (not NULL), the worst decile of
+ * the time per change at each point too: the mean plus z standard
+ * deviations over the next o->n changes (model_var() / o->n), the pace
+ * counted.
  */
 static void at_points(const gate_sched_params *params, const gate_sched_outlook *o,
                       const double *pts, size_t np, const iso_cost *iso, unsigned b, unsigned d,
-                      double *t, double *bu)
-{
-    fails f = fails_of(o);
-    double pace = pace_at(o, d);
-    for (size_t k = 0; k < np; k++) {
-        model(pts[k], b, d, params->retries, &iso[k], o->parallel, o->width, &f, &t[k], &bu[k],
-              NULL);
-        t[k] *= pace;
-    }
-}
-
-/*
- * at_points() and, in dec[], the worst decile of the time per change at each
- * point: the mean plus z standard deviations over the next o->n
- * changes (model_var() / o->n), the pace counted.
- */
-static void deciles_at(const gate_sched_params *params, const gate_sched_outlook *o,
-                       const double *pts, size_t np, const iso_cost *iso, unsigned b, unsigned d,
-                       double z, double *t, double *bu, double *dec)
+                      double z, double *t, double *bu, double *dec)
 {
     fails f = fails_of(o);
     double pace = pace_at(o, d);
     for (size_t k = 0; k < np; k++) {
         double v = 0.0;
-        model(pts[k], b, d, params->retries, &iso[k], o->parallel, o->width, &f, &t[k], &bu[k], &v);
+        model(pts[k], b, d, params->retries, &iso[k], o->parallel, o->width, &f, &t[k], &bu[k],
+              dec != NULL ? &v : NULL);
         t[k] *= pace;
-        dec[k] = t[k] + z * sqrt(v > 0.0 ? v / o->n : 0.0) * pace;
+        if (dec != NULL)
+            dec[k] = t[k] + z * sqrt(v > 0.0 ? v / o->n : 0.0) * pace;
     }
 }
 
@@ -710,7 +703,7 @@ static void sweep(const gate_sched_params *params, const gate_sched_outlook *o, 
                   const double *w, size_t np, const anchors *an, const space *sp, const space *skip,
                   unsigned lim, unsigned bmax, int pass, judging *j)
 {
-    double t[NGRID], bu[NGRID], dec[NGRID];
+    double t[NGRID], bu[NGRID], dec[NGRID] = {0.0}; /* dec: written only where judged */
     iso_cost iso[NGRID];
     for (size_t bi = 0; bi < sp->nb; bi++) {
         unsigned b = sp->bs[bi];
@@ -726,10 +719,8 @@ static void sweep(const gate_sched_params *params, const gate_sched_outlook *o, 
                 isolations(params, o, pts, np, b, iso);
                 iso_made = true;
             }
-            if (an->z > 0.0 && an->any_serial)
-                deciles_at(params, o, pts, np, iso, b, d, an->z, t, bu, dec);
-            else
-                at_points(params, o, pts, np, iso, b, d, t, bu);
+            at_points(params, o, pts, np, iso, b, d, an->z, t, bu,
+                      an->z > 0.0 && an->any_serial ? dec : NULL);
             double x = 0.0, et = 0.0, eb = 0.0;
             for (size_t k = 0; k < np; k++) {
                 double over_t = t[k] / an->t[k] - 1.0 - bound_time;
@@ -785,9 +776,9 @@ static void sweep(const gate_sched_params *params, const gate_sched_outlook *o, 
  * more builds).  Where the executor cannot run the window at once (CHOICE_Z),
  * a shape's time at each point where serial is the anchor counts at its
  * worst decile too, against the least decile of the fixed shapes within the
- * bound on the anchor's builds.
- * Every batch size up to bmax and the fixed ones, every depth up to lim.  Returns the least expected time of any of them (*batch,
- * *depth: the choice).
+ * bound on the anchor's builds.  Every batch size up to bmax and the fixed
+ * ones, every depth up to lim.  Returns the least expected time of any of
+ * them (*batch, *depth: the choice).
  */
 static double choice(const gate_sched_params *params, const gate_sched_outlook *o,
                      const double *pts, const double *w, size_t np, unsigned lim, unsigned bmax,
@@ -795,9 +786,8 @@ static double choice(const gate_sched_params *params, const gate_sched_outlook *
 {
     anchors an;
     double beyond = 2.0 * (1.0 - o->parallel / ((double)lim * o->width)); /* 1: half or less */
-    an.z = choice_z * (beyond < 0.0 ? 0.0 : beyond > 1.0 ? 1.0 : beyond);
     double quick = ((o->fail_time > 0.0 ? o->fail_time : 1.0) - choice_fail) / (1.0 - choice_fail);
-    an.z *= quick < 0.0 ? 0.0 : quick > 1.0 ? 1.0 : quick;
+    an.z = choice_z * unit(beyond) * unit(quick);
     an.any_serial = false;
     for (size_t k = 0; k < np; k++) {
         an.t[k] = an.b[k] = an.dec[k] = INFINITY;
@@ -818,7 +808,8 @@ static double choice(const gate_sched_params *params, const gate_sched_outlook *
                 continue;
             KEEL_ASSERT(nf < FIXED_MAX);
             fs[nf] = b == 1 && d == 1;
-            deciles_at(params, o, pts, np, iso, b, d, an.z, ft[nf], fb[nf], fd[nf]);
+            at_points(params, o, pts, np, iso, b, d, an.z, ft[nf], fb[nf],
+                      an.z > 0.0 ? fd[nf] : NULL);
             nf++;
         }
     }
@@ -831,7 +822,8 @@ static double choice(const gate_sched_params *params, const gate_sched_outlook *
             }
     for (size_t k = 0; k < np; k++)
         an.any_serial = an.any_serial || an.serial[k];
-    for (size_t i = 0; i < nf; i++) /* the least decile within the bound on the anchor's builds */
+    /* the least decile within the bound on the anchor's builds (where deciles are judged) */
+    for (size_t i = 0; i < nf && an.z > 0.0; i++)
         for (size_t k = 0; k < np; k++)
             if (fd[i][k] < an.dec[k] && fb[i][k] <= an.b[k] * (1.0 + bound_builds))
                 an.dec[k] = fd[i][k];
