@@ -788,6 +788,7 @@ static double choice(const gate_sched_params *params, const gate_sched_outlook *
     double beyond = 2.0 * (1.0 - o->parallel / ((double)lim * o->width)); /* 1: half or less */
     double quick = ((o->fail_time > 0.0 ? o->fail_time : 1.0) - choice_fail) / (1.0 - choice_fail);
     an.z = choice_z * unit(beyond) * unit(quick);
+    const bool decs = an.z > 0.0; /* deciles judged: one test, asked once */
     an.any_serial = false;
     for (size_t k = 0; k < np; k++) {
         an.t[k] = an.b[k] = an.dec[k] = INFINITY;
@@ -808,8 +809,7 @@ static double choice(const gate_sched_params *params, const gate_sched_outlook *
                 continue;
             KEEL_ASSERT(nf < FIXED_MAX);
             fs[nf] = b == 1 && d == 1;
-            at_points(params, o, pts, np, iso, b, d, an.z, ft[nf], fb[nf],
-                      an.z > 0.0 ? fd[nf] : NULL);
+            at_points(params, o, pts, np, iso, b, d, an.z, ft[nf], fb[nf], decs ? fd[nf] : NULL);
             nf++;
         }
     }
@@ -823,7 +823,7 @@ static double choice(const gate_sched_params *params, const gate_sched_outlook *
     for (size_t k = 0; k < np; k++)
         an.any_serial = an.any_serial || an.serial[k];
     /* the least decile within the bound on the anchor's builds (where deciles are judged) */
-    for (size_t i = 0; i < nf && an.z > 0.0; i++)
+    for (size_t i = 0; i < nf && decs; i++)
         for (size_t k = 0; k < np; k++)
             if (fd[i][k] < an.dec[k] && fb[i][k] <= an.b[k] * (1.0 + bound_builds))
                 an.dec[k] = fd[i][k];
