@@ -470,7 +470,8 @@ void keel_section_leave(const keel_section_desc *d)
 
 keel_status keel_section_run(const keel_section_desc *d, keel_status (*fn)(void *), void *arg)
 {
-    KEEL_ASSERT(d != NULL && fn != NULL);
+    if (d == NULL || fn == NULL)
+        return KEEL_ERR(KEEL_E_INVAL, "keel_section_run needs a section and a function");
     keel_section_enter(d);
     keel_status s = fn(arg);
     keel_section_leave(d);

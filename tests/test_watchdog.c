@@ -747,6 +747,30 @@ static void test_thread_create_bad_arguments(void **state)
     keel_status_free(s);
 }
 
+static keel_status count_call(void *arg)
+{
+    (*(int *)arg)++;
+    return KEEL_OK;
+}
+
+/* keel_section_run, like keel_thread_create, refuses a NULL section or function (both builds). */
+static void test_section_run_bad_arguments(void **state)
+{
+    (void)state;
+    static const keel_section_desc d = {"callback", 1000000000ull, __FILE__, __LINE__, "test"};
+    int calls = 0;
+    keel_status s = keel_section_run(NULL, count_call, &calls);
+    assert_true(KEEL_IS(s, KEEL_E_INVAL));
+    assert_non_null(strstr(keel_status_message(s), "keel_section_run"));
+    keel_status_free(s);
+    s = keel_section_run(&d, NULL, &calls);
+    assert_true(KEEL_IS(s, KEEL_E_INVAL));
+    keel_status_free(s);
+    assert_int_equal(calls, 0);
+    keel_test_ok(keel_section_run(&d, count_call, &calls));
+    assert_int_equal(calls, 1);
+}
+
 #if !KEEL_WATCHDOG_ON
 static void test_release_compiles_sections_out(void **state)
 {
@@ -790,6 +814,7 @@ int main(int argc, char **argv)
 #endif
         cmocka_unit_test_setup_teardown(test_thread_names_and_cpu_stats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thread_create_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_section_run_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_budget_bad_arguments, setup, teardown),
     };
     return keel_test_main(argc, argv, tests, sizeof tests / sizeof tests[0]);

@@ -96,7 +96,10 @@ KEEL_API void keel_section_leave(const keel_section_desc *d);
 #define KEEL_SECTION_LEAVE(var)                  ((void)0)
 #endif
 
-/* Run fn(arg) as a budgeted section (the callback form); returns what fn returns. */
+/*
+ * Run fn(arg) as a budgeted section (the callback form); returns what fn returns.
+ * KEEL_E_INVAL, fn not run, when d or fn is NULL (every build).
+ */
 KEEL_API KEEL_MUST_USE keel_status keel_section_run(const keel_section_desc *d,
                                                     keel_status (*fn)(void *), void *arg);
 
