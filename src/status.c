@@ -346,9 +346,10 @@ keel_status keel__status_sys(int errnum, const char *file, int line, const char 
     va_start(ap, fmt);
     (void)vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
+    /* errno 0 (a call that failed without setting it): no "Success", no name "0" */
     char errbuf[128];
-    const char *text = strerror_r(errnum, errbuf, sizeof(errbuf));
-    const char *name = strerrorname_np(errnum);
+    const char *text = errnum != 0 ? strerror_r(errnum, errbuf, sizeof(errbuf)) : "no errno";
+    const char *name = errnum != 0 ? strerrorname_np(errnum) : "none";
     keel_status s = keel__status_new(&keel_codespace_keel, KEEL_E_SYS, KEEL_OK, file, line, func,
                                      "%s: %s", what, text);
     s = keel_status_with_int(s, "errno", errnum);

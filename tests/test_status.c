@@ -124,6 +124,20 @@ static void test_err_sys_errno_details(void **state)
     keel_status_free(t);
 }
 
+/* KEEL_ERR_SYS(0): a system error without an errno is still KEEL_E_SYS, named "none", not "0". */
+static void test_err_sys_errno_zero(void **state)
+{
+    (void)state;
+    keel_status s = KEEL_ERR_SYS(0, "cannot read '%s'", "x.conf");
+    assert_true(KEEL_IS(s, KEEL_E_SYS));
+    long long e = -1;
+    assert_true(keel_status_get_int(s, "errno", &e));
+    assert_int_equal(e, 0);
+    assert_string_equal(keel_status_get_str(s, "errno_name"), "none");
+    assert_string_equal(keel_status_message(s), "cannot read 'x.conf': no errno");
+    keel_status_free(s);
+}
+
 /* ---- chains ------------------------------------------------------------------------------- */
 
 static void test_wrap_and_context_chain(void **state)
@@ -664,6 +678,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_success_is_null),
         cmocka_unit_test(test_err_code_message_site),
         cmocka_unit_test(test_err_sys_errno_details),
+        cmocka_unit_test(test_err_sys_errno_zero),
         cmocka_unit_test(test_wrap_and_context_chain),
         cmocka_unit_test(test_wrap_success_is_success),
         cmocka_unit_test(test_details_all_types),

@@ -182,7 +182,12 @@ KEEL_API KEEL_MUST_USE keel_status keel__status_sys(int errnum, const char *file
 /* A new error with a code of another space. */
 #define KEEL_ERR_IN(space, code, ...) \
     keel__status_new((space), (int)(code), KEEL_OK, __FILE__, __LINE__, __func__, __VA_ARGS__)
-/* KEEL_E_SYS with the errno value and its text as details ("errno", "errno_name"). */
+/*
+ * KEEL_E_SYS with the errno value and its name as details ("errno", "errno_name")
+ * and its text after the message.  errnum 0 (a call that failed without setting
+ * errno) is still KEEL_E_SYS: errno 0, errno_name "none", text "no errno".  An
+ * errnum the C library has no name for: errno_name "?".
+ */
 #define KEEL_ERR_SYS(errnum, ...) \
     keel__status_sys((errnum), __FILE__, __LINE__, __func__, __VA_ARGS__)
 /*
