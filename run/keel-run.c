@@ -392,7 +392,7 @@ int main(int argc, char **argv)
             int errs[RUN_F_COUNT];
             char why[512];
             if (!run_errno_parse(value, errs, why, sizeof(why))) {
-                (void)fprintf(stderr, "keel-run: bad value for '--errno': %s\n", why);
+                (void)fprintf(stderr, "keel-run: bad value '%s' for '--errno': %s\n", value, why);
                 return EXIT_USAGE;
             }
             if (set_env("KEEL_RUN_ERRNO", value) != 0)

@@ -118,14 +118,20 @@ static inline const run_errno_def *run_errno_find(const char *name, size_t len, 
 /*
  * Apply "CALL=ERR,CALL=ERR..." (ERR an errno name of run_errno_find, or "short" for the calls
  * that move bytes) to errs, which holds one errno per call.  False with the reason in why (the
- * entry quoted) when the list is malformed; errs is then partly changed.
+ * entry quoted) when the list is malformed, an empty entry too (two commas, or one at either
+ * end); errs is then partly changed.
  */
 static inline bool run_errno_parse(const char *spec, int errs[RUN_F_COUNT], char *why, size_t size)
 {
     const char *p = spec;
-    while (*p != '\0') {
+    bool more = *p != '\0'; /* an empty list changes nothing */
+    while (more) {
         const char *end = strchr(p, ',');
         size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (len == 0) {
+            (void)snprintf(why, size, "empty entry (two commas, or a comma at an end)");
+            return false;
+        }
         const char *eq = (const char *)memchr(p, '=', len);
         int call = -1;
         for (int c = 0; eq != NULL && c < RUN_F_COUNT; c++)
@@ -146,7 +152,8 @@ static inline bool run_errno_parse(const char *spec, int errs[RUN_F_COUNT], char
         }
         errs[call] = e->value;
         p += len;
-        if (*p == ',')
+        more = *p == ',';
+        if (more)
             p++;
     }
     return true;

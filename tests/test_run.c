@@ -1283,8 +1283,33 @@ static void test_fault_at_call_site(void **state)
     cleanup(&r);
     run_with(&r, "run_lost_write", NULL, "--errno", "write=ENOPE", (const char *)NULL);
     assert_int_equal(r.status, 2);
-    assert_non_null(strstr(r.err, "keel-run: bad value for '--errno': bad entry 'write=ENOPE'"));
+    assert_non_null(
+        strstr(r.err, "keel-run: bad value 'write=ENOPE' for '--errno': bad entry 'write=ENOPE'"));
     cleanup(&r);
+}
+
+/*
+ * An empty entry in --errno's list is refused wherever it stands (like `a,,b`), the option named
+ * and its value quoted; the program does not run.
+ */
+static void test_errno_list_empty_entry(void **state)
+{
+    (void)state;
+    static run_result r;
+    static const char *const lists[] = {"write=EIO,", ",write=EIO", "write=EIO,,open=EMFILE", ","};
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        run_with(&r, "run_lost_write", NULL, "--errno", lists[i], (const char *)NULL);
+        assert_int_equal(r.status, 2);
+        char want[128];
+        (void)snprintf(want, sizeof(want),
+                       "keel-run: bad value '%s' for '--errno': empty entry (two commas, or a "
+                       "comma at an end)",
+                       lists[i]);
+        if (strstr(r.err, want) == NULL)
+            fail_msg("'%s' not found in:\n%s", want, r.err);
+        assert_int_equal(count(&r, "", ""), 0);
+        cleanup(&r);
+    }
 }
 
 /*
@@ -1522,6 +1547,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_glibc_state_no_false_reports),
         cmocka_unit_test(test_wait_calls_fail_with_eintr),
         cmocka_unit_test(test_fault_at_call_site),
+        cmocka_unit_test(test_errno_list_empty_entry),
         cmocka_unit_test(test_sweep_unmodified_program),
         cmocka_unit_test(test_sweep_hang_detail),
         cmocka_unit_test(test_more_calls_at_call_site),
