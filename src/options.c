@@ -282,13 +282,17 @@ static keel_status take_value(parser *p, int id, const char *name, const char *v
         return stage(p, id, b, NULL);
     }
     case TYPE_INT: {
+        /* decimal digits, '-' before a negative one: not strtoll's '+', blanks or nothing */
         const opt_desc *d = &table[id];
+        const char *digits = value[0] == '-' ? value + 1 : value;
         char *end = NULL;
         errno = 0;
         long long v = strtoll(value, &end, 10);
-        if (value[0] == '\0' || end == NULL || *end != '\0')
+        if (!(digits[0] >= '0' && digits[0] <= '9') || end == NULL || *end != '\0')
             return perr(p, KEEL_E_PARSE, at, vlen, NULL,
-                        "bad value '%s' for option '%s': expected an integer", value, name);
+                        "bad value '%s' for option '%s': expected an integer (decimal digits, "
+                        "no '+' or blanks)",
+                        value, name);
         if (errno == ERANGE || v < d->lo || v > d->hi)
             return keel_status_with_int(
                 keel_status_with_int(perr(p, KEEL_E_RANGE, at, vlen, NULL,

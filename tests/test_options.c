@@ -262,6 +262,43 @@ static void test_error_bad_integer(void **state)
     expect_error("watchdog.tick-ms=ten", KEEL_E_PARSE, 18, "ten", "'ten'", (const char *)NULL);
 }
 
+/*
+ * An integer is decimal digits, with '-' before a negative one: strtoll's leading '+' and
+ * blanks (inside quotes: the parser drops those around an unquoted value) are refused.
+ */
+static void test_error_integer_sign_and_blanks(void **state)
+{
+    (void)state;
+    expect_error("report.frames=+5", KEEL_E_PARSE, 15, "+5",
+                 "bad value '+5' for option 'report.frames': expected an integer",
+                 (const char *)NULL);
+    expect_error("report.frames=\"+5\"", KEEL_E_PARSE, 15, NULL,
+                 "bad value '+5' for option 'report.frames'", (const char *)NULL);
+    expect_error("report.frames=\" 5\"", KEEL_E_PARSE, 15, NULL,
+                 "bad value ' 5' for option 'report.frames': expected an integer",
+                 (const char *)NULL);
+    expect_error("report.frames=\"\t5\"", KEEL_E_PARSE, 15, NULL,
+                 "for option 'report.frames': expected an integer", (const char *)NULL);
+    expect_error("report.frames=\"5 \"", KEEL_E_PARSE, 15, NULL,
+                 "bad value '5 ' for option 'report.frames': expected an integer",
+                 (const char *)NULL);
+    expect_error("stress.seed=+0", KEEL_E_PARSE, 13, "+0", "expected an integer",
+                 (const char *)NULL);
+    expect_error("report.frames=-", KEEL_E_PARSE, 15, "-", "expected an integer",
+                 (const char *)NULL);
+    expect_error("report.frames=- 5", KEEL_E_PARSE, 15, "- 5", "expected an integer",
+                 (const char *)NULL);
+    /* a negative number is an integer: out of the range of every option keel has */
+    expect_error("report.frames=-5", KEEL_E_RANGE, 15, "-5", "out of range [1, 64]",
+                 (const char *)NULL);
+    /* blanks around an unquoted value are the syntax's, not the number's */
+    set_ok("report.frames= 7 ");
+    assert_string_equal(get("report.frames"), "7");
+    set_ok("report.frames=\"8\"");
+    assert_string_equal(get("report.frames"), "8");
+    set_ok("report.frames=24");
+}
+
 static void test_error_integer_out_of_range(void **state)
 {
     (void)state;
@@ -871,6 +908,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_error_missing_value),
         cmocka_unit_test(test_error_bad_integer),
         cmocka_unit_test(test_error_integer_out_of_range),
+        cmocka_unit_test(test_error_integer_sign_and_blanks),
         cmocka_unit_test(test_error_unterminated_quote),
         cmocka_unit_test(test_error_bad_escape_and_stray_quote),
         cmocka_unit_test(test_error_bad_bool),
