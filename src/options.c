@@ -238,6 +238,23 @@ static bool word_is(const char *v, const char *w)
 }
 
 /*
+ * A value as an error message quotes it: cut after 64 bytes (not inside a UTF-8 character),
+ * with "...", so that a long one leaves room for the option's name.
+ */
+static const char *shown(const char *value, char *buf, size_t size)
+{
+    enum { MAX_SHOWN = 64 };
+    size_t n = strlen(value);
+    if (n <= MAX_SHOWN || size < MAX_SHOWN + 4)
+        return value;
+    n = MAX_SHOWN;
+    while (n > 0 && ((unsigned char)value[n] & 0xC0u) == 0x80u)
+        n--;
+    (void)snprintf(buf, size, "%.*s...", (int)n, value);
+    return buf;
+}
+
+/*
  * A value its option's check refused: one line that says where and why (the
  * check's message, with the errno name of a file that could not be read), the
  * origin named once, and the details of both.  Takes `why`.
@@ -265,6 +282,7 @@ static keel_status bad_checked_value(const parser *p, const char *name, const ch
 static keel_status take_value(parser *p, int id, const char *name, const char *value, size_t at,
                               size_t vlen)
 {
+    char cut[80];
     switch (id_type(id)) {
     case TYPE_BOOL: {
         long long b;
@@ -278,7 +296,7 @@ static keel_status take_value(parser *p, int id, const char *name, const char *v
             return perr(p, KEEL_E_PARSE, at, vlen, NULL,
                         "bad value '%s' for boolean option '%s' (use 1/0, true/false, yes/no, "
                         "on/off)",
-                        value, name);
+                        shown(value, cut, sizeof(cut)), name);
         return stage(p, id, b, NULL);
     }
     case TYPE_INT: {
@@ -292,12 +310,12 @@ static keel_status take_value(parser *p, int id, const char *name, const char *v
             return perr(p, KEEL_E_PARSE, at, vlen, NULL,
                         "bad value '%s' for option '%s': expected an integer (decimal digits, "
                         "no '+' or blanks)",
-                        value, name);
+                        shown(value, cut, sizeof(cut)), name);
         if (errno == ERANGE || v < d->lo || v > d->hi)
             return keel_status_with_int(
                 keel_status_with_int(perr(p, KEEL_E_RANGE, at, vlen, NULL,
                                           "value '%s' for option '%s' is out of range [%lld, %lld]",
-                                          value, name, d->lo, d->hi),
+                                          shown(value, cut, sizeof(cut)), name, d->lo, d->hi),
                                      "min", d->lo),
                 "max", d->hi);
         return stage(p, id, v, NULL);
@@ -308,7 +326,8 @@ static keel_status take_value(parser *p, int id, const char *name, const char *v
                 return stage(p, id, (long long)i, NULL);
         const char *near = keel_suggest(value, policy_names, KEEL__ARRAY_LEN(policy_names));
         return perr(p, KEEL_E_PARSE, at, vlen, near,
-                    "bad value '%s' for option '%s' (use abort, report or count)", value, name);
+                    "bad value '%s' for option '%s' (use abort, report or count)",
+                    shown(value, cut, sizeof(cut)), name);
     }
     case TYPE_STR: {
         if (id < POLICY_BASE && table[id].check != NULL) {
@@ -325,22 +344,24 @@ static keel_status take_value(parser *p, int id, const char *name, const char *v
     return KEEL_ERR(KEEL_E_INTERNAL, "option '%s' has no type", name);
 }
 
-/* A double-quoted value: \" and \\ are escapes.  p->pos is at the opening quote. */
-static keel_status quoted_value(parser *p, char *out, size_t size, size_t *vlen)
+/* A double-quoted value of option `name`: \" and \\ are escapes.  p->pos is at the opening quote. */
+static keel_status quoted_value(parser *p, const char *name, char *out, size_t size, size_t *vlen)
 {
     size_t start = p->pos;
     size_t n = 0;
     p->pos++;
     for (;;) {
         if (p->pos >= p->len)
-            return perr(p, KEEL_E_PARSE, start, p->len - start, NULL, "unterminated quoted value");
+            return perr(p, KEEL_E_PARSE, start, p->len - start, NULL,
+                        "unterminated quoted value of option '%s'", name);
         char c = p->text[p->pos++];
         if (c == '"')
             break;
         if (c == '\\' && p->pos < p->len && (p->text[p->pos] == '"' || p->text[p->pos] == '\\'))
             c = p->text[p->pos++];
         if (n + 1 >= size)
-            return perr(p, KEEL_E_PARSE, start, 16, NULL, "value longer than %zu bytes", size - 1);
+            return perr(p, KEEL_E_PARSE, start, 16, NULL,
+                        "value of option '%s' is longer than %zu bytes", name, size - 1);
         out[n++] = c;
     }
     out[n] = '\0';
@@ -397,7 +418,7 @@ static keel_status parse_item(parser *p)
     size_t value_at = p->pos;
     size_t vlen = 0;
     if (p->pos < p->len && p->text[p->pos] == '"') {
-        keel_status s = quoted_value(p, value, sizeof(value), &vlen);
+        keel_status s = quoted_value(p, name, value, sizeof(value), &vlen);
         if (!keel_ok(s))
             return s;
     } else {

@@ -299,6 +299,39 @@ static void test_error_integer_sign_and_blanks(void **state)
     set_ok("report.frames=24");
 }
 
+/*
+ * A long value in an error is cut, with "...", so that the message still names the option:
+ * a quoted one longer than the 4095 bytes a value may have, and a bad value of any length.
+ */
+static void test_error_long_value_names_option(void **state)
+{
+    (void)state;
+    size_t n = 5000;
+    char *text = (char *)malloc(n + 64);
+    assert_non_null(text);
+    /* a quoted value over the limit */
+    int at = snprintf(text, n + 64, "report.file=\"");
+    memset(text + at, 'a', n);
+    (void)snprintf(text + at + n, 64, "\"");
+    expect_error(text, KEEL_E_PARSE, 13, NULL,
+                 "value of option 'report.file' is longer than 4095 bytes", (const char *)NULL);
+    /* bad values of 600 bytes for an integer, a boolean and a policy */
+    static const char *const opts[] = {"report.frames", "report.backtrace", "report.stress"};
+    static const char *const why[] = {"for option 'report.frames': expected an integer",
+                                      "for boolean option 'report.backtrace' (use",
+                                      "for option 'report.stress' (use abort, report or count)"};
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        at = snprintf(text, n + 64, "%s=", opts[i]);
+        memset(text + at, 'x', 600);
+        text[at + 600] = '\0';
+        char head[128];
+        (void)snprintf(head, sizeof(head), "bad value 'xxxxxxxxxxxxxxxx");
+        expect_error(text, KEEL_E_PARSE, (unsigned long long)at + 1, NULL, head, "x...' ", why[i],
+                     (const char *)NULL);
+    }
+    free(text);
+}
+
 static void test_error_integer_out_of_range(void **state)
 {
     (void)state;
@@ -324,7 +357,7 @@ static void test_error_unterminated_quote(void **state)
 {
     (void)state;
     expect_error("report.file=\"abc;report.frames=3", KEEL_E_PARSE, 13, "\"abc;report.frames=3",
-                 "unterminated quoted value", (const char *)NULL);
+                 "unterminated quoted value of option 'report.file'", (const char *)NULL);
     /* a backslash before the closing quote escapes it: still unterminated */
     expect_error("report.file=\"abc\\\"", KEEL_E_PARSE, 13, "\"abc\\\"",
                  "unterminated quoted value", (const char *)NULL);
@@ -909,6 +942,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_error_bad_integer),
         cmocka_unit_test(test_error_integer_out_of_range),
         cmocka_unit_test(test_error_integer_sign_and_blanks),
+        cmocka_unit_test(test_error_long_value_names_option),
         cmocka_unit_test(test_error_unterminated_quote),
         cmocka_unit_test(test_error_bad_escape_and_stray_quote),
         cmocka_unit_test(test_error_bad_bool),
