@@ -778,7 +778,9 @@ static void report_fire(const site_rec *sr, const arm *a, unsigned long long n)
         if (n != 0)
             keel_report_add_uint(r, "evaluation", n);
         keel_report_add_uint(r, "seed", s);
-        keel_report_add_text(r, "replay: KEEL_OPTIONS='stress=%s;stress.seed=%llu'", spec, s);
+        char *replay = keel__stress_replay(spec, s);
+        keel_report_add_text(r, "replay: %s", replay != NULL ? replay : "(out of memory)");
+        free(replay);
     }
     (void)keel_report_emit(r);
 }

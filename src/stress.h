@@ -95,6 +95,13 @@ typedef struct keel__stress_snapshot {
 KEEL_MUST_USE keel_status keel__stress_snapshot_take(keel__stress_snapshot *snap);
 void keel__stress_snapshot_free(keel__stress_snapshot *snap);
 
+/*
+ * The line that replays a spec and seed, for a POSIX shell: KEEL_OPTIONS=WORD, where WORD is
+ * "stress=SPEC;stress.seed=SEED" (SPEC double-quoted for KEEL_OPTIONS when it must be) as one
+ * shell word, single-quoted when it must be.  Allocated (free it); NULL when out of memory.
+ */
+char *keel__stress_replay(const char *spec, unsigned long long seed);
+
 KEEL_EXTERN_C_END
 
 #endif /* KEEL_SRC_STRESS_H */

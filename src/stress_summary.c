@@ -5,6 +5,7 @@
 #include "stress.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 keel_status keel_stress_get(const char *name, keel_stress_stats *out)
@@ -55,6 +56,87 @@ keel_status keel_stress_list(keel_stress_stats *out, size_t cap, size_t *count)
 }
 
 #if KEEL_DEVEL
+/* A blank KEEL_OPTIONS drops around an unquoted value. */
+static bool blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* Text written into a buffer its writer sized (no bound checked here). */
+typedef struct text_out {
+    char *p;
+    size_t n;
+} text_out;
+
+static void put(text_out *o, const char *s)
+{
+    while (*s != '\0')
+        o->p[o->n++] = *s++;
+}
+
+/*
+ * The spec as a KEEL_OPTIONS value: double-quoted, " and \ escaped, when read bare it would
+ * not be itself (empty, a ';' or newline, a '"', a blank at an end).  At most 2n + 2 bytes.
+ */
+static void put_option_value(text_out *o, const char *v)
+{
+    size_t n = strlen(v);
+    if (n > 0 && strpbrk(v, ";\n\"") == NULL && !blank(v[0]) && !blank(v[n - 1])) {
+        put(o, v);
+        return;
+    }
+    put(o, "\"");
+    for (const char *c = v; *c != '\0'; c++) {
+        if (*c == '"' || *c == '\\')
+            o->p[o->n++] = '\\';
+        o->p[o->n++] = *c;
+    }
+    put(o, "\"");
+}
+
+/* w as one POSIX shell word: as it is when plain, else single-quoted with ' as '\''. At most 4n + 2. */
+static void put_shell_word(text_out *o, const char *w)
+{
+    static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                "_./:=,+-@%";
+    size_t n = strlen(w);
+    if (n > 0 && strspn(w, plain) == n) {
+        put(o, w);
+        return;
+    }
+    put(o, "'");
+    for (const char *c = w; *c != '\0'; c++) {
+        if (*c == '\'')
+            put(o, "'\\''");
+        else
+            o->p[o->n++] = *c;
+    }
+    put(o, "'");
+}
+
+char *keel__stress_replay(const char *spec, unsigned long long seed)
+{
+    KEEL_ASSERT(spec != NULL);
+    char tail[48];
+    (void)snprintf(tail, sizeof(tail), ";stress.seed=%llu", seed);
+    size_t n = strlen(spec);
+    text_out opts = {(char *)malloc(2 * n + 16 + sizeof(tail)), 0};
+    if (opts.p == NULL)
+        return NULL;
+    put(&opts, "stress=");
+    put_option_value(&opts, spec);
+    put(&opts, tail);
+    opts.p[opts.n] = '\0';
+    text_out line = {(char *)malloc(16 + 4 * opts.n + 3), 0};
+    if (line.p != NULL) {
+        put(&line, "KEEL_OPTIONS=");
+        put_shell_word(&line, opts.p);
+        line.p[line.n] = '\0';
+    }
+    free(opts.p);
+    return line.p;
+}
+
 static void print_sites(FILE *f, const keel__stress_snapshot *snap, const char *name)
 {
     for (size_t i = 0; i < snap->nsites; i++) {
@@ -120,7 +202,9 @@ void keel_stress_summary(FILE *f)
     if (own_unreached > 0)
         (void)fprintf(f, " (and %zu of libkeel's own, keel.*, not reached)", own_unreached);
     (void)fputc('\n', f);
-    (void)fprintf(f, "  replay: KEEL_OPTIONS='stress=%s;stress.seed=%llu'\n", snap.spec, snap.seed);
+    char *replay = keel__stress_replay(snap.spec, snap.seed);
+    (void)fprintf(f, "  replay: %s\n", replay != NULL ? replay : "(out of memory)");
+    free(replay);
     print_group(f, &snap, "fired", 0);
     print_group(f, &snap, "evaluated, never fired", 1);
     print_group(f, &snap, "never reached", 2);

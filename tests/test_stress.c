@@ -494,6 +494,69 @@ static void test_fire_report_carries_seed_and_replay(void **state)
     assert_int_equal(keel_report_count(KEEL_REPORT_STRESS), 1);
 }
 
+/* The line after "replay: " in text, into out (empty when there is none). */
+static void replay_of(const char *text, char *out, size_t size)
+{
+    const char *r = strstr(text, "replay: ");
+    size_t n = 0;
+    if (r != NULL) {
+        r += strlen("replay: ");
+        n = strcspn(r, "\n|");
+    }
+    (void)snprintf(out, size, "%.*s", (int)n, r != NULL ? r : "");
+}
+
+/* The summary's replay line must be `want`. */
+static void summary_replays(const char *want)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    keel_stress_summary(f);
+    assert_int_equal(fclose(f), 0);
+    char line[512];
+    replay_of(buf, line, sizeof(line));
+    free(buf);
+    assert_string_equal(line, want);
+}
+
+/*
+ * The replay line is one POSIX shell word: a spec that holds ';' (a thread glob), a blank,
+ * a quote or a backslash, or none at all, is double-quoted for KEEL_OPTIONS and the whole
+ * single-quoted for the shell, ' as '\''; set again, it replays the same spec.
+ */
+static void test_replay_line_quoted(void **state)
+{
+    (void)state;
+    static const char spec[] = "disk_error:nth=1,net.send:thread=a;b c'd\"e\\f";
+    static const char want[] = "KEEL_OPTIONS='stress=\"disk_error:nth=1,net.send:thread=a;b "
+                               "c'\\''d\\\"e\\\\f\";stress.seed=7'";
+    keel_stress_clear();
+    keel_test_ok(keel_options_set("report.stress=report;stress.seed=7"));
+    keel_test_ok(keel_stress_enable(spec));
+    watch(KEEL_REPORT_STRESS);
+    assert_true(disk_error());
+    (void)keel_report_set_handler(NULL, NULL);
+    char line[512];
+    replay_of(seen_text, line, sizeof(line));
+    assert_string_equal(line, want);
+    summary_replays(want);
+    /* the options the shell hands over (between the outer quotes, '\'' back to ') set it again */
+    keel_test_ok(keel_options_set("stress=\"\";stress.seed=1"));
+    keel_test_ok(keel_options_set("stress=\"disk_error:nth=1,net.send:thread=a;b c'd\\\"e\\\\f\";"
+                                  "stress.seed=7"));
+    summary_replays(want);
+    /* a plain spec keeps its one pair of single quotes (the ';' needs them) */
+    keel_test_ok(keel_options_set("stress=disk_error:nth=2;stress.seed=99"));
+    summary_replays("KEEL_OPTIONS='stress=disk_error:nth=2;stress.seed=99'");
+    /* no entry: an empty value, which KEEL_OPTIONS takes quoted only */
+    keel_test_ok(keel_options_set("stress=\"\";stress.count"));
+    summary_replays("KEEL_OPTIONS='stress=\"\";stress.seed=99'");
+    keel_test_ok(keel_options_set("stress.count=0"));
+    keel_stress_clear();
+}
+
 /* ---- threads ----------------------------------------------------------------------------- */
 
 typedef struct worker_arg {
@@ -801,6 +864,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spec_from_file),
         cmocka_unit_test(test_same_seed_same_fires),
         cmocka_unit_test(test_fire_report_carries_seed_and_replay),
+        cmocka_unit_test(test_replay_line_quoted),
         cmocka_unit_test(test_thread_filter),
         cmocka_unit_test(test_per_thread_counters_add_up),
         cmocka_unit_test(test_runtime_changes_while_threads_evaluate),
