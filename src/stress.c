@@ -778,9 +778,14 @@ static void report_fire(const site_rec *sr, const arm *a, unsigned long long n)
         if (n != 0)
             keel_report_add_uint(r, "evaluation", n);
         keel_report_add_uint(r, "seed", s);
-        char *replay = keel__stress_replay(spec, s);
-        keel_report_add_text(r, "replay: %s", replay != NULL ? replay : "(out of memory)");
-        free(replay);
+        char line[1024];
+        if (keel__stress_replay(spec, s, line, sizeof(line)) < sizeof(line))
+            keel_report_add_text(r, "replay: %s", line);
+        else
+            keel_report_add_text(r,
+                                 "replay: KEEL_OPTIONS with this spec and stress.seed=%llu "
+                                 "(too long to quote here)",
+                                 s);
     }
     (void)keel_report_emit(r);
 }

@@ -98,9 +98,11 @@ void keel__stress_snapshot_free(keel__stress_snapshot *snap);
 /*
  * The line that replays a spec and seed, for a POSIX shell: KEEL_OPTIONS=WORD, where WORD is
  * "stress=SPEC;stress.seed=SEED" (SPEC double-quoted for KEEL_OPTIONS when it must be) as one
- * shell word, single-quoted when it must be.  Allocated (free it); NULL when out of memory.
+ * shell word, single-quoted when it must be.  Written into buf as snprintf does (at most size
+ * bytes, NUL-terminated when size > 0); returns its length, so a return >= size means it did not
+ * fit.  No malloc: a report of a stress point that fired inside the allocator calls it.
  */
-char *keel__stress_replay(const char *spec, unsigned long long seed);
+size_t keel__stress_replay(const char *spec, unsigned long long seed, char *buf, size_t size);
 
 KEEL_EXTERN_C_END
 

@@ -5,7 +5,6 @@
 #include "stress.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 keel_status keel_stress_get(const char *name, keel_stress_stats *out)
@@ -62,21 +61,29 @@ static bool blank(char c)
     return c == ' ' || c == '\t' || c == '\r';
 }
 
-/* Text written into a buffer its writer sized (no bound checked here). */
+/* Text written into a caller's buffer: what does not fit is counted, not written. */
 typedef struct text_out {
     char *p;
+    size_t cap;
     size_t n;
 } text_out;
+
+static void put_char(text_out *o, char c)
+{
+    if (o->n < o->cap)
+        o->p[o->n] = c;
+    o->n++;
+}
 
 static void put(text_out *o, const char *s)
 {
     while (*s != '\0')
-        o->p[o->n++] = *s++;
+        put_char(o, *s++);
 }
 
 /*
  * The spec as a KEEL_OPTIONS value: double-quoted, " and \ escaped, when read bare it would
- * not be itself (empty, a ';' or newline, a '"', a blank at an end).  At most 2n + 2 bytes.
+ * not be itself (empty, a ';' or newline, a '"', a blank at an end).
  */
 static void put_option_value(text_out *o, const char *v)
 {
@@ -85,56 +92,58 @@ static void put_option_value(text_out *o, const char *v)
         put(o, v);
         return;
     }
-    put(o, "\"");
+    put_char(o, '"');
     for (const char *c = v; *c != '\0'; c++) {
         if (*c == '"' || *c == '\\')
-            o->p[o->n++] = '\\';
-        o->p[o->n++] = *c;
+            put_char(o, '\\');
+        put_char(o, *c);
     }
-    put(o, "\"");
+    put_char(o, '"');
 }
 
-/* w as one POSIX shell word: as it is when plain, else single-quoted with ' as '\''. At most 4n + 2. */
-static void put_shell_word(text_out *o, const char *w)
+/* w (n bytes) as one POSIX shell word: as it is when plain, else single-quoted, ' as '\''. */
+static void put_shell_word(text_out *o, const char *w, size_t n)
 {
     static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                                 "_./:=,+-@%";
-    size_t n = strlen(w);
-    if (n > 0 && strspn(w, plain) == n) {
-        put(o, w);
+    bool quote = n == 0;
+    for (size_t i = 0; i < n && !quote; i++)
+        quote = strchr(plain, w[i]) == NULL;
+    if (!quote) {
+        for (size_t i = 0; i < n; i++)
+            put_char(o, w[i]);
         return;
     }
-    put(o, "'");
-    for (const char *c = w; *c != '\0'; c++) {
-        if (*c == '\'')
+    put_char(o, '\'');
+    for (size_t i = 0; i < n; i++) {
+        if (w[i] == '\'')
             put(o, "'\\''");
         else
-            o->p[o->n++] = *c;
+            put_char(o, w[i]);
     }
-    put(o, "'");
+    put_char(o, '\'');
 }
 
-char *keel__stress_replay(const char *spec, unsigned long long seed)
+size_t keel__stress_replay(const char *spec, unsigned long long seed, char *buf, size_t size)
 {
-    KEEL_ASSERT(spec != NULL);
+    KEEL_ASSERT(spec != NULL && (buf != NULL || size == 0));
+    /* no malloc: a stress point may fire inside the allocator */
     char tail[48];
     (void)snprintf(tail, sizeof(tail), ";stress.seed=%llu", seed);
-    size_t n = strlen(spec);
-    text_out opts = {(char *)malloc(2 * n + 16 + sizeof(tail)), 0};
-    if (opts.p == NULL)
-        return NULL;
+    char value[2048];
+    text_out opts = {value, sizeof(value), 0};
     put(&opts, "stress=");
     put_option_value(&opts, spec);
     put(&opts, tail);
-    opts.p[opts.n] = '\0';
-    text_out line = {(char *)malloc(16 + 4 * opts.n + 3), 0};
-    if (line.p != NULL) {
-        put(&line, "KEEL_OPTIONS=");
-        put_shell_word(&line, opts.p);
-        line.p[line.n] = '\0';
-    }
-    free(opts.p);
-    return line.p;
+    text_out line = {buf, size, 0};
+    put(&line, "KEEL_OPTIONS=");
+    if (opts.n < sizeof(value))
+        put_shell_word(&line, value, opts.n);
+    else
+        line.n += 4 * opts.n + 2; /* measured only (its bound): too long to quote from here */
+    if (size > 0)
+        buf[line.n < size ? line.n : size - 1] = '\0';
+    return line.n;
 }
 
 static void print_sites(FILE *f, const keel__stress_snapshot *snap, const char *name)
@@ -202,9 +211,14 @@ void keel_stress_summary(FILE *f)
     if (own_unreached > 0)
         (void)fprintf(f, " (and %zu of libkeel's own, keel.*, not reached)", own_unreached);
     (void)fputc('\n', f);
-    char *replay = keel__stress_replay(snap.spec, snap.seed);
-    (void)fprintf(f, "  replay: %s\n", replay != NULL ? replay : "(out of memory)");
-    free(replay);
+    char line[4096];
+    if (keel__stress_replay(snap.spec, snap.seed, line, sizeof(line)) < sizeof(line))
+        (void)fprintf(f, "  replay: %s\n", line);
+    else
+        (void)fprintf(f,
+                      "  replay: KEEL_OPTIONS with this spec and stress.seed=%llu (too long to "
+                      "quote here)\n",
+                      snap.seed);
     print_group(f, &snap, "fired", 0);
     print_group(f, &snap, "evaluated, never fired", 1);
     print_group(f, &snap, "never reached", 2);

@@ -506,8 +506,8 @@ static void replay_of(const char *text, char *out, size_t size)
     (void)snprintf(out, size, "%.*s", (int)n, r != NULL ? r : "");
 }
 
-/* The summary's replay line must be `want`. */
-static void summary_replays(const char *want)
+/* keel_stress_summary's text (free it). */
+static char *summary_text(void)
 {
     char *buf = NULL;
     size_t len = 0;
@@ -515,10 +515,28 @@ static void summary_replays(const char *want)
     assert_non_null(f);
     keel_stress_summary(f);
     assert_int_equal(fclose(f), 0);
+    return buf;
+}
+
+/* The summary's replay line must be `want`. */
+static void summary_replays(const char *want)
+{
+    char *buf = summary_text();
     char line[512];
     replay_of(buf, line, sizeof(line));
     free(buf);
     assert_string_equal(line, want);
+}
+
+/* disk_error fired once under spec with seed 7, its report in seen_text. */
+static void fire_once(const char *spec)
+{
+    keel_stress_clear();
+    keel_test_ok(keel_options_set("report.stress=report;stress.seed=7"));
+    keel_test_ok(keel_stress_enable(spec));
+    watch(KEEL_REPORT_STRESS);
+    assert_true(disk_error());
+    (void)keel_report_set_handler(NULL, NULL);
 }
 
 /*
@@ -532,12 +550,7 @@ static void test_replay_line_quoted(void **state)
     static const char spec[] = "disk_error:nth=1,net.send:thread=a;b c'd\"e\\f";
     static const char want[] = "KEEL_OPTIONS='stress=\"disk_error:nth=1,net.send:thread=a;b "
                                "c'\\''d\\\"e\\\\f\";stress.seed=7'";
-    keel_stress_clear();
-    keel_test_ok(keel_options_set("report.stress=report;stress.seed=7"));
-    keel_test_ok(keel_stress_enable(spec));
-    watch(KEEL_REPORT_STRESS);
-    assert_true(disk_error());
-    (void)keel_report_set_handler(NULL, NULL);
+    fire_once(spec);
     char line[512];
     replay_of(seen_text, line, sizeof(line));
     assert_string_equal(line, want);
@@ -553,6 +566,26 @@ static void test_replay_line_quoted(void **state)
     /* no entry: an empty value, which KEEL_OPTIONS takes quoted only */
     keel_test_ok(keel_options_set("stress=\"\";stress.count"));
     summary_replays("KEEL_OPTIONS='stress=\"\";stress.seed=99'");
+    keel_test_ok(keel_options_set("stress.count=0"));
+    keel_stress_clear();
+}
+
+/* A spec too long to quote into a report: the report says so, the summary still quotes it. */
+static void test_replay_line_long_spec(void **state)
+{
+    (void)state;
+    static char spec[1600];
+    static char want[1700];
+    int n = snprintf(spec, sizeof(spec), "disk_error:thread=");
+    memset(spec + n, '*', 1500); /* a glob that takes any thread: the point fires */
+    spec[n + 1500] = '\0';
+    (void)snprintf(want, sizeof(want), "KEEL_OPTIONS='stress=%s;stress.seed=7'", spec);
+    fire_once(spec);
+    assert_non_null(strstr(seen_text, "replay: KEEL_OPTIONS with this spec and stress.seed=7 "
+                                      "(too long to quote here)"));
+    char *buf = summary_text();
+    assert_non_null(strstr(buf, want));
+    free(buf);
     keel_test_ok(keel_options_set("stress.count=0"));
     keel_stress_clear();
 }
@@ -865,6 +898,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_same_seed_same_fires),
         cmocka_unit_test(test_fire_report_carries_seed_and_replay),
         cmocka_unit_test(test_replay_line_quoted),
+        cmocka_unit_test(test_replay_line_long_spec),
         cmocka_unit_test(test_thread_filter),
         cmocka_unit_test(test_per_thread_counters_add_up),
         cmocka_unit_test(test_runtime_changes_while_threads_evaluate),
