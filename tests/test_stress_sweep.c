@@ -363,6 +363,17 @@ static void test_bad_option(void **state)
     assert_non_null(strstr(output, "'--mode'"));
     assert_int_equal(cli("list", "--jobs", "2", "--", self, "fake", NULL), 2);
     assert_non_null(strstr(output, "'--jobs'"));
+    /* numbers are decimal digits, as KEEL_OPTIONS's: not strtol's '+' or leading blanks */
+    assert_int_equal(cli("sweep", "--jobs", "+2", "--", self, "fake", NULL), 2);
+    assert_non_null(strstr(output, "bad value '+2' for '--jobs'"));
+    assert_int_equal(cli("sweep", "--budget", " 3", "--", self, "fake", NULL), 2);
+    assert_non_null(strstr(output, "bad value ' 3' for '--budget'"));
+    assert_int_equal(cli("sweep", "--allow-exit", "1, 2", "--", self, "fake", NULL), 2);
+    assert_non_null(strstr(output, "bad value '1, 2' for '--allow-exit'"));
+    assert_int_equal(cli("sweep", "--allow-exit", "+1", "--", self, "fake", NULL), 2);
+    assert_int_equal(cli("sweep", "--timeout", "0x10", "--", self, "fake", NULL), 2);
+    assert_non_null(strstr(output, "bad value '0x10' for '--timeout'"));
+    assert_int_equal(cli("sweep", "--timeout", " 5", "--", self, "fake", NULL), 2);
     /* --seed: stress.seed's range, not 0 (a new seed in each run: no replay line would replay) */
     assert_int_equal(cli("sweep", "--seed", "0", "--", self, "fake", NULL), 2);
     assert_non_null(strstr(output, "bad value '0' for '--seed'"));

@@ -96,12 +96,18 @@ typedef struct config {
     const char *sep;          /* ";" after user_options, or "" */
 } config;
 
+/* Decimal digits, as KEEL_OPTIONS's integers (not strtol's '+' or leading blanks). */
+static bool digits_first(const char *v)
+{
+    return v[0] >= '0' && v[0] <= '9';
+}
+
 static keel_status parse_long(const char *opt, const char *v, long lo, long hi, long *out)
 {
     char *end = NULL;
     errno = 0;
     long n = strtol(v, &end, 10);
-    if (v[0] == '\0' || *end != '\0' || errno != 0 || n < lo || n > hi)
+    if (!digits_first(v) || *end != '\0' || errno != 0 || n < lo || n > hi)
         return KEEL_ERR(KEEL_E_INVAL, "bad value '%s' for '--%s' (a whole number %ld..%ld)", v, opt,
                         lo, hi);
     *out = n;
@@ -121,7 +127,7 @@ static keel_status parse_allow(config *c, const char *v)
         char *end = NULL;
         errno = 0;
         long n = strtol(p, &end, 10);
-        if (end == p || errno != 0 || n < 0 || n > 255 || (*end != ',' && *end != '\0') ||
+        if (!digits_first(p) || errno != 0 || n > 255 || (*end != ',' && *end != '\0') ||
             c->allow_count >= sizeof(c->allow) / sizeof(c->allow[0]))
             return KEEL_ERR(KEEL_E_INVAL,
                             "bad value '%s' for '--allow-exit' (exit codes 0..255 joined by ',')",
@@ -156,7 +162,9 @@ static keel_status apply_option(config *c, const char *name, const char *v)
         char *end = NULL;
         errno = 0;
         double d = strtod(v, &end);
-        if (v[0] == '\0' || *end != '\0' || errno != 0 || !(d > 0 && d < 1e7))
+        /* digits and a '.' (not strtod's blanks, sign, exponent, hex, inf or nan) */
+        if (v[strspn(v, "0123456789.")] != '\0' || *end != '\0' || errno != 0 ||
+            !(d > 0 && d < 1e7))
             return KEEL_ERR(KEEL_E_INVAL, "bad value '%s' for '--timeout' (seconds above 0)", v);
         c->timeout = d;
     } else if (strcmp(name, "mode") == 0) {
@@ -181,7 +189,7 @@ static keel_status apply_option(config *c, const char *name, const char *v)
         errno = 0;
         unsigned long long seed = strtoull(v, &end, 10);
         /* stress.seed's range; 0 (a new seed in every run) would make no replay line replay */
-        if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0 || seed < 1 ||
+        if (!digits_first(v) || *end != '\0' || errno != 0 || seed < 1 ||
             seed > 1000000000000000000ull)
             return KEEL_ERR(KEEL_E_INVAL,
                             "bad value '%s' for '--seed' (a whole number from 1 to 10^18: "
