@@ -341,10 +341,23 @@ keel_status keel__status_sys(int errnum, const char *file, int line, const char 
                              const char *fmt, ...)
 {
     KEEL_ASSERT(file != NULL && func != NULL && fmt != NULL);
-    char what[512];
+    /* the caller's message whole, as KEEL_ERR keeps it (one on the heap when it is long; cut
+     * at the buffer only when that allocation fails), then the errno's text */
+    char small[512];
+    char *what = small;
     va_list ap;
     va_start(ap, fmt);
-    (void)vsnprintf(what, sizeof(what), fmt, ap);
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    if (n >= (int)sizeof(small)) {
+        char *big = (char *)malloc((size_t)n + 1);
+        if (big != NULL) {
+            (void)vsnprintf(big, (size_t)n + 1, fmt, ap2);
+            what = big;
+        }
+    }
+    va_end(ap2);
     va_end(ap);
     /* errno 0 (a call that failed without setting it): no "Success", no name "0" */
     char errbuf[128];
@@ -352,6 +365,8 @@ keel_status keel__status_sys(int errnum, const char *file, int line, const char 
     const char *name = errnum != 0 ? strerrorname_np(errnum) : "none";
     keel_status s = keel__status_new(&keel_codespace_keel, KEEL_E_SYS, KEEL_OK, file, line, func,
                                      "%s: %s", what, text);
+    if (what != small)
+        free(what);
     s = keel_status_with_int(s, "errno", errnum);
     return keel_status_with_str(s, "errno_name", name != NULL ? name : "?");
 }

@@ -138,6 +138,22 @@ static void test_err_sys_errno_zero(void **state)
     keel_status_free(s);
 }
 
+/* A long message keeps all of itself and the errno's text, as KEEL_ERR's does. */
+static void test_err_sys_long_message_whole(void **state)
+{
+    (void)state;
+    static char path[1500];
+    static char want[1600];
+    memset(path, 'p', sizeof(path) - 1);
+    path[sizeof(path) - 1] = '\0';
+    (void)snprintf(want, sizeof(want), "cannot open '%s': %s", path, strerror(ENOENT));
+    keel_status s = KEEL_ERR_SYS(ENOENT, "cannot open '%s'", path);
+    assert_true(KEEL_IS(s, KEEL_E_SYS));
+    assert_string_equal(keel_status_message(s), want);
+    assert_string_equal(keel_status_get_str(s, "errno_name"), "ENOENT");
+    keel_status_free(s);
+}
+
 /* ---- chains ------------------------------------------------------------------------------- */
 
 static void test_wrap_and_context_chain(void **state)
@@ -679,6 +695,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_err_code_message_site),
         cmocka_unit_test(test_err_sys_errno_details),
         cmocka_unit_test(test_err_sys_errno_zero),
+        cmocka_unit_test(test_err_sys_long_message_whole),
         cmocka_unit_test(test_wrap_and_context_chain),
         cmocka_unit_test(test_wrap_success_is_success),
         cmocka_unit_test(test_details_all_types),
