@@ -100,6 +100,18 @@ static void watch(keel_report_kind kind)
     (void)keel_report_set_handler(collect, NULL);
 }
 
+/* What print (keel_stress_summary, keel_stress_json) writes (free it). */
+static char *printed(void (*print)(FILE *))
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    print(f);
+    assert_int_equal(fclose(f), 0);
+    return buf;
+}
+
 /* ---- triggers ------------------------------------------------------------------------ */
 
 static void test_disarmed_point_never_fires(void **state)
@@ -223,12 +235,7 @@ static void test_sites_share_the_count(void **state)
     assert_true(disk_error_other_site());
     assert_false(disk_error());
     /* counted per site */
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    assert_non_null(f);
-    keel_stress_json(f);
-    assert_int_equal(fclose(f), 0);
+    char *buf = printed(keel_stress_json);
     assert_non_null(strstr(buf, "\"function\":\"disk_error\",\"evaluations\":2,\"fires\":0"));
     assert_non_null(
         strstr(buf, "\"function\":\"disk_error_other_site\",\"evaluations\":2,\"fires\":1"));
@@ -506,22 +513,10 @@ static void replay_of(const char *text, char *out, size_t size)
     (void)snprintf(out, size, "%.*s", (int)n, r != NULL ? r : "");
 }
 
-/* keel_stress_summary's text (free it). */
-static char *summary_text(void)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    assert_non_null(f);
-    keel_stress_summary(f);
-    assert_int_equal(fclose(f), 0);
-    return buf;
-}
-
 /* The summary's replay line must be `want`. */
 static void summary_replays(const char *want)
 {
-    char *buf = summary_text();
+    char *buf = printed(keel_stress_summary);
     char line[512];
     replay_of(buf, line, sizeof(line));
     free(buf);
@@ -583,7 +578,7 @@ static void test_replay_line_long_spec(void **state)
     fire_once(spec);
     assert_non_null(strstr(seen_text, "replay: KEEL_OPTIONS with this spec and stress.seed=7 "
                                       "(too long to quote here)"));
-    char *buf = summary_text();
+    char *buf = printed(keel_stress_summary);
     assert_non_null(strstr(buf, want));
     free(buf);
     keel_test_ok(keel_options_set("stress.count=0"));
@@ -719,12 +714,7 @@ static void test_summary_lists_fired_unfired_unreached(void **state)
     keel_test_ok(keel_options_set("stress.count;stress=disk_error:every=2,nosuch_point"));
     (void)count_fires(disk_error, 4);
     (void)count_fires(net_send, 3);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    assert_non_null(f);
-    keel_stress_summary(f);
-    assert_int_equal(fclose(f), 0);
+    char *buf = printed(keel_stress_summary);
     const char *fired = strstr(buf, "  fired:\n    disk_error ");
     const char *unfired = strstr(buf, "  evaluated, never fired:\n    net.send ");
     const char *unreached = strstr(buf, "  never reached:\n");
