@@ -20,7 +20,6 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,6 +29,7 @@
 #include <unistd.h>
 
 #include "run_calls.h"
+#include "run_path.h"
 
 #ifndef KEEL_RUN_VERSION
 #define KEEL_RUN_VERSION "?"
@@ -221,32 +221,19 @@ static const char *absolute(const char *file, char *buf, size_t size)
  */
 static bool file_refused(const char *opt, const char *file)
 {
-    char why[PATH_MAX + 64] = "";
-    struct stat st;
-    if (stat(file, &st) == 0) {
-        if (S_ISDIR(st.st_mode))
-            (void)snprintf(why, sizeof(why), "it is a directory");
-        else if (access(file, W_OK) != 0)
-            (void)snprintf(why, sizeof(why), "%s", strerror(errno));
-    } else {
-        int err = errno;
-        char copy[PATH_MAX];
-        (void)snprintf(copy, sizeof(copy), "%s", file);
-        const char *dir = dirname(copy);
-        struct stat ds;
-        int dir_err = stat(dir, &ds) != 0             ? errno
-                      : !S_ISDIR(ds.st_mode)          ? ENOTDIR
-                      : access(dir, W_OK | X_OK) != 0 ? errno
-                                                      : 0;
-        if (dir_err != 0)
-            (void)snprintf(why, sizeof(why), "cannot create it in '%s': %s", dir,
-                           strerror(dir_err));
-        else if (err != ENOENT)
-            (void)snprintf(why, sizeof(why), "%s", strerror(err));
-    }
-    if (why[0] != '\0')
-        (void)fprintf(stderr, "keel-run: bad value '%s' for '--%s': %s\n", file, opt, why);
-    return why[0] != '\0';
+    char dir[PATH_MAX];
+    bool in_dir;
+    int err = run_path_unwritable(file, dir, sizeof(dir), &in_dir);
+    if (err == EISDIR && !in_dir)
+        (void)fprintf(stderr, "keel-run: bad value '%s' for '--%s': it is a directory\n", file,
+                      opt);
+    else if (in_dir)
+        (void)fprintf(stderr, "keel-run: bad value '%s' for '--%s': cannot create it in '%s': %s\n",
+                      file, opt, dir, strerror(err));
+    else if (err != 0)
+        (void)fprintf(stderr, "keel-run: bad value '%s' for '--%s': %s\n", file, opt,
+                      strerror(err));
+    return err != 0;
 }
 
 static int set_env(const char *name, const char *value)

@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -32,6 +31,7 @@
 #include <unistd.h>
 
 #include "clidoc.h"
+#include "run_path.h"
 #include "keel/keel.h"
 
 enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
@@ -212,22 +212,16 @@ static keel_status check_json_file(const char *path)
 {
     if (path[0] == '\0')
         return KEEL_ERR(KEEL_E_INVAL, "bad value '' for '--json' (a file name)");
-    struct stat st;
-    if (stat(path, &st) == 0) {
-        if (S_ISDIR(st.st_mode))
-            return KEEL_ERR(KEEL_E_INVAL, "bad value '%s' for '--json': it is a directory", path);
-        if (access(path, W_OK) != 0)
-            return KEEL_ERR_SYS(errno, "bad value '%s' for '--json': cannot write it", path);
-        return KEEL_OK;
-    }
-    if (errno != ENOENT)
-        return KEEL_ERR_SYS(errno, "bad value '%s' for '--json': cannot write it", path);
-    char copy[PATH_MAX];
-    (void)snprintf(copy, sizeof(copy), "%s", path);
-    const char *dir = dirname(copy);
-    if (access(dir, W_OK | X_OK) != 0)
-        return KEEL_ERR_SYS(errno, "bad value '%s' for '--json': cannot create it in '%s'", path,
+    char dir[PATH_MAX];
+    bool in_dir;
+    int err = run_path_unwritable(path, dir, sizeof(dir), &in_dir);
+    if (err == EISDIR && !in_dir)
+        return KEEL_ERR(KEEL_E_INVAL, "bad value '%s' for '--json': it is a directory", path);
+    if (in_dir)
+        return KEEL_ERR_SYS(err, "bad value '%s' for '--json': cannot create it in '%s'", path,
                             dir);
+    if (err != 0)
+        return KEEL_ERR_SYS(err, "bad value '%s' for '--json': cannot write it", path);
     return KEEL_OK;
 }
 
